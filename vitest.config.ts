@@ -1,0 +1,14 @@
+import { defineConfig } from 'vitest/config';
+
+// Host test suite. Tests that need IPVS (not in this machine's kernel) live under
+// test/vm/ and run inside the qemu VM through vitest.vm.config.ts.
+export default defineConfig({
+  test: {
+    include: ['test/**/*.test.ts'],
+    exclude: ['test/vm/**', 'node_modules/**'],
+    testTimeout: 30_000,
+    hookTimeout: 60_000,
+    pool: 'forks',
+    reporters: ['default'],
+  },
+});
