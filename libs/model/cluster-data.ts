@@ -1,0 +1,68 @@
+import type { Protocol, TrafficPolicy } from './kube-objects.ts';
+
+/**
+ * Cluster data: the node-independent content of a data version. One entry per proxied service
+ * (its spec merged with the endpoints of all its slices) and one per node (only the facts that
+ * rendering uses), so that status-only churn on Nodes or Services never makes a new version.
+ */
+export interface EndpointEntry {
+  readonly ip: string;
+  readonly port: number;
+  readonly nodeName: string;
+  readonly zone: string;
+  readonly ready: boolean;
+  readonly serving: boolean;
+  readonly terminating: boolean;
+  readonly hintZones: readonly string[];
+}
+
+export interface ServicePortEntry {
+  readonly name: string;
+  readonly protocol: Protocol;
+  readonly port: number;
+  readonly nodePort: number;
+  /** Sorted by (ip, port); one entry per ip:port. */
+  readonly endpoints: readonly EndpointEntry[];
+}
+
+export interface ServiceEntry {
+  readonly key: string; // namespace/name
+  readonly clusterIPs: readonly string[];
+  readonly externalIPs: readonly string[];
+  readonly loadBalancerIngress: readonly string[];
+  readonly loadBalancerSourceRanges: readonly string[];
+  readonly affinityTimeoutSeconds: number; // 0 = no session affinity
+  readonly externalTrafficPolicy: TrafficPolicy;
+  readonly internalTrafficPolicy: TrafficPolicy;
+  readonly healthCheckNodePort: number;
+  readonly topologyAware: boolean;
+  /** NodePorts are programmed only for NodePort and LoadBalancer services. */
+  readonly nodePorts: boolean;
+  /** Sorted by name. */
+  readonly ports: readonly ServicePortEntry[];
+}
+
+export interface NodeFacts {
+  readonly name: string;
+  /** InternalIP and ExternalIP addresses, sorted, unique. */
+  readonly addresses: readonly string[];
+  readonly zone: string;
+}
+
+/** A whole data version's content, as plain sorted arrays (checkpoint form). */
+export interface ClusterData {
+  readonly services: readonly ServiceEntry[];
+  readonly nodes: readonly NodeFacts[];
+}
+
+/** The difference between two data versions: O(change) in size, whatever the cluster size. */
+export interface DataDelta {
+  readonly upsertServices: readonly ServiceEntry[];
+  readonly removeServices: readonly string[];
+  readonly upsertNodes: readonly NodeFacts[];
+  readonly removeNodes: readonly string[];
+}
+
+export function isEmptyDelta(d: DataDelta): boolean {
+  return d.upsertServices.length + d.removeServices.length + d.upsertNodes.length + d.removeNodes.length === 0;
+}

@@ -1,0 +1,110 @@
+import { isIPv4, isIPv6 } from 'node:net';
+
+export type IpFamily = 'IPv4' | 'IPv6';
+
+/**
+ * Canonical text of an IP address (RFC 5952 for IPv6: lower case, longest zero run compressed),
+ * or undefined when the text is not an address. Kernel tools print addresses this way, so
+ * rendering canonical text keeps our output byte-comparable with `ipvsadm -Sn` and `ipset save`.
+ */
+export function canonicalIp(text: string): string | undefined {
+  if (typeof text !== 'string') return undefined;
+  if (isIPv4(text)) {
+    // Reject leading zeros that node:net tolerates in some forms, then normalise.
+    const parts = text.split('.');
+    if (parts.some((p) => p.length > 1 && p.startsWith('0'))) return undefined;
+    return parts.map((p) => String(Number(p))).join('.');
+  }
+  if (isIPv6(text) && !text.includes('%')) return canonicalIpv6(text);
+  return undefined;
+}
+
+export function ipFamily(address: string): IpFamily {
+  return address.includes(':') ? 'IPv6' : 'IPv4';
+}
+
+function canonicalIpv6(text: string): string {
+  const groups = expandIpv6(text);
+  // Find the longest run (length >= 2) of zero groups; first one wins on ties.
+  let bestStart = -1, bestLen = 0;
+  for (let i = 0; i < 8; ) {
+    if (groups[i] !== 0) { i++; continue; }
+    let j = i;
+    while (j < 8 && groups[j] === 0) j++;
+    if (j - i > bestLen && j - i >= 2) { bestStart = i; bestLen = j - i; }
+    i = j;
+  }
+  const hex = groups.map((g) => g.toString(16));
+  if (bestStart < 0) return hex.join(':');
+  const head = hex.slice(0, bestStart).join(':');
+  const tail = hex.slice(bestStart + bestLen).join(':');
+  return `${head}::${tail}`;
+}
+
+/** The 8 16-bit groups of an IPv6 address (accepts an embedded IPv4 tail). */
+export function expandIpv6(text: string): number[] {
+  let s = text;
+  const v4 = s.match(/(\d+\.\d+\.\d+\.\d+)$/);
+  if (v4) {
+    const b = v4[1]!.split('.').map(Number);
+    s = s.slice(0, -v4[1]!.length) + ((b[0]! << 8) | b[1]!).toString(16) + ':' + ((b[2]! << 8) | b[3]!).toString(16);
+  }
+  const [left, right] = s.includes('::') ? s.split('::') : [s, undefined];
+  const l = left ? left.split(':') : [];
+  const r = right !== undefined && right !== '' ? right.split(':') : [];
+  const fill = right === undefined ? [] : new Array(8 - l.length - r.length).fill('0');
+  return [...l, ...fill, ...r].map((h) => parseInt(h, 16));
+}
+
+export interface Cidr {
+  readonly text: string; // canonical "addr/prefix"
+  readonly family: IpFamily;
+  readonly bytes: Uint8Array;
+  readonly prefix: number;
+}
+
+/** Parses "addr/prefix" (or a bare address as a host route); undefined when invalid. */
+export function parseCidr(text: string): Cidr | undefined {
+  if (typeof text !== 'string') return undefined;
+  const [addr, prefixText, extra] = text.trim().split('/');
+  if (extra !== undefined || addr === undefined) return undefined;
+  const ip = canonicalIp(addr);
+  if (!ip) return undefined;
+  const family = ipFamily(ip);
+  const max = family === 'IPv4' ? 32 : 128;
+  const prefix = prefixText === undefined ? max : /^\d+$/.test(prefixText) ? Number(prefixText) : NaN;
+  if (!(prefix >= 0 && prefix <= max)) return undefined;
+  const bytes = ipBytes(ip);
+  // Mask host bits so 10.1.2.3/8 and 10.0.0.0/8 are the same network (kernel does the same).
+  for (let i = 0; i < bytes.length; i++) {
+    const bits = Math.max(0, Math.min(8, prefix - i * 8));
+    bytes[i]! &= (0xff << (8 - bits)) & 0xff;
+  }
+  return { text: `${bytesToIp(bytes)}/${prefix}`, family, bytes, prefix };
+}
+
+export function cidrContains(cidr: Cidr, address: string): boolean {
+  const ip = canonicalIp(address);
+  if (!ip || ipFamily(ip) !== cidr.family) return false;
+  const b = ipBytes(ip);
+  for (let i = 0; i < b.length; i++) {
+    const bits = Math.max(0, Math.min(8, cidr.prefix - i * 8));
+    const mask = (0xff << (8 - bits)) & 0xff;
+    if ((b[i]! & mask) !== cidr.bytes[i]) return false;
+  }
+  return true;
+}
+
+export function ipBytes(ip: string): Uint8Array {
+  if (!ip.includes(':')) return Uint8Array.from(ip.split('.').map(Number));
+  const out = new Uint8Array(16);
+  expandIpv6(ip).forEach((g, i) => { out[i * 2] = g >> 8; out[i * 2 + 1] = g & 0xff; });
+  return out;
+}
+
+export function bytesToIp(bytes: Uint8Array): string {
+  if (bytes.length === 4) return Array.from(bytes).join('.');
+  const groups: string[] = [];
+  for (let i = 0; i < 16; i += 2) groups.push(((bytes[i]! << 8) | bytes[i + 1]!).toString(16));
+  return canonicalIpv6(groups.join(':'));
+}

@@ -1,0 +1,106 @@
+/**
+ * Validated, normalised views of the three Kubernetes kinds the planner reads. Readers in
+ * kube-readers.ts produce these from raw API objects; everything downstream trusts them.
+ * Addresses are canonical text (see ip-address.ts), lists keep the API's order.
+ */
+export type Protocol = 'TCP' | 'UDP' | 'SCTP';
+export const PROTOCOLS: readonly Protocol[] = ['TCP', 'UDP', 'SCTP'];
+
+export type KubeKind = 'Service' | 'EndpointSlice' | 'Node';
+
+export interface ObjectMeta {
+  readonly namespace: string; // '' for cluster-scoped kinds (Node)
+  readonly name: string;
+  readonly uid: string;
+  readonly resourceVersion: string;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly annotations: Readonly<Record<string, string>>;
+}
+
+export interface ServicePort {
+  readonly name: string;
+  readonly protocol: Protocol;
+  readonly port: number;
+  readonly nodePort: number; // 0 when not allocated
+}
+
+export type ServiceType = 'ClusterIP' | 'NodePort' | 'LoadBalancer' | 'ExternalName';
+export type TrafficPolicy = 'Cluster' | 'Local';
+
+export interface ServiceObject {
+  readonly kind: 'Service';
+  readonly meta: ObjectMeta;
+  readonly type: ServiceType;
+  /** Canonical cluster IPs; empty for headless (clusterIP None) and ExternalName services. */
+  readonly clusterIPs: readonly string[];
+  readonly headless: boolean;
+  readonly ports: readonly ServicePort[];
+  readonly externalIPs: readonly string[];
+  readonly loadBalancerIngress: readonly string[];
+  /** Canonical CIDRs. */
+  readonly loadBalancerSourceRanges: readonly string[];
+  readonly sessionAffinity: 'None' | 'ClientIP';
+  readonly affinityTimeoutSeconds: number;
+  readonly externalTrafficPolicy: TrafficPolicy;
+  readonly internalTrafficPolicy: TrafficPolicy;
+  readonly healthCheckNodePort: number; // 0 when none
+  /** Topology-aware routing requested (topology-mode annotation Auto or trafficDistribution PreferClose). */
+  readonly topologyAware: boolean;
+}
+
+export interface EndpointPort {
+  readonly name: string;
+  readonly protocol: Protocol;
+  readonly port: number;
+}
+
+export interface Endpoint {
+  readonly addresses: readonly string[];
+  readonly ready: boolean;
+  readonly serving: boolean;
+  readonly terminating: boolean;
+  readonly nodeName: string; // '' when unknown
+  readonly zone: string; // '' when unknown
+  readonly hintZones: readonly string[];
+}
+
+export interface EndpointSliceObject {
+  readonly kind: 'EndpointSlice';
+  readonly meta: ObjectMeta;
+  /** Name of the owning Service (label kubernetes.io/service-name). */
+  readonly serviceName: string;
+  readonly addressType: 'IPv4' | 'IPv6' | 'FQDN';
+  readonly ports: readonly EndpointPort[];
+  readonly endpoints: readonly Endpoint[];
+}
+
+export interface NodeAddress {
+  readonly type: string; // InternalIP, ExternalIP (Hostname entries are dropped)
+  readonly address: string;
+}
+
+export interface NodeObject {
+  readonly kind: 'Node';
+  readonly meta: ObjectMeta;
+  readonly addresses: readonly NodeAddress[];
+  readonly zone: string; // topology.kubernetes.io/zone label, '' when absent
+}
+
+export type KubeObject = ServiceObject | EndpointSliceObject | NodeObject;
+
+/** "Kind namespace/name" key used for the object everywhere (logs, change trackers, errors). */
+export function objectKey(kind: KubeKind, namespace: string, name: string): string {
+  return namespace ? `${kind} ${namespace}/${name}` : `${kind} ${name}`;
+}
+
+export function keyOf(obj: KubeObject): string {
+  return objectKey(obj.kind, obj.meta.namespace, obj.meta.name);
+}
+
+/** "namespace/name" of a service, the key of its entry in cluster data. */
+export function serviceKey(namespace: string, name: string): string {
+  return `${namespace}/${name}`;
+}
+
+export const SERVICE_NAME_LABEL = 'kubernetes.io/service-name';
+export const ZONE_LABEL = 'topology.kubernetes.io/zone';

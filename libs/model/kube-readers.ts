@@ -1,0 +1,257 @@
+import { parseAllDocuments } from 'yaml';
+import { canonicalIp, ipFamily, parseCidr } from './ip-address.ts';
+import {
+  PROTOCOLS, SERVICE_NAME_LABEL, ZONE_LABEL,
+  type Endpoint, type EndpointPort, type EndpointSliceObject, type KubeObject, type NodeAddress,
+  type NodeObject, type ObjectMeta, type Protocol, type ServiceObject, type ServicePort, type ServiceType,
+  type TrafficPolicy,
+} from './kube-objects.ts';
+
+/** One object the readers refused, with a reason that names it. */
+export interface Rejection {
+  readonly ref: string; // "Service default/web" or "document 3 of a.yaml" when unnamed
+  readonly source: string;
+  readonly reason: string;
+}
+
+export type ReadResult = { ok: true; object: KubeObject } | { ok: false; rejection: Rejection };
+
+class Invalid extends Error {}
+const fail = (reason: string): never => { throw new Invalid(reason); };
+
+type Raw = Record<string, unknown>;
+const isObj = (v: unknown): v is Raw => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/**
+ * Validates one raw API object (as decoded from JSON/YAML or a watch event). Kinds other than the
+ * three we read are rejected too: a manifests directory may hold them, and saying so beats
+ * silently ignoring a typo in `kind`.
+ */
+export function readKubeObject(raw: unknown, source = 'input'): ReadResult {
+  const ref = describe(raw);
+  try {
+    if (!isObj(raw)) fail('not an object');
+    const o = raw as Raw;
+    switch (o.kind) {
+      case 'Service': return { ok: true, object: readService(o) };
+      case 'EndpointSlice': return { ok: true, object: readEndpointSlice(o) };
+      case 'Node': return { ok: true, object: readNode(o) };
+      default: return fail(`unsupported kind ${JSON.stringify(o.kind)}`);
+    }
+  } catch (e) {
+    if (!(e instanceof Invalid)) throw e;
+    return { ok: false, rejection: { ref, source, reason: e.message } };
+  }
+}
+
+function describe(raw: unknown): string {
+  if (!isObj(raw)) return 'object';
+  const meta = isObj(raw.metadata) ? raw.metadata : {};
+  const kind = typeof raw.kind === 'string' ? raw.kind : 'object';
+  const name = typeof meta.name === 'string' ? meta.name : '<unnamed>';
+  const ns = typeof meta.namespace === 'string' ? meta.namespace : kind === 'Node' ? '' : 'default';
+  return ns ? `${kind} ${ns}/${name}` : `${kind} ${name}`;
+}
+
+function readMeta(o: Raw, namespaced: boolean): ObjectMeta {
+  const m = isObj(o.metadata) ? o.metadata : fail('missing metadata');
+  const name = typeof m.name === 'string' && m.name !== '' ? m.name : fail('missing metadata.name');
+  if (!/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(name) || name.length > 253) fail(`invalid metadata.name ${JSON.stringify(name)}`);
+  const namespace = namespaced ? (typeof m.namespace === 'string' && m.namespace !== '' ? m.namespace : 'default') : '';
+  return {
+    namespace, name,
+    uid: typeof m.uid === 'string' ? m.uid : '',
+    resourceVersion: typeof m.resourceVersion === 'string' ? m.resourceVersion : '',
+    labels: stringMap(m.labels, 'metadata.labels'),
+    annotations: stringMap(m.annotations, 'metadata.annotations'),
+  };
+}
+
+function stringMap(v: unknown, what: string): Record<string, string> {
+  if (v === undefined || v === null) return {};
+  if (!isObj(v)) return fail(`${what} must be a map of strings`);
+  const out: Record<string, string> = {};
+  for (const [k, val] of Object.entries(v)) {
+    if (typeof val !== 'string') fail(`${what}.${k} must be a string`);
+    out[k] = val as string;
+  }
+  return out;
+}
+
+function apiVersion(o: Raw, want: string): void {
+  if (o.apiVersion !== want) fail(`apiVersion must be ${want}, got ${JSON.stringify(o.apiVersion)}`);
+}
+
+function ip(v: unknown, what: string): string {
+  const c = typeof v === 'string' ? canonicalIp(v) : undefined;
+  return c ?? fail(`${what}: invalid IP address ${JSON.stringify(v)}`);
+}
+
+function port(v: unknown, what: string, allowZero = false): number {
+  if (v === undefined && allowZero) return 0;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < (allowZero ? 0 : 1) || v > 65535) {
+    return fail(`${what}: port out of range ${JSON.stringify(v)}`);
+  }
+  return v;
+}
+
+function protocol(v: unknown, what: string): Protocol {
+  if (v === undefined) return 'TCP';
+  return PROTOCOLS.includes(v as Protocol) ? (v as Protocol) : fail(`${what}: unknown protocol ${JSON.stringify(v)}`);
+}
+
+function list(v: unknown, what: string): unknown[] {
+  if (v === undefined || v === null) return [];
+  return Array.isArray(v) ? v : fail(`${what} must be a list`);
+}
+
+function oneOf<T extends string>(v: unknown, allowed: readonly T[], dflt: T, what: string): T {
+  if (v === undefined || v === null || v === '') return dflt;
+  return allowed.includes(v as T) ? (v as T) : fail(`${what}: must be one of ${allowed.join('|')}, got ${JSON.stringify(v)}`);
+}
+
+function readService(o: Raw): ServiceObject {
+  apiVersion(o, 'v1');
+  const meta = readMeta(o, true);
+  const spec = isObj(o.spec) ? o.spec : fail('missing spec');
+  const type = oneOf<ServiceType>(spec.type, ['ClusterIP', 'NodePort', 'LoadBalancer', 'ExternalName'], 'ClusterIP', 'spec.type');
+  const rawIPs = list(spec.clusterIPs, 'spec.clusterIPs');
+  const ipsText = rawIPs.length ? rawIPs : spec.clusterIP !== undefined ? [spec.clusterIP] : [];
+  const headless = ipsText[0] === 'None';
+  const clusterIPs = type === 'ExternalName' || headless ? [] :
+    ipsText.filter((t) => t !== '').map((t, i) => ip(t, `spec.clusterIPs[${i}]`));
+  if (new Set(clusterIPs.map(ipFamily)).size !== clusterIPs.length) fail('spec.clusterIPs: at most one address per family');
+  const ports = list(spec.ports, 'spec.ports').map((p, i): ServicePort => {
+    if (!isObj(p)) return fail(`spec.ports[${i}] must be an object`);
+    const what = `spec.ports[${i}]`;
+    const name = p.name === undefined ? '' : typeof p.name === 'string' ? p.name : fail(`${what}.name must be a string`);
+    return { name, protocol: protocol(p.protocol, what), port: port(p.port, what), nodePort: port(p.nodePort, `${what}.nodePort`, true) };
+  });
+  if (type !== 'ExternalName' && !headless && ports.length === 0) fail('spec.ports: a service needs at least one port');
+  const seen = new Set<string>();
+  for (const p of ports) {
+    if (ports.length > 1 && p.name === '') fail('spec.ports: every port must be named when there are several');
+    const k = `${p.name}`;
+    if (seen.has(k)) fail(`spec.ports: duplicate port name ${JSON.stringify(p.name)}`);
+    seen.add(k);
+  }
+  const status = isObj(o.status) ? o.status : {};
+  const lb = isObj(status.loadBalancer) ? status.loadBalancer : {};
+  const ingress = list(lb.ingress, 'status.loadBalancer.ingress')
+    .filter((g) => isObj(g) && g.ip !== undefined) // hostname-only ingress has no VIP to program
+    .map((g, i) => ip((g as Raw).ip, `status.loadBalancer.ingress[${i}].ip`));
+  const ranges = list(spec.loadBalancerSourceRanges, 'spec.loadBalancerSourceRanges').map((r, i) => {
+    const c = typeof r === 'string' ? parseCidr(r) : undefined;
+    return c?.text ?? fail(`spec.loadBalancerSourceRanges[${i}]: invalid CIDR ${JSON.stringify(r)}`);
+  });
+  const affinity = oneOf(spec.sessionAffinity, ['None', 'ClientIP'] as const, 'None', 'spec.sessionAffinity');
+  const cfg = isObj(spec.sessionAffinityConfig) && isObj(spec.sessionAffinityConfig.clientIP) ? spec.sessionAffinityConfig.clientIP : {};
+  const timeout = cfg.timeoutSeconds === undefined ? 10800 : cfg.timeoutSeconds;
+  if (typeof timeout !== 'number' || !Number.isInteger(timeout) || timeout < 1 || timeout > 86400) {
+    fail(`spec.sessionAffinityConfig.clientIP.timeoutSeconds out of range ${JSON.stringify(timeout)}`);
+  }
+  const annotations = meta.annotations;
+  const mode = annotations['service.kubernetes.io/topology-mode'] ?? annotations['service.kubernetes.io/topology-aware-hints'] ?? '';
+  return {
+    kind: 'Service', meta, type, clusterIPs, headless, ports,
+    externalIPs: list(spec.externalIPs, 'spec.externalIPs').map((t, i) => ip(t, `spec.externalIPs[${i}]`)),
+    loadBalancerIngress: type === 'LoadBalancer' ? ingress : [],
+    loadBalancerSourceRanges: ranges,
+    sessionAffinity: affinity,
+    affinityTimeoutSeconds: timeout as number,
+    externalTrafficPolicy: oneOf<TrafficPolicy>(spec.externalTrafficPolicy, ['Cluster', 'Local'], 'Cluster', 'spec.externalTrafficPolicy'),
+    internalTrafficPolicy: oneOf<TrafficPolicy>(spec.internalTrafficPolicy, ['Cluster', 'Local'], 'Cluster', 'spec.internalTrafficPolicy'),
+    healthCheckNodePort: port(spec.healthCheckNodePort, 'spec.healthCheckNodePort', true),
+    topologyAware: mode === 'Auto' || mode === 'auto' || spec.trafficDistribution === 'PreferClose',
+  };
+}
+
+function readEndpointSlice(o: Raw): EndpointSliceObject {
+  apiVersion(o, 'discovery.k8s.io/v1');
+  const meta = readMeta(o, true);
+  const serviceName = meta.labels[SERVICE_NAME_LABEL] ?? fail(`missing label ${SERVICE_NAME_LABEL}`);
+  const addressType = oneOf(o.addressType, ['IPv4', 'IPv6', 'FQDN'] as const, 'IPv4', 'addressType');
+  if (o.addressType === undefined) fail('missing addressType');
+  const ports = list(o.ports, 'ports').map((p, i): EndpointPort => {
+    if (!isObj(p)) return fail(`ports[${i}] must be an object`);
+    const name = p.name === undefined || p.name === null ? '' : typeof p.name === 'string' ? p.name : fail(`ports[${i}].name must be a string`);
+    return { name, protocol: protocol(p.protocol, `ports[${i}]`), port: port(p.port, `ports[${i}]`) };
+  });
+  const endpoints = list(o.endpoints, 'endpoints').map((e, i): Endpoint => {
+    if (!isObj(e)) return fail(`endpoints[${i}] must be an object`);
+    const addresses = list(e.addresses, `endpoints[${i}].addresses`);
+    if (addresses.length === 0) fail(`endpoints[${i}].addresses must not be empty`);
+    const canon = addressType === 'FQDN' ? addresses.map(String) : addresses.map((a, j) => {
+      const c = ip(a, `endpoints[${i}].addresses[${j}]`);
+      if (ipFamily(c) !== addressType) fail(`endpoints[${i}].addresses[${j}]: ${c} is not ${addressType}`);
+      return c;
+    });
+    const cond = isObj(e.conditions) ? e.conditions : {};
+    // API semantics: a nil ready means ready; a nil serving means "same as ready".
+    const ready = cond.ready === undefined || cond.ready === null ? true : cond.ready === true;
+    const serving = cond.serving === undefined || cond.serving === null ? ready : cond.serving === true;
+    const hints = isObj(e.hints) ? list(e.hints.forZones, `endpoints[${i}].hints.forZones`) : [];
+    return {
+      addresses: canon, ready, serving, terminating: cond.terminating === true,
+      nodeName: typeof e.nodeName === 'string' ? e.nodeName : '',
+      zone: typeof e.zone === 'string' ? e.zone : '',
+      hintZones: hints.map((h) => (isObj(h) && typeof h.name === 'string' ? h.name : fail(`endpoints[${i}].hints.forZones: bad entry`))),
+    };
+  });
+  return { kind: 'EndpointSlice', meta, serviceName, addressType, ports, endpoints };
+}
+
+function readNode(o: Raw): NodeObject {
+  apiVersion(o, 'v1');
+  const meta = readMeta(o, false);
+  const status = isObj(o.status) ? o.status : {};
+  const addresses = list(status.addresses, 'status.addresses')
+    .map((a, i): NodeAddress | undefined => {
+      if (!isObj(a) || typeof a.type !== 'string') return fail(`status.addresses[${i}] must have a type`);
+      if (a.type !== 'InternalIP' && a.type !== 'ExternalIP') return undefined;
+      return { type: a.type, address: ip(a.address, `status.addresses[${i}]`) };
+    })
+    .filter((a): a is NodeAddress => a !== undefined);
+  return { kind: 'Node', meta, addresses, zone: meta.labels[ZONE_LABEL] ?? '' };
+}
+
+/** Everything read from one or more manifest texts: the good objects and the refused ones. */
+export interface ManifestReadResult {
+  readonly objects: KubeObject[];
+  readonly rejected: Rejection[];
+}
+
+/**
+ * Reads a YAML or JSON text that may hold several documents and `*List` kinds. Each bad object
+ * is rejected alone; a document that is not even YAML is rejected as a whole, naming its index.
+ */
+export function parseManifestText(text: string, source: string): ManifestReadResult {
+  const objects: KubeObject[] = [];
+  const rejected: Rejection[] = [];
+  const docs = parseAllDocuments(text);
+  const all = Array.isArray(docs) ? docs : [docs];
+  all.forEach((doc, i) => {
+    if (doc.errors.length > 0) {
+      rejected.push({ ref: `document ${i + 1}`, source, reason: `YAML: ${doc.errors[0]!.message.split('\n')[0]}` });
+      return;
+    }
+    const raw: unknown = doc.toJS();
+    if (raw === null || raw === undefined) return; // empty document between separators
+    for (const item of expandLists(raw)) {
+      const r = readKubeObject(item, source);
+      if (r.ok) objects.push(r.object);
+      else rejected.push(r.rejection);
+    }
+  });
+  return { objects, rejected };
+}
+
+function expandLists(raw: unknown): unknown[] {
+  if (isObj(raw) && typeof raw.kind === 'string' && raw.kind.endsWith('List') && Array.isArray(raw.items)) {
+    // Items of a typed list (ServiceList) often omit kind/apiVersion: take them from the list.
+    const itemKind = raw.kind === 'List' ? undefined : raw.kind.slice(0, -'List'.length);
+    return raw.items.flatMap((it) => expandLists(
+      isObj(it) && itemKind && it.kind === undefined ? { kind: itemKind, apiVersion: raw.apiVersion, ...it } : it));
+  }
+  return [raw];
+}

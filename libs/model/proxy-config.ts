@@ -1,0 +1,73 @@
+import { parseCidr } from './ip-address.ts';
+
+/**
+ * Proxy configuration: the slow axis of versioning. Revisions of it roll out in waves and can be
+ * rolled back, independently of data versions.
+ */
+export type ProxyMode = 'ipvs' | 'nftables';
+
+export interface ProxyConfig {
+  readonly mode: ProxyMode;
+  /** IPVS scheduler: rr, wrr, lc, wlc, lblc, lblcr, sh, dh, sed, nq, mh. */
+  readonly scheduler: string;
+  /** Scheduler flags for sh/mh, as ipvsadm names them: sh-fallback, sh-port, mh-fallback, mh-port. */
+  readonly schedulerFlags: readonly string[];
+  readonly tcpTimeout: number;
+  readonly tcpFinTimeout: number;
+  readonly udpTimeout: number;
+  readonly strictARP: boolean;
+  readonly masqueradeAll: boolean;
+  readonly clusterCIDR: string;
+  readonly excludeCIDRs: readonly string[];
+  /** NodePorts are served only on node addresses inside these CIDRs; empty = every node address. */
+  readonly nodePortAddresses: readonly string[];
+}
+
+export const DEFAULT_PROXY_CONFIG: ProxyConfig = Object.freeze({
+  mode: 'ipvs',
+  scheduler: 'rr',
+  schedulerFlags: [],
+  tcpTimeout: 0, // 0 = leave the kernel default, as kube-proxy does
+  tcpFinTimeout: 0,
+  udpTimeout: 0,
+  strictARP: false,
+  masqueradeAll: false,
+  clusterCIDR: '',
+  excludeCIDRs: [],
+  nodePortAddresses: [],
+});
+
+const SCHEDULERS = ['rr', 'wrr', 'lc', 'wlc', 'lblc', 'lblcr', 'sh', 'dh', 'sed', 'nq', 'mh', 'fo', 'ovf', 'twos'];
+const FLAGS: Record<string, string[]> = { sh: ['sh-fallback', 'sh-port'], mh: ['mh-fallback', 'mh-port'] };
+
+/** Validates a (partial) config over the defaults; throws one clear line naming the bad field. */
+export function readProxyConfig(input: unknown): ProxyConfig {
+  if (input === undefined || input === null) return DEFAULT_PROXY_CONFIG;
+  if (typeof input !== 'object' || Array.isArray(input)) throw new Error('proxy config must be an object');
+  const c = { ...DEFAULT_PROXY_CONFIG, ...(input as Partial<ProxyConfig>) };
+  const known = new Set(Object.keys(DEFAULT_PROXY_CONFIG));
+  for (const k of Object.keys(input)) if (!known.has(k)) throw new Error(`proxy config: unknown field ${k}`);
+  if (c.mode !== 'ipvs' && c.mode !== 'nftables') throw new Error(`proxy config: mode must be ipvs or nftables, got ${String(c.mode)}`);
+  if (!SCHEDULERS.includes(c.scheduler)) throw new Error(`proxy config: unknown scheduler ${String(c.scheduler)}`);
+  for (const f of c.schedulerFlags) {
+    if (!(FLAGS[c.scheduler] ?? []).includes(f)) throw new Error(`proxy config: flag ${f} does not apply to scheduler ${c.scheduler}`);
+  }
+  for (const k of ['tcpTimeout', 'tcpFinTimeout', 'udpTimeout'] as const) {
+    if (!Number.isInteger(c[k]) || c[k] < 0 || c[k] > 86400 * 30) throw new Error(`proxy config: ${k} must be whole seconds`);
+  }
+  for (const k of ['strictARP', 'masqueradeAll'] as const) {
+    if (typeof c[k] !== 'boolean') throw new Error(`proxy config: ${k} must be true or false`);
+  }
+  const cidrs = (k: 'excludeCIDRs' | 'nodePortAddresses') => c[k].map((t) => {
+    const p = parseCidr(t);
+    if (!p || !t.includes('/')) throw new Error(`proxy config: ${k}: invalid CIDR ${JSON.stringify(t)}`);
+    return p.text;
+  });
+  if (c.clusterCIDR !== '' && !parseCidr(c.clusterCIDR)) throw new Error(`proxy config: clusterCIDR: invalid CIDR ${c.clusterCIDR}`);
+  return Object.freeze({
+    ...c,
+    schedulerFlags: [...c.schedulerFlags].sort(),
+    excludeCIDRs: cidrs('excludeCIDRs'),
+    nodePortAddresses: cidrs('nodePortAddresses'),
+  });
+}
