@@ -1,0 +1,70 @@
+import { isIPv4, isIPv6 } from 'node:net';
+
+export type IpFamily = 'inet' | 'inet6';
+export const AF_INET = 2;
+export const AF_INET6 = 10;
+
+export const familyOf = (address: string): IpFamily | undefined =>
+  isIPv4(address) ? 'inet' : isIPv6(address) ? 'inet6' : undefined;
+
+export const afNumber = (f: IpFamily): number => (f === 'inet' ? AF_INET : AF_INET6);
+
+export function afName(af: number): IpFamily {
+  if (af === AF_INET) return 'inet';
+  if (af === AF_INET6) return 'inet6';
+  throw new Error(`unsupported address family ${af}`);
+}
+
+/** Address → network-order bytes (4 or 16). Throws a readable error on bad text. */
+export function ipToBytes(address: string): Buffer {
+  if (isIPv4(address)) return Buffer.from(address.split('.').map(Number));
+  if (!isIPv6(address)) throw new Error(`invalid IP address "${address}"`);
+  // An embedded dotted quad becomes two hex groups, then one generic parse.
+  const text = address.replace(/(\d+)\.(\d+)\.(\d+)\.(\d+)$/, (_m, a, b, c, d) =>
+    `${((+a << 8) | +b).toString(16)}:${((+c << 8) | +d).toString(16)}`);
+  const parse = (s: string): number[] => (s === '' ? [] : s.split(':').map((h) => parseInt(h, 16)));
+  let groups: number[];
+  if (text.includes('::')) {
+    const [h, t] = text.split('::') as [string, string];
+    const head = parse(h);
+    const rest = parse(t);
+    groups = [...head, ...new Array<number>(8 - head.length - rest.length).fill(0), ...rest];
+  } else {
+    groups = parse(text);
+  }
+  if (groups.length !== 8 || groups.some((g) => !(g >= 0 && g <= 0xffff))) throw new Error(`invalid IPv6 address "${address}"`);
+  const out = Buffer.alloc(16);
+  groups.forEach((g, i) => out.writeUInt16BE(g, i * 2));
+  return out;
+}
+
+/** Network-order bytes → text. IPv6 in RFC 5952 form (longest zero run → "::"). */
+export function bytesToIp(bytes: Uint8Array, family: IpFamily): string {
+  if (family === 'inet') {
+    if (bytes.length < 4) throw new Error(`IPv4 address needs 4 bytes, got ${bytes.length}`);
+    return `${bytes[0]}.${bytes[1]}.${bytes[2]}.${bytes[3]}`;
+  }
+  if (bytes.length < 16) throw new Error(`IPv6 address needs 16 bytes, got ${bytes.length}`);
+  const g: number[] = [];
+  for (let i = 0; i < 8; i++) g.push((bytes[i * 2]! << 8) | bytes[i * 2 + 1]!);
+  let bestStart = -1;
+  let bestLen = 1; // a single zero group is not compressed (RFC 5952 4.2.2)
+  for (let i = 0; i < 8; ) {
+    if (g[i] !== 0) { i++; continue; }
+    let j = i;
+    while (j < 8 && g[j] === 0) j++;
+    if (j - i > bestLen) { bestStart = i; bestLen = j - i; }
+    i = j;
+  }
+  const hex = (xs: number[]) => xs.map((x) => x.toString(16)).join(':');
+  if (bestStart < 0) return hex(g);
+  return `${hex(g.slice(0, bestStart))}::${hex(g.slice(bestStart + bestLen))}`;
+}
+
+/** The 16-byte `union nf_inet_addr` IPVS uses: IPv4 in the first 4 bytes, rest zero. */
+export function ipToUnion16(address: string): Buffer {
+  const b = ipToBytes(address);
+  const out = Buffer.alloc(16);
+  out.set(b, 0);
+  return out;
+}

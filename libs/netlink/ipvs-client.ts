@@ -1,0 +1,158 @@
+// IpvsClient: IPVS over generic netlink through one windowed NetlinkConnection.
+
+import { NetlinkConnection } from './netlink-connection.ts';
+import type { NetlinkConnectionStats } from './netlink-connection.ts';
+import { NETLINK_GENERIC, decodeGenl, resolveGenlFamily } from './genl-family.ts';
+import type { GenlFamily } from './genl-family.ts';
+import { NetlinkError } from './netlink-error.ts';
+import { errnoName } from './errno-name.ts';
+import {
+  IPVS_GENL_NAME, decodeDestMessage, decodeInfo, decodeServiceMessage, decodeTimeouts, destLabel, encodeDelDest,
+  encodeDelService, encodeFlush, encodeGetConfig, encodeGetDests, encodeGetInfo, encodeGetService, encodeNewDest,
+  encodeNewService, encodeSetConfig, encodeSetDest, encodeSetService, serviceFamily, serviceLabel,
+} from './ipvs-codec.ts';
+import type {
+  IpvsDestination, IpvsDestinationKey, IpvsInfo, IpvsService, IpvsServiceKey, IpvsTimeouts,
+} from './ipvs-types.ts';
+
+export interface IpvsClientOptions {
+  /** Max requests awaiting an answer (default 64). */
+  readonly window?: number;
+  /** Max requests per datagram (default 32). */
+  readonly batch?: number;
+  readonly recvBufferSize?: number;
+  readonly sendBufferSize?: number;
+  readonly stallTimeoutMs?: number;
+}
+
+type Kind = 'service' | 'destination' | 'config';
+
+// What the kernel's errnos mean for each kind of IPVS object (ip_vs_ctl.c).
+function describe(kind: Kind, errno: number): string | undefined {
+  switch (errnoName(errno)) {
+    case 'EEXIST': return kind === 'destination' ? 'destination already exists' : 'virtual service already exists';
+    case 'ESRCH': return 'no such virtual service';
+    case 'ENOENT': return kind === 'destination' ? 'no such destination' : 'no such scheduler or persistence engine (module not loaded?)';
+    case 'EINVAL': return kind === 'destination'
+      ? 'invalid destination (address not unicast, or bad forwarding/thresholds)'
+      : 'invalid argument';
+    case 'EPERM': return 'operation not permitted (need CAP_NET_ADMIN)';
+    case 'EBUSY': return 'busy (another dump is running on this socket)';
+    default: return undefined;
+  }
+}
+
+export class IpvsClient {
+  private constructor(private readonly conn: NetlinkConnection, readonly family: GenlFamily) {}
+
+  /** Opens a socket in the current network namespace and resolves the "IPVS" family. */
+  static async open(opts: IpvsClientOptions = {}): Promise<IpvsClient> {
+    const conn = new NetlinkConnection({ protocol: NETLINK_GENERIC, ...opts });
+    try {
+      return new IpvsClient(conn, await resolveGenlFamily(conn, IPVS_GENL_NAME));
+    } catch (e) {
+      conn.close();
+      throw e;
+    }
+  }
+
+  get stats(): Readonly<NetlinkConnectionStats> {
+    return this.conn.stats;
+  }
+
+  get window(): number {
+    return this.conn.window;
+  }
+
+  bufferSizes(): { recv: number; send: number } {
+    return this.conn.bufferSizes();
+  }
+
+  private send(kind: Kind, operation: string, payload: Buffer, dump = false) {
+    return this.conn.request({
+      type: this.family.id,
+      payload,
+      dump,
+      operation,
+      mapError: (errno, ext) => {
+        const d = describe(kind, errno);
+        return d ? new NetlinkError(operation, errno, errnoName(errno), ext ? `${d}: ${ext}` : d) : undefined;
+      },
+    });
+  }
+
+  async listServices(): Promise<IpvsService[]> {
+    const msgs = await this.send('service', 'list IPVS services', encodeGetService(), true);
+    return msgs.map((m) => decodeServiceMessage(m.payload));
+  }
+
+  /** One service, or undefined when it does not exist. */
+  async getService(key: IpvsServiceKey): Promise<IpvsService | undefined> {
+    try {
+      const msgs = await this.send('service', `get service ${serviceLabel(key)}`, encodeGetService(key));
+      return msgs[0] ? decodeServiceMessage(msgs[0].payload) : undefined;
+    } catch (e) {
+      if (e instanceof NetlinkError && (e.code === 'ESRCH' || e.code === 'ENOENT')) return undefined;
+      throw e;
+    }
+  }
+
+  async listDestinations(svc: IpvsServiceKey): Promise<IpvsDestination[]> {
+    const fam = serviceFamily(svc);
+    const msgs = await this.send('service', `list destinations of ${serviceLabel(svc)}`, encodeGetDests(svc), true);
+    return msgs.map((m) => decodeDestMessage(m.payload, fam));
+  }
+
+  async addService(svc: IpvsService): Promise<void> {
+    await this.send('service', `add service ${serviceLabel(svc)}`, encodeNewService(svc));
+  }
+
+  async editService(svc: IpvsService): Promise<void> {
+    await this.send('service', `edit service ${serviceLabel(svc)}`, encodeSetService(svc));
+  }
+
+  async deleteService(key: IpvsServiceKey): Promise<void> {
+    await this.send('service', `delete service ${serviceLabel(key)}`, encodeDelService(key));
+  }
+
+  async addDestination(svc: IpvsServiceKey, dest: IpvsDestination): Promise<void> {
+    await this.send('destination', `add destination ${destLabel(dest)} to ${serviceLabel(svc)}`, encodeNewDest(svc, dest));
+  }
+
+  async editDestination(svc: IpvsServiceKey, dest: IpvsDestination): Promise<void> {
+    await this.send('destination', `edit destination ${destLabel(dest)} of ${serviceLabel(svc)}`, encodeSetDest(svc, dest));
+  }
+
+  async deleteDestination(svc: IpvsServiceKey, dest: IpvsDestinationKey): Promise<void> {
+    await this.send('destination', `delete destination ${destLabel(dest)} from ${serviceLabel(svc)}`, encodeDelDest(svc, dest));
+  }
+
+  async getTimeouts(): Promise<IpvsTimeouts> {
+    const msgs = await this.send('config', 'get IPVS timeouts', encodeGetConfig());
+    if (!msgs[0]) throw new Error('get IPVS timeouts: empty reply');
+    return decodeTimeouts(msgs[0].payload);
+  }
+
+  /** Sets the given timeouts (seconds); omitted ones stay as they are. */
+  async setTimeouts(t: Partial<IpvsTimeouts>): Promise<void> {
+    await this.send('config', 'set IPVS timeouts', encodeSetConfig(t));
+  }
+
+  async info(): Promise<IpvsInfo> {
+    const msgs = await this.send('config', 'get IPVS info', encodeGetInfo());
+    if (!msgs[0]) throw new Error('get IPVS info: empty reply');
+    decodeGenl(msgs[0].payload);
+    return decodeInfo(msgs[0].payload);
+  }
+
+  /** Removes every service (ipvsadm -C). The applier must not call this on shared hosts. */
+  async flush(): Promise<void> {
+    await this.send('config', 'flush IPVS', encodeFlush());
+  }
+
+  close(): void {
+    this.conn.close();
+  }
+}
+
+export const openIpvs = (opts?: IpvsClientOptions): Promise<IpvsClient> => IpvsClient.open(opts);

@@ -1,0 +1,299 @@
+// IPVS generic netlink codec (family "IPVS", version 1). Pure: plain data ↔ genl payloads.
+// Wire facts (net/netfilter/ipvs/ip_vs_ctl.c policies): addresses are a 16-byte union,
+// ports are big-endian u16, flags are struct ip_vs_flags { u32 flags; u32 mask; },
+// everything else host-order u16/u32, names NUL-terminated.
+
+import {
+  be16Attr, decodeAttrs, getBe16, getStr, getU16, getU32, getU64, nlAttr, nlNested, optStr, strAttr, u16Attr, u32Attr,
+} from './netlink-attrs.ts';
+import { decodeGenl, encodeGenl } from './genl-family.ts';
+import { afName, afNumber, bytesToIp, familyOf, ipToUnion16 } from './ip-address.ts';
+import type { IpFamily } from './ip-address.ts';
+import type {
+  IpvsDestination, IpvsDestinationKey, IpvsForward, IpvsInfo, IpvsProtocol, IpvsService, IpvsServiceFlag, IpvsServiceKey,
+  IpvsStats, IpvsTimeouts,
+} from './ipvs-types.ts';
+
+export const IPVS_GENL_NAME = 'IPVS';
+export const IPVS_GENL_VERSION = 1;
+
+export const IpvsCmd = {
+  NEW_SERVICE: 1, SET_SERVICE: 2, DEL_SERVICE: 3, GET_SERVICE: 4,
+  NEW_DEST: 5, SET_DEST: 6, DEL_DEST: 7, GET_DEST: 8,
+  SET_CONFIG: 12, GET_CONFIG: 13, SET_INFO: 14, GET_INFO: 15, ZERO: 16, FLUSH: 17,
+} as const;
+
+const CMD_ATTR = { SERVICE: 1, DEST: 2, TIMEOUT_TCP: 4, TIMEOUT_TCP_FIN: 5, TIMEOUT_UDP: 6 } as const;
+const SVC = {
+  AF: 1, PROTOCOL: 2, ADDR: 3, PORT: 4, FWMARK: 5, SCHED_NAME: 6, FLAGS: 7, TIMEOUT: 8, NETMASK: 9, STATS: 10,
+  PE_NAME: 11, STATS64: 12,
+} as const;
+const DEST = {
+  ADDR: 1, PORT: 2, FWD_METHOD: 3, WEIGHT: 4, U_THRESH: 5, L_THRESH: 6, ACTIVE_CONNS: 7, INACT_CONNS: 8,
+  PERSIST_CONNS: 9, STATS: 10, ADDR_FAMILY: 11, STATS64: 12,
+} as const;
+const INFO = { VERSION: 1, CONN_TAB_SIZE: 2 } as const;
+
+const PROTO_NUM: Record<IpvsProtocol, number> = { TCP: 6, UDP: 17, SCTP: 132 };
+const PROTO_NAME = new Map<number, IpvsProtocol>([[6, 'TCP'], [17, 'UDP'], [132, 'SCTP']]);
+
+const FLAG_BITS: ReadonlyArray<readonly [IpvsServiceFlag, number]> = [
+  ['persistent', 0x1], ['hashed', 0x2], ['one-packet', 0x4], ['sched-flag-1', 0x8], ['sched-flag-2', 0x10],
+  ['sched-flag-3', 0x20],
+];
+const FWD_NUM: Record<IpvsForward, number> = { masq: 0, local: 1, tunnel: 2, route: 3, bypass: 4 };
+const FWD_NAME: readonly IpvsForward[] = ['masq', 'local', 'tunnel', 'route', 'bypass'];
+const IP_VS_CONN_F_FWD_MASK = 0x7;
+const SCHED_MAXLEN = 16;
+
+export function flagsToBits(flags: readonly IpvsServiceFlag[]): number {
+  let bits = 0;
+  for (const f of flags) {
+    const e = FLAG_BITS.find(([n]) => n === f);
+    if (!e) throw new Error(`unknown IPVS service flag "${String(f)}"`);
+    bits |= e[1];
+  }
+  return bits;
+}
+
+export const bitsToFlags = (bits: number): IpvsServiceFlag[] => FLAG_BITS.filter(([, b]) => bits & b).map(([n]) => n);
+
+/** Family of a service: explicit for fwmark services, else from its address. */
+export function serviceFamily(key: IpvsServiceKey): IpFamily {
+  if (key.family) return key.family;
+  const f = familyOf(key.address);
+  if (!f) throw new Error(`invalid IPVS service address "${key.address}"`);
+  return f;
+}
+
+function checkPort(port: number, what: string): void {
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`invalid ${what} port ${port} (0-65535)`);
+}
+function checkU32(v: number, what: string): void {
+  if (!Number.isInteger(v) || v < 0 || v > 0xffffffff) throw new Error(`invalid ${what} ${v} (unsigned 32-bit integer)`);
+}
+
+/** Attributes that identify a service (enough for DEL/GET and for addressing its dests). */
+export function encodeServiceKeyAttrs(key: IpvsServiceKey): Buffer[] {
+  const family = serviceFamily(key);
+  const attrs = [u16Attr(SVC.AF, afNumber(family))];
+  if (key.fwmark !== undefined) {
+    checkU32(key.fwmark, 'fwmark');
+    attrs.push(u32Attr(SVC.FWMARK, key.fwmark));
+    return attrs;
+  }
+  const proto = PROTO_NUM[key.protocol];
+  if (proto === undefined) throw new Error(`invalid IPVS protocol "${String(key.protocol)}" (TCP, UDP or SCTP)`);
+  if (familyOf(key.address) !== family) throw new Error(`address "${key.address}" is not ${family}`);
+  checkPort(key.port, 'service');
+  attrs.push(u16Attr(SVC.PROTOCOL, proto), nlAttr(SVC.ADDR, ipToUnion16(key.address)), be16Attr(SVC.PORT, key.port));
+  return attrs;
+}
+
+/** A full service entry (NEW/SET need scheduler, flags, timeout and netmask). */
+export function encodeServiceAttrs(svc: IpvsService): Buffer[] {
+  if (!svc.scheduler || Buffer.byteLength(svc.scheduler) >= SCHED_MAXLEN) {
+    throw new Error(`invalid IPVS scheduler "${svc.scheduler}" (1-${SCHED_MAXLEN - 1} characters)`);
+  }
+  checkU32(svc.timeout, 'persistence timeout');
+  checkU32(svc.netmask, 'netmask');
+  if (serviceFamily(svc) === 'inet6' && (svc.netmask < 1 || svc.netmask > 128)) {
+    throw new Error(`invalid IPv6 persistence prefix ${svc.netmask} (1-128)`);
+  }
+  const flags = Buffer.alloc(8);
+  flags.writeUInt32LE(flagsToBits(svc.flags) >>> 0, 0);
+  // mask = all bits: the listed flags replace the service's flags (ipvsadm does the same).
+  flags.writeUInt32LE(0xffffffff, 4);
+  const netmask = Buffer.alloc(4);
+  if (serviceFamily(svc) === 'inet') netmask.writeUInt32BE(svc.netmask >>> 0);
+  else netmask.writeUInt32LE(svc.netmask);
+  const attrs = [
+    ...encodeServiceKeyAttrs(svc),
+    strAttr(SVC.SCHED_NAME, svc.scheduler),
+    nlAttr(SVC.FLAGS, flags),
+    u32Attr(SVC.TIMEOUT, svc.timeout),
+    nlAttr(SVC.NETMASK, netmask),
+  ];
+  if (svc.pe) attrs.push(strAttr(SVC.PE_NAME, svc.pe));
+  return attrs;
+}
+
+export function encodeDestKeyAttrs(dest: IpvsDestinationKey): Buffer[] {
+  const fam = familyOf(dest.address);
+  if (!fam) throw new Error(`invalid IPVS destination address "${dest.address}"`);
+  checkPort(dest.port, 'destination');
+  return [
+    nlAttr(DEST.ADDR, ipToUnion16(dest.address)),
+    be16Attr(DEST.PORT, dest.port),
+    u16Attr(DEST.ADDR_FAMILY, afNumber(fam)),
+  ];
+}
+
+export function encodeDestAttrs(dest: IpvsDestination): Buffer[] {
+  const fwd = FWD_NUM[dest.forward];
+  if (fwd === undefined) throw new Error(`invalid IPVS forwarding method "${String(dest.forward)}"`);
+  if (!Number.isInteger(dest.weight) || dest.weight < 0 || dest.weight > 0x7fffffff) {
+    throw new Error(`invalid IPVS weight ${dest.weight} (0-2147483647)`);
+  }
+  checkU32(dest.upperThreshold, 'upper threshold');
+  checkU32(dest.lowerThreshold, 'lower threshold');
+  return [
+    ...encodeDestKeyAttrs(dest),
+    u32Attr(DEST.FWD_METHOD, fwd),
+    u32Attr(DEST.WEIGHT, dest.weight),
+    u32Attr(DEST.U_THRESH, dest.upperThreshold),
+    u32Attr(DEST.L_THRESH, dest.lowerThreshold),
+  ];
+}
+
+const svcNest = (attrs: Buffer[]): Buffer => nlNested(CMD_ATTR.SERVICE, attrs);
+const destNest = (attrs: Buffer[]): Buffer => nlNested(CMD_ATTR.DEST, attrs);
+const genl = (cmd: number, attrs: Buffer[] = []): Buffer => encodeGenl(cmd, IPVS_GENL_VERSION, attrs);
+
+export const encodeNewService = (svc: IpvsService): Buffer => genl(IpvsCmd.NEW_SERVICE, [svcNest(encodeServiceAttrs(svc))]);
+export const encodeSetService = (svc: IpvsService): Buffer => genl(IpvsCmd.SET_SERVICE, [svcNest(encodeServiceAttrs(svc))]);
+export const encodeDelService = (key: IpvsServiceKey): Buffer => genl(IpvsCmd.DEL_SERVICE, [svcNest(encodeServiceKeyAttrs(key))]);
+/** With a key: one service (plain request). Without: the dump request. */
+export const encodeGetService = (key?: IpvsServiceKey): Buffer =>
+  genl(IpvsCmd.GET_SERVICE, key ? [svcNest(encodeServiceKeyAttrs(key))] : []);
+export const encodeNewDest = (svc: IpvsServiceKey, d: IpvsDestination): Buffer =>
+  genl(IpvsCmd.NEW_DEST, [svcNest(encodeServiceKeyAttrs(svc)), destNest(encodeDestAttrs(d))]);
+export const encodeSetDest = (svc: IpvsServiceKey, d: IpvsDestination): Buffer =>
+  genl(IpvsCmd.SET_DEST, [svcNest(encodeServiceKeyAttrs(svc)), destNest(encodeDestAttrs(d))]);
+export const encodeDelDest = (svc: IpvsServiceKey, d: IpvsDestinationKey): Buffer =>
+  genl(IpvsCmd.DEL_DEST, [svcNest(encodeServiceKeyAttrs(svc)), destNest(encodeDestKeyAttrs(d))]);
+/** Dump request for a service's destinations. */
+export const encodeGetDests = (svc: IpvsServiceKey): Buffer => genl(IpvsCmd.GET_DEST, [svcNest(encodeServiceKeyAttrs(svc))]);
+export const encodeGetConfig = (): Buffer => genl(IpvsCmd.GET_CONFIG);
+export const encodeGetInfo = (): Buffer => genl(IpvsCmd.GET_INFO);
+export const encodeFlush = (): Buffer => genl(IpvsCmd.FLUSH);
+
+export function encodeSetConfig(t: Partial<IpvsTimeouts>): Buffer {
+  const attrs: Buffer[] = [];
+  const put = (type: number, v: number | undefined, what: string) => {
+    if (v === undefined) return;
+    checkU32(v, `${what} timeout`);
+    attrs.push(u32Attr(type, v));
+  };
+  put(CMD_ATTR.TIMEOUT_TCP, t.tcp, 'tcp');
+  put(CMD_ATTR.TIMEOUT_TCP_FIN, t.tcpFin, 'tcpfin');
+  put(CMD_ATTR.TIMEOUT_UDP, t.udp, 'udp');
+  return genl(IpvsCmd.SET_CONFIG, attrs);
+}
+
+function decodeStats(buf: Buffer | undefined, wide: boolean): IpvsStats | undefined {
+  if (!buf) return undefined;
+  const a = decodeAttrs(buf);
+  const n = (t: number): number => {
+    if (!a.has(t)) return 0;
+    return wide ? Number(getU64(a, t)) : (t === 4 || t === 5 ? Number(getU64(a, t)) : getU32(a, t));
+  };
+  return {
+    conns: n(1), inPkts: n(2), outPkts: n(3), inBytes: n(4), outBytes: n(5), cps: n(6), inPps: n(7), outPps: n(8),
+    inBps: n(9), outBps: n(10),
+  };
+}
+
+function nestedOf(genlPayload: Buffer, type: number, what: string): Buffer {
+  const top = decodeAttrs(decodeGenl(genlPayload).attrs);
+  const inner = top.get(type);
+  if (!inner) throw new Error(`IPVS reply has no ${what} attribute`);
+  return inner;
+}
+
+/** The attributes inside IPVS_CMD_ATTR_SERVICE → service. */
+export function decodeServiceAttrs(buf: Buffer): IpvsService {
+  const a = decodeAttrs(buf);
+  const family = afName(getU16(a, SVC.AF, 'IPVS_SVC_ATTR_AF'));
+  const flagsBuf = a.get(SVC.FLAGS);
+  if (!flagsBuf || flagsBuf.length < 4) throw new Error('IPVS service has no flags attribute');
+  const netmaskBuf = a.get(SVC.NETMASK);
+  const netmask = !netmaskBuf || netmaskBuf.length < 4 ? 0
+    : family === 'inet' ? netmaskBuf.readUInt32BE(0) : netmaskBuf.readUInt32LE(0);
+  const base = {
+    scheduler: getStr(a, SVC.SCHED_NAME, 'IPVS_SVC_ATTR_SCHED_NAME'),
+    flags: bitsToFlags(flagsBuf.readUInt32LE(0)),
+    timeout: a.has(SVC.TIMEOUT) ? getU32(a, SVC.TIMEOUT) : 0,
+    netmask,
+  };
+  const pe = optStr(a, SVC.PE_NAME);
+  const stats = decodeStats(a.get(SVC.STATS64), true) ?? decodeStats(a.get(SVC.STATS), false);
+  const extra = { ...(pe ? { pe } : {}), ...(stats ? { stats } : {}) };
+  if (a.has(SVC.FWMARK)) {
+    return {
+      protocol: PROTO_NAME.get(a.has(SVC.PROTOCOL) ? getU16(a, SVC.PROTOCOL) : 6) ?? 'TCP',
+      address: family === 'inet' ? '0.0.0.0' : '::', port: 0, fwmark: getU32(a, SVC.FWMARK), family, ...base, ...extra,
+    };
+  }
+  const protoNum = getU16(a, SVC.PROTOCOL, 'IPVS_SVC_ATTR_PROTOCOL');
+  const protocol = PROTO_NAME.get(protoNum);
+  if (!protocol) throw new Error(`IPVS service has unsupported protocol ${protoNum}`);
+  const addr = a.get(SVC.ADDR);
+  if (!addr) throw new Error('IPVS service has no address attribute');
+  return { protocol, address: bytesToIp(addr, family), port: getBe16(a, SVC.PORT, 'IPVS_SVC_ATTR_PORT'), ...base, ...extra };
+}
+
+export function decodeDestAttrs(buf: Buffer, serviceFamily: IpFamily): IpvsDestination {
+  const a = decodeAttrs(buf);
+  const family = a.has(DEST.ADDR_FAMILY) ? afName(getU16(a, DEST.ADDR_FAMILY)) : serviceFamily;
+  const addr = a.get(DEST.ADDR);
+  if (!addr) throw new Error('IPVS destination has no address attribute');
+  const fwd = getU32(a, DEST.FWD_METHOD, 'IPVS_DEST_ATTR_FWD_METHOD') & IP_VS_CONN_F_FWD_MASK;
+  const forward = FWD_NAME[fwd];
+  if (!forward) throw new Error(`IPVS destination has unknown forwarding method ${fwd}`);
+  const stats = decodeStats(a.get(DEST.STATS64), true) ?? decodeStats(a.get(DEST.STATS), false);
+  const opt = (t: number) => (a.has(t) ? getU32(a, t) : undefined);
+  const activeConns = opt(DEST.ACTIVE_CONNS);
+  const inactiveConns = opt(DEST.INACT_CONNS);
+  const persistConns = opt(DEST.PERSIST_CONNS);
+  return {
+    address: bytesToIp(addr, family),
+    port: getBe16(a, DEST.PORT, 'IPVS_DEST_ATTR_PORT'),
+    forward,
+    weight: a.has(DEST.WEIGHT) ? getU32(a, DEST.WEIGHT) | 0 : 0,
+    upperThreshold: opt(DEST.U_THRESH) ?? 0,
+    lowerThreshold: opt(DEST.L_THRESH) ?? 0,
+    ...(activeConns !== undefined ? { activeConns } : {}),
+    ...(inactiveConns !== undefined ? { inactiveConns } : {}),
+    ...(persistConns !== undefined ? { persistConns } : {}),
+    ...(stats ? { stats } : {}),
+  };
+}
+
+/** A NEW_SERVICE/GET_SERVICE-reply genl payload → service. */
+export const decodeServiceMessage = (payload: Buffer): IpvsService =>
+  decodeServiceAttrs(nestedOf(payload, CMD_ATTR.SERVICE, 'service'));
+
+/** A GET_DEST reply genl payload → destination (family falls back to the service's). */
+export const decodeDestMessage = (payload: Buffer, serviceFamily: IpFamily): IpvsDestination =>
+  decodeDestAttrs(nestedOf(payload, CMD_ATTR.DEST, 'destination'), serviceFamily);
+
+export function decodeTimeouts(payload: Buffer): IpvsTimeouts {
+  const a = decodeAttrs(decodeGenl(payload).attrs);
+  return {
+    tcp: getU32(a, CMD_ATTR.TIMEOUT_TCP, 'IPVS_CMD_ATTR_TIMEOUT_TCP'),
+    tcpFin: getU32(a, CMD_ATTR.TIMEOUT_TCP_FIN, 'IPVS_CMD_ATTR_TIMEOUT_TCP_FIN'),
+    udp: getU32(a, CMD_ATTR.TIMEOUT_UDP, 'IPVS_CMD_ATTR_TIMEOUT_UDP'),
+  };
+}
+
+export function decodeInfo(payload: Buffer): IpvsInfo {
+  const a = decodeAttrs(decodeGenl(payload).attrs);
+  const code = getU32(a, INFO.VERSION, 'IPVS_INFO_ATTR_VERSION');
+  return {
+    version: `${(code >> 16) & 0xff}.${(code >> 8) & 0xff}.${code & 0xff}`,
+    versionCode: code,
+    connTableSize: getU32(a, INFO.CONN_TAB_SIZE, 'IPVS_INFO_ATTR_CONN_TAB_SIZE'),
+  };
+}
+
+/** ipvsadm-style label used in error messages: "TCP 10.0.0.1:80", "FWM 5". */
+export function serviceLabel(key: IpvsServiceKey): string {
+  if (key.fwmark !== undefined) return `FWM ${key.fwmark}`;
+  const host = familyOf(key.address) === 'inet6' ? `[${key.address}]` : key.address;
+  return `${key.protocol} ${host}:${key.port}`;
+}
+
+export function destLabel(d: IpvsDestinationKey): string {
+  return familyOf(d.address) === 'inet6' ? `[${d.address}]:${d.port}` : `${d.address}:${d.port}`;
+}

@@ -1,0 +1,261 @@
+// One netlink socket with request/reply matching and a bounded in-flight window.
+//
+// Why the window: the `netlink` package's native code turns a receive error into an
+// 'error' event; with a few hundred requests in flight the kernel's acks overflow the
+// default receive buffer (ENOBUFS), and an unhandled 'error' thrown from inside a native
+// callback aborts the whole process. So we (1) always listen for 'error', (2) never have
+// more than `window` requests outstanding, (3) enlarge SO_RCVBUF/SO_SNDBUF, and (4) never
+// throw from the receive path. Requests queued beyond the window wait in JS memory.
+//
+// Batching: queued requests are packed into one datagram (the kernel's netlink_rcv_skb
+// walks every message in an skb), up to `batch` messages / `maxBatchBytes`.
+// Dumps: the kernel runs one dump per socket at a time (a second one gets EBUSY), so
+// dump requests are serialized; plain requests keep flowing around a running dump.
+
+import { RawNetlinkSocket } from 'netlink';
+import type { ErrnoException } from 'netlink';
+import {
+  decodeErrorPayload, decodeMessages, encodeMessage, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR,
+  NLMSG_NOOP, NLMSG_OVERRUN,
+} from './netlink-message.ts';
+import type { NetlinkMessage } from './netlink-message.ts';
+import { NetlinkError } from './netlink-error.ts';
+import { constants } from 'node:os';
+
+export interface NetlinkConnectionOptions {
+  /** Netlink protocol number (NETLINK_GENERIC 16, NETLINK_NETFILTER 12, NETLINK_ROUTE 0). */
+  readonly protocol: number;
+  /** Max requests awaiting their ack (default 64). */
+  readonly window?: number;
+  /** Max messages packed into one datagram (default 32). */
+  readonly batch?: number;
+  /** SO_RCVBUF request in bytes (default 4 MiB; the kernel caps it at 2 × rmem_max). */
+  readonly recvBufferSize?: number;
+  /** SO_SNDBUF request in bytes (default 1 MiB). */
+  readonly sendBufferSize?: number;
+  /** Fail everything in flight when the kernel says nothing for this long (default 60 s). */
+  readonly stallTimeoutMs?: number;
+}
+
+export interface NetlinkRequest {
+  readonly type: number;
+  /** Extra header flags; REQUEST is always set, ACK for non-dumps, DUMP when `dump`. */
+  readonly flags?: number;
+  readonly payload: Uint8Array;
+  readonly dump?: boolean;
+  /** Human label for errors, e.g. "add service tcp 10.0.0.1:80". */
+  readonly operation: string;
+  /**
+   * Optional mapping of a kernel errno to an error (ipset has its own codes).
+   * Return undefined to fall back to the generic errno error.
+   */
+  readonly mapError?: (errno: number, extMessage?: string) => Error | undefined;
+}
+
+export interface NetlinkConnectionStats {
+  /** Requests answered (ack, error or dump end). */
+  completed: number;
+  /** Datagrams sent. */
+  datagrams: number;
+  /** Highest number of requests simultaneously awaiting an answer. */
+  maxInFlight: number;
+}
+
+interface Pending {
+  readonly req: NetlinkRequest;
+  readonly resolve: (msgs: NetlinkMessage[]) => void;
+  readonly reject: (err: Error) => void;
+  readonly replies: NetlinkMessage[];
+  seq: number;
+}
+
+const MAX_BATCH_BYTES = 64 * 1024;
+
+export class NetlinkConnection {
+  readonly window: number;
+  readonly batch: number;
+  readonly stats: NetlinkConnectionStats = { completed: 0, datagrams: 0, maxInFlight: 0 };
+  private readonly socket: RawNetlinkSocket;
+  private readonly queue: Pending[] = [];
+  private readonly inFlight = new Map<number, Pending>();
+  private dumpRunning = false;
+  private seq = Math.floor(Math.random() * 0x7fffffff);
+  private closed = false;
+  private pumpScheduled = false;
+  private watchdog: NodeJS.Timeout | undefined;
+  private readonly stallTimeoutMs: number;
+
+  constructor(opts: NetlinkConnectionOptions) {
+    this.window = Math.max(1, opts.window ?? 64);
+    this.batch = Math.max(1, Math.min(opts.batch ?? 32, this.window));
+    this.stallTimeoutMs = opts.stallTimeoutMs ?? 60_000;
+    this.socket = new RawNetlinkSocket(opts.protocol, {
+      recvBufferSize: opts.recvBufferSize ?? 4 * 1024 * 1024,
+      sendBufferSize: opts.sendBufferSize ?? 1024 * 1024,
+    });
+    this.socket.on('message', (msg) => this.onDatagram(msg));
+    this.socket.on('truncatedMessage', () => this.failAll(new Error('netlink: truncated datagram received')));
+    // Listening here is what keeps a receive error (ENOBUFS) from aborting the process.
+    this.socket.on('error', (err: ErrnoException) => {
+      const errno = typeof err.errno === 'number' ? Math.abs(err.errno) : constants.errno.EIO;
+      this.failAll(NetlinkError.fromErrno('netlink receive', errno));
+    });
+    this.socket.unref();
+  }
+
+  /** Actual socket buffer sizes after the kernel applied its caps. */
+  bufferSizes(): { recv: number; send: number } {
+    return { recv: this.socket.getRecvBufferSize(), send: this.socket.getSendBufferSize() };
+  }
+
+  get pending(): number {
+    return this.queue.length + this.inFlight.size;
+  }
+
+  /** Sends one request; resolves with the reply messages (acks and DONE stripped). */
+  request(req: NetlinkRequest): Promise<NetlinkMessage[]> {
+    if (this.closed) return Promise.reject(new Error(`${req.operation}: netlink socket is closed`));
+    return new Promise((resolve, reject) => {
+      this.queue.push({ req, resolve, reject, replies: [], seq: 0 });
+      this.schedulePump();
+    });
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.failAll(new Error('netlink socket closed'));
+    for (const p of this.queue.splice(0)) p.reject(new Error(`${p.req.operation}: netlink socket closed`));
+    this.closed = true;
+    this.socket.close();
+  }
+
+  private schedulePump(): void {
+    // Coalesce requests issued in the same tick into shared datagrams.
+    if (this.pumpScheduled) return;
+    this.pumpScheduled = true;
+    queueMicrotask(() => {
+      this.pumpScheduled = false;
+      this.pump();
+    });
+  }
+
+  private pump(): void {
+    if (this.closed) return;
+    while (this.queue.length > 0 && this.inFlight.size < this.window) {
+      const batch: Pending[] = [];
+      const bufs: Buffer[] = [];
+      let bytes = 0;
+      while (this.queue.length > 0 && this.inFlight.size < this.window && batch.length < this.batch) {
+        const idx = this.nextSendable();
+        if (idx < 0) break;
+        const p = this.queue[idx]!;
+        const buf = this.encode(p);
+        if (batch.length > 0 && bytes + buf.length > MAX_BATCH_BYTES) break;
+        this.queue.splice(idx, 1);
+        if (p.req.dump) this.dumpRunning = true;
+        this.inFlight.set(p.seq, p);
+        batch.push(p);
+        bufs.push(buf);
+        bytes += buf.length;
+        // A dump's replies are chunked by the kernel; keep it alone in its datagram.
+        if (p.req.dump) break;
+      }
+      if (batch.length === 0) break;
+      this.stats.maxInFlight = Math.max(this.stats.maxInFlight, this.inFlight.size);
+      this.stats.datagrams++;
+      this.socket.ref();
+      this.armWatchdog();
+      this.socket.send(bufs, {}, (err) => {
+        if (!err) return;
+        const errno = typeof err.errno === 'number' ? Math.abs(err.errno) : constants.errno.EIO;
+        for (const p of batch) this.finish(p, NetlinkError.fromErrno(`${p.req.operation} (send)`, errno));
+      });
+    }
+  }
+
+  /** Index of the first queued request that may go now (dumps wait for a running dump). */
+  private nextSendable(): number {
+    if (!this.dumpRunning) return 0;
+    return this.queue.findIndex((p) => !p.req.dump);
+  }
+
+  private encode(p: Pending): Buffer {
+    this.seq = (this.seq + 1) >>> 0 || 1;
+    p.seq = this.seq;
+    const flags = NLM_F_REQUEST | (p.req.dump ? NLM_F_DUMP : NLM_F_ACK) | (p.req.flags ?? 0);
+    return encodeMessage({ type: p.req.type, flags, seq: p.seq, payload: p.req.payload });
+  }
+
+  private onDatagram(buf: Buffer): void {
+    // Runs inside a native callback: nothing here may throw.
+    try {
+      for (const msg of decodeMessages(buf)) this.onMessage(msg);
+    } catch (e) {
+      this.failAll(new Error(`netlink: cannot decode reply: ${(e as Error).message}`));
+    }
+    try {
+      this.armWatchdog();
+      this.schedulePump();
+    } catch {
+      /* closed meanwhile */
+    }
+  }
+
+  private onMessage(msg: NetlinkMessage): void {
+    const p = this.inFlight.get(msg.seq);
+    if (!p) return; // not ours (late reply after a failure, or a notification)
+    if (msg.type === NLMSG_NOOP || msg.type === NLMSG_OVERRUN) return;
+    if (msg.type === NLMSG_ERROR) {
+      const e = decodeErrorPayload(msg.payload, msg.flags);
+      if (e.errno === 0) return this.finish(p);
+      return this.finish(p, this.mapError(p.req, e.errno, e.extMessage));
+    }
+    if (msg.type === NLMSG_DONE) {
+      const status = msg.payload.length >= 4 ? msg.payload.readInt32LE(0) : 0;
+      return this.finish(p, status < 0 ? this.mapError(p.req, -status) : undefined);
+    }
+    p.replies.push(msg);
+  }
+
+  private mapError(req: NetlinkRequest, errno: number, ext?: string): Error {
+    const mapped = req.mapError?.(errno, ext);
+    if (mapped) return mapped;
+    return NetlinkError.fromErrno(req.operation, errno, ext);
+  }
+
+  private finish(p: Pending, err?: Error): void {
+    if (!this.inFlight.delete(p.seq)) return;
+    if (p.req.dump) this.dumpRunning = false;
+    this.stats.completed++;
+    if (err) p.reject(err);
+    else p.resolve(p.replies);
+    if (this.inFlight.size === 0 && !this.closed) {
+      this.socket.unref();
+      this.disarmWatchdog();
+    }
+    this.schedulePump();
+  }
+
+  private failAll(err: Error): void {
+    for (const p of [...this.inFlight.values()]) {
+      this.finish(p, err instanceof NetlinkError
+        ? new NetlinkError(p.req.operation, err.errno, err.code, err.detail)
+        : new Error(`${p.req.operation}: ${err.message}`));
+    }
+  }
+
+  private armWatchdog(): void {
+    this.disarmWatchdog();
+    if (this.inFlight.size === 0) return;
+    this.watchdog = setTimeout(() => {
+      this.failAll(NetlinkError.fromErrno('netlink', constants.errno.ETIMEDOUT,
+        `no answer from the kernel for ${this.stallTimeoutMs} ms`));
+    }, this.stallTimeoutMs);
+    this.watchdog.unref();
+  }
+
+  private disarmWatchdog(): void {
+    if (this.watchdog) clearTimeout(this.watchdog);
+    this.watchdog = undefined;
+  }
+}
