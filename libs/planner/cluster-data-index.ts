@@ -1,0 +1,130 @@
+import {
+  byCodeUnit, contentHash, type ClusterData, type DataDelta, type NodeFacts, type ServiceEntry,
+} from '../model/index.ts';
+import { DataHashTree } from './data-hash-tree.ts';
+
+/** Read access to cluster data, as rendering needs it. */
+export interface ClusterDataSource {
+  services(): Iterable<ServiceEntry>;
+  node(name: string): NodeFacts | undefined;
+}
+
+/**
+ * Cluster data held as maps, with its content hash kept up to date per change. The planner,
+ * the appliers and replay all hold data this way and move it forward by deltas, so every party
+ * computes the same hash for the same version without re-serialising the whole cluster.
+ * Entries are frozen values: a change replaces an entry, never edits it.
+ */
+export class ClusterDataIndex implements ClusterDataSource {
+  private readonly svc = new Map<string, { entry: ServiceEntry; hash: string }>();
+  private readonly nodeMap = new Map<string, { facts: NodeFacts; hash: string }>();
+  private readonly tree = new DataHashTree();
+
+  static from(data: ClusterData): ClusterDataIndex {
+    const idx = new ClusterDataIndex();
+    idx.apply({ upsertServices: data.services, removeServices: [], upsertNodes: data.nodes, removeNodes: [] });
+    return idx;
+  }
+
+  services(): Iterable<ServiceEntry> {
+    return [...this.svc.values()].map((v) => v.entry);
+  }
+
+  service(key: string): ServiceEntry | undefined {
+    return this.svc.get(key)?.entry;
+  }
+
+  serviceHash(key: string): string | undefined {
+    return this.svc.get(key)?.hash;
+  }
+
+  node(name: string): NodeFacts | undefined {
+    return this.nodeMap.get(name)?.facts;
+  }
+
+  nodeHash(name: string): string | undefined {
+    return this.nodeMap.get(name)?.hash;
+  }
+
+  get serviceCount(): number {
+    return this.svc.size;
+  }
+
+  nodeNames(): string[] {
+    return [...this.nodeMap.keys()].sort(byCodeUnit);
+  }
+
+  /** Sets or removes one service entry; returns its new hash (undefined when removed). */
+  setService(key: string, entry: ServiceEntry | undefined): string | undefined {
+    if (!entry) {
+      this.svc.delete(key);
+      this.tree.set(`svc:${key}`, undefined);
+      return undefined;
+    }
+    if (entry.key !== key) throw new Error(`service entry key ${entry.key} does not match ${key}`);
+    const hash = contentHash(entry);
+    this.svc.set(key, { entry: deepFreeze(entry), hash });
+    this.tree.set(`svc:${key}`, hash);
+    return hash;
+  }
+
+  setNode(name: string, facts: NodeFacts | undefined): string | undefined {
+    if (!facts) {
+      this.nodeMap.delete(name);
+      this.tree.set(`node:${name}`, undefined);
+      return undefined;
+    }
+    const hash = contentHash(facts);
+    this.nodeMap.set(name, { facts: deepFreeze(facts), hash });
+    this.tree.set(`node:${name}`, hash);
+    return hash;
+  }
+
+  apply(delta: DataDelta): void {
+    for (const k of delta.removeServices) this.setService(k, undefined);
+    for (const e of delta.upsertServices) this.setService(e.key, e);
+    for (const n of delta.removeNodes) this.setNode(n, undefined);
+    for (const f of delta.upsertNodes) this.setNode(f.name, f);
+  }
+
+  hash(): string {
+    return this.tree.root();
+  }
+
+  /** The checkpoint form: sorted arrays. O(cluster); use for checkpoints, not per event. */
+  toClusterData(): ClusterData {
+    const services = [...this.svc.keys()].sort(byCodeUnit).map((k) => this.svc.get(k)!.entry);
+    const nodes = [...this.nodeMap.keys()].sort(byCodeUnit).map((k) => this.nodeMap.get(k)!.facts);
+    return { services, nodes };
+  }
+
+  /** The delta that turns `from` into this data (both full scans; for diffs and audits). */
+  deltaFrom(from: ClusterDataIndex): DataDelta {
+    const upsertServices: ServiceEntry[] = [];
+    const removeServices: string[] = [];
+    for (const [k, v] of this.svc) if (from.serviceHash(k) !== v.hash) upsertServices.push(v.entry);
+    for (const k of from.svc.keys()) if (!this.svc.has(k)) removeServices.push(k);
+    const upsertNodes: NodeFacts[] = [];
+    const removeNodes: string[] = [];
+    for (const [k, v] of this.nodeMap) if (from.nodeHash(k) !== v.hash) upsertNodes.push(v.facts);
+    for (const k of from.nodeMap.keys()) if (!this.nodeMap.has(k)) removeNodes.push(k);
+    return sortDelta({ upsertServices, removeServices, upsertNodes, removeNodes });
+  }
+}
+
+export function sortDelta(d: DataDelta): DataDelta {
+  return {
+    upsertServices: [...d.upsertServices].sort((a, b) => byCodeUnit(a.key, b.key)),
+    removeServices: [...d.removeServices].sort(byCodeUnit),
+    upsertNodes: [...d.upsertNodes].sort((a, b) => byCodeUnit(a.name, b.name)),
+    removeNodes: [...d.removeNodes].sort(byCodeUnit),
+  };
+}
+
+function deepFreeze<T>(v: T): T {
+  if (v && typeof v === 'object' && !Object.isFrozen(v)) {
+    Object.freeze(v);
+    for (const x of Object.values(v as object)) deepFreeze(x);
+  }
+  return v;
+}

@@ -1,0 +1,158 @@
+import {
+  serviceKey, type DataDelta, type EndpointSliceObject, type KubeKind, type KubeObject,
+  type NodeFacts, type NodeObject, type ServiceEntry, type ServiceObject,
+} from '../model/index.ts';
+import { buildNodeFacts, buildServiceEntry } from './build-service-entry.ts';
+import { ClusterDataIndex, sortDelta } from './cluster-data-index.ts';
+
+/** One object-level change, as the change trackers see a watch event. */
+export type ObjectChange =
+  | { readonly op: 'upsert'; readonly object: KubeObject }
+  | { readonly op: 'delete'; readonly kind: KubeKind; readonly namespace: string; readonly name: string };
+
+/**
+ * The planner's incremental state: the latest objects, the cluster data derived from them, and a
+ * change tracker in the spirit of kube-proxy's: every change records the item's hash as of the
+ * last commit (first change wins), and `commit()` emits only items whose hash really moved, so a
+ * burst of events that nets to nothing makes no version. Applying a change costs O(size of the
+ * affected service): only that service's entry is rebuilt and rehashed.
+ */
+export class ClusterState {
+  private readonly services = new Map<string, ServiceObject>();
+  private readonly slices = new Map<string, EndpointSliceObject>();
+  private readonly slicesByService = new Map<string, Set<string>>();
+  private readonly nodes = new Map<string, NodeObject>();
+  readonly data = new ClusterDataIndex();
+  /** item key ("svc:k" | "node:n") → its hash at the last commit (undefined = absent then). */
+  private readonly pending = new Map<string, string | undefined>();
+
+  apply(change: ObjectChange): void {
+    if (change.op === 'upsert') this.upsert(change.object);
+    else this.remove(change.kind, change.namespace, change.name);
+  }
+
+  private upsert(obj: KubeObject): void {
+    switch (obj.kind) {
+      case 'Service': {
+        const k = serviceKey(obj.meta.namespace, obj.meta.name);
+        this.services.set(k, obj);
+        this.rebuildService(k);
+        return;
+      }
+      case 'EndpointSlice': {
+        const sk = serviceKey(obj.meta.namespace, obj.meta.name);
+        const prev = this.slices.get(sk);
+        this.slices.set(sk, obj);
+        const owner = serviceKey(obj.meta.namespace, obj.serviceName);
+        if (prev && prev.serviceName !== obj.serviceName) {
+          // A slice relabelled to another service leaves the old one.
+          const old = serviceKey(prev.meta.namespace, prev.serviceName);
+          this.slicesByService.get(old)?.delete(sk);
+          this.rebuildService(old);
+        }
+        let set = this.slicesByService.get(owner);
+        if (!set) this.slicesByService.set(owner, (set = new Set()));
+        set.add(sk);
+        this.rebuildService(owner);
+        return;
+      }
+      case 'Node':
+        this.nodes.set(obj.meta.name, obj);
+        this.setNode(obj.meta.name, buildNodeFacts(obj));
+        return;
+    }
+  }
+
+  private remove(kind: KubeKind, namespace: string, name: string): void {
+    if (kind === 'Service') {
+      const k = serviceKey(namespace, name);
+      if (this.services.delete(k)) this.rebuildService(k);
+    } else if (kind === 'EndpointSlice') {
+      const sk = serviceKey(namespace, name);
+      const prev = this.slices.get(sk);
+      if (!prev) return;
+      this.slices.delete(sk);
+      const owner = serviceKey(namespace, prev.serviceName);
+      const set = this.slicesByService.get(owner);
+      set?.delete(sk);
+      if (set && set.size === 0) this.slicesByService.delete(owner);
+      this.rebuildService(owner);
+    } else if (this.nodes.delete(name)) {
+      this.setNode(name, undefined);
+    }
+  }
+
+  private rebuildService(k: string): void {
+    const svc = this.services.get(k);
+    const sliceKeys = this.slicesByService.get(k) ?? new Set<string>();
+    const entry: ServiceEntry | undefined = svc
+      ? buildServiceEntry(svc, [...sliceKeys].map((s) => this.slices.get(s)!))
+      : undefined;
+    const item = `svc:${k}`;
+    if (!this.pending.has(item)) this.pending.set(item, this.data.serviceHash(k));
+    this.data.setService(k, entry);
+  }
+
+  private setNode(name: string, facts: NodeFacts | undefined): void {
+    const item = `node:${name}`;
+    if (!this.pending.has(item)) this.pending.set(item, this.data.nodeHash(name));
+    this.data.setNode(name, facts);
+  }
+
+  /** True when uncommitted changes moved the content (cheap: compares hashes of touched items). */
+  hasChanges(): boolean {
+    for (const [item, before] of this.pending) if (this.itemHash(item) !== before) return true;
+    return false;
+  }
+
+  /**
+   * Ends the current batch: returns the delta since the previous commit, or undefined when the
+   * batch netted to nothing (then no version must be made).
+   */
+  commit(): DataDelta | undefined {
+    const upsertServices: ServiceEntry[] = [];
+    const removeServices: string[] = [];
+    const upsertNodes: NodeFacts[] = [];
+    const removeNodes: string[] = [];
+    for (const [item, before] of this.pending) {
+      const now = this.itemHash(item);
+      if (now === before) continue;
+      const key = item.slice(item.indexOf(':') + 1);
+      if (item.startsWith('svc:')) {
+        if (now === undefined) removeServices.push(key);
+        else upsertServices.push(this.data.service(key)!);
+      } else if (now === undefined) removeNodes.push(key);
+      else upsertNodes.push(this.data.node(key)!);
+    }
+    this.pending.clear();
+    if (upsertServices.length + removeServices.length + upsertNodes.length + removeNodes.length === 0) return undefined;
+    return sortDelta({ upsertServices, removeServices, upsertNodes, removeNodes });
+  }
+
+  private itemHash(item: string): string | undefined {
+    const key = item.slice(item.indexOf(':') + 1);
+    return item.startsWith('svc:') ? this.data.serviceHash(key) : this.data.nodeHash(key);
+  }
+
+  hash(): string {
+    return this.data.hash();
+  }
+
+  /** All current objects (for checkpoints of the object state, e.g. in the event log). */
+  objects(): KubeObject[] {
+    return [...this.services.values(), ...this.slices.values(), ...this.nodes.values()];
+  }
+
+  /** Builds a state from a full object set, as a relist or a replay from checkpoint does. */
+  static fromObjects(objects: Iterable<KubeObject>): ClusterState {
+    const s = new ClusterState();
+    for (const o of objects) s.apply({ op: 'upsert', object: o });
+    s.commit();
+    return s;
+  }
+
+  get objectCount(): number {
+    return this.services.size + this.slices.size + this.nodes.size;
+  }
+
+}

@@ -1,0 +1,168 @@
+import {
+  byCodeUnit, cidrContains, ipFamily, parseCidr, virtualServerKey,
+  type Cidr, type EndpointEntry, type IpFamily, type IpsetState, type NodeFacts, type NodeState,
+  type ProxyConfig, type RealServer, type ServiceEntry, type VirtualServer, type VirtualServerRole,
+} from '../model/index.ts';
+import type { ClusterDataSource } from './cluster-data-index.ts';
+import { IPSET_TABLE, ipPortEntry, ipsetName, nodePortSetBase, type IpsetBaseName } from './ipset-names.ts';
+import { selectEndpoints } from './select-endpoints.ts';
+
+/** What one service contributes to a node's state; merged by renderNodeState. */
+export interface ServiceContribution {
+  readonly virtualServers: VirtualServer[];
+  readonly boundAddresses: string[];
+  /** [set name, entry] pairs. */
+  readonly ipsetEntries: [string, string][];
+}
+
+export interface RenderContext {
+  readonly nodeName: string;
+  readonly node: NodeFacts | undefined;
+  readonly config: ProxyConfig;
+  /** Node addresses NodePorts are served on (after the nodePortAddresses filter). */
+  readonly nodePortIPs: readonly string[];
+}
+
+export function renderContext(data: ClusterDataSource, nodeName: string, config: ProxyConfig): RenderContext {
+  const node = data.node(nodeName);
+  const filters = config.nodePortAddresses.map((c) => parseCidr(c)).filter((c): c is Cidr => !!c);
+  const nodePortIPs = (node?.addresses ?? []).filter((a) => filters.length === 0 || filters.some((c) => cidrContains(c, a)));
+  return { nodeName, node, config, nodePortIPs };
+}
+
+/**
+ * Renders everything one node must program from cluster data and proxy config, with kube-proxy's
+ * ipvs-mode semantics. Pure: same inputs, same (canonically ordered) output.
+ */
+export function renderNodeState(data: ClusterDataSource, nodeName: string, config: ProxyConfig): NodeState {
+  const ctx = renderContext(data, nodeName, config);
+  return mergeContributions(ctx, [...data.services()].map((s) => renderServiceForNode(s, ctx)));
+}
+
+export function mergeContributions(ctx: RenderContext, parts: Iterable<ServiceContribution>): NodeState {
+  const vsByKey = new Map<string, VirtualServer>();
+  const bound = new Set<string>();
+  const families = new Set<IpFamily>(['IPv4']);
+  const sets = new Map<string, Set<string>>();
+  for (const p of parts) {
+    for (const vs of p.virtualServers) {
+      families.add(ipFamily(vs.address));
+      const k = virtualServerKey(vs);
+      const prev = vsByKey.get(k);
+      // Two services claiming one VIP:port is a cluster misconfiguration; keep a stable winner.
+      if (!prev || byCodeUnit(vs.servicePort, prev.servicePort) < 0) vsByKey.set(k, vs);
+    }
+    for (const a of p.boundAddresses) bound.add(a);
+    for (const [set, entry] of p.ipsetEntries) {
+      let s = sets.get(set);
+      if (!s) sets.set(set, (s = new Set()));
+      s.add(entry);
+    }
+  }
+  const ipsets: IpsetState[] = [];
+  for (const family of families) {
+    for (const [base, type] of IPSET_TABLE) {
+      const name = ipsetName(base, family);
+      ipsets.push({
+        name, type,
+        ...(type === 'bitmap:port' ? {} : { family: family === 'IPv4' ? 'inet' as const : 'inet6' as const }),
+        entries: [...(sets.get(name) ?? [])].sort(byCodeUnit),
+      });
+    }
+  }
+  ipsets.sort((a, b) => byCodeUnit(a.name, b.name));
+  const c = ctx.config;
+  return {
+    node: ctx.nodeName,
+    virtualServers: [...vsByKey.keys()].sort(byCodeUnit).map((k) => vsByKey.get(k)!),
+    boundAddresses: [...bound].sort(byCodeUnit),
+    ipsets,
+    settings: {
+      strictARP: c.strictARP, masqueradeAll: c.masqueradeAll, clusterCIDR: c.clusterCIDR,
+      tcpTimeout: c.tcpTimeout, tcpFinTimeout: c.tcpFinTimeout, udpTimeout: c.udpTimeout,
+      excludeCIDRs: c.excludeCIDRs,
+    },
+  };
+}
+
+/** One service's share of a node's state, for every address family it has a cluster IP in. */
+export function renderServiceForNode(svc: ServiceEntry, ctx: RenderContext): ServiceContribution {
+  const out: ServiceContribution = { virtualServers: [], boundAddresses: [], ipsetEntries: [] };
+  for (const clusterIP of svc.clusterIPs) renderFamily(svc, clusterIP, ctx, out);
+  return out;
+}
+
+function renderFamily(svc: ServiceEntry, clusterIP: string, ctx: RenderContext, out: ServiceContribution): void {
+  const family = ipFamily(clusterIP);
+  const inFamily = (a: string) => ipFamily(a) === family;
+  const set = (base: IpsetBaseName, entry: string) => out.ipsetEntries.push([ipsetName(base, family), entry]);
+  const externalIPs = svc.externalIPs.filter(inFamily);
+  const lbIPs = svc.loadBalancerIngress.filter(inFamily);
+  const ranges = svc.loadBalancerSourceRanges.filter(inFamily);
+  const nodeIPs = ctx.nodePortIPs.filter(inFamily);
+  const externalLocal = svc.externalTrafficPolicy === 'Local' && (externalIPs.length > 0 || lbIPs.length > 0 || svc.nodePorts);
+  const internalLocal = svc.internalTrafficPolicy === 'Local';
+
+  for (const addr of [clusterIP, ...externalIPs, ...lbIPs]) {
+    out.boundAddresses.push(addr);
+    set('KUBE-IPVS-IPS', addr);
+  }
+  if (svc.healthCheckNodePort !== 0 && externalLocal) set('KUBE-HEALTH-CHECK-NODE-PORT', String(svc.healthCheckNodePort));
+
+  for (const port of svc.ports) {
+    const sel = selectEndpoints(svc, port, family, ctx.nodeName, ctx.node?.zone ?? '');
+    const servicePort = `${svc.key}:${port.name}`;
+    const vs = (address: string, p: number, role: VirtualServerRole, localOnly: boolean, sourceRanges: readonly string[] = []) =>
+      out.virtualServers.push(virtualServer({ svc, ctx, address, port: p, protocol: port.protocol, role, servicePort, localOnly, sourceRanges,
+        endpoints: localOnly ? sel.local : sel.cluster }));
+    const entry = (ip: string) => ipPortEntry(ip, port.protocol, port.port);
+
+    set('KUBE-CLUSTER-IP', entry(clusterIP));
+    vs(clusterIP, port.port, 'cluster-ip', internalLocal);
+    for (const ep of sel.allLocal) set('KUBE-LOOP-BACK', `${ipPortEntry(ep.ip, port.protocol, ep.port)},${ep.ip}`);
+
+    for (const ip of externalIPs) {
+      set(externalLocal ? 'KUBE-EXTERNAL-IP-LOCAL' : 'KUBE-EXTERNAL-IP', entry(ip));
+      vs(ip, port.port, 'external-ip', externalLocal);
+    }
+    for (const ip of lbIPs) {
+      set('KUBE-LOAD-BALANCER', entry(ip));
+      if (externalLocal) set('KUBE-LOAD-BALANCER-LOCAL', entry(ip));
+      if (ranges.length > 0) {
+        set('KUBE-LOAD-BALANCER-FW', entry(ip));
+        for (const r of ranges) set('KUBE-LOAD-BALANCER-SOURCE-CIDR', `${entry(ip)},${r}`);
+        // Traffic from the node itself to its LB VIP must pass the firewall when a range covers it.
+        const cidrs = ranges.map((r) => parseCidr(r)!);
+        if (nodeIPs.some((n) => cidrs.some((c) => cidrContains(c, n)))) set('KUBE-LOAD-BALANCER-SOURCE-IP', `${entry(ip)},${ip}`);
+      }
+      vs(ip, port.port, 'load-balancer', externalLocal, ranges);
+    }
+    if (svc.nodePorts && port.nodePort !== 0) {
+      const bases = [nodePortSetBase(port.protocol, false), ...(externalLocal ? [nodePortSetBase(port.protocol, true)] : [])];
+      for (const base of bases) {
+        if (port.protocol === 'SCTP') for (const n of nodeIPs) set(base, ipPortEntry(n, 'SCTP', port.nodePort));
+        else set(base, String(port.nodePort));
+      }
+      for (const n of nodeIPs) vs(n, port.nodePort, 'node-port', externalLocal);
+    }
+  }
+}
+
+interface VsInput {
+  svc: ServiceEntry; ctx: RenderContext; address: string; port: number; protocol: VirtualServer['protocol'];
+  role: VirtualServerRole; servicePort: string; localOnly: boolean; sourceRanges: readonly string[];
+  endpoints: readonly EndpointEntry[];
+}
+
+function virtualServer(i: VsInput): VirtualServer {
+  const realServers: RealServer[] = i.endpoints
+    .map((e) => ({ address: e.ip, port: e.port, weight: 1 }))
+    .sort((a, b) => byCodeUnit(a.address, b.address) || a.port - b.port);
+  return {
+    protocol: i.protocol, address: i.address, port: i.port,
+    scheduler: i.ctx.config.scheduler, schedulerFlags: i.ctx.config.schedulerFlags,
+    persistenceTimeout: i.svc.affinityTimeoutSeconds,
+    role: i.role, servicePort: i.servicePort, localOnly: i.localOnly, sourceRanges: i.sourceRanges,
+    realServers,
+  };
+}

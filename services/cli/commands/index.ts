@@ -1,0 +1,10 @@
+import type { Command } from 'commander';
+import { registerPlan } from './plan.ts';
+
+/** Sets the exit code a command finished with. */
+export type SetExit = (code: number) => void;
+
+/** Every subcommand registers itself here; one line per module keeps merges trivial. */
+export function registerCommands(program: Command, setExit: SetExit): void {
+  registerPlan(program, setExit);
+}

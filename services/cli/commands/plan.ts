@@ -1,0 +1,39 @@
+import { Command, Option } from 'commander';
+import { readManifestDir } from '../../../libs/manifests/read-manifest-dir.ts';
+import { ClusterState, formatIpsetSave, formatIpvsadm, renderNodeState } from '../../../libs/planner/index.ts';
+import { canonicalJson, type NodeState, type ProxyConfig } from '../../../libs/model/index.ts';
+import { loadProxyConfig } from '../load-proxy-config.ts';
+import type { SetExit } from './index.ts';
+
+/** Output formats of `plan`; nftables mode registers 'nft' through extraPlanFormats. */
+export const planFormats: Record<string, (state: NodeState, config: ProxyConfig) => string> = {
+  ipvsadm: (s) => formatIpvsadm(s),
+  ipset: (s) => formatIpsetSave(s),
+  json: (s) => canonicalJson(s) + '\n',
+};
+
+export function registerPlan(program: Command, setExit: SetExit): void {
+  program.command('plan')
+    .description('print what one node must program, from a directory of Kubernetes manifests')
+    .requiredOption('--manifests <dir>', 'directory of Service/EndpointSlice/Node YAML or JSON')
+    .requiredOption('--node <name>', 'node to render for')
+    .addOption(new Option('--mode <mode>', 'proxy mode').choices(['ipvs', 'nftables']))
+    .option('--config <file>', 'proxy config (YAML/JSON)')
+    .option('--scheduler <name>', 'IPVS scheduler')
+    .option('--nodeport-addresses <cidrs>', 'comma-separated CIDRs NodePorts are served on')
+    .addOption(new Option('--format <format>', 'output format').default('ipvsadm'))
+    .option('--strict', 'exit 1 when any object was rejected')
+    .action((o: { manifests: string; node: string; mode?: string; config?: string; scheduler?: string; nodeportAddresses?: string; format: string; strict?: boolean }) => {
+      const format = planFormats[o.format];
+      if (!format) throw new Error(`unknown --format ${o.format} (one of ${Object.keys(planFormats).join(', ')})`);
+      const config = loadProxyConfig(o.config, {
+        mode: o.mode, scheduler: o.scheduler,
+        nodePortAddresses: o.nodeportAddresses?.split(',').filter(Boolean),
+      });
+      const { objects, rejected } = readManifestDir(o.manifests);
+      for (const r of rejected) process.stderr.write(`rejected ${r.ref} (${r.source}): ${r.reason}\n`);
+      const state = ClusterState.fromObjects(objects);
+      process.stdout.write(format(renderNodeState(state.data, o.node, config), config));
+      setExit(o.strict && rejected.length > 0 ? 1 : 0);
+    });
+}

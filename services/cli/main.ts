@@ -1,0 +1,33 @@
+import { Command, CommanderError } from 'commander';
+import { registerCommands } from './commands/index.ts';
+import { UsageError } from './cli-errors.ts';
+
+/**
+ * `switchboard` CLI. Exit codes: 0 ok, 1 failure, 2 usage error; errors go to stderr as one line.
+ * Each subcommand lives in its own module under commands/ and returns its exit code.
+ */
+export async function main(argv: string[]): Promise<number> {
+  const program = new Command('switchboard')
+    .description('Switchboard: versioned, audited Kubernetes service proxying (IPVS / nftables)')
+    .exitOverride()
+    .configureOutput({ writeErr: (s) => process.stderr.write(s) })
+    .showHelpAfterError(false);
+  let code = 0;
+  registerCommands(program, (c) => { code = c; });
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return code;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') return 0;
+      return 2; // commander already printed its one-line message
+    }
+    if (e instanceof UsageError) {
+      process.stderr.write(`switchboard: ${e.message}\n`);
+      return 2;
+    }
+    process.stderr.write(`switchboard: ${e instanceof Error ? e.message : String(e)}\n`);
+    if (process.env.SWITCHBOARD_DEBUG) console.error(e);
+    return 1;
+  }
+}
