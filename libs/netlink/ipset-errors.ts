@@ -45,7 +45,13 @@ export function describeIpsetError(errno: number, op: IpsetOp, setType?: string)
     if (op === 'add') return { code: 'IPSET_ERR_EXIST', detail: "element cannot be added to the set: it's already added" };
     if (op === 'del') return { code: 'IPSET_ERR_EXIST', detail: "element cannot be deleted from the set: it's not added" };
   }
-  const specific = setType?.startsWith('bitmap:') ? BITMAP_SPECIFIC[errno] : HASH_SPECIFIC[errno];
+  let specific = setType?.startsWith('bitmap:') ? BITMAP_SPECIFIC[errno] : HASH_SPECIFIC[errno];
+  // Type-specific codes overlap between hash and bitmap types; say both when the type is unknown.
+  if (setType === undefined && HASH_SPECIFIC[errno] && BITMAP_SPECIFIC[errno]) {
+    const h = HASH_SPECIFIC[errno]!;
+    const b = BITMAP_SPECIFIC[errno]!;
+    specific = [`${h[0]}|${b[0]}`, `${h[1]} (hash types) / ${b[1]} (bitmap types)`];
+  }
   const known = COMMON[errno] ?? specific;
   if (known) return { code: known[0], detail: known[1] };
   if (errno >= 4352) return { code: `IPSET_ERR_TYPE_SPECIFIC+${errno - 4352}`, detail: `set-type specific error ${errno}` };
