@@ -1,0 +1,28 @@
+// Public surface of libs/netlink: kernel clients (IPVS, ipset, links) and their pure codecs.
+export { NetlinkError } from './netlink-error.ts';
+export { errnoName } from './errno-name.ts';
+export { NetlinkConnection } from './netlink-connection.ts';
+export type { NetlinkConnectionOptions, NetlinkConnectionStats, NetlinkRequest } from './netlink-connection.ts';
+export { bytesToIp, familyOf, ipToBytes } from './ip-address.ts';
+export type { IpFamily } from './ip-address.ts';
+
+export { IpvsClient, openIpvs } from './ipvs-client.ts';
+export type { IpvsClientOptions } from './ipvs-client.ts';
+export type {
+  IpvsDestination, IpvsDestinationKey, IpvsForward, IpvsInfo, IpvsProtocol, IpvsService, IpvsServiceFlag,
+  IpvsServiceKey, IpvsStats, IpvsTimeouts,
+} from './ipvs-types.ts';
+export { destLabel, serviceLabel } from './ipvs-codec.ts';
+
+export { IpsetClient, openIpset } from './ipset-client.ts';
+export type { IpsetClientOptions } from './ipset-client.ts';
+export { IPSET_TYPES } from './ipset-types.ts';
+export type {
+  IpsetCreate, IpsetEntry, IpsetHeader, IpsetProto, IpsetSet, IpsetType,
+} from './ipset-types.ts';
+export { entryFromText, entryToSaveLine, entryToText, headerToSaveLine } from './ipset-entry-text.ts';
+export { describeIpsetError } from './ipset-errors.ts';
+
+export { KUBE_IPVS_DEVICE, LinkClient, openLinks } from './link-client.ts';
+export type { LinkClientOptions } from './link-client.ts';
+export type { Link, LinkAddress } from './rtnl-codec.ts';
