@@ -71,16 +71,16 @@ describe('KubeApiServer (raw HTTP)', () => {
     expect(status).toBe(200);
     expect(body.kind).toBe('ServiceList');
     expect(body.apiVersion).toBe('v1');
-    expect(body.metadata.resourceVersion).toBe('3');
+    expect(body.metadata.resourceVersion).toBe('4');
     expect(body.items).toHaveLength(1);
     const item = body.items[0];
     expect(item.kind).toBeUndefined(); // like the real apiserver, items have no kind
-    expect(item.metadata.resourceVersion).toBe('1');
+    expect(item.metadata.resourceVersion).toBe('2');
     expect(item.metadata.uid).toMatch(/^[0-9a-f-]{36}$/);
     expect(item.metadata.creationTimestamp).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
     const nodes = await getJson(server, '/api/v1/nodes');
     expect(nodes.body.kind).toBe('NodeList');
-    expect(nodes.body.items[0].metadata.resourceVersion).toBe('2');
+    expect(nodes.body.items[0].metadata.resourceVersion).toBe('3');
     const slices = await getJson(server, '/apis/discovery.k8s.io/v1/namespaces/default/endpointslices');
     expect(slices.body.kind).toBe('EndpointSliceList');
     expect(slices.body.apiVersion).toBe('discovery.k8s.io/v1');
@@ -131,7 +131,7 @@ describe('KubeApiServer (raw HTTP)', () => {
     server.create('Service', svc('f'));
     const second = await getJson(server, `/api/v1/services?limit=2&continue=${token}`);
     expect(second.body.items.map((i: Json) => i.metadata.name)).toEqual(['c', 'd']);
-    expect(second.body.metadata.resourceVersion).toBe('5');
+    expect(second.body.metadata.resourceVersion).toBe('6');
     const third = await getJson(server, `/api/v1/services?limit=2&continue=${second.body.metadata.continue}`);
     expect(third.body.items.map((i: Json) => i.metadata.name)).toEqual(['e']);
     expect(third.body.metadata.continue).toBeUndefined();
@@ -155,9 +155,9 @@ describe('KubeApiServer (raw HTTP)', () => {
     expect(status).toBe(200);
     expect(headers.get('transfer-encoding')).toBe('chunked');
     expect(events.map((e) => [e.type, e.object.metadata.name, e.object.metadata.resourceVersion])).toEqual([
-      ['ADDED', 'b', '2'],
-      ['MODIFIED', 'a', '3'],
-      ['DELETED', 'b', '5'],
+      ['ADDED', 'b', '3'],
+      ['MODIFIED', 'a', '4'],
+      ['DELETED', 'b', '6'],
     ]);
     expect(events[0]!.object.kind).toBe('Service');
     const live = await watching;
@@ -168,13 +168,13 @@ describe('KubeApiServer (raw HTTP)', () => {
     const a = server.create('Service', svc('a'));
     const again = server.update('Service', svc('a'));
     expect(again.metadata.resourceVersion).toBe(a.metadata.resourceVersion);
-    expect(server.resourceVersion).toBe('1');
+    expect(server.resourceVersion).toBe('2');
   });
 
   it('keeps status on update and changes it only through patchStatus', () => {
     server.create('Service', svc('a'));
     const patched = server.patchStatus('Service', { namespace: 'default', name: 'a' }, { loadBalancer: { ingress: [{ ip: '1.2.3.4' }] } });
-    expect(patched.metadata.resourceVersion).toBe('2');
+    expect(patched.metadata.resourceVersion).toBe('3');
     const updated = server.update('Service', { ...svc('a', { x: 'y' }), status: {} });
     expect(updated.status).toEqual({ loadBalancer: { ingress: [{ ip: '1.2.3.4' }] } });
     expect(() => server.update('Service', { ...svc('a'), metadata: { ...svc('a').metadata, resourceVersion: '1' } })).toThrow(/modified/);
@@ -196,7 +196,7 @@ describe('KubeApiServer (raw HTTP)', () => {
 
   it('turns objects entering/leaving a watched selector into ADDED/DELETED', async () => {
     server.create('Service', svc('a', { app: 'web' }));
-    const watching = watchEvents(server, `/api/v1/services?watch=true&resourceVersion=1&labelSelector=app%3Dweb`, 2);
+    const watching = watchEvents(server, `/api/v1/services?watch=true&resourceVersion=2&labelSelector=app%3Dweb`, 2);
     await new Promise((r) => setTimeout(r, 50));
     server.update('Service', svc('a', { app: 'db' }));
     server.update('Service', svc('a', { app: 'web' }));
@@ -207,9 +207,9 @@ describe('KubeApiServer (raw HTTP)', () => {
   it('sends BOOKMARKs with only the current global RV when allowed', async () => {
     server.create('Service', svc('a'));
     server.create('Node', { metadata: { name: 'n1' } });
-    const { events } = await watchEvents(server, '/api/v1/services?watch=true&resourceVersion=1&allowWatchBookmarks=true', 1);
-    expect(events[0]).toEqual({ type: 'BOOKMARK', object: { kind: 'Service', apiVersion: 'v1', metadata: { resourceVersion: '2' } } });
-    const without = await watchEvents(server, '/api/v1/services?watch=true&resourceVersion=1', 1, 300).catch((e: Error) => e);
+    const { events } = await watchEvents(server, '/api/v1/services?watch=true&resourceVersion=2&allowWatchBookmarks=true', 1);
+    expect(events[0]).toEqual({ type: 'BOOKMARK', object: { kind: 'Service', apiVersion: 'v1', metadata: { resourceVersion: '3' } } });
+    const without = await watchEvents(server, '/api/v1/services?watch=true&resourceVersion=2', 1, 300).catch((e: Error) => e);
     // No bookmarks requested: nothing arrives and the client-side abort ends the read.
     expect(without).toBeInstanceOf(Error);
   });
@@ -225,25 +225,25 @@ describe('KubeApiServer (raw HTTP)', () => {
   it('answers an expired watch RV with HTTP 200 and an ERROR 410 Expired event (like the cacher)', async () => {
     server.create('Service', svc('a'));
     server.create('Service', svc('b'));
-    server.compact(2);
+    server.compact(3);
     const { status, events, ended } = await watchEvents(server, '/api/v1/services?watch=true&resourceVersion=1', 2);
     expect(status).toBe(200);
     expect(ended).toBe(true);
     expect(events).toEqual([
       {
         type: 'ERROR',
-        object: { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message: 'too old resource version: 1 (2)', reason: 'Expired', code: 410 },
+        object: { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message: 'too old resource version: 1 (3)', reason: 'Expired', code: 410 },
       },
     ]);
     // At the compaction point itself the watch is fine.
     server.create('Service', svc('c'));
-    const ok = await watchEvents(server, '/api/v1/services?watch=true&resourceVersion=2', 1);
+    const ok = await watchEvents(server, '/api/v1/services?watch=true&resourceVersion=3', 1);
     expect(ok.events[0]).toMatchObject({ type: 'ADDED', object: { metadata: { name: 'c' } } });
   });
 
   it('keeps an open watch going across compaction, and expireWatches() ends it with ERROR 410 mid-stream', async () => {
     server.create('Service', svc('a'));
-    const watching = watchEvents(server, '/api/v1/services?watch=true&resourceVersion=1', 3);
+    const watching = watchEvents(server, '/api/v1/services?watch=true&resourceVersion=2', 3);
     await new Promise((r) => setTimeout(r, 50));
     server.create('Service', svc('b'));
     server.compact();
@@ -314,7 +314,7 @@ describe('KubeApiServer (raw HTTP)', () => {
     await server.restart();
     expect(server.port).toBe(port);
     const list = await getJson(server, '/api/v1/services');
-    expect(list.body.metadata.resourceVersion).toBe('2');
+    expect(list.body.metadata.resourceVersion).toBe('3');
     expect(list.body.items).toHaveLength(2);
   });
 
@@ -363,7 +363,7 @@ describe('KubeApiServer with @kubernetes/client-node', () => {
     expect(version.gitVersion).toMatch(/^v1\./);
     const services = await kc.makeApiClient(CoreV1Api).listServiceForAllNamespaces();
     expect(services.items.map((s) => s.metadata?.name)).toEqual(['a']);
-    expect(services.metadata?.resourceVersion).toBe('2');
+    expect(services.metadata?.resourceVersion).toBe('3');
     const slices = await kc.makeApiClient(DiscoveryV1Api).listNamespacedEndpointSlice({ namespace: 'default' });
     expect(slices.items[0]?.endpoints?.[0]?.addresses).toEqual(['10.1.0.1']);
   });
@@ -424,7 +424,7 @@ describe('KubeApiServer with @kubernetes/client-node', () => {
       await informer.start(); // resumes from its old RV → ERROR 410 → relist
       await waitFor('delete a');
       await waitFor('add c');
-      expect(server.requestsOf('watch', 'Service')[0]?.query.resourceVersion).toBe('4');
+      expect(server.requestsOf('watch', 'Service')[0]?.query.resourceVersion).toBe('5');
       expect(server.requestsOf('list', 'Service').length).toBeGreaterThanOrEqual(1);
     } finally {
       await informer.stop();

@@ -42,7 +42,9 @@ export function objectKey(kind: ResourceKind, namespace: string | undefined, nam
 const clone = <T>(value: T): T => structuredClone(value);
 
 export class ObjectStore {
-  private rv = 0;
+  // An empty etcd is at revision 1 and its first write gets 2; starting there also means
+  // no list ever answers RV "0", which a watch would read as "any" (synthetic ADDEDs).
+  private rv = 1;
   private compacted = 0;
   private readonly objects = new Map<ResourceKind, Map<string, KubeObject>>();
   private history: StoredChange[] = [];

@@ -1,0 +1,271 @@
+// List/watch loop for one kind. Every event goes through the awaited sink before the
+// next line is read and before its RV is saved, so a crash never skips an event.
+// Expired RVs (410) relist and diff; every other failure retries with backoff. The loop
+// only ends through stop().
+
+import { Backoff, type BackoffOptions } from './backoff.ts';
+import { systemClock, type Clock } from './clock.ts';
+import { isExpired, KubeApiError } from './kube-api-error.ts';
+import { objectKey, type KubeEventSink, type KubeEventType, type KubeObject } from './kube-event.ts';
+import type { KubeHttp } from './kube-http.ts';
+import { KUBE_KIND_INFO, type KubeKind } from './kube-kind.ts';
+import { relistDiff } from './relist-diff.ts';
+import type { ResumeStore } from './resume-store.ts';
+
+export interface KindInformerHealth {
+  kind: KubeKind;
+  synced: boolean;
+  /** A watch stream is open right now. */
+  watching: boolean;
+  resourceVersion: string | undefined;
+  knownObjects: number;
+  lists: number;
+  /** Relists caused by 410 Expired (not counting the first list). */
+  relists: number;
+  watchesOpened: number;
+  events: number;
+  bookmarks: number;
+  expired: number;
+  errors: number;
+  sinkErrors: number;
+  /** Failures since the last success; > 0 means the informer is retrying. */
+  consecutiveFailures: number;
+  lastError?: string;
+  lastErrorAt?: number;
+  lastEventAt?: number;
+}
+
+export interface KindInformerOptions {
+  kind: KubeKind;
+  http: KubeHttp;
+  sink: KubeEventSink;
+  resumeStore?: ResumeStore;
+  clock?: Clock;
+  backoff?: BackoffOptions;
+  /** LIST page size (default 500). */
+  pageSize?: number;
+  /** Server-side watch timeout; each watch asks for a random value in [t, 2t) (default 300 s), like client-go. */
+  watchTimeoutSeconds?: number;
+  /** Extra idle time after the watch timeout before the client gives up on a silent stream (default 30 s). */
+  idleGraceMs?: number;
+  random?: () => number;
+  /** Called on every failure (for logging); must not throw. */
+  onError?: (kind: KubeKind, err: unknown) => void;
+}
+
+class SinkError extends Error {
+  constructor(override readonly cause: unknown) {
+    super(`event sink failed: ${cause instanceof Error ? cause.message : String(cause)}`);
+  }
+}
+
+interface WatchEvent {
+  type?: unknown;
+  object?: { metadata?: { resourceVersion?: unknown } } & Record<string, unknown>;
+}
+
+export class KindInformer {
+  readonly kind: KubeKind;
+  private readonly options: KindInformerOptions;
+  private readonly clock: Clock;
+  private readonly backoff: Backoff;
+  private readonly random: () => number;
+  private readonly known = new Map<string, KubeObject>();
+  private rv: string | undefined;
+  private readonly abort = new AbortController();
+  private loop: Promise<void> | undefined;
+  private resolveSynced!: () => void;
+  /** Resolves once the first list was delivered to the sink (or a resumed watch opened). */
+  readonly synced: Promise<void>;
+  private readonly stats: KindInformerHealth;
+
+  constructor(options: KindInformerOptions) {
+    this.options = options;
+    this.kind = options.kind;
+    if (!KUBE_KIND_INFO[options.kind]) throw new Error(`unknown kind: ${String(options.kind)}`);
+    this.clock = options.clock ?? systemClock;
+    this.random = options.random ?? Math.random;
+    this.backoff = new Backoff({ random: this.random, ...options.backoff });
+    this.synced = new Promise((resolve) => (this.resolveSynced = resolve));
+    this.stats = {
+      kind: options.kind,
+      synced: false,
+      watching: false,
+      resourceVersion: undefined,
+      knownObjects: 0,
+      lists: 0,
+      relists: 0,
+      watchesOpened: 0,
+      events: 0,
+      bookmarks: 0,
+      expired: 0,
+      errors: 0,
+      sinkErrors: 0,
+      consecutiveFailures: 0,
+    };
+    const store = options.resumeStore;
+    for (const object of store?.knownObjects?.(options.kind) ?? []) this.known.set(objectKey(object), this.normalize(object));
+    this.rv = store?.load(options.kind) || undefined;
+  }
+
+  get isSynced(): boolean {
+    return this.stats.synced;
+  }
+
+  health(): KindInformerHealth {
+    return { ...this.stats, resourceVersion: this.rv, knownObjects: this.known.size };
+  }
+
+  /** The objects as the sink has seen them. */
+  objects(): KubeObject[] {
+    return [...this.known.values()];
+  }
+
+  start(): void {
+    if (this.loop) throw new Error(`${this.kind} informer already started`);
+    this.loop = this.run();
+  }
+
+  async stop(): Promise<void> {
+    this.abort.abort();
+    await this.loop;
+  }
+
+  private markSynced(): void {
+    if (this.stats.synced) return;
+    this.stats.synced = true;
+    this.resolveSynced();
+  }
+
+  private normalize(object: unknown): KubeObject {
+    const raw = object as KubeObject;
+    if (!raw || typeof raw !== 'object' || !raw.metadata || typeof raw.metadata.name !== 'string') {
+      throw new Error(`${this.kind}: object without metadata.name: ${JSON.stringify(object)?.slice(0, 200)}`);
+    }
+    // List items come without kind/apiVersion; give every emitted object both.
+    const info = KUBE_KIND_INFO[this.kind];
+    return { ...raw, apiVersion: raw.apiVersion ?? info.apiVersion, kind: raw.kind ?? info.kind };
+  }
+
+  private async emit(type: KubeEventType, object: KubeObject, resourceVersion: string, relist: boolean): Promise<void> {
+    try {
+      await this.options.sink({ kind: this.kind, type, object, resourceVersion, relist });
+    } catch (err) {
+      throw new SinkError(err);
+    }
+    const key = objectKey(object);
+    if (type === 'DELETED') this.known.delete(key);
+    else this.known.set(key, object);
+    this.stats.events += 1;
+    this.stats.lastEventAt = this.clock.now();
+  }
+
+  private save(rv: string): void {
+    this.rv = rv;
+    this.options.resumeStore?.save(this.kind, rv);
+  }
+
+  private async run(): Promise<void> {
+    const signal = this.abort.signal;
+    let listedOnce = false;
+    while (!signal.aborted) {
+      try {
+        if (this.rv === undefined) {
+          await this.list(signal, listedOnce);
+          listedOnce = true;
+          this.markSynced();
+        }
+        await this.watch(signal);
+      } catch (err) {
+        if (signal.aborted) break;
+        this.stats.watching = false;
+        this.options.onError?.(this.kind, err);
+        this.stats.lastError = err instanceof Error ? err.message : String(err);
+        this.stats.lastErrorAt = this.clock.now();
+        if (isExpired(err)) {
+          this.stats.expired += 1;
+          this.rv = undefined;
+          // The first 410 relists at once (client-go does too); repeated ones back off.
+          if (this.stats.consecutiveFailures++ === 0) continue;
+        } else {
+          if (err instanceof SinkError) this.stats.sinkErrors += 1;
+          this.stats.errors += 1;
+          this.stats.consecutiveFailures += 1;
+        }
+        await this.clock.sleep(this.backoff.next(), signal);
+      }
+    }
+    this.stats.watching = false;
+  }
+
+  private succeeded(): void {
+    this.backoff.reset();
+    this.stats.consecutiveFailures = 0;
+  }
+
+  private async list(signal: AbortSignal, isRelist: boolean): Promise<void> {
+    const info = KUBE_KIND_INFO[this.kind];
+    const items: KubeObject[] = [];
+    let continueToken: string | undefined;
+    let listRv: string | undefined;
+    // All pages first: a diff against a partial list would report false deletions.
+    do {
+      const query: Record<string, string> = { limit: String(this.options.pageSize ?? 500) };
+      if (continueToken) query.continue = continueToken;
+      const page = (await this.options.http.getJson({ path: info.path, query, signal })) as {
+        metadata?: { resourceVersion?: string; continue?: string };
+        items?: unknown[];
+      };
+      if (!page || !Array.isArray(page.items) || typeof page.metadata?.resourceVersion !== 'string') {
+        throw new Error(`${this.kind}: LIST response is not a ${info.kind}List: ${JSON.stringify(page)?.slice(0, 200)}`);
+      }
+      listRv ??= page.metadata.resourceVersion;
+      for (const item of page.items) items.push(this.normalize(item));
+      continueToken = page.metadata.continue || undefined;
+    } while (continueToken);
+    this.stats.lists += 1;
+    if (isRelist) this.stats.relists += 1;
+    for (const change of relistDiff(this.known, items)) await this.emit(change.type, change.object, listRv!, true);
+    this.save(listRv!);
+    this.succeeded();
+  }
+
+  private async watch(signal: AbortSignal): Promise<void> {
+    const info = KUBE_KIND_INFO[this.kind];
+    const base = this.options.watchTimeoutSeconds ?? 300;
+    const timeoutSeconds = Math.max(1, Math.floor(base * (1 + this.random())));
+    const stream = await this.options.http.watch({
+      path: info.path,
+      query: { watch: 'true', resourceVersion: this.rv!, allowWatchBookmarks: 'true', timeoutSeconds: String(timeoutSeconds) },
+      signal,
+      idleTimeoutMs: timeoutSeconds * 1000 + (this.options.idleGraceMs ?? 30_000),
+    });
+    this.stats.watchesOpened += 1;
+    this.stats.watching = true;
+    // Resumed from a saved RV: the sink already holds the state as of that RV.
+    this.markSynced();
+    for await (const line of stream) {
+      const event = line as WatchEvent;
+      const type = event?.type;
+      if (type === 'ERROR') {
+        throw KubeApiError.fromStatus(500, event.object, `${this.kind} watch`);
+      }
+      const rv = event?.object?.metadata?.resourceVersion;
+      if (typeof rv !== 'string' || rv === '') {
+        throw new Error(`${this.kind}: watch event without metadata.resourceVersion: ${JSON.stringify(line).slice(0, 200)}`);
+      }
+      if (type === 'BOOKMARK') {
+        this.stats.bookmarks += 1;
+        this.save(rv);
+      } else if (type === 'ADDED' || type === 'MODIFIED' || type === 'DELETED') {
+        await this.emit(type, this.normalize(event.object), rv, false);
+        this.save(rv);
+      } else {
+        throw new Error(`${this.kind}: unknown watch event type ${JSON.stringify(type)}`);
+      }
+      this.succeeded();
+    }
+    // Clean end (server timeout): re-watch from the saved RV, no backoff needed.
+    this.stats.watching = false;
+  }
+}

@@ -1,0 +1,107 @@
+// The slice of HTTP the informer needs: GET a JSON document, and open a watch stream.
+//
+// Why raw HTTP instead of the library's Watch/ListWatch/generated list calls: the sink
+// must be awaited before the next event is read. The library's Watch pushes lines into a
+// synchronous callback and keeps reading, so a slow sink would only queue events in
+// memory; reading the response ourselves gives real backpressure. It also reports a
+// watch-start failure only as its HTTP status text, losing the `Status` body (the 410
+// reason), and the generated list calls turn objects into typed models (Dates etc.) while
+// the event log wants the raw JSON. Authentication, TLS and proxies still come from the
+// KubeConfig (applyToHTTPSOptions), so every auth method the library supports works.
+
+import http from 'node:http';
+import https from 'node:https';
+import type { IncomingMessage } from 'node:http';
+import type { KubeConfig } from '@kubernetes/client-node';
+import { KubeApiError } from './kube-api-error.ts';
+
+export interface KubeRequest {
+  path: string;
+  query?: Record<string, string>;
+  signal?: AbortSignal;
+  /** Abort when no bytes arrive for this long (default 60 s). */
+  idleTimeoutMs?: number;
+}
+
+export interface KubeHttp {
+  getJson(request: KubeRequest): Promise<unknown>;
+  /** Resolves once the server answered 200; yields each parsed JSON line of the stream. */
+  watch(request: KubeRequest): Promise<AsyncIterable<unknown>>;
+}
+
+const MAX_ERROR_BODY = 64 * 1024;
+
+async function readBody(res: IncomingMessage, limit = Infinity): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of res as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size <= limit) chunks.push(chunk);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+async function* jsonLines(res: IncomingMessage, context: string): AsyncGenerator<unknown> {
+  let buffer = '';
+  // Async iteration pauses the socket between reads: that is the backpressure we want.
+  for await (const chunk of res as AsyncIterable<Buffer>) {
+    buffer += chunk.toString('utf8');
+    let nl: number;
+    while ((nl = buffer.indexOf('\n')) >= 0) {
+      const line = buffer.slice(0, nl).trim();
+      buffer = buffer.slice(nl + 1);
+      if (line === '') continue;
+      try {
+        yield JSON.parse(line);
+      } catch {
+        throw new Error(`${context}: watch stream sent a line that is not JSON: ${line.slice(0, 200)}`);
+      }
+    }
+  }
+  if (buffer.trim() !== '') throw new Error(`${context}: watch stream ended inside a line`);
+}
+
+export function kubeHttpFromConfig(kc: KubeConfig): KubeHttp {
+  const open = async (request: KubeRequest): Promise<{ res: IncomingMessage; context: string }> => {
+    const cluster = kc.getCurrentCluster();
+    if (!cluster) throw new Error('kubeconfig has no current cluster');
+    const url = new URL(cluster.server.replace(/\/+$/, '') + request.path);
+    for (const [key, value] of Object.entries(request.query ?? {})) url.searchParams.set(key, value);
+    const context = `GET ${request.path}${url.search}`;
+    const options: https.RequestOptions = { method: 'GET', headers: { Accept: 'application/json' } };
+    await kc.applyToHTTPSOptions(options);
+    const transport = url.protocol === 'https:' ? https : http;
+    const res = await new Promise<IncomingMessage>((resolve, reject) => {
+      const req = transport.request(url, { ...options, signal: request.signal }, resolve);
+      req.setTimeout(request.idleTimeoutMs ?? 60_000, () => req.destroy(new Error(`${context}: no data for ${request.idleTimeoutMs ?? 60_000} ms`)));
+      req.on('error', reject);
+      req.end();
+    });
+    if (res.statusCode !== 200) {
+      const text = await readBody(res, MAX_ERROR_BODY).catch(() => '');
+      let body: unknown;
+      try {
+        body = JSON.parse(text);
+      } catch {
+        body = undefined;
+      }
+      throw KubeApiError.fromStatus(res.statusCode ?? 0, body, context);
+    }
+    return { res, context };
+  };
+  return {
+    async getJson(request) {
+      const { res, context } = await open(request);
+      const text = await readBody(res);
+      try {
+        return JSON.parse(text);
+      } catch {
+        throw new Error(`${context}: response is not JSON: ${text.slice(0, 200)}`);
+      }
+    },
+    async watch(request) {
+      const { res, context } = await open(request);
+      return jsonLines(res, context);
+    },
+  };
+}

@@ -1,0 +1,29 @@
+// Turns a fresh LIST into the exact events that take the informer's known objects to it.
+// Pure: no I/O, deterministic order (deletions by key, then list order).
+
+import { objectKey, type KubeEventType, type KubeObject } from './kube-event.ts';
+
+export interface RelistChange {
+  type: KubeEventType;
+  object: KubeObject;
+}
+
+export function relistDiff(known: ReadonlyMap<string, KubeObject>, listed: readonly KubeObject[]): RelistChange[] {
+  const listedKeys = new Set(listed.map(objectKey));
+  const changes: RelistChange[] = [];
+  for (const key of [...known.keys()].sort()) {
+    if (!listedKeys.has(key)) changes.push({ type: 'DELETED', object: known.get(key)! });
+  }
+  for (const object of listed) {
+    const before = known.get(objectKey(object));
+    if (!before) {
+      changes.push({ type: 'ADDED', object });
+    } else if (before.metadata.uid !== undefined && object.metadata.uid !== undefined && before.metadata.uid !== object.metadata.uid) {
+      // Deleted and recreated under the same name while we were not watching.
+      changes.push({ type: 'DELETED', object: before }, { type: 'ADDED', object });
+    } else if (before.metadata.resourceVersion !== object.metadata.resourceVersion) {
+      changes.push({ type: 'MODIFIED', object });
+    }
+  }
+  return changes;
+}

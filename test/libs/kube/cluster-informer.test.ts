@@ -1,0 +1,315 @@
+// ClusterInformer against the test apiserver (test/support/kube-api-server).
+
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import {
+  ClusterInformer,
+  loadKubeConfig,
+  MemoryResumeStore,
+  type ClusterInformerOptions,
+  type KubeEvent,
+  type KubeKind,
+  type KubeObject,
+} from '../../../libs/kube/index.ts';
+import { KubeApiServer, type KubeObject as ServerObject } from '../../support/kube-api-server/index.ts';
+import { writeKubeconfig, type WrittenKubeconfig } from '../../support/kubeconfig.ts';
+
+const svc = (name: string, port = 80, labels: Record<string, string> = {}): ServerObject => ({
+  metadata: { name, namespace: 'default', labels },
+  spec: { type: 'ClusterIP', clusterIP: '10.96.0.10', ports: [{ port, protocol: 'TCP' }] },
+});
+const slice = (name: string, ip: string): ServerObject => ({
+  metadata: { name, namespace: 'default', labels: { 'kubernetes.io/service-name': name.split('-')[0]! } },
+  addressType: 'IPv4',
+  endpoints: [{ addresses: [ip], conditions: { ready: true } }],
+});
+const node = (name: string): ServerObject => ({ metadata: { name }, status: { addresses: [{ type: 'InternalIP', address: '10.0.0.1' }] } });
+
+const FAST_BACKOFF = { initialMs: 5, maxMs: 40 };
+
+async function until(what: string, check: () => boolean, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for: ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+const summary = (events: KubeEvent[]) => events.map((e) => `${e.kind} ${e.type} ${e.object.metadata.name}${e.relist ? ' (relist)' : ''}`);
+
+describe('ClusterInformer', () => {
+  let server: KubeApiServer;
+  let kubeconfig: WrittenKubeconfig;
+  const informers: ClusterInformer[] = [];
+  let events: KubeEvent[];
+
+  beforeEach(async () => {
+    server = await KubeApiServer.start({ token: 'secret', bookmarkIntervalMs: 100 });
+    kubeconfig = await writeKubeconfig({ server: server.url, token: 'secret' });
+    events = [];
+  });
+  afterEach(async () => {
+    await Promise.all(informers.splice(0).map((i) => i.stop()));
+    await server.stop();
+    await kubeconfig.cleanup();
+  });
+
+  function startInformer(extra: Partial<ClusterInformerOptions> = {}): ClusterInformer {
+    const informer = new ClusterInformer({
+      kubeConfig: loadKubeConfig({ kubeconfig: kubeconfig.path }),
+      sink: (e) => {
+        events.push(e);
+      },
+      backoff: FAST_BACKOFF,
+      ...extra,
+    });
+    informers.push(informer);
+    informer.start();
+    return informer;
+  }
+
+  async function stopInformer(informer: ClusterInformer): Promise<void> {
+    informers.splice(informers.indexOf(informer), 1);
+    await informer.stop();
+  }
+
+  const watching = (informer: ClusterInformer, kind: KubeKind = 'Service') => () => informer.informer(kind).health().watching;
+
+  it('lists all three kinds, emits them as relist ADDED, and only then is synced', async () => {
+    server.create('Service', svc('a'));
+    server.create('EndpointSlice', slice('a-1', '10.1.0.1'));
+    server.create('Node', node('n1'));
+    server.slowStream(0);
+    server.failNext(1, { match: (r) => r.verb === 'list' && r.kind === 'Node' });
+    const informer = startInformer();
+    expect(informer.isSynced).toBe(false);
+    await informer.synced;
+    expect(informer.isSynced).toBe(true);
+    expect(summary(events).sort()).toEqual(['EndpointSlice ADDED a-1 (relist)', 'Node ADDED n1 (relist)', 'Service ADDED a (relist)']);
+    // The Node list failed once; synced waited for its successful retry.
+    expect(server.requestsOf('list', 'Node').map((r) => r.status)).toEqual([500, 200]);
+    const svcEvent = events.find((e) => e.kind === 'Service')!;
+    expect(svcEvent.object.kind).toBe('Service'); // filled in although list items lack it
+    expect(svcEvent.object.apiVersion).toBe('v1');
+    expect(svcEvent.resourceVersion).toBe('4');
+  });
+
+  it('delivers create/update/delete as watch events and saves each RV after the sink', async () => {
+    const store = new MemoryResumeStore();
+    const informer = startInformer({ resumeStore: store, kinds: ['Service'] });
+    await informer.synced;
+    await until('watch open', watching(informer));
+    server.create('Service', svc('a'));
+    server.update('Service', svc('a', 81));
+    server.delete('Service', { namespace: 'default', name: 'a' });
+    await until('3 events', () => events.length === 3);
+    expect(summary(events)).toEqual(['Service ADDED a', 'Service MODIFIED a', 'Service DELETED a']);
+    expect(events.map((e) => e.resourceVersion)).toEqual(['2', '3', '4']);
+    expect(events[1]!.object).toMatchObject({ kind: 'Service', spec: { ports: [{ port: 81 }] } });
+    expect(store.load('Service')).toBe('4');
+    expect(informer.informer('Service').objects()).toEqual([]);
+  });
+
+  it('awaits the sink: one event at a time, in order, across kinds', async () => {
+    let inFlight = 0;
+    let maxInFlight = 0;
+    const informer = startInformer({
+      sink: async (e) => {
+        inFlight += 1;
+        maxInFlight = Math.max(maxInFlight, inFlight);
+        await new Promise((r) => setTimeout(r, 5));
+        events.push(e);
+        inFlight -= 1;
+      },
+    });
+    await informer.synced;
+    await until('watches open', () => informer.health().kinds.every((k) => k.watching));
+    for (let i = 0; i < 5; i++) {
+      server.create('Service', svc(`s${i}`));
+      server.create('Node', node(`n${i}`));
+    }
+    await until('10 events', () => events.length === 10);
+    expect(maxInFlight).toBe(1);
+    expect(events.filter((e) => e.kind === 'Service').map((e) => e.object.metadata.name)).toEqual(['s0', 's1', 's2', 's3', 's4']);
+  });
+
+  it('resumes from the saved RV without relisting after a restart', async () => {
+    const store = new MemoryResumeStore();
+    server.create('Service', svc('a'));
+    const first = startInformer({ resumeStore: store });
+    await first.synced;
+    await stopInformer(first);
+    server.create('Service', svc('b'));
+    server.delete('Service', { namespace: 'default', name: 'a' });
+    server.clearRequests();
+    events = [];
+    const second = startInformer({ resumeStore: store });
+    await second.synced;
+    await until('2 events', () => events.length === 2);
+    expect(summary(events)).toEqual(['Service ADDED b', 'Service DELETED a']);
+    expect(server.requestsOf('list')).toEqual([]);
+    expect(server.requestsOf('watch', 'Service')[0]!.query.resourceVersion).toBe('2');
+  });
+
+  it('relists after 410 and reports objects deleted while disconnected as synthetic DELETED', async () => {
+    const store = new MemoryResumeStore();
+    server.create('Service', svc('a'));
+    server.create('Service', svc('b'));
+    server.create('Service', svc('c'));
+    const informer = startInformer({ resumeStore: store, kinds: ['Service'] });
+    await informer.synced;
+    await until('watch open', watching(informer));
+    events = [];
+    // The apiserver goes away; meanwhile objects change and history is compacted.
+    await server.stop();
+    server.delete('Service', { namespace: 'default', name: 'a' });
+    server.update('Service', svc('b', 8080));
+    server.create('Service', svc('d'));
+    server.compact();
+    await until('informer noticed the outage', () => informer.informer('Service').health().errors > 0);
+    await server.restart();
+    await until('relist events', () => events.length === 3);
+    expect(summary(events)).toEqual(['Service DELETED a (relist)', 'Service MODIFIED b (relist)', 'Service ADDED d (relist)']);
+    expect(events.every((e) => e.resourceVersion === '7')).toBe(true);
+    const health = informer.informer('Service').health();
+    expect(health.expired).toBe(1);
+    expect(health.relists).toBe(1);
+    expect(store.load('Service')).toBe('7');
+    expect(informer.informer('Service').objects().map((o) => o.metadata.name).sort()).toEqual(['b', 'c', 'd']);
+  });
+
+  it('uses ResumeStore.knownObjects so a restarted process reports deletions it missed', async () => {
+    server.create('Service', svc('a'));
+    server.create('Service', svc('b'));
+    const store = new MemoryResumeStore();
+    const first = startInformer({ resumeStore: store, kinds: ['Service'] });
+    await first.synced;
+    const persisted = first.informer('Service').objects();
+    await stopInformer(first);
+    server.delete('Service', { namespace: 'default', name: 'a' });
+    server.compact();
+    events = [];
+    const resumed = Object.assign(store, { knownObjects: (_kind: KubeKind): KubeObject[] => persisted });
+    const second = startInformer({ resumeStore: resumed, kinds: ['Service'] });
+    await until('relist', () => events.length === 1);
+    await second.synced;
+    expect(summary(events)).toEqual(['Service DELETED a (relist)']);
+  });
+
+  it('relists on a mid-stream ERROR 410 and emits nothing when nothing changed', async () => {
+    server.create('Service', svc('a'));
+    const informer = startInformer({ kinds: ['Service'] });
+    await informer.synced;
+    await until('watch open', watching(informer));
+    events = [];
+    server.clearRequests();
+    server.expireWatches();
+    await until('relist and re-watch', () => server.requestsOf('watch', 'Service').length === 1);
+    expect(server.requests.map((r) => r.verb)).toEqual(['list', 'watch']);
+    expect(events).toEqual([]);
+    server.create('Service', svc('b'));
+    await until('event after relist', () => events.length === 1);
+    expect(summary(events)).toEqual(['Service ADDED b']);
+  });
+
+  it('relists when the server answers the watch start with HTTP 410', async () => {
+    const http410 = await KubeApiServer.start({ expiredWatch: 'http' });
+    const config = await writeKubeconfig({ server: http410.url });
+    try {
+      http410.create('Node', node('n1'));
+      http410.create('Node', node('n2'));
+      http410.compact();
+      const store = new MemoryResumeStore({ Node: '1' });
+      const informer = startInformer({ kubeConfig: loadKubeConfig({ kubeconfig: config.path }), resumeStore: store, kinds: ['Node'] });
+      await until('relist', () => events.length === 2);
+      await informer.synced;
+      expect(summary(events)).toEqual(['Node ADDED n1 (relist)', 'Node ADDED n2 (relist)']);
+      expect(http410.requestsOf('watch', 'Node')[0]!.status).toBe(410);
+      expect(store.load('Node')).toBe('3');
+    } finally {
+      await Promise.all(informers.splice(0).map((i) => i.stop()));
+      await http410.stop();
+      await config.cleanup();
+    }
+  });
+
+  it('retries injected 500s with backoff and recovers', async () => {
+    server.create('Service', svc('a'));
+    server.failNext(4);
+    const informer = startInformer({ kinds: ['Service'] });
+    await informer.synced;
+    const health = informer.informer('Service').health();
+    expect(health.errors).toBe(4);
+    expect(health.lastError).toMatch(/500 InternalError/);
+    expect(health.consecutiveFailures).toBe(0);
+    expect(summary(events)).toEqual(['Service ADDED a (relist)']);
+  });
+
+  it('recovers from dropped connections without losing or duplicating events', async () => {
+    const informer = startInformer({ kinds: ['Service'] });
+    await informer.synced;
+    await until('watch open', watching(informer));
+    server.create('Service', svc('a'));
+    await until('first event', () => events.length === 1);
+    server.dropConnections();
+    server.create('Service', svc('b'));
+    server.update('Service', svc('a', 99));
+    await until('events after reconnect', () => events.length === 3);
+    expect(summary(events)).toEqual(['Service ADDED a', 'Service ADDED b', 'Service MODIFIED a']);
+    const health = informer.informer('Service').health();
+    expect(health.errors).toBeGreaterThanOrEqual(1);
+    expect(health.relists).toBe(0);
+    expect(health.watchesOpened).toBeGreaterThanOrEqual(2);
+  });
+
+  it('retries a failing sink from the last saved RV and does not skip the event', async () => {
+    let failures = 1;
+    const store = new MemoryResumeStore();
+    const informer = startInformer({
+      kinds: ['Service'],
+      resumeStore: store,
+      sink: (e) => {
+        if (e.object.metadata.name === 'bad' && failures-- > 0) throw new Error('disk full');
+        events.push(e);
+      },
+    });
+    await informer.synced;
+    await until('watch open', watching(informer));
+    server.create('Service', svc('bad'));
+    server.create('Service', svc('after'));
+    await until('both events', () => events.length === 2);
+    expect(summary(events)).toEqual(['Service ADDED bad', 'Service ADDED after']);
+    const health = informer.informer('Service').health();
+    expect(health.sinkErrors).toBe(1);
+    expect(health.lastError).toMatch(/disk full/);
+  });
+
+  it('honours bookmarks: the resume RV advances with no event', async () => {
+    server.create('Service', svc('a'));
+    const store = new MemoryResumeStore();
+    const informer = startInformer({ kinds: ['Service'], resumeStore: store });
+    await informer.synced;
+    await until('watch open', watching(informer));
+    expect(store.load('Service')).toBe('2');
+    expect(server.requestsOf('watch', 'Service')[0]!.query.allowWatchBookmarks).toBe('true');
+    // Changes to another kind move the global RV; a Service bookmark carries it.
+    server.create('Node', node('n1'));
+    server.create('Node', node('n2'));
+    await until('bookmark', () => store.load('Service') === '4', 3000);
+    expect(informer.informer('Service').health().bookmarks).toBeGreaterThanOrEqual(1);
+    expect(events.filter((e) => !e.relist)).toEqual([]);
+  });
+
+  it('re-watches from its RV when the server ends the watch (timeoutSeconds)', async () => {
+    const informer = startInformer({ kinds: ['Node'], watchTimeoutSeconds: 0.2 });
+    await informer.synced;
+    await until('second watch', () => server.requestsOf('watch', 'Node').length >= 2, 3000);
+    const health = informer.informer('Node').health();
+    expect(health.errors).toBe(0);
+    expect(server.requestsOf('list', 'Node')).toHaveLength(1);
+  });
+
+  it('rejects a missing kubeconfig clearly', () => {
+    expect(() => loadKubeConfig({ kubeconfig: '/nonexistent/kubeconfig' })).toThrow(/kubeconfig file not found/);
+    expect(() => loadKubeConfig({ kubeconfig: kubeconfig.path, inCluster: true })).toThrow(/not both/);
+  });
+});
