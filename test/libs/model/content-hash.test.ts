@@ -1,0 +1,42 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { canonicalIp, canonicalJson, cidrContains, contentHash, parseCidr } from '../../../libs/model/index.ts';
+
+describe('canonicalJson', () => {
+  it('sorts keys at every depth and drops undefined members', () => {
+    expect(canonicalJson({ b: 1, a: { d: [1, { z: 1, y: 2 }], c: undefined } })).toBe('{"a":{"d":[1,{"y":2,"z":1}]},"b":1}');
+  });
+  it('refuses values with no JSON form', () => {
+    expect(() => canonicalJson({ a: NaN })).toThrow(/non-finite/);
+    expect(() => canonicalJson(new Map())).toThrow(/Map/);
+  });
+  it('gives equal bytes for equal values whatever the key order (property)', () => {
+    fc.assert(fc.property(fc.dictionary(fc.string(), fc.jsonValue()), (obj) => {
+      const reversed = Object.fromEntries(Object.entries(obj).reverse());
+      expect(canonicalJson(reversed)).toBe(canonicalJson(obj));
+      expect(JSON.parse(canonicalJson(obj))).toEqual(JSON.parse(JSON.stringify(obj)));
+    }));
+  });
+  it('hashes with SHA-256', () => {
+    expect(contentHash({})).toBe('44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a');
+  });
+});
+
+describe('addresses', () => {
+  it('canonicalises IPv6 like inet_ntop (RFC 5952)', () => {
+    expect(canonicalIp('FD00:0000:0000:0000:0000:0000:0000:0001')).toBe('fd00::1');
+    expect(canonicalIp('2001:db8:0:0:1:0:0:1')).toBe('2001:db8::1:0:0:1');
+    expect(canonicalIp('::ffff:192.0.2.1')).toBe('::ffff:c000:201');
+    expect(canonicalIp('10.0.0.01')).toBeUndefined();
+    expect(canonicalIp('fe80::1%eth0')).toBeUndefined();
+  });
+  it('parses and matches CIDRs, masking host bits', () => {
+    const c = parseCidr('10.1.2.3/8')!;
+    expect(c.text).toBe('10.0.0.0/8');
+    expect(cidrContains(c, '10.200.0.1')).toBe(true);
+    expect(cidrContains(c, '11.0.0.1')).toBe(false);
+    expect(cidrContains(parseCidr('fd00::/16')!, 'fd00:1::5')).toBe(true);
+    expect(cidrContains(parseCidr('fd00::/16')!, '10.0.0.1')).toBe(false);
+    expect(parseCidr('10.0.0.0/33')).toBeUndefined();
+  });
+});
