@@ -1,0 +1,40 @@
+/**
+ * A config-revision rollout as a plain value. The planner persists it (as operations in the event
+ * log) and moves it with the pure functions in step-rollout.ts; nothing here does I/O.
+ */
+export type RolloutStatus = 'running' | 'paused' | 'halted' | 'completed' | 'rolled-back';
+
+export interface Rollout {
+  readonly configRevision: number;
+  /** The cluster default revision when the rollout started: where a halt sends nodes back. */
+  readonly fromRevision: number;
+  /** Cumulative node sets (see planWaves); the last one is the whole fleet at start. */
+  readonly waves: readonly (readonly string[])[];
+  /** Index of the wave in progress. */
+  readonly wave: number;
+  readonly status: RolloutStatus;
+  /** Pause (keep the wave's overrides for inspection) instead of halting (send them back). */
+  readonly pauseOnError: boolean;
+  readonly haltedBy?: { readonly node: string; readonly error: string };
+  readonly startedAt: string;
+  readonly updatedAt: string;
+}
+
+/** Where the config axis stands: the cluster default revision plus at most one rollout. */
+export interface ConfigTargetState {
+  readonly defaultRevision: number;
+  /** The default before the last change of it; `ctl rollback` without a revision returns there. */
+  readonly previousDefault: number | undefined;
+  readonly rollout: Rollout | undefined;
+}
+
+/** The latest ACK/NACK of one node, as far as config rollouts care. */
+export interface NodeReport {
+  readonly type: 'ACK' | 'NACK';
+  readonly configRevision: number;
+  readonly error?: string;
+}
+
+export function isActive(r: Rollout | undefined): r is Rollout {
+  return !!r && (r.status === 'running' || r.status === 'paused');
+}

@@ -1,0 +1,79 @@
+import { describe, expect, it } from 'vitest';
+import {
+  configOverrides, planWaves, parseWaves, resumeRollout, rollbackConfig, startRollout, stepRollout,
+  type ConfigTargetState, type NodeReport,
+} from '../../../libs/control/index.ts';
+
+const nodes = ['a', 'b', 'c', 'd'];
+const base: ConfigTargetState = { defaultRevision: 1, previousDefault: undefined, rollout: undefined };
+const t = (i: number) => `2025-01-01T00:00:0${i}Z`;
+const start = (pauseOnError = false) =>
+  startRollout(base, { configRevision: 2, waves: planWaves(nodes, parseWaves('1,50%,100%')), pauseOnError, at: t(0) });
+const acks = (rev: number, ...ns: string[]) => new Map<string, NodeReport>(ns.map((n) => [n, { type: 'ACK', configRevision: rev }]));
+
+describe('config rollout', () => {
+  it('advances wave by wave only when the wave ACKed the new revision, then becomes the default', () => {
+    let s = start();
+    expect([...configOverrides(s)]).toEqual([['a', 2]]);
+    // Old-revision ACKs do not count.
+    expect(stepRollout(s, acks(1, 'a'), t(1))).toBe(s);
+    s = stepRollout(s, acks(2, 'a'), t(1));
+    expect(s.rollout!.wave).toBe(1);
+    expect([...configOverrides(s).keys()]).toEqual(['a', 'b']);
+    // b has not answered yet: no advance.
+    expect(stepRollout(s, acks(2, 'a'), t(2)).rollout!.wave).toBe(1);
+    s = stepRollout(s, acks(2, 'a', 'b'), t(2));
+    expect(s.rollout!.wave).toBe(2);
+    s = stepRollout(s, acks(2, 'a', 'b', 'c', 'd'), t(3));
+    expect(s.defaultRevision).toBe(2);
+    expect(s.previousDefault).toBe(1);
+    expect(s.rollout!.status).toBe('completed');
+    expect(configOverrides(s).size).toBe(0);
+  });
+
+  it('halts on a NACK of the new revision and sends the wave back to the default', () => {
+    let s = stepRollout(start(), acks(2, 'a'), t(1));
+    const reports = acks(2, 'a');
+    reports.set('b', { type: 'NACK', configRevision: 2, error: 'nft: syntax error' });
+    s = stepRollout(s, reports, t(2));
+    expect(s.rollout!.status).toBe('halted');
+    expect(s.rollout!.haltedBy).toEqual({ node: 'b', error: 'nft: syntax error' });
+    expect(s.defaultRevision).toBe(1);
+    expect(configOverrides(s).size).toBe(0);
+    // A halted rollout never advances again, even when everyone ACKs later.
+    expect(stepRollout(s, acks(2, 'a', 'b', 'c', 'd'), t(3))).toBe(s);
+  });
+
+  it('pauses with --pause-on-error, keeps the overrides, and resumes', () => {
+    let s = stepRollout(start(true), new Map([['a', { type: 'NACK', configRevision: 2, error: 'boom' } as NodeReport]]), t(1));
+    expect(s.rollout!.status).toBe('paused');
+    expect([...configOverrides(s)]).toEqual([['a', 2]]);
+    s = resumeRollout(s, t(2));
+    expect(s.rollout!.status).toBe('running');
+    expect(stepRollout(s, acks(2, 'a'), t(3)).rollout!.wave).toBe(1);
+  });
+
+  it('refuses a second rollout while one is active and a rollout to the default', () => {
+    expect(() => startRollout(start(), { configRevision: 3, waves: [['a']], pauseOnError: false, at: t(1) })).toThrow(/still running/);
+    expect(() => startRollout(base, { configRevision: 1, waves: [['a']], pauseOnError: false, at: t(1) })).toThrow(/already the cluster default/);
+  });
+
+  it('makes the revision the default at once when no node is known', () => {
+    const s = startRollout(base, { configRevision: 2, waves: [], pauseOnError: false, at: t(0) });
+    expect(s).toEqual({ defaultRevision: 2, previousDefault: 1, rollout: undefined });
+  });
+
+  it('rolls back instantly: mid-rollout to where it started, afterwards to the previous default, or to a given one', () => {
+    const mid = stepRollout(start(), acks(2, 'a'), t(1));
+    const rb = rollbackConfig(mid, undefined, t(2));
+    expect(rb.defaultRevision).toBe(1);
+    expect(rb.rollout!.status).toBe('rolled-back');
+    expect(configOverrides(rb).size).toBe(0);
+
+    const done = stepRollout(stepRollout(stepRollout(start(), acks(2, 'a'), t(1)), acks(2, 'a', 'b'), t(2)), acks(2, ...nodes), t(3));
+    expect(done.defaultRevision).toBe(2);
+    expect(rollbackConfig(done, undefined, t(4)).defaultRevision).toBe(1);
+    expect(rollbackConfig(done, 7, t(4)).defaultRevision).toBe(7);
+    expect(() => rollbackConfig(base, undefined, t(4))).toThrow(/no previous/);
+  });
+});
