@@ -69,7 +69,8 @@ export function resumeRollout(state: ConfigTargetState, at: string): ConfigTarge
  */
 export function rollbackConfig(state: ConfigTargetState, to: number | undefined, at: string): ConfigTargetState {
   const r = state.rollout;
-  const target = to ?? (isActive(r) || r?.status === 'halted' ? r.fromRevision : state.previousDefault);
+  const unfinished = !!r && (isActive(r) || r.status === 'halted');
+  const target = to ?? (unfinished ? r!.fromRevision : state.previousDefault);
   if (target === undefined) throw new Error('no previous config revision to roll back to');
   const rollout = r && r.status !== 'completed' && r.status !== 'rolled-back' ? { ...r, status: 'rolled-back' as const, updatedAt: at } : r;
   return { defaultRevision: target, previousDefault: state.defaultRevision, rollout };

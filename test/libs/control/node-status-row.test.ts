@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { nodeStatusRow, summarizeStatus, type NodeObservation } from '../../../libs/control/index.ts';
-import type { Ack, Nack } from '../../../libs/model/index.ts';
+import type { Ack, Nack, NodeStatusWord } from '../../../libs/model/index.ts';
 
 const ack = (version: number, configRevision: number, nodeStateHash: string): Ack => ({
   type: 'ACK', node: 'n1', version, configRevision, dataHash: 'd', nodeStateHash, mode: 'ipvs', kernelWrites: 0,
@@ -11,7 +11,7 @@ const nack: Nack = {
   lastGoodConfigRevision: 1, at: '2025-01-01T00:00:01Z',
 };
 // A stand-in rule set for the word: the rows' other fields are what is under test here.
-const word = (o: NodeObservation) => (o.last?.type === 'NACK' ? 'ERROR' : o.last ? 'SYNCED' : 'UNKNOWN') as const;
+const word = (o: NodeObservation): NodeStatusWord => (o.last?.type === 'NACK' ? 'ERROR' : o.last ? 'SYNCED' : 'UNKNOWN');
 
 describe('nodeStatusRow', () => {
   const target = { version: 5, configRevision: 2 };
