@@ -35,6 +35,6 @@ export interface NodeReport {
   readonly error?: string;
 }
 
-export function isActive(r: Rollout | undefined): r is Rollout {
+export function isActive(r: Rollout | undefined): boolean {
   return !!r && (r.status === 'running' || r.status === 'paused');
 }

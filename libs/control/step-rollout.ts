@@ -11,7 +11,7 @@ export interface StartRolloutInput {
 /** Starts a rollout; refuses while another one is active (one rollout at a time keeps waves legible). */
 export function startRollout(state: ConfigTargetState, input: StartRolloutInput): ConfigTargetState {
   if (isActive(state.rollout)) {
-    throw new Error(`rollout of config revision ${state.rollout.configRevision} is still ${state.rollout.status}; roll back or wait for it`);
+    throw new Error(`rollout of config revision ${state.rollout!.configRevision} is still ${state.rollout!.status}; roll back or wait for it`);
   }
   if (input.configRevision === state.defaultRevision) throw new Error(`config revision ${input.configRevision} is already the cluster default`);
   if (input.waves.length === 0) {
@@ -84,7 +84,7 @@ export function rollbackConfig(state: ConfigTargetState, to: number | undefined,
 export function configOverrides(state: ConfigTargetState): Map<string, number> {
   const out = new Map<string, number>();
   const r = state.rollout;
-  if (!isActive(r)) return out;
+  if (!r || !isActive(r)) return out;
   for (const n of r.waves[r.wave]!) out.set(n, r.configRevision);
   return out;
 }
