@@ -19,3 +19,5 @@ export { loadKubeConfig } from './kube-config.ts';
 export type { LoadKubeConfigOptions } from './kube-config.ts';
 export { relistDiff } from './relist-diff.ts';
 export type { RelistChange } from './relist-diff.ts';
+export { ManifestsSource } from './manifests-source.ts';
+export type { ManifestsSourceHealth, ManifestsSourceOptions } from './manifests-source.ts';

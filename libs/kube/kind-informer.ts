@@ -244,7 +244,10 @@ export class KindInformer {
     this.stats.watching = true;
     // Resumed from a saved RV: the sink already holds the state as of that RV.
     this.markSynced();
+    const openedAt = this.clock.now();
+    let lines = 0;
     for await (const line of stream) {
+      lines += 1;
       const event = line as WatchEvent;
       const type = event?.type;
       if (type === 'ERROR') {
@@ -265,7 +268,12 @@ export class KindInformer {
       }
       this.succeeded();
     }
-    // Clean end (server timeout): re-watch from the saved RV, no backoff needed.
     this.stats.watching = false;
+    // A server (or proxy) that closes watches at once, silently, would make us spin: back off.
+    const elapsed = this.clock.now() - openedAt;
+    if (lines === 0 && elapsed < (timeoutSeconds * 1000) / 2) {
+      throw new Error(`${this.kind}: watch closed by the server after ${elapsed} ms without any event`);
+    }
+    // Clean end (server timeout): re-watch from the saved RV, no backoff needed.
   }
 }
