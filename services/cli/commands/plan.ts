@@ -3,6 +3,7 @@ import { readManifestDir } from '../../../libs/manifests/read-manifest-dir.ts';
 import { ClusterState, formatIpsetSave, formatIpvsadm, renderNodeState } from '../../../libs/planner/index.ts';
 import { canonicalJson, type NodeState, type ProxyConfig } from '../../../libs/model/index.ts';
 import { loadProxyConfig } from '../load-proxy-config.ts';
+import { UsageError } from '../cli-errors.ts';
 import type { SetExit } from './index.ts';
 
 /** Output formats of `plan`; nftables mode registers 'nft' through extraPlanFormats. */
@@ -25,7 +26,7 @@ export function registerPlan(program: Command, setExit: SetExit): void {
     .option('--strict', 'exit 1 when any object was rejected')
     .action((o: { manifests: string; node: string; mode?: string; config?: string; scheduler?: string; nodeportAddresses?: string; format: string; strict?: boolean }) => {
       const format = planFormats[o.format];
-      if (!format) throw new Error(`unknown --format ${o.format} (one of ${Object.keys(planFormats).join(', ')})`);
+      if (!format) throw new UsageError(`unknown --format ${o.format} (one of ${Object.keys(planFormats).join(', ')})`);
       const config = loadProxyConfig(o.config, {
         mode: o.mode, scheduler: o.scheduler,
         nodePortAddresses: o.nodeportAddresses?.split(',').filter(Boolean),

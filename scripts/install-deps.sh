@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs what Switchboard's tests and demo need on a fresh Debian machine with Node and npm:
+# Debian packages (as root, only when something is missing) and the npm dependencies (npm ci).
+set -euo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo"
+
+# command → Debian package providing it
+declare -A need=(
+  [nats-server]=nats-server [ipset]=ipset [ipvsadm]=ipvsadm [nft]=nftables
+  [iptables-restore]=iptables [ip]=iproute2 [conntrack]=conntrack
+  [qemu-system-x86_64]=qemu-system-x86 [modprobe]=kmod [cpio]=cpio
+)
+missing=()
+for cmd in "${!need[@]}"; do
+  command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || missing+=("${need[$cmd]}")
+done
+[ -x /bin/busybox ] || [ -x /usr/bin/busybox ] || missing+=(busybox-static)
+if [ "${#missing[@]}" -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "install-deps: missing Debian packages (${missing[*]}); run as root to install them" >&2
+    exit 1
+  fi
+  echo "install-deps: apt-get install ${missing[*]}" >&2
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [ "${SWITCHBOARD_SKIP_NPM_CI:-}" != 1 ]; then
+  npm ci --no-audit --no-fund 2>&1 | grep -v 'Unknown user config' || true
+  node -e "require('better-sqlite3'); require('netlink')" || { echo "install-deps: native modules failed to load" >&2; exit 1; }
+fi

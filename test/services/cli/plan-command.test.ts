@@ -1,0 +1,60 @@
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, describe, expect, it } from 'vitest';
+import { NODES, service, slice } from '../../support/plan-fixture.ts';
+
+const run = promisify(execFile);
+const bin = path.resolve('bin/switchboard');
+const dir = mkdtempSync(path.join(tmpdir(), 'sb-plan-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+writeFileSync(path.join(dir, 'nodes.yaml'), NODES);
+writeFileSync(path.join(dir, 'web.yaml'), service('web', 'clusterIP: 10.96.0.1\n  ports: [{name: http, port: 80}]') +
+  slice('web', '[{name: http, port: 8080}]', ['{addresses: [10.244.1.2], nodeName: node-a}']));
+writeFileSync(path.join(dir, 'bad.json'), JSON.stringify({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'bad' }, spec: { clusterIP: 'x', ports: [{ port: 1 }] } }));
+
+async function sb(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const r = await run(bin, args);
+    return { code: 0, ...r };
+  } catch (e) {
+    const err = e as { code: number; stdout: string; stderr: string };
+    return { code: err.code, stdout: err.stdout, stderr: err.stderr };
+  }
+}
+
+describe('switchboard plan', () => {
+  it('prints ipvsadm -Sn lines and lists rejected objects on stderr (exit 0 without --strict)', async () => {
+    const r = await sb('plan', '--manifests', dir, '--node', 'node-a', '--format', 'ipvsadm');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe('-A -t 10.96.0.1:80 -s rr\n-a -t 10.96.0.1:80 -r 10.244.1.2:8080 -m -w 1\n');
+    expect(r.stderr).toMatch(/^rejected Service default\/bad \(bad\.json\): spec\.clusterIPs\[0\]: invalid IP address "x"$/m);
+  });
+
+  it('exits 1 with --strict when something was rejected', async () => {
+    const r = await sb('plan', '--manifests', dir, '--node', 'node-a', '--strict');
+    expect(r.code).toBe(1);
+  });
+
+  it('prints ipset save and json forms', async () => {
+    const ipset = await sb('plan', '--manifests', dir, '--node', 'node-a', '--format', 'ipset');
+    expect(ipset.stdout).toContain('add KUBE-CLUSTER-IP 10.96.0.1,tcp:80\n');
+    const json = await sb('plan', '--manifests', dir, '--node', 'node-a', '--format', 'json');
+    expect(JSON.parse(json.stdout).virtualServers[0].address).toBe('10.96.0.1');
+  });
+
+  it('exits 2 on usage errors and 1 on a missing directory, one line on stderr', async () => {
+    const usage = await sb('plan', '--node', 'node-a');
+    expect(usage.code).toBe(2);
+    const missing = await sb('plan', '--manifests', path.join(dir, 'nope'), '--node', 'node-a');
+    expect(missing.code).toBe(1);
+    expect(missing.stderr.trim().split('\n')).toHaveLength(1);
+    expect(missing.stderr).toMatch(/does not exist/);
+    const fmt = await sb('plan', '--manifests', dir, '--node', 'node-a', '--format', 'xml');
+    expect(fmt.code).toBe(2);
+    expect(fmt.stderr).toMatch(/unknown --format xml/);
+  });
+});
