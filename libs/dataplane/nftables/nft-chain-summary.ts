@@ -1,0 +1,35 @@
+/**
+ * A comparable digest of one chain, computable both from the rule texts we render and from
+ * `nft -j list table` output: the rule count plus every jump/goto target and DNAT destination.
+ * Resync uses it to notice chains that were flushed, edited or pointed elsewhere without having
+ * to re-derive nft's own textual normalisation.
+ */
+export function summarizeRules(rules: readonly string[]): string {
+  const tokens: string[] = [];
+  for (const r of rules) {
+    for (const m of r.matchAll(/\b(?:goto|jump) ([^\s,}]+)/g)) tokens.push(`->${m[1]}`);
+    for (const m of r.matchAll(/\bdnat ip6? to (\S+)/g)) tokens.push(`=>${m[1]}`);
+  }
+  return `${rules.length}|${tokens.sort().join(',')}`;
+}
+
+/** The same digest from the `expr` arrays of a chain's rules in nft's JSON output. */
+export function summarizeJsonRules(exprs: readonly unknown[]): string {
+  const tokens: string[] = [];
+  const walk = (v: unknown): void => {
+    if (Array.isArray(v)) { v.forEach(walk); return; }
+    if (v === null || typeof v !== 'object') return;
+    const o = v as Record<string, unknown>;
+    for (const verb of ['jump', 'goto']) {
+      const target = (o[verb] as { target?: unknown } | undefined)?.target;
+      if (typeof target === 'string') tokens.push(`->${target}`);
+    }
+    const dnat = o.dnat as { family?: string; addr?: unknown; port?: unknown } | undefined;
+    if (dnat && typeof dnat.addr === 'string') {
+      tokens.push(`=>${dnat.family === 'ip6' ? `[${dnat.addr}]` : dnat.addr}:${String(dnat.port)}`);
+    }
+    for (const [k, child] of Object.entries(o)) if (k !== 'dnat') walk(child);
+  };
+  exprs.forEach(walk);
+  return `${exprs.length}|${tokens.sort().join(',')}`;
+}

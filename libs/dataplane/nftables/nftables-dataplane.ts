@@ -1,0 +1,125 @@
+import type { NodeState } from '../../model/index.ts';
+import type { ApplyResult, Dataplane } from '../dataplane.ts';
+import { summarizeRules } from './nft-chain-summary.ts';
+import { NFT_FAMILY, NFT_TABLE } from './nft-names.ts';
+import { renderNftObjects, type NftObjects } from './nft-objects.ts';
+import { NftRunner } from './nft-runner.ts';
+import { inventoryOf, planNftUpdate, type NftInventory, type NftTransaction } from './plan-nft-update.ts';
+import { readNftTable, type NftReadBack } from './read-nft-table.ts';
+import { formatNftTable } from './render-nft-ruleset.ts';
+
+export interface NftablesDataplaneOptions {
+  /** Program the table inside this network namespace (`ip netns exec NS nft`). */
+  readonly netns?: string;
+  /** Table name (default `switchboard`); tests and benchmarks may use their own. */
+  readonly table?: string;
+  readonly nftPath?: string;
+  /** Read the table back after every apply and compare (default true). */
+  readonly verifyAfterApply?: boolean;
+}
+
+/** Read-back digests compare against rendered rules through the same summary. */
+const sameBySummary = (_n: string, fp: string, rules: readonly string[]) => fp === summarizeRules(rules);
+
+/**
+ * nftables mode: one table of our own, changed only through atomic `nft -f` transactions. The
+ * first apply (or a resync that finds the skeleton damaged) loads the whole table in one
+ * transaction; every later change flushes and refills just the chains and map elements that
+ * differ, so affinity entries and untouched chains live on. Foreign tables are never touched.
+ */
+export class NftablesDataplane implements Dataplane {
+  readonly mode = 'nftables' as const;
+  readonly table: string;
+  /** The last transaction sent to nft (empty for a no-op), for tests and audits. */
+  lastTransaction = '';
+  private readonly runner: NftRunner;
+  private applied: { objects: NftObjects; inventory: NftInventory } | undefined;
+
+  constructor(private readonly options: NftablesDataplaneOptions = {}) {
+    this.table = options.table ?? NFT_TABLE;
+    this.runner = new NftRunner({ netns: options.netns, nftPath: options.nftPath });
+  }
+
+  async apply(state: NodeState): Promise<ApplyResult> {
+    const t0 = performance.now();
+    // Rendering validates the input before the kernel is touched: a bad state throws here and
+    // whatever was programmed stays.
+    const objects = renderNftObjects(state);
+    const notes: string[] = [];
+    let tx: NftTransaction;
+    if (this.applied) {
+      tx = planNftUpdate(this.applied.inventory, objects, this.table);
+    } else {
+      // A restarted applier adopts a table it finds intact rather than reloading it.
+      const rb = await this.readBack();
+      tx = rb && rb.skeletonProblems.length === 0
+        ? planNftUpdate(rb.inventory, objects, this.table, sameBySummary)
+        : this.fullLoad(objects);
+      notes.push(rb ? 'adopted existing table' : 'created table');
+    }
+    await this.run(tx);
+    this.applied = { objects, inventory: inventoryOf(objects) };
+    const verified = this.options.verifyAfterApply === false ? true : await this.verify(objects, notes);
+    return { kernelWrites: tx.writes, verified, durationMs: performance.now() - t0, notes };
+  }
+
+  async resync(): Promise<ApplyResult> {
+    const t0 = performance.now();
+    if (!this.applied) return { kernelWrites: 0, verified: true, durationMs: 0, notes: ['nothing applied yet'] };
+    const { objects } = this.applied;
+    const rb = await this.readBack();
+    const notes: string[] = [];
+    let tx: NftTransaction;
+    if (!rb || rb.skeletonProblems.length > 0) {
+      notes.push(rb ? `skeleton damaged (${rb.skeletonProblems.join('; ')}): reloaded table` : 'table missing: reloaded');
+      tx = this.fullLoad(objects);
+    } else {
+      tx = planNftUpdate(rb.inventory, objects, this.table, sameBySummary);
+      if (tx.writes > 0) notes.push(`repaired drift in ${tx.touchedChains.length} chains`);
+    }
+    await this.run(tx);
+    const verified = tx.writes === 0 ? true : await this.verify(objects, notes);
+    return { kernelWrites: tx.writes, verified, durationMs: performance.now() - t0, notes };
+  }
+
+  async cleanup(): Promise<ApplyResult> {
+    const t0 = performance.now();
+    this.applied = undefined;
+    const exists = (await this.runner.listTableJson(NFT_FAMILY, this.table)) !== undefined;
+    if (exists) await this.run({ script: `delete table ${NFT_FAMILY} ${this.table}\n`, writes: 1, touchedChains: [] });
+    const gone = (await this.runner.listTableJson(NFT_FAMILY, this.table)) === undefined;
+    return { kernelWrites: exists ? 1 : 0, verified: gone, durationMs: performance.now() - t0, notes: exists ? [] : ['no table to remove'] };
+  }
+
+  async close(): Promise<void> {}
+
+  /** The table as the kernel holds it now; undefined when absent. */
+  async readBack(): Promise<NftReadBack | undefined> {
+    const json = await this.runner.listTableJson(NFT_FAMILY, this.table);
+    return json === undefined ? undefined : readNftTable(json);
+  }
+
+  private fullLoad(objects: NftObjects): NftTransaction {
+    const t = `${NFT_FAMILY} ${this.table}`;
+    // add+delete makes the delete valid whether or not the table exists; all in one transaction.
+    const script = `add table ${t}\ndelete table ${t}\n${formatNftTable(objects, { table: this.table })}`;
+    let writes = 1 + objects.sets.size;
+    for (const rules of objects.chains.values()) writes += 1 + rules.length;
+    for (const m of objects.elements.values()) writes += m.size;
+    return { script, writes, touchedChains: [...objects.chains.keys()] };
+  }
+
+  private async run(tx: NftTransaction): Promise<void> {
+    this.lastTransaction = tx.script;
+    if (tx.script !== '') await this.runner.runScript(tx.script);
+  }
+
+  private async verify(objects: NftObjects, notes: string[]): Promise<boolean> {
+    const rb = await this.readBack();
+    if (!rb) { notes.push('verify: table missing after apply'); return false; }
+    const drift = planNftUpdate(rb.inventory, objects, this.table, sameBySummary);
+    if (rb.skeletonProblems.length > 0) notes.push(`verify: ${rb.skeletonProblems.join('; ')}`);
+    if (drift.writes > 0) notes.push(`verify: ${drift.writes} differences after apply`);
+    return rb.skeletonProblems.length === 0 && drift.writes === 0;
+  }
+}

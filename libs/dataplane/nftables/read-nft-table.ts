@@ -1,0 +1,66 @@
+import { SKELETON_CHAINS, SKELETON_MAPS } from './nft-skeleton.ts';
+import { summarizeJsonRules } from './nft-chain-summary.ts';
+import type { NftInventory } from './plan-nft-update.ts';
+
+/** Our table as read back from `nft -j list table`. */
+export interface NftReadBack {
+  /** Kernel handle of the table: unchanged across incremental updates, new after a reload. */
+  readonly tableHandle: number;
+  /** Dynamic objects, digested for planNftUpdate (chains → summarizeJsonRules digests). */
+  readonly inventory: NftInventory;
+  /** Skeleton chains or maps that are missing or whose rule count differs. */
+  readonly skeletonProblems: readonly string[];
+  /** Entries currently learned in each affinity set (for tests and audits). */
+  readonly setElementCounts: ReadonlyMap<string, number>;
+}
+
+function elementKeyOf(key: unknown): string {
+  const parts = (key as { concat?: unknown[] })?.concat ?? [key];
+  return parts.map((p) => String(p)).join(' . ');
+}
+
+function verdictOf(v: unknown): string {
+  if (v && typeof v === 'object') {
+    const [verb, arg] = Object.entries(v as Record<string, unknown>)[0] ?? [];
+    const target = (arg as { target?: unknown } | null)?.target;
+    return typeof target === 'string' ? `${verb} ${target}` : String(verb);
+  }
+  return String(v);
+}
+
+/** Parses `nft -j list table inet NAME` output. Pure. */
+export function readNftTable(json: string): NftReadBack {
+  const doc = JSON.parse(json) as { nftables: Record<string, any>[] };
+  let tableHandle = -1;
+  const rules = new Map<string, unknown[]>();
+  const elements = new Map<string, Map<string, string>>();
+  const sets = new Set<string>();
+  const setElementCounts = new Map<string, number>();
+  for (const item of doc.nftables) {
+    if (item.table) tableHandle = item.table.handle;
+    else if (item.chain) { if (!rules.has(item.chain.name)) rules.set(item.chain.name, []); }
+    else if (item.rule) {
+      let r = rules.get(item.rule.chain);
+      if (!r) rules.set(item.rule.chain, (r = []));
+      r.push(item.rule.expr);
+    } else if (item.map) {
+      const m = new Map<string, string>();
+      for (const [k, v] of (item.map.elem ?? []) as [unknown, unknown][]) m.set(elementKeyOf(k), verdictOf(v));
+      elements.set(item.map.name, m);
+    } else if (item.set) {
+      sets.add(item.set.name);
+      setElementCounts.set(item.set.name, (item.set.elem ?? []).length);
+    }
+  }
+  const skeletonProblems: string[] = [];
+  const skeletonNames = new Set(SKELETON_CHAINS.map((c) => c.name));
+  for (const c of SKELETON_CHAINS) {
+    const got = rules.get(c.name);
+    if (!got) skeletonProblems.push(`chain ${c.name} missing`);
+    else if (got.length !== c.rules.length) skeletonProblems.push(`chain ${c.name} has ${got.length} rules, want ${c.rules.length}`);
+  }
+  for (const m of SKELETON_MAPS) if (!elements.has(m.name)) skeletonProblems.push(`map ${m.name} missing`);
+  const chains = new Map<string, string>();
+  for (const [name, exprs] of rules) if (!skeletonNames.has(name)) chains.set(name, summarizeJsonRules(exprs));
+  return { tableHandle, inventory: { chains, sets, elements }, skeletonProblems, setElementCounts };
+}
