@@ -1,0 +1,302 @@
+import type Database from 'better-sqlite3';
+import {
+  canonicalJson, contentHash, SERVICE_NAME_LABEL,
+  type AckOrNack, type ConfigRevision, type DataDelta, type DataVersionHeader, type KubeKind, type LoggedWatchEvent,
+  type Operation, type ProxyConfig, type WatchEvent,
+} from '../model/index.ts';
+import { EventLogError, translateSqliteError } from './event-log-error.ts';
+import { openDatabase, type SchemaStatus } from './open-database.ts';
+import { CHAINS, chainHash, type ChainName } from './row-chain.ts';
+import { rowToVersion, type VersionRecord, type VersionRow } from './version-record.ts';
+import { writeCheckpoint, listCheckpoints, type Checkpoint } from './checkpoints.ts';
+import { SqliteResumeStore } from './sqlite-resume-store.ts';
+import type { ClusterState } from '../planner/index.ts';
+
+export interface EventLogOptions {
+  readonly file: string;
+  /** Run pending migrations (default true); false for read-only tools such as replay and audit. */
+  readonly migrate?: boolean;
+  /** Clock for received-at/created-at stamps (tests pin it). */
+  readonly now?: () => Date;
+  /** See OpenDatabaseOptions.sync: 'full' (default) is durable per commit. */
+  readonly sync?: 'full' | 'normal';
+}
+
+export interface RecordVersionInput {
+  /** ClusterState.hash() after the batch (for a pin: the hash of the version it copies). */
+  readonly hash: string;
+  readonly reason: string;
+  /** Last event seq this version's content includes; must already be in the log. */
+  readonly seqTo: number;
+  /** Pins and rollbacks: the version whose content this one repeats. */
+  readonly contentOf?: number;
+  /** The delta against the parent version, kept so any version can be republished after a restart. */
+  readonly delta?: DataDelta;
+}
+
+export interface OperationRecord extends Operation {
+  readonly id: number;
+  readonly version: number | undefined;
+  readonly at: string;
+}
+
+const KINDS: ReadonlySet<string> = new Set<KubeKind>(['Service', 'EndpointSlice', 'Node']);
+const TYPES: ReadonlySet<string> = new Set(['ADDED', 'MODIFIED', 'DELETED']);
+const ORIGINS: ReadonlySet<string> = new Set(['watch', 'relist', 'manifests']);
+const HEX64 = /^[0-9a-f]{64}$/;
+
+/**
+ * The SQLite event log: watch events, data versions, config revisions, acks and operations, each
+ * table hash-chained; checkpoints and informer resume points beside them. Writes are synchronous
+ * better-sqlite3 transactions with synchronous=FULL, so when a call returns its rows are on disk:
+ * the caller may then publish anything derived from them. A log has one writer process.
+ */
+export class EventLog {
+  private readonly now: () => Date;
+  private readonly stmt: ReturnType<EventLog['prepare']>;
+
+  private constructor(readonly file: string, readonly db: Database.Database, readonly schema: SchemaStatus, now?: () => Date) {
+    this.now = now ?? (() => new Date());
+    this.stmt = this.prepare();
+  }
+
+  static async open(opts: EventLogOptions): Promise<EventLog> {
+    const { db, schema } = await openDatabase({ file: opts.file, migrate: opts.migrate, sync: opts.sync });
+    return new EventLog(opts.file, db, schema, opts.now);
+  }
+
+  private prepare() {
+    const d = this.db;
+    return {
+      head: d.prepare('SELECT head_id AS id, head_hash AS hash FROM chain_heads WHERE chain = ?'),
+      setHead: d.prepare('UPDATE chain_heads SET head_id = ?, head_hash = ? WHERE chain = ?'),
+      insertEvent: d.prepare(`INSERT INTO events (seq, received_at, kind, type, origin, namespace, name, uid, resource_version, service, object, row_hash)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+      insertVersion: d.prepare(`INSERT INTO versions (version, parent, hash, reason, created_at, seq_from, seq_to, content_of, delta, row_hash)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+      version: d.prepare('SELECT * FROM versions WHERE version = ?'),
+      insertConfig: d.prepare('INSERT INTO config_revisions (revision, hash, reason, created_at, config, row_hash) VALUES (?, ?, ?, ?, ?, ?)'),
+      insertAck: d.prepare('INSERT INTO acks (id, type, node, version, config_revision, at, body, row_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)'),
+      insertOp: d.prepare('INSERT INTO operations (id, kind, actor, reason, params, version, at, row_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)'),
+    };
+  }
+
+  private head(chain: ChainName): { id: number; hash: string } {
+    return this.stmt.head.get(chain) as { id: number; hash: string };
+  }
+
+  /** Inserts one chained row (inside the caller's transaction) and moves the chain head. */
+  private appendChained(chain: ChainName, insert: Database.Statement, values: (string | number | null)[]): number {
+    const h = this.head(chain);
+    const id = h.id + 1;
+    const row = [id, ...values];
+    const hash = chainHash(h.hash, row);
+    insert.run(...row, hash);
+    this.stmt.setHead.run(id, hash, chain);
+    return id;
+  }
+
+  private write<T>(context: string, fn: () => T): T {
+    try {
+      return this.db.transaction(fn).immediate();
+    } catch (e) {
+      throw translateSqliteError(e, `event log ${this.file}: ${context}`);
+    }
+  }
+
+  /** Last event seq in the log (0 when empty). */
+  lastSeq(): number {
+    return this.head('events').id;
+  }
+
+  /**
+   * Appends a batch of watch events in one transaction (group commit) and returns their seqs.
+   * The whole batch is validated first: a bad event rejects the batch and writes nothing.
+   */
+  appendEvents(events: readonly WatchEvent[]): number[] {
+    events.forEach(validateEvent);
+    if (events.length === 0) return [];
+    const receivedAt = this.now().toISOString();
+    const rows = events.map((e) => [
+      receivedAt, e.kind, e.type, e.origin, e.namespace, e.name, e.uid, e.resourceVersion, serviceOf(e), JSON.stringify(e.object),
+    ]);
+    return this.write(`append of ${events.length} events`, () => {
+      const h = this.head('events');
+      let prev = h.hash;
+      let seq = h.id;
+      const seqs: number[] = [];
+      for (const r of rows) {
+        const row = [++seq, ...r];
+        prev = chainHash(prev, row);
+        this.stmt.insertEvent.run(...row, prev);
+        seqs.push(seq);
+      }
+      this.stmt.setHead.run(seq, prev, 'events');
+      return seqs;
+    });
+  }
+
+  /** Events with fromSeq ≤ seq ≤ toSeq, in order. */
+  events(opts: { fromSeq?: number; toSeq?: number; limit?: number } = {}): LoggedWatchEvent[] {
+    const rows = this.db.prepare(`SELECT * FROM events WHERE seq >= ? AND seq <= ? ORDER BY seq LIMIT ?`)
+      .all(opts.fromSeq ?? 0, opts.toSeq ?? Number.MAX_SAFE_INTEGER, opts.limit ?? -1) as EventRow[];
+    return rows.map(rowToEvent);
+  }
+
+  /** Records the next data version (number = last + 1, parent = last). */
+  recordVersion(input: RecordVersionInput): VersionRecord {
+    if (!HEX64.test(input.hash)) throw new EventLogError('INVALID', `recordVersion: hash must be 64 hex digits, got ${JSON.stringify(input.hash)}`);
+    if (!Number.isInteger(input.seqTo) || input.seqTo < 0) throw new EventLogError('INVALID', `recordVersion: bad seqTo ${input.seqTo}`);
+    const createdAt = this.now().toISOString();
+    return this.write('recordVersion', () => {
+      const last = this.latestVersion();
+      const lastSeq = this.lastSeq();
+      if (input.seqTo > lastSeq) throw new EventLogError('INVALID', `recordVersion: covers seq ${input.seqTo} but the log holds events only up to ${lastSeq}`);
+      if (last && input.seqTo < last.seqTo) throw new EventLogError('INVALID', `recordVersion: seqTo ${input.seqTo} is before version ${last.version}'s ${last.seqTo}`);
+      if (input.contentOf !== undefined) {
+        const src = this.version(input.contentOf);
+        if (!src) throw new EventLogError('NOT_FOUND', `recordVersion: content_of version ${input.contentOf} does not exist`);
+        if (src.hash !== input.hash) throw new EventLogError('INVALID', `recordVersion: hash ${input.hash} differs from version ${src.version}'s ${src.hash}`);
+      }
+      const parent = last?.version ?? 0;
+      const seqFrom = (last?.seqTo ?? 0) + 1;
+      const delta = input.delta ? canonicalJson(input.delta) : null;
+      const version = this.appendChained('versions', this.stmt.insertVersion,
+        [parent, input.hash, input.reason, createdAt, seqFrom, input.seqTo, input.contentOf ?? null, delta]);
+      return this.version(version)!;
+    });
+  }
+
+  version(n: number): VersionRecord | undefined {
+    const row = this.stmt.version.get(n) as VersionRow | undefined;
+    return row && rowToVersion(row);
+  }
+
+  latestVersion(): VersionRecord | undefined {
+    const n = this.head('versions').id;
+    return n === 0 ? undefined : this.version(n);
+  }
+
+  versions(opts: { from?: number; to?: number } = {}): VersionRecord[] {
+    const rows = this.db.prepare('SELECT * FROM versions WHERE version >= ? AND version <= ? ORDER BY version')
+      .all(opts.from ?? 0, opts.to ?? Number.MAX_SAFE_INTEGER) as VersionRow[];
+    return rows.map(rowToVersion);
+  }
+
+  /** The latest version created at or before `at` (ISO-8601). */
+  versionAt(at: string): VersionRecord | undefined {
+    const row = this.db.prepare('SELECT * FROM versions WHERE created_at <= ? ORDER BY version DESC LIMIT 1').get(at) as VersionRow | undefined;
+    return row && rowToVersion(row);
+  }
+
+  /** The stored delta of version n against its parent (undefined when none was recorded). */
+  versionDelta(n: number): DataDelta | undefined {
+    const row = this.db.prepare('SELECT delta FROM versions WHERE version = ?').get(n) as { delta: string | null } | undefined;
+    return row?.delta ? (JSON.parse(row.delta) as DataDelta) : undefined;
+  }
+
+  recordConfigRevision(input: { config: ProxyConfig; reason: string }): ConfigRevision {
+    const createdAt = this.now().toISOString();
+    const hash = contentHash(input.config);
+    const revision = this.write('recordConfigRevision', () =>
+      this.appendChained('config_revisions', this.stmt.insertConfig, [hash, input.reason, createdAt, canonicalJson(input.config)]));
+    return { revision, config: input.config, hash, reason: input.reason, createdAt };
+  }
+
+  configRevision(n: number): ConfigRevision | undefined {
+    const r = this.db.prepare('SELECT * FROM config_revisions WHERE revision = ?').get(n) as
+      { revision: number; hash: string; reason: string; created_at: string; config: string } | undefined;
+    return r && { revision: r.revision, hash: r.hash, reason: r.reason, createdAt: r.created_at, config: JSON.parse(r.config) as ProxyConfig };
+  }
+
+  latestConfigRevision(): ConfigRevision | undefined {
+    const n = this.head('config_revisions').id;
+    return n === 0 ? undefined : this.configRevision(n);
+  }
+
+  /** Records an ACK or NACK as received; returns its row id. */
+  recordAck(a: AckOrNack): number {
+    if (a.type !== 'ACK' && a.type !== 'NACK') throw new EventLogError('INVALID', `recordAck: type must be ACK or NACK`);
+    if (!a.node || !Number.isInteger(a.version)) throw new EventLogError('INVALID', `recordAck: node and integer version required`);
+    return this.write('recordAck', () =>
+      this.appendChained('acks', this.stmt.insertAck, [a.type, a.node, a.version, a.configRevision, a.at, canonicalJson(a)]));
+  }
+
+  /** Records who did which rollout/rollback/pin and why; `version` is the version it made, if any. */
+  recordOperation(op: Operation & { version?: number }): OperationRecord {
+    if (!op.actor || !op.reason) throw new EventLogError('INVALID', `recordOperation: actor and reason are required`);
+    const at = this.now().toISOString();
+    const id = this.write('recordOperation', () =>
+      this.appendChained('operations', this.stmt.insertOp, [op.kind, op.actor, op.reason, canonicalJson(op.params), op.version ?? null, at]));
+    return { id, kind: op.kind, actor: op.actor, reason: op.reason, params: op.params, version: op.version, at };
+  }
+
+  operations(): OperationRecord[] {
+    const rows = this.db.prepare('SELECT * FROM operations ORDER BY id').all() as
+      { id: number; kind: Operation['kind']; actor: string; reason: string; params: string; version: number | null; at: string }[];
+    return rows.map((r) => ({ id: r.id, kind: r.kind, actor: r.actor, reason: r.reason, params: JSON.parse(r.params), version: r.version ?? undefined, at: r.at }));
+  }
+
+  /** The informer's resume points, stored in this log. */
+  resumeStore(): SqliteResumeStore {
+    return new SqliteResumeStore(this.db, this.now);
+  }
+
+  /**
+   * Writes a full-state checkpoint. `state` must reflect exactly the events up to `seq` (default:
+   * the last appended event), so replay can start from it instead of from the first event.
+   */
+  checkpoint(state: ClusterState, opts: { seq?: number } = {}): Checkpoint {
+    const seq = opts.seq ?? this.lastSeq();
+    if (seq > this.lastSeq()) throw new EventLogError('INVALID', `checkpoint: seq ${seq} is past the last event ${this.lastSeq()}`);
+    const createdAt = this.now().toISOString();
+    return this.write('checkpoint', () =>
+      writeCheckpoint(this.db, { state, seq, version: this.head('versions').id, createdAt }));
+  }
+
+  checkpoints(): Checkpoint[] {
+    return listCheckpoints(this.db);
+  }
+
+  /** True when at least `every` events were appended since the last checkpoint (the planner's cue). */
+  checkpointDue(every: number): boolean {
+    const last = (this.db.prepare('SELECT max(seq) AS s FROM checkpoints').get() as { s: number | null }).s ?? 0;
+    return this.lastSeq() - last >= every;
+  }
+
+  close(): void {
+    if (this.db.open) this.db.close();
+  }
+}
+
+export interface EventRow {
+  seq: number; received_at: string; kind: KubeKind; type: WatchEvent['type']; origin: WatchEvent['origin'];
+  namespace: string; name: string; uid: string; resource_version: string; service: string; object: string; row_hash: string;
+}
+
+export function rowToEvent(r: EventRow): LoggedWatchEvent {
+  return {
+    seq: r.seq, receivedAt: r.received_at, kind: r.kind, type: r.type, origin: r.origin, namespace: r.namespace,
+    name: r.name, uid: r.uid, resourceVersion: r.resource_version, object: JSON.parse(r.object),
+  };
+}
+
+function validateEvent(e: WatchEvent, i: number): void {
+  const bad = (why: string): never => { throw new EventLogError('INVALID', `appendEvents: event ${i} ${why}; batch not written`); };
+  if (!e || typeof e !== 'object') bad('is not an object');
+  if (!KINDS.has(e.kind)) bad(`has unknown kind ${JSON.stringify(e.kind)}`);
+  if (!TYPES.has(e.type)) bad(`has unknown type ${JSON.stringify(e.type)}`);
+  if (!ORIGINS.has(e.origin)) bad(`has unknown origin ${JSON.stringify(e.origin)}`);
+  if (typeof e.name !== 'string' || e.name === '') bad('has no name');
+  if (typeof e.namespace !== 'string' || typeof e.uid !== 'string' || typeof e.resourceVersion !== 'string') bad('has non-string namespace/uid/resourceVersion');
+  if (e.object === undefined) bad('has no object');
+}
+
+/** The service an event belongs to, for audit queries: the Service's name or a slice's owner label. */
+function serviceOf(e: WatchEvent): string {
+  if (e.kind === 'Service') return e.name;
+  if (e.kind !== 'EndpointSlice') return '';
+  const labels = (e.object as { metadata?: { labels?: Record<string, unknown> } } | null)?.metadata?.labels;
+  const v = labels?.[SERVICE_NAME_LABEL];
+  return typeof v === 'string' ? v : '';
+}

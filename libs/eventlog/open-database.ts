@@ -1,0 +1,102 @@
+import fs from 'node:fs';
+import Database from 'better-sqlite3';
+import { Kysely, SqliteDialect } from 'kysely';
+import { Migrator } from 'kysely/migration';
+import { MIGRATIONS, migrationProvider } from '../../migrations/index.ts';
+import { EventLogError, translateSqliteError } from './event-log-error.ts';
+
+type Db = Database.Database;
+
+/** Marks a SQLite file as a Switchboard event log (PRAGMA application_id, "SWBD"). */
+export const APPLICATION_ID = 0x53574244;
+const MIGRATION_TABLE = 'kysely_migration';
+
+export interface OpenDatabaseOptions {
+  readonly file: string;
+  /** Create the file and run pending migrations (default true). False: the file must exist and be current. */
+  readonly migrate?: boolean;
+  /**
+   * 'full' (default): every commit is fsynced before it returns, which the durability promise
+   * needs. 'normal' skips the per-commit WAL fsync (a power cut may lose the last commits, never
+   * corrupt): for tests and benches that do not test durability.
+   */
+  readonly sync?: 'full' | 'normal';
+}
+
+export interface SchemaStatus {
+  readonly applied: readonly string[];
+  readonly pending: readonly string[];
+  /** Number of applied migrations: the schema version. */
+  readonly version: number;
+}
+
+/**
+ * Opens an event log file: refuses corrupt files, foreign SQLite databases and schemas newer than
+ * this code (with one clear line each), then runs pending migrations through kysely's Migrator,
+ * and sets the pragmas durability depends on (WAL, synchronous=FULL: a commit is on disk when
+ * it returns).
+ */
+export async function openDatabase(opts: OpenDatabaseOptions): Promise<{ db: Db; schema: SchemaStatus }> {
+  const migrate = opts.migrate ?? true;
+  const file = opts.file;
+  if (!migrate && !fs.existsSync(file)) throw new EventLogError('NOT_FOUND', `${file}: no such event log`);
+  let db: Db;
+  try {
+    db = new Database(file);
+  } catch (e) {
+    throw translateSqliteError(e, file);
+  }
+  try {
+    const schema = inspect(db, file);
+    if (schema.pending.length > 0) {
+      if (!migrate) {
+        throw new EventLogError('INVALID', `${file}: schema needs migrations ${schema.pending.join(', ')}; run \`switchboard db migrate --db ${file}\``);
+      }
+      await runMigrations(db, file);
+    }
+    db.pragma('journal_mode = WAL');
+    db.pragma(`synchronous = ${opts.sync === 'normal' ? 'NORMAL' : 'FULL'}`);
+    db.pragma('busy_timeout = 5000');
+    return { db, schema: inspect(db, file) };
+  } catch (e) {
+    db.close();
+    throw translateSqliteError(e, file);
+  }
+}
+
+function inspect(db: Db, file: string): SchemaStatus {
+  // The first read of the header is where a corrupt or non-SQLite file shows.
+  const tables = (db.prepare(`SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'`).all() as { name: string }[])
+    .map((r) => r.name);
+  const appId = db.pragma('application_id', { simple: true }) as number;
+  const known = Object.keys(MIGRATIONS).sort();
+  if (appId !== APPLICATION_ID) {
+    if (appId !== 0 || tables.length > 0) {
+      const what = appId !== 0 ? `application_id ${appId}` : `tables ${tables.slice(0, 5).join(', ')}`;
+      throw new EventLogError('FOREIGN_DATABASE', `${file}: not a switchboard event log (foreign SQLite database: ${what})`);
+    }
+    return { applied: [], pending: known, version: 0 };
+  }
+  const applied = tables.includes(MIGRATION_TABLE)
+    ? (db.prepare(`SELECT name FROM ${MIGRATION_TABLE} ORDER BY name`).all() as { name: string }[]).map((r) => r.name)
+    : [];
+  const unknown = applied.filter((n) => !(n in MIGRATIONS));
+  if (unknown.length > 0) {
+    throw new EventLogError('SCHEMA_TOO_NEW', `${file}: schema is newer than this switchboard (unknown migrations ${unknown.join(', ')}); upgrade switchboard`);
+  }
+  return { applied, pending: known.filter((n) => !applied.includes(n)), version: applied.length };
+}
+
+async function runMigrations(db: Db, file: string): Promise<void> {
+  db.pragma(`application_id = ${APPLICATION_ID}`);
+  // No destroy(): kysely's driver would close the shared better-sqlite3 handle.
+  const k = new Kysely<unknown>({ dialect: new SqliteDialect({ database: db }) });
+  const { error, results } = await new Migrator({ db: k, provider: migrationProvider, migrationTableName: MIGRATION_TABLE }).migrateToLatest();
+  if (error) {
+    const failed = results?.find((r) => r.status === 'Error')?.migrationName ?? '?';
+    const t = translateSqliteError(error, `${file}: migration ${failed} failed`);
+    throw t instanceof EventLogError
+      ? t
+      : new EventLogError('INVALID', `${file}: migration ${failed} failed: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+  }
+}

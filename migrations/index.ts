@@ -1,0 +1,15 @@
+import type { Migration, MigrationProvider } from 'kysely/migration';
+import * as m0001 from './0001-initial.ts';
+
+/**
+ * Every migration, listed statically: a folder scan breaks under bundlers and differs between
+ * tsx and vitest, an import list does not. Names sort in the order they must run; add new ones
+ * at the end.
+ */
+export const MIGRATIONS: Readonly<Record<string, Migration>> = {
+  '0001-initial': m0001,
+};
+
+export const migrationProvider: MigrationProvider = {
+  getMigrations: async () => ({ ...MIGRATIONS }),
+};
