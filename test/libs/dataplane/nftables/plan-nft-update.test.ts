@@ -1,0 +1,77 @@
+import { describe, expect, it } from 'vitest';
+import { renderNftObjects } from '../../../../libs/dataplane/nftables/nft-objects.ts';
+import { inventoryOf, planNftUpdate } from '../../../../libs/dataplane/nftables/plan-nft-update.ts';
+import { summarizeJsonRules, summarizeRules } from '../../../../libs/dataplane/nftables/nft-chain-summary.ts';
+import { nodeState, type VsSpec } from '../../../netns/support/node-state-builder.ts';
+
+const web = (endpoints: string[], extra: Partial<VsSpec> = {}): VsSpec =>
+  ({ servicePort: 'default/web:http', address: '10.96.0.10', port: 80, endpoints, ...extra });
+const empty = { chains: new Map(), sets: new Set<string>(), elements: new Map() };
+
+describe('planNftUpdate', () => {
+  it('from nothing adds every chain, set and element and deletes nothing', () => {
+    const objects = renderNftObjects(nodeState([web(['10.1.0.1:80', '10.1.0.2:80'], { persistenceTimeout: 60 })]));
+    const tx = planNftUpdate(empty, objects, 't');
+    expect(tx.script).not.toMatch(/^delete|^flush/m);
+    expect(tx.script.match(/^add chain /gm)).toHaveLength(3); // service + 2 endpoints
+    expect(tx.script.match(/^add set /gm)).toHaveLength(2);
+    expect(tx.script).toContain('add element inet t service-ips { 10.96.0.10 . tcp . 80 : goto service-');
+  });
+
+  it('is empty for an unchanged state', () => {
+    const s = nodeState([web(['10.1.0.1:80'])]);
+    const tx = planNftUpdate(inventoryOf(renderNftObjects(s)), renderNftObjects(s), 't');
+    expect(tx).toEqual({ script: '', writes: 0, touchedChains: [] });
+  });
+
+  it('one endpoint swap touches the service chain and the two endpoint chains only', () => {
+    const others = Array.from({ length: 50 }, (_, i): VsSpec =>
+      ({ servicePort: `default/s${i}:p`, address: `10.96.1.${i}`, port: 80, endpoints: [`10.2.0.${i}:80`] }));
+    const before = renderNftObjects(nodeState([...others, web(['10.1.0.1:80', '10.1.0.2:80'])]));
+    const after = renderNftObjects(nodeState([...others, web(['10.1.0.1:80', '10.1.0.3:80'])]));
+    const tx = planNftUpdate(inventoryOf(before), after, 't');
+    expect(tx.script).not.toMatch(/table/);
+    expect(tx.script).not.toMatch(/element/); // the map entry still points at the same service chain
+    expect(tx.script.match(/^add chain .*10\.1\.0\.3\/80$/gm)).toHaveLength(1);
+    expect(tx.script.match(/^flush chain .*service-/gm)).toHaveLength(1);
+    expect(tx.script.match(/^delete chain .*10\.1\.0\.2\/80$/gm)).toHaveLength(1);
+    expect(tx.touchedChains).toHaveLength(2);
+    // Removed chains are flushed before they are deleted (a service chain may still jump to them).
+    const lines = tx.script.trim().split('\n');
+    expect(lines.findIndex((l) => l.startsWith('flush chain') && l.includes('10.1.0.2')))
+      .toBeLessThan(lines.findIndex((l) => l.startsWith('delete chain')));
+  });
+
+  it('replaces a map element whose verdict changed, and removes services that left', () => {
+    const before = renderNftObjects(nodeState([web(['10.1.0.1:80']), { servicePort: 'x/gone:p', address: '10.96.0.99', port: 9, endpoints: ['10.3.0.1:9'] }]));
+    const after = renderNftObjects(nodeState([web([])]));
+    const tx = planNftUpdate(inventoryOf(before), after, 't');
+    expect(tx.script).toContain('delete element inet t service-ips { 10.96.0.10 . tcp . 80 }');
+    expect(tx.script).toContain('delete element inet t service-ips { 10.96.0.99 . tcp . 9 }');
+    expect(tx.script).toContain('add element inet t no-endpoint-services { 10.96.0.10 . tcp . 80 : goto reject-chain }');
+    expect(tx.script.match(/^delete chain /gm)).toHaveLength(4);
+  });
+
+  it('a changed affinity timeout swaps in a new set in the same transaction', () => {
+    const before = renderNftObjects(nodeState([web(['10.1.0.1:80'], { persistenceTimeout: 60 })]));
+    const after = renderNftObjects(nodeState([web(['10.1.0.1:80'], { persistenceTimeout: 120 })]));
+    const tx = planNftUpdate(inventoryOf(before), after, 't');
+    expect(tx.script).toMatch(/^add set .*timeout 120s;/m);
+    expect(tx.script).toMatch(/^delete set /m);
+    expect(tx.script.indexOf('add set')).toBeLessThan(tx.script.indexOf('delete set'));
+  });
+});
+
+describe('chain summaries', () => {
+  it('digest rendered rules and nft JSON the same way', () => {
+    const text = ['ip saddr 10.1.0.1 jump mark-for-masquerade', 'meta l4proto tcp dnat ip to 10.1.0.1:80'];
+    const json = [
+      [{ match: { left: { payload: { field: 'saddr' } }, right: '10.1.0.1' } }, { jump: { target: 'mark-for-masquerade' } }],
+      [{ match: { left: { meta: { key: 'l4proto' } }, right: 'tcp' } }, { dnat: { family: 'ip', addr: '10.1.0.1', port: 80 } }],
+    ];
+    expect(summarizeJsonRules(json)).toBe(summarizeRules(text));
+    const tampered = [json[0], [{ dnat: { family: 'ip', addr: '10.9.9.9', port: 80 } }]];
+    expect(summarizeJsonRules(tampered)).not.toBe(summarizeRules(text));
+    expect(summarizeJsonRules(json.slice(0, 1))).not.toBe(summarizeRules(text));
+  });
+});
