@@ -1,0 +1,155 @@
+import { release } from 'node:os';
+import { Counter, register as defaultRegistry, type Registry } from 'prom-client';
+import type { NodeState } from '../../model/index.ts';
+import { IPVS_DUMMY_DEVICE } from '../../model/index.ts';
+import type { ApplyResult, Dataplane } from '../dataplane.ts';
+import { DEFAULT_DRAIN_TIMEOUT_MS } from './graceful-termination.ts';
+import { KernelTransaction, type KernelInterface } from './kernel-transaction.ts';
+import { glueChains, netfilterGlue, type NetfilterGlue } from './netfilter-glue.ts';
+import { nodeSysctls } from './node-sysctls.ts';
+import type { OwnershipRecord, OwnershipStore } from './ownership-record.ts';
+import { planKernelOps } from './plan-kernel-ops.ts';
+import { validateNodeState } from './validate-node-state.ts';
+import { verifyKernelState } from './verify-kernel-state.ts';
+
+export interface IpvsDataplaneOptions {
+  readonly kernel: KernelInterface;
+  readonly store: OwnershipStore;
+  readonly device?: string;
+  /** ms since epoch; injectable for drain deadlines in tests. */
+  readonly clock?: () => number;
+  readonly drainTimeoutMs?: number;
+  /** Membership changes above this rebuild a set aside and swap it in (default 1000). */
+  readonly swapThreshold?: number;
+  /** Kernel release for version-dependent sysctls (default os.release()). */
+  readonly kernelRelease?: string;
+  /** Manage the netfilter glue (default true). */
+  readonly netfilter?: boolean;
+  /** Periodic resync interval; 0/undefined = none. */
+  readonly resyncIntervalMs?: number;
+  readonly registry?: Registry;
+  readonly log?: (msg: string) => void;
+}
+
+const DRIFT_METRIC = 'switchboard_applier_drift_repairs_total';
+
+/** Counter of resyncs that found and repaired drift (shared per registry). */
+export function driftRepairsCounter(registry: Registry = defaultRegistry): Counter {
+  const existing = registry.getSingleMetric(DRIFT_METRIC);
+  if (existing) return existing as Counter;
+  return new Counter({ name: DRIFT_METRIC, help: 'Resyncs that found the kernel drifted from the applied state and repaired it', labelNames: ['mode'], registers: [registry] });
+}
+
+/**
+ * The ipvs-mode dataplane: read the kernel, diff against the desired NodeState and what we own,
+ * run one validated transaction, read back and verify. All decisions are in the pure planner.
+ */
+export class IpvsDataplane implements Dataplane {
+  readonly mode = 'ipvs' as const;
+  private last: NodeState | undefined;
+  private record: OwnershipRecord | undefined;
+  private queue: Promise<unknown> = Promise.resolve();
+  private timer: NodeJS.Timeout | undefined;
+  private readonly drift: Counter;
+  readonly device: string;
+  /** Resyncs that repaired something (also exported as the prom-client counter). */
+  driftRepairs = 0;
+
+  constructor(private readonly o: IpvsDataplaneOptions) {
+    this.device = o.device ?? IPVS_DUMMY_DEVICE;
+    this.drift = driftRepairsCounter(o.registry);
+    if (o.resyncIntervalMs) {
+      this.timer = setInterval(() => {
+        this.resync().catch((e: Error) => o.log?.(`periodic resync failed: ${e.message}`));
+      }, o.resyncIntervalMs);
+      this.timer.unref();
+    }
+  }
+
+  apply(state: NodeState): Promise<ApplyResult> {
+    const bad = validateNodeState(state);
+    // Refuse before touching anything: what is programmed stays programmed.
+    if (bad) return Promise.reject(new Error(`refusing invalid node state: ${bad}`));
+    return this.serial(async () => {
+      const r = await this.sync(state);
+      this.last = state;
+      return r;
+    });
+  }
+
+  resync(): Promise<ApplyResult> {
+    return this.serial(async () => {
+      if (!this.last) return { kernelWrites: 0, verified: true, durationMs: 0, notes: ['nothing applied yet'] };
+      const r = await this.sync(this.last);
+      if (r.kernelWrites > 0) {
+        this.driftRepairs++;
+        this.drift.inc({ mode: 'ipvs' });
+        this.o.log?.(`resync repaired drift with ${r.kernelWrites} writes`);
+      }
+      return r;
+    });
+  }
+
+  cleanup(): Promise<ApplyResult> {
+    return this.serial(async () => {
+      const r = await this.sync(undefined);
+      this.last = undefined;
+      return r;
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    await this.queue.catch(() => undefined);
+    await this.o.kernel.close();
+  }
+
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const p = this.queue.then(fn, fn);
+    this.queue = p.catch(() => undefined);
+    return p;
+  }
+
+  private async sync(desired: NodeState | undefined): Promise<ApplyResult> {
+    const t0 = performance.now();
+    const record = (this.record ??= await this.o.store.load());
+    const glue: NetfilterGlue | undefined = desired && this.o.netfilter !== false ? netfilterGlue(desired.settings) : undefined;
+    const sysctls = desired ? nodeSysctls(desired.settings, this.o.kernelRelease ?? release()) : {};
+    const readOpts = {
+      ipsets: [...new Set([...(desired?.ipsets ?? []).map((s) => s.name), ...record.ipsets])],
+      device: this.device,
+      sysctls: Object.keys(sysctls),
+      netfilterChains: mergeChains(glue ? glueChains(glue) : {}, record.netfilterChains),
+    };
+    const observed = await this.o.kernel.read(readOpts);
+    const plan = planKernelOps({
+      desired, observed, record, glue, sysctls, device: this.device,
+      now: (this.o.clock ?? Date.now)(), drainTimeoutMs: this.o.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS,
+      swapThreshold: this.o.swapThreshold ?? 1000,
+    });
+    if (plan.ops.length > 0) {
+      const tx = new KernelTransaction().addAll(plan.ops);
+      const bad = tx.validate();
+      if (bad) throw new Error(`refusing transaction: ${bad}`);
+      await this.o.store.save((this.record = plan.recordBefore));
+      await this.o.kernel.run(tx);
+    }
+    if (JSON.stringify(plan.recordAfter) !== JSON.stringify(this.record)) await this.o.store.save((this.record = plan.recordAfter));
+    const notes = [...plan.notes];
+    if (plan.draining > 0) notes.push(`${plan.draining} real server(s) draining`);
+    let verified = true;
+    if (desired) {
+      const back = plan.ops.length > 0 ? await this.o.kernel.read(readOpts) : observed;
+      const mismatches = verifyKernelState(desired, back, glue, sysctls);
+      verified = mismatches.length === 0;
+      notes.push(...mismatches.slice(0, 10).map((m) => `verify: ${m}`));
+    }
+    return { kernelWrites: plan.ops.length, verified, durationMs: performance.now() - t0, notes };
+  }
+}
+
+function mergeChains(a: Readonly<Record<string, readonly string[]>>, b: Readonly<Record<string, readonly string[]>>): Record<string, string[]> {
+  const out: Record<string, string[]> = {};
+  for (const [t, c] of [...Object.entries(a), ...Object.entries(b)]) out[t] = [...new Set([...(out[t] ?? []), ...c])];
+  return out;
+}

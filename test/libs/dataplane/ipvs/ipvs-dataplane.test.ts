@@ -1,0 +1,231 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { Registry } from 'prom-client';
+import { FakeKernel } from '../../../../libs/dataplane/ipvs/fake-kernel.ts';
+import { IpvsDataplane } from '../../../../libs/dataplane/ipvs/ipvs-dataplane.ts';
+import { describeOp } from '../../../../libs/dataplane/ipvs/kernel-op.ts';
+import { MemoryOwnershipStore } from '../../../../libs/dataplane/ipvs/ownership-record.ts';
+import { formatIpvsadm } from '../../../../libs/planner/index.ts';
+import type { NodeState } from '../../../../libs/model/index.ts';
+import { formatIpsetSave, nodeState, vs } from './node-state-fixture.ts';
+
+let now = 1_000_000;
+const open: IpvsDataplane[] = [];
+function setup(kernel = new FakeKernel(), store = new MemoryOwnershipStore(), extra: { drainTimeoutMs?: number; swapThreshold?: number } = {}) {
+  const registry = new Registry();
+  const dp = new IpvsDataplane({ kernel, store, clock: () => now, kernelRelease: '6.1.0', registry, ...extra });
+  open.push(dp);
+  return { kernel, store, dp, registry };
+}
+afterEach(async () => { for (const d of open.splice(0)) await d.close(); });
+const ops = (k: FakeKernel) => k.lastTransaction!.ops.map(describeOp);
+
+const base = (): NodeState => nodeState([
+  vs('10.96.0.10', 80, [['10.244.1.2', 8080], ['10.244.1.3', 8080]]),
+  vs('10.96.0.11', 53, [['10.244.1.4', 53]], { protocol: 'UDP' }),
+]);
+
+describe('IpvsDataplane on the recording fake', () => {
+  it('programs from empty exactly the rendered ipvsadm and ipset text, then verifies', async () => {
+    const { kernel, dp } = setup();
+    const s = base();
+    const r = await dp.apply(s);
+    expect(r.verified).toBe(true);
+    expect(r.kernelWrites).toBe(kernel.lastTransaction!.size);
+    expect(kernel.ipvsadmSave()).toBe(formatIpvsadm(s));
+    expect(kernel.ipsetSave()).toBe(formatIpsetSave(s));
+    expect(kernel.addresses()).toEqual(['10.96.0.10', '10.96.0.11']);
+    expect(kernel.sysctl('net.ipv4.vs.conntrack')).toBe('1');
+    expect(kernel.iptablesSave()).toContain('-A KUBE-SERVICES ! -s 10.244.0.0/16');
+  });
+
+  it('makes zero writes on a second apply of the same state', async () => {
+    const { kernel, dp } = setup();
+    await dp.apply(base());
+    const before = kernel.transactions;
+    const r = await dp.apply(base());
+    expect(r.kernelWrites).toBe(0);
+    expect(r.verified).toBe(true);
+    expect(kernel.transactions).toBe(before);
+  });
+
+  it('an added endpoint is one real-server add plus its set entries, nothing else', async () => {
+    const { kernel, dp } = setup();
+    await dp.apply(base());
+    const s = base();
+    const next = { ...s, virtualServers: [vs('10.96.0.10', 80, [['10.244.1.2', 8080], ['10.244.1.3', 8080], ['10.244.1.9', 8080]]), s.virtualServers[1]!] };
+    const r = await dp.apply(next);
+    expect(ops(kernel)).toEqual(['add real server 10.244.1.9:8080 weight 1 of TCP/10.96.0.10:80']);
+    expect(r.kernelWrites).toBe(1);
+    expect(kernel.ipvsadmSave()).toBe(formatIpvsadm(next));
+  });
+
+  it('edits a virtual server whose scheduler or persistence changed (no delete/re-add)', async () => {
+    const { kernel, dp } = setup();
+    await dp.apply(base());
+    const s = base();
+    await dp.apply({ ...s, virtualServers: [{ ...s.virtualServers[0]!, scheduler: 'wlc', persistenceTimeout: 10800 }, s.virtualServers[1]!] });
+    expect(ops(kernel)).toEqual(['edit virtual server TCP/10.96.0.10:80']);
+    expect(kernel.ipvsadmSave()).toContain('-A -t 10.96.0.10:80 -s wlc -p 10800\n');
+  });
+
+  it('drains a removed TCP real server: weight 0, waits for connections, then deletes', async () => {
+    const { kernel, dp } = setup(undefined, undefined, { drainTimeoutMs: 60_000 });
+    await dp.apply(base());
+    kernel.setConnections('TCP/10.96.0.10:80', '10.244.1.3:8080', 1, 0);
+    const s = base();
+    const removed = { ...s, virtualServers: [vs('10.96.0.10', 80, [['10.244.1.2', 8080]]), s.virtualServers[1]!] };
+    let r = await dp.apply(removed);
+    expect(ops(kernel)).toEqual(['edit real server 10.244.1.3:8080 weight 0 of TCP/10.96.0.10:80']);
+    expect(r.verified).toBe(true);
+    expect(r.notes).toContain('1 real server(s) draining');
+    now += 1000;
+    r = await dp.resync();
+    expect(r.kernelWrites).toBe(0);
+    kernel.setConnections('TCP/10.96.0.10:80', '10.244.1.3:8080', 0, 0);
+    r = await dp.resync();
+    expect(ops(kernel)).toEqual(['delete real server 10.244.1.3:8080 of TCP/10.96.0.10:80']);
+    expect(kernel.ipvsadmSave()).toBe(formatIpvsadm(removed));
+  });
+
+  it('deletes a draining TCP real server at the deadline even with open connections', async () => {
+    const { kernel, dp } = setup(undefined, undefined, { drainTimeoutMs: 60_000 });
+    await dp.apply(base());
+    kernel.setConnections('TCP/10.96.0.10:80', '10.244.1.3:8080', 2, 0);
+    const removed = { ...base(), virtualServers: [vs('10.96.0.10', 80, [['10.244.1.2', 8080]]), base().virtualServers[1]!] };
+    await dp.apply(removed);
+    now += 59_999;
+    expect((await dp.resync()).kernelWrites).toBe(0);
+    now += 1;
+    await dp.resync();
+    expect(ops(kernel)).toEqual(['delete real server 10.244.1.3:8080 of TCP/10.96.0.10:80']);
+  });
+
+  it('restores a returning endpoint to weight 1 and forgets its drain', async () => {
+    const { kernel, dp, store } = setup();
+    await dp.apply(base());
+    kernel.setConnections('TCP/10.96.0.10:80', '10.244.1.3:8080', 1, 0);
+    await dp.apply({ ...base(), virtualServers: [vs('10.96.0.10', 80, [['10.244.1.2', 8080]]), base().virtualServers[1]!] });
+    expect(Object.keys(store.record.draining)).toHaveLength(1);
+    await dp.apply(base());
+    expect(ops(kernel)).toEqual(['edit real server 10.244.1.3:8080 weight 1 of TCP/10.96.0.10:80']);
+    expect(store.record.draining).toEqual({});
+    expect(kernel.ipvsadmSave()).toBe(formatIpvsadm(base()));
+  });
+
+  it('deletes a removed UDP real server at once and clears its conntrack entries', async () => {
+    const { kernel, dp } = setup();
+    await dp.apply(base());
+    kernel.setConnections('UDP/10.96.0.11:53', '10.244.1.4:53', 0, 7);
+    await dp.apply({ ...base(), virtualServers: [base().virtualServers[0]!, vs('10.96.0.11', 53, [], { protocol: 'UDP' })] });
+    expect(ops(kernel)).toEqual(['delete real server 10.244.1.4:53 of UDP/10.96.0.11:53', 'flush-conntrack real server 10.244.1.4:53 of UDP/10.96.0.11:53']);
+    expect(kernel.conntrackFlushes()).toEqual(['UDP/10.96.0.11:53>10.244.1.4:53']);
+  });
+
+  it('never touches foreign IPVS services, addresses or sets, before and after, even on cleanup', async () => {
+    const kernel = new FakeKernel();
+    kernel.external(
+      { verb: 'add', kind: 'virtual-server', vs: { protocol: 'TCP', address: '192.0.2.1', port: 443, scheduler: 'wlc', schedulerFlags: [], persistenceTimeout: 0 } },
+      { verb: 'add', kind: 'real-server', vs: { protocol: 'TCP', address: '192.0.2.1', port: 443 }, rs: { address: '192.0.2.9', port: 443, weight: 5 } },
+      { verb: 'create', kind: 'dummy-device', name: 'kube-ipvs0' },
+      { verb: 'add', kind: 'address', device: 'kube-ipvs0', address: '192.0.2.1' },
+      { verb: 'create', kind: 'ipset', set: { name: 'FOREIGN', type: 'hash:ip', family: 'inet' } },
+    );
+    const foreignIpvs = '-A -t 192.0.2.1:443 -s wlc\n-a -t 192.0.2.1:443 -r 192.0.2.9:443 -m -w 5\n';
+    const { dp } = setup(kernel);
+    await dp.apply(base());
+    for (const line of foreignIpvs.trim().split('\n')) expect(kernel.ipvsadmSave()).toContain(line + '\n');
+    await dp.apply(nodeState([]));
+    expect(kernel.ipvsadmSave()).toBe(foreignIpvs);
+    expect(kernel.addresses()).toEqual(['192.0.2.1']);
+    await dp.cleanup();
+    expect(kernel.ipvsadmSave()).toBe(foreignIpvs);
+    expect(kernel.addresses()).toEqual(['192.0.2.1']);
+    expect(kernel.ipsetSave()).toBe('create FOREIGN hash:ip family inet hashsize 1024 maxelem 65536 bucketsize 12\n');
+    expect(kernel.iptablesSave()).not.toContain('KUBE-');
+  });
+
+  it('cleanup removes everything it created, including the dummy device', async () => {
+    const { kernel, dp } = setup();
+    await dp.apply(base());
+    const r = await dp.cleanup();
+    expect(r.kernelWrites).toBeGreaterThan(0);
+    expect(kernel.ipvsadmSave()).toBe('');
+    expect(kernel.ipsetSave()).toBe('');
+    expect(kernel.addresses()).toEqual([]);
+    expect((await kernel.read({ ipsets: [], sysctls: [], netfilterChains: {} })).dummyDevice).toBe(false);
+  });
+
+  it('keeps owned services and addresses inside excludeCIDRs', async () => {
+    const { kernel, dp } = setup();
+    await dp.apply(base());
+    const s = nodeState([vs('10.96.0.10', 80, [['10.244.1.2', 8080], ['10.244.1.3', 8080]])]);
+    const r = await dp.apply({ ...s, settings: { ...s.settings, excludeCIDRs: ['10.96.0.11/32'] } });
+    expect(kernel.ipvsadmSave()).toContain('-A -u 10.96.0.11:53 -s rr');
+    expect(kernel.addresses()).toContain('10.96.0.11');
+    expect(r.notes).toContain('kept UDP/10.96.0.11:53: inside excludeCIDRs');
+  });
+
+  it('resync repairs drift behind our back and counts it', async () => {
+    const { kernel, dp, registry } = setup();
+    await dp.apply(base());
+    kernel.external(
+      { verb: 'delete', kind: 'virtual-server', vs: { protocol: 'TCP', address: '10.96.0.10', port: 80 } },
+      { verb: 'delete', kind: 'ipset-entry', set: 'KUBE-IPVS-IPS', type: 'hash:ip', entry: '10.96.0.11' },
+      { verb: 'set', kind: 'sysctl', name: 'net.ipv4.vs.conntrack', value: '0' },
+    );
+    const r = await dp.resync();
+    expect(r.verified).toBe(true);
+    expect(ops(kernel).sort()).toEqual([
+      'add 10.96.0.11 in ipset KUBE-IPVS-IPS',
+      'add real server 10.244.1.2:8080 weight 1 of TCP/10.96.0.10:80',
+      'add real server 10.244.1.3:8080 weight 1 of TCP/10.96.0.10:80',
+      'add virtual server TCP/10.96.0.10:80',
+      'set sysctl net.ipv4.vs.conntrack=1',
+    ]);
+    expect(kernel.ipvsadmSave()).toBe(formatIpvsadm(base()));
+    expect((await registry.getSingleMetric('switchboard_applier_drift_repairs_total')!.get()).values[0]!.value).toBe(1);
+    expect((await dp.resync()).kernelWrites).toBe(0);
+    expect(dp.driftRepairs).toBe(1);
+  });
+
+  it('a restarted applier (new instance, same record) makes zero writes', async () => {
+    const kernel = new FakeKernel();
+    const store = new MemoryOwnershipStore();
+    await setup(kernel, store).dp.apply(base());
+    const r = await setup(kernel, store).dp.apply(base());
+    expect(r.kernelWrites).toBe(0);
+  });
+
+  it('refuses a corrupt state without writing anything', async () => {
+    const { kernel, dp } = setup();
+    await dp.apply(base());
+    const before = kernel.ipvsadmSave();
+    const n = kernel.transactions;
+    await expect(dp.apply({ ...base(), virtualServers: undefined } as unknown as NodeState)).rejects.toThrow(/invalid node state/);
+    await expect(dp.apply(nodeState([vs('10.96.0.300', 80, [])]))).rejects.toThrow(/invalid/);
+    expect(kernel.transactions).toBe(n);
+    expect(kernel.ipvsadmSave()).toBe(before);
+  });
+
+  it('a failing op leaves the fake untouched (atomic) and the next apply converges', async () => {
+    const { kernel, dp } = setup();
+    kernel.failAt = 3;
+    await expect(dp.apply(base())).rejects.toThrow(/injected failure/);
+    expect(kernel.ipvsadmSave()).toBe('');
+    const r = await dp.apply(base());
+    expect(r.verified).toBe(true);
+  });
+
+  it('rebuilds a large membership change in a temp set and swaps it in', async () => {
+    const { kernel, dp } = setup(undefined, undefined, { swapThreshold: 5 });
+    await dp.apply(base());
+    const many = Array.from({ length: 20 }, (_, i) => vs(`10.96.1.${i}`, 80, [['10.244.1.2', 8080]]));
+    const s = nodeState(many);
+    await dp.apply(s);
+    const d = ops(kernel);
+    expect(d.filter((x) => x.startsWith('swap ipsets KUBE-CLUSTER-IP '))).toHaveLength(1);
+    expect(d.some((x) => x.startsWith('delete ') && x.includes('in ipset KUBE-CLUSTER-IP'))).toBe(false);
+    expect(kernel.ipsetSave()).toBe(formatIpsetSave(s));
+    expect((await dp.apply(s)).kernelWrites).toBe(0);
+  });
+});
