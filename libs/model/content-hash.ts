@@ -11,6 +11,18 @@ export function canonicalJson(value: unknown): string {
   return write(value);
 }
 
+const quotedKeys = new Map<string, string>();
+function quoteKey(k: string): string {
+  let q = quotedKeys.get(k);
+  if (q === undefined) {
+    q = JSON.stringify(k) + ':';
+    if (quotedKeys.size < 10_000) quotedKeys.set(k, q); // object keys are few; bound the cache anyway
+  }
+  return q;
+}
+
+// Written with plain loops and string appends: this runs over every entry of every version, and
+// the map/filter/join form allocated enough garbage to dominate a 10k-service build.
 function write(value: unknown): string {
   if (value === null) return 'null';
   switch (typeof value) {
@@ -22,11 +34,29 @@ function write(value: unknown): string {
       if (!Number.isFinite(value)) throw new Error(`canonicalJson: non-finite number ${value}`);
       return JSON.stringify(value);
     case 'object': {
-      if (Array.isArray(value)) return '[' + value.map((v) => (v === undefined ? 'null' : write(v))).join(',') + ']';
+      if (Array.isArray(value)) {
+        let out = '[';
+        for (let i = 0; i < value.length; i++) {
+          if (i > 0) out += ',';
+          const v: unknown = value[i];
+          out += v === undefined ? 'null' : write(v);
+        }
+        return out + ']';
+      }
       if (value instanceof Map) throw new Error('canonicalJson: Map is not JSON; convert it first');
       const obj = value as Record<string, unknown>;
-      const keys = Object.keys(obj).filter((k) => obj[k] !== undefined).sort();
-      return '{' + keys.map((k) => JSON.stringify(k) + ':' + write(obj[k])).join(',') + '}';
+      const keys = Object.keys(obj);
+      keys.sort(); // default sort compares UTF-16 code units, which is the canonical order here
+      let out = '{';
+      let first = true;
+      for (const k of keys) {
+        const v = obj[k];
+        if (v === undefined) continue;
+        if (!first) out += ',';
+        first = false;
+        out += quoteKey(k) + write(v);
+      }
+      return out + '}';
     }
     default:
       throw new Error(`canonicalJson: unsupported ${typeof value}`);

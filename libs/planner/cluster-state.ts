@@ -145,9 +145,28 @@ export class ClusterState {
 
   /** Builds a state from a full object set, as a relist or a replay from checkpoint does. */
   static fromObjects(objects: Iterable<KubeObject>): ClusterState {
+    // Bulk path: index every object first, then build each service entry once (the per-event
+    // path would rebuild a service once per slice and track every item as a pending change).
     const s = new ClusterState();
-    for (const o of objects) s.apply({ op: 'upsert', object: o });
-    s.commit();
+    for (const o of objects) {
+      if (o.kind === 'Service') s.services.set(serviceKey(o.meta.namespace, o.meta.name), o);
+      else if (o.kind === 'Node') s.nodes.set(o.meta.name, o);
+      else {
+        const sk = serviceKey(o.meta.namespace, o.meta.name);
+        const prev = s.slices.get(sk);
+        if (prev) s.slicesByService.get(serviceKey(prev.meta.namespace, prev.serviceName))?.delete(sk);
+        s.slices.set(sk, o);
+        const owner = serviceKey(o.meta.namespace, o.serviceName);
+        let set = s.slicesByService.get(owner);
+        if (!set) s.slicesByService.set(owner, (set = new Set()));
+        set.add(sk);
+      }
+    }
+    for (const [k, svc] of s.services) {
+      const sliceKeys = s.slicesByService.get(k) ?? new Set<string>();
+      s.data.setService(k, buildServiceEntry(svc, [...sliceKeys].map((x) => s.slices.get(x)!)));
+    }
+    for (const [name, node] of s.nodes) s.data.setNode(name, buildNodeFacts(node));
     return s;
   }
 
