@@ -1,0 +1,124 @@
+// nftables mode against this host's real kernel, with real TCP/UDP traffic between network
+// namespaces the test creates (see support/netns-lab.ts). The root netns ruleset is never touched.
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { NftablesDataplane } from '../../libs/dataplane/nftables/index.ts';
+import { nodeState, type VsSpec } from './support/node-state-builder.ts';
+import { inNs, NetnsLab, POD_GATEWAY, tally, type Client, type Pod } from './support/netns-lab.ts';
+
+const lab = new NetnsLab();
+let a: Pod, b: Pod, c: Pod, client: Client, client2: Client;
+let dp: NftablesDataplane | undefined;
+const ep = (p: Pod) => `${p.ip}:8080`;
+const FOREIGN = 'table inet foreign-fw {\n\tchain forwarded {\n\t\ttype filter hook forward priority 0; policy accept;\n\t\tcounter\n\t}\n}\n';
+
+beforeAll(async () => {
+  await lab.start();
+  [a, b, c] = [await lab.addPod('web-a'), await lab.addPod('web-b'), await lab.addPod('web-c')];
+  [client, client2] = [await lab.addClient(), await lab.addClient()];
+  await inNs(lab.node, 'nft', ['-f', '-'], FOREIGN);
+});
+afterAll(async () => { await lab.cleanup(); });
+afterEach(async () => { await dp?.cleanup(); dp = undefined; });
+
+function dataplane(): NftablesDataplane {
+  dp = new NftablesDataplane({ netns: lab.node });
+  return dp;
+}
+
+const web = (endpoints: string[], extra: Partial<VsSpec> = {}): VsSpec[] => [
+  { servicePort: 'default/web:http', address: '10.96.0.10', port: 80, endpoints, ...extra },
+  { servicePort: 'default/web:http', address: client.nodeIp, port: 30080, role: 'node-port', endpoints, ...extra },
+  { servicePort: 'default/web:http', address: client2.nodeIp, port: 30080, role: 'node-port', endpoints, ...extra },
+];
+const dns = (endpoints: string[]): VsSpec => ({ servicePort: 'default/dns:dns', address: '10.96.0.53', port: 53, protocol: 'UDP', endpoints });
+
+describe('NftablesDataplane in a network namespace', () => {
+  it('spreads ClusterIP TCP and UDP over every endpoint', async () => {
+    const r = await dataplane().apply(nodeState([...web([ep(a), ep(b), ep(c)]), dns([ep(a), ep(b)])]));
+    expect(r.verified).toBe(true);
+    const t = tally(await lab.probe(client.ns, 'tcp', '10.96.0.10', 80, 30));
+    expect(Object.keys(t).sort()).toEqual(['web-a', 'web-b', 'web-c']);
+    const u = tally(await lab.probe(client.ns, 'udp', '10.96.0.53', 53, 20));
+    expect(Object.keys(u).sort()).toEqual(['web-a', 'web-b']);
+  });
+
+  it('NodePort on node addresses: spread, masqueraded (Cluster policy)', async () => {
+    await dataplane().apply(nodeState(web([ep(a), ep(b)])));
+    const replies = await lab.probe(client.ns, 'tcp', client.nodeIp, 30080, 20);
+    expect(Object.keys(tally(replies)).sort()).toEqual(['web-a', 'web-b']);
+    // Masqueraded to the node's address towards the pod, so replies return through the node.
+    expect(new Set(replies.map((r) => r?.peer))).toEqual(new Set([POD_GATEWAY]));
+  });
+
+  it('Local policy: only local endpoints, client address preserved', async () => {
+    await dataplane().apply(nodeState(web([ep(a), ep(b)], { localOnly: true })));
+    const replies = await lab.probe(client.ns, 'tcp', client.nodeIp, 30080, 20);
+    expect(Object.keys(tally(replies)).sort()).toEqual(['web-a', 'web-b']);
+    expect(new Set(replies.map((r) => r?.peer))).toEqual(new Set([client.ip]));
+  });
+
+  it('endpoint changes apply incrementally: same table, only the affected chains', async () => {
+    const d = dataplane();
+    await d.apply(nodeState([...web([ep(a), ep(b)], { persistenceTimeout: 0 }), dns([ep(a)])]));
+    const before = (await d.readBack())!;
+    const r = await d.apply(nodeState([...web([ep(a), ep(c)]), dns([ep(a)])]));
+    expect(r.verified).toBe(true);
+    expect(d.lastTransaction).not.toMatch(/table|element/);
+    expect(d.lastTransaction).toMatch(/^flush chain inet switchboard service-\S+web\/http\/tcp$/m);
+    expect(d.lastTransaction).not.toMatch(/dns/);
+    const after = (await d.readBack())!;
+    expect(after.tableHandle).toBe(before.tableHandle);
+    expect(Object.keys(tally(await lab.probe(client.ns, 'tcp', '10.96.0.10', 80, 30))).sort()).toEqual(['web-a', 'web-c']);
+    const noop = await d.apply(nodeState([...web([ep(a), ep(c)]), dns([ep(a)])]));
+    expect(noop.kernelWrites).toBe(0);
+    expect(d.lastTransaction).toBe('');
+  });
+
+  it('session affinity sticks to one endpoint, and survives an unrelated update', async () => {
+    const d = dataplane();
+    await d.apply(nodeState(web([ep(a), ep(b), ep(c)], { persistenceTimeout: 600 })));
+    const first = tally(await lab.probe(client.ns, 'tcp', '10.96.0.10', 80, 10));
+    expect(Object.values(first)).toEqual([10]);
+    await d.apply(nodeState([...web([ep(a), ep(b), ep(c)], { persistenceTimeout: 600 }), dns([ep(a)])]));
+    expect(tally(await lab.probe(client.ns, 'tcp', '10.96.0.10', 80, 10))).toEqual(first);
+  });
+
+  it('LoadBalancer source ranges drop sources outside them', async () => {
+    await dataplane().apply(nodeState([{ servicePort: 'default/lb:http', address: '192.0.2.10', port: 80, role: 'load-balancer', sourceRanges: [`${client2.ip}/32`], endpoints: [ep(a)] }]));
+    expect(await lab.probe(client.ns, 'tcp', '192.0.2.10', 80, 2, 400)).toEqual([null, null]);
+    expect(tally(await lab.probe(client2.ns, 'tcp', '192.0.2.10', 80, 3))).toEqual({ 'web-a': 3 });
+  });
+
+  it('services without endpoints reject instead of timing out', async () => {
+    await dataplane().apply(nodeState(web([])));
+    const t0 = performance.now();
+    expect(await lab.probe(client.ns, 'tcp', '10.96.0.10', 80, 1, 3000)).toEqual([null]);
+    expect(performance.now() - t0).toBeLessThan(2500); // refused by the reject, not the timeout
+  });
+
+  it('resync repairs a tampered chain; a state nft refuses leaves the programmed one serving', async () => {
+    const d = dataplane();
+    await d.apply(nodeState(web([ep(a), ep(b)])));
+    const svc = [...(await d.readBack())!.inventory.chains.keys()].find((n) => n.startsWith('service-'))!;
+    await inNs(lab.node, 'nft', ['flush', 'chain', 'inet', 'switchboard', svc]);
+    expect((await d.resync()).verified).toBe(true);
+    expect((await d.resync()).kernelWrites).toBe(0);
+    await expect(d.apply(nodeState([...web([ep(a)]), { servicePort: 'x/bad:p', address: '10.96.0.99', port: 80, endpoints: ['10.77.1.99:99999'] }]))).rejects.toThrow(/nft/);
+    expect(Object.keys(tally(await lab.probe(client.ns, 'tcp', '10.96.0.10', 80, 20))).sort()).toEqual(['web-a', 'web-b']);
+  });
+
+  it('foreign tables survive apply and cleanup; cleanup leaves no table of ours', async () => {
+    const d = dataplane();
+    await d.apply(nodeState(web([ep(a)])));
+    expect(tally(await lab.probe(client.ns, 'tcp', '10.96.0.10', 80, 3))).toEqual({ 'web-a': 3 });
+    const r = await d.cleanup();
+    expect(r.verified).toBe(true);
+    const tables = await inNs(lab.node, 'nft', ['list', 'tables']);
+    expect(tables).toContain('table inet foreign-fw');
+    expect(tables).not.toContain('switchboard');
+    // Still hooked and counting the forwarded service traffic.
+    expect(await inNs(lab.node, 'nft', ['list', 'table', 'inet', 'foreign-fw'])).toMatch(/hook forward[\s\S]*counter packets [1-9]/);
+    // And with our table gone, the VIP no longer answers.
+    expect(await lab.probe(client.ns, 'tcp', '10.96.0.10', 80, 1, 300)).toEqual([null]);
+  });
+});
