@@ -10,8 +10,7 @@ import { watch as watchFs, type FSWatcher } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
-import { parseAllDocuments } from 'yaml';
-import { readKubeObject, type Rejection } from '../model/index.ts';
+import { readKubeObject, splitManifestText, type Rejection } from '../model/index.ts';
 import type { KubeEventSink, KubeObject } from './kube-event.ts';
 import { isKubeKind, type KubeKind } from './kube-kind.ts';
 
@@ -56,16 +55,6 @@ function withoutRv(object: KubeObject): KubeObject {
   return { ...object, metadata: metadata as KubeObject['metadata'] };
 }
 
-function expandLists(raw: unknown): unknown[] {
-  const o = raw as { kind?: unknown; apiVersion?: unknown; items?: unknown };
-  if (o && typeof o === 'object' && typeof o.kind === 'string' && o.kind.endsWith('List') && Array.isArray(o.items)) {
-    const itemKind = o.kind === 'List' ? undefined : o.kind.slice(0, -'List'.length);
-    return o.items.flatMap((item) =>
-      expandLists(item && typeof item === 'object' && itemKind && !('kind' in item) ? { kind: itemKind, apiVersion: o.apiVersion, ...item } : item),
-    );
-  }
-  return [raw];
-}
 
 export class ManifestsSource {
   private readonly options: ManifestsSourceOptions;
@@ -148,17 +137,14 @@ export class ManifestsSource {
     const rejected: Rejection[] = [];
     for (const file of names) {
       const text = await readFile(join(dir, file), 'utf8');
-      const docs = parseAllDocuments(text);
-      const list = Array.isArray(docs) ? docs : [docs];
-      if (list.some((d) => d.errors.length > 0)) {
+      const { items, yamlErrors } = splitManifestText(text);
+      if (yamlErrors.length > 0) {
         // Probably a file caught mid-write: keep what it held before instead of deleting it.
-        const bad = list.find((d) => d.errors.length > 0)!;
-        rejected.push({ ref: file, source: file, reason: `YAML: ${bad.errors[0]!.message.split('\n')[0]}; keeping its previous objects` });
+        rejected.push({ ref: file, source: file, reason: `YAML: ${yamlErrors[0]!.message}; keeping its previous objects` });
         for (const [key, entry] of this.current) if (entry.file === file) next.set(key, entry);
         continue;
       }
-      for (const raw of list.flatMap((d) => expandLists(d.toJS()))) {
-        if (raw === null || raw === undefined) continue;
+      for (const raw of items) {
         const read = readKubeObject(raw, file);
         if (!read.ok) {
           rejected.push(read.rejection);

@@ -221,28 +221,45 @@ export interface ManifestReadResult {
   readonly rejected: Rejection[];
 }
 
+/** The raw API objects of a YAML/JSON text (List kinds expanded) and its unparseable documents. */
+export interface SplitManifest {
+  readonly items: unknown[];
+  readonly yamlErrors: { readonly document: number; readonly message: string }[];
+}
+
+/**
+ * Splits a YAML or JSON text that may hold several documents and `*List` kinds into raw objects,
+ * without validating them (the manifests source needs the raw objects for its watch events).
+ */
+export function splitManifestText(text: string): SplitManifest {
+  const items: unknown[] = [];
+  const yamlErrors: SplitManifest['yamlErrors'] = [];
+  const docs = parseAllDocuments(text);
+  (Array.isArray(docs) ? docs : [docs]).forEach((doc, i) => {
+    if (doc.errors.length > 0) {
+      yamlErrors.push({ document: i + 1, message: doc.errors[0]!.message.split('\n')[0]! });
+      return;
+    }
+    const raw: unknown = doc.toJS();
+    if (raw !== null && raw !== undefined) items.push(...expandLists(raw)); // skip empty documents
+  });
+  return { items, yamlErrors };
+}
+
 /**
  * Reads a YAML or JSON text that may hold several documents and `*List` kinds. Each bad object
  * is rejected alone; a document that is not even YAML is rejected as a whole, naming its index.
  */
 export function parseManifestText(text: string, source: string): ManifestReadResult {
   const objects: KubeObject[] = [];
+  const { items, yamlErrors } = splitManifestText(text);
   const rejected: Rejection[] = [];
-  const docs = parseAllDocuments(text);
-  const all = Array.isArray(docs) ? docs : [docs];
-  all.forEach((doc, i) => {
-    if (doc.errors.length > 0) {
-      rejected.push({ ref: `document ${i + 1}`, source, reason: `YAML: ${doc.errors[0]!.message.split('\n')[0]}` });
-      return;
-    }
-    const raw: unknown = doc.toJS();
-    if (raw === null || raw === undefined) return; // empty document between separators
-    for (const item of expandLists(raw)) {
-      const r = readKubeObject(item, source);
-      if (r.ok) objects.push(r.object);
-      else rejected.push(r.rejection);
-    }
-  });
+  for (const item of items) {
+    const r = readKubeObject(item, source);
+    if (r.ok) objects.push(r.object);
+    else rejected.push(r.rejection);
+  }
+  for (const e of yamlErrors) rejected.push({ ref: `document ${e.document}`, source, reason: `YAML: ${e.message}` });
   return { objects, rejected };
 }
 
