@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { registerPlan } from './plan.ts';
+import { registerApply } from './apply.ts';
 
 /** Sets the exit code a command finished with. */
 export type SetExit = (code: number) => void;
@@ -7,4 +8,5 @@ export type SetExit = (code: number) => void;
 /** Every subcommand registers itself here; one line per module keeps merges trivial. */
 export function registerCommands(program: Command, setExit: SetExit): void {
   registerPlan(program, setExit);
+  registerApply(program, setExit);
 }

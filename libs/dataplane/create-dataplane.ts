@@ -1,0 +1,68 @@
+import { join } from 'node:path';
+import type { Registry } from 'prom-client';
+import type { ApplyResult, Dataplane } from './dataplane.ts';
+import { DryRunDataplane } from './dry-run-dataplane.ts';
+import { detectIpvsCapabilities } from './ipvs/detect-capabilities.ts';
+import { IpvsDataplane } from './ipvs/ipvs-dataplane.ts';
+import { NetlinkKernel } from './ipvs/netlink-kernel.ts';
+import { FileOwnershipStore } from './ipvs/ownership-record.ts';
+import { NftablesDataplane } from './nftables/index.ts';
+
+export type DataplaneChoice = 'ipvs' | 'nftables' | 'auto' | 'dry-run';
+
+export interface CreateDataplaneOptions {
+  readonly mode: DataplaneChoice;
+  readonly node: string;
+  /** Where the ipvs ownership record lives (default /var/lib/switchboard). */
+  readonly stateDir?: string;
+  readonly resyncIntervalMs?: number;
+  readonly drainTimeoutMs?: number;
+  readonly scheduler?: string;
+  readonly registry?: Registry;
+  readonly log?: (msg: string) => void;
+}
+
+export const DEFAULT_STATE_DIR = '/var/lib/switchboard';
+
+/** The ownership-record file of one node (per network namespace: one applier per node netns). */
+export function ipvsStatePath(stateDir: string, node: string): string {
+  return join(stateDir, `ipvs-${node.replace(/[^A-Za-z0-9_.-]/g, '_')}.json`);
+}
+
+/**
+ * Builds the dataplane for a mode. `auto` uses ipvs when this namespace has IPVS and dummy
+ * devices, else falls back to nftables — and says so (log, and a note on every ApplyResult).
+ * Must be called in the network namespace to program: netlink sockets bind to the caller's.
+ */
+export async function createDataplane(o: CreateDataplaneOptions): Promise<Dataplane> {
+  if (o.mode === 'dry-run') return new DryRunDataplane();
+  if (o.mode === 'nftables') return new NftablesDataplane();
+  const caps = await detectIpvsCapabilities({ scheduler: o.scheduler });
+  if (o.mode === 'auto' && (!caps.ipvs || !caps.dummy)) {
+    const note = `auto: ipvs unavailable (${caps.notes.join('; ')}); falling back to nftables`;
+    o.log?.(note);
+    return withNotes(new NftablesDataplane(), [note]);
+  }
+  if (!caps.ipvs || !caps.dummy) throw new Error(`ipvs mode unavailable: ${caps.notes.join('; ')}`);
+  for (const n of caps.notes) o.log?.(n);
+  return new IpvsDataplane({
+    kernel: await NetlinkKernel.open(),
+    store: new FileOwnershipStore(ipvsStatePath(o.stateDir ?? DEFAULT_STATE_DIR, o.node)),
+    resyncIntervalMs: o.resyncIntervalMs, drainTimeoutMs: o.drainTimeoutMs, registry: o.registry, log: o.log,
+  });
+}
+
+/** Adds fixed notes (e.g. why auto fell back) to every result of a dataplane. */
+export function withNotes(dp: Dataplane, notes: readonly string[]): Dataplane {
+  const add = async (p: Promise<ApplyResult>): Promise<ApplyResult> => {
+    const r = await p;
+    return { ...r, notes: [...notes, ...r.notes] };
+  };
+  return {
+    mode: dp.mode,
+    apply: (s) => add(dp.apply(s)),
+    resync: () => add(dp.resync()),
+    cleanup: () => add(dp.cleanup()),
+    close: () => dp.close(),
+  };
+}

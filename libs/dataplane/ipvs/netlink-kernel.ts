@@ -1,0 +1,209 @@
+import { execFile } from 'node:child_process';
+import { readFile, writeFile } from 'node:fs/promises';
+import { byCodeUnit } from '../../model/index.ts';
+import {
+  IpsetClient, IpvsClient, LinkClient, NetlinkError, entryFromText, entryToText,
+  type IpsetType, type IpvsDestination, type IpvsService, type IpvsServiceFlag,
+} from '../../netlink/index.ts';
+import { describeOp, type KernelOp, type VirtualServerSpec } from './kernel-op.ts';
+import { KernelTransaction, TransactionError, type KernelInterface } from './kernel-transaction.ts';
+import { parseIptablesSave } from './netfilter-glue.ts';
+import { sysctlPath } from './node-sysctls.ts';
+import type { ObservedIpset, ObservedKernel, ObservedVirtualServer } from './observed-kernel.ts';
+
+export interface NetlinkKernelOptions {
+  /** In-flight window per netlink socket (default 64, see DESIGN: the package aborts on overflow). */
+  readonly window?: number;
+  /** iptables-save / iptables-restore binaries (default from PATH). */
+  readonly iptablesSave?: string;
+  readonly iptablesRestore?: string;
+}
+
+/**
+ * The real kernel, in the current network namespace: IPVS and ipsets over netlink through the
+ * bounded-window clients, kube-ipvs0 and its addresses over rtnetlink, the netfilter glue with
+ * one `iptables-restore --noflush`, sysctls through /proc/sys, conntrack cleanup through the
+ * conntrack tool. Runs of same-kind ops go out concurrently (the client windows them).
+ */
+export class NetlinkKernel implements KernelInterface {
+  private constructor(private readonly ipvs: IpvsClient, private readonly ipset: IpsetClient, private readonly links: LinkClient, private readonly o: NetlinkKernelOptions) {}
+
+  static async open(o: NetlinkKernelOptions = {}): Promise<NetlinkKernel> {
+    const window = o.window ?? 64;
+    const big = 8 << 20;
+    const ipvs = await IpvsClient.open({ window, recvBufferSize: big, sendBufferSize: big });
+    try {
+      const ipset = await IpsetClient.open({ window, recvBufferSize: big, sendBufferSize: big });
+      return new NetlinkKernel(ipvs, ipset, LinkClient.open({ window }), o);
+    } catch (e) {
+      ipvs.close();
+      throw e;
+    }
+  }
+
+  async read(opts: { ipsets: readonly string[]; device: string; sysctls: readonly string[]; netfilterChains: Readonly<Record<string, readonly string[]>> }): Promise<ObservedKernel> {
+    const [virtualServers, link, ipsets, netfilter, sysctls] = await Promise.all([
+      this.readIpvs(), this.links.getLink(opts.device), this.readSets(opts.ipsets),
+      this.readNetfilter(opts.netfilterChains), readSysctls(opts.sysctls),
+    ]);
+    const boundAddresses = link ? (await this.links.listAddresses(opts.device)).map((a) => a.address).sort(byCodeUnit) : [];
+    return { virtualServers, dummyDevice: !!link, boundAddresses, ipsets, netfilter: { tables: netfilter }, sysctls };
+  }
+
+  async run(tx: KernelTransaction): Promise<void> {
+    const err = tx.validate();
+    if (err) throw new TransactionError(err, 0);
+    let applied = 0;
+    // Consecutive ops with the same kind and verb never depend on each other (the planner orders
+    // dependencies across groups), so each group goes out at once, bounded by the socket window.
+    for (const group of groups(tx.ops)) {
+      const results = await Promise.allSettled(group.map((op) => this.applyOp(op)));
+      const failed = results.findIndex((r) => r.status === 'rejected');
+      applied += results.filter((r) => r.status === 'fulfilled').length;
+      if (failed >= 0) {
+        const reason = (results[failed] as PromiseRejectedResult).reason as Error;
+        throw new TransactionError(`${describeOp(group[failed]!)}: ${reason.message}`, applied);
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    this.ipvs.close();
+    this.ipset.close();
+    this.links.close();
+  }
+
+  private async readIpvs(): Promise<ObservedVirtualServer[]> {
+    const services = (await this.ipvs.listServices()).filter((s) => s.fwmark === undefined || s.fwmark === 0);
+    return Promise.all(services.map(async (s) => ({
+      ...specOf(s),
+      realServers: (await this.ipvs.listDestinations(s)).map((d) => ({
+        address: d.address, port: d.port, weight: d.weight, activeConns: d.activeConns ?? 0, inactiveConns: d.inactiveConns ?? 0,
+      })),
+    })));
+  }
+
+  private async readSets(names: readonly string[]): Promise<ObservedIpset[]> {
+    const out = await Promise.all(names.map(async (name): Promise<ObservedIpset | undefined> => {
+      try {
+        const [set] = await this.ipset.list(name);
+        if (!set) return undefined;
+        const type = set.header.type as IpsetType;
+        return {
+          name, type, ...(type === 'bitmap:port' ? {} : { family: set.header.family ?? 'inet' }),
+          entries: set.entries.map((e) => entryToText(type, e)).sort(byCodeUnit),
+        };
+      } catch (e) {
+        if (e instanceof NetlinkError && (e.code === 'ENOENT' || e.code === 'IPSET_ERR_PROTOCOL' || /does not exist/.test(e.message))) return undefined;
+        throw e;
+      }
+    }));
+    return out.filter((s): s is ObservedIpset => !!s);
+  }
+
+  private async readNetfilter(chains: Readonly<Record<string, readonly string[]>>): Promise<Record<string, Record<string, string[]>>> {
+    const out: Record<string, Record<string, string[]>> = {};
+    for (const table of Object.keys(chains)) {
+      const text = await exec(this.o.iptablesSave ?? 'iptables-save', ['-t', table]);
+      Object.assign(out, parseIptablesSave(text, { [table]: chains[table]! }));
+    }
+    return out;
+  }
+
+  private async applyOp(op: KernelOp): Promise<void> {
+    switch (op.kind) {
+      case 'virtual-server':
+        if (op.verb === 'delete') return this.ipvs.deleteService(op.vs);
+        return op.verb === 'add' ? this.ipvs.addService(serviceOf(op.vs)) : this.ipvs.editService(serviceOf(op.vs));
+      case 'real-server': {
+        if (op.verb === 'delete') return this.ipvs.deleteDestination(op.vs, op.rs);
+        if (op.verb === 'flush-conntrack') return flushConntrack(op.vs, op.rs);
+        const dest: IpvsDestination = { address: op.rs.address, port: op.rs.port, weight: op.rs.weight, forward: 'masq', upperThreshold: 0, lowerThreshold: 0 };
+        return op.verb === 'add' ? this.ipvs.addDestination(op.vs, dest) : this.ipvs.editDestination(op.vs, dest);
+      }
+      case 'dummy-device':
+        if (op.verb === 'create') { await this.links.ensureDummy(op.name); return; }
+        return this.links.deleteLink(op.name);
+      case 'address':
+        return op.verb === 'add' ? this.links.addAddress(op.device, op.address) : this.links.deleteAddress(op.device, op.address);
+      case 'ipset':
+        if (op.verb === 'create') {
+          return this.ipset.create({
+            name: op.set.name, type: op.set.type,
+            ...(op.set.type === 'bitmap:port' ? { range: { from: 0, to: 65535 } } : { family: op.set.family ?? 'inet' }),
+          });
+        }
+        return op.verb === 'destroy' ? this.ipset.destroy(op.name) : this.ipset.swap(op.name, op.other);
+      case 'ipset-entry': {
+        const entry = entryFromText(op.type, op.entry);
+        return op.verb === 'add' ? this.ipset.add(op.set, entry) : this.ipset.del(op.set, entry);
+      }
+      case 'netfilter':
+        await exec(this.o.iptablesRestore ?? 'iptables-restore', ['--noflush'], op.text);
+        return;
+      case 'sysctl':
+        return writeFile(sysctlPath(op.name), op.value + '\n');
+    }
+  }
+}
+
+function groups(ops: readonly KernelOp[]): KernelOp[][] {
+  const out: KernelOp[][] = [];
+  const serialKinds = new Set(['netfilter', 'sysctl', 'dummy-device', 'ipset']);
+  let key = '';
+  for (const op of ops) {
+    const k = `${op.kind}:${op.verb}`;
+    if (k !== key || serialKinds.has(op.kind)) { out.push([]); key = k; }
+    out[out.length - 1]!.push(op);
+  }
+  return out;
+}
+
+const FLAG_BITS: Record<string, IpvsServiceFlag> = { fallback: 'sched-flag-1', port: 'sched-flag-2' };
+
+export function serviceOf(vs: VirtualServerSpec): IpvsService {
+  const flags: IpvsServiceFlag[] = vs.schedulerFlags.map((f) => FLAG_BITS[f.split('-')[1] ?? '']).filter((f): f is IpvsServiceFlag => !!f);
+  if (vs.persistenceTimeout > 0) flags.push('persistent');
+  return {
+    protocol: vs.protocol, address: vs.address, port: vs.port, scheduler: vs.scheduler, flags,
+    timeout: vs.persistenceTimeout, netmask: vs.address.includes(':') ? 128 : 0xffffffff,
+  };
+}
+
+export function specOf(s: IpvsService): VirtualServerSpec {
+  const flags: string[] = [];
+  if (s.flags.includes('sched-flag-1')) flags.push(`${s.scheduler}-fallback`);
+  if (s.flags.includes('sched-flag-2')) flags.push(`${s.scheduler}-port`);
+  return {
+    protocol: s.protocol, address: s.address, port: s.port, scheduler: s.scheduler,
+    schedulerFlags: flags.sort(), persistenceTimeout: s.flags.includes('persistent') ? s.timeout : 0,
+  };
+}
+
+async function readSysctls(names: readonly string[]): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  await Promise.all(names.map(async (n) => {
+    try { out[n] = (await readFile(sysctlPath(n), 'utf8')).trim(); } catch { /* absent: module not loaded */ }
+  }));
+  return out;
+}
+
+/** Deletes conntrack entries NATed to this real server (conntrack exits 1 when there were none). */
+async function flushConntrack(vs: { protocol: string; address: string; port: number }, rs: { address: string; port: number }): Promise<void> {
+  const args = ['-D', '-p', vs.protocol.toLowerCase(), '--orig-dst', vs.address, '--orig-port-dst', String(vs.port), '--reply-src', rs.address, '--reply-port-src', String(rs.port)];
+  try {
+    await exec('conntrack', args);
+  } catch (e) {
+    if (!/0 flow entries have been deleted/.test((e as Error).message)) throw e;
+  }
+}
+
+function exec(file: string, args: readonly string[], input?: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = execFile(file, args, { maxBuffer: 256 << 20 }, (err, stdout, stderr) => {
+      if (err) reject(new Error(`${file} ${args.join(' ')}: ${(stderr || err.message).trim().split('\n').slice(0, 3).join(' | ')}`));
+      else resolve(stdout);
+    });
+    child.stdin?.end(input ?? '');
+  });
+}
