@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { registerPlan } from './plan.ts';
+import { registerCleanup } from './cleanup.ts';
 import { registerApply } from './apply.ts';
 
 /** Sets the exit code a command finished with. */
@@ -8,5 +9,6 @@ export type SetExit = (code: number) => void;
 /** Every subcommand registers itself here; one line per module keeps merges trivial. */
 export function registerCommands(program: Command, setExit: SetExit): void {
   registerPlan(program, setExit);
+  registerCleanup(program, setExit);
   registerApply(program, setExit);
 }

@@ -5,12 +5,14 @@ import { canonicalJson, type NodeState, type ProxyConfig } from '../../../libs/m
 import { loadProxyConfig } from '../load-proxy-config.ts';
 import { UsageError } from '../cli-errors.ts';
 import type { SetExit } from './index.ts';
+import { renderNftRuleset } from '../../../libs/dataplane/nftables/render-nft-ruleset.ts';
 
 /** Output formats of `plan`; nftables mode registers 'nft' through extraPlanFormats. */
 export const planFormats: Record<string, (state: NodeState, config: ProxyConfig) => string> = {
   ipvsadm: (s) => formatIpvsadm(s),
   ipset: (s) => formatIpsetSave(s),
   json: (s) => canonicalJson(s) + '\n',
+  nft: (s) => renderNftRuleset(s),
 };
 
 export function registerPlan(program: Command, setExit: SetExit): void {

@@ -1,0 +1,67 @@
+import { join } from 'node:path';
+import { Command, Option } from 'commander';
+import type { ApplyResult, Dataplane } from '../../../libs/dataplane/dataplane.ts';
+import { NftablesDataplane } from '../../../libs/dataplane/nftables/index.ts';
+import { UsageError } from '../cli-errors.ts';
+import type { SetExit } from './index.ts';
+
+export type CleanupMode = 'ipvs' | 'nftables';
+
+/** Opens the dataplane whose owned state `cleanup` removes; a seam for tests and the factory. */
+export type DataplaneOpener = (mode: CleanupMode, o: { stateDir: string; netns?: string }) => Promise<Dataplane>;
+
+export const DEFAULT_STATE_DIR = '/var/lib/switchboard';
+
+/**
+ * Default openers. nftables owns exactly one table, so nothing needs recording. ipvs mode owns
+ * what its ownership record under the state dir lists; it is loaded lazily so that nftables
+ * cleanup works on hosts without IPVS netlink support.
+ */
+export const openDataplane: DataplaneOpener = async (mode, o) => {
+  if (mode === 'nftables') return new NftablesDataplane({ netns: o.netns });
+  if (o.netns) throw new UsageError('--netns is supported for nftables only');
+  const { IpvsDataplane } = await import('../../../libs/dataplane/ipvs/ipvs-dataplane.ts');
+  const { NetlinkKernel } = await import('../../../libs/dataplane/ipvs/netlink-kernel.ts');
+  const { FileOwnershipStore } = await import('../../../libs/dataplane/ipvs/ownership-record.ts');
+  return new IpvsDataplane({ kernel: await NetlinkKernel.open(), store: new FileOwnershipStore(join(o.stateDir, 'ipvs-ownership.json')) });
+};
+
+export interface CleanupReport { mode: CleanupMode; result?: ApplyResult; error?: string }
+
+/** Removes only what Switchboard owns, for each mode; one failure does not stop the others. */
+export async function cleanupModes(modes: readonly CleanupMode[], o: { stateDir: string; netns?: string }, open: DataplaneOpener = openDataplane): Promise<CleanupReport[]> {
+  const out: CleanupReport[] = [];
+  for (const mode of modes) {
+    let dp: Dataplane | undefined;
+    try {
+      dp = await open(mode, o);
+      const result = await dp.cleanup();
+      out.push(result.verified ? { mode, result } : { mode, result, error: `left state behind: ${result.notes.join('; ')}` });
+    } catch (e) {
+      if (e instanceof UsageError) throw e;
+      out.push({ mode, error: (e as Error).message });
+    } finally {
+      await dp?.close().catch(() => undefined);
+    }
+  }
+  return out;
+}
+
+export function registerCleanup(program: Command, setExit: SetExit): void {
+  program.command('cleanup')
+    .description('remove everything Switchboard programmed on this host (and nothing else)')
+    .addOption(new Option('--mode <mode>', 'which mode to clean up').choices(['ipvs', 'nftables', 'all']).makeOptionMandatory())
+    .option('--state-dir <dir>', 'applier state directory (ipvs ownership record)', DEFAULT_STATE_DIR)
+    .option('--netns <name>', 'operate inside this network namespace (nftables)')
+    .option('--json', 'print a JSON report')
+    .action(async (o: { mode: 'ipvs' | 'nftables' | 'all'; stateDir: string; netns?: string; json?: boolean }) => {
+      const modes: CleanupMode[] = o.mode === 'all' ? ['nftables', 'ipvs'] : [o.mode];
+      const reports = await cleanupModes(modes, { stateDir: o.stateDir, netns: o.netns });
+      if (o.json) process.stdout.write(JSON.stringify(reports) + '\n');
+      else for (const r of reports) {
+        if (r.error) process.stderr.write(`switchboard: cleanup ${r.mode}: ${r.error}\n`);
+        else process.stdout.write(`cleanup ${r.mode}: ${r.result!.kernelWrites} kernel writes${r.result!.notes.length ? ` (${r.result!.notes.join('; ')})` : ''}\n`);
+      }
+      setExit(reports.some((r) => r.error) ? 1 : 0);
+    });
+}
