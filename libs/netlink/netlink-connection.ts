@@ -129,14 +129,18 @@ export class NetlinkConnection {
     this.socket.close();
   }
 
-  private schedulePump(): void {
-    // Coalesce requests issued in the same tick into shared datagrams.
+  private schedulePump(afterIo = false): void {
+    // Coalesce requests issued in the same tick into shared datagrams. After replies, wait
+    // for the end of the poll round (setImmediate): the native side hands us up to 32
+    // datagrams per round, so the freed slots refill as one batch instead of one by one.
     if (this.pumpScheduled) return;
     this.pumpScheduled = true;
-    queueMicrotask(() => {
+    const run = () => {
       this.pumpScheduled = false;
       this.pump();
-    });
+    };
+    if (afterIo) setImmediate(run);
+    else queueMicrotask(run);
   }
 
   private pump(): void {
@@ -195,7 +199,7 @@ export class NetlinkConnection {
     }
     try {
       this.armWatchdog();
-      this.schedulePump();
+      this.schedulePump(true);
     } catch {
       /* closed meanwhile */
     }
@@ -233,7 +237,7 @@ export class NetlinkConnection {
       this.socket.unref();
       this.disarmWatchdog();
     }
-    this.schedulePump();
+    this.schedulePump(true);
   }
 
   private failAll(err: Error): void {
