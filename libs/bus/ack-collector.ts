@@ -1,0 +1,91 @@
+import type { NatsConnection, Subscription } from '@nats-io/transport-node';
+import type { Ack, AckOrNack, Heartbeat, Nack } from '../model/index.ts';
+import { ACK_WILDCARD, HEARTBEAT_WILDCARD, nodeToken } from './subjects.ts';
+
+/** Optional hooks (go-control-plane style callbacks): the planner records and computes status. */
+export interface AckCallbacks {
+  onAck?(ack: Ack, receivedAt: number): void;
+  onNack?(nack: Nack, receivedAt: number): void;
+  onHeartbeat?(hb: Heartbeat, receivedAt: number): void;
+  /** A message that is not a valid ack/heartbeat, or claims another node than its subject. */
+  onInvalid?(subject: string, error: string): void;
+}
+
+/**
+ * Planner side: subscribes to sb.ack.* and sb.hb.*. Node identity comes from the subject, which
+ * server permissions bind to the node's credentials; a payload naming another node is rejected,
+ * so one node cannot report for another even through its own subject.
+ */
+export class AckCollector {
+  private readonly subs: Subscription[];
+
+  private constructor(nc: NatsConnection, cb: AckCallbacks, now: () => number) {
+    this.subs = [
+      nc.subscribe(ACK_WILDCARD, { callback: (err, m) => { if (!err) handle(m.subject, m.data, 'ack', cb, now()); } }),
+      nc.subscribe(HEARTBEAT_WILDCARD, { callback: (err, m) => { if (!err) handle(m.subject, m.data, 'hb', cb, now()); } }),
+    ];
+  }
+
+  static async start(o: { nc: NatsConnection; callbacks: AckCallbacks; now?: () => number }): Promise<AckCollector> {
+    const c = new AckCollector(o.nc, o.callbacks, o.now ?? (() => Date.now()));
+    await o.nc.flush(); // subscriptions are registered on the server when this resolves
+    return c;
+  }
+
+  stop(): void {
+    for (const s of this.subs) s.unsubscribe();
+  }
+}
+
+function handle(subject: string, data: Uint8Array, kind: 'ack' | 'hb', cb: AckCallbacks, at: number): void {
+  const r = kind === 'ack' ? parseAckOrNack(data) : parseHeartbeat(data);
+  if ('error' in r) return cb.onInvalid?.(subject, r.error);
+  const tok = subject.split('.')[2];
+  let claimed: string;
+  try {
+    claimed = nodeToken(r.value.node);
+  } catch {
+    return cb.onInvalid?.(subject, `invalid node name ${JSON.stringify(r.value.node)}`);
+  }
+  if (claimed !== tok) return cb.onInvalid?.(subject, `payload claims node ${r.value.node}`);
+  if (kind === 'hb') return cb.onHeartbeat?.(r.value as Heartbeat, at);
+  const a = r.value as AckOrNack;
+  if (a.type === 'ACK') cb.onAck?.(a, at);
+  else cb.onNack?.(a, at);
+}
+
+const int = (v: unknown) => Number.isSafeInteger(v) && (v as number) >= 0;
+const str = (v: unknown) => typeof v === 'string';
+
+export function parseAckOrNack(data: Uint8Array): { value: AckOrNack } | { error: string } {
+  const v = parse(data);
+  if (!v) return { error: 'not a JSON object' };
+  const base = str(v.node) && int(v.version) && int(v.configRevision) && str(v.at);
+  if (v.type === 'ACK') {
+    const t = v.timings as Record<string, unknown> | undefined;
+    const ok = base && str(v.dataHash) && str(v.nodeStateHash) && str(v.mode) && int(v.kernelWrites)
+      && !!t && typeof t === 'object' && ['fetchMs', 'renderMs', 'applyMs'].every((k) => typeof t[k] === 'number');
+    return ok ? { value: v as unknown as Ack } : { error: 'malformed ACK' };
+  }
+  if (v.type === 'NACK') {
+    const ok = base && str(v.error) && int(v.lastGoodVersion) && int(v.lastGoodConfigRevision);
+    return ok ? { value: v as unknown as Nack } : { error: 'malformed NACK' };
+  }
+  return { error: 'unknown type' };
+}
+
+export function parseHeartbeat(data: Uint8Array): { value: Heartbeat } | { error: string } {
+  const v = parse(data);
+  const ok = !!v && str(v.node) && int(v.appliedVersion) && int(v.appliedConfigRevision) && str(v.mode)
+    && typeof v.healthy === 'boolean' && str(v.detail) && str(v.at);
+  return ok ? { value: v as unknown as Heartbeat } : { error: 'malformed heartbeat' };
+}
+
+function parse(data: Uint8Array): Record<string, unknown> | undefined {
+  try {
+    const v = JSON.parse(new TextDecoder().decode(data));
+    return typeof v === 'object' && v !== null && !Array.isArray(v) ? v : undefined;
+  } catch {
+    return undefined;
+  }
+}

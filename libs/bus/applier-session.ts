@@ -1,0 +1,224 @@
+import type { NatsConnection } from '@nats-io/transport-node';
+import type { Ack, ConfigRevision, Heartbeat, Nack, NodeTarget } from '../model/index.ts';
+import { nodeStateHash, renderNodeState } from '../planner/index.ts';
+import type { Dataplane } from '../dataplane/dataplane.ts';
+import { DataSync } from './data-sync.ts';
+import { ackSubject, heartbeatSubject } from './subjects.ts';
+import { TargetWatcher } from './target-watcher.ts';
+import { VersionReader } from './version-reader.ts';
+
+export interface BusClock {
+  now(): number;
+}
+
+/** What a node runs (persist it to resume without reprogramming). */
+export interface AppliedState {
+  readonly version: number;
+  readonly configRevision: number;
+  readonly dataHash: string;
+  readonly nodeStateHash: string;
+}
+
+export type SessionEvent =
+  | { readonly type: 'target'; readonly target: NodeTarget }
+  | { readonly type: 'ack'; readonly ack: Ack; readonly path: string; readonly bytes: number; readonly skipped: boolean }
+  | { readonly type: 'nack'; readonly nack: Nack }
+  | { readonly type: 'error'; readonly error: string }
+  | { readonly type: 'connection'; readonly status: string };
+
+export interface ApplierSessionOptions {
+  /** Connected with inboxPrefix = nodeInboxPrefix(node) when server permissions are on. */
+  readonly nc: NatsConnection;
+  readonly node: string;
+  readonly dataplane: Dataplane;
+  readonly clock?: BusClock;
+  readonly heartbeatMs?: number;
+  /** Versions behind beyond which the node restarts from a checkpoint. Default 50. */
+  readonly maxDeltaChain?: number;
+  /** Delay before retrying after a transient failure (fetch error, version not yet readable). */
+  readonly retryMs?: number;
+  /** What the node programmed before this process started (from --state-dir). */
+  readonly resumeFrom?: AppliedState;
+  readonly onEvent?: (e: SessionEvent) => void;
+}
+
+/**
+ * The node side of distribution: watch the target, fetch and verify data, render, apply through
+ * the Dataplane, ACK or NACK, heartbeat. One reconcile runs at a time; a target that moves during
+ * it triggers another. Fail-static: nothing here ever calls dataplane.cleanup(); losing NATS or the
+ * planner leaves the programmed state as it is, and a state whose hash equals what is programmed
+ * is not applied again.
+ */
+export class ApplierSession {
+  private readonly clock: BusClock;
+  private readonly sync: DataSync;
+  private watcher: TargetWatcher | undefined;
+  private applied: AppliedState | undefined;
+  private programmedHash: string | undefined;
+  private config: ConfigRevision | undefined;
+  private lastError = '';
+  /** A target whose published content failed verification: not retried until the target moves. */
+  private poisoned = '';
+  private running: Promise<void> | undefined;
+  private dirty = false;
+  private stopped = false;
+  private timers: NodeJS.Timeout[] = [];
+  private retry: NodeJS.Timeout | undefined;
+
+  private constructor(private readonly o: ApplierSessionOptions) {
+    this.clock = o.clock ?? { now: () => Date.now() };
+    this.sync = new DataSync(new VersionReader(o.nc), o.maxDeltaChain ?? 50);
+    this.programmedHash = o.resumeFrom?.nodeStateHash;
+  }
+
+  static async start(o: ApplierSessionOptions): Promise<ApplierSession> {
+    const s = new ApplierSession(o);
+    s.watchConnection();
+    s.watcher = await TargetWatcher.start({
+      nc: o.nc, node: o.node,
+      onChange: (t) => { s.emit({ type: 'target', target: t }); s.kick(); },
+      onError: (e) => s.emit({ type: 'error', error: e }),
+    });
+    s.kick();
+    const hb = o.heartbeatMs ?? 5000;
+    if (hb > 0) s.timers.push(setInterval(() => s.heartbeat(), hb));
+    return s;
+  }
+
+  /** What is programmed now (undefined before the first successful apply). */
+  status(): { applied: AppliedState | undefined; target: NodeTarget | undefined; lastError: string } {
+    return { applied: this.applied, target: this.watcher?.current(), lastError: this.lastError };
+  }
+
+  /** Stops watching and heartbeating. Leaves the dataplane (and the kernel) exactly as it is. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    for (const t of this.timers) clearInterval(t);
+    if (this.retry) clearTimeout(this.retry);
+    await this.watcher?.stop();
+    await this.running;
+  }
+
+  heartbeat(): void {
+    const hb: Heartbeat = {
+      node: this.o.node,
+      appliedVersion: this.applied?.version ?? 0,
+      appliedConfigRevision: this.applied?.configRevision ?? 0,
+      mode: this.o.dataplane.mode,
+      healthy: this.lastError === '',
+      detail: this.lastError,
+      at: new Date(this.clock.now()).toISOString(),
+    };
+    this.publish(heartbeatSubject(this.o.node), hb);
+  }
+
+  private kick(): void {
+    if (this.stopped) return;
+    this.dirty = true;
+    if (this.running) return;
+    this.running = (async () => {
+      while (this.dirty && !this.stopped) {
+        this.dirty = false;
+        try {
+          await this.reconcile();
+        } catch (e) {
+          this.fail(this.watcher?.current(), `internal error: ${(e as Error).message}`, false);
+        }
+      }
+      this.running = undefined;
+    })();
+  }
+
+  private async reconcile(): Promise<void> {
+    const target = this.watcher?.current();
+    if (!target) return;
+    const key = `${target.version}/${target.configRevision}`;
+    if (this.applied && this.applied.version === target.version && this.applied.configRevision === target.configRevision) return;
+    if (this.poisoned === key) return;
+    const t0 = this.clock.now();
+    const data = await this.sync.advanceTo(target.version);
+    if (!data.ok) return this.fail(target, data.error, data.permanent);
+    if (!this.config || this.config.revision !== target.configRevision) {
+      const c = await this.watcher!.configRevision(target.configRevision);
+      if ('error' in c) return this.fail(target, c.error, false);
+      this.config = c;
+    }
+    const t1 = this.clock.now();
+    let state;
+    try {
+      state = renderNodeState(this.sync.data, this.o.node, this.config.config);
+    } catch (e) {
+      return this.fail(target, `render: ${(e as Error).message}`, true);
+    }
+    const hash = nodeStateHash(state);
+    const t2 = this.clock.now();
+    const skipped = hash === this.programmedHash;
+    let kernelWrites = 0;
+    if (!skipped) {
+      try {
+        const r = await this.o.dataplane.apply(state);
+        kernelWrites = r.kernelWrites;
+        if (!r.verified) return this.fail(target, `apply not verified: ${r.notes.join('; ')}`, false);
+      } catch (e) {
+        return this.fail(target, `apply: ${(e as Error).message}`, false);
+      }
+      this.programmedHash = hash;
+    }
+    const t3 = this.clock.now();
+    this.applied = { version: target.version, configRevision: target.configRevision, dataHash: data.hash, nodeStateHash: hash };
+    this.lastError = '';
+    this.poisoned = '';
+    const ack: Ack = {
+      type: 'ACK', node: this.o.node, version: target.version, configRevision: target.configRevision,
+      dataHash: data.hash, nodeStateHash: hash, mode: this.o.dataplane.mode, kernelWrites,
+      timings: { fetchMs: t1 - t0, renderMs: t2 - t1, applyMs: t3 - t2 },
+      at: new Date(t3).toISOString(),
+    };
+    this.publish(ackSubject(this.o.node), ack);
+    this.emit({ type: 'ack', ack, path: data.path, bytes: data.bytes, skipped });
+  }
+
+  private fail(target: NodeTarget | undefined, error: string, permanent: boolean): void {
+    this.lastError = error;
+    if (!target) return;
+    if (permanent) this.poisoned = `${target.version}/${target.configRevision}`;
+    const nack: Nack = {
+      type: 'NACK', node: this.o.node, version: target.version, configRevision: target.configRevision, error,
+      lastGoodVersion: this.applied?.version ?? 0, lastGoodConfigRevision: this.applied?.configRevision ?? 0,
+      at: new Date(this.clock.now()).toISOString(),
+    };
+    this.publish(ackSubject(this.o.node), nack);
+    this.emit({ type: 'nack', nack });
+    if (!permanent && !this.stopped) {
+      if (this.retry) clearTimeout(this.retry);
+      this.retry = setTimeout(() => { this.retry = undefined; this.kick(); }, this.o.retryMs ?? 2000);
+    }
+  }
+
+  private publish(subject: string, v: unknown): void {
+    try {
+      this.o.nc.publish(subject, JSON.stringify(v));
+    } catch (e) {
+      // closed connection: acks are best effort, heartbeats repeat what we run
+      this.emit({ type: 'error', error: `publish ${subject}: ${(e as Error).message}` });
+    }
+  }
+
+  private watchConnection(): void {
+    void (async () => {
+      for await (const s of this.o.nc.status()) {
+        this.emit({ type: 'connection', status: s.type });
+        if (s.type === 'reconnect' && !this.stopped) {
+          // the planner may have moved the target while we were away; watches may have died
+          await this.watcher?.refresh();
+          this.kick();
+          this.heartbeat();
+        }
+      }
+    })();
+  }
+
+  private emit(e: SessionEvent): void {
+    this.o.onEvent?.(e);
+  }
+}

@@ -1,0 +1,80 @@
+import type { VersionArtifact } from '../model/index.ts';
+import { ClusterDataIndex } from '../planner/index.ts';
+import { planFetch } from './fetch-plan.ts';
+import { applyDeltaChain, indexFromCheckpoint } from './version-chain.ts';
+import type { Fetched, VersionReader } from './version-reader.ts';
+
+type Delta = VersionArtifact & { form: 'delta' };
+
+export type SyncResult =
+  | { readonly ok: true; readonly version: number; readonly hash: string; readonly bytes: number; readonly path: 'none' | 'deltas' | 'checkpoint' }
+  /** `permanent`: the published content itself is bad (hash mismatch, broken chain): retrying cannot help. */
+  | { readonly ok: false; readonly error: string; readonly permanent: boolean };
+
+/**
+ * The applier's copy of cluster data and the version it is at. Moves to a target version by
+ * deltas when close, else from the newest checkpoint at or before the target; every step is
+ * hash-verified, and nothing changes unless the whole move verifies.
+ */
+export class DataSync {
+  private index = new ClusterDataIndex();
+  private at = 0;
+
+  constructor(private readonly reader: Pick<VersionReader, 'delta' | 'checkpoint'>, private readonly maxDeltaChain: number) {}
+
+  get version(): number {
+    return this.at;
+  }
+
+  get data(): ClusterDataIndex {
+    return this.index;
+  }
+
+  async advanceTo(target: number): Promise<SyncResult> {
+    const plan = planFetch({ applied: this.at, target, maxDeltaChain: this.maxDeltaChain });
+    if (plan.kind === 'none') return { ok: true, version: this.at, hash: this.index.hash(), bytes: 0, path: 'none' };
+    if (plan.kind === 'deltas') {
+      const got = await this.fetchDeltas(plan.from, plan.to);
+      // a missing delta (expired, or never stored) is not fatal: the checkpoint path may still work
+      if (!got.ok && got.missing) return this.viaCheckpoint(target);
+      if (!got.ok) return { ok: false, error: got.error, permanent: false };
+      const r = applyDeltaChain(this.index, this.at, got.value);
+      if (!r.ok) return { ok: false, error: r.error, permanent: true };
+      this.at = r.version;
+      return { ok: true, version: r.version, hash: r.hash, bytes: got.bytes, path: 'deltas' };
+    }
+    return this.viaCheckpoint(target);
+  }
+
+  private async viaCheckpoint(target: number): Promise<SyncResult> {
+    const head = await this.reader.delta(target);
+    if (!head.ok) return { ok: false, error: head.missing ? `version ${target} is not published` : head.error, permanent: false };
+    const base = head.baseCheckpoint;
+    let index = new ClusterDataIndex();
+    let bytes = head.bytes;
+    if (base > 0) {
+      const cp = await this.reader.checkpoint(base);
+      if (!cp.ok) return { ok: false, error: cp.error, permanent: false };
+      const built = indexFromCheckpoint(cp.value);
+      if ('error' in built) return { ok: false, error: built.error, permanent: true };
+      index = built.index;
+      bytes += cp.bytes;
+    }
+    const rest = base < target - 1 ? await this.fetchDeltas(base + 1, target - 1) : { ok: true as const, value: [], bytes: 0 };
+    if (!rest.ok) return { ok: false, error: rest.error, permanent: false };
+    const r = applyDeltaChain(index, base, base < target ? [...rest.value, head.value] : []);
+    if (!r.ok) return { ok: false, error: r.error, permanent: true };
+    this.index = index;
+    this.at = r.version;
+    return { ok: true, version: r.version, hash: r.hash, bytes: bytes + rest.bytes, path: 'checkpoint' };
+  }
+
+  /** Fetches deltas from..to concurrently (they are independent reads), in order. */
+  private async fetchDeltas(from: number, to: number): Promise<{ ok: true; value: Delta[]; bytes: number } | { ok: false; missing: boolean; error: string }> {
+    const all: Fetched<Delta>[] = await Promise.all(Array.from({ length: to - from + 1 }, (_, i) => this.reader.delta(from + i)));
+    const bad = all.find((f) => !f.ok);
+    if (bad && !bad.ok) return bad;
+    const value = all.map((f) => (f as Extract<Fetched<Delta>, { ok: true }>).value);
+    return { ok: true, value, bytes: all.reduce((s, f) => s + (f.ok ? f.bytes : 0), 0) };
+  }
+}

@@ -1,0 +1,86 @@
+/**
+ * Names on the bus, in one place so that publisher, applier, collector and the generated server
+ * permissions can never disagree.
+ *
+ *   stream SB_VERSIONS   sb.v.delta.<n>                 one delta per version (published last)
+ *                        sb.v.checkpoint.<n>.<chunk>    full data every K versions, chunked
+ *   KV sb_targets        default | node.<token> -> NodeTarget;  config.<rev> -> ConfigRevision
+ *   core NATS            sb.ack.<token> (ACK/NACK), sb.hb.<token> (heartbeats)
+ *   inboxes              _INBOX_<token>.>  (per node, so one node cannot read another's replies)
+ */
+export const VERSIONS_STREAM = 'SB_VERSIONS';
+export const VERSIONS_SUBJECTS = 'sb.v.>';
+export const TARGETS_BUCKET = 'sb_targets';
+export const TARGETS_STREAM = `KV_${TARGETS_BUCKET}`;
+export const DEFAULT_TARGET_KEY = 'default';
+
+export function deltaSubject(version: number): string {
+  return `sb.v.delta.${version}`;
+}
+
+export function checkpointSubject(version: number, chunk: number): string {
+  return `sb.v.checkpoint.${version}.${chunk}`;
+}
+
+/** Parses sb.v.delta.<n> / sb.v.checkpoint.<n>.<i>; undefined for anything else. */
+export function parseVersionSubject(subject: string): { form: 'delta' | 'checkpoint'; version: number; chunk: number } | undefined {
+  const p = subject.split('.');
+  if (p[0] !== 'sb' || p[1] !== 'v') return undefined;
+  const version = Number(p[3]);
+  if (!Number.isSafeInteger(version) || version < 1) return undefined;
+  if (p[2] === 'delta' && p.length === 4) return { form: 'delta', version, chunk: 0 };
+  const chunk = Number(p[4]);
+  if (p[2] === 'checkpoint' && p.length === 5 && Number.isSafeInteger(chunk) && chunk >= 0) return { form: 'checkpoint', version, chunk };
+  return undefined;
+}
+
+/**
+ * A node name as one subject token. Kubernetes node names are DNS subdomains (lowercase
+ * alphanumerics, '-' and '.'); dots would split the name into several tokens, so that a
+ * permission for node "a" with a trailing wildcard would also cover node "a.b". Dots become '_',
+ * which Kubernetes names never contain, so the mapping stays one-to-one.
+ */
+export function nodeToken(node: string): string {
+  if (!/^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$/.test(node)) {
+    throw new Error(`invalid node name ${JSON.stringify(node)} (DNS subdomain expected)`);
+  }
+  return node.replaceAll('.', '_');
+}
+
+export function nodeTargetKey(node: string): string {
+  return `node.${nodeToken(node)}`;
+}
+
+export function configKey(revision: number): string {
+  return `config.${revision}`;
+}
+
+export function kvSubject(key: string): string {
+  return `$KV.${TARGETS_BUCKET}.${key}`;
+}
+
+export function ackSubject(node: string): string {
+  return `sb.ack.${nodeToken(node)}`;
+}
+
+export function heartbeatSubject(node: string): string {
+  return `sb.hb.${nodeToken(node)}`;
+}
+
+export const ACK_WILDCARD = 'sb.ack.*';
+export const HEARTBEAT_WILDCARD = 'sb.hb.*';
+
+export function nodeInboxPrefix(node: string): string {
+  return `_INBOX_${nodeToken(node)}`;
+}
+
+/** Message headers carried by version artifacts. */
+export const H = {
+  version: 'Sb-Version',
+  form: 'Sb-Form',
+  hash: 'Sb-Hash',
+  /** On deltas: the newest complete checkpoint at or before this version (0 = none). */
+  checkpoint: 'Sb-Checkpoint',
+  chunk: 'Sb-Chunk',
+  chunks: 'Sb-Chunks',
+} as const;

@@ -1,0 +1,79 @@
+import type { DataDelta, NodeFacts, ServiceEntry, VersionArtifact } from '../model/index.ts';
+import { ClusterDataIndex } from '../planner/index.ts';
+
+type Delta = VersionArtifact & { form: 'delta' };
+type Checkpoint = VersionArtifact & { form: 'checkpoint' };
+
+export type ChainResult =
+  | { readonly ok: true; readonly version: number; readonly hash: string }
+  | { readonly ok: false; readonly error: string; readonly version: number };
+
+/**
+ * Moves `index` (at `fromVersion`) forward through `deltas`, verifying each step's parent link and
+ * content hash. All or nothing: on the first broken link or hash mismatch every applied step is
+ * undone, so the caller's data (and what it programmed from it) stays exactly as it was.
+ * O(change): the undo is recorded per touched entry, never by copying the cluster.
+ */
+export function applyDeltaChain(index: ClusterDataIndex, fromVersion: number, deltas: readonly Delta[]): ChainResult {
+  const undo: DataDelta[] = [];
+  const before = index.hash();
+  let at = fromVersion;
+  const fail = (error: string): ChainResult => {
+    for (let i = undo.length - 1; i >= 0; i--) index.apply(undo[i]!);
+    if (index.hash() !== before) throw new Error('applyDeltaChain: undo did not restore the data (bug)');
+    return { ok: false, error, version: at };
+  };
+  for (const d of deltas) {
+    if (d.version !== at + 1 || d.parent !== at) return fail(`delta ${d.version} (parent ${d.parent}) does not follow version ${at}`);
+    try {
+      undo.push(applyWithUndo(index, d.delta));
+    } catch (e) {
+      return fail(`delta ${d.version} could not be applied: ${(e as Error).message}`);
+    }
+    const got = index.hash();
+    if (got !== d.hash) return fail(`hash mismatch at version ${d.version}: content ${got.slice(0, 12)}, published ${d.hash.slice(0, 12)}`);
+    at = d.version;
+  }
+  return { ok: true, version: at, hash: index.hash() };
+}
+
+/** Builds data from a checkpoint and verifies its hash; undefined data when it does not verify. */
+export function indexFromCheckpoint(c: Checkpoint): { index: ClusterDataIndex } | { error: string } {
+  let index: ClusterDataIndex;
+  try {
+    index = ClusterDataIndex.from(c.data);
+  } catch (e) {
+    return { error: `checkpoint ${c.version} could not be loaded: ${(e as Error).message}` };
+  }
+  const got = index.hash();
+  if (got !== c.hash) return { error: `hash mismatch at checkpoint ${c.version}: content ${got.slice(0, 12)}, published ${c.hash.slice(0, 12)}` };
+  return { index };
+}
+
+/** Applies `delta` and returns the delta that reverts it. */
+export function applyWithUndo(index: ClusterDataIndex, delta: DataDelta): DataDelta {
+  const upsertServices: ServiceEntry[] = [];
+  const removeServices: string[] = [];
+  const upsertNodes: NodeFacts[] = [];
+  const removeNodes: string[] = [];
+  const svcKeys = new Set([...delta.removeServices, ...delta.upsertServices.map((s) => s.key)]);
+  for (const k of svcKeys) {
+    const prev = index.service(k);
+    if (prev) upsertServices.push(prev);
+    else removeServices.push(k);
+  }
+  const nodeKeys = new Set([...delta.removeNodes, ...delta.upsertNodes.map((n) => n.name)]);
+  for (const k of nodeKeys) {
+    const prev = index.node(k);
+    if (prev) upsertNodes.push(prev);
+    else removeNodes.push(k);
+  }
+  const undo = { upsertServices, removeServices, upsertNodes, removeNodes };
+  try {
+    index.apply(delta);
+  } catch (e) {
+    index.apply(undo); // a half-applied delta is reverted before the error travels on
+    throw e;
+  }
+  return undo;
+}

@@ -1,0 +1,171 @@
+import { headers as natsHeaders, type NatsConnection } from '@nats-io/transport-node';
+import { jetstream, jetstreamManager, JetStreamApiError, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
+import type { VersionArtifact } from '../model/index.ts';
+import { encodeArtifact } from './artifact-codec.ts';
+import { isCheckpointVersion } from './fetch-plan.ts';
+import { parseVersionSubject, VERSIONS_STREAM, VERSIONS_SUBJECTS } from './subjects.ts';
+import { VersionReader } from './version-reader.ts';
+
+export interface VersionPublisherOptions {
+  readonly nc: NatsConnection;
+  /** A full checkpoint every this many versions (and at version 1). Default 50. */
+  readonly checkpointEvery?: number;
+  /** Checkpoint chunk size; default: half the server's max_payload. */
+  readonly chunkBytes?: number;
+  readonly stream?: string;
+  /** Stream retention; 0 = unlimited (default). Old deltas expiring only forces checkpoint jumps. */
+  readonly maxAgeMs?: number;
+}
+
+export interface PublishResult {
+  readonly version: number;
+  readonly form: 'delta' | 'checkpoint';
+  readonly bytes: number;
+  readonly messages: number;
+  /** True when the artifact was already in the stream (a republish after a restart). */
+  readonly duplicate: boolean;
+}
+
+/**
+ * Planner side: puts versions on the SB_VERSIONS stream as immutable artifacts.
+ *
+ * A version counts as published once its delta is stored; its checkpoint (every K versions) goes
+ * first, so a delta never names a checkpoint that is not complete. Each message carries
+ * Nats-Msg-Id = its subject and the delta also Nats-Expected-Last-Subject-Sequence: 0, so a
+ * republish (planner restart, retry after a lost ack) can never store a second copy, even after
+ * the dedupe window; the publisher then checks the stored one has the same hash.
+ * Numbers are strictly consecutive: publishing N requires N-1 published, so no gaps.
+ */
+export class VersionPublisher {
+  private last = 0;
+  private lastCheckpoint = 0;
+  private readonly js: JetStreamClient;
+  private readonly reader: VersionReader;
+  readonly checkpointEvery: number;
+
+  private constructor(private readonly o: VersionPublisherOptions, private readonly jsm: JetStreamManager, private readonly chunkBytes: number) {
+    this.js = jetstream(o.nc);
+    this.reader = new VersionReader(o.nc, { stream: o.stream });
+    this.checkpointEvery = o.checkpointEvery ?? 50;
+  }
+
+  /** Ensures the stream exists and learns the last published version from it. */
+  static async open(o: VersionPublisherOptions): Promise<VersionPublisher> {
+    const jsm = await jetstreamManager(o.nc);
+    const chunk = o.chunkBytes ?? Math.floor((o.nc.info?.max_payload ?? 1024 * 1024) / 2);
+    const p = new VersionPublisher(o, jsm, chunk);
+    await p.ensureStream();
+    await p.recover();
+    return p;
+  }
+
+  lastPublishedVersion(): number {
+    return this.last;
+  }
+
+  lastCheckpointVersion(): number {
+    return this.lastCheckpoint;
+  }
+
+  /** Whether `version` should also get a checkpoint under this publisher's K. */
+  checkpointDue(version: number): boolean {
+    return isCheckpointVersion(version, this.checkpointEvery);
+  }
+
+  /**
+   * Publishes one version: its checkpoint first when due (`data` is only called then, since
+   * building the full form is O(cluster)), then its delta.
+   */
+  async publishNext(a: { header: Omit<VersionArtifact, 'form' | 'delta' | 'data'>; delta: (VersionArtifact & { form: 'delta' })['delta']; data: () => (VersionArtifact & { form: 'checkpoint' })['data'] }): Promise<PublishResult[]> {
+    const out: PublishResult[] = [];
+    const h = a.header as VersionArtifact;
+    if (this.checkpointDue(h.version)) out.push(await this.publishVersion({ ...strip(h), form: 'checkpoint', data: a.data() }));
+    out.push(await this.publishVersion({ ...strip(h), form: 'delta', delta: a.delta }));
+    return out;
+  }
+
+  async publishVersion(a: VersionArtifact): Promise<PublishResult> {
+    if (a.form === 'delta') {
+      if (a.version <= this.last) return this.confirmExisting(a);
+      if (a.version !== this.last + 1) throw new Error(`cannot publish version ${a.version}: last published is ${this.last} (publish ${this.last + 1} first)`);
+      if (a.parent !== a.version - 1) throw new Error(`delta ${a.version} must have parent ${a.version - 1}, got ${a.parent}`);
+    } else if (a.version > this.last + 1) {
+      throw new Error(`cannot publish checkpoint ${a.version}: last published is ${this.last}`);
+    }
+    const msgs = encodeArtifact(a, { chunkBytes: this.chunkBytes, baseCheckpoint: this.lastCheckpoint });
+    let bytes = 0;
+    let duplicate = false;
+    for (const m of msgs) {
+      const h = natsHeaders();
+      for (const [k, v] of Object.entries(m.headers)) h.set(k, v);
+      try {
+        const ack = await this.js.publish(m.subject, m.payload, {
+          msgID: m.msgId, headers: h, expect: { streamName: this.stream, ...(a.form === 'delta' ? { lastSubjectSequence: 0 } : {}) },
+        });
+        duplicate ||= ack.duplicate;
+      } catch (e) {
+        if (a.form === 'delta' && e instanceof JetStreamApiError && e.code === 10071) {
+          // someone (an earlier run of this planner) already stored this version
+          this.last = a.version;
+          return this.confirmExisting(a);
+        }
+        throw e;
+      }
+      bytes += m.payload.length;
+    }
+    if (a.form === 'delta') this.last = a.version;
+    else this.lastCheckpoint = Math.max(this.lastCheckpoint, a.version);
+    return { version: a.version, form: a.form, bytes, messages: msgs.length, duplicate };
+  }
+
+  private get stream(): string {
+    return this.o.stream ?? VERSIONS_STREAM;
+  }
+
+  private async confirmExisting(a: VersionArtifact & { form: 'delta' }): Promise<PublishResult> {
+    const got = await this.reader.delta(a.version);
+    if (!got.ok) throw new Error(`version ${a.version} is below the last published (${this.last}) but unreadable: ${got.error}`);
+    if (got.value.hash !== a.hash) throw new Error(`version ${a.version} was already published with hash ${got.value.hash.slice(0, 12)}, not ${a.hash.slice(0, 12)}`);
+    return { version: a.version, form: 'delta', bytes: 0, messages: 0, duplicate: true };
+  }
+
+  private async ensureStream(): Promise<void> {
+    const cfg = {
+      name: this.stream,
+      subjects: [VERSIONS_SUBJECTS],
+      allow_direct: true,
+      duplicate_window: 2 * 60 * 1_000_000_000,
+      max_age: (this.o.maxAgeMs ?? 0) * 1_000_000,
+    };
+    try {
+      await this.jsm.streams.info(this.stream);
+    } catch (e) {
+      if (!(e instanceof JetStreamApiError) || e.code !== 10059) throw e; // 10059: stream not found
+      await this.jsm.streams.add(cfg);
+    }
+  }
+
+  /**
+   * The stream's last message says where we are: a delta N means N is published; a checkpoint
+   * chunk of N means a planner died mid-version, so N-1 is the last one and N will be redone.
+   */
+  private async recover(): Promise<void> {
+    const info = await this.jsm.streams.info(this.stream);
+    const seq = info.state.last_seq;
+    if (info.state.messages === 0) return;
+    const m = await this.jsm.streams.getMessage(this.stream, { seq });
+    const parsed = m ? parseVersionSubject(m.subject) : undefined;
+    if (!m || !parsed) throw new Error(`stream ${this.stream}: last message ${seq} is not a version artifact`);
+    const lastDelta = parsed.form === 'delta' ? parsed.version : parsed.version - 1;
+    this.last = lastDelta;
+    if (lastDelta === 0) return;
+    const d = await this.reader.delta(lastDelta);
+    if (!d.ok) throw new Error(`stream ${this.stream}: cannot read delta ${lastDelta}: ${d.error}`);
+    // An incomplete checkpoint of N is simply not named by any delta; N's republish completes it.
+    this.lastCheckpoint = d.baseCheckpoint;
+  }
+}
+
+function strip(h: VersionArtifact): { version: number; parent: number; hash: string; reason: string; createdAt: string } {
+  return { version: h.version, parent: h.parent, hash: h.hash, reason: h.reason, createdAt: h.createdAt };
+}

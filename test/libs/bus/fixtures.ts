@@ -1,0 +1,47 @@
+import type { DataDelta, NodeFacts, ServiceEntry, VersionArtifact } from '../../../libs/model/index.ts';
+import { ClusterDataIndex } from '../../../libs/planner/index.ts';
+
+/** A ClusterIP service with `endpoints` ready TCP endpoints; `gen` varies the endpoint IPs. */
+export function service(i: number, endpoints = 2, gen = 0): ServiceEntry {
+  return {
+    key: `ns/svc-${i}`,
+    clusterIPs: [`10.96.${Math.floor(i / 250)}.${(i % 250) + 1}`],
+    externalIPs: [], loadBalancerIngress: [], loadBalancerSourceRanges: [],
+    affinityTimeoutSeconds: 0, externalTrafficPolicy: 'Cluster', internalTrafficPolicy: 'Cluster',
+    healthCheckNodePort: 0, topologyAware: false, nodePorts: false,
+    ports: [{
+      name: 'http', protocol: 'TCP', port: 80, nodePort: 0,
+      endpoints: Array.from({ length: endpoints }, (_, e) => ({
+        ip: `10.${1 + (gen % 200)}.${i % 250}.${e + 1}`, port: 8080, nodeName: 'n1', zone: '',
+        ready: true, serving: true, terminating: false, hintZones: [],
+      })),
+    }],
+  };
+}
+
+export function node(name: string): NodeFacts {
+  return { name, addresses: ['192.168.0.1'], zone: '' };
+}
+
+export const emptyDelta: DataDelta = { upsertServices: [], removeServices: [], upsertNodes: [], removeNodes: [] };
+
+/**
+ * A planner in miniature: holds data, makes numbered versions from deltas, and hands out each
+ * version's artifacts exactly as a real planner would (hash = ClusterDataIndex.hash()).
+ */
+export class VersionMaker {
+  readonly index = new ClusterDataIndex();
+  version = 0;
+  readonly history: { delta: VersionArtifact & { form: 'delta' }; checkpoint: () => VersionArtifact & { form: 'checkpoint' } }[] = [];
+
+  next(delta: Partial<DataDelta>, reason = 'test'): { delta: VersionArtifact & { form: 'delta' }; checkpoint: () => VersionArtifact & { form: 'checkpoint' } } {
+    const d = { ...emptyDelta, ...delta };
+    this.index.apply(d);
+    this.version++;
+    const header = { version: this.version, parent: this.version - 1, hash: this.index.hash(), reason, createdAt: '2026-01-01T00:00:00.000Z' };
+    const data = this.index.toClusterData();
+    const v = { delta: { ...header, form: 'delta' as const, delta: d }, checkpoint: () => ({ ...header, form: 'checkpoint' as const, data }) };
+    this.history.push(v);
+    return v;
+  }
+}

@@ -1,0 +1,135 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, connect as tcpConnect } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+
+/**
+ * Starts a real nats-server (Debian's 2.9 at /usr/sbin/nats-server unless NATS_SERVER_BIN says
+ * otherwise) on a free loopback port, with JetStream in a fresh temp dir. `stop()` kills it and
+ * removes the dir; `restart()` keeps port and store so JetStream state survives, as a real
+ * server restart would. Every server started here is also killed when the test process exits,
+ * so a failing test never leaves one behind.
+ */
+export interface NatsServerOptions {
+  readonly jetstream?: boolean;
+  /** Extra server config text (accounts, authorization, max_payload, ...), appended verbatim. */
+  readonly config?: string;
+  /** Extra config text that may reference the chosen port (e.g. a generated config). */
+  readonly configFor?: (port: number) => string;
+}
+
+export interface NatsServerHandle {
+  readonly url: string;
+  readonly port: number;
+  readonly storeDir: string;
+  /** Stops the server (SIGTERM; SIGKILL after 5 s) and deletes its temp dir. Idempotent. */
+  stop(): Promise<void>;
+  /** Kills the server without cleanup (SIGKILL), as a crash would. Store and port are kept. */
+  kill(): Promise<void>;
+  /** Starts it again on the same port with the same JetStream store. */
+  start(): Promise<void>;
+  /** kill() then start(). */
+  restart(): Promise<void>;
+}
+
+const BIN = process.env.NATS_SERVER_BIN ?? '/usr/sbin/nats-server';
+const live = new Set<ChildProcess>();
+process.once('exit', () => { for (const p of live) p.kill('SIGKILL'); });
+
+export async function startNatsServer(opts: NatsServerOptions = {}): Promise<NatsServerHandle> {
+  const dir = mkdtempSync(path.join(tmpdir(), 'sb-nats-'));
+  const port = await freePort();
+  const storeDir = path.join(dir, 'js');
+  const conf = path.join(dir, 'server.conf');
+  const text = [
+    `listen: "127.0.0.1:${port}"`,
+    opts.jetstream ? `jetstream { store_dir: ${JSON.stringify(storeDir)} }` : '',
+    opts.config ?? '',
+    opts.configFor?.(port) ?? '',
+  ].join('\n');
+  writeFileSync(conf, text);
+  let proc: ChildProcess | undefined;
+  let stopped = false;
+
+  const start = async (): Promise<void> => {
+    if (stopped) throw new Error('nats-server handle already stopped');
+    const p = spawn(BIN, ['-c', conf], { stdio: ['ignore', 'ignore', 'pipe'] });
+    live.add(p);
+    proc = p;
+    let log = '';
+    p.stderr!.on('data', (b: Buffer) => { log = (log + b.toString()).slice(-8000); });
+    const exited = new Promise<never>((_, rej) => p.once('exit', (c) => rej(new Error(`nats-server exited (${c}): ${log}`))));
+    exited.catch(() => {});
+    await Promise.race([waitForPort(port, 10_000), exited]);
+  };
+
+  const kill = async (): Promise<void> => {
+    const p = proc;
+    proc = undefined;
+    if (!p || p.exitCode !== null) return;
+    const gone = new Promise<void>((res) => p.once('exit', () => res()));
+    p.kill('SIGKILL');
+    await gone;
+    live.delete(p);
+  };
+
+  const stop = async (): Promise<void> => {
+    if (stopped) return;
+    stopped = true;
+    const p = proc;
+    proc = undefined;
+    if (p && p.exitCode === null) {
+      const gone = new Promise<void>((res) => p.once('exit', () => res()));
+      p.kill('SIGTERM');
+      const t = setTimeout(() => p.kill('SIGKILL'), 5000);
+      await gone;
+      clearTimeout(t);
+    }
+    if (p) live.delete(p);
+    rmSync(dir, { recursive: true, force: true });
+  };
+
+  try {
+    await start();
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+  return {
+    url: `nats://127.0.0.1:${port}`,
+    port,
+    storeDir,
+    stop,
+    kill,
+    start,
+    restart: async () => { await kill(); await start(); },
+  };
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((res, rej) => {
+    const s = createServer();
+    s.once('error', rej);
+    s.listen(0, '127.0.0.1', () => {
+      const a = s.address();
+      const port = typeof a === 'object' && a ? a.port : 0;
+      s.close(() => res(port));
+    });
+  });
+}
+
+/** Resolves once the port accepts TCP connections (the server is ready to serve clients). */
+async function waitForPort(port: number, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const ok = await new Promise<boolean>((res) => {
+      const c = tcpConnect(port, '127.0.0.1');
+      c.once('connect', () => { c.destroy(); res(true); });
+      c.once('error', () => res(false));
+    });
+    if (ok) return;
+    if (Date.now() > deadline) throw new Error(`nats-server did not listen on ${port} in ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 25)); // polling a port: there is no event to await
+  }
+}
