@@ -100,7 +100,7 @@ export function decodeErrorPayload(payload: Buffer, flags = 0): NetlinkErrorPayl
       off += align4(len);
     }
   }
-  return { errno: -error, requestType, requestSeq, ...(extMessage ? { extMessage } : {}) };
+  return { errno: error === 0 ? 0 : -error, requestType, requestSeq, ...(extMessage ? { extMessage } : {}) };
 }
 
 export function encodeErrorPayload(errno: number, request: { type: number; flags: number; seq: number; pid?: number }): Buffer {
