@@ -1,0 +1,73 @@
+// Applier (ipvs) benchmark. Run INSIDE a fresh network namespace of the VM (IPVS needed):
+//   bash bench/applier/run-in-vm.sh [SERVICES] [ENDPOINTS]      (default 1000 10)
+// Measures, in the same run: (a) baseline `ipvsadm -R` + `ipset restore` of the same rules from
+// empty, (b) IpvsDataplane.apply of the same NodeState from empty (netlink, windowed), (c) one
+// endpoint change vs one `ipvsadm -a` process run, (d) a no-op resync (must be 0 writes).
+import { execFileSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import type { NodeState, VirtualServer } from '../../libs/model/index.ts';
+import { formatIpsetSave, formatIpvsadm } from '../../libs/planner/index.ts';
+import { IpvsDataplane } from '../../libs/dataplane/ipvs/ipvs-dataplane.ts';
+import { NetlinkKernel } from '../../libs/dataplane/ipvs/netlink-kernel.ts';
+import { MemoryOwnershipStore } from '../../libs/dataplane/ipvs/ownership-record.ts';
+
+const services = Number(process.argv[2] ?? 1000);
+const endpoints = Number(process.argv[3] ?? 10);
+const sh = (cmd: string) => execFileSync('sh', ['-c', cmd], { stdio: ['ignore', 'pipe', 'inherit'] }).toString();
+
+// Real-server addresses need a unicast route in this netns.
+sh('ip link add sbbench0 type dummy 2>/dev/null || true; ip link set sbbench0 up; ip route replace 10.128.0.0/9 dev sbbench0');
+
+function build(extra = 0): NodeState {
+  const vss: VirtualServer[] = [];
+  for (let s = 0; s < services; s++) {
+    const address = `10.96.${s >> 8}.${s & 255}`;
+    const n = endpoints + (s === 0 ? extra : 0);
+    vss.push({
+      protocol: 'TCP', address, port: 80, scheduler: 'rr', schedulerFlags: [], persistenceTimeout: 0, role: 'cluster-ip',
+      servicePort: `default/s${s}:http`, localOnly: false, sourceRanges: [],
+      realServers: Array.from({ length: n }, (_, e) => ({ address: `10.${128 + (e >> 4)}.${s >> 8}.${(s & 255)}`, port: 8000 + (e & 15), weight: 1 }))
+        .sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : a.port - b.port)),
+    });
+  }
+  vss.sort((a, b) => (`${a.address}` < `${b.address}` ? -1 : 1));
+  const vips = vss.map((v) => v.address).sort();
+  return {
+    node: 'bench', virtualServers: vss, boundAddresses: vips,
+    ipsets: [
+      { name: 'KUBE-CLUSTER-IP', type: 'hash:ip,port', family: 'inet', entries: vss.map((v) => `${v.address},tcp:80`).sort() },
+      { name: 'KUBE-IPVS-IPS', type: 'hash:ip', family: 'inet', entries: vips },
+    ],
+    settings: { strictARP: false, masqueradeAll: false, clusterCIDR: '', tcpTimeout: 0, tcpFinTimeout: 0, udpTimeout: 0, excludeCIDRs: [] },
+  };
+}
+
+const time = async <T>(fn: () => Promise<T> | T): Promise<[T, number]> => { const t = performance.now(); const r = await fn(); return [r, performance.now() - t]; };
+const state = build();
+
+// (a) baseline, same rules, from empty. Addresses are bound by `ip -batch` (what ipvsadm users do).
+writeFileSync('/tmp/sb-bench.ipvsadm', formatIpvsadm(state));
+writeFileSync('/tmp/sb-bench.ipset', formatIpsetSave(state));
+writeFileSync('/tmp/sb-bench.ip', state.boundAddresses.map((a) => `addr add ${a}/32 dev kube-ipvs0`).join('\n') + '\n');
+const [, baseMs] = await time(() => sh('ip link add kube-ipvs0 type dummy; ip -batch /tmp/sb-bench.ip; ipvsadm -R < /tmp/sb-bench.ipvsadm; ipset restore < /tmp/sb-bench.ipset'));
+sh('ipvsadm -C; ipset destroy KUBE-CLUSTER-IP; ipset destroy KUBE-IPVS-IPS; ip link del kube-ipvs0');
+
+// (b) ours from empty (glue off: the baseline has no iptables part).
+const dp = new IpvsDataplane({ kernel: await NetlinkKernel.open(), store: new MemoryOwnershipStore(), netfilter: false });
+const [full, fullMs] = await time(() => dp.apply(state));
+// (c) one endpoint change vs one ipvsadm -a run.
+const [one, oneMs] = await time(() => dp.apply(build(1)));
+const [, ipvsadmOneMs] = await time(() => sh('ipvsadm -a -t 10.96.0.1:80 -r 10.200.0.1:80 -m -w 1 && ipvsadm -d -t 10.96.0.1:80 -r 10.200.0.1:80'));
+// (d) no-op resync.
+const [noop, noopMs] = await time(() => dp.resync());
+await dp.cleanup();
+await dp.close();
+
+const r = (x: number) => Math.round(x);
+const out = {
+  services, endpoints,
+  baselineMs: r(baseMs), fullApplyMs: r(fullMs), fullWrites: full.kernelWrites, fullVerified: full.verified, ratioFullVsBaseline: +(fullMs / baseMs).toFixed(2),
+  oneEndpointMs: r(oneMs), oneEndpointWrites: one.kernelWrites, ipvsadmAddDelProcessMs: r(ipvsadmOneMs), ratioOneVsIpvsadmProcess: +(oneMs / (ipvsadmOneMs / 2)).toFixed(2),
+  noopResyncMs: r(noopMs), noopResyncWrites: noop.kernelWrites,
+};
+console.log(JSON.stringify(out));

@@ -1,0 +1,158 @@
+// ipvs-mode applier against the real kernel in the VM: pods are netns with TCP/UDP echo servers,
+// the applier runs as a child inside the node netns. One lab for the file (pod echo servers take
+// long to start under TCG); tests run in order and each leaves the lab as it found it apart from
+// the applied state, which the next test replaces. afterAll removes every namespace.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { NodeState, VirtualServer } from '../../../libs/model/index.ts';
+import { formatIpvsadm } from '../../../libs/planner/index.ts';
+import { execIn, NetnsLab, tcpRequest, tcpSpread, udpRequest, type ClientNs, type NodeNs, type PodNs } from '../support/netns.ts';
+import { ApplierProcess } from './applier-process.ts';
+
+const VIP = '10.96.0.10';
+const lab = new NetnsLab();
+let node: NodeNs, client: ClientNs, pods: PodNs[], applier: ApplierProcess;
+const stateFile = join(mkdtempSync(join(tmpdir(), 'sb-applier-')), 'ipvs-n1.json');
+const holders: ChildProcess[] = [];
+
+function vs(address: string, port: number, podList: PodNs[], o: Partial<VirtualServer> = {}): VirtualServer {
+  return {
+    protocol: 'TCP', address, port, scheduler: 'rr', schedulerFlags: [], persistenceTimeout: 0, role: 'cluster-ip',
+    servicePort: 'default/web:http', localOnly: false, sourceRanges: [],
+    realServers: podList.map((p) => ({ address: p.ip, port: o.protocol === 'UDP' ? 8080 : (o as { rsPort?: number }).rsPort ?? 8080, weight: 1 })).sort((a, b) => (a.address < b.address ? -1 : 1)),
+    ...o,
+  };
+}
+function state(virtualServers: VirtualServer[]): NodeState {
+  const vips = [...new Set(virtualServers.filter((v) => v.role !== 'node-port').map((v) => v.address))].sort();
+  return {
+    node: 'n1', virtualServers: [...virtualServers].sort((a, b) => (`${a.protocol}/${a.address}:${a.port}` < `${b.protocol}/${b.address}:${b.port}` ? -1 : 1)),
+    boundAddresses: vips,
+    ipsets: [
+      { name: 'KUBE-CLUSTER-IP', type: 'hash:ip,port', family: 'inet', entries: virtualServers.filter((v) => v.role === 'cluster-ip').map((v) => `${v.address},${v.protocol.toLowerCase()}:${v.port}`).sort() },
+      { name: 'KUBE-IPVS-IPS', type: 'hash:ip', family: 'inet', entries: vips },
+      { name: 'KUBE-NODE-PORT-TCP', type: 'bitmap:port', entries: [...new Set(virtualServers.filter((v) => v.role === 'node-port').map((v) => String(v.port)))].sort() },
+    ],
+    settings: { strictARP: false, masqueradeAll: false, clusterCIDR: '', tcpTimeout: 0, tcpFinTimeout: 0, udpTimeout: 0, excludeCIDRs: [] },
+  };
+}
+const ipvsadm = async () => (await execIn(node.ns, ['ipvsadm', '-Sn'])).split('\n').filter(Boolean).sort().map((l) => l + '\n').join('');
+
+beforeAll(async () => {
+  node = await lab.addNode();
+  pods = [await lab.addPod(node, { name: 'web-a' }), await lab.addPod(node, { name: 'web-b' }), await lab.addPod(node, { name: 'web-c' })];
+  client = await lab.addClient(node);
+  // Foreign objects the applier must never touch.
+  await execIn(node.ns, ['ipvsadm', '-A', '-t', '192.0.2.1:443', '-s', 'wlc']);
+  await execIn(node.ns, ['ip', 'addr', 'add', '192.0.2.1/32', 'dev', 'kube-ipvs0']);
+  await execIn(node.ns, ['ipset', 'create', 'FOREIGN-SET', 'hash:ip']);
+  await execIn(node.ns, ['iptables', '-A', 'INPUT', '-s', '192.0.2.99/32', '-j', 'DROP']);
+  applier = await ApplierProcess.start(node.ns, stateFile, 300_000);
+});
+
+afterAll(async () => {
+  for (const h of holders) h.kill('SIGKILL');
+  await applier?.stop();
+  const problems = await lab.cleanup();
+  if (problems.length) console.warn(problems.join('\n'));
+});
+
+async function foreignIntact(): Promise<void> {
+  expect(await execIn(node.ns, ['ipvsadm', '-Sn'])).toContain('-A -t 192.0.2.1:443 -s wlc');
+  expect(await execIn(node.ns, ['ip', '-o', 'addr', 'show', 'dev', 'kube-ipvs0'])).toContain('192.0.2.1/32');
+  expect(await execIn(node.ns, ['ipset', 'list', '-n'])).toContain('FOREIGN-SET');
+  expect(await execIn(node.ns, ['iptables', '-S', 'INPUT'])).toContain('-A INPUT -s 192.0.2.99/32 -j DROP');
+}
+
+describe('ipvs applier in a node netns', () => {
+  it('ClusterIP TCP spreads over endpoints, UDP answers, text equals the rendering, second apply writes nothing', async () => {
+    const s = state([vs(VIP, 80, pods), vs(VIP, 53, pods, { protocol: 'UDP' })]);
+    const r = await applier.apply(s);
+    expect(r.notes.filter((n) => n.startsWith('verify'))).toEqual([]);
+    expect(r.verified).toBe(true);
+    expect(r.kernelWrites).toBeGreaterThan(0);
+    expect(await ipvsadm()).toContain(formatIpvsadm(s).split('\n').filter((l) => l.includes(VIP)).join('\n'));
+    const spread = await tcpSpread(client.ns, VIP, 80, 9);
+    expect([...spread.keys()].sort()).toEqual(['web-a', 'web-b', 'web-c']);
+    expect(['web-a', 'web-b', 'web-c']).toContain((await udpRequest(client.ns, VIP, 53)).pod);
+    const again = await applier.apply(s);
+    expect(again.kernelWrites).toBe(0);
+    await foreignIntact();
+  });
+
+  it('NodePort answers from the client netns; affinity sticks to one pod', async () => {
+    const s = state([
+      vs(VIP, 80, pods, { persistenceTimeout: 600 }),
+      vs(client.nodeIp, 30080, pods, { role: 'node-port' }),
+    ]);
+    expect((await applier.apply(s)).verified).toBe(true);
+    expect(['web-a', 'web-b', 'web-c']).toContain((await tcpRequest(client.ns, client.nodeIp, 30080)).pod);
+    const sticky = await tcpSpread(client.ns, VIP, 80, 6);
+    expect(sticky.size).toBe(1);
+  });
+
+  it('endpoint removal drains: weight 0, an open connection keeps working, new ones avoid it', async () => {
+    for (const p of pods) {
+      const h = spawn('ip', ['netns', 'exec', p.ns, process.execPath, '-e', "require('net').createServer((s)=>s.pipe(s)).listen(9090,'0.0.0.0',()=>console.log('ready'))"], { stdio: ['pipe', 'pipe', 'inherit'] });
+      holders.push(h);
+      await new Promise<void>((r) => h.stdout!.once('data', () => r()));
+    }
+    const s = state([vs(VIP, 9090, pods, { rsPort: 9090 } as never)]);
+    expect((await applier.apply(s)).verified).toBe(true);
+    // One long-lived client connection: writes a line per stdin line and prints the echo.
+    const conn = spawn('ip', ['netns', 'exec', client.ns, process.execPath, '-e',
+      `const s=require('net').connect(9090,'${VIP}',()=>console.log('up '+s.localPort));s.on('data',d=>process.stdout.write(d));process.stdin.on('data',d=>s.write(d));s.on('close',()=>{console.log('closed');process.exit(0)})`], { stdio: ['pipe', 'pipe', 'inherit'] });
+    holders.push(conn);
+    let out = '';
+    conn.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
+    const waitFor = async (text: string) => { for (let i = 0; i < 600 && !out.includes(text); i++) await new Promise((r) => setTimeout(r, 100)); expect(out).toContain(text); };
+    await waitFor('up ');
+    // Which pod holds the connection: the one IPVS shows an active connection for.
+    const listing = await execIn(node.ns, ['ipvsadm', '-Ln', '-t', `${VIP}:9090`]);
+    const holder = pods.find((p) => new RegExp(`${p.ip.replace(/\./g, '\\.')}:9090\\s+Masq\\s+1\\s+1`).test(listing));
+    expect(holder, listing).toBeDefined();
+    const rest = pods.filter((p) => p !== holder);
+    const r = await applier.apply(state([vs(VIP, 9090, rest, { rsPort: 9090 } as never)]));
+    expect(r.notes).toContain('1 real server(s) draining');
+    expect(await execIn(node.ns, ['ipvsadm', '-Sn'])).toContain(`-a -t ${VIP}:9090 -r ${holder!.ip}:9090 -m -w 0`);
+    conn.stdin!.write('still-there\n');
+    await waitFor('still-there');
+    expect(out).not.toContain('closed');
+    conn.stdin!.end();
+  });
+
+  it('drift behind our back (ipvsadm -D, ipset del) is repaired by resync', async () => {
+    const s = state([vs(VIP, 80, pods), vs(VIP, 53, pods, { protocol: 'UDP' })]);
+    await applier.apply(s);
+    await execIn(node.ns, ['ipvsadm', '-D', '-t', `${VIP}:80`]);
+    await execIn(node.ns, ['ipset', 'del', 'KUBE-CLUSTER-IP', `${VIP},udp:53`]);
+    const r = await applier.resync();
+    expect(r.kernelWrites).toBe(1 + pods.length + 1);
+    expect(r.verified).toBe(true);
+    expect(['web-a', 'web-b', 'web-c']).toContain((await tcpRequest(client.ns, VIP, 80)).pod);
+    expect((await applier.resync()).kernelWrites).toBe(0);
+  });
+
+  it('a restarted applier (new process, same state file) changes nothing', async () => {
+    const s = state([vs(VIP, 80, pods), vs(VIP, 53, pods, { protocol: 'UDP' })]);
+    await applier.apply(s);
+    await applier.stop();
+    applier = await ApplierProcess.start(node.ns, stateFile);
+    const r = await applier.apply(s);
+    expect(r.kernelWrites).toBe(0);
+    expect(r.verified).toBe(true);
+  });
+
+  it('cleanup removes what we created and leaves foreign rules', async () => {
+    const r = await applier.cleanup();
+    expect(r.kernelWrites).toBeGreaterThan(0);
+    expect(await ipvsadm()).toBe('-A -t 192.0.2.1:443 -s wlc\n');
+    expect(await execIn(node.ns, ['ipset', 'list', '-n'])).not.toContain('KUBE-');
+    expect(await execIn(node.ns, ['iptables-save'])).not.toContain('KUBE-');
+    await foreignIntact();
+  });
+});
+
