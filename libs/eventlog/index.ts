@@ -7,3 +7,6 @@ export { watchEventChange } from './watch-event-change.ts';
 export { rebuildAtSeq, replayVersion, replayAt, contentSource, versionArtifact, type RebuildResult, type VersionReplay, type RebuildOptions } from './replay.ts';
 export { GENESIS_HASH, chainHash } from './row-chain.ts';
 export { APPLICATION_ID, type SchemaStatus } from './open-database.ts';
+export { verifyLog, type VerifyReport, type VerifyProblem } from './verify-log.ts';
+export { compactLog, backupLog, type CompactResult } from './compact-log.ts';
+export { serviceHistory, nodeAt, diffVersions, nodesBehind, type ServiceHistoryEntry, type NodeAtTime, type VersionDiff, type NodeLag, type NodeLagStatus } from './audit-queries.ts';

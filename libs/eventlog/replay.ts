@@ -32,7 +32,7 @@ export function rebuildAtSeq(log: EventLog, seq: number, opts: RebuildOptions = 
   const cp = checkpointAtOrBefore(log.db, seq);
   const from = cp?.seq ?? 0;
   const anchor = (log.db.prepare(`SELECT anchor_id AS a FROM chain_heads WHERE chain = 'events'`).get() as { a: number }).a;
-  if (from < anchor) throw new EventLogError('COMPACTED', `events up to seq ${anchor} were compacted and no checkpoint covers seq ${seq}`);
+  if (from < anchor && seq > from) throw new EventLogError('COMPACTED', `events up to seq ${anchor} were compacted and no checkpoint covers seq ${seq}`);
   const state = cp ? ClusterState.fromObjects(cp.objects) : new ClusterState();
   const sql = opts.sequential
     ? 'SELECT seq, kind, type, namespace, name, object FROM events WHERE seq > ? AND seq <= ? ORDER BY seq'

@@ -1,5 +1,8 @@
 import type { Command } from 'commander';
 import { registerPlan } from './plan.ts';
+import { registerDb } from './db.ts';
+import { registerReplay } from './replay.ts';
+import { registerAudit } from './audit.ts';
 import { registerCleanup } from './cleanup.ts';
 import { registerApply } from './apply.ts';
 
@@ -9,6 +12,9 @@ export type SetExit = (code: number) => void;
 /** Every subcommand registers itself here; one line per module keeps merges trivial. */
 export function registerCommands(program: Command, setExit: SetExit): void {
   registerPlan(program, setExit);
+  registerDb(program, setExit);
+  registerReplay(program, setExit);
+  registerAudit(program, setExit);
   registerCleanup(program, setExit);
   registerApply(program, setExit);
 }

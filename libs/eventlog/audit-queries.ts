@@ -1,0 +1,136 @@
+import { type Ack, type AckOrNack, type DataDelta, type LoggedWatchEvent } from '../model/index.ts';
+import { nodeStateHash, renderNodeState } from '../planner/index.ts';
+import { EventLogError } from './event-log-error.ts';
+import { rowToEvent, type EventLog, type EventRow } from './event-log.ts';
+import { replayVersion } from './replay.ts';
+
+export interface ServiceHistoryEntry {
+  readonly event: LoggedWatchEvent;
+  /** The first version whose seq range covers the event (undefined: no version yet). */
+  readonly version: number | undefined;
+  /** Nodes that acknowledged that version or a later one, each with the first such ack's version. */
+  readonly ackedBy: readonly { node: string; version: number; at: string }[];
+}
+
+/** Every event of one service (the Service and the slices labelled for it), oldest first. */
+export function serviceHistory(log: EventLog, ns: string, name: string): ServiceHistoryEntry[] {
+  const rows = log.db.prepare(`SELECT * FROM events WHERE namespace = ? AND service = ? AND kind IN ('Service','EndpointSlice') ORDER BY seq`)
+    .all(ns, name) as EventRow[];
+  const versionOf = log.db.prepare('SELECT min(version) AS v FROM versions WHERE seq_to >= ? AND content_of IS NULL');
+  const acks = log.db.prepare(`SELECT node, min(version) AS version, min(at) AS at FROM acks WHERE type = 'ACK' AND version >= ? GROUP BY node ORDER BY node`);
+  return rows.map((r) => {
+    const v = (versionOf.get(r.seq) as { v: number | null }).v ?? undefined;
+    const ackedBy = v === undefined ? [] : (acks.all(v) as { node: string; version: number; at: string }[]);
+    return { event: rowToEvent(r), version: v, ackedBy };
+  });
+}
+
+export interface NodeAtTime {
+  readonly node: string;
+  readonly at: string;
+  /** The last ACK at or before `at`, undefined when the node had acked nothing by then. */
+  readonly ack: Ack | undefined;
+  /** NACKs after that ACK and up to `at`: what the node failed to apply since. */
+  readonly nacksSince: number;
+  /** Service keys in the acked version's data. */
+  readonly services: readonly string[];
+  /**
+   * True when rendering the acked version with the acked config revision gives exactly the node
+   * state hash the node reported; undefined when the config revision is not in the log.
+   */
+  readonly nodeStateVerified: boolean | undefined;
+}
+
+/** What a node had programmed at a time: its last ACK then, the version's services, and a cross-check. */
+export function nodeAt(log: EventLog, node: string, at?: string): NodeAtTime {
+  const when = at === undefined ? new Date(8.64e15).toISOString() : iso(at);
+  const row = log.db.prepare(`SELECT id, body FROM acks WHERE node = ? AND type = 'ACK' AND at <= ? ORDER BY at DESC, id DESC LIMIT 1`)
+    .get(node, when) as { id: number; body: string } | undefined;
+  const ack = row && (JSON.parse(row.body) as Ack);
+  const nacksSince = (log.db.prepare(`SELECT count(*) AS n FROM acks WHERE node = ? AND type = 'NACK' AND at <= ? AND at >= ?`)
+    .get(node, when, ack?.at ?? '') as { n: number }).n;
+  if (!ack) return { node, at: when, ack, nacksSince, services: [], nodeStateVerified: undefined };
+  const r = replayVersion(log, ack.version);
+  const services = [...r.state.data.services()].map((s) => s.key).sort();
+  const config = log.configRevision(ack.configRevision)?.config;
+  let verified: boolean | undefined;
+  if (config) {
+    try {
+      verified = nodeStateHash(renderNodeState(r.state.data, node, config)) === ack.nodeStateHash;
+    } catch {
+      verified = false;
+    }
+  }
+  return { node, at: when, ack, nacksSince, services, nodeStateVerified: verified };
+}
+
+export interface VersionDiff {
+  readonly from: number;
+  readonly to: number;
+  readonly servicesAdded: readonly string[];
+  readonly servicesRemoved: readonly string[];
+  readonly servicesChanged: readonly string[];
+  readonly nodesAdded: readonly string[];
+  readonly nodesRemoved: readonly string[];
+  readonly nodesChanged: readonly string[];
+  readonly delta: DataDelta;
+}
+
+/** What changed from version a to version b (both rebuilt from the log). */
+export function diffVersions(log: EventLog, a: number, b: number): VersionDiff {
+  const from = replayVersion(log, a).state.data;
+  const to = replayVersion(log, b).state.data;
+  const delta = to.deltaFrom(from);
+  const svc = delta.upsertServices.map((s) => s.key);
+  const nodes = delta.upsertNodes.map((n) => n.name);
+  return {
+    from: a, to: b, delta,
+    servicesAdded: svc.filter((k) => from.service(k) === undefined),
+    servicesChanged: svc.filter((k) => from.service(k) !== undefined),
+    servicesRemoved: [...delta.removeServices],
+    nodesAdded: nodes.filter((n) => from.node(n) === undefined),
+    nodesChanged: nodes.filter((n) => from.node(n) !== undefined),
+    nodesRemoved: [...delta.removeNodes],
+  };
+}
+
+export type NodeLagStatus = 'BEHIND' | 'FAILED' | 'CURRENT';
+
+export interface NodeLag {
+  readonly node: string;
+  readonly status: NodeLagStatus;
+  /** Version of the node's last report (ACK or NACK). */
+  readonly version: number;
+  /** Last version the node acked (0: none). */
+  readonly ackedVersion: number;
+  readonly latestVersion: number;
+  readonly lastReport: AckOrNack;
+}
+
+/**
+ * Every node that ever reported, with where it stands: FAILED when its last report is a NACK,
+ * BEHIND when its last ACK is older than the latest version, else CURRENT. `all` false keeps
+ * only the BEHIND and FAILED ones.
+ */
+export function nodesBehind(log: EventLog, opts: { all?: boolean } = {}): NodeLag[] {
+  const latest = log.latestVersion()?.version ?? 0;
+  const rows = log.db.prepare(`SELECT a.body FROM acks a JOIN (SELECT node, max(id) AS id FROM acks GROUP BY node) l ON a.id = l.id ORDER BY a.node`)
+    .all() as { body: string }[];
+  const acked = log.db.prepare(`SELECT max(version) AS v FROM acks WHERE node = ? AND type = 'ACK'`);
+  const out: NodeLag[] = [];
+  for (const { body } of rows) {
+    const last = JSON.parse(body) as AckOrNack;
+    const ackedVersion = (acked.get(last.node) as { v: number | null }).v ?? 0;
+    const status: NodeLagStatus = last.type === 'NACK' ? 'FAILED' : last.version < latest ? 'BEHIND' : 'CURRENT';
+    if (opts.all || status !== 'CURRENT') out.push({ node: last.node, status, version: last.version, ackedVersion, latestVersion: latest, lastReport: last });
+  }
+  return out;
+}
+
+function iso(at: string): string {
+  const t = Date.parse(at);
+  if (Number.isNaN(t)) throw new EventLogError('INVALID', `--at ${at}: not an ISO-8601 time`);
+  return new Date(t).toISOString();
+}
+
+

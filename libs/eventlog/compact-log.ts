@@ -1,0 +1,64 @@
+import fs from 'node:fs';
+import { EventLogError, translateSqliteError } from './event-log-error.ts';
+import type { EventLog } from './event-log.ts';
+import { writeCheckpoint } from './checkpoints.ts';
+import { contentSource, rebuildAtSeq } from './replay.ts';
+
+export interface CompactResult {
+  /** Events up to this seq were removed; the chain now starts after it (its anchor). */
+  readonly cutSeq: number;
+  readonly eventsRemoved: number;
+  readonly checkpointsRemoved: number;
+  /** Checkpoints written so retained versions stay replayable. */
+  readonly checkpointsWritten: number;
+}
+
+/**
+ * Opt-in retention: removes the events before version `before` while keeping every version from
+ * `before` on replayable exactly. It ensures a checkpoint at version `before`'s seq, plus one at
+ * the source of every retained pin/rollback that copies an older version, then deletes the events
+ * up to that seq in one transaction and records the last removed event's hash as the chain's
+ * anchor, so `verify` checks the remaining chain from there.
+ */
+export function compactLog(log: EventLog, before: number): CompactResult {
+  const target = log.version(before);
+  if (!target) throw new EventLogError('NOT_FOUND', `compact: version ${before} does not exist`);
+  const cut = target.seqTo;
+  const anchor = (log.db.prepare(`SELECT anchor_id AS a FROM chain_heads WHERE chain = 'events'`).get() as { a: number }).a;
+  const needed = new Set<number>([cut]);
+  for (const v of log.versions({ from: before })) {
+    const src = contentSource(log, v.version);
+    if (src.seqTo < cut) needed.add(src.seqTo);
+  }
+  needed.add(contentSource(log, before).seqTo);
+  // Rebuild what is needed before deleting anything (reads only), then write in one transaction.
+  const have = new Set(log.checkpoints().map((c) => c.seq));
+  const toWrite = [...needed].filter((s) => !have.has(s)).map((seq) => ({ seq, state: rebuildAtSeq(log, seq).state }));
+  const createdAt = new Date().toISOString();
+  try {
+    return log.db.transaction(() => {
+      for (const w of toWrite) writeCheckpoint(log.db, { state: w.state, seq: w.seq, version: before, createdAt });
+      if (cut <= anchor) return { cutSeq: anchor, eventsRemoved: 0, checkpointsRemoved: 0, checkpointsWritten: toWrite.length };
+      const last = log.db.prepare('SELECT row_hash FROM events WHERE seq = ?').get(cut) as { row_hash: string } | undefined;
+      if (!last) throw new EventLogError('INVALID', `compact: event ${cut} is missing; run db verify`);
+      const removed = log.db.prepare('DELETE FROM events WHERE seq <= ?').run(cut).changes;
+      const placeholders = [...needed].map(() => '?').join(',');
+      const cpRemoved = log.db.prepare(`DELETE FROM checkpoints WHERE seq < ? AND seq NOT IN (${placeholders})`).run(cut, ...needed).changes;
+      log.db.prepare(`UPDATE chain_heads SET anchor_id = ?, anchor_hash = ? WHERE chain = 'events'`).run(cut, last.row_hash);
+      return { cutSeq: cut, eventsRemoved: removed, checkpointsRemoved: cpRemoved, checkpointsWritten: toWrite.length };
+    }).immediate();
+  } catch (e) {
+    throw translateSqliteError(e, `compact ${log.file}`);
+  }
+}
+
+/** A consistent copy of the log (VACUUM INTO), safe while the planner keeps writing. */
+export function backupLog(log: EventLog, out: string): { bytes: number } {
+  if (fs.existsSync(out)) throw new EventLogError('INVALID', `backup: ${out} already exists; not overwriting`);
+  try {
+    log.db.prepare('VACUUM INTO ?').run(out);
+  } catch (e) {
+    throw translateSqliteError(e, `backup to ${out}`);
+  }
+  return { bytes: fs.statSync(out).size };
+}

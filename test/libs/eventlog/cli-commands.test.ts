@@ -1,0 +1,137 @@
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { main } from '../../../services/cli/main.ts';
+import { drivePlanner, randomHistory, type DrivenVersion } from './support/random-history.ts';
+import { openLog, steppingClock, tempDir } from './support/temp-log.ts';
+import { DEFAULT_PROXY_CONFIG } from '../../../libs/model/index.ts';
+import { nodeStateHash, renderNodeState } from '../../../libs/planner/index.ts';
+import { replayVersion } from '../../../libs/eventlog/index.ts';
+
+const BIN = path.join(import.meta.dirname, '../../../bin/switchboard');
+const tmp = tempDir();
+let file: string;
+let recorded: DrivenVersion[];
+
+/** Runs the CLI in a child process, exactly as a user would (used sparingly: tsx startup is slow). */
+function spawnSb(...args: string[]): { code: number; out: string; err: string } {
+  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8' });
+  return { code: r.status ?? -1, out: r.stdout, err: r.stderr };
+}
+
+/** Runs the CLI's main() in this process, capturing stdout/stderr. */
+async function sb(...args: string[]): Promise<{ code: number; out: string; err: string }> {
+  let out = '';
+  let err = '';
+  const o = vi.spyOn(process.stdout, 'write').mockImplementation((s) => { out += String(s); return true; });
+  const e = vi.spyOn(process.stderr, 'write').mockImplementation((s) => { err += String(s); return true; });
+  try {
+    const code = await main(args);
+    return { code, out, err };
+  } finally {
+    o.mockRestore();
+    e.mockRestore();
+  }
+}
+
+beforeAll(async () => {
+  file = tmp.file('cli.db');
+  const log = await openLog(file, steppingClock());
+  recorded = drivePlanner(log, randomHistory({ seed: 7, steps: 80, pinRate: 0.1 }), { checkpointEvery: 25 });
+  const cfg = log.recordConfigRevision({ config: DEFAULT_PROXY_CONFIG, reason: 'initial' });
+  const v2 = replayVersion(log, 2);
+  log.recordAck({
+    type: 'ACK', node: 'node-1', version: 2, configRevision: cfg.revision, dataHash: v2.hash,
+    nodeStateHash: nodeStateHash(renderNodeState(v2.state.data, 'node-1', DEFAULT_PROXY_CONFIG)), mode: 'ipvs', kernelWrites: 3,
+    timings: { fetchMs: 1, renderMs: 1, applyMs: 1 }, at: '2025-01-01T00:05:00.000Z',
+  });
+  log.recordAck({ type: 'NACK', node: 'node-2', version: 3, configRevision: 1, error: 'ipset full', lastGoodVersion: 0, lastGoodConfigRevision: 0, at: '2025-01-01T00:06:00.000Z' });
+  log.close();
+}, 60_000);
+afterAll(() => tmp.cleanup());
+
+describe('switchboard db / replay / audit', () => {
+  it('bin/switchboard replay --to-version prints the recorded hash (child process)', () => {
+    const v = recorded[recorded.length - 1]!;
+    const r = spawnSb('replay', '--db', file, '--to-version', String(v.version));
+    expect(r.err).toBe('');
+    expect(r.out).toBe(`version ${v.version} hash ${v.hash}\n`);
+    expect(r.code).toBe(0);
+    const bad = spawnSb('replay', '--db', file, '--to-version', '99999');
+    expect(bad.code).toBe(1);
+    expect(bad.err).toMatch(/^switchboard: .*version 99999 does not exist.*\n$/);
+  }, 120_000);
+
+  it('replay --to-version prints the recorded hash for a plain version and a pin', async () => {
+    const pinV = recorded.find((v, i) => i > 0 && recorded.slice(0, i).some((p) => p.hash === v.hash)) ?? recorded[recorded.length - 1]!;
+    for (const v of [recorded[0]!, pinV, recorded[recorded.length - 1]!]) {
+      const r = await sb('replay', '--db', file, '--to-version', String(v.version));
+      expect(r.err).toBe('');
+      expect(r.out).toBe(`version ${v.version} hash ${v.hash}\n`);
+      expect(r.code).toBe(0);
+    }
+    const j = JSON.parse((await sb('replay', '--db', file, '--json')).out);
+    expect(j).toMatchObject({ version: recorded[recorded.length - 1]!.version, match: true });
+  });
+
+  it('replay: usage mistakes exit 2, a missing version exits 1 with one line', async () => {
+    expect((await sb('replay', '--db', file, '--to-version', 'x')).code).toBe(2);
+    expect((await sb('replay', '--db', file, '--to-version', '1', '--to-seq', '3')).code).toBe(2);
+    const r = await sb('replay', '--db', file, '--to-version', '99999');
+    expect(r.code).toBe(1);
+    expect(r.err.trim().split('\n')).toHaveLength(1);
+    expect(r.err).toMatch(/version 99999 does not exist/);
+  });
+
+  it('db status and verify on a good log; verify names a tampered row and exits 1', async () => {
+    expect((await sb('db', 'status', '--db', file)).out).toMatch(/schemaVersion: 1/);
+    const ok = await sb('db', 'verify', '--db', file, '--deep');
+    expect(ok.code).toBe(0);
+    expect(ok.out).toMatch(/^ok: events \d+/);
+    const copy = tmp.file('tampered.db');
+    fs.copyFileSync(file, copy);
+    const db = new Database(copy);
+    db.prepare(`UPDATE events SET resource_version = '999999' WHERE seq = 12`).run();
+    db.close();
+    const bad = await sb('db', 'verify', '--db', copy);
+    expect(bad.code).toBe(1);
+    expect(bad.err).toMatch(/events row 12: .*edited/);
+  });
+
+  it('db backup writes a verifiable copy and refuses to overwrite', async () => {
+    const out = path.join(tmp.dir, 'backup.db');
+    expect((await sb('db', 'backup', '--db', file, out)).code).toBe(0);
+    expect((await sb('db', 'verify', '--db', out)).code).toBe(0);
+    expect((await sb('replay', '--db', out, '--to-version', '3')).out).toBe(`version 3 hash ${recorded[2]!.hash}\n`);
+    const again = await sb('db', 'backup', '--db', file, out);
+    expect(again.code).toBe(1);
+    expect(again.err).toMatch(/already exists/);
+    expect((await sb('db', 'frobnicate', '--db', file)).code).toBe(2);
+  });
+
+  it('audit service, node, ops, diff and behind, as tables and JSON', async () => {
+    const svc = JSON.parse((await sb('audit', '--db', file, 'service', 'default/svc-1', '--json')).out) as { event: { kind: string }; version?: number; ackedBy: { node: string }[] }[];
+    expect(svc.length).toBeGreaterThan(0);
+    expect(new Set(svc.map((e) => e.event.kind))).toEqual(new Set(['Service', 'EndpointSlice']));
+    expect(svc.some((e) => e.version !== undefined && e.version <= 2 && e.ackedBy.some((a) => a.node === 'node-1'))).toBe(true);
+    expect((await sb('audit', '--db', file, 'service', 'default/svc-1')).out).toMatch(/^SEQ +RECEIVED/);
+
+    const node = JSON.parse((await sb('audit', '--db', file, 'node', 'node-1', '--at', '2025-01-01T00:07:00Z', '--json')).out);
+    expect(node).toMatchObject({ node: 'node-1', ack: { version: 2 }, nodeStateVerified: true });
+    expect(JSON.parse((await sb('audit', '--db', file, 'node', 'node-1', '--at', '2025-01-01T00:04:00Z', '--json')).out).ack).toBeUndefined();
+
+    const ops = await sb('audit', '--db', file, 'ops');
+    expect(ops.out).toMatch(/^ID +AT +KIND +ACTOR/);
+    expect(ops.out).toMatch(/(pin|rollback) +test/);
+
+    const diff = JSON.parse((await sb('audit', '--db', file, 'diff', '1', String(recorded[recorded.length - 1]!.version), '--json')).out);
+    expect(diff.servicesAdded.length + diff.servicesChanged.length + diff.servicesRemoved.length + diff.nodesAdded.length).toBeGreaterThan(0);
+
+    const behind = JSON.parse((await sb('audit', '--db', file, 'behind', '--json')).out) as { node: string; status: string }[];
+    expect(behind.map((b) => [b.node, b.status])).toEqual([['node-1', 'BEHIND'], ['node-2', 'FAILED']]);
+    expect((await sb('audit', '--db', file, 'nodes')).code).toBe(2);
+    expect((await sb('audit', '--db', file, 'diff', '1')).code).toBe(2);
+  });
+});
