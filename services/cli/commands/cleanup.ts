@@ -1,4 +1,4 @@
-import { join } from 'node:path';
+import { hostname } from 'node:os';
 import { Command, Option } from 'commander';
 import type { ApplyResult, Dataplane } from '../../../libs/dataplane/dataplane.ts';
 import { NftablesDataplane } from '../../../libs/dataplane/nftables/index.ts';
@@ -8,9 +8,9 @@ import type { SetExit } from './index.ts';
 export type CleanupMode = 'ipvs' | 'nftables';
 
 /** Opens the dataplane whose owned state `cleanup` removes; a seam for tests and the factory. */
-export type DataplaneOpener = (mode: CleanupMode, o: { stateDir: string; netns?: string }) => Promise<Dataplane>;
+export type DataplaneOpener = (mode: CleanupMode, o: CleanupOptions) => Promise<Dataplane>;
 
-export const DEFAULT_STATE_DIR = '/var/lib/switchboard';
+export interface CleanupOptions { stateDir: string; node: string; netns?: string }
 
 /**
  * Default openers. nftables owns exactly one table, so nothing needs recording. ipvs mode owns
@@ -20,16 +20,15 @@ export const DEFAULT_STATE_DIR = '/var/lib/switchboard';
 export const openDataplane: DataplaneOpener = async (mode, o) => {
   if (mode === 'nftables') return new NftablesDataplane({ netns: o.netns });
   if (o.netns) throw new UsageError('--netns is supported for nftables only');
-  const { IpvsDataplane } = await import('../../../libs/dataplane/ipvs/ipvs-dataplane.ts');
-  const { NetlinkKernel } = await import('../../../libs/dataplane/ipvs/netlink-kernel.ts');
-  const { FileOwnershipStore } = await import('../../../libs/dataplane/ipvs/ownership-record.ts');
-  return new IpvsDataplane({ kernel: await NetlinkKernel.open(), store: new FileOwnershipStore(join(o.stateDir, 'ipvs-ownership.json')) });
+  // The same ownership record (ipvsStatePath(stateDir, node)) the applier of this node keeps.
+  const { createDataplane } = await import('../../../libs/dataplane/create-dataplane.ts');
+  return createDataplane({ mode: 'ipvs', node: o.node, stateDir: o.stateDir });
 };
 
 export interface CleanupReport { mode: CleanupMode; result?: ApplyResult; error?: string }
 
 /** Removes only what Switchboard owns, for each mode; one failure does not stop the others. */
-export async function cleanupModes(modes: readonly CleanupMode[], o: { stateDir: string; netns?: string }, open: DataplaneOpener = openDataplane): Promise<CleanupReport[]> {
+export async function cleanupModes(modes: readonly CleanupMode[], o: CleanupOptions, open: DataplaneOpener = openDataplane): Promise<CleanupReport[]> {
   const out: CleanupReport[] = [];
   for (const mode of modes) {
     let dp: Dataplane | undefined;
@@ -51,12 +50,13 @@ export function registerCleanup(program: Command, setExit: SetExit): void {
   program.command('cleanup')
     .description('remove everything Switchboard programmed on this host (and nothing else)')
     .addOption(new Option('--mode <mode>', 'which mode to clean up').choices(['ipvs', 'nftables', 'all']).makeOptionMandatory())
-    .option('--state-dir <dir>', 'applier state directory (ipvs ownership record)', DEFAULT_STATE_DIR)
+    .option('--state-dir <dir>', 'applier state directory (ipvs ownership record)', '/var/lib/switchboard')
+    .option('--node <name>', 'node name the applier ran as (names the ipvs ownership record)', hostname())
     .option('--netns <name>', 'operate inside this network namespace (nftables)')
     .option('--json', 'print a JSON report')
-    .action(async (o: { mode: 'ipvs' | 'nftables' | 'all'; stateDir: string; netns?: string; json?: boolean }) => {
+    .action(async (o: { mode: 'ipvs' | 'nftables' | 'all'; stateDir: string; node: string; netns?: string; json?: boolean }) => {
       const modes: CleanupMode[] = o.mode === 'all' ? ['nftables', 'ipvs'] : [o.mode];
-      const reports = await cleanupModes(modes, { stateDir: o.stateDir, netns: o.netns });
+      const reports = await cleanupModes(modes, { stateDir: o.stateDir, node: o.node, netns: o.netns });
       if (o.json) process.stdout.write(JSON.stringify(reports) + '\n');
       else for (const r of reports) {
         if (r.error) process.stderr.write(`switchboard: cleanup ${r.mode}: ${r.error}\n`);
