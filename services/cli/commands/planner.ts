@@ -1,0 +1,38 @@
+import type { Command } from 'commander';
+import { runPlanner } from '../../planner/run-planner.ts';
+import { UsageError } from '../cli-errors.ts';
+import { loadProxyConfig } from '../load-proxy-config.ts';
+import type { SetExit } from './index.ts';
+
+export function registerPlanner(program: Command, setExit: SetExit): void {
+  program.command('planner')
+    .description('watch Kubernetes (or a manifests directory), log every event, publish versioned desired state on NATS')
+    .option('--manifests <dir>', 'directory of Service/EndpointSlice/Node manifests (rescanned on change)')
+    .option('--kubeconfig <file>', 'kubeconfig of the cluster to watch')
+    .option('--in-cluster', 'use the pod service account')
+    .requiredOption('--nats <url>', 'NATS server URL')
+    .requiredOption('--db <file>', 'SQLite event log')
+    .option('--http <addr>', 'HTTP API address (host:port)', '127.0.0.1:9440')
+    .option('--token-file <file>', 'bearer tokens for the HTTP API, one "TOKEN [IDENTITY]" a line')
+    .option('--config <file>', 'proxy config (YAML/JSON) for the first config revision')
+    .option('--checkpoint-every <k>', 'object-state checkpoint in the log every K events', '10000')
+    .action(async (o: { manifests?: string; kubeconfig?: string; inCluster?: boolean; nats: string; db: string; http: string; tokenFile?: string; config?: string; checkpointEvery: string }) => {
+      const sources = [o.manifests, o.kubeconfig, o.inCluster].filter(Boolean).length;
+      if (sources !== 1) throw new UsageError('choose exactly one of --manifests DIR, --kubeconfig FILE, --in-cluster');
+      const k = Number(o.checkpointEvery);
+      if (!Number.isInteger(k) || k < 0) throw new UsageError('--checkpoint-every must be a whole number');
+      const running = await runPlanner({
+        manifests: o.manifests, kubeconfig: o.kubeconfig, inCluster: o.inCluster, nats: o.nats, db: o.db, http: o.http,
+        tokenFile: o.tokenFile, config: loadProxyConfig(o.config, {}), checkpointEvery: k,
+      });
+      process.stderr.write(`planner: HTTP API on ${running.url}\n`);
+      void running.planner.synced.then(() => process.stderr.write(`planner: synced, version ${running.planner.data.latest()?.version ?? 0}\n`));
+      await new Promise<void>((resolve) => {
+        const done = () => resolve();
+        process.once('SIGINT', done);
+        process.once('SIGTERM', done);
+      });
+      await running.stop();
+      setExit(0);
+    });
+}

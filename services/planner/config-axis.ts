@@ -1,0 +1,104 @@
+import type { EventLog } from '../../libs/eventlog/event-log.ts';
+import {
+  configOverrides, planWaves, resumeRollout, rollbackConfig, startRollout, stepRollout,
+  type ConfigTargetState, type NodeReport, type WaveSpec,
+} from '../../libs/control/index.ts';
+import { contentHash, readProxyConfig, type ConfigRevision, type OperationKind, type ProxyConfig } from '../../libs/model/index.ts';
+
+export interface Actor {
+  readonly actor: string;
+  readonly reason: string;
+}
+
+/**
+ * The config axis: proxy-config revisions, the cluster default, and the rollout in progress. Its
+ * state is a plain value moved by libs/control's pure functions; every move is recorded as an
+ * operation whose params carry the resulting state, so a restarted planner resumes it exactly.
+ */
+export class ConfigAxis {
+  private constructor(private readonly log: EventLog, private st: ConfigTargetState, private readonly now: () => Date) {}
+
+  /** Restores from the log; on a fresh log the given config becomes revision 1 and the default. */
+  static restore(log: EventLog, initial: ProxyConfig, now: () => Date = () => new Date()): ConfigAxis {
+    const ops = log.operations();
+    let st: ConfigTargetState | undefined;
+    for (const op of ops) {
+      const s = op.params.configState as ConfigTargetState | undefined;
+      if (s) st = s;
+    }
+    if (!st) {
+      const rev = log.latestConfigRevision() ?? log.recordConfigRevision({ config: initial, reason: 'initial config' });
+      st = { defaultRevision: rev.revision, previousDefault: undefined, rollout: undefined };
+      log.recordOperation({ kind: 'config', actor: 'planner', reason: 'initial config revision', params: { configState: st } });
+    }
+    return new ConfigAxis(log, st, now);
+  }
+
+  get state(): ConfigTargetState {
+    return this.st;
+  }
+
+  revision(n: number): ConfigRevision | undefined {
+    return this.log.configRevision(n);
+  }
+
+  defaultConfig(): ProxyConfig {
+    return this.log.configRevision(this.st.defaultRevision)!.config;
+  }
+
+  overrides(): Map<string, number> {
+    return configOverrides(this.st);
+  }
+
+  /**
+   * Records a new revision from a (partial) change over the default's config; returns the existing
+   * latest revision instead when nothing changed (no-op config edits make no revision).
+   */
+  newRevision(change: Record<string, unknown>, who: Actor, kind: OperationKind = 'config'): ConfigRevision {
+    const base = this.defaultConfig();
+    const config = readProxyConfig({ ...base, ...change });
+    const latest = this.log.latestConfigRevision()!;
+    if (contentHash(config) === latest.hash) return latest;
+    const rev = this.log.recordConfigRevision({ config, reason: who.reason });
+    this.log.recordOperation({ kind, actor: who.actor, reason: who.reason, params: { revision: rev.revision, change } });
+    return rev;
+  }
+
+  startRollout(o: { revision: number; waves: readonly WaveSpec[]; nodes: readonly string[]; pauseOnError: boolean }, who: Actor): ConfigTargetState {
+    if (!this.log.configRevision(o.revision)) throw new Error(`config revision ${o.revision} does not exist`);
+    const waves = planWaves(o.nodes, o.waves);
+    return this.commit(startRollout(this.st, { configRevision: o.revision, waves, pauseOnError: o.pauseOnError, at: this.at() }), 'rollout', who,
+      { revision: o.revision, waves });
+  }
+
+  resume(who: Actor): ConfigTargetState {
+    return this.commit(resumeRollout(this.st, this.at()), 'rollout', who, { resume: true });
+  }
+
+  rollback(to: number | undefined, who: Actor): ConfigTargetState {
+    if (to !== undefined && !this.log.configRevision(to)) throw new Error(`config revision ${to} does not exist`);
+    return this.commit(rollbackConfig(this.st, to, this.at()), 'rollback', who, { axis: 'config', to: to ?? null });
+  }
+
+  /** Feeds node reports to a running rollout; records the move when the state changed. */
+  step(reports: ReadonlyMap<string, NodeReport>): boolean {
+    const next = stepRollout(this.st, reports, this.at());
+    if (next === this.st) return false;
+    const r = next.rollout!;
+    const reason = r.status === 'running' ? `wave ${r.wave + 1} of ${r.waves.length} starts: previous wave ACKed revision ${r.configRevision}`
+      : r.status === 'completed' ? `revision ${r.configRevision} is the cluster default: every wave ACKed`
+        : `rollout ${r.status}: ${r.haltedBy?.node} NACKed revision ${r.configRevision}: ${r.haltedBy?.error}`;
+    this.commit(next, 'rollout', { actor: 'planner', reason }, { revision: r.configRevision, wave: r.wave, status: r.status });
+    return true;
+  }
+
+  private commit(next: ConfigTargetState, kind: OperationKind, who: Actor, params: Record<string, unknown>): ConfigTargetState {
+    this.log.recordOperation({ kind, actor: who.actor, reason: who.reason, params: { ...params, configState: next } });
+    this.st = next;
+    return next;
+  }
+
+  private at(): string {
+    return this.now().toISOString();
+  }
+}

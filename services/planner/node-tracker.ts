@@ -1,0 +1,70 @@
+import { computeNodeStatus, type NodeStatusThresholds } from '../../libs/bus/node-status.ts';
+import { nodeStatusRow, type NodeReport, type NodeStatusRow } from '../../libs/control/index.ts';
+import type { AckOrNack, Heartbeat, NodeTarget } from '../../libs/model/index.ts';
+
+interface NodeSeen {
+  last?: AckOrNack;
+  lastAt?: number;
+  heartbeat?: Heartbeat;
+  heartbeatAt?: number;
+  target?: NodeTarget;
+  targetSetAt?: number;
+}
+
+/** Per-node bookkeeping: latest ACK/NACK, heartbeat, and when its target last moved. */
+export class NodeTracker {
+  private readonly nodes = new Map<string, NodeSeen>();
+
+  constructor(private readonly thresholds?: NodeStatusThresholds) {}
+
+  private seen(node: string): NodeSeen {
+    let s = this.nodes.get(node);
+    if (!s) this.nodes.set(node, (s = {}));
+    return s;
+  }
+
+  onAck(a: AckOrNack, nowMs: number): void {
+    const s = this.seen(a.node);
+    s.last = a;
+    s.lastAt = nowMs;
+  }
+
+  onHeartbeat(h: Heartbeat, nowMs: number): void {
+    const s = this.seen(h.node);
+    s.heartbeat = h;
+    s.heartbeatAt = nowMs;
+  }
+
+  /** Notes a node's target; the APPLYING→STALE clock restarts only when it really moved. */
+  noteTarget(node: string, target: NodeTarget, nowMs: number): void {
+    const s = this.seen(node);
+    if (s.target?.version !== target.version || s.target?.configRevision !== target.configRevision) {
+      s.target = target;
+      s.targetSetAt = nowMs;
+    }
+  }
+
+  /** Nodes that ever answered or sent a heartbeat. */
+  heard(): string[] {
+    return [...this.nodes].filter(([, s]) => s.last || s.heartbeat).map(([n]) => n);
+  }
+
+  /** Latest answer per node, as rollouts read it. */
+  reports(): Map<string, NodeReport> {
+    const out = new Map<string, NodeReport>();
+    for (const [n, s] of this.nodes) {
+      if (s.last) out.set(n, { type: s.last.type, configRevision: s.last.configRevision, error: s.last.type === 'NACK' ? s.last.error : undefined });
+    }
+    return out;
+  }
+
+  row(node: string, target: NodeTarget, expectedNodeStateHash: string | undefined, nowMs: number): NodeStatusRow & { reason: string } {
+    const s = this.nodes.get(node) ?? {};
+    const status = computeNodeStatus({
+      target, targetSetAt: s.targetSetAt, lastAck: s.last, lastAckAt: s.lastAt, lastHeartbeat: s.heartbeat,
+      lastHeartbeatAt: s.heartbeatAt, now: nowMs, thresholds: this.thresholds,
+    });
+    const row = nodeStatusRow({ node, target, last: s.last, heartbeat: s.heartbeat, expectedNodeStateHash }, nowMs, () => status.status);
+    return { ...row, reason: status.reason };
+  }
+}

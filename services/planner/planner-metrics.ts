@@ -1,0 +1,23 @@
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { PlannerHooks } from './planner.ts';
+
+/** Prometheus metrics for one planner, in their own registry (tests run several planners). */
+export function plannerMetrics(): { registry: Registry; hooks: PlannerHooks; versionGauge: Gauge } {
+  const registry = new Registry();
+  const events = new Counter({ name: 'switchboard_planner_events_total', help: 'Watch events appended to the event log', registers: [registry] });
+  const rejected = new Counter({ name: 'switchboard_planner_rejected_objects_total', help: 'Objects rejected as malformed', registers: [registry] });
+  const versions = new Counter({ name: 'switchboard_planner_versions_published_total', help: 'Data versions published', registers: [registry] });
+  const errors = new Counter({ name: 'switchboard_planner_errors_total', help: 'Planner errors by place', labelNames: ['where'], registers: [registry] });
+  const latency = new Histogram({
+    name: 'switchboard_planner_publish_seconds', help: 'Time to publish one version on the bus',
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1], registers: [registry],
+  });
+  const versionGauge = new Gauge({ name: 'switchboard_planner_latest_version', help: 'Latest published data version', registers: [registry] });
+  const hooks: PlannerHooks = {
+    onEvents: (n) => events.inc(n),
+    onRejected: () => rejected.inc(),
+    onVersion: (v, ms) => { versions.inc(); latency.observe(ms / 1000); versionGauge.set(v); },
+    onError: (where) => errors.inc({ where }),
+  };
+  return { registry, hooks, versionGauge };
+}

@@ -1,0 +1,268 @@
+import type { EventLog } from '../../libs/eventlog/event-log.ts';
+import type { DataPin, NodeStatusRow, WaveSpec } from '../../libs/control/index.ts';
+import type { NodeStatusThresholds } from '../../libs/bus/node-status.ts';
+import { type AckOrNack, type NodeTarget, type ProxyConfig, type Rejection } from '../../libs/model/index.ts';
+import { nodeStateHash, renderNodeState } from '../../libs/planner/index.ts';
+import { ConfigAxis, type Actor } from './config-axis.ts';
+import { DataAxis, type NewVersion } from './data-axis.ts';
+import { toWatchEvent, type ObjectRejection } from './event-change.ts';
+import type { EventSource, EventSourceFactory } from './event-source.ts';
+import { NodeTracker } from './node-tracker.ts';
+import type { PlannerBus } from './planner-bus.ts';
+
+/** Optional hooks for metrics and audit; none may throw into the planner. */
+export interface PlannerHooks {
+  onEvents?(n: number): void;
+  onRejected?(r: ObjectRejection | Rejection): void;
+  onVersion?(version: number, publishMs: number): void;
+  onError?(where: string, err: unknown): void;
+}
+
+export interface PlannerOptions {
+  readonly log: EventLog;
+  readonly bus: PlannerBus;
+  readonly source: EventSourceFactory;
+  readonly initialConfig: ProxyConfig;
+  /** Quiet time that folds a burst of events into one version (default 30 ms). */
+  readonly debounceMs?: number;
+  /** Write an object-state checkpoint into the log every this many events (default 10000; 0 = never). */
+  readonly checkpointEvery?: number;
+  readonly statusThresholds?: NodeStatusThresholds;
+  readonly hooks?: PlannerHooks;
+  readonly now?: () => Date;
+}
+
+/**
+ * The planner: source → event log → ClusterState → debounced sync → version → bus. Every
+ * mutation runs through one serial queue, so the log, the in-memory state and the targets on
+ * the bus always move together; I/O is awaited inside the queue (publish before targets).
+ */
+export class Planner {
+  data!: DataAxis;
+  config!: ConfigAxis;
+  readonly nodes: NodeTracker;
+  private source!: EventSource;
+  private chain: Promise<unknown> = Promise.resolve();
+  private timer: NodeJS.Timeout | undefined;
+  private retry: NodeJS.Timeout | undefined;
+  private overridden = new Set<string>();
+  private putRevisions = new Set<number>();
+  private expected = new Map<string, string>();
+  private stopped = false;
+  isSynced = false;
+  lastError: string | undefined;
+  sourceRejections: Rejection[] = [];
+  readonly synced: Promise<void>;
+  private resolveSynced!: () => void;
+
+  constructor(private readonly o: PlannerOptions) {
+    this.nodes = new NodeTracker(o.statusThresholds);
+    this.synced = new Promise((r) => (this.resolveSynced = r));
+  }
+
+  private now(): Date {
+    return this.o.now?.() ?? new Date();
+  }
+
+  /** Restores from the log, republishes what the stream lacks, then starts the source. */
+  async start(): Promise<void> {
+    const log = this.o.log;
+    this.data = DataAxis.restore(log, restorePin(log));
+    this.config = ConfigAxis.restore(log, this.o.initialConfig, () => this.now());
+    await this.serial(() => this.publishAndTarget());
+    this.o.bus.listen({ onAck: (a) => this.onAck(a), onHeartbeat: (h) => this.nodes.onHeartbeat(h, Date.now()) });
+    this.source = this.o.source(
+      (e) => this.serial(() => {
+        this.data.ingest([toWatchEvent(e, this.source.origin)]).forEach((r) => this.o.hooks?.onRejected?.(r));
+        this.o.hooks?.onEvents?.(1);
+        this.scheduleSync();
+      }),
+      { onRejected: (r) => { this.sourceRejections.push(r); this.o.hooks?.onRejected?.(r); } },
+    );
+    this.source.start().catch((e) => this.fail('source', e));
+    void this.source.synced.then(() => this.serial(async () => {
+      this.isSynced = true;
+      await this.syncNow();
+      this.resolveSynced();
+    }));
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    clearTimeout(this.retry);
+    await this.source?.stop();
+    await this.chain.catch(() => {});
+  }
+
+  sourceHealth(): unknown {
+    return this.source?.health();
+  }
+
+  private serial<T>(fn: () => Promise<T> | T): Promise<T> {
+    const run = this.chain.then(fn);
+    this.chain = run.catch(() => {});
+    return run;
+  }
+
+  private fail(where: string, err: unknown): void {
+    this.lastError = `${where}: ${err instanceof Error ? err.message : String(err)}`;
+    this.o.hooks?.onError?.(where, err);
+  }
+
+  private scheduleSync(): void {
+    if (!this.isSynced || this.stopped) return; // no version before every informer synced once
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => void this.serial(() => this.syncNow()).catch((e) => this.fail('sync', e)), this.o.debounceMs ?? 30);
+  }
+
+  private async syncNow(): Promise<void> {
+    this.data.sync();
+    const every = this.o.checkpointEvery ?? 10_000;
+    if (every > 0 && this.o.log.checkpointDue(every)) this.o.log.checkpoint(this.data.live);
+    await this.publishAndTarget();
+  }
+
+  /** Publishes every recorded version the stream lacks, in order, then moves the targets. */
+  private async publishAndTarget(): Promise<void> {
+    const latest = this.data.latest();
+    if (!latest) return;
+    try {
+      for (let v = this.o.bus.lastPublishedVersion() + 1; v <= latest.version; v++) {
+        const rec = this.o.log.version(v)!;
+        const delta = this.o.log.versionDelta(v);
+        if (!delta) throw new Error(`version ${v} has no stored delta`);
+        const t0 = performance.now();
+        await this.o.bus.publish({ version: rec.version, parent: rec.parent, hash: rec.hash, reason: rec.reason, createdAt: rec.createdAt, form: 'delta', delta },
+          () => this.data.fullData(v));
+        this.o.hooks?.onVersion?.(v, performance.now() - t0);
+      }
+      await this.writeTargets(latest.version);
+    } catch (e) {
+      this.fail('publish', e);
+      // The version is durable in the log; publishing is retried until the bus takes it.
+      clearTimeout(this.retry);
+      if (!this.stopped) this.retry = setTimeout(() => void this.serial(() => this.publishAndTarget()), 1000);
+    }
+  }
+
+  fleet(): string[] {
+    return [...new Set([...this.data.publishedData().nodeNames(), ...this.nodes.heard()])].sort();
+  }
+
+  targetOf(node: string, version = this.data.latest()?.version ?? 0): NodeTarget {
+    const o = this.config.overrides().get(node);
+    return { version, configRevision: o ?? this.config.state.defaultRevision };
+  }
+
+  private async writeTargets(version: number): Promise<void> {
+    const st = this.config.state;
+    const overrides = this.config.overrides();
+    for (const rev of [st.defaultRevision, ...overrides.values()]) {
+      if (this.putRevisions.has(rev)) continue;
+      await this.o.bus.putConfigRevision(this.config.revision(rev)!);
+      this.putRevisions.add(rev);
+    }
+    await this.o.bus.setDefaultTarget({ version, configRevision: st.defaultRevision });
+    for (const [node, rev] of overrides) await this.o.bus.setNodeTarget(node, { version, configRevision: rev });
+    for (const node of this.overridden) if (!overrides.has(node)) await this.o.bus.setNodeTarget(node, undefined);
+    this.overridden = new Set(overrides.keys());
+    const nowMs = Date.now();
+    for (const n of this.fleet()) this.nodes.noteTarget(n, this.targetOf(n, version), nowMs);
+  }
+
+  private onAck(a: AckOrNack): Promise<void> {
+    return this.serial(async () => {
+      this.o.log.recordAck(a);
+      this.nodes.onAck(a, Date.now());
+      if (this.config.step(this.nodes.reports())) await this.publishAndTarget();
+    }).catch((e) => this.fail('ack', e));
+  }
+
+  // ---- operations (each recorded with actor and reason) ----
+
+  private async finishData(kind: 'pin' | 'rollback' | 'unpin', who: Actor, v: NewVersion | undefined, params: Record<string, unknown>) {
+    const op = this.o.log.recordOperation({ kind, actor: who.actor, reason: who.reason, version: v?.record.version, params: { axis: 'data', ...params, pin: this.data.pin ?? null } });
+    await this.publishAndTarget();
+    return { operation: op.id, version: v?.record.version ?? null, hash: this.data.publishedHash(), pinned: this.data.pin ?? null };
+  }
+
+  pin(version: number, who: Actor, kind: 'pin' | 'rollback' = 'pin') {
+    return this.serial(() => this.finishData(kind, who, this.data.holdAt(version, kind), { version }));
+  }
+
+  unpin(who: Actor) {
+    return this.serial(() => this.finishData('unpin', who, this.data.release(), {}));
+  }
+
+  configChange(change: Record<string, unknown>, who: Actor, kind: 'mode' | 'config', rollout?: { waves: WaveSpec[]; pauseOnError: boolean }) {
+    return this.serial(async () => {
+      const rev = this.config.newRevision(change, who, kind);
+      if (rollout && rev.revision !== this.config.state.defaultRevision) {
+        this.config.startRollout({ revision: rev.revision, waves: rollout.waves, nodes: this.fleet(), pauseOnError: rollout.pauseOnError }, who);
+        await this.publishAndTarget();
+      }
+      return { revision: rev.revision, hash: rev.hash, config: rev.config, state: this.config.state };
+    });
+  }
+
+  rollout(o: { revision?: number; waves?: WaveSpec[]; pauseOnError?: boolean; resume?: boolean }, who: Actor) {
+    return this.serial(async () => {
+      if (o.resume) this.config.resume(who);
+      else {
+        if (o.revision === undefined || !o.waves) throw new Error('rollout needs a config revision and waves (or resume)');
+        this.config.startRollout({ revision: o.revision, waves: o.waves, nodes: this.fleet(), pauseOnError: !!o.pauseOnError }, who);
+      }
+      this.config.step(this.nodes.reports());
+      await this.publishAndTarget();
+      return this.config.state;
+    });
+  }
+
+  rollbackConfig(to: number | undefined, who: Actor) {
+    return this.serial(async () => {
+      this.config.rollback(to, who);
+      await this.publishAndTarget();
+      return this.config.state;
+    });
+  }
+
+  // ---- queries ----
+
+  versions() {
+    return this.o.log.versions();
+  }
+
+  status(): (NodeStatusRow & { reason: string; hashMatch: boolean | null })[] {
+    const latest = this.data.latest()?.version ?? 0;
+    const nowMs = Date.now();
+    return this.fleet().map((node) => {
+      const target = this.targetOf(node, latest);
+      return this.nodes.row(node, target, this.expectedHash(node, target), nowMs);
+    });
+  }
+
+  /** What `node` should echo for its target; cached per (node, version, revision). */
+  private expectedHash(node: string, t: NodeTarget): string | undefined {
+    if (t.version === 0) return undefined;
+    const key = `${node}|${t.version}|${t.configRevision}`;
+    let h = this.expected.get(key);
+    if (h === undefined) {
+      if (this.expected.size > 10_000) this.expected.clear();
+      h = nodeStateHash(renderNodeState(this.data.publishedData(), node, this.config.revision(t.configRevision)!.config));
+      this.expected.set(key, h);
+    }
+    return h;
+  }
+}
+
+/** The data pin as the last pin/rollback/unpin operation left it. */
+function restorePin(log: EventLog): DataPin | undefined {
+  let pin: DataPin | undefined;
+  for (const op of log.operations()) {
+    if (op.params.axis === 'data' && (op.kind === 'pin' || op.kind === 'rollback' || op.kind === 'unpin')) {
+      pin = (op.params.pin as DataPin | null) ?? undefined;
+    }
+  }
+  return pin;
+}

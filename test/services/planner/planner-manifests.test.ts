@@ -1,0 +1,147 @@
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { DEFAULT_PROXY_CONFIG } from '../../../libs/model/index.ts';
+import { nodeStateHash, renderNodeState } from '../../../libs/planner/index.ts';
+import { runPlanner, type RunningPlanner } from '../../../services/planner/run-planner.ts';
+import { ack, nack, nodeYaml, plannerEnv, sendAck, sliceYaml, svcYaml, until, type PlannerEnv } from './planner-support.ts';
+
+const run = promisify(execFile);
+const BIN = new URL('../../../bin/switchboard', import.meta.url).pathname;
+
+let env: PlannerEnv;
+let planner: RunningPlanner | undefined;
+
+const start = async () => {
+  planner = await runPlanner({ manifests: env.manifests, nats: env.nats.url, db: env.db, http: '127.0.0.1:0', config: DEFAULT_PROXY_CONFIG, debounceMs: 20, pollMs: 100 });
+  await planner.planner.synced;
+  return planner;
+};
+const api = async (path: string, body?: unknown) => {
+  const res = await fetch(planner!.url + path, body === undefined ? {} : { method: 'POST', body: JSON.stringify(body), headers: { 'x-switchboard-actor': 'tester' } });
+  const json = await res.json() as Record<string, any>;
+  if (!res.ok) throw new Error(`${path}: ${json.error}`);
+  return json;
+};
+const versions = async () => (await api('/versions')).versions as { version: number; hash: string; reason: string }[];
+
+beforeEach(async () => {
+  env = await plannerEnv();
+  env.write('nodes.yaml', nodeYaml('node-1', '192.0.2.1') + '---\n' + nodeYaml('node-2', '192.0.2.2'));
+  env.write('a.yaml', svcYaml('a', '10.96.0.1') + '---\n' + sliceYaml('a', ['10.0.0.1']));
+  env.write('b.yaml', svcYaml('b', '10.96.0.2'));
+});
+afterEach(async () => {
+  await planner?.stop();
+  planner = undefined;
+  await env.cleanup();
+});
+
+describe('planner with a manifests directory, SQLite and nats-server', () => {
+  it('publishes one version after sync, skips no-op edits, rejects a malformed Service alone, survives a restart', async () => {
+    await start();
+    expect((await versions()).map((v) => v.version)).toEqual([1]);
+    const p = planner!.planner;
+    expect([...p.data.publishedData().services()].map((s) => s.key).sort()).toEqual(['default/a', 'default/b']);
+
+    // A no-op edit (same objects, different formatting) makes no version.
+    env.write('b.yaml', '# reformatted\n' + svcYaml('b', '10.96.0.2'));
+    await new Promise((r) => setTimeout(r, 400));
+    expect((await versions()).length).toBe(1);
+
+    // A malformed Service is rejected alone: counted, visible, and its last good state stays.
+    env.write('b.yaml', svcYaml('b', '10.96.0.2', 99999));
+    await until(async () => (await api('/status')).rejectedTotal >= 1, 3000, 'rejection');
+    env.write('a.yaml', svcYaml('a', '10.96.0.1') + '---\n' + sliceYaml('a', ['10.0.0.1', '10.0.0.2']));
+    await until(async () => (await versions()).length === 2, 3000, 'version 2');
+    const v2 = p.data.publishedData();
+    expect(v2.service('default/b')?.ports[0]?.port).toBe(80);
+    expect(v2.service('default/a')?.ports[0]?.endpoints.length).toBe(2);
+    const status = await api('/status');
+    expect(status.rejected.some((r: { ref?: string; reason: string }) => String(r.ref).includes('default/b'))).toBe(true);
+
+    // Restart: the log reloads, the stream is not republished twice, numbering continues.
+    await planner!.stop();
+    await start();
+    expect((await versions()).map((v) => v.version)).toEqual([1, 2]);
+    env.write('a.yaml', svcYaml('a', '10.96.0.1') + '---\n' + sliceYaml('a', ['10.0.0.3']));
+    await until(async () => (await versions()).length === 3, 3000, 'version 3');
+    expect((await versions()).map((v) => v.version)).toEqual([1, 2, 3]);
+    await until(() => planner!.planner['o'].bus.lastPublishedVersion() === 3, 3000, 'stream at 3');
+  });
+
+  it('pins, unpins and rolls back data with new versions of the right content', async () => {
+    await start();
+    env.write('a.yaml', svcYaml('a', '10.96.0.1') + '---\n' + sliceYaml('a', ['10.0.0.9']));
+    await until(async () => (await versions()).length === 2, 3000, 'version 2');
+    const [v1, v2] = await versions();
+
+    const pinned = await api('/pin', { version: 1, reason: 'bad endpoints' });
+    expect(pinned.version).toBe(3);
+    let vs = await versions();
+    expect(vs[2]!.hash).toBe(v1!.hash);
+
+    // While pinned, events are logged but make no version.
+    env.write('b.yaml', svcYaml('b', '10.96.0.22'));
+    await until(async () => planner!.planner.data.live.data.service('default/b')?.clusterIPs[0] === '10.96.0.22', 3000, 'event applied');
+    await new Promise((r) => setTimeout(r, 200));
+    expect((await versions()).length).toBe(3);
+
+    const unpinned = await api('/unpin', { reason: 'fixed' });
+    expect(unpinned.version).toBe(4);
+    vs = await versions();
+    expect(vs[3]!.hash).not.toBe(v2!.hash);
+    expect(vs[3]!.hash).toBe(planner!.planner.data.live.hash());
+
+    const rb = await api('/rollback', { toVersion: 2, reason: 'undo' });
+    expect(rb.version).toBe(5);
+    expect((await versions())[4]!.hash).toBe(v2!.hash);
+    expect(rb.pinned).toMatchObject({ version: 2, kind: 'rollback' });
+    // Every operation is in the log with actor and reason.
+    const ops = planner!.planner['o'].log.operations().filter((o: { kind: string }) => o.kind !== 'config');
+    expect(ops.map((o: { kind: string; actor: string; reason: string }) => [o.kind, o.actor, o.reason])).toEqual([
+      ['pin', 'tester', 'bad endpoints'], ['unpin', 'tester', 'fixed'], ['rollback', 'tester', 'undo'],
+    ]);
+  });
+
+  it('rolls a mode change out in waves, halts on NACK, and ctl status --json shows SYNCED and ERROR', async () => {
+    await start();
+    const p = planner!.planner;
+    const expected = (node: string, rev: number) => nodeStateHash(renderNodeState(p.data.publishedData(), node, p.config.revision(rev)!.config));
+    await sendAck(env.nc, ack('node-1', 1, 1, expected('node-1', 1)));
+    await sendAck(env.nc, ack('node-2', 1, 1, expected('node-2', 1)));
+    await until(() => p.status().every((n) => n.status === 'SYNCED'), 3000, 'SYNCED');
+
+    const { stdout } = await run(BIN, ['ctl', '--server', planner!.url, 'status', '--json']);
+    const s = JSON.parse(stdout) as { nodes: { node: string; status: string; hashMatch: boolean }[] };
+    expect(s.nodes.map((n) => [n.node, n.status, n.hashMatch])).toEqual([['node-1', 'SYNCED', true], ['node-2', 'SYNCED', true]]);
+
+    const mode = await api('/mode', { mode: 'nftables', waves: '1,100%', pauseOnError: true, reason: 'try nftables' });
+    expect(mode.revision).toBe(2);
+    expect(mode.state.rollout).toMatchObject({ status: 'running', wave: 0, waves: [['node-1'], ['node-1', 'node-2']] });
+    expect(p.targetOf('node-1').configRevision).toBe(2);
+    expect(p.targetOf('node-2').configRevision).toBe(1);
+
+    await sendAck(env.nc, ack('node-1', 1, 2, expected('node-1', 2)));
+    await until(() => p.config.state.rollout?.wave === 1, 3000, 'wave 2');
+    expect(p.targetOf('node-2').configRevision).toBe(2);
+    await sendAck(env.nc, nack('node-2', 1, 2, 'nft: no such table'));
+    await until(() => p.config.state.rollout?.status === 'paused', 3000, 'pause');
+    expect(p.config.state.defaultRevision).toBe(1);
+    expect(p.config.state.rollout?.haltedBy).toEqual({ node: 'node-2', error: 'nft: no such table' });
+
+    const after = JSON.parse((await run(BIN, ['ctl', '--server', planner!.url, 'status', '--json'])).stdout) as typeof s;
+    expect(after.nodes.map((n) => [n.node, n.status])).toEqual([['node-1', 'SYNCED'], ['node-2', 'ERROR']]);
+
+    // Instant rollback: every node back on revision 1 (node-2 runs it already: SYNCED again).
+    const rb = await api('/rollback', { reason: 'nft broken on node-2' });
+    expect(rb).toMatchObject({ defaultRevision: 1, rollout: { status: 'rolled-back' } });
+    expect(p.targetOf('node-1').configRevision).toBe(1);
+    expect(p.status().find((n) => n.node === 'node-2')!.status).toBe('SYNCED');
+
+    // Usage errors exit 2, failures 1 (in-process: spawning tsx per case costs seconds).
+    const { main } = await import('../../../services/cli/main.ts');
+    expect(await main(['ctl', '--server', planner!.url, 'pin'])).toBe(2);
+    expect(await main(['ctl', '--server', planner!.url, 'pin', '--version', '99'])).toBe(1);
+  });
+});

@@ -1,0 +1,90 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { ackSubject } from '../../../libs/bus/subjects.ts';
+import type { Ack, Nack } from '../../../libs/model/index.ts';
+import { startNatsServer, type NatsServerHandle } from '../../support/nats-server.ts';
+
+/** Shared setup for planner tests: a temp dir, a real JetStream nats-server, a client connection. */
+export interface PlannerEnv {
+  readonly dir: string;
+  readonly manifests: string;
+  readonly db: string;
+  readonly nats: NatsServerHandle;
+  readonly nc: NatsConnection;
+  write(file: string, text: string): void;
+  cleanup(): Promise<void>;
+}
+
+export async function plannerEnv(): Promise<PlannerEnv> {
+  const dir = mkdtempSync(path.join(tmpdir(), 'sb-planner-'));
+  const manifests = path.join(dir, 'manifests');
+  const { mkdirSync } = await import('node:fs');
+  mkdirSync(manifests);
+  const nats = await startNatsServer({ jetstream: true });
+  const nc = await connect({ servers: nats.url });
+  return {
+    dir, manifests, db: path.join(dir, 'log.db'), nats, nc,
+    write: (file, text) => writeFileSync(path.join(manifests, file), text),
+    cleanup: async () => {
+      await nc.close();
+      await nats.stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export function svcYaml(name: string, ip: string, port = 80, extra = ''): string {
+  return `apiVersion: v1
+kind: Service
+metadata: {name: ${name}, namespace: default}
+spec: {type: ClusterIP, clusterIP: ${ip}, clusterIPs: [${ip}], ports: [{name: http, protocol: TCP, port: ${port}, targetPort: 8080}]${extra}}
+`;
+}
+
+export function sliceYaml(service: string, ips: string[]): string {
+  return `apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: ${service}-abc, namespace: default, labels: {kubernetes.io/service-name: ${service}}}
+addressType: IPv4
+ports: [{name: http, protocol: TCP, port: 8080}]
+endpoints: [${ips.map((ip) => `{addresses: [${ip}], conditions: {ready: true}, nodeName: node-1}`).join(', ')}]
+`;
+}
+
+export function nodeYaml(name: string, ip: string): string {
+  return `apiVersion: v1
+kind: Node
+metadata: {name: ${name}}
+status: {addresses: [{type: InternalIP, address: ${ip}}]}
+`;
+}
+
+/** Sends what an applier would: an ACK or NACK on the node's own subject. */
+export async function sendAck(nc: NatsConnection, a: Ack | Nack): Promise<void> {
+  nc.publish(ackSubject(a.node), JSON.stringify(a));
+  await nc.flush();
+}
+
+export function ack(node: string, version: number, configRevision: number, nodeStateHash: string): Ack {
+  return {
+    type: 'ACK', node, version, configRevision, dataHash: '', nodeStateHash, mode: 'ipvs', kernelWrites: 1,
+    timings: { fetchMs: 0, renderMs: 0, applyMs: 0 }, at: new Date().toISOString(),
+  };
+}
+
+export function nack(node: string, version: number, configRevision: number, error: string): Nack {
+  return { type: 'NACK', node, version, configRevision, error, lastGoodVersion: version, lastGoodConfigRevision: 1, at: new Date().toISOString() };
+}
+
+/** Polls until `fn` returns a truthy value (or throws after `ms`). */
+export async function until<T>(fn: () => T | Promise<T>, ms = 5000, what = 'condition'): Promise<NonNullable<T>> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await fn();
+    if (v) return v as NonNullable<T>;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
