@@ -54,12 +54,15 @@ export class TestNetns {
    * Calls `fnName(...args)` exported by `modulePath` in a child process inside this netns
    * and returns its JSON-serialisable result; a throw in the child rejects here.
    */
-  async run<T = unknown>(modulePath: string, fnName: string, args: unknown[] = []): Promise<T> {
+  async run<T = unknown>(modulePath: string, fnName: string, args: unknown[] = [], opts: { timeoutMs?: number } = {}): Promise<T> {
+    // Generous default: the same scenarios run in the TCG VM, ~30x slower than the host.
+    const timeout = opts.timeoutMs ?? 600_000;
     const { stdout } = await pexec(
       'ip', ['netns', 'exec', this.name, process.execPath, '--import', TSX, RUNNER, modulePath, fnName, JSON.stringify(args)],
-      { maxBuffer: 64 * 1024 * 1024, timeout: 120_000 },
-    ).catch((e: { stdout?: string; stderr?: string; message: string }) => {
-      throw new Error(`runInNetns ${fnName}: child failed: ${(e.stderr ?? '').trim() || e.message}`);
+      { maxBuffer: 64 * 1024 * 1024, timeout },
+    ).catch((e: { stdout?: string; stderr?: string; message: string; killed?: boolean; signal?: string }) => {
+      const why = e.killed ? `killed (${e.signal ?? 'signal'}) after the ${timeout} ms limit` : (e.stderr ?? '').trim() || e.message;
+      throw new Error(`runInNetns ${fnName}: child failed: ${why}`);
     });
     const line = stdout.split('\n').reverse().find((l) => l.startsWith(MARK));
     if (!line) throw new Error(`runInNetns ${fnName}: no result from child; stdout: ${stdout.slice(-2000)}`);
