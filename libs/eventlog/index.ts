@@ -10,3 +10,4 @@ export { APPLICATION_ID, type SchemaStatus } from './open-database.ts';
 export { verifyLog, type VerifyReport, type VerifyProblem } from './verify-log.ts';
 export { compactLog, backupLog, type CompactResult } from './compact-log.ts';
 export { serviceHistory, nodeAt, diffVersions, nodesBehind, type ServiceHistoryEntry, type NodeAtTime, type VersionDiff, type NodeLag, type NodeLagStatus } from './audit-queries.ts';
+export { EventAppender } from './event-appender.ts';
