@@ -30,9 +30,10 @@ die() { printf 'build-image: error: %s\n' "$*" >&2; exit 1; }
 # Only touch apt when something is missing: a fresh CI machine gets everything, a warm
 # one pays nothing. apt-get update runs only then, because the lists may be empty.
 need_pkgs=(qemu-system-x86 busybox-static kmod cpio ipvsadm ipset nftables iptables iproute2 conntrack)
+installed="$(dpkg-query -W -f='${Package} ${Status}\n' "${need_pkgs[@]}" 2>/dev/null || true)"
 missing=()
 for p in "${need_pkgs[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  grep -qx "$p install ok installed" <<<"$installed" || missing+=("$p")
 done
 apt_updated=0
 if [ "${#missing[@]}" -gt 0 ]; then
@@ -60,15 +61,23 @@ harness_hash="$(cat "$here/build-image.sh" "$here/init.sh" "$here/guest.sh" "$he
 key="${kpkg#linux-image-}_${kver_pkg}_${harness_hash}"
 out="$cache_root/$key"
 
-if [ -f "$out/.complete" ]; then
+cached() {
+  [ -f "$out/.complete" ] || return 1
+  touch "$out/.complete" 2>/dev/null || true # marks the image as in use for pruning
   log "cached: $out"
   printf '%s\n' "$out"
-  exit 0
-fi
+}
+cached && exit 0
+
+# One build at a time (concurrent test runs share the cache); the loser of the race
+# finds the winner's image.
+mkdir -p "$cache_root"
+exec 9>"$cache_root/.lock"
+flock 9
+cached && exit 0
 
 log "building $out (kernel $kpkg $kver_pkg)"
 t0=$(date +%s)
-mkdir -p "$cache_root"
 work="$(mktemp -d "$cache_root/.build.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 
@@ -124,11 +133,14 @@ cp "$work/pkg/boot/vmlinuz-$kver" "$work/img/vmlinuz"
 printf '%s\n' "$kver" > "$work/img/kver"
 touch "$work/img/.complete"
 
-# Publish atomically, then drop images of other keys (each is ~60 MB).
+# Publish atomically, then drop images of other keys (~130 MB each) that no run has
+# used for an hour: a VM started from an older image may still be reading its modules.
 rm -rf "$out"
 mv "$work/img" "$out"
 for old in "$cache_root"/*/; do
-  [ "${old%/}" = "$out" ] || rm -rf "${old%/}"
+  old="${old%/}"
+  [ "$old" = "$out" ] && continue
+  if [ -z "$(find "$old/.complete" -mmin -60 2>/dev/null)" ]; then rm -rf "$old"; fi
 done
 log "built in $(( $(date +%s) - t0 )) s: $(du -sh "$out" | cut -f1)"
 printf '%s\n' "$out"

@@ -43,6 +43,11 @@ mount -t devtmpfs devtmpfs /newroot/dev || fail "devtmpfs"
 mkdir -p /newroot/dev/pts /newroot/dev/shm
 mount -t devpts -o newinstance,ptmxmode=0666 devpts /newroot/dev/pts || fail "devpts"
 mount -t tmpfs -o mode=1777 tmpfs /newroot/dev/shm || fail "shm"
+# devtmpfs lacks these; bash process substitution and /dev/stdin users need them.
+ln -s /proc/self/fd /newroot/dev/fd
+ln -s /proc/self/fd/0 /newroot/dev/stdin
+ln -s /proc/self/fd/1 /newroot/dev/stdout
+ln -s /proc/self/fd/2 /newroot/dev/stderr
 
 # The repo comes as its own share, mounted at the same absolute path as on the host,
 # so it stays visible even when it lives under /tmp or /run (hidden by the tmpfs).

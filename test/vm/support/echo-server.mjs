@@ -1,0 +1,41 @@
+// Tiny TCP+UDP server run inside a "pod" network namespace by netns.ts:
+//   node echo-server.mjs <podName> <port>[,<port>...]
+// Every TCP connection gets one line "<podName> <peerIp>:<peerPort>" and is closed;
+// every UDP datagram is answered with the same line. The peer address lets tests see
+// whether traffic arrived masqueraded. Plain JS (no tsx) so it starts fast under TCG.
+// Prints "ready" once all sockets listen; exits when stdin closes, so a crashed test
+// process never leaves servers behind.
+import net from 'node:net';
+import dgram from 'node:dgram';
+
+const [pod, portList] = process.argv.slice(2);
+if (!pod || !portList) {
+  process.stderr.write('usage: echo-server.mjs <podName> <port>[,<port>...]\n');
+  process.exit(2);
+}
+const ports = portList.split(',').map(Number);
+const line = (ip, port) => `${pod} ${ip}:${port}\n`;
+
+const listening = [];
+for (const port of ports) {
+  const tcp = net.createServer((sock) => {
+    sock.on('error', () => {});
+    sock.end(line(sock.remoteAddress, sock.remotePort));
+  });
+  listening.push(new Promise((resolve, reject) => {
+    tcp.once('error', reject);
+    tcp.listen({ port, host: '0.0.0.0' }, resolve);
+  }));
+  const udp = dgram.createSocket('udp4');
+  udp.on('message', (_msg, rinfo) => udp.send(line(rinfo.address, rinfo.port), rinfo.port, rinfo.address));
+  listening.push(new Promise((resolve, reject) => {
+    udp.once('error', reject);
+    udp.bind(port, '0.0.0.0', resolve);
+  }));
+}
+Promise.all(listening).then(
+  () => process.stdout.write('ready\n'),
+  (err) => { process.stderr.write(`echo-server ${pod}: ${err.message}\n`); process.exit(1); },
+);
+process.stdin.on('end', () => process.exit(0));
+process.stdin.resume();
