@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { NodeState } from '../../../libs/model/index.ts';
+import { IPSET_TABLE, ipsetName } from '../../../libs/planner/ipset-names.ts';
 import { execIn, NetnsLab, tcpSpread, type ClientNs, type NodeNs, type PodNs } from '../support/netns.ts';
 
 const DRIVER = new URL('./switch-driver.ts', import.meta.url).pathname;
@@ -26,10 +27,12 @@ function state(): NodeState {
       realServers: pods.map((p) => ({ address: p.ip, port: 8080, weight: 1 })).sort((a, b) => (a.address < b.address ? -1 : 1)),
     }],
     boundAddresses: [VIP],
-    ipsets: [
-      { name: 'KUBE-CLUSTER-IP', type: 'hash:ip,port', family: 'inet', entries: [`${VIP},tcp:80`] },
-      { name: 'KUBE-IPVS-IPS', type: 'hash:ip', family: 'inet', entries: [VIP] },
-    ],
+    // Every set kube-proxy keeps, empty ones included (the ipvs glue references them all), as
+    // renderNodeState emits them.
+    ipsets: IPSET_TABLE.map(([base, type]) => ({
+      name: ipsetName(base, 'IPv4'), type, ...(type === 'bitmap:port' ? {} : { family: 'inet' as const }),
+      entries: base === 'KUBE-CLUSTER-IP' ? [`${VIP},tcp:80`] : base === 'KUBE-IPVS-IPS' ? [VIP] : [],
+    })).sort((a, b) => (a.name < b.name ? -1 : 1)),
     settings: { strictARP: false, masqueradeAll: false, clusterCIDR: '', tcpTimeout: 0, tcpFinTimeout: 0, udpTimeout: 0, excludeCIDRs: [] },
   };
 }
