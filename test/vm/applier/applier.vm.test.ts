@@ -41,17 +41,27 @@ function state(virtualServers: VirtualServer[]): NodeState {
 }
 const ipvsadm = async () => (await execIn(node.ns, ['ipvsadm', '-Sn'])).split('\n').filter(Boolean).sort().map((l) => l + '\n').join('');
 
+const t0 = Date.now();
+const step = (what: string) => console.log(`[applier.vm] ${what} at ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+
 beforeAll(async () => {
+  // Outside the VM these fail for reasons unrelated to the code (no IPVS, no dummy).
+  if (process.env.SWITCHBOARD_VM !== '1') throw new Error('VM-only test: run it with scripts/test-vm.sh');
   node = await lab.addNode();
-  pods = [await lab.addPod(node, { name: 'web-a' }), await lab.addPod(node, { name: 'web-b' }), await lab.addPod(node, { name: 'web-c' })];
-  client = await lab.addClient(node);
-  // Foreign objects the applier must never touch.
+  // Foreign objects the applier must never touch, present before it first runs.
   await execIn(node.ns, ['ipvsadm', '-A', '-t', '192.0.2.1:443', '-s', 'wlc']);
   await execIn(node.ns, ['ip', 'addr', 'add', '192.0.2.1/32', 'dev', 'kube-ipvs0']);
   await execIn(node.ns, ['ipset', 'create', 'FOREIGN-SET', 'hash:ip']);
   await execIn(node.ns, ['iptables', '-A', 'INPUT', '-s', '192.0.2.99/32', '-j', 'DROP']);
-  applier = await ApplierProcess.start(node.ns, stateFile, 300_000);
-});
+  step('node ready');
+  // Everything that starts a node process goes in parallel: each costs tens of seconds under TCG.
+  const [a, b, c, cl, ap] = await Promise.all([
+    lab.addPod(node, { name: 'web-a' }), lab.addPod(node, { name: 'web-b' }), lab.addPod(node, { name: 'web-c' }),
+    lab.addClient(node), ApplierProcess.start(node.ns, stateFile, 300_000),
+  ]);
+  pods = [a, b, c]; client = cl; applier = ap;
+  step('pods, client and applier ready');
+}, 900_000);
 
 afterAll(async () => {
   for (const h of holders) h.kill('SIGKILL');
