@@ -3,8 +3,9 @@
 // rescans diff the directory against what was emitted and produce ADDED / MODIFIED /
 // DELETED with a synthetic, monotonically increasing resourceVersion.
 //
-// Objects are validated with libs/model's readKubeObject (bad ones are reported, not
-// emitted) but the events carry the raw JSON, like the cluster informer's.
+// Objects are validated with libs/model's readKubeObject: bad ones are reported, and emitted
+// anyway when they can still be named (kind + name), as a watch would; events carry the raw JSON,
+// like the cluster informer's.
 
 import { watch as watchFs, type FSWatcher } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
@@ -55,6 +56,12 @@ function withoutRv(object: KubeObject): KubeObject {
   return { ...object, metadata: metadata as KubeObject['metadata'] };
 }
 
+
+function isIdentifiable(raw: unknown): boolean {
+  if (raw === null || typeof raw !== 'object') return false;
+  const o = raw as { kind?: unknown; metadata?: { name?: unknown } };
+  return typeof o.kind === 'string' && isKubeKind(o.kind) && typeof o.metadata?.name === 'string' && o.metadata.name !== '';
+}
 
 export class ManifestsSource {
   private readonly options: ManifestsSourceOptions;
@@ -148,7 +155,10 @@ export class ManifestsSource {
         const read = readKubeObject(raw, file);
         if (!read.ok) {
           rejected.push(read.rejection);
-          continue;
+          // An object we can still name is emitted as it is, like a watch would deliver it: the
+          // planner logs the event and rejects it alone, keeping the object's last good state.
+          // Dropping it here would instead read as a DELETE of that object.
+          if (!isIdentifiable(raw)) continue;
         }
         const object = structuredClone(raw) as KubeObject;
         const kind = object.kind;

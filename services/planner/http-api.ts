@@ -39,7 +39,7 @@ export function createHttpApi(o: HttpApiOptions): Server {
       return {
         synced: p.isSynced, latestVersion: latest?.version ?? 0, latestHash: latest?.hash ?? null, pinned: p.data.pin ?? null,
         config: p.config.state, summary: summarizeStatus(nodes), nodes,
-        rejected: [...p.data.rejections.values(), ...p.sourceRejections.slice(-100)], rejectedTotal: p.data.rejectedCount + p.sourceRejections.length,
+        rejected: [...p.data.rejections.values(), ...p.sourceRejections.slice(0, 100)], rejectedTotal: p.data.rejectedCount + p.sourceRejections.length,
         lastError: p.lastError ?? null, source: p.sourceHealth(),
       };
     },

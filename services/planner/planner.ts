@@ -77,7 +77,14 @@ export class Planner {
         this.o.hooks?.onEvents?.(1);
         this.scheduleSync();
       }),
-      { onRejected: (r) => { this.sourceRejections.push(r); this.o.hooks?.onRejected?.(r); } },
+      {
+        // Each scan reports everything it refused; count only what is new, keep only the current list.
+        onSourceRejections: (list) => {
+          const seen = new Set(this.sourceRejections.map((r) => `${r.ref}|${r.reason}`));
+          for (const r of list) if (!seen.has(`${r.ref}|${r.reason}`)) this.o.hooks?.onRejected?.(r);
+          this.sourceRejections = [...list];
+        },
+      },
     );
     this.source.start().catch((e) => this.fail('source', e));
     void this.source.synced.then(() => this.serial(async () => {

@@ -71,7 +71,9 @@ describe('ManifestsSource', () => {
     await writeFile(join(dir, 'a.yaml'), 'apiVersion: v1\nkind: Service\nmetadata: [unclosed');
     await writeFile(join(dir, 'b.yaml'), 'apiVersion: v1\nkind: Service\nmetadata:\n  name: nons\n');
     await source.rescan();
-    expect(summary()).toEqual(['ADDED Service web rv=1 relist']);
+    // The invalid but nameable Service is still emitted (the planner rejects it alone and logs it);
+    // the half-written file's Service keeps its previous state (no DELETED).
+    expect(summary()).toEqual(['ADDED Service web rv=1 relist', 'ADDED Service nons rv=2']);
     expect(rejected.at(-1)!.length).toBe(2);
     expect(rejected.at(-1)![0]!.reason).toMatch(/keeping its previous objects/);
     expect(source.health().rejected).toBe(2);
