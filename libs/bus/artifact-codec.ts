@@ -23,6 +23,15 @@ const dec = new TextDecoder('utf-8', { fatal: true });
 export function encodeArtifact(a: VersionArtifact, opts: { chunkBytes: number; baseCheckpoint: number }): EncodedMessage[] {
   const common = { [H.version]: String(a.version), [H.form]: a.form, [H.hash]: a.hash };
   const bytes = enc.encode(JSON.stringify(a));
+  if (a.form === 'delta' && bytes.length > opts.chunkBytes) {
+    // Too big for one message (an initial sync, a mass change): the version's checkpoint, which
+    // the publisher must have stored first, carries it; the delta is a marker naming it.
+    if (opts.baseCheckpoint !== a.version) throw new Error(`delta ${a.version} is ${bytes.length} bytes: publish checkpoint ${a.version} first`);
+    return [{
+      subject: deltaSubject(a.version), msgId: deltaSubject(a.version), payload: new Uint8Array(0),
+      headers: { ...common, [H.checkpoint]: String(a.version), [H.checkpointOnly]: '1' },
+    }];
+  }
   if (a.form === 'delta') {
     return [{
       subject: deltaSubject(a.version), msgId: deltaSubject(a.version), payload: bytes,
@@ -40,6 +49,11 @@ export function encodeArtifact(a: VersionArtifact, opts: { chunkBytes: number; b
     });
   }
   return out;
+}
+
+/** Encoded size of a delta's payload (to decide whether it needs a checkpoint of its own). */
+export function deltaPayloadBytes(a: VersionArtifact & { form: 'delta' }): number {
+  return enc.encode(JSON.stringify(a)).length;
 }
 
 /** Decodes one delta message. Never throws: a corrupt message is a value, not a crash. */

@@ -48,10 +48,10 @@ export class DataSync {
 
   private async viaCheckpoint(target: number): Promise<SyncResult> {
     const head = await this.reader.delta(target);
-    if (!head.ok) return { ok: false, error: head.missing ? `version ${target} is not published` : head.error, permanent: false };
-    const base = head.baseCheckpoint;
+    if (!head.ok && !head.checkpointOnly) return { ok: false, error: head.missing ? `version ${target} is not published` : head.error, permanent: false };
+    const base = head.ok ? head.baseCheckpoint : target;
     let index = new ClusterDataIndex();
-    let bytes = head.bytes;
+    let bytes = head.ok ? head.bytes : 0;
     if (base > 0) {
       const cp = await this.reader.checkpoint(base);
       if (!cp.ok) return { ok: false, error: cp.error, permanent: false };
@@ -62,7 +62,7 @@ export class DataSync {
     }
     const rest = base < target - 1 ? await this.fetchDeltas(base + 1, target - 1) : { ok: true as const, value: [], bytes: 0 };
     if (!rest.ok) return { ok: false, error: rest.error, permanent: false };
-    const r = applyDeltaChain(index, base, base < target ? [...rest.value, head.value] : []);
+    const r = applyDeltaChain(index, base, head.ok && base < target ? [...rest.value, head.value] : []);
     if (!r.ok) return { ok: false, error: r.error, permanent: true };
     this.index = index;
     this.at = r.version;

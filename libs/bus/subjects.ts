@@ -83,4 +83,6 @@ export const H = {
   checkpoint: 'Sb-Checkpoint',
   chunk: 'Sb-Chunk',
   chunks: 'Sb-Chunks',
+  /** On a delta too large for one message: no payload; the version's checkpoint has the content. */
+  checkpointOnly: 'Sb-Checkpoint-Only',
 } as const;

@@ -1,7 +1,7 @@
 import { headers as natsHeaders, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager, JetStreamApiError, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
 import type { VersionArtifact } from '../model/index.ts';
-import { encodeArtifact } from './artifact-codec.ts';
+import { deltaPayloadBytes, encodeArtifact } from './artifact-codec.ts';
 import { isCheckpointVersion } from './fetch-plan.ts';
 import { parseVersionSubject, VERSIONS_STREAM, VERSIONS_SUBJECTS } from './subjects.ts';
 import { VersionReader } from './version-reader.ts';
@@ -79,8 +79,9 @@ export class VersionPublisher {
   async publishNext(a: { header: Omit<VersionArtifact, 'form' | 'delta' | 'data'>; delta: (VersionArtifact & { form: 'delta' })['delta']; data: () => (VersionArtifact & { form: 'checkpoint' })['data'] }): Promise<PublishResult[]> {
     const out: PublishResult[] = [];
     const h = a.header as VersionArtifact;
-    if (this.checkpointDue(h.version)) out.push(await this.publishVersion({ ...strip(h), form: 'checkpoint', data: a.data() }));
-    out.push(await this.publishVersion({ ...strip(h), form: 'delta', delta: a.delta }));
+    const delta = { ...strip(h), form: 'delta' as const, delta: a.delta };
+    if (this.checkpointDue(h.version) || deltaPayloadBytes(delta) > this.chunkBytes) out.push(await this.publishVersion({ ...strip(h), form: 'checkpoint', data: a.data() }));
+    out.push(await this.publishVersion(delta));
     return out;
   }
 
@@ -124,6 +125,10 @@ export class VersionPublisher {
 
   private async confirmExisting(a: VersionArtifact & { form: 'delta' }): Promise<PublishResult> {
     const got = await this.reader.delta(a.version);
+    if (!got.ok && got.checkpointOnly) {
+      if (got.checkpointOnly.hash !== a.hash) throw new Error(`version ${a.version} was already published with hash ${got.checkpointOnly.hash.slice(0, 12)}, not ${a.hash.slice(0, 12)}`);
+      return { version: a.version, form: 'delta', bytes: 0, messages: 0, duplicate: true };
+    }
     if (!got.ok) throw new Error(`version ${a.version} is below the last published (${this.last}) but unreadable: ${got.error}`);
     if (got.value.hash !== a.hash) throw new Error(`version ${a.version} was already published with hash ${got.value.hash.slice(0, 12)}, not ${a.hash.slice(0, 12)}`);
     return { version: a.version, form: 'delta', bytes: 0, messages: 0, duplicate: true };
@@ -160,9 +165,9 @@ export class VersionPublisher {
     this.last = lastDelta;
     if (lastDelta === 0) return;
     const d = await this.reader.delta(lastDelta);
-    if (!d.ok) throw new Error(`stream ${this.stream}: cannot read delta ${lastDelta}: ${d.error}`);
+    if (!d.ok && !d.checkpointOnly) throw new Error(`stream ${this.stream}: cannot read delta ${lastDelta}: ${d.error}`);
     // An incomplete checkpoint of N is simply not named by any delta; N's republish completes it.
-    this.lastCheckpoint = d.baseCheckpoint;
+    this.lastCheckpoint = d.ok ? d.baseCheckpoint : lastDelta;
   }
 }
 

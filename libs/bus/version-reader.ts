@@ -14,7 +14,8 @@ export interface ReplyMsg {
 
 export type Fetched<T> =
   | { readonly ok: true; readonly value: T; readonly bytes: number; readonly baseCheckpoint: number }
-  | { readonly ok: false; readonly missing: boolean; readonly error: string };
+  /** `checkpointOnly`: the version exists but its content is only in its own checkpoint. */
+  | { readonly ok: false; readonly missing: boolean; readonly error: string; readonly checkpointOnly?: { readonly hash: string } };
 
 type Delta = VersionArtifact & { form: 'delta' };
 type Checkpoint = VersionArtifact & { form: 'checkpoint' };
@@ -38,6 +39,9 @@ export class VersionReader {
   async delta(version: number): Promise<Fetched<Delta>> {
     const r = await this.getLast(deltaSubject(version), version);
     if (!r.ok) return r;
+    if (r.header(H.checkpointOnly) === '1') {
+      return { ok: false, missing: true, error: `delta ${version} is published as a checkpoint only`, checkpointOnly: { hash: r.header(H.hash) } };
+    }
     const d = decodeDelta(r.data);
     if (!d.ok) return { ok: false, missing: false, error: `delta ${version}: ${d.error}` };
     if (d.value.version !== version) return { ok: false, missing: false, error: `delta ${version}: payload says version ${d.value.version}` };

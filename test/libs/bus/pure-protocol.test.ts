@@ -31,11 +31,17 @@ describe('artifact codec', () => {
     expect(msgs.map((x) => x.subject)).toEqual(msgs.map((_, i) => `sb.v.checkpoint.1.${i}`));
     const back = decodeCheckpoint(msgs.map((x) => x.payload));
     expect(back.ok && back.value).toEqual(cp);
-    const [dm] = encodeArtifact(v.delta, { chunkBytes: 2048, baseCheckpoint: 1 });
+    const [dm] = encodeArtifact(v.delta, { chunkBytes: 1e6, baseCheckpoint: 1 });
     expect(dm!.subject).toBe('sb.v.delta.1');
     expect(dm!.headers['Sb-Checkpoint']).toBe('1');
     const d = decodeDelta(dm!.payload);
     expect(d.ok && d.value).toEqual(v.delta);
+    // a delta over the chunk size becomes a marker pointing at its own checkpoint...
+    const [stub] = encodeArtifact(v.delta, { chunkBytes: 2048, baseCheckpoint: 1 });
+    expect(stub!.payload.length).toBe(0);
+    expect(stub!.headers['Sb-Checkpoint-Only']).toBe('1');
+    // ...which must exist already
+    expect(() => encodeArtifact(v.delta, { chunkBytes: 2048, baseCheckpoint: 0 })).toThrow(/publish checkpoint 1 first/);
   });
   it('reports corrupt payloads as errors, never throws', () => {
     fc.assert(fc.property(fc.uint8Array({ maxLength: 200 }), (bytes) => {
