@@ -6,6 +6,7 @@ import { registerDb } from './db.ts';
 import { registerReplay } from './replay.ts';
 import { registerAudit } from './audit.ts';
 import { registerCleanup } from './cleanup.ts';
+import { registerApplier } from './applier.ts';
 import { registerApply } from './apply.ts';
 
 /** Sets the exit code a command finished with. */
@@ -20,5 +21,6 @@ export function registerCommands(program: Command, setExit: SetExit): void {
   registerReplay(program, setExit);
   registerAudit(program, setExit);
   registerCleanup(program, setExit);
+  registerApplier(program, setExit);
   registerApply(program, setExit);
 }

@@ -1,0 +1,44 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { SessionEvent } from '../../libs/bus/index.ts';
+
+/** Prometheus metrics of one applier, fed from session events. */
+export class ApplierMetrics {
+  readonly registry = new Registry();
+  private readonly appliedVersion = new Gauge({ name: 'switchboard_applier_applied_version', help: 'Data version programmed', registers: [this.registry] });
+  private readonly appliedConfig = new Gauge({ name: 'switchboard_applier_applied_config_revision', help: 'Config revision programmed', registers: [this.registry] });
+  private readonly targetVersion = new Gauge({ name: 'switchboard_applier_target_version', help: 'Data version targeted', registers: [this.registry] });
+  private readonly acks = new Counter({ name: 'switchboard_applier_acks_total', help: 'ACKs sent', labelNames: ['path', 'skipped'], registers: [this.registry] });
+  private readonly nacks = new Counter({ name: 'switchboard_applier_nacks_total', help: 'NACKs sent', registers: [this.registry] });
+  private readonly errors = new Counter({ name: 'switchboard_applier_errors_total', help: 'Bus errors seen', registers: [this.registry] });
+  private readonly fetchedBytes = new Counter({ name: 'switchboard_applier_fetched_bytes_total', help: 'Artifact bytes fetched', registers: [this.registry] });
+  private readonly kernelWrites = new Counter({ name: 'switchboard_applier_kernel_writes_total', help: 'Kernel writes performed', registers: [this.registry] });
+  private readonly applySeconds = new Histogram({ name: 'switchboard_applier_apply_seconds', help: 'Fetch+render+apply time per version', buckets: [0.001, 0.005, 0.02, 0.1, 0.5, 2, 10], registers: [this.registry] });
+  private readonly connected = new Gauge({ name: 'switchboard_applier_nats_connected', help: '1 when connected to NATS', registers: [this.registry] });
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry });
+    this.connected.set(1);
+  }
+
+  observe(e: SessionEvent): void {
+    switch (e.type) {
+      case 'target': this.targetVersion.set(e.target.version); break;
+      case 'ack': {
+        this.appliedVersion.set(e.ack.version);
+        this.appliedConfig.set(e.ack.configRevision);
+        this.acks.inc({ path: e.path, skipped: String(e.skipped) });
+        this.fetchedBytes.inc(e.bytes);
+        this.kernelWrites.inc(e.ack.kernelWrites);
+        const t = e.ack.timings;
+        this.applySeconds.observe((t.fetchMs + t.renderMs + t.applyMs) / 1000);
+        break;
+      }
+      case 'nack': this.nacks.inc(); break;
+      case 'error': this.errors.inc(); break;
+      case 'connection':
+        if (e.status === 'disconnect') this.connected.set(0);
+        if (e.status === 'reconnect') this.connected.set(1);
+        break;
+    }
+  }
+}

@@ -1,0 +1,48 @@
+import { Option, type Command } from 'commander';
+import { startApplierService } from '../../applier/applier-service.ts';
+import { UsageError } from '../cli-errors.ts';
+import type { SetExit } from './index.ts';
+
+interface ApplierFlags {
+  node: string; nats: string; mode: 'ipvs' | 'nftables' | 'auto' | 'dry-run'; http?: string;
+  user?: string; password?: string; creds?: string; nkeySeed?: string;
+  tlsCa?: string; tlsCert?: string; tlsKey?: string; stateDir?: string; heartbeat: string;
+}
+
+export function registerApplier(program: Command, setExit: SetExit): void {
+  program.command('applier')
+    .description('follow this node\'s target on NATS: fetch, verify, render, program the kernel, ACK')
+    .requiredOption('--node <name>', 'this node\'s name')
+    .requiredOption('--nats <url>', 'NATS server URL(s), comma-separated')
+    .addOption(new Option('--mode <mode>', 'dataplane').choices(['ipvs', 'nftables', 'auto', 'dry-run']).makeOptionMandatory())
+    .option('--http <addr>', '/healthz and /metrics address (host:port)')
+    .option('--user <user>', 'NATS user')
+    .option('--password <password>', 'NATS password (or SWITCHBOARD_NATS_PASSWORD)')
+    .option('--creds <file>', 'NATS .creds file (JWT auth)')
+    .option('--nkey-seed <file>', 'file holding this node\'s nkey seed')
+    .option('--tls-ca <file>', 'CA bundle for the NATS server certificate')
+    .option('--tls-cert <file>', 'client certificate')
+    .option('--tls-key <file>', 'client key')
+    .option('--state-dir <dir>', 'where applied state and ownership records live (default /var/lib/switchboard)')
+    .option('--heartbeat <ms>', 'heartbeat period', '5000')
+    .action(async (o: ApplierFlags) => {
+      const password = o.password ?? process.env.SWITCHBOARD_NATS_PASSWORD;
+      const schemes = [o.user !== undefined, !!o.creds, !!o.nkeySeed].filter(Boolean).length;
+      if (schemes > 1) throw new UsageError('use one of --user/--password, --creds, --nkey-seed');
+      if (o.user !== undefined && password === undefined) throw new UsageError('--user needs --password (or SWITCHBOARD_NATS_PASSWORD)');
+      if (o.user === undefined && o.password !== undefined) throw new UsageError('--password needs --user');
+      const heartbeatMs = Number(o.heartbeat);
+      if (!Number.isInteger(heartbeatMs) || heartbeatMs < 100) throw new UsageError('--heartbeat must be whole milliseconds >= 100');
+      const tls = o.tlsCa || o.tlsCert || o.tlsKey ? { caFile: o.tlsCa, certFile: o.tlsCert, keyFile: o.tlsKey } : undefined;
+      const svc = await startApplierService({
+        node: o.node, nats: o.nats.split(','), mode: o.mode, http: o.http, stateDir: o.stateDir, heartbeatMs,
+        auth: { user: o.user, password, credsFile: o.creds, nkeySeedFile: o.nkeySeed, tls },
+      });
+      await new Promise<void>((resolve) => {
+        process.once('SIGINT', () => resolve());
+        process.once('SIGTERM', () => resolve());
+      });
+      await svc.stop(); // keeps the kernel state: fail-static
+      setExit(0);
+    });
+}

@@ -1,0 +1,81 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import pino from 'pino';
+import { startApplierService } from '../../../services/applier/applier-service.ts';
+import { nodeCred, startBusWorld, WatchedDataplane, type BusWorld } from '../../libs/bus/bus-harness.ts';
+import { node, service, VersionMaker } from '../../libs/bus/fixtures.ts';
+
+let world: BusWorld | undefined;
+const dirs: string[] = [];
+afterEach(async () => {
+  await world?.close();
+  world = undefined;
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+async function seed(w: BusWorld) {
+  const m = new VersionMaker();
+  const v = m.next({ upsertServices: [service(1)], upsertNodes: [node('n1')] });
+  await w.publisher.publishNext({ header: v.delta, delta: v.delta.delta, data: () => v.checkpoint().data });
+  await w.targets.setDefaultTarget({ version: 1, configRevision: 0 });
+  return m;
+}
+
+describe('applier service', () => {
+  it('serves /healthz and /metrics, persists what it applied, stops without cleaning up', async () => {
+    world = await startBusWorld({ nodes: ['n1'] });
+    await seed(world);
+    const stateDir = mkdtempSync(path.join(tmpdir(), 'sb-applier-'));
+    dirs.push(stateDir);
+    const dataplane = new WatchedDataplane();
+    const svc = await startApplierService({
+      node: 'n1', nats: world.server.url, mode: 'dry-run', http: '127.0.0.1:0', stateDir, dataplane,
+      auth: nodeCred('n1'), heartbeatMs: 100, logger: pino({ level: 'silent' }),
+    });
+    try {
+      const ack = await world.received.waitFor((e) => e.kind === 'ack' && e.v.version === 1, 'ack 1');
+      await world.received.waitFor((e) => e.kind === 'hb' && e.v.appliedVersion === 1, 'heartbeat');
+      const health = await fetch(`http://127.0.0.1:${svc.httpPort}/healthz`);
+      expect(health.status).toBe(200);
+      expect(await health.json()).toMatchObject({ healthy: true, node: 'n1', mode: 'dry-run', applied: { version: 1 } });
+      const metrics = await (await fetch(`http://127.0.0.1:${svc.httpPort}/metrics`)).text();
+      expect(metrics).toMatch(/^switchboard_applier_applied_version 1$/m);
+      expect(metrics).toMatch(/^switchboard_applier_acks_total\{path="checkpoint",skipped="false"\} 1$/m);
+      const persisted = JSON.parse(readFileSync(path.join(stateDir, 'applied-n1.json'), 'utf8'));
+      expect(persisted).toEqual({ version: 1, configRevision: 0, dataHash: ack.kind === 'ack' ? ack.v.dataHash : '', nodeStateHash: ack.kind === 'ack' ? ack.v.nodeStateHash : '' });
+    } finally {
+      await svc.stop();
+    }
+    expect(dataplane.cleanups).toBe(0);
+    expect(dataplane.last).toBeDefined();
+  });
+
+  it('`switchboard applier` runs until SIGTERM, exits 0; usage mistakes exit 2', async () => {
+    world = await startBusWorld({ nodes: ['n1'] });
+    await seed(world);
+    const bin = path.resolve('bin/switchboard');
+    const p = spawn(process.execPath, [bin, 'applier', '--node', 'n1', '--nats', world.server.url, '--mode', 'dry-run', '--user', 'node-n1', '--password', 'pw-n1', '--heartbeat', '200'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const exited = new Promise<number | null>((res) => p.once('exit', (c) => res(c)));
+    try {
+      const lines = createInterface({ input: p.stdout! });
+      for await (const line of lines) {
+        const j = JSON.parse(line) as { msg: string; version?: number };
+        if (j.msg === 'applied' && j.version === 1) break;
+      }
+      await world.received.waitFor((e) => e.kind === 'ack' && e.v.node === 'n1', 'ack from the CLI applier');
+      p.kill('SIGTERM');
+      expect(await exited).toBe(0);
+    } finally {
+      if (p.exitCode === null) p.kill('SIGKILL');
+    }
+    const usage = spawn(process.execPath, [bin, 'applier', '--node', 'n1', '--nats', world.server.url, '--mode', 'dry-run', '--user', 'x'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    usage.stderr!.on('data', (b: Buffer) => { err += b; });
+    expect(await new Promise((res) => usage.once('exit', res))).toBe(2);
+    expect(err).toMatch(/--user needs --password/);
+  });
+});
