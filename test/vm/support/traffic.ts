@@ -12,7 +12,8 @@ export interface EchoReply {
 }
 
 export interface RequestOptions {
-  /** Give up after this long (default 5 s). */
+  /** Give up after this long (default 15 s: under TCG on a loaded host, starting the
+   *  few processes of one request alone can take seconds). */
   timeoutMs?: number;
 }
 
@@ -35,7 +36,7 @@ async function viaBash(ns: string, script: string, args: string[], timeoutMs: nu
 /** Opens a TCP connection from `ns` to ip:port and returns the echo server's reply. */
 export function tcpRequest(ns: string, ip: string, port: number, opts: RequestOptions = {}): Promise<EchoReply> {
   const script = 'exec 3<>"/dev/tcp/$1/$2" && cat <&3';
-  return viaBash(ns, script, [ip, String(port)], opts.timeoutMs ?? 5000, `tcp ${ns} -> ${ip}:${port}`);
+  return viaBash(ns, script, [ip, String(port)], opts.timeoutMs ?? 15_000, `tcp ${ns} -> ${ip}:${port}`);
 }
 
 /** Sends one UDP datagram from `ns` to ip:port and returns the reply. */
@@ -45,7 +46,7 @@ export function udpRequest(ns: string, ip: string, port: number, opts: RequestOp
   // dd reads one datagram in one read(); bash's read builtin reads a byte at a time,
   // which on a datagram socket takes the first byte and discards the rest.
   const script = 'exec 3<>"/dev/udp/$1/$2" && printf "ping\\n" >&3 && dd bs=65536 count=1 status=none <&3';
-  return viaBash(ns, script, [ip, String(port)], opts.timeoutMs ?? 5000, `udp ${ns} -> ${ip}:${port}`);
+  return viaBash(ns, script, [ip, String(port)], opts.timeoutMs ?? 15_000, `udp ${ns} -> ${ip}:${port}`);
 }
 
 /** Sends `count` sequential TCP requests; returns how many each pod answered. */
