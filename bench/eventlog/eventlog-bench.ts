@@ -56,6 +56,10 @@ function event(i: number): WatchEvent {
   };
 }
 
+const HASH = 'f'.repeat(64);
+const owner = (e: WatchEvent) => e.kind === 'Service' ? e.name
+  : e.kind === 'EndpointSlice' ? (e.object as { metadata: { labels: Record<string, string> } }).metadata.labels['kubernetes.io/service-name']! : '';
+
 async function appendBench(): Promise<void> {
   const events = Array.from({ length: APPENDS }, (_, i) => event(i));
   // Baseline: the same rows through raw prepared inserts, one transaction per batch, same pragmas.
@@ -67,25 +71,33 @@ async function appendBench(): Promise<void> {
   // The same secondary indexes as the log's schema: the comparison isolates validation + chain.
   raw.exec('CREATE INDEX a ON events (namespace, service, seq); CREATE INDEX b ON events (kind, namespace, name, seq)');
   const ins = raw.prepare('INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)');
-  let t0 = performance.now();
-  for (let b = 0; b < events.length; b += BATCH) {
+  const rawBatch = (b: number) => {
     const at = new Date().toISOString();
     raw.transaction(() => {
       for (let i = b; i < Math.min(b + BATCH, events.length); i++) {
         const e = events[i]!;
-        ins.run(i + 1, at, e.kind, e.type, e.origin, e.namespace, e.name, e.uid, e.resourceVersion, '', JSON.stringify(e.object), '');
+        // The same column values the log stores (service owner, a 64-char hash), minus computing them.
+        ins.run(i + 1, at, e.kind, e.type, e.origin, e.namespace, e.name, e.uid, e.resourceVersion, owner(e), JSON.stringify(e.object), HASH);
       }
     })();
-  }
-  const rawMs = ms(t0);
-  raw.close();
+  };
   const log = await EventLog.open({ file: path.join(dir, 'append.db') });
-  t0 = performance.now();
-  for (let b = 0; b < events.length; b += BATCH) log.appendEvents(events.slice(b, b + BATCH));
-  const logMs = ms(t0);
+  // Batches alternate between the two, so load from other processes on this shared machine
+  // hits both sides alike.
+  let rawMs = 0;
+  let logMs = 0;
+  for (let b = 0; b < events.length; b += BATCH) {
+    let t0 = performance.now();
+    rawBatch(b);
+    rawMs += ms(t0);
+    t0 = performance.now();
+    log.appendEvents(events.slice(b, b + BATCH));
+    logMs += ms(t0);
+  }
+  raw.close();
   log.close();
   const rate = (n: number, t: number) => Math.round(n / (t / 1000));
-  console.log(`appends: ${APPENDS} events, batch ${BATCH}, synchronous=FULL`);
+  console.log(`appends: ${APPENDS} events (~${Math.round(JSON.stringify(events[events.length - 1]!.object).length)} bytes each), batch ${BATCH}, synchronous=FULL, batches interleaved`);
   console.log(`  raw better-sqlite3 baseline: ${rawMs.toFixed(0)} ms (${rate(APPENDS, rawMs)} events/s)`);
   console.log(`  EventLog.appendEvents:       ${logMs.toFixed(0)} ms (${rate(APPENDS, logMs)} events/s), ratio ${(logMs / rawMs).toFixed(2)}x baseline`);
 }

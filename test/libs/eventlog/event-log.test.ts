@@ -1,5 +1,6 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { EventAppender, EventLog, EventLogError, compactLog, replayVersion, verifyLog } from '../../../libs/eventlog/index.ts';
+import { EventAppender, EventLog, EventLogError, compactLog, replayAt, replayVersion, verifyLog, versionArtifact } from '../../../libs/eventlog/index.ts';
+import { ClusterDataIndex } from '../../../libs/planner/index.ts';
 import type { WatchEvent } from '../../../libs/model/index.ts';
 import { drivePlanner, randomHistory } from './support/random-history.ts';
 import { openLog, steppingClock, tempDir } from './support/temp-log.ts';
@@ -96,6 +97,33 @@ describe('EventLog', () => {
     // Appending after compaction continues the chain from its head.
     log.appendEvents([node('late', 1)]);
     expect(verifyLog(log).ok).toBe(true);
+    log.close();
+  });
+
+  it('serves any version for republishing: the stored delta, or a rebuilt full form with the same hash', async () => {
+    const log = await openLog(tmp.file(), steppingClock());
+    const recorded = drivePlanner(log, randomHistory({ seed: 12, steps: 60 }));
+    const v = recorded[5]!;
+    const a = versionArtifact(log, v.version);
+    expect(a).toMatchObject({ version: v.version, hash: v.hash, form: 'delta' });
+    // A version recorded without a delta comes back in checkpoint form, rebuilt from the log.
+    const bare = log.recordVersion({ hash: v.hash, reason: 'rollback to ' + v.version, seqTo: log.lastSeq(), contentOf: v.version });
+    const full = versionArtifact(log, bare.version);
+    expect(full.form).toBe('checkpoint');
+    if (full.form !== 'checkpoint') throw new Error('unreachable');
+    expect(ClusterDataIndex.from(full.data).hash()).toBe(v.hash);
+    log.close();
+  });
+
+  it('replayAt picks the version current at a time', async () => {
+    const log = await openLog(tmp.file(), steppingClock());
+    const recorded = drivePlanner(log, randomHistory({ seed: 13, steps: 40 }));
+    const v = log.version(recorded[3]!.version)!;
+    expect(replayAt(log, v.createdAt).version.version).toBe(v.version);
+    const justBefore = new Date(Date.parse(log.version(v.version + 1)!.createdAt) - 1).toISOString();
+    expect(replayAt(log, justBefore).hash).toBe(v.hash);
+    expect(() => replayAt(log, '2000-01-01T00:00:00Z')).toThrow(/no version existed/);
+    expect(() => replayAt(log, 'yesterday')).toThrow(/not an ISO-8601 time/);
     log.close();
   });
 });
