@@ -54,6 +54,7 @@ const HEX64 = /^[0-9a-f]{64}$/;
 export class EventLog {
   private readonly now: () => Date;
   private readonly stmt: ReturnType<EventLog['prepare']>;
+  private resume: SqliteResumeStore | undefined;
 
   private constructor(readonly file: string, readonly db: Database.Database, readonly schema: SchemaStatus, now?: () => Date) {
     this.now = now ?? (() => new Date());
@@ -120,7 +121,7 @@ export class EventLog {
     const rows = events.map((e) => [
       receivedAt, e.kind, e.type, e.origin, e.namespace, e.name, e.uid, e.resourceVersion, serviceOf(e), JSON.stringify(e.object),
     ]);
-    return this.write(`append of ${events.length} events`, () => {
+    const out = this.write(`append of ${events.length} events`, () => {
       const h = this.head('events');
       let prev = h.hash;
       let seq = h.id;
@@ -132,8 +133,11 @@ export class EventLog {
         seqs.push(seq);
       }
       this.stmt.setHead.run(seq, prev, 'events');
+      this.resume?.writePending();
       return seqs;
     });
+    this.resume?.committed();
+    return out;
   }
 
   /** Events with fromSeq ≤ seq ≤ toSeq, in order. */
@@ -237,9 +241,9 @@ export class EventLog {
     return rows.map((r) => ({ id: r.id, kind: r.kind, actor: r.actor, reason: r.reason, params: JSON.parse(r.params), version: r.version ?? undefined, at: r.at }));
   }
 
-  /** The informer's resume points, stored in this log. */
+  /** The informer's resume points, stored in this log (saves ride on the next append; see SqliteResumeStore). */
   resumeStore(): SqliteResumeStore {
-    return new SqliteResumeStore(this.db, this.now);
+    return (this.resume ??= new SqliteResumeStore(this.db, this.now));
   }
 
   /**
@@ -265,7 +269,12 @@ export class EventLog {
   }
 
   close(): void {
-    if (this.db.open) this.db.close();
+    if (!this.db.open) return;
+    try {
+      this.resume?.flush();
+    } finally {
+      this.db.close();
+    }
   }
 }
 

@@ -1,3 +1,4 @@
+import Database from 'better-sqlite3';
 import { afterAll, describe, expect, it } from 'vitest';
 import { EventAppender, EventLog, EventLogError, compactLog, replayAt, replayVersion, verifyLog, versionArtifact } from '../../../libs/eventlog/index.ts';
 import { ClusterDataIndex } from '../../../libs/planner/index.ts';
@@ -61,9 +62,19 @@ describe('EventLog', () => {
     rs.save('Service', '10');
     rs.save('Service', '12');
     rs.save('Node', '3');
-    log.close();
+    expect(rs.load('Service')).toBe('12');
+    // Saves ride on the next append's transaction: visible to another connection only after it.
+    const other = new Database(file, { readonly: true });
+    const peek = () => (other.prepare(`SELECT resource_version AS rv FROM resume_points WHERE kind = 'Service'`).get() as { rv: string } | undefined)?.rv;
+    expect(peek()).toBeUndefined();
+    log.appendEvents([node('a', 1)]);
+    expect(peek()).toBe('12');
+    rs.save('Service', '13');
+    log.close(); // flushes
+    expect(peek()).toBe('13');
+    other.close();
     const again = await openLog(file);
-    expect(again.resumeStore().load('Service')).toBe('12');
+    expect(again.resumeStore().load('Service')).toBe('13');
     expect(again.resumeStore().load('Node')).toBe('3');
     again.close();
   });
