@@ -58,7 +58,7 @@ share() { printf 'local,path=%s,mount_tag=%s,security_model=none,multidevs=remap
 # TCG: KVM hangs on these machines. ttyS0 (kernel console, stage-1 messages) goes to
 # console.log; ttyS1 carries the command's output to our stdout.
 qemu=(qemu-system-x86_64 -accel tcg -m "$mem" -smp "$smp"
-  -nographic -no-reboot -monitor none
+  -nographic -no-reboot -monitor none -nic none
   -kernel "$img/vmlinuz" -initrd "$img/initramfs.cpio.gz"
   -append "console=ttyS0 quiet panic=-1"
   -virtfs "$(share / hostroot ,readonly=on)"
