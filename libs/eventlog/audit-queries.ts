@@ -1,7 +1,8 @@
 import { type Ack, type AckOrNack, type DataDelta, type LoggedWatchEvent } from '../model/index.ts';
 import { nodeStateHash, renderNodeState } from '../planner/index.ts';
 import { EventLogError } from './event-log-error.ts';
-import { rowToEvent, type EventLog, type EventRow } from './event-log.ts';
+import type { EventLog } from './event-log.ts';
+import { rowToEvent, type EventRow } from './event-row.ts';
 import { replayVersion } from './replay.ts';
 
 export interface ServiceHistoryEntry {

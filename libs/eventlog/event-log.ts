@@ -1,13 +1,14 @@
 import type Database from 'better-sqlite3';
 import {
-  canonicalJson, contentHash, SERVICE_NAME_LABEL,
-  type AckOrNack, type ConfigRevision, type DataDelta, type DataVersionHeader, type KubeKind, type LoggedWatchEvent,
+  canonicalJson, contentHash,
+  type AckOrNack, type ConfigRevision, type DataDelta, type DataVersionHeader, type LoggedWatchEvent,
   type Operation, type ProxyConfig, type WatchEvent,
 } from '../model/index.ts';
 import { EventLogError, translateSqliteError } from './event-log-error.ts';
 import { openDatabase, type SchemaStatus } from './open-database.ts';
 import { CHAINS, chainHash, type ChainName } from './row-chain.ts';
 import { rowToVersion, type VersionRecord, type VersionRow } from './version-record.ts';
+import { rowToEvent, serviceOf, validateEvent, type EventRow } from './event-row.ts';
 import { writeCheckpoint, listCheckpoints, type Checkpoint } from './checkpoints.ts';
 import { SqliteResumeStore } from './sqlite-resume-store.ts';
 import type { ClusterState } from '../planner/index.ts';
@@ -40,9 +41,6 @@ export interface OperationRecord extends Operation {
   readonly at: string;
 }
 
-const KINDS: ReadonlySet<string> = new Set<KubeKind>(['Service', 'EndpointSlice', 'Node']);
-const TYPES: ReadonlySet<string> = new Set(['ADDED', 'MODIFIED', 'DELETED']);
-const ORIGINS: ReadonlySet<string> = new Set(['watch', 'relist', 'manifests']);
 const HEX64 = /^[0-9a-f]{64}$/;
 
 /**
@@ -276,36 +274,4 @@ export class EventLog {
       this.db.close();
     }
   }
-}
-
-export interface EventRow {
-  seq: number; received_at: string; kind: KubeKind; type: WatchEvent['type']; origin: WatchEvent['origin'];
-  namespace: string; name: string; uid: string; resource_version: string; service: string; object: string; row_hash: string;
-}
-
-export function rowToEvent(r: EventRow): LoggedWatchEvent {
-  return {
-    seq: r.seq, receivedAt: r.received_at, kind: r.kind, type: r.type, origin: r.origin, namespace: r.namespace,
-    name: r.name, uid: r.uid, resourceVersion: r.resource_version, object: JSON.parse(r.object),
-  };
-}
-
-function validateEvent(e: WatchEvent, i: number): void {
-  const bad = (why: string): never => { throw new EventLogError('INVALID', `appendEvents: event ${i} ${why}; batch not written`); };
-  if (!e || typeof e !== 'object') bad('is not an object');
-  if (!KINDS.has(e.kind)) bad(`has unknown kind ${JSON.stringify(e.kind)}`);
-  if (!TYPES.has(e.type)) bad(`has unknown type ${JSON.stringify(e.type)}`);
-  if (!ORIGINS.has(e.origin)) bad(`has unknown origin ${JSON.stringify(e.origin)}`);
-  if (typeof e.name !== 'string' || e.name === '') bad('has no name');
-  if (typeof e.namespace !== 'string' || typeof e.uid !== 'string' || typeof e.resourceVersion !== 'string') bad('has non-string namespace/uid/resourceVersion');
-  if (e.object === undefined) bad('has no object');
-}
-
-/** The service an event belongs to, for audit queries: the Service's name or a slice's owner label. */
-function serviceOf(e: WatchEvent): string {
-  if (e.kind === 'Service') return e.name;
-  if (e.kind !== 'EndpointSlice') return '';
-  const labels = (e.object as { metadata?: { labels?: Record<string, unknown> } } | null)?.metadata?.labels;
-  const v = labels?.[SERVICE_NAME_LABEL];
-  return typeof v === 'string' ? v : '';
 }

@@ -2,7 +2,8 @@ import type { VersionArtifact } from '../model/index.ts';
 import { ClusterState } from '../planner/index.ts';
 import { checkpointAtOrBefore } from './checkpoints.ts';
 import { EventLogError } from './event-log-error.ts';
-import type { EventLog, EventRow } from './event-log.ts';
+import type { EventLog } from './event-log.ts';
+import type { EventRow } from './event-row.ts';
 import type { VersionRecord } from './version-record.ts';
 import { watchEventChange } from './watch-event-change.ts';
 
