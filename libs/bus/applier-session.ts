@@ -3,7 +3,8 @@ import type { Ack, ConfigRevision, Heartbeat, Nack, NodeTarget } from '../model/
 import { nodeStateHash, renderNodeState } from '../planner/index.ts';
 import type { Dataplane } from '../dataplane/dataplane.ts';
 import { DataSync } from './data-sync.ts';
-import { ackSubject, heartbeatSubject } from './subjects.ts';
+import { decodeDelta } from './artifact-codec.ts';
+import { ackSubject, DELTA_WILDCARD, H, heartbeatSubject } from './subjects.ts';
 import { TargetWatcher } from './target-watcher.ts';
 import { VersionReader } from './version-reader.ts';
 
@@ -40,6 +41,10 @@ export interface ApplierSessionOptions {
   /** What the node programmed before this process started (from --state-dir). */
   readonly resumeFrom?: AppliedState;
   readonly onEvent?: (e: SessionEvent) => void;
+  /** Take deltas from the live subject when they arrive before the target (default true). */
+  readonly liveDeltas?: boolean;
+  /** Period of the safety re-read of the target keys (ms; 0 = never). Default 30 000. */
+  readonly targetRefreshMs?: number;
 }
 
 /**
@@ -63,6 +68,7 @@ export class ApplierSession {
   private dirty = false;
   private stopped = false;
   private timers: NodeJS.Timeout[] = [];
+  private readonly unsubscribe: (() => void)[] = [];
   private retry: NodeJS.Timeout | undefined;
 
   private constructor(private readonly o: ApplierSessionOptions) {
@@ -74,10 +80,12 @@ export class ApplierSession {
   static async start(o: ApplierSessionOptions): Promise<ApplierSession> {
     const s = new ApplierSession(o);
     s.watchConnection();
+    if (o.liveDeltas !== false) s.followLiveDeltas();
     s.watcher = await TargetWatcher.start({
       nc: o.nc, node: o.node,
       onChange: (t) => { s.emit({ type: 'target', target: t }); s.kick(); },
       onError: (e) => s.emit({ type: 'error', error: e }),
+      refreshMs: o.targetRefreshMs,
     });
     s.kick();
     const hb = o.heartbeatMs ?? 5000;
@@ -94,6 +102,7 @@ export class ApplierSession {
   async stop(): Promise<void> {
     this.stopped = true;
     for (const t of this.timers) clearInterval(t);
+    for (const u of this.unsubscribe) u();
     if (this.retry) clearTimeout(this.retry);
     await this.watcher?.stop();
     await this.running;
@@ -202,6 +211,23 @@ export class ApplierSession {
       // closed connection: acks are best effort, heartbeats repeat what we run
       this.emit({ type: 'error', error: `publish ${subject}: ${(e as Error).message}` });
     }
+  }
+
+  /**
+   * Push path: JetStream-stored deltas are also delivered to core subscribers of their subject,
+   * so a node usually has delta N in hand when its target moves to N and skips the fetch round
+   * trip. Loss is harmless (the fetch path covers it); corrupt or stray messages are dropped here
+   * or fail verification later.
+   */
+  private followLiveDeltas(): void {
+    const sub = this.o.nc.subscribe(DELTA_WILDCARD, {
+      callback: (err, m) => {
+        if (err || m.headers?.get(H.checkpointOnly) === '1') return;
+        const d = decodeDelta(m.data);
+        if (d.ok) this.sync.offer(d.value);
+      },
+    });
+    this.unsubscribe.push(() => sub.unsubscribe());
   }
 
   private watchConnection(): void {

@@ -19,6 +19,8 @@ export type SyncResult =
 export class DataSync {
   private index = new ClusterDataIndex();
   private at = 0;
+  /** Deltas seen live on sb.v.delta.* (push path), so a node one step behind fetches nothing. */
+  private readonly pushed = new Map<number, Delta>();
 
   constructor(private readonly reader: Pick<VersionReader, 'delta' | 'checkpoint'>, private readonly maxDeltaChain: number) {}
 
@@ -30,7 +32,23 @@ export class DataSync {
     return this.index;
   }
 
+  /**
+   * Offers a delta seen on the live subject. Only a bounded window ahead of the data we hold is
+   * kept; anything older, duplicate or far ahead is dropped. Nothing here is trusted: a cached
+   * delta goes through the same parent-link and hash checks as a fetched one.
+   */
+  offer(d: Delta): void {
+    if (d.version <= this.at || d.version > this.at + this.maxDeltaChain || this.pushed.has(d.version)) return;
+    this.pushed.set(d.version, d);
+  }
+
   async advanceTo(target: number): Promise<SyncResult> {
+    const r = await this.advance(target);
+    for (const v of this.pushed.keys()) if (v <= this.at) this.pushed.delete(v);
+    return r;
+  }
+
+  private async advance(target: number): Promise<SyncResult> {
     const plan = planFetch({ applied: this.at, target, maxDeltaChain: this.maxDeltaChain });
     if (plan.kind === 'none') return { ok: true, version: this.at, hash: this.index.hash(), bytes: 0, path: 'none' };
     if (plan.kind === 'deltas') {
@@ -71,7 +89,10 @@ export class DataSync {
 
   /** Fetches deltas from..to concurrently (they are independent reads), in order. */
   private async fetchDeltas(from: number, to: number): Promise<{ ok: true; value: Delta[]; bytes: number } | { ok: false; missing: boolean; error: string }> {
-    const all: Fetched<Delta>[] = await Promise.all(Array.from({ length: to - from + 1 }, (_, i) => this.reader.delta(from + i)));
+    const all: Fetched<Delta>[] = await Promise.all(Array.from({ length: to - from + 1 }, (_, i) => {
+      const hit = this.pushed.get(from + i);
+      return hit ? { ok: true as const, value: hit, bytes: 0, baseCheckpoint: 0 } : this.reader.delta(from + i);
+    }));
     const bad = all.find((f) => !f.ok);
     if (bad && !bad.ok) return bad;
     const value = all.map((f) => (f as Extract<Fetched<Delta>, { ok: true }>).value);

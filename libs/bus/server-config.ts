@@ -1,4 +1,4 @@
-import { ACK_WILDCARD, HEARTBEAT_WILDCARD, ackSubject, heartbeatSubject, kvSubject, nodeInboxPrefix, nodeTargetKey, DEFAULT_TARGET_KEY, TARGETS_STREAM, VERSIONS_STREAM } from './subjects.ts';
+import { ACK_WILDCARD, DELTA_WILDCARD, targetNoticeSubject, HEARTBEAT_WILDCARD, ackSubject, heartbeatSubject, kvSubject, nodeInboxPrefix, nodeTargetKey, DEFAULT_TARGET_KEY, TARGETS_STREAM, VERSIONS_STREAM } from './subjects.ts';
 
 /** A principal: user/password (password may be a bcrypt hash, as nats-server accepts) or an nkey. */
 export type Credential = { readonly user: string; readonly password: string } | { readonly nkey: string };
@@ -23,6 +23,8 @@ export interface Permissions {
  *  - read its own target and the default: direct get of those two KV keys and of config.*, and
  *    ordered watch consumers whose filter (part of the 2.9 create subject) is one of those keys;
  *    consumer info/delete for the watchers, and flow-control replies on that stream;
+ *  - subscribe to live deltas (sb.v.delta.*), the same content it may read from the stream, and
+ *    to the live notices of its two target keys (sb.target.default, sb.target.node.<token>);
  *  - receive replies only on its own inbox prefix (_INBOX_<token>.>), which it must use as the
  *    client's inboxPrefix, so it cannot subscribe to another node's replies.
  * Everything else, including $KV.sb_targets.> (writing targets), is denied by omission.
@@ -44,7 +46,7 @@ export function nodePermissions(node: string): Permissions {
         `$JS.FC.${TARGETS_STREAM}.>`,
       ],
     },
-    subscribe: { allow: [`${nodeInboxPrefix(node)}.>`] },
+    subscribe: { allow: [`${nodeInboxPrefix(node)}.>`, DELTA_WILDCARD, ...kvKeys.map(targetNoticeSubject)] },
   };
 }
 

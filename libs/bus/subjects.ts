@@ -67,6 +67,12 @@ export function heartbeatSubject(node: string): string {
   return `sb.hb.${nodeToken(node)}`;
 }
 
+/** Live deltas (core NATS view of the stream's delta subjects), followed by appliers. */
+export const DELTA_WILDCARD = 'sb.v.delta.*';
+/** Live target notices (core NATS) mirroring every KV target write: sb.target.<kv key>. */
+export function targetNoticeSubject(key: string): string {
+  return `sb.target.${key}`;
+}
 export const ACK_WILDCARD = 'sb.ack.*';
 export const HEARTBEAT_WILDCARD = 'sb.hb.*';
 

@@ -1,7 +1,7 @@
 import type { NatsConnection } from '@nats-io/transport-node';
 import { Kvm, type KV } from '@nats-io/kv';
 import { contentHash, type ConfigRevision, type NodeTarget } from '../model/index.ts';
-import { configKey, DEFAULT_TARGET_KEY, nodeTargetKey, TARGETS_BUCKET } from './subjects.ts';
+import { configKey, DEFAULT_TARGET_KEY, nodeTargetKey, targetNoticeSubject, TARGETS_BUCKET } from './subjects.ts';
 import { parseNodeTarget } from './target-view.ts';
 
 export interface Targets {
@@ -16,23 +16,40 @@ export interface Targets {
  * it). Appliers only read it; the server config denies them every write.
  */
 export class TargetStore {
-  private constructor(private readonly kv: KV) {}
+  private constructor(private readonly nc: NatsConnection, private readonly kv: KV) {}
 
   static async open(o: { nc: NatsConnection; history?: number }): Promise<TargetStore> {
     const kv = await new Kvm(o.nc).create(TARGETS_BUCKET, { history: o.history ?? 5, allow_direct: true });
-    return new TargetStore(kv);
+    return new TargetStore(o.nc, kv);
   }
 
   async setDefaultTarget(t: NodeTarget): Promise<number> {
-    return this.kv.put(DEFAULT_TARGET_KEY, JSON.stringify(checkTarget(t)));
+    return this.write(DEFAULT_TARGET_KEY, checkTarget(t));
   }
 
   async setNodeTarget(node: string, t: NodeTarget): Promise<number> {
-    return this.kv.put(nodeTargetKey(node), JSON.stringify(checkTarget(t)));
+    return this.write(nodeTargetKey(node), checkTarget(t));
   }
 
   async clearNodeTarget(node: string): Promise<void> {
-    await this.kv.delete(nodeTargetKey(node));
+    await this.write(nodeTargetKey(node), undefined);
+  }
+
+  /**
+   * KV first (the durable truth, read at start and after reconnects), then a core-NATS notice with
+   * the KV revision: appliers act on the notice at once instead of waiting for a JetStream push
+   * to every watcher, and order notices and KV entries by that revision.
+   */
+  private async write(key: string, t: NodeTarget | undefined): Promise<number> {
+    let revision: number;
+    if (t) {
+      revision = await this.kv.put(key, JSON.stringify(t));
+    } else {
+      await this.kv.delete(key);
+      revision = (await this.kv.get(key))?.revision ?? 0;
+    }
+    this.nc.publish(targetNoticeSubject(key), JSON.stringify({ revision, target: t ?? null }));
+    return revision;
   }
 
   async getTargets(): Promise<Targets> {

@@ -1,0 +1,46 @@
+/**
+ * One child process of the fan-out bench: `count` simulated appliers, each with its own NATS
+ * connection and a real ApplierSession over a dry-run dataplane. Each connection also answers
+ * the core-NATS baseline ping (bench.ping → reply), so both measurements reach the same
+ * connections. Prints "ready" when every session is started; exits when stdin closes.
+ */
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { ApplierSession } from '../../libs/bus/index.ts';
+import { DryRunDataplane } from '../../libs/dataplane/dry-run-dataplane.ts';
+
+const [url, countArg, firstArg] = process.argv.slice(2);
+const count = Number(countArg);
+const first = Number(firstArg);
+const conns: NatsConnection[] = [];
+const sessions: ApplierSession[] = [];
+
+async function startOne(i: number): Promise<void> {
+  const name = `node-${i}`;
+  const nc = await connect({ servers: url!, name, maxReconnectAttempts: -1 });
+  conns.push(nc);
+  nc.subscribe('bench.ping', { callback: (_e, m) => { m.respond(m.data); } });
+  sessions.push(await ApplierSession.start({ nc, node: name, dataplane: new DryRunDataplane(), heartbeatMs: 0 }));
+}
+
+const CONCURRENCY = 16; // consumer creation is a JetStream API call: keep the server's queue short
+for (let i = 0; i < count; i += CONCURRENCY) {
+  await Promise.all(Array.from({ length: Math.min(CONCURRENCY, count - i) }, (_, j) => startOne(first + i + j)));
+}
+await Promise.all(conns.map((c) => c.flush()));
+
+// byte counters, asked for by the parent over NATS
+const ctl = conns[0]!;
+ctl.subscribe(`bench.stats.${first}`, {
+  callback: (_e, m) => {
+    const s = conns.reduce((a, c) => { const x = c.stats(); return { inBytes: a.inBytes + x.inBytes, outBytes: a.outBytes + x.outBytes }; }, { inBytes: 0, outBytes: 0 });
+    m.respond(JSON.stringify(s));
+  },
+});
+await ctl.flush();
+process.stdout.write('ready\n');
+process.stdin.resume();
+process.stdin.on('end', async () => {
+  for (const s of sessions) await s.stop();
+  await Promise.all(conns.map((c) => c.close()));
+  process.exit(0);
+});
