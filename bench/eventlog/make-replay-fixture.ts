@@ -1,6 +1,6 @@
 // Writes the checked-in replay fixture: a small random history (seeded) as JSON lines, plus the
 // version hashes the planner recorded while driving it. Run once when the fixture is (re)made:
-//   npx tsx bench/eventlog/make-replay-fixture.ts test/fixtures/eventlog/history-v1
+//   npx tsx bench/eventlog/make-replay-fixture.ts test/fixtures/eventlog/history-v2
 // Never regenerate to make a failing replay test pass: a changed hash means replay changed.
 import fs from 'node:fs';
 import os from 'node:os';

@@ -1,11 +1,10 @@
 import type { VersionArtifact } from '../model/index.ts';
-import { ClusterState } from '../planner/index.ts';
+import { ClusterState, watchEventChange, type WatchEventOutcome } from '../planner/index.ts';
 import { checkpointAtOrBefore } from './checkpoints.ts';
 import { EventLogError } from './event-log-error.ts';
 import type { EventLog } from './event-log.ts';
 import type { EventRow } from './event-row.ts';
 import type { VersionRecord } from './version-record.ts';
-import { watchEventChange } from './watch-event-change.ts';
 
 export interface RebuildResult {
   readonly seq: number;
@@ -19,9 +18,9 @@ export interface RebuildResult {
 
 export interface RebuildOptions {
   /**
-   * Apply every event in order instead of only the last event per object (default false). Both
-   * give the same state because an object's state depends only on its last event (see
-   * watchEventChange); the sequential path exists to test that claim.
+   * Apply every event in order instead of only the deciding event per object (default false).
+   * Both give the same state because an object's state depends only on its last event that is
+   * valid or a deletion (see watchEventChange); the sequential path exists to test that claim.
    */
   readonly sequential?: boolean;
 }
@@ -40,10 +39,27 @@ export function rebuildAtSeq(log: EventLog, seq: number, opts: RebuildOptions = 
     : `SELECT e.seq, e.kind, e.type, e.namespace, e.name, e.object FROM events e
          JOIN (SELECT max(seq) AS seq FROM events WHERE seq > ? AND seq <= ? GROUP BY kind, namespace, name) l ON e.seq = l.seq
        ORDER BY e.seq`;
+  type Row = Pick<EventRow, 'seq' | 'kind' | 'type' | 'namespace' | 'name' | 'object'>;
+  const outcome = (r: Row): WatchEventOutcome =>
+    watchEventChange({ kind: r.kind, type: r.type, namespace: r.namespace, name: r.name, object: JSON.parse(r.object) });
+  // When an object's last event was rejected, its state is decided by an earlier event: walk back.
+  const older = log.db.prepare(`SELECT seq, kind, type, namespace, name, object FROM events
+    WHERE kind = ? AND namespace = ? AND name = ? AND seq > ? AND seq < ? ORDER BY seq DESC`);
   let n = 0;
-  for (const r of log.db.prepare(sql).iterate(from, seq) as Iterable<Pick<EventRow, 'seq' | 'kind' | 'type' | 'namespace' | 'name' | 'object'>>) {
-    state.apply(watchEventChange({ kind: r.kind, type: r.type, namespace: r.namespace, name: r.name, object: JSON.parse(r.object) }));
+  // The fold reads one row per object, so it is materialised: better-sqlite3 refuses a second
+  // query on the connection while an iterator is open, and the walk-back needs one.
+  const rows = log.db.prepare(sql);
+  for (const r of (opts.sequential ? rows.iterate(from, seq) : rows.all(from, seq)) as Iterable<Row>) {
     n++;
+    let o = outcome(r);
+    if (!opts.sequential && 'rejected' in o) {
+      for (const e of older.iterate(r.kind, r.namespace, r.name, from, r.seq) as Iterable<Row>) {
+        n++;
+        o = outcome(e);
+        if ('change' in o) break;
+      }
+    }
+    if ('change' in o) state.apply(o.change); // else: the checkpoint's state of that object stands
   }
   state.commit();
   return { seq, hash: state.hash(), state, checkpointSeq: from, eventsApplied: n };

@@ -8,3 +8,4 @@ export { IPSET_TABLE, ipsetName } from './ipset-names.ts';
 export { formatIpvsadm, ipvsadmServiceArg } from './format-ipvsadm.ts';
 export { formatIpsetSave, ipsetCreateLine } from './format-ipset.ts';
 export { nodeStateHash } from './node-state-hash.ts';
+export { watchEventChange, type WatchEventOutcome } from './watch-event-change.ts';

@@ -1,6 +1,6 @@
-import { readKubeObject, type KubeKind, type WatchEvent } from '../../libs/model/index.ts';
+import type { KubeKind, WatchEvent } from '../../libs/model/index.ts';
 import type { KubeEvent } from '../../libs/kube/index.ts';
-import type { ObjectChange } from '../../libs/planner/index.ts';
+import { watchEventChange, type ObjectChange } from '../../libs/planner/index.ts';
 
 /** The event as the log records it: the raw object, exactly as received. */
 export function toWatchEvent(e: KubeEvent, origin: 'manifests' | undefined): WatchEvent {
@@ -20,20 +20,10 @@ export interface ObjectRejection {
   readonly seq: number;
 }
 
-/**
- * How the planner folds one logged event into its state. A malformed object is rejected alone:
- * no change is made, so the object's previous good state stays in the snapshot (an update that
- * breaks a Service must not take the Service down). Deletions always apply.
- */
+/** The planner's fold of one logged event: libs/planner's shared rule, with the planner's wording. */
 export function eventChange(e: Pick<WatchEvent, 'kind' | 'type' | 'namespace' | 'name' | 'object'>): { change: ObjectChange } | { reason: string } {
-  if (e.type === 'DELETED') return { change: { op: 'delete', kind: e.kind, namespace: e.namespace, name: e.name } };
-  const r = readKubeObject(e.object, `${e.kind} ${e.namespace ? e.namespace + '/' : ''}${e.name}`);
-  if (!r.ok) return { reason: r.rejection.reason };
-  const o = r.object;
-  if (o.kind !== e.kind || o.meta.namespace !== e.namespace || o.meta.name !== e.name) {
-    return { reason: `object identity ${o.kind} ${o.meta.namespace}/${o.meta.name} differs from the event's` };
-  }
-  return { change: { op: 'upsert', object: o } };
+  const o = watchEventChange(e);
+  return 'change' in o ? { change: o.change } : { reason: o.rejected };
 }
 
 export const rejectionKey = (r: Pick<ObjectRejection, 'kind' | 'namespace' | 'name'>): string => `${r.kind}/${r.namespace}/${r.name}`;

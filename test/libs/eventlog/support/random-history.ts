@@ -1,7 +1,7 @@
 import type { ClusterData, WatchEvent } from '../../../../libs/model/index.ts';
 import { ClusterDataIndex, ClusterState } from '../../../../libs/planner/index.ts';
 import type { EventLog } from '../../../../libs/eventlog/index.ts';
-import { watchEventChange } from '../../../../libs/eventlog/index.ts';
+import { watchEventChange } from '../../../../libs/planner/index.ts';
 
 /** Seeded PRNG (mulberry32): the same seed gives the same history on every machine. */
 export function prng(seed: number): () => number {
@@ -136,7 +136,10 @@ export function drivePlanner(log: EventLog, steps: Iterable<HistoryStep>, opts: 
   for (const step of steps) {
     if ('batch' in step) {
       const seqs = log.appendEvents(step.batch);
-      for (const e of step.batch) state.apply(watchEventChange(e));
+      for (const e of step.batch) {
+        const o = watchEventChange(e);
+        if ('change' in o) state.apply(o.change);
+      }
       const delta = state.commit();
       if (delta && !pinned) {
         const v = log.recordVersion({ hash: state.hash(), reason: `${seqs.length} events`, seqTo: seqs[seqs.length - 1]!, delta });
