@@ -20,10 +20,24 @@ export interface CleanupOptions { stateDir: string; node: string; netns?: string
 export const openDataplane: DataplaneOpener = async (mode, o) => {
   if (mode === 'nftables') return new NftablesDataplane({ netns: o.netns });
   if (o.netns) throw new UsageError('--netns is supported for nftables only');
+  // Without IPVS in this kernel no IPVS service of ours can exist, and ipvs mode never ran here
+  // (it refuses to start without IPVS), so there is nothing to remove: say so and succeed.
+  const { detectIpvsCapabilities } = await import('../../../libs/dataplane/ipvs/detect-capabilities.ts');
+  const caps = await detectIpvsCapabilities({});
+  if (!caps.ipvs) return nothingToClean(`ipvs: not available in this kernel (${caps.notes.join('; ')}); nothing of ipvs mode can exist`);
   // The same ownership record (ipvsStatePath(stateDir, node)) the applier of this node keeps.
   const { createDataplane } = await import('../../../libs/dataplane/create-dataplane.ts');
   return createDataplane({ mode: 'ipvs', node: o.node, stateDir: o.stateDir });
 };
+
+function nothingToClean(note: string): Dataplane {
+  const result: ApplyResult = { kernelWrites: 0, verified: true, durationMs: 0, notes: [note] };
+  return {
+    mode: 'ipvs',
+    apply: () => Promise.reject(new Error('cleanup-only dataplane')),
+    resync: async () => result, cleanup: async () => result, close: async () => undefined,
+  };
+}
 
 export interface CleanupReport { mode: CleanupMode; result?: ApplyResult; error?: string }
 
