@@ -21,7 +21,8 @@ export interface Permissions {
  *  - publish its own ACK/NACKs and heartbeats;
  *  - read versions: direct get by subject on SB_VERSIONS (no consumers, nothing to write);
  *  - read its own target and the default: direct get of those two KV keys and of config.*, and
- *    ordered watch consumers whose filter (part of the 2.9 create subject) is one of those keys;
+ *    an ordered watch consumer whose filter (part of the 2.9 create subject, which the server
+ *    checks against the request body) is its own key;
  *    consumer info/delete for the watchers, and flow-control replies on that stream;
  *  - subscribe to live deltas (sb.v.delta.*), the same content it may read from the stream, and
  *    to the live notices of its two target keys (sb.target.default, sb.target.node.<token>);
@@ -40,7 +41,7 @@ export function nodePermissions(node: string): Permissions {
         `${api}.DIRECT.GET.${VERSIONS_STREAM}.sb.v.>`,
         ...kvKeys.map((k) => `${api}.DIRECT.GET.${TARGETS_STREAM}.${kvSubject(k)}`),
         `${api}.DIRECT.GET.${TARGETS_STREAM}.${kvSubject('config.*')}`,
-        ...kvKeys.map((k) => `${api}.CONSUMER.CREATE.${TARGETS_STREAM}.*.${kvSubject(k)}`),
+        `${api}.CONSUMER.CREATE.${TARGETS_STREAM}.*.${kvSubject(nodeTargetKey(node))}`,
         `${api}.CONSUMER.INFO.${TARGETS_STREAM}.*`,
         `${api}.CONSUMER.DELETE.${TARGETS_STREAM}.*`,
         `$JS.FC.${TARGETS_STREAM}.>`,
