@@ -211,4 +211,27 @@ describe('ApplierSession against a real nats-server', () => {
     expect(nack.v).toMatchObject({ version: 2, lastGoodVersion: 1, error: 'apply: EPERM' });
     await world.received.waitFor(ackFor('n1', 2), 'ack 2 on retry');
   });
+
+  it('corrupt target notices and live deltas are ignored: no crash, state kept, still converges', async () => {
+    world = await startBusWorld({ nodes: ['n1'] });
+    const m = new VersionMaker();
+    await publish(world, m, { upsertServices: [service(1)], upsertNodes: [node('n1')] });
+    await world.targets.setDefaultTarget({ version: 1, configRevision: 0 });
+    const a = await world.startApplier('n1');
+    await world.received.waitFor(ackFor('n1', 1), 'ack 1');
+    const mark = a.events.mark();
+    world.planner.publish('sb.target.default', 'not json');
+    world.planner.publish('sb.target.default', JSON.stringify({ revision: 'x', target: { version: 2, configRevision: 0 } }));
+    world.planner.publish('sb.target.node.n1', JSON.stringify({ revision: 1e6, target: { version: -4 } }));
+    await world.planner.flush();
+    await a.events.waitFor((e) => e.type === 'error' && /malformed target notice/.test(e.error), 'malformed notice reported', { from: mark });
+    expect(a.dataplane.last).toBeDefined();
+    expect(a.session.status().applied?.version).toBe(1);
+    await publish(world, m, { upsertServices: [service(2)] });
+    await world.targets.setDefaultTarget({ version: 2, configRevision: 0 });
+    await world.received.waitFor(ackFor('n1', 2), 'ack 2 after garbage');
+    expect(a.dataplane.applies).toBe(2);
+    expect(a.dataplane.cleanups).toBe(0);
+    expect(world.received.all.some((e) => e.kind === 'nack')).toBe(false);
+  });
 });
