@@ -1,22 +1,22 @@
-import { connect, type NatsConnection, type Subscription } from '@nats-io/transport-node';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { AckCollector } from '../../libs/bus/ack-collector.ts';
+import { connectBus, type BusAuth } from '../../libs/bus/bus-connection.ts';
 import { TargetStore } from '../../libs/bus/target-store.ts';
 import { VersionPublisher } from '../../libs/bus/version-publisher.ts';
-import { ACK_WILDCARD, HEARTBEAT_WILDCARD } from '../../libs/bus/subjects.ts';
-import type { AckOrNack, Heartbeat } from '../../libs/model/index.ts';
 import type { PlannerBus } from './planner-bus.ts';
 
 /**
- * PlannerBus over NATS: libs/bus's VersionPublisher and TargetStore, plus ack/heartbeat
- * subscriptions. libs/bus has no ack collector yet, so this reads sb.ack.* / sb.hb.* itself and
- * drops messages that do not parse (a bad node must not stop the collection of the others).
+ * PlannerBus over NATS: libs/bus's VersionPublisher, TargetStore and AckCollector. The collector
+ * takes a node's identity from the subject its credentials allow and drops payloads that do not
+ * parse or claim another node, so one bad node cannot stop (or forge) the others' reports.
  */
 export class NatsPlannerBus implements PlannerBus {
-  private subs: Subscription[] = [];
+  private collector: Promise<AckCollector> | undefined;
 
   private constructor(private readonly nc: NatsConnection, private readonly publisher: VersionPublisher, private readonly targets: TargetStore, private readonly ownsConnection: boolean) {}
 
-  static async open(o: { url?: string; nc?: NatsConnection; checkpointEvery?: number }): Promise<NatsPlannerBus> {
-    const nc = o.nc ?? await connect({ servers: o.url, name: 'switchboard-planner' });
+  static async open(o: { url?: string; nc?: NatsConnection; checkpointEvery?: number; auth?: BusAuth }): Promise<NatsPlannerBus> {
+    const nc = o.nc ?? await connectBus({ servers: (o.url ?? '').split(',').filter(Boolean), name: 'switchboard-planner', auth: o.auth });
     const publisher = await VersionPublisher.open({ nc, checkpointEvery: o.checkpointEvery });
     const targets = await TargetStore.open({ nc });
     return new NatsPlannerBus(nc, publisher, targets, !o.nc);
@@ -43,41 +43,23 @@ export class NatsPlannerBus implements PlannerBus {
   }
 
   listen(hooks: Parameters<PlannerBus['listen']>[0]): void {
-    const run = async <T>(subject: string, valid: (v: unknown) => v is T, fn: (v: T) => Promise<void> | void) => {
-      const sub = this.nc.subscribe(subject);
-      this.subs.push(sub);
-      for await (const m of sub) {
-        let v: unknown;
-        try {
-          v = m.json();
-        } catch {
-          continue;
-        }
-        if (!valid(v)) continue;
-        try {
-          await fn(v);
-        } catch {
-          // The hook records its own failures; one bad message must not end the subscription.
-        }
-      }
+    // The planner awaits its hooks one at a time; chain them so reports are handled in arrival order.
+    let chain: Promise<void> = Promise.resolve();
+    const queue = (fn: () => Promise<void> | void) => {
+      chain = chain.then(fn).catch(() => undefined); // the hook records its own failures
     };
-    void run(ACK_WILDCARD, isAck, hooks.onAck);
-    void run(HEARTBEAT_WILDCARD, isHeartbeat, hooks.onHeartbeat);
+    this.collector = AckCollector.start({
+      nc: this.nc,
+      callbacks: {
+        onAck: (a) => queue(() => hooks.onAck(a)),
+        onNack: (n) => queue(() => hooks.onAck(n)),
+        onHeartbeat: (h) => queue(() => hooks.onHeartbeat(h)),
+      },
+    });
   }
 
   async close(): Promise<void> {
-    for (const s of this.subs) s.unsubscribe();
+    (await this.collector)?.stop();
     if (this.ownsConnection) await this.nc.drain();
   }
-}
-
-function isAck(v: unknown): v is AckOrNack {
-  const a = v as AckOrNack;
-  return !!a && typeof a === 'object' && (a.type === 'ACK' || a.type === 'NACK') && typeof a.node === 'string'
-    && Number.isSafeInteger(a.version) && Number.isSafeInteger(a.configRevision);
-}
-
-function isHeartbeat(v: unknown): v is Heartbeat {
-  const h = v as Heartbeat;
-  return !!h && typeof h === 'object' && typeof h.node === 'string' && Number.isSafeInteger(h.appliedVersion);
 }

@@ -6,6 +6,7 @@ import { readTokenFile } from './bearer-auth.ts';
 import { informerSource, manifestsSource, type EventSourceFactory } from './event-source.ts';
 import { createHttpApi } from './http-api.ts';
 import { NatsPlannerBus } from './nats-planner-bus.ts';
+import type { BusAuth } from '../../libs/bus/bus-connection.ts';
 import { Planner } from './planner.ts';
 import { plannerMetrics } from './planner-metrics.ts';
 
@@ -23,6 +24,8 @@ export interface RunPlannerOptions {
   readonly debounceMs?: number;
   /** Rescan interval for --manifests (fs.watch can miss changes). */
   readonly pollMs?: number;
+  /** NATS credentials (user/password, creds or nkey seed file, TLS files). */
+  readonly natsAuth?: BusAuth;
 }
 
 export interface RunningPlanner {
@@ -39,7 +42,7 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
   let server: Server | undefined;
   let planner: Planner | undefined;
   try {
-    bus = await NatsPlannerBus.open({ url: o.nats });
+    bus = await NatsPlannerBus.open({ url: o.nats, auth: o.natsAuth });
     const source: EventSourceFactory = o.manifests
       ? (sink, hooks) => manifestsSource((m) => new ManifestsSource({ dir: o.manifests!, ...m, pollIntervalMs: o.pollMs ?? 2000, debounceMs: 20 }), sink, hooks)
       : (sink) => {

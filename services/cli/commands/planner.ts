@@ -16,7 +16,15 @@ export function registerPlanner(program: Command, setExit: SetExit): void {
     .option('--token-file <file>', 'bearer tokens for the HTTP API, one "TOKEN [IDENTITY]" a line')
     .option('--config <file>', 'proxy config (YAML/JSON) for the first config revision')
     .option('--checkpoint-every <k>', 'object-state checkpoint in the log every K events', '10000')
-    .action(async (o: { manifests?: string; kubeconfig?: string; inCluster?: boolean; nats: string; db: string; http: string; tokenFile?: string; config?: string; checkpointEvery: string }) => {
+    .option('--nats-user <user>', 'NATS user (the planner role in deploy/nats)')
+    .option('--nats-password <password>', 'NATS password (or SWITCHBOARD_NATS_PASSWORD)')
+    .option('--nats-creds <file>', 'NATS .creds file (JWT auth)')
+    .option('--nats-nkey-seed <file>', 'file holding the planner\'s nkey seed')
+    .option('--tls-ca <file>', 'CA bundle for the NATS server certificate')
+    .option('--tls-cert <file>', 'client certificate')
+    .option('--tls-key <file>', 'client key')
+    .action(async (o: { manifests?: string; kubeconfig?: string; inCluster?: boolean; nats: string; db: string; http: string; tokenFile?: string; config?: string; checkpointEvery: string;
+      natsUser?: string; natsPassword?: string; natsCreds?: string; natsNkeySeed?: string; tlsCa?: string; tlsCert?: string; tlsKey?: string }) => {
       const sources = [o.manifests, o.kubeconfig, o.inCluster].filter(Boolean).length;
       if (sources !== 1) throw new UsageError('choose exactly one of --manifests DIR, --kubeconfig FILE, --in-cluster');
       const k = Number(o.checkpointEvery);
@@ -24,6 +32,11 @@ export function registerPlanner(program: Command, setExit: SetExit): void {
       const running = await runPlanner({
         manifests: o.manifests, kubeconfig: o.kubeconfig, inCluster: o.inCluster, nats: o.nats, db: o.db, http: o.http,
         tokenFile: o.tokenFile, config: loadProxyConfig(o.config, {}), checkpointEvery: k,
+        natsAuth: {
+          user: o.natsUser, password: o.natsPassword ?? process.env.SWITCHBOARD_NATS_PASSWORD,
+          credsFile: o.natsCreds, nkeySeedFile: o.natsNkeySeed,
+          tls: o.tlsCa || o.tlsCert || o.tlsKey ? { caFile: o.tlsCa, certFile: o.tlsCert, keyFile: o.tlsKey } : undefined,
+        },
       });
       process.stderr.write(`planner: HTTP API on ${running.url}\n`);
       void running.planner.synced.then(() => process.stderr.write(`planner: synced, version ${running.planner.data.latest()?.version ?? 0}\n`));
