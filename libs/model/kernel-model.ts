@@ -47,6 +47,8 @@ export interface IpsetState {
 
 /** Proxy knobs the applier needs beyond the rendered objects. */
 export interface NodeProxySettings {
+  /** The proxy mode the config asks for; `applier --mode auto` follows it. */
+  readonly mode?: 'ipvs' | 'nftables';
   readonly strictARP: boolean;
   readonly masqueradeAll: boolean;
   readonly clusterCIDR: string;

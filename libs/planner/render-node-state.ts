@@ -78,6 +78,7 @@ export function mergeContributions(ctx: RenderContext, parts: Iterable<ServiceCo
     boundAddresses: [...bound].sort(byCodeUnit),
     ipsets,
     settings: {
+      mode: c.mode,
       strictARP: c.strictARP, masqueradeAll: c.masqueradeAll, clusterCIDR: c.clusterCIDR,
       tcpTimeout: c.tcpTimeout, tcpFinTimeout: c.tcpFinTimeout, udpTimeout: c.udpTimeout,
       excludeCIDRs: c.excludeCIDRs,

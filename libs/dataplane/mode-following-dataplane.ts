@@ -1,0 +1,90 @@
+import type { NodeState, ProxyMode } from '../model/index.ts';
+import type { ApplyResult, Dataplane, DataplaneMode } from './dataplane.ts';
+import { switchMode } from './nftables/switch-mode.ts';
+
+export interface ModeFollowingOptions {
+  /** Opens the dataplane of one mode (in the caller's network namespace). */
+  open(mode: ProxyMode): Promise<Dataplane>;
+  /** False where this kernel has no IPVS (or no dummy device): ipvs requests fall back to nftables. */
+  readonly ipvsAvailable: boolean;
+  readonly ipvsUnavailableReason?: string;
+  readonly log?: (msg: string) => void;
+}
+
+/**
+ * The dataplane of `applier --mode auto`: it programs whichever mode the node state's proxy
+ * config asks for (so `ctl mode` rollouts and rollbacks switch nodes wave by wave), falling back
+ * to nftables where IPVS is missing, and switches make-before-break with switchMode. On its
+ * first apply it also removes what the other mode may have left (an applier restarted mid-switch).
+ */
+export class ModeFollowingDataplane implements Dataplane {
+  private current: Dataplane | undefined;
+
+  constructor(private readonly o: ModeFollowingOptions) {}
+
+  get mode(): DataplaneMode {
+    return this.current?.mode ?? (this.o.ipvsAvailable ? 'ipvs' : 'nftables');
+  }
+
+  async apply(state: NodeState): Promise<ApplyResult> {
+    const t0 = performance.now();
+    const asked = state.settings.mode ?? 'ipvs';
+    const notes: string[] = [];
+    let want: ProxyMode = asked;
+    if (asked === 'ipvs' && !this.o.ipvsAvailable) {
+      want = 'nftables';
+      notes.push(`config asks for ipvs but ${this.o.ipvsUnavailableReason ?? 'IPVS is unavailable here'}; running nftables`);
+    }
+    if (!this.current) {
+      this.current = await this.o.open(want);
+      const r = await this.current.apply(state);
+      const other: ProxyMode | undefined = want === 'ipvs' ? 'nftables' : this.o.ipvsAvailable ? 'ipvs' : undefined;
+      if (other) {
+        const dp = await this.o.open(other);
+        try {
+          const c = await dp.cleanup();
+          if (c.kernelWrites > 0) notes.push(`removed ${c.kernelWrites} leftovers of ${other} mode`);
+        } finally {
+          await dp.close();
+        }
+      }
+      return { ...r, notes: [...notes, ...r.notes] };
+    }
+    if (this.current.mode === want) {
+      const r = await this.current.apply(state);
+      return notes.length ? { ...r, notes: [...notes, ...r.notes] } : r;
+    }
+    const from = this.current;
+    const to = await this.o.open(want);
+    let res;
+    try {
+      res = await switchMode({ from, to, state });
+    } catch (e) {
+      await to.close().catch(() => undefined);
+      throw e; // switchMode left the old mode serving; the applier NACKs and keeps it
+    }
+    this.current = to;
+    await from.close().catch(() => undefined);
+    this.o.log?.(`switched ${from.mode} → ${to.mode} in ${res.durationMs.toFixed(0)} ms`);
+    return {
+      kernelWrites: res.applied.kernelWrites + res.removed.kernelWrites + res.recheck.kernelWrites,
+      verified: res.applied.verified && res.removed.verified && res.recheck.verified,
+      durationMs: performance.now() - t0,
+      notes: [...notes, `switched ${from.mode} → ${to.mode}`, ...res.applied.notes],
+    };
+  }
+
+  async resync(): Promise<ApplyResult> {
+    if (!this.current) return { kernelWrites: 0, verified: true, durationMs: 0, notes: ['nothing applied yet'] };
+    return this.current.resync();
+  }
+
+  async cleanup(): Promise<ApplyResult> {
+    if (!this.current) return { kernelWrites: 0, verified: true, durationMs: 0, notes: [] };
+    return this.current.cleanup();
+  }
+
+  async close(): Promise<void> {
+    await this.current?.close();
+  }
+}

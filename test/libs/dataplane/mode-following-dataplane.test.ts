@@ -1,0 +1,84 @@
+import { describe, expect, it } from 'vitest';
+import type { ApplyResult, Dataplane } from '../../../libs/dataplane/dataplane.ts';
+import { ModeFollowingDataplane } from '../../../libs/dataplane/mode-following-dataplane.ts';
+import { readProxyConfig, type NodeState, type ProxyMode } from '../../../libs/model/index.ts';
+import { ClusterDataIndex, renderNodeState } from '../../../libs/planner/index.ts';
+
+/** One fake kernel shared by the fake dataplanes: which modes currently hold programmed state. */
+class FakeKernel {
+  programmed = new Map<ProxyMode, NodeState>();
+  log: string[] = [];
+  failApply = new Set<ProxyMode>();
+}
+
+class FakeModeDataplane implements Dataplane {
+  constructor(readonly mode: ProxyMode, private readonly k: FakeKernel) {}
+  private result(writes: number): ApplyResult {
+    return { kernelWrites: writes, verified: true, durationMs: 0, notes: [] };
+  }
+  async apply(state: NodeState): Promise<ApplyResult> {
+    this.k.log.push(`apply ${this.mode}`);
+    if (this.k.failApply.has(this.mode)) throw new Error(`${this.mode} refused the state`);
+    const same = this.k.programmed.get(this.mode) === state;
+    this.k.programmed.set(this.mode, state);
+    return this.result(same ? 0 : 1);
+  }
+  async resync(): Promise<ApplyResult> { return this.result(0); }
+  async cleanup(): Promise<ApplyResult> {
+    this.k.log.push(`cleanup ${this.mode}`);
+    return this.result(this.k.programmed.delete(this.mode) ? 1 : 0);
+  }
+  async close(): Promise<void> {}
+}
+
+const stateFor = (mode: ProxyMode) => renderNodeState(new ClusterDataIndex(), 'n1', readProxyConfig({ mode }));
+
+describe('ModeFollowingDataplane (applier --mode auto)', () => {
+  const make = (ipvsAvailable: boolean) => {
+    const k = new FakeKernel();
+    const dp = new ModeFollowingDataplane({ ipvsAvailable, ipvsUnavailableReason: 'no IPVS in this kernel', open: async (m) => new FakeModeDataplane(m, k) });
+    return { k, dp };
+  };
+
+  it('programs the mode the config asks for and removes the other mode’s leftovers on first apply', async () => {
+    const { k, dp } = make(true);
+    k.programmed.set('nftables', stateFor('nftables')); // left by an applier that died mid-switch
+    const r = await dp.apply(stateFor('ipvs'));
+    expect(dp.mode).toBe('ipvs');
+    expect([...k.programmed.keys()]).toEqual(['ipvs']);
+    expect(r.notes.join(' ')).toMatch(/removed 1 leftovers of nftables mode/);
+  });
+
+  it('switches make-before-break when the config mode changes, and back', async () => {
+    const { k, dp } = make(true);
+    await dp.apply(stateFor('ipvs'));
+    k.log = [];
+    const r = await dp.apply(stateFor('nftables'));
+    expect(k.log).toEqual(['apply nftables', 'cleanup ipvs']);
+    expect(dp.mode).toBe('nftables');
+    expect([...k.programmed.keys()]).toEqual(['nftables']);
+    expect(r.notes).toContain('switched ipvs → nftables');
+    await dp.apply(stateFor('ipvs'));
+    expect(dp.mode).toBe('ipvs');
+    expect([...k.programmed.keys()]).toEqual(['ipvs']);
+  });
+
+  it('keeps the old mode serving when the new one fails, and reports the failure', async () => {
+    const { k, dp } = make(true);
+    const ipvsState = stateFor('ipvs');
+    await dp.apply(ipvsState);
+    k.failApply.add('nftables');
+    await expect(dp.apply(stateFor('nftables'))).rejects.toThrow(/nftables mode failed to apply: nftables refused/);
+    expect(dp.mode).toBe('ipvs');
+    expect(k.programmed.get('ipvs')).toBe(ipvsState);
+  });
+
+  it('falls back to nftables where IPVS is missing, and says so', async () => {
+    const { k, dp } = make(false);
+    const r = await dp.apply(stateFor('ipvs'));
+    expect(dp.mode).toBe('nftables');
+    expect([...k.programmed.keys()]).toEqual(['nftables']);
+    expect(k.log).not.toContain('cleanup ipvs');
+    expect(r.notes[0]).toMatch(/config asks for ipvs but no IPVS in this kernel; running nftables/);
+  });
+});
