@@ -202,6 +202,8 @@ function restore(s: FakeState, text: string): string | undefined {
     if (verb === ':') { table[chain] = []; continue; }
     if (verb === '-X ') { if (!(chain in table)) return `no chain ${chain}`; delete table[chain]; continue; }
     const rules = (table[chain] ??= []);
+    // Like iptables: a rule cannot match on a set that does not exist.
+    for (const m of (verb === '-D ' ? '' : rule ?? '').matchAll(/--match-set (\S+)/g)) if (!s.sets.has(m[1]!)) return `Set ${m[1]} doesn't exist`;
     if (verb === '-A ') rules.push(rule!);
     else if (verb === '-I ') rules.unshift(rule!);
     else { const i = rules.indexOf(rule!); if (i < 0) return `no rule ${line}`; rules.splice(i, 1); }

@@ -5,7 +5,7 @@ import { IPVS_DUMMY_DEVICE } from '../../model/index.ts';
 import type { ApplyResult, Dataplane } from '../dataplane.ts';
 import { DEFAULT_DRAIN_TIMEOUT_MS } from './graceful-termination.ts';
 import { KernelTransaction, type KernelInterface } from './kernel-transaction.ts';
-import { glueChains, netfilterGlue, type NetfilterGlue } from './netfilter-glue.ts';
+import { glueChains, netfilterGlue, withGlueSets, type NetfilterGlue } from './netfilter-glue.ts';
 import { nodeSysctls } from './node-sysctls.ts';
 import type { OwnershipRecord, OwnershipStore } from './ownership-record.ts';
 import { planKernelOps } from './plan-kernel-ops.ts';
@@ -110,10 +110,11 @@ export class IpvsDataplane implements Dataplane {
     return p;
   }
 
-  private async sync(desired: NodeState | undefined): Promise<ApplyResult> {
+  private async sync(wanted: NodeState | undefined): Promise<ApplyResult> {
     const t0 = performance.now();
     const record = (this.record ??= await this.o.store.load());
-    const glue: NetfilterGlue | undefined = desired && this.o.netfilter !== false ? netfilterGlue(desired.settings) : undefined;
+    const glue: NetfilterGlue | undefined = wanted && this.o.netfilter !== false ? netfilterGlue(wanted.settings) : undefined;
+    const desired = wanted && withGlueSets(wanted, glue);
     const sysctls = desired ? nodeSysctls(desired.settings, this.o.kernelRelease ?? release()) : {};
     const readOpts = {
       ipsets: [...new Set([...(desired?.ipsets ?? []).map((s) => s.name), ...record.ipsets])],

@@ -1,4 +1,5 @@
-import type { NodeProxySettings } from '../../model/index.ts';
+import { byCodeUnit, type IpsetState, type IpsetType, type NodeProxySettings, type NodeState } from '../../model/index.ts';
+import { IPSET_TABLE } from '../../planner/index.ts';
 
 /**
  * The fixed netfilter rule set of kube-proxy's ipvs mode (IPv4), in the exact text `iptables-save`
@@ -127,4 +128,31 @@ export function parseIptablesSave(text: string, ours: Readonly<Record<string, re
     if (mine.has(chain) || (target !== undefined && mine.has(target))) ((out[table] ??= {})[chain] ??= []).push(rule);
   }
   return out;
+}
+
+/** Names of the ipsets the glue's rules match on (iptables refuses a rule whose set is missing). */
+export function glueSetNames(glue: NetfilterGlue): string[] {
+  const names = new Set<string>();
+  for (const chains of Object.values(glue.chains)) {
+    for (const rules of Object.values(chains)) for (const r of rules) for (const m of r.matchAll(/--match-set (\S+)/g)) names.add(m[1]!);
+  }
+  return [...names].sort();
+}
+
+/**
+ * The state plus an empty set for every set the glue references but the state lacks (a state
+ * rendered for a subset of families or by an older planner), so the rules always load.
+ */
+export function withGlueSets(state: NodeState, glue: NetfilterGlue | undefined): NodeState {
+  if (!glue) return state;
+  const have = new Set(state.ipsets.map((s) => s.name));
+  const types = new Map<string, IpsetType>(IPSET_TABLE.map(([n, t]) => [n, t]));
+  const extra: IpsetState[] = [];
+  for (const name of glueSetNames(glue)) {
+    const type = types.get(name);
+    if (have.has(name) || !type) continue;
+    extra.push({ name, type, ...(type === 'bitmap:port' ? {} : { family: 'inet' as const }), entries: [] });
+  }
+  if (extra.length === 0) return state;
+  return { ...state, ipsets: [...state.ipsets, ...extra].sort((a, b) => byCodeUnit(a.name, b.name)) };
 }

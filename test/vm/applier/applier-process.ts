@@ -10,7 +10,12 @@ export class ApplierProcess {
   private next = 1;
   private buf = '';
   private waiting = new Map<number, (m: { result?: ApplyResult; error?: string }) => void>();
-  private constructor(private readonly child: ChildProcess) {
+  private constructor(private readonly child: ChildProcess, private readonly stderr: () => string) {
+    // A crashed driver must fail the pending calls at once, with its stderr, not at the test timeout.
+    child.once('exit', (code, signal) => {
+      for (const w of this.waiting.values()) w({ error: `applier driver exited (${code ?? signal}): ${this.stderr().slice(-2000)}` });
+      this.waiting.clear();
+    });
     child.stdout!.on('data', (d: Buffer) => {
       this.buf += d.toString();
       let i;
@@ -27,14 +32,15 @@ export class ApplierProcess {
   static async start(ns: string, stateFile: string, drainTimeoutMs = 300_000): Promise<ApplierProcess> {
     const child = spawn('ip', ['netns', 'exec', ns, process.execPath, '--import', 'tsx', DRIVER, stateFile, String(drainTimeoutMs)], { stdio: ['pipe', 'pipe', 'pipe'] });
     let err = '';
-    child.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
+    // The driver traces each kernel read/run to stderr; pass it through so a slow or stuck step shows.
+    child.stderr!.on('data', (d: Buffer) => { err += d.toString(); process.stderr.write(d); });
     await new Promise<void>((resolve, reject) => {
       let out = '';
       const onData = (d: Buffer) => { out += d.toString(); if (out.includes('ready\n')) { child.stdout!.off('data', onData); resolve(); } };
       child.stdout!.on('data', onData);
       child.once('exit', (code) => reject(new Error(`applier driver exited ${code}: ${err}`)));
     });
-    return new ApplierProcess(child);
+    return new ApplierProcess(child, () => err);
   }
 
   private call(msg: object): Promise<ApplyResult> {

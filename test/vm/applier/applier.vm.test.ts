@@ -18,11 +18,11 @@ let node: NodeNs, client: ClientNs, pods: PodNs[], applier: ApplierProcess;
 const stateFile = join(mkdtempSync(join(tmpdir(), 'sb-applier-')), 'ipvs-n1.json');
 const holders: ChildProcess[] = [];
 
-function vs(address: string, port: number, podList: PodNs[], o: Partial<VirtualServer> = {}): VirtualServer {
+function vs(address: string, port: number, podList: PodNs[], o: Partial<VirtualServer> = {}, rsPort = 8080): VirtualServer {
   return {
     protocol: 'TCP', address, port, scheduler: 'rr', schedulerFlags: [], persistenceTimeout: 0, role: 'cluster-ip',
     servicePort: 'default/web:http', localOnly: false, sourceRanges: [],
-    realServers: podList.map((p) => ({ address: p.ip, port: o.protocol === 'UDP' ? 8080 : (o as { rsPort?: number }).rsPort ?? 8080, weight: 1 })).sort((a, b) => (a.address < b.address ? -1 : 1)),
+    realServers: podList.map((p) => ({ address: p.ip, port: rsPort, weight: 1 })).sort((a, b) => (a.address < b.address ? -1 : 1)),
     ...o,
   };
 }
@@ -110,7 +110,7 @@ describe('ipvs applier in a node netns', () => {
       holders.push(h);
       await new Promise<void>((r) => h.stdout!.once('data', () => r()));
     }
-    const s = state([vs(VIP, 9090, pods, { rsPort: 9090 } as never)]);
+    const s = state([vs(VIP, 9090, pods, {}, 9090)]);
     expect((await applier.apply(s)).verified).toBe(true);
     // One long-lived client connection: writes a line per stdin line and prints the echo.
     const conn = spawn('ip', ['netns', 'exec', client.ns, process.execPath, '-e',
@@ -125,7 +125,7 @@ describe('ipvs applier in a node netns', () => {
     const holder = pods.find((p) => new RegExp(`${p.ip.replace(/\./g, '\\.')}:9090\\s+Masq\\s+1\\s+1`).test(listing));
     expect(holder, listing).toBeDefined();
     const rest = pods.filter((p) => p !== holder);
-    const r = await applier.apply(state([vs(VIP, 9090, rest, { rsPort: 9090 } as never)]));
+    const r = await applier.apply(state([vs(VIP, 9090, rest, {}, 9090)]));
     expect(r.notes).toContain('1 real server(s) draining');
     expect(await execIn(node.ns, ['ipvsadm', '-Sn'])).toContain(`-a -t ${VIP}:9090 -r ${holder!.ip}:9090 -m -w 0`);
     conn.stdin!.write('still-there\n');

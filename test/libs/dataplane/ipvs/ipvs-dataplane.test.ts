@@ -141,6 +141,7 @@ describe('IpvsDataplane on the recording fake', () => {
     expect(kernel.ipvsadmSave()).toBe(foreignIpvs);
     expect(kernel.addresses()).toEqual(['192.0.2.1']);
     expect(kernel.ipsetSave()).toBe('create FOREIGN hash:ip family inet hashsize 1024 maxelem 65536 bucketsize 12\n');
+    expect(formatIpsetSave(base())).toContain('create KUBE-LOAD-BALANCER-FW hash:ip,port');
     expect(kernel.iptablesSave()).not.toContain('KUBE-');
   });
 

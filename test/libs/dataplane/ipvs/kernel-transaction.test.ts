@@ -33,6 +33,16 @@ describe('KernelTransaction', () => {
   });
 });
 
+describe('FakeKernel netfilter', () => {
+  it('refuses, like iptables, a rule matching on a set that does not exist', async () => {
+    const k = new FakeKernel();
+    const text = '*nat\n:X - [0:0]\n-A X -m set --match-set NOPE dst -j ACCEPT\nCOMMIT\n';
+    await expect(k.run(new KernelTransaction().add({ verb: 'restore', kind: 'netfilter', text }))).rejects.toThrow("Set NOPE doesn't exist");
+    await k.run(new KernelTransaction().add({ verb: 'create', kind: 'ipset', set: { name: 'NOPE', type: 'hash:ip', family: 'inet' } }).add({ verb: 'restore', kind: 'netfilter', text }));
+    expect(k.iptablesSave()).toContain('-A X -m set --match-set NOPE dst -j ACCEPT');
+  });
+});
+
 describe('IPVS service mapping', () => {
   it('maps ipvsadm flag names and persistence to kernel flags and back', () => {
     const spec = { ...vs, scheduler: 'mh', schedulerFlags: ['mh-fallback', 'mh-port'], persistenceTimeout: 300 };

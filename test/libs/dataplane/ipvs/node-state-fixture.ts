@@ -1,5 +1,6 @@
 import type { IpsetState, NodeState, RealServer, VirtualServer } from '../../../../libs/model/index.ts';
-import { formatIpsetSave } from '../../../../libs/planner/index.ts';
+import { formatIpsetSave as formatSets } from '../../../../libs/planner/index.ts';
+import { netfilterGlue, withGlueSets } from '../../../../libs/dataplane/ipvs/netfilter-glue.ts';
 
 /** Small hand-built NodeStates for the pure dataplane tests. */
 export function vs(address: string, port: number, reals: [string, number][], o: Partial<VirtualServer> = {}): VirtualServer {
@@ -12,6 +13,7 @@ export function vs(address: string, port: number, reals: [string, number][], o: 
 
 export function nodeState(virtualServers: VirtualServer[], o: Partial<NodeState> = {}): NodeState {
   const clusterIPs = [...new Set(virtualServers.map((v) => v.address))].sort();
+  // Deliberately only some of kube-proxy's sets: the applier must add those its glue needs.
   const ipsets: IpsetState[] = [
     { name: 'KUBE-CLUSTER-IP', type: 'hash:ip,port', family: 'inet', entries: virtualServers.map((v) => `${v.address},${v.protocol.toLowerCase()}:${v.port}`).sort() },
     { name: 'KUBE-IPVS-IPS', type: 'hash:ip', family: 'inet', entries: clusterIPs },
@@ -24,4 +26,7 @@ export function nodeState(virtualServers: VirtualServer[], o: Partial<NodeState>
   };
 }
 
-export { formatIpsetSave };
+/** `ipset save` text the applier must produce: the state's sets plus the empty ones the glue matches on. */
+export function formatIpsetSave(s: NodeState): string {
+  return formatSets(withGlueSets(s, netfilterGlue(s.settings)));
+}
