@@ -1,6 +1,6 @@
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Ack, ConfigRevision, Heartbeat, Nack, NodeTarget } from '../model/index.ts';
-import { nodeStateHash, renderNodeState } from '../planner/index.ts';
+import { NodeStateRenderer } from '../planner/index.ts';
 import type { Dataplane } from '../dataplane/dataplane.ts';
 import { DataSync } from './data-sync.ts';
 import { decodeDelta } from './artifact-codec.ts';
@@ -61,6 +61,8 @@ export class ApplierSession {
   private applied: AppliedState | undefined;
   private programmedHash: string | undefined;
   private config: ConfigRevision | undefined;
+  /** This node's rendered state for (data held, config revision), moved per delta: O(change). */
+  private renderer: { readonly revision: number; readonly r: NodeStateRenderer } | undefined;
   private lastError = '';
   /** A target whose published content failed verification: not retried until the target moves. */
   private poisoned = '';
@@ -153,19 +155,21 @@ export class ApplierSession {
       this.config = c;
     }
     const t1 = this.clock.now();
-    let state;
+    let renderer: NodeStateRenderer;
+    let hash: string;
     try {
-      state = renderNodeState(this.sync.data, this.o.node, this.config.config);
+      renderer = this.render(this.config);
+      hash = renderer.hash();
     } catch (e) {
+      this.renderer = undefined; // possibly half-updated: start over next time
       return this.fail(target, `render: ${(e as Error).message}`, true);
     }
-    const hash = nodeStateHash(state);
     const t2 = this.clock.now();
     const skipped = hash === this.programmedHash;
     let kernelWrites = 0;
     if (!skipped) {
       try {
-        const r = await this.o.dataplane.apply(state);
+        const r = await this.o.dataplane.apply(renderer.state());
         kernelWrites = r.kernelWrites;
         if (!r.verified) return this.fail(target, `apply not verified: ${r.notes.join('; ')}`, false);
       } catch (e) {
@@ -185,6 +189,20 @@ export class ApplierSession {
     };
     this.publish(ackSubject(this.o.node), ack);
     this.emit({ type: 'ack', ack, path: data.path, bytes: data.bytes, skipped });
+  }
+
+  /**
+   * Brings this node's renderer to the data held: feeds it the net delta since the last render,
+   * or renders everything on the first use, after a checkpoint jump or for another config revision.
+   */
+  private render(config: ConfigRevision): NodeStateRenderer {
+    const changes = this.sync.takeChanges();
+    if (!this.renderer || this.renderer.revision !== config.revision) {
+      this.renderer = { revision: config.revision, r: new NodeStateRenderer(this.o.node, config.config) };
+      this.renderer.r.reset(this.sync.data);
+    } else if (!changes) this.renderer.r.reset(this.sync.data);
+    else this.renderer.r.update(this.sync.data, changes);
+    return this.renderer.r;
   }
 
   private fail(target: NodeTarget | undefined, error: string, permanent: boolean): void {

@@ -1,4 +1,4 @@
-import type { VersionArtifact } from '../model/index.ts';
+import type { DataDelta, NodeFacts, ServiceEntry, VersionArtifact } from '../model/index.ts';
 import { ClusterDataIndex } from '../planner/index.ts';
 import { planFetch } from './fetch-plan.ts';
 import { applyDeltaChain, indexFromCheckpoint } from './version-chain.ts';
@@ -21,6 +21,8 @@ export class DataSync {
   private at = 0;
   /** Deltas seen live on sb.v.delta.* (push path), so a node one step behind fetches nothing. */
   private readonly pushed = new Map<number, Delta>();
+  /** What moved since the last takeChanges(): touched keys, or everything (new index). */
+  private changed: { services: Set<string>; nodes: Set<string> } | 'all' = 'all';
 
   constructor(private readonly reader: Pick<VersionReader, 'delta' | 'checkpoint'>, private readonly maxDeltaChain: number) {}
 
@@ -30,6 +32,32 @@ export class DataSync {
 
   get data(): ClusterDataIndex {
     return this.index;
+  }
+
+  /**
+   * The net change to `data` since the previous call, as one delta read from the data now held
+   * (several versions moved by deltas merge into one), or undefined when the data was replaced
+   * (first sync, checkpoint jump) and whatever depends on it must start over. O(change).
+   */
+  takeChanges(): DataDelta | undefined {
+    const c = this.changed;
+    this.changed = { services: new Set(), nodes: new Set() };
+    if (c === 'all') return undefined;
+    const upsertServices: ServiceEntry[] = [];
+    const removeServices: string[] = [];
+    for (const k of c.services) {
+      const e = this.index.service(k);
+      if (e) upsertServices.push(e);
+      else removeServices.push(k);
+    }
+    const upsertNodes: NodeFacts[] = [];
+    const removeNodes: string[] = [];
+    for (const n of c.nodes) {
+      const f = this.index.node(n);
+      if (f) upsertNodes.push(f);
+      else removeNodes.push(n);
+    }
+    return { upsertServices, removeServices, upsertNodes, removeNodes };
   }
 
   /**
@@ -59,6 +87,7 @@ export class DataSync {
       const r = applyDeltaChain(this.index, this.at, got.value);
       if (!r.ok) return { ok: false, error: r.error, permanent: true };
       this.at = r.version;
+      this.noteChanges(got.value);
       return { ok: true, version: r.version, hash: r.hash, bytes: got.bytes, path: 'deltas' };
     }
     return this.viaCheckpoint(target);
@@ -84,7 +113,19 @@ export class DataSync {
     if (!r.ok) return { ok: false, error: r.error, permanent: true };
     this.index = index;
     this.at = r.version;
+    this.changed = 'all';
     return { ok: true, version: r.version, hash: r.hash, bytes: bytes + rest.bytes, path: 'checkpoint' };
+  }
+
+  private noteChanges(deltas: readonly Delta[]): void {
+    const c = this.changed;
+    if (c === 'all') return;
+    for (const { delta: d } of deltas) {
+      for (const k of d.removeServices) c.services.add(k);
+      for (const e of d.upsertServices) c.services.add(e.key);
+      for (const n of d.removeNodes) c.nodes.add(n);
+      for (const f of d.upsertNodes) c.nodes.add(f.name);
+    }
   }
 
   /** Fetches deltas from..to concurrently (they are independent reads), in order. */

@@ -1,0 +1,68 @@
+import { describe, expect, it } from 'vitest';
+import { DEFAULT_PROXY_CONFIG } from '../../../libs/model/index.ts';
+import { DataSync } from '../../../libs/bus/index.ts';
+import type { VersionReader } from '../../../libs/bus/version-reader.ts';
+import { NodeStateRenderer, nodeStateHash, renderNodeState } from '../../../libs/planner/index.ts';
+import { node, service, VersionMaker } from './fixtures.ts';
+
+/** Serves a VersionMaker's history as the reader would (every version also has a checkpoint). */
+function reader(m: VersionMaker, tamper = new Set<number>()): Pick<VersionReader, 'delta' | 'checkpoint'> {
+  return {
+    delta: async (v) => {
+      const h = m.history[v - 1];
+      if (!h) return { ok: false, missing: true, error: `no delta ${v}` };
+      const value = tamper.has(v) ? { ...h.delta, hash: 'f'.repeat(64) } : h.delta;
+      return { ok: true, value, bytes: 1, baseCheckpoint: v };
+    },
+    checkpoint: async (v) => {
+      const h = m.history[v - 1];
+      return h ? { ok: true, value: h.checkpoint(), bytes: 1, baseCheckpoint: v } : { ok: false, missing: true, error: `no checkpoint ${v}` };
+    },
+  };
+}
+
+describe('DataSync.takeChanges: the net change for incremental rendering', () => {
+  it('is "everything" after a checkpoint load, then the merged delta of the versions moved by deltas', async () => {
+    const m = new VersionMaker();
+    m.next({ upsertServices: [service(1), service(2), service(3)], upsertNodes: [node('n1'), node('n2')] });
+    const sync = new DataSync(reader(m), 10);
+    expect((await sync.advanceTo(1)).ok).toBe(true);
+    expect(sync.takeChanges()).toBeUndefined();
+    const r = new NodeStateRenderer('n1', DEFAULT_PROXY_CONFIG);
+    r.reset(sync.data);
+
+    m.next({ upsertServices: [service(1, 3, 1)] });
+    m.next({ upsertServices: [service(1, 4, 2), service(4)], removeServices: ['ns/svc-2'] });
+    m.next({ upsertNodes: [{ ...node('n2'), zone: 'z9' }] });
+    const res = await sync.advanceTo(4);
+    expect(res.ok && res.path).toBe('deltas');
+    const d = sync.takeChanges()!;
+    expect(d.upsertServices.map((s) => s.key).sort()).toEqual(['ns/svc-1', 'ns/svc-4']);
+    expect(d.upsertServices.find((s) => s.key === 'ns/svc-1')).toEqual(service(1, 4, 2)); // read from data now, not version 2
+    expect(d.removeServices).toEqual(['ns/svc-2']);
+    expect(d.upsertNodes.map((n) => n.name)).toEqual(['n2']);
+    r.update(sync.data, d);
+    const full = renderNodeState(sync.data, 'n1', DEFAULT_PROXY_CONFIG);
+    expect(r.state()).toEqual(full);
+    expect(r.hash()).toBe(nodeStateHash(full));
+    expect(sync.takeChanges()).toEqual({ upsertServices: [], removeServices: [], upsertNodes: [], removeNodes: [] });
+  });
+
+  it('records nothing for a chain that fails verification, and "everything" after a checkpoint jump', async () => {
+    const m = new VersionMaker();
+    m.next({ upsertServices: [service(1)], upsertNodes: [node('n1')] });
+    const sync = new DataSync(reader(m, new Set([3])), 2);
+    await sync.advanceTo(1);
+    sync.takeChanges();
+    m.next({ upsertServices: [service(2)] });
+    m.next({ upsertServices: [service(3)] });
+    const bad = await sync.advanceTo(3);
+    expect(bad.ok).toBe(false);
+    expect(sync.version).toBe(1);
+    expect(sync.takeChanges()).toEqual({ upsertServices: [], removeServices: [], upsertNodes: [], removeNodes: [] });
+    for (let i = 0; i < 4; i++) m.next({ upsertServices: [service(10 + i)] });
+    const jump = await sync.advanceTo(7);
+    expect(jump.ok && jump.path).toBe('checkpoint');
+    expect(sync.takeChanges()).toBeUndefined();
+  });
+});
