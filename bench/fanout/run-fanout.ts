@@ -1,7 +1,8 @@
 /**
  * Fan-out bench: event → all nodes ACKed, versus the raw core-NATS publish → reply floor to the
  * same connections, in the same run. Usage:
- *   npx tsx bench/fanout/run-fanout.ts [--nodes 100,1000] [--events 40] [--workers 4] [--services 50]
+ *   npx tsx bench/fanout/run-fanout.ts [--nodes 100,1000] [--events 40] [--workers 4] [--services 50] [--cpu-prof DIR]
+ * (--cpu-prof: each applier worker process writes a V8 CPU profile into DIR when it exits.)
  * Prints a markdown table (ratios against the floor) and writes JSON to bench/fanout/last-run.json.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -20,6 +21,7 @@ const nodeCounts = (args.get('nodes') ?? '100,1000').split(',').map(Number);
 const events = Number(args.get('events') ?? 40);
 const workers = Number(args.get('workers') ?? 4);
 const services = Number(args.get('services') ?? 50);
+const cpuProf = args.get('cpu-prof');
 const here = path.dirname(fileURLToPath(import.meta.url));
 
 interface Stats { p50: number; p99: number; max: number; mean: number }
@@ -69,7 +71,7 @@ async function runScale(n: number): Promise<Record<string, unknown>> {
     await Promise.all(Array.from({ length: workers }, (_, w) => {
       const count = Math.min(per, n - w * per);
       if (count <= 0) return Promise.resolve();
-      const p = spawn(process.execPath, ['--import', 'tsx', path.join(here, 'fanout-worker.ts'), server.url, String(count), String(w * per)], { stdio: ['pipe', 'pipe', 'inherit'] });
+      const p = spawn(process.execPath, [...(cpuProf ? ['--cpu-prof', '--cpu-prof-dir', cpuProf] : []), '--import', 'tsx', path.join(here, 'fanout-worker.ts'), server.url, String(count), String(w * per)], { stdio: ['pipe', 'pipe', 'inherit'] });
       children.push(p);
       return new Promise<void>((res, rej) => {
         p.once('exit', (c) => rej(new Error(`worker ${w} exited ${c}`)));
