@@ -44,7 +44,9 @@ export interface NodeAtTime {
 
 /** What a node had programmed at a time: its last ACK then, the version's services, and a cross-check. */
 export function nodeAt(log: EventLog, node: string, at?: string): NodeAtTime {
-  const when = at === undefined ? new Date(8.64e15).toISOString() : iso(at);
+  // ACK times are ISO-8601 UTC strings compared as text; new Date(8.64e15) would print as
+  // '+275760-…', which sorts before every real time, so the open bound is the last 4-digit year.
+  const when = at === undefined ? '9999-12-31T23:59:59.999Z' : iso(at);
   const row = log.db.prepare(`SELECT id, body FROM acks WHERE node = ? AND type = 'ACK' AND at <= ? ORDER BY at DESC, id DESC LIMIT 1`)
     .get(node, when) as { id: number; body: string } | undefined;
   const ack = row && (JSON.parse(row.body) as Ack);

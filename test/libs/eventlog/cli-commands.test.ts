@@ -121,6 +121,8 @@ describe('switchboard db / replay / audit', () => {
     const node = JSON.parse((await sb('audit', '--db', file, 'node', 'node-1', '--at', '2025-01-01T00:07:00Z', '--json')).out);
     expect(node).toMatchObject({ node: 'node-1', ack: { version: 2 }, nodeStateVerified: true });
     expect(JSON.parse((await sb('audit', '--db', file, 'node', 'node-1', '--at', '2025-01-01T00:04:00Z', '--json')).out).ack).toBeUndefined();
+    // Without --at: the node's latest ACK (an open upper bound, not a far-future date that sorts wrong).
+    expect(JSON.parse((await sb('audit', '--db', file, 'node', 'node-1', '--json')).out)).toMatchObject({ node: 'node-1', ack: { version: 2 } });
 
     const ops = await sb('audit', '--db', file, 'ops');
     expect(ops.out).toMatch(/^ID +AT +KIND +ACTOR/);
