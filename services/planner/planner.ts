@@ -8,6 +8,8 @@ import { DataAxis, type NewVersion } from './data-axis.ts';
 import { toWatchEvent, type ObjectRejection } from './event-change.ts';
 import type { EventSource, EventSourceFactory } from './event-source.ts';
 import { NodeTracker } from './node-tracker.ts';
+import { EventBatcher } from './event-batcher.ts';
+import type { KubeEvent } from '../../libs/kube/index.ts';
 import type { PlannerBus } from './planner-bus.ts';
 
 /** Optional hooks for metrics and audit; none may throw into the planner. */
@@ -25,6 +27,8 @@ export interface PlannerOptions {
   readonly initialConfig: ProxyConfig;
   /** Quiet time that folds a burst of events into one version (default 30 ms). */
   readonly debounceMs?: number;
+  /** Longest a version may wait under sustained churn, however busy the source (default 250 ms). */
+  readonly maxSyncDelayMs?: number;
   /** Write an object-state checkpoint into the log every this many events (default 10000; 0 = never). */
   readonly checkpointEvery?: number;
   readonly statusThresholds?: NodeStatusThresholds;
@@ -49,6 +53,8 @@ export class Planner {
   private putRevisions = new Set<number>();
   private expected = new Map<string, string>();
   private stopped = false;
+  private firstUnsyncedAt: number | undefined;
+  private batcher!: EventBatcher<KubeEvent>;
   isSynced = false;
   lastError: string | undefined;
   sourceRejections: Rejection[] = [];
@@ -71,12 +77,17 @@ export class Planner {
     this.config = ConfigAxis.restore(log, this.o.initialConfig, () => this.now());
     await this.serial(() => this.publishAndTarget());
     this.o.bus.listen({ onAck: (a) => this.onAck(a), onHeartbeat: (h) => this.nodes.onHeartbeat(h, Date.now()) });
-    this.source = this.o.source(
-      (e) => this.serial(() => {
-        this.data.ingest([toWatchEvent(e, this.source.origin)]).forEach((r) => this.o.hooks?.onRejected?.(r));
-        this.o.hooks?.onEvents?.(1);
+    this.batcher = new EventBatcher<KubeEvent>({
+      serial: (fn) => this.serial(fn),
+      flush: (events) => {
+        this.data.ingest(events.map((e) => toWatchEvent(e, this.source.origin))).forEach((r) => this.o.hooks?.onRejected?.(r));
+        this.o.hooks?.onEvents?.(events.length);
         this.scheduleSync();
-      }),
+      },
+      onError: (e) => this.fail('append', e),
+    });
+    this.source = this.o.source(
+      (e) => this.batcher.push(e),
       {
         // Each scan reports everything it refused; count only what is new, keep only the current list.
         onSourceRejections: (list) => {
@@ -88,6 +99,7 @@ export class Planner {
     );
     this.source.start().catch((e) => this.fail('source', e));
     void this.source.synced.then(() => this.serial(async () => {
+      this.batcher.flushNow(); // the initial list must be durable and applied before version 1
       this.isSynced = true;
       await this.syncNow();
       this.resolveSynced();
@@ -99,6 +111,8 @@ export class Planner {
     clearTimeout(this.timer);
     clearTimeout(this.retry);
     await this.source?.stop();
+    if (this.batcher) await this.batcher.drain(); // what the source delivered is logged before we go
+    this.batcher?.stop();
     await this.chain.catch(() => {});
   }
 
@@ -120,10 +134,16 @@ export class Planner {
   private scheduleSync(): void {
     if (!this.isSynced || this.stopped) return; // no version before every informer synced once
     clearTimeout(this.timer);
-    this.timer = setTimeout(() => void this.serial(() => this.syncNow()).catch((e) => this.fail('sync', e)), this.o.debounceMs ?? 30);
+    // Debounce folds bursts into one version, but sustained churn must not postpone versions forever.
+    const now = Date.now();
+    this.firstUnsyncedAt ??= now;
+    const wait = Math.min(this.o.debounceMs ?? 30, Math.max(0, this.firstUnsyncedAt + (this.o.maxSyncDelayMs ?? 250) - now));
+    this.timer = setTimeout(() => void this.serial(() => this.syncNow()).catch((e) => this.fail('sync', e)), wait);
   }
 
   private async syncNow(): Promise<void> {
+    this.firstUnsyncedAt = undefined;
+    this.batcher.flushNow(); // never make a version from events that are not durable yet
     this.data.sync();
     const every = this.o.checkpointEvery ?? 10_000;
     if (every > 0 && this.o.log.checkpointDue(every)) this.o.log.checkpoint(this.data.live);

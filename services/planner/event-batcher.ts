@@ -1,0 +1,75 @@
+/**
+ * Group commit for watch events. The informer awaits the sink once per event, so awaiting a
+ * durable append per event would cost one fsync each (20k fsyncs for a 10k-service initial
+ * list). Instead the sink only queues the event; a flush appends everything queued in ONE
+ * transaction. This is safe because the informer's resume points live in the same SQLite log and
+ * are written inside the next append transaction (SqliteResumeStore): a resume point can never
+ * be durable before the events it covers, so a crash re-delivers events but never skips one.
+ * Versions are made only after a flush, so nothing derived from an event is published before
+ * the event is durable. A failed append keeps its events at the head of the queue and retries;
+ * the sink never rejects (that would make the informer re-deliver, i.e. duplicate, events).
+ */
+export interface EventBatcherOptions<E> {
+  /** Appends and applies a batch synchronously; throws when nothing was written. */
+  readonly flush: (events: readonly E[]) => void;
+  /** Runs work in the owner's serial queue (flushes must not interleave with syncs). */
+  readonly serial: (fn: () => void) => Promise<void>;
+  /** Largest batch per transaction; also the queue length past which the sink waits (default 2000). */
+  readonly maxBatch?: number;
+  readonly retryMs?: number;
+  readonly onError?: (err: unknown) => void;
+}
+
+export class EventBatcher<E> {
+  private readonly queue: E[] = [];
+  private scheduled: Promise<void> | undefined;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private stopped = false;
+
+  constructor(private readonly o: EventBatcherOptions<E>) {}
+
+  get queued(): number {
+    return this.queue.length;
+  }
+
+  /** Queues one event; resolves at once, or after a flush when the queue is full (backpressure). */
+  push(event: E): Promise<void> | undefined {
+    this.queue.push(event);
+    const flushed = this.schedule();
+    return this.queue.length >= (this.o.maxBatch ?? 2000) ? flushed : undefined;
+  }
+
+  /** Flushes everything queued now (e.g. before making a version or stopping). */
+  drain(): Promise<void> {
+    return this.o.serial(() => this.flushNow());
+  }
+
+  stop(): void {
+    this.stopped = true;
+    clearTimeout(this.retryTimer);
+  }
+
+  private schedule(): Promise<void> {
+    this.scheduled ??= new Promise<void>((r) => setImmediate(r))
+      .then(() => this.o.serial(() => this.flushNow()))
+      .finally(() => { this.scheduled = undefined; });
+    return this.scheduled;
+  }
+
+  /** Call inside the serial queue. Never throws: a failure is reported and retried later. */
+  flushNow(): void {
+    const max = this.o.maxBatch ?? 2000;
+    while (this.queue.length > 0 && !this.stopped) {
+      const batch = this.queue.slice(0, max);
+      try {
+        this.o.flush(batch);
+      } catch (e) {
+        this.o.onError?.(e);
+        clearTimeout(this.retryTimer);
+        this.retryTimer = setTimeout(() => void this.schedule(), this.o.retryMs ?? 1000);
+        return;
+      }
+      this.queue.splice(0, batch.length);
+    }
+  }
+}

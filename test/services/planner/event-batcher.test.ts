@@ -1,0 +1,55 @@
+import { describe, expect, it } from 'vitest';
+import { EventBatcher } from '../../../services/planner/event-batcher.ts';
+
+function serialQueue() {
+  let chain: Promise<unknown> = Promise.resolve();
+  return (fn: () => void) => {
+    const run = chain.then(fn);
+    chain = run.catch(() => undefined);
+    return run;
+  };
+}
+
+describe('EventBatcher (group commit for watch events)', () => {
+  it('appends events queued together in one batch, in order', async () => {
+    const batches: number[][] = [];
+    const b = new EventBatcher<number>({ serial: serialQueue(), flush: (e) => void batches.push([...e]) });
+    for (let i = 1; i <= 5; i++) expect(b.push(i)).toBeUndefined();
+    await b.drain();
+    expect(batches).toEqual([[1, 2, 3, 4, 5]]);
+    expect(b.queued).toBe(0);
+  });
+
+  it('makes the sink wait once the queue holds a full batch (backpressure), in batches of maxBatch', async () => {
+    const batches: number[][] = [];
+    const b = new EventBatcher<number>({ serial: serialQueue(), flush: (e) => void batches.push([...e]), maxBatch: 3 });
+    expect(b.push(1)).toBeUndefined();
+    expect(b.push(2)).toBeUndefined();
+    const wait = b.push(3);
+    expect(wait).toBeInstanceOf(Promise);
+    b.push(4);
+    await wait;
+    expect(batches).toEqual([[1, 2, 3], [4]]);
+  });
+
+  it('keeps failed events at the head of the queue and retries them before later ones', async () => {
+    const written: number[] = [];
+    const errors: string[] = [];
+    let failures = 2;
+    const b = new EventBatcher<number>({
+      serial: serialQueue(), retryMs: 5, onError: (e) => errors.push((e as Error).message),
+      flush: (e) => {
+        if (failures-- > 0) throw new Error('disk full');
+        written.push(...e);
+      },
+    });
+    b.push(1);
+    b.push(2);
+    await new Promise((r) => setImmediate(r));
+    b.push(3);
+    for (let i = 0; i < 100 && written.length < 3; i++) await new Promise((r) => setTimeout(r, 5));
+    expect(written).toEqual([1, 2, 3]);
+    expect(errors).toEqual(['disk full', 'disk full']);
+    b.stop();
+  });
+});
