@@ -1,6 +1,6 @@
 import { byCodeUnit, realServerKey, virtualServerKey, type IpsetState } from '../../model/index.ts';
 import { formatIpsetSave, formatIpvsadm } from '../../planner/index.ts';
-import { describeOp, type KernelOp } from './kernel-op.ts';
+import { describeOp, type KernelOp, type VsKey } from './kernel-op.ts';
 import { KernelTransaction, TransactionError, type KernelInterface } from './kernel-transaction.ts';
 import type { NetfilterObservation, ObservedIpset, ObservedKernel, ObservedRealServer, ObservedVirtualServer } from './observed-kernel.ts';
 import { parseIptablesSave } from './netfilter-glue.ts';
@@ -49,6 +49,28 @@ export class FakeKernel implements KernelInterface {
       netfilter: nf,
       sysctls: Object.fromEntries(opts.sysctls.filter((k) => k in s.sysctls).map((k) => [k, s.sysctls[k]!])),
     });
+  }
+
+  async readVirtualServers(keys: readonly VsKey[]): Promise<ObservedVirtualServer[]> {
+    return structuredClone(keys.map((k) => this.state.vs.get(virtualServerKey(k))).filter((v) => !!v));
+  }
+
+  /**
+   * A fake holding exactly what was observed. The dataplane keeps one as its model of the kernel
+   * between full reads: it plans against it and runs each transaction on it after the kernel
+   * accepted it, so an incremental change costs O(change), not a full dump.
+   */
+  static fromObserved(o: ObservedKernel): FakeKernel {
+    const k = new FakeKernel();
+    const c = structuredClone(o);
+    k.state = {
+      vs: new Map(c.virtualServers.map((v) => [virtualServerKey(v), { ...v, realServers: [...v.realServers] }])),
+      dummyDevice: c.dummyDevice, addresses: new Set(c.boundAddresses),
+      sets: new Map(c.ipsets.map((s) => [s.name, { ...s, entries: [...s.entries] }])),
+      netfilter: Object.fromEntries(Object.entries(c.netfilter.tables).map(([t, chains]) => [t, Object.fromEntries(Object.entries(chains).map(([ch, r]) => [ch, [...r]]))])),
+      sysctls: { ...c.sysctls }, conntrackFlushes: [],
+    };
+    return k;
   }
 
   async run(tx: KernelTransaction): Promise<void> {

@@ -1,10 +1,14 @@
 import { release } from 'node:os';
 import { Counter, register as defaultRegistry, type Registry } from 'prom-client';
-import type { NodeState } from '../../model/index.ts';
+import { realServerKey, virtualServerKey, type NodeState } from '../../model/index.ts';
 import { IPVS_DUMMY_DEVICE } from '../../model/index.ts';
 import type { ApplyResult, Dataplane } from '../dataplane.ts';
 import { DEFAULT_DRAIN_TIMEOUT_MS } from './graceful-termination.ts';
+import { FakeKernel } from './fake-kernel.ts';
+import type { KernelOp, VsKey } from './kernel-op.ts';
 import { KernelTransaction, type KernelInterface } from './kernel-transaction.ts';
+import type { ObservedKernel, ObservedVirtualServer } from './observed-kernel.ts';
+import { sameVsSpec } from './plan-kernel-ops.ts';
 import { glueChains, netfilterGlue, withGlueSets, type NetfilterGlue } from './netfilter-glue.ts';
 import { nodeSysctls } from './node-sysctls.ts';
 import type { OwnershipRecord, OwnershipStore } from './ownership-record.ts';
@@ -48,6 +52,8 @@ export class IpvsDataplane implements Dataplane {
   readonly mode = 'ipvs' as const;
   private last: NodeState | undefined;
   private record: OwnershipRecord | undefined;
+  /** What the kernel holds as far as we know (see sync); undefined = read it in full next time. */
+  private model: FakeKernel | undefined;
   private queue: Promise<unknown> = Promise.resolve();
   private timer: NodeJS.Timeout | undefined;
   private readonly drift: Counter;
@@ -71,7 +77,7 @@ export class IpvsDataplane implements Dataplane {
     // Refuse before touching anything: what is programmed stays programmed.
     if (bad) return Promise.reject(new Error(`refusing invalid node state: ${bad}`));
     return this.serial(async () => {
-      const r = await this.sync(state);
+      const r = await this.sync(state, false);
       this.last = state;
       return r;
     });
@@ -80,7 +86,7 @@ export class IpvsDataplane implements Dataplane {
   resync(): Promise<ApplyResult> {
     return this.serial(async () => {
       if (!this.last) return { kernelWrites: 0, verified: true, durationMs: 0, notes: ['nothing applied yet'] };
-      const r = await this.sync(this.last);
+      const r = await this.sync(this.last, true);
       if (r.kernelWrites > 0) {
         this.driftRepairs++;
         this.drift.inc({ mode: 'ipvs' });
@@ -92,7 +98,7 @@ export class IpvsDataplane implements Dataplane {
 
   cleanup(): Promise<ApplyResult> {
     return this.serial(async () => {
-      const r = await this.sync(undefined);
+      const r = await this.sync(undefined, true);
       this.last = undefined;
       return r;
     });
@@ -110,7 +116,14 @@ export class IpvsDataplane implements Dataplane {
     return p;
   }
 
-  private async sync(wanted: NodeState | undefined): Promise<ApplyResult> {
+  /**
+   * One plan-run-verify cycle. A full cycle (first apply, resync, cleanup, or after any failure)
+   * dumps the kernel before and after. An incremental apply plans against `model` — a FakeKernel
+   * holding what the kernel was last seen/made to hold — refreshing from the kernel only the
+   * services whose removed real servers need live connection counters, and afterwards reads back
+   * only the services it touched. So one endpoint change costs O(change), not a full dump.
+   */
+  private async sync(wanted: NodeState | undefined, full: boolean): Promise<ApplyResult> {
     const t0 = performance.now();
     const record = (this.record ??= await this.o.store.load());
     const glue: NetfilterGlue | undefined = wanted && this.o.netfilter !== false ? netfilterGlue(wanted.settings) : undefined;
@@ -122,17 +135,26 @@ export class IpvsDataplane implements Dataplane {
       sysctls: Object.keys(sysctls),
       netfilterChains: mergeChains(glue ? glueChains(glue) : {}, record.netfilterChains),
     };
-    const observed = await this.o.kernel.read(readOpts);
+    const model = full || !desired ? undefined : this.model;
+    let observed: ObservedKernel;
+    if (model) {
+      observed = await model.read(readOpts);
+      const live = await this.o.kernel.readVirtualServers(shrinking(desired!, observed));
+      if (live.length > 0) observed = { ...observed, virtualServers: replaceByKey(observed.virtualServers, live) };
+    } else {
+      observed = await this.o.kernel.read(readOpts);
+    }
     const plan = planKernelOps({
       desired, observed, record, glue, sysctls, device: this.device,
       now: (this.o.clock ?? Date.now)(), drainTimeoutMs: this.o.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS,
       swapThreshold: this.o.swapThreshold ?? 1000,
     });
+    const tx = new KernelTransaction().addAll(plan.ops);
     if (plan.ops.length > 0) {
-      const tx = new KernelTransaction().addAll(plan.ops);
       const bad = tx.validate();
       if (bad) throw new Error(`refusing transaction: ${bad}`);
       await this.o.store.save((this.record = plan.recordBefore));
+      this.model = undefined; // until the kernel accepted it, we do not know what it holds
       await this.o.kernel.run(tx);
     }
     if (JSON.stringify(plan.recordAfter) !== JSON.stringify(this.record)) await this.o.store.save((this.record = plan.recordAfter));
@@ -140,13 +162,61 @@ export class IpvsDataplane implements Dataplane {
     if (plan.draining > 0) notes.push(`${plan.draining} real server(s) draining`);
     let verified = true;
     if (desired) {
-      const back = plan.ops.length > 0 ? await this.o.kernel.read(readOpts) : observed;
+      let back: ObservedKernel;
+      if (model) {
+        await model.run(tx);
+        back = await model.read(readOpts);
+        // Read back what this transaction touched and compare with the model.
+        const touched = touchedServices(plan.ops);
+        const live = await this.o.kernel.readVirtualServers(touched);
+        const want = new Map((await model.readVirtualServers(touched)).map((v) => [virtualServerKey(v), v]));
+        for (const v of live) {
+          const m = want.get(virtualServerKey(v));
+          if (!m || !sameServer(m, v)) notes.push(`verify: read-back of ${virtualServerKey(v)} differs from what was written`);
+        }
+        if (live.length !== want.size) notes.push('verify: read-back service count differs');
+        this.model = FakeKernel.fromObserved({ ...back, virtualServers: replaceByKey(back.virtualServers, live) });
+      } else {
+        back = plan.ops.length > 0 ? await this.o.kernel.read(readOpts) : observed;
+        this.model = FakeKernel.fromObserved(back);
+      }
       const mismatches = verifyKernelState(desired, back, glue, sysctls);
-      verified = mismatches.length === 0;
       notes.push(...mismatches.slice(0, 10).map((m) => `verify: ${m}`));
+      verified = !notes.some((n) => n.startsWith('verify:'));
+    } else {
+      this.model = undefined;
     }
     return { kernelWrites: plan.ops.length, verified, durationMs: performance.now() - t0, notes };
   }
+}
+
+/** Desired services whose observed real servers include some not desired (their counters must be live). */
+function shrinking(desired: NodeState, observed: ObservedKernel): VsKey[] {
+  const have = new Map(observed.virtualServers.map((v) => [virtualServerKey(v), v]));
+  const out: VsKey[] = [];
+  for (const vs of desired.virtualServers) {
+    const h = have.get(virtualServerKey(vs));
+    if (!h || h.realServers.length === 0) continue;
+    const want = new Set(vs.realServers.map((r) => realServerKey(r)));
+    if (h.realServers.some((r) => !want.has(realServerKey(r)))) out.push(vs);
+  }
+  return out;
+}
+
+function touchedServices(ops: readonly KernelOp[]): VsKey[] {
+  const keys = new Map<string, VsKey>();
+  for (const op of ops) if (op.kind === 'virtual-server' || op.kind === 'real-server') keys.set(virtualServerKey(op.vs), op.vs);
+  return [...keys.values()];
+}
+
+function replaceByKey(all: readonly ObservedVirtualServer[], fresh: readonly ObservedVirtualServer[]): ObservedVirtualServer[] {
+  const f = new Map(fresh.map((v) => [virtualServerKey(v), v]));
+  return all.map((v) => f.get(virtualServerKey(v)) ?? v);
+}
+
+function sameServer(a: ObservedVirtualServer, b: ObservedVirtualServer): boolean {
+  const rs = (v: ObservedVirtualServer) => v.realServers.map((r) => `${realServerKey(r)}/${r.weight}`).sort().join(',');
+  return sameVsSpec(a, b) && rs(a) === rs(b);
 }
 
 function mergeChains(a: Readonly<Record<string, readonly string[]>>, b: Readonly<Record<string, readonly string[]>>): Record<string, string[]> {

@@ -1,6 +1,6 @@
 import { canonicalIp, ipFamily } from '../../model/index.ts';
-import { describeOp, type KernelOp } from './kernel-op.ts';
-import type { ObservedKernel } from './observed-kernel.ts';
+import { describeOp, type KernelOp, type VsKey } from './kernel-op.ts';
+import type { ObservedKernel, ObservedVirtualServer } from './observed-kernel.ts';
 
 /**
  * A queue of kernel writes in the knftables style: queuing never throws (the first invalid op is
@@ -45,6 +45,8 @@ export class TransactionError extends Error {
 export interface KernelInterface {
   /** Reads the kernel; `sets` limits which ipsets are listed (ours by name/record). */
   read(opts: { readonly ipsets: readonly string[]; readonly device: string; readonly sysctls: readonly string[]; readonly netfilterChains: Readonly<Record<string, readonly string[]>> }): Promise<ObservedKernel>;
+  /** Just these IPVS services with their real servers and counters (absent ones are left out). */
+  readVirtualServers(keys: readonly VsKey[]): Promise<ObservedVirtualServer[]>;
   /** Validates, then applies every op in order. Throws TransactionError (with how many ops were applied). */
   run(tx: KernelTransaction): Promise<void>;
   close(): Promise<void>;

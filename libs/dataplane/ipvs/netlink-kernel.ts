@@ -5,7 +5,7 @@ import {
   IpsetClient, IpvsClient, LinkClient, NetlinkError, entryFromText, entryToText,
   type IpsetType, type IpvsDestination, type IpvsService, type IpvsServiceFlag,
 } from '../../netlink/index.ts';
-import { describeOp, type KernelOp, type VirtualServerSpec } from './kernel-op.ts';
+import { describeOp, type KernelOp, type VirtualServerSpec, type VsKey } from './kernel-op.ts';
 import { KernelTransaction, TransactionError, type KernelInterface } from './kernel-transaction.ts';
 import { parseIptablesSave } from './netfilter-glue.ts';
 import { sysctlPath } from './node-sysctls.ts';
@@ -48,6 +48,16 @@ export class NetlinkKernel implements KernelInterface {
     ]);
     const boundAddresses = link ? (await this.links.listAddresses(opts.device)).map((a) => a.address).sort(byCodeUnit) : [];
     return { virtualServers, dummyDevice: !!link, boundAddresses, ipsets, netfilter: { tables: netfilter }, sysctls };
+  }
+
+  async readVirtualServers(keys: readonly VsKey[]): Promise<ObservedVirtualServer[]> {
+    const out = await Promise.all(keys.map(async (k): Promise<ObservedVirtualServer | undefined> => {
+      const s = await this.ipvs.getService(k);
+      if (!s) return undefined;
+      const dests = await this.ipvs.listDestinations(s);
+      return { ...specOf(s), realServers: dests.map((d) => ({ address: d.address, port: d.port, weight: d.weight, activeConns: d.activeConns ?? 0, inactiveConns: d.inactiveConns ?? 0 })) };
+    }));
+    return out.filter((v): v is ObservedVirtualServer => !!v);
   }
 
   async run(tx: KernelTransaction): Promise<void> {

@@ -59,6 +59,36 @@ describe('IpvsDataplane on the recording fake', () => {
     expect(kernel.ipvsadmSave()).toBe(formatIpvsadm(next));
   });
 
+  it('after the first apply, a change is planned against the model: no full kernel dump, touched services read back', async () => {
+    const kernel = new FakeKernel();
+    let fullReads = 0;
+    let pointReads: string[] = [];
+    const counting = Object.assign(Object.create(kernel) as FakeKernel, {
+      read: (o: Parameters<FakeKernel['read']>[0]) => { fullReads++; return kernel.read(o); },
+      readVirtualServers: (keys: Parameters<FakeKernel['readVirtualServers']>[0]) => { pointReads.push(...keys.map((k) => `${k.protocol}/${k.address}:${k.port}`)); return kernel.readVirtualServers(keys); },
+      run: (tx: Parameters<FakeKernel['run']>[0]) => kernel.run(tx),
+    });
+    const { dp } = setup(counting);
+    await dp.apply(base());
+    expect(fullReads).toBe(2); // before and after the first transaction
+    pointReads = [];
+    const s = base();
+    const next = { ...s, virtualServers: [vs('10.96.0.10', 80, [['10.244.1.2', 8080], ['10.244.1.3', 8080], ['10.244.1.9', 8080]]), s.virtualServers[1]!] };
+    const r = await dp.apply(next);
+    expect(fullReads).toBe(2);
+    expect(pointReads).toEqual(['TCP/10.96.0.10:80']);
+    expect(r).toMatchObject({ kernelWrites: 1, verified: true });
+    // A model that disagrees with the kernel shows up in the read-back of what was touched.
+    kernel.external({ verb: 'edit', kind: 'real-server', vs: next.virtualServers[0]!, rs: { address: '10.244.1.2', port: 8080, weight: 7 } });
+    const again = await dp.apply({ ...next, virtualServers: [vs('10.96.0.10', 80, [['10.244.1.2', 8080], ['10.244.1.3', 8080], ['10.244.1.9', 8080], ['10.244.1.10', 8080]]), s.virtualServers[1]!] });
+    expect(again.kernelWrites).toBe(1);
+    expect(again.verified).toBe(false);
+    expect(again.notes).toContain('verify: read-back of TCP/10.96.0.10:80 differs from what was written');
+    // resync reads everything and repairs it.
+    expect((await dp.resync()).verified).toBe(true);
+    expect(kernel.ipvsadmSave()).toContain('-a -t 10.96.0.10:80 -r 10.244.1.2:8080 -m -w 1\n');
+  });
+
   it('edits a virtual server whose scheduler or persistence changed (no delete/re-add)', async () => {
     const { kernel, dp } = setup();
     await dp.apply(base());
