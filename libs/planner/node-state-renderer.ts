@@ -99,9 +99,13 @@ export class NodeStateRenderer {
     const keys = new Set<string>(delta.removeServices);
     for (const s of delta.upsertServices) keys.add(s.key);
     for (const k of keys) {
-      this.remove(k);
+      // the new contribution goes in before the old one comes out, so that members both share
+      // (most of a service, for an endpoint change) keep a count above zero and stay untouched
+      const old = this.contributions.get(k);
       const svc = data.service(k);
       if (svc) this.add(svc);
+      else this.contributions.delete(k);
+      if (old) this.apply(k, old, -1);
     }
     this.settle();
   }
@@ -160,13 +164,6 @@ export class NodeStateRenderer {
     this.apply(svc.key, c, 1);
   }
 
-  private remove(key: string): void {
-    const c = this.contributions.get(key);
-    if (!c) return;
-    this.contributions.delete(key);
-    this.apply(key, c, -1);
-  }
-
   /** Adds (+1) or removes (-1) one service's contribution from the refcounted merge. */
   private apply(service: string, c: ServiceContribution, sign: 1 | -1): void {
     c.virtualServers.forEach((vs, index) => {
@@ -176,7 +173,7 @@ export class NodeStateRenderer {
       const list = this.candidates.get(k) ?? [];
       if (sign > 0) list.push({ vs, service, index });
       else {
-        const i = list.findIndex((x) => x.service === service && x.index === index);
+        const i = list.findIndex((x) => x.vs === vs); // by identity: the service's new candidates may be in too
         if (i >= 0) list.splice(i, 1);
       }
       if (list.length > 0) this.candidates.set(k, list);

@@ -82,6 +82,16 @@ describe('NodeStateRenderer: O(change)', () => {
     r.reset(data);
     expect(rendered).toHaveLength(20);
 
+    // an endpoint change leaves the shared members (bound addresses, ipset entries) untouched
+    const before = r.state();
+    const d0 = upserts([svc('s1', ['10.96.0.2'], 3)]);
+    data.apply(d0);
+    r.update(data, d0);
+    expect(r.state().virtualServers).not.toBe(before.virtualServers);
+    expect(r.state().boundAddresses).toBe(before.boundAddresses);
+    expect(r.state().ipsets).toBe(before.ipsets);
+    expectSameAsFull(r, data);
+
     rendered.length = 0;
     const d1: DataDelta = { upsertServices: [svc('s3', ['10.96.0.4'], 5)], removeServices: ['ns/s7'], upsertNodes: [facts('n2', ['192.0.2.9'])], removeNodes: [] };
     data.apply(d1);
