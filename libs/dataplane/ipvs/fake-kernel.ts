@@ -39,9 +39,14 @@ export class FakeKernel implements KernelInterface {
   failAt: number | undefined;
 
   async read(opts: { ipsets: readonly string[]; sysctls: readonly string[]; netfilterChains: Readonly<Record<string, readonly string[]>> }): Promise<ObservedKernel> {
+    return structuredClone(this.view(opts));
+  }
+
+  /** Like read() but without the defensive copy: a read-only view, valid until the next run. */
+  view(opts: { ipsets: readonly string[]; sysctls: readonly string[]; netfilterChains: Readonly<Record<string, readonly string[]>> }): ObservedKernel {
     const s = this.state;
     const nf: NetfilterObservation = { tables: parseIptablesSave(this.iptablesSave(), opts.netfilterChains) };
-    return structuredClone({
+    return ({
       virtualServers: [...s.vs.values()],
       dummyDevice: s.dummyDevice,
       boundAddresses: [...s.addresses].sort(byCodeUnit),
@@ -60,6 +65,11 @@ export class FakeKernel implements KernelInterface {
    * between full reads: it plans against it and runs each transaction on it after the kernel
    * accepted it, so an incremental change costs O(change), not a full dump.
    */
+  /** Replaces (or adds) these services as read from the real kernel. */
+  putVirtualServers(fresh: readonly ObservedVirtualServer[]): void {
+    for (const v of structuredClone(fresh)) this.state.vs.set(virtualServerKey(v), { ...v, realServers: [...v.realServers] });
+  }
+
   static fromObserved(o: ObservedKernel): FakeKernel {
     const k = new FakeKernel();
     const c = structuredClone(o);
@@ -83,6 +93,20 @@ export class FakeKernel implements KernelInterface {
       if (why) throw new TransactionError(`${describeOp(op)}: ${why}`, 0);
     });
     this.state = copy;
+    this.lastTransaction = tx;
+    this.transactions++;
+    this.writes += tx.size;
+  }
+
+  /**
+   * Applies without the atomic copy (O(change)); on error the fake is left half-changed, so only
+   * for a model that is thrown away when it disagrees with the kernel.
+   */
+  runInPlace(tx: KernelTransaction): void {
+    for (const op of tx.ops) {
+      const why = applyOp(this.state, op);
+      if (why) throw new TransactionError(`${describeOp(op)}: ${why}`, 0);
+    }
     this.lastTransaction = tx;
     this.transactions++;
     this.writes += tx.size;

@@ -138,7 +138,7 @@ export class IpvsDataplane implements Dataplane {
     const model = full || !desired ? undefined : this.model;
     let observed: ObservedKernel;
     if (model) {
-      observed = await model.read(readOpts);
+      observed = model.view(readOpts);
       const live = await this.o.kernel.readVirtualServers(shrinking(desired!, observed));
       if (live.length > 0) observed = { ...observed, virtualServers: replaceByKey(observed.virtualServers, live) };
     } else {
@@ -164,8 +164,13 @@ export class IpvsDataplane implements Dataplane {
     if (desired) {
       let back: ObservedKernel;
       if (model) {
-        await model.run(tx);
-        back = await model.read(readOpts);
+        try {
+          model.runInPlace(tx);
+        } catch (e) {
+          // The kernel accepted what the model refuses: the model was wrong; read in full next time.
+          this.model = undefined;
+          return { kernelWrites: plan.ops.length, verified: false, durationMs: performance.now() - t0, notes: [...notes, `verify: model disagreed with the kernel (${(e as Error).message})`] };
+        }
         // Read back what this transaction touched and compare with the model.
         const touched = touchedServices(plan.ops);
         const live = await this.o.kernel.readVirtualServers(touched);
@@ -175,7 +180,9 @@ export class IpvsDataplane implements Dataplane {
           if (!m || !sameServer(m, v)) notes.push(`verify: read-back of ${virtualServerKey(v)} differs from what was written`);
         }
         if (live.length !== want.size) notes.push('verify: read-back service count differs');
-        this.model = FakeKernel.fromObserved({ ...back, virtualServers: replaceByKey(back.virtualServers, live) });
+        model.putVirtualServers(live);
+        back = model.view(readOpts);
+        this.model = model;
       } else {
         back = plan.ops.length > 0 ? await this.o.kernel.read(readOpts) : observed;
         this.model = FakeKernel.fromObserved(back);
