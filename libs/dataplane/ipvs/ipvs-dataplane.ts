@@ -1,6 +1,6 @@
 import { release } from 'node:os';
 import { Counter, register as defaultRegistry, type Registry } from 'prom-client';
-import { realServerKey, virtualServerKey, type NodeState } from '../../model/index.ts';
+import { realServerKey, virtualServerKey, type IpsetState, type NodeState, type VirtualServer } from '../../model/index.ts';
 import { IPVS_DUMMY_DEVICE } from '../../model/index.ts';
 import type { ApplyResult, Dataplane } from '../dataplane.ts';
 import { DEFAULT_DRAIN_TIMEOUT_MS } from './graceful-termination.ts';
@@ -54,6 +54,8 @@ export class IpvsDataplane implements Dataplane {
   private record: OwnershipRecord | undefined;
   /** What the kernel holds as far as we know (see sync); undefined = read it in full next time. */
   private model: FakeKernel | undefined;
+  /** Objects of the last verified state, by identity: unchanged ones are skipped while the model is current. */
+  private known = new WeakSet<object>();
   private queue: Promise<unknown> = Promise.resolve();
   private timer: NodeJS.Timeout | undefined;
   private readonly drift: Counter;
@@ -73,7 +75,7 @@ export class IpvsDataplane implements Dataplane {
   }
 
   apply(state: NodeState): Promise<ApplyResult> {
-    const bad = validateNodeState(state);
+    const bad = validateNodeState(state, (vs) => this.model !== undefined && this.known.has(vs));
     // Refuse before touching anything: what is programmed stays programmed.
     if (bad) return Promise.reject(new Error(`refusing invalid node state: ${bad}`));
     return this.serial(async () => {
@@ -136,6 +138,10 @@ export class IpvsDataplane implements Dataplane {
       netfilterChains: mergeChains(glue ? glueChains(glue) : {}, record.netfilterChains),
     };
     const model = full || !desired ? undefined : this.model;
+    // Skipping by identity is only sound while the model is current and nothing is draining in it.
+    const drainingVs = new Set(Object.keys(record.draining).map((k) => k.split('>')[0]));
+    const known = this.known;
+    const unchanged = model ? (o: VirtualServer | IpsetState) => known.has(o) && !('realServers' in o && drainingVs.has(virtualServerKey(o))) : undefined;
     let observed: ObservedKernel;
     if (model) {
       observed = model.view(readOpts);
@@ -147,7 +153,7 @@ export class IpvsDataplane implements Dataplane {
     const plan = planKernelOps({
       desired, observed, record, glue, sysctls, device: this.device,
       now: (this.o.clock ?? Date.now)(), drainTimeoutMs: this.o.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS,
-      swapThreshold: this.o.swapThreshold ?? 1000,
+      swapThreshold: this.o.swapThreshold ?? 1000, unchanged,
     });
     const tx = new KernelTransaction().addAll(plan.ops);
     if (plan.ops.length > 0) {
@@ -187,9 +193,11 @@ export class IpvsDataplane implements Dataplane {
         back = plan.ops.length > 0 ? await this.o.kernel.read(readOpts) : observed;
         this.model = FakeKernel.fromObserved(back);
       }
-      const mismatches = verifyKernelState(desired, back, glue, sysctls);
+      const mismatches = verifyKernelState(desired, back, glue, sysctls, unchanged);
       notes.push(...mismatches.slice(0, 10).map((m) => `verify: ${m}`));
       verified = !notes.some((n) => n.startsWith('verify:'));
+      this.known = new WeakSet();
+      if (verified) for (const o of [...desired.virtualServers, ...desired.ipsets]) this.known.add(o);
     } else {
       this.model = undefined;
     }

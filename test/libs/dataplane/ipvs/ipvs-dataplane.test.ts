@@ -89,6 +89,25 @@ describe('IpvsDataplane on the recording fake', () => {
     expect(kernel.ipvsadmSave()).toContain('-a -t 10.96.0.10:80 -r 10.244.1.2:8080 -m -w 1\n');
   });
 
+  it('skips objects it applied and verified before (same object identity) while its model is current; resync still checks everything', async () => {
+    const { kernel, dp } = setup();
+    const s = base();
+    await dp.apply(s);
+    // A new version sharing the unchanged service object (as the incremental renderer produces).
+    const next = { ...s, virtualServers: [vs('10.96.0.10', 80, [['10.244.1.2', 8080]]), s.virtualServers[1]!] };
+    kernel.setConnections('TCP/10.96.0.10:80', '10.244.1.3:8080', 0, 0);
+    // Drift inside the unchanged UDP service is not looked at by an incremental apply...
+    kernel.external({ verb: 'edit', kind: 'real-server', vs: s.virtualServers[1]!, rs: { address: '10.244.1.4', port: 53, weight: 9 } });
+    const r = await dp.apply(next);
+    expect(ops(kernel)).toEqual(['delete real server 10.244.1.3:8080 of TCP/10.96.0.10:80']);
+    expect(r.verified).toBe(true);
+    // ...but a resync reads everything and repairs it.
+    const rs = await dp.resync();
+    expect(ops(kernel)).toEqual(['edit real server 10.244.1.4:53 weight 1 of UDP/10.96.0.11:53']);
+    expect(rs.verified).toBe(true);
+    expect(kernel.ipvsadmSave()).toBe(formatIpvsadm(next));
+  });
+
   it('edits a virtual server whose scheduler or persistence changed (no delete/re-add)', async () => {
     const { kernel, dp } = setup();
     await dp.apply(base());
