@@ -1,7 +1,8 @@
 import {
-  contentHash, sha256Hex, virtualServerKey,
+  contentHash, virtualServerKey,
   type IpsetState, type NodeProxySettings, type NodeState, type VirtualServer,
 } from '../model/index.ts';
+import { BucketHashTree } from './bucket-hash-tree.ts';
 
 /**
  * The items a node state hash is made of. A NodeState is canonical (sorted, no duplicates), so it
@@ -17,56 +18,14 @@ export const nodeStateItem = {
   ipsetEntry: (set: string, entry: string): [string, string] => [`entry:${set}:${entry}`, '1'],
 };
 
-const BUCKETS = 256;
-const GROUP = 16; // buckets per group: 16 groups of 16 buckets
-const EMPTY = sha256Hex('');
-const EMPTY_GROUP = sha256Hex(new Array<string>(GROUP).fill(EMPTY).join('\n'));
-const TAG = 'switchboard-node-state-v2\n';
-
 /**
- * Tree hash over node state items, updated in O(touched buckets): items fall into 256 buckets by
- * FNV-1a of the key; a bucket hashes its sorted "key\tvalue\n" lines; 16 groups hash the hashes
- * of their 16 buckets; the root is the SHA-256 of a version tag and the 16 group hashes. Depends
- * only on the set of (key, value) pairs. Like DataHashTree, with one more level (an applier
- * rehashes ~2 kB of tree per change instead of 16 kB: this runs on every node for every event)
- * and its own tag, so a node state hash never equals a data hash.
+ * Tree hash over node state items: a BucketHashTree with 16 groups of 16 buckets (an applier
+ * rehashes ~2 kB of tree per change instead of 16 kB: this runs on every node for every event),
+ * tagged "switchboard-node-state-v2" so a node state hash never equals a data hash.
  */
-export class NodeStateHashTree {
-  private readonly buckets: Map<string, string>[] = Array.from({ length: BUCKETS }, () => new Map());
-  private readonly bucketHash: string[] = new Array<string>(BUCKETS).fill(EMPTY);
-  private readonly groupHash: string[] = new Array<string>(BUCKETS / GROUP).fill(EMPTY_GROUP);
-  private readonly dirty = new Set<number>();
-  private rootCache: string | undefined;
-
-  set(key: string, value: string | undefined): void {
-    const b = fnv1a(key) % BUCKETS;
-    const bucket = this.buckets[b]!;
-    if (value === undefined) {
-      if (!bucket.delete(key)) return;
-    } else {
-      if (bucket.get(key) === value) return;
-      bucket.set(key, value);
-    }
-    this.dirty.add(b);
-    this.rootCache = undefined;
-  }
-
-  root(): string {
-    if (this.rootCache) return this.rootCache;
-    const groups = new Set<number>();
-    for (const b of this.dirty) {
-      groups.add(Math.floor(b / GROUP));
-      const bucket = this.buckets[b]!;
-      if (bucket.size === 0) { this.bucketHash[b] = EMPTY; continue; }
-      const keys = [...bucket.keys()].sort();
-      let text = '';
-      for (const k of keys) text += `${k}\t${bucket.get(k)!}\n`;
-      this.bucketHash[b] = sha256Hex(text);
-    }
-    this.dirty.clear();
-    for (const g of groups) this.groupHash[g] = sha256Hex(this.bucketHash.slice(g * GROUP, (g + 1) * GROUP).join('\n'));
-    this.rootCache = sha256Hex(TAG + this.groupHash.join('\n'));
-    return this.rootCache;
+export class NodeStateHashTree extends BucketHashTree {
+  constructor() {
+    super({ tag: 'switchboard-node-state-v2\n', groupSize: 16 });
   }
 }
 
@@ -90,13 +49,4 @@ export function* nodeStateItems(state: NodeState): Generator<[string, string]> {
     yield nodeStateItem.ipset(s);
     for (const e of s.entries) yield nodeStateItem.ipsetEntry(s.name, e);
   }
-}
-
-function fnv1a(s: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < s.length; i++) {
-    h ^= s.charCodeAt(i);
-    h = Math.imul(h, 0x01000193);
-  }
-  return h >>> 0;
 }
