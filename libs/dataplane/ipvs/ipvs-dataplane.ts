@@ -145,7 +145,7 @@ export class IpvsDataplane implements Dataplane {
     let observed: ObservedKernel;
     if (model) {
       observed = model.view(readOpts);
-      const live = await this.o.kernel.readVirtualServers(shrinking(desired!, observed));
+      const live = await this.o.kernel.readVirtualServers(shrinking(desired!, observed, unchanged!));
       if (live.length > 0) observed = { ...observed, virtualServers: replaceByKey(observed.virtualServers, live) };
     } else {
       observed = await this.o.kernel.read(readOpts);
@@ -206,10 +206,11 @@ export class IpvsDataplane implements Dataplane {
 }
 
 /** Desired services whose observed real servers include some not desired (their counters must be live). */
-function shrinking(desired: NodeState, observed: ObservedKernel): VsKey[] {
+function shrinking(desired: NodeState, observed: ObservedKernel, unchanged: (vs: VirtualServer) => boolean): VsKey[] {
   const have = new Map(observed.virtualServers.map((v) => [virtualServerKey(v), v]));
   const out: VsKey[] = [];
   for (const vs of desired.virtualServers) {
+    if (unchanged(vs)) continue; // verified since and not draining: nothing of it is being removed
     const h = have.get(virtualServerKey(vs));
     if (!h || h.realServers.length === 0) continue;
     const want = new Set(vs.realServers.map((r) => realServerKey(r)));

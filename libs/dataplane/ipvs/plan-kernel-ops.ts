@@ -113,8 +113,9 @@ export function planKernelOps(i: PlanInput): Plan {
     if (!sameVsSpec(have, vsSpec(vs))) vsOps.push({ verb: 'edit', kind: 'virtual-server', vs: vsSpec(vs) });
     planRealServers(vs, have, i, rsOps, draining);
   }
+  const desiredVs = new Set((d?.virtualServers ?? []).map((v) => virtualServerKey(v)));
   for (const [key, have] of observedVs) {
-    if (d?.virtualServers.some((v) => virtualServerKey(v) === key) || !ownedVs.has(key)) continue;
+    if (desiredVs.has(key) || !ownedVs.has(key)) continue;
     if (isExcluded(have.address)) { notes.push(`kept ${key}: inside excludeCIDRs`); continue; }
     vsDel.push({ verb: 'delete', kind: 'virtual-server', vs: have });
   }
@@ -136,7 +137,7 @@ export function planKernelOps(i: PlanInput): Plan {
   if (!d && i.record.dummyDevice && i.observed.dummyDevice) post.push({ verb: 'delete', kind: 'dummy-device', name: i.device });
 
   const chains = i.glue ? Object.fromEntries(Object.entries(i.glue.chains).map(([t, c]) => [t, Object.keys(c).sort()])) : {};
-  const vsKeys = (d?.virtualServers ?? []).map((v) => virtualServerKey(v));
+  const vsKeys = [...desiredVs];
   const recordAfter: OwnershipRecord = {
     version: 1,
     virtualServers: vsKeys.sort(byCodeUnit),
