@@ -15,6 +15,7 @@ work="$(mktemp -d /tmp/switchboard-demo.XXXXXX)"
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done; kill -9 "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   rm -rf "$work"
 }
@@ -31,9 +32,10 @@ sb plan --manifests "$work/manifests" --node node-a --format ipvsadm
 say "starting nats-server (JetStream) on $nats, the planner (API $api) and two dry-run appliers"
 nats-server -a 127.0.0.1 -p "$nats_port" -js -sd "$work/jetstream" >"$work/nats.log" 2>&1 & pids+=($!)
 for _ in $(seq 50); do (echo >"/dev/tcp/127.0.0.1/$nats_port") 2>/dev/null && break; sleep 0.1; done
-sb planner --manifests "$work/manifests" --nats "$nats" --db "$work/switchboard.db" --http "127.0.0.1:$http_port" >"$work/planner.log" 2>&1 & pids+=($!)
+# Started directly (not through the sb function) so $! is the process itself and cleanup reaches it.
+"$repo/bin/switchboard" planner --manifests "$work/manifests" --nats "$nats" --db "$work/switchboard.db" --http "127.0.0.1:$http_port" >"$work/planner.log" 2>&1 & pids+=($!)
 for node in node-a node-b; do
-  sb applier --node "$node" --nats "$nats" --mode dry-run --state-dir "$work/state-$node" --heartbeat 1000 >"$work/applier-$node.log" 2>&1 & pids+=($!)
+  "$repo/bin/switchboard" applier --node "$node" --nats "$nats" --mode dry-run --state-dir "$work/state-$node" --heartbeat 1000 >"$work/applier-$node.log" 2>&1 & pids+=($!)
 done
 
 # Waits until every node reports SYNCED at the planner's latest version.
