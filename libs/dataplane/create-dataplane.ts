@@ -7,6 +7,7 @@ import { IpvsDataplane } from './ipvs/ipvs-dataplane.ts';
 import { NetlinkKernel } from './ipvs/netlink-kernel.ts';
 import { FileOwnershipStore } from './ipvs/ownership-record.ts';
 import { NftablesDataplane } from './nftables/index.ts';
+import { ModeFollowingDataplane } from './mode-following-dataplane.ts';
 
 export type DataplaneChoice = 'ipvs' | 'nftables' | 'auto' | 'dry-run';
 
@@ -30,20 +31,28 @@ export function ipvsStatePath(stateDir: string, node: string): string {
 }
 
 /**
- * Builds the dataplane for a mode. `auto` uses ipvs when this namespace has IPVS and dummy
- * devices, else falls back to nftables — and says so (log, and a note on every ApplyResult).
+ * Builds the dataplane for a mode. `auto` follows the mode of the proxy config it is given
+ * (ModeFollowingDataplane), using nftables where this namespace lacks IPVS or dummy devices — and
+ * says so (log, and a note on every ApplyResult).
  * Must be called in the network namespace to program: netlink sockets bind to the caller's.
  */
 export async function createDataplane(o: CreateDataplaneOptions): Promise<Dataplane> {
   if (o.mode === 'dry-run') return new DryRunDataplane();
   if (o.mode === 'nftables') return new NftablesDataplane();
   const caps = await detectIpvsCapabilities({ scheduler: o.scheduler });
-  if (o.mode === 'auto' && (!caps.ipvs || !caps.dummy)) {
-    const note = `auto: ipvs unavailable (${caps.notes.join('; ')}); falling back to nftables`;
-    o.log?.(note);
-    return withNotes(new NftablesDataplane(), [note]);
+  const ipvsOk = caps.ipvs && caps.dummy;
+  if (o.mode === 'auto') {
+    // auto follows the proxy config's mode (so `ctl mode` rollouts switch nodes) and falls back to
+    // nftables where this kernel cannot do ipvs; the reason goes into the notes of every apply.
+    if (!ipvsOk) o.log?.(`auto: ipvs unavailable (${caps.notes.join('; ')}); nftables only`);
+    return new ModeFollowingDataplane({
+      ipvsAvailable: ipvsOk,
+      ipvsUnavailableReason: `ipvs is unavailable (${caps.notes.join('; ')})`,
+      open: (mode) => createDataplane({ ...o, mode }),
+      log: o.log,
+    });
   }
-  if (!caps.ipvs || !caps.dummy) throw new Error(`ipvs mode unavailable: ${caps.notes.join('; ')}`);
+  if (!ipvsOk) throw new Error(`ipvs mode unavailable: ${caps.notes.join('; ')}`);
   for (const n of caps.notes) o.log?.(n);
   return new IpvsDataplane({
     kernel: await NetlinkKernel.open(),

@@ -1,0 +1,42 @@
+import { execFile } from 'node:child_process';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { detectIpvsCapabilities } from '../../../libs/dataplane/ipvs/detect-capabilities.ts';
+
+const run = promisify(execFile);
+const ns = `sb-apply-${process.pid}`;
+const caps = await detectIpvsCapabilities({});
+
+interface Summary { mode: string; writes: number; verified: boolean; notes: string[]; virtualServers: number }
+async function apply(...extra: string[]): Promise<Summary> {
+  const r = await run('ip', ['netns', 'exec', ns, path.resolve('bin/switchboard'), 'apply', '--manifests', 'examples/demo',
+    '--node', 'node-a', '--once', '--json', '--state-dir', `/tmp/${ns}`, ...extra]);
+  return JSON.parse(r.stdout) as Summary;
+}
+
+// On this host there is no IPVS: `--mode auto` must fall back to nftables and say so. Where the
+// kernel has IPVS (the VM) the ipvs path is covered by test/vm/applier instead.
+describe.skipIf(caps.ipvs)('switchboard apply --once --mode auto (no IPVS here) in a fresh netns', () => {
+  beforeAll(async () => { await run('ip', ['netns', 'add', ns]); });
+  afterAll(async () => { await run('ip', ['netns', 'del', ns]).catch(() => undefined); await run('rm', ['-rf', `/tmp/${ns}`]); });
+
+  it('programs nftables, notes the fallback, and a second run (new process) writes nothing', async () => {
+    const first = await apply('--mode', 'auto');
+    expect(first.mode).toBe('nftables');
+    expect(first.verified).toBe(true);
+    expect(first.writes).toBeGreaterThan(0);
+    expect(first.virtualServers).toBe(7);
+    expect(first.notes[0]).toMatch(/config asks for ipvs but ipvs is unavailable/);
+    const second = await apply('--mode', 'auto');
+    expect(second.writes).toBe(0);
+    const tables = await run('ip', ['netns', 'exec', ns, 'nft', 'list', 'tables']);
+    expect(tables.stdout).toContain('table inet switchboard');
+  });
+
+  it('refuses --mode ipvs with a one-line reason (exit 1)', async () => {
+    const err = await apply('--mode', 'ipvs').then(() => undefined, (e: { code: number; stderr: string }) => e);
+    expect(err?.code).toBe(1);
+    expect(err?.stderr).toMatch(/ipvs mode unavailable/);
+  });
+});
