@@ -24,7 +24,8 @@ vm_rc=0
 if [ "${SWITCHBOARD_SKIP_VM:-}" = 1 ]; then
   echo "SWITCHBOARD_SKIP_VM=1: VM tests not run"
 else
-  NO_COLOR=1 bash scripts/test-vm.sh 2>&1 | tee "$out/vm.log"
+  # bounded: a hung VM must fail the run long before CI's own limit
+  NO_COLOR=1 VM_TIMEOUT="${VM_TIMEOUT:-1200}" bash scripts/test-vm.sh 2>&1 | tee "$out/vm.log"
   vm_rc=${PIPESTATUS[0]}
 fi
 

@@ -1,33 +1,17 @@
-import type { IpsetType, Protocol } from '../../model/index.ts';
+import type { IpsetState, IpsetType, RealServer, VirtualServer } from '../../model/index.ts';
 
 /**
  * One kernel write, as plain data (the knftables (verb, object) pair). The planner emits these,
  * a transaction queues them, and a KernelInterface (real netlink or the recording fake) runs them.
  */
-export interface VirtualServerSpec {
-  readonly protocol: Protocol;
-  readonly address: string;
-  readonly port: number;
-  readonly scheduler: string;
-  /** ipvsadm names (sh-fallback, mh-port, ...), sorted. */
-  readonly schedulerFlags: readonly string[];
-  /** Seconds; 0 = not persistent. */
-  readonly persistenceTimeout: number;
-}
+/** The kernel-level part of a virtual server (what IPVS stores); roles and owners stay in the model. */
+export type VirtualServerSpec = Pick<VirtualServer, 'protocol' | 'address' | 'port' | 'scheduler' | 'schedulerFlags' | 'persistenceTimeout'>;
 
 export type VsKey = Pick<VirtualServerSpec, 'protocol' | 'address' | 'port'>;
 
-export interface RealServerSpec {
-  readonly address: string;
-  readonly port: number;
-  readonly weight: number;
-}
+export type RealServerSpec = RealServer;
 
-export interface IpsetSpec {
-  readonly name: string;
-  readonly type: IpsetType;
-  readonly family?: 'inet' | 'inet6';
-}
+export type IpsetSpec = Pick<IpsetState, 'name' | 'type' | 'family'>;
 
 export type KernelOp =
   | { readonly verb: 'add' | 'edit'; readonly kind: 'virtual-server'; readonly vs: VirtualServerSpec }
