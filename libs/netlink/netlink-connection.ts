@@ -126,7 +126,12 @@ export class NetlinkConnection {
     this.failAll(new Error('netlink socket closed'));
     for (const p of this.queue.splice(0)) p.reject(new Error(`${p.req.operation}: netlink socket closed`));
     this.closed = true;
-    this.socket.close();
+    // close() is often reached from a promise settled inside the native 'message' callback (a
+    // caller's finally after its last reply). Closing the native socket there frees it while the
+    // package is still walking that round's datagrams, which crashed the process with SIGSEGV in
+    // the VM. Close it on a later turn of the event loop, outside any native callback.
+    const socket = this.socket;
+    setImmediate(() => socket.close());
   }
 
   private schedulePump(afterIo = false): void {

@@ -60,8 +60,11 @@ export class TestNetns {
     const { stdout } = await pexec(
       'ip', ['netns', 'exec', this.name, process.execPath, '--import', TSX, RUNNER, modulePath, fnName, JSON.stringify(args)],
       { maxBuffer: 64 * 1024 * 1024, timeout },
-    ).catch((e: { stdout?: string; stderr?: string; message: string; killed?: boolean; signal?: string }) => {
-      const why = e.killed ? `killed (${e.signal ?? 'signal'}) after the ${timeout} ms limit` : (e.stderr ?? '').trim() || e.message;
+    ).catch((e: { stdout?: string; stderr?: string; message: string; killed?: boolean; signal?: string; code?: number }) => {
+      // Say how the child ended and what it printed last: a native abort leaves no JS error behind.
+      const ended = `exit ${e.code ?? '?'}${e.signal ? `, signal ${e.signal}` : ''}`;
+      const why = e.killed ? `killed (${e.signal ?? 'signal'}) after the ${timeout} ms limit`
+        : `${ended}: ${(e.stderr ?? '').trim().slice(-1500) || e.message}; stdout: ${(e.stdout ?? '').trim().slice(-500)}`;
       throw new Error(`runInNetns ${fnName}: child failed: ${why}`);
     });
     const line = stdout.split('\n').reverse().find((l) => l.startsWith(MARK));
