@@ -2,6 +2,7 @@ import { Option, type Command } from 'commander';
 import { startApplierService } from '../../applier/applier-service.ts';
 import { UsageError } from '../cli-errors.ts';
 import type { SetExit } from './index.ts';
+import { untilSignalThenStop } from '../graceful-stop.ts';
 
 interface ApplierFlags {
   node: string; nats: string; mode: 'ipvs' | 'nftables' | 'auto' | 'dry-run'; http?: string;
@@ -38,11 +39,7 @@ export function registerApplier(program: Command, setExit: SetExit): void {
         node: o.node, nats: o.nats.split(','), mode: o.mode, http: o.http, stateDir: o.stateDir, heartbeatMs,
         auth: { user: o.user, password, credsFile: o.creds, nkeySeedFile: o.nkeySeed, tls },
       });
-      await new Promise<void>((resolve) => {
-        process.once('SIGINT', () => resolve());
-        process.once('SIGTERM', () => resolve());
-      });
-      await svc.stop(); // keeps the kernel state: fail-static
-      setExit(0);
+      // stop() keeps the kernel state (fail-static); it must not hang on an unreachable NATS.
+      setExit(await untilSignalThenStop('applier', () => svc.stop()));
     });
 }

@@ -3,6 +3,7 @@ import { runPlanner } from '../../planner/run-planner.ts';
 import { UsageError } from '../cli-errors.ts';
 import { loadProxyConfig } from '../load-proxy-config.ts';
 import type { SetExit } from './index.ts';
+import { untilSignalThenStop } from '../graceful-stop.ts';
 
 export function registerPlanner(program: Command, setExit: SetExit): void {
   program.command('planner')
@@ -40,12 +41,6 @@ export function registerPlanner(program: Command, setExit: SetExit): void {
       });
       process.stderr.write(`planner: HTTP API on ${running.url}\n`);
       void running.planner.synced.then(() => process.stderr.write(`planner: synced, version ${running.planner.data.latest()?.version ?? 0}\n`));
-      await new Promise<void>((resolve) => {
-        const done = () => resolve();
-        process.once('SIGINT', done);
-        process.once('SIGTERM', done);
-      });
-      await running.stop();
-      setExit(0);
+      setExit(await untilSignalThenStop('planner', () => running.stop()));
     });
 }
