@@ -53,8 +53,9 @@ export function registerAudit(program: Command, setExit: SetExit): void {
               e.version ?? '-', e.ackedBy.map((a) => `${a.node}@${a.version}`).join(',') || '-'])));
         } else if (query === 'node') {
           const r = nodeAt(log, args[0]!, o.at);
-          out(r, () => !r.ack ? `node ${r.node} had acknowledged nothing by ${r.at}\n` :
-            `node ${r.node} at ${r.at}: version ${r.ack.version} config revision ${r.ack.configRevision} mode ${r.ack.mode}\n` +
+          const when = o.at === undefined ? 'now' : r.at;
+          out(r, () => !r.ack ? `node ${r.node} had acknowledged nothing by ${when}\n` :
+            `node ${r.node} at ${when}: version ${r.ack.version} config revision ${r.ack.configRevision} mode ${r.ack.mode}\n` +
             `acked at ${r.ack.at}, node state hash ${r.ack.nodeStateHash} (${r.nodeStateVerified === undefined ? 'config revision not in log' : r.nodeStateVerified ? 'verified by re-rendering' : 'DOES NOT MATCH re-rendering'})\n` +
             (r.nacksSince ? `${r.nacksSince} NACK(s) since\n` : '') +
             `services (${r.services.length}): ${r.services.join(' ')}\n`);
