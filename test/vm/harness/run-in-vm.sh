@@ -57,7 +57,11 @@ share() { printf 'local,path=%s,mount_tag=%s,security_model=none,multidevs=remap
 
 # TCG: KVM hangs on these machines. ttyS0 (kernel console, stage-1 messages) goes to
 # console.log; ttyS1 carries the command's output to our stdout.
-qemu=(qemu-system-x86_64 -accel tcg -m "$mem" -smp "$smp"
+# thread=single: with multi-threaded TCG, node processes in the guest died at random with
+# SIGSEGV or SIGILL (V8 writes JIT code on one vCPU that another executes; cross-modifying code
+# is where MTTCG is fragile). One TCG thread runs the vCPUs round-robin: slower, but stable.
+# VM_TCG_THREAD=multi restores the faster mode for experiments.
+qemu=(qemu-system-x86_64 -accel "tcg,thread=${VM_TCG_THREAD:-single}" -m "$mem" -smp "$smp"
   -nographic -no-reboot -monitor none -nic none
   -kernel "$img/vmlinuz" -initrd "$img/initramfs.cpio.gz"
   -append "console=ttyS0 quiet panic=-1"
