@@ -1,7 +1,7 @@
 // IpsetClient: ipset over nfnetlink through one windowed NetlinkConnection.
 
+import { NetlinkClient } from './netlink-client.ts';
 import { NetlinkConnection } from './netlink-connection.ts';
-import type { NetlinkConnectionStats } from './netlink-connection.ts';
 import { familyOf } from './ip-address.ts';
 import type { IpFamily } from './ip-address.ts';
 import { NetlinkError } from './netlink-error.ts';
@@ -24,14 +24,16 @@ export interface IpsetClientOptions {
   readonly stallTimeoutMs?: number;
 }
 
-export class IpsetClient {
+export class IpsetClient extends NetlinkClient {
   private readonly revisions = new Map<string, number>();
   // Type and family of sets seen through this client (create/list): lets add/del/test
   // reject a wrong-family address before the kernel answers a bare IPSET_ERR_PROTOCOL,
   // and tells hash from bitmap when decoding type-specific error codes.
   private readonly known = new Map<string, { type: string; family?: IpFamily }>();
 
-  private constructor(private readonly conn: NetlinkConnection, readonly protocol: number) {}
+  private constructor(conn: NetlinkConnection, readonly protocol: number) {
+    super(conn);
+  }
 
   /** Opens a socket in the current network namespace and agrees on the protocol version. */
   static async open(opts: IpsetClientOptions = {}): Promise<IpsetClient> {
@@ -53,18 +55,6 @@ export class IpsetClient {
       conn.close();
       throw e;
     }
-  }
-
-  get stats(): Readonly<NetlinkConnectionStats> {
-    return this.conn.stats;
-  }
-
-  get window(): number {
-    return this.conn.window;
-  }
-
-  bufferSizes(): { recv: number; send: number } {
-    return this.conn.bufferSizes();
   }
 
   private send(r: IpsetRequest, op: IpsetOp, operation: string, setType?: string): Promise<NetlinkMessage[]> {
@@ -187,10 +177,6 @@ export class IpsetClient {
     const { header } = decodeListMessage(msgs[0].payload);
     if (!header) throw new Error(`header of ipset ${name}: reply without type`);
     return { name: header.name, type: header.type, revision: header.revision, ...(header.family ? { family: header.family } : {}) };
-  }
-
-  close(): void {
-    this.conn.close();
   }
 }
 

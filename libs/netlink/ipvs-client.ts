@@ -1,7 +1,7 @@
 // IpvsClient: IPVS over generic netlink through one windowed NetlinkConnection.
 
+import { NetlinkClient } from './netlink-client.ts';
 import { NetlinkConnection } from './netlink-connection.ts';
-import type { NetlinkConnectionStats } from './netlink-connection.ts';
 import { NETLINK_GENERIC, decodeGenl, resolveGenlFamily } from './genl-family.ts';
 import type { GenlFamily } from './genl-family.ts';
 import { NetlinkError } from './netlink-error.ts';
@@ -42,8 +42,10 @@ function describe(kind: Kind, errno: number): string | undefined {
   }
 }
 
-export class IpvsClient {
-  private constructor(private readonly conn: NetlinkConnection, readonly family: GenlFamily) {}
+export class IpvsClient extends NetlinkClient {
+  private constructor(conn: NetlinkConnection, readonly family: GenlFamily) {
+    super(conn);
+  }
 
   /** Opens a socket in the current network namespace and resolves the "IPVS" family. */
   static async open(opts: IpvsClientOptions = {}): Promise<IpvsClient> {
@@ -54,18 +56,6 @@ export class IpvsClient {
       conn.close();
       throw e;
     }
-  }
-
-  get stats(): Readonly<NetlinkConnectionStats> {
-    return this.conn.stats;
-  }
-
-  get window(): number {
-    return this.conn.window;
-  }
-
-  bufferSizes(): { recv: number; send: number } {
-    return this.conn.bufferSizes();
   }
 
   private send(kind: Kind, operation: string, payload: Buffer, dump = false) {
@@ -148,10 +138,6 @@ export class IpvsClient {
   /** Removes every service (ipvsadm -C). The applier must not call this on shared hosts. */
   async flush(): Promise<void> {
     await this.send('config', 'flush IPVS', encodeFlush());
-  }
-
-  close(): void {
-    this.conn.close();
   }
 }
 
