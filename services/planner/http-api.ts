@@ -2,7 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { Registry } from 'prom-client';
 import { parseWaves, summarizeStatus } from '../../libs/control/index.ts';
 import { authenticate, type TokenEntry } from './bearer-auth.ts';
-import type { Actor } from './config-axis.ts';
+import type { Actor } from '../../libs/versioning/index.ts';
 import type { Planner } from './planner.ts';
 import { versionDiff } from './version-diff.ts';
 

@@ -1,11 +1,10 @@
 import type { EventLog } from '../../libs/eventlog/event-log.ts';
-import type { DataPin, NodeStatusRow, WaveSpec } from '../../libs/control/index.ts';
+import type { NodeStatusRow, WaveSpec } from '../../libs/control/index.ts';
 import type { NodeStatusThresholds } from '../../libs/bus/node-status.ts';
 import { type AckOrNack, type NodeTarget, type ProxyConfig, type Rejection } from '../../libs/model/index.ts';
 import { nodeStateHash, renderNodeState } from '../../libs/planner/index.ts';
-import { ConfigAxis, type Actor } from './config-axis.ts';
-import { DataAxis, type NewVersion } from './data-axis.ts';
-import { toWatchEvent, type ObjectRejection } from './event-change.ts';
+import { ConfigAxis, DataAxis, type Actor, type NewVersion, type ObjectRejection } from '../../libs/versioning/index.ts';
+import { toWatchEvent } from './event-change.ts';
 import type { EventSource, EventSourceFactory } from './event-source.ts';
 import { NodeTracker } from './node-tracker.ts';
 import { EventBatcher } from './event-batcher.ts';
@@ -73,7 +72,7 @@ export class Planner {
   /** Restores from the log, republishes what the stream lacks, then starts the source. */
   async start(): Promise<void> {
     const log = this.o.log;
-    this.data = DataAxis.restore(log, restorePin(log));
+    this.data = DataAxis.restore(log);
     this.config = ConfigAxis.restore(log, this.o.initialConfig, () => this.now());
     await this.serial(() => this.publishAndTarget());
     this.o.bus.listen({ onAck: (a) => this.onAck(a), onHeartbeat: (h) => this.nodes.onHeartbeat(h, Date.now()) });
@@ -281,15 +280,4 @@ export class Planner {
     }
     return h;
   }
-}
-
-/** The data pin as the last pin/rollback/unpin operation left it. */
-function restorePin(log: EventLog): DataPin | undefined {
-  let pin: DataPin | undefined;
-  for (const op of log.operations()) {
-    if (op.params.axis === 'data' && (op.kind === 'pin' || op.kind === 'rollback' || op.kind === 'unpin')) {
-      pin = (op.params.pin as DataPin | null) ?? undefined;
-    }
-  }
-  return pin;
 }

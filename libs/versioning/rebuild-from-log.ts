@@ -1,7 +1,7 @@
-import type { EventLog } from '../../libs/eventlog/event-log.ts';
-import type { KubeKind } from '../../libs/model/index.ts';
-import { ClusterDataIndex, ClusterState } from '../../libs/planner/index.ts';
-import { eventChange, rejectionKey, type ObjectRejection } from './event-change.ts';
+import type { EventLog } from '../eventlog/event-log.ts';
+import type { KubeKind } from '../model/index.ts';
+import { ClusterDataIndex, ClusterState } from '../planner/index.ts';
+import { eventChange, rejectionKey, type ObjectRejection } from './object-rejection.ts';
 
 export interface RebuiltState {
   readonly state: ClusterState;

@@ -1,9 +1,9 @@
-import type { EventLog } from '../../libs/eventlog/event-log.ts';
+import type { EventLog } from '../eventlog/event-log.ts';
 import {
   configOverrides, planWaves, resumeRollout, rollbackConfig, startRollout, stepRollout,
   type ConfigTargetState, type NodeReport, type WaveSpec,
-} from '../../libs/control/index.ts';
-import { contentHash, readProxyConfig, type ConfigRevision, type OperationKind, type ProxyConfig } from '../../libs/model/index.ts';
+} from '../control/index.ts';
+import { contentHash, readProxyConfig, type ConfigRevision, type OperationKind, type ProxyConfig } from '../model/index.ts';
 
 export interface Actor {
   readonly actor: string;

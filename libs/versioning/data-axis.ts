@@ -1,10 +1,10 @@
-import type { EventLog } from '../../libs/eventlog/event-log.ts';
-import type { VersionRecord } from '../../libs/eventlog/version-record.ts';
-import { contentSource } from '../../libs/eventlog/replay.ts';
-import { decidePin, decideSync, decideUnpin, type DataPin } from '../../libs/control/index.ts';
-import type { ClusterData, DataDelta, WatchEvent } from '../../libs/model/index.ts';
-import type { ClusterDataIndex, ClusterState } from '../../libs/planner/index.ts';
-import { eventChange, rejectionKey, type ObjectRejection } from './event-change.ts';
+import type { EventLog } from '../eventlog/event-log.ts';
+import type { VersionRecord } from '../eventlog/version-record.ts';
+import { contentSource } from '../eventlog/replay.ts';
+import { decidePin, decideSync, decideUnpin, type DataPin } from '../control/index.ts';
+import type { ClusterData, DataDelta, WatchEvent } from '../model/index.ts';
+import type { ClusterDataIndex, ClusterState } from '../planner/index.ts';
+import { eventChange, rejectionKey, type ObjectRejection } from './object-rejection.ts';
 import { copyData, rebuildFromLog } from './rebuild-from-log.ts';
 
 /** A version just recorded, with what the bus needs to publish it. */
@@ -34,7 +34,8 @@ export class DataAxis {
   ) {}
 
   /** Rebuilds from the log: live state at the last event, published content at the last version. */
-  static restore(log: EventLog, pin: DataPin | undefined): DataAxis {
+  static restore(log: EventLog): DataAxis {
+    const pin = restorePin(log);
     const latest = log.latestVersion();
     const src = latest ? contentSource(log, latest.version) : undefined;
     const r = rebuildFromLog(log, { captureAtSeq: src?.seqTo ?? 0 });
@@ -160,4 +161,15 @@ export class DataAxis {
   fullData(n: number): ClusterData {
     return (this.log.latestVersion()?.version === n ? this.published : this.contentOf(n)).toClusterData();
   }
+}
+
+/** The data pin as the last pin/rollback/unpin operation left it. */
+function restorePin(log: EventLog): DataPin | undefined {
+  let pin: DataPin | undefined;
+  for (const op of log.operations()) {
+    if (op.params.axis === 'data' && (op.kind === 'pin' || op.kind === 'rollback' || op.kind === 'unpin')) {
+      pin = (op.params.pin as DataPin | null) ?? undefined;
+    }
+  }
+  return pin;
 }
