@@ -1,78 +1,125 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Registry } from 'prom-client';
-import { parseWaves, summarizeStatus } from '../../libs/control/index.ts';
-import { authenticate, type TokenEntry } from './bearer-auth.ts';
+import { summarizeStatus } from '../../libs/control/index.ts';
+import { authenticate, type Principal, type TokenEntry } from './bearer-auth.ts';
 import type { Actor } from '../../libs/versioning/index.ts';
+import { HttpError, type Body } from './http-error.ts';
+import { operationRoutes } from './operation-routes.ts';
 import type { Planner } from './planner.ts';
 import { versionDiff } from './version-diff.ts';
 
-class HttpError extends Error {
-  constructor(readonly code: number, message: string) { super(message); }
+export { HttpError } from './http-error.ts';
+
+/**
+ * Who may call a route: `public` anyone (probes), `read` any token, `operate` operator tokens.
+ * Without a token file every caller may do everything (the planner then listens on loopback only).
+ */
+export type Access = 'public' | 'read' | 'operate';
+
+/** What a route handler gets. `who` is the recorded actor and reason for operations. */
+export interface RouteCall {
+  readonly query: URLSearchParams;
+  readonly body: Body;
+  readonly who: Actor;
+  readonly principal: Principal | undefined;
+  readonly req: IncomingMessage;
+  readonly res: ServerResponse;
 }
+
+/**
+ * One entry of the API's route table. `path` matches exactly, or, when it ends with '/', every
+ * path below it (for static trees like the console). A handler returns the JSON answer, or
+ * WROTE_RESPONSE when it wrote the response itself (metrics text, HTML, event streams).
+ */
+export interface ApiRoute {
+  readonly method: 'GET' | 'POST';
+  readonly path: string;
+  readonly access: Access;
+  handle(call: RouteCall): unknown;
+}
+
+export const WROTE_RESPONSE = Symbol('wrote response');
 
 export interface HttpApiOptions {
   readonly planner: Planner;
   readonly registry: Registry;
-  /** When set, every route but /healthz and /readyz needs one of these bearer tokens. */
-  readonly tokens?: readonly TokenEntry[];
+  /** The accepted tokens, asked on every request (the token file may be reloaded). Absent: open API. */
+  readonly tokens?: () => readonly TokenEntry[];
+  /** More routes (the console, ...); they may not shadow the built-in ones. */
+  readonly routes?: readonly ApiRoute[];
 }
 
-type Body = Record<string, unknown>;
-type Route = (q: URLSearchParams, body: Body, who: Actor) => Promise<unknown> | unknown;
-
-/** The planner's HTTP API for ctl; JSON in and out, errors as {"error": "..."}. */
-export function createHttpApi(o: HttpApiOptions): Server {
-  const p = o.planner;
+/** The routes every planner serves: probes, metrics, reads, and the operations. */
+export function plannerRoutes(p: Planner, registry: Registry): ApiRoute[] {
   const int = (v: unknown, name: string): number => {
     const n = typeof v === 'string' ? Number(v) : v;
     if (!Number.isSafeInteger(n) || (n as number) < 1) throw new HttpError(400, `${name} must be a positive integer`);
     return n as number;
   };
-  const optInt = (v: unknown, name: string) => (v === undefined || v === null || v === '' ? undefined : int(v, name));
-  const waves = (v: unknown) => {
-    try { return parseWaves(String(v ?? '100%')); } catch (e) { throw new HttpError(400, (e as Error).message); }
-  };
-  const get: Record<string, Route> = {
-    '/status': () => {
-      const nodes = p.status();
-      const latest = p.data.latest();
-      return {
-        synced: p.isSynced, latestVersion: latest?.version ?? 0, latestHash: latest?.hash ?? null, pinned: p.data.pin ?? null,
-        config: p.config.state, summary: summarizeStatus(nodes), nodes,
-        rejected: [...p.data.rejections.values(), ...p.sourceRejections.slice(0, 100)], rejectedTotal: p.data.rejectedCount + p.sourceRejections.length,
-        lastError: p.lastError ?? null, source: p.sourceHealth(),
-      };
+  return [
+    { method: 'GET', path: '/healthz', access: 'public', handle: () => ({ ok: true }) },
+    {
+      method: 'GET', path: '/readyz', access: 'public', handle: ({ res }) => {
+        send(res, p.isSynced ? 200 : 503, { ready: p.isSynced });
+        return WROTE_RESPONSE;
+      },
     },
-    '/versions': () => ({ pinned: p.data.pin ?? null, versions: p.versions() }),
-    '/diff': (q) => {
-      const a = int(q.get('a'), 'a');
-      const b = int(q.get('b'), 'b');
-      return { a, b, ...versionDiff(p.data.contentOf(a), p.data.contentOf(b)) };
+    {
+      method: 'GET', path: '/metrics', access: 'read', handle: async ({ res }) => {
+        const text = await registry.metrics();
+        res.writeHead(200, { 'content-type': registry.contentType });
+        res.end(text);
+        return WROTE_RESPONSE;
+      },
     },
-  };
-  const post: Record<string, Route> = {
-    '/pin': (_q, b, who) => p.pin(int(b.version, 'version'), who, 'pin'),
-    '/unpin': (_q, _b, who) => p.unpin(who),
-    '/rollback': (_q, b, who) => {
-      if (b.toVersion !== undefined) return p.pin(int(b.toVersion, 'toVersion'), who, 'rollback');
-      return p.rollbackConfig(optInt(b.configRevision, 'configRevision'), who);
+    {
+      method: 'GET', path: '/status', access: 'read', handle: () => {
+        const nodes = p.status();
+        const latest = p.data.latest();
+        return {
+          synced: p.isSynced, latestVersion: latest?.version ?? 0, latestHash: latest?.hash ?? null, pinned: p.data.pin ?? null,
+          config: p.config.state, summary: summarizeStatus(nodes), nodes,
+          rejected: [...p.data.rejections.values(), ...p.sourceRejections.slice(0, 100)], rejectedTotal: p.data.rejectedCount + p.sourceRejections.length,
+          lastError: p.lastError ?? null, source: p.sourceHealth(),
+        };
+      },
     },
-    '/rollout': (_q, b, who) => p.rollout({
-      revision: optInt(b.configRevision, 'configRevision'), waves: b.resume ? undefined : waves(b.waves),
-      pauseOnError: b.pauseOnError === true, resume: b.resume === true,
-    }, who),
-    '/mode': (_q, b, who) => {
-      if (b.mode !== 'ipvs' && b.mode !== 'nftables') throw new HttpError(400, 'mode must be ipvs or nftables');
-      return p.configChange({ mode: b.mode }, who, 'mode', b.waves ? { waves: waves(b.waves), pauseOnError: b.pauseOnError === true } : undefined);
+    { method: 'GET', path: '/versions', access: 'read', handle: () => ({ pinned: p.data.pin ?? null, versions: p.versions() }) },
+    {
+      method: 'GET', path: '/config', access: 'read', handle: ({ query }) => {
+        const n = query.get('revision');
+        const rev = n === null ? p.config.revision(p.config.state.defaultRevision) : p.config.revision(int(n, 'revision'));
+        if (!rev) throw new HttpError(404, `config revision ${n} does not exist`);
+        return { revision: rev.revision, hash: rev.hash, config: rev.config, state: p.config.state };
+      },
     },
-    '/config': (_q, b, who) => {
-      if (!b.change || typeof b.change !== 'object') throw new HttpError(400, 'config change must be an object');
-      return p.configChange(b.change as Body, who, 'config', b.waves ? { waves: waves(b.waves), pauseOnError: b.pauseOnError === true } : undefined);
+    {
+      method: 'GET', path: '/diff', access: 'read', handle: ({ query }) => {
+        const a = int(query.get('a'), 'a');
+        const b = int(query.get('b'), 'b');
+        return { a, b, ...versionDiff(p.data.contentOf(a), p.data.contentOf(b)) };
+      },
     },
+    ...operationRoutes(p),
+  ];
+}
+
+/** The planner's HTTP API for ctl and the console; JSON in and out, errors as {"error": "..."}. */
+export function createHttpApi(o: HttpApiOptions): Server {
+  const routes = [...plannerRoutes(o.planner, o.registry), ...(o.routes ?? [])];
+  const find = (method: string | undefined, path: string) => {
+    const matches = routes.filter((r) => r.path === path || (r.path.endsWith('/') && path.startsWith(r.path)));
+    const forMethod = matches.filter((r) => r.method === method);
+    // Exact paths win over trees; the longest tree wins over shorter ones.
+    const best = forMethod.sort((a, b) => Number(b.path === path) - Number(a.path === path) || b.path.length - a.path.length)[0];
+    if (best) return best;
+    if (matches.length) throw new HttpError(405, `${method} is not allowed on ${path} (use ${[...new Set(matches.map((r) => r.method))].join(' or ')})`);
+    throw new HttpError(404, `no route ${method} ${path}`);
   };
 
   return createServer((req, res) => {
     void handle(req, res).catch((e) => {
+      // Errors a planner operation throws are refusals of the request in the current state.
       const code = e instanceof HttpError ? e.code : 409;
       send(res, code, { error: e instanceof Error ? e.message : String(e) });
     });
@@ -80,29 +127,38 @@ export function createHttpApi(o: HttpApiOptions): Server {
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://planner');
-    if (url.pathname === '/healthz') return send(res, 200, { ok: true });
-    if (url.pathname === '/readyz') return send(res, p.isSynced ? 200 : 503, { ready: p.isSynced });
-    let identity: string | undefined;
-    if (o.tokens) {
-      identity = authenticate(o.tokens, req.headers.authorization);
-      if (!identity) throw new HttpError(401, 'missing or wrong bearer token');
+    const route = find(req.method, url.pathname);
+    let principal: Principal | undefined;
+    if (o.tokens && route.access !== 'public') {
+      principal = authenticate(o.tokens(), req.headers.authorization);
+      if (!principal) {
+        res.setHeader('www-authenticate', 'Bearer realm="switchboard"');
+        throw new HttpError(401, 'missing or wrong bearer token');
+      }
+      if (route.access === 'operate' && principal.role !== 'operator') {
+        throw new HttpError(403, `${principal.identity} is a viewer; ${req.method} ${url.pathname} needs an operator token`);
+      }
     }
-    if (url.pathname === '/metrics' && req.method === 'GET') {
-      res.writeHead(200, { 'content-type': o.registry.contentType });
-      res.end(await o.registry.metrics());
-      return;
-    }
-    const table = req.method === 'GET' ? get : req.method === 'POST' ? post : undefined;
-    const route = table?.[url.pathname];
-    if (!route) throw new HttpError(404, `no route ${req.method} ${url.pathname}`);
     const body = req.method === 'POST' ? await readJson(req) : {};
-    const header = req.headers['x-switchboard-actor'];
-    const claimed = typeof header === 'string' && header ? header : undefined;
-    // The token's identity is who acted; a claimed name only refines it (e.g. the human behind a CI token).
-    const actor = identity ? (claimed ? `${identity}/${claimed}` : identity) : claimed ?? 'anonymous';
+    const actor = recordedActor(principal?.identity, req.headers['x-switchboard-actor']);
     const reason = typeof body.reason === 'string' && body.reason.trim() ? body.reason.trim() : `${url.pathname.slice(1)} via API`;
-    send(res, 200, await route(url.searchParams, body, { actor, reason }));
+    const answer = await route.handle({ query: url.searchParams, body, who: { actor, reason }, principal, req, res });
+    if (answer !== WROTE_RESPONSE) send(res, 200, answer);
   }
+}
+
+/**
+ * The actor recorded for an operation. The token's identity is who acted; a client-sent name only
+ * refines it (`ci` + `alice` → `ci/alice`, the human behind a CI token) and can never replace it.
+ */
+export function recordedActor(identity: string | undefined, header: string | string[] | undefined): string {
+  const claimed = typeof header === 'string' ? header.trim() : undefined;
+  if (claimed && (claimed.length > 128 || /[\x00-\x1f\x7f]/.test(claimed))) {
+    throw new HttpError(400, 'x-switchboard-actor must be at most 128 characters without control characters');
+  }
+  if (!identity) return claimed || 'anonymous';
+  if (!claimed || claimed === identity) return identity;
+  return claimed.startsWith(`${identity}/`) ? claimed : `${identity}/${claimed}`;
 }
 
 async function readJson(req: IncomingMessage): Promise<Body> {
@@ -121,7 +177,7 @@ async function readJson(req: IncomingMessage): Promise<Body> {
   }
 }
 
-function send(res: ServerResponse, code: number, body: unknown): void {
+export function send(res: ServerResponse, code: number, body: unknown): void {
   if (res.headersSent) return;
   res.writeHead(code, { 'content-type': 'application/json' });
   res.end(JSON.stringify(body) + '\n');

@@ -2,7 +2,8 @@ import type { Server } from 'node:http';
 import { EventLog } from '../../libs/eventlog/event-log.ts';
 import { ClusterInformer, ManifestsSource, loadKubeConfig } from '../../libs/kube/index.ts';
 import type { ProxyConfig } from '../../libs/model/index.ts';
-import { readTokenFile } from './bearer-auth.ts';
+import { watchTokenFile, type TokenFileWatch } from './bearer-auth.ts';
+import { checkOpenApi, parseListenAddress } from './listen-address.ts';
 import { informerSource, manifestsSource, type EventSourceFactory } from './event-source.ts';
 import { createHttpApi } from './http-api.ts';
 import { NatsPlannerBus } from './nats-planner-bus.ts';
@@ -19,6 +20,12 @@ export interface RunPlannerOptions {
   /** host:port; port 0 picks a free one. */
   readonly http: string;
   readonly tokenFile?: string;
+  /** Serve the API without tokens on a non-loopback address (refused otherwise). */
+  readonly insecureOpenApi?: boolean;
+  /** How often the token file's stat is polled for changes (default 1000 ms). */
+  readonly tokenFilePollMs?: number;
+  /** Where notes about the token file go (default stderr). */
+  readonly say?: (line: string) => void;
   readonly config: ProxyConfig;
   readonly checkpointEvery?: number;
   readonly debounceMs?: number;
@@ -36,8 +43,21 @@ export interface RunningPlanner {
 
 /** Builds the real planner: SQLite log, NATS bus, kube or manifests source, HTTP API. */
 export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> {
-  const tokens = o.tokenFile ? readTokenFile(o.tokenFile) : undefined;
-  const log = await EventLog.open({ file: o.db });
+  const listen = parseListenAddress(o.http);
+  checkOpenApi(listen, o);
+  const say = o.say ?? ((line: string) => process.stderr.write(`planner: ${line}\n`));
+  const tokens: TokenFileWatch | undefined = o.tokenFile ? watchTokenFile(o.tokenFile, {
+    intervalMs: o.tokenFilePollMs,
+    onReload: (n) => say(`token file ${o.tokenFile} reloaded: ${n} token${n === 1 ? '' : 's'}`),
+    onError: (e) => say(`${e.message}; keeping the tokens in force`),
+  }) : undefined;
+  let log: EventLog;
+  try {
+    log = await EventLog.open({ file: o.db });
+  } catch (e) {
+    tokens?.close();
+    throw e;
+  }
   let bus: NatsPlannerBus | undefined;
   let server: Server | undefined;
   let planner: Planner | undefined;
@@ -53,8 +73,8 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
     const metrics = plannerMetrics();
     planner = new Planner({ log, bus, source, initialConfig: o.config, checkpointEvery: o.checkpointEvery, debounceMs: o.debounceMs, hooks: metrics.hooks });
     await planner.start();
-    server = createHttpApi({ planner, registry: metrics.registry, tokens });
-    const [host, port] = splitAddr(o.http);
+    server = createHttpApi({ planner, registry: metrics.registry, tokens: tokens && (() => tokens.current()) });
+    const { host, port } = listen;
     await new Promise<void>((resolve, reject) => { server!.once('error', reject); server!.listen(port, host, resolve); });
     const addr = server.address() as { port: number };
     const p = planner;
@@ -62,8 +82,9 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
     const b = bus;
     return {
       planner: p,
-      url: `http://${host}:${addr.port}`,
+      url: `http://${host.includes(':') ? `[${host}]` : host}:${addr.port}`,
       stop: async () => {
+        tokens?.close();
         await new Promise<void>((r) => { s.close(() => r()); s.closeAllConnections(); });
         await p.stop();
         await b.close();
@@ -75,14 +96,7 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
     await planner?.stop().catch(() => {});
     await bus?.close().catch(() => {});
     log.close();
+    tokens?.close();
     throw e;
   }
-}
-
-function splitAddr(a: string): [string, number] {
-  const i = a.lastIndexOf(':');
-  const host = i > 0 ? a.slice(0, i) : '127.0.0.1';
-  const port = Number(i >= 0 ? a.slice(i + 1) : a);
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`--http ${a}: expected host:port`);
-  return [host, port];
 }

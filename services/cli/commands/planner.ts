@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { runPlanner } from '../../planner/run-planner.ts';
 import { UsageError } from '../cli-errors.ts';
+import { checkOpenApi, parseListenAddress } from '../../planner/listen-address.ts';
 import { loadProxyConfig } from '../load-proxy-config.ts';
 import type { SetExit } from './index.ts';
 import { untilSignalThenStop } from '../graceful-stop.ts';
@@ -14,7 +15,8 @@ export function registerPlanner(program: Command, setExit: SetExit): void {
     .requiredOption('--nats <url>', 'NATS server URL')
     .requiredOption('--db <file>', 'SQLite event log')
     .option('--http <addr>', 'HTTP API address (host:port)', '127.0.0.1:9440')
-    .option('--token-file <file>', 'bearer tokens for the HTTP API, one "TOKEN [IDENTITY]" a line')
+    .option('--token-file <file>', 'bearer tokens for the HTTP API, one "TOKEN IDENTITY [viewer|operator]" a line (reloaded on change)')
+    .option('--insecure-open-api', 'serve the API without tokens on a non-loopback --http address')
     .option('--config <file>', 'proxy config (YAML/JSON) for the first config revision')
     .option('--checkpoint-every <k>', 'object-state checkpoint in the log every K events', '10000')
     .option('--nats-user <user>', 'NATS user (the planner role in deploy/nats)')
@@ -24,15 +26,21 @@ export function registerPlanner(program: Command, setExit: SetExit): void {
     .option('--tls-ca <file>', 'CA bundle for the NATS server certificate')
     .option('--tls-cert <file>', 'client certificate')
     .option('--tls-key <file>', 'client key')
-    .action(async (o: { manifests?: string; kubeconfig?: string; inCluster?: boolean; nats: string; db: string; http: string; tokenFile?: string; config?: string; checkpointEvery: string;
+    .action(async (o: { manifests?: string; kubeconfig?: string; inCluster?: boolean; nats: string; db: string; http: string; tokenFile?: string; insecureOpenApi?: boolean; config?: string; checkpointEvery: string;
       natsUser?: string; natsPassword?: string; natsCreds?: string; natsNkeySeed?: string; tlsCa?: string; tlsCert?: string; tlsKey?: string }) => {
       const sources = [o.manifests, o.kubeconfig, o.inCluster].filter(Boolean).length;
       if (sources !== 1) throw new UsageError('choose exactly one of --manifests DIR, --kubeconfig FILE, --in-cluster');
       const k = Number(o.checkpointEvery);
       if (!Number.isInteger(k) || k < 0) throw new UsageError('--checkpoint-every must be a whole number');
+      // Flag values are checked before anything is opened, appended or published.
+      try {
+        checkOpenApi(parseListenAddress(o.http), o);
+      } catch (e) {
+        throw new UsageError((e as Error).message);
+      }
       const running = await runPlanner({
         manifests: o.manifests, kubeconfig: o.kubeconfig, inCluster: o.inCluster, nats: o.nats, db: o.db, http: o.http,
-        tokenFile: o.tokenFile, config: loadProxyConfig(o.config, {}), checkpointEvery: k,
+        tokenFile: o.tokenFile, insecureOpenApi: o.insecureOpenApi, config: loadProxyConfig(o.config, {}), checkpointEvery: k,
         natsAuth: {
           user: o.natsUser, password: o.natsPassword ?? process.env.SWITCHBOARD_NATS_PASSWORD,
           credsFile: o.natsCreds, nkeySeedFile: o.natsNkeySeed,

@@ -1,0 +1,79 @@
+import { parseWaves, type WaveSpec } from '../../libs/control/index.ts';
+import { readProxyConfig, type ProxyConfig } from '../../libs/model/index.ts';
+import type { ApiRoute } from './http-api.ts';
+import { HttpError, type Body } from './http-error.ts';
+import type { Planner } from './planner.ts';
+
+/** How a rollout is to run, as the API accepts it for /rollout, /mode and /config. */
+export interface RolloutRequest {
+  readonly waves: WaveSpec[];
+  readonly pauseOnError: boolean;
+}
+
+/**
+ * The one place the API reads rollout settings from a request body (`waves`, `pauseOnError`);
+ * rollout policies added later (bake time, wave timeout, failure budget, pauses) belong here too.
+ */
+export function readRolloutRequest(b: Body, defaultWaves = '100%'): RolloutRequest {
+  if (b.waves !== undefined && typeof b.waves !== 'string') throw new HttpError(400, 'waves must be a string such as "1,10%,50%,100%"');
+  if (b.pauseOnError !== undefined && typeof b.pauseOnError !== 'boolean') throw new HttpError(400, 'pauseOnError must be true or false');
+  let waves: WaveSpec[];
+  try { waves = parseWaves(b.waves ?? defaultWaves); } catch (e) { throw new HttpError(400, (e as Error).message); }
+  return { waves, pauseOnError: b.pauseOnError === true };
+}
+
+const positive = (v: unknown, name: string): number => {
+  const n = typeof v === 'string' ? Number(v) : v;
+  if (!Number.isSafeInteger(n) || (n as number) < 1) throw new HttpError(400, `${name} must be a positive integer`);
+  return n as number;
+};
+const optPositive = (v: unknown, name: string) => (v === undefined || v === null || v === '' ? undefined : positive(v, name));
+
+/** Validates a config change over the current default; a bad field is a 400 naming it. */
+function checkedChange(p: Planner, change: unknown): Body {
+  if (!change || typeof change !== 'object' || Array.isArray(change)) throw new HttpError(400, 'config change must be an object of fields');
+  if (Object.keys(change).length === 0) throw new HttpError(400, 'config change names no field');
+  try {
+    readProxyConfig({ ...p.config.defaultConfig(), ...(change as Body) });
+  } catch (e) {
+    throw new HttpError(400, (e as Error).message);
+  }
+  return change as Body;
+}
+
+/** Operations: each needs an operator token and is recorded with actor and reason. */
+export function operationRoutes(p: Planner): ApiRoute[] {
+  const configChange = async (change: Body, b: Body, who: Parameters<Planner['configChange']>[1], kind: 'mode' | 'config') => {
+    const previous: ProxyConfig = p.config.defaultConfig();
+    const previousDefault = p.config.state.defaultRevision;
+    const r = b.waves !== undefined ? readRolloutRequest(b) : undefined;
+    const out = await p.configChange(change, who, kind, r);
+    return { ...out, previous, previousDefault };
+  };
+  return [
+    { method: 'POST', path: '/pin', access: 'operate', handle: ({ body, who }) => p.pin(positive(body.version, 'version'), who, 'pin') },
+    { method: 'POST', path: '/unpin', access: 'operate', handle: ({ who }) => p.unpin(who) },
+    {
+      method: 'POST', path: '/rollback', access: 'operate', handle: ({ body, who }) => {
+        if (body.toVersion !== undefined && body.toVersion !== null) return p.pin(positive(body.toVersion, 'toVersion'), who, 'rollback');
+        return p.rollbackConfig(optPositive(body.configRevision, 'configRevision'), who);
+      },
+    },
+    {
+      method: 'POST', path: '/rollout', access: 'operate', handle: ({ body, who }) => {
+        if (body.resume === true) return p.rollout({ resume: true }, who);
+        return p.rollout({ revision: optPositive(body.configRevision, 'configRevision'), ...readRolloutRequest(body) }, who);
+      },
+    },
+    {
+      method: 'POST', path: '/mode', access: 'operate', handle: ({ body, who }) => {
+        if (body.mode !== 'ipvs' && body.mode !== 'nftables') throw new HttpError(400, 'mode must be ipvs or nftables');
+        return configChange({ mode: body.mode }, body, who, 'mode');
+      },
+    },
+    {
+      method: 'POST', path: '/config', access: 'operate',
+      handle: ({ body, who }) => configChange(checkedChange(p, body.change), body, who, 'config'),
+    },
+  ];
+}
