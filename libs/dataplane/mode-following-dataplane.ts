@@ -1,6 +1,6 @@
 import type { NodeState, ProxyMode } from '../model/index.ts';
 import type { ApplyResult, Dataplane, DataplaneMode } from './dataplane.ts';
-import { switchMode } from './nftables/switch-mode.ts';
+import { switchMode } from './switch-mode.ts';
 
 export interface ModeFollowingOptions {
   /** Opens the dataplane of one mode (in the caller's network namespace). */

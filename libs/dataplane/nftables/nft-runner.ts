@@ -1,53 +1,27 @@
-import { spawn } from 'node:child_process';
+import type { NftReadBack } from './read-nft-table.ts';
+import type { NftTransaction } from './nft-transaction.ts';
 
-export interface NftRunnerOptions {
-  /** Run inside this network namespace (`ip netns exec NS nft ...`). */
-  readonly netns?: string;
-  /** nft binary (default `nft` from PATH). */
-  readonly nftPath?: string;
+/**
+ * The seam between nftables mode and the kernel: run one transaction atomically (all of it
+ * applies, or none, like `nft -f`), and read our table back. Implementations: NftCliRunner
+ * (spawns `nft`), NftNetlinkRunner (nf_tables netlink batches), and the recording fake in
+ * test/support.
+ */
+export interface NftRunner {
+  /** Which implementation this is (`nft`, `netlink`, `fake`), for notes and benchmarks. */
+  readonly backend: string;
+  /**
+   * Runs `tx` as one atomic change. Rejects with the transaction's own `error` (nothing is
+   * sent) when an invalid operation was queued, or with NftError when the kernel refuses it.
+   */
+  run(tx: NftTransaction): Promise<void>;
+  /** Our table as the kernel holds it now; undefined when it does not exist. */
+  listTable(family: string, table: string): Promise<NftReadBack | undefined>;
+  close(): void;
 }
 
 export class NftError extends Error {
   constructor(readonly args: readonly string[], readonly code: number | null, readonly stderr: string) {
     super(`nft ${args.join(' ')} failed (exit ${String(code)}): ${stderr.trim().split('\n').slice(0, 6).join(' | ')}`);
-  }
-}
-
-/** The I/O edge of nftables mode: runs `nft`, optionally in a netns, feeding scripts on stdin. */
-export class NftRunner {
-  constructor(private readonly options: NftRunnerOptions = {}) {}
-
-  /** Runs a script as one atomic transaction (`nft -f -`): all of it applies, or none. */
-  async runScript(script: string): Promise<void> {
-    await this.exec(['-f', '-'], script);
-  }
-
-  /** `nft -j list table inet NAME`; undefined when the table does not exist. */
-  async listTableJson(family: string, table: string): Promise<string | undefined> {
-    try {
-      return await this.exec(['-j', 'list', 'table', family, table]);
-    } catch (e) {
-      if (e instanceof NftError && /No such file or directory/.test(e.stderr)) return undefined;
-      throw e;
-    }
-  }
-
-  async exec(args: readonly string[], stdin?: string): Promise<string> {
-    const nft = this.options.nftPath ?? 'nft';
-    const [cmd, argv] = this.options.netns ? ['ip', ['netns', 'exec', this.options.netns, nft, ...args]] : [nft, [...args]];
-    return new Promise((resolve, reject) => {
-      const child = spawn(cmd, argv, { stdio: ['pipe', 'pipe', 'pipe'] });
-      const out: Buffer[] = [];
-      const err: Buffer[] = [];
-      child.stdout.on('data', (b: Buffer) => out.push(b));
-      child.stderr.on('data', (b: Buffer) => err.push(b));
-      child.on('error', reject);
-      child.on('close', (code) => {
-        if (code === 0) resolve(Buffer.concat(out).toString('utf8'));
-        else reject(new NftError(args, code, Buffer.concat(err).toString('utf8')));
-      });
-      child.stdin.on('error', () => { /* reported through the exit code */ });
-      child.stdin.end(stdin ?? '');
-    });
   }
 }

@@ -3,10 +3,11 @@ import type { ApplyResult, Dataplane } from '../dataplane.ts';
 import { summarizeRules } from './nft-chain-summary.ts';
 import { NFT_FAMILY, NFT_TABLE } from './nft-names.ts';
 import { renderNftObjects, type NftObjects } from './nft-objects.ts';
-import { NftRunner } from './nft-runner.ts';
-import { inventoryOf, planNftUpdate, type NftInventory, type NftTransaction } from './plan-nft-update.ts';
-import { readNftTable, type NftReadBack } from './read-nft-table.ts';
-import { formatNftTable } from './render-nft-ruleset.ts';
+import { NftCliRunner } from './nft-cli-runner.ts';
+import type { NftRunner } from './nft-runner.ts';
+import { NftTransaction } from './nft-transaction.ts';
+import { inventoryOf, planFullLoad, planNftUpdate, type NftInventory } from './plan-nft-update.ts';
+import type { NftReadBack } from './read-nft-table.ts';
 
 export interface NftablesDataplaneOptions {
   /** Program the table inside this network namespace (`ip netns exec NS nft`). */
@@ -16,6 +17,8 @@ export interface NftablesDataplaneOptions {
   readonly nftPath?: string;
   /** Read the table back after every apply and compare (default true). */
   readonly verifyAfterApply?: boolean;
+  /** The kernel seam (default: `nft` in `netns`); tests pass the recording fake. */
+  readonly runner?: NftRunner;
 }
 
 /** Read-back digests compare against rendered rules through the same summary. */
@@ -30,14 +33,14 @@ const sameBySummary = (_n: string, fp: string, rules: readonly string[]) => fp =
 export class NftablesDataplane implements Dataplane {
   readonly mode = 'nftables' as const;
   readonly table: string;
-  /** The last transaction sent to nft (empty for a no-op), for tests and audits. */
+  /** The last transaction run, as `nft -f` text (empty for a no-op), for tests and audits. */
   lastTransaction = '';
-  private readonly runner: NftRunner;
+  readonly runner: NftRunner;
   private applied: { objects: NftObjects; inventory: NftInventory } | undefined;
 
   constructor(private readonly options: NftablesDataplaneOptions = {}) {
     this.table = options.table ?? NFT_TABLE;
-    this.runner = new NftRunner({ netns: options.netns, nftPath: options.nftPath });
+    this.runner = options.runner ?? new NftCliRunner({ netns: options.netns, nftPath: options.nftPath });
   }
 
   async apply(state: NodeState): Promise<ApplyResult> {
@@ -85,33 +88,32 @@ export class NftablesDataplane implements Dataplane {
   async cleanup(): Promise<ApplyResult> {
     const t0 = performance.now();
     this.applied = undefined;
-    const exists = (await this.runner.listTableJson(NFT_FAMILY, this.table)) !== undefined;
-    if (exists) await this.run({ script: `delete table ${NFT_FAMILY} ${this.table}\n`, writes: 1, touchedChains: [] });
-    const gone = (await this.runner.listTableJson(NFT_FAMILY, this.table)) === undefined;
+    const exists = (await this.runner.listTable(NFT_FAMILY, this.table)) !== undefined;
+    if (exists) {
+      const tx = new NftTransaction(NFT_FAMILY, this.table).delete({ kind: 'table' });
+      tx.writes = 1;
+      await this.run(tx);
+    }
+    const gone = (await this.runner.listTable(NFT_FAMILY, this.table)) === undefined;
     return { kernelWrites: exists ? 1 : 0, verified: gone, durationMs: performance.now() - t0, notes: exists ? [] : ['no table to remove'] };
   }
 
-  async close(): Promise<void> {}
+  async close(): Promise<void> {
+    this.runner.close();
+  }
 
   /** The table as the kernel holds it now; undefined when absent. */
   async readBack(): Promise<NftReadBack | undefined> {
-    const json = await this.runner.listTableJson(NFT_FAMILY, this.table);
-    return json === undefined ? undefined : readNftTable(json);
+    return this.runner.listTable(NFT_FAMILY, this.table);
   }
 
   private fullLoad(objects: NftObjects): NftTransaction {
-    const t = `${NFT_FAMILY} ${this.table}`;
-    // add+delete makes the delete valid whether or not the table exists; all in one transaction.
-    const script = `add table ${t}\ndelete table ${t}\n${formatNftTable(objects, { table: this.table })}`;
-    let writes = 1 + objects.sets.size;
-    for (const rules of objects.chains.values()) writes += 1 + rules.length;
-    for (const m of objects.elements.values()) writes += m.size;
-    return { script, writes, touchedChains: [...objects.chains.keys()] };
+    return planFullLoad(objects, this.table);
   }
 
   private async run(tx: NftTransaction): Promise<void> {
-    this.lastTransaction = tx.script;
-    if (tx.script !== '') await this.runner.runScript(tx.script);
+    this.lastTransaction = tx.toScript();
+    if (tx.error || tx.size > 0) await this.runner.run(tx);
   }
 
   private async verify(objects: NftObjects, notes: string[]): Promise<boolean> {

@@ -1,22 +1,17 @@
 import { NFT_FAMILY } from './nft-names.ts';
 import type { NftObjects } from './nft-objects.ts';
+import { DISPATCH_CHAINS, HELPER_CHAINS, SKELETON_MAPS } from './nft-skeleton.ts';
+import { NftTransaction } from './nft-transaction.ts';
 
 /**
  * What the kernel holds of our dynamic objects, as far as a diff needs it: each chain's content
- * as a comparable fingerprint (rule texts for what we applied, a rule count plus the rules'
- * JSON for a read-back), set names, and map elements.
+ * as a comparable fingerprint (rule texts for what we applied, a digest for a read-back), set
+ * names, and map elements.
  */
 export interface NftInventory {
   readonly chains: ReadonlyMap<string, string>;
   readonly sets: ReadonlySet<string>;
   readonly elements: ReadonlyMap<string, ReadonlyMap<string, string>>;
-}
-
-/** One atomic `nft -f` script and how many kernel objects it writes. */
-export interface NftTransaction {
-  readonly script: string;
-  readonly writes: number;
-  readonly touchedChains: readonly string[];
 }
 
 /** Fingerprint of a chain we rendered: its rules in order. */
@@ -44,44 +39,85 @@ export function planNftUpdate(
   sameChain: (name: string, currentFp: string, desiredRules: readonly string[]) => boolean =
     (_n, fp, rules) => fp === chainFingerprint(rules),
 ): NftTransaction {
-  const t = `${NFT_FAMILY} ${table}`;
-  const lines: string[] = [];
-  let writes = 0;
-  const touched: string[] = [];
+  const tx = new NftTransaction(NFT_FAMILY, table);
 
   // 1. New sets and new chains first: rules and elements below may reference them.
   for (const [name, decl] of desired.sets) {
-    if (!current.sets.has(name)) { lines.push(`add set ${t} ${name} { ${decl} }`); writes++; }
+    if (!current.sets.has(name)) { tx.add({ kind: 'set', name, decl }); tx.writes++; }
   }
   const refill: string[] = [];
   for (const [name, rules] of desired.chains) {
     const fp = current.chains.get(name);
-    if (fp === undefined) { lines.push(`add chain ${t} ${name}`); writes++; refill.push(name); }
-    else if (!sameChain(name, fp, rules)) { lines.push(`flush chain ${t} ${name}`); writes++; refill.push(name); }
+    if (fp === undefined) { tx.add({ kind: 'chain', name }); tx.writes++; refill.push(name); }
+    else if (!sameChain(name, fp, rules)) { tx.flush({ kind: 'chain', name }); tx.writes++; refill.push(name); }
   }
   for (const name of refill) {
-    for (const r of desired.chains.get(name)!) { lines.push(`add rule ${t} ${name} ${r}`); writes++; }
-    touched.push(name);
+    for (const rule of desired.chains.get(name)!) { tx.add({ kind: 'rule', chain: name, rule }); tx.writes++; }
+    tx.touchedChains.push(name);
   }
   // 2. Map elements: delete stale or changed keys, then add new values.
-  const adds: string[] = [];
+  const adds: { map: string; key: string; value: string }[] = [];
   const mapNames = new Set([...current.elements.keys(), ...desired.elements.keys()]);
   for (const map of mapNames) {
     const cur = current.elements.get(map) ?? new Map<string, string>();
     const want = desired.elements.get(map) ?? new Map<string, string>();
-    for (const [k, v] of cur) {
-      if (want.get(k) !== v) { lines.push(`delete element ${t} ${map} { ${k} }`); writes++; }
+    for (const [key, v] of cur) {
+      if (want.get(key) !== v) { tx.delete({ kind: 'element', map, key }); tx.writes++; }
     }
-    for (const [k, v] of want) {
-      if (cur.get(k) !== v) { adds.push(`add element ${t} ${map} { ${k} : ${v} }`); writes++; }
+    for (const [key, value] of want) {
+      if (cur.get(key) !== value) { adds.push({ map, key, value }); tx.writes++; }
     }
   }
-  lines.push(...adds);
+  for (const e of adds) tx.add({ kind: 'element', ...e });
   // 3. Chains and sets no longer wanted: flush all of them before deleting any, since removed
   // chains may still jump to each other (service → endpoint) until flushed.
   const gone = [...current.chains.keys()].filter((n) => !desired.chains.has(n));
-  for (const n of gone) lines.push(`flush chain ${t} ${n}`);
-  for (const n of gone) { lines.push(`delete chain ${t} ${n}`); writes++; }
-  for (const s of current.sets) if (!desired.sets.has(s)) { lines.push(`delete set ${t} ${s}`); writes++; }
-  return { script: lines.length === 0 ? '' : lines.join('\n') + '\n', writes, touchedChains: touched };
+  for (const name of gone) tx.flush({ kind: 'chain', name });
+  for (const name of gone) { tx.delete({ kind: 'chain', name }); tx.writes++; }
+  for (const name of current.sets) if (!desired.sets.has(name)) { tx.delete({ kind: 'set', name, decl: '' }); tx.writes++; }
+  return tx;
+}
+
+// Dynamic chains reference each other in one direction (external → service → endpoint, with
+// firewall chains standalone); the order only matters for readable `nft -f` text.
+const CHAIN_ORDER = ['endpoint-', 'firewall-', 'service-', 'external-'];
+
+function chainRank(name: string): number {
+  const i = CHAIN_ORDER.findIndex((p) => name.startsWith(p));
+  return i < 0 ? CHAIN_ORDER.length : i;
+}
+
+export const byCodeUnits = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
+
+/** Dynamic chain names in declaration order (endpoints first, then firewall, service, external). */
+export function orderedChainNames(objects: NftObjects): string[] {
+  return [...objects.chains.keys()].sort((a, b) => chainRank(a) - chainRank(b) || byCodeUnits(a, b));
+}
+
+/**
+ * The whole table from nothing in one transaction: `add table; delete table` makes the delete
+ * valid whether or not the table exists, then every object is declared before any rule or
+ * element references it (chains, sets, maps, then rules, then elements). Pure.
+ */
+export function planFullLoad(objects: NftObjects, table: string): NftTransaction {
+  const tx = new NftTransaction(NFT_FAMILY, table);
+  tx.add({ kind: 'table' }).delete({ kind: 'table' }).add({ kind: 'table' });
+  const skeleton = [...HELPER_CHAINS, ...DISPATCH_CHAINS];
+  for (const c of skeleton) tx.add({ kind: 'chain', name: c.name, ...(c.hook ? { hook: c.hook } : {}) });
+  const names = orderedChainNames(objects);
+  for (const name of names) tx.add({ kind: 'chain', name });
+  for (const [name, decl] of [...objects.sets].sort(([a], [b]) => byCodeUnits(a, b))) tx.add({ kind: 'set', name, decl });
+  for (const m of SKELETON_MAPS) tx.add({ kind: 'map', name: m.name, type: m.type });
+  for (const c of HELPER_CHAINS) for (const rule of c.rules) tx.add({ kind: 'rule', chain: c.name, rule });
+  for (const name of names) for (const rule of objects.chains.get(name)!) tx.add({ kind: 'rule', chain: name, rule });
+  for (const c of DISPATCH_CHAINS) for (const rule of c.rules) tx.add({ kind: 'rule', chain: c.name, rule });
+  for (const m of SKELETON_MAPS) {
+    const elems = [...(objects.elements.get(m.name) ?? new Map<string, string>())].sort(([a], [b]) => byCodeUnits(a, b));
+    for (const [key, value] of elems) tx.add({ kind: 'element', map: m.name, key, value });
+  }
+  tx.writes = 1 + objects.sets.size;
+  for (const rules of objects.chains.values()) tx.writes += 1 + rules.length;
+  for (const m of objects.elements.values()) tx.writes += m.size;
+  tx.touchedChains.push(...objects.chains.keys());
+  return tx;
 }

@@ -6,7 +6,8 @@ import { ipvsStatePath } from '../../../libs/dataplane/create-dataplane.ts';
 import { IpvsDataplane } from '../../../libs/dataplane/ipvs/ipvs-dataplane.ts';
 import { NetlinkKernel } from '../../../libs/dataplane/ipvs/netlink-kernel.ts';
 import { FileOwnershipStore } from '../../../libs/dataplane/ipvs/ownership-record.ts';
-import { NftablesDataplane, switchMode } from '../../../libs/dataplane/nftables/index.ts';
+import { NftablesDataplane } from '../../../libs/dataplane/nftables/index.ts';
+import { switchMode } from '../../../libs/dataplane/switch-mode.ts';
 import type { NodeState } from '../../../libs/model/index.ts';
 
 const [stateFile, stateDir, step] = process.argv.slice(2);

@@ -1,27 +1,29 @@
 import { describe, expect, it } from 'vitest';
 import { renderNftObjects } from '../../../../libs/dataplane/nftables/nft-objects.ts';
+import type { NftTransaction } from '../../../../libs/dataplane/nftables/nft-transaction.ts';
 import { inventoryOf, planNftUpdate } from '../../../../libs/dataplane/nftables/plan-nft-update.ts';
 import { summarizeJsonRules, summarizeRules } from '../../../../libs/dataplane/nftables/nft-chain-summary.ts';
 import { nodeState, type VsSpec } from '../../../netns/support/node-state-builder.ts';
 
 const web = (endpoints: string[], extra: Partial<VsSpec> = {}): VsSpec =>
   ({ servicePort: 'default/web:http', address: '10.96.0.10', port: 80, endpoints, ...extra });
+const script = (tx: NftTransaction): string => (tx.size === 0 ? '' : `${tx.describe().join('\n')}\n`);
 const empty = { chains: new Map(), sets: new Set<string>(), elements: new Map() };
 
 describe('planNftUpdate', () => {
   it('from nothing adds every chain, set and element and deletes nothing', () => {
     const objects = renderNftObjects(nodeState([web(['10.1.0.1:80', '10.1.0.2:80'], { persistenceTimeout: 60 })]));
     const tx = planNftUpdate(empty, objects, 't');
-    expect(tx.script).not.toMatch(/^delete|^flush/m);
-    expect(tx.script.match(/^add chain /gm)).toHaveLength(3); // service + 2 endpoints
-    expect(tx.script.match(/^add set /gm)).toHaveLength(2);
-    expect(tx.script).toContain('add element inet t service-ips { 10.96.0.10 . tcp . 80 : goto service-');
+    expect(script(tx)).not.toMatch(/^delete|^flush/m);
+    expect(script(tx).match(/^add chain /gm)).toHaveLength(3); // service + 2 endpoints
+    expect(script(tx).match(/^add set /gm)).toHaveLength(2);
+    expect(script(tx)).toContain('add element inet t service-ips { 10.96.0.10 . tcp . 80 : goto service-');
   });
 
   it('is empty for an unchanged state', () => {
     const s = nodeState([web(['10.1.0.1:80'])]);
     const tx = planNftUpdate(inventoryOf(renderNftObjects(s)), renderNftObjects(s), 't');
-    expect(tx).toEqual({ script: '', writes: 0, touchedChains: [] });
+    expect({ ops: tx.ops, writes: tx.writes, touched: tx.touchedChains, script: tx.toScript() }).toEqual({ ops: [], writes: 0, touched: [], script: '' });
   });
 
   it('one endpoint swap touches the service chain and the two endpoint chains only', () => {
@@ -30,14 +32,14 @@ describe('planNftUpdate', () => {
     const before = renderNftObjects(nodeState([...others, web(['10.1.0.1:80', '10.1.0.2:80'])]));
     const after = renderNftObjects(nodeState([...others, web(['10.1.0.1:80', '10.1.0.3:80'])]));
     const tx = planNftUpdate(inventoryOf(before), after, 't');
-    expect(tx.script).not.toMatch(/table/);
-    expect(tx.script).not.toMatch(/element/); // the map entry still points at the same service chain
-    expect(tx.script.match(/^add chain .*10\.1\.0\.3\/80$/gm)).toHaveLength(1);
-    expect(tx.script.match(/^flush chain .*service-/gm)).toHaveLength(1);
-    expect(tx.script.match(/^delete chain .*10\.1\.0\.2\/80$/gm)).toHaveLength(1);
+    expect(script(tx)).not.toMatch(/table/);
+    expect(script(tx)).not.toMatch(/element/); // the map entry still points at the same service chain
+    expect(script(tx).match(/^add chain .*10\.1\.0\.3\/80$/gm)).toHaveLength(1);
+    expect(script(tx).match(/^flush chain .*service-/gm)).toHaveLength(1);
+    expect(script(tx).match(/^delete chain .*10\.1\.0\.2\/80$/gm)).toHaveLength(1);
     expect(tx.touchedChains).toHaveLength(2);
     // Removed chains are flushed before they are deleted (a service chain may still jump to them).
-    const lines = tx.script.trim().split('\n');
+    const lines = script(tx).trim().split('\n');
     expect(lines.findIndex((l) => l.startsWith('flush chain') && l.includes('10.1.0.2')))
       .toBeLessThan(lines.findIndex((l) => l.startsWith('delete chain')));
   });
@@ -46,19 +48,19 @@ describe('planNftUpdate', () => {
     const before = renderNftObjects(nodeState([web(['10.1.0.1:80']), { servicePort: 'x/gone:p', address: '10.96.0.99', port: 9, endpoints: ['10.3.0.1:9'] }]));
     const after = renderNftObjects(nodeState([web([])]));
     const tx = planNftUpdate(inventoryOf(before), after, 't');
-    expect(tx.script).toContain('delete element inet t service-ips { 10.96.0.10 . tcp . 80 }');
-    expect(tx.script).toContain('delete element inet t service-ips { 10.96.0.99 . tcp . 9 }');
-    expect(tx.script).toContain('add element inet t no-endpoint-services { 10.96.0.10 . tcp . 80 : goto reject-chain }');
-    expect(tx.script.match(/^delete chain /gm)).toHaveLength(4);
+    expect(script(tx)).toContain('delete element inet t service-ips { 10.96.0.10 . tcp . 80 }');
+    expect(script(tx)).toContain('delete element inet t service-ips { 10.96.0.99 . tcp . 9 }');
+    expect(script(tx)).toContain('add element inet t no-endpoint-services { 10.96.0.10 . tcp . 80 : goto reject-chain }');
+    expect(script(tx).match(/^delete chain /gm)).toHaveLength(4);
   });
 
   it('a changed affinity timeout swaps in a new set in the same transaction', () => {
     const before = renderNftObjects(nodeState([web(['10.1.0.1:80'], { persistenceTimeout: 60 })]));
     const after = renderNftObjects(nodeState([web(['10.1.0.1:80'], { persistenceTimeout: 120 })]));
     const tx = planNftUpdate(inventoryOf(before), after, 't');
-    expect(tx.script).toMatch(/^add set .*timeout 120s;/m);
-    expect(tx.script).toMatch(/^delete set /m);
-    expect(tx.script.indexOf('add set')).toBeLessThan(tx.script.indexOf('delete set'));
+    expect(script(tx)).toMatch(/^add set .*timeout 120s;/m);
+    expect(script(tx)).toMatch(/^delete set /m);
+    expect(script(tx).indexOf('add set')).toBeLessThan(script(tx).indexOf('delete set'));
   });
 });
 

@@ -1,5 +1,5 @@
-import type { NodeState } from '../../model/index.ts';
-import type { ApplyResult, Dataplane } from '../dataplane.ts';
+import type { NodeState } from '../model/index.ts';
+import type { ApplyResult, Dataplane } from './dataplane.ts';
 
 export interface SwitchModeOptions {
   /** The dataplane programming the node now; removed only once `to` is verified. */

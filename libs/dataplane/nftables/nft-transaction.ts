@@ -1,0 +1,143 @@
+/**
+ * A typed nftables transaction, knftables style: a queue of (verb, object) operations on one
+ * table. Queuing never throws: the first invalid operation is stored in `error` (and every
+ * later one ignored), and a runner refuses to run a transaction that carries one, so the
+ * planning code stays straight-line. Runners turn the queue into one atomic kernel change:
+ * `nft -f` text (NftCliRunner) or one nf_tables netlink batch (NftNetlinkRunner).
+ */
+
+export type NftVerb = 'add' | 'create' | 'flush' | 'delete';
+
+/** The objects of our table; rules and set bodies are nft syntax (the subset we render). */
+export type NftObject =
+  | { readonly kind: 'table' }
+  /** `hook`: base chain spec, e.g. `type nat hook prerouting priority dstnat; policy accept;`. */
+  | { readonly kind: 'chain'; readonly name: string; readonly hook?: string }
+  | { readonly kind: 'rule'; readonly chain: string; readonly rule: string }
+  /** `decl`: set body, e.g. `type ipv4_addr; flags dynamic,timeout; timeout 60s;`. */
+  | { readonly kind: 'set'; readonly name: string; readonly decl: string }
+  /** `type`: map type, e.g. `ipv4_addr . inet_proto . inet_service : verdict`. */
+  | { readonly kind: 'map'; readonly name: string; readonly type: string }
+  /** A map element: `key` like `10.0.0.1 . tcp . 80`, `value` a verdict (absent for delete). */
+  | { readonly kind: 'element'; readonly map: string; readonly key: string; readonly value?: string };
+
+export interface NftOp {
+  readonly verb: NftVerb;
+  readonly object: NftObject;
+}
+
+// nft identifiers as our renderer produces them (nft-names.ts); anything else is a bug upstream.
+const NAME = /^[A-Za-z][A-Za-z0-9/_.-]*$/;
+const MAX_NAME = 256;
+
+function invalid(op: NftOp): string | undefined {
+  const o = op.object;
+  const badName = (n: string) => n.length > MAX_NAME || !NAME.test(n);
+  switch (o.kind) {
+    case 'table':
+      return op.verb === 'add' || op.verb === 'delete' || op.verb === 'flush' ? undefined : `cannot ${op.verb} a table`;
+    case 'chain':
+      if (badName(o.name)) return `invalid chain name ${JSON.stringify(o.name)}`;
+      if (o.hook !== undefined && op.verb !== 'add' && op.verb !== 'create') return `${op.verb} chain takes no hook`;
+      return undefined;
+    case 'rule':
+      if (badName(o.chain)) return `invalid chain name ${JSON.stringify(o.chain)}`;
+      if (op.verb !== 'add') return `cannot ${op.verb} a rule (rules are replaced by flushing their chain)`;
+      return o.rule.trim() === '' || /[\n;]/.test(o.rule) ? `invalid rule ${JSON.stringify(o.rule)}` : undefined;
+    case 'set':
+    case 'map':
+      if (badName(o.name)) return `invalid ${o.kind} name ${JSON.stringify(o.name)}`;
+      if ((op.verb === 'add' || op.verb === 'create') && (o.kind === 'set' ? o.decl : o.type).trim() === '') {
+        return `${o.kind} ${o.name} has no type`;
+      }
+      return undefined;
+    case 'element':
+      if (badName(o.map)) return `invalid map name ${JSON.stringify(o.map)}`;
+      if (op.verb === 'flush') return 'cannot flush an element';
+      if (o.key.trim() === '' || /[{},;\n]/.test(o.key)) return `invalid element key ${JSON.stringify(o.key)}`;
+      if (op.verb === 'delete') return o.value === undefined ? undefined : 'delete element takes no value';
+      return o.value === undefined || o.value.trim() === '' ? `element ${o.key} of ${o.map} has no value` : undefined;
+  }
+}
+
+export class NftTransaction {
+  private readonly queued: NftOp[] = [];
+  private firstError: Error | undefined;
+  /** Kernel objects this transaction writes, as counted by the planner that built it. */
+  writes = 0;
+  /** Chains whose rules this transaction (re)fills. */
+  readonly touchedChains: string[] = [];
+
+  constructor(readonly family: string, readonly table: string) {}
+
+  get ops(): readonly NftOp[] {
+    return this.queued;
+  }
+
+  /** The first invalid operation queued, if any; a runner refuses the whole transaction. */
+  get error(): Error | undefined {
+    return this.firstError;
+  }
+
+  get size(): number {
+    return this.queued.length;
+  }
+
+  add(object: NftObject): this { return this.queue('add', object); }
+  /** Like add, but fails in the kernel when the object exists. */
+  create(object: NftObject): this { return this.queue('create', object); }
+  flush(object: NftObject): this { return this.queue('flush', object); }
+  delete(object: NftObject): this { return this.queue('delete', object); }
+
+  private queue(verb: NftVerb, object: NftObject): this {
+    if (this.firstError) return this;
+    const op = { verb, object };
+    const why = invalid(op);
+    if (why) this.firstError = new Error(`nft transaction on ${this.family} ${this.table}: ${why}`);
+    else this.queued.push(op);
+    return this;
+  }
+
+  /** The transaction as one `nft -f` script (empty for an empty transaction). */
+  toScript(): string {
+    const t = `${this.family} ${this.table}`;
+    const lines: string[] = [];
+    let group: { verb: NftVerb; map: string; items: string[] } | undefined;
+    const endGroup = () => {
+      if (group) lines.push(`${group.verb} element ${t} ${group.map} { ${group.items.join(', ')} }`);
+      group = undefined;
+    };
+    for (const { verb, object: o } of this.queued) {
+      if (o.kind === 'element') {
+        // Consecutive element ops on one map share a line: nft parses one big line far faster.
+        const item = o.value === undefined ? o.key : `${o.key} : ${o.value}`;
+        if (group && group.verb === verb && group.map === o.map) { group.items.push(item); continue; }
+        endGroup();
+        group = { verb, map: o.map, items: [item] };
+        continue;
+      }
+      endGroup();
+      lines.push(opLine(t, verb, o));
+    }
+    endGroup();
+    return lines.length === 0 ? '' : `${lines.join('\n')}\n`;
+  }
+
+  /** One `nft -f` line per operation (no element grouping): for reading and tests. */
+  describe(): string[] {
+    const t = `${this.family} ${this.table}`;
+    return this.queued.map(({ verb, object: o }) => (o.kind === 'element'
+      ? `${verb} element ${t} ${o.map} { ${o.value === undefined ? o.key : `${o.key} : ${o.value}`} }`
+      : opLine(t, verb, o)));
+  }
+}
+
+function opLine(t: string, verb: NftVerb, o: Exclude<NftObject, { kind: 'element' }>): string {
+  switch (o.kind) {
+    case 'table': return `${verb} table ${t}`;
+    case 'chain': return `${verb} chain ${t} ${o.name}${o.hook ? ` { ${o.hook} }` : ''}`;
+    case 'rule': return `${verb} rule ${t} ${o.chain} ${o.rule}`;
+    case 'set': return verb === 'add' || verb === 'create' ? `${verb} set ${t} ${o.name} { ${o.decl} }` : `${verb} set ${t} ${o.name}`;
+    case 'map': return verb === 'add' || verb === 'create' ? `${verb} map ${t} ${o.name} { type ${o.type}; }` : `${verb} map ${t} ${o.name}`;
+  }
+}
