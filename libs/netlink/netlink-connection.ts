@@ -35,6 +35,21 @@ export interface NetlinkConnectionOptions {
   readonly sendBufferSize?: number;
   /** Fail everything in flight when the kernel says nothing for this long (default 60 s). */
   readonly stallTimeoutMs?: number;
+  /** The datagram socket (default: the `netlink` package's RawNetlinkSocket); byte-level tests script one. */
+  readonly socket?: NetlinkSocket;
+}
+
+/** The slice of the `netlink` package's RawNetlinkSocket this connection uses. */
+export interface NetlinkSocket {
+  on(event: 'message', listener: (msg: Buffer) => void): unknown;
+  on(event: 'truncatedMessage', listener: () => void): unknown;
+  on(event: 'error', listener: (err: ErrnoException) => void): unknown;
+  send(data: Buffer[], options: object, callback: (err?: ErrnoException | null) => void): void;
+  ref(): unknown;
+  unref(): unknown;
+  close(): void;
+  getRecvBufferSize(): number;
+  getSendBufferSize(): number;
 }
 
 export interface NetlinkRequest {
@@ -75,7 +90,7 @@ export class NetlinkConnection {
   readonly window: number;
   readonly batch: number;
   readonly stats: NetlinkConnectionStats = { completed: 0, datagrams: 0, maxInFlight: 0 };
-  private readonly socket: RawNetlinkSocket;
+  private readonly socket: NetlinkSocket;
   private readonly queue: Pending[] = [];
   private readonly inFlight = new Map<number, Pending>();
   private dumpRunning = false;
@@ -89,7 +104,7 @@ export class NetlinkConnection {
     this.window = Math.max(1, opts.window ?? 64);
     this.batch = Math.max(1, Math.min(opts.batch ?? 32, this.window));
     this.stallTimeoutMs = opts.stallTimeoutMs ?? 60_000;
-    this.socket = new RawNetlinkSocket(opts.protocol, {
+    this.socket = opts.socket ?? new RawNetlinkSocket(opts.protocol, {
       recvBufferSize: opts.recvBufferSize ?? 4 * 1024 * 1024,
       sendBufferSize: opts.sendBufferSize ?? 1024 * 1024,
     });

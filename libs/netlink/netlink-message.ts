@@ -64,6 +64,10 @@ export function decodeMessages(buf: Buffer): NetlinkMessage[] {
     });
     off += align4(len);
   }
+  // Up to 3 bytes of alignment padding may end a datagram; more is a cut-off header.
+  if (buf.length - off > 3) {
+    throw new Error(`malformed netlink message at offset ${off}: ${buf.length - off} bytes left, header needs ${NLMSG_HDRLEN}`);
+  }
   return out;
 }
 
