@@ -5,7 +5,7 @@
  * connections. Prints "ready" when every session is started; exits when stdin closes.
  */
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { ApplierSession } from '../../libs/bus/index.ts';
+import { ApplierSession } from '../../libs/applier/index.ts';
 import { DryRunDataplane } from '../../libs/dataplane/dry-run-dataplane.ts';
 
 const [url, countArg, firstArg] = process.argv.slice(2);

@@ -1,5 +1,5 @@
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
-import type { Ack, AckOrNack, Heartbeat, Nack } from '../model/index.ts';
+import { AckOrNackSchema, HeartbeatSchema, parseWire, type Ack, type AckOrNack, type Heartbeat, type Nack } from '../model/index.ts';
 import { ACK_WILDCARD, HEARTBEAT_WILDCARD, nodeToken } from './subjects.ts';
 
 /** Optional hooks (go-control-plane style callbacks): the planner records and computes status. */
@@ -54,38 +54,10 @@ function handle(subject: string, data: Uint8Array, kind: 'ack' | 'hb', cb: AckCa
   else cb.onNack?.(a, at);
 }
 
-const int = (v: unknown) => Number.isSafeInteger(v) && (v as number) >= 0;
-const str = (v: unknown) => typeof v === 'string';
-
 export function parseAckOrNack(data: Uint8Array): { value: AckOrNack } | { error: string } {
-  const v = parse(data);
-  if (!v) return { error: 'not a JSON object' };
-  const base = str(v.node) && int(v.version) && int(v.configRevision) && str(v.at);
-  if (v.type === 'ACK') {
-    const t = v.timings as Record<string, unknown> | undefined;
-    const ok = base && str(v.dataHash) && str(v.nodeStateHash) && str(v.mode) && int(v.kernelWrites)
-      && !!t && typeof t === 'object' && ['fetchMs', 'renderMs', 'applyMs'].every((k) => typeof t[k] === 'number');
-    return ok ? { value: v as unknown as Ack } : { error: 'malformed ACK' };
-  }
-  if (v.type === 'NACK') {
-    const ok = base && str(v.error) && int(v.lastGoodVersion) && int(v.lastGoodConfigRevision);
-    return ok ? { value: v as unknown as Nack } : { error: 'malformed NACK' };
-  }
-  return { error: 'unknown type' };
+  return parseWire(AckOrNackSchema, data, 'ack');
 }
 
 export function parseHeartbeat(data: Uint8Array): { value: Heartbeat } | { error: string } {
-  const v = parse(data);
-  const ok = !!v && str(v.node) && int(v.appliedVersion) && int(v.appliedConfigRevision) && str(v.mode)
-    && typeof v.healthy === 'boolean' && str(v.detail) && str(v.at);
-  return ok ? { value: v as unknown as Heartbeat } : { error: 'malformed heartbeat' };
-}
-
-function parse(data: Uint8Array): Record<string, unknown> | undefined {
-  try {
-    const v = JSON.parse(new TextDecoder().decode(data));
-    return typeof v === 'object' && v !== null && !Array.isArray(v) ? v : undefined;
-  } catch {
-    return undefined;
-  }
+  return parseWire(HeartbeatSchema, data, 'heartbeat');
 }

@@ -1,4 +1,4 @@
-import type { VersionArtifact } from '../model/index.ts';
+import { parseWire, VersionArtifactSchema, type VersionArtifact } from '../model/index.ts';
 import { checkpointSubject, deltaSubject, H } from './subjects.ts';
 
 /** One message to put on the versions stream. */
@@ -13,15 +13,17 @@ export interface EncodedMessage {
 export type Decoded<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly error: string };
 
 const enc = new TextEncoder();
-const dec = new TextDecoder('utf-8', { fatal: true });
 
 /**
  * Encodes an artifact as stream messages: a delta is one message; a checkpoint is split into
  * chunks of at most `chunkBytes` so that a large cluster never exceeds the server's max_payload.
  * `baseCheckpoint` goes on deltas so a node far behind learns where to restart from.
  */
-export function encodeArtifact(a: VersionArtifact, opts: { chunkBytes: number; baseCheckpoint: number }): EncodedMessage[] {
-  const common = { [H.version]: String(a.version), [H.form]: a.form, [H.hash]: a.hash };
+export function encodeArtifact(a: VersionArtifact, opts: { chunkBytes: number; baseCheckpoint: number; anchor?: string }): EncodedMessage[] {
+  const common = {
+    [H.version]: String(a.version), [H.parent]: String(a.parent), [H.form]: a.form, [H.hash]: a.hash,
+    ...(opts.anchor ? { [H.anchor]: opts.anchor } : {}),
+  };
   const bytes = enc.encode(JSON.stringify(a));
   if (a.form === 'delta' && bytes.length > opts.chunkBytes) {
     // Too big for one message (an initial sync, a mass change): the version's checkpoint, which
@@ -77,49 +79,6 @@ export function decodeCheckpoint(chunks: readonly Uint8Array[]): Decoded<Version
 }
 
 function parseArtifact(payload: Uint8Array): Decoded<VersionArtifact> {
-  let v: unknown;
-  try {
-    v = JSON.parse(dec.decode(payload));
-  } catch (e) {
-    return { ok: false, error: `undecodable artifact: ${(e as Error).message}` };
-  }
-  const error = artifactShapeError(v);
-  return error ? { ok: false, error } : { ok: true, value: v as VersionArtifact };
+  const r = parseWire(VersionArtifactSchema, payload, 'artifact');
+  return 'error' in r ? { ok: false, error: r.error } : { ok: true, value: r.value as unknown as VersionArtifact };
 }
-
-/**
- * Checks the envelope and the array structure only: entry contents are protected by the content
- * hash, which the applier verifies before anything reaches the dataplane.
- */
-function artifactShapeError(v: unknown): string | undefined {
-  if (!isObj(v)) return 'artifact is not an object';
-  if (!Number.isSafeInteger(v.version) || (v.version as number) < 1) return 'artifact: bad version';
-  if (!Number.isSafeInteger(v.parent) || (v.parent as number) < 0) return 'artifact: bad parent';
-  if (typeof v.hash !== 'string' || !/^[0-9a-f]{64}$/.test(v.hash)) return 'artifact: bad hash';
-  if (typeof v.reason !== 'string' || typeof v.createdAt !== 'string') return 'artifact: bad reason/createdAt';
-  if (v.form === 'delta') {
-    const d = v.delta;
-    if (!isObj(d)) return 'artifact: delta missing';
-    const ok = objArray(d.upsertServices, 'key') && strArray(d.removeServices) && objArray(d.upsertNodes, 'name') && strArray(d.removeNodes);
-    return ok ? undefined : 'artifact: malformed delta';
-  }
-  if (v.form === 'checkpoint') {
-    const d = v.data;
-    if (!isObj(d)) return 'artifact: data missing';
-    return objArray(d.services, 'key') && objArray(d.nodes, 'name') ? undefined : 'artifact: malformed checkpoint data';
-  }
-  return 'artifact: unknown form';
-}
-
-function isObj(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-function strArray(v: unknown): boolean {
-  return Array.isArray(v) && v.every((x) => typeof x === 'string');
-}
-
-function objArray(v: unknown, idField: string): boolean {
-  return Array.isArray(v) && v.every((x) => isObj(x) && typeof x[idField] === 'string');
-}
-

@@ -16,7 +16,7 @@ export interface BusAuth {
  * Connects to NATS for a role. Nodes get their own inbox prefix (the server only lets a node
  * subscribe below it) and reconnect forever: an applier outlives any number of server restarts.
  */
-export async function connectBus(o: { servers: string | string[]; name: string; node?: string; auth?: BusAuth; extra?: Partial<ConnectionOptions> }): Promise<NatsConnection> {
+export async function connectBus(o: ConnectBusOptions): Promise<NatsConnection> {
   const a = o.auth ?? {};
   const opts: ConnectionOptions = {
     servers: o.servers,
@@ -30,5 +30,68 @@ export async function connectBus(o: { servers: string | string[]; name: string; 
     ...(a.tls ? { tls: { caFile: a.tls.caFile, certFile: a.tls.certFile, keyFile: a.tls.keyFile } } : {}),
     ...o.extra,
   };
-  return connect(opts);
+  try {
+    return await connect(opts);
+  } catch (e) {
+    throw new Error(`NATS at ${urls(o.servers).join(',')}: ${describe(e)}`);
+  }
+}
+
+export interface ConnectBusOptions {
+  readonly servers: string | string[];
+  readonly name: string;
+  readonly node?: string;
+  readonly auth?: BusAuth;
+  readonly extra?: Partial<ConnectionOptions>;
+}
+
+/**
+ * Connects, waiting for as long as it takes: each failed attempt is reported (`onWaiting`, with
+ * the URL and the reason) and retried after a capped exponential backoff (250 ms doubling to
+ * `maxBackoffMs`, default 5 s). Gives up only when `signal` aborts. Credentials that the server
+ * refuses are retried too: an operator may be fixing the server config.
+ */
+export async function connectBusWaiting(o: ConnectBusOptions & {
+  onWaiting?: (what: string, attempt: number, retryInMs: number) => void; signal?: AbortSignal; maxBackoffMs?: number;
+}): Promise<NatsConnection> {
+  let delay = 250;
+  for (let attempt = 1; ; attempt++) {
+    if (o.signal?.aborted) throw new Error('stopped while waiting for NATS');
+    try {
+      return await connectBus(o);
+    } catch (e) {
+      o.onWaiting?.((e as Error).message, attempt, delay);
+      await new Promise<void>((res) => {
+        const t = setTimeout(res, delay);
+        o.signal?.addEventListener('abort', () => { clearTimeout(t); res(); }, { once: true });
+      });
+      delay = Math.min(delay * 2, o.maxBackoffMs ?? 5000);
+    }
+  }
+}
+
+/**
+ * Checks server URLs as given on the command line; the message names the flag. A URL without
+ * a scheme is refused (the client would guess), as is anything but nats/tls/ws/wss.
+ */
+export function checkServerUrls(flag: string, value: string): string[] {
+  const list = value.split(',').map((s) => s.trim()).filter(Boolean);
+  if (list.length === 0) throw new Error(`${flag}: no server URL given`);
+  for (const u of list) {
+    const m = /^([a-z]+):\/\/[^/\s]+\/?$/i.exec(u);
+    if (!m) throw new Error(`${flag} ${u}: expected a server URL with a scheme, e.g. nats://HOST:4222`);
+    if (!['nats', 'tls', 'ws', 'wss'].includes(m[1]!.toLowerCase())) throw new Error(`${flag} ${u}: unknown scheme ${m[1]} (nats, tls, ws, wss)`);
+  }
+  return list;
+}
+
+function urls(s: string | string[]): string[] {
+  return Array.isArray(s) ? s : [s];
+}
+
+function describe(e: unknown): string {
+  const err = e as { message?: string; code?: string; cause?: { message?: string; code?: string } };
+  const m = err.message ?? String(e);
+  if (/ECONNREFUSED|CONNECTION_REFUSED/i.test(m + (err.code ?? ''))) return 'connection refused';
+  return err.cause?.message ? `${m} (${err.cause.message})` : m;
 }

@@ -1,15 +1,15 @@
 export * from './subjects.ts';
 export { encodeArtifact, decodeDelta, decodeCheckpoint, type EncodedMessage, type Decoded } from './artifact-codec.ts';
-export { planFetch, isCheckpointVersion, type FetchPlan } from './fetch-plan.ts';
-export { applyDeltaChain, applyWithUndo, indexFromCheckpoint, type ChainResult } from './version-chain.ts';
-export { TargetView, parseNodeTarget } from './target-view.ts';
+export { directGet, type DirectGot, type Requester, type ReplyMsg } from './direct-get.ts';
 export { computeNodeStatus, DEFAULT_NODE_STATUS_THRESHOLDS, type NodeStatus, type NodeStatusInput, type NodeStatusThresholds } from './node-status.ts';
-export { VersionReader, type Fetched, type Requester } from './version-reader.ts';
-export { VersionPublisher, type VersionPublisherOptions, type PublishResult } from './version-publisher.ts';
+export { VersionReader, type Fetched, type VersionReaderOptions } from './version-reader.ts';
+export { VersionPublisher, isCheckpointVersion, type VersionPublisherOptions, type PublishResult } from './version-publisher.ts';
 export { TargetStore, type Targets } from './target-store.ts';
-export { TargetWatcher } from './target-watcher.ts';
-export { DataSync, type SyncResult } from './data-sync.ts';
-export { ApplierSession, type ApplierSessionOptions, type AppliedState, type SessionEvent, type BusClock } from './applier-session.ts';
 export { AckCollector, parseAckOrNack, parseHeartbeat, type AckCallbacks } from './ack-collector.ts';
 export { renderServerAuthConfig, nodePermissions, plannerPermissions, observerPermissions, type ServerConfigInput, type Credential, type Permissions } from './server-config.ts';
-export { connectBus, type BusAuth } from './bus-connection.ts';
+export { connectBus, connectBusWaiting, checkServerUrls, type BusAuth } from './bus-connection.ts';
+export {
+  artifactStatement, configStatement, targetStatement, defaultSigningKeyFile, loadOrCreateSigningKey, readVerifierFile,
+  signerFromKey, verifierFromPem, type Signer, type Verifier,
+} from './planner-signature.ts';
+export { PlannerLease, type LeaseHolder } from './planner-lease.ts';

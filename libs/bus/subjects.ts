@@ -91,4 +91,9 @@ export const H = {
   chunks: 'Sb-Chunks',
   /** On a delta too large for one message: no payload; the version's checkpoint has the content. */
   checkpointOnly: 'Sb-Checkpoint-Only',
+  parent: 'Sb-Parent',
+  /** The event log's chain anchor for this version (`db verify --nats` checks the log against it). */
+  anchor: 'Sb-Anchor',
+  /** The planner's signature over the message (see planner-signature.ts, artifactStatement). */
+  sig: 'Sb-Sig',
 } as const;

@@ -1,8 +1,8 @@
 import type { NatsConnection } from '@nats-io/transport-node';
 import { Kvm, type KV } from '@nats-io/kv';
-import { contentHash, type ConfigRevision, type NodeTarget } from '../model/index.ts';
+import { checkWire, ConfigRevisionSchema, contentHash, parseWire, SignedTargetSchema, type ConfigRevision, type NodeTarget, type SignedTarget } from '../model/index.ts';
+import { configStatement, targetStatement, type Signer } from './planner-signature.ts';
 import { configKey, DEFAULT_TARGET_KEY, nodeTargetKey, targetNoticeSubject, TARGETS_BUCKET } from './subjects.ts';
-import { parseNodeTarget } from './target-view.ts';
 
 export interface Targets {
   readonly default: NodeTarget | undefined;
@@ -12,15 +12,30 @@ export interface Targets {
 
 /**
  * Planner side of targets: the KV bucket sb_targets holds `default` and `node.<token>` overrides
- * (NodeTarget JSON) plus `config.<rev>` (ConfigRevision JSON, written once, before any target names
- * it). Appliers only read it; the server config denies them every write.
+ * plus `config.<rev>` (ConfigRevision JSON, written once, before any target names it). Appliers
+ * only read it; the server config denies them every write.
+ *
+ * Each target is a SignedTarget: signed with the KV key it belongs to and stamped with `issued`,
+ * a number this store makes strictly increasing (at least the newest found in the bucket + 1, at
+ * least the clock in ms). Appliers order entries by `issued`, so a NATS store loss (KV revisions
+ * restart at 1) does not stop them following, and a notice with a forged revision moves nothing.
+ * Clearing an override writes a signed `cleared` entry rather than deleting the key.
  */
 export class TargetStore {
-  private constructor(private readonly nc: NatsConnection, private readonly kv: KV) {}
+  private issued = 0;
 
-  static async open(o: { nc: NatsConnection; history?: number }): Promise<TargetStore> {
-    const kv = await new Kvm(o.nc).create(TARGETS_BUCKET, { history: o.history ?? 5, allow_direct: true });
-    return new TargetStore(o.nc, kv);
+  private constructor(private readonly nc: NatsConnection, private kv: KV, private readonly o: { history?: number; signer?: Signer; now?: () => number }) {}
+
+  static async open(o: { nc: NatsConnection; history?: number; signer?: Signer; now?: () => number }): Promise<TargetStore> {
+    const s = new TargetStore(o.nc, await createBucket(o.nc, o.history), o);
+    await s.learnIssued();
+    return s;
+  }
+
+  /** Recreates the bucket after NATS lost its store (idempotent when it exists). */
+  async reopen(): Promise<void> {
+    this.kv = await createBucket(this.nc, this.o.history);
+    await this.learnIssued();
   }
 
   async setDefaultTarget(t: NodeTarget): Promise<number> {
@@ -32,54 +47,77 @@ export class TargetStore {
   }
 
   async clearNodeTarget(node: string): Promise<void> {
-    await this.write(nodeTargetKey(node), undefined);
+    await this.write(nodeTargetKey(node), 'cleared');
   }
 
   /**
-   * KV first (the durable truth, read at start and after reconnects), then a core-NATS notice with
-   * the KV revision: appliers act on the notice at once instead of waiting for a JetStream push
-   * to every watcher, and order notices and KV entries by that revision.
+   * KV first (the durable truth, read at start, after reconnects and periodically), then a
+   * core-NATS notice carrying the same signed entry: appliers act on the notice at once.
    */
-  private async write(key: string, t: NodeTarget | undefined): Promise<number> {
-    let revision: number;
-    if (t) {
-      revision = await this.kv.put(key, JSON.stringify(t));
-    } else {
-      await this.kv.delete(key);
-      revision = (await this.kv.get(key))?.revision ?? 0;
-    }
-    this.nc.publish(targetNoticeSubject(key), JSON.stringify({ revision, target: t ?? null }));
+  private async write(key: string, t: NodeTarget | 'cleared'): Promise<number> {
+    this.issued = Math.max(this.issued + 1, this.o.now?.() ?? Date.now());
+    const sig = this.o.signer?.sign(targetStatement(key, t, this.issued)) ?? '';
+    const entry: SignedTarget = t === 'cleared'
+      ? { cleared: true, issued: this.issued, sig }
+      : { version: t.version, configRevision: t.configRevision, issued: this.issued, sig };
+    const text = JSON.stringify(entry);
+    const revision = await this.kv.put(key, text);
+    this.nc.publish(targetNoticeSubject(key), JSON.stringify({ revision, target: entry }));
     return revision;
   }
 
-  async getTargets(): Promise<Targets> {
-    const d = await this.kv.get(DEFAULT_TARGET_KEY);
-    const nodes = new Map<string, NodeTarget>();
-    const keys = await this.kv.keys('node.>');
-    for await (const k of keys) {
+  /** The newest `issued` already in the bucket (another run of this planner wrote it). */
+  private async learnIssued(): Promise<void> {
+    for (const k of [DEFAULT_TARGET_KEY, ...await this.nodeKeys()]) {
       const e = await this.kv.get(k);
-      const t = e && e.operation === 'PUT' ? parseNodeTarget(e.value) : undefined;
+      const t = e && e.operation === 'PUT' ? parseWire(SignedTargetSchema, e.value, k) : undefined;
+      if (t && 'value' in t) this.issued = Math.max(this.issued, t.value.issued);
+    }
+  }
+
+  private async nodeKeys(): Promise<string[]> {
+    const out: string[] = [];
+    for await (const k of await this.kv.keys('node.>')) out.push(k);
+    return out;
+  }
+
+  async getTargets(): Promise<Targets> {
+    const read = async (k: string): Promise<NodeTarget | undefined> => {
+      const e = await this.kv.get(k);
+      const t = e && e.operation === 'PUT' ? parseWire(SignedTargetSchema, e.value, k) : undefined;
+      return t && 'value' in t && !('cleared' in t.value) ? { version: t.value.version, configRevision: t.value.configRevision } : undefined;
+    };
+    const nodes = new Map<string, NodeTarget>();
+    for (const k of await this.nodeKeys()) {
+      const t = await read(k);
       if (t) nodes.set(k.slice('node.'.length), t);
     }
-    return { default: d && d.operation === 'PUT' ? parseNodeTarget(d.value) : undefined, nodes };
+    return { default: await read(DEFAULT_TARGET_KEY), nodes };
   }
 
   /** Publishes a config revision; its hash must be contentHash(config). Idempotent for equal content. */
   async putConfigRevision(r: ConfigRevision): Promise<void> {
     if (r.hash !== contentHash(r.config)) throw new Error(`config revision ${r.revision}: hash is not contentHash(config)`);
-    const existing = await this.kv.get(configKey(r.revision));
-    if (existing && existing.operation === 'PUT') {
-      const prev = existing.json<ConfigRevision>();
-      if (prev.hash !== r.hash) throw new Error(`config revision ${r.revision} already exists with another hash`);
-      return;
+    const existing = await this.getConfigRevision(r.revision);
+    if (existing) {
+      if (existing.hash !== r.hash) throw new Error(`config revision ${r.revision} already exists with another hash`);
+      if (!this.o.signer || existing.sig) return;
     }
-    await this.kv.put(configKey(r.revision), JSON.stringify(r));
+    const sig = this.o.signer?.sign(configStatement(r.revision, r.hash));
+    await this.kv.put(configKey(r.revision), JSON.stringify({ ...r, ...(sig ? { sig } : {}) }));
   }
 
   async getConfigRevision(rev: number): Promise<ConfigRevision | undefined> {
     const e = await this.kv.get(configKey(rev));
-    return e && e.operation === 'PUT' ? e.json<ConfigRevision>() : undefined;
+    if (!e || e.operation !== 'PUT') return undefined;
+    const r = checkWire(ConfigRevisionSchema, e.json(), configKey(rev));
+    if ('error' in r) throw new Error(r.error);
+    return r.value;
   }
+}
+
+function createBucket(nc: NatsConnection, history?: number): Promise<KV> {
+  return new Kvm(nc).create(TARGETS_BUCKET, { history: history ?? 5, allow_direct: true });
 }
 
 function checkTarget(t: NodeTarget): NodeTarget {

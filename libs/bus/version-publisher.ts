@@ -2,9 +2,14 @@ import { headers as natsHeaders, type NatsConnection } from '@nats-io/transport-
 import { jetstream, jetstreamManager, JetStreamApiError, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
 import type { VersionArtifact } from '../model/index.ts';
 import { deltaPayloadBytes, encodeArtifact } from './artifact-codec.ts';
-import { isCheckpointVersion } from './fetch-plan.ts';
-import { parseVersionSubject, VERSIONS_STREAM, VERSIONS_SUBJECTS } from './subjects.ts';
+import { artifactStatement, verifierFromPem, type Signer } from './planner-signature.ts';
+import { H, parseVersionSubject, VERSIONS_STREAM, VERSIONS_SUBJECTS } from './subjects.ts';
 import { VersionReader } from './version-reader.ts';
+
+/** Whether version `v` gets a full checkpoint when checkpoints are taken every `every` versions. */
+export function isCheckpointVersion(v: number, every: number): boolean {
+  return v === 1 || (every > 0 && v % every === 0);
+}
 
 export interface VersionPublisherOptions {
   readonly nc: NatsConnection;
@@ -15,6 +20,10 @@ export interface VersionPublisherOptions {
   readonly stream?: string;
   /** Stream retention; 0 = unlimited (default). Old deltas expiring only forces checkpoint jumps. */
   readonly maxAgeMs?: number;
+  /** Signs every message (appliers given the public key drop anything else). */
+  readonly signer?: Signer;
+  /** Called for each stored message that is not one of ours (skipped when reading back). */
+  readonly onForeign?: (subject: string, reason: string) => void;
 }
 
 export interface PublishResult {
@@ -45,7 +54,8 @@ export class VersionPublisher {
 
   private constructor(private readonly o: VersionPublisherOptions, private readonly jsm: JetStreamManager, private readonly chunkBytes: number) {
     this.js = jetstream(o.nc);
-    this.reader = new VersionReader(o.nc, { stream: o.stream });
+    const verifier = o.signer ? verifierFromPem(o.signer.publicKeyPem) : undefined;
+    this.reader = new VersionReader(o.nc, { stream: o.stream, verifier, onRejected: o.onForeign });
     this.checkpointEvery = o.checkpointEvery ?? 50;
   }
 
@@ -76,16 +86,21 @@ export class VersionPublisher {
    * Publishes one version: its checkpoint first when due (`data` is only called then, since
    * building the full form is O(cluster)), then its delta.
    */
-  async publishNext(a: { header: Omit<VersionArtifact, 'form' | 'delta' | 'data'>; delta: (VersionArtifact & { form: 'delta' })['delta']; data: () => (VersionArtifact & { form: 'checkpoint' })['data'] }): Promise<PublishResult[]> {
+  async publishNext(a: {
+    header: Omit<VersionArtifact, 'form' | 'delta' | 'data'>; delta: (VersionArtifact & { form: 'delta' })['delta'];
+    data: () => (VersionArtifact & { form: 'checkpoint' })['data']; anchor?: string;
+  }): Promise<PublishResult[]> {
     const out: PublishResult[] = [];
     const h = a.header as VersionArtifact;
     const delta = { ...strip(h), form: 'delta' as const, delta: a.delta };
-    if (this.checkpointDue(h.version) || deltaPayloadBytes(delta) > this.chunkBytes) out.push(await this.publishVersion({ ...strip(h), form: 'checkpoint', data: a.data() }));
-    out.push(await this.publishVersion(delta));
+    if (this.checkpointDue(h.version) || deltaPayloadBytes(delta) > this.chunkBytes) {
+      out.push(await this.publishVersion({ ...strip(h), form: 'checkpoint', data: a.data() }, a.anchor));
+    }
+    out.push(await this.publishVersion(delta, a.anchor));
     return out;
   }
 
-  async publishVersion(a: VersionArtifact): Promise<PublishResult> {
+  async publishVersion(a: VersionArtifact, anchor = ''): Promise<PublishResult> {
     if (a.form === 'delta') {
       if (a.version <= this.last) return this.confirmExisting(a);
       if (a.version !== this.last + 1) throw new Error(`cannot publish version ${a.version}: last published is ${this.last} (publish ${this.last + 1} first)`);
@@ -93,24 +108,35 @@ export class VersionPublisher {
     } else if (a.version > this.last + 1) {
       throw new Error(`cannot publish checkpoint ${a.version}: last published is ${this.last}`);
     }
-    const msgs = encodeArtifact(a, { chunkBytes: this.chunkBytes, baseCheckpoint: this.lastCheckpoint });
+    const msgs = encodeArtifact(a, { chunkBytes: this.chunkBytes, baseCheckpoint: this.lastCheckpoint, anchor });
     let bytes = 0;
     let duplicate = false;
     for (const m of msgs) {
       const h = natsHeaders();
       for (const [k, v] of Object.entries(m.headers)) h.set(k, v);
+      let msgID = m.msgId;
+      if (this.o.signer) {
+        const sig = this.o.signer.sign(artifactStatement({ subject: m.subject, version: a.version, parent: a.parent, hash: a.hash, anchor, payload: m.payload }));
+        h.set(H.sig, sig);
+        // Ed25519 is deterministic, so a retry dedupes; no one without the key can pre-empt the id.
+        msgID = `${m.subject}:${sig.slice(0, 24)}`;
+      }
       try {
         const ack = await this.js.publish(m.subject, m.payload, {
-          msgID: m.msgId, headers: h, expect: { streamName: this.stream, ...(a.form === 'delta' ? { lastSubjectSequence: 0 } : {}) },
+          msgID, headers: h, expect: { streamName: this.stream, ...(a.form === 'delta' ? { lastSubjectSequence: 0 } : {}) },
         });
         duplicate ||= ack.duplicate;
       } catch (e) {
         if (a.form === 'delta' && e instanceof JetStreamApiError && e.code === 10071) {
-          // someone (an earlier run of this planner) already stored this version
-          this.last = a.version;
-          return this.confirmExisting(a);
-        }
-        throw e;
+          // The subject already holds something: our own earlier publish, or foreign messages.
+          const mine = await this.reader.delta(a.version);
+          if (mine.ok || mine.checkpointOnly) {
+            this.last = a.version;
+            return this.confirmExisting(a);
+          }
+          const lastOnSubject = await this.jsm.streams.getMessage(this.stream, { last_by_subj: m.subject });
+          await this.js.publish(m.subject, m.payload, { msgID, headers: h, expect: { streamName: this.stream, lastSubjectSequence: lastOnSubject?.seq ?? 0 } });
+        } else throw e;
       }
       bytes += m.payload.length;
     }
@@ -156,18 +182,56 @@ export class VersionPublisher {
    */
   private async recover(): Promise<void> {
     const info = await this.jsm.streams.info(this.stream);
-    const seq = info.state.last_seq;
+    this.last = 0;
+    this.lastCheckpoint = 0;
     if (info.state.messages === 0) return;
-    const m = await this.jsm.streams.getMessage(this.stream, { seq });
-    const parsed = m ? parseVersionSubject(m.subject) : undefined;
-    if (!m || !parsed) throw new Error(`stream ${this.stream}: last message ${seq} is not a version artifact`);
-    const lastDelta = parsed.form === 'delta' ? parsed.version : parsed.version - 1;
+    const lastDelta = await this.lastGenuine(info.state.first_seq, info.state.last_seq);
     this.last = lastDelta;
     if (lastDelta === 0) return;
     const d = await this.reader.delta(lastDelta);
     if (!d.ok && !d.checkpointOnly) throw new Error(`stream ${this.stream}: cannot read delta ${lastDelta}: ${d.error}`);
     // An incomplete checkpoint of N is simply not named by any delta; N's republish completes it.
     this.lastCheckpoint = d.ok ? d.baseCheckpoint : lastDelta;
+  }
+
+  /**
+   * The version of the newest genuine artifact message, walking back from the stream's end over
+   * anything foreign (a core publish on our subjects, a consumer delivering into them): garbage
+   * on the bus never stops a planner start. A delta N means N is published; a checkpoint chunk of
+   * N means a planner died mid-version, so N-1 is the last one and N will be redone.
+   */
+  private async lastGenuine(firstSeq: number, lastSeq: number): Promise<number> {
+    for (let seq = lastSeq; seq >= firstSeq && seq > 0; seq--) {
+      let m;
+      try {
+        m = await this.jsm.streams.getMessage(this.stream, { seq });
+      } catch (e) {
+        if (e instanceof JetStreamApiError && e.code === 10037) continue; // deleted message
+        throw e;
+      }
+      if (!m) continue;
+      const parsed = parseVersionSubject(m.subject);
+      const fault = parsed ? this.reader.genuine({ subject: m.subject, data: m.data, header: (k) => m.header.get(k) }, parsed.version) : 'not a version subject';
+      if (fault === undefined && parsed) return parsed.form === 'delta' ? parsed.version : parsed.version - 1;
+      this.o.onForeign?.(m.subject, fault ?? 'unknown');
+    }
+    return 0;
+  }
+
+  /** After NATS lost its store (or the stream was deleted): recreate it and start over at 0. */
+  async reopen(): Promise<void> {
+    await this.ensureStream();
+    await this.recover();
+  }
+
+  /** The stream's identity (its creation time): it changes when NATS lost its store. */
+  async streamCreated(): Promise<string | undefined> {
+    try {
+      return (await this.jsm.streams.info(this.stream)).created;
+    } catch (e) {
+      if (e instanceof JetStreamApiError && e.code === 10059) return undefined;
+      throw e;
+    }
   }
 }
 

@@ -7,3 +7,4 @@ export * from './proxy-config.ts';
 export * from './cluster-data.ts';
 export * from './version-protocol.ts';
 export * from './event-schema.ts';
+export * from './wire-schemas.ts';

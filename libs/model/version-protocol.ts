@@ -1,5 +1,6 @@
 import type { ClusterData, DataDelta } from './cluster-data.ts';
-import type { ProxyConfig } from './proxy-config.ts';
+import type { z } from 'zod';
+import type { AckSchema, AckTimingsSchema, ConfigRevisionSchema, HeartbeatSchema, NackSchema, NodeTargetSchema } from './wire-schemas.ts';
 
 /**
  * The version/ack protocol, xDS style. Data versions are immutable, numbered from 1 without gaps,
@@ -20,63 +21,23 @@ export type VersionArtifact =
   | (DataVersionHeader & { readonly form: 'checkpoint'; readonly data: ClusterData })
   | (DataVersionHeader & { readonly form: 'delta'; readonly delta: DataDelta });
 
-export interface ConfigRevision {
-  readonly revision: number;
-  readonly config: ProxyConfig;
-  readonly hash: string;
-  readonly reason: string;
-  readonly createdAt: string;
-}
+/** A published config revision (type derived from its wire schema). */
+export type ConfigRevision = Readonly<z.output<typeof ConfigRevisionSchema>>;
 
 /** What a node should run. A cluster default plus per-node overrides during rollouts. */
-export interface NodeTarget {
-  readonly version: number;
-  readonly configRevision: number;
-}
+export type NodeTarget = Readonly<z.output<typeof NodeTargetSchema>>;
 
-export interface AckTimings {
-  readonly fetchMs: number;
-  readonly renderMs: number;
-  readonly applyMs: number;
-}
+export type AckTimings = Readonly<z.output<typeof AckTimingsSchema>>;
 
-export interface Ack {
-  readonly type: 'ACK';
-  readonly node: string;
-  readonly version: number;
-  readonly configRevision: number;
-  readonly dataHash: string;
-  /** Hash of the node state programmed (contentHash of NodeState). */
-  readonly nodeStateHash: string;
-  /** The mode actually running; differs from the config when `--mode auto` fell back. */
-  readonly mode: string;
-  readonly kernelWrites: number;
-  readonly timings: AckTimings;
-  readonly at: string;
-}
+/** ACK: echoes the version and the hash of the node state programmed. */
+export type Ack = Readonly<z.output<typeof AckSchema>>;
 
-export interface Nack {
-  readonly type: 'NACK';
-  readonly node: string;
-  readonly version: number;
-  readonly configRevision: number;
-  readonly error: string;
-  readonly lastGoodVersion: number;
-  readonly lastGoodConfigRevision: number;
-  readonly at: string;
-}
+/** NACK: the error and the last version/config the node still runs. */
+export type Nack = Readonly<z.output<typeof NackSchema>>;
 
 export type AckOrNack = Ack | Nack;
 
-export interface Heartbeat {
-  readonly node: string;
-  readonly appliedVersion: number;
-  readonly appliedConfigRevision: number;
-  readonly mode: string;
-  readonly healthy: boolean;
-  readonly detail: string;
-  readonly at: string;
-}
+export type Heartbeat = Readonly<z.output<typeof HeartbeatSchema>>;
 
 /** How the planner sees a node. */
 export type NodeStatusWord = 'SYNCED' | 'APPLYING' | 'STALE' | 'ERROR' | 'UNKNOWN';

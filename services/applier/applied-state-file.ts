@@ -1,6 +1,6 @@
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import type { AppliedState } from '../../libs/bus/index.ts';
+import type { AppliedState } from '../../libs/applier/index.ts';
 
 /**
  * What this node last programmed, kept across applier restarts so that a restart with unchanged

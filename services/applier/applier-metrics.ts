@@ -1,5 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { SessionEvent } from '../../libs/bus/index.ts';
+import type { SessionEvent } from '../../libs/applier/index.ts';
 
 /** Prometheus metrics of one applier, fed from session events. */
 export class ApplierMetrics {
@@ -13,11 +13,13 @@ export class ApplierMetrics {
   private readonly fetchedBytes = new Counter({ name: 'switchboard_applier_fetched_bytes_total', help: 'Artifact bytes fetched', registers: [this.registry] });
   private readonly kernelWrites = new Counter({ name: 'switchboard_applier_kernel_writes_total', help: 'Kernel writes performed', registers: [this.registry] });
   private readonly applySeconds = new Histogram({ name: 'switchboard_applier_apply_seconds', help: 'Fetch+render+apply time per version', buckets: [0.001, 0.005, 0.02, 0.1, 0.5, 2, 10], registers: [this.registry] });
+  private readonly rejected = new Counter({ name: 'switchboard_applier_rejected_messages_total', help: 'Bus messages dropped as not the planner\'s (unsigned, badly signed, malformed, foreign)', labelNames: ['kind'], registers: [this.registry] });
   private readonly connected = new Gauge({ name: 'switchboard_applier_nats_connected', help: '1 when connected to NATS', registers: [this.registry] });
 
   constructor() {
     collectDefaultMetrics({ register: this.registry });
-    this.connected.set(1);
+    this.connected.set(0);
+    for (const kind of ['target', 'artifact', 'config']) this.rejected.inc({ kind }, 0);
   }
 
   observe(e: SessionEvent): void {
@@ -35,6 +37,7 @@ export class ApplierMetrics {
       }
       case 'nack': this.nacks.inc(); break;
       case 'error': this.errors.inc(); break;
+      case 'rejected': this.rejected.inc({ kind: e.kind }); break;
       case 'connection':
         if (e.status === 'disconnect') this.connected.set(0);
         if (e.status === 'reconnect') this.connected.set(1);

@@ -1,6 +1,7 @@
 import type { NatsConnection } from '@nats-io/transport-node';
 import pino, { type Logger } from 'pino';
-import { ApplierSession, connectBus, type BusAuth, type SessionEvent } from '../../libs/bus/index.ts';
+import { ApplierSession, type SessionEvent } from '../../libs/applier/index.ts';
+import { connectBusWaiting, type BusAuth, type Verifier } from '../../libs/bus/index.ts';
 import { createDataplane, DEFAULT_STATE_DIR, type DataplaneChoice } from '../../libs/dataplane/create-dataplane.ts';
 import type { Dataplane } from '../../libs/dataplane/dataplane.ts';
 import { ApplierMetrics } from './applier-metrics.ts';
@@ -18,20 +19,30 @@ export interface ApplierServiceOptions {
   readonly logger?: Logger;
   /** Tests and benches pass their own dataplane. */
   readonly dataplane?: Dataplane;
+  /** The planner's public key (--planner-key); without it nothing on the bus is authenticated. */
+  readonly verifier?: Verifier;
+  /** Longest wait between connection attempts while NATS is unreachable (default 5 s). */
+  readonly maxBackoffMs?: number;
 }
 
 export interface ApplierService {
-  readonly session: ApplierSession;
+  /** The session once connected (undefined while waiting for NATS). */
+  session(): ApplierSession | undefined;
   readonly dataplane: Dataplane;
-  readonly nc: NatsConnection;
+  /** Resolves once connected to NATS and following targets. */
+  readonly connected: Promise<NatsConnection>;
   readonly httpPort: number | undefined;
+  /** What the applier waits for before it can be ready (undefined when it has a target). */
+  waitingFor(): string | undefined;
   /** Graceful stop: session, HTTP, NATS, dataplane handles. The kernel state stays programmed. */
   stop(): Promise<void>;
 }
 
 /**
- * The long-running applier: bus session + rendering + dataplane, with /healthz and /metrics.
- * Wiring only; the protocol lives in libs/bus/applier-session.ts.
+ * The long-running applier: bus session + rendering + dataplane, with /healthz, /readyz and
+ * /metrics. Wiring only; the protocol lives in libs/applier. It starts in any order: HTTP comes
+ * up first, then it waits for NATS (capped backoff, forever), then for a targets bucket and a
+ * target (polling); /readyz and the log say what it waits for, and it never exits for that.
  */
 export async function startApplierService(o: ApplierServiceOptions): Promise<ApplierService> {
   const log = o.logger ?? pino({ name: 'switchboard-applier', base: { node: o.node } });
@@ -43,8 +54,13 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
   const persisted = o.mode === 'dry-run' && !o.stateDir ? undefined : new AppliedStateFile(stateDir, o.node);
   const resumeFrom = persisted?.read();
   if (resumeFrom) log.info({ resumeFrom }, 'resuming: will not reprogram an unchanged node state');
-  const nc = await connectBus({ servers: o.nats, name: `switchboard-applier-${o.node}`, node: o.node, auth: o.auth });
-  log.info({ server: nc.getServer(), mode: dataplane.mode }, 'connected to NATS');
+  if (!o.verifier) log.warn('no --planner-key: targets and versions on the bus are NOT authenticated (anyone who can publish there can move this node)');
+  const servers = Array.isArray(o.nats) ? o.nats : [o.nats];
+  let waiting: string | undefined = `NATS at ${servers.join(',')}`;
+  let session: ApplierSession | undefined;
+  let nc: NatsConnection | undefined;
+  const abort = new AbortController();
+
   const onEvent = (e: SessionEvent) => {
     metrics.observe(e);
     switch (e.type) {
@@ -59,31 +75,58 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
         break;
       case 'nack': log.warn({ version: e.nack.version, error: e.nack.error, lastGoodVersion: e.nack.lastGoodVersion }, 'NACK'); break;
       case 'error': log.warn({ error: e.error }, 'bus error'); break;
+      case 'rejected': log.warn({ kind: e.kind, where: e.where, reason: e.reason }, 'dropped a message that is not the planner\'s'); break;
       case 'connection': if (e.status !== 'pingTimer') log.info({ status: e.status }, 'nats connection'); break;
     }
   };
-  let session: ApplierSession;
-  try {
-    session = await ApplierSession.start({ nc, node: o.node, dataplane, heartbeatMs: o.heartbeatMs ?? 5000, resumeFrom, onEvent });
-  } catch (e) {
-    await nc.close();
-    await dataplane.close();
-    throw e;
-  }
+
+  const waitingFor = (): string | undefined => (session ? session.status().waitingFor : waiting);
   const http = o.http ? await startHttpEndpoint({
     address: o.http, registry: metrics.registry,
     health: () => {
-      const s = session.status();
-      return { healthy: s.lastError === '', node: o.node, mode: dataplane.mode, connected: !nc.isClosed(), applied: s.applied, target: s.target, lastError: s.lastError };
+      const s = session?.status();
+      return { healthy: !s || s.lastError === '', node: o.node, mode: dataplane.mode, connected: !!nc && !nc.isClosed(), applied: s?.applied, target: s?.target, lastError: s?.lastError ?? '', waitingFor: waitingFor() };
+    },
+    ready: () => {
+      const s = session?.status();
+      const w = waitingFor();
+      const onTarget = !!s?.applied && !!s.target && s.applied.version === s.target.version && s.applied.configRevision === s.target.configRevision;
+      const reason = w ? `waiting for ${w}` : !onTarget ? (s?.lastError ? `not on target: ${s.lastError}` : 'applying the target') : 'on target';
+      return { ready: onTarget && !w, node: o.node, reason, waitingFor: w, applied: s?.applied, target: s?.target };
     },
   }) : undefined;
   if (http) log.info({ port: http.port }, 'http listening');
+
+  let lastLogged = '';
+  const connected = (async () => {
+    const conn = await connectBusWaiting({
+      servers, name: `switchboard-applier-${o.node}`, node: o.node, auth: o.auth, signal: abort.signal, maxBackoffMs: o.maxBackoffMs,
+      onWaiting: (what, attempt, retryInMs) => {
+        waiting = what;
+        metrics.observe({ type: 'connection', status: 'disconnect' });
+        if (what !== lastLogged || attempt % 20 === 0) log.warn({ waitingFor: what, attempt, retryInMs }, 'waiting for NATS');
+        lastLogged = what;
+      },
+    });
+    nc = conn;
+    metrics.observe({ type: 'connection', status: 'reconnect' });
+    log.info({ server: conn.getServer(), mode: dataplane.mode }, 'connected to NATS');
+    waiting = 'targets bucket';
+    session = await ApplierSession.start({ nc: conn, node: o.node, dataplane, heartbeatMs: o.heartbeatMs ?? 5000, resumeFrom, onEvent, verifier: o.verifier });
+    const w = session.status().waitingFor;
+    if (w) log.warn({ waitingFor: w }, 'waiting for the planner');
+    return conn;
+  })();
+  connected.catch((e) => { if (!abort.signal.aborted) log.error({ err: (e as Error).message }, 'applier could not start its bus session'); });
+
   return {
-    session, dataplane, nc, httpPort: http?.port,
+    session: () => session, dataplane, connected, httpPort: http?.port, waitingFor,
     async stop() {
-      await session.stop();
+      abort.abort();
+      await connected.catch(() => undefined);
+      await session?.stop();
       await http?.close();
-      await nc.drain().catch(() => nc.close());
+      if (nc) await nc.drain().catch(() => nc!.close());
       await dataplane.close(); // closes handles only; never cleanup(): fail-static
       log.info('stopped; programmed state left in place');
     },

@@ -11,10 +11,13 @@ export function parseListenAddress(addr: string): { host: string; port: number }
 }
 
 /**
- * /healthz (200 while the last reconcile succeeded or none was needed, else 503, with a JSON
+ * /readyz (200 once the node runs its target, else 503 saying what it waits for), /healthz (200 while the last reconcile succeeded or none was needed, else 503, with a JSON
  * status body either way) and /metrics (Prometheus text).
  */
-export async function startHttpEndpoint(o: { address: string; registry: Registry; health: () => { healthy: boolean } & Record<string, unknown> }): Promise<{ server: Server; port: number; close(): Promise<void> }> {
+export async function startHttpEndpoint(o: {
+  address: string; registry: Registry; health: () => { healthy: boolean } & Record<string, unknown>;
+  ready?: () => { ready: boolean } & Record<string, unknown>;
+}): Promise<{ server: Server; port: number; close(): Promise<void> }> {
   const { host, port } = parseListenAddress(o.address);
   const server = createServer((req, res) => {
     void (async () => {
@@ -23,6 +26,10 @@ export async function startHttpEndpoint(o: { address: string; registry: Registry
         const h = o.health();
         res.writeHead(h.healthy ? 200 : 503, { 'content-type': 'application/json' });
         res.end(JSON.stringify(h) + '\n');
+      } else if (url === '/readyz' && o.ready) {
+        const r = o.ready();
+        res.writeHead(r.ready ? 200 : 503, { 'content-type': 'application/json' });
+        res.end(JSON.stringify(r) + '\n');
       } else if (url === '/metrics') {
         res.writeHead(200, { 'content-type': o.registry.contentType });
         res.end(await o.registry.metrics());

@@ -1,5 +1,6 @@
 import { Option, type Command } from 'commander';
 import { startApplierService } from '../../applier/applier-service.ts';
+import { checkServerUrls, readVerifierFile } from '../../../libs/bus/index.ts';
 import { UsageError } from '../cli-errors.ts';
 import type { SetExit } from './index.ts';
 import { untilSignalThenStop } from '../graceful-stop.ts';
@@ -7,7 +8,7 @@ import { untilSignalThenStop } from '../graceful-stop.ts';
 interface ApplierFlags {
   node: string; nats: string; mode: 'ipvs' | 'nftables' | 'auto' | 'dry-run'; http?: string;
   user?: string; password?: string; creds?: string; nkeySeed?: string;
-  tlsCa?: string; tlsCert?: string; tlsKey?: string; stateDir?: string; heartbeat: string;
+  tlsCa?: string; tlsCert?: string; tlsKey?: string; stateDir?: string; heartbeat: string; plannerKey?: string;
 }
 
 export function registerApplier(program: Command, setExit: SetExit): void {
@@ -26,6 +27,7 @@ export function registerApplier(program: Command, setExit: SetExit): void {
     .option('--tls-key <file>', 'client key')
     .option('--state-dir <dir>', 'where applied state and ownership records live (default /var/lib/switchboard)')
     .option('--heartbeat <ms>', 'heartbeat period', '5000')
+    .option('--planner-key <file>', 'the planner\'s public key (PEM, the planner writes it to SIGNING-KEY.pub): drop anything it did not sign')
     .action(async (o: ApplierFlags) => {
       const password = o.password ?? process.env.SWITCHBOARD_NATS_PASSWORD;
       const schemes = [o.user !== undefined, !!o.creds, !!o.nkeySeed].filter(Boolean).length;
@@ -34,9 +36,21 @@ export function registerApplier(program: Command, setExit: SetExit): void {
       if (o.user === undefined && o.password !== undefined) throw new UsageError('--password needs --user');
       const heartbeatMs = Number(o.heartbeat);
       if (!Number.isInteger(heartbeatMs) || heartbeatMs < 100) throw new UsageError('--heartbeat must be whole milliseconds >= 100');
+      let servers: string[];
+      try {
+        servers = checkServerUrls('--nats', o.nats);
+      } catch (e) {
+        throw new UsageError((e as Error).message);
+      }
+      let verifier;
+      try {
+        verifier = o.plannerKey ? readVerifierFile(o.plannerKey) : undefined;
+      } catch (e) {
+        throw new UsageError((e as Error).message);
+      }
       const tls = o.tlsCa || o.tlsCert || o.tlsKey ? { caFile: o.tlsCa, certFile: o.tlsCert, keyFile: o.tlsKey } : undefined;
       const svc = await startApplierService({
-        node: o.node, nats: o.nats.split(','), mode: o.mode, http: o.http, stateDir: o.stateDir, heartbeatMs,
+        node: o.node, nats: servers, verifier, mode: o.mode, http: o.http, stateDir: o.stateDir, heartbeatMs,
         auth: { user: o.user, password, credsFile: o.creds, nkeySeedFile: o.nkeySeed, tls },
       });
       // stop() keeps the kernel state (fail-static); it must not hang on an unreachable NATS.

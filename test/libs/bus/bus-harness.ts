@@ -1,10 +1,8 @@
 import type { NatsConnection } from '@nats-io/transport-node';
 import { DryRunDataplane } from '../../../libs/dataplane/dry-run-dataplane.ts';
 import type { NodeState } from '../../../libs/model/index.ts';
-import {
-  AckCollector, ApplierSession, connectBus, renderServerAuthConfig, TargetStore, VersionPublisher,
-  type ApplierSessionOptions, type SessionEvent,
-} from '../../../libs/bus/index.ts';
+import { AckCollector, connectBus, renderServerAuthConfig, TargetStore, VersionPublisher } from '../../../libs/bus/index.ts';
+import { ApplierSession, type ApplierSessionOptions, type SessionEvent } from '../../../libs/applier/index.ts';
 import type { Ack, Heartbeat, Nack } from '../../../libs/model/index.ts';
 import { startNatsServer, type NatsServerHandle } from '../../support/nats-server.ts';
 

@@ -2,11 +2,9 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type { Ack, ConfigRevision, Heartbeat, Nack, NodeTarget } from '../model/index.ts';
 import { NodeStateRenderer } from '../planner/index.ts';
 import type { Dataplane } from '../dataplane/dataplane.ts';
+import { ackSubject, decodeDelta, DELTA_WILDCARD, H, heartbeatSubject, VersionReader, type Verifier } from '../bus/index.ts';
 import { DataSync } from './data-sync.ts';
-import { decodeDelta } from './artifact-codec.ts';
-import { ackSubject, DELTA_WILDCARD, H, heartbeatSubject } from './subjects.ts';
 import { TargetWatcher } from './target-watcher.ts';
-import { VersionReader } from './version-reader.ts';
 
 export interface BusClock {
   now(): number;
@@ -25,6 +23,8 @@ export type SessionEvent =
   | { readonly type: 'ack'; readonly ack: Ack; readonly path: string; readonly bytes: number; readonly skipped: boolean }
   | { readonly type: 'nack'; readonly nack: Nack }
   | { readonly type: 'error'; readonly error: string }
+  /** A message dropped as not the planner's (unsigned, badly signed, malformed, foreign). */
+  | { readonly type: 'rejected'; readonly kind: 'target' | 'artifact' | 'config'; readonly where: string; readonly reason: string }
   | { readonly type: 'connection'; readonly status: string };
 
 export interface ApplierSessionOptions {
@@ -45,6 +45,8 @@ export interface ApplierSessionOptions {
   readonly liveDeltas?: boolean;
   /** Period of the safety re-read of the target keys (ms; 0 = never). Default 30 000. */
   readonly targetRefreshMs?: number;
+  /** The planner's public key: unsigned or badly signed targets and artifacts are dropped. */
+  readonly verifier?: Verifier;
 }
 
 /**
@@ -57,6 +59,7 @@ export interface ApplierSessionOptions {
 export class ApplierSession {
   private readonly clock: BusClock;
   private readonly sync: DataSync;
+  private readonly reader: VersionReader;
   private watcher: TargetWatcher | undefined;
   private applied: AppliedState | undefined;
   private programmedHash: string | undefined;
@@ -75,7 +78,11 @@ export class ApplierSession {
 
   private constructor(private readonly o: ApplierSessionOptions) {
     this.clock = o.clock ?? { now: () => Date.now() };
-    this.sync = new DataSync(new VersionReader(o.nc), o.maxDeltaChain ?? 50);
+    this.reader = new VersionReader(o.nc, {
+      verifier: o.verifier,
+      onRejected: (where, reason) => this.emit({ type: 'rejected', kind: 'artifact', where, reason }),
+    });
+    this.sync = new DataSync(this.reader, o.maxDeltaChain ?? 50);
     this.programmedHash = o.resumeFrom?.nodeStateHash;
   }
 
@@ -87,7 +94,9 @@ export class ApplierSession {
       nc: o.nc, node: o.node,
       onChange: (t) => { s.emit({ type: 'target', target: t }); s.kick(); },
       onError: (e) => s.emit({ type: 'error', error: e }),
+      onRejected: (where, reason) => s.emit({ type: 'rejected', kind: /^config/.test(where) ? 'config' : 'target', where, reason }),
       refreshMs: o.targetRefreshMs,
+      verifier: o.verifier,
     });
     s.kick();
     const hb = o.heartbeatMs ?? 5000;
@@ -96,8 +105,8 @@ export class ApplierSession {
   }
 
   /** What is programmed now (undefined before the first successful apply). */
-  status(): { applied: AppliedState | undefined; target: NodeTarget | undefined; lastError: string } {
-    return { applied: this.applied, target: this.watcher?.current(), lastError: this.lastError };
+  status(): { applied: AppliedState | undefined; target: NodeTarget | undefined; lastError: string; waitingFor: string | undefined } {
+    return { applied: this.applied, target: this.watcher?.current(), lastError: this.lastError, waitingFor: this.watcher?.waitingFor() };
   }
 
   /** Stops watching and heartbeating. Leaves the dataplane (and the kernel) exactly as it is. */
@@ -241,6 +250,9 @@ export class ApplierSession {
     const sub = this.o.nc.subscribe(DELTA_WILDCARD, {
       callback: (err, m) => {
         if (err || m.headers?.get(H.checkpointOnly) === '1') return;
+        const version = Number(m.headers?.get(H.version));
+        const fault = this.reader.genuine({ subject: m.subject, data: m.data, header: (k) => m.headers?.get(k) }, version);
+        if (fault) return this.emit({ type: 'rejected', kind: 'artifact', where: m.subject, reason: `live delta: ${fault}` });
         const d = decodeDelta(m.data);
         if (d.ok) this.sync.offer(d.value);
       },

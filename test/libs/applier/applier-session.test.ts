@@ -1,8 +1,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { DEFAULT_PROXY_CONFIG } from '../../../libs/model/index.ts';
 import { nodeStateHash, renderNodeState } from '../../../libs/planner/index.ts';
-import { nextReconnect, startBusWorld, type BusWorld } from './bus-harness.ts';
-import { node, service, VersionMaker } from './fixtures.ts';
+import { nextReconnect, startBusWorld, type BusWorld } from '../bus/bus-harness.ts';
+import { node, service, VersionMaker } from '../bus/fixtures.ts';
 
 let world: BusWorld | undefined;
 afterEach(async () => { await world?.close(); world = undefined; });

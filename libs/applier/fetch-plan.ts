@@ -19,8 +19,3 @@ export function planFetch(o: { applied: number; target: number; maxDeltaChain: n
   }
   return { kind: 'checkpoint', to: o.target };
 }
-
-/** Whether version `v` gets a full checkpoint when checkpoints are taken every `every` versions. */
-export function isCheckpointVersion(v: number, every: number): boolean {
-  return v === 1 || (every > 0 && v % every === 0);
-}

@@ -2,7 +2,7 @@ import type { DataDelta, NodeFacts, ServiceEntry, VersionArtifact } from '../mod
 import { ClusterDataIndex } from '../planner/index.ts';
 import { planFetch } from './fetch-plan.ts';
 import { applyDeltaChain, indexFromCheckpoint } from './version-chain.ts';
-import type { Fetched, VersionReader } from './version-reader.ts';
+import type { Fetched, VersionReader } from '../bus/index.ts';
 
 type Delta = VersionArtifact & { form: 'delta' };
 

@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_PROXY_CONFIG } from '../../../libs/model/index.ts';
-import { DataSync } from '../../../libs/bus/index.ts';
+import { DataSync } from '../../../libs/applier/index.ts';
 import type { VersionReader } from '../../../libs/bus/version-reader.ts';
 import { NodeStateRenderer, nodeStateHash, renderNodeState } from '../../../libs/planner/index.ts';
-import { node, service, VersionMaker } from './fixtures.ts';
+import { node, service, VersionMaker } from '../bus/fixtures.ts';
 
 /** Serves a VersionMaker's history as the reader would (every version also has a checkpoint). */
 function reader(m: VersionMaker, tamper = new Set<number>()): Pick<VersionReader, 'delta' | 'checkpoint'> {

@@ -1,0 +1,6 @@
+export { ApplierSession, type ApplierSessionOptions, type AppliedState, type SessionEvent, type BusClock } from './applier-session.ts';
+export { DataSync, type SyncResult } from './data-sync.ts';
+export { planFetch, type FetchPlan } from './fetch-plan.ts';
+export { applyDeltaChain, applyWithUndo, indexFromCheckpoint, type ChainResult } from './version-chain.ts';
+export { TargetView, signedTargetFault } from './target-view.ts';
+export { TargetWatcher, type TargetWatcherOptions } from './target-watcher.ts';

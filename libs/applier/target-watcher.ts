@@ -1,0 +1,159 @@
+import type { NatsConnection } from '@nats-io/transport-node';
+import { checkWire, ConfigRevisionSchema, contentHash, parseWire, readProxyConfig, SignedTargetSchema, TargetNoticeSchema, type ConfigRevision, type NodeTarget, type SignedTarget } from '../model/index.ts';
+import {
+  configKey, configStatement, DEFAULT_TARGET_KEY, directGet, kvSubject, nodeTargetKey, targetNoticeSubject, TARGETS_BUCKET, TARGETS_STREAM, type Verifier,
+} from '../bus/index.ts';
+import { signedTargetFault, TargetView } from './target-view.ts';
+
+export interface TargetWatcherOptions {
+  readonly nc: NatsConnection;
+  readonly node: string;
+  readonly onChange: (t: NodeTarget) => void;
+  readonly onError?: (e: string) => void;
+  /** A message dropped as unsigned, badly signed or malformed (counted in a metric). */
+  readonly onRejected?: (what: string, reason: string) => void;
+  /** Period of the safety re-read of both keys (ms; 0 = never). Default 30 000. */
+  readonly refreshMs?: number;
+  /** The planner's public key; without it entries are taken unverified. */
+  readonly verifier?: Verifier;
+  readonly timeoutMs?: number;
+}
+
+/**
+ * Node side of targets, from two sources that both go through TargetView (newest signed
+ * `issued` per key wins, so order and duplicates do not matter):
+ *  - core-NATS notices on sb.target.default and sb.target.node.<token> (the fast path; the
+ *    TargetStore sends one after each KV write);
+ *  - a direct get of both keys at start, after every reconnect and every `refreshMs`, and every
+ *    few hundred ms (capped backoff) while the bucket or a target does not exist yet, so a node
+ *    started before the planner, or a notice lost while disconnected, delays a node, never
+ *    strands it.
+ * No KV watch: a watch needs a consumer, and a node allowed to create consumers can make the
+ * server deliver into any subject, the versions stream's included.
+ */
+export class TargetWatcher {
+  private readonly view: TargetView;
+  private readonly keys: string[];
+  private stopped = false;
+  private readonly subs: { unsubscribe(): void }[] = [];
+  private lastEffective = '';
+  private timer: NodeJS.Timeout | undefined;
+  private waiting: string | undefined = 'the first read of the targets bucket';
+  private pollMs = 250;
+
+  private constructor(private readonly o: TargetWatcherOptions) {
+    const own = nodeTargetKey(o.node);
+    this.keys = [own, DEFAULT_TARGET_KEY];
+    this.view = new TargetView(own);
+  }
+
+  /** Never fails for a missing bucket or target: it waits for them (see waitingFor()). */
+  static async start(o: TargetWatcherOptions): Promise<TargetWatcher> {
+    const w = new TargetWatcher(o);
+    for (const k of w.keys) w.followNotices(k);
+    await o.nc.flush();
+    await w.refresh();
+    w.schedule();
+    return w;
+  }
+
+  current(): NodeTarget | undefined {
+    return this.view.effective();
+  }
+
+  /** What the node still waits for before it has a target (undefined once it has one). */
+  waitingFor(): string | undefined {
+    return this.current() ? undefined : this.waiting;
+  }
+
+  private schedule(): void {
+    if (this.stopped) return;
+    const every = this.o.refreshMs ?? 30_000;
+    const wait = this.current() ? every : Math.min(this.pollMs, every > 0 ? every : 5000);
+    if (wait <= 0) return;
+    this.pollMs = Math.min(this.pollMs * 2, 5000);
+    this.timer = setTimeout(() => void this.refresh().finally(() => this.schedule()), wait);
+  }
+
+  private followNotices(key: string): void {
+    const subject = targetNoticeSubject(key);
+    const sub = this.o.nc.subscribe(subject, {
+      callback: (err, m) => {
+        if (err) return;
+        const n = parseWire(TargetNoticeSchema, m.data, `target notice on ${subject}`);
+        if ('error' in n) return this.reject(subject, n.error);
+        this.offer(key, n.value.target, subject);
+      },
+    });
+    this.subs.push(sub);
+  }
+
+  /** Re-reads both keys (at start, after a reconnect, periodically). */
+  async refresh(): Promise<void> {
+    for (const k of this.keys) {
+      const m = await directGet(this.o.nc, TARGETS_STREAM, { last: kvSubject(k) }, this.o.timeoutMs ?? 5000);
+      if (!m.ok) {
+        if (m.absentStream) this.waiting = `targets bucket ${TARGETS_BUCKET} (no planner has run on this NATS yet)`;
+        else if (m.missing) this.waiting = 'a target (the planner has not published one yet)';
+        else {
+          this.waiting = `targets bucket ${TARGETS_BUCKET}: ${m.error}`;
+          this.o.onError?.(`get ${k}: ${m.error}`);
+        }
+        continue;
+      }
+      const op = m.header('KV-Operation');
+      if (op === 'DEL' || op === 'PURGE') continue; // the planner never deletes: nothing to follow
+      const e = parseWire(SignedTargetSchema, m.data, `target ${k}`);
+      if ('error' in e) this.reject(k, e.error);
+      else this.offer(k, e.value, k);
+    }
+  }
+
+  private offer(key: string, entry: SignedTarget, where: string): void {
+    const fault = signedTargetFault(key, entry, this.o.verifier);
+    if (fault) return this.reject(where, `${fault} target`);
+    if (!this.view.observe(key, entry)) return;
+    const eff = this.view.effective();
+    const s = eff ? `${eff.version}/${eff.configRevision}` : '';
+    if (eff && s !== this.lastEffective) {
+      this.lastEffective = s;
+      this.o.onChange(eff);
+    }
+  }
+
+  private reject(where: string, reason: string): void {
+    this.o.onRejected?.(where, reason);
+    this.o.onError?.(`ignored ${reason} (${where})`);
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    for (const s of this.subs) s.unsubscribe();
+  }
+
+  async configRevision(rev: number): Promise<ConfigRevision | { error: string }> {
+    if (rev === 0) return defaultRevision;
+    const key = configKey(rev);
+    const m = await directGet(this.o.nc, TARGETS_STREAM, { last: kvSubject(key) }, this.o.timeoutMs ?? 5000);
+    if (!m.ok) return { error: m.missing ? `config revision ${rev} is not published` : `config revision ${rev}: ${m.error}` };
+    if (m.header('KV-Operation') === 'DEL' || m.header('KV-Operation') === 'PURGE') return { error: `config revision ${rev} is not published` };
+    const r = parseWire(ConfigRevisionSchema, m.data, `config revision ${rev}`);
+    if ('error' in r) return r;
+    if (r.value.revision !== rev || contentHash(r.value.config) !== r.value.hash) return { error: `config revision ${rev}: hash mismatch` };
+    const v = this.o.verifier;
+    if (v && !(r.value.sig && v.verify(configStatement(rev, r.value.hash), r.value.sig))) {
+      this.o.onRejected?.(key, 'unsigned or badly signed config revision');
+      return { error: `config revision ${rev}: not signed by the planner` };
+    }
+    return r.value;
+  }
+}
+
+/** Revision 0 is the built-in default config, so a cluster runs before any config is published. */
+const defaultRevision: ConfigRevision = (() => {
+  const config = readProxyConfig(undefined);
+  const r = checkWire(ConfigRevisionSchema, { revision: 0, config, hash: contentHash(config), reason: 'built-in default', createdAt: '1970-01-01T00:00:00.000Z' }, 'default');
+  if ('error' in r) throw new Error(r.error);
+  return r.value;
+})();

@@ -1,0 +1,104 @@
+import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+
+/**
+ * The planner's Ed25519 signature on what it puts on the bus, so that nothing else on the bus
+ * (a node with its own credentials, a client on an open server, a replayed old message) can move
+ * a node. Every signed statement is a text of newline-separated fields with a leading tag, so
+ * a signature for one kind of statement can never be read as another.
+ *
+ *   target     sb-target / KV key / version / configRevision / issued   (or "cleared" for both numbers)
+ *   artifact   sb-artifact / subject / version / parent / hash / anchor / sha256(payload)
+ *   config     sb-config / revision / hash
+ */
+export interface Signer {
+  sign(statement: string): string;
+  readonly publicKeyPem: string;
+}
+
+export interface Verifier {
+  verify(statement: string, sig: string): boolean;
+}
+
+export function targetStatement(key: string, t: { version: number; configRevision: number } | 'cleared', issued: number): string {
+  return t === 'cleared' ? `sb-target\n${key}\ncleared\ncleared\n${issued}` : `sb-target\n${key}\n${t.version}\n${t.configRevision}\n${issued}`;
+}
+
+export function artifactStatement(a: { subject: string; version: number; parent: number; hash: string; anchor: string; payload: Uint8Array }): string {
+  const digest = createHash('sha256').update(a.payload).digest('hex');
+  return `sb-artifact\n${a.subject}\n${a.version}\n${a.parent}\n${a.hash}\n${a.anchor}\n${digest}`;
+}
+
+export function configStatement(revision: number, hash: string): string {
+  return `sb-config\n${revision}\n${hash}`;
+}
+
+export function signerFromKey(privateKey: KeyObject): Signer {
+  if (privateKey.asymmetricKeyType !== 'ed25519') throw new Error(`signing key is ${privateKey.asymmetricKeyType}, not ed25519`);
+  const publicKeyPem = createPublicKey(privateKey).export({ type: 'spki', format: 'pem' }).toString();
+  return {
+    publicKeyPem,
+    sign: (s) => sign(null, Buffer.from(s), privateKey).toString('base64'),
+  };
+}
+
+export function verifierFromPem(pem: string, what = 'planner key'): Verifier {
+  let key: KeyObject;
+  try {
+    key = createPublicKey(pem);
+  } catch (e) {
+    throw new Error(`${what}: not a PEM public key (${(e as Error).message})`);
+  }
+  if (key.asymmetricKeyType !== 'ed25519') throw new Error(`${what}: ${key.asymmetricKeyType} key, ed25519 expected`);
+  return {
+    verify: (s, sig) => {
+      try {
+        return verify(null, Buffer.from(s), key, Buffer.from(sig, 'base64'));
+      } catch {
+        return false;
+      }
+    },
+  };
+}
+
+/** Reads the planner's public key (`applier --planner-key FILE`). */
+export function readVerifierFile(file: string): Verifier {
+  let pem: string;
+  try {
+    pem = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new Error(`--planner-key ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  return verifierFromPem(pem, `--planner-key ${file}`);
+}
+
+/**
+ * Loads the planner's private key (PKCS#8 PEM), creating it (mode 0600) when missing, and
+ * (re)writes FILE.pub with the public key for appliers. Creation is atomic (temp + rename), so a
+ * crash never leaves a half-written key that a restart would refuse.
+ */
+export function loadOrCreateSigningKey(file: string): Signer {
+  if (!existsSync(file)) {
+    mkdirSync(path.dirname(file), { recursive: true });
+    const { privateKey } = generateKeyPairSync('ed25519');
+    const tmp = `${file}.tmp-${process.pid}`;
+    writeFileSync(tmp, privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
+    renameSync(tmp, file);
+  }
+  let key: KeyObject;
+  try {
+    key = createPrivateKey(readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw new Error(`signing key ${file}: not a PEM private key (${(e as Error).message})`);
+  }
+  const signer = signerFromKey(key);
+  const pub = `${file}.pub`;
+  if (!existsSync(pub) || readFileSync(pub, 'utf8') !== signer.publicKeyPem) writeFileSync(pub, signer.publicKeyPem);
+  return signer;
+}
+
+/** Where the planner keeps its key when --signing-key is not given: beside the log. */
+export function defaultSigningKeyFile(db: string): string {
+  return `${db}.signing-key.pem`;
+}

@@ -1,0 +1,122 @@
+import { z } from 'zod';
+import { readProxyConfig } from './proxy-config.ts';
+
+/**
+ * Schemas of everything that crosses the bus, in one place (zod). Readers parse with these and
+ * never trust a cast; the protocol's TS types (version-protocol.ts) are derived from them, so a
+ * field added here is added everywhere. Entry contents of versions are not re-checked field by
+ * field: the content hash, verified before anything reaches a dataplane, protects them.
+ */
+
+const count = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
+const positive = z.number().int().positive().max(Number.MAX_SAFE_INTEGER);
+const sha256Hex = z.string().regex(/^[0-9a-f]{64}$/, 'a sha-256 hex digest');
+
+export const NodeTargetSchema = z.object({ version: positive, configRevision: count });
+
+/**
+ * A target as the planner writes it to the KV bucket and in notices: signed, and ordered by
+ * `issued` (strictly increasing per planner), never by the KV revision, which restarts at 1 when
+ * NATS loses its store and which anyone can forge in a notice. `cleared` removes a node override.
+ */
+export const SignedTargetSchema = z.union([
+  z.object({ version: positive, configRevision: count, issued: positive, sig: z.string() }).strict(),
+  z.object({ cleared: z.literal(true), issued: positive, sig: z.string() }).strict(),
+]);
+
+/** The core-NATS notice sent after each KV write (fast path); `revision` is informational only. */
+export const TargetNoticeSchema = z.object({ revision: count, target: SignedTargetSchema });
+
+export const AckTimingsSchema = z.object({ fetchMs: z.number(), renderMs: z.number(), applyMs: z.number() });
+
+export const AckSchema = z.object({
+  type: z.literal('ACK'),
+  node: z.string(),
+  version: count,
+  configRevision: count,
+  dataHash: z.string(),
+  /** Hash of the node state programmed (contentHash of NodeState). */
+  nodeStateHash: z.string(),
+  /** The mode actually running; differs from the config when `--mode auto` fell back. */
+  mode: z.string(),
+  kernelWrites: count,
+  timings: AckTimingsSchema,
+  at: z.string(),
+});
+
+export const NackSchema = z.object({
+  type: z.literal('NACK'),
+  node: z.string(),
+  version: count,
+  configRevision: count,
+  error: z.string(),
+  lastGoodVersion: count,
+  lastGoodConfigRevision: count,
+  at: z.string(),
+});
+
+export const AckOrNackSchema = z.discriminatedUnion('type', [AckSchema, NackSchema]);
+
+export const HeartbeatSchema = z.object({
+  node: z.string(),
+  appliedVersion: count,
+  appliedConfigRevision: count,
+  mode: z.string(),
+  healthy: z.boolean(),
+  detail: z.string(),
+  at: z.string(),
+});
+
+const keyed = (id: string) => z.array(z.looseObject({ [id]: z.string() }));
+
+export const DataDeltaSchema = z.object({
+  upsertServices: keyed('key'), removeServices: z.array(z.string()), upsertNodes: keyed('name'), removeNodes: z.array(z.string()),
+});
+
+const artifactHeader = { version: positive, parent: count, hash: sha256Hex, reason: z.string(), createdAt: z.string() };
+
+/** A version artifact's envelope and array structure (see the note at the top on entries). */
+export const VersionArtifactSchema = z.discriminatedUnion('form', [
+  z.object({ ...artifactHeader, form: z.literal('delta'), delta: DataDeltaSchema }),
+  z.object({ ...artifactHeader, form: z.literal('checkpoint'), data: z.object({ services: keyed('key'), nodes: keyed('name') }) }),
+]);
+
+/** A published config revision; `config` is checked by readProxyConfig (unknown fields refused). */
+export const ConfigRevisionSchema = z.object({
+  revision: count,
+  config: z.unknown().transform((c, ctx) => {
+    try {
+      return readProxyConfig(c);
+    } catch (e) {
+      ctx.addIssue({ code: 'custom', message: (e as Error).message });
+      return z.NEVER;
+    }
+  }),
+  hash: sha256Hex,
+  reason: z.string(),
+  createdAt: z.string(),
+  /** The planner's signature over (revision, hash); see libs/bus/planner-signature.ts. */
+  sig: z.string().optional(),
+});
+
+export type SignedTarget = z.infer<typeof SignedTargetSchema>;
+export type TargetNotice = z.infer<typeof TargetNoticeSchema>;
+
+/** Parses JSON bytes (or text) against a schema; one line naming the first problem on failure. */
+export function parseWire<S extends z.ZodType>(schema: S, input: Uint8Array | string, what: string): { value: z.infer<S> } | { error: string } {
+  let v: unknown;
+  try {
+    v = JSON.parse(typeof input === 'string' ? input : new TextDecoder('utf-8', { fatal: true }).decode(input));
+  } catch {
+    return { error: `${what}: not JSON` };
+  }
+  return checkWire(schema, v, what);
+}
+
+/** Like parseWire for an already-decoded value. */
+export function checkWire<S extends z.ZodType>(schema: S, v: unknown, what: string): { value: z.infer<S> } | { error: string } {
+  const r = schema.safeParse(v);
+  if (r.success) return { value: r.data };
+  const i = r.error.issues[0]!;
+  return { error: `${what}: ${i.path.length ? `${i.path.join('.')}: ` : ''}${i.message}` };
+}
