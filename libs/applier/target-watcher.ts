@@ -52,8 +52,8 @@ export class TargetWatcher {
     const w = new TargetWatcher(o);
     for (const k of w.keys) w.followNotices(k);
     await o.nc.flush();
-    await w.refresh();
-    w.schedule();
+    // not awaited: a bucket that does not exist yet answers nothing (a timeout), and start must not wait on it
+    void w.refresh().finally(() => w.schedule());
     return w;
   }
 
@@ -91,10 +91,12 @@ export class TargetWatcher {
   /** Re-reads both keys (at start, after a reconnect, periodically). */
   async refresh(): Promise<void> {
     for (const k of this.keys) {
-      const m = await directGet(this.o.nc, TARGETS_STREAM, { last: kvSubject(k) }, this.o.timeoutMs ?? 5000);
+      const m = await directGet(this.o.nc, TARGETS_STREAM, { last: kvSubject(k) }, this.o.timeoutMs ?? 2000);
+      if (this.stopped) return;
       if (!m.ok) {
         if (m.absentStream) this.waiting = `targets bucket ${TARGETS_BUCKET} (no planner has run on this NATS yet)`;
         else if (m.missing) this.waiting = 'a target (the planner has not published one yet)';
+        else if (/timeout/i.test(m.error)) this.waiting = `targets bucket ${TARGETS_BUCKET} (no answer: not created yet, or NATS is slow)`;
         else {
           this.waiting = `targets bucket ${TARGETS_BUCKET}: ${m.error}`;
           this.o.onError?.(`get ${k}: ${m.error}`);

@@ -19,11 +19,12 @@ export interface Permissions {
 /**
  * Exactly what an applier needs, and nothing that lets it see or move another node:
  *  - publish its own ACK/NACKs and heartbeats;
- *  - read versions: direct get by subject on SB_VERSIONS (no consumers, nothing to write);
- *  - read its own target and the default: direct get of those two KV keys and of config.*, and
- *    an ordered watch consumer whose filter (part of the 2.9 create subject, which the server
- *    checks against the request body) is its own key;
- *    consumer info/delete for the watchers, and flow-control replies on that stream;
+ *  - read versions: direct get on SB_VERSIONS (by subject, or the first message on a subject
+ *    after a sequence, to skip foreign messages); no consumers, nothing to write;
+ *  - read its own target and the default: direct get of those two KV keys and of config.*;
+ *  - no consumer of any kind: a consumer's deliver subject is not checked against the creator's
+ *    publish permissions (nats-server 2.9), so a node allowed to create one could make the server
+ *    deliver into any subject, the versions stream's included;
  *  - subscribe to live deltas (sb.v.delta.*), the same content it may read from the stream, and
  *    to the live notices of its two target keys (sb.target.default, sb.target.node.<token>);
  *  - receive replies only on its own inbox prefix (_INBOX_<token>.>), which it must use as the
@@ -38,13 +39,10 @@ export function nodePermissions(node: string): Permissions {
       allow: [
         ackSubject(node),
         heartbeatSubject(node),
+        `${api}.DIRECT.GET.${VERSIONS_STREAM}`,
         `${api}.DIRECT.GET.${VERSIONS_STREAM}.sb.v.>`,
         ...kvKeys.map((k) => `${api}.DIRECT.GET.${TARGETS_STREAM}.${kvSubject(k)}`),
         `${api}.DIRECT.GET.${TARGETS_STREAM}.${kvSubject('config.*')}`,
-        `${api}.CONSUMER.CREATE.${TARGETS_STREAM}.*.${kvSubject(nodeTargetKey(node))}`,
-        `${api}.CONSUMER.INFO.${TARGETS_STREAM}.*`,
-        `${api}.CONSUMER.DELETE.${TARGETS_STREAM}.*`,
-        `$JS.FC.${TARGETS_STREAM}.>`,
       ],
     },
     subscribe: { allow: [`${nodeInboxPrefix(node)}.>`, DELTA_WILDCARD, ...kvKeys.map(targetNoticeSubject)] },
@@ -58,7 +56,7 @@ export function plannerPermissions(): Permissions {
 /** Observers (ctl, dashboards): watch acks and heartbeats, read streams, write nothing. */
 export function observerPermissions(): Permissions {
   return {
-    publish: { allow: ['$JS.API.INFO', '$JS.API.STREAM.INFO.*', `$JS.API.DIRECT.GET.${VERSIONS_STREAM}.>`, `$JS.API.DIRECT.GET.${TARGETS_STREAM}.>`] },
+    publish: { allow: ['$JS.API.INFO', '$JS.API.STREAM.INFO.*', `$JS.API.DIRECT.GET.${VERSIONS_STREAM}`, `$JS.API.DIRECT.GET.${VERSIONS_STREAM}.>`, `$JS.API.DIRECT.GET.${TARGETS_STREAM}.>`] },
     subscribe: { allow: [ACK_WILDCARD, HEARTBEAT_WILDCARD, '_INBOX.>'] },
   };
 }

@@ -11,3 +11,4 @@ export { verifyLog, type VerifyReport, type VerifyProblem } from './verify-log.t
 export { compactLog, backupLog, type CompactResult } from './compact-log.ts';
 export { serviceHistory, nodeAt, diffVersions, nodesBehind, type ServiceHistoryEntry, type NodeAtTime, type VersionDiff, type NodeLag, type NodeLagStatus } from './audit-queries.ts';
 export { EventAppender } from './event-appender.ts';
+export { versionAnchor, checkVersionAnchor } from './version-anchor.ts';

@@ -1,25 +1,78 @@
 import type { NatsConnection } from '@nats-io/transport-node';
-import { AckCollector } from '../../libs/bus/ack-collector.ts';
-import { connectBus, type BusAuth } from '../../libs/bus/bus-connection.ts';
-import { TargetStore } from '../../libs/bus/target-store.ts';
-import { VersionPublisher } from '../../libs/bus/version-publisher.ts';
+import {
+  AckCollector, connectBusWaiting, PlannerLease, TargetStore, VersionPublisher,
+  type BusAuth, type Signer,
+} from '../../libs/bus/index.ts';
+import type { ConfigRevision } from '../../libs/model/index.ts';
 import type { PlannerBus } from './planner-bus.ts';
+
+export interface NatsPlannerBusOptions {
+  readonly url?: string;
+  readonly nc?: NatsConnection;
+  readonly checkpointEvery?: number;
+  readonly auth?: BusAuth;
+  /** Signs versions, targets and config revisions (appliers with the public key drop the rest). */
+  readonly signer?: Signer;
+  /** The event log's chain anchor for a version, carried by its published artifacts. */
+  readonly anchorOf?: (version: number) => string;
+  /** Take the one-planner lease under this id (host + log file); omitted: no lease (tests). */
+  readonly leaseId?: string;
+  readonly leaseTtlMs?: number;
+  /** Reports each failed connection attempt while NATS is unreachable at start. */
+  readonly onWaiting?: (what: string) => void;
+  /** Stored messages on the versions stream that are not ours (skipped). */
+  readonly onForeign?: (subject: string, reason: string) => void;
+  readonly signal?: AbortSignal;
+}
 
 /**
  * PlannerBus over NATS: libs/bus's VersionPublisher, TargetStore and AckCollector. The collector
  * takes a node's identity from the subject its credentials allow and drops payloads that do not
  * parse or claim another node, so one bad node cannot stop (or forge) the others' reports.
+ *
+ * NATS may lose its store (restarted without it): after every reconnect the bus compares the
+ * versions stream's creation time with the one it saw; when it changed (or the stream is gone)
+ * it recreates stream and bucket, re-puts the config revisions it had published and calls
+ * `onReset`, so the planner republishes every version and target.
  */
 export class NatsPlannerBus implements PlannerBus {
   private collector: Promise<AckCollector> | undefined;
+  private readonly configs = new Map<number, ConfigRevision>();
+  private streamCreated: string | undefined;
+  private resetHook: (() => void) | undefined;
+  private checking: Promise<boolean> | undefined;
+  private closed = false;
 
-  private constructor(private readonly nc: NatsConnection, private readonly publisher: VersionPublisher, private readonly targets: TargetStore, private readonly ownsConnection: boolean) {}
+  private constructor(
+    private readonly nc: NatsConnection, private readonly publisher: VersionPublisher, private readonly targets: TargetStore,
+    private readonly ownsConnection: boolean, private readonly o: NatsPlannerBusOptions, private readonly lease: PlannerLease | undefined,
+  ) {}
 
-  static async open(o: { url?: string; nc?: NatsConnection; checkpointEvery?: number; auth?: BusAuth }): Promise<NatsPlannerBus> {
-    const nc = o.nc ?? await connectBus({ servers: (o.url ?? '').split(',').filter(Boolean), name: 'switchboard-planner', auth: o.auth });
-    const publisher = await VersionPublisher.open({ nc, checkpointEvery: o.checkpointEvery });
-    const targets = await TargetStore.open({ nc });
-    return new NatsPlannerBus(nc, publisher, targets, !o.nc);
+  /** Connects (waiting for NATS as long as it takes), takes the lease, opens stream and bucket. */
+  static async open(o: NatsPlannerBusOptions): Promise<NatsPlannerBus> {
+    const nc = o.nc ?? await connectBusWaiting({
+      servers: (o.url ?? '').split(',').filter(Boolean), name: 'switchboard-planner', auth: o.auth, signal: o.signal,
+      onWaiting: (what) => o.onWaiting?.(what),
+    });
+    let lease: PlannerLease | undefined;
+    try {
+      lease = o.leaseId ? await PlannerLease.acquire({ nc, id: o.leaseId, ttlMs: o.leaseTtlMs }) : undefined;
+      const publisher = await VersionPublisher.open({ nc, checkpointEvery: o.checkpointEvery, signer: o.signer, onForeign: o.onForeign });
+      const targets = await TargetStore.open({ nc, signer: o.signer });
+      const bus = new NatsPlannerBus(nc, publisher, targets, !o.nc, o, lease);
+      bus.streamCreated = await publisher.streamCreated();
+      bus.watchConnection();
+      return bus;
+    } catch (e) {
+      await lease?.release();
+      if (!o.nc) await nc.close();
+      throw e;
+    }
+  }
+
+  /** Called after NATS lost its store and stream/bucket were recreated: republish everything. */
+  onReset(hook: () => void): void {
+    this.resetHook = hook;
   }
 
   lastPublishedVersion(): number {
@@ -28,18 +81,23 @@ export class NatsPlannerBus implements PlannerBus {
 
   async publish(...[artifact, data]: Parameters<PlannerBus['publish']>): Promise<void> {
     const { form: _f, delta, ...header } = artifact;
-    await this.publisher.publishNext({ header, delta, data });
+    await this.guard(() => this.publisher.publishNext({ header, delta, data, anchor: this.o.anchorOf?.(artifact.version) }));
   }
 
-  putConfigRevision: PlannerBus['putConfigRevision'] = (rev) => this.targets.putConfigRevision(rev);
+  async putConfigRevision(rev: ConfigRevision): Promise<void> {
+    await this.guard(() => this.targets.putConfigRevision(rev));
+    this.configs.set(rev.revision, rev);
+  }
 
   async setDefaultTarget(t: Parameters<PlannerBus['setDefaultTarget']>[0]): Promise<void> {
-    await this.targets.setDefaultTarget(t);
+    await this.guard(() => this.targets.setDefaultTarget(t));
   }
 
   async setNodeTarget(...[node, t]: Parameters<PlannerBus['setNodeTarget']>): Promise<void> {
-    if (t) await this.targets.setNodeTarget(node, t);
-    else await this.targets.clearNodeTarget(node);
+    await this.guard(async () => {
+      if (t) await this.targets.setNodeTarget(node, t);
+      else await this.targets.clearNodeTarget(node);
+    });
   }
 
   listen(hooks: Parameters<PlannerBus['listen']>[0]): void {
@@ -59,7 +117,48 @@ export class NatsPlannerBus implements PlannerBus {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     (await this.collector)?.stop();
+    await this.lease?.release();
     if (this.ownsConnection) await this.nc.drain();
+  }
+
+  /** Every write: refused without the lease; a failure checks for a lost store before it travels on. */
+  private async guard<T>(write: () => Promise<T>): Promise<T> {
+    const lost = this.lease?.lostReason();
+    if (lost) throw new Error(`not acting: ${lost}`);
+    try {
+      return await write();
+    } catch (e) {
+      if (await this.checkReset()) throw new Error(`NATS lost its store; republishing (${(e as Error).message})`);
+      throw e;
+    }
+  }
+
+  private watchConnection(): void {
+    void (async () => {
+      for await (const s of this.nc.status()) {
+        if (s.type === 'reconnect' && !this.closed) void this.checkReset().catch(() => undefined);
+      }
+    })();
+  }
+
+  /** True when the store was lost (and has now been recreated, the planner told to republish). */
+  private checkReset(): Promise<boolean> {
+    this.checking ??= (async () => {
+      try {
+        const created = await this.publisher.streamCreated();
+        if (created !== undefined && created === this.streamCreated) return false;
+        await this.publisher.reopen();
+        await this.targets.reopen();
+        for (const r of [...this.configs.values()].sort((a, b) => a.revision - b.revision)) await this.targets.putConfigRevision(r);
+        this.streamCreated = await this.publisher.streamCreated();
+        this.resetHook?.();
+        return true;
+      } finally {
+        this.checking = undefined;
+      }
+    })();
+    return this.checking;
   }
 }

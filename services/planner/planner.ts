@@ -105,6 +105,11 @@ export class Planner {
     }));
   }
 
+  /** Publishes whatever the bus lacks and rewrites the targets (the bus lost its store). */
+  republish(): Promise<void> {
+    return this.serial(() => this.publishAndTarget());
+  }
+
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.timer);

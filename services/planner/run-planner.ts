@@ -7,6 +7,10 @@ import { checkOpenApi, parseListenAddress } from './listen-address.ts';
 import { informerSource, manifestsSource, type EventSourceFactory } from './event-source.ts';
 import { createHttpApi } from './http-api.ts';
 import { NatsPlannerBus } from './nats-planner-bus.ts';
+import { hostname } from 'node:os';
+import path from 'node:path';
+import { defaultSigningKeyFile, loadOrCreateSigningKey } from '../../libs/bus/index.ts';
+import { versionAnchor } from '../../libs/eventlog/index.ts';
 import type { BusAuth } from '../../libs/bus/bus-connection.ts';
 import { Planner } from './planner.ts';
 import { plannerMetrics } from './planner-metrics.ts';
@@ -33,6 +37,12 @@ export interface RunPlannerOptions {
   readonly pollMs?: number;
   /** NATS credentials (user/password, creds or nkey seed file, TLS files). */
   readonly natsAuth?: BusAuth;
+  /** Ed25519 private key (PEM), created when missing; default beside the log. FILE.pub = public key. */
+  readonly signingKey?: string;
+  /** Told each time a NATS connection attempt fails at start (the planner waits, never exits). */
+  readonly onBusWaiting?: (what: string) => void;
+  /** One-planner lease TTL on NATS (default 15 s). */
+  readonly leaseTtlMs?: number;
 }
 
 export interface RunningPlanner {
@@ -62,7 +72,11 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
   let server: Server | undefined;
   let planner: Planner | undefined;
   try {
-    bus = await NatsPlannerBus.open({ url: o.nats, auth: o.natsAuth });
+    const signer = loadOrCreateSigningKey(o.signingKey ?? defaultSigningKeyFile(o.db));
+    bus = await NatsPlannerBus.open({
+      url: o.nats, auth: o.natsAuth, signer, anchorOf: (v) => versionAnchor(log, v),
+      leaseId: `${hostname()}:${path.resolve(o.db)}`, leaseTtlMs: o.leaseTtlMs, onWaiting: o.onBusWaiting,
+    });
     const source: EventSourceFactory = o.manifests
       ? (sink, hooks) => manifestsSource((m) => new ManifestsSource({ dir: o.manifests!, ...m, pollIntervalMs: o.pollMs ?? 2000, debounceMs: 20 }), sink, hooks)
       : (sink) => {
@@ -73,6 +87,8 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
     const metrics = plannerMetrics();
     planner = new Planner({ log, bus, source, initialConfig: o.config, checkpointEvery: o.checkpointEvery, debounceMs: o.debounceMs, hooks: metrics.hooks });
     await planner.start();
+    const started = planner;
+    bus.onReset(() => void started.republish());
     server = createHttpApi({ planner, registry: metrics.registry, tokens: tokens && (() => tokens.current()) });
     const { host, port } = listen;
     await new Promise<void>((resolve, reject) => { server!.once('error', reject); server!.listen(port, host, resolve); });

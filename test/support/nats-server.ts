@@ -31,6 +31,8 @@ export interface NatsServerHandle {
   start(): Promise<void>;
   /** kill() then start(). */
   restart(): Promise<void>;
+  /** kill(), delete the JetStream store, start(): NATS back with an EMPTY store. */
+  restartEmpty(): Promise<void>;
 }
 
 const BIN = process.env.NATS_SERVER_BIN ?? '/usr/sbin/nats-server';
@@ -104,6 +106,7 @@ export async function startNatsServer(opts: NatsServerOptions = {}): Promise<Nat
     kill,
     start,
     restart: async () => { await kill(); await start(); },
+    restartEmpty: async () => { await kill(); rmSync(storeDir, { recursive: true, force: true }); await start(); },
   };
 }
 

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { runPlanner } from '../../planner/run-planner.ts';
+import { checkServerUrls } from '../../../libs/bus/index.ts';
 import { UsageError } from '../cli-errors.ts';
 import { checkOpenApi, parseListenAddress } from '../../planner/listen-address.ts';
 import { loadProxyConfig } from '../load-proxy-config.ts';
@@ -26,8 +27,14 @@ export function registerPlanner(program: Command, setExit: SetExit): void {
     .option('--tls-ca <file>', 'CA bundle for the NATS server certificate')
     .option('--tls-cert <file>', 'client certificate')
     .option('--tls-key <file>', 'client key')
+    .option('--signing-key <file>', 'Ed25519 private key (PEM) signing what goes on the bus; created when missing, public key written to FILE.pub (default: beside --db)')
     .action(async (o: { manifests?: string; kubeconfig?: string; inCluster?: boolean; nats: string; db: string; http: string; tokenFile?: string; insecureOpenApi?: boolean; config?: string; checkpointEvery: string;
-      natsUser?: string; natsPassword?: string; natsCreds?: string; natsNkeySeed?: string; tlsCa?: string; tlsCert?: string; tlsKey?: string }) => {
+      natsUser?: string; natsPassword?: string; natsCreds?: string; natsNkeySeed?: string; tlsCa?: string; tlsCert?: string; tlsKey?: string; signingKey?: string }) => {
+      try {
+        checkServerUrls('--nats', o.nats);
+      } catch (e) {
+        throw new UsageError((e as Error).message);
+      }
       const sources = [o.manifests, o.kubeconfig, o.inCluster].filter(Boolean).length;
       if (sources !== 1) throw new UsageError('choose exactly one of --manifests DIR, --kubeconfig FILE, --in-cluster');
       const k = Number(o.checkpointEvery);
@@ -40,7 +47,9 @@ export function registerPlanner(program: Command, setExit: SetExit): void {
       }
       const running = await runPlanner({
         manifests: o.manifests, kubeconfig: o.kubeconfig, inCluster: o.inCluster, nats: o.nats, db: o.db, http: o.http,
-        tokenFile: o.tokenFile, insecureOpenApi: o.insecureOpenApi, config: loadProxyConfig(o.config, {}), checkpointEvery: k,
+        tokenFile: o.tokenFile, insecureOpenApi: o.insecureOpenApi, signingKey: o.signingKey,
+        onBusWaiting: (what) => process.stderr.write(`planner: waiting for ${what}\n`),
+        config: loadProxyConfig(o.config, {}), checkpointEvery: k,
         natsAuth: {
           user: o.natsUser, password: o.natsPassword ?? process.env.SWITCHBOARD_NATS_PASSWORD,
           credsFile: o.natsCreds, nkeySeedFile: o.natsNkeySeed,

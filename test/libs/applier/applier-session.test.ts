@@ -224,7 +224,7 @@ describe('ApplierSession against a real nats-server', () => {
     world.planner.publish('sb.target.default', JSON.stringify({ revision: 'x', target: { version: 2, configRevision: 0 } }));
     world.planner.publish('sb.target.node.n1', JSON.stringify({ revision: 1e6, target: { version: -4 } }));
     await world.planner.flush();
-    await a.events.waitFor((e) => e.type === 'error' && /malformed target notice/.test(e.error), 'malformed notice reported', { from: mark });
+    await a.events.waitFor((e) => e.type === 'rejected' && e.where === 'sb.target.node.n1', 'malformed notice reported', { from: mark });
     expect(a.dataplane.last).toBeDefined();
     expect(a.session.status().applied?.version).toBe(1);
     await publish(world, m, { upsertServices: [service(2)] });

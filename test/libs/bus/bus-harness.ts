@@ -1,7 +1,11 @@
 import type { NatsConnection } from '@nats-io/transport-node';
 import { DryRunDataplane } from '../../../libs/dataplane/dry-run-dataplane.ts';
 import type { NodeState } from '../../../libs/model/index.ts';
-import { AckCollector, connectBus, renderServerAuthConfig, TargetStore, VersionPublisher } from '../../../libs/bus/index.ts';
+import { generateKeyPairSync } from 'node:crypto';
+import {
+  AckCollector, connectBus, renderServerAuthConfig, signerFromKey, TargetStore, VersionPublisher, verifierFromPem,
+  type Signer, type Verifier,
+} from '../../../libs/bus/index.ts';
 import { ApplierSession, type ApplierSessionOptions, type SessionEvent } from '../../../libs/applier/index.ts';
 import type { Ack, Heartbeat, Nack } from '../../../libs/model/index.ts';
 import { startNatsServer, type NatsServerHandle } from '../../support/nats-server.ts';
@@ -68,6 +72,9 @@ export interface BusWorld {
   readonly planner: NatsConnection;
   readonly publisher: VersionPublisher;
   readonly targets: TargetStore;
+  /** The planner's key pair (everything the world's publisher and targets write is signed). */
+  readonly signer: Signer;
+  readonly verifier: Verifier;
   readonly received: Events<{ kind: 'ack'; v: Ack } | { kind: 'nack'; v: Nack } | { kind: 'hb'; v: Heartbeat }>;
   startApplier(node: string, o?: Partial<ApplierSessionOptions>): Promise<{ session: ApplierSession; dataplane: WatchedDataplane; nc: NatsConnection; events: Events<SessionEvent> }>;
   close(): Promise<void>;
@@ -75,6 +82,8 @@ export interface BusWorld {
 
 /** A real nats-server with generated per-node permissions, a planner side and appliers on demand. */
 export async function startBusWorld(o: { nodes: string[]; checkpointEvery?: number; maxPayload?: number }): Promise<BusWorld> {
+  const signer = signerFromKey(generateKeyPairSync('ed25519').privateKey);
+  const verifier = verifierFromPem(signer.publicKeyPem);
   const server = await startNatsServer({
     jetstream: true,
     config: renderServerAuthConfig({ planner: PLANNER, nodes: o.nodes.map((name) => ({ name, ...nodeCred(name) })), maxPayload: o.maxPayload }),
@@ -83,8 +92,8 @@ export async function startBusWorld(o: { nodes: string[]; checkpointEvery?: numb
   try {
     const planner = await connectBus({ servers: server.url, name: 'planner', auth: PLANNER, extra: { reconnectTimeWait: 100 } });
     closers.push(() => planner.close());
-    const publisher = await VersionPublisher.open({ nc: planner, checkpointEvery: o.checkpointEvery ?? 5 });
-    const targets = await TargetStore.open({ nc: planner });
+    const publisher = await VersionPublisher.open({ nc: planner, checkpointEvery: o.checkpointEvery ?? 5, signer });
+    const targets = await TargetStore.open({ nc: planner, signer });
     const received: BusWorld['received'] = new Events();
     const collector = await AckCollector.start({
       nc: planner,
@@ -96,12 +105,12 @@ export async function startBusWorld(o: { nodes: string[]; checkpointEvery?: numb
     });
     closers.push(async () => collector.stop());
     const world: BusWorld = {
-      server, planner, publisher, targets, received,
+      server, planner, publisher, targets, received, signer, verifier,
       async startApplier(node, extra = {}) {
         const nc = await connectBus({ servers: server.url, name: `applier-${node}`, node, auth: nodeCred(node), extra: { reconnectTimeWait: 100 } });
         const dataplane = new WatchedDataplane();
         const events = new Events<SessionEvent>();
-        const session = await ApplierSession.start({ nc, node, dataplane, heartbeatMs: 0, retryMs: 200, onEvent: (e) => events.push(e), ...extra });
+        const session = await ApplierSession.start({ nc, node, dataplane, heartbeatMs: 0, retryMs: 200, onEvent: (e) => events.push(e), verifier, ...extra });
         closers.push(async () => { await session.stop(); await nc.close(); });
         return { session, dataplane, nc, events };
       },

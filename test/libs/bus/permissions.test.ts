@@ -51,11 +51,7 @@ describe('per-node NATS permissions (generated server config)', () => {
       await expect(kv.get('node.n2')).rejects.toThrow(/Permissions Violation/);
       await expect(kv.watch({ key: 'node.n2' })).rejects.toThrow(/Permissions Violation/);
       await expect(kv.watch({ key: '>' })).rejects.toThrow(/Permissions Violation/);
-      expect((await kv.get('default'))?.json()).toEqual({ version: 1, configRevision: 0 }); // reading is allowed
-      // a consumer whose create subject names its own key but whose body filters another node's
-      const body = JSON.stringify({ stream_name: 'KV_sb_targets', config: { name: 'sneaky', filter_subject: '$KV.sb_targets.node.n2', deliver_subject: '_INBOX_n1.x', ack_policy: 'none' } });
-      const r = await nc.request('$JS.API.CONSUMER.CREATE.KV_sb_targets.sneaky.$KV.sb_targets.node.n1', body);
-      expect(JSON.parse(r.string()).error?.description ?? '').toMatch(/did not match filtered subject/i);
+      expect((await kv.get('default'))?.json()).toMatchObject({ version: 1, configRevision: 0 }); // reading is allowed
       // subscribing outside its own inbox prefix is refused
       const sub = nc.subscribe('sb.ack.*');
       const ended = (async () => { for await (const _ of sub) { /* nothing may arrive */ } })();
@@ -64,6 +60,27 @@ describe('per-node NATS permissions (generated server config)', () => {
       expect(seen.some((s) => s.includes('"$KV.sb_targets.default"'))).toBe(true);
       const { targets } = world;
       expect((await targets.getTargets()).default).toEqual({ version: 1, configRevision: 0 });
+    } finally {
+      await nc.close();
+    }
+  });
+
+  it('a node cannot create a consumer, so it cannot make the server deliver into the versions stream', async () => {
+    world = await startBusWorld({ nodes: ['n1'] });
+    const m = new VersionMaker();
+    const v = m.next({ upsertServices: [service(1)], upsertNodes: [node('n1')] });
+    await world.publisher.publishNext({ header: v.delta, delta: v.delta.delta, data: () => v.checkpoint().data });
+    await world.targets.setNodeTarget('n1', { version: 1, configRevision: 0 });
+    const { jetstreamManager } = await import('@nats-io/jetstream');
+    const jsm = await jetstreamManager(world.planner);
+    const before = (await jsm.streams.info('SB_VERSIONS')).state.messages;
+    const nc = await connectBus({ servers: world.server.url, name: 'rogue-n1', node: 'n1', auth: nodeCred('n1') });
+    try {
+      // reproduced on the old permissions: a push consumer on the node's own key, delivering into sb.v.delta.2
+      const body = JSON.stringify({ stream_name: 'KV_sb_targets', config: { name: 'into-versions', filter_subject: '$KV.sb_targets.node.n1', deliver_subject: 'sb.v.delta.2', ack_policy: 'none', deliver_policy: 'last_per_subject' } });
+      await expect(nc.request('$JS.API.CONSUMER.CREATE.KV_sb_targets.into-versions.$KV.sb_targets.node.n1', body, { timeout: 2000 })).rejects.toThrow(/Permissions Violation|timeout/i);
+      await expect(jsm.consumers.info('KV_sb_targets', 'into-versions')).rejects.toThrow(/consumer not found/i);
+      expect((await jsm.streams.info('SB_VERSIONS')).state.messages).toBe(before);
     } finally {
       await nc.close();
     }

@@ -19,7 +19,7 @@ describe('VersionPublisher', () => {
     // a new planner process: a fresh connection and publisher learn where the stream is
     const nc = await connectBus({ servers: world.server.url, name: 'planner-2', auth: { user: 'planner', password: 'planner-secret' } });
     try {
-      const p2 = await VersionPublisher.open({ nc, checkpointEvery: 2 });
+      const p2 = await VersionPublisher.open({ nc, checkpointEvery: 2, signer: world.signer });
       expect(p2.lastPublishedVersion()).toBe(3);
       expect(p2.lastCheckpointVersion()).toBe(2);
       const v4 = m.next({ upsertServices: [service(4)] });

@@ -1,0 +1,108 @@
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import pino from 'pino';
+import { readVerifierFile } from '../../../libs/bus/index.ts';
+import { DEFAULT_PROXY_CONFIG } from '../../../libs/model/index.ts';
+import { startApplierService, type ApplierService } from '../../../services/applier/applier-service.ts';
+import { runPlanner, type RunningPlanner } from '../../../services/planner/run-planner.ts';
+import { WatchedDataplane } from '../../libs/bus/bus-harness.ts';
+import { nodeYaml, plannerEnv, sliceYaml, svcYaml, type PlannerEnv } from './planner-support.ts';
+
+const run = promisify(execFile);
+const BIN = new URL('../../../bin/switchboard', import.meta.url).pathname;
+
+let env: PlannerEnv;
+const stops: (() => Promise<unknown>)[] = [];
+
+beforeEach(async () => {
+  env = await plannerEnv();
+  env.write('nodes.yaml', nodeYaml('node-1', '192.0.2.1'));
+  env.write('a.yaml', svcYaml('a', '10.96.0.1') + '---\n' + sliceYaml('a', ['10.0.0.1']));
+});
+afterEach(async () => {
+  for (const s of stops.splice(0).reverse()) await s().catch(() => undefined);
+  await env.cleanup();
+});
+
+const startPlanner = async (extra: Partial<Parameters<typeof runPlanner>[0]> = {}): Promise<RunningPlanner> => {
+  const p = await runPlanner({ manifests: env.manifests, nats: env.nats.url, db: env.db, http: '127.0.0.1:0', config: DEFAULT_PROXY_CONFIG, debounceMs: 20, pollMs: 100, ...extra });
+  stops.push(() => p.stop());
+  await p.planner.synced;
+  return p;
+};
+
+const startApplier = async (): Promise<{ svc: ApplierService; dataplane: WatchedDataplane }> => {
+  const dataplane = new WatchedDataplane();
+  const svc = await startApplierService({
+    node: 'node-1', nats: env.nats.url, mode: 'dry-run', http: '127.0.0.1:0', dataplane, heartbeatMs: 200, maxBackoffMs: 200,
+    verifier: readVerifierFile(`${env.db}.signing-key.pem.pub`), logger: pino({ level: 'silent' }),
+  });
+  stops.push(() => svc.stop());
+  return { svc, dataplane };
+};
+
+const readyz = async (svc: ApplierService) => {
+  const r = await fetch(`http://127.0.0.1:${svc.httpPort}/readyz`);
+  return { status: r.status, body: await r.json() as { ready: boolean; reason: string; waitingFor?: string; applied?: { version: number } } };
+};
+
+describe('start in any order, wait for what is missing', () => {
+  it('an applier started with NATS unreachable waits, says so on /readyz, and follows once NATS and the planner come', async () => {
+    await startPlanner(); // writes the signing key; then NATS goes away
+    await env.nats.kill();
+    const { svc } = await startApplier();
+    await expect.poll(async () => (await readyz(svc)).body.reason, { timeout: 10_000 }).toMatch(new RegExp(`waiting for NATS at ${env.nats.url}: connection refused`));
+    expect((await readyz(svc)).status).toBe(503);
+    await env.nats.start();
+    await expect.poll(async () => (await readyz(svc)).status, { timeout: 20_000 }).toBe(200);
+    expect((await readyz(svc)).body).toMatchObject({ ready: true, applied: { version: 1 } });
+  });
+
+  it('a planner started with NATS down waits (naming the URL) and publishes once it is up', async () => {
+    await env.nats.kill();
+    const waits: string[] = [];
+    const starting = startPlanner({ onBusWaiting: (w) => waits.push(w) });
+    await expect.poll(() => waits.length, { timeout: 10_000 }).toBeGreaterThan(1);
+    expect(waits[0]).toMatch(new RegExp(`^NATS at ${env.nats.url}: connection refused`));
+    await env.nats.start();
+    const p = await starting;
+    expect(p.planner.data.latest()?.version).toBe(1);
+    const { svc } = await startApplier();
+    await expect.poll(async () => (await readyz(svc)).status, { timeout: 20_000 }).toBe(200);
+  });
+
+  it('NATS back with an EMPTY store: the planner recreates stream and bucket and republishes; the applier follows without a restart', async () => {
+    const p = await startPlanner();
+    const { svc } = await startApplier();
+    await expect.poll(async () => (await readyz(svc)).status, { timeout: 20_000 }).toBe(200);
+    await env.nats.restartEmpty();
+    env.write('b.yaml', svcYaml('b', '10.96.0.2')); // a new version while the store is empty
+    await expect.poll(() => p.planner.data.latest()?.version, { timeout: 20_000 }).toBe(2);
+    await expect.poll(async () => (await readyz(svc)).body.applied?.version, { timeout: 30_000 }).toBe(2);
+    expect((await readyz(svc)).status).toBe(200);
+  });
+
+  it('two planners on one NATS: the second refuses to act, naming the holder; after a clean stop another may start', async () => {
+    const first = await startPlanner();
+    const other = `${env.dir}/other.db`;
+    await expect(runPlanner({ manifests: env.manifests, nats: env.nats.url, db: other, http: '127.0.0.1:0', config: DEFAULT_PROXY_CONFIG }))
+      .rejects.toThrow(new RegExp(`another planner holds the lease on this NATS \\(planner [^,]+:${env.db.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}, pid ${process.pid}`));
+    const { jetstreamManager } = await import('@nats-io/jetstream');
+    const jsm = await jetstreamManager(env.nc);
+    expect((await jsm.streams.info('SB_VERSIONS')).state.messages).toBe(2); // checkpoint + delta of version 1 only
+    await first.stop();
+    stops.length = 0;
+    const second = await runPlanner({ manifests: env.manifests, nats: env.nats.url, db: other, http: '127.0.0.1:0', config: DEFAULT_PROXY_CONFIG });
+    await second.stop();
+  });
+
+  it('a server URL without a scheme is a usage error (exit 2) naming the flag', async () => {
+    const a = await run(process.execPath, [BIN, 'applier', '--node', 'n1', '--nats', '127.0.0.1:4222', '--mode', 'dry-run']).catch((e) => e);
+    expect(a.code).toBe(2);
+    expect(a.stderr).toMatch(/--nats 127\.0\.0\.1:4222: expected a server URL with a scheme/);
+    const p = await run(process.execPath, [BIN, 'planner', '--manifests', env.manifests, '--nats', 'localhost:4222', '--db', env.db]).catch((e) => e);
+    expect(p.code).toBe(2);
+    expect(p.stderr).toMatch(/--nats localhost:4222: expected a server URL with a scheme/);
+  });
+});
