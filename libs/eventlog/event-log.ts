@@ -145,6 +145,18 @@ export class EventLog {
     return rows.map(rowToEvent);
   }
 
+  /**
+   * The last event of every object whose last event is not a DELETED, in seq order: the objects the
+   * log holds, raw as logged, for a source to diff its first scan or LIST against (owner: sources).
+   * Uses the events_by_object index; objects whose events were all compacted away are not included.
+   */
+  liveObjectEvents(): LoggedWatchEvent[] {
+    const rows = this.db.prepare(`SELECT e.* FROM events e
+      JOIN (SELECT MAX(seq) AS seq FROM events GROUP BY kind, namespace, name) last ON e.seq = last.seq
+      WHERE e.type != 'DELETED' ORDER BY e.seq`).all() as EventRow[];
+    return rows.map(rowToEvent);
+  }
+
   /** Records the next data version (number = last + 1, parent = last). */
   recordVersion(input: RecordVersionInput): VersionRecord {
     if (!HEX64.test(input.hash)) throw new EventLogError('INVALID', `recordVersion: hash must be 64 hex digits, got ${JSON.stringify(input.hash)}`);

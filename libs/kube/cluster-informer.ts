@@ -86,6 +86,12 @@ export class ClusterInformer {
     await Promise.all([...this.informers.values()].map((i) => i.stop()));
   }
 
+  /** Why some kind is failing right now (its last error), or undefined while every kind works. */
+  problem(): string | undefined {
+    const failing = [...this.informers.values()].map((i) => i.health()).filter((h) => h.consecutiveFailures > 0 && h.lastError);
+    return failing.length ? failing.map((h) => `${h.kind}: ${h.lastError}`).join('; ') : undefined;
+  }
+
   health(): ClusterInformerHealth {
     return { synced: this.isSynced, kinds: [...this.informers.values()].map((i) => i.health()) };
   }

@@ -30,6 +30,7 @@ export interface KindInformerHealth {
   sinkErrors: number;
   /** Failures since the last success; > 0 means the informer is retrying. */
   consecutiveFailures: number;
+  /** The current failure; cleared by the next success. */
   lastError?: string;
   lastErrorAt?: number;
   lastEventAt?: number;
@@ -201,6 +202,9 @@ export class KindInformer {
   private succeeded(): void {
     this.backoff.reset();
     this.stats.consecutiveFailures = 0;
+    // lastError describes a current failure; the count of past ones stays in `errors`/`expired`.
+    delete this.stats.lastError;
+    delete this.stats.lastErrorAt;
   }
 
   private async list(signal: AbortSignal, isRelist: boolean): Promise<void> {

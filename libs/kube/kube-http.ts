@@ -14,6 +14,7 @@ import https from 'node:https';
 import type { IncomingMessage } from 'node:http';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { KubeApiError } from './kube-api-error.ts';
+import { jsonLines } from './watch-lines.ts';
 
 export interface KubeRequest {
   path: string;
@@ -39,26 +40,6 @@ async function readBody(res: IncomingMessage, limit = Infinity): Promise<string>
     if (size <= limit) chunks.push(chunk);
   }
   return Buffer.concat(chunks).toString('utf8');
-}
-
-async function* jsonLines(res: IncomingMessage, context: string): AsyncGenerator<unknown> {
-  let buffer = '';
-  // Async iteration pauses the socket between reads: that is the backpressure we want.
-  for await (const chunk of res as AsyncIterable<Buffer>) {
-    buffer += chunk.toString('utf8');
-    let nl: number;
-    while ((nl = buffer.indexOf('\n')) >= 0) {
-      const line = buffer.slice(0, nl).trim();
-      buffer = buffer.slice(nl + 1);
-      if (line === '') continue;
-      try {
-        yield JSON.parse(line);
-      } catch {
-        throw new Error(`${context}: watch stream sent a line that is not JSON: ${line.slice(0, 200)}`);
-      }
-    }
-  }
-  if (buffer.trim() !== '') throw new Error(`${context}: watch stream ended inside a line`);
 }
 
 export function kubeHttpFromConfig(kc: KubeConfig): KubeHttp {
@@ -101,7 +82,7 @@ export function kubeHttpFromConfig(kc: KubeConfig): KubeHttp {
     },
     async watch(request) {
       const { res, context } = await open(request);
-      return jsonLines(res, context);
+      return jsonLines(res as AsyncIterable<Buffer>, context);
     },
   };
 }

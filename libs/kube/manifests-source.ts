@@ -1,33 +1,56 @@
-// A directory of Kubernetes YAML/JSON manifests as an event source with the informer's
-// event shape, for `planner --manifests DIR`. Each object is keyed by kind/namespace/name;
-// rescans diff the directory against what was emitted and produce ADDED / MODIFIED /
-// DELETED with a synthetic, monotonically increasing resourceVersion.
+// A directory of Kubernetes YAML/JSON manifests as an event source with the informer's event
+// shape, for `planner --manifests DIR`. Each object is keyed by kind/namespace/name; scans diff
+// the directory against what was emitted and produce ADDED / MODIFIED / DELETED with a synthetic,
+// monotonically increasing resourceVersion.
 //
-// Objects are validated with libs/model's readKubeObject: bad ones are reported, and emitted
-// anyway when they can still be named (kind + name), as a watch would; events carry the raw JSON,
-// like the cluster informer's.
+// It starts from the objects the event log holds (KnownObjects), so a restart on an unchanged
+// directory emits nothing and a file removed while the planner was down is reported DELETED.
+// Every emitted object carries the file that defines it (annotation MANIFEST_FILE_ANNOTATION), so
+// after a restart a file that is refused or mid-write still keeps exactly its own objects.
+//
+// Change detection: a non-recursive fs.watch on every directory (Node 20's recursive watch loses a
+// file once it has been replaced by rename) plus a periodic rescan; each scan only triggers a look,
+// and ManifestFileTracker decides when a file's new content has settled. Objects are identified and
+// de-duplicated by collectManifestObjects, the same rule `plan` uses; invalid-but-nameable objects
+// are emitted as a watch would deliver them (the planner rejects each alone, keeping its last good
+// state), and events carry the raw JSON, like the cluster informer's.
 
 import { watch as watchFs, type FSWatcher } from 'node:fs';
-import { readdir, readFile } from 'node:fs/promises';
-import { join, relative } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
-import { readKubeObject, splitManifestText, type Rejection } from '../model/index.ts';
+import type { Rejection } from '../model/index.ts';
 import type { KubeEventSink, KubeObject } from './kube-event.ts';
-import { isKubeKind, type KubeKind } from './kube-kind.ts';
+import { KUBE_KINDS, type KubeKind } from './kube-kind.ts';
+import type { KnownObjects } from './known-objects.ts';
+import { ManifestFileTracker } from './manifest-file-tracker.ts';
+import { walkManifestDir } from './manifest-files.ts';
+import { collectManifestObjects, DEFAULT_MAX_MANIFEST_BYTES, manifestKey } from './manifest-objects.ts';
+
+/** The annotation naming the file (relative to the directory) an emitted object comes from. */
+export const MANIFEST_FILE_ANNOTATION = 'switchboard.io/manifest-file';
 
 export interface ManifestsSourceOptions {
   dir: string;
   sink: KubeEventSink;
   /** Called after each scan with everything refused in it (possibly empty). */
   onRejected?: (rejected: readonly Rejection[]) => void;
-  /** Synthetic RV to continue from (default 0: the first event gets 1). */
+  /** What the event log already holds: the first scan is diffed against it. */
+  known?: KnownObjects;
+  /** Synthetic RV to continue from (default: after the known objects' and the log's last RV; else 0). */
   startResourceVersion?: number;
-  /** Watch the directory and rescan on change (default true). */
+  /** Watch the directories and rescan on change (default true). */
   watch?: boolean;
-  /** Wait this long after a change before rescanning, so multi-file edits land together (default 100 ms). */
+  /** Wait this long after a change notice before scanning, so multi-file edits land together (default 20 ms). */
   debounceMs?: number;
-  /** Also rescan on this interval, since fs.watch can miss events (default off). */
+  /** Also rescan on this interval, in case a change notice is lost (default off). */
   pollIntervalMs?: number;
+  /** How long a file's new content must stay unchanged before it counts (default 100 ms). */
+  settleMs?: number;
+  /** How long a file that became empty must stay empty before its objects are withdrawn (default 2 s). */
+  emptyFileGraceMs?: number;
+  /** Files larger than this are refused unread (default DEFAULT_MAX_MANIFEST_BYTES). */
+  maxManifestBytes?: number;
+  /** Longest start() waits for files caught mid-write to settle before it reports synced (default 10 s). */
+  initialSettleMaxMs?: number;
 }
 
 export interface ManifestsSourceHealth {
@@ -36,12 +59,15 @@ export interface ManifestsSourceHealth {
   resourceVersion: string;
   scans: number;
   events: number;
+  /** Failed scans since start. */
   errors: number;
   rejected: number;
+  /** Files whose latest change has not settled yet. */
+  unsettledFiles: number;
+  /** Why the last scan failed; absent once a scan succeeds again. */
   lastError?: string;
+  lastErrorAt?: number;
 }
-
-const MANIFEST_FILE = /\.(ya?ml|json)$/i;
 
 interface Entry {
   kind: KubeKind;
@@ -49,32 +75,40 @@ interface Entry {
   file: string;
 }
 
-const keyOf = (kind: string, object: KubeObject) => `${kind}/${object.metadata.namespace ?? ''}/${object.metadata.name}`;
-
 function withoutRv(object: KubeObject): KubeObject {
   const { resourceVersion: _rv, ...metadata } = object.metadata;
   return { ...object, metadata: metadata as KubeObject['metadata'] };
 }
 
-
-function isIdentifiable(raw: unknown): boolean {
-  if (raw === null || typeof raw !== 'object') return false;
-  const o = raw as { kind?: unknown; metadata?: { name?: unknown } };
-  return typeof o.kind === 'string' && isKubeKind(o.kind) && typeof o.metadata?.name === 'string' && o.metadata.name !== '';
+function fileOf(object: KubeObject): string {
+  const annotations = object.metadata.annotations as Record<string, unknown> | undefined;
+  const file = annotations?.[MANIFEST_FILE_ANNOTATION];
+  return typeof file === 'string' ? file : '';
 }
+
+function annotated(object: KubeObject, file: string): KubeObject {
+  const annotations = object.metadata.annotations;
+  const base = annotations !== null && typeof annotations === 'object' && !Array.isArray(annotations) ? annotations : {};
+  return { ...object, metadata: { ...object.metadata, annotations: { ...base, [MANIFEST_FILE_ANNOTATION]: file } } };
+}
+
+const rvNumber = (rv: unknown): number => (typeof rv === 'string' && /^\d+$/.test(rv) ? Number(rv) : 0);
 
 export class ManifestsSource {
   private readonly options: ManifestsSourceOptions;
-  private current = new Map<string, Entry>();
+  private readonly tracker: ManifestFileTracker;
+  private readonly current = new Map<string, Entry>();
   private rv: number;
   private chain: Promise<void> = Promise.resolve();
-  private watcher: FSWatcher | undefined;
-  private debounce: NodeJS.Timeout | undefined;
+  private readonly watchers = new Map<string, FSWatcher>();
+  private timer: NodeJS.Timeout | undefined;
+  private timerAt = 0;
+  private recheckInMs: number | undefined;
   private poll: NodeJS.Timeout | undefined;
   private stopped = false;
   private resolveSynced!: () => void;
   readonly synced: Promise<void>;
-  private readonly stats: Omit<ManifestsSourceHealth, 'objects' | 'resourceVersion'> = {
+  private readonly stats: Omit<ManifestsSourceHealth, 'objects' | 'resourceVersion' | 'unsettledFiles'> = {
     synced: false,
     scans: 0,
     events: 0,
@@ -84,101 +118,136 @@ export class ManifestsSource {
 
   constructor(options: ManifestsSourceOptions) {
     this.options = options;
-    this.rv = options.startResourceVersion ?? 0;
+    this.tracker = new ManifestFileTracker({
+      dir: options.dir,
+      settleMs: options.settleMs ?? 100,
+      emptyFileGraceMs: options.emptyFileGraceMs ?? 2000,
+      maxBytes: options.maxManifestBytes ?? DEFAULT_MAX_MANIFEST_BYTES,
+    });
+    let rv = rvNumber(options.known?.lastResourceVersion);
+    const byFile = new Map<string, KubeObject[]>();
+    for (const kind of KUBE_KINDS) {
+      for (const object of options.known?.objects.get(kind) ?? []) {
+        const key = manifestKey(kind, object);
+        this.current.set(key, { kind, object, file: fileOf(object) });
+        rv = Math.max(rv, rvNumber(object.metadata.resourceVersion));
+        const list = byFile.get(fileOf(object)) ?? [];
+        list.push(object);
+        byFile.set(fileOf(object), list);
+      }
+    }
+    for (const [file, objects] of byFile) this.tracker.seed(file, objects);
+    this.rv = options.startResourceVersion ?? rv;
     if (!Number.isInteger(this.rv) || this.rv < 0) throw new Error(`startResourceVersion must be a non-negative integer, got ${this.rv}`);
     this.synced = new Promise((resolve) => (this.resolveSynced = resolve));
   }
 
   health(): ManifestsSourceHealth {
-    return { ...this.stats, objects: this.current.size, resourceVersion: String(this.rv) };
+    return { ...this.stats, objects: this.current.size, resourceVersion: String(this.rv), unsettledFiles: this.tracker.unsettled };
   }
 
-  /** Scans once (emitting the initial objects), then watches. Rejects if the first scan fails. */
+  /** Why the source is failing right now, or undefined when its last scan worked. */
+  problem(): string | undefined {
+    return this.stats.lastError;
+  }
+
+  /**
+   * Scans (diffing against the known objects) until every file has settled, so the first version
+   * holds no file caught mid-write, then watches. Rejects if the first scan fails. A directory that
+   * never settles (a file rewritten without pause) is taken as it is after `initialSettleMaxMs`.
+   */
   async start(): Promise<void> {
+    const deadline = Date.now() + (this.options.initialSettleMaxMs ?? 10_000);
     await this.rescan();
-    if (this.stopped) return;
-    if (this.options.watch ?? true) {
-      this.watcher = watchFs(this.options.dir, { recursive: true }, () => this.scheduleRescan());
-      this.watcher.on('error', (err) => this.recordError(err));
+    while (this.tracker.unsettled > 0 && !this.stopped && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, Math.min(this.recheckInMs ?? 10, Math.max(1, deadline - Date.now()))));
+      await this.rescan();
     }
-    if (this.options.pollIntervalMs) this.poll = setInterval(() => this.scheduleRescan(0), this.options.pollIntervalMs);
+    if (this.stopped) return;
+    this.stats.synced = true;
+    this.resolveSynced();
+    if (this.options.pollIntervalMs) this.poll = setInterval(() => this.requestScan(0), this.options.pollIntervalMs);
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
-    this.watcher?.close();
-    clearTimeout(this.debounce);
+    for (const w of this.watchers.values()) w.close();
+    this.watchers.clear();
+    clearTimeout(this.timer);
     clearInterval(this.poll);
     await this.chain;
-  }
-
-  private recordError(err: unknown): void {
-    this.stats.errors += 1;
-    this.stats.lastError = err instanceof Error ? err.message : String(err);
-  }
-
-  private scheduleRescan(delay = this.options.debounceMs ?? 100): void {
-    if (this.stopped) return;
-    clearTimeout(this.debounce);
-    this.debounce = setTimeout(() => {
-      // A failed rescan is recorded and retried on the next change; the source keeps going.
-      this.rescan().catch((err: unknown) => this.recordError(err));
-    }, delay);
   }
 
   /** Reads the directory now and emits the difference. Scans never overlap. */
   rescan(): Promise<void> {
     const run = this.chain.then(() => this.scan());
-    this.chain = run.catch(() => {});
+    this.chain = run.catch((err: unknown) => this.recordError(err));
     return run;
+  }
+
+  private recordError(err: unknown): void {
+    this.stats.errors += 1;
+    this.stats.lastError = err instanceof Error ? err.message : String(err);
+    this.stats.lastErrorAt = Date.now();
+  }
+
+  /** Scans in `delayMs`, or sooner if a scan is already due sooner. */
+  private requestScan(delayMs: number): void {
+    if (this.stopped) return;
+    const at = Date.now() + delayMs;
+    if (this.timer && this.timerAt <= at) return;
+    clearTimeout(this.timer);
+    this.timerAt = at;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      // A failed scan is recorded (rescan) and retried on the next notice or poll; the source keeps going.
+      this.rescan().catch(() => {});
+    }, delayMs);
   }
 
   private async scan(): Promise<void> {
     if (this.stopped) return;
-    const { dir } = this.options;
-    const names = (await readdir(dir, { recursive: true, withFileTypes: true }))
-      .filter((d) => d.isFile() && MANIFEST_FILE.test(d.name))
-      .map((d) => relative(dir, join(d.parentPath ?? d.path, d.name)))
-      .sort();
+    const tree = await walkManifestDir(this.options.dir);
+    const recheckInMs = await this.tracker.refresh(tree.files);
+    const { objects, rejected } = collectManifestObjects(this.tracker.contributions());
     const next = new Map<string, Entry>();
-    const rejected: Rejection[] = [];
-    for (const file of names) {
-      const text = await readFile(join(dir, file), 'utf8');
-      const { items, yamlErrors } = splitManifestText(text);
-      if (yamlErrors.length > 0) {
-        // Probably a file caught mid-write: keep what it held before instead of deleting it.
-        rejected.push({ ref: file, source: file, reason: `YAML: ${yamlErrors[0]!.message}; keeping its previous objects` });
-        for (const [key, entry] of this.current) if (entry.file === file) next.set(key, entry);
-        continue;
-      }
-      for (const raw of items) {
-        const read = readKubeObject(raw, file);
-        if (!read.ok) {
-          rejected.push(read.rejection);
-          // An object we can still name is emitted as it is, like a watch would deliver it: the
-          // planner logs the event and rejects it alone, keeping the object's last good state.
-          // Dropping it here would instead read as a DELETE of that object.
-          if (!isIdentifiable(raw)) continue;
-        }
-        const object = structuredClone(raw) as KubeObject;
-        const kind = object.kind;
-        if (!isKubeKind(kind)) continue;
-        const key = keyOf(kind, object);
-        const dup = next.get(key);
-        if (dup) {
-          rejected.push({ ref: key, source: file, reason: `duplicate of the object in ${dup.file}; the first one wins` });
-          continue;
-        }
-        next.set(key, { kind, object, file });
+    for (const [key, o] of objects) next.set(key, { kind: o.kind, object: annotated(o.object, o.file), file: o.file });
+    await this.emitDiff(next);
+    this.watchDirs(tree.dirs);
+    this.recheckInMs = recheckInMs;
+    if (recheckInMs !== undefined) this.requestScan(recheckInMs);
+    const problems = [...this.tracker.problems(), ...rejected];
+    this.stats.scans += 1;
+    this.stats.rejected = problems.length;
+    delete this.stats.lastError;
+    delete this.stats.lastErrorAt;
+    this.options.onRejected?.(problems);
+  }
+
+  /** One non-recursive watch per directory; any notice in it (hidden names too) asks for a scan. */
+  private watchDirs(dirs: readonly string[]): void {
+    if (!(this.options.watch ?? true) || this.stopped) return;
+    const want = new Set(dirs);
+    for (const [dir, w] of this.watchers) {
+      if (!want.has(dir)) {
+        w.close();
+        this.watchers.delete(dir);
       }
     }
-    await this.emitDiff(next);
-    this.stats.scans += 1;
-    this.stats.rejected = rejected.length;
-    this.options.onRejected?.(rejected);
-    if (!this.stats.synced) {
-      this.stats.synced = true;
-      this.resolveSynced();
+    const debounce = this.options.debounceMs ?? 20;
+    for (const dir of want) {
+      if (this.watchers.has(dir)) continue;
+      try {
+        const w = watchFs(dir, () => this.requestScan(debounce));
+        w.on('error', () => {
+          w.close();
+          this.watchers.delete(dir);
+          this.requestScan(debounce);
+        });
+        this.watchers.set(dir, w);
+      } catch {
+        this.requestScan(debounce); // removed since the walk: the next scan sees the tree as it is
+      }
     }
   }
 
@@ -202,7 +271,6 @@ export class ManifestsSource {
       const entry = next.get(key)!;
       if (!before) await emit(entry, 'ADDED', key);
       else if (!isDeepStrictEqual(withoutRv(before.object), withoutRv(entry.object))) await emit(entry, 'MODIFIED', key);
-      else before.file = entry.file;
     }
   }
 }

@@ -4,7 +4,7 @@ import { ClusterInformer, ManifestsSource, loadKubeConfig } from '../../libs/kub
 import type { ProxyConfig } from '../../libs/model/index.ts';
 import { watchTokenFile, type TokenFileWatch } from './bearer-auth.ts';
 import { checkOpenApi, parseListenAddress } from './listen-address.ts';
-import { informerSource, manifestsSource, type EventSourceFactory } from './event-source.ts';
+import { informerSource, knownObjectsFromLog, manifestsSource, withKnownObjects, type EventSourceFactory } from './event-source.ts';
 import { createHttpApi } from './http-api.ts';
 import { NatsPlannerBus } from './nats-planner-bus.ts';
 import { hostname } from 'node:os';
@@ -35,6 +35,8 @@ export interface RunPlannerOptions {
   readonly debounceMs?: number;
   /** Rescan interval for --manifests (fs.watch can miss changes). */
   readonly pollMs?: number;
+  /** --max-manifest-bytes: larger manifest files are refused. */
+  readonly maxManifestBytes?: number;
   /** NATS credentials (user/password, creds or nkey seed file, TLS files). */
   readonly natsAuth?: BusAuth;
   /** Ed25519 private key (PEM), created when missing; default beside the log. FILE.pub = public key. */
@@ -77,12 +79,17 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
       url: o.nats, auth: o.natsAuth, signer, anchorOf: (v) => versionAnchor(log, v),
       leaseId: `${hostname()}:${path.resolve(o.db)}`, leaseTtlMs: o.leaseTtlMs, onWaiting: o.onBusWaiting,
     });
+    // Sources start from the objects the log holds (read when the planner makes the source, after it restored).
     const source: EventSourceFactory = o.manifests
-      ? (sink, hooks) => manifestsSource((m) => new ManifestsSource({ dir: o.manifests!, ...m, pollIntervalMs: o.pollMs ?? 2000, debounceMs: 20 }), sink, hooks)
+      ? (sink, hooks) => manifestsSource((m) => new ManifestsSource({
+        dir: o.manifests!, ...m, known: knownObjectsFromLog(log), pollIntervalMs: o.pollMs ?? 2000, debounceMs: 20,
+        maxManifestBytes: o.maxManifestBytes,
+      }), sink, hooks)
       : (sink) => {
         const kubeConfig = loadKubeConfig({ kubeconfig: o.kubeconfig, inCluster: o.inCluster });
         // The informer resumes from the resourceVersions the log saved after each appended event.
-        return informerSource(new ClusterInformer({ kubeConfig, sink, resumeStore: log.resumeStore() }));
+        const resumeStore = withKnownObjects(log.resumeStore(), knownObjectsFromLog(log));
+        return informerSource(new ClusterInformer({ kubeConfig, sink, resumeStore }));
       };
     const metrics = plannerMetrics();
     planner = new Planner({ log, bus, source, initialConfig: o.config, checkpointEvery: o.checkpointEvery, debounceMs: o.debounceMs, hooks: metrics.hooks });

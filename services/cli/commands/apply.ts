@@ -1,5 +1,7 @@
 import { Command, Option } from 'commander';
-import { readManifestDir } from '../../../libs/manifests/read-manifest-dir.ts';
+// Not through libs/kube's index: that loads the Kubernetes client, which plan/apply do not need.
+import { readManifestDir } from '../../../libs/kube/read-manifest-dir.ts';
+import { maxManifestBytesOption, parseMaxManifestBytes } from '../max-manifest-bytes.ts';
 import { ClusterState, renderNodeState } from '../../../libs/planner/index.ts';
 import { applyNodeState } from '../../../libs/dataplane/apply-node-state.ts';
 import { createDataplane, DEFAULT_STATE_DIR, type DataplaneChoice } from '../../../libs/dataplane/create-dataplane.ts';
@@ -9,7 +11,7 @@ import type { SetExit } from './index.ts';
 
 interface ApplyOpts {
   manifests: string; node: string; mode: DataplaneChoice; once?: boolean; json?: boolean;
-  stateDir: string; config?: string; scheduler?: string;
+  stateDir: string; config?: string; scheduler?: string; maxManifestBytes?: string;
 }
 
 /** `switchboard apply --once`: manifests → render → the same applyNodeState path the NATS applier uses. */
@@ -24,11 +26,12 @@ export function registerApply(program: Command, setExit: SetExit): void {
     .option('--state-dir <dir>', 'ownership record directory', DEFAULT_STATE_DIR)
     .option('--config <file>', 'proxy config (YAML/JSON)')
     .option('--scheduler <name>', 'IPVS scheduler')
+    .addOption(maxManifestBytesOption())
     .action(async (o: ApplyOpts) => {
       if (!o.once) throw new UsageError('apply needs --once (the long-running applier is `switchboard applier`)');
       const t0 = performance.now();
       const config = loadProxyConfig(o.config, { mode: o.mode === 'nftables' ? 'nftables' : undefined, scheduler: o.scheduler });
-      const { objects, rejected } = readManifestDir(o.manifests);
+      const { objects, rejected } = await readManifestDir(o.manifests, { maxManifestBytes: parseMaxManifestBytes(o.maxManifestBytes) });
       for (const r of rejected) process.stderr.write(`rejected ${r.ref} (${r.source}): ${r.reason}\n`);
       const state = renderNodeState(ClusterState.fromObjects(objects).data, o.node, config);
       const renderMs = performance.now() - t0;

@@ -1,5 +1,7 @@
 import { Command, Option } from 'commander';
-import { readManifestDir } from '../../../libs/manifests/read-manifest-dir.ts';
+// Not through libs/kube's index: that loads the Kubernetes client, which plan/apply do not need.
+import { readManifestDir } from '../../../libs/kube/read-manifest-dir.ts';
+import { maxManifestBytesOption, parseMaxManifestBytes } from '../max-manifest-bytes.ts';
 import { ClusterState, formatIpsetSave, formatIpvsadm, renderNodeState } from '../../../libs/planner/index.ts';
 import { canonicalJson, type NodeState, type ProxyConfig } from '../../../libs/model/index.ts';
 import { loadProxyConfig } from '../load-proxy-config.ts';
@@ -26,14 +28,16 @@ export function registerPlan(program: Command, setExit: SetExit): void {
     .option('--nodeport-addresses <cidrs>', 'comma-separated CIDRs NodePorts are served on')
     .addOption(new Option('--format <format>', 'output format').default('ipvsadm'))
     .option('--strict', 'exit 1 when any object was rejected')
-    .action((o: { manifests: string; node: string; mode?: string; config?: string; scheduler?: string; nodeportAddresses?: string; format: string; strict?: boolean }) => {
+    .addOption(maxManifestBytesOption())
+    .action(async (o: { manifests: string; node: string; mode?: string; config?: string; scheduler?: string; nodeportAddresses?: string; format: string; strict?: boolean;
+      maxManifestBytes?: string }) => {
       const format = planFormats[o.format];
       if (!format) throw new UsageError(`unknown --format ${o.format} (one of ${Object.keys(planFormats).join(', ')})`);
       const config = loadProxyConfig(o.config, {
         mode: o.mode, scheduler: o.scheduler,
         nodePortAddresses: o.nodeportAddresses?.split(',').filter(Boolean),
       });
-      const { objects, rejected } = readManifestDir(o.manifests);
+      const { objects, rejected } = await readManifestDir(o.manifests, { maxManifestBytes: parseMaxManifestBytes(o.maxManifestBytes) });
       for (const r of rejected) process.stderr.write(`rejected ${r.ref} (${r.source}): ${r.reason}\n`);
       const state = ClusterState.fromObjects(objects);
       process.stdout.write(format(renderNodeState(state.data, o.node, config), config));

@@ -4,6 +4,7 @@ import { checkServerUrls } from '../../../libs/bus/index.ts';
 import { UsageError } from '../cli-errors.ts';
 import { checkOpenApi, parseListenAddress } from '../../planner/listen-address.ts';
 import { loadProxyConfig } from '../load-proxy-config.ts';
+import { maxManifestBytesOption, parseMaxManifestBytes } from '../max-manifest-bytes.ts';
 import type { SetExit } from './index.ts';
 import { untilSignalThenStop } from '../graceful-stop.ts';
 
@@ -19,6 +20,7 @@ export function registerPlanner(program: Command, setExit: SetExit): void {
     .option('--token-file <file>', 'bearer tokens for the HTTP API, one "TOKEN IDENTITY [viewer|operator]" a line (reloaded on change)')
     .option('--insecure-open-api', 'serve the API without tokens on a non-loopback --http address')
     .option('--config <file>', 'proxy config (YAML/JSON) for the first config revision')
+    .addOption(maxManifestBytesOption())
     .option('--checkpoint-every <k>', 'object-state checkpoint in the log every K events', '10000')
     .option('--nats-user <user>', 'NATS user (the planner role in deploy/nats)')
     .option('--nats-password <password>', 'NATS password (or SWITCHBOARD_NATS_PASSWORD)')
@@ -29,6 +31,7 @@ export function registerPlanner(program: Command, setExit: SetExit): void {
     .option('--tls-key <file>', 'client key')
     .option('--signing-key <file>', 'Ed25519 private key (PEM) signing what goes on the bus; created when missing, public key written to FILE.pub (default: beside --db)')
     .action(async (o: { manifests?: string; kubeconfig?: string; inCluster?: boolean; nats: string; db: string; http: string; tokenFile?: string; insecureOpenApi?: boolean; config?: string; checkpointEvery: string;
+      maxManifestBytes?: string;
       natsUser?: string; natsPassword?: string; natsCreds?: string; natsNkeySeed?: string; tlsCa?: string; tlsCert?: string; tlsKey?: string; signingKey?: string }) => {
       try {
         checkServerUrls('--nats', o.nats);
@@ -37,6 +40,7 @@ export function registerPlanner(program: Command, setExit: SetExit): void {
       }
       const sources = [o.manifests, o.kubeconfig, o.inCluster].filter(Boolean).length;
       if (sources !== 1) throw new UsageError('choose exactly one of --manifests DIR, --kubeconfig FILE, --in-cluster');
+      const maxManifestBytes = parseMaxManifestBytes(o.maxManifestBytes);
       const k = Number(o.checkpointEvery);
       if (!Number.isInteger(k) || k < 0) throw new UsageError('--checkpoint-every must be a whole number');
       // Flag values are checked before anything is opened, appended or published.
@@ -49,7 +53,7 @@ export function registerPlanner(program: Command, setExit: SetExit): void {
         manifests: o.manifests, kubeconfig: o.kubeconfig, inCluster: o.inCluster, nats: o.nats, db: o.db, http: o.http,
         tokenFile: o.tokenFile, insecureOpenApi: o.insecureOpenApi, signingKey: o.signingKey,
         onBusWaiting: (what) => process.stderr.write(`planner: waiting for ${what}\n`),
-        config: loadProxyConfig(o.config, {}), checkpointEvery: k,
+        config: loadProxyConfig(o.config, {}), checkpointEvery: k, maxManifestBytes,
         natsAuth: {
           user: o.natsUser, password: o.natsPassword ?? process.env.SWITCHBOARD_NATS_PASSWORD,
           credsFile: o.natsCreds, nkeySeedFile: o.natsNkeySeed,

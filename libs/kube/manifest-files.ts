@@ -1,0 +1,77 @@
+// The one directory walk and the one file filter for a manifests directory, shared by `plan`,
+// `apply --once` and the planner's manifests source, so all of them see the same files.
+
+import type { Dirent } from 'node:fs';
+import { readdir, realpath, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+
+const MANIFEST_EXTENSION = /\.(ya?ml|json)$/i;
+
+/**
+ * A file is a manifest when its name ends in .yaml, .yml or .json and does not start with a dot.
+ * Hidden names are editors' swap and backup files (.a.yaml.swp), git's and syncers' scratch files,
+ * and the `..data` directories of a mounted ConfigMap; none of them is content.
+ */
+export function isManifestFileName(name: string): boolean {
+  return !name.startsWith('.') && MANIFEST_EXTENSION.test(name);
+}
+
+export interface ManifestTree {
+  /** Manifest files, relative to the root, sorted by code unit (the order duplicates resolve in). */
+  readonly files: readonly string[];
+  /** Every directory visited, absolute, the root first (what a watcher watches). */
+  readonly dirs: readonly string[];
+}
+
+const byCodeUnit = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+
+async function statOrUndefined(path: string) {
+  try {
+    return await stat(path);
+  } catch {
+    return undefined; // gone between readdir and stat, or a dangling link: not a file to read
+  }
+}
+
+/**
+ * Lists the manifest files under `root`, recursively. Hidden entries are skipped, files and
+ * directories reached through symlinks are followed (a ConfigMap volume is all symlinks), and a
+ * directory is visited once even when links make a cycle. Entries that vanish mid-walk are skipped.
+ */
+export async function walkManifestDir(root: string): Promise<ManifestTree> {
+  const top = await statOrUndefined(root);
+  if (!top) throw new Error(`manifests directory ${root} does not exist`);
+  if (!top.isDirectory()) throw new Error(`manifests directory ${root} is not a directory`);
+  const files: string[] = [];
+  const dirs: string[] = [];
+  const seen = new Set<string>();
+  const visit = async (abs: string, rel: string): Promise<void> => {
+    const real = await realpath(abs).catch(() => undefined);
+    if (real === undefined || seen.has(real)) return;
+    seen.add(real);
+    dirs.push(abs);
+    let entries: Dirent[];
+    try {
+      entries = await readdir(abs, { withFileTypes: true });
+    } catch (e) {
+      if (abs === root) throw e;
+      return; // a subdirectory removed while we walked
+    }
+    for (const entry of entries.sort((a, b) => byCodeUnit(a.name, b.name))) {
+      if (entry.name.startsWith('.')) continue;
+      const childAbs = join(abs, entry.name);
+      const childRel = rel === '' ? entry.name : `${rel}/${entry.name}`;
+      let isDir = entry.isDirectory();
+      let isFile = entry.isFile();
+      if (entry.isSymbolicLink()) {
+        const target = await statOrUndefined(childAbs);
+        isDir = target?.isDirectory() ?? false;
+        isFile = target?.isFile() ?? false;
+      }
+      if (isDir) await visit(childAbs, childRel);
+      else if (isFile && isManifestFileName(entry.name)) files.push(childRel);
+    }
+  };
+  await visit(root, '');
+  return { files: files.sort(byCodeUnit), dirs };
+}

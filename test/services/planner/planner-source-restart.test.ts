@@ -1,0 +1,122 @@
+// Deletes survive restarts (issue 10 item 1), with the real planner, SQLite log and nats-server:
+// sources start from the objects the log holds and diff their first scan/list against them.
+
+import { unlinkSync } from 'node:fs';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { EventLog } from '../../../libs/eventlog/event-log.ts';
+import { DEFAULT_PROXY_CONFIG } from '../../../libs/model/index.ts';
+import { runPlanner, type RunningPlanner } from '../../../services/planner/run-planner.ts';
+import { KubeApiServer } from '../../support/kube-api-server/index.ts';
+import { writeKubeconfig, type WrittenKubeconfig } from '../../support/kubeconfig.ts';
+import { nodeYaml, plannerEnv, svcYaml, until, type PlannerEnv } from './planner-support.ts';
+
+let env: PlannerEnv | undefined;
+let planner: RunningPlanner | undefined;
+let kube: KubeApiServer | undefined;
+let kc: WrittenKubeconfig | undefined;
+
+afterEach(async () => {
+  await planner?.stop();
+  planner = undefined;
+  await kc?.cleanup();
+  await kube?.stop();
+  kc = undefined;
+  kube = undefined;
+  await env?.cleanup();
+  env = undefined;
+});
+
+const services = (p: RunningPlanner) => [...p.planner.data.publishedData().services()].map((s) => s.key).sort();
+
+/** The log as a fresh reader sees it (the planner's own handle stays private to it). */
+async function logFacts(db: string): Promise<{ events: number; versions: number[]; lastEvents: string[] }> {
+  const log = await EventLog.open({ file: db, migrate: false });
+  try {
+    const events = log.events();
+    return {
+      events: events.length, versions: log.versions().map((v) => v.version),
+      lastEvents: events.slice(-3).map((e) => `${e.type} ${e.kind} ${e.namespace}/${e.name} rv=${e.resourceVersion}`),
+    };
+  } finally {
+    log.close();
+  }
+}
+
+describe('planner restarts with a manifests directory', () => {
+  const start = async () => {
+    planner = await runPlanner({ manifests: env!.manifests, nats: env!.nats.url, db: env!.db, http: '127.0.0.1:0', config: DEFAULT_PROXY_CONFIG, debounceMs: 20, pollMs: 100 });
+    await planner.planner.synced;
+    return planner;
+  };
+
+  it('a restart on an unchanged directory appends no event and makes no version', async () => {
+    env = await plannerEnv();
+    env.write('nodes.yaml', nodeYaml('node-1', '192.0.2.1'));
+    env.write('a.yaml', svcYaml('a', '10.96.0.1'));
+    await start();
+    await planner!.stop();
+    const before = await logFacts(env.db);
+    expect(before).toMatchObject({ events: 2, versions: [1] });
+    await start();
+    await planner!.stop();
+    planner = undefined;
+    // Before: every restart re-logged every object as ADDED with resourceVersion 1.
+    expect(await logFacts(env.db)).toEqual(before);
+  });
+
+  it('a manifest removed while the planner is down is deleted in the next version; RVs continue', async () => {
+    env = await plannerEnv();
+    env.write('nodes.yaml', nodeYaml('node-1', '192.0.2.1'));
+    env.write('a.yaml', svcYaml('a', '10.96.0.1'));
+    env.write('b.yaml', svcYaml('b', '10.96.0.2'));
+    expect(services(await start())).toEqual(['default/a', 'default/b']);
+    await planner!.stop();
+    unlinkSync(path.join(env.manifests, 'b.yaml'));
+    const p = await start();
+    expect(services(p)).toEqual(['default/a']); // before: default/b stayed published forever
+    expect(p.planner.versions().map((v) => v.version)).toEqual([1, 2]);
+    await planner!.stop();
+    planner = undefined;
+    expect((await logFacts(env.db)).lastEvents.at(-1)).toBe('DELETED Service default/b rv=4');
+  });
+});
+
+describe('planner restarts against the test Kubernetes API server', () => {
+  it('an object deleted while the planner was down is deleted when the resumed watch gets 410 and relists', async () => {
+    env = await plannerEnv();
+    kube = await KubeApiServer.start();
+    kc = await writeKubeconfig({ server: kube.url });
+    const svc = (name: string, ip: string) => ({
+      apiVersion: 'v1', kind: 'Service', metadata: { name, namespace: 'default' },
+      spec: { type: 'ClusterIP', clusterIP: ip, clusterIPs: [ip], ports: [{ name: 'http', protocol: 'TCP', port: 80, targetPort: 8080 }] },
+    });
+    const start = async () => {
+      planner = await runPlanner({ kubeconfig: kc!.path, nats: env!.nats.url, db: env!.db, http: '127.0.0.1:0', config: DEFAULT_PROXY_CONFIG, debounceMs: 20 });
+      await planner.planner.synced;
+      return planner;
+    };
+    kube.create('Node', { apiVersion: 'v1', kind: 'Node', metadata: { name: 'node-1' }, status: { addresses: [{ type: 'InternalIP', address: '192.0.2.1' }] } });
+    kube.create('Service', svc('a', '10.96.0.1'));
+    kube.create('Service', svc('b', '10.96.0.2'));
+    expect(services(await start())).toEqual(['default/a', 'default/b']);
+    await planner!.stop();
+    const eventsBefore = (await logFacts(env.db)).events;
+
+    kube.delete('Service', { namespace: 'default', name: 'b' });
+    kube.compact(); // the saved resourceVersions are gone: the resumed watches get 410 and relist
+    kube.clearRequests();
+    const p = await start();
+    await until(() => services(p).length === 1, 5000, 'b deleted');
+    expect(services(p)).toEqual(['default/a']); // before: the relist diffed against nothing, b stayed
+    // The resumed watch was answered with ERROR 410 Expired (in a 200 stream, as etcd does) and relisted.
+    expect(kube.requestsOf('list', 'Service')).toHaveLength(1);
+    expect(p.planner.sourceHealth()).toMatchObject({ kinds: expect.arrayContaining([expect.objectContaining({ kind: 'Service', expired: 1, lists: 1 })]) });
+    await planner!.stop();
+    planner = undefined;
+    const after = await logFacts(env.db);
+    // Only the deletion was logged: the relist of unchanged objects logged nothing.
+    expect(after.events - eventsBefore).toBe(1);
+    expect(after.lastEvents.at(-1)).toMatch(/^DELETED Service default\/b /);
+  });
+});
