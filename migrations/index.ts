@@ -1,5 +1,6 @@
 import type { Migration, MigrationProvider } from 'kysely/migration';
 import * as m0001 from './0001-initial.ts';
+import * as m0002 from './0002-checkpoint-rejections.ts';
 
 /**
  * Every migration, listed statically: a folder scan breaks under bundlers and differs between
@@ -8,6 +9,7 @@ import * as m0001 from './0001-initial.ts';
  */
 export const MIGRATIONS: Readonly<Record<string, Migration>> = {
   '0001-initial': m0001,
+  '0002-checkpoint-rejections': m0002,
 };
 
 export const migrationProvider: MigrationProvider = {

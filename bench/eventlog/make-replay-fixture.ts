@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { EventLog } from '../../libs/eventlog/index.ts';
-import { drivePlanner, randomHistory, type HistoryStep } from '../../test/libs/eventlog/support/random-history.ts';
+import { driveDataAxis, randomHistory, type HistoryStep } from '../../test/libs/eventlog/support/random-history.ts';
 
 const base = process.argv[2];
 if (!base) throw new Error('usage: make-replay-fixture.ts OUT-BASE (writes OUT-BASE.jsonl and OUT-BASE.expected.json)');
@@ -14,7 +14,7 @@ const steps: HistoryStep[] = [...randomHistory({ seed: 20250101, steps: 80, pinR
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'swb-fixture-'));
 let t = Date.parse('2025-01-01T00:00:00Z');
 const log = await EventLog.open({ file: path.join(dir, 'log.db'), now: () => new Date((t += 1000)), sync: 'normal' });
-const versions = drivePlanner(log, steps);
+const versions = driveDataAxis(log, steps);
 log.close();
 fs.rmSync(dir, { recursive: true, force: true });
 fs.writeFileSync(`${base}.jsonl`, steps.map((s) => JSON.stringify(s)).join('\n') + '\n');

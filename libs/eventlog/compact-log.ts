@@ -33,11 +33,11 @@ export function compactLog(log: EventLog, before: number): CompactResult {
   needed.add(contentSource(log, before).seqTo);
   // Rebuild what is needed before deleting anything (reads only), then write in one transaction.
   const have = new Set(log.checkpoints().map((c) => c.seq));
-  const toWrite = [...needed].filter((s) => !have.has(s)).map((seq) => ({ seq, state: rebuildAtSeq(log, seq).state }));
+  const toWrite = [...needed].filter((s) => !have.has(s)).map((seq) => ({ seq, fold: rebuildAtSeq(log, seq) }));
   const createdAt = new Date().toISOString();
   try {
     return log.db.transaction(() => {
-      for (const w of toWrite) writeCheckpoint(log.db, { state: w.state, seq: w.seq, version: before, createdAt });
+      for (const w of toWrite) writeCheckpoint(log.db, { state: w.fold.state, rejections: w.fold.rejections.values(), seq: w.seq, version: before, createdAt });
       if (cut <= anchor) return { cutSeq: anchor, eventsRemoved: 0, checkpointsRemoved: 0, checkpointsWritten: toWrite.length };
       const last = log.db.prepare('SELECT row_hash FROM events WHERE seq = ?').get(cut) as { row_hash: string } | undefined;
       if (!last) throw new EventLogError('INVALID', `compact: event ${cut} is missing; run db verify`);

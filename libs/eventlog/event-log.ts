@@ -11,7 +11,7 @@ import { rowToVersion, type VersionRecord, type VersionRow } from './version-rec
 import { rowToEvent, serviceOf, validateEvent, type EventRow } from './event-row.ts';
 import { writeCheckpoint, listCheckpoints, type Checkpoint } from './checkpoints.ts';
 import { SqliteResumeStore } from './sqlite-resume-store.ts';
-import type { ClusterState } from '../planner/index.ts';
+import type { ClusterState, ObjectRejection } from '../planner/index.ts';
 
 export interface EventLogOptions {
   readonly file: string;
@@ -101,6 +101,14 @@ export class EventLog {
     } catch (e) {
       throw translateSqliteError(e, `event log ${this.file}: ${context}`);
     }
+  }
+
+  /**
+   * Runs `fn`'s writes (recordVersion, recordOperation, ...) as one transaction: when it returns,
+   * all of them are on disk; when it throws or the process dies inside it, none is.
+   */
+  atomically<T>(fn: () => T): T {
+    return this.write('transaction', fn);
   }
 
   /** Last event seq in the log (0 when empty). */
@@ -251,6 +259,13 @@ export class EventLog {
     return rows.map((r) => ({ id: r.id, kind: r.kind, actor: r.actor, reason: r.reason, params: JSON.parse(r.params), version: r.version ?? undefined, at: r.at }));
   }
 
+  /** The latest operation whose params carry `param` (even as null): the state it left, in O(1) reads from the end. */
+  latestOperationWith(param: string): OperationRecord | undefined {
+    const r = this.db.prepare(`SELECT * FROM operations WHERE json_type(params, '$.' || ?) IS NOT NULL ORDER BY id DESC LIMIT 1`).get(param) as
+      { id: number; kind: Operation['kind']; actor: string; reason: string; params: string; version: number | null; at: string } | undefined;
+    return r && { id: r.id, kind: r.kind, actor: r.actor, reason: r.reason, params: JSON.parse(r.params), version: r.version ?? undefined, at: r.at };
+  }
+
   /** The informer's resume points, stored in this log (saves ride on the next append; see SqliteResumeStore). */
   resumeStore(): SqliteResumeStore {
     return (this.resume ??= new SqliteResumeStore(this.db, this.now));
@@ -260,12 +275,12 @@ export class EventLog {
    * Writes a full-state checkpoint. `state` must reflect exactly the events up to `seq` (default:
    * the last appended event), so replay can start from it instead of from the first event.
    */
-  checkpoint(state: ClusterState, opts: { seq?: number } = {}): Checkpoint {
+  checkpoint(state: ClusterState, opts: { seq?: number; rejections?: Iterable<ObjectRejection> } = {}): Checkpoint {
     const seq = opts.seq ?? this.lastSeq();
     if (seq > this.lastSeq()) throw new EventLogError('INVALID', `checkpoint: seq ${seq} is past the last event ${this.lastSeq()}`);
     const createdAt = this.now().toISOString();
     return this.write('checkpoint', () =>
-      writeCheckpoint(this.db, { state, seq, version: this.head('versions').id, createdAt }));
+      writeCheckpoint(this.db, { state, rejections: opts.rejections ?? [], seq, version: this.head('versions').id, createdAt }));
   }
 
   checkpoints(): Checkpoint[] {

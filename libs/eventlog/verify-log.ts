@@ -1,4 +1,4 @@
-import { sha256Hex } from '../model/index.ts';
+import { checkpointHash } from './checkpoints.ts';
 import { ClusterState } from '../planner/index.ts';
 import type { EventLog } from './event-log.ts';
 import { replayVersion } from './replay.ts';
@@ -35,10 +35,10 @@ export function verifyLog(log: EventLog, opts: { deep?: boolean } = {}): VerifyR
     if (problem) problems.push(problem);
   }
   let cps = 0;
-  for (const r of log.db.prepare('SELECT seq, data_hash, objects, objects_hash FROM checkpoints ORDER BY seq').iterate() as
-    Iterable<{ seq: number; data_hash: string; objects: string; objects_hash: string }>) {
+  for (const r of log.db.prepare('SELECT seq, data_hash, objects, objects_hash, rejections FROM checkpoints ORDER BY seq').iterate() as
+    Iterable<{ seq: number; data_hash: string; objects: string; objects_hash: string; rejections: string }>) {
     cps++;
-    if (sha256Hex(r.objects) !== r.objects_hash) {
+    if (checkpointHash(r.objects, r.rejections) !== r.objects_hash) {
       problems.push({ table: 'checkpoints', row: r.seq, problem: 'objects do not match their hash (edited)' });
       break;
     }

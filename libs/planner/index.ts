@@ -8,6 +8,6 @@ export { IPSET_TABLE, ipsetName } from './ipset-names.ts';
 export { formatIpvsadm, ipvsadmServiceArg } from './format-ipvsadm.ts';
 export { formatIpsetSave, ipsetCreateLine } from './format-ipset.ts';
 export { nodeStateHash } from './node-state-hash.ts';
-export { watchEventChange, type WatchEventOutcome } from './watch-event-change.ts';
+export { watchEventChange, rejectionKey, type WatchEventOutcome, type ObjectRejection } from './watch-event-change.ts';
 export { NodeStateHashTree, nodeStateItem, nodeStateItems } from './node-state-hash.ts';
 export { NodeStateRenderer, type KeyedClusterDataSource, type NodeStateRendererOptions } from './node-state-renderer.ts';

@@ -23,3 +23,16 @@ export function watchEventChange(event: Pick<WatchEvent, 'kind' | 'type' | 'name
   }
   return { change: { op: 'upsert', object: o } };
 }
+
+/** A logged object the fold refused (malformed): its previous good state stays in the data. */
+export interface ObjectRejection {
+  readonly kind: WatchEvent['kind'];
+  readonly namespace: string;
+  readonly name: string;
+  readonly reason: string;
+  /** Seq of the rejected event. */
+  readonly seq: number;
+}
+
+/** One key per object: an object has at most one current rejection (its latest event's). */
+export const rejectionKey = (r: Pick<ObjectRejection, 'kind' | 'namespace' | 'name'>): string => `${r.kind}/${r.namespace}/${r.name}`;

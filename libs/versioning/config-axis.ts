@@ -1,9 +1,16 @@
-import type { EventLog } from '../eventlog/event-log.ts';
+import type { EventLog } from '../eventlog/index.ts';
 import {
   configOverrides, planWaves, resumeRollout, rollbackConfig, startRollout, stepRollout,
   type ConfigTargetState, type NodeReport, type WaveSpec,
 } from '../control/index.ts';
 import { contentHash, readProxyConfig, type ConfigRevision, type OperationKind, type ProxyConfig } from '../model/index.ts';
+
+/** A rollout as an operator asks for it: waves over the given fleet. */
+export interface RolloutRequest {
+  readonly waves: readonly WaveSpec[];
+  readonly nodes: readonly string[];
+  readonly pauseOnError: boolean;
+}
 
 export interface Actor {
   readonly actor: string;
@@ -18,19 +25,19 @@ export interface Actor {
 export class ConfigAxis {
   private constructor(private readonly log: EventLog, private st: ConfigTargetState, private readonly now: () => Date) {}
 
-  /** Restores from the log; on a fresh log the given config becomes revision 1 and the default. */
+  /**
+   * Restores from the log (the last operation that carries a config state); on a fresh log the
+   * given config becomes revision 1 and the default, both written in one transaction.
+   */
   static restore(log: EventLog, initial: ProxyConfig, now: () => Date = () => new Date()): ConfigAxis {
-    const ops = log.operations();
-    let st: ConfigTargetState | undefined;
-    for (const op of ops) {
-      const s = op.params.configState as ConfigTargetState | undefined;
-      if (s) st = s;
-    }
-    if (!st) {
+    const saved = log.latestOperationWith('configState')?.params.configState as ConfigTargetState | undefined;
+    if (saved) return new ConfigAxis(log, saved, now);
+    const st = log.atomically(() => {
       const rev = log.latestConfigRevision() ?? log.recordConfigRevision({ config: initial, reason: 'initial config' });
-      st = { defaultRevision: rev.revision, previousDefault: undefined, rollout: undefined };
-      log.recordOperation({ kind: 'config', actor: 'planner', reason: 'initial config revision', params: { configState: st } });
-    }
+      const first: ConfigTargetState = { defaultRevision: rev.revision, previousDefault: undefined, rollout: undefined };
+      log.recordOperation({ kind: 'config', actor: 'planner', reason: 'initial config revision', params: { configState: first } });
+      return first;
+    });
     return new ConfigAxis(log, st, now);
   }
 
@@ -52,19 +59,24 @@ export class ConfigAxis {
 
   /**
    * Records a new revision from a (partial) change over the default's config; returns the existing
-   * latest revision instead when nothing changed (no-op config edits make no revision).
+   * latest revision instead when nothing changed (no-op config edits make no revision). With
+   * `rollout`, the rollout of the new revision starts in the same transaction, so a crash leaves
+   * either the revision and its rollout, or neither.
    */
-  newRevision(change: Record<string, unknown>, who: Actor, kind: OperationKind = 'config'): ConfigRevision {
+  newRevision(change: Record<string, unknown>, who: Actor, kind: OperationKind = 'config', rollout?: RolloutRequest): ConfigRevision {
     const base = this.defaultConfig();
     const config = readProxyConfig({ ...base, ...change });
     const latest = this.log.latestConfigRevision()!;
     if (contentHash(config) === latest.hash) return latest;
-    const rev = this.log.recordConfigRevision({ config, reason: who.reason });
-    this.log.recordOperation({ kind, actor: who.actor, reason: who.reason, params: { revision: rev.revision, change } });
-    return rev;
+    return this.log.atomically(() => {
+      const rev = this.log.recordConfigRevision({ config, reason: who.reason });
+      this.log.recordOperation({ kind, actor: who.actor, reason: who.reason, params: { revision: rev.revision, change } });
+      if (rollout && rev.revision !== this.st.defaultRevision) this.startRollout({ ...rollout, revision: rev.revision }, who);
+      return rev;
+    });
   }
 
-  startRollout(o: { revision: number; waves: readonly WaveSpec[]; nodes: readonly string[]; pauseOnError: boolean }, who: Actor): ConfigTargetState {
+  startRollout(o: RolloutRequest & { revision: number }, who: Actor): ConfigTargetState {
     if (!this.log.configRevision(o.revision)) throw new Error(`config revision ${o.revision} does not exist`);
     const waves = planWaves(o.nodes, o.waves);
     return this.commit(startRollout(this.st, { configRevision: o.revision, waves, pauseOnError: o.pauseOnError, at: this.at() }), 'rollout', who,

@@ -1,49 +1,63 @@
-import type { EventLog } from '../eventlog/event-log.ts';
-import type { VersionRecord } from '../eventlog/version-record.ts';
-import { contentSource } from '../eventlog/replay.ts';
+import type { EventLog, OperationRecord, VersionRecord } from '../eventlog/index.ts';
+import { contentSource, rebuildAtSeq } from '../eventlog/index.ts';
 import { decidePin, decideSync, decideUnpin, type DataPin } from '../control/index.ts';
 import type { ClusterData, DataDelta, WatchEvent } from '../model/index.ts';
-import type { ClusterDataIndex, ClusterState } from '../planner/index.ts';
-import { eventChange, rejectionKey, type ObjectRejection } from './object-rejection.ts';
-import { copyData, rebuildFromLog } from './rebuild-from-log.ts';
+import {
+  ClusterDataIndex, rejectionKey, watchEventChange, type ClusterState, type ObjectRejection,
+} from '../planner/index.ts';
+import type { Actor } from './config-axis.ts';
 
-/** A version just recorded, with what the bus needs to publish it. */
+/** A version just recorded, with what the bus needs to publish it (no re-read from the log). */
 export interface NewVersion {
   readonly record: VersionRecord;
   readonly delta: DataDelta;
+}
+
+/** What a pin, rollback or unpin did: the operation recorded, and the version it made if any. */
+export interface DataOperation {
+  readonly operation: OperationRecord;
+  readonly version: NewVersion | undefined;
 }
 
 /**
  * The data axis: live cluster state (every logged event), the content of the latest version
  * (`published`), and the pin. Events go to the log first and only then into the state, so nothing
  * can reach a version that is not on disk. All methods are synchronous on purpose: the planner
- * serialises calls, and each call leaves log and memory consistent.
+ * serialises calls, and each call leaves log and memory consistent. A pin, rollback or unpin writes
+ * its version and its operation (which carries the resulting pin) in one transaction, so a crash
+ * leaves either both or neither.
  */
 export class DataAxis {
   private eventsSinceVersion = 0;
-  private rejectedTotal = 0;
 
   private constructor(
     private readonly log: EventLog,
     readonly live: ClusterState,
     private published: ClusterDataIndex,
     private pinned: DataPin | undefined,
+    /** Objects whose latest event was rejected, by rejectionKey. */
     readonly rejections: Map<string, ObjectRejection>,
     /** True when `published` equals `live` as of live's last commit (then commit() is the delta). */
     private publishedIsLive: boolean,
   ) {}
 
-  /** Rebuilds from the log: live state at the last event, published content at the last version. */
+  /**
+   * Rebuilds from the log with the checkpoint-aware fold: live state and rejections at the last
+   * event, published content at the last version (the live content itself unless held or behind),
+   * pin from the last data operation. Cost: the nearest checkpoint plus the objects changed since.
+   */
   static restore(log: EventLog): DataAxis {
     const pin = restorePin(log);
     const latest = log.latestVersion();
-    const src = latest ? contentSource(log, latest.version) : undefined;
-    const r = rebuildFromLog(log, { captureAtSeq: src?.seqTo ?? 0 });
-    const published = r.captured!;
+    const live = rebuildAtSeq(log, log.lastSeq());
+    let published: ClusterDataIndex;
+    if (!latest) published = new ClusterDataIndex();
+    else if (latest.hash === live.hash) published = copyData(live.state.data);
+    else published = rebuildAtSeq(log, contentSource(log, latest.version).seqTo).state.data;
     if (latest && published.hash() !== latest.hash) {
       throw new Error(`event log: rebuilt content of version ${latest.version} has hash ${published.hash().slice(0, 12)}, the log recorded ${latest.hash.slice(0, 12)}`);
     }
-    const axis = new DataAxis(log, r.state, published, pin, r.rejections, r.state.hash() === published.hash());
+    const axis = new DataAxis(log, live.state, published, pin, live.rejections, live.hash === published.hash());
     axis.eventsSinceVersion = log.lastSeq() - (latest?.seqTo ?? 0);
     return axis;
   }
@@ -52,8 +66,9 @@ export class DataAxis {
     return this.pinned;
   }
 
+  /** The number of objects rejected now (each counted once, however often it was resent). */
   get rejectedCount(): number {
-    return this.rejectedTotal;
+    return this.rejections.size;
   }
 
   publishedHash(): string {
@@ -76,18 +91,17 @@ export class DataAxis {
     const seqs = this.log.appendEvents(events);
     const rejected: ObjectRejection[] = [];
     events.forEach((e, i) => {
-      const r = eventChange(e);
+      const r = watchEventChange(e);
       const key = rejectionKey(e);
       if ('change' in r) {
         this.live.apply(r.change);
         this.rejections.delete(key);
       } else {
-        const rej = { kind: e.kind, namespace: e.namespace, name: e.name, reason: r.reason, seq: seqs[i]! };
+        const rej = { kind: e.kind, namespace: e.namespace, name: e.name, reason: r.rejected, seq: seqs[i]! };
         this.rejections.set(key, rej);
         rejected.push(rej);
       }
     });
-    this.rejectedTotal += rejected.length;
     this.eventsSinceVersion += events.length;
     return rejected;
   }
@@ -105,56 +119,85 @@ export class DataAxis {
       return undefined;
     }
     const delta = this.publishedIsLive && commitDelta ? commitDelta : this.live.data.deltaFrom(this.published);
-    return this.record(delta, this.live.hash(), `${this.eventsSinceVersion} events`, undefined, true);
+    return this.record({ delta, hash: this.live.hash(), reason: `${this.eventsSinceVersion} events`, isLive: true });
   }
 
-  private record(delta: DataDelta, hash: string, reason: string, contentOf: number | undefined, isLive: boolean): NewVersion {
+  /** Writes a checkpoint of the live state (and its rejections) when `every` events passed since the last. */
+  checkpointIfDue(every: number): void {
+    if (every > 0 && this.log.checkpointDue(every)) this.log.checkpoint(this.live, { rejections: this.rejections.values() });
+  }
+
+  /**
+   * Records a version (and, for pins, its operation in the same transaction), then moves the
+   * published content. `operation` builds the operation from the version made.
+   */
+  private record(o: {
+    delta: DataDelta; hash: string; reason: string; contentOf?: number; isLive: boolean;
+    operation?: (version: number) => Parameters<EventLog['recordOperation']>[0];
+  }): NewVersion & { operation?: OperationRecord } {
     const last = this.log.latestVersion();
-    const seqTo = contentOf === undefined ? this.log.lastSeq() : last?.seqTo ?? 0;
-    const record = this.log.recordVersion({ hash, reason, seqTo, contentOf, delta });
-    this.published.apply(delta);
-    if (this.published.hash() !== hash) throw new Error(`version ${record.version}: published content hash drifted (bug)`);
-    this.publishedIsLive = isLive;
-    if (contentOf === undefined) this.eventsSinceVersion = 0;
-    return { record, delta };
+    const seqTo = o.contentOf === undefined ? this.log.lastSeq() : last?.seqTo ?? 0;
+    const { record, operation } = this.log.atomically(() => {
+      const record = this.log.recordVersion({ hash: o.hash, reason: o.reason, seqTo, contentOf: o.contentOf, delta: o.delta });
+      return { record, operation: o.operation && this.log.recordOperation(o.operation(record.version)) };
+    });
+    this.published.apply(o.delta);
+    if (this.published.hash() !== o.hash) throw new Error(`version ${record.version}: published content hash drifted (bug)`);
+    this.publishedIsLive = o.isLive;
+    if (o.contentOf === undefined) this.eventsSinceVersion = 0;
+    return { record, delta: o.delta, operation };
   }
 
-  /** The content of version n (a copy), rebuilt from the log with the planner's own fold. */
+  /** The content of version n (a copy), rebuilt from the log with the one checkpoint-aware fold. */
   contentOf(n: number): ClusterDataIndex {
     const latest = this.log.latestVersion();
     if (latest && n === latest.version) return copyData(this.published);
-    const src = contentSource(this.log, n);
-    const r = rebuildFromLog(this.log, { toSeq: src.seqTo, captureAtSeq: src.seqTo });
-    const want = this.log.version(n)!.hash;
-    if (r.captured!.hash() !== want) throw new Error(`cannot reproduce version ${n}: rebuilt hash differs from the recorded one`);
-    return r.captured!;
+    const r = rebuildAtSeq(this.log, contentSource(this.log, n).seqTo);
+    if (r.hash !== this.log.version(n)!.hash) throw new Error(`cannot reproduce version ${n}: rebuilt hash differs from the recorded one`);
+    return r.state.data;
   }
 
-  /** Holds published data at version n's content (pin or data rollback); a new version when needed. */
-  holdAt(n: number, kind: DataPin['kind']): NewVersion | undefined {
+  /**
+   * Holds published data at version n's content (pin or data rollback): a new version when the
+   * content moves, and the operation (carrying the new pin) in the same transaction.
+   */
+  holdAt(n: number, kind: DataPin['kind'], who: Actor): DataOperation {
     const target = this.contentOf(n);
     const hash = target.hash();
     this.live.commit(); // pending live changes are held, not published
     const { publish } = decidePin({ targetHash: hash, publishedHash: this.published.hash() });
-    this.pinned = { version: n, hash, kind };
+    const pin: DataPin = { version: n, hash, kind };
+    const operation = (version: number | undefined) =>
+      ({ kind, actor: who.actor, reason: who.reason, version, params: { axis: 'data', version: n, pin } });
     if (!publish) {
+      const op = this.log.recordOperation(operation(undefined));
+      this.pinned = pin;
       this.publishedIsLive = this.live.hash() === hash;
-      return undefined;
+      return { operation: op, version: undefined };
     }
     const reason = kind === 'pin' ? `pin to ${n}` : `rollback to ${n}`;
-    return this.record(target.deltaFrom(this.published), hash, reason, n, this.live.hash() === hash);
+    const v = this.record({ delta: target.deltaFrom(this.published), hash, reason, contentOf: n, isLive: this.live.hash() === hash, operation });
+    this.pinned = pin;
+    return { operation: v.operation!, version: v };
   }
 
   /** Releases the pin; the live content becomes a new version if it differs from the held one. */
-  release(): NewVersion | undefined {
+  release(who: Actor): DataOperation {
     this.live.commit();
     const { publish } = decideUnpin({ pin: this.pinned, liveHash: this.live.hash(), publishedHash: this.published.hash() });
-    this.pinned = undefined;
+    const operation = (version: number | undefined) =>
+      ({ kind: 'unpin' as const, actor: who.actor, reason: who.reason, version, params: { axis: 'data', pin: null } });
     if (!publish) {
+      const op = this.log.recordOperation(operation(undefined));
+      this.pinned = undefined;
       this.publishedIsLive = true;
-      return undefined;
+      return { operation: op, version: undefined };
     }
-    return this.record(this.live.data.deltaFrom(this.published), this.live.hash(), `unpin (${this.eventsSinceVersion} events held)`, undefined, true);
+    const v = this.record({
+      delta: this.live.data.deltaFrom(this.published), hash: this.live.hash(), reason: `unpin (${this.eventsSinceVersion} events held)`, isLive: true, operation,
+    });
+    this.pinned = undefined;
+    return { operation: v.operation!, version: v };
   }
 
   /** Full data of version n for a checkpoint artifact. */
@@ -163,13 +206,12 @@ export class DataAxis {
   }
 }
 
-/** The data pin as the last pin/rollback/unpin operation left it. */
+/** The data pin as the last pin/rollback/unpin operation left it (each one carries the pin it left). */
 function restorePin(log: EventLog): DataPin | undefined {
-  let pin: DataPin | undefined;
-  for (const op of log.operations()) {
-    if (op.params.axis === 'data' && (op.kind === 'pin' || op.kind === 'rollback' || op.kind === 'unpin')) {
-      pin = (op.params.pin as DataPin | null) ?? undefined;
-    }
-  }
-  return pin;
+  const op = log.latestOperationWith('pin');
+  return (op?.params.pin as DataPin | null | undefined) ?? undefined;
+}
+
+function copyData(idx: ClusterDataIndex): ClusterDataIndex {
+  return ClusterDataIndex.from(idx.toClusterData());
 }

@@ -1,3 +1,2 @@
-export { DataAxis, type NewVersion } from './data-axis.ts';
-export { ConfigAxis, type Actor } from './config-axis.ts';
-export { eventChange, rejectionKey, type ObjectRejection } from './object-rejection.ts';
+export { DataAxis, type NewVersion, type DataOperation } from './data-axis.ts';
+export { ConfigAxis, type Actor, type RolloutRequest } from './config-axis.ts';

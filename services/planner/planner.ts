@@ -2,8 +2,8 @@ import type { EventLog } from '../../libs/eventlog/event-log.ts';
 import type { NodeStatusRow, WaveSpec } from '../../libs/control/index.ts';
 import type { NodeStatusThresholds } from '../../libs/bus/node-status.ts';
 import { type AckOrNack, type NodeTarget, type ProxyConfig, type Rejection } from '../../libs/model/index.ts';
-import { nodeStateHash, renderNodeState } from '../../libs/planner/index.ts';
-import { ConfigAxis, DataAxis, type Actor, type NewVersion, type ObjectRejection } from '../../libs/versioning/index.ts';
+import { nodeStateHash, renderNodeState, type ObjectRejection } from '../../libs/planner/index.ts';
+import { ConfigAxis, DataAxis, type Actor, type DataOperation, type NewVersion } from '../../libs/versioning/index.ts';
 import { toWatchEvent } from './event-change.ts';
 import type { EventSource, EventSourceFactory } from './event-source.ts';
 import { NodeTracker } from './node-tracker.ts';
@@ -51,6 +51,8 @@ export class Planner {
   private overridden = new Set<string>();
   private putRevisions = new Set<number>();
   private expected = new Map<string, string>();
+  /** Versions made by this process and not yet on the bus, by number. */
+  private readonly unpublished = new Map<number, NewVersion>();
   private stopped = false;
   private firstUnsyncedAt: number | undefined;
   private batcher!: EventBatcher<KubeEvent>;
@@ -148,24 +150,34 @@ export class Planner {
   private async syncNow(): Promise<void> {
     this.firstUnsyncedAt = undefined;
     this.batcher.flushNow(); // never make a version from events that are not durable yet
-    this.data.sync();
-    const every = this.o.checkpointEvery ?? 10_000;
-    if (every > 0 && this.o.log.checkpointDue(every)) this.o.log.checkpoint(this.data.live);
+    this.remember(this.data.sync());
+    this.data.checkpointIfDue(this.o.checkpointEvery ?? 10_000);
     await this.publishAndTarget();
   }
 
-  /** Publishes every recorded version the stream lacks, in order, then moves the targets. */
+  /** Keeps a version just made, so it is published from memory rather than re-read from the log. */
+  private remember(v: NewVersion | undefined): void {
+    if (v) this.unpublished.set(v.record.version, v);
+  }
+
+  /**
+   * Publishes every recorded version the stream lacks, in order, then moves the targets. Versions
+   * this process made are published from the value built (record + delta); only after a restart
+   * (or for ones a previous run left unpublished) are they read back from the log.
+   */
   private async publishAndTarget(): Promise<void> {
     const latest = this.data.latest();
     if (!latest) return;
     try {
       for (let v = this.o.bus.lastPublishedVersion() + 1; v <= latest.version; v++) {
-        const rec = this.o.log.version(v)!;
-        const delta = this.o.log.versionDelta(v);
+        const made = this.unpublished.get(v);
+        const rec = made?.record ?? this.o.log.version(v)!;
+        const delta = made?.delta ?? this.o.log.versionDelta(v);
         if (!delta) throw new Error(`version ${v} has no stored delta`);
         const t0 = performance.now();
         await this.o.bus.publish({ version: rec.version, parent: rec.parent, hash: rec.hash, reason: rec.reason, createdAt: rec.createdAt, form: 'delta', delta },
           () => this.data.fullData(v));
+        this.unpublished.delete(v);
         this.o.hooks?.onVersion?.(v, performance.now() - t0);
       }
       await this.writeTargets(latest.version);
@@ -212,27 +224,24 @@ export class Planner {
 
   // ---- operations (each recorded with actor and reason) ----
 
-  private async finishData(kind: 'pin' | 'rollback' | 'unpin', who: Actor, v: NewVersion | undefined, params: Record<string, unknown>) {
-    const op = this.o.log.recordOperation({ kind, actor: who.actor, reason: who.reason, version: v?.record.version, params: { axis: 'data', ...params, pin: this.data.pin ?? null } });
+  private async finishData(d: DataOperation) {
+    this.remember(d.version);
     await this.publishAndTarget();
-    return { operation: op.id, version: v?.record.version ?? null, hash: this.data.publishedHash(), pinned: this.data.pin ?? null };
+    return { operation: d.operation.id, version: d.version?.record.version ?? null, hash: this.data.publishedHash(), pinned: this.data.pin ?? null };
   }
 
   pin(version: number, who: Actor, kind: 'pin' | 'rollback' = 'pin') {
-    return this.serial(() => this.finishData(kind, who, this.data.holdAt(version, kind), { version }));
+    return this.serial(() => this.finishData(this.data.holdAt(version, kind, who)));
   }
 
   unpin(who: Actor) {
-    return this.serial(() => this.finishData('unpin', who, this.data.release(), {}));
+    return this.serial(() => this.finishData(this.data.release(who)));
   }
 
   configChange(change: Record<string, unknown>, who: Actor, kind: 'mode' | 'config', rollout?: { waves: WaveSpec[]; pauseOnError: boolean }) {
     return this.serial(async () => {
-      const rev = this.config.newRevision(change, who, kind);
-      if (rollout && rev.revision !== this.config.state.defaultRevision) {
-        this.config.startRollout({ revision: rev.revision, waves: rollout.waves, nodes: this.fleet(), pauseOnError: rollout.pauseOnError }, who);
-        await this.publishAndTarget();
-      }
+      const rev = this.config.newRevision(change, who, kind, rollout && { ...rollout, nodes: this.fleet() });
+      if (this.config.state.rollout?.configRevision === rev.revision) await this.publishAndTarget();
       return { revision: rev.revision, hash: rev.hash, config: rev.config, state: this.config.state };
     });
   }

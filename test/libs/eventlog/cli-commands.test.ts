@@ -4,7 +4,7 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { main } from '../../../services/cli/main.ts';
-import { drivePlanner, randomHistory, type DrivenVersion } from './support/random-history.ts';
+import { driveDataAxis, randomHistory, type DrivenVersion } from './support/random-history.ts';
 import { openLog, steppingClock, tempDir } from './support/temp-log.ts';
 import { DEFAULT_PROXY_CONFIG } from '../../../libs/model/index.ts';
 import { nodeStateHash, renderNodeState } from '../../../libs/planner/index.ts';
@@ -39,7 +39,7 @@ async function sb(...args: string[]): Promise<{ code: number; out: string; err: 
 beforeAll(async () => {
   file = tmp.file('cli.db');
   const log = await openLog(file, steppingClock());
-  recorded = drivePlanner(log, randomHistory({ seed: 7, steps: 80, pinRate: 0.1 }), { checkpointEvery: 25 });
+  recorded = driveDataAxis(log, randomHistory({ seed: 7, steps: 80, pinRate: 0.1 }), { checkpointEvery: 25 });
   const cfg = log.recordConfigRevision({ config: DEFAULT_PROXY_CONFIG, reason: 'initial' });
   const v2 = replayVersion(log, 2);
   log.recordAck({
@@ -86,7 +86,7 @@ describe('switchboard db / replay / audit', () => {
   });
 
   it('db status and verify on a good log; verify names a tampered row and exits 1', async () => {
-    expect((await sb('db', 'status', '--db', file)).out).toMatch(/schemaVersion: 1/);
+    expect((await sb('db', 'status', '--db', file)).out).toMatch(/schemaVersion: 2/);
     const ok = await sb('db', 'verify', '--db', file, '--deep');
     expect(ok.code).toBe(0);
     expect(ok.out).toMatch(/^ok: events \d+/);

@@ -3,7 +3,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { EventAppender, EventLog, EventLogError, compactLog, replayAt, replayVersion, verifyLog, versionArtifact } from '../../../libs/eventlog/index.ts';
 import { ClusterDataIndex } from '../../../libs/planner/index.ts';
 import type { WatchEvent } from '../../../libs/model/index.ts';
-import { drivePlanner, randomHistory } from './support/random-history.ts';
+import { driveDataAxis, randomHistory } from './support/random-history.ts';
 import { openLog, steppingClock, tempDir } from './support/temp-log.ts';
 
 const tmp = tempDir();
@@ -94,7 +94,7 @@ describe('EventLog', () => {
 
   it('compaction keeps every retained version (pins of older versions included) replayable and the chain verifiable', async () => {
     const log = await openLog(tmp.file(), steppingClock());
-    const recorded = drivePlanner(log, randomHistory({ seed: 11, steps: 200, pinRate: 0.08 }), { checkpointEvery: 30 });
+    const recorded = driveDataAxis(log, randomHistory({ seed: 11, steps: 200, pinRate: 0.08 }), { checkpointEvery: 30 });
     const before = recorded[Math.floor(recorded.length / 2)]!.version;
     const eventsBefore = log.events().length;
     const r = compactLog(log, before);
@@ -113,7 +113,7 @@ describe('EventLog', () => {
 
   it('serves any version for republishing: the stored delta, or a rebuilt full form with the same hash', async () => {
     const log = await openLog(tmp.file(), steppingClock());
-    const recorded = drivePlanner(log, randomHistory({ seed: 12, steps: 60 }));
+    const recorded = driveDataAxis(log, randomHistory({ seed: 12, steps: 60 }));
     const v = recorded[5]!;
     const a = versionArtifact(log, v.version);
     expect(a).toMatchObject({ version: v.version, hash: v.hash, form: 'delta' });
@@ -128,7 +128,7 @@ describe('EventLog', () => {
 
   it('replayAt picks the version current at a time', async () => {
     const log = await openLog(tmp.file(), steppingClock());
-    const recorded = drivePlanner(log, randomHistory({ seed: 13, steps: 40 }));
+    const recorded = driveDataAxis(log, randomHistory({ seed: 13, steps: 40 }));
     const v = log.version(recorded[3]!.version)!;
     expect(replayAt(log, v.createdAt).version.version).toBe(v.version);
     const justBefore = new Date(Date.parse(log.version(v.version + 1)!.createdAt) - 1).toISOString();

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { replayVersion } from '../../../libs/eventlog/index.ts';
-import { drivePlanner, type HistoryStep } from './support/random-history.ts';
+import { driveDataAxis, type HistoryStep } from './support/random-history.ts';
 import { openLog, steppingClock, tempDir } from './support/temp-log.ts';
 
 const tmp = tempDir();
@@ -24,9 +24,13 @@ describe('replay fixtures', () => {
         { versions: { version: number; hash: string }[] }).versions;
       const log = await openLog(tmp.file(), steppingClock());
       try {
-        const recorded = drivePlanner(log, steps);
-        expect(recorded).toEqual(expected);
-        for (const { version, hash } of expected) expect(replayVersion(log, version).hash, `version ${version}`).toBe(hash);
+        const recorded = driveDataAxis(log, steps);
+        // The fixture was recorded by a driver that also made a version for a pin or unpin that
+        // changed no content; the planner's data axis makes none (versions never repeat content
+        // back to back). So: the same hashes in the same order, less those repeats.
+        const contentChanges = expected.filter((v, i) => i === 0 || v.hash !== expected[i - 1]!.hash).map((v) => v.hash);
+        expect(recorded.map((v) => v.hash)).toEqual(contentChanges);
+        for (const { version, hash } of recorded) expect(replayVersion(log, version).hash, `version ${version}`).toBe(hash);
       } finally {
         log.close();
       }

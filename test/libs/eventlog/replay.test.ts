@@ -1,6 +1,6 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { rebuildAtSeq, replayVersion } from '../../../libs/eventlog/index.ts';
-import { drivePlanner, randomHistory } from './support/random-history.ts';
+import { driveDataAxis, randomHistory } from './support/random-history.ts';
 import { openLog, steppingClock, tempDir } from './support/temp-log.ts';
 
 const tmp = tempDir();
@@ -12,7 +12,7 @@ describe('replay over long random histories', () => {
       it(`seed ${seed}, ${checkpointEvery ? `checkpoint every ${checkpointEvery} events` : 'no checkpoints'}: every version's hash is reproduced`, async () => {
         const log = await openLog(tmp.file(), steppingClock());
         try {
-          const recorded = drivePlanner(log, randomHistory({ seed, steps: 250 }), { checkpointEvery });
+          const recorded = driveDataAxis(log, randomHistory({ seed, steps: 250 }), { checkpointEvery });
           expect(recorded.length).toBeGreaterThan(50);
           expect(log.versions().some((v) => v.contentOf !== undefined)).toBe(true);
           if (checkpointEvery) expect(log.checkpoints().length).toBeGreaterThan(3);
@@ -31,7 +31,7 @@ describe('replay over long random histories', () => {
   it('folding (last event per object) equals applying every event in order, at every seq', async () => {
     const log = await openLog(tmp.file(), steppingClock());
     try {
-      drivePlanner(log, randomHistory({ seed: 9, steps: 200 }), { checkpointEvery: 40 });
+      driveDataAxis(log, randomHistory({ seed: 9, steps: 200 }), { checkpointEvery: 40 });
       const last = log.lastSeq();
       for (let seq = 0; seq <= last; seq += 11) {
         expect(rebuildAtSeq(log, seq).hash, `seq ${seq}`).toBe(rebuildAtSeq(log, seq, { sequential: true }).hash);
@@ -44,7 +44,7 @@ describe('replay over long random histories', () => {
   it('starts from the nearest checkpoint, not from the first event', async () => {
     const log = await openLog(tmp.file(), steppingClock());
     try {
-      drivePlanner(log, randomHistory({ seed: 4, steps: 300 }), { checkpointEvery: 30 });
+      driveDataAxis(log, randomHistory({ seed: 4, steps: 300 }), { checkpointEvery: 30 });
       const cps = log.checkpoints();
       const cp = cps[cps.length - 2]!;
       const r = rebuildAtSeq(log, cp.seq + 3);

@@ -1,7 +1,7 @@
 import Database from 'better-sqlite3';
 import { afterAll, describe, expect, it } from 'vitest';
 import { verifyLog } from '../../../libs/eventlog/index.ts';
-import { drivePlanner, randomHistory } from './support/random-history.ts';
+import { driveDataAxis, randomHistory } from './support/random-history.ts';
 import { openLog, steppingClock, tempDir } from './support/temp-log.ts';
 
 const tmp = tempDir();
@@ -11,7 +11,7 @@ afterAll(() => tmp.cleanup());
 async function makeLog(): Promise<string> {
   const file = tmp.file();
   const log = await openLog(file, steppingClock());
-  drivePlanner(log, randomHistory({ seed: 5, steps: 60, pinRate: 0.1 }), { checkpointEvery: 20 });
+  driveDataAxis(log, randomHistory({ seed: 5, steps: 60, pinRate: 0.1 }), { checkpointEvery: 20 });
   log.recordConfigRevision({ config: { mode: 'ipvs' } as never, reason: 'initial' });
   log.recordAck({ type: 'NACK', node: 'node-1', version: 1, configRevision: 1, error: 'boom', lastGoodVersion: 0, lastGoodConfigRevision: 0, at: '2025-01-01T00:10:00.000Z' });
   log.close();

@@ -1,7 +1,6 @@
-import type { ClusterData, WatchEvent } from '../../../../libs/model/index.ts';
-import { ClusterDataIndex, ClusterState } from '../../../../libs/planner/index.ts';
+import type { WatchEvent } from '../../../../libs/model/index.ts';
 import type { EventLog } from '../../../../libs/eventlog/index.ts';
-import { watchEventChange } from '../../../../libs/planner/index.ts';
+import { DataAxis, type NewVersion } from '../../../../libs/versioning/index.ts';
 
 /** Seeded PRNG (mulberry32): the same seed gives the same history on every machine. */
 export function prng(seed: number): () => number {
@@ -118,51 +117,29 @@ export function* randomHistory(opts: { seed: number; steps: number; pinRate?: nu
 export interface DrivenVersion { readonly version: number; readonly hash: string }
 
 /**
- * Drives a log as the planner does: append a batch, apply it to a live ClusterState, commit, and
- * record a version when the content moved (not while pinned); pins record a new version repeating
- * an earlier one's content; unpin records the live content. Returns every version's hash as
- * recorded at the time: the oracle replay must match.
+ * Drives a log through the planner's real data axis (libs/versioning): each batch is ingested and
+ * synced (a version only when the content moved, none while pinned), a checkpoint is written when
+ * due, pins and rollbacks hold an earlier version's content, unpin releases. Returns every version
+ * made, with its hash as recorded at the time: the oracle replay must match.
  */
-export function drivePlanner(log: EventLog, steps: Iterable<HistoryStep>, opts: { checkpointEvery?: number } = {}): DrivenVersion[] {
-  const state = new ClusterState();
+export function driveDataAxis(log: EventLog, steps: Iterable<HistoryStep>, opts: { checkpointEvery?: number; axis?: DataAxis } = {}): DrivenVersion[] {
+  const axis = opts.axis ?? DataAxis.restore(log);
   const out: DrivenVersion[] = [];
-  let pinned = false;
-  let published = new ClusterDataIndex();
-  const contents = new Map<number, ClusterData>(); // version → content, kept by the driver itself
-  const record = (v: { version: number; hash: string }, data: ClusterData) => {
-    contents.set(v.version, data);
-    out.push({ version: v.version, hash: v.hash });
+  const who = { actor: 'test', reason: 'random history' };
+  const made = (v: NewVersion | undefined) => {
+    if (v) out.push({ version: v.record.version, hash: v.record.hash });
   };
   for (const step of steps) {
     if ('batch' in step) {
-      const seqs = log.appendEvents(step.batch);
-      for (const e of step.batch) {
-        const o = watchEventChange(e);
-        if ('change' in o) state.apply(o.change);
-      }
-      const delta = state.commit();
-      if (delta && !pinned) {
-        const v = log.recordVersion({ hash: state.hash(), reason: `${seqs.length} events`, seqTo: seqs[seqs.length - 1]!, delta });
-        published.apply(delta);
-        record(v, state.data.toClusterData());
-      }
-      if (opts.checkpointEvery && log.checkpointDue(opts.checkpointEvery)) log.checkpoint(state);
+      axis.ingest(step.batch);
+      made(axis.sync());
+      axis.checkpointIfDue(opts.checkpointEvery ?? 0);
     } else if ('pin' in step) {
       const latest = log.latestVersion();
       if (!latest || step.pin > latest.version) continue;
-      const src = log.version(step.pin)!;
-      const target = ClusterDataIndex.from(contents.get(step.pin)!);
-      const v = log.recordVersion({ hash: src.hash, reason: step.reason, seqTo: log.lastSeq(), contentOf: step.pin, delta: target.deltaFrom(published) });
-      log.recordOperation({ kind: step.reason.startsWith('pin') ? 'pin' : 'rollback', actor: 'test', reason: step.reason, params: { to: step.pin }, version: v.version });
-      published = target;
-      pinned = true;
-      record(v, contents.get(step.pin)!);
-    } else if (pinned) {
-      pinned = false;
-      const v = log.recordVersion({ hash: state.hash(), reason: 'unpin', seqTo: log.lastSeq(), delta: state.data.deltaFrom(published) });
-      log.recordOperation({ kind: 'unpin', actor: 'test', reason: 'unpin', params: {}, version: v.version });
-      published = ClusterDataIndex.from(state.data.toClusterData());
-      record(v, state.data.toClusterData());
+      made(axis.holdAt(step.pin, step.reason.startsWith('pin') ? 'pin' : 'rollback', { ...who, reason: step.reason }).version);
+    } else if (axis.pin) {
+      made(axis.release(who).version);
     }
   }
   return out;
