@@ -1,114 +1,124 @@
 import { Command } from 'commander';
+import { formatFieldChange, type FieldChange } from '../../planner/version-diff.ts';
+import { positiveInt, serverUrl } from '../flag-values.ts';
+import { addOutputOptions, emit, outputFormat, table, type OutputFlags } from '../output.ts';
+import { callPlanner, type PlannerConnection } from '../planner-client.ts';
+import { registerCtlOperations } from './ctl-operations.ts';
+import { untilSynced, waitUntil } from './ctl-wait.ts';
+import { duration } from '../flag-values.ts';
 import { UsageError } from '../cli-errors.ts';
 import type { SetExit } from './index.ts';
 
-interface Ctx { server: string; token?: string; actor?: string; json?: boolean }
-
-/** Calls the planner's HTTP API; one clear line on failure. */
-async function call(ctx: Ctx, method: 'GET' | 'POST', path: string, body?: unknown): Promise<Record<string, unknown>> {
-  const headers: Record<string, string> = { 'content-type': 'application/json' };
-  if (ctx.token) headers.authorization = `Bearer ${ctx.token}`;
-  if (ctx.actor) headers['x-switchboard-actor'] = ctx.actor;
-  let res: Response;
-  try {
-    res = await fetch(new URL(path, ctx.server), { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
-  } catch (e) {
-    throw new Error(`cannot reach planner at ${ctx.server}: ${(e as Error & { cause?: Error }).cause?.message ?? (e as Error).message}`);
-  }
-  const text = await res.text();
-  let json: Record<string, unknown>;
-  try { json = JSON.parse(text) as Record<string, unknown>; } catch { throw new Error(`planner answered ${res.status} with non-JSON`); }
-  if (!res.ok) throw new Error(`planner: ${String(json.error ?? res.status)}`);
-  return json;
+/** What every ctl subcommand gets: where the planner is, who is asking, how to print. */
+export interface CtlContext extends PlannerConnection {
+  readonly format: ReturnType<typeof outputFormat>;
 }
-
-function table(rows: (string | number | null | boolean)[][]): string {
-  const w = rows[0]!.map((_, i) => Math.max(...rows.map((r) => String(r[i] ?? '-').length)));
-  return rows.map((r) => r.map((c, i) => String(c ?? '-').padEnd(w[i]!)).join('  ').trimEnd()).join('\n') + '\n';
-}
-
-const num = (v: string | undefined, name: string): number | undefined => {
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (!Number.isSafeInteger(n) || n < 1) throw new UsageError(`${name} must be a positive integer`);
-  return n;
-};
 
 export function registerCtl(program: Command, setExit: SetExit): void {
   const ctl = program.command('ctl')
-    .description('operate a running planner: status, versions, diffs, rollouts, rollbacks, pins, mode switches')
-    .requiredOption('--server <url>', 'planner HTTP API, e.g. http://127.0.0.1:9440')
+    .description('operate a running planner: status, versions, diffs, rollouts, rollbacks, pins, mode and config')
+    .requiredOption('--server <url>', 'planner HTTP API, e.g. http://127.0.0.1:9440', serverUrl)
     .option('--token <token>', 'bearer token (default: $SWITCHBOARD_TOKEN)')
-    .option('--actor <name>', 'who is acting, recorded with the operation')
-    .option('--json', 'print JSON');
-  const ctx = (): Ctx => {
-    const o = ctl.opts<Ctx>();
-    return { ...o, token: o.token ?? process.env.SWITCHBOARD_TOKEN };
+    .option('--actor <name>', 'who is acting, recorded after the token\'s identity (e.g. ci/alice)');
+  addOutputOptions(ctl);
+  const ctx = (): CtlContext => {
+    const o = ctl.opts<{ server: string; token?: string; actor?: string } & OutputFlags>();
+    return { server: o.server, token: o.token ?? process.env.SWITCHBOARD_TOKEN, actor: o.actor, format: outputFormat(o) };
   };
-  const out = (c: Ctx, json: unknown, human: () => string) => {
-    process.stdout.write(c.json ? JSON.stringify(json, null, 2) + '\n' : human());
-    setExit(0);
-  };
-  const op = (c: Ctx, r: Record<string, unknown>) => out(c, r, () => `${Object.entries(r).filter(([k]) => k !== 'state' && k !== 'config').map(([k, v]) => `${k}: ${typeof v === 'object' ? JSON.stringify(v) : String(v)}`).join('\n')}\n`);
 
   ctl.command('status').description('every node with its status word').action(async () => {
     const c = ctx();
-    const s = await call(c, 'GET', '/status');
+    const s = await callPlanner(c, 'GET', '/status');
     const nodes = s.nodes as Record<string, unknown>[];
-    // --json: {nodes: [{node, status, ...}], ...}: every node with its status word.
-    out(c, s, () => {
+    // -o json: {nodes: [{node, status, ...}], ...}: every node with its status word.
+    emit(c.format, s, (wide) => {
       const cfg = s.config as { defaultRevision: number; rollout?: { status: string; configRevision: number; wave: number; waves: unknown[] } };
       const head = `version ${s.latestVersion}${s.pinned ? ` (pinned to ${(s.pinned as { version: number }).version})` : ''}, config revision ${cfg.defaultRevision}`
         + (cfg.rollout ? `, rollout of ${cfg.rollout.configRevision} ${cfg.rollout.status} (wave ${cfg.rollout.wave + 1}/${cfg.rollout.waves.length})` : '')
-        + `, rejected objects ${s.rejectedTotal}${s.synced ? '' : ', NOT SYNCED'}\n`;
-      return head + table([['NODE', 'STATUS', 'TARGET', 'APPLIED', 'CONFIG', 'HASH', 'LAG', 'ERROR'],
-        ...nodes.map((n) => [n.node as string, n.status as string, n.targetVersion as number, n.appliedVersion as number,
-          `${n.appliedConfigRevision ?? '-'}/${n.targetConfigRevision}`, n.hashMatch === null ? '-' : n.hashMatch ? 'ok' : 'MISMATCH', n.lag as number, (n.lastError as string) ?? null])]);
+        + `, rejected objects ${s.rejectedTotal}${s.synced ? '' : ', NOT SYNCED'}\n`
+        + (s.lastError ? `last error: ${String(s.lastError)}\n` : '');
+      const cols = [{ header: 'NODE' }, { header: 'STATUS' }, { header: 'MODE' }, { header: 'TARGET' }, { header: 'APPLIED' }, { header: 'CONFIG' }, { header: 'LAG' }];
+      const more = wide ? [{ header: 'HASH' }, { header: 'LAST REPORT' }, { header: 'HEARTBEAT' }, { header: 'REASON' }] : [];
+      return head + table([...cols, ...more, { header: 'ERROR', max: 60 }], nodes.map((n) => [
+        n.node as string, n.status as string, n.mode as string, n.targetVersion as number, n.appliedVersion as number,
+        `${n.appliedConfigRevision ?? '-'}/${n.targetConfigRevision}`, n.lag as number,
+        ...(wide ? [n.hashMatch === null ? '-' : n.hashMatch ? 'ok' : 'MISMATCH', n.lastReportAt as string, n.heartbeatAt as string, n.reason as string] : []),
+        n.lastError as string,
+      ]), wide);
     });
+    setExit(0);
   });
+
   ctl.command('versions').description('data versions with hashes').action(async () => {
     const c = ctx();
-    const v = await call(c, 'GET', '/versions');
+    const v = await callPlanner(c, 'GET', '/versions');
     const list = v.versions as { version: number; hash: string; reason: string; createdAt: string; contentOf?: number }[];
-    out(c, v, () => table([['VERSION', 'HASH', 'CREATED', 'REASON'], ...list.map((x) => [x.version, x.hash.slice(0, 16), x.createdAt, x.reason])]));
+    emit(c.format, v, (wide) => table([{ header: 'VERSION' }, { header: 'HASH' }, { header: 'CREATED' }, ...(wide ? [{ header: 'CONTENT OF' }] : []), { header: 'REASON', max: 60 }],
+      list.map((x) => [x.version, wide ? x.hash : x.hash.slice(0, 16), x.createdAt, ...(wide ? [x.contentOf ?? null] : []), x.reason]), wide));
+    setExit(0);
   });
-  ctl.command('diff <a> <b>').description('what changed between two data versions').action(async (a: string, b: string) => {
+
+  ctl.command('diff <a> <b>').description('what changed between two data versions, inside each service too').action(async (a: string, b: string) => {
     const c = ctx();
-    const d = await call(c, 'GET', `/diff?a=${num(a, 'A')}&b=${num(b, 'B')}`);
-    out(c, d, () => ['addedServices', 'removedServices', 'changedServices', 'addedNodes', 'removedNodes', 'changedNodes']
-      .flatMap((k) => (d[k] as string[]).map((x) => `${k.startsWith('added') ? '+' : k.startsWith('removed') ? '-' : '~'} ${k.endsWith('Nodes') ? 'node' : 'service'} ${x}`)).join('\n') + '\n');
+    const d = await callPlanner(c, 'GET', `/diff?a=${versionArg(a, 'A')}&b=${versionArg(b, 'B')}`);
+    emit(c.format, d, () => formatDiff(d as unknown as DiffAnswer));
+    setExit(0);
   });
-  ctl.command('rollout').description('roll a config revision out in waves')
-    .option('--config-revision <r>').option('--waves <spec>', 'e.g. 1,10%,50%,100%', '1,10%,50%,100%')
-    .option('--pause-on-error', 'pause (keep the wave) on NACK instead of halting').option('--resume', 'resume a paused rollout')
-    .option('--reason <text>')
-    .action(async (o: { configRevision?: string; waves: string; pauseOnError?: boolean; resume?: boolean; reason?: string }) => {
-      if (!o.resume && !o.configRevision) throw new UsageError('rollout needs --config-revision R (or --resume)');
+
+  const config = ctl.command('config').description('proxy config: show a revision, or set fields (a new revision, optionally rolled out)');
+  config.command('show').description('the cluster default config (or --revision N)')
+    .option('--revision <n>', 'config revision to show', positiveInt)
+    .action(async (o: { revision?: number }) => {
       const c = ctx();
-      op(c, await call(c, 'POST', '/rollout', { configRevision: num(o.configRevision, '--config-revision'), waves: o.waves, pauseOnError: !!o.pauseOnError, resume: !!o.resume, reason: o.reason }));
+      const r = await callPlanner(c, 'GET', `/config${o.revision ? `?revision=${o.revision}` : ''}`);
+      emit(c.format, r, () => `config revision ${r.revision} (hash ${String(r.hash).slice(0, 16)})${r.revision === (r.state as { defaultRevision: number }).defaultRevision ? ', the cluster default' : ''}\n`
+        + Object.entries(r.config as Record<string, unknown>).map(([k, v]) => `  ${k}: ${Array.isArray(v) ? v.join(',') || '(none)' : v === '' ? '(none)' : String(v)}`).join('\n') + '\n');
+      setExit(0);
     });
-  ctl.command('rollback').description('instant rollback: config (default) or data (--to-version)')
-    .option('--to-version <n>', 'publish version N\'s content as a new version and hold it').option('--config-revision <r>', 'config revision to return to (default: the previous one)')
-    .option('--reason <text>')
-    .action(async (o: { toVersion?: string; configRevision?: string; reason?: string }) => {
-      const c = ctx();
-      op(c, await call(c, 'POST', '/rollback', { toVersion: num(o.toVersion, '--to-version'), configRevision: num(o.configRevision, '--config-revision'), reason: o.reason }));
+
+  ctl.command('wait').description('wait until a condition holds, with progress on stderr')
+    .requiredOption('--for <condition>', 'synced: every node runs its target')
+    .option('--timeout <duration>', 'give up after this long (exit 1)', duration, 5 * 60_000)
+    .action(async (o: { for: string; timeout: number }) => {
+      if (o.for !== 'synced') throw new UsageError(`--for ${o.for}: unknown condition (synced)`);
+      const r = await waitUntil(ctx(), untilSynced, o.timeout, 'every node SYNCED');
+      if (!r.ok) throw new Error(r.line);
+      process.stdout.write(`${r.line}\n`);
+      setExit(0);
     });
-  ctl.command('pin').requiredOption('--version <n>').option('--reason <text>').description('hold published data at version N\'s content')
-    .action(async (o: { version: string; reason?: string }) => {
-      const c = ctx();
-      op(c, await call(c, 'POST', '/pin', { version: num(o.version, '--version'), reason: o.reason }));
-    });
-  ctl.command('unpin').option('--reason <text>').description('release the pin (publishes live content if it differs)')
-    .action(async (o: { reason?: string }) => {
-      const c = ctx();
-      op(c, await call(c, 'POST', '/unpin', { reason: o.reason }));
-    });
-  ctl.command('mode <mode>').description('make a config revision with proxy mode ipvs|nftables (optionally roll it out)')
-    .option('--waves <spec>', 'start a rollout of the new revision').option('--pause-on-error').option('--reason <text>')
-    .action(async (mode: string, o: { waves?: string; pauseOnError?: boolean; reason?: string }) => {
-      if (mode !== 'ipvs' && mode !== 'nftables') throw new UsageError('mode must be ipvs or nftables');
-      const c = ctx();
-      op(c, await call(c, 'POST', '/mode', { mode, waves: o.waves, pauseOnError: !!o.pauseOnError, reason: o.reason }));
-    });
+
+  registerCtlOperations(ctl, config, ctx, setExit);
+}
+
+function versionArg(v: string, name: string): number {
+  try {
+    return positiveInt(v);
+  } catch {
+    throw new UsageError(`diff: ${name} must be a version number, got ${JSON.stringify(v)}`);
+  }
+}
+
+interface DiffAnswer {
+  a: number; b: number;
+  addedServices: string[]; removedServices: string[]; changedServices: string[];
+  addedNodes: string[]; removedNodes: string[]; changedNodes: string[];
+  serviceChanges?: Record<string, FieldChange[]>; nodeChanges?: Record<string, FieldChange[]>;
+}
+
+/** `+ service a`, `- node n`, `~ service b` followed by its field changes, indented. */
+export function formatDiff(d: DiffAnswer): string {
+  const lines: string[] = [];
+  const group = (sign: string, kind: string, names: string[], changes?: Record<string, FieldChange[]>) => {
+    for (const n of names) {
+      lines.push(`${sign} ${kind} ${n}`);
+      for (const ch of changes?.[n] ?? []) lines.push(`    ${ch.change === 'added' ? '+' : ch.change === 'removed' ? '-' : '~'} ${formatFieldChange(ch)}`);
+    }
+  };
+  group('+', 'service', d.addedServices);
+  group('-', 'service', d.removedServices);
+  group('~', 'service', d.changedServices, d.serviceChanges);
+  group('+', 'node', d.addedNodes);
+  group('-', 'node', d.removedNodes);
+  group('~', 'node', d.changedNodes, d.nodeChanges);
+  return lines.length ? lines.join('\n') + '\n' : `no differences between version ${d.a} and ${d.b}\n`;
 }

@@ -1,0 +1,92 @@
+import { InvalidArgumentError } from 'commander';
+import { parseWaves } from '../../libs/control/index.ts';
+
+/**
+ * Parsers for flag values, given to commander (`.argParser`) so that a bad value is a usage error
+ * (exit 2) in one line naming the flag, before anything is contacted or written.
+ */
+
+export function positiveInt(v: string): number {
+  const n = Number(v);
+  if (!/^\d+$/.test(v.trim()) || !Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError('expected a positive whole number.');
+  return n;
+}
+
+/** An http(s) URL with a host: `127.0.0.1:9440` (no scheme) is refused rather than guessed. */
+export function serverUrl(v: string): string {
+  let u: URL;
+  try {
+    u = new URL(v);
+  } catch {
+    throw new InvalidArgumentError('expected an http:// or https:// URL such as http://127.0.0.1:9440.');
+  }
+  if ((u.protocol !== 'http:' && u.protocol !== 'https:') || !u.hostname) {
+    throw new InvalidArgumentError('expected an http:// or https:// URL such as http://127.0.0.1:9440.');
+  }
+  return v;
+}
+
+/** Wave specs (`1,10%,50%,100%`); kept as text, the planner plans them over its fleet. */
+export function waves(v: string): string {
+  try {
+    parseWaves(v);
+  } catch (e) {
+    throw new InvalidArgumentError(`${(e as Error).message}.`);
+  }
+  return v;
+}
+
+const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** Parses `500ms`, `30s`, `10m`, `2h`, `1d` (and compounds like `1h30m`) into milliseconds, or undefined. */
+export function parseDuration(v: string): number | undefined {
+  const text = v.trim();
+  if (!/^(\d+(\.\d+)?(ms|s|m|h|d))+$/.test(text)) return undefined;
+  let ms = 0;
+  for (const m of text.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h|d)/g)) ms += Number(m[1]) * UNITS[m[2]!]!;
+  return ms;
+}
+
+export function duration(v: string): number {
+  const ms = parseDuration(v);
+  if (ms === undefined || ms <= 0) throw new InvalidArgumentError('expected a duration such as 30s, 10m or 2h.');
+  return ms;
+}
+
+/**
+ * A point in time as operators type it: relative (`10m`, `2h`: that long ago), ISO-8601 with a
+ * zone (`2026-11-30T14:02:00Z`), or local wall time (`2026-11-30 14:02`, `14:02`, `14:02:30`: this
+ * machine's time zone; a bare time means today). Returns an ISO-8601 UTC string.
+ */
+export function parseTime(v: string, now: Date = new Date()): string | undefined {
+  const text = v.trim();
+  const ago = parseDuration(text);
+  if (ago !== undefined) return new Date(now.getTime() - ago).toISOString();
+  const clock = /^(\d{1,2}):(\d{2})(?::(\d{2}))?$/.exec(text);
+  if (clock) {
+    const [h, m, s] = [Number(clock[1]), Number(clock[2]), Number(clock[3] ?? 0)];
+    if (h > 23 || m > 59 || s > 59) return undefined;
+    const d = new Date(now);
+    d.setHours(h, m, s, 0);
+    return d.toISOString();
+  }
+  const local = /^(\d{4})-(\d{2})-(\d{2})(?:[ T](\d{1,2}):(\d{2})(?::(\d{2}))?)?$/.exec(text);
+  if (local) {
+    const [y, mo, d, h, mi, s] = [1, 2, 3, 4, 5, 6].map((i) => Number(local[i] ?? 0)) as [number, number, number, number, number, number];
+    const t = new Date(y, mo - 1, d, h, mi, s);
+    // Date rolls 2026-02-31 over into March; a date that does not round-trip is not a date.
+    if (t.getFullYear() !== y || t.getMonth() !== mo - 1 || t.getDate() !== d || h > 23 || mi > 59 || s > 59) return undefined;
+    return t.toISOString();
+  }
+  if (/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})$/i.test(text)) {
+    const t = new Date(text);
+    return Number.isNaN(t.getTime()) ? undefined : t.toISOString();
+  }
+  return undefined;
+}
+
+export function time(v: string): string {
+  const t = parseTime(v);
+  if (t === undefined) throw new InvalidArgumentError('expected a time: 10m or 2h (ago), 14:02 or 2026-11-30 14:02 (local), or ISO-8601 with a zone.');
+  return t;
+}

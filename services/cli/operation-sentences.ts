@@ -1,0 +1,59 @@
+import { describeConfigChange } from './config-fields.ts';
+import type { Json } from './planner-client.ts';
+
+/**
+ * What ctl prints after an operation: one or two sentences saying what changed, the version or
+ * revision it made, and the rollout it started. (`-o json|yaml` prints the planner's answer.)
+ */
+
+interface Rollout { configRevision: number; fromRevision: number; status: string; wave: number; waves: string[][]; haltedBy?: { node: string; error: string } }
+interface ConfigState { defaultRevision: number; previousDefault?: number; rollout?: Rollout }
+interface Pin { version: number; kind: string }
+
+const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
+
+function waveText(r: Rollout): string {
+  const wave = r.waves[r.wave] ?? [];
+  const fleet = r.waves.at(-1)?.length ?? 0;
+  const names = wave.length <= 3 ? ` (${wave.join(', ')})` : '';
+  return `wave ${r.wave + 1}/${r.waves.length}: ${wave.length}/${plural(fleet, 'node')}${names}`;
+}
+
+export function rolloutSentence(st: ConfigState, resumed = false): string {
+  const r = st.rollout;
+  if (!r) return `no rollout in progress; the cluster default is config revision ${st.defaultRevision}.\n`;
+  const verb = resumed ? 'resumed' : r.status === 'running' ? 'started' : r.status;
+  if (r.status === 'completed') return `rollout of config revision ${r.configRevision} completed: it is the cluster default on every node.\n`;
+  const halted = r.haltedBy ? `: ${r.haltedBy.node} NACKed it: ${r.haltedBy.error}` : '';
+  return `rollout of config revision ${r.configRevision} ${verb} at ${waveText(r)}${halted}.\n`;
+}
+
+export function pinSentence(kind: 'pin' | 'unpin' | 'rollback', r: Json): string {
+  const v = r.version as number | null;
+  const pin = r.pinned as Pin | null;
+  const hash = String(r.hash ?? '').slice(0, 12);
+  if (kind === 'unpin') {
+    return v === null ? 'unpinned: the published content already is the live content (no new version).\n'
+      : `unpinned: version ${v} publishes the live content (hash ${hash}).\n`;
+  }
+  const what = kind === 'pin' ? 'pinned' : 'rolled back data';
+  const held = pin ? `; new data is held until \`ctl unpin\`` : '';
+  return v === null ? `${what}: the published content already is version ${pin?.version}'s (no new version)${held}.\n`
+    : `${what}: version ${v} publishes version ${pin?.version}'s content (hash ${hash})${held}.\n`;
+}
+
+export function configRollbackSentence(st: ConfigState): string {
+  return `config rolled back: the cluster default is config revision ${st.defaultRevision} on every node${st.rollout?.status === 'rolled-back' ? ` (rollout of revision ${st.rollout.configRevision} rolled back)` : ''}.\n`;
+}
+
+/** After `mode` or `config set`: the revision made (or not), what changed, the rollout started. */
+export function configChangeSentence(r: Json, wavesGiven: boolean): string {
+  const rev = r.revision as number;
+  const st = r.state as ConfigState;
+  const change = describeConfigChange(r.previous as Json, r.config as Json);
+  if (!change) return `nothing changed: the cluster default (config revision ${st.defaultRevision}) already has these values; no revision made.\n`;
+  const head = `config revision ${rev}: ${change}.`;
+  if (st.rollout && st.rollout.configRevision === rev && wavesGiven) return `${head} ${rolloutSentence(st)}`;
+  if (st.defaultRevision === rev) return `${head} It already is the cluster default.\n`;
+  return `${head} Not rolled out yet: ctl rollout --config-revision ${rev} --waves 1,10%,50%,100%\n`;
+}

@@ -1,0 +1,59 @@
+import { Option, type Command } from 'commander';
+import { stringify as toYaml } from 'yaml';
+
+/**
+ * How read commands print, as kubectl does: a table that fits a terminal (default), `-o wide`
+ * (every column, nothing cut), `-o json`, `-o yaml`. `--json` stays as an alias of `-o json`
+ * (a contract scripts rely on).
+ */
+export type OutputFormat = 'table' | 'wide' | 'json' | 'yaml';
+
+export interface OutputFlags { output?: OutputFormat; json?: boolean }
+
+export function addOutputOptions(cmd: Command): Command {
+  return cmd
+    .addOption(new Option('-o, --output <format>', 'output format').choices(['json', 'yaml', 'wide']))
+    .option('--json', 'same as -o json');
+}
+
+export function outputFormat(o: OutputFlags): OutputFormat {
+  return o.output ?? (o.json ? 'json' : 'table');
+}
+
+/** Prints `value` as JSON/YAML, or the human form (told whether to show everything). */
+export function emit(format: OutputFormat, value: unknown, human: (wide: boolean) => string, json: (v: unknown) => string = (v) => JSON.stringify(v, null, 2)): void {
+  const text = format === 'json' ? json(value) + '\n' : format === 'yaml' ? toYaml(value) : human(format === 'wide');
+  process.stdout.write(text);
+}
+
+export type Cell = string | number | boolean | null | undefined;
+
+export interface Column {
+  readonly header: string;
+  /** Longest cell text in the table form; longer cells end in '…'. -o wide shows them whole. */
+  readonly max?: number;
+}
+
+const cellText = (c: Cell) => (c === null || c === undefined || c === '' ? '-' : String(c));
+
+export function truncate(text: string, max: number): string {
+  return text.length <= max ? text : max <= 1 ? '…' : text.slice(0, max - 1) + '…';
+}
+
+/**
+ * A left-aligned table. In the table form long cells are cut at their column's max, and on a
+ * terminal the last column is cut to the terminal width; `wide` prints every cell whole.
+ */
+export function table(columns: readonly Column[], rows: readonly Cell[][], wide = false, width = process.stdout.isTTY ? process.stdout.columns : undefined): string {
+  const cells = rows.map((r) => columns.map((c, i) => {
+    const t = cellText(r[i]).replace(/\s*\n\s*/g, ' ');
+    return wide || c.max === undefined ? t : truncate(t, c.max);
+  }));
+  const all = [columns.map((c) => c.header), ...cells];
+  const widths = columns.map((_, i) => Math.max(...all.map((r) => r[i]!.length)));
+  return all.map((r) => {
+    let line = r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ').trimEnd();
+    if (!wide && width && line.length > width) line = truncate(line, width);
+    return line;
+  }).join('\n') + '\n';
+}
