@@ -25,7 +25,8 @@ export async function connectBus(o: ConnectBusOptions): Promise<NatsConnection> 
     reconnectTimeWait: 500,
     ...(o.node ? { inboxPrefix: nodeInboxPrefix(o.node) } : {}),
     ...(a.user !== undefined ? { user: a.user, pass: a.password ?? '' } : {}),
-    ...(a.credsFile ? { authenticator: credsAuthenticator(readFileSync(a.credsFile)) } : {}),
+    // read at every (re)connect: short-lived node credentials are renewed in place (libs/nodecreds)
+    ...(a.credsFile ? { authenticator: credsAuthenticator(() => readFileSync(a.credsFile!)) } : {}),
     ...(a.nkeySeedFile ? { authenticator: nkeyAuthenticator(new TextEncoder().encode(readFileSync(a.nkeySeedFile, 'utf8').trim())) } : {}),
     ...(a.tls ? { tls: { caFile: a.tls.caFile, certFile: a.tls.certFile, keyFile: a.tls.keyFile } } : {}),
     ...o.extra,

@@ -8,6 +8,7 @@ import { registerAudit } from './audit.ts';
 import { registerCleanup } from './cleanup.ts';
 import { registerApplier } from './applier.ts';
 import { registerApply } from './apply.ts';
+import { registerCredentials } from './credentials.ts';
 
 /** Sets the exit code a command finished with. */
 export type SetExit = (code: number) => void;
@@ -23,4 +24,5 @@ export function registerCommands(program: Command, setExit: SetExit): void {
   registerCleanup(program, setExit);
   registerApplier(program, setExit);
   registerApply(program, setExit);
+  registerCredentials(program, setExit);
 }

@@ -1,0 +1,63 @@
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { createUser, decode, fmtCreds, type KeyPair } from '@nats-io/jwt';
+import type { NatsConnection } from '@nats-io/transport-node';
+import type { CredentialReply } from './issuer.ts';
+import { CREDENTIALS_REQUEST_SUBJECT } from './subjects.ts';
+
+/**
+ * The node side: asks the issuer for this node's credential with the pod's projected token and a
+ * user key made here (its seed never leaves this process and the file it writes), and keeps the
+ * .creds file fresh: renews at half of the remaining lifetime, retries with backoff on failure.
+ * The file is replaced by rename, so a reader never sees half of it.
+ */
+export interface FetcherOptions {
+  readonly nc: NatsConnection;
+  readonly node: string;
+  readonly tokenFile: string;
+  readonly out: string;
+  readonly requestTimeoutMs?: number;
+  readonly log?: (line: string) => void;
+}
+
+export async function fetchNodeCredential(o: FetcherOptions, user: KeyPair = createUser()): Promise<{ expiresAt: number }> {
+  const token = readFileSync(o.tokenFile, 'utf8').trim(); // read each time: the kubelet rotates it
+  const msg = await o.nc.request(CREDENTIALS_REQUEST_SUBJECT, JSON.stringify({ node: o.node, token, publicKey: user.getPublicKey() }), { timeout: o.requestTimeoutMs ?? 5000 });
+  const reply = JSON.parse(msg.string()) as CredentialReply;
+  if ('error' in reply) throw new Error(`credential issuer refused: ${reply.error}`);
+  const claims = decode<{ type?: string }>(reply.jwt);
+  if (claims.sub !== user.getPublicKey() || claims.name !== o.node) throw new Error(`credential issuer answered for ${claims.name}/${claims.sub}, not this node's key`);
+  const tmp = path.join(path.dirname(o.out), `.${path.basename(o.out)}.${process.pid}.tmp`);
+  writeFileSync(tmp, fmtCreds(reply.jwt, user), { mode: 0o600 });
+  renameSync(tmp, o.out);
+  return { expiresAt: claims.exp ?? Number.MAX_SAFE_INTEGER };
+}
+
+/** Runs until stop(): first fetch, then renewals. `ready` resolves after the first success. */
+export function keepNodeCredentialFresh(o: FetcherOptions & { minRetryMs?: number; maxRetryMs?: number }): { ready: Promise<void>; expiresAt(): number | undefined; stop(): void } {
+  const user = createUser();
+  let stopped = false;
+  let timer: NodeJS.Timeout | undefined;
+  let expiresAt: number | undefined;
+  let retryMs = o.minRetryMs ?? 2000;
+  let markReady!: () => void;
+  const ready = new Promise<void>((res) => { markReady = res; });
+  const attempt = async (): Promise<void> => {
+    if (stopped) return;
+    let next: number;
+    try {
+      ({ expiresAt } = await fetchNodeCredential(o, user));
+      markReady();
+      retryMs = o.minRetryMs ?? 2000;
+      next = Math.max(1000, ((expiresAt * 1000) - Date.now()) / 2);
+      o.log?.(`node credential for ${o.node} written to ${o.out}, expires ${new Date(expiresAt * 1000).toISOString()}`);
+    } catch (e) {
+      o.log?.(`node credential: ${(e as Error).message}; retrying in ${retryMs} ms`);
+      next = retryMs;
+      retryMs = Math.min(retryMs * 2, o.maxRetryMs ?? 60_000);
+    }
+    if (!stopped) timer = setTimeout(() => void attempt(), next);
+  };
+  void attempt();
+  return { ready, expiresAt: () => expiresAt, stop: () => { stopped = true; if (timer) clearTimeout(timer); } };
+}

@@ -1,0 +1,37 @@
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { stringify } from 'yaml';
+import { accountPublicKey, mintRoleCreds, renderResolverConfig, serverResolver, type AccountKeys } from './nats-accounts.ts';
+
+/**
+ * The per-install Secrets deploy/kubernetes/base mounts, as one YAML stream for `kubectl apply`.
+ * Each Secret holds only what its readers need:
+ *  - switchboard-nats-resolver: operator + account JWTs (public) for the NATS servers;
+ *  - switchboard-planner: the planner's NATS credential and the HTTP API tokens;
+ *  - switchboard-signing-key: the Ed25519 key every planner of the group signs versions with;
+ *  - switchboard-credential-issuer: the account signing key (mints node credentials) and the
+ *    issuer's own NATS credential;
+ *  - switchboard-applier: the planner's public key and the bootstrap credential (may only ask).
+ * The operator and account identity keys are not put in the cluster at all.
+ */
+export async function renderInstallSecrets(o: { namespace: string; keys: AccountKeys; apiToken?: string }): Promise<string> {
+  const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+  const signingPem = privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+  const publicPem = publicKey.export({ type: 'spki', format: 'pem' }).toString();
+  const apiToken = o.apiToken ?? randomBytes(24).toString('base64url');
+  const secret = (name: string, data: Record<string, string>) => ({
+    apiVersion: 'v1', kind: 'Secret', type: 'Opaque',
+    metadata: { name, namespace: o.namespace, labels: { 'app.kubernetes.io/part-of': 'switchboard' } },
+    stringData: data,
+  });
+  const docs = [
+    secret('switchboard-nats-resolver', { 'resolver.conf': renderResolverConfig(await serverResolver(o.keys)) }),
+    secret('switchboard-planner', { 'planner.creds': await mintRoleCreds(o.keys, 'planner'), 'api-tokens': `${apiToken} admin operator\n` }),
+    secret('switchboard-signing-key', { 'planner.key': signingPem, 'planner.key.pub': publicPem }),
+    secret('switchboard-credential-issuer', {
+      'account-signing.nk': o.keys.signingKeySeed + '\n', 'account.pub': accountPublicKey(o.keys) + '\n',
+      'issuer.creds': await mintRoleCreds(o.keys, 'issuer'),
+    }),
+    secret('switchboard-applier', { 'planner.key.pub': publicPem, 'bootstrap.creds': await mintRoleCreds(o.keys, 'bootstrap') }),
+  ];
+  return docs.map((d) => stringify(d, { lineWidth: 0 })).join('---\n');
+}

@@ -1,0 +1,77 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { Kvm } from '@nats-io/kv';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { connectBus, TargetStore } from '../../../libs/bus/index.ts';
+import { generateAccountKeys, mintNodeCreds, mintRoleCreds, renderResolverConfig, serverResolver } from '../../../libs/nodecreds/nats-accounts.ts';
+import { startNatsServer, type NatsServerHandle } from '../../support/nats-server.ts';
+
+let server: NatsServerHandle | undefined;
+const conns: NatsConnection[] = [];
+let dir: string | undefined;
+afterEach(async () => {
+  for (const c of conns.splice(0)) await c.close().catch(() => {});
+  await server?.stop();
+  server = undefined;
+  if (dir) rmSync(dir, { recursive: true, force: true });
+  dir = undefined;
+});
+
+function file(name: string, text: string): string {
+  dir ??= mkdtempSync(path.join(tmpdir(), 'sb-creds-'));
+  const f = path.join(dir, name);
+  writeFileSync(f, text, { mode: 0o600 });
+  return f;
+}
+
+/** Permission violations the server reports to a connection. */
+function violations(nc: NatsConnection): string[] {
+  const seen: string[] = [];
+  void (async () => { for await (const s of nc.status()) if (s.type === 'error') seen.push(String((s as { error?: Error }).error?.message)); })();
+  return seen;
+}
+
+describe('operator-mode NATS with minted per-node user JWTs (Debian nats-server 2.9)', () => {
+  it('node A\'s credentials ACK as A and cannot ACK, heartbeat or read targets as B; JetStream works for the account', async () => {
+    const keys = generateAccountKeys();
+    server = await startNatsServer({ jetstream: true, config: renderResolverConfig(await serverResolver(keys)) });
+    const planner = await connectBus({ servers: server.url, name: 'planner', auth: { credsFile: file('planner.creds', await mintRoleCreds(keys, 'planner')) } });
+    conns.push(planner);
+    const targets = await TargetStore.open({ nc: planner }); // JetStream KV: the account's JetStream limits are on
+    await targets.setDefaultTarget({ version: 1, configRevision: 0 });
+    await targets.setNodeTarget('node-b', { version: 2, configRevision: 0 });
+    const acks: string[] = [];
+    const sub = planner.subscribe('sb.ack.*', { callback: (_e, m) => { acks.push(`${m.subject} ${m.string()}`); } });
+    await planner.flush();
+
+    const a = await connectBus({ servers: server.url, name: 'node-a', node: 'node-a', auth: { credsFile: file('a.creds', await mintNodeCreds(keys, 'node-a', 600)) } });
+    conns.push(a);
+    const seen = violations(a);
+    a.publish('sb.ack.node-b', 'forged');
+    a.publish('sb.hb.node-b', 'forged');
+    a.publish('sb.ack.node-a', 'mine');
+    await a.flush();
+    await planner.flush();
+    await expect.poll(() => acks).toEqual(['sb.ack.node-a mine']);
+    expect(seen.some((s) => /Permissions Violation for Publish to "sb.ack.node-b"/.test(s))).toBe(true);
+    expect(seen.some((s) => /Permissions Violation for Publish to "sb.hb.node-b"/.test(s))).toBe(true);
+    const kv = await new Kvm(a).open('sb_targets', { allow_direct: true });
+    expect((await kv.get('default'))?.json()).toEqual({ version: 1, configRevision: 0 });
+    await expect(kv.get('node.node-b')).rejects.toThrow(/Permissions Violation/);
+    await expect(kv.put('node.node-a', '{}')).rejects.toThrow(/Permissions Violation/);
+    sub.unsubscribe();
+  });
+
+  it('an expired node credential is refused, and credentials from another operator are refused', async () => {
+    const keys = generateAccountKeys();
+    server = await startNatsServer({ jetstream: true, config: renderResolverConfig(await serverResolver(keys)) });
+    const opts = { maxReconnectAttempts: 0, reconnect: false };
+    await expect(connectBus({ servers: server.url, name: 'x', auth: { credsFile: file('old.creds', await mintNodeCreds(keys, 'node-a', -60)) }, extra: opts }))
+      .rejects.toThrow(/Authorization|expired/i);
+    const other = generateAccountKeys();
+    await expect(connectBus({ servers: server.url, name: 'y', auth: { credsFile: file('other.creds', await mintNodeCreds(other, 'node-a', 600)) }, extra: opts }))
+      .rejects.toThrow(/Authorization/i);
+  });
+});
