@@ -2,7 +2,6 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { Command } from 'commander';
 import type { JSONWebKeySet } from 'jose';
-import { connectBus } from '../../../libs/bus/bus-connection.ts';
 import { parseListenAddress } from '../../applier/http-endpoint.ts';
 import { UsageError } from '../cli-errors.ts';
 import { untilSignalThenStop } from '../graceful-stop.ts';
@@ -77,6 +76,7 @@ export function registerCredentials(program: Command, setExit: SetExit): void {
       const { kubeHttpFromConfig } = await import('../../../libs/kube/kube-http.ts');
       const { kubeJwks, nodeExists } = await import('../../../libs/nodecreds/kube-lookups.ts');
       const { serveCredentialRequests } = await import('../../../libs/nodecreds/issuer.ts');
+      const { connectBus } = await import('../../../libs/bus/bus-connection.ts');
       const http = kubeHttpFromConfig(loadKubeConfig({ inCluster: o.inCluster, kubeconfig: o.kubeconfig }));
       const fileJwks = o.jwksFile ? (JSON.parse(readFileSync(o.jwksFile, 'utf8')) as JSONWebKeySet) : undefined;
       const nc = await connectBus({ servers: o.nats.split(','), name: 'credential-issuer', auth: { credsFile: o.natsCreds } });
@@ -107,6 +107,7 @@ export function registerCredentials(program: Command, setExit: SetExit): void {
     .action(async (o: { node: string; nats: string; bootstrapCreds: string; tokenFile: string; out: string; once?: boolean; http?: string }) => {
       const { BOOTSTRAP_INBOX_PREFIX } = await import('../../../libs/nodecreds/subjects.ts');
       const { fetchNodeCredential, keepNodeCredentialFresh } = await import('../../../libs/nodecreds/fetcher.ts');
+      const { connectBus } = await import('../../../libs/bus/bus-connection.ts');
       const nc = await connectBus({ servers: o.nats.split(','), name: `credentials-${o.node}`, auth: { credsFile: o.bootstrapCreds }, extra: { inboxPrefix: BOOTSTRAP_INBOX_PREFIX } });
       const f = { nc, node: o.node, tokenFile: o.tokenFile, out: o.out, log: (l: string) => process.stderr.write(`${l}\n`) };
       if (o.once) {
