@@ -224,7 +224,7 @@ describe('deploy/kubernetes base', () => {
     registerCommands(program, () => undefined);
     // Contract flags other engineers are adding in this round (DESIGN.md "Contracts that checks
     // rely on"); the manifests use them as the contract names them.
-    const contract: Record<string, string[]> = { planner: ['--signing-key', '--replicas', '--group', '--id'], applier: ['--planner-key'] };
+    const contract: Record<string, string[]> = { planner: ['--replicas', '--group', '--id'] };
     let checked = 0;
     for (const o of objects.filter((x) => x.kind === 'StatefulSet' || x.kind === 'DaemonSet')) {
       for (const c of [...(o.spec.template.spec.initContainers ?? []), ...o.spec.template.spec.containers] as Container[]) {
