@@ -60,7 +60,10 @@ export function plannerRoutes(p: Planner, registry: Registry): ApiRoute[] {
     { method: 'GET', path: '/healthz', access: 'public', handle: () => ({ ok: true }) },
     {
       method: 'GET', path: '/readyz', access: 'public', handle: ({ res }) => {
-        send(res, p.isSynced ? 200 : 503, { ready: p.isSynced });
+        const sourceError = p.sourceProblem();
+        const ready = p.isSynced && sourceError === undefined; // a failing source means stale data
+        const reason = sourceError !== undefined ? `event source failing: ${sourceError}` : p.isSynced ? undefined : 'event source not synced yet';
+        send(res, ready ? 200 : 503, { ready, ...(reason === undefined ? {} : { reason }), ...(sourceError === undefined ? {} : { sourceError }) });
         return WROTE_RESPONSE;
       },
     },
@@ -80,7 +83,7 @@ export function plannerRoutes(p: Planner, registry: Registry): ApiRoute[] {
           synced: p.isSynced, latestVersion: latest?.version ?? 0, latestHash: latest?.hash ?? null, pinned: p.data.pin ?? null,
           config: p.config.state, summary: summarizeStatus(nodes), nodes,
           rejected: [...p.data.rejections.values(), ...p.sourceRejections.slice(0, 100)], rejectedTotal: p.data.rejectedCount + p.sourceRejections.length,
-          lastError: p.lastError ?? null, source: p.sourceHealth(),
+          lastError: p.lastError ?? null, sourceError: p.sourceProblem() ?? null, source: p.sourceHealth(),
         };
       },
     },

@@ -2,8 +2,13 @@ import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { PlannerHooks } from './planner.ts';
 
 /** Prometheus metrics for one planner, in their own registry (tests run several planners). */
-export function plannerMetrics(): { registry: Registry; hooks: PlannerHooks; versionGauge: Gauge } {
+export function plannerMetrics(o: { sourceProblem?: () => string | undefined } = {}): { registry: Registry; hooks: PlannerHooks; versionGauge: Gauge } {
   const registry = new Registry();
+  const sourceProblem = o.sourceProblem;
+  new Gauge({
+    name: 'switchboard_planner_source_up', help: '1 while the event source (informers or manifests scans) works, 0 while it fails',
+    registers: [registry], collect() { this.set(sourceProblem?.() === undefined ? 1 : 0); },
+  });
   const events = new Counter({ name: 'switchboard_planner_events_total', help: 'Watch events appended to the event log', registers: [registry] });
   const rejected = new Counter({ name: 'switchboard_planner_rejected_objects_total', help: 'Objects rejected as malformed', registers: [registry] });
   const versions = new Counter({ name: 'switchboard_planner_versions_published_total', help: 'Data versions published', registers: [registry] });

@@ -126,6 +126,11 @@ export class Planner {
     return this.source?.health();
   }
 
+  /** Why the event source is failing right now, or undefined while it works (owner: sources). */
+  sourceProblem(): string | undefined {
+    return this.source?.problem();
+  }
+
   private serial<T>(fn: () => Promise<T> | T): Promise<T> {
     const run = this.chain.then(fn);
     this.chain = run.catch(() => {});

@@ -91,7 +91,7 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
         const resumeStore = withKnownObjects(log.resumeStore(), knownObjectsFromLog(log));
         return informerSource(new ClusterInformer({ kubeConfig, sink, resumeStore }));
       };
-    const metrics = plannerMetrics();
+    const metrics = plannerMetrics({ sourceProblem: () => planner?.sourceProblem() });
     planner = new Planner({ log, bus, source, initialConfig: o.config, checkpointEvery: o.checkpointEvery, debounceMs: o.debounceMs, hooks: metrics.hooks });
     await planner.start();
     const started = planner;

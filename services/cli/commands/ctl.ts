@@ -35,7 +35,7 @@ export function registerCtl(program: Command, setExit: SetExit): void {
       const cfg = s.config as { defaultRevision: number; rollout?: { status: string; configRevision: number; wave: number; waves: unknown[] } };
       const head = `version ${s.latestVersion}${s.pinned ? ` (pinned to ${(s.pinned as { version: number }).version})` : ''}, config revision ${cfg.defaultRevision}`
         + (cfg.rollout ? `, rollout of ${cfg.rollout.configRevision} ${cfg.rollout.status} (wave ${cfg.rollout.wave + 1}/${cfg.rollout.waves.length})` : '')
-        + `, rejected objects ${s.rejectedTotal}${s.synced ? '' : ', NOT SYNCED'}\n`
+        + `, rejected objects ${s.rejectedTotal}${s.synced ? '' : ', NOT SYNCED'}${s.sourceError ? `, SOURCE FAILING: ${s.sourceError}` : ''}\n`
         + (s.lastError ? `last error: ${String(s.lastError)}\n` : '');
       const cols = [{ header: 'NODE' }, { header: 'STATUS' }, { header: 'MODE' }, { header: 'TARGET' }, { header: 'APPLIED' }, { header: 'CONFIG' }, { header: 'LAG' }];
       const more = wide ? [{ header: 'HASH' }, { header: 'LAST REPORT' }, { header: 'HEARTBEAT' }, { header: 'REASON' }] : [];
