@@ -8,6 +8,8 @@ export default defineConfig({
     exclude: ['test/vm/**', 'node_modules/**'],
     testTimeout: 30_000,
     hookTimeout: 60_000,
+    // Tests spawn bin/switchboard, which runs dist/: build it first when a source changed.
+    globalSetup: ['test/support/build-dist.ts'],
     pool: 'forks',
     reporters: ['default'],
   },

@@ -14,6 +14,8 @@ export default defineConfig({
     testTimeout: 300_000,
     hookTimeout: 300_000,
     teardownTimeout: 120_000,
+    // Tests spawn bin/switchboard, which runs dist/: build it first when a source changed.
+    globalSetup: ['test/support/build-dist.ts'],
     pool: 'forks',
     // The VM has 2 cpus and tests share one kernel; files run one after another so
     // network namespaces and IPVS tables of different files never interleave.

@@ -8,6 +8,7 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 export PATH="$PATH:/usr/sbin:/sbin"
 if ! command -v nats-server >/dev/null || [ ! -d node_modules/better-sqlite3/build ]; then bash scripts/install-deps.sh; fi
+node scripts/build.mjs --if-stale # bin/switchboard runs dist/ (docs/packaging.md)
 
 sb() { "$repo/bin/switchboard" "$@"; }
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }

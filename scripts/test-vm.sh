@@ -9,6 +9,8 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 
 t0=$(date +%s.%N)
+# The tree is read-only inside the VM: build dist/ (which bin/switchboard runs) here first.
+node scripts/build.mjs --if-stale
 "$repo/test/vm/harness/build-image.sh" >/dev/null
 t1=$(date +%s.%N)
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole test suite, as CI runs it: installs what it needs, typechecks, runs the host
+# The whole test suite, as CI runs it: installs what it needs, builds dist/, typechecks, runs the host
 # tests (real nats-server, SQLite files, network namespaces with nftables/ipset) and then the
 # IPVS tests inside a qemu VM. Ends with one line "tests: N passed, N failed".
 set -uo pipefail
@@ -8,6 +8,9 @@ cd "$repo"
 export PATH="$PATH:/usr/sbin:/sbin"
 
 bash scripts/install-deps.sh || exit 1
+
+echo "== build (dist/)"
+npm run --silent build || { echo "tests: 0 passed, 1 failed"; exit 1; }
 
 echo "== typecheck"
 npx tsc -p tsconfig.json --noEmit || { echo "tests: 0 passed, 1 failed"; exit 1; }

@@ -6,10 +6,11 @@ import { registerCommands } from '../services/cli/commands/index.ts';
 
 // No Docker engine runs here, so compose.yaml is checked structurally: it parses, every service
 // has an image or a build, and every switchboard command it runs exists in the CLI.
+const program = new Command();
+await registerCommands(program, () => undefined); // every command, fully (lazy loading off)
+
 describe('compose.yaml', () => {
   const compose = parse(readFileSync('compose.yaml', 'utf8')) as { services: Record<string, { image?: string; build?: string; command?: string[] }> };
-  const program = new Command();
-  registerCommands(program, () => undefined);
   const commands = new Set(program.commands.map((c) => c.name()));
 
   it('defines nats, a planner and appliers', () => {

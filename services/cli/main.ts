@@ -13,8 +13,8 @@ export async function main(argv: string[]): Promise<number> {
     .configureOutput({ writeErr: (s) => process.stderr.write(s) })
     .showHelpAfterError(false);
   let code = 0;
-  registerCommands(program, (c) => { code = c; });
   try {
+    await registerCommands(program, (c) => { code = c; }, argv);
     await program.parseAsync(argv, { from: 'user' });
     return code;
   } catch (e) {

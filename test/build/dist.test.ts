@@ -1,0 +1,126 @@
+import { spawnSync } from 'node:child_process';
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { commandModules } from '../../services/cli/commands/index.ts';
+// @ts-expect-error plain JS module without type declarations (bin/ runs without a build step)
+import { distFreshness } from '../../bin/dist-freshness.mjs';
+
+const root = path.resolve(import.meta.dirname, '../..');
+const BIN = path.join(root, 'bin/switchboard');
+const RECORDER = path.join(root, 'test/support/load-recorder.mjs');
+const work = mkdtempSync(path.join(tmpdir(), 'sb-dist-'));
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+/** Runs bin/switchboard (or `bin` given) recording every module URL it resolves. */
+function runRecorded(args: string[], bin = BIN): { code: number | null; stdout: string; stderr: string; loaded: string[] } {
+  const log = path.join(work, `loads-${Math.random().toString(36).slice(2)}.txt`);
+  writeFileSync(log, '');
+  const r = spawnSync(process.execPath, ['--import', RECORDER, bin, ...args], {
+    encoding: 'utf8', env: { ...process.env, SWITCHBOARD_LOAD_LOG: log }, timeout: 60_000,
+  });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr, loaded: readFileSync(log, 'utf8').split('\n').filter(Boolean) };
+}
+
+const HEAVY = ['@kubernetes/client-node', 'better-sqlite3', 'netlink', 'kysely', '@nats-io'];
+const heavyLoaded = (loaded: string[]) => loaded.filter((u) => HEAVY.some((p) => u.includes(`/node_modules/${p}/`)));
+
+describe('npm run build (dist/)', () => {
+  it('emits ES modules with source maps for the CLI entry and every chunk', () => {
+    expect(existsSync(path.join(root, 'dist/main.js'))).toBe(true);
+    const js = readdirSync(path.join(root, 'dist/chunks')).filter((f) => f.endsWith('.js'));
+    expect(js.length).toBeGreaterThan(5);
+    for (const f of ['main.js', ...js.map((c) => `chunks/${c}`)]) {
+      expect(existsSync(path.join(root, 'dist', `${f}.map`)), f).toBe(true);
+      expect(readFileSync(path.join(root, 'dist', f), 'utf8'), f).toMatch(/\/\/# sourceMappingURL=\S+\.js\.map\n?$/);
+    }
+  });
+
+  it('bin/switchboard runs dist/, not the sources, when dist/ is current', () => {
+    const r = runRecorded(['--help']);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toBe('');
+    expect(r.loaded).toContain(`file://${root}/dist/main.js`);
+    expect(r.loaded.filter((u) => u.endsWith('.ts') || u.includes('/node_modules/tsx/'))).toEqual([]);
+  });
+
+  it('--help and ctl load no command module beyond their own: no Kubernetes client, SQLite, netlink or NATS', () => {
+    const help = runRecorded(['--help']);
+    expect(help.stdout).toContain('ctl');
+    expect(heavyLoaded(help.loaded)).toEqual([]);
+    const ctl = runRecorded(['ctl', '--server', 'http://127.0.0.1:1', 'status']);
+    expect(ctl.code).toBe(1);
+    expect(ctl.stderr).toMatch(/^switchboard: cannot reach planner/);
+    expect(ctl.loaded.some((u) => /\/dist\/chunks\/ctl-\w+\.js$/.test(u))).toBe(true);
+    expect(heavyLoaded(ctl.loaded)).toEqual([]);
+    // the same recorder does see them when a command needs them (the check above can fail)
+    const db = runRecorded(['db', 'status', '--db', path.join(work, 'none.db')]);
+    expect(db.code).toBe(1);
+    expect(heavyLoaded(db.loaded).some((u) => u.includes('/better-sqlite3/'))).toBe(true);
+  });
+
+  it('every command module in services/cli/commands is registered (lazily) in index.ts', () => {
+    // a command module exports `registerX(program: Command, setExit)`; helpers (ctl-wait.ts...) do not
+    const dir = path.join(root, 'services/cli/commands');
+    const modules = readdirSync(dir).filter((f) => f.endsWith('.ts') && /export function register\w+\(program: Command, setExit: SetExit\)/.test(readFileSync(path.join(dir, f), 'utf8')));
+    const src = readFileSync(path.join(root, 'services/cli/commands/index.ts'), 'utf8');
+    for (const m of modules) expect(src, m).toContain(`import('./${m}')`);
+    expect(Object.keys(commandModules).length).toBe(modules.length);
+  });
+});
+
+describe('bin/switchboard never runs a stale dist/', () => {
+  /** A checkout-shaped tree: bin/ and dist/ copied, sources and node_modules linked. */
+  function checkout(name: string, opts: { sources: boolean }): string {
+    const dir = path.join(work, name);
+    cpSync(path.join(root, 'bin'), path.join(dir, 'bin'), { recursive: true });
+    cpSync(path.join(root, 'dist'), path.join(dir, 'dist'), { recursive: true });
+    for (const f of ['package.json', 'tsconfig.json']) symlinkSync(path.join(root, f), path.join(dir, f));
+    symlinkSync(path.join(root, 'node_modules'), path.join(dir, 'node_modules'));
+    if (opts.sources) for (const d of ['libs', 'services', 'migrations', 'scripts']) symlinkSync(path.join(root, d), path.join(dir, d));
+    return dir;
+  }
+  const backdate = (dir: string) => {
+    const file = path.join(dir, 'dist/build-info.json');
+    writeFileSync(file, JSON.stringify({ ...JSON.parse(readFileSync(file, 'utf8')), startedAt: 0 }));
+  };
+
+  it('a source file newer than the build: runs the sources through tsx and says so', () => {
+    const dir = checkout('stale', { sources: true });
+    expect(distFreshness(dir).state).toBe('fresh');
+    backdate(dir);
+    expect(distFreshness(dir)).toMatchObject({ state: 'stale', reason: expect.stringMatching(/changed after the build$/) });
+    const r = runRecorded(['plan', '--help'], path.join(dir, 'bin/switchboard'));
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(/^switchboard: \S+ changed after the build; running the sources through tsx/);
+    expect(r.loaded.filter((u) => u.includes('/dist/main.js') || u.includes('/dist/chunks/'))).toEqual([]);
+    expect(r.loaded.some((u) => u.endsWith('/services/cli/main.ts'))).toBe(true);
+  });
+
+  it('a source file removed since the build, or no build at all: sources through tsx', () => {
+    const dir = checkout('removed', { sources: true });
+    const file = path.join(dir, 'dist/build-info.json');
+    const info = JSON.parse(readFileSync(file, 'utf8')) as { inputs: string[] };
+    writeFileSync(file, JSON.stringify({ ...info, inputs: [...info.inputs, 'libs/gone.ts'] }));
+    expect(distFreshness(dir)).toEqual({ state: 'stale', reason: 'libs/gone.ts was removed after the build' });
+    rmSync(path.join(dir, 'dist'), { recursive: true });
+    const r = runRecorded(['--help'], path.join(dir, 'bin/switchboard'));
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(/^switchboard: dist\/ is not built; running the sources through tsx/);
+  });
+
+  it('without sources (the image) dist/ runs whatever its build time', () => {
+    const dir = checkout('image', { sources: false });
+    backdate(dir);
+    expect(distFreshness(dir)).toEqual({ state: 'fresh' });
+    const r = runRecorded(['plan', '--manifests', path.join(root, 'examples/demo'), '--node', 'node-a'], path.join(dir, 'bin/switchboard'));
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('-A -t');
+    expect(r.loaded).toContain(`file://${dir}/dist/main.js`);
+    // the migrations are compiled in: a new event log needs nothing beside dist/
+    const db = runRecorded(['db', 'migrate', '--db', path.join(dir, 'log.db')], path.join(dir, 'bin/switchboard'));
+    expect(db.stderr).toBe('');
+    expect(db.stdout).toMatch(/^schema version \d+/);
+  });
+});
