@@ -10,6 +10,7 @@ declare -A need=(
   [nats-server]=nats-server [ipset]=ipset [ipvsadm]=ipvsadm [nft]=nftables
   [iptables-restore]=iptables [ip]=iproute2 [conntrack]=conntrack
   [qemu-system-x86_64]=qemu-system-x86 [modprobe]=kmod [cpio]=cpio
+  [docker-compose]=docker-compose  # test/compose.test.ts validates compose.yaml (no engine needed)
 )
 missing=()
 for cmd in "${!need[@]}"; do
