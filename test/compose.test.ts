@@ -33,9 +33,9 @@ function composeConfig(profile: string): Record<string, Service> {
 }
 const program = new Command();
 await registerCommands(program, () => undefined); // every command, fully (lazy loading off)
-const nodes = JSON.parse(readFileSync(path.join(root, 'deploy/compose/nodes.json'), 'utf8')) as ServerConfigInput & {
-  planner: { user: string; password: string }; nodes: { name: string; user: string; password: string }[];
-};
+interface PasswordUser { name: string; user: string; password: string }
+const nodesJson = readFileSync(path.join(root, 'deploy/compose/nodes.json'), 'utf8');
+const nodes = JSON.parse(nodesJson) as { planner: { user: string; password: string }; nodes: PasswordUser[] };
 const flag = (args: string[], name: string) => (args.includes(name) ? args[args.indexOf(name) + 1] : undefined);
 
 describe('compose.yaml', () => {
@@ -82,7 +82,7 @@ describe('compose.yaml', () => {
   });
 
   it('NATS runs with per-node permissions: auth.conf is the render of nodes.json, and each process uses its own user', () => {
-    expect(readFileSync(path.join(root, 'deploy/compose/auth.conf'), 'utf8')).toBe(renderServerAuthConfig(nodes));
+    expect(readFileSync(path.join(root, 'deploy/compose/auth.conf'), 'utf8')).toBe(renderServerAuthConfig(JSON.parse(nodesJson) as ServerConfigInput));
     const conf = spawnSync('/usr/sbin/nats-server', ['-t', '-c', path.join(root, 'deploy/compose/nats.conf')], { encoding: 'utf8' });
     expect(conf.status, conf.stderr).toBe(0);
     const services = { ...composeConfig('dry-run'), ...composeConfig('nftables') };
