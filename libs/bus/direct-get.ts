@@ -19,13 +19,13 @@ export type DirectGot =
  * the newest message on a subject; `next` for the first one on it at or after `seq` (readers that
  * must skip foreign messages stored on a subject walk forward with it).
  */
-export async function directGet(nc: Requester, stream: string, q: { last: string } | { next: string; seq: number }, timeoutMs: number): Promise<DirectGot> {
-  const subject = 'last' in q ? q.last : q.next;
+export async function directGet(nc: Requester, stream: string, q: { last: string } | { next: string; seq: number } | { seq: number }, timeoutMs: number): Promise<DirectGot> {
+  const subject = 'last' in q ? q.last : 'next' in q ? q.next : `seq ${q.seq}`;
   let m: ReplyMsg;
   try {
     m = 'last' in q
       ? await nc.request(`$JS.API.DIRECT.GET.${stream}.${q.last}`, new Uint8Array(0), { timeout: timeoutMs })
-      : await nc.request(`$JS.API.DIRECT.GET.${stream}`, JSON.stringify({ seq: q.seq, next_by_subj: q.next }), { timeout: timeoutMs });
+      : await nc.request(`$JS.API.DIRECT.GET.${stream}`, JSON.stringify('next' in q ? { seq: q.seq, next_by_subj: q.next } : { seq: q.seq }), { timeout: timeoutMs });
   } catch (e) {
     const msg = (e as Error).message;
     // no responders: nothing serves direct gets for this stream, i.e. it does not exist

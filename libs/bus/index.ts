@@ -13,3 +13,4 @@ export {
   signerFromKey, verifierFromPem, type Signer, type Verifier,
 } from './planner-signature.ts';
 export { PlannerLease, type LeaseHolder } from './planner-lease.ts';
+export { newestPublishedAnchor, type PublishedAnchor } from './published-anchor.ts';

@@ -1,10 +1,15 @@
 import type { Command } from 'commander';
-import { backupLog, compactLog, EventLog, verifyLog } from '../../../libs/eventlog/index.ts';
+import { existsSync } from 'node:fs';
+import { checkServerUrls, connectBus, defaultSigningKeyFile, newestPublishedAnchor, readVerifierFile, type Verifier } from '../../../libs/bus/index.ts';
+import { backupLog, checkVersionAnchor, compactLog, EventLog, verifyLog } from '../../../libs/eventlog/index.ts';
 import { canonicalJson } from '../../../libs/model/index.ts';
 import { UsageError } from '../cli-errors.ts';
 import type { SetExit } from './index.ts';
 
-interface DbOptions { db: string; beforeVersion?: string; deep?: boolean; json?: boolean }
+interface DbOptions {
+  db: string; beforeVersion?: string; deep?: boolean; json?: boolean;
+  nats?: string; natsUser?: string; natsPassword?: string; plannerKey?: string;
+}
 
 const ACTIONS = ['migrate', 'status', 'verify', 'backup', 'compact'] as const;
 
@@ -18,10 +23,24 @@ export function registerDb(program: Command, setExit: SetExit): void {
     .option('--before-version <n>', 'compact: remove events before this version')
     .option('--deep', 'verify: also rebuild every checkpoint and replay every version')
     .option('--json', 'machine-readable output')
+    .option('--nats <url>', 'verify: check the log\'s tail against the anchors carried by the published versions')
+    .option('--nats-user <user>', 'NATS user (the observer or planner role)')
+    .option('--nats-password <password>', 'NATS password (or SWITCHBOARD_NATS_PASSWORD)')
+    .option('--planner-key <file>', 'verify --nats: trust only versions signed by this key (default: the log\'s FILE.signing-key.pem.pub when present)')
     .action(async (action: string, out: string | undefined, o: DbOptions) => {
       if (!(ACTIONS as readonly string[]).includes(action)) throw new UsageError(`db: unknown action ${action} (one of ${ACTIONS.join(', ')})`);
       if (action === 'backup' && !out) throw new UsageError('db backup: missing OUT file');
       if (action !== 'backup' && out) throw new UsageError(`db ${action}: unexpected argument ${out}`);
+      if (o.nats && action !== 'verify') throw new UsageError(`db ${action}: --nats is for verify only`);
+      let servers: string[] | undefined;
+      let verifier: Verifier | undefined;
+      try {
+        servers = o.nats ? checkServerUrls('--nats', o.nats) : undefined;
+        const keyFile = o.plannerKey ?? `${defaultSigningKeyFile(o.db)}.pub`;
+        verifier = o.nats && (o.plannerKey || existsSync(keyFile)) ? readVerifierFile(keyFile) : undefined;
+      } catch (e) {
+        throw new UsageError((e as Error).message);
+      }
       let before: number | undefined;
       if (action === 'compact') {
         before = Number(o.beforeVersion);
@@ -48,7 +67,14 @@ export function registerDb(program: Command, setExit: SetExit): void {
           case 'verify': {
             const r = verifyLog(log, { deep: o.deep });
             const counts = Object.entries(r.rowsChecked).map(([k, v]) => `${k} ${v}`).join(', ');
-            print(r.ok ? `ok: ${counts}\n` : '', r);
+            const tail = r.ok ? await checkTail(log, servers, verifier, { user: o.natsUser, password: o.natsPassword ?? process.env.SWITCHBOARD_NATS_PASSWORD }) : undefined;
+            const tailText = !tail ? '' : tail.anchored ? `; tail anchored by NATS at version ${tail.version}` : `; tail unanchored (${tail.reason})`;
+            print(r.ok && !tail?.problem ? `ok: ${counts}${tailText}\n` : '', { ...r, ...(tail ? { ok: r.ok && !tail.problem, tail } : {}) });
+            if (tail?.problem) {
+              process.stderr.write(`switchboard: db verify: tail: ${tail.problem}\n`);
+              setExit(1);
+              return;
+            }
             if (!r.ok) {
               const p = r.problems[0]!;
               process.stderr.write(`switchboard: db verify: ${p.table} row ${p.row}: ${p.problem}${r.problems.length > 1 ? ` (and ${r.problems.length - 1} more tables)` : ''}\n`);
@@ -73,4 +99,26 @@ export function registerDb(program: Command, setExit: SetExit): void {
         log.close();
       }
     });
+}
+
+type Tail = { anchored: true; version: number; problem?: string } | { anchored: false; reason: string; problem?: undefined };
+
+/**
+ * The log's tail against the witness outside the file: the anchor on the newest published
+ * version. Without --nats the tail is unanchored (a cut tail and a moved chain head look like a
+ * shorter, valid log).
+ */
+async function checkTail(log: EventLog, servers: string[] | undefined, verifier: Verifier | undefined, auth: { user?: string; password?: string }): Promise<Tail> {
+  if (!servers) return { anchored: false, reason: 'no --nats: give the NATS URL to check it against the published versions' };
+  const nc = await connectBus({
+    servers, name: 'switchboard-db-verify', auth: auth.user !== undefined ? { user: auth.user, password: auth.password } : undefined,
+    extra: { maxReconnectAttempts: 0, reconnect: false, timeout: 5000 },
+  });
+  try {
+    const w = await newestPublishedAnchor(nc, { verifier });
+    if (!w.anchored) return { anchored: false, reason: w.reason };
+    return { anchored: true, version: w.version, problem: checkVersionAnchor(log, w.anchor) };
+  } finally {
+    await nc.close();
+  }
 }

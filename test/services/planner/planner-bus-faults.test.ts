@@ -1,4 +1,6 @@
 import { execFile } from 'node:child_process';
+import { copyFileSync } from 'node:fs';
+import Database from 'better-sqlite3';
 import { promisify } from 'node:util';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import pino from 'pino';
@@ -97,6 +99,36 @@ describe('start in any order, wait for what is missing', () => {
     await second.stop();
   });
 
+  it('db verify --nats detects a cut tail (last rows deleted, chain_heads moved back); without --nats the tail is unanchored', async () => {
+    const p = await startPlanner();
+    env.write('b.yaml', svcYaml('b', '10.96.0.2'));
+    await expect.poll(() => p.planner.data.latest()?.version, { timeout: 20_000 }).toBe(2);
+    env.write('c.yaml', svcYaml('c', '10.96.0.3'));
+    await expect.poll(() => p.planner.data.latest()?.version, { timeout: 20_000 }).toBe(3);
+    await p.stop();
+    stops.length = 0;
+    const key = `${env.db}.signing-key.pem.pub`;
+    const good = await run(process.execPath, [BIN, 'db', 'verify', '--db', env.db, '--nats', env.nats.url, '--planner-key', key]);
+    expect(good.stdout).toMatch(/^ok: .*; tail anchored by NATS at version 3$/m);
+    const local = await run(process.execPath, [BIN, 'db', 'verify', '--db', env.db]);
+    expect(local.stdout).toMatch(/tail unanchored \(no --nats/);
+    // cut the tail: version 3 and its events go, the chain heads move back to version 2
+    const cut = `${env.dir}/cut.db`;
+    copyFileSync(env.db, cut);
+    const db = new Database(cut);
+    const v2 = db.prepare('SELECT row_hash AS h, seq_to AS s FROM versions WHERE version = 2').get() as { h: string; s: number };
+    const e2 = db.prepare('SELECT row_hash AS h FROM events WHERE seq = ?').get(v2.s) as { h: string };
+    db.prepare('DELETE FROM versions WHERE version > 2').run();
+    db.prepare('DELETE FROM events WHERE seq > ?').run(v2.s);
+    db.prepare(`UPDATE chain_heads SET head_id = 2, head_hash = ? WHERE chain = 'versions'`).run(v2.h);
+    db.prepare(`UPDATE chain_heads SET head_id = ?, head_hash = ? WHERE chain = 'events'`).run(v2.s, e2.h);
+    db.close();
+    expect((await run(process.execPath, [BIN, 'db', 'verify', '--db', cut])).stdout).toMatch(/^ok: .*tail unanchored/); // locally it looks fine
+    const bad = await run(process.execPath, [BIN, 'db', 'verify', '--db', cut, '--nats', env.nats.url, '--planner-key', key]).catch((e) => e);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/db verify: tail: the log ends at version 2 but version 3 was published from it: its tail was cut/);
+  }, 180_000); // four CLI processes on a loaded machine
+
   it('a server URL without a scheme is a usage error (exit 2) naming the flag', async () => {
     const a = await run(process.execPath, [BIN, 'applier', '--node', 'n1', '--nats', '127.0.0.1:4222', '--mode', 'dry-run']).catch((e) => e);
     expect(a.code).toBe(2);
@@ -104,5 +136,5 @@ describe('start in any order, wait for what is missing', () => {
     const p = await run(process.execPath, [BIN, 'planner', '--manifests', env.manifests, '--nats', 'localhost:4222', '--db', env.db]).catch((e) => e);
     expect(p.code).toBe(2);
     expect(p.stderr).toMatch(/--nats localhost:4222: expected a server URL with a scheme/);
-  });
+  }, 120_000);
 });
