@@ -1,5 +1,6 @@
 import type { EventLog } from '../../libs/eventlog/event-log.ts';
-import type { ClusterInformer, KnownObjects, KubeEventSink, KubeKind, KubeObject, ManifestsSource, ResumeStore } from '../../libs/kube/index.ts';
+import { rebuildAtSeq } from '../../libs/eventlog/index.ts';
+import { KUBE_KIND_INFO, type ClusterInformer, type KnownObjects, type KubeEventSink, type KubeKind, type KubeObject, type ManifestsSource, type ResumeStore } from '../../libs/kube/index.ts';
 import type { Rejection } from '../../libs/model/index.ts';
 
 /** What the planner needs from an event source: start it, know when it synced, stop it. */
@@ -25,15 +26,35 @@ export type EventSourceFactory = (sink: KubeEventSink, hooks: EventSourceHooks) 
  * log must not move in between). Sources diff their first scan or LIST against these, so a
  * restart logs only what changed while the planner was down, deletions included.
  */
-export function knownObjectsFromLog(log: Pick<EventLog, 'liveObjectEvents' | 'lastSeq' | 'events'>): KnownObjects {
+export function knownObjectsFromLog(log: EventLog): KnownObjects {
   const objects = new Map<KubeKind, KubeObject[]>();
-  for (const e of log.liveObjectEvents()) {
-    const list = objects.get(e.kind) ?? [];
-    list.push(e.object as KubeObject);
-    objects.set(e.kind, list);
-  }
+  const add = (kind: KubeKind, object: KubeObject) => objects.set(kind, [...(objects.get(kind) ?? []), object]);
+  for (const e of log.liveObjectEvents()) add(e.kind, e.object as KubeObject);
+  for (const [kind, object] of compactedObjects(log)) add(kind, object);
   const last = log.lastSeq() > 0 ? log.events({ fromSeq: log.lastSeq(), limit: 1 })[0] : undefined;
   return { objects, lastResourceVersion: last?.resourceVersion };
+}
+
+/**
+ * After `db compact`, objects whose every event was compacted away live on only in the checkpoint
+ * at the cut. They are known as stubs (identity, uid and resourceVersion; not the raw object), so
+ * a relist or scan still reports them DELETED when they are gone; one still there is at worst
+ * logged again (a MODIFIED that makes no version). Costs a read of the retained events, only then.
+ */
+function compactedObjects(log: EventLog): [KubeKind, KubeObject][] {
+  const first = log.events({ limit: 1 })[0];
+  const cut = first ? first.seq - 1 : log.lastSeq();
+  if (cut <= 0) return [];
+  const seenAfter = new Set(log.events({ fromSeq: cut + 1 }).map((e) => `${e.kind}/${e.namespace}/${e.name}`));
+  const out: [KubeKind, KubeObject][] = [];
+  for (const o of rebuildAtSeq(log, cut).state.objects()) {
+    if (seenAfter.has(`${o.kind}/${o.meta.namespace}/${o.meta.name}`)) continue;
+    const metadata: KubeObject['metadata'] = { name: o.meta.name, ...(o.kind === 'Node' ? {} : { namespace: o.meta.namespace }) };
+    if (o.meta.uid) metadata.uid = o.meta.uid;
+    if (o.meta.resourceVersion) metadata.resourceVersion = o.meta.resourceVersion;
+    out.push([o.kind, { apiVersion: KUBE_KIND_INFO[o.kind].apiVersion, kind: o.kind, metadata }]);
+  }
+  return out;
 }
 
 /** A ResumeStore that also answers knownObjects, so a relist after a 410 reports deletions made while the planner was down. */

@@ -5,6 +5,7 @@ import { unlinkSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { EventLog } from '../../../libs/eventlog/event-log.ts';
+import { compactLog } from '../../../libs/eventlog/index.ts';
 import { DEFAULT_PROXY_CONFIG } from '../../../libs/model/index.ts';
 import { runPlanner, type RunningPlanner } from '../../../services/planner/run-planner.ts';
 import { KubeApiServer } from '../../support/kube-api-server/index.ts';
@@ -79,6 +80,31 @@ describe('planner restarts with a manifests directory', () => {
     await planner!.stop();
     planner = undefined;
     expect((await logFacts(env.db)).lastEvents.at(-1)).toBe('DELETED Service default/b rv=4');
+  });
+});
+
+describe('planner restarts after db compact', () => {
+  it('a manifest removed while down is deleted even when all its events were compacted away', async () => {
+    env = await plannerEnv();
+    env.write('nodes.yaml', nodeYaml('node-1', '192.0.2.1'));
+    env.write('a.yaml', svcYaml('a', '10.96.0.1'));
+    env.write('b.yaml', svcYaml('b', '10.96.0.2'));
+    const start = async () => {
+      planner = await runPlanner({ manifests: env!.manifests, nats: env!.nats.url, db: env!.db, http: '127.0.0.1:0', config: DEFAULT_PROXY_CONFIG, debounceMs: 20, pollMs: 100 });
+      await planner.planner.synced;
+      return planner;
+    };
+    await start();
+    env.write('a.yaml', svcYaml('a', '10.96.0.1', 81));
+    await until(() => planner!.planner.versions().length === 2, 5000, 'version 2');
+    await planner!.stop();
+    const log = await EventLog.open({ file: env.db });
+    expect(compactLog(log, 2).eventsRemoved).toBe(4); // every event so far: b's only event is gone
+    log.close();
+    unlinkSync(path.join(env.manifests, 'b.yaml'));
+    const p = await start();
+    expect(services(p)).toEqual(['default/a']);
+    expect(p.planner.versions().map((v) => v.version)).toEqual([1, 2, 3]);
   });
 });
 
