@@ -4,6 +4,7 @@ import { ApplierSession, type SessionEvent } from '../../libs/applier/index.ts';
 import { connectBusWaiting, type BusAuth, type Verifier } from '../../libs/bus/index.ts';
 import { createDataplane, DEFAULT_STATE_DIR, type DataplaneChoice } from '../../libs/dataplane/create-dataplane.ts';
 import type { Dataplane } from '../../libs/dataplane/dataplane.ts';
+import { withKubeProxyTakeOver } from '../../libs/dataplane/kube-proxy-takeover.ts';
 import { ApplierMetrics } from './applier-metrics.ts';
 import { AppliedStateFile } from './applied-state-file.ts';
 import { startHttpEndpoint } from './http-endpoint.ts';
@@ -23,6 +24,8 @@ export interface ApplierServiceOptions {
   readonly verifier?: Verifier;
   /** Longest wait between connection attempts while NATS is unreachable (default 5 s). */
   readonly maxBackoffMs?: number;
+  /** After the first verified apply, remove kube-proxy's state (libs/dataplane/kube-proxy-takeover.ts). */
+  readonly takeOverKubeProxy?: boolean;
 }
 
 export interface ApplierService {
@@ -48,9 +51,10 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
   const log = o.logger ?? pino({ name: 'switchboard-applier', base: { node: o.node } });
   const stateDir = o.stateDir ?? DEFAULT_STATE_DIR;
   const metrics = new ApplierMetrics();
-  const dataplane = o.dataplane ?? await createDataplane({
+  const created = o.dataplane ?? await createDataplane({
     mode: o.mode, node: o.node, stateDir, registry: metrics.registry, log: (m) => log.info(m),
   });
+  const dataplane = o.takeOverKubeProxy ? withKubeProxyTakeOver(created, { log: (m) => log.info(m) }) : created;
   const persisted = o.mode === 'dry-run' && !o.stateDir ? undefined : new AppliedStateFile(stateDir, o.node);
   const resumeFrom = persisted?.read();
   if (resumeFrom) log.info({ resumeFrom }, 'resuming: will not reprogram an unchanged node state');

@@ -6,7 +6,7 @@ import type { SetExit } from './index.ts';
 import { untilSignalThenStop } from '../graceful-stop.ts';
 
 interface ApplierFlags {
-  node: string; nats: string; mode: 'ipvs' | 'nftables' | 'auto' | 'dry-run'; http?: string;
+  node: string; nats: string; mode: 'ipvs' | 'nftables' | 'auto' | 'dry-run'; http?: string; takeOverKubeProxy?: boolean;
   user?: string; password?: string; creds?: string; nkeySeed?: string;
   tlsCa?: string; tlsCert?: string; tlsKey?: string; stateDir?: string; heartbeat: string; plannerKey?: string;
 }
@@ -27,6 +27,7 @@ export function registerApplier(program: Command, setExit: SetExit): void {
     .option('--tls-key <file>', 'client key')
     .option('--state-dir <dir>', 'where applied state and ownership records live (default /var/lib/switchboard)')
     .option('--heartbeat <ms>', 'heartbeat period', '5000')
+    .option('--take-over-kube-proxy', 'after the first verified apply, remove kube-proxy\'s state (nftables mode: its ip/ip6 kube-proxy tables); stop kube-proxy first')
     .option('--planner-key <file>', 'the planner\'s public key (PEM, the planner writes it to SIGNING-KEY.pub): drop anything it did not sign')
     .action(async (o: ApplierFlags) => {
       const password = o.password ?? process.env.SWITCHBOARD_NATS_PASSWORD;
@@ -50,7 +51,7 @@ export function registerApplier(program: Command, setExit: SetExit): void {
       }
       const tls = o.tlsCa || o.tlsCert || o.tlsKey ? { caFile: o.tlsCa, certFile: o.tlsCert, keyFile: o.tlsKey } : undefined;
       const svc = await startApplierService({
-        node: o.node, nats: servers, verifier, mode: o.mode, http: o.http, stateDir: o.stateDir, heartbeatMs,
+        node: o.node, nats: servers, verifier, mode: o.mode, http: o.http, stateDir: o.stateDir, heartbeatMs, takeOverKubeProxy: o.takeOverKubeProxy,
         auth: { user: o.user, password, credsFile: o.creds, nkeySeedFile: o.nkeySeed, tls },
       });
       // stop() keeps the kernel state (fail-static); it must not hang on an unreachable NATS.

@@ -5,13 +5,14 @@ import { maxManifestBytesOption, parseMaxManifestBytes } from '../max-manifest-b
 import { ClusterState, renderNodeState } from '../../../libs/planner/index.ts';
 import { applyNodeState } from '../../../libs/dataplane/apply-node-state.ts';
 import { createDataplane, DEFAULT_STATE_DIR, type DataplaneChoice } from '../../../libs/dataplane/create-dataplane.ts';
+import { withKubeProxyTakeOver } from '../../../libs/dataplane/kube-proxy-takeover.ts';
 import { UsageError } from '../cli-errors.ts';
 import { loadProxyConfig } from '../load-proxy-config.ts';
 import type { SetExit } from './index.ts';
 
 interface ApplyOpts {
   manifests: string; node: string; mode: DataplaneChoice; once?: boolean; json?: boolean;
-  stateDir: string; config?: string; scheduler?: string; maxManifestBytes?: string;
+  stateDir: string; config?: string; scheduler?: string; maxManifestBytes?: string; takeOverKubeProxy?: boolean;
 }
 
 /** `switchboard apply --once`: manifests → render → the same applyNodeState path the NATS applier uses. */
@@ -27,6 +28,7 @@ export function registerApply(program: Command, setExit: SetExit): void {
     .option('--config <file>', 'proxy config (YAML/JSON)')
     .option('--scheduler <name>', 'IPVS scheduler')
     .addOption(maxManifestBytesOption())
+    .option('--take-over-kube-proxy', 'after our state is programmed and verified, remove kube-proxy\'s (nftables mode: its ip/ip6 kube-proxy tables)')
     .action(async (o: ApplyOpts) => {
       if (!o.once) throw new UsageError('apply needs --once (the long-running applier is `switchboard applier`)');
       const t0 = performance.now();
@@ -35,8 +37,9 @@ export function registerApply(program: Command, setExit: SetExit): void {
       for (const r of rejected) process.stderr.write(`rejected ${r.ref} (${r.source}): ${r.reason}\n`);
       const state = renderNodeState(ClusterState.fromObjects(objects).data, o.node, config);
       const renderMs = performance.now() - t0;
-      const dp = await createDataplane({ mode: o.mode, node: o.node, stateDir: o.stateDir, scheduler: config.scheduler,
+      const created = await createDataplane({ mode: o.mode, node: o.node, stateDir: o.stateDir, scheduler: config.scheduler,
         log: (m) => process.stderr.write(`${m}\n`) });
+      const dp = o.takeOverKubeProxy ? withKubeProxyTakeOver(created, { log: (m) => process.stderr.write(`${m}\n`) }) : created;
       try {
         const s = await applyNodeState(dp, state);
         const summary = { ...s, durations: { renderMs: Math.round(renderMs * 10) / 10, ...s.durations, totalMs: Math.round((performance.now() - t0) * 10) / 10 } };

@@ -1,0 +1,73 @@
+import { spawn } from 'node:child_process';
+import type { ApplyResult, Dataplane } from './dataplane.ts';
+
+/**
+ * Moving a node off kube-proxy, make-before-break (docs/migrate-from-kube-proxy.md): the wrapped
+ * dataplane programs Switchboard's state first; only after an apply that verified does this remove
+ * kube-proxy's state, so every packet is handled by one proxy or the other throughout.
+ * Connections that kube-proxy NATed keep their conntrack entries (NAT is bound when a connection
+ * starts), so removing its rules does not break them.
+ *
+ * nftables mode: kube-proxy's nftables mode owns exactly two tables, `ip kube-proxy` and
+ * `ip6 kube-proxy`; both are deleted in one atomic `nft -f` transaction. Nothing else is touched.
+ * ipvs mode: not removed by this version; the note says so on every result (see the doc for the
+ * manual steps).
+ *
+ * Done once per process: kube-proxy must already be stopped on the node (it leaves its rules in
+ * place when stopped); a running kube-proxy would put its tables back and the two would fight.
+ */
+export const KUBE_PROXY_NFT_TABLES = [['ip', 'kube-proxy'], ['ip6', 'kube-proxy']] as const;
+
+export interface TakeOverOptions {
+  /** Run nft inside this network namespace (`ip netns exec NS nft`). */
+  readonly netns?: string;
+  readonly nftPath?: string;
+  readonly log?: (line: string) => void;
+}
+
+/** Deletes kube-proxy's nftables tables that exist; returns the ones it deleted ("ip kube-proxy", ...). */
+export async function removeKubeProxyNftTables(o: TakeOverOptions = {}): Promise<string[]> {
+  const listed = await nft(o, ['list', 'tables']);
+  const present = KUBE_PROXY_NFT_TABLES.filter(([fam, name]) => new RegExp(`^table ${fam} ${name}$`, 'm').test(listed));
+  if (present.length === 0) return [];
+  await nft(o, ['-f', '-'], present.map(([fam, name]) => `delete table ${fam} ${name}\n`).join(''));
+  return present.map(([fam, name]) => `${fam} ${name}`);
+}
+
+export function withKubeProxyTakeOver(dp: Dataplane, o: TakeOverOptions = {}): Dataplane {
+  let done = false;
+  const after = async (r: ApplyResult): Promise<ApplyResult> => {
+    if (done || !r.verified) return r;
+    if (dp.mode === 'ipvs') {
+      return { ...r, notes: [...r.notes, 'take-over: kube-proxy ipvs-mode state is not removed by this version (docs/migrate-from-kube-proxy.md)'] };
+    }
+    if (dp.mode !== 'nftables') return r;
+    const t0 = performance.now();
+    const removed = await removeKubeProxyNftTables(o);
+    done = true;
+    const note = removed.length ? `take-over: removed kube-proxy's tables ${removed.join(', ')}` : 'take-over: no kube-proxy tables present';
+    o.log?.(note);
+    return { ...r, kernelWrites: r.kernelWrites + (removed.length ? 1 : 0), durationMs: r.durationMs + (performance.now() - t0), notes: [...r.notes, note] };
+  };
+  return {
+    get mode() { return dp.mode; },
+    apply: async (s) => after(await dp.apply(s)),
+    resync: async () => after(await dp.resync()),
+    cleanup: () => dp.cleanup(),
+    close: () => dp.close(),
+  };
+}
+
+function nft(o: TakeOverOptions, args: string[], input?: string): Promise<string> {
+  const [cmd, argv] = o.netns ? ['ip', ['netns', 'exec', o.netns, o.nftPath ?? 'nft', ...args]] : [o.nftPath ?? 'nft', args];
+  return new Promise((resolve, reject) => {
+    const c = spawn(cmd, argv, { stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    c.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+    c.stderr.on('data', (d: Buffer) => { err += d.toString(); });
+    c.on('error', reject);
+    c.on('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`nft ${args.join(' ')} failed (exit ${String(code)}): ${err.trim().split('\n')[0]}`))));
+    c.stdin.end(input ?? '');
+  });
+}
