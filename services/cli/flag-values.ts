@@ -55,21 +55,14 @@ export function duration(v: string): number {
 
 /**
  * A point in time as operators type it: relative (`10m`, `2h`: that long ago), ISO-8601 with a
- * zone (`2026-11-30T14:02:00Z`), or local wall time (`2026-11-30 14:02`, `14:02`, `14:02:30`: this
- * machine's time zone; a bare time means today). Returns an ISO-8601 UTC string.
+ * zone (`2026-11-30T14:02:00Z`), or local wall time with its date (`2026-11-30 14:02[:30]`, in this
+ * machine's time zone). A bare clock time (`14:02`) is refused: today's or yesterday's is a guess
+ * an audit answer must not rest on. Returns an ISO-8601 UTC string.
  */
 export function parseTime(v: string, now: Date = new Date()): string | undefined {
   const text = v.trim();
   const ago = parseDuration(text);
   if (ago !== undefined) return new Date(now.getTime() - ago).toISOString();
-  const clock = /^(\d{1,2}):(\d{2})(?::(\d{2}))?$/.exec(text);
-  if (clock) {
-    const [h, m, s] = [Number(clock[1]), Number(clock[2]), Number(clock[3] ?? 0)];
-    if (h > 23 || m > 59 || s > 59) return undefined;
-    const d = new Date(now);
-    d.setHours(h, m, s, 0);
-    return d.toISOString();
-  }
   const local = /^(\d{4})-(\d{2})-(\d{2})(?:[ T](\d{1,2}):(\d{2})(?::(\d{2}))?)?$/.exec(text);
   if (local) {
     const [y, mo, d, h, mi, s] = [1, 2, 3, 4, 5, 6].map((i) => Number(local[i] ?? 0)) as [number, number, number, number, number, number];
@@ -87,6 +80,6 @@ export function parseTime(v: string, now: Date = new Date()): string | undefined
 
 export function time(v: string): string {
   const t = parseTime(v);
-  if (t === undefined) throw new InvalidArgumentError('expected a time: 10m or 2h (ago), 14:02 or 2026-11-30 14:02 (local), or ISO-8601 with a zone.');
+  if (t === undefined) throw new InvalidArgumentError('expected a time: 10m or 2h (ago), 2026-11-30 14:02 (local time), or ISO-8601 with a zone.');
   return t;
 }

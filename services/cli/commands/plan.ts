@@ -38,8 +38,14 @@ export function registerPlan(program: Command, setExit: SetExit): void {
         nodePortAddresses: o.nodeportAddresses?.split(',').filter(Boolean),
       });
       const { objects, rejected } = await readManifestDir(o.manifests, { maxManifestBytes: parseMaxManifestBytes(o.maxManifestBytes) });
-      for (const r of rejected) process.stderr.write(`rejected ${r.ref} (${r.source}): ${r.reason}\n`);
       const state = ClusterState.fromObjects(objects);
+      // A directory without Node objects renders for any name (no node facts, no NodePorts);
+      // one that lists nodes makes a name outside them a mistake, not an empty plan.
+      const nodes = [...state.data.nodeNames()].sort();
+      if (nodes.length > 0 && !nodes.includes(o.node)) {
+        throw new UsageError(`--node ${o.node}: no Node of that name in ${o.manifests} (nodes: ${nodes.slice(0, 10).join(', ')}${nodes.length > 10 ? `, +${nodes.length - 10} more` : ''})`);
+      }
+      for (const r of rejected) process.stderr.write(`rejected ${r.ref} (${r.source}): ${r.reason}\n`);
       process.stdout.write(format(renderNodeState(state.data, o.node, config), config));
       setExit(o.strict && rejected.length > 0 ? 1 : 0);
     });

@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { EventLog, rebuildAtSeq, replayAt, replayVersion } from '../../../libs/eventlog/index.ts';
 import { canonicalJson } from '../../../libs/model/index.ts';
 import { UsageError } from '../cli-errors.ts';
+import { time } from '../flag-values.ts';
 import type { SetExit } from './index.ts';
 
 interface ReplayOptions { db: string; toVersion?: string; toSeq?: string; at?: string; json?: boolean; sequential?: boolean }
@@ -19,7 +20,7 @@ export function registerReplay(program: Command, setExit: SetExit): void {
     .requiredOption('--db <file>', 'event log (SQLite file)')
     .option('--to-version <n>', 'version to rebuild (default: the latest)')
     .option('--to-seq <s>', 'rebuild the state after event seq S')
-    .option('--at <time>', 'rebuild the version current at an ISO-8601 time')
+    .option('--at <time>', 'rebuild the version current at a time: 10m or 2h (ago), 2026-11-30 14:02 (local time), ISO-8601', time)
     .option('--sequential', 'apply every event in order instead of the last per object (slower; a cross-check)')
     .option('--json', 'machine-readable output')
     .action(async (o: ReplayOptions) => {

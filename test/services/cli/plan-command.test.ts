@@ -5,6 +5,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
 import { NODES, service, slice } from '../../support/plan-fixture.ts';
+import { sbIn } from './cli-support.ts';
 
 const run = promisify(execFile);
 const bin = path.resolve('bin/switchboard');
@@ -56,5 +57,11 @@ describe('switchboard plan', () => {
     const fmt = await sb('plan', '--manifests', dir, '--node', 'node-a', '--format', 'xml');
     expect(fmt.code).toBe(2);
     expect(fmt.stderr).toMatch(/unknown --format xml/);
+  });
+
+  it('refuses a node the manifests do not list (exit 2, one line naming --node)', async () => {
+    const node = await sbIn(['plan', '--manifests', dir, '--node', 'node-x']); // in-process: spawning costs seconds
+    expect(node).toMatchObject({ code: 2, stdout: '' });
+    expect(node.stderr).toMatch(/^switchboard: --node node-x: no Node of that name in .* \(nodes: node-a, node-b\)\n$/);
   });
 });

@@ -1,0 +1,74 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parse as parseYaml } from 'yaml';
+import { EventLog } from '../../../libs/eventlog/index.ts';
+import { parseTime } from '../../../services/cli/flag-values.ts';
+import { table } from '../../../services/cli/output.ts';
+import { sbIn } from './cli-support.ts';
+
+const dir = mkdtempSync(path.join(tmpdir(), 'sb-audit-'));
+const db = path.join(dir, 'log.db');
+const longReason = 'move every node to nftables because the ipvs scheduler misbehaves under the new traffic mix seen on monday';
+
+beforeAll(async () => {
+  const log = await EventLog.open({ file: db });
+  const configState = { defaultRevision: 2, previousDefault: 1, rollout: { configRevision: 2, waves: [['node-01', 'node-02', 'node-03', 'node-04']], status: 'running' } };
+  log.recordOperation({ kind: 'rollout', actor: 'ci/alice', reason: longReason, params: { revision: 2, configState } });
+  log.recordOperation({ kind: 'pin', actor: 'bob', reason: 'hold', params: { axis: 'data', version: 1 } });
+  log.close();
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe('audit output', () => {
+  it('ops: reason before the long columns, cut in the table, whole with -o wide, data with -o json|yaml', async () => {
+    const t = await sbIn(['audit', '--db', db, 'ops']);
+    expect(t.code).toBe(0);
+    const [head, first, second] = t.stdout.split('\n');
+    expect(head).toMatch(/^ID\s+AT\s+KIND\s+ACTOR\s+VERSION\s+REASON\s+PARAMS$/);
+    expect(first).toMatch(/^1\s+\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}Z\s+rollout\s+ci\/alice\s+-\s+move every node to nftables because the ipvs scheduler \S*…\s+\{"configState":\{"defaultRevision":2,"\S*…$/);
+    expect(second).toMatch(/^2\s+.*\s+pin\s+bob\s+-\s+hold\s+\{"axis":"data","version":1\}$/);
+    expect(first!.length).toBeLessThan(180);
+
+    const wide = await sbIn(['audit', '--db', db, 'ops', '-o', 'wide']);
+    expect(wide.stdout).toContain(longReason);
+    expect(wide.stdout).toContain('"waves":[["node-01","node-02","node-03","node-04"]]');
+
+    const json = JSON.parse((await sbIn(['audit', '--db', db, 'ops', '--json'])).stdout) as { actor: string }[];
+    const yaml = parseYaml((await sbIn(['audit', '--db', db, 'ops', '-o', 'yaml'])).stdout) as typeof json;
+    expect(json.map((o) => o.actor)).toEqual(['ci/alice', 'bob']);
+    expect(yaml).toEqual(json);
+  });
+
+  it('--at takes relative and local times; a bare clock time or nonsense is a usage error', async () => {
+    const before = Date.now();
+    const r = await sbIn(['audit', '--db', db, 'node', 'node-1', '--at', '10m', '-o', 'json']);
+    expect(r.code).toBe(0);
+    const at = Date.parse((JSON.parse(r.stdout) as { at: string }).at);
+    expect(at).toBeGreaterThanOrEqual(before - 600_000 - 1000);
+    expect(at).toBeLessThanOrEqual(Date.now() - 600_000 + 1000);
+
+    const local = await sbIn(['audit', '--db', db, 'node', 'node-1', '--at', '2026-11-30 14:02']);
+    expect(local.stdout).toBe(`node node-1 had acknowledged nothing by ${new Date(2026, 10, 30, 14, 2).toISOString()}\n`);
+    for (const bad of ['19:46', 'yesterday', '2026-02-31 10:00', '10 m']) {
+      const u = await sbIn(['audit', '--db', db, 'node', 'node-1', '--at', bad]);
+      expect({ bad, code: u.code }).toEqual({ bad, code: 2 });
+      expect(u.stderr).toMatch(new RegExp(`^error: option '--at <time>' argument '${bad}' is invalid\\. expected a time: 10m or 2h \\(ago\\).*\\n$`));
+    }
+    expect((await sbIn(['replay', '--db', db, '--at', '19:46'])).code).toBe(2);
+  });
+
+  it('parses times and cuts tables as documented', () => {
+    const now = new Date('2026-11-30T12:00:00Z');
+    expect(parseTime('2h', now)).toBe('2026-11-30T10:00:00.000Z');
+    expect(parseTime('1h30m', now)).toBe('2026-11-30T10:30:00.000Z');
+    expect(parseTime('2026-11-30T14:02:00+01:00', now)).toBe('2026-11-30T13:02:00.000Z');
+    expect(parseTime('2026-11-30T14:02Z', now)).toBe('2026-11-30T14:02:00.000Z');
+    expect(parseTime('14:02', now)).toBeUndefined();
+    const t = table([{ header: 'A' }, { header: 'B', max: 5 }], [['x', 'abcdefgh']]);
+    expect(t).toBe('A  B\nx  abcd…\n');
+    expect(table([{ header: 'A' }, { header: 'B', max: 5 }], [['x', 'abcdefgh']], true)).toBe('A  B\nx  abcdefgh\n');
+    expect(table([{ header: 'A' }, { header: 'B' }], [['x', 'abcdefgh']], false, 8)).toBe('A  B\nx  abcd…\n');
+  });
+});
