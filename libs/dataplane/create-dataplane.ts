@@ -6,7 +6,7 @@ import { detectIpvsCapabilities } from './ipvs/detect-capabilities.ts';
 import { IpvsDataplane } from './ipvs/ipvs-dataplane.ts';
 import { NetlinkKernel } from './ipvs/netlink-kernel.ts';
 import { FileOwnershipStore } from './ipvs/ownership-record.ts';
-import { NftablesDataplane } from './nftables/index.ts';
+import { NftablesDataplane, type NftBackend } from './nftables/index.ts';
 import { ModeFollowingDataplane } from './mode-following-dataplane.ts';
 
 export type DataplaneChoice = 'ipvs' | 'nftables' | 'auto' | 'dry-run';
@@ -21,6 +21,8 @@ export interface CreateDataplaneOptions {
   readonly scheduler?: string;
   readonly registry?: Registry;
   readonly log?: (msg: string) => void;
+  /** How nftables mode talks to the kernel (default `auto`: netlink, falling back to `nft`). */
+  readonly nftBackend?: NftBackend;
 }
 
 export const DEFAULT_STATE_DIR = '/var/lib/switchboard';
@@ -38,7 +40,7 @@ export function ipvsStatePath(stateDir: string, node: string): string {
  */
 export async function createDataplane(o: CreateDataplaneOptions): Promise<Dataplane> {
   if (o.mode === 'dry-run') return new DryRunDataplane();
-  if (o.mode === 'nftables') return new NftablesDataplane();
+  if (o.mode === 'nftables') return new NftablesDataplane({ backend: o.nftBackend });
   const caps = await detectIpvsCapabilities({ scheduler: o.scheduler });
   const ipvsOk = caps.ipvs && caps.dummy;
   if (o.mode === 'auto') {

@@ -78,6 +78,8 @@ export interface NetlinkConnectionStats {
 
 interface Pending {
   readonly req: NetlinkRequest;
+  /** A batch: replies for seqs [first, seq) are errors of earlier messages (the last one is acked). */
+  batch?: { first: number; error?: Error; timer?: NodeJS.Timeout; datagram: Buffer; ops: readonly NetlinkRequest[] };
   readonly resolve: (msgs: NetlinkMessage[]) => void;
   readonly reject: (err: Error) => void;
   readonly replies: NetlinkMessage[];
@@ -136,6 +138,40 @@ export class NetlinkConnection {
     });
   }
 
+  /**
+   * Sends `messages` as ONE datagram with consecutive sequence numbers, for protocols that treat
+   * a datagram as a transaction (nfnetlink batches: BEGIN, ops, END). Only the last message that
+   * may be acked (`ackIndex`) carries NLM_F_ACK; the kernel reports every failing message
+   * regardless, and delivers all its answers after the whole batch ran. Resolves once that ack
+   * arrives without an earlier error; rejects with the first error (its message's operation).
+   */
+  sendBatch(messages: readonly (NetlinkRequest & { readonly type: number })[], ackIndex: number): Promise<void> {
+    if (this.closed) return Promise.reject(new Error('netlink batch: netlink socket is closed'));
+    const bufs: Buffer[] = [];
+    let first = 0;
+    let ackSeq = 0;
+    const ops: NetlinkRequest[] = [];
+    messages.forEach((m, i) => {
+      this.seq = (this.seq + 1) >>> 0 || 1;
+      if (i === 0) first = this.seq;
+      if (i === ackIndex) ackSeq = this.seq;
+      ops.push(m);
+      const flags = NLM_F_REQUEST | (i === ackIndex ? NLM_F_ACK : 0) | (m.flags ?? 0);
+      bufs.push(encodeMessage({ type: m.type, flags, seq: this.seq, payload: m.payload }));
+    });
+    if (ackSeq < first) return Promise.reject(new Error('netlink batch: sequence numbers wrapped; retry'));
+    const datagram = Buffer.concat(bufs);
+    return new Promise<void>((resolve, reject) => {
+      const req: NetlinkRequest = {
+        type: messages[ackIndex]!.type, payload: Buffer.alloc(0), operation: messages[ackIndex]!.operation,
+        mapError: (errno, ext) => messages[ackIndex]!.mapError?.(errno, ext),
+      };
+      const p: Pending = { req, resolve: () => resolve(), reject, replies: [], seq: ackSeq, batch: { first, datagram, ops } };
+      this.queue.push(p);
+      this.schedulePump();
+    });
+  }
+
   close(): void {
     if (this.closed) return;
     this.failAll(new Error('netlink socket closed'));
@@ -173,7 +209,8 @@ export class NetlinkConnection {
         const idx = this.nextSendable();
         if (idx < 0) break;
         const p = this.queue[idx]!;
-        const buf = this.encode(p);
+        if (p.batch && batch.length > 0) break; // a batch is a datagram of its own
+        const buf = p.batch ? p.batch.datagram : this.encode(p);
         if (batch.length > 0 && bytes + buf.length > MAX_BATCH_BYTES) break;
         this.queue.splice(idx, 1);
         if (p.req.dump) this.dumpRunning = true;
@@ -182,7 +219,7 @@ export class NetlinkConnection {
         bufs.push(buf);
         bytes += buf.length;
         // A dump's replies are chunked by the kernel; keep it alone in its datagram.
-        if (p.req.dump) break;
+        if (p.req.dump || p.batch) break;
       }
       if (batch.length === 0) break;
       this.stats.maxInFlight = Math.max(this.stats.maxInFlight, this.inFlight.size);
@@ -226,8 +263,9 @@ export class NetlinkConnection {
   }
 
   private onMessage(msg: NetlinkMessage): void {
-    const p = this.inFlight.get(msg.seq);
+    const p = this.inFlight.get(msg.seq) ?? this.batchOf(msg.seq);
     if (!p) return; // not ours (late reply after a failure, or a notification)
+    if (p.batch && msg.seq !== p.seq) return this.onBatchReply(p, msg);
     if (msg.type === NLMSG_NOOP || msg.type === NLMSG_OVERRUN) return;
     if (msg.type === NLMSG_ERROR) {
       const e = decodeErrorPayload(msg.payload, msg.flags);
@@ -241,6 +279,24 @@ export class NetlinkConnection {
     p.replies.push(msg);
   }
 
+  private batchOf(seq: number): Pending | undefined {
+    for (const p of this.inFlight.values()) if (p.batch && seq >= p.batch.first && seq < p.seq) return p;
+    return undefined;
+  }
+
+  /** An answer for an earlier message of a batch: only errors are sent for those. */
+  private onBatchReply(p: Pending, msg: NetlinkMessage): void {
+    if (msg.type !== NLMSG_ERROR || !p.batch) return;
+    const e = decodeErrorPayload(msg.payload, msg.flags);
+    if (e.errno === 0 || p.batch.error) return;
+    const op = p.batch.ops[msg.seq - p.batch.first];
+    p.batch.error = op ? this.mapError(op, e.errno, e.extMessage) : NetlinkError.fromErrno('netlink batch', e.errno, e.extMessage);
+    // The kernel answers after the whole batch ran, the ack of the last message right behind the
+    // errors; if it stopped early (ENOMEM), that ack never comes: do not wait for the watchdog.
+    p.batch.timer = setTimeout(() => this.finish(p, p.batch!.error), 500);
+    p.batch.timer.unref();
+  }
+
   private mapError(req: NetlinkRequest, errno: number, ext?: string): Error {
     const mapped = req.mapError?.(errno, ext);
     if (mapped) return mapped;
@@ -249,6 +305,10 @@ export class NetlinkConnection {
 
   private finish(p: Pending, err?: Error): void {
     if (!this.inFlight.delete(p.seq)) return;
+    if (p.batch) {
+      if (p.batch.timer) clearTimeout(p.batch.timer);
+      err = p.batch.error ?? err; // the first failing message explains the batch
+    }
     if (p.req.dump) this.dumpRunning = false;
     this.stats.completed++;
     if (err) p.reject(err);

@@ -10,7 +10,12 @@ export function summarizeRules(rules: readonly string[]): string {
     for (const m of r.matchAll(/\b(?:goto|jump) ([^\s,}]+)/g)) tokens.push(`->${m[1]}`);
     for (const m of r.matchAll(/\bdnat ip6? to (\S+)/g)) tokens.push(`=>${m[1]}`);
   }
-  return `${rules.length}|${tokens.sort().join(',')}`;
+  return summarizeTokens(rules.length, tokens);
+}
+
+/** The digest from a rule count and the jump/goto (`->X`) and DNAT (`=>A:P`) tokens of its rules. */
+export function summarizeTokens(ruleCount: number, tokens: readonly string[]): string {
+  return `${ruleCount}|${[...tokens].sort().join(',')}`;
 }
 
 /** The same digest from the `expr` arrays of a chain's rules in nft's JSON output. */

@@ -4,6 +4,7 @@ import { summarizeRules } from './nft-chain-summary.ts';
 import { NFT_FAMILY, NFT_TABLE } from './nft-names.ts';
 import { renderNftObjects, type NftObjects } from './nft-objects.ts';
 import { NftCliRunner } from './nft-cli-runner.ts';
+import { NftNetlinkRunner } from './nft-netlink-runner.ts';
 import type { NftRunner } from './nft-runner.ts';
 import { NftTransaction } from './nft-transaction.ts';
 import { inventoryOf, planFullLoad, planNftUpdate, type NftInventory } from './plan-nft-update.ts';
@@ -17,9 +18,18 @@ export interface NftablesDataplaneOptions {
   readonly nftPath?: string;
   /** Read the table back after every apply and compare (default true). */
   readonly verifyAfterApply?: boolean;
-  /** The kernel seam (default: `nft` in `netns`); tests pass the recording fake. */
+  /** The kernel seam; tests pass the recording fake. Default: chosen by `backend`. */
   readonly runner?: NftRunner;
+  /**
+   * `netlink`: nf_tables netlink batches (NftNetlinkRunner); `nft`: spawn `nft`; `auto` (default):
+   * netlink, falling back to `nft` when netlink fails at start (noted on the first ApplyResult).
+   * With `netns`, always `nft`: a netlink socket belongs to the namespace of the process.
+   */
+  readonly backend?: NftBackend;
 }
+
+export type NftBackend = 'auto' | 'netlink' | 'nft';
+export const NFT_BACKENDS: readonly NftBackend[] = ['auto', 'netlink', 'nft'];
 
 /** Read-back digests compare against rendered rules through the same summary. */
 const sameBySummary = (_n: string, fp: string, rules: readonly string[]) => fp === summarizeRules(rules);
@@ -35,12 +45,40 @@ export class NftablesDataplane implements Dataplane {
   readonly table: string;
   /** The last transaction run, as `nft -f` text (empty for a no-op), for tests and audits. */
   lastTransaction = '';
-  readonly runner: NftRunner;
+  private runnerChoice: Promise<NftRunner> | undefined;
+  private startNotes: string[] = [];
   private applied: { objects: NftObjects; inventory: NftInventory } | undefined;
 
   constructor(private readonly options: NftablesDataplaneOptions = {}) {
     this.table = options.table ?? NFT_TABLE;
-    this.runner = options.runner ?? new NftCliRunner({ netns: options.netns, nftPath: options.nftPath });
+  }
+
+  /** The runner in use, chosen on first use (see NftablesDataplaneOptions.backend). */
+  runner(): Promise<NftRunner> {
+    this.runnerChoice ??= this.chooseRunner();
+    return this.runnerChoice;
+  }
+
+  private async chooseRunner(): Promise<NftRunner> {
+    const o = this.options;
+    if (o.runner) return o.runner;
+    const cli = () => new NftCliRunner({ netns: o.netns, nftPath: o.nftPath });
+    const backend = o.backend ?? 'auto';
+    if (backend === 'nft' || o.netns !== undefined) {
+      if (backend === 'netlink') throw new Error('nftables: the netlink backend cannot program another netns (run the applier inside it)');
+      return cli();
+    }
+    try {
+      return await NftNetlinkRunner.open();
+    } catch (e) {
+      if (backend === 'netlink') throw e;
+      this.startNotes.push(`nftables over netlink unavailable (${(e as Error).message}): using nft`);
+      return cli();
+    }
+  }
+
+  private takeStartNotes(): string[] {
+    return this.startNotes.splice(0);
   }
 
   async apply(state: NodeState): Promise<ApplyResult> {
@@ -48,7 +86,8 @@ export class NftablesDataplane implements Dataplane {
     // Rendering validates the input before the kernel is touched: a bad state throws here and
     // whatever was programmed stays.
     const objects = renderNftObjects(state);
-    const notes: string[] = [];
+    await this.runner();
+    const notes: string[] = this.takeStartNotes();
     let tx: NftTransaction;
     if (this.applied) {
       tx = planNftUpdate(this.applied.inventory, objects, this.table);
@@ -88,23 +127,23 @@ export class NftablesDataplane implements Dataplane {
   async cleanup(): Promise<ApplyResult> {
     const t0 = performance.now();
     this.applied = undefined;
-    const exists = (await this.runner.listTable(NFT_FAMILY, this.table)) !== undefined;
+    const exists = (await (await this.runner()).listTable(NFT_FAMILY, this.table)) !== undefined;
     if (exists) {
       const tx = new NftTransaction(NFT_FAMILY, this.table).delete({ kind: 'table' });
       tx.writes = 1;
       await this.run(tx);
     }
-    const gone = (await this.runner.listTable(NFT_FAMILY, this.table)) === undefined;
+    const gone = (await (await this.runner()).listTable(NFT_FAMILY, this.table)) === undefined;
     return { kernelWrites: exists ? 1 : 0, verified: gone, durationMs: performance.now() - t0, notes: exists ? [] : ['no table to remove'] };
   }
 
   async close(): Promise<void> {
-    this.runner.close();
+    if (this.runnerChoice) (await this.runnerChoice.catch(() => undefined))?.close();
   }
 
   /** The table as the kernel holds it now; undefined when absent. */
   async readBack(): Promise<NftReadBack | undefined> {
-    return this.runner.listTable(NFT_FAMILY, this.table);
+    return (await this.runner()).listTable(NFT_FAMILY, this.table);
   }
 
   private fullLoad(objects: NftObjects): NftTransaction {
@@ -113,7 +152,7 @@ export class NftablesDataplane implements Dataplane {
 
   private async run(tx: NftTransaction): Promise<void> {
     this.lastTransaction = tx.toScript();
-    if (tx.error || tx.size > 0) await this.runner.run(tx);
+    if (tx.error || tx.size > 0) await (await this.runner()).run(tx);
   }
 
   private async verify(objects: NftObjects, notes: string[]): Promise<boolean> {

@@ -6,6 +6,7 @@ import { ClusterState, renderNodeState } from '../../../libs/planner/index.ts';
 import { applyNodeState } from '../../../libs/dataplane/apply-node-state.ts';
 import { createDataplane, DEFAULT_STATE_DIR, type DataplaneChoice } from '../../../libs/dataplane/create-dataplane.ts';
 import { withKubeProxyTakeOver } from '../../../libs/dataplane/kube-proxy-takeover.ts';
+import { NFT_BACKENDS, type NftBackend } from '../../../libs/dataplane/nftables/index.ts';
 import { UsageError } from '../cli-errors.ts';
 import { loadProxyConfig } from '../load-proxy-config.ts';
 import type { SetExit } from './index.ts';
@@ -13,6 +14,7 @@ import type { SetExit } from './index.ts';
 interface ApplyOpts {
   manifests: string; node: string; mode: DataplaneChoice; once?: boolean; json?: boolean;
   stateDir: string; config?: string; scheduler?: string; maxManifestBytes?: string; takeOverKubeProxy?: boolean;
+  nftBackend: NftBackend;
 }
 
 /** `switchboard apply --once`: manifests → render → the same applyNodeState path the NATS applier uses. */
@@ -27,6 +29,8 @@ export function registerApply(program: Command, setExit: SetExit): void {
     .option('--state-dir <dir>', 'ownership record directory', DEFAULT_STATE_DIR)
     .option('--config <file>', 'proxy config (YAML/JSON)')
     .option('--scheduler <name>', 'IPVS scheduler')
+    .addOption(new Option('--nft-backend <how>', 'nftables mode: netlink batches, the nft binary, or netlink with nft as fallback')
+      .choices([...NFT_BACKENDS]).default('auto'))
     .addOption(maxManifestBytesOption())
     .option('--take-over-kube-proxy', 'after our state is programmed and verified, remove kube-proxy\'s (nftables mode: its ip/ip6 kube-proxy tables)')
     .action(async (o: ApplyOpts) => {
@@ -37,7 +41,7 @@ export function registerApply(program: Command, setExit: SetExit): void {
       for (const r of rejected) process.stderr.write(`rejected ${r.ref} (${r.source}): ${r.reason}\n`);
       const state = renderNodeState(ClusterState.fromObjects(objects).data, o.node, config);
       const renderMs = performance.now() - t0;
-      const created = await createDataplane({ mode: o.mode, node: o.node, stateDir: o.stateDir, scheduler: config.scheduler,
+      const created = await createDataplane({ mode: o.mode, node: o.node, stateDir: o.stateDir, scheduler: config.scheduler, nftBackend: o.nftBackend,
         log: (m) => process.stderr.write(`${m}\n`) });
       const dp = o.takeOverKubeProxy ? withKubeProxyTakeOver(created, { log: (m) => process.stderr.write(`${m}\n`) }) : created;
       try {

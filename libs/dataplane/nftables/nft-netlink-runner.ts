@@ -1,0 +1,292 @@
+// NftRunner over nf_tables netlink: a transaction becomes one NFNL batch (BEGIN, ops, END) in
+// one datagram, which the kernel applies atomically like `nft -f`; the table is read back with
+// dumps. No `nft` process, no full-ruleset cache: an endpoint change costs its own few messages.
+import { NetlinkConnection } from '../../netlink/netlink-connection.ts';
+import type { NetlinkRequest } from '../../netlink/netlink-connection.ts';
+import { NetlinkError } from '../../netlink/netlink-error.ts';
+import {
+  NFPROTO, NFT_MSG, NFT_SET_FLAGS, batchBegin, batchEnd, decodeChain, decodeRule, decodeSet, decodeSetElems, decodeTable,
+  delChain, delSet, delTable, dumpRequest, flushRules, newChain, newRule, newSet, newTable, nftType, setElems,
+  type DumpedElement, type NftElement, type NftMessage, type TableRef,
+} from '../../netlink/nftables-codec.ts';
+import type { NftExpr } from '../../netlink/nftables-expr.ts';
+import { bytesToIp } from '../../netlink/ip-address.ts';
+import { summarizeTokens } from './nft-chain-summary.ts';
+import {
+  compileElementKey, compileHook, compileMapType, compileRule, compileSetDecl, dataVerdictText, elementKeyText,
+  parseVerdict, type AnonymousSet,
+} from './nft-rule-compiler.ts';
+import type { NftRunner } from './nft-runner.ts';
+import type { NftOp, NftTransaction } from './nft-transaction.ts';
+import { SKELETON_CHAINS, SKELETON_MAPS } from './nft-skeleton.ts';
+import type { NftReadBack } from './read-nft-table.ts';
+
+const NETLINK_NETFILTER = 12;
+// NFTA_SET_ELEM_LIST_ELEMENTS is a nested attribute: its length field is 16 bits.
+const MAX_ELEMENTS_BYTES = 60_000;
+
+export interface NftNetlinkRunnerOptions {
+  /** Socket send buffer to ask for; the largest atomic batch is what the kernel grants (2 × wmem_max). */
+  readonly sendBufferSize?: number;
+  readonly recvBufferSize?: number;
+}
+
+/** How the last run was sent, for tests and benchmarks. */
+export interface NetlinkRunStats {
+  readonly messages: number;
+  readonly batches: number;
+  readonly bytes: number;
+}
+
+export class NftNetlinkRunner implements NftRunner {
+  readonly backend = 'netlink';
+  lastRun: NetlinkRunStats = { messages: 0, batches: 0, bytes: 0 };
+  private readonly conn: NetlinkConnection;
+
+  constructor(options: NftNetlinkRunnerOptions = {}) {
+    this.conn = new NetlinkConnection({
+      protocol: NETLINK_NETFILTER,
+      sendBufferSize: options.sendBufferSize ?? 64 * 1024 * 1024,
+      recvBufferSize: options.recvBufferSize ?? 16 * 1024 * 1024,
+    });
+  }
+
+  /** Opens a socket and proves nf_tables answers (a table lookup), so callers can fall back to `nft`. */
+  static async open(options: NftNetlinkRunnerOptions = {}): Promise<NftNetlinkRunner> {
+    const r = new NftNetlinkRunner(options);
+    try {
+      await r.getTable({ family: NFPROTO.inet, table: 'switchboard-probe' });
+      return r;
+    } catch (e) {
+      r.close();
+      throw e;
+    }
+  }
+
+  /** Largest batch that fits one datagram (the kernel needs BEGIN..END in one skb). */
+  get maxBatchBytes(): number {
+    return this.conn.bufferSizes().send - 4096;
+  }
+
+  async run(tx: NftTransaction): Promise<void> {
+    if (tx.error) throw tx.error;
+    const { messages, staged } = compileTransaction(tx); // grammar errors surface here, before any send
+    const batches = splitBatches(messages, staged, this.maxBatchBytes);
+    let bytes = 0;
+    for (const b of batches) {
+      bytes += b.reduce((a, m) => a + m.payload.length + 16, 0);
+      const framed = [batchBegin(), ...b, batchEnd()];
+      await this.conn.sendBatch(framed.map(toRequest), framed.length - 2);
+    }
+    this.lastRun = { messages: messages.length, batches: batches.length, bytes };
+  }
+
+  async listTable(family: string, table: string): Promise<NftReadBack | undefined> {
+    const t = tableRef(family, table);
+    const head = await this.getTable(t);
+    if (!head) return undefined;
+    const dump = async (type: number, set?: string) =>
+      this.conn.request({ type: nftType(type), payload: dumpRequest(t, set), dump: true, operation: `dump ${set ?? 'table'} of ${family} ${table}` });
+    const chainNames: string[] = [];
+    for (const m of await dump(NFT_MSG.GETCHAIN)) {
+      if (tableOf(m.payload) !== table) continue; // chain dumps are not filtered by table
+      chainNames.push(decodeChain(m.payload).name);
+    }
+    const rules = new Map<string, NftExpr[][]>(chainNames.map((n) => [n, []]));
+    for (const m of await dump(NFT_MSG.GETRULE)) {
+      const r = decodeRule(m.payload);
+      rules.get(r.chain)?.push(r.exprs);
+    }
+    const sets = (await dump(NFT_MSG.GETSET)).map((m) => decodeSet(m.payload));
+    const elementsOf = new Map<string, DumpedElement[]>();
+    // One dump per set (the kernel has no table-wide element dump); they queue on one socket.
+    await Promise.all(sets.map(async (s) => {
+      const msgs = await dump(NFT_MSG.GETSETELEM, s.name);
+      elementsOf.set(s.name, msgs.flatMap((m) => decodeSetElems(m.payload).elements));
+    }));
+
+    const skeleton = new Set(SKELETON_CHAINS.map((c) => c.name));
+    const chains = new Map<string, string>();
+    for (const [name, exprLists] of rules) {
+      if (!skeleton.has(name)) chains.set(name, summarizeTokens(exprLists.length, exprLists.flatMap((e) => ruleTokens(e, elementsOf))));
+    }
+    const skeletonProblems: string[] = [];
+    for (const c of SKELETON_CHAINS) {
+      const got = rules.get(c.name);
+      if (!got) skeletonProblems.push(`chain ${c.name} missing`);
+      else if (got.length !== c.rules.length) skeletonProblems.push(`chain ${c.name} has ${got.length} rules, want ${c.rules.length}`);
+    }
+    const elements = new Map<string, Map<string, string>>();
+    const namedSets = new Set<string>();
+    const setElementCounts = new Map<string, number>();
+    for (const s of sets) {
+      if (s.flags & NFT_SET_FLAGS.anonymous) continue;
+      if (s.flags & NFT_SET_FLAGS.map) {
+        elements.set(s.name, new Map((elementsOf.get(s.name) ?? []).map((e) => [elementKeyText(e.key), dataVerdictText(e.data)])));
+      } else {
+        namedSets.add(s.name);
+        setElementCounts.set(s.name, elementsOf.get(s.name)?.length ?? 0);
+      }
+    }
+    for (const m of SKELETON_MAPS) if (!elements.has(m.name)) skeletonProblems.push(`map ${m.name} missing`);
+    return {
+      tableHandle: Number(head.handle), inventory: { chains, sets: namedSets, elements }, skeletonProblems, setElementCounts,
+    };
+  }
+
+  close(): void {
+    this.conn.close();
+  }
+
+  private async getTable(t: TableRef): Promise<{ handle: bigint } | undefined> {
+    try {
+      const msgs = await this.conn.request({
+        type: nftType(NFT_MSG.GETTABLE), payload: dumpRequest(t), operation: `get table ${t.table}`,
+      });
+      return msgs[0] ? decodeTable(msgs[0].payload) : undefined;
+    } catch (e) {
+      if (e instanceof NetlinkError && e.code === 'ENOENT') return undefined;
+      throw e;
+    }
+  }
+}
+
+function tableRef(family: string, table: string): TableRef {
+  const f = NFPROTO[family as keyof typeof NFPROTO];
+  if (f === undefined) throw new Error(`nftables family ${family} is not supported over netlink`);
+  return { family: f, table };
+}
+
+const tableOf = (payload: Buffer): string => {
+  // NFTA_*_TABLE is attribute 1 of every object message; read it without decoding the rest.
+  const len = payload.readUInt16LE(4);
+  return payload.subarray(8, 4 + len).toString('utf8').replace(/\0+$/, '');
+};
+
+const toRequest = (m: NftMessage): NetlinkRequest & { type: number } =>
+  ({ type: m.type, flags: m.flags, payload: m.payload, operation: m.operation });
+
+/** Jump/goto targets and DNAT destinations of one rule, as summarizeRules finds them in text. */
+function ruleTokens(exprs: readonly NftExpr[], elementsOf: ReadonlyMap<string, DumpedElement[]>): string[] {
+  const tokens: string[] = [];
+  const regs = new Map<number, Buffer>();
+  for (const e of exprs) {
+    if (e.type === 'immediate') {
+      if ('verdict' in e.data) {
+        const v = e.data.verdict;
+        if (v.code === 'jump' || v.code === 'goto') tokens.push(`->${v.chain}`);
+      } else regs.set(e.dreg, e.data.value);
+    } else if (e.type === 'lookup' && e.dreg === 0 && e.set.startsWith('__map')) {
+      for (const el of elementsOf.get(e.set) ?? []) {
+        const v = el.data && 'verdict' in el.data ? el.data.verdict : undefined;
+        if (v && (v.code === 'jump' || v.code === 'goto')) tokens.push(`->${v.chain}`);
+      }
+    } else if (e.type === 'nat') {
+      const a = regs.get(e.regAddrMin);
+      const p = regs.get(e.regProtoMin);
+      if (a && p && (a.length === 4 || a.length === 16)) {
+        const ip = bytesToIp(a, a.length === 4 ? 'inet' : 'inet6');
+        tokens.push(`=>${a.length === 16 ? `[${ip}]` : ip}:${p.readUInt16BE(0)}`);
+      }
+    }
+  }
+  return tokens;
+}
+
+interface Compiled { messages: NftMessage[]; staged: boolean[] }
+
+/**
+ * Typed ops → nf_tables messages, in order. `staged[i]` marks the messages that bring a table
+ * to life (base chains with hooks and their rules): when a transaction is too large for one
+ * batch, those go last, so a table loaded in several batches stays inert until complete.
+ */
+export function compileTransaction(tx: NftTransaction): Compiled {
+  const t = tableRef(tx.family, tx.table);
+  const messages: NftMessage[] = [];
+  const staged: boolean[] = [];
+  const hooked = new Set<string>();
+  let nextId = 1;
+  let pendingElems: { verb: 'new' | 'del'; map: string; items: NftElement[]; bytes: number; ops: string[] } | undefined;
+  const push = (m: NftMessage, stage = false) => { messages.push(m); staged.push(stage); };
+  const flushElems = () => {
+    if (!pendingElems) return;
+    const p = pendingElems;
+    push(setElems(p.verb, t, p.map, p.items, p.ops.length === 1 ? p.ops[0]! : `${p.ops[0]} (+${p.ops.length - 1} more)`));
+    pendingElems = undefined;
+  };
+  const describe = tx.describe();
+  tx.ops.forEach((op: NftOp, i) => {
+    const text = describe[i]!;
+    const o = op.object;
+    if (o.kind === 'element') {
+      const verb = op.verb === 'delete' ? 'del' : 'new';
+      const item: NftElement = { key: compileElementKey(o.key), ...(o.value !== undefined ? { data: { verdict: parseVerdict(o.value) } } : {}) };
+      const size = item.key.length + 24 + (o.value?.length ?? 0) + 16;
+      if (!pendingElems || pendingElems.verb !== verb || pendingElems.map !== o.map || pendingElems.bytes + size > MAX_ELEMENTS_BYTES) {
+        flushElems();
+        pendingElems = { verb, map: o.map, items: [], bytes: 0, ops: [] };
+      }
+      pendingElems.items.push(item);
+      pendingElems.bytes += size;
+      pendingElems.ops.push(text);
+      return;
+    }
+    flushElems();
+    const excl = op.verb === 'create';
+    switch (o.kind) {
+      case 'table':
+        if (op.verb === 'delete') push(delTable(t, text));
+        else if (op.verb === 'flush') push(flushRules(t, undefined, text));
+        else push(newTable(t, text, excl));
+        return;
+      case 'chain':
+        if (op.verb === 'delete') push(delChain(t, o.name, text));
+        else if (op.verb === 'flush') push(flushRules(t, o.name, text));
+        else {
+          if (o.hook) hooked.add(o.name);
+          push(newChain(t, o.name, o.hook ? compileHook(o.hook) : undefined, text, excl), o.hook !== undefined);
+        }
+        return;
+      case 'rule': {
+        const stage = hooked.has(o.chain);
+        const alloc = (a: AnonymousSet) => {
+          const id = nextId++;
+          const name = `${a.prefix}%d`;
+          push(newSet(t, { ...a.spec, name, id }, `${text} (anonymous set)`), stage);
+          push(setElems('new', t, name, a.elements, `${text} (anonymous set elements)`, { setId: id }), stage);
+          return { name, id };
+        };
+        push(newRule(t, o.chain, compileRule(o.rule, alloc), text), stage);
+        return;
+      }
+      case 'set':
+      case 'map':
+        if (op.verb === 'delete') push(delSet(t, o.name, text));
+        else if (op.verb === 'flush') push(setElems('del', t, o.name, [], text));
+        else push(newSet(t, { ...(o.kind === 'set' ? compileSetDecl(o.decl) : compileMapType(o.type)), name: o.name, id: nextId++ }, text, excl));
+        return;
+    }
+  });
+  flushElems();
+  return { messages, staged };
+}
+
+/** One batch when it fits; otherwise in order with the staged (hooking) messages last. */
+function splitBatches(messages: NftMessage[], staged: boolean[], maxBytes: number): NftMessage[][] {
+  const size = (m: NftMessage) => m.payload.length + 20;
+  const total = messages.reduce((a, m) => a + size(m), 0);
+  if (total <= maxBytes) return messages.length === 0 ? [] : [messages];
+  const ordered = [...messages.filter((_, i) => !staged[i]), ...messages.filter((_, i) => staged[i])];
+  const batches: NftMessage[][] = [];
+  let cur: NftMessage[] = [];
+  let bytes = 0;
+  const lastUnstaged = messages.length - staged.filter(Boolean).length;
+  ordered.forEach((m, i) => {
+    // The staged tail starts a batch of its own, so everything it hooks up is already in place.
+    if (cur.length > 0 && (bytes + size(m) > maxBytes || i === lastUnstaged)) { batches.push(cur); cur = []; bytes = 0; }
+    cur.push(m);
+    bytes += size(m);
+  });
+  if (cur.length > 0) batches.push(cur);
+  return batches;
+}

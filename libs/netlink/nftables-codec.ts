@@ -1,0 +1,187 @@
+// nf_tables netlink messages (linux/netfilter/nf_tables.h, nfnetlink.h): tables, chains, rules,
+// sets and set elements, and the batch framing that makes a series of them one atomic
+// transaction (NFNL_MSG_BATCH_BEGIN ... NFNL_MSG_BATCH_END, as `nft -f` sends). Pure.
+
+import { decodeAttrList, decodeAttrs, getBe32, getStr, nlAttr, nlNested, optStr, strAttr } from './netlink-attrs.ts';
+import { decodeData, decodeExprs, encodeData, encodeExprs, type NftData, type NftExpr } from './nftables-expr.ts';
+import { NLM_F_APPEND, NLM_F_CREATE, NLM_F_EXCL } from './netlink-message.ts';
+
+export const NFNL_SUBSYS_NFTABLES = 10;
+export const NFNL_MSG_BATCH_BEGIN = 0x10;
+export const NFNL_MSG_BATCH_END = 0x11;
+export const NFPROTO = { inet: 1, ip: 2, ip6: 10 } as const;
+
+export const NFT_MSG = {
+  NEWTABLE: 0, GETTABLE: 1, DELTABLE: 2, NEWCHAIN: 3, GETCHAIN: 4, DELCHAIN: 5, NEWRULE: 6, GETRULE: 7, DELRULE: 8,
+  NEWSET: 9, GETSET: 10, DELSET: 11, NEWSETELEM: 12, GETSETELEM: 13, DELSETELEM: 14,
+} as const;
+export const nftType = (msg: number): number => (NFNL_SUBSYS_NFTABLES << 8) | msg;
+
+export const NFT_SET_FLAGS = { anonymous: 0x1, constant: 0x2, interval: 0x4, map: 0x8, timeout: 0x10, eval: 0x20 } as const;
+export const NFT_SET_ELEM_INTERVAL_END = 0x1;
+/** NFT_DATA_VERDICT: the data type of a verdict map. */
+export const NFT_DATA_VERDICT = 0xffffff00;
+
+/** One message of a batch, before sequence numbers are assigned. */
+export interface NftMessage {
+  readonly type: number;
+  readonly flags: number;
+  readonly payload: Buffer;
+  /** For errors: which operation this is (`add rule inet t c ...`). */
+  readonly operation: string;
+}
+
+/** struct nfgenmsg { u8 family; u8 version; be16 res_id; } */
+export function nfgenmsg(family: number, resId = 0): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt8(family, 0);
+  b.writeUInt16BE(resId, 2);
+  return b;
+}
+
+const be32 = (type: number, v: number): Buffer => {
+  const b = Buffer.alloc(4);
+  b.writeUInt32BE(v >>> 0);
+  return nlAttr(type, b);
+};
+const be64ms = (type: number, ms: number): Buffer => {
+  const b = Buffer.alloc(8);
+  b.writeBigUInt64BE(BigInt(ms));
+  return nlAttr(type, b);
+};
+const msg = (type: number, flags: number, family: number, attrs: Buffer[], operation: string): NftMessage =>
+  ({ type: nftType(type), flags, payload: Buffer.concat([nfgenmsg(family), ...attrs]), operation });
+
+/** The batch delimiters; res_id names the subsystem the batch is for. */
+export const batchBegin = (): NftMessage => ({ type: NFNL_MSG_BATCH_BEGIN, flags: 0, payload: nfgenmsg(0, NFNL_SUBSYS_NFTABLES), operation: 'batch begin' });
+export const batchEnd = (): NftMessage => ({ type: NFNL_MSG_BATCH_END, flags: 0, payload: nfgenmsg(0, NFNL_SUBSYS_NFTABLES), operation: 'batch end' });
+
+export interface TableRef { readonly family: number; readonly table: string }
+
+export const newTable = (t: TableRef, op: string, excl = false): NftMessage =>
+  msg(NFT_MSG.NEWTABLE, NLM_F_CREATE | (excl ? NLM_F_EXCL : 0), t.family, [strAttr(1, t.table), be32(2, 0)], op);
+export const delTable = (t: TableRef, op: string): NftMessage => msg(NFT_MSG.DELTABLE, 0, t.family, [strAttr(1, t.table)], op);
+
+export interface ChainHook { readonly type: string; readonly hooknum: number; readonly priority: number; readonly policy: number }
+
+export function newChain(t: TableRef, name: string, hook: ChainHook | undefined, op: string, excl = false): NftMessage {
+  const attrs = [strAttr(1, t.table), strAttr(3, name)];
+  if (hook) attrs.push(nlNested(4, [be32(1, hook.hooknum), be32(2, hook.priority)]), be32(5, hook.policy), strAttr(7, hook.type));
+  return msg(NFT_MSG.NEWCHAIN, NLM_F_CREATE | (excl ? NLM_F_EXCL : 0), t.family, attrs, op);
+}
+export const delChain = (t: TableRef, name: string, op: string): NftMessage =>
+  msg(NFT_MSG.DELCHAIN, 0, t.family, [strAttr(1, t.table), strAttr(3, name)], op);
+/** Deletes every rule of `chain` (of the whole table when chain is undefined): `flush chain`. */
+export const flushRules = (t: TableRef, chain: string | undefined, op: string): NftMessage =>
+  msg(NFT_MSG.DELRULE, 0, t.family, [strAttr(1, t.table), ...(chain === undefined ? [] : [strAttr(2, chain)])], op);
+export const newRule = (t: TableRef, chain: string, exprs: readonly NftExpr[], op: string): NftMessage =>
+  msg(NFT_MSG.NEWRULE, NLM_F_CREATE | NLM_F_APPEND, t.family, [strAttr(1, t.table), strAttr(2, chain), nlNested(4, encodeExprs(exprs))], op);
+
+export interface NftSetSpec {
+  readonly name: string;
+  readonly flags: number;
+  readonly keyType: number;
+  readonly keyLen: number;
+  readonly dataType?: number;
+  readonly dataLen?: number;
+  /** Batch-local id: rules and elements in the same batch refer to a new set by it. */
+  readonly id: number;
+  readonly timeoutMs?: number;
+  /** NFTA_SET_DESC_SIZE (nft sends it for anonymous sets: their element count). */
+  readonly size?: number;
+  /** nft's NFTA_SET_USERDATA (key byte order, typeof info) so `nft list` prints the set as nft would. */
+  readonly userdata?: Buffer;
+}
+
+export function newSet(t: TableRef, s: NftSetSpec, op: string, excl = false): NftMessage {
+  const attrs = [strAttr(1, t.table), strAttr(2, s.name), be32(3, s.flags), be32(4, s.keyType), be32(5, s.keyLen)];
+  if (s.dataType !== undefined) attrs.push(be32(6, s.dataType), be32(7, s.dataLen ?? 0));
+  if (s.size !== undefined) attrs.push(nlNested(9, [be32(1, s.size)]));
+  attrs.push(be32(10, s.id));
+  if (s.timeoutMs !== undefined) attrs.push(be64ms(11, s.timeoutMs));
+  if (s.userdata) attrs.push(nlAttr(13, s.userdata));
+  return msg(NFT_MSG.NEWSET, NLM_F_CREATE | (excl ? NLM_F_EXCL : 0), t.family, attrs, op);
+}
+export const delSet = (t: TableRef, name: string, op: string): NftMessage =>
+  msg(NFT_MSG.DELSET, 0, t.family, [strAttr(1, t.table), strAttr(2, name)], op);
+
+export interface NftElement {
+  readonly key: Buffer;
+  readonly data?: NftData;
+  readonly intervalEnd?: boolean;
+}
+
+function encodeElement(e: NftElement): Buffer {
+  const attrs = [encodeData(1, { value: e.key })];
+  if (e.data) attrs.push(encodeData(2, e.data));
+  if (e.intervalEnd) attrs.push(be32(3, NFT_SET_ELEM_INTERVAL_END));
+  return nlNested(1, attrs);
+}
+
+/** NEWSETELEM / DELSETELEM for `set` (addressed by name, or by batch id for a set of this batch). */
+export function setElems(
+  kind: 'new' | 'del', t: TableRef, set: string, elements: readonly NftElement[], op: string, opts: { setId?: number; excl?: boolean } = {},
+): NftMessage {
+  const attrs = [strAttr(1, t.table), strAttr(2, set)];
+  if (opts.setId !== undefined) attrs.push(be32(4, opts.setId));
+  if (elements.length > 0) attrs.push(nlNested(3, elements.map(encodeElement)));
+  const type = kind === 'new' ? NFT_MSG.NEWSETELEM : NFT_MSG.DELSETELEM;
+  return msg(type, kind === 'new' ? NLM_F_CREATE | (opts.excl ? NLM_F_EXCL : 0) : 0, t.family, attrs, op);
+}
+
+// ---- Dump requests and decoders -----------------------------------------------------------
+
+/** Payload of a GET dump request filtered on one table (and one set for elements). */
+export function dumpRequest(t: TableRef, set?: string): Buffer {
+  return Buffer.concat([nfgenmsg(t.family), strAttr(1, t.table), ...(set === undefined ? [] : [strAttr(2, set)])]);
+}
+
+export interface DumpedTable { readonly name: string; readonly handle: bigint }
+export interface DumpedChain { readonly name: string; readonly handle: bigint; readonly hooked: boolean }
+export interface DumpedRule { readonly chain: string; readonly handle: bigint; readonly exprs: NftExpr[] }
+export interface DumpedSet { readonly name: string; readonly flags: number; readonly keyType: number; readonly keyLen: number; readonly dataType?: number; readonly userdata?: Buffer }
+export interface DumpedElement { readonly key: Buffer; readonly data?: NftData; readonly intervalEnd: boolean }
+
+const attrsOf = (payload: Buffer) => decodeAttrs(payload.subarray(4));
+const be64 = (m: Map<number, Buffer>, t: number): bigint => m.get(t)?.readBigUInt64BE(0) ?? -1n;
+
+export function decodeTable(payload: Buffer): DumpedTable {
+  const m = attrsOf(payload);
+  return { name: getStr(m, 1, 'NFTA_TABLE_NAME'), handle: be64(m, 4) };
+}
+
+export function decodeChain(payload: Buffer): DumpedChain {
+  const m = attrsOf(payload);
+  return { name: getStr(m, 3, 'NFTA_CHAIN_NAME'), handle: be64(m, 2), hooked: m.has(4) };
+}
+
+export function decodeRule(payload: Buffer): DumpedRule {
+  const m = attrsOf(payload);
+  return { chain: getStr(m, 2, 'NFTA_RULE_CHAIN'), handle: be64(m, 3), exprs: m.has(4) ? decodeExprs(m.get(4)!) : [] };
+}
+
+export function decodeSet(payload: Buffer): DumpedSet {
+  const m = attrsOf(payload);
+  return {
+    name: getStr(m, 2, 'NFTA_SET_NAME'), flags: m.has(3) ? getBe32(m, 3) : 0, keyType: m.has(4) ? getBe32(m, 4) : 0,
+    keyLen: m.has(5) ? getBe32(m, 5) : 0, ...(m.has(6) ? { dataType: getBe32(m, 6) } : {}),
+    ...(m.has(13) ? { userdata: Buffer.from(m.get(13)!) } : {}),
+  };
+}
+
+/** Elements of one GETSETELEM dump message. */
+export function decodeSetElems(payload: Buffer): { set: string; elements: DumpedElement[] } {
+  const m = attrsOf(payload);
+  const set = optStr(m, 2) ?? '';
+  const list = m.get(3);
+  const elements = list === undefined ? [] : decodeAttrList(list).map((el) => {
+    const e = decodeAttrs(el.data);
+    const key = e.has(1) ? decodeData(e.get(1)!) : { value: Buffer.alloc(0) };
+    return {
+      key: 'value' in key ? key.value : Buffer.alloc(0),
+      ...(e.has(2) ? { data: decodeData(e.get(2)!) } : {}),
+      intervalEnd: e.has(3) ? (getBe32(e, 3) & NFT_SET_ELEM_INTERVAL_END) !== 0 : false,
+    };
+  });
+  return { set, elements };
+}
