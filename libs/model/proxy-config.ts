@@ -58,6 +58,16 @@ export function readProxyConfig(input: unknown): ProxyConfig {
   for (const k of ['strictARP', 'masqueradeAll'] as const) {
     if (typeof c[k] !== 'boolean') throw new Error(`proxy config: ${k} must be true or false`);
   }
+  // Parsing trims, the kernel tools do not: a value must be used exactly as it was checked.
+  const untrimmed = (k: string, t: unknown) => {
+    if (typeof t !== 'string') throw new Error(`proxy config: ${k} must be a string, got ${JSON.stringify(t)}`);
+    if (t !== t.trim()) throw new Error(`proxy config: ${k}: ${JSON.stringify(t)} has leading or trailing whitespace`);
+  };
+  untrimmed('clusterCIDR', c.clusterCIDR);
+  for (const k of ['excludeCIDRs', 'nodePortAddresses'] as const) {
+    if (!Array.isArray(c[k])) throw new Error(`proxy config: ${k} must be a list of CIDRs`);
+    c[k].forEach((t) => untrimmed(k, t));
+  }
   const cidrs = (k: 'excludeCIDRs' | 'nodePortAddresses') => c[k].map((t) => {
     const p = parseCidr(t);
     if (!p || !t.includes('/')) throw new Error(`proxy config: ${k}: invalid CIDR ${JSON.stringify(t)}`);

@@ -47,6 +47,11 @@ export interface HttpApiOptions {
   readonly tokens?: () => readonly TokenEntry[];
   /** More routes (the console, ...); they may not shadow the built-in ones. */
   readonly routes?: readonly ApiRoute[];
+  /**
+   * False while the planner restores from its log: the address is bound before anything is
+   * written, and until then only the probes answer (others get 503).
+   */
+  readonly started?: () => boolean;
 }
 
 /** The routes every planner serves: probes, metrics, reads, and the operations. */
@@ -131,6 +136,7 @@ export function createHttpApi(o: HttpApiOptions): Server {
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://planner');
     const route = find(req.method, url.pathname);
+    if (o.started && !o.started() && route.access !== 'public') throw new HttpError(503, 'planner is starting (restoring from its log)');
     let principal: Principal | undefined;
     if (o.tokens && route.access !== 'public') {
       principal = authenticate(o.tokens(), req.headers.authorization);

@@ -63,16 +63,30 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
     onReload: (n) => say(`token file ${o.tokenFile} reloaded: ${n} token${n === 1 ? '' : 's'}`),
     onError: (e) => say(`${e.message}; keeping the tokens in force`),
   }) : undefined;
+  // Writes only when ready: the API address is bound before the log is opened, so a busy or
+  // unusable address stops the planner before it appends, publishes or moves any target.
+  let planner: Planner | undefined;
+  const metrics = plannerMetrics({ sourceProblem: () => planner?.sourceProblem() });
+  let serving = false;
+  const server: Server = createHttpApi({
+    planner: lateBound(() => planner, { isSynced: false }),
+    registry: metrics.registry, tokens: tokens && (() => tokens.current()), started: () => serving,
+  });
+  try {
+    await new Promise<void>((resolve, reject) => { server.once('error', reject); server.listen(listen.port, listen.host, resolve); });
+  } catch (e) {
+    tokens?.close();
+    throw new Error(`--http ${o.http}: cannot listen: ${(e as Error).message}`);
+  }
   let log: EventLog;
   try {
     log = await EventLog.open({ file: o.db });
   } catch (e) {
+    server.close();
     tokens?.close();
     throw e;
   }
   let bus: NatsPlannerBus | undefined;
-  let server: Server | undefined;
-  let planner: Planner | undefined;
   try {
     const signer = loadOrCreateSigningKey(o.signingKey ?? defaultSigningKeyFile(o.db));
     bus = await NatsPlannerBus.open({
@@ -91,14 +105,12 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
         const resumeStore = withKnownObjects(log.resumeStore(), knownObjectsFromLog(log));
         return informerSource(new ClusterInformer({ kubeConfig, sink, resumeStore }));
       };
-    const metrics = plannerMetrics({ sourceProblem: () => planner?.sourceProblem() });
     planner = new Planner({ log, bus, source, initialConfig: o.config, checkpointEvery: o.checkpointEvery, debounceMs: o.debounceMs, hooks: metrics.hooks });
     await planner.start();
     const started = planner;
     bus.onReset(() => void started.republish());
-    server = createHttpApi({ planner, registry: metrics.registry, tokens: tokens && (() => tokens.current()) });
-    const { host, port } = listen;
-    await new Promise<void>((resolve, reject) => { server!.once('error', reject); server!.listen(port, host, resolve); });
+    serving = true;
+    const { host } = listen;
     const addr = server.address() as { port: number };
     const p = planner;
     const s = server;
@@ -115,11 +127,26 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
       },
     };
   } catch (e) {
-    server?.close();
+    server.close();
     await planner?.stop().catch(() => {});
     await bus?.close().catch(() => {});
     log.close();
     tokens?.close();
     throw e;
   }
+}
+
+/**
+ * The planner as the API sees it while it is being built: `before` answers until it exists (the
+ * API lets only the probes through until then), afterwards every member is the planner's own.
+ */
+function lateBound<T extends object>(get: () => T | undefined, before: Partial<T>): T {
+  return new Proxy({} as T, {
+    get: (_t, k) => {
+      const target = get();
+      if (!target) return (before as Record<PropertyKey, unknown>)[k];
+      const v = Reflect.get(target, k) as unknown;
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  });
 }
