@@ -235,6 +235,10 @@ export class ManifestsSource {
       }
     }
     const debounce = this.options.debounceMs ?? 20;
+    // A watch that cannot be set up (the directory just went away, or the inotify watch limit is
+    // reached) is retried by the next scan, which comes no sooner than a second later: a failing
+    // watch must not turn into a busy loop. The periodic rescan covers the directory meanwhile.
+    const retry = () => this.requestScan(Math.max(debounce, 1000));
     for (const dir of want) {
       if (this.watchers.has(dir)) continue;
       try {
@@ -242,11 +246,11 @@ export class ManifestsSource {
         w.on('error', () => {
           w.close();
           this.watchers.delete(dir);
-          this.requestScan(debounce);
+          retry();
         });
         this.watchers.set(dir, w);
       } catch {
-        this.requestScan(debounce); // removed since the walk: the next scan sees the tree as it is
+        retry();
       }
     }
   }
