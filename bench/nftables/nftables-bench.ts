@@ -1,18 +1,27 @@
 // nftables-mode benchmark (not a test): N services × E endpoints programmed from empty by
-// NftablesDataplane, then one endpoint change, each compared with ONE `nft -f` of the equivalent
-// whole ruleset measured in the same run, in a network namespace created (and deleted) here.
+// NftablesDataplane over nf_tables netlink, one endpoint change, and a no-op resync, each
+// compared with the `nft` binary doing the same in the same run, in a network namespace created
+// (and deleted) here. The measuring half runs inside the netns (a netlink socket belongs to the
+// namespace of its process), re-executed by the outer half.
 //
 //   npx tsx bench/nftables/nftables-bench.ts [--services 10000] [--endpoints 10]
+//
+// Last stdout line: JSON with oneChangeMs, nftSameTransactionMs, initialMs, nftFullLoadMs,
+// noopResyncMs, nftListMs (and the ratios).
 import { execFileSync, spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { NodeState, VirtualServer } from '../../libs/model/index.ts';
 import { byCodeUnit, virtualServerKey } from '../../libs/model/index.ts';
-import { NftablesDataplane, renderNftRuleset } from '../../libs/dataplane/nftables/index.ts';
+import {
+  inventoryOf, NftablesDataplane, NftNetlinkRunner, planNftUpdate, renderNftObjects, renderNftRuleset,
+} from '../../libs/dataplane/nftables/index.ts';
 
-const { values } = parseArgs({ options: { services: { type: 'string', default: '10000' }, endpoints: { type: 'string', default: '10' } } });
+const { values } = parseArgs({
+  options: { services: { type: 'string', default: '10000' }, endpoints: { type: 'string', default: '10' }, inside: { type: 'boolean', default: false } },
+});
 const N = Number(values.services);
 const E = Number(values.endpoints);
-const NS = `sbbench${process.pid}`;
 
 function state(changed = false): NodeState {
   const vs: VirtualServer[] = [];
@@ -30,40 +39,86 @@ function state(changed = false): NodeState {
     settings: { strictARP: false, masqueradeAll: false, clusterCIDR: '10.64.0.0/10', tcpTimeout: 0, tcpFinTimeout: 0, udpTimeout: 0, excludeCIDRs: [] } };
 }
 
-function time<T>(fn: () => T): [T, number] { const t = performance.now(); const r = fn(); return [r, performance.now() - t]; }
-async function timeAsync<T>(fn: () => Promise<T>): Promise<[T, number]> { const t = performance.now(); const r = await fn(); return [r, performance.now() - t]; }
-const s = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
+const now = () => performance.now();
+const fmt = (ms: number) => (ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${ms.toFixed(1)} ms`);
 
-execFileSync('ip', ['netns', 'add', NS]);
-try {
+function nft(args: string[], input?: string): string {
+  const r = spawnSync('nft', args, { input, maxBuffer: 1 << 30, encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`nft ${args.join(' ')}: ${r.stderr}`);
+  return r.stdout;
+}
+
+async function inside(): Promise<void> {
   const before = state(false);
   const after = state(true);
-  const [text, renderMs] = time(() => renderNftRuleset(before, { table: 'baseline' }));
-  // Baseline: the whole equivalent ruleset in one nft process.
-  const [, baselineMs] = time(() => {
-    const r = spawnSync('ip', ['netns', 'exec', NS, 'nft', '-f', '-'], { input: text, maxBuffer: 1 << 30 });
-    if (r.status !== 0) throw new Error(String(r.stderr));
-  });
-  execFileSync('ip', ['netns', 'exec', NS, 'nft', 'delete', 'table', 'inet', 'baseline']);
-  const dp = new NftablesDataplane({ netns: NS, verifyAfterApply: false });
-  const [initial, initialMs] = await timeAsync(() => dp.apply(before));
-  const [, verifyMs] = await timeAsync(async () => { const r = await dp.resync(); if (r.kernelWrites !== 0) throw new Error('resync after apply wrote'); });
+  let t = now();
+  const text = renderNftRuleset(before, { table: 'baseline' });
+  const renderMs = now() - t;
+
+  // Baselines: the nft binary on a table of its own.
+  t = now(); nft(['-f', '-'], text); const nftFullLoadMs = now() - t;
+  t = now(); nft(['-j', 'list', 'table', 'inet', 'baseline']); const nftListMs = now() - t;
+  const change = planNftUpdate(inventoryOf(renderNftObjects(before)), renderNftObjects(after), 'baseline');
+  t = now(); nft(['-f', '-'], change.toScript()); const nftSameTransactionMs = now() - t;
+  nft(['delete', 'table', 'inet', 'baseline']);
+
+  // Ours, over netlink.
+  const runner = new NftNetlinkRunner();
+  const dp = new NftablesDataplane({ runner, verifyAfterApply: false });
+  t = now(); const initial = await dp.apply(before); const initialMs = now() - t;
+  const initialBatches = runner.lastRun.batches;
   const handle = (await dp.readBack())!.tableHandle;
-  const [update, updateMs] = await timeAsync(() => dp.apply(after));
-  const txLines = dp.lastTransaction.trim().split('\n').length;
+  // The whole dataplane apply of the changed state: render + diff of the whole state + the batch.
+  t = now(); const changed = await dp.apply(after); const oneChangeApplyMs = now() - t;
+  // The change alone, as the kernel sees it: the transaction nft ran above, on our table (undone
+  // first, so the table ends where the dataplane believes it is).
+  const objBefore = renderNftObjects(before);
+  const objAfter = renderNftObjects(after);
+  await runner.run(planNftUpdate(inventoryOf(objAfter), objBefore, 'switchboard'));
+  const tx = planNftUpdate(inventoryOf(objBefore), objAfter, 'switchboard');
+  t = now(); await runner.run(tx); const oneChangeMs = now() - t;
+  const changeMessages = runner.lastRun.messages;
+  t = now(); const reapply = await dp.apply(after); const applyNoopMs = now() - t;
   const sameTable = (await dp.readBack())!.tableHandle === handle;
-  const [, noopMs] = await timeAsync(() => dp.apply(after));
+  t = now(); const resync = await dp.resync(); const noopResyncMs = now() - t;
+  if (resync.kernelWrites !== 0 || reapply.kernelWrites !== 0) throw new Error('no-op resync or apply wrote to the kernel');
   await dp.cleanup();
+  await dp.close();
+
+  const r = {
+    services: N, endpoints: E, chains: N * (E + 1),
+    nftFullLoadMs, initialMs, ratioInitialVsNftFullLoad: initialMs / nftFullLoadMs,
+    nftSameTransactionMs, oneChangeMs, ratioOneChangeVsNft: oneChangeMs / nftSameTransactionMs,
+    oneChangeApplyMs, applyNoopMs,
+    nftListMs, noopResyncMs, ratioNoopResyncVsNftList: noopResyncMs / nftListMs,
+    renderMs, initialWrites: initial.kernelWrites, initialBatches, changeWrites: changed.kernelWrites, changeMessages, sameTable,
+  };
   const lines = [
-    `nftables bench: ${N} services × ${E} endpoints (${N * (E + 1)} chains), netns ${NS}, node ${process.version}`,
-    `render (pure)                 ${s(renderMs)}  (${(text.length / 1e6).toFixed(1)} MB of nft text)`,
-    `baseline: one nft -f          ${s(baselineMs)}  = 1.00`,
-    `initial apply (from empty)    ${s(initialMs)}  = ${(initialMs / baselineMs).toFixed(2)} × baseline  (${initial.kernelWrites} writes)`,
-    `read-back verify (resync)     ${s(verifyMs)}  = ${(verifyMs / baselineMs).toFixed(2)} × baseline`,
-    `one endpoint change           ${s(updateMs)}  = ${(updateMs / baselineMs).toFixed(3)} × baseline  (${update.kernelWrites} writes, ${txLines}-line transaction, same table: ${sameTable})`,
-    `no-op apply                   ${s(noopMs)}  (0 writes)`,
+    `nftables bench: ${N} services × ${E} endpoints (${r.chains} chains), node ${process.version}`,
+    `render whole table as nft text (pure)   ${fmt(renderMs)}  (${(text.length / 1e6).toFixed(1)} MB)`,
+    `nft -f of the whole table               ${fmt(nftFullLoadMs)}`,
+    `initial apply over netlink              ${fmt(initialMs)}  = ${r.ratioInitialVsNftFullLoad.toFixed(3)} × nft -f  (${initialBatches} batches, ${initial.kernelWrites} writes)`,
+    `one endpoint change: nft -f             ${fmt(nftSameTransactionMs)}  (${change.size} ops)`,
+    `one endpoint change: netlink batch      ${fmt(oneChangeMs)}  = ${r.ratioOneChangeVsNft.toFixed(4)} × nft -f  (${changeMessages} messages, same table: ${sameTable})`,
+    `one endpoint change: dataplane.apply    ${fmt(oneChangeApplyMs)}  (render + diff of the whole state + the batch)`,
+    `no-op dataplane.apply                   ${fmt(applyNoopMs)}  (0 writes)`,
+    `nft -j list table                       ${fmt(nftListMs)}`,
+    `no-op resync over netlink               ${fmt(noopResyncMs)}  = ${r.ratioNoopResyncVsNftList.toFixed(3)} × nft -j list  (0 writes)`,
   ];
-  process.stdout.write(lines.join('\n') + '\n');
-} finally {
-  spawnSync('ip', ['netns', 'del', NS]);
+  process.stdout.write(`${lines.join('\n')}\n${JSON.stringify(r)}\n`);
+}
+
+if (values.inside) {
+  await inside();
+} else {
+  const ns = `sbbench${process.pid}`;
+  execFileSync('ip', ['netns', 'add', ns]);
+  try {
+    const self = fileURLToPath(import.meta.url);
+    const r = spawnSync('ip', ['netns', 'exec', ns, process.execPath, ...process.execArgv, self, '--services', String(N), '--endpoints', String(E), '--inside'],
+      { stdio: 'inherit' });
+    process.exitCode = r.status ?? 1;
+  } finally {
+    spawnSync('ip', ['netns', 'del', ns]);
+  }
 }

@@ -5,12 +5,11 @@ import { NetlinkConnection } from '../../netlink/netlink-connection.ts';
 import type { NetlinkRequest } from '../../netlink/netlink-connection.ts';
 import { NetlinkError } from '../../netlink/netlink-error.ts';
 import {
-  NFPROTO, NFT_MSG, NFT_SET_FLAGS, batchBegin, batchEnd, decodeChain, decodeRule, decodeSet, decodeSetElems, decodeTable,
+  NFPROTO, NFT_MSG, NFT_SET_FLAGS, batchBegin, batchEnd, decodeChain, decodeSet, decodeSetElems, decodeTable,
   delChain, delSet, delTable, dumpRequest, flushRules, newChain, newRule, newSet, newTable, nftType, setElems,
   type DumpedElement, type NftElement, type NftMessage, type TableRef,
 } from '../../netlink/nftables-codec.ts';
-import type { NftExpr } from '../../netlink/nftables-expr.ts';
-import { bytesToIp } from '../../netlink/ip-address.ts';
+import { scanRule, type RuleDigestParts } from '../../netlink/nftables-rule-scan.ts';
 import { summarizeTokens } from './nft-chain-summary.ts';
 import {
   compileElementKey, compileHook, compileMapType, compileRule, compileSetDecl, dataVerdictText, elementKeyText,
@@ -24,6 +23,7 @@ import type { NftReadBack } from './read-nft-table.ts';
 const NETLINK_NETFILTER = 12;
 // NFTA_SET_ELEM_LIST_ELEMENTS is a nested attribute: its length field is 16 bits.
 const MAX_ELEMENTS_BYTES = 60_000;
+const READER_SOCKETS = 4;
 
 export interface NftNetlinkRunnerOptions {
   /** Socket send buffer to ask for; the largest atomic batch is what the kernel grants (2 × wmem_max). */
@@ -92,23 +92,31 @@ export class NftNetlinkRunner implements NftRunner {
       if (tableOf(m.payload) !== table) continue; // chain dumps are not filtered by table
       chainNames.push(decodeChain(m.payload).name);
     }
-    const rules = new Map<string, NftExpr[][]>(chainNames.map((n) => [n, []]));
+    const rules = new Map<string, RuleDigestParts[]>(chainNames.map((n) => [n, []]));
     for (const m of await dump(NFT_MSG.GETRULE)) {
-      const r = decodeRule(m.payload);
-      rules.get(r.chain)?.push(r.exprs);
+      const r = scanRule(m.payload);
+      rules.get(r.chain)?.push(r);
     }
     const sets = (await dump(NFT_MSG.GETSET)).map((m) => decodeSet(m.payload));
     const elementsOf = new Map<string, DumpedElement[]>();
-    // One dump per set (the kernel has no table-wide element dump); they queue on one socket.
-    await Promise.all(sets.map(async (s) => {
-      const msgs = await dump(NFT_MSG.GETSETELEM, s.name);
-      elementsOf.set(s.name, msgs.flatMap((m) => decodeSetElems(m.payload).elements));
+    // One dump per set (the kernel has no table-wide element dump, and runs one dump per socket
+    // at a time): spread them over a few reader sockets.
+    const readers = this.readerConnections();
+    let next = 0;
+    await Promise.all(readers.map(async (conn) => {
+      while (next < sets.length) {
+        const s = sets[next++]!;
+        const msgs = await conn.request({
+          type: nftType(NFT_MSG.GETSETELEM), payload: dumpRequest(t, s.name), dump: true, operation: `dump elements of ${s.name}`,
+        });
+        elementsOf.set(s.name, msgs.flatMap((m) => decodeSetElems(m.payload).elements));
+      }
     }));
 
     const skeleton = new Set(SKELETON_CHAINS.map((c) => c.name));
     const chains = new Map<string, string>();
     for (const [name, exprLists] of rules) {
-      if (!skeleton.has(name)) chains.set(name, summarizeTokens(exprLists.length, exprLists.flatMap((e) => ruleTokens(e, elementsOf))));
+      if (!skeleton.has(name)) chains.set(name, summarizeTokens(exprLists.length, exprLists.flatMap((r) => ruleTokens(r, elementsOf))));
     }
     const skeletonProblems: string[] = [];
     for (const c of SKELETON_CHAINS) {
@@ -136,6 +144,17 @@ export class NftNetlinkRunner implements NftRunner {
 
   close(): void {
     this.conn.close();
+    for (const c of this.readers) c.close();
+  }
+
+  private readers: NetlinkConnection[] = [];
+
+  /** The main socket plus a few more for parallel element dumps, opened on first read-back. */
+  private readerConnections(): NetlinkConnection[] {
+    while (this.readers.length < READER_SOCKETS - 1) {
+      this.readers.push(new NetlinkConnection({ protocol: NETLINK_NETFILTER, recvBufferSize: 4 * 1024 * 1024 }));
+    }
+    return [this.conn, ...this.readers];
   }
 
   private async getTable(t: TableRef): Promise<{ handle: bigint } | undefined> {
@@ -167,27 +186,13 @@ const toRequest = (m: NftMessage): NetlinkRequest & { type: number } =>
   ({ type: m.type, flags: m.flags, payload: m.payload, operation: m.operation });
 
 /** Jump/goto targets and DNAT destinations of one rule, as summarizeRules finds them in text. */
-function ruleTokens(exprs: readonly NftExpr[], elementsOf: ReadonlyMap<string, DumpedElement[]>): string[] {
-  const tokens: string[] = [];
-  const regs = new Map<number, Buffer>();
-  for (const e of exprs) {
-    if (e.type === 'immediate') {
-      if ('verdict' in e.data) {
-        const v = e.data.verdict;
-        if (v.code === 'jump' || v.code === 'goto') tokens.push(`->${v.chain}`);
-      } else regs.set(e.dreg, e.data.value);
-    } else if (e.type === 'lookup' && e.dreg === 0 && e.set.startsWith('__map')) {
-      for (const el of elementsOf.get(e.set) ?? []) {
-        const v = el.data && 'verdict' in el.data ? el.data.verdict : undefined;
-        if (v && (v.code === 'jump' || v.code === 'goto')) tokens.push(`->${v.chain}`);
-      }
-    } else if (e.type === 'nat') {
-      const a = regs.get(e.regAddrMin);
-      const p = regs.get(e.regProtoMin);
-      if (a && p && (a.length === 4 || a.length === 16)) {
-        const ip = bytesToIp(a, a.length === 4 ? 'inet' : 'inet6');
-        tokens.push(`=>${a.length === 16 ? `[${ip}]` : ip}:${p.readUInt16BE(0)}`);
-      }
+function ruleTokens(r: RuleDigestParts, elementsOf: ReadonlyMap<string, DumpedElement[]>): string[] {
+  if (r.verdictMaps.length === 0) return r.tokens;
+  const tokens = [...r.tokens];
+  for (const set of r.verdictMaps) {
+    for (const el of elementsOf.get(set) ?? []) {
+      const v = el.data && 'verdict' in el.data ? el.data.verdict : undefined;
+      if (v && (v.code === 'jump' || v.code === 'goto')) tokens.push(`->${v.chain}`);
     }
   }
   return tokens;
