@@ -1,4 +1,4 @@
-import type { Command } from 'commander';
+import { Argument, type Command } from 'commander';
 import { UsageError } from '../cli-errors.ts';
 import { parseConfigAssignments } from '../config-fields.ts';
 import { positiveInt } from '../flag-values.ts';
@@ -61,7 +61,7 @@ export function registerCtlOperations(ctl: Command, config: Command, ctx: () => 
       done(c, r, pinSentence('unpin', r));
     });
 
-  addRolloutFlags(reason(ctl.command('mode <mode>').description('make a config revision with proxy mode ipvs|nftables (with --waves: roll it out)')),
+  addRolloutFlags(reason(ctl.command('mode').addArgument(new Argument('<mode>', 'proxy mode').choices(['ipvs', 'nftables'])).description('make a config revision with proxy mode ipvs|nftables (with --waves: roll it out)')),
     { wavesHelp: 'start a rollout of the new revision in these waves' })
     .action(async (mode: string, o: RolloutFlags & { reason?: string }) => {
       if (mode !== 'ipvs' && mode !== 'nftables') throw new UsageError(`mode ${JSON.stringify(mode)}: must be ipvs or nftables`);

@@ -22,6 +22,7 @@ export const commandModules: Record<string, { summary: string; load: () => Promi
   cleanup: { summary: 'remove everything Switchboard programmed on this host (and nothing else)', load: async () => (await import('./cleanup.ts')).registerCleanup },
   applier: { summary: 'follow this node\'s target on NATS: fetch, verify, render, program the kernel, ACK', load: async () => (await import('./applier.ts')).registerApplier },
   apply: { summary: 'program this host once from a directory of Kubernetes manifests (no NATS)', load: async () => (await import('./apply.ts')).registerApply },
+  completion: { summary: 'print a shell completion script (bash or zsh)', load: async () => (await import('./completion.ts')).registerCompletion },
   credentials: { summary: 'per-node NATS credentials: init, mint, serve (issuer), fetch (node side)', load: async () => (await import('./credentials.ts')).registerCredentials },
 };
 
