@@ -1,6 +1,6 @@
 export { parseWaves, formatWaves, type WaveSpec } from './parse-waves.ts';
 export { planWaves } from './plan-waves.ts';
 export { isActive, type Rollout, type RolloutStatus, type ConfigTargetState, type NodeReport } from './rollout.ts';
-export { startRollout, stepRollout, resumeRollout, rollbackConfig, configOverrides, type StartRolloutInput } from './step-rollout.ts';
+export { startRollout, stepRollout, pauseRollout, resumeRollout, rollbackConfig, configOverrides, type StartRolloutInput } from './step-rollout.ts';
 export { decideSync, decidePin, decideUnpin, type DataPin, type PublishDecision } from './data-pin.ts';
 export { nodeStatusRow, summarizeStatus, type NodeObservation, type NodeStatusRow, type StatusWordFn } from './node-status-row.ts';

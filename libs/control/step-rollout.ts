@@ -56,6 +56,13 @@ export function stepRollout(state: ConfigTargetState, reports: ReadonlyMap<strin
   };
 }
 
+/** Pauses a running rollout by hand: the waves reached keep the new revision, no further wave starts. */
+export function pauseRollout(state: ConfigTargetState, at: string): ConfigTargetState {
+  const r = state.rollout;
+  if (!r || r.status !== 'running') throw new Error('no running rollout to pause');
+  return { ...state, rollout: { ...r, status: 'paused', updatedAt: at } };
+}
+
 /** Resumes a paused rollout (after the operator fixed the node); the NACK must be answered anew. */
 export function resumeRollout(state: ConfigTargetState, at: string): ConfigTargetState {
   const r = state.rollout;

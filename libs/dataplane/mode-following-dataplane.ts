@@ -11,6 +11,13 @@ export interface ModeFollowingOptions {
   readonly log?: (msg: string) => void;
 }
 
+/** IPVS schedulers whose choice is a promise about who gets which endpoint. */
+const HASHING_SCHEDULERS = new Map([
+  ['sh', 'source hashing: a client keeps one endpoint'],
+  ['mh', 'Maglev hashing: a client keeps one endpoint'],
+  ['dh', 'destination hashing'],
+]);
+
 /**
  * The dataplane of `applier --mode auto`: it programs whichever mode the node state's proxy
  * config asks for (so `ctl mode` rollouts and rollbacks switch nodes wave by wave), falling back
@@ -32,6 +39,12 @@ export class ModeFollowingDataplane implements Dataplane {
     const notes: string[] = [];
     let want: ProxyMode = asked;
     if (asked === 'ipvs' && !this.o.ipvsAvailable) {
+      // Hashing schedulers promise that a client (sh, mh) or destination (dh) keeps one endpoint;
+      // nftables mode balances at random, so falling back would silently break that promise.
+      const hashed = state.virtualServers.find((vs) => HASHING_SCHEDULERS.has(vs.scheduler));
+      if (hashed) {
+        throw new Error(`config asks for ipvs scheduler ${hashed.scheduler} (${HASHING_SCHEDULERS.get(hashed.scheduler)}) but ${this.o.ipvsUnavailableReason ?? 'IPVS is unavailable here'}; nftables balances at random and cannot keep that promise`);
+      }
       want = 'nftables';
       notes.push(`config asks for ipvs but ${this.o.ipvsUnavailableReason ?? 'IPVS is unavailable here'}; running nftables`);
     }

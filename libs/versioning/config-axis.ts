@@ -1,6 +1,6 @@
 import type { EventLog } from '../eventlog/index.ts';
 import {
-  configOverrides, planWaves, resumeRollout, rollbackConfig, startRollout, stepRollout,
+  configOverrides, pauseRollout, planWaves, resumeRollout, rollbackConfig, startRollout, stepRollout,
   type ConfigTargetState, type NodeReport, type WaveSpec,
 } from '../control/index.ts';
 import { contentHash, readProxyConfig, type ConfigRevision, type OperationKind, type ProxyConfig } from '../model/index.ts';
@@ -81,6 +81,10 @@ export class ConfigAxis {
     const waves = planWaves(o.nodes, o.waves);
     return this.commit(startRollout(this.st, { configRevision: o.revision, waves, pauseOnError: o.pauseOnError, at: this.at() }), 'rollout', who,
       { revision: o.revision, waves });
+  }
+
+  pause(who: Actor): ConfigTargetState {
+    return this.commit(pauseRollout(this.st, this.at()), 'rollout', who, { pause: true });
   }
 
   resume(who: Actor): ConfigTargetState {

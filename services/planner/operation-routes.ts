@@ -62,6 +62,7 @@ export function operationRoutes(p: Planner): ApiRoute[] {
     {
       method: 'POST', path: '/rollout', access: 'operate', handle: ({ body, who }) => {
         if (body.resume === true) return p.rollout({ resume: true }, who);
+        if (body.pause === true) return p.rollout({ pause: true }, who);
         return p.rollout({ revision: optPositive(body.configRevision, 'configRevision'), ...readRolloutRequest(body) }, who);
       },
     },

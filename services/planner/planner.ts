@@ -251,8 +251,9 @@ export class Planner {
     });
   }
 
-  rollout(o: { revision?: number; waves?: WaveSpec[]; pauseOnError?: boolean; resume?: boolean }, who: Actor) {
+  rollout(o: { revision?: number; waves?: WaveSpec[]; pauseOnError?: boolean; resume?: boolean; pause?: boolean }, who: Actor) {
     return this.serial(async () => {
+      if (o.pause) return this.config.pause(who); // overrides stay as they are: nothing to publish
       if (o.resume) this.config.resume(who);
       else {
         if (o.revision === undefined || !o.waves) throw new Error('rollout needs a config revision and waves (or resume)');

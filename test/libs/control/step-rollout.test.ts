@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import {
-  configOverrides, planWaves, parseWaves, resumeRollout, rollbackConfig, startRollout, stepRollout,
+  configOverrides, pauseRollout, planWaves, parseWaves, resumeRollout, rollbackConfig, startRollout, stepRollout,
   type ConfigTargetState, type NodeReport,
 } from '../../../libs/control/index.ts';
 
@@ -51,6 +51,16 @@ describe('config rollout', () => {
     s = resumeRollout(s, t(2));
     expect(s.rollout!.status).toBe('running');
     expect(stepRollout(s, acks(2, 'a'), t(3)).rollout!.wave).toBe(1);
+  });
+
+  it('pauses by hand: the reached waves keep the revision, no wave starts until resumed', () => {
+    let s = pauseRollout(start(), t(1));
+    expect(s.rollout!.status).toBe('paused');
+    expect([...configOverrides(s)]).toEqual([['a', 2]]);
+    expect(stepRollout(s, acks(2, 'a'), t(2))).toBe(s);
+    expect(() => pauseRollout(s, t(2))).toThrow(/no running rollout/);
+    s = resumeRollout(s, t(3));
+    expect(stepRollout(s, acks(2, 'a'), t(4)).rollout!.wave).toBe(1);
   });
 
   it('refuses a second rollout while one is active and a rollout to the default', () => {

@@ -81,4 +81,17 @@ describe('ModeFollowingDataplane (applier --mode auto)', () => {
     expect(k.log).not.toContain('cleanup ipvs');
     expect(r.notes[0]).toMatch(/config asks for ipvs but no IPVS in this kernel; running nftables/);
   });
+
+  it('refuses a hashing scheduler it cannot keep when falling back, and leaves what runs alone', async () => {
+    const { k, dp } = make(false);
+    const base = stateFor('ipvs');
+    await dp.apply(base);
+    const vs = { protocol: 'TCP', address: '10.0.0.1', port: 80, schedulerFlags: [], persistenceTimeout: 0, role: 'cluster-ip', servicePort: 'default/web:http', localOnly: false, sourceRanges: [], realServers: [] } as const;
+    const hashed: NodeState = { ...base, virtualServers: [{ ...vs, scheduler: 'sh' }] };
+    await expect(dp.apply(hashed)).rejects.toThrow(/config asks for ipvs scheduler sh \(source hashing.*no IPVS in this kernel; nftables balances at random/);
+    expect(k.programmed.get('nftables')).toBe(base);
+    // A non-hashing scheduler falls back as before.
+    await dp.apply({ ...base, virtualServers: [{ ...vs, scheduler: 'rr' }] });
+    expect(k.programmed.get('nftables')!.virtualServers[0]!.scheduler).toBe('rr');
+  });
 });

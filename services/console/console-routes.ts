@@ -1,0 +1,94 @@
+import { readFileSync } from 'node:fs';
+import type { ServerResponse } from 'node:http';
+import { fileURLToPath } from 'node:url';
+import { nodeAt, serviceHistory, type EventLog } from '../../libs/eventlog/index.ts';
+import { HttpError, WROTE_RESPONSE, type ApiRoute } from '../planner/http-api.ts';
+import type { Planner } from '../planner/planner.ts';
+import { consoleSnapshot } from './console-snapshot.ts';
+
+/** The console's static files, read once: they ship inside the package (no CDN, works offline). */
+const ASSETS: Record<string, { type: string; body: Buffer }> = Object.fromEntries(
+  [['index.html', 'text/html; charset=utf-8'], ['console.js', 'text/javascript; charset=utf-8'], ['console.css', 'text/css; charset=utf-8']]
+    .map(([f, type]) => [f, { type: type!, body: readFileSync(fileURLToPath(new URL(`./static/${f}`, import.meta.url))) }]),
+);
+
+export interface ConsoleOptions {
+  readonly planner: Planner;
+  readonly log: EventLog;
+  /** How often the event stream looks for a change to push (default 300 ms). */
+  readonly pushIntervalMs?: number;
+}
+
+/**
+ * The web console at /ui: static assets (public: they hold no data), a snapshot and a live event
+ * stream of it (read access), and audit reads. Operations go through the API's own operator
+ * routes (/rollout, /rollback), so the console has no write path of its own to guard.
+ */
+export function consoleRoutes(o: ConsoleOptions): ApiRoute[] {
+  const p = o.planner;
+  const every = o.pushIntervalMs ?? 300;
+  return [
+    {
+      method: 'GET', path: '/ui', access: 'public', handle: ({ res }) => {
+        res.writeHead(308, { location: '/ui/' });
+        res.end();
+        return WROTE_RESPONSE;
+      },
+    },
+    {
+      method: 'GET', path: '/ui/', access: 'public', handle: ({ req, res }) => {
+        const name = new URL(req.url ?? '/', 'http://x').pathname.slice('/ui/'.length) || 'index.html';
+        const a = ASSETS[name];
+        if (!a) throw new HttpError(404, `no console file ${name}`);
+        res.writeHead(200, { 'content-type': a.type, 'content-length': a.body.length, 'cache-control': 'no-cache', 'x-content-type-options': 'nosniff' });
+        res.end(a.body);
+        return WROTE_RESPONSE;
+      },
+    },
+    {
+      method: 'GET', path: '/ui/api/session', access: 'read',
+      handle: ({ principal }) => ({ identity: principal?.identity ?? 'anonymous', role: principal?.role ?? 'operator', open: principal === undefined }),
+    },
+    { method: 'GET', path: '/ui/api/snapshot', access: 'read', handle: () => consoleSnapshot(p, o.log) },
+    {
+      // Server-sent events: the snapshot at once, then again whenever it changed. Sent as a
+      // response to an authenticated fetch (EventSource cannot send the bearer token).
+      method: 'GET', path: '/ui/api/events', access: 'read', handle: ({ req, res }) => {
+        res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
+        let last = '';
+        let quiet = 0;
+        const push = () => {
+          const text = JSON.stringify(consoleSnapshot(p, o.log));
+          if (text !== last) { last = text; quiet = 0; write(res, `event: snapshot\ndata: ${text}\n\n`); }
+          else if (++quiet * every >= 15_000) { quiet = 0; write(res, ': keep-alive\n\n'); }
+        };
+        push();
+        const timer = setInterval(push, every);
+        req.once('close', () => clearInterval(timer));
+        return WROTE_RESPONSE;
+      },
+    },
+    {
+      method: 'GET', path: '/ui/api/audit/service', access: 'read', handle: ({ query }) => {
+        const ref = query.get('ref') ?? '';
+        const m = /^([^/\s]+)\/([^/\s]+)$/.exec(ref);
+        if (!m) throw new HttpError(400, `service must be NAMESPACE/NAME, got ${JSON.stringify(ref)}`);
+        return { service: ref, history: serviceHistory(o.log, m[1]!, m[2]!).slice(-500) };
+      },
+    },
+    {
+      method: 'GET', path: '/ui/api/audit/node', access: 'read', handle: ({ query }) => {
+        const node = query.get('node') ?? '';
+        if (!node) throw new HttpError(400, 'node is required');
+        const at = query.get('at') || undefined;
+        if (at !== undefined && Number.isNaN(Date.parse(at))) throw new HttpError(400, `at must be a time, got ${JSON.stringify(at)}`);
+        return nodeAt(o.log, node, at);
+      },
+    },
+    { method: 'GET', path: '/ui/api/audit/ops', access: 'read', handle: () => ({ operations: o.log.operations().slice(-200).reverse() }) },
+  ];
+}
+
+function write(res: ServerResponse, chunk: string): void {
+  if (!res.destroyed) res.write(chunk);
+}

@@ -1,0 +1,207 @@
+// Switchboard console: plain browser JavaScript, no build step, no third-party code. It reads
+// the planner's API with a bearer token (from #token=… or the sign-in form, kept for this tab
+// only), follows /ui/api/events for live updates, and calls the API's operator routes for
+// pause / resume / rollback. The server decides what a token may do; the buttons only mirror it.
+'use strict';
+(() => {
+  const $ = (id) => document.getElementById(id);
+  const esc = (v) => String(v ?? '').replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' }[c]));
+  const state = { token: '', role: 'viewer', snap: null, versionsKey: '' };
+
+  const fromHash = /(?:^#|&)token=([^&]+)/.exec(location.hash);
+  if (fromHash) { sessionStorage.setItem('sb-token', decodeURIComponent(fromHash[1])); history.replaceState(null, '', location.pathname); }
+  state.token = sessionStorage.getItem('sb-token') || '';
+
+  async function api(path, init = {}) {
+    const headers = { ...(init.headers || {}), ...(state.token ? { authorization: `Bearer ${state.token}` } : {}) };
+    if (init.body) headers['content-type'] = 'application/json';
+    const r = await fetch(path, { ...init, headers });
+    const text = await r.text();
+    let body; try { body = JSON.parse(text); } catch { body = { error: text }; }
+    if (!r.ok) { const e = new Error(body.error || `HTTP ${r.status}`); e.status = r.status; throw e; }
+    return body;
+  }
+
+  // ---- sign-in ----
+  async function start() {
+    try {
+      const s = await api('/ui/api/session');
+      state.role = s.role;
+      $('who').textContent = s.open ? 'open API (no token file)' : `${s.identity} · ${s.role}`;
+      $('login').hidden = true; $('app').hidden = false;
+      follow();
+      loadOps();
+    } catch (e) {
+      if (e.status === 401) { $('login').hidden = false; $('app').hidden = true; $('login-error').textContent = state.token ? 'token refused' : ''; return; }
+      $('summary').textContent = `cannot reach the planner: ${e.message}`;
+      setTimeout(start, 2000);
+    }
+  }
+  $('login').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    state.token = $('token').value.trim();
+    sessionStorage.setItem('sb-token', state.token);
+    start();
+  });
+
+  // ---- live updates: server-sent events over an authenticated fetch ----
+  async function follow() {
+    let delay = 500;
+    for (;;) {
+      try {
+        const r = await fetch('/ui/api/events', { headers: state.token ? { authorization: `Bearer ${state.token}` } : {} });
+        if (!r.ok) throw new Error(`HTTP ${r.status}`);
+        $('live').classList.add('on');
+        delay = 500;
+        const reader = r.body.getReader();
+        const dec = new TextDecoder();
+        let buf = '';
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          buf += dec.decode(value, { stream: true });
+          let i;
+          while ((i = buf.indexOf('\n\n')) >= 0) {
+            const msg = buf.slice(0, i); buf = buf.slice(i + 2);
+            const data = msg.split('\n').filter((l) => l.startsWith('data: ')).map((l) => l.slice(6)).join('\n');
+            if (data) render(JSON.parse(data));
+          }
+        }
+      } catch (e) {
+        $('summary').textContent = `live updates interrupted (${e.message}); reconnecting`;
+      }
+      $('live').classList.remove('on');
+      await new Promise((r) => setTimeout(r, delay));
+      delay = Math.min(delay * 2, 10000);
+    }
+  }
+
+  // ---- rendering ----
+  function render(s) {
+    state.snap = s;
+    const sum = Object.entries(s.summary).filter(([, n]) => n > 0).map(([w, n]) => `${n} ${w}`).join(' · ') || 'no nodes';
+    $('summary').textContent = `version ${s.latestVersion}${s.pinned ? ` (pinned to ${s.pinned.version})` : ''} · config revision ${s.config.defaultRevision} · ${s.nodes.length} nodes: ${sum}`;
+    renderNodes();
+    renderRollout(s);
+    renderVersions(s);
+    const nodeSel = $('at-node');
+    if (nodeSel.options.length !== s.nodes.length) {
+      const cur = nodeSel.value;
+      nodeSel.innerHTML = s.nodes.map((n) => `<option>${esc(n.node)}</option>`).join('');
+      if (cur) nodeSel.value = cur;
+    }
+  }
+
+  function renderNodes() {
+    const s = state.snap; if (!s) return;
+    const f = $('node-filter').value.trim().toLowerCase();
+    const rows = f ? s.nodes.filter((n) => n.node.toLowerCase().includes(f) || n.status.toLowerCase() === f) : s.nodes;
+    const cfg = (n) => `${n.appliedConfigRevision ?? '-'}/${n.targetConfigRevision}`;
+    $('nodes').tBodies[0].innerHTML = rows.map((n) => `<tr data-node="${esc(n.node)}"><td>${esc(n.node)}</td><td><span class="w w-${esc(n.status)}" title="${esc(n.reason)}">${esc(n.status)}</span></td>` +
+      `<td>${n.targetVersion}</td><td>${n.appliedVersion ?? '-'}</td><td>${cfg(n)}</td><td>${esc(n.mode ?? '-')}</td><td>${n.lag}</td><td class="err">${esc(n.lastError ?? '')}</td></tr>`).join('');
+  }
+  $('node-filter').addEventListener('input', renderNodes);
+
+  function renderRollout(s) {
+    const r = s.config.rollout;
+    const op = state.role === 'operator';
+    $('pause').disabled = !op || r?.status !== 'running';
+    $('resume').disabled = !op || r?.status !== 'paused';
+    $('rollback').disabled = !op || !r || !['running', 'paused', 'halted'].includes(r.status);
+    for (const b of ['pause', 'resume', 'rollback']) $(b).title = op ? '' : 'needs an operator token';
+    if (!r) { $('rollout').innerHTML = `no rollout; default config revision ${s.config.defaultRevision}`; return; }
+    const byNode = new Map(s.nodes.map((n) => [n.node, n]));
+    const mark = (node) => {
+      const n = byNode.get(node);
+      if (r.haltedBy?.node === node) return 'nacked';
+      if (n?.appliedConfigRevision === r.configRevision) return 'acked';
+      if (n?.lastError && n.targetConfigRevision === r.configRevision) return 'nacked';
+      return 'pending';
+    };
+    let prev = new Set();
+    const waves = r.waves.map((w, i) => {
+      const fresh = w.filter((n) => !prev.has(n)); prev = new Set(w);
+      const shown = fresh.slice(0, 60).map((n) => `<span class="n ${mark(n)}" title="${mark(n)}">${esc(n)}</span>`).join('');
+      const more = fresh.length > 60 ? ` … +${fresh.length - 60}` : '';
+      const acked = fresh.filter((n) => mark(n) === 'acked').length;
+      return `<div class="wave" data-wave="${i + 1}"><b>wave ${i + 1}${i === r.wave ? ' ▸' : ''}</b> ${acked}/${fresh.length} ACKed ${shown}${more}</div>`;
+    }).join('');
+    const halted = r.haltedBy ? `<div class="halted" id="halted-by"><b>${esc(r.status)}</b> by <b>${esc(r.haltedBy.node)}</b>: <span class="error">${esc(r.haltedBy.error)}</span></div>` : '';
+    $('rollout').innerHTML = `<div>revision <b>${r.configRevision}</b> (from ${r.fromRevision}) · status <b id="rollout-status">${esc(r.status)}</b> · since <time>${esc(r.startedAt)}</time></div>${halted}${waves}`;
+  }
+
+  async function operate(op) {
+    const [path, body] = op === 'pause' ? ['/rollout', { pause: true }] : op === 'resume' ? ['/rollout', { resume: true }] : ['/rollback', {}];
+    $('op-result').textContent = `${op}…`;
+    try {
+      await api(path, { method: 'POST', body: JSON.stringify({ ...body, reason: `${op} from the console` }) });
+      $('op-result').textContent = `${op}: done`;
+      loadOps();
+    } catch (e) {
+      $('op-result').textContent = `${op} refused: ${e.message}`;
+    }
+  }
+  for (const b of ['pause', 'resume', 'rollback']) $(b).addEventListener('click', () => operate(b));
+
+  function renderVersions(s) {
+    const key = s.versions.map((v) => v.version).join(',');
+    if (key === state.versionsKey) return;
+    state.versionsKey = key;
+    $('timeline').innerHTML = [...s.versions].reverse().map((v) => `<li value="${v.version}"><b>v${v.version}</b> <time>${esc(new Date(v.createdAt).toLocaleString())}</time> ${esc(v.reason)}${v.contentOf ? ` <i>(content of v${v.contentOf})</i>` : ''}</li>`).join('');
+    const opts = [...s.versions].reverse().map((v) => `<option value="${v.version}">v${v.version}</option>`).join('');
+    for (const [id, pick] of [['diff-a', 1], ['diff-b', 0]]) {
+      const sel = $(id); const cur = sel.value; sel.innerHTML = opts;
+      sel.value = cur || String(s.versions[Math.max(0, s.versions.length - 1 - pick)]?.version ?? '');
+    }
+  }
+
+  function change(c) {
+    const what = c.change === 'changed' ? `${c.what}: ${fmt(c.before)} → ${fmt(c.after)}` : `${c.what} ${c.change}`;
+    return `<div class="chg ${esc(c.change)}">${esc(what)}</div>`;
+  }
+  const fmt = (v) => (Array.isArray(v) ? `[${v.join(', ')}]` : typeof v === 'object' && v !== null ? JSON.stringify(v) : String(v));
+
+  $('diff-go').addEventListener('click', async () => {
+    const a = $('diff-a').value; const b = $('diff-b').value;
+    try {
+      const d = await api(`/diff?a=${encodeURIComponent(a)}&b=${encodeURIComponent(b)}`);
+      const list = (title, xs, cls) => (xs?.length ? `<div><b>${title}</b>${xs.map((k) => `<div class="chg ${cls}">${esc(k)}</div>`).join('')}</div>` : '');
+      const changed = (d.changedServices || []).map((k) => `<div><b>~ ${esc(k)}</b>${(d.serviceChanges?.[k] || []).map(change).join('')}</div>`).join('');
+      const nodes = (d.changedNodes || []).map((k) => `<div><b>~ node ${esc(k)}</b>${(d.nodeChanges?.[k] || []).map(change).join('')}</div>`).join('');
+      $('diff').innerHTML = `<h3>v${d.a} → v${d.b}</h3>` + (list('services added', d.addedServices, 'added') + list('services removed', d.removedServices, 'removed') + changed +
+        list('nodes added', d.addedNodes, 'added') + list('nodes removed', d.removedNodes, 'removed') + nodes || 'no differences');
+    } catch (e) { $('diff').innerHTML = `<span class="error">${esc(e.message)}</span>`; }
+  });
+
+  // ---- audit ----
+  $('svc-go').addEventListener('click', async () => {
+    try {
+      const r = await api(`/ui/api/audit/service?ref=${encodeURIComponent($('svc-ref').value.trim())}`);
+      $('svc-history').innerHTML = r.history.length === 0 ? `no events for ${esc(r.service)}` : `<table><thead><tr><th>Received</th><th>Event</th><th>Version</th><th>ACKed by</th></tr></thead><tbody>` +
+        r.history.map((h) => `<tr><td>${esc(new Date(h.event.receivedAt).toLocaleString())}</td><td>${esc(h.event.kind)} ${esc(h.event.type)} ${esc(h.event.name)}</td><td>${h.version ?? '-'}</td><td>${esc(h.ackedBy.map((a) => `${a.node}@${a.version}`).join(', ') || '-')}</td></tr>`).join('') + '</tbody></table>';
+    } catch (e) { $('svc-history').innerHTML = `<span class="error">${esc(e.message)}</span>`; }
+  });
+
+  $('at-go').addEventListener('click', async () => {
+    const local = $('at-time').value;
+    const at = local ? new Date(local).toISOString() : '';
+    try {
+      const r = await api(`/ui/api/audit/node?node=${encodeURIComponent($('at-node').value)}${at ? `&at=${encodeURIComponent(at)}` : ''}`);
+      const when = local ? new Date(local).toLocaleString() : 'now';
+      $('node-at').innerHTML = !r.ack ? `<p>${esc(r.node)} had acknowledged nothing by ${esc(when)}</p>` :
+        `<p><b>${esc(r.node)}</b> at ${esc(when)}: version <b>${r.ack.version}</b>, config revision ${r.ack.configRevision}, mode ${esc(r.ack.mode)} (ACKed ${esc(new Date(r.ack.at).toLocaleString())}; ` +
+        `${r.nodeStateVerified === undefined ? 'config revision not in log' : r.nodeStateVerified ? 'verified by re-rendering' : 'DOES NOT MATCH re-rendering'})${r.nacksSince ? `, ${r.nacksSince} NACK(s) since` : ''}</p>` +
+        `<p>services (${r.services.length}): ${esc(r.services.join(' '))}</p>`;
+    } catch (e) { $('node-at').innerHTML = `<span class="error">${esc(e.message)}</span>`; }
+  });
+
+  async function loadOps() {
+    try {
+      const r = await api('/ui/api/audit/ops');
+      $('ops').tBodies[0].innerHTML = r.operations.map((o) => `<tr><td>${o.id}</td><td>${esc(new Date(o.at).toLocaleString())}</td><td>${esc(o.kind)}</td><td>${esc(o.actor)}</td><td class="err">${esc(o.reason)}</td></tr>`).join('');
+    } catch (e) { $('ops').tBodies[0].innerHTML = `<tr><td colspan="5" class="error">${esc(e.message)}</td></tr>`; }
+  }
+  $('ops-go').addEventListener('click', loadOps);
+
+  start();
+})();

@@ -1,0 +1,101 @@
+// Runs README's first command the way a user does (bash scripts/demo.sh) and checks what it promises:
+// the per-pod spread of real requests, the rollout halted by one node's NACK, and that it leaves
+// nothing behind — also when stopped by SIGTERM halfway.
+import { spawn } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { describe, expect, it } from 'vitest';
+
+const root = process.getuid?.() === 0;
+
+interface DemoRun { code: number | null; signal: NodeJS.Signals | null; out: string; err: string }
+
+/** Starts the demo; `onLine` may act on output (e.g. send a signal). Bounded by `timeoutMs`. */
+function demo(args: string[], timeoutMs: number, onLine?: (line: string, pid: number) => void): Promise<DemoRun> {
+  return new Promise((resolve, reject) => {
+    const c = spawn('bash', ['scripts/demo.sh', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = ''; let err = ''; let partial = '';
+    const timer = setTimeout(() => { c.kill('SIGKILL'); reject(new Error(`demo did not finish within ${timeoutMs} ms:\n${out}\n${err}`)); }, timeoutMs);
+    c.stdout.on('data', (d: Buffer) => {
+      out += d;
+      const lines = (partial + d.toString()).split('\n');
+      partial = lines.pop()!;
+      for (const line of lines) onLine?.(line, c.pid!);
+    });
+    c.stderr.on('data', (d: Buffer) => { err += d; });
+    c.on('exit', (code, signal) => { clearTimeout(timer); resolve({ code, signal, out, err }); });
+  });
+}
+
+/** The `pod NAME: N requests` blocks, in order. */
+function tallies(out: string): Record<string, number>[] {
+  const blocks: Record<string, number>[] = [];
+  let cur: Record<string, number> | undefined;
+  for (const line of out.split('\n')) {
+    const m = /^pod (\S+): (\d+) requests$/.exec(line);
+    if (m) { (cur ??= {})[m[1]!] = Number(m[2]); continue; }
+    if (cur) { blocks.push(cur); cur = undefined; }
+  }
+  return blocks;
+}
+
+const workDir = (out: string) => /work dir (\S+)/.exec(out)?.[1];
+const leftoverNamespaces = (prefix: string) => execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' }).split('\n').filter((l) => l.startsWith(prefix));
+const alive = (pid: number) => { try { process.kill(pid, 0); return true; } catch { return false; } };
+
+describe('scripts/demo.sh', () => {
+  it.skipIf(!root)('spreads real requests over the pods, halts the refused rollout by itself, and removes everything', async () => {
+    const r = await demo([], 400_000);
+    expect(r.code, r.err + r.out.slice(-3000)).toBe(0);
+    const t = tallies(r.out);
+    // a. ClusterIP and NodePort, b. after scale-up, c. after the halt, d. pinned and unpinned
+    expect(t).toHaveLength(6);
+    for (const block of t) expect(Object.values(block).reduce((a, b) => a + b, 0)).toBe(30);
+    expect(Object.keys(t[0]!).sort()).toEqual(['web-a', 'web-b']);
+    expect(Object.keys(t[1]!).sort()).toEqual(['web-a', 'web-b']);
+    expect(t[2]!['web-c']).toBeGreaterThan(0);
+    expect(Object.keys(t[3]!).sort()).toEqual(['web-a', 'web-b', 'web-c']);
+    expect(t[4]!['web-c']).toBeUndefined();
+    expect(t[5]!['web-c']).toBeGreaterThan(0);
+    expect(r.out).toMatch(/^rollout halted by node-a$/m);
+    expect(r.out).toMatch(/rolled back by itself: every node SYNCED on revision 1/);
+    expect(r.out).toMatch(/ok: events \d+, versions \d+/); // db verify
+    expect(r.out).not.toMatch(/\x1b\[/); // not a TTY: no escape codes
+    const dir = workDir(r.out)!;
+    expect(existsSync(dir)).toBe(false);
+    expect(leftoverNamespaces(`sbd${(/network: bridge in namespace sbd(\d+)-lan/.exec(r.out)?.[1])}-`)).toEqual([]);
+  }, 420_000);
+
+  it.skipIf(!root)('stops every process and removes namespaces and files on SIGTERM', async () => {
+    let pids: number[] = [];
+    let dir = '';
+    let sent = false;
+    const r = await demo([], 300_000, (line, pid) => {
+      dir ||= workDir(line) ?? '';
+      // Once appliers run, everything exists: processes, namespaces, files.
+      if (!sent && line.includes('waiting up to 120 s for every node')) {
+        sent = true;
+        pids = (JSON.parse(readFileSync(`${dir}/demo-state.json`, 'utf8')) as { processes: { pid: number }[] }).processes.map((p) => p.pid);
+        process.kill(pid, 'SIGTERM');
+      }
+    });
+    expect(sent, r.out + r.err).toBe(true);
+    expect(r.code).toBe(143);
+    expect(pids.length).toBeGreaterThanOrEqual(6); // 2 pods, nats, planner, 3 appliers
+    expect(pids.filter(alive)).toEqual([]);
+    expect(existsSync(dir)).toBe(false);
+    const prefix = /namespace (sbd\d+)-lan/.exec(r.out)![1]!;
+    expect(leftoverNamespaces(`${prefix}-`)).toEqual([]);
+    expect(existsSync(`/sys/class/net/${prefix}up`)).toBe(false);
+  }, 320_000);
+
+  it('without namespaces (--dry-run) says why and tells the same story with dry-run appliers', async () => {
+    const r = await demo(['--dry-run'], 300_000);
+    expect(r.code, r.err + r.out.slice(-3000)).toBe(0);
+    expect(r.out).toMatch(/No real traffic: --dry-run was given/);
+    expect(r.out).toMatch(/every node SYNCED at version 1/);
+    expect(r.out).toMatch(/completed, then rolled back/);
+    expect(r.out).toMatch(/ok: events \d+/);
+    expect(existsSync(workDir(r.out)!)).toBe(false);
+  }, 320_000);
+});

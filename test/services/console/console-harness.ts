@@ -1,0 +1,89 @@
+// Shared setup for the console's browser tests: a real planner (SQLite, nats-server, manifests
+// directory, HTTP API with a token file) whose nodes are simulated by publishing the ACKs and
+// NACKs an applier would send on the real bus, and headless Chromium driven by playwright-core.
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { ackSubject } from '../../../libs/bus/subjects.ts';
+import { DEFAULT_PROXY_CONFIG } from '../../../libs/model/index.ts';
+import { nodeStateHash, renderNodeState } from '../../../libs/planner/index.ts';
+import { runPlanner, type RunningPlanner } from '../../../services/planner/run-planner.ts';
+import { ack, nack, nodeYaml, plannerEnv, sendAck, until, type PlannerEnv } from '../planner/planner-support.ts';
+
+export const CHROMIUM = ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find((p) => existsSync(p));
+export const TOKENS = { operator: 'op-secret-token', viewer: 'view-secret-token' };
+/** Screenshots of the tests: SWITCHBOARD_ARTIFACTS or a temp dir (never the source tree). */
+export const ARTIFACTS = process.env.SWITCHBOARD_ARTIFACTS ?? path.join(tmpdir(), 'switchboard-console-artifacts');
+
+export interface ConsoleEnv {
+  readonly env: PlannerEnv;
+  readonly planner: RunningPlanner;
+  readonly nodes: string[];
+  /** ACK the latest version (and each node's target revision) from every node given. */
+  ackAll(nodes?: readonly string[]): Promise<void>;
+  nack(node: string, error: string): Promise<void>;
+  open(token: string): Promise<Page>;
+  screenshot(page: Page, name: string): Promise<string>;
+  close(): Promise<void>;
+}
+
+let browser: Browser | undefined;
+
+export async function consoleEnv(nodeCount: number, files: Record<string, string> = {}): Promise<ConsoleEnv> {
+  const env = await plannerEnv();
+  const nodes = Array.from({ length: nodeCount }, (_, i) => `node-${String(i + 1).padStart(String(nodeCount).length, '0')}`);
+  env.write('nodes.yaml', nodes.map((n, i) => nodeYaml(n, `10.${(i >> 8) & 255}.${i & 255}.1`)).join('---\n'));
+  for (const [f, text] of Object.entries(files)) env.write(f, text);
+  const tokenFile = path.join(env.dir, 'tokens');
+  writeFileSync(tokenFile, `${TOKENS.operator} alice operator\n${TOKENS.viewer} bob viewer\n`);
+  const planner = await runPlanner({
+    manifests: env.manifests, nats: env.nats.url, db: env.db, http: '127.0.0.1:0', tokenFile, config: DEFAULT_PROXY_CONFIG,
+    debounceMs: 20, pollMs: 100, say: () => {},
+  });
+  await planner.planner.synced;
+  const p = planner.planner;
+  const expected = (node: string) => {
+    const t = p.targetOf(node);
+    return { t, hash: nodeStateHash(renderNodeState(p.data.publishedData(), node, p.config.revision(t.configRevision)!.config)) };
+  };
+  browser ??= await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
+  const pages: Page[] = [];
+  return {
+    env, planner, nodes,
+    ackAll: async (which = nodes) => {
+      await until(() => p.data.latest(), 5000, 'a version');
+      for (const n of which) {
+        const { t, hash } = expected(n);
+        env.nc.publish(ackSubject(n), JSON.stringify(ack(n, t.version, t.configRevision, hash)));
+      }
+      await env.nc.flush();
+    },
+    nack: async (node, error) => {
+      const t = p.targetOf(node);
+      await sendAck(env.nc, nack(node, t.version, t.configRevision, error));
+    },
+    open: async (token) => {
+      const page = await browser!.newPage({ viewport: { width: 1400, height: 900 } });
+      pages.push(page);
+      await page.goto(`${planner.url}/ui/#token=${token}`);
+      return page;
+    },
+    screenshot: async (page, name) => {
+      mkdirSync(ARTIFACTS, { recursive: true });
+      const file = path.join(ARTIFACTS, `${name}.png`);
+      await page.screenshot({ path: file, fullPage: true });
+      return file;
+    },
+    close: async () => {
+      for (const pg of pages) await pg.close().catch(() => {});
+      await planner.stop();
+      await env.cleanup();
+    },
+  };
+}
+
+export async function closeBrowser(): Promise<void> {
+  await browser?.close();
+  browser = undefined;
+}

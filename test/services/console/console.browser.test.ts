@@ -1,0 +1,124 @@
+// The web console in headless Chromium (Debian's chromium, driven by playwright-core) against a
+// real planner; nodes are simulated by the ACKs/NACKs they would publish on the real bus.
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { sliceYaml, svcYaml, until } from '../planner/planner-support.ts';
+import { CHROMIUM, TOKENS, closeBrowser, consoleEnv, type ConsoleEnv } from './console-harness.ts';
+
+let c: ConsoleEnv | undefined;
+afterEach(async () => { await c?.close(); c = undefined; });
+afterAll(closeBrowser);
+
+const rows = (page: import('playwright-core').Page) => page.locator('#nodes tbody tr');
+
+// Skipped only where no Chromium is installed (scripts/install-deps.sh installs Debian's).
+describe.skipIf(!CHROMIUM)('console at /ui', () => {
+  it('shows every node SYNCED, and an endpoint change live without a reload', async () => {
+    c = await consoleEnv(3, { 'web.yaml': svcYaml('web', '10.96.0.1') + '---\n' + sliceYaml('web', ['10.0.0.1']) });
+    await c.ackAll();
+    const page = await c.open(TOKENS.viewer);
+    await page.waitForFunction(() => document.querySelectorAll('#nodes .w-SYNCED').length === 3, undefined, { timeout: 15_000 });
+    expect(await rows(page).count()).toBe(3);
+    expect(await page.locator('#who').textContent()).toBe('bob · viewer');
+    await c.screenshot(page, 'console-synced');
+
+    // A new endpoint: version 2 appears in the timeline and the grid, on the same page.
+    await page.evaluate(() => { (window as unknown as { marker: number }).marker = 42; });
+    c.env.write('web.yaml', svcYaml('web', '10.96.0.1') + '---\n' + sliceYaml('web', ['10.0.0.1', '10.0.0.2']));
+    await page.locator('#timeline li[value="2"]').waitFor({ timeout: 15_000 });
+    await c.ackAll();
+    await page.waitForFunction(() => [...document.querySelectorAll('#nodes tbody tr')].every((r) => r.children[3]!.textContent === '2' && r.querySelector('.w-SYNCED')), undefined, { timeout: 15_000 });
+    expect(await page.evaluate(() => (window as unknown as { marker: number }).marker)).toBe(42); // no reload happened
+
+    // The diff names what changed inside the service, not just its name.
+    await page.selectOption('#diff-a', '1');
+    await page.selectOption('#diff-b', '2');
+    await page.click('#diff-go');
+    await page.locator('#diff', { hasText: 'default/web' }).waitFor();
+    expect(await page.locator('#diff').textContent()).toMatch(/endpoint 10\.0\.0\.2:8080 added/);
+
+    // Audit: the service's history and what a node ran at a time picked in a date-time input.
+    await page.fill('#svc-ref', 'default/web');
+    await page.click('#svc-go');
+    await page.locator('#svc-history table').waitFor();
+    expect(await page.locator('#svc-history tbody tr').count()).toBeGreaterThanOrEqual(3);
+    await page.selectOption('#at-node', 'node-2');
+    const later = new Date(Date.now() + 60_000);
+    const local = new Date(later.getTime() - later.getTimezoneOffset() * 60_000).toISOString().slice(0, 19);
+    await page.fill('#at-time', local);
+    await page.click('#at-go');
+    await page.locator('#node-at', { hasText: 'version 2' }).waitFor();
+    expect(await page.locator('#node-at').textContent()).toMatch(/node-2 at .*version 2, config revision 1/);
+  }, 60_000);
+
+  it('shows the node and error of a NACK that halted a rollout; an operator rolls back, a viewer cannot', async () => {
+    c = await consoleEnv(3);
+    await c.ackAll();
+    const p = c.planner.planner;
+    await p.configChange({ scheduler: 'wrr' }, { actor: 'alice', reason: 'try wrr' }, 'config', { waves: [{ kind: 'count', n: 1 }, { kind: 'percent', p: 100 }], pauseOnError: true });
+    const first = p.config.state.rollout!.waves[0]![0]!;
+    await c.nack(first, 'ipvs: scheduler wrr not available');
+    await until(() => p.config.state.rollout?.status === 'paused', 5000, 'paused by the NACK');
+
+    const viewer = await c.open(TOKENS.viewer);
+    await viewer.locator('#halted-by', { hasText: first }).waitFor({ timeout: 15_000 });
+    expect(await viewer.locator('#halted-by').textContent()).toBe(`paused by ${first}: ipvs: scheduler wrr not available`);
+    expect(await viewer.locator('.wave[data-wave="1"] .n.nacked').textContent()).toBe(first);
+    // A viewer's buttons are disabled, and the API refuses the operation anyway.
+    expect(await viewer.locator('#rollback').isDisabled()).toBe(true);
+    expect(await viewer.locator('#resume').isDisabled()).toBe(true);
+    const refused = await viewer.evaluate(async () => (await fetch('/rollback', { method: 'POST', headers: { authorization: `Bearer ${sessionStorage.getItem('sb-token')}` }, body: '{}' })).status);
+    expect(refused).toBe(403);
+    expect(p.config.state.rollout!.status).toBe('paused');
+
+    const op = await c.open(TOKENS.operator);
+    await op.locator('#halted-by').waitFor({ timeout: 15_000 });
+    await c.screenshot(op, 'console-rollout-halted');
+    expect(await op.locator('#rollback').isDisabled()).toBe(false);
+    await op.click('#rollback');
+    await op.locator('#rollout-status', { hasText: 'rolled-back' }).waitFor({ timeout: 15_000 });
+    expect(p.config.state.rollout!.status).toBe('rolled-back');
+    // The viewer's page follows live.
+    await viewer.locator('#rollout-status', { hasText: 'rolled-back' }).waitFor({ timeout: 15_000 });
+    await op.click('#ops-go');
+    await op.locator('#ops tbody tr', { hasText: 'rollback from the console' }).waitFor();
+    expect(await op.locator('#ops tbody tr', { hasText: 'rollback from the console' }).first().textContent()).toMatch(/rollback.*alice/);
+  }, 60_000);
+
+  it('pauses and resumes a running rollout from the operator buttons', async () => {
+    c = await consoleEnv(4);
+    await c.ackAll();
+    const p = c.planner.planner;
+    await p.configChange({ scheduler: 'lc' }, { actor: 'alice', reason: 'try lc' }, 'config', { waves: [{ kind: 'count', n: 1 }, { kind: 'percent', p: 100 }], pauseOnError: false });
+    const op = await c.open(TOKENS.operator);
+    await op.locator('#rollout-status', { hasText: 'running' }).waitFor({ timeout: 15_000 });
+    await op.click('#pause');
+    await op.locator('#rollout-status', { hasText: 'paused' }).waitFor({ timeout: 15_000 });
+    expect(p.config.state.rollout!.status).toBe('paused');
+    await op.click('#resume');
+    await op.locator('#rollout-status', { hasText: 'running' }).waitFor({ timeout: 15_000 });
+    await c.ackAll();
+    await until(() => p.config.state.rollout?.wave === 1, 5000, 'wave 2 after resume');
+  }, 60_000);
+
+  it('renders 1,000 simulated nodes', async () => {
+    c = await consoleEnv(1000);
+    await c.ackAll();
+    const page = await c.open(TOKENS.viewer);
+    await page.waitForFunction(() => document.querySelectorAll('#nodes .w-SYNCED').length === 1000, undefined, { timeout: 30_000 });
+    expect(await page.locator('#summary').textContent()).toMatch(/1000 nodes: 1000 SYNCED/);
+    await page.fill('#node-filter', 'node-0999');
+    expect(await rows(page).count()).toBe(1);
+    await page.fill('#node-filter', '');
+    await c.screenshot(page, 'console-1000-nodes');
+  }, 90_000);
+
+  it('asks for a token when it has none, and says when one is refused', async () => {
+    c = await consoleEnv(1);
+    const page = await c.open('wrong-token');
+    await page.locator('#login-error', { hasText: 'token refused' }).waitFor({ timeout: 15_000 });
+    expect(await page.locator('#app').isHidden()).toBe(true);
+    await page.fill('#token', TOKENS.viewer);
+    await page.click('#login button');
+    await page.locator('#who', { hasText: 'bob · viewer' }).waitFor({ timeout: 15_000 });
+  }, 60_000);
+});
