@@ -110,7 +110,7 @@ export class DemoResources {
   /** Deletes the work directory; with `keepLogs`, everything but logs/. */
   removeFiles(keepLogs: boolean): void {
     if (!keepLogs) { rmSync(this.state.work, { recursive: true, force: true }); return; }
-    for (const f of ['jetstream', 'manifests', 'state', 'switchboard.db', 'switchboard.db-wal', 'switchboard.db-shm', 'tokens', 'nats.conf', STATE_FILE]) {
+    for (const f of ['jetstream', 'manifests', 'state', 'switchboard.db', 'switchboard.db-wal', 'switchboard.db-shm', 'tokens', 'nats.conf', 'proxy-config.yaml', STATE_FILE]) {
       rmSync(join(this.state.work, f), { recursive: true, force: true });
     }
   }
