@@ -13,8 +13,9 @@ const ASSETS: Record<string, { type: string; body: Buffer }> = Object.fromEntrie
 );
 
 export interface ConsoleOptions {
-  readonly planner: Planner;
-  readonly log: EventLog;
+  /** Asked per request: the API exists before the planner has restored from its log. */
+  readonly planner: () => Planner;
+  readonly log: () => EventLog;
   /** How often the event stream looks for a change to push (default 300 ms). */
   readonly pushIntervalMs?: number;
 }
@@ -25,7 +26,6 @@ export interface ConsoleOptions {
  * routes (/rollout, /rollback), so the console has no write path of its own to guard.
  */
 export function consoleRoutes(o: ConsoleOptions): ApiRoute[] {
-  const p = o.planner;
   const every = o.pushIntervalMs ?? 300;
   return [
     {
@@ -49,7 +49,7 @@ export function consoleRoutes(o: ConsoleOptions): ApiRoute[] {
       method: 'GET', path: '/ui/api/session', access: 'read',
       handle: ({ principal }) => ({ identity: principal?.identity ?? 'anonymous', role: principal?.role ?? 'operator', open: principal === undefined }),
     },
-    { method: 'GET', path: '/ui/api/snapshot', access: 'read', handle: () => consoleSnapshot(p, o.log) },
+    { method: 'GET', path: '/ui/api/snapshot', access: 'read', handle: () => consoleSnapshot(o.planner(), o.log()) },
     {
       // Server-sent events: the snapshot at once, then again whenever it changed. Sent as a
       // response to an authenticated fetch (EventSource cannot send the bearer token).
@@ -58,12 +58,20 @@ export function consoleRoutes(o: ConsoleOptions): ApiRoute[] {
         let last = '';
         let quiet = 0;
         const push = () => {
-          const text = JSON.stringify(consoleSnapshot(p, o.log));
+          let text: string;
+          try {
+            text = JSON.stringify(consoleSnapshot(o.planner(), o.log()));
+          } catch {
+            // The planner is stopping (its log closed): end the stream; the page reconnects.
+            clearInterval(timer);
+            res.end();
+            return;
+          }
           if (text !== last) { last = text; quiet = 0; write(res, `event: snapshot\ndata: ${text}\n\n`); }
           else if (++quiet * every >= 15_000) { quiet = 0; write(res, ': keep-alive\n\n'); }
         };
-        push();
         const timer = setInterval(push, every);
+        push();
         req.once('close', () => clearInterval(timer));
         return WROTE_RESPONSE;
       },
@@ -73,7 +81,7 @@ export function consoleRoutes(o: ConsoleOptions): ApiRoute[] {
         const ref = query.get('ref') ?? '';
         const m = /^([^/\s]+)\/([^/\s]+)$/.exec(ref);
         if (!m) throw new HttpError(400, `service must be NAMESPACE/NAME, got ${JSON.stringify(ref)}`);
-        return { service: ref, history: serviceHistory(o.log, m[1]!, m[2]!).slice(-500) };
+        return { service: ref, history: serviceHistory(o.log(), m[1]!, m[2]!).slice(-500) };
       },
     },
     {
@@ -82,10 +90,10 @@ export function consoleRoutes(o: ConsoleOptions): ApiRoute[] {
         if (!node) throw new HttpError(400, 'node is required');
         const at = query.get('at') || undefined;
         if (at !== undefined && Number.isNaN(Date.parse(at))) throw new HttpError(400, `at must be a time, got ${JSON.stringify(at)}`);
-        return nodeAt(o.log, node, at);
+        return nodeAt(o.log(), node, at);
       },
     },
-    { method: 'GET', path: '/ui/api/audit/ops', access: 'read', handle: () => ({ operations: o.log.operations().slice(-200).reverse() }) },
+    { method: 'GET', path: '/ui/api/audit/ops', access: 'read', handle: () => ({ operations: o.log().operations().slice(-200).reverse() }) },
   ];
 }
 

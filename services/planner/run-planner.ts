@@ -6,6 +6,7 @@ import { watchTokenFile, type TokenFileWatch } from './bearer-auth.ts';
 import { checkOpenApi, parseListenAddress } from './listen-address.ts';
 import { informerSource, knownObjectsFromLog, manifestsSource, withKnownObjects, type EventSourceFactory } from './event-source.ts';
 import { createHttpApi } from './http-api.ts';
+import { consoleRoutes } from '../console/console-routes.ts';
 import { NatsPlannerBus } from './nats-planner-bus.ts';
 import { hostname } from 'node:os';
 import path from 'node:path';
@@ -71,6 +72,8 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
   const server: Server = createHttpApi({
     planner: lateBound(() => planner, { isSynced: false }),
     registry: metrics.registry, tokens: tokens && (() => tokens.current()), started: () => serving,
+    // The console's data routes run only once serving (non-public routes answer 503 before).
+    routes: consoleRoutes({ planner: () => planner!, log: () => log }),
   });
   try {
     await new Promise<void>((resolve, reject) => { server.once('error', reject); server.listen(listen.port, listen.host, resolve); });

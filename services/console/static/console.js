@@ -6,7 +6,7 @@
 (() => {
   const $ = (id) => document.getElementById(id);
   const esc = (v) => String(v ?? '').replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' }[c]));
-  const state = { token: '', role: 'viewer', snap: null, versionsKey: '' };
+  const state = { token: '', role: 'viewer', snap: null, versionsKey: '', following: false };
 
   const fromHash = /(?:^#|&)token=([^&]+)/.exec(location.hash);
   if (fromHash) { sessionStorage.setItem('sb-token', decodeURIComponent(fromHash[1])); history.replaceState(null, '', location.pathname); }
@@ -24,12 +24,15 @@
 
   // ---- sign-in ----
   async function start() {
+    // The live stream starts at once, beside the session check: the grid's first paint waits
+    // for one round trip, not two.
+    follow();
     try {
       const s = await api('/ui/api/session');
       state.role = s.role;
       $('who').textContent = s.open ? 'open API (no token file)' : `${s.identity} · ${s.role}`;
       $('login').hidden = true; $('app').hidden = false;
-      follow();
+      if (state.snap) render(state.snap); // buttons follow the role
       loadOps();
     } catch (e) {
       if (e.status === 401) { $('login').hidden = false; $('app').hidden = true; $('login-error').textContent = state.token ? 'token refused' : ''; return; }
@@ -46,10 +49,13 @@
 
   // ---- live updates: server-sent events over an authenticated fetch ----
   async function follow() {
+    if (state.following) return;
+    state.following = true;
     let delay = 500;
     for (;;) {
       try {
         const r = await fetch('/ui/api/events', { headers: state.token ? { authorization: `Bearer ${state.token}` } : {} });
+        if (r.status === 401) { state.following = false; return; } // start() shows the sign-in form
         if (!r.ok) throw new Error(`HTTP ${r.status}`);
         $('live').classList.add('on');
         delay = 500;
@@ -198,7 +204,7 @@
   async function loadOps() {
     try {
       const r = await api('/ui/api/audit/ops');
-      $('ops').tBodies[0].innerHTML = r.operations.map((o) => `<tr><td>${o.id}</td><td>${esc(new Date(o.at).toLocaleString())}</td><td>${esc(o.kind)}</td><td>${esc(o.actor)}</td><td class="err">${esc(o.reason)}</td></tr>`).join('');
+      $('ops').tBodies[0].innerHTML = r.operations.map((o) => `<tr><td>${o.id}</td><td>${esc(new Date(o.at).toLocaleString())}</td><td>${esc(o.kind)}</td><td>${esc(o.actor)}</td><td class="reason">${esc(o.reason)}</td></tr>`).join('');
     } catch (e) { $('ops').tBodies[0].innerHTML = `<tr><td colspan="5" class="error">${esc(e.message)}</td></tr>`; }
   }
   $('ops-go').addEventListener('click', loadOps);
