@@ -82,17 +82,21 @@ export class DemoResources {
   }
 
   /**
-   * Stops processes (newest first: appliers before the planner before NATS) with SIGTERM, waits
-   * up to `graceMs` for each, then SIGKILL; deletes namespaces and links. Safe to call twice.
+   * Stops processes with SIGTERM in three stages, so each can finish cleanly: appliers and pods,
+   * then the planner (it still needs NATS to stop), then NATS. Each stage waits up to `graceMs`,
+   * then SIGKILLs what is left. Deletes namespaces and links. Safe to call twice.
    */
-  async cleanup(graceMs = 5000): Promise<string[]> {
+  async cleanup(graceMs = 12_000): Promise<string[]> {
     const problems: string[] = [];
-    const procs = [...this.state.processes].reverse();
-    for (const p of procs) signal(p.pid, 'SIGTERM');
-    const deadline = Date.now() + graceMs;
-    for (const p of procs) {
-      while (alive(p.pid) && Date.now() < deadline) await sleep(50);
-      if (alive(p.pid)) { signal(p.pid, 'SIGKILL'); problems.push(`${p.name} (pid ${p.pid}) ignored SIGTERM for ${graceMs} ms; killed`); }
+    const procs = [...this.state.processes];
+    const stages = [procs.filter((p) => p.name !== 'planner' && p.name !== 'nats'), procs.filter((p) => p.name === 'planner'), procs.filter((p) => p.name === 'nats')];
+    for (const stage of stages) {
+      for (const p of stage) signal(p.pid, 'SIGTERM');
+      const deadline = Date.now() + graceMs;
+      for (const p of stage) {
+        while (alive(p.pid) && Date.now() < deadline) await sleep(50);
+        if (alive(p.pid)) { signal(p.pid, 'SIGKILL'); problems.push(`${p.name} (pid ${p.pid}) ignored SIGTERM for ${graceMs} ms; killed`); }
+      }
     }
     this.state.processes = [];
     for (const ns of [...this.state.namespaces].reverse()) {
@@ -110,7 +114,7 @@ export class DemoResources {
   /** Deletes the work directory; with `keepLogs`, everything but logs/. */
   removeFiles(keepLogs: boolean): void {
     if (!keepLogs) { rmSync(this.state.work, { recursive: true, force: true }); return; }
-    for (const f of ['jetstream', 'manifests', 'state', 'switchboard.db', 'switchboard.db-wal', 'switchboard.db-shm', 'tokens', 'nats.conf', 'proxy-config.yaml', STATE_FILE]) {
+    for (const f of ['jetstream', 'manifests', 'state', 'switchboard.db', 'switchboard.db-wal', 'switchboard.db-shm', 'tokens', 'nats.conf', 'proxy-config.yaml', 'signing-key.pem', 'signing-key.pem.pub', STATE_FILE]) {
       rmSync(join(this.state.work, f), { recursive: true, force: true });
     }
   }

@@ -152,7 +152,8 @@ async function story(o: Options, real: boolean, res: DemoResources, work: string
   const httpPort = await freePort('127.0.0.1');
   writeFileSync(join(work, 'proxy-config.yaml'), `clusterCIDR: ${CLUSTER_CIDR}\n`);
   const planner = res.spawn('planner', process.execPath, [CLI, 'planner', '--manifests', manifests, '--nats', nats, '--nats-user', 'planner',
-    '--db', join(work, 'switchboard.db'), '--http', `127.0.0.1:${httpPort}`, '--token-file', join(work, 'tokens'), '--config', join(work, 'proxy-config.yaml')],
+    '--db', join(work, 'switchboard.db'), '--http', `127.0.0.1:${httpPort}`, '--token-file', join(work, 'tokens'), '--config', join(work, 'proxy-config.yaml'),
+    '--signing-key', join(work, 'signing-key.pem')],
   { env: { ...process.env, SWITCHBOARD_NATS_PASSWORD: natsPass.planner } });
   const api = new PlannerClient(`http://127.0.0.1:${httpPort}`, tokens.operator, `${logs}/ (planner.log, applier-*.log)`);
   say.say(`planner on ${manifests} (examples/demo), event log ${join(work, 'switchboard.db')}, API ${api.url}`);
@@ -161,12 +162,13 @@ async function story(o: Options, real: boolean, res: DemoResources, work: string
     api.until('planner ready (GET /readyz)', 90, async () => ((await fetch(`${api.url}/readyz`).catch(() => undefined))?.ok ? true : undefined)),
     planner.exited.then((c) => { throw new DemoError(`the planner exited (code ${c}) before it was ready; see ${planner.log}`); }),
   ]);
-  say.ok('planner ready: version 1 is on the stream');
+  say.ok('planner ready: version 1 is on the stream, signed with the planner\'s Ed25519 key (appliers drop anything it did not sign)');
 
   const nodes = DEMO_NODES.map((n) => n.name);
   for (const n of lab?.nodes ?? DEMO_NODES.map((x) => ({ ...x, ns: undefined }))) {
     res.spawn(`applier-${n.name}`, process.execPath, [CLI, 'applier', '--node', n.name, '--nats', nats, '--user', n.name,
-      '--mode', real ? 'auto' : 'dry-run', '--state-dir', join(work, 'state', n.name), '--heartbeat', '1000'],
+      '--mode', real ? 'auto' : 'dry-run', '--state-dir', join(work, 'state', n.name), '--heartbeat', '1000',
+      '--planner-key', join(work, 'signing-key.pem.pub')],
     { netns: n.ns, env: { ...process.env, SWITCHBOARD_NATS_PASSWORD: natsPass[n.name] } });
   }
   say.say(`appliers: ${nodes.join(', ')} ${real ? 'in their namespaces, --mode auto (IPVS where the kernel has it, nftables otherwise)' : '--mode dry-run'}`);
