@@ -12,7 +12,7 @@
 //
 //   node scripts/build.mjs            build
 //   node scripts/build.mjs --if-stale build only when dist is absent or older than its inputs
-import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { distFreshness, BUILD_INFO } from '../bin/dist-freshness.mjs';
@@ -21,6 +21,7 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
 /** Files that shape the output besides the bundled sources. */
 const CONFIG_INPUTS = ['scripts/build.mjs', 'package.json', 'tsconfig.json'];
+const CONSOLE_STATIC = 'services/console/static';
 
 export async function build({ ifStale = false, quiet = false } = {}) {
   if (ifStale) {
@@ -51,7 +52,10 @@ export async function build({ ifStale = false, quiet = false } = {}) {
       chunkNames: 'chunks/[name]-[hash]',
       logLevel: 'warning',
     });
-    const inputs = [...Object.keys(result.metafile.inputs).filter((f) => !f.startsWith('node_modules/')), ...CONFIG_INPUTS].sort();
+    // The web console's static files are read at run time, not imported: they travel beside the bundle.
+    cpSync(path.join(root, CONSOLE_STATIC), path.join(tmp, 'console-static'), { recursive: true });
+    const consoleFiles = readdirSync(path.join(root, CONSOLE_STATIC)).map((f) => `${CONSOLE_STATIC}/${f}`);
+    const inputs = [...Object.keys(result.metafile.inputs).filter((f) => !f.startsWith('node_modules/')), ...CONFIG_INPUTS, ...consoleFiles].sort();
     writeFileSync(path.join(tmp, BUILD_INFO), JSON.stringify({ startedAt, inputs }, null, 1) + '\n');
     const dist = path.join(root, 'dist');
     const old = path.join(root, `.dist-old-${process.pid}-${startedAt}`);

@@ -31,15 +31,20 @@ export async function run(cmd: string, args: readonly string[], opts: { timeoutM
 export class DemoResources {
   readonly state: DemoState;
 
-  constructor(work: string) {
-    this.state = { work, processes: [], namespaces: [], links: [] };
-    this.save();
+  constructor(work: string, loaded?: DemoState) {
+    this.state = loaded ?? { work, processes: [], namespaces: [], links: [] };
+    if (!loaded) this.save();
   }
 
+  /** What a `--keep` run left in `work` (its state file is read, not rewritten). */
   static load(work: string): DemoResources {
-    const r = new DemoResources(work);
-    Object.assign(r.state, JSON.parse(readFileSync(join(work, STATE_FILE), 'utf8')) as DemoState);
-    return r;
+    let text: string;
+    try {
+      text = readFileSync(join(work, STATE_FILE), 'utf8');
+    } catch {
+      throw new Error(`${work} holds no ${STATE_FILE}: not a directory a demo run left`);
+    }
+    return new DemoResources(work, { ...(JSON.parse(text) as DemoState), work });
   }
 
   private save(): void {

@@ -72,7 +72,13 @@ function printTally(what: string, r: ProbeResult): void {
 async function main(): Promise<number> {
   const o = parseArgs(process.argv.slice(2));
   if (o.cleanup) {
-    const res = DemoResources.load(o.cleanup);
+    let res: DemoResources;
+    try {
+      res = DemoResources.load(o.cleanup);
+    } catch (e) {
+      say.fail((e as Error).message);
+      return 1;
+    }
     const problems = await res.cleanup();
     res.removeFiles(false);
     for (const p of problems) say.fail(p);

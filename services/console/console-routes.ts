@@ -1,4 +1,5 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import type { ServerResponse } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import { nodeAt, serviceHistory, type EventLog } from '../../libs/eventlog/index.ts';
@@ -6,11 +7,26 @@ import { HttpError, WROTE_RESPONSE, type ApiRoute } from '../planner/http-api.ts
 import type { Planner } from '../planner/planner.ts';
 import { consoleSnapshot } from './console-snapshot.ts';
 
+/**
+ * Where the static files are: beside this module when run from source, or `console-static/` in
+ * dist/ when bundled (scripts/build.mjs copies them there).
+ */
+function staticDir(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let up = 0; up < 4; up++, dir = dirname(dir)) {
+    for (const c of [join(dir, 'static'), join(dir, 'console-static')]) if (existsSync(join(c, 'index.html'))) return c;
+  }
+  throw new Error(`console: static files not found near ${fileURLToPath(import.meta.url)}`);
+}
+
 /** The console's static files, read once: they ship inside the package (no CDN, works offline). */
-const ASSETS: Record<string, { type: string; body: Buffer }> = Object.fromEntries(
-  [['index.html', 'text/html; charset=utf-8'], ['console.js', 'text/javascript; charset=utf-8'], ['console.css', 'text/css; charset=utf-8']]
-    .map(([f, type]) => [f, { type: type!, body: readFileSync(fileURLToPath(new URL(`./static/${f}`, import.meta.url))) }]),
-);
+const ASSETS: Record<string, { type: string; body: Buffer }> = (() => {
+  const dir = staticDir();
+  return Object.fromEntries(
+    [['index.html', 'text/html; charset=utf-8'], ['console.js', 'text/javascript; charset=utf-8'], ['console.css', 'text/css; charset=utf-8']]
+      .map(([f, type]) => [f, { type: type!, body: readFileSync(join(dir, f!)) }]),
+  );
+})();
 
 export interface ConsoleOptions {
   /** Asked per request: the API exists before the planner has restored from its log. */

@@ -44,8 +44,8 @@ const leftoverNamespaces = (prefix: string) => execFileSync('ip', ['netns', 'lis
 const alive = (pid: number) => { try { process.kill(pid, 0); return true; } catch { return false; } };
 
 describe('scripts/demo.sh', () => {
-  it.skipIf(!root)('spreads real requests over the pods, halts the refused rollout by itself, and removes everything', async () => {
-    const r = await demo([], 400_000);
+  it.skipIf(!root)('spreads real requests over the pods, halts the refused rollout by itself; --keep leaves it serving, --cleanup removes it', async () => {
+    const r = await demo(['--keep'], 400_000);
     expect(r.code, r.err + r.out.slice(-3000)).toBe(0);
     const t = tallies(r.out);
     // a. ClusterIP and NodePort, b. after scale-up, c. after the halt, d. pinned and unpinned
@@ -61,10 +61,21 @@ describe('scripts/demo.sh', () => {
     expect(r.out).toMatch(/rolled back by itself: every node SYNCED on revision 1/);
     expect(r.out).toMatch(/ok: events \d+, versions \d+/); // db verify
     expect(r.out).not.toMatch(/\x1b\[/); // not a TTY: no escape codes
+    // --keep: still running, the console answers, and the printed cleanup command removes it all.
     const dir = workDir(r.out)!;
+    const pids = (JSON.parse(readFileSync(`${dir}/demo-state.json`, 'utf8')) as { processes: { pid: number }[] }).processes.map((p) => p.pid);
+    expect(pids.filter(alive)).toEqual(pids);
+    const url = /console \(viewer\): +(\S+)/.exec(r.out)![1]!;
+    expect((await fetch(url.replace(/#.*/, ''))).status).toBe(200);
+    expect(r.out).toContain(`bash scripts/demo.sh --cleanup ${dir}`);
+    const c = await demo(['--cleanup', dir], 60_000);
+    expect(c.code, c.err).toBe(0);
+    expect(pids.filter(alive)).toEqual([]);
     expect(existsSync(dir)).toBe(false);
-    expect(leftoverNamespaces(`sbd${(/network: bridge in namespace sbd(\d+)-lan/.exec(r.out)?.[1])}-`)).toEqual([]);
-  }, 420_000);
+    const prefix = /namespace (sbd\d+)-lan/.exec(r.out)![1]!;
+    expect(leftoverNamespaces(`${prefix}-`)).toEqual([]);
+    expect(existsSync(`/sys/class/net/${prefix}up`)).toBe(false);
+  }, 480_000);
 
   it.skipIf(!root)('stops every process and removes namespaces and files on SIGTERM', async () => {
     let pids: number[] = [];
@@ -89,13 +100,22 @@ describe('scripts/demo.sh', () => {
     expect(existsSync(`/sys/class/net/${prefix}up`)).toBe(false);
   }, 320_000);
 
-  it('without namespaces (--dry-run) says why and tells the same story with dry-run appliers', async () => {
-    const r = await demo(['--dry-run'], 300_000);
+  it('without namespaces (--dry-run) says why, tells the same story with dry-run appliers, and stops what it started', async () => {
+    let pids: number[] = [];
+    let dir = '';
+    const r = await demo(['--dry-run'], 300_000, (line) => {
+      dir ||= workDir(line) ?? '';
+      if (line.includes('every node SYNCED at version 1')) {
+        pids = (JSON.parse(readFileSync(`${dir}/demo-state.json`, 'utf8')) as { processes: { pid: number }[] }).processes.map((p) => p.pid);
+      }
+    });
     expect(r.code, r.err + r.out.slice(-3000)).toBe(0);
     expect(r.out).toMatch(/No real traffic: --dry-run was given/);
     expect(r.out).toMatch(/every node SYNCED at version 1/);
     expect(r.out).toMatch(/completed, then rolled back/);
     expect(r.out).toMatch(/ok: events \d+/);
     expect(existsSync(workDir(r.out)!)).toBe(false);
+    expect(pids).toHaveLength(5); // nats, planner, 3 appliers
+    expect(pids.filter(alive)).toEqual([]);
   }, 320_000);
 });

@@ -29,12 +29,12 @@ describe.skipIf(!CHROMIUM)('console at /ui', () => {
     await page.waitForFunction("[...document.querySelectorAll('#nodes tbody tr')].every((r) => r.children[3].textContent === '2' && r.querySelector('.w-SYNCED'))", undefined, { timeout: 15_000 });
     expect(await page.evaluate('window.marker')).toBe(42); // no reload happened
 
-    // The diff names the changed service (and what changed inside it, as GET /diff reports).
+    // The diff names what changed inside the service, not just its name.
     await page.selectOption('#diff-a', '1');
     await page.selectOption('#diff-b', '2');
     await page.click('#diff-go');
     await page.locator('#diff', { hasText: 'default/web' }).waitFor();
-    expect(await page.locator('#diff').textContent()).toMatch(/v1 → v2~ default\/web/);
+    expect(await page.locator('#diff').textContent()).toMatch(/~ default\/web.*port http\/TCP endpoint 10\.0\.0\.2:8080 added/);
 
     // Audit: the service's history and what a node ran at a time picked in a date-time input.
     await page.fill('#svc-ref', 'default/web');
