@@ -16,7 +16,7 @@ describe.skipIf(!CHROMIUM)('console at /ui', () => {
     c = await consoleEnv(3, { 'web.yaml': svcYaml('web', '10.96.0.1') + '---\n' + sliceYaml('web', ['10.0.0.1']) });
     await c.ackAll();
     const page = await c.open(TOKENS.viewer);
-    await page.waitForFunction("document.querySelectorAll('#nodes .w-SYNCED').length === 3", undefined, { timeout: 15_000 });
+    await page.waitForFunction("document.querySelectorAll('#nodes .w-SYNCED').length === 3", undefined, { timeout: 30_000 });
     expect(await rows(page).count()).toBe(3);
     expect(await page.locator('#who').textContent()).toBe('bob · viewer');
     await c.screenshot(page, 'console-synced');
@@ -24,9 +24,9 @@ describe.skipIf(!CHROMIUM)('console at /ui', () => {
     // A new endpoint: version 2 appears in the timeline and the grid, on the same page.
     await page.evaluate('window.marker = 42');
     c.env.write('web.yaml', svcYaml('web', '10.96.0.1') + '---\n' + sliceYaml('web', ['10.0.0.1', '10.0.0.2']));
-    await page.locator('#timeline li[value="2"]').waitFor({ timeout: 15_000 });
+    await page.locator('#timeline li[value="2"]').waitFor({ timeout: 30_000 });
     await c.ackAll();
-    await page.waitForFunction("[...document.querySelectorAll('#nodes tbody tr')].every((r) => r.children[3].textContent === '2' && r.querySelector('.w-SYNCED'))", undefined, { timeout: 15_000 });
+    await page.waitForFunction("[...document.querySelectorAll('#nodes tbody tr')].every((r) => r.children[3].textContent === '2' && r.querySelector('.w-SYNCED'))", undefined, { timeout: 30_000 });
     expect(await page.evaluate('window.marker')).toBe(42); // no reload happened
 
     // The diff names what changed inside the service, not just its name.
@@ -48,7 +48,7 @@ describe.skipIf(!CHROMIUM)('console at /ui', () => {
     await page.click('#at-go');
     await page.locator('#node-at', { hasText: 'version 2' }).waitFor();
     expect(await page.locator('#node-at').textContent()).toMatch(/node-2 at .*version 2, config revision 1/);
-  }, 60_000);
+  }, 120_000);
 
   it('shows the node and error of a NACK that halted a rollout; an operator rolls back, a viewer cannot', async () => {
     c = await consoleEnv(3);
@@ -60,7 +60,7 @@ describe.skipIf(!CHROMIUM)('console at /ui', () => {
     await until(() => p.config.state.rollout?.status === 'paused', 5000, 'paused by the NACK');
 
     const viewer = await c.open(TOKENS.viewer);
-    await viewer.locator('#halted-by', { hasText: first }).waitFor({ timeout: 15_000 });
+    await viewer.locator('#halted-by', { hasText: first }).waitFor({ timeout: 30_000 });
     expect(await viewer.locator('#halted-by').textContent()).toBe(`paused by ${first}: ipvs: scheduler wrr not available`);
     expect(await viewer.locator('.wave[data-wave="1"] .n.nacked').textContent()).toBe(first);
     // A viewer's buttons are disabled, and the API refuses the operation anyway.
@@ -71,18 +71,18 @@ describe.skipIf(!CHROMIUM)('console at /ui', () => {
     expect(p.config.state.rollout!.status).toBe('paused');
 
     const op = await c.open(TOKENS.operator);
-    await op.locator('#halted-by').waitFor({ timeout: 15_000 });
+    await op.locator('#halted-by').waitFor({ timeout: 30_000 });
     await c.screenshot(op, 'console-rollout-halted');
     expect(await op.locator('#rollback').isDisabled()).toBe(false);
     await op.click('#rollback');
-    await op.locator('#rollout-status', { hasText: 'rolled-back' }).waitFor({ timeout: 15_000 });
+    await op.locator('#rollout-status', { hasText: 'rolled-back' }).waitFor({ timeout: 30_000 });
     expect(p.config.state.rollout!.status).toBe('rolled-back');
     // The viewer's page follows live.
-    await viewer.locator('#rollout-status', { hasText: 'rolled-back' }).waitFor({ timeout: 15_000 });
+    await viewer.locator('#rollout-status', { hasText: 'rolled-back' }).waitFor({ timeout: 30_000 });
     await op.click('#ops-go');
     await op.locator('#ops tbody tr', { hasText: 'rollback from the console' }).waitFor();
     expect(await op.locator('#ops tbody tr', { hasText: 'rollback from the console' }).first().textContent()).toMatch(/rollback.*alice/);
-  }, 60_000);
+  }, 120_000);
 
   it('pauses and resumes a running rollout from the operator buttons', async () => {
     c = await consoleEnv(4);
@@ -90,15 +90,15 @@ describe.skipIf(!CHROMIUM)('console at /ui', () => {
     const p = c.planner.planner;
     await p.configChange({ scheduler: 'lc' }, { actor: 'alice', reason: 'try lc' }, 'config', { waves: [{ kind: 'count', n: 1 }, { kind: 'percent', p: 100 }], pauseOnError: false });
     const op = await c.open(TOKENS.operator);
-    await op.locator('#rollout-status', { hasText: 'running' }).waitFor({ timeout: 15_000 });
+    await op.locator('#rollout-status', { hasText: 'running' }).waitFor({ timeout: 30_000 });
     await op.click('#pause');
-    await op.locator('#rollout-status', { hasText: 'paused' }).waitFor({ timeout: 15_000 });
+    await op.locator('#rollout-status', { hasText: 'paused' }).waitFor({ timeout: 30_000 });
     expect(p.config.state.rollout!.status).toBe('paused');
     await op.click('#resume');
-    await op.locator('#rollout-status', { hasText: 'running' }).waitFor({ timeout: 15_000 });
+    await op.locator('#rollout-status', { hasText: 'running' }).waitFor({ timeout: 30_000 });
     await c.ackAll();
     await until(() => p.config.state.rollout?.wave === 1, 5000, 'wave 2 after resume');
-  }, 60_000);
+  }, 120_000);
 
   it('renders 1,000 simulated nodes', async () => {
     c = await consoleEnv(1000);
@@ -110,15 +110,15 @@ describe.skipIf(!CHROMIUM)('console at /ui', () => {
     expect(await rows(page).count()).toBe(1);
     await page.fill('#node-filter', '');
     await c.screenshot(page, 'console-1000-nodes');
-  }, 90_000);
+  }, 180_000);
 
   it('asks for a token when it has none, and says when one is refused', async () => {
     c = await consoleEnv(1);
     const page = await c.open('wrong-token');
-    await page.locator('#login-error', { hasText: 'token refused' }).waitFor({ timeout: 15_000 });
+    await page.locator('#login-error', { hasText: 'token refused' }).waitFor({ timeout: 30_000 });
     expect(await page.locator('#app').isHidden()).toBe(true);
     await page.fill('#token', TOKENS.viewer);
     await page.click('#login button');
-    await page.locator('#who', { hasText: 'bob · viewer' }).waitFor({ timeout: 15_000 });
-  }, 60_000);
+    await page.locator('#who', { hasText: 'bob · viewer' }).waitFor({ timeout: 30_000 });
+  }, 120_000);
 });
