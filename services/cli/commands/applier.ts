@@ -2,6 +2,7 @@ import { Option, type Command } from 'commander';
 import { startApplierService } from '../../applier/applier-service.ts';
 import { checkServerUrls, readVerifierFile } from '../../../libs/bus/index.ts';
 import { UsageError } from '../cli-errors.ts';
+import { parseListenAddress } from '../../planner/listen-address.ts';
 import type { SetExit } from './index.ts';
 import { untilSignalThenStop } from '../graceful-stop.ts';
 
@@ -39,6 +40,7 @@ export function registerApplier(program: Command, setExit: SetExit): void {
       if (!Number.isInteger(heartbeatMs) || heartbeatMs < 100) throw new UsageError('--heartbeat must be whole milliseconds >= 100');
       let servers: string[];
       try {
+        if (o.http !== undefined) parseListenAddress(o.http); // before connecting: NATS may keep it waiting
         servers = checkServerUrls('--nats', o.nats);
       } catch (e) {
         throw new UsageError((e as Error).message);
