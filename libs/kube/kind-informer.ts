@@ -201,8 +201,16 @@ export class KindInformer {
 
   private succeeded(): void {
     this.backoff.reset();
+    this.working();
+  }
+
+  /**
+   * The informer works again (a list or a watch succeeded): lastError describes a current failure
+   * only; the count of past ones stays in `errors`/`expired`. The backoff is reset only by data
+   * (succeeded), so a server that accepts watches and closes them at once still meets a growing delay.
+   */
+  private working(): void {
     this.stats.consecutiveFailures = 0;
-    // lastError describes a current failure; the count of past ones stays in `errors`/`expired`.
     delete this.stats.lastError;
     delete this.stats.lastErrorAt;
   }
@@ -246,6 +254,7 @@ export class KindInformer {
     });
     this.stats.watchesOpened += 1;
     this.stats.watching = true;
+    this.working(); // a quiet cluster sends nothing for minutes: an open watch is health enough
     // Resumed from a saved RV: the sink already holds the state as of that RV.
     this.markSynced();
     const openedAt = this.clock.now();

@@ -54,8 +54,9 @@ export async function walkManifestDir(root: string): Promise<ManifestTree> {
     try {
       entries = await readdir(abs, { withFileTypes: true });
     } catch (e) {
-      if (abs === root) throw e;
-      return; // a subdirectory removed while we walked
+      if (abs !== root) return; // a subdirectory removed while we walked
+      const code = (e as NodeJS.ErrnoException).code;
+      throw new Error(code === 'ENOENT' ? `manifests directory ${root} does not exist` : `manifests directory ${root}: ${(e as Error).message}`);
     }
     for (const entry of entries.sort((a, b) => byCodeUnit(a.name, b.name))) {
       if (entry.name.startsWith('.')) continue;

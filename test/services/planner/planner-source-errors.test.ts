@@ -6,14 +6,22 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { DEFAULT_PROXY_CONFIG } from '../../../libs/model/index.ts';
 import { main } from '../../../services/cli/main.ts';
 import { runPlanner, type RunningPlanner } from '../../../services/planner/run-planner.ts';
+import { KubeApiServer } from '../../support/kube-api-server/index.ts';
+import { writeKubeconfig, type WrittenKubeconfig } from '../../support/kubeconfig.ts';
 import { nodeYaml, plannerEnv, svcYaml, type PlannerEnv } from './planner-support.ts';
 
 let env: PlannerEnv | undefined;
 let planner: RunningPlanner | undefined;
+let kube: KubeApiServer | undefined;
+let kc: WrittenKubeconfig | undefined;
 afterEach(async () => {
   vi.restoreAllMocks();
   await planner?.stop();
   planner = undefined;
+  await kc?.cleanup();
+  await kube?.stop();
+  kc = undefined;
+  kube = undefined;
   await env?.cleanup();
   env = undefined;
 });
@@ -62,5 +70,27 @@ describe('planner source errors', () => {
     expect((await get('/status')).json().source).not.toHaveProperty('lastError');
     expect((await get('/metrics')).text).toMatch(/^switchboard_planner_source_up 1$/m);
     expect(await ctlStatusHead(url)).not.toMatch(/SOURCE FAILING/);
+  });
+
+  it('show on /readyz while an informer cannot watch, and clear when it can again', async () => {
+    env = await plannerEnv();
+    kube = await KubeApiServer.start();
+    kc = await writeKubeconfig({ server: kube.url });
+    kube.create('Node', { apiVersion: 'v1', kind: 'Node', metadata: { name: 'node-1' }, status: { addresses: [{ type: 'InternalIP', address: '192.0.2.1' }] } });
+    planner = await runPlanner({ kubeconfig: kc.path, nats: env.nats.url, db: env.db, http: '127.0.0.1:0', config: DEFAULT_PROXY_CONFIG, debounceMs: 20 });
+    await planner.planner.synced;
+    const readyz = async () => {
+      const res = await fetch(planner!.url + '/readyz');
+      return { status: res.status, body: await res.json() as { ready: boolean; sourceError?: string } };
+    };
+    expect((await readyz()).status).toBe(200);
+    // The next three requests (the re-opened watches) fail with 500: the informers back off and retry.
+    kube.failNext(3, { status: 500 });
+    kube.dropConnections();
+    await expect.poll(async () => (await readyz()).status, { timeout: 10_000, interval: 20 }).toBe(503);
+    // The dropped watches ("aborted"), then the 500s, each named with its kind.
+    expect((await readyz()).body.sourceError).toMatch(/^(Service|EndpointSlice|Node): /);
+    await expect.poll(async () => (await readyz()).status, { timeout: 20_000 }).toBe(200);
+    expect((await readyz()).body.sourceError).toBeUndefined();
   });
 });
