@@ -70,6 +70,14 @@ export class PlannerLease {
     throw new Error(`another planner holds the lease on this NATS (${who}); refusing to act until it stops (lease TTL ${this.ttlMs} ms)`);
   }
 
+  /**
+   * Renews now (after a reconnect, or when NATS lost its store and with it the lease bucket):
+   * waiting for the next tick would leave the lease open to another planner meanwhile.
+   */
+  async renewNow(): Promise<void> {
+    await this.renew();
+  }
+
   private async renew(): Promise<void> {
     if (this.lost) return;
     try {

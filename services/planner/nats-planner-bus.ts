@@ -138,7 +138,12 @@ export class NatsPlannerBus implements PlannerBus {
   private watchConnection(): void {
     void (async () => {
       for await (const s of this.nc.status()) {
-        if (s.type === 'reconnect' && !this.closed) void this.checkReset().catch(() => undefined);
+        if (s.type === 'reconnect' && !this.closed) {
+          void (async () => {
+            await this.lease?.renewNow(); // before anyone else can take a lease NATS may have lost
+            await this.checkReset();
+          })().catch(() => undefined);
+        }
       }
     })();
   }
@@ -149,6 +154,7 @@ export class NatsPlannerBus implements PlannerBus {
       try {
         const created = await this.publisher.streamCreated();
         if (created !== undefined && created === this.streamCreated) return false;
+        await this.lease?.renewNow();
         await this.publisher.reopen();
         await this.targets.reopen();
         for (const r of [...this.configs.values()].sort((a, b) => a.revision - b.revision)) await this.targets.putConfigRevision(r);
