@@ -1,4 +1,4 @@
-import { DEFAULT_PROXY_CONFIG, readProxyConfig, type ProxyConfig } from '../../libs/model/index.ts';
+import { DEFAULT_PROXY_CONFIG, readProxyConfig, type ProxyConfig } from '../../libs/model/proxy-config.ts'; // not the barrel: ctl must not load the wire schemas (zod)
 import { UsageError } from './cli-errors.ts';
 import { parseDuration } from './flag-values.ts';
 

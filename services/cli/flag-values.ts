@@ -1,5 +1,5 @@
 import { InvalidArgumentError } from 'commander';
-import { parseWaves } from '../../libs/control/index.ts';
+import { parseWaves } from '../../libs/control/parse-waves.ts'; // not the barrel: ctl must not load libs/model's schemas (zod)
 
 /**
  * Parsers for flag values, given to commander (`.argParser`) so that a bad value is a usage error

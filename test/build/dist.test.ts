@@ -23,7 +23,7 @@ function runRecorded(args: string[], bin = BIN): { code: number | null; stdout: 
   return { code: r.status, stdout: r.stdout, stderr: r.stderr, loaded: readFileSync(log, 'utf8').split('\n').filter(Boolean) };
 }
 
-const HEAVY = ['@kubernetes/client-node', 'better-sqlite3', 'netlink', 'kysely', '@nats-io'];
+const HEAVY = ['@kubernetes/client-node', 'better-sqlite3', 'netlink', 'kysely', '@nats-io', 'zod'];
 const heavyLoaded = (loaded: string[]) => loaded.filter((u) => HEAVY.some((p) => u.includes(`/node_modules/${p}/`)));
 
 describe('npm run build (dist/)', () => {
@@ -45,7 +45,7 @@ describe('npm run build (dist/)', () => {
     expect(r.loaded.filter((u) => u.endsWith('.ts') || u.includes('/node_modules/tsx/'))).toEqual([]);
   });
 
-  it('--help and ctl load no command module beyond their own: no Kubernetes client, SQLite, netlink or NATS', () => {
+  it('--help and ctl load no command module beyond their own: no Kubernetes client, SQLite, netlink, NATS or wire schemas', () => {
     const help = runRecorded(['--help']);
     expect(help.stdout).toContain('ctl');
     expect(heavyLoaded(help.loaded)).toEqual([]);
