@@ -1,3 +1,4 @@
+import { request as httpRequest } from 'node:http';
 import { UsageError } from './cli-errors.ts';
 
 /** Where and as whom ctl talks to the planner. */
@@ -18,14 +19,13 @@ export async function callPlanner(c: PlannerConnection, method: 'GET' | 'POST', 
   if (c.token) headers.authorization = `Bearer ${c.token}`;
   if (c.actor) headers['x-switchboard-actor'] = c.actor;
   const url = new URL(path, c.server);
-  let res: Response;
+  let res: { status: number; ok: boolean; text: string };
   try {
-    res = await fetch(url, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal: AbortSignal.timeout(30_000) });
+    res = await send(url, method, headers, body === undefined ? undefined : JSON.stringify(body));
   } catch (e) {
-    const cause = (e as Error & { cause?: Error }).cause?.message ?? (e as Error).message;
-    throw new Error(`cannot reach planner at ${c.server}: ${cause}`);
+    throw new Error(`cannot reach planner at ${c.server}: ${(e as Error).message}`);
   }
-  const text = await res.text();
+  const text = res.text;
   let json: Json;
   try {
     json = JSON.parse(text) as Json;
@@ -36,4 +36,27 @@ export async function callPlanner(c: PlannerConnection, method: 'GET' | 'POST', 
   const msg = `planner: ${String(json.error ?? `HTTP ${res.status}`)}`;
   if (res.status === 400) throw new UsageError(msg);
   throw new Error(res.status === 401 ? `${msg} (give --token T or set SWITCHBOARD_TOKEN)` : msg);
+}
+
+/**
+ * One HTTP(S) request through node:http(s), not fetch: fetch loads undici at first use, which
+ * was a third of `ctl status`'s start time (bench/startup; the budget is 3x `node -e 0`).
+ */
+async function send(url: URL, method: string, headers: Record<string, string>, body?: string): Promise<{ status: number; ok: boolean; text: string }> {
+  const request = url.protocol === 'https:' ? (await import('node:https')).request : httpRequest;
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new Error(`unsupported protocol ${url.protocol}`);
+  return new Promise((resolve, reject) => {
+    const req = request(url, { method, headers, timeout: 30_000 }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('error', reject);
+      res.on('end', () => {
+        const status = res.statusCode ?? 0;
+        resolve({ status, ok: status >= 200 && status < 300, text: Buffer.concat(chunks).toString('utf8') });
+      });
+    });
+    req.on('timeout', () => req.destroy(new Error('no answer within 30 s')));
+    req.on('error', reject);
+    req.end(body);
+  });
 }

@@ -26,7 +26,7 @@ function runRecorded(args: string[], bin = BIN): { code: number | null; stdout: 
 const HEAVY = ['@kubernetes/client-node', 'better-sqlite3', 'netlink', 'kysely', '@nats-io', 'zod'];
 const heavyLoaded = (loaded: string[]) => loaded.filter((u) => HEAVY.some((p) => u.includes(`/node_modules/${p}/`)));
 
-describe('npm run build (dist/)', () => {
+describe('npm run build (dist/)', { timeout: 90_000 }, () => {
   it('emits ES modules with source maps for the CLI entry and every chunk', () => {
     expect(existsSync(path.join(root, 'dist/main.js'))).toBe(true);
     const js = readdirSync(path.join(root, 'dist/chunks')).filter((f) => f.endsWith('.js'));
@@ -70,7 +70,7 @@ describe('npm run build (dist/)', () => {
   });
 });
 
-describe('bin/switchboard never runs a stale dist/', () => {
+describe('bin/switchboard never runs a stale dist/', { timeout: 90_000 }, () => {
   /** A checkout-shaped tree: bin/ and dist/ copied, sources and node_modules linked. */
   function checkout(name: string, opts: { sources: boolean }): string {
     const dir = path.join(work, name);

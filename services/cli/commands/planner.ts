@@ -7,6 +7,7 @@ import { loadProxyConfig } from '../load-proxy-config.ts';
 import { maxManifestBytesOption, parseMaxManifestBytes } from '../max-manifest-bytes.ts';
 import type { SetExit } from './index.ts';
 import { untilSignalThenStop } from '../graceful-stop.ts';
+import { fullGc } from '../full-gc.ts';
 
 export function registerPlanner(program: Command, setExit: SetExit): void {
   program.command('planner')
@@ -61,7 +62,10 @@ export function registerPlanner(program: Command, setExit: SetExit): void {
         },
       });
       process.stderr.write(`planner: HTTP API on ${running.url}\n`);
-      void running.planner.synced.then(() => process.stderr.write(`planner: synced, version ${running.planner.data.latest()?.version ?? 0}\n`));
+      void running.planner.synced.then(() => {
+        process.stderr.write(`planner: synced, version ${running.planner.data.latest()?.version ?? 0}\n`);
+        fullGc(); // return the initial sync's transient heap to the OS (services/cli/full-gc.ts)
+      });
       setExit(await untilSignalThenStop('planner', () => running.stop()));
     });
 }
