@@ -63,4 +63,16 @@ describe('nftables over netlink', () => {
         .toEqual({ agree: true, resync: 0, verified: true, writes: s.nftWrites });
     });
   }, 300_000);
+
+  it('a load too large for one batch goes in several, hooks last, and ends identical', async () => {
+    const many = nodeState(Array.from({ length: 120 }, (_, i): VsSpec => ({
+      servicePort: `ns/s${i}:p`, address: `10.96.1.${i}`, port: 80, persistenceTimeout: i % 3 === 0 ? 60 : 0,
+      endpoints: [`10.1.${i}.1:8080`, `10.1.${i}.2:8080`, `10.1.${i}.3:8080`],
+    })), { clusterCIDR: '10.0.0.0/8' });
+    const steps = await ns.run<StepResult[]>(SCENARIOS, 'runBothBackends', [[many], 16 * 1024], { timeoutMs: 240_000 });
+    expect(steps[0]!.netlinkBatches).toBeGreaterThan(3);
+    expect(steps[0]!.netlinkText).toBe(steps[0]!.nftText);
+    expect({ agree: steps[0]!.readBacksAgree, resync: steps[0]!.netlinkResyncWrites, verified: steps[0]!.verified })
+      .toEqual({ agree: true, resync: 0, verified: true });
+  }, 300_000);
 });

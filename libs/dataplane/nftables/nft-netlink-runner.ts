@@ -29,6 +29,8 @@ export interface NftNetlinkRunnerOptions {
   /** Socket send buffer to ask for; the largest atomic batch is what the kernel grants (2 × wmem_max). */
   readonly sendBufferSize?: number;
   readonly recvBufferSize?: number;
+  /** Cap on one batch's bytes below what the socket allows (tests force multi-batch loads with it). */
+  readonly maxBatchBytes?: number;
 }
 
 /** How the last run was sent, for tests and benchmarks. */
@@ -43,7 +45,7 @@ export class NftNetlinkRunner implements NftRunner {
   lastRun: NetlinkRunStats = { messages: 0, batches: 0, bytes: 0 };
   private readonly conn: NetlinkConnection;
 
-  constructor(options: NftNetlinkRunnerOptions = {}) {
+  constructor(private readonly options: NftNetlinkRunnerOptions = {}) {
     this.conn = new NetlinkConnection({
       protocol: NETLINK_NETFILTER,
       sendBufferSize: options.sendBufferSize ?? 64 * 1024 * 1024,
@@ -65,13 +67,15 @@ export class NftNetlinkRunner implements NftRunner {
 
   /** Largest batch that fits one datagram (the kernel needs BEGIN..END in one skb). */
   get maxBatchBytes(): number {
-    return this.conn.bufferSizes().send - 4096;
+    const socket = this.conn.bufferSizes().send - 4096;
+    return Math.min(socket, this.options.maxBatchBytes ?? socket);
   }
 
   async run(tx: NftTransaction): Promise<void> {
     if (tx.error) throw tx.error;
-    const { messages, staged } = compileTransaction(tx); // grammar errors surface here, before any send
-    const batches = splitBatches(messages, staged, this.maxBatchBytes);
+    const compiled = compileTransaction(tx); // grammar errors surface here, before any send
+    const { messages } = compiled;
+    const batches = splitBatches(compiled, this.maxBatchBytes);
     let bytes = 0;
     for (const b of batches) {
       bytes += b.reduce((a, m) => a + m.payload.length + 16, 0);
@@ -198,7 +202,12 @@ function ruleTokens(r: RuleDigestParts, elementsOf: ReadonlyMap<string, DumpedEl
   return tokens;
 }
 
-interface Compiled { messages: NftMessage[]; staged: boolean[] }
+interface Compiled {
+  messages: NftMessage[];
+  staged: boolean[];
+  /** `withNext[i]`: message i must share a batch with i + 1 (an anonymous set and its rule: batch ids). */
+  withNext: boolean[];
+}
 
 /**
  * Typed ops → nf_tables messages, in order. `staged[i]` marks the messages that bring a table
@@ -209,10 +218,11 @@ export function compileTransaction(tx: NftTransaction): Compiled {
   const t = tableRef(tx.family, tx.table);
   const messages: NftMessage[] = [];
   const staged: boolean[] = [];
+  const withNext: boolean[] = [];
   const hooked = new Set<string>();
   let nextId = 1;
   let pendingElems: { verb: 'new' | 'del'; map: string; items: NftElement[]; bytes: number; ops: string[] } | undefined;
-  const push = (m: NftMessage, stage = false) => { messages.push(m); staged.push(stage); };
+  const push = (m: NftMessage, stage = false, glued = false) => { messages.push(m); staged.push(stage); withNext.push(glued); };
   const flushElems = () => {
     if (!pendingElems) return;
     const p = pendingElems;
@@ -257,8 +267,8 @@ export function compileTransaction(tx: NftTransaction): Compiled {
         const alloc = (a: AnonymousSet) => {
           const id = nextId++;
           const name = `${a.prefix}%d`;
-          push(newSet(t, { ...a.spec, name, id }, `${text} (anonymous set)`), stage);
-          push(setElems('new', t, name, a.elements, `${text} (anonymous set elements)`, { setId: id }), stage);
+          push(newSet(t, { ...a.spec, name, id }, `${text} (anonymous set)`), stage, true);
+          push(setElems('new', t, name, a.elements, `${text} (anonymous set elements)`, { setId: id }), stage, true);
           return { name, id };
         };
         push(newRule(t, o.chain, compileRule(o.rule, alloc), text), stage);
@@ -273,22 +283,31 @@ export function compileTransaction(tx: NftTransaction): Compiled {
     }
   });
   flushElems();
-  return { messages, staged };
+  return { messages, staged, withNext };
 }
 
-/** One batch when it fits; otherwise in order with the staged (hooking) messages last. */
-function splitBatches(messages: NftMessage[], staged: boolean[], maxBytes: number): NftMessage[][] {
+/**
+ * One batch when it fits; otherwise in order, with the staged (hooking) messages last in a batch
+ * of their own, never cutting between messages that must share a batch.
+ */
+export function splitBatches(c: Compiled, maxBytes: number): NftMessage[][] {
   const size = (m: NftMessage) => m.payload.length + 20;
-  const total = messages.reduce((a, m) => a + size(m), 0);
-  if (total <= maxBytes) return messages.length === 0 ? [] : [messages];
-  const ordered = [...messages.filter((_, i) => !staged[i]), ...messages.filter((_, i) => staged[i])];
+  const total = c.messages.reduce((a, m) => a + size(m), 0);
+  if (c.messages.length === 0) return [];
+  if (total <= maxBytes) return [c.messages];
+  const order = [...c.messages.keys()].filter((i) => !c.staged[i]).concat([...c.messages.keys()].filter((i) => c.staged[i]));
+  const firstStaged = c.staged.filter((x) => !x).length;
   const batches: NftMessage[][] = [];
   let cur: NftMessage[] = [];
   let bytes = 0;
-  const lastUnstaged = messages.length - staged.filter(Boolean).length;
-  ordered.forEach((m, i) => {
-    // The staged tail starts a batch of its own, so everything it hooks up is already in place.
-    if (cur.length > 0 && (bytes + size(m) > maxBytes || i === lastUnstaged)) { batches.push(cur); cur = []; bytes = 0; }
+  order.forEach((idx, pos) => {
+    const m = c.messages[idx]!;
+    const prevGlued = pos > 0 && c.withNext[order[pos - 1]!] === true;
+    if (cur.length > 0 && !prevGlued && (bytes + size(m) > maxBytes || pos === firstStaged)) {
+      batches.push(cur);
+      cur = [];
+      bytes = 0;
+    }
     cur.push(m);
     bytes += size(m);
   });

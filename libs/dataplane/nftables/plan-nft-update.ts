@@ -102,10 +102,14 @@ export function orderedChainNames(objects: NftObjects): string[] {
 export function planFullLoad(objects: NftObjects, table: string): NftTransaction {
   const tx = new NftTransaction(NFT_FAMILY, table);
   tx.add({ kind: 'table' }).delete({ kind: 'table' }).add({ kind: 'table' });
+  // Base chains (with hooks) are declared last: a load too large for one netlink batch holds
+  // them back so the table stays inert until complete, and `nft list` prints chains in creation
+  // order, so every path creates them in this same order.
   const skeleton = [...HELPER_CHAINS, ...DISPATCH_CHAINS];
-  for (const c of skeleton) tx.add({ kind: 'chain', name: c.name, ...(c.hook ? { hook: c.hook } : {}) });
+  for (const c of skeleton) if (!c.hook) tx.add({ kind: 'chain', name: c.name });
   const names = orderedChainNames(objects);
   for (const name of names) tx.add({ kind: 'chain', name });
+  for (const c of skeleton) if (c.hook) tx.add({ kind: 'chain', name: c.name, hook: c.hook });
   for (const [name, decl] of [...objects.sets].sort(([a], [b]) => byCodeUnits(a, b))) tx.add({ kind: 'set', name, decl });
   for (const m of SKELETON_MAPS) tx.add({ kind: 'map', name: m.name, type: m.type });
   for (const c of HELPER_CHAINS) for (const rule of c.rules) tx.add({ kind: 'rule', chain: c.name, rule });

@@ -16,6 +16,8 @@ export interface StepResult {
   readBacksAgree: boolean;
   netlinkResyncWrites: number;
   verified: boolean;
+  /** Batches the last netlink run took (more than one when it exceeded maxBatchBytes). */
+  netlinkBatches: number;
 }
 
 const listTable = (table: string): string =>
@@ -33,8 +35,8 @@ function inventoryText(rb: Awaited<ReturnType<NftNetlinkRunner['listTable']>>): 
   });
 }
 
-export async function runBothBackends(states: NodeState[]): Promise<StepResult[]> {
-  const netlink = new NftNetlinkRunner();
+export async function runBothBackends(states: NodeState[], maxBatchBytes?: number): Promise<StepResult[]> {
+  const netlink = new NftNetlinkRunner(maxBatchBytes === undefined ? {} : { maxBatchBytes });
   const cli = new NftCliRunner();
   const viaNetlink = new NftablesDataplane({ runner: netlink, table: 'sbnl' });
   const viaNft = new NftablesDataplane({ runner: cli, table: 'sbnft' });
@@ -51,6 +53,7 @@ export async function runBothBackends(states: NodeState[]): Promise<StepResult[]
       out.push({
         netlinkText: listTable('sbnl'), nftText: listTable('sbnft'), netlinkWrites: a.kernelWrites, nftWrites: b.kernelWrites,
         readBacksAgree: rbs.every((r) => r === rbs[0]), netlinkResyncWrites: resync.kernelWrites, verified: a.verified && b.verified,
+        netlinkBatches: netlink.lastRun.batches,
       });
     }
     await viaNetlink.cleanup();
