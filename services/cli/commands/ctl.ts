@@ -37,13 +37,14 @@ export function registerCtl(program: Command, setExit: SetExit): void {
         + (cfg.rollout ? `, rollout of ${cfg.rollout.configRevision} ${cfg.rollout.status} (wave ${cfg.rollout.wave + 1}/${cfg.rollout.waves.length})` : '')
         + `, rejected objects ${s.rejectedTotal}${s.synced ? '' : ', NOT SYNCED'}${s.sourceError ? `, SOURCE FAILING: ${s.sourceError}` : ''}\n`
         + (s.lastError ? `last error: ${String(s.lastError)}\n` : '');
+      // REASON says why a node has its word (the NACK's error for ERROR); -o wide adds the rest.
       const cols = [{ header: 'NODE' }, { header: 'STATUS' }, { header: 'MODE' }, { header: 'TARGET' }, { header: 'APPLIED' }, { header: 'CONFIG' }, { header: 'LAG' }];
-      const more = wide ? [{ header: 'HASH' }, { header: 'LAST REPORT' }, { header: 'HEARTBEAT' }, { header: 'REASON' }] : [];
-      return head + table([...cols, ...more, { header: 'ERROR', max: 60 }], nodes.map((n) => [
+      const more = wide ? [{ header: 'HASH' }, { header: 'LAST REPORT' }, { header: 'HEARTBEAT' }, { header: 'LAST ERROR' }] : [];
+      return head + table([...cols, ...more, { header: 'REASON', max: 60 }], nodes.map((n) => [
         n.node as string, n.status as string, n.mode as string, n.targetVersion as number, n.appliedVersion as number,
         `${n.appliedConfigRevision ?? '-'}/${n.targetConfigRevision}`, n.lag as number,
-        ...(wide ? [n.hashMatch === null ? '-' : n.hashMatch ? 'ok' : 'MISMATCH', n.lastReportAt as string, n.heartbeatAt as string, n.reason as string] : []),
-        n.lastError as string,
+        ...(wide ? [n.hashMatch === null ? '-' : n.hashMatch ? 'ok' : 'MISMATCH', n.lastReportAt as string, n.heartbeatAt as string, n.lastError as string] : []),
+        (n.reason as string | undefined) ?? (n.lastError as string),
       ]), wide);
     });
     setExit(0);
