@@ -1,5 +1,4 @@
-import { computeNodeStatus, type NodeStatusThresholds } from '../../libs/bus/node-status.ts';
-import { nodeStatusRow, type NodeReport, type NodeStatusRow } from '../../libs/control/index.ts';
+import { nodeStatus, type NodeReport, type NodeStatusRow, type NodeStatusThresholds } from '../../libs/control/index.ts';
 import type { AckOrNack, Heartbeat, NodeTarget } from '../../libs/model/index.ts';
 
 interface NodeSeen {
@@ -58,13 +57,12 @@ export class NodeTracker {
     return out;
   }
 
-  row(node: string, target: NodeTarget, expectedNodeStateHash: string | undefined, nowMs: number): NodeStatusRow & { reason: string } {
+  /** The node's status row, computed by libs/control's nodeStatus (the one rule for the word). */
+  row(node: string, target: NodeTarget, expectedNodeStateHash: string | undefined, nowMs: number): NodeStatusRow {
     const s = this.nodes.get(node) ?? {};
-    const status = computeNodeStatus({
-      target, targetSetAt: s.targetSetAt, lastAck: s.last, lastAckAt: s.lastAt, lastHeartbeat: s.heartbeat,
-      lastHeartbeatAt: s.heartbeatAt, now: nowMs, thresholds: this.thresholds,
-    });
-    const row = nodeStatusRow({ node, target, last: s.last, heartbeat: s.heartbeat, expectedNodeStateHash }, nowMs, () => status.status);
-    return { ...row, reason: status.reason };
+    return nodeStatus({
+      node, target, targetSetAt: s.targetSetAt, last: s.last, lastAt: s.lastAt, heartbeat: s.heartbeat, heartbeatAt: s.heartbeatAt,
+      expectedNodeStateHash,
+    }, nowMs, this.thresholds);
   }
 }

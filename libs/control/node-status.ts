@@ -1,0 +1,114 @@
+import type { AckOrNack, Heartbeat, NodeStatusWord, NodeTarget } from '../model/index.ts';
+
+export interface NodeStatusThresholds {
+  /** A node not heard from (heartbeat or ack) for this long is UNKNOWN. */
+  readonly silenceMs: number;
+  /** A node alive but not on its target this long after the target was set is STALE. */
+  readonly applyTimeoutMs: number;
+}
+
+export const DEFAULT_NODE_STATUS_THRESHOLDS: NodeStatusThresholds = { silenceMs: 30_000, applyTimeoutMs: 60_000 };
+
+/** What the planner knows about one node; times are the planner's own clock (ms). */
+export interface NodeObservation {
+  readonly node: string;
+  readonly target: NodeTarget | undefined;
+  /** When the planner set the current target (for the APPLYING → STALE deadline). */
+  readonly targetSetAt?: number;
+  /** The node's latest ACK or NACK, whichever came last, and when it arrived. */
+  readonly last?: AckOrNack;
+  readonly lastAt?: number;
+  readonly heartbeat?: Heartbeat;
+  readonly heartbeatAt?: number;
+  /** Node-state hash the node should echo for its target (undefined: not computed). */
+  readonly expectedNodeStateHash?: string;
+}
+
+/** One line of `ctl status`: the word, what the node runs, and why. */
+export interface NodeStatusRow {
+  readonly node: string;
+  readonly status: NodeStatusWord;
+  readonly reason: string;
+  readonly targetVersion: number;
+  readonly targetConfigRevision: number;
+  /** What the node runs now, from its newest report (null: it never said). */
+  readonly appliedVersion: number | null;
+  readonly appliedConfigRevision: number | null;
+  /** The mode the node runs (an `--mode auto` node that fell back reports the mode it fell back to). */
+  readonly mode: string | null;
+  /** Echoed node-state hash equals the expected one; null when the ack is not for the target. */
+  readonly hashMatch: boolean | null;
+  /** Data versions the node is behind its target (0 when on it). */
+  readonly lag: number;
+  readonly lastError: string | null;
+  readonly lastReportAt: string | null;
+  readonly heartbeatAt: string | null;
+}
+
+/**
+ * THE status of one node (the tracker, `ctl status`, the console and audits all read this). Pure:
+ * the caller passes the clock reading. What the node runs comes from its NEWEST report (an ACK,
+ * a heartbeat, or a NACK's last good version), so the word, the applied version and the lag can
+ * never disagree.
+ *
+ *  UNKNOWN   never heard from, or silent for `silenceMs` (it may still run its last state: appliers
+ *            are fail-static, but we cannot prove what it runs)
+ *  ERROR     it does not run its target and its answer about that target is a NACK, or it reports
+ *            itself unhealthy (unless the complaint is a NACK for a target it no longer has)
+ *  SYNCED    it runs exactly the target (version and config revision)
+ *  APPLYING  it runs something else, and the target is younger than `applyTimeoutMs`
+ *  STALE     it runs something else, and has for longer than that
+ */
+export function nodeStatus(o: NodeObservation, nowMs: number, thresholds: NodeStatusThresholds = DEFAULT_NODE_STATUS_THRESHOLDS): NodeStatusRow {
+  const runs = running(o);
+  const t = o.target;
+  const last = o.last;
+  const forTarget = !!t && last?.type === 'ACK' && last.version === t.version && last.configRevision === t.configRevision;
+  const row = (status: NodeStatusWord, reason: string): NodeStatusRow => ({
+    node: o.node, status, reason,
+    targetVersion: t?.version ?? 0, targetConfigRevision: t?.configRevision ?? 0,
+    appliedVersion: runs?.version ?? null, appliedConfigRevision: runs?.configRevision ?? null, mode: runs?.mode ?? null,
+    hashMatch: forTarget && o.expectedNodeStateHash !== undefined ? (last as { nodeStateHash: string }).nodeStateHash === o.expectedNodeStateHash : null,
+    lag: Math.max(0, (t?.version ?? 0) - (runs?.version ?? 0)),
+    lastError: last?.type === 'NACK' ? last.error : o.heartbeat && !o.heartbeat.healthy ? o.heartbeat.detail : null,
+    lastReportAt: last?.at ?? null, heartbeatAt: o.heartbeat?.at ?? null,
+  });
+  const lastHeard = Math.max(o.lastAt ?? -Infinity, o.heartbeatAt ?? -Infinity);
+  if (lastHeard === -Infinity) return row('UNKNOWN', 'never heard from');
+  if (nowMs - lastHeard > thresholds.silenceMs) return row('UNKNOWN', `silent for ${Math.round((nowMs - lastHeard) / 1000)} s`);
+  if (!t) return row('UNKNOWN', 'no target set');
+  const onTarget = runs?.version === t.version && runs.configRevision === t.configRevision;
+  const nack = last?.type === 'NACK' ? last : undefined;
+  const nackForTarget = nack && nack.version === t.version && nack.configRevision === t.configRevision;
+  if (nackForTarget && !onTarget) return row('ERROR', `NACK for version ${nack.version} config ${nack.configRevision}: ${nack.error}`);
+  const hb = o.heartbeat;
+  if (hb && !hb.healthy && (o.heartbeatAt ?? 0) >= (o.lastAt ?? 0)) {
+    // After a halted rollout is rolled back, the node is on its target again but still repeats the
+    // NACK of the revision it was moved off: that complaint is about a target it no longer has.
+    const aboutOldTarget = onTarget && nack && !nackForTarget && hb.detail === nack.error;
+    if (!aboutOldTarget) return row('ERROR', `unhealthy: ${hb.detail}`);
+  }
+  if (onTarget) return row('SYNCED', `running version ${t.version} config ${t.configRevision}`);
+  const age = nowMs - (o.targetSetAt ?? nowMs);
+  const what = runs ? `running version ${runs.version} config ${runs.configRevision}` : 'running nothing reported';
+  if (age > thresholds.applyTimeoutMs) return row('STALE', `${what}, target ${t.version} config ${t.configRevision} set ${Math.round(age / 1000)} s ago`);
+  return row('APPLYING', `${what}, target ${t.version} config ${t.configRevision}`);
+}
+
+/** What the node runs, from its newest report (ties go to the ACK, which says more). */
+function running(o: NodeObservation): { version: number; configRevision: number; mode: string | null } | undefined {
+  const last = o.last;
+  const fromLast = last?.type === 'ACK' ? { version: last.version, configRevision: last.configRevision, mode: last.mode }
+    : last ? { version: last.lastGoodVersion, configRevision: last.lastGoodConfigRevision, mode: null } : undefined;
+  const hb = o.heartbeat;
+  const fromHb = hb && { version: hb.appliedVersion, configRevision: hb.appliedConfigRevision, mode: hb.mode };
+  if (fromLast && (!fromHb || (o.lastAt ?? 0) >= (o.heartbeatAt ?? 0))) return { ...fromLast, mode: fromLast.mode ?? fromHb?.mode ?? null };
+  return fromHb ?? undefined;
+}
+
+/** Fleet summary for the top of `ctl status`. */
+export function summarizeStatus(rows: readonly Pick<NodeStatusRow, 'status'>[]): Record<NodeStatusWord, number> {
+  const out: Record<NodeStatusWord, number> = { SYNCED: 0, APPLYING: 0, STALE: 0, ERROR: 0, UNKNOWN: 0 };
+  for (const r of rows) out[r.status] += 1;
+  return out;
+}
