@@ -1,10 +1,9 @@
-import { SERVICE_NAME_LABEL, type KubeKind, type LoggedWatchEvent, type WatchEvent } from '../model/index.ts';
+import {
+  isKubeKind, isWatchEventOrigin, isWatchEventType, SERVICE_NAME_LABEL, type KubeKind, type LoggedWatchEvent, type WatchEvent,
+} from '../model/index.ts';
 import { EventLogError } from './event-log-error.ts';
 
 /** One row of the events table, and the checks and derivations an event goes through to become one. */
-const KINDS: ReadonlySet<string> = new Set<KubeKind>(['Service', 'EndpointSlice', 'Node']);
-const TYPES: ReadonlySet<string> = new Set(['ADDED', 'MODIFIED', 'DELETED']);
-const ORIGINS: ReadonlySet<string> = new Set(['watch', 'relist', 'manifests']);
 
 export interface EventRow {
   seq: number; received_at: string; kind: KubeKind; type: WatchEvent['type']; origin: WatchEvent['origin'];
@@ -21,9 +20,9 @@ export function rowToEvent(r: EventRow): LoggedWatchEvent {
 export function validateEvent(e: WatchEvent, i: number): void {
   const bad = (why: string): never => { throw new EventLogError('INVALID', `appendEvents: event ${i} ${why}; batch not written`); };
   if (!e || typeof e !== 'object') bad('is not an object');
-  if (!KINDS.has(e.kind)) bad(`has unknown kind ${JSON.stringify(e.kind)}`);
-  if (!TYPES.has(e.type)) bad(`has unknown type ${JSON.stringify(e.type)}`);
-  if (!ORIGINS.has(e.origin)) bad(`has unknown origin ${JSON.stringify(e.origin)}`);
+  if (!isKubeKind(e.kind)) bad(`has unknown kind ${JSON.stringify(e.kind)}`);
+  if (!isWatchEventType(e.type)) bad(`has unknown type ${JSON.stringify(e.type)}`);
+  if (!isWatchEventOrigin(e.origin)) bad(`has unknown origin ${JSON.stringify(e.origin)}`);
   if (typeof e.name !== 'string' || e.name === '') bad('has no name');
   if (typeof e.namespace !== 'string' || typeof e.uid !== 'string' || typeof e.resourceVersion !== 'string') bad('has non-string namespace/uid/resourceVersion');
   if (e.object === undefined) bad('has no object');

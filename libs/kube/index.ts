@@ -2,7 +2,7 @@ export { ClusterInformer } from './cluster-informer.ts';
 export type { ClusterInformerHealth, ClusterInformerOptions } from './cluster-informer.ts';
 export { KindInformer } from './kind-informer.ts';
 export type { KindInformerHealth, KindInformerOptions } from './kind-informer.ts';
-export type { KubeEvent, KubeEventSink, KubeEventType, KubeObject } from './kube-event.ts';
+export type { KubeEvent, KubeEventSink, KubeEventType, RawKubeObject } from './kube-event.ts';
 export { objectKey } from './kube-event.ts';
 export { KUBE_KINDS, KUBE_KIND_INFO, isKubeKind } from './kube-kind.ts';
 export type { KubeKind, KubeKindInfo } from './kube-kind.ts';

@@ -6,7 +6,7 @@
 import { Backoff, type BackoffOptions } from './backoff.ts';
 import { systemClock, type Clock } from './clock.ts';
 import { isExpired, KubeApiError } from './kube-api-error.ts';
-import { objectKey, type KubeEventSink, type KubeEventType, type KubeObject } from './kube-event.ts';
+import { objectKey, type KubeEventSink, type KubeEventType, type RawKubeObject } from './kube-event.ts';
 import type { KubeHttp } from './kube-http.ts';
 import { KUBE_KIND_INFO, type KubeKind } from './kube-kind.ts';
 import { relistDiff } from './relist-diff.ts';
@@ -71,7 +71,7 @@ export class KindInformer {
   private readonly clock: Clock;
   private readonly backoff: Backoff;
   private readonly random: () => number;
-  private readonly known = new Map<string, KubeObject>();
+  private readonly known = new Map<string, RawKubeObject>();
   private rv: string | undefined;
   private readonly abort = new AbortController();
   private loop: Promise<void> | undefined;
@@ -118,7 +118,7 @@ export class KindInformer {
   }
 
   /** The objects as the sink has seen them. */
-  objects(): KubeObject[] {
+  objects(): RawKubeObject[] {
     return [...this.known.values()];
   }
 
@@ -138,8 +138,8 @@ export class KindInformer {
     this.resolveSynced();
   }
 
-  private normalize(object: unknown): KubeObject {
-    const raw = object as KubeObject;
+  private normalize(object: unknown): RawKubeObject {
+    const raw = object as RawKubeObject;
     if (!raw || typeof raw !== 'object' || !raw.metadata || typeof raw.metadata.name !== 'string') {
       throw new Error(`${this.kind}: object without metadata.name: ${JSON.stringify(object)?.slice(0, 200)}`);
     }
@@ -148,7 +148,7 @@ export class KindInformer {
     return { ...raw, apiVersion: raw.apiVersion ?? info.apiVersion, kind: raw.kind ?? info.kind };
   }
 
-  private async emit(type: KubeEventType, object: KubeObject, resourceVersion: string, relist: boolean): Promise<void> {
+  private async emit(type: KubeEventType, object: RawKubeObject, resourceVersion: string, relist: boolean): Promise<void> {
     try {
       await this.options.sink({ kind: this.kind, type, object, resourceVersion, relist });
     } catch (err) {
@@ -217,7 +217,7 @@ export class KindInformer {
 
   private async list(signal: AbortSignal, isRelist: boolean): Promise<void> {
     const info = KUBE_KIND_INFO[this.kind];
-    const items: KubeObject[] = [];
+    const items: RawKubeObject[] = [];
     let continueToken: string | undefined;
     let listRv: string | undefined;
     // All pages first: a diff against a partial list would report false deletions.

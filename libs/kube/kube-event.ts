@@ -1,9 +1,13 @@
+import type { WatchEventType } from '../model/index.ts';
 // What the informer hands to its sink: one typed event per object change.
 
 import type { KubeKind } from './kube-kind.ts';
 
-/** A raw Kubernetes object as JSON (kind/apiVersion always filled in by the informer). */
-export interface KubeObject {
+/**
+ * A raw Kubernetes object as JSON, as a watch or a manifest file gives it (kind/apiVersion always
+ * filled in). Not to be confused with libs/model's KubeObject, the parsed and checked model object.
+ */
+export interface RawKubeObject {
   apiVersion: string;
   kind: string;
   metadata: {
@@ -17,7 +21,8 @@ export interface KubeObject {
   [key: string]: unknown;
 }
 
-export type KubeEventType = 'ADDED' | 'MODIFIED' | 'DELETED';
+/** The watch event types: libs/model's one list. */
+export type KubeEventType = WatchEventType;
 
 /**
  * One object change.
@@ -34,7 +39,7 @@ export type KubeEventType = 'ADDED' | 'MODIFIED' | 'DELETED';
 export interface KubeEvent {
   kind: KubeKind;
   type: KubeEventType;
-  object: KubeObject;
+  object: RawKubeObject;
   resourceVersion: string;
   relist: boolean;
 }
@@ -42,7 +47,7 @@ export interface KubeEvent {
 /** Awaited before the informer goes on; throwing makes the informer retry from the last saved RV. */
 export type KubeEventSink = (event: KubeEvent) => Promise<void> | void;
 
-export function objectKey(object: Pick<KubeObject, 'metadata'>): string {
+export function objectKey(object: Pick<RawKubeObject, 'metadata'>): string {
   const ns = object.metadata.namespace;
   return ns ? `${ns}/${object.metadata.name}` : object.metadata.name;
 }

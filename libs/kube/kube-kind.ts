@@ -1,8 +1,9 @@
 // The three resource kinds Switchboard watches, and where their collections live.
 
-export type KubeKind = 'Service' | 'EndpointSlice' | 'Node';
+import { type KubeKind } from '../model/index.ts';
 
-export const KUBE_KINDS: readonly KubeKind[] = ['Service', 'EndpointSlice', 'Node'];
+// One list of kinds (libs/model); the type and the check come from it.
+export { KUBE_KINDS, isKubeKind, type KubeKind } from '../model/index.ts';
 
 export interface KubeKindInfo {
   kind: KubeKind;
@@ -22,7 +23,3 @@ export const KUBE_KIND_INFO: Readonly<Record<KubeKind, KubeKindInfo>> = {
   },
   Node: { kind: 'Node', apiVersion: 'v1', path: '/api/v1/nodes', namespaced: false },
 };
-
-export function isKubeKind(value: unknown): value is KubeKind {
-  return typeof value === 'string' && Object.hasOwn(KUBE_KIND_INFO, value);
-}

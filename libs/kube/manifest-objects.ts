@@ -3,7 +3,7 @@
 // planner's manifests source all go through these functions, so they resolve a directory alike.
 
 import { readKubeObject, splitManifestText, type Rejection } from '../model/index.ts';
-import type { KubeObject } from './kube-event.ts';
+import type { RawKubeObject } from './kube-event.ts';
 import { isKubeKind, KUBE_KIND_INFO, type KubeKind } from './kube-kind.ts';
 
 /** Default for --max-manifest-bytes: larger files are refused unread (YAML parsing is memory-hungry). */
@@ -43,10 +43,10 @@ export interface ManifestObject {
   /** kind/namespace/name, the namespace defaulted like the API server does ("default"; "" for Nodes). */
   readonly key: string;
   readonly file: string;
-  readonly object: KubeObject;
+  readonly object: RawKubeObject;
 }
 
-export function manifestKey(kind: KubeKind, object: Pick<KubeObject, 'metadata'>): string {
+export function manifestKey(kind: KubeKind, object: Pick<RawKubeObject, 'metadata'>): string {
   const ns = KUBE_KIND_INFO[kind].namespaced ? object.metadata.namespace || 'default' : '';
   return `${kind}/${ns}/${object.metadata.name}`;
 }
@@ -88,7 +88,7 @@ export function collectManifestObjects(files: readonly ManifestFileItems[]): { o
         rejected.push(r.ok ? { ref: 'object', source: file, reason: 'cannot be identified' } : r.rejection);
         continue;
       }
-      const object = raw as KubeObject;
+      const object = raw as RawKubeObject;
       const key = manifestKey(kind, object);
       const first = objects.get(key);
       if (first) {

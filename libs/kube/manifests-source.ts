@@ -18,7 +18,7 @@
 import { watch as watchFs, type FSWatcher } from 'node:fs';
 import { isDeepStrictEqual } from 'node:util';
 import type { Rejection } from '../model/index.ts';
-import type { KubeEventSink, KubeObject } from './kube-event.ts';
+import type { KubeEventSink, RawKubeObject } from './kube-event.ts';
 import { KUBE_KINDS, type KubeKind } from './kube-kind.ts';
 import type { KnownObjects } from './known-objects.ts';
 import { ManifestFileTracker } from './manifest-file-tracker.ts';
@@ -71,22 +71,22 @@ export interface ManifestsSourceHealth {
 
 interface Entry {
   kind: KubeKind;
-  object: KubeObject;
+  object: RawKubeObject;
   file: string;
 }
 
-function withoutRv(object: KubeObject): KubeObject {
+function withoutRv(object: RawKubeObject): RawKubeObject {
   const { resourceVersion: _rv, ...metadata } = object.metadata;
-  return { ...object, metadata: metadata as KubeObject['metadata'] };
+  return { ...object, metadata: metadata as RawKubeObject['metadata'] };
 }
 
-function fileOf(object: KubeObject): string {
+function fileOf(object: RawKubeObject): string {
   const annotations = object.metadata.annotations as Record<string, unknown> | undefined;
   const file = annotations?.[MANIFEST_FILE_ANNOTATION];
   return typeof file === 'string' ? file : '';
 }
 
-function annotated(object: KubeObject, file: string): KubeObject {
+function annotated(object: RawKubeObject, file: string): RawKubeObject {
   const annotations = object.metadata.annotations;
   const base = annotations !== null && typeof annotations === 'object' && !Array.isArray(annotations) ? annotations : {};
   return { ...object, metadata: { ...object.metadata, annotations: { ...base, [MANIFEST_FILE_ANNOTATION]: file } } };
@@ -125,7 +125,7 @@ export class ManifestsSource {
       maxBytes: options.maxManifestBytes ?? DEFAULT_MAX_MANIFEST_BYTES,
     });
     let rv = rvNumber(options.known?.lastResourceVersion);
-    const byFile = new Map<string, KubeObject[]>();
+    const byFile = new Map<string, RawKubeObject[]>();
     for (const kind of KUBE_KINDS) {
       for (const object of options.known?.objects.get(kind) ?? []) {
         const key = manifestKey(kind, object);

@@ -1,14 +1,14 @@
 // Turns a fresh LIST into the exact events that take the informer's known objects to it.
 // Pure: no I/O, deterministic order (deletions by key, then list order).
 
-import { objectKey, type KubeEventType, type KubeObject } from './kube-event.ts';
+import { objectKey, type KubeEventType, type RawKubeObject } from './kube-event.ts';
 
 export interface RelistChange {
   type: KubeEventType;
-  object: KubeObject;
+  object: RawKubeObject;
 }
 
-export function relistDiff(known: ReadonlyMap<string, KubeObject>, listed: readonly KubeObject[]): RelistChange[] {
+export function relistDiff(known: ReadonlyMap<string, RawKubeObject>, listed: readonly RawKubeObject[]): RelistChange[] {
   const listedKeys = new Set(listed.map(objectKey));
   const changes: RelistChange[] = [];
   for (const key of [...known.keys()].sort()) {

@@ -1,7 +1,7 @@
 // Where the informer keeps its progress. The SQLite event log implements this; the
 // informer only needs these calls.
 
-import type { KubeObject } from './kube-event.ts';
+import type { RawKubeObject } from './kube-event.ts';
 import type { KubeKind } from './kube-kind.ts';
 
 export interface ResumeStore {
@@ -14,7 +14,7 @@ export interface ResumeStore {
    * report objects deleted while this process was down as DELETED; without them, a
    * resumed informer only knows objects it has seen since it started.
    */
-  knownObjects?(kind: KubeKind): readonly KubeObject[];
+  knownObjects?(kind: KubeKind): readonly RawKubeObject[];
 }
 
 /** In-memory ResumeStore, for tests and for running without persistence. */

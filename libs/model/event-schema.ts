@@ -4,10 +4,14 @@ import type { KubeKind } from './kube-objects.ts';
  * The event schema: what the event log records. Watch events are recorded exactly as received
  * (the raw object), before they affect any version; operations record who did what and why.
  */
-export type WatchEventType = 'ADDED' | 'MODIFIED' | 'DELETED';
+export const WATCH_EVENT_TYPES = ['ADDED', 'MODIFIED', 'DELETED'] as const;
+export type WatchEventType = (typeof WATCH_EVENT_TYPES)[number];
+export const isWatchEventType = (v: unknown): v is WatchEventType => (WATCH_EVENT_TYPES as readonly unknown[]).includes(v);
 
 /** Where an event came from: a live watch, a relist after 410 Gone, or a manifests directory. */
-export type WatchEventOrigin = 'watch' | 'relist' | 'manifests';
+export const WATCH_EVENT_ORIGINS = ['watch', 'relist', 'manifests'] as const;
+export type WatchEventOrigin = (typeof WATCH_EVENT_ORIGINS)[number];
+export const isWatchEventOrigin = (v: unknown): v is WatchEventOrigin => (WATCH_EVENT_ORIGINS as readonly unknown[]).includes(v);
 
 export interface WatchEvent {
   readonly kind: KubeKind;
@@ -26,7 +30,9 @@ export interface LoggedWatchEvent extends WatchEvent {
   readonly receivedAt: string;
 }
 
-export type OperationKind = 'rollout' | 'rollback' | 'pin' | 'unpin' | 'config' | 'mode';
+/** What an operator (or the planner itself) did; recorded in the operations table. */
+export const OPERATION_KINDS = ['rollout', 'rollback', 'pin', 'unpin', 'config', 'mode'] as const;
+export type OperationKind = (typeof OPERATION_KINDS)[number];
 
 export interface Operation {
   readonly kind: OperationKind;

@@ -6,7 +6,10 @@
 export type Protocol = 'TCP' | 'UDP' | 'SCTP';
 export const PROTOCOLS: readonly Protocol[] = ['TCP', 'UDP', 'SCTP'];
 
-export type KubeKind = 'Service' | 'EndpointSlice' | 'Node';
+/** The kinds Switchboard reads: one list, the type and the runtime check derive from it. */
+export const KUBE_KINDS = ['Service', 'EndpointSlice', 'Node'] as const;
+export type KubeKind = (typeof KUBE_KINDS)[number];
+export const isKubeKind = (v: unknown): v is KubeKind => (KUBE_KINDS as readonly unknown[]).includes(v);
 
 export interface ObjectMeta {
   readonly namespace: string; // '' for cluster-scoped kinds (Node)

@@ -1,6 +1,6 @@
 import type { EventLog } from '../../libs/eventlog/event-log.ts';
 import { rebuildAtSeq } from '../../libs/eventlog/index.ts';
-import { KUBE_KIND_INFO, type ClusterInformer, type KnownObjects, type KubeEventSink, type KubeKind, type KubeObject, type ManifestsSource, type ResumeStore } from '../../libs/kube/index.ts';
+import { KUBE_KIND_INFO, type ClusterInformer, type KnownObjects, type KubeEventSink, type KubeKind, type RawKubeObject, type ManifestsSource, type ResumeStore } from '../../libs/kube/index.ts';
 import type { Rejection } from '../../libs/model/index.ts';
 
 /** What the planner needs from an event source: start it, know when it synced, stop it. */
@@ -27,9 +27,9 @@ export type EventSourceFactory = (sink: KubeEventSink, hooks: EventSourceHooks) 
  * restart logs only what changed while the planner was down, deletions included.
  */
 export function knownObjectsFromLog(log: EventLog): KnownObjects {
-  const objects = new Map<KubeKind, KubeObject[]>();
-  const add = (kind: KubeKind, object: KubeObject) => objects.set(kind, [...(objects.get(kind) ?? []), object]);
-  for (const e of log.liveObjectEvents()) add(e.kind, e.object as KubeObject);
+  const objects = new Map<KubeKind, RawKubeObject[]>();
+  const add = (kind: KubeKind, object: RawKubeObject) => objects.set(kind, [...(objects.get(kind) ?? []), object]);
+  for (const e of log.liveObjectEvents()) add(e.kind, e.object as RawKubeObject);
   for (const [kind, object] of compactedObjects(log)) add(kind, object);
   const last = log.lastSeq() > 0 ? log.events({ fromSeq: log.lastSeq(), limit: 1 })[0] : undefined;
   return { objects, lastResourceVersion: last?.resourceVersion };
@@ -41,15 +41,15 @@ export function knownObjectsFromLog(log: EventLog): KnownObjects {
  * a relist or scan still reports them DELETED when they are gone; one still there is at worst
  * logged again (a MODIFIED that makes no version). Costs a read of the retained events, only then.
  */
-function compactedObjects(log: EventLog): [KubeKind, KubeObject][] {
+function compactedObjects(log: EventLog): [KubeKind, RawKubeObject][] {
   const first = log.events({ limit: 1 })[0];
   const cut = first ? first.seq - 1 : log.lastSeq();
   if (cut <= 0) return [];
   const seenAfter = new Set(log.events({ fromSeq: cut + 1 }).map((e) => `${e.kind}/${e.namespace}/${e.name}`));
-  const out: [KubeKind, KubeObject][] = [];
+  const out: [KubeKind, RawKubeObject][] = [];
   for (const o of rebuildAtSeq(log, cut).state.objects()) {
     if (seenAfter.has(`${o.kind}/${o.meta.namespace}/${o.meta.name}`)) continue;
-    const metadata: KubeObject['metadata'] = { name: o.meta.name, ...(o.kind === 'Node' ? {} : { namespace: o.meta.namespace }) };
+    const metadata: RawKubeObject['metadata'] = { name: o.meta.name, ...(o.kind === 'Node' ? {} : { namespace: o.meta.namespace }) };
     if (o.meta.uid) metadata.uid = o.meta.uid;
     if (o.meta.resourceVersion) metadata.resourceVersion = o.meta.resourceVersion;
     out.push([o.kind, { apiVersion: KUBE_KIND_INFO[o.kind].apiVersion, kind: o.kind, metadata }]);

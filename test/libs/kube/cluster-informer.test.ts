@@ -8,7 +8,7 @@ import {
   type ClusterInformerOptions,
   type KubeEvent,
   type KubeKind,
-  type KubeObject,
+  type RawKubeObject,
 } from '../../../libs/kube/index.ts';
 import { KubeApiServer, type KubeObject as ServerObject } from '../../support/kube-api-server/index.ts';
 import { writeKubeconfig, type WrittenKubeconfig } from '../../support/kubeconfig.ts';
@@ -188,7 +188,7 @@ describe('ClusterInformer', () => {
     server.delete('Service', { namespace: 'default', name: 'a' });
     server.compact();
     events = [];
-    const resumed = Object.assign(store, { knownObjects: (_kind: KubeKind): KubeObject[] => persisted });
+    const resumed = Object.assign(store, { knownObjects: (_kind: KubeKind): RawKubeObject[] => persisted });
     const second = startInformer({ resumeStore: resumed, kinds: ['Service'] });
     await until('relist', () => events.length === 1);
     await second.synced;

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
-  MANIFEST_FILE_ANNOTATION, ManifestsSource, type KnownObjects, type KubeEvent, type KubeKind, type KubeObject, type ManifestsSourceOptions,
+  MANIFEST_FILE_ANNOTATION, ManifestsSource, type KnownObjects, type KubeEvent, type KubeKind, type RawKubeObject, type ManifestsSourceOptions,
 } from '../../../libs/kube/index.ts';
 import type { Rejection } from '../../../libs/model/index.ts';
 import { service } from './manifest-fixtures.ts';
@@ -24,7 +24,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 function knownFrom(events: readonly KubeEvent[]): KnownObjects {
   const last = new Map<string, KubeEvent>();
   for (const e of events) last.set(`${e.kind}/${e.object.metadata.namespace ?? ''}/${e.object.metadata.name}`, e);
-  const objects = new Map<KubeKind, KubeObject[]>();
+  const objects = new Map<KubeKind, RawKubeObject[]>();
   for (const e of last.values()) if (e.type !== 'DELETED') objects.set(e.kind, [...(objects.get(e.kind) ?? []), e.object]);
   return { objects, lastResourceVersion: events.at(-1)?.resourceVersion };
 }

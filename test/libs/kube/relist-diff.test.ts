@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { relistDiff, type KubeObject } from '../../../libs/kube/index.ts';
+import { relistDiff, type RawKubeObject } from '../../../libs/kube/index.ts';
 
-const obj = (name: string, rv: string, uid = `uid-${name}`, namespace = 'default'): KubeObject => ({
+const obj = (name: string, rv: string, uid = `uid-${name}`, namespace = 'default'): RawKubeObject => ({
   apiVersion: 'v1',
   kind: 'Service',
   metadata: { name, namespace, uid, resourceVersion: rv },
