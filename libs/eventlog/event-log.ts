@@ -11,6 +11,7 @@ import { rowToVersion, type VersionRecord, type VersionRow } from './version-rec
 import { rowToEvent, serviceOf, validateEvent, type EventRow } from './event-row.ts';
 import { writeCheckpoint, listCheckpoints, type Checkpoint } from './checkpoints.ts';
 import { SqliteResumeStore } from './sqlite-resume-store.ts';
+import { registerDatabase } from './database-handle.ts';
 import type { ClusterState, ObjectRejection } from '../planner/index.ts';
 
 export interface EventLogOptions {
@@ -54,7 +55,8 @@ export class EventLog {
   private readonly stmt: ReturnType<EventLog['prepare']>;
   private resume: SqliteResumeStore | undefined;
 
-  private constructor(readonly file: string, readonly db: Database.Database, readonly schema: SchemaStatus, now?: () => Date) {
+  private constructor(readonly file: string, private readonly db: Database.Database, readonly schema: SchemaStatus, now?: () => Date) {
+    registerDatabase(this, db);
     this.now = now ?? (() => new Date());
     this.stmt = this.prepare();
   }
@@ -109,6 +111,11 @@ export class EventLog {
    */
   atomically<T>(fn: () => T): T {
     return this.write('transaction', fn);
+  }
+
+  /** First event seq still in the log (0 when empty; after compaction, the first kept one). */
+  oldestSeq(): number {
+    return (this.db.prepare('SELECT min(seq) AS s FROM events').get() as { s: number | null }).s ?? 0;
   }
 
   /** Last event seq in the log (0 when empty). */

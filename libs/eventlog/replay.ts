@@ -5,6 +5,7 @@ import { EventLogError } from './event-log-error.ts';
 import type { EventLog } from './event-log.ts';
 import type { EventRow } from './event-row.ts';
 import type { VersionRecord } from './version-record.ts';
+import { databaseOf } from './database-handle.ts';
 
 export interface RebuildResult {
   readonly seq: number;
@@ -38,9 +39,9 @@ export interface RebuildOptions {
 export function rebuildAtSeq(log: EventLog, seq: number, opts: RebuildOptions = {}): RebuildResult {
   const last = log.lastSeq();
   if (!Number.isInteger(seq) || seq < 0 || seq > last) throw new EventLogError('NOT_FOUND', `seq ${seq} is not in the log (last seq ${last})`);
-  const cp = opts.ignoreCheckpoints ? undefined : checkpointAtOrBefore(log.db, seq);
+  const cp = opts.ignoreCheckpoints ? undefined : checkpointAtOrBefore(databaseOf(log), seq);
   const from = cp?.seq ?? 0;
-  const anchor = (log.db.prepare(`SELECT anchor_id AS a FROM chain_heads WHERE chain = 'events'`).get() as { a: number }).a;
+  const anchor = (databaseOf(log).prepare(`SELECT anchor_id AS a FROM chain_heads WHERE chain = 'events'`).get() as { a: number }).a;
   if (from < anchor && seq > from) throw new EventLogError('COMPACTED', `events up to seq ${anchor} were compacted and no checkpoint covers seq ${seq}`);
   const state = cp ? ClusterState.fromObjects(cp.objects) : new ClusterState();
   const rejections = new Map((cp?.rejections ?? []).map((r) => [rejectionKey(r), r]));
@@ -53,12 +54,12 @@ export function rebuildAtSeq(log: EventLog, seq: number, opts: RebuildOptions = 
   const outcome = (r: Row): WatchEventOutcome =>
     watchEventChange({ kind: r.kind, type: r.type, namespace: r.namespace, name: r.name, object: JSON.parse(r.object) });
   // When an object's last event was rejected, its state is decided by an earlier event: walk back.
-  const older = log.db.prepare(`SELECT seq, kind, type, namespace, name, object FROM events
+  const older = databaseOf(log).prepare(`SELECT seq, kind, type, namespace, name, object FROM events
     WHERE kind = ? AND namespace = ? AND name = ? AND seq > ? AND seq < ? ORDER BY seq DESC`);
   let n = 0;
   // The fold reads one row per object, so it is materialised: better-sqlite3 refuses a second
   // query on the connection while an iterator is open, and the walk-back needs one.
-  const rows = log.db.prepare(sql);
+  const rows = databaseOf(log).prepare(sql);
   for (const r of (opts.sequential ? rows.iterate(from, seq) : rows.all(from, seq)) as Iterable<Row>) {
     n++;
     let o = outcome(r);

@@ -3,6 +3,7 @@ import { ClusterState } from '../planner/index.ts';
 import type { EventLog } from './event-log.ts';
 import { replayVersion } from './replay.ts';
 import { CHAIN_NAMES, CHAINS, chainHash, type ChainName } from './row-chain.ts';
+import { databaseOf } from './database-handle.ts';
 
 export interface VerifyProblem {
   /** Table (a chain name, 'checkpoints' or 'replay'). */
@@ -35,7 +36,7 @@ export function verifyLog(log: EventLog, opts: { deep?: boolean } = {}): VerifyR
     if (problem) problems.push(problem);
   }
   let cps = 0;
-  for (const r of log.db.prepare('SELECT seq, data_hash, objects, objects_hash, rejections FROM checkpoints ORDER BY seq').iterate() as
+  for (const r of databaseOf(log).prepare('SELECT seq, data_hash, objects, objects_hash, rejections FROM checkpoints ORDER BY seq').iterate() as
     Iterable<{ seq: number; data_hash: string; objects: string; objects_hash: string; rejections: string }>) {
     cps++;
     if (checkpointHash(r.objects, r.rejections) !== r.objects_hash) {
@@ -68,14 +69,14 @@ export function verifyLog(log: EventLog, opts: { deep?: boolean } = {}): VerifyR
 
 function verifyChain(log: EventLog, chain: ChainName): { problem: VerifyProblem | undefined; rows: number } {
   const { id, columns } = CHAINS[chain];
-  const head = log.db.prepare('SELECT anchor_id, anchor_hash, head_id, head_hash FROM chain_heads WHERE chain = ?').get(chain) as
+  const head = databaseOf(log).prepare('SELECT anchor_id, anchor_hash, head_id, head_hash FROM chain_heads WHERE chain = ?').get(chain) as
     { anchor_id: number; anchor_hash: string; head_id: number; head_hash: string } | undefined;
   if (!head) return { problem: { table: chain, row: 0, problem: 'chain head is missing' }, rows: 0 };
   let expected = head.anchor_id + 1;
   let prev = head.anchor_hash;
   let rows = 0;
   const bad = (row: number, problem: string) => ({ problem: { table: chain, row, problem }, rows });
-  const stmt = log.db.prepare(`SELECT ${columns.join(', ')}, row_hash FROM ${chain} ORDER BY ${id}`).raw(true);
+  const stmt = databaseOf(log).prepare(`SELECT ${columns.join(', ')}, row_hash FROM ${chain} ORDER BY ${id}`).raw(true);
   for (const r of stmt.iterate() as Iterable<(string | number | null)[]>) {
     const rowId = r[0] as number;
     const stored = r[r.length - 1] as string;

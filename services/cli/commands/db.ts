@@ -59,7 +59,7 @@ export function registerDb(program: Command, setExit: SetExit): void {
               schemaVersion: log.schema.version, migrations: log.schema.applied, lastSeq: log.lastSeq(),
               latestVersion: latest?.version ?? 0, latestHash: latest?.hash ?? '', configRevision: log.latestConfigRevision()?.revision ?? 0,
               checkpoints: log.checkpoints().length,
-              oldestSeq: (log.db.prepare('SELECT min(seq) AS s FROM events').get() as { s: number | null }).s ?? 0,
+              oldestSeq: log.oldestSeq(),
             };
             print(Object.entries(status).map(([k, v]) => `${k}: ${Array.isArray(v) ? v.join(', ') : v}\n`).join(''), status);
             break;

@@ -7,6 +7,7 @@ import { EventLog, EventLogError, verifyLog } from '../../../libs/eventlog/index
 import type { WatchEvent } from '../../../libs/model/index.ts';
 import { main } from '../../../services/cli/main.ts';
 import { openLog, tempDir } from './support/temp-log.ts';
+import { databaseOf } from '../../../libs/eventlog/database-handle.ts'; // reaching inside on purpose
 
 const tmp = tempDir();
 afterAll(() => tmp.cleanup());
@@ -86,8 +87,8 @@ describe('bad input: one clear line, nothing written', () => {
     const file = tmp.file('full.db');
     const log = await openLog(file);
     log.appendEvents([bigService(0)]);
-    const pages = log.db.pragma('page_count', { simple: true }) as number;
-    log.db.pragma(`max_page_count = ${pages + 40}`);
+    const pages = databaseOf(log).pragma('page_count', { simple: true }) as number;
+    databaseOf(log).pragma(`max_page_count = ${pages + 40}`);
     let seq = 1;
     let err: unknown;
     for (let b = 0; b < 100 && !err; b++) {

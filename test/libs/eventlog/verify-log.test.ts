@@ -3,6 +3,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { verifyLog } from '../../../libs/eventlog/index.ts';
 import { driveDataAxis, randomHistory } from './support/random-history.ts';
 import { openLog, steppingClock, tempDir } from './support/temp-log.ts';
+import { databaseOf } from '../../../libs/eventlog/database-handle.ts'; // reaching inside on purpose
 
 const tmp = tempDir();
 afterAll(() => tmp.cleanup());
@@ -78,16 +79,16 @@ describe('verifyLog', () => {
     // An attacker who also recomputes the chain defeats the chain, not replay.
     const log = await openLog(file);
     const { chainHash } = await import('../../../libs/eventlog/index.ts');
-    const rows = log.db.prepare('SELECT * FROM versions ORDER BY version').all() as Record<string, string | number | null>[];
+    const rows = databaseOf(log).prepare('SELECT * FROM versions ORDER BY version').all() as Record<string, string | number | null>[];
     let prev = '0'.repeat(64);
     const cols = ['version', 'parent', 'hash', 'reason', 'created_at', 'seq_from', 'seq_to', 'content_of', 'delta'];
     for (const r of rows) {
       if (r.version === 3) r.hash = 'b'.repeat(64);
       const h = chainHash(prev, cols.map((c) => r[c]!) as never);
-      log.db.prepare('UPDATE versions SET hash = ?, row_hash = ? WHERE version = ?').run(r.hash, h, r.version);
+      databaseOf(log).prepare('UPDATE versions SET hash = ?, row_hash = ? WHERE version = ?').run(r.hash, h, r.version);
       prev = h;
     }
-    log.db.prepare(`UPDATE chain_heads SET head_hash = ? WHERE chain = 'versions'`).run(prev);
+    databaseOf(log).prepare(`UPDATE chain_heads SET head_hash = ? WHERE chain = 'versions'`).run(prev);
     log.close();
     expect((await verify(file)).ok).toBe(true);
     const deep = await verify(file, true);
