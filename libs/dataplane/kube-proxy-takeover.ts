@@ -1,5 +1,7 @@
 import { spawn } from 'node:child_process';
+import type { NodeState } from '../model/index.ts';
 import type { ApplyResult, Dataplane } from './dataplane.ts';
+import { removeKubeProxyIpvs, snapshotKubeProxyIpvs, type KubeProxyIpvsSnapshot } from './kube-proxy-ipvs-takeover.ts';
 
 /**
  * Moving a node off kube-proxy, make-before-break (docs/migrate-from-kube-proxy.md): the wrapped
@@ -10,8 +12,7 @@ import type { ApplyResult, Dataplane } from './dataplane.ts';
  *
  * nftables mode: kube-proxy's nftables mode owns exactly two tables, `ip kube-proxy` and
  * `ip6 kube-proxy`; both are deleted in one atomic `nft -f` transaction. Nothing else is touched.
- * ipvs mode: not removed by this version; the note says so on every result (see the doc for the
- * manual steps).
+ * ipvs mode: see kube-proxy-ipvs-takeover.ts (what kube-proxy had and we do not render).
  *
  * Done once per process: kube-proxy must already be stopped on the node (it leaves its rules in
  * place when stopped); a running kube-proxy would put its tables back and the two would fight.
@@ -36,22 +37,40 @@ export async function removeKubeProxyNftTables(o: TakeOverOptions = {}): Promise
 
 export function withKubeProxyTakeOver(dp: Dataplane, o: TakeOverOptions = {}): Dataplane {
   let done = false;
+  let ipvsSnapshot: KubeProxyIpvsSnapshot | undefined;
+  let lastState: NodeState | undefined;
+  const before = async (): Promise<void> => {
+    // kube-proxy's ipvs-mode objects are recognised by what it had before our first apply
+    // (that apply rewrites the ipsets that name its NodePorts)
+    if (!done && !ipvsSnapshot && dp.mode === 'ipvs' && !o.netns) ipvsSnapshot = await snapshotKubeProxyIpvs();
+  };
   const after = async (r: ApplyResult): Promise<ApplyResult> => {
     if (done || !r.verified) return r;
-    if (dp.mode === 'ipvs') {
-      return { ...r, notes: [...r.notes, 'take-over: kube-proxy ipvs-mode state is not removed by this version (docs/migrate-from-kube-proxy.md)'] };
-    }
-    if (dp.mode !== 'nftables') return r;
     const t0 = performance.now();
-    const removed = await removeKubeProxyNftTables(o);
+    let notes: string[];
+    let wrote = true;
+    if (dp.mode === 'ipvs') {
+      if (!ipvsSnapshot || !lastState) return r;
+      try {
+        notes = await removeKubeProxyIpvs(ipvsSnapshot, lastState);
+      } catch (e) {
+        // not done: the next resync tries again; the node keeps serving our state meanwhile
+        return { ...r, verified: false, notes: [...r.notes, `take-over failed: ${(e as Error).message}`] };
+      }
+    } else if (dp.mode === 'nftables') {
+      const removed = await removeKubeProxyNftTables(o);
+      wrote = removed.length > 0;
+      notes = [removed.length ? `take-over: removed kube-proxy's tables ${removed.join(', ')}` : 'take-over: no kube-proxy tables present'];
+    } else {
+      return r;
+    }
     done = true;
-    const note = removed.length ? `take-over: removed kube-proxy's tables ${removed.join(', ')}` : 'take-over: no kube-proxy tables present';
-    o.log?.(note);
-    return { ...r, kernelWrites: r.kernelWrites + (removed.length ? 1 : 0), durationMs: r.durationMs + (performance.now() - t0), notes: [...r.notes, note] };
+    for (const n of notes) o.log?.(n);
+    return { ...r, kernelWrites: r.kernelWrites + (wrote ? 1 : 0), durationMs: r.durationMs + (performance.now() - t0), notes: [...r.notes, ...notes] };
   };
   return {
     get mode() { return dp.mode; },
-    apply: async (s) => after(await dp.apply(s)),
+    apply: async (s) => { await before(); lastState = s; return after(await dp.apply(s)); },
     resync: async () => after(await dp.resync()),
     cleanup: () => dp.cleanup(),
     close: () => dp.close(),
