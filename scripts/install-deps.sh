@@ -11,6 +11,7 @@ declare -A need=(
   [iptables-restore]=iptables [ip]=iproute2 [conntrack]=conntrack
   [qemu-system-x86_64]=qemu-system-x86 [modprobe]=kmod [cpio]=cpio
   [docker-compose]=docker-compose  # test/compose.test.ts validates compose.yaml (no engine needed)
+  [chromium]=chromium  # the console's browser tests (headless, driven by playwright-core)
 )
 missing=()
 for cmd in "${!need[@]}"; do

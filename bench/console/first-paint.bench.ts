@@ -2,7 +2,8 @@
 //   npx tsx bench/console/first-paint.bench.ts [nodes=1000] [runs=7]
 // For each run a fresh page loads /ui with a viewer token against a real planner (SQLite,
 // nats-server) whose 1,000 simulated nodes ACKed; measured in the page: first contentful paint,
-// and the time until the grid holds every node's row (the data painted). Baseline, same browser
+// and the time the frame after the grid got every node's row ran (the data painted; a mark the
+// console sets). Baseline, same browser
 // and run: a static page holding an equivalent 1,000-row table, served by a bare node:http server.
 // Prints medians and one JSON line with the ratios.
 import { createServer } from 'node:http';
@@ -26,20 +27,23 @@ const baseUrl = `http://127.0.0.1:${(baseline.address() as { port: number }).por
 
 const browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
 const fcp = `performance.getEntriesByName('first-contentful-paint')[0]?.startTime ?? -1`;
-const out = { consoleFcp: [] as number[], consoleGrid: [] as number[], baselineFcp: [] as number[], baselineLoad: [] as number[] };
+const out = { consoleFcp: [] as number[], consoleGrid: [] as number[], firstSnapshot: [] as number[], gridPainted: [] as number[], baselineFcp: [] as number[], baselineLoad: [] as number[] };
 for (let i = 0; i < runs; i++) {
   const page = await browser.newPage();
   await page.goto(`${env.planner.url}/ui/#token=${TOKENS.viewer}`);
   await page.waitForFunction(`document.querySelectorAll('#nodes tbody tr').length === ${nodes}`, undefined, { timeout: 60_000 });
   out.consoleGrid.push(await page.evaluate('performance.now()') as number);
+  out.firstSnapshot.push(await page.evaluate(`performance.getEntriesByName('sb-first-snapshot')[0].startTime`) as number);
+  await page.waitForFunction(`performance.getEntriesByName('sb-grid-painted').length > 0`);
+  out.gridPainted.push(await page.evaluate(`performance.getEntriesByName('sb-grid-painted')[0].startTime`) as number);
   // FCP is reported shortly after the paint; wait for the entry.
-  await page.waitForFunction(`${fcp} >= 0`);
+  await page.waitForFunction(`${fcp} >= 0`, undefined, { timeout: 90_000 });
   out.consoleFcp.push(await page.evaluate(fcp) as number);
   await page.close();
 
   const b = await browser.newPage();
   await b.goto(baseUrl);
-  await b.waitForFunction(`${fcp} >= 0`);
+  await b.waitForFunction(`${fcp} >= 0`, undefined, { timeout: 90_000 });
   out.baselineFcp.push(await b.evaluate(fcp) as number);
   out.baselineLoad.push(await b.evaluate(`performance.getEntriesByType('navigation')[0].loadEventEnd`) as number);
   await b.close();
@@ -49,6 +53,6 @@ baseline.close();
 await env.close();
 
 const m = Object.fromEntries(Object.entries(out).map(([k, v]) => [k, Math.round(median(v))])) as Record<keyof typeof out, number>;
-console.log(`nodes ${nodes}, runs ${runs} (medians, ms): console first contentful paint ${m.consoleFcp}, grid with every node ${m.consoleGrid}; baseline static table FCP ${m.baselineFcp}, load ${m.baselineLoad}`);
-console.log(JSON.stringify({ nodes, runs, ...m, ratioFcp: +(m.consoleFcp / m.baselineFcp).toFixed(2), ratioGridVsBaselineLoad: +(m.consoleGrid / m.baselineLoad).toFixed(2), gridUnder1s: m.consoleGrid < 1000 }));
+console.log(`nodes ${nodes}, runs ${runs} (medians, ms): console first contentful paint ${m.consoleFcp}, grid of every node painted ${m.gridPainted} (first snapshot at ${m.firstSnapshot}; seen by the polling driver at ${m.consoleGrid}); baseline static table FCP ${m.baselineFcp}, load ${m.baselineLoad}`);
+console.log(JSON.stringify({ nodes, runs, ...m, ratioFcp: +(m.consoleFcp / m.baselineFcp).toFixed(2), ratioGridVsBaselineLoad: +(m.gridPainted / m.baselineLoad).toFixed(2), gridUnder1s: m.gridPainted < 1000 }));
 process.exit(0);
