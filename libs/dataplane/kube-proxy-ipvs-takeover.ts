@@ -120,5 +120,7 @@ const defaultExec: Exec = (cmd, args, input) => new Promise((resolve, reject) =>
     if (err) reject(new Error(`${cmd} ${args.join(' ')}: ${String(stderr).trim().split('\n')[0] || err.message}`));
     else resolve(String(stdout));
   });
-  if (input !== undefined) c.stdin!.end(input);
+  // EPIPE from a tool that exits early is reported by its exit code, never as an uncaught error.
+  c.stdin?.on('error', () => {});
+  if (input !== undefined) c.stdin?.end(input);
 });

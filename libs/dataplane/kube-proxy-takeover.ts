@@ -87,6 +87,9 @@ function nft(o: TakeOverOptions, args: string[], input?: string): Promise<string
     c.stderr.on('data', (d: Buffer) => { err += d.toString(); });
     c.on('error', reject);
     c.on('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`nft ${args.join(' ')} failed (exit ${String(code)}): ${err.trim().split('\n')[0]}`))));
+    // EPIPE from an nft that exits before reading its input is reported by the exit code; an
+    // unhandled stream error would crash the process (seen: 'write EPIPE' aborting apply).
+    c.stdin.on('error', () => {});
     c.stdin.end(input ?? '');
   });
 }

@@ -214,6 +214,9 @@ function exec(file: string, args: readonly string[], input?: string): Promise<st
       if (err) reject(new Error(`${file} ${args.join(' ')}: ${(stderr || err.message).trim().split('\n').slice(0, 3).join(' | ')}`));
       else resolve(stdout);
     });
+    // A tool that exits before reading its input makes the write fail with EPIPE; its exit code
+    // reports the failure, and an unhandled stream error would crash the process.
+    child.stdin?.on('error', () => {});
     child.stdin?.end(input ?? '');
   });
 }
