@@ -1,7 +1,14 @@
 export { parseWaves, formatWaves, type WaveSpec } from './parse-waves.ts';
 export { planWaves } from './plan-waves.ts';
-export { isActive, type Rollout, type RolloutStatus, type ConfigTargetState, type NodeReport } from './rollout.ts';
-export { startRollout, stepRollout, pauseRollout, resumeRollout, rollbackConfig, configOverrides, type StartRolloutInput } from './step-rollout.ts';
+export { isActive, type Rollout, type RolloutStatus, type ConfigTargetState, type NodeReport, type NodeFailure } from './rollout.ts';
+export {
+  startRollout, stepRollout, decideRollout, promoteRollout, nextRolloutDeadline, pauseRollout, resumeRollout, rollbackConfig,
+  configOverrides, type StartRolloutInput, type RolloutStep, type GateKind,
+} from './step-rollout.ts';
+export {
+  DEFAULT_WAVE_POLICY, readWavePolicy, parseMaxFailures, parsePauseBefore, allowedFailures, formatMs, type WavePolicy,
+} from './wave-policy.ts';
+export { rolloutView } from './rollout-view.ts';
 export { decideSync, decidePin, decideUnpin, type DataPin, type PublishDecision } from './data-pin.ts';
 export {
   nodeStatus, summarizeStatus, DEFAULT_NODE_STATUS_THRESHOLDS, type NodeObservation, type NodeStatusRow, type NodeStatusThresholds,

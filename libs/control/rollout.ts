@@ -2,6 +2,8 @@
  * A config-revision rollout as a plain value. The planner persists it (as operations in the event
  * log) and moves it with the pure functions in step-rollout.ts; nothing here does I/O.
  */
+import type { WavePolicy } from './wave-policy.ts';
+
 export type RolloutStatus = 'running' | 'paused' | 'halted' | 'completed' | 'rolled-back';
 
 export interface Rollout {
@@ -16,8 +18,23 @@ export interface Rollout {
   /** Pause (keep the wave's overrides for inspection) instead of halting (send them back). */
   readonly pauseOnError: boolean;
   readonly haltedBy?: { readonly node: string; readonly error: string };
+  /** Absent in rollouts recorded before wave policies existed: DEFAULT_WAVE_POLICY. */
+  readonly policy?: WavePolicy;
+  /** When the current wave started (the wave timeout counts from here); absent: startedAt. */
+  readonly waveStartedAt?: string;
+  /** When every node of the current wave had ACKed (the bake clock); absent: not yet. */
+  readonly bakeStartedAt?: string;
+  /** Nodes counted against the failure budget (NACK or wave timeout), over the whole rollout. */
+  readonly failed?: readonly NodeFailure[];
+  /** While paused at a `--pause-before` gate: the 1-based wave that starts on promote. */
+  readonly gate?: number;
   readonly startedAt: string;
   readonly updatedAt: string;
+}
+
+export interface NodeFailure {
+  readonly node: string;
+  readonly error: string;
 }
 
 /** Where the config axis stands: the cluster default revision plus at most one rollout. */

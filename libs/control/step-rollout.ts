@@ -1,11 +1,14 @@
-import type { ConfigTargetState, NodeReport, Rollout } from './rollout.ts';
+import type { ConfigTargetState, NodeFailure, NodeReport, Rollout } from './rollout.ts';
 import { isActive } from './rollout.ts';
+import { DEFAULT_WAVE_POLICY, allowedFailures, formatMs, type WavePolicy } from './wave-policy.ts';
 
 export interface StartRolloutInput {
   readonly configRevision: number;
   readonly waves: readonly (readonly string[])[];
   readonly pauseOnError: boolean;
   readonly at: string;
+  /** Defaults to DEFAULT_WAVE_POLICY. */
+  readonly policy?: WavePolicy;
 }
 
 /** Starts a rollout; refuses while another one is active (one rollout at a time keeps waves legible). */
@@ -18,42 +21,136 @@ export function startRollout(state: ConfigTargetState, input: StartRolloutInput)
     // No nodes known: nothing to canary, the revision becomes the default at once.
     return { defaultRevision: input.configRevision, previousDefault: state.defaultRevision, rollout: undefined };
   }
+  const policy = input.policy ?? DEFAULT_WAVE_POLICY;
+  const beyond = policy.pauseBefore.find((w) => w > input.waves.length);
+  if (beyond !== undefined) throw new Error(`pause-before: wave ${beyond} does not exist, this rollout has ${input.waves.length} wave(s)`);
   const rollout: Rollout = {
     configRevision: input.configRevision, fromRevision: state.defaultRevision, waves: input.waves, wave: 0,
-    status: 'running', pauseOnError: input.pauseOnError, startedAt: input.at, updatedAt: input.at,
+    status: 'running', pauseOnError: input.pauseOnError, policy, waveStartedAt: input.at, failed: [],
+    startedAt: input.at, updatedAt: input.at,
   };
   return { ...state, rollout };
 }
 
+/** A gate decision of a rollout step, recorded as an operation with its reason. */
+export type GateKind = 'advance' | 'bake' | 'gate' | 'halt' | 'timeout' | 'tolerate' | 'complete';
+
+export interface RolloutStep {
+  readonly state: ConfigTargetState;
+  /** Absent when nothing changed (`state` is then the very input object). */
+  readonly decision?: { readonly kind: GateKind; readonly reason: string };
+}
+
+const ms = (iso: string) => Date.parse(iso);
+
 /**
- * Moves a running rollout on from what nodes reported: a NACK of the new revision from any node
- * already in the rollout stops it (halted, or paused with --pause-on-error); when every node of the
- * current wave ACKed the new revision the next wave starts; after the last wave the revision
- * becomes the cluster default. Advances at most one wave per call: the next wave's nodes must be
- * given their targets and answer before it counts.
+ * Moves a running rollout on from what nodes reported and what time it is (`at`, passed in: no
+ * clock here). A node of the waves reached fails when it NACKs the new revision or has not ACKed
+ * it `waveTimeoutMs` after its wave started; failures beyond the policy's budget stop the rollout
+ * (halted, or paused with --pause-on-error). Once every node of the wave ACKed or failed, the bake
+ * clock starts; after `bakeMs` the next wave starts, or waits for promote at a `pauseBefore` gate;
+ * after the last wave the revision becomes the cluster default. At most one decision per call:
+ * the next wave's nodes must be given their targets and answer before it counts.
  */
-export function stepRollout(state: ConfigTargetState, reports: ReadonlyMap<string, NodeReport>, at: string): ConfigTargetState {
+export function decideRollout(state: ConfigTargetState, reports: ReadonlyMap<string, NodeReport>, at: string): RolloutStep {
   const r = state.rollout;
-  if (!r || r.status !== 'running') return state;
-  const current = r.waves[r.wave]!;
-  for (const node of current) {
-    const rep = reports.get(node);
-    if (rep?.type === 'NACK' && rep.configRevision === r.configRevision) {
-      const haltedBy = { node, error: rep.error ?? 'NACK' };
-      return { ...state, rollout: { ...r, status: r.pauseOnError ? 'paused' : 'halted', haltedBy, updatedAt: at } };
-    }
-  }
-  const allAcked = current.every((n) => {
+  if (!r || r.status !== 'running') return { state };
+  const policy = r.policy ?? DEFAULT_WAVE_POLICY;
+  const now = ms(at);
+  const waveStart = r.waveStartedAt ?? r.startedAt;
+  const acked = (n: string) => {
     const rep = reports.get(n);
     return rep?.type === 'ACK' && rep.configRevision === r.configRevision;
-  });
-  if (!allAcked) return state;
-  if (r.wave + 1 < r.waves.length) return { ...state, rollout: { ...r, wave: r.wave + 1, updatedAt: at } };
-  return {
-    defaultRevision: r.configRevision,
-    previousDefault: state.defaultRevision,
-    rollout: { ...r, status: 'completed', updatedAt: at },
   };
+  const failed = new Map((r.failed ?? []).map((f) => [f.node, f]));
+  const fresh: NodeFailure[] = [];
+  let timedOut = false;
+  for (const node of r.waves[r.wave]!) {
+    if (failed.has(node)) continue;
+    const rep = reports.get(node);
+    if (rep?.type === 'NACK' && rep.configRevision === r.configRevision) fresh.push({ node, error: rep.error ?? 'NACK' });
+    else if (!acked(node) && now - ms(waveStart) >= policy.waveTimeoutMs) {
+      fresh.push({ node, error: `no ACK of revision ${r.configRevision} within the wave timeout of ${formatMs(policy.waveTimeoutMs)}` });
+      timedOut = true;
+    }
+  }
+  const fleet = r.waves[r.waves.length - 1]!.length;
+  const allowed = allowedFailures(policy, fleet);
+  if (fresh.length > 0) {
+    const all = [...failed.values(), ...fresh];
+    const first = fresh[0]!;
+    const names = fresh.map((f) => `${f.node} (${f.error})`).join(', ');
+    if (all.length > allowed) {
+      const stop = r.pauseOnError ? 'paused' : 'halted';
+      const rollout: Rollout = { ...r, status: stop, haltedBy: first, failed: all, updatedAt: at };
+      return {
+        state: { ...state, rollout },
+        decision: {
+          kind: timedOut && !fresh.some((f) => reports.get(f.node)?.type === 'NACK') ? 'timeout' : 'halt',
+          reason: `rollout ${stop}: ${all.length} failed node(s), ${allowed} tolerated by --max-failures ${policy.maxFailures}: ${names}`,
+        },
+      };
+    }
+    return {
+      state: { ...state, rollout: { ...r, failed: all, updatedAt: at } },
+      decision: { kind: 'tolerate', reason: `failure tolerated (${all.length} of ${allowed} allowed by --max-failures ${policy.maxFailures}): ${names}` },
+    };
+  }
+  const ready = r.waves[r.wave]!.every((n) => failed.has(n) || acked(n));
+  if (!ready) return { state };
+  const waveNo = r.wave + 1;
+  if (policy.bakeMs > 0) {
+    if (r.bakeStartedAt === undefined) {
+      return {
+        state: { ...state, rollout: { ...r, bakeStartedAt: at, updatedAt: at } },
+        decision: { kind: 'bake', reason: `wave ${waveNo} of ${r.waves.length} ACKed revision ${r.configRevision}: baking for ${formatMs(policy.bakeMs)}` },
+      };
+    }
+    if (now - ms(r.bakeStartedAt) < policy.bakeMs) return { state };
+  }
+  const baked = policy.bakeMs > 0 ? ` and baked ${formatMs(policy.bakeMs)}` : '';
+  if (r.wave + 1 >= r.waves.length) {
+    return {
+      state: { defaultRevision: r.configRevision, previousDefault: state.defaultRevision, rollout: { ...r, status: 'completed', updatedAt: at } },
+      decision: { kind: 'complete', reason: `revision ${r.configRevision} is the cluster default: every wave ACKed${baked}` },
+    };
+  }
+  const next = waveNo + 1;
+  if (policy.pauseBefore.includes(next)) {
+    return {
+      state: { ...state, rollout: { ...r, status: 'paused', gate: next, updatedAt: at } },
+      decision: { kind: 'gate', reason: `wave ${waveNo} ACKed${baked}; wave ${next} waits for promote (--pause-before ${next})` },
+    };
+  }
+  return {
+    state: { ...state, rollout: startWave(r, at) },
+    decision: { kind: 'advance', reason: `wave ${next} of ${r.waves.length} starts: wave ${waveNo} ACKed revision ${r.configRevision}${baked}` },
+  };
+}
+
+function startWave(r: Rollout, at: string): Rollout {
+  return { ...r, wave: r.wave + 1, status: 'running', gate: undefined, waveStartedAt: at, bakeStartedAt: undefined, updatedAt: at };
+}
+
+/** decideRollout without the decision, for callers that only need the state. */
+export function stepRollout(state: ConfigTargetState, reports: ReadonlyMap<string, NodeReport>, at: string): ConfigTargetState {
+  return decideRollout(state, reports, at).state;
+}
+
+/** Opens a `--pause-before` gate: the waiting wave starts now, its timeout clock with it. */
+export function promoteRollout(state: ConfigTargetState, at: string): ConfigTargetState {
+  const r = state.rollout;
+  if (!r || r.status !== 'paused' || r.gate === undefined) throw new Error('no rollout waits at a --pause-before gate');
+  return { ...state, rollout: startWave(r, at) };
+}
+
+/** When a running rollout next needs a look without any report (a timeout or the bake ends). */
+export function nextRolloutDeadline(state: ConfigTargetState): number | undefined {
+  const r = state.rollout;
+  if (!r || r.status !== 'running') return undefined;
+  const policy = r.policy ?? DEFAULT_WAVE_POLICY;
+  const timeout = ms(r.waveStartedAt ?? r.startedAt) + policy.waveTimeoutMs;
+  return r.bakeStartedAt !== undefined ? Math.min(timeout, ms(r.bakeStartedAt) + policy.bakeMs) : timeout;
 }
 
 /** Pauses a running rollout by hand: the waves reached keep the new revision, no further wave starts. */
@@ -63,11 +160,16 @@ export function pauseRollout(state: ConfigTargetState, at: string): ConfigTarget
   return { ...state, rollout: { ...r, status: 'paused', updatedAt: at } };
 }
 
-/** Resumes a paused rollout (after the operator fixed the node); the NACK must be answered anew. */
+/**
+ * Resumes a paused rollout (after the operator fixed the node): the NACK must be answered anew,
+ * so the failures counted so far are forgiven and the wave's timeout and bake clocks restart.
+ * A rollout waiting at a --pause-before gate is promoted instead (promoteRollout).
+ */
 export function resumeRollout(state: ConfigTargetState, at: string): ConfigTargetState {
   const r = state.rollout;
   if (!r || r.status !== 'paused') throw new Error('no paused rollout to resume');
-  return { ...state, rollout: { ...r, status: 'running', haltedBy: undefined, updatedAt: at } };
+  if (r.gate !== undefined) throw new Error(`the rollout waits at the gate before wave ${r.gate}: promote it (ctl rollout --promote)`);
+  return { ...state, rollout: { ...r, status: 'running', haltedBy: undefined, failed: [], waveStartedAt: at, bakeStartedAt: undefined, updatedAt: at } };
 }
 
 /**

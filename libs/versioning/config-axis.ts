@@ -1,7 +1,7 @@
 import type { EventLog } from '../eventlog/index.ts';
 import {
-  configOverrides, pauseRollout, planWaves, resumeRollout, rollbackConfig, startRollout, stepRollout,
-  type ConfigTargetState, type NodeReport, type WaveSpec,
+  configOverrides, decideRollout, pauseRollout, planWaves, promoteRollout, resumeRollout, rollbackConfig, startRollout,
+  type ConfigTargetState, type NodeReport, type WavePolicy, type WaveSpec,
 } from '../control/index.ts';
 import { contentHash, readProxyConfig, type ConfigRevision, type OperationKind, type ProxyConfig } from '../model/index.ts';
 
@@ -10,6 +10,8 @@ export interface RolloutRequest {
   readonly waves: readonly WaveSpec[];
   readonly nodes: readonly string[];
   readonly pauseOnError: boolean;
+  /** Bake, wave timeout, failure budget and gates; DEFAULT_WAVE_POLICY when absent. */
+  readonly policy?: WavePolicy;
 }
 
 export interface Actor {
@@ -79,8 +81,8 @@ export class ConfigAxis {
   startRollout(o: RolloutRequest & { revision: number }, who: Actor): ConfigTargetState {
     if (!this.log.configRevision(o.revision)) throw new Error(`config revision ${o.revision} does not exist`);
     const waves = planWaves(o.nodes, o.waves);
-    return this.commit(startRollout(this.st, { configRevision: o.revision, waves, pauseOnError: o.pauseOnError, at: this.at() }), 'rollout', who,
-      { revision: o.revision, waves });
+    const next = startRollout(this.st, { configRevision: o.revision, waves, pauseOnError: o.pauseOnError, policy: o.policy, at: this.at() });
+    return this.commit(next, 'rollout', who, { revision: o.revision, waves, policy: next.rollout?.policy ?? null });
   }
 
   pause(who: Actor): ConfigTargetState {
@@ -91,20 +93,28 @@ export class ConfigAxis {
     return this.commit(resumeRollout(this.st, this.at()), 'rollout', who, { resume: true });
   }
 
+  /** Opens the --pause-before gate the rollout waits at; recorded as a `promote` gate decision. */
+  promote(who: Actor): ConfigTargetState {
+    const next = promoteRollout(this.st, this.at());
+    return this.commit(next, 'rollout', who, { gate: 'promote', wave: next.rollout!.wave });
+  }
+
   rollback(to: number | undefined, who: Actor): ConfigTargetState {
     if (to !== undefined && !this.log.configRevision(to)) throw new Error(`config revision ${to} does not exist`);
     return this.commit(rollbackConfig(this.st, to, this.at()), 'rollback', who, { axis: 'config', to: to ?? null });
   }
 
-  /** Feeds node reports to a running rollout; records the move when the state changed. */
+  /**
+   * Feeds node reports and the time to a running rollout (on every ACK and on a timer); records
+   * each gate decision (advance, bake, gate, tolerate, timeout, halt, complete) with its reason,
+   * the resulting state in the same operation, so a restarted planner resumes the bake clock.
+   */
   step(reports: ReadonlyMap<string, NodeReport>): boolean {
-    const next = stepRollout(this.st, reports, this.at());
-    if (next === this.st) return false;
+    const { state: next, decision } = decideRollout(this.st, reports, this.at());
+    if (next === this.st || !decision) return false;
     const r = next.rollout!;
-    const reason = r.status === 'running' ? `wave ${r.wave + 1} of ${r.waves.length} starts: previous wave ACKed revision ${r.configRevision}`
-      : r.status === 'completed' ? `revision ${r.configRevision} is the cluster default: every wave ACKed`
-        : `rollout ${r.status}: ${r.haltedBy?.node} NACKed revision ${r.configRevision}: ${r.haltedBy?.error}`;
-    this.commit(next, 'rollout', { actor: 'planner', reason }, { revision: r.configRevision, wave: r.wave, status: r.status });
+    this.commit(next, 'rollout', { actor: 'planner', reason: decision.reason },
+      { gate: decision.kind, revision: r.configRevision, wave: r.wave, status: r.status });
     return true;
   }
 

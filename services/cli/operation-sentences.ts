@@ -6,7 +6,11 @@ import type { Json } from './planner-client.ts';
  * revision it made, and the rollout it started. (`-o json|yaml` prints the planner's answer.)
  */
 
-interface Rollout { configRevision: number; fromRevision: number; status: string; wave: number; waves: string[][]; haltedBy?: { node: string; error: string } }
+interface Rollout {
+  configRevision: number; fromRevision: number; status: string; wave: number; waves: string[][]; haltedBy?: { node: string; error: string };
+  policy?: { bakeMs: number; waveTimeoutMs: number; maxFailures: string; pauseBefore: number[] };
+  waveStartedAt?: string; bakeStartedAt?: string; failed?: { node: string; error: string }[]; gate?: number; startedAt: string; updatedAt: string;
+}
 interface ConfigState { defaultRevision: number; previousDefault?: number; rollout?: Rollout }
 interface Pin { version: number; kind: string }
 
@@ -19,13 +23,40 @@ function waveText(r: Rollout): string {
   return `wave ${r.wave + 1}/${r.waves.length}: ${wave.length}/${plural(fleet, 'node')}${names}`;
 }
 
-export function rolloutSentence(st: ConfigState, resumed = false): string {
+export function rolloutSentence(st: ConfigState, did?: 'resumed' | 'promoted'): string {
   const r = st.rollout;
   if (!r) return `no rollout in progress; the cluster default is config revision ${st.defaultRevision}.\n`;
-  const verb = resumed ? 'resumed' : r.status === 'running' ? 'started' : r.status;
+  const verb = did ?? (r.status === 'running' ? 'started' : r.status);
   if (r.status === 'completed') return `rollout of config revision ${r.configRevision} completed: it is the cluster default on every node.\n`;
-  const halted = r.haltedBy ? `: ${r.haltedBy.node} NACKed it: ${r.haltedBy.error}` : '';
-  return `rollout of config revision ${r.configRevision} ${verb} at ${waveText(r)}${halted}.\n`;
+  const halted = r.haltedBy ? `: ${r.haltedBy.node} failed: ${r.haltedBy.error}` : '';
+  const gate = r.gate !== undefined ? `; wave ${r.gate} waits for \`ctl rollout --promote\`` : '';
+  return `rollout of config revision ${r.configRevision} ${verb} at ${waveText(r)}${halted}${gate}.\n`;
+}
+
+const clock = (ms: number) => {
+  const s = Math.max(0, Math.round(ms / 1000));
+  return s < 60 ? `${s}s` : `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
+};
+
+/** `ctl rollout status`: the status word, the wave, the bake and timeout clocks, the policy, failures. */
+export function rolloutStatusText(st: ConfigState, nowMs: number): string {
+  const r = st.rollout;
+  if (!r) return `no rollout; the cluster default is config revision ${st.defaultRevision}.\n`;
+  const lines = [`rollout of config revision ${r.configRevision} (from ${r.fromRevision}): ${r.status}, ${waveText(r)}`];
+  const p = r.policy;
+  if (p) lines.push(`policy: bake ${clock(p.bakeMs)}, wave timeout ${clock(p.waveTimeoutMs)}, max failures ${p.maxFailures}${p.pauseBefore.length ? `, pause before wave ${p.pauseBefore.join(',')}` : ''}`);
+  if (r.status === 'running') {
+    const waveAge = nowMs - Date.parse(r.waveStartedAt ?? r.startedAt);
+    lines.push(`wave started ${clock(waveAge)} ago${p ? `, times out in ${clock(p.waveTimeoutMs - waveAge)}` : ''}`);
+    if (r.bakeStartedAt) {
+      const baked = nowMs - Date.parse(r.bakeStartedAt);
+      lines.push(`bake: ${clock(baked)} of ${clock(p?.bakeMs ?? 0)}`);
+    } else lines.push('bake: not started (waiting for every node of the wave to ACK)');
+  }
+  if (r.gate !== undefined) lines.push(`waiting before wave ${r.gate}: continue with \`ctl rollout --promote\``);
+  for (const f of r.failed ?? []) lines.push(`failed: ${f.node}: ${f.error}`);
+  if (r.haltedBy) lines.push(`${r.status} by ${r.haltedBy.node}: ${r.haltedBy.error}`);
+  return `${lines.join('\n')}\n`;
 }
 
 export function pinSentence(kind: 'pin' | 'unpin' | 'rollback', r: Json): string {

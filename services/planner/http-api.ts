@@ -1,6 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Registry } from 'prom-client';
-import { summarizeStatus } from '../../libs/control/index.ts';
+import { rolloutView, summarizeStatus } from '../../libs/control/index.ts';
 import { authenticate, type Principal, type TokenEntry } from './bearer-auth.ts';
 import type { Actor } from '../../libs/versioning/index.ts';
 import { HttpError, type Body } from './http-error.ts';
@@ -86,7 +86,7 @@ export function plannerRoutes(p: Planner, registry: Registry): ApiRoute[] {
         const latest = p.data.latest();
         return {
           synced: p.isSynced, latestVersion: latest?.version ?? 0, latestHash: latest?.hash ?? null, pinned: p.data.pin ?? null,
-          config: p.config.state, summary: summarizeStatus(nodes), nodes,
+          now: new Date().toISOString(), config: p.config.state, rollout: rolloutView(p.config.state, Date.now()), summary: summarizeStatus(nodes), nodes,
           rejected: [...p.data.rejections.values(), ...p.sourceRejections.slice(0, 100)], rejectedTotal: p.data.rejectedCount + p.sourceRejections.length,
           lastError: p.lastError ?? null, sourceError: p.sourceProblem() ?? null, source: p.sourceHealth(),
         };

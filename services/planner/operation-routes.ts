@@ -1,4 +1,4 @@
-import { parseWaves, type WaveSpec } from '../../libs/control/index.ts';
+import { parseWaves, readWavePolicy, type WavePolicy, type WaveSpec } from '../../libs/control/index.ts';
 import { readProxyConfig, type ProxyConfig } from '../../libs/model/index.ts';
 import type { ApiRoute } from './http-api.ts';
 import { HttpError, type Body } from './http-error.ts';
@@ -8,18 +8,28 @@ import type { Planner } from './planner.ts';
 export interface RolloutRequest {
   readonly waves: WaveSpec[];
   readonly pauseOnError: boolean;
+  readonly policy: WavePolicy;
+}
+
+const POLICY_FIELDS = ['bakeMs', 'waveTimeoutMs', 'maxFailures', 'pauseBefore'] as const;
+
+/** Whether a /mode or /config body asks for a rollout (waves or any wave-policy field). */
+export function asksForRollout(b: Body): boolean {
+  return b.waves !== undefined || POLICY_FIELDS.some((f) => b[f] !== undefined);
 }
 
 /**
- * The one place the API reads rollout settings from a request body (`waves`, `pauseOnError`);
- * rollout policies added later (bake time, wave timeout, failure budget, pauses) belong here too.
+ * The one place the API reads rollout settings from a request body: `waves`, `pauseOnError` and
+ * the wave policy (`bakeMs`, `waveTimeoutMs`, `maxFailures`: "2" or "10%", `pauseBefore`: [2]).
  */
 export function readRolloutRequest(b: Body, defaultWaves = '100%'): RolloutRequest {
   if (b.waves !== undefined && typeof b.waves !== 'string') throw new HttpError(400, 'waves must be a string such as "1,10%,50%,100%"');
   if (b.pauseOnError !== undefined && typeof b.pauseOnError !== 'boolean') throw new HttpError(400, 'pauseOnError must be true or false');
   let waves: WaveSpec[];
   try { waves = parseWaves(b.waves ?? defaultWaves); } catch (e) { throw new HttpError(400, (e as Error).message); }
-  return { waves, pauseOnError: b.pauseOnError === true };
+  let policy: WavePolicy;
+  try { policy = readWavePolicy(b); } catch (e) { throw new HttpError(400, (e as Error).message); }
+  return { waves, pauseOnError: b.pauseOnError === true, policy };
 }
 
 const positive = (v: unknown, name: string): number => {
@@ -46,7 +56,7 @@ export function operationRoutes(p: Planner): ApiRoute[] {
   const configChange = async (change: Body, b: Body, who: Parameters<Planner['configChange']>[1], kind: 'mode' | 'config') => {
     const previous: ProxyConfig = p.config.defaultConfig();
     const previousDefault = p.config.state.defaultRevision;
-    const r = b.waves !== undefined ? readRolloutRequest(b) : undefined;
+    const r = asksForRollout(b) ? readRolloutRequest(b) : undefined;
     const out = await p.configChange(change, who, kind, r);
     return { ...out, previous, previousDefault };
   };
@@ -63,6 +73,7 @@ export function operationRoutes(p: Planner): ApiRoute[] {
       method: 'POST', path: '/rollout', access: 'operate', handle: ({ body, who }) => {
         if (body.resume === true) return p.rollout({ resume: true }, who);
         if (body.pause === true) return p.rollout({ pause: true }, who);
+        if (body.promote === true) return p.rollout({ promote: true }, who);
         return p.rollout({ revision: optPositive(body.configRevision, 'configRevision'), ...readRolloutRequest(body) }, who);
       },
     },

@@ -1,5 +1,6 @@
 import type { EventLog } from '../../libs/eventlog/event-log.ts';
-import type { NodeStatusRow, WaveSpec } from '../../libs/control/index.ts';
+import { nodesBehind } from '../../libs/eventlog/audit-queries.ts';
+import { nextRolloutDeadline, type NodeStatusRow, type WavePolicy, type WaveSpec } from '../../libs/control/index.ts';
 import type { NodeStatusThresholds } from '../../libs/bus/node-status.ts';
 import { type AckOrNack, type NodeTarget, type ProxyConfig, type Rejection } from '../../libs/model/index.ts';
 import { nodeStateHash, renderNodeState, type ObjectRejection } from '../../libs/planner/index.ts';
@@ -48,6 +49,8 @@ export class Planner {
   private chain: Promise<unknown> = Promise.resolve();
   private timer: NodeJS.Timeout | undefined;
   private retry: NodeJS.Timeout | undefined;
+  /** Wakes the rollout when a wave times out or its bake ends without any report arriving. */
+  private rolloutClock: NodeJS.Timeout | undefined;
   private overridden = new Set<string>();
   private putRevisions = new Set<number>();
   private expected = new Map<string, string>();
@@ -76,6 +79,7 @@ export class Planner {
     const log = this.o.log;
     this.data = DataAxis.restore(log);
     this.config = ConfigAxis.restore(log, this.o.initialConfig, () => this.now());
+    this.seedRolloutReports();
     await this.serial(() => this.publishAndTarget());
     this.o.bus.listen({ onAck: (a) => this.onAck(a), onHeartbeat: (h) => this.nodes.onHeartbeat(h, Date.now()) });
     this.batcher = new EventBatcher<KubeEvent>({
@@ -107,6 +111,20 @@ export class Planner {
     }));
   }
 
+  /**
+   * A restarted planner mid-rollout needs the answers the wave already gave: nodes do not ACK
+   * again until their target moves, so without them a baking wave would look silent and time
+   * out. Seeds the tracker with each rollout node's last logged report (at the time it was made).
+   */
+  private seedRolloutReports(): void {
+    const r = this.config.state.rollout;
+    if (!r || (r.status !== 'running' && r.status !== 'paused')) return;
+    const inRollout = new Set(r.waves[r.wave]);
+    for (const n of nodesBehind(this.o.log, { all: true })) {
+      if (inRollout.has(n.node)) this.nodes.onAck(n.lastReport, Date.parse(n.lastReport.at) || Date.now());
+    }
+  }
+
   /** Publishes whatever the bus lacks and rewrites the targets (the bus lost its store). */
   republish(): Promise<void> {
     return this.serial(() => this.publishAndTarget());
@@ -116,6 +134,7 @@ export class Planner {
     this.stopped = true;
     clearTimeout(this.timer);
     clearTimeout(this.retry);
+    clearTimeout(this.rolloutClock);
     await this.source?.stop();
     if (this.batcher) await this.batcher.drain(); // what the source delivered is logged before we go
     this.batcher?.stop();
@@ -217,6 +236,24 @@ export class Planner {
     this.overridden = new Set(overrides.keys());
     const nowMs = Date.now();
     for (const n of this.fleet()) this.nodes.noteTarget(n, this.targetOf(n, version), nowMs);
+    this.armRolloutClock();
+  }
+
+  /**
+   * Sets the one rollout timer to the next deadline of the running rollout (from the persisted
+   * wave and bake start times, so a restarted planner resumes the clock where the log left it).
+   */
+  private armRolloutClock(): void {
+    clearTimeout(this.rolloutClock);
+    const due = nextRolloutDeadline(this.config.state);
+    if (due === undefined || this.stopped) return;
+    // +5 ms: a timer may fire a hair early; 2^31-1 ms is the longest a Node timer can wait.
+    const wait = Math.min(Math.max(0, due - this.now().getTime()) + 5, 2_147_483_647);
+    this.rolloutClock = setTimeout(() => void this.serial(async () => {
+      if (this.config.step(this.nodes.reports())) await this.publishAndTarget();
+      else this.armRolloutClock();
+    }).catch((e) => this.fail('rollout', e)), wait);
+    this.rolloutClock.unref?.();
   }
 
   private onAck(a: AckOrNack): Promise<void> {
@@ -243,7 +280,7 @@ export class Planner {
     return this.serial(() => this.finishData(this.data.release(who)));
   }
 
-  configChange(change: Record<string, unknown>, who: Actor, kind: 'mode' | 'config', rollout?: { waves: WaveSpec[]; pauseOnError: boolean }) {
+  configChange(change: Record<string, unknown>, who: Actor, kind: 'mode' | 'config', rollout?: { waves: WaveSpec[]; pauseOnError: boolean; policy?: WavePolicy }) {
     return this.serial(async () => {
       const rev = this.config.newRevision(change, who, kind, rollout && { ...rollout, nodes: this.fleet() });
       if (this.config.state.rollout?.configRevision === rev.revision) await this.publishAndTarget();
@@ -251,13 +288,18 @@ export class Planner {
     });
   }
 
-  rollout(o: { revision?: number; waves?: WaveSpec[]; pauseOnError?: boolean; resume?: boolean; pause?: boolean }, who: Actor) {
+  rollout(o: { revision?: number; waves?: WaveSpec[]; pauseOnError?: boolean; policy?: WavePolicy; resume?: boolean; pause?: boolean; promote?: boolean }, who: Actor) {
     return this.serial(async () => {
-      if (o.pause) return this.config.pause(who); // overrides stay as they are: nothing to publish
+      if (o.pause) {
+        const st = this.config.pause(who); // overrides stay as they are: nothing to publish
+        this.armRolloutClock(); // a paused rollout has no deadline
+        return st;
+      }
       if (o.resume) this.config.resume(who);
+      else if (o.promote) this.config.promote(who);
       else {
         if (o.revision === undefined || !o.waves) throw new Error('rollout needs a config revision and waves (or resume)');
-        this.config.startRollout({ revision: o.revision, waves: o.waves, nodes: this.fleet(), pauseOnError: !!o.pauseOnError }, who);
+        this.config.startRollout({ revision: o.revision, waves: o.waves, nodes: this.fleet(), pauseOnError: !!o.pauseOnError, policy: o.policy }, who);
       }
       this.config.step(this.nodes.reports());
       await this.publishAndTarget();

@@ -2,10 +2,10 @@ import { Argument, type Command } from 'commander';
 import { UsageError } from '../cli-errors.ts';
 import { parseConfigAssignments } from '../config-fields.ts';
 import { positiveInt } from '../flag-values.ts';
-import { configChangeSentence, configRollbackSentence, pinSentence, rolloutSentence } from '../operation-sentences.ts';
+import { configChangeSentence, configRollbackSentence, pinSentence, rolloutSentence, rolloutStatusText } from '../operation-sentences.ts';
 import { emit } from '../output.ts';
 import { callPlanner, type Json } from '../planner-client.ts';
-import { addRolloutFlags, rolloutBody, type RolloutFlags } from '../rollout-flags.ts';
+import { addRolloutFlags, asksForRollout, rolloutBody, type RolloutFlags } from '../rollout-flags.ts';
 import type { CtlContext } from './ctl.ts';
 import { untilRolledOut, waitUntil } from './ctl-wait.ts';
 import type { SetExit } from './index.ts';
@@ -25,15 +25,23 @@ export function registerCtlOperations(ctl: Command, config: Command, ctx: () => 
   };
   const reason = (cmd: Command) => cmd.option('--reason <text>', 'why: recorded with the operation');
 
-  addRolloutFlags(reason(ctl.command('rollout').description('roll a config revision out in waves (or --resume a paused one)')
+  addRolloutFlags(reason(ctl.command('rollout').description('roll a config revision out in waves (--resume a paused one, --promote past a gate; `rollout status` shows it)')
+    .addArgument(new Argument('[status]', '`status`: show the rollout, its wave, bake clock and failures').choices(['status']))
     .option('--config-revision <r>', 'the revision to roll out', positiveInt)
-    .option('--resume', 'resume a paused rollout')), { defaultWaves: '1,10%,50%,100%', wavesHelp: 'cumulative waves: node counts or shares of the fleet' })
-    .action(async (o: RolloutFlags & { configRevision?: number; resume?: boolean; reason?: string }) => {
-      if (!o.resume && !o.configRevision) throw new UsageError('rollout needs --config-revision R (or --resume)');
-      if (o.resume && o.configRevision) throw new UsageError('rollout: give --config-revision R or --resume, not both');
+    .option('--resume', 'resume a paused rollout')
+    .option('--promote', 'start the wave a --pause-before gate holds')), { defaultWaves: '1,10%,50%,100%', wavesHelp: 'cumulative waves: node counts or shares of the fleet' })
+    .action(async (show: string | undefined, o: RolloutFlags & { configRevision?: number; resume?: boolean; promote?: boolean; reason?: string }) => {
       const c = ctx();
-      const st = await callPlanner(c, 'POST', '/rollout', { configRevision: o.configRevision, ...rolloutBody(o), resume: !!o.resume, reason: o.reason });
-      done(c, st, rolloutSentence(st as never, !!o.resume));
+      if (show === 'status') {
+        const s = await callPlanner(c, 'GET', '/status');
+        done(c, { config: s.config, nodes: s.nodes } as Json, rolloutStatusText(s.config as never, Date.parse(String(s.now ?? new Date().toISOString()))));
+        return;
+      }
+      const verbs = [o.configRevision !== undefined, !!o.resume, !!o.promote].filter(Boolean).length;
+      if (verbs === 0) throw new UsageError('rollout needs --config-revision R (or --resume, --promote, or `rollout status`)');
+      if (verbs > 1) throw new UsageError('rollout: give one of --config-revision R, --resume or --promote');
+      const st = await callPlanner(c, 'POST', '/rollout', { configRevision: o.configRevision, ...rolloutBody(o), resume: !!o.resume, promote: !!o.promote, reason: o.reason });
+      done(c, st, rolloutSentence(st as never, o.resume ? 'resumed' : o.promote ? 'promoted' : undefined));
       await follow(c, o, (st.rollout as { configRevision: number } | undefined)?.configRevision ?? o.configRevision);
     });
 
@@ -77,10 +85,10 @@ export function registerCtlOperations(ctl: Command, config: Command, ctx: () => 
     });
 
   async function configChange(o: RolloutFlags & { reason?: string }, path: 'mode' | 'config', body: (b: Json) => Json) {
-    if (o.wait && !o.waves) throw new UsageError('--wait needs --waves (a rollout to wait for)');
+    if (o.wait && !asksForRollout(o)) throw new UsageError('--wait needs --waves (a rollout to wait for)');
     const c = ctx();
     const r = await callPlanner(c, 'POST', `/${path}`, body({ ...rolloutBody(o), reason: o.reason }));
-    done(c, r, configChangeSentence(r, !!o.waves));
+    done(c, r, configChangeSentence(r, asksForRollout(o)));
     const st = r.state as { rollout?: { configRevision: number } };
     if (st.rollout?.configRevision === r.revision) await follow(c, o, r.revision as number);
   }

@@ -30,8 +30,9 @@ export function untilRolledOut(revision: number): Check {
     const where = `wave ${r.wave + 1}/${r.waves.length}, ${on}/${nodes.length} nodes on revision ${revision}`;
     if (r.status === 'completed') return { done: true, ok: true, line: `rollout of revision ${revision} completed: every wave ACKed, it is the cluster default` };
     if (r.status === 'running') return { done: false, line: `rollout of revision ${revision} running: ${where}` };
-    const why = r.haltedBy ? `: ${r.haltedBy.node} NACKed: ${r.haltedBy.error}` : '';
-    const next = r.status === 'paused' ? ' (ctl rollout --resume, or ctl rollback)' : '';
+    const why = r.haltedBy ? `: ${r.haltedBy.node} failed: ${r.haltedBy.error}` : '';
+    const gate = (r as { gate?: number }).gate;
+    const next = r.status !== 'paused' ? '' : gate !== undefined ? ` (wave ${gate} waits: ctl rollout --promote, or ctl rollback)` : ' (ctl rollout --resume, or ctl rollback)';
     return { done: true, ok: false, line: `rollout of revision ${revision} ${r.status} at ${where}${why}${next}` };
   };
 }

@@ -144,7 +144,7 @@ describe('ctl against a real planner, nats-server and dry-run appliers', () => {
     await sendAck(env.nc, nack('node-2', 1, 2, 'nft: table refused'));
     const r = await waiting;
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/switchboard: rollout of revision 2 halted at wave 1\/1, 0\/2 nodes on revision 2: node-2 NACKed: nft: table refused\n$/);
+    expect(r.stderr).toMatch(/switchboard: rollout of revision 2 halted at wave 1\/1, 0\/2 nodes on revision 2: node-2 failed: nft: table refused\n$/);
   });
 
   it('shows progress in place with escape codes on a terminal only', async () => {
