@@ -37,8 +37,8 @@ const startAppliers = async (...nodes: string[]) => {
 };
 const ctl = (...args: string[]) => sbIn(['ctl', '--server', planner!.url, ...args]);
 const gateOps = () => planner!.planner['o'].log.operations()
-  .filter((o: { kind: string; params: { gate?: string } }) => o.kind === 'rollout' && o.params.gate)
-  .map((o: { params: { gate: string }; reason: string; actor: string; at?: string }) => ({ gate: o.params.gate, reason: o.reason, actor: o.actor }));
+  .filter((o) => o.kind === 'rollout' && typeof o.params.gate === 'string')
+  .map((o) => ({ gate: o.params.gate as string, reason: o.reason, actor: o.actor }));
 const status = async () => JSON.parse((await ctl('status', '-o', 'json')).stdout);
 const appliedRevision = async (node: string) => (await status()).nodes.find((n: { node: string }) => n.node === node)?.appliedConfigRevision;
 
