@@ -29,7 +29,7 @@ describe('switchboard completion', () => {
     expect(complete('ctl', 'config', '')).toEqual(expect.arrayContaining(['show', 'set']));
     expect(complete('ctl', 'status', '-o', '')).toEqual(['json', 'yaml', 'wide']);
     expect(complete('ctl', 'mode', 'nf')).toEqual(['nftables']);
-    expect(complete('ctl', 'rollout', '--w')).toEqual(['--waves', '--wait']);
+    expect(complete('ctl', 'rollout', '--w')).toEqual(['--waves', '--wave-timeout', '--wait']);
     expect(complete('plan', '--mode', '')).toEqual(['ipvs', 'nftables']);
     expect(complete('applier', '--mode', 'd')).toEqual(['dry-run']);
     expect(complete('completion', '')).toEqual(expect.arrayContaining(['bash', 'zsh']));

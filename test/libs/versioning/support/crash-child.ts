@@ -13,16 +13,20 @@ const WRITES = new Set(['appendEvents', 'recordVersion', 'recordOperation', 'rec
 let armed = false;
 let writes = 0;
 const real = await EventLog.open({ file, sync: 'full' });
-const log = new Proxy(real, {
-  get(target, prop, receiver) {
-    const v = Reflect.get(target, prop, receiver) as unknown;
-    if (typeof v !== 'function') return v;
-    return (...args: unknown[]) => {
-      if (armed && WRITES.has(String(prop)) && writes++ === killAt) process.kill(process.pid, 'SIGKILL');
-      return (v as (...a: unknown[]) => unknown).apply(target, args);
-    };
-  },
-});
+// Write methods are shadowed on the instance itself (not a Proxy): libs/eventlog keys its private
+// SQLite handle by the EventLog object, so the axes must hold the real instance.
+const log = real;
+for (const name of WRITES) {
+  const method = (real as unknown as Record<string, (...a: unknown[]) => unknown>)[name];
+  if (typeof method !== 'function') throw new Error(`EventLog has no write method ${name}`);
+  Object.defineProperty(real, name, {
+    configurable: true,
+    value: (...args: unknown[]) => {
+      if (armed && writes++ === killAt) process.kill(process.pid, 'SIGKILL');
+      return method.apply(real, args);
+    },
+  });
+}
 const who = { actor: 'crash-test', reason: op };
 const service = (ip: string, rv: number): WatchEvent => ({
   kind: 'Service', type: 'MODIFIED', origin: 'watch', namespace: 'default', name: 'web', uid: 'u-web', resourceVersion: String(rv),
