@@ -102,4 +102,27 @@ describe('rollout gates with a real planner, nats-server and dry-run appliers', 
     expect(gateOps().map((g) => g.gate)).toEqual(['gate', 'promote', 'complete']);
     expect(gateOps()[1]).toMatchObject({ reason: 'canary looks fine' });
   });
+
+  it('a planner restarted mid-bake resumes the bake clock from the log (and the wave\'s ACKs with it)', async () => {
+    await start();
+    await startAppliers('node-1', 'node-2');
+    await until(async () => (await appliedRevision('node-2')) === 1, 15_000, 'node-2 on revision 1');
+    expect((await ctl('config', 'set', 'scheduler=wrr')).code).toBe(0);
+    expect((await ctl('rollout', '--config-revision', '2', '--waves', '1,100%', '--bake', '4s')).code).toBe(0);
+    const bakeStartedAt = await until(() => planner!.planner.config.state.rollout?.bakeStartedAt, 15_000, 'wave 1 baking');
+    expect(planner!.planner.config.state.rollout!.wave).toBe(0);
+    await planner!.stop();
+    planner = undefined;
+    await start();
+    // Restored from the log, not restarted: the same bake start, and the wave's ACKs re-read
+    // (node-1 does not ACK again: its target did not move).
+    expect(planner!.planner.config.state.rollout).toMatchObject({ status: 'running', wave: 0, bakeStartedAt });
+    await until(() => planner!.planner.config.state.rollout?.wave === 1, 20_000, 'wave 2 after the bake');
+    await until(() => planner!.planner.config.state.defaultRevision === 2, 30_000, 'revision 2 the default');
+    const ops = planner!.planner['o'].log.operations().filter((o) => o.kind === 'rollout' && typeof o.params.gate === 'string');
+    expect(ops.map((o) => o.params.gate)).toEqual(['bake', 'advance', 'bake', 'complete']);
+    const advance = ops[1]!;
+    expect(advance.reason).toBe('wave 2 of 2 starts: wave 1 ACKed revision 2 and baked 4s');
+    expect(Date.parse(advance.at) - Date.parse(bakeStartedAt)).toBeGreaterThanOrEqual(4000);
+  });
 });
