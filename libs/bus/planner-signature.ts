@@ -94,7 +94,12 @@ export function loadOrCreateSigningKey(file: string): Signer {
   }
   const signer = signerFromKey(key);
   const pub = `${file}.pub`;
-  if (!existsSync(pub) || readFileSync(pub, 'utf8') !== signer.publicKeyPem) writeFileSync(pub, signer.publicKeyPem);
+  if (!existsSync(pub) || readFileSync(pub, 'utf8') !== signer.publicKeyPem) {
+    // tmp + rename: an applier waiting for this file never reads it half-written
+    const tmpPub = `${pub}.tmp-${process.pid}`;
+    writeFileSync(tmpPub, signer.publicKeyPem);
+    renameSync(tmpPub, pub);
+  }
   return signer;
 }
 

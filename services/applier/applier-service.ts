@@ -1,7 +1,7 @@
 import type { NatsConnection } from '@nats-io/transport-node';
 import pino, { type Logger } from 'pino';
 import { ApplierSession, type SessionEvent } from '../../libs/applier/index.ts';
-import { connectBusWaiting, type BusAuth, type Verifier } from '../../libs/bus/index.ts';
+import { connectBusWaiting, type BusAuth, readVerifierFile, type Verifier } from '../../libs/bus/index.ts';
 import { createDataplane, DEFAULT_STATE_DIR, type DataplaneChoice } from '../../libs/dataplane/create-dataplane.ts';
 import type { Dataplane } from '../../libs/dataplane/dataplane.ts';
 import { withKubeProxyTakeOver } from '../../libs/dataplane/kube-proxy-takeover.ts';
@@ -21,6 +21,11 @@ export interface ApplierServiceOptions {
   /** Tests and benches pass their own dataplane. */
   readonly dataplane?: Dataplane;
   /** The planner's public key (--planner-key); without it nothing on the bus is authenticated. */
+  /**
+   * Where the planner's public key will appear, when `verifier` is not given yet: an applier started
+   * before the planner ever ran waits for the file (readyz says so) instead of exiting.
+   */
+  readonly plannerKeyFile?: string;
   readonly verifier?: Verifier;
   /** Longest wait between connection attempts while NATS is unreachable (default 5 s). */
   readonly maxBackoffMs?: number;
@@ -58,7 +63,7 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
   const persisted = o.mode === 'dry-run' && !o.stateDir ? undefined : new AppliedStateFile(stateDir, o.node);
   const resumeFrom = persisted?.read();
   if (resumeFrom) log.info({ resumeFrom }, 'resuming: will not reprogram an unchanged node state');
-  if (!o.verifier) log.warn('no --planner-key: targets and versions on the bus are NOT authenticated (anyone who can publish there can move this node)');
+  if (!o.verifier && !o.plannerKeyFile) log.warn('no --planner-key: targets and versions on the bus are NOT authenticated (anyone who can publish there can move this node)');
   const servers = Array.isArray(o.nats) ? o.nats : [o.nats];
   let waiting: string | undefined = `NATS at ${servers.join(',')}`;
   let session: ApplierSession | undefined;
@@ -115,12 +120,29 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
     nc = conn;
     metrics.observe({ type: 'connection', status: 'reconnect' });
     log.info({ server: conn.getServer(), mode: dataplane.mode }, 'connected to NATS');
+    const verifier = o.verifier ?? (o.plannerKeyFile ? await waitForPlannerKey(o.plannerKeyFile) : undefined);
     waiting = 'targets bucket';
-    session = await ApplierSession.start({ nc: conn, node: o.node, dataplane, heartbeatMs: o.heartbeatMs ?? 5000, resumeFrom, onEvent, verifier: o.verifier });
+    session = await ApplierSession.start({ nc: conn, node: o.node, dataplane, heartbeatMs: o.heartbeatMs ?? 5000, resumeFrom, onEvent, verifier });
     const w = session.status().waitingFor;
     if (w) log.warn({ waitingFor: w }, 'waiting for the planner');
     return conn;
   })();
+  // The key file is written by the planner at its first start; until then (or while it is unreadable)
+  // wait with capped backoff, like for NATS, and say so on /readyz.
+  async function waitForPlannerKey(file: string): Promise<Verifier> {
+    for (let attempt = 0, delay = 250; ; attempt++, delay = Math.min(delay * 2, 5000)) {
+      try {
+        return readVerifierFile(file);
+      } catch (e) {
+        waiting = `planner key ${file} (${(e as Error).message})`;
+        if (attempt % 20 === 0) log.warn({ waitingFor: waiting }, 'waiting for the planner key');
+      }
+      await new Promise<void>((resolve, reject) => {
+        const t = setTimeout(resolve, delay);
+        abort.signal.addEventListener('abort', () => { clearTimeout(t); reject(new Error('stopped')); }, { once: true });
+      });
+    }
+  }
   connected.catch((e) => { if (!abort.signal.aborted) log.error({ err: (e as Error).message }, 'applier could not start its bus session'); });
 
   return {

@@ -1,6 +1,7 @@
 import { Option, type Command } from 'commander';
 import { startApplierService } from '../../applier/applier-service.ts';
 import { checkServerUrls, readVerifierFile } from '../../../libs/bus/index.ts';
+import { existsSync } from 'node:fs';
 import { UsageError } from '../cli-errors.ts';
 import { parseListenAddress } from '../../planner/listen-address.ts';
 import type { SetExit } from './index.ts';
@@ -47,13 +48,15 @@ export function registerApplier(program: Command, setExit: SetExit): void {
       }
       let verifier;
       try {
-        verifier = o.plannerKey ? readVerifierFile(o.plannerKey) : undefined;
+        // A missing key file is waited for (the planner writes it at its first start); a key that
+        // is present but malformed is a usage error.
+        verifier = o.plannerKey && existsSync(o.plannerKey) ? readVerifierFile(o.plannerKey) : undefined;
       } catch (e) {
         throw new UsageError((e as Error).message);
       }
       const tls = o.tlsCa || o.tlsCert || o.tlsKey ? { caFile: o.tlsCa, certFile: o.tlsCert, keyFile: o.tlsKey } : undefined;
       const svc = await startApplierService({
-        node: o.node, nats: servers, verifier, mode: o.mode, http: o.http, stateDir: o.stateDir, heartbeatMs, takeOverKubeProxy: o.takeOverKubeProxy,
+        node: o.node, nats: servers, verifier, plannerKeyFile: verifier ? undefined : o.plannerKey, mode: o.mode, http: o.http, stateDir: o.stateDir, heartbeatMs, takeOverKubeProxy: o.takeOverKubeProxy,
         auth: { user: o.user, password, credsFile: o.creds, nkeySeedFile: o.nkeySeed, tls },
       });
       // stop() keeps the kernel state (fail-static); it must not hang on an unreachable NATS.

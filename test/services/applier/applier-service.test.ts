@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
@@ -52,6 +52,30 @@ describe('applier service', () => {
     }
     expect(dataplane.cleanups).toBe(0);
     expect(dataplane.last).toBeDefined();
+  });
+
+  it('started before the planner ever wrote its key: waits for the key file (readyz says so), then follows the signed target', async () => {
+    world = await startBusWorld({ nodes: ['n1'] });
+    await seed(world);
+    const keyDir = mkdtempSync(path.join(tmpdir(), 'sb-applier-key-'));
+    dirs.push(keyDir);
+    const keyFile = path.join(keyDir, 'planner.pub');
+    const svc = await startApplierService({
+      node: 'n1', nats: world.server.url, mode: 'dry-run', http: '127.0.0.1:0', dataplane: new WatchedDataplane(),
+      plannerKeyFile: keyFile, auth: nodeCred('n1'), heartbeatMs: 100, logger: pino({ level: 'silent' }),
+    });
+    try {
+      const deadline = Date.now() + 20_000;
+      while (!svc.waitingFor()?.startsWith('planner key') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      const ready = await fetch(`http://127.0.0.1:${svc.httpPort}/readyz`);
+      expect(ready.status).toBe(503);
+      expect(((await ready.json()) as { reason: string }).reason).toContain(`planner key ${keyFile}`);
+      writeFileSync(keyFile, world.signer.publicKeyPem);
+      await world.received.waitFor((e) => e.kind === 'ack' && e.v.version === 1, 'ack 1 after the key appeared');
+      expect(svc.waitingFor()).toBeUndefined();
+    } finally {
+      await svc.stop();
+    }
   });
 
   it('`switchboard applier` runs until SIGTERM, exits 0; usage mistakes exit 2', async () => {
