@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole test suite, as CI runs it: installs what it needs, builds dist/, typechecks, runs the host
+# The whole test suite, as CI runs it: installs what it needs, builds dist/, typechecks, lints (Biome), runs the host
 # tests (real nats-server, SQLite files, network namespaces with nftables/ipset) and then the
 # IPVS tests inside a qemu VM. Ends with one line "tests: N passed, N failed".
 set -uo pipefail
@@ -14,6 +14,9 @@ npm run --silent build || { echo "tests: 0 passed, 1 failed"; exit 1; }
 
 echo "== typecheck"
 npx tsc -p tsconfig.json --noEmit || { echo "tests: 0 passed, 1 failed"; exit 1; }
+
+echo "== lint (biome.jsonc)"
+npm run --silent lint || { echo "tests: 0 passed, 1 failed"; exit 1; }
 
 out="$(mktemp -d)"
 trap 'rm -rf "$out"' EXIT

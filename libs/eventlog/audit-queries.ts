@@ -1,4 +1,4 @@
-import { type Ack, type AckOrNack, type DataDelta, type LoggedWatchEvent } from '../model/index.ts';
+import type { Ack, AckOrNack, DataDelta, LoggedWatchEvent } from '../model/index.ts';
 import { nodeStateHash, renderNodeState } from '../planner/index.ts';
 import { EventLogError } from './event-log-error.ts';
 import type { EventLog } from './event-log.ts';

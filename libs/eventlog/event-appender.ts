@@ -45,7 +45,9 @@ export class EventAppender {
         for (const p of batch) p.reject(e);
         continue;
       }
-      batch.forEach((p, i) => p.resolve(seqs[i]!));
+      batch.forEach((p, i) => {
+        p.resolve(seqs[i]!);
+      });
     }
   }
 

@@ -1,6 +1,6 @@
 // The three resource kinds Switchboard watches, and where their collections live.
 
-import { type KubeKind } from '../model/index.ts';
+import type { KubeKind } from '../model/index.ts';
 
 // One list of kinds (libs/model); the type and the check come from it.
 export { KUBE_KINDS, isKubeKind, type KubeKind } from '../model/index.ts';

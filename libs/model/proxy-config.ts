@@ -66,7 +66,7 @@ export function readProxyConfig(input: unknown): ProxyConfig {
   untrimmed('clusterCIDR', c.clusterCIDR);
   for (const k of ['excludeCIDRs', 'nodePortAddresses'] as const) {
     if (!Array.isArray(c[k])) throw new Error(`proxy config: ${k} must be a list of CIDRs`);
-    c[k].forEach((t) => untrimmed(k, t));
+    for (const t of c[k]) untrimmed(k, t);
   }
   const cidrs = (k: 'excludeCIDRs' | 'nodePortAddresses') => c[k].map((t) => {
     const p = parseCidr(t);

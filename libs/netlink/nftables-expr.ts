@@ -115,7 +115,7 @@ export function encodeExprs(exprs: readonly NftExpr[]): Buffer[] {
 
 const u32 = (m: Map<number, Buffer>, t: number): number => (m.has(t) ? getBe32(m, t) : 0);
 
-function valueOf(buf: Buffer | undefined): Buffer {
+function bytesOf(buf: Buffer | undefined): Buffer {
   const d = buf ? decodeData(buf) : undefined;
   return d && 'value' in d ? d.value : Buffer.alloc(0);
 }
@@ -123,12 +123,12 @@ function valueOf(buf: Buffer | undefined): Buffer {
 function decodeExpr(name: string, m: Map<number, Buffer>): NftExpr {
   switch (name) {
     case 'meta': return m.has(1) ? { type: 'meta', key: u32(m, 2), dreg: u32(m, 1) } : { type: 'meta', key: u32(m, 2), sreg: u32(m, 3) };
-    case 'cmp': return { type: 'cmp', sreg: u32(m, 1), op: u32(m, 2), data: valueOf(m.get(3)) };
+    case 'cmp': return { type: 'cmp', sreg: u32(m, 1), op: u32(m, 2), data: bytesOf(m.get(3)) };
     case 'payload': return { type: 'payload', dreg: u32(m, 1), base: u32(m, 2), offset: u32(m, 3), len: u32(m, 4) };
     case 'immediate': return { type: 'immediate', dreg: u32(m, 1), data: decodeData(m.get(2) ?? Buffer.alloc(0)) };
     case 'bitwise': return {
       type: 'bitwise', sreg: u32(m, 1), dreg: u32(m, 2), len: u32(m, 3),
-      mask: valueOf(m.get(4)), xor: valueOf(m.get(5)),
+      mask: bytesOf(m.get(4)), xor: bytesOf(m.get(5)),
     };
     case 'lookup': return {
       type: 'lookup', set: getStr(m, 1), sreg: u32(m, 2), ...(m.has(3) ? { dreg: u32(m, 3) } : {}),

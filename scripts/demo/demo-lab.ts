@@ -1,5 +1,5 @@
 import { fileURLToPath } from 'node:url';
-import { DemoResources, run, sleep } from './demo-resources.ts';
+import { type DemoResources, run, sleep } from './demo-resources.ts';
 import { readFileSync, existsSync } from 'node:fs';
 
 /**

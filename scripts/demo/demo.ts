@@ -85,7 +85,7 @@ async function main(): Promise<number> {
     say.ok(`removed the demo in ${o.cleanup}`);
     return problems.length ? 1 : 0;
   }
-  let why = o.dryRun ? '--dry-run was given' : await netnsUnavailable();
+  const why = o.dryRun ? '--dry-run was given' : await netnsUnavailable();
   const real = why === undefined;
   if (!real) say.say(`No real traffic: ${why}. Running the dry-run story (appliers run the whole protocol, kernel untouched).`);
 

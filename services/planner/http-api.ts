@@ -162,6 +162,7 @@ export function createHttpApi(o: HttpApiOptions): Server {
  */
 export function recordedActor(identity: string | undefined, header: string | string[] | undefined): string {
   const claimed = typeof header === 'string' ? header.trim() : undefined;
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what this rejects
   if (claimed && (claimed.length > 128 || /[\x00-\x1f\x7f]/.test(claimed))) {
     throw new HttpError(400, 'x-switchboard-actor must be at most 128 characters without control characters');
   }

@@ -2,7 +2,7 @@ import type { EventLog } from '../../libs/eventlog/event-log.ts';
 import { nodesBehind } from '../../libs/eventlog/audit-queries.ts';
 import { nextRolloutDeadline, type NodeStatusRow, type WavePolicy, type WaveSpec } from '../../libs/control/index.ts';
 import type { NodeStatusThresholds } from '../../libs/bus/node-status.ts';
-import { type AckOrNack, type NodeTarget, type ProxyConfig, type Rejection } from '../../libs/model/index.ts';
+import type { AckOrNack, NodeTarget, ProxyConfig, Rejection } from '../../libs/model/index.ts';
 import { nodeStateHash, renderNodeState, type ObjectRejection } from '../../libs/planner/index.ts';
 import { ConfigAxis, DataAxis, type Actor, type DataOperation, type NewVersion } from '../../libs/versioning/index.ts';
 import { toWatchEvent } from './event-change.ts';
@@ -85,7 +85,8 @@ export class Planner {
     this.batcher = new EventBatcher<KubeEvent>({
       serial: (fn) => this.serial(fn),
       flush: (events) => {
-        this.data.ingest(events.map((e) => toWatchEvent(e, this.source.origin))).forEach((r) => this.o.hooks?.onRejected?.(r));
+        const rejected = this.data.ingest(events.map((e) => toWatchEvent(e, this.source.origin)));
+        for (const r of rejected) this.o.hooks?.onRejected?.(r);
         this.o.hooks?.onEvents?.(events.length);
         this.scheduleSync();
       },

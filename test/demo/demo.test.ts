@@ -60,6 +60,7 @@ describe('scripts/demo.sh', () => {
     expect(r.out).toMatch(/^rollout halted by node-a$/m);
     expect(r.out).toMatch(/rolled back by itself: every node SYNCED on revision 1/);
     expect(r.out).toMatch(/ok: events \d+, versions \d+/); // db verify
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: ESC is the byte under test
     expect(r.out).not.toMatch(/\x1b\[/); // not a TTY: no escape codes
     // --keep: still running, the console answers, and the printed cleanup command removes it all.
     const dir = workDir(r.out)!;

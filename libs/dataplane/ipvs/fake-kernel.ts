@@ -1,7 +1,7 @@
 import { byCodeUnit, realServerKey, virtualServerKey, type IpsetState } from '../../model/index.ts';
 import { formatIpsetSave, formatIpvsadm } from '../../planner/index.ts';
 import { describeOp, type KernelOp, type VsKey } from './kernel-op.ts';
-import { KernelTransaction, TransactionError, type KernelInterface } from './kernel-transaction.ts';
+import { type KernelTransaction, TransactionError, type KernelInterface } from './kernel-transaction.ts';
 import type { NetfilterObservation, ObservedIpset, ObservedKernel, ObservedRealServer, ObservedVirtualServer } from './observed-kernel.ts';
 import { parseIptablesSave } from './netfilter-glue.ts';
 

@@ -6,7 +6,7 @@ import {
   type IpsetType, type IpvsDestination, type IpvsService, type IpvsServiceFlag,
 } from '../../netlink/index.ts';
 import { describeOp, type KernelOp, type VirtualServerSpec, type VsKey } from './kernel-op.ts';
-import { KernelTransaction, TransactionError, type KernelInterface } from './kernel-transaction.ts';
+import { type KernelTransaction, TransactionError, type KernelInterface } from './kernel-transaction.ts';
 import { parseIptablesSave } from './netfilter-glue.ts';
 import { sysctlPath } from './node-sysctls.ts';
 import type { ObservedIpset, ObservedKernel, ObservedVirtualServer } from './observed-kernel.ts';

@@ -1,5 +1,5 @@
 import { hostname } from 'node:os';
-import { Command, Option } from 'commander';
+import { type Command, Option } from 'commander';
 import type { ApplyResult, Dataplane } from '../../../libs/dataplane/dataplane.ts';
 import { NftablesDataplane } from '../../../libs/dataplane/nftables/index.ts';
 import { UsageError } from '../cli-errors.ts';

@@ -1,4 +1,4 @@
-import { Command } from 'commander';
+import type { Command } from 'commander';
 import { formatFieldChange, type FieldChange } from '../../planner/version-diff.ts';
 import { positiveInt, serverUrl } from '../flag-values.ts';
 import { addOutputOptions, emit, outputFormat, table, type OutputFlags } from '../output.ts';

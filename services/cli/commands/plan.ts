@@ -1,4 +1,4 @@
-import { Command, Option } from 'commander';
+import { type Command, Option } from 'commander';
 // Not through libs/kube's index: that loads the Kubernetes client, which plan/apply do not need.
 import { readManifestDir } from '../../../libs/kube/read-manifest-dir.ts';
 import { maxManifestBytesOption, parseMaxManifestBytes } from '../max-manifest-bytes.ts';

@@ -155,6 +155,7 @@ describe('ctl against a real planner, nats-server and dry-run appliers', () => {
     try {
       const c = { server: planner!.url, token: 'op-tok' };
       await waitUntil(c, untilSynced, 300, 'synced', { tty: true, intervalMs: 50 });
+      // biome-ignore lint/suspicious/noControlCharactersInRegex: the terminal escape is what is asserted
       expect(err.join('')).toMatch(/^\r\x1b\[2K0\/2 nodes SYNCED/);
       err.length = 0;
       await waitUntil(c, untilSynced, 300, 'synced', { tty: false, intervalMs: 50 });

@@ -68,6 +68,7 @@ export function parseLabelSelector(text: string): LabelSelector {
 
 export function matchesLabels(selector: LabelSelector, labels: Record<string, string> | undefined): boolean {
   const have = labels ?? {};
+  // biome-ignore lint/suspicious/useIterableCallbackReturn: the switch is exhaustive over the op union (tsc checks it)
   return selector.every((req) => {
     const present = Object.hasOwn(have, req.key);
     const value = have[req.key];
