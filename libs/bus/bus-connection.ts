@@ -12,17 +12,24 @@ export interface BusAuth {
   readonly tls?: { readonly caFile?: string; readonly certFile?: string; readonly keyFile?: string };
 }
 
+/** Longest wait before trying a server again while disconnected (the backoff's cap). */
+export const RECONNECT_CAP_MS = 5000;
+
 /**
  * Connects to NATS for a role. Nodes get their own inbox prefix (the server only lets a node
- * subscribe below it) and reconnect forever: an applier outlives any number of server restarts.
+ * subscribe below it). Every role reconnects forever over the whole server list (`--nats
+ * URL,URL,URL`, plus the cluster's other members learnt from INFO): each server is retried after a
+ * capped exponential backoff (250 ms doubling to RECONNECT_CAP_MS, reset once reconnected), so a
+ * component outlives any number of server restarts and moves to a live server when one dies.
  */
 export async function connectBus(o: ConnectBusOptions): Promise<NatsConnection> {
   const a = o.auth ?? {};
+  let tries = 0;
   const opts: ConnectionOptions = {
     servers: o.servers,
     name: o.name,
     maxReconnectAttempts: -1,
-    reconnectTimeWait: 500,
+    reconnectDelayHandler: () => Math.min(RECONNECT_CAP_MS, 250 * 2 ** Math.min(tries++, 5)),
     ...(o.node ? { inboxPrefix: nodeInboxPrefix(o.node) } : {}),
     ...(a.user !== undefined ? { user: a.user, pass: a.password ?? '' } : {}),
     // read at every (re)connect: short-lived node credentials are renewed in place (libs/nodecreds)
@@ -32,7 +39,11 @@ export async function connectBus(o: ConnectBusOptions): Promise<NatsConnection> 
     ...o.extra,
   };
   try {
-    return await connect(opts);
+    const nc = await connect(opts);
+    void (async () => {
+      for await (const s of nc.status()) if (s.type === 'reconnect') tries = 0;
+    })().catch(() => undefined);
+    return nc;
   } catch (e) {
     throw new Error(`NATS at ${urls(o.servers).join(',')}: ${describe(e)}`);
   }

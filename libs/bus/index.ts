@@ -4,7 +4,8 @@ export { directGet, type DirectGot, type Requester, type ReplyMsg } from './dire
 export { computeNodeStatus, DEFAULT_NODE_STATUS_THRESHOLDS, type NodeStatus, type NodeStatusInput, type NodeStatusThresholds } from './node-status.ts';
 export { VersionReader, type Fetched, type VersionReaderOptions } from './version-reader.ts';
 export { VersionPublisher, isCheckpointVersion, type VersionPublisherOptions, type PublishResult } from './version-publisher.ts';
-export { TargetStore, type Targets } from './target-store.ts';
+export { TargetStore, replicatedBucket, type Targets, type TargetStoreOptions } from './target-store.ts';
+export { ReplicasRefused, checkReplicas, clusterOf, ensureStreamReplicas } from './stream-replicas.ts';
 export { AckCollector, parseAckOrNack, parseHeartbeat, type AckCallbacks } from './ack-collector.ts';
 export { renderServerAuthConfig, nodePermissions, plannerPermissions, observerPermissions, type ServerConfigInput, type Credential, type Permissions } from './server-config.ts';
 export { connectBus, connectBusWaiting, checkServerUrls, type BusAuth } from './bus-connection.ts';

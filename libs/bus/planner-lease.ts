@@ -1,6 +1,7 @@
 import { hostname } from 'node:os';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { Kvm, type KV } from '@nats-io/kv';
+import type { KV } from '@nats-io/kv';
+import { replicatedBucket } from './target-store.ts';
 import { z } from 'zod';
 import { parseWire } from '../model/index.ts';
 
@@ -25,15 +26,15 @@ export class PlannerLease {
   private lost: string | undefined;
   private kv!: KV;
 
-  private constructor(private readonly nc: NatsConnection, readonly me: LeaseHolder, private readonly ttlMs: number, private readonly onLost: (why: string) => void) {}
+  private constructor(private readonly nc: NatsConnection, readonly me: LeaseHolder, private readonly ttlMs: number, private readonly onLost: (why: string) => void, private readonly replicas = 1) {}
 
   /**
    * Acquires the lease or throws an Error naming the holder. `id` identifies this planner's log
    * (default host:db); `ttlMs` default 15 s.
    */
-  static async acquire(o: { nc: NatsConnection; id: string; ttlMs?: number; onLost?: (why: string) => void }): Promise<PlannerLease> {
+  static async acquire(o: { nc: NatsConnection; id: string; ttlMs?: number; onLost?: (why: string) => void; replicas?: number }): Promise<PlannerLease> {
     const now = new Date().toISOString();
-    const l = new PlannerLease(o.nc, { id: o.id, host: hostname(), pid: process.pid, since: now, renewedAt: now }, o.ttlMs ?? 15_000, o.onLost ?? (() => {}));
+    const l = new PlannerLease(o.nc, { id: o.id, host: hostname(), pid: process.pid, since: now, renewedAt: now }, o.ttlMs ?? 15_000, o.onLost ?? (() => {}), o.replicas);
     await l.take();
     l.timer = setInterval(() => void l.renew(), Math.max(100, Math.floor(l.ttlMs / 3)));
     return l;
@@ -45,7 +46,7 @@ export class PlannerLease {
   }
 
   private async open(): Promise<void> {
-    this.kv = await new Kvm(this.nc).create(LEASE_BUCKET, { history: 1, ttl: this.ttlMs });
+    this.kv = await replicatedBucket(this.nc, LEASE_BUCKET, { history: 1, ttl: this.ttlMs, replicas: this.replicas });
   }
 
   private async take(): Promise<void> {

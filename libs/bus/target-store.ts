@@ -1,5 +1,7 @@
 import type { NatsConnection } from '@nats-io/transport-node';
-import { Kvm, type KV } from '@nats-io/kv';
+import { Kvm, type KV, type KvOptions } from '@nats-io/kv';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { asRefusal, ensureStreamReplicas } from './stream-replicas.ts';
 import { checkWire, ConfigRevisionSchema, contentHash, parseWire, SignedTargetSchema, type ConfigRevision, type NodeTarget, type SignedTarget } from '../model/index.ts';
 import { configStatement, targetStatement, type Signer } from './planner-signature.ts';
 import { configKey, DEFAULT_TARGET_KEY, nodeTargetKey, targetNoticeSubject, TARGETS_BUCKET } from './subjects.ts';
@@ -21,20 +23,29 @@ export interface Targets {
  * restart at 1) does not stop them following, and a notice with a forged revision moves nothing.
  * Clearing an override writes a signed `cleared` entry rather than deleting the key.
  */
+export interface TargetStoreOptions {
+  readonly nc: NatsConnection;
+  readonly history?: number;
+  readonly signer?: Signer;
+  readonly now?: () => number;
+  /** Copies of the bucket in the NATS cluster (--replicas; default 1). */
+  readonly replicas?: number;
+}
+
 export class TargetStore {
   private issued = 0;
 
-  private constructor(private readonly nc: NatsConnection, private kv: KV, private readonly o: { history?: number; signer?: Signer; now?: () => number }) {}
+  private constructor(private readonly nc: NatsConnection, private kv: KV, private readonly o: TargetStoreOptions) {}
 
-  static async open(o: { nc: NatsConnection; history?: number; signer?: Signer; now?: () => number }): Promise<TargetStore> {
-    const s = new TargetStore(o.nc, await createBucket(o.nc, o.history), o);
+  static async open(o: TargetStoreOptions): Promise<TargetStore> {
+    const s = new TargetStore(o.nc, await createBucket(o.nc, o.history, o.replicas), o);
     await s.learnIssued();
     return s;
   }
 
   /** Recreates the bucket after NATS lost its store (idempotent when it exists). */
   async reopen(): Promise<void> {
-    this.kv = await createBucket(this.nc, this.o.history);
+    this.kv = await createBucket(this.nc, this.o.history, this.o.replicas);
     await this.learnIssued();
   }
 
@@ -116,8 +127,21 @@ export class TargetStore {
   }
 }
 
-function createBucket(nc: NatsConnection, history?: number): Promise<KV> {
-  return new Kvm(nc).create(TARGETS_BUCKET, { history: history ?? 5, allow_direct: true });
+/** Creates (or opens) a KV bucket holding `replicas` copies; an existing bucket is brought to that count. */
+export async function replicatedBucket(nc: NatsConnection, bucket: string, o: Partial<KvOptions> & { replicas?: number }): Promise<KV> {
+  const replicas = o.replicas ?? 1;
+  let kv: KV;
+  try {
+    kv = await new Kvm(nc).create(bucket, { ...o, replicas });
+  } catch (e) {
+    throw asRefusal(nc, replicas, e);
+  }
+  await ensureStreamReplicas(nc, await jetstreamManager(nc), `KV_${bucket}`, replicas);
+  return kv;
+}
+
+function createBucket(nc: NatsConnection, history?: number, replicas?: number): Promise<KV> {
+  return replicatedBucket(nc, TARGETS_BUCKET, { history: history ?? 5, allow_direct: true, replicas });
 }
 
 function checkTarget(t: NodeTarget): NodeTarget {

@@ -5,6 +5,7 @@ import { deltaPayloadBytes, encodeArtifact } from './artifact-codec.ts';
 import { artifactStatement, verifierFromPem, type Signer } from './planner-signature.ts';
 import { H, parseVersionSubject, VERSIONS_STREAM, VERSIONS_SUBJECTS } from './subjects.ts';
 import { VersionReader } from './version-reader.ts';
+import { asRefusal, ensureStreamReplicas } from './stream-replicas.ts';
 
 /** Whether version `v` gets a full checkpoint when checkpoints are taken every `every` versions. */
 export function isCheckpointVersion(v: number, every: number): boolean {
@@ -24,6 +25,8 @@ export interface VersionPublisherOptions {
   readonly signer?: Signer;
   /** Called for each stored message that is not one of ours (skipped when reading back). */
   readonly onForeign?: (subject: string, reason: string) => void;
+  /** Copies of the stream in the NATS cluster (--replicas; default 1). */
+  readonly replicas?: number;
 }
 
 export interface PublishResult {
@@ -167,13 +170,19 @@ export class VersionPublisher {
       allow_direct: true,
       duplicate_window: 2 * 60 * 1_000_000_000,
       max_age: (this.o.maxAgeMs ?? 0) * 1_000_000,
+      num_replicas: this.o.replicas ?? 1,
     };
     try {
       await this.jsm.streams.info(this.stream);
     } catch (e) {
       if (!(e instanceof JetStreamApiError) || e.code !== 10059) throw e; // 10059: stream not found
-      await this.jsm.streams.add(cfg);
+      try {
+        await this.jsm.streams.add(cfg);
+      } catch (err) {
+        throw asRefusal(this.o.nc, cfg.num_replicas, err);
+      }
     }
+    await ensureStreamReplicas(this.o.nc, this.jsm, this.stream, cfg.num_replicas);
   }
 
   /**

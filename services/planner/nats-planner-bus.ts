@@ -1,6 +1,6 @@
 import type { NatsConnection } from '@nats-io/transport-node';
 import {
-  AckCollector, connectBusWaiting, PlannerLease, TargetStore, VersionPublisher,
+  AckCollector, checkReplicas, connectBusWaiting, PlannerLease, TargetStore, VersionPublisher,
   type BusAuth, type Signer,
 } from '../../libs/bus/index.ts';
 import type { ConfigRevision } from '../../libs/model/index.ts';
@@ -23,6 +23,8 @@ export interface NatsPlannerBusOptions {
   /** Stored messages on the versions stream that are not ours (skipped). */
   readonly onForeign?: (subject: string, reason: string) => void;
   readonly signal?: AbortSignal;
+  /** Copies of every stream and bucket in the NATS cluster (--replicas; default 1). */
+  readonly replicas?: number;
 }
 
 /**
@@ -56,9 +58,10 @@ export class NatsPlannerBus implements PlannerBus {
     });
     let lease: PlannerLease | undefined;
     try {
-      lease = o.leaseId ? await PlannerLease.acquire({ nc, id: o.leaseId, ttlMs: o.leaseTtlMs }) : undefined;
-      const publisher = await VersionPublisher.open({ nc, checkpointEvery: o.checkpointEvery, signer: o.signer, onForeign: o.onForeign });
-      const targets = await TargetStore.open({ nc, signer: o.signer });
+      await checkReplicas(nc, o.replicas ?? 1);
+      lease = o.leaseId ? await PlannerLease.acquire({ nc, id: o.leaseId, ttlMs: o.leaseTtlMs, replicas: o.replicas }) : undefined;
+      const publisher = await VersionPublisher.open({ nc, checkpointEvery: o.checkpointEvery, signer: o.signer, onForeign: o.onForeign, replicas: o.replicas });
+      const targets = await TargetStore.open({ nc, signer: o.signer, replicas: o.replicas });
       const bus = new NatsPlannerBus(nc, publisher, targets, !o.nc, o, lease);
       bus.streamCreated = await publisher.streamCreated();
       bus.watchConnection();

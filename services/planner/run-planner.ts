@@ -46,6 +46,8 @@ export interface RunPlannerOptions {
   readonly onBusWaiting?: (what: string) => void;
   /** One-planner lease TTL on NATS (default 15 s). */
   readonly leaseTtlMs?: number;
+  /** Copies of every stream and bucket in the NATS cluster (default 1). */
+  readonly replicas?: number;
 }
 
 export interface RunningPlanner {
@@ -94,7 +96,7 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
     const signer = loadOrCreateSigningKey(o.signingKey ?? defaultSigningKeyFile(o.db));
     bus = await NatsPlannerBus.open({
       url: o.nats, auth: o.natsAuth, signer, anchorOf: (v) => versionAnchor(log, v),
-      leaseId: `${hostname()}:${path.resolve(o.db)}`, leaseTtlMs: o.leaseTtlMs, onWaiting: o.onBusWaiting,
+      leaseId: `${hostname()}:${path.resolve(o.db)}`, leaseTtlMs: o.leaseTtlMs, onWaiting: o.onBusWaiting, replicas: o.replicas,
     });
     // Sources start from the objects the log holds (read when the planner makes the source, after it restored).
     const source: EventSourceFactory = o.manifests

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { runPlanner } from '../../planner/run-planner.ts';
-import { checkServerUrls } from '../../../libs/bus/index.ts';
+import { checkServerUrls, ReplicasRefused } from '../../../libs/bus/index.ts';
 import { UsageError } from '../cli-errors.ts';
 import { checkOpenApi, parseListenAddress } from '../../planner/listen-address.ts';
 import { loadProxyConfig } from '../load-proxy-config.ts';
@@ -15,7 +15,8 @@ export function registerPlanner(program: Command, setExit: SetExit): void {
     .option('--manifests <dir>', 'directory of Service/EndpointSlice/Node manifests (rescanned on change)')
     .option('--kubeconfig <file>', 'kubeconfig of the cluster to watch')
     .option('--in-cluster', 'use the pod service account')
-    .requiredOption('--nats <url>', 'NATS server URL')
+    .requiredOption('--nats <url>', 'NATS server URL(s), comma-separated (members of one cluster; the planner fails over between them)')
+    .option('--replicas <n>', 'copies of every stream and bucket the planner creates in the NATS cluster (at most the cluster\'s size)', '1')
     .requiredOption('--db <file>', 'SQLite event log')
     .option('--http <addr>', 'HTTP API address (host:port)', '127.0.0.1:9440')
     .option('--token-file <file>', 'bearer tokens for the HTTP API, one "TOKEN IDENTITY [viewer|operator]" a line (reloaded on change)')
@@ -32,7 +33,7 @@ export function registerPlanner(program: Command, setExit: SetExit): void {
     .option('--tls-key <file>', 'client key')
     .option('--signing-key <file>', 'Ed25519 private key (PEM) signing what goes on the bus; created when missing, public key written to FILE.pub (default: beside --db)')
     .action(async (o: { manifests?: string; kubeconfig?: string; inCluster?: boolean; nats: string; db: string; http: string; tokenFile?: string; insecureOpenApi?: boolean; config?: string; checkpointEvery: string;
-      maxManifestBytes?: string;
+      maxManifestBytes?: string; replicas: string;
       natsUser?: string; natsPassword?: string; natsCreds?: string; natsNkeySeed?: string; tlsCa?: string; tlsCert?: string; tlsKey?: string; signingKey?: string }) => {
       try {
         checkServerUrls('--nats', o.nats);
@@ -42,6 +43,8 @@ export function registerPlanner(program: Command, setExit: SetExit): void {
       const sources = [o.manifests, o.kubeconfig, o.inCluster].filter(Boolean).length;
       if (sources !== 1) throw new UsageError('choose exactly one of --manifests DIR, --kubeconfig FILE, --in-cluster');
       const maxManifestBytes = parseMaxManifestBytes(o.maxManifestBytes);
+      const replicas = Number(o.replicas);
+      if (!/^\d+$/.test(o.replicas) || !Number.isSafeInteger(replicas) || replicas < 1) throw new UsageError(`--replicas ${o.replicas}: expected a whole number of at least 1`);
       const k = Number(o.checkpointEvery);
       if (!Number.isInteger(k) || k < 0) throw new UsageError('--checkpoint-every must be a whole number');
       // Flag values are checked before anything is opened, appended or published.
@@ -51,6 +54,7 @@ export function registerPlanner(program: Command, setExit: SetExit): void {
         throw new UsageError((e as Error).message);
       }
       const running = await runPlanner({
+        replicas,
         manifests: o.manifests, kubeconfig: o.kubeconfig, inCluster: o.inCluster, nats: o.nats, db: o.db, http: o.http,
         tokenFile: o.tokenFile, insecureOpenApi: o.insecureOpenApi, signingKey: o.signingKey,
         onBusWaiting: (what) => process.stderr.write(`planner: waiting for ${what}\n`),
@@ -60,6 +64,8 @@ export function registerPlanner(program: Command, setExit: SetExit): void {
           credsFile: o.natsCreds, nkeySeedFile: o.natsNkeySeed,
           tls: o.tlsCa || o.tlsCert || o.tlsKey ? { caFile: o.tlsCa, certFile: o.tlsCert, keyFile: o.tlsKey } : undefined,
         },
+      }).catch((e: unknown) => {
+        throw e instanceof ReplicasRefused ? new UsageError(e.message) : e;
       });
       process.stderr.write(`planner: HTTP API on ${running.url}\n`);
       void running.planner.synced.then(() => {

@@ -1,0 +1,60 @@
+import type { NatsConnection } from '@nats-io/transport-node';
+import { JetStreamApiError, type JetStreamManager } from '@nats-io/jetstream';
+
+/**
+ * `--replicas N` refused: more replicas than the NATS cluster has servers (or JetStream cannot
+ * place them). The CLI turns it into a usage error (exit 2) naming the flag.
+ */
+export class ReplicasRefused extends Error {}
+
+/**
+ * The cluster as the connected server describes it in INFO: a clustered server names its cluster
+ * and lists every member's client URL (itself included) in connect_urls; a lone server has no
+ * cluster. Gossip can lag a server that just joined, so a refusal waits for INFO to settle first.
+ */
+export function clusterOf(nc: NatsConnection): { servers: number; name: string | undefined } {
+  const info = nc.info as ({ cluster?: string; connect_urls?: string[] } | undefined);
+  if (!info?.cluster) return { servers: 1, name: undefined };
+  return { servers: Math.max(1, new Set(info.connect_urls ?? []).size), name: info.cluster };
+}
+
+/** Throws ReplicasRefused when `replicas` exceeds the cluster's size (checked twice, 2 s apart). */
+export async function checkReplicas(nc: NatsConnection, replicas: number, settleMs = 2000): Promise<void> {
+  if (!Number.isSafeInteger(replicas) || replicas < 1) throw new ReplicasRefused(`--replicas ${replicas}: must be a whole number of at least 1`);
+  if (replicas <= clusterOf(nc).servers) return;
+  await new Promise((r) => setTimeout(r, settleMs)); // INFO updates arrive as the cluster gossips
+  const c = clusterOf(nc);
+  if (replicas > c.servers) throw new ReplicasRefused(refusal(replicas, c));
+}
+
+function refusal(replicas: number, c: { servers: number; name: string | undefined }): string {
+  return c.name
+    ? `--replicas ${replicas}: larger than the NATS cluster ${c.name} (${c.servers} server${c.servers === 1 ? '' : 's'})`
+    : `--replicas ${replicas}: the NATS server is not clustered (1 server); use --replicas 1 or a cluster of at least ${replicas}`;
+}
+
+/**
+ * Makes `stream` (created by the caller or by the KV client) hold `replicas` copies: an existing
+ * stream made with another count is updated (JetStream adds or removes peers in place). JetStream's
+ * own refusals (no suitable peers, not clustered) become ReplicasRefused.
+ */
+export async function ensureStreamReplicas(nc: NatsConnection, jsm: JetStreamManager, stream: string, replicas: number): Promise<void> {
+  const info = await jsm.streams.info(stream);
+  if ((info.config.num_replicas || 1) === replicas) return;
+  try {
+    await jsm.streams.update(stream, { num_replicas: replicas });
+  } catch (e) {
+    throw asRefusal(nc, replicas, e);
+  }
+}
+
+/** JetStream's placement refusals, as ReplicasRefused naming the flag; anything else unchanged. */
+export function asRefusal(nc: NatsConnection, replicas: number, e: unknown): unknown {
+  // 10005: no suitable peers for placement; 10023: insufficient resources; 10074: not clustered
+  if (e instanceof JetStreamApiError && [10005, 10023, 10074].includes(e.code)) {
+    const c = clusterOf(nc);
+    if (replicas > c.servers || !c.name) return new ReplicasRefused(`${refusal(replicas, c)} (JetStream: ${e.message})`);
+    return new Error(`JetStream cannot place ${replicas} replicas in cluster ${c.name} now (${c.servers} servers known; one down?): ${e.message}`);
+  }
+  return e;
+}
