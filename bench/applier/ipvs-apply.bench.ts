@@ -7,9 +7,9 @@ import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import type { NodeState, VirtualServer } from '../../libs/model/index.ts';
 import { formatIpsetSave, formatIpvsadm } from '../../libs/planner/index.ts';
-import { IpvsDataplane } from '../../libs/dataplane/ipvs/ipvs-dataplane.ts';
-import { NetlinkKernel } from '../../libs/dataplane/ipvs/netlink-kernel.ts';
-import { MemoryOwnershipStore } from '../../libs/dataplane/ipvs/ownership-record.ts';
+import { IpvsDataplane } from '../../libs/dataplane/index.ts';
+import { NetlinkKernel } from '../../libs/dataplane/index.ts';
+import { MemoryOwnershipStore } from '../../libs/dataplane/index.ts';
 
 const services = Number(process.argv[2] ?? 1000);
 const endpoints = Number(process.argv[3] ?? 10);

@@ -6,7 +6,7 @@
  */
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { ApplierSession } from '../../libs/applier/index.ts';
-import { DryRunDataplane } from '../../libs/dataplane/dry-run-dataplane.ts';
+import { DryRunDataplane } from '../../libs/dataplane/index.ts';
 
 const [url, countArg, firstArg] = process.argv.slice(2);
 const count = Number(countArg);

@@ -15,7 +15,7 @@ import type { NodeState, VirtualServer } from '../../libs/model/index.ts';
 import { byCodeUnit, virtualServerKey } from '../../libs/model/index.ts';
 import {
   inventoryOf, NftablesDataplane, NftNetlinkRunner, planNftUpdate, renderNftObjects, renderNftRuleset,
-} from '../../libs/dataplane/nftables/index.ts';
+} from '../../libs/dataplane/index.ts';
 
 const { values } = parseArgs({
   options: { services: { type: 'string', default: '10000' }, endpoints: { type: 'string', default: '10' }, inside: { type: 'boolean', default: false } },

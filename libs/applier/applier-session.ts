@@ -1,7 +1,7 @@
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Ack, ConfigRevision, Heartbeat, Nack, NodeTarget } from '../model/index.ts';
 import { NodeStateRenderer } from '../planner/index.ts';
-import type { Dataplane } from '../dataplane/dataplane.ts';
+import type { Dataplane } from '../dataplane/index.ts';
 import { ackSubject, decodeDelta, DELTA_WILDCARD, H, heartbeatSubject, VersionReader, type Verifier } from '../bus/index.ts';
 import { DataSync } from './data-sync.ts';
 import { TargetWatcher } from './target-watcher.ts';

@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import type { NodeState } from '../model/index.ts';
-import { IPSET_TABLE, ipsetName } from '../planner/ipset-names.ts';
+import { IPSET_TABLE, ipsetName } from '../planner/index.ts';
 import { glueChains, glueSetNames, netfilterGlue } from './ipvs/netfilter-glue.ts';
 
 /** The chains kube-proxy's ipvs mode creates, per table (pkg/proxy/ipvs/proxier.go). */

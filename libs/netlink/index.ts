@@ -26,3 +26,8 @@ export { describeIpsetError } from './ipset-errors.ts';
 export { KUBE_IPVS_DEVICE, LinkClient, openLinks } from './link-client.ts';
 export type { LinkClientOptions } from './link-client.ts';
 export type { Link, LinkAddress } from './rtnl-codec.ts';
+
+// nf_tables messages and expressions (the netlink runner of libs/dataplane/nftables speaks them).
+export * from './nftables-codec.ts';
+export * from './nftables-expr.ts';
+export { scanRule, type RuleDigestParts } from './nftables-rule-scan.ts';

@@ -1,6 +1,6 @@
 import type { JSONWebKeySet } from 'jose';
-import { KubeApiError } from '../kube/kube-api-error.ts';
-import type { KubeHttp } from '../kube/kube-http.ts';
+import { KubeApiError } from '../kube/index.ts';
+import type { KubeHttp } from '../kube/index.ts';
 
 /** GET /api/v1/nodes/NAME (the planner's ClusterRole allows it): false on 404, throws on anything else. */
 export async function nodeExists(http: KubeHttp, name: string): Promise<boolean> {

@@ -1,5 +1,5 @@
 import { createAccount, createOperator, createUser, encodeAccount, encodeOperator, encodeUser, fmtCreds, fromPublic, fromSeed, type KeyPair } from '@nats-io/jwt';
-import { nodePermissions, observerPermissions, plannerPermissions, type Permissions } from '../bus/server-config.ts';
+import { nodePermissions, observerPermissions, plannerPermissions, type Permissions } from '../bus/index.ts';
 import { CREDENTIALS_REQUEST_SUBJECT, BOOTSTRAP_INBOX_PREFIX } from './subjects.ts';
 
 /**

@@ -6,8 +6,8 @@ import { Command } from 'commander';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { registerCommands } from '../../services/cli/commands/index.ts';
-import { generateAccountKeys } from '../../libs/nodecreds/nats-accounts.ts';
-import { renderInstallSecrets } from '../../libs/nodecreds/install-secrets.ts';
+import { generateAccountKeys } from '../../libs/nodecreds/index.ts';
+import { renderInstallSecrets } from '../../libs/nodecreds/index.ts';
 
 // Renders deploy/kubernetes/base with `kubectl kustomize` (as an operator would), validates every
 // object against the Kubernetes OpenAPI schemas bundled in kubernetes-models (offline; types,

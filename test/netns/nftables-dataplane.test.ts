@@ -1,7 +1,7 @@
 // nftables mode against this host's real kernel, with real TCP/UDP traffic between network
 // namespaces the test creates (see support/netns-lab.ts). The root netns ruleset is never touched.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { NftablesDataplane } from '../../libs/dataplane/nftables/index.ts';
+import { NftablesDataplane } from '../../libs/dataplane/index.ts';
 import { nodeState, type VsSpec } from './support/node-state-builder.ts';
 import { inNs, NetnsLab, POD_GATEWAY, tally, type Client, type Pod } from './support/netns-lab.ts';
 

@@ -11,11 +11,11 @@
 // verbatim, not parsed or normalised, so a rule nft would reject is accepted here and the dump
 // prints rules as written (`0x4000`, where nft prints `0x00004000`); dynamic sets never learn
 // entries; hooks are not validated. Tests that need those run against the kernel (test/netns).
-import { NftError, type NftRunner } from '../../libs/dataplane/nftables/nft-runner.ts';
-import type { NftObject, NftOp, NftTransaction } from '../../libs/dataplane/nftables/nft-transaction.ts';
-import type { NftReadBack } from '../../libs/dataplane/nftables/read-nft-table.ts';
-import { summarizeRules } from '../../libs/dataplane/nftables/nft-chain-summary.ts';
-import { SKELETON_CHAINS, SKELETON_MAPS } from '../../libs/dataplane/nftables/nft-skeleton.ts';
+import { NftError, type NftRunner } from '../../libs/dataplane/index.ts';
+import type { NftObject, NftOp, NftTransaction } from '../../libs/dataplane/index.ts';
+import type { NftReadBack } from '../../libs/dataplane/index.ts';
+import { summarizeRules } from '../../libs/dataplane/index.ts';
+import { SKELETON_CHAINS, SKELETON_MAPS } from '../../libs/dataplane/index.ts';
 
 interface FakeChain { hook?: string; rules: string[] }
 interface FakeTable {

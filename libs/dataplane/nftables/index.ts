@@ -8,3 +8,6 @@ export { readNftTable, type NftReadBack } from './read-nft-table.ts';
 export { NftError, type NftRunner } from './nft-runner.ts';
 export { NftCliRunner, type NftCliRunnerOptions } from './nft-cli-runner.ts';
 export { NFT_TABLE, NFT_FAMILY } from './nft-names.ts';
+// What a recording fake of NftRunner needs to model the table the kernel holds (test/support/fake-nft-runner.ts).
+export { summarizeRules } from './nft-chain-summary.ts';
+export { SKELETON_CHAINS, SKELETON_MAPS, type SkeletonChain, type SkeletonMap } from './nft-skeleton.ts';

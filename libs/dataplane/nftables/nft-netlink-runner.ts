@@ -1,15 +1,15 @@
 // NftRunner over nf_tables netlink: a transaction becomes one NFNL batch (BEGIN, ops, END) in
 // one datagram, which the kernel applies atomically like `nft -f`; the table is read back with
 // dumps. No `nft` process, no full-ruleset cache: an endpoint change costs its own few messages.
-import { NetlinkConnection } from '../../netlink/netlink-connection.ts';
-import type { NetlinkRequest } from '../../netlink/netlink-connection.ts';
-import { NetlinkError } from '../../netlink/netlink-error.ts';
+import { NetlinkConnection } from '../../netlink/index.ts';
+import type { NetlinkRequest } from '../../netlink/index.ts';
+import { NetlinkError } from '../../netlink/index.ts';
 import {
   NFPROTO, NFT_MSG, NFT_SET_FLAGS, batchBegin, batchEnd, decodeChain, decodeSet, decodeSetElems, decodeTable,
   delChain, delSet, delTable, dumpRequest, flushRules, newChain, newRule, newSet, newTable, nftType, setElems,
   type DumpedElement, type NftElement, type NftMessage, type TableRef,
-} from '../../netlink/nftables-codec.ts';
-import { scanRule, type RuleDigestParts } from '../../netlink/nftables-rule-scan.ts';
+} from '../../netlink/index.ts';
+import { scanRule, type RuleDigestParts } from '../../netlink/index.ts';
 import { summarizeTokens } from './nft-chain-summary.ts';
 import {
   compileElementKey, compileHook, compileMapType, compileRule, compileSetDecl, dataVerdictText, elementKeyText,

@@ -3,15 +3,15 @@
 // and by the netns property test that compares `nft list table` of both paths). It is a closed
 // grammar: a rule outside it is an error, never a guess. Pure.
 
-import { ipToBytes } from '../../netlink/ip-address.ts';
+import { ipToBytes } from '../../netlink/index.ts';
 import {
   CMP, DYNSET_OP_UPDATE, META, NAT_DNAT, NFTA_FIB_F_SADDR, NFT_CT_STATE, NFT_FIB_RESULT_ADDRTYPE, NFT_LOOKUP_F_INV,
   NFT_REG_1, NFT_REG_VERDICT, NFT_REJECT_ICMPX_PORT_UNREACH, NFT_REJECT_ICMPX_UNREACH, NF_NAT_RANGE_PROTO_RANDOM_FULLY,
   NF_NAT_RANGE_PROTO_SPECIFIED, NG_RANDOM, PAYLOAD_BASE, type NftData, type NftExpr, type NftVerdict,
-} from '../../netlink/nftables-expr.ts';
-import type { NftElement, NftSetSpec } from '../../netlink/nftables-codec.ts';
-import { NFT_DATA_VERDICT, NFT_SET_FLAGS } from '../../netlink/nftables-codec.ts';
-import { bytesToIp } from '../../netlink/ip-address.ts';
+} from '../../netlink/index.ts';
+import type { NftElement, NftSetSpec } from '../../netlink/index.ts';
+import { NFT_DATA_VERDICT, NFT_SET_FLAGS } from '../../netlink/index.ts';
+import { bytesToIp } from '../../netlink/index.ts';
 
 /** An anonymous set a rule needs (`{ ... }` in its text), created in the same batch. */
 export interface AnonymousSet {

@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
 import { type Command, Option } from 'commander';
-import type { ApplyResult, Dataplane } from '../../../libs/dataplane/dataplane.ts';
-import { NftablesDataplane } from '../../../libs/dataplane/nftables/index.ts';
+import type { ApplyResult, Dataplane } from '../../../libs/dataplane/index.ts';
+import { NftablesDataplane } from '../../../libs/dataplane/index.ts';
 import { UsageError } from '../cli-errors.ts';
 import type { SetExit } from './index.ts';
 
@@ -22,11 +22,11 @@ export const openDataplane: DataplaneOpener = async (mode, o) => {
   if (o.netns) throw new UsageError('--netns is supported for nftables only');
   // Without IPVS in this kernel no IPVS service of ours can exist, and ipvs mode never ran here
   // (it refuses to start without IPVS), so there is nothing to remove: say so and succeed.
-  const { detectIpvsCapabilities } = await import('../../../libs/dataplane/ipvs/detect-capabilities.ts');
+  const { detectIpvsCapabilities } = await import('../../../libs/dataplane/index.ts');
   const caps = await detectIpvsCapabilities({});
   if (!caps.ipvs) return nothingToClean(`ipvs: not available in this kernel (${caps.notes.join('; ')}); nothing of ipvs mode can exist`);
   // The same ownership record (ipvsStatePath(stateDir, node)) the applier of this node keeps.
-  const { createDataplane } = await import('../../../libs/dataplane/create-dataplane.ts');
+  const { createDataplane } = await import('../../../libs/dataplane/index.ts');
   return createDataplane({ mode: 'ipvs', node: o.node, stateDir: o.stateDir });
 };
 

@@ -23,8 +23,8 @@ export function registerCredentials(program: Command, setExit: SetExit): void {
     .option('--namespace <ns>', 'namespace of the Secrets', 'switchboard')
     .requiredOption('--keys-out <file>', 'where to save the account keys (keep offline; `credentials mint` needs them)')
     .action(async (o: { namespace: string; keysOut: string }) => {
-      const { generateAccountKeys } = await import('../../../libs/nodecreds/nats-accounts.ts');
-      const { renderInstallSecrets } = await import('../../../libs/nodecreds/install-secrets.ts');
+      const { generateAccountKeys } = await import('../../../libs/nodecreds/index.ts');
+      const { renderInstallSecrets } = await import('../../../libs/nodecreds/index.ts');
       const keys = generateAccountKeys();
       try {
         writeFileSync(o.keysOut, JSON.stringify(keys, null, 2) + '\n', { mode: 0o600, flag: 'wx' });
@@ -42,7 +42,7 @@ export function registerCredentials(program: Command, setExit: SetExit): void {
     .option('--role <role>', 'a fixed role: planner, observer, issuer, bootstrap')
     .option('--ttl <seconds>', 'lifetime of a node credential', '86400')
     .action(async (o: { keys: string; node?: string; role?: string; ttl: string }) => {
-      const { mintNodeCreds, mintRoleCreds } = await import('../../../libs/nodecreds/nats-accounts.ts');
+      const { mintNodeCreds, mintRoleCreds } = await import('../../../libs/nodecreds/index.ts');
       if (!!o.node === !!o.role) throw new UsageError('give exactly one of --node NAME, --role ROLE');
       const ttl = Number(o.ttl);
       if (!Number.isInteger(ttl) || ttl <= 0) throw new UsageError('--ttl must be whole seconds > 0');
@@ -74,8 +74,8 @@ export function registerCredentials(program: Command, setExit: SetExit): void {
       if (!Number.isInteger(ttl) || ttl < 60) throw new UsageError('--ttl must be whole seconds >= 60');
       const { loadKubeConfig } = await import('../../../libs/kube/kube-config.ts');
       const { kubeHttpFromConfig } = await import('../../../libs/kube/kube-http.ts');
-      const { kubeJwks, nodeExists } = await import('../../../libs/nodecreds/kube-lookups.ts');
-      const { serveCredentialRequests } = await import('../../../libs/nodecreds/issuer.ts');
+      const { kubeJwks, nodeExists } = await import('../../../libs/nodecreds/index.ts');
+      const { serveCredentialRequests } = await import('../../../libs/nodecreds/index.ts');
       const { connectBus } = await import('../../../libs/bus/bus-connection.ts');
       const http = kubeHttpFromConfig(loadKubeConfig({ inCluster: o.inCluster, kubeconfig: o.kubeconfig }));
       const fileJwks = o.jwksFile ? (JSON.parse(readFileSync(o.jwksFile, 'utf8')) as JSONWebKeySet) : undefined;
@@ -105,8 +105,8 @@ export function registerCredentials(program: Command, setExit: SetExit): void {
     .option('--once', 'fetch once and exit')
     .option('--http <addr>', '/healthz and /readyz address (host:port); /readyz is 200 once a credential is written')
     .action(async (o: { node: string; nats: string; bootstrapCreds: string; tokenFile: string; out: string; once?: boolean; http?: string }) => {
-      const { BOOTSTRAP_INBOX_PREFIX } = await import('../../../libs/nodecreds/subjects.ts');
-      const { fetchNodeCredential, keepNodeCredentialFresh } = await import('../../../libs/nodecreds/fetcher.ts');
+      const { BOOTSTRAP_INBOX_PREFIX } = await import('../../../libs/nodecreds/index.ts');
+      const { fetchNodeCredential, keepNodeCredentialFresh } = await import('../../../libs/nodecreds/index.ts');
       const { connectBus } = await import('../../../libs/bus/bus-connection.ts');
       const nc = await connectBus({ servers: o.nats.split(','), name: `credentials-${o.node}`, auth: { credsFile: o.bootstrapCreds }, extra: { inboxPrefix: BOOTSTRAP_INBOX_PREFIX } });
       const f = { nc, node: o.node, tokenFile: o.tokenFile, out: o.out, log: (l: string) => process.stderr.write(`${l}\n`) };

@@ -7,7 +7,7 @@ import { canonicalJson, type NodeState, type ProxyConfig } from '../../../libs/m
 import { loadProxyConfig } from '../load-proxy-config.ts';
 import { UsageError } from '../cli-errors.ts';
 import type { SetExit } from './index.ts';
-import { renderNftRuleset } from '../../../libs/dataplane/nftables/render-nft-ruleset.ts';
+import { renderNftRuleset } from '../../../libs/dataplane/index.ts';
 
 /** Output formats of `plan`; nftables mode registers 'nft' through extraPlanFormats. */
 export const planFormats: Record<string, (state: NodeState, config: ProxyConfig) => string> = {

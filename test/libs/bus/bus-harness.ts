@@ -1,5 +1,5 @@
 import type { NatsConnection } from '@nats-io/transport-node';
-import { DryRunDataplane } from '../../../libs/dataplane/dry-run-dataplane.ts';
+import { DryRunDataplane } from '../../../libs/dataplane/index.ts';
 import type { NodeState } from '../../../libs/model/index.ts';
 import { generateKeyPairSync } from 'node:crypto';
 import {

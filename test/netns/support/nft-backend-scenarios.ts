@@ -2,9 +2,9 @@
 // netlink and over `nft`, each in its own table, and returns what `nft list table` prints for
 // both after every step, with the read-backs, for the caller to compare.
 import { execFileSync } from 'node:child_process';
-import { NftablesDataplane } from '../../../libs/dataplane/nftables/index.ts';
-import { NftCliRunner } from '../../../libs/dataplane/nftables/nft-cli-runner.ts';
-import { NftNetlinkRunner } from '../../../libs/dataplane/nftables/nft-netlink-runner.ts';
+import { NftablesDataplane } from '../../../libs/dataplane/index.ts';
+import { NftCliRunner } from '../../../libs/dataplane/index.ts';
+import { NftNetlinkRunner } from '../../../libs/dataplane/index.ts';
 import type { NodeState } from '../../../libs/model/index.ts';
 
 export interface StepResult {

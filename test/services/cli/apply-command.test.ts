@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { detectIpvsCapabilities } from '../../../libs/dataplane/ipvs/detect-capabilities.ts';
+import { detectIpvsCapabilities } from '../../../libs/dataplane/index.ts';
 
 const run = promisify(execFile);
 const ns = `sb-apply-${process.pid}`;

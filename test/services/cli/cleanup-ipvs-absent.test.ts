@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
-import { detectIpvsCapabilities } from '../../../libs/dataplane/ipvs/detect-capabilities.ts';
+import { detectIpvsCapabilities } from '../../../libs/dataplane/index.ts';
 
 const run = promisify(execFile);
 const dir = mkdtempSync(path.join(tmpdir(), 'sb-cleanup-'));

@@ -4,10 +4,10 @@
 //   out: {"id":1,"result":ApplyResult} | {"id":1,"error":"..."}
 // Usage: ip netns exec NS node --import tsx applier-driver.ts STATE_FILE [DRAIN_TIMEOUT_MS]
 import { createInterface } from 'node:readline';
-import { IpvsDataplane } from '../../../libs/dataplane/ipvs/ipvs-dataplane.ts';
-import { NetlinkKernel } from '../../../libs/dataplane/ipvs/netlink-kernel.ts';
-import { FileOwnershipStore } from '../../../libs/dataplane/ipvs/ownership-record.ts';
-import type { KernelInterface } from '../../../libs/dataplane/ipvs/kernel-transaction.ts';
+import { IpvsDataplane } from '../../../libs/dataplane/index.ts';
+import { NetlinkKernel } from '../../../libs/dataplane/index.ts';
+import { FileOwnershipStore } from '../../../libs/dataplane/index.ts';
+import type { KernelInterface } from '../../../libs/dataplane/index.ts';
 
 const [stateFile, drain] = process.argv.slice(2);
 if (!stateFile) { process.stderr.write('usage: applier-driver.ts STATE_FILE [DRAIN_TIMEOUT_MS]\n'); process.exit(2); }

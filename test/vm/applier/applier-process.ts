@@ -1,7 +1,7 @@
 // Test-side handle on applier-driver.ts running in a node netns.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import type { ApplyResult } from '../../../libs/dataplane/dataplane.ts';
+import type { ApplyResult } from '../../../libs/dataplane/index.ts';
 import type { NodeState } from '../../../libs/model/index.ts';
 
 const DRIVER = fileURLToPath(new URL('./applier-driver.ts', import.meta.url));

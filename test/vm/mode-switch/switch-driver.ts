@@ -2,12 +2,12 @@
 //   ip netns exec NS node --import tsx switch-driver.ts STATE_JSON STATE_DIR apply-ipvs|ipvs-to-nftables|nftables-to-ipvs
 // Prints one JSON line with the result. Ownership lives in STATE_DIR, so steps can be separate processes.
 import { readFileSync } from 'node:fs';
-import { ipvsStatePath } from '../../../libs/dataplane/create-dataplane.ts';
-import { IpvsDataplane } from '../../../libs/dataplane/ipvs/ipvs-dataplane.ts';
-import { NetlinkKernel } from '../../../libs/dataplane/ipvs/netlink-kernel.ts';
-import { FileOwnershipStore } from '../../../libs/dataplane/ipvs/ownership-record.ts';
-import { NftablesDataplane } from '../../../libs/dataplane/nftables/index.ts';
-import { switchMode } from '../../../libs/dataplane/switch-mode.ts';
+import { ipvsStatePath } from '../../../libs/dataplane/index.ts';
+import { IpvsDataplane } from '../../../libs/dataplane/index.ts';
+import { NetlinkKernel } from '../../../libs/dataplane/index.ts';
+import { FileOwnershipStore } from '../../../libs/dataplane/index.ts';
+import { NftablesDataplane } from '../../../libs/dataplane/index.ts';
+import { switchMode } from '../../../libs/dataplane/index.ts';
 import type { NodeState } from '../../../libs/model/index.ts';
 
 const [stateFile, stateDir, step] = process.argv.slice(2);
