@@ -9,7 +9,7 @@ import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { renderServerAuthConfig } from '../../libs/bus/server-config.ts';
+import { renderServerAuthConfig } from '../../libs/bus/index.ts';
 import { DemoResources, run } from './demo-resources.ts';
 import { CLUSTER_CIDR, DEMO_NODES, DemoLab, HOST_IP, netnsUnavailable, type ProbeResult } from './demo-lab.ts';
 import { DemoError, Narrator } from './narrator.ts';

@@ -1,5 +1,5 @@
 import { Option } from 'commander';
-import { DEFAULT_MAX_MANIFEST_BYTES } from '../../libs/kube/manifest-objects.ts';
+import { DEFAULT_MAX_MANIFEST_BYTES } from '../../libs/kube/index.ts';
 import { UsageError } from './cli-errors.ts';
 
 /** `--max-manifest-bytes N`: manifest files larger than N bytes are refused (plan, apply, planner). */

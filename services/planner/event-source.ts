@@ -1,4 +1,4 @@
-import type { EventLog } from '../../libs/eventlog/event-log.ts';
+import type { EventLog } from '../../libs/eventlog/index.ts';
 import { rebuildAtSeq } from '../../libs/eventlog/index.ts';
 import { KUBE_KIND_INFO, type ClusterInformer, type KnownObjects, type KubeEventSink, type KubeKind, type RawKubeObject, type ManifestsSource, type ResumeStore } from '../../libs/kube/index.ts';
 import type { Rejection } from '../../libs/model/index.ts';

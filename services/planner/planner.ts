@@ -1,7 +1,7 @@
-import type { EventLog } from '../../libs/eventlog/event-log.ts';
-import { nodesBehind } from '../../libs/eventlog/audit-queries.ts';
+import type { EventLog } from '../../libs/eventlog/index.ts';
+import { nodesBehind } from '../../libs/eventlog/index.ts';
 import { nextRolloutDeadline, type NodeStatusRow, type WavePolicy, type WaveSpec } from '../../libs/control/index.ts';
-import type { NodeStatusThresholds } from '../../libs/bus/node-status.ts';
+import type { NodeStatusThresholds } from '../../libs/bus/index.ts';
 import type { AckOrNack, NodeTarget, ProxyConfig, Rejection } from '../../libs/model/index.ts';
 import { nodeStateHash, renderNodeState, type ObjectRejection } from '../../libs/planner/index.ts';
 import { ConfigAxis, DataAxis, type Actor, type DataOperation, type NewVersion } from '../../libs/versioning/index.ts';

@@ -1,5 +1,5 @@
 import type { Server } from 'node:http';
-import { EventLog } from '../../libs/eventlog/event-log.ts';
+import { EventLog } from '../../libs/eventlog/index.ts';
 import { ClusterInformer, ManifestsSource, loadKubeConfig } from '../../libs/kube/index.ts';
 import type { ProxyConfig } from '../../libs/model/index.ts';
 import { watchTokenFile, type TokenFileWatch } from './bearer-auth.ts';
@@ -12,7 +12,7 @@ import { hostname } from 'node:os';
 import path from 'node:path';
 import { defaultSigningKeyFile, loadOrCreateSigningKey } from '../../libs/bus/index.ts';
 import { versionAnchor } from '../../libs/eventlog/index.ts';
-import type { BusAuth } from '../../libs/bus/bus-connection.ts';
+import type { BusAuth } from '../../libs/bus/index.ts';
 import { Planner } from './planner.ts';
 import { plannerMetrics } from './planner-metrics.ts';
 

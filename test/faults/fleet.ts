@@ -6,7 +6,7 @@ import path from 'node:path';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { connectBus, loadOrCreateSigningKey, newestPublishedAnchor, renderServerAuthConfig, verifierFromPem, type Signer } from '../../libs/bus/index.ts';
 import { checkVersionAnchor, EventLog, verifyLog } from '../../libs/eventlog/index.ts';
-import { readManifestDir } from '../../libs/kube/read-manifest-dir.ts';
+import { readManifestDir } from '../../libs/kube/index.ts';
 import { ClusterState } from '../../libs/planner/index.ts';
 import { startNatsServer, type NatsServerHandle } from '../support/nats-server.ts';
 

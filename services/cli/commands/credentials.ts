@@ -72,11 +72,11 @@ export function registerCredentials(program: Command, setExit: SetExit): void {
       if (!/^[a-z0-9-]+:[a-z0-9-.]+$/.test(o.serviceAccount)) throw new UsageError(`--service-account must be NAMESPACE:NAME, not ${JSON.stringify(o.serviceAccount)}`);
       const ttl = Number(o.ttl);
       if (!Number.isInteger(ttl) || ttl < 60) throw new UsageError('--ttl must be whole seconds >= 60');
-      const { loadKubeConfig } = await import('../../../libs/kube/kube-config.ts');
-      const { kubeHttpFromConfig } = await import('../../../libs/kube/kube-http.ts');
+      const { loadKubeConfig } = await import('../../../libs/kube/index.ts');
+      const { kubeHttpFromConfig } = await import('../../../libs/kube/index.ts');
       const { kubeJwks, nodeExists } = await import('../../../libs/nodecreds/index.ts');
       const { serveCredentialRequests } = await import('../../../libs/nodecreds/index.ts');
-      const { connectBus } = await import('../../../libs/bus/bus-connection.ts');
+      const { connectBus } = await import('../../../libs/bus/index.ts');
       const http = kubeHttpFromConfig(loadKubeConfig({ inCluster: o.inCluster, kubeconfig: o.kubeconfig }));
       const fileJwks = o.jwksFile ? (JSON.parse(readFileSync(o.jwksFile, 'utf8')) as JSONWebKeySet) : undefined;
       const nc = await connectBus({ servers: o.nats.split(','), name: 'credential-issuer', auth: { credsFile: o.natsCreds } });
@@ -107,7 +107,7 @@ export function registerCredentials(program: Command, setExit: SetExit): void {
     .action(async (o: { node: string; nats: string; bootstrapCreds: string; tokenFile: string; out: string; once?: boolean; http?: string }) => {
       const { BOOTSTRAP_INBOX_PREFIX } = await import('../../../libs/nodecreds/index.ts');
       const { fetchNodeCredential, keepNodeCredentialFresh } = await import('../../../libs/nodecreds/index.ts');
-      const { connectBus } = await import('../../../libs/bus/bus-connection.ts');
+      const { connectBus } = await import('../../../libs/bus/index.ts');
       const nc = await connectBus({ servers: o.nats.split(','), name: `credentials-${o.node}`, auth: { credsFile: o.bootstrapCreds }, extra: { inboxPrefix: BOOTSTRAP_INBOX_PREFIX } });
       const f = { nc, node: o.node, tokenFile: o.tokenFile, out: o.out, log: (l: string) => process.stderr.write(`${l}\n`) };
       if (o.once) {

@@ -1,6 +1,6 @@
 import { type Command, Option } from 'commander';
 // Not through libs/kube's index: that loads the Kubernetes client, which plan/apply do not need.
-import { readManifestDir } from '../../../libs/kube/read-manifest-dir.ts';
+import { readManifestDir } from '../../../libs/kube/index.ts';
 import { maxManifestBytesOption, parseMaxManifestBytes } from '../max-manifest-bytes.ts';
 import { ClusterState, formatIpsetSave, formatIpvsadm, renderNodeState } from '../../../libs/planner/index.ts';
 import { canonicalJson, type NodeState, type ProxyConfig } from '../../../libs/model/index.ts';

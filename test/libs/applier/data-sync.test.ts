@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_PROXY_CONFIG } from '../../../libs/model/index.ts';
 import { DataSync } from '../../../libs/applier/index.ts';
-import type { VersionReader } from '../../../libs/bus/version-reader.ts';
+import type { VersionReader } from '../../../libs/bus/index.ts';
 import { NodeStateRenderer, nodeStateHash, renderNodeState } from '../../../libs/planner/index.ts';
 import { node, service, VersionMaker } from '../bus/fixtures.ts';
 

@@ -6,8 +6,8 @@ import { exportJWK, generateKeyPair, SignJWT, type JSONWebKeySet, type CryptoKey
 import { createUser } from '@nats-io/jwt';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { connectBus } from '../../../libs/bus/index.ts';
-import { kubeHttpFromConfig } from '../../../libs/kube/kube-http.ts';
-import { loadKubeConfig } from '../../../libs/kube/kube-config.ts';
+import { kubeHttpFromConfig } from '../../../libs/kube/index.ts';
+import { loadKubeConfig } from '../../../libs/kube/index.ts';
 import { accountPublicKey, generateAccountKeys, mintNodeCreds, mintRoleCreds, renderResolverConfig, serverResolver, type AccountKeys } from '../../../libs/nodecreds/nats-accounts.ts';
 import { decideCredentialRequest, serveCredentialRequests, type IssuerOptions } from '../../../libs/nodecreds/issuer.ts';
 import { fetchNodeCredential } from '../../../libs/nodecreds/fetcher.ts';

@@ -5,7 +5,7 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
-import { ackSubject } from '../../../libs/bus/subjects.ts';
+import { ackSubject } from '../../../libs/bus/index.ts';
 import { DEFAULT_PROXY_CONFIG } from '../../../libs/model/index.ts';
 import { nodeStateHash, renderNodeState } from '../../../libs/planner/index.ts';
 import { runPlanner, type RunningPlanner } from '../../../services/planner/run-planner.ts';

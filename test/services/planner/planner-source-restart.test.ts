@@ -4,7 +4,7 @@
 import { unlinkSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { EventLog } from '../../../libs/eventlog/event-log.ts';
+import { EventLog } from '../../../libs/eventlog/index.ts';
 import { compactLog } from '../../../libs/eventlog/index.ts';
 import { DEFAULT_PROXY_CONFIG } from '../../../libs/model/index.ts';
 import { runPlanner, type RunningPlanner } from '../../../services/planner/run-planner.ts';

@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { ackSubject } from '../../../libs/bus/subjects.ts';
+import { ackSubject } from '../../../libs/bus/index.ts';
 import type { Ack, Nack } from '../../../libs/model/index.ts';
 import { startNatsServer, type NatsServerHandle } from '../../support/nats-server.ts';
 

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { NodeState } from '../../../libs/model/index.ts';
-import { IPSET_TABLE, ipsetName } from '../../../libs/planner/ipset-names.ts';
+import { IPSET_TABLE, ipsetName } from '../../../libs/planner/index.ts';
 import { execIn, NetnsLab, tcpSpread, type ClientNs, type NodeNs, type PodNs } from '../support/netns.ts';
 
 const DRIVER = new URL('./switch-driver.ts', import.meta.url).pathname;

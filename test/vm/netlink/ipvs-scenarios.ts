@@ -1,8 +1,8 @@
 // In-VM scenarios for ipvs-client.vm.test.ts; each runs inside a test netns through
 // TestNetns.run and returns plain data. Also: an ipvsadm -Sn formatter for comparisons.
-import { openIpvs } from '../../../libs/netlink/ipvs-client.ts';
-import { NetlinkError } from '../../../libs/netlink/netlink-error.ts';
-import type { IpvsDestination, IpvsService, IpvsServiceKey } from '../../../libs/netlink/ipvs-types.ts';
+import { openIpvs } from '../../../libs/netlink/index.ts';
+import { NetlinkError } from '../../../libs/netlink/index.ts';
+import type { IpvsDestination, IpvsService, IpvsServiceKey } from '../../../libs/netlink/index.ts';
 
 const PROTO_FLAG = { TCP: '-t', UDP: '-u', SCTP: '--sctp-service' } as const;
 const FWD_FLAG = { masq: '-m', route: '-g', tunnel: '-i', local: '-m', bypass: '-m' } as const;

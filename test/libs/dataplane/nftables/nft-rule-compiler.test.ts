@@ -8,7 +8,7 @@ import { compileTransaction } from '../../../../libs/dataplane/nftables/nft-netl
 import { planFullLoad } from '../../../../libs/dataplane/nftables/plan-nft-update.ts';
 import { renderNftObjects } from '../../../../libs/dataplane/nftables/nft-objects.ts';
 import { NftTransaction } from '../../../../libs/dataplane/nftables/nft-transaction.ts';
-import { decodeExprs, encodeExprs } from '../../../../libs/netlink/nftables-expr.ts';
+import { decodeExprs, encodeExprs } from '../../../../libs/netlink/index.ts';
 import { nodeState } from '../../../netns/support/node-state-builder.ts';
 
 const noAnon = (): never => { throw new Error('unexpected anonymous set'); };
