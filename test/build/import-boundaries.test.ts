@@ -45,6 +45,15 @@ function sourceFiles(dir: string): string[] {
     .map((e) => path.relative(root, path.join(e.parentPath, e.name)).split(path.sep).join('/'));
 }
 
+/** Production files (libs, services, scripts, migrations) that import `pkg`. */
+function importersOf(files: ReadonlyMap<string, string>, pkg: string): string[] {
+  return [...files]
+    .filter(([f]) => /^(libs|services|scripts|migrations)\//.test(f))
+    .filter(([, text]) => ts.preProcessFile(text, true, true).importedFiles.some((r) => r.fileName === pkg || r.fileName.startsWith(`${pkg}/`)))
+    .map(([f]) => f)
+    .sort();
+}
+
 describe('import boundaries between libs', () => {
   it('flags a deep import from another lib, a service or a test of another lib; allows the index and the lib itself', () => {
     const files = new Map([
@@ -67,5 +76,15 @@ describe('import boundaries between libs', () => {
     expect(found.filter((d) => !ALLOWED.has(d))).toEqual([]);
     // an exception whose import is gone is removed from the list, so the list stays true
     expect([...ALLOWED.keys()].filter((a) => !found.includes(a))).toEqual([]);
+  });
+
+  it('the event log keeps SQLite to itself and has one query style: prepared statements; kysely only migrates', () => {
+    const files = new Map(
+      [...SCANNED, 'migrations'].flatMap(sourceFiles).map((f) => [f, readFileSync(path.join(root, f), 'utf8')] as const),
+    );
+    // better-sqlite3 (the handle and its prepared statements) is used by libs/eventlog alone
+    expect(importersOf(files, 'better-sqlite3').filter((f) => !f.startsWith('libs/eventlog/'))).toEqual([]);
+    // kysely: its Migrator in open-database.ts and the migrations' raw DDL, never a query builder
+    expect(importersOf(files, 'kysely').filter((f) => f !== 'libs/eventlog/open-database.ts' && !f.startsWith('migrations/'))).toEqual([]);
   });
 });
