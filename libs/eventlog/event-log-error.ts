@@ -5,7 +5,9 @@
  */
 export type EventLogErrorCode =
   | 'NOT_A_DATABASE' | 'FOREIGN_DATABASE' | 'SCHEMA_TOO_NEW' | 'DISK_FULL' | 'NOT_FOUND'
-  | 'COMPACTED' | 'INVALID' | 'IO';
+  | 'COMPACTED' | 'INVALID' | 'IO'
+  /** Rows offered for import, export or truncation do not continue this file's chains (another history). */
+  | 'DIVERGED';
 
 export class EventLogError extends Error {
   constructor(readonly code: EventLogErrorCode, message: string, options?: { cause?: unknown }) {

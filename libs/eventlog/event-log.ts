@@ -12,6 +12,11 @@ import { rowToEvent, serviceOf, validateEvent, type EventRow } from './event-row
 import { writeCheckpoint, listCheckpoints, type Checkpoint } from './checkpoints.ts';
 import { SqliteResumeStore } from './sqlite-resume-store.ts';
 import { registerDatabase } from './database-handle.ts';
+import {
+  exportRows, holdsPosition, importRows, isAhead, positionOf, replaceResumePoints, truncateRows,
+  type LogPosition, type RawRow, type RowBatch,
+} from './log-rows.ts';
+import { listTruncations, readMark, recordTruncation, writeMark, type ReplicationMark, type TruncationRecord } from './replication-mark.ts';
 import type { ClusterState, ObjectRejection } from '../planner/index.ts';
 
 export interface EventLogOptions {
@@ -298,6 +303,75 @@ export class EventLog {
   checkpointDue(every: number): boolean {
     const last = (this.db.prepare('SELECT max(seq) AS s FROM checkpoints').get() as { s: number | null }).s ?? 0;
     return this.lastSeq() - last >= every;
+  }
+
+  // Row copying for the replicated log (libs/eventlog/replication.ts; rows in log-rows.ts).
+
+  /** Where this log stands: each chain's head (id and hash) and its newest checkpoint. */
+  position(): LogPosition {
+    return positionOf(this.db);
+  }
+
+  /** True when this log holds `p` exactly (the row at each chain's head id carries p's hash). */
+  holds(p: LogPosition): boolean {
+    return holdsPosition(this.db, p);
+  }
+
+  /** True when some chain (or checkpoint) of this log runs past `p`. */
+  isAhead(p: LogPosition): boolean {
+    return isAhead(this.db, p);
+  }
+
+  /** Every row after `since` (a position of this log, else DIVERGED), verbatim; `whole`: all held rows. */
+  exportRows(since: LogPosition, opts: { whole?: boolean } = {}): RowBatch {
+    return exportRows(this.db, since, opts);
+  }
+
+  /**
+   * Writes rows exported from another log of the same history verbatim (ids and hashes kept) in one
+   * transaction, with the replication mark when given: all of it or, when a row does not continue
+   * this file's chains, nothing (DIVERGED / INVALID).
+   */
+  importRows(batch: RowBatch, opts: { mark?: ReplicationMark; adoptAnchors?: boolean } = {}): void {
+    const at = this.now().toISOString();
+    this.write('import of replicated rows', () => {
+      importRows(this.db, batch, opts);
+      if (opts.mark) writeMark(this.db, opts.mark, at);
+    });
+  }
+
+  /**
+   * Drops every row after `to` (a position this log holds) in one transaction, records what was
+   * dropped in replication_truncations (with the rows) and sets the resume points and mark given.
+   */
+  truncateTo(to: LogPosition, record: { stream: string; streamSeq: number; reason: string; resumePoints?: readonly RawRow[]; mark?: ReplicationMark }): TruncationRecord | undefined {
+    const at = this.now().toISOString();
+    const from = this.position();
+    const id = this.write('truncation to the replicated position', () => {
+      if (!holdsPosition(this.db, to)) throw new EventLogError('DIVERGED', 'truncate: this log does not hold the position to truncate to');
+      const dropped = truncateRows(this.db, to);
+      if (record.resumePoints) {
+        this.db.prepare('DELETE FROM resume_points').run();
+        replaceResumePoints(this.db, record.resumePoints);
+      }
+      if (record.mark) writeMark(this.db, record.mark, at);
+      return recordTruncation(this.db, { at, stream: record.stream, streamSeq: record.streamSeq, reason: record.reason, from, to, dropped });
+    });
+    return listTruncations(this.db).find((t) => t.id === id);
+  }
+
+  /** Truncations recorded in this file, oldest first. */
+  truncations(): TruncationRecord[] {
+    return listTruncations(this.db);
+  }
+
+  replicationMark(): ReplicationMark | undefined {
+    return readMark(this.db);
+  }
+
+  setReplicationMark(m: ReplicationMark): void {
+    const at = this.now().toISOString();
+    this.write('replication mark', () => writeMark(this.db, m, at));
   }
 
   close(): void {

@@ -12,3 +12,6 @@ export { compactLog, backupLog, type CompactResult } from './compact-log.ts';
 export { serviceHistory, nodeAt, diffVersions, nodesBehind, type ServiceHistoryEntry, type NodeAtTime, type VersionDiff, type NodeLag, type NodeLagStatus } from './audit-queries.ts';
 export { EventAppender } from './event-appender.ts';
 export { versionAnchor, checkVersionAnchor } from './version-anchor.ts';
+export { EMPTY_POSITION, rowCount, batchRows, samePosition, type LogPosition, type ChainHead, type RowBatch, type RawRow } from './log-rows.ts';
+export type { ReplicationMark, TruncationRecord } from './replication-mark.ts';
+export { FencedError, createLogReplicator, logStreamName, logSubject, type LogReplicator, type LogReplicatorOptions } from './replication.ts';

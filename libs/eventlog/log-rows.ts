@@ -1,0 +1,187 @@
+import type Database from 'better-sqlite3';
+import { checkpointHash } from './checkpoints.ts';
+import { EventLogError } from './event-log-error.ts';
+import { CHAIN_NAMES, CHAINS, GENESIS_HASH, chainHash, type ChainName } from './row-chain.ts';
+
+/**
+ * Rows as they are stored, for copying a log to another file verbatim (the replicated log ships
+ * them through a stream): every table the planner restores from. Chained rows keep their ids and
+ * hashes, so a copy verifies, and replays, exactly like the original.
+ */
+
+export interface ChainHead { readonly id: number; readonly hash: string }
+
+/** Where a log stands: each chain's head, and the newest checkpoint. */
+export interface LogPosition {
+  readonly chains: Readonly<Record<ChainName, ChainHead>>;
+  readonly checkpointSeq: number;
+}
+
+export type RawRow = readonly (string | number | null)[];
+
+/** The rows between two positions of one log. */
+export interface RowBatch {
+  readonly from: LogPosition;
+  readonly to: LogPosition;
+  /** Per chain, its rows after from's head: CHAINS[chain].columns, then row_hash. */
+  readonly rows: Readonly<Record<ChainName, readonly RawRow[]>>;
+  /** Checkpoints with from.checkpointSeq < seq ≤ to.checkpointSeq, as CHECKPOINT_COLUMNS. */
+  readonly checkpoints: readonly RawRow[];
+  /** Every informer resume point as of `to` (one row per kind: a handful), as RESUME_COLUMNS. */
+  readonly resumePoints: readonly RawRow[];
+}
+
+export const CHECKPOINT_COLUMNS = ['seq', 'version', 'data_hash', 'object_count', 'objects', 'objects_hash', 'rejections', 'created_at'] as const;
+export const RESUME_COLUMNS = ['kind', 'resource_version', 'updated_at'] as const;
+
+/** The position of an empty log. */
+export const EMPTY_POSITION: LogPosition = {
+  chains: Object.fromEntries(CHAIN_NAMES.map((c) => [c, { id: 0, hash: GENESIS_HASH }])) as Record<ChainName, ChainHead>,
+  checkpointSeq: 0,
+};
+
+/** Rows a position counts (sum of chain head ids): a batch's row count is to's minus from's. */
+export function rowCount(p: LogPosition): number {
+  return CHAIN_NAMES.reduce((n, c) => n + p.chains[c].id, 0);
+}
+
+export function batchRows(b: RowBatch): number {
+  return CHAIN_NAMES.reduce((n, c) => n + b.rows[c].length, 0) + b.checkpoints.length;
+}
+
+export function samePosition(a: LogPosition, b: LogPosition): boolean {
+  return a.checkpointSeq === b.checkpointSeq && CHAIN_NAMES.every((c) => a.chains[c].id === b.chains[c].id && a.chains[c].hash === b.chains[c].hash);
+}
+
+interface HeadRow { chain: ChainName; anchor_id: number; anchor_hash: string; head_id: number; head_hash: string }
+
+function heads(db: Database.Database): Record<ChainName, HeadRow> {
+  const rows = db.prepare('SELECT chain, anchor_id, anchor_hash, head_id, head_hash FROM chain_heads').all() as HeadRow[];
+  return Object.fromEntries(rows.map((r) => [r.chain, r])) as Record<ChainName, HeadRow>;
+}
+
+export function positionOf(db: Database.Database): LogPosition {
+  const h = heads(db);
+  const cp = (db.prepare('SELECT max(seq) AS s FROM checkpoints').get() as { s: number | null }).s ?? 0;
+  return { chains: Object.fromEntries(CHAIN_NAMES.map((c) => [c, { id: h[c].head_id, hash: h[c].head_hash }])) as Record<ChainName, ChainHead>, checkpointSeq: cp };
+}
+
+/** The stored hash of row `id` of a chain (its anchor's hash at the anchor), or undefined if not held. */
+function hashAt(db: Database.Database, chain: ChainName, head: HeadRow, id: number): string | undefined {
+  if (id === head.anchor_id) return head.anchor_hash;
+  if (id < head.anchor_id || id > head.head_id) return undefined;
+  const r = db.prepare(`SELECT row_hash FROM ${chain} WHERE ${CHAINS[chain].id} = ?`).get(id) as { row_hash: string } | undefined;
+  return r?.row_hash;
+}
+
+/** True when this log holds `p` exactly: each chain's row at p's head carries p's hash. */
+export function holdsPosition(db: Database.Database, p: LogPosition): boolean {
+  const h = heads(db);
+  return CHAIN_NAMES.every((c) => hashAt(db, c, h[c], p.chains[c].id) === p.chains[c].hash);
+}
+
+/** Whether any chain of the log runs past `p`, or it holds checkpoints past p's. */
+export function isAhead(db: Database.Database, p: LogPosition): boolean {
+  const now = positionOf(db);
+  return now.checkpointSeq > p.checkpointSeq || CHAIN_NAMES.some((c) => now.chains[c].id > p.chains[c].id);
+}
+
+/**
+ * The rows after `since` up to the log's current position. `since` must be a position of this log
+ * (else DIVERGED). `whole: true` exports everything still held, from each chain's anchor, for a
+ * snapshot (then `since` is ignored).
+ */
+export function exportRows(db: Database.Database, since: LogPosition, opts: { whole?: boolean } = {}): RowBatch {
+  const h = heads(db);
+  const from = opts.whole
+    ? { chains: Object.fromEntries(CHAIN_NAMES.map((c) => [c, { id: h[c].anchor_id, hash: h[c].anchor_hash }])) as Record<ChainName, ChainHead>, checkpointSeq: 0 }
+    : since;
+  const rows = {} as Record<ChainName, RawRow[]>;
+  for (const c of CHAIN_NAMES) {
+    const at = from.chains[c];
+    if (hashAt(db, c, h[c], at.id) !== at.hash) {
+      throw new EventLogError('DIVERGED', `export: ${c} row ${at.id} is not the one the position names (this log holds another history)`);
+    }
+    rows[c] = db.prepare(`SELECT ${CHAINS[c].columns.join(', ')}, row_hash FROM ${c} WHERE ${CHAINS[c].id} > ? ORDER BY ${CHAINS[c].id}`)
+      .raw(true).all(at.id) as RawRow[];
+  }
+  const checkpoints = db.prepare(`SELECT ${CHECKPOINT_COLUMNS.join(', ')} FROM checkpoints WHERE seq > ? ORDER BY seq`).raw(true).all(from.checkpointSeq) as RawRow[];
+  const resumePoints = db.prepare(`SELECT ${RESUME_COLUMNS.join(', ')} FROM resume_points ORDER BY kind`).raw(true).all() as RawRow[];
+  return { from, to: positionOf(db), rows, checkpoints, resumePoints };
+}
+
+/**
+ * Writes a batch exported from another log, verbatim, inside the caller's transaction. Every chain
+ * must stand exactly at batch.from (or be empty, with `adoptAnchors`, for a snapshot of a compacted
+ * log); each row must follow its predecessor's id and hash, and the chains must end at batch.to:
+ * a batch that does not continue this file is refused whole (DIVERGED / INVALID) and writes nothing.
+ */
+export function importRows(db: Database.Database, b: RowBatch, opts: { adoptAnchors?: boolean } = {}): void {
+  const h = heads(db);
+  for (const c of CHAIN_NAMES) {
+    const at = b.from.chains[c];
+    const local = h[c];
+    const empty = local.head_id === 0 && local.anchor_id === 0;
+    if (opts.adoptAnchors && empty && at.id > 0) {
+      db.prepare('UPDATE chain_heads SET anchor_id = ?, anchor_hash = ?, head_id = ?, head_hash = ? WHERE chain = ?').run(at.id, at.hash, at.id, at.hash, c);
+    } else if (local.head_id !== at.id || local.head_hash !== at.hash) {
+      throw new EventLogError('DIVERGED', `import: ${c} stands at ${local.head_id}, the batch starts after ${at.id}${local.head_id === at.id ? ' with another hash' : ''}`);
+    }
+    const cols = CHAINS[c].columns;
+    const insert = db.prepare(`INSERT INTO ${c} (${cols.join(', ')}, row_hash) VALUES (${cols.map(() => '?').join(', ')}, ?)`);
+    let prev = at.hash;
+    let id = at.id;
+    for (const r of b.rows[c]) {
+      if (r.length !== cols.length + 1) throw new EventLogError('INVALID', `import: a ${c} row has ${r.length} columns, expected ${cols.length + 1}`);
+      if (r[0] !== id + 1) throw new EventLogError('INVALID', `import: ${c} row ${String(r[0])} does not follow ${id}`);
+      const hash = chainHash(prev, r.slice(0, -1));
+      if (hash !== r[r.length - 1]) throw new EventLogError('INVALID', `import: ${c} row ${id + 1} does not match its chained hash`);
+      insert.run(...r);
+      prev = hash;
+      id++;
+    }
+    const end = b.to.chains[c];
+    if (end.id !== id || end.hash !== prev) throw new EventLogError('INVALID', `import: ${c} rows end at ${id}, the batch says ${end.id}`);
+    db.prepare('UPDATE chain_heads SET head_id = ?, head_hash = ? WHERE chain = ?').run(id, prev, c);
+  }
+  const putCp = db.prepare(`INSERT OR REPLACE INTO checkpoints (${CHECKPOINT_COLUMNS.join(', ')}) VALUES (${CHECKPOINT_COLUMNS.map(() => '?').join(', ')})`);
+  for (const r of b.checkpoints) {
+    if (r.length !== CHECKPOINT_COLUMNS.length) throw new EventLogError('INVALID', `import: a checkpoint row has ${r.length} columns, expected ${CHECKPOINT_COLUMNS.length}`);
+    const [seq, , , , objects, objectsHash, rejections] = r;
+    if (typeof objects !== 'string' || typeof rejections !== 'string' || checkpointHash(objects, rejections) !== objectsHash) {
+      throw new EventLogError('INVALID', `import: checkpoint at seq ${String(seq)} does not match its hash`);
+    }
+    putCp.run(...r);
+  }
+  replaceResumePoints(db, b.resumePoints);
+}
+
+export function replaceResumePoints(db: Database.Database, points: readonly RawRow[]): void {
+  const put = db.prepare(`INSERT INTO resume_points (kind, resource_version, updated_at) VALUES (?, ?, ?)
+    ON CONFLICT (kind) DO UPDATE SET resource_version = excluded.resource_version, updated_at = excluded.updated_at`);
+  for (const r of points) {
+    if (r.length !== RESUME_COLUMNS.length || r.some((v) => typeof v !== 'string')) throw new EventLogError('INVALID', 'import: a resume point row is malformed');
+    put.run(...r);
+  }
+}
+
+/**
+ * Drops every row after `to` (a position this log holds) inside the caller's transaction and moves
+ * the chain heads back; returns the dropped rows (as a batch from `to`) so the caller can record them.
+ */
+export function truncateRows(db: Database.Database, to: LogPosition): RowBatch {
+  const h = heads(db);
+  for (const c of CHAIN_NAMES) {
+    const at = to.chains[c];
+    if (at.id < h[c].anchor_id) throw new EventLogError('COMPACTED', `truncate: ${c} row ${at.id} was compacted away (anchor ${h[c].anchor_id})`);
+    if (at.id > h[c].head_id) throw new EventLogError('INVALID', `truncate: ${c} ends at ${h[c].head_id}, before ${at.id}`);
+  }
+  const dropped = exportRows(db, to);
+  for (const c of CHAIN_NAMES) {
+    const at = to.chains[c];
+    db.prepare(`DELETE FROM ${c} WHERE ${CHAINS[c].id} > ?`).run(at.id);
+    db.prepare('UPDATE chain_heads SET head_id = ?, head_hash = ? WHERE chain = ?').run(at.id, at.hash, c);
+  }
+  db.prepare('DELETE FROM checkpoints WHERE seq > ?').run(to.checkpointSeq);
+  return dropped;
+}

@@ -1,0 +1,127 @@
+import { createHash } from 'node:crypto';
+import { z } from 'zod';
+import { CHAIN_NAMES } from './row-chain.ts';
+import { rowCount, type RowBatch } from './log-rows.ts';
+
+/**
+ * The wire form of the replicated log (pure: no I/O). One write batch is one stream message, split
+ * into parts only when it exceeds the server's max payload (each part conditional on the one
+ * before); a term marker is one message. Headers say what a message is; the payload is JSON.
+ */
+export const H = {
+  kind: 'Sb-Log',
+  batch: 'Sb-Log-Batch',
+  part: 'Sb-Log-Part',
+  term: 'Sb-Log-Term',
+  /** rowCount(to) after this batch: how far the group is, for lag, without reading the payload. */
+  rows: 'Sb-Log-Rows',
+} as const;
+
+export interface WireMessage {
+  readonly headers: Readonly<Record<string, string>>;
+  readonly payload: Uint8Array;
+  /** Nats-Msg-Id: a retry of the same part is deduplicated by the server. */
+  readonly msgId: string;
+}
+
+export function encodeTerm(term: number, holder: string, rows: number, afterSeq: number): WireMessage {
+  return {
+    headers: { [H.kind]: 'term', [H.term]: String(term), [H.rows]: String(rows) },
+    payload: new TextEncoder().encode(JSON.stringify({ term, holder })),
+    msgId: `term-${term}-${holder}-${afterSeq}`,
+  };
+}
+
+/** One batch as parts of at most `maxPart` payload bytes each. */
+export function encodeBatch(batch: RowBatch, term: number, maxPart: number): WireMessage[] {
+  const bytes = Buffer.from(JSON.stringify(batch));
+  const id = createHash('sha256').update(String(term)).update(bytes).digest('hex').slice(0, 32);
+  const n = Math.max(1, Math.ceil(bytes.length / maxPart));
+  return Array.from({ length: n }, (_, i) => ({
+    headers: { [H.kind]: 'rows', [H.batch]: id, [H.part]: `${i + 1}/${n}`, [H.term]: String(term), [H.rows]: String(rowCount(batch.to)) },
+    payload: bytes.subarray(i * maxPart, (i + 1) * maxPart),
+    msgId: `${id}.${i + 1}`,
+  }));
+}
+
+const Head = z.object({ id: z.number().int().nonnegative(), hash: z.string().regex(/^[0-9a-f]{64}$/) });
+const Position = z.object({
+  chains: z.object(Object.fromEntries(CHAIN_NAMES.map((c) => [c, Head])) as Record<(typeof CHAIN_NAMES)[number], typeof Head>),
+  checkpointSeq: z.number().int().nonnegative(),
+});
+const Cell = z.union([z.string(), z.number(), z.null()]);
+const BatchSchema = z.object({
+  from: Position,
+  to: Position,
+  rows: z.object(Object.fromEntries(CHAIN_NAMES.map((c) => [c, z.array(z.array(Cell))])) as Record<(typeof CHAIN_NAMES)[number], z.ZodArray<z.ZodArray<typeof Cell>>>),
+  checkpoints: z.array(z.array(Cell)),
+  resumePoints: z.array(z.array(Cell)),
+});
+
+export type ReadItem =
+  | { readonly kind: 'batch'; readonly seq: number; readonly term: number; readonly batch: RowBatch }
+  | { readonly kind: 'term'; readonly seq: number; readonly term: number }
+  /** A message that is not (a complete part of) ours, or an incomplete batch given up: applied as nothing. */
+  | { readonly kind: 'skip'; readonly seq: number; readonly why: string };
+
+/**
+ * Reads the stream in order: joins parts, checks shapes, and gives up an incomplete batch (its
+ * writer died or was fenced mid-batch) when anything else follows it. A batch is returned only
+ * when whole, so a replica never applies part of a write batch.
+ */
+export class LogStreamReader {
+  private parts: { id: string; n: number; term: number; chunks: Uint8Array[]; firstSeq: number } | undefined;
+
+  /** Items this message completes (an abandoned batch is reported as a skip before it). */
+  read(seq: number, header: (k: string) => string | undefined, data: Uint8Array): ReadItem[] {
+    const out: ReadItem[] = [];
+    const kind = header(H.kind);
+    const term = Number(header(H.term));
+    const abandon = (why: string) => {
+      if (this.parts) out.push({ kind: 'skip', seq: this.parts.firstSeq, why: `batch ${this.parts.id} from seq ${this.parts.firstSeq} ${why}` });
+      this.parts = undefined;
+    };
+    if (kind === 'term') {
+      abandon('left incomplete before a term marker');
+      if (!Number.isSafeInteger(term) || term < 1) out.push({ kind: 'skip', seq, why: `term marker with bad term ${JSON.stringify(header(H.term))}` });
+      else out.push({ kind: 'term', seq, term });
+      return out;
+    }
+    const id = header(H.batch);
+    const m = /^(\d+)\/(\d+)$/.exec(header(H.part) ?? '');
+    if (kind !== 'rows' || !id || !m || !Number.isSafeInteger(term) || term < 1) {
+      out.push({ kind: 'skip', seq, why: 'not a log message (headers missing or malformed)' });
+      return out;
+    }
+    const i = Number(m[1]);
+    const n = Number(m[2]);
+    if (i === 1) {
+      abandon('left incomplete before another batch');
+      this.parts = { id, n, term, chunks: [], firstSeq: seq };
+    } else if (!this.parts || this.parts.id !== id || this.parts.chunks.length !== i - 1 || this.parts.n !== n) {
+      abandon('interrupted');
+      out.push({ kind: 'skip', seq, why: `part ${i}/${n} of batch ${id} without its predecessors` });
+      return out;
+    }
+    this.parts!.chunks.push(data);
+    if (i < n) return out;
+    const whole = Buffer.concat(this.parts!.chunks);
+    this.parts = undefined;
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(whole.toString('utf8'));
+    } catch {
+      out.push({ kind: 'skip', seq, why: `batch ${id} is not JSON` });
+      return out;
+    }
+    const r = BatchSchema.safeParse(parsed);
+    if (!r.success) out.push({ kind: 'skip', seq, why: `batch ${id} is malformed: ${r.error.issues[0]?.message ?? ''} at ${r.error.issues[0]?.path.join('.') ?? ''}` });
+    else out.push({ kind: 'batch', seq, term, batch: r.data as RowBatch });
+    return out;
+  }
+
+  /** Whether a batch is half read (its remaining parts not yet seen). */
+  get midBatch(): boolean {
+    return this.parts !== undefined;
+  }
+}

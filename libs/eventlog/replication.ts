@@ -1,0 +1,383 @@
+import { hostname } from 'node:os';
+import {
+  DeliverPolicy, DiscardPolicy, JetStreamApiError, RetentionPolicy, StorageType, jetstream, jetstreamManager,
+  type ConsumerMessages, type JetStreamClient, type JetStreamManager,
+} from '@nats-io/jetstream';
+import { headers as natsHeaders, type NatsConnection } from '@nats-io/transport-node';
+import type { EventLog } from './event-log.ts';
+import { batchRows, rowCount, type LogPosition, type RawRow, type RowBatch } from './log-rows.ts';
+import { H, LogStreamReader, encodeBatch, encodeTerm, type WireMessage } from './replication-codec.ts';
+import type { ReplicationMark } from './replication-mark.ts';
+
+/** Another leader appended to the log stream: the caller must stop acting, then follow(). */
+export class FencedError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'FencedError';
+  }
+}
+
+export interface LogReplicator {
+  /**
+   * Follower mode: rows this file holds beyond the group's stream are dropped first (recorded in
+   * replication_truncations, with the rows, and logged), then the stream's batches are applied as
+   * they come until stop(); `caughtUp` resolves once the file holds the stream's end.
+   */
+  follow(): { caughtUp: Promise<void>; stop(): Promise<void> };
+  /**
+   * Before acting as leader for `term`: stops following, catches up to the stream's end, then
+   * appends a term marker conditional on the last sequence; FencedError if anyone appended since.
+   */
+  claim(term: number): Promise<void>;
+  /**
+   * Leader: publishes every local row not yet in the stream as one batch, conditional on the
+   * expected last sequence; FencedError when deposed. Call after each EventLog write batch and
+   * always before publishing anything derived from it.
+   */
+  flush(): Promise<void>;
+  /** localSeq: the stream sequence this file has applied; streamSeq: the stream's last known; lagRows: rows behind. */
+  position(): { localSeq: number; streamSeq: number; lagRows: number };
+  close(): Promise<void>;
+}
+
+export interface LogReplicatorOptions {
+  readonly log: EventLog;
+  readonly nc: NatsConnection;
+  /** The planner group: one log stream per group. */
+  readonly group: string;
+  /** Stream replicas (the planner's --replicas). */
+  readonly replicas: number;
+  readonly logger?: (line: string) => void;
+  /** Names this replica in term markers (default: hostname). */
+  readonly id?: string;
+  /** How long an append keeps retrying through server failover before flush() throws (default 30 s). */
+  readonly appendTimeoutMs?: number;
+}
+
+/** Stream and subject names of a group's log (JetStream names allow [A-Za-z0-9_-]). */
+export function logStreamName(group: string): string {
+  return `SB_LOG_${group.replace(/[^A-Za-z0-9_-]/g, '_')}`;
+}
+export function logSubject(group: string): string {
+  return `sb.log.${group.replace(/[^A-Za-z0-9_-]/g, '_')}`;
+}
+
+const WRONG_LAST_SEQUENCE = 10071;
+const STREAM_NOT_FOUND = 10059;
+/** Payload headroom below the server's max_payload for the headers of a part. */
+const HEADER_ROOM = 8 * 1024;
+/** The leader persists its stream mark at most this often (a restart re-reads at most that much). */
+const MARK_EVERY_MS = 1000;
+
+export async function createLogReplicator(o: LogReplicatorOptions): Promise<LogReplicator> {
+  if (!Number.isInteger(o.replicas) || o.replicas < 1) throw new Error(`log replicator: replicas must be a positive integer, got ${o.replicas}`);
+  const jsm = await jetstreamManager(o.nc);
+  const r = new StreamLogReplicator(o, jsm, jetstream(o.nc));
+  await r.ensureStream();
+  return r;
+}
+
+/**
+ * Stops a consumer without waiting: its close() promise settles only once the iterator has been
+ * drained, which never happens for one stopped before its first message.
+ */
+function closeConsumer(c: ConsumerMessages | undefined): void {
+  c?.close().catch(() => {});
+}
+
+type Mode = 'idle' | 'following' | 'leader' | 'fenced' | 'closed';
+
+class StreamLogReplicator implements LogReplicator {
+  readonly stream: string;
+  readonly subject: string;
+  private mode: Mode = 'idle';
+  private readonly log: EventLog;
+  private readonly say: (line: string) => void;
+  private reader = new LogStreamReader();
+  /** Last stream seq fully processed (never inside a half-read batch): where reading resumes. */
+  private seq = 0;
+  private term = 0;
+  /** The position the group's stream ends at, as far as read (undefined: no batch yet, no mark). */
+  private groupEnd: LogPosition | undefined;
+  private groupResume: readonly RawRow[] | undefined;
+  private markDirty = false;
+  private lastMarkAt = 0;
+  /** Stream end as last seen (seq, and rows it leaves the group at) for lag. */
+  private streamSeq = 0;
+  private streamRows = 0;
+  private follower: { stop(): Promise<void> } | undefined;
+  private flushing: Promise<unknown> = Promise.resolve();
+  private readonly maxPart: number;
+
+  constructor(private readonly o: LogReplicatorOptions, private readonly jsm: JetStreamManager, private readonly js: JetStreamClient) {
+    this.log = o.log;
+    this.stream = logStreamName(o.group);
+    this.subject = logSubject(o.group);
+    this.say = o.logger ?? (() => {});
+    this.maxPart = Math.max(4096, (o.nc.info?.max_payload ?? 1024 * 1024) - HEADER_ROOM);
+    const mark = this.log.replicationMark();
+    if (mark && mark.stream === this.stream) {
+      this.seq = mark.streamSeq;
+      this.term = mark.term;
+      this.groupEnd = mark.position;
+    }
+  }
+
+  async ensureStream(): Promise<void> {
+    let info;
+    try {
+      info = await this.jsm.streams.info(this.stream);
+    } catch (e) {
+      if (!(e instanceof JetStreamApiError) || e.code !== STREAM_NOT_FOUND) throw e;
+      try {
+        info = await this.jsm.streams.add({
+          name: this.stream, subjects: [this.subject], num_replicas: this.o.replicas, storage: StorageType.File,
+          retention: RetentionPolicy.Limits, discard: DiscardPolicy.Old, duplicate_window: 2 * 60 * 1_000_000_000, allow_direct: true,
+        });
+      } catch (e2) {
+        throw new Error(`log stream ${this.stream}: cannot create it with ${this.o.replicas} replicas: ${(e2 as Error).message}`, { cause: e2 });
+      }
+    }
+    if (info.config.num_replicas !== this.o.replicas) {
+      try {
+        await this.jsm.streams.update(this.stream, { ...info.config, num_replicas: this.o.replicas });
+        this.say(`log stream ${this.stream}: replicas ${info.config.num_replicas} -> ${this.o.replicas}`);
+      } catch (e) {
+        throw new Error(`log stream ${this.stream}: cannot change replicas ${info.config.num_replicas} -> ${this.o.replicas}: ${(e as Error).message}`, { cause: e });
+      }
+    }
+    this.streamSeq = info.state.last_seq;
+    if (this.seq > info.state.last_seq) {
+      // The stream was deleted and made again: our mark names messages that no longer exist.
+      this.say(`log stream ${this.stream}: this file's mark (seq ${this.seq}) is past the stream's end (${info.state.last_seq}); reading it from the start`);
+      this.seq = 0;
+      this.term = 0;
+      this.groupEnd = undefined;
+    }
+  }
+
+  follow(): { caughtUp: Promise<void>; stop(): Promise<void> } {
+    if (this.mode === 'closed') throw new Error('log replicator is closed');
+    if (this.follower) throw new Error('log replicator is already following');
+    this.mode = 'following';
+    let resolveCaughtUp!: () => void;
+    let rejectCaughtUp!: (e: unknown) => void;
+    const caughtUp = new Promise<void>((res, rej) => { resolveCaughtUp = res; rejectCaughtUp = rej; });
+    caughtUp.catch(() => {});
+    let stopped = false;
+    let live: ConsumerMessages | undefined;
+    let wake: (() => void) | undefined;
+    const loop = (async () => {
+      let failures = 0;
+      while (!stopped) {
+        try {
+          await this.catchUp();
+          resolveCaughtUp();
+          failures = 0;
+          this.reader = new LogStreamReader();
+          const c = await this.js.consumers.get(this.stream, { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: this.seq + 1 });
+          live = await c.consume({ max_messages: 256 });
+          if (stopped) break;
+          for await (const m of live) {
+            if (stopped) break;
+            this.streamSeq = Math.max(this.streamSeq, m.seq + m.info.pending);
+            this.onMessage(m.seq, (k) => m.headers?.get(k), m.data);
+            this.persistMark(true);
+          }
+        } catch (e) {
+          if (stopped) break;
+          failures++;
+          this.say(`log stream ${this.stream}: following failed (${(e as Error).message}); retrying`);
+          if (failures >= 3 && (e as { code?: string }).code === 'DIVERGED') rejectCaughtUp(e);
+          // a pause between retries that stop() can cut short
+          await new Promise<void>((res) => { wake = res; setTimeout(res, Math.min(5000, 250 * 2 ** Math.min(failures, 4))); });
+        } finally {
+          closeConsumer(live);
+          live = undefined;
+        }
+      }
+    })();
+    const handle = {
+      stop: async () => {
+        stopped = true;
+        wake?.();
+        closeConsumer(live);
+        await loop;
+        this.persistMark(false);
+        if (this.follower === handle) this.follower = undefined;
+        if (this.mode === 'following') this.mode = 'idle';
+      },
+    };
+    this.follower = handle;
+    return { caughtUp, stop: handle.stop };
+  }
+
+  async claim(term: number): Promise<void> {
+    if (this.mode === 'closed') throw new Error('log replicator is closed');
+    if (!Number.isSafeInteger(term) || term < 1) throw new Error(`claim: term must be a positive integer, got ${term}`);
+    await this.follower?.stop();
+    await this.catchUp();
+    if (term < this.term) throw new FencedError(`log stream ${this.stream}: term ${term} is older than the stream's term ${this.term}`);
+    // No batch in the stream and no mark: this file's rows seed the group (its first flush sends them).
+    const flushed = this.groupEnd ?? this.log.exportRows(this.log.position(), { whole: true }).from;
+    const seq = await this.append(encodeTerm(term, this.o.id ?? hostname(), rowCount(flushed), this.seq), this.seq);
+    this.seq = seq;
+    this.streamSeq = Math.max(this.streamSeq, seq);
+    this.term = term;
+    this.flushedAt = flushed;
+    this.mode = 'leader';
+    this.markDirty = true;
+    this.persistMark(false);
+    this.say(`log stream ${this.stream}: leading as term ${term} from seq ${seq}`);
+  }
+
+  private flushedAt: LogPosition | undefined;
+
+  flush(): Promise<void> {
+    const run = this.flushing.then(() => this.flushNow());
+    this.flushing = run.catch(() => {});
+    return run;
+  }
+
+  private async flushNow(): Promise<void> {
+    if (this.mode === 'fenced') throw new FencedError(`log stream ${this.stream}: this replica was fenced; follow() before writing`);
+    if (this.mode !== 'leader' || !this.flushedAt) throw new Error(`log stream ${this.stream}: flush() without claim()`);
+    const batch = this.log.exportRows(this.flushedAt);
+    if (batchRows(batch) === 0) return;
+    let seq = this.seq;
+    try {
+      for (const part of encodeBatch(batch, this.term, this.maxPart)) seq = await this.append(part, seq);
+    } catch (e) {
+      if (e instanceof FencedError) this.mode = 'fenced';
+      throw e;
+    }
+    this.seq = seq;
+    this.streamSeq = Math.max(this.streamSeq, seq);
+    this.streamRows = rowCount(batch.to);
+    this.flushedAt = batch.to;
+    this.groupEnd = batch.to;
+    this.groupResume = batch.resumePoints;
+    this.markDirty = true;
+    this.persistMark(true);
+  }
+
+  position(): { localSeq: number; streamSeq: number; lagRows: number } {
+    if (this.mode === 'leader') return { localSeq: this.seq, streamSeq: this.seq, lagRows: 0 };
+    const local = rowCount(this.log.position());
+    return { localSeq: this.seq, streamSeq: Math.max(this.streamSeq, this.seq), lagRows: Math.max(0, this.streamRows - local) };
+  }
+
+  async close(): Promise<void> {
+    if (this.mode === 'closed') return;
+    await this.follower?.stop();
+    await this.flushing;
+    this.persistMark(false);
+    this.mode = 'closed';
+  }
+
+  /** Reads the stream from where this file stands to its current end, then drops local rows past the group's end. */
+  private async catchUp(): Promise<void> {
+    const info = await this.jsm.streams.info(this.stream);
+    const last = info.state.last_seq;
+    this.streamSeq = Math.max(this.streamSeq, last);
+    if (info.state.messages > 0 && this.seq + 1 < info.state.first_seq) {
+      throw Object.assign(new Error(`log stream ${this.stream}: this file stands at seq ${this.seq} but the stream starts at ${info.state.first_seq} (trimmed); bootstrap from a snapshot`), { code: 'TRIMMED' });
+    }
+    if (this.seq < last) {
+      this.reader = new LogStreamReader();
+      const c = await this.js.consumers.get(this.stream, { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: this.seq + 1 });
+      const msgs = await c.consume({ max_messages: 512 });
+      try {
+        for await (const m of msgs) {
+          this.onMessage(m.seq, (k) => m.headers?.get(k), m.data);
+          if (m.seq >= last) break;
+        }
+      } finally {
+        closeConsumer(msgs);
+      }
+    }
+    if (this.groupEnd && this.log.isAhead(this.groupEnd)) {
+      this.truncate(this.groupEnd, 'rows past the end of the group\'s log stream (committed here, never appended)');
+    }
+    this.markDirty = true;
+    this.persistMark(false);
+  }
+
+  private onMessage(seq: number, header: (k: string) => string | undefined, data: Uint8Array): void {
+    const rows = Number(header(H.rows));
+    if (Number.isSafeInteger(rows)) this.streamRows = Math.max(this.streamRows, rows);
+    for (const item of this.reader.read(seq, header, data)) {
+      if (item.kind === 'skip') this.say(`log stream ${this.stream} seq ${item.seq}: skipped: ${item.why}`);
+      else if (item.kind === 'term') this.term = Math.max(this.term, item.term);
+      else if (item.term < this.term) this.say(`log stream ${this.stream} seq ${item.seq}: skipped a batch of term ${item.term} after term ${this.term}`);
+      else this.apply(item.batch, item.seq);
+    }
+    if (!this.reader.midBatch) {
+      this.seq = seq;
+      this.markDirty = true;
+    }
+  }
+
+  private apply(b: RowBatch, seq: number): void {
+    const mark: ReplicationMark = { stream: this.stream, streamSeq: seq, term: this.term, position: b.to };
+    if (this.log.holds(b.to)) {
+      // Already here (a restart re-reading after its mark, or the leader's own batch).
+    } else if (this.log.holds(b.from)) {
+      if (this.log.isAhead(b.from)) this.truncate(b.from, 'rows past the group\'s position, replaced by the group\'s next batch');
+      this.log.importRows(b, { mark });
+      this.markDirty = false;
+    } else if (rowCount(this.log.position()) === 0 && this.log.position().checkpointSeq === 0) {
+      // A new replica and a group seeded from a compacted log: take its anchors.
+      this.log.importRows(b, { mark, adoptAnchors: true });
+      this.markDirty = false;
+    } else {
+      throw Object.assign(new Error(`log stream ${this.stream} seq ${seq}: this file holds neither the batch's start nor its end (another history); move it aside to bootstrap afresh`), { code: 'DIVERGED' });
+    }
+    this.groupEnd = b.to;
+    this.groupResume = b.resumePoints;
+  }
+
+  private truncate(to: LogPosition, reason: string): void {
+    const mark: ReplicationMark = { stream: this.stream, streamSeq: this.seq, term: this.term, position: to };
+    const rec = this.log.truncateTo(to, { stream: this.stream, streamSeq: this.seq, reason, resumePoints: this.groupResume, mark });
+    this.say(`log stream ${this.stream}: dropped ${rec?.rowsDropped ?? 0} rows this file held beyond the group (seq ${this.seq}): ${reason}; recorded as truncation ${rec?.id} in replication_truncations`);
+  }
+
+  private persistMark(lazily: boolean): void {
+    if (!this.markDirty || this.mode === 'closed') return;
+    if (lazily && Date.now() - this.lastMarkAt < MARK_EVERY_MS) return;
+    const position = this.groupEnd ?? this.log.exportRows(this.log.position(), { whole: true }).from;
+    this.log.setReplicationMark({ stream: this.stream, streamSeq: this.seq, term: this.term, position });
+    this.markDirty = false;
+    this.lastMarkAt = Date.now();
+  }
+
+  /**
+   * Appends one message conditional on `expectedLast`, retrying through server failover with the
+   * same message id (the server deduplicates a retry of an append it stored but never acknowledged).
+   * A wrong-last-sequence answer is a fence unless the message after `expectedLast` is this one.
+   */
+  private async append(m: WireMessage, expectedLast: number): Promise<number> {
+    const h = natsHeaders();
+    for (const [k, v] of Object.entries(m.headers)) h.set(k, v);
+    const deadline = Date.now() + (this.o.appendTimeoutMs ?? 30_000);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const ack = await this.js.publish(this.subject, m.payload, {
+          msgID: m.msgId, headers: h, timeout: 5000, expect: { streamName: this.stream, lastSequence: expectedLast },
+        });
+        return ack.seq;
+      } catch (e) {
+        if (e instanceof JetStreamApiError && e.code === WRONG_LAST_SEQUENCE) {
+          const next = await this.jsm.streams.getMessage(this.stream, { seq: expectedLast + 1 }).catch(() => null);
+          if (next && next.header.get('Nats-Msg-Id') === m.msgId) return next.seq;
+          throw new FencedError(`log stream ${this.stream}: another writer appended after seq ${expectedLast}; this replica no longer leads`);
+        }
+        if (Date.now() > deadline) {
+          throw new Error(`log stream ${this.stream}: append not acknowledged after ${attempt} tries: ${(e as Error).message}`, { cause: e });
+        }
+        await new Promise((res) => setTimeout(res, 250));
+      }
+    }
+  }
+}

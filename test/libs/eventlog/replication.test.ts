@@ -1,0 +1,113 @@
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { FencedError, createLogReplicator, samePosition, type EventLog, type LogReplicator } from '../../../libs/eventlog/index.ts';
+import { startNatsServer, type NatsServerHandle } from '../../support/nats-server.ts';
+import { replicaDigest, writeHistory } from './support/replicated-history.ts';
+import { openLog, tempDir } from './support/temp-log.ts';
+
+const tmp = tempDir();
+let nats: NatsServerHandle;
+let nc: NatsConnection;
+let groups = 0;
+beforeAll(async () => {
+  nats = await startNatsServer({ jetstream: true });
+  nc = await connect({ servers: nats.url });
+});
+afterAll(async () => {
+  await nc?.close();
+  await nats?.stop();
+  tmp.cleanup();
+});
+
+const group = () => `g${process.pid}-${++groups}`;
+const lines: string[] = [];
+const logger = (l: string) => { lines.push(l); if (process.env.DBG) console.log(l); };
+
+async function replica(g: string, file = tmp.file()): Promise<{ log: EventLog; r: LogReplicator; file: string }> {
+  const log = await openLog(file);
+  return { log, r: await createLogReplicator({ log, nc, group: g, replicas: 1, logger, id: file }), file };
+}
+
+/** Resolves once `log` stands where `leader` does (the follower applies batches as they come). */
+async function until(cond: () => boolean, what: string, ms = 20_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20)); // polling the follower's file: no event to await
+  }
+}
+
+describe('replicated event log (one nats-server, real SQLite files)', () => {
+  it('a follower with an empty file gets every row verbatim: verify passes, heads equal, every version replays to the same hash', async () => {
+    const g = group();
+    const a = await replica(g);
+    const b = await replica(g);
+    await a.r.claim(1);
+    const f = b.r.follow();
+    await f.caughtUp;
+    await writeHistory(a.log, { seed: 7, steps: 40, after: () => a.r.flush() });
+    await until(() => samePosition(a.log.position(), b.log.position()), 'the follower to reach the leader');
+    const da = replicaDigest(a.log);
+    const db = replicaDigest(b.log);
+    expect(da.verified).toBe(true);
+    expect(da.replays.length).toBeGreaterThan(5);
+    expect(a.log.checkpoints().length).toBeGreaterThan(0);
+    expect(db).toEqual(da);
+    expect(b.log.checkpoints()).toEqual(a.log.checkpoints());
+    expect(b.r.position().lagRows).toBe(0);
+    await f.stop();
+    // A third replica started later bootstraps from the stream alone.
+    const c = await replica(g);
+    const fc = c.r.follow();
+    await fc.caughtUp;
+    expect(replicaDigest(c.log)).toEqual(da);
+    await fc.stop();
+    // The follower restarted on its file resumes from its mark and gets what it missed.
+    await b.r.close();
+    b.log.close();
+    await writeHistory(a.log, { seed: 8, steps: 5, after: () => a.r.flush() });
+    const b2 = await replica(g, b.file);
+    const f2 = b2.r.follow();
+    await f2.caughtUp;
+    expect(replicaDigest(b2.log)).toEqual(replicaDigest(a.log));
+    expect(b2.log.truncations()).toEqual([]);
+    await f2.stop();
+    for (const x of [a, b2, c]) { await x.r.close(); x.log.close(); }
+  }, 60_000);
+
+  it('fencing: after another replica claims, the old leader\'s flush is refused; it follows, and nothing it wrote after the fence stays in its file', async () => {
+    const g = group();
+    const a = await replica(g);
+    const b = await replica(g);
+    await a.r.claim(1);
+    await writeHistory(a.log, { seed: 11, steps: 10, after: () => a.r.flush() });
+    await b.r.claim(2);
+    expect(samePosition(b.log.position(), a.log.position())).toBe(true);
+    const groupAt = a.log.position();
+    // The deposed leader commits locally, then its flush meets the fence.
+    a.log.appendEvents([{ kind: 'Node', type: 'ADDED', origin: 'watch', namespace: '', name: 'stale', uid: 'u-stale', resourceVersion: '9999', object: { apiVersion: 'v1', kind: 'Node', metadata: { name: 'stale' } } }]);
+    a.log.recordOperation({ kind: 'pin', actor: 'stale leader', reason: 'after the fence', params: {} } as never);
+    await expect(a.r.flush()).rejects.toBeInstanceOf(FencedError);
+    await expect(a.r.flush()).rejects.toBeInstanceOf(FencedError);
+    // The new leader continues the numbering: no gap, no duplicate.
+    const vBefore = b.log.latestVersion()?.version ?? 0;
+    const seqBefore = b.log.lastSeq();
+    await writeHistory(b.log, { seed: 12, steps: 10, after: () => b.r.flush() });
+    expect(b.log.events({ fromSeq: seqBefore + 1 })[0]!.seq).toBe(seqBefore + 1);
+    expect(b.log.versions({ from: vBefore + 1 })[0]?.version ?? vBefore + 1).toBe(vBefore + 1);
+    const f = a.r.follow();
+    await f.caughtUp;
+    await until(() => samePosition(a.log.position(), b.log.position()), 'the deposed leader to follow');
+    expect(replicaDigest(a.log)).toEqual(replicaDigest(b.log));
+    expect(a.log.events().some((e) => e.name === 'stale')).toBe(false);
+    expect(a.log.operations().some((o) => o.actor === 'stale leader')).toBe(false);
+    const [t, ...more] = a.log.truncations();
+    expect(more).toEqual([]);
+    expect(t!.rowsDropped).toBe(2);
+    expect(samePosition(t!.to, groupAt)).toBe(true);
+    expect(t!.dropped.rows.events[0]![8]).toBe('9999');
+    expect(lines.some((l) => /dropped 2 rows .*truncation \d+ in replication_truncations/.test(l))).toBe(true);
+    await f.stop();
+    for (const x of [a, b]) { await x.r.close(); x.log.close(); }
+  }, 60_000);
+});

@@ -1,0 +1,35 @@
+import { verifyLog, replayVersion, type EventLog } from '../../../../libs/eventlog/index.ts';
+import { DataAxis } from '../../../../libs/versioning/index.ts';
+import { DEFAULT_PROXY_CONFIG } from '../../../../libs/model/index.ts';
+import { driveDataAxis, randomHistory } from './random-history.ts';
+
+/**
+ * Writes a random history into `log` through the planner's real data axis, in steps, with an ACK
+ * and now and then a config revision per step: every table the planner restores from gets rows.
+ * `after` runs after each step's writes (the leader's flush).
+ */
+export async function writeHistory(log: EventLog, o: { seed: number; steps: number; after: () => Promise<void>; axis?: DataAxis }): Promise<void> {
+  const axis = o.axis ?? DataAxis.restore(log);
+  let i = 0;
+  for (const step of randomHistory({ seed: o.seed, steps: o.steps })) {
+    driveDataAxis(log, [step], { checkpointEvery: 7, axis });
+    const v = log.latestVersion();
+    if (v) log.recordAck({ type: 'ACK', node: `node-${i % 3}`, version: v.version, configRevision: 0, at: new Date(Date.UTC(2025, 0, 1, 0, 0, i)).toISOString() } as never);
+    if (i % 5 === 0) log.recordConfigRevision({ config: { ...DEFAULT_PROXY_CONFIG, tcpTimeout: i }, reason: `step ${i}` });
+    log.resumeStore().save('Service', String(1000 + i));
+    log.resumeStore().flush();
+    i++;
+    await o.after();
+  }
+}
+
+/** What a replica must agree on: chain heads, checkpoints, and every version's replayed hash. */
+export function replicaDigest(log: EventLog): { position: unknown; verified: boolean; replays: string[]; operations: number; resume: string | undefined } {
+  return {
+    position: log.position(),
+    verified: verifyLog(log, { deep: true }).ok,
+    replays: log.versions().map((v) => `${v.version}:${replayVersion(log, v.version).hash}`),
+    operations: log.operations().length,
+    resume: log.resumeStore().load('Service'),
+  };
+}
