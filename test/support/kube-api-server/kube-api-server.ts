@@ -403,14 +403,13 @@ export class KubeApiServer {
       // NotOlderThan (the default) may serve the current state; Exact must serve `rv`.
       atRv = exact && rv !== undefined ? rv : this.store.resourceVersion;
     }
-    const all = this.store.listAt(route.kind, atRv).filter(({ key, object }) => key > start && filter(object));
-    const page = limit > 0 ? all.slice(0, limit) : all;
+    const { items: page, more, remaining } = this.store.listPage(route.kind, atRv, start, limit, filter);
     const info = RESOURCES[route.kind];
     const metadata: Record<string, unknown> = { resourceVersion: String(atRv) };
-    if (limit > 0 && all.length > page.length) {
+    if (more) {
       metadata.continue = encodeContinue({ rv: atRv, start: page[page.length - 1]!.key });
       // The apiserver only knows the remaining count when no selector filters the list.
-      if (!params.get('labelSelector') && !params.get('fieldSelector')) metadata.remainingItemCount = all.length - page.length;
+      if (!params.get('labelSelector') && !params.get('fieldSelector')) metadata.remainingItemCount = remaining;
     }
     // Items of built-in list responses carry no kind/apiVersion; only the list does.
     const items = page.map(({ object }) => {
@@ -474,7 +473,7 @@ export class KubeApiServer {
     };
     if (rv === undefined) {
       // RV "" / "0": synthetic ADDED for the current state, then changes from now.
-      for (const { object } of this.store.listAt(route.kind)) if (filter(object)) stream.send({ type: 'ADDED', object });
+      for (const { object } of this.store.listPage(route.kind, this.store.resourceVersion, '', 0, filter).items) stream.send({ type: 'ADDED', object });
     } else {
       for (const change of this.store.changesSince(route.kind, rv)) onChange(change);
     }

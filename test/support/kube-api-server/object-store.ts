@@ -41,6 +41,21 @@ export function objectKey(kind: ResourceKind, namespace: string | undefined, nam
 
 const clone = <T>(value: T): T => structuredClone(value);
 
+// Byte order of the keys, as etcd sorts them (our keys are ASCII names).
+const compareKeys = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
+
+/** Index of the first element of sorted `keys` greater than `key`. */
+function upperBound(keys: readonly string[], key: string): number {
+  let lo = 0;
+  let hi = keys.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (keys[mid]! > key) hi = mid;
+    else lo = mid + 1;
+  }
+  return lo;
+}
+
 export class ObjectStore {
   // An empty etcd is at revision 1 and its first write gets 2; starting there also means
   // no list ever answers RV "0", which a watch would read as "any" (synthetic ADDEDs).
@@ -49,6 +64,8 @@ export class ObjectStore {
   private readonly objects = new Map<ResourceKind, Map<string, KubeObject>>();
   private history: StoredChange[] = [];
   private readonly listeners = new Set<(change: StoredChange) => void>();
+  /** Sorted current keys per kind; dropped when a key appears or disappears. */
+  private readonly sortedKeys = new Map<ResourceKind, string[]>();
 
   get resourceVersion(): number {
     return this.rv;
@@ -92,6 +109,7 @@ export class ObjectStore {
     const bucket = this.bucket(kind);
     if (type === 'DELETED') bucket.delete(key);
     else bucket.set(key, next);
+    if (type !== 'MODIFIED') this.sortedKeys.delete(kind);
     const change: StoredChange = { rv: this.rv, kind, type, key, prev, object: next };
     this.history.push(change);
     for (const listener of [...this.listeners]) listener(change);
@@ -170,26 +188,93 @@ export class ObjectStore {
     return found ? clone(found) : undefined;
   }
 
+  /**
+   * One page of a kind's objects as they were at `rv`, in key order like etcd: the keys after
+   * `after` whose object passes `filter`, at most `limit` of them (0: no limit). `more` says
+   * whether any object (filtered or not, as etcd's `more` flag) lies after the page's last key;
+   * `remaining` counts them. Cost: O(log N + changes since `rv` + keys scanned), so a chunked
+   * list of N objects is O(N) in all instead of one sort and copy of the kind per page.
+   */
+  listPage(
+    kind: ResourceKind,
+    rv: number,
+    after: string,
+    limit: number,
+    filter: (object: KubeObject) => boolean = () => true,
+  ): { items: { key: string; object: KubeObject }[]; more: boolean; remaining: number } {
+    if (rv < this.compacted) throw new KubeStatusError(expiredStatus(`too old resource version: ${rv} (${this.compacted})`));
+    const bucket = this.bucket(kind);
+    // State at `rv` of every key changed after it: the `prev` of its first change since.
+    const atRv = new Map<string, KubeObject | undefined>();
+    for (let i = this.firstChangeAfter(rv); i < this.history.length; i++) {
+      const change = this.history[i]!;
+      if (change.kind === kind && !atRv.has(change.key)) atRv.set(change.key, change.prev);
+    }
+    // Keys that existed at `rv` but are gone now are not in the current key index.
+    const gone = [...atRv.keys()].filter((key) => !bucket.has(key)).sort(compareKeys);
+    const keys = this.keysOf(kind);
+    const stateOf = (key: string): KubeObject | undefined => (atRv.has(key) ? atRv.get(key) : bucket.get(key));
+    let i = upperBound(keys, after);
+    let j = upperBound(gone, after);
+    const next = (): string | undefined => {
+      const a = keys[i];
+      const b = gone[j];
+      if (a === undefined && b === undefined) return undefined;
+      if (b === undefined || (a !== undefined && a < b)) return keys[i++];
+      return gone[j++];
+    };
+    const items: { key: string; object: KubeObject }[] = [];
+    let key: string | undefined;
+    while ((limit === 0 || items.length < limit) && (key = next()) !== undefined) {
+      const object = stateOf(key);
+      if (object && filter(object)) items.push({ key, object: clone(object) });
+    }
+    if (limit === 0 || items.length < limit) return { items, more: false, remaining: 0 };
+    // Objects after the last returned key at `rv`: current keys after it, corrected by the
+    // keys whose existence changed since `rv` (O(changes since rv), not O(N)).
+    const last = items[items.length - 1]!.key;
+    let remaining = keys.length - upperBound(keys, last) + (gone.length - upperBound(gone, last));
+    for (const [changed, state] of atRv) {
+      if (changed > last && state === undefined && bucket.has(changed)) remaining -= 1;
+    }
+    return { items, more: remaining > 0, remaining };
+  }
+
   /** All objects of a kind as they were at `rv` (default: now), sorted by key like etcd. */
   listAt(kind: ResourceKind, rv: number = this.rv): { key: string; object: KubeObject }[] {
-    if (rv < this.compacted) throw new KubeStatusError(expiredStatus(`too old resource version: ${rv} (${this.compacted})`));
-    const state = new Map(this.bucket(kind));
-    // Undo newer changes, newest first.
-    for (let i = this.history.length - 1; i >= 0 && this.history[i]!.rv > rv; i--) {
-      const change = this.history[i]!;
-      if (change.kind !== kind) continue;
-      if (change.prev) state.set(change.key, change.prev);
-      else state.delete(change.key);
-    }
-    return [...state.entries()]
-      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
-      .map(([key, object]) => ({ key, object: clone(object) }));
+    return this.listPage(kind, rv, '', 0).items;
   }
 
   /** Changes of a kind with RV strictly greater than `rv`; throws 410 Expired if compacted away. */
   changesSince(kind: ResourceKind, rv: number): StoredChange[] {
     if (rv < this.compacted) throw new KubeStatusError(expiredStatus(`too old resource version: ${rv} (${this.compacted})`));
-    return this.history.filter((c) => c.rv > rv && c.kind === kind).map((c) => clone(c));
+    const changes: StoredChange[] = [];
+    for (let i = this.firstChangeAfter(rv); i < this.history.length; i++) {
+      if (this.history[i]!.kind === kind) changes.push(clone(this.history[i]!));
+    }
+    return changes;
+  }
+
+  /** Index of the first history entry with RV > `rv` (history is in RV order). */
+  private firstChangeAfter(rv: number): number {
+    let lo = 0;
+    let hi = this.history.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.history[mid]!.rv > rv) hi = mid;
+      else lo = mid + 1;
+    }
+    return lo;
+  }
+
+  /** The kind's current keys, sorted; rebuilt lazily after a create or delete. */
+  private keysOf(kind: ResourceKind): string[] {
+    let keys = this.sortedKeys.get(kind);
+    if (!keys) {
+      keys = [...this.bucket(kind).keys()].sort(compareKeys);
+      this.sortedKeys.set(kind, keys);
+    }
+    return keys;
   }
 
   /** Forget history up to `rv` (default: now): older RVs answer 410 Expired from then on. */
