@@ -32,7 +32,10 @@ await Promise.all(conns.map((c) => c.flush()));
 const ctl = conns[0]!;
 ctl.subscribe(`bench.stats.${first}`, {
   callback: (_e, m) => {
-    const s = conns.reduce((a, c) => { const x = c.stats(); return { inBytes: a.inBytes + x.inBytes, outBytes: a.outBytes + x.outBytes }; }, { inBytes: 0, outBytes: 0 });
+    const s = conns.reduce((a, c) => {
+      const x = c.stats();
+      return { inBytes: a.inBytes + x.inBytes, outBytes: a.outBytes + x.outBytes, inMsgs: a.inMsgs + x.inMsgs, outMsgs: a.outMsgs + x.outMsgs };
+    }, { inBytes: 0, outBytes: 0, inMsgs: 0, outMsgs: 0 });
     m.respond(JSON.stringify(s));
   },
 });

@@ -1,9 +1,9 @@
 /**
  * Fan-out bench: event → all nodes ACKed, versus the raw core-NATS publish → reply floor to the
  * same connections, in the same run. Usage:
- *   npx tsx bench/fanout/run-fanout.ts [--nodes 100,1000] [--events 40] [--workers 4] [--services 50] [--cpu-prof DIR]
+ *   npx tsx bench/fanout/run-fanout.ts [--nodes 100,1000] [--events 40] [--workers 4] [--services 50] [--cpu-prof DIR] [--out FILE]
  * (--cpu-prof: each applier worker process writes a V8 CPU profile into DIR when it exits.)
- * Prints a markdown table (ratios against the floor) and writes JSON to bench/fanout/last-run.json.
+ * Prints a markdown table (ratios against the floor) and writes JSON to FILE (default bench/fanout/last-run.json).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
@@ -22,6 +22,7 @@ const events = Number(args.get('events') ?? 40);
 const workers = Number(args.get('workers') ?? 4);
 const services = Number(args.get('services') ?? 50);
 const cpuProf = args.get('cpu-prof');
+const outFile = args.get('out');
 const here = path.dirname(fileURLToPath(import.meta.url));
 
 interface Stats { p50: number; p99: number; max: number; mean: number }
@@ -42,7 +43,8 @@ async function runScale(n: number): Promise<Record<string, unknown>> {
     const publish = async (delta: Parameters<VersionMaker['next']>[0]) => {
       const v = m.next(delta);
       const r = await publisher.publishNext({ header: v.delta, delta: v.delta.delta, data: () => v.checkpoint().data });
-      await targets.setDefaultTarget({ version: v.delta.version, configRevision: 0 });
+      // as NatsPlannerBus does: the notice carries the delta the stream just stored
+      await targets.setDefaultTarget({ version: v.delta.version, configRevision: 0 }, publisher.storedDelta(v.delta.version));
       return { version: v.delta.version, bytes: r.reduce((s, x) => s + x.bytes, 0) };
     };
     const nodes = Array.from({ length: n }, (_, i) => node(`node-${i}`));
@@ -110,6 +112,9 @@ async function runScale(n: number): Promise<Record<string, unknown>> {
       ratio: { p50: s.p50 / f.p50, p99: s.p99 / f.p99, max: s.max / f.max },
       publishedBytesPerEvent: Math.round(bytes.reduce((a, b) => a + b, 0) / bytes.length),
       applierBytesPerEventPerNode: Math.round((after.inBytes + after.outBytes - before.inBytes - before.outBytes) / events / n),
+      // both include the floor's ping (1 in) and pong (1 out) per event
+      applierInMsgsPerEventPerNode: (after.inMsgs - before.inMsgs) / events / n,
+      applierOutMsgsPerEventPerNode: (after.outMsgs - before.outMsgs) / events / n,
       checkpointBytes: JSON.stringify(m.index.toClusterData()).length,
     };
   } finally {
@@ -135,16 +140,15 @@ async function pingAll(nc: NatsConnection, n: number): Promise<number> {
   return ms;
 }
 
-/** Bytes in+out over all simulated appliers' connections (includes the baseline pings). */
-async function byteCounters(nc: NatsConnection, workers: number, per: number, n: number): Promise<{ inBytes: number; outBytes: number }> {
-  let inBytes = 0;
-  let outBytes = 0;
+/** Bytes and messages in+out over all simulated appliers' connections (includes the baseline pings). */
+type Counters = { inBytes: number; outBytes: number; inMsgs: number; outMsgs: number };
+async function byteCounters(nc: NatsConnection, workers: number, per: number, n: number): Promise<Counters> {
+  const sum: Counters = { inBytes: 0, outBytes: 0, inMsgs: 0, outMsgs: 0 };
   for (let w = 0; w < workers && w * per < n; w++) {
-    const r = JSON.parse((await nc.request(`bench.stats.${w * per}`, '', { timeout: 10_000 })).string()) as { inBytes: number; outBytes: number };
-    inBytes += r.inBytes;
-    outBytes += r.outBytes;
+    const r = JSON.parse((await nc.request(`bench.stats.${w * per}`, '', { timeout: 10_000 })).string()) as Counters;
+    for (const k of Object.keys(sum) as (keyof Counters)[]) sum[k] += r[k];
   }
-  return { inBytes, outBytes };
+  return sum;
 }
 
 const results = [];
@@ -154,7 +158,7 @@ for (const n of nodeCounts) {
   results.push(r);
   process.stderr.write(JSON.stringify(r) + '\n');
 }
-writeFileSync(path.join(here, 'last-run.json'), JSON.stringify({ at: new Date().toISOString(), results }, null, 2) + '\n');
+writeFileSync(outFile ?? path.join(here, 'last-run.json'), JSON.stringify({ at: new Date().toISOString(), results }, null, 2) + '\n');
 const f = (x: number) => x.toFixed(1);
 console.log('| appliers | floor p50 / p99 / max (ms) | fan-out p50 / p99 / max (ms) | ratio p50 / p99 / max | published B/event | applier B/event/node |');
 console.log('|---|---|---|---|---|---|');

@@ -2,7 +2,7 @@
  * Ingestion benchmark: the real planner reading a (test) Kubernetes API.
  *
  *   npx tsx bench/ingest/ingest-bench.ts [--services 10000] [--endpoints 10] [--nodes 100]
- *        [--rounds 30] [--bursts 10] [--burst-size 50] [--steady 300] [--steady-interval-ms 10] [--out file.json]
+ *        [--rounds 30] [--bursts 10] [--burst-size 50] [--steady 300] [--steady-interval-ms 10] [--out file.json] [--cpu-prof DIR]
  *
  * This process hosts test/support's KubeApiServer (objects created through its TS control API
  * from bench/planner/generate-cluster.ts) and a real nats-server (test/support/nats-server.ts).
@@ -40,6 +40,8 @@ const { values } = parseArgs({ options: {
   bursts: { type: 'string', default: '10' }, 'burst-size': { type: 'string', default: '50' },
   steady: { type: 'string', default: '300' }, 'steady-interval-ms': { type: 'string', default: '10' },
   'debounce-ms': { type: 'string' },
+  /** Writes a V8 CPU profile of the planner child into this directory when it exits. */
+  'cpu-prof': { type: 'string' },
   out: { type: 'string' },
 } });
 const S = Number(values.services), E = Number(values.endpoints), N = Number(values.nodes);
@@ -65,8 +67,8 @@ type Msg = Record<string, unknown> & { op: string };
 // ---- children ------------------------------------------------------------------------------
 
 const children = new Set<ChildProcess>();
-function forkChild(file: string, arg: unknown): ChildProcess {
-  const c = fork(path.join(here, file), [JSON.stringify(arg)], { execArgv: ['--import', 'tsx', '--expose-gc'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+function forkChild(file: string, arg: unknown, extraExecArgv: string[] = []): ChildProcess {
+  const c = fork(path.join(here, file), [JSON.stringify(arg)], { execArgv: ['--import', 'tsx', '--expose-gc', ...extraExecArgv], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   children.add(c);
   c.once('exit', () => children.delete(c));
   return c;
@@ -158,7 +160,8 @@ async function main(): Promise<void> {
 
   const db = path.join(tmp, 'planner.db');
   t = now();
-  planner = forkChild('planner-child.ts', { kubeconfig: kc.path, nats: nats.url, db, debounceMs: DEBOUNCE });
+  planner = forkChild('planner-child.ts', { kubeconfig: kc.path, nats: nats.url, db, debounceMs: DEBOUNCE },
+    values['cpu-prof'] ? ['--cpu-prof', '--cpu-prof-dir', values['cpu-prof']] : []);
   const ready = await nextMessage(planner, 'ready', 1_800_000);
   const v1Seen = versionSeen.get(1);
   const plannerMs = Number(ready.tSynced) - Number(ready.tStart);

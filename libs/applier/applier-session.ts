@@ -1,10 +1,12 @@
 import type { NatsConnection } from '@nats-io/transport-node';
-import type { Ack, ConfigRevision, Heartbeat, Nack, NodeTarget } from '../model/index.ts';
+import type { Ack, ConfigRevision, Heartbeat, Nack, NodeTarget, NoticeDelta } from '../model/index.ts';
 import { NodeStateRenderer } from '../planner/index.ts';
 import type { Dataplane } from '../dataplane/index.ts';
-import { ackSubject, decodeDelta, DELTA_WILDCARD, H, heartbeatSubject, VersionReader, type Verifier } from '../bus/index.ts';
+import { ackSubject, decodeDelta, deltaSubject, H, heartbeatSubject, VersionReader, type Verifier } from '../bus/index.ts';
 import { DataSync } from './data-sync.ts';
 import { TargetWatcher } from './target-watcher.ts';
+
+const textEncoder = new TextEncoder();
 
 export interface BusClock {
   now(): number;
@@ -41,8 +43,6 @@ export interface ApplierSessionOptions {
   /** What the node programmed before this process started (from --state-dir). */
   readonly resumeFrom?: AppliedState;
   readonly onEvent?: (e: SessionEvent) => void;
-  /** Take deltas from the live subject when they arrive before the target (default true). */
-  readonly liveDeltas?: boolean;
   /** Period of the safety re-read of the target keys (ms; 0 = never). Default 30 000. */
   readonly targetRefreshMs?: number;
   /** The planner's public key: unsigned or badly signed targets and artifacts are dropped. */
@@ -89,10 +89,10 @@ export class ApplierSession {
   static async start(o: ApplierSessionOptions): Promise<ApplierSession> {
     const s = new ApplierSession(o);
     s.watchConnection();
-    if (o.liveDeltas !== false) s.followLiveDeltas();
     s.watcher = await TargetWatcher.start({
       nc: o.nc, node: o.node,
       onChange: (t) => { s.emit({ type: 'target', target: t }); s.kick(); },
+      onDelta: (d, where) => s.takeNoticeDelta(d, where),
       onError: (e) => s.emit({ type: 'error', error: e }),
       onRejected: (where, reason) => s.emit({ type: 'rejected', kind: /^config/.test(where) ? 'config' : 'target', where, reason }),
       refreshMs: o.targetRefreshMs,
@@ -241,23 +241,28 @@ export class ApplierSession {
   }
 
   /**
-   * Push path: JetStream-stored deltas are also delivered to core subscribers of their subject,
-   * so a node usually has delta N in hand when its target moves to N and skips the fetch round
-   * trip. Loss is harmless (the fetch path covers it); corrupt or stray messages are dropped here
-   * or fail verification later.
+   * Push path: the default target's notice carries the new version's delta as the stream stored
+   * it, so a node one step behind gets target and data in one inbound message and fetches
+   * nothing. Nodes do not follow the stream's subjects live: a core subscriber there also gets
+   * publishes the stream refused (a fenced planner's, a foreign one), and a node must never apply
+   * a version the stream does not hold. Nothing here is trusted: an offered delta goes through
+   * the signature check now and the parent-link and hash checks when applied; a bad one is
+   * dropped and the node fetches from the stream instead.
    */
-  private followLiveDeltas(): void {
-    const sub = this.o.nc.subscribe(DELTA_WILDCARD, {
-      callback: (err, m) => {
-        if (err || m.headers?.get(H.checkpointOnly) === '1') return;
-        const version = Number(m.headers?.get(H.version));
-        const fault = this.reader.genuine({ subject: m.subject, data: m.data, header: (k) => m.headers?.get(k) }, version);
-        if (fault) return this.emit({ type: 'rejected', kind: 'artifact', where: m.subject, reason: `live delta: ${fault}` });
-        const d = decodeDelta(m.data);
-        if (d.ok) this.sync.offer(d.value);
-      },
-    });
-    this.unsubscribe.push(() => sub.unsubscribe());
+  private takeNoticeDelta(d: NoticeDelta, where: string): void {
+    const version = Number(d.headers[H.version]);
+    if (!Number.isSafeInteger(version) || version < 1) return this.emit({ type: 'rejected', kind: 'artifact', where, reason: 'notice delta: no version header' });
+    if (d.headers[H.checkpointOnly] === '1') return;
+    const data = textEncoder.encode(d.payload);
+    const fault = this.reader.genuine({ subject: deltaSubject(version), data, header: (k) => d.headers[k] }, version);
+    if (fault) return this.emit({ type: 'rejected', kind: 'artifact', where, reason: `notice delta: ${fault}` });
+    const decoded = decodeDelta(data);
+    if (!decoded.ok) return this.emit({ type: 'rejected', kind: 'artifact', where, reason: `notice delta: ${decoded.error}` });
+    const a = decoded.value;
+    if (a.version !== version || a.hash !== d.headers[H.hash] || String(a.parent) !== d.headers[H.parent]) {
+      return this.emit({ type: 'rejected', kind: 'artifact', where, reason: 'notice delta: payload and signed headers disagree' });
+    }
+    this.sync.offer(a);
   }
 
   private watchConnection(): void {

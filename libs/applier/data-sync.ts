@@ -19,7 +19,7 @@ export type SyncResult =
 export class DataSync {
   private index = new ClusterDataIndex();
   private at = 0;
-  /** Deltas seen live on sb.v.delta.* (push path), so a node one step behind fetches nothing. */
+  /** Deltas carried by target notices (push path), so a node one step behind fetches nothing. */
   private readonly pushed = new Map<number, Delta>();
   /** What moved since the last takeChanges(): touched keys, or everything (new index). */
   private changed: { services: Set<string>; nodes: Set<string> } | 'all' = 'all';
@@ -61,7 +61,7 @@ export class DataSync {
   }
 
   /**
-   * Offers a delta seen on the live subject. Only a bounded window ahead of the data we hold is
+   * Offers a delta carried by a target notice. Only a bounded window ahead of the data we hold is
    * kept; anything older, duplicate or far ahead is dropped. Nothing here is trusted: a cached
    * delta goes through the same parent-link and hash checks as a fetched one.
    */

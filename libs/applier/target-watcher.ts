@@ -1,5 +1,5 @@
 import type { NatsConnection } from '@nats-io/transport-node';
-import { checkWire, ConfigRevisionSchema, contentHash, parseWire, readProxyConfig, SignedTargetSchema, TargetNoticeSchema, type ConfigRevision, type NodeTarget, type SignedTarget } from '../model/index.ts';
+import { checkWire, ConfigRevisionSchema, contentHash, parseWire, readProxyConfig, SignedTargetSchema, TargetNoticeSchema, type ConfigRevision, type NodeTarget, type NoticeDelta, type SignedTarget } from '../model/index.ts';
 import {
   configKey, configStatement, DEFAULT_TARGET_KEY, directGet, kvSubject, nodeTargetKey, targetNoticeSubject, TARGETS_BUCKET, TARGETS_STREAM, type Verifier,
 } from '../bus/index.ts';
@@ -9,6 +9,8 @@ export interface TargetWatcherOptions {
   readonly nc: NatsConnection;
   readonly node: string;
   readonly onChange: (t: NodeTarget) => void;
+  /** A delta carried by a notice; called before the notice's target is taken (unverified here). */
+  readonly onDelta?: (d: NoticeDelta, where: string) => void;
   readonly onError?: (e: string) => void;
   /** A message dropped as unsigned, badly signed or malformed (counted in a metric). */
   readonly onRejected?: (what: string, reason: string) => void;
@@ -23,7 +25,7 @@ export interface TargetWatcherOptions {
  * Node side of targets, from two sources that both go through TargetView (newest signed
  * `issued` per key wins, so order and duplicates do not matter):
  *  - core-NATS notices on sb.target.default and sb.target.node.<token> (the fast path; the
- *    TargetStore sends one after each KV write);
+ *    TargetStore sends one after each KV write; the default's carries the version's delta);
  *  - a direct get of both keys at start, after every reconnect and every `refreshMs`, and every
  *    few hundred ms (capped backoff) while the bucket or a target does not exist yet, so a node
  *    started before the planner, or a notice lost while disconnected, delays a node, never
@@ -82,6 +84,7 @@ export class TargetWatcher {
         if (err) return;
         const n = parseWire(TargetNoticeSchema, m.data, `target notice on ${subject}`);
         if ('error' in n) return this.reject(subject, n.error);
+        if (n.value.delta) this.o.onDelta?.(n.value.delta, subject);
         this.offer(key, n.value.target, subject);
       },
     });

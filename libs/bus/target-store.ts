@@ -2,7 +2,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { Kvm, type KV, type KvOptions } from '@nats-io/kv';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { asRefusal, ensureStreamReplicas } from './stream-replicas.ts';
-import { checkWire, ConfigRevisionSchema, contentHash, parseWire, SignedTargetSchema, type ConfigRevision, type NodeTarget, type SignedTarget } from '../model/index.ts';
+import { checkWire, ConfigRevisionSchema, contentHash, parseWire, SignedTargetSchema, type ConfigRevision, type NodeTarget, type NoticeDelta, type SignedTarget } from '../model/index.ts';
 import { configStatement, targetStatement, type Signer } from './planner-signature.ts';
 import { configKey, DEFAULT_TARGET_KEY, nodeTargetKey, targetNoticeSubject, TARGETS_BUCKET } from './subjects.ts';
 
@@ -49,8 +49,13 @@ export class TargetStore {
     await this.learnIssued();
   }
 
-  async setDefaultTarget(t: NodeTarget): Promise<number> {
-    return this.write(DEFAULT_TARGET_KEY, checkTarget(t));
+  /**
+   * Moves the cluster default. `delta`: the target version's delta as the versions stream stored
+   * it (VersionPublisher.storedDelta), carried on the notice so a node has the target and its data
+   * in one message; every node follows the default, so it rides there and on no override notice.
+   */
+  async setDefaultTarget(t: NodeTarget, delta?: NoticeDelta): Promise<number> {
+    return this.write(DEFAULT_TARGET_KEY, checkTarget(t), delta);
   }
 
   async setNodeTarget(node: string, t: NodeTarget): Promise<number> {
@@ -65,7 +70,7 @@ export class TargetStore {
    * KV first (the durable truth, read at start, after reconnects and periodically), then a
    * core-NATS notice carrying the same signed entry: appliers act on the notice at once.
    */
-  private async write(key: string, t: NodeTarget | 'cleared'): Promise<number> {
+  private async write(key: string, t: NodeTarget | 'cleared', delta?: NoticeDelta): Promise<number> {
     this.issued = Math.max(this.issued + 1, this.o.now?.() ?? Date.now());
     const sig = this.o.signer?.sign(targetStatement(key, t, this.issued)) ?? '';
     const entry: SignedTarget = t === 'cleared'
@@ -73,7 +78,7 @@ export class TargetStore {
       : { version: t.version, configRevision: t.configRevision, issued: this.issued, sig };
     const text = JSON.stringify(entry);
     const revision = await this.kv.put(key, text);
-    this.nc.publish(targetNoticeSubject(key), JSON.stringify({ revision, target: entry }));
+    this.nc.publish(targetNoticeSubject(key), noticeText(revision, entry, delta, this.nc.info?.max_payload));
     return revision;
   }
 
@@ -125,6 +130,14 @@ export class TargetStore {
     if ('error' in r) throw new Error(r.error);
     return r.value;
   }
+}
+
+/** The notice; a delta that would not fit stays off it (nodes then fetch it from the stream). */
+function noticeText(revision: number, target: SignedTarget, delta: NoticeDelta | undefined, maxPayload = 1024 * 1024): string {
+  const plain = JSON.stringify({ revision, target });
+  if (!delta) return plain;
+  const withDelta = JSON.stringify({ revision, target, delta });
+  return Buffer.byteLength(withDelta) <= maxPayload / 2 ? withDelta : plain;
 }
 
 /** Creates (or opens) a KV bucket holding `replicas` copies; an existing bucket is brought to that count. */

@@ -1,6 +1,6 @@
 import { headers as natsHeaders, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager, JetStreamApiError, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
-import type { VersionArtifact } from '../model/index.ts';
+import type { NoticeDelta, VersionArtifact } from '../model/index.ts';
 import { deltaPayloadBytes, encodeArtifact } from './artifact-codec.ts';
 import { artifactStatement, verifierFromPem, type Signer } from './planner-signature.ts';
 import { H, parseVersionSubject, VERSIONS_STREAM, VERSIONS_SUBJECTS } from './subjects.ts';
@@ -51,6 +51,8 @@ export interface PublishResult {
 export class VersionPublisher {
   private last = 0;
   private lastCheckpoint = 0;
+  /** The newest delta this process stored itself (stream ack, not a duplicate), for target notices. */
+  private stored: { readonly version: number; readonly delta: NoticeDelta } | undefined;
   private readonly js: JetStreamClient;
   private readonly reader: VersionReader;
   readonly checkpointEvery: number;
@@ -74,6 +76,15 @@ export class VersionPublisher {
 
   lastPublishedVersion(): number {
     return this.last;
+  }
+
+  /**
+   * Delta `version` as this process stored it (headers, signature and payload), or undefined
+   * when it was not stored by this process (a republish found it there) or is a checkpoint-only
+   * marker: a target notice carries it so nodes need no second message for the data.
+   */
+  storedDelta(version: number): NoticeDelta | undefined {
+    return this.stored?.version === version ? this.stored.delta : undefined;
   }
 
   lastCheckpointVersion(): number {
@@ -114,13 +125,16 @@ export class VersionPublisher {
     const msgs = encodeArtifact(a, { chunkBytes: this.chunkBytes, baseCheckpoint: this.lastCheckpoint, anchor });
     let bytes = 0;
     let duplicate = false;
+    let signedHeaders: Record<string, string> | undefined;
     for (const m of msgs) {
       const h = natsHeaders();
       for (const [k, v] of Object.entries(m.headers)) h.set(k, v);
+      signedHeaders = { ...m.headers };
       let msgID = m.msgId;
       if (this.o.signer) {
         const sig = this.o.signer.sign(artifactStatement({ subject: m.subject, version: a.version, parent: a.parent, hash: a.hash, anchor, payload: m.payload }));
         h.set(H.sig, sig);
+        signedHeaders[H.sig] = sig;
         // Ed25519 is deterministic, so a retry dedupes; no one without the key can pre-empt the id.
         msgID = `${m.subject}:${sig.slice(0, 24)}`;
       }
@@ -135,6 +149,7 @@ export class VersionPublisher {
           const mine = await this.reader.delta(a.version);
           if (mine.ok || mine.checkpointOnly) {
             this.last = a.version;
+            this.stored = undefined;
             return this.confirmExisting(a);
           }
           const lastOnSubject = await this.jsm.streams.getMessage(this.stream, { last_by_subj: m.subject });
@@ -143,8 +158,13 @@ export class VersionPublisher {
       }
       bytes += m.payload.length;
     }
-    if (a.form === 'delta') this.last = a.version;
-    else this.lastCheckpoint = Math.max(this.lastCheckpoint, a.version);
+    if (a.form === 'delta') {
+      this.last = a.version;
+      const m = msgs[0]!;
+      this.stored = !duplicate && m.payload.length > 0 && signedHeaders
+        ? { version: a.version, delta: { headers: signedHeaders, payload: textDecoder.decode(m.payload) } }
+        : undefined;
+    } else this.lastCheckpoint = Math.max(this.lastCheckpoint, a.version);
     return { version: a.version, form: a.form, bytes, messages: msgs.length, duplicate };
   }
 
@@ -243,6 +263,8 @@ export class VersionPublisher {
     }
   }
 }
+
+const textDecoder = new TextDecoder();
 
 function strip(h: VersionArtifact): { version: number; parent: number; hash: string; reason: string; createdAt: string } {
   return { version: h.version, parent: h.parent, hash: h.hash, reason: h.reason, createdAt: h.createdAt };

@@ -24,8 +24,17 @@ export const SignedTargetSchema = z.union([
   z.object({ cleared: z.literal(true), issued: positive, sig: z.string() }).strict(),
 ]);
 
+/**
+ * The version's delta message exactly as the versions stream stored it (headers and the UTF-8
+ * payload, signature included), riding on a target notice so a node gets the target and its
+ * data in one inbound message. The planner attaches it only after the stream acknowledged the
+ * delta, so a node never holds content the stream does not; the node verifies it like a
+ * fetched one. Optional: notices without it (older planners, oversized deltas) still parse.
+ */
+export const NoticeDeltaSchema = z.object({ headers: z.record(z.string(), z.string()), payload: z.string() });
+
 /** The core-NATS notice sent after each KV write (fast path); `revision` is informational only. */
-export const TargetNoticeSchema = z.object({ revision: count, target: SignedTargetSchema });
+export const TargetNoticeSchema = z.object({ revision: count, target: SignedTargetSchema, delta: NoticeDeltaSchema.optional() });
 
 export const AckTimingsSchema = z.object({ fetchMs: z.number(), renderMs: z.number(), applyMs: z.number() });
 
@@ -101,6 +110,7 @@ export const ConfigRevisionSchema = z.object({
 
 export type SignedTarget = z.infer<typeof SignedTargetSchema>;
 export type TargetNotice = z.infer<typeof TargetNoticeSchema>;
+export type NoticeDelta = z.infer<typeof NoticeDeltaSchema>;
 
 /** Parses JSON bytes (or text) against a schema; one line naming the first problem on failure. */
 export function parseWire<S extends z.ZodType>(schema: S, input: Uint8Array | string, what: string): { value: z.infer<S> } | { error: string } {

@@ -93,7 +93,8 @@ export class NatsPlannerBus implements PlannerBus {
   }
 
   async setDefaultTarget(t: Parameters<PlannerBus['setDefaultTarget']>[0]): Promise<void> {
-    await this.guard(() => this.targets.setDefaultTarget(t));
+    // The delta rides on the notice only when this process stored it on the stream just now.
+    await this.guard(() => this.targets.setDefaultTarget(t, this.publisher.storedDelta(t.version)));
   }
 
   async setNodeTarget(...[node, t]: Parameters<PlannerBus['setNodeTarget']>): Promise<void> {

@@ -80,8 +80,8 @@ describe('ApplierSession against a real nats-server', () => {
     await publish(world, m, { upsertServices: [service(1)], upsertNodes: [node('n1')] });
     await publish(world, m, { upsertServices: [service(2)] });
     await world.targets.setDefaultTarget({ version: 2, configRevision: 0 });
-    // without the live feed, so the node must read delta 3 from the stream (where it is gone)
-    const a = await world.startApplier('n1', { liveDeltas: false });
+    // these notices carry no delta, so the node must read delta 3 from the stream (where it is gone)
+    const a = await world.startApplier('n1');
     await world.received.waitFor(ackFor('n1', 2), 'ack 2');
     await publish(world, m, { upsertServices: [service(3)] }); // v3: checkpoint + delta
     await publish(world, m, { upsertServices: [service(4)] });

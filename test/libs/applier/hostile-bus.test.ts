@@ -99,7 +99,7 @@ describe('the bus cannot roll nodes back or wedge the planner', () => {
     await publish(world, m, { upsertServices: [service(2)] }, again);
     expect(again.lastPublishedVersion()).toBe(2);
     await world.targets.setDefaultTarget({ version: 2, configRevision: 0 });
-    const a = await world.startApplier('n1', { liveDeltas: false });
+    const a = await world.startApplier('n1');
     const ack = await world.received.waitFor(ackFor('n1', 2), 'ack 2 past the garbage');
     expect(ack.kind === 'ack' && ack.v.dataHash).toBe(m.index.hash());
     expect(a.events.all.some((e) => e.type === 'rejected' && e.kind === 'artifact')).toBe(true);
@@ -110,7 +110,7 @@ describe('the bus cannot roll nodes back or wedge the planner', () => {
   it('a node started before any planner waits for the bucket, then follows', async () => {
     world = await startBusWorld({ nodes: ['n1'] });
     await (await jetstreamManager(world.planner)).streams.delete('KV_sb_targets'); // as if no planner had ever run
-    const a = await world.startApplier('n1', { liveDeltas: false });
+    const a = await world.startApplier('n1');
     await expect.poll(() => a.session.status().waitingFor, { timeout: 10_000 }).toMatch(/targets bucket sb_targets/);
     const targets = await TargetStore.open({ nc: world.planner, signer: world.signer });
     const m = new VersionMaker();
