@@ -54,37 +54,44 @@ export class ClusterDataIndex implements ClusterDataSource {
     return [...this.nodeMap.keys()].sort(byCodeUnit);
   }
 
-  /** Sets or removes one service entry; returns its new hash (undefined when removed). */
-  setService(key: string, entry: ServiceEntry | undefined): string | undefined {
+  /**
+   * Sets or removes one service entry; returns its new hash (undefined when removed).
+   * `hashesFrom`: an index that may hold this very entry object (frozen, so its hash still
+   * holds): its hash is taken instead of hashing the entry again.
+   */
+  setService(key: string, entry: ServiceEntry | undefined, hashesFrom?: ClusterDataIndex): string | undefined {
     if (!entry) {
       this.svc.delete(key);
       this.tree.set(`svc:${key}`, undefined);
       return undefined;
     }
     if (entry.key !== key) throw new Error(`service entry key ${entry.key} does not match ${key}`);
-    const hash = contentHash(entry);
+    const held = hashesFrom?.svc.get(key);
+    const hash = held && held.entry === entry ? held.hash : contentHash(entry);
     this.svc.set(key, { entry: deepFreeze(entry), hash });
     this.tree.set(`svc:${key}`, hash);
     return hash;
   }
 
-  setNode(name: string, facts: NodeFacts | undefined): string | undefined {
+  setNode(name: string, facts: NodeFacts | undefined, hashesFrom?: ClusterDataIndex): string | undefined {
     if (!facts) {
       this.nodeMap.delete(name);
       this.tree.set(`node:${name}`, undefined);
       return undefined;
     }
-    const hash = contentHash(facts);
+    const held = hashesFrom?.nodeMap.get(name);
+    const hash = held && held.facts === facts ? held.hash : contentHash(facts);
     this.nodeMap.set(name, { facts: deepFreeze(facts), hash });
     this.tree.set(`node:${name}`, hash);
     return hash;
   }
 
-  apply(delta: DataDelta): void {
+  /** `hashesFrom`: the index the delta's entries were taken from (see setService). */
+  apply(delta: DataDelta, hashesFrom?: ClusterDataIndex): void {
     for (const k of delta.removeServices) this.setService(k, undefined);
-    for (const e of delta.upsertServices) this.setService(e.key, e);
+    for (const e of delta.upsertServices) this.setService(e.key, e, hashesFrom);
     for (const n of delta.removeNodes) this.setNode(n, undefined);
-    for (const f of delta.upsertNodes) this.setNode(f.name, f);
+    for (const f of delta.upsertNodes) this.setNode(f.name, f, hashesFrom);
   }
 
   hash(): string {

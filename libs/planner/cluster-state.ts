@@ -15,14 +15,21 @@ export type ObjectChange =
  * change tracker in the spirit of kube-proxy's: every change records the item's hash as of the
  * last commit (first change wins), and `commit()` emits only items whose hash really moved, so a
  * burst of events that nets to nothing makes no version. Applying a change costs O(size of the
- * affected service): only that service's entry is rebuilt and rehashed.
+ * affected service): only that service's entry is rebuilt and rehashed, once per batch, when the
+ * data is next read.
  */
 export class ClusterState {
   private readonly services = new Map<string, ServiceObject>();
   private readonly slices = new Map<string, EndpointSliceObject>();
   private readonly slicesByService = new Map<string, Set<string>>();
   private readonly nodes = new Map<string, NodeObject>();
-  readonly data = new ClusterDataIndex();
+  private readonly index = new ClusterDataIndex();
+  /**
+   * Services changed since their entry was last built: built (and hashed) once when the data is
+   * next read, so a service whose Service and EndpointSlices arrive in one batch (an initial
+   * list, a relist, a burst) is built once, not once per object.
+   */
+  private readonly stale = new Set<string>();
   /** item key ("svc:k" | "node:n") → its hash at the last commit (undefined = absent then). */
   private readonly pending = new Map<string, string | undefined>();
 
@@ -82,21 +89,32 @@ export class ClusterState {
     }
   }
 
-  private rebuildService(k: string): void {
+  /** The cluster data of the current objects (building the entries of changed services first). */
+  get data(): ClusterDataIndex {
+    if (this.stale.size > 0) {
+      for (const k of this.stale) this.index.setService(k, this.buildEntry(k));
+      this.stale.clear();
+    }
+    return this.index;
+  }
+
+  private buildEntry(k: string): ServiceEntry | undefined {
     const svc = this.services.get(k);
     const sliceKeys = this.slicesByService.get(k) ?? new Set<string>();
-    const entry: ServiceEntry | undefined = svc
-      ? buildServiceEntry(svc, [...sliceKeys].map((s) => this.slices.get(s)!))
-      : undefined;
+    return svc ? buildServiceEntry(svc, [...sliceKeys].map((s) => this.slices.get(s)!)) : undefined;
+  }
+
+  private rebuildService(k: string): void {
     const item = `svc:${k}`;
-    if (!this.pending.has(item)) this.pending.set(item, this.data.serviceHash(k));
-    this.data.setService(k, entry);
+    // A stale service is already pending with its hash as of the last commit (first change wins).
+    if (!this.pending.has(item)) this.pending.set(item, this.index.serviceHash(k));
+    this.stale.add(k);
   }
 
   private setNode(name: string, facts: NodeFacts | undefined): void {
     const item = `node:${name}`;
-    if (!this.pending.has(item)) this.pending.set(item, this.data.nodeHash(name));
-    this.data.setNode(name, facts);
+    if (!this.pending.has(item)) this.pending.set(item, this.index.nodeHash(name));
+    this.index.setNode(name, facts);
   }
 
   /** True when uncommitted changes moved the content (cheap: compares hashes of touched items). */
@@ -164,9 +182,9 @@ export class ClusterState {
     }
     for (const [k, svc] of s.services) {
       const sliceKeys = s.slicesByService.get(k) ?? new Set<string>();
-      s.data.setService(k, buildServiceEntry(svc, [...sliceKeys].map((x) => s.slices.get(x)!)));
+      s.index.setService(k, buildServiceEntry(svc, [...sliceKeys].map((x) => s.slices.get(x)!)));
     }
-    for (const [name, node] of s.nodes) s.data.setNode(name, buildNodeFacts(node));
+    for (const [name, node] of s.nodes) s.index.setNode(name, buildNodeFacts(node));
     return s;
   }
 

@@ -141,7 +141,8 @@ export class DataAxis {
       const record = this.log.recordVersion({ hash: o.hash, reason: o.reason, seqTo, contentOf: o.contentOf, delta: o.delta });
       return { record, operation: o.operation && this.log.recordOperation(o.operation(record.version)) };
     });
-    this.published.apply(o.delta);
+    // The delta's entries are live's own frozen objects (usually): reuse their hashes.
+    this.published.apply(o.delta, this.live.data);
     if (this.published.hash() !== o.hash) throw new Error(`version ${record.version}: published content hash drifted (bug)`);
     this.publishedIsLive = o.isLive;
     if (o.contentOf === undefined) this.eventsSinceVersion = 0;
