@@ -1,6 +1,8 @@
+import { spawn } from 'node:child_process';
+import path from 'node:path';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FencedError, createLogReplicator, samePosition, type EventLog, type LogReplicator } from '../../../libs/eventlog/index.ts';
+import { FencedError, createLogReplicator, rowCount, samePosition, type EventLog, type LogPosition, type LogReplicator } from '../../../libs/eventlog/index.ts';
 import { startNatsServer, type NatsServerHandle } from '../../support/nats-server.ts';
 import { replicaDigest, writeHistory } from './support/replicated-history.ts';
 import { openLog, tempDir } from './support/temp-log.ts';
@@ -108,6 +110,45 @@ describe('replicated event log (one nats-server, real SQLite files)', () => {
     expect(t!.dropped.rows.events[0]![8]).toBe('9999');
     expect(lines.some((l) => /dropped 2 rows .*truncation \d+ in replication_truncations/.test(l))).toBe(true);
     await f.stop();
+    for (const x of [a, b]) { await x.r.close(); x.log.close(); }
+  }, 60_000);
+
+  it('kill -9 between local commit and flush: on restart the file is truncated back to the stream, recorded with the dropped rows; acknowledged rows all stay', async () => {
+    const g = group();
+    const file = tmp.file();
+    const child = spawn(process.execPath, ['--import', 'tsx', path.join(import.meta.dirname, 'support/replication-crash-child.ts'), file, nats.url, g], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    const signal = await new Promise<NodeJS.Signals | null>((res) => child.on('exit', (_c, s) => res(s)));
+    expect(signal, err).toBe('SIGKILL');
+    const died = JSON.parse(out.trim()) as { acked: LogPosition; ackedRows: number; localRows: number };
+    expect(died.localRows).toBe(died.ackedRows + 2);
+    const a = await replica(g, file);
+    expect(a.log.events().some((e) => e.name === 'unflushed')).toBe(true);
+    const f = a.r.follow();
+    await f.caughtUp;
+    expect(samePosition(a.log.position(), died.acked)).toBe(true);
+    expect(a.log.events().some((e) => e.name === 'unflushed')).toBe(false);
+    const [t, ...more] = a.log.truncations();
+    expect(more).toEqual([]);
+    expect(t).toMatchObject({ rowsDropped: 2, reason: expect.stringMatching(/never appended/) });
+    expect(t!.dropped.rows.operations[0]![3]).toBe('committed, never flushed');
+    // A replica bootstrapped from the stream alone agrees with it row for row.
+    const b = await replica(g);
+    const fb = b.r.follow();
+    await fb.caughtUp;
+    expect(replicaDigest(b.log)).toEqual(replicaDigest(a.log));
+    expect(rowCount(b.log.position())).toBe(died.ackedRows);
+    // And the restarted one can lead on: numbering continues after the acknowledged rows.
+    await f.stop();
+    await a.r.claim(2);
+    const next = a.log.appendEvents([{ kind: 'Node', type: 'ADDED', origin: 'watch', namespace: '', name: 'after', uid: 'u-after', resourceVersion: '778', object: { apiVersion: 'v1', kind: 'Node', metadata: { name: 'after' } } }]);
+    expect(next).toEqual([died.acked.chains.events.id + 1]);
+    await a.r.flush();
+    await until(() => samePosition(b.log.position(), a.log.position()), 'the follower to get the new leader\'s batch');
+    await fb.stop();
     for (const x of [a, b]) { await x.r.close(); x.log.close(); }
   }, 60_000);
 });

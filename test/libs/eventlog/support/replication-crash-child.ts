@@ -1,0 +1,23 @@
+// Child process for the replication crash test: leads a group's log on a real nats-server, writes
+// and flushes a random history, then commits one more write batch locally and SIGKILLs itself
+// before flushing it (the window between local commit and stream append). It prints the position
+// the stream acknowledged last and the local one it died with. Usage: FILE NATS_URL GROUP
+import { connect } from '@nats-io/transport-node';
+import { EventLog, createLogReplicator, rowCount } from '../../../../libs/eventlog/index.ts';
+import { writeHistory } from './replicated-history.ts';
+
+const [file, url, group] = process.argv.slice(2) as [string, string, string];
+const log = await EventLog.open({ file, sync: 'full' });
+const nc = await connect({ servers: url });
+const r = await createLogReplicator({ log, nc, group, replicas: 1, id: 'crash-child' });
+await r.claim(1);
+await writeHistory(log, { seed: 21, steps: 12, after: () => r.flush() });
+const acked = log.position();
+log.appendEvents([{
+  kind: 'Node', type: 'ADDED', origin: 'watch', namespace: '', name: 'unflushed', uid: 'u-unflushed', resourceVersion: '777',
+  object: { apiVersion: 'v1', kind: 'Node', metadata: { name: 'unflushed' } },
+}]);
+log.recordOperation({ kind: 'pin', actor: 'crash-child', reason: 'committed, never flushed', params: {} } as never);
+process.stdout.write(`${JSON.stringify({ acked, ackedRows: rowCount(acked), localRows: rowCount(log.position()) })}\n`, () => {
+  process.kill(process.pid, 'SIGKILL');
+});
