@@ -211,7 +211,7 @@ export class ObjectStore {
       if (change.kind === kind && !atRv.has(change.key)) atRv.set(change.key, change.prev);
     }
     // Keys that existed at `rv` but are gone now are not in the current key index.
-    const gone = [...atRv.keys()].filter((key) => !bucket.has(key)).sort(compareKeys);
+    const gone = [...atRv].filter(([key, state]) => state !== undefined && !bucket.has(key)).map(([key]) => key).sort(compareKeys);
     const keys = this.keysOf(kind);
     const stateOf = (key: string): KubeObject | undefined => (atRv.has(key) ? atRv.get(key) : bucket.get(key));
     let i = upperBound(keys, after);
