@@ -1,10 +1,11 @@
 import type { NatsConnection } from '@nats-io/transport-node';
-import type { Ack, ConfigRevision, Heartbeat, Nack, NodeTarget, NoticeDelta } from '../model/index.ts';
+import type { Ack, ConfigRevision, HealthVerdict, Heartbeat, Nack, NodeState, NodeTarget, NoticeDelta } from '../model/index.ts';
 import { NodeStateRenderer } from '../planner/index.ts';
 import type { Dataplane } from '../dataplane/index.ts';
 import { ackSubject, decodeDelta, deltaSubject, H, heartbeatSubject, VersionReader, type Verifier } from '../bus/index.ts';
 import { DataSync } from './data-sync.ts';
 import { TargetWatcher } from './target-watcher.ts';
+import { judgeHealth, type HealthProbe } from './health-verdict.ts';
 
 const textEncoder = new TextEncoder();
 
@@ -47,6 +48,13 @@ export interface ApplierSessionOptions {
   readonly targetRefreshMs?: number;
   /** The planner's public key: unsigned or badly signed targets and artifacts are dropped. */
   readonly verifier?: Verifier;
+  /**
+   * The data-path probe behind the health verdict sent with each ACK and in heartbeats. Without
+   * it no verdict is sent (as from appliers older than the verdict; benches of the protocol alone).
+   */
+  readonly probe?: HealthProbe;
+  /** Re-probe what is programmed this often and report it in heartbeats (ms; 0 = never). Default 10 000. */
+  readonly probeIntervalMs?: number;
 }
 
 /**
@@ -75,6 +83,10 @@ export class ApplierSession {
   private timers: NodeJS.Timeout[] = [];
   private readonly unsubscribe: (() => void)[] = [];
   private retry: NodeJS.Timeout | undefined;
+  /** The latest verdict, and the node-state hash and state it is about. */
+  private health: { readonly verdict: HealthVerdict; readonly hash: string } | undefined;
+  private programmedState: NodeState | undefined;
+  private probing = false;
 
   private constructor(private readonly o: ApplierSessionOptions) {
     this.clock = o.clock ?? { now: () => Date.now() };
@@ -101,12 +113,14 @@ export class ApplierSession {
     s.kick();
     const hb = o.heartbeatMs ?? 5000;
     if (hb > 0) s.timers.push(setInterval(() => s.heartbeat(), hb));
+    const every = o.probeIntervalMs ?? 10_000;
+    if (o.probe && every > 0) s.timers.push(setInterval(() => void s.reprobe(), every));
     return s;
   }
 
   /** What is programmed now (undefined before the first successful apply). */
-  status(): { applied: AppliedState | undefined; target: NodeTarget | undefined; lastError: string; waitingFor: string | undefined } {
-    return { applied: this.applied, target: this.watcher?.current(), lastError: this.lastError, waitingFor: this.watcher?.waitingFor() };
+  status(): { applied: AppliedState | undefined; target: NodeTarget | undefined; lastError: string; waitingFor: string | undefined; health: HealthVerdict | undefined } {
+    return { applied: this.applied, target: this.watcher?.current(), lastError: this.lastError, waitingFor: this.watcher?.waitingFor(), health: this.health?.verdict };
   }
 
   /** Stops watching and heartbeating. Leaves the dataplane (and the kernel) exactly as it is. */
@@ -127,9 +141,42 @@ export class ApplierSession {
       mode: this.o.dataplane.mode,
       healthy: this.lastError === '',
       detail: this.lastError,
+      ...(this.health ? { health: this.health.verdict } : {}),
       at: new Date(this.clock.now()).toISOString(),
     };
     this.publish(heartbeatSubject(this.o.node), hb);
+  }
+
+  /**
+   * The verdict on `state` (programmed and read back as `hash`): probed anew, or the last one
+   * when it is about the same programmed state and `reuse` allows (a data version that did not
+   * change this node's state needs no new connections).
+   */
+  private async judge(state: NodeState, hash: string, reuse: boolean): Promise<HealthVerdict | undefined> {
+    if (!this.o.probe) return undefined;
+    if (reuse && this.health?.hash === hash) return this.health.verdict;
+    const outcome = await this.o.probe.probe(state);
+    const verdict = judgeHealth({ stateVerified: true, outcome, at: new Date(this.clock.now()).toISOString() });
+    this.health = { verdict, hash };
+    return verdict;
+  }
+
+  /** The periodic re-probe of what is programmed; a changed verdict is heartbeated at once. */
+  private async reprobe(): Promise<void> {
+    const state = this.programmedState;
+    const hash = this.programmedHash;
+    if (this.stopped || this.probing || this.running || !state || !hash || !this.applied) return;
+    this.probing = true;
+    try {
+      const before = this.health?.verdict;
+      const outcome = await this.o.probe!.probe(state);
+      if (this.programmedHash !== hash || this.stopped) return; // an apply moved on meanwhile: its verdict stands
+      const verdict = judgeHealth({ stateVerified: true, outcome, at: new Date(this.clock.now()).toISOString() });
+      this.health = { verdict, hash };
+      if (verdict.verdict !== before?.verdict || verdict.reason !== before.reason) this.heartbeat();
+    } finally {
+      this.probing = false;
+    }
   }
 
   private kick(): void {
@@ -175,10 +222,11 @@ export class ApplierSession {
     }
     const t2 = this.clock.now();
     const skipped = hash === this.programmedHash;
+    const state = renderer.state();
     let kernelWrites = 0;
     if (!skipped) {
       try {
-        const r = await this.o.dataplane.apply(renderer.state());
+        const r = await this.o.dataplane.apply(state);
         kernelWrites = r.kernelWrites;
         if (!r.verified) return this.fail(target, `apply not verified: ${r.notes.join('; ')}`, false);
       } catch (e) {
@@ -186,15 +234,20 @@ export class ApplierSession {
       }
       this.programmedHash = hash;
     }
+    this.programmedState = state;
     const t3 = this.clock.now();
+    // The ACK waits for the verdict on what it acknowledges: gates read both together.
+    const health = await this.judge(state, hash, skipped);
+    const t4 = this.clock.now();
     this.applied = { version: target.version, configRevision: target.configRevision, dataHash: data.hash, nodeStateHash: hash };
     this.lastError = '';
     this.poisoned = '';
     const ack: Ack = {
       type: 'ACK', node: this.o.node, version: target.version, configRevision: target.configRevision,
       dataHash: data.hash, nodeStateHash: hash, mode: this.o.dataplane.mode, kernelWrites,
-      timings: { fetchMs: t1 - t0, renderMs: t2 - t1, applyMs: t3 - t2 },
-      at: new Date(t3).toISOString(),
+      timings: { fetchMs: t1 - t0, renderMs: t2 - t1, applyMs: t3 - t2, ...(health ? { probeMs: t4 - t3 } : {}) },
+      ...(health ? { health } : {}),
+      at: new Date(t4).toISOString(),
     };
     this.publish(ackSubject(this.o.node), ack);
     this.emit({ type: 'ack', ack, path: data.path, bytes: data.bytes, skipped });

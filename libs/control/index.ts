@@ -1,6 +1,6 @@
 export { parseWaves, formatWaves, type WaveSpec } from './parse-waves.ts';
 export { planWaves } from './plan-waves.ts';
-export { isActive, type Rollout, type RolloutStatus, type ConfigTargetState, type NodeReport, type NodeFailure } from './rollout.ts';
+export { isActive, type Rollout, type RolloutStatus, type ConfigTargetState, type NodeReport, type NodeFailure, type NodeHealth } from './rollout.ts';
 export {
   startRollout, stepRollout, decideRollout, promoteRollout, nextRolloutDeadline, pauseRollout, resumeRollout, rollbackConfig,
   configOverrides, type StartRolloutInput, type RolloutStep, type GateKind,
@@ -11,5 +11,5 @@ export {
 export { rolloutView } from './rollout-view.ts';
 export { decideSync, decidePin, decideUnpin, type DataPin, type PublishDecision } from './data-pin.ts';
 export {
-  nodeStatus, summarizeStatus, DEFAULT_NODE_STATUS_THRESHOLDS, type NodeObservation, type NodeStatusRow, type NodeStatusThresholds,
+  nodeStatus, newestHealth, summarizeStatus, DEFAULT_NODE_STATUS_THRESHOLDS, type NodeObservation, type NodeStatusRow, type NodeStatusThresholds,
 } from './node-status.ts';

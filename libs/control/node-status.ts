@@ -1,4 +1,4 @@
-import type { AckOrNack, Heartbeat, NodeStatusWord, NodeTarget } from '../model/index.ts';
+import type { AckOrNack, HealthVerdict, Heartbeat, NodeStatusWord, NodeTarget } from '../model/index.ts';
 
 export interface NodeStatusThresholds {
   /** A node not heard from (heartbeat or ack) for this long is UNKNOWN. */
@@ -43,6 +43,8 @@ export interface NodeStatusRow {
   readonly lastError: string | null;
   readonly lastReportAt: string | null;
   readonly heartbeatAt: string | null;
+  /** The node's newest health verdict (from its ACK or a later heartbeat) and the revision it is about; null: none sent. */
+  readonly health: (HealthVerdict & { readonly configRevision: number }) | null;
 }
 
 /**
@@ -72,6 +74,7 @@ export function nodeStatus(o: NodeObservation, nowMs: number, thresholds: NodeSt
     lag: Math.max(0, (t?.version ?? 0) - (runs?.version ?? 0)),
     lastError: last?.type === 'NACK' ? last.error : o.heartbeat && !o.heartbeat.healthy ? o.heartbeat.detail : null,
     lastReportAt: last?.at ?? null, heartbeatAt: o.heartbeat?.at ?? null,
+    health: newestHealth(o) ?? null,
   });
   const lastHeard = Math.max(o.lastAt ?? -Infinity, o.heartbeatAt ?? -Infinity);
   if (lastHeard === -Infinity) return row('UNKNOWN', 'never heard from');
@@ -93,6 +96,18 @@ export function nodeStatus(o: NodeObservation, nowMs: number, thresholds: NodeSt
   const what = runs ? `running version ${runs.version} config ${runs.configRevision}` : 'running nothing reported';
   if (age > thresholds.applyTimeoutMs) return row('STALE', `${what}, target ${t.version} config ${t.configRevision} set ${Math.round(age / 1000)} s ago`);
   return row('APPLYING', `${what}, target ${t.version} config ${t.configRevision}`);
+}
+
+/**
+ * The node's newest health verdict and the config revision it is about: the one a heartbeat
+ * carries when the heartbeat is at least as new as the last ACK/NACK, else the last ACK's. A NACK
+ * carries none (the node still runs and reports its last good state through heartbeats).
+ */
+export function newestHealth(o: Pick<NodeObservation, 'last' | 'lastAt' | 'heartbeat' | 'heartbeatAt'>): (HealthVerdict & { configRevision: number }) | undefined {
+  const hb = o.heartbeat;
+  if (hb?.health && (o.heartbeatAt ?? 0) >= (o.lastAt ?? 0)) return { ...hb.health, configRevision: hb.appliedConfigRevision };
+  if (o.last?.type === 'ACK' && o.last.health) return { ...o.last.health, configRevision: o.last.configRevision };
+  return undefined;
 }
 
 /** What the node runs, from its newest report (ties go to the ACK, which says more). */

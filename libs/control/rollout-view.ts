@@ -1,12 +1,18 @@
 import type { ConfigTargetState } from './rollout.ts';
+import type { NodeStatusRow } from './node-status.ts';
 import { DEFAULT_WAVE_POLICY } from './wave-policy.ts';
 
-/** The rollout as GET /status reports it: the status word, the wave (1-based) and its clocks at `nowMs`. */
-export function rolloutView(st: ConfigTargetState, nowMs: number) {
+/**
+ * The rollout as GET /status reports it: the status word, the wave (1-based) and its clocks at
+ * `nowMs`, and for each node of the wave (`rows`: the status rows) its word, the revision it
+ * runs, its health verdict and probe results (verdict null: the node sent none).
+ */
+export function rolloutView(st: ConfigTargetState, nowMs: number, rows: readonly NodeStatusRow[] = []) {
   const r = st.rollout;
   if (!r) return null;
   const policy = r.policy ?? DEFAULT_WAVE_POLICY;
   const running = r.status === 'running';
+  const byNode = new Map(rows.map((row) => [row.node, row]));
   const since = (iso: string | undefined) => (running && iso !== undefined ? Math.max(0, nowMs - Date.parse(iso)) : null);
   return {
     status: r.status, configRevision: r.configRevision, fromRevision: r.fromRevision,
@@ -14,5 +20,14 @@ export function rolloutView(st: ConfigTargetState, nowMs: number) {
     policy, waveStartedAt: r.waveStartedAt ?? r.startedAt, waveElapsedMs: since(r.waveStartedAt ?? r.startedAt),
     bakeStartedAt: r.bakeStartedAt ?? null, bakeElapsedMs: since(r.bakeStartedAt),
     waitingForPromote: r.gate ?? null, failed: r.failed ?? [], haltedBy: r.haltedBy ?? null, updatedAt: r.updatedAt,
+    waveNodes: r.waves[r.wave]!.map((node) => {
+      const row = byNode.get(node);
+      const h = row?.health ?? null;
+      return {
+        node, status: row?.status ?? 'UNKNOWN', appliedConfigRevision: row?.appliedConfigRevision ?? null,
+        verdict: h?.verdict ?? null, verdictRevision: h?.configRevision ?? null, reason: h?.reason ?? null, probe: h?.probe ?? null,
+        injected: h?.injected ?? false, verdictAt: h?.at ?? null,
+      };
+    }),
   };
 }

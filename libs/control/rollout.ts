@@ -45,11 +45,23 @@ export interface ConfigTargetState {
   readonly rollout: Rollout | undefined;
 }
 
+/**
+ * A node's health verdict as rollouts read it (the wire form is libs/model HealthVerdict):
+ * `unhealthy` fails the wave; `unprobed` (no probe possible) passes on the ACK alone and is never
+ * shown as healthy.
+ */
+export interface NodeHealth {
+  readonly verdict: 'healthy' | 'unhealthy' | 'unprobed';
+  readonly reason: string;
+}
+
 /** The latest ACK/NACK of one node, as far as config rollouts care. */
 export interface NodeReport {
   readonly type: 'ACK' | 'NACK';
   readonly configRevision: number;
   readonly error?: string;
+  /** The node's newest verdict on `configRevision` (from the ACK or a later heartbeat); absent: none sent. */
+  readonly health?: NodeHealth;
 }
 
 export function isActive(r: Rollout | undefined): boolean {

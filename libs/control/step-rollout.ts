@@ -45,8 +45,9 @@ const ms = (iso: string) => Date.parse(iso);
 
 /**
  * Moves a running rollout on from what nodes reported and what time it is (`at`, passed in: no
- * clock here). A node of the waves reached fails when it NACKs the new revision or has not ACKed
- * it `waveTimeoutMs` after its wave started; failures beyond the policy's budget stop the rollout
+ * clock here). A node of the waves reached fails when it NACKs the new revision, ACKed it with an
+ * unhealthy verdict (at the ACK or later, during the bake: the verdict is data in `reports`), or
+ * has not ACKed it `waveTimeoutMs` after its wave started; failures beyond the policy's budget stop the rollout
  * (halted, or paused with --pause-on-error). Once every node of the wave ACKed or failed, the bake
  * clock starts; after `bakeMs` the next wave starts, or waits for promote at a `pauseBefore` gate;
  * after the last wave the revision becomes the cluster default. At most one decision per call:
@@ -69,6 +70,7 @@ export function decideRollout(state: ConfigTargetState, reports: ReadonlyMap<str
     if (failed.has(node)) continue;
     const rep = reports.get(node);
     if (rep?.type === 'NACK' && rep.configRevision === r.configRevision) fresh.push({ node, error: rep.error ?? 'NACK' });
+    else if (acked(node) && rep!.health?.verdict === 'unhealthy') fresh.push({ node, error: `unhealthy: ${rep!.health.reason}` });
     else if (!acked(node) && now - ms(waveStart) >= policy.waveTimeoutMs) {
       fresh.push({ node, error: `no ACK of revision ${r.configRevision} within the wave timeout of ${formatMs(policy.waveTimeoutMs)}` });
       timedOut = true;

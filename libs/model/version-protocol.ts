@@ -1,6 +1,8 @@
 import type { ClusterData, DataDelta } from './cluster-data.ts';
 import type { z } from 'zod';
-import type { AckSchema, AckTimingsSchema, ConfigRevisionSchema, HeartbeatSchema, NackSchema, NodeTargetSchema } from './wire-schemas.ts';
+import type {
+  AckSchema, AckTimingsSchema, ConfigRevisionSchema, HealthVerdictSchema, HeartbeatSchema, NackSchema, NodeTargetSchema, ProbeReportSchema,
+} from './wire-schemas.ts';
 
 /**
  * The version/ack protocol, xDS style. Data versions are immutable, numbered from 1 without gaps,
@@ -38,6 +40,11 @@ export type Nack = Readonly<z.output<typeof NackSchema>>;
 export type AckOrNack = Ack | Nack;
 
 export type Heartbeat = Readonly<z.output<typeof HeartbeatSchema>>;
+
+/** A node's health verdict: state read back AND a data-path probe (see HealthVerdictSchema). */
+export type HealthVerdict = Readonly<z.output<typeof HealthVerdictSchema>>;
+export type HealthVerdictWord = HealthVerdict['verdict'];
+export type ProbeReport = Readonly<z.output<typeof ProbeReportSchema>>;
 
 /** How the planner sees a node. */
 export type NodeStatusWord = 'SYNCED' | 'APPLYING' | 'STALE' | 'ERROR' | 'UNKNOWN';

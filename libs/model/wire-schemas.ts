@@ -36,7 +36,45 @@ export const NoticeDeltaSchema = z.object({ headers: z.record(z.string(), z.stri
 /** The core-NATS notice sent after each KV write (fast path); `revision` is informational only. */
 export const TargetNoticeSchema = z.object({ revision: count, target: SignedTargetSchema, delta: NoticeDeltaSchema.optional() });
 
-export const AckTimingsSchema = z.object({ fetchMs: z.number(), renderMs: z.number(), applyMs: z.number() });
+export const AckTimingsSchema = z.object({ fetchMs: z.number(), renderMs: z.number(), applyMs: z.number(), probeMs: z.number().optional() });
+
+/** One probe connection that failed: the virtual server (`tcp/10.96.0.1:80`) and why. */
+export const ProbeFailureSchema = z.object({ target: z.string().max(200), error: z.string().max(500) });
+
+/**
+ * What one data-path probe round found: connections opened from the node's own network namespace
+ * through its dataplane to a sample of the virtual servers it programmed. `unreachable` counts
+ * sampled virtual servers skipped because their endpoint did not answer a direct connection (not
+ * the dataplane's fault, so neither a success nor a failure).
+ */
+export const ProbeReportSchema = z.object({
+  attempted: count,
+  succeeded: count,
+  failed: count,
+  unreachable: count,
+  /** Connect latency through the dataplane over the successes (null: none succeeded). */
+  latencyMs: z.object({ p50: z.number().nonnegative(), max: z.number().nonnegative() }).nullable(),
+  /** The first few failures (at most 8), for status and audit. */
+  failures: z.array(ProbeFailureSchema).max(8),
+  at: z.string(),
+});
+
+/**
+ * A node's health verdict, sent with its ACK and in its heartbeats (optional on the wire: appliers
+ * from before it send none, and planners from before it drop the field). `healthy` needs both the
+ * programmed state read back equal to the desired hash and a data-path probe that passed;
+ * `unprobed` says no probe was possible (dry-run, no virtual server with a reachable endpoint):
+ * such a node is never counted healthy by probe. `injected` marks a verdict from the test-only
+ * hook (applier --test-verdict-file), never set in production.
+ */
+export const HealthVerdictSchema = z.object({
+  verdict: z.enum(['healthy', 'unhealthy', 'unprobed']),
+  stateVerified: z.boolean(),
+  reason: z.string().max(1000),
+  probe: ProbeReportSchema.nullable(),
+  injected: z.boolean().optional(),
+  at: z.string(),
+});
 
 export const AckSchema = z.object({
   type: z.literal('ACK'),
@@ -50,6 +88,8 @@ export const AckSchema = z.object({
   mode: z.string(),
   kernelWrites: count,
   timings: AckTimingsSchema,
+  /** The node's verdict on what it just programmed (absent from appliers older than the verdict). */
+  health: HealthVerdictSchema.optional(),
   at: z.string(),
 });
 
@@ -73,6 +113,8 @@ export const HeartbeatSchema = z.object({
   mode: z.string(),
   healthy: z.boolean(),
   detail: z.string(),
+  /** The latest verdict (re-probed periodically), absent from appliers older than the verdict. */
+  health: HealthVerdictSchema.optional(),
   at: z.string(),
 });
 

@@ -1,6 +1,8 @@
 import type { NatsConnection } from '@nats-io/transport-node';
 import pino, { type Logger } from 'pino';
-import { ApplierSession, type SessionEvent } from '../../libs/applier/index.ts';
+import {
+  ApplierSession, DataplaneProbe, DEFAULT_PROBE_SETTINGS, noProbe, withInjectedVerdict, type HealthProbe, type ProbeSettings, type SessionEvent,
+} from '../../libs/applier/index.ts';
 import { connectBusWaiting, type BusAuth, readVerifierFile, type Verifier } from '../../libs/bus/index.ts';
 import { createDataplane, DEFAULT_STATE_DIR, type DataplaneChoice } from '../../libs/dataplane/index.ts';
 import type { Dataplane } from '../../libs/dataplane/index.ts';
@@ -31,6 +33,10 @@ export interface ApplierServiceOptions {
   readonly maxBackoffMs?: number;
   /** After the first verified apply, remove kube-proxy's state (libs/dataplane/kube-proxy-takeover.ts). */
   readonly takeOverKubeProxy?: boolean;
+  /** Data-path probe settings (--probe-*); missing parts take DEFAULT_PROBE_SETTINGS. */
+  readonly probe?: Partial<ProbeSettings>;
+  /** TEST-ONLY (--test-verdict-file): a file whose `healthy|unhealthy|unprobed REASON` replaces the probe's verdict. */
+  readonly testVerdictFile?: string;
 }
 
 export interface ApplierService {
@@ -60,6 +66,13 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
     mode: o.mode, node: o.node, stateDir, registry: metrics.registry, log: (m) => log.info(m),
   });
   const dataplane = o.takeOverKubeProxy ? withKubeProxyTakeOver(created, { log: (m) => log.info(m) }) : created;
+  const probeSettings: ProbeSettings = { ...DEFAULT_PROBE_SETTINGS, ...o.probe };
+  let probe: HealthProbe = dataplane.mode === 'dry-run' ? noProbe('dry-run: no dataplane to probe')
+    : probeSettings.sample === 0 ? noProbe('probe turned off (--probe-sample 0)') : new DataplaneProbe(probeSettings);
+  if (o.testVerdictFile) {
+    log.warn({ file: o.testVerdictFile }, 'TEST-ONLY --test-verdict-file: this node reports the verdict that file holds, not what its probe finds');
+    probe = withInjectedVerdict(probe, o.testVerdictFile);
+  }
   const persisted = o.mode === 'dry-run' && !o.stateDir ? undefined : new AppliedStateFile(stateDir, o.node);
   const resumeFrom = persisted?.read();
   if (resumeFrom) log.info({ resumeFrom }, 'resuming: will not reprogram an unchanged node state');
@@ -75,7 +88,7 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
     switch (e.type) {
       case 'target': log.info({ target: e.target }, 'target'); break;
       case 'ack':
-        log.info({ version: e.ack.version, configRevision: e.ack.configRevision, path: e.path, bytes: e.bytes, skipped: e.skipped, kernelWrites: e.ack.kernelWrites, timings: e.ack.timings }, 'applied');
+        log.info({ version: e.ack.version, configRevision: e.ack.configRevision, path: e.path, bytes: e.bytes, skipped: e.skipped, kernelWrites: e.ack.kernelWrites, timings: e.ack.timings, verdict: e.ack.health?.verdict, verdictReason: e.ack.health?.reason }, 'applied');
         try {
           persisted?.write({ version: e.ack.version, configRevision: e.ack.configRevision, dataHash: e.ack.dataHash, nodeStateHash: e.ack.nodeStateHash });
         } catch (err) {
@@ -94,7 +107,7 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
     address: o.http, registry: metrics.registry,
     health: () => {
       const s = session?.status();
-      return { healthy: !s || s.lastError === '', node: o.node, mode: dataplane.mode, connected: !!nc && !nc.isClosed(), applied: s?.applied, target: s?.target, lastError: s?.lastError ?? '', waitingFor: waitingFor() };
+      return { healthy: !s || s.lastError === '', node: o.node, mode: dataplane.mode, connected: !!nc && !nc.isClosed(), applied: s?.applied, target: s?.target, lastError: s?.lastError ?? '', waitingFor: waitingFor(), verdict: s?.health ?? null };
     },
     ready: () => {
       const s = session?.status();
@@ -122,7 +135,9 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
     log.info({ server: conn.getServer(), mode: dataplane.mode }, 'connected to NATS');
     const verifier = o.verifier ?? (o.plannerKeyFile ? await waitForPlannerKey(o.plannerKeyFile) : undefined);
     waiting = 'targets bucket';
-    session = await ApplierSession.start({ nc: conn, node: o.node, dataplane, heartbeatMs: o.heartbeatMs ?? 5000, resumeFrom, onEvent, verifier });
+    session = await ApplierSession.start({
+      nc: conn, node: o.node, dataplane, heartbeatMs: o.heartbeatMs ?? 5000, resumeFrom, onEvent, verifier, probe, probeIntervalMs: probeSettings.intervalMs,
+    });
     const w = session.status().waitingFor;
     if (w) log.warn({ waitingFor: w }, 'waiting for the planner');
     return conn;

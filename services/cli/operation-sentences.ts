@@ -39,7 +39,26 @@ const clock = (ms: number) => {
 };
 
 /** `ctl rollout status`: the status word, the wave, the bake and timeout clocks, the policy, failures. */
-export function rolloutStatusText(st: ConfigState, nowMs: number): string {
+/** A node of the wave as GET /status's rollout.waveNodes lists it. */
+export interface WaveNodeView {
+  node: string; status: string; appliedConfigRevision: number | null; verdict: string | null; verdictRevision: number | null;
+  reason: string | null; injected?: boolean;
+  probe: { attempted: number; succeeded: number; failed: number; unreachable: number; latencyMs: { p50: number; max: number } | null } | null;
+}
+
+/** `  node-1  SYNCED  config 2  unhealthy  probe 0/1 ok: tcp/...: ...` — one line per node of the wave. */
+function waveNodeLines(nodes: readonly WaveNodeView[]): string[] {
+  if (nodes.length === 0) return [];
+  const w = Math.max(...nodes.map((n) => n.node.length));
+  return ['nodes of the wave (status, config revision run, health verdict: why):', ...nodes.map((n) => {
+    const runs = n.appliedConfigRevision === null ? 'config ?' : `config ${n.appliedConfigRevision}`;
+    const verdict = n.verdict === null ? 'no verdict (applier sends none)'
+      : `${n.verdict}${n.verdictRevision !== null && n.verdictRevision !== n.appliedConfigRevision ? ` (about config ${n.verdictRevision})` : ''}: ${n.reason ?? ''}`;
+    return `  ${n.node.padEnd(w)}  ${n.status.padEnd(8)}  ${runs.padEnd(9)}  ${verdict}`;
+  })];
+}
+
+export function rolloutStatusText(st: ConfigState, nowMs: number, waveNodes: readonly WaveNodeView[] = []): string {
   const r = st.rollout;
   if (!r) return `no rollout; the cluster default is config revision ${st.defaultRevision}.\n`;
   const lines = [`rollout of config revision ${r.configRevision} (from ${r.fromRevision}): ${r.status}, ${waveText(r)}`];
@@ -56,6 +75,7 @@ export function rolloutStatusText(st: ConfigState, nowMs: number): string {
   if (r.gate !== undefined) lines.push(`waiting before wave ${r.gate}: continue with \`ctl rollout --promote\``);
   for (const f of r.failed ?? []) lines.push(`failed: ${f.node}: ${f.error}`);
   if (r.haltedBy) lines.push(`${r.status} by ${r.haltedBy.node}: ${r.haltedBy.error}`);
+  lines.push(...waveNodeLines(waveNodes));
   return `${lines.join('\n')}\n`;
 }
 

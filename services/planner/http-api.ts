@@ -86,7 +86,7 @@ export function plannerRoutes(p: Planner, registry: Registry): ApiRoute[] {
         const latest = p.data.latest();
         return {
           synced: p.isSynced, latestVersion: latest?.version ?? 0, latestHash: latest?.hash ?? null, pinned: p.data.pin ?? null,
-          now: new Date().toISOString(), config: p.config.state, rollout: rolloutView(p.config.state, Date.now()), summary: summarizeStatus(nodes), nodes,
+          now: new Date().toISOString(), config: p.config.state, rollout: rolloutView(p.config.state, Date.now(), nodes), summary: summarizeStatus(nodes), nodes,
           rejected: [...p.data.rejections.values(), ...p.sourceRejections.slice(0, 100)], rejectedTotal: p.data.rejectedCount + p.sourceRejections.length,
           lastError: p.lastError ?? null, sourceError: p.sourceProblem() ?? null, source: p.sourceHealth(),
         };

@@ -1,4 +1,4 @@
-import { nodeStatus, type NodeReport, type NodeStatusRow, type NodeStatusThresholds } from '../../libs/control/index.ts';
+import { newestHealth, nodeStatus, type NodeReport, type NodeStatusRow, type NodeStatusThresholds } from '../../libs/control/index.ts';
 import type { AckOrNack, Heartbeat, NodeTarget } from '../../libs/model/index.ts';
 
 interface NodeSeen {
@@ -48,13 +48,26 @@ export class NodeTracker {
     return [...this.nodes].filter(([, s]) => s.last || s.heartbeat).map(([n]) => n);
   }
 
-  /** Latest answer per node, as rollouts read it. */
+  /**
+   * Latest answer per node, as rollouts read it, with the newest verdict about the revision it
+   * answered for (a heartbeat's verdict turns it unhealthy during a bake).
+   */
   reports(): Map<string, NodeReport> {
     const out = new Map<string, NodeReport>();
-    for (const [n, s] of this.nodes) {
-      if (s.last) out.set(n, { type: s.last.type, configRevision: s.last.configRevision, error: s.last.type === 'NACK' ? s.last.error : undefined });
+    for (const n of this.nodes.keys()) {
+      const r = this.report(n);
+      if (r) out.set(n, r);
     }
     return out;
+  }
+
+  /** One node's entry of reports() (undefined: it never answered). */
+  report(node: string): NodeReport | undefined {
+    const s = this.nodes.get(node);
+    if (!s?.last) return undefined;
+    const h = newestHealth(s);
+    const health = h && h.configRevision === s.last.configRevision ? { verdict: h.verdict, reason: h.reason } : undefined;
+    return { type: s.last.type, configRevision: s.last.configRevision, error: s.last.type === 'NACK' ? s.last.error : undefined, health };
   }
 
   /** The node's status row, computed by libs/control's nodeStatus (the one rule for the word). */

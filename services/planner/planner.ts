@@ -2,7 +2,7 @@ import type { EventLog } from '../../libs/eventlog/index.ts';
 import { nodesBehind } from '../../libs/eventlog/index.ts';
 import { nextRolloutDeadline, type NodeStatusRow, type WavePolicy, type WaveSpec } from '../../libs/control/index.ts';
 import type { NodeStatusThresholds } from '../../libs/bus/index.ts';
-import type { AckOrNack, NodeTarget, ProxyConfig, Rejection } from '../../libs/model/index.ts';
+import type { AckOrNack, Heartbeat, NodeTarget, ProxyConfig, Rejection } from '../../libs/model/index.ts';
 import { nodeStateHash, renderNodeState, type ObjectRejection } from '../../libs/planner/index.ts';
 import { ConfigAxis, DataAxis, type Actor, type DataOperation, type NewVersion } from '../../libs/versioning/index.ts';
 import { toWatchEvent } from './event-change.ts';
@@ -81,7 +81,7 @@ export class Planner {
     this.config = ConfigAxis.restore(log, this.o.initialConfig, () => this.now());
     this.seedRolloutReports();
     await this.serial(() => this.publishAndTarget());
-    this.o.bus.listen({ onAck: (a) => this.onAck(a), onHeartbeat: (h) => this.nodes.onHeartbeat(h, Date.now()) });
+    this.o.bus.listen({ onAck: (a) => this.onAck(a), onHeartbeat: (h) => this.onHeartbeat(h) });
     this.batcher = new EventBatcher<KubeEvent>({
       serial: (fn) => this.serial(fn),
       flush: (events) => {
@@ -263,6 +263,19 @@ export class Planner {
       this.nodes.onAck(a, Date.now());
       if (this.config.step(this.nodes.reports())) await this.publishAndTarget();
     }).catch((e) => this.fail('ack', e));
+  }
+
+  /**
+   * Heartbeats carry the node's re-probed verdict: while a rollout runs, a verdict that turned
+   * unhealthy must fail the wave now, not at the next ACK or deadline.
+   */
+  private onHeartbeat(h: Heartbeat): Promise<void> | void {
+    const before = this.nodes.report(h.node)?.health?.verdict;
+    this.nodes.onHeartbeat(h, Date.now());
+    if (this.config.state.rollout?.status !== 'running' || !h.health || h.health.verdict === before) return;
+    return this.serial(async () => {
+      if (this.config.step(this.nodes.reports())) await this.publishAndTarget();
+    }).catch((e) => this.fail('heartbeat', e));
   }
 
   // ---- operations (each recorded with actor and reason) ----

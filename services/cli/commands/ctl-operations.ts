@@ -2,7 +2,7 @@ import { Argument, type Command } from 'commander';
 import { UsageError } from '../cli-errors.ts';
 import { parseConfigAssignments } from '../config-fields.ts';
 import { positiveInt } from '../flag-values.ts';
-import { configChangeSentence, configRollbackSentence, pinSentence, rolloutSentence, rolloutStatusText } from '../operation-sentences.ts';
+import { configChangeSentence, configRollbackSentence, pinSentence, rolloutSentence, rolloutStatusText, type WaveNodeView } from '../operation-sentences.ts';
 import { emit } from '../output.ts';
 import { callPlanner, type Json } from '../planner-client.ts';
 import { addRolloutFlags, asksForRollout, rolloutBody, type RolloutFlags } from '../rollout-flags.ts';
@@ -34,7 +34,9 @@ export function registerCtlOperations(ctl: Command, config: Command, ctx: () => 
       const c = ctx();
       if (show === 'status') {
         const s = await callPlanner(c, 'GET', '/status');
-        done(c, { config: s.config, nodes: s.nodes } as Json, rolloutStatusText(s.config as never, Date.parse(String(s.now ?? new Date().toISOString()))));
+        const view = s.rollout as { waveNodes?: WaveNodeView[] } | null | undefined;
+        done(c, { config: s.config, rollout: s.rollout ?? null, nodes: s.nodes } as Json,
+          rolloutStatusText(s.config as never, Date.parse(String(s.now ?? new Date().toISOString())), view?.waveNodes ?? []));
         return;
       }
       const verbs = [o.configRevision !== undefined, !!o.resume, !!o.promote].filter(Boolean).length;
