@@ -173,7 +173,7 @@ export class ApplierSession {
       if (this.programmedHash !== hash || this.stopped) return; // an apply moved on meanwhile: its verdict stands
       const verdict = judgeHealth({ stateVerified: true, outcome, at: new Date(this.clock.now()).toISOString() });
       this.health = { verdict, hash };
-      if (verdict.verdict !== before?.verdict || verdict.reason !== before.reason) this.heartbeat();
+      if (verdict.verdict !== before?.verdict) this.heartbeat();
     } finally {
       this.probing = false;
     }
