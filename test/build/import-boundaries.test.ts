@@ -21,7 +21,7 @@ const ALLOWED: ReadonlyMap<string, string> = new Map([
 ]);
 
 /** `importer -> target` for every relative import that crosses into another lib past its index. */
-export function deepImports(files: ReadonlyMap<string, string>): string[] {
+function deepImports(files: ReadonlyMap<string, string>): string[] {
   const out: string[] = [];
   for (const [file, text] of files) {
     const from = file.split('/');
