@@ -49,6 +49,7 @@ export class Planner {
   private chain: Promise<unknown> = Promise.resolve();
   private timer: NodeJS.Timeout | undefined;
   private retry: NodeJS.Timeout | undefined;
+  private sourceRetry: NodeJS.Timeout | undefined;
   /** Wakes the rollout when a wave times out or its bake ends without any report arriving. */
   private rolloutClock: NodeJS.Timeout | undefined;
   private overridden = new Set<string>();
@@ -60,7 +61,8 @@ export class Planner {
   private firstUnsyncedAt: number | undefined;
   private batcher!: EventBatcher<KubeEvent>;
   isSynced = false;
-  lastError: string | undefined;
+  /** Each step's failure (append, sync, publish, source, ...) until that step next succeeds. */
+  private readonly failures = new Map<string, string>();
   sourceRejections: Rejection[] = [];
   readonly synced: Promise<void>;
   private resolveSynced!: () => void;
@@ -87,6 +89,7 @@ export class Planner {
       flush: (events) => {
         const rejected = this.data.ingest(events.map((e) => toWatchEvent(e, this.source.origin)));
         for (const r of rejected) this.o.hooks?.onRejected?.(r);
+        this.recovered('append');
         this.o.hooks?.onEvents?.(events.length);
         this.scheduleSync();
       },
@@ -103,13 +106,27 @@ export class Planner {
         },
       },
     );
-    this.source.start().catch((e) => this.fail('source', e));
+    this.startSource(0);
     void this.source.synced.then(() => this.serial(async () => {
       this.batcher.flushNow(); // the initial list must be durable and applied before version 1
       this.isSynced = true;
       await this.syncNow();
       this.resolveSynced();
     }));
+  }
+
+  /**
+   * Starts the source; one whose start fails (a manifests directory not there yet) is shown as
+   * failing and retried with capped backoff: the planner waits for what is missing.
+   */
+  private startSource(attempt: number): void {
+    this.source.start().then(
+      () => this.recovered('source'),
+      (e) => {
+        this.fail('source', e);
+        if (!this.stopped) this.sourceRetry = setTimeout(() => this.startSource(attempt + 1), Math.min(250 * 2 ** attempt, 5000));
+      },
+    );
   }
 
   /**
@@ -135,6 +152,7 @@ export class Planner {
     this.stopped = true;
     clearTimeout(this.timer);
     clearTimeout(this.retry);
+    clearTimeout(this.sourceRetry);
     clearTimeout(this.rolloutClock);
     await this.source?.stop();
     if (this.batcher) await this.batcher.drain(); // what the source delivered is logged before we go
@@ -157,9 +175,19 @@ export class Planner {
     return run;
   }
 
+  /** The most recent failure still current, or undefined once every step that failed has worked again. */
+  get lastError(): string | undefined {
+    return [...this.failures.values()].at(-1);
+  }
+
   private fail(where: string, err: unknown): void {
-    this.lastError = `${where}: ${err instanceof Error ? err.message : String(err)}`;
+    this.failures.delete(where); // re-inserted last: the newest failure is the one shown
+    this.failures.set(where, `${where}: ${err instanceof Error ? err.message : String(err)}`);
     this.o.hooks?.onError?.(where, err);
+  }
+
+  private recovered(where: string): void {
+    this.failures.delete(where);
   }
 
   private scheduleSync(): void {
@@ -169,7 +197,7 @@ export class Planner {
     const now = Date.now();
     this.firstUnsyncedAt ??= now;
     const wait = Math.min(this.o.debounceMs ?? 30, Math.max(0, this.firstUnsyncedAt + (this.o.maxSyncDelayMs ?? 250) - now));
-    this.timer = setTimeout(() => void this.serial(() => this.syncNow()).catch((e) => this.fail('sync', e)), wait);
+    this.timer = setTimeout(() => void this.serial(() => this.syncNow()).then(() => this.recovered('sync'), (e) => this.fail('sync', e)), wait);
   }
 
   private async syncNow(): Promise<void> {
@@ -206,6 +234,7 @@ export class Planner {
         this.o.hooks?.onVersion?.(v, performance.now() - t0);
       }
       await this.writeTargets(latest.version);
+      this.recovered('publish');
     } catch (e) {
       this.fail('publish', e);
       // The version is durable in the log; publishing is retried until the bus takes it.
@@ -253,7 +282,7 @@ export class Planner {
     this.rolloutClock = setTimeout(() => void this.serial(async () => {
       if (this.config.step(this.nodes.reports())) await this.publishAndTarget();
       else this.armRolloutClock();
-    }).catch((e) => this.fail('rollout', e)), wait);
+    }).then(() => this.recovered('rollout'), (e) => this.fail('rollout', e)), wait);
     this.rolloutClock.unref?.();
   }
 
@@ -262,7 +291,7 @@ export class Planner {
       this.o.log.recordAck(a);
       this.nodes.onAck(a, Date.now());
       if (this.config.step(this.nodes.reports())) await this.publishAndTarget();
-    }).catch((e) => this.fail('ack', e));
+    }).then(() => this.recovered('ack'), (e) => this.fail('ack', e));
   }
 
   /**

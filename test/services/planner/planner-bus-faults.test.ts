@@ -85,6 +85,20 @@ describe('start in any order, wait for what is missing', () => {
     expect((await readyz(svc)).status).toBe(200);
   });
 
+  it("a failed publish shows as the planner's lastError while NATS is down, and clears once the version is published", async () => {
+    const p = await startPlanner();
+    await env.nats.kill();
+    env.write('b.yaml', svcYaml('b', '10.96.0.2')); // version 2 is made and logged, but cannot be published
+    await expect.poll(() => p.planner.lastError, { timeout: 20_000 }).toMatch(/^publish: /);
+    const status = async () => (await (await fetch(`${p.url}/status`)).json()) as { lastError: string | null };
+    expect((await status()).lastError).toMatch(/^publish: /);
+    await env.nats.start();
+    await expect.poll(async () => (await status()).lastError, { timeout: 30_000 }).toBeNull();
+    // it cleared because version 2 went out: a node catches up to it
+    const { svc } = await startApplier();
+    await expect.poll(async () => (await readyz(svc)).body.applied?.version, { timeout: 30_000 }).toBe(2);
+  }, 120_000);
+
   it('two planners on one NATS: the second refuses to act, naming the holder; after a clean stop another may start', async () => {
     const first = await startPlanner();
     const other = `${env.dir}/other.db`;

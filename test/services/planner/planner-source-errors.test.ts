@@ -72,6 +72,35 @@ describe('planner source errors', () => {
     expect(await ctlStatusHead(url)).not.toMatch(/SOURCE FAILING/);
   });
 
+  it('a manifests directory missing at start: reported as failing (not only as a stale last error), and all clear once it appears', async () => {
+    env = await plannerEnv();
+    const dir = `${env.manifests}-later`;
+    planner = await runPlanner({ manifests: dir, nats: env.nats.url, db: env.db, http: '127.0.0.1:0', config: DEFAULT_PROXY_CONFIG, debounceMs: 20, pollMs: 100 });
+    const url = planner.url;
+    const status = async () => (await (await fetch(`${url}/status`)).json()) as Record<string, unknown>;
+    const readyz = async () => {
+      const res = await fetch(`${url}/readyz`);
+      return { status: res.status, body: (await res.json()) as { ready: boolean; sourceError?: string } };
+    };
+    await expect.poll(async () => (await readyz()).body.sourceError, { timeout: 10_000 }).toMatch(/^manifests directory .* does not exist$/);
+    expect((await readyz()).status).toBe(503);
+    expect(await ctlStatusHead(url)).toMatch(/, NOT SYNCED, SOURCE FAILING: manifests directory .* does not exist$/);
+
+    const { mkdirSync, writeFileSync } = await import('node:fs');
+    mkdirSync(dir);
+    writeFileSync(`${dir}/nodes.yaml`, nodeYaml('node-1', '192.0.2.1'));
+    writeFileSync(`${dir}/a.yaml`, svcYaml('a', '10.96.0.1'));
+    await planner.planner.synced;
+    await expect.poll(async () => (await readyz()).status, { timeout: 10_000 }).toBe(200);
+    await expect.poll(async () => (await status()).latestVersion, { timeout: 10_000 }).toBe(1);
+    const s = await status();
+    expect(s.sourceError).toBeNull();
+    expect(s.lastError).toBeNull(); // the start failure is over: nothing is failing now
+    const head = await ctlStatusHead(url);
+    expect(head).not.toMatch(/SOURCE FAILING|NOT SYNCED/);
+    expect(head).toMatch(/^version 1,/);
+  });
+
   it('show on /readyz while an informer cannot watch, and clear when it can again', async () => {
     env = await plannerEnv();
     kube = await KubeApiServer.start();
