@@ -323,7 +323,7 @@ export class EventLog {
   }
 
   /** Every row after `since` (a position of this log, else DIVERGED), verbatim; `whole`: all held rows. */
-  exportRows(since: LogPosition, opts: { whole?: boolean } = {}): RowBatch {
+  exportRows(since: LogPosition, opts: { whole?: boolean; upTo?: LogPosition } = {}): RowBatch {
     return exportRows(this.db, since, opts);
   }
 

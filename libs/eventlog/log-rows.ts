@@ -89,9 +89,10 @@ export function isAhead(db: Database.Database, p: LogPosition): boolean {
 /**
  * The rows after `since` up to the log's current position. `since` must be a position of this log
  * (else DIVERGED). `whole: true` exports everything still held, from each chain's anchor, for a
- * snapshot (then `since` is ignored).
+ * snapshot (then `since` is ignored). `upTo` (a position this log holds) stops the export there:
+ * a snapshot of what the group acknowledged while later rows are already committed here.
  */
-export function exportRows(db: Database.Database, since: LogPosition, opts: { whole?: boolean } = {}): RowBatch {
+export function exportRows(db: Database.Database, since: LogPosition, opts: { whole?: boolean; upTo?: LogPosition } = {}): RowBatch {
   const h = heads(db);
   const from = opts.whole
     ? { chains: Object.fromEntries(CHAIN_NAMES.map((c) => [c, { id: h[c].anchor_id, hash: h[c].anchor_hash }])) as Record<ChainName, ChainHead>, checkpointSeq: 0 }
@@ -102,12 +103,17 @@ export function exportRows(db: Database.Database, since: LogPosition, opts: { wh
     if (hashAt(db, c, h[c], at.id) !== at.hash) {
       throw new EventLogError('DIVERGED', `export: ${c} row ${at.id} is not the one the position names (this log holds another history)`);
     }
-    rows[c] = db.prepare(`SELECT ${CHAINS[c].columns.join(', ')}, row_hash FROM ${c} WHERE ${CHAINS[c].id} > ? ORDER BY ${CHAINS[c].id}`)
-      .raw(true).all(at.id) as RawRow[];
+    const end = opts.upTo?.chains[c];
+    if (end && hashAt(db, c, h[c], end.id) !== end.hash) {
+      throw new EventLogError('DIVERGED', `export: ${c} row ${end.id} is not the one the end position names`);
+    }
+    rows[c] = db.prepare(`SELECT ${CHAINS[c].columns.join(', ')}, row_hash FROM ${c} WHERE ${CHAINS[c].id} > ? AND ${CHAINS[c].id} <= ? ORDER BY ${CHAINS[c].id}`)
+      .raw(true).all(at.id, end?.id ?? Number.MAX_SAFE_INTEGER) as RawRow[];
   }
-  const checkpoints = db.prepare(`SELECT ${CHECKPOINT_COLUMNS.join(', ')} FROM checkpoints WHERE seq > ? ORDER BY seq`).raw(true).all(from.checkpointSeq) as RawRow[];
+  const checkpoints = db.prepare(`SELECT ${CHECKPOINT_COLUMNS.join(', ')} FROM checkpoints WHERE seq > ? AND seq <= ? ORDER BY seq`)
+    .raw(true).all(from.checkpointSeq, opts.upTo?.checkpointSeq ?? Number.MAX_SAFE_INTEGER) as RawRow[];
   const resumePoints = db.prepare(`SELECT ${RESUME_COLUMNS.join(', ')} FROM resume_points ORDER BY kind`).raw(true).all() as RawRow[];
-  return { from, to: positionOf(db), rows, checkpoints, resumePoints };
+  return { from, to: opts.upTo ?? positionOf(db), rows, checkpoints, resumePoints };
 }
 
 /**
@@ -184,4 +190,30 @@ export function truncateRows(db: Database.Database, to: LogPosition): RowBatch {
   }
   db.prepare('DELETE FROM checkpoints WHERE seq > ?').run(to.checkpointSeq);
   return dropped;
+}
+
+/**
+ * The part of `b` after `from`, a position inside it (each chain's row at from's id carries from's
+ * hash, or from is b's start): what a log standing at `from` still needs of a snapshot. DIVERGED
+ * when `from` is not on b's history.
+ */
+export function sliceBatch(b: RowBatch, from: LogPosition): RowBatch {
+  const rows = {} as Record<ChainName, RawRow[]>;
+  for (const c of CHAIN_NAMES) {
+    const at = from.chains[c];
+    const start = b.from.chains[c];
+    const all = b.rows[c];
+    if (at.id === start.id && at.hash === start.hash) {
+      rows[c] = [...all];
+      continue;
+    }
+    const i = at.id - start.id - 1;
+    const row = all[i];
+    if (!row || row[0] !== at.id || row[row.length - 1] !== at.hash) {
+      throw new EventLogError('DIVERGED', `${c} row ${at.id} of this log is not the snapshot's (another history)`);
+    }
+    rows[c] = all.slice(i + 1);
+  }
+  const checkpoints = b.checkpoints.filter((r) => (r[0] as number) > from.checkpointSeq);
+  return { from, to: b.to, rows, checkpoints, resumePoints: b.resumePoints };
 }

@@ -58,6 +58,19 @@ const BatchSchema = z.object({
   resumePoints: z.array(z.array(Cell)),
 });
 
+/** Parses and shape-checks a batch (a snapshot's body); throws a one-line Error when it is not one. */
+export function parseBatch(bytes: Uint8Array, what: string): RowBatch {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(Buffer.from(bytes).toString('utf8'));
+  } catch {
+    throw new Error(`${what} is not JSON`);
+  }
+  const r = BatchSchema.safeParse(parsed);
+  if (!r.success) throw new Error(`${what} is malformed: ${r.error.issues[0]?.message ?? ''} at ${r.error.issues[0]?.path.join('.') ?? ''}`);
+  return r.data as RowBatch;
+}
+
 export type ReadItem =
   | { readonly kind: 'batch'; readonly seq: number; readonly term: number; readonly batch: RowBatch }
   | { readonly kind: 'term'; readonly seq: number; readonly term: number }

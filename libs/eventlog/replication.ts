@@ -5,9 +5,10 @@ import {
 } from '@nats-io/jetstream';
 import { headers as natsHeaders, type NatsConnection } from '@nats-io/transport-node';
 import type { EventLog } from './event-log.ts';
-import { batchRows, rowCount, type LogPosition, type RawRow, type RowBatch } from './log-rows.ts';
+import { batchRows, rowCount, sliceBatch, type LogPosition, type RawRow, type RowBatch } from './log-rows.ts';
 import { H, LogStreamReader, encodeBatch, encodeTerm, type WireMessage } from './replication-codec.ts';
 import type { ReplicationMark } from './replication-mark.ts';
+import { SnapshotStore, type Snapshot } from './replication-snapshots.ts';
 
 /** Another leader appended to the log stream: the caller must stop acting, then follow(). */
 export class FencedError extends Error {
@@ -52,6 +53,11 @@ export interface LogReplicatorOptions {
   readonly id?: string;
   /** How long an append keeps retrying through server failover before flush() throws (default 30 s). */
   readonly appendTimeoutMs?: number;
+  /**
+   * The leader snapshots the log after this many new rows (default 50,000; 0: never) and trims the
+   * stream below the previous snapshot (retention: see replication-snapshots.ts).
+   */
+  readonly snapshotEveryRows?: number;
 }
 
 /** Stream and subject names of a group's log (JetStream names allow [A-Za-z0-9_-]). */
@@ -74,6 +80,9 @@ export async function createLogReplicator(o: LogReplicatorOptions): Promise<LogR
   const jsm = await jetstreamManager(o.nc);
   const r = new StreamLogReplicator(o, jsm, jetstream(o.nc));
   await r.ensureStream();
+  r.snapshots = await SnapshotStore.open({ nc: o.nc, jsm, group: o.group, stream: r.stream, replicas: o.replicas }).catch((e: Error) => {
+    throw new Error(`log snapshots of ${o.group}: cannot open their object store with ${o.replicas} replicas: ${e.message}`, { cause: e });
+  });
   return r;
 }
 
@@ -108,6 +117,9 @@ class StreamLogReplicator implements LogReplicator {
   private follower: { stop(): Promise<void> } | undefined;
   private flushing: Promise<unknown> = Promise.resolve();
   private readonly maxPart: number;
+  snapshots!: SnapshotStore;
+  private snapshotRows = 0;
+  private snapshotting: Promise<unknown> = Promise.resolve();
 
   constructor(private readonly o: LogReplicatorOptions, private readonly jsm: JetStreamManager, private readonly js: JetStreamClient) {
     this.log = o.log;
@@ -225,6 +237,7 @@ class StreamLogReplicator implements LogReplicator {
     this.streamSeq = Math.max(this.streamSeq, seq);
     this.term = term;
     this.flushedAt = flushed;
+    this.snapshotRows = rowCount(flushed);
     this.mode = 'leader';
     this.markDirty = true;
     this.persistMark(false);
@@ -259,6 +272,31 @@ class StreamLogReplicator implements LogReplicator {
     this.groupResume = batch.resumePoints;
     this.markDirty = true;
     this.persistMark(true);
+    this.snapshotIfDue(batch);
+  }
+
+  /**
+   * After a flush: once enough rows were added since the last snapshot, exports the log as of the
+   * batch just acknowledged (synchronously, so rows committed later stay out) and stores it in the
+   * background; a failure is logged and retried after the next interval.
+   */
+  private snapshotIfDue(flushed: RowBatch): void {
+    const every = this.o.snapshotEveryRows ?? 50_000;
+    const rows = rowCount(flushed.to);
+    if (every <= 0 || rows - this.snapshotRows < every) return;
+    this.snapshotRows = rows;
+    const whole = this.log.exportRows(this.log.position(), { whole: true, upTo: flushed.to });
+    const snap = { ...whole, resumePoints: flushed.resumePoints };
+    const seq = this.seq;
+    const term = this.term;
+    this.snapshotting = this.snapshotting.then(async () => {
+      try {
+        const r = await this.snapshots.write(seq, term, snap);
+        this.say(`log stream ${this.stream}: snapshot at seq ${seq} (${r.rows} rows)${r.trimmedBelow ? `; stream trimmed below seq ${r.trimmedBelow}` : ''}`);
+      } catch (e) {
+        this.say(`log stream ${this.stream}: snapshot at seq ${seq} failed: ${(e as Error).message}`);
+      }
+    });
   }
 
   position(): { localSeq: number; streamSeq: number; lagRows: number } {
@@ -271,6 +309,7 @@ class StreamLogReplicator implements LogReplicator {
     if (this.mode === 'closed') return;
     await this.follower?.stop();
     await this.flushing;
+    await this.snapshotting;
     this.persistMark(false);
     this.mode = 'closed';
   }
@@ -280,8 +319,13 @@ class StreamLogReplicator implements LogReplicator {
     const info = await this.jsm.streams.info(this.stream);
     const last = info.state.last_seq;
     this.streamSeq = Math.max(this.streamSeq, last);
-    if (info.state.messages > 0 && this.seq + 1 < info.state.first_seq) {
-      throw Object.assign(new Error(`log stream ${this.stream}: this file stands at seq ${this.seq} but the stream starts at ${info.state.first_seq} (trimmed); bootstrap from a snapshot`), { code: 'TRIMMED' });
+    if (this.seq + 1 < info.state.first_seq) {
+      // The batches after this file's mark were trimmed: start from a snapshot the stream continues.
+      const snap = await this.snapshots.newest(info.state.first_seq - 1);
+      if (!snap) {
+        throw Object.assign(new Error(`log stream ${this.stream}: this file stands at seq ${this.seq}, the stream starts at ${info.state.first_seq} and no snapshot covers the gap`), { code: 'TRIMMED' });
+      }
+      this.applySnapshot(snap);
     }
     if (this.seq < last) {
       this.reader = new LogStreamReader();
@@ -326,7 +370,7 @@ class StreamLogReplicator implements LogReplicator {
       if (this.log.isAhead(b.from)) this.truncate(b.from, 'rows past the group\'s position, replaced by the group\'s next batch');
       this.log.importRows(b, { mark });
       this.markDirty = false;
-    } else if (rowCount(this.log.position()) === 0 && this.log.position().checkpointSeq === 0) {
+    } else if (this.isEmpty()) {
       // A new replica and a group seeded from a compacted log: take its anchors.
       this.log.importRows(b, { mark, adoptAnchors: true });
       this.markDirty = false;
@@ -335,6 +379,27 @@ class StreamLogReplicator implements LogReplicator {
     }
     this.groupEnd = b.to;
     this.groupResume = b.resumePoints;
+  }
+
+  private applySnapshot(s: Snapshot): void {
+    const b = s.batch;
+    this.term = Math.max(this.term, s.term);
+    const mark: ReplicationMark = { stream: this.stream, streamSeq: s.streamSeq, term: this.term, position: b.to };
+    const before = rowCount(this.log.position());
+    if (!this.log.holds(b.to)) {
+      if (this.isEmpty()) this.log.importRows(b, { mark, adoptAnchors: true });
+      else this.log.importRows(sliceBatch(b, this.log.position()), { mark });
+    }
+    this.seq = s.streamSeq;
+    this.groupEnd = b.to;
+    this.groupResume = b.resumePoints;
+    this.markDirty = true;
+    this.say(`log stream ${this.stream}: caught up from snapshot seq-${s.streamSeq} (${rowCount(this.log.position()) - before} rows added)`);
+  }
+
+  private isEmpty(): boolean {
+    const p = this.log.position();
+    return rowCount(p) === 0 && p.checkpointSeq === 0;
   }
 
   private truncate(to: LogPosition, reason: string): void {

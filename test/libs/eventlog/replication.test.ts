@@ -1,8 +1,9 @@
 import { spawn } from 'node:child_process';
 import path from 'node:path';
+import { jetstreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FencedError, createLogReplicator, rowCount, samePosition, type EventLog, type LogPosition, type LogReplicator } from '../../../libs/eventlog/index.ts';
+import { FencedError, createLogReplicator, logStreamName, rowCount, samePosition, type EventLog, type LogPosition, type LogReplicator } from '../../../libs/eventlog/index.ts';
 import { startNatsServer, type NatsServerHandle } from '../../support/nats-server.ts';
 import { replicaDigest, writeHistory } from './support/replicated-history.ts';
 import { openLog, tempDir } from './support/temp-log.ts';
@@ -25,9 +26,9 @@ const group = () => `g${process.pid}-${++groups}`;
 const lines: string[] = [];
 const logger = (l: string) => { lines.push(l); if (process.env.DBG) console.log(l); };
 
-async function replica(g: string, file = tmp.file()): Promise<{ log: EventLog; r: LogReplicator; file: string }> {
+async function replica(g: string, file = tmp.file(), snapshotEveryRows?: number): Promise<{ log: EventLog; r: LogReplicator; file: string }> {
   const log = await openLog(file);
-  return { log, r: await createLogReplicator({ log, nc, group: g, replicas: 1, logger, id: file }), file };
+  return { log, r: await createLogReplicator({ log, nc, group: g, replicas: 1, logger, id: file, snapshotEveryRows }), file };
 }
 
 /** Resolves once `log` stands where `leader` does (the follower applies batches as they come). */
@@ -151,4 +152,40 @@ describe('replicated event log (one nats-server, real SQLite files)', () => {
     await fb.stop();
     for (const x of [a, b]) { await x.r.close(); x.log.close(); }
   }, 60_000);
+
+  it('a trimmed stream: a new replica starts from the newest snapshot plus the tail, and one that stopped before the trim catches up the same way', async () => {
+    const g = group();
+    const a = await replica(g, tmp.file(), 40);
+    const b = await replica(g);
+    await a.r.claim(1);
+    const fb = b.r.follow();
+    await fb.caughtUp;
+    await writeHistory(a.log, { seed: 41, steps: 8, after: () => a.r.flush() });
+    await until(() => samePosition(a.log.position(), b.log.position()), 'the follower to reach the leader');
+    await fb.stop();
+    await b.r.close();
+    b.log.close();
+    const bLog = await openLog(b.file);
+    const bMark = bLog.replicationMark()!;
+    bLog.close();
+    await writeHistory(a.log, { seed: 42, steps: 60, after: () => a.r.flush() });
+    const jsm = await jetstreamManager(nc);
+    let first = 0;
+    await until(() => { void jsm.streams.info(logStreamName(g)).then((i) => { first = i.state.first_seq; }); return first > bMark.streamSeq + 1; }, 'the stream to be trimmed past the stopped follower');
+    expect(lines.some((l) => l.includes(`SB_LOG_${g}: snapshot at seq`))).toBe(true);
+    const want = replicaDigest(a.log);
+    const c = await replica(g);
+    const fc = c.r.follow();
+    await fc.caughtUp;
+    expect(replicaDigest(c.log)).toEqual(want);
+    const b2 = await replica(g, b.file);
+    const fb2 = b2.r.follow();
+    await fb2.caughtUp;
+    expect(replicaDigest(b2.log)).toEqual(want);
+    expect(b2.log.truncations()).toEqual([]);
+    expect(lines.filter((l) => l.includes(`SB_LOG_${g}: caught up from snapshot`)).length).toBe(2);
+    await fc.stop();
+    await fb2.stop();
+    for (const x of [a, b2, c]) { await x.r.close(); x.log.close(); }
+  }, 90_000);
 });
