@@ -1,0 +1,94 @@
+// The data-path probe catching a revision that programs cleanly but breaks forwarding (issue 16
+// item 4), with real processes only: nats-server, the planner and `ctl` in a LAN namespace, an
+// nftables applier in each node's namespace, real pods answering TCP. See support/rollout-lab.ts
+// for the topology, in which masqueradeAll drops every reply to a connection the node makes.
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { API_URL, NATS_URL, RolloutLab } from './support/rollout-lab.ts';
+
+const lab = new RolloutLab();
+
+const manifests = (nodes: RolloutLab['nodes']) => nodes.map((n) => `apiVersion: v1
+kind: Node
+metadata: {name: ${n.name}}
+status: {addresses: [{type: InternalIP, address: ${n.ip}}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web-${n.k}, namespace: default}
+spec: {type: ClusterIP, clusterIP: 10.100.0.1${n.k}, clusterIPs: [10.100.0.1${n.k}], ports: [{name: http, protocol: TCP, port: 80, targetPort: 8080}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: web-${n.k}-abc, namespace: default, labels: {kubernetes.io/service-name: web-${n.k}}}
+addressType: IPv4
+ports: [{name: http, protocol: TCP, port: 8080}]
+endpoints: [{addresses: [${n.podIp}], conditions: {ready: true}, nodeName: ${n.name}}]
+`).join('---\n');
+
+interface NodeRow { node: string; status: string; appliedConfigRevision: number | null; health: { verdict: string; reason: string; configRevision: number; probe: { attempted: number; succeeded: number; failed: number; unreachable: number } | null } | null }
+const status = async (): Promise<{ nodes: NodeRow[]; rollout: Record<string, unknown> | null; config: { defaultRevision: number } }> => {
+  const r = await lab.ctl('status', '-o', 'json');
+  if (r.code !== 0) throw new Error(`ctl status: ${r.stderr}`);
+  return JSON.parse(r.stdout);
+};
+const row = async (name: string) => (await status()).nodes.find((n) => n.node === name);
+async function until<T>(f: () => Promise<T | undefined | false>, ms: number, what: string): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await f().catch(() => undefined);
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}\n--- planner log ---\n${lab.log('planner').slice(-3000)}\n--- applier node-1 ---\n${lab.log('applier-node-1').slice(-3000)}`);
+    await new Promise((r) => setTimeout(r, 300));
+  }
+}
+
+beforeAll(async () => {
+  await lab.start(['node-1', 'node-2']);
+  const dir = join(lab.work, 'manifests');
+  mkdirSync(dir);
+  writeFileSync(join(dir, 'cluster.yaml'), manifests(lab.nodes));
+  writeFileSync(join(lab.work, 'config.yaml'), 'mode: nftables\n');
+  lab.startNats();
+  lab.switchboard(lab.lan, 'planner', ['planner', '--manifests', dir, '--nats', NATS_URL, '--db', join(lab.work, 'log.db'),
+    '--http', API_URL.replace('http://', ''), '--insecure-open-api', '--config', join(lab.work, 'config.yaml')]);
+  for (const n of lab.nodes) {
+    lab.switchboard(n.ns, `applier-${n.name}`, ['applier', '--node', n.name, '--nats', NATS_URL, '--mode', 'nftables',
+      '--state-dir', join(lab.work, `state-${n.name}`), '--heartbeat', '500', '--probe-interval', '1000', '--probe-timeout', '1000',
+      '--planner-key', join(lab.work, 'log.db.signing-key.pem.pub')]);
+  }
+}, 120_000);
+afterAll(async () => { await lab.cleanup(); }, 60_000);
+
+describe('a revision that breaks forwarding on the canary (nftables appliers in namespaces, real pods)', () => {
+  it('is caught by the probe in wave 1 and rolled back before wave 2 starts', async () => {
+    // Revision 1 forwards: each node's probe reaches its local pod through its ClusterIP; the other
+    // node's pod does not answer directly (pods route only the pod network), so it is skipped.
+    for (const n of lab.nodes) {
+      const h = await until(async () => { const r = await row(n.name); return r?.status === 'SYNCED' && r.health?.verdict === 'healthy' && r; }, 90_000, `${n.name} SYNCED and healthy`);
+      expect(h.health!.probe).toMatchObject({ attempted: 1, succeeded: 1, failed: 0, unreachable: 1 });
+      expect(h.health!.reason).toMatch(/^probe: 1\/1 virtual server\(s\) answered through the dataplane/);
+    }
+    const r = await lab.ctl('config', 'set', 'masqueradeAll=true', '--waves', '1,100%', '--bake', '20s', '--wait', '--timeout', '120s', '--reason', 'masquerade everything');
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/halted at wave 1\/2, .*node-1 failed: unhealthy: probe: 1 of 1 virtual server\(s\) failed through the dataplane: tcp\/10\.100\.0\.11:80: no answer within 1000ms \(endpoint 10\.50\.1\.10:8080 answers directly\)/);
+    const st = await status();
+    expect(st.rollout).toMatchObject({ status: 'halted', wave: 1, haltedBy: { node: 'node-1' } });
+    expect(st.config.defaultRevision).toBe(1);
+    // node-2 was never moved (wave 2 never started); node-1 goes back to revision 1 and forwards again.
+    expect((await row('node-2'))!.appliedConfigRevision).toBe(1);
+    const back = await until(async () => { const n1 = await row('node-1'); return n1?.appliedConfigRevision === 1 && n1.health?.verdict === 'healthy' && n1.health.configRevision === 1 && n1; }, 60_000, 'node-1 back on revision 1 and healthy');
+    expect(back.status).toBe('SYNCED');
+    const shown = await lab.ctl('rollout', 'status');
+    expect(shown.stdout).toMatch(/^rollout of config revision 2 \(from 1\): halted, wave 1\/2/);
+    expect(shown.stdout).toMatch(/halted by node-1: unhealthy: probe: 1 of 1/);
+    // The gate decision is an operation in the log, with its reason.
+    const audit = spawnSync(process.execPath, ['bin/switchboard', 'audit', '--db', join(lab.work, 'log.db'), 'ops', '-o', 'json'], { encoding: 'utf8' });
+    expect(audit.status).toBe(0);
+    const gates = (JSON.parse(audit.stdout) as { kind: string; reason: string; params: { gate?: string } }[]).filter((o) => o.params.gate);
+    expect(gates.map((o) => o.params.gate)).toEqual(['halt']);
+    expect(gates[0]!.reason).toMatch(/^rollout halted: 1 failed node\(s\), 0 tolerated by --max-failures 0: node-1 \(unhealthy: probe: 1 of 1/);
+  }, 240_000);
+});
