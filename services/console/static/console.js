@@ -108,11 +108,33 @@
     const rows = f ? s.nodes.filter((n) => n.node.toLowerCase().includes(f) || n.status.toLowerCase() === f) : s.nodes;
     const cfg = (n) => `${n.appliedConfigRevision ?? '-'}/${n.targetConfigRevision}`;
     $('nodes').tBodies[0].innerHTML = rows.map((n) => `<tr data-node="${esc(n.node)}"><td>${esc(n.node)}</td><td><span class="w w-${esc(n.status)}" title="${esc(n.reason)}">${esc(n.status)}</span></td>` +
-      `<td>${n.targetVersion}</td><td>${n.appliedVersion ?? '-'}</td><td>${cfg(n)}</td><td>${esc(n.mode ?? '-')}</td><td>${n.lag}</td><td class="err">${esc(n.lastError ?? '')}</td></tr>`).join('');
+      `<td>${n.targetVersion}</td><td>${n.appliedVersion ?? '-'}</td><td>${cfg(n)}</td><td>${esc(n.mode ?? '-')}</td><td>${n.lag}</td><td>${verdict(n.health)}</td><td class="err">${esc(n.lastError ?? '')}</td></tr>`).join('');
     // The next frame after the rows exist is the one that paints them (bench/console reads this).
     if (first && rows.length) requestAnimationFrame(() => requestAnimationFrame(() => performance.mark('sb-grid-painted')));
   }
   $('node-filter').addEventListener('input', renderNodes);
+
+  // A node's health verdict (state read back + data-path probe); its reason on hover.
+  function verdict(h) {
+    if (!h) return '<span class="v v-none" title="this applier sends no verdict">-</span>';
+    return `<span class="v v-${esc(h.verdict)}" title="${esc(h.reason)}">${esc(h.verdict)}${h.injected ? ' (test)' : ''}</span>`;
+  }
+  const clock = (ms) => { const s = Math.max(0, Math.round(ms / 1000)); return s < 60 ? `${s}s` : `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`; };
+  // The wave and bake clocks tick here, from the start times in the snapshot (this browser's clock).
+  function renderRolloutClock() {
+    const v = state.snap?.rollout; const el = $('rollout-clock');
+    if (!v || !el) return;
+    const p = v.policy; const now = Date.now();
+    const parts = [`wave ${v.wave}/${v.waves}: ${v.nodes}/${v.fleet} nodes`, `bake ${clock(p.bakeMs)}, wave timeout ${clock(p.waveTimeoutMs)}, max failures ${esc(p.maxFailures)}`];
+    if (v.status === 'running') {
+      const waveAge = now - Date.parse(v.waveStartedAt);
+      parts.push(`wave started ${clock(waveAge)} ago, times out in ${clock(p.waveTimeoutMs - waveAge)}`);
+      parts.push(v.bakeStartedAt ? `<span id="bake-clock">bake ${clock(now - Date.parse(v.bakeStartedAt))} of ${clock(p.bakeMs)}</span>` : 'bake not started (waiting for every node of the wave to ACK)');
+    }
+    if (v.waitingForPromote) parts.push(`waits for promote before wave ${v.waitingForPromote}`);
+    el.innerHTML = parts.join(' · ');
+  }
+  setInterval(renderRolloutClock, 1000);
 
   function renderRollout(s) {
     const r = s.config.rollout;
@@ -139,7 +161,14 @@
       return `<div class="wave" data-wave="${i + 1}"><b>wave ${i + 1}${i === r.wave ? ' ▸' : ''}</b> ${acked}/${fresh.length} ACKed ${shown}${more}</div>`;
     }).join('');
     const halted = r.haltedBy ? `<div class="halted" id="halted-by"><b>${esc(r.status)}</b> by <b>${esc(r.haltedBy.node)}</b>: <span class="error">${esc(r.haltedBy.error)}</span></div>` : '';
-    $('rollout').innerHTML = `<div>revision <b>${r.configRevision}</b> (from ${r.fromRevision}) · status <b id="rollout-status">${esc(r.status)}</b> · since <time>${esc(r.startedAt)}</time></div>${halted}${waves}`;
+    const probe = (p) => (p ? `${p.succeeded}/${p.attempted} ok${p.unreachable ? `, ${p.unreachable} unreachable` : ''}${p.latencyMs ? `, p50 ${p.latencyMs.p50}ms` : ''}` : '-');
+    const wn = s.rollout?.waveNodes ?? [];
+    const table = wn.length ? `<table id="wave-nodes"><thead><tr><th>Wave node</th><th>Status</th><th>Runs</th><th>Health</th><th>Probe</th></tr></thead><tbody>${wn.slice(0, 200).map((n) =>
+      `<tr data-node="${esc(n.node)}"><td>${esc(n.node)}</td><td><span class="w w-${esc(n.status)}">${esc(n.status)}</span></td><td>${n.appliedConfigRevision ?? '-'}</td>` +
+      `<td>${verdict(n.verdict && { verdict: n.verdict, reason: n.reason, injected: n.injected })}</td><td>${esc(probe(n.probe))}</td></tr>` +
+      (n.reason ? `<tr class="why"><td colspan="5">${esc(n.reason)}</td></tr>` : '')).join('')}</tbody></table>` : '';
+    $('rollout').innerHTML = `<div>revision <b>${r.configRevision}</b> (from ${r.fromRevision}) · status <b id="rollout-status">${esc(r.status)}</b> · since <time>${esc(r.startedAt)}</time></div><div id="rollout-clock"></div>${halted}${waves}${table}`;
+    renderRolloutClock();
   }
 
   async function operate(op) {

@@ -1,7 +1,9 @@
 // The web console in headless Chromium (Debian's chromium, driven by playwright-core) against a
 // real planner; nodes are simulated by the ACKs/NACKs they would publish on the real bus.
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { sliceYaml, svcYaml, until } from '../planner/planner-support.ts';
+import { DEFAULT_WAVE_POLICY } from '../../../libs/control/index.ts';
+import { heartbeatSubject } from '../../../libs/bus/index.ts';
+import { ack, sendAck, sliceYaml, svcYaml, until } from '../planner/planner-support.ts';
 import { CHROMIUM, TOKENS, closeBrowser, consoleEnv, type ConsoleEnv } from './console-harness.ts';
 
 let c: ConsoleEnv | undefined;
@@ -82,6 +84,40 @@ describe.skipIf(!CHROMIUM)('console at /ui', () => {
     await op.click('#ops-go');
     await op.locator('#ops tbody tr', { hasText: 'rollback from the console' }).waitFor();
     expect(await op.locator('#ops tbody tr', { hasText: 'rollback from the console' }).first().textContent()).toMatch(/rollback.*alice/);
+  }, 120_000);
+
+  it('shows each wave node\'s health verdict and probe results beside the wave and its bake clock; an unhealthy heartbeat halts it', async () => {
+    c = await consoleEnv(3);
+    await c.ackAll();
+    const p = c.planner.planner;
+    await p.configChange({ scheduler: 'wrr' }, { actor: 'alice', reason: 'try wrr' }, 'config', {
+      waves: [{ kind: 'count', n: 1 }, { kind: 'percent', p: 100 }], pauseOnError: false, policy: { ...DEFAULT_WAVE_POLICY, bakeMs: 300_000 },
+    });
+    const first = p.config.state.rollout!.waves[0]![0]!;
+    const t = p.targetOf(first);
+    const probe = { attempted: 2, succeeded: 2, failed: 0, unreachable: 1, latencyMs: { p50: 0.8, max: 1.2 }, failures: [], at: new Date().toISOString() };
+    const healthy = { verdict: 'healthy' as const, stateVerified: true, reason: 'probe: 2/2 virtual server(s) answered through the dataplane', probe, at: new Date().toISOString() };
+    await sendAck(c.env.nc, { ...ack(first, t.version, t.configRevision, 'h'), health: healthy });
+    await until(() => p.config.state.rollout?.bakeStartedAt, 5000, 'wave 1 baking');
+
+    const page = await c.open(TOKENS.viewer);
+    const row = page.locator(`#wave-nodes tr[data-node="${first}"]`);
+    await row.waitFor({ timeout: 30_000 });
+    expect(await row.textContent()).toBe(`${first}SYNCED2healthy2/2 ok, 1 unreachable, p50 0.8ms`);
+    expect(await page.locator('#wave-nodes tr.why').textContent()).toBe('probe: 2/2 virtual server(s) answered through the dataplane');
+    await page.locator('#bake-clock', { hasText: /^bake \d+s of 5m00s$/ }).waitFor({ timeout: 10_000 });
+    expect(await page.locator('#rollout-clock').textContent()).toMatch(/^wave 1\/2: 1\/3 nodes · bake 5m00s, wave timeout 10m00s, max failures 0 · wave started \d+s ago/);
+    expect(await page.locator(`#nodes tr[data-node="${first}"] .v`).textContent()).toBe('healthy');
+    await c.screenshot(page, 'console-rollout-baking');
+
+    // The node's re-probe turns unhealthy: its heartbeat fails the wave mid-bake.
+    const sick = { ...healthy, verdict: 'unhealthy' as const, reason: 'probe: 1 of 2 virtual server(s) failed through the dataplane: tcp/10.96.0.1:80: ETIMEDOUT', probe: { ...probe, succeeded: 1, failed: 1, failures: [{ target: 'tcp/10.96.0.1:80', error: 'ETIMEDOUT' }] } };
+    const hb = { node: first, appliedVersion: t.version, appliedConfigRevision: t.configRevision, mode: 'ipvs', healthy: true, detail: '', health: sick, at: new Date().toISOString() };
+    c.env.nc.publish(heartbeatSubject(first), JSON.stringify(hb));
+    await page.locator('#halted-by', { hasText: 'unhealthy' }).waitFor({ timeout: 30_000 });
+    expect(await page.locator('#halted-by').textContent()).toBe(`halted by ${first}: unhealthy: ${sick.reason}`);
+    expect(p.config.state.rollout!.wave).toBe(0);
+    await c.screenshot(page, 'console-rollout-unhealthy');
   }, 120_000);
 
   it('pauses and resumes a running rollout from the operator buttons', async () => {
