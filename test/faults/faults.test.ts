@@ -1,6 +1,7 @@
-import { readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, readdirSync, renameSync, rmSync, writeSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { EventLog } from '../../libs/eventlog/index.ts';
 import { figures, freePort, sliceYaml, startFleet, svcYaml, type Fleet } from './fleet.ts';
 
 /**
@@ -111,6 +112,92 @@ describe.sequential('fault suite (real processes)', () => {
     fleet.startPlanner();
     edit();
     record('garbage on the bus', await fleet.converged());
+  }, 240_000);
+
+  it('manifest hazards during churn: atomic renames, truncate + write, half-written files, an alias bomb, duplicate objects', async () => {
+    const dir = fleet.manifests;
+    const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+    // Four endpoints in every complete version of a file; a half-written one would show fewer (or none).
+    const ENDPOINTS = 4;
+    const content = (name: string, ip: string, i: number) =>
+      svcYaml(name, ip) + '---\n' + sliceYaml(name, Array.from({ length: ENDPOINTS }, (_, k) => `10.4.${i % 200}.${k + 1}`));
+    /**
+     * Writes in two parts with a pause shorter than the settle time (100 ms), like a slow writer;
+     * cut at `at` (default: mid-text, where the first part does not parse).
+     */
+    const writeInHalves = (file: string, text: string, truncatedFirstMs = 0, at = text.length >> 1) => {
+      const fd = openSync(path.join(dir, file), 'w'); // truncates
+      return (async () => {
+        try {
+          if (truncatedFirstMs) await sleep(truncatedFirstMs); // an empty file for a while (within the 2 s grace)
+          writeSync(fd, text.slice(0, at));
+          await sleep(10);
+          writeSync(fd, text.slice(at));
+        } finally {
+          closeSync(fd);
+        }
+      })();
+    };
+    fleet.write('steady.yaml', content('steady', '10.96.3.1', 0));
+    const before = await fleet.converged();
+
+    const churn = fleet.churn(40);
+    try {
+      for (let i = 1; i <= 9; i++) {
+        if (i % 3 === 1) {
+          // atomic save: a temp file renamed over the old one (editors, sed -i, GitOps syncers)
+          writeFileSync(path.join(dir, '.steady.yaml.tmp'), content('steady', '10.96.3.1', i));
+          renameSync(path.join(dir, '.steady.yaml.tmp'), path.join(dir, 'steady.yaml'));
+        } else if (i % 3 === 2) {
+          await writeInHalves('steady.yaml', content('steady', '10.96.3.1', i), 300); // truncate, pause, write
+        } else {
+          // a new file caught half-written, cut between its documents: the first part parses (a
+          // Service without its EndpointSlice) and must not be published alone
+          const text = content('half', '10.96.3.2', i);
+          await writeInHalves('half.yaml', text, 0, text.indexOf('---\n') + 4);
+        }
+        await sleep(250);
+      }
+      // an alias bomb: rejected alone, while the churn and the next edit keep flowing
+      const bomb = ['a: &a [x, x, x, x, x, x, x, x, x, x]'];
+      for (let k = 1; k <= 9; k++) bomb.push(`${String.fromCharCode(97 + k)}: &${String.fromCharCode(97 + k)} [${Array(10).fill(`*${String.fromCharCode(96 + k)}`).join(', ')}]`);
+      fleet.write('bomb.yaml', `${bomb.join('\n')}\n`);
+      // the same object in two files: one rejection naming both; planner and plan keep the same one
+      fleet.write('dup-a.yaml', svcYaml('dup', '10.96.3.3'));
+      fleet.write('dup-b.yaml', svcYaml('dup', '10.96.3.4'));
+      await sleep(500);
+    } finally {
+      await churn.stop();
+    }
+    edit();
+    const after = await fleet.converged(); // converged() also checks the planner's newest version equals a fresh plan
+    record('manifest hazards during churn', after);
+
+    const status = (await (await fetch(`${fleet.api}/status`)).json()) as { rejected: { source: string; reason: string }[] };
+    expect(status.rejected.filter((r) => r.source === 'bomb.yaml')).toEqual([expect.objectContaining({ reason: expect.stringMatching(/alias/i) })]);
+    expect(status.rejected).toContainEqual(expect.objectContaining({ source: 'dup-b.yaml', reason: expect.stringMatching(/duplicate: also defined in dup-a\.yaml/) }));
+    // No version of the round published a transient state: steady never removed, never short of
+    // endpoints; half.yaml, once seen, always complete.
+    const log = await EventLog.open({ file: fleet.db, migrate: false });
+    try {
+      let halfSeen = false;
+      for (let v = before.version + 1; v <= after.version; v++) {
+        const delta = log.versionDelta(v);
+        if (!delta) continue; // a pin or rollback: no content of its own
+        expect(delta.removeServices, `version ${v}`).not.toContain('default/steady');
+        if (halfSeen) expect(delta.removeServices, `version ${v}`).not.toContain('default/half');
+        for (const s of delta.upsertServices.filter((x) => x.key === 'default/steady' || x.key === 'default/half')) {
+          expect(s.ports.map((p) => p.endpoints.length), `version ${v} ${s.key}`).toEqual([ENDPOINTS]);
+          if (s.key === 'default/half') halfSeen = true;
+        }
+      }
+      expect(halfSeen).toBe(true);
+    } finally {
+      log.close();
+    }
+    for (const f of ['steady.yaml', 'half.yaml', 'bomb.yaml', 'dup-a.yaml', 'dup-b.yaml']) rmSync(path.join(dir, f));
+    edit();
+    await fleet.converged();
   }, 240_000);
 
   it('disk full under the planner: it says so, keeps running, and recovers once space is back, losing nothing', async (ctx) => {
