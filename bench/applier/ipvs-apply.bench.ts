@@ -7,9 +7,8 @@ import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import type { NodeState, VirtualServer } from '../../libs/model/index.ts';
 import { formatIpsetSave, formatIpvsadm } from '../../libs/planner/index.ts';
-import { IpvsDataplane } from '../../libs/dataplane/index.ts';
-import { NetlinkKernel } from '../../libs/dataplane/index.ts';
-import { MemoryOwnershipStore } from '../../libs/dataplane/index.ts';
+import { IpvsDataplane, MemoryOwnershipStore, NetlinkKernel } from '../../libs/dataplane/index.ts';
+import { PhaseTimingKernel } from './phase-timing-kernel.ts';
 
 const services = Number(process.argv[2] ?? 1000);
 const endpoints = Number(process.argv[3] ?? 10);
@@ -53,16 +52,20 @@ const [, baseMs] = await time(() => sh('ip link add kube-ipvs0 type dummy; ip -b
 sh('ipvsadm -C; ipset destroy KUBE-CLUSTER-IP; ipset destroy KUBE-IPVS-IPS; ip link del kube-ipvs0');
 
 // (b) ours from empty (glue off: the baseline has no iptables part).
-const dp = new IpvsDataplane({ kernel: await NetlinkKernel.open(), store: new MemoryOwnershipStore(), netfilter: false });
+const kernel = new PhaseTimingKernel(await NetlinkKernel.open());
+const dp = new IpvsDataplane({ kernel, store: new MemoryOwnershipStore(), netfilter: false });
 const [full, fullMs] = await time(() => dp.apply(state));
+const fullPhases = kernel.take();
 // (c) one endpoint change vs one ipvsadm -a run. The new version shares every unchanged object
 // with the old one, as the incremental renderer (NodeStateRenderer) produces it.
 const changed = build(1).virtualServers.find((v) => v.address === '10.96.0.0')!;
 const next: NodeState = { ...state, virtualServers: state.virtualServers.map((v) => (v.address === changed.address ? changed : v)) };
 const [one, oneMs] = await time(() => dp.apply(next));
+const onePhases = kernel.take();
 const [, ipvsadmOneMs] = await time(() => sh('ipvsadm -a -t 10.96.0.1:80 -r 10.200.0.1:80 -m -w 1 && ipvsadm -d -t 10.96.0.1:80 -r 10.200.0.1:80'));
 // (d) no-op resync.
 const [noop, noopMs] = await time(() => dp.resync());
+const noopPhases = kernel.take();
 await dp.cleanup();
 await dp.close();
 
@@ -72,5 +75,7 @@ const out = {
   baselineMs: r(baseMs), fullApplyMs: r(fullMs), fullWrites: full.kernelWrites, fullVerified: full.verified, ratioFullVsBaseline: +(fullMs / baseMs).toFixed(2),
   oneEndpointMs: r(oneMs), oneEndpointWrites: one.kernelWrites, ipvsadmAddDelProcessMs: r(ipvsadmOneMs), ratioOneVsIpvsadmProcess: +(oneMs / (ipvsadmOneMs / 2)).toFixed(2),
   noopResyncMs: r(noopMs), noopResyncWrites: noop.kernelWrites,
+  // Kernel calls by phase (ms); the rest of each step is the dataplane's own CPU (plan, verify, model).
+  phases: { full: fullPhases, one: onePhases, noop: noopPhases },
 };
 console.log(JSON.stringify(out));

@@ -18,7 +18,12 @@ export {
 // IPVS backend
 export { IpvsDataplane, driftRepairsCounter, type IpvsDataplaneOptions } from './ipvs/ipvs-dataplane.ts';
 export { NetlinkKernel, type NetlinkKernelOptions } from './ipvs/netlink-kernel.ts';
-export { KernelTransaction, TransactionError, type KernelInterface } from './ipvs/kernel-transaction.ts';
+export { concurrentGroups, KernelTransaction, TransactionError, type KernelInterface } from './ipvs/kernel-transaction.ts';
+export { describeOp, type KernelOp, type VsKey } from './ipvs/kernel-op.ts';
+export type {
+  NetfilterObservation, ObservedIpset, ObservedKernel, ObservedRealServer, ObservedVirtualServer,
+} from './ipvs/observed-kernel.ts';
+export { parseIptablesSave } from './ipvs/netfilter-glue.ts';
 export {
   EMPTY_RECORD, FileOwnershipStore, MemoryOwnershipStore, type OwnershipRecord, type OwnershipStore,
 } from './ipvs/ownership-record.ts';

@@ -1,19 +1,19 @@
 import { release } from 'node:os';
 import { Counter, register as defaultRegistry, type Registry } from 'prom-client';
-import { realServerKey, virtualServerKey, type IpsetState, type NodeState, type VirtualServer } from '../../model/index.ts';
-import { IPVS_DUMMY_DEVICE } from '../../model/index.ts';
+import { IPVS_DUMMY_DEVICE, realServerKey, virtualServerKey, type NodeState } from '../../model/index.ts';
 import type { ApplyResult, Dataplane } from '../dataplane.ts';
+import { extendsRecord, ownedIndex, recordAfterChange, sliceChange, type OwnedIndex } from './change-slice.ts';
 import { DEFAULT_DRAIN_TIMEOUT_MS } from './graceful-termination.ts';
-import { FakeKernel } from './fake-kernel.ts';
+import { KernelModel } from './kernel-model.ts';
 import type { KernelOp, VsKey } from './kernel-op.ts';
 import { KernelTransaction, type KernelInterface } from './kernel-transaction.ts';
 import type { ObservedKernel, ObservedVirtualServer } from './observed-kernel.ts';
-import { sameVsSpec } from './plan-kernel-ops.ts';
 import { glueChains, netfilterGlue, withGlueSets, type NetfilterGlue } from './netfilter-glue.ts';
 import { nodeSysctls } from './node-sysctls.ts';
-import type { OwnershipRecord, OwnershipStore } from './ownership-record.ts';
-import { planKernelOps } from './plan-kernel-ops.ts';
-import { validateNodeState } from './validate-node-state.ts';
+import { mergeRecords, type OwnershipRecord, type OwnershipStore } from './ownership-record.ts';
+import { planKernelOps, sameVsSpec, type Plan } from './plan-kernel-ops.ts';
+import { advanceIndex, diffStates, indexState, type IndexedState, type StateChange } from './state-change.ts';
+import { validateParts, validateShape } from './validate-node-state.ts';
 import { verifyKernelState } from './verify-kernel-state.ts';
 
 export interface IpvsDataplaneOptions {
@@ -51,11 +51,12 @@ export function driftRepairsCounter(registry: Registry = defaultRegistry): Count
 export class IpvsDataplane implements Dataplane {
   readonly mode = 'ipvs' as const;
   private last: NodeState | undefined;
-  private record: OwnershipRecord | undefined;
-  /** What the kernel holds as far as we know (see sync); undefined = read it in full next time. */
-  private model: FakeKernel | undefined;
-  /** Objects of the last verified state, by identity: unchanged ones are skipped while the model is current. */
-  private known = new WeakSet<object>();
+  private owned: OwnedIndex | undefined;
+  /**
+   * The last state applied and verified, with the model of the kernel it left: an incremental
+   * cycle plans the next state's difference from it. Undefined = the next cycle is a full one.
+   */
+  private base: { readonly indexed: IndexedState; readonly model: KernelModel } | undefined;
   private queue: Promise<unknown> = Promise.resolve();
   private timer: NodeJS.Timeout | undefined;
   private readonly drift: Counter;
@@ -63,20 +64,21 @@ export class IpvsDataplane implements Dataplane {
   /** Resyncs that repaired something (also exported as the prom-client counter). */
   driftRepairs = 0;
 
-  constructor(private readonly o: IpvsDataplaneOptions) {
-    this.device = o.device ?? IPVS_DUMMY_DEVICE;
-    this.drift = driftRepairsCounter(o.registry);
-    if (o.resyncIntervalMs) {
+  constructor(private readonly options: IpvsDataplaneOptions) {
+    this.device = options.device ?? IPVS_DUMMY_DEVICE;
+    this.drift = driftRepairsCounter(options.registry);
+    if (options.resyncIntervalMs) {
       this.timer = setInterval(() => {
-        this.resync().catch((e: Error) => o.log?.(`periodic resync failed: ${e.message}`));
-      }, o.resyncIntervalMs);
+        this.resync().catch((e: Error) => options.log?.(`periodic resync failed: ${e.message}`));
+      }, options.resyncIntervalMs);
       this.timer.unref();
     }
   }
 
   apply(state: NodeState): Promise<ApplyResult> {
-    const bad = validateNodeState(state, (vs) => this.model !== undefined && this.known.has(vs));
-    // Refuse before touching anything: what is programmed stays programmed.
+    // Refuse before touching anything: what is programmed stays programmed. The objects are
+    // checked in sync(), all of them or, after a verified state, only those that changed.
+    const bad = validateShape(state);
     if (bad) return Promise.reject(new Error(`refusing invalid node state: ${bad}`));
     return this.serial(async () => {
       const r = await this.sync(state, false);
@@ -92,7 +94,7 @@ export class IpvsDataplane implements Dataplane {
       if (r.kernelWrites > 0) {
         this.driftRepairs++;
         this.drift.inc({ mode: 'ipvs' });
-        this.o.log?.(`resync repaired drift with ${r.kernelWrites} writes`);
+        this.options.log?.(`resync repaired drift with ${r.kernelWrites} writes`);
       }
       return r;
     });
@@ -109,7 +111,7 @@ export class IpvsDataplane implements Dataplane {
   async close(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     await this.queue.catch(() => undefined);
-    await this.o.kernel.close();
+    await this.options.kernel.close();
   }
 
   private serial<T>(fn: () => Promise<T>): Promise<T> {
@@ -118,99 +120,141 @@ export class IpvsDataplane implements Dataplane {
     return p;
   }
 
-  /**
-   * One plan-run-verify cycle. A full cycle (first apply, resync, cleanup, or after any failure)
-   * dumps the kernel before and after. An incremental apply plans against `model` — a FakeKernel
-   * holding what the kernel was last seen/made to hold — refreshing from the kernel only the
-   * services whose removed real servers need live connection counters, and afterwards reads back
-   * only the services it touched. So one endpoint change costs O(change), not a full dump.
-   */
   private async sync(wanted: NodeState | undefined, full: boolean): Promise<ApplyResult> {
     const t0 = performance.now();
-    const record = (this.record ??= await this.o.store.load());
-    const glue: NetfilterGlue | undefined = wanted && this.o.netfilter !== false ? netfilterGlue(wanted.settings) : undefined;
+    this.owned ??= ownedIndex(await this.options.store.load());
+    const base = this.base;
+    // Whatever happens below, only a verified cycle leaves a base to plan the next one from.
+    this.base = undefined;
+    const change = wanted && !full && base ? diffStates(base.indexed, wanted) : undefined;
+    if (wanted) {
+      const bad = change
+        ? validateParts(change.virtualServers, change.addedAddresses, change.ipsets)
+        : validateParts(wanted.virtualServers, wanted.boundAddresses, wanted.ipsets);
+      if (bad) {
+        if (change) this.base = base; // nothing was touched: the base still holds
+        throw new Error(`refusing invalid node state: ${bad}`);
+      }
+    }
+    const r = change && base ? await this.syncChange(wanted!, change, base) : await this.syncFull(wanted);
+    return { ...r, durationMs: performance.now() - t0 };
+  }
+
+  /**
+   * A full cycle (first apply, resync, cleanup, anything after a failure or an unverified cycle,
+   * a settings change): dumps the kernel, plans everything, runs, dumps again and verifies.
+   */
+  private async syncFull(wanted: NodeState | undefined): Promise<Omit<ApplyResult, 'durationMs'>> {
+    const record = this.owned!.record;
+    const glue: NetfilterGlue | undefined = wanted && this.options.netfilter !== false ? netfilterGlue(wanted.settings) : undefined;
     const desired = wanted && withGlueSets(wanted, glue);
-    const sysctls = desired ? nodeSysctls(desired.settings, this.o.kernelRelease ?? release()) : {};
+    const sysctls = desired ? nodeSysctls(desired.settings, this.options.kernelRelease ?? release()) : {};
     const readOpts = {
       ipsets: [...new Set([...(desired?.ipsets ?? []).map((s) => s.name), ...record.ipsets])],
       device: this.device,
       sysctls: Object.keys(sysctls),
       netfilterChains: mergeChains(glue ? glueChains(glue) : {}, record.netfilterChains),
     };
-    const model = full || !desired ? undefined : this.model;
-    // Skipping by identity is only sound while the model is current and nothing is draining in it.
-    const drainingVs = new Set(Object.keys(record.draining).map((k) => k.split('>')[0]));
-    const known = this.known;
-    const unchanged = model ? (o: VirtualServer | IpsetState) => known.has(o) && !('realServers' in o && drainingVs.has(virtualServerKey(o))) : undefined;
-    let observed: ObservedKernel;
-    if (model) {
-      observed = model.view(readOpts);
-      const live = await this.o.kernel.readVirtualServers(shrinking(desired!, observed, unchanged!));
-      if (live.length > 0) observed = { ...observed, virtualServers: replaceByKey(observed.virtualServers, live) };
-    } else {
-      observed = await this.o.kernel.read(readOpts);
+    const observed = await this.options.kernel.read(readOpts);
+    const plan = this.plan(desired, observed, record, glue, sysctls);
+    await this.run(plan.ops, plan.recordBefore);
+    if (JSON.stringify(plan.recordAfter) !== JSON.stringify(this.owned!.record)) await this.save(plan.recordAfter);
+    const notes = notesOf(plan);
+    if (!desired) return { kernelWrites: plan.ops.length, verified: true, notes };
+    const back = plan.ops.length > 0 ? await this.options.kernel.read(readOpts) : observed;
+    const mismatches = verifyKernelState(desired, back, glue, sysctls);
+    notes.push(...mismatches.slice(0, 10).map((m) => `verify: ${m}`));
+    const verified = mismatches.length === 0;
+    if (verified) this.base = { indexed: indexState(wanted!), model: KernelModel.fromObserved(back) };
+    return { kernelWrites: plan.ops.length, verified, notes };
+  }
+
+  /**
+   * An incremental cycle: plans only the change from the last verified state against the model
+   * (no dump); reads live only the services losing real servers (the drain decision needs real
+   * connection counters) and, afterwards, the services it touched, compared with the model.
+   * O(change), apart from the pointer walk that finds the change (see diffStates).
+   */
+  private async syncChange(wanted: NodeState, change: StateChange, base: NonNullable<IpvsDataplane['base']>): Promise<Omit<ApplyResult, 'durationMs'>> {
+    const { model } = base;
+    const owned = this.owned!;
+    const slice = sliceChange(wanted, change, base.indexed.byKey, model, owned);
+    let observed = slice.observed;
+    const live = await this.options.kernel.readVirtualServers(shrinking(slice.desired, observed));
+    if (live.length > 0) observed = { ...observed, virtualServers: replaceByKey(observed.virtualServers, live) };
+    const plan = this.plan(slice.desired, observed, slice.record, undefined, {});
+    const after = recordAfterChange(owned, slice, plan.recordAfter, change);
+    const before = after ? mergeRecords(mergeRecords(owned.record, after), plan.recordBefore) : plan.recordBefore;
+    await this.run(plan.ops, extendsRecord(owned, before) ? mergeRecords(owned.record, before) : undefined);
+    if (after) await this.save(after);
+    const notes = notesOf(plan);
+    if (plan.ops.length === 0) {
+      this.base = { indexed: advanceIndex(base.indexed, wanted, change), model };
+      return { kernelWrites: 0, verified: true, notes };
     }
-    const plan = planKernelOps({
+    const disagreement = model.apply(plan.ops);
+    // The kernel accepted what the model refuses: the model was wrong; read in full next time.
+    if (disagreement) return { kernelWrites: plan.ops.length, verified: false, notes: [...notes, `verify: model disagreed with the kernel (${disagreement})`] };
+    const touched = touchedServices(plan.ops);
+    const back = await this.options.kernel.readVirtualServers(touched);
+    for (const v of back) {
+      const m = model.virtualServer(virtualServerKey(v));
+      if (!m || !sameServer(m, v)) notes.push(`verify: read-back of ${virtualServerKey(v)} differs from what was written`);
+    }
+    if (back.length !== touched.filter((k) => model.virtualServer(virtualServerKey(k))).length) notes.push('verify: read-back service count differs');
+    model.putVirtualServers(back);
+    const mismatches = verifyKernelState(slice.desired, {
+      ...slice.observed,
+      virtualServers: slice.desired.virtualServers.map((v) => model.virtualServer(virtualServerKey(v))).filter((v): v is ObservedVirtualServer => !!v),
+      boundAddresses: slice.desired.boundAddresses.filter((a) => model.hasAddress(a)),
+      ipsets: change.ipsets.map((s) => model.ipset(s.name)).filter((s) => !!s),
+    }, undefined, {});
+    notes.push(...mismatches.slice(0, 10).map((m) => `verify: ${m}`));
+    const verified = !notes.some((n) => n.startsWith('verify:'));
+    if (verified) this.base = { indexed: advanceIndex(base.indexed, wanted, change), model };
+    return { kernelWrites: plan.ops.length, verified, notes };
+  }
+
+  private plan(desired: NodeState | undefined, observed: ObservedKernel, record: OwnershipRecord, glue: NetfilterGlue | undefined, sysctls: Readonly<Record<string, string>>): Plan {
+    return planKernelOps({
       desired, observed, record, glue, sysctls, device: this.device,
-      now: (this.o.clock ?? Date.now)(), drainTimeoutMs: this.o.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS,
-      swapThreshold: this.o.swapThreshold ?? 1000, unchanged,
+      now: (this.options.clock ?? Date.now)(), drainTimeoutMs: this.options.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS,
+      swapThreshold: this.options.swapThreshold ?? 1000,
     });
-    const tx = new KernelTransaction().addAll(plan.ops);
-    if (plan.ops.length > 0) {
-      const bad = tx.validate();
-      if (bad) throw new Error(`refusing transaction: ${bad}`);
-      await this.o.store.save((this.record = plan.recordBefore));
-      this.model = undefined; // until the kernel accepted it, we do not know what it holds
-      await this.o.kernel.run(tx);
-    }
-    if (JSON.stringify(plan.recordAfter) !== JSON.stringify(this.record)) await this.o.store.save((this.record = plan.recordAfter));
-    const notes = [...plan.notes];
-    if (plan.draining > 0) notes.push(`${plan.draining} real server(s) draining`);
-    let verified = true;
-    if (desired) {
-      let back: ObservedKernel;
-      if (model) {
-        try {
-          model.runInPlace(tx);
-        } catch (e) {
-          // The kernel accepted what the model refuses: the model was wrong; read in full next time.
-          this.model = undefined;
-          return { kernelWrites: plan.ops.length, verified: false, durationMs: performance.now() - t0, notes: [...notes, `verify: model disagreed with the kernel (${(e as Error).message})`] };
-        }
-        // Read back what this transaction touched and compare with the model.
-        const touched = touchedServices(plan.ops);
-        const live = await this.o.kernel.readVirtualServers(touched);
-        const want = new Map((await model.readVirtualServers(touched)).map((v) => [virtualServerKey(v), v]));
-        for (const v of live) {
-          const m = want.get(virtualServerKey(v));
-          if (!m || !sameServer(m, v)) notes.push(`verify: read-back of ${virtualServerKey(v)} differs from what was written`);
-        }
-        if (live.length !== want.size) notes.push('verify: read-back service count differs');
-        model.putVirtualServers(live);
-        back = model.view(readOpts);
-        this.model = model;
-      } else {
-        back = plan.ops.length > 0 ? await this.o.kernel.read(readOpts) : observed;
-        this.model = FakeKernel.fromObserved(back);
-      }
-      const mismatches = verifyKernelState(desired, back, glue, sysctls, unchanged);
-      notes.push(...mismatches.slice(0, 10).map((m) => `verify: ${m}`));
-      verified = !notes.some((n) => n.startsWith('verify:'));
-      this.known = new WeakSet();
-      if (verified) for (const o of [...desired.virtualServers, ...desired.ipsets]) this.known.add(o);
-    } else {
-      this.model = undefined;
-    }
-    return { kernelWrites: plan.ops.length, verified, durationMs: performance.now() - t0, notes };
+  }
+
+  /**
+   * Validates and runs the ops, saving `recordBefore` first when given (a superset: a crash
+   * mid-run can make us believe we own something absent, never forget something we created).
+   * A refused op leaves the ops before it applied (netlink has no transactions); the error goes
+   * up and, the base being gone, the next cycle is a full one that reads what is there.
+   */
+  private async run(ops: readonly KernelOp[], recordBefore: OwnershipRecord | undefined): Promise<void> {
+    if (ops.length === 0) return;
+    const tx = new KernelTransaction().addAll(ops);
+    const bad = tx.validate();
+    if (bad) throw new Error(`refusing transaction: ${bad}`);
+    if (recordBefore) await this.save(recordBefore);
+    await this.options.kernel.run(tx);
+  }
+
+  private async save(record: OwnershipRecord): Promise<void> {
+    await this.options.store.save(record);
+    this.owned = ownedIndex(record);
   }
 }
 
+function notesOf(plan: Plan): string[] {
+  const notes = [...plan.notes];
+  if (plan.draining > 0) notes.push(`${plan.draining} real server(s) draining`);
+  return notes;
+}
+
 /** Desired services whose observed real servers include some not desired (their counters must be live). */
-function shrinking(desired: NodeState, observed: ObservedKernel, unchanged: (vs: VirtualServer) => boolean): VsKey[] {
+function shrinking(desired: NodeState, observed: ObservedKernel): VsKey[] {
   const have = new Map(observed.virtualServers.map((v) => [virtualServerKey(v), v]));
   const out: VsKey[] = [];
   for (const vs of desired.virtualServers) {
-    if (unchanged(vs)) continue; // verified since and not draining: nothing of it is being removed
     const h = have.get(virtualServerKey(vs));
     if (!h || h.realServers.length === 0) continue;
     const want = new Set(vs.realServers.map((r) => realServerKey(r)));

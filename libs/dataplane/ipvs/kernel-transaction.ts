@@ -52,6 +52,24 @@ export interface KernelInterface {
   close(): Promise<void>;
 }
 
+/**
+ * The runs of a transaction that may go to the kernel at once: consecutive ops of the same kind
+ * and verb never depend on each other (the planner orders dependencies across runs). Netfilter,
+ * sysctl, device and set create/destroy/swap ops always run alone.
+ */
+export function concurrentGroups(ops: readonly KernelOp[]): KernelOp[][] {
+  const out: KernelOp[][] = [];
+  let key = '';
+  for (const op of ops) {
+    const k = `${op.kind}:${op.verb}`;
+    if (k !== key || SERIAL_KINDS.has(op.kind)) { out.push([]); key = k; }
+    out[out.length - 1]!.push(op);
+  }
+  return out;
+}
+
+const SERIAL_KINDS: ReadonlySet<KernelOp['kind']> = new Set(['netfilter', 'sysctl', 'dummy-device', 'ipset']);
+
 const SET_NAME = /^[A-Za-z0-9_.:-]{1,31}$/;
 const SYSCTL = /^[a-z0-9_./-]+$/;
 

@@ -6,7 +6,7 @@ import {
   type IpsetType, type IpvsDestination, type IpvsService, type IpvsServiceFlag,
 } from '../../netlink/index.ts';
 import { describeOp, type KernelOp, type VirtualServerSpec, type VsKey } from './kernel-op.ts';
-import { type KernelTransaction, TransactionError, type KernelInterface } from './kernel-transaction.ts';
+import { concurrentGroups, type KernelTransaction, TransactionError, type KernelInterface } from './kernel-transaction.ts';
 import { parseIptablesSave } from './netfilter-glue.ts';
 import { sysctlPath } from './node-sysctls.ts';
 import type { ObservedIpset, ObservedKernel, ObservedVirtualServer } from './observed-kernel.ts';
@@ -52,9 +52,11 @@ export class NetlinkKernel implements KernelInterface {
 
   async readVirtualServers(keys: readonly VsKey[]): Promise<ObservedVirtualServer[]> {
     const out = await Promise.all(keys.map(async (k): Promise<ObservedVirtualServer | undefined> => {
-      const s = await this.ipvs.getService(k);
+      // Both at once: one round trip. Whatever the dump says about a missing service does not
+      // matter: getService says it is missing.
+      const [s, dests] = await Promise.all([this.ipvs.getService(k), this.ipvs.listDestinations(k).catch((e: Error) => e)]);
       if (!s) return undefined;
-      const dests = await this.ipvs.listDestinations(s);
+      if (dests instanceof Error) throw dests;
       return { ...specOf(s), realServers: dests.map((d) => ({ address: d.address, port: d.port, weight: d.weight, activeConns: d.activeConns ?? 0, inactiveConns: d.inactiveConns ?? 0 })) };
     }));
     return out.filter((v): v is ObservedVirtualServer => !!v);
@@ -64,9 +66,9 @@ export class NetlinkKernel implements KernelInterface {
     const err = tx.validate();
     if (err) throw new TransactionError(err, 0);
     let applied = 0;
-    // Consecutive ops with the same kind and verb never depend on each other (the planner orders
-    // dependencies across groups), so each group goes out at once, bounded by the socket window.
-    for (const group of groups(tx.ops)) {
+    // Each group goes out at once, bounded by the socket window; a failure stops before the next
+    // group, and what the kernel accepted stays applied (netlink has no transactions).
+    for (const group of concurrentGroups(tx.ops)) {
       const results = await Promise.allSettled(group.map((op) => this.applyOp(op)));
       const failed = results.findIndex((r) => r.status === 'rejected');
       applied += results.filter((r) => r.status === 'fulfilled').length;
@@ -155,18 +157,6 @@ export class NetlinkKernel implements KernelInterface {
         return writeFile(sysctlPath(op.name), op.value + '\n');
     }
   }
-}
-
-function groups(ops: readonly KernelOp[]): KernelOp[][] {
-  const out: KernelOp[][] = [];
-  const serialKinds = new Set(['netfilter', 'sysctl', 'dummy-device', 'ipset']);
-  let key = '';
-  for (const op of ops) {
-    const k = `${op.kind}:${op.verb}`;
-    if (k !== key || serialKinds.has(op.kind)) { out.push([]); key = k; }
-    out[out.length - 1]!.push(op);
-  }
-  return out;
 }
 
 const FLAG_BITS: Record<string, IpvsServiceFlag> = { fallback: 'sched-flag-1', port: 'sched-flag-2' };

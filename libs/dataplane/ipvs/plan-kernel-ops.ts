@@ -23,12 +23,6 @@ export interface PlanInput {
   readonly drainTimeoutMs: number;
   /** Membership changes larger than this rebuild the set in a temp set and swap it in. */
   readonly swapThreshold: number;
-  /**
-   * Objects known to be programmed exactly as given (the same object was applied and verified
-   * before, and the model is current): skipped, so a change to a large state is planned in
-   * O(change) object-identity checks instead of O(state) comparisons.
-   */
-  readonly unchanged?: (obj: VirtualServer | IpsetState) => boolean;
 }
 
 export interface Plan {
@@ -92,7 +86,7 @@ export function planKernelOps(i: PlanInput): Plan {
   const observedSets = new Map(i.observed.ipsets.map((s) => [s.name, s]));
   const desiredSets = new Map((d?.ipsets ?? []).map((s) => [s.name, s]));
   const tempNames: string[] = [];
-  for (const set of desiredSets.values()) if (!i.unchanged?.(set) || !observedSets.has(set.name)) planSet(set, observedSets.get(set.name), i.swapThreshold, sets, post, tempNames, notes);
+  for (const set of desiredSets.values()) planSet(set, observedSets.get(set.name), i.swapThreshold, sets, post, tempNames, notes);
   for (const name of ownedSets) {
     if (!desiredSets.has(name) && observedSets.has(name)) post.push({ verb: 'destroy', kind: 'ipset', name });
   }
@@ -103,7 +97,6 @@ export function planKernelOps(i: PlanInput): Plan {
   for (const vs of d?.virtualServers ?? []) {
     const key = virtualServerKey(vs);
     const have = observedVs.get(key);
-    if (have && i.unchanged?.(vs)) continue;
     if (!have) {
       vsOps.push({ verb: 'add', kind: 'virtual-server', vs: vsSpec(vs) });
       for (const rs of vs.realServers) rsOps.push({ verb: 'add', kind: 'real-server', vs, rs });

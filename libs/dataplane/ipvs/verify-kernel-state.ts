@@ -1,4 +1,4 @@
-import { realServerKey, virtualServerKey, type IpsetState, type NodeState, type VirtualServer } from '../../model/index.ts';
+import { realServerKey, virtualServerKey, type NodeState } from '../../model/index.ts';
 import type { NetfilterGlue } from './netfilter-glue.ts';
 import type { ObservedKernel } from './observed-kernel.ts';
 import { sameVsSpec, vsSpec } from './plan-kernel-ops.ts';
@@ -7,11 +7,10 @@ import { sameVsSpec, vsSpec } from './plan-kernel-ops.ts';
  * Read-back check, independent of the planner: does the kernel now hold `desired`? Returns the
  * mismatches (empty = verified). Real servers left at weight 0 while draining are allowed.
  */
-export function verifyKernelState(desired: NodeState, observed: ObservedKernel, glue: NetfilterGlue | undefined, sysctls: Readonly<Record<string, string>>, unchanged?: (obj: VirtualServer | IpsetState) => boolean): string[] {
+export function verifyKernelState(desired: NodeState, observed: ObservedKernel, glue: NetfilterGlue | undefined, sysctls: Readonly<Record<string, string>>): string[] {
   const out: string[] = [];
   const vsByKey = new Map(observed.virtualServers.map((v) => [virtualServerKey(v), v]));
   for (const vs of desired.virtualServers) {
-    if (unchanged?.(vs)) continue;
     const key = virtualServerKey(vs);
     const have = vsByKey.get(key);
     if (!have) { out.push(`missing IPVS service ${key}`); continue; }
@@ -30,7 +29,6 @@ export function verifyKernelState(desired: NodeState, observed: ObservedKernel, 
   for (const a of desired.boundAddresses) if (!bound.has(a)) out.push(`address ${a} not bound`);
   const sets = new Map(observed.ipsets.map((s) => [s.name, s]));
   for (const s of desired.ipsets) {
-    if (unchanged?.(s)) continue;
     const h = sets.get(s.name);
     if (!h) { out.push(`missing ipset ${s.name}`); continue; }
     if (h.type !== s.type) out.push(`ipset ${s.name} has type ${h.type}`);

@@ -3,7 +3,7 @@ import { Registry } from 'prom-client';
 import { applyNodeState } from '../../../libs/dataplane/apply-node-state.ts';
 import { withNotes } from '../../../libs/dataplane/create-dataplane.ts';
 import { DryRunDataplane } from '../../../libs/dataplane/dry-run-dataplane.ts';
-import { FakeKernel } from '../../../libs/dataplane/ipvs/fake-kernel.ts';
+import { FakeIpvsKernel } from '../../support/fake-ipvs-kernel.ts';
 import { IpvsDataplane } from '../../../libs/dataplane/ipvs/ipvs-dataplane.ts';
 import { MemoryOwnershipStore } from '../../../libs/dataplane/ipvs/ownership-record.ts';
 import { nodeStateHash } from '../../../libs/planner/index.ts';
@@ -17,7 +17,7 @@ const state = nodeState([
 
 describe('applyNodeState', () => {
   it('summarizes what one apply programmed, with the ACK hash, and is idempotent', async () => {
-    const dp = new IpvsDataplane({ kernel: new FakeKernel(), store: new MemoryOwnershipStore(), kernelRelease: '6.1.0', registry: new Registry() });
+    const dp = new IpvsDataplane({ kernel: new FakeIpvsKernel(), store: new MemoryOwnershipStore(), kernelRelease: '6.1.0', registry: new Registry() });
     const first = await applyNodeState(dp, state);
     expect(first).toMatchObject({ mode: 'ipvs', node: 'n1', services: 2, virtualServers: 3, realServers: 4, verified: true, hash: nodeStateHash(state) });
     expect(first.writes).toBeGreaterThan(0);

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { Registry } from 'prom-client';
-import { FakeKernel } from '../../../../libs/dataplane/ipvs/fake-kernel.ts';
+import { FakeIpvsKernel } from '../../../support/fake-ipvs-kernel.ts';
 import { IpvsDataplane } from '../../../../libs/dataplane/ipvs/ipvs-dataplane.ts';
 import { describeOp } from '../../../../libs/dataplane/ipvs/kernel-op.ts';
 import { MemoryOwnershipStore } from '../../../../libs/dataplane/ipvs/ownership-record.ts';
@@ -10,14 +10,14 @@ import { formatIpsetSave, nodeState, vs } from './node-state-fixture.ts';
 
 let now = 1_000_000;
 const open: IpvsDataplane[] = [];
-function setup(kernel = new FakeKernel(), store = new MemoryOwnershipStore(), extra: { drainTimeoutMs?: number; swapThreshold?: number } = {}) {
+function setup(kernel = new FakeIpvsKernel(), store = new MemoryOwnershipStore(), extra: { drainTimeoutMs?: number; swapThreshold?: number } = {}) {
   const registry = new Registry();
   const dp = new IpvsDataplane({ kernel, store, clock: () => now, kernelRelease: '6.1.0', registry, ...extra });
   open.push(dp);
   return { kernel, store, dp, registry };
 }
 afterEach(async () => { for (const d of open.splice(0)) await d.close(); });
-const ops = (k: FakeKernel) => k.lastTransaction!.ops.map(describeOp);
+const ops = (k: FakeIpvsKernel) => k.lastTransaction!.ops.map(describeOp);
 
 const base = (): NodeState => nodeState([
   vs('10.96.0.10', 80, [['10.244.1.2', 8080], ['10.244.1.3', 8080]]),
@@ -60,13 +60,13 @@ describe('IpvsDataplane on the recording fake', () => {
   });
 
   it('after the first apply, a change is planned against the model: no full kernel dump, touched services read back', async () => {
-    const kernel = new FakeKernel();
+    const kernel = new FakeIpvsKernel();
     let fullReads = 0;
     let pointReads: string[] = [];
-    const counting = Object.assign(Object.create(kernel) as FakeKernel, {
-      read: (o: Parameters<FakeKernel['read']>[0]) => { fullReads++; return kernel.read(o); },
-      readVirtualServers: (keys: Parameters<FakeKernel['readVirtualServers']>[0]) => { pointReads.push(...keys.map((k) => `${k.protocol}/${k.address}:${k.port}`)); return kernel.readVirtualServers(keys); },
-      run: (tx: Parameters<FakeKernel['run']>[0]) => kernel.run(tx),
+    const counting = Object.assign(Object.create(kernel) as FakeIpvsKernel, {
+      read: (o: Parameters<FakeIpvsKernel['read']>[0]) => { fullReads++; return kernel.read(o); },
+      readVirtualServers: (keys: Parameters<FakeIpvsKernel['readVirtualServers']>[0]) => { pointReads.push(...keys.map((k) => `${k.protocol}/${k.address}:${k.port}`)); return kernel.readVirtualServers(keys); },
+      run: (tx: Parameters<FakeIpvsKernel['run']>[0]) => kernel.run(tx),
     });
     const { dp } = setup(counting);
     await dp.apply(base());
@@ -171,7 +171,7 @@ describe('IpvsDataplane on the recording fake', () => {
   });
 
   it('never touches foreign IPVS services, addresses or sets, before and after, even on cleanup', async () => {
-    const kernel = new FakeKernel();
+    const kernel = new FakeIpvsKernel();
     kernel.external(
       { verb: 'add', kind: 'virtual-server', vs: { protocol: 'TCP', address: '192.0.2.1', port: 443, scheduler: 'wlc', schedulerFlags: [], persistenceTimeout: 0 } },
       { verb: 'add', kind: 'real-server', vs: { protocol: 'TCP', address: '192.0.2.1', port: 443 }, rs: { address: '192.0.2.9', port: 443, weight: 5 } },
@@ -239,7 +239,7 @@ describe('IpvsDataplane on the recording fake', () => {
   });
 
   it('a restarted applier (new instance, same record) makes zero writes', async () => {
-    const kernel = new FakeKernel();
+    const kernel = new FakeIpvsKernel();
     const store = new MemoryOwnershipStore();
     await setup(kernel, store).dp.apply(base());
     const r = await setup(kernel, store).dp.apply(base());
@@ -257,14 +257,6 @@ describe('IpvsDataplane on the recording fake', () => {
     expect(kernel.ipvsadmSave()).toBe(before);
   });
 
-  it('a failing op leaves the fake untouched (atomic) and the next apply converges', async () => {
-    const { kernel, dp } = setup();
-    kernel.failAt = 3;
-    await expect(dp.apply(base())).rejects.toThrow(/injected failure/);
-    expect(kernel.ipvsadmSave()).toBe('');
-    const r = await dp.apply(base());
-    expect(r.verified).toBe(true);
-  });
 
   it('rebuilds a large membership change in a temp set and swaps it in', async () => {
     const { kernel, dp } = setup(undefined, undefined, { swapThreshold: 5 });

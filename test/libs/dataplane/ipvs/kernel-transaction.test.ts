@@ -2,7 +2,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { FakeKernel } from '../../../../libs/dataplane/ipvs/fake-kernel.ts';
+import { FakeIpvsKernel } from '../../../support/fake-ipvs-kernel.ts';
 import { KernelTransaction } from '../../../../libs/dataplane/ipvs/kernel-transaction.ts';
 import { EMPTY_RECORD, FileOwnershipStore } from '../../../../libs/dataplane/ipvs/ownership-record.ts';
 import { serviceOf, specOf } from '../../../../libs/dataplane/ipvs/netlink-kernel.ts';
@@ -11,7 +11,7 @@ const vs = { protocol: 'TCP' as const, address: '10.96.0.1', port: 80, scheduler
 
 describe('KernelTransaction', () => {
   it('queuing an invalid op never throws; run refuses the whole transaction before any write', async () => {
-    const k = new FakeKernel();
+    const k = new FakeIpvsKernel();
     const tx = new KernelTransaction()
       .add({ verb: 'add', kind: 'virtual-server', vs })
       .add({ verb: 'add', kind: 'real-server', vs, rs: { address: 'fd00::1', port: 80, weight: 1 } })
@@ -23,19 +23,21 @@ describe('KernelTransaction', () => {
   });
 
   it('the fake applies with kernel semantics and remembers the last transaction', async () => {
-    const k = new FakeKernel();
+    const k = new FakeIpvsKernel();
     const tx = new KernelTransaction().add({ verb: 'add', kind: 'virtual-server', vs }).add({ verb: 'add', kind: 'real-server', vs, rs: { address: '10.1.0.1', port: 8080, weight: 1 } });
     await k.run(tx);
     expect(k.lastTransaction).toBe(tx);
     expect(k.ipvsadmSave()).toBe('-A -t 10.96.0.1:80 -s rr\n-a -t 10.96.0.1:80 -r 10.1.0.1:8080 -m -w 1\n');
-    await expect(k.run(new KernelTransaction().add({ verb: 'add', kind: 'virtual-server', vs }))).rejects.toThrow(/EEXIST/);
-    expect(k.lastTransaction).toBe(tx);
+    const again = new KernelTransaction().add({ verb: 'add', kind: 'virtual-server', vs });
+    await expect(k.run(again)).rejects.toThrow('add virtual server TCP/10.96.0.1:80: add virtual server TCP/10.96.0.1:80: already exists (EEXIST)');
+    expect(k.lastTransaction).toBe(again);
+    expect(k.writes).toBe(2);
   });
 });
 
-describe('FakeKernel netfilter', () => {
+describe('FakeIpvsKernel netfilter', () => {
   it('refuses, like iptables, a rule matching on a set that does not exist', async () => {
-    const k = new FakeKernel();
+    const k = new FakeIpvsKernel();
     const text = '*nat\n:X - [0:0]\n-A X -m set --match-set NOPE dst -j ACCEPT\nCOMMIT\n';
     await expect(k.run(new KernelTransaction().add({ verb: 'restore', kind: 'netfilter', text }))).rejects.toThrow("Set NOPE doesn't exist");
     await k.run(new KernelTransaction().add({ verb: 'create', kind: 'ipset', set: { name: 'NOPE', type: 'hash:ip', family: 'inet' } }).add({ verb: 'restore', kind: 'netfilter', text }));

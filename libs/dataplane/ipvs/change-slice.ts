@@ -1,0 +1,105 @@
+import { byCodeUnit, virtualServerKey, type NodeState, type VirtualServer } from '../../model/index.ts';
+import type { KernelModel } from './kernel-model.ts';
+import type { ObservedKernel, ObservedVirtualServer } from './observed-kernel.ts';
+import type { OwnershipRecord } from './ownership-record.ts';
+import type { StateChange } from './state-change.ts';
+
+/**
+ * The part of the world an incremental cycle plans and verifies: only the objects a change
+ * touches, so the planner (planKernelOps, unchanged) and the verifier work in O(change). Each of
+ * the three parts holds the same objects, which keeps the planner's decisions exactly those it
+ * makes on the whole: a service in the slice is added, edited or drained as in a full cycle;
+ * a removed one is deleted when the record says it is ours; nothing outside the slice is seen.
+ */
+export interface ChangeSlice {
+  /** Changed services and those with real servers still draining, added addresses, changed sets. */
+  readonly desired: NodeState;
+  /** The model's view of the same objects, and of the removed services and addresses. */
+  readonly observed: ObservedKernel;
+  /** Our ownership of the same objects. */
+  readonly record: OwnershipRecord;
+}
+
+/** The record's keys as sets, for O(1) ownership checks (rebuilt only when the record changes). */
+export interface OwnedIndex {
+  readonly record: OwnershipRecord;
+  readonly virtualServers: ReadonlySet<string>;
+  readonly addresses: ReadonlySet<string>;
+  readonly ipsets: ReadonlySet<string>;
+}
+
+export function ownedIndex(record: OwnershipRecord): OwnedIndex {
+  return { record, virtualServers: new Set(record.virtualServers), addresses: new Set(record.addresses), ipsets: new Set(record.ipsets) };
+}
+
+/**
+ * `next` is the whole next state; `byKey` the previous state's services by key (for services
+ * that did not change but still have draining real servers to finish).
+ */
+export function sliceChange(next: NodeState, change: StateChange, byKey: ReadonlyMap<string, VirtualServer>, model: KernelModel, owned: OwnedIndex): ChangeSlice {
+  const removed = new Set(change.removedVirtualServers);
+  const wanted = new Map<string, VirtualServer>();
+  for (const v of change.virtualServers) wanted.set(virtualServerKey(v), v);
+  for (const dk of Object.keys(owned.record.draining)) {
+    const k = dk.split('>')[0]!;
+    const v = byKey.get(k);
+    if (v && !wanted.has(k) && !removed.has(k)) wanted.set(k, v);
+  }
+  const keys = [...wanted.keys(), ...removed];
+  const addresses = [...change.addedAddresses, ...change.removedAddresses];
+  const setNames = new Set(change.ipsets.map((s) => s.name));
+  const inSlice = (drainingKey: string) => wanted.has(drainingKey.split('>')[0]!) || removed.has(drainingKey.split('>')[0]!);
+  return {
+    desired: { ...next, virtualServers: [...wanted.values()], boundAddresses: change.addedAddresses, ipsets: change.ipsets },
+    observed: {
+      virtualServers: keys.map((k) => model.virtualServer(k)).filter((v): v is ObservedVirtualServer => !!v),
+      dummyDevice: model.dummyDevice,
+      boundAddresses: addresses.filter((a) => model.hasAddress(a)),
+      ipsets: change.ipsets.map((s) => model.ipset(s.name)).filter((s) => !!s),
+      netfilter: { tables: {} },
+      sysctls: {},
+    },
+    record: {
+      version: 1,
+      virtualServers: keys.filter((k) => owned.virtualServers.has(k)),
+      addresses: addresses.filter((a) => owned.addresses.has(a)),
+      ipsets: [...setNames].filter((n) => owned.ipsets.has(n)),
+      dummyDevice: owned.record.dummyDevice,
+      netfilterChains: {},
+      draining: Object.fromEntries(Object.entries(owned.record.draining).filter(([dk]) => inSlice(dk))),
+    },
+  };
+}
+
+/**
+ * The whole record after an incremental cycle whose slice plan ended with `sliceAfter`, or
+ * undefined when it is the same as before (the common case: no service, address or drain came
+ * or went, and nothing needs saving). Building a new one is O(objects); it happens only then.
+ */
+export function recordAfterChange(owned: OwnedIndex, slice: ChangeSlice, sliceAfter: OwnershipRecord, change: StateChange): OwnershipRecord | undefined {
+  const r = owned.record;
+  const addedVs = sliceAfter.virtualServers.filter((k) => !owned.virtualServers.has(k));
+  const removedVs = change.removedVirtualServers.filter((k) => owned.virtualServers.has(k));
+  const addedAddr = change.addedAddresses.filter((a) => !owned.addresses.has(a));
+  const removedAddr = change.removedAddresses.filter((a) => owned.addresses.has(a));
+  const before = slice.record.draining, after = sliceAfter.draining;
+  const drainingChanged = Object.keys(before).length !== Object.keys(after).length
+    || Object.entries(after).some(([k, since]) => before[k] !== since);
+  if (addedVs.length + removedVs.length + addedAddr.length + removedAddr.length === 0 && !drainingChanged) return undefined;
+  const gone = new Set(removedVs), goneAddr = new Set(removedAddr);
+  const draining = Object.fromEntries(Object.entries(r.draining).filter(([k]) => !(k in before)));
+  return {
+    ...r,
+    virtualServers: [...r.virtualServers.filter((k) => !gone.has(k)), ...addedVs].sort(byCodeUnit),
+    addresses: [...r.addresses.filter((a) => !goneAddr.has(a)), ...addedAddr].sort(byCodeUnit),
+    draining: { ...draining, ...after },
+  };
+}
+
+/** Whether saving `superset` would add anything to the record (new objects we may create). */
+export function extendsRecord(owned: OwnedIndex, superset: OwnershipRecord): boolean {
+  return superset.virtualServers.some((k) => !owned.virtualServers.has(k))
+    || superset.addresses.some((a) => !owned.addresses.has(a))
+    || superset.ipsets.some((n) => !owned.ipsets.has(n))
+    || Object.entries(superset.draining).some(([k, since]) => owned.record.draining[k] !== since);
+}

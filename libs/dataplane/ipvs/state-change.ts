@@ -1,0 +1,96 @@
+import { virtualServerKey, type IpsetState, type NodeState, type VirtualServer } from '../../model/index.ts';
+
+/**
+ * What differs between the last verified NodeState and the next one, found by object identity:
+ * the incremental renderer (NodeStateRenderer) shares every unchanged VirtualServer, IpsetState,
+ * address list and settings object with the previous state, so an unchanged service costs one
+ * pointer comparison and only changed objects are looked at. States are treated as immutable.
+ */
+export interface StateChange {
+  /** Added or modified services (the next state's objects). */
+  readonly virtualServers: readonly VirtualServer[];
+  /** Keys of services the next state no longer has. */
+  readonly removedVirtualServers: readonly string[];
+  readonly addedAddresses: readonly string[];
+  readonly removedAddresses: readonly string[];
+  /** Sets whose entries changed (the next state's objects). */
+  readonly ipsets: readonly IpsetState[];
+}
+
+/** The previous state with its services by key, kept across applies and moved by each change. */
+export interface IndexedState {
+  readonly state: NodeState;
+  readonly byKey: Map<string, VirtualServer>;
+}
+
+export function indexState(state: NodeState): IndexedState {
+  return { state, byKey: new Map(state.virtualServers.map((v) => [virtualServerKey(v), v])) };
+}
+
+/**
+ * The change from `prev` to `next`, or undefined when it is not one an incremental cycle plans
+ * (settings or the list of sets differ: the glue, sysctls or set teardown may change; run a full
+ * cycle). Changed objects are returned unvalidated: the caller validates exactly those.
+ */
+export function diffStates(prev: IndexedState, next: NodeState): StateChange | undefined {
+  const p = prev.state;
+  if (next.settings !== p.settings && JSON.stringify(next.settings) !== JSON.stringify(p.settings)) return undefined;
+  if (next.ipsets.length !== p.ipsets.length) return undefined;
+  const ipsets: IpsetState[] = [];
+  for (let i = 0; i < next.ipsets.length; i++) {
+    const a = p.ipsets[i]!, b = next.ipsets[i];
+    if (b === a) continue;
+    if (!b || typeof b !== 'object' || b.name !== a.name || b.type !== a.type || b.family !== a.family) return undefined;
+    ipsets.push(b);
+  }
+  return { ...diffVirtualServers(prev, next.virtualServers), ...diffAddresses(p.boundAddresses, next.boundAddresses), ipsets };
+}
+
+/** Moves the index to `next` by the change (O(change)). */
+export function advanceIndex(prev: IndexedState, next: NodeState, change: StateChange): IndexedState {
+  for (const k of change.removedVirtualServers) prev.byKey.delete(k);
+  for (const v of change.virtualServers) prev.byKey.set(virtualServerKey(v), v);
+  return { state: next, byKey: prev.byKey };
+}
+
+function diffVirtualServers(prev: IndexedState, next: readonly VirtualServer[]): Pick<StateChange, 'virtualServers' | 'removedVirtualServers'> {
+  const old = prev.state.virtualServers;
+  if (next === old) return { virtualServers: [], removedVirtualServers: [] };
+  // Common case (endpoints of existing services changed): same services in the same order, so
+  // a walk comparing pointers finds the few changed ones.
+  if (next.length === old.length) {
+    const changed: VirtualServer[] = [];
+    let aligned = true;
+    for (let i = 0; i < next.length && aligned; i++) {
+      const v = next[i]!;
+      if (v === old[i]) continue;
+      aligned = isKeyed(v) && virtualServerKey(v) === virtualServerKey(old[i]!);
+      changed.push(v);
+    }
+    if (aligned) return { virtualServers: changed, removedVirtualServers: [] };
+  }
+  // Services added or removed: one pass over the next state against the index.
+  const changed: VirtualServer[] = [];
+  const seen = new Set<string>();
+  let kept = 0;
+  for (const v of next) {
+    if (!isKeyed(v)) { changed.push(v); continue; }
+    const k = virtualServerKey(v);
+    seen.add(k);
+    if (prev.byKey.has(k)) kept++;
+    if (prev.byKey.get(k) !== v) changed.push(v);
+  }
+  const removed = kept === prev.byKey.size ? [] : [...prev.byKey.keys()].filter((k) => !seen.has(k));
+  return { virtualServers: changed, removedVirtualServers: removed };
+}
+
+function diffAddresses(old: readonly string[], next: readonly string[]): Pick<StateChange, 'addedAddresses' | 'removedAddresses'> {
+  if (next === old || (next.length === old.length && next.every((a, i) => a === old[i]))) return { addedAddresses: [], removedAddresses: [] };
+  const o = new Set(old), n = new Set(next);
+  return { addedAddresses: next.filter((a) => !o.has(a)), removedAddresses: old.filter((a) => !n.has(a)) };
+}
+
+/** Enough of a service to compute its key; anything else is left for validation to refuse. */
+function isKeyed(v: unknown): v is VirtualServer {
+  return !!v && typeof v === 'object' && typeof (v as VirtualServer).address === 'string';
+}
