@@ -105,16 +105,19 @@ export class LinkClient {
       .filter((a) => a.linkIndex === link.index);
   }
 
-  /** Adds address/prefix (default /32 or /128) to link `name`. EEXIST when already there. */
-  async addAddress(name: string, address: string, prefixLength?: number): Promise<void> {
-    const op = `add address ${address} to ${name}`;
-    const link = await this.requireLink(name, op);
+  /**
+   * Adds address/prefix (default /32 or /128) to link `name` (or to a link already looked up,
+   * which saves a request per address when adding many). EEXIST when already there.
+   */
+  async addAddress(name: string | Link, address: string, prefixLength?: number): Promise<void> {
+    const op = `add address ${address} to ${typeof name === 'string' ? name : name.name}`;
+    const link = typeof name === 'string' ? await this.requireLink(name, op) : name;
     await this.send(RTM_NEWADDR, encodeAddress(link.index, address, prefixLength), op, { flags: NLM_F_CREATE | NLM_F_EXCL });
   }
 
-  async deleteAddress(name: string, address: string, prefixLength?: number): Promise<void> {
-    const op = `delete address ${address} from ${name}`;
-    const link = await this.requireLink(name, op);
+  async deleteAddress(name: string | Link, address: string, prefixLength?: number): Promise<void> {
+    const op = `delete address ${address} from ${typeof name === 'string' ? name : name.name}`;
+    const link = typeof name === 'string' ? await this.requireLink(name, op) : name;
     if (!familyOf(address)) throw new Error(`${op}: invalid IP address`);
     await this.send(RTM_DELADDR, encodeAddress(link.index, address, prefixLength), op);
   }

@@ -3,7 +3,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { byCodeUnit } from '../../model/index.ts';
 import {
   IpsetClient, IpvsClient, LinkClient, NetlinkError, entryFromText, entryToText,
-  type IpsetType, type IpvsDestination, type IpvsService, type IpvsServiceFlag,
+  type IpsetType, type IpvsDestination, type IpvsService, type IpvsServiceFlag, type Link,
 } from '../../netlink/index.ts';
 import { describeOp, type KernelOp, type VirtualServerSpec, type VsKey } from './kernel-op.ts';
 import { concurrentGroups, type KernelTransaction, TransactionError, type KernelInterface } from './kernel-transaction.ts';
@@ -17,6 +17,8 @@ export interface NetlinkKernelOptions {
   /** iptables-save / iptables-restore binaries (default from PATH). */
   readonly iptablesSave?: string;
   readonly iptablesRestore?: string;
+  /** IPVS sockets that share the destination dumps of a read (default 4). */
+  readonly dumpSockets?: number;
 }
 
 /**
@@ -26,17 +28,35 @@ export interface NetlinkKernelOptions {
  * conntrack tool. Runs of same-kind ops go out concurrently (the client windows them).
  */
 export class NetlinkKernel implements KernelInterface {
-  private constructor(private readonly ipvs: IpvsClient, private readonly ipset: IpsetClient, private readonly links: LinkClient, private readonly o: NetlinkKernelOptions) {}
+  private nextDumper = 0;
+
+  private constructor(
+    private readonly ipvs: IpvsClient,
+    /**
+     * More IPVS sockets for the per-service destination dumps of a full read: the kernel runs one
+     * dump per socket at a time, so on one socket 10k services meant 10k dumps back to back.
+     */
+    private readonly dumpers: readonly IpvsClient[],
+    private readonly ipset: IpsetClient, private readonly links: LinkClient, private readonly o: NetlinkKernelOptions,
+  ) {}
 
   static async open(o: NetlinkKernelOptions = {}): Promise<NetlinkKernel> {
     const window = o.window ?? 64;
     const big = 8 << 20;
-    const ipvs = await IpvsClient.open({ window, recvBufferSize: big, sendBufferSize: big });
+    const opened: { close(): void }[] = [];
     try {
+      const ipvs = await IpvsClient.open({ window, recvBufferSize: big, sendBufferSize: big });
+      opened.push(ipvs);
+      const dumpers: IpvsClient[] = [ipvs];
+      for (let i = 1; i < (o.dumpSockets ?? 4); i++) {
+        dumpers.push(await IpvsClient.open({ window, recvBufferSize: big }));
+        opened.push(dumpers[i]!);
+      }
       const ipset = await IpsetClient.open({ window, recvBufferSize: big, sendBufferSize: big });
-      return new NetlinkKernel(ipvs, ipset, LinkClient.open({ window }), o);
+      opened.push(ipset);
+      return new NetlinkKernel(ipvs, dumpers, ipset, LinkClient.open({ window }), o);
     } catch (e) {
-      ipvs.close();
+      for (const c of opened) c.close();
       throw e;
     }
   }
@@ -54,7 +74,7 @@ export class NetlinkKernel implements KernelInterface {
     const out = await Promise.all(keys.map(async (k): Promise<ObservedVirtualServer | undefined> => {
       // Both at once: one round trip. Whatever the dump says about a missing service does not
       // matter: getService says it is missing.
-      const [s, dests] = await Promise.all([this.ipvs.getService(k), this.ipvs.listDestinations(k).catch((e: Error) => e)]);
+      const [s, dests] = await Promise.all([this.ipvs.getService(k), this.dumper().listDestinations(k).catch((e: Error) => e)]);
       if (!s) return undefined;
       if (dests instanceof Error) throw dests;
       return { ...specOf(s), realServers: dests.map((d) => ({ address: d.address, port: d.port, weight: d.weight, activeConns: d.activeConns ?? 0, inactiveConns: d.inactiveConns ?? 0 })) };
@@ -69,7 +89,10 @@ export class NetlinkKernel implements KernelInterface {
     // Each group goes out at once, bounded by the socket window; a failure stops before the next
     // group, and what the kernel accepted stays applied (netlink has no transactions).
     for (const group of concurrentGroups(tx.ops)) {
-      const results = await Promise.allSettled(group.map((op) => this.applyOp(op)));
+      // One lookup of the device for a run of address ops, not one per address.
+      const first = group[0]!;
+      const link = first.kind === 'address' ? await this.links.getLink(first.device) : undefined;
+      const results = await Promise.allSettled(group.map((op) => this.applyOp(op, link)));
       const failed = results.findIndex((r) => r.status === 'rejected');
       applied += results.filter((r) => r.status === 'fulfilled').length;
       if (failed >= 0) {
@@ -80,16 +103,21 @@ export class NetlinkKernel implements KernelInterface {
   }
 
   async close(): Promise<void> {
-    this.ipvs.close();
+    for (const d of this.dumpers) d.close();
     this.ipset.close();
     this.links.close();
+  }
+
+  /** The IPVS socket for the next dump, round robin. */
+  private dumper(): IpvsClient {
+    return this.dumpers[this.nextDumper++ % this.dumpers.length]!;
   }
 
   private async readIpvs(): Promise<ObservedVirtualServer[]> {
     const services = (await this.ipvs.listServices()).filter((s) => s.fwmark === undefined || s.fwmark === 0);
     return Promise.all(services.map(async (s) => ({
       ...specOf(s),
-      realServers: (await this.ipvs.listDestinations(s)).map((d) => ({
+      realServers: (await this.dumper().listDestinations(s)).map((d) => ({
         address: d.address, port: d.port, weight: d.weight, activeConns: d.activeConns ?? 0, inactiveConns: d.inactiveConns ?? 0,
       })),
     })));
@@ -122,7 +150,7 @@ export class NetlinkKernel implements KernelInterface {
     return out;
   }
 
-  private async applyOp(op: KernelOp): Promise<void> {
+  private async applyOp(op: KernelOp, link: Link | undefined): Promise<void> {
     switch (op.kind) {
       case 'virtual-server':
         if (op.verb === 'delete') return this.ipvs.deleteService(op.vs);
@@ -136,8 +164,10 @@ export class NetlinkKernel implements KernelInterface {
       case 'dummy-device':
         if (op.verb === 'create') { await this.links.ensureDummy(op.name); return; }
         return this.links.deleteLink(op.name);
-      case 'address':
-        return op.verb === 'add' ? this.links.addAddress(op.device, op.address) : this.links.deleteAddress(op.device, op.address);
+      case 'address': {
+        const on = link?.name === op.device ? link : op.device;
+        return op.verb === 'add' ? this.links.addAddress(on, op.address) : this.links.deleteAddress(on, op.address);
+      }
       case 'ipset':
         if (op.verb === 'create') {
           return this.ipset.create({
