@@ -58,6 +58,8 @@ export interface LogReplicatorOptions {
    * stream below the previous snapshot (retention: see replication-snapshots.ts).
    */
   readonly snapshotEveryRows?: number;
+  /** How often a follower asks for the stream's end, for position().lagRows (default 1 s). */
+  readonly lagRefreshMs?: number;
 }
 
 /** Stream and subject names of a group's log (JetStream names allow [A-Za-z0-9_-]). */
@@ -120,6 +122,8 @@ class StreamLogReplicator implements LogReplicator {
   snapshots!: SnapshotStore;
   private snapshotRows = 0;
   private snapshotting: Promise<unknown> = Promise.resolve();
+  /** Asks for the stream's end apart from the batches applied, so a backlog (or a stopped follower) shows as lagRows. */
+  private readonly refresher: NodeJS.Timeout;
 
   constructor(private readonly o: LogReplicatorOptions, private readonly jsm: JetStreamManager, private readonly js: JetStreamClient) {
     this.log = o.log;
@@ -127,6 +131,8 @@ class StreamLogReplicator implements LogReplicator {
     this.subject = logSubject(o.group);
     this.say = o.logger ?? (() => {});
     this.maxPart = Math.max(4096, (o.nc.info?.max_payload ?? 1024 * 1024) - HEADER_ROOM);
+    this.refresher = setInterval(() => { if (this.mode !== 'leader') void this.refreshEnd(); }, o.lagRefreshMs ?? 1000);
+    this.refresher.unref();
     const mark = this.log.replicationMark();
     if (mark && mark.stream === this.stream) {
       this.seq = mark.streamSeq;
@@ -307,11 +313,25 @@ class StreamLogReplicator implements LogReplicator {
 
   async close(): Promise<void> {
     if (this.mode === 'closed') return;
+    clearInterval(this.refresher);
     await this.follower?.stop();
     await this.flushing;
     await this.snapshotting;
     this.persistMark(false);
     this.mode = 'closed';
+  }
+
+  /** Learns the stream's last seq and the rows its newest message leaves the group at. */
+  private async refreshEnd(): Promise<void> {
+    try {
+      const m = await this.jsm.streams.getMessage(this.stream, { last_by_subj: this.subject });
+      if (!m) return;
+      this.streamSeq = Math.max(this.streamSeq, m.seq);
+      const rows = Number(m.header.get(H.rows));
+      if (Number.isSafeInteger(rows)) this.streamRows = Math.max(this.streamRows, rows);
+    } catch {
+      // NATS unreachable for a moment: lag stays as last known; the follow loop reports failures.
+    }
   }
 
   /** Reads the stream from where this file stands to its current end, then drops local rows past the group's end. */

@@ -28,7 +28,7 @@ const logger = (l: string) => { lines.push(l); if (process.env.DBG) console.log(
 
 async function replica(g: string, file = tmp.file(), snapshotEveryRows?: number): Promise<{ log: EventLog; r: LogReplicator; file: string }> {
   const log = await openLog(file);
-  return { log, r: await createLogReplicator({ log, nc, group: g, replicas: 1, logger, id: file, snapshotEveryRows }), file };
+  return { log, r: await createLogReplicator({ log, nc, group: g, replicas: 1, logger, id: file, snapshotEveryRows, lagRefreshMs: 100 }), file };
 }
 
 /** Resolves once `log` stands where `leader` does (the follower applies batches as they come). */
@@ -50,15 +50,27 @@ describe('replicated event log (one nats-server, real SQLite files)', () => {
     await f.caughtUp;
     await writeHistory(a.log, { seed: 7, steps: 40, after: () => a.r.flush() });
     await until(() => samePosition(a.log.position(), b.log.position()), 'the follower to reach the leader');
-    const da = replicaDigest(a.log);
+    const da0 = replicaDigest(a.log);
     const db = replicaDigest(b.log);
-    expect(da.verified).toBe(true);
-    expect(da.replays.length).toBeGreaterThan(5);
+    expect(da0.verified).toBe(true);
+    expect(da0.replays.length).toBeGreaterThan(5);
     expect(a.log.checkpoints().length).toBeGreaterThan(0);
-    expect(db).toEqual(da);
+    expect(db).toEqual(da0);
     expect(b.log.checkpoints()).toEqual(a.log.checkpoints());
     expect(b.r.position().lagRows).toBe(0);
     await f.stop();
+    // A follower that stopped applying shows the rows it lacks, and the stream seq it lacks them to.
+    const before = rowCount(a.log.position());
+    await writeHistory(a.log, { seed: 9, steps: 3, after: () => a.r.flush() });
+    const behind = rowCount(a.log.position()) - before;
+    expect(behind).toBeGreaterThan(0);
+    await until(() => b.r.position().lagRows === behind, `lagRows ${behind} (have ${b.r.position().lagRows})`);
+    expect(b.r.position().streamSeq).toBeGreaterThan(b.r.position().localSeq);
+    const f1 = b.r.follow();
+    await f1.caughtUp;
+    expect(b.r.position()).toMatchObject({ lagRows: 0, localSeq: b.r.position().streamSeq });
+    await f1.stop();
+    const da = replicaDigest(a.log);
     // A third replica started later bootstraps from the stream alone.
     const c = await replica(g);
     const fc = c.r.follow();
