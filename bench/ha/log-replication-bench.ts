@@ -60,29 +60,40 @@ async function main(): Promise<void> {
   };
   try {
     // 1. Append rate, three modes taking turns.
-    interface Mode { name: string; log: EventLog; r?: LogReplicator; ms: number; events: number }
+    interface Mode { name: string; log: EventLog; r?: LogReplicator; ms: number; events: number; rounds: number[] }
     const modes: Mode[] = [];
     for (const [name, replicas] of [['none', 0], ['R1', 1], ['R3', 3]] as const) {
       const log = await EventLog.open({ file: path.join(dir, `${name}.db`) });
       const r = replicas ? await createLogReplicator({ log, nc: await client(), group: `bench-${name}`, replicas, snapshotEveryRows: 0 }) : undefined;
       await r?.claim(1);
-      modes.push({ name, log, r, ms: 0, events: 0 });
+      modes.push({ name, log, r, ms: 0, events: 0, rounds: [] });
     }
     const batches = Math.ceil(EVENTS / BATCH);
     for (let b0 = 0; b0 < batches; b0 += ROUND) {
-      for (const m of modes) {
+      // Each round the modes go in a rotated order, so none is always first after a pause.
+      const order = modes.map((_, k) => modes[(k + b0 / ROUND) % modes.length]!);
+      for (const m of order) {
         const t0 = performance.now();
+        let n = 0;
         for (let b = b0; b < Math.min(batches, b0 + ROUND); b++) {
           m.log.appendEvents(Array.from({ length: BATCH }, (_, k) => event(b * BATCH + k)));
           await m.r?.flush();
-          m.events += BATCH;
+          n += BATCH;
         }
-        m.ms += performance.now() - t0;
+        const dt = performance.now() - t0;
+        m.ms += dt;
+        m.events += n;
+        m.rounds.push(n / (dt / 1000));
       }
     }
     const rate = (m: Mode) => m.events / (m.ms / 1000);
     const base = rate(modes[0]!);
-    const append = modes.map((m) => ({ mode: m.name, events: m.events, eventsPerSec: Math.round(rate(m)), ratioToNone: Math.round((base / rate(m)) * 100) / 100 }));
+    // The paired ratio of each round (same moment, same load), then its median: robust to load swings.
+    const pairedRatio = (m: Mode) => pct(m.rounds.map((r, k) => modes[0]!.rounds[k]! / r), 50);
+    const append = modes.map((m) => ({
+      mode: m.name, events: m.events, eventsPerSec: Math.round(rate(m)), ratioToNone: Math.round((base / rate(m)) * 100) / 100,
+      medianRoundRatioToNone: Math.round(pairedRatio(m) * 100) / 100,
+    }));
     for (const m of modes) { await m.r?.close(); m.log.close(); }
 
     // 2. Follower lag under RATE events/s.

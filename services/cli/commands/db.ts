@@ -60,6 +60,7 @@ export function registerDb(program: Command, setExit: SetExit): void {
               latestVersion: latest?.version ?? 0, latestHash: latest?.hash ?? '', configRevision: log.latestConfigRevision()?.revision ?? 0,
               checkpoints: log.checkpoints().length,
               oldestSeq: log.oldestSeq(),
+              ...replicationStatus(log),
             };
             print(Object.entries(status).map(([k, v]) => `${k}: ${Array.isArray(v) ? v.join(', ') : v}\n`).join(''), status);
             break;
@@ -121,4 +122,16 @@ async function checkTail(log: EventLog, servers: string[] | undefined, verifier:
   } finally {
     await nc.close();
   }
+}
+
+/** A replica's place in its group's log stream and its recorded truncations (only for replicated files). */
+function replicationStatus(log: EventLog): Record<string, string | number> {
+  const mark = log.replicationMark();
+  const cuts = log.truncations();
+  if (!mark && cuts.length === 0) return {};
+  return {
+    ...(mark ? { replicationStream: mark.stream, replicationSeq: mark.streamSeq, replicationTerm: mark.term } : {}),
+    truncations: cuts.length,
+    rowsTruncated: cuts.reduce((n, t) => n + t.rowsDropped, 0),
+  };
 }

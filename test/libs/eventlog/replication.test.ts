@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
@@ -148,6 +148,8 @@ describe('replicated event log (one nats-server, real SQLite files)', () => {
     expect(more).toEqual([]);
     expect(t).toMatchObject({ rowsDropped: 2, reason: expect.stringMatching(/never appended/) });
     expect(t!.dropped.rows.operations[0]![3]).toBe('committed, never flushed');
+    const status = spawnSync(process.execPath, [path.join(import.meta.dirname, '../../../bin/switchboard'), 'db', 'status', '--db', file, '--json'], { encoding: 'utf8' });
+    expect(JSON.parse(status.stdout)).toMatchObject({ replicationStream: `SB_LOG_${g}`, truncations: 1, rowsTruncated: 2 });
     // A replica bootstrapped from the stream alone agrees with it row for row.
     const b = await replica(g);
     const fb = b.r.follow();
