@@ -75,7 +75,7 @@ export class DataplaneProbe implements HealthProbe {
     const targets = pickProbeTargets(state, this.settings.sample, this.round++);
     const results = await Promise.all(targets.map((t) => this.one(t)));
     const ok = results.filter((r) => r.kind === 'ok').map((r) => (r as { ms: number }).ms).sort((a, b) => a - b);
-    const failures = results.flatMap((r) => (r.kind === 'failed' ? [{ target: r.target, error: r.error }] : []));
+    const failures = results.flatMap((r) => (r.kind === 'failed' ? [{ target: r.target.slice(0, 200), error: r.error.slice(0, 500) }] : []));
     const report: ProbeReport = {
       attempted: ok.length + failures.length, succeeded: ok.length, failed: failures.length,
       unreachable: results.filter((r) => r.kind === 'unreachable').length,

@@ -20,8 +20,9 @@ export interface HealthProbe {
 export function judgeHealth(o: { stateVerified: boolean; outcome: ProbeOutcome; at: string }): HealthVerdict {
   const { outcome, at } = o;
   const probe = outcome.kind === 'report' ? outcome.report : null;
+  // Bounded as the wire schema bounds it: an over-long reason would make the planner drop the whole message.
   const v = (verdict: HealthVerdictWord, reason: string): HealthVerdict => ({
-    verdict, stateVerified: o.stateVerified, reason, probe, ...(outcome.kind === 'injected' ? { injected: true } : {}), at,
+    verdict, stateVerified: o.stateVerified, reason: reason.slice(0, 1000), probe, ...(outcome.kind === 'injected' ? { injected: true } : {}), at,
   });
   if (!o.stateVerified) return v('unhealthy', 'the programmed state read back differs from the desired state');
   if (outcome.kind === 'injected') return v(outcome.verdict, `${outcome.reason} (injected by --test-verdict-file)`);

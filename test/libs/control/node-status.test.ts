@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { nodeStatus, summarizeStatus, type NodeObservation } from '../../../libs/control/index.ts';
+import { newestHealth, nodeStatus, summarizeStatus, type NodeObservation } from '../../../libs/control/index.ts';
 import type { Ack, Heartbeat, Nack } from '../../../libs/model/index.ts';
 
 const ack = (version: number, configRevision: number, nodeStateHash = 'H', mode = 'ipvs'): Ack => ({
@@ -67,5 +67,26 @@ describe('nodeStatus: one function for the word, what runs, and why', () => {
   it('counts words for the fleet summary', () => {
     const rows = [nodeStatus(at({ target, last: nack(5, 2, 'x', [4, 1]), lastAt: 1500 }), NOW), nodeStatus(at({ target }), NOW)];
     expect(summarizeStatus(rows)).toEqual({ SYNCED: 0, APPLYING: 0, STALE: 0, ERROR: 1, UNKNOWN: 1 });
+  });
+});
+
+describe('newestHealth: the verdict shown and gated on', () => {
+  const healthy = { verdict: 'healthy' as const, stateVerified: true, reason: 'probe ok', probe: null, at: 'T1' };
+  const sick = { ...healthy, verdict: 'unhealthy' as const, reason: 'probe failed', at: 'T2' };
+  it('takes the heartbeat\'s verdict when the heartbeat is at least as new as the ACK, with the revision it is about', () => {
+    const o = { last: { ...ack(5, 2), health: healthy }, lastAt: 1000, heartbeat: { ...hb(5, 2), health: sick }, heartbeatAt: 1500 };
+    expect(newestHealth(o)).toMatchObject({ verdict: 'unhealthy', configRevision: 2 });
+    expect(newestHealth({ ...o, heartbeatAt: 900 })).toMatchObject({ verdict: 'healthy', configRevision: 2 });
+    expect(nodeStatus(at({ target, ...o }), NOW).health).toMatchObject({ verdict: 'unhealthy', reason: 'probe failed', configRevision: 2 });
+  });
+  const target = { version: 5, configRevision: 2 };
+  it('is absent from appliers that send none, and a NACK carries none', () => {
+    expect(newestHealth({ last: ack(5, 2), lastAt: 1000, heartbeat: hb(5, 2), heartbeatAt: 1500 })).toBeUndefined();
+    expect(newestHealth({ last: nack(5, 2, 'x', [4, 1]), lastAt: 1000 })).toBeUndefined();
+    expect(nodeStatus(at({ target, last: ack(5, 2), lastAt: 1500 }), NOW).health).toBeNull();
+  });
+  it('does not change the status word: a node on its target with an unhealthy verdict is SYNCED, the verdict beside it', () => {
+    const row = nodeStatus(at({ target, last: { ...ack(5, 2), health: sick }, lastAt: 1500 }), NOW);
+    expect(row).toMatchObject({ status: 'SYNCED', health: { verdict: 'unhealthy' } });
   });
 });
