@@ -2,7 +2,7 @@
 // item 4), with real processes only: nats-server, the planner and `ctl` in a LAN namespace, an
 // nftables applier in each node's namespace, real pods answering TCP. See support/rollout-lab.ts
 // for the topology, in which masqueradeAll drops every reply to a connection the node makes.
-import { spawnSync } from 'node:child_process';
+import { spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -54,12 +54,27 @@ beforeAll(async () => {
   lab.startNats();
   lab.switchboard(lab.lan, 'planner', ['planner', '--manifests', dir, '--nats', NATS_URL, '--db', join(lab.work, 'log.db'),
     '--http', API_URL.replace('http://', ''), '--insecure-open-api', '--config', join(lab.work, 'config.yaml')]);
-  for (const n of lab.nodes) {
-    lab.switchboard(n.ns, `applier-${n.name}`, ['applier', '--node', n.name, '--nats', NATS_URL, '--mode', 'nftables',
-      '--state-dir', join(lab.work, `state-${n.name}`), '--heartbeat', '500', '--probe-interval', '1000', '--probe-timeout', '1000',
-      '--planner-key', join(lab.work, 'log.db.signing-key.pem.pub')]);
-  }
+  for (const n of lab.nodes) startApplier(n.name);
 }, 120_000);
+
+const appliers = new Map<string, ChildProcess>();
+function startApplier(name: string): void {
+  const n = lab.nodes.find((x) => x.name === name)!;
+  appliers.set(name, lab.switchboard(n.ns, `applier-${n.name}`, ['applier', '--node', n.name, '--nats', NATS_URL, '--mode', 'nftables',
+    '--state-dir', join(lab.work, `state-${n.name}`), '--heartbeat', '500', '--probe-interval', '1000', '--probe-timeout', '1000',
+    '--planner-key', join(lab.work, 'log.db.signing-key.pem.pub')]));
+}
+/** Stops a node's applier by its PID (SIGTERM: fail-static, its nftables table stays) and waits for it to exit. */
+async function stopApplier(name: string): Promise<void> {
+  const p = appliers.get(name)!;
+  if (p.exitCode !== null || p.signalCode !== null) return;
+  await new Promise<void>((resolve) => { p.once('exit', () => resolve()); p.kill('SIGTERM'); });
+}
+const gates = () => {
+  const audit = spawnSync(process.execPath, ['bin/switchboard', 'audit', '--db', join(lab.work, 'log.db'), 'ops', '-o', 'json'], { encoding: 'utf8' });
+  if (audit.status !== 0) throw new Error(`audit ops: ${audit.stderr}`);
+  return (JSON.parse(audit.stdout) as { kind: string; reason: string; params: { gate?: string } }[]).filter((o) => o.params.gate);
+};
 afterAll(async () => { await lab.cleanup(); }, 60_000);
 
 describe('a revision that breaks forwarding on the canary (nftables appliers in namespaces, real pods)', () => {
@@ -85,10 +100,35 @@ describe('a revision that breaks forwarding on the canary (nftables appliers in 
     expect(shown.stdout).toMatch(/^rollout of config revision 2 \(from 1\): halted, wave 1\/2/);
     expect(shown.stdout).toMatch(/halted by node-1: unhealthy: probe: 1 of 1/);
     // The gate decision is an operation in the log, with its reason.
-    const audit = spawnSync(process.execPath, ['bin/switchboard', 'audit', '--db', join(lab.work, 'log.db'), 'ops', '-o', 'json'], { encoding: 'utf8' });
-    expect(audit.status).toBe(0);
-    const gates = (JSON.parse(audit.stdout) as { kind: string; reason: string; params: { gate?: string } }[]).filter((o) => o.params.gate);
-    expect(gates.map((o) => o.params.gate)).toEqual(['halt']);
-    expect(gates[0]!.reason).toMatch(/^rollout halted: 1 failed node\(s\), 0 tolerated by --max-failures 0: node-1 \(unhealthy: probe: 1 of 1/);
+    const ops = gates();
+    expect(ops.map((o) => o.params.gate)).toEqual(['halt']);
+    expect(ops[0]!.reason).toMatch(/^rollout halted: 1 failed node\(s\), 0 tolerated by --max-failures 0: node-1 \(unhealthy: probe: 1 of 1/);
+  }, 240_000);
+
+  it('a silent node trips the wave timeout: the rollout halts and the canary that took the revision goes back', async () => {
+    await stopApplier('node-2');
+    // tcpTimeout does not change what nftables mode programs: a harmless revision, node-1 ACKs it healthy.
+    const r = await lab.ctl('config', 'set', 'tcpTimeout=900', '--waves', '1,100%', '--wave-timeout', '8s', '--wait', '--timeout', '120s');
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/rollout of revision 3 halted at wave 2\/2, .*node-2 failed: no ACK of revision 3 within the wave timeout of 8s/);
+    expect(gates().map((o) => o.params.gate)).toEqual(['halt', 'advance', 'timeout']);
+    await until(async () => (await row('node-1'))?.appliedConfigRevision === 1, 60_000, 'node-1 back on revision 1');
+  }, 180_000);
+
+  it('a pause gate holds wave 2 until promote, then the revision becomes the default on every node', async () => {
+    startApplier('node-2');
+    await until(async () => { const r = await row('node-2'); return r?.status === 'SYNCED' && r.appliedConfigRevision === 1 && r.health?.verdict === 'healthy'; }, 90_000, 'node-2 back and healthy');
+    const r = await lab.ctl('rollout', '--config-revision', '3', '--waves', '1,100%', '--pause-before', '2');
+    expect(r.code).toBe(0);
+    await until(async () => { const st = await status(); return st.rollout?.waitingForPromote === 2; }, 60_000, 'the rollout waiting at the gate');
+    const shown = await lab.ctl('rollout', 'status');
+    expect(shown.stdout).toMatch(/waiting before wave 2: continue with `ctl rollout --promote`/);
+    expect(shown.stdout).toMatch(/ {2}node-1 +SYNCED +config 3 +healthy: probe: 1\/1/);
+    // Held: a while later node-2 still runs revision 1.
+    await new Promise((res) => setTimeout(res, 3000));
+    expect((await row('node-2'))!.appliedConfigRevision).toBe(1);
+    expect((await lab.ctl('rollout', '--promote', '--reason', 'canary healthy')).code).toBe(0);
+    await until(async () => { const st = await status(); return st.config.defaultRevision === 3 && st.nodes.every((n) => n.appliedConfigRevision === 3 && n.health?.verdict === 'healthy'); }, 90_000, 'revision 3 on every node, healthy');
+    expect(gates().map((o) => o.params.gate).slice(-3)).toEqual(['gate', 'promote', 'complete']);
   }, 240_000);
 });
