@@ -88,14 +88,14 @@ export class ApplierSession {
   private programmedState: NodeState | undefined;
   private probing = false;
 
-  private constructor(private readonly o: ApplierSessionOptions) {
-    this.clock = o.clock ?? { now: () => Date.now() };
-    this.reader = new VersionReader(o.nc, {
-      verifier: o.verifier,
+  private constructor(private readonly options: ApplierSessionOptions) {
+    this.clock = options.clock ?? { now: () => Date.now() };
+    this.reader = new VersionReader(options.nc, {
+      verifier: options.verifier,
       onRejected: (where, reason) => this.emit({ type: 'rejected', kind: 'artifact', where, reason }),
     });
-    this.sync = new DataSync(this.reader, o.maxDeltaChain ?? 50);
-    this.programmedHash = o.resumeFrom?.nodeStateHash;
+    this.sync = new DataSync(this.reader, options.maxDeltaChain ?? 50);
+    this.programmedHash = options.resumeFrom?.nodeStateHash;
   }
 
   static async start(o: ApplierSessionOptions): Promise<ApplierSession> {
@@ -135,16 +135,16 @@ export class ApplierSession {
 
   heartbeat(): void {
     const hb: Heartbeat = {
-      node: this.o.node,
+      node: this.options.node,
       appliedVersion: this.applied?.version ?? 0,
       appliedConfigRevision: this.applied?.configRevision ?? 0,
-      mode: this.o.dataplane.mode,
+      mode: this.options.dataplane.mode,
       healthy: this.lastError === '',
       detail: this.lastError,
       ...(this.health ? { health: this.health.verdict } : {}),
       at: new Date(this.clock.now()).toISOString(),
     };
-    this.publish(heartbeatSubject(this.o.node), hb);
+    this.publish(heartbeatSubject(this.options.node), hb);
   }
 
   /**
@@ -153,9 +153,9 @@ export class ApplierSession {
    * change this node's state needs no new connections).
    */
   private async judge(state: NodeState, hash: string, reuse: boolean): Promise<HealthVerdict | undefined> {
-    if (!this.o.probe) return undefined;
+    if (!this.options.probe) return undefined;
     if (reuse && this.health?.hash === hash) return this.health.verdict;
-    const outcome = await this.o.probe.probe(state);
+    const outcome = await this.options.probe.probe(state);
     const verdict = judgeHealth({ stateVerified: true, outcome, at: new Date(this.clock.now()).toISOString() });
     this.health = { verdict, hash };
     return verdict;
@@ -169,7 +169,7 @@ export class ApplierSession {
     this.probing = true;
     try {
       const before = this.health?.verdict;
-      const outcome = await this.o.probe!.probe(state);
+      const outcome = await this.options.probe!.probe(state);
       if (this.programmedHash !== hash || this.stopped) return; // an apply moved on meanwhile: its verdict stands
       const verdict = judgeHealth({ stateVerified: true, outcome, at: new Date(this.clock.now()).toISOString() });
       this.health = { verdict, hash };
@@ -226,7 +226,7 @@ export class ApplierSession {
     let kernelWrites = 0;
     if (!skipped) {
       try {
-        const r = await this.o.dataplane.apply(state);
+        const r = await this.options.dataplane.apply(state);
         kernelWrites = r.kernelWrites;
         if (!r.verified) return this.fail(target, `apply not verified: ${r.notes.join('; ')}`, false);
       } catch (e) {
@@ -243,13 +243,13 @@ export class ApplierSession {
     this.lastError = '';
     this.poisoned = '';
     const ack: Ack = {
-      type: 'ACK', node: this.o.node, version: target.version, configRevision: target.configRevision,
-      dataHash: data.hash, nodeStateHash: hash, mode: this.o.dataplane.mode, kernelWrites,
+      type: 'ACK', node: this.options.node, version: target.version, configRevision: target.configRevision,
+      dataHash: data.hash, nodeStateHash: hash, mode: this.options.dataplane.mode, kernelWrites,
       timings: { fetchMs: t1 - t0, renderMs: t2 - t1, applyMs: t3 - t2, ...(health ? { probeMs: t4 - t3 } : {}) },
       ...(health ? { health } : {}),
       at: new Date(t4).toISOString(),
     };
-    this.publish(ackSubject(this.o.node), ack);
+    this.publish(ackSubject(this.options.node), ack);
     this.emit({ type: 'ack', ack, path: data.path, bytes: data.bytes, skipped });
   }
 
@@ -260,7 +260,7 @@ export class ApplierSession {
   private render(config: ConfigRevision): NodeStateRenderer {
     const changes = this.sync.takeChanges();
     if (!this.renderer || this.renderer.revision !== config.revision) {
-      this.renderer = { revision: config.revision, r: new NodeStateRenderer(this.o.node, config.config) };
+      this.renderer = { revision: config.revision, r: new NodeStateRenderer(this.options.node, config.config) };
       this.renderer.r.reset(this.sync.data);
     } else if (!changes) this.renderer.r.reset(this.sync.data);
     else this.renderer.r.update(this.sync.data, changes);
@@ -272,21 +272,21 @@ export class ApplierSession {
     if (!target) return;
     if (permanent) this.poisoned = `${target.version}/${target.configRevision}`;
     const nack: Nack = {
-      type: 'NACK', node: this.o.node, version: target.version, configRevision: target.configRevision, error,
+      type: 'NACK', node: this.options.node, version: target.version, configRevision: target.configRevision, error,
       lastGoodVersion: this.applied?.version ?? 0, lastGoodConfigRevision: this.applied?.configRevision ?? 0,
       at: new Date(this.clock.now()).toISOString(),
     };
-    this.publish(ackSubject(this.o.node), nack);
+    this.publish(ackSubject(this.options.node), nack);
     this.emit({ type: 'nack', nack });
     if (!permanent && !this.stopped) {
       if (this.retry) clearTimeout(this.retry);
-      this.retry = setTimeout(() => { this.retry = undefined; this.kick(); }, this.o.retryMs ?? 2000);
+      this.retry = setTimeout(() => { this.retry = undefined; this.kick(); }, this.options.retryMs ?? 2000);
     }
   }
 
   private publish(subject: string, v: unknown): void {
     try {
-      this.o.nc.publish(subject, JSON.stringify(v));
+      this.options.nc.publish(subject, JSON.stringify(v));
     } catch (e) {
       // closed connection: acks are best effort, heartbeats repeat what we run
       this.emit({ type: 'error', error: `publish ${subject}: ${(e as Error).message}` });
@@ -320,7 +320,7 @@ export class ApplierSession {
 
   private watchConnection(): void {
     void (async () => {
-      for await (const s of this.o.nc.status()) {
+      for await (const s of this.options.nc.status()) {
         this.emit({ type: 'connection', status: s.type });
         if (s.type === 'reconnect' && !this.stopped) {
           // the planner may have moved the target while we were away; watches may have died
@@ -333,6 +333,6 @@ export class ApplierSession {
   }
 
   private emit(e: SessionEvent): void {
-    this.o.onEvent?.(e);
+    this.options.onEvent?.(e);
   }
 }

@@ -43,8 +43,8 @@ export class TargetWatcher {
   private waiting: string | undefined = 'the first read of the targets bucket';
   private pollMs = 250;
 
-  private constructor(private readonly o: TargetWatcherOptions) {
-    const own = nodeTargetKey(o.node);
+  private constructor(private readonly options: TargetWatcherOptions) {
+    const own = nodeTargetKey(options.node);
     this.keys = [own, DEFAULT_TARGET_KEY];
     this.view = new TargetView(own);
   }
@@ -70,7 +70,7 @@ export class TargetWatcher {
 
   private schedule(): void {
     if (this.stopped) return;
-    const every = this.o.refreshMs ?? 30_000;
+    const every = this.options.refreshMs ?? 30_000;
     const wait = this.current() ? every : Math.min(this.pollMs, every > 0 ? every : 5000);
     if (wait <= 0) return;
     this.pollMs = Math.min(this.pollMs * 2, 5000);
@@ -79,12 +79,12 @@ export class TargetWatcher {
 
   private followNotices(key: string): void {
     const subject = targetNoticeSubject(key);
-    const sub = this.o.nc.subscribe(subject, {
+    const sub = this.options.nc.subscribe(subject, {
       callback: (err, m) => {
         if (err) return;
         const n = parseWire(TargetNoticeSchema, m.data, `target notice on ${subject}`);
         if ('error' in n) return this.reject(subject, n.error);
-        if (n.value.delta) this.o.onDelta?.(n.value.delta, subject);
+        if (n.value.delta) this.options.onDelta?.(n.value.delta, subject);
         this.offer(key, n.value.target, subject);
       },
     });
@@ -94,7 +94,7 @@ export class TargetWatcher {
   /** Re-reads both keys (at start, after a reconnect, periodically). */
   async refresh(): Promise<void> {
     for (const k of this.keys) {
-      const m = await directGet(this.o.nc, TARGETS_STREAM, { last: kvSubject(k) }, this.o.timeoutMs ?? 2000);
+      const m = await directGet(this.options.nc, TARGETS_STREAM, { last: kvSubject(k) }, this.options.timeoutMs ?? 2000);
       if (this.stopped) return;
       if (!m.ok) {
         if (m.absentStream) this.waiting = `targets bucket ${TARGETS_BUCKET} (no planner has run on this NATS yet)`;
@@ -102,7 +102,7 @@ export class TargetWatcher {
         else if (/timeout/i.test(m.error)) this.waiting = `targets bucket ${TARGETS_BUCKET} (no answer: not created yet, or NATS is slow)`;
         else {
           this.waiting = `targets bucket ${TARGETS_BUCKET}: ${m.error}`;
-          this.o.onError?.(`get ${k}: ${m.error}`);
+          this.options.onError?.(`get ${k}: ${m.error}`);
         }
         continue;
       }
@@ -115,20 +115,20 @@ export class TargetWatcher {
   }
 
   private offer(key: string, entry: SignedTarget, where: string): void {
-    const fault = signedTargetFault(key, entry, this.o.verifier);
+    const fault = signedTargetFault(key, entry, this.options.verifier);
     if (fault) return this.reject(where, `${fault} target`);
     if (!this.view.observe(key, entry)) return;
     const eff = this.view.effective();
     const s = eff ? `${eff.version}/${eff.configRevision}` : '';
     if (eff && s !== this.lastEffective) {
       this.lastEffective = s;
-      this.o.onChange(eff);
+      this.options.onChange(eff);
     }
   }
 
   private reject(where: string, reason: string): void {
-    this.o.onRejected?.(where, reason);
-    this.o.onError?.(`ignored ${reason} (${where})`);
+    this.options.onRejected?.(where, reason);
+    this.options.onError?.(`ignored ${reason} (${where})`);
   }
 
   async stop(): Promise<void> {
@@ -140,15 +140,15 @@ export class TargetWatcher {
   async configRevision(rev: number): Promise<ConfigRevision | { error: string }> {
     if (rev === 0) return defaultRevision;
     const key = configKey(rev);
-    const m = await directGet(this.o.nc, TARGETS_STREAM, { last: kvSubject(key) }, this.o.timeoutMs ?? 5000);
+    const m = await directGet(this.options.nc, TARGETS_STREAM, { last: kvSubject(key) }, this.options.timeoutMs ?? 5000);
     if (!m.ok) return { error: m.missing ? `config revision ${rev} is not published` : `config revision ${rev}: ${m.error}` };
     if (m.header('KV-Operation') === 'DEL' || m.header('KV-Operation') === 'PURGE') return { error: `config revision ${rev} is not published` };
     const r = parseWire(ConfigRevisionSchema, m.data, `config revision ${rev}`);
     if ('error' in r) return r;
     if (r.value.revision !== rev || contentHash(r.value.config) !== r.value.hash) return { error: `config revision ${rev}: hash mismatch` };
-    const v = this.o.verifier;
+    const v = this.options.verifier;
     if (v && !(r.value.sig && v.verify(configStatement(rev, r.value.hash), r.value.sig))) {
-      this.o.onRejected?.(key, 'unsigned or badly signed config revision');
+      this.options.onRejected?.(key, 'unsigned or badly signed config revision');
       return { error: `config revision ${rev}: not signed by the planner` };
     }
     return r.value;

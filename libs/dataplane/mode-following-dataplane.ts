@@ -27,10 +27,10 @@ const HASHING_SCHEDULERS = new Map([
 export class ModeFollowingDataplane implements Dataplane {
   private current: Dataplane | undefined;
 
-  constructor(private readonly o: ModeFollowingOptions) {}
+  constructor(private readonly options: ModeFollowingOptions) {}
 
   get mode(): DataplaneMode {
-    return this.current?.mode ?? (this.o.ipvsAvailable ? 'ipvs' : 'nftables');
+    return this.current?.mode ?? (this.options.ipvsAvailable ? 'ipvs' : 'nftables');
   }
 
   async apply(state: NodeState): Promise<ApplyResult> {
@@ -38,22 +38,22 @@ export class ModeFollowingDataplane implements Dataplane {
     const asked = state.settings.mode ?? 'ipvs';
     const notes: string[] = [];
     let want: ProxyMode = asked;
-    if (asked === 'ipvs' && !this.o.ipvsAvailable) {
+    if (asked === 'ipvs' && !this.options.ipvsAvailable) {
       // Hashing schedulers promise that a client (sh, mh) or destination (dh) keeps one endpoint;
       // nftables mode balances at random, so falling back would silently break that promise.
       const hashed = state.virtualServers.find((vs) => HASHING_SCHEDULERS.has(vs.scheduler));
       if (hashed) {
-        throw new Error(`config asks for ipvs scheduler ${hashed.scheduler} (${HASHING_SCHEDULERS.get(hashed.scheduler)}) but ${this.o.ipvsUnavailableReason ?? 'IPVS is unavailable here'}; nftables balances at random and cannot keep that promise`);
+        throw new Error(`config asks for ipvs scheduler ${hashed.scheduler} (${HASHING_SCHEDULERS.get(hashed.scheduler)}) but ${this.options.ipvsUnavailableReason ?? 'IPVS is unavailable here'}; nftables balances at random and cannot keep that promise`);
       }
       want = 'nftables';
-      notes.push(`config asks for ipvs but ${this.o.ipvsUnavailableReason ?? 'IPVS is unavailable here'}; running nftables`);
+      notes.push(`config asks for ipvs but ${this.options.ipvsUnavailableReason ?? 'IPVS is unavailable here'}; running nftables`);
     }
     if (!this.current) {
-      this.current = await this.o.open(want);
+      this.current = await this.options.open(want);
       const r = await this.current.apply(state);
-      const other: ProxyMode | undefined = want === 'ipvs' ? 'nftables' : this.o.ipvsAvailable ? 'ipvs' : undefined;
+      const other: ProxyMode | undefined = want === 'ipvs' ? 'nftables' : this.options.ipvsAvailable ? 'ipvs' : undefined;
       if (other) {
-        const dp = await this.o.open(other);
+        const dp = await this.options.open(other);
         try {
           const c = await dp.cleanup();
           if (c.kernelWrites > 0) notes.push(`removed ${c.kernelWrites} leftovers of ${other} mode`);
@@ -68,7 +68,7 @@ export class ModeFollowingDataplane implements Dataplane {
       return notes.length ? { ...r, notes: [...notes, ...r.notes] } : r;
     }
     const from = this.current;
-    const to = await this.o.open(want);
+    const to = await this.options.open(want);
     let res;
     try {
       res = await switchMode({ from, to, state });
@@ -78,7 +78,7 @@ export class ModeFollowingDataplane implements Dataplane {
     }
     this.current = to;
     await from.close().catch(() => undefined);
-    this.o.log?.(`switched ${from.mode} → ${to.mode} in ${res.durationMs.toFixed(0)} ms`);
+    this.options.log?.(`switched ${from.mode} → ${to.mode} in ${res.durationMs.toFixed(0)} ms`);
     return {
       kernelWrites: res.applied.kernelWrites + res.removed.kernelWrites + res.recheck.kernelWrites,
       verified: res.applied.verified && res.removed.verified && res.recheck.verified,

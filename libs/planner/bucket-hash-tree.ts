@@ -28,10 +28,10 @@ export class BucketHashTree {
   private readonly dirty = new Set<number>();
   private rootCache: string | undefined;
 
-  constructor(private readonly o: BucketHashTreeOptions) {
-    if (o.groupSize !== 0 && BUCKETS % o.groupSize !== 0) throw new Error(`groupSize must divide ${BUCKETS}`);
-    const emptyGroup = o.groupSize ? sha256Hex(new Array<string>(o.groupSize).fill(EMPTY).join('\n')) : '';
-    this.groupHash = o.groupSize ? new Array<string>(BUCKETS / o.groupSize).fill(emptyGroup) : [];
+  constructor(private readonly options: BucketHashTreeOptions) {
+    if (options.groupSize !== 0 && BUCKETS % options.groupSize !== 0) throw new Error(`groupSize must divide ${BUCKETS}`);
+    const emptyGroup = options.groupSize ? sha256Hex(new Array<string>(options.groupSize).fill(EMPTY).join('\n')) : '';
+    this.groupHash = options.groupSize ? new Array<string>(BUCKETS / options.groupSize).fill(emptyGroup) : [];
   }
 
   set(key: string, value: string | undefined): void {
@@ -49,7 +49,7 @@ export class BucketHashTree {
 
   root(): string {
     if (this.rootCache) return this.rootCache;
-    const g = this.o.groupSize;
+    const g = this.options.groupSize;
     const groups = new Set<number>();
     for (const b of this.dirty) {
       if (g) groups.add(Math.floor(b / g));
@@ -62,7 +62,7 @@ export class BucketHashTree {
     }
     this.dirty.clear();
     for (const i of groups) this.groupHash[i] = sha256Hex(this.bucketHash.slice(i * g, (i + 1) * g).join('\n'));
-    this.rootCache = sha256Hex(this.o.tag + (g ? this.groupHash : this.bucketHash).join('\n'));
+    this.rootCache = sha256Hex(this.options.tag + (g ? this.groupHash : this.bucketHash).join('\n'));
     return this.rootCache;
   }
 }

@@ -25,7 +25,7 @@ export interface Actor {
  * operation whose params carry the resulting state, so a restarted planner resumes it exactly.
  */
 export class ConfigAxis {
-  private constructor(private readonly log: EventLog, private st: ConfigTargetState, private readonly now: () => Date) {}
+  private constructor(private readonly log: EventLog, private targetState: ConfigTargetState, private readonly now: () => Date) {}
 
   /**
    * Restores from the log (the last operation that carries a config state); on a fresh log the
@@ -44,7 +44,7 @@ export class ConfigAxis {
   }
 
   get state(): ConfigTargetState {
-    return this.st;
+    return this.targetState;
   }
 
   revision(n: number): ConfigRevision | undefined {
@@ -52,11 +52,11 @@ export class ConfigAxis {
   }
 
   defaultConfig(): ProxyConfig {
-    return this.log.configRevision(this.st.defaultRevision)!.config;
+    return this.log.configRevision(this.targetState.defaultRevision)!.config;
   }
 
   overrides(): Map<string, number> {
-    return configOverrides(this.st);
+    return configOverrides(this.targetState);
   }
 
   /**
@@ -73,7 +73,7 @@ export class ConfigAxis {
     return this.log.atomically(() => {
       const rev = this.log.recordConfigRevision({ config, reason: who.reason });
       this.log.recordOperation({ kind, actor: who.actor, reason: who.reason, params: { revision: rev.revision, change } });
-      if (rollout && rev.revision !== this.st.defaultRevision) this.startRollout({ ...rollout, revision: rev.revision }, who);
+      if (rollout && rev.revision !== this.targetState.defaultRevision) this.startRollout({ ...rollout, revision: rev.revision }, who);
       return rev;
     });
   }
@@ -81,27 +81,27 @@ export class ConfigAxis {
   startRollout(o: RolloutRequest & { revision: number }, who: Actor): ConfigTargetState {
     if (!this.log.configRevision(o.revision)) throw new Error(`config revision ${o.revision} does not exist`);
     const waves = planWaves(o.nodes, o.waves);
-    const next = startRollout(this.st, { configRevision: o.revision, waves, pauseOnError: o.pauseOnError, policy: o.policy, at: this.at() });
+    const next = startRollout(this.targetState, { configRevision: o.revision, waves, pauseOnError: o.pauseOnError, policy: o.policy, at: this.at() });
     return this.commit(next, 'rollout', who, { revision: o.revision, waves, policy: next.rollout?.policy ?? null });
   }
 
   pause(who: Actor): ConfigTargetState {
-    return this.commit(pauseRollout(this.st, this.at()), 'rollout', who, { pause: true });
+    return this.commit(pauseRollout(this.targetState, this.at()), 'rollout', who, { pause: true });
   }
 
   resume(who: Actor): ConfigTargetState {
-    return this.commit(resumeRollout(this.st, this.at()), 'rollout', who, { resume: true });
+    return this.commit(resumeRollout(this.targetState, this.at()), 'rollout', who, { resume: true });
   }
 
   /** Opens the --pause-before gate the rollout waits at; recorded as a `promote` gate decision. */
   promote(who: Actor): ConfigTargetState {
-    const next = promoteRollout(this.st, this.at());
+    const next = promoteRollout(this.targetState, this.at());
     return this.commit(next, 'rollout', who, { gate: 'promote', wave: next.rollout!.wave });
   }
 
   rollback(to: number | undefined, who: Actor): ConfigTargetState {
     if (to !== undefined && !this.log.configRevision(to)) throw new Error(`config revision ${to} does not exist`);
-    return this.commit(rollbackConfig(this.st, to, this.at()), 'rollback', who, { axis: 'config', to: to ?? null });
+    return this.commit(rollbackConfig(this.targetState, to, this.at()), 'rollback', who, { axis: 'config', to: to ?? null });
   }
 
   /**
@@ -110,8 +110,8 @@ export class ConfigAxis {
    * the resulting state in the same operation, so a restarted planner resumes the bake clock.
    */
   step(reports: ReadonlyMap<string, NodeReport>): boolean {
-    const { state: next, decision } = decideRollout(this.st, reports, this.at());
-    if (next === this.st || !decision) return false;
+    const { state: next, decision } = decideRollout(this.targetState, reports, this.at());
+    if (next === this.targetState || !decision) return false;
     const r = next.rollout!;
     this.commit(next, 'rollout', { actor: 'planner', reason: decision.reason },
       { gate: decision.kind, revision: r.configRevision, wave: r.wave, status: r.status });
@@ -120,7 +120,7 @@ export class ConfigAxis {
 
   private commit(next: ConfigTargetState, kind: OperationKind, who: Actor, params: Record<string, unknown>): ConfigTargetState {
     this.log.recordOperation({ kind, actor: who.actor, reason: who.reason, params: { ...params, configState: next } });
-    this.st = next;
+    this.targetState = next;
     return next;
   }
 

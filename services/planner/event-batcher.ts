@@ -26,7 +26,7 @@ export class EventBatcher<E> {
   private retryTimer: NodeJS.Timeout | undefined;
   private stopped = false;
 
-  constructor(private readonly o: EventBatcherOptions<E>) {}
+  constructor(private readonly options: EventBatcherOptions<E>) {}
 
   get queued(): number {
     return this.queue.length;
@@ -36,12 +36,12 @@ export class EventBatcher<E> {
   push(event: E): Promise<void> | undefined {
     this.queue.push(event);
     const flushed = this.schedule();
-    return this.queue.length >= (this.o.maxBatch ?? 2000) ? flushed : undefined;
+    return this.queue.length >= (this.options.maxBatch ?? 2000) ? flushed : undefined;
   }
 
   /** Flushes everything queued now (e.g. before making a version or stopping). */
   drain(): Promise<void> {
-    return this.o.serial(() => this.flushNow());
+    return this.options.serial(() => this.flushNow());
   }
 
   stop(): void {
@@ -51,22 +51,22 @@ export class EventBatcher<E> {
 
   private schedule(): Promise<void> {
     this.scheduled ??= new Promise<void>((r) => setImmediate(r))
-      .then(() => this.o.serial(() => this.flushNow()))
+      .then(() => this.options.serial(() => this.flushNow()))
       .finally(() => { this.scheduled = undefined; });
     return this.scheduled;
   }
 
   /** Call inside the serial queue. Never throws: a failure is reported and retried later. */
   flushNow(): void {
-    const max = this.o.maxBatch ?? 2000;
+    const max = this.options.maxBatch ?? 2000;
     while (this.queue.length > 0 && !this.stopped) {
       const batch = this.queue.slice(0, max);
       try {
-        this.o.flush(batch);
+        this.options.flush(batch);
       } catch (e) {
-        this.o.onError?.(e);
+        this.options.onError?.(e);
         clearTimeout(this.retryTimer);
-        this.retryTimer = setTimeout(() => void this.schedule(), this.o.retryMs ?? 1000);
+        this.retryTimer = setTimeout(() => void this.schedule(), this.options.retryMs ?? 1000);
         return;
       }
       this.queue.splice(0, batch.length);
