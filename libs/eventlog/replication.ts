@@ -107,6 +107,8 @@ class StreamLogReplicator implements LogReplicator {
   private reader = new LogStreamReader();
   /** Last stream seq fully processed (never inside a half-read batch): where reading resumes. */
   private seq = 0;
+  /** Last stream seq read at all (parts of a batch its writer never finished included): what a claim must follow. */
+  private readSeq = 0;
   private term = 0;
   /** The position the group's stream ends at, as far as read (undefined: no batch yet, no mark). */
   private groupEnd: LogPosition | undefined;
@@ -238,7 +240,9 @@ class StreamLogReplicator implements LogReplicator {
     if (term < this.term) throw new FencedError(`log stream ${this.stream}: term ${term} is older than the stream's term ${this.term}`);
     // No batch in the stream and no mark: this file's rows seed the group (its first flush sends them).
     const flushed = this.groupEnd ?? this.log.exportRows(this.log.position(), { whole: true }).from;
-    const seq = await this.append(encodeTerm(term, this.o.id ?? hostname(), rowCount(flushed), this.seq), this.seq);
+    // After the stream's real end: parts of a batch its writer never finished are given up by this marker.
+    const after = Math.max(this.seq, this.readSeq);
+    const seq = await this.append(encodeTerm(term, this.o.id ?? hostname(), rowCount(flushed), after), after);
     this.seq = seq;
     this.streamSeq = Math.max(this.streamSeq, seq);
     this.term = term;
@@ -260,7 +264,9 @@ class StreamLogReplicator implements LogReplicator {
 
   private async flushNow(): Promise<void> {
     if (this.mode === 'fenced') throw new FencedError(`log stream ${this.stream}: this replica was fenced; follow() before writing`);
-    if (this.mode !== 'leader' || !this.flushedAt) throw new Error(`log stream ${this.stream}: flush() without claim()`);
+    // Not leading (never claimed, or stepped down and following): refused as a fence, since the
+    // caller's only safe reaction is the same: publish nothing derived from these rows.
+    if (this.mode !== 'leader' || !this.flushedAt) throw new FencedError(`log stream ${this.stream}: flush() while not leading (claim() first)`);
     const batch = this.log.exportRows(this.flushedAt);
     if (batchRows(batch) === 0) return;
     let seq = this.seq;
@@ -360,6 +366,7 @@ class StreamLogReplicator implements LogReplicator {
         closeConsumer(msgs);
       }
     }
+    this.readSeq = last;
     if (this.groupEnd && this.log.isAhead(this.groupEnd)) {
       this.truncate(this.groupEnd, 'rows past the end of the group\'s log stream (committed here, never appended)');
     }
@@ -368,6 +375,7 @@ class StreamLogReplicator implements LogReplicator {
   }
 
   private onMessage(seq: number, header: (k: string) => string | undefined, data: Uint8Array): void {
+    this.readSeq = seq;
     const rows = Number(header(H.rows));
     if (Number.isSafeInteger(rows)) this.streamRows = Math.max(this.streamRows, rows);
     for (const item of this.reader.read(seq, header, data)) {

@@ -1,9 +1,9 @@
 import { spawn, spawnSync } from 'node:child_process';
 import path from 'node:path';
-import { jetstreamManager } from '@nats-io/jetstream';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { connect, headers as natsHeaders, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FencedError, createLogReplicator, logStreamName, rowCount, samePosition, type EventLog, type LogPosition, type LogReplicator } from '../../../libs/eventlog/index.ts';
+import { FencedError, createLogReplicator, logStreamName, logSubject, rowCount, samePosition, type EventLog, type LogPosition, type LogReplicator } from '../../../libs/eventlog/index.ts';
 import { startNatsServer, type NatsServerHandle } from '../../support/nats-server.ts';
 import { replicaDigest, writeHistory } from './support/replicated-history.ts';
 import { openLog, tempDir } from './support/temp-log.ts';
@@ -202,4 +202,47 @@ describe('replicated event log (one nats-server, real SQLite files)', () => {
     await fb2.stop();
     for (const x of [a, b2, c]) { await x.r.close(); x.log.close(); }
   }, 90_000);
+});
+
+describe('replicated event log: batches larger than the server\'s max payload', () => {
+  it('go as parts and arrive whole; parts a writer never finished are given up, and the next claim appends after them', async () => {
+    const small = await startNatsServer({ jetstream: true, config: 'max_payload: 16384' });
+    const snc = await connect({ servers: small.url });
+    const open = async (file = tmp.file()) => {
+      const log = await openLog(file);
+      return { log, r: await createLogReplicator({ log, nc: snc, group: 'parts', replicas: 1, logger, id: file }) };
+    };
+    try {
+      const a = await open();
+      const b = await open();
+      await a.r.claim(1);
+      const fb = b.r.follow();
+      await fb.caughtUp;
+      // 30 steps between flushes: one batch of well over 16 KB.
+      let n = 0;
+      await writeHistory(a.log, { seed: 51, steps: 60, after: async () => { if (++n % 30 === 0) await a.r.flush(); } });
+      await until(() => samePosition(a.log.position(), b.log.position()), 'the follower to get the multi-part batches');
+      const js = jetstream(snc);
+      const info = await (await jetstreamManager(snc)).streams.info(logStreamName('parts'));
+      expect(info.state.messages).toBeGreaterThan(3); // term marker + parts of 2 batches
+      expect(replicaDigest(b.log)).toEqual(replicaDigest(a.log));
+      // A writer dies after the first part of three: followers must not apply anything of it.
+      const h = natsHeaders();
+      for (const [k, v] of Object.entries({ 'Sb-Log': 'rows', 'Sb-Log-Batch': 'dead', 'Sb-Log-Part': '1/3', 'Sb-Log-Term': '1' })) h.set(k, v);
+      await js.publish(logSubject('parts'), new TextEncoder().encode('{"from":'), { headers: h });
+      await fb.stop();
+      await b.r.claim(2);
+      await writeHistory(b.log, { seed: 52, steps: 5, after: () => b.r.flush() });
+      const fa = a.r.follow();
+      await fa.caughtUp;
+      await until(() => samePosition(a.log.position(), b.log.position()), 'the old leader to follow the new one');
+      expect(replicaDigest(a.log)).toEqual(replicaDigest(b.log));
+      expect(lines.some((l) => /batch dead from seq \d+ left incomplete before a term marker/.test(l))).toBe(true);
+      await fa.stop();
+      for (const x of [a, b]) { await x.r.close(); x.log.close(); }
+    } finally {
+      await snc.close();
+      await small.stop();
+    }
+  }, 60_000);
 });
