@@ -4,7 +4,7 @@
 //   restart: DataAxis.restore(log): nearest checkpoint + the deciding event of each object changed
 //            after it (what a restarted planner does now);
 //   baseline (cold scan): the fold from the first event, every event in order, no checkpoint (what a
-//            restarted planner did before: services/planner/rebuild-from-log.ts).
+//            restarted planner did before checkpoints).
 // Both give the same state (checked). Ends with one JSON line.
 // Run: npx tsx bench/planner/restart-bench.ts [--events 1000000] [--services 10000] [--checkpoint-every 10000]
 import fs from 'node:fs';

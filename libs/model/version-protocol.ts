@@ -12,7 +12,7 @@ import type {
 export interface DataVersionHeader {
   readonly version: number;
   readonly parent: number; // 0 for the first version
-  /** Content hash of the cluster data at this version (see libs/planner/data-hash.ts). */
+  /** Content hash of the cluster data at this version (see libs/planner/data-hash-tree.ts). */
   readonly hash: string;
   readonly reason: string; // e.g. "3 events", "pin to 12", "rollback to 7"
   readonly createdAt: string; // ISO-8601

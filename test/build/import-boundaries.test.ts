@@ -3,7 +3,8 @@ import path from 'node:path';
 import ts from 'typescript';
 import { describe, expect, it } from 'vitest';
 
-// Code outside libs/X reaches libs/X only through libs/X/index.ts, its public surface (STYLE.md).
+// Code outside libs/X reaches libs/X only through libs/X/index.ts, its public surface (docs/architecture.md,
+// "Module boundaries").
 // libs/X itself and its unit tests (test/libs/X/, which mirror it) may import any of its files.
 
 const root = path.resolve(import.meta.dirname, '../..');

@@ -9,7 +9,7 @@ import { UsageError } from '../cli-errors.ts';
 import type { SetExit } from './index.ts';
 import { renderNftRuleset } from '../../../libs/dataplane/index.ts';
 
-/** Output formats of `plan`; nftables mode registers 'nft' through extraPlanFormats. */
+/** Output formats of `plan` (`--format`). */
 export const planFormats: Record<string, (state: NodeState, config: ProxyConfig) => string> = {
   ipvsadm: (s) => formatIpvsadm(s),
   ipset: (s) => formatIpsetSave(s),
