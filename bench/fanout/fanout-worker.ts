@@ -36,7 +36,8 @@ ctl.subscribe(`bench.stats.${first}`, {
       const x = c.stats();
       return { inBytes: a.inBytes + x.inBytes, outBytes: a.outBytes + x.outBytes, inMsgs: a.inMsgs + x.inMsgs, outMsgs: a.outMsgs + x.outMsgs };
     }, { inBytes: 0, outBytes: 0, inMsgs: 0, outMsgs: 0 });
-    m.respond(JSON.stringify(s));
+    const cpu = process.cpuUsage();
+    m.respond(JSON.stringify({ ...s, cpuMs: (cpu.user + cpu.system) / 1000 }));
   },
 });
 await ctl.flush();

@@ -115,6 +115,8 @@ async function runScale(n: number): Promise<Record<string, unknown>> {
       // both include the floor's ping (1 in) and pong (1 out) per event
       applierInMsgsPerEventPerNode: (after.inMsgs - before.inMsgs) / events / n,
       applierOutMsgsPerEventPerNode: (after.outMsgs - before.outMsgs) / events / n,
+      // CPU of the appliers' processes during the events (also answering the floor's pings)
+      applierCpuMsPerEventPerNode: (after.cpuMs - before.cpuMs) / events / n,
       checkpointBytes: JSON.stringify(m.index.toClusterData()).length,
     };
   } finally {
@@ -141,9 +143,10 @@ async function pingAll(nc: NatsConnection, n: number): Promise<number> {
 }
 
 /** Bytes and messages in+out over all simulated appliers' connections (includes the baseline pings). */
-type Counters = { inBytes: number; outBytes: number; inMsgs: number; outMsgs: number };
+/** `cpuMs`: user + system CPU of the worker processes (every applier and its NATS client). */
+type Counters = { inBytes: number; outBytes: number; inMsgs: number; outMsgs: number; cpuMs: number };
 async function byteCounters(nc: NatsConnection, workers: number, per: number, n: number): Promise<Counters> {
-  const sum: Counters = { inBytes: 0, outBytes: 0, inMsgs: 0, outMsgs: 0 };
+  const sum: Counters = { inBytes: 0, outBytes: 0, inMsgs: 0, outMsgs: 0, cpuMs: 0 };
   for (let w = 0; w < workers && w * per < n; w++) {
     const r = JSON.parse((await nc.request(`bench.stats.${w * per}`, '', { timeout: 10_000 })).string()) as Counters;
     for (const k of Object.keys(sum) as (keyof Counters)[]) sum[k] += r[k];
