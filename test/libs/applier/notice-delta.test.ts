@@ -6,7 +6,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { headers as natsHeaders } from '@nats-io/transport-node';
 import { jetstream } from '@nats-io/jetstream';
-import { artifactStatement, encodeArtifact, H, VersionPublisher } from '../../../libs/bus/index.ts';
+import { artifactStatement, encodeArtifact, H, VersionPublisher, VersionReader } from '../../../libs/bus/index.ts';
 import { startBusWorld, type BusWorld } from '../bus/bus-harness.ts';
 import { node, service, VersionMaker } from '../bus/fixtures.ts';
 
@@ -67,7 +67,8 @@ describe('target notices carry the delta', () => {
     expect(m.index.hash()).not.toBe(stale.index.hash());
     const ack = await world.received.waitFor(ackFor('n1', 2), 'ack 2');
     expect(dataHashOf(ack)).toBe(m.index.hash());
-    expect((await world.publisher['reader'].delta(2)).ok && (await world.publisher['reader'].delta(2) as { value: { hash: string } }).value.hash).toBe(m.index.hash());
+    const stored = await new VersionReader(world.planner, { verifier: world.verifier }).delta(2);
+    expect(stored.ok && stored.value.hash).toBe(m.index.hash());
   });
 
   it('a tampered delta on a genuine notice is dropped; the node fetches from the stream', async () => {
