@@ -9,7 +9,7 @@
 //      leader's flush returning to the follower's file holding it, and the follower's lagRows sampled
 //      every 50 ms.
 // Ends with one JSON line. Run: npx tsx bench/ha/log-replication-bench.ts [--events 20000] [--batch 100]
-//   [--round 20] [--rate 1000] [--seconds 20]
+//   [--round 20] [--rate 1000] [--seconds 20] [--sync full|normal]
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -27,6 +27,8 @@ const BATCH = arg('batch', 100);
 const ROUND = arg('round', 20);
 const RATE = arg('rate', 1000);
 const SECONDS = arg('seconds', 20);
+/** --sync normal: no fsync per local commit, to see the replication cost apart from the disk's. */
+const SYNC = process.argv.includes('--sync') && process.argv[process.argv.indexOf('--sync') + 1] === 'normal' ? 'normal' : 'full';
 
 /** An EndpointSlice of one of 1,000 services rewritten (pod churn), ~600 bytes of JSON. */
 function event(i: number): WatchEvent {
@@ -63,7 +65,7 @@ async function main(): Promise<void> {
     interface Mode { name: string; log: EventLog; r?: LogReplicator; ms: number; events: number; rounds: number[] }
     const modes: Mode[] = [];
     for (const [name, replicas] of [['none', 0], ['R1', 1], ['R3', 3]] as const) {
-      const log = await EventLog.open({ file: path.join(dir, `${name}.db`) });
+      const log = await EventLog.open({ file: path.join(dir, `${name}.db`), sync: SYNC });
       const r = replicas ? await createLogReplicator({ log, nc: await client(), group: `bench-${name}`, replicas, snapshotEveryRows: 0 }) : undefined;
       await r?.claim(1);
       modes.push({ name, log, r, ms: 0, events: 0, rounds: [] });
@@ -97,9 +99,9 @@ async function main(): Promise<void> {
     for (const m of modes) { await m.r?.close(); m.log.close(); }
 
     // 2. Follower lag under RATE events/s.
-    const leaderLog = await EventLog.open({ file: path.join(dir, 'lag-leader.db') });
+    const leaderLog = await EventLog.open({ file: path.join(dir, 'lag-leader.db'), sync: SYNC });
     const leader = await createLogReplicator({ log: leaderLog, nc: await client(), group: 'bench-lag', replicas: 3, snapshotEveryRows: 0 });
-    const followerLog = await EventLog.open({ file: path.join(dir, 'lag-follower.db') });
+    const followerLog = await EventLog.open({ file: path.join(dir, 'lag-follower.db'), sync: SYNC });
     const follower = await createLogReplicator({ log: followerLog, nc: await client(), group: 'bench-lag', replicas: 3 });
     await leader.claim(1);
     const following = follower.follow();
@@ -147,7 +149,7 @@ async function main(): Promise<void> {
     };
     leaderLog.close();
     followerLog.close();
-    const out = { load: os.loadavg().map(round1), batch: BATCH, append, lag };
+    const out = { load: os.loadavg().map(round1), sync: SYNC, batch: BATCH, append, lag };
     console.log(JSON.stringify(out));
   } finally {
     for (const c of conns) await c.close().catch(() => {});

@@ -439,8 +439,11 @@ class StreamLogReplicator implements LogReplicator {
   private persistMark(lazily: boolean): void {
     if (!this.markDirty || this.mode === 'closed') return;
     if (lazily && Date.now() - this.lastMarkAt < MARK_EVERY_MS) return;
-    const position = this.groupEnd ?? this.log.exportRows(this.log.position(), { whole: true }).from;
-    this.log.setReplicationMark({ stream: this.stream, streamSeq: this.seq, term: this.term, position });
+    // No batch seen yet: nothing to mark. A mark naming the empty position would make this file's
+    // rows (a seed for the group, or rows a first batch will replace) look like rows past the
+    // group's end on the next start, and be truncated before they could be sent.
+    if (!this.groupEnd) return;
+    this.log.setReplicationMark({ stream: this.stream, streamSeq: this.seq, term: this.term, position: this.groupEnd });
     this.markDirty = false;
     this.lastMarkAt = Date.now();
   }

@@ -90,6 +90,35 @@ describe('replicated event log (one nats-server, real SQLite files)', () => {
     for (const x of [a, b2, c]) { await x.r.close(); x.log.close(); }
   }, 60_000);
 
+  it('first start of an existing single-planner log: its rows seed the group, also across a restart between follow() and claim()', async () => {
+    const g = group();
+    const file = tmp.file();
+    const old = await openLog(file);
+    await writeHistory(old, { seed: 61, steps: 15, after: async () => {} });
+    const seed = replicaDigest(old);
+    old.close();
+    const a1 = await replica(g, file);
+    const f1 = a1.r.follow();
+    await f1.caughtUp;
+    await f1.stop();
+    await a1.r.close();
+    a1.log.close();
+    const a = await replica(g, file);
+    const f = a.r.follow();
+    await f.caughtUp;
+    expect(replicaDigest(a.log)).toEqual(seed);
+    await f.stop();
+    await a.r.claim(1);
+    await a.r.flush();
+    const b = await replica(g);
+    const fb = b.r.follow();
+    await fb.caughtUp;
+    expect(replicaDigest(b.log)).toEqual(seed);
+    expect(a.log.truncations()).toEqual([]);
+    await fb.stop();
+    for (const x of [a, b]) { await x.r.close(); x.log.close(); }
+  }, 60_000);
+
   it('fencing: after another replica claims, the old leader\'s flush is refused; it follows, and nothing it wrote after the fence stays in its file', async () => {
     const g = group();
     const a = await replica(g);
