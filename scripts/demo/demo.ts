@@ -13,7 +13,7 @@ import { renderServerAuthConfig } from '../../libs/bus/index.ts';
 import { DemoResources, run } from './demo-resources.ts';
 import { CLUSTER_CIDR, DEMO_NODES, DemoLab, HOST_IP, netnsUnavailable, type ProbeResult } from './demo-lab.ts';
 import { DemoError, Narrator } from './narrator.ts';
-import { PlannerClient, type PlannerStatus } from './planner-client.ts';
+import { PlannerClient } from './planner-client.ts';
 
 const repo = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 const CLI = join(repo, 'bin', 'switchboard');

@@ -1,9 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import {
-  computeNodeStatus, decodeCheckpoint, decodeDelta, encodeArtifact, isCheckpointVersion, nodeToken,
+  computeNodeStatus, decodeCheckpoint, decodeDelta, encodeArtifact, nodeToken,
 } from '../../../libs/bus/index.ts';
-import { ClusterDataIndex } from '../../../libs/planner/index.ts';
 import { node, service, VersionMaker } from './fixtures.ts';
 
 describe('artifact codec', () => {
