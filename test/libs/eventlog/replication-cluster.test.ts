@@ -1,3 +1,5 @@
+import { spawnSync } from 'node:child_process';
+import path from 'node:path';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -75,6 +77,12 @@ describe('replicated event log on a 3-server JetStream cluster (R3)', () => {
     const deadline = Date.now() + 20_000;
     while (!samePosition(follower.log.position(), acked!) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
     expect(replicaDigest(follower.log)).toEqual(want);
+    // The CLI contract: `replay --to-version N` prints the same hash from every replica's file.
+    const n = leaderLog.latestVersion()!.version;
+    const replay = (file: string) => spawnSync(process.execPath, [path.join(import.meta.dirname, '../../../bin/switchboard'), 'replay', '--db', file, '--to-version', String(n)], { encoding: 'utf8' }).stdout;
+    const printed = [leaderLog.file, follower.log.file, fresh.file].map(replay);
+    expect(printed[0]).toMatch(new RegExp(`^version ${n} hash [0-9a-f]{64}`));
+    expect(new Set(printed).size).toBe(1);
     await f2.stop();
     await following.stop();
     for (const [r, l] of [[leader, leaderLog], [fr, follower.log], [freshR, fresh]] as const) { await r.close(); l.close(); }
