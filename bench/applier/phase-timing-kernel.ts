@@ -3,7 +3,8 @@
 // known. The inner kernel runs those groups sequentially anyway (NetlinkKernel.run), so the
 // split changes nothing but the bookkeeping.
 import {
-  KernelTransaction, type KernelInterface, type KernelOp, type ObservedKernel, type ObservedVirtualServer, type VsKey,
+  KernelTransaction, type KernelInterface, type KernelOp, type ObservedKernel, type ObservedRealServer, type ObservedVirtualServer,
+  type VsKey,
 } from '../../libs/dataplane/index.ts';
 
 export class PhaseTimingKernel implements KernelInterface {
@@ -25,6 +26,10 @@ export class PhaseTimingKernel implements KernelInterface {
 
   async readVirtualServers(keys: readonly VsKey[]): Promise<ObservedVirtualServer[]> {
     return this.timed('readVirtualServers', () => this.inner.readVirtualServers(keys));
+  }
+
+  async readRealServers(keys: readonly VsKey[]): Promise<Map<string, ObservedRealServer[]>> {
+    return this.timed('readRealServers', () => this.inner.readRealServers(keys));
   }
 
   async run(tx: KernelTransaction): Promise<void> {

@@ -7,7 +7,7 @@ import { DEFAULT_DRAIN_TIMEOUT_MS } from './graceful-termination.ts';
 import { KernelModel } from './kernel-model.ts';
 import type { KernelOp, VsKey } from './kernel-op.ts';
 import { KernelTransaction, type KernelInterface } from './kernel-transaction.ts';
-import type { ObservedKernel, ObservedVirtualServer } from './observed-kernel.ts';
+import type { ObservedKernel, ObservedRealServer, ObservedVirtualServer } from './observed-kernel.ts';
 import { glueChains, netfilterGlue, withGlueSets, type NetfilterGlue } from './netfilter-glue.ts';
 import { nodeSysctls } from './node-sysctls.ts';
 import { mergeRecords, type OwnershipRecord, type OwnershipStore } from './ownership-record.ts';
@@ -195,13 +195,12 @@ export class IpvsDataplane implements Dataplane {
     const disagreement = model.apply(plan.ops);
     // The kernel accepted what the model refuses: the model was wrong; read in full next time.
     if (disagreement) return { kernelWrites: plan.ops.length, verified: false, notes: [...notes, `verify: model disagreed with the kernel (${disagreement})`] };
-    const touched = touchedServices(plan.ops);
-    const back = await this.options.kernel.readVirtualServers(touched);
+    const back = await this.readBack(plan.ops, model);
     for (const v of back) {
       const m = model.virtualServer(virtualServerKey(v));
       if (!m || !sameServer(m, v)) notes.push(`verify: read-back of ${virtualServerKey(v)} differs from what was written`);
     }
-    if (back.length !== touched.filter((k) => model.virtualServer(virtualServerKey(k))).length) notes.push('verify: read-back service count differs');
+    if (back.length !== touchedServices(plan.ops).filter((k) => model.virtualServer(virtualServerKey(k))).length) notes.push('verify: read-back service count differs');
     model.putVirtualServers(back);
     const mismatches = verifyKernelState(slice.desired, {
       ...slice.observed,
@@ -213,6 +212,23 @@ export class IpvsDataplane implements Dataplane {
     const verified = !notes.some((n) => n.startsWith('verify:'));
     if (verified) this.base = { indexed: advanceIndex(base.indexed, wanted, change), model };
     return { kernelWrites: plan.ops.length, verified, notes };
+  }
+
+  /**
+   * The services a transaction touched, as the kernel holds them now. Those it wrote only real
+   * servers of are read as their destinations (one dump, no service lookup) with the spec the
+   * model holds, which the transaction did not change; the others are read whole.
+   */
+  private async readBack(ops: readonly KernelOp[], model: KernelModel): Promise<ObservedVirtualServer[]> {
+    const whole = new Set<string>();
+    for (const op of ops) if (op.kind === 'virtual-server') whole.add(virtualServerKey(op.vs));
+    const touched = touchedServices(ops);
+    const specOnly = touched.filter((k) => !whole.has(virtualServerKey(k)) && model.virtualServer(virtualServerKey(k)));
+    const [full, dests] = await Promise.all([
+      this.options.kernel.readVirtualServers(touched.filter((k) => !specOnly.includes(k))),
+      specOnly.length > 0 ? this.options.kernel.readRealServers(specOnly) : new Map<string, ObservedRealServer[]>(),
+    ]);
+    return [...full, ...[...dests].map(([key, realServers]) => ({ ...model.virtualServer(key)!, realServers }))];
   }
 
   private plan(desired: NodeState | undefined, observed: ObservedKernel, record: OwnershipRecord, glue: NetfilterGlue | undefined, sysctls: Readonly<Record<string, string>>): Plan {

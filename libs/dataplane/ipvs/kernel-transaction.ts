@@ -1,7 +1,7 @@
 import { isIPv4, isIPv6 } from 'node:net';
 import { ipFamily } from '../../model/index.ts';
 import { describeOp, type KernelOp, type VsKey } from './kernel-op.ts';
-import type { ObservedKernel, ObservedVirtualServer } from './observed-kernel.ts';
+import type { ObservedKernel, ObservedRealServer, ObservedVirtualServer } from './observed-kernel.ts';
 
 /**
  * A queue of kernel writes in the knftables style: queuing never throws (the first invalid op is
@@ -48,6 +48,11 @@ export interface KernelInterface {
   read(opts: { readonly ipsets: readonly string[]; readonly device: string; readonly sysctls: readonly string[]; readonly netfilterChains: Readonly<Record<string, readonly string[]>> }): Promise<ObservedKernel>;
   /** Just these IPVS services with their real servers and counters (absent ones are left out). */
   readVirtualServers(keys: readonly VsKey[]): Promise<ObservedVirtualServer[]>;
+  /**
+   * Just the real servers of these services, by virtualServerKey (one dump each, no service
+   * lookup). A missing service reads as no real servers: the kernel does not tell them apart.
+   */
+  readRealServers(keys: readonly VsKey[]): Promise<Map<string, ObservedRealServer[]>>;
   /** Validates, then applies every op in order. Throws TransactionError (with how many ops were applied). */
   run(tx: KernelTransaction): Promise<void>;
   close(): Promise<void>;

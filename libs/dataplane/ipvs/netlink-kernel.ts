@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
-import { byCodeUnit } from '../../model/index.ts';
+import { byCodeUnit, virtualServerKey } from '../../model/index.ts';
 import {
   IpsetClient, IpvsClient, LinkClient, NetlinkError, entryFromText, entryToText,
   type IpsetType, type IpvsDestination, type IpvsService, type IpvsServiceFlag, type Link,
@@ -9,7 +9,7 @@ import { describeOp, type KernelOp, type VirtualServerSpec, type VsKey } from '.
 import { concurrentGroups, type KernelTransaction, TransactionError, type KernelInterface } from './kernel-transaction.ts';
 import { parseIptablesSave } from './netfilter-glue.ts';
 import { sysctlPath } from './node-sysctls.ts';
-import type { ObservedIpset, ObservedKernel, ObservedVirtualServer } from './observed-kernel.ts';
+import type { ObservedIpset, ObservedKernel, ObservedRealServer, ObservedVirtualServer } from './observed-kernel.ts';
 
 export interface NetlinkKernelOptions {
   /** In-flight window per netlink socket (default 64, see DESIGN: the package aborts on overflow). */
@@ -77,9 +77,14 @@ export class NetlinkKernel implements KernelInterface {
       const [s, dests] = await Promise.all([this.ipvs.getService(k), this.dumper().listDestinations(k).catch((e: Error) => e)]);
       if (!s) return undefined;
       if (dests instanceof Error) throw dests;
-      return { ...specOf(s), realServers: dests.map((d) => ({ address: d.address, port: d.port, weight: d.weight, activeConns: d.activeConns ?? 0, inactiveConns: d.inactiveConns ?? 0 })) };
+      return { ...specOf(s), realServers: dests.map(observedDest) };
     }));
     return out.filter((v): v is ObservedVirtualServer => !!v);
+  }
+
+  async readRealServers(keys: readonly VsKey[]): Promise<Map<string, ObservedRealServer[]>> {
+    const out = await Promise.all(keys.map(async (k) => [virtualServerKey(k), (await this.dumper().listDestinations(k)).map(observedDest)] as const));
+    return new Map(out);
   }
 
   async run(tx: KernelTransaction): Promise<void> {
@@ -117,9 +122,7 @@ export class NetlinkKernel implements KernelInterface {
     const services = (await this.ipvs.listServices()).filter((s) => s.fwmark === undefined || s.fwmark === 0);
     return Promise.all(services.map(async (s) => ({
       ...specOf(s),
-      realServers: (await this.dumper().listDestinations(s)).map((d) => ({
-        address: d.address, port: d.port, weight: d.weight, activeConns: d.activeConns ?? 0, inactiveConns: d.inactiveConns ?? 0,
-      })),
+      realServers: (await this.dumper().listDestinations(s)).map(observedDest),
     })));
   }
 
@@ -187,6 +190,10 @@ export class NetlinkKernel implements KernelInterface {
         return writeFile(sysctlPath(op.name), op.value + '\n');
     }
   }
+}
+
+function observedDest(d: IpvsDestination): ObservedRealServer {
+  return { address: d.address, port: d.port, weight: d.weight, activeConns: d.activeConns ?? 0, inactiveConns: d.inactiveConns ?? 0 };
 }
 
 const FLAG_BITS: Record<string, IpvsServiceFlag> = { fallback: 'sched-flag-1', port: 'sched-flag-2' };

@@ -19,6 +19,7 @@ const kernel: KernelInterface = {
   async read(o) { const t = Date.now(); const r = await real.read(o); trace(`read ${r.virtualServers.length} services in ${Date.now() - t} ms`); return r; },
   async run(tx) { const t = Date.now(); try { await real.run(tx); trace(`ran ${tx.size} ops in ${Date.now() - t} ms`); } catch (e) { trace(`run failed after ${Date.now() - t} ms: ${(e as Error).message}`); throw e; } },
   readVirtualServers: (keys) => real.readVirtualServers(keys),
+  readRealServers: (keys) => real.readRealServers(keys),
   close: () => real.close(),
 };
 const dp = new IpvsDataplane({ kernel, store: new FileOwnershipStore(stateFile), drainTimeoutMs: Number(drain ?? 300_000) });

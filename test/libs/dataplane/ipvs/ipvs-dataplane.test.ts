@@ -66,6 +66,7 @@ describe('IpvsDataplane on the recording fake', () => {
     const counting = Object.assign(Object.create(kernel) as FakeIpvsKernel, {
       read: (o: Parameters<FakeIpvsKernel['read']>[0]) => { fullReads++; return kernel.read(o); },
       readVirtualServers: (keys: Parameters<FakeIpvsKernel['readVirtualServers']>[0]) => { pointReads.push(...keys.map((k) => `${k.protocol}/${k.address}:${k.port}`)); return kernel.readVirtualServers(keys); },
+      readRealServers: (keys: Parameters<FakeIpvsKernel['readRealServers']>[0]) => { pointReads.push(...keys.map((k) => `dests of ${k.protocol}/${k.address}:${k.port}`)); return kernel.readRealServers(keys); },
       run: (tx: Parameters<FakeIpvsKernel['run']>[0]) => kernel.run(tx),
     });
     const { dp } = setup(counting);
@@ -76,7 +77,7 @@ describe('IpvsDataplane on the recording fake', () => {
     const next = { ...s, virtualServers: [vs('10.96.0.10', 80, [['10.244.1.2', 8080], ['10.244.1.3', 8080], ['10.244.1.9', 8080]]), s.virtualServers[1]!] };
     const r = await dp.apply(next);
     expect(fullReads).toBe(2);
-    expect(pointReads).toEqual(['TCP/10.96.0.10:80']);
+    expect(pointReads).toEqual(['dests of TCP/10.96.0.10:80']); // only real servers written: no service lookup
     expect(r).toMatchObject({ kernelWrites: 1, verified: true });
     // A model that disagrees with the kernel shows up in the read-back of what was touched.
     kernel.external({ verb: 'edit', kind: 'real-server', vs: next.virtualServers[0]!, rs: { address: '10.244.1.2', port: 8080, weight: 7 } });

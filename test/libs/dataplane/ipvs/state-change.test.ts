@@ -46,6 +46,7 @@ describe('IpvsDataplane incremental bookkeeping', () => {
     const pointReads: string[] = [];
     const reading = Object.assign(Object.create(kernel) as FakeIpvsKernel, {
       readVirtualServers: (keys: { protocol: string; address: string; port: number }[]) => { pointReads.push(...keys.map((k) => `${k.address}:${k.port}`)); return kernel.readVirtualServers(keys as never); },
+      readRealServers: (keys: { protocol: string; address: string; port: number }[]) => { pointReads.push(...keys.map((k) => `dests ${k.address}:${k.port}`)); return kernel.readRealServers(keys as never); },
     });
     const dp = new IpvsDataplane({ kernel: reading, store: counting, kernelRelease: '6.1.0', registry: new Registry() });
     const s = many(500);
@@ -55,7 +56,7 @@ describe('IpvsDataplane incremental bookkeeping', () => {
     const r = await dp.apply(next);
     expect(r).toMatchObject({ kernelWrites: 1, verified: true });
     expect(reading.lastTransaction!.ops.map(describeOp)).toEqual(['add real server 10.244.9.9:8080 weight 1 of TCP/10.96.0.123:80']);
-    expect(pointReads).toEqual(['10.96.0.123:80']);
+    expect(pointReads).toEqual(['dests 10.96.0.123:80']);
     expect(saves).toEqual([]);
     // a removed service is recorded as no longer ours, after it is gone
     const fewer = { ...next, virtualServers: next.virtualServers.filter((_, i) => i !== 5), boundAddresses: next.boundAddresses.filter((a) => a !== '10.96.0.5') };
@@ -63,6 +64,31 @@ describe('IpvsDataplane incremental bookkeeping', () => {
     expect(saves.at(-1)!.virtualServers).not.toContain('TCP/10.96.0.5:80');
     expect(saves.at(-1)!.addresses).not.toContain('10.96.0.5');
     expect(kernel.ipvsadmSave()).toBe(formatIpvsadm(fewer));
+    await dp.close();
+  });
+
+  it('a read-back that differs from what was written makes the apply unverified and the next cycle a full one', async () => {
+    const kernel = new FakeIpvsKernel();
+    let lie = false;
+    let fullReads = 0;
+    const lying = Object.assign(Object.create(kernel) as FakeIpvsKernel, {
+      read: (o: Parameters<FakeIpvsKernel['read']>[0]) => { fullReads++; return kernel.read(o); },
+      readRealServers: async (keys: Parameters<FakeIpvsKernel['readRealServers']>[0]) => {
+        const got = await kernel.readRealServers(keys);
+        return lie ? new Map([...got].map(([k, rs]) => [k, rs.map((r) => ({ ...r, weight: 7 }))])) : got;
+      },
+    });
+    const dp = new IpvsDataplane({ kernel: lying, store: new MemoryOwnershipStore(), kernelRelease: '6.1.0', registry: new Registry() });
+    const s = many(20);
+    await dp.apply(s);
+    lie = true;
+    const r = await dp.apply(withEndpoint(s, 3));
+    expect(r.verified).toBe(false);
+    expect(r.notes).toContain('verify: read-back of TCP/10.96.0.3:80 differs from what was written');
+    lie = false;
+    const reads = fullReads;
+    expect(await dp.apply(withEndpoint(s, 3))).toMatchObject({ verified: true, kernelWrites: 0 });
+    expect(fullReads).toBe(reads + 1);
     await dp.close();
   });
 });
