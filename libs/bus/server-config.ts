@@ -25,8 +25,9 @@ export interface Permissions {
  *  - no consumer of any kind: a consumer's deliver subject is not checked against the creator's
  *    publish permissions (nats-server 2.9), so a node allowed to create one could make the server
  *    deliver into any subject, the versions stream's included;
- *  - subscribe to live deltas (sb.v.delta.*), the same content it may read from the stream, and
- *    to the live notices of its two target keys (sb.target.default, sb.target.node.<token>);
+ *  - subscribe to the live notices of its two target keys (sb.target.default, which carries
+ *    each version's delta, and sb.target.node.<token>), and to sb.v.delta.* (the same content it
+ *    may read from the stream; current appliers no longer follow it, earlier releases did);
  *  - receive replies only on its own inbox prefix (_INBOX_<token>.>), which it must use as the
  *    client's inboxPrefix, so it cannot subscribe to another node's replies.
  * Everything else, including $KV.sb_targets.> (writing targets), is denied by omission.

@@ -67,7 +67,11 @@ export function heartbeatSubject(node: string): string {
   return `sb.hb.${nodeToken(node)}`;
 }
 
-/** Live deltas (core NATS view of the stream's delta subjects), followed by appliers. */
+/**
+ * Core-NATS view of the stream's delta subjects. Appliers of earlier releases followed it;
+ * current ones take each delta from the default target notice, because a core subscriber here
+ * also receives publishes the stream refused. Still allowed in node permissions for them.
+ */
 export const DELTA_WILDCARD = 'sb.v.delta.*';
 /** Live target notices (core NATS) mirroring every KV target write: sb.target.<kv key>. */
 export function targetNoticeSubject(key: string): string {
