@@ -23,13 +23,15 @@ export async function writeHistory(log: EventLog, o: { seed: number; steps: numb
   }
 }
 
-/** What a replica must agree on: chain heads, checkpoints, and every version's replayed hash. */
-export function replicaDigest(log: EventLog): { position: unknown; verified: boolean; replays: string[]; operations: number; resume: string | undefined } {
+/** What a replica must agree on: chain heads, every version's replayed hash, resume points, the objects the log holds. */
+export function replicaDigest(log: EventLog): { position: unknown; verified: boolean; replays: string[]; operations: number; resume: string | undefined; liveObjects: number[] } {
   return {
     position: log.position(),
     verified: verifyLog(log, { deep: true }).ok,
     replays: log.versions().map((v) => `${v.version}:${replayVersion(log, v.version).hash}`),
     operations: log.operations().length,
     resume: log.resumeStore().load('Service'),
+    // What a source diffs its first scan or LIST against after a takeover.
+    liveObjects: log.liveObjectEvents().map((e) => e.seq),
   };
 }
