@@ -237,7 +237,8 @@ class StreamLogReplicator implements LogReplicator {
     if (!Number.isSafeInteger(term) || term < 1) throw new Error(`claim: term must be a positive integer, got ${term}`);
     await this.follower?.stop();
     await this.catchUp();
-    if (term < this.term) throw new FencedError(`log stream ${this.stream}: term ${term} is older than the stream's term ${this.term}`);
+    // Terms are the lease's (ha): the stream records them in markers but does not judge them, so a
+    // forged marker with a huge term cannot lock leaders out. The conditional append is the fence.
     // No batch in the stream and no mark: this file's rows seed the group (its first flush sends them).
     const flushed = this.groupEnd ?? this.log.exportRows(this.log.position(), { whole: true }).from;
     // After the stream's real end: parts of a batch its writer never finished are given up by this marker.
@@ -381,7 +382,6 @@ class StreamLogReplicator implements LogReplicator {
     for (const item of this.reader.read(seq, header, data)) {
       if (item.kind === 'skip') this.say(`log stream ${this.stream} seq ${item.seq}: skipped: ${item.why}`);
       else if (item.kind === 'term') this.term = Math.max(this.term, item.term);
-      else if (item.term < this.term) this.say(`log stream ${this.stream} seq ${item.seq}: skipped a batch of term ${item.term} after term ${this.term}`);
       else this.apply(item.batch, item.seq);
     }
     if (!this.reader.midBatch) {

@@ -119,6 +119,38 @@ describe('replicated event log (one nats-server, real SQLite files)', () => {
     for (const x of [a, b]) { await x.r.close(); x.log.close(); }
   }, 60_000);
 
+  it('garbage on the log subject: followers skip it (logged) and apply nothing of it; the leader\'s next flush meets it as a fence and a re-claim continues after it', async () => {
+    const g = group();
+    const a = await replica(g);
+    const b = await replica(g);
+    await a.r.claim(1);
+    const fb = b.r.follow();
+    await fb.caughtUp;
+    await writeHistory(a.log, { seed: 71, steps: 5, after: () => a.r.flush() });
+    const js = jetstream(nc);
+    await js.publish(logSubject(g), new TextEncoder().encode('not a batch'));
+    const h = natsHeaders();
+    for (const [k, v] of Object.entries({ 'Sb-Log': 'rows', 'Sb-Log-Batch': 'evil', 'Sb-Log-Part': '1/1', 'Sb-Log-Term': '9' })) h.set(k, v);
+    await js.publish(logSubject(g), new TextEncoder().encode(JSON.stringify({ from: a.log.position(), to: a.log.position(), rows: {} })), { headers: h });
+    // A forged term marker with a huge term locks nobody out: the lease owns terms.
+    const t = natsHeaders();
+    for (const [k, v] of Object.entries({ 'Sb-Log': 'term', 'Sb-Log-Term': '999999' })) t.set(k, v);
+    await js.publish(logSubject(g), new TextEncoder().encode('{}'), { headers: t });
+    a.log.appendEvents([{ kind: 'Node', type: 'ADDED', origin: 'watch', namespace: '', name: 'n-after', uid: 'u-n-after', resourceVersion: '5000', object: { apiVersion: 'v1', kind: 'Node', metadata: { name: 'n-after' } } }]);
+    await expect(a.r.flush()).rejects.toBeInstanceOf(FencedError);
+    await a.r.claim(2);
+    await a.r.flush();
+    await until(() => samePosition(a.log.position(), b.log.position()), 'the follower to get the batch after the garbage');
+    expect(replicaDigest(b.log)).toEqual(replicaDigest(a.log));
+    // The event committed but never acknowledged is dropped at the re-claim (a source sends it again).
+    expect(a.log.truncations().map((t) => t.rowsDropped)).toEqual([1]);
+    expect(a.log.events().some((e) => e.name === 'n-after')).toBe(false);
+    expect(lines.some((l) => l.includes(`SB_LOG_${g}`) && l.includes('not a log message'))).toBe(true);
+    expect(lines.some((l) => l.includes(`SB_LOG_${g}`) && /batch evil is malformed/.test(l))).toBe(true);
+    await fb.stop();
+    for (const x of [a, b]) { await x.r.close(); x.log.close(); }
+  }, 60_000);
+
   it('fencing: after another replica claims, the old leader\'s flush is refused; it follows, and nothing it wrote after the fence stays in its file', async () => {
     const g = group();
     const a = await replica(g);
