@@ -6,9 +6,12 @@
  */
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { ApplierSession } from '../../libs/applier/index.ts';
+import { verifierFromPem } from '../../libs/bus/index.ts';
 import { DryRunDataplane } from '../../libs/dataplane/index.ts';
 
-const [url, countArg, firstArg] = process.argv.slice(2);
+const [url, countArg, firstArg, publicKeyPem] = process.argv.slice(2);
+// the planner's public key when the run is signed: every applier verifies targets and deltas
+const verifier = publicKeyPem ? verifierFromPem(publicKeyPem) : undefined;
 const count = Number(countArg);
 const first = Number(firstArg);
 const conns: NatsConnection[] = [];
@@ -19,7 +22,7 @@ async function startOne(i: number): Promise<void> {
   const nc = await connect({ servers: url!, name, maxReconnectAttempts: -1 });
   conns.push(nc);
   nc.subscribe('bench.ping', { callback: (_e, m) => { m.respond(m.data); } });
-  sessions.push(await ApplierSession.start({ nc, node: name, dataplane: new DryRunDataplane(), heartbeatMs: 0 }));
+  sessions.push(await ApplierSession.start({ nc, node: name, dataplane: new DryRunDataplane(), heartbeatMs: 0, verifier }));
 }
 
 const CONCURRENCY = 16; // consumer creation is a JetStream API call: keep the server's queue short

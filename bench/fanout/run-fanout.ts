@@ -1,7 +1,7 @@
 /**
  * Fan-out bench: event → all nodes ACKed, versus the raw core-NATS publish → reply floor to the
  * same connections, in the same run. Usage:
- *   npx tsx bench/fanout/run-fanout.ts [--nodes 100,1000] [--events 40] [--workers 4] [--services 50] [--cpu-prof DIR] [--out FILE]
+ *   npx tsx bench/fanout/run-fanout.ts [--nodes 100,1000] [--events 40] [--workers 4] [--services 50] [--cpu-prof DIR] [--out FILE] [--signed 1]
  * (--cpu-prof: each applier worker process writes a V8 CPU profile into DIR when it exits.)
  * Prints a markdown table (ratios against the floor) and writes JSON to FILE (default bench/fanout/last-run.json).
  */
@@ -11,7 +11,8 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { AckCollector, TargetStore, VersionPublisher } from '../../libs/bus/index.ts';
+import { generateKeyPairSync } from 'node:crypto';
+import { AckCollector, signerFromKey, TargetStore, VersionPublisher } from '../../libs/bus/index.ts';
 import { startNatsServer } from '../../test/support/nats-server.ts';
 import { node, service, VersionMaker } from '../../test/libs/bus/fixtures.ts';
 
@@ -21,6 +22,9 @@ const nodeCounts = (args.get('nodes') ?? '100,1000').split(',').map(Number);
 const events = Number(args.get('events') ?? 40);
 const workers = Number(args.get('workers') ?? 4);
 const services = Number(args.get('services') ?? 50);
+/** `--signed 1`: the planner signs (Ed25519) and every applier verifies, as with --signing-key/--planner-key. */
+const signed = args.get('signed') === '1';
+const signer = signed ? signerFromKey(generateKeyPairSync('ed25519').privateKey) : undefined;
 const cpuProf = args.get('cpu-prof');
 const outFile = args.get('out');
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -37,8 +41,8 @@ async function runScale(n: number): Promise<Record<string, unknown>> {
   const children: ChildProcess[] = [];
   try {
     const nc = await connect({ servers: server.url, name: 'bench-planner' });
-    const publisher = await VersionPublisher.open({ nc, checkpointEvery: 50 });
-    const targets = await TargetStore.open({ nc });
+    const publisher = await VersionPublisher.open({ nc, checkpointEvery: 50, signer });
+    const targets = await TargetStore.open({ nc, signer });
     const m = new VersionMaker();
     const publish = async (delta: Parameters<VersionMaker['next']>[0]) => {
       const v = m.next(delta);
@@ -73,7 +77,7 @@ async function runScale(n: number): Promise<Record<string, unknown>> {
     await Promise.all(Array.from({ length: workers }, (_, w) => {
       const count = Math.min(per, n - w * per);
       if (count <= 0) return Promise.resolve();
-      const p = spawn(process.execPath, [...(cpuProf ? ['--cpu-prof', '--cpu-prof-dir', cpuProf] : []), '--import', 'tsx', path.join(here, 'fanout-worker.ts'), server.url, String(count), String(w * per)], { stdio: ['pipe', 'pipe', 'inherit'] });
+      const p = spawn(process.execPath, [...(cpuProf ? ['--cpu-prof', '--cpu-prof-dir', cpuProf] : []), '--import', 'tsx', path.join(here, 'fanout-worker.ts'), server.url, String(count), String(w * per), signer?.publicKeyPem ?? ''], { stdio: ['pipe', 'pipe', 'inherit'] });
       children.push(p);
       return new Promise<void>((res, rej) => {
         p.once('exit', (c) => rej(new Error(`worker ${w} exited ${c}`)));
@@ -106,7 +110,7 @@ async function runScale(n: number): Promise<Record<string, unknown>> {
     const f = stats(floor);
     const s = stats(fanout);
     return {
-      nodes: n, events, services, workers, startupMs: Math.round(startupMs),
+      nodes: n, events, services, workers, signed, startupMs: Math.round(startupMs),
       floorMs: f, fanoutMs: s,
       breakdown: { plannerPublishMs: stats(publishMs), applierFetchMs: stats(fetchMs), ackArrivalMs: stats(firstAckMs) },
       ratio: { p50: s.p50 / f.p50, p99: s.p99 / f.p99, max: s.max / f.max },
