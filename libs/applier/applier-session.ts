@@ -28,7 +28,9 @@ export type SessionEvent =
   | { readonly type: 'error'; readonly error: string }
   /** A message dropped as not the planner's (unsigned, badly signed, malformed, foreign). */
   | { readonly type: 'rejected'; readonly kind: 'target' | 'artifact' | 'config'; readonly where: string; readonly reason: string }
-  | { readonly type: 'connection'; readonly status: string };
+  | { readonly type: 'connection'; readonly status: string }
+  /** A verdict computed anew (after an apply or on a re-probe; not when one is reused). */
+  | { readonly type: 'verdict'; readonly verdict: HealthVerdict };
 
 export interface ApplierSessionOptions {
   /** Connected with inboxPrefix = nodeInboxPrefix(node) when server permissions are on. */
@@ -158,6 +160,7 @@ export class ApplierSession {
     const outcome = await this.options.probe.probe(state);
     const verdict = judgeHealth({ stateVerified: true, outcome, at: new Date(this.clock.now()).toISOString() });
     this.health = { verdict, hash };
+    this.emit({ type: 'verdict', verdict });
     return verdict;
   }
 
@@ -173,6 +176,7 @@ export class ApplierSession {
       if (this.programmedHash !== hash || this.stopped) return; // an apply moved on meanwhile: its verdict stands
       const verdict = judgeHealth({ stateVerified: true, outcome, at: new Date(this.clock.now()).toISOString() });
       this.health = { verdict, hash };
+      this.emit({ type: 'verdict', verdict });
       if (verdict.verdict !== before?.verdict) this.heartbeat();
     } finally {
       this.probing = false;

@@ -14,12 +14,16 @@ export class ApplierMetrics {
   private readonly kernelWrites = new Counter({ name: 'switchboard_applier_kernel_writes_total', help: 'Kernel writes performed', registers: [this.registry] });
   private readonly applySeconds = new Histogram({ name: 'switchboard_applier_apply_seconds', help: 'Fetch+render+apply time per version', buckets: [0.001, 0.005, 0.02, 0.1, 0.5, 2, 10], registers: [this.registry] });
   private readonly rejected = new Counter({ name: 'switchboard_applier_rejected_messages_total', help: 'Bus messages dropped as not the planner\'s (unsigned, badly signed, malformed, foreign)', labelNames: ['kind'], registers: [this.registry] });
+  private readonly verdict = new Gauge({ name: 'switchboard_applier_health_verdict', help: '1 for the node\'s current health verdict (state read back + data-path probe), 0 for the others', labelNames: ['verdict'], registers: [this.registry] });
+  private readonly probed = new Counter({ name: 'switchboard_applier_probe_targets_total', help: 'Virtual servers probed, by result: ok, failed (through the dataplane), unreachable (endpoint did not answer directly)', labelNames: ['result'], registers: [this.registry] });
+  private readonly probeLatency = new Histogram({ name: 'switchboard_applier_probe_connect_seconds', help: 'Median connect time through the dataplane per probe round', buckets: [0.0005, 0.002, 0.01, 0.05, 0.2, 1], registers: [this.registry] });
   private readonly connected = new Gauge({ name: 'switchboard_applier_nats_connected', help: '1 when connected to NATS', registers: [this.registry] });
 
   constructor() {
     collectDefaultMetrics({ register: this.registry });
     this.connected.set(0);
     for (const kind of ['target', 'artifact', 'config']) this.rejected.inc({ kind }, 0);
+    for (const result of ['ok', 'failed', 'unreachable']) this.probed.inc({ result }, 0);
   }
 
   observe(e: SessionEvent): void {
@@ -33,6 +37,17 @@ export class ApplierMetrics {
         this.kernelWrites.inc(e.ack.kernelWrites);
         const t = e.ack.timings;
         this.applySeconds.observe((t.fetchMs + t.renderMs + t.applyMs) / 1000);
+        break;
+      }
+      case 'verdict': {
+        for (const v of ['healthy', 'unhealthy', 'unprobed']) this.verdict.set({ verdict: v }, v === e.verdict.verdict ? 1 : 0);
+        const p = e.verdict.probe;
+        if (p) {
+          this.probed.inc({ result: 'ok' }, p.succeeded);
+          this.probed.inc({ result: 'failed' }, p.failed);
+          this.probed.inc({ result: 'unreachable' }, p.unreachable);
+          if (p.latencyMs) this.probeLatency.observe(p.latencyMs.p50 / 1000);
+        }
         break;
       }
       case 'nack': this.nacks.inc(); break;

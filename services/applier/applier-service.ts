@@ -95,6 +95,7 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
           log.warn({ err: (err as Error).message }, 'could not persist applied state');
         }
         break;
+      case 'verdict': if (e.verdict.verdict === 'unhealthy') log.warn({ reason: e.verdict.reason, probe: e.verdict.probe }, 'health verdict: unhealthy'); break;
       case 'nack': log.warn({ version: e.nack.version, error: e.nack.error, lastGoodVersion: e.nack.lastGoodVersion }, 'NACK'); break;
       case 'error': log.warn({ error: e.error }, 'bus error'); break;
       case 'rejected': log.warn({ kind: e.kind, where: e.where, reason: e.reason }, 'dropped a message that is not the planner\'s'); break;

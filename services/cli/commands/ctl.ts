@@ -39,11 +39,13 @@ export function registerCtl(program: Command, setExit: SetExit): void {
         + (s.lastError ? `last error: ${String(s.lastError)}\n` : '');
       // REASON says why a node has its word (the NACK's error for ERROR); -o wide adds the rest.
       const cols = [{ header: 'NODE' }, { header: 'STATUS' }, { header: 'MODE' }, { header: 'TARGET' }, { header: 'APPLIED' }, { header: 'CONFIG' }, { header: 'LAG' }];
-      const more = wide ? [{ header: 'HASH' }, { header: 'LAST REPORT' }, { header: 'HEARTBEAT' }, { header: 'LAST ERROR' }] : [];
+      const more = wide ? [{ header: 'HASH' }, { header: 'HEALTH' }, { header: 'LAST REPORT' }, { header: 'HEARTBEAT' }, { header: 'LAST ERROR' }] : [];
+      // HEALTH: the node's newest verdict (state read back + data-path probe); '-' from appliers that send none.
+      const health = (n: Record<string, unknown>) => (n.health as { verdict: string } | null | undefined)?.verdict ?? '-';
       return head + table([...cols, ...more, { header: 'REASON', max: 60 }], nodes.map((n) => [
         n.node as string, n.status as string, n.mode as string, n.targetVersion as number, n.appliedVersion as number,
         `${n.appliedConfigRevision ?? '-'}/${n.targetConfigRevision}`, n.lag as number,
-        ...(wide ? [n.hashMatch === null ? '-' : n.hashMatch ? 'ok' : 'MISMATCH', n.lastReportAt as string, n.heartbeatAt as string, n.lastError as string] : []),
+        ...(wide ? [n.hashMatch === null ? '-' : n.hashMatch ? 'ok' : 'MISMATCH', health(n), n.lastReportAt as string, n.heartbeatAt as string, n.lastError as string] : []),
         (n.reason as string | undefined) ?? (n.lastError as string),
       ]), wide);
     });

@@ -45,6 +45,10 @@ describe('applier service', () => {
       const metrics = await (await fetch(`http://127.0.0.1:${svc.httpPort}/metrics`)).text();
       expect(metrics).toMatch(/^switchboard_applier_applied_version 1$/m);
       expect(metrics).toMatch(/^switchboard_applier_acks_total\{path="checkpoint",skipped="false"\} 1$/m);
+      // A dry-run node has no dataplane to probe: it says so with the ACK, on /healthz and in /metrics.
+      expect(ack.kind === 'ack' && ack.v.health).toMatchObject({ verdict: 'unprobed', reason: 'dry-run: no dataplane to probe', probe: null });
+      expect(metrics).toMatch(/^switchboard_applier_health_verdict\{verdict="unprobed"\} 1$/m);
+      expect(metrics).toMatch(/^switchboard_applier_health_verdict\{verdict="healthy"\} 0$/m);
       const persisted = JSON.parse(readFileSync(path.join(stateDir, 'applied-n1.json'), 'utf8'));
       expect(persisted).toEqual({ version: 1, configRevision: 0, dataHash: ack.kind === 'ack' ? ack.v.dataHash : '', nodeStateHash: ack.kind === 'ack' ? ack.v.nodeStateHash : '' });
     } finally {

@@ -87,7 +87,7 @@ describe('ctl against a real planner, nats-server and dry-run appliers', () => {
 
     const table = await ctl('status');
     expect(table.stdout).toMatch(/^version 1, config revision 1, rejected objects 0\nNODE\s+STATUS\s+MODE\s+TARGET\s+APPLIED\s+CONFIG\s+LAG\s+REASON\nnode-1\s+SYNCED\s+dry-run\s+1\s+1\s+1\/1\s+0\s+running version 1 config 1\nnode-2\s+SYNCED/);
-    expect((await ctl('status', '-o', 'wide')).stdout).toMatch(/NODE\s+STATUS.*HASH\s+LAST REPORT\s+HEARTBEAT\s+LAST ERROR\s+REASON\nnode-1\s+SYNCED.*\s+ok\s+/);
+    expect((await ctl('status', '-o', 'wide')).stdout).toMatch(/NODE\s+STATUS.*HASH\s+HEALTH\s+LAST REPORT\s+HEARTBEAT\s+LAST ERROR\s+REASON\nnode-1\s+SYNCED.*\s+ok\s+unprobed\s+/);
     const yaml = parseYaml((await ctl('status', '-o', 'yaml')).stdout) as { nodes: { node: string; status: string }[] };
     const json = JSON.parse((await ctl('status', '--json')).stdout) as typeof yaml;
     expect(yaml.nodes.map((n) => [n.node, n.status])).toEqual([['node-1', 'SYNCED'], ['node-2', 'SYNCED']]);
