@@ -7,7 +7,8 @@ import { parseBatch } from './replication-codec.ts';
 
 /**
  * Snapshots of a group's log, so the log stream need not keep every batch forever: the leader
- * writes the whole log as of an acknowledged stream seq S (one gzipped batch from the log's anchors)
+ * (at intervals that grow with the log, see snapshotIfDue) writes the whole log as of an
+ * acknowledged stream seq S (one gzipped batch from the log's anchors)
  * as object `seq-S` in a JetStream object store (same replicas as the stream), then trims the
  * stream below the previous snapshot's seq and deletes all but the two newest snapshots. So the
  * stream always holds every batch since the second newest snapshot: a replica that lags less than

@@ -54,8 +54,9 @@ export interface LogReplicatorOptions {
   /** How long an append keeps retrying through server failover before flush() throws (default 30 s). */
   readonly appendTimeoutMs?: number;
   /**
-   * The leader snapshots the log after this many new rows (default 50,000; 0: never) and trims the
-   * stream below the previous snapshot (retention: see replication-snapshots.ts).
+   * The leader snapshots the log after this many new rows, or as many as the log held at the last
+   * snapshot if more (default 50,000; 0: never), and trims the stream below the previous snapshot
+   * (retention: see replication-snapshots.ts).
    */
   readonly snapshotEveryRows?: number;
   /** How often a follower asks for the stream's end, for position().lagRows (default 1 s). */
@@ -296,7 +297,8 @@ class StreamLogReplicator implements LogReplicator {
   private snapshotIfDue(flushed: RowBatch): void {
     const every = this.o.snapshotEveryRows ?? 50_000;
     const rows = rowCount(flushed.to);
-    if (every <= 0 || rows - this.snapshotRows < every) return;
+    // A snapshot costs O(log); spacing them at least the log's size apart keeps that O(1) per row.
+    if (every <= 0 || rows - this.snapshotRows < Math.max(every, this.snapshotRows)) return;
     this.snapshotRows = rows;
     const whole = this.log.exportRows(this.log.position(), { whole: true, upTo: flushed.to });
     const snap = { ...whole, resumePoints: flushed.resumePoints };
