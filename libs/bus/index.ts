@@ -13,5 +13,7 @@ export {
   artifactStatement, configStatement, targetStatement, defaultSigningKeyFile, loadOrCreateSigningKey, readVerifierFile,
   signerFromKey, verifierFromPem, type Signer, type Verifier,
 } from './planner-signature.ts';
-export { PlannerLease, type LeaseHolder } from './planner-lease.ts';
+export { LeaderLease, checkGroupName, describeHolder, leaseBucket, type LeaseHolder, type LeaderLeaseOptions } from './planner-lease.ts';
+export { GroupMembers, membersBucket, type GroupMember } from './group-members.ts';
+export { StaleLeaderError } from './stale-leader.ts';
 export { newestPublishedAnchor, type PublishedAnchor } from './published-anchor.ts';

@@ -1,127 +1,278 @@
 import { hostname } from 'node:os';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { KV } from '@nats-io/kv';
-import { replicatedBucket } from './target-store.ts';
+import { JetStreamApiError } from '@nats-io/jetstream';
 import { z } from 'zod';
 import { parseWire } from '../model/index.ts';
+import { replicatedBucket } from './target-store.ts';
 
-export const LEASE_BUCKET = 'sb_planner_lease';
-const KEY = 'holder';
+const KEY = 'leader';
 
-const LeaseHolderSchema = z.object({ id: z.string(), host: z.string(), pid: z.number().int(), since: z.string(), renewedAt: z.string() });
+/** A group name as it appears in bucket names: letters, digits, '-' and '_'. */
+export function checkGroupName(group: string): string {
+  if (!/^[A-Za-z0-9_-]{1,64}$/.test(group)) throw new Error(`--group ${JSON.stringify(group)}: use 1-64 letters, digits, '-' or '_'`);
+  return group;
+}
+
+export function leaseBucket(group: string): string {
+  return `sb_lease_${checkGroupName(group)}`;
+}
+
+const LeaseHolderSchema = z.object({
+  id: z.string(), term: z.number().int(), host: z.string(), pid: z.number().int(), since: z.string(), renewedAt: z.string(),
+  api: z.string().optional(),
+});
 export type LeaseHolder = z.infer<typeof LeaseHolderSchema>;
 
+export interface LeaderLeaseOptions {
+  readonly nc: NatsConnection;
+  readonly group: string;
+  /** This planner's --id (default: the hostname). */
+  readonly id: string;
+  /** Lease TTL (default 15 s): a silent leader's lease is free this long after its last renewal. */
+  readonly ttlMs?: number;
+  readonly replicas?: number;
+  /** This planner's API URL, recorded in the lease so followers can name where writes go. */
+  readonly api?: string;
+  readonly onElected?: (term: number) => void;
+  readonly onDeposed?: (why: string) => void;
+  /** Told the first time a renewal fails after one that worked (NATS away, a slow server). */
+  readonly onTrouble?: (line: string) => void;
+  /** Monotonic milliseconds (default performance.now: it keeps counting while the process is stopped). */
+  readonly now?: () => number;
+}
+
 /**
- * One acting planner per NATS until HA exists: a lease in a KV bucket whose max age is the TTL
- * (nats-server 2.9 has no per-key TTL; the bucket holds only this key). Taking it is a create
- * (fails when held), renewing a compare-and-set on the revision we wrote, every TTL/3. A planner
- * that finds the lease held by another live planner refuses to act (the caller exits non-zero
- * and names the holder). The same planner restarted (same id: host + log file) takes its own
- * lease back at once when the recorded process is gone from this host; otherwise, a holder that
- * stops renewing loses the lease when the TTL passes.
+ * Leader election for a planner group: one key in a KV bucket (`sb_lease_<group>`, `--replicas`
+ * copies) whose max age is the TTL (nats-server 2.9 has no per-key TTL; the bucket holds only this
+ * key, so an unrenewed lease simply expires).
+ *
+ * - Winning is a create (fails when held) or, for this planner's own record left by a dead process
+ *   on this host, a compare-and-set on the revision seen. The **term** is the KV revision of the
+ *   winning write: JetStream numbers every write to the bucket, so terms only grow (renewals
+ *   consume numbers too, so terms have gaps) and no two leaders ever share one.
+ * - The leader renews every TTL/4 with a compare-and-set on the revision it last wrote; a failed
+ *   compare means someone else holds the lease: it steps down at once.
+ * - It acts only while `isLeader()`: until 3/4 of the TTL after it *sent* its last successful
+ *   renewal (the server's expiry counts from when it stored it, later), so a leader that cannot
+ *   renew stops before its lease can pass to another, even when it was stopped (SIGSTOP) mid-way.
+ * - Followers look every TTL/4 and contend (create) once the key has expired or been released.
+ * What a stale leader might still have in flight is fenced by the conditional writes on the
+ * versions stream and the targets bucket (version-publisher.ts, target-store.ts).
  */
-export class PlannerLease {
-  private revision = 0;
-  private timer: NodeJS.Timeout | undefined;
-  private lost: string | undefined;
+export class LeaderLease {
   private kv!: KV;
+  private revision = 0;
+  private myTerm = 0;
+  private validUntil = 0;
+  private leading = false;
+  private seen: LeaseHolder | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private ticking = false;
+  private holdOffUntil = 0;
+  private lastContact: number;
+  private closed = false;
+  private firstRound: Promise<void> | undefined;
+  private troubled = false;
+  readonly ttlMs: number;
+  readonly me: Omit<LeaseHolder, 'term' | 'renewedAt'>;
 
-  private constructor(private readonly nc: NatsConnection, readonly me: LeaseHolder, private readonly ttlMs: number, private readonly onLost: (why: string) => void, private readonly replicas = 1) {}
+  private constructor(private readonly o: LeaderLeaseOptions) {
+    this.ttlMs = o.ttlMs ?? 15_000;
+    this.me = { id: o.id, host: hostname(), pid: process.pid, since: new Date().toISOString(), ...(o.api ? { api: o.api } : {}) };
+    this.lastContact = this.now();
+  }
 
-  /**
-   * Acquires the lease or throws an Error naming the holder. `id` identifies this planner's log
-   * (default host:db); `ttlMs` default 15 s.
-   */
-  static async acquire(o: { nc: NatsConnection; id: string; ttlMs?: number; onLost?: (why: string) => void; replicas?: number }): Promise<PlannerLease> {
-    const now = new Date().toISOString();
-    const l = new PlannerLease(o.nc, { id: o.id, host: hostname(), pid: process.pid, since: now, renewedAt: now }, o.ttlMs ?? 15_000, o.onLost ?? (() => {}), o.replicas);
-    await l.take();
-    l.timer = setInterval(() => void l.renew(), Math.max(100, Math.floor(l.ttlMs / 3)));
+  /** Opens (or creates) the group's lease bucket; call start() to take part in elections. */
+  static async open(o: LeaderLeaseOptions): Promise<LeaderLease> {
+    const l = new LeaderLease(o);
+    l.kv = await replicatedBucket(o.nc, leaseBucket(o.group), { history: 1, ttl: l.ttlMs, replicas: o.replicas });
     return l;
   }
 
-  /** Undefined while held; else why it was lost. Writers check it before every bus write. */
-  lostReason(): string | undefined {
-    return this.lost;
-  }
-
-  private async open(): Promise<void> {
-    this.kv = await replicatedBucket(this.nc, LEASE_BUCKET, { history: 1, ttl: this.ttlMs, replicas: this.replicas });
-  }
-
-  private async take(): Promise<void> {
-    await this.open();
-    try {
-      this.revision = await this.kv.create(KEY, JSON.stringify(this.me));
-      return;
-    } catch {
-      // held (or a race): look at who holds it
-    }
-    const e = await this.kv.get(KEY);
-    if (!e || e.operation !== 'PUT') {
-      this.revision = await this.kv.create(KEY, JSON.stringify(this.me)); // expired in between
-      return;
-    }
-    const h = parseWire(LeaseHolderSchema, e.value, 'planner lease');
-    if ('value' in h && h.value.id === this.me.id && (h.value.pid === process.pid || (h.value.host === this.me.host && !alive(h.value.pid)))) {
-      this.revision = await this.kv.update(KEY, JSON.stringify(this.me), e.revision); // our own, from a run that died
-      return;
-    }
-    const who = 'value' in h ? describeHolder(h.value) : 'an unreadable holder record';
-    throw new Error(`another planner holds the lease on this NATS (${who}); refusing to act until it stops (lease TTL ${this.ttlMs} ms)`);
+  private now(): number {
+    return this.o.now?.() ?? performance.now();
   }
 
   /**
-   * Renews now (after a reconnect, or when NATS lost its store and with it the lease bucket):
-   * waiting for the next tick would leave the lease open to another planner meanwhile.
+   * Contends now, then renews or watches every TTL/4. Resolves once the first round is done
+   * (elected or not), so a lone planner starts as the leader.
    */
-  async renewNow(): Promise<void> {
-    await this.renew();
+  start(): Promise<void> {
+    this.firstRound = this.tick();
+    this.timer = setInterval(() => void this.tick(), Math.max(50, Math.floor(this.ttlMs / 4)));
+    return this.firstRound;
+  }
+
+  /** True while this planner leads and its lease is surely still its own. */
+  isLeader(): boolean {
+    return this.leading && this.now() < this.validUntil;
+  }
+
+  /** The term this planner leads in, or the newest term it has seen a leader hold. */
+  term(): number {
+    return this.leading ? this.myTerm : (this.seen?.term ?? 0);
+  }
+
+  /** The current leader as last seen (this planner's own record while it leads). */
+  leader(): LeaseHolder | undefined {
+    return this.leading ? this.record() : this.seen;
+  }
+
+  /** Milliseconds since the lease bucket last answered (a planner cut off from NATS sees it grow). */
+  sinceContactMs(): number {
+    return this.now() - this.lastContact;
+  }
+
+  /**
+   * Gives up leadership (a fence was seen, or the planner cannot lead: its log is behind): the
+   * lease is released so another planner can take it, and this one waits `holdOffMs` (default
+   * one TTL) before contending again.
+   */
+  async stepDown(why: string, holdOffMs = this.ttlMs): Promise<void> {
+    this.holdOffUntil = this.now() + holdOffMs;
+    if (!this.leading) return;
+    const rev = this.revision;
+    this.lose(why);
+    await this.kv.delete(KEY, { previousSeq: rev }).catch(() => undefined); // taken over already, or NATS away: the TTL frees it
+  }
+
+  /** A clean stop: released, so another planner takes over at once. */
+  async close(): Promise<void> {
+    this.closed = true;
+    clearInterval(this.timer);
+    if (this.leading) {
+      this.leading = false;
+      await this.kv.delete(KEY, { previousSeq: this.revision }).catch(() => undefined);
+    }
+  }
+
+  private record(): LeaseHolder {
+    return { ...this.me, term: this.myTerm, renewedAt: new Date().toISOString() };
+  }
+
+  private lose(why: string): void {
+    if (!this.leading) return;
+    this.leading = false;
+    this.o.onDeposed?.(why);
+  }
+
+  private async tick(): Promise<void> {
+    if (this.ticking || this.closed) return;
+    this.ticking = true;
+    try {
+      if (this.leading) await this.renew();
+      else await this.contend();
+    } finally {
+      this.ticking = false;
+    }
   }
 
   private async renew(): Promise<void> {
-    if (this.lost) return;
+    if (!this.isLeader()) {
+      this.lose(`lease not renewed for ${Math.round(this.now() - (this.validUntil - 0.75 * this.ttlMs))} ms (TTL ${this.ttlMs} ms): stopped acting before it could expire`);
+      return;
+    }
+    const sent = this.now();
     try {
-      this.revision = await this.kv.update(KEY, JSON.stringify({ ...this.me, renewedAt: new Date().toISOString() }), this.revision);
+      this.revision = await this.kv.update(KEY, JSON.stringify(this.record()), this.revision, Math.max(200, Math.floor(this.ttlMs / 4)));
+      this.lastContact = this.now();
+      if (this.leading) this.validUntil = sent + 0.75 * this.ttlMs;
+      this.troubled = false;
     } catch (e) {
-      // Either NATS lost its store (the key is gone: take it again) or someone took it over.
-      try {
-        const cur = await this.kv.get(KEY).catch(() => null);
-        if (!cur || cur.operation !== 'PUT') {
-          await this.take();
-          return;
-        }
-        const h = parseWire(LeaseHolderSchema, cur.value, 'planner lease');
-        if ('value' in h && h.value.id === this.me.id && h.value.pid === process.pid) {
-          this.revision = cur.revision;
-          return;
-        }
-        this.lost = `lease taken over by ${'value' in h ? describeHolder(h.value) : 'another planner'}`;
-        clearInterval(this.timer);
-        this.onLost(this.lost);
-      } catch (err) {
-        if (/no responders|stream not found|10059/i.test((err as Error).message)) {
-          try { await this.take(); } catch { /* NATS still away: next renewal */ }
-        }
-        void e; // disconnected: renew again on the next tick; the lease survives up to the TTL
+      if (!this.troubled) this.o.onTrouble?.(`lease renewal failed: ${(e as Error).message}`);
+      this.troubled = true;
+      if (isWrongSequence(e)) {
+        this.lastContact = this.now();
+        const cur = await this.read().catch(() => undefined);
+        this.lose(`lease taken over${cur ? ` by ${describeHolder(cur)}` : ''}`);
       }
+      await this.reopenIfLost(e);
+      // otherwise NATS is away: the next tick renews, or stops acting once validity ends
     }
   }
 
-  /** Releases the lease (a clean stop lets another planner start at once). */
-  async release(): Promise<void> {
-    clearInterval(this.timer);
-    if (this.lost) return;
+  /**
+   * After a failed request: NATS may have lost its store (the bucket is gone; a write then meets
+   * no responders, a read may even answer "no key"): make the bucket again (a no-op when it is
+   * there; fails fast while NATS is away). The lease is then contended afresh.
+   */
+  private async reopenIfLost(_e: unknown): Promise<void> {
     try {
-      await this.kv.delete(KEY, { previousSeq: this.revision });
+      this.kv = await replicatedBucket(this.o.nc, leaseBucket(this.o.group), { history: 1, ttl: this.ttlMs, replicas: this.o.replicas });
     } catch {
-      // NATS away or already taken: the TTL frees it
+      // still away: the next tick tries again
     }
+  }
+
+  private async contend(): Promise<void> {
+    let entry;
+    try {
+      entry = await this.kv.get(KEY);
+      this.lastContact = this.now();
+    } catch (e) {
+      await this.reopenIfLost(e);
+      return; // NATS away
+    }
+    if (entry && entry.operation === 'PUT') {
+      const h = parseWire(LeaseHolderSchema, entry.value, 'planner lease');
+      const holder = 'value' in h ? { ...h.value, term: h.value.term || entry.revision } : undefined;
+      this.seen = holder ?? this.seen;
+      // This planner's own record, left by a run that died on this host: take it back at once.
+      const mine = holder && holder.id === this.me.id && holder.host === this.me.host && (holder.pid === process.pid || !alive(holder.pid));
+      if (!mine || this.now() < this.holdOffUntil) return;
+      await this.win(() => this.kv.update(KEY, JSON.stringify({ ...this.record(), term: 0 }), entry.revision));
+      return;
+    }
+    if (this.now() < this.holdOffUntil) return;
+    await this.win(() => this.kv.create(KEY, JSON.stringify({ ...this.record(), term: 0 })));
+  }
+
+  /** Writes the claim; on success the revision is the term, recorded in the lease right away. */
+  private async win(write: () => Promise<number>): Promise<void> {
+    const sent = this.now();
+    let rev: number;
+    try {
+      rev = await write();
+    } catch (e) {
+      if (!isWrongSequence(e)) await this.reopenIfLost(e);
+      return; // another planner won the race (or NATS away): follow
+    }
+    this.lastContact = this.now();
+    this.revision = rev;
+    this.myTerm = rev;
+    this.validUntil = sent + 0.75 * this.ttlMs;
+    this.leading = true;
+    try {
+      this.revision = await this.kv.update(KEY, JSON.stringify(this.record()), rev);
+    } catch {
+      // the next renewal tries again; followers read term 0 as "the entry's revision"
+    }
+    this.seen = this.record();
+    this.o.onElected?.(this.myTerm);
+  }
+
+  private async read(): Promise<LeaseHolder | undefined> {
+    const e = await this.kv.get(KEY);
+    if (!e || e.operation !== 'PUT') return undefined;
+    const h = parseWire(LeaseHolderSchema, e.value, 'planner lease');
+    return 'value' in h ? { ...h.value, term: h.value.term || e.revision } : undefined;
   }
 }
 
 export function describeHolder(h: LeaseHolder): string {
-  return `planner ${h.id}, pid ${h.pid} on ${h.host}, since ${h.since}, renewed ${h.renewedAt}`;
+  return `planner ${h.id} (term ${h.term}, pid ${h.pid} on ${h.host}${h.api ? `, API ${h.api}` : ''})`;
+}
+
+/** The bucket's stream is gone (NATS lost its store): JetStream says so, or nobody answers its subject. */
+export function isStoreLost(e: unknown): boolean {
+  if (e instanceof JetStreamApiError && e.code === 10059) return true;
+  const err = e as { message?: string; isNoResponders?: () => boolean };
+  return /stream not found|no responders|503/i.test(err?.message ?? '') || (typeof err?.isNoResponders === 'function' && err.isNoResponders());
+}
+
+function isWrongSequence(e: unknown): boolean {
+  return e instanceof JetStreamApiError && e.code === 10071;
 }
 
 function alive(pid: number): boolean {

@@ -10,7 +10,7 @@ export class ReplicasRefused extends Error {}
 /**
  * The cluster as the connected server describes it in INFO: a clustered server names its cluster
  * and lists every member's client URL (itself included) in connect_urls; a lone server has no
- * cluster. Gossip can lag a server that just joined, so a refusal waits for INFO to settle first.
+ * cluster. Used to word a refusal (members that are down are not listed).
  */
 export function clusterOf(nc: NatsConnection): { servers: number; name: string | undefined } {
   const info = nc.info as ({ cluster?: string; connect_urls?: string[] } | undefined);
@@ -18,13 +18,13 @@ export function clusterOf(nc: NatsConnection): { servers: number; name: string |
   return { servers: Math.max(1, new Set(info.connect_urls ?? []).size), name: info.cluster };
 }
 
-/** Throws ReplicasRefused when `replicas` exceeds the cluster's size (checked twice, 2 s apart). */
-export async function checkReplicas(nc: NatsConnection, replicas: number, settleMs = 2000): Promise<void> {
+/**
+ * Checks the flag's value. Whether the cluster can hold that many copies is JetStream's answer when
+ * a stream or bucket is made or resized (asRefusal): INFO's member list shrinks while a server is
+ * down, and a planner must start then too, against streams that already have their replicas.
+ */
+export function checkReplicas(replicas: number): void {
   if (!Number.isSafeInteger(replicas) || replicas < 1) throw new ReplicasRefused(`--replicas ${replicas}: must be a whole number of at least 1`);
-  if (replicas <= clusterOf(nc).servers) return;
-  await new Promise((r) => setTimeout(r, settleMs)); // INFO updates arrive as the cluster gossips
-  const c = clusterOf(nc);
-  if (replicas > c.servers) throw new ReplicasRefused(refusal(replicas, c));
 }
 
 function refusal(replicas: number, c: { servers: number; name: string | undefined }): string {

@@ -13,6 +13,12 @@ export const VERSIONS_SUBJECTS = 'sb.v.>';
 export const TARGETS_BUCKET = 'sb_targets';
 export const TARGETS_STREAM = `KV_${TARGETS_BUCKET}`;
 export const DEFAULT_TARGET_KEY = 'default';
+/**
+ * A new leader's claim on the versions stream: one message per election, carrying its term,
+ * appended conditionally on the stream's last sequence. Any write a deposed leader still has in
+ * flight expects an older last sequence and fails (version-publisher.ts).
+ */
+export const TERM_SUBJECT = 'sb.v.term';
 
 export function deltaSubject(version: number): string {
   return `sb.v.delta.${version}`;
@@ -100,4 +106,6 @@ export const H = {
   anchor: 'Sb-Anchor',
   /** The planner's signature over the message (see planner-signature.ts, artifactStatement). */
   sig: 'Sb-Sig',
+  /** The term of the leader that published the message (planner-lease.ts). */
+  term: 'Sb-Term',
 } as const;

@@ -1,6 +1,7 @@
 import type { NatsConnection } from '@nats-io/transport-node';
 import { Kvm, type KV, type KvOptions } from '@nats-io/kv';
-import { jetstreamManager } from '@nats-io/jetstream';
+import { jetstreamManager, JetStreamApiError } from '@nats-io/jetstream';
+import { StaleLeaderError } from './stale-leader.ts';
 import { asRefusal, ensureStreamReplicas } from './stream-replicas.ts';
 import { checkWire, ConfigRevisionSchema, contentHash, parseWire, SignedTargetSchema, type ConfigRevision, type NodeTarget, type NoticeDelta, type SignedTarget } from '../model/index.ts';
 import { configStatement, targetStatement, type Signer } from './planner-signature.ts';
@@ -34,6 +35,8 @@ export interface TargetStoreOptions {
 
 export class TargetStore {
   private issued = 0;
+  /** The KV revision of each key as this store last wrote or read it: every write expects it (0: absent). */
+  private readonly revisions = new Map<string, number>();
 
   private constructor(private readonly nc: NatsConnection, private kv: KV, private readonly o: TargetStoreOptions) {}
 
@@ -77,15 +80,41 @@ export class TargetStore {
       ? { cleared: true, issued: this.issued, sig }
       : { version: t.version, configRevision: t.configRevision, issued: this.issued, sig };
     const text = JSON.stringify(entry);
-    const revision = await this.kv.put(key, text);
+    const revision = await this.conditionalPut(key, text);
     this.nc.publish(targetNoticeSubject(key), noticeText(revision, entry, delta, this.nc.info?.max_payload));
     return revision;
   }
 
-  /** The newest `issued` already in the bucket (another run of this planner wrote it). */
+  /**
+   * A put that expects the key's revision as this store last saw it; another planner's write in
+   * between (a newer leader) makes it fail with StaleLeaderError. A key this store never saw is
+   * read first (its revision, or absent).
+   */
+  private async conditionalPut(key: string, text: string): Promise<number> {
+    let expected = this.revisions.get(key);
+    if (expected === undefined) {
+      const e = await this.kv.get(key);
+      expected = e ? e.revision : 0;
+    }
+    try {
+      const rev = expected === 0 ? await this.kv.create(key, text) : await this.kv.update(key, text, expected);
+      this.revisions.set(key, rev);
+      return rev;
+    } catch (e) {
+      if (e instanceof JetStreamApiError && e.code === 10071) {
+        this.revisions.delete(key);
+        throw new StaleLeaderError(`targets bucket: ${key} was written by another planner since revision ${expected}`);
+      }
+      throw e;
+    }
+  }
+
+  /** The newest `issued` already in the bucket (another run of this planner wrote it), and each key's revision. */
   private async learnIssued(): Promise<void> {
+    this.revisions.clear();
     for (const k of [DEFAULT_TARGET_KEY, ...await this.nodeKeys()]) {
       const e = await this.kv.get(k);
+      if (e) this.revisions.set(k, e.revision);
       const t = e && e.operation === 'PUT' ? parseWire(SignedTargetSchema, e.value, k) : undefined;
       if (t && 'value' in t) this.issued = Math.max(this.issued, t.value.issued);
     }
@@ -120,11 +149,12 @@ export class TargetStore {
       if (!this.o.signer || existing.sig) return;
     }
     const sig = this.o.signer?.sign(configStatement(r.revision, r.hash));
-    await this.kv.put(configKey(r.revision), JSON.stringify({ ...r, ...(sig ? { sig } : {}) }));
+    await this.conditionalPut(configKey(r.revision), JSON.stringify({ ...r, ...(sig ? { sig } : {}) }));
   }
 
   async getConfigRevision(rev: number): Promise<ConfigRevision | undefined> {
     const e = await this.kv.get(configKey(rev));
+    this.revisions.set(configKey(rev), e?.revision ?? 0);
     if (!e || e.operation !== 'PUT') return undefined;
     const r = checkWire(ConfigRevisionSchema, e.json(), configKey(rev));
     if ('error' in r) throw new Error(r.error);

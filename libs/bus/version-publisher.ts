@@ -1,9 +1,10 @@
-import { headers as natsHeaders, type NatsConnection } from '@nats-io/transport-node';
-import { jetstream, jetstreamManager, JetStreamApiError, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
+import { headers as natsHeaders, type MsgHdrs, type NatsConnection } from '@nats-io/transport-node';
+import { jetstream, jetstreamManager, JetStreamApiError, type JetStreamClient, type JetStreamManager, type PubAck } from '@nats-io/jetstream';
+import { StaleLeaderError } from './stale-leader.ts';
 import type { NoticeDelta, VersionArtifact } from '../model/index.ts';
 import { deltaPayloadBytes, encodeArtifact } from './artifact-codec.ts';
 import { artifactStatement, verifierFromPem, type Signer } from './planner-signature.ts';
-import { H, parseVersionSubject, VERSIONS_STREAM, VERSIONS_SUBJECTS } from './subjects.ts';
+import { H, parseVersionSubject, TERM_SUBJECT, VERSIONS_STREAM, VERSIONS_SUBJECTS } from './subjects.ts';
 import { VersionReader } from './version-reader.ts';
 import { asRefusal, ensureStreamReplicas } from './stream-replicas.ts';
 
@@ -53,6 +54,10 @@ export class VersionPublisher {
   private lastCheckpoint = 0;
   /** The newest delta this process stored itself (stream ack, not a duplicate), for target notices. */
   private stored: { readonly version: number; readonly delta: NoticeDelta } | undefined;
+  /** The stream's last sequence as this publisher knows it: every append expects exactly it. */
+  private lastSeq = 0;
+  /** The term this publisher writes for (0: none claimed; appends are still conditional). */
+  private term = 0;
   private readonly js: JetStreamClient;
   private readonly reader: VersionReader;
   readonly checkpointEvery: number;
@@ -138,10 +143,9 @@ export class VersionPublisher {
         // Ed25519 is deterministic, so a retry dedupes; no one without the key can pre-empt the id.
         msgID = `${m.subject}:${sig.slice(0, 24)}`;
       }
+      if (this.term) h.set(H.term, String(this.term));
       try {
-        const ack = await this.js.publish(m.subject, m.payload, {
-          msgID, headers: h, expect: { streamName: this.stream, ...(a.form === 'delta' ? { lastSubjectSequence: 0 } : {}) },
-        });
+        const ack = await this.append(m.subject, m.payload, msgID, h, a.form === 'delta' ? 0 : undefined);
         duplicate ||= ack.duplicate;
       } catch (e) {
         if (a.form === 'delta' && e instanceof JetStreamApiError && e.code === 10071) {
@@ -153,7 +157,7 @@ export class VersionPublisher {
             return this.confirmExisting(a);
           }
           const lastOnSubject = await this.jsm.streams.getMessage(this.stream, { last_by_subj: m.subject });
-          await this.js.publish(m.subject, m.payload, { msgID, headers: h, expect: { streamName: this.stream, lastSubjectSequence: lastOnSubject?.seq ?? 0 } });
+          await this.append(m.subject, m.payload, msgID, h, lastOnSubject?.seq ?? 0);
         } else throw e;
       }
       bytes += m.payload.length;
@@ -166,6 +170,75 @@ export class VersionPublisher {
         : undefined;
     } else this.lastCheckpoint = Math.max(this.lastCheckpoint, a.version);
     return { version: a.version, form: a.form, bytes, messages: msgs.length, duplicate };
+  }
+
+  /**
+   * Appends one message conditionally on the stream's last sequence (and, when given, the
+   * subject's). When the stream moved under us, the messages since are looked at: another
+   * leader's term claim or artifact is a fence (StaleLeaderError, nothing retried); anything
+   * else is foreign (a core publish on our subjects) and is stepped over.
+   */
+  private async append(subject: string, payload: Uint8Array, msgID: string, h: MsgHdrs, lastSubjectSequence?: number): Promise<PubAck> {
+    for (;;) {
+      try {
+        const ack = await this.js.publish(subject, payload, {
+          msgID, headers: h,
+          expect: { streamName: this.stream, lastSequence: this.lastSeq, ...(lastSubjectSequence !== undefined ? { lastSubjectSequence } : {}) },
+        });
+        if (!ack.duplicate) this.lastSeq = ack.seq;
+        return ack;
+      } catch (e) {
+        if (!(e instanceof JetStreamApiError && e.code === 10071) || !(await this.stepOverForeign())) throw e;
+      }
+    }
+  }
+
+  /**
+   * False when the stream did not move (the subject-level expectation failed: the caller's case);
+   * true after stepping over foreign messages; throws StaleLeaderError when another leader wrote.
+   */
+  private async stepOverForeign(): Promise<boolean> {
+    const info = await this.jsm.streams.info(this.stream);
+    const end = info.state.last_seq;
+    if (end <= this.lastSeq) return false;
+    for (let seq = Math.max(this.lastSeq + 1, info.state.first_seq); seq <= end; seq++) {
+      let m;
+      try {
+        m = await this.jsm.streams.getMessage(this.stream, { seq });
+      } catch (e) {
+        if (e instanceof JetStreamApiError && e.code === 10037) continue; // deleted
+        throw e;
+      }
+      if (!m) continue;
+      const theirTerm = Number(m.header?.get(H.term) ?? 0);
+      if (m.subject === TERM_SUBJECT) {
+        const claim = parseTermClaim(m.data);
+        if (claim && claim.term !== this.term) throw new StaleLeaderError(`versions stream claimed by planner ${claim.id} in term ${claim.term} (this planner's term: ${this.term})`);
+        continue;
+      }
+      const parsed = parseVersionSubject(m.subject);
+      const genuine = parsed && this.reader.genuine({ subject: m.subject, data: m.data, header: (k) => m.header.get(k) }, parsed.version) === undefined;
+      if (genuine && theirTerm && theirTerm !== this.term) throw new StaleLeaderError(`version ${parsed.version} was published in term ${theirTerm} (this planner's term: ${this.term})`);
+      if (genuine && theirTerm === this.term) continue; // ours: an append whose answer was lost
+      this.o.onForeign?.(m.subject, genuine ? 'published by another planner without a term' : 'not one of ours');
+    }
+    this.lastSeq = end;
+    return true;
+  }
+
+  /**
+   * Claims the stream for a new leader's term: learns the stream's end and last version afresh,
+   * then appends the term claim conditionally on that end. Fails with StaleLeaderError when a
+   * newer term has claimed it meanwhile.
+   */
+  async claim(term: number, id: string): Promise<void> {
+    await this.ensureStream();
+    await this.recover();
+    this.term = term;
+    const h = natsHeaders();
+    h.set(H.term, String(term));
+    const body = new TextEncoder().encode(JSON.stringify({ term, id, at: new Date().toISOString() }));
+    await this.append(TERM_SUBJECT, body, `${TERM_SUBJECT}:${term}`, h);
   }
 
   private get stream(): string {
@@ -213,6 +286,7 @@ export class VersionPublisher {
     const info = await this.jsm.streams.info(this.stream);
     this.last = 0;
     this.lastCheckpoint = 0;
+    this.lastSeq = info.state.last_seq;
     if (info.state.messages === 0) return;
     const lastDelta = await this.lastGenuine(info.state.first_seq, info.state.last_seq);
     this.last = lastDelta;
@@ -238,7 +312,7 @@ export class VersionPublisher {
         if (e instanceof JetStreamApiError && e.code === 10037) continue; // deleted message
         throw e;
       }
-      if (!m) continue;
+      if (!m || m.subject === TERM_SUBJECT) continue;
       const parsed = parseVersionSubject(m.subject);
       const fault = parsed ? this.reader.genuine({ subject: m.subject, data: m.data, header: (k) => m.header.get(k) }, parsed.version) : 'not a version subject';
       if (fault === undefined && parsed) return parsed.form === 'delta' ? parsed.version : parsed.version - 1;
@@ -265,6 +339,14 @@ export class VersionPublisher {
 }
 
 const textDecoder = new TextDecoder();
+function parseTermClaim(data: Uint8Array): { term: number; id: string } | undefined {
+  try {
+    const v = JSON.parse(textDecoder.decode(data)) as { term?: unknown; id?: unknown };
+    return Number.isSafeInteger(v.term) && typeof v.id === 'string' ? { term: v.term as number, id: v.id } : undefined;
+  } catch {
+    return undefined;
+  }
+}
 
 function strip(h: VersionArtifact): { version: number; parent: number; hash: string; reason: string; createdAt: string } {
   return { version: h.version, parent: h.parent, hash: h.hash, reason: h.reason, createdAt: h.createdAt };

@@ -80,10 +80,19 @@ export function holdsPosition(db: Database.Database, p: LogPosition): boolean {
   return CHAIN_NAMES.every((c) => hashAt(db, c, h[c], p.chains[c].id) === p.chains[c].hash);
 }
 
-/** Whether any chain of the log runs past `p`, or it holds checkpoints past p's. */
+/**
+ * Whether any chain of the log runs past `p`, or it holds checkpoints past what p's rows cover. A
+ * checkpoint at or below p's last event is derived only from events p holds (a local `compact`
+ * writes such ones): it is no row the group lacks, and the next flush sends it along.
+ */
 export function isAhead(db: Database.Database, p: LogPosition): boolean {
   const now = positionOf(db);
-  return now.checkpointSeq > p.checkpointSeq || CHAIN_NAMES.some((c) => now.chains[c].id > p.chains[c].id);
+  return now.checkpointSeq > coveredCheckpointSeq(p) || CHAIN_NAMES.some((c) => now.chains[c].id > p.chains[c].id);
+}
+
+/** The highest checkpoint seq that position `p` accounts for: its own, or any up to its last event. */
+function coveredCheckpointSeq(p: LogPosition): number {
+  return Math.max(p.checkpointSeq, p.chains.events.id);
 }
 
 /**
@@ -188,7 +197,7 @@ export function truncateRows(db: Database.Database, to: LogPosition): RowBatch {
     db.prepare(`DELETE FROM ${c} WHERE ${CHAINS[c].id} > ?`).run(at.id);
     db.prepare('UPDATE chain_heads SET head_id = ?, head_hash = ? WHERE chain = ?').run(at.id, at.hash, c);
   }
-  db.prepare('DELETE FROM checkpoints WHERE seq > ?').run(to.checkpointSeq);
+  db.prepare('DELETE FROM checkpoints WHERE seq > ?').run(coveredCheckpointSeq(to));
   return dropped;
 }
 

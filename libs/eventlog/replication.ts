@@ -237,6 +237,7 @@ class StreamLogReplicator implements LogReplicator {
     if (this.mode === 'closed') throw new Error('log replicator is closed');
     if (!Number.isSafeInteger(term) || term < 1) throw new Error(`claim: term must be a positive integer, got ${term}`);
     await this.follower?.stop();
+    await this.ensureStream(); // NATS may have lost its store (the stream is gone): made again, the mark reset
     await this.catchUp();
     // Terms are the lease's (ha): the stream records them in markers but does not judge them, so a
     // forged marker with a huge term cannot lock leaders out. The conditional append is the fence.

@@ -7,6 +7,8 @@ import { HttpError, type Body } from './http-error.ts';
 import { operationRoutes } from './operation-routes.ts';
 import type { Planner } from './planner.ts';
 import { versionDiff } from './version-diff.ts';
+import type { GroupView } from './planner-group.ts';
+import type { GroupMember } from '../../libs/bus/index.ts';
 
 export { HttpError } from './http-error.ts';
 
@@ -52,17 +54,25 @@ export interface HttpApiOptions {
    * written, and until then only the probes answer (others get 503).
    */
   readonly started?: () => boolean;
+  /** The planner's group (self, leader, members); absent for a planner outside any group (tests). */
+  readonly group?: () => (GroupView & { planners: GroupMember[] }) | undefined;
 }
 
 /** The routes every planner serves: probes, metrics, reads, and the operations. */
-export function plannerRoutes(p: Planner, registry: Registry): ApiRoute[] {
+export function plannerRoutes(p: Planner, registry: Registry, group: HttpApiOptions['group'] = () => undefined): ApiRoute[] {
   const int = (v: unknown, name: string): number => {
     const n = typeof v === 'string' ? Number(v) : v;
     if (!Number.isSafeInteger(n) || (n as number) < 1) throw new HttpError(400, `${name} must be a positive integer`);
     return n as number;
   };
   return [
-    { method: 'GET', path: '/healthz', access: 'public', handle: () => ({ ok: true }) },
+    {
+      method: 'GET', path: '/healthz', access: 'public', handle: ({ res }) => {
+        const cutOff = group()?.cutOff; // a replica that cannot reach its group is not healthy
+        send(res, cutOff ? 503 : 200, cutOff ? { ok: false, reason: cutOff } : { ok: true });
+        return WROTE_RESPONSE;
+      },
+    },
     {
       method: 'GET', path: '/readyz', access: 'public', handle: ({ res }) => {
         const sourceError = p.sourceProblem();
@@ -89,6 +99,7 @@ export function plannerRoutes(p: Planner, registry: Registry): ApiRoute[] {
           now: new Date().toISOString(), config: p.config.state, rollout: rolloutView(p.config.state, Date.now(), nodes), summary: summarizeStatus(nodes), nodes,
           rejected: [...p.data.rejections.values(), ...p.sourceRejections.slice(0, 100)], rejectedTotal: p.data.rejectedCount + p.sourceRejections.length,
           lastError: p.lastError ?? null, sourceError: p.sourceProblem() ?? null, source: p.sourceHealth(),
+          ...groupStatus(group()),
         };
       },
     },
@@ -114,7 +125,7 @@ export function plannerRoutes(p: Planner, registry: Registry): ApiRoute[] {
 
 /** The planner's HTTP API for ctl and the console; JSON in and out, errors as {"error": "..."}. */
 export function createHttpApi(o: HttpApiOptions): Server {
-  const routes = [...plannerRoutes(o.planner, o.registry), ...(o.routes ?? [])];
+  const routes = [...plannerRoutes(o.planner, o.registry, o.group), ...(o.routes ?? [])];
   const find = (method: string | undefined, path: string) => {
     const matches = routes.filter((r) => r.path === path || (r.path.endsWith('/') && path.startsWith(r.path)));
     const forMethod = matches.filter((r) => r.method === method);
@@ -148,12 +159,36 @@ export function createHttpApi(o: HttpApiOptions): Server {
         throw new HttpError(403, `${principal.identity} is a viewer; ${req.method} ${url.pathname} needs an operator token`);
       }
     }
+    if (req.method === 'POST') redirectWritesToLeader(o.group?.(), url, res);
     const body = req.method === 'POST' ? await readJson(req) : {};
     const actor = recordedActor(principal?.identity, req.headers['x-switchboard-actor']);
     const reason = typeof body.reason === 'string' && body.reason.trim() ? body.reason.trim() : `${url.pathname.slice(1)} via API`;
     const answer = await route.handle({ query: url.searchParams, body, who: { actor, reason }, principal, req, res });
     if (answer !== WROTE_RESPONSE) send(res, 200, answer);
   }
+}
+
+/** GET /status's group part: this planner, the group's leader and every member with its lag. */
+function groupStatus(g: ReturnType<NonNullable<HttpApiOptions['group']>>): Record<string, unknown> {
+  if (!g) return {};
+  return {
+    group: g.group,
+    self: { ...g.self, lagRows: g.lagRows },
+    leader: g.leader ? { id: g.leader.id, term: g.leader.term, api: g.leader.api ?? null } : null,
+    planners: g.planners.map((m) => ({ id: m.id, leader: m.leader, term: m.term, lagRows: m.lagRows, api: m.api ?? null, at: m.at })),
+  };
+}
+
+/**
+ * Writes go to the leader: a follower answers 307 with the leader's URL in Location and an error
+ * naming it (ctl prints it in one line); with no leader known, 503. Reads are served locally.
+ */
+function redirectWritesToLeader(g: ReturnType<NonNullable<HttpApiOptions['group']>>, url: URL, res: ServerResponse): void {
+  if (!g || g.self.leader) return;
+  const l = g.leader && g.leader.id !== g.self.id ? g.leader : undefined;
+  if (!l) throw new HttpError(503, `planner ${g.self.id} follows in group ${g.group} and no leader is known right now; retry shortly`);
+  if (l.api) res.setHeader('location', new URL(url.pathname + url.search, l.api).toString());
+  throw new HttpError(307, `planner ${g.self.id} follows in group ${g.group}; the leader is planner ${l.id} (term ${l.term})${l.api ? ` at ${l.api}: send writes there (ctl --server ${l.api})` : ''}`);
 }
 
 /**

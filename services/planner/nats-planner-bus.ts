@@ -1,6 +1,6 @@
 import type { NatsConnection } from '@nats-io/transport-node';
 import {
-  AckCollector, checkReplicas, connectBusWaiting, PlannerLease, TargetStore, VersionPublisher,
+  AckCollector, checkReplicas, connectBusWaiting, StaleLeaderError, TargetStore, VersionPublisher,
   type BusAuth, type Signer,
 } from '../../libs/bus/index.ts';
 import type { ConfigRevision } from '../../libs/model/index.ts';
@@ -15,9 +15,13 @@ export interface NatsPlannerBusOptions {
   readonly signer?: Signer;
   /** The event log's chain anchor for a version, carried by its published artifacts. */
   readonly anchorOf?: (version: number) => string;
-  /** Take the one-planner lease under this id (host + log file); omitted: no lease (tests). */
-  readonly leaseId?: string;
-  readonly leaseTtlMs?: number;
+  /**
+   * Whether this planner may write now (it leads and its lease is surely its own); every write is
+   * refused otherwise. Omitted: always (a planner without a group, in tests).
+   */
+  readonly mayWrite?: () => string | undefined;
+  /** Awaited before every write (the replicated log's flush: the log holds what a version names). */
+  readonly beforeWrite?: () => Promise<void>;
   /** Reports each failed connection attempt while NATS is unreachable at start. */
   readonly onWaiting?: (what: string) => void;
   /** Stored messages on the versions stream that are not ours (skipped). */
@@ -43,11 +47,12 @@ export class NatsPlannerBus implements PlannerBus {
   private streamCreated: string | undefined;
   private resetHook: (() => void) | undefined;
   private checking: Promise<boolean> | undefined;
+  private fencedHook: ((why: string) => void) | undefined;
   private closed = false;
 
   private constructor(
     private readonly nc: NatsConnection, private readonly publisher: VersionPublisher, private readonly targets: TargetStore,
-    private readonly ownsConnection: boolean, private readonly o: NatsPlannerBusOptions, private readonly lease: PlannerLease | undefined,
+    private readonly ownsConnection: boolean, private readonly o: NatsPlannerBusOptions,
   ) {}
 
   /** Connects (waiting for NATS as long as it takes), takes the lease, opens stream and bucket. */
@@ -56,18 +61,15 @@ export class NatsPlannerBus implements PlannerBus {
       servers: (o.url ?? '').split(',').filter(Boolean), name: 'switchboard-planner', auth: o.auth, signal: o.signal,
       onWaiting: (what) => o.onWaiting?.(what),
     });
-    let lease: PlannerLease | undefined;
     try {
-      await checkReplicas(nc, o.replicas ?? 1);
-      lease = o.leaseId ? await PlannerLease.acquire({ nc, id: o.leaseId, ttlMs: o.leaseTtlMs, replicas: o.replicas }) : undefined;
+      checkReplicas(o.replicas ?? 1);
       const publisher = await VersionPublisher.open({ nc, checkpointEvery: o.checkpointEvery, signer: o.signer, onForeign: o.onForeign, replicas: o.replicas });
       const targets = await TargetStore.open({ nc, signer: o.signer, replicas: o.replicas });
-      const bus = new NatsPlannerBus(nc, publisher, targets, !o.nc, o, lease);
+      const bus = new NatsPlannerBus(nc, publisher, targets, !o.nc, o);
       bus.streamCreated = await publisher.streamCreated();
       bus.watchConnection();
       return bus;
     } catch (e) {
-      await lease?.release();
       if (!o.nc) await nc.close();
       throw e;
     }
@@ -76,6 +78,26 @@ export class NatsPlannerBus implements PlannerBus {
   /** Called after NATS lost its store and stream/bucket were recreated: republish everything. */
   onReset(hook: () => void): void {
     this.resetHook = hook;
+  }
+
+  /** Called when a write met another leader's fence: the planner must step down. */
+  onFenced(hook: (why: string) => void): void {
+    this.fencedHook = hook;
+  }
+
+  /** The connection (shared with the lease, the members list and the log replicator). */
+  connection(): NatsConnection {
+    return this.nc;
+  }
+
+  /**
+   * A new leader claims the versions stream for its term (and re-reads stream and bucket: what
+   * the previous leader wrote is the starting point). StaleLeaderError: a newer term claimed it.
+   */
+  async claim(term: number, id: string): Promise<void> {
+    await this.publisher.claim(term, id);
+    await this.targets.reopen();
+    this.streamCreated = await this.publisher.streamCreated();
   }
 
   lastPublishedVersion(): number {
@@ -105,6 +127,8 @@ export class NatsPlannerBus implements PlannerBus {
   }
 
   listen(hooks: Parameters<PlannerBus['listen']>[0]): void {
+    const previous = this.collector;
+    void previous?.then((c) => c.stop(), () => undefined); // a new Planner (role change) takes over the reports
     // The planner awaits its hooks one at a time; chain them so reports are handled in arrival order.
     let chain: Promise<void> = Promise.resolve();
     const queue = (fn: () => Promise<void> | void) => {
@@ -118,22 +142,30 @@ export class NatsPlannerBus implements PlannerBus {
         onHeartbeat: (h) => queue(() => hooks.onHeartbeat(h)),
       },
     });
+    this.collector.catch(() => undefined); // NATS away while subscribing: close() and the next listen() see it
   }
 
   async close(): Promise<void> {
     this.closed = true;
-    (await this.collector)?.stop();
-    await this.lease?.release();
+    (await this.collector?.catch(() => undefined))?.stop();
     if (this.ownsConnection) await this.nc.drain();
   }
 
-  /** Every write: refused without the lease; a failure checks for a lost store before it travels on. */
+  /**
+   * Every write: refused unless this planner may write; the replicated log flushed first; a fence
+   * steps the planner down; another failure checks for a lost store before it travels on.
+   */
   private async guard<T>(write: () => Promise<T>): Promise<T> {
-    const lost = this.lease?.lostReason();
-    if (lost) throw new Error(`not acting: ${lost}`);
+    const refused = this.o.mayWrite?.();
+    if (refused) throw new Error(`not acting: ${refused}`);
     try {
+      await this.o.beforeWrite?.();
       return await write();
     } catch (e) {
+      if (isFence(e)) {
+        this.fencedHook?.((e as Error).message);
+        throw e;
+      }
       if (await this.checkReset()) throw new Error(`NATS lost its store; republishing (${(e as Error).message})`);
       throw e;
     }
@@ -144,7 +176,6 @@ export class NatsPlannerBus implements PlannerBus {
       for await (const s of this.nc.status()) {
         if (s.type === 'reconnect' && !this.closed) {
           void (async () => {
-            await this.lease?.renewNow(); // before anyone else can take a lease NATS may have lost
             await this.checkReset();
           })().catch(() => undefined);
         }
@@ -158,7 +189,6 @@ export class NatsPlannerBus implements PlannerBus {
       try {
         const created = await this.publisher.streamCreated();
         if (created !== undefined && created === this.streamCreated) return false;
-        await this.lease?.renewNow();
         await this.publisher.reopen();
         await this.targets.reopen();
         for (const r of [...this.configs.values()].sort((a, b) => a.revision - b.revision)) await this.targets.putConfigRevision(r);
@@ -171,4 +201,9 @@ export class NatsPlannerBus implements PlannerBus {
     })();
     return this.checking;
   }
+}
+
+/** Another leader's fence: ours (stream or bucket moved) or the replicated log's (its FencedError). */
+function isFence(e: unknown): boolean {
+  return e instanceof StaleLeaderError || (e instanceof Error && e.name === 'FencedError') || (e instanceof Error && e.constructor.name === 'FencedError');
 }

@@ -1,10 +1,24 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { PlannerHooks } from './planner.ts';
+import type { GroupView } from './planner-group.ts';
 
 /** Prometheus metrics for one planner, in their own registry (tests run several planners). */
-export function plannerMetrics(o: { sourceProblem?: () => string | undefined } = {}): { registry: Registry; hooks: PlannerHooks; versionGauge: Gauge } {
+export function plannerMetrics(o: { sourceProblem?: () => string | undefined; group?: () => GroupView | undefined } = {}): { registry: Registry; hooks: PlannerHooks; versionGauge: Gauge } {
   const registry = new Registry();
   const sourceProblem = o.sourceProblem;
+  const group = o.group;
+  new Gauge({
+    name: 'switchboard_planner_leader', help: '1 while this planner leads its group, 0 while it follows',
+    registers: [registry], collect() { this.set(group?.()?.self.leader ? 1 : 0); },
+  });
+  new Gauge({
+    name: 'switchboard_planner_term', help: 'The group\'s leadership term as this planner knows it (its own while it leads)',
+    registers: [registry], collect() { this.set(group?.()?.self.term ?? 0); },
+  });
+  new Gauge({
+    name: 'switchboard_planner_replication_lag_rows', help: 'Rows of the group\'s replicated log not yet applied to this planner\'s file (-1: no replicated log)',
+    registers: [registry], collect() { this.set(group?.()?.lagRows ?? -1); },
+  });
   new Gauge({
     name: 'switchboard_planner_source_up', help: '1 while the event source (informers or manifests scans) works, 0 while it fails',
     registers: [registry], collect() { this.set(sourceProblem?.() === undefined ? 1 : 0); },

@@ -34,6 +34,12 @@ export interface PlannerOptions {
   readonly statusThresholds?: NodeStatusThresholds;
   readonly hooks?: PlannerHooks;
   readonly now?: () => Date;
+  /**
+   * `leader` (default): runs the source, publishes, moves targets, records ACKs. `follower`: reads
+   * the log (kept current by the replicated log, reloaded with refresh()) and hears reports in
+   * memory only; it writes nothing anywhere and refuses operations.
+   */
+  readonly role?: 'leader' | 'follower';
 }
 
 /**
@@ -81,6 +87,10 @@ export class Planner {
     const log = this.o.log;
     this.data = DataAxis.restore(log);
     this.config = ConfigAxis.restore(log, this.o.initialConfig, () => this.now());
+    if (this.role === 'follower') {
+      this.o.bus.listen({ onAck: (a) => this.nodes.onAck(a, Date.now()), onHeartbeat: (h) => this.nodes.onHeartbeat(h, Date.now()) });
+      return;
+    }
     this.seedRolloutReports();
     await this.serial(() => this.publishAndTarget());
     this.o.bus.listen({ onAck: (a) => this.onAck(a), onHeartbeat: (h) => this.onHeartbeat(h) });
@@ -143,6 +153,24 @@ export class Planner {
     }
   }
 
+  get role(): 'leader' | 'follower' {
+    return this.o.role ?? 'leader';
+  }
+
+  /** Follower: reloads data and config from the log (the replicated log applied new rows). */
+  refresh(): void {
+    if (this.role !== 'follower') return;
+    this.data = DataAxis.restore(this.o.log);
+    this.config = ConfigAxis.restore(this.o.log, this.o.initialConfig, () => this.now());
+  }
+
+  /** Follower: whether it holds the group's log (set by the group once the replicated log caught up). */
+  markSynced(synced: boolean): void {
+    if (this.role !== 'follower') return;
+    this.isSynced = synced;
+    if (synced) this.resolveSynced();
+  }
+
   /** Publishes whatever the bus lacks and rewrites the targets (the bus lost its store). */
   republish(): Promise<void> {
     return this.serial(() => this.publishAndTarget());
@@ -170,6 +198,7 @@ export class Planner {
   }
 
   private serial<T>(fn: () => Promise<T> | T): Promise<T> {
+    if (this.role === 'follower') return Promise.reject(new Error('this planner follows: operations go to the leader'));
     const run = this.chain.then(fn);
     this.chain = run.catch(() => {});
     return run;
@@ -184,6 +213,11 @@ export class Planner {
     this.failures.delete(where); // re-inserted last: the newest failure is the one shown
     this.failures.set(where, `${where}: ${err instanceof Error ? err.message : String(err)}`);
     this.o.hooks?.onError?.(where, err);
+  }
+
+  /** Records a failure seen outside the planner's own steps (the group's, e.g. a step-down), shown until it recovers. */
+  noteFailure(where: string, err: unknown): void {
+    this.fail(where, err);
   }
 
   private recovered(where: string): void {
@@ -222,6 +256,10 @@ export class Planner {
     const latest = this.data.latest();
     if (!latest) return;
     try {
+      // A log behind the stream must never move a node back (a fresh or stale --db): only the
+      // replicated log's catch-up, before a planner leads, brings the log level with the stream.
+      const published = this.o.bus.lastPublishedVersion();
+      if (latest.version < published) throw new Error(`the log ends at version ${latest.version} but the versions stream holds ${published}: not moving any target`);
       for (let v = this.o.bus.lastPublishedVersion() + 1; v <= latest.version; v++) {
         const made = this.unpublished.get(v);
         const rec = made?.record ?? this.o.log.version(v)!;

@@ -9,9 +9,9 @@ import { createHttpApi } from './http-api.ts';
 import { consoleRoutes } from '../console/console-routes.ts';
 import { NatsPlannerBus } from './nats-planner-bus.ts';
 import { hostname } from 'node:os';
-import path from 'node:path';
-import { defaultSigningKeyFile, loadOrCreateSigningKey } from '../../libs/bus/index.ts';
-import { versionAnchor } from '../../libs/eventlog/index.ts';
+import { checkGroupName, defaultSigningKeyFile, GroupMembers, LeaderLease, loadOrCreateSigningKey } from '../../libs/bus/index.ts';
+import { PlannerGroup } from './planner-group.ts';
+import { createLogReplicator, versionAnchor, type LogReplicator } from '../../libs/eventlog/index.ts';
 import type { BusAuth } from '../../libs/bus/index.ts';
 import { Planner } from './planner.ts';
 import { plannerMetrics } from './planner-metrics.ts';
@@ -44,14 +44,20 @@ export interface RunPlannerOptions {
   readonly signingKey?: string;
   /** Told each time a NATS connection attempt fails at start (the planner waits, never exits). */
   readonly onBusWaiting?: (what: string) => void;
-  /** One-planner lease TTL on NATS (default 15 s). */
+  /** Leader lease TTL on NATS (default 15 s): a silent leader is replaced within about this long. */
   readonly leaseTtlMs?: number;
+  /** The planner group (default `switchboard`): planners of one group elect one leader. */
+  readonly group?: string;
+  /** This planner's name in its group (default: the hostname). */
+  readonly id?: string;
   /** Copies of every stream and bucket in the NATS cluster (default 1). */
   readonly replicas?: number;
 }
 
 export interface RunningPlanner {
+  /** The Planner acting now (a follower's read-only view, or the leader's). */
   readonly planner: Planner;
+  readonly group: PlannerGroup;
   readonly url: string;
   stop(): Promise<void>;
 }
@@ -68,14 +74,16 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
   }) : undefined;
   // Writes only when ready: the API address is bound before the log is opened, so a busy or
   // unusable address stops the planner before it appends, publishes or moves any target.
-  let planner: Planner | undefined;
-  const metrics = plannerMetrics({ sourceProblem: () => planner?.sourceProblem() });
+  let group: PlannerGroup | undefined;
+  const current = () => group?.planner();
+  const metrics = plannerMetrics({ sourceProblem: () => current()?.sourceProblem(), group: () => group?.view() });
   let serving = false;
   const server: Server = createHttpApi({
-    planner: lateBound(() => planner, { isSynced: false }),
+    planner: lateBound(current, { isSynced: false }),
+    group: () => group ? { ...group.view(), planners: members?.list() ?? [] } : undefined,
     registry: metrics.registry, tokens: tokens && (() => tokens.current()), started: () => serving,
     // The console's data routes run only once serving (non-public routes answer 503 before).
-    routes: consoleRoutes({ planner: () => planner!, log: () => log }),
+    routes: consoleRoutes({ planner: () => current()!, log: () => log }),
   });
   try {
     await new Promise<void>((resolve, reject) => { server.once('error', reject); server.listen(listen.port, listen.host, resolve); });
@@ -92,11 +100,32 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
     throw e;
   }
   let bus: NatsPlannerBus | undefined;
+  let lease: LeaderLease | undefined;
+  let members: GroupMembers | undefined;
+  let replicator: LogReplicator | undefined;
+  const groupName = checkGroupName(o.group ?? 'switchboard');
+  const id = o.id ?? hostname();
+  const { host } = listen;
+  const addr = server.address() as { port: number };
+  const url = `http://${host.includes(':') ? `[${host}]` : host}:${addr.port}`;
+  // What followers name in a redirect: a wildcard listen address is reached by the host's name.
+  const api = ['0.0.0.0', '::', ''].includes(host) ? `http://${hostname()}:${addr.port}` : url;
   try {
     const signer = loadOrCreateSigningKey(o.signingKey ?? defaultSigningKeyFile(o.db));
     bus = await NatsPlannerBus.open({
       url: o.nats, auth: o.natsAuth, signer, anchorOf: (v) => versionAnchor(log, v),
-      leaseId: `${hostname()}:${path.resolve(o.db)}`, leaseTtlMs: o.leaseTtlMs, onWaiting: o.onBusWaiting, replicas: o.replicas,
+      onWaiting: o.onBusWaiting, replicas: o.replicas,
+      mayWrite: () => (lease?.isLeader() && group?.role() === 'leader' ? undefined : 'this planner does not lead its group'),
+      // the group's log holds every row a version or target names before that goes on the bus
+      beforeWrite: () => replicator?.flush() ?? Promise.resolve(),
+    });
+    const nc = bus.connection();
+    // A flush that cannot reach the group gives up within half a lease TTL: a leader never blocks
+    // longer than it may act (its lease runs out at 3/4 TTL without renewals anyway).
+    replicator = await createLogReplicator({ log, nc, group: groupName, replicas: o.replicas ?? 1, id, logger: say, appendTimeoutMs: Math.floor((o.leaseTtlMs ?? 15_000) / 2) });
+    lease = await LeaderLease.open({
+      nc, group: groupName, id, ttlMs: o.leaseTtlMs, replicas: o.replicas, api,
+      onElected: (term) => group?.elected(term), onDeposed: (why) => group?.deposed(why), onTrouble: say,
     });
     // Sources start from the objects the log holds (read when the planner makes the source, after it restored).
     const source: EventSourceFactory = o.manifests
@@ -110,30 +139,43 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
         const resumeStore = withKnownObjects(log.resumeStore(), knownObjectsFromLog(log));
         return informerSource(new ClusterInformer({ kubeConfig, sink, resumeStore }));
       };
-    planner = new Planner({ log, bus, source, initialConfig: o.config, checkpointEvery: o.checkpointEvery, debounceMs: o.debounceMs, hooks: metrics.hooks });
-    await planner.start();
-    const started = planner;
-    bus.onReset(() => void started.republish());
-    serving = true;
-    const { host } = listen;
-    const addr = server.address() as { port: number };
-    const p = planner;
-    const s = server;
     const b = bus;
+    const makePlanner = (role: 'leader' | 'follower') => new Planner({
+      log, bus: b, source, initialConfig: o.config, checkpointEvery: o.checkpointEvery, debounceMs: o.debounceMs, hooks: metrics.hooks, role,
+    });
+    const g = new PlannerGroup({ group: groupName, id, bus, lease, replicator, makePlanner, say, onRoleChange: () => void members?.beat() });
+    group = g;
+    await g.start();
+    members = await GroupMembers.open({ nc, group: groupName, ttlMs: lease.ttlMs, replicas: o.replicas, self: () => g.member(api) });
+    members.start();
+    await lease.start();
+    await g.settled(); // a lone planner (or one taking its own lease back) is the leader when this returns
+    serving = true;
+    const s = server;
+    const l = lease;
+    const m = members;
+    const r = replicator;
     return {
-      planner: p,
-      url: `http://${host.includes(':') ? `[${host}]` : host}:${addr.port}`,
+      get planner() { return g.planner()!; },
+      group: g,
+      url,
       stop: async () => {
         tokens?.close();
         await new Promise<void>((r) => { s.close(() => r()); s.closeAllConnections(); });
-        await p.stop();
+        await g.stop();
+        await m.close();
+        await l.close();
+        await r.close();
         await b.close();
         log.close();
       },
     };
   } catch (e) {
     server.close();
-    await planner?.stop().catch(() => {});
+    await group?.stop().catch(() => {});
+    await members?.close().catch(() => {});
+    await lease?.close().catch(() => {});
+    await replicator?.close().catch(() => {});
     await bus?.close().catch(() => {});
     log.close();
     tokens?.close();

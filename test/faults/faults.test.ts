@@ -81,16 +81,25 @@ describe.sequential('fault suite (real processes)', () => {
     expect(appliers.every(alive)).toBe(true);
   }, 180_000);
 
-  it('two planners on one NATS: the second refuses to act and exits non-zero; no node moves', async () => {
+  it('two planners on one NATS: the second (fresh log) follows, naming the leader, and moves no node', async () => {
     const before = await fleet.converged();
     const other = path.join(fleet.dir, 'second.db');
-    const p2 = fleet.spawnPlanner(other, await freePort());
-    const code = await new Promise<number | null>((res) => p2.once('exit', (c) => res(c)));
-    expect(code).not.toBe(0);
-    const log = readdirSync(fleet.dir).filter((f) => f.startsWith('planner-2-')).map((f) => readFileSync(path.join(fleet.dir, f), 'utf8')).join('');
-    expect(log).toMatch(/another planner holds the lease on this NATS \(planner [^)]*log\.db, pid \d+/);
-    const after = await fleet.converged();
-    expect(after.version).toBe(before.version);
+    const port = await freePort();
+    const p2 = fleet.spawnPlanner(other, port, ['--id', 'second']);
+    try {
+      await expect.poll(async () => {
+        const s = await fetch(`http://127.0.0.1:${port}/status`).then((r) => r.json() as Promise<{ self?: { leader: boolean }; leader?: { id: string } }>).catch(() => undefined);
+        return s?.self && { leader: s.self.leader, leaderIsOther: s.leader?.id !== 'second' };
+      }, { timeout: 60_000, interval: 250 }).toEqual({ leader: false, leaderIsOther: true });
+      edit(); // the leader publishes; the follower writes nothing
+      const after = await fleet.converged();
+      expect(after.version).toBe(before.version + 1);
+      expect(alive(p2)).toBe(true);
+    } finally {
+      const gone = new Promise((res) => p2.once('exit', res));
+      p2.kill('SIGKILL');
+      await gone;
+    }
   }, 180_000);
 
   it('garbage on the bus (foreign versions, forged targets, bad acks) stops neither the planner nor the nodes', async () => {

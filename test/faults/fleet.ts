@@ -37,8 +37,8 @@ export interface Fleet {
   /** The planner's HTTP API (fixed port, so it survives restarts). */
   readonly api: string;
   startPlanner(extra?: string[]): ChildProcess;
-  /** A second planner process on another log (expected to refuse). */
-  spawnPlanner(db: string, httpPort: number): ChildProcess;
+  /** A second planner process on another log (it follows the first). */
+  spawnPlanner(db: string, httpPort: number, extra?: string[]): ChildProcess;
   killPlanner(): Promise<void>;
   startApplier(node: string): ChildProcess;
   write(file: string, text: string): void;
@@ -94,8 +94,8 @@ export async function startFleet(o: { nodes: string[]; tmpfsMiB?: number }): Pro
       planner = spawnLogged('planner', [...plannerArgs(db, httpPort), ...extra]);
       return planner;
     },
-    spawnPlanner(otherDb, port) {
-      return spawnLogged('planner-2', plannerArgs(otherDb, port));
+    spawnPlanner(otherDb, port, extra = []) {
+      return spawnLogged('planner-2', [...plannerArgs(otherDb, port), ...extra]);
     },
     async killPlanner() {
       const p = planner;

@@ -23,6 +23,8 @@ export interface NatsClusterOptions {
   readonly size?: number;
   /** Extra config text for every server (authorization, accounts, ...). */
   readonly config?: string;
+  /** A user allowed to ask for JetStream account info, when `config` sets authorization. */
+  readonly auth?: { readonly user: string; readonly pass: string };
 }
 
 export async function startNatsCluster(o: NatsClusterOptions = {}): Promise<NatsClusterHandle> {
@@ -59,7 +61,7 @@ export async function startNatsCluster(o: NatsClusterOptions = {}): Promise<Nats
     servers,
     urls,
     async ready(timeoutMs = 30_000) {
-      await waitForJetStream(servers.map((s) => s.url), timeoutMs);
+      await waitForJetStream(servers.map((s) => s.url), timeoutMs, o.auth);
     },
     stop,
   };

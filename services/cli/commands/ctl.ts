@@ -36,7 +36,8 @@ export function registerCtl(program: Command, setExit: SetExit): void {
       const head = `version ${s.latestVersion}${s.pinned ? ` (pinned to ${(s.pinned as { version: number }).version})` : ''}, config revision ${cfg.defaultRevision}`
         + (cfg.rollout ? `, rollout of ${cfg.rollout.configRevision} ${cfg.rollout.status} (wave ${cfg.rollout.wave + 1}/${cfg.rollout.waves.length})` : '')
         + `, rejected objects ${s.rejectedTotal}${s.synced ? '' : ', NOT SYNCED'}${s.sourceError ? `, SOURCE FAILING: ${s.sourceError}` : ''}\n`
-        + (s.lastError ? `last error: ${String(s.lastError)}\n` : '');
+        + (s.lastError ? `last error: ${String(s.lastError)}\n` : '')
+        + groupLine(s);
       // REASON says why a node has its word (the NACK's error for ERROR); -o wide adds the rest.
       const cols = [{ header: 'NODE' }, { header: 'STATUS' }, { header: 'MODE' }, { header: 'TARGET' }, { header: 'APPLIED' }, { header: 'CONFIG' }, { header: 'LAG' }];
       const more = wide ? [{ header: 'HASH' }, { header: 'HEALTH' }, { header: 'LAST REPORT' }, { header: 'HEARTBEAT' }, { header: 'LAST ERROR' }] : [];
@@ -124,4 +125,19 @@ export function formatDiff(d: DiffAnswer): string {
   group('-', 'node', d.removedNodes);
   group('~', 'node', d.changedNodes, d.nodeChanges);
   return lines.length ? lines.join('\n') + '\n' : `no differences between version ${d.a} and ${d.b}\n`;
+}
+
+/**
+ * The planner group in one line (once it has more than one planner, or this one follows): who
+ * leads in which term, and each member's role and replication lag as this planner last saw them (`ctl status --json` carries `self` and `planners` as they are).
+ */
+function groupLine(s: Record<string, unknown>): string {
+  const self = s.self as { id: string; leader: boolean; term: number; lagRows: number | null } | undefined;
+  const planners = s.planners as { id: string; leader: boolean; term: number; lagRows: number | null }[] | undefined;
+  // a lone leader's table stays as it was before groups existed
+  if (!self || !planners || (planners.length <= 1 && self.leader)) return '';
+  const leader = s.leader as { id: string; term: number } | null;
+  const lag = (n: number | null) => (n === null ? '' : `, lag ${n} rows`);
+  const members = planners.map((p) => `${p.id}${p.id === self.id ? ' (this one)' : ''} ${p.leader ? 'leader' : 'follower'}${lag(p.lagRows)}`).join('; ');
+  return `group ${String(s.group)}: ${leader ? `planner ${leader.id} leads in term ${leader.term}` : 'NO LEADER'}; planners: ${members}\n`;
 }

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { runPlanner } from '../../planner/run-planner.ts';
-import { checkServerUrls, ReplicasRefused } from '../../../libs/bus/index.ts';
+import { checkGroupName, checkServerUrls, ReplicasRefused } from '../../../libs/bus/index.ts';
+import { parseDuration } from '../flag-values.ts';
 import { UsageError } from '../cli-errors.ts';
 import { checkOpenApi, parseListenAddress } from '../../planner/listen-address.ts';
 import { loadProxyConfig } from '../load-proxy-config.ts';
@@ -17,6 +18,9 @@ export function registerPlanner(program: Command, setExit: SetExit): void {
     .option('--in-cluster', 'use the pod service account')
     .requiredOption('--nats <url>', 'NATS server URL(s), comma-separated (members of one cluster; the planner fails over between them)')
     .option('--replicas <n>', 'copies of every stream and bucket the planner creates in the NATS cluster (at most the cluster\'s size)', '1')
+    .option('--group <name>', 'planner group: planners of one group on one NATS elect one leader; the others follow', 'switchboard')
+    .option('--id <name>', 'this planner\'s name in its group (default: the hostname)')
+    .option('--lease-ttl <duration>', 'leader lease TTL: a leader that stops renewing is replaced within about this long', '15s')
     .requiredOption('--db <file>', 'SQLite event log')
     .option('--http <addr>', 'HTTP API address (host:port)', '127.0.0.1:9440')
     .option('--token-file <file>', 'bearer tokens for the HTTP API, one "TOKEN IDENTITY [viewer|operator]" a line (reloaded on change)')
@@ -33,7 +37,7 @@ export function registerPlanner(program: Command, setExit: SetExit): void {
     .option('--tls-key <file>', 'client key')
     .option('--signing-key <file>', 'Ed25519 private key (PEM) signing what goes on the bus; created when missing, public key written to FILE.pub (default: beside --db)')
     .action(async (o: { manifests?: string; kubeconfig?: string; inCluster?: boolean; nats: string; db: string; http: string; tokenFile?: string; insecureOpenApi?: boolean; config?: string; checkpointEvery: string;
-      maxManifestBytes?: string; replicas: string;
+      maxManifestBytes?: string; replicas: string; group: string; id?: string; leaseTtl: string;
       natsUser?: string; natsPassword?: string; natsCreds?: string; natsNkeySeed?: string; tlsCa?: string; tlsCert?: string; tlsKey?: string; signingKey?: string }) => {
       try {
         checkServerUrls('--nats', o.nats);
@@ -45,6 +49,14 @@ export function registerPlanner(program: Command, setExit: SetExit): void {
       const maxManifestBytes = parseMaxManifestBytes(o.maxManifestBytes);
       const replicas = Number(o.replicas);
       if (!/^\d+$/.test(o.replicas) || !Number.isSafeInteger(replicas) || replicas < 1) throw new UsageError(`--replicas ${o.replicas}: expected a whole number of at least 1`);
+      try {
+        checkGroupName(o.group);
+      } catch (e) {
+        throw new UsageError((e as Error).message);
+      }
+      if (o.id !== undefined && !/^[^\s\x00-\x1f]{1,128}$/.test(o.id)) throw new UsageError(`--id ${JSON.stringify(o.id)}: 1-128 characters, no spaces or control characters`);
+      const leaseTtlMs = parseDuration(o.leaseTtl);
+      if (leaseTtlMs === undefined || leaseTtlMs < 400) throw new UsageError(`--lease-ttl ${o.leaseTtl}: expected a duration of at least 400ms, such as 15s`);
       const k = Number(o.checkpointEvery);
       if (!Number.isInteger(k) || k < 0) throw new UsageError('--checkpoint-every must be a whole number');
       // Flag values are checked before anything is opened, appended or published.
@@ -54,7 +66,7 @@ export function registerPlanner(program: Command, setExit: SetExit): void {
         throw new UsageError((e as Error).message);
       }
       const running = await runPlanner({
-        replicas,
+        replicas, group: o.group, id: o.id, leaseTtlMs,
         manifests: o.manifests, kubeconfig: o.kubeconfig, inCluster: o.inCluster, nats: o.nats, db: o.db, http: o.http,
         tokenFile: o.tokenFile, insecureOpenApi: o.insecureOpenApi, signingKey: o.signingKey,
         onBusWaiting: (what) => process.stderr.write(`planner: waiting for ${what}\n`),

@@ -28,7 +28,7 @@ afterEach(async () => {
 });
 
 const startPlanner = async (extra: Partial<Parameters<typeof runPlanner>[0]> = {}): Promise<RunningPlanner> => {
-  const p = await runPlanner({ manifests: env.manifests, nats: env.nats.url, db: env.db, http: '127.0.0.1:0', config: DEFAULT_PROXY_CONFIG, debounceMs: 20, pollMs: 100, ...extra });
+  const p = await runPlanner({ manifests: env.manifests, nats: env.nats.url, db: env.db, http: '127.0.0.1:0', config: DEFAULT_PROXY_CONFIG, debounceMs: 20, pollMs: 100, leaseTtlMs: 3000, ...extra });
   stops.push(() => p.stop());
   await p.planner.synced;
   return p;
@@ -80,18 +80,19 @@ describe('start in any order, wait for what is missing', () => {
     await expect.poll(async () => (await readyz(svc)).status, { timeout: 20_000 }).toBe(200);
     await env.nats.restartEmpty();
     env.write('b.yaml', svcYaml('b', '10.96.0.2')); // a new version while the store is empty
-    await expect.poll(() => p.planner.data.latest()?.version, { timeout: 20_000 }).toBe(2);
+    await expect.poll(() => p.planner.data.latest()?.version, { timeout: 30_000 }).toBe(2);
     await expect.poll(async () => (await readyz(svc)).body.applied?.version, { timeout: 30_000 }).toBe(2);
     expect((await readyz(svc)).status).toBe(200);
-  });
+  }, 90_000); // the planner steps down when its lease bucket is gone, and is elected again
 
   it("a failed publish shows as the planner's lastError while NATS is down, and clears once the version is published", async () => {
     const p = await startPlanner();
     await env.nats.kill();
     env.write('b.yaml', svcYaml('b', '10.96.0.2')); // version 2 is made and logged, but cannot be published
-    await expect.poll(() => p.planner.lastError, { timeout: 20_000 }).toMatch(/^publish: /);
+    // the publish fails, then (NATS still away) the leader steps down: lastError says which
+    await expect.poll(() => p.planner.lastError, { timeout: 20_000 }).toMatch(/^(publish|lease): /);
     const status = async () => (await (await fetch(`${p.url}/status`)).json()) as { lastError: string | null };
-    expect((await status()).lastError).toMatch(/^publish: /);
+    expect((await status()).lastError).toMatch(/^(publish|lease): /);
     await env.nats.start();
     await expect.poll(async () => (await status()).lastError, { timeout: 30_000 }).toBeNull();
     // it cleared because version 2 went out: a node catches up to it
@@ -99,18 +100,35 @@ describe('start in any order, wait for what is missing', () => {
     await expect.poll(async () => (await readyz(svc)).body.applied?.version, { timeout: 30_000 }).toBe(2);
   }, 120_000);
 
-  it('two planners on one NATS: the second refuses to act, naming the holder; after a clean stop another may start', async () => {
-    const first = await startPlanner();
+  it('two planners on one NATS: the second follows, naming the leader, and publishes nothing; after a clean stop of the first it leads', async () => {
+    const first = await startPlanner({ id: 'first' });
+    expect(first.group.role()).toBe('leader');
     const other = `${env.dir}/other.db`;
-    await expect(runPlanner({ manifests: env.manifests, nats: env.nats.url, db: other, http: '127.0.0.1:0', config: DEFAULT_PROXY_CONFIG }))
-      .rejects.toThrow(new RegExp(`another planner holds the lease on this NATS \\(planner [^,]+:${env.db.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}, pid ${process.pid}`));
+    const second = await runPlanner({ manifests: env.manifests, nats: env.nats.url, db: other, http: '127.0.0.1:0', config: DEFAULT_PROXY_CONFIG, id: 'second', signingKey: `${env.db}.signing-key.pem` }); // one group, one key
+    stops.push(() => second.stop());
+    expect(second.group.role()).toBe('follower');
+    expect(second.group.view().leader).toMatchObject({ id: 'first' });
     const { jetstreamManager } = await import('@nats-io/jetstream');
     const jsm = await jetstreamManager(env.nc);
-    expect((await jsm.streams.info('SB_VERSIONS')).state.messages).toBe(2); // checkpoint + delta of version 1 only
+    const versionMessages = async () => {
+      const info = await jsm.streams.info('SB_VERSIONS', { subjects_filter: 'sb.v.>' });
+      return Object.entries(info.state.subjects ?? {}).filter(([k]) => k !== 'sb.v.term').reduce((n, [, c]) => n + c, 0);
+    };
+    expect(await versionMessages()).toBe(2); // checkpoint + delta of version 1, from the first only
+    const write = await fetch(`${second.url}/pin`, { method: 'POST', body: JSON.stringify({ version: 1 }), redirect: 'manual' });
+    expect(write.status).toBe(307);
+    expect(write.headers.get('location')).toBe(`${first.url}/pin`);
+    expect((await write.json() as { error: string }).error).toMatch(/planner second follows in group switchboard; the leader is planner first \(term \d+\) at http/);
+    const status = await (await fetch(`${second.url}/status`)).json() as { self: unknown; planners: unknown[] };
+    expect(status.self).toMatchObject({ id: 'second', leader: false });
+    await expect.poll(async () => ((await (await fetch(`${second.url}/status`)).json()) as { planners: { id: string; leader: boolean }[] }).planners.map((m) => [m.id, m.leader]), { timeout: 10_000 })
+      .toEqual([['first', true], ['second', false]]);
     await first.stop();
     stops.length = 0;
-    const second = await runPlanner({ manifests: env.manifests, nats: env.nats.url, db: other, http: '127.0.0.1:0', config: DEFAULT_PROXY_CONFIG });
-    await second.stop();
+    stops.push(() => second.stop());
+    await expect.poll(() => second.group.role(), { timeout: 20_000 }).toBe('leader');
+    await second.planner.synced;
+    expect(await versionMessages()).toBe(2); // the same version 1 (same content), nothing published twice
   });
 
   it('db verify --nats detects a cut tail (last rows deleted, chain_heads moved back); without --nats the tail is unanchored', async () => {

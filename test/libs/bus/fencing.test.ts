@@ -1,0 +1,123 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { connectBus, LeaderLease, StaleLeaderError, TargetStore, VersionPublisher } from '../../../libs/bus/index.ts';
+import { PLANNER, startBusWorld, type BusWorld } from './bus-harness.ts';
+import { service, VersionMaker } from './fixtures.ts';
+
+/**
+ * Fencing of a deposed leader on the real bus: a second publisher/target store that claimed a
+ * newer term makes every write of the first fail with StaleLeaderError (nothing stored), while
+ * foreign core publishes on our subjects are stepped over. And the lease: one leader at a time,
+ * terms that only grow, a leader that cannot renew stops acting before its TTL.
+ */
+let world: BusWorld | undefined;
+const closers: (() => Promise<unknown>)[] = [];
+afterEach(async () => {
+  for (const c of closers.splice(0).reverse()) await c().catch(() => undefined);
+  await world?.close();
+  world = undefined;
+});
+
+const client = async (name: string) => {
+  const nc = await connectBus({ servers: world!.server.url, name, auth: PLANNER });
+  closers.push(() => nc.close());
+  return nc;
+};
+
+describe('fencing of a deposed leader', () => {
+  it('versions stream: after a newer term claims it, the old publisher can store nothing; foreign messages are stepped over', async () => {
+    world = await startBusWorld({ nodes: [] });
+    const m = new VersionMaker();
+    const v1 = m.next({ upsertServices: [service(1)] });
+    const old = world.publisher;
+    await old.claim(5, 'old');
+    await old.publishNext({ header: v1.delta, delta: v1.delta.delta, data: () => v1.checkpoint().data });
+
+    // garbage on our subjects is not a fence
+    world.planner.publish('sb.v.delta.77', 'garbage');
+    await world.planner.flush();
+    const v2 = m.next({ upsertServices: [service(2)] });
+    await old.publishNext({ header: v2.delta, delta: v2.delta.delta, data: () => v2.checkpoint().data });
+
+    const nc = await client('new-leader');
+    const next = await VersionPublisher.open({ nc, signer: world.signer });
+    await next.claim(9, 'new');
+    const v3 = m.next({ upsertServices: [service(3)] });
+    await expect(old.publishNext({ header: v3.delta, delta: v3.delta.delta, data: () => v3.checkpoint().data }))
+      .rejects.toThrow(StaleLeaderError);
+    await expect(old.publishVersion(v3.delta)).rejects.toThrow(/claimed by planner new in term 9/);
+    const jsm = await jetstreamManager(nc);
+    const deltas = await jsm.streams.info('SB_VERSIONS', { subjects_filter: 'sb.v.delta.>' });
+    expect(Object.keys(deltas.state.subjects ?? {}).sort()).toEqual(['sb.v.delta.1', 'sb.v.delta.2', 'sb.v.delta.77']);
+    // the new leader publishes 3, stamped with its term
+    await next.publishNext({ header: v3.delta, delta: v3.delta.delta, data: () => v3.checkpoint().data });
+    const d3 = await jsm.streams.getMessage('SB_VERSIONS', { last_by_subj: 'sb.v.delta.3' });
+    expect(d3?.header.get('Sb-Term')).toBe('9');
+  });
+
+  it('targets bucket: once a newer leader wrote a key, the old store\'s write of it fails and changes nothing', async () => {
+    world = await startBusWorld({ nodes: ['n1'] });
+    const old = world.targets;
+    await old.setDefaultTarget({ version: 1, configRevision: 0 });
+    const nc = await client('new-leader');
+    const next = await TargetStore.open({ nc, signer: world.signer });
+    await next.setDefaultTarget({ version: 2, configRevision: 0 });
+    await expect(old.setDefaultTarget({ version: 1, configRevision: 0 })).rejects.toThrow(StaleLeaderError);
+    await expect(old.setNodeTarget('n1', { version: 1, configRevision: 0 })).resolves.toBeGreaterThan(0); // a key the new leader never wrote
+    await next.setNodeTarget('n1', { version: 2, configRevision: 0 });
+    await expect(old.setNodeTarget('n1', { version: 1, configRevision: 0 })).rejects.toThrow(/node\.n1 was written by another planner/);
+    expect((await next.getTargets()).default).toEqual({ version: 2, configRevision: 0 });
+    expect((await next.getTargets()).nodes.get('n1')).toEqual({ version: 2, configRevision: 0 });
+  });
+});
+
+describe('leader lease', () => {
+  it('one leader at a time; on release another is elected with a larger term; the old one never leads again by itself', async () => {
+    world = await startBusWorld({ nodes: [] });
+    const events: string[] = [];
+    const open = async (id: string) => {
+      const l = await LeaderLease.open({
+        nc: await client(id), group: 'g1', id, ttlMs: 800,
+        onElected: (t) => events.push(`${id} elected ${t}`), onDeposed: (w) => events.push(`${id} deposed: ${w}`),
+      });
+      closers.push(() => l.close());
+      return l;
+    };
+    const a = await open('a');
+    await a.start();
+    expect(a.isLeader()).toBe(true);
+    const b = await open('b');
+    await b.start();
+    expect(b.isLeader()).toBe(false);
+    expect(b.leader()).toMatchObject({ id: 'a', term: a.term() });
+    const termA = a.term();
+    await a.stepDown('test: hand over', 60_000);
+    await expect.poll(() => b.isLeader(), { timeout: 5000 }).toBe(true);
+    expect(b.term()).toBeGreaterThan(termA);
+    expect(a.isLeader()).toBe(false);
+    await new Promise((r) => setTimeout(r, 1000)); // several ticks: a holds off and b renews
+    expect(a.isLeader()).toBe(false);
+    expect(b.isLeader()).toBe(true);
+    expect(a.leader()).toMatchObject({ id: 'b' });
+    expect(events).toEqual([`a elected ${termA}`, 'a deposed: test: hand over', `b elected ${b.term()}`]);
+  });
+
+  it('a leader that cannot renew stops acting within 3/4 of its TTL, before another can win', async () => {
+    world = await startBusWorld({ nodes: [] });
+    let clock = 0;
+    const deposed: string[] = [];
+    const nc = await client('a');
+    const a = await LeaderLease.open({ nc, group: 'g2', id: 'a', ttlMs: 60_000, now: () => clock, onDeposed: (w) => deposed.push(w) });
+    closers.push(() => a.close());
+    await a.start();
+    expect(a.isLeader()).toBe(true);
+    clock = 44_000; // renewals are every 15 s; pretend they all failed (the process was stopped)
+    expect(a.isLeader()).toBe(true);
+    clock = 45_001; // past 3/4 TTL: it may no longer act, though the server keeps the key until 60 s
+    expect(a.isLeader()).toBe(false);
+    const b = await LeaderLease.open({ nc: await client('b'), group: 'g2', id: 'b', ttlMs: 60_000 });
+    closers.push(() => b.close());
+    await b.start();
+    expect(b.isLeader()).toBe(false); // the key has not expired: b waits
+  });
+});
