@@ -54,7 +54,7 @@ export function registerPlanner(program: Command, setExit: SetExit): void {
       } catch (e) {
         throw new UsageError((e as Error).message);
       }
-      if (o.id !== undefined && !/^[^\s\x00-\x1f]{1,128}$/.test(o.id)) throw new UsageError(`--id ${JSON.stringify(o.id)}: 1-128 characters, no spaces or control characters`);
+      if (o.id !== undefined && !/^[\x21-\x7e\u00a0-\uffff]{1,128}$/.test(o.id)) throw new UsageError(`--id ${JSON.stringify(o.id)}: 1-128 printable characters, no spaces`);
       const leaseTtlMs = parseDuration(o.leaseTtl);
       if (leaseTtlMs === undefined || leaseTtlMs < 400) throw new UsageError(`--lease-ttl ${o.leaseTtl}: expected a duration of at least 400ms, such as 15s`);
       const k = Number(o.checkpointEvery);
