@@ -5,7 +5,7 @@ import path from 'node:path';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { renderServerAuthConfig, VERSIONS_STREAM } from '../../libs/bus/index.ts';
-import { readManifestDir } from '../../libs/kube/read-manifest-dir.ts';
+import { readManifestDir } from '../../libs/kube/index.ts';
 import { ClusterState } from '../../libs/planner/index.ts';
 import { BIN, freePort, nodeCred, PLANNER_CRED, sliceYaml, svcYaml } from '../faults/fleet.ts';
 import { startNatsCluster, type NatsClusterHandle } from '../support/nats-cluster.ts';
