@@ -37,7 +37,7 @@ export class NetlinkKernel implements KernelInterface {
      * dump per socket at a time, so on one socket 10k services meant 10k dumps back to back.
      */
     private readonly dumpers: readonly IpvsClient[],
-    private readonly ipset: IpsetClient, private readonly links: LinkClient, private readonly o: NetlinkKernelOptions,
+    private readonly ipset: IpsetClient, private readonly links: LinkClient, private readonly options: NetlinkKernelOptions,
   ) {}
 
   static async open(o: NetlinkKernelOptions = {}): Promise<NetlinkKernel> {
@@ -147,7 +147,7 @@ export class NetlinkKernel implements KernelInterface {
   private async readNetfilter(chains: Readonly<Record<string, readonly string[]>>): Promise<Record<string, Record<string, string[]>>> {
     const out: Record<string, Record<string, string[]>> = {};
     for (const table of Object.keys(chains)) {
-      const text = await exec(this.o.iptablesSave ?? 'iptables-save', ['-t', table]);
+      const text = await exec(this.options.iptablesSave ?? 'iptables-save', ['-t', table]);
       Object.assign(out, parseIptablesSave(text, { [table]: chains[table]! }));
     }
     return out;
@@ -184,7 +184,7 @@ export class NetlinkKernel implements KernelInterface {
         return op.verb === 'add' ? this.ipset.add(op.set, entry) : this.ipset.del(op.set, entry);
       }
       case 'netfilter':
-        await exec(this.o.iptablesRestore ?? 'iptables-restore', ['--noflush'], op.text);
+        await exec(this.options.iptablesRestore ?? 'iptables-restore', ['--noflush'], op.text);
         return;
       case 'sysctl':
         return writeFile(sysctlPath(op.name), op.value + '\n');
