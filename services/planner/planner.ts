@@ -142,14 +142,19 @@ export class Planner {
   /**
    * A restarted planner mid-rollout needs the answers the wave already gave: nodes do not ACK
    * again until their target moves, so without them a baking wave would look silent and time
-   * out. Seeds the tracker with each rollout node's last logged report (at the time it was made).
+   * out. Seeds the tracker with each rollout node's last logged report (at the time it was made),
+   * without its health verdict: that one may be stale (heartbeats, not logged, may have turned it
+   * since), and an unhealthy verdict that counted is already in the rollout's failed list. The
+   * node's next heartbeat (within seconds) brings its current verdict.
    */
   private seedRolloutReports(): void {
     const r = this.config.state.rollout;
     if (!r || (r.status !== 'running' && r.status !== 'paused')) return;
     const inRollout = new Set(r.waves[r.wave]);
     for (const n of nodesBehind(this.o.log, { all: true })) {
-      if (inRollout.has(n.node)) this.nodes.onAck(n.lastReport, Date.parse(n.lastReport.at) || Date.now());
+      if (!inRollout.has(n.node)) continue;
+      const { health: _stale, ...report } = n.lastReport as AckOrNack & { health?: unknown };
+      this.nodes.onAck(report as AckOrNack, Date.parse(n.lastReport.at) || Date.now());
     }
   }
 

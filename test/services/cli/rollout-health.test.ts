@@ -39,10 +39,11 @@ const start = async () => {
   planner = await runPlanner({ manifests: env.manifests, nats: env.nats.url, db: env.db, http: '127.0.0.1:0', config: DEFAULT_PROXY_CONFIG, debounceMs: 20, pollMs: 100, say: () => {} });
   await planner.planner.synced;
 };
-const startAppliers = async (...nodes: string[]) => {
+const startAppliers = async (...nodes: string[]) => startAppliersBeating(200, ...nodes);
+const startAppliersBeating = async (heartbeatMs: number, ...nodes: string[]) => {
   for (const node of nodes) {
     appliers.push(await startApplierService({
-      node, nats: env.nats.url, mode: 'dry-run', heartbeatMs: 200, logger: pino({ level: 'silent' }),
+      node, nats: env.nats.url, mode: 'dry-run', heartbeatMs, logger: pino({ level: 'silent' }),
       testVerdictFile: verdictFile(node), probe: { intervalMs: 200 },
     }));
   }
@@ -113,5 +114,29 @@ describe('health verdicts gate rollouts (dry-run appliers, injected verdicts)', 
     const st = await status();
     expect(st.config.defaultRevision).toBe(2);
     for (const n of st.nodes) expect(n.health).toMatchObject({ verdict: 'unprobed', reason: 'dry-run: no dataplane to probe', probe: null });
+  });
+
+  it('a planner restarted mid-bake does not revive a stale unhealthy verdict from the log (a later heartbeat had cleared it)', async () => {
+    await start();
+    inject('node-1', 'unhealthy probe failed');
+    // Rare heartbeats: after the restart the planner hears nothing from node-1 before the overdue bake ends.
+    // (A re-probe whose verdict changes word is heartbeated at once, whatever the period.)
+    await startAppliersBeating(60_000, 'node-1');
+    await startAppliers('node-2');
+    await until(async () => (await node('node-1'))?.appliedConfigRevision === 1, 15_000, 'node-1 on revision 1');
+    await until(async () => (await node('node-2'))?.appliedConfigRevision === 1, 15_000, 'node-2 on revision 1');
+    expect((await ctl('config', 'set', 'scheduler=wrr', '--waves', '1,100%', '--bake', '2s', '--pause-on-error')).code).toBe(0);
+    await until(() => planner!.planner.config.state.rollout?.status === 'paused', 15_000, 'paused by the unhealthy canary');
+    inject('node-1', 'healthy');
+    await until(async () => (await node('node-1'))?.health?.verdict === 'healthy', 15_000, 'the healthy verdict heartbeated');
+    expect((await ctl('rollout', '--resume')).code).toBe(0);
+    await until(() => planner!.planner.config.state.rollout?.bakeStartedAt, 15_000, 'wave 1 baking');
+    await planner!.stop();
+    planner = undefined;
+    await new Promise((r) => setTimeout(r, 2500)); // the bake ends while the planner is down
+    await start();
+    // The logged ACK of revision 2 still says unhealthy; the heartbeat that cleared it was not logged.
+    await until(() => (planner!.planner.config.state.rollout?.wave ?? 0) >= 1 || planner!.planner.config.state.rollout?.status !== 'running', 15_000, 'the overdue bake decided');
+    expect(planner!.planner.config.state.rollout).toMatchObject({ status: 'running', wave: 1 });
   });
 });
