@@ -62,6 +62,14 @@ describe.sequential('planner group failover (real processes, 3 nats-servers)', (
     expect(pin.code).toBe(1);
     expect(pin.stderr.trim()).toBe(`switchboard: planner: planner b follows in group switchboard; the leader is planner a (term ${termA}) at ${a}: send writes there (ctl --server ${a})`);
     expect((await fleet.status('a'))?.latestVersion).toBe(next.version); // nothing was pinned
+
+    // probes and metrics: a caught-up follower is ready; leader 0/1, term and lag exported
+    await expect.poll(async () => (await fetch(`${b}/readyz`)).status, { timeout: 20_000 }).toBe(200);
+    const metric = async (api: string, name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(await (await fetch(`${api}/metrics`)).text())?.[1]);
+    expect(await metric(a, 'switchboard_planner_leader')).toBe(1);
+    expect(await metric(b, 'switchboard_planner_leader')).toBe(0);
+    expect(await metric(b, 'switchboard_planner_term')).toBe(termA);
+    await expect.poll(() => metric(b, 'switchboard_planner_replication_lag_rows'), { timeout: 20_000 }).toBe(0);
   }, 120_000);
 
   it('kill -9 of one nats-server (the versions stream\'s leader): no version lost, all SYNCED after the next change; restarted, it rejoins', async () => {

@@ -131,6 +131,17 @@ describe('start in any order, wait for what is missing', () => {
     expect(await versionMessages()).toBe(2); // the same version 1 (same content), nothing published twice
   });
 
+  it('/healthz fails while the planner is cut off from its group (NATS away longer than the lease TTL) and recovers', async () => {
+    const p = await startPlanner(); // lease TTL 3 s
+    const healthz = async () => { const r = await fetch(`${p.url}/healthz`); return { status: r.status, body: await r.json() as { ok: boolean; reason?: string } }; };
+    expect((await healthz()).status).toBe(200);
+    await env.nats.kill();
+    await expect.poll(async () => (await healthz()).status, { timeout: 20_000 }).toBe(503);
+    expect((await healthz()).body.reason).toMatch(/^no answer from the group's lease bucket on NATS for \d+ ms \(TTL 3000 ms\)$/);
+    await env.nats.start();
+    await expect.poll(async () => (await healthz()).status, { timeout: 30_000 }).toBe(200);
+  }, 90_000);
+
   it('db verify --nats detects a cut tail (last rows deleted, chain_heads moved back); without --nats the tail is unanchored', async () => {
     const p = await startPlanner();
     env.write('b.yaml', svcYaml('b', '10.96.0.2'));
