@@ -1,12 +1,12 @@
 import type Database from 'better-sqlite3';
 import {
   canonicalJson, contentHash,
-  type AckOrNack, type ConfigRevision, type DataDelta, type DataVersionHeader, type LoggedWatchEvent,
+  type AckOrNack, type ConfigRevision, type DataDelta, type LoggedWatchEvent,
   type Operation, type ProxyConfig, type WatchEvent,
 } from '../model/index.ts';
 import { EventLogError, translateSqliteError } from './event-log-error.ts';
 import { openDatabase, type SchemaStatus } from './open-database.ts';
-import { CHAINS, chainHash, type ChainName } from './row-chain.ts';
+import { chainHash, type ChainName } from './row-chain.ts';
 import { rowToVersion, type VersionRecord, type VersionRow } from './version-record.ts';
 import { rowToEvent, serviceOf, validateEvent, type EventRow } from './event-row.ts';
 import { writeCheckpoint, listCheckpoints, type Checkpoint } from './checkpoints.ts';

@@ -1,4 +1,4 @@
-import { closeSync, openSync, readFileSync, readdirSync, renameSync, rmSync, writeSync, writeFileSync } from 'node:fs';
+import { closeSync, openSync, renameSync, rmSync, writeSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EventLog } from '../../libs/eventlog/index.ts';
