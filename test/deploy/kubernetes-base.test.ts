@@ -88,7 +88,8 @@ describe('deploy/kubernetes base', () => {
     expect(sts.spec.volumeClaimTemplates.map((t: Obj) => t.metadata.name)).toContain(logMount.name);
     expect(planner.readinessProbe.httpGet.path).toBe('/readyz');
     expect(planner.livenessProbe.httpGet.path).toBe('/healthz');
-    expect(flag(planner, '--replicas')).toBe(String(sts.spec.replicas));
+    // --replicas: copies of every stream and bucket, one per NATS server (docs/ha.md)
+    expect(flag(planner, '--replicas')).toBe(String(find('StatefulSet', 'switchboard-nats').spec.replicas));
     expect(flag(planner, '--id')).toBe('$(POD_NAME)');
     expect(envFrom(planner, 'POD_NAME')).toBe('metadata.name');
     for (const f of ['--signing-key', '--nats-creds', '--token-file']) expect(volume(pod, mountHolding(planner, flag(planner, f)).name).secret, f).toBeDefined();
