@@ -77,16 +77,30 @@ const STREAM_NOT_FOUND = 10059;
 const HEADER_ROOM = 8 * 1024;
 /** The leader persists its stream mark at most this often (a restart re-reads at most that much). */
 const MARK_EVERY_MS = 1000;
+/** A consumer that delivers nothing this long while the stream has more is replaced. */
+const STALL_MS = 5000;
 
 export async function createLogReplicator(o: LogReplicatorOptions): Promise<LogReplicator> {
   if (!Number.isInteger(o.replicas) || o.replicas < 1) throw new Error(`log replicator: replicas must be a positive integer, got ${o.replicas}`);
-  const jsm = await jetstreamManager(o.nc);
+  const jsm = await jetstreamManager(o.nc, { checkAPI: false });
   const r = new StreamLogReplicator(o, jsm, jetstream(o.nc));
-  await r.ensureStream();
-  r.snapshots = await SnapshotStore.open({ nc: o.nc, jsm, group: o.group, stream: r.stream, replicas: o.replicas }).catch((e: Error) => {
-    throw new Error(`log snapshots of ${o.group}: cannot open their object store with ${o.replicas} replicas: ${e.message}`, { cause: e });
-  });
-  return r;
+  // JetStream answers nothing for a few seconds while a cluster elects a meta leader (a server
+  // just died): wait that out, within appendTimeoutMs; a refusal (too many replicas...) is final.
+  const deadline = Date.now() + (o.appendTimeoutMs ?? 30_000);
+  for (;;) {
+    try {
+      await r.ensureStream();
+      r.snapshots = await SnapshotStore.open({ nc: o.nc, jsm, group: o.group, stream: r.stream, replicas: o.replicas }).catch((e: Error) => {
+        throw new Error(`log snapshots of ${o.group}: cannot open their object store with ${o.replicas} replicas: ${e.message}`, { cause: e });
+      });
+      return r;
+    } catch (e) {
+      const transient = /timeout|no responders|503/i.test(`${(e as Error).message} ${((e as Error).cause as Error | undefined)?.message ?? ''}`);
+      if (!transient || Date.now() > deadline) throw e;
+      o.logger?.(`log stream ${r.stream}: JetStream not answering (${(e as Error).message}); retrying`);
+      await new Promise((res) => setTimeout(res, 500));
+    }
+  }
 }
 
 /**
@@ -196,15 +210,9 @@ class StreamLogReplicator implements LogReplicator {
           resolveCaughtUp();
           failures = 0;
           this.reader = new LogStreamReader();
-          const c = await this.js.consumers.get(this.stream, { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: this.seq + 1 });
-          live = await c.consume({ max_messages: 256 });
-          if (stopped) break;
-          for await (const m of live) {
-            if (stopped) break;
-            this.streamSeq = Math.max(this.streamSeq, m.seq + m.info.pending);
-            this.onMessage(m.seq, (k) => m.headers?.get(k), m.data);
-            this.persistMark(true);
-          }
+          // Returns when stopped, or when the consumer stalled (then: catch up afresh).
+          await this.consumeFrom(this.seq + 1, undefined, () => stopped, (c) => { live = c; });
+          if (!stopped) throw new Error('the consumer stalled or ended');
         } catch (e) {
           if (stopped) break;
           failures++;
@@ -331,6 +339,41 @@ class StreamLogReplicator implements LogReplicator {
     this.mode = 'closed';
   }
 
+  /**
+   * Applies the stream's messages from `start` (an ordered consumer) until seq `until` (true), or
+   * until stopped (false). A watchdog closes the consumer when it delivers nothing for STALL_MS
+   * while the stream has messages past it (false): a client consumer whose server was killed
+   * can stay silent instead of failing over, so the caller starts afresh rather than trust it.
+   */
+  private async consumeFrom(start: number, until: number | undefined, stopped: () => boolean, onOpen?: (c: ConsumerMessages) => void): Promise<boolean> {
+    const c = await this.js.consumers.get(this.stream, { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: start });
+    const msgs = await c.consume({ max_messages: 512 });
+    onOpen?.(msgs);
+    let progressAt = Date.now();
+    const watchdog = setInterval(() => {
+      const behind = until !== undefined || this.streamSeq > this.readSeq;
+      if (behind && Date.now() - progressAt > STALL_MS) {
+        this.say(`log stream ${this.stream}: no message for ${STALL_MS} ms at seq ${this.readSeq} (stream at ${Math.max(until ?? 0, this.streamSeq)}); reading afresh`);
+        closeConsumer(msgs);
+      }
+    }, Math.min(1000, STALL_MS));
+    try {
+      if (stopped()) return false;
+      for await (const m of msgs) {
+        progressAt = Date.now();
+        if (stopped()) return false;
+        this.streamSeq = Math.max(this.streamSeq, m.seq + m.info.pending);
+        this.onMessage(m.seq, (k) => m.headers?.get(k), m.data);
+        if (until !== undefined && m.seq >= until) return true;
+        this.persistMark(true);
+      }
+      return false;
+    } finally {
+      clearInterval(watchdog);
+      closeConsumer(msgs);
+    }
+  }
+
   /** Learns the stream's last seq and the rows its newest message leaves the group at. */
   private async refreshEnd(): Promise<void> {
     try {
@@ -359,15 +402,8 @@ class StreamLogReplicator implements LogReplicator {
     }
     if (this.seq < last) {
       this.reader = new LogStreamReader();
-      const c = await this.js.consumers.get(this.stream, { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: this.seq + 1 });
-      const msgs = await c.consume({ max_messages: 512 });
-      try {
-        for await (const m of msgs) {
-          this.onMessage(m.seq, (k) => m.headers?.get(k), m.data);
-          if (m.seq >= last) break;
-        }
-      } finally {
-        closeConsumer(msgs);
+      if (!(await this.consumeFrom(this.seq + 1, last, () => false))) {
+        throw new Error(`log stream ${this.stream}: reading stalled before seq ${last} (at ${this.readSeq})`);
       }
     }
     this.readSeq = last;
