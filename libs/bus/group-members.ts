@@ -34,7 +34,7 @@ export class GroupMembers {
   private timer: NodeJS.Timeout | undefined;
   private cached: GroupMember[] = [];
 
-  private constructor(private kv: KV, private readonly o: MembersOptions) {}
+  private constructor(private kv: KV, private readonly options: MembersOptions) {}
 
   static async open(o: MembersOptions): Promise<GroupMembers> {
     return new GroupMembers(await GroupMembers.bucket(o), o);
@@ -45,13 +45,13 @@ export class GroupMembers {
   }
 
   private self(): Omit<GroupMember, 'at'> {
-    return this.o.self();
+    return this.options.self();
   }
 
   /** Announces now and then every TTL/4, refreshing the cached list each time. */
   start(): void {
     void this.beat();
-    this.timer = setInterval(() => void this.beat(), Math.max(50, Math.floor(this.o.ttlMs / 4)));
+    this.timer = setInterval(() => void this.beat(), Math.max(50, Math.floor(this.options.ttlMs / 4)));
   }
 
   /** The members as last read (at most TTL/4 old), this planner's own record current. */
@@ -76,7 +76,7 @@ export class GroupMembers {
     } catch (e) {
       // NATS away: keep the last list (/healthz reports the planner cut off); store lost: make the bucket again
       void e;
-      this.kv = await GroupMembers.bucket(this.o).catch(() => this.kv);
+      this.kv = await GroupMembers.bucket(this.options).catch(() => this.kv);
     }
   }
 

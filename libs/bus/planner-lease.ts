@@ -77,9 +77,9 @@ export class LeaderLease {
   readonly ttlMs: number;
   readonly me: Omit<LeaseHolder, 'term' | 'renewedAt'>;
 
-  private constructor(private readonly o: LeaderLeaseOptions) {
-    this.ttlMs = o.ttlMs ?? 15_000;
-    this.me = { id: o.id, host: hostname(), pid: process.pid, since: new Date().toISOString(), ...(o.api ? { api: o.api } : {}) };
+  private constructor(private readonly options: LeaderLeaseOptions) {
+    this.ttlMs = options.ttlMs ?? 15_000;
+    this.me = { id: options.id, host: hostname(), pid: process.pid, since: new Date().toISOString(), ...(options.api ? { api: options.api } : {}) };
     this.lastContact = this.now();
   }
 
@@ -91,7 +91,7 @@ export class LeaderLease {
   }
 
   private now(): number {
-    return this.o.now?.() ?? performance.now();
+    return this.options.now?.() ?? performance.now();
   }
 
   /**
@@ -154,7 +154,7 @@ export class LeaderLease {
   private lose(why: string): void {
     if (!this.leading) return;
     this.leading = false;
-    this.o.onDeposed?.(why);
+    this.options.onDeposed?.(why);
   }
 
   private async tick(): Promise<void> {
@@ -180,7 +180,7 @@ export class LeaderLease {
       if (this.leading) this.validUntil = sent + 0.75 * this.ttlMs;
       this.troubled = false;
     } catch (e) {
-      if (!this.troubled) this.o.onTrouble?.(`lease renewal failed: ${(e as Error).message}`);
+      if (!this.troubled) this.options.onTrouble?.(`lease renewal failed: ${(e as Error).message}`);
       this.troubled = true;
       if (isWrongSequence(e)) {
         this.lastContact = this.now();
@@ -199,7 +199,7 @@ export class LeaderLease {
    */
   private async reopenIfLost(_e: unknown): Promise<void> {
     try {
-      this.kv = await replicatedBucket(this.o.nc, leaseBucket(this.o.group), { history: 1, ttl: this.ttlMs, replicas: this.o.replicas });
+      this.kv = await replicatedBucket(this.options.nc, leaseBucket(this.options.group), { history: 1, ttl: this.ttlMs, replicas: this.options.replicas });
     } catch {
       // still away: the next tick tries again
     }
@@ -249,7 +249,7 @@ export class LeaderLease {
       // the next renewal tries again; followers read term 0 as "the entry's revision"
     }
     this.seen = this.record();
-    this.o.onElected?.(this.myTerm);
+    this.options.onElected?.(this.myTerm);
   }
 
   private async read(): Promise<LeaseHolder | undefined> {

@@ -38,7 +38,7 @@ export class TargetStore {
   /** The KV revision of each key as this store last wrote or read it: every write expects it (0: absent). */
   private readonly revisions = new Map<string, number>();
 
-  private constructor(private readonly nc: NatsConnection, private kv: KV, private readonly o: TargetStoreOptions) {}
+  private constructor(private readonly nc: NatsConnection, private kv: KV, private readonly options: TargetStoreOptions) {}
 
   static async open(o: TargetStoreOptions): Promise<TargetStore> {
     const s = new TargetStore(o.nc, await createBucket(o.nc, o.history, o.replicas), o);
@@ -48,7 +48,7 @@ export class TargetStore {
 
   /** Recreates the bucket after NATS lost its store (idempotent when it exists). */
   async reopen(): Promise<void> {
-    this.kv = await createBucket(this.nc, this.o.history, this.o.replicas);
+    this.kv = await createBucket(this.nc, this.options.history, this.options.replicas);
     await this.learnIssued();
   }
 
@@ -74,8 +74,8 @@ export class TargetStore {
    * core-NATS notice carrying the same signed entry: appliers act on the notice at once.
    */
   private async write(key: string, t: NodeTarget | 'cleared', delta?: NoticeDelta): Promise<number> {
-    this.issued = Math.max(this.issued + 1, this.o.now?.() ?? Date.now());
-    const sig = this.o.signer?.sign(targetStatement(key, t, this.issued)) ?? '';
+    this.issued = Math.max(this.issued + 1, this.options.now?.() ?? Date.now());
+    const sig = this.options.signer?.sign(targetStatement(key, t, this.issued)) ?? '';
     const entry: SignedTarget = t === 'cleared'
       ? { cleared: true, issued: this.issued, sig }
       : { version: t.version, configRevision: t.configRevision, issued: this.issued, sig };
@@ -146,9 +146,9 @@ export class TargetStore {
     const existing = await this.getConfigRevision(r.revision);
     if (existing) {
       if (existing.hash !== r.hash) throw new Error(`config revision ${r.revision} already exists with another hash`);
-      if (!this.o.signer || existing.sig) return;
+      if (!this.options.signer || existing.sig) return;
     }
-    const sig = this.o.signer?.sign(configStatement(r.revision, r.hash));
+    const sig = this.options.signer?.sign(configStatement(r.revision, r.hash));
     await this.conditionalPut(configKey(r.revision), JSON.stringify({ ...r, ...(sig ? { sig } : {}) }));
   }
 

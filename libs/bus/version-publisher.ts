@@ -62,11 +62,11 @@ export class VersionPublisher {
   private readonly reader: VersionReader;
   readonly checkpointEvery: number;
 
-  private constructor(private readonly o: VersionPublisherOptions, private readonly jsm: JetStreamManager, private readonly chunkBytes: number) {
-    this.js = jetstream(o.nc);
-    const verifier = o.signer ? verifierFromPem(o.signer.publicKeyPem) : undefined;
-    this.reader = new VersionReader(o.nc, { stream: o.stream, verifier, onRejected: o.onForeign });
-    this.checkpointEvery = o.checkpointEvery ?? 50;
+  private constructor(private readonly options: VersionPublisherOptions, private readonly jsm: JetStreamManager, private readonly chunkBytes: number) {
+    this.js = jetstream(options.nc);
+    const verifier = options.signer ? verifierFromPem(options.signer.publicKeyPem) : undefined;
+    this.reader = new VersionReader(options.nc, { stream: options.stream, verifier, onRejected: options.onForeign });
+    this.checkpointEvery = options.checkpointEvery ?? 50;
   }
 
   /** Ensures the stream exists and learns the last published version from it. */
@@ -136,8 +136,8 @@ export class VersionPublisher {
       for (const [k, v] of Object.entries(m.headers)) h.set(k, v);
       signedHeaders = { ...m.headers };
       let msgID = m.msgId;
-      if (this.o.signer) {
-        const sig = this.o.signer.sign(artifactStatement({ subject: m.subject, version: a.version, parent: a.parent, hash: a.hash, anchor, payload: m.payload }));
+      if (this.options.signer) {
+        const sig = this.options.signer.sign(artifactStatement({ subject: m.subject, version: a.version, parent: a.parent, hash: a.hash, anchor, payload: m.payload }));
         h.set(H.sig, sig);
         signedHeaders[H.sig] = sig;
         // Ed25519 is deterministic, so a retry dedupes; no one without the key can pre-empt the id.
@@ -220,7 +220,7 @@ export class VersionPublisher {
       const genuine = parsed && this.reader.genuine({ subject: m.subject, data: m.data, header: (k) => m.header.get(k) }, parsed.version) === undefined;
       if (genuine && theirTerm && theirTerm !== this.term) throw new StaleLeaderError(`version ${parsed.version} was published in term ${theirTerm} (this planner's term: ${this.term})`);
       if (genuine && theirTerm === this.term) continue; // ours: an append whose answer was lost
-      this.o.onForeign?.(m.subject, genuine ? 'published by another planner without a term' : 'not one of ours');
+      this.options.onForeign?.(m.subject, genuine ? 'published by another planner without a term' : 'not one of ours');
     }
     this.lastSeq = end;
     return true;
@@ -242,7 +242,7 @@ export class VersionPublisher {
   }
 
   private get stream(): string {
-    return this.o.stream ?? VERSIONS_STREAM;
+    return this.options.stream ?? VERSIONS_STREAM;
   }
 
   private async confirmExisting(a: VersionArtifact & { form: 'delta' }): Promise<PublishResult> {
@@ -262,8 +262,8 @@ export class VersionPublisher {
       subjects: [VERSIONS_SUBJECTS],
       allow_direct: true,
       duplicate_window: 2 * 60 * 1_000_000_000,
-      max_age: (this.o.maxAgeMs ?? 0) * 1_000_000,
-      num_replicas: this.o.replicas ?? 1,
+      max_age: (this.options.maxAgeMs ?? 0) * 1_000_000,
+      num_replicas: this.options.replicas ?? 1,
     };
     try {
       await this.jsm.streams.info(this.stream);
@@ -272,10 +272,10 @@ export class VersionPublisher {
       try {
         await this.jsm.streams.add(cfg);
       } catch (err) {
-        throw asRefusal(this.o.nc, cfg.num_replicas, err);
+        throw asRefusal(this.options.nc, cfg.num_replicas, err);
       }
     }
-    await ensureStreamReplicas(this.o.nc, this.jsm, this.stream, cfg.num_replicas);
+    await ensureStreamReplicas(this.options.nc, this.jsm, this.stream, cfg.num_replicas);
   }
 
   /**
@@ -316,7 +316,7 @@ export class VersionPublisher {
       const parsed = parseVersionSubject(m.subject);
       const fault = parsed ? this.reader.genuine({ subject: m.subject, data: m.data, header: (k) => m.header.get(k) }, parsed.version) : 'not a version subject';
       if (fault === undefined && parsed) return parsed.form === 'delta' ? parsed.version : parsed.version - 1;
-      this.o.onForeign?.(m.subject, fault ?? 'unknown');
+      this.options.onForeign?.(m.subject, fault ?? 'unknown');
     }
     return 0;
   }

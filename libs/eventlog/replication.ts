@@ -142,13 +142,13 @@ class StreamLogReplicator implements LogReplicator {
   /** Asks for the stream's end apart from the batches applied, so a backlog (or a stopped follower) shows as lagRows. */
   private readonly refresher: NodeJS.Timeout;
 
-  constructor(private readonly o: LogReplicatorOptions, private readonly jsm: JetStreamManager, private readonly js: JetStreamClient) {
-    this.log = o.log;
-    this.stream = logStreamName(o.group);
-    this.subject = logSubject(o.group);
-    this.say = o.logger ?? (() => {});
-    this.maxPart = Math.max(4096, (o.nc.info?.max_payload ?? 1024 * 1024) - HEADER_ROOM);
-    this.refresher = setInterval(() => { if (this.mode !== 'leader') void this.refreshEnd(); }, o.lagRefreshMs ?? 1000);
+  constructor(private readonly options: LogReplicatorOptions, private readonly jsm: JetStreamManager, private readonly js: JetStreamClient) {
+    this.log = options.log;
+    this.stream = logStreamName(options.group);
+    this.subject = logSubject(options.group);
+    this.say = options.logger ?? (() => {});
+    this.maxPart = Math.max(4096, (options.nc.info?.max_payload ?? 1024 * 1024) - HEADER_ROOM);
+    this.refresher = setInterval(() => { if (this.mode !== 'leader') void this.refreshEnd(); }, options.lagRefreshMs ?? 1000);
     this.refresher.unref();
     const mark = this.log.replicationMark();
     if (mark && mark.stream === this.stream) {
@@ -166,19 +166,19 @@ class StreamLogReplicator implements LogReplicator {
       if (!(e instanceof JetStreamApiError) || e.code !== STREAM_NOT_FOUND) throw e;
       try {
         info = await this.jsm.streams.add({
-          name: this.stream, subjects: [this.subject], num_replicas: this.o.replicas, storage: StorageType.File,
+          name: this.stream, subjects: [this.subject], num_replicas: this.options.replicas, storage: StorageType.File,
           retention: RetentionPolicy.Limits, discard: DiscardPolicy.Old, duplicate_window: 2 * 60 * 1_000_000_000, allow_direct: true,
         });
       } catch (e2) {
-        throw new Error(`log stream ${this.stream}: cannot create it with ${this.o.replicas} replicas: ${(e2 as Error).message}`, { cause: e2 });
+        throw new Error(`log stream ${this.stream}: cannot create it with ${this.options.replicas} replicas: ${(e2 as Error).message}`, { cause: e2 });
       }
     }
-    if (info.config.num_replicas !== this.o.replicas) {
+    if (info.config.num_replicas !== this.options.replicas) {
       try {
-        await this.jsm.streams.update(this.stream, { ...info.config, num_replicas: this.o.replicas });
-        this.say(`log stream ${this.stream}: replicas ${info.config.num_replicas} -> ${this.o.replicas}`);
+        await this.jsm.streams.update(this.stream, { ...info.config, num_replicas: this.options.replicas });
+        this.say(`log stream ${this.stream}: replicas ${info.config.num_replicas} -> ${this.options.replicas}`);
       } catch (e) {
-        throw new Error(`log stream ${this.stream}: cannot change replicas ${info.config.num_replicas} -> ${this.o.replicas}: ${(e as Error).message}`, { cause: e });
+        throw new Error(`log stream ${this.stream}: cannot change replicas ${info.config.num_replicas} -> ${this.options.replicas}: ${(e as Error).message}`, { cause: e });
       }
     }
     this.streamSeq = info.state.last_seq;
@@ -253,7 +253,7 @@ class StreamLogReplicator implements LogReplicator {
     const flushed = this.groupEnd ?? this.log.exportRows(this.log.position(), { whole: true }).from;
     // After the stream's real end: parts of a batch its writer never finished are given up by this marker.
     const after = Math.max(this.seq, this.readSeq);
-    const seq = await this.append(encodeTerm(term, this.o.id ?? hostname(), rowCount(flushed), after), after);
+    const seq = await this.append(encodeTerm(term, this.options.id ?? hostname(), rowCount(flushed), after), after);
     this.seq = seq;
     this.streamSeq = Math.max(this.streamSeq, seq);
     this.term = term;
@@ -304,7 +304,7 @@ class StreamLogReplicator implements LogReplicator {
    * background; a failure is logged and retried after the next interval.
    */
   private snapshotIfDue(flushed: RowBatch): void {
-    const every = this.o.snapshotEveryRows ?? 50_000;
+    const every = this.options.snapshotEveryRows ?? 50_000;
     const rows = rowCount(flushed.to);
     // A snapshot costs O(log); spacing them at least the log's size apart keeps that O(1) per row.
     if (every <= 0 || rows - this.snapshotRows < Math.max(every, this.snapshotRows)) return;
@@ -495,7 +495,7 @@ class StreamLogReplicator implements LogReplicator {
   private async append(m: WireMessage, expectedLast: number): Promise<number> {
     const h = natsHeaders();
     for (const [k, v] of Object.entries(m.headers)) h.set(k, v);
-    const deadline = Date.now() + (this.o.appendTimeoutMs ?? 30_000);
+    const deadline = Date.now() + (this.options.appendTimeoutMs ?? 30_000);
     for (let attempt = 1; ; attempt++) {
       try {
         const ack = await this.js.publish(this.subject, m.payload, {

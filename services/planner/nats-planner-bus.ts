@@ -52,7 +52,7 @@ export class NatsPlannerBus implements PlannerBus {
 
   private constructor(
     private readonly nc: NatsConnection, private readonly publisher: VersionPublisher, private readonly targets: TargetStore,
-    private readonly ownsConnection: boolean, private readonly o: NatsPlannerBusOptions,
+    private readonly ownsConnection: boolean, private readonly options: NatsPlannerBusOptions,
   ) {}
 
   /** Connects (waiting for NATS as long as it takes), takes the lease, opens stream and bucket. */
@@ -106,7 +106,7 @@ export class NatsPlannerBus implements PlannerBus {
 
   async publish(...[artifact, data]: Parameters<PlannerBus['publish']>): Promise<void> {
     const { form: _f, delta, ...header } = artifact;
-    await this.guard(() => this.publisher.publishNext({ header, delta, data, anchor: this.o.anchorOf?.(artifact.version) }));
+    await this.guard(() => this.publisher.publishNext({ header, delta, data, anchor: this.options.anchorOf?.(artifact.version) }));
   }
 
   async putConfigRevision(rev: ConfigRevision): Promise<void> {
@@ -156,10 +156,10 @@ export class NatsPlannerBus implements PlannerBus {
    * steps the planner down; another failure checks for a lost store before it travels on.
    */
   private async guard<T>(write: () => Promise<T>): Promise<T> {
-    const refused = this.o.mayWrite?.();
+    const refused = this.options.mayWrite?.();
     if (refused) throw new Error(`not acting: ${refused}`);
     try {
-      await this.o.beforeWrite?.();
+      await this.options.beforeWrite?.();
       return await write();
     } catch (e) {
       if (isFence(e)) {

@@ -47,7 +47,7 @@ export class PlannerGroup {
   private stopped = false;
   private flushTimer: NodeJS.Timeout | undefined;
 
-  constructor(private readonly o: PlannerGroupOptions) {}
+  constructor(private readonly options: PlannerGroupOptions) {}
 
   /** The Planner now acting for this process (leader or follower view). */
   planner(): Planner | undefined {
@@ -59,14 +59,14 @@ export class PlannerGroup {
   }
 
   view(): GroupView {
-    const leader = this.role() === 'leader' && this.o.lease.isLeader();
-    const since = this.o.lease.sinceContactMs();
+    const leader = this.role() === 'leader' && this.options.lease.isLeader();
+    const since = this.options.lease.sinceContactMs();
     return {
-      group: this.o.group,
-      self: { id: this.o.id, leader, term: this.o.lease.term() },
-      leader: this.o.lease.leader(),
-      lagRows: this.o.replicator ? this.o.replicator.position().lagRows : null,
-      cutOff: since > this.o.lease.ttlMs ? `no answer from the group's lease bucket on NATS for ${Math.round(since)} ms (TTL ${this.o.lease.ttlMs} ms)` : undefined,
+      group: this.options.group,
+      self: { id: this.options.id, leader, term: this.options.lease.term() },
+      leader: this.options.lease.leader(),
+      lagRows: this.options.replicator ? this.options.replicator.position().lagRows : null,
+      cutOff: since > this.options.lease.ttlMs ? `no answer from the group's lease bucket on NATS for ${Math.round(since)} ms (TTL ${this.options.lease.ttlMs} ms)` : undefined,
     };
   }
 
@@ -78,8 +78,8 @@ export class PlannerGroup {
 
   /** Starts following; the caller starts the lease (whose callbacks are elected/deposed). */
   async start(): Promise<void> {
-    this.o.bus.onFenced((why) => void this.o.lease.stepDown(`fenced: ${why}`));
-    this.o.bus.onReset(() => {
+    this.options.bus.onFenced((why) => void this.options.lease.stepDown(`fenced: ${why}`));
+    this.options.bus.onReset(() => {
       if (this.role() === 'leader') void this.current?.republish().catch(() => undefined);
     });
     await this.queue(() => this.becomeFollower());
@@ -105,38 +105,38 @@ export class PlannerGroup {
     await this.chain;
     await this.current?.stop();
     // a leader hands its last rows (drained from the source by stop()) to the group before it goes
-    if (this.role() === 'leader' && this.o.lease.isLeader()) await this.o.replicator?.flush().catch((e) => this.o.say(`last flush: ${(e as Error).message}`));
+    if (this.role() === 'leader' && this.options.lease.isLeader()) await this.options.replicator?.flush().catch((e) => this.options.say(`last flush: ${(e as Error).message}`));
     await this.following?.stop();
   }
 
   private queue(step: () => Promise<void>): Promise<void> {
     const run = this.chain.then(() => (this.stopped ? undefined : step()));
-    this.chain = run.catch((e) => this.o.say(`role change failed: ${(e as Error).message}`));
+    this.chain = run.catch((e) => this.options.say(`role change failed: ${(e as Error).message}`));
     return run;
   }
 
   private async lead(term: number): Promise<void> {
-    if (!this.o.lease.isLeader() || this.o.lease.term() !== term) return; // lost again before its turn
-    this.o.say(`elected leader of group ${this.o.group} in term ${term}`);
+    if (!this.options.lease.isLeader() || this.options.lease.term() !== term) return; // lost again before its turn
+    this.options.say(`elected leader of group ${this.options.group} in term ${term}`);
     clearInterval(this.refreshTimer);
     await this.current?.stop();
     await this.following?.stop();
     this.following = undefined;
     try {
-      await this.o.replicator?.claim(term);
-      await this.o.bus.claim(term, this.o.id);
+      await this.options.replicator?.claim(term);
+      await this.options.bus.claim(term, this.options.id);
     } catch (e) {
       const why = `cannot lead term ${term}: ${(e as Error).message}`;
-      this.o.say(why);
+      this.options.say(why);
       await this.becomeFollower();
-      await this.o.lease.stepDown(why);
+      await this.options.lease.stepDown(why);
       return;
     }
-    const p = this.o.makePlanner('leader');
+    const p = this.options.makePlanner('leader');
     this.current = p;
     await p.start();
     this.flushRows(p);
-    this.o.onRoleChange?.();
+    this.options.onRoleChange?.();
   }
 
   /**
@@ -144,34 +144,34 @@ export class PlannerGroup {
    * refused midway) reach the group within `flushMs` too; a fence seen here deposes the leader.
    */
   private flushRows(p: Planner): void {
-    const r = this.o.replicator;
+    const r = this.options.replicator;
     if (!r) return;
     clearInterval(this.flushTimer);
     this.flushTimer = setInterval(() => {
-      if (this.current !== p || !this.o.lease.isLeader()) return;
+      if (this.current !== p || !this.options.lease.isLeader()) return;
       r.flush().catch((e: Error) => {
-        if (e.name === 'FencedError') void this.o.lease.stepDown(`fenced: ${e.message}`);
+        if (e.name === 'FencedError') void this.options.lease.stepDown(`fenced: ${e.message}`);
       });
-    }, this.o.flushMs ?? 200);
+    }, this.options.flushMs ?? 200);
     this.flushTimer.unref?.();
   }
 
   private async follow(why: string): Promise<void> {
     if (this.role() === 'follower') return;
-    this.o.say(`stepping down: ${why}`);
+    this.options.say(`stepping down: ${why}`);
     clearInterval(this.flushTimer);
     await this.current?.stop();
     await this.becomeFollower();
     this.current?.noteFailure('lease', `stepped down (${why})`); // shown until this planner leads again
-    this.o.onRoleChange?.();
+    this.options.onRoleChange?.();
   }
 
   private async becomeFollower(): Promise<void> {
-    this.following = this.o.replicator?.follow();
-    const p = this.o.makePlanner('follower');
+    this.following = this.options.replicator?.follow();
+    const p = this.options.makePlanner('follower');
     await p.start();
     this.current = p;
-    this.refreshedAt = this.o.replicator?.position().localSeq ?? -1;
+    this.refreshedAt = this.options.replicator?.position().localSeq ?? -1;
     if (!this.following) p.markSynced(true); // no replicated log: the file is all there is
     else {
       void this.following.caughtUp.then(() => {
@@ -179,23 +179,23 @@ export class PlannerGroup {
           this.refresh(p);
           p.markSynced(true);
         }
-      }).catch((e) => this.o.say(`replicated log: ${(e as Error).message}`));
+      }).catch((e) => this.options.say(`replicated log: ${(e as Error).message}`));
     }
     clearInterval(this.refreshTimer);
-    this.refreshTimer = setInterval(() => this.refresh(p), this.o.refreshMs ?? 500);
+    this.refreshTimer = setInterval(() => this.refresh(p), this.options.refreshMs ?? 500);
     this.refreshTimer.unref?.();
   }
 
   /** Follower: reloads its view once the replicated log applied new rows. */
   private refresh(p: Planner): void {
-    if (this.current !== p || p.role !== 'follower' || !this.o.replicator) return;
-    const at = this.o.replicator.position().localSeq;
+    if (this.current !== p || p.role !== 'follower' || !this.options.replicator) return;
+    const at = this.options.replicator.position().localSeq;
     if (at === this.refreshedAt) return;
     this.refreshedAt = at;
     try {
       p.refresh();
     } catch (e) {
-      this.o.say(`follower refresh: ${(e as Error).message}`);
+      this.options.say(`follower refresh: ${(e as Error).message}`);
     }
   }
 }

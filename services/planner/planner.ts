@@ -73,45 +73,45 @@ export class Planner {
   readonly synced: Promise<void>;
   private resolveSynced!: () => void;
 
-  constructor(private readonly o: PlannerOptions) {
-    this.nodes = new NodeTracker(o.statusThresholds);
+  constructor(private readonly options: PlannerOptions) {
+    this.nodes = new NodeTracker(options.statusThresholds);
     this.synced = new Promise((r) => (this.resolveSynced = r));
   }
 
   private now(): Date {
-    return this.o.now?.() ?? new Date();
+    return this.options.now?.() ?? new Date();
   }
 
   /** Restores from the log, republishes what the stream lacks, then starts the source. */
   async start(): Promise<void> {
-    const log = this.o.log;
+    const log = this.options.log;
     this.data = DataAxis.restore(log);
-    this.config = ConfigAxis.restore(log, this.o.initialConfig, () => this.now());
+    this.config = ConfigAxis.restore(log, this.options.initialConfig, () => this.now());
     if (this.role === 'follower') {
-      this.o.bus.listen({ onAck: (a) => this.nodes.onAck(a, Date.now()), onHeartbeat: (h) => this.nodes.onHeartbeat(h, Date.now()) });
+      this.options.bus.listen({ onAck: (a) => this.nodes.onAck(a, Date.now()), onHeartbeat: (h) => this.nodes.onHeartbeat(h, Date.now()) });
       return;
     }
     this.seedRolloutReports();
     await this.serial(() => this.publishAndTarget());
-    this.o.bus.listen({ onAck: (a) => this.onAck(a), onHeartbeat: (h) => this.onHeartbeat(h) });
+    this.options.bus.listen({ onAck: (a) => this.onAck(a), onHeartbeat: (h) => this.onHeartbeat(h) });
     this.batcher = new EventBatcher<KubeEvent>({
       serial: (fn) => this.serial(fn),
       flush: (events) => {
         const rejected = this.data.ingest(events.map((e) => toWatchEvent(e, this.source.origin)));
-        for (const r of rejected) this.o.hooks?.onRejected?.(r);
+        for (const r of rejected) this.options.hooks?.onRejected?.(r);
         this.recovered('append');
-        this.o.hooks?.onEvents?.(events.length);
+        this.options.hooks?.onEvents?.(events.length);
         this.scheduleSync();
       },
       onError: (e) => this.fail('append', e),
     });
-    this.source = this.o.source(
+    this.source = this.options.source(
       (e) => this.batcher.push(e),
       {
         // Each scan reports everything it refused; count only what is new, keep only the current list.
         onSourceRejections: (list) => {
           const seen = new Set(this.sourceRejections.map((r) => `${r.ref}|${r.reason}`));
-          for (const r of list) if (!seen.has(`${r.ref}|${r.reason}`)) this.o.hooks?.onRejected?.(r);
+          for (const r of list) if (!seen.has(`${r.ref}|${r.reason}`)) this.options.hooks?.onRejected?.(r);
           this.sourceRejections = [...list];
         },
       },
@@ -151,7 +151,7 @@ export class Planner {
     const r = this.config.state.rollout;
     if (!r || (r.status !== 'running' && r.status !== 'paused')) return;
     const inRollout = new Set(r.waves[r.wave]);
-    for (const n of nodesBehind(this.o.log, { all: true })) {
+    for (const n of nodesBehind(this.options.log, { all: true })) {
       if (!inRollout.has(n.node)) continue;
       const { health: _stale, ...report } = n.lastReport as AckOrNack & { health?: unknown };
       this.nodes.onAck(report as AckOrNack, Date.parse(n.lastReport.at) || Date.now());
@@ -159,14 +159,14 @@ export class Planner {
   }
 
   get role(): 'leader' | 'follower' {
-    return this.o.role ?? 'leader';
+    return this.options.role ?? 'leader';
   }
 
   /** Follower: reloads data and config from the log (the replicated log applied new rows). */
   refresh(): void {
     if (this.role !== 'follower') return;
-    this.data = DataAxis.restore(this.o.log);
-    this.config = ConfigAxis.restore(this.o.log, this.o.initialConfig, () => this.now());
+    this.data = DataAxis.restore(this.options.log);
+    this.config = ConfigAxis.restore(this.options.log, this.options.initialConfig, () => this.now());
   }
 
   /** Follower: whether it holds the group's log (set by the group once the replicated log caught up). */
@@ -217,7 +217,7 @@ export class Planner {
   private fail(where: string, err: unknown): void {
     this.failures.delete(where); // re-inserted last: the newest failure is the one shown
     this.failures.set(where, `${where}: ${err instanceof Error ? err.message : String(err)}`);
-    this.o.hooks?.onError?.(where, err);
+    this.options.hooks?.onError?.(where, err);
   }
 
   /** Records a failure seen outside the planner's own steps (the group's, e.g. a step-down), shown until it recovers. */
@@ -235,7 +235,7 @@ export class Planner {
     // Debounce folds bursts into one version, but sustained churn must not postpone versions forever.
     const now = Date.now();
     this.firstUnsyncedAt ??= now;
-    const wait = Math.min(this.o.debounceMs ?? 30, Math.max(0, this.firstUnsyncedAt + (this.o.maxSyncDelayMs ?? 250) - now));
+    const wait = Math.min(this.options.debounceMs ?? 30, Math.max(0, this.firstUnsyncedAt + (this.options.maxSyncDelayMs ?? 250) - now));
     this.timer = setTimeout(() => void this.serial(() => this.syncNow()).then(() => this.recovered('sync'), (e) => this.fail('sync', e)), wait);
   }
 
@@ -243,7 +243,7 @@ export class Planner {
     this.firstUnsyncedAt = undefined;
     this.batcher.flushNow(); // never make a version from events that are not durable yet
     this.remember(this.data.sync());
-    this.data.checkpointIfDue(this.o.checkpointEvery ?? 10_000);
+    this.data.checkpointIfDue(this.options.checkpointEvery ?? 10_000);
     await this.publishAndTarget();
   }
 
@@ -263,18 +263,18 @@ export class Planner {
     try {
       // A log behind the stream must never move a node back (a fresh or stale --db): only the
       // replicated log's catch-up, before a planner leads, brings the log level with the stream.
-      const published = this.o.bus.lastPublishedVersion();
+      const published = this.options.bus.lastPublishedVersion();
       if (latest.version < published) throw new Error(`the log ends at version ${latest.version} but the versions stream holds ${published}: not moving any target`);
-      for (let v = this.o.bus.lastPublishedVersion() + 1; v <= latest.version; v++) {
+      for (let v = this.options.bus.lastPublishedVersion() + 1; v <= latest.version; v++) {
         const made = this.unpublished.get(v);
-        const rec = made?.record ?? this.o.log.version(v)!;
-        const delta = made?.delta ?? this.o.log.versionDelta(v);
+        const rec = made?.record ?? this.options.log.version(v)!;
+        const delta = made?.delta ?? this.options.log.versionDelta(v);
         if (!delta) throw new Error(`version ${v} has no stored delta`);
         const t0 = performance.now();
-        await this.o.bus.publish({ version: rec.version, parent: rec.parent, hash: rec.hash, reason: rec.reason, createdAt: rec.createdAt, form: 'delta', delta },
+        await this.options.bus.publish({ version: rec.version, parent: rec.parent, hash: rec.hash, reason: rec.reason, createdAt: rec.createdAt, form: 'delta', delta },
           () => this.data.fullData(v));
         this.unpublished.delete(v);
-        this.o.hooks?.onVersion?.(v, performance.now() - t0);
+        this.options.hooks?.onVersion?.(v, performance.now() - t0);
       }
       await this.writeTargets(latest.version);
       this.recovered('publish');
@@ -300,12 +300,12 @@ export class Planner {
     const overrides = this.config.overrides();
     for (const rev of [st.defaultRevision, ...overrides.values()]) {
       if (this.putRevisions.has(rev)) continue;
-      await this.o.bus.putConfigRevision(this.config.revision(rev)!);
+      await this.options.bus.putConfigRevision(this.config.revision(rev)!);
       this.putRevisions.add(rev);
     }
-    await this.o.bus.setDefaultTarget({ version, configRevision: st.defaultRevision });
-    for (const [node, rev] of overrides) await this.o.bus.setNodeTarget(node, { version, configRevision: rev });
-    for (const node of this.overridden) if (!overrides.has(node)) await this.o.bus.setNodeTarget(node, undefined);
+    await this.options.bus.setDefaultTarget({ version, configRevision: st.defaultRevision });
+    for (const [node, rev] of overrides) await this.options.bus.setNodeTarget(node, { version, configRevision: rev });
+    for (const node of this.overridden) if (!overrides.has(node)) await this.options.bus.setNodeTarget(node, undefined);
     this.overridden = new Set(overrides.keys());
     const nowMs = Date.now();
     for (const n of this.fleet()) this.nodes.noteTarget(n, this.targetOf(n, version), nowMs);
@@ -331,7 +331,7 @@ export class Planner {
 
   private onAck(a: AckOrNack): Promise<void> {
     return this.serial(async () => {
-      this.o.log.recordAck(a);
+      this.options.log.recordAck(a);
       this.nodes.onAck(a, Date.now());
       if (this.config.step(this.nodes.reports())) await this.publishAndTarget();
     }).then(() => this.recovered('ack'), (e) => this.fail('ack', e));
@@ -404,7 +404,7 @@ export class Planner {
   // ---- queries ----
 
   versions() {
-    return this.o.log.versions();
+    return this.options.log.versions();
   }
 
   status(): (NodeStatusRow & { reason: string; hashMatch: boolean | null })[] {

@@ -103,7 +103,7 @@ describe('ctl against a real planner, nats-server and dry-run appliers', () => {
     expect(pin).toMatchObject({ code: 0, stderr: '' });
     expect(pin.stdout).toMatch(/^pinned: version 3 publishes version 1's content \(hash [0-9a-f]{12}\); new data is held until `ctl unpin`\.\n$/);
     expect((await ctl('unpin')).stdout).toMatch(/^unpinned: version 4 publishes the live content \(hash [0-9a-f]{12}\)\.\n$/);
-    const ops = planner!.planner['o'].log.operations().filter((o: { kind: string }) => o.kind === 'pin' || o.kind === 'unpin');
+    const ops = planner!.planner['options'].log.operations().filter((o: { kind: string }) => o.kind === 'pin' || o.kind === 'unpin');
     expect(ops.map((o: { actor: string; reason: string }) => [o.actor, o.reason])).toEqual([['ci/alice', 'bad endpoint'], ['ci', 'unpin via API']]);
 
     const set = await ctl('config', 'set', 'scheduler=wrr', 'tcpTimeout=15m', 'excludeCIDRs=10.9.0.0/16', '--reason', 'tune');

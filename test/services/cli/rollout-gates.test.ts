@@ -36,7 +36,7 @@ const startAppliers = async (...nodes: string[]) => {
   }
 };
 const ctl = (...args: string[]) => sbIn(['ctl', '--server', planner!.url, ...args]);
-const gateOps = () => planner!.planner['o'].log.operations()
+const gateOps = () => planner!.planner['options'].log.operations()
   .filter((o) => o.kind === 'rollout' && typeof o.params.gate === 'string')
   .map((o) => ({ gate: o.params.gate as string, reason: o.reason, actor: o.actor }));
 const status = async () => JSON.parse((await ctl('status', '-o', 'json')).stdout);
@@ -119,7 +119,7 @@ describe('rollout gates with a real planner, nats-server and dry-run appliers', 
     expect(planner!.planner.config.state.rollout).toMatchObject({ status: 'running', wave: 0, bakeStartedAt });
     await until(() => planner!.planner.config.state.rollout?.wave === 1, 20_000, 'wave 2 after the bake');
     await until(() => planner!.planner.config.state.defaultRevision === 2, 30_000, 'revision 2 the default');
-    const ops = planner!.planner['o'].log.operations().filter((o) => o.kind === 'rollout' && typeof o.params.gate === 'string');
+    const ops = planner!.planner['options'].log.operations().filter((o) => o.kind === 'rollout' && typeof o.params.gate === 'string');
     expect(ops.map((o) => o.params.gate)).toEqual(['bake', 'advance', 'bake', 'complete']);
     const advance = ops[1]!;
     expect(advance.reason).toBe('wave 2 of 2 starts: wave 1 ACKed revision 2 and baked 4s');

@@ -51,7 +51,7 @@ const startAppliersBeating = async (heartbeatMs: number, ...nodes: string[]) => 
 const ctl = (...args: string[]) => sbIn(['ctl', '--server', planner!.url, ...args]);
 const status = async () => JSON.parse((await ctl('status', '-o', 'json')).stdout);
 const node = async (name: string) => (await status()).nodes.find((n: { node: string }) => n.node === name);
-const gateOps = () => planner!.planner['o'].log.operations()
+const gateOps = () => planner!.planner['options'].log.operations()
   .filter((o) => o.kind === 'rollout' && typeof o.params.gate === 'string')
   .map((o) => ({ gate: o.params.gate as string, reason: o.reason }));
 

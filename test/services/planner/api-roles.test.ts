@@ -99,7 +99,7 @@ describe('planner HTTP API with roles (real planner, SQLite, nats-server)', () =
     const text = await res.text();
     return { code: res.status, json: (text.startsWith("{") ? JSON.parse(text) : { text }) as Record<string, unknown> };
   };
-  const ops = () => planner!.planner['o'].log.operations().filter((o: { kind: string }) => o.kind === 'pin' || o.kind === 'unpin');
+  const ops = () => planner!.planner['options'].log.operations().filter((o: { kind: string }) => o.kind === 'pin' || o.kind === 'unpin');
 
   it('401 without a token, 403 for a viewer writing, operator acts as its identity', async () => {
     await start();

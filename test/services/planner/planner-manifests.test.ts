@@ -70,7 +70,7 @@ describe('planner with a manifests directory, SQLite and nats-server', () => {
     env.write('a.yaml', svcYaml('a', '10.96.0.1') + '---\n' + sliceYaml('a', ['10.0.0.3']));
     await until(async () => (await versions()).length === 3, 3000, 'version 3');
     expect((await versions()).map((v) => v.version)).toEqual([1, 2, 3]);
-    await until(() => planner!.planner['o'].bus.lastPublishedVersion() === 3, 3000, 'stream at 3');
+    await until(() => planner!.planner['options'].bus.lastPublishedVersion() === 3, 3000, 'stream at 3');
   });
 
   it('pins, unpins and rolls back data with new versions of the right content', async () => {
@@ -101,7 +101,7 @@ describe('planner with a manifests directory, SQLite and nats-server', () => {
     expect((await versions())[4]!.hash).toBe(v2!.hash);
     expect(rb.pinned).toMatchObject({ version: 2, kind: 'rollback' });
     // Every operation is in the log with actor and reason.
-    const ops = planner!.planner['o'].log.operations().filter((o: { kind: string }) => o.kind !== 'config');
+    const ops = planner!.planner['options'].log.operations().filter((o: { kind: string }) => o.kind !== 'config');
     expect(ops.map((o: { kind: string; actor: string; reason: string }) => [o.kind, o.actor, o.reason])).toEqual([
       ['pin', 'tester', 'bad endpoints'], ['unpin', 'tester', 'fixed'], ['rollback', 'tester', 'undo'],
     ]);

@@ -65,6 +65,6 @@ describe('the planner writes only when ready', () => {
     expect(res.status).toBe(400);
     expect(((await res.json()) as { error: string }).error).toBe('proxy config: clusterCIDR: "10.244.0.0/16\\r" has leading or trailing whitespace');
     expect(running.planner.config.state.defaultRevision).toBe(1);
-    expect(running.planner['o'].log.latestConfigRevision()?.revision).toBe(1);
+    expect(running.planner['options'].log.latestConfigRevision()?.revision).toBe(1);
   });
 });
