@@ -223,12 +223,9 @@ describe('deploy/kubernetes base', () => {
     }
   });
 
-  it('runs only CLI commands and options that exist (or are HA flags of issue 12 not landed yet)', async () => {
+  it('runs only CLI commands and options that exist', async () => {
     const program = new Command();
     await registerCommands(program, () => undefined);
-    // The planner group's flags (issue 12, being added): the manifests use them as that issue names
-    // them; remove each from this list once the planner command has it.
-    const contract: Record<string, string[]> = { planner: ['--group', '--id'] };
     let checked = 0;
     for (const o of objects.filter((x) => x.kind === 'StatefulSet' || x.kind === 'DaemonSet')) {
       for (const c of [...(o.spec.template.spec.initContainers ?? []), ...o.spec.template.spec.containers] as Container[]) {
@@ -237,7 +234,7 @@ describe('deploy/kubernetes base', () => {
         let cmd: Command | undefined = program;
         while (cmd && words.length && !words[0]!.startsWith('--')) { const w = words.shift(); cmd = cmd.commands.find((s) => s.name() === w); }
         expect(cmd, `${o.metadata.name}/${c.name}: ${c.args!.join(' ')}`).toBeDefined();
-        const known = new Set([...cmd!.options.map((x) => x.long), ...(contract[cmd!.name()] ?? [])]);
+        const known = new Set(cmd!.options.map((x) => x.long));
         for (const w of words.filter((x) => x.startsWith('--'))) expect(known.has(w), `${o.metadata.name}/${c.name}: ${cmd!.name()} ${w}`).toBe(true);
         checked++;
       }
