@@ -20,18 +20,30 @@ export function distFreshness(root) {
   try {
     info = JSON.parse(readFileSync(path.join(root, 'dist', BUILD_INFO), 'utf8'));
   } catch {
-    return sources ? { state: 'absent', reason: 'dist/ is not built' } : { state: 'absent', reason: 'neither dist/ nor sources found' };
+    return sources
+      ? { state: 'absent', reason: 'dist/ is not built' }
+      : { state: 'absent', reason: 'neither dist/ nor sources found' };
   }
   if (!sources) return { state: 'fresh' };
-  if (typeof info.startedAt !== 'number' || !Array.isArray(info.inputs)) return { state: 'stale', reason: `dist/${BUILD_INFO} is malformed` };
+  if (typeof info.startedAt !== 'number' || !Array.isArray(info.inputs))
+    return { state: 'stale', reason: `dist/${BUILD_INFO} is malformed` };
   for (const rel of info.inputs) {
     let mtime;
-    try { mtime = statSync(path.join(root, rel)).mtimeMs; } catch { return { state: 'stale', reason: `${rel} was removed after the build` }; }
+    try {
+      mtime = statSync(path.join(root, rel)).mtimeMs;
+    } catch {
+      return { state: 'stale', reason: `${rel} was removed after the build` };
+    }
     if (mtime > info.startedAt) return { state: 'stale', reason: `${rel} changed after the build` };
   }
   return { state: 'fresh' };
 }
 
 function exists(file) {
-  try { statSync(file); return true; } catch { return false; }
+  try {
+    statSync(file);
+    return true;
+  } catch {
+    return false;
+  }
 }

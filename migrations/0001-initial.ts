@@ -99,7 +99,16 @@ export async function up(db: Kysely<unknown>): Promise<void> {
 }
 
 export async function down(db: Kysely<unknown>): Promise<void> {
-  for (const t of ['resume_points', 'chain_heads', 'checkpoints', 'operations', 'acks', 'config_revisions', 'versions', 'events']) {
+  for (const t of [
+    'resume_points',
+    'chain_heads',
+    'checkpoints',
+    'operations',
+    'acks',
+    'config_revisions',
+    'versions',
+    'events',
+  ]) {
     await sql.raw(`DROP TABLE IF EXISTS ${t}`).execute(db);
   }
 }

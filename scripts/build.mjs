@@ -55,11 +55,19 @@ export async function build({ ifStale = false, quiet = false } = {}) {
     // The web console's static files are read at run time, not imported: they travel beside the bundle.
     cpSync(path.join(root, CONSOLE_STATIC), path.join(tmp, 'console-static'), { recursive: true });
     const consoleFiles = readdirSync(path.join(root, CONSOLE_STATIC)).map((f) => `${CONSOLE_STATIC}/${f}`);
-    const inputs = [...Object.keys(result.metafile.inputs).filter((f) => !f.startsWith('node_modules/')), ...CONFIG_INPUTS, ...consoleFiles].sort();
+    const inputs = [
+      ...Object.keys(result.metafile.inputs).filter((f) => !f.startsWith('node_modules/')),
+      ...CONFIG_INPUTS,
+      ...consoleFiles,
+    ].sort();
     writeFileSync(path.join(tmp, BUILD_INFO), JSON.stringify({ startedAt, inputs }, null, 1) + '\n');
     const dist = path.join(root, 'dist');
     const old = path.join(root, `.dist-old-${process.pid}-${startedAt}`);
-    try { renameSync(dist, old); } catch (e) { if (e.code !== 'ENOENT') throw e; }
+    try {
+      renameSync(dist, old);
+    } catch (e) {
+      if (e.code !== 'ENOENT') throw e;
+    }
     renameSync(tmp, dist);
     rmSync(old, { recursive: true, force: true });
     const ms = Math.round(performance.now() - t0);

@@ -15,11 +15,23 @@ import { freePort, startNatsServer, type NatsServerHandle } from './support/nats
 // the NATS permissions, and its dry-run profile is run as plain processes: the same command
 // lines, NATS users and API token, with container paths mapped to this checkout.
 interface Service {
-  image?: string; build?: unknown; command?: string[]; profiles?: string[]; user?: string; network_mode?: string;
-  restart?: string; cap_add?: string[]; cap_drop?: string[]; environment?: Record<string, string>; volumes?: string[]; ports?: unknown[];
+  image?: string;
+  build?: unknown;
+  command?: string[];
+  profiles?: string[];
+  user?: string;
+  network_mode?: string;
+  restart?: string;
+  cap_add?: string[];
+  cap_drop?: string[];
+  environment?: Record<string, string>;
+  volumes?: string[];
+  ports?: unknown[];
 }
 const root = path.resolve(import.meta.dirname, '..');
-const DOCKER_COMPOSE = ['/usr/bin/docker-compose', '/usr/local/bin/docker-compose'].find((f) => spawnSync(f, ['version']).status === 0);
+const DOCKER_COMPOSE = ['/usr/bin/docker-compose', '/usr/local/bin/docker-compose'].find(
+  (f) => spawnSync(f, ['version']).status === 0,
+);
 
 /**
  * The services `docker compose --profile P up` starts, as `docker-compose config` normalizes
@@ -33,7 +45,11 @@ function composeConfig(profile: string): Record<string, Service> {
 }
 const program = new Command();
 await registerCommands(program, () => undefined); // every command, fully (lazy loading off)
-interface PasswordUser { name: string; user: string; password: string }
+interface PasswordUser {
+  name: string;
+  user: string;
+  password: string;
+}
 const nodesJson = readFileSync(path.join(root, 'deploy/compose/nodes.json'), 'utf8');
 const nodes = JSON.parse(nodesJson) as { planner: { user: string; password: string }; nodes: PasswordUser[] };
 const flag = (args: string[], name: string) => (args.includes(name) ? args[args.indexOf(name) + 1] : undefined);
@@ -47,7 +63,9 @@ describe('compose.yaml', () => {
     try {
       writeFileSync(path.join(dir, 'compose.yaml'), 'services:\n  x:\n    image: busybox\n    cap_ad: [NET_ADMIN]\n');
       expect(spawnSync(DOCKER_COMPOSE!, ['-f', path.join(dir, 'compose.yaml'), 'config', '-q']).status).not.toBe(0);
-    } finally { rmSync(dir, { recursive: true, force: true }); }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('runs only commands the CLI has, with options the CLI knows', () => {
@@ -82,8 +100,12 @@ describe('compose.yaml', () => {
   });
 
   it('NATS runs with per-node permissions: auth.conf is the render of nodes.json, and each process uses its own user', () => {
-    expect(readFileSync(path.join(root, 'deploy/compose/auth.conf'), 'utf8')).toBe(renderServerAuthConfig(JSON.parse(nodesJson) as ServerConfigInput));
-    const conf = spawnSync('/usr/sbin/nats-server', ['-t', '-c', path.join(root, 'deploy/compose/nats.conf')], { encoding: 'utf8' });
+    expect(readFileSync(path.join(root, 'deploy/compose/auth.conf'), 'utf8')).toBe(
+      renderServerAuthConfig(JSON.parse(nodesJson) as ServerConfigInput),
+    );
+    const conf = spawnSync('/usr/sbin/nats-server', ['-t', '-c', path.join(root, 'deploy/compose/nats.conf')], {
+      encoding: 'utf8',
+    });
     expect(conf.status, conf.stderr).toBe(0);
     const services = { ...composeConfig('dry-run'), ...composeConfig('nftables') };
     const nats = services.nats!;
@@ -117,18 +139,24 @@ describe('compose.yaml dry-run profile, run as processes', () => {
 
   it('the planner and both appliers reach SYNCED through NATS with the compose users, and node-a cannot ACK as node-b', async () => {
     const services = composeConfig('dry-run');
-    server = await startNatsServer({ jetstream: true, config: readFileSync(path.join(root, 'deploy/compose/auth.conf'), 'utf8') });
+    server = await startNatsServer({
+      jetstream: true,
+      config: readFileSync(path.join(root, 'deploy/compose/auth.conf'), 'utf8'),
+    });
     const apiPort = await freePort();
     const logs = new Map<string, string>();
     for (const name of ['planner', 'applier-a', 'applier-b']) {
       const svc = services[name]!;
       // bind mounts → their host files; named volumes (shared between services) → temp dirs;
       // the image's files (/opt/switchboard) → this checkout
-      const mounts = (svc.volumes ?? []).map((v) => v.split(':')).map(([src, dst]) => [dst!, src!.startsWith('/') ? src! : path.join(work, src!)] as const);
+      const mounts = (svc.volumes ?? [])
+        .map((v) => v.split(':'))
+        .map(([src, dst]) => [dst!, src!.startsWith('/') ? src! : path.join(work, src!)] as const);
       for (const [, src] of mounts) if (src.startsWith(work)) mkdirSync(src, { recursive: true });
       const args = svc.command!.map((a) => {
         if (a.startsWith('nats://')) return server!.url;
-        for (const [dst, src] of [...mounts, ['/opt/switchboard', root] as const]) if (a.startsWith(`${dst}/`) || a === dst) return src + a.slice(dst.length);
+        for (const [dst, src] of [...mounts, ['/opt/switchboard', root] as const])
+          if (a.startsWith(`${dst}/`) || a === dst) return src + a.slice(dst.length);
         return a;
       });
       args[args.indexOf('--http') + 1] = name === 'planner' ? `127.0.0.1:${apiPort}` : '127.0.0.1:0';
@@ -137,18 +165,38 @@ describe('compose.yaml dry-run profile, run as processes', () => {
       expect(svc.restart, name).toBe('unless-stopped');
       const launch = () => {
         const p = spawn(process.execPath, [path.join(root, 'bin/switchboard'), ...args], {
-          env: { ...process.env, ...svc.environment }, stdio: ['ignore', 'ignore', 'pipe'],
+          env: { ...process.env, ...svc.environment },
+          stdio: ['ignore', 'ignore', 'pipe'],
         });
         p.stderr!.on('data', (d: Buffer) => logs.set(name, (logs.get(name)! + d.toString()).slice(-4000)));
-        p.once('exit', (code) => { if (!stopping && code !== null) setTimeout(() => { if (!stopping) launch(); }, 300); });
+        p.once('exit', (code) => {
+          if (!stopping && code !== null)
+            setTimeout(() => {
+              if (!stopping) launch();
+            }, 300);
+        });
         procs.push(p);
       };
       launch();
     }
     const token = readFileSync(path.join(root, 'deploy/compose/api-tokens'), 'utf8').split(/\s+/)[0]!;
-    const status = () => spawnSync(process.execPath, [path.join(root, 'bin/switchboard'), 'ctl', '--server', `http://127.0.0.1:${apiPort}`, '--token', token, 'status', '--json'], { encoding: 'utf8' });
+    const status = () =>
+      spawnSync(
+        process.execPath,
+        [
+          path.join(root, 'bin/switchboard'),
+          'ctl',
+          '--server',
+          `http://127.0.0.1:${apiPort}`,
+          '--token',
+          token,
+          'status',
+          '--json',
+        ],
+        { encoding: 'utf8' },
+      );
     let last = '';
-    for (const deadline = Date.now() + 100_000; Date.now() < deadline;) {
+    for (const deadline = Date.now() + 100_000; Date.now() < deadline; ) {
       const r = status();
       last = r.stdout + r.stderr;
       if (r.status === 0) {
@@ -158,14 +206,24 @@ describe('compose.yaml dry-run profile, run as processes', () => {
       await new Promise((res) => setTimeout(res, 250));
     }
     // the example manifests may name more nodes than the profile runs appliers for
-    const synced = last.startsWith('{') ? (JSON.parse(last) as { nodes: { node: string; status: string }[] }).nodes.filter((n) => ['node-a', 'node-b'].includes(n.node)).map((n) => `${n.node} ${n.status}`) : [last];
-    expect(synced.sort(), [...logs].map(([n, l]) => `${n}: ${l}`).join('\n')).toEqual(['node-a SYNCED', 'node-b SYNCED']);
+    const synced = last.startsWith('{')
+      ? (JSON.parse(last) as { nodes: { node: string; status: string }[] }).nodes
+          .filter((n) => ['node-a', 'node-b'].includes(n.node))
+          .map((n) => `${n.node} ${n.status}`)
+      : [last];
+    expect(synced.sort(), [...logs].map(([n, l]) => `${n}: ${l}`).join('\n')).toEqual([
+      'node-a SYNCED',
+      'node-b SYNCED',
+    ]);
 
     // per-node permissions are in force on this server: node-a's user cannot publish node-b's ack
     const a = nodes.nodes.find((n) => n.name === 'node-a')!;
     rogue = await connect({ servers: server.url, user: a.user, pass: a.password, inboxPrefix: '_INBOX_node-a' });
     const errors: string[] = [];
-    void (async () => { for await (const s of rogue!.status()) if (s.type === 'error') errors.push(String((s as { error?: Error }).error?.message)); })();
+    void (async () => {
+      for await (const s of rogue!.status())
+        if (s.type === 'error') errors.push(String((s as { error?: Error }).error?.message));
+    })();
     rogue.publish('sb.ack.node-b', '{}');
     await rogue.flush();
     for (let i = 0; i < 40 && errors.length === 0; i++) await new Promise((res) => setTimeout(res, 50));

@@ -3,11 +3,25 @@
 //   node --import tsx bench/applier/cpu-profile-summary.ts FILE.cpuprofile [TOP]
 import { readFileSync } from 'node:fs';
 
-interface ProfileNode { id: number; callFrame: { functionName: string; url: string; lineNumber: number }; hitCount?: number; children?: number[] }
-interface Profile { nodes: ProfileNode[]; startTime: number; endTime: number; samples: number[]; timeDeltas: number[] }
+interface ProfileNode {
+  id: number;
+  callFrame: { functionName: string; url: string; lineNumber: number };
+  hitCount?: number;
+  children?: number[];
+}
+interface Profile {
+  nodes: ProfileNode[];
+  startTime: number;
+  endTime: number;
+  samples: number[];
+  timeDeltas: number[];
+}
 
 const [file, topArg] = process.argv.slice(2);
-if (!file) { console.error('usage: cpu-profile-summary.ts FILE.cpuprofile [TOP]'); process.exit(2); }
+if (!file) {
+  console.error('usage: cpu-profile-summary.ts FILE.cpuprofile [TOP]');
+  process.exit(2);
+}
 const p = JSON.parse(readFileSync(file, 'utf8')) as Profile;
 const byId = new Map(p.nodes.map((n) => [n.id, n]));
 const self = new Map<string, number>();

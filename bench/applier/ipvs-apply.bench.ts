@@ -16,7 +16,9 @@ const endpoints = Number(process.argv[3] ?? 10);
 const sh = (cmd: string) => execFileSync('sh', ['-c', cmd], { stdio: ['ignore', 'pipe', 'inherit'] }).toString();
 
 // Real-server addresses need a unicast route in this netns.
-sh('ip link add sbbench0 type dummy 2>/dev/null || true; ip link set sbbench0 up; ip route replace 10.128.0.0/9 dev sbbench0');
+sh(
+  'ip link add sbbench0 type dummy 2>/dev/null || true; ip link set sbbench0 up; ip route replace 10.128.0.0/9 dev sbbench0',
+);
 
 function build(extra = 0): NodeState {
   const vss: VirtualServer[] = [];
@@ -24,32 +26,66 @@ function build(extra = 0): NodeState {
     const address = `10.96.${s >> 8}.${s & 255}`;
     const n = endpoints + (s === 0 ? extra : 0);
     vss.push({
-      protocol: 'TCP', address, port: 80, scheduler: 'rr', schedulerFlags: [], persistenceTimeout: 0, role: 'cluster-ip',
-      servicePort: `default/s${s}:http`, localOnly: false, sourceRanges: [],
-      realServers: Array.from({ length: n }, (_, e) => ({ address: `10.${128 + (e >> 4)}.${s >> 8}.${(s & 255)}`, port: 8000 + (e & 15), weight: 1 }))
-        .sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : a.port - b.port)),
+      protocol: 'TCP',
+      address,
+      port: 80,
+      scheduler: 'rr',
+      schedulerFlags: [],
+      persistenceTimeout: 0,
+      role: 'cluster-ip',
+      servicePort: `default/s${s}:http`,
+      localOnly: false,
+      sourceRanges: [],
+      realServers: Array.from({ length: n }, (_, e) => ({
+        address: `10.${128 + (e >> 4)}.${s >> 8}.${s & 255}`,
+        port: 8000 + (e & 15),
+        weight: 1,
+      })).sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : a.port - b.port)),
     });
   }
   vss.sort((a, b) => (`${a.address}` < `${b.address}` ? -1 : 1));
   const vips = vss.map((v) => v.address).sort();
   return {
-    node: 'bench', virtualServers: vss, boundAddresses: vips,
+    node: 'bench',
+    virtualServers: vss,
+    boundAddresses: vips,
     ipsets: [
-      { name: 'KUBE-CLUSTER-IP', type: 'hash:ip,port', family: 'inet', entries: vss.map((v) => `${v.address},tcp:80`).sort() },
+      {
+        name: 'KUBE-CLUSTER-IP',
+        type: 'hash:ip,port',
+        family: 'inet',
+        entries: vss.map((v) => `${v.address},tcp:80`).sort(),
+      },
       { name: 'KUBE-IPVS-IPS', type: 'hash:ip', family: 'inet', entries: vips },
     ],
-    settings: { strictARP: false, masqueradeAll: false, clusterCIDR: '', tcpTimeout: 0, tcpFinTimeout: 0, udpTimeout: 0, excludeCIDRs: [] },
+    settings: {
+      strictARP: false,
+      masqueradeAll: false,
+      clusterCIDR: '',
+      tcpTimeout: 0,
+      tcpFinTimeout: 0,
+      udpTimeout: 0,
+      excludeCIDRs: [],
+    },
   };
 }
 
-const time = async <T>(fn: () => Promise<T> | T): Promise<[T, number]> => { const t = performance.now(); const r = await fn(); return [r, performance.now() - t]; };
+const time = async <T>(fn: () => Promise<T> | T): Promise<[T, number]> => {
+  const t = performance.now();
+  const r = await fn();
+  return [r, performance.now() - t];
+};
 const state = build();
 
 // (a) baseline, same rules, from empty. Addresses are bound by `ip -batch` (what ipvsadm users do).
 writeFileSync('/tmp/sb-bench.ipvsadm', formatIpvsadm(state));
 writeFileSync('/tmp/sb-bench.ipset', formatIpsetSave(state));
 writeFileSync('/tmp/sb-bench.ip', state.boundAddresses.map((a) => `addr add ${a}/32 dev kube-ipvs0`).join('\n') + '\n');
-const [, baseMs] = await time(() => sh('ip link add kube-ipvs0 type dummy; ip -batch /tmp/sb-bench.ip; ipvsadm -R < /tmp/sb-bench.ipvsadm; ipset restore < /tmp/sb-bench.ipset'));
+const [, baseMs] = await time(() =>
+  sh(
+    'ip link add kube-ipvs0 type dummy; ip -batch /tmp/sb-bench.ip; ipvsadm -R < /tmp/sb-bench.ipvsadm; ipset restore < /tmp/sb-bench.ipset',
+  ),
+);
 sh('ipvsadm -C; ipset destroy KUBE-CLUSTER-IP; ipset destroy KUBE-IPVS-IPS; ip link del kube-ipvs0');
 
 // (b) ours from empty (glue off: the baseline has no iptables part).
@@ -67,9 +103,14 @@ const fullPhases = kernel?.take();
 const CHANGES = 21;
 const withEndpoint = (s: NodeState, i: number): NodeState => ({
   ...s,
-  virtualServers: s.virtualServers.map((v, j) => (j !== i ? v : {
-    ...v, realServers: [...v.realServers, { address: `10.200.${i >> 8}.${i & 255}`, port: 9000, weight: 1 }],
-  })),
+  virtualServers: s.virtualServers.map((v, j) =>
+    j !== i
+      ? v
+      : {
+          ...v,
+          realServers: [...v.realServers, { address: `10.200.${i >> 8}.${i & 255}`, port: 9000, weight: 1 }],
+        },
+  ),
 });
 let current = state;
 const oneTimes: number[] = [];
@@ -99,13 +140,22 @@ await dp.close();
 
 const r = (x: number) => Math.round(x);
 const out = {
-  services, endpoints,
-  baselineMs: r(baseMs), fullApplyMs: r(fullMs), fullWrites: full.kernelWrites, fullVerified: full.verified, ratioFullVsBaseline: +(fullMs / baseMs).toFixed(2),
+  services,
+  endpoints,
+  baselineMs: r(baseMs),
+  fullApplyMs: r(fullMs),
+  fullWrites: full.kernelWrites,
+  fullVerified: full.verified,
+  ratioFullVsBaseline: +(fullMs / baseMs).toFixed(2),
   // median of the warm changes, the first (cold) one, the most writes any change made
-  oneEndpointMs: +oneMs.toFixed(1), oneEndpointColdMs: r(oneTimes[0]!), oneEndpointWrites: oneWrites,
-  ipvsadmAddProcessMs: +ipvsadmOneMs.toFixed(1), ratioOneVsIpvsadmProcess: +(oneMs / ipvsadmOneMs).toFixed(3),
+  oneEndpointMs: +oneMs.toFixed(1),
+  oneEndpointColdMs: r(oneTimes[0]!),
+  oneEndpointWrites: oneWrites,
+  ipvsadmAddProcessMs: +ipvsadmOneMs.toFixed(1),
+  ratioOneVsIpvsadmProcess: +(oneMs / ipvsadmOneMs).toFixed(3),
   ratioOneColdVsIpvsadmProcess: +(oneTimes[0]! / ipvsadmOneMs).toFixed(2),
-  noopResyncMs: r(noopMs), noopResyncWrites: noop.kernelWrites,
+  noopResyncMs: r(noopMs),
+  noopResyncWrites: noop.kernelWrites,
   // Kernel calls by phase (ms); the rest of each step is the dataplane's own CPU (plan, verify, model).
   ...(kernel ? { phases: { full: fullPhases, one: onePhases, noop: noopPhases } } : {}),
 };

@@ -3,7 +3,12 @@
 // known. The inner kernel runs those groups sequentially anyway (NetlinkKernel.run), so the
 // split changes nothing but the bookkeeping.
 import {
-  KernelTransaction, type KernelInterface, type KernelOp, type ObservedKernel, type ObservedRealServer, type ObservedVirtualServer,
+  KernelTransaction,
+  type KernelInterface,
+  type KernelOp,
+  type ObservedKernel,
+  type ObservedRealServer,
+  type ObservedVirtualServer,
   type VsKey,
 } from '../../libs/dataplane/index.ts';
 
@@ -38,7 +43,9 @@ export class PhaseTimingKernel implements KernelInterface {
       if (group.length === 0) return;
       const ops = group;
       group = [];
-      await this.timed(`run ${ops[0]!.kind}:${ops[0]!.verb}`, () => this.inner.run(new KernelTransaction().addAll(ops)));
+      await this.timed(`run ${ops[0]!.kind}:${ops[0]!.verb}`, () =>
+        this.inner.run(new KernelTransaction().addAll(ops)),
+      );
     };
     for (const op of tx.ops) {
       const g = group[0];

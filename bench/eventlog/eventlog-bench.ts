@@ -29,36 +29,79 @@ function event(i: number): WatchEvent {
   if (i < SERVICES) {
     const name = `svc-${i}`;
     return {
-      kind: 'Service', type: 'ADDED', origin: 'watch', namespace: 'default', name, uid: `u-${name}`, resourceVersion: String(i + 1),
-      object: { apiVersion: 'v1', kind: 'Service', metadata: { name, namespace: 'default', uid: `u-${name}`, resourceVersion: String(i + 1) },
-        spec: { clusterIP: `10.${96 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}`, ports: [{ name: 'http', port: 80, protocol: 'TCP' }] } },
+      kind: 'Service',
+      type: 'ADDED',
+      origin: 'watch',
+      namespace: 'default',
+      name,
+      uid: `u-${name}`,
+      resourceVersion: String(i + 1),
+      object: {
+        apiVersion: 'v1',
+        kind: 'Service',
+        metadata: { name, namespace: 'default', uid: `u-${name}`, resourceVersion: String(i + 1) },
+        spec: {
+          clusterIP: `10.${96 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}`,
+          ports: [{ name: 'http', port: 80, protocol: 'TCP' }],
+        },
+      },
     };
   }
   if (i < SERVICES + 100) {
     const name = `node-${i - SERVICES}`;
     return {
-      kind: 'Node', type: 'ADDED', origin: 'watch', namespace: '', name, uid: `u-${name}`, resourceVersion: String(i + 1),
-      object: { apiVersion: 'v1', kind: 'Node', metadata: { name, resourceVersion: String(i + 1) }, status: { addresses: [{ type: 'InternalIP', address: `192.168.${(i >> 8) & 255}.${i & 255}` }] } },
+      kind: 'Node',
+      type: 'ADDED',
+      origin: 'watch',
+      namespace: '',
+      name,
+      uid: `u-${name}`,
+      resourceVersion: String(i + 1),
+      object: {
+        apiVersion: 'v1',
+        kind: 'Node',
+        metadata: { name, resourceVersion: String(i + 1) },
+        status: { addresses: [{ type: 'InternalIP', address: `192.168.${(i >> 8) & 255}.${i & 255}` }] },
+      },
     };
   }
   const s = i % SERVICES;
   const name = `svc-${s}-abcde`;
   return {
-    kind: 'EndpointSlice', type: i < SERVICES * 2 + 100 ? 'ADDED' : 'MODIFIED', origin: 'watch', namespace: 'default', name, uid: `u-${name}`, resourceVersion: String(i + 1),
+    kind: 'EndpointSlice',
+    type: i < SERVICES * 2 + 100 ? 'ADDED' : 'MODIFIED',
+    origin: 'watch',
+    namespace: 'default',
+    name,
+    uid: `u-${name}`,
+    resourceVersion: String(i + 1),
     object: {
-      apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice', addressType: 'IPv4',
-      metadata: { name, namespace: 'default', resourceVersion: String(i + 1), labels: { 'kubernetes.io/service-name': `svc-${s}` } },
+      apiVersion: 'discovery.k8s.io/v1',
+      kind: 'EndpointSlice',
+      addressType: 'IPv4',
+      metadata: {
+        name,
+        namespace: 'default',
+        resourceVersion: String(i + 1),
+        labels: { 'kubernetes.io/service-name': `svc-${s}` },
+      },
       ports: [{ name: 'http', port: 8080, protocol: 'TCP' }],
       endpoints: Array.from({ length: 5 }, (_, k) => ({
-        addresses: [`10.244.${(i + k) & 255}.${(i * 7 + k) & 255}`], conditions: { ready: (i + k) % 9 !== 0 }, nodeName: `node-${(i + k) % 100}`,
+        addresses: [`10.244.${(i + k) & 255}.${(i * 7 + k) & 255}`],
+        conditions: { ready: (i + k) % 9 !== 0 },
+        nodeName: `node-${(i + k) % 100}`,
       })),
     },
   };
 }
 
 const HASH = 'f'.repeat(64);
-const owner = (e: WatchEvent) => e.kind === 'Service' ? e.name
-  : e.kind === 'EndpointSlice' ? (e.object as { metadata: { labels: Record<string, string> } }).metadata.labels['kubernetes.io/service-name']! : '';
+const owner = (e: WatchEvent) =>
+  e.kind === 'Service'
+    ? e.name
+    : e.kind === 'EndpointSlice'
+      ? (e.object as { metadata: { labels: Record<string, string> } }).metadata.labels['kubernetes.io/service-name']!
+      : '';
 
 async function appendBench(): Promise<void> {
   const events = Array.from({ length: APPENDS }, (_, i) => event(i));
@@ -77,7 +120,20 @@ async function appendBench(): Promise<void> {
       for (let i = b; i < Math.min(b + BATCH, events.length); i++) {
         const e = events[i]!;
         // The same column values the log stores (service owner, a 64-char hash), minus computing them.
-        ins.run(i + 1, at, e.kind, e.type, e.origin, e.namespace, e.name, e.uid, e.resourceVersion, owner(e), JSON.stringify(e.object), HASH);
+        ins.run(
+          i + 1,
+          at,
+          e.kind,
+          e.type,
+          e.origin,
+          e.namespace,
+          e.name,
+          e.uid,
+          e.resourceVersion,
+          owner(e),
+          JSON.stringify(e.object),
+          HASH,
+        );
       }
     })();
   };
@@ -97,9 +153,13 @@ async function appendBench(): Promise<void> {
   raw.close();
   log.close();
   const rate = (n: number, t: number) => Math.round(n / (t / 1000));
-  console.log(`appends: ${APPENDS} events (~${Math.round(JSON.stringify(events[events.length - 1]!.object).length)} bytes each), batch ${BATCH}, synchronous=FULL, batches interleaved`);
+  console.log(
+    `appends: ${APPENDS} events (~${Math.round(JSON.stringify(events[events.length - 1]!.object).length)} bytes each), batch ${BATCH}, synchronous=FULL, batches interleaved`,
+  );
   console.log(`  raw better-sqlite3 baseline: ${rawMs.toFixed(0)} ms (${rate(APPENDS, rawMs)} events/s)`);
-  console.log(`  EventLog.appendEvents:       ${logMs.toFixed(0)} ms (${rate(APPENDS, logMs)} events/s), ratio ${(logMs / rawMs).toFixed(2)}x baseline`);
+  console.log(
+    `  EventLog.appendEvents:       ${logMs.toFixed(0)} ms (${rate(APPENDS, logMs)} events/s), ratio ${(logMs / rawMs).toFixed(2)}x baseline`,
+  );
 }
 
 async function replayBench(): Promise<void> {
@@ -107,14 +167,19 @@ async function replayBench(): Promise<void> {
   const log = await EventLog.open({ file, sync: 'normal' });
   let t0 = performance.now();
   const GEN = 10_000;
-  for (let b = 0; b < REPLAY; b += GEN) log.appendEvents(Array.from({ length: Math.min(GEN, REPLAY - b) }, (_, k) => event(b + k)));
-  console.log(`replay: generated ${REPLAY} events (${SERVICES} services, ${SERVICES} slices rewritten ~${Math.round(REPLAY / SERVICES)}x each) in ${ms(t0).toFixed(0)} ms, file ${(fs.statSync(file).size / 1e6).toFixed(0)} MB`);
+  for (let b = 0; b < REPLAY; b += GEN)
+    log.appendEvents(Array.from({ length: Math.min(GEN, REPLAY - b) }, (_, k) => event(b + k)));
+  console.log(
+    `replay: generated ${REPLAY} events (${SERVICES} services, ${SERVICES} slices rewritten ~${Math.round(REPLAY / SERVICES)}x each) in ${ms(t0).toFixed(0)} ms, file ${(fs.statSync(file).size / 1e6).toFixed(0)} MB`,
+  );
   // Baseline: read every row and JSON.parse its object, nothing else.
   t0 = performance.now();
   let n = 0;
   // A second, read-only handle on the same file: the log's own handle stays private to libs/eventlog.
   const raw = new Database(file, { readonly: true });
-  for (const r of raw.prepare('SELECT seq, kind, type, namespace, name, object FROM events ORDER BY seq').iterate() as Iterable<{ object: string }>) {
+  for (const r of raw
+    .prepare('SELECT seq, kind, type, namespace, name, object FROM events ORDER BY seq')
+    .iterate() as Iterable<{ object: string }>) {
     if (JSON.parse(r.object)) n++;
   }
   raw.close();
@@ -123,11 +188,15 @@ async function replayBench(): Promise<void> {
   t0 = performance.now();
   const fold = rebuildAtSeq(log, REPLAY);
   const foldMs = ms(t0);
-  console.log(`  replay from empty (folded):        ${foldMs.toFixed(0)} ms, ${fold.eventsApplied} objects applied, ratio ${(foldMs / scanMs).toFixed(2)}x baseline`);
+  console.log(
+    `  replay from empty (folded):        ${foldMs.toFixed(0)} ms, ${fold.eventsApplied} objects applied, ratio ${(foldMs / scanMs).toFixed(2)}x baseline`,
+  );
   t0 = performance.now();
   const seq = rebuildAtSeq(log, REPLAY, { sequential: true });
   const seqMs = ms(t0);
-  console.log(`  replay from empty (every event):   ${seqMs.toFixed(0)} ms, ratio ${(seqMs / scanMs).toFixed(2)}x baseline, same hash: ${seq.hash === fold.hash}`);
+  console.log(
+    `  replay from empty (every event):   ${seqMs.toFixed(0)} ms, ratio ${(seqMs / scanMs).toFixed(2)}x baseline, same hash: ${seq.hash === fold.hash}`,
+  );
   // A checkpoint 10k events before the end: what replay of a recent version costs.
   const mid = REPLAY - 10_000;
   const st = rebuildAtSeq(log, mid).state;
@@ -138,7 +207,9 @@ async function replayBench(): Promise<void> {
   const fromCp = rebuildAtSeq(log, REPLAY);
   const cpReplayMs = ms(t0);
   console.log(`  checkpoint write (${st.objectCount} objects): ${cpMs.toFixed(0)} ms`);
-  console.log(`  replay from checkpoint + 10k events: ${cpReplayMs.toFixed(0)} ms, ratio ${(cpReplayMs / scanMs).toFixed(2)}x baseline, same hash: ${fromCp.hash === fold.hash}`);
+  console.log(
+    `  replay from checkpoint + 10k events: ${cpReplayMs.toFixed(0)} ms, ratio ${(cpReplayMs / scanMs).toFixed(2)}x baseline, same hash: ${fromCp.hash === fold.hash}`,
+  );
   log.close();
 }
 

@@ -21,8 +21,14 @@ async function startOne(i: number): Promise<void> {
   const name = `node-${i}`;
   const nc = await connect({ servers: url!, name, maxReconnectAttempts: -1 });
   conns.push(nc);
-  nc.subscribe('bench.ping', { callback: (_e, m) => { m.respond(m.data); } });
-  sessions.push(await ApplierSession.start({ nc, node: name, dataplane: new DryRunDataplane(), heartbeatMs: 0, verifier }));
+  nc.subscribe('bench.ping', {
+    callback: (_e, m) => {
+      m.respond(m.data);
+    },
+  });
+  sessions.push(
+    await ApplierSession.start({ nc, node: name, dataplane: new DryRunDataplane(), heartbeatMs: 0, verifier }),
+  );
 }
 
 const CONCURRENCY = 16; // consumer creation is a JetStream API call: keep the server's queue short
@@ -35,10 +41,18 @@ await Promise.all(conns.map((c) => c.flush()));
 const ctl = conns[0]!;
 ctl.subscribe(`bench.stats.${first}`, {
   callback: (_e, m) => {
-    const s = conns.reduce((a, c) => {
-      const x = c.stats();
-      return { inBytes: a.inBytes + x.inBytes, outBytes: a.outBytes + x.outBytes, inMsgs: a.inMsgs + x.inMsgs, outMsgs: a.outMsgs + x.outMsgs };
-    }, { inBytes: 0, outBytes: 0, inMsgs: 0, outMsgs: 0 });
+    const s = conns.reduce(
+      (a, c) => {
+        const x = c.stats();
+        return {
+          inBytes: a.inBytes + x.inBytes,
+          outBytes: a.outBytes + x.outBytes,
+          inMsgs: a.inMsgs + x.inMsgs,
+          outMsgs: a.outMsgs + x.outMsgs,
+        };
+      },
+      { inBytes: 0, outBytes: 0, inMsgs: 0, outMsgs: 0 },
+    );
     const cpu = process.cpuUsage();
     m.respond(JSON.stringify({ ...s, cpuMs: (cpu.user + cpu.system) / 1000 }));
   },

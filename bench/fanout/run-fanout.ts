@@ -29,7 +29,12 @@ const cpuProf = args.get('cpu-prof');
 const outFile = args.get('out');
 const here = path.dirname(fileURLToPath(import.meta.url));
 
-interface Stats { p50: number; p99: number; max: number; mean: number }
+interface Stats {
+  p50: number;
+  p99: number;
+  max: number;
+  mean: number;
+}
 const stats = (xs: number[]): Stats => {
   const s = [...xs].sort((a, b) => a - b);
   const q = (p: number) => s[Math.min(s.length - 1, Math.ceil(p * s.length) - 1)]!;
@@ -48,7 +53,10 @@ async function runScale(n: number): Promise<Record<string, unknown>> {
       const v = m.next(delta);
       const r = await publisher.publishNext({ header: v.delta, delta: v.delta.delta, data: () => v.checkpoint().data });
       // as NatsPlannerBus does: the notice carries the delta the stream just stored
-      await targets.setDefaultTarget({ version: v.delta.version, configRevision: 0 }, publisher.storedDelta(v.delta.version));
+      await targets.setDefaultTarget(
+        { version: v.delta.version, configRevision: 0 },
+        publisher.storedDelta(v.delta.version),
+      );
       return { version: v.delta.version, bytes: r.reduce((s, x) => s + x.bytes, 0) };
     };
     const nodes = Array.from({ length: n }, (_, i) => node(`node-${i}`));
@@ -60,13 +68,19 @@ async function runScale(n: number): Promise<Record<string, unknown>> {
     let eventStart = 0;
     const acked = new Map<number, { count: number; done: () => void }>();
     const collector = await AckCollector.start({
-      nc, callbacks: {
+      nc,
+      callbacks: {
         onAck: (a) => {
           const w = acked.get(a.version);
-          if (w && a.version > 1) { fetchMs.push(a.timings.fetchMs); firstAckMs.push(performance.now() - eventStart); }
+          if (w && a.version > 1) {
+            fetchMs.push(a.timings.fetchMs);
+            firstAckMs.push(performance.now() - eventStart);
+          }
           if (w && ++w.count === n) w.done();
         },
-        onNack: (x) => { throw new Error(`NACK from ${x.node}: ${x.error}`); },
+        onNack: (x) => {
+          throw new Error(`NACK from ${x.node}: ${x.error}`);
+        },
       },
     });
     const waitAll = (version: number) => new Promise<void>((done) => acked.set(version, { count: 0, done }));
@@ -74,16 +88,33 @@ async function runScale(n: number): Promise<Record<string, unknown>> {
 
     const t0 = performance.now();
     const per = Math.ceil(n / workers);
-    await Promise.all(Array.from({ length: workers }, (_, w) => {
-      const count = Math.min(per, n - w * per);
-      if (count <= 0) return Promise.resolve();
-      const p = spawn(process.execPath, [...(cpuProf ? ['--cpu-prof', '--cpu-prof-dir', cpuProf] : []), '--import', 'tsx', path.join(here, 'fanout-worker.ts'), server.url, String(count), String(w * per), signer?.publicKeyPem ?? ''], { stdio: ['pipe', 'pipe', 'inherit'] });
-      children.push(p);
-      return new Promise<void>((res, rej) => {
-        p.once('exit', (c) => rej(new Error(`worker ${w} exited ${c}`)));
-        createInterface({ input: p.stdout! }).on('line', (l) => { if (l === 'ready') res(); });
-      });
-    }));
+    await Promise.all(
+      Array.from({ length: workers }, (_, w) => {
+        const count = Math.min(per, n - w * per);
+        if (count <= 0) return Promise.resolve();
+        const p = spawn(
+          process.execPath,
+          [
+            ...(cpuProf ? ['--cpu-prof', '--cpu-prof-dir', cpuProf] : []),
+            '--import',
+            'tsx',
+            path.join(here, 'fanout-worker.ts'),
+            server.url,
+            String(count),
+            String(w * per),
+            signer?.publicKeyPem ?? '',
+          ],
+          { stdio: ['pipe', 'pipe', 'inherit'] },
+        );
+        children.push(p);
+        return new Promise<void>((res, rej) => {
+          p.once('exit', (c) => rej(new Error(`worker ${w} exited ${c}`)));
+          createInterface({ input: p.stdout! }).on('line', (l) => {
+            if (l === 'ready') res();
+          });
+        });
+      }),
+    );
     await firstAll;
     const startupMs = performance.now() - t0;
 
@@ -110,12 +141,24 @@ async function runScale(n: number): Promise<Record<string, unknown>> {
     const f = stats(floor);
     const s = stats(fanout);
     return {
-      nodes: n, events, services, workers, signed, startupMs: Math.round(startupMs),
-      floorMs: f, fanoutMs: s,
-      breakdown: { plannerPublishMs: stats(publishMs), applierFetchMs: stats(fetchMs), ackArrivalMs: stats(firstAckMs) },
+      nodes: n,
+      events,
+      services,
+      workers,
+      signed,
+      startupMs: Math.round(startupMs),
+      floorMs: f,
+      fanoutMs: s,
+      breakdown: {
+        plannerPublishMs: stats(publishMs),
+        applierFetchMs: stats(fetchMs),
+        ackArrivalMs: stats(firstAckMs),
+      },
       ratio: { p50: s.p50 / f.p50, p99: s.p99 / f.p99, max: s.max / f.max },
       publishedBytesPerEvent: Math.round(bytes.reduce((a, b) => a + b, 0) / bytes.length),
-      applierBytesPerEventPerNode: Math.round((after.inBytes + after.outBytes - before.inBytes - before.outBytes) / events / n),
+      applierBytesPerEventPerNode: Math.round(
+        (after.inBytes + after.outBytes - before.inBytes - before.outBytes) / events / n,
+      ),
       // both include the floor's ping (1 in) and pong (1 out) per event
       applierInMsgsPerEventPerNode: (after.inMsgs - before.inMsgs) / events / n,
       applierOutMsgsPerEventPerNode: (after.outMsgs - before.outMsgs) / events / n,
@@ -125,7 +168,16 @@ async function runScale(n: number): Promise<Record<string, unknown>> {
     };
   } finally {
     for (const c of children) c.stdin?.end();
-    await Promise.all(children.map((c) => (c.exitCode !== null ? undefined : new Promise((r) => { c.once('exit', r); setTimeout(() => c.kill('SIGKILL'), 10_000); }))));
+    await Promise.all(
+      children.map((c) =>
+        c.exitCode !== null
+          ? undefined
+          : new Promise((r) => {
+              c.once('exit', r);
+              setTimeout(() => c.kill('SIGKILL'), 10_000);
+            }),
+      ),
+    );
     await server.stop();
   }
 }
@@ -135,8 +187,14 @@ async function pingAll(nc: NatsConnection, n: number): Promise<number> {
   const inbox = `bench.pong.${Math.random().toString(36).slice(2)}`;
   let got = 0;
   let done!: () => void;
-  const all = new Promise<void>((r) => { done = r; });
-  const sub = nc.subscribe(inbox, { callback: () => { if (++got === n) done(); } });
+  const all = new Promise<void>((r) => {
+    done = r;
+  });
+  const sub = nc.subscribe(inbox, {
+    callback: () => {
+      if (++got === n) done();
+    },
+  });
   await nc.flush();
   const t = performance.now();
   nc.publish('bench.ping', 'x', { reply: inbox });
@@ -165,10 +223,17 @@ for (const n of nodeCounts) {
   results.push(r);
   process.stderr.write(JSON.stringify(r) + '\n');
 }
-writeFileSync(outFile ?? path.join(here, 'last-run.json'), JSON.stringify({ at: new Date().toISOString(), results }, null, 2) + '\n');
+writeFileSync(
+  outFile ?? path.join(here, 'last-run.json'),
+  JSON.stringify({ at: new Date().toISOString(), results }, null, 2) + '\n',
+);
 const f = (x: number) => x.toFixed(1);
-console.log('| appliers | floor p50 / p99 / max (ms) | fan-out p50 / p99 / max (ms) | ratio p50 / p99 / max | published B/event | applier B/event/node |');
+console.log(
+  '| appliers | floor p50 / p99 / max (ms) | fan-out p50 / p99 / max (ms) | ratio p50 / p99 / max | published B/event | applier B/event/node |',
+);
 console.log('|---|---|---|---|---|---|');
 for (const r of results as any[]) {
-  console.log(`| ${r.nodes} | ${f(r.floorMs.p50)} / ${f(r.floorMs.p99)} / ${f(r.floorMs.max)} | ${f(r.fanoutMs.p50)} / ${f(r.fanoutMs.p99)} / ${f(r.fanoutMs.max)} | ${r.ratio.p50.toFixed(2)} / ${r.ratio.p99.toFixed(2)} / ${r.ratio.max.toFixed(2)} | ${r.publishedBytesPerEvent} | ${r.applierBytesPerEventPerNode} |`);
+  console.log(
+    `| ${r.nodes} | ${f(r.floorMs.p50)} / ${f(r.floorMs.p99)} / ${f(r.floorMs.max)} | ${f(r.fanoutMs.p50)} / ${f(r.fanoutMs.p99)} / ${f(r.fanoutMs.max)} | ${r.ratio.p50.toFixed(2)} / ${r.ratio.p99.toFixed(2)} / ${r.ratio.max.toFixed(2)} | ${r.publishedBytesPerEvent} | ${r.applierBytesPerEventPerNode} |`,
+  );
 }

@@ -23,7 +23,8 @@ try {
   const nc = await fleet.client();
   const sub = nc.subscribe('sb.v.delta.*');
   void (async () => {
-    for await (const m of sub) firstByTerm.push({ at: performance.now(), term: Number(m.headers?.get('Sb-Term') ?? 0) });
+    for await (const m of sub)
+      firstByTerm.push({ at: performance.now(), term: Number(m.headers?.get('Sb-Term') ?? 0) });
   })();
   for (const name of ['a', 'b', 'c']) {
     await fleet.startPlanner(name);
@@ -43,7 +44,10 @@ try {
         await new Promise((r) => setTimeout(r, 1500)); // it caught up (bounded wait; the next kill targets the leader)
         return hit.at - t0;
       }
-      if (performance.now() - t0 > 60_000) throw new Error(`no version from a new leader within 60 s after ${signal} of ${old.name} (logs in ${fleet.dir})`);
+      if (performance.now() - t0 > 60_000)
+        throw new Error(
+          `no version from a new leader within 60 s after ${signal} of ${old.name} (logs in ${fleet.dir})`,
+        );
       await new Promise((r) => setTimeout(r, 20));
     }
   };
@@ -53,7 +57,9 @@ try {
   for (let i = 0; i < Math.max(kills, clean); i++) {
     if (i < kills) killMs.push(await measure('SIGKILL'));
     if (i < clean) cleanMs.push(await measure('SIGTERM'));
-    process.stderr.write(`round ${i + 1}: kill ${killMs.at(-1)?.toFixed(0)} ms, clean ${cleanMs.at(-1)?.toFixed(0) ?? '-'} ms\n`);
+    process.stderr.write(
+      `round ${i + 1}: kill ${killMs.at(-1)?.toFixed(0)} ms, clean ${cleanMs.at(-1)?.toFixed(0) ?? '-'} ms\n`,
+    );
   }
   await churn.stop();
   const f = (xs: number[]) => {
@@ -62,7 +68,9 @@ try {
   };
   const k = f(killMs);
   const c = f(cleanMs);
-  process.stdout.write(`${JSON.stringify({ kill: k, clean: c, ttlMs, ratioKillVsClean: +(k.p50Ms / c.p50Ms).toFixed(2), ratioKillVsTtl: +(k.p50Ms / ttlMs).toFixed(2) })}\n`);
+  process.stdout.write(
+    `${JSON.stringify({ kill: k, clean: c, ttlMs, ratioKillVsClean: +(k.p50Ms / c.p50Ms).toFixed(2), ratioKillVsTtl: +(k.p50Ms / ttlMs).toFixed(2) })}\n`,
+  );
 } finally {
   await fleet.close();
 }

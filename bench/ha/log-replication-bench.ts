@@ -28,19 +28,31 @@ const ROUND = arg('round', 20);
 const RATE = arg('rate', 1000);
 const SECONDS = arg('seconds', 20);
 /** --sync normal: no fsync per local commit, to see the replication cost apart from the disk's. */
-const SYNC = process.argv.includes('--sync') && process.argv[process.argv.indexOf('--sync') + 1] === 'normal' ? 'normal' : 'full';
+const SYNC =
+  process.argv.includes('--sync') && process.argv[process.argv.indexOf('--sync') + 1] === 'normal' ? 'normal' : 'full';
 
 /** An EndpointSlice of one of 1,000 services rewritten (pod churn), ~600 bytes of JSON. */
 function event(i: number): WatchEvent {
   const s = i % 1000;
   const name = `svc-${s}-abcde`;
   return {
-    kind: 'EndpointSlice', type: i < 1000 ? 'ADDED' : 'MODIFIED', origin: 'watch', namespace: 'default', name, uid: `u-${name}`, resourceVersion: String(i + 1),
+    kind: 'EndpointSlice',
+    type: i < 1000 ? 'ADDED' : 'MODIFIED',
+    origin: 'watch',
+    namespace: 'default',
+    name,
+    uid: `u-${name}`,
+    resourceVersion: String(i + 1),
     object: {
-      apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice', addressType: 'IPv4',
+      apiVersion: 'discovery.k8s.io/v1',
+      kind: 'EndpointSlice',
+      addressType: 'IPv4',
       metadata: { name, namespace: 'default', labels: { 'kubernetes.io/service-name': `svc-${s}` } },
       ports: [{ name: 'http', port: 8080, protocol: 'TCP' }],
-      endpoints: Array.from({ length: 3 }, (_, k) => ({ addresses: [`10.244.${(i + k) & 255}.${(i * 7 + k) & 255}`], conditions: { ready: true } })),
+      endpoints: Array.from({ length: 3 }, (_, k) => ({
+        addresses: [`10.244.${(i + k) & 255}.${(i * 7 + k) & 255}`],
+        conditions: { ready: true },
+      })),
     },
   };
 }
@@ -62,11 +74,24 @@ async function main(): Promise<void> {
   };
   try {
     // 1. Append rate, three modes taking turns.
-    interface Mode { name: string; log: EventLog; r?: LogReplicator; ms: number; events: number; rounds: number[] }
+    interface Mode {
+      name: string;
+      log: EventLog;
+      r?: LogReplicator;
+      ms: number;
+      events: number;
+      rounds: number[];
+    }
     const modes: Mode[] = [];
-    for (const [name, replicas] of [['none', 0], ['R1', 1], ['R3', 3]] as const) {
+    for (const [name, replicas] of [
+      ['none', 0],
+      ['R1', 1],
+      ['R3', 3],
+    ] as const) {
       const log = await EventLog.open({ file: path.join(dir, `${name}.db`), sync: SYNC });
-      const r = replicas ? await createLogReplicator({ log, nc: await client(), group: `bench-${name}`, replicas, snapshotEveryRows: 0 }) : undefined;
+      const r = replicas
+        ? await createLogReplicator({ log, nc: await client(), group: `bench-${name}`, replicas, snapshotEveryRows: 0 })
+        : undefined;
       await r?.claim(1);
       modes.push({ name, log, r, ms: 0, events: 0, rounds: [] });
     }
@@ -91,18 +116,39 @@ async function main(): Promise<void> {
     const rate = (m: Mode) => m.events / (m.ms / 1000);
     const base = rate(modes[0]!);
     // The paired ratio of each round (same moment, same load), then its median: robust to load swings.
-    const pairedRatio = (m: Mode) => pct(m.rounds.map((r, k) => modes[0]!.rounds[k]! / r), 50);
+    const pairedRatio = (m: Mode) =>
+      pct(
+        m.rounds.map((r, k) => modes[0]!.rounds[k]! / r),
+        50,
+      );
     const append = modes.map((m) => ({
-      mode: m.name, events: m.events, eventsPerSec: Math.round(rate(m)), ratioToNone: Math.round((base / rate(m)) * 100) / 100,
+      mode: m.name,
+      events: m.events,
+      eventsPerSec: Math.round(rate(m)),
+      ratioToNone: Math.round((base / rate(m)) * 100) / 100,
       medianRoundRatioToNone: Math.round(pairedRatio(m) * 100) / 100,
     }));
-    for (const m of modes) { await m.r?.close(); m.log.close(); }
+    for (const m of modes) {
+      await m.r?.close();
+      m.log.close();
+    }
 
     // 2. Follower lag under RATE events/s.
     const leaderLog = await EventLog.open({ file: path.join(dir, 'lag-leader.db'), sync: SYNC });
-    const leader = await createLogReplicator({ log: leaderLog, nc: await client(), group: 'bench-lag', replicas: 3, snapshotEveryRows: 0 });
+    const leader = await createLogReplicator({
+      log: leaderLog,
+      nc: await client(),
+      group: 'bench-lag',
+      replicas: 3,
+      snapshotEveryRows: 0,
+    });
     const followerLog = await EventLog.open({ file: path.join(dir, 'lag-follower.db'), sync: SYNC });
-    const follower = await createLogReplicator({ log: followerLog, nc: await client(), group: 'bench-lag', replicas: 3 });
+    const follower = await createLogReplicator({
+      log: followerLog,
+      nc: await client(),
+      group: 'bench-lag',
+      replicas: 3,
+    });
     await leader.claim(1);
     const following = follower.follow();
     await following.caughtUp;
@@ -142,8 +188,14 @@ async function main(): Promise<void> {
     await leader.close();
     await follower.close();
     const lag = {
-      targetEventsPerSec: RATE, achievedEventsPerSec: Math.round((ticks * perTick) / elapsed), batches: ticks,
-      applyLatencyMs: { p50: round1(pct(latencies, 50)), p99: round1(pct(latencies, 99)), max: round1(Math.max(...latencies)) },
+      targetEventsPerSec: RATE,
+      achievedEventsPerSec: Math.round((ticks * perTick) / elapsed),
+      batches: ticks,
+      applyLatencyMs: {
+        p50: round1(pct(latencies, 50)),
+        p99: round1(pct(latencies, 99)),
+        max: round1(Math.max(...latencies)),
+      },
       lagRows: { p50: pct(lagSamples, 50), p99: pct(lagSamples, 99), max: Math.max(0, ...lagSamples) },
       sameRows: rowCount(leaderLog.position()) === rowCount(followerLog.position()),
     };

@@ -8,7 +8,11 @@
  */
 import { ClusterInformer, loadKubeConfig } from '../../libs/kube/index.ts';
 
-interface Args { mode: 'fetch' | 'informer'; server: string; kubeconfig: string }
+interface Args {
+  mode: 'fetch' | 'informer';
+  server: string;
+  kubeconfig: string;
+}
 
 const args = JSON.parse(process.argv[2] ?? '{}') as Args;
 const now = (): number => performance.timeOrigin + performance.now();
@@ -19,8 +23,10 @@ function memory(): Record<string, number> {
   global.gc?.();
   const after = process.memoryUsage();
   return {
-    rssMb: before.rss / 1048576, heapUsedMb: before.heapUsed / 1048576,
-    rssAfterGcMb: after.rss / 1048576, heapUsedAfterGcMb: after.heapUsed / 1048576,
+    rssMb: before.rss / 1048576,
+    heapUsedMb: before.heapUsed / 1048576,
+    rssAfterGcMb: after.rss / 1048576,
+    heapUsedAfterGcMb: after.heapUsed / 1048576,
     maxRssMb: process.resourceUsage().maxRSS / 1024,
   };
 }
@@ -51,7 +57,10 @@ async function fetchAll(): Promise<{ items: unknown[]; bytes: number; pages: num
 
 /** Sends one message and resolves once it is handed to the channel (so exiting loses nothing). */
 function reply(m: unknown): Promise<void> {
-  return new Promise((resolve) => { if (process.send) process.send(m, () => resolve()); else resolve(); });
+  return new Promise((resolve) => {
+    if (process.send) process.send(m, () => resolve());
+    else resolve();
+  });
 }
 
 async function main(): Promise<void> {
@@ -61,11 +70,25 @@ async function main(): Promise<void> {
     const r = await fetchAll();
     const tDone = now();
     const cpu = process.cpuUsage(cpu0);
-    await reply({ op: 'done', tStart, tDone, objects: r.items.length, bytes: r.bytes, pages: r.pages, cpuMs: (cpu.user + cpu.system) / 1000, ...memory() });
+    await reply({
+      op: 'done',
+      tStart,
+      tDone,
+      objects: r.items.length,
+      bytes: r.bytes,
+      pages: r.pages,
+      cpuMs: (cpu.user + cpu.system) / 1000,
+      ...memory(),
+    });
     return;
   }
   let events = 0;
-  const informer = new ClusterInformer({ kubeConfig: loadKubeConfig({ kubeconfig: args.kubeconfig }), sink: () => { events += 1; } });
+  const informer = new ClusterInformer({
+    kubeConfig: loadKubeConfig({ kubeconfig: args.kubeconfig }),
+    sink: () => {
+      events += 1;
+    },
+  });
   informer.start();
   try {
     await informer.synced;
@@ -80,5 +103,8 @@ async function main(): Promise<void> {
 process.on('disconnect', () => process.exit(0));
 main().then(
   () => process.exit(0),
-  (e) => void reply({ op: 'error', message: e instanceof Error ? e.stack ?? e.message : String(e) }).then(() => process.exit(1)),
+  (e) =>
+    void reply({ op: 'error', message: e instanceof Error ? (e.stack ?? e.message) : String(e) }).then(() =>
+      process.exit(1),
+    ),
 );

@@ -34,19 +34,30 @@ import { writeKubeconfig } from '../../test/support/kubeconfig.ts';
 import { startNatsServer, type NatsServerHandle } from '../../test/support/nats-server.ts';
 import { generateCluster, makeSlice } from '../planner/generate-cluster.ts';
 
-const { values } = parseArgs({ options: {
-  services: { type: 'string', default: '10000' }, endpoints: { type: 'string', default: '10' },
-  nodes: { type: 'string', default: '100' }, rounds: { type: 'string', default: '30' },
-  bursts: { type: 'string', default: '10' }, 'burst-size': { type: 'string', default: '50' },
-  steady: { type: 'string', default: '300' }, 'steady-interval-ms': { type: 'string', default: '10' },
-  'debounce-ms': { type: 'string' },
-  /** Writes a V8 CPU profile of the planner child into this directory when it exits. */
-  'cpu-prof': { type: 'string' },
-  out: { type: 'string' },
-} });
-const S = Number(values.services), E = Number(values.endpoints), N = Number(values.nodes);
-const ROUNDS = Number(values.rounds), BURSTS = Number(values.bursts), BURST_SIZE = Number(values['burst-size']);
-const STEADY = Number(values.steady), STEADY_MS = Number(values['steady-interval-ms']);
+const { values } = parseArgs({
+  options: {
+    services: { type: 'string', default: '10000' },
+    endpoints: { type: 'string', default: '10' },
+    nodes: { type: 'string', default: '100' },
+    rounds: { type: 'string', default: '30' },
+    bursts: { type: 'string', default: '10' },
+    'burst-size': { type: 'string', default: '50' },
+    steady: { type: 'string', default: '300' },
+    'steady-interval-ms': { type: 'string', default: '10' },
+    'debounce-ms': { type: 'string' },
+    /** Writes a V8 CPU profile of the planner child into this directory when it exits. */
+    'cpu-prof': { type: 'string' },
+    out: { type: 'string' },
+  },
+});
+const S = Number(values.services),
+  E = Number(values.endpoints),
+  N = Number(values.nodes);
+const ROUNDS = Number(values.rounds),
+  BURSTS = Number(values.bursts),
+  BURST_SIZE = Number(values['burst-size']);
+const STEADY = Number(values.steady),
+  STEADY_MS = Number(values['steady-interval-ms']);
 /** Passed to runPlanner's debounceMs; unset = the planner's default (30 ms). */
 const DEBOUNCE = values['debounce-ms'] === undefined ? undefined : Number(values['debounce-ms']);
 
@@ -68,20 +79,38 @@ type Msg = Record<string, unknown> & { op: string };
 
 const children = new Set<ChildProcess>();
 function forkChild(file: string, arg: unknown, extraExecArgv: string[] = []): ChildProcess {
-  const c = fork(path.join(here, file), [JSON.stringify(arg)], { execArgv: ['--import', 'tsx', '--expose-gc', ...extraExecArgv], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const c = fork(path.join(here, file), [JSON.stringify(arg)], {
+    execArgv: ['--import', 'tsx', '--expose-gc', ...extraExecArgv],
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
   children.add(c);
   c.once('exit', () => children.delete(c));
   return c;
 }
 function nextMessage(c: ChildProcess, want: string, timeoutMs: number): Promise<Msg> {
   return new Promise((resolve, reject) => {
-    const t = setTimeout(() => { cleanup(); reject(new Error(`child: no '${want}' within ${timeoutMs} ms`)); }, timeoutMs);
+    const t = setTimeout(() => {
+      cleanup();
+      reject(new Error(`child: no '${want}' within ${timeoutMs} ms`));
+    }, timeoutMs);
     const onMsg = (m: Msg) => {
-      if (m.op === 'error') { cleanup(); reject(new Error(`child error: ${String(m.message)}`)); }
-      else if (m.op === want) { cleanup(); resolve(m); }
+      if (m.op === 'error') {
+        cleanup();
+        reject(new Error(`child error: ${String(m.message)}`));
+      } else if (m.op === want) {
+        cleanup();
+        resolve(m);
+      }
     };
-    const onExit = (code: number | null) => { cleanup(); reject(new Error(`child exited (${code}) before '${want}'`)); };
-    const cleanup = () => { clearTimeout(t); c.off('message', onMsg); c.off('exit', onExit); };
+    const onExit = (code: number | null) => {
+      cleanup();
+      reject(new Error(`child exited (${code}) before '${want}'`));
+    };
+    const cleanup = () => {
+      clearTimeout(t);
+      c.off('message', onMsg);
+      c.off('exit', onExit);
+    };
     c.on('message', onMsg);
     c.once('exit', onExit);
   });
@@ -96,7 +125,11 @@ async function killChild(c: ChildProcess): Promise<void> {
 }
 async function baseline(mode: 'fetch' | 'informer', server: string, kubeconfig: string): Promise<Msg> {
   const c = forkChild('baseline-child.ts', { mode, server, kubeconfig });
-  try { return await nextMessage(c, 'done', 600_000); } finally { await killChild(c); }
+  try {
+    return await nextMessage(c, 'done', 600_000);
+  } finally {
+    await killChild(c);
+  }
 }
 
 // ---- run -----------------------------------------------------------------------------------
@@ -109,8 +142,11 @@ let informer: ClusterInformer | undefined;
 let planner: ChildProcess | undefined;
 const result: Record<string, unknown> = {
   command: `npx tsx bench/ingest/ingest-bench.ts ${process.argv.slice(2).join(' ')}`.trim(),
-  node: process.version, cpus: 2, loadavgAtStart: loadavg().map((x) => +x.toFixed(2)),
-  size: { services: S, endpointsPerService: E, nodes: N }, debounceMs: DEBOUNCE ?? 'default (30)',
+  node: process.version,
+  cpus: 2,
+  loadavgAtStart: loadavg().map((x) => +x.toFixed(2)),
+  size: { services: S, endpointsPerService: E, nodes: N },
+  debounceMs: DEBOUNCE ?? 'default (30)',
 };
 
 async function cleanup(): Promise<void> {
@@ -131,17 +167,25 @@ async function main(): Promise<void> {
   for (const o of gen.nodes) server.create('Node', o as KubeObject);
   for (const o of gen.services) server.create('Service', stripRv(o));
   for (const o of gen.slices) server.create('EndpointSlice', stripRv(o));
-  log(`loaded ${gen.nodes.length} nodes, ${gen.services.length} services, ${gen.slices.length} slices (${S * E} endpoints) into the test server in ${f1(now() - t)} ms; rv ${server.resourceVersion}`);
+  log(
+    `loaded ${gen.nodes.length} nodes, ${gen.services.length} services, ${gen.slices.length} slices (${S * E} endpoints) into the test server in ${f1(now() - t)} ms; rv ${server.resourceVersion}`,
+  );
   const kc = await writeKubeconfig({ server: server.url, dir: tmp });
 
   // -- baselines (fresh processes), before the planner
   const fetch1 = await baseline('fetch', server.url, kc.path);
-  log(`baseline fetch+parse: ${f1(Number(fetch1.tDone) - Number(fetch1.tStart))} ms, ${fetch1.objects} objects, ${(Number(fetch1.bytes) / 1048576).toFixed(1)} MB JSON, rss ${f1(Number(fetch1.rssAfterGcMb))} MB heap ${f1(Number(fetch1.heapUsedAfterGcMb))} MB`);
+  log(
+    `baseline fetch+parse: ${f1(Number(fetch1.tDone) - Number(fetch1.tStart))} ms, ${fetch1.objects} objects, ${(Number(fetch1.bytes) / 1048576).toFixed(1)} MB JSON, rss ${f1(Number(fetch1.rssAfterGcMb))} MB heap ${f1(Number(fetch1.heapUsedAfterGcMb))} MB`,
+  );
   const inf1 = await baseline('informer', server.url, kc.path);
-  log(`baseline bare informer: ${f1(Number(inf1.tDone) - Number(inf1.tStart))} ms to synced, rss ${f1(Number(inf1.rssAfterGcMb))} MB heap ${f1(Number(inf1.heapUsedAfterGcMb))} MB`);
+  log(
+    `baseline bare informer: ${f1(Number(inf1.tDone) - Number(inf1.tStart))} ms to synced, rss ${f1(Number(inf1.rssAfterGcMb))} MB heap ${f1(Number(inf1.heapUsedAfterGcMb))} MB`,
+  );
 
   const disk = durableCommitProbe(tmp);
-  log(`disk: one durable single-row SQLite txn ${f2(disk.singleRowTxnMs)} ms; per row inside one ${300}-row txn ${f2(disk.rowInBatchMs)} ms`);
+  log(
+    `disk: one durable single-row SQLite txn ${f2(disk.singleRowTxnMs)} ms; per row inside one ${300}-row txn ${f2(disk.rowInBatchMs)} ms`,
+  );
 
   // -- NATS + the planner
   nats = await startNatsServer({ jetstream: true });
@@ -160,28 +204,61 @@ async function main(): Promise<void> {
 
   const db = path.join(tmp, 'planner.db');
   t = now();
-  planner = forkChild('planner-child.ts', { kubeconfig: kc.path, nats: nats.url, db, debounceMs: DEBOUNCE },
-    values['cpu-prof'] ? ['--cpu-prof', '--cpu-prof-dir', values['cpu-prof']] : []);
+  planner = forkChild(
+    'planner-child.ts',
+    { kubeconfig: kc.path, nats: nats.url, db, debounceMs: DEBOUNCE },
+    values['cpu-prof'] ? ['--cpu-prof', '--cpu-prof-dir', values['cpu-prof']] : [],
+  );
   const ready = await nextMessage(planner, 'ready', 1_800_000);
   const v1Seen = versionSeen.get(1);
   const plannerMs = Number(ready.tSynced) - Number(ready.tStart);
   const fetchMs = Number(fetch1.tDone) - Number(fetch1.tStart);
   const infMs = Number(inf1.tDone) - Number(inf1.tStart);
-  log(`planner: start → synced ${f1(plannerMs)} ms (fork → synced ${f1(Number(ready.tSynced) - t)} ms), v1 on NATS at +${f1((v1Seen ?? NaN) - Number(ready.tStart))} ms, events ${ready.eventsLogged}, db ${(Number(ready.dbBytes) / 1048576).toFixed(1)} MB, rss ${f1(Number(ready.rssAfterGcMb))} MB heap ${f1(Number(ready.heapUsedAfterGcMb))} MB`);
+  log(
+    `planner: start → synced ${f1(plannerMs)} ms (fork → synced ${f1(Number(ready.tSynced) - t)} ms), v1 on NATS at +${f1((v1Seen ?? NaN) - Number(ready.tStart))} ms, events ${ready.eventsLogged}, db ${(Number(ready.dbBytes) / 1048576).toFixed(1)} MB, rss ${f1(Number(ready.rssAfterGcMb))} MB heap ${f1(Number(ready.heapUsedAfterGcMb))} MB`,
+  );
 
   const fetch2 = await baseline('fetch', server.url, kc.path);
   const fetch2Ms = Number(fetch2.tDone) - Number(fetch2.tStart);
   result.scale = {
-    baselineFetchParse: { ms: fetchMs, msAfterPlanner: fetch2Ms, objects: fetch1.objects, jsonMb: Number(fetch1.bytes) / 1048576, pages: fetch1.pages, cpuMs: fetch1.cpuMs, rssAfterGcMb: fetch1.rssAfterGcMb, heapUsedAfterGcMb: fetch1.heapUsedAfterGcMb, maxRssMb: fetch1.maxRssMb },
-    bareInformer: { ms: infMs, events: inf1.objects, cpuMs: inf1.cpuMs, rssAfterGcMb: inf1.rssAfterGcMb, heapUsedAfterGcMb: inf1.heapUsedAfterGcMb, maxRssMb: inf1.maxRssMb },
+    baselineFetchParse: {
+      ms: fetchMs,
+      msAfterPlanner: fetch2Ms,
+      objects: fetch1.objects,
+      jsonMb: Number(fetch1.bytes) / 1048576,
+      pages: fetch1.pages,
+      cpuMs: fetch1.cpuMs,
+      rssAfterGcMb: fetch1.rssAfterGcMb,
+      heapUsedAfterGcMb: fetch1.heapUsedAfterGcMb,
+      maxRssMb: fetch1.maxRssMb,
+    },
+    bareInformer: {
+      ms: infMs,
+      events: inf1.objects,
+      cpuMs: inf1.cpuMs,
+      rssAfterGcMb: inf1.rssAfterGcMb,
+      heapUsedAfterGcMb: inf1.heapUsedAfterGcMb,
+      maxRssMb: inf1.maxRssMb,
+    },
     diskProbe: disk,
     planner: {
-      startToSyncedMs: plannerMs, startToRunPlannerReturnedMs: Number(ready.tRunning) - Number(ready.tStart),
-      startToFirstVersionRecordedMs: ready.firstVersion ? (ready.firstVersion as { createdAt: number }).createdAt - Number(ready.tStart) : null,
+      startToSyncedMs: plannerMs,
+      startToRunPlannerReturnedMs: Number(ready.tRunning) - Number(ready.tStart),
+      startToFirstVersionRecordedMs: ready.firstVersion
+        ? (ready.firstVersion as { createdAt: number }).createdAt - Number(ready.tStart)
+        : null,
       startToFirstVersionOnNatsMs: v1Seen !== undefined ? v1Seen - Number(ready.tStart) : null,
-      cpuMs: ready.startCpuMs, eventsLogged: ready.eventsLogged, versions: ready.versions,
-      dbBytes: ready.dbBytes, dbMainBytes: ready.dbMainBytes, dbWalBytes: ready.dbWalBytes,
-      rssMb: ready.rssMb, heapUsedMb: ready.heapUsedMb, rssAfterGcMb: ready.rssAfterGcMb, heapUsedAfterGcMb: ready.heapUsedAfterGcMb, maxRssMb: ready.maxRssMb,
+      cpuMs: ready.startCpuMs,
+      eventsLogged: ready.eventsLogged,
+      versions: ready.versions,
+      dbBytes: ready.dbBytes,
+      dbMainBytes: ready.dbMainBytes,
+      dbWalBytes: ready.dbWalBytes,
+      rssMb: ready.rssMb,
+      heapUsedMb: ready.heapUsedMb,
+      rssAfterGcMb: ready.rssAfterGcMb,
+      heapUsedAfterGcMb: ready.heapUsedAfterGcMb,
+      maxRssMb: ready.maxRssMb,
     },
     ratios: {
       plannerSyncedVsFetchParse: plannerMs / Math.min(fetchMs, fetch2Ms),
@@ -199,11 +276,20 @@ async function main(): Promise<void> {
   // -- bare informer sink in this process (churn baseline): rv → arrival time
   const sinkSeen = new Map<string, number>();
   let sinkEvents = 0;
-  informer = new ClusterInformer({ kubeConfig: loadKubeConfig({ kubeconfig: kc.path }), sink: (e) => { sinkEvents += 1; if (!e.relist) sinkSeen.set(e.resourceVersion, now()); } });
+  informer = new ClusterInformer({
+    kubeConfig: loadKubeConfig({ kubeconfig: kc.path }),
+    sink: (e) => {
+      sinkEvents += 1;
+      if (!e.relist) sinkSeen.set(e.resourceVersion, now());
+    },
+  });
   informer.start();
   await informer.synced;
 
-  const stats = async (): Promise<Msg> => { planner!.send({ op: 'stats' }); return nextMessage(planner!, 'stats', 60_000); };
+  const stats = async (): Promise<Msg> => {
+    planner!.send({ op: 'stats' });
+    return nextMessage(planner!, 'stats', 60_000);
+  };
   const waitFor = async (cond: () => boolean, timeoutMs: number): Promise<boolean> => {
     const end = Date.now() + timeoutMs;
     for (;;) {
@@ -220,17 +306,33 @@ async function main(): Promise<void> {
   const ops = {
     endpoint: (s: number): string[] => {
       sliceGen[s]! += 1;
-      return [server!.update('EndpointSlice', stripRv(makeSlice(ns(s), s, E, N, sliceGen[s]!, s % 4 === 0))).metadata.resourceVersion!];
+      return [
+        server!.update('EndpointSlice', stripRv(makeSlice(ns(s), s, E, N, sliceGen[s]!, s % 4 === 0))).metadata
+          .resourceVersion!,
+      ];
     },
     heartbeat: (s: number): string[] => {
       const name = `node-${s % N}`;
       const cur = server!.get('Node', { name })!;
-      const status = { ...(cur.status as object), conditions: [{ type: 'Ready', status: 'True', reason: 'KubeletReady', lastHeartbeatTime: new Date(Date.now() + touch++).toISOString() }] };
+      const status = {
+        ...(cur.status as object),
+        conditions: [
+          {
+            type: 'Ready',
+            status: 'True',
+            reason: 'KubeletReady',
+            lastHeartbeatTime: new Date(Date.now() + touch++).toISOString(),
+          },
+        ],
+      };
       return [server!.patchStatus('Node', { name }, status).metadata.resourceVersion!];
     },
     annotation: (s: number): string[] => {
       const cur = server!.get('Service', { namespace: ns(s), name: `svc-${s}` })!;
-      cur.metadata.annotations = { ...(cur.metadata.annotations as object | undefined), 'bench.switchboard/touch': String(touch++) };
+      cur.metadata.annotations = {
+        ...(cur.metadata.annotations as object | undefined),
+        'bench.switchboard/touch': String(touch++),
+      };
       return [server!.update('Service', cur).metadata.resourceVersion!];
     },
     service: (s: number): string[] => {
@@ -241,13 +343,21 @@ async function main(): Promise<void> {
     },
     revert: (s: number): string[] => {
       const g = sliceGen[s]!;
-      const a = server!.update('EndpointSlice', stripRv(makeSlice(ns(s), s, E, N, g + 1, s % 4 === 0))).metadata.resourceVersion!;
-      const b = server!.update('EndpointSlice', stripRv(makeSlice(ns(s), s, E, N, g, s % 4 === 0))).metadata.resourceVersion!;
+      const a = server!.update('EndpointSlice', stripRv(makeSlice(ns(s), s, E, N, g + 1, s % 4 === 0))).metadata
+        .resourceVersion!;
+      const b = server!.update('EndpointSlice', stripRv(makeSlice(ns(s), s, E, N, g, s % 4 === 0))).metadata
+        .resourceVersion!;
       return [a, b];
     },
   } satisfies Record<string, (s: number) => string[]>;
   type OpName = keyof typeof ops;
-  const expectsVersion: Record<OpName, boolean> = { endpoint: true, heartbeat: false, annotation: false, service: true, revert: false };
+  const expectsVersion: Record<OpName, boolean> = {
+    endpoint: true,
+    heartbeat: false,
+    annotation: false,
+    service: true,
+    revert: false,
+  };
   const names = Object.keys(ops) as OpName[];
   let pick = 0;
   const nextService = () => (pick = (pick * 7919 + 104729) % S);
@@ -276,15 +386,25 @@ async function main(): Promise<void> {
     }
   }
   const after = await stats();
-  const single = Object.fromEntries(names.map((n) => {
-    const l = lat[n];
-    return [n, {
-      ops: ROUNDS, writes: l.writes, versions: l.versions,
-      sinkP50: pct(l.sink, 0.5), sinkP99: pct(l.sink, 0.99),
-      versionP50: pct(l.version, 0.5), versionP99: pct(l.version, 0.99),
-      ratioP50: pct(l.version, 0.5) / pct(l.sink, 0.5), ratioP99: pct(l.version, 0.99) / pct(l.sink, 0.99),
-    }];
-  }));
+  const single = Object.fromEntries(
+    names.map((n) => {
+      const l = lat[n];
+      return [
+        n,
+        {
+          ops: ROUNDS,
+          writes: l.writes,
+          versions: l.versions,
+          sinkP50: pct(l.sink, 0.5),
+          sinkP99: pct(l.sink, 0.99),
+          versionP50: pct(l.version, 0.5),
+          versionP99: pct(l.version, 0.99),
+          ratioP50: pct(l.version, 0.5) / pct(l.sink, 0.5),
+          ratioP99: pct(l.version, 0.99) / pct(l.sink, 0.99),
+        },
+      ];
+    }),
+  );
   const allSink = names.flatMap((n) => lat[n].sink);
   const allVer = names.flatMap((n) => lat[n].version);
   result.churnSingle = {
@@ -295,9 +415,13 @@ async function main(): Promise<void> {
     versions: Number(after.latestVersion) - Number(before.latestVersion),
     versionLatencyAll: { p50: pct(allVer, 0.5), p99: pct(allVer, 0.99), n: allVer.length },
     sinkLatencyAll: { p50: pct(allSink, 0.5), p99: pct(allSink, 0.99), n: allSink.length },
-    plannerCpuMs: Number(after.cpuUserMs) + Number(after.cpuSystemMs) - Number(before.cpuUserMs) - Number(before.cpuSystemMs),
+    plannerCpuMs:
+      Number(after.cpuUserMs) + Number(after.cpuSystemMs) - Number(before.cpuUserMs) - Number(before.cpuSystemMs),
   };
-  log('single ops:', JSON.stringify(result.churnSingle, (_k, v) => (typeof v === 'number' ? +v.toFixed(2) : v)));
+  log(
+    'single ops:',
+    JSON.stringify(result.churnSingle, (_k, v) => (typeof v === 'number' ? +v.toFixed(2) : v)),
+  );
 
   // -- 2b. bursts: BURST_SIZE mixed writes in one tick, then quiet
   const b0 = await stats();
@@ -321,14 +445,23 @@ async function main(): Promise<void> {
   }
   const b1 = await stats();
   result.churnBursts = {
-    bursts: BURSTS, burstSize: BURST_SIZE, writes: burstWrites,
+    bursts: BURSTS,
+    burstSize: BURST_SIZE,
+    writes: burstWrites,
     eventsLogged: Number(b1.eventsLogged) - Number(b0.eventsLogged),
     versions: Number(b1.latestVersion) - Number(b0.latestVersion),
-    lastWriteToSinkP50: pct(burstSink, 0.5), lastWriteToSinkP99: pct(burstSink, 0.99),
-    lastWriteToVersionP50: pct(burstLat, 0.5), lastWriteToVersionP99: pct(burstLat, 0.99),
-    plannerCpuMsPerEvent: (Number(b1.cpuUserMs) + Number(b1.cpuSystemMs) - Number(b0.cpuUserMs) - Number(b0.cpuSystemMs)) / (Number(b1.eventsLogged) - Number(b0.eventsLogged)),
+    lastWriteToSinkP50: pct(burstSink, 0.5),
+    lastWriteToSinkP99: pct(burstSink, 0.99),
+    lastWriteToVersionP50: pct(burstLat, 0.5),
+    lastWriteToVersionP99: pct(burstLat, 0.99),
+    plannerCpuMsPerEvent:
+      (Number(b1.cpuUserMs) + Number(b1.cpuSystemMs) - Number(b0.cpuUserMs) - Number(b0.cpuSystemMs)) /
+      (Number(b1.eventsLogged) - Number(b0.eventsLogged)),
   };
-  log('bursts:', JSON.stringify(result.churnBursts, (_k, v) => (typeof v === 'number' ? +v.toFixed(2) : v)));
+  log(
+    'bursts:',
+    JSON.stringify(result.churnBursts, (_k, v) => (typeof v === 'number' ? +v.toFixed(2) : v)),
+  );
 
   // -- 2c. steady stream: one endpoint change every STEADY_MS ms (longer than nothing, shorter than the debounce?)
   const s0 = await stats();
@@ -346,21 +479,34 @@ async function main(): Promise<void> {
   await sleep(300);
   const s1 = await stats();
   result.churnSteady = {
-    writes: STEADY, intervalMs: STEADY_MS, streamMs: tStreamEnd - tS,
-    versionsDuringStream: versionsDuring, versionsTotal: Number(s1.latestVersion) - Number(s0.latestVersion),
+    writes: STEADY,
+    intervalMs: STEADY_MS,
+    streamMs: tStreamEnd - tS,
+    versionsDuringStream: versionsDuring,
+    versionsTotal: Number(s1.latestVersion) - Number(s0.latestVersion),
     firstVersionAfterStreamStartMs: firstVersionDuring[0] ?? null,
     eventsLogged: Number(s1.eventsLogged) - Number(s0.eventsLogged),
     streamEndToLastVersionMs: (versionSeen.get(lastVersion) ?? NaN) - tStreamEnd,
   };
-  log('steady:', JSON.stringify(result.churnSteady, (_k, v) => (typeof v === 'number' ? +v.toFixed(2) : v)));
+  log(
+    'steady:',
+    JSON.stringify(result.churnSteady, (_k, v) => (typeof v === 'number' ? +v.toFixed(2) : v)),
+  );
 
   // -- sanity: the planner's informers reached the server's last RV; nothing relisted or failed
   const fin = await stats();
   const kinds = fin.kinds as { rv?: string; relists: number; errors: number }[];
   result.final = {
-    serverRv: server.resourceVersion, plannerMaxRv: Math.max(...kinds.map((k) => Number(k.rv ?? 0))), kinds,
-    plannerError: fin.errors, eventsLogged: fin.eventsLogged, versions: fin.latestVersion, dbBytes: fin.dbBytes,
-    rssAfterGcMb: fin.rssAfterGcMb, heapUsedAfterGcMb: fin.heapUsedAfterGcMb, maxRssMb: fin.maxRssMb,
+    serverRv: server.resourceVersion,
+    plannerMaxRv: Math.max(...kinds.map((k) => Number(k.rv ?? 0))),
+    kinds,
+    plannerError: fin.errors,
+    eventsLogged: fin.eventsLogged,
+    versions: fin.latestVersion,
+    dbBytes: fin.dbBytes,
+    rssAfterGcMb: fin.rssAfterGcMb,
+    heapUsedAfterGcMb: fin.heapUsedAfterGcMb,
+    maxRssMb: fin.maxRssMb,
   };
   result.loadavgAtEnd = loadavg().map((x) => +x.toFixed(2));
   log('final:', JSON.stringify(result.final));
@@ -382,7 +528,9 @@ function durableCommitProbe(dir: string, n = 300): { singleRowTxnMs: number; row
     let t = performance.now();
     for (let i = 0; i < n; i++) one();
     const singleRowTxnMs = (performance.now() - t) / n;
-    const many = db.transaction(() => { for (let i = 0; i < n; i++) ins.run(row); });
+    const many = db.transaction(() => {
+      for (let i = 0; i < n; i++) ins.run(row);
+    });
     t = performance.now();
     many();
     return { singleRowTxnMs, rowInBatchMs: (performance.now() - t) / n };

@@ -10,14 +10,25 @@ import { statSync } from 'node:fs';
 import { DEFAULT_PROXY_CONFIG } from '../../libs/model/index.ts';
 import { runPlanner, type RunningPlanner } from '../../services/planner/run-planner.ts';
 
-interface Args { kubeconfig: string; nats: string; db: string; debounceMs?: number }
+interface Args {
+  kubeconfig: string;
+  nats: string;
+  db: string;
+  debounceMs?: number;
+}
 
 const args = JSON.parse(process.argv[2] ?? '{}') as Args;
 const now = (): number => performance.timeOrigin + performance.now();
-const send = (m: unknown): void => { process.send?.(m); };
+const send = (m: unknown): void => {
+  process.send?.(m);
+};
 
 function fileSize(p: string): number {
-  try { return statSync(p).size; } catch { return 0; }
+  try {
+    return statSync(p).size;
+  } catch {
+    return 0;
+  }
 }
 
 function memory(): Record<string, number> {
@@ -25,8 +36,10 @@ function memory(): Record<string, number> {
   global.gc?.();
   const after = process.memoryUsage();
   return {
-    rssMb: before.rss / 1048576, heapUsedMb: before.heapUsed / 1048576,
-    rssAfterGcMb: after.rss / 1048576, heapUsedAfterGcMb: after.heapUsed / 1048576,
+    rssMb: before.rss / 1048576,
+    heapUsedMb: before.heapUsed / 1048576,
+    rssAfterGcMb: after.rss / 1048576,
+    heapUsedAfterGcMb: after.heapUsed / 1048576,
     maxRssMb: process.resourceUsage().maxRSS / 1024,
   };
 }
@@ -36,7 +49,9 @@ let running: RunningPlanner | undefined;
 async function stats(): Promise<Record<string, unknown>> {
   const p = running!.planner;
   const versions = p.versions();
-  const health = p.sourceHealth() as { kinds: { kind: string; resourceVersion?: string; events: number; lists: number; relists: number; errors: number }[] };
+  const health = p.sourceHealth() as {
+    kinds: { kind: string; resourceVersion?: string; events: number; lists: number; relists: number; errors: number }[];
+  };
   const metrics = await (await fetch(`${running!.url}/metrics`)).text();
   const metric = (name: string): number => Number(new RegExp(`^${name} ([0-9.e+]+)$`, 'm').exec(metrics)?.[1] ?? NaN);
   return {
@@ -47,10 +62,19 @@ async function stats(): Promise<Record<string, unknown>> {
     eventsLogged: metric('switchboard_planner_events_total'),
     versionsPublished: metric('switchboard_planner_versions_published_total'),
     errors: p.lastError ?? null,
-    kinds: health.kinds.map((k) => ({ kind: k.kind, rv: k.resourceVersion, events: k.events, lists: k.lists, relists: k.relists, errors: k.errors })),
+    kinds: health.kinds.map((k) => ({
+      kind: k.kind,
+      rv: k.resourceVersion,
+      events: k.events,
+      lists: k.lists,
+      relists: k.relists,
+      errors: k.errors,
+    })),
     dbBytes: fileSize(args.db) + fileSize(`${args.db}-wal`) + fileSize(`${args.db}-shm`),
-    dbMainBytes: fileSize(args.db), dbWalBytes: fileSize(`${args.db}-wal`),
-    cpuUserMs: process.cpuUsage().user / 1000, cpuSystemMs: process.cpuUsage().system / 1000,
+    dbMainBytes: fileSize(args.db),
+    dbWalBytes: fileSize(`${args.db}-wal`),
+    cpuUserMs: process.cpuUsage().user / 1000,
+    cpuSystemMs: process.cpuUsage().system / 1000,
     ...memory(),
   };
 }
@@ -63,7 +87,11 @@ async function stop(): Promise<void> {
 
 process.on('message', (m: { op?: string }) => {
   if (m.op === 'stats') stats().then(send, (e) => send({ op: 'error', message: String(e) }));
-  else if (m.op === 'stop') void stop().then(() => { send({ op: 'stopped' }); process.exit(0); });
+  else if (m.op === 'stop')
+    void stop().then(() => {
+      send({ op: 'stopped' });
+      process.exit(0);
+    });
 });
 // The orchestrator died or closed the channel: never outlive it.
 process.on('disconnect', () => void stop().then(() => process.exit(0)));
@@ -71,7 +99,14 @@ process.on('disconnect', () => void stop().then(() => process.exit(0)));
 try {
   const cpu0 = process.cpuUsage();
   const tStart = now();
-  running = await runPlanner({ kubeconfig: args.kubeconfig, nats: args.nats, db: args.db, http: '127.0.0.1:0', config: DEFAULT_PROXY_CONFIG, debounceMs: args.debounceMs });
+  running = await runPlanner({
+    kubeconfig: args.kubeconfig,
+    nats: args.nats,
+    db: args.db,
+    http: '127.0.0.1:0',
+    config: DEFAULT_PROXY_CONFIG,
+    debounceMs: args.debounceMs,
+  });
   const tRunning = now();
   await running.planner.synced;
   const tSynced = now();
@@ -79,12 +114,17 @@ try {
   const cpu = process.cpuUsage(cpu0);
   const st = await stats();
   send({
-    ...st, op: 'ready', url: running.url, tStart, tRunning, tSynced,
+    ...st,
+    op: 'ready',
+    url: running.url,
+    tStart,
+    tRunning,
+    tSynced,
     firstVersion: first ? { version: first.version, createdAt: Date.parse(first.createdAt), seqTo: first.seqTo } : null,
     startCpuMs: (cpu.user + cpu.system) / 1000,
   });
 } catch (e) {
-  send({ op: 'error', message: e instanceof Error ? e.stack ?? e.message : String(e) });
+  send({ op: 'error', message: e instanceof Error ? (e.stack ?? e.message) : String(e) });
   await stop();
   process.exit(1);
 }

@@ -14,11 +14,20 @@ import { parseArgs } from 'node:util';
 import type { NodeState, VirtualServer } from '../../libs/model/index.ts';
 import { byCodeUnit, virtualServerKey } from '../../libs/model/index.ts';
 import {
-  inventoryOf, NftablesDataplane, NftNetlinkRunner, planNftUpdate, renderNftObjects, renderNftRuleset,
+  inventoryOf,
+  NftablesDataplane,
+  NftNetlinkRunner,
+  planNftUpdate,
+  renderNftObjects,
+  renderNftRuleset,
 } from '../../libs/dataplane/index.ts';
 
 const { values } = parseArgs({
-  options: { services: { type: 'string', default: '10000' }, endpoints: { type: 'string', default: '10' }, inside: { type: 'boolean', default: false } },
+  options: {
+    services: { type: 'string', default: '10000' },
+    endpoints: { type: 'string', default: '10' },
+    inside: { type: 'boolean', default: false },
+  },
 });
 const N = Number(values.services);
 const E = Number(values.endpoints);
@@ -26,17 +35,43 @@ const E = Number(values.endpoints);
 function state(changed = false): NodeState {
   const vs: VirtualServer[] = [];
   for (let i = 0; i < N; i++) {
-    const realServers = Array.from({ length: E }, (_, j) => ({ address: `10.${64 + (i >> 12)}.${(i >> 4) & 255}.${((i & 15) << 4) + j}`, port: 8080, weight: 1 }));
+    const realServers = Array.from({ length: E }, (_, j) => ({
+      address: `10.${64 + (i >> 12)}.${(i >> 4) & 255}.${((i & 15) << 4) + j}`,
+      port: 8080,
+      weight: 1,
+    }));
     if (changed && i === Math.floor(N / 2)) realServers[0] = { address: '10.250.0.1', port: 8080, weight: 1 };
     realServers.sort((a, b) => byCodeUnit(a.address, b.address));
     vs.push({
-      protocol: 'TCP', address: `10.96.${i >> 8}.${i & 255}`, port: 80, scheduler: 'rr', schedulerFlags: [], persistenceTimeout: 0,
-      role: 'cluster-ip', servicePort: `ns${i % 50}/svc${i}:http`, localOnly: false, sourceRanges: [], realServers,
+      protocol: 'TCP',
+      address: `10.96.${i >> 8}.${i & 255}`,
+      port: 80,
+      scheduler: 'rr',
+      schedulerFlags: [],
+      persistenceTimeout: 0,
+      role: 'cluster-ip',
+      servicePort: `ns${i % 50}/svc${i}:http`,
+      localOnly: false,
+      sourceRanges: [],
+      realServers,
     });
   }
   vs.sort((a, b) => byCodeUnit(virtualServerKey(a), virtualServerKey(b)));
-  return { node: 'bench', virtualServers: vs, boundAddresses: [], ipsets: [],
-    settings: { strictARP: false, masqueradeAll: false, clusterCIDR: '10.64.0.0/10', tcpTimeout: 0, tcpFinTimeout: 0, udpTimeout: 0, excludeCIDRs: [] } };
+  return {
+    node: 'bench',
+    virtualServers: vs,
+    boundAddresses: [],
+    ipsets: [],
+    settings: {
+      strictARP: false,
+      masqueradeAll: false,
+      clusterCIDR: '10.64.0.0/10',
+      tcpTimeout: 0,
+      tcpFinTimeout: 0,
+      udpTimeout: 0,
+      excludeCIDRs: [],
+    },
+  };
 }
 
 const now = () => performance.now();
@@ -56,42 +91,73 @@ async function inside(): Promise<void> {
   const renderMs = now() - t;
 
   // Baselines: the nft binary on a table of its own.
-  t = now(); nft(['-f', '-'], text); const nftFullLoadMs = now() - t;
-  t = now(); nft(['-j', 'list', 'table', 'inet', 'baseline']); const nftListMs = now() - t;
+  t = now();
+  nft(['-f', '-'], text);
+  const nftFullLoadMs = now() - t;
+  t = now();
+  nft(['-j', 'list', 'table', 'inet', 'baseline']);
+  const nftListMs = now() - t;
   const change = planNftUpdate(inventoryOf(renderNftObjects(before)), renderNftObjects(after), 'baseline');
-  t = now(); nft(['-f', '-'], change.toScript()); const nftSameTransactionMs = now() - t;
+  t = now();
+  nft(['-f', '-'], change.toScript());
+  const nftSameTransactionMs = now() - t;
   nft(['delete', 'table', 'inet', 'baseline']);
 
   // Ours, over netlink.
   const runner = new NftNetlinkRunner();
   const dp = new NftablesDataplane({ runner, verifyAfterApply: false });
-  t = now(); const initial = await dp.apply(before); const initialMs = now() - t;
+  t = now();
+  const initial = await dp.apply(before);
+  const initialMs = now() - t;
   const initialBatches = runner.lastRun.batches;
   const handle = (await dp.readBack())!.tableHandle;
   // The whole dataplane apply of the changed state: render + diff of the whole state + the batch.
-  t = now(); const changed = await dp.apply(after); const oneChangeApplyMs = now() - t;
+  t = now();
+  const changed = await dp.apply(after);
+  const oneChangeApplyMs = now() - t;
   // The change alone, as the kernel sees it: the transaction nft ran above, on our table (undone
   // first, so the table ends where the dataplane believes it is).
   const objBefore = renderNftObjects(before);
   const objAfter = renderNftObjects(after);
   await runner.run(planNftUpdate(inventoryOf(objAfter), objBefore, 'switchboard'));
   const tx = planNftUpdate(inventoryOf(objBefore), objAfter, 'switchboard');
-  t = now(); await runner.run(tx); const oneChangeMs = now() - t;
+  t = now();
+  await runner.run(tx);
+  const oneChangeMs = now() - t;
   const changeMessages = runner.lastRun.messages;
-  t = now(); const reapply = await dp.apply(after); const applyNoopMs = now() - t;
+  t = now();
+  const reapply = await dp.apply(after);
+  const applyNoopMs = now() - t;
   const sameTable = (await dp.readBack())!.tableHandle === handle;
-  t = now(); const resync = await dp.resync(); const noopResyncMs = now() - t;
-  if (resync.kernelWrites !== 0 || reapply.kernelWrites !== 0) throw new Error('no-op resync or apply wrote to the kernel');
+  t = now();
+  const resync = await dp.resync();
+  const noopResyncMs = now() - t;
+  if (resync.kernelWrites !== 0 || reapply.kernelWrites !== 0)
+    throw new Error('no-op resync or apply wrote to the kernel');
   await dp.cleanup();
   await dp.close();
 
   const r = {
-    services: N, endpoints: E, chains: N * (E + 1),
-    nftFullLoadMs, initialMs, ratioInitialVsNftFullLoad: initialMs / nftFullLoadMs,
-    nftSameTransactionMs, oneChangeMs, ratioOneChangeVsNft: oneChangeMs / nftSameTransactionMs,
-    oneChangeApplyMs, applyNoopMs,
-    nftListMs, noopResyncMs, ratioNoopResyncVsNftList: noopResyncMs / nftListMs,
-    renderMs, initialWrites: initial.kernelWrites, initialBatches, changeWrites: changed.kernelWrites, changeMessages, sameTable,
+    services: N,
+    endpoints: E,
+    chains: N * (E + 1),
+    nftFullLoadMs,
+    initialMs,
+    ratioInitialVsNftFullLoad: initialMs / nftFullLoadMs,
+    nftSameTransactionMs,
+    oneChangeMs,
+    ratioOneChangeVsNft: oneChangeMs / nftSameTransactionMs,
+    oneChangeApplyMs,
+    applyNoopMs,
+    nftListMs,
+    noopResyncMs,
+    ratioNoopResyncVsNftList: noopResyncMs / nftListMs,
+    renderMs,
+    initialWrites: initial.kernelWrites,
+    initialBatches,
+    changeWrites: changed.kernelWrites,
+    changeMessages,
+    sameTable,
   };
   const lines = [
     `nftables bench: ${N} services × ${E} endpoints (${r.chains} chains), node ${process.version}`,
@@ -115,8 +181,23 @@ if (values.inside) {
   execFileSync('ip', ['netns', 'add', ns]);
   try {
     const self = fileURLToPath(import.meta.url);
-    const r = spawnSync('ip', ['netns', 'exec', ns, process.execPath, ...process.execArgv, self, '--services', String(N), '--endpoints', String(E), '--inside'],
-      { stdio: 'inherit' });
+    const r = spawnSync(
+      'ip',
+      [
+        'netns',
+        'exec',
+        ns,
+        process.execPath,
+        ...process.execArgv,
+        self,
+        '--services',
+        String(N),
+        '--endpoints',
+        String(E),
+        '--inside',
+      ],
+      { stdio: 'inherit' },
+    );
     process.exitCode = r.status ?? 1;
   } finally {
     spawnSync('ip', ['netns', 'del', ns]);

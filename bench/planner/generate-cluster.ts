@@ -9,9 +9,14 @@ export interface GeneratedCluster {
   nodes: unknown[];
 }
 
-export function generateCluster(opts: { services: number; endpointsPerService: number; nodes: number }): GeneratedCluster {
+export function generateCluster(opts: {
+  services: number;
+  endpointsPerService: number;
+  nodes: number;
+}): GeneratedCluster {
   const nodes = Array.from({ length: opts.nodes }, (_, i) => ({
-    apiVersion: 'v1', kind: 'Node',
+    apiVersion: 'v1',
+    kind: 'Node',
     metadata: { name: `node-${i}`, labels: { 'topology.kubernetes.io/zone': `zone-${i % 3}` } },
     status: { addresses: [{ type: 'InternalIP', address: `172.16.${i >> 8}.${i & 255}` }] },
   }));
@@ -21,12 +26,16 @@ export function generateCluster(opts: { services: number; endpointsPerService: n
     const ns = `ns-${s % 50}`;
     const twoPorts = s % 4 === 0;
     services.push({
-      apiVersion: 'v1', kind: 'Service', metadata: { name: `svc-${s}`, namespace: ns, resourceVersion: '1' },
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: { name: `svc-${s}`, namespace: ns, resourceVersion: '1' },
       spec: {
         type: s % 5 === 0 ? 'NodePort' : 'ClusterIP',
         clusterIP: `10.${96 + (s >> 16)}.${(s >> 8) & 255}.${s & 255}`,
-        ports: [{ name: 'http', port: 80, nodePort: s % 5 === 0 ? 30000 + (s % 2000) : undefined },
-          ...(twoPorts ? [{ name: 'metrics', port: 9090 }] : [])],
+        ports: [
+          { name: 'http', port: 80, nodePort: s % 5 === 0 ? 30000 + (s % 2000) : undefined },
+          ...(twoPorts ? [{ name: 'metrics', port: 9090 }] : []),
+        ],
       },
     });
     slices.push(makeSlice(ns, s, opts.endpointsPerService, opts.nodes, 0, twoPorts));
@@ -34,18 +43,35 @@ export function generateCluster(opts: { services: number; endpointsPerService: n
   return { services, slices, nodes };
 }
 
-export function makeSlice(ns: string, s: number, count: number, nodes: number, generation: number, twoPorts = false): unknown {
+export function makeSlice(
+  ns: string,
+  s: number,
+  count: number,
+  nodes: number,
+  generation: number,
+  twoPorts = false,
+): unknown {
   return {
-    apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice',
-    metadata: { name: `svc-${s}-abcde`, namespace: ns, labels: { 'kubernetes.io/service-name': `svc-${s}` }, resourceVersion: String(generation + 1) },
+    apiVersion: 'discovery.k8s.io/v1',
+    kind: 'EndpointSlice',
+    metadata: {
+      name: `svc-${s}-abcde`,
+      namespace: ns,
+      labels: { 'kubernetes.io/service-name': `svc-${s}` },
+      resourceVersion: String(generation + 1),
+    },
     addressType: 'IPv4',
     // The target port moves with the generation so every generated event really changes the service.
-    ports: [{ name: 'http', port: 8080 + (generation % 50000), protocol: 'TCP' }, ...(twoPorts ? [{ name: 'metrics', port: 9090, protocol: 'TCP' }] : [])],
+    ports: [
+      { name: 'http', port: 8080 + (generation % 50000), protocol: 'TCP' },
+      ...(twoPorts ? [{ name: 'metrics', port: 9090, protocol: 'TCP' }] : []),
+    ],
     endpoints: Array.from({ length: count }, (_, e) => {
       const n = (s * 7 + e + generation) % nodes;
       const ip = s * count + e;
       return {
-        addresses: [`100.${64 + ((ip >> 16) & 63)}.${(ip >> 8) & 255}.${ip & 255}`], nodeName: `node-${n}`,
+        addresses: [`100.${64 + ((ip >> 16) & 63)}.${(ip >> 8) & 255}.${ip & 255}`],
+        nodeName: `node-${n}`,
         conditions: { ready: (e + generation) % 10 !== 0 },
       };
     }),

@@ -10,16 +10,28 @@ import { DEFAULT_PROXY_CONFIG, readKubeObject, type KubeObject } from '../../lib
 import { ClusterState, nodeStateHash, renderNodeState } from '../../libs/planner/index.ts';
 import { generateCluster, makeSlice } from './generate-cluster.ts';
 
-const { values } = parseArgs({ options: {
-  services: { type: 'string', default: '10000' }, endpoints: { type: 'string', default: '10' },
-  nodes: { type: 'string', default: '100' }, events: { type: 'string', default: '2000' },
-} });
-const S = Number(values.services), E = Number(values.endpoints), N = Number(values.nodes), EVENTS = Number(values.events);
+const { values } = parseArgs({
+  options: {
+    services: { type: 'string', default: '10000' },
+    endpoints: { type: 'string', default: '10' },
+    nodes: { type: 'string', default: '100' },
+    events: { type: 'string', default: '2000' },
+  },
+});
+const S = Number(values.services),
+  E = Number(values.endpoints),
+  N = Number(values.nodes),
+  EVENTS = Number(values.events);
 
 const ms = (t0: bigint) => Number(process.hrtime.bigint() - t0) / 1e6;
 const mb = (b: number) => (b / 1048576).toFixed(0);
-const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))]!;
-const read = (raw: unknown): KubeObject => { const r = readKubeObject(raw); if (!r.ok) throw new Error(r.rejection.reason); return r.object; };
+const pct = (xs: number[], p: number) =>
+  [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))]!;
+const read = (raw: unknown): KubeObject => {
+  const r = readKubeObject(raw);
+  if (!r.ok) throw new Error(r.rejection.reason);
+  return r.object;
+};
 
 const gen = generateCluster({ services: S, endpointsPerService: E, nodes: N });
 const raw = [...gen.nodes, ...gen.services, ...gen.slices];
@@ -89,11 +101,23 @@ const rows: [string, string, string][] = [
   ['content hash of the whole cluster (after build)', `${hashMs.toFixed(1)} ms`, (hashMs / baselineMs).toFixed(3)],
   ['render one node (renderNodeState)', `${renderMs.toFixed(0)} ms`, (renderMs / baselineMs).toFixed(2)],
   ['hash one node state', `${nodeHashMs.toFixed(0)} ms`, (nodeHashMs / baselineMs).toFixed(2)],
-  ['one event → delta + new hash, p50', `${pct(perEvent, 0.5).toFixed(3)} ms`, (pct(perEvent, 0.5) / buildMs).toExponential(1) + ' of full build'],
-  ['one event → delta + new hash, p99', `${pct(perEvent, 0.99).toFixed(3)} ms`, (pct(perEvent, 0.99) / buildMs).toExponential(1) + ' of full build'],
+  [
+    'one event → delta + new hash, p50',
+    `${pct(perEvent, 0.5).toFixed(3)} ms`,
+    (pct(perEvent, 0.5) / buildMs).toExponential(1) + ' of full build',
+  ],
+  [
+    'one event → delta + new hash, p99',
+    `${pct(perEvent, 0.99).toFixed(3)} ms`,
+    (pct(perEvent, 0.99) / buildMs).toExponential(1) + ' of full build',
+  ],
   ['one event, CPU time (mean of 200)', `${cpuPerEventMs.toFixed(3)} ms`, `wall ${wallPerEventMs.toFixed(3)} ms`],
 ];
-console.log(`planner bench: ${S} services, ${S * E} endpoints, ${N} nodes, ${EVENTS} events; node ${process.version}; root ${hash.slice(0, 12)}`);
+console.log(
+  `planner bench: ${S} services, ${S * E} endpoints, ${N} nodes, ${EVENTS} events; node ${process.version}; root ${hash.slice(0, 12)}`,
+);
 console.log(`| measure | value | ratio |\n| --- | --- | --- |`);
 for (const r of rows) console.log(`| ${r.join(' | ')} |`);
-console.log(`heap held by the cluster state: ${mb(heapState)} MiB (node state for one node: ${nodeState.virtualServers.length} virtual servers)`);
+console.log(
+  `heap held by the cluster state: ${mb(heapState)} MiB (node state for one node: ${nodeState.virtualServers.length} virtual servers)`,
+);

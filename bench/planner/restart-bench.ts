@@ -30,20 +30,44 @@ function event(i: number): WatchEvent {
   if (i < SERVICES) {
     const name = `svc-${i}`;
     return {
-      kind: 'Service', type: 'ADDED', origin: 'watch', namespace: 'default', name, uid: `u-${name}`, resourceVersion: String(i + 1),
-      object: { apiVersion: 'v1', kind: 'Service', metadata: { name, namespace: 'default', uid: `u-${name}` },
-        spec: { clusterIP: `10.${96 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}`, ports: [{ name: 'http', port: 80, protocol: 'TCP' }] } },
+      kind: 'Service',
+      type: 'ADDED',
+      origin: 'watch',
+      namespace: 'default',
+      name,
+      uid: `u-${name}`,
+      resourceVersion: String(i + 1),
+      object: {
+        apiVersion: 'v1',
+        kind: 'Service',
+        metadata: { name, namespace: 'default', uid: `u-${name}` },
+        spec: {
+          clusterIP: `10.${96 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}`,
+          ports: [{ name: 'http', port: 80, protocol: 'TCP' }],
+        },
+      },
     };
   }
   const s = i % SERVICES;
   const name = `svc-${s}-abcde`;
   return {
-    kind: 'EndpointSlice', type: i < SERVICES * 2 ? 'ADDED' : 'MODIFIED', origin: 'watch', namespace: 'default', name, uid: `u-${name}`, resourceVersion: String(i + 1),
+    kind: 'EndpointSlice',
+    type: i < SERVICES * 2 ? 'ADDED' : 'MODIFIED',
+    origin: 'watch',
+    namespace: 'default',
+    name,
+    uid: `u-${name}`,
+    resourceVersion: String(i + 1),
     object: {
-      apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice', addressType: 'IPv4',
+      apiVersion: 'discovery.k8s.io/v1',
+      kind: 'EndpointSlice',
+      addressType: 'IPv4',
       metadata: { name, namespace: 'default', labels: { 'kubernetes.io/service-name': `svc-${s}` } },
       ports: [{ name: 'http', port: 8080, protocol: 'TCP' }],
-      endpoints: Array.from({ length: 3 }, (_, k) => ({ addresses: [`10.244.${(i + k) & 255}.${(i * 7 + k) & 255}`], conditions: { ready: true } })),
+      endpoints: Array.from({ length: 3 }, (_, k) => ({
+        addresses: [`10.244.${(i + k) & 255}.${(i * 7 + k) & 255}`],
+        conditions: { ready: true },
+      })),
     },
   };
 }
@@ -71,7 +95,9 @@ try {
   const genMs = ms(t0);
   const cp = log.checkpoints().at(-1)!;
   const tail = log.lastSeq() - cp.seq;
-  console.log(`generated ${log.lastSeq()} events, ${log.latestVersion()?.version} version(s), checkpoint at ${cp.seq} in ${genMs.toFixed(0)} ms; file ${(fs.statSync(file).size / 1e6).toFixed(0)} MB`);
+  console.log(
+    `generated ${log.lastSeq()} events, ${log.latestVersion()?.version} version(s), checkpoint at ${cp.seq} in ${genMs.toFixed(0)} ms; file ${(fs.statSync(file).size / 1e6).toFixed(0)} MB`,
+  );
   log.close();
 
   // Each side opens the log afresh; they alternate twice so load elsewhere hits both alike.
@@ -96,9 +122,22 @@ try {
   }
   const restartMs = Math.min(...runs.map((r) => r.restartMs));
   const coldMs = Math.min(...runs.map((r) => r.coldMs));
-  console.log(`restart (checkpoint at seq ${cp.seq}, ${cp.objectCount} objects, ${tail} events after it, ${eventsAfterCheckpoint} deciding rows read): ${restartMs.toFixed(0)} ms`);
+  console.log(
+    `restart (checkpoint at seq ${cp.seq}, ${cp.objectCount} objects, ${tail} events after it, ${eventsAfterCheckpoint} deciding rows read): ${restartMs.toFixed(0)} ms`,
+  );
   console.log(`cold scan of every event (the baseline):          ${coldMs.toFixed(0)} ms; same state: ${same}`);
-  console.log(JSON.stringify({ events: EVENTS, services: SERVICES, checkpointEvery: EVERY, tailEvents: tail, restartMs: Math.round(restartMs), coldScanMs: Math.round(coldMs), ratioRestartVsColdScan: Number((restartMs / coldMs).toFixed(4)), sameState: same }));
+  console.log(
+    JSON.stringify({
+      events: EVENTS,
+      services: SERVICES,
+      checkpointEvery: EVERY,
+      tailEvents: tail,
+      restartMs: Math.round(restartMs),
+      coldScanMs: Math.round(coldMs),
+      ratioRestartVsColdScan: Number((restartMs / coldMs).toFixed(4)),
+      sameState: same,
+    }),
+  );
 } finally {
   fs.rmSync(dir, { recursive: true, force: true });
 }

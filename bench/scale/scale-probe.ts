@@ -20,36 +20,74 @@
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { encodeArtifact, H } from '../../libs/bus/index.ts';
-import { DEFAULT_PROXY_CONFIG, readKubeObject, type DataDelta, type KubeObject, type VersionArtifact } from '../../libs/model/index.ts';
+import {
+  DEFAULT_PROXY_CONFIG,
+  readKubeObject,
+  type DataDelta,
+  type KubeObject,
+  type VersionArtifact,
+} from '../../libs/model/index.ts';
 import { ClusterDataIndex, ClusterState, NodeStateRenderer } from '../../libs/planner/index.ts';
 import { generateCluster, makeSlice } from '../planner/generate-cluster.ts';
 
-const { values } = parseArgs({ options: {
-  endpoints: { type: 'string', default: '250' }, nodes: { type: 'string', default: '5000' },
-  services: { type: 'string', default: '125,250,500,1000' }, events: { type: 'string', default: '100' },
-  out: { type: 'string' },
-} });
-const E = Number(values.endpoints), N = Number(values.nodes), EVENTS = Number(values.events);
+const { values } = parseArgs({
+  options: {
+    endpoints: { type: 'string', default: '250' },
+    nodes: { type: 'string', default: '5000' },
+    services: { type: 'string', default: '125,250,500,1000' },
+    events: { type: 'string', default: '100' },
+    out: { type: 'string' },
+  },
+});
+const E = Number(values.endpoints),
+  N = Number(values.nodes),
+  EVENTS = Number(values.events);
 const sizes = values.services.split(',').map(Number);
 if (!global.gc) throw new Error('run with node --expose-gc');
 const gc = global.gc;
 
-const heap = (): number => { gc(); gc(); return process.memoryUsage().heapUsed; };
+const heap = (): number => {
+  gc();
+  gc();
+  return process.memoryUsage().heapUsed;
+};
 const MB = 1048576;
-const read = (raw: unknown): KubeObject => { const r = readKubeObject(raw); if (!r.ok) throw new Error(r.rejection.reason); return r.object; };
-const cpuMs = (f: () => void): number => { const c = process.cpuUsage(); f(); const d = process.cpuUsage(c); return (d.user + d.system) / 1000; };
+const read = (raw: unknown): KubeObject => {
+  const r = readKubeObject(raw);
+  if (!r.ok) throw new Error(r.rejection.reason);
+  return r.object;
+};
+const cpuMs = (f: () => void): number => {
+  const c = process.cpuUsage();
+  f();
+  const d = process.cpuUsage(c);
+  return (d.user + d.system) / 1000;
+};
 
 interface Row {
-  services: number; endpoints: number; nodes: number;
-  rawObjectsMb: number; plannerStateMb: number; plannerCpuPerEventMs: number;
-  deltaBytes: number; noticeBytes: number; checkpointBytes: number;
-  applierMb: number; applierCpuPerEventMs: number;
+  services: number;
+  endpoints: number;
+  nodes: number;
+  rawObjectsMb: number;
+  plannerStateMb: number;
+  plannerCpuPerEventMs: number;
+  deltaBytes: number;
+  noticeBytes: number;
+  checkpointBytes: number;
+  applierMb: number;
+  applierCpuPerEventMs: number;
 }
 
 function probe(S: number): Row {
   const base = heap();
-  let gen: ReturnType<typeof generateCluster> | undefined = generateCluster({ services: S, endpointsPerService: E, nodes: N });
-  let raw: unknown[] | undefined = JSON.parse(JSON.stringify([...gen.nodes, ...gen.services, ...gen.slices])) as unknown[];
+  let gen: ReturnType<typeof generateCluster> | undefined = generateCluster({
+    services: S,
+    endpointsPerService: E,
+    nodes: N,
+  });
+  let raw: unknown[] | undefined = JSON.parse(
+    JSON.stringify([...gen.nodes, ...gen.services, ...gen.slices]),
+  ) as unknown[];
   gen = undefined;
   const rawObjectsMb = (heap() - base) / MB;
   const objects = raw.map(read);
@@ -69,18 +107,30 @@ function probe(S: number): Row {
     state.hash();
   };
   for (let i = 0; i < 20; i++) step(i); // warm-up
-  const plannerCpuPerEventMs = cpuMs(() => { for (let i = 20; i < 20 + EVENTS; i++) step(i); }) / EVENTS;
+  const plannerCpuPerEventMs =
+    cpuMs(() => {
+      for (let i = 20; i < 20 + EVENTS; i++) step(i);
+    }) / EVENTS;
   if (!lastDelta) throw new Error('no delta');
   version += 1;
   const artifact: VersionArtifact & { form: 'delta' } = {
-    version, parent: version - 1, hash: state.hash(), reason: '1 events', createdAt: new Date().toISOString(), form: 'delta', delta: lastDelta,
+    version,
+    parent: version - 1,
+    hash: state.hash(),
+    reason: '1 events',
+    createdAt: new Date().toISOString(),
+    form: 'delta',
+    delta: lastDelta,
   };
   const [msg] = encodeArtifact(artifact, { chunkBytes: 4 * MB, baseCheckpoint: 1 });
   const headers = { ...msg!.headers, [H.sig]: 'x'.repeat(88) }; // an Ed25519 signature is 88 base64 chars
-  const noticeBytes = Buffer.byteLength(JSON.stringify({
-    revision: version, target: { version, configRevision: 0, issued: Date.now(), sig: 'x'.repeat(88) },
-    delta: { headers, payload: new TextDecoder().decode(msg!.payload) },
-  }));
+  const noticeBytes = Buffer.byteLength(
+    JSON.stringify({
+      revision: version,
+      target: { version, configRevision: 0, issued: Date.now(), sig: 'x'.repeat(88) },
+      delta: { headers, payload: new TextDecoder().decode(msg!.payload) },
+    }),
+  );
   const data = state.data.toClusterData();
   const checkpointBytes = Buffer.byteLength(JSON.stringify({ ...artifact, form: 'checkpoint', data }));
 
@@ -99,20 +149,30 @@ function probe(S: number): Row {
   }
   const idx = index;
   const r = renderer;
-  const applierCpuPerEventMs = cpuMs(() => {
-    for (const d of deltas) {
-      idx.apply(d);
-      idx.hash();
-      r.update(idx, d);
-      r.hash();
-    }
-  }) / EVENTS;
+  const applierCpuPerEventMs =
+    cpuMs(() => {
+      for (const d of deltas) {
+        idx.apply(d);
+        idx.hash();
+        r.update(idx, d);
+        r.hash();
+      }
+    }) / EVENTS;
   if (idx.hash() !== state.hash()) throw new Error('applier data hash differs from the planner');
   index = undefined;
   renderer = undefined;
   return {
-    services: S, endpoints: E, nodes: N, rawObjectsMb, plannerStateMb, plannerCpuPerEventMs,
-    deltaBytes: msg!.payload.length, noticeBytes, checkpointBytes, applierMb, applierCpuPerEventMs,
+    services: S,
+    endpoints: E,
+    nodes: N,
+    rawObjectsMb,
+    plannerStateMb,
+    plannerCpuPerEventMs,
+    deltaBytes: msg!.payload.length,
+    noticeBytes,
+    checkpointBytes,
+    applierMb,
+    applierCpuPerEventMs,
   };
 }
 
@@ -123,7 +183,10 @@ function fit(xs: number[], ys: number[]): { a: number; b: number } {
   const my = ys.reduce((s, y) => s + y, 0) / n;
   let sxy = 0;
   let sxx = 0;
-  for (let i = 0; i < n; i++) { sxy += (xs[i]! - mx) * (ys[i]! - my); sxx += (xs[i]! - mx) ** 2; }
+  for (let i = 0; i < n; i++) {
+    sxy += (xs[i]! - mx) * (ys[i]! - my);
+    sxx += (xs[i]! - mx) ** 2;
+  }
   const b = sxx === 0 ? 0 : sxy / sxx;
   return { a: my - b * mx, b };
 }
@@ -134,19 +197,37 @@ for (const S of sizes) {
   rows.push(r);
   process.stderr.write(`${JSON.stringify(r)}\n`);
 }
-const keys = ['rawObjectsMb', 'plannerStateMb', 'plannerCpuPerEventMs', 'deltaBytes', 'noticeBytes', 'checkpointBytes', 'applierMb', 'applierCpuPerEventMs'] as const;
+const keys = [
+  'rawObjectsMb',
+  'plannerStateMb',
+  'plannerCpuPerEventMs',
+  'deltaBytes',
+  'noticeBytes',
+  'checkpointBytes',
+  'applierMb',
+  'applierCpuPerEventMs',
+] as const;
 const at10k: Record<string, number> = {};
 const slopes: Record<string, { a: number; b: number }> = {};
 for (const k of keys) {
-  slopes[k] = fit(rows.map((r) => r.services), rows.map((r) => r[k]));
+  slopes[k] = fit(
+    rows.map((r) => r.services),
+    rows.map((r) => r[k]),
+  );
   at10k[k] = slopes[k]!.a + slopes[k]!.b * 10_000;
 }
-console.log('| services × endpoints | planner state MB | planner CPU/event ms | delta B | notice B | checkpoint MB | applier MB | applier CPU/event ms |');
+console.log(
+  '| services × endpoints | planner state MB | planner CPU/event ms | delta B | notice B | checkpoint MB | applier MB | applier CPU/event ms |',
+);
 console.log('|---|---|---|---|---|---|---|---|');
 for (const r of rows) {
-  console.log(`| ${r.services} × ${r.endpoints} | ${r.plannerStateMb.toFixed(0)} | ${r.plannerCpuPerEventMs.toFixed(2)} | ${r.deltaBytes} | ${r.noticeBytes} | ${(r.checkpointBytes / MB).toFixed(1)} | ${r.applierMb.toFixed(0)} | ${r.applierCpuPerEventMs.toFixed(2)} |`);
+  console.log(
+    `| ${r.services} × ${r.endpoints} | ${r.plannerStateMb.toFixed(0)} | ${r.plannerCpuPerEventMs.toFixed(2)} | ${r.deltaBytes} | ${r.noticeBytes} | ${(r.checkpointBytes / MB).toFixed(1)} | ${r.applierMb.toFixed(0)} | ${r.applierCpuPerEventMs.toFixed(2)} |`,
+  );
 }
-console.log(`| 10000 × ${E} (fit) | ${at10k.plannerStateMb!.toFixed(0)} | ${at10k.plannerCpuPerEventMs!.toFixed(2)} | ${at10k.deltaBytes!.toFixed(0)} | ${at10k.noticeBytes!.toFixed(0)} | ${(at10k.checkpointBytes! / MB).toFixed(0)} | ${at10k.applierMb!.toFixed(0)} | ${at10k.applierCpuPerEventMs!.toFixed(2)} |`);
+console.log(
+  `| 10000 × ${E} (fit) | ${at10k.plannerStateMb!.toFixed(0)} | ${at10k.plannerCpuPerEventMs!.toFixed(2)} | ${at10k.deltaBytes!.toFixed(0)} | ${at10k.noticeBytes!.toFixed(0)} | ${(at10k.checkpointBytes! / MB).toFixed(0)} | ${at10k.applierMb!.toFixed(0)} | ${at10k.applierCpuPerEventMs!.toFixed(2)} |`,
+);
 const result = { at: new Date().toISOString(), endpoints: E, nodes: N, rows, slopes, at10k };
 if (values.out) writeFileSync(values.out, JSON.stringify(result, null, 2) + '\n');
 console.log(JSON.stringify(result));

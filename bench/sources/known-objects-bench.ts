@@ -20,9 +20,23 @@ try {
     const name = `svc-${i % objects}`;
     const rv = String(i + 1);
     batch.push({
-      kind: 'Service', type: i < objects ? 'ADDED' : 'MODIFIED', origin: 'manifests', namespace: 'default', name, uid: '', resourceVersion: rv,
-      object: { apiVersion: 'v1', kind: 'Service', metadata: { name, namespace: 'default', resourceVersion: rv },
-        spec: { type: 'ClusterIP', clusterIP: '10.96.0.1', ports: [{ name: 'http', port: 80 + (i % 7), protocol: 'TCP' }] } },
+      kind: 'Service',
+      type: i < objects ? 'ADDED' : 'MODIFIED',
+      origin: 'manifests',
+      namespace: 'default',
+      name,
+      uid: '',
+      resourceVersion: rv,
+      object: {
+        apiVersion: 'v1',
+        kind: 'Service',
+        metadata: { name, namespace: 'default', resourceVersion: rv },
+        spec: {
+          type: 'ClusterIP',
+          clusterIP: '10.96.0.1',
+          ports: [{ name: 'http', port: 80 + (i % 7), protocol: 'TCP' }],
+        },
+      },
     });
     if (batch.length === 5000) {
       log.appendEvents(batch);
@@ -43,7 +57,15 @@ try {
   const scanMs = performance.now() - t;
   log.close();
   if (live.length !== objects || read !== events) throw new Error(`bench: got ${live.length} objects, ${read} events`);
-  console.log(JSON.stringify({ events, objects, knownObjectsMs: Math.round(knownMs), readEveryEventMs: Math.round(scanMs), ratio: +(knownMs / scanMs).toFixed(3) }));
+  console.log(
+    JSON.stringify({
+      events,
+      objects,
+      knownObjectsMs: Math.round(knownMs),
+      readEveryEventMs: Math.round(scanMs),
+      ratio: +(knownMs / scanMs).toFixed(3),
+    }),
+  );
 } finally {
   rmSync(dir, { recursive: true, force: true });
 }

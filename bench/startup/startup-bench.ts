@@ -26,19 +26,27 @@ import { writeKubeconfig } from '../../test/support/kubeconfig.ts';
 import { freePort, startNatsServer, type NatsServerHandle } from '../../test/support/nats-server.ts';
 import { generateCluster } from '../planner/generate-cluster.ts';
 
-const { values } = parseArgs({ options: {
-  runs: { type: 'string', default: '15' }, 'applier-services': { type: 'string', default: '1000' },
-  'planner-services': { type: 'string', default: '10000' }, endpoints: { type: 'string', default: '10' },
-  nodes: { type: 'string', default: '100' }, out: { type: 'string' },
-} });
-const RUNS = Number(values.runs), E = Number(values.endpoints), N = Number(values.nodes);
+const { values } = parseArgs({
+  options: {
+    runs: { type: 'string', default: '15' },
+    'applier-services': { type: 'string', default: '1000' },
+    'planner-services': { type: 'string', default: '10000' },
+    endpoints: { type: 'string', default: '10' },
+    nodes: { type: 'string', default: '100' },
+    out: { type: 'string' },
+  },
+});
+const RUNS = Number(values.runs),
+  E = Number(values.endpoints),
+  N = Number(values.nodes);
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const BIN = path.join(root, 'bin/switchboard');
 const tmp = mkdtempSync(path.join(tmpdir(), 'sb-startup-'));
 const children = new Set<ChildProcess>();
 const result: Record<string, unknown> = {
   command: `npx tsx bench/startup/startup-bench.ts ${process.argv.slice(2).join(' ')}`.trim(),
-  node: process.version, loadavgAtStart: loadavg().map((x) => +x.toFixed(2)),
+  node: process.version,
+  loadavgAtStart: loadavg().map((x) => +x.toFixed(2)),
 };
 const log = (s: string) => process.stderr.write(`${s}\n`);
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -53,11 +61,19 @@ function rss(pid: number): { rssKb: number; peakKb: number } {
 }
 
 function start(args: string[], name: string, env: Record<string, string> = {}): ChildProcess {
-  const p = spawn(process.execPath, args, { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const p = spawn(process.execPath, args, {
+    cwd: root,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let err = '';
-  p.stderr!.on('data', (d: Buffer) => { err = (err + d.toString()).slice(-3000); });
+  p.stderr!.on('data', (d: Buffer) => {
+    err = (err + d.toString()).slice(-3000);
+  });
   p.stdout!.resume();
-  p.once('exit', (code, sig) => { if (children.has(p)) log(`${name} exited early (${code ?? sig}): ${err}`); });
+  p.once('exit', (code, sig) => {
+    if (children.has(p)) log(`${name} exited early (${code ?? sig}): ${err}`);
+  });
   children.add(p);
   return p;
 }
@@ -85,7 +101,11 @@ async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T 
 async function startPlanner(nats: NatsServerHandle, services: number, tag: string) {
   const server = await KubeApiServer.start();
   const gen = generateCluster({ services, endpointsPerService: E, nodes: N });
-  const strip = (o: unknown) => { const x = structuredClone(o) as KubeObject; delete (x.metadata as { resourceVersion?: string }).resourceVersion; return x; };
+  const strip = (o: unknown) => {
+    const x = structuredClone(o) as KubeObject;
+    delete (x.metadata as { resourceVersion?: string }).resourceVersion;
+    return x;
+  };
   for (const o of gen.nodes) server.create('Node', o as KubeObject);
   for (const o of gen.services) server.create('Service', strip(o));
   for (const o of gen.slices) server.create('EndpointSlice', strip(o));
@@ -94,7 +114,10 @@ async function startPlanner(nats: NatsServerHandle, services: number, tag: strin
   const port = await freePort();
   const db = path.join(dir, 'log.db');
   const t0 = performance.now();
-  const planner = start([BIN, 'planner', '--kubeconfig', kc.path, '--nats', nats.url, '--db', db, '--http', `127.0.0.1:${port}`], `planner (${tag})`);
+  const planner = start(
+    [BIN, 'planner', '--kubeconfig', kc.path, '--nats', nats.url, '--db', db, '--http', `127.0.0.1:${port}`],
+    `planner (${tag})`,
+  );
   const api = `http://127.0.0.1:${port}`;
   await until(`planner ${tag} ready`, 30 * 60_000, async () => ((await fetch(`${api}/readyz`)).ok ? true : undefined));
   return { server, planner, api, db, syncMs: performance.now() - t0 };
@@ -109,26 +132,55 @@ async function main(): Promise<void> {
     const S1 = Number(values['applier-services']);
     const small = await startPlanner(nats, S1, 'applier-cluster');
     log(`planner with ${S1} services ready in ${(small.syncMs / 1000).toFixed(1)} s`);
-    const applier = start([BIN, 'applier', '--node', 'node-0', '--nats', nats.url, '--mode', 'dry-run', '--heartbeat', '1000',
-      '--planner-key', `${small.db}.signing-key.pem.pub`], 'applier');
+    const applier = start(
+      [
+        BIN,
+        'applier',
+        '--node',
+        'node-0',
+        '--nats',
+        nats.url,
+        '--mode',
+        'dry-run',
+        '--heartbeat',
+        '1000',
+        '--planner-key',
+        `${small.db}.signing-key.pem.pub`,
+      ],
+      'applier',
+    );
     await until('node-0 SYNCED', 10 * 60_000, async () => {
-      const s = await (await fetch(`${small.api}/status`)).json() as { nodes: { node: string; status: string }[] };
+      const s = (await (await fetch(`${small.api}/status`)).json()) as { nodes: { node: string; status: string }[] };
       return s.nodes.find((n) => n.node === 'node-0')?.status === 'SYNCED' ? true : undefined;
     });
     await sleep(3000);
     const applierMem = rss(applier.pid!);
-    const bare = start(['--input-type=module', '-e',
-      `import { connect } from '@nats-io/transport-node'; const nc = await connect({ servers: ${JSON.stringify(nats.url)} }); await nc.flush(); console.log('ready'); setInterval(() => {}, 1 << 30);`], 'bare NATS client');
+    const bare = start(
+      [
+        '--input-type=module',
+        '-e',
+        `import { connect } from '@nats-io/transport-node'; const nc = await connect({ servers: ${JSON.stringify(nats.url)} }); await nc.flush(); console.log('ready'); setInterval(() => {}, 1 << 30);`,
+      ],
+      'bare NATS client',
+    );
     await new Promise<void>((r) => bare.stdout!.once('data', () => r()));
     await sleep(3000);
     const bareMem = rss(bare.pid!);
     await stop(bare);
     result.applier = {
-      services: S1, endpointsPerService: E, nodes: N, mode: 'dry-run',
-      applierRssMb: mb(applierMem.rssKb), applierPeakMb: mb(applierMem.peakKb), bareNatsClientRssMb: mb(bareMem.rssKb),
-      ratio: +(applierMem.rssKb / bareMem.rssKb).toFixed(2), budget: 2.5,
+      services: S1,
+      endpointsPerService: E,
+      nodes: N,
+      mode: 'dry-run',
+      applierRssMb: mb(applierMem.rssKb),
+      applierPeakMb: mb(applierMem.peakKb),
+      bareNatsClientRssMb: mb(bareMem.rssKb),
+      ratio: +(applierMem.rssKb / bareMem.rssKb).toFixed(2),
+      budget: 2.5,
     };
-    log(`applier RSS ${mb(applierMem.rssKb)} MB (peak ${mb(applierMem.peakKb)}) vs bare NATS client ${mb(bareMem.rssKb)} MB: ${(applierMem.rssKb / bareMem.rssKb).toFixed(2)}x`);
+    log(
+      `applier RSS ${mb(applierMem.rssKb)} MB (peak ${mb(applierMem.peakKb)}) vs bare NATS client ${mb(bareMem.rssKb)} MB: ${(applierMem.rssKb / bareMem.rssKb).toFixed(2)}x`,
+    );
 
     // -- 1 ------------------------------------------------------------------------------------
     const cases: [string, string[]][] = [
@@ -147,11 +199,17 @@ async function main(): Promise<void> {
       }
     }
     const base = median(times.get('node -e 0')!);
-    result.startup = Object.fromEntries(cases.map(([n]) => {
-      const m = median(times.get(n)!);
-      return [n, { medianMs: +m.toFixed(1), minMs: +Math.min(...times.get(n)!).toFixed(1), ratio: +(m / base).toFixed(2) }];
-    }));
-    for (const [n] of cases) log(`${n}: median ${median(times.get(n)!).toFixed(1)} ms (${(median(times.get(n)!) / base).toFixed(2)}x)`);
+    result.startup = Object.fromEntries(
+      cases.map(([n]) => {
+        const m = median(times.get(n)!);
+        return [
+          n,
+          { medianMs: +m.toFixed(1), minMs: +Math.min(...times.get(n)!).toFixed(1), ratio: +(m / base).toFixed(2) },
+        ];
+      }),
+    );
+    for (const [n] of cases)
+      log(`${n}: median ${median(times.get(n)!).toFixed(1)} ms (${(median(times.get(n)!) / base).toFixed(2)}x)`);
     await stop(applier);
     await stop(small.planner);
     await small.server.stop();
@@ -162,8 +220,18 @@ async function main(): Promise<void> {
       const big = await startPlanner(nats, S2, 'planner-cluster');
       await sleep(5000);
       const m = rss(big.planner.pid!);
-      result.planner = { services: S2, endpoints: S2 * E, nodes: N, syncS: +(big.syncMs / 1000).toFixed(1), rssMb: mb(m.rssKb), peakMb: mb(m.peakKb), budgetMb: 400 };
-      log(`planner ${S2} services / ${S2 * E} endpoints: ready in ${(big.syncMs / 1000).toFixed(1)} s, RSS ${mb(m.rssKb)} MB (peak ${mb(m.peakKb)} MB)`);
+      result.planner = {
+        services: S2,
+        endpoints: S2 * E,
+        nodes: N,
+        syncS: +(big.syncMs / 1000).toFixed(1),
+        rssMb: mb(m.rssKb),
+        peakMb: mb(m.peakKb),
+        budgetMb: 400,
+      };
+      log(
+        `planner ${S2} services / ${S2 * E} endpoints: ready in ${(big.syncMs / 1000).toFixed(1)} s, RSS ${mb(m.rssKb)} MB (peak ${mb(m.peakKb)} MB)`,
+      );
       await stop(big.planner);
       await big.server.stop();
     }
@@ -177,5 +245,9 @@ async function main(): Promise<void> {
   process.stdout.write(text + '\n');
 }
 
-main().catch((e) => { log(`startup-bench: ${e instanceof Error ? e.message : String(e)}`); process.exitCode = 1; })
+main()
+  .catch((e) => {
+    log(`startup-bench: ${e instanceof Error ? e.message : String(e)}`);
+    process.exitCode = 1;
+  })
   .finally(() => rmSync(tmp, { recursive: true, force: true }));

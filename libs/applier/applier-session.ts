@@ -1,8 +1,25 @@
 import type { NatsConnection } from '@nats-io/transport-node';
-import type { Ack, ConfigRevision, HealthVerdict, Heartbeat, Nack, NodeState, NodeTarget, NoticeDelta } from '../model/index.ts';
+import type {
+  Ack,
+  ConfigRevision,
+  HealthVerdict,
+  Heartbeat,
+  Nack,
+  NodeState,
+  NodeTarget,
+  NoticeDelta,
+} from '../model/index.ts';
 import { NodeStateRenderer } from '../planner/index.ts';
 import type { Dataplane } from '../dataplane/index.ts';
-import { ackSubject, decodeDelta, deltaSubject, H, heartbeatSubject, VersionReader, type Verifier } from '../bus/index.ts';
+import {
+  ackSubject,
+  decodeDelta,
+  deltaSubject,
+  H,
+  heartbeatSubject,
+  VersionReader,
+  type Verifier,
+} from '../bus/index.ts';
 import { DataSync } from './data-sync.ts';
 import { TargetWatcher } from './target-watcher.ts';
 import { judgeHealth, type HealthProbe } from './health-verdict.ts';
@@ -23,11 +40,22 @@ export interface AppliedState {
 
 export type SessionEvent =
   | { readonly type: 'target'; readonly target: NodeTarget }
-  | { readonly type: 'ack'; readonly ack: Ack; readonly path: string; readonly bytes: number; readonly skipped: boolean }
+  | {
+      readonly type: 'ack';
+      readonly ack: Ack;
+      readonly path: string;
+      readonly bytes: number;
+      readonly skipped: boolean;
+    }
   | { readonly type: 'nack'; readonly nack: Nack }
   | { readonly type: 'error'; readonly error: string }
   /** A message dropped as not the planner's (unsigned, badly signed, malformed, foreign). */
-  | { readonly type: 'rejected'; readonly kind: 'target' | 'artifact' | 'config'; readonly where: string; readonly reason: string }
+  | {
+      readonly type: 'rejected';
+      readonly kind: 'target' | 'artifact' | 'config';
+      readonly where: string;
+      readonly reason: string;
+    }
   | { readonly type: 'connection'; readonly status: string }
   /** A verdict computed anew (after an apply or on a re-probe; not when one is reused). */
   | { readonly type: 'verdict'; readonly verdict: HealthVerdict };
@@ -104,11 +132,16 @@ export class ApplierSession {
     const s = new ApplierSession(o);
     s.watchConnection();
     s.watcher = await TargetWatcher.start({
-      nc: o.nc, node: o.node,
-      onChange: (t) => { s.emit({ type: 'target', target: t }); s.kick(); },
+      nc: o.nc,
+      node: o.node,
+      onChange: (t) => {
+        s.emit({ type: 'target', target: t });
+        s.kick();
+      },
       onDelta: (d, where) => s.takeNoticeDelta(d, where),
       onError: (e) => s.emit({ type: 'error', error: e }),
-      onRejected: (where, reason) => s.emit({ type: 'rejected', kind: /^config/.test(where) ? 'config' : 'target', where, reason }),
+      onRejected: (where, reason) =>
+        s.emit({ type: 'rejected', kind: /^config/.test(where) ? 'config' : 'target', where, reason }),
       refreshMs: o.targetRefreshMs,
       verifier: o.verifier,
     });
@@ -121,8 +154,20 @@ export class ApplierSession {
   }
 
   /** What is programmed now (undefined before the first successful apply). */
-  status(): { applied: AppliedState | undefined; target: NodeTarget | undefined; lastError: string; waitingFor: string | undefined; health: HealthVerdict | undefined } {
-    return { applied: this.applied, target: this.watcher?.current(), lastError: this.lastError, waitingFor: this.watcher?.waitingFor(), health: this.health?.verdict };
+  status(): {
+    applied: AppliedState | undefined;
+    target: NodeTarget | undefined;
+    lastError: string;
+    waitingFor: string | undefined;
+    health: HealthVerdict | undefined;
+  } {
+    return {
+      applied: this.applied,
+      target: this.watcher?.current(),
+      lastError: this.lastError,
+      waitingFor: this.watcher?.waitingFor(),
+      health: this.health?.verdict,
+    };
   }
 
   /** Stops watching and heartbeating. Leaves the dataplane (and the kernel) exactly as it is. */
@@ -204,7 +249,12 @@ export class ApplierSession {
     const target = this.watcher?.current();
     if (!target) return;
     const key = `${target.version}/${target.configRevision}`;
-    if (this.applied && this.applied.version === target.version && this.applied.configRevision === target.configRevision) return;
+    if (
+      this.applied &&
+      this.applied.version === target.version &&
+      this.applied.configRevision === target.configRevision
+    )
+      return;
     if (this.poisoned === key) return;
     const t0 = this.clock.now();
     const data = await this.sync.advanceTo(target.version);
@@ -243,12 +293,23 @@ export class ApplierSession {
     // The ACK waits for the verdict on what it acknowledges: gates read both together.
     const health = await this.judge(state, hash, skipped);
     const t4 = this.clock.now();
-    this.applied = { version: target.version, configRevision: target.configRevision, dataHash: data.hash, nodeStateHash: hash };
+    this.applied = {
+      version: target.version,
+      configRevision: target.configRevision,
+      dataHash: data.hash,
+      nodeStateHash: hash,
+    };
     this.lastError = '';
     this.poisoned = '';
     const ack: Ack = {
-      type: 'ACK', node: this.options.node, version: target.version, configRevision: target.configRevision,
-      dataHash: data.hash, nodeStateHash: hash, mode: this.options.dataplane.mode, kernelWrites,
+      type: 'ACK',
+      node: this.options.node,
+      version: target.version,
+      configRevision: target.configRevision,
+      dataHash: data.hash,
+      nodeStateHash: hash,
+      mode: this.options.dataplane.mode,
+      kernelWrites,
       timings: { fetchMs: t1 - t0, renderMs: t2 - t1, applyMs: t3 - t2, ...(health ? { probeMs: t4 - t3 } : {}) },
       ...(health ? { health } : {}),
       at: new Date(t4).toISOString(),
@@ -276,15 +337,23 @@ export class ApplierSession {
     if (!target) return;
     if (permanent) this.poisoned = `${target.version}/${target.configRevision}`;
     const nack: Nack = {
-      type: 'NACK', node: this.options.node, version: target.version, configRevision: target.configRevision, error,
-      lastGoodVersion: this.applied?.version ?? 0, lastGoodConfigRevision: this.applied?.configRevision ?? 0,
+      type: 'NACK',
+      node: this.options.node,
+      version: target.version,
+      configRevision: target.configRevision,
+      error,
+      lastGoodVersion: this.applied?.version ?? 0,
+      lastGoodConfigRevision: this.applied?.configRevision ?? 0,
       at: new Date(this.clock.now()).toISOString(),
     };
     this.publish(ackSubject(this.options.node), nack);
     this.emit({ type: 'nack', nack });
     if (!permanent && !this.stopped) {
       if (this.retry) clearTimeout(this.retry);
-      this.retry = setTimeout(() => { this.retry = undefined; this.kick(); }, this.options.retryMs ?? 2000);
+      this.retry = setTimeout(() => {
+        this.retry = undefined;
+        this.kick();
+      }, this.options.retryMs ?? 2000);
     }
   }
 
@@ -308,16 +377,23 @@ export class ApplierSession {
    */
   private takeNoticeDelta(d: NoticeDelta, where: string): void {
     const version = Number(d.headers[H.version]);
-    if (!Number.isSafeInteger(version) || version < 1) return this.emit({ type: 'rejected', kind: 'artifact', where, reason: 'notice delta: no version header' });
+    if (!Number.isSafeInteger(version) || version < 1)
+      return this.emit({ type: 'rejected', kind: 'artifact', where, reason: 'notice delta: no version header' });
     if (d.headers[H.checkpointOnly] === '1') return;
     const data = textEncoder.encode(d.payload);
     const fault = this.reader.genuine({ subject: deltaSubject(version), data, header: (k) => d.headers[k] }, version);
     if (fault) return this.emit({ type: 'rejected', kind: 'artifact', where, reason: `notice delta: ${fault}` });
     const decoded = decodeDelta(data);
-    if (!decoded.ok) return this.emit({ type: 'rejected', kind: 'artifact', where, reason: `notice delta: ${decoded.error}` });
+    if (!decoded.ok)
+      return this.emit({ type: 'rejected', kind: 'artifact', where, reason: `notice delta: ${decoded.error}` });
     const a = decoded.value;
     if (a.version !== version || a.hash !== d.headers[H.hash] || String(a.parent) !== d.headers[H.parent]) {
-      return this.emit({ type: 'rejected', kind: 'artifact', where, reason: 'notice delta: payload and signed headers disagree' });
+      return this.emit({
+        type: 'rejected',
+        kind: 'artifact',
+        where,
+        reason: 'notice delta: payload and signed headers disagree',
+      });
     }
     this.sync.offer(a);
   }

@@ -7,7 +7,13 @@ import type { Fetched, VersionReader } from '../bus/index.ts';
 type Delta = VersionArtifact & { form: 'delta' };
 
 export type SyncResult =
-  | { readonly ok: true; readonly version: number; readonly hash: string; readonly bytes: number; readonly path: 'none' | 'deltas' | 'checkpoint' }
+  | {
+      readonly ok: true;
+      readonly version: number;
+      readonly hash: string;
+      readonly bytes: number;
+      readonly path: 'none' | 'deltas' | 'checkpoint';
+    }
   /** `permanent`: the published content itself is bad (hash mismatch, broken chain): retrying cannot help. */
   | { readonly ok: false; readonly error: string; readonly permanent: boolean };
 
@@ -24,7 +30,10 @@ export class DataSync {
   /** What moved since the last takeChanges(): touched keys, or everything (new index). */
   private changed: { services: Set<string>; nodes: Set<string> } | 'all' = 'all';
 
-  constructor(private readonly reader: Pick<VersionReader, 'delta' | 'checkpoint'>, private readonly maxDeltaChain: number) {}
+  constructor(
+    private readonly reader: Pick<VersionReader, 'delta' | 'checkpoint'>,
+    private readonly maxDeltaChain: number,
+  ) {}
 
   get version(): number {
     return this.at;
@@ -95,7 +104,8 @@ export class DataSync {
 
   private async viaCheckpoint(target: number): Promise<SyncResult> {
     const head = await this.reader.delta(target);
-    if (!head.ok && !head.checkpointOnly) return { ok: false, error: head.missing ? `version ${target} is not published` : head.error, permanent: false };
+    if (!head.ok && !head.checkpointOnly)
+      return { ok: false, error: head.missing ? `version ${target} is not published` : head.error, permanent: false };
     const base = head.ok ? head.baseCheckpoint : target;
     let index = new ClusterDataIndex();
     let bytes = head.ok ? head.bytes : 0;
@@ -107,7 +117,8 @@ export class DataSync {
       index = built.index;
       bytes += cp.bytes;
     }
-    const rest = base < target - 1 ? await this.fetchDeltas(base + 1, target - 1) : { ok: true as const, value: [], bytes: 0 };
+    const rest =
+      base < target - 1 ? await this.fetchDeltas(base + 1, target - 1) : { ok: true as const, value: [], bytes: 0 };
     if (!rest.ok) return { ok: false, error: rest.error, permanent: false };
     const r = applyDeltaChain(index, base, head.ok && base < target ? [...rest.value, head.value] : []);
     if (!r.ok) return { ok: false, error: r.error, permanent: true };
@@ -129,11 +140,16 @@ export class DataSync {
   }
 
   /** Fetches deltas from..to concurrently (they are independent reads), in order. */
-  private async fetchDeltas(from: number, to: number): Promise<{ ok: true; value: Delta[]; bytes: number } | { ok: false; missing: boolean; error: string }> {
-    const all: Fetched<Delta>[] = await Promise.all(Array.from({ length: to - from + 1 }, (_, i) => {
-      const hit = this.pushed.get(from + i);
-      return hit ? { ok: true as const, value: hit, bytes: 0, baseCheckpoint: 0 } : this.reader.delta(from + i);
-    }));
+  private async fetchDeltas(
+    from: number,
+    to: number,
+  ): Promise<{ ok: true; value: Delta[]; bytes: number } | { ok: false; missing: boolean; error: string }> {
+    const all: Fetched<Delta>[] = await Promise.all(
+      Array.from({ length: to - from + 1 }, (_, i) => {
+        const hit = this.pushed.get(from + i);
+        return hit ? { ok: true as const, value: hit, bytes: 0, baseCheckpoint: 0 } : this.reader.delta(from + i);
+      }),
+    );
     const bad = all.find((f) => !f.ok);
     if (bad && !bad.ok) return bad;
     const value = all.map((f) => (f as Extract<Fetched<Delta>, { ok: true }>).value);

@@ -22,20 +22,31 @@ export function judgeHealth(o: { stateVerified: boolean; outcome: ProbeOutcome; 
   const probe = outcome.kind === 'report' ? outcome.report : null;
   // Bounded as the wire schema bounds it: an over-long reason would make the planner drop the whole message.
   const v = (verdict: HealthVerdictWord, reason: string): HealthVerdict => ({
-    verdict, stateVerified: o.stateVerified, reason: reason.slice(0, 1000), probe, ...(outcome.kind === 'injected' ? { injected: true } : {}), at,
+    verdict,
+    stateVerified: o.stateVerified,
+    reason: reason.slice(0, 1000),
+    probe,
+    ...(outcome.kind === 'injected' ? { injected: true } : {}),
+    at,
   });
   if (!o.stateVerified) return v('unhealthy', 'the programmed state read back differs from the desired state');
   if (outcome.kind === 'injected') return v(outcome.verdict, `${outcome.reason} (injected by --test-verdict-file)`);
   if (outcome.kind === 'unavailable') return v('unprobed', outcome.reason);
   const r = outcome.report;
   if (r.attempted === 0) {
-    return v('unprobed', r.unreachable > 0
-      ? `no probe possible: the endpoints of the ${r.unreachable} sampled virtual server(s) did not answer directly`
-      : 'no probe possible: no TCP virtual server with an endpoint is programmed');
+    return v(
+      'unprobed',
+      r.unreachable > 0
+        ? `no probe possible: the endpoints of the ${r.unreachable} sampled virtual server(s) did not answer directly`
+        : 'no probe possible: no TCP virtual server with an endpoint is programmed',
+    );
   }
   if (r.failed > 0) {
     const first = r.failures[0];
-    return v('unhealthy', `probe: ${r.failed} of ${r.attempted} virtual server(s) failed through the dataplane${first ? `: ${first.target}: ${first.error}` : ''}`);
+    return v(
+      'unhealthy',
+      `probe: ${r.failed} of ${r.attempted} virtual server(s) failed through the dataplane${first ? `: ${first.target}: ${first.error}` : ''}`,
+    );
   }
   const lat = r.latencyMs ? `, connect p50 ${fmt(r.latencyMs.p50)} max ${fmt(r.latencyMs.max)}` : '';
   return v('healthy', `probe: ${r.succeeded}/${r.attempted} virtual server(s) answered through the dataplane${lat}`);

@@ -19,8 +19,17 @@ export function withInjectedVerdict(inner: HealthProbe, file: string): HealthPro
       }
       if (text === '') return inner.probe(state);
       const m = /^(healthy|unhealthy|unprobed)(?:\s+(.*))?$/s.exec(text);
-      if (!m) return { kind: 'injected', verdict: 'unhealthy', reason: `test verdict file ${file} holds neither healthy, unhealthy nor unprobed` };
-      return { kind: 'injected', verdict: m[1] as 'healthy' | 'unhealthy' | 'unprobed', reason: (m[2] ?? 'test verdict').split('\n')[0]!.slice(0, 300) };
+      if (!m)
+        return {
+          kind: 'injected',
+          verdict: 'unhealthy',
+          reason: `test verdict file ${file} holds neither healthy, unhealthy nor unprobed`,
+        };
+      return {
+        kind: 'injected',
+        verdict: m[1] as 'healthy' | 'unhealthy' | 'unprobed',
+        reason: (m[2] ?? 'test verdict').split('\n')[0]!.slice(0, 300),
+      };
     },
   };
 }

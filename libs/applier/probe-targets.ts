@@ -28,7 +28,12 @@ export function pickProbeTargets(state: NodeState, sample: number, round: number
     const { vs, key } = candidates[(round * n + i) % candidates.length]!;
     const live = vs.realServers.filter((r) => r.weight > 0);
     const ep = live[round % live.length]!;
-    out.push({ key, address: vs.address, port: vs.port, endpoint: { address: ep.address, port: ep.port, text: hostPort(ep.address, ep.port) } });
+    out.push({
+      key,
+      address: vs.address,
+      port: vs.port,
+      endpoint: { address: ep.address, port: ep.port, text: hostPort(ep.address, ep.port) },
+    });
   }
   return out;
 }

@@ -31,7 +31,11 @@ export class TargetView {
 }
 
 /** Why a signed target for `key` must be dropped (undefined: accept). Without a verifier, all pass. */
-export function signedTargetFault(key: string, entry: SignedTarget, verifier: Verifier | undefined): string | undefined {
+export function signedTargetFault(
+  key: string,
+  entry: SignedTarget,
+  verifier: Verifier | undefined,
+): string | undefined {
   if (!verifier) return undefined;
   if (!entry.sig) return 'unsigned';
   const statement = targetStatement(key, 'cleared' in entry ? 'cleared' : entry, entry.issued);

@@ -1,7 +1,28 @@
 import type { NatsConnection } from '@nats-io/transport-node';
-import { checkWire, ConfigRevisionSchema, contentHash, parseWire, readProxyConfig, SignedTargetSchema, TargetNoticeSchema, type ConfigRevision, type NodeTarget, type NoticeDelta, type SignedTarget } from '../model/index.ts';
 import {
-  configKey, configStatement, DEFAULT_TARGET_KEY, directGet, kvSubject, nodeTargetKey, targetNoticeSubject, TARGETS_BUCKET, TARGETS_STREAM, type Verifier,
+  checkWire,
+  ConfigRevisionSchema,
+  contentHash,
+  parseWire,
+  readProxyConfig,
+  SignedTargetSchema,
+  TargetNoticeSchema,
+  type ConfigRevision,
+  type NodeTarget,
+  type NoticeDelta,
+  type SignedTarget,
+} from '../model/index.ts';
+import {
+  configKey,
+  configStatement,
+  DEFAULT_TARGET_KEY,
+  directGet,
+  kvSubject,
+  nodeTargetKey,
+  targetNoticeSubject,
+  TARGETS_BUCKET,
+  TARGETS_STREAM,
+  type Verifier,
 } from '../bus/index.ts';
 import { signedTargetFault, TargetView } from './target-view.ts';
 
@@ -94,12 +115,18 @@ export class TargetWatcher {
   /** Re-reads both keys (at start, after a reconnect, periodically). */
   async refresh(): Promise<void> {
     for (const k of this.keys) {
-      const m = await directGet(this.options.nc, TARGETS_STREAM, { last: kvSubject(k) }, this.options.timeoutMs ?? 2000);
+      const m = await directGet(
+        this.options.nc,
+        TARGETS_STREAM,
+        { last: kvSubject(k) },
+        this.options.timeoutMs ?? 2000,
+      );
       if (this.stopped) return;
       if (!m.ok) {
         if (m.absentStream) this.waiting = `targets bucket ${TARGETS_BUCKET} (no planner has run on this NATS yet)`;
         else if (m.missing) this.waiting = 'a target (the planner has not published one yet)';
-        else if (/timeout/i.test(m.error)) this.waiting = `targets bucket ${TARGETS_BUCKET} (no answer: not created yet, or NATS is slow)`;
+        else if (/timeout/i.test(m.error))
+          this.waiting = `targets bucket ${TARGETS_BUCKET} (no answer: not created yet, or NATS is slow)`;
         else {
           this.waiting = `targets bucket ${TARGETS_BUCKET}: ${m.error}`;
           this.options.onError?.(`get ${k}: ${m.error}`);
@@ -140,12 +167,20 @@ export class TargetWatcher {
   async configRevision(rev: number): Promise<ConfigRevision | { error: string }> {
     if (rev === 0) return defaultRevision;
     const key = configKey(rev);
-    const m = await directGet(this.options.nc, TARGETS_STREAM, { last: kvSubject(key) }, this.options.timeoutMs ?? 5000);
-    if (!m.ok) return { error: m.missing ? `config revision ${rev} is not published` : `config revision ${rev}: ${m.error}` };
-    if (m.header('KV-Operation') === 'DEL' || m.header('KV-Operation') === 'PURGE') return { error: `config revision ${rev} is not published` };
+    const m = await directGet(
+      this.options.nc,
+      TARGETS_STREAM,
+      { last: kvSubject(key) },
+      this.options.timeoutMs ?? 5000,
+    );
+    if (!m.ok)
+      return { error: m.missing ? `config revision ${rev} is not published` : `config revision ${rev}: ${m.error}` };
+    if (m.header('KV-Operation') === 'DEL' || m.header('KV-Operation') === 'PURGE')
+      return { error: `config revision ${rev} is not published` };
     const r = parseWire(ConfigRevisionSchema, m.data, `config revision ${rev}`);
     if ('error' in r) return r;
-    if (r.value.revision !== rev || contentHash(r.value.config) !== r.value.hash) return { error: `config revision ${rev}: hash mismatch` };
+    if (r.value.revision !== rev || contentHash(r.value.config) !== r.value.hash)
+      return { error: `config revision ${rev}: hash mismatch` };
     const v = this.options.verifier;
     if (v && !(r.value.sig && v.verify(configStatement(rev, r.value.hash), r.value.sig))) {
       this.options.onRejected?.(key, 'unsigned or badly signed config revision');
@@ -158,7 +193,17 @@ export class TargetWatcher {
 /** Revision 0 is the built-in default config, so a cluster runs before any config is published. */
 const defaultRevision: ConfigRevision = (() => {
   const config = readProxyConfig(undefined);
-  const r = checkWire(ConfigRevisionSchema, { revision: 0, config, hash: contentHash(config), reason: 'built-in default', createdAt: '1970-01-01T00:00:00.000Z' }, 'default');
+  const r = checkWire(
+    ConfigRevisionSchema,
+    {
+      revision: 0,
+      config,
+      hash: contentHash(config),
+      reason: 'built-in default',
+      createdAt: '1970-01-01T00:00:00.000Z',
+    },
+    'default',
+  );
   if ('error' in r) throw new Error(r.error);
   return r.value;
 })();

@@ -24,14 +24,18 @@ export function applyDeltaChain(index: ClusterDataIndex, fromVersion: number, de
     return { ok: false, error, version: at };
   };
   for (const d of deltas) {
-    if (d.version !== at + 1 || d.parent !== at) return fail(`delta ${d.version} (parent ${d.parent}) does not follow version ${at}`);
+    if (d.version !== at + 1 || d.parent !== at)
+      return fail(`delta ${d.version} (parent ${d.parent}) does not follow version ${at}`);
     try {
       undo.push(applyWithUndo(index, d.delta));
     } catch (e) {
       return fail(`delta ${d.version} could not be applied: ${(e as Error).message}`);
     }
     const got = index.hash();
-    if (got !== d.hash) return fail(`hash mismatch at version ${d.version}: content ${got.slice(0, 12)}, published ${d.hash.slice(0, 12)}`);
+    if (got !== d.hash)
+      return fail(
+        `hash mismatch at version ${d.version}: content ${got.slice(0, 12)}, published ${d.hash.slice(0, 12)}`,
+      );
     at = d.version;
   }
   return { ok: true, version: at, hash: index.hash() };
@@ -46,7 +50,10 @@ export function indexFromCheckpoint(c: Checkpoint): { index: ClusterDataIndex } 
     return { error: `checkpoint ${c.version} could not be loaded: ${(e as Error).message}` };
   }
   const got = index.hash();
-  if (got !== c.hash) return { error: `hash mismatch at checkpoint ${c.version}: content ${got.slice(0, 12)}, published ${c.hash.slice(0, 12)}` };
+  if (got !== c.hash)
+    return {
+      error: `hash mismatch at checkpoint ${c.version}: content ${got.slice(0, 12)}, published ${c.hash.slice(0, 12)}`,
+    };
   return { index };
 }
 

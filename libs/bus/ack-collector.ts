@@ -1,5 +1,13 @@
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
-import { AckOrNackSchema, HeartbeatSchema, parseWire, type Ack, type AckOrNack, type Heartbeat, type Nack } from '../model/index.ts';
+import {
+  AckOrNackSchema,
+  HeartbeatSchema,
+  parseWire,
+  type Ack,
+  type AckOrNack,
+  type Heartbeat,
+  type Nack,
+} from '../model/index.ts';
 import { ACK_WILDCARD, HEARTBEAT_WILDCARD, nodeToken } from './subjects.ts';
 
 /** Optional hooks (go-control-plane style callbacks): the planner records and computes status. */
@@ -21,8 +29,16 @@ export class AckCollector {
 
   private constructor(nc: NatsConnection, cb: AckCallbacks, now: () => number) {
     this.subs = [
-      nc.subscribe(ACK_WILDCARD, { callback: (err, m) => { if (!err) handle(m.subject, m.data, 'ack', cb, now()); } }),
-      nc.subscribe(HEARTBEAT_WILDCARD, { callback: (err, m) => { if (!err) handle(m.subject, m.data, 'hb', cb, now()); } }),
+      nc.subscribe(ACK_WILDCARD, {
+        callback: (err, m) => {
+          if (!err) handle(m.subject, m.data, 'ack', cb, now());
+        },
+      }),
+      nc.subscribe(HEARTBEAT_WILDCARD, {
+        callback: (err, m) => {
+          if (!err) handle(m.subject, m.data, 'hb', cb, now());
+        },
+      }),
     ];
   }
 

@@ -19,26 +19,41 @@ const enc = new TextEncoder();
  * chunks of at most `chunkBytes` so that a large cluster never exceeds the server's max_payload.
  * `baseCheckpoint` goes on deltas so a node far behind learns where to restart from.
  */
-export function encodeArtifact(a: VersionArtifact, opts: { chunkBytes: number; baseCheckpoint: number; anchor?: string }): EncodedMessage[] {
+export function encodeArtifact(
+  a: VersionArtifact,
+  opts: { chunkBytes: number; baseCheckpoint: number; anchor?: string },
+): EncodedMessage[] {
   const common = {
-    [H.version]: String(a.version), [H.parent]: String(a.parent), [H.form]: a.form, [H.hash]: a.hash,
+    [H.version]: String(a.version),
+    [H.parent]: String(a.parent),
+    [H.form]: a.form,
+    [H.hash]: a.hash,
     ...(opts.anchor ? { [H.anchor]: opts.anchor } : {}),
   };
   const bytes = enc.encode(JSON.stringify(a));
   if (a.form === 'delta' && bytes.length > opts.chunkBytes) {
     // Too big for one message (an initial sync, a mass change): the version's checkpoint, which
     // the publisher must have stored first, carries it; the delta is a marker naming it.
-    if (opts.baseCheckpoint !== a.version) throw new Error(`delta ${a.version} is ${bytes.length} bytes: publish checkpoint ${a.version} first`);
-    return [{
-      subject: deltaSubject(a.version), msgId: deltaSubject(a.version), payload: new Uint8Array(0),
-      headers: { ...common, [H.checkpoint]: String(a.version), [H.checkpointOnly]: '1' },
-    }];
+    if (opts.baseCheckpoint !== a.version)
+      throw new Error(`delta ${a.version} is ${bytes.length} bytes: publish checkpoint ${a.version} first`);
+    return [
+      {
+        subject: deltaSubject(a.version),
+        msgId: deltaSubject(a.version),
+        payload: new Uint8Array(0),
+        headers: { ...common, [H.checkpoint]: String(a.version), [H.checkpointOnly]: '1' },
+      },
+    ];
   }
   if (a.form === 'delta') {
-    return [{
-      subject: deltaSubject(a.version), msgId: deltaSubject(a.version), payload: bytes,
-      headers: { ...common, [H.checkpoint]: String(opts.baseCheckpoint) },
-    }];
+    return [
+      {
+        subject: deltaSubject(a.version),
+        msgId: deltaSubject(a.version),
+        payload: bytes,
+        headers: { ...common, [H.checkpoint]: String(opts.baseCheckpoint) },
+      },
+    ];
   }
   const size = Math.max(1024, Math.floor(opts.chunkBytes));
   const n = Math.max(1, Math.ceil(bytes.length / size));
@@ -46,7 +61,9 @@ export function encodeArtifact(a: VersionArtifact, opts: { chunkBytes: number; b
   for (let i = 0; i < n; i++) {
     const subject = checkpointSubject(a.version, i);
     out.push({
-      subject, msgId: subject, payload: bytes.subarray(i * size, (i + 1) * size),
+      subject,
+      msgId: subject,
+      payload: bytes.subarray(i * size, (i + 1) * size),
       headers: { ...common, [H.chunk]: String(i), [H.chunks]: String(n) },
     });
   }
@@ -71,7 +88,10 @@ export function decodeCheckpoint(chunks: readonly Uint8Array[]): Decoded<Version
   const total = chunks.reduce((s, c) => s + c.length, 0);
   const all = new Uint8Array(total);
   let o = 0;
-  for (const c of chunks) { all.set(c, o); o += c.length; }
+  for (const c of chunks) {
+    all.set(c, o);
+    o += c.length;
+  }
   const r = parseArtifact(all);
   if (!r.ok) return r;
   if (r.value.form !== 'checkpoint') return { ok: false, error: `expected a checkpoint, got ${r.value.form}` };

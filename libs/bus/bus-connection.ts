@@ -1,5 +1,11 @@
 import { readFileSync } from 'node:fs';
-import { connect, credsAuthenticator, nkeyAuthenticator, type ConnectionOptions, type NatsConnection } from '@nats-io/transport-node';
+import {
+  connect,
+  credsAuthenticator,
+  nkeyAuthenticator,
+  type ConnectionOptions,
+  type NatsConnection,
+} from '@nats-io/transport-node';
 import { nodeInboxPrefix } from './subjects.ts';
 
 export interface BusAuth {
@@ -34,7 +40,9 @@ export async function connectBus(o: ConnectBusOptions): Promise<NatsConnection> 
     ...(a.user !== undefined ? { user: a.user, pass: a.password ?? '' } : {}),
     // read at every (re)connect: short-lived node credentials are renewed in place (libs/nodecreds)
     ...(a.credsFile ? { authenticator: credsAuthenticator(() => readFileSync(a.credsFile!)) } : {}),
-    ...(a.nkeySeedFile ? { authenticator: nkeyAuthenticator(new TextEncoder().encode(readFileSync(a.nkeySeedFile, 'utf8').trim())) } : {}),
+    ...(a.nkeySeedFile
+      ? { authenticator: nkeyAuthenticator(new TextEncoder().encode(readFileSync(a.nkeySeedFile, 'utf8').trim())) }
+      : {}),
     ...(a.tls ? { tls: { caFile: a.tls.caFile, certFile: a.tls.certFile, keyFile: a.tls.keyFile } } : {}),
     ...o.extra,
   };
@@ -63,9 +71,13 @@ export interface ConnectBusOptions {
  * `maxBackoffMs`, default 5 s). Gives up only when `signal` aborts. Credentials that the server
  * refuses are retried too: an operator may be fixing the server config.
  */
-export async function connectBusWaiting(o: ConnectBusOptions & {
-  onWaiting?: (what: string, attempt: number, retryInMs: number) => void; signal?: AbortSignal; maxBackoffMs?: number;
-}): Promise<NatsConnection> {
+export async function connectBusWaiting(
+  o: ConnectBusOptions & {
+    onWaiting?: (what: string, attempt: number, retryInMs: number) => void;
+    signal?: AbortSignal;
+    maxBackoffMs?: number;
+  },
+): Promise<NatsConnection> {
   let delay = 250;
   for (let attempt = 1; ; attempt++) {
     if (o.signal?.aborted) throw new Error('stopped while waiting for NATS');
@@ -75,7 +87,14 @@ export async function connectBusWaiting(o: ConnectBusOptions & {
       o.onWaiting?.((e as Error).message, attempt, delay);
       await new Promise<void>((res) => {
         const t = setTimeout(res, delay);
-        o.signal?.addEventListener('abort', () => { clearTimeout(t); res(); }, { once: true });
+        o.signal?.addEventListener(
+          'abort',
+          () => {
+            clearTimeout(t);
+            res();
+          },
+          { once: true },
+        );
       });
       delay = Math.min(delay * 2, o.maxBackoffMs ?? 5000);
     }
@@ -87,12 +106,16 @@ export async function connectBusWaiting(o: ConnectBusOptions & {
  * a scheme is refused (the client would guess), as is anything but nats/tls/ws/wss.
  */
 export function checkServerUrls(flag: string, value: string): string[] {
-  const list = value.split(',').map((s) => s.trim()).filter(Boolean);
+  const list = value
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   if (list.length === 0) throw new Error(`${flag}: no server URL given`);
   for (const u of list) {
     const m = /^([a-z]+):\/\/[^/\s]+\/?$/i.exec(u);
     if (!m) throw new Error(`${flag} ${u}: expected a server URL with a scheme, e.g. nats://HOST:4222`);
-    if (!['nats', 'tls', 'ws', 'wss'].includes(m[1]!.toLowerCase())) throw new Error(`${flag} ${u}: unknown scheme ${m[1]} (nats, tls, ws, wss)`);
+    if (!['nats', 'tls', 'ws', 'wss'].includes(m[1]!.toLowerCase()))
+      throw new Error(`${flag} ${u}: unknown scheme ${m[1]} (nats, tls, ws, wss)`);
   }
   return list;
 }

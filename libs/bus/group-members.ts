@@ -6,8 +6,12 @@ import { checkGroupName } from './planner-lease.ts';
 import { replicatedBucket } from './target-store.ts';
 
 const MemberSchema = z.object({
-  id: z.string(), leader: z.boolean(), term: z.number().int(), lagRows: z.number().int().nullable(),
-  api: z.string().optional(), at: z.string(),
+  id: z.string(),
+  leader: z.boolean(),
+  term: z.number().int(),
+  lagRows: z.number().int().nullable(),
+  api: z.string().optional(),
+  at: z.string(),
 });
 /** One planner of a group as it last announced itself. */
 export type GroupMember = z.infer<typeof MemberSchema>;
@@ -34,7 +38,10 @@ export class GroupMembers {
   private timer: NodeJS.Timeout | undefined;
   private cached: GroupMember[] = [];
 
-  private constructor(private kv: KV, private readonly options: MembersOptions) {}
+  private constructor(
+    private kv: KV,
+    private readonly options: MembersOptions,
+  ) {}
 
   static async open(o: MembersOptions): Promise<GroupMembers> {
     return new GroupMembers(await GroupMembers.bucket(o), o);

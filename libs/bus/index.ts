@@ -1,19 +1,53 @@
 export * from './subjects.ts';
 export { encodeArtifact, decodeDelta, decodeCheckpoint, type EncodedMessage, type Decoded } from './artifact-codec.ts';
 export { directGet, type DirectGot, type Requester, type ReplyMsg } from './direct-get.ts';
-export { computeNodeStatus, DEFAULT_NODE_STATUS_THRESHOLDS, type NodeStatus, type NodeStatusInput, type NodeStatusThresholds } from './node-status.ts';
+export {
+  computeNodeStatus,
+  DEFAULT_NODE_STATUS_THRESHOLDS,
+  type NodeStatus,
+  type NodeStatusInput,
+  type NodeStatusThresholds,
+} from './node-status.ts';
 export { VersionReader, type Fetched, type VersionReaderOptions } from './version-reader.ts';
-export { VersionPublisher, isCheckpointVersion, type VersionPublisherOptions, type PublishResult } from './version-publisher.ts';
+export {
+  VersionPublisher,
+  isCheckpointVersion,
+  type VersionPublisherOptions,
+  type PublishResult,
+} from './version-publisher.ts';
 export { TargetStore, replicatedBucket, type Targets, type TargetStoreOptions } from './target-store.ts';
 export { ReplicasRefused, checkReplicas, clusterOf, ensureStreamReplicas } from './stream-replicas.ts';
 export { AckCollector, parseAckOrNack, parseHeartbeat, type AckCallbacks } from './ack-collector.ts';
-export { renderServerAuthConfig, nodePermissions, plannerPermissions, observerPermissions, type ServerConfigInput, type Credential, type Permissions } from './server-config.ts';
+export {
+  renderServerAuthConfig,
+  nodePermissions,
+  plannerPermissions,
+  observerPermissions,
+  type ServerConfigInput,
+  type Credential,
+  type Permissions,
+} from './server-config.ts';
 export { connectBus, connectBusWaiting, checkServerUrls, type BusAuth } from './bus-connection.ts';
 export {
-  artifactStatement, configStatement, targetStatement, defaultSigningKeyFile, loadOrCreateSigningKey, readVerifierFile,
-  signerFromKey, verifierFromPem, type Signer, type Verifier,
+  artifactStatement,
+  configStatement,
+  targetStatement,
+  defaultSigningKeyFile,
+  loadOrCreateSigningKey,
+  readVerifierFile,
+  signerFromKey,
+  verifierFromPem,
+  type Signer,
+  type Verifier,
 } from './planner-signature.ts';
-export { LeaderLease, checkGroupName, describeHolder, leaseBucket, type LeaseHolder, type LeaderLeaseOptions } from './planner-lease.ts';
+export {
+  LeaderLease,
+  checkGroupName,
+  describeHolder,
+  leaseBucket,
+  type LeaseHolder,
+  type LeaderLeaseOptions,
+} from './planner-lease.ts';
 export { GroupMembers, membersBucket, type GroupMember } from './group-members.ts';
 export { StaleLeaderError } from './stale-leader.ts';
 export { newestPublishedAnchor, type PublishedAnchor } from './published-anchor.ts';

@@ -25,9 +25,23 @@ export interface NodeStatus {
 
 /** The status word for one node: libs/control's nodeStatus (the one rule), in the bus's shape. */
 export function computeNodeStatus(i: NodeStatusInput): NodeStatus {
-  const r = nodeStatus({
-    node: '', target: i.target, targetSetAt: i.targetSetAt, last: i.lastAck, lastAt: i.lastAckAt,
-    heartbeat: i.lastHeartbeat, heartbeatAt: i.lastHeartbeatAt,
-  }, i.now, i.thresholds);
-  return { status: r.status, reason: r.reason, appliedVersion: r.appliedVersion ?? 0, appliedConfigRevision: r.appliedConfigRevision ?? 0 };
+  const r = nodeStatus(
+    {
+      node: '',
+      target: i.target,
+      targetSetAt: i.targetSetAt,
+      last: i.lastAck,
+      lastAt: i.lastAckAt,
+      heartbeat: i.lastHeartbeat,
+      heartbeatAt: i.lastHeartbeatAt,
+    },
+    i.now,
+    i.thresholds,
+  );
+  return {
+    status: r.status,
+    reason: r.reason,
+    appliedVersion: r.appliedVersion ?? 0,
+    appliedConfigRevision: r.appliedConfigRevision ?? 0,
+  };
 }

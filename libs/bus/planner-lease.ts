@@ -10,7 +10,8 @@ const KEY = 'leader';
 
 /** A group name as it appears in bucket names: letters, digits, '-' and '_'. */
 export function checkGroupName(group: string): string {
-  if (!/^[A-Za-z0-9_-]{1,64}$/.test(group)) throw new Error(`--group ${JSON.stringify(group)}: use 1-64 letters, digits, '-' or '_'`);
+  if (!/^[A-Za-z0-9_-]{1,64}$/.test(group))
+    throw new Error(`--group ${JSON.stringify(group)}: use 1-64 letters, digits, '-' or '_'`);
   return group;
 }
 
@@ -19,7 +20,12 @@ export function leaseBucket(group: string): string {
 }
 
 const LeaseHolderSchema = z.object({
-  id: z.string(), term: z.number().int(), host: z.string(), pid: z.number().int(), since: z.string(), renewedAt: z.string(),
+  id: z.string(),
+  term: z.number().int(),
+  host: z.string(),
+  pid: z.number().int(),
+  since: z.string(),
+  renewedAt: z.string(),
   api: z.string().optional(),
 });
 export type LeaseHolder = z.infer<typeof LeaseHolderSchema>;
@@ -79,7 +85,13 @@ export class LeaderLease {
 
   private constructor(private readonly options: LeaderLeaseOptions) {
     this.ttlMs = options.ttlMs ?? 15_000;
-    this.me = { id: options.id, host: hostname(), pid: process.pid, since: new Date().toISOString(), ...(options.api ? { api: options.api } : {}) };
+    this.me = {
+      id: options.id,
+      host: hostname(),
+      pid: process.pid,
+      since: new Date().toISOString(),
+      ...(options.api ? { api: options.api } : {}),
+    };
     this.lastContact = this.now();
   }
 
@@ -170,12 +182,19 @@ export class LeaderLease {
 
   private async renew(): Promise<void> {
     if (!this.isLeader()) {
-      this.lose(`lease not renewed for ${Math.round(this.now() - (this.validUntil - 0.75 * this.ttlMs))} ms (TTL ${this.ttlMs} ms): stopped acting before it could expire`);
+      this.lose(
+        `lease not renewed for ${Math.round(this.now() - (this.validUntil - 0.75 * this.ttlMs))} ms (TTL ${this.ttlMs} ms): stopped acting before it could expire`,
+      );
       return;
     }
     const sent = this.now();
     try {
-      this.revision = await this.kv.update(KEY, JSON.stringify(this.record()), this.revision, Math.max(200, Math.floor(this.ttlMs / 4)));
+      this.revision = await this.kv.update(
+        KEY,
+        JSON.stringify(this.record()),
+        this.revision,
+        Math.max(200, Math.floor(this.ttlMs / 4)),
+      );
       this.lastContact = this.now();
       if (this.leading) this.validUntil = sent + 0.75 * this.ttlMs;
       this.troubled = false;
@@ -199,7 +218,11 @@ export class LeaderLease {
    */
   private async reopenIfLost(_e: unknown): Promise<void> {
     try {
-      this.kv = await replicatedBucket(this.options.nc, leaseBucket(this.options.group), { history: 1, ttl: this.ttlMs, replicas: this.options.replicas });
+      this.kv = await replicatedBucket(this.options.nc, leaseBucket(this.options.group), {
+        history: 1,
+        ttl: this.ttlMs,
+        replicas: this.options.replicas,
+      });
     } catch {
       // still away: the next tick tries again
     }
@@ -219,7 +242,11 @@ export class LeaderLease {
       const holder = 'value' in h ? { ...h.value, term: h.value.term || entry.revision } : undefined;
       this.seen = holder ?? this.seen;
       // This planner's own record, left by a run that died on this host: take it back at once.
-      const mine = holder && holder.id === this.me.id && holder.host === this.me.host && (holder.pid === process.pid || !alive(holder.pid));
+      const mine =
+        holder &&
+        holder.id === this.me.id &&
+        holder.host === this.me.host &&
+        (holder.pid === process.pid || !alive(holder.pid));
       if (!mine || this.now() < this.holdOffUntil) return;
       await this.win(() => this.kv.update(KEY, JSON.stringify({ ...this.record(), term: 0 }), entry.revision));
       return;
@@ -268,7 +295,10 @@ export function describeHolder(h: LeaseHolder): string {
 export function isStoreLost(e: unknown): boolean {
   if (e instanceof JetStreamApiError && e.code === 10059) return true;
   const err = e as { message?: string; isNoResponders?: () => boolean };
-  return /stream not found|no responders|503/i.test(err?.message ?? '') || (typeof err?.isNoResponders === 'function' && err.isNoResponders());
+  return (
+    /stream not found|no responders|503/i.test(err?.message ?? '') ||
+    (typeof err?.isNoResponders === 'function' && err.isNoResponders())
+  );
 }
 
 function isWrongSequence(e: unknown): boolean {

@@ -1,4 +1,12 @@
-import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
+import {
+  createHash,
+  createPrivateKey,
+  createPublicKey,
+  generateKeyPairSync,
+  sign,
+  verify,
+  type KeyObject,
+} from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 
@@ -21,11 +29,24 @@ export interface Verifier {
   verify(statement: string, sig: string): boolean;
 }
 
-export function targetStatement(key: string, t: { version: number; configRevision: number } | 'cleared', issued: number): string {
-  return t === 'cleared' ? `sb-target\n${key}\ncleared\ncleared\n${issued}` : `sb-target\n${key}\n${t.version}\n${t.configRevision}\n${issued}`;
+export function targetStatement(
+  key: string,
+  t: { version: number; configRevision: number } | 'cleared',
+  issued: number,
+): string {
+  return t === 'cleared'
+    ? `sb-target\n${key}\ncleared\ncleared\n${issued}`
+    : `sb-target\n${key}\n${t.version}\n${t.configRevision}\n${issued}`;
 }
 
-export function artifactStatement(a: { subject: string; version: number; parent: number; hash: string; anchor: string; payload: Uint8Array }): string {
+export function artifactStatement(a: {
+  subject: string;
+  version: number;
+  parent: number;
+  hash: string;
+  anchor: string;
+  payload: Uint8Array;
+}): string {
   const digest = createHash('sha256').update(a.payload).digest('hex');
   return `sb-artifact\n${a.subject}\n${a.version}\n${a.parent}\n${a.hash}\n${a.anchor}\n${digest}`;
 }
@@ -35,7 +56,8 @@ export function configStatement(revision: number, hash: string): string {
 }
 
 export function signerFromKey(privateKey: KeyObject): Signer {
-  if (privateKey.asymmetricKeyType !== 'ed25519') throw new Error(`signing key is ${privateKey.asymmetricKeyType}, not ed25519`);
+  if (privateKey.asymmetricKeyType !== 'ed25519')
+    throw new Error(`signing key is ${privateKey.asymmetricKeyType}, not ed25519`);
   const publicKeyPem = createPublicKey(privateKey).export({ type: 'spki', format: 'pem' }).toString();
   return {
     publicKeyPem,

@@ -15,14 +15,18 @@ export type PublishedAnchor =
  * end over foreign messages (and, with the planner's key, over anything it did not sign); at most
  * `maxScan` messages (default 10 000).
  */
-export async function newestPublishedAnchor(nc: NatsConnection, o: { verifier?: Verifier; stream?: string; maxScan?: number } = {}): Promise<PublishedAnchor> {
+export async function newestPublishedAnchor(
+  nc: NatsConnection,
+  o: { verifier?: Verifier; stream?: string; maxScan?: number } = {},
+): Promise<PublishedAnchor> {
   const stream = o.stream ?? VERSIONS_STREAM;
   const jsm = await jetstreamManager(nc);
   let info;
   try {
     info = await jsm.streams.info(stream);
   } catch (e) {
-    if (e instanceof JetStreamApiError && e.code === 10059) return { anchored: false, reason: `stream ${stream} does not exist`, skipped: 0 };
+    if (e instanceof JetStreamApiError && e.code === 10059)
+      return { anchored: false, reason: `stream ${stream} does not exist`, skipped: 0 };
     throw e;
   }
   const reader = new VersionReader(nc, { stream, verifier: o.verifier });
@@ -41,7 +45,11 @@ export async function newestPublishedAnchor(nc: NatsConnection, o: { verifier?: 
     }
     const anchor = m.header(H.anchor);
     if (anchor) return { anchored: true, version: parsed.version, anchor, skipped };
-    return { anchored: false, reason: `the newest published version (${parsed.version}) carries no anchor (published before anchors existed)`, skipped };
+    return {
+      anchored: false,
+      reason: `the newest published version (${parsed.version}) carries no anchor (published before anchors existed)`,
+      skipped,
+    };
   }
   return { anchored: false, reason: `no published version in stream ${stream}`, skipped };
 }

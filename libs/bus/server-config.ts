@@ -1,4 +1,17 @@
-import { ACK_WILDCARD, DELTA_WILDCARD, targetNoticeSubject, HEARTBEAT_WILDCARD, ackSubject, heartbeatSubject, kvSubject, nodeInboxPrefix, nodeTargetKey, DEFAULT_TARGET_KEY, TARGETS_STREAM, VERSIONS_STREAM } from './subjects.ts';
+import {
+  ACK_WILDCARD,
+  DELTA_WILDCARD,
+  targetNoticeSubject,
+  HEARTBEAT_WILDCARD,
+  ackSubject,
+  heartbeatSubject,
+  kvSubject,
+  nodeInboxPrefix,
+  nodeTargetKey,
+  DEFAULT_TARGET_KEY,
+  TARGETS_STREAM,
+  VERSIONS_STREAM,
+} from './subjects.ts';
 
 /** A principal: user/password (password may be a bcrypt hash, as nats-server accepts) or an nkey. */
 export type Credential = { readonly user: string; readonly password: string } | { readonly nkey: string };
@@ -57,7 +70,15 @@ export function plannerPermissions(): Permissions {
 /** Observers (ctl, dashboards): watch acks and heartbeats, read streams, write nothing. */
 export function observerPermissions(): Permissions {
   return {
-    publish: { allow: ['$JS.API.INFO', '$JS.API.STREAM.INFO.*', `$JS.API.DIRECT.GET.${VERSIONS_STREAM}`, `$JS.API.DIRECT.GET.${VERSIONS_STREAM}.>`, `$JS.API.DIRECT.GET.${TARGETS_STREAM}.>`] },
+    publish: {
+      allow: [
+        '$JS.API.INFO',
+        '$JS.API.STREAM.INFO.*',
+        `$JS.API.DIRECT.GET.${VERSIONS_STREAM}`,
+        `$JS.API.DIRECT.GET.${VERSIONS_STREAM}.>`,
+        `$JS.API.DIRECT.GET.${TARGETS_STREAM}.>`,
+      ],
+    },
     subscribe: { allow: [ACK_WILDCARD, HEARTBEAT_WILDCARD, '_INBOX.>'] },
   };
 }

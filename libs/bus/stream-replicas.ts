@@ -13,7 +13,7 @@ export class ReplicasRefused extends Error {}
  * cluster. Used to word a refusal (members that are down are not listed).
  */
 export function clusterOf(nc: NatsConnection): { servers: number; name: string | undefined } {
-  const info = nc.info as ({ cluster?: string; connect_urls?: string[] } | undefined);
+  const info = nc.info as { cluster?: string; connect_urls?: string[] } | undefined;
   if (!info?.cluster) return { servers: 1, name: undefined };
   return { servers: Math.max(1, new Set(info.connect_urls ?? []).size), name: info.cluster };
 }
@@ -24,7 +24,8 @@ export function clusterOf(nc: NatsConnection): { servers: number; name: string |
  * down, and a planner must start then too, against streams that already have their replicas.
  */
 export function checkReplicas(replicas: number): void {
-  if (!Number.isSafeInteger(replicas) || replicas < 1) throw new ReplicasRefused(`--replicas ${replicas}: must be a whole number of at least 1`);
+  if (!Number.isSafeInteger(replicas) || replicas < 1)
+    throw new ReplicasRefused(`--replicas ${replicas}: must be a whole number of at least 1`);
 }
 
 function refusal(replicas: number, c: { servers: number; name: string | undefined }): string {
@@ -38,7 +39,12 @@ function refusal(replicas: number, c: { servers: number; name: string | undefine
  * stream made with another count is updated (JetStream adds or removes peers in place). JetStream's
  * own refusals (no suitable peers, not clustered) become ReplicasRefused.
  */
-export async function ensureStreamReplicas(nc: NatsConnection, jsm: JetStreamManager, stream: string, replicas: number): Promise<void> {
+export async function ensureStreamReplicas(
+  nc: NatsConnection,
+  jsm: JetStreamManager,
+  stream: string,
+  replicas: number,
+): Promise<void> {
   const info = await jsm.streams.info(stream);
   if ((info.config.num_replicas || 1) === replicas) return;
   try {
@@ -53,8 +59,11 @@ export function asRefusal(nc: NatsConnection, replicas: number, e: unknown): unk
   // 10005: no suitable peers for placement; 10023: insufficient resources; 10074: not clustered
   if (e instanceof JetStreamApiError && [10005, 10023, 10074].includes(e.code)) {
     const c = clusterOf(nc);
-    if (replicas > c.servers || !c.name) return new ReplicasRefused(`${refusal(replicas, c)} (JetStream: ${e.message})`);
-    return new Error(`JetStream cannot place ${replicas} replicas in cluster ${c.name} now (${c.servers} servers known; one down?): ${e.message}`);
+    if (replicas > c.servers || !c.name)
+      return new ReplicasRefused(`${refusal(replicas, c)} (JetStream: ${e.message})`);
+    return new Error(
+      `JetStream cannot place ${replicas} replicas in cluster ${c.name} now (${c.servers} servers known; one down?): ${e.message}`,
+    );
   }
   return e;
 }

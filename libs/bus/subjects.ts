@@ -29,14 +29,17 @@ export function checkpointSubject(version: number, chunk: number): string {
 }
 
 /** Parses sb.v.delta.<n> / sb.v.checkpoint.<n>.<i>; undefined for anything else. */
-export function parseVersionSubject(subject: string): { form: 'delta' | 'checkpoint'; version: number; chunk: number } | undefined {
+export function parseVersionSubject(
+  subject: string,
+): { form: 'delta' | 'checkpoint'; version: number; chunk: number } | undefined {
   const p = subject.split('.');
   if (p[0] !== 'sb' || p[1] !== 'v') return undefined;
   const version = Number(p[3]);
   if (!Number.isSafeInteger(version) || version < 1) return undefined;
   if (p[2] === 'delta' && p.length === 4) return { form: 'delta', version, chunk: 0 };
   const chunk = Number(p[4]);
-  if (p[2] === 'checkpoint' && p.length === 5 && Number.isSafeInteger(chunk) && chunk >= 0) return { form: 'checkpoint', version, chunk };
+  if (p[2] === 'checkpoint' && p.length === 5 && Number.isSafeInteger(chunk) && chunk >= 0)
+    return { form: 'checkpoint', version, chunk };
   return undefined;
 }
 

@@ -3,7 +3,17 @@ import { Kvm, type KV, type KvOptions } from '@nats-io/kv';
 import { jetstreamManager, JetStreamApiError } from '@nats-io/jetstream';
 import { StaleLeaderError } from './stale-leader.ts';
 import { asRefusal, ensureStreamReplicas } from './stream-replicas.ts';
-import { checkWire, ConfigRevisionSchema, contentHash, parseWire, SignedTargetSchema, type ConfigRevision, type NodeTarget, type NoticeDelta, type SignedTarget } from '../model/index.ts';
+import {
+  checkWire,
+  ConfigRevisionSchema,
+  contentHash,
+  parseWire,
+  SignedTargetSchema,
+  type ConfigRevision,
+  type NodeTarget,
+  type NoticeDelta,
+  type SignedTarget,
+} from '../model/index.ts';
 import { configStatement, targetStatement, type Signer } from './planner-signature.ts';
 import { configKey, DEFAULT_TARGET_KEY, nodeTargetKey, targetNoticeSubject, TARGETS_BUCKET } from './subjects.ts';
 
@@ -38,7 +48,11 @@ export class TargetStore {
   /** The KV revision of each key as this store last wrote or read it: every write expects it (0: absent). */
   private readonly revisions = new Map<string, number>();
 
-  private constructor(private readonly nc: NatsConnection, private kv: KV, private readonly options: TargetStoreOptions) {}
+  private constructor(
+    private readonly nc: NatsConnection,
+    private kv: KV,
+    private readonly options: TargetStoreOptions,
+  ) {}
 
   static async open(o: TargetStoreOptions): Promise<TargetStore> {
     const s = new TargetStore(o.nc, await createBucket(o.nc, o.history, o.replicas), o);
@@ -76,9 +90,10 @@ export class TargetStore {
   private async write(key: string, t: NodeTarget | 'cleared', delta?: NoticeDelta): Promise<number> {
     this.issued = Math.max(this.issued + 1, this.options.now?.() ?? Date.now());
     const sig = this.options.signer?.sign(targetStatement(key, t, this.issued)) ?? '';
-    const entry: SignedTarget = t === 'cleared'
-      ? { cleared: true, issued: this.issued, sig }
-      : { version: t.version, configRevision: t.configRevision, issued: this.issued, sig };
+    const entry: SignedTarget =
+      t === 'cleared'
+        ? { cleared: true, issued: this.issued, sig }
+        : { version: t.version, configRevision: t.configRevision, issued: this.issued, sig };
     const text = JSON.stringify(entry);
     const revision = await this.conditionalPut(key, text);
     this.nc.publish(targetNoticeSubject(key), noticeText(revision, entry, delta, this.nc.info?.max_payload));
@@ -112,7 +127,7 @@ export class TargetStore {
   /** The newest `issued` already in the bucket (another run of this planner wrote it), and each key's revision. */
   private async learnIssued(): Promise<void> {
     this.revisions.clear();
-    for (const k of [DEFAULT_TARGET_KEY, ...await this.nodeKeys()]) {
+    for (const k of [DEFAULT_TARGET_KEY, ...(await this.nodeKeys())]) {
       const e = await this.kv.get(k);
       if (e) this.revisions.set(k, e.revision);
       const t = e && e.operation === 'PUT' ? parseWire(SignedTargetSchema, e.value, k) : undefined;
@@ -130,7 +145,9 @@ export class TargetStore {
     const read = async (k: string): Promise<NodeTarget | undefined> => {
       const e = await this.kv.get(k);
       const t = e && e.operation === 'PUT' ? parseWire(SignedTargetSchema, e.value, k) : undefined;
-      return t && 'value' in t && !('cleared' in t.value) ? { version: t.value.version, configRevision: t.value.configRevision } : undefined;
+      return t && 'value' in t && !('cleared' in t.value)
+        ? { version: t.value.version, configRevision: t.value.configRevision }
+        : undefined;
     };
     const nodes = new Map<string, NodeTarget>();
     for (const k of await this.nodeKeys()) {
@@ -142,7 +159,8 @@ export class TargetStore {
 
   /** Publishes a config revision; its hash must be contentHash(config). Idempotent for equal content. */
   async putConfigRevision(r: ConfigRevision): Promise<void> {
-    if (r.hash !== contentHash(r.config)) throw new Error(`config revision ${r.revision}: hash is not contentHash(config)`);
+    if (r.hash !== contentHash(r.config))
+      throw new Error(`config revision ${r.revision}: hash is not contentHash(config)`);
     const existing = await this.getConfigRevision(r.revision);
     if (existing) {
       if (existing.hash !== r.hash) throw new Error(`config revision ${r.revision} already exists with another hash`);
@@ -163,7 +181,12 @@ export class TargetStore {
 }
 
 /** The notice; a delta that would not fit stays off it (nodes then fetch it from the stream). */
-function noticeText(revision: number, target: SignedTarget, delta: NoticeDelta | undefined, maxPayload = 1024 * 1024): string {
+function noticeText(
+  revision: number,
+  target: SignedTarget,
+  delta: NoticeDelta | undefined,
+  maxPayload = 1024 * 1024,
+): string {
   const plain = JSON.stringify({ revision, target });
   if (!delta) return plain;
   const withDelta = JSON.stringify({ revision, target, delta });
@@ -171,7 +194,11 @@ function noticeText(revision: number, target: SignedTarget, delta: NoticeDelta |
 }
 
 /** Creates (or opens) a KV bucket holding `replicas` copies; an existing bucket is brought to that count. */
-export async function replicatedBucket(nc: NatsConnection, bucket: string, o: Partial<KvOptions> & { replicas?: number }): Promise<KV> {
+export async function replicatedBucket(
+  nc: NatsConnection,
+  bucket: string,
+  o: Partial<KvOptions> & { replicas?: number },
+): Promise<KV> {
   const replicas = o.replicas ?? 1;
   let kv: KV;
   try {
@@ -188,7 +215,9 @@ function createBucket(nc: NatsConnection, history?: number, replicas?: number): 
 }
 
 function checkTarget(t: NodeTarget): NodeTarget {
-  if (!Number.isSafeInteger(t.version) || t.version < 1) throw new Error(`target version must be a positive integer, got ${t.version}`);
-  if (!Number.isSafeInteger(t.configRevision) || t.configRevision < 0) throw new Error(`target configRevision must be >= 0, got ${t.configRevision}`);
+  if (!Number.isSafeInteger(t.version) || t.version < 1)
+    throw new Error(`target version must be a positive integer, got ${t.version}`);
+  if (!Number.isSafeInteger(t.configRevision) || t.configRevision < 0)
+    throw new Error(`target configRevision must be >= 0, got ${t.configRevision}`);
   return { version: t.version, configRevision: t.configRevision };
 }

@@ -1,5 +1,12 @@
 import { headers as natsHeaders, type MsgHdrs, type NatsConnection } from '@nats-io/transport-node';
-import { jetstream, jetstreamManager, JetStreamApiError, type JetStreamClient, type JetStreamManager, type PubAck } from '@nats-io/jetstream';
+import {
+  jetstream,
+  jetstreamManager,
+  JetStreamApiError,
+  type JetStreamClient,
+  type JetStreamManager,
+  type PubAck,
+} from '@nats-io/jetstream';
 import { StaleLeaderError } from './stale-leader.ts';
 import type { NoticeDelta, VersionArtifact } from '../model/index.ts';
 import { deltaPayloadBytes, encodeArtifact } from './artifact-codec.ts';
@@ -62,7 +69,11 @@ export class VersionPublisher {
   private readonly reader: VersionReader;
   readonly checkpointEvery: number;
 
-  private constructor(private readonly options: VersionPublisherOptions, private readonly jsm: JetStreamManager, private readonly chunkBytes: number) {
+  private constructor(
+    private readonly options: VersionPublisherOptions,
+    private readonly jsm: JetStreamManager,
+    private readonly chunkBytes: number,
+  ) {
     this.js = jetstream(options.nc);
     const verifier = options.signer ? verifierFromPem(options.signer.publicKeyPem) : undefined;
     this.reader = new VersionReader(options.nc, { stream: options.stream, verifier, onRejected: options.onForeign });
@@ -106,8 +117,10 @@ export class VersionPublisher {
    * building the full form is O(cluster)), then its delta.
    */
   async publishNext(a: {
-    header: Omit<VersionArtifact, 'form' | 'delta' | 'data'>; delta: (VersionArtifact & { form: 'delta' })['delta'];
-    data: () => (VersionArtifact & { form: 'checkpoint' })['data']; anchor?: string;
+    header: Omit<VersionArtifact, 'form' | 'delta' | 'data'>;
+    delta: (VersionArtifact & { form: 'delta' })['delta'];
+    data: () => (VersionArtifact & { form: 'checkpoint' })['data'];
+    anchor?: string;
   }): Promise<PublishResult[]> {
     const out: PublishResult[] = [];
     const h = a.header as VersionArtifact;
@@ -122,8 +135,12 @@ export class VersionPublisher {
   async publishVersion(a: VersionArtifact, anchor = ''): Promise<PublishResult> {
     if (a.form === 'delta') {
       if (a.version <= this.last) return this.confirmExisting(a);
-      if (a.version !== this.last + 1) throw new Error(`cannot publish version ${a.version}: last published is ${this.last} (publish ${this.last + 1} first)`);
-      if (a.parent !== a.version - 1) throw new Error(`delta ${a.version} must have parent ${a.version - 1}, got ${a.parent}`);
+      if (a.version !== this.last + 1)
+        throw new Error(
+          `cannot publish version ${a.version}: last published is ${this.last} (publish ${this.last + 1} first)`,
+        );
+      if (a.parent !== a.version - 1)
+        throw new Error(`delta ${a.version} must have parent ${a.version - 1}, got ${a.parent}`);
     } else if (a.version > this.last + 1) {
       throw new Error(`cannot publish checkpoint ${a.version}: last published is ${this.last}`);
     }
@@ -137,7 +154,16 @@ export class VersionPublisher {
       signedHeaders = { ...m.headers };
       let msgID = m.msgId;
       if (this.options.signer) {
-        const sig = this.options.signer.sign(artifactStatement({ subject: m.subject, version: a.version, parent: a.parent, hash: a.hash, anchor, payload: m.payload }));
+        const sig = this.options.signer.sign(
+          artifactStatement({
+            subject: m.subject,
+            version: a.version,
+            parent: a.parent,
+            hash: a.hash,
+            anchor,
+            payload: m.payload,
+          }),
+        );
         h.set(H.sig, sig);
         signedHeaders[H.sig] = sig;
         // Ed25519 is deterministic, so a retry dedupes; no one without the key can pre-empt the id.
@@ -165,9 +191,10 @@ export class VersionPublisher {
     if (a.form === 'delta') {
       this.last = a.version;
       const m = msgs[0]!;
-      this.stored = !duplicate && m.payload.length > 0 && signedHeaders
-        ? { version: a.version, delta: { headers: signedHeaders, payload: textDecoder.decode(m.payload) } }
-        : undefined;
+      this.stored =
+        !duplicate && m.payload.length > 0 && signedHeaders
+          ? { version: a.version, delta: { headers: signedHeaders, payload: textDecoder.decode(m.payload) } }
+          : undefined;
     } else this.lastCheckpoint = Math.max(this.lastCheckpoint, a.version);
     return { version: a.version, form: a.form, bytes, messages: msgs.length, duplicate };
   }
@@ -178,12 +205,23 @@ export class VersionPublisher {
    * leader's term claim or artifact is a fence (StaleLeaderError, nothing retried); anything
    * else is foreign (a core publish on our subjects) and is stepped over.
    */
-  private async append(subject: string, payload: Uint8Array, msgID: string, h: MsgHdrs, lastSubjectSequence?: number): Promise<PubAck> {
+  private async append(
+    subject: string,
+    payload: Uint8Array,
+    msgID: string,
+    h: MsgHdrs,
+    lastSubjectSequence?: number,
+  ): Promise<PubAck> {
     for (;;) {
       try {
         const ack = await this.js.publish(subject, payload, {
-          msgID, headers: h,
-          expect: { streamName: this.stream, lastSequence: this.lastSeq, ...(lastSubjectSequence !== undefined ? { lastSubjectSequence } : {}) },
+          msgID,
+          headers: h,
+          expect: {
+            streamName: this.stream,
+            lastSequence: this.lastSeq,
+            ...(lastSubjectSequence !== undefined ? { lastSubjectSequence } : {}),
+          },
         });
         if (!ack.duplicate) this.lastSeq = ack.seq;
         return ack;
@@ -213,12 +251,21 @@ export class VersionPublisher {
       const theirTerm = Number(m.header?.get(H.term) ?? 0);
       if (m.subject === TERM_SUBJECT) {
         const claim = parseTermClaim(m.data);
-        if (claim && claim.term !== this.term) throw new StaleLeaderError(`versions stream claimed by planner ${claim.id} in term ${claim.term} (this planner's term: ${this.term})`);
+        if (claim && claim.term !== this.term)
+          throw new StaleLeaderError(
+            `versions stream claimed by planner ${claim.id} in term ${claim.term} (this planner's term: ${this.term})`,
+          );
         continue;
       }
       const parsed = parseVersionSubject(m.subject);
-      const genuine = parsed && this.reader.genuine({ subject: m.subject, data: m.data, header: (k) => m.header.get(k) }, parsed.version) === undefined;
-      if (genuine && theirTerm && theirTerm !== this.term) throw new StaleLeaderError(`version ${parsed.version} was published in term ${theirTerm} (this planner's term: ${this.term})`);
+      const genuine =
+        parsed &&
+        this.reader.genuine({ subject: m.subject, data: m.data, header: (k) => m.header.get(k) }, parsed.version) ===
+          undefined;
+      if (genuine && theirTerm && theirTerm !== this.term)
+        throw new StaleLeaderError(
+          `version ${parsed.version} was published in term ${theirTerm} (this planner's term: ${this.term})`,
+        );
       if (genuine && theirTerm === this.term) continue; // ours: an append whose answer was lost
       this.options.onForeign?.(m.subject, genuine ? 'published by another planner without a term' : 'not one of ours');
     }
@@ -248,11 +295,18 @@ export class VersionPublisher {
   private async confirmExisting(a: VersionArtifact & { form: 'delta' }): Promise<PublishResult> {
     const got = await this.reader.delta(a.version);
     if (!got.ok && got.checkpointOnly) {
-      if (got.checkpointOnly.hash !== a.hash) throw new Error(`version ${a.version} was already published with hash ${got.checkpointOnly.hash.slice(0, 12)}, not ${a.hash.slice(0, 12)}`);
+      if (got.checkpointOnly.hash !== a.hash)
+        throw new Error(
+          `version ${a.version} was already published with hash ${got.checkpointOnly.hash.slice(0, 12)}, not ${a.hash.slice(0, 12)}`,
+        );
       return { version: a.version, form: 'delta', bytes: 0, messages: 0, duplicate: true };
     }
-    if (!got.ok) throw new Error(`version ${a.version} is below the last published (${this.last}) but unreadable: ${got.error}`);
-    if (got.value.hash !== a.hash) throw new Error(`version ${a.version} was already published with hash ${got.value.hash.slice(0, 12)}, not ${a.hash.slice(0, 12)}`);
+    if (!got.ok)
+      throw new Error(`version ${a.version} is below the last published (${this.last}) but unreadable: ${got.error}`);
+    if (got.value.hash !== a.hash)
+      throw new Error(
+        `version ${a.version} was already published with hash ${got.value.hash.slice(0, 12)}, not ${a.hash.slice(0, 12)}`,
+      );
     return { version: a.version, form: 'delta', bytes: 0, messages: 0, duplicate: true };
   }
 
@@ -292,7 +346,8 @@ export class VersionPublisher {
     this.last = lastDelta;
     if (lastDelta === 0) return;
     const d = await this.reader.delta(lastDelta);
-    if (!d.ok && !d.checkpointOnly) throw new Error(`stream ${this.stream}: cannot read delta ${lastDelta}: ${d.error}`);
+    if (!d.ok && !d.checkpointOnly)
+      throw new Error(`stream ${this.stream}: cannot read delta ${lastDelta}: ${d.error}`);
     // An incomplete checkpoint of N is simply not named by any delta; N's republish completes it.
     this.lastCheckpoint = d.ok ? d.baseCheckpoint : lastDelta;
   }
@@ -314,7 +369,9 @@ export class VersionPublisher {
       }
       if (!m || m.subject === TERM_SUBJECT) continue;
       const parsed = parseVersionSubject(m.subject);
-      const fault = parsed ? this.reader.genuine({ subject: m.subject, data: m.data, header: (k) => m.header.get(k) }, parsed.version) : 'not a version subject';
+      const fault = parsed
+        ? this.reader.genuine({ subject: m.subject, data: m.data, header: (k) => m.header.get(k) }, parsed.version)
+        : 'not a version subject';
       if (fault === undefined && parsed) return parsed.form === 'delta' ? parsed.version : parsed.version - 1;
       this.options.onForeign?.(m.subject, fault ?? 'unknown');
     }
@@ -348,6 +405,12 @@ function parseTermClaim(data: Uint8Array): { term: number; id: string } | undefi
   }
 }
 
-function strip(h: VersionArtifact): { version: number; parent: number; hash: string; reason: string; createdAt: string } {
+function strip(h: VersionArtifact): {
+  version: number;
+  parent: number;
+  hash: string;
+  reason: string;
+  createdAt: string;
+} {
   return { version: h.version, parent: h.parent, hash: h.hash, reason: h.reason, createdAt: h.createdAt };
 }

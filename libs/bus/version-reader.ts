@@ -8,12 +8,20 @@ export type { Requester, ReplyMsg } from './direct-get.ts';
 
 export type Fetched<T> =
   | {
-    readonly ok: true; readonly value: T; readonly bytes: number; readonly baseCheckpoint: number;
-    /** The log anchor the planner stamped on this version ('' when none). */
-    readonly anchor?: string;
-  }
+      readonly ok: true;
+      readonly value: T;
+      readonly bytes: number;
+      readonly baseCheckpoint: number;
+      /** The log anchor the planner stamped on this version ('' when none). */
+      readonly anchor?: string;
+    }
   /** `checkpointOnly`: the version exists but its content is only in its own checkpoint. */
-  | { readonly ok: false; readonly missing: boolean; readonly error: string; readonly checkpointOnly?: { readonly hash: string; readonly anchor: string } };
+  | {
+      readonly ok: false;
+      readonly missing: boolean;
+      readonly error: string;
+      readonly checkpointOnly?: { readonly hash: string; readonly anchor: string };
+    };
 
 type Delta = VersionArtifact & { form: 'delta' };
 type Checkpoint = VersionArtifact & { form: 'checkpoint' };
@@ -42,7 +50,10 @@ export class VersionReader {
   private readonly stream: string;
   private readonly timeoutMs: number;
 
-  constructor(private readonly nc: Requester, private readonly opts: VersionReaderOptions = {}) {
+  constructor(
+    private readonly nc: Requester,
+    private readonly opts: VersionReaderOptions = {},
+  ) {
     this.stream = opts.stream ?? VERSIONS_STREAM;
     this.timeoutMs = opts.timeoutMs ?? 5000;
   }
@@ -50,70 +61,108 @@ export class VersionReader {
   async delta(version: number): Promise<Fetched<Delta>> {
     let decoded: Delta | undefined;
     const r = await this.first(deltaSubject(version), version, (m) => {
-      if (m.header(H.checkpointOnly) === '1') return m.data.length === 0 ? undefined : 'checkpoint-only marker with a payload';
+      if (m.header(H.checkpointOnly) === '1')
+        return m.data.length === 0 ? undefined : 'checkpoint-only marker with a payload';
       const d = decodeDelta(m.data);
       if (!d.ok) return d.error;
       if (d.value.version !== version) return `payload says version ${d.value.version}`;
-      if (this.opts.verifier && (d.value.hash !== m.header(H.hash) || String(d.value.parent) !== m.header(H.parent))) return 'payload and signed headers disagree';
+      if (this.opts.verifier && (d.value.hash !== m.header(H.hash) || String(d.value.parent) !== m.header(H.parent)))
+        return 'payload and signed headers disagree';
       decoded = d.value;
       return undefined;
     });
     if (!r.ok) return r;
     const anchor = r.header(H.anchor) ?? '';
     if (r.header(H.checkpointOnly) === '1') {
-      return { ok: false, missing: true, error: `delta ${version} is published as a checkpoint only`, checkpointOnly: { hash: r.header(H.hash), anchor } };
+      return {
+        ok: false,
+        missing: true,
+        error: `delta ${version} is published as a checkpoint only`,
+        checkpointOnly: { hash: r.header(H.hash), anchor },
+      };
     }
     const base = Number(r.header(H.checkpoint));
-    return { ok: true, value: decoded!, bytes: r.data.length, baseCheckpoint: Number.isSafeInteger(base) && base >= 0 ? base : 0, anchor };
+    return {
+      ok: true,
+      value: decoded!,
+      bytes: r.data.length,
+      baseCheckpoint: Number.isSafeInteger(base) && base >= 0 ? base : 0,
+      anchor,
+    };
   }
 
   async checkpoint(version: number): Promise<Fetched<Checkpoint>> {
     const first = await this.first(checkpointSubject(version, 0), version, () => undefined);
     if (!first.ok) return first;
     const n = Number(first.header(H.chunks));
-    if (!Number.isSafeInteger(n) || n < 1 || n > 100_000) return { ok: false, missing: false, error: `checkpoint ${version}: bad chunk count` };
+    if (!Number.isSafeInteger(n) || n < 1 || n > 100_000)
+      return { ok: false, missing: false, error: `checkpoint ${version}: bad chunk count` };
     const hash = first.header(H.hash);
     const chunks = [first.data];
     for (let i = 1; i < n; i++) {
-      const sameCheckpoint = (m: Got) => (m.header(H.hash) === hash && m.header(H.chunks) === String(n) ? undefined : 'chunk of another checkpoint');
+      const sameCheckpoint = (m: Got) =>
+        m.header(H.hash) === hash && m.header(H.chunks) === String(n) ? undefined : 'chunk of another checkpoint';
       const c = await this.first(checkpointSubject(version, i), version, sameCheckpoint);
       if (!c.ok) return { ok: false, missing: c.missing, error: `checkpoint ${version} chunk ${i}: ${c.error}` };
       chunks.push(c.data);
     }
     const d = decodeCheckpoint(chunks);
     if (!d.ok) return { ok: false, missing: false, error: `checkpoint ${version}: ${d.error}` };
-    if (d.value.version !== version) return { ok: false, missing: false, error: `checkpoint ${version}: payload says version ${d.value.version}` };
-    return { ok: true, value: d.value, bytes: chunks.reduce((s, c) => s + c.length, 0), baseCheckpoint: version, anchor: first.header(H.anchor) ?? '' };
+    if (d.value.version !== version)
+      return { ok: false, missing: false, error: `checkpoint ${version}: payload says version ${d.value.version}` };
+    return {
+      ok: true,
+      value: d.value,
+      bytes: chunks.reduce((s, c) => s + c.length, 0),
+      baseCheckpoint: version,
+      anchor: first.header(H.anchor) ?? '',
+    };
   }
 
   /**
    * Whether a stored message is the planner's (signature over subject, headers and payload), or
    * the reason it is not. Exported through the class for the publisher's own recovery scan.
    */
-  genuine(m: { subject: string; data: Uint8Array; header(k: string): string | undefined }, version: number): string | undefined {
+  genuine(
+    m: { subject: string; data: Uint8Array; header(k: string): string | undefined },
+    version: number,
+  ): string | undefined {
     if (m.header(H.version) !== String(version)) return `header says version ${m.header(H.version)}`;
     const v = this.opts.verifier;
     if (!v) return undefined;
     const sig = m.header(H.sig);
     if (!sig) return 'unsigned';
     const statement = artifactStatement({
-      subject: m.subject, version, parent: Number(m.header(H.parent)), hash: m.header(H.hash) ?? '', anchor: m.header(H.anchor) ?? '', payload: m.data,
+      subject: m.subject,
+      version,
+      parent: Number(m.header(H.parent)),
+      hash: m.header(H.hash) ?? '',
+      anchor: m.header(H.anchor) ?? '',
+      payload: m.data,
     });
     return v.verify(statement, sig) ? undefined : 'bad signature';
   }
 
   /** The first genuine message on `subject` for which `accept` finds no fault. */
-  private async first(subject: string, version: number, accept: (m: Got) => string | undefined): Promise<Got | { ok: false; missing: boolean; error: string }> {
+  private async first(
+    subject: string,
+    version: number,
+    accept: (m: Got) => string | undefined,
+  ): Promise<Got | { ok: false; missing: boolean; error: string }> {
     let seq = 1;
     let skipped = 0;
     const max = this.opts.maxSkipped ?? 256;
     for (;;) {
       const m = await directGet(this.nc, this.stream, { next: subject, seq }, this.timeoutMs);
-      if (!m.ok) return skipped > 0 && m.missing ? { ok: false, missing: true, error: `${subject}: no genuine artifact (${skipped} foreign messages skipped)` } : m;
+      if (!m.ok)
+        return skipped > 0 && m.missing
+          ? { ok: false, missing: true, error: `${subject}: no genuine artifact (${skipped} foreign messages skipped)` }
+          : m;
       const fault = this.genuine({ subject: m.subject, data: m.data, header: m.header }, version) ?? accept(m);
       if (fault === undefined) return m;
       this.opts.onRejected?.(subject, fault);
-      if (++skipped >= max) return { ok: false, missing: false, error: `${subject}: more than ${max} foreign messages` };
+      if (++skipped >= max)
+        return { ok: false, missing: false, error: `${subject}: more than ${max} foreign messages` };
       seq = m.seq + 1;
     }
   }

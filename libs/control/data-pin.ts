@@ -15,7 +15,11 @@ export type PublishDecision =
   | { readonly action: 'hold'; readonly pinnedTo: number } // events advance live state only
   | { readonly action: 'publish-live' };
 
-export function decideSync(input: { pin: DataPin | undefined; liveHash: string; publishedHash: string | undefined }): PublishDecision {
+export function decideSync(input: {
+  pin: DataPin | undefined;
+  liveHash: string;
+  publishedHash: string | undefined;
+}): PublishDecision {
   if (input.pin) return { action: 'hold', pinnedTo: input.pin.version };
   return input.liveHash === input.publishedHash ? { action: 'none' } : { action: 'publish-live' };
 }
@@ -29,7 +33,9 @@ export function decidePin(input: { targetHash: string; publishedHash: string | u
 }
 
 /** Unpin: the live content is published as a new version only when it differs from the held one. */
-export function decideUnpin(input: { pin: DataPin | undefined; liveHash: string; publishedHash: string | undefined }): { publish: boolean } {
+export function decideUnpin(input: { pin: DataPin | undefined; liveHash: string; publishedHash: string | undefined }): {
+  publish: boolean;
+} {
   if (!input.pin) throw new Error('data is not pinned');
   return { publish: input.liveHash !== input.publishedHash };
 }

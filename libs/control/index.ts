@@ -1,15 +1,45 @@
 export { parseWaves, formatWaves, type WaveSpec } from './parse-waves.ts';
 export { planWaves } from './plan-waves.ts';
-export { isActive, type Rollout, type RolloutStatus, type ConfigTargetState, type NodeReport, type NodeFailure, type NodeHealth } from './rollout.ts';
 export {
-  startRollout, stepRollout, decideRollout, promoteRollout, nextRolloutDeadline, pauseRollout, resumeRollout, rollbackConfig,
-  configOverrides, type StartRolloutInput, type RolloutStep, type GateKind,
+  isActive,
+  type Rollout,
+  type RolloutStatus,
+  type ConfigTargetState,
+  type NodeReport,
+  type NodeFailure,
+  type NodeHealth,
+} from './rollout.ts';
+export {
+  startRollout,
+  stepRollout,
+  decideRollout,
+  promoteRollout,
+  nextRolloutDeadline,
+  pauseRollout,
+  resumeRollout,
+  rollbackConfig,
+  configOverrides,
+  type StartRolloutInput,
+  type RolloutStep,
+  type GateKind,
 } from './step-rollout.ts';
 export {
-  DEFAULT_WAVE_POLICY, readWavePolicy, parseMaxFailures, parsePauseBefore, allowedFailures, formatMs, type WavePolicy,
+  DEFAULT_WAVE_POLICY,
+  readWavePolicy,
+  parseMaxFailures,
+  parsePauseBefore,
+  allowedFailures,
+  formatMs,
+  type WavePolicy,
 } from './wave-policy.ts';
 export { rolloutView } from './rollout-view.ts';
 export { decideSync, decidePin, decideUnpin, type DataPin, type PublishDecision } from './data-pin.ts';
 export {
-  nodeStatus, newestHealth, summarizeStatus, DEFAULT_NODE_STATUS_THRESHOLDS, type NodeObservation, type NodeStatusRow, type NodeStatusThresholds,
+  nodeStatus,
+  newestHealth,
+  summarizeStatus,
+  DEFAULT_NODE_STATUS_THRESHOLDS,
+  type NodeObservation,
+  type NodeStatusRow,
+  type NodeStatusThresholds,
 } from './node-status.ts';

@@ -61,29 +61,45 @@ export interface NodeStatusRow {
  *  APPLYING  it runs something else, and the target is younger than `applyTimeoutMs`
  *  STALE     it runs something else, and has for longer than that
  */
-export function nodeStatus(o: NodeObservation, nowMs: number, thresholds: NodeStatusThresholds = DEFAULT_NODE_STATUS_THRESHOLDS): NodeStatusRow {
+export function nodeStatus(
+  o: NodeObservation,
+  nowMs: number,
+  thresholds: NodeStatusThresholds = DEFAULT_NODE_STATUS_THRESHOLDS,
+): NodeStatusRow {
   const runs = running(o);
   const t = o.target;
   const last = o.last;
-  const forTarget = !!t && last?.type === 'ACK' && last.version === t.version && last.configRevision === t.configRevision;
+  const forTarget =
+    !!t && last?.type === 'ACK' && last.version === t.version && last.configRevision === t.configRevision;
   const row = (status: NodeStatusWord, reason: string): NodeStatusRow => ({
-    node: o.node, status, reason,
-    targetVersion: t?.version ?? 0, targetConfigRevision: t?.configRevision ?? 0,
-    appliedVersion: runs?.version ?? null, appliedConfigRevision: runs?.configRevision ?? null, mode: runs?.mode ?? null,
-    hashMatch: forTarget && o.expectedNodeStateHash !== undefined ? (last as { nodeStateHash: string }).nodeStateHash === o.expectedNodeStateHash : null,
+    node: o.node,
+    status,
+    reason,
+    targetVersion: t?.version ?? 0,
+    targetConfigRevision: t?.configRevision ?? 0,
+    appliedVersion: runs?.version ?? null,
+    appliedConfigRevision: runs?.configRevision ?? null,
+    mode: runs?.mode ?? null,
+    hashMatch:
+      forTarget && o.expectedNodeStateHash !== undefined
+        ? (last as { nodeStateHash: string }).nodeStateHash === o.expectedNodeStateHash
+        : null,
     lag: Math.max(0, (t?.version ?? 0) - (runs?.version ?? 0)),
     lastError: last?.type === 'NACK' ? last.error : o.heartbeat && !o.heartbeat.healthy ? o.heartbeat.detail : null,
-    lastReportAt: last?.at ?? null, heartbeatAt: o.heartbeat?.at ?? null,
+    lastReportAt: last?.at ?? null,
+    heartbeatAt: o.heartbeat?.at ?? null,
     health: newestHealth(o) ?? null,
   });
   const lastHeard = Math.max(o.lastAt ?? -Infinity, o.heartbeatAt ?? -Infinity);
   if (lastHeard === -Infinity) return row('UNKNOWN', 'never heard from');
-  if (nowMs - lastHeard > thresholds.silenceMs) return row('UNKNOWN', `silent for ${Math.round((nowMs - lastHeard) / 1000)} s`);
+  if (nowMs - lastHeard > thresholds.silenceMs)
+    return row('UNKNOWN', `silent for ${Math.round((nowMs - lastHeard) / 1000)} s`);
   if (!t) return row('UNKNOWN', 'no target set');
   const onTarget = runs?.version === t.version && runs.configRevision === t.configRevision;
   const nack = last?.type === 'NACK' ? last : undefined;
   const nackForTarget = nack && nack.version === t.version && nack.configRevision === t.configRevision;
-  if (nackForTarget && !onTarget) return row('ERROR', `NACK for version ${nack.version} config ${nack.configRevision}: ${nack.error}`);
+  if (nackForTarget && !onTarget)
+    return row('ERROR', `NACK for version ${nack.version} config ${nack.configRevision}: ${nack.error}`);
   const hb = o.heartbeat;
   if (hb && !hb.healthy && (o.heartbeatAt ?? 0) >= (o.lastAt ?? 0)) {
     // After a halted rollout is rolled back, the node is on its target again but still repeats the
@@ -94,7 +110,8 @@ export function nodeStatus(o: NodeObservation, nowMs: number, thresholds: NodeSt
   if (onTarget) return row('SYNCED', `running version ${t.version} config ${t.configRevision}`);
   const age = nowMs - (o.targetSetAt ?? nowMs);
   const what = runs ? `running version ${runs.version} config ${runs.configRevision}` : 'running nothing reported';
-  if (age > thresholds.applyTimeoutMs) return row('STALE', `${what}, target ${t.version} config ${t.configRevision} set ${Math.round(age / 1000)} s ago`);
+  if (age > thresholds.applyTimeoutMs)
+    return row('STALE', `${what}, target ${t.version} config ${t.configRevision} set ${Math.round(age / 1000)} s ago`);
   return row('APPLYING', `${what}, target ${t.version} config ${t.configRevision}`);
 }
 
@@ -103,9 +120,12 @@ export function nodeStatus(o: NodeObservation, nowMs: number, thresholds: NodeSt
  * carries when the heartbeat is at least as new as the last ACK/NACK, else the last ACK's. A NACK
  * carries none (the node still runs and reports its last good state through heartbeats).
  */
-export function newestHealth(o: Pick<NodeObservation, 'last' | 'lastAt' | 'heartbeat' | 'heartbeatAt'>): (HealthVerdict & { configRevision: number }) | undefined {
+export function newestHealth(
+  o: Pick<NodeObservation, 'last' | 'lastAt' | 'heartbeat' | 'heartbeatAt'>,
+): (HealthVerdict & { configRevision: number }) | undefined {
   const hb = o.heartbeat;
-  if (hb?.health && (o.heartbeatAt ?? 0) >= (o.lastAt ?? 0)) return { ...hb.health, configRevision: hb.appliedConfigRevision };
+  if (hb?.health && (o.heartbeatAt ?? 0) >= (o.lastAt ?? 0))
+    return { ...hb.health, configRevision: hb.appliedConfigRevision };
   if (o.last?.type === 'ACK' && o.last.health) return { ...o.last.health, configRevision: o.last.configRevision };
   return undefined;
 }
@@ -113,11 +133,16 @@ export function newestHealth(o: Pick<NodeObservation, 'last' | 'lastAt' | 'heart
 /** What the node runs, from its newest report (ties go to the ACK, which says more). */
 function running(o: NodeObservation): { version: number; configRevision: number; mode: string | null } | undefined {
   const last = o.last;
-  const fromLast = last?.type === 'ACK' ? { version: last.version, configRevision: last.configRevision, mode: last.mode }
-    : last ? { version: last.lastGoodVersion, configRevision: last.lastGoodConfigRevision, mode: null } : undefined;
+  const fromLast =
+    last?.type === 'ACK'
+      ? { version: last.version, configRevision: last.configRevision, mode: last.mode }
+      : last
+        ? { version: last.lastGoodVersion, configRevision: last.lastGoodConfigRevision, mode: null }
+        : undefined;
   const hb = o.heartbeat;
   const fromHb = hb && { version: hb.appliedVersion, configRevision: hb.appliedConfigRevision, mode: hb.mode };
-  if (fromLast && (!fromHb || (o.lastAt ?? 0) >= (o.heartbeatAt ?? 0))) return { ...fromLast, mode: fromLast.mode ?? fromHb?.mode ?? null };
+  if (fromLast && (!fromHb || (o.lastAt ?? 0) >= (o.heartbeatAt ?? 0)))
+    return { ...fromLast, mode: fromLast.mode ?? fromHb?.mode ?? null };
   return fromHb ?? undefined;
 }
 

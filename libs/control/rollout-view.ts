@@ -13,20 +13,38 @@ export function rolloutView(st: ConfigTargetState, nowMs: number, rows: readonly
   const policy = r.policy ?? DEFAULT_WAVE_POLICY;
   const running = r.status === 'running';
   const byNode = new Map(rows.map((row) => [row.node, row]));
-  const since = (iso: string | undefined) => (running && iso !== undefined ? Math.max(0, nowMs - Date.parse(iso)) : null);
+  const since = (iso: string | undefined) =>
+    running && iso !== undefined ? Math.max(0, nowMs - Date.parse(iso)) : null;
   return {
-    status: r.status, configRevision: r.configRevision, fromRevision: r.fromRevision,
-    wave: r.wave + 1, waves: r.waves.length, nodes: r.waves[r.wave]!.length, fleet: r.waves[r.waves.length - 1]!.length,
-    policy, waveStartedAt: r.waveStartedAt ?? r.startedAt, waveElapsedMs: since(r.waveStartedAt ?? r.startedAt),
-    bakeStartedAt: r.bakeStartedAt ?? null, bakeElapsedMs: since(r.bakeStartedAt),
-    waitingForPromote: r.gate ?? null, failed: r.failed ?? [], haltedBy: r.haltedBy ?? null, updatedAt: r.updatedAt,
+    status: r.status,
+    configRevision: r.configRevision,
+    fromRevision: r.fromRevision,
+    wave: r.wave + 1,
+    waves: r.waves.length,
+    nodes: r.waves[r.wave]!.length,
+    fleet: r.waves[r.waves.length - 1]!.length,
+    policy,
+    waveStartedAt: r.waveStartedAt ?? r.startedAt,
+    waveElapsedMs: since(r.waveStartedAt ?? r.startedAt),
+    bakeStartedAt: r.bakeStartedAt ?? null,
+    bakeElapsedMs: since(r.bakeStartedAt),
+    waitingForPromote: r.gate ?? null,
+    failed: r.failed ?? [],
+    haltedBy: r.haltedBy ?? null,
+    updatedAt: r.updatedAt,
     waveNodes: r.waves[r.wave]!.map((node) => {
       const row = byNode.get(node);
       const h = row?.health ?? null;
       return {
-        node, status: row?.status ?? 'UNKNOWN', appliedConfigRevision: row?.appliedConfigRevision ?? null,
-        verdict: h?.verdict ?? null, verdictRevision: h?.configRevision ?? null, reason: h?.reason ?? null, probe: h?.probe ?? null,
-        injected: h?.injected ?? false, verdictAt: h?.at ?? null,
+        node,
+        status: row?.status ?? 'UNKNOWN',
+        appliedConfigRevision: row?.appliedConfigRevision ?? null,
+        verdict: h?.verdict ?? null,
+        verdictRevision: h?.configRevision ?? null,
+        reason: h?.reason ?? null,
+        probe: h?.probe ?? null,
+        injected: h?.injected ?? false,
+        verdictAt: h?.at ?? null,
       };
     }),
   };

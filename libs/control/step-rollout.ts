@@ -14,20 +14,32 @@ export interface StartRolloutInput {
 /** Starts a rollout; refuses while another one is active (one rollout at a time keeps waves legible). */
 export function startRollout(state: ConfigTargetState, input: StartRolloutInput): ConfigTargetState {
   if (isActive(state.rollout)) {
-    throw new Error(`rollout of config revision ${state.rollout!.configRevision} is still ${state.rollout!.status}; roll back or wait for it`);
+    throw new Error(
+      `rollout of config revision ${state.rollout!.configRevision} is still ${state.rollout!.status}; roll back or wait for it`,
+    );
   }
-  if (input.configRevision === state.defaultRevision) throw new Error(`config revision ${input.configRevision} is already the cluster default`);
+  if (input.configRevision === state.defaultRevision)
+    throw new Error(`config revision ${input.configRevision} is already the cluster default`);
   if (input.waves.length === 0) {
     // No nodes known: nothing to canary, the revision becomes the default at once.
     return { defaultRevision: input.configRevision, previousDefault: state.defaultRevision, rollout: undefined };
   }
   const policy = input.policy ?? DEFAULT_WAVE_POLICY;
   const beyond = policy.pauseBefore.find((w) => w > input.waves.length);
-  if (beyond !== undefined) throw new Error(`pause-before: wave ${beyond} does not exist, this rollout has ${input.waves.length} wave(s)`);
+  if (beyond !== undefined)
+    throw new Error(`pause-before: wave ${beyond} does not exist, this rollout has ${input.waves.length} wave(s)`);
   const rollout: Rollout = {
-    configRevision: input.configRevision, fromRevision: state.defaultRevision, waves: input.waves, wave: 0,
-    status: 'running', pauseOnError: input.pauseOnError, policy, waveStartedAt: input.at, failed: [],
-    startedAt: input.at, updatedAt: input.at,
+    configRevision: input.configRevision,
+    fromRevision: state.defaultRevision,
+    waves: input.waves,
+    wave: 0,
+    status: 'running',
+    pauseOnError: input.pauseOnError,
+    policy,
+    waveStartedAt: input.at,
+    failed: [],
+    startedAt: input.at,
+    updatedAt: input.at,
   };
   return { ...state, rollout };
 }
@@ -53,7 +65,11 @@ const ms = (iso: string) => Date.parse(iso);
  * after the last wave the revision becomes the cluster default. At most one decision per call:
  * the next wave's nodes must be given their targets and answer before it counts.
  */
-export function decideRollout(state: ConfigTargetState, reports: ReadonlyMap<string, NodeReport>, at: string): RolloutStep {
+export function decideRollout(
+  state: ConfigTargetState,
+  reports: ReadonlyMap<string, NodeReport>,
+  at: string,
+): RolloutStep {
   const r = state.rollout;
   if (!r || r.status !== 'running') return { state };
   const policy = r.policy ?? DEFAULT_WAVE_POLICY;
@@ -69,10 +85,15 @@ export function decideRollout(state: ConfigTargetState, reports: ReadonlyMap<str
   for (const node of r.waves[r.wave]!) {
     if (failed.has(node)) continue;
     const rep = reports.get(node);
-    if (rep?.type === 'NACK' && rep.configRevision === r.configRevision) fresh.push({ node, error: rep.error ?? 'NACK' });
-    else if (acked(node) && rep!.health?.verdict === 'unhealthy') fresh.push({ node, error: `unhealthy: ${rep!.health.reason}` });
+    if (rep?.type === 'NACK' && rep.configRevision === r.configRevision)
+      fresh.push({ node, error: rep.error ?? 'NACK' });
+    else if (acked(node) && rep!.health?.verdict === 'unhealthy')
+      fresh.push({ node, error: `unhealthy: ${rep!.health.reason}` });
     else if (!acked(node) && now - ms(waveStart) >= policy.waveTimeoutMs) {
-      fresh.push({ node, error: `no ACK of revision ${r.configRevision} within the wave timeout of ${formatMs(policy.waveTimeoutMs)}` });
+      fresh.push({
+        node,
+        error: `no ACK of revision ${r.configRevision} within the wave timeout of ${formatMs(policy.waveTimeoutMs)}`,
+      });
       timedOut = true;
     }
   }
@@ -95,7 +116,10 @@ export function decideRollout(state: ConfigTargetState, reports: ReadonlyMap<str
     }
     return {
       state: { ...state, rollout: { ...r, failed: all, updatedAt: at } },
-      decision: { kind: 'tolerate', reason: `failure tolerated (${all.length} of ${allowed} allowed by --max-failures ${policy.maxFailures}): ${names}` },
+      decision: {
+        kind: 'tolerate',
+        reason: `failure tolerated (${all.length} of ${allowed} allowed by --max-failures ${policy.maxFailures}): ${names}`,
+      },
     };
   }
   const ready = r.waves[r.wave]!.every((n) => failed.has(n) || acked(n));
@@ -105,7 +129,10 @@ export function decideRollout(state: ConfigTargetState, reports: ReadonlyMap<str
     if (r.bakeStartedAt === undefined) {
       return {
         state: { ...state, rollout: { ...r, bakeStartedAt: at, updatedAt: at } },
-        decision: { kind: 'bake', reason: `wave ${waveNo} of ${r.waves.length} ACKed revision ${r.configRevision}: baking for ${formatMs(policy.bakeMs)}` },
+        decision: {
+          kind: 'bake',
+          reason: `wave ${waveNo} of ${r.waves.length} ACKed revision ${r.configRevision}: baking for ${formatMs(policy.bakeMs)}`,
+        },
       };
     }
     if (now - ms(r.bakeStartedAt) < policy.bakeMs) return { state };
@@ -113,29 +140,54 @@ export function decideRollout(state: ConfigTargetState, reports: ReadonlyMap<str
   const baked = policy.bakeMs > 0 ? ` and baked ${formatMs(policy.bakeMs)}` : '';
   if (r.wave + 1 >= r.waves.length) {
     return {
-      state: { defaultRevision: r.configRevision, previousDefault: state.defaultRevision, rollout: { ...r, status: 'completed', updatedAt: at } },
-      decision: { kind: 'complete', reason: `revision ${r.configRevision} is the cluster default: every wave ACKed${baked}` },
+      state: {
+        defaultRevision: r.configRevision,
+        previousDefault: state.defaultRevision,
+        rollout: { ...r, status: 'completed', updatedAt: at },
+      },
+      decision: {
+        kind: 'complete',
+        reason: `revision ${r.configRevision} is the cluster default: every wave ACKed${baked}`,
+      },
     };
   }
   const next = waveNo + 1;
   if (policy.pauseBefore.includes(next)) {
     return {
       state: { ...state, rollout: { ...r, status: 'paused', gate: next, updatedAt: at } },
-      decision: { kind: 'gate', reason: `wave ${waveNo} ACKed${baked}; wave ${next} waits for promote (--pause-before ${next})` },
+      decision: {
+        kind: 'gate',
+        reason: `wave ${waveNo} ACKed${baked}; wave ${next} waits for promote (--pause-before ${next})`,
+      },
     };
   }
   return {
     state: { ...state, rollout: startWave(r, at) },
-    decision: { kind: 'advance', reason: `wave ${next} of ${r.waves.length} starts: wave ${waveNo} ACKed revision ${r.configRevision}${baked}` },
+    decision: {
+      kind: 'advance',
+      reason: `wave ${next} of ${r.waves.length} starts: wave ${waveNo} ACKed revision ${r.configRevision}${baked}`,
+    },
   };
 }
 
 function startWave(r: Rollout, at: string): Rollout {
-  return { ...r, wave: r.wave + 1, status: 'running', gate: undefined, waveStartedAt: at, bakeStartedAt: undefined, updatedAt: at };
+  return {
+    ...r,
+    wave: r.wave + 1,
+    status: 'running',
+    gate: undefined,
+    waveStartedAt: at,
+    bakeStartedAt: undefined,
+    updatedAt: at,
+  };
 }
 
 /** decideRollout without the decision, for callers that only need the state. */
-export function stepRollout(state: ConfigTargetState, reports: ReadonlyMap<string, NodeReport>, at: string): ConfigTargetState {
+export function stepRollout(
+  state: ConfigTargetState,
+  reports: ReadonlyMap<string, NodeReport>,
+  at: string,
+): ConfigTargetState {
   return decideRollout(state, reports, at).state;
 }
 
@@ -170,8 +222,20 @@ export function pauseRollout(state: ConfigTargetState, at: string): ConfigTarget
 export function resumeRollout(state: ConfigTargetState, at: string): ConfigTargetState {
   const r = state.rollout;
   if (!r || r.status !== 'paused') throw new Error('no paused rollout to resume');
-  if (r.gate !== undefined) throw new Error(`the rollout waits at the gate before wave ${r.gate}: promote it (ctl rollout --promote)`);
-  return { ...state, rollout: { ...r, status: 'running', haltedBy: undefined, failed: [], waveStartedAt: at, bakeStartedAt: undefined, updatedAt: at } };
+  if (r.gate !== undefined)
+    throw new Error(`the rollout waits at the gate before wave ${r.gate}: promote it (ctl rollout --promote)`);
+  return {
+    ...state,
+    rollout: {
+      ...r,
+      status: 'running',
+      haltedBy: undefined,
+      failed: [],
+      waveStartedAt: at,
+      bakeStartedAt: undefined,
+      updatedAt: at,
+    },
+  };
 }
 
 /**
@@ -183,7 +247,10 @@ export function rollbackConfig(state: ConfigTargetState, to: number | undefined,
   const unfinished = !!r && (isActive(r) || r.status === 'halted');
   const target = to ?? (unfinished ? r!.fromRevision : state.previousDefault);
   if (target === undefined) throw new Error('no previous config revision to roll back to');
-  const rollout = r && r.status !== 'completed' && r.status !== 'rolled-back' ? { ...r, status: 'rolled-back' as const, updatedAt: at } : r;
+  const rollout =
+    r && r.status !== 'completed' && r.status !== 'rolled-back'
+      ? { ...r, status: 'rolled-back' as const, updatedAt: at }
+      : r;
   return { defaultRevision: target, previousDefault: state.defaultRevision, rollout };
 }
 

@@ -36,19 +36,34 @@ export function parseMaxFailures(text: string): string {
 
 /** Checks a list of gated waves (`2` or `2,4`); throws naming `--pause-before`. */
 export function parsePauseBefore(text: string): number[] {
-  const parts = text.split(',').map((s) => s.trim()).filter(Boolean);
+  const parts = text
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   if (parts.length === 0) throw new Error('pause-before: name a wave number such as 2');
-  return [...new Set(parts.map((p) => {
-    if (!/^\d+$/.test(p) || Number(p) < 2) throw new Error(`pause-before: ${JSON.stringify(p)} must be a wave number of 2 or more (wave 1 starts with the rollout)`);
-    return Number(p);
-  }))].sort((a, b) => a - b);
+  return [
+    ...new Set(
+      parts.map((p) => {
+        if (!/^\d+$/.test(p) || Number(p) < 2)
+          throw new Error(
+            `pause-before: ${JSON.stringify(p)} must be a wave number of 2 or more (wave 1 starts with the rollout)`,
+          );
+        return Number(p);
+      }),
+    ),
+  ].sort((a, b) => a - b);
 }
 
 /**
  * Builds a policy from optional parts over the defaults; throws on a bad part, naming it. The API
  * and the pure functions both go through here, so a persisted policy was always valid.
  */
-export function readWavePolicy(o: { bakeMs?: unknown; waveTimeoutMs?: unknown; maxFailures?: unknown; pauseBefore?: unknown }): WavePolicy {
+export function readWavePolicy(o: {
+  bakeMs?: unknown;
+  waveTimeoutMs?: unknown;
+  maxFailures?: unknown;
+  pauseBefore?: unknown;
+}): WavePolicy {
   const ms = (v: unknown, name: string, min: number): number | undefined => {
     if (v === undefined || v === null) return undefined;
     if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min || v > MAX_MS) {
@@ -60,7 +75,8 @@ export function readWavePolicy(o: { bakeMs?: unknown; waveTimeoutMs?: unknown; m
   const waveTimeoutMs = ms(o.waveTimeoutMs, 'waveTimeoutMs', 1) ?? DEFAULT_WAVE_POLICY.waveTimeoutMs;
   let maxFailures = DEFAULT_WAVE_POLICY.maxFailures;
   if (o.maxFailures !== undefined && o.maxFailures !== null) {
-    if (typeof o.maxFailures !== 'string' && typeof o.maxFailures !== 'number') throw new Error('maxFailures must be a count such as 2 or a share such as "10%"');
+    if (typeof o.maxFailures !== 'string' && typeof o.maxFailures !== 'number')
+      throw new Error('maxFailures must be a count such as 2 or a share such as "10%"');
     maxFailures = parseMaxFailures(String(o.maxFailures));
   }
   let pauseBefore = DEFAULT_WAVE_POLICY.pauseBefore;
@@ -86,8 +102,16 @@ export function formatMs(ms: number): string {
   if (ms % 1000 !== 0) return `${ms}ms`;
   let s = ms / 1000;
   const parts: string[] = [];
-  for (const [unit, size] of [['d', 86_400], ['h', 3600], ['m', 60], ['s', 1]] as const) {
-    if (s >= size) { parts.push(`${Math.floor(s / size)}${unit}`); s %= size; }
+  for (const [unit, size] of [
+    ['d', 86_400],
+    ['h', 3600],
+    ['m', 60],
+    ['s', 1],
+  ] as const) {
+    if (s >= size) {
+      parts.push(`${Math.floor(s / size)}${unit}`);
+      s %= size;
+    }
   }
   return parts.join('');
 }

@@ -59,7 +59,10 @@ export async function createDataplane(o: CreateDataplaneOptions): Promise<Datapl
   return new IpvsDataplane({
     kernel: await NetlinkKernel.open(),
     store: new FileOwnershipStore(ipvsStatePath(o.stateDir ?? DEFAULT_STATE_DIR, o.node)),
-    resyncIntervalMs: o.resyncIntervalMs, drainTimeoutMs: o.drainTimeoutMs, registry: o.registry, log: o.log,
+    resyncIntervalMs: o.resyncIntervalMs,
+    drainTimeoutMs: o.drainTimeoutMs,
+    registry: o.registry,
+    log: o.log,
   });
 }
 

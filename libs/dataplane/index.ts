@@ -3,29 +3,54 @@
 export type { ApplyResult, Dataplane, DataplaneMode } from './dataplane.ts';
 export { applyNodeState, type ApplySummary } from './apply-node-state.ts';
 export {
-  createDataplane, DEFAULT_STATE_DIR, ipvsStatePath, withNotes, type CreateDataplaneOptions, type DataplaneChoice,
+  createDataplane,
+  DEFAULT_STATE_DIR,
+  ipvsStatePath,
+  withNotes,
+  type CreateDataplaneOptions,
+  type DataplaneChoice,
 } from './create-dataplane.ts';
 export { DryRunDataplane } from './dry-run-dataplane.ts';
 export { ModeFollowingDataplane, type ModeFollowingOptions } from './mode-following-dataplane.ts';
 export { ModeSwitchError, switchMode, type SwitchModeOptions, type SwitchModeResult } from './switch-mode.ts';
 export {
-  KUBE_PROXY_NFT_TABLES, removeKubeProxyNftTables, withKubeProxyTakeOver, type TakeOverOptions,
+  KUBE_PROXY_NFT_TABLES,
+  removeKubeProxyNftTables,
+  withKubeProxyTakeOver,
+  type TakeOverOptions,
 } from './kube-proxy-takeover.ts';
 export {
-  KUBE_PROXY_CHAINS, planKubeProxyIpvsRemoval, removeKubeProxyIpvs, snapshotKubeProxyIpvs, type KubeProxyIpvsSnapshot,
+  KUBE_PROXY_CHAINS,
+  planKubeProxyIpvsRemoval,
+  removeKubeProxyIpvs,
+  snapshotKubeProxyIpvs,
+  type KubeProxyIpvsSnapshot,
   type RemovalPlan,
 } from './kube-proxy-ipvs-takeover.ts';
 // IPVS backend
 export { IpvsDataplane, driftRepairsCounter, type IpvsDataplaneOptions } from './ipvs/ipvs-dataplane.ts';
 export { NetlinkKernel, type NetlinkKernelOptions } from './ipvs/netlink-kernel.ts';
-export { concurrentGroups, KernelTransaction, TransactionError, type KernelInterface } from './ipvs/kernel-transaction.ts';
+export {
+  concurrentGroups,
+  KernelTransaction,
+  TransactionError,
+  type KernelInterface,
+} from './ipvs/kernel-transaction.ts';
 export { describeOp, type KernelOp, type VsKey } from './ipvs/kernel-op.ts';
 export type {
-  NetfilterObservation, ObservedIpset, ObservedKernel, ObservedRealServer, ObservedVirtualServer,
+  NetfilterObservation,
+  ObservedIpset,
+  ObservedKernel,
+  ObservedRealServer,
+  ObservedVirtualServer,
 } from './ipvs/observed-kernel.ts';
 export { parseIptablesSave } from './ipvs/netfilter-glue.ts';
 export {
-  EMPTY_RECORD, FileOwnershipStore, MemoryOwnershipStore, type OwnershipRecord, type OwnershipStore,
+  EMPTY_RECORD,
+  FileOwnershipStore,
+  MemoryOwnershipStore,
+  type OwnershipRecord,
+  type OwnershipStore,
 } from './ipvs/ownership-record.ts';
 export { detectIpvsCapabilities, type IpvsCapabilities } from './ipvs/detect-capabilities.ts';
 // nftables backend

@@ -5,8 +5,24 @@ import { glueChains, glueSetNames, netfilterGlue } from './ipvs/netfilter-glue.t
 
 /** The chains kube-proxy's ipvs mode creates, per table (pkg/proxy/ipvs/proxier.go). */
 export const KUBE_PROXY_CHAINS: Readonly<Record<string, readonly string[]>> = {
-  nat: ['KUBE-SERVICES', 'KUBE-POSTROUTING', 'KUBE-NODE-PORT', 'KUBE-LOAD-BALANCER', 'KUBE-FIREWALL', 'KUBE-MARK-MASQ', 'KUBE-PROXY-CANARY'],
-  filter: ['KUBE-FORWARD', 'KUBE-NODE-PORT', 'KUBE-PROXY-FIREWALL', 'KUBE-SOURCE-RANGES-FIREWALL', 'KUBE-IPVS-FILTER', 'KUBE-IPVS-OUT-FILTER', 'KUBE-PROXY-CANARY'],
+  nat: [
+    'KUBE-SERVICES',
+    'KUBE-POSTROUTING',
+    'KUBE-NODE-PORT',
+    'KUBE-LOAD-BALANCER',
+    'KUBE-FIREWALL',
+    'KUBE-MARK-MASQ',
+    'KUBE-PROXY-CANARY',
+  ],
+  filter: [
+    'KUBE-FORWARD',
+    'KUBE-NODE-PORT',
+    'KUBE-PROXY-FIREWALL',
+    'KUBE-SOURCE-RANGES-FIREWALL',
+    'KUBE-IPVS-FILTER',
+    'KUBE-IPVS-OUT-FILTER',
+    'KUBE-PROXY-CANARY',
+  ],
   mangle: ['KUBE-PROXY-CANARY'],
 };
 const KUBE_PROXY_SETS = new Set(IPSET_TABLE.flatMap(([base]) => [ipsetName(base, 'IPv4'), ipsetName(base, 'IPv6')]));
@@ -38,9 +54,16 @@ const DEVICE = 'kube-ipvs0';
 
 export async function snapshotKubeProxyIpvs(exec: Exec = defaultExec): Promise<KubeProxyIpvsSnapshot> {
   const vips = (await exec('ip', ['-o', '-4', 'addr', 'show', 'dev', DEVICE]).catch(() => ''))
-    .split('\n').map((l) => /inet (\S+?)\/\d+/.exec(l)?.[1]).filter((x): x is string => !!x);
+    .split('\n')
+    .map((l) => /inet (\S+?)\/\d+/.exec(l)?.[1])
+    .filter((x): x is string => !!x);
   const nodePorts = new Set<string>();
-  for (const [set, proto] of [['KUBE-NODE-PORT-TCP', 'TCP'], ['KUBE-NODE-PORT-UDP', 'UDP'], ['KUBE-NODE-PORT-LOCAL-TCP', 'TCP'], ['KUBE-NODE-PORT-LOCAL-UDP', 'UDP']] as const) {
+  for (const [set, proto] of [
+    ['KUBE-NODE-PORT-TCP', 'TCP'],
+    ['KUBE-NODE-PORT-UDP', 'UDP'],
+    ['KUBE-NODE-PORT-LOCAL-TCP', 'TCP'],
+    ['KUBE-NODE-PORT-LOCAL-UDP', 'UDP'],
+  ] as const) {
     const text = await exec('ipset', ['save', set]).catch(() => '');
     for (const m of text.matchAll(/^add \S+ (\d+)$/gm)) nodePorts.add(`${proto}:${m[1]}`);
   }
@@ -68,7 +91,12 @@ export interface RemovalPlan {
 }
 
 /** Pure: what to remove, given the snapshot, what we rendered, iptables-save text and the ipset names present. */
-export function planKubeProxyIpvsRemoval(snap: KubeProxyIpvsSnapshot, desired: NodeState, iptablesSave: string, ipsets: readonly string[]): RemovalPlan {
+export function planKubeProxyIpvsRemoval(
+  snap: KubeProxyIpvsSnapshot,
+  desired: NodeState,
+  iptablesSave: string,
+  ipsets: readonly string[],
+): RemovalPlan {
   const host = (a: string, p: number) => (a.includes(':') ? `[${a}]:${p}` : `${a}:${p}`);
   const ours = new Set(desired.virtualServers.map((v) => `${v.protocol}/${host(v.address, v.port)}`));
   const ipvsDeletes = [...snap.services].filter(([k]) => !ours.has(k)).map(([, v]) => v);
@@ -85,24 +113,47 @@ export function planKubeProxyIpvsRemoval(snap: KubeProxyIpvsSnapshot, desired: N
     if (stale.length === 0) continue;
     const staleSet = new Set(stale);
     const deletes = [...text.matchAll(/^-A (\S+) (.*)$/gm)]
-      .filter((m) => !staleSet.has(m[1]!) && /(?:-j|-g) (\S+)/.exec(m[2]!) && staleSet.has(/(?:-j|-g) (\S+)/.exec(m[2]!)![1]!))
+      .filter(
+        (m) =>
+          !staleSet.has(m[1]!) && /(?:-j|-g) (\S+)/.exec(m[2]!) && staleSet.has(/(?:-j|-g) (\S+)/.exec(m[2]!)![1]!),
+      )
       .map((m) => `-D ${m[1]} ${m[2]}`);
     out.push(`*${table}`, ...deletes, ...stale.map((c) => `-F ${c}`), ...stale.map((c) => `-X ${c}`), 'COMMIT');
     staleChains.push(...stale.map((c) => `${table}/${c}`));
   }
   const usedSets = new Set([...desired.ipsets.map((s) => s.name), ...glueSetNames(glue)]);
   const ipsetDestroys = ipsets.filter((n) => KUBE_PROXY_SETS.has(n) && !usedSets.has(n));
-  return { ipvsDeletes, addressDeletes, iptablesRestore: out.length ? out.join('\n') + '\n' : '', staleChains, ipsetDestroys };
+  return {
+    ipvsDeletes,
+    addressDeletes,
+    iptablesRestore: out.length ? out.join('\n') + '\n' : '',
+    staleChains,
+    ipsetDestroys,
+  };
 }
 
 /** Runs the plan in the order that keeps every step valid; returns notes. */
-export async function removeKubeProxyIpvs(snap: KubeProxyIpvsSnapshot, desired: NodeState, exec: Exec = defaultExec): Promise<string[]> {
-  const plan = planKubeProxyIpvsRemoval(snap, desired, await exec('iptables-save', []), (await exec('ipset', ['list', '-n'])).split('\n').map((s) => s.trim()).filter(Boolean));
+export async function removeKubeProxyIpvs(
+  snap: KubeProxyIpvsSnapshot,
+  desired: NodeState,
+  exec: Exec = defaultExec,
+): Promise<string[]> {
+  const plan = planKubeProxyIpvsRemoval(
+    snap,
+    desired,
+    await exec('iptables-save', []),
+    (await exec('ipset', ['list', '-n']))
+      .split('\n')
+      .map((s) => s.trim())
+      .filter(Boolean),
+  );
   for (const s of plan.ipvsDeletes) await exec('ipvsadm', ['-D', s.flag, s.hostPort]);
   for (const a of plan.addressDeletes) await exec('ip', ['addr', 'del', `${a}/32`, 'dev', DEVICE]);
   if (plan.iptablesRestore) await exec('iptables-restore', ['--noflush'], plan.iptablesRestore);
   for (const n of plan.ipsetDestroys) await exec('ipset', ['destroy', n]);
-  const notes = [`take-over: removed kube-proxy's ${plan.ipvsDeletes.length} IPVS services, ${plan.addressDeletes.length} ${DEVICE} addresses, ${plan.staleChains.length} chains, ${plan.ipsetDestroys.length} ipsets we do not render`];
+  const notes = [
+    `take-over: removed kube-proxy's ${plan.ipvsDeletes.length} IPVS services, ${plan.addressDeletes.length} ${DEVICE} addresses, ${plan.staleChains.length} chains, ${plan.ipsetDestroys.length} ipsets we do not render`,
+  ];
   return notes;
 }
 
@@ -115,12 +166,13 @@ function splitTables(save: string): [string, string][] {
   return out;
 }
 
-const defaultExec: Exec = (cmd, args, input) => new Promise((resolve, reject) => {
-  const c = execFile(cmd, [...args], { maxBuffer: 256 << 20 }, (err, stdout, stderr) => {
-    if (err) reject(new Error(`${cmd} ${args.join(' ')}: ${String(stderr).trim().split('\n')[0] || err.message}`));
-    else resolve(String(stdout));
+const defaultExec: Exec = (cmd, args, input) =>
+  new Promise((resolve, reject) => {
+    const c = execFile(cmd, [...args], { maxBuffer: 256 << 20 }, (err, stdout, stderr) => {
+      if (err) reject(new Error(`${cmd} ${args.join(' ')}: ${String(stderr).trim().split('\n')[0] || err.message}`));
+      else resolve(String(stdout));
+    });
+    // EPIPE from a tool that exits early is reported by its exit code, never as an uncaught error.
+    c.stdin?.on('error', () => {});
+    if (input !== undefined) c.stdin?.end(input);
   });
-  // EPIPE from a tool that exits early is reported by its exit code, never as an uncaught error.
-  c.stdin?.on('error', () => {});
-  if (input !== undefined) c.stdin?.end(input);
-});

@@ -17,7 +17,10 @@ import { removeKubeProxyIpvs, snapshotKubeProxyIpvs, type KubeProxyIpvsSnapshot 
  * Done once per process: kube-proxy must already be stopped on the node (it leaves its rules in
  * place when stopped); a running kube-proxy would put its tables back and the two would fight.
  */
-export const KUBE_PROXY_NFT_TABLES = [['ip', 'kube-proxy'], ['ip6', 'kube-proxy']] as const;
+export const KUBE_PROXY_NFT_TABLES = [
+  ['ip', 'kube-proxy'],
+  ['ip6', 'kube-proxy'],
+] as const;
 
 export interface TakeOverOptions {
   /** Run nft inside this network namespace (`ip netns exec NS nft`). */
@@ -60,17 +63,32 @@ export function withKubeProxyTakeOver(dp: Dataplane, o: TakeOverOptions = {}): D
     } else if (dp.mode === 'nftables') {
       const removed = await removeKubeProxyNftTables(o);
       wrote = removed.length > 0;
-      notes = [removed.length ? `take-over: removed kube-proxy's tables ${removed.join(', ')}` : 'take-over: no kube-proxy tables present'];
+      notes = [
+        removed.length
+          ? `take-over: removed kube-proxy's tables ${removed.join(', ')}`
+          : 'take-over: no kube-proxy tables present',
+      ];
     } else {
       return r;
     }
     done = true;
     for (const n of notes) o.log?.(n);
-    return { ...r, kernelWrites: r.kernelWrites + (wrote ? 1 : 0), durationMs: r.durationMs + (performance.now() - t0), notes: [...r.notes, ...notes] };
+    return {
+      ...r,
+      kernelWrites: r.kernelWrites + (wrote ? 1 : 0),
+      durationMs: r.durationMs + (performance.now() - t0),
+      notes: [...r.notes, ...notes],
+    };
   };
   return {
-    get mode() { return dp.mode; },
-    apply: async (s) => { await before(); lastState = s; return after(await dp.apply(s)); },
+    get mode() {
+      return dp.mode;
+    },
+    apply: async (s) => {
+      await before();
+      lastState = s;
+      return after(await dp.apply(s));
+    },
     resync: async () => after(await dp.resync()),
     cleanup: () => dp.cleanup(),
     close: () => dp.close(),
@@ -78,15 +96,25 @@ export function withKubeProxyTakeOver(dp: Dataplane, o: TakeOverOptions = {}): D
 }
 
 function nft(o: TakeOverOptions, args: string[], input?: string): Promise<string> {
-  const [cmd, argv] = o.netns ? ['ip', ['netns', 'exec', o.netns, o.nftPath ?? 'nft', ...args]] : [o.nftPath ?? 'nft', args];
+  const [cmd, argv] = o.netns
+    ? ['ip', ['netns', 'exec', o.netns, o.nftPath ?? 'nft', ...args]]
+    : [o.nftPath ?? 'nft', args];
   return new Promise((resolve, reject) => {
     const c = spawn(cmd, argv, { stdio: ['pipe', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
-    c.stdout.on('data', (d: Buffer) => { out += d.toString(); });
-    c.stderr.on('data', (d: Buffer) => { err += d.toString(); });
+    c.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
+    c.stderr.on('data', (d: Buffer) => {
+      err += d.toString();
+    });
     c.on('error', reject);
-    c.on('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`nft ${args.join(' ')} failed (exit ${String(code)}): ${err.trim().split('\n')[0]}`))));
+    c.on('close', (code) =>
+      code === 0
+        ? resolve(out)
+        : reject(new Error(`nft ${args.join(' ')} failed (exit ${String(code)}): ${err.trim().split('\n')[0]}`)),
+    );
     // EPIPE from an nft that exits before reading its input is reported by the exit code; an
     // unhandled stream error would crash the process (seen: 'write EPIPE' aborting apply).
     c.stdin.on('error', () => {});

@@ -43,15 +43,20 @@ export class ModeFollowingDataplane implements Dataplane {
       // nftables mode balances at random, so falling back would silently break that promise.
       const hashed = state.virtualServers.find((vs) => HASHING_SCHEDULERS.has(vs.scheduler));
       if (hashed) {
-        throw new Error(`config asks for ipvs scheduler ${hashed.scheduler} (${HASHING_SCHEDULERS.get(hashed.scheduler)}) but ${this.options.ipvsUnavailableReason ?? 'IPVS is unavailable here'}; nftables balances at random and cannot keep that promise`);
+        throw new Error(
+          `config asks for ipvs scheduler ${hashed.scheduler} (${HASHING_SCHEDULERS.get(hashed.scheduler)}) but ${this.options.ipvsUnavailableReason ?? 'IPVS is unavailable here'}; nftables balances at random and cannot keep that promise`,
+        );
       }
       want = 'nftables';
-      notes.push(`config asks for ipvs but ${this.options.ipvsUnavailableReason ?? 'IPVS is unavailable here'}; running nftables`);
+      notes.push(
+        `config asks for ipvs but ${this.options.ipvsUnavailableReason ?? 'IPVS is unavailable here'}; running nftables`,
+      );
     }
     if (!this.current) {
       this.current = await this.options.open(want);
       const r = await this.current.apply(state);
-      const other: ProxyMode | undefined = want === 'ipvs' ? 'nftables' : this.options.ipvsAvailable ? 'ipvs' : undefined;
+      const other: ProxyMode | undefined =
+        want === 'ipvs' ? 'nftables' : this.options.ipvsAvailable ? 'ipvs' : undefined;
       if (other) {
         const dp = await this.options.open(other);
         try {

@@ -36,11 +36,17 @@ export async function switchMode(o: SwitchModeOptions): Promise<SwitchModeResult
     if (!applied.verified) throw new ModeSwitchError(`${o.to.mode} mode did not verify: ${applied.notes.join('; ')}`);
   } catch (e) {
     await o.to.cleanup().catch(() => undefined); // best effort; the old mode was never touched
-    throw e instanceof ModeSwitchError ? e : new ModeSwitchError(`${o.to.mode} mode failed to apply: ${(e as Error).message}`);
+    throw e instanceof ModeSwitchError
+      ? e
+      : new ModeSwitchError(`${o.to.mode} mode failed to apply: ${(e as Error).message}`);
   }
   const removed = await o.from.cleanup();
-  if (!removed.verified) throw new ModeSwitchError(`${o.from.mode} mode left state behind: ${removed.notes.join('; ')}`);
+  if (!removed.verified)
+    throw new ModeSwitchError(`${o.from.mode} mode left state behind: ${removed.notes.join('; ')}`);
   const recheck = await o.to.resync();
-  if (!recheck.verified) throw new ModeSwitchError(`${o.to.mode} mode drifted while ${o.from.mode} was removed: ${recheck.notes.join('; ')}`);
+  if (!recheck.verified)
+    throw new ModeSwitchError(
+      `${o.to.mode} mode drifted while ${o.from.mode} was removed: ${recheck.notes.join('; ')}`,
+    );
   return { applied, removed, recheck, durationMs: performance.now() - t0 };
 }

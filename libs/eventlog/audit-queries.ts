@@ -16,10 +16,17 @@ export interface ServiceHistoryEntry {
 
 /** Every event of one service (the Service and the slices labelled for it), oldest first. */
 export function serviceHistory(log: EventLog, ns: string, name: string): ServiceHistoryEntry[] {
-  const rows = databaseOf(log).prepare(`SELECT * FROM events WHERE namespace = ? AND service = ? AND kind IN ('Service','EndpointSlice') ORDER BY seq`)
+  const rows = databaseOf(log)
+    .prepare(
+      `SELECT * FROM events WHERE namespace = ? AND service = ? AND kind IN ('Service','EndpointSlice') ORDER BY seq`,
+    )
     .all(ns, name) as EventRow[];
-  const versionOf = databaseOf(log).prepare('SELECT min(version) AS v FROM versions WHERE seq_to >= ? AND content_of IS NULL');
-  const acks = databaseOf(log).prepare(`SELECT node, min(version) AS version, min(at) AS at FROM acks WHERE type = 'ACK' AND version >= ? GROUP BY node ORDER BY node`);
+  const versionOf = databaseOf(log).prepare(
+    'SELECT min(version) AS v FROM versions WHERE seq_to >= ? AND content_of IS NULL',
+  );
+  const acks = databaseOf(log).prepare(
+    `SELECT node, min(version) AS version, min(at) AS at FROM acks WHERE type = 'ACK' AND version >= ? GROUP BY node ORDER BY node`,
+  );
   return rows.map((r) => {
     const v = (versionOf.get(r.seq) as { v: number | null }).v ?? undefined;
     const ackedBy = v === undefined ? [] : (acks.all(v) as { node: string; version: number; at: string }[]);
@@ -48,11 +55,15 @@ export function nodeAt(log: EventLog, node: string, at?: string): NodeAtTime {
   // ACK times are ISO-8601 UTC strings compared as text; new Date(8.64e15) would print as
   // '+275760-…', which sorts before every real time, so the open bound is the last 4-digit year.
   const when = at === undefined ? '9999-12-31T23:59:59.999Z' : iso(at);
-  const row = databaseOf(log).prepare(`SELECT id, body FROM acks WHERE node = ? AND type = 'ACK' AND at <= ? ORDER BY at DESC, id DESC LIMIT 1`)
+  const row = databaseOf(log)
+    .prepare(`SELECT id, body FROM acks WHERE node = ? AND type = 'ACK' AND at <= ? ORDER BY at DESC, id DESC LIMIT 1`)
     .get(node, when) as { id: number; body: string } | undefined;
   const ack = row && (JSON.parse(row.body) as Ack);
-  const nacksSince = (databaseOf(log).prepare(`SELECT count(*) AS n FROM acks WHERE node = ? AND type = 'NACK' AND at <= ? AND at >= ?`)
-    .get(node, when, ack?.at ?? '') as { n: number }).n;
+  const nacksSince = (
+    databaseOf(log)
+      .prepare(`SELECT count(*) AS n FROM acks WHERE node = ? AND type = 'NACK' AND at <= ? AND at >= ?`)
+      .get(node, when, ack?.at ?? '') as { n: number }
+  ).n;
   if (!ack) return { node, at: when, ack, nacksSince, services: [], nodeStateVerified: undefined };
   const r = replayVersion(log, ack.version);
   const services = [...r.state.data.services()].map((s) => s.key).sort();
@@ -88,7 +99,9 @@ export function diffVersions(log: EventLog, a: number, b: number): VersionDiff {
   const svc = delta.upsertServices.map((s) => s.key);
   const nodes = delta.upsertNodes.map((n) => n.name);
   return {
-    from: a, to: b, delta,
+    from: a,
+    to: b,
+    delta,
     servicesAdded: svc.filter((k) => from.service(k) === undefined),
     servicesChanged: svc.filter((k) => from.service(k) !== undefined),
     servicesRemoved: [...delta.removeServices],
@@ -118,7 +131,10 @@ export interface NodeLag {
  */
 export function nodesBehind(log: EventLog, opts: { all?: boolean } = {}): NodeLag[] {
   const latest = log.latestVersion()?.version ?? 0;
-  const rows = databaseOf(log).prepare(`SELECT a.body FROM acks a JOIN (SELECT node, max(id) AS id FROM acks GROUP BY node) l ON a.id = l.id ORDER BY a.node`)
+  const rows = databaseOf(log)
+    .prepare(
+      `SELECT a.body FROM acks a JOIN (SELECT node, max(id) AS id FROM acks GROUP BY node) l ON a.id = l.id ORDER BY a.node`,
+    )
     .all() as { body: string }[];
   const acked = databaseOf(log).prepare(`SELECT max(version) AS v FROM acks WHERE node = ? AND type = 'ACK'`);
   const out: NodeLag[] = [];
@@ -126,7 +142,15 @@ export function nodesBehind(log: EventLog, opts: { all?: boolean } = {}): NodeLa
     const last = JSON.parse(body) as AckOrNack;
     const ackedVersion = (acked.get(last.node) as { v: number | null }).v ?? 0;
     const status: NodeLagStatus = last.type === 'NACK' ? 'FAILED' : last.version < latest ? 'BEHIND' : 'CURRENT';
-    if (opts.all || status !== 'CURRENT') out.push({ node: last.node, status, version: last.version, ackedVersion, latestVersion: latest, lastReport: last });
+    if (opts.all || status !== 'CURRENT')
+      out.push({
+        node: last.node,
+        status,
+        version: last.version,
+        ackedVersion,
+        latestVersion: latest,
+        lastReport: last,
+      });
   }
   return out;
 }
@@ -136,5 +160,3 @@ function iso(at: string): string {
   if (Number.isNaN(t)) throw new EventLogError('INVALID', `--at ${at}: not an ISO-8601 time`);
   return new Date(t).toISOString();
 }
-
-

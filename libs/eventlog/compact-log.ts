@@ -25,7 +25,9 @@ export function compactLog(log: EventLog, before: number): CompactResult {
   const target = log.version(before);
   if (!target) throw new EventLogError('NOT_FOUND', `compact: version ${before} does not exist`);
   const cut = target.seqTo;
-  const anchor = (databaseOf(log).prepare(`SELECT anchor_id AS a FROM chain_heads WHERE chain = 'events'`).get() as { a: number }).a;
+  const anchor = (
+    databaseOf(log).prepare(`SELECT anchor_id AS a FROM chain_heads WHERE chain = 'events'`).get() as { a: number }
+  ).a;
   const needed = new Set<number>([cut]);
   for (const v of log.versions({ from: before })) {
     const src = contentSource(log, v.version);
@@ -37,17 +39,38 @@ export function compactLog(log: EventLog, before: number): CompactResult {
   const toWrite = [...needed].filter((s) => !have.has(s)).map((seq) => ({ seq, fold: rebuildAtSeq(log, seq) }));
   const createdAt = new Date().toISOString();
   try {
-    return databaseOf(log).transaction(() => {
-      for (const w of toWrite) writeCheckpoint(databaseOf(log), { state: w.fold.state, rejections: w.fold.rejections.values(), seq: w.seq, version: before, createdAt });
-      if (cut <= anchor) return { cutSeq: anchor, eventsRemoved: 0, checkpointsRemoved: 0, checkpointsWritten: toWrite.length };
-      const last = databaseOf(log).prepare('SELECT row_hash FROM events WHERE seq = ?').get(cut) as { row_hash: string } | undefined;
-      if (!last) throw new EventLogError('INVALID', `compact: event ${cut} is missing; run db verify`);
-      const removed = databaseOf(log).prepare('DELETE FROM events WHERE seq <= ?').run(cut).changes;
-      const placeholders = [...needed].map(() => '?').join(',');
-      const cpRemoved = databaseOf(log).prepare(`DELETE FROM checkpoints WHERE seq < ? AND seq NOT IN (${placeholders})`).run(cut, ...needed).changes;
-      databaseOf(log).prepare(`UPDATE chain_heads SET anchor_id = ?, anchor_hash = ? WHERE chain = 'events'`).run(cut, last.row_hash);
-      return { cutSeq: cut, eventsRemoved: removed, checkpointsRemoved: cpRemoved, checkpointsWritten: toWrite.length };
-    }).immediate();
+    return databaseOf(log)
+      .transaction(() => {
+        for (const w of toWrite)
+          writeCheckpoint(databaseOf(log), {
+            state: w.fold.state,
+            rejections: w.fold.rejections.values(),
+            seq: w.seq,
+            version: before,
+            createdAt,
+          });
+        if (cut <= anchor)
+          return { cutSeq: anchor, eventsRemoved: 0, checkpointsRemoved: 0, checkpointsWritten: toWrite.length };
+        const last = databaseOf(log).prepare('SELECT row_hash FROM events WHERE seq = ?').get(cut) as
+          | { row_hash: string }
+          | undefined;
+        if (!last) throw new EventLogError('INVALID', `compact: event ${cut} is missing; run db verify`);
+        const removed = databaseOf(log).prepare('DELETE FROM events WHERE seq <= ?').run(cut).changes;
+        const placeholders = [...needed].map(() => '?').join(',');
+        const cpRemoved = databaseOf(log)
+          .prepare(`DELETE FROM checkpoints WHERE seq < ? AND seq NOT IN (${placeholders})`)
+          .run(cut, ...needed).changes;
+        databaseOf(log)
+          .prepare(`UPDATE chain_heads SET anchor_id = ?, anchor_hash = ? WHERE chain = 'events'`)
+          .run(cut, last.row_hash);
+        return {
+          cutSeq: cut,
+          eventsRemoved: removed,
+          checkpointsRemoved: cpRemoved,
+          checkpointsWritten: toWrite.length,
+        };
+      })
+      .immediate();
   } catch (e) {
     throw translateSqliteError(e, `compact ${log.file}`);
   }

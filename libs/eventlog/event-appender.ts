@@ -18,7 +18,10 @@ export class EventAppender {
   private scheduled = false;
   private readonly maxBatch: number;
 
-  constructor(private readonly log: EventLog, opts: { maxBatch?: number } = {}) {
+  constructor(
+    private readonly log: EventLog,
+    opts: { maxBatch?: number } = {},
+  ) {
     this.maxBatch = opts.maxBatch ?? 1000;
   }
 

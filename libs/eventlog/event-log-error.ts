@@ -4,13 +4,23 @@
  * callers and tests tell them apart without matching message text.
  */
 export type EventLogErrorCode =
-  | 'NOT_A_DATABASE' | 'FOREIGN_DATABASE' | 'SCHEMA_TOO_NEW' | 'DISK_FULL' | 'NOT_FOUND'
-  | 'COMPACTED' | 'INVALID' | 'IO'
+  | 'NOT_A_DATABASE'
+  | 'FOREIGN_DATABASE'
+  | 'SCHEMA_TOO_NEW'
+  | 'DISK_FULL'
+  | 'NOT_FOUND'
+  | 'COMPACTED'
+  | 'INVALID'
+  | 'IO'
   /** Rows offered for import, export or truncation do not continue this file's chains (another history). */
   | 'DIVERGED';
 
 export class EventLogError extends Error {
-  constructor(readonly code: EventLogErrorCode, message: string, options?: { cause?: unknown }) {
+  constructor(
+    readonly code: EventLogErrorCode,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
     super(message, options);
     this.name = 'EventLogError';
   }
@@ -21,8 +31,10 @@ export function translateSqliteError(e: unknown, context: string): unknown {
   const code = (e as { code?: unknown })?.code;
   if (typeof code !== 'string' || !code.startsWith('SQLITE_')) return e;
   const msg = e instanceof Error ? e.message : String(e);
-  if (code === 'SQLITE_FULL') return new EventLogError('DISK_FULL', `${context}: disk full (${msg}); nothing was written`, { cause: e });
-  if (code === 'SQLITE_NOTADB' || code === 'SQLITE_CORRUPT') return new EventLogError('NOT_A_DATABASE', `${context}: not a usable SQLite file (${msg})`, { cause: e });
+  if (code === 'SQLITE_FULL')
+    return new EventLogError('DISK_FULL', `${context}: disk full (${msg}); nothing was written`, { cause: e });
+  if (code === 'SQLITE_NOTADB' || code === 'SQLITE_CORRUPT')
+    return new EventLogError('NOT_A_DATABASE', `${context}: not a usable SQLite file (${msg})`, { cause: e });
   if (code.startsWith('SQLITE_IOERR') || code === 'SQLITE_CANTOPEN' || code === 'SQLITE_READONLY') {
     return new EventLogError('IO', `${context}: ${msg} (${code})`, { cause: e });
   }

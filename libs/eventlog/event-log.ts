@@ -1,8 +1,14 @@
 import type Database from 'better-sqlite3';
 import {
-  canonicalJson, contentHash,
-  type AckOrNack, type ConfigRevision, type DataDelta, type LoggedWatchEvent,
-  type Operation, type ProxyConfig, type WatchEvent,
+  canonicalJson,
+  contentHash,
+  type AckOrNack,
+  type ConfigRevision,
+  type DataDelta,
+  type LoggedWatchEvent,
+  type Operation,
+  type ProxyConfig,
+  type WatchEvent,
 } from '../model/index.ts';
 import { EventLogError, translateSqliteError } from './event-log-error.ts';
 import { openDatabase, type SchemaStatus } from './open-database.ts';
@@ -13,10 +19,25 @@ import { writeCheckpoint, listCheckpoints, type Checkpoint } from './checkpoints
 import { SqliteResumeStore } from './sqlite-resume-store.ts';
 import { registerDatabase } from './database-handle.ts';
 import {
-  exportRows, holdsPosition, importRows, isAhead, positionOf, replaceResumePoints, truncateRows,
-  type LogPosition, type RawRow, type RowBatch,
+  exportRows,
+  holdsPosition,
+  importRows,
+  isAhead,
+  positionOf,
+  replaceResumePoints,
+  truncateRows,
+  type LogPosition,
+  type RawRow,
+  type RowBatch,
 } from './log-rows.ts';
-import { listTruncations, readMark, recordTruncation, writeMark, type ReplicationMark, type TruncationRecord } from './replication-mark.ts';
+import {
+  listTruncations,
+  readMark,
+  recordTruncation,
+  writeMark,
+  type ReplicationMark,
+  type TruncationRecord,
+} from './replication-mark.ts';
 import type { ClusterState, ObjectRejection } from '../planner/index.ts';
 
 export interface EventLogOptions {
@@ -60,7 +81,12 @@ export class EventLog {
   private readonly stmt: ReturnType<EventLog['prepare']>;
   private resume: SqliteResumeStore | undefined;
 
-  private constructor(readonly file: string, private readonly db: Database.Database, readonly schema: SchemaStatus, now?: () => Date) {
+  private constructor(
+    readonly file: string,
+    private readonly db: Database.Database,
+    readonly schema: SchemaStatus,
+    now?: () => Date,
+  ) {
     registerDatabase(this, db);
     this.now = now ?? (() => new Date());
     this.stmt = this.prepare();
@@ -76,14 +102,22 @@ export class EventLog {
     return {
       head: d.prepare('SELECT head_id AS id, head_hash AS hash FROM chain_heads WHERE chain = ?'),
       setHead: d.prepare('UPDATE chain_heads SET head_id = ?, head_hash = ? WHERE chain = ?'),
-      insertEvent: d.prepare(`INSERT INTO events (seq, received_at, kind, type, origin, namespace, name, uid, resource_version, service, object, row_hash)
+      insertEvent:
+        d.prepare(`INSERT INTO events (seq, received_at, kind, type, origin, namespace, name, uid, resource_version, service, object, row_hash)
         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-      insertVersion: d.prepare(`INSERT INTO versions (version, parent, hash, reason, created_at, seq_from, seq_to, content_of, delta, row_hash)
+      insertVersion:
+        d.prepare(`INSERT INTO versions (version, parent, hash, reason, created_at, seq_from, seq_to, content_of, delta, row_hash)
         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
       version: d.prepare('SELECT * FROM versions WHERE version = ?'),
-      insertConfig: d.prepare('INSERT INTO config_revisions (revision, hash, reason, created_at, config, row_hash) VALUES (?, ?, ?, ?, ?, ?)'),
-      insertAck: d.prepare('INSERT INTO acks (id, type, node, version, config_revision, at, body, row_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)'),
-      insertOp: d.prepare('INSERT INTO operations (id, kind, actor, reason, params, version, at, row_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)'),
+      insertConfig: d.prepare(
+        'INSERT INTO config_revisions (revision, hash, reason, created_at, config, row_hash) VALUES (?, ?, ?, ?, ?, ?)',
+      ),
+      insertAck: d.prepare(
+        'INSERT INTO acks (id, type, node, version, config_revision, at, body, row_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+      ),
+      insertOp: d.prepare(
+        'INSERT INTO operations (id, kind, actor, reason, params, version, at, row_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+      ),
     };
   }
 
@@ -137,7 +171,16 @@ export class EventLog {
     if (events.length === 0) return [];
     const receivedAt = this.now().toISOString();
     const rows = events.map((e) => [
-      receivedAt, e.kind, e.type, e.origin, e.namespace, e.name, e.uid, e.resourceVersion, serviceOf(e), JSON.stringify(e.object),
+      receivedAt,
+      e.kind,
+      e.type,
+      e.origin,
+      e.namespace,
+      e.name,
+      e.uid,
+      e.resourceVersion,
+      serviceOf(e),
+      JSON.stringify(e.object),
     ]);
     const out = this.write(`append of ${events.length} events`, () => {
       const h = this.head('events');
@@ -160,7 +203,8 @@ export class EventLog {
 
   /** Events with fromSeq ≤ seq ≤ toSeq, in order. */
   events(opts: { fromSeq?: number; toSeq?: number; limit?: number } = {}): LoggedWatchEvent[] {
-    const rows = this.db.prepare(`SELECT * FROM events WHERE seq >= ? AND seq <= ? ORDER BY seq LIMIT ?`)
+    const rows = this.db
+      .prepare(`SELECT * FROM events WHERE seq >= ? AND seq <= ? ORDER BY seq LIMIT ?`)
       .all(opts.fromSeq ?? 0, opts.toSeq ?? Number.MAX_SAFE_INTEGER, opts.limit ?? -1) as EventRow[];
     return rows.map(rowToEvent);
   }
@@ -171,32 +215,60 @@ export class EventLog {
    * Uses the events_by_object index; objects whose events were all compacted away are not included.
    */
   liveObjectEvents(): LoggedWatchEvent[] {
-    const rows = this.db.prepare(`SELECT e.* FROM events e
+    const rows = this.db
+      .prepare(`SELECT e.* FROM events e
       JOIN (SELECT MAX(seq) AS seq FROM events GROUP BY kind, namespace, name) last ON e.seq = last.seq
-      WHERE e.type != 'DELETED' ORDER BY e.seq`).all() as EventRow[];
+      WHERE e.type != 'DELETED' ORDER BY e.seq`)
+      .all() as EventRow[];
     return rows.map(rowToEvent);
   }
 
   /** Records the next data version (number = last + 1, parent = last). */
   recordVersion(input: RecordVersionInput): VersionRecord {
-    if (!HEX64.test(input.hash)) throw new EventLogError('INVALID', `recordVersion: hash must be 64 hex digits, got ${JSON.stringify(input.hash)}`);
-    if (!Number.isInteger(input.seqTo) || input.seqTo < 0) throw new EventLogError('INVALID', `recordVersion: bad seqTo ${input.seqTo}`);
+    if (!HEX64.test(input.hash))
+      throw new EventLogError(
+        'INVALID',
+        `recordVersion: hash must be 64 hex digits, got ${JSON.stringify(input.hash)}`,
+      );
+    if (!Number.isInteger(input.seqTo) || input.seqTo < 0)
+      throw new EventLogError('INVALID', `recordVersion: bad seqTo ${input.seqTo}`);
     const createdAt = this.now().toISOString();
     return this.write('recordVersion', () => {
       const last = this.latestVersion();
       const lastSeq = this.lastSeq();
-      if (input.seqTo > lastSeq) throw new EventLogError('INVALID', `recordVersion: covers seq ${input.seqTo} but the log holds events only up to ${lastSeq}`);
-      if (last && input.seqTo < last.seqTo) throw new EventLogError('INVALID', `recordVersion: seqTo ${input.seqTo} is before version ${last.version}'s ${last.seqTo}`);
+      if (input.seqTo > lastSeq)
+        throw new EventLogError(
+          'INVALID',
+          `recordVersion: covers seq ${input.seqTo} but the log holds events only up to ${lastSeq}`,
+        );
+      if (last && input.seqTo < last.seqTo)
+        throw new EventLogError(
+          'INVALID',
+          `recordVersion: seqTo ${input.seqTo} is before version ${last.version}'s ${last.seqTo}`,
+        );
       if (input.contentOf !== undefined) {
         const src = this.version(input.contentOf);
-        if (!src) throw new EventLogError('NOT_FOUND', `recordVersion: content_of version ${input.contentOf} does not exist`);
-        if (src.hash !== input.hash) throw new EventLogError('INVALID', `recordVersion: hash ${input.hash} differs from version ${src.version}'s ${src.hash}`);
+        if (!src)
+          throw new EventLogError('NOT_FOUND', `recordVersion: content_of version ${input.contentOf} does not exist`);
+        if (src.hash !== input.hash)
+          throw new EventLogError(
+            'INVALID',
+            `recordVersion: hash ${input.hash} differs from version ${src.version}'s ${src.hash}`,
+          );
       }
       const parent = last?.version ?? 0;
       const seqFrom = (last?.seqTo ?? 0) + 1;
       const delta = input.delta ? canonicalJson(input.delta) : null;
-      const version = this.appendChained('versions', this.stmt.insertVersion,
-        [parent, input.hash, input.reason, createdAt, seqFrom, input.seqTo, input.contentOf ?? null, delta]);
+      const version = this.appendChained('versions', this.stmt.insertVersion, [
+        parent,
+        input.hash,
+        input.reason,
+        createdAt,
+        seqFrom,
+        input.seqTo,
+        input.contentOf ?? null,
+        delta,
+      ]);
       return this.version(version)!;
     });
   }
@@ -212,20 +284,25 @@ export class EventLog {
   }
 
   versions(opts: { from?: number; to?: number } = {}): VersionRecord[] {
-    const rows = this.db.prepare('SELECT * FROM versions WHERE version >= ? AND version <= ? ORDER BY version')
+    const rows = this.db
+      .prepare('SELECT * FROM versions WHERE version >= ? AND version <= ? ORDER BY version')
       .all(opts.from ?? 0, opts.to ?? Number.MAX_SAFE_INTEGER) as VersionRow[];
     return rows.map(rowToVersion);
   }
 
   /** The latest version created at or before `at` (ISO-8601). */
   versionAt(at: string): VersionRecord | undefined {
-    const row = this.db.prepare('SELECT * FROM versions WHERE created_at <= ? ORDER BY version DESC LIMIT 1').get(at) as VersionRow | undefined;
+    const row = this.db.prepare('SELECT * FROM versions WHERE created_at <= ? ORDER BY version DESC LIMIT 1').get(at) as
+      | VersionRow
+      | undefined;
     return row && rowToVersion(row);
   }
 
   /** The stored delta of version n against its parent (undefined when none was recorded). */
   versionDelta(n: number): DataDelta | undefined {
-    const row = this.db.prepare('SELECT delta FROM versions WHERE version = ?').get(n) as { delta: string | null } | undefined;
+    const row = this.db.prepare('SELECT delta FROM versions WHERE version = ?').get(n) as
+      | { delta: string | null }
+      | undefined;
     return row?.delta ? (JSON.parse(row.delta) as DataDelta) : undefined;
   }
 
@@ -233,14 +310,29 @@ export class EventLog {
     const createdAt = this.now().toISOString();
     const hash = contentHash(input.config);
     const revision = this.write('recordConfigRevision', () =>
-      this.appendChained('config_revisions', this.stmt.insertConfig, [hash, input.reason, createdAt, canonicalJson(input.config)]));
+      this.appendChained('config_revisions', this.stmt.insertConfig, [
+        hash,
+        input.reason,
+        createdAt,
+        canonicalJson(input.config),
+      ]),
+    );
     return { revision, config: input.config, hash, reason: input.reason, createdAt };
   }
 
   configRevision(n: number): ConfigRevision | undefined {
     const r = this.db.prepare('SELECT * FROM config_revisions WHERE revision = ?').get(n) as
-      { revision: number; hash: string; reason: string; created_at: string; config: string } | undefined;
-    return r && { revision: r.revision, hash: r.hash, reason: r.reason, createdAt: r.created_at, config: JSON.parse(r.config) as ProxyConfig };
+      | { revision: number; hash: string; reason: string; created_at: string; config: string }
+      | undefined;
+    return (
+      r && {
+        revision: r.revision,
+        hash: r.hash,
+        reason: r.reason,
+        createdAt: r.created_at,
+        config: JSON.parse(r.config) as ProxyConfig,
+      }
+    );
   }
 
   latestConfigRevision(): ConfigRevision | undefined {
@@ -250,10 +342,20 @@ export class EventLog {
 
   /** Records an ACK or NACK as received; returns its row id. */
   recordAck(a: AckOrNack): number {
-    if (a.type !== 'ACK' && a.type !== 'NACK') throw new EventLogError('INVALID', `recordAck: type must be ACK or NACK`);
-    if (!a.node || !Number.isInteger(a.version)) throw new EventLogError('INVALID', `recordAck: node and integer version required`);
+    if (a.type !== 'ACK' && a.type !== 'NACK')
+      throw new EventLogError('INVALID', `recordAck: type must be ACK or NACK`);
+    if (!a.node || !Number.isInteger(a.version))
+      throw new EventLogError('INVALID', `recordAck: node and integer version required`);
     return this.write('recordAck', () =>
-      this.appendChained('acks', this.stmt.insertAck, [a.type, a.node, a.version, a.configRevision, a.at, canonicalJson(a)]));
+      this.appendChained('acks', this.stmt.insertAck, [
+        a.type,
+        a.node,
+        a.version,
+        a.configRevision,
+        a.at,
+        canonicalJson(a),
+      ]),
+    );
   }
 
   /** Records who did which rollout/rollback/pin and why; `version` is the version it made, if any. */
@@ -261,21 +363,65 @@ export class EventLog {
     if (!op.actor || !op.reason) throw new EventLogError('INVALID', `recordOperation: actor and reason are required`);
     const at = this.now().toISOString();
     const id = this.write('recordOperation', () =>
-      this.appendChained('operations', this.stmt.insertOp, [op.kind, op.actor, op.reason, canonicalJson(op.params), op.version ?? null, at]));
+      this.appendChained('operations', this.stmt.insertOp, [
+        op.kind,
+        op.actor,
+        op.reason,
+        canonicalJson(op.params),
+        op.version ?? null,
+        at,
+      ]),
+    );
     return { id, kind: op.kind, actor: op.actor, reason: op.reason, params: op.params, version: op.version, at };
   }
 
   operations(): OperationRecord[] {
-    const rows = this.db.prepare('SELECT * FROM operations ORDER BY id').all() as
-      { id: number; kind: Operation['kind']; actor: string; reason: string; params: string; version: number | null; at: string }[];
-    return rows.map((r) => ({ id: r.id, kind: r.kind, actor: r.actor, reason: r.reason, params: JSON.parse(r.params), version: r.version ?? undefined, at: r.at }));
+    const rows = this.db.prepare('SELECT * FROM operations ORDER BY id').all() as {
+      id: number;
+      kind: Operation['kind'];
+      actor: string;
+      reason: string;
+      params: string;
+      version: number | null;
+      at: string;
+    }[];
+    return rows.map((r) => ({
+      id: r.id,
+      kind: r.kind,
+      actor: r.actor,
+      reason: r.reason,
+      params: JSON.parse(r.params),
+      version: r.version ?? undefined,
+      at: r.at,
+    }));
   }
 
   /** The latest operation whose params carry `param` (even as null): the state it left, in O(1) reads from the end. */
   latestOperationWith(param: string): OperationRecord | undefined {
-    const r = this.db.prepare(`SELECT * FROM operations WHERE json_type(params, '$.' || ?) IS NOT NULL ORDER BY id DESC LIMIT 1`).get(param) as
-      { id: number; kind: Operation['kind']; actor: string; reason: string; params: string; version: number | null; at: string } | undefined;
-    return r && { id: r.id, kind: r.kind, actor: r.actor, reason: r.reason, params: JSON.parse(r.params), version: r.version ?? undefined, at: r.at };
+    const r = this.db
+      .prepare(`SELECT * FROM operations WHERE json_type(params, '$.' || ?) IS NOT NULL ORDER BY id DESC LIMIT 1`)
+      .get(param) as
+      | {
+          id: number;
+          kind: Operation['kind'];
+          actor: string;
+          reason: string;
+          params: string;
+          version: number | null;
+          at: string;
+        }
+      | undefined;
+    return (
+      r && {
+        id: r.id,
+        kind: r.kind,
+        actor: r.actor,
+        reason: r.reason,
+        params: JSON.parse(r.params),
+        version: r.version ?? undefined,
+        at: r.at,
+      }
+    );
   }
 
   /** The informer's resume points, stored in this log (saves ride on the next append; see SqliteResumeStore). */
@@ -289,10 +435,18 @@ export class EventLog {
    */
   checkpoint(state: ClusterState, opts: { seq?: number; rejections?: Iterable<ObjectRejection> } = {}): Checkpoint {
     const seq = opts.seq ?? this.lastSeq();
-    if (seq > this.lastSeq()) throw new EventLogError('INVALID', `checkpoint: seq ${seq} is past the last event ${this.lastSeq()}`);
+    if (seq > this.lastSeq())
+      throw new EventLogError('INVALID', `checkpoint: seq ${seq} is past the last event ${this.lastSeq()}`);
     const createdAt = this.now().toISOString();
     return this.write('checkpoint', () =>
-      writeCheckpoint(this.db, { state, rejections: opts.rejections ?? [], seq, version: this.head('versions').id, createdAt }));
+      writeCheckpoint(this.db, {
+        state,
+        rejections: opts.rejections ?? [],
+        seq,
+        version: this.head('versions').id,
+        createdAt,
+      }),
+    );
   }
 
   checkpoints(): Checkpoint[] {
@@ -344,18 +498,36 @@ export class EventLog {
    * Drops every row after `to` (a position this log holds) in one transaction, records what was
    * dropped in replication_truncations (with the rows) and sets the resume points and mark given.
    */
-  truncateTo(to: LogPosition, record: { stream: string; streamSeq: number; reason: string; resumePoints?: readonly RawRow[]; mark?: ReplicationMark }): TruncationRecord | undefined {
+  truncateTo(
+    to: LogPosition,
+    record: {
+      stream: string;
+      streamSeq: number;
+      reason: string;
+      resumePoints?: readonly RawRow[];
+      mark?: ReplicationMark;
+    },
+  ): TruncationRecord | undefined {
     const at = this.now().toISOString();
     const from = this.position();
     const id = this.write('truncation to the replicated position', () => {
-      if (!holdsPosition(this.db, to)) throw new EventLogError('DIVERGED', 'truncate: this log does not hold the position to truncate to');
+      if (!holdsPosition(this.db, to))
+        throw new EventLogError('DIVERGED', 'truncate: this log does not hold the position to truncate to');
       const dropped = truncateRows(this.db, to);
       if (record.resumePoints) {
         this.db.prepare('DELETE FROM resume_points').run();
         replaceResumePoints(this.db, record.resumePoints);
       }
       if (record.mark) writeMark(this.db, record.mark, at);
-      return recordTruncation(this.db, { at, stream: record.stream, streamSeq: record.streamSeq, reason: record.reason, from, to, dropped });
+      return recordTruncation(this.db, {
+        at,
+        stream: record.stream,
+        streamSeq: record.streamSeq,
+        reason: record.reason,
+        from,
+        to,
+        dropped,
+      });
     });
     return listTruncations(this.db).find((t) => t.id === id);
   }

@@ -1,30 +1,57 @@
 import {
-  isKubeKind, isWatchEventOrigin, isWatchEventType, SERVICE_NAME_LABEL, type KubeKind, type LoggedWatchEvent, type WatchEvent,
+  isKubeKind,
+  isWatchEventOrigin,
+  isWatchEventType,
+  SERVICE_NAME_LABEL,
+  type KubeKind,
+  type LoggedWatchEvent,
+  type WatchEvent,
 } from '../model/index.ts';
 import { EventLogError } from './event-log-error.ts';
 
 /** One row of the events table, and the checks and derivations an event goes through to become one. */
 
 export interface EventRow {
-  seq: number; received_at: string; kind: KubeKind; type: WatchEvent['type']; origin: WatchEvent['origin'];
-  namespace: string; name: string; uid: string; resource_version: string; service: string; object: string; row_hash: string;
+  seq: number;
+  received_at: string;
+  kind: KubeKind;
+  type: WatchEvent['type'];
+  origin: WatchEvent['origin'];
+  namespace: string;
+  name: string;
+  uid: string;
+  resource_version: string;
+  service: string;
+  object: string;
+  row_hash: string;
 }
 
 export function rowToEvent(r: EventRow): LoggedWatchEvent {
   return {
-    seq: r.seq, receivedAt: r.received_at, kind: r.kind, type: r.type, origin: r.origin, namespace: r.namespace,
-    name: r.name, uid: r.uid, resourceVersion: r.resource_version, object: JSON.parse(r.object),
+    seq: r.seq,
+    receivedAt: r.received_at,
+    kind: r.kind,
+    type: r.type,
+    origin: r.origin,
+    namespace: r.namespace,
+    name: r.name,
+    uid: r.uid,
+    resourceVersion: r.resource_version,
+    object: JSON.parse(r.object),
   };
 }
 
 export function validateEvent(e: WatchEvent, i: number): void {
-  const bad = (why: string): never => { throw new EventLogError('INVALID', `appendEvents: event ${i} ${why}; batch not written`); };
+  const bad = (why: string): never => {
+    throw new EventLogError('INVALID', `appendEvents: event ${i} ${why}; batch not written`);
+  };
   if (!e || typeof e !== 'object') bad('is not an object');
   if (!isKubeKind(e.kind)) bad(`has unknown kind ${JSON.stringify(e.kind)}`);
   if (!isWatchEventType(e.type)) bad(`has unknown type ${JSON.stringify(e.type)}`);
   if (!isWatchEventOrigin(e.origin)) bad(`has unknown origin ${JSON.stringify(e.origin)}`);
   if (typeof e.name !== 'string' || e.name === '') bad('has no name');
-  if (typeof e.namespace !== 'string' || typeof e.uid !== 'string' || typeof e.resourceVersion !== 'string') bad('has non-string namespace/uid/resourceVersion');
+  if (typeof e.namespace !== 'string' || typeof e.uid !== 'string' || typeof e.resourceVersion !== 'string')
+    bad('has non-string namespace/uid/resourceVersion');
   if (e.object === undefined) bad('has no object');
 }
 

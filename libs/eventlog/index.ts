@@ -4,14 +4,49 @@ export { EventLogError, type EventLogErrorCode } from './event-log-error.ts';
 export type { VersionRecord } from './version-record.ts';
 export type { Checkpoint, CheckpointWithObjects } from './checkpoints.ts';
 export { SqliteResumeStore } from './sqlite-resume-store.ts';
-export { rebuildAtSeq, replayVersion, replayAt, contentSource, versionArtifact, type RebuildResult, type VersionReplay, type RebuildOptions } from './replay.ts';
+export {
+  rebuildAtSeq,
+  replayVersion,
+  replayAt,
+  contentSource,
+  versionArtifact,
+  type RebuildResult,
+  type VersionReplay,
+  type RebuildOptions,
+} from './replay.ts';
 export { GENESIS_HASH, chainHash } from './row-chain.ts';
 export { APPLICATION_ID, type SchemaStatus } from './open-database.ts';
 export { verifyLog, type VerifyReport, type VerifyProblem } from './verify-log.ts';
 export { compactLog, backupLog, type CompactResult } from './compact-log.ts';
-export { serviceHistory, nodeAt, diffVersions, nodesBehind, type ServiceHistoryEntry, type NodeAtTime, type VersionDiff, type NodeLag, type NodeLagStatus } from './audit-queries.ts';
+export {
+  serviceHistory,
+  nodeAt,
+  diffVersions,
+  nodesBehind,
+  type ServiceHistoryEntry,
+  type NodeAtTime,
+  type VersionDiff,
+  type NodeLag,
+  type NodeLagStatus,
+} from './audit-queries.ts';
 export { EventAppender } from './event-appender.ts';
 export { versionAnchor, checkVersionAnchor } from './version-anchor.ts';
-export { EMPTY_POSITION, rowCount, batchRows, samePosition, type LogPosition, type ChainHead, type RowBatch, type RawRow } from './log-rows.ts';
+export {
+  EMPTY_POSITION,
+  rowCount,
+  batchRows,
+  samePosition,
+  type LogPosition,
+  type ChainHead,
+  type RowBatch,
+  type RawRow,
+} from './log-rows.ts';
 export type { ReplicationMark, TruncationRecord } from './replication-mark.ts';
-export { FencedError, createLogReplicator, logStreamName, logSubject, type LogReplicator, type LogReplicatorOptions } from './replication.ts';
+export {
+  FencedError,
+  createLogReplicator,
+  logStreamName,
+  logSubject,
+  type LogReplicator,
+  type LogReplicatorOptions,
+} from './replication.ts';

@@ -9,7 +9,10 @@ import { CHAIN_NAMES, CHAINS, GENESIS_HASH, chainHash, type ChainName } from './
  * hashes, so a copy verifies, and replays, exactly like the original.
  */
 
-export interface ChainHead { readonly id: number; readonly hash: string }
+export interface ChainHead {
+  readonly id: number;
+  readonly hash: string;
+}
 
 /** Where a log stands: each chain's head, and the newest checkpoint. */
 export interface LogPosition {
@@ -31,12 +34,24 @@ export interface RowBatch {
   readonly resumePoints: readonly RawRow[];
 }
 
-export const CHECKPOINT_COLUMNS = ['seq', 'version', 'data_hash', 'object_count', 'objects', 'objects_hash', 'rejections', 'created_at'] as const;
+export const CHECKPOINT_COLUMNS = [
+  'seq',
+  'version',
+  'data_hash',
+  'object_count',
+  'objects',
+  'objects_hash',
+  'rejections',
+  'created_at',
+] as const;
 export const RESUME_COLUMNS = ['kind', 'resource_version', 'updated_at'] as const;
 
 /** The position of an empty log. */
 export const EMPTY_POSITION: LogPosition = {
-  chains: Object.fromEntries(CHAIN_NAMES.map((c) => [c, { id: 0, hash: GENESIS_HASH }])) as Record<ChainName, ChainHead>,
+  chains: Object.fromEntries(CHAIN_NAMES.map((c) => [c, { id: 0, hash: GENESIS_HASH }])) as Record<
+    ChainName,
+    ChainHead
+  >,
   checkpointSeq: 0,
 };
 
@@ -50,27 +65,46 @@ export function batchRows(b: RowBatch): number {
 }
 
 export function samePosition(a: LogPosition, b: LogPosition): boolean {
-  return a.checkpointSeq === b.checkpointSeq && CHAIN_NAMES.every((c) => a.chains[c].id === b.chains[c].id && a.chains[c].hash === b.chains[c].hash);
+  return (
+    a.checkpointSeq === b.checkpointSeq &&
+    CHAIN_NAMES.every((c) => a.chains[c].id === b.chains[c].id && a.chains[c].hash === b.chains[c].hash)
+  );
 }
 
-interface HeadRow { chain: ChainName; anchor_id: number; anchor_hash: string; head_id: number; head_hash: string }
+interface HeadRow {
+  chain: ChainName;
+  anchor_id: number;
+  anchor_hash: string;
+  head_id: number;
+  head_hash: string;
+}
 
 function heads(db: Database.Database): Record<ChainName, HeadRow> {
-  const rows = db.prepare('SELECT chain, anchor_id, anchor_hash, head_id, head_hash FROM chain_heads').all() as HeadRow[];
+  const rows = db
+    .prepare('SELECT chain, anchor_id, anchor_hash, head_id, head_hash FROM chain_heads')
+    .all() as HeadRow[];
   return Object.fromEntries(rows.map((r) => [r.chain, r])) as Record<ChainName, HeadRow>;
 }
 
 export function positionOf(db: Database.Database): LogPosition {
   const h = heads(db);
   const cp = (db.prepare('SELECT max(seq) AS s FROM checkpoints').get() as { s: number | null }).s ?? 0;
-  return { chains: Object.fromEntries(CHAIN_NAMES.map((c) => [c, { id: h[c].head_id, hash: h[c].head_hash }])) as Record<ChainName, ChainHead>, checkpointSeq: cp };
+  return {
+    chains: Object.fromEntries(CHAIN_NAMES.map((c) => [c, { id: h[c].head_id, hash: h[c].head_hash }])) as Record<
+      ChainName,
+      ChainHead
+    >,
+    checkpointSeq: cp,
+  };
 }
 
 /** The stored hash of row `id` of a chain (its anchor's hash at the anchor), or undefined if not held. */
 function hashAt(db: Database.Database, chain: ChainName, head: HeadRow, id: number): string | undefined {
   if (id === head.anchor_id) return head.anchor_hash;
   if (id < head.anchor_id || id > head.head_id) return undefined;
-  const r = db.prepare(`SELECT row_hash FROM ${chain} WHERE ${CHAINS[chain].id} = ?`).get(id) as { row_hash: string } | undefined;
+  const r = db.prepare(`SELECT row_hash FROM ${chain} WHERE ${CHAINS[chain].id} = ?`).get(id) as
+    | { row_hash: string }
+    | undefined;
   return r?.row_hash;
 }
 
@@ -101,27 +135,48 @@ function coveredCheckpointSeq(p: LogPosition): number {
  * snapshot (then `since` is ignored). `upTo` (a position this log holds) stops the export there:
  * a snapshot of what the group acknowledged while later rows are already committed here.
  */
-export function exportRows(db: Database.Database, since: LogPosition, opts: { whole?: boolean; upTo?: LogPosition } = {}): RowBatch {
+export function exportRows(
+  db: Database.Database,
+  since: LogPosition,
+  opts: { whole?: boolean; upTo?: LogPosition } = {},
+): RowBatch {
   const h = heads(db);
   const from = opts.whole
-    ? { chains: Object.fromEntries(CHAIN_NAMES.map((c) => [c, { id: h[c].anchor_id, hash: h[c].anchor_hash }])) as Record<ChainName, ChainHead>, checkpointSeq: 0 }
+    ? {
+        chains: Object.fromEntries(
+          CHAIN_NAMES.map((c) => [c, { id: h[c].anchor_id, hash: h[c].anchor_hash }]),
+        ) as Record<ChainName, ChainHead>,
+        checkpointSeq: 0,
+      }
     : since;
   const rows = {} as Record<ChainName, RawRow[]>;
   for (const c of CHAIN_NAMES) {
     const at = from.chains[c];
     if (hashAt(db, c, h[c], at.id) !== at.hash) {
-      throw new EventLogError('DIVERGED', `export: ${c} row ${at.id} is not the one the position names (this log holds another history)`);
+      throw new EventLogError(
+        'DIVERGED',
+        `export: ${c} row ${at.id} is not the one the position names (this log holds another history)`,
+      );
     }
     const end = opts.upTo?.chains[c];
     if (end && hashAt(db, c, h[c], end.id) !== end.hash) {
       throw new EventLogError('DIVERGED', `export: ${c} row ${end.id} is not the one the end position names`);
     }
-    rows[c] = db.prepare(`SELECT ${CHAINS[c].columns.join(', ')}, row_hash FROM ${c} WHERE ${CHAINS[c].id} > ? AND ${CHAINS[c].id} <= ? ORDER BY ${CHAINS[c].id}`)
-      .raw(true).all(at.id, end?.id ?? Number.MAX_SAFE_INTEGER) as RawRow[];
+    rows[c] = db
+      .prepare(
+        `SELECT ${CHAINS[c].columns.join(', ')}, row_hash FROM ${c} WHERE ${CHAINS[c].id} > ? AND ${CHAINS[c].id} <= ? ORDER BY ${CHAINS[c].id}`,
+      )
+      .raw(true)
+      .all(at.id, end?.id ?? Number.MAX_SAFE_INTEGER) as RawRow[];
   }
-  const checkpoints = db.prepare(`SELECT ${CHECKPOINT_COLUMNS.join(', ')} FROM checkpoints WHERE seq > ? AND seq <= ? ORDER BY seq`)
-    .raw(true).all(from.checkpointSeq, opts.upTo?.checkpointSeq ?? Number.MAX_SAFE_INTEGER) as RawRow[];
-  const resumePoints = db.prepare(`SELECT ${RESUME_COLUMNS.join(', ')} FROM resume_points ORDER BY kind`).raw(true).all() as RawRow[];
+  const checkpoints = db
+    .prepare(`SELECT ${CHECKPOINT_COLUMNS.join(', ')} FROM checkpoints WHERE seq > ? AND seq <= ? ORDER BY seq`)
+    .raw(true)
+    .all(from.checkpointSeq, opts.upTo?.checkpointSeq ?? Number.MAX_SAFE_INTEGER) as RawRow[];
+  const resumePoints = db
+    .prepare(`SELECT ${RESUME_COLUMNS.join(', ')} FROM resume_points ORDER BY kind`)
+    .raw(true)
+    .all() as RawRow[];
   return { from, to: opts.upTo ?? positionOf(db), rows, checkpoints, resumePoints };
 }
 
@@ -138,32 +193,52 @@ export function importRows(db: Database.Database, b: RowBatch, opts: { adoptAnch
     const local = h[c];
     const empty = local.head_id === 0 && local.anchor_id === 0;
     if (opts.adoptAnchors && empty && at.id > 0) {
-      db.prepare('UPDATE chain_heads SET anchor_id = ?, anchor_hash = ?, head_id = ?, head_hash = ? WHERE chain = ?').run(at.id, at.hash, at.id, at.hash, c);
+      db.prepare(
+        'UPDATE chain_heads SET anchor_id = ?, anchor_hash = ?, head_id = ?, head_hash = ? WHERE chain = ?',
+      ).run(at.id, at.hash, at.id, at.hash, c);
     } else if (local.head_id !== at.id || local.head_hash !== at.hash) {
-      throw new EventLogError('DIVERGED', `import: ${c} stands at ${local.head_id}, the batch starts after ${at.id}${local.head_id === at.id ? ' with another hash' : ''}`);
+      throw new EventLogError(
+        'DIVERGED',
+        `import: ${c} stands at ${local.head_id}, the batch starts after ${at.id}${local.head_id === at.id ? ' with another hash' : ''}`,
+      );
     }
     const cols = CHAINS[c].columns;
-    const insert = db.prepare(`INSERT INTO ${c} (${cols.join(', ')}, row_hash) VALUES (${cols.map(() => '?').join(', ')}, ?)`);
+    const insert = db.prepare(
+      `INSERT INTO ${c} (${cols.join(', ')}, row_hash) VALUES (${cols.map(() => '?').join(', ')}, ?)`,
+    );
     let prev = at.hash;
     let id = at.id;
     for (const r of b.rows[c]) {
-      if (r.length !== cols.length + 1) throw new EventLogError('INVALID', `import: a ${c} row has ${r.length} columns, expected ${cols.length + 1}`);
+      if (r.length !== cols.length + 1)
+        throw new EventLogError('INVALID', `import: a ${c} row has ${r.length} columns, expected ${cols.length + 1}`);
       if (r[0] !== id + 1) throw new EventLogError('INVALID', `import: ${c} row ${String(r[0])} does not follow ${id}`);
       const hash = chainHash(prev, r.slice(0, -1));
-      if (hash !== r[r.length - 1]) throw new EventLogError('INVALID', `import: ${c} row ${id + 1} does not match its chained hash`);
+      if (hash !== r[r.length - 1])
+        throw new EventLogError('INVALID', `import: ${c} row ${id + 1} does not match its chained hash`);
       insert.run(...r);
       prev = hash;
       id++;
     }
     const end = b.to.chains[c];
-    if (end.id !== id || end.hash !== prev) throw new EventLogError('INVALID', `import: ${c} rows end at ${id}, the batch says ${end.id}`);
+    if (end.id !== id || end.hash !== prev)
+      throw new EventLogError('INVALID', `import: ${c} rows end at ${id}, the batch says ${end.id}`);
     db.prepare('UPDATE chain_heads SET head_id = ?, head_hash = ? WHERE chain = ?').run(id, prev, c);
   }
-  const putCp = db.prepare(`INSERT OR REPLACE INTO checkpoints (${CHECKPOINT_COLUMNS.join(', ')}) VALUES (${CHECKPOINT_COLUMNS.map(() => '?').join(', ')})`);
+  const putCp = db.prepare(
+    `INSERT OR REPLACE INTO checkpoints (${CHECKPOINT_COLUMNS.join(', ')}) VALUES (${CHECKPOINT_COLUMNS.map(() => '?').join(', ')})`,
+  );
   for (const r of b.checkpoints) {
-    if (r.length !== CHECKPOINT_COLUMNS.length) throw new EventLogError('INVALID', `import: a checkpoint row has ${r.length} columns, expected ${CHECKPOINT_COLUMNS.length}`);
+    if (r.length !== CHECKPOINT_COLUMNS.length)
+      throw new EventLogError(
+        'INVALID',
+        `import: a checkpoint row has ${r.length} columns, expected ${CHECKPOINT_COLUMNS.length}`,
+      );
     const [seq, , , , objects, objectsHash, rejections] = r;
-    if (typeof objects !== 'string' || typeof rejections !== 'string' || checkpointHash(objects, rejections) !== objectsHash) {
+    if (
+      typeof objects !== 'string' ||
+      typeof rejections !== 'string' ||
+      checkpointHash(objects, rejections) !== objectsHash
+    ) {
       throw new EventLogError('INVALID', `import: checkpoint at seq ${String(seq)} does not match its hash`);
     }
     putCp.run(...r);
@@ -175,7 +250,8 @@ export function replaceResumePoints(db: Database.Database, points: readonly RawR
   const put = db.prepare(`INSERT INTO resume_points (kind, resource_version, updated_at) VALUES (?, ?, ?)
     ON CONFLICT (kind) DO UPDATE SET resource_version = excluded.resource_version, updated_at = excluded.updated_at`);
   for (const r of points) {
-    if (r.length !== RESUME_COLUMNS.length || r.some((v) => typeof v !== 'string')) throw new EventLogError('INVALID', 'import: a resume point row is malformed');
+    if (r.length !== RESUME_COLUMNS.length || r.some((v) => typeof v !== 'string'))
+      throw new EventLogError('INVALID', 'import: a resume point row is malformed');
     put.run(...r);
   }
 }
@@ -188,8 +264,10 @@ export function truncateRows(db: Database.Database, to: LogPosition): RowBatch {
   const h = heads(db);
   for (const c of CHAIN_NAMES) {
     const at = to.chains[c];
-    if (at.id < h[c].anchor_id) throw new EventLogError('COMPACTED', `truncate: ${c} row ${at.id} was compacted away (anchor ${h[c].anchor_id})`);
-    if (at.id > h[c].head_id) throw new EventLogError('INVALID', `truncate: ${c} ends at ${h[c].head_id}, before ${at.id}`);
+    if (at.id < h[c].anchor_id)
+      throw new EventLogError('COMPACTED', `truncate: ${c} row ${at.id} was compacted away (anchor ${h[c].anchor_id})`);
+    if (at.id > h[c].head_id)
+      throw new EventLogError('INVALID', `truncate: ${c} ends at ${h[c].head_id}, before ${at.id}`);
   }
   const dropped = exportRows(db, to);
   for (const c of CHAIN_NAMES) {

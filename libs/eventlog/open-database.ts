@@ -50,7 +50,10 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<{ db: Db;
     const schema = inspect(db, file);
     if (schema.pending.length > 0) {
       if (!migrate) {
-        throw new EventLogError('INVALID', `${file}: schema needs migrations ${schema.pending.join(', ')}; run \`switchboard db migrate --db ${file}\``);
+        throw new EventLogError(
+          'INVALID',
+          `${file}: schema needs migrations ${schema.pending.join(', ')}; run \`switchboard db migrate --db ${file}\``,
+        );
       }
       await runMigrations(db, file);
     }
@@ -66,14 +69,20 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<{ db: Db;
 
 function inspect(db: Db, file: string): SchemaStatus {
   // The first read of the header is where a corrupt or non-SQLite file shows.
-  const tables = (db.prepare(`SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'`).all() as { name: string }[])
-    .map((r) => r.name);
+  const tables = (
+    db.prepare(`SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'`).all() as {
+      name: string;
+    }[]
+  ).map((r) => r.name);
   const appId = db.pragma('application_id', { simple: true }) as number;
   const known = Object.keys(MIGRATIONS).sort();
   if (appId !== APPLICATION_ID) {
     if (appId !== 0 || tables.length > 0) {
       const what = appId !== 0 ? `application_id ${appId}` : `tables ${tables.slice(0, 5).join(', ')}`;
-      throw new EventLogError('FOREIGN_DATABASE', `${file}: not a switchboard event log (foreign SQLite database: ${what})`);
+      throw new EventLogError(
+        'FOREIGN_DATABASE',
+        `${file}: not a switchboard event log (foreign SQLite database: ${what})`,
+      );
     }
     return { applied: [], pending: known, version: 0 };
   }
@@ -82,7 +91,10 @@ function inspect(db: Db, file: string): SchemaStatus {
     : [];
   const unknown = applied.filter((n) => !(n in MIGRATIONS));
   if (unknown.length > 0) {
-    throw new EventLogError('SCHEMA_TOO_NEW', `${file}: schema is newer than this switchboard (unknown migrations ${unknown.join(', ')}); upgrade switchboard`);
+    throw new EventLogError(
+      'SCHEMA_TOO_NEW',
+      `${file}: schema is newer than this switchboard (unknown migrations ${unknown.join(', ')}); upgrade switchboard`,
+    );
   }
   return { applied, pending: known.filter((n) => !applied.includes(n)), version: applied.length };
 }
@@ -91,12 +103,20 @@ async function runMigrations(db: Db, file: string): Promise<void> {
   db.pragma(`application_id = ${APPLICATION_ID}`);
   // No destroy(): kysely's driver would close the shared better-sqlite3 handle.
   const k = new Kysely<unknown>({ dialect: new SqliteDialect({ database: db }) });
-  const { error, results } = await new Migrator({ db: k, provider: migrationProvider, migrationTableName: MIGRATION_TABLE }).migrateToLatest();
+  const { error, results } = await new Migrator({
+    db: k,
+    provider: migrationProvider,
+    migrationTableName: MIGRATION_TABLE,
+  }).migrateToLatest();
   if (error) {
     const failed = results?.find((r) => r.status === 'Error')?.migrationName ?? '?';
     const t = translateSqliteError(error, `${file}: migration ${failed} failed`);
     throw t instanceof EventLogError
       ? t
-      : new EventLogError('INVALID', `${file}: migration ${failed} failed: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+      : new EventLogError(
+          'INVALID',
+          `${file}: migration ${failed} failed: ${error instanceof Error ? error.message : String(error)}`,
+          { cause: error },
+        );
   }
 }

@@ -1,5 +1,11 @@
 import type { VersionArtifact } from '../model/index.ts';
-import { ClusterState, rejectionKey, watchEventChange, type ObjectRejection, type WatchEventOutcome } from '../planner/index.ts';
+import {
+  ClusterState,
+  rejectionKey,
+  watchEventChange,
+  type ObjectRejection,
+  type WatchEventOutcome,
+} from '../planner/index.ts';
 import { checkpointAtOrBefore } from './checkpoints.ts';
 import { EventLogError } from './event-log-error.ts';
 import type { EventLog } from './event-log.ts';
@@ -38,11 +44,18 @@ export interface RebuildOptions {
  */
 export function rebuildAtSeq(log: EventLog, seq: number, opts: RebuildOptions = {}): RebuildResult {
   const last = log.lastSeq();
-  if (!Number.isInteger(seq) || seq < 0 || seq > last) throw new EventLogError('NOT_FOUND', `seq ${seq} is not in the log (last seq ${last})`);
+  if (!Number.isInteger(seq) || seq < 0 || seq > last)
+    throw new EventLogError('NOT_FOUND', `seq ${seq} is not in the log (last seq ${last})`);
   const cp = opts.ignoreCheckpoints ? undefined : checkpointAtOrBefore(databaseOf(log), seq);
   const from = cp?.seq ?? 0;
-  const anchor = (databaseOf(log).prepare(`SELECT anchor_id AS a FROM chain_heads WHERE chain = 'events'`).get() as { a: number }).a;
-  if (from < anchor && seq > from) throw new EventLogError('COMPACTED', `events up to seq ${anchor} were compacted and no checkpoint covers seq ${seq}`);
+  const anchor = (
+    databaseOf(log).prepare(`SELECT anchor_id AS a FROM chain_heads WHERE chain = 'events'`).get() as { a: number }
+  ).a;
+  if (from < anchor && seq > from)
+    throw new EventLogError(
+      'COMPACTED',
+      `events up to seq ${anchor} were compacted and no checkpoint covers seq ${seq}`,
+    );
   const state = cp ? ClusterState.fromObjects(cp.objects) : new ClusterState();
   const rejections = new Map((cp?.rejections ?? []).map((r) => [rejectionKey(r), r]));
   const sql = opts.sequential
@@ -52,7 +65,13 @@ export function rebuildAtSeq(log: EventLog, seq: number, opts: RebuildOptions = 
        ORDER BY e.seq`;
   type Row = Pick<EventRow, 'seq' | 'kind' | 'type' | 'namespace' | 'name' | 'object'>;
   const outcome = (r: Row): WatchEventOutcome =>
-    watchEventChange({ kind: r.kind, type: r.type, namespace: r.namespace, name: r.name, object: JSON.parse(r.object) });
+    watchEventChange({
+      kind: r.kind,
+      type: r.type,
+      namespace: r.namespace,
+      name: r.name,
+      object: JSON.parse(r.object),
+    });
   // When an object's last event was rejected, its state is decided by an earlier event: walk back.
   const older = databaseOf(log).prepare(`SELECT seq, kind, type, namespace, name, object FROM events
     WHERE kind = ? AND namespace = ? AND name = ? AND seq > ? AND seq < ? ORDER BY seq DESC`);
@@ -64,7 +83,8 @@ export function rebuildAtSeq(log: EventLog, seq: number, opts: RebuildOptions = 
     n++;
     let o = outcome(r);
     const key = rejectionKey(r);
-    if ('rejected' in o) rejections.set(key, { kind: r.kind, namespace: r.namespace, name: r.name, reason: o.rejected, seq: r.seq });
+    if ('rejected' in o)
+      rejections.set(key, { kind: r.kind, namespace: r.namespace, name: r.name, reason: o.rejected, seq: r.seq });
     else rejections.delete(key);
     if (!opts.sequential && 'rejected' in o) {
       for (const e of older.iterate(r.kind, r.namespace, r.name, from, r.seq) as Iterable<Row>) {
@@ -82,10 +102,12 @@ export function rebuildAtSeq(log: EventLog, seq: number, opts: RebuildOptions = 
 /** Follows pins/rollbacks (contentOf) to the version whose content came from events. */
 export function contentSource(log: EventLog, n: number): VersionRecord {
   let v = log.version(n);
-  if (!v) throw new EventLogError('NOT_FOUND', `version ${n} does not exist (latest ${log.latestVersion()?.version ?? 0})`);
+  if (!v)
+    throw new EventLogError('NOT_FOUND', `version ${n} does not exist (latest ${log.latestVersion()?.version ?? 0})`);
   const seen = new Set<number>();
   while (v.contentOf !== undefined) {
-    if (seen.has(v.version) || v.contentOf >= v.version) throw new EventLogError('INVALID', `version ${n}: content_of chain is not well founded at ${v.version}`);
+    if (seen.has(v.version) || v.contentOf >= v.version)
+      throw new EventLogError('INVALID', `version ${n}: content_of chain is not well founded at ${v.version}`);
     seen.add(v.version);
     const src: VersionRecord | undefined = log.version(v.contentOf);
     if (!src) throw new EventLogError('NOT_FOUND', `version ${v.version} copies missing version ${v.contentOf}`);
@@ -103,7 +125,8 @@ export interface VersionReplay extends RebuildResult {
 /** Rebuilds version n from the log; `hash` must equal the hash recorded for n. */
 export function replayVersion(log: EventLog, n: number, opts: RebuildOptions = {}): VersionReplay {
   const version = log.version(n);
-  if (!version) throw new EventLogError('NOT_FOUND', `version ${n} does not exist (latest ${log.latestVersion()?.version ?? 0})`);
+  if (!version)
+    throw new EventLogError('NOT_FOUND', `version ${n} does not exist (latest ${log.latestVersion()?.version ?? 0})`);
   const source = contentSource(log, n);
   return { ...rebuildAtSeq(log, source.seqTo, opts), version, source };
 }

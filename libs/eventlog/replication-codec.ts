@@ -38,7 +38,13 @@ export function encodeBatch(batch: RowBatch, term: number, maxPart: number): Wir
   const id = createHash('sha256').update(String(term)).update(bytes).digest('hex').slice(0, 32);
   const n = Math.max(1, Math.ceil(bytes.length / maxPart));
   return Array.from({ length: n }, (_, i) => ({
-    headers: { [H.kind]: 'rows', [H.batch]: id, [H.part]: `${i + 1}/${n}`, [H.term]: String(term), [H.rows]: String(rowCount(batch.to)) },
+    headers: {
+      [H.kind]: 'rows',
+      [H.batch]: id,
+      [H.part]: `${i + 1}/${n}`,
+      [H.term]: String(term),
+      [H.rows]: String(rowCount(batch.to)),
+    },
     payload: bytes.subarray(i * maxPart, (i + 1) * maxPart),
     msgId: `${id}.${i + 1}`,
   }));
@@ -46,14 +52,21 @@ export function encodeBatch(batch: RowBatch, term: number, maxPart: number): Wir
 
 const Head = z.object({ id: z.number().int().nonnegative(), hash: z.string().regex(/^[0-9a-f]{64}$/) });
 const Position = z.object({
-  chains: z.object(Object.fromEntries(CHAIN_NAMES.map((c) => [c, Head])) as Record<(typeof CHAIN_NAMES)[number], typeof Head>),
+  chains: z.object(
+    Object.fromEntries(CHAIN_NAMES.map((c) => [c, Head])) as Record<(typeof CHAIN_NAMES)[number], typeof Head>,
+  ),
   checkpointSeq: z.number().int().nonnegative(),
 });
 const Cell = z.union([z.string(), z.number(), z.null()]);
 const BatchSchema = z.object({
   from: Position,
   to: Position,
-  rows: z.object(Object.fromEntries(CHAIN_NAMES.map((c) => [c, z.array(z.array(Cell))])) as Record<(typeof CHAIN_NAMES)[number], z.ZodArray<z.ZodArray<typeof Cell>>>),
+  rows: z.object(
+    Object.fromEntries(CHAIN_NAMES.map((c) => [c, z.array(z.array(Cell))])) as Record<
+      (typeof CHAIN_NAMES)[number],
+      z.ZodArray<z.ZodArray<typeof Cell>>
+    >,
+  ),
   checkpoints: z.array(z.array(Cell)),
   resumePoints: z.array(z.array(Cell)),
 });
@@ -67,7 +80,10 @@ export function parseBatch(bytes: Uint8Array, what: string): RowBatch {
     throw new Error(`${what} is not JSON`);
   }
   const r = BatchSchema.safeParse(parsed);
-  if (!r.success) throw new Error(`${what} is malformed: ${r.error.issues[0]?.message ?? ''} at ${r.error.issues[0]?.path.join('.') ?? ''}`);
+  if (!r.success)
+    throw new Error(
+      `${what} is malformed: ${r.error.issues[0]?.message ?? ''} at ${r.error.issues[0]?.path.join('.') ?? ''}`,
+    );
   return r.data as RowBatch;
 }
 
@@ -91,12 +107,18 @@ export class LogStreamReader {
     const kind = header(H.kind);
     const term = Number(header(H.term));
     const abandon = (why: string) => {
-      if (this.parts) out.push({ kind: 'skip', seq: this.parts.firstSeq, why: `batch ${this.parts.id} from seq ${this.parts.firstSeq} ${why}` });
+      if (this.parts)
+        out.push({
+          kind: 'skip',
+          seq: this.parts.firstSeq,
+          why: `batch ${this.parts.id} from seq ${this.parts.firstSeq} ${why}`,
+        });
       this.parts = undefined;
     };
     if (kind === 'term') {
       abandon('left incomplete before a term marker');
-      if (!Number.isSafeInteger(term) || term < 1) out.push({ kind: 'skip', seq, why: `term marker with bad term ${JSON.stringify(header(H.term))}` });
+      if (!Number.isSafeInteger(term) || term < 1)
+        out.push({ kind: 'skip', seq, why: `term marker with bad term ${JSON.stringify(header(H.term))}` });
       else out.push({ kind: 'term', seq, term });
       return out;
     }
@@ -128,7 +150,12 @@ export class LogStreamReader {
       return out;
     }
     const r = BatchSchema.safeParse(parsed);
-    if (!r.success) out.push({ kind: 'skip', seq, why: `batch ${id} is malformed: ${r.error.issues[0]?.message ?? ''} at ${r.error.issues[0]?.path.join('.') ?? ''}` });
+    if (!r.success)
+      out.push({
+        kind: 'skip',
+        seq,
+        why: `batch ${id} is malformed: ${r.error.issues[0]?.message ?? ''} at ${r.error.issues[0]?.path.join('.') ?? ''}`,
+      });
     else out.push({ kind: 'batch', seq, term, batch: r.data as RowBatch });
     return out;
   }

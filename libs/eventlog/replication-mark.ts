@@ -28,28 +28,64 @@ export interface TruncationRecord {
 
 export function readMark(db: Database.Database): ReplicationMark | undefined {
   const r = db.prepare('SELECT stream, stream_seq, term, position FROM replication_mark WHERE id = 1').get() as
-    { stream: string; stream_seq: number; term: number; position: string } | undefined;
-  return r && { stream: r.stream, streamSeq: r.stream_seq, term: r.term, position: JSON.parse(r.position) as LogPosition };
+    | { stream: string; stream_seq: number; term: number; position: string }
+    | undefined;
+  return (
+    r && { stream: r.stream, streamSeq: r.stream_seq, term: r.term, position: JSON.parse(r.position) as LogPosition }
+  );
 }
 
 export function writeMark(db: Database.Database, m: ReplicationMark, at: string): void {
   db.prepare(`INSERT INTO replication_mark (id, stream, stream_seq, term, position, updated_at) VALUES (1, ?, ?, ?, ?, ?)
     ON CONFLICT (id) DO UPDATE SET stream = excluded.stream, stream_seq = excluded.stream_seq, term = excluded.term,
-      position = excluded.position, updated_at = excluded.updated_at`)
-    .run(m.stream, m.streamSeq, m.term, JSON.stringify(m.position), at);
+      position = excluded.position, updated_at = excluded.updated_at`).run(
+    m.stream,
+    m.streamSeq,
+    m.term,
+    JSON.stringify(m.position),
+    at,
+  );
 }
 
 export function recordTruncation(db: Database.Database, t: Omit<TruncationRecord, 'id' | 'rowsDropped'>): number {
-  return Number(db.prepare(`INSERT INTO replication_truncations (at, stream, stream_seq, reason, from_position, to_position, rows_dropped, dropped)
+  return Number(
+    db
+      .prepare(`INSERT INTO replication_truncations (at, stream, stream_seq, reason, from_position, to_position, rows_dropped, dropped)
     VALUES (?, ?, ?, ?, ?, ?, ?, ?)`)
-    .run(t.at, t.stream, t.streamSeq, t.reason, JSON.stringify(t.from), JSON.stringify(t.to), batchRows(t.dropped), JSON.stringify(t.dropped)).lastInsertRowid);
+      .run(
+        t.at,
+        t.stream,
+        t.streamSeq,
+        t.reason,
+        JSON.stringify(t.from),
+        JSON.stringify(t.to),
+        batchRows(t.dropped),
+        JSON.stringify(t.dropped),
+      ).lastInsertRowid,
+  );
 }
 
 export function listTruncations(db: Database.Database): TruncationRecord[] {
-  const rows = db.prepare('SELECT * FROM replication_truncations ORDER BY id').all() as
-    { id: number; at: string; stream: string; stream_seq: number; reason: string; from_position: string; to_position: string; rows_dropped: number; dropped: string }[];
+  const rows = db.prepare('SELECT * FROM replication_truncations ORDER BY id').all() as {
+    id: number;
+    at: string;
+    stream: string;
+    stream_seq: number;
+    reason: string;
+    from_position: string;
+    to_position: string;
+    rows_dropped: number;
+    dropped: string;
+  }[];
   return rows.map((r) => ({
-    id: r.id, at: r.at, stream: r.stream, streamSeq: r.stream_seq, reason: r.reason, rowsDropped: r.rows_dropped,
-    from: JSON.parse(r.from_position) as LogPosition, to: JSON.parse(r.to_position) as LogPosition, dropped: JSON.parse(r.dropped) as RowBatch,
+    id: r.id,
+    at: r.at,
+    stream: r.stream,
+    streamSeq: r.stream_seq,
+    reason: r.reason,
+    rowsDropped: r.rows_dropped,
+    from: JSON.parse(r.from_position) as LogPosition,
+    to: JSON.parse(r.to_position) as LogPosition,
+    dropped: JSON.parse(r.dropped) as RowBatch,
   }));
 }

@@ -30,9 +30,19 @@ export function snapshotBucket(group: string): string {
 }
 
 export class SnapshotStore {
-  private constructor(private readonly os: ObjectStore, private readonly jsm: JetStreamManager, private readonly stream: string) {}
+  private constructor(
+    private readonly os: ObjectStore,
+    private readonly jsm: JetStreamManager,
+    private readonly stream: string,
+  ) {}
 
-  static async open(o: { nc: NatsConnection; jsm: JetStreamManager; group: string; stream: string; replicas: number }): Promise<SnapshotStore> {
+  static async open(o: {
+    nc: NatsConnection;
+    jsm: JetStreamManager;
+    group: string;
+    stream: string;
+    replicas: number;
+  }): Promise<SnapshotStore> {
     const os = await new Objm(o.nc).create(snapshotBucket(o.group), { replicas: o.replicas });
     return new SnapshotStore(os, o.jsm, o.stream);
   }
@@ -40,7 +50,10 @@ export class SnapshotStore {
   /** Snapshot seqs held, newest first. */
   async seqs(): Promise<number[]> {
     const list = await this.os.list();
-    return list.map((i) => Number(NAME.exec(i.name)?.[1] ?? NaN)).filter((n) => Number.isSafeInteger(n)).sort((a, b) => b - a);
+    return list
+      .map((i) => Number(NAME.exec(i.name)?.[1] ?? NaN))
+      .filter((n) => Number.isSafeInteger(n))
+      .sort((a, b) => b - a);
   }
 
   /** The newest snapshot at or after `minSeq` (undefined: none). */
@@ -62,7 +75,10 @@ export class SnapshotStore {
    */
   async write(streamSeq: number, term: number, batch: RowBatch): Promise<{ rows: number; trimmedBelow: number }> {
     const body = gzipSync(Buffer.from(JSON.stringify(batch)));
-    await this.os.putBlob({ name: `seq-${streamSeq}`, metadata: { term: String(term), rows: String(rowCount(batch.to)) } }, body);
+    await this.os.putBlob(
+      { name: `seq-${streamSeq}`, metadata: { term: String(term), rows: String(rowCount(batch.to)) } },
+      body,
+    );
     const seqs = await this.seqs();
     let trimmedBelow = 0;
     const previous = seqs.find((s) => s < streamSeq);

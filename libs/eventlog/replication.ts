@@ -1,7 +1,15 @@
 import { hostname } from 'node:os';
 import {
-  DeliverPolicy, DiscardPolicy, JetStreamApiError, RetentionPolicy, StorageType, jetstream, jetstreamManager,
-  type ConsumerMessages, type JetStreamClient, type JetStreamManager,
+  DeliverPolicy,
+  DiscardPolicy,
+  JetStreamApiError,
+  RetentionPolicy,
+  StorageType,
+  jetstream,
+  jetstreamManager,
+  type ConsumerMessages,
+  type JetStreamClient,
+  type JetStreamManager,
 } from '@nats-io/jetstream';
 import { headers as natsHeaders, type NatsConnection } from '@nats-io/transport-node';
 import type { EventLog } from './event-log.ts';
@@ -81,7 +89,8 @@ const MARK_EVERY_MS = 1000;
 const STALL_MS = 5000;
 
 export async function createLogReplicator(o: LogReplicatorOptions): Promise<LogReplicator> {
-  if (!Number.isInteger(o.replicas) || o.replicas < 1) throw new Error(`log replicator: replicas must be a positive integer, got ${o.replicas}`);
+  if (!Number.isInteger(o.replicas) || o.replicas < 1)
+    throw new Error(`log replicator: replicas must be a positive integer, got ${o.replicas}`);
   const jsm = await jetstreamManager(o.nc, { checkAPI: false });
   const r = new StreamLogReplicator(o, jsm, jetstream(o.nc));
   // JetStream answers nothing for a few seconds while a cluster elects a meta leader (a server
@@ -90,12 +99,23 @@ export async function createLogReplicator(o: LogReplicatorOptions): Promise<LogR
   for (;;) {
     try {
       await r.ensureStream();
-      r.snapshots = await SnapshotStore.open({ nc: o.nc, jsm, group: o.group, stream: r.stream, replicas: o.replicas }).catch((e: Error) => {
-        throw new Error(`log snapshots of ${o.group}: cannot open their object store with ${o.replicas} replicas: ${e.message}`, { cause: e });
+      r.snapshots = await SnapshotStore.open({
+        nc: o.nc,
+        jsm,
+        group: o.group,
+        stream: r.stream,
+        replicas: o.replicas,
+      }).catch((e: Error) => {
+        throw new Error(
+          `log snapshots of ${o.group}: cannot open their object store with ${o.replicas} replicas: ${e.message}`,
+          { cause: e },
+        );
       });
       return r;
     } catch (e) {
-      const transient = /timeout|no responders|503/i.test(`${(e as Error).message} ${((e as Error).cause as Error | undefined)?.message ?? ''}`);
+      const transient = /timeout|no responders|503/i.test(
+        `${(e as Error).message} ${((e as Error).cause as Error | undefined)?.message ?? ''}`,
+      );
       if (!transient || Date.now() > deadline) throw e;
       o.logger?.(`log stream ${r.stream}: JetStream not answering (${(e as Error).message}); retrying`);
       await new Promise((res) => setTimeout(res, 500));
@@ -142,13 +162,19 @@ class StreamLogReplicator implements LogReplicator {
   /** Asks for the stream's end apart from the batches applied, so a backlog (or a stopped follower) shows as lagRows. */
   private readonly refresher: NodeJS.Timeout;
 
-  constructor(private readonly options: LogReplicatorOptions, private readonly jsm: JetStreamManager, private readonly js: JetStreamClient) {
+  constructor(
+    private readonly options: LogReplicatorOptions,
+    private readonly jsm: JetStreamManager,
+    private readonly js: JetStreamClient,
+  ) {
     this.log = options.log;
     this.stream = logStreamName(options.group);
     this.subject = logSubject(options.group);
     this.say = options.logger ?? (() => {});
     this.maxPart = Math.max(4096, (options.nc.info?.max_payload ?? 1024 * 1024) - HEADER_ROOM);
-    this.refresher = setInterval(() => { if (this.mode !== 'leader') void this.refreshEnd(); }, options.lagRefreshMs ?? 1000);
+    this.refresher = setInterval(() => {
+      if (this.mode !== 'leader') void this.refreshEnd();
+    }, options.lagRefreshMs ?? 1000);
     this.refresher.unref();
     const mark = this.log.replicationMark();
     if (mark && mark.stream === this.stream) {
@@ -166,11 +192,20 @@ class StreamLogReplicator implements LogReplicator {
       if (!(e instanceof JetStreamApiError) || e.code !== STREAM_NOT_FOUND) throw e;
       try {
         info = await this.jsm.streams.add({
-          name: this.stream, subjects: [this.subject], num_replicas: this.options.replicas, storage: StorageType.File,
-          retention: RetentionPolicy.Limits, discard: DiscardPolicy.Old, duplicate_window: 2 * 60 * 1_000_000_000, allow_direct: true,
+          name: this.stream,
+          subjects: [this.subject],
+          num_replicas: this.options.replicas,
+          storage: StorageType.File,
+          retention: RetentionPolicy.Limits,
+          discard: DiscardPolicy.Old,
+          duplicate_window: 2 * 60 * 1_000_000_000,
+          allow_direct: true,
         });
       } catch (e2) {
-        throw new Error(`log stream ${this.stream}: cannot create it with ${this.options.replicas} replicas: ${(e2 as Error).message}`, { cause: e2 });
+        throw new Error(
+          `log stream ${this.stream}: cannot create it with ${this.options.replicas} replicas: ${(e2 as Error).message}`,
+          { cause: e2 },
+        );
       }
     }
     if (info.config.num_replicas !== this.options.replicas) {
@@ -178,13 +213,18 @@ class StreamLogReplicator implements LogReplicator {
         await this.jsm.streams.update(this.stream, { ...info.config, num_replicas: this.options.replicas });
         this.say(`log stream ${this.stream}: replicas ${info.config.num_replicas} -> ${this.options.replicas}`);
       } catch (e) {
-        throw new Error(`log stream ${this.stream}: cannot change replicas ${info.config.num_replicas} -> ${this.options.replicas}: ${(e as Error).message}`, { cause: e });
+        throw new Error(
+          `log stream ${this.stream}: cannot change replicas ${info.config.num_replicas} -> ${this.options.replicas}: ${(e as Error).message}`,
+          { cause: e },
+        );
       }
     }
     this.streamSeq = info.state.last_seq;
     if (this.seq > info.state.last_seq) {
       // The stream was deleted and made again: our mark names messages that no longer exist.
-      this.say(`log stream ${this.stream}: this file's mark (seq ${this.seq}) is past the stream's end (${info.state.last_seq}); reading it from the start`);
+      this.say(
+        `log stream ${this.stream}: this file's mark (seq ${this.seq}) is past the stream's end (${info.state.last_seq}); reading it from the start`,
+      );
       this.seq = 0;
       this.term = 0;
       this.groupEnd = undefined;
@@ -197,7 +237,10 @@ class StreamLogReplicator implements LogReplicator {
     this.mode = 'following';
     let resolveCaughtUp!: () => void;
     let rejectCaughtUp!: (e: unknown) => void;
-    const caughtUp = new Promise<void>((res, rej) => { resolveCaughtUp = res; rejectCaughtUp = rej; });
+    const caughtUp = new Promise<void>((res, rej) => {
+      resolveCaughtUp = res;
+      rejectCaughtUp = rej;
+    });
     caughtUp.catch(() => {});
     let stopped = false;
     let live: ConsumerMessages | undefined;
@@ -211,7 +254,14 @@ class StreamLogReplicator implements LogReplicator {
           failures = 0;
           this.reader = new LogStreamReader();
           // Returns when stopped, or when the consumer stalled (then: catch up afresh).
-          await this.consumeFrom(this.seq + 1, undefined, () => stopped, (c) => { live = c; });
+          await this.consumeFrom(
+            this.seq + 1,
+            undefined,
+            () => stopped,
+            (c) => {
+              live = c;
+            },
+          );
           if (!stopped) throw new Error('the consumer stalled or ended');
         } catch (e) {
           if (stopped) break;
@@ -219,7 +269,10 @@ class StreamLogReplicator implements LogReplicator {
           this.say(`log stream ${this.stream}: following failed (${(e as Error).message}); retrying`);
           if (failures >= 3 && (e as { code?: string }).code === 'DIVERGED') rejectCaughtUp(e);
           // a pause between retries that stop() can cut short
-          await new Promise<void>((res) => { wake = res; setTimeout(res, Math.min(5000, 250 * 2 ** Math.min(failures, 4))); });
+          await new Promise<void>((res) => {
+            wake = res;
+            setTimeout(res, Math.min(5000, 250 * 2 ** Math.min(failures, 4)));
+          });
         } finally {
           closeConsumer(live);
           live = undefined;
@@ -274,10 +327,12 @@ class StreamLogReplicator implements LogReplicator {
   }
 
   private async flushNow(): Promise<void> {
-    if (this.mode === 'fenced') throw new FencedError(`log stream ${this.stream}: this replica was fenced; follow() before writing`);
+    if (this.mode === 'fenced')
+      throw new FencedError(`log stream ${this.stream}: this replica was fenced; follow() before writing`);
     // Not leading (never claimed, or stepped down and following): refused as a fence, since the
     // caller's only safe reaction is the same: publish nothing derived from these rows.
-    if (this.mode !== 'leader' || !this.flushedAt) throw new FencedError(`log stream ${this.stream}: flush() while not leading (claim() first)`);
+    if (this.mode !== 'leader' || !this.flushedAt)
+      throw new FencedError(`log stream ${this.stream}: flush() while not leading (claim() first)`);
     const batch = this.log.exportRows(this.flushedAt);
     if (batchRows(batch) === 0) return;
     let seq = this.seq;
@@ -316,7 +371,9 @@ class StreamLogReplicator implements LogReplicator {
     this.snapshotting = this.snapshotting.then(async () => {
       try {
         const r = await this.snapshots.write(seq, term, snap);
-        this.say(`log stream ${this.stream}: snapshot at seq ${seq} (${r.rows} rows)${r.trimmedBelow ? `; stream trimmed below seq ${r.trimmedBelow}` : ''}`);
+        this.say(
+          `log stream ${this.stream}: snapshot at seq ${seq} (${r.rows} rows)${r.trimmedBelow ? `; stream trimmed below seq ${r.trimmedBelow}` : ''}`,
+        );
       } catch (e) {
         this.say(`log stream ${this.stream}: snapshot at seq ${seq} failed: ${(e as Error).message}`);
       }
@@ -326,7 +383,11 @@ class StreamLogReplicator implements LogReplicator {
   position(): { localSeq: number; streamSeq: number; lagRows: number } {
     if (this.mode === 'leader') return { localSeq: this.seq, streamSeq: this.seq, lagRows: 0 };
     const local = rowCount(this.log.position());
-    return { localSeq: this.seq, streamSeq: Math.max(this.streamSeq, this.seq), lagRows: Math.max(0, this.streamRows - local) };
+    return {
+      localSeq: this.seq,
+      streamSeq: Math.max(this.streamSeq, this.seq),
+      lagRows: Math.max(0, this.streamRows - local),
+    };
   }
 
   async close(): Promise<void> {
@@ -345,18 +406,31 @@ class StreamLogReplicator implements LogReplicator {
    * while the stream has messages past it (false): a client consumer whose server was killed
    * can stay silent instead of failing over, so the caller starts afresh rather than trust it.
    */
-  private async consumeFrom(start: number, until: number | undefined, stopped: () => boolean, onOpen?: (c: ConsumerMessages) => void): Promise<boolean> {
-    const c = await this.js.consumers.get(this.stream, { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: start });
+  private async consumeFrom(
+    start: number,
+    until: number | undefined,
+    stopped: () => boolean,
+    onOpen?: (c: ConsumerMessages) => void,
+  ): Promise<boolean> {
+    const c = await this.js.consumers.get(this.stream, {
+      deliver_policy: DeliverPolicy.StartSequence,
+      opt_start_seq: start,
+    });
     const msgs = await c.consume({ max_messages: 512 });
     onOpen?.(msgs);
     let progressAt = Date.now();
-    const watchdog = setInterval(() => {
-      const behind = until !== undefined || this.streamSeq > this.readSeq;
-      if (behind && Date.now() - progressAt > STALL_MS) {
-        this.say(`log stream ${this.stream}: no message for ${STALL_MS} ms at seq ${this.readSeq} (stream at ${Math.max(until ?? 0, this.streamSeq)}); reading afresh`);
-        closeConsumer(msgs);
-      }
-    }, Math.min(1000, STALL_MS));
+    const watchdog = setInterval(
+      () => {
+        const behind = until !== undefined || this.streamSeq > this.readSeq;
+        if (behind && Date.now() - progressAt > STALL_MS) {
+          this.say(
+            `log stream ${this.stream}: no message for ${STALL_MS} ms at seq ${this.readSeq} (stream at ${Math.max(until ?? 0, this.streamSeq)}); reading afresh`,
+          );
+          closeConsumer(msgs);
+        }
+      },
+      Math.min(1000, STALL_MS),
+    );
     try {
       if (stopped()) return false;
       for await (const m of msgs) {
@@ -396,7 +470,12 @@ class StreamLogReplicator implements LogReplicator {
       // The batches after this file's mark were trimmed: start from a snapshot the stream continues.
       const snap = await this.snapshots.newest(info.state.first_seq - 1);
       if (!snap) {
-        throw Object.assign(new Error(`log stream ${this.stream}: this file stands at seq ${this.seq}, the stream starts at ${info.state.first_seq} and no snapshot covers the gap`), { code: 'TRIMMED' });
+        throw Object.assign(
+          new Error(
+            `log stream ${this.stream}: this file stands at seq ${this.seq}, the stream starts at ${info.state.first_seq} and no snapshot covers the gap`,
+          ),
+          { code: 'TRIMMED' },
+        );
       }
       this.applySnapshot(snap);
     }
@@ -408,7 +487,7 @@ class StreamLogReplicator implements LogReplicator {
     }
     this.readSeq = last;
     if (this.groupEnd && this.log.isAhead(this.groupEnd)) {
-      this.truncate(this.groupEnd, 'rows past the end of the group\'s log stream (committed here, never appended)');
+      this.truncate(this.groupEnd, "rows past the end of the group's log stream (committed here, never appended)");
     }
     this.markDirty = true;
     this.persistMark(false);
@@ -434,7 +513,8 @@ class StreamLogReplicator implements LogReplicator {
     if (this.log.holds(b.to)) {
       // Already here (a restart re-reading after its mark, or the leader's own batch).
     } else if (this.log.holds(b.from)) {
-      if (this.log.isAhead(b.from)) this.truncate(b.from, 'rows past the group\'s position, replaced by the group\'s next batch');
+      if (this.log.isAhead(b.from))
+        this.truncate(b.from, "rows past the group's position, replaced by the group's next batch");
       this.log.importRows(b, { mark });
       this.markDirty = false;
     } else if (this.isEmpty()) {
@@ -442,7 +522,12 @@ class StreamLogReplicator implements LogReplicator {
       this.log.importRows(b, { mark, adoptAnchors: true });
       this.markDirty = false;
     } else {
-      throw Object.assign(new Error(`log stream ${this.stream} seq ${seq}: this file holds neither the batch's start nor its end (another history); move it aside to bootstrap afresh`), { code: 'DIVERGED' });
+      throw Object.assign(
+        new Error(
+          `log stream ${this.stream} seq ${seq}: this file holds neither the batch's start nor its end (another history); move it aside to bootstrap afresh`,
+        ),
+        { code: 'DIVERGED' },
+      );
     }
     this.groupEnd = b.to;
     this.groupResume = b.resumePoints;
@@ -461,7 +546,9 @@ class StreamLogReplicator implements LogReplicator {
     this.groupEnd = b.to;
     this.groupResume = b.resumePoints;
     this.markDirty = true;
-    this.say(`log stream ${this.stream}: caught up from snapshot seq-${s.streamSeq} (${rowCount(this.log.position()) - before} rows added)`);
+    this.say(
+      `log stream ${this.stream}: caught up from snapshot seq-${s.streamSeq} (${rowCount(this.log.position()) - before} rows added)`,
+    );
   }
 
   private isEmpty(): boolean {
@@ -471,8 +558,16 @@ class StreamLogReplicator implements LogReplicator {
 
   private truncate(to: LogPosition, reason: string): void {
     const mark: ReplicationMark = { stream: this.stream, streamSeq: this.seq, term: this.term, position: to };
-    const rec = this.log.truncateTo(to, { stream: this.stream, streamSeq: this.seq, reason, resumePoints: this.groupResume, mark });
-    this.say(`log stream ${this.stream}: dropped ${rec?.rowsDropped ?? 0} rows this file held beyond the group (seq ${this.seq}): ${reason}; recorded as truncation ${rec?.id} in replication_truncations`);
+    const rec = this.log.truncateTo(to, {
+      stream: this.stream,
+      streamSeq: this.seq,
+      reason,
+      resumePoints: this.groupResume,
+      mark,
+    });
+    this.say(
+      `log stream ${this.stream}: dropped ${rec?.rowsDropped ?? 0} rows this file held beyond the group (seq ${this.seq}): ${reason}; recorded as truncation ${rec?.id} in replication_truncations`,
+    );
   }
 
   private persistMark(lazily: boolean): void {
@@ -499,17 +594,25 @@ class StreamLogReplicator implements LogReplicator {
     for (let attempt = 1; ; attempt++) {
       try {
         const ack = await this.js.publish(this.subject, m.payload, {
-          msgID: m.msgId, headers: h, timeout: 5000, expect: { streamName: this.stream, lastSequence: expectedLast },
+          msgID: m.msgId,
+          headers: h,
+          timeout: 5000,
+          expect: { streamName: this.stream, lastSequence: expectedLast },
         });
         return ack.seq;
       } catch (e) {
         if (e instanceof JetStreamApiError && e.code === WRONG_LAST_SEQUENCE) {
           const next = await this.jsm.streams.getMessage(this.stream, { seq: expectedLast + 1 }).catch(() => null);
           if (next && next.header.get('Nats-Msg-Id') === m.msgId) return next.seq;
-          throw new FencedError(`log stream ${this.stream}: another writer appended after seq ${expectedLast}; this replica no longer leads`);
+          throw new FencedError(
+            `log stream ${this.stream}: another writer appended after seq ${expectedLast}; this replica no longer leads`,
+          );
         }
         if (Date.now() > deadline) {
-          throw new Error(`log stream ${this.stream}: append not acknowledged after ${attempt} tries: ${(e as Error).message}`, { cause: e });
+          throw new Error(
+            `log stream ${this.stream}: append not acknowledged after ${attempt} tries: ${(e as Error).message}`,
+            { cause: e },
+          );
         }
         await new Promise((res) => setTimeout(res, 250));
       }

@@ -27,7 +27,19 @@ export function chainHash(prev: string, fields: readonly (string | number | null
 export const CHAINS = {
   events: {
     id: 'seq',
-    columns: ['seq', 'received_at', 'kind', 'type', 'origin', 'namespace', 'name', 'uid', 'resource_version', 'service', 'object'],
+    columns: [
+      'seq',
+      'received_at',
+      'kind',
+      'type',
+      'origin',
+      'namespace',
+      'name',
+      'uid',
+      'resource_version',
+      'service',
+      'object',
+    ],
   },
   versions: {
     id: 'version',

@@ -16,7 +16,10 @@ export class SqliteResumeStore {
   private readonly put: Database.Statement;
   private readonly pending = new Map<KubeKind, string>();
 
-  constructor(private readonly db: Database.Database, private readonly now: () => Date = () => new Date()) {
+  constructor(
+    private readonly db: Database.Database,
+    private readonly now: () => Date = () => new Date(),
+  ) {
     this.get = db.prepare('SELECT resource_version AS rv FROM resume_points WHERE kind = ?');
     this.put = db.prepare(`INSERT INTO resume_points (kind, resource_version, updated_at) VALUES (?, ?, ?)
       ON CONFLICT (kind) DO UPDATE SET resource_version = excluded.resource_version, updated_at = excluded.updated_at`);

@@ -36,8 +36,15 @@ export function verifyLog(log: EventLog, opts: { deep?: boolean } = {}): VerifyR
     if (problem) problems.push(problem);
   }
   let cps = 0;
-  for (const r of databaseOf(log).prepare('SELECT seq, data_hash, objects, objects_hash, rejections FROM checkpoints ORDER BY seq').iterate() as
-    Iterable<{ seq: number; data_hash: string; objects: string; objects_hash: string; rejections: string }>) {
+  for (const r of databaseOf(log)
+    .prepare('SELECT seq, data_hash, objects, objects_hash, rejections FROM checkpoints ORDER BY seq')
+    .iterate() as Iterable<{
+    seq: number;
+    data_hash: string;
+    objects: string;
+    objects_hash: string;
+    rejections: string;
+  }>) {
     cps++;
     if (checkpointHash(r.objects, r.rejections) !== r.objects_hash) {
       problems.push({ table: 'checkpoints', row: r.seq, problem: 'objects do not match their hash (edited)' });
@@ -69,14 +76,17 @@ export function verifyLog(log: EventLog, opts: { deep?: boolean } = {}): VerifyR
 
 function verifyChain(log: EventLog, chain: ChainName): { problem: VerifyProblem | undefined; rows: number } {
   const { id, columns } = CHAINS[chain];
-  const head = databaseOf(log).prepare('SELECT anchor_id, anchor_hash, head_id, head_hash FROM chain_heads WHERE chain = ?').get(chain) as
-    { anchor_id: number; anchor_hash: string; head_id: number; head_hash: string } | undefined;
+  const head = databaseOf(log)
+    .prepare('SELECT anchor_id, anchor_hash, head_id, head_hash FROM chain_heads WHERE chain = ?')
+    .get(chain) as { anchor_id: number; anchor_hash: string; head_id: number; head_hash: string } | undefined;
   if (!head) return { problem: { table: chain, row: 0, problem: 'chain head is missing' }, rows: 0 };
   let expected = head.anchor_id + 1;
   let prev = head.anchor_hash;
   let rows = 0;
   const bad = (row: number, problem: string) => ({ problem: { table: chain, row, problem }, rows });
-  const stmt = databaseOf(log).prepare(`SELECT ${columns.join(', ')}, row_hash FROM ${chain} ORDER BY ${id}`).raw(true);
+  const stmt = databaseOf(log)
+    .prepare(`SELECT ${columns.join(', ')}, row_hash FROM ${chain} ORDER BY ${id}`)
+    .raw(true);
   for (const r of stmt.iterate() as Iterable<(string | number | null)[]>) {
     const rowId = r[0] as number;
     const stored = r[r.length - 1] as string;
@@ -84,12 +94,14 @@ function verifyChain(log: EventLog, chain: ChainName): { problem: VerifyProblem 
     if (rowId > head.head_id) return bad(rowId, `row past the recorded head ${head.head_id} (inserted)`);
     if (rowId !== expected) return bad(expected, `missing (next row is ${rowId}): deleted`);
     const h = chainHash(prev, r.slice(0, -1));
-    if (h !== stored) return bad(rowId, 'content does not match its chained hash (edited, or a row before it replaced)');
+    if (h !== stored)
+      return bad(rowId, 'content does not match its chained hash (edited, or a row before it replaced)');
     prev = stored;
     expected++;
     rows++;
   }
-  if (expected - 1 !== head.head_id) return bad(expected, `missing up to the recorded head ${head.head_id}: deleted at the end`);
+  if (expected - 1 !== head.head_id)
+    return bad(expected, `missing up to the recorded head ${head.head_id}: deleted at the end`);
   if (prev !== head.head_hash) return bad(head.head_id, 'last row does not match the recorded head hash');
   return { problem: undefined, rows };
 }

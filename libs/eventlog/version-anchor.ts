@@ -9,9 +9,13 @@ import { databaseOf } from './database-handle.ts';
  * the rows the stream names.
  */
 export function versionAnchor(log: EventLog, version: number): string {
-  const v = databaseOf(log).prepare('SELECT row_hash AS h, seq_to AS s FROM versions WHERE version = ?').get(version) as { h: string; s: number } | undefined;
+  const v = databaseOf(log).prepare('SELECT row_hash AS h, seq_to AS s FROM versions WHERE version = ?').get(version) as
+    | { h: string; s: number }
+    | undefined;
   if (!v) return '';
-  const e = databaseOf(log).prepare('SELECT row_hash AS h FROM events WHERE seq = ?').get(v.s) as { h: string } | undefined;
+  const e = databaseOf(log).prepare('SELECT row_hash AS h FROM events WHERE seq = ?').get(v.s) as
+    | { h: string }
+    | undefined;
   return `v${version}:${v.h} e${v.s}:${e?.h ?? '-'}`;
 }
 
@@ -22,13 +26,21 @@ export function checkVersionAnchor(log: EventLog, anchor: string): string | unde
   const version = Number(m[1]);
   const seq = Number(m[3]);
   const last = (databaseOf(log).prepare('SELECT max(version) AS v FROM versions').get() as { v: number | null }).v ?? 0;
-  if (last < version) return `the log ends at version ${last} but version ${version} was published from it: its tail was cut`;
-  const v = databaseOf(log).prepare('SELECT row_hash AS h, seq_to AS s FROM versions WHERE version = ?').get(version) as { h: string; s: number } | undefined;
+  if (last < version)
+    return `the log ends at version ${last} but version ${version} was published from it: its tail was cut`;
+  const v = databaseOf(log).prepare('SELECT row_hash AS h, seq_to AS s FROM versions WHERE version = ?').get(version) as
+    | { h: string; s: number }
+    | undefined;
   if (!v || v.h !== m[2]) return `versions row ${version} is not the one published (the log was rewritten)`;
   if (v.s !== seq) return `versions row ${version} names event ${v.s}, published ${seq}`;
-  const head = (databaseOf(log).prepare(`SELECT head_id AS id FROM chain_heads WHERE chain = 'events'`).get() as { id: number }).id;
-  if (head < seq) return `the log's events end at ${head} but version ${version} included event ${seq}: its tail was cut`;
-  const e = databaseOf(log).prepare('SELECT row_hash AS h FROM events WHERE seq = ?').get(seq) as { h: string } | undefined;
+  const head = (
+    databaseOf(log).prepare(`SELECT head_id AS id FROM chain_heads WHERE chain = 'events'`).get() as { id: number }
+  ).id;
+  if (head < seq)
+    return `the log's events end at ${head} but version ${version} included event ${seq}: its tail was cut`;
+  const e = databaseOf(log).prepare('SELECT row_hash AS h FROM events WHERE seq = ?').get(seq) as
+    | { h: string }
+    | undefined;
   if (e && m[4] !== '-' && e.h !== m[4]) return `events row ${seq} is not the one published (the log was rewritten)`;
   return undefined;
 }

@@ -10,13 +10,27 @@ export interface VersionRecord extends DataVersionHeader {
 }
 
 export interface VersionRow {
-  version: number; parent: number; hash: string; reason: string; created_at: string;
-  seq_from: number; seq_to: number; content_of: number | null; delta: string | null; row_hash: string;
+  version: number;
+  parent: number;
+  hash: string;
+  reason: string;
+  created_at: string;
+  seq_from: number;
+  seq_to: number;
+  content_of: number | null;
+  delta: string | null;
+  row_hash: string;
 }
 
 export function rowToVersion(r: VersionRow): VersionRecord {
   return {
-    version: r.version, parent: r.parent, hash: r.hash, reason: r.reason, createdAt: r.created_at,
-    seqFrom: r.seq_from, seqTo: r.seq_to, contentOf: r.content_of ?? undefined,
+    version: r.version,
+    parent: r.parent,
+    hash: r.hash,
+    reason: r.reason,
+    createdAt: r.created_at,
+    seqFrom: r.seq_from,
+    seqTo: r.seq_to,
+    contentOf: r.content_of ?? undefined,
   };
 }

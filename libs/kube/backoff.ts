@@ -27,8 +27,15 @@ export class Backoff {
     this.factor = options.factor ?? 2;
     this.jitter = options.jitter ?? 0.5;
     this.random = options.random ?? Math.random;
-    if (!(this.initialMs >= 0) || !(this.maxMs >= this.initialMs) || !(this.factor >= 1) || !(this.jitter >= 0 && this.jitter <= 1)) {
-      throw new Error(`invalid backoff options: ${JSON.stringify({ initialMs: this.initialMs, maxMs: this.maxMs, factor: this.factor, jitter: this.jitter })}`);
+    if (
+      !(this.initialMs >= 0) ||
+      !(this.maxMs >= this.initialMs) ||
+      !(this.factor >= 1) ||
+      !(this.jitter >= 0 && this.jitter <= 1)
+    ) {
+      throw new Error(
+        `invalid backoff options: ${JSON.stringify({ initialMs: this.initialMs, maxMs: this.maxMs, factor: this.factor, jitter: this.jitter })}`,
+      );
     }
   }
 

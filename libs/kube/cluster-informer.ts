@@ -88,7 +88,9 @@ export class ClusterInformer {
 
   /** Why some kind is failing right now (its last error), or undefined while every kind works. */
   problem(): string | undefined {
-    const failing = [...this.informers.values()].map((i) => i.health()).filter((h) => h.consecutiveFailures > 0 && h.lastError);
+    const failing = [...this.informers.values()]
+      .map((i) => i.health())
+      .filter((h) => h.consecutiveFailures > 0 && h.lastError);
     return failing.length ? failing.map((h) => `${h.kind}: ${h.lastError}`).join('; ') : undefined;
   }
 

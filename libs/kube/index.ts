@@ -23,7 +23,12 @@ export { ManifestsSource, MANIFEST_FILE_ANNOTATION } from './manifests-source.ts
 export type { ManifestsSourceHealth, ManifestsSourceOptions } from './manifests-source.ts';
 export { isManifestFileName, walkManifestDir } from './manifest-files.ts';
 export type { ManifestTree } from './manifest-files.ts';
-export { collectManifestObjects, DEFAULT_MAX_MANIFEST_BYTES, manifestKey, parseManifestFile } from './manifest-objects.ts';
+export {
+  collectManifestObjects,
+  DEFAULT_MAX_MANIFEST_BYTES,
+  manifestKey,
+  parseManifestFile,
+} from './manifest-objects.ts';
 export type { ManifestFileItems, ManifestFileParse, ManifestObject } from './manifest-objects.ts';
 export { readManifestDir } from './read-manifest-dir.ts';
 export type { ReadManifestDirOptions } from './read-manifest-dir.ts';

@@ -105,7 +105,8 @@ export class KindInformer {
       consecutiveFailures: 0,
     };
     const store = options.resumeStore;
-    for (const object of store?.knownObjects?.(options.kind) ?? []) this.known.set(objectKey(object), this.normalize(object));
+    for (const object of store?.knownObjects?.(options.kind) ?? [])
+      this.known.set(objectKey(object), this.normalize(object));
     this.rv = store?.load(options.kind) || undefined;
   }
 
@@ -148,7 +149,12 @@ export class KindInformer {
     return { ...raw, apiVersion: raw.apiVersion ?? info.apiVersion, kind: raw.kind ?? info.kind };
   }
 
-  private async emit(type: KubeEventType, object: RawKubeObject, resourceVersion: string, relist: boolean): Promise<void> {
+  private async emit(
+    type: KubeEventType,
+    object: RawKubeObject,
+    resourceVersion: string,
+    relist: boolean,
+  ): Promise<void> {
     try {
       await this.options.sink({ kind: this.kind, type, object, resourceVersion, relist });
     } catch (err) {
@@ -229,7 +235,9 @@ export class KindInformer {
         items?: unknown[];
       };
       if (!page || !Array.isArray(page.items) || typeof page.metadata?.resourceVersion !== 'string') {
-        throw new Error(`${this.kind}: LIST response is not a ${info.kind}List: ${JSON.stringify(page)?.slice(0, 200)}`);
+        throw new Error(
+          `${this.kind}: LIST response is not a ${info.kind}List: ${JSON.stringify(page)?.slice(0, 200)}`,
+        );
       }
       listRv ??= page.metadata.resourceVersion;
       for (const item of page.items) items.push(this.normalize(item));
@@ -248,7 +256,12 @@ export class KindInformer {
     const timeoutSeconds = Math.max(1, Math.floor(base * (1 + this.random())));
     const stream = await this.options.http.watch({
       path: info.path,
-      query: { watch: 'true', resourceVersion: this.rv!, allowWatchBookmarks: 'true', timeoutSeconds: String(timeoutSeconds) },
+      query: {
+        watch: 'true',
+        resourceVersion: this.rv!,
+        allowWatchBookmarks: 'true',
+        timeoutSeconds: String(timeoutSeconds),
+      },
       signal,
       idleTimeoutMs: timeoutSeconds * 1000 + (this.options.idleGraceMs ?? 30_000),
     });
@@ -268,7 +281,9 @@ export class KindInformer {
       }
       const rv = event?.object?.metadata?.resourceVersion;
       if (typeof rv !== 'string' || rv === '') {
-        throw new Error(`${this.kind}: watch event without metadata.resourceVersion: ${JSON.stringify(line).slice(0, 200)}`);
+        throw new Error(
+          `${this.kind}: watch event without metadata.resourceVersion: ${JSON.stringify(line).slice(0, 200)}`,
+        );
       }
       if (type === 'BOOKMARK') {
         this.stats.bookmarks += 1;

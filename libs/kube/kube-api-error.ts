@@ -21,7 +21,10 @@ export class KubeApiError extends Error {
   }
 
   static fromStatus(httpCode: number, body: unknown, context: string): KubeApiError {
-    const status = body && typeof body === 'object' && (body as KubeStatusBody).kind === 'Status' ? (body as KubeStatusBody) : undefined;
+    const status =
+      body && typeof body === 'object' && (body as KubeStatusBody).kind === 'Status'
+        ? (body as KubeStatusBody)
+        : undefined;
     const code = typeof status?.code === 'number' && status.code > 0 ? status.code : httpCode;
     const reason = status?.reason ?? 'Unknown';
     const message = status?.message ?? `HTTP ${httpCode}`;

@@ -23,7 +23,9 @@ export function loadKubeConfig(options: LoadKubeConfigOptions = {}): KubeConfig 
     kc.loadFromFile(options.kubeconfig);
   } else if (options.inCluster) {
     if (!process.env.KUBERNETES_SERVICE_HOST || !process.env.KUBERNETES_SERVICE_PORT) {
-      throw new Error('in-cluster configuration needs KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT (not running in a pod?)');
+      throw new Error(
+        'in-cluster configuration needs KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT (not running in a pod?)',
+      );
     }
     kc.loadFromCluster();
   } else {
@@ -33,6 +35,7 @@ export function loadKubeConfig(options: LoadKubeConfigOptions = {}): KubeConfig 
   if (options.context !== undefined) kc.setCurrentContext(options.context);
   const cluster = kc.getCurrentCluster();
   if (!cluster) throw new Error(`kubeconfig has no cluster for context "${kc.getCurrentContext()}"`);
-  if (!/^https?:\/\//.test(cluster.server)) throw new Error(`kubeconfig cluster "${cluster.name}" has no valid server URL: "${cluster.server}"`);
+  if (!/^https?:\/\//.test(cluster.server))
+    throw new Error(`kubeconfig cluster "${cluster.name}" has no valid server URL: "${cluster.server}"`);
   return kc;
 }

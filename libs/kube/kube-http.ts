@@ -54,7 +54,9 @@ export function kubeHttpFromConfig(kc: KubeConfig): KubeHttp {
     const transport = url.protocol === 'https:' ? https : http;
     const res = await new Promise<IncomingMessage>((resolve, reject) => {
       const req = transport.request(url, { ...options, signal: request.signal }, resolve);
-      req.setTimeout(request.idleTimeoutMs ?? 60_000, () => req.destroy(new Error(`${context}: no data for ${request.idleTimeoutMs ?? 60_000} ms`)));
+      req.setTimeout(request.idleTimeoutMs ?? 60_000, () =>
+        req.destroy(new Error(`${context}: no data for ${request.idleTimeoutMs ?? 60_000} ms`)),
+      );
       req.on('error', reject);
       req.end();
     });

@@ -55,7 +55,11 @@ interface StatSig {
 async function statSig(path: string): Promise<StatSig | undefined> {
   try {
     const st = await stat(path, { bigint: true });
-    return { sig: `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`, size: Number(st.size), mtimeMs: Number(st.mtimeNs / 1_000_000n) };
+    return {
+      sig: `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`,
+      size: Number(st.size),
+      mtimeMs: Number(st.mtimeNs / 1_000_000n),
+    };
   } catch {
     return undefined;
   }
@@ -73,7 +77,16 @@ export class ManifestFileTracker {
 
   /** Starts `file` from what the log says it defined (so a restart diffs against it). */
   seed(file: string, items: readonly unknown[]): void {
-    this.files.set(file, { sig: '', hash: '', items, problem: undefined, racy: false, seen: false, pending: undefined, missingSince: undefined });
+    this.files.set(file, {
+      sig: '',
+      hash: '',
+      items,
+      problem: undefined,
+      racy: false,
+      seen: false,
+      pending: undefined,
+      missingSince: undefined,
+    });
   }
 
   /** Files whose latest change has not settled yet. */
@@ -111,7 +124,8 @@ export class ManifestFileTracker {
     return [...this.files.entries()]
       .filter(([, f]) => f.problem !== undefined)
       .map(([file, f]) => ({
-        ref: 'file', source: file,
+        ref: 'file',
+        source: file,
         reason: `${f.problem}; ${f.items?.length ? 'keeping its previous objects' : 'none of its objects are used'}`,
       }));
   }
@@ -139,7 +153,16 @@ export class ManifestFileTracker {
     if (!before) return this.files.has(file) ? this.missing(file) : undefined;
     let f = this.files.get(file);
     if (!f) {
-      f = { sig: '', hash: '', items: undefined, problem: undefined, racy: false, seen: true, pending: undefined, missingSince: undefined };
+      f = {
+        sig: '',
+        hash: '',
+        items: undefined,
+        problem: undefined,
+        racy: false,
+        seen: true,
+        pending: undefined,
+        missingSince: undefined,
+      };
       this.files.set(file, f);
     }
     f.seen = true;

@@ -56,7 +56,11 @@ export async function walkManifestDir(root: string): Promise<ManifestTree> {
     } catch (e) {
       if (abs !== root) return; // a subdirectory removed while we walked
       const code = (e as NodeJS.ErrnoException).code;
-      throw new Error(code === 'ENOENT' ? `manifests directory ${root} does not exist` : `manifests directory ${root}: ${(e as Error).message}`);
+      throw new Error(
+        code === 'ENOENT'
+          ? `manifests directory ${root} does not exist`
+          : `manifests directory ${root}: ${(e as Error).message}`,
+      );
     }
     for (const entry of entries.sort((a, b) => byCodeUnit(a.name, b.name))) {
       if (entry.name.startsWith('.')) continue;

@@ -77,7 +77,10 @@ export interface ManifestFileItems {
  * named but is otherwise invalid is kept here: the caller validates it (the planner rejects it
  * alone and keeps its last good state, as it does for watch events).
  */
-export function collectManifestObjects(files: readonly ManifestFileItems[]): { objects: Map<string, ManifestObject>; rejected: Rejection[] } {
+export function collectManifestObjects(files: readonly ManifestFileItems[]): {
+  objects: Map<string, ManifestObject>;
+  rejected: Rejection[];
+} {
   const objects = new Map<string, ManifestObject>();
   const rejected: Rejection[] = [];
   for (const { file, items } of files) {
@@ -92,7 +95,11 @@ export function collectManifestObjects(files: readonly ManifestFileItems[]): { o
       const key = manifestKey(kind, object);
       const first = objects.get(key);
       if (first) {
-        rejected.push({ ref: describeKey(key), source: file, reason: `duplicate: also defined in ${first.file}, which is used` });
+        rejected.push({
+          ref: describeKey(key),
+          source: file,
+          reason: `duplicate: also defined in ${first.file}, which is used`,
+        });
         continue;
       }
       objects.set(key, { kind, key, file, object });

@@ -88,7 +88,8 @@ function fileOf(object: RawKubeObject): string {
 
 function annotated(object: RawKubeObject, file: string): RawKubeObject {
   const annotations = object.metadata.annotations;
-  const base = annotations !== null && typeof annotations === 'object' && !Array.isArray(annotations) ? annotations : {};
+  const base =
+    annotations !== null && typeof annotations === 'object' && !Array.isArray(annotations) ? annotations : {};
   return { ...object, metadata: { ...object.metadata, annotations: { ...base, [MANIFEST_FILE_ANNOTATION]: file } } };
 }
 
@@ -138,12 +139,18 @@ export class ManifestsSource {
     }
     for (const [file, objects] of byFile) this.tracker.seed(file, objects);
     this.rv = options.startResourceVersion ?? rv;
-    if (!Number.isInteger(this.rv) || this.rv < 0) throw new Error(`startResourceVersion must be a non-negative integer, got ${this.rv}`);
+    if (!Number.isInteger(this.rv) || this.rv < 0)
+      throw new Error(`startResourceVersion must be a non-negative integer, got ${this.rv}`);
     this.synced = new Promise((resolve) => (this.resolveSynced = resolve));
   }
 
   health(): ManifestsSourceHealth {
-    return { ...this.stats, objects: this.current.size, resourceVersion: String(this.rv), unsettledFiles: this.tracker.unsettled };
+    return {
+      ...this.stats,
+      objects: this.current.size,
+      resourceVersion: String(this.rv),
+      unsettledFiles: this.tracker.unsettled,
+    };
   }
 
   /** Why the source is failing right now, or undefined when its last scan worked. */
@@ -274,7 +281,8 @@ export class ManifestsSource {
       const before = this.current.get(key);
       const entry = next.get(key)!;
       if (!before) await emit(entry, 'ADDED', key);
-      else if (!isDeepStrictEqual(withoutRv(before.object), withoutRv(entry.object))) await emit(entry, 'MODIFIED', key);
+      else if (!isDeepStrictEqual(withoutRv(before.object), withoutRv(entry.object)))
+        await emit(entry, 'MODIFIED', key);
     }
   }
 }

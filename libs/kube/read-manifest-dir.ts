@@ -6,7 +6,11 @@ import { join } from 'node:path';
 import { readKubeObject, type ManifestReadResult, type Rejection } from '../model/index.ts';
 import { walkManifestDir } from './manifest-files.ts';
 import {
-  collectManifestObjects, DEFAULT_MAX_MANIFEST_BYTES, parseManifestFile, sizeRefusal, type ManifestFileItems,
+  collectManifestObjects,
+  DEFAULT_MAX_MANIFEST_BYTES,
+  parseManifestFile,
+  sizeRefusal,
+  type ManifestFileItems,
 } from './manifest-objects.ts';
 
 export interface ReadManifestDirOptions {

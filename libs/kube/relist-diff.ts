@@ -8,7 +8,10 @@ export interface RelistChange {
   object: RawKubeObject;
 }
 
-export function relistDiff(known: ReadonlyMap<string, RawKubeObject>, listed: readonly RawKubeObject[]): RelistChange[] {
+export function relistDiff(
+  known: ReadonlyMap<string, RawKubeObject>,
+  listed: readonly RawKubeObject[],
+): RelistChange[] {
   const listedKeys = new Set(listed.map(objectKey));
   const changes: RelistChange[] = [];
   for (const key of [...known.keys()].sort()) {
@@ -18,7 +21,11 @@ export function relistDiff(known: ReadonlyMap<string, RawKubeObject>, listed: re
     const before = known.get(objectKey(object));
     if (!before) {
       changes.push({ type: 'ADDED', object });
-    } else if (before.metadata.uid !== undefined && object.metadata.uid !== undefined && before.metadata.uid !== object.metadata.uid) {
+    } else if (
+      before.metadata.uid !== undefined &&
+      object.metadata.uid !== undefined &&
+      before.metadata.uid !== object.metadata.uid
+    ) {
       // Deleted and recreated under the same name while we were not watching.
       changes.push({ type: 'DELETED', object: before }, { type: 'ADDED', object });
     } else if (before.metadata.resourceVersion !== object.metadata.resourceVersion) {

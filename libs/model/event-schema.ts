@@ -6,12 +6,14 @@ import type { KubeKind } from './kube-objects.ts';
  */
 export const WATCH_EVENT_TYPES = ['ADDED', 'MODIFIED', 'DELETED'] as const;
 export type WatchEventType = (typeof WATCH_EVENT_TYPES)[number];
-export const isWatchEventType = (v: unknown): v is WatchEventType => (WATCH_EVENT_TYPES as readonly unknown[]).includes(v);
+export const isWatchEventType = (v: unknown): v is WatchEventType =>
+  (WATCH_EVENT_TYPES as readonly unknown[]).includes(v);
 
 /** Where an event came from: a live watch, a relist after 410 Gone, or a manifests directory. */
 export const WATCH_EVENT_ORIGINS = ['watch', 'relist', 'manifests'] as const;
 export type WatchEventOrigin = (typeof WATCH_EVENT_ORIGINS)[number];
-export const isWatchEventOrigin = (v: unknown): v is WatchEventOrigin => (WATCH_EVENT_ORIGINS as readonly unknown[]).includes(v);
+export const isWatchEventOrigin = (v: unknown): v is WatchEventOrigin =>
+  (WATCH_EVENT_ORIGINS as readonly unknown[]).includes(v);
 
 export interface WatchEvent {
   readonly kind: KubeKind;

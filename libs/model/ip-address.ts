@@ -26,12 +26,19 @@ export function ipFamily(address: string): IpFamily {
 function canonicalIpv6(text: string): string {
   const groups = expandIpv6(text);
   // Find the longest run (length >= 2) of zero groups; first one wins on ties.
-  let bestStart = -1, bestLen = 0;
+  let bestStart = -1,
+    bestLen = 0;
   for (let i = 0; i < 8; ) {
-    if (groups[i] !== 0) { i++; continue; }
+    if (groups[i] !== 0) {
+      i++;
+      continue;
+    }
     let j = i;
     while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLen && j - i >= 2) { bestStart = i; bestLen = j - i; }
+    if (j - i > bestLen && j - i >= 2) {
+      bestStart = i;
+      bestLen = j - i;
+    }
     i = j;
   }
   const hex = groups.map((g) => g.toString(16));
@@ -98,7 +105,10 @@ export function cidrContains(cidr: Cidr, address: string): boolean {
 export function ipBytes(ip: string): Uint8Array {
   if (!ip.includes(':')) return Uint8Array.from(ip.split('.').map(Number));
   const out = new Uint8Array(16);
-  expandIpv6(ip).forEach((g, i) => { out[i * 2] = g >> 8; out[i * 2 + 1] = g & 0xff; });
+  expandIpv6(ip).forEach((g, i) => {
+    out[i * 2] = g >> 8;
+    out[i * 2 + 1] = g & 0xff;
+  });
   return out;
 }
 

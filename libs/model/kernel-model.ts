@@ -34,7 +34,13 @@ export interface VirtualServer {
   readonly realServers: readonly RealServer[];
 }
 
-export type IpsetType = 'hash:ip' | 'hash:ip,port' | 'hash:ip,port,ip' | 'hash:ip,port,net' | 'hash:net' | 'bitmap:port';
+export type IpsetType =
+  | 'hash:ip'
+  | 'hash:ip,port'
+  | 'hash:ip,port,ip'
+  | 'hash:ip,port,net'
+  | 'hash:net'
+  | 'bitmap:port';
 
 export interface IpsetState {
   readonly name: string;

@@ -1,9 +1,20 @@
 import { parseAllDocuments } from 'yaml';
 import { canonicalIp, ipFamily, parseCidr } from './ip-address.ts';
 import {
-  PROTOCOLS, SERVICE_NAME_LABEL, ZONE_LABEL,
-  type Endpoint, type EndpointPort, type EndpointSliceObject, type KubeObject, type NodeAddress,
-  type NodeObject, type ObjectMeta, type Protocol, type ServiceObject, type ServicePort, type ServiceType,
+  PROTOCOLS,
+  SERVICE_NAME_LABEL,
+  ZONE_LABEL,
+  type Endpoint,
+  type EndpointPort,
+  type EndpointSliceObject,
+  type KubeObject,
+  type NodeAddress,
+  type NodeObject,
+  type ObjectMeta,
+  type Protocol,
+  type ServiceObject,
+  type ServicePort,
+  type ServiceType,
   type TrafficPolicy,
 } from './kube-objects.ts';
 
@@ -17,7 +28,9 @@ export interface Rejection {
 export type ReadResult = { ok: true; object: KubeObject } | { ok: false; rejection: Rejection };
 
 class Invalid extends Error {}
-const fail = (reason: string): never => { throw new Invalid(reason); };
+const fail = (reason: string): never => {
+  throw new Invalid(reason);
+};
 
 type Raw = Record<string, unknown>;
 const isObj = (v: unknown): v is Raw => typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -33,10 +46,14 @@ export function readKubeObject(raw: unknown, source = 'input'): ReadResult {
     if (!isObj(raw)) fail('not an object');
     const o = raw as Raw;
     switch (o.kind) {
-      case 'Service': return { ok: true, object: readService(o) };
-      case 'EndpointSlice': return { ok: true, object: readEndpointSlice(o) };
-      case 'Node': return { ok: true, object: readNode(o) };
-      default: return fail(`unsupported kind ${JSON.stringify(o.kind)}`);
+      case 'Service':
+        return { ok: true, object: readService(o) };
+      case 'EndpointSlice':
+        return { ok: true, object: readEndpointSlice(o) };
+      case 'Node':
+        return { ok: true, object: readNode(o) };
+      default:
+        return fail(`unsupported kind ${JSON.stringify(o.kind)}`);
     }
   } catch (e) {
     if (!(e instanceof Invalid)) throw e;
@@ -56,10 +73,12 @@ function describe(raw: unknown): string {
 function readMeta(o: Raw, namespaced: boolean): ObjectMeta {
   const m = isObj(o.metadata) ? o.metadata : fail('missing metadata');
   const name = typeof m.name === 'string' && m.name !== '' ? m.name : fail('missing metadata.name');
-  if (!/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(name) || name.length > 253) fail(`invalid metadata.name ${JSON.stringify(name)}`);
+  if (!/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(name) || name.length > 253)
+    fail(`invalid metadata.name ${JSON.stringify(name)}`);
   const namespace = namespaced ? (typeof m.namespace === 'string' && m.namespace !== '' ? m.namespace : 'default') : '';
   return {
-    namespace, name,
+    namespace,
+    name,
     uid: typeof m.uid === 'string' ? m.uid : '',
     resourceVersion: typeof m.resourceVersion === 'string' ? m.resourceVersion : '',
     labels: stringMap(m.labels, 'metadata.labels'),
@@ -107,25 +126,41 @@ function list(v: unknown, what: string): unknown[] {
 
 function oneOf<T extends string>(v: unknown, allowed: readonly T[], dflt: T, what: string): T {
   if (v === undefined || v === null || v === '') return dflt;
-  return allowed.includes(v as T) ? (v as T) : fail(`${what}: must be one of ${allowed.join('|')}, got ${JSON.stringify(v)}`);
+  return allowed.includes(v as T)
+    ? (v as T)
+    : fail(`${what}: must be one of ${allowed.join('|')}, got ${JSON.stringify(v)}`);
 }
 
 function readService(o: Raw): ServiceObject {
   apiVersion(o, 'v1');
   const meta = readMeta(o, true);
   const spec = isObj(o.spec) ? o.spec : fail('missing spec');
-  const type = oneOf<ServiceType>(spec.type, ['ClusterIP', 'NodePort', 'LoadBalancer', 'ExternalName'], 'ClusterIP', 'spec.type');
+  const type = oneOf<ServiceType>(
+    spec.type,
+    ['ClusterIP', 'NodePort', 'LoadBalancer', 'ExternalName'],
+    'ClusterIP',
+    'spec.type',
+  );
   const rawIPs = list(spec.clusterIPs, 'spec.clusterIPs');
   const ipsText = rawIPs.length ? rawIPs : spec.clusterIP !== undefined ? [spec.clusterIP] : [];
   const headless = ipsText[0] === 'None';
-  const clusterIPs = type === 'ExternalName' || headless ? [] :
-    ipsText.filter((t) => t !== '').map((t, i) => ip(t, `spec.clusterIPs[${i}]`));
-  if (new Set(clusterIPs.map(ipFamily)).size !== clusterIPs.length) fail('spec.clusterIPs: at most one address per family');
+  const clusterIPs =
+    type === 'ExternalName' || headless
+      ? []
+      : ipsText.filter((t) => t !== '').map((t, i) => ip(t, `spec.clusterIPs[${i}]`));
+  if (new Set(clusterIPs.map(ipFamily)).size !== clusterIPs.length)
+    fail('spec.clusterIPs: at most one address per family');
   const ports = list(spec.ports, 'spec.ports').map((p, i): ServicePort => {
     if (!isObj(p)) return fail(`spec.ports[${i}] must be an object`);
     const what = `spec.ports[${i}]`;
-    const name = p.name === undefined ? '' : typeof p.name === 'string' ? p.name : fail(`${what}.name must be a string`);
-    return { name, protocol: protocol(p.protocol, what), port: port(p.port, what), nodePort: port(p.nodePort, `${what}.nodePort`, true) };
+    const name =
+      p.name === undefined ? '' : typeof p.name === 'string' ? p.name : fail(`${what}.name must be a string`);
+    return {
+      name,
+      protocol: protocol(p.protocol, what),
+      port: port(p.port, what),
+      nodePort: port(p.nodePort, `${what}.nodePort`, true),
+    };
   });
   if (type !== 'ExternalName' && !headless && ports.length === 0) fail('spec.ports: a service needs at least one port');
   const seen = new Set<string>();
@@ -145,22 +180,43 @@ function readService(o: Raw): ServiceObject {
     return c?.text ?? fail(`spec.loadBalancerSourceRanges[${i}]: invalid CIDR ${JSON.stringify(r)}`);
   });
   const affinity = oneOf(spec.sessionAffinity, ['None', 'ClientIP'] as const, 'None', 'spec.sessionAffinity');
-  const cfg = isObj(spec.sessionAffinityConfig) && isObj(spec.sessionAffinityConfig.clientIP) ? spec.sessionAffinityConfig.clientIP : {};
+  const cfg =
+    isObj(spec.sessionAffinityConfig) && isObj(spec.sessionAffinityConfig.clientIP)
+      ? spec.sessionAffinityConfig.clientIP
+      : {};
   const timeout = cfg.timeoutSeconds === undefined ? 10800 : cfg.timeoutSeconds;
   if (typeof timeout !== 'number' || !Number.isInteger(timeout) || timeout < 1 || timeout > 86400) {
     fail(`spec.sessionAffinityConfig.clientIP.timeoutSeconds out of range ${JSON.stringify(timeout)}`);
   }
   const annotations = meta.annotations;
-  const mode = annotations['service.kubernetes.io/topology-mode'] ?? annotations['service.kubernetes.io/topology-aware-hints'] ?? '';
+  const mode =
+    annotations['service.kubernetes.io/topology-mode'] ??
+    annotations['service.kubernetes.io/topology-aware-hints'] ??
+    '';
   return {
-    kind: 'Service', meta, type, clusterIPs, headless, ports,
+    kind: 'Service',
+    meta,
+    type,
+    clusterIPs,
+    headless,
+    ports,
     externalIPs: list(spec.externalIPs, 'spec.externalIPs').map((t, i) => ip(t, `spec.externalIPs[${i}]`)),
     loadBalancerIngress: type === 'LoadBalancer' ? ingress : [],
     loadBalancerSourceRanges: ranges,
     sessionAffinity: affinity,
     affinityTimeoutSeconds: timeout as number,
-    externalTrafficPolicy: oneOf<TrafficPolicy>(spec.externalTrafficPolicy, ['Cluster', 'Local'], 'Cluster', 'spec.externalTrafficPolicy'),
-    internalTrafficPolicy: oneOf<TrafficPolicy>(spec.internalTrafficPolicy, ['Cluster', 'Local'], 'Cluster', 'spec.internalTrafficPolicy'),
+    externalTrafficPolicy: oneOf<TrafficPolicy>(
+      spec.externalTrafficPolicy,
+      ['Cluster', 'Local'],
+      'Cluster',
+      'spec.externalTrafficPolicy',
+    ),
+    internalTrafficPolicy: oneOf<TrafficPolicy>(
+      spec.internalTrafficPolicy,
+      ['Cluster', 'Local'],
+      'Cluster',
+      'spec.internalTrafficPolicy',
+    ),
     healthCheckNodePort: port(spec.healthCheckNodePort, 'spec.healthCheckNodePort', true),
     topologyAware: mode === 'Auto' || mode === 'auto' || spec.trafficDistribution === 'PreferClose',
   };
@@ -174,28 +230,41 @@ function readEndpointSlice(o: Raw): EndpointSliceObject {
   if (o.addressType === undefined) fail('missing addressType');
   const ports = list(o.ports, 'ports').map((p, i): EndpointPort => {
     if (!isObj(p)) return fail(`ports[${i}] must be an object`);
-    const name = p.name === undefined || p.name === null ? '' : typeof p.name === 'string' ? p.name : fail(`ports[${i}].name must be a string`);
+    const name =
+      p.name === undefined || p.name === null
+        ? ''
+        : typeof p.name === 'string'
+          ? p.name
+          : fail(`ports[${i}].name must be a string`);
     return { name, protocol: protocol(p.protocol, `ports[${i}]`), port: port(p.port, `ports[${i}]`) };
   });
   const endpoints = list(o.endpoints, 'endpoints').map((e, i): Endpoint => {
     if (!isObj(e)) return fail(`endpoints[${i}] must be an object`);
     const addresses = list(e.addresses, `endpoints[${i}].addresses`);
     if (addresses.length === 0) fail(`endpoints[${i}].addresses must not be empty`);
-    const canon = addressType === 'FQDN' ? addresses.map(String) : addresses.map((a, j) => {
-      const c = ip(a, `endpoints[${i}].addresses[${j}]`);
-      if (ipFamily(c) !== addressType) fail(`endpoints[${i}].addresses[${j}]: ${c} is not ${addressType}`);
-      return c;
-    });
+    const canon =
+      addressType === 'FQDN'
+        ? addresses.map(String)
+        : addresses.map((a, j) => {
+            const c = ip(a, `endpoints[${i}].addresses[${j}]`);
+            if (ipFamily(c) !== addressType) fail(`endpoints[${i}].addresses[${j}]: ${c} is not ${addressType}`);
+            return c;
+          });
     const cond = isObj(e.conditions) ? e.conditions : {};
     // API semantics: a nil ready means ready; a nil serving means "same as ready".
     const ready = cond.ready === undefined || cond.ready === null ? true : cond.ready === true;
     const serving = cond.serving === undefined || cond.serving === null ? ready : cond.serving === true;
     const hints = isObj(e.hints) ? list(e.hints.forZones, `endpoints[${i}].hints.forZones`) : [];
     return {
-      addresses: canon, ready, serving, terminating: cond.terminating === true,
+      addresses: canon,
+      ready,
+      serving,
+      terminating: cond.terminating === true,
       nodeName: typeof e.nodeName === 'string' ? e.nodeName : '',
       zone: typeof e.zone === 'string' ? e.zone : '',
-      hintZones: hints.map((h) => (isObj(h) && typeof h.name === 'string' ? h.name : fail(`endpoints[${i}].hints.forZones: bad entry`))),
+      hintZones: hints.map((h) =>
+        isObj(h) && typeof h.name === 'string' ? h.name : fail(`endpoints[${i}].hints.forZones: bad entry`),
+      ),
     };
   });
   return { kind: 'EndpointSlice', meta, serviceName, addressType, ports, endpoints };
@@ -267,8 +336,11 @@ function expandLists(raw: unknown): unknown[] {
   if (isObj(raw) && typeof raw.kind === 'string' && raw.kind.endsWith('List') && Array.isArray(raw.items)) {
     // Items of a typed list (ServiceList) often omit kind/apiVersion: take them from the list.
     const itemKind = raw.kind === 'List' ? undefined : raw.kind.slice(0, -'List'.length);
-    return raw.items.flatMap((it) => expandLists(
-      isObj(it) && itemKind && it.kind === undefined ? { kind: itemKind, apiVersion: raw.apiVersion, ...it } : it));
+    return raw.items.flatMap((it) =>
+      expandLists(
+        isObj(it) && itemKind && it.kind === undefined ? { kind: itemKind, apiVersion: raw.apiVersion, ...it } : it,
+      ),
+    );
   }
   return [raw];
 }

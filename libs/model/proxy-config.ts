@@ -47,13 +47,16 @@ export function readProxyConfig(input: unknown): ProxyConfig {
   const c = { ...DEFAULT_PROXY_CONFIG, ...(input as Partial<ProxyConfig>) };
   const known = new Set(Object.keys(DEFAULT_PROXY_CONFIG));
   for (const k of Object.keys(input)) if (!known.has(k)) throw new Error(`proxy config: unknown field ${k}`);
-  if (c.mode !== 'ipvs' && c.mode !== 'nftables') throw new Error(`proxy config: mode must be ipvs or nftables, got ${String(c.mode)}`);
+  if (c.mode !== 'ipvs' && c.mode !== 'nftables')
+    throw new Error(`proxy config: mode must be ipvs or nftables, got ${String(c.mode)}`);
   if (!SCHEDULERS.includes(c.scheduler)) throw new Error(`proxy config: unknown scheduler ${String(c.scheduler)}`);
   for (const f of c.schedulerFlags) {
-    if (!(FLAGS[c.scheduler] ?? []).includes(f)) throw new Error(`proxy config: flag ${f} does not apply to scheduler ${c.scheduler}`);
+    if (!(FLAGS[c.scheduler] ?? []).includes(f))
+      throw new Error(`proxy config: flag ${f} does not apply to scheduler ${c.scheduler}`);
   }
   for (const k of ['tcpTimeout', 'tcpFinTimeout', 'udpTimeout'] as const) {
-    if (!Number.isInteger(c[k]) || c[k] < 0 || c[k] > 86400 * 30) throw new Error(`proxy config: ${k} must be whole seconds`);
+    if (!Number.isInteger(c[k]) || c[k] < 0 || c[k] > 86400 * 30)
+      throw new Error(`proxy config: ${k} must be whole seconds`);
   }
   for (const k of ['strictARP', 'masqueradeAll'] as const) {
     if (typeof c[k] !== 'boolean') throw new Error(`proxy config: ${k} must be true or false`);
@@ -68,12 +71,14 @@ export function readProxyConfig(input: unknown): ProxyConfig {
     if (!Array.isArray(c[k])) throw new Error(`proxy config: ${k} must be a list of CIDRs`);
     for (const t of c[k]) untrimmed(k, t);
   }
-  const cidrs = (k: 'excludeCIDRs' | 'nodePortAddresses') => c[k].map((t) => {
-    const p = parseCidr(t);
-    if (!p || !t.includes('/')) throw new Error(`proxy config: ${k}: invalid CIDR ${JSON.stringify(t)}`);
-    return p.text;
-  });
-  if (c.clusterCIDR !== '' && !parseCidr(c.clusterCIDR)) throw new Error(`proxy config: clusterCIDR: invalid CIDR ${c.clusterCIDR}`);
+  const cidrs = (k: 'excludeCIDRs' | 'nodePortAddresses') =>
+    c[k].map((t) => {
+      const p = parseCidr(t);
+      if (!p || !t.includes('/')) throw new Error(`proxy config: ${k}: invalid CIDR ${JSON.stringify(t)}`);
+      return p.text;
+    });
+  if (c.clusterCIDR !== '' && !parseCidr(c.clusterCIDR))
+    throw new Error(`proxy config: clusterCIDR: invalid CIDR ${c.clusterCIDR}`);
   return Object.freeze({
     ...c,
     schedulerFlags: [...c.schedulerFlags].sort(),

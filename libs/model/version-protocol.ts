@@ -1,7 +1,14 @@
 import type { ClusterData, DataDelta } from './cluster-data.ts';
 import type { z } from 'zod';
 import type {
-  AckSchema, AckTimingsSchema, ConfigRevisionSchema, HealthVerdictSchema, HeartbeatSchema, NackSchema, NodeTargetSchema, ProbeReportSchema,
+  AckSchema,
+  AckTimingsSchema,
+  ConfigRevisionSchema,
+  HealthVerdictSchema,
+  HeartbeatSchema,
+  NackSchema,
+  NodeTargetSchema,
+  ProbeReportSchema,
 } from './wire-schemas.ts';
 
 /**

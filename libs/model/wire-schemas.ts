@@ -34,9 +34,18 @@ export const SignedTargetSchema = z.union([
 export const NoticeDeltaSchema = z.object({ headers: z.record(z.string(), z.string()), payload: z.string() });
 
 /** The core-NATS notice sent after each KV write (fast path); `revision` is informational only. */
-export const TargetNoticeSchema = z.object({ revision: count, target: SignedTargetSchema, delta: NoticeDeltaSchema.optional() });
+export const TargetNoticeSchema = z.object({
+  revision: count,
+  target: SignedTargetSchema,
+  delta: NoticeDeltaSchema.optional(),
+});
 
-export const AckTimingsSchema = z.object({ fetchMs: z.number(), renderMs: z.number(), applyMs: z.number(), probeMs: z.number().optional() });
+export const AckTimingsSchema = z.object({
+  fetchMs: z.number(),
+  renderMs: z.number(),
+  applyMs: z.number(),
+  probeMs: z.number().optional(),
+});
 
 /** One probe connection that failed: the virtual server (`tcp/10.96.0.1:80`) and why. */
 export const ProbeFailureSchema = z.object({ target: z.string().max(200), error: z.string().max(500) });
@@ -121,7 +130,10 @@ export const HeartbeatSchema = z.object({
 const keyed = (id: string) => z.array(z.looseObject({ [id]: z.string() }));
 
 export const DataDeltaSchema = z.object({
-  upsertServices: keyed('key'), removeServices: z.array(z.string()), upsertNodes: keyed('name'), removeNodes: z.array(z.string()),
+  upsertServices: keyed('key'),
+  removeServices: z.array(z.string()),
+  upsertNodes: keyed('name'),
+  removeNodes: z.array(z.string()),
 });
 
 const artifactHeader = { version: positive, parent: count, hash: sha256Hex, reason: z.string(), createdAt: z.string() };
@@ -129,7 +141,11 @@ const artifactHeader = { version: positive, parent: count, hash: sha256Hex, reas
 /** A version artifact's envelope and array structure (see the note at the top on entries). */
 export const VersionArtifactSchema = z.discriminatedUnion('form', [
   z.object({ ...artifactHeader, form: z.literal('delta'), delta: DataDeltaSchema }),
-  z.object({ ...artifactHeader, form: z.literal('checkpoint'), data: z.object({ services: keyed('key'), nodes: keyed('name') }) }),
+  z.object({
+    ...artifactHeader,
+    form: z.literal('checkpoint'),
+    data: z.object({ services: keyed('key'), nodes: keyed('name') }),
+  }),
 ]);
 
 /** A published config revision; `config` is checked by readProxyConfig (unknown fields refused). */
@@ -155,7 +171,11 @@ export type TargetNotice = z.infer<typeof TargetNoticeSchema>;
 export type NoticeDelta = z.infer<typeof NoticeDeltaSchema>;
 
 /** Parses JSON bytes (or text) against a schema; one line naming the first problem on failure. */
-export function parseWire<S extends z.ZodType>(schema: S, input: Uint8Array | string, what: string): { value: z.infer<S> } | { error: string } {
+export function parseWire<S extends z.ZodType>(
+  schema: S,
+  input: Uint8Array | string,
+  what: string,
+): { value: z.infer<S> } | { error: string } {
   let v: unknown;
   try {
     v = JSON.parse(typeof input === 'string' ? input : new TextDecoder('utf-8', { fatal: true }).decode(input));
@@ -166,7 +186,11 @@ export function parseWire<S extends z.ZodType>(schema: S, input: Uint8Array | st
 }
 
 /** Like parseWire for an already-decoded value. */
-export function checkWire<S extends z.ZodType>(schema: S, v: unknown, what: string): { value: z.infer<S> } | { error: string } {
+export function checkWire<S extends z.ZodType>(
+  schema: S,
+  v: unknown,
+  what: string,
+): { value: z.infer<S> } | { error: string } {
   const r = schema.safeParse(v);
   if (r.success) return { value: r.data };
   const i = r.error.issues[0]!;

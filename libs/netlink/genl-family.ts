@@ -40,7 +40,8 @@ export interface GenlFamily {
   readonly maxAttr: number;
 }
 
-export const encodeGetFamily = (name: string): Buffer => encodeGenl(CTRL_CMD_GETFAMILY, 1, [strAttr(CTRL_ATTR_FAMILY_NAME, name)]);
+export const encodeGetFamily = (name: string): Buffer =>
+  encodeGenl(CTRL_CMD_GETFAMILY, 1, [strAttr(CTRL_ATTR_FAMILY_NAME, name)]);
 
 export function decodeFamily(msg: NetlinkMessage): GenlFamily {
   const a = decodeAttrs(decodeGenl(msg.payload).attrs);
@@ -58,10 +59,15 @@ export async function resolveGenlFamily(conn: NetlinkConnection, name: string): 
     type: GENL_ID_CTRL,
     payload: encodeGetFamily(name),
     operation: `resolve generic netlink family ${name}`,
-    mapError: (errno) => errno === 2
-      ? new NetlinkError(`resolve generic netlink family ${name}`, errno, 'ENOENT',
-        `family "${name}" is not registered in this kernel (module not loaded?)`)
-      : undefined,
+    mapError: (errno) =>
+      errno === 2
+        ? new NetlinkError(
+            `resolve generic netlink family ${name}`,
+            errno,
+            'ENOENT',
+            `family "${name}" is not registered in this kernel (module not loaded?)`,
+          )
+        : undefined,
   });
   const first = replies[0];
   if (!first) throw new Error(`resolve generic netlink family ${name}: empty reply`);

@@ -9,8 +9,16 @@ export type { IpFamily } from './ip-address.ts';
 export { IpvsClient, openIpvs } from './ipvs-client.ts';
 export type { IpvsClientOptions } from './ipvs-client.ts';
 export type {
-  IpvsDestination, IpvsDestinationKey, IpvsForward, IpvsInfo, IpvsProtocol, IpvsService, IpvsServiceFlag,
-  IpvsServiceKey, IpvsStats, IpvsTimeouts,
+  IpvsDestination,
+  IpvsDestinationKey,
+  IpvsForward,
+  IpvsInfo,
+  IpvsProtocol,
+  IpvsService,
+  IpvsServiceFlag,
+  IpvsServiceKey,
+  IpvsStats,
+  IpvsTimeouts,
 } from './ipvs-types.ts';
 export { destLabel, serviceLabel } from './ipvs-codec.ts';
 
@@ -18,7 +26,12 @@ export { IpsetClient, openIpset } from './ipset-client.ts';
 export type { IpsetClientOptions } from './ipset-client.ts';
 export { IPSET_TYPES } from './ipset-types.ts';
 export type {
-  IpsetCreate, IpsetEntry, IpsetHeader, IpsetProto, IpsetSet, IpsetType,
+  IpsetCreate,
+  IpsetEntry,
+  IpsetHeader,
+  IpsetProto,
+  IpsetSet,
+  IpsetType,
 } from './ipset-types.ts';
 export { entryFromText, entryToSaveLine, entryToText, headerToSaveLine } from './ipset-entry-text.ts';
 export { describeIpsetError } from './ipset-errors.ts';

@@ -20,8 +20,10 @@ export function ipToBytes(address: string): Buffer {
   if (isIPv4(address)) return Buffer.from(address.split('.').map(Number));
   if (!isIPv6(address)) throw new Error(`invalid IP address "${address}"`);
   // An embedded dotted quad becomes two hex groups, then one generic parse.
-  const text = address.replace(/(\d+)\.(\d+)\.(\d+)\.(\d+)$/, (_m, a, b, c, d) =>
-    `${((+a << 8) | +b).toString(16)}:${((+c << 8) | +d).toString(16)}`);
+  const text = address.replace(
+    /(\d+)\.(\d+)\.(\d+)\.(\d+)$/,
+    (_m, a, b, c, d) => `${((+a << 8) | +b).toString(16)}:${((+c << 8) | +d).toString(16)}`,
+  );
   const parse = (s: string): number[] => (s === '' ? [] : s.split(':').map((h) => parseInt(h, 16)));
   let groups: number[];
   if (text.includes('::')) {
@@ -32,7 +34,8 @@ export function ipToBytes(address: string): Buffer {
   } else {
     groups = parse(text);
   }
-  if (groups.length !== 8 || groups.some((g) => !(g >= 0 && g <= 0xffff))) throw new Error(`invalid IPv6 address "${address}"`);
+  if (groups.length !== 8 || groups.some((g) => !(g >= 0 && g <= 0xffff)))
+    throw new Error(`invalid IPv6 address "${address}"`);
   const out = Buffer.alloc(16);
   groups.forEach((g, i) => {
     out.writeUInt16BE(g, i * 2);
@@ -52,10 +55,16 @@ export function bytesToIp(bytes: Uint8Array, family: IpFamily): string {
   let bestStart = -1;
   let bestLen = 1; // a single zero group is not compressed (RFC 5952 4.2.2)
   for (let i = 0; i < 8; ) {
-    if (g[i] !== 0) { i++; continue; }
+    if (g[i] !== 0) {
+      i++;
+      continue;
+    }
     let j = i;
     while (j < 8 && g[j] === 0) j++;
-    if (j - i > bestLen) { bestStart = i; bestLen = j - i; }
+    if (j - i > bestLen) {
+      bestStart = i;
+      bestLen = j - i;
+    }
     i = j;
   }
   const hex = (xs: number[]) => xs.map((x) => x.toString(16)).join(':');

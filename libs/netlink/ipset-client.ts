@@ -8,9 +8,24 @@ import { NetlinkError } from './netlink-error.ts';
 import { ipsetError } from './ipset-errors.ts';
 import type { IpsetOp } from './ipset-errors.ts';
 import {
-  IPSET_PROTOCOL, IPSET_PROTOCOL_MIN, IpsetCmd, NETLINK_NETFILTER, decodeListMessage, decodeProtocolReply,
-  decodeTypeReply, encodeAdt, encodeCreate, encodeDestroy, encodeFlush, encodeHeader, encodeList, encodeProtocol,
-  encodeRename, encodeSwap, encodeTypeQuery, mergeListChunks,
+  IPSET_PROTOCOL,
+  IPSET_PROTOCOL_MIN,
+  IpsetCmd,
+  NETLINK_NETFILTER,
+  decodeListMessage,
+  decodeProtocolReply,
+  decodeTypeReply,
+  encodeAdt,
+  encodeCreate,
+  encodeDestroy,
+  encodeFlush,
+  encodeHeader,
+  encodeList,
+  encodeProtocol,
+  encodeRename,
+  encodeSwap,
+  encodeTypeQuery,
+  mergeListChunks,
 } from './ipset-codec.ts';
 import type { IpsetRequest } from './ipset-codec.ts';
 import type { IpsetCreate, IpsetEntry, IpsetHeader, IpsetSet, IpsetType } from './ipset-types.ts';
@@ -31,7 +46,10 @@ export class IpsetClient extends NetlinkClient {
   // and tells hash from bitmap when decoding type-specific error codes.
   private readonly known = new Map<string, { type: string; family?: IpFamily }>();
 
-  private constructor(conn: NetlinkConnection, readonly protocol: number) {
+  private constructor(
+    conn: NetlinkConnection,
+    readonly protocol: number,
+  ) {
     super(conn);
   }
 
@@ -41,14 +59,18 @@ export class IpsetClient extends NetlinkClient {
     try {
       const r = encodeProtocol(IPSET_PROTOCOL);
       const msgs = await conn.request({
-        type: r.type, payload: r.payload, operation: 'ipset protocol handshake',
+        type: r.type,
+        payload: r.payload,
+        operation: 'ipset protocol handshake',
         mapError: (errno) => ipsetError('ipset protocol handshake', errno, 'protocol'),
       });
       if (!msgs[0]) throw new Error('ipset protocol handshake: empty reply');
       const kernel = decodeProtocolReply(msgs[0].payload);
       const protocol = Math.min(IPSET_PROTOCOL, kernel.protocol);
       if (protocol < IPSET_PROTOCOL_MIN) {
-        throw new Error(`ipset: kernel speaks protocol ${kernel.protocol}, we need ${IPSET_PROTOCOL_MIN}-${IPSET_PROTOCOL}`);
+        throw new Error(
+          `ipset: kernel speaks protocol ${kernel.protocol}, we need ${IPSET_PROTOCOL_MIN}-${IPSET_PROTOCOL}`,
+        );
       }
       return new IpsetClient(conn, protocol);
     } catch (e) {
@@ -59,7 +81,11 @@ export class IpsetClient extends NetlinkClient {
 
   private send(r: IpsetRequest, op: IpsetOp, operation: string, setType?: string): Promise<NetlinkMessage[]> {
     return this.conn.request({
-      type: r.type, flags: r.flags, payload: r.payload, dump: r.dump, operation,
+      type: r.type,
+      flags: r.flags,
+      payload: r.payload,
+      dump: r.dump,
+      operation,
       mapError: (errno) => ipsetError(operation, errno, op, setType),
     });
   }
@@ -69,7 +95,12 @@ export class IpsetClient extends NetlinkClient {
     const key = `${type}/${family ?? 'inet'}`;
     const cached = this.revisions.get(key);
     if (cached !== undefined) return cached;
-    const msgs = await this.send(encodeTypeQuery(this.protocol, type, family), 'type', `query ipset type ${type}`, type);
+    const msgs = await this.send(
+      encodeTypeQuery(this.protocol, type, family),
+      'type',
+      `query ipset type ${type}`,
+      type,
+    );
     if (!msgs[0]) throw new Error(`query ipset type ${type}: empty reply`);
     const rev = decodeTypeReply(msgs[0].payload).max;
     this.revisions.set(key, rev);
@@ -116,8 +147,14 @@ export class IpsetClient extends NetlinkClient {
     for (const ip of [entry.ip, entry.ip2]) {
       const fam = ip === undefined ? undefined : familyOf(ip);
       if (k?.family && fam && fam !== k.family) {
-        return Promise.reject(new NetlinkError(operation, 0, 'EAFNOSUPPORT',
-          `address ${ip} is ${fam} but set ${name} is family ${k.family}`));
+        return Promise.reject(
+          new NetlinkError(
+            operation,
+            0,
+            'EAFNOSUPPORT',
+            `address ${ip} is ${fam} but set ${name} is family ${k.family}`,
+          ),
+        );
       }
     }
     return this.send(encodeAdt(this.protocol, cmd, name, entry, exist), op, operation, k?.type);
@@ -176,7 +213,12 @@ export class IpsetClient extends NetlinkClient {
     if (!msgs[0]) throw new Error(`header of ipset ${name}: empty reply`);
     const { header } = decodeListMessage(msgs[0].payload);
     if (!header) throw new Error(`header of ipset ${name}: reply without type`);
-    return { name: header.name, type: header.type, revision: header.revision, ...(header.family ? { family: header.family } : {}) };
+    return {
+      name: header.name,
+      type: header.type,
+      revision: header.revision,
+      ...(header.family ? { family: header.family } : {}),
+    };
   }
 }
 

@@ -6,7 +6,17 @@
 // IPSET_ATTR_IPADDR_IPV4/IPV6. "-exist" is the absence of NLM_F_EXCL on the header.
 
 import {
-  be16Attr, be32Attr, decodeAttrList, decodeAttrs, getStr, getU8, nlAttr, nlNested, optStr, strAttr, u8Attr,
+  be16Attr,
+  be32Attr,
+  decodeAttrList,
+  decodeAttrs,
+  getStr,
+  getU8,
+  nlAttr,
+  nlNested,
+  optStr,
+  strAttr,
+  u8Attr,
 } from './netlink-attrs.ts';
 import type { NlAttribute } from './netlink-attrs.ts';
 import { AF_INET, AF_INET6, afName, bytesToIp, familyOf, ipToBytes } from './ip-address.ts';
@@ -14,7 +24,14 @@ import type { IpFamily } from './ip-address.ts';
 import { NLM_F_EXCL } from './netlink-message.ts';
 import { IPSET_TYPES } from './ipset-types.ts';
 import type {
-  IpsetCreate, IpsetEntry, IpsetHeader, IpsetProto, IpsetProtocolVersion, IpsetSet, IpsetType, IpsetTypeRevisions,
+  IpsetCreate,
+  IpsetEntry,
+  IpsetHeader,
+  IpsetProto,
+  IpsetProtocolVersion,
+  IpsetSet,
+  IpsetType,
+  IpsetTypeRevisions,
 } from './ipset-types.ts';
 
 export const NETLINK_NETFILTER = 12;
@@ -24,17 +41,55 @@ export const IPSET_PROTOCOL_MIN = 6;
 export const IPSET_MAXNAMELEN = 32;
 
 export const IpsetCmd = {
-  PROTOCOL: 1, CREATE: 2, DESTROY: 3, FLUSH: 4, RENAME: 5, SWAP: 6, LIST: 7, SAVE: 8, ADD: 9, DEL: 10, TEST: 11,
-  HEADER: 12, TYPE: 13,
+  PROTOCOL: 1,
+  CREATE: 2,
+  DESTROY: 3,
+  FLUSH: 4,
+  RENAME: 5,
+  SWAP: 6,
+  LIST: 7,
+  SAVE: 8,
+  ADD: 9,
+  DEL: 10,
+  TEST: 11,
+  HEADER: 12,
+  TYPE: 13,
 } as const;
 
 const A = {
-  PROTOCOL: 1, SETNAME: 2, TYPENAME: 3, SETNAME2: 3, REVISION: 4, FAMILY: 5, FLAGS: 6, DATA: 7, ADT: 8, LINENO: 9,
-  PROTOCOL_MIN: 10, REVISION_MIN: 10, INDEX: 11,
+  PROTOCOL: 1,
+  SETNAME: 2,
+  TYPENAME: 3,
+  SETNAME2: 3,
+  REVISION: 4,
+  FAMILY: 5,
+  FLAGS: 6,
+  DATA: 7,
+  ADT: 8,
+  LINENO: 9,
+  PROTOCOL_MIN: 10,
+  REVISION_MIN: 10,
+  INDEX: 11,
 } as const;
 const D = {
-  IP: 1, IP_TO: 2, CIDR: 3, PORT: 4, PORT_TO: 5, TIMEOUT: 6, PROTO: 7, CADT_FLAGS: 8, INITVAL: 17, HASHSIZE: 18,
-  MAXELEM: 19, NETMASK: 20, BUCKETSIZE: 21, RESIZE: 22, SIZE: 23, ELEMENTS: 24, REFERENCES: 25, MEMSIZE: 26,
+  IP: 1,
+  IP_TO: 2,
+  CIDR: 3,
+  PORT: 4,
+  PORT_TO: 5,
+  TIMEOUT: 6,
+  PROTO: 7,
+  CADT_FLAGS: 8,
+  INITVAL: 17,
+  HASHSIZE: 18,
+  MAXELEM: 19,
+  NETMASK: 20,
+  BUCKETSIZE: 21,
+  RESIZE: 22,
+  SIZE: 23,
+  ELEMENTS: 24,
+  REFERENCES: 25,
+  MEMSIZE: 26,
 } as const;
 // Element-level attribute numbers overlap the create-level ones (both enums start after 16),
 // so keep them apart by name.
@@ -73,7 +128,12 @@ function nfgen(family: number): Buffer {
   return b;
 }
 
-function req(cmd: number, protocol: number, attrs: Buffer[], opts: { family?: number; flags?: number; dump?: boolean } = {}): IpsetRequest {
+function req(
+  cmd: number,
+  protocol: number,
+  attrs: Buffer[],
+  opts: { family?: number; flags?: number; dump?: boolean } = {},
+): IpsetRequest {
   return {
     cmd,
     type: ipsetMsgType(cmd),
@@ -114,7 +174,8 @@ export function encodeTypeQuery(protocol: number, type: IpsetType, family?: IpFa
 export function encodeCreate(protocol: number, revision: number, c: IpsetCreate, exist = false): IpsetRequest {
   checkSetName(c.name);
   checkType(c.type);
-  if (c.family !== undefined && c.family !== 'inet' && c.family !== 'inet6') throw new Error(`invalid ipset family "${String(c.family)}"`);
+  if (c.family !== undefined && c.family !== 'inet' && c.family !== 'inet6')
+    throw new Error(`invalid ipset family "${String(c.family)}"`);
   const data: Buffer[] = [];
   let cadt = 0;
   if (c.type === 'bitmap:port') {
@@ -196,9 +257,7 @@ function ipAttr(type: number, ip: string, what: string): Buffer {
   const fam = familyOf(ip);
   if (!fam) throw new Error(`invalid ${what} "${ip}"`);
   const bytes = ipToBytes(ip);
-  const inner = fam === 'inet'
-    ? nlAttr(IPADDR_IPV4 | (1 << 14), bytes)
-    : nlAttr(IPADDR_IPV6 | (1 << 14), bytes);
+  const inner = fam === 'inet' ? nlAttr(IPADDR_IPV4 | (1 << 14), bytes) : nlAttr(IPADDR_IPV6 | (1 << 14), bytes);
   return nlNested(type, [inner]);
 }
 
@@ -238,7 +297,13 @@ export function encodeEntryData(e: IpsetEntry): Buffer {
 }
 
 /** ADD / DEL / TEST of one element. `exist` (add/del): do not fail on already-present/absent. */
-export function encodeAdt(protocol: number, cmd: 9 | 10 | 11, name: string, entry: IpsetEntry, exist = false): IpsetRequest {
+export function encodeAdt(
+  protocol: number,
+  cmd: 9 | 10 | 11,
+  name: string,
+  entry: IpsetEntry,
+  exist = false,
+): IpsetRequest {
   checkSetName(name);
   const family = entry.ip ? (familyOf(entry.ip) === 'inet6' ? AF_INET6 : AF_INET) : NFPROTO_UNSPEC;
   return req(cmd, protocol, [strAttr(A.SETNAME, name), encodeEntryData(entry)], {
@@ -316,14 +381,27 @@ export interface IpsetListChunk {
   readonly entries: IpsetEntry[];
 }
 
-function decodeHeaderData(name: string, type: string, family: IpFamily | undefined, revision: number, buf: Buffer | undefined): IpsetHeader {
+function decodeHeaderData(
+  name: string,
+  type: string,
+  family: IpFamily | undefined,
+  revision: number,
+  buf: Buffer | undefined,
+): IpsetHeader {
   const a = buf ? decodeAttrs(buf) : new Map<number, Buffer>();
   const cadt = be32(a.get(D.CADT_FLAGS)) ?? 0;
   const from = be16(a.get(D.PORT));
   const to = be16(a.get(D.PORT_TO));
-  const h: { -readonly [K in keyof IpsetHeader]: IpsetHeader[K] } = { name, type, revision, comment: (cadt & FLAG_WITH_COMMENT) !== 0 };
+  const h: { -readonly [K in keyof IpsetHeader]: IpsetHeader[K] } = {
+    name,
+    type,
+    revision,
+    comment: (cadt & FLAG_WITH_COMMENT) !== 0,
+  };
   if (family) h.family = family;
-  const put = <K extends keyof IpsetHeader>(k: K, v: IpsetHeader[K] | undefined) => { if (v !== undefined) h[k] = v; };
+  const put = <K extends keyof IpsetHeader>(k: K, v: IpsetHeader[K] | undefined) => {
+    if (v !== undefined) h[k] = v;
+  };
   put('hashSize', be32(a.get(D.HASHSIZE)));
   put('maxElem', be32(a.get(D.MAXELEM)));
   put('bucketSize', u8(a.get(D.BUCKETSIZE)));
@@ -347,7 +425,11 @@ export function decodeListMessage(payload: Buffer): IpsetListChunk {
   if (adt) for (const item of decodeAttrList(adt)) if (item.type === A.DATA) entries.push(decodeEntryData(item.data));
   if (!a.has(A.TYPENAME)) return { name, entries };
   const header = decodeHeaderData(
-    name, getStr(a, A.TYPENAME), familyFromNumber(u8(a.get(A.FAMILY))), u8(a.get(A.REVISION)) ?? 0, a.get(A.DATA),
+    name,
+    getStr(a, A.TYPENAME),
+    familyFromNumber(u8(a.get(A.FAMILY))),
+    u8(a.get(A.REVISION)) ?? 0,
+    a.get(A.DATA),
   );
   return { name, header, entries };
 }

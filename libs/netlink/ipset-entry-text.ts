@@ -22,13 +22,20 @@ export function entryToText(type: IpsetType, e: IpsetEntry): string {
   const ip = () => need(e.ip, 'ip', type);
   const pp = () => `${need(e.proto, 'proto', type)}:${need(e.port, 'port', type)}`;
   switch (type) {
-    case 'hash:ip': return ip();
-    case 'hash:net': return net(ip(), e.cidr);
-    case 'hash:ip,port': return `${ip()},${pp()}`;
-    case 'hash:ip,port,ip': return `${ip()},${pp()},${need(e.ip2, 'ip2', type)}`;
-    case 'hash:ip,port,net': return `${ip()},${pp()},${net(need(e.ip2, 'ip2', type), e.cidr2)}`;
-    case 'bitmap:port': return String(need(e.port, 'port', type));
-    default: throw new Error(`unsupported ipset type "${String(type)}"`);
+    case 'hash:ip':
+      return ip();
+    case 'hash:net':
+      return net(ip(), e.cidr);
+    case 'hash:ip,port':
+      return `${ip()},${pp()}`;
+    case 'hash:ip,port,ip':
+      return `${ip()},${pp()},${need(e.ip2, 'ip2', type)}`;
+    case 'hash:ip,port,net':
+      return `${ip()},${pp()},${net(need(e.ip2, 'ip2', type), e.cidr2)}`;
+    case 'bitmap:port':
+      return String(need(e.port, 'port', type));
+    default:
+      throw new Error(`unsupported ipset type "${String(type)}"`);
   }
 }
 
@@ -67,7 +74,12 @@ function parseProtoPort(text: string): { proto: IpsetProto; port: number } {
 export function entryFromText(type: IpsetType, text: string): IpsetEntry {
   const parts = text.trim().split(',');
   const arity: Record<IpsetType, number> = {
-    'hash:ip': 1, 'hash:net': 1, 'bitmap:port': 1, 'hash:ip,port': 2, 'hash:ip,port,ip': 3, 'hash:ip,port,net': 3,
+    'hash:ip': 1,
+    'hash:net': 1,
+    'bitmap:port': 1,
+    'hash:ip,port': 2,
+    'hash:ip,port,ip': 3,
+    'hash:ip,port,net': 3,
   };
   if (arity[type] === undefined) throw new Error(`unsupported ipset type "${String(type)}"`);
   if (parts.length !== arity[type] || parts.some((p) => p === '')) {
@@ -75,10 +87,14 @@ export function entryFromText(type: IpsetType, text: string): IpsetEntry {
   }
   const [a, b, c] = parts as [string, string, string];
   switch (type) {
-    case 'hash:ip': return { ip: parseIp(a, 'address') };
-    case 'hash:net': return parseNet(a, 'network');
-    case 'bitmap:port': return { port: parsePort(a) };
-    case 'hash:ip,port': return { ip: parseIp(a, 'address'), ...parseProtoPort(b) };
+    case 'hash:ip':
+      return { ip: parseIp(a, 'address') };
+    case 'hash:net':
+      return parseNet(a, 'network');
+    case 'bitmap:port':
+      return { port: parsePort(a) };
+    case 'hash:ip,port':
+      return { ip: parseIp(a, 'address'), ...parseProtoPort(b) };
     case 'hash:ip,port,ip': {
       const ip = parseIp(a, 'address');
       const ip2 = parseIp(c, 'second address');

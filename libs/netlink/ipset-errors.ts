@@ -4,7 +4,19 @@
 import { errnoName } from './errno-name.ts';
 import { NetlinkError } from './netlink-error.ts';
 
-export type IpsetOp = 'protocol' | 'create' | 'destroy' | 'flush' | 'rename' | 'swap' | 'list' | 'add' | 'del' | 'test' | 'header' | 'type';
+export type IpsetOp =
+  | 'protocol'
+  | 'create'
+  | 'destroy'
+  | 'flush'
+  | 'rename'
+  | 'swap'
+  | 'list'
+  | 'add'
+  | 'del'
+  | 'test'
+  | 'header'
+  | 'type';
 
 const COMMON: Record<number, readonly [string, string]> = {
   4097: ['IPSET_ERR_PROTOCOL', 'ipset protocol error (malformed request, e.g. an address of the wrong family)'],
@@ -42,8 +54,10 @@ const BITMAP_SPECIFIC: Record<number, readonly [string, string]> = {
 /** Name and text for an ipset/kernel errno in the context of an operation. */
 export function describeIpsetError(errno: number, op: IpsetOp, setType?: string): { code: string; detail: string } {
   if (errno === 4103) {
-    if (op === 'add') return { code: 'IPSET_ERR_EXIST', detail: "element cannot be added to the set: it's already added" };
-    if (op === 'del') return { code: 'IPSET_ERR_EXIST', detail: "element cannot be deleted from the set: it's not added" };
+    if (op === 'add')
+      return { code: 'IPSET_ERR_EXIST', detail: "element cannot be added to the set: it's already added" };
+    if (op === 'del')
+      return { code: 'IPSET_ERR_EXIST', detail: "element cannot be deleted from the set: it's not added" };
   }
   let specific = setType?.startsWith('bitmap:') ? BITMAP_SPECIFIC[errno] : HASH_SPECIFIC[errno];
   // Type-specific codes overlap between hash and bitmap types; say both when the type is unknown.
@@ -54,14 +68,20 @@ export function describeIpsetError(errno: number, op: IpsetOp, setType?: string)
   }
   const known = COMMON[errno] ?? specific;
   if (known) return { code: known[0], detail: known[1] };
-  if (errno >= 4352) return { code: `IPSET_ERR_TYPE_SPECIFIC+${errno - 4352}`, detail: `set-type specific error ${errno}` };
+  if (errno >= 4352)
+    return { code: `IPSET_ERR_TYPE_SPECIFIC+${errno - 4352}`, detail: `set-type specific error ${errno}` };
   const name = errnoName(errno);
   switch (name) {
-    case 'ENOENT': return { code: name, detail: 'the set with the given name does not exist' };
-    case 'EEXIST': return { code: name, detail: 'a set with the same name already exists' };
-    case 'EPERM': return { code: name, detail: 'operation not permitted (need CAP_NET_ADMIN)' };
-    case 'EMSGSIZE': return { code: name, detail: 'request too large' };
-    default: return { code: name, detail: `kernel error ${errno}` };
+    case 'ENOENT':
+      return { code: name, detail: 'the set with the given name does not exist' };
+    case 'EEXIST':
+      return { code: name, detail: 'a set with the same name already exists' };
+    case 'EPERM':
+      return { code: name, detail: 'operation not permitted (need CAP_NET_ADMIN)' };
+    case 'EMSGSIZE':
+      return { code: name, detail: 'request too large' };
+    default:
+      return { code: name, detail: `kernel error ${errno}` };
   }
 }
 

@@ -2,7 +2,14 @@
 
 import type { IpFamily } from './ip-address.ts';
 
-export const IPSET_TYPES = ['hash:ip', 'hash:ip,port', 'hash:ip,port,ip', 'hash:ip,port,net', 'hash:net', 'bitmap:port'] as const;
+export const IPSET_TYPES = [
+  'hash:ip',
+  'hash:ip,port',
+  'hash:ip,port,ip',
+  'hash:ip,port,net',
+  'hash:net',
+  'bitmap:port',
+] as const;
 export type IpsetType = (typeof IPSET_TYPES)[number];
 
 /** Transport protocol names ipset prints; others travel as numbers. */

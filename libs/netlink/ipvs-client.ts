@@ -7,12 +7,34 @@ import type { GenlFamily } from './genl-family.ts';
 import { NetlinkError } from './netlink-error.ts';
 import { errnoName } from './errno-name.ts';
 import {
-  IPVS_GENL_NAME, decodeDestMessage, decodeInfo, decodeServiceMessage, decodeTimeouts, destLabel, encodeDelDest,
-  encodeDelService, encodeFlush, encodeGetConfig, encodeGetDests, encodeGetInfo, encodeGetService, encodeNewDest,
-  encodeNewService, encodeSetConfig, encodeSetDest, encodeSetService, serviceFamily, serviceLabel,
+  IPVS_GENL_NAME,
+  decodeDestMessage,
+  decodeInfo,
+  decodeServiceMessage,
+  decodeTimeouts,
+  destLabel,
+  encodeDelDest,
+  encodeDelService,
+  encodeFlush,
+  encodeGetConfig,
+  encodeGetDests,
+  encodeGetInfo,
+  encodeGetService,
+  encodeNewDest,
+  encodeNewService,
+  encodeSetConfig,
+  encodeSetDest,
+  encodeSetService,
+  serviceFamily,
+  serviceLabel,
 } from './ipvs-codec.ts';
 import type {
-  IpvsDestination, IpvsDestinationKey, IpvsInfo, IpvsService, IpvsServiceKey, IpvsTimeouts,
+  IpvsDestination,
+  IpvsDestinationKey,
+  IpvsInfo,
+  IpvsService,
+  IpvsServiceKey,
+  IpvsTimeouts,
 } from './ipvs-types.ts';
 
 export interface IpvsClientOptions {
@@ -30,20 +52,32 @@ type Kind = 'service' | 'destination' | 'config';
 // What the kernel's errnos mean for each kind of IPVS object (ip_vs_ctl.c).
 function describe(kind: Kind, errno: number): string | undefined {
   switch (errnoName(errno)) {
-    case 'EEXIST': return kind === 'destination' ? 'destination already exists' : 'virtual service already exists';
-    case 'ESRCH': return 'no such virtual service';
-    case 'ENOENT': return kind === 'destination' ? 'no such destination' : 'no such scheduler or persistence engine (module not loaded?)';
-    case 'EINVAL': return kind === 'destination'
-      ? 'invalid destination (address not unicast, or bad forwarding/thresholds)'
-      : 'invalid argument';
-    case 'EPERM': return 'operation not permitted (need CAP_NET_ADMIN)';
-    case 'EBUSY': return 'busy (another dump is running on this socket)';
-    default: return undefined;
+    case 'EEXIST':
+      return kind === 'destination' ? 'destination already exists' : 'virtual service already exists';
+    case 'ESRCH':
+      return 'no such virtual service';
+    case 'ENOENT':
+      return kind === 'destination'
+        ? 'no such destination'
+        : 'no such scheduler or persistence engine (module not loaded?)';
+    case 'EINVAL':
+      return kind === 'destination'
+        ? 'invalid destination (address not unicast, or bad forwarding/thresholds)'
+        : 'invalid argument';
+    case 'EPERM':
+      return 'operation not permitted (need CAP_NET_ADMIN)';
+    case 'EBUSY':
+      return 'busy (another dump is running on this socket)';
+    default:
+      return undefined;
   }
 }
 
 export class IpvsClient extends NetlinkClient {
-  private constructor(conn: NetlinkConnection, readonly family: GenlFamily) {
+  private constructor(
+    conn: NetlinkConnection,
+    readonly family: GenlFamily,
+  ) {
     super(conn);
   }
 
@@ -106,15 +140,27 @@ export class IpvsClient extends NetlinkClient {
   }
 
   async addDestination(svc: IpvsServiceKey, dest: IpvsDestination): Promise<void> {
-    await this.send('destination', `add destination ${destLabel(dest)} to ${serviceLabel(svc)}`, encodeNewDest(svc, dest));
+    await this.send(
+      'destination',
+      `add destination ${destLabel(dest)} to ${serviceLabel(svc)}`,
+      encodeNewDest(svc, dest),
+    );
   }
 
   async editDestination(svc: IpvsServiceKey, dest: IpvsDestination): Promise<void> {
-    await this.send('destination', `edit destination ${destLabel(dest)} of ${serviceLabel(svc)}`, encodeSetDest(svc, dest));
+    await this.send(
+      'destination',
+      `edit destination ${destLabel(dest)} of ${serviceLabel(svc)}`,
+      encodeSetDest(svc, dest),
+    );
   }
 
   async deleteDestination(svc: IpvsServiceKey, dest: IpvsDestinationKey): Promise<void> {
-    await this.send('destination', `delete destination ${destLabel(dest)} from ${serviceLabel(svc)}`, encodeDelDest(svc, dest));
+    await this.send(
+      'destination',
+      `delete destination ${destLabel(dest)} from ${serviceLabel(svc)}`,
+      encodeDelDest(svc, dest),
+    );
   }
 
   async getTimeouts(): Promise<IpvsTimeouts> {

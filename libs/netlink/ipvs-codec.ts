@@ -4,41 +4,100 @@
 // everything else host-order u16/u32, names NUL-terminated.
 
 import {
-  be16Attr, decodeAttrs, getBe16, getStr, getU16, getU32, getU64, nlAttr, nlNested, optStr, strAttr, u16Attr, u32Attr,
+  be16Attr,
+  decodeAttrs,
+  getBe16,
+  getStr,
+  getU16,
+  getU32,
+  getU64,
+  nlAttr,
+  nlNested,
+  optStr,
+  strAttr,
+  u16Attr,
+  u32Attr,
 } from './netlink-attrs.ts';
 import { decodeGenl, encodeGenl } from './genl-family.ts';
 import { afName, afNumber, bytesToIp, familyOf, ipToUnion16 } from './ip-address.ts';
 import type { IpFamily } from './ip-address.ts';
 import type {
-  IpvsDestination, IpvsDestinationKey, IpvsForward, IpvsInfo, IpvsProtocol, IpvsService, IpvsServiceFlag, IpvsServiceKey,
-  IpvsStats, IpvsTimeouts,
+  IpvsDestination,
+  IpvsDestinationKey,
+  IpvsForward,
+  IpvsInfo,
+  IpvsProtocol,
+  IpvsService,
+  IpvsServiceFlag,
+  IpvsServiceKey,
+  IpvsStats,
+  IpvsTimeouts,
 } from './ipvs-types.ts';
 
 export const IPVS_GENL_NAME = 'IPVS';
 export const IPVS_GENL_VERSION = 1;
 
 export const IpvsCmd = {
-  NEW_SERVICE: 1, SET_SERVICE: 2, DEL_SERVICE: 3, GET_SERVICE: 4,
-  NEW_DEST: 5, SET_DEST: 6, DEL_DEST: 7, GET_DEST: 8,
-  SET_CONFIG: 12, GET_CONFIG: 13, SET_INFO: 14, GET_INFO: 15, ZERO: 16, FLUSH: 17,
+  NEW_SERVICE: 1,
+  SET_SERVICE: 2,
+  DEL_SERVICE: 3,
+  GET_SERVICE: 4,
+  NEW_DEST: 5,
+  SET_DEST: 6,
+  DEL_DEST: 7,
+  GET_DEST: 8,
+  SET_CONFIG: 12,
+  GET_CONFIG: 13,
+  SET_INFO: 14,
+  GET_INFO: 15,
+  ZERO: 16,
+  FLUSH: 17,
 } as const;
 
 const CMD_ATTR = { SERVICE: 1, DEST: 2, TIMEOUT_TCP: 4, TIMEOUT_TCP_FIN: 5, TIMEOUT_UDP: 6 } as const;
 const SVC = {
-  AF: 1, PROTOCOL: 2, ADDR: 3, PORT: 4, FWMARK: 5, SCHED_NAME: 6, FLAGS: 7, TIMEOUT: 8, NETMASK: 9, STATS: 10,
-  PE_NAME: 11, STATS64: 12,
+  AF: 1,
+  PROTOCOL: 2,
+  ADDR: 3,
+  PORT: 4,
+  FWMARK: 5,
+  SCHED_NAME: 6,
+  FLAGS: 7,
+  TIMEOUT: 8,
+  NETMASK: 9,
+  STATS: 10,
+  PE_NAME: 11,
+  STATS64: 12,
 } as const;
 const DEST = {
-  ADDR: 1, PORT: 2, FWD_METHOD: 3, WEIGHT: 4, U_THRESH: 5, L_THRESH: 6, ACTIVE_CONNS: 7, INACT_CONNS: 8,
-  PERSIST_CONNS: 9, STATS: 10, ADDR_FAMILY: 11, STATS64: 12,
+  ADDR: 1,
+  PORT: 2,
+  FWD_METHOD: 3,
+  WEIGHT: 4,
+  U_THRESH: 5,
+  L_THRESH: 6,
+  ACTIVE_CONNS: 7,
+  INACT_CONNS: 8,
+  PERSIST_CONNS: 9,
+  STATS: 10,
+  ADDR_FAMILY: 11,
+  STATS64: 12,
 } as const;
 const INFO = { VERSION: 1, CONN_TAB_SIZE: 2 } as const;
 
 const PROTO_NUM: Record<IpvsProtocol, number> = { TCP: 6, UDP: 17, SCTP: 132 };
-const PROTO_NAME = new Map<number, IpvsProtocol>([[6, 'TCP'], [17, 'UDP'], [132, 'SCTP']]);
+const PROTO_NAME = new Map<number, IpvsProtocol>([
+  [6, 'TCP'],
+  [17, 'UDP'],
+  [132, 'SCTP'],
+]);
 
 const FLAG_BITS: ReadonlyArray<readonly [IpvsServiceFlag, number]> = [
-  ['persistent', 0x1], ['hashed', 0x2], ['one-packet', 0x4], ['sched-flag-1', 0x8], ['sched-flag-2', 0x10],
+  ['persistent', 0x1],
+  ['hashed', 0x2],
+  ['one-packet', 0x4],
+  ['sched-flag-1', 0x8],
+  ['sched-flag-2', 0x10],
   ['sched-flag-3', 0x20],
 ];
 const FWD_NUM: Record<IpvsForward, number> = { masq: 0, local: 1, tunnel: 2, route: 3, bypass: 4 };
@@ -70,7 +129,8 @@ function checkPort(port: number, what: string): void {
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`invalid ${what} port ${port} (0-65535)`);
 }
 function checkU32(v: number, what: string): void {
-  if (!Number.isInteger(v) || v < 0 || v > 0xffffffff) throw new Error(`invalid ${what} ${v} (unsigned 32-bit integer)`);
+  if (!Number.isInteger(v) || v < 0 || v > 0xffffffff)
+    throw new Error(`invalid ${what} ${v} (unsigned 32-bit integer)`);
 }
 
 /** Attributes that identify a service (enough for DEL/GET and for addressing its dests). */
@@ -150,9 +210,12 @@ const svcNest = (attrs: Buffer[]): Buffer => nlNested(CMD_ATTR.SERVICE, attrs);
 const destNest = (attrs: Buffer[]): Buffer => nlNested(CMD_ATTR.DEST, attrs);
 const genl = (cmd: number, attrs: Buffer[] = []): Buffer => encodeGenl(cmd, IPVS_GENL_VERSION, attrs);
 
-export const encodeNewService = (svc: IpvsService): Buffer => genl(IpvsCmd.NEW_SERVICE, [svcNest(encodeServiceAttrs(svc))]);
-export const encodeSetService = (svc: IpvsService): Buffer => genl(IpvsCmd.SET_SERVICE, [svcNest(encodeServiceAttrs(svc))]);
-export const encodeDelService = (key: IpvsServiceKey): Buffer => genl(IpvsCmd.DEL_SERVICE, [svcNest(encodeServiceKeyAttrs(key))]);
+export const encodeNewService = (svc: IpvsService): Buffer =>
+  genl(IpvsCmd.NEW_SERVICE, [svcNest(encodeServiceAttrs(svc))]);
+export const encodeSetService = (svc: IpvsService): Buffer =>
+  genl(IpvsCmd.SET_SERVICE, [svcNest(encodeServiceAttrs(svc))]);
+export const encodeDelService = (key: IpvsServiceKey): Buffer =>
+  genl(IpvsCmd.DEL_SERVICE, [svcNest(encodeServiceKeyAttrs(key))]);
 /** With a key: one service (plain request). Without: the dump request. */
 export const encodeGetService = (key?: IpvsServiceKey): Buffer =>
   genl(IpvsCmd.GET_SERVICE, key ? [svcNest(encodeServiceKeyAttrs(key))] : []);
@@ -163,7 +226,8 @@ export const encodeSetDest = (svc: IpvsServiceKey, d: IpvsDestination): Buffer =
 export const encodeDelDest = (svc: IpvsServiceKey, d: IpvsDestinationKey): Buffer =>
   genl(IpvsCmd.DEL_DEST, [svcNest(encodeServiceKeyAttrs(svc)), destNest(encodeDestKeyAttrs(d))]);
 /** Dump request for a service's destinations. */
-export const encodeGetDests = (svc: IpvsServiceKey): Buffer => genl(IpvsCmd.GET_DEST, [svcNest(encodeServiceKeyAttrs(svc))]);
+export const encodeGetDests = (svc: IpvsServiceKey): Buffer =>
+  genl(IpvsCmd.GET_DEST, [svcNest(encodeServiceKeyAttrs(svc))]);
 export const encodeGetConfig = (): Buffer => genl(IpvsCmd.GET_CONFIG);
 export const encodeGetInfo = (): Buffer => genl(IpvsCmd.GET_INFO);
 export const encodeFlush = (): Buffer => genl(IpvsCmd.FLUSH);
@@ -186,11 +250,19 @@ function decodeStats(buf: Buffer | undefined, wide: boolean): IpvsStats | undefi
   const a = decodeAttrs(buf);
   const n = (t: number): number => {
     if (!a.has(t)) return 0;
-    return wide ? Number(getU64(a, t)) : (t === 4 || t === 5 ? Number(getU64(a, t)) : getU32(a, t));
+    return wide ? Number(getU64(a, t)) : t === 4 || t === 5 ? Number(getU64(a, t)) : getU32(a, t);
   };
   return {
-    conns: n(1), inPkts: n(2), outPkts: n(3), inBytes: n(4), outBytes: n(5), cps: n(6), inPps: n(7), outPps: n(8),
-    inBps: n(9), outBps: n(10),
+    conns: n(1),
+    inPkts: n(2),
+    outPkts: n(3),
+    inBytes: n(4),
+    outBytes: n(5),
+    cps: n(6),
+    inPps: n(7),
+    outPps: n(8),
+    inBps: n(9),
+    outBps: n(10),
   };
 }
 
@@ -208,8 +280,12 @@ export function decodeServiceAttrs(buf: Buffer): IpvsService {
   const flagsBuf = a.get(SVC.FLAGS);
   if (!flagsBuf || flagsBuf.length < 4) throw new Error('IPVS service has no flags attribute');
   const netmaskBuf = a.get(SVC.NETMASK);
-  const netmask = !netmaskBuf || netmaskBuf.length < 4 ? 0
-    : family === 'inet' ? netmaskBuf.readUInt32BE(0) : netmaskBuf.readUInt32LE(0);
+  const netmask =
+    !netmaskBuf || netmaskBuf.length < 4
+      ? 0
+      : family === 'inet'
+        ? netmaskBuf.readUInt32BE(0)
+        : netmaskBuf.readUInt32LE(0);
   const base = {
     scheduler: getStr(a, SVC.SCHED_NAME, 'IPVS_SVC_ATTR_SCHED_NAME'),
     flags: bitsToFlags(flagsBuf.readUInt32LE(0)),
@@ -222,7 +298,12 @@ export function decodeServiceAttrs(buf: Buffer): IpvsService {
   if (a.has(SVC.FWMARK)) {
     return {
       protocol: PROTO_NAME.get(a.has(SVC.PROTOCOL) ? getU16(a, SVC.PROTOCOL) : 6) ?? 'TCP',
-      address: family === 'inet' ? '0.0.0.0' : '::', port: 0, fwmark: getU32(a, SVC.FWMARK), family, ...base, ...extra,
+      address: family === 'inet' ? '0.0.0.0' : '::',
+      port: 0,
+      fwmark: getU32(a, SVC.FWMARK),
+      family,
+      ...base,
+      ...extra,
     };
   }
   const protoNum = getU16(a, SVC.PROTOCOL, 'IPVS_SVC_ATTR_PROTOCOL');
@@ -230,7 +311,13 @@ export function decodeServiceAttrs(buf: Buffer): IpvsService {
   if (!protocol) throw new Error(`IPVS service has unsupported protocol ${protoNum}`);
   const addr = a.get(SVC.ADDR);
   if (!addr) throw new Error('IPVS service has no address attribute');
-  return { protocol, address: bytesToIp(addr, family), port: getBe16(a, SVC.PORT, 'IPVS_SVC_ATTR_PORT'), ...base, ...extra };
+  return {
+    protocol,
+    address: bytesToIp(addr, family),
+    port: getBe16(a, SVC.PORT, 'IPVS_SVC_ATTR_PORT'),
+    ...base,
+    ...extra,
+  };
 }
 
 export function decodeDestAttrs(buf: Buffer, serviceFamily: IpFamily): IpvsDestination {

@@ -6,8 +6,21 @@ import { errnoName } from './errno-name.ts';
 import { NLM_F_CREATE, NLM_F_EXCL } from './netlink-message.ts';
 import { familyOf } from './ip-address.ts';
 import {
-  NETLINK_ROUTE, RTM_DELADDR, RTM_DELLINK, RTM_GETADDR, RTM_GETLINK, RTM_NEWADDR, RTM_NEWLINK, decodeAddress, decodeLink,
-  encodeAddress, encodeCreateLink, encodeDelLink, encodeGetAddresses, encodeGetLink, encodeSetLinkUp,
+  NETLINK_ROUTE,
+  RTM_DELADDR,
+  RTM_DELLINK,
+  RTM_GETADDR,
+  RTM_GETLINK,
+  RTM_NEWADDR,
+  RTM_NEWLINK,
+  decodeAddress,
+  decodeLink,
+  encodeAddress,
+  encodeCreateLink,
+  encodeDelLink,
+  encodeGetAddresses,
+  encodeGetLink,
+  encodeSetLinkUp,
 } from './rtnl-codec.ts';
 import type { Link, LinkAddress } from './rtnl-codec.ts';
 
@@ -21,12 +34,18 @@ export interface LinkClientOptions {
 
 const describe = (errno: number): string | undefined => {
   switch (errnoName(errno)) {
-    case 'ENODEV': return 'no such link';
-    case 'EEXIST': return 'already exists';
-    case 'EADDRNOTAVAIL': return 'address is not assigned to the link';
-    case 'EOPNOTSUPP': return 'link type not supported by this kernel (module missing?)';
-    case 'EPERM': return 'operation not permitted (need CAP_NET_ADMIN)';
-    default: return undefined;
+    case 'ENODEV':
+      return 'no such link';
+    case 'EEXIST':
+      return 'already exists';
+    case 'EADDRNOTAVAIL':
+      return 'address is not assigned to the link';
+    case 'EOPNOTSUPP':
+      return 'link type not supported by this kernel (module missing?)';
+    case 'EPERM':
+      return 'operation not permitted (need CAP_NET_ADMIN)';
+    default:
+      return undefined;
   }
 };
 
@@ -39,7 +58,11 @@ export class LinkClient {
 
   private send(type: number, payload: Buffer, operation: string, opts: { flags?: number; dump?: boolean } = {}) {
     return this.conn.request({
-      type, payload, operation, flags: opts.flags ?? 0, dump: opts.dump ?? false,
+      type,
+      payload,
+      operation,
+      flags: opts.flags ?? 0,
+      dump: opts.dump ?? false,
       mapError: (errno, ext) => {
         const d = describe(errno);
         return d ? new NetlinkError(operation, errno, errnoName(errno), ext ? `${d}: ${ext}` : d) : undefined;
@@ -71,8 +94,9 @@ export class LinkClient {
     let link = await this.getLink(name);
     if (!link) {
       try {
-        await this.send(RTM_NEWLINK, encodeCreateLink(name, 'dummy', true), `create dummy link ${name}`,
-          { flags: NLM_F_CREATE | NLM_F_EXCL });
+        await this.send(RTM_NEWLINK, encodeCreateLink(name, 'dummy', true), `create dummy link ${name}`, {
+          flags: NLM_F_CREATE | NLM_F_EXCL,
+        });
       } catch (e) {
         if (!(e instanceof NetlinkError && e.code === 'EEXIST')) throw e; // lost a race: fine
       }
@@ -101,7 +125,9 @@ export class LinkClient {
   async listAddresses(name: string, family?: 'inet' | 'inet6'): Promise<LinkAddress[]> {
     const link = await this.requireLink(name, `list addresses of ${name}`);
     const msgs = await this.send(RTM_GETADDR, encodeGetAddresses(family), `list addresses of ${name}`, { dump: true });
-    return msgs.filter((m) => m.type === RTM_NEWADDR).map((m) => decodeAddress(m.payload))
+    return msgs
+      .filter((m) => m.type === RTM_NEWADDR)
+      .map((m) => decodeAddress(m.payload))
       .filter((a) => a.linkIndex === link.index);
   }
 
@@ -112,7 +138,9 @@ export class LinkClient {
   async addAddress(name: string | Link, address: string, prefixLength?: number): Promise<void> {
     const op = `add address ${address} to ${typeof name === 'string' ? name : name.name}`;
     const link = typeof name === 'string' ? await this.requireLink(name, op) : name;
-    await this.send(RTM_NEWADDR, encodeAddress(link.index, address, prefixLength), op, { flags: NLM_F_CREATE | NLM_F_EXCL });
+    await this.send(RTM_NEWADDR, encodeAddress(link.index, address, prefixLength), op, {
+      flags: NLM_F_CREATE | NLM_F_EXCL,
+    });
   }
 
   async deleteAddress(name: string | Link, address: string, prefixLength?: number): Promise<void> {

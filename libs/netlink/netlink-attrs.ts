@@ -92,12 +92,18 @@ function need(data: Buffer | undefined, size: number, what: string): Buffer {
   if (data.length < size) throw new Error(`attribute ${what} is ${data.length} bytes, expected ${size}`);
   return data;
 }
-export const getU8 = (m: Map<number, Buffer>, t: number, what = String(t)): number => need(m.get(t), 1, what).readUInt8(0);
-export const getU16 = (m: Map<number, Buffer>, t: number, what = String(t)): number => need(m.get(t), 2, what).readUInt16LE(0);
-export const getU32 = (m: Map<number, Buffer>, t: number, what = String(t)): number => need(m.get(t), 4, what).readUInt32LE(0);
-export const getBe16 = (m: Map<number, Buffer>, t: number, what = String(t)): number => need(m.get(t), 2, what).readUInt16BE(0);
-export const getBe32 = (m: Map<number, Buffer>, t: number, what = String(t)): number => need(m.get(t), 4, what).readUInt32BE(0);
-export const getU64 = (m: Map<number, Buffer>, t: number, what = String(t)): bigint => need(m.get(t), 8, what).readBigUInt64LE(0);
+export const getU8 = (m: Map<number, Buffer>, t: number, what = String(t)): number =>
+  need(m.get(t), 1, what).readUInt8(0);
+export const getU16 = (m: Map<number, Buffer>, t: number, what = String(t)): number =>
+  need(m.get(t), 2, what).readUInt16LE(0);
+export const getU32 = (m: Map<number, Buffer>, t: number, what = String(t)): number =>
+  need(m.get(t), 4, what).readUInt32LE(0);
+export const getBe16 = (m: Map<number, Buffer>, t: number, what = String(t)): number =>
+  need(m.get(t), 2, what).readUInt16BE(0);
+export const getBe32 = (m: Map<number, Buffer>, t: number, what = String(t)): number =>
+  need(m.get(t), 4, what).readUInt32BE(0);
+export const getU64 = (m: Map<number, Buffer>, t: number, what = String(t)): bigint =>
+  need(m.get(t), 8, what).readBigUInt64LE(0);
 export function getStr(m: Map<number, Buffer>, t: number, what = String(t)): string {
   const d = need(m.get(t), 0, what);
   const z = d.indexOf(0);

@@ -15,8 +15,16 @@
 import { RawNetlinkSocket } from 'netlink';
 import type { ErrnoException } from 'netlink';
 import {
-  decodeErrorPayload, decodeMessages, encodeMessage, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR,
-  NLMSG_NOOP, NLMSG_OVERRUN,
+  decodeErrorPayload,
+  decodeMessages,
+  encodeMessage,
+  NLM_F_ACK,
+  NLM_F_DUMP,
+  NLM_F_REQUEST,
+  NLMSG_DONE,
+  NLMSG_ERROR,
+  NLMSG_NOOP,
+  NLMSG_OVERRUN,
 } from './netlink-message.ts';
 import type { NetlinkMessage } from './netlink-message.ts';
 import { NetlinkError } from './netlink-error.ts';
@@ -150,10 +158,12 @@ export class NetlinkConnection {
     this.window = Math.max(1, opts.window ?? 64);
     this.batch = Math.max(1, Math.min(opts.batch ?? 32, this.window));
     this.stallTimeoutMs = opts.stallTimeoutMs ?? 60_000;
-    this.socket = opts.socket ?? new RawNetlinkSocket(opts.protocol, {
-      recvBufferSize: opts.recvBufferSize ?? 4 * 1024 * 1024,
-      sendBufferSize: opts.sendBufferSize ?? 1024 * 1024,
-    });
+    this.socket =
+      opts.socket ??
+      new RawNetlinkSocket(opts.protocol, {
+        recvBufferSize: opts.recvBufferSize ?? 4 * 1024 * 1024,
+        sendBufferSize: opts.sendBufferSize ?? 1024 * 1024,
+      });
     this.socket.on('message', (msg) => this.onDatagram(msg));
     this.socket.on('truncatedMessage', () => this.failAll(new Error('netlink: truncated datagram received')));
     // Listening here is what keeps a receive error (ENOBUFS) from aborting the process.
@@ -206,10 +216,20 @@ export class NetlinkConnection {
     const datagram = Buffer.concat(bufs);
     return new Promise<void>((resolve, reject) => {
       const req: NetlinkRequest = {
-        type: messages[ackIndex]!.type, payload: Buffer.alloc(0), operation: messages[ackIndex]!.operation,
+        type: messages[ackIndex]!.type,
+        payload: Buffer.alloc(0),
+        operation: messages[ackIndex]!.operation,
         mapError: (errno, ext) => messages[ackIndex]!.mapError?.(errno, ext),
       };
-      const p: Pending = { req, resolve: () => resolve(), reject, replies: [], seq: ackSeq, order: 0, batch: { first, datagram, ops } };
+      const p: Pending = {
+        req,
+        resolve: () => resolve(),
+        reject,
+        replies: [],
+        seq: ackSeq,
+        order: 0,
+        batch: { first, datagram, ops },
+      };
       this.enqueue(p);
     });
   }
@@ -217,7 +237,8 @@ export class NetlinkConnection {
   close(): void {
     if (this.closed) return;
     this.failAll(new Error('netlink socket closed'));
-    for (const p of [...this.requests.drain(), ...this.dumps.drain()]) p.reject(new Error(`${p.req.operation}: netlink socket closed`));
+    for (const p of [...this.requests.drain(), ...this.dumps.drain()])
+      p.reject(new Error(`${p.req.operation}: netlink socket closed`));
     this.closed = true;
     // close() is often reached from a promise settled inside the native 'message' callback (a
     // caller's finally after its last reply). Closing the native socket there frees it while the
@@ -341,7 +362,9 @@ export class NetlinkConnection {
     const e = decodeErrorPayload(msg.payload, msg.flags);
     if (e.errno === 0 || p.batch.error) return;
     const op = p.batch.ops[msg.seq - p.batch.first];
-    p.batch.error = op ? this.mapError(op, e.errno, e.extMessage) : NetlinkError.fromErrno('netlink batch', e.errno, e.extMessage);
+    p.batch.error = op
+      ? this.mapError(op, e.errno, e.extMessage)
+      : NetlinkError.fromErrno('netlink batch', e.errno, e.extMessage);
     // The kernel answers after the whole batch ran, the ack of the last message right behind the
     // errors; if it stopped early (ENOMEM), that ack never comes: do not wait for the watchdog.
     p.batch.timer = setTimeout(() => this.finish(p, p.batch!.error), 500);
@@ -373,9 +396,12 @@ export class NetlinkConnection {
 
   private failAll(err: Error): void {
     for (const p of [...this.inFlight.values()]) {
-      this.finish(p, err instanceof NetlinkError
-        ? new NetlinkError(p.req.operation, err.errno, err.code, err.detail)
-        : new Error(`${p.req.operation}: ${err.message}`));
+      this.finish(
+        p,
+        err instanceof NetlinkError
+          ? new NetlinkError(p.req.operation, err.errno, err.code, err.detail)
+          : new Error(`${p.req.operation}: ${err.message}`),
+      );
     }
   }
 
@@ -383,8 +409,13 @@ export class NetlinkConnection {
     this.disarmWatchdog();
     if (this.inFlight.size === 0) return;
     this.watchdog = setTimeout(() => {
-      this.failAll(NetlinkError.fromErrno('netlink', constants.errno.ETIMEDOUT,
-        `no answer from the kernel for ${this.stallTimeoutMs} ms`));
+      this.failAll(
+        NetlinkError.fromErrno(
+          'netlink',
+          constants.errno.ETIMEDOUT,
+          `no answer from the kernel for ${this.stallTimeoutMs} ms`,
+        ),
+      );
     }, this.stallTimeoutMs);
     this.watchdog.unref();
   }

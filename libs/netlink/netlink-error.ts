@@ -22,17 +22,29 @@ export class NetlinkError extends Error {
 
 function defaultDetail(errno: number): string {
   switch (errnoName(errno)) {
-    case 'EEXIST': return 'already exists';
-    case 'ENOENT': return 'no such object';
-    case 'ESRCH': return 'no such service';
-    case 'EINVAL': return 'invalid argument';
-    case 'EPERM': return 'operation not permitted (need CAP_NET_ADMIN)';
-    case 'EBUSY': return 'resource busy';
-    case 'ENOBUFS': return 'socket receive buffer overflowed, replies were lost';
-    case 'ETIMEDOUT': return 'timed out waiting for the kernel';
-    case 'EOPNOTSUPP': return 'operation not supported';
-    case 'ENODEV': return 'no such device';
-    case 'EADDRNOTAVAIL': return 'address not available';
-    default: return `kernel error ${errno}`;
+    case 'EEXIST':
+      return 'already exists';
+    case 'ENOENT':
+      return 'no such object';
+    case 'ESRCH':
+      return 'no such service';
+    case 'EINVAL':
+      return 'invalid argument';
+    case 'EPERM':
+      return 'operation not permitted (need CAP_NET_ADMIN)';
+    case 'EBUSY':
+      return 'resource busy';
+    case 'ENOBUFS':
+      return 'socket receive buffer overflowed, replies were lost';
+    case 'ETIMEDOUT':
+      return 'timed out waiting for the kernel';
+    case 'EOPNOTSUPP':
+      return 'operation not supported';
+    case 'ENODEV':
+      return 'no such device';
+    case 'EADDRNOTAVAIL':
+      return 'address not available';
+    default:
+      return `kernel error ${errno}`;
   }
 }

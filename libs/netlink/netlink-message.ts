@@ -34,7 +34,13 @@ export interface NetlinkMessage {
   readonly payload: Buffer;
 }
 
-export function encodeMessage(m: { type: number; flags: number; seq: number; pid?: number; payload: Uint8Array }): Buffer {
+export function encodeMessage(m: {
+  type: number;
+  flags: number;
+  seq: number;
+  pid?: number;
+  payload: Uint8Array;
+}): Buffer {
   const len = NLMSG_HDRLEN + m.payload.length;
   const out = Buffer.alloc(align4(len));
   out.writeUInt32LE(len, 0);
@@ -66,7 +72,9 @@ export function decodeMessages(buf: Buffer): NetlinkMessage[] {
   }
   // Up to 3 bytes of alignment padding may end a datagram; more is a cut-off header.
   if (buf.length - off > 3) {
-    throw new Error(`malformed netlink message at offset ${off}: ${buf.length - off} bytes left, header needs ${NLMSG_HDRLEN}`);
+    throw new Error(
+      `malformed netlink message at offset ${off}: ${buf.length - off} bytes left, header needs ${NLMSG_HDRLEN}`,
+    );
   }
   return out;
 }
@@ -99,7 +107,10 @@ export function decodeErrorPayload(payload: Buffer, flags = 0): NetlinkErrorPayl
       const type = payload.readUInt16LE(off + 2) & 0x3fff;
       if (len < 4 || off + len > payload.length) break;
       if (type === NLMSGERR_ATTR_MSG) {
-        extMessage = payload.subarray(off + 4, off + len).toString('utf8').replace(/\0+$/, '');
+        extMessage = payload
+          .subarray(off + 4, off + len)
+          .toString('utf8')
+          .replace(/\0+$/, '');
       }
       off += align4(len);
     }
@@ -107,7 +118,10 @@ export function decodeErrorPayload(payload: Buffer, flags = 0): NetlinkErrorPayl
   return { errno: error === 0 ? 0 : -error, requestType, requestSeq, ...(extMessage ? { extMessage } : {}) };
 }
 
-export function encodeErrorPayload(errno: number, request: { type: number; flags: number; seq: number; pid?: number }): Buffer {
+export function encodeErrorPayload(
+  errno: number,
+  request: { type: number; flags: number; seq: number; pid?: number },
+): Buffer {
   const out = Buffer.alloc(4 + NLMSG_HDRLEN);
   out.writeInt32LE(-errno, 0);
   out.writeUInt32LE(NLMSG_HDRLEN, 4);

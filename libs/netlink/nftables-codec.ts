@@ -12,12 +12,32 @@ export const NFNL_MSG_BATCH_END = 0x11;
 export const NFPROTO = { inet: 1, ip: 2, ip6: 10 } as const;
 
 export const NFT_MSG = {
-  NEWTABLE: 0, GETTABLE: 1, DELTABLE: 2, NEWCHAIN: 3, GETCHAIN: 4, DELCHAIN: 5, NEWRULE: 6, GETRULE: 7, DELRULE: 8,
-  NEWSET: 9, GETSET: 10, DELSET: 11, NEWSETELEM: 12, GETSETELEM: 13, DELSETELEM: 14,
+  NEWTABLE: 0,
+  GETTABLE: 1,
+  DELTABLE: 2,
+  NEWCHAIN: 3,
+  GETCHAIN: 4,
+  DELCHAIN: 5,
+  NEWRULE: 6,
+  GETRULE: 7,
+  DELRULE: 8,
+  NEWSET: 9,
+  GETSET: 10,
+  DELSET: 11,
+  NEWSETELEM: 12,
+  GETSETELEM: 13,
+  DELSETELEM: 14,
 } as const;
 export const nftType = (msg: number): number => (NFNL_SUBSYS_NFTABLES << 8) | msg;
 
-export const NFT_SET_FLAGS = { anonymous: 0x1, constant: 0x2, interval: 0x4, map: 0x8, timeout: 0x10, eval: 0x20 } as const;
+export const NFT_SET_FLAGS = {
+  anonymous: 0x1,
+  constant: 0x2,
+  interval: 0x4,
+  map: 0x8,
+  timeout: 0x10,
+  eval: 0x20,
+} as const;
 export const NFT_SET_ELEM_INTERVAL_END = 0x1;
 /** NFT_DATA_VERDICT: the data type of a verdict map. */
 export const NFT_DATA_VERDICT = 0xffffff00;
@@ -49,24 +69,52 @@ const be64ms = (type: number, ms: number): Buffer => {
   b.writeBigUInt64BE(BigInt(ms));
   return nlAttr(type, b);
 };
-const msg = (type: number, flags: number, family: number, attrs: Buffer[], operation: string): NftMessage =>
-  ({ type: nftType(type), flags, payload: Buffer.concat([nfgenmsg(family), ...attrs]), operation });
+const msg = (type: number, flags: number, family: number, attrs: Buffer[], operation: string): NftMessage => ({
+  type: nftType(type),
+  flags,
+  payload: Buffer.concat([nfgenmsg(family), ...attrs]),
+  operation,
+});
 
 /** The batch delimiters; res_id names the subsystem the batch is for. */
-export const batchBegin = (): NftMessage => ({ type: NFNL_MSG_BATCH_BEGIN, flags: 0, payload: nfgenmsg(0, NFNL_SUBSYS_NFTABLES), operation: 'batch begin' });
-export const batchEnd = (): NftMessage => ({ type: NFNL_MSG_BATCH_END, flags: 0, payload: nfgenmsg(0, NFNL_SUBSYS_NFTABLES), operation: 'batch end' });
+export const batchBegin = (): NftMessage => ({
+  type: NFNL_MSG_BATCH_BEGIN,
+  flags: 0,
+  payload: nfgenmsg(0, NFNL_SUBSYS_NFTABLES),
+  operation: 'batch begin',
+});
+export const batchEnd = (): NftMessage => ({
+  type: NFNL_MSG_BATCH_END,
+  flags: 0,
+  payload: nfgenmsg(0, NFNL_SUBSYS_NFTABLES),
+  operation: 'batch end',
+});
 
-export interface TableRef { readonly family: number; readonly table: string }
+export interface TableRef {
+  readonly family: number;
+  readonly table: string;
+}
 
 export const newTable = (t: TableRef, op: string, excl = false): NftMessage =>
   msg(NFT_MSG.NEWTABLE, NLM_F_CREATE | (excl ? NLM_F_EXCL : 0), t.family, [strAttr(1, t.table), be32(2, 0)], op);
-export const delTable = (t: TableRef, op: string): NftMessage => msg(NFT_MSG.DELTABLE, 0, t.family, [strAttr(1, t.table)], op);
+export const delTable = (t: TableRef, op: string): NftMessage =>
+  msg(NFT_MSG.DELTABLE, 0, t.family, [strAttr(1, t.table)], op);
 
-export interface ChainHook { readonly type: string; readonly hooknum: number; readonly priority: number; readonly policy: number }
+export interface ChainHook {
+  readonly type: string;
+  readonly hooknum: number;
+  readonly priority: number;
+  readonly policy: number;
+}
 
 export function newChain(t: TableRef, name: string, hook: ChainHook | undefined, op: string, excl = false): NftMessage {
   const attrs = [strAttr(1, t.table), strAttr(3, name)];
-  if (hook) attrs.push(nlNested(4, [be32(1, hook.hooknum), be32(2, hook.priority)]), be32(5, hook.policy), strAttr(7, hook.type));
+  if (hook)
+    attrs.push(
+      nlNested(4, [be32(1, hook.hooknum), be32(2, hook.priority)]),
+      be32(5, hook.policy),
+      strAttr(7, hook.type),
+    );
   return msg(NFT_MSG.NEWCHAIN, NLM_F_CREATE | (excl ? NLM_F_EXCL : 0), t.family, attrs, op);
 }
 export const delChain = (t: TableRef, name: string, op: string): NftMessage =>
@@ -75,7 +123,13 @@ export const delChain = (t: TableRef, name: string, op: string): NftMessage =>
 export const flushRules = (t: TableRef, chain: string | undefined, op: string): NftMessage =>
   msg(NFT_MSG.DELRULE, 0, t.family, [strAttr(1, t.table), ...(chain === undefined ? [] : [strAttr(2, chain)])], op);
 export const newRule = (t: TableRef, chain: string, exprs: readonly NftExpr[], op: string): NftMessage =>
-  msg(NFT_MSG.NEWRULE, NLM_F_CREATE | NLM_F_APPEND, t.family, [strAttr(1, t.table), strAttr(2, chain), nlNested(4, encodeExprs(exprs))], op);
+  msg(
+    NFT_MSG.NEWRULE,
+    NLM_F_CREATE | NLM_F_APPEND,
+    t.family,
+    [strAttr(1, t.table), strAttr(2, chain), nlNested(4, encodeExprs(exprs))],
+    op,
+  );
 
 export interface NftSetSpec {
   readonly name: string;
@@ -120,7 +174,12 @@ function encodeElement(e: NftElement): Buffer {
 
 /** NEWSETELEM / DELSETELEM for `set` (addressed by name, or by batch id for a set of this batch). */
 export function setElems(
-  kind: 'new' | 'del', t: TableRef, set: string, elements: readonly NftElement[], op: string, opts: { setId?: number; excl?: boolean } = {},
+  kind: 'new' | 'del',
+  t: TableRef,
+  set: string,
+  elements: readonly NftElement[],
+  op: string,
+  opts: { setId?: number; excl?: boolean } = {},
 ): NftMessage {
   const attrs = [strAttr(1, t.table), strAttr(2, set)];
   if (opts.setId !== undefined) attrs.push(be32(4, opts.setId));
@@ -136,11 +195,33 @@ export function dumpRequest(t: TableRef, set?: string): Buffer {
   return Buffer.concat([nfgenmsg(t.family), strAttr(1, t.table), ...(set === undefined ? [] : [strAttr(2, set)])]);
 }
 
-export interface DumpedTable { readonly name: string; readonly handle: bigint }
-export interface DumpedChain { readonly name: string; readonly handle: bigint; readonly hooked: boolean }
-export interface DumpedRule { readonly chain: string; readonly handle: bigint; readonly exprs: NftExpr[] }
-export interface DumpedSet { readonly name: string; readonly flags: number; readonly keyType: number; readonly keyLen: number; readonly dataType?: number; readonly userdata?: Buffer }
-export interface DumpedElement { readonly key: Buffer; readonly data?: NftData; readonly intervalEnd: boolean }
+export interface DumpedTable {
+  readonly name: string;
+  readonly handle: bigint;
+}
+export interface DumpedChain {
+  readonly name: string;
+  readonly handle: bigint;
+  readonly hooked: boolean;
+}
+export interface DumpedRule {
+  readonly chain: string;
+  readonly handle: bigint;
+  readonly exprs: NftExpr[];
+}
+export interface DumpedSet {
+  readonly name: string;
+  readonly flags: number;
+  readonly keyType: number;
+  readonly keyLen: number;
+  readonly dataType?: number;
+  readonly userdata?: Buffer;
+}
+export interface DumpedElement {
+  readonly key: Buffer;
+  readonly data?: NftData;
+  readonly intervalEnd: boolean;
+}
 
 const attrsOf = (payload: Buffer) => decodeAttrs(payload.subarray(4));
 const be64 = (m: Map<number, Buffer>, t: number): bigint => m.get(t)?.readBigUInt64BE(0) ?? -1n;
@@ -163,8 +244,11 @@ export function decodeRule(payload: Buffer): DumpedRule {
 export function decodeSet(payload: Buffer): DumpedSet {
   const m = attrsOf(payload);
   return {
-    name: getStr(m, 2, 'NFTA_SET_NAME'), flags: m.has(3) ? getBe32(m, 3) : 0, keyType: m.has(4) ? getBe32(m, 4) : 0,
-    keyLen: m.has(5) ? getBe32(m, 5) : 0, ...(m.has(6) ? { dataType: getBe32(m, 6) } : {}),
+    name: getStr(m, 2, 'NFTA_SET_NAME'),
+    flags: m.has(3) ? getBe32(m, 3) : 0,
+    keyType: m.has(4) ? getBe32(m, 4) : 0,
+    keyLen: m.has(5) ? getBe32(m, 5) : 0,
+    ...(m.has(6) ? { dataType: getBe32(m, 6) } : {}),
     ...(m.has(13) ? { userdata: Buffer.from(m.get(13)!) } : {}),
   };
 }
@@ -174,14 +258,17 @@ export function decodeSetElems(payload: Buffer): { set: string; elements: Dumped
   const m = attrsOf(payload);
   const set = optStr(m, 2) ?? '';
   const list = m.get(3);
-  const elements = list === undefined ? [] : decodeAttrList(list).map((el) => {
-    const e = decodeAttrs(el.data);
-    const key = e.has(1) ? decodeData(e.get(1)!) : { value: Buffer.alloc(0) };
-    return {
-      key: 'value' in key ? key.value : Buffer.alloc(0),
-      ...(e.has(2) ? { data: decodeData(e.get(2)!) } : {}),
-      intervalEnd: e.has(3) ? (getBe32(e, 3) & NFT_SET_ELEM_INTERVAL_END) !== 0 : false,
-    };
-  });
+  const elements =
+    list === undefined
+      ? []
+      : decodeAttrList(list).map((el) => {
+          const e = decodeAttrs(el.data);
+          const key = e.has(1) ? decodeData(e.get(1)!) : { value: Buffer.alloc(0) };
+          return {
+            key: 'value' in key ? key.value : Buffer.alloc(0),
+            ...(e.has(2) ? { data: decodeData(e.get(2)!) } : {}),
+            intervalEnd: e.has(3) ? (getBe32(e, 3) & NFT_SET_ELEM_INTERVAL_END) !== 0 : false,
+          };
+        });
   return { set, elements };
 }

@@ -41,13 +41,46 @@ export const NFT_LOOKUP_F_INV = 1;
 export type NftExpr =
   | { readonly type: 'meta'; readonly key: number; readonly dreg?: number; readonly sreg?: number }
   | { readonly type: 'cmp'; readonly sreg: number; readonly op: number; readonly data: Buffer }
-  | { readonly type: 'payload'; readonly dreg: number; readonly base: number; readonly offset: number; readonly len: number }
+  | {
+      readonly type: 'payload';
+      readonly dreg: number;
+      readonly base: number;
+      readonly offset: number;
+      readonly len: number;
+    }
   | { readonly type: 'immediate'; readonly dreg: number; readonly data: NftData }
-  | { readonly type: 'bitwise'; readonly sreg: number; readonly dreg: number; readonly len: number; readonly mask: Buffer; readonly xor: Buffer }
-  | { readonly type: 'lookup'; readonly set: string; readonly setId?: number; readonly sreg: number; readonly dreg?: number; readonly flags?: number }
-  | { readonly type: 'dynset'; readonly set: string; readonly setId?: number; readonly op: number; readonly sregKey: number }
+  | {
+      readonly type: 'bitwise';
+      readonly sreg: number;
+      readonly dreg: number;
+      readonly len: number;
+      readonly mask: Buffer;
+      readonly xor: Buffer;
+    }
+  | {
+      readonly type: 'lookup';
+      readonly set: string;
+      readonly setId?: number;
+      readonly sreg: number;
+      readonly dreg?: number;
+      readonly flags?: number;
+    }
+  | {
+      readonly type: 'dynset';
+      readonly set: string;
+      readonly setId?: number;
+      readonly op: number;
+      readonly sregKey: number;
+    }
   | { readonly type: 'numgen'; readonly dreg: number; readonly modulus: number; readonly ngType: number }
-  | { readonly type: 'nat'; readonly natType: number; readonly family: number; readonly regAddrMin: number; readonly regProtoMin: number; readonly flags: number }
+  | {
+      readonly type: 'nat';
+      readonly natType: number;
+      readonly family: number;
+      readonly regAddrMin: number;
+      readonly regProtoMin: number;
+      readonly flags: number;
+    }
   | { readonly type: 'masq'; readonly flags: number }
   | { readonly type: 'reject'; readonly rejectType: number; readonly icmpCode: number }
   | { readonly type: 'ct'; readonly key: number; readonly dreg: number }
@@ -79,7 +112,8 @@ export function decodeData(buf: Buffer): NftData {
     const vm = decodeAttrs(v);
     const code = getBe32(vm, NFTA_VERDICT_CODE, 'NFTA_VERDICT_CODE') | 0;
     const name = (Object.keys(VERDICT_CODES) as (keyof typeof VERDICT_CODES)[]).find((k) => VERDICT_CODES[k] === code);
-    if (name === 'jump' || name === 'goto') return { verdict: { code: name, chain: getStr(vm, NFTA_VERDICT_CHAIN, 'NFTA_VERDICT_CHAIN') } };
+    if (name === 'jump' || name === 'goto')
+      return { verdict: { code: name, chain: getStr(vm, NFTA_VERDICT_CHAIN, 'NFTA_VERDICT_CHAIN') } };
     if (name === undefined || name === 'break') throw new Error(`unknown verdict code ${code}`);
     return { verdict: { code: name } };
   }
@@ -88,29 +122,59 @@ export function decodeData(buf: Buffer): NftData {
 
 function body(e: NftExpr): Buffer[] {
   switch (e.type) {
-    case 'meta': return [be32(2, e.key), e.dreg !== undefined ? be32(1, e.dreg) : be32(3, e.sreg ?? 0)];
-    case 'cmp': return [be32(1, e.sreg), be32(2, e.op), encodeData(3, { value: e.data })];
-    case 'payload': return [be32(1, e.dreg), be32(2, e.base), be32(3, e.offset), be32(4, e.len)];
-    case 'immediate': return [be32(1, e.dreg), encodeData(2, e.data)];
-    case 'bitwise': return [be32(1, e.sreg), be32(2, e.dreg), be32(3, e.len), encodeData(4, { value: e.mask }), encodeData(5, { value: e.xor })];
-    case 'lookup': return [
-      strAttr(1, e.set), be32(2, e.sreg), ...(e.dreg !== undefined ? [be32(3, e.dreg)] : []),
-      ...(e.setId !== undefined ? [be32(4, e.setId)] : []), ...(e.flags ? [be32(5, e.flags)] : []),
-    ];
-    case 'dynset': return [strAttr(1, e.set), ...(e.setId !== undefined ? [be32(2, e.setId)] : []), be32(3, e.op), be32(4, e.sregKey)];
-    case 'numgen': return [be32(1, e.dreg), be32(2, e.modulus), be32(3, e.ngType), be32(4, 0)];
-    case 'nat': return [be32(1, e.natType), be32(2, e.family), be32(3, e.regAddrMin), be32(5, e.regProtoMin), be32(7, e.flags)];
-    case 'masq': return [be32(1, e.flags)];
-    case 'reject': return [be32(1, e.rejectType), u8Attr(2, e.icmpCode)];
-    case 'ct': return [be32(2, e.key), be32(1, e.dreg)];
-    case 'fib': return [be32(1, e.dreg), be32(2, e.result), be32(3, e.flags)];
-    case 'other': throw new Error(`cannot encode unknown expression ${e.name}`);
+    case 'meta':
+      return [be32(2, e.key), e.dreg !== undefined ? be32(1, e.dreg) : be32(3, e.sreg ?? 0)];
+    case 'cmp':
+      return [be32(1, e.sreg), be32(2, e.op), encodeData(3, { value: e.data })];
+    case 'payload':
+      return [be32(1, e.dreg), be32(2, e.base), be32(3, e.offset), be32(4, e.len)];
+    case 'immediate':
+      return [be32(1, e.dreg), encodeData(2, e.data)];
+    case 'bitwise':
+      return [
+        be32(1, e.sreg),
+        be32(2, e.dreg),
+        be32(3, e.len),
+        encodeData(4, { value: e.mask }),
+        encodeData(5, { value: e.xor }),
+      ];
+    case 'lookup':
+      return [
+        strAttr(1, e.set),
+        be32(2, e.sreg),
+        ...(e.dreg !== undefined ? [be32(3, e.dreg)] : []),
+        ...(e.setId !== undefined ? [be32(4, e.setId)] : []),
+        ...(e.flags ? [be32(5, e.flags)] : []),
+      ];
+    case 'dynset':
+      return [
+        strAttr(1, e.set),
+        ...(e.setId !== undefined ? [be32(2, e.setId)] : []),
+        be32(3, e.op),
+        be32(4, e.sregKey),
+      ];
+    case 'numgen':
+      return [be32(1, e.dreg), be32(2, e.modulus), be32(3, e.ngType), be32(4, 0)];
+    case 'nat':
+      return [be32(1, e.natType), be32(2, e.family), be32(3, e.regAddrMin), be32(5, e.regProtoMin), be32(7, e.flags)];
+    case 'masq':
+      return [be32(1, e.flags)];
+    case 'reject':
+      return [be32(1, e.rejectType), u8Attr(2, e.icmpCode)];
+    case 'ct':
+      return [be32(2, e.key), be32(1, e.dreg)];
+    case 'fib':
+      return [be32(1, e.dreg), be32(2, e.result), be32(3, e.flags)];
+    case 'other':
+      throw new Error(`cannot encode unknown expression ${e.name}`);
   }
 }
 
 /** NFTA_RULE_EXPRESSIONS content: one NFTA_LIST_ELEM per expression. */
 export function encodeExprs(exprs: readonly NftExpr[]): Buffer[] {
-  return exprs.map((e) => nlNested(NFTA_LIST_ELEM, [strAttr(NFTA_EXPR_NAME, e.type), nlNested(NFTA_EXPR_DATA, body(e))]));
+  return exprs.map((e) =>
+    nlNested(NFTA_LIST_ELEM, [strAttr(NFTA_EXPR_NAME, e.type), nlNested(NFTA_EXPR_DATA, body(e))]),
+  );
 }
 
 const u32 = (m: Map<number, Buffer>, t: number): number => (m.has(t) ? getBe32(m, t) : 0);
@@ -122,26 +186,57 @@ function bytesOf(buf: Buffer | undefined): Buffer {
 
 function decodeExpr(name: string, m: Map<number, Buffer>): NftExpr {
   switch (name) {
-    case 'meta': return m.has(1) ? { type: 'meta', key: u32(m, 2), dreg: u32(m, 1) } : { type: 'meta', key: u32(m, 2), sreg: u32(m, 3) };
-    case 'cmp': return { type: 'cmp', sreg: u32(m, 1), op: u32(m, 2), data: bytesOf(m.get(3)) };
-    case 'payload': return { type: 'payload', dreg: u32(m, 1), base: u32(m, 2), offset: u32(m, 3), len: u32(m, 4) };
-    case 'immediate': return { type: 'immediate', dreg: u32(m, 1), data: decodeData(m.get(2) ?? Buffer.alloc(0)) };
-    case 'bitwise': return {
-      type: 'bitwise', sreg: u32(m, 1), dreg: u32(m, 2), len: u32(m, 3),
-      mask: bytesOf(m.get(4)), xor: bytesOf(m.get(5)),
-    };
-    case 'lookup': return {
-      type: 'lookup', set: getStr(m, 1), sreg: u32(m, 2), ...(m.has(3) ? { dreg: u32(m, 3) } : {}),
-      ...(m.has(4) ? { setId: u32(m, 4) } : {}), ...(m.has(5) ? { flags: u32(m, 5) } : {}),
-    };
-    case 'dynset': return { type: 'dynset', set: getStr(m, 1), op: u32(m, 3), sregKey: u32(m, 4) };
-    case 'numgen': return { type: 'numgen', dreg: u32(m, 1), modulus: u32(m, 2), ngType: u32(m, 3) };
-    case 'nat': return { type: 'nat', natType: u32(m, 1), family: u32(m, 2), regAddrMin: u32(m, 3), regProtoMin: u32(m, 5), flags: u32(m, 7) };
-    case 'masq': return { type: 'masq', flags: u32(m, 1) };
-    case 'reject': return { type: 'reject', rejectType: u32(m, 1), icmpCode: m.get(2)?.readUInt8(0) ?? 0 };
-    case 'ct': return { type: 'ct', key: u32(m, 2), dreg: u32(m, 1) };
-    case 'fib': return { type: 'fib', dreg: u32(m, 1), result: u32(m, 2), flags: u32(m, 3) };
-    default: return { type: 'other', name };
+    case 'meta':
+      return m.has(1)
+        ? { type: 'meta', key: u32(m, 2), dreg: u32(m, 1) }
+        : { type: 'meta', key: u32(m, 2), sreg: u32(m, 3) };
+    case 'cmp':
+      return { type: 'cmp', sreg: u32(m, 1), op: u32(m, 2), data: bytesOf(m.get(3)) };
+    case 'payload':
+      return { type: 'payload', dreg: u32(m, 1), base: u32(m, 2), offset: u32(m, 3), len: u32(m, 4) };
+    case 'immediate':
+      return { type: 'immediate', dreg: u32(m, 1), data: decodeData(m.get(2) ?? Buffer.alloc(0)) };
+    case 'bitwise':
+      return {
+        type: 'bitwise',
+        sreg: u32(m, 1),
+        dreg: u32(m, 2),
+        len: u32(m, 3),
+        mask: bytesOf(m.get(4)),
+        xor: bytesOf(m.get(5)),
+      };
+    case 'lookup':
+      return {
+        type: 'lookup',
+        set: getStr(m, 1),
+        sreg: u32(m, 2),
+        ...(m.has(3) ? { dreg: u32(m, 3) } : {}),
+        ...(m.has(4) ? { setId: u32(m, 4) } : {}),
+        ...(m.has(5) ? { flags: u32(m, 5) } : {}),
+      };
+    case 'dynset':
+      return { type: 'dynset', set: getStr(m, 1), op: u32(m, 3), sregKey: u32(m, 4) };
+    case 'numgen':
+      return { type: 'numgen', dreg: u32(m, 1), modulus: u32(m, 2), ngType: u32(m, 3) };
+    case 'nat':
+      return {
+        type: 'nat',
+        natType: u32(m, 1),
+        family: u32(m, 2),
+        regAddrMin: u32(m, 3),
+        regProtoMin: u32(m, 5),
+        flags: u32(m, 7),
+      };
+    case 'masq':
+      return { type: 'masq', flags: u32(m, 1) };
+    case 'reject':
+      return { type: 'reject', rejectType: u32(m, 1), icmpCode: m.get(2)?.readUInt8(0) ?? 0 };
+    case 'ct':
+      return { type: 'ct', key: u32(m, 2), dreg: u32(m, 1) };
+    case 'fib':
+      return { type: 'fib', dreg: u32(m, 1), result: u32(m, 2), flags: u32(m, 3) };
+    default:
+      return { type: 'other', name };
   }
 }
 
@@ -149,6 +244,9 @@ function decodeExpr(name: string, m: Map<number, Buffer>): NftExpr {
 export function decodeExprs(buf: Buffer): NftExpr[] {
   return decodeAttrList(buf).map((el) => {
     const m = decodeAttrs(el.data);
-    return decodeExpr(getStr(m, NFTA_EXPR_NAME, 'NFTA_EXPR_NAME'), decodeAttrs(m.get(NFTA_EXPR_DATA) ?? Buffer.alloc(0)));
+    return decodeExpr(
+      getStr(m, NFTA_EXPR_NAME, 'NFTA_EXPR_NAME'),
+      decodeAttrs(m.get(NFTA_EXPR_DATA) ?? Buffer.alloc(0)),
+    );
   });
 }

@@ -50,7 +50,10 @@ export function scanRule(payload: Buffer): RuleDigestParts {
       let de = -1;
       eachAttr(payload, es, ee, (t, a, b) => {
         if (t === 1) name = str(payload, a, b);
-        else if (t === 2) { ds = a; de = b; }
+        else if (t === 2) {
+          ds = a;
+          de = b;
+        }
       });
       if (ds < 0) return;
       if (name === 'immediate') {

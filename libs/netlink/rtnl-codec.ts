@@ -88,8 +88,12 @@ export function decodeLink(payload: Buffer): Link {
   const kind = info ? optStr(decodeAttrs(info), IFLA_INFO_KIND) : undefined;
   const mtu = a.get(IFLA_MTU);
   return {
-    index, name: getStr(a, IFLA_IFNAME, 'IFLA_IFNAME'), flags, up: (flags & IFF_UP) !== 0,
-    ...(kind ? { kind } : {}), ...(mtu && mtu.length >= 4 ? { mtu: mtu.readUInt32LE(0) } : {}),
+    index,
+    name: getStr(a, IFLA_IFNAME, 'IFLA_IFNAME'),
+    flags,
+    up: (flags & IFF_UP) !== 0,
+    ...(kind ? { kind } : {}),
+    ...(mtu && mtu.length >= 4 ? { mtu: mtu.readUInt32LE(0) } : {}),
   };
 }
 
@@ -103,12 +107,16 @@ function ifaddr(family: IpFamily, prefixLength: number, index: number, flags = 0
   return b;
 }
 
-function checkedAddress(address: string, prefixLength: number | undefined): { family: IpFamily; bytes: Buffer; plen: number } {
+function checkedAddress(
+  address: string,
+  prefixLength: number | undefined,
+): { family: IpFamily; bytes: Buffer; plen: number } {
   const family = familyOf(address);
   if (!family) throw new Error(`invalid IP address "${address}"`);
   const max = family === 'inet' ? 32 : 128;
   const plen = prefixLength ?? max;
-  if (!Number.isInteger(plen) || plen < 0 || plen > max) throw new Error(`invalid prefix length ${plen} for ${address}`);
+  if (!Number.isInteger(plen) || plen < 0 || plen > max)
+    throw new Error(`invalid prefix length ${plen} for ${address}`);
   return { family, bytes: ipToBytes(address), plen };
 }
 
@@ -135,5 +143,10 @@ export function decodeAddress(payload: Buffer): LinkAddress {
   // IFA_LOCAL is the interface's own address (differs from IFA_ADDRESS on point-to-point links).
   const raw = a.get(IFA_LOCAL) ?? a.get(IFA_ADDRESS);
   if (!raw) throw new Error('address message without IFA_LOCAL/IFA_ADDRESS');
-  return { family, address: bytesToIp(raw, family), prefixLength: payload.readUInt8(1), linkIndex: payload.readUInt32LE(4) };
+  return {
+    family,
+    address: bytesToIp(raw, family),
+    prefixLength: payload.readUInt8(1),
+    linkIndex: payload.readUInt32LE(4),
+  };
 }

@@ -20,13 +20,21 @@ export interface FetcherOptions {
   readonly log?: (line: string) => void;
 }
 
-export async function fetchNodeCredential(o: FetcherOptions, user: KeyPair = createUser()): Promise<{ expiresAt: number }> {
+export async function fetchNodeCredential(
+  o: FetcherOptions,
+  user: KeyPair = createUser(),
+): Promise<{ expiresAt: number }> {
   const token = readFileSync(o.tokenFile, 'utf8').trim(); // read each time: the kubelet rotates it
-  const msg = await o.nc.request(CREDENTIALS_REQUEST_SUBJECT, JSON.stringify({ node: o.node, token, publicKey: user.getPublicKey() }), { timeout: o.requestTimeoutMs ?? 5000 });
+  const msg = await o.nc.request(
+    CREDENTIALS_REQUEST_SUBJECT,
+    JSON.stringify({ node: o.node, token, publicKey: user.getPublicKey() }),
+    { timeout: o.requestTimeoutMs ?? 5000 },
+  );
   const reply = JSON.parse(msg.string()) as CredentialReply;
   if ('error' in reply) throw new Error(`credential issuer refused: ${reply.error}`);
   const claims = decode<{ type?: string }>(reply.jwt);
-  if (claims.sub !== user.getPublicKey() || claims.name !== o.node) throw new Error(`credential issuer answered for ${claims.name}/${claims.sub}, not this node's key`);
+  if (claims.sub !== user.getPublicKey() || claims.name !== o.node)
+    throw new Error(`credential issuer answered for ${claims.name}/${claims.sub}, not this node's key`);
   const tmp = path.join(path.dirname(o.out), `.${path.basename(o.out)}.${process.pid}.tmp`);
   writeFileSync(tmp, fmtCreds(reply.jwt, user), { mode: 0o600 });
   renameSync(tmp, o.out);
@@ -34,14 +42,20 @@ export async function fetchNodeCredential(o: FetcherOptions, user: KeyPair = cre
 }
 
 /** Runs until stop(): first fetch, then renewals. `ready` resolves after the first success. */
-export function keepNodeCredentialFresh(o: FetcherOptions & { minRetryMs?: number; maxRetryMs?: number }): { ready: Promise<void>; expiresAt(): number | undefined; stop(): void } {
+export function keepNodeCredentialFresh(o: FetcherOptions & { minRetryMs?: number; maxRetryMs?: number }): {
+  ready: Promise<void>;
+  expiresAt(): number | undefined;
+  stop(): void;
+} {
   const user = createUser();
   let stopped = false;
   let timer: NodeJS.Timeout | undefined;
   let expiresAt: number | undefined;
   let retryMs = o.minRetryMs ?? 2000;
   let markReady!: () => void;
-  const ready = new Promise<void>((res) => { markReady = res; });
+  const ready = new Promise<void>((res) => {
+    markReady = res;
+  });
   const attempt = async (): Promise<void> => {
     if (stopped) return;
     let next: number;
@@ -49,7 +63,7 @@ export function keepNodeCredentialFresh(o: FetcherOptions & { minRetryMs?: numbe
       ({ expiresAt } = await fetchNodeCredential(o, user));
       markReady();
       retryMs = o.minRetryMs ?? 2000;
-      next = Math.max(1000, ((expiresAt * 1000) - Date.now()) / 2);
+      next = Math.max(1000, (expiresAt * 1000 - Date.now()) / 2);
       o.log?.(`node credential for ${o.node} written to ${o.out}, expires ${new Date(expiresAt * 1000).toISOString()}`);
     } catch (e) {
       o.log?.(`node credential: ${(e as Error).message}; retrying in ${retryMs} ms`);
@@ -59,5 +73,12 @@ export function keepNodeCredentialFresh(o: FetcherOptions & { minRetryMs?: numbe
     if (!stopped) timer = setTimeout(() => void attempt(), next);
   };
   void attempt();
-  return { ready, expiresAt: () => expiresAt, stop: () => { stopped = true; if (timer) clearTimeout(timer); } };
+  return {
+    ready,
+    expiresAt: () => expiresAt,
+    stop: () => {
+      stopped = true;
+      if (timer) clearTimeout(timer);
+    },
+  };
 }

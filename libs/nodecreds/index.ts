@@ -1,12 +1,26 @@
 // Public surface of libs/nodecreds: NATS account keys and role credentials, the node credential
 // issuer (service-account token -> short-lived NATS user JWT) and the node-side fetcher.
 export {
-  ACCOUNT_NAME, accountPublicKey, generateAccountKeys, mintNodeCreds, mintNodeJwt, mintRoleCreds, renderResolverConfig,
-  rolePermissions, serverResolver, type AccountKeys, type Role, type ServerResolver,
+  ACCOUNT_NAME,
+  accountPublicKey,
+  generateAccountKeys,
+  mintNodeCreds,
+  mintNodeJwt,
+  mintRoleCreds,
+  renderResolverConfig,
+  rolePermissions,
+  serverResolver,
+  type AccountKeys,
+  type Role,
+  type ServerResolver,
 } from './nats-accounts.ts';
 export { renderInstallSecrets } from './install-secrets.ts';
 export {
-  decideCredentialRequest, serveCredentialRequests, type CredentialReply, type CredentialRequest, type IssuerOptions,
+  decideCredentialRequest,
+  serveCredentialRequests,
+  type CredentialReply,
+  type CredentialRequest,
+  type IssuerOptions,
 } from './issuer.ts';
 export { kubeJwks, nodeExists } from './kube-lookups.ts';
 export { fetchNodeCredential, keepNodeCredentialFresh, type FetcherOptions } from './fetcher.ts';

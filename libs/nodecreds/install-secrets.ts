@@ -1,6 +1,12 @@
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { stringify } from 'yaml';
-import { accountPublicKey, mintRoleCreds, renderResolverConfig, serverResolver, type AccountKeys } from './nats-accounts.ts';
+import {
+  accountPublicKey,
+  mintRoleCreds,
+  renderResolverConfig,
+  serverResolver,
+  type AccountKeys,
+} from './nats-accounts.ts';
 
 /**
  * The per-install Secrets deploy/kubernetes/base mounts, as one YAML stream for `kubectl apply`.
@@ -13,25 +19,38 @@ import { accountPublicKey, mintRoleCreds, renderResolverConfig, serverResolver, 
  *  - switchboard-applier: the planner's public key and the bootstrap credential (may only ask).
  * The operator and account identity keys are not put in the cluster at all.
  */
-export async function renderInstallSecrets(o: { namespace: string; keys: AccountKeys; apiToken?: string }): Promise<string> {
+export async function renderInstallSecrets(o: {
+  namespace: string;
+  keys: AccountKeys;
+  apiToken?: string;
+}): Promise<string> {
   const { privateKey, publicKey } = generateKeyPairSync('ed25519');
   const signingPem = privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
   const publicPem = publicKey.export({ type: 'spki', format: 'pem' }).toString();
   const apiToken = o.apiToken ?? randomBytes(24).toString('base64url');
   const secret = (name: string, data: Record<string, string>) => ({
-    apiVersion: 'v1', kind: 'Secret', type: 'Opaque',
+    apiVersion: 'v1',
+    kind: 'Secret',
+    type: 'Opaque',
     metadata: { name, namespace: o.namespace, labels: { 'app.kubernetes.io/part-of': 'switchboard' } },
     stringData: data,
   });
   const docs = [
     secret('switchboard-nats-resolver', { 'resolver.conf': renderResolverConfig(await serverResolver(o.keys)) }),
-    secret('switchboard-planner', { 'planner.creds': await mintRoleCreds(o.keys, 'planner'), 'api-tokens': `${apiToken} admin operator\n` }),
+    secret('switchboard-planner', {
+      'planner.creds': await mintRoleCreds(o.keys, 'planner'),
+      'api-tokens': `${apiToken} admin operator\n`,
+    }),
     secret('switchboard-signing-key', { 'planner.key': signingPem, 'planner.key.pub': publicPem }),
     secret('switchboard-credential-issuer', {
-      'account-signing.nk': o.keys.signingKeySeed + '\n', 'account.pub': accountPublicKey(o.keys) + '\n',
+      'account-signing.nk': o.keys.signingKeySeed + '\n',
+      'account.pub': accountPublicKey(o.keys) + '\n',
       'issuer.creds': await mintRoleCreds(o.keys, 'issuer'),
     }),
-    secret('switchboard-applier', { 'planner.key.pub': publicPem, 'bootstrap.creds': await mintRoleCreds(o.keys, 'bootstrap') }),
+    secret('switchboard-applier', {
+      'planner.key.pub': publicPem,
+      'bootstrap.creds': await mintRoleCreds(o.keys, 'bootstrap'),
+    }),
   ];
   return docs.map((d) => stringify(d, { lineWidth: 0 })).join('---\n');
 }

@@ -6,7 +6,11 @@ import { verifyNodeToken, TokenRefused, type TokenPolicy } from './sa-token.ts';
 import { CREDENTIALS_REQUEST_SUBJECT, ISSUER_QUEUE } from './subjects.ts';
 
 /** What an applier sends: its node name, its projected token, and a user public key it made. */
-export interface CredentialRequest { readonly node: string; readonly token: string; readonly publicKey: string }
+export interface CredentialRequest {
+  readonly node: string;
+  readonly token: string;
+  readonly publicKey: string;
+}
 export type CredentialReply = { readonly jwt: string; readonly expiresAt: number } | { readonly error: string };
 
 export interface IssuerOptions {
@@ -34,7 +38,8 @@ export async function decideCredentialRequest(raw: Uint8Array | string, o: Issue
   try {
     const text = typeof raw === 'string' ? raw : new TextDecoder().decode(raw);
     req = JSON.parse(text) as CredentialRequest;
-    if (!req || typeof req.node !== 'string' || typeof req.token !== 'string' || typeof req.publicKey !== 'string') throw new Error('want {node, token, publicKey}');
+    if (!req || typeof req.node !== 'string' || typeof req.token !== 'string' || typeof req.publicKey !== 'string')
+      throw new Error('want {node, token, publicKey}');
   } catch (e) {
     return { error: `bad credential request: ${(e as Error).message}` };
   }
@@ -45,7 +50,8 @@ export async function decideCredentialRequest(raw: Uint8Array | string, o: Issue
       id = await verifyNodeToken(req.token, await o.jwks({ refresh: false }), o.policy, now);
     } catch (e) {
       // an unknown key id may mean the API server rotated its key: fetch once more
-      if (!(e instanceof TokenRefused) || !/no applicable key|key.*not found|JWKSNoMatchingKey/i.test(e.message)) throw e;
+      if (!(e instanceof TokenRefused) || !/no applicable key|key.*not found|JWKSNoMatchingKey/i.test(e.message))
+        throw e;
       id = await verifyNodeToken(req.token, await o.jwks({ refresh: true }), o.policy, now);
     }
   } catch (e) {
@@ -59,7 +65,14 @@ export async function decideCredentialRequest(raw: Uint8Array | string, o: Issue
   }
   try {
     const ttl = o.ttlSeconds ?? 3600;
-    const jwt = await mintNodeJwt({ accountPublicKey: o.accountPublicKey, signingKeySeed: o.signingKeySeed, node: id.node, userPublicKey: req.publicKey, ttlSeconds: ttl, now });
+    const jwt = await mintNodeJwt({
+      accountPublicKey: o.accountPublicKey,
+      signingKeySeed: o.signingKeySeed,
+      node: id.node,
+      userPublicKey: req.publicKey,
+      ttlSeconds: ttl,
+      now,
+    });
     return { jwt, expiresAt: decode(jwt).exp! };
   } catch (e) {
     return { error: `cannot mint: ${(e as Error).message}` };
@@ -71,9 +84,14 @@ export function serveCredentialRequests(nc: NatsConnection, o: IssuerOptions): S
   return nc.subscribe(CREDENTIALS_REQUEST_SUBJECT, {
     queue: ISSUER_QUEUE,
     callback: (err, m) => {
-      if (err) { o.log?.(`credential issuer: ${err.message}`); return; }
+      if (err) {
+        o.log?.(`credential issuer: ${err.message}`);
+        return;
+      }
       void decideCredentialRequest(m.data, o).then((reply) => {
-        o.log?.('error' in reply ? `credential refused: ${reply.error}` : `credential issued for ${decode(reply.jwt).name}`);
+        o.log?.(
+          'error' in reply ? `credential refused: ${reply.error}` : `credential issued for ${decode(reply.jwt).name}`,
+        );
         if (m.reply) m.respond(JSON.stringify(reply));
       });
     },

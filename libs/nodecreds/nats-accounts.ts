@@ -1,4 +1,15 @@
-import { createAccount, createOperator, createUser, encodeAccount, encodeOperator, encodeUser, fmtCreds, fromPublic, fromSeed, type KeyPair } from '@nats-io/jwt';
+import {
+  createAccount,
+  createOperator,
+  createUser,
+  encodeAccount,
+  encodeOperator,
+  encodeUser,
+  fmtCreds,
+  fromPublic,
+  fromSeed,
+  type KeyPair,
+} from '@nats-io/jwt';
 import { nodePermissions, observerPermissions, plannerPermissions, type Permissions } from '../bus/index.ts';
 import { CREDENTIALS_REQUEST_SUBJECT, BOOTSTRAP_INBOX_PREFIX } from './subjects.ts';
 
@@ -29,7 +40,12 @@ export const ACCOUNT_NAME = 'switchboard';
 
 export function generateAccountKeys(): AccountKeys {
   const seed = (k: KeyPair) => new TextDecoder().decode(k.getSeed());
-  return { operatorSeed: seed(createOperator()), systemAccountSeed: seed(createAccount()), accountSeed: seed(createAccount()), signingKeySeed: seed(createAccount()) };
+  return {
+    operatorSeed: seed(createOperator()),
+    systemAccountSeed: seed(createAccount()),
+    accountSeed: seed(createAccount()),
+    signingKeySeed: seed(createAccount()),
+  };
 }
 
 /** The public key of the Switchboard account (user JWTs name it as issuer_account). */
@@ -44,11 +60,33 @@ export async function serverResolver(k: AccountKeys): Promise<ServerResolver> {
   const acc = kp(k.accountSeed);
   const operatorJwt = await encodeOperator('switchboard-operator', op, { system_account: sys.getPublicKey() });
   const sysJwt = await encodeAccount('SYS', sys, {}, { signer: op });
-  const accJwt = await encodeAccount(ACCOUNT_NAME, acc, {
-    signing_keys: [kp(k.signingKeySeed).getPublicKey()],
-    limits: { subs: -1, data: -1, payload: -1, imports: -1, exports: -1, wildcards: true, conn: -1, leaf: -1, mem_storage: -1, disk_storage: -1, streams: -1, consumer: -1 },
-  }, { signer: op });
-  return { operatorJwt, systemAccount: sys.getPublicKey(), accountJwts: { [sys.getPublicKey()]: sysJwt, [acc.getPublicKey()]: accJwt } };
+  const accJwt = await encodeAccount(
+    ACCOUNT_NAME,
+    acc,
+    {
+      signing_keys: [kp(k.signingKeySeed).getPublicKey()],
+      limits: {
+        subs: -1,
+        data: -1,
+        payload: -1,
+        imports: -1,
+        exports: -1,
+        wildcards: true,
+        conn: -1,
+        leaf: -1,
+        mem_storage: -1,
+        disk_storage: -1,
+        streams: -1,
+        consumer: -1,
+      },
+    },
+    { signer: op },
+  );
+  return {
+    operatorJwt,
+    systemAccount: sys.getPublicKey(),
+    accountJwts: { [sys.getPublicKey()]: sysJwt, [acc.getPublicKey()]: accJwt },
+  };
 }
 
 /** nats-server config text for the resolver (include it from the server config). */
@@ -59,7 +97,9 @@ export function renderResolverConfig(r: ServerResolver): string {
     `system_account: ${JSON.stringify(r.systemAccount)}`,
     'resolver: MEMORY',
     'resolver_preload: {',
-    ...Object.entries(r.accountJwts).sort(([a], [b]) => (a < b ? -1 : 1)).map(([pub, jwt]) => `  ${pub}: ${JSON.stringify(jwt)}`),
+    ...Object.entries(r.accountJwts)
+      .sort(([a], [b]) => (a < b ? -1 : 1))
+      .map(([pub, jwt]) => `  ${pub}: ${JSON.stringify(jwt)}`),
     '}',
     '',
   ].join('\n');
@@ -75,15 +115,28 @@ export type Role = 'planner' | 'observer' | 'issuer' | 'bootstrap';
  */
 export function rolePermissions(role: Role): Permissions {
   switch (role) {
-    case 'planner': return plannerPermissions();
-    case 'observer': return observerPermissions();
-    case 'issuer': return { publish: { allow: [`${BOOTSTRAP_INBOX_PREFIX}.>`] }, subscribe: { allow: [CREDENTIALS_REQUEST_SUBJECT] } };
-    case 'bootstrap': return { publish: { allow: [CREDENTIALS_REQUEST_SUBJECT] }, subscribe: { allow: [`${BOOTSTRAP_INBOX_PREFIX}.>`] } };
+    case 'planner':
+      return plannerPermissions();
+    case 'observer':
+      return observerPermissions();
+    case 'issuer':
+      return {
+        publish: { allow: [`${BOOTSTRAP_INBOX_PREFIX}.>`] },
+        subscribe: { allow: [CREDENTIALS_REQUEST_SUBJECT] },
+      };
+    case 'bootstrap':
+      return {
+        publish: { allow: [CREDENTIALS_REQUEST_SUBJECT] },
+        subscribe: { allow: [`${BOOTSTRAP_INBOX_PREFIX}.>`] },
+      };
   }
 }
 
 /** A .creds file (JWT + a fresh user seed) for a fixed role; no expiry (rotate by re-running init). */
-export async function mintRoleCreds(k: Pick<AccountKeys, 'accountSeed' | 'signingKeySeed'>, role: Role): Promise<string> {
+export async function mintRoleCreds(
+  k: Pick<AccountKeys, 'accountSeed' | 'signingKeySeed'>,
+  role: Role,
+): Promise<string> {
   const user = createUser();
   const jwt = await userJwt(k, role, user.getPublicKey(), rolePermissions(role));
   return new TextDecoder().decode(fmtCreds(jwt, user));
@@ -93,21 +146,46 @@ export async function mintRoleCreds(k: Pick<AccountKeys, 'accountSeed' | 'signin
  * A node's user JWT for a public key the node made (its seed stays on the node): exactly
  * nodePermissions(node), expiring after ttlSeconds.
  */
-export async function mintNodeJwt(o: { accountPublicKey: string; signingKeySeed: string; node: string; userPublicKey: string; ttlSeconds: number; now?: Date }): Promise<string> {
+export async function mintNodeJwt(o: {
+  accountPublicKey: string;
+  signingKeySeed: string;
+  node: string;
+  userPublicKey: string;
+  ttlSeconds: number;
+  now?: Date;
+}): Promise<string> {
   fromPublic(o.userPublicKey); // throws on anything but a valid key
   if (!o.userPublicKey.startsWith('U')) throw new Error('publicKey is not a NATS user key (U...)');
   const iat = Math.floor((o.now ?? new Date()).getTime() / 1000);
-  return encodeUser(o.node, o.userPublicKey, o.accountPublicKey, permissionsClaim(nodePermissions(o.node)), { signer: kp(o.signingKeySeed), exp: iat + o.ttlSeconds });
+  return encodeUser(o.node, o.userPublicKey, o.accountPublicKey, permissionsClaim(nodePermissions(o.node)), {
+    signer: kp(o.signingKeySeed),
+    exp: iat + o.ttlSeconds,
+  });
 }
 
 /** A node .creds file minted in one step (for hosts outside Kubernetes: compose, VMs). */
-export async function mintNodeCreds(k: Pick<AccountKeys, 'accountSeed' | 'signingKeySeed'>, node: string, ttlSeconds: number): Promise<string> {
+export async function mintNodeCreds(
+  k: Pick<AccountKeys, 'accountSeed' | 'signingKeySeed'>,
+  node: string,
+  ttlSeconds: number,
+): Promise<string> {
   const user = createUser();
-  const jwt = await mintNodeJwt({ accountPublicKey: accountPublicKey(k), signingKeySeed: k.signingKeySeed, node, userPublicKey: user.getPublicKey(), ttlSeconds });
+  const jwt = await mintNodeJwt({
+    accountPublicKey: accountPublicKey(k),
+    signingKeySeed: k.signingKeySeed,
+    node,
+    userPublicKey: user.getPublicKey(),
+    ttlSeconds,
+  });
   return new TextDecoder().decode(fmtCreds(jwt, user));
 }
 
-async function userJwt(k: Pick<AccountKeys, 'accountSeed' | 'signingKeySeed'>, name: string, userPub: string, p: Permissions): Promise<string> {
+async function userJwt(
+  k: Pick<AccountKeys, 'accountSeed' | 'signingKeySeed'>,
+  name: string,
+  userPub: string,
+  p: Permissions,
+): Promise<string> {
   return encodeUser(name, userPub, accountPublicKey(k), permissionsClaim(p), { signer: kp(k.signingKeySeed) });
 }
 

@@ -15,16 +15,28 @@ export interface TokenPolicy {
   readonly issuer?: string;
 }
 
-export interface ProvenIdentity { readonly node: string; readonly pod: string; readonly expiresAt: number }
+export interface ProvenIdentity {
+  readonly node: string;
+  readonly pod: string;
+  readonly expiresAt: number;
+}
 
 export class TokenRefused extends Error {}
 
-export async function verifyNodeToken(token: string, jwks: JSONWebKeySet, p: TokenPolicy, now?: Date): Promise<ProvenIdentity> {
+export async function verifyNodeToken(
+  token: string,
+  jwks: JSONWebKeySet,
+  p: TokenPolicy,
+  now?: Date,
+): Promise<ProvenIdentity> {
   let payload: Record<string, unknown>;
   try {
     ({ payload } = await jwtVerify(token.trim(), createLocalJWKSet(jwks), {
-      audience: p.audience, ...(p.issuer ? { issuer: p.issuer } : {}), algorithms: ['RS256', 'ES256', 'ES384', 'RS384', 'RS512', 'PS256'],
-      requiredClaims: ['exp', 'sub'], ...(now ? { currentDate: now } : {}),
+      audience: p.audience,
+      ...(p.issuer ? { issuer: p.issuer } : {}),
+      algorithms: ['RS256', 'ES256', 'ES384', 'RS384', 'RS512', 'PS256'],
+      requiredClaims: ['exp', 'sub'],
+      ...(now ? { currentDate: now } : {}),
     }));
   } catch (e) {
     throw new TokenRefused(`service-account token refused: ${(e as Error).message}`);
@@ -33,7 +45,8 @@ export async function verifyNodeToken(token: string, jwks: JSONWebKeySet, p: Tok
   if (payload.sub !== want) throw new TokenRefused(`service-account token is for ${String(payload.sub)}, not ${want}`);
   const k8s = payload['kubernetes.io'] as { node?: { name?: unknown }; pod?: { name?: unknown } } | undefined;
   const node = k8s?.node?.name;
-  if (typeof node !== 'string' || node === '') throw new TokenRefused('service-account token names no node (needs a pod-bound token, Kubernetes 1.30+)');
+  if (typeof node !== 'string' || node === '')
+    throw new TokenRefused('service-account token names no node (needs a pod-bound token, Kubernetes 1.30+)');
   const pod = typeof k8s?.pod?.name === 'string' ? k8s.pod.name : '';
   if (!pod) throw new TokenRefused('service-account token is not bound to a pod');
   return { node, pod, expiresAt: Number(payload.exp) };

@@ -29,7 +29,8 @@ export class BucketHashTree {
   private rootCache: string | undefined;
 
   constructor(private readonly options: BucketHashTreeOptions) {
-    if (options.groupSize !== 0 && BUCKETS % options.groupSize !== 0) throw new Error(`groupSize must divide ${BUCKETS}`);
+    if (options.groupSize !== 0 && BUCKETS % options.groupSize !== 0)
+      throw new Error(`groupSize must divide ${BUCKETS}`);
     const emptyGroup = options.groupSize ? sha256Hex(new Array<string>(options.groupSize).fill(EMPTY).join('\n')) : '';
     this.groupHash = options.groupSize ? new Array<string>(BUCKETS / options.groupSize).fill(emptyGroup) : [];
   }
@@ -54,7 +55,10 @@ export class BucketHashTree {
     for (const b of this.dirty) {
       if (g) groups.add(Math.floor(b / g));
       const bucket = this.buckets[b]!;
-      if (bucket.size === 0) { this.bucketHash[b] = EMPTY; continue; }
+      if (bucket.size === 0) {
+        this.bucketHash[b] = EMPTY;
+        continue;
+      }
       const keys = [...bucket.keys()].sort();
       let text = '';
       for (const k of keys) text += `${k}\t${bucket.get(k)!}\n`;

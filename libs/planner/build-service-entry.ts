@@ -1,6 +1,12 @@
 import {
-  byCodeUnit, type EndpointEntry, type EndpointSliceObject, type NodeFacts, type NodeObject,
-  type ServiceEntry, type ServiceObject, type ServicePortEntry,
+  byCodeUnit,
+  type EndpointEntry,
+  type EndpointSliceObject,
+  type NodeFacts,
+  type NodeObject,
+  type ServiceEntry,
+  type ServiceObject,
+  type ServicePortEntry,
 } from '../model/index.ts';
 
 /**
@@ -49,13 +55,22 @@ function endpointsFor(portName: string, protocol: string, slices: EndpointSliceO
     for (const ep of slice.endpoints) {
       const ip = ep.addresses[0]!; // kube-proxy uses the first address only
       const entry: EndpointEntry = {
-        ip, port: sp.port, nodeName: ep.nodeName, zone: ep.zone,
-        ready: ep.ready, serving: ep.serving, terminating: ep.terminating,
+        ip,
+        port: sp.port,
+        nodeName: ep.nodeName,
+        zone: ep.zone,
+        ready: ep.ready,
+        serving: ep.serving,
+        terminating: ep.terminating,
         hintZones: uniqueSorted(ep.hintZones),
       };
       const key = `${ip}|${sp.port}`;
       const prev = byAddr.get(key);
-      if (!prev || rank(entry) > rank(prev) || (rank(entry) === rank(prev) && byCodeUnit(JSON.stringify(entry), JSON.stringify(prev)) < 0)) {
+      if (
+        !prev ||
+        rank(entry) > rank(prev) ||
+        (rank(entry) === rank(prev) && byCodeUnit(JSON.stringify(entry), JSON.stringify(prev)) < 0)
+      ) {
         byAddr.set(key, entry);
       }
     }

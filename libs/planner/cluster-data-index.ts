@@ -1,5 +1,10 @@
 import {
-  byCodeUnit, contentHash, type ClusterData, type DataDelta, type NodeFacts, type ServiceEntry,
+  byCodeUnit,
+  contentHash,
+  type ClusterData,
+  type DataDelta,
+  type NodeFacts,
+  type ServiceEntry,
 } from '../model/index.ts';
 import { DataHashTree } from './data-hash-tree.ts';
 

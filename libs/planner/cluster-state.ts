@@ -1,6 +1,13 @@
 import {
-  serviceKey, type DataDelta, type EndpointSliceObject, type KubeKind, type KubeObject,
-  type NodeFacts, type NodeObject, type ServiceEntry, type ServiceObject,
+  serviceKey,
+  type DataDelta,
+  type EndpointSliceObject,
+  type KubeKind,
+  type KubeObject,
+  type NodeFacts,
+  type NodeObject,
+  type ServiceEntry,
+  type ServiceObject,
 } from '../model/index.ts';
 import { buildNodeFacts, buildServiceEntry } from './build-service-entry.ts';
 import { ClusterDataIndex, sortDelta } from './cluster-data-index.ts';
@@ -101,7 +108,12 @@ export class ClusterState {
   private buildEntry(k: string): ServiceEntry | undefined {
     const svc = this.services.get(k);
     const sliceKeys = this.slicesByService.get(k) ?? new Set<string>();
-    return svc ? buildServiceEntry(svc, [...sliceKeys].map((s) => this.slices.get(s)!)) : undefined;
+    return svc
+      ? buildServiceEntry(
+          svc,
+          [...sliceKeys].map((s) => this.slices.get(s)!),
+        )
+      : undefined;
   }
 
   private rebuildService(k: string): void {
@@ -182,7 +194,13 @@ export class ClusterState {
     }
     for (const [k, svc] of s.services) {
       const sliceKeys = s.slicesByService.get(k) ?? new Set<string>();
-      s.index.setService(k, buildServiceEntry(svc, [...sliceKeys].map((x) => s.slices.get(x)!)));
+      s.index.setService(
+        k,
+        buildServiceEntry(
+          svc,
+          [...sliceKeys].map((x) => s.slices.get(x)!),
+        ),
+      );
     }
     for (const [name, node] of s.nodes) s.index.setNode(name, buildNodeFacts(node));
     return s;
@@ -191,5 +209,4 @@ export class ClusterState {
   get objectCount(): number {
     return this.services.size + this.slices.size + this.nodes.size;
   }
-
 }

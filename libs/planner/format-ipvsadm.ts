@@ -21,5 +21,8 @@ export function formatIpvsadm(state: Pick<NodeState, 'virtualServers'>): string 
     lines.push(head);
     for (const rs of vs.realServers) lines.push(`-a ${svc} -r ${hostPort(rs.address, rs.port)} -m -w ${rs.weight}`);
   }
-  return lines.sort(byCodeUnit).map((l) => l + '\n').join('');
+  return lines
+    .sort(byCodeUnit)
+    .map((l) => l + '\n')
+    .join('');
 }

@@ -2,7 +2,14 @@ export { buildServiceEntry, buildNodeFacts } from './build-service-entry.ts';
 export { DataHashTree } from './data-hash-tree.ts';
 export { ClusterDataIndex, sortDelta, type ClusterDataSource } from './cluster-data-index.ts';
 export { ClusterState, type ObjectChange } from './cluster-state.ts';
-export { renderNodeState, renderServiceForNode, renderContext, mergeContributions, type RenderContext, type ServiceContribution } from './render-node-state.ts';
+export {
+  renderNodeState,
+  renderServiceForNode,
+  renderContext,
+  mergeContributions,
+  type RenderContext,
+  type ServiceContribution,
+} from './render-node-state.ts';
 export { selectEndpoints } from './select-endpoints.ts';
 export { IPSET_TABLE, ipsetName } from './ipset-names.ts';
 export { formatIpvsadm, ipvsadmServiceArg } from './format-ipvsadm.ts';
@@ -10,4 +17,8 @@ export { formatIpsetSave, ipsetCreateLine } from './format-ipset.ts';
 export { nodeStateHash } from './node-state-hash.ts';
 export { watchEventChange, rejectionKey, type WatchEventOutcome, type ObjectRejection } from './watch-event-change.ts';
 export { NodeStateHashTree, nodeStateItem, nodeStateItems } from './node-state-hash.ts';
-export { NodeStateRenderer, type KeyedClusterDataSource, type NodeStateRendererOptions } from './node-state-renderer.ts';
+export {
+  NodeStateRenderer,
+  type KeyedClusterDataSource,
+  type NodeStateRendererOptions,
+} from './node-state-renderer.ts';

@@ -32,9 +32,12 @@ export function ipsetName(base: IpsetBaseName, family: IpFamily): string {
 
 export function nodePortSetBase(protocol: Protocol, local: boolean): IpsetBaseName {
   switch (protocol) {
-    case 'TCP': return local ? 'KUBE-NODE-PORT-LOCAL-TCP' : 'KUBE-NODE-PORT-TCP';
-    case 'UDP': return local ? 'KUBE-NODE-PORT-LOCAL-UDP' : 'KUBE-NODE-PORT-UDP';
-    case 'SCTP': return local ? 'KUBE-NODE-PORT-LOCAL-SCTP-HASH' : 'KUBE-NODE-PORT-SCTP-HASH';
+    case 'TCP':
+      return local ? 'KUBE-NODE-PORT-LOCAL-TCP' : 'KUBE-NODE-PORT-TCP';
+    case 'UDP':
+      return local ? 'KUBE-NODE-PORT-LOCAL-UDP' : 'KUBE-NODE-PORT-UDP';
+    case 'SCTP':
+      return local ? 'KUBE-NODE-PORT-LOCAL-SCTP-HASH' : 'KUBE-NODE-PORT-SCTP-HASH';
   }
 }
 

@@ -1,6 +1,10 @@
 import {
-  contentHash, virtualServerKey,
-  type IpsetState, type NodeProxySettings, type NodeState, type VirtualServer,
+  contentHash,
+  virtualServerKey,
+  type IpsetState,
+  type NodeProxySettings,
+  type NodeState,
+  type VirtualServer,
 } from '../model/index.ts';
 import { BucketHashTree } from './bucket-hash-tree.ts';
 
@@ -14,7 +18,10 @@ export const nodeStateItem = {
   settings: (s: NodeProxySettings): [string, string] => ['settings', contentHash(s)],
   virtualServer: (vs: VirtualServer): [string, string] => [`vs:${virtualServerKey(vs)}`, contentHash(vs)],
   boundAddress: (ip: string): [string, string] => [`addr:${ip}`, '1'],
-  ipset: (s: Pick<IpsetState, 'name' | 'type' | 'family'>): [string, string] => [`set:${s.name}`, `${s.type}/${s.family ?? '-'}`],
+  ipset: (s: Pick<IpsetState, 'name' | 'type' | 'family'>): [string, string] => [
+    `set:${s.name}`,
+    `${s.type}/${s.family ?? '-'}`,
+  ],
   ipsetEntry: (set: string, entry: string): [string, string] => [`entry:${set}:${entry}`, '1'],
 };
 

@@ -1,12 +1,27 @@
 import {
-  byCodeUnit, canonicalJson, ipFamily, virtualServerKey,
-  type DataDelta, type IpFamily, type IpsetState, type NodeProxySettings, type NodeState, type ProxyConfig,
-  type ServiceEntry, type VirtualServer,
+  byCodeUnit,
+  canonicalJson,
+  ipFamily,
+  virtualServerKey,
+  type DataDelta,
+  type IpFamily,
+  type IpsetState,
+  type NodeProxySettings,
+  type NodeState,
+  type ProxyConfig,
+  type ServiceEntry,
+  type VirtualServer,
 } from '../model/index.ts';
 import type { ClusterDataSource } from './cluster-data-index.ts';
 import { IPSET_TABLE, ipsetName } from './ipset-names.ts';
 import { NodeStateHashTree, nodeStateItem } from './node-state-hash.ts';
-import { mergeContributions, renderContext, renderServiceForNode, type RenderContext, type ServiceContribution } from './render-node-state.ts';
+import {
+  mergeContributions,
+  renderContext,
+  renderServiceForNode,
+  type RenderContext,
+  type ServiceContribution,
+} from './render-node-state.ts';
 
 /** Cluster data as the renderer reads it: by key, since a delta names the services it touched. */
 export interface KeyedClusterDataSource extends ClusterDataSource {
@@ -33,10 +48,16 @@ interface SetInfo {
 }
 
 const FAMILIES: readonly IpFamily[] = ['IPv4', 'IPv6'];
-const SETS: readonly SetInfo[] = FAMILIES.flatMap((f) => IPSET_TABLE.map(([base, type]): SetInfo => ({
-  name: ipsetName(base, f), type, ipFamily: f,
-  family: type === 'bitmap:port' ? undefined : f === 'IPv4' ? 'inet' : 'inet6',
-})));
+const SETS: readonly SetInfo[] = FAMILIES.flatMap((f) =>
+  IPSET_TABLE.map(
+    ([base, type]): SetInfo => ({
+      name: ipsetName(base, f),
+      type,
+      ipFamily: f,
+      family: type === 'bitmap:port' ? undefined : f === 'IPv4' ? 'inet' : 'inet6',
+    }),
+  ),
+);
 const SET_BY_NAME = new Map(SETS.map((s) => [s.name, s]));
 
 /**
@@ -71,7 +92,11 @@ export class NodeStateRenderer {
   private setsDirty = true;
   private cached: NodeState | undefined;
 
-  constructor(readonly nodeName: string, readonly config: ProxyConfig, private readonly options: NodeStateRendererOptions = {}) {
+  constructor(
+    readonly nodeName: string,
+    readonly config: ProxyConfig,
+    private readonly options: NodeStateRendererOptions = {},
+  ) {
     // the proxy knobs exactly as the full render sets them (they depend on config alone)
     this.settings = mergeContributions({ nodeName, node: undefined, config, nodePortIPs: [] }, []).settings;
     this.clear();
@@ -94,7 +119,8 @@ export class NodeStateRenderer {
    */
   update(data: KeyedClusterDataSource, delta: DataDelta): void {
     if (!this.ctx) return this.reset(data);
-    const touchesNode = delta.removeNodes.includes(this.nodeName) || delta.upsertNodes.some((n) => n.name === this.nodeName);
+    const touchesNode =
+      delta.removeNodes.includes(this.nodeName) || delta.upsertNodes.some((n) => n.name === this.nodeName);
     if (touchesNode && factsJson(data, this.nodeName) !== this.nodeFactsJson) return this.reset(data);
     const keys = new Set<string>(delta.removeServices);
     for (const s of delta.upsertServices) keys.add(s.key);
@@ -139,9 +165,21 @@ export class NodeStateRenderer {
   }
 
   private clear(): void {
-    for (const m of [this.contributions, this.candidates, this.winners, this.bound, this.familyCount, this.entryCount, this.entryList]) m.clear();
+    for (const m of [
+      this.contributions,
+      this.candidates,
+      this.winners,
+      this.bound,
+      this.familyCount,
+      this.entryCount,
+      this.entryList,
+    ])
+      m.clear();
     this.vsKeys.length = this.vsList.length = this.boundList.length = 0;
-    for (const s of SETS) { this.entryCount.set(s.name, new Map()); this.entryList.set(s.name, []); }
+    for (const s of SETS) {
+      this.entryCount.set(s.name, new Map());
+      this.entryList.set(s.name, []);
+    }
     this.familyCount.set('IPv4', 1); // IPv4 sets always exist
     this.touchedVs.clear();
     this.dirtySets.clear();
@@ -184,8 +222,16 @@ export class NodeStateRenderer {
       const n = (this.bound.get(a) ?? 0) + sign;
       if (n > 0) this.bound.set(a, n);
       else this.bound.delete(a);
-      if (n === 1 && sign > 0) { insertSorted(this.boundList, a); this.setItem(...nodeStateItem.boundAddress(a)); this.boundDirty = true; }
-      if (n === 0) { removeSorted(this.boundList, a); this.setItem(nodeStateItem.boundAddress(a)[0], undefined); this.boundDirty = true; }
+      if (n === 1 && sign > 0) {
+        insertSorted(this.boundList, a);
+        this.setItem(...nodeStateItem.boundAddress(a));
+        this.boundDirty = true;
+      }
+      if (n === 0) {
+        removeSorted(this.boundList, a);
+        this.setItem(nodeStateItem.boundAddress(a)[0], undefined);
+        this.boundDirty = true;
+      }
     }
     for (const [set, entry] of c.ipsetEntries) {
       const counts = this.entryCount.get(set);
@@ -197,11 +243,17 @@ export class NodeStateRenderer {
       const present = this.hasFamily(SET_BY_NAME.get(set)!.ipFamily);
       if (n === 1 && sign > 0) {
         insertSorted(list, entry);
-        if (present) { this.setItem(...nodeStateItem.ipsetEntry(set, entry)); this.markSet(set); }
+        if (present) {
+          this.setItem(...nodeStateItem.ipsetEntry(set, entry));
+          this.markSet(set);
+        }
       }
       if (n === 0) {
         removeSorted(list, entry);
-        if (present) { this.setItem(nodeStateItem.ipsetEntry(set, entry)[0], undefined); this.markSet(set); }
+        if (present) {
+          this.setItem(nodeStateItem.ipsetEntry(set, entry)[0], undefined);
+          this.markSet(set);
+        }
       }
     }
   }

@@ -1,7 +1,20 @@
 import {
-  byCodeUnit, cidrContains, ipFamily, parseCidr, virtualServerKey,
-  type Cidr, type EndpointEntry, type IpFamily, type IpsetState, type NodeFacts, type NodeState,
-  type ProxyConfig, type RealServer, type ServiceEntry, type VirtualServer, type VirtualServerRole,
+  byCodeUnit,
+  cidrContains,
+  ipFamily,
+  parseCidr,
+  virtualServerKey,
+  type Cidr,
+  type EndpointEntry,
+  type IpFamily,
+  type IpsetState,
+  type NodeFacts,
+  type NodeState,
+  type ProxyConfig,
+  type RealServer,
+  type ServiceEntry,
+  type VirtualServer,
+  type VirtualServerRole,
 } from '../model/index.ts';
 import type { ClusterDataSource } from './cluster-data-index.ts';
 import { IPSET_TABLE, ipPortEntry, ipsetName, nodePortSetBase, type IpsetBaseName } from './ipset-names.ts';
@@ -26,7 +39,9 @@ export interface RenderContext {
 export function renderContext(data: ClusterDataSource, nodeName: string, config: ProxyConfig): RenderContext {
   const node = data.node(nodeName);
   const filters = config.nodePortAddresses.map((c) => parseCidr(c)).filter((c): c is Cidr => !!c);
-  const nodePortIPs = (node?.addresses ?? []).filter((a) => filters.length === 0 || filters.some((c) => cidrContains(c, a)));
+  const nodePortIPs = (node?.addresses ?? []).filter(
+    (a) => filters.length === 0 || filters.some((c) => cidrContains(c, a)),
+  );
   return { nodeName, node, config, nodePortIPs };
 }
 
@@ -36,7 +51,10 @@ export function renderContext(data: ClusterDataSource, nodeName: string, config:
  */
 export function renderNodeState(data: ClusterDataSource, nodeName: string, config: ProxyConfig): NodeState {
   const ctx = renderContext(data, nodeName, config);
-  return mergeContributions(ctx, [...data.services()].map((s) => renderServiceForNode(s, ctx)));
+  return mergeContributions(
+    ctx,
+    [...data.services()].map((s) => renderServiceForNode(s, ctx)),
+  );
 }
 
 export function mergeContributions(ctx: RenderContext, parts: Iterable<ServiceContribution>): NodeState {
@@ -64,8 +82,9 @@ export function mergeContributions(ctx: RenderContext, parts: Iterable<ServiceCo
     for (const [base, type] of IPSET_TABLE) {
       const name = ipsetName(base, family);
       ipsets.push({
-        name, type,
-        ...(type === 'bitmap:port' ? {} : { family: family === 'IPv4' ? 'inet' as const : 'inet6' as const }),
+        name,
+        type,
+        ...(type === 'bitmap:port' ? {} : { family: family === 'IPv4' ? ('inet' as const) : ('inet6' as const) }),
         entries: [...(sets.get(name) ?? [])].sort(byCodeUnit),
       });
     }
@@ -79,8 +98,12 @@ export function mergeContributions(ctx: RenderContext, parts: Iterable<ServiceCo
     ipsets,
     settings: {
       mode: c.mode,
-      strictARP: c.strictARP, masqueradeAll: c.masqueradeAll, clusterCIDR: c.clusterCIDR,
-      tcpTimeout: c.tcpTimeout, tcpFinTimeout: c.tcpFinTimeout, udpTimeout: c.udpTimeout,
+      strictARP: c.strictARP,
+      masqueradeAll: c.masqueradeAll,
+      clusterCIDR: c.clusterCIDR,
+      tcpTimeout: c.tcpTimeout,
+      tcpFinTimeout: c.tcpFinTimeout,
+      udpTimeout: c.udpTimeout,
       excludeCIDRs: c.excludeCIDRs,
     },
   };
@@ -101,21 +124,41 @@ function renderFamily(svc: ServiceEntry, clusterIP: string, ctx: RenderContext, 
   const lbIPs = svc.loadBalancerIngress.filter(inFamily);
   const ranges = svc.loadBalancerSourceRanges.filter(inFamily);
   const nodeIPs = ctx.nodePortIPs.filter(inFamily);
-  const externalLocal = svc.externalTrafficPolicy === 'Local' && (externalIPs.length > 0 || lbIPs.length > 0 || svc.nodePorts);
+  const externalLocal =
+    svc.externalTrafficPolicy === 'Local' && (externalIPs.length > 0 || lbIPs.length > 0 || svc.nodePorts);
   const internalLocal = svc.internalTrafficPolicy === 'Local';
 
   for (const addr of [clusterIP, ...externalIPs, ...lbIPs]) {
     out.boundAddresses.push(addr);
     set('KUBE-IPVS-IPS', addr);
   }
-  if (svc.healthCheckNodePort !== 0 && externalLocal) set('KUBE-HEALTH-CHECK-NODE-PORT', String(svc.healthCheckNodePort));
+  if (svc.healthCheckNodePort !== 0 && externalLocal)
+    set('KUBE-HEALTH-CHECK-NODE-PORT', String(svc.healthCheckNodePort));
 
   for (const port of svc.ports) {
     const sel = selectEndpoints(svc, port, family, ctx.nodeName, ctx.node?.zone ?? '');
     const servicePort = `${svc.key}:${port.name}`;
-    const vs = (address: string, p: number, role: VirtualServerRole, localOnly: boolean, sourceRanges: readonly string[] = []) =>
-      out.virtualServers.push(virtualServer({ svc, ctx, address, port: p, protocol: port.protocol, role, servicePort, localOnly, sourceRanges,
-        endpoints: localOnly ? sel.local : sel.cluster }));
+    const vs = (
+      address: string,
+      p: number,
+      role: VirtualServerRole,
+      localOnly: boolean,
+      sourceRanges: readonly string[] = [],
+    ) =>
+      out.virtualServers.push(
+        virtualServer({
+          svc,
+          ctx,
+          address,
+          port: p,
+          protocol: port.protocol,
+          role,
+          servicePort,
+          localOnly,
+          sourceRanges,
+          endpoints: localOnly ? sel.local : sel.cluster,
+        }),
+      );
     const entry = (ip: string) => ipPortEntry(ip, port.protocol, port.port);
 
     set('KUBE-CLUSTER-IP', entry(clusterIP));
@@ -134,12 +177,16 @@ function renderFamily(svc: ServiceEntry, clusterIP: string, ctx: RenderContext, 
         for (const r of ranges) set('KUBE-LOAD-BALANCER-SOURCE-CIDR', `${entry(ip)},${r}`);
         // Traffic from the node itself to its LB VIP must pass the firewall when a range covers it.
         const cidrs = ranges.map((r) => parseCidr(r)!);
-        if (nodeIPs.some((n) => cidrs.some((c) => cidrContains(c, n)))) set('KUBE-LOAD-BALANCER-SOURCE-IP', `${entry(ip)},${ip}`);
+        if (nodeIPs.some((n) => cidrs.some((c) => cidrContains(c, n))))
+          set('KUBE-LOAD-BALANCER-SOURCE-IP', `${entry(ip)},${ip}`);
       }
       vs(ip, port.port, 'load-balancer', externalLocal, ranges);
     }
     if (svc.nodePorts && port.nodePort !== 0) {
-      const bases = [nodePortSetBase(port.protocol, false), ...(externalLocal ? [nodePortSetBase(port.protocol, true)] : [])];
+      const bases = [
+        nodePortSetBase(port.protocol, false),
+        ...(externalLocal ? [nodePortSetBase(port.protocol, true)] : []),
+      ];
       for (const base of bases) {
         if (port.protocol === 'SCTP') for (const n of nodeIPs) set(base, ipPortEntry(n, 'SCTP', port.nodePort));
         else set(base, String(port.nodePort));
@@ -150,8 +197,15 @@ function renderFamily(svc: ServiceEntry, clusterIP: string, ctx: RenderContext, 
 }
 
 interface VsInput {
-  svc: ServiceEntry; ctx: RenderContext; address: string; port: number; protocol: VirtualServer['protocol'];
-  role: VirtualServerRole; servicePort: string; localOnly: boolean; sourceRanges: readonly string[];
+  svc: ServiceEntry;
+  ctx: RenderContext;
+  address: string;
+  port: number;
+  protocol: VirtualServer['protocol'];
+  role: VirtualServerRole;
+  servicePort: string;
+  localOnly: boolean;
+  sourceRanges: readonly string[];
   endpoints: readonly EndpointEntry[];
 }
 
@@ -160,10 +214,16 @@ function virtualServer(i: VsInput): VirtualServer {
     .map((e) => ({ address: e.ip, port: e.port, weight: 1 }))
     .sort((a, b) => byCodeUnit(a.address, b.address) || a.port - b.port);
   return {
-    protocol: i.protocol, address: i.address, port: i.port,
-    scheduler: i.ctx.config.scheduler, schedulerFlags: i.ctx.config.schedulerFlags,
+    protocol: i.protocol,
+    address: i.address,
+    port: i.port,
+    scheduler: i.ctx.config.scheduler,
+    schedulerFlags: i.ctx.config.schedulerFlags,
     persistenceTimeout: i.svc.affinityTimeoutSeconds,
-    role: i.role, servicePort: i.servicePort, localOnly: i.localOnly, sourceRanges: i.sourceRanges,
+    role: i.role,
+    servicePort: i.servicePort,
+    localOnly: i.localOnly,
+    sourceRanges: i.sourceRanges,
     realServers,
   };
 }

@@ -17,7 +17,11 @@ export interface EndpointSelection {
  * carries hints and at least one names this node's zone.
  */
 export function selectEndpoints(
-  svc: ServiceEntry, port: ServicePortEntry, family: IpFamily, nodeName: string, nodeZone: string,
+  svc: ServiceEntry,
+  port: ServicePortEntry,
+  family: IpFamily,
+  nodeName: string,
+  nodeZone: string,
 ): EndpointSelection {
   const eps = port.endpoints.filter((e) => ipFamily(e.ip) === family);
   const useTopology = svc.topologyAware && nodeZone !== '' && canUseTopology(eps, nodeZone);

@@ -12,14 +12,19 @@ export type WatchEventOutcome = { readonly change: ObjectChange } | { readonly r
  * Consequence for replay: an object's state is decided by its last event that is valid or a
  * deletion (see libs/eventlog/replay.ts).
  */
-export function watchEventChange(event: Pick<WatchEvent, 'kind' | 'type' | 'namespace' | 'name' | 'object'>): WatchEventOutcome {
-  if (event.type === 'DELETED') return { change: { op: 'delete', kind: event.kind, namespace: event.namespace, name: event.name } };
+export function watchEventChange(
+  event: Pick<WatchEvent, 'kind' | 'type' | 'namespace' | 'name' | 'object'>,
+): WatchEventOutcome {
+  if (event.type === 'DELETED')
+    return { change: { op: 'delete', kind: event.kind, namespace: event.namespace, name: event.name } };
   const r = readKubeObject(event.object, `${event.kind} ${event.namespace ? event.namespace + '/' : ''}${event.name}`);
   if (!r.ok) return { rejected: r.rejection.reason };
   const o = r.object;
   // An object whose identity differs from the event's would be filed under another key.
   if (o.kind !== event.kind || o.meta.namespace !== event.namespace || o.meta.name !== event.name) {
-    return { rejected: `object identity ${o.kind} ${o.meta.namespace ? o.meta.namespace + '/' : ''}${o.meta.name} differs from the event's` };
+    return {
+      rejected: `object identity ${o.kind} ${o.meta.namespace ? o.meta.namespace + '/' : ''}${o.meta.name} differs from the event's`,
+    };
   }
   return { change: { op: 'upsert', object: o } };
 }
@@ -35,4 +40,5 @@ export interface ObjectRejection {
 }
 
 /** One key per object: an object has at most one current rejection (its latest event's). */
-export const rejectionKey = (r: Pick<ObjectRejection, 'kind' | 'namespace' | 'name'>): string => `${r.kind}/${r.namespace}/${r.name}`;
+export const rejectionKey = (r: Pick<ObjectRejection, 'kind' | 'namespace' | 'name'>): string =>
+  `${r.kind}/${r.namespace}/${r.name}`;

@@ -1,9 +1,25 @@
 import type { EventLog } from '../eventlog/index.ts';
 import {
-  configOverrides, decideRollout, pauseRollout, planWaves, promoteRollout, resumeRollout, rollbackConfig, startRollout,
-  type ConfigTargetState, type NodeReport, type WavePolicy, type WaveSpec,
+  configOverrides,
+  decideRollout,
+  pauseRollout,
+  planWaves,
+  promoteRollout,
+  resumeRollout,
+  rollbackConfig,
+  startRollout,
+  type ConfigTargetState,
+  type NodeReport,
+  type WavePolicy,
+  type WaveSpec,
 } from '../control/index.ts';
-import { contentHash, readProxyConfig, type ConfigRevision, type OperationKind, type ProxyConfig } from '../model/index.ts';
+import {
+  contentHash,
+  readProxyConfig,
+  type ConfigRevision,
+  type OperationKind,
+  type ProxyConfig,
+} from '../model/index.ts';
 
 /** A rollout as an operator asks for it: waves over the given fleet. */
 export interface RolloutRequest {
@@ -25,7 +41,11 @@ export interface Actor {
  * operation whose params carry the resulting state, so a restarted planner resumes it exactly.
  */
 export class ConfigAxis {
-  private constructor(private readonly log: EventLog, private targetState: ConfigTargetState, private readonly now: () => Date) {}
+  private constructor(
+    private readonly log: EventLog,
+    private targetState: ConfigTargetState,
+    private readonly now: () => Date,
+  ) {}
 
   /**
    * Restores from the log (the last operation that carries a config state); on a fresh log the
@@ -36,8 +56,17 @@ export class ConfigAxis {
     if (saved) return new ConfigAxis(log, saved, now);
     const st = log.atomically(() => {
       const rev = log.latestConfigRevision() ?? log.recordConfigRevision({ config: initial, reason: 'initial config' });
-      const first: ConfigTargetState = { defaultRevision: rev.revision, previousDefault: undefined, rollout: undefined };
-      log.recordOperation({ kind: 'config', actor: 'planner', reason: 'initial config revision', params: { configState: first } });
+      const first: ConfigTargetState = {
+        defaultRevision: rev.revision,
+        previousDefault: undefined,
+        rollout: undefined,
+      };
+      log.recordOperation({
+        kind: 'config',
+        actor: 'planner',
+        reason: 'initial config revision',
+        params: { configState: first },
+      });
       return first;
     });
     return new ConfigAxis(log, st, now);
@@ -65,15 +94,26 @@ export class ConfigAxis {
    * `rollout`, the rollout of the new revision starts in the same transaction, so a crash leaves
    * either the revision and its rollout, or neither.
    */
-  newRevision(change: Record<string, unknown>, who: Actor, kind: OperationKind = 'config', rollout?: RolloutRequest): ConfigRevision {
+  newRevision(
+    change: Record<string, unknown>,
+    who: Actor,
+    kind: OperationKind = 'config',
+    rollout?: RolloutRequest,
+  ): ConfigRevision {
     const base = this.defaultConfig();
     const config = readProxyConfig({ ...base, ...change });
     const latest = this.log.latestConfigRevision()!;
     if (contentHash(config) === latest.hash) return latest;
     return this.log.atomically(() => {
       const rev = this.log.recordConfigRevision({ config, reason: who.reason });
-      this.log.recordOperation({ kind, actor: who.actor, reason: who.reason, params: { revision: rev.revision, change } });
-      if (rollout && rev.revision !== this.targetState.defaultRevision) this.startRollout({ ...rollout, revision: rev.revision }, who);
+      this.log.recordOperation({
+        kind,
+        actor: who.actor,
+        reason: who.reason,
+        params: { revision: rev.revision, change },
+      });
+      if (rollout && rev.revision !== this.targetState.defaultRevision)
+        this.startRollout({ ...rollout, revision: rev.revision }, who);
       return rev;
     });
   }
@@ -81,7 +121,13 @@ export class ConfigAxis {
   startRollout(o: RolloutRequest & { revision: number }, who: Actor): ConfigTargetState {
     if (!this.log.configRevision(o.revision)) throw new Error(`config revision ${o.revision} does not exist`);
     const waves = planWaves(o.nodes, o.waves);
-    const next = startRollout(this.targetState, { configRevision: o.revision, waves, pauseOnError: o.pauseOnError, policy: o.policy, at: this.at() });
+    const next = startRollout(this.targetState, {
+      configRevision: o.revision,
+      waves,
+      pauseOnError: o.pauseOnError,
+      policy: o.policy,
+      at: this.at(),
+    });
     return this.commit(next, 'rollout', who, { revision: o.revision, waves, policy: next.rollout?.policy ?? null });
   }
 
@@ -101,7 +147,10 @@ export class ConfigAxis {
 
   rollback(to: number | undefined, who: Actor): ConfigTargetState {
     if (to !== undefined && !this.log.configRevision(to)) throw new Error(`config revision ${to} does not exist`);
-    return this.commit(rollbackConfig(this.targetState, to, this.at()), 'rollback', who, { axis: 'config', to: to ?? null });
+    return this.commit(rollbackConfig(this.targetState, to, this.at()), 'rollback', who, {
+      axis: 'config',
+      to: to ?? null,
+    });
   }
 
   /**
@@ -113,12 +162,21 @@ export class ConfigAxis {
     const { state: next, decision } = decideRollout(this.targetState, reports, this.at());
     if (next === this.targetState || !decision) return false;
     const r = next.rollout!;
-    this.commit(next, 'rollout', { actor: 'planner', reason: decision.reason },
-      { gate: decision.kind, revision: r.configRevision, wave: r.wave, status: r.status });
+    this.commit(
+      next,
+      'rollout',
+      { actor: 'planner', reason: decision.reason },
+      { gate: decision.kind, revision: r.configRevision, wave: r.wave, status: r.status },
+    );
     return true;
   }
 
-  private commit(next: ConfigTargetState, kind: OperationKind, who: Actor, params: Record<string, unknown>): ConfigTargetState {
+  private commit(
+    next: ConfigTargetState,
+    kind: OperationKind,
+    who: Actor,
+    params: Record<string, unknown>,
+  ): ConfigTargetState {
     this.log.recordOperation({ kind, actor: who.actor, reason: who.reason, params: { ...params, configState: next } });
     this.targetState = next;
     return next;

@@ -3,7 +3,11 @@ import { contentSource, rebuildAtSeq } from '../eventlog/index.ts';
 import { decidePin, decideSync, decideUnpin, type DataPin } from '../control/index.ts';
 import type { ClusterData, DataDelta, WatchEvent } from '../model/index.ts';
 import {
-  ClusterDataIndex, rejectionKey, watchEventChange, type ClusterState, type ObjectRejection,
+  ClusterDataIndex,
+  rejectionKey,
+  watchEventChange,
+  type ClusterState,
+  type ObjectRejection,
 } from '../planner/index.ts';
 import type { Actor } from './config-axis.ts';
 
@@ -55,7 +59,9 @@ export class DataAxis {
     else if (latest.hash === live.hash) published = copyData(live.state.data);
     else published = rebuildAtSeq(log, contentSource(log, latest.version).seqTo).state.data;
     if (latest && published.hash() !== latest.hash) {
-      throw new Error(`event log: rebuilt content of version ${latest.version} has hash ${published.hash().slice(0, 12)}, the log recorded ${latest.hash.slice(0, 12)}`);
+      throw new Error(
+        `event log: rebuilt content of version ${latest.version} has hash ${published.hash().slice(0, 12)}, the log recorded ${latest.hash.slice(0, 12)}`,
+      );
     }
     const axis = new DataAxis(log, live.state, published, pin, live.rejections, live.hash === published.hash());
     axis.eventsSinceVersion = log.lastSeq() - (latest?.seqTo ?? 0);
@@ -124,7 +130,8 @@ export class DataAxis {
 
   /** Writes a checkpoint of the live state (and its rejections) when `every` events passed since the last. */
   checkpointIfDue(every: number): void {
-    if (every > 0 && this.log.checkpointDue(every)) this.log.checkpoint(this.live, { rejections: this.rejections.values() });
+    if (every > 0 && this.log.checkpointDue(every))
+      this.log.checkpoint(this.live, { rejections: this.rejections.values() });
   }
 
   /**
@@ -132,18 +139,29 @@ export class DataAxis {
    * published content. `operation` builds the operation from the version made.
    */
   private record(o: {
-    delta: DataDelta; hash: string; reason: string; contentOf?: number; isLive: boolean;
+    delta: DataDelta;
+    hash: string;
+    reason: string;
+    contentOf?: number;
+    isLive: boolean;
     operation?: (version: number) => Parameters<EventLog['recordOperation']>[0];
   }): NewVersion & { operation?: OperationRecord } {
     const last = this.log.latestVersion();
-    const seqTo = o.contentOf === undefined ? this.log.lastSeq() : last?.seqTo ?? 0;
+    const seqTo = o.contentOf === undefined ? this.log.lastSeq() : (last?.seqTo ?? 0);
     const { record, operation } = this.log.atomically(() => {
-      const record = this.log.recordVersion({ hash: o.hash, reason: o.reason, seqTo, contentOf: o.contentOf, delta: o.delta });
+      const record = this.log.recordVersion({
+        hash: o.hash,
+        reason: o.reason,
+        seqTo,
+        contentOf: o.contentOf,
+        delta: o.delta,
+      });
       return { record, operation: o.operation && this.log.recordOperation(o.operation(record.version)) };
     });
     // The delta's entries are live's own frozen objects (usually): reuse their hashes.
     this.published.apply(o.delta, this.live.data);
-    if (this.published.hash() !== o.hash) throw new Error(`version ${record.version}: published content hash drifted (bug)`);
+    if (this.published.hash() !== o.hash)
+      throw new Error(`version ${record.version}: published content hash drifted (bug)`);
     this.publishedIsLive = o.isLive;
     if (o.contentOf === undefined) this.eventsSinceVersion = 0;
     return { record, delta: o.delta, operation };
@@ -154,7 +172,8 @@ export class DataAxis {
     const latest = this.log.latestVersion();
     if (latest && n === latest.version) return copyData(this.published);
     const r = rebuildAtSeq(this.log, contentSource(this.log, n).seqTo);
-    if (r.hash !== this.log.version(n)!.hash) throw new Error(`cannot reproduce version ${n}: rebuilt hash differs from the recorded one`);
+    if (r.hash !== this.log.version(n)!.hash)
+      throw new Error(`cannot reproduce version ${n}: rebuilt hash differs from the recorded one`);
     return r.state.data;
   }
 
@@ -168,8 +187,13 @@ export class DataAxis {
     this.live.commit(); // pending live changes are held, not published
     const { publish } = decidePin({ targetHash: hash, publishedHash: this.published.hash() });
     const pin: DataPin = { version: n, hash, kind };
-    const operation = (version: number | undefined) =>
-      ({ kind, actor: who.actor, reason: who.reason, version, params: { axis: 'data', version: n, pin } });
+    const operation = (version: number | undefined) => ({
+      kind,
+      actor: who.actor,
+      reason: who.reason,
+      version,
+      params: { axis: 'data', version: n, pin },
+    });
     if (!publish) {
       const op = this.log.recordOperation(operation(undefined));
       this.pinned = pin;
@@ -177,7 +201,14 @@ export class DataAxis {
       return { operation: op, version: undefined };
     }
     const reason = kind === 'pin' ? `pin to ${n}` : `rollback to ${n}`;
-    const v = this.record({ delta: target.deltaFrom(this.published), hash, reason, contentOf: n, isLive: this.live.hash() === hash, operation });
+    const v = this.record({
+      delta: target.deltaFrom(this.published),
+      hash,
+      reason,
+      contentOf: n,
+      isLive: this.live.hash() === hash,
+      operation,
+    });
     this.pinned = pin;
     return { operation: v.operation!, version: v };
   }
@@ -185,9 +216,18 @@ export class DataAxis {
   /** Releases the pin; the live content becomes a new version if it differs from the held one. */
   release(who: Actor): DataOperation {
     this.live.commit();
-    const { publish } = decideUnpin({ pin: this.pinned, liveHash: this.live.hash(), publishedHash: this.published.hash() });
-    const operation = (version: number | undefined) =>
-      ({ kind: 'unpin' as const, actor: who.actor, reason: who.reason, version, params: { axis: 'data', pin: null } });
+    const { publish } = decideUnpin({
+      pin: this.pinned,
+      liveHash: this.live.hash(),
+      publishedHash: this.published.hash(),
+    });
+    const operation = (version: number | undefined) => ({
+      kind: 'unpin' as const,
+      actor: who.actor,
+      reason: who.reason,
+      version,
+      params: { axis: 'data', pin: null },
+    });
     if (!publish) {
       const op = this.log.recordOperation(operation(undefined));
       this.pinned = undefined;
@@ -195,7 +235,11 @@ export class DataAxis {
       return { operation: op, version: undefined };
     }
     const v = this.record({
-      delta: this.live.data.deltaFrom(this.published), hash: this.live.hash(), reason: `unpin (${this.eventsSinceVersion} events held)`, isLive: true, operation,
+      delta: this.live.data.deltaFrom(this.published),
+      hash: this.live.hash(),
+      reason: `unpin (${this.eventsSinceVersion} events held)`,
+      isLive: true,
+      operation,
     });
     this.pinned = undefined;
     return { operation: v.operation!, version: v };

@@ -22,9 +22,22 @@ export const CLUSTER_CIDR = '10.50.0.0/16';
 const POD_SERVER = fileURLToPath(new URL('./pod-server.mjs', import.meta.url));
 const PROBE = fileURLToPath(new URL('./http-probe.mjs', import.meta.url));
 
-export interface DemoNode { readonly name: string; readonly ip: string; readonly ns: string; readonly podNet: number }
-export interface DemoPod { readonly name: string; readonly ip: string; readonly node: string }
-export interface ProbeResult { readonly pods: Record<string, number>; readonly failed: number; readonly errors: string[] }
+export interface DemoNode {
+  readonly name: string;
+  readonly ip: string;
+  readonly ns: string;
+  readonly podNet: number;
+}
+export interface DemoPod {
+  readonly name: string;
+  readonly ip: string;
+  readonly node: string;
+}
+export interface ProbeResult {
+  readonly pods: Record<string, number>;
+  readonly failed: number;
+  readonly errors: string[];
+}
 
 export const DEMO_NODES: readonly { name: string; ip: string; podNet: number }[] = [
   { name: 'node-a', ip: '10.99.0.10', podNet: 1 },
@@ -36,7 +49,8 @@ export const DEMO_NODES: readonly { name: string; ip: string; podNet: number }[]
 export async function netnsUnavailable(): Promise<string | undefined> {
   if (process.getuid?.() !== 0) return 'not running as root (network namespaces need CAP_NET_ADMIN)';
   for (const cmd of ['ip', 'nft']) {
-    if (!['/usr/sbin', '/sbin', '/usr/bin', '/bin'].some((d) => existsSync(`${d}/${cmd}`))) return `${cmd} is not installed`;
+    if (!['/usr/sbin', '/sbin', '/usr/bin', '/bin'].some((d) => existsSync(`${d}/${cmd}`)))
+      return `${cmd} is not installed`;
   }
   const probe = `sbprobe${process.pid}`;
   try {
@@ -69,7 +83,19 @@ export class DemoLab {
   private async plugIntoLan(fromNs: string | undefined, ifName: string, cidr: string): Promise<void> {
     const lanSide = `p${this.links++}`;
     const tmp = `${this.prefix}t${this.links}`;
-    await run('ip', ['link', 'add', tmp, 'netns', this.lan, 'type', 'veth', 'peer', 'name', ifName, ...(fromNs ? ['netns', fromNs] : [])]);
+    await run('ip', [
+      'link',
+      'add',
+      tmp,
+      'netns',
+      this.lan,
+      'type',
+      'veth',
+      'peer',
+      'name',
+      ifName,
+      ...(fromNs ? ['netns', fromNs] : []),
+    ]);
     if (!fromNs) this.res.addLink(ifName);
     await this.exec(this.lan, 'ip', 'link', 'set', tmp, 'name', lanSide);
     await this.exec(this.lan, 'ip', 'link', 'set', lanSide, 'master', 'br0', 'up');
@@ -82,7 +108,10 @@ export class DemoLab {
   async start(): Promise<void> {
     // The root namespace gets one address on the demo LAN; refuse to shadow a network in use.
     const used = (await run('ip', ['-4', '-o', 'route', 'show', 'root', '10.99.0.0/24'])).trim();
-    if (used) throw new Error(`the demo LAN 10.99.0.0/24 overlaps a route of this host (${used.split('\n')[0]}); remove it or run with --dry-run`);
+    if (used)
+      throw new Error(
+        `the demo LAN 10.99.0.0/24 overlaps a route of this host (${used.split('\n')[0]}); remove it or run with --dry-run`,
+      );
     await this.res.addNamespace(this.lan);
     await this.exec(this.lan, 'ip', 'link', 'add', 'br0', 'type', 'bridge');
     await this.exec(this.lan, 'ip', 'link', 'set', 'br0', 'up');
@@ -91,7 +120,8 @@ export class DemoLab {
       await this.res.addNamespace(n.ns);
       await this.plugIntoLan(n.ns, 'eth0', `${n.ip}/24`);
       await this.exec(n.ns, 'sysctl', '-qw', 'net.ipv4.ip_forward=1');
-      for (const o of this.nodes) if (o !== n) await this.exec(n.ns, 'ip', 'route', 'add', `10.50.${o.podNet}.0/24`, 'via', o.ip);
+      for (const o of this.nodes)
+        if (o !== n) await this.exec(n.ns, 'ip', 'route', 'add', `10.50.${o.podNet}.0/24`, 'via', o.ip);
     }
     await this.res.addNamespace(this.client);
     await this.plugIntoLan(this.client, 'eth0', `${CLIENT_IP}/24`);
@@ -106,7 +136,22 @@ export class DemoLab {
     const gw = `10.50.${node.podNet}.1`;
     const hostSide = `vp${ip.split('.')[3]}`;
     await this.res.addNamespace(ns);
-    await run('ip', ['netns', 'exec', node.ns, 'ip', 'link', 'add', hostSide, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns]);
+    await run('ip', [
+      'netns',
+      'exec',
+      node.ns,
+      'ip',
+      'link',
+      'add',
+      hostSide,
+      'type',
+      'veth',
+      'peer',
+      'name',
+      'eth0',
+      'netns',
+      ns,
+    ]);
     await this.exec(node.ns, 'ip', 'addr', 'add', `${gw}/32`, 'dev', hostSide);
     await this.exec(node.ns, 'ip', 'link', 'set', hostSide, 'up');
     await this.exec(node.ns, 'ip', 'route', 'add', `${ip}/32`, 'dev', hostSide);
@@ -116,7 +161,8 @@ export class DemoLab {
     await this.exec(ns, 'ip', 'route', 'add', 'default', 'via', gw);
     const p = this.res.spawn(`pod-${name}`, process.execPath, [POD_SERVER, name, String(port)], { netns: ns });
     for (let i = 0; i < 100 && !readFileSync(p.log, 'utf8').includes('ready'); i++) await sleep(100);
-    if (!readFileSync(p.log, 'utf8').includes('ready')) throw new Error(`pod ${name} did not start serving within 10 s; see ${p.log}`);
+    if (!readFileSync(p.log, 'utf8').includes('ready'))
+      throw new Error(`pod ${name} did not start serving within 10 s; see ${p.log}`);
     const pod = { name, ip, node: nodeName };
     this.pods.push(pod);
     return pod;
@@ -124,7 +170,9 @@ export class DemoLab {
 
   /** COUNT HTTP requests from the client namespace, each on a new connection. */
   async probe(url: string, count: number): Promise<ProbeResult> {
-    const out = await run('ip', ['netns', 'exec', this.client, process.execPath, PROBE, url, String(count), '2000'], { timeoutMs: count * 2500 + 5000 });
+    const out = await run('ip', ['netns', 'exec', this.client, process.execPath, PROBE, url, String(count), '2000'], {
+      timeoutMs: count * 2500 + 5000,
+    });
     return JSON.parse(out) as ProbeResult;
   }
 }

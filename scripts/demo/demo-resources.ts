@@ -17,9 +17,19 @@ export interface DemoState {
 export const STATE_FILE = 'demo-state.json';
 
 /** Runs a command; rejects with its stderr in one line. */
-export async function run(cmd: string, args: readonly string[], opts: { timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<string> {
+export async function run(
+  cmd: string,
+  args: readonly string[],
+  opts: { timeoutMs?: number; env?: NodeJS.ProcessEnv } = {},
+): Promise<string> {
   try {
-    return (await pexec(cmd, [...args], { maxBuffer: 64 << 20, timeout: opts.timeoutMs ?? 30_000, env: opts.env ?? process.env })).stdout;
+    return (
+      await pexec(cmd, [...args], {
+        maxBuffer: 64 << 20,
+        timeout: opts.timeoutMs ?? 30_000,
+        env: opts.env ?? process.env,
+      })
+    ).stdout;
   } catch (e) {
     const err = e as Error & { stderr?: string; stdout?: string; killed?: boolean };
     const detail = (err.stderr || err.stdout || err.message).trim().split('\n').slice(-3).join(' | ');
@@ -60,7 +70,12 @@ export class DemoResources {
    * which then stops everything in order) with stdout/stderr to logs/NAME.log; with `netns`
    * it runs inside that namespace (`ip netns exec` execs the command: the PID is the process).
    */
-  spawn(name: string, cmd: string, args: readonly string[], o: { netns?: string; env?: NodeJS.ProcessEnv } = {}): { pid: number; log: string; exited: Promise<number | null> } {
+  spawn(
+    name: string,
+    cmd: string,
+    args: readonly string[],
+    o: { netns?: string; env?: NodeJS.ProcessEnv } = {},
+  ): { pid: number; log: string; exited: Promise<number | null> } {
     const log = this.logPath(name);
     const fd = openSync(log, 'a');
     const [c, a] = o.netns ? ['ip', ['netns', 'exec', o.netns, cmd, ...args]] : [cmd, [...args]];
@@ -94,13 +109,20 @@ export class DemoResources {
   async cleanup(graceMs = 12_000): Promise<string[]> {
     const problems: string[] = [];
     const procs = [...this.state.processes];
-    const stages = [procs.filter((p) => p.name !== 'planner' && p.name !== 'nats'), procs.filter((p) => p.name === 'planner'), procs.filter((p) => p.name === 'nats')];
+    const stages = [
+      procs.filter((p) => p.name !== 'planner' && p.name !== 'nats'),
+      procs.filter((p) => p.name === 'planner'),
+      procs.filter((p) => p.name === 'nats'),
+    ];
     for (const stage of stages) {
       for (const p of stage) signal(p.pid, 'SIGTERM');
       const deadline = Date.now() + graceMs;
       for (const p of stage) {
         while (alive(p.pid) && Date.now() < deadline) await sleep(50);
-        if (alive(p.pid)) { signal(p.pid, 'SIGKILL'); problems.push(`${p.name} (pid ${p.pid}) ignored SIGTERM for ${graceMs} ms; killed`); }
+        if (alive(p.pid)) {
+          signal(p.pid, 'SIGKILL');
+          problems.push(`${p.name} (pid ${p.pid}) ignored SIGTERM for ${graceMs} ms; killed`);
+        }
       }
     }
     this.state.processes = [];
@@ -109,7 +131,8 @@ export class DemoResources {
     }
     this.state.namespaces = [];
     for (const l of this.state.links) {
-      if (existsSync(`/sys/class/net/${l}`)) await run('ip', ['link', 'del', l]).catch((e: Error) => problems.push(e.message));
+      if (existsSync(`/sys/class/net/${l}`))
+        await run('ip', ['link', 'del', l]).catch((e: Error) => problems.push(e.message));
     }
     this.state.links = [];
     if (existsSync(this.state.work)) this.save();
@@ -118,19 +141,44 @@ export class DemoResources {
 
   /** Deletes the work directory; with `keepLogs`, everything but logs/. */
   removeFiles(keepLogs: boolean): void {
-    if (!keepLogs) { rmSync(this.state.work, { recursive: true, force: true }); return; }
-    for (const f of ['jetstream', 'manifests', 'state', 'switchboard.db', 'switchboard.db-wal', 'switchboard.db-shm', 'tokens', 'nats.conf', 'proxy-config.yaml', 'signing-key.pem', 'signing-key.pem.pub', STATE_FILE]) {
+    if (!keepLogs) {
+      rmSync(this.state.work, { recursive: true, force: true });
+      return;
+    }
+    for (const f of [
+      'jetstream',
+      'manifests',
+      'state',
+      'switchboard.db',
+      'switchboard.db-wal',
+      'switchboard.db-shm',
+      'tokens',
+      'nats.conf',
+      'proxy-config.yaml',
+      'signing-key.pem',
+      'signing-key.pem.pub',
+      STATE_FILE,
+    ]) {
       rmSync(join(this.state.work, f), { recursive: true, force: true });
     }
   }
 }
 
 function signal(pid: number, sig: NodeJS.Signals): void {
-  try { process.kill(pid, sig); } catch { /* already gone */ }
+  try {
+    process.kill(pid, sig);
+  } catch {
+    /* already gone */
+  }
 }
 
 function alive(pid: number): boolean {
-  try { process.kill(pid, 0); return true; } catch { return false; }
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));

@@ -13,8 +13,12 @@ function once() {
     const req = http.get(url, { agent: false, timeout: Number(timeout) }, (res) => {
       let body = '';
       res.setEncoding('utf8');
-      res.on('data', (d) => { body += d; });
-      res.on('end', () => resolve(/^pod (\S+)/.exec(body)?.[1] ?? new Error(`unexpected answer ${JSON.stringify(body.slice(0, 80))}`)));
+      res.on('data', (d) => {
+        body += d;
+      });
+      res.on('end', () =>
+        resolve(/^pod (\S+)/.exec(body)?.[1] ?? new Error(`unexpected answer ${JSON.stringify(body.slice(0, 80))}`)),
+      );
       res.on('error', resolve);
     });
     req.on('timeout', () => req.destroy(new Error(`no answer within ${timeout} ms`)));
@@ -24,6 +28,9 @@ function once() {
 for (let i = 0; i < Number(count); i++) {
   const r = await once();
   if (typeof r === 'string') pods[r] = (pods[r] ?? 0) + 1;
-  else { failed++; if (errors.length < 3) errors.push(r.message); }
+  else {
+    failed++;
+    if (errors.length < 3) errors.push(r.message);
+  }
 }
 process.stdout.write(JSON.stringify({ pods, failed, errors }) + '\n');

@@ -17,7 +17,11 @@ export class AppliedStateFile {
   read(): AppliedState | undefined {
     try {
       const v = JSON.parse(readFileSync(this.file, 'utf8')) as AppliedState;
-      const ok = Number.isSafeInteger(v.version) && Number.isSafeInteger(v.configRevision) && typeof v.nodeStateHash === 'string' && typeof v.dataHash === 'string';
+      const ok =
+        Number.isSafeInteger(v.version) &&
+        Number.isSafeInteger(v.configRevision) &&
+        typeof v.nodeStateHash === 'string' &&
+        typeof v.dataHash === 'string';
       return ok ? v : undefined;
     } catch {
       return undefined;

@@ -4,20 +4,82 @@ import type { SessionEvent } from '../../libs/applier/index.ts';
 /** Prometheus metrics of one applier, fed from session events. */
 export class ApplierMetrics {
   readonly registry = new Registry();
-  private readonly appliedVersion = new Gauge({ name: 'switchboard_applier_applied_version', help: 'Data version programmed', registers: [this.registry] });
-  private readonly appliedConfig = new Gauge({ name: 'switchboard_applier_applied_config_revision', help: 'Config revision programmed', registers: [this.registry] });
-  private readonly targetVersion = new Gauge({ name: 'switchboard_applier_target_version', help: 'Data version targeted', registers: [this.registry] });
-  private readonly acks = new Counter({ name: 'switchboard_applier_acks_total', help: 'ACKs sent', labelNames: ['path', 'skipped'], registers: [this.registry] });
-  private readonly nacks = new Counter({ name: 'switchboard_applier_nacks_total', help: 'NACKs sent', registers: [this.registry] });
-  private readonly errors = new Counter({ name: 'switchboard_applier_errors_total', help: 'Bus errors seen', registers: [this.registry] });
-  private readonly fetchedBytes = new Counter({ name: 'switchboard_applier_fetched_bytes_total', help: 'Artifact bytes fetched', registers: [this.registry] });
-  private readonly kernelWrites = new Counter({ name: 'switchboard_applier_kernel_writes_total', help: 'Kernel writes performed', registers: [this.registry] });
-  private readonly applySeconds = new Histogram({ name: 'switchboard_applier_apply_seconds', help: 'Fetch+render+apply time per version', buckets: [0.001, 0.005, 0.02, 0.1, 0.5, 2, 10], registers: [this.registry] });
-  private readonly rejected = new Counter({ name: 'switchboard_applier_rejected_messages_total', help: 'Bus messages dropped as not the planner\'s (unsigned, badly signed, malformed, foreign)', labelNames: ['kind'], registers: [this.registry] });
-  private readonly verdict = new Gauge({ name: 'switchboard_applier_health_verdict', help: '1 for the node\'s current health verdict (state read back + data-path probe), 0 for the others', labelNames: ['verdict'], registers: [this.registry] });
-  private readonly probed = new Counter({ name: 'switchboard_applier_probe_targets_total', help: 'Virtual servers probed, by result: ok, failed (through the dataplane), unreachable (endpoint did not answer directly)', labelNames: ['result'], registers: [this.registry] });
-  private readonly probeLatency = new Histogram({ name: 'switchboard_applier_probe_connect_seconds', help: 'Median connect time through the dataplane per probe round', buckets: [0.0005, 0.002, 0.01, 0.05, 0.2, 1], registers: [this.registry] });
-  private readonly connected = new Gauge({ name: 'switchboard_applier_nats_connected', help: '1 when connected to NATS', registers: [this.registry] });
+  private readonly appliedVersion = new Gauge({
+    name: 'switchboard_applier_applied_version',
+    help: 'Data version programmed',
+    registers: [this.registry],
+  });
+  private readonly appliedConfig = new Gauge({
+    name: 'switchboard_applier_applied_config_revision',
+    help: 'Config revision programmed',
+    registers: [this.registry],
+  });
+  private readonly targetVersion = new Gauge({
+    name: 'switchboard_applier_target_version',
+    help: 'Data version targeted',
+    registers: [this.registry],
+  });
+  private readonly acks = new Counter({
+    name: 'switchboard_applier_acks_total',
+    help: 'ACKs sent',
+    labelNames: ['path', 'skipped'],
+    registers: [this.registry],
+  });
+  private readonly nacks = new Counter({
+    name: 'switchboard_applier_nacks_total',
+    help: 'NACKs sent',
+    registers: [this.registry],
+  });
+  private readonly errors = new Counter({
+    name: 'switchboard_applier_errors_total',
+    help: 'Bus errors seen',
+    registers: [this.registry],
+  });
+  private readonly fetchedBytes = new Counter({
+    name: 'switchboard_applier_fetched_bytes_total',
+    help: 'Artifact bytes fetched',
+    registers: [this.registry],
+  });
+  private readonly kernelWrites = new Counter({
+    name: 'switchboard_applier_kernel_writes_total',
+    help: 'Kernel writes performed',
+    registers: [this.registry],
+  });
+  private readonly applySeconds = new Histogram({
+    name: 'switchboard_applier_apply_seconds',
+    help: 'Fetch+render+apply time per version',
+    buckets: [0.001, 0.005, 0.02, 0.1, 0.5, 2, 10],
+    registers: [this.registry],
+  });
+  private readonly rejected = new Counter({
+    name: 'switchboard_applier_rejected_messages_total',
+    help: "Bus messages dropped as not the planner's (unsigned, badly signed, malformed, foreign)",
+    labelNames: ['kind'],
+    registers: [this.registry],
+  });
+  private readonly verdict = new Gauge({
+    name: 'switchboard_applier_health_verdict',
+    help: "1 for the node's current health verdict (state read back + data-path probe), 0 for the others",
+    labelNames: ['verdict'],
+    registers: [this.registry],
+  });
+  private readonly probed = new Counter({
+    name: 'switchboard_applier_probe_targets_total',
+    help: 'Virtual servers probed, by result: ok, failed (through the dataplane), unreachable (endpoint did not answer directly)',
+    labelNames: ['result'],
+    registers: [this.registry],
+  });
+  private readonly probeLatency = new Histogram({
+    name: 'switchboard_applier_probe_connect_seconds',
+    help: 'Median connect time through the dataplane per probe round',
+    buckets: [0.0005, 0.002, 0.01, 0.05, 0.2, 1],
+    registers: [this.registry],
+  });
+  private readonly connected = new Gauge({
+    name: 'switchboard_applier_nats_connected',
+    help: '1 when connected to NATS',
+    registers: [this.registry],
+  });
 
   constructor() {
     collectDefaultMetrics({ register: this.registry });
@@ -28,7 +90,9 @@ export class ApplierMetrics {
 
   observe(e: SessionEvent): void {
     switch (e.type) {
-      case 'target': this.targetVersion.set(e.target.version); break;
+      case 'target':
+        this.targetVersion.set(e.target.version);
+        break;
       case 'ack': {
         this.appliedVersion.set(e.ack.version);
         this.appliedConfig.set(e.ack.configRevision);
@@ -40,7 +104,8 @@ export class ApplierMetrics {
         break;
       }
       case 'verdict': {
-        for (const v of ['healthy', 'unhealthy', 'unprobed']) this.verdict.set({ verdict: v }, v === e.verdict.verdict ? 1 : 0);
+        for (const v of ['healthy', 'unhealthy', 'unprobed'])
+          this.verdict.set({ verdict: v }, v === e.verdict.verdict ? 1 : 0);
         const p = e.verdict.probe;
         if (p) {
           this.probed.inc({ result: 'ok' }, p.succeeded);
@@ -50,9 +115,15 @@ export class ApplierMetrics {
         }
         break;
       }
-      case 'nack': this.nacks.inc(); break;
-      case 'error': this.errors.inc(); break;
-      case 'rejected': this.rejected.inc({ kind: e.kind }); break;
+      case 'nack':
+        this.nacks.inc();
+        break;
+      case 'error':
+        this.errors.inc();
+        break;
+      case 'rejected':
+        this.rejected.inc({ kind: e.kind });
+        break;
       case 'connection':
         if (e.status === 'disconnect') this.connected.set(0);
         if (e.status === 'reconnect') this.connected.set(1);

@@ -1,7 +1,14 @@
 import type { NatsConnection } from '@nats-io/transport-node';
 import pino, { type Logger } from 'pino';
 import {
-  ApplierSession, DataplaneProbe, DEFAULT_PROBE_SETTINGS, noProbe, withInjectedVerdict, type HealthProbe, type ProbeSettings, type SessionEvent,
+  ApplierSession,
+  DataplaneProbe,
+  DEFAULT_PROBE_SETTINGS,
+  noProbe,
+  withInjectedVerdict,
+  type HealthProbe,
+  type ProbeSettings,
+  type SessionEvent,
 } from '../../libs/applier/index.ts';
 import { connectBusWaiting, type BusAuth, readVerifierFile, type Verifier } from '../../libs/bus/index.ts';
 import { createDataplane, DEFAULT_STATE_DIR, type DataplaneChoice } from '../../libs/dataplane/index.ts';
@@ -62,21 +69,37 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
   const log = o.logger ?? pino({ name: 'switchboard-applier', base: { node: o.node } });
   const stateDir = o.stateDir ?? DEFAULT_STATE_DIR;
   const metrics = new ApplierMetrics();
-  const created = o.dataplane ?? await createDataplane({
-    mode: o.mode, node: o.node, stateDir, registry: metrics.registry, log: (m) => log.info(m),
-  });
+  const created =
+    o.dataplane ??
+    (await createDataplane({
+      mode: o.mode,
+      node: o.node,
+      stateDir,
+      registry: metrics.registry,
+      log: (m) => log.info(m),
+    }));
   const dataplane = o.takeOverKubeProxy ? withKubeProxyTakeOver(created, { log: (m) => log.info(m) }) : created;
   const probeSettings: ProbeSettings = { ...DEFAULT_PROBE_SETTINGS, ...o.probe };
-  let probe: HealthProbe = dataplane.mode === 'dry-run' ? noProbe('dry-run: no dataplane to probe')
-    : probeSettings.sample === 0 ? noProbe('probe turned off (--probe-sample 0)') : new DataplaneProbe(probeSettings);
+  let probe: HealthProbe =
+    dataplane.mode === 'dry-run'
+      ? noProbe('dry-run: no dataplane to probe')
+      : probeSettings.sample === 0
+        ? noProbe('probe turned off (--probe-sample 0)')
+        : new DataplaneProbe(probeSettings);
   if (o.testVerdictFile) {
-    log.warn({ file: o.testVerdictFile }, 'TEST-ONLY --test-verdict-file: this node reports the verdict that file holds, not what its probe finds');
+    log.warn(
+      { file: o.testVerdictFile },
+      'TEST-ONLY --test-verdict-file: this node reports the verdict that file holds, not what its probe finds',
+    );
     probe = withInjectedVerdict(probe, o.testVerdictFile);
   }
   const persisted = o.mode === 'dry-run' && !o.stateDir ? undefined : new AppliedStateFile(stateDir, o.node);
   const resumeFrom = persisted?.read();
   if (resumeFrom) log.info({ resumeFrom }, 'resuming: will not reprogram an unchanged node state');
-  if (!o.verifier && !o.plannerKeyFile) log.warn('no --planner-key: targets and versions on the bus are NOT authenticated (anyone who can publish there can move this node)');
+  if (!o.verifier && !o.plannerKeyFile)
+    log.warn(
+      'no --planner-key: targets and versions on the bus are NOT authenticated (anyone who can publish there can move this node)',
+    );
   const servers = Array.isArray(o.nats) ? o.nats : [o.nats];
   let waiting: string | undefined = `NATS at ${servers.join(',')}`;
   let session: ApplierSession | undefined;
@@ -86,48 +109,108 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
   const onEvent = (e: SessionEvent) => {
     metrics.observe(e);
     switch (e.type) {
-      case 'target': log.info({ target: e.target }, 'target'); break;
+      case 'target':
+        log.info({ target: e.target }, 'target');
+        break;
       case 'ack':
-        log.info({ version: e.ack.version, configRevision: e.ack.configRevision, path: e.path, bytes: e.bytes, skipped: e.skipped, kernelWrites: e.ack.kernelWrites, timings: e.ack.timings, verdict: e.ack.health?.verdict, verdictReason: e.ack.health?.reason }, 'applied');
+        log.info(
+          {
+            version: e.ack.version,
+            configRevision: e.ack.configRevision,
+            path: e.path,
+            bytes: e.bytes,
+            skipped: e.skipped,
+            kernelWrites: e.ack.kernelWrites,
+            timings: e.ack.timings,
+            verdict: e.ack.health?.verdict,
+            verdictReason: e.ack.health?.reason,
+          },
+          'applied',
+        );
         try {
-          persisted?.write({ version: e.ack.version, configRevision: e.ack.configRevision, dataHash: e.ack.dataHash, nodeStateHash: e.ack.nodeStateHash });
+          persisted?.write({
+            version: e.ack.version,
+            configRevision: e.ack.configRevision,
+            dataHash: e.ack.dataHash,
+            nodeStateHash: e.ack.nodeStateHash,
+          });
         } catch (err) {
           log.warn({ err: (err as Error).message }, 'could not persist applied state');
         }
         break;
-      case 'verdict': if (e.verdict.verdict === 'unhealthy') log.warn({ reason: e.verdict.reason, probe: e.verdict.probe }, 'health verdict: unhealthy'); break;
-      case 'nack': log.warn({ version: e.nack.version, error: e.nack.error, lastGoodVersion: e.nack.lastGoodVersion }, 'NACK'); break;
-      case 'error': log.warn({ error: e.error }, 'bus error'); break;
-      case 'rejected': log.warn({ kind: e.kind, where: e.where, reason: e.reason }, 'dropped a message that is not the planner\'s'); break;
-      case 'connection': if (e.status !== 'pingTimer') log.info({ status: e.status }, 'nats connection'); break;
+      case 'verdict':
+        if (e.verdict.verdict === 'unhealthy')
+          log.warn({ reason: e.verdict.reason, probe: e.verdict.probe }, 'health verdict: unhealthy');
+        break;
+      case 'nack':
+        log.warn({ version: e.nack.version, error: e.nack.error, lastGoodVersion: e.nack.lastGoodVersion }, 'NACK');
+        break;
+      case 'error':
+        log.warn({ error: e.error }, 'bus error');
+        break;
+      case 'rejected':
+        log.warn({ kind: e.kind, where: e.where, reason: e.reason }, "dropped a message that is not the planner's");
+        break;
+      case 'connection':
+        if (e.status !== 'pingTimer') log.info({ status: e.status }, 'nats connection');
+        break;
     }
   };
 
   const waitingFor = (): string | undefined => (session ? session.status().waitingFor : waiting);
-  const http = o.http ? await startHttpEndpoint({
-    address: o.http, registry: metrics.registry,
-    health: () => {
-      const s = session?.status();
-      return { healthy: !s || s.lastError === '', node: o.node, mode: dataplane.mode, connected: !!nc && !nc.isClosed(), applied: s?.applied, target: s?.target, lastError: s?.lastError ?? '', waitingFor: waitingFor(), verdict: s?.health ?? null };
-    },
-    ready: () => {
-      const s = session?.status();
-      const w = waitingFor();
-      const onTarget = !!s?.applied && !!s.target && s.applied.version === s.target.version && s.applied.configRevision === s.target.configRevision;
-      const reason = w ? `waiting for ${w}` : !onTarget ? (s?.lastError ? `not on target: ${s.lastError}` : 'applying the target') : 'on target';
-      return { ready: onTarget && !w, node: o.node, reason, waitingFor: w, applied: s?.applied, target: s?.target };
-    },
-  }) : undefined;
+  const http = o.http
+    ? await startHttpEndpoint({
+        address: o.http,
+        registry: metrics.registry,
+        health: () => {
+          const s = session?.status();
+          return {
+            healthy: !s || s.lastError === '',
+            node: o.node,
+            mode: dataplane.mode,
+            connected: !!nc && !nc.isClosed(),
+            applied: s?.applied,
+            target: s?.target,
+            lastError: s?.lastError ?? '',
+            waitingFor: waitingFor(),
+            verdict: s?.health ?? null,
+          };
+        },
+        ready: () => {
+          const s = session?.status();
+          const w = waitingFor();
+          const onTarget =
+            !!s?.applied &&
+            !!s.target &&
+            s.applied.version === s.target.version &&
+            s.applied.configRevision === s.target.configRevision;
+          const reason = w
+            ? `waiting for ${w}`
+            : !onTarget
+              ? s?.lastError
+                ? `not on target: ${s.lastError}`
+                : 'applying the target'
+              : 'on target';
+          return { ready: onTarget && !w, node: o.node, reason, waitingFor: w, applied: s?.applied, target: s?.target };
+        },
+      })
+    : undefined;
   if (http) log.info({ port: http.port }, 'http listening');
 
   let lastLogged = '';
   const connected = (async () => {
     const conn = await connectBusWaiting({
-      servers, name: `switchboard-applier-${o.node}`, node: o.node, auth: o.auth, signal: abort.signal, maxBackoffMs: o.maxBackoffMs,
+      servers,
+      name: `switchboard-applier-${o.node}`,
+      node: o.node,
+      auth: o.auth,
+      signal: abort.signal,
+      maxBackoffMs: o.maxBackoffMs,
       onWaiting: (what, attempt, retryInMs) => {
         waiting = what;
         metrics.observe({ type: 'connection', status: 'disconnect' });
-        if (what !== lastLogged || attempt % 20 === 0) log.warn({ waitingFor: what, attempt, retryInMs }, 'waiting for NATS');
+        if (what !== lastLogged || attempt % 20 === 0)
+          log.warn({ waitingFor: what, attempt, retryInMs }, 'waiting for NATS');
         lastLogged = what;
       },
     });
@@ -137,7 +220,15 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
     const verifier = o.verifier ?? (o.plannerKeyFile ? await waitForPlannerKey(o.plannerKeyFile) : undefined);
     waiting = 'targets bucket';
     session = await ApplierSession.start({
-      nc: conn, node: o.node, dataplane, heartbeatMs: o.heartbeatMs ?? 5000, resumeFrom, onEvent, verifier, probe, probeIntervalMs: probeSettings.intervalMs,
+      nc: conn,
+      node: o.node,
+      dataplane,
+      heartbeatMs: o.heartbeatMs ?? 5000,
+      resumeFrom,
+      onEvent,
+      verifier,
+      probe,
+      probeIntervalMs: probeSettings.intervalMs,
     });
     const w = session.status().waitingFor;
     if (w) log.warn({ waitingFor: w }, 'waiting for the planner');
@@ -155,14 +246,27 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
       }
       await new Promise<void>((resolve, reject) => {
         const t = setTimeout(resolve, delay);
-        abort.signal.addEventListener('abort', () => { clearTimeout(t); reject(new Error('stopped')); }, { once: true });
+        abort.signal.addEventListener(
+          'abort',
+          () => {
+            clearTimeout(t);
+            reject(new Error('stopped'));
+          },
+          { once: true },
+        );
       });
     }
   }
-  connected.catch((e) => { if (!abort.signal.aborted) log.error({ err: (e as Error).message }, 'applier could not start its bus session'); });
+  connected.catch((e) => {
+    if (!abort.signal.aborted) log.error({ err: (e as Error).message }, 'applier could not start its bus session');
+  });
 
   return {
-    session: () => session, dataplane, connected, httpPort: http?.port, waitingFor,
+    session: () => session,
+    dataplane,
+    connected,
+    httpPort: http?.port,
+    waitingFor,
     async stop() {
       abort.abort();
       await connected.catch(() => undefined);

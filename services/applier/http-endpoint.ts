@@ -5,7 +5,8 @@ import type { Registry } from 'prom-client';
 export function parseListenAddress(addr: string): { host: string; port: number } {
   const m = /^(?:(.*):)?(\d+)$/.exec(addr);
   const port = m ? Number(m[2]) : NaN;
-  if (!m || !Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`invalid --http address ${JSON.stringify(addr)} (want HOST:PORT)`);
+  if (!m || !Number.isInteger(port) || port < 0 || port > 65535)
+    throw new Error(`invalid --http address ${JSON.stringify(addr)} (want HOST:PORT)`);
   const host = (m[1] ?? '').replace(/^\[(.*)\]$/, '$1');
   return { host: host === '' ? '0.0.0.0' : host, port };
 }
@@ -15,7 +16,9 @@ export function parseListenAddress(addr: string): { host: string; port: number }
  * status body either way) and /metrics (Prometheus text).
  */
 export async function startHttpEndpoint(o: {
-  address: string; registry: Registry; health: () => { healthy: boolean } & Record<string, unknown>;
+  address: string;
+  registry: Registry;
+  health: () => { healthy: boolean } & Record<string, unknown>;
   ready?: () => { ready: boolean } & Record<string, unknown>;
 }): Promise<{ server: Server; port: number; close(): Promise<void> }> {
   const { host, port } = parseListenAddress(o.address);
@@ -36,13 +39,22 @@ export async function startHttpEndpoint(o: {
       } else {
         res.writeHead(404).end('not found\n');
       }
-    })().catch((e) => { res.writeHead(500).end(String(e) + '\n'); });
+    })().catch((e) => {
+      res.writeHead(500).end(String(e) + '\n');
+    });
   });
-  await new Promise<void>((res, rej) => { server.once('error', rej); server.listen(port, host, () => res()); });
+  await new Promise<void>((res, rej) => {
+    server.once('error', rej);
+    server.listen(port, host, () => res());
+  });
   const a = server.address();
   return {
     server,
     port: typeof a === 'object' && a ? a.port : port,
-    close: () => new Promise<void>((res) => { server.closeAllConnections(); server.close(() => res()); }),
+    close: () =>
+      new Promise<void>((res) => {
+        server.closeAllConnections();
+        server.close(() => res());
+      }),
   };
 }

@@ -21,7 +21,8 @@ export function parseConfigAssignments(args: readonly string[]): Partial<Record<
     if (eq <= 0) throw new UsageError(`config set: expected KEY=VALUE, got ${JSON.stringify(arg)}`);
     const key = arg.slice(0, eq) as keyof ProxyConfig;
     const text = arg.slice(eq + 1).trim();
-    if (!CONFIG_FIELDS.includes(key)) throw new UsageError(`config set: unknown key ${key} (keys: ${CONFIG_FIELDS.join(', ')})`);
+    if (!CONFIG_FIELDS.includes(key))
+      throw new UsageError(`config set: unknown key ${key} (keys: ${CONFIG_FIELDS.join(', ')})`);
     if (key in change) throw new UsageError(`config set: ${key} given twice`);
     change[key] = typed(key, text);
   }
@@ -59,7 +60,10 @@ function typed(key: keyof ProxyConfig, text: string): unknown {
 
 /** `mode ipvs → nftables, scheduler rr → wrr`: the fields that differ between two configs. */
 export function describeConfigChange(before: Record<string, unknown>, after: Record<string, unknown>): string {
-  const show = (v: unknown) => (Array.isArray(v) ? (v.length ? v.join(',') : '(none)') : v === '' ? '(none)' : String(v));
-  return Object.keys(after).filter((k) => JSON.stringify(before[k]) !== JSON.stringify(after[k]))
-    .map((k) => `${k} ${show(before[k])} → ${show(after[k])}`).join(', ');
+  const show = (v: unknown) =>
+    Array.isArray(v) ? (v.length ? v.join(',') : '(none)') : v === '' ? '(none)' : String(v);
+  return Object.keys(after)
+    .filter((k) => JSON.stringify(before[k]) !== JSON.stringify(after[k]))
+    .map((k) => `${k} ${show(before[k])} → ${show(after[k])}`)
+    .join(', ');
 }

@@ -8,7 +8,8 @@ import { parseWaves } from '../../libs/control/parse-waves.ts'; // not the barre
 
 export function positiveInt(v: string): number {
   const n = Number(v);
-  if (!/^\d+$/.test(v.trim()) || !Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError('expected a positive whole number.');
+  if (!/^\d+$/.test(v.trim()) || !Number.isSafeInteger(n) || n < 1)
+    throw new InvalidArgumentError('expected a positive whole number.');
   return n;
 }
 
@@ -65,10 +66,18 @@ export function parseTime(v: string, now: Date = new Date()): string | undefined
   if (ago !== undefined) return new Date(now.getTime() - ago).toISOString();
   const local = /^(\d{4})-(\d{2})-(\d{2})(?:[ T](\d{1,2}):(\d{2})(?::(\d{2}))?)?$/.exec(text);
   if (local) {
-    const [y, mo, d, h, mi, s] = [1, 2, 3, 4, 5, 6].map((i) => Number(local[i] ?? 0)) as [number, number, number, number, number, number];
+    const [y, mo, d, h, mi, s] = [1, 2, 3, 4, 5, 6].map((i) => Number(local[i] ?? 0)) as [
+      number,
+      number,
+      number,
+      number,
+      number,
+      number,
+    ];
     const t = new Date(y, mo - 1, d, h, mi, s);
     // Date rolls 2026-02-31 over into March; a date that does not round-trip is not a date.
-    if (t.getFullYear() !== y || t.getMonth() !== mo - 1 || t.getDate() !== d || h > 23 || mi > 59 || s > 59) return undefined;
+    if (t.getFullYear() !== y || t.getMonth() !== mo - 1 || t.getDate() !== d || h > 23 || mi > 59 || s > 59)
+      return undefined;
     return t.toISOString();
   }
   if (/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})$/i.test(text)) {
@@ -80,6 +89,9 @@ export function parseTime(v: string, now: Date = new Date()): string | undefined
 
 export function time(v: string): string {
   const t = parseTime(v);
-  if (t === undefined) throw new InvalidArgumentError('expected a time: 10m or 2h (ago), 2026-11-30 14:02 (local time), or ISO-8601 with a zone.');
+  if (t === undefined)
+    throw new InvalidArgumentError(
+      'expected a time: 10m or 2h (ago), 2026-11-30 14:02 (local time), or ISO-8601 with a zone.',
+    );
   return t;
 }

@@ -8,7 +8,8 @@ export function loadProxyConfig(file: string | undefined, overrides: Record<stri
   let base: Record<string, unknown> = {};
   if (file) {
     const parsed: unknown = parse(readFileSync(file, 'utf8'));
-    if (parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed)) base = parsed as Record<string, unknown>;
+    if (parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed))
+      base = parsed as Record<string, unknown>;
     else throw new UsageError(`${file}: proxy config must be a YAML/JSON object`);
   }
   const merged = { ...base };

@@ -14,12 +14,19 @@ export async function main(argv: string[]): Promise<number> {
     .showHelpAfterError(false);
   let code = 0;
   try {
-    await registerCommands(program, (c) => { code = c; }, argv);
+    await registerCommands(
+      program,
+      (c) => {
+        code = c;
+      },
+      argv,
+    );
     await program.parseAsync(argv, { from: 'user' });
     return code;
   } catch (e) {
     if (e instanceof CommanderError) {
-      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') return 0;
+      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help')
+        return 0;
       return 2; // commander already printed its one-line message
     }
     if (e instanceof UsageError) {

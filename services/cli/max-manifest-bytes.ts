@@ -4,7 +4,9 @@ import { UsageError } from './cli-errors.ts';
 
 /** `--max-manifest-bytes N`: manifest files larger than N bytes are refused (plan, apply, planner). */
 export const maxManifestBytesOption = () =>
-  new Option('--max-manifest-bytes <n>', 'refuse manifest files larger than this many bytes').default(String(DEFAULT_MAX_MANIFEST_BYTES));
+  new Option('--max-manifest-bytes <n>', 'refuse manifest files larger than this many bytes').default(
+    String(DEFAULT_MAX_MANIFEST_BYTES),
+  );
 
 export function parseMaxManifestBytes(value: string | undefined): number {
   const n = Number(value ?? DEFAULT_MAX_MANIFEST_BYTES);

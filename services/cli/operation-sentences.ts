@@ -7,12 +7,29 @@ import type { Json } from './planner-client.ts';
  */
 
 interface Rollout {
-  configRevision: number; fromRevision: number; status: string; wave: number; waves: string[][]; haltedBy?: { node: string; error: string };
+  configRevision: number;
+  fromRevision: number;
+  status: string;
+  wave: number;
+  waves: string[][];
+  haltedBy?: { node: string; error: string };
   policy?: { bakeMs: number; waveTimeoutMs: number; maxFailures: string; pauseBefore: number[] };
-  waveStartedAt?: string; bakeStartedAt?: string; failed?: { node: string; error: string }[]; gate?: number; startedAt: string; updatedAt: string;
+  waveStartedAt?: string;
+  bakeStartedAt?: string;
+  failed?: { node: string; error: string }[];
+  gate?: number;
+  startedAt: string;
+  updatedAt: string;
 }
-interface ConfigState { defaultRevision: number; previousDefault?: number; rollout?: Rollout }
-interface Pin { version: number; kind: string }
+interface ConfigState {
+  defaultRevision: number;
+  previousDefault?: number;
+  rollout?: Rollout;
+}
+interface Pin {
+  version: number;
+  kind: string;
+}
 
 const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
 
@@ -27,7 +44,8 @@ export function rolloutSentence(st: ConfigState, did?: 'resumed' | 'promoted'): 
   const r = st.rollout;
   if (!r) return `no rollout in progress; the cluster default is config revision ${st.defaultRevision}.\n`;
   const verb = did ?? (r.status === 'running' ? 'started' : r.status);
-  if (r.status === 'completed') return `rollout of config revision ${r.configRevision} completed: it is the cluster default on every node.\n`;
+  if (r.status === 'completed')
+    return `rollout of config revision ${r.configRevision} completed: it is the cluster default on every node.\n`;
   const halted = r.haltedBy ? `: ${r.haltedBy.node} failed: ${r.haltedBy.error}` : '';
   const gate = r.gate !== undefined ? `; wave ${r.gate} waits for \`ctl rollout --promote\`` : '';
   return `rollout of config revision ${r.configRevision} ${verb} at ${waveText(r)}${halted}${gate}.\n`;
@@ -41,29 +59,50 @@ const clock = (ms: number) => {
 /** `ctl rollout status`: the status word, the wave, the bake and timeout clocks, the policy, failures. */
 /** A node of the wave as GET /status's rollout.waveNodes lists it. */
 export interface WaveNodeView {
-  node: string; status: string; appliedConfigRevision: number | null; verdict: string | null; verdictRevision: number | null;
-  reason: string | null; injected?: boolean;
-  probe: { attempted: number; succeeded: number; failed: number; unreachable: number; latencyMs: { p50: number; max: number } | null } | null;
+  node: string;
+  status: string;
+  appliedConfigRevision: number | null;
+  verdict: string | null;
+  verdictRevision: number | null;
+  reason: string | null;
+  injected?: boolean;
+  probe: {
+    attempted: number;
+    succeeded: number;
+    failed: number;
+    unreachable: number;
+    latencyMs: { p50: number; max: number } | null;
+  } | null;
 }
 
 /** `  node-1  SYNCED  config 2  unhealthy  probe 0/1 ok: tcp/...: ...` — one line per node of the wave. */
 function waveNodeLines(nodes: readonly WaveNodeView[]): string[] {
   if (nodes.length === 0) return [];
   const w = Math.max(...nodes.map((n) => n.node.length));
-  return ['nodes of the wave (status, config revision run, health verdict: why):', ...nodes.map((n) => {
-    const runs = n.appliedConfigRevision === null ? 'config ?' : `config ${n.appliedConfigRevision}`;
-    const verdict = n.verdict === null ? 'no verdict (applier sends none)'
-      : `${n.verdict}${n.verdictRevision !== null && n.verdictRevision !== n.appliedConfigRevision ? ` (about config ${n.verdictRevision})` : ''}: ${n.reason ?? ''}`;
-    return `  ${n.node.padEnd(w)}  ${n.status.padEnd(8)}  ${runs.padEnd(9)}  ${verdict}`;
-  })];
+  return [
+    'nodes of the wave (status, config revision run, health verdict: why):',
+    ...nodes.map((n) => {
+      const runs = n.appliedConfigRevision === null ? 'config ?' : `config ${n.appliedConfigRevision}`;
+      const verdict =
+        n.verdict === null
+          ? 'no verdict (applier sends none)'
+          : `${n.verdict}${n.verdictRevision !== null && n.verdictRevision !== n.appliedConfigRevision ? ` (about config ${n.verdictRevision})` : ''}: ${n.reason ?? ''}`;
+      return `  ${n.node.padEnd(w)}  ${n.status.padEnd(8)}  ${runs.padEnd(9)}  ${verdict}`;
+    }),
+  ];
 }
 
 export function rolloutStatusText(st: ConfigState, nowMs: number, waveNodes: readonly WaveNodeView[] = []): string {
   const r = st.rollout;
   if (!r) return `no rollout; the cluster default is config revision ${st.defaultRevision}.\n`;
-  const lines = [`rollout of config revision ${r.configRevision} (from ${r.fromRevision}): ${r.status}, ${waveText(r)}`];
+  const lines = [
+    `rollout of config revision ${r.configRevision} (from ${r.fromRevision}): ${r.status}, ${waveText(r)}`,
+  ];
   const p = r.policy;
-  if (p) lines.push(`policy: bake ${clock(p.bakeMs)}, wave timeout ${clock(p.waveTimeoutMs)}, max failures ${p.maxFailures}${p.pauseBefore.length ? `, pause before wave ${p.pauseBefore.join(',')}` : ''}`);
+  if (p)
+    lines.push(
+      `policy: bake ${clock(p.bakeMs)}, wave timeout ${clock(p.waveTimeoutMs)}, max failures ${p.maxFailures}${p.pauseBefore.length ? `, pause before wave ${p.pauseBefore.join(',')}` : ''}`,
+    );
   if (r.status === 'running') {
     const waveAge = nowMs - Date.parse(r.waveStartedAt ?? r.startedAt);
     lines.push(`wave started ${clock(waveAge)} ago${p ? `, times out in ${clock(p.waveTimeoutMs - waveAge)}` : ''}`);
@@ -84,12 +123,14 @@ export function pinSentence(kind: 'pin' | 'unpin' | 'rollback', r: Json): string
   const pin = r.pinned as Pin | null;
   const hash = String(r.hash ?? '').slice(0, 12);
   if (kind === 'unpin') {
-    return v === null ? 'unpinned: the published content already is the live content (no new version).\n'
+    return v === null
+      ? 'unpinned: the published content already is the live content (no new version).\n'
       : `unpinned: version ${v} publishes the live content (hash ${hash}).\n`;
   }
   const what = kind === 'pin' ? 'pinned' : 'rolled back data';
   const held = pin ? `; new data is held until \`ctl unpin\`` : '';
-  return v === null ? `${what}: the published content already is version ${pin?.version}'s (no new version)${held}.\n`
+  return v === null
+    ? `${what}: the published content already is version ${pin?.version}'s (no new version)${held}.\n`
     : `${what}: version ${v} publishes version ${pin?.version}'s content (hash ${hash})${held}.\n`;
 }
 
@@ -102,7 +143,8 @@ export function configChangeSentence(r: Json, wavesGiven: boolean): string {
   const rev = r.revision as number;
   const st = r.state as ConfigState;
   const change = describeConfigChange(r.previous as Json, r.config as Json);
-  if (!change) return `nothing changed: the cluster default (config revision ${st.defaultRevision}) already has these values; no revision made.\n`;
+  if (!change)
+    return `nothing changed: the cluster default (config revision ${st.defaultRevision}) already has these values; no revision made.\n`;
   const head = `config revision ${rev}: ${change}.`;
   if (st.rollout && st.rollout.configRevision === rev && wavesGiven) return `${head} ${rolloutSentence(st)}`;
   if (st.defaultRevision === rev) return `${head} It already is the cluster default.\n`;

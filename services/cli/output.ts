@@ -2,7 +2,8 @@ import { Option, type Command } from 'commander';
 import { createRequire } from 'node:module';
 
 /** yaml loads only for `-o yaml`: loading it costs ctl a third of `node -e 0` at every start (bench/startup). */
-const toYaml = (value: unknown): string => (createRequire(import.meta.url)('yaml') as typeof import('yaml')).stringify(value);
+const toYaml = (value: unknown): string =>
+  (createRequire(import.meta.url)('yaml') as typeof import('yaml')).stringify(value);
 
 /**
  * How read commands print, as kubectl does: a table that fits a terminal (default), `-o wide`
@@ -11,7 +12,10 @@ const toYaml = (value: unknown): string => (createRequire(import.meta.url)('yaml
  */
 export type OutputFormat = 'table' | 'wide' | 'json' | 'yaml';
 
-export interface OutputFlags { output?: OutputFormat; json?: boolean }
+export interface OutputFlags {
+  output?: OutputFormat;
+  json?: boolean;
+}
 
 export function addOutputOptions(cmd: Command): Command {
   return cmd
@@ -24,7 +28,12 @@ export function outputFormat(o: OutputFlags): OutputFormat {
 }
 
 /** Prints `value` as JSON/YAML, or the human form (told whether to show everything). */
-export function emit(format: OutputFormat, value: unknown, human: (wide: boolean) => string, json: (v: unknown) => string = (v) => JSON.stringify(v, null, 2)): void {
+export function emit(
+  format: OutputFormat,
+  value: unknown,
+  human: (wide: boolean) => string,
+  json: (v: unknown) => string = (v) => JSON.stringify(v, null, 2),
+): void {
   const text = format === 'json' ? json(value) + '\n' : format === 'yaml' ? toYaml(value) : human(format === 'wide');
   process.stdout.write(text);
 }
@@ -47,16 +56,30 @@ export function truncate(text: string, max: number): string {
  * A left-aligned table. In the table form long cells are cut at their column's max, and on a
  * terminal the last column is cut to the terminal width; `wide` prints every cell whole.
  */
-export function table(columns: readonly Column[], rows: readonly Cell[][], wide = false, width = process.stdout.isTTY ? process.stdout.columns : undefined): string {
-  const cells = rows.map((r) => columns.map((c, i) => {
-    const t = cellText(r[i]).replace(/\s*\n\s*/g, ' ');
-    return wide || c.max === undefined ? t : truncate(t, c.max);
-  }));
+export function table(
+  columns: readonly Column[],
+  rows: readonly Cell[][],
+  wide = false,
+  width = process.stdout.isTTY ? process.stdout.columns : undefined,
+): string {
+  const cells = rows.map((r) =>
+    columns.map((c, i) => {
+      const t = cellText(r[i]).replace(/\s*\n\s*/g, ' ');
+      return wide || c.max === undefined ? t : truncate(t, c.max);
+    }),
+  );
   const all = [columns.map((c) => c.header), ...cells];
   const widths = columns.map((_, i) => Math.max(...all.map((r) => r[i]!.length)));
-  return all.map((r) => {
-    let line = r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ').trimEnd();
-    if (!wide && width && line.length > width) line = truncate(line, width);
-    return line;
-  }).join('\n') + '\n';
+  return (
+    all
+      .map((r) => {
+        let line = r
+          .map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!)))
+          .join('  ')
+          .trimEnd();
+        if (!wide && width && line.length > width) line = truncate(line, width);
+        return line;
+      })
+      .join('\n') + '\n'
+  );
 }

@@ -14,7 +14,12 @@ export type Json = Record<string, unknown>;
  * Calls the planner's HTTP API. Failures are one line: the URL it could not reach, or the
  * planner's own error. A 400 (the planner refused a value we sent) is a usage error (exit 2).
  */
-export async function callPlanner(c: PlannerConnection, method: 'GET' | 'POST', path: string, body?: unknown): Promise<Json> {
+export async function callPlanner(
+  c: PlannerConnection,
+  method: 'GET' | 'POST',
+  path: string,
+  body?: unknown,
+): Promise<Json> {
   const headers: Record<string, string> = { 'content-type': 'application/json' };
   if (c.token) headers.authorization = `Bearer ${c.token}`;
   if (c.actor) headers['x-switchboard-actor'] = c.actor;
@@ -42,7 +47,12 @@ export async function callPlanner(c: PlannerConnection, method: 'GET' | 'POST', 
  * One HTTP(S) request through node:http(s), not fetch: fetch loads undici at first use, which
  * was a third of `ctl status`'s start time (bench/startup; the budget is 3x `node -e 0`).
  */
-async function send(url: URL, method: string, headers: Record<string, string>, body?: string): Promise<{ status: number; ok: boolean; text: string }> {
+async function send(
+  url: URL,
+  method: string,
+  headers: Record<string, string>,
+  body?: string,
+): Promise<{ status: number; ok: boolean; text: string }> {
   const request = url.protocol === 'https:' ? (await import('node:https')).request : httpRequest;
   if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new Error(`unsupported protocol ${url.protocol}`);
   return new Promise((resolve, reject) => {

@@ -21,25 +21,41 @@ export interface RolloutFlags {
 /** A bake may be zero (`0` or `0s`: advance as soon as the wave ACKed). */
 function bakeDuration(v: string): number {
   const ms = v.trim() === '0' ? 0 : parseDuration(v);
-  if (ms === undefined || !Number.isInteger(ms)) throw new InvalidArgumentError('expected a duration such as 0, 30s, 10m or 2h.');
+  if (ms === undefined || !Number.isInteger(ms))
+    throw new InvalidArgumentError('expected a duration such as 0, 30s, 10m or 2h.');
   return ms;
 }
 
-const checked = <T>(parse: (v: string) => T) => (v: string): T => {
-  try {
-    return parse(v);
-  } catch (e) {
-    throw new InvalidArgumentError(`${(e as Error).message}.`);
-  }
-};
+const checked =
+  <T>(parse: (v: string) => T) =>
+  (v: string): T => {
+    try {
+      return parse(v);
+    } catch (e) {
+      throw new InvalidArgumentError(`${(e as Error).message}.`);
+    }
+  };
 
 export function addRolloutFlags(cmd: Command, o: { defaultWaves?: string; wavesHelp: string }): Command {
-  cmd.option('--waves <spec>', o.wavesHelp, waves, o.defaultWaves)
+  cmd
+    .option('--waves <spec>', o.wavesHelp, waves, o.defaultWaves)
     .option('--pause-on-error', 'pause (keep the wave) on failure instead of halting')
     .option('--bake <duration>', 'time every wave must stay ACKed before the next starts (default 0)', bakeDuration)
-    .option('--wave-timeout <duration>', 'a node that has not ACKed this long after its wave started counts as failed (default 10m)', duration)
-    .option('--max-failures <n|p%>', 'failed nodes tolerated before the rollout halts: a count or a share of the fleet (default 0)', checked(parseMaxFailures))
-    .option('--pause-before <wave>', 'wait before this wave (2 or more; comma list) until `ctl rollout --promote`', checked(parsePauseBefore))
+    .option(
+      '--wave-timeout <duration>',
+      'a node that has not ACKed this long after its wave started counts as failed (default 10m)',
+      duration,
+    )
+    .option(
+      '--max-failures <n|p%>',
+      'failed nodes tolerated before the rollout halts: a count or a share of the fleet (default 0)',
+      checked(parseMaxFailures),
+    )
+    .option(
+      '--pause-before <wave>',
+      'wait before this wave (2 or more; comma list) until `ctl rollout --promote`',
+      checked(parsePauseBefore),
+    )
     .option('--wait', 'wait until the rollout completes, showing progress on stderr (exit 1 if it halts)')
     .option('--timeout <duration>', 'with --wait: give up after this long (e.g. 90s, 10m)', duration, 10 * 60_000);
   return cmd;
@@ -47,13 +63,23 @@ export function addRolloutFlags(cmd: Command, o: { defaultWaves?: string; wavesH
 
 /** Whether any flag asks for a rollout (waves or a policy flag). */
 export function asksForRollout(o: RolloutFlags): boolean {
-  return o.waves !== undefined || o.bake !== undefined || o.waveTimeout !== undefined || o.maxFailures !== undefined || o.pauseBefore !== undefined;
+  return (
+    o.waves !== undefined ||
+    o.bake !== undefined ||
+    o.waveTimeout !== undefined ||
+    o.maxFailures !== undefined ||
+    o.pauseBefore !== undefined
+  );
 }
 
 /** The rollout fields of a request body; no waves and no policy means "make the revision, start nothing". */
 export function rolloutBody(o: RolloutFlags): Record<string, unknown> {
   return {
-    waves: o.waves, pauseOnError: !!o.pauseOnError,
-    bakeMs: o.bake, waveTimeoutMs: o.waveTimeout, maxFailures: o.maxFailures, pauseBefore: o.pauseBefore,
+    waves: o.waves,
+    pauseOnError: !!o.pauseOnError,
+    bakeMs: o.bake,
+    waveTimeoutMs: o.waveTimeout,
+    maxFailures: o.maxFailures,
+    pauseBefore: o.pauseBefore,
   };
 }

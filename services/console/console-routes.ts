@@ -23,8 +23,11 @@ function staticDir(): string {
 const ASSETS: Record<string, { type: string; body: Buffer }> = (() => {
   const dir = staticDir();
   return Object.fromEntries(
-    [['index.html', 'text/html; charset=utf-8'], ['console.js', 'text/javascript; charset=utf-8'], ['console.css', 'text/css; charset=utf-8']]
-      .map(([f, type]) => [f, { type: type!, body: readFileSync(join(dir, f!)) }]),
+    [
+      ['index.html', 'text/html; charset=utf-8'],
+      ['console.js', 'text/javascript; charset=utf-8'],
+      ['console.css', 'text/css; charset=utf-8'],
+    ].map(([f, type]) => [f, { type: type!, body: readFileSync(join(dir, f!)) }]),
   );
 })();
 
@@ -45,32 +48,56 @@ export function consoleRoutes(o: ConsoleOptions): ApiRoute[] {
   const every = o.pushIntervalMs ?? 300;
   return [
     {
-      method: 'GET', path: '/ui', access: 'public', handle: ({ res }) => {
+      method: 'GET',
+      path: '/ui',
+      access: 'public',
+      handle: ({ res }) => {
         res.writeHead(308, { location: '/ui/' });
         res.end();
         return WROTE_RESPONSE;
       },
     },
     {
-      method: 'GET', path: '/ui/', access: 'public', handle: ({ req, res }) => {
+      method: 'GET',
+      path: '/ui/',
+      access: 'public',
+      handle: ({ req, res }) => {
         const name = new URL(req.url ?? '/', 'http://x').pathname.slice('/ui/'.length) || 'index.html';
         const a = ASSETS[name];
         if (!a) throw new HttpError(404, `no console file ${name}`);
-        res.writeHead(200, { 'content-type': a.type, 'content-length': a.body.length, 'cache-control': 'no-cache', 'x-content-type-options': 'nosniff' });
+        res.writeHead(200, {
+          'content-type': a.type,
+          'content-length': a.body.length,
+          'cache-control': 'no-cache',
+          'x-content-type-options': 'nosniff',
+        });
         res.end(a.body);
         return WROTE_RESPONSE;
       },
     },
     {
-      method: 'GET', path: '/ui/api/session', access: 'read',
-      handle: ({ principal }) => ({ identity: principal?.identity ?? 'anonymous', role: principal?.role ?? 'operator', open: principal === undefined }),
+      method: 'GET',
+      path: '/ui/api/session',
+      access: 'read',
+      handle: ({ principal }) => ({
+        identity: principal?.identity ?? 'anonymous',
+        role: principal?.role ?? 'operator',
+        open: principal === undefined,
+      }),
     },
     { method: 'GET', path: '/ui/api/snapshot', access: 'read', handle: () => consoleSnapshot(o.planner(), o.log()) },
     {
       // Server-sent events: the snapshot at once, then again whenever it changed. Sent as a
       // response to an authenticated fetch (EventSource cannot send the bearer token).
-      method: 'GET', path: '/ui/api/events', access: 'read', handle: ({ req, res }) => {
-        res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
+      method: 'GET',
+      path: '/ui/api/events',
+      access: 'read',
+      handle: ({ req, res }) => {
+        res.writeHead(200, {
+          'content-type': 'text/event-stream',
+          'cache-control': 'no-cache',
+          connection: 'keep-alive',
+        });
         let last = '';
         let quiet = 0;
         const push = () => {
@@ -83,8 +110,14 @@ export function consoleRoutes(o: ConsoleOptions): ApiRoute[] {
             res.end();
             return;
           }
-          if (text !== last) { last = text; quiet = 0; write(res, `event: snapshot\ndata: ${text}\n\n`); }
-          else if (++quiet * every >= 15_000) { quiet = 0; write(res, ': keep-alive\n\n'); }
+          if (text !== last) {
+            last = text;
+            quiet = 0;
+            write(res, `event: snapshot\ndata: ${text}\n\n`);
+          } else if (++quiet * every >= 15_000) {
+            quiet = 0;
+            write(res, ': keep-alive\n\n');
+          }
         };
         const timer = setInterval(push, every);
         push();
@@ -93,7 +126,10 @@ export function consoleRoutes(o: ConsoleOptions): ApiRoute[] {
       },
     },
     {
-      method: 'GET', path: '/ui/api/audit/service', access: 'read', handle: ({ query }) => {
+      method: 'GET',
+      path: '/ui/api/audit/service',
+      access: 'read',
+      handle: ({ query }) => {
         const ref = query.get('ref') ?? '';
         const m = /^([^/\s]+)\/([^/\s]+)$/.exec(ref);
         if (!m) throw new HttpError(400, `service must be NAMESPACE/NAME, got ${JSON.stringify(ref)}`);
@@ -101,15 +137,24 @@ export function consoleRoutes(o: ConsoleOptions): ApiRoute[] {
       },
     },
     {
-      method: 'GET', path: '/ui/api/audit/node', access: 'read', handle: ({ query }) => {
+      method: 'GET',
+      path: '/ui/api/audit/node',
+      access: 'read',
+      handle: ({ query }) => {
         const node = query.get('node') ?? '';
         if (!node) throw new HttpError(400, 'node is required');
         const at = query.get('at') || undefined;
-        if (at !== undefined && Number.isNaN(Date.parse(at))) throw new HttpError(400, `at must be a time, got ${JSON.stringify(at)}`);
+        if (at !== undefined && Number.isNaN(Date.parse(at)))
+          throw new HttpError(400, `at must be a time, got ${JSON.stringify(at)}`);
         return nodeAt(o.log(), node, at);
       },
     },
-    { method: 'GET', path: '/ui/api/audit/ops', access: 'read', handle: () => ({ operations: o.log().operations().slice(-200).reverse() }) },
+    {
+      method: 'GET',
+      path: '/ui/api/audit/ops',
+      access: 'read',
+      handle: () => ({ operations: o.log().operations().slice(-200).reverse() }),
+    },
   ];
 }
 

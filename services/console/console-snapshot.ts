@@ -19,14 +19,22 @@ export function consoleSnapshot(p: Planner, log: EventLog) {
     rollout: clockless(rolloutView(p.config.state, Date.now(), nodes)),
     summary: summarizeStatus(nodes),
     nodes,
-    versions: versions.map((v) => ({ version: v.version, hash: v.hash, reason: v.reason, createdAt: v.createdAt, contentOf: v.contentOf ?? null })),
+    versions: versions.map((v) => ({
+      version: v.version,
+      hash: v.hash,
+      reason: v.reason,
+      createdAt: v.createdAt,
+      contentOf: v.contentOf ?? null,
+    })),
     lastError: p.lastError ?? null,
   };
 }
 
 export type ConsoleSnapshot = ReturnType<typeof consoleSnapshot>;
 
-function clockless<T extends { waveElapsedMs: unknown; bakeElapsedMs: unknown }>(v: T | null): Omit<T, 'waveElapsedMs' | 'bakeElapsedMs'> | null {
+function clockless<T extends { waveElapsedMs: unknown; bakeElapsedMs: unknown }>(
+  v: T | null,
+): Omit<T, 'waveElapsedMs' | 'bakeElapsedMs'> | null {
   if (!v) return null;
   const { waveElapsedMs: _w, bakeElapsedMs: _b, ...rest } = v;
   return rest;

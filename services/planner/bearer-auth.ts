@@ -36,11 +36,15 @@ export function parseTokenFile(text: string, file: string): TokenEntry[] {
     if (!line || line.startsWith('#')) return;
     const fields = line.split(/\s+/);
     if (fields.length < 2 || fields.length > 3) {
-      throw new Error(`${at}: expected "TOKEN IDENTITY [viewer|operator]", got ${fields.length} field${fields.length === 1 ? '' : 's'}`);
+      throw new Error(
+        `${at}: expected "TOKEN IDENTITY [viewer|operator]", got ${fields.length} field${fields.length === 1 ? '' : 's'}`,
+      );
     }
     const [token, identity, role = 'viewer'] = fields as [string, string, string?];
-    if (!IDENTITY.test(identity)) throw new Error(`${at}: identity ${JSON.stringify(identity)} must be letters, digits and . _ @ : + - (no /)`);
-    if (!(ROLES as string[]).includes(role)) throw new Error(`${at}: role ${JSON.stringify(role)} must be viewer or operator`);
+    if (!IDENTITY.test(identity))
+      throw new Error(`${at}: identity ${JSON.stringify(identity)} must be letters, digits and . _ @ : + - (no /)`);
+    if (!(ROLES as string[]).includes(role))
+      throw new Error(`${at}: role ${JSON.stringify(role)} must be viewer or operator`);
     const key = digest(token).toString('hex');
     const dup = seen.get(key);
     if (dup !== undefined) throw new Error(`${at}: the same token is already on line ${dup}`);
@@ -86,7 +90,10 @@ export interface TokenFileWatch {
  * parse keeps the tokens in force and reports the error: a typo must not lock operators out.
  * The first read throws, so a planner never starts with a broken file.
  */
-export function watchTokenFile(file: string, o: { intervalMs?: number; onReload?(n: number): void; onError?(e: Error): void } = {}): TokenFileWatch {
+export function watchTokenFile(
+  file: string,
+  o: { intervalMs?: number; onReload?(n: number): void; onError?(e: Error): void } = {},
+): TokenFileWatch {
   let tokens = readTokenFile(file);
   const listener = (cur: Stats, prev: Stats) => {
     if (cur.mtimeMs === prev.mtimeMs && cur.size === prev.size && cur.ino === prev.ino) return;

@@ -52,7 +52,9 @@ export class EventBatcher<E> {
   private schedule(): Promise<void> {
     this.scheduled ??= new Promise<void>((r) => setImmediate(r))
       .then(() => this.options.serial(() => this.flushNow()))
-      .finally(() => { this.scheduled = undefined; });
+      .finally(() => {
+        this.scheduled = undefined;
+      });
     return this.scheduled;
   }
 

@@ -5,8 +5,13 @@ import type { KubeEvent } from '../../libs/kube/index.ts';
 export function toWatchEvent(e: KubeEvent, origin: 'manifests' | undefined): WatchEvent {
   const md = e.object.metadata;
   return {
-    kind: e.kind, type: e.type, origin: origin ?? (e.relist ? 'relist' : 'watch'),
-    namespace: md.namespace || (e.kind === 'Node' ? '' : 'default'), name: md.name, uid: md.uid ?? '',
-    resourceVersion: md.resourceVersion ?? e.resourceVersion, object: e.object,
+    kind: e.kind,
+    type: e.type,
+    origin: origin ?? (e.relist ? 'relist' : 'watch'),
+    namespace: md.namespace || (e.kind === 'Node' ? '' : 'default'),
+    name: md.name,
+    uid: md.uid ?? '',
+    resourceVersion: md.resourceVersion ?? e.resourceVersion,
+    object: e.object,
   };
 }

@@ -1,6 +1,15 @@
 import type { EventLog } from '../../libs/eventlog/index.ts';
 import { rebuildAtSeq } from '../../libs/eventlog/index.ts';
-import { KUBE_KIND_INFO, type ClusterInformer, type KnownObjects, type KubeEventSink, type KubeKind, type RawKubeObject, type ManifestsSource, type ResumeStore } from '../../libs/kube/index.ts';
+import {
+  KUBE_KIND_INFO,
+  type ClusterInformer,
+  type KnownObjects,
+  type KubeEventSink,
+  type KubeKind,
+  type RawKubeObject,
+  type ManifestsSource,
+  type ResumeStore,
+} from '../../libs/kube/index.ts';
 import type { Rejection } from '../../libs/model/index.ts';
 
 /** What the planner needs from an event source: start it, know when it synced, stop it. */
@@ -49,7 +58,10 @@ function compactedObjects(log: EventLog): [KubeKind, RawKubeObject][] {
   const out: [KubeKind, RawKubeObject][] = [];
   for (const o of rebuildAtSeq(log, cut).state.objects()) {
     if (seenAfter.has(`${o.kind}/${o.meta.namespace}/${o.meta.name}`)) continue;
-    const metadata: RawKubeObject['metadata'] = { name: o.meta.name, ...(o.kind === 'Node' ? {} : { namespace: o.meta.namespace }) };
+    const metadata: RawKubeObject['metadata'] = {
+      name: o.meta.name,
+      ...(o.kind === 'Node' ? {} : { namespace: o.meta.namespace }),
+    };
     if (o.meta.uid) metadata.uid = o.meta.uid;
     if (o.meta.resourceVersion) metadata.resourceVersion = o.meta.resourceVersion;
     out.push([o.kind, { apiVersion: KUBE_KIND_INFO[o.kind].apiVersion, kind: o.kind, metadata }]);
@@ -68,8 +80,12 @@ export function withKnownObjects(store: ResumeStore, known: KnownObjects): Resum
 
 export function informerSource(informer: ClusterInformer): EventSource {
   return {
-    origin: undefined, synced: informer.synced, health: () => informer.health(),
-    start: async () => informer.start(), stop: () => informer.stop(), problem: () => informer.problem(),
+    origin: undefined,
+    synced: informer.synced,
+    health: () => informer.health(),
+    start: async () => informer.start(),
+    stop: () => informer.stop(),
+    problem: () => informer.problem(),
   };
 }
 
@@ -78,11 +94,18 @@ export function informerSource(informer: ClusterInformer): EventSource {
  * would, so the planner logs them and rejects each alone (keeping its last good state); its own
  * report of rejections (refused files, duplicates, unnameable documents) is forwarded as is.
  */
-export function manifestsSource(make: (o: { sink: KubeEventSink; onRejected: (r: readonly Rejection[]) => void }) => ManifestsSource,
-  sink: KubeEventSink, hooks: EventSourceHooks): EventSource {
+export function manifestsSource(
+  make: (o: { sink: KubeEventSink; onRejected: (r: readonly Rejection[]) => void }) => ManifestsSource,
+  sink: KubeEventSink,
+  hooks: EventSourceHooks,
+): EventSource {
   const src = make({ sink, onRejected: (rejected) => hooks.onSourceRejections(rejected) });
   return {
-    origin: 'manifests', synced: src.synced, health: () => src.health(),
-    start: () => src.start(), stop: () => src.stop(), problem: () => src.problem(),
+    origin: 'manifests',
+    synced: src.synced,
+    health: () => src.health(),
+    start: () => src.start(),
+    stop: () => src.stop(),
+    problem: () => src.problem(),
   };
 }

@@ -59,7 +59,11 @@ export interface HttpApiOptions {
 }
 
 /** The routes every planner serves: probes, metrics, reads, and the operations. */
-export function plannerRoutes(p: Planner, registry: Registry, group: HttpApiOptions['group'] = () => undefined): ApiRoute[] {
+export function plannerRoutes(
+  p: Planner,
+  registry: Registry,
+  group: HttpApiOptions['group'] = () => undefined,
+): ApiRoute[] {
   const int = (v: unknown, name: string): number => {
     const n = typeof v === 'string' ? Number(v) : v;
     if (!Number.isSafeInteger(n) || (n as number) < 1) throw new HttpError(400, `${name} must be a positive integer`);
@@ -67,23 +71,41 @@ export function plannerRoutes(p: Planner, registry: Registry, group: HttpApiOpti
   };
   return [
     {
-      method: 'GET', path: '/healthz', access: 'public', handle: ({ res }) => {
+      method: 'GET',
+      path: '/healthz',
+      access: 'public',
+      handle: ({ res }) => {
         const cutOff = group()?.cutOff; // a replica that cannot reach its group is not healthy
         send(res, cutOff ? 503 : 200, cutOff ? { ok: false, reason: cutOff } : { ok: true });
         return WROTE_RESPONSE;
       },
     },
     {
-      method: 'GET', path: '/readyz', access: 'public', handle: ({ res }) => {
+      method: 'GET',
+      path: '/readyz',
+      access: 'public',
+      handle: ({ res }) => {
         const sourceError = p.sourceProblem();
         const ready = p.isSynced && sourceError === undefined; // a failing source means stale data
-        const reason = sourceError !== undefined ? `event source failing: ${sourceError}` : p.isSynced ? undefined : 'event source not synced yet';
-        send(res, ready ? 200 : 503, { ready, ...(reason === undefined ? {} : { reason }), ...(sourceError === undefined ? {} : { sourceError }) });
+        const reason =
+          sourceError !== undefined
+            ? `event source failing: ${sourceError}`
+            : p.isSynced
+              ? undefined
+              : 'event source not synced yet';
+        send(res, ready ? 200 : 503, {
+          ready,
+          ...(reason === undefined ? {} : { reason }),
+          ...(sourceError === undefined ? {} : { sourceError }),
+        });
         return WROTE_RESPONSE;
       },
     },
     {
-      method: 'GET', path: '/metrics', access: 'read', handle: async ({ res }) => {
+      method: 'GET',
+      path: '/metrics',
+      access: 'read',
+      handle: async ({ res }) => {
         const text = await registry.metrics();
         res.writeHead(200, { 'content-type': registry.contentType });
         res.end(text);
@@ -91,29 +113,54 @@ export function plannerRoutes(p: Planner, registry: Registry, group: HttpApiOpti
       },
     },
     {
-      method: 'GET', path: '/status', access: 'read', handle: () => {
+      method: 'GET',
+      path: '/status',
+      access: 'read',
+      handle: () => {
         const nodes = p.status();
         const latest = p.data.latest();
         return {
-          synced: p.isSynced, latestVersion: latest?.version ?? 0, latestHash: latest?.hash ?? null, pinned: p.data.pin ?? null,
-          now: new Date().toISOString(), config: p.config.state, rollout: rolloutView(p.config.state, Date.now(), nodes), summary: summarizeStatus(nodes), nodes,
-          rejected: [...p.data.rejections.values(), ...p.sourceRejections.slice(0, 100)], rejectedTotal: p.data.rejectedCount + p.sourceRejections.length,
-          lastError: p.lastError ?? null, sourceError: p.sourceProblem() ?? null, source: p.sourceHealth(),
+          synced: p.isSynced,
+          latestVersion: latest?.version ?? 0,
+          latestHash: latest?.hash ?? null,
+          pinned: p.data.pin ?? null,
+          now: new Date().toISOString(),
+          config: p.config.state,
+          rollout: rolloutView(p.config.state, Date.now(), nodes),
+          summary: summarizeStatus(nodes),
+          nodes,
+          rejected: [...p.data.rejections.values(), ...p.sourceRejections.slice(0, 100)],
+          rejectedTotal: p.data.rejectedCount + p.sourceRejections.length,
+          lastError: p.lastError ?? null,
+          sourceError: p.sourceProblem() ?? null,
+          source: p.sourceHealth(),
           ...groupStatus(group()),
         };
       },
     },
-    { method: 'GET', path: '/versions', access: 'read', handle: () => ({ pinned: p.data.pin ?? null, versions: p.versions() }) },
     {
-      method: 'GET', path: '/config', access: 'read', handle: ({ query }) => {
+      method: 'GET',
+      path: '/versions',
+      access: 'read',
+      handle: () => ({ pinned: p.data.pin ?? null, versions: p.versions() }),
+    },
+    {
+      method: 'GET',
+      path: '/config',
+      access: 'read',
+      handle: ({ query }) => {
         const n = query.get('revision');
-        const rev = n === null ? p.config.revision(p.config.state.defaultRevision) : p.config.revision(int(n, 'revision'));
+        const rev =
+          n === null ? p.config.revision(p.config.state.defaultRevision) : p.config.revision(int(n, 'revision'));
         if (!rev) throw new HttpError(404, `config revision ${n} does not exist`);
         return { revision: rev.revision, hash: rev.hash, config: rev.config, state: p.config.state };
       },
     },
     {
-      method: 'GET', path: '/diff', access: 'read', handle: ({ query }) => {
+      method: 'GET',
+      path: '/diff',
+      access: 'read',
+      handle: ({ query }) => {
         const a = int(query.get('a'), 'a');
         const b = int(query.get('b'), 'b');
         return { a, b, ...versionDiff(p.data.contentOf(a), p.data.contentOf(b)) };
@@ -130,9 +177,15 @@ export function createHttpApi(o: HttpApiOptions): Server {
     const matches = routes.filter((r) => r.path === path || (r.path.endsWith('/') && path.startsWith(r.path)));
     const forMethod = matches.filter((r) => r.method === method);
     // Exact paths win over trees; the longest tree wins over shorter ones.
-    const best = forMethod.sort((a, b) => Number(b.path === path) - Number(a.path === path) || b.path.length - a.path.length)[0];
+    const best = forMethod.sort(
+      (a, b) => Number(b.path === path) - Number(a.path === path) || b.path.length - a.path.length,
+    )[0];
     if (best) return best;
-    if (matches.length) throw new HttpError(405, `${method} is not allowed on ${path} (use ${[...new Set(matches.map((r) => r.method))].join(' or ')})`);
+    if (matches.length)
+      throw new HttpError(
+        405,
+        `${method} is not allowed on ${path} (use ${[...new Set(matches.map((r) => r.method))].join(' or ')})`,
+      );
     throw new HttpError(404, `no route ${method} ${path}`);
   };
 
@@ -147,7 +200,8 @@ export function createHttpApi(o: HttpApiOptions): Server {
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://planner');
     const route = find(req.method, url.pathname);
-    if (o.started && !o.started() && route.access !== 'public') throw new HttpError(503, 'planner is starting (restoring from its log)');
+    if (o.started && !o.started() && route.access !== 'public')
+      throw new HttpError(503, 'planner is starting (restoring from its log)');
     let principal: Principal | undefined;
     if (o.tokens && route.access !== 'public') {
       principal = authenticate(o.tokens(), req.headers.authorization);
@@ -156,13 +210,17 @@ export function createHttpApi(o: HttpApiOptions): Server {
         throw new HttpError(401, 'missing or wrong bearer token');
       }
       if (route.access === 'operate' && principal.role !== 'operator') {
-        throw new HttpError(403, `${principal.identity} is a viewer; ${req.method} ${url.pathname} needs an operator token`);
+        throw new HttpError(
+          403,
+          `${principal.identity} is a viewer; ${req.method} ${url.pathname} needs an operator token`,
+        );
       }
     }
     if (req.method === 'POST') redirectWritesToLeader(o.group?.(), url, res);
     const body = req.method === 'POST' ? await readJson(req) : {};
     const actor = recordedActor(principal?.identity, req.headers['x-switchboard-actor']);
-    const reason = typeof body.reason === 'string' && body.reason.trim() ? body.reason.trim() : `${url.pathname.slice(1)} via API`;
+    const reason =
+      typeof body.reason === 'string' && body.reason.trim() ? body.reason.trim() : `${url.pathname.slice(1)} via API`;
     const answer = await route.handle({ query: url.searchParams, body, who: { actor, reason }, principal, req, res });
     if (answer !== WROTE_RESPONSE) send(res, 200, answer);
   }
@@ -175,7 +233,14 @@ function groupStatus(g: ReturnType<NonNullable<HttpApiOptions['group']>>): Recor
     group: g.group,
     self: { ...g.self, lagRows: g.lagRows },
     leader: g.leader ? { id: g.leader.id, term: g.leader.term, api: g.leader.api ?? null } : null,
-    planners: g.planners.map((m) => ({ id: m.id, leader: m.leader, term: m.term, lagRows: m.lagRows, api: m.api ?? null, at: m.at })),
+    planners: g.planners.map((m) => ({
+      id: m.id,
+      leader: m.leader,
+      term: m.term,
+      lagRows: m.lagRows,
+      api: m.api ?? null,
+      at: m.at,
+    })),
   };
 }
 
@@ -183,12 +248,23 @@ function groupStatus(g: ReturnType<NonNullable<HttpApiOptions['group']>>): Recor
  * Writes go to the leader: a follower answers 307 with the leader's URL in Location and an error
  * naming it (ctl prints it in one line); with no leader known, 503. Reads are served locally.
  */
-function redirectWritesToLeader(g: ReturnType<NonNullable<HttpApiOptions['group']>>, url: URL, res: ServerResponse): void {
+function redirectWritesToLeader(
+  g: ReturnType<NonNullable<HttpApiOptions['group']>>,
+  url: URL,
+  res: ServerResponse,
+): void {
   if (!g || g.self.leader) return;
   const l = g.leader && g.leader.id !== g.self.id ? g.leader : undefined;
-  if (!l) throw new HttpError(503, `planner ${g.self.id} follows in group ${g.group} and no leader is known right now; retry shortly`);
+  if (!l)
+    throw new HttpError(
+      503,
+      `planner ${g.self.id} follows in group ${g.group} and no leader is known right now; retry shortly`,
+    );
   if (l.api) res.setHeader('location', new URL(url.pathname + url.search, l.api).toString());
-  throw new HttpError(307, `planner ${g.self.id} follows in group ${g.group}; the leader is planner ${l.id} (term ${l.term})${l.api ? ` at ${l.api}: send writes there (ctl --server ${l.api})` : ''}`);
+  throw new HttpError(
+    307,
+    `planner ${g.self.id} follows in group ${g.group}; the leader is planner ${l.id} (term ${l.term})${l.api ? ` at ${l.api}: send writes there (ctl --server ${l.api})` : ''}`,
+  );
 }
 
 /**

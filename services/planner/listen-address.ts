@@ -8,14 +8,16 @@ export interface ListenAddress {
   readonly loopback: boolean;
 }
 
-const HOSTNAME = /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+const HOSTNAME =
+  /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
 
 /**
  * Parses `HOST:PORT`, `[IPv6]:PORT`, `:PORT` or `PORT` (the last two on 127.0.0.1); port 0 picks
  * a free one. Throws one line that names `flag` and says what was expected.
  */
 export function parseListenAddress(text: string, flag = '--http'): ListenAddress {
-  const bad = (why: string) => new Error(`${flag} ${JSON.stringify(text)}: ${why} (expected HOST:PORT, e.g. 127.0.0.1:9440)`);
+  const bad = (why: string) =>
+    new Error(`${flag} ${JSON.stringify(text)}: ${why} (expected HOST:PORT, e.g. 127.0.0.1:9440)`);
   const m = /^(?:\[([^\]]*)\]|([^:]*)):(\d+)$/.exec(text) ?? /^()()(\d+)$/.exec(text);
   if (!m) throw bad('not an address');
   const host = m[1] ?? (m[2] || '127.0.0.1');
@@ -36,7 +38,13 @@ function isLoopback(host: string): boolean {
  * An API without tokens lets anyone who reaches it pin, roll back and roll out. The planner serves
  * it on loopback only unless the operator says, in so many words, that this is intended.
  */
-export function checkOpenApi(addr: ListenAddress, o: { tokenFile?: string; insecureOpenApi?: boolean }, flag = '--http'): void {
+export function checkOpenApi(
+  addr: ListenAddress,
+  o: { tokenFile?: string; insecureOpenApi?: boolean },
+  flag = '--http',
+): void {
   if (o.tokenFile || o.insecureOpenApi || addr.loopback) return;
-  throw new Error(`${flag} ${addr.host}:${addr.port} is not a loopback address and there is no --token-file: anyone who reaches it could operate the cluster; give --token-file FILE (or --insecure-open-api to allow it anyway)`);
+  throw new Error(
+    `${flag} ${addr.host}:${addr.port} is not a loopback address and there is no --token-file: anyone who reaches it could operate the cluster; give --token-file FILE (or --insecure-open-api to allow it anyway)`,
+  );
 }

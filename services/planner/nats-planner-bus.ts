@@ -1,7 +1,13 @@
 import type { NatsConnection } from '@nats-io/transport-node';
 import {
-  AckCollector, checkReplicas, connectBusWaiting, StaleLeaderError, TargetStore, VersionPublisher,
-  type BusAuth, type Signer,
+  AckCollector,
+  checkReplicas,
+  connectBusWaiting,
+  StaleLeaderError,
+  TargetStore,
+  VersionPublisher,
+  type BusAuth,
+  type Signer,
 } from '../../libs/bus/index.ts';
 import type { ConfigRevision } from '../../libs/model/index.ts';
 import type { PlannerBus } from './planner-bus.ts';
@@ -51,19 +57,33 @@ export class NatsPlannerBus implements PlannerBus {
   private closed = false;
 
   private constructor(
-    private readonly nc: NatsConnection, private readonly publisher: VersionPublisher, private readonly targets: TargetStore,
-    private readonly ownsConnection: boolean, private readonly options: NatsPlannerBusOptions,
+    private readonly nc: NatsConnection,
+    private readonly publisher: VersionPublisher,
+    private readonly targets: TargetStore,
+    private readonly ownsConnection: boolean,
+    private readonly options: NatsPlannerBusOptions,
   ) {}
 
   /** Connects (waiting for NATS as long as it takes), takes the lease, opens stream and bucket. */
   static async open(o: NatsPlannerBusOptions): Promise<NatsPlannerBus> {
-    const nc = o.nc ?? await connectBusWaiting({
-      servers: (o.url ?? '').split(',').filter(Boolean), name: 'switchboard-planner', auth: o.auth, signal: o.signal,
-      onWaiting: (what) => o.onWaiting?.(what),
-    });
+    const nc =
+      o.nc ??
+      (await connectBusWaiting({
+        servers: (o.url ?? '').split(',').filter(Boolean),
+        name: 'switchboard-planner',
+        auth: o.auth,
+        signal: o.signal,
+        onWaiting: (what) => o.onWaiting?.(what),
+      }));
     try {
       checkReplicas(o.replicas ?? 1);
-      const publisher = await VersionPublisher.open({ nc, checkpointEvery: o.checkpointEvery, signer: o.signer, onForeign: o.onForeign, replicas: o.replicas });
+      const publisher = await VersionPublisher.open({
+        nc,
+        checkpointEvery: o.checkpointEvery,
+        signer: o.signer,
+        onForeign: o.onForeign,
+        replicas: o.replicas,
+      });
       const targets = await TargetStore.open({ nc, signer: o.signer, replicas: o.replicas });
       const bus = new NatsPlannerBus(nc, publisher, targets, !o.nc, o);
       bus.streamCreated = await publisher.streamCreated();
@@ -106,7 +126,9 @@ export class NatsPlannerBus implements PlannerBus {
 
   async publish(...[artifact, data]: Parameters<PlannerBus['publish']>): Promise<void> {
     const { form: _f, delta, ...header } = artifact;
-    await this.guard(() => this.publisher.publishNext({ header, delta, data, anchor: this.options.anchorOf?.(artifact.version) }));
+    await this.guard(() =>
+      this.publisher.publishNext({ header, delta, data, anchor: this.options.anchorOf?.(artifact.version) }),
+    );
   }
 
   async putConfigRevision(rev: ConfigRevision): Promise<void> {
@@ -128,7 +150,10 @@ export class NatsPlannerBus implements PlannerBus {
 
   listen(hooks: Parameters<PlannerBus['listen']>[0]): void {
     const previous = this.collector;
-    void previous?.then((c) => c.stop(), () => undefined); // a new Planner (role change) takes over the reports
+    void previous?.then(
+      (c) => c.stop(),
+      () => undefined,
+    ); // a new Planner (role change) takes over the reports
     // The planner awaits its hooks one at a time; chain them so reports are handled in arrival order.
     let chain: Promise<void> = Promise.resolve();
     const queue = (fn: () => Promise<void> | void) => {
@@ -191,7 +216,8 @@ export class NatsPlannerBus implements PlannerBus {
         if (created !== undefined && created === this.streamCreated) return false;
         await this.publisher.reopen();
         await this.targets.reopen();
-        for (const r of [...this.configs.values()].sort((a, b) => a.revision - b.revision)) await this.targets.putConfigRevision(r);
+        for (const r of [...this.configs.values()].sort((a, b) => a.revision - b.revision))
+          await this.targets.putConfigRevision(r);
         this.streamCreated = await this.publisher.streamCreated();
         this.resetHook?.();
         return true;
@@ -205,5 +231,9 @@ export class NatsPlannerBus implements PlannerBus {
 
 /** Another leader's fence: ours (stream or bucket moved) or the replicated log's (its FencedError). */
 function isFence(e: unknown): boolean {
-  return e instanceof StaleLeaderError || (e instanceof Error && e.name === 'FencedError') || (e instanceof Error && e.constructor.name === 'FencedError');
+  return (
+    e instanceof StaleLeaderError ||
+    (e instanceof Error && e.name === 'FencedError') ||
+    (e instanceof Error && e.constructor.name === 'FencedError')
+  );
 }

@@ -1,4 +1,10 @@
-import { newestHealth, nodeStatus, type NodeReport, type NodeStatusRow, type NodeStatusThresholds } from '../../libs/control/index.ts';
+import {
+  newestHealth,
+  nodeStatus,
+  type NodeReport,
+  type NodeStatusRow,
+  type NodeStatusThresholds,
+} from '../../libs/control/index.ts';
 import type { AckOrNack, Heartbeat, NodeTarget } from '../../libs/model/index.ts';
 
 interface NodeSeen {
@@ -66,16 +72,32 @@ export class NodeTracker {
     const s = this.nodes.get(node);
     if (!s?.last) return undefined;
     const h = newestHealth(s);
-    const health = h && h.configRevision === s.last.configRevision ? { verdict: h.verdict, reason: h.reason } : undefined;
-    return { type: s.last.type, configRevision: s.last.configRevision, error: s.last.type === 'NACK' ? s.last.error : undefined, health };
+    const health =
+      h && h.configRevision === s.last.configRevision ? { verdict: h.verdict, reason: h.reason } : undefined;
+    return {
+      type: s.last.type,
+      configRevision: s.last.configRevision,
+      error: s.last.type === 'NACK' ? s.last.error : undefined,
+      health,
+    };
   }
 
   /** The node's status row, computed by libs/control's nodeStatus (the one rule for the word). */
   row(node: string, target: NodeTarget, expectedNodeStateHash: string | undefined, nowMs: number): NodeStatusRow {
     const s = this.nodes.get(node) ?? {};
-    return nodeStatus({
-      node, target, targetSetAt: s.targetSetAt, last: s.last, lastAt: s.lastAt, heartbeat: s.heartbeat, heartbeatAt: s.heartbeatAt,
-      expectedNodeStateHash,
-    }, nowMs, this.thresholds);
+    return nodeStatus(
+      {
+        node,
+        target,
+        targetSetAt: s.targetSetAt,
+        last: s.last,
+        lastAt: s.lastAt,
+        heartbeat: s.heartbeat,
+        heartbeatAt: s.heartbeatAt,
+        expectedNodeStateHash,
+      },
+      nowMs,
+      this.thresholds,
+    );
   }
 }

@@ -23,12 +23,22 @@ export function asksForRollout(b: Body): boolean {
  * the wave policy (`bakeMs`, `waveTimeoutMs`, `maxFailures`: "2" or "10%", `pauseBefore`: [2]).
  */
 export function readRolloutRequest(b: Body, defaultWaves = '100%'): RolloutRequest {
-  if (b.waves !== undefined && typeof b.waves !== 'string') throw new HttpError(400, 'waves must be a string such as "1,10%,50%,100%"');
-  if (b.pauseOnError !== undefined && typeof b.pauseOnError !== 'boolean') throw new HttpError(400, 'pauseOnError must be true or false');
+  if (b.waves !== undefined && typeof b.waves !== 'string')
+    throw new HttpError(400, 'waves must be a string such as "1,10%,50%,100%"');
+  if (b.pauseOnError !== undefined && typeof b.pauseOnError !== 'boolean')
+    throw new HttpError(400, 'pauseOnError must be true or false');
   let waves: WaveSpec[];
-  try { waves = parseWaves(b.waves ?? defaultWaves); } catch (e) { throw new HttpError(400, (e as Error).message); }
+  try {
+    waves = parseWaves(b.waves ?? defaultWaves);
+  } catch (e) {
+    throw new HttpError(400, (e as Error).message);
+  }
   let policy: WavePolicy;
-  try { policy = readWavePolicy(b); } catch (e) { throw new HttpError(400, (e as Error).message); }
+  try {
+    policy = readWavePolicy(b);
+  } catch (e) {
+    throw new HttpError(400, (e as Error).message);
+  }
   return { waves, pauseOnError: b.pauseOnError === true, policy };
 }
 
@@ -37,11 +47,13 @@ const positive = (v: unknown, name: string): number => {
   if (!Number.isSafeInteger(n) || (n as number) < 1) throw new HttpError(400, `${name} must be a positive integer`);
   return n as number;
 };
-const optPositive = (v: unknown, name: string) => (v === undefined || v === null || v === '' ? undefined : positive(v, name));
+const optPositive = (v: unknown, name: string) =>
+  v === undefined || v === null || v === '' ? undefined : positive(v, name);
 
 /** Validates a config change over the current default; a bad field is a 400 naming it. */
 function checkedChange(p: Planner, change: unknown): Body {
-  if (!change || typeof change !== 'object' || Array.isArray(change)) throw new HttpError(400, 'config change must be an object of fields');
+  if (!change || typeof change !== 'object' || Array.isArray(change))
+    throw new HttpError(400, 'config change must be an object of fields');
   if (Object.keys(change).length === 0) throw new HttpError(400, 'config change names no field');
   try {
     readProxyConfig({ ...p.config.defaultConfig(), ...(change as Body) });
@@ -53,7 +65,12 @@ function checkedChange(p: Planner, change: unknown): Body {
 
 /** Operations: each needs an operator token and is recorded with actor and reason. */
 export function operationRoutes(p: Planner): ApiRoute[] {
-  const configChange = async (change: Body, b: Body, who: Parameters<Planner['configChange']>[1], kind: 'mode' | 'config') => {
+  const configChange = async (
+    change: Body,
+    b: Body,
+    who: Parameters<Planner['configChange']>[1],
+    kind: 'mode' | 'config',
+  ) => {
     const previous: ProxyConfig = p.config.defaultConfig();
     const previousDefault = p.config.state.defaultRevision;
     const r = asksForRollout(b) ? readRolloutRequest(b) : undefined;
@@ -61,30 +78,50 @@ export function operationRoutes(p: Planner): ApiRoute[] {
     return { ...out, previous, previousDefault };
   };
   return [
-    { method: 'POST', path: '/pin', access: 'operate', handle: ({ body, who }) => p.pin(positive(body.version, 'version'), who, 'pin') },
+    {
+      method: 'POST',
+      path: '/pin',
+      access: 'operate',
+      handle: ({ body, who }) => p.pin(positive(body.version, 'version'), who, 'pin'),
+    },
     { method: 'POST', path: '/unpin', access: 'operate', handle: ({ who }) => p.unpin(who) },
     {
-      method: 'POST', path: '/rollback', access: 'operate', handle: ({ body, who }) => {
-        if (body.toVersion !== undefined && body.toVersion !== null) return p.pin(positive(body.toVersion, 'toVersion'), who, 'rollback');
+      method: 'POST',
+      path: '/rollback',
+      access: 'operate',
+      handle: ({ body, who }) => {
+        if (body.toVersion !== undefined && body.toVersion !== null)
+          return p.pin(positive(body.toVersion, 'toVersion'), who, 'rollback');
         return p.rollbackConfig(optPositive(body.configRevision, 'configRevision'), who);
       },
     },
     {
-      method: 'POST', path: '/rollout', access: 'operate', handle: ({ body, who }) => {
+      method: 'POST',
+      path: '/rollout',
+      access: 'operate',
+      handle: ({ body, who }) => {
         if (body.resume === true) return p.rollout({ resume: true }, who);
         if (body.pause === true) return p.rollout({ pause: true }, who);
         if (body.promote === true) return p.rollout({ promote: true }, who);
-        return p.rollout({ revision: optPositive(body.configRevision, 'configRevision'), ...readRolloutRequest(body) }, who);
+        return p.rollout(
+          { revision: optPositive(body.configRevision, 'configRevision'), ...readRolloutRequest(body) },
+          who,
+        );
       },
     },
     {
-      method: 'POST', path: '/mode', access: 'operate', handle: ({ body, who }) => {
+      method: 'POST',
+      path: '/mode',
+      access: 'operate',
+      handle: ({ body, who }) => {
         if (body.mode !== 'ipvs' && body.mode !== 'nftables') throw new HttpError(400, 'mode must be ipvs or nftables');
         return configChange({ mode: body.mode }, body, who, 'mode');
       },
     },
     {
-      method: 'POST', path: '/config', access: 'operate',
+      method: 'POST',
+      path: '/config',
+      access: 'operate',
       handle: ({ body, who }) => configChange(checkedChange(p, body.change), body, who, 'config'),
     },
   ];

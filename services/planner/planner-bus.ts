@@ -8,13 +8,19 @@ export interface PlannerBus {
   /** The newest data version the versions stream holds (0: none), for republish after a restart. */
   lastPublishedVersion(): number;
   /** Publishes one version; `data` builds the full form when the bus wants a checkpoint. */
-  publish(artifact: VersionArtifact & { form: 'delta' }, data: () => (VersionArtifact & { form: 'checkpoint' })['data']): Promise<void>;
+  publish(
+    artifact: VersionArtifact & { form: 'delta' },
+    data: () => (VersionArtifact & { form: 'checkpoint' })['data'],
+  ): Promise<void>;
   /** Makes a config revision readable by appliers (before any target names it). */
   putConfigRevision(rev: ConfigRevision): Promise<void>;
   setDefaultTarget(target: NodeTarget): Promise<void>;
   /** Sets (or with undefined, removes) one node's override. */
   setNodeTarget(node: string, target: NodeTarget | undefined): Promise<void>;
   /** Starts delivering acks and heartbeats; callbacks are awaited one at a time. */
-  listen(hooks: { onAck: (a: AckOrNack) => Promise<void> | void; onHeartbeat: (h: Heartbeat) => Promise<void> | void }): void;
+  listen(hooks: {
+    onAck: (a: AckOrNack) => Promise<void> | void;
+    onHeartbeat: (h: Heartbeat) => Promise<void> | void;
+  }): void;
   close(): Promise<void>;
 }

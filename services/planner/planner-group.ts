@@ -66,7 +66,10 @@ export class PlannerGroup {
       self: { id: this.options.id, leader, term: this.options.lease.term() },
       leader: this.options.lease.leader(),
       lagRows: this.options.replicator ? this.options.replicator.position().lagRows : null,
-      cutOff: since > this.options.lease.ttlMs ? `no answer from the group's lease bucket on NATS for ${Math.round(since)} ms (TTL ${this.options.lease.ttlMs} ms)` : undefined,
+      cutOff:
+        since > this.options.lease.ttlMs
+          ? `no answer from the group's lease bucket on NATS for ${Math.round(since)} ms (TTL ${this.options.lease.ttlMs} ms)`
+          : undefined,
     };
   }
 
@@ -105,7 +108,8 @@ export class PlannerGroup {
     await this.chain;
     await this.current?.stop();
     // a leader hands its last rows (drained from the source by stop()) to the group before it goes
-    if (this.role() === 'leader' && this.options.lease.isLeader()) await this.options.replicator?.flush().catch((e) => this.options.say(`last flush: ${(e as Error).message}`));
+    if (this.role() === 'leader' && this.options.lease.isLeader())
+      await this.options.replicator?.flush().catch((e) => this.options.say(`last flush: ${(e as Error).message}`));
     await this.following?.stop();
   }
 
@@ -172,14 +176,17 @@ export class PlannerGroup {
     await p.start();
     this.current = p;
     this.refreshedAt = this.options.replicator?.position().localSeq ?? -1;
-    if (!this.following) p.markSynced(true); // no replicated log: the file is all there is
+    if (!this.following)
+      p.markSynced(true); // no replicated log: the file is all there is
     else {
-      void this.following.caughtUp.then(() => {
-        if (this.current === p) {
-          this.refresh(p);
-          p.markSynced(true);
-        }
-      }).catch((e) => this.options.say(`replicated log: ${(e as Error).message}`));
+      void this.following.caughtUp
+        .then(() => {
+          if (this.current === p) {
+            this.refresh(p);
+            p.markSynced(true);
+          }
+        })
+        .catch((e) => this.options.say(`replicated log: ${(e as Error).message}`));
     }
     clearInterval(this.refreshTimer);
     this.refreshTimer = setInterval(() => this.refresh(p), this.options.refreshMs ?? 500);

@@ -88,7 +88,10 @@ export class Planner {
     this.data = DataAxis.restore(log);
     this.config = ConfigAxis.restore(log, this.options.initialConfig, () => this.now());
     if (this.role === 'follower') {
-      this.options.bus.listen({ onAck: (a) => this.nodes.onAck(a, Date.now()), onHeartbeat: (h) => this.nodes.onHeartbeat(h, Date.now()) });
+      this.options.bus.listen({
+        onAck: (a) => this.nodes.onAck(a, Date.now()),
+        onHeartbeat: (h) => this.nodes.onHeartbeat(h, Date.now()),
+      });
       return;
     }
     this.seedRolloutReports();
@@ -105,24 +108,23 @@ export class Planner {
       },
       onError: (e) => this.fail('append', e),
     });
-    this.source = this.options.source(
-      (e) => this.batcher.push(e),
-      {
-        // Each scan reports everything it refused; count only what is new, keep only the current list.
-        onSourceRejections: (list) => {
-          const seen = new Set(this.sourceRejections.map((r) => `${r.ref}|${r.reason}`));
-          for (const r of list) if (!seen.has(`${r.ref}|${r.reason}`)) this.options.hooks?.onRejected?.(r);
-          this.sourceRejections = [...list];
-        },
+    this.source = this.options.source((e) => this.batcher.push(e), {
+      // Each scan reports everything it refused; count only what is new, keep only the current list.
+      onSourceRejections: (list) => {
+        const seen = new Set(this.sourceRejections.map((r) => `${r.ref}|${r.reason}`));
+        for (const r of list) if (!seen.has(`${r.ref}|${r.reason}`)) this.options.hooks?.onRejected?.(r);
+        this.sourceRejections = [...list];
       },
-    );
+    });
     this.startSource(0);
-    void this.source.synced.then(() => this.serial(async () => {
-      this.batcher.flushNow(); // the initial list must be durable and applied before version 1
-      this.isSynced = true;
-      await this.syncNow();
-      this.resolveSynced();
-    }));
+    void this.source.synced.then(() =>
+      this.serial(async () => {
+        this.batcher.flushNow(); // the initial list must be durable and applied before version 1
+        this.isSynced = true;
+        await this.syncNow();
+        this.resolveSynced();
+      }),
+    );
   }
 
   /**
@@ -134,7 +136,8 @@ export class Planner {
       () => this.recovered('source'),
       (e) => {
         this.fail('source', e);
-        if (!this.stopped) this.sourceRetry = setTimeout(() => this.startSource(attempt + 1), Math.min(250 * 2 ** attempt, 5000));
+        if (!this.stopped)
+          this.sourceRetry = setTimeout(() => this.startSource(attempt + 1), Math.min(250 * 2 ** attempt, 5000));
       },
     );
   }
@@ -235,8 +238,18 @@ export class Planner {
     // Debounce folds bursts into one version, but sustained churn must not postpone versions forever.
     const now = Date.now();
     this.firstUnsyncedAt ??= now;
-    const wait = Math.min(this.options.debounceMs ?? 30, Math.max(0, this.firstUnsyncedAt + (this.options.maxSyncDelayMs ?? 250) - now));
-    this.timer = setTimeout(() => void this.serial(() => this.syncNow()).then(() => this.recovered('sync'), (e) => this.fail('sync', e)), wait);
+    const wait = Math.min(
+      this.options.debounceMs ?? 30,
+      Math.max(0, this.firstUnsyncedAt + (this.options.maxSyncDelayMs ?? 250) - now),
+    );
+    this.timer = setTimeout(
+      () =>
+        void this.serial(() => this.syncNow()).then(
+          () => this.recovered('sync'),
+          (e) => this.fail('sync', e),
+        ),
+      wait,
+    );
   }
 
   private async syncNow(): Promise<void> {
@@ -264,15 +277,28 @@ export class Planner {
       // A log behind the stream must never move a node back (a fresh or stale --db): only the
       // replicated log's catch-up, before a planner leads, brings the log level with the stream.
       const published = this.options.bus.lastPublishedVersion();
-      if (latest.version < published) throw new Error(`the log ends at version ${latest.version} but the versions stream holds ${published}: not moving any target`);
+      if (latest.version < published)
+        throw new Error(
+          `the log ends at version ${latest.version} but the versions stream holds ${published}: not moving any target`,
+        );
       for (let v = this.options.bus.lastPublishedVersion() + 1; v <= latest.version; v++) {
         const made = this.unpublished.get(v);
         const rec = made?.record ?? this.options.log.version(v)!;
         const delta = made?.delta ?? this.options.log.versionDelta(v);
         if (!delta) throw new Error(`version ${v} has no stored delta`);
         const t0 = performance.now();
-        await this.options.bus.publish({ version: rec.version, parent: rec.parent, hash: rec.hash, reason: rec.reason, createdAt: rec.createdAt, form: 'delta', delta },
-          () => this.data.fullData(v));
+        await this.options.bus.publish(
+          {
+            version: rec.version,
+            parent: rec.parent,
+            hash: rec.hash,
+            reason: rec.reason,
+            createdAt: rec.createdAt,
+            form: 'delta',
+            delta,
+          },
+          () => this.data.fullData(v),
+        );
         this.unpublished.delete(v);
         this.options.hooks?.onVersion?.(v, performance.now() - t0);
       }
@@ -322,10 +348,17 @@ export class Planner {
     if (due === undefined || this.stopped) return;
     // +5 ms: a timer may fire a hair early; 2^31-1 ms is the longest a Node timer can wait.
     const wait = Math.min(Math.max(0, due - this.now().getTime()) + 5, 2_147_483_647);
-    this.rolloutClock = setTimeout(() => void this.serial(async () => {
-      if (this.config.step(this.nodes.reports())) await this.publishAndTarget();
-      else this.armRolloutClock();
-    }).then(() => this.recovered('rollout'), (e) => this.fail('rollout', e)), wait);
+    this.rolloutClock = setTimeout(
+      () =>
+        void this.serial(async () => {
+          if (this.config.step(this.nodes.reports())) await this.publishAndTarget();
+          else this.armRolloutClock();
+        }).then(
+          () => this.recovered('rollout'),
+          (e) => this.fail('rollout', e),
+        ),
+      wait,
+    );
     this.rolloutClock.unref?.();
   }
 
@@ -334,7 +367,10 @@ export class Planner {
       this.options.log.recordAck(a);
       this.nodes.onAck(a, Date.now());
       if (this.config.step(this.nodes.reports())) await this.publishAndTarget();
-    }).then(() => this.recovered('ack'), (e) => this.fail('ack', e));
+    }).then(
+      () => this.recovered('ack'),
+      (e) => this.fail('ack', e),
+    );
   }
 
   /**
@@ -355,7 +391,12 @@ export class Planner {
   private async finishData(d: DataOperation) {
     this.remember(d.version);
     await this.publishAndTarget();
-    return { operation: d.operation.id, version: d.version?.record.version ?? null, hash: this.data.publishedHash(), pinned: this.data.pin ?? null };
+    return {
+      operation: d.operation.id,
+      version: d.version?.record.version ?? null,
+      hash: this.data.publishedHash(),
+      pinned: this.data.pin ?? null,
+    };
   }
 
   pin(version: number, who: Actor, kind: 'pin' | 'rollback' = 'pin') {
@@ -366,7 +407,12 @@ export class Planner {
     return this.serial(() => this.finishData(this.data.release(who)));
   }
 
-  configChange(change: Record<string, unknown>, who: Actor, kind: 'mode' | 'config', rollout?: { waves: WaveSpec[]; pauseOnError: boolean; policy?: WavePolicy }) {
+  configChange(
+    change: Record<string, unknown>,
+    who: Actor,
+    kind: 'mode' | 'config',
+    rollout?: { waves: WaveSpec[]; pauseOnError: boolean; policy?: WavePolicy },
+  ) {
     return this.serial(async () => {
       const rev = this.config.newRevision(change, who, kind, rollout && { ...rollout, nodes: this.fleet() });
       if (this.config.state.rollout?.configRevision === rev.revision) await this.publishAndTarget();
@@ -374,7 +420,18 @@ export class Planner {
     });
   }
 
-  rollout(o: { revision?: number; waves?: WaveSpec[]; pauseOnError?: boolean; policy?: WavePolicy; resume?: boolean; pause?: boolean; promote?: boolean }, who: Actor) {
+  rollout(
+    o: {
+      revision?: number;
+      waves?: WaveSpec[];
+      pauseOnError?: boolean;
+      policy?: WavePolicy;
+      resume?: boolean;
+      pause?: boolean;
+      promote?: boolean;
+    },
+    who: Actor,
+  ) {
     return this.serial(async () => {
       if (o.pause) {
         const st = this.config.pause(who); // overrides stay as they are: nothing to publish
@@ -384,8 +441,18 @@ export class Planner {
       if (o.resume) this.config.resume(who);
       else if (o.promote) this.config.promote(who);
       else {
-        if (o.revision === undefined || !o.waves) throw new Error('rollout needs a config revision and waves (or resume)');
-        this.config.startRollout({ revision: o.revision, waves: o.waves, nodes: this.fleet(), pauseOnError: !!o.pauseOnError, policy: o.policy }, who);
+        if (o.revision === undefined || !o.waves)
+          throw new Error('rollout needs a config revision and waves (or resume)');
+        this.config.startRollout(
+          {
+            revision: o.revision,
+            waves: o.waves,
+            nodes: this.fleet(),
+            pauseOnError: !!o.pauseOnError,
+            policy: o.policy,
+          },
+          who,
+        );
       }
       this.config.step(this.nodes.reports());
       await this.publishAndTarget();
@@ -423,7 +490,9 @@ export class Planner {
     let h = this.expected.get(key);
     if (h === undefined) {
       if (this.expected.size > 10_000) this.expected.clear();
-      h = nodeStateHash(renderNodeState(this.data.publishedData(), node, this.config.revision(t.configRevision)!.config));
+      h = nodeStateHash(
+        renderNodeState(this.data.publishedData(), node, this.config.revision(t.configRevision)!.config),
+      );
       this.expected.set(key, h);
     }
     return h;

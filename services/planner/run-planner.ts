@@ -4,12 +4,24 @@ import { ClusterInformer, ManifestsSource, loadKubeConfig } from '../../libs/kub
 import type { ProxyConfig } from '../../libs/model/index.ts';
 import { watchTokenFile, type TokenFileWatch } from './bearer-auth.ts';
 import { checkOpenApi, parseListenAddress } from './listen-address.ts';
-import { informerSource, knownObjectsFromLog, manifestsSource, withKnownObjects, type EventSourceFactory } from './event-source.ts';
+import {
+  informerSource,
+  knownObjectsFromLog,
+  manifestsSource,
+  withKnownObjects,
+  type EventSourceFactory,
+} from './event-source.ts';
 import { createHttpApi } from './http-api.ts';
 import { consoleRoutes } from '../console/console-routes.ts';
 import { NatsPlannerBus } from './nats-planner-bus.ts';
 import { hostname } from 'node:os';
-import { checkGroupName, defaultSigningKeyFile, GroupMembers, LeaderLease, loadOrCreateSigningKey } from '../../libs/bus/index.ts';
+import {
+  checkGroupName,
+  defaultSigningKeyFile,
+  GroupMembers,
+  LeaderLease,
+  loadOrCreateSigningKey,
+} from '../../libs/bus/index.ts';
 import { PlannerGroup } from './planner-group.ts';
 import { createLogReplicator, versionAnchor, type LogReplicator } from '../../libs/eventlog/index.ts';
 import type { BusAuth } from '../../libs/bus/index.ts';
@@ -67,11 +79,13 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
   const listen = parseListenAddress(o.http);
   checkOpenApi(listen, o);
   const say = o.say ?? ((line: string) => process.stderr.write(`planner: ${line}\n`));
-  const tokens: TokenFileWatch | undefined = o.tokenFile ? watchTokenFile(o.tokenFile, {
-    intervalMs: o.tokenFilePollMs,
-    onReload: (n) => say(`token file ${o.tokenFile} reloaded: ${n} token${n === 1 ? '' : 's'}`),
-    onError: (e) => say(`${e.message}; keeping the tokens in force`),
-  }) : undefined;
+  const tokens: TokenFileWatch | undefined = o.tokenFile
+    ? watchTokenFile(o.tokenFile, {
+        intervalMs: o.tokenFilePollMs,
+        onReload: (n) => say(`token file ${o.tokenFile} reloaded: ${n} token${n === 1 ? '' : 's'}`),
+        onError: (e) => say(`${e.message}; keeping the tokens in force`),
+      })
+    : undefined;
   // Writes only when ready: the API address is bound before the log is opened, so a busy or
   // unusable address stops the planner before it appends, publishes or moves any target.
   let group: PlannerGroup | undefined;
@@ -80,13 +94,18 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
   let serving = false;
   const server: Server = createHttpApi({
     planner: lateBound(current, { isSynced: false }),
-    group: () => group ? { ...group.view(), planners: members?.list() ?? [] } : undefined,
-    registry: metrics.registry, tokens: tokens && (() => tokens.current()), started: () => serving,
+    group: () => (group ? { ...group.view(), planners: members?.list() ?? [] } : undefined),
+    registry: metrics.registry,
+    tokens: tokens && (() => tokens.current()),
+    started: () => serving,
     // The console's data routes run only once serving (non-public routes answer 503 before).
     routes: consoleRoutes({ planner: () => current()!, log: () => log }),
   });
   try {
-    await new Promise<void>((resolve, reject) => { server.once('error', reject); server.listen(listen.port, listen.host, resolve); });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(listen.port, listen.host, resolve);
+    });
   } catch (e) {
     tokens?.close();
     throw new Error(`--http ${o.http}: cannot listen: ${(e as Error).message}`);
@@ -113,40 +132,93 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
   try {
     const signer = loadOrCreateSigningKey(o.signingKey ?? defaultSigningKeyFile(o.db));
     bus = await NatsPlannerBus.open({
-      url: o.nats, auth: o.natsAuth, signer, anchorOf: (v) => versionAnchor(log, v),
-      onWaiting: o.onBusWaiting, replicas: o.replicas,
-      mayWrite: () => (lease?.isLeader() && group?.role() === 'leader' ? undefined : 'this planner does not lead its group'),
+      url: o.nats,
+      auth: o.natsAuth,
+      signer,
+      anchorOf: (v) => versionAnchor(log, v),
+      onWaiting: o.onBusWaiting,
+      replicas: o.replicas,
+      mayWrite: () =>
+        lease?.isLeader() && group?.role() === 'leader' ? undefined : 'this planner does not lead its group',
       // the group's log holds every row a version or target names before that goes on the bus
       beforeWrite: () => replicator?.flush() ?? Promise.resolve(),
     });
     const nc = bus.connection();
     // A flush that cannot reach the group gives up within half a lease TTL: a leader never blocks
     // longer than it may act (its lease runs out at 3/4 TTL without renewals anyway).
-    replicator = await createLogReplicator({ log, nc, group: groupName, replicas: o.replicas ?? 1, id, logger: say, appendTimeoutMs: Math.floor((o.leaseTtlMs ?? 15_000) / 2) });
+    replicator = await createLogReplicator({
+      log,
+      nc,
+      group: groupName,
+      replicas: o.replicas ?? 1,
+      id,
+      logger: say,
+      appendTimeoutMs: Math.floor((o.leaseTtlMs ?? 15_000) / 2),
+    });
     lease = await LeaderLease.open({
-      nc, group: groupName, id, ttlMs: o.leaseTtlMs, replicas: o.replicas, api,
-      onElected: (term) => group?.elected(term), onDeposed: (why) => group?.deposed(why), onTrouble: say,
+      nc,
+      group: groupName,
+      id,
+      ttlMs: o.leaseTtlMs,
+      replicas: o.replicas,
+      api,
+      onElected: (term) => group?.elected(term),
+      onDeposed: (why) => group?.deposed(why),
+      onTrouble: say,
     });
     // Sources start from the objects the log holds (read when the planner makes the source, after it restored).
     const source: EventSourceFactory = o.manifests
-      ? (sink, hooks) => manifestsSource((m) => new ManifestsSource({
-        dir: o.manifests!, ...m, known: knownObjectsFromLog(log), pollIntervalMs: o.pollMs ?? 2000, debounceMs: 20,
-        maxManifestBytes: o.maxManifestBytes,
-      }), sink, hooks)
+      ? (sink, hooks) =>
+          manifestsSource(
+            (m) =>
+              new ManifestsSource({
+                dir: o.manifests!,
+                ...m,
+                known: knownObjectsFromLog(log),
+                pollIntervalMs: o.pollMs ?? 2000,
+                debounceMs: 20,
+                maxManifestBytes: o.maxManifestBytes,
+              }),
+            sink,
+            hooks,
+          )
       : (sink) => {
-        const kubeConfig = loadKubeConfig({ kubeconfig: o.kubeconfig, inCluster: o.inCluster });
-        // The informer resumes from the resourceVersions the log saved after each appended event.
-        const resumeStore = withKnownObjects(log.resumeStore(), knownObjectsFromLog(log));
-        return informerSource(new ClusterInformer({ kubeConfig, sink, resumeStore }));
-      };
+          const kubeConfig = loadKubeConfig({ kubeconfig: o.kubeconfig, inCluster: o.inCluster });
+          // The informer resumes from the resourceVersions the log saved after each appended event.
+          const resumeStore = withKnownObjects(log.resumeStore(), knownObjectsFromLog(log));
+          return informerSource(new ClusterInformer({ kubeConfig, sink, resumeStore }));
+        };
     const b = bus;
-    const makePlanner = (role: 'leader' | 'follower') => new Planner({
-      log, bus: b, source, initialConfig: o.config, checkpointEvery: o.checkpointEvery, debounceMs: o.debounceMs, hooks: metrics.hooks, role,
+    const makePlanner = (role: 'leader' | 'follower') =>
+      new Planner({
+        log,
+        bus: b,
+        source,
+        initialConfig: o.config,
+        checkpointEvery: o.checkpointEvery,
+        debounceMs: o.debounceMs,
+        hooks: metrics.hooks,
+        role,
+      });
+    const g = new PlannerGroup({
+      group: groupName,
+      id,
+      bus,
+      lease,
+      replicator,
+      makePlanner,
+      say,
+      onRoleChange: () => void members?.beat(),
     });
-    const g = new PlannerGroup({ group: groupName, id, bus, lease, replicator, makePlanner, say, onRoleChange: () => void members?.beat() });
     group = g;
     await g.start();
-    members = await GroupMembers.open({ nc, group: groupName, ttlMs: lease.ttlMs, replicas: o.replicas, self: () => g.member(api) });
+    members = await GroupMembers.open({
+      nc,
+      group: groupName,
+      ttlMs: lease.ttlMs,
+      replicas: o.replicas,
+      self: () => g.member(api),
+    });
     members.start();
     await lease.start();
     await g.settled(); // a lone planner (or one taking its own lease back) is the leader when this returns
@@ -156,12 +228,17 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
     const m = members;
     const r = replicator;
     return {
-      get planner() { return g.planner()!; },
+      get planner() {
+        return g.planner()!;
+      },
       group: g,
       url,
       stop: async () => {
         tokens?.close();
-        await new Promise<void>((r) => { s.close(() => r()); s.closeAllConnections(); });
+        await new Promise<void>((r) => {
+          s.close(() => r());
+          s.closeAllConnections();
+        });
         await g.stop();
         await m.close();
         await l.close();

@@ -52,7 +52,13 @@ function fields<T extends object>(prefix: string, a: T, b: T, skip: readonly (ke
 }
 
 /** Keyed set difference: what was added, removed, and (by `inner`) changed inside kept entries. */
-function keyed<T>(label: string, a: readonly T[], b: readonly T[], key: (x: T) => string, inner: (name: string, x: T, y: T) => FieldChange[]): FieldChange[] {
+function keyed<T>(
+  label: string,
+  a: readonly T[],
+  b: readonly T[],
+  key: (x: T) => string,
+  inner: (name: string, x: T, y: T) => FieldChange[],
+): FieldChange[] {
   const before = new Map(a.map((x) => [key(x), x]));
   const after = new Map(b.map((x) => [key(x), x]));
   const out: FieldChange[] = [];
@@ -69,10 +75,19 @@ function keyed<T>(label: string, a: readonly T[], b: readonly T[], key: (x: T) =
 export function serviceChanges(a: ServiceEntry, b: ServiceEntry): FieldChange[] {
   const portKey = (p: ServicePortEntry) => `${p.name || '(unnamed)'}/${p.protocol}`;
   const endpoints = (where: string, x: readonly EndpointEntry[], y: readonly EndpointEntry[]) =>
-    keyed(`${where} endpoint`, x, y, (e) => `${e.ip}:${e.port}`, (name, e, f) => fields(name, e, f, ['ip', 'port']));
+    keyed(
+      `${where} endpoint`,
+      x,
+      y,
+      (e) => `${e.ip}:${e.port}`,
+      (name, e, f) => fields(name, e, f, ['ip', 'port']),
+    );
   return [
     ...fields('', a, b, ['key', 'ports']),
-    ...keyed('port', a.ports, b.ports, portKey, (name, p, q) => [...fields(name, p, q, ['name', 'protocol', 'endpoints']), ...endpoints(name, p.endpoints, q.endpoints)]),
+    ...keyed('port', a.ports, b.ports, portKey, (name, p, q) => [
+      ...fields(name, p, q, ['name', 'protocol', 'endpoints']),
+      ...endpoints(name, p.endpoints, q.endpoints),
+    ]),
   ];
 }
 

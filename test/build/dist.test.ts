@@ -1,5 +1,14 @@
 import { spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  cpSync,
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -14,13 +23,23 @@ const work = mkdtempSync(path.join(tmpdir(), 'sb-dist-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
 /** Runs bin/switchboard (or `bin` given) recording every module URL it resolves. */
-function runRecorded(args: string[], bin = BIN): { code: number | null; stdout: string; stderr: string; loaded: string[] } {
+function runRecorded(
+  args: string[],
+  bin = BIN,
+): { code: number | null; stdout: string; stderr: string; loaded: string[] } {
   const log = path.join(work, `loads-${Math.random().toString(36).slice(2)}.txt`);
   writeFileSync(log, '');
   const r = spawnSync(process.execPath, ['--import', RECORDER, bin, ...args], {
-    encoding: 'utf8', env: { ...process.env, SWITCHBOARD_LOAD_LOG: log }, timeout: 60_000,
+    encoding: 'utf8',
+    env: { ...process.env, SWITCHBOARD_LOAD_LOG: log },
+    timeout: 60_000,
   });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr, loaded: readFileSync(log, 'utf8').split('\n').filter(Boolean) };
+  return {
+    code: r.status,
+    stdout: r.stdout,
+    stderr: r.stderr,
+    loaded: readFileSync(log, 'utf8').split('\n').filter(Boolean),
+  };
 }
 
 const HEAVY = ['@kubernetes/client-node', 'better-sqlite3', 'netlink', 'kysely', '@nats-io', 'zod'];
@@ -63,7 +82,13 @@ describe('npm run build (dist/)', { timeout: 90_000 }, () => {
   it('every command module in services/cli/commands is registered (lazily) in index.ts', () => {
     // a command module exports `registerX(program: Command, setExit)`; helpers (ctl-wait.ts...) do not
     const dir = path.join(root, 'services/cli/commands');
-    const modules = readdirSync(dir).filter((f) => f.endsWith('.ts') && /export function register\w+\(program: Command, setExit: SetExit\)/.test(readFileSync(path.join(dir, f), 'utf8')));
+    const modules = readdirSync(dir).filter(
+      (f) =>
+        f.endsWith('.ts') &&
+        /export function register\w+\(program: Command, setExit: SetExit\)/.test(
+          readFileSync(path.join(dir, f), 'utf8'),
+        ),
+    );
     const src = readFileSync(path.join(root, 'services/cli/commands/index.ts'), 'utf8');
     for (const m of modules) expect(src, m).toContain(`import('./${m}')`);
     expect(Object.keys(commandModules).length).toBe(modules.length);
@@ -78,7 +103,8 @@ describe('bin/switchboard never runs a stale dist/', { timeout: 90_000 }, () => 
     cpSync(path.join(root, 'dist'), path.join(dir, 'dist'), { recursive: true });
     for (const f of ['package.json', 'tsconfig.json']) symlinkSync(path.join(root, f), path.join(dir, f));
     symlinkSync(path.join(root, 'node_modules'), path.join(dir, 'node_modules'));
-    if (opts.sources) for (const d of ['libs', 'services', 'migrations', 'scripts']) symlinkSync(path.join(root, d), path.join(dir, d));
+    if (opts.sources)
+      for (const d of ['libs', 'services', 'migrations', 'scripts']) symlinkSync(path.join(root, d), path.join(dir, d));
     return dir;
   }
   const backdate = (dir: string) => {
@@ -90,7 +116,10 @@ describe('bin/switchboard never runs a stale dist/', { timeout: 90_000 }, () => 
     const dir = checkout('stale', { sources: true });
     expect(distFreshness(dir).state).toBe('fresh');
     backdate(dir);
-    expect(distFreshness(dir)).toMatchObject({ state: 'stale', reason: expect.stringMatching(/changed after the build$/) });
+    expect(distFreshness(dir)).toMatchObject({
+      state: 'stale',
+      reason: expect.stringMatching(/changed after the build$/),
+    });
     const r = runRecorded(['plan', '--help'], path.join(dir, 'bin/switchboard'));
     expect(r.code).toBe(0);
     expect(r.stderr).toMatch(/^switchboard: \S+ changed after the build; running the sources through tsx/);
@@ -114,7 +143,10 @@ describe('bin/switchboard never runs a stale dist/', { timeout: 90_000 }, () => 
     const dir = checkout('image', { sources: false });
     backdate(dir);
     expect(distFreshness(dir)).toEqual({ state: 'fresh' });
-    const r = runRecorded(['plan', '--manifests', path.join(root, 'examples/demo'), '--node', 'node-a'], path.join(dir, 'bin/switchboard'));
+    const r = runRecorded(
+      ['plan', '--manifests', path.join(root, 'examples/demo'), '--node', 'node-a'],
+      path.join(dir, 'bin/switchboard'),
+    );
     expect(r.code).toBe(0);
     expect(r.stdout).toContain('-A -t');
     expect(r.loaded).toContain(`file://${dir}/dist/main.js`);

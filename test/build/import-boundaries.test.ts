@@ -50,7 +50,11 @@ function sourceFiles(dir: string): string[] {
 function importersOf(files: ReadonlyMap<string, string>, pkg: string): string[] {
   return [...files]
     .filter(([f]) => /^(libs|services|scripts|migrations)\//.test(f))
-    .filter(([, text]) => ts.preProcessFile(text, true, true).importedFiles.some((r) => r.fileName === pkg || r.fileName.startsWith(`${pkg}/`)))
+    .filter(([, text]) =>
+      ts
+        .preProcessFile(text, true, true)
+        .importedFiles.some((r) => r.fileName === pkg || r.fileName.startsWith(`${pkg}/`)),
+    )
     .map(([f]) => f)
     .sort();
 }
@@ -61,7 +65,10 @@ describe('import boundaries between libs', () => {
       ['libs/planner/a.ts', "import { x } from '../eventlog/event-log.ts';\nimport { y } from '../eventlog/index.ts';"],
       ['libs/eventlog/b.ts', "import { z } from './replay.ts';\nexport * from '../model/kube-objects.ts';"],
       ['services/cli/c.ts', "const m = await import('../../libs/bus/subjects.ts');"],
-      ['test/libs/bus/d.test.ts', "import { s } from '../../../libs/bus/subjects.ts';\nimport { t } from '../../../libs/kube/kube-http.ts';"],
+      [
+        'test/libs/bus/d.test.ts',
+        "import { s } from '../../../libs/bus/subjects.ts';\nimport { t } from '../../../libs/kube/kube-http.ts';",
+      ],
     ]);
     expect(deepImports(files)).toEqual([
       'libs/planner/a.ts -> libs/eventlog/event-log.ts',
@@ -72,7 +79,9 @@ describe('import boundaries between libs', () => {
   });
 
   it('the tree has no deep import outside the reasoned exceptions', () => {
-    const files = new Map(SCANNED.flatMap(sourceFiles).map((f) => [f, readFileSync(path.join(root, f), 'utf8')] as const));
+    const files = new Map(
+      SCANNED.flatMap(sourceFiles).map((f) => [f, readFileSync(path.join(root, f), 'utf8')] as const),
+    );
     const found = deepImports(files);
     expect(found.filter((d) => !ALLOWED.has(d))).toEqual([]);
     // an exception whose import is gone is removed from the list, so the list stays true
@@ -81,11 +90,17 @@ describe('import boundaries between libs', () => {
 
   it('the event log keeps SQLite to itself and has one query style: prepared statements; kysely only migrates', () => {
     const files = new Map(
-      [...SCANNED, 'migrations'].flatMap(sourceFiles).map((f) => [f, readFileSync(path.join(root, f), 'utf8')] as const),
+      [...SCANNED, 'migrations']
+        .flatMap(sourceFiles)
+        .map((f) => [f, readFileSync(path.join(root, f), 'utf8')] as const),
     );
     // better-sqlite3 (the handle and its prepared statements) is used by libs/eventlog alone
     expect(importersOf(files, 'better-sqlite3').filter((f) => !f.startsWith('libs/eventlog/'))).toEqual([]);
     // kysely: its Migrator in open-database.ts and the migrations' raw DDL, never a query builder
-    expect(importersOf(files, 'kysely').filter((f) => f !== 'libs/eventlog/open-database.ts' && !f.startsWith('migrations/'))).toEqual([]);
+    expect(
+      importersOf(files, 'kysely').filter(
+        (f) => f !== 'libs/eventlog/open-database.ts' && !f.startsWith('migrations/'),
+      ),
+    ).toEqual([]);
   });
 });

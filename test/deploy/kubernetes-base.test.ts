@@ -16,7 +16,20 @@ import { renderInstallSecrets } from '../../libs/nodecreds/index.ts';
 // at its exact path: a misspelt field fails the assertion that reads it.
 
 type Obj = { apiVersion: string; kind: string; metadata: { name: string; namespace?: string }; [k: string]: any };
-type Container = { name: string; image: string; args?: string[]; command?: string[]; env?: any[]; securityContext?: any; resources?: any; volumeMounts?: any[]; livenessProbe?: any; readinessProbe?: any; startupProbe?: any; restartPolicy?: string };
+type Container = {
+  name: string;
+  image: string;
+  args?: string[];
+  command?: string[];
+  env?: any[];
+  securityContext?: any;
+  resources?: any;
+  volumeMounts?: any[];
+  livenessProbe?: any;
+  readinessProbe?: any;
+  startupProbe?: any;
+  restartPolicy?: string;
+};
 
 let objects: Obj[] = [];
 const find = (kind: string, name: string): Obj => {
@@ -32,7 +45,12 @@ beforeAll(() => {
 
 /** The kubernetes-models module for an apiVersion: "v1" -> kubernetes-models/v1, "apps/v1" -> kubernetes-models/apps/v1. */
 async function modelFor(o: Obj): Promise<new (x: unknown) => { validate(): void }> {
-  const mod = (await import(`kubernetes-models/${o.apiVersion}`)) as Record<string, new (x: unknown) => { validate(): void }>;
+  const mod = (await import(`kubernetes-models/${o.apiVersion}`)) as Record<
+    string,
+    new (
+      x: unknown,
+    ) => { validate(): void }
+  >;
   const cls = mod[o.kind];
   if (!cls) throw new Error(`kubernetes-models has no ${o.apiVersion} ${o.kind}`);
   return cls;
@@ -40,13 +58,29 @@ async function modelFor(o: Obj): Promise<new (x: unknown) => { validate(): void 
 
 describe('deploy/kubernetes base', () => {
   it('renders, and every object is valid against the Kubernetes OpenAPI schema', async () => {
-    expect(objects.map((o) => o.kind).sort()).toEqual(['ClusterRole', 'ClusterRoleBinding', 'ConfigMap', 'DaemonSet', 'Namespace', 'NetworkPolicy',
-      'PodDisruptionBudget', 'PodDisruptionBudget', 'Service', 'Service', 'Service', 'ServiceAccount', 'ServiceAccount', 'ServiceAccount',
-      'StatefulSet', 'StatefulSet']);
+    expect(objects.map((o) => o.kind).sort()).toEqual([
+      'ClusterRole',
+      'ClusterRoleBinding',
+      'ConfigMap',
+      'DaemonSet',
+      'Namespace',
+      'NetworkPolicy',
+      'PodDisruptionBudget',
+      'PodDisruptionBudget',
+      'Service',
+      'Service',
+      'Service',
+      'ServiceAccount',
+      'ServiceAccount',
+      'ServiceAccount',
+      'StatefulSet',
+      'StatefulSet',
+    ]);
     for (const o of objects) {
       const Model = await modelFor(o);
       expect(() => new Model(o).validate(), `${o.kind} ${o.metadata.name}`).not.toThrow();
-      if (o.kind !== 'Namespace' && o.kind !== 'ClusterRole' && o.kind !== 'ClusterRoleBinding') expect(o.metadata.namespace, o.metadata.name).toBe('switchboard');
+      if (o.kind !== 'Namespace' && o.kind !== 'ClusterRole' && o.kind !== 'ClusterRoleBinding')
+        expect(o.metadata.namespace, o.metadata.name).toBe('switchboard');
     }
   });
 
@@ -66,14 +100,25 @@ describe('deploy/kubernetes base', () => {
     const roles = objects.filter((o) => o.kind === 'ClusterRole' || o.kind === 'Role');
     expect(roles.map((r) => r.metadata.name)).toEqual(['switchboard-planner']);
     const grants = new Set<string>();
-    for (const r of roles[0]!.rules as { apiGroups: string[]; resources: string[]; verbs: string[]; resourceNames?: string[]; nonResourceURLs?: string[] }[]) {
+    for (const r of roles[0]!.rules as {
+      apiGroups: string[];
+      resources: string[];
+      verbs: string[];
+      resourceNames?: string[];
+      nonResourceURLs?: string[];
+    }[]) {
       expect(r.nonResourceURLs).toBeUndefined();
-      for (const g of r.apiGroups) for (const res of r.resources) for (const v of r.verbs) grants.add(`${g}/${res}:${v}`);
+      for (const g of r.apiGroups)
+        for (const res of r.resources) for (const v of r.verbs) grants.add(`${g}/${res}:${v}`);
     }
-    const want = ['/services', '/nodes', 'discovery.k8s.io/endpointslices'].flatMap((r) => ['get', 'list', 'watch'].map((v) => `${r}:${v}`));
+    const want = ['/services', '/nodes', 'discovery.k8s.io/endpointslices'].flatMap((r) =>
+      ['get', 'list', 'watch'].map((v) => `${r}:${v}`),
+    );
     expect([...grants].sort()).toEqual(want.sort());
     const bindings = objects.filter((o) => o.kind === 'ClusterRoleBinding' || o.kind === 'RoleBinding');
-    expect(bindings.map((b) => [b.roleRef.name, b.subjects])).toEqual([['switchboard-planner', [{ kind: 'ServiceAccount', name: 'switchboard-planner', namespace: 'switchboard' }]]]);
+    expect(bindings.map((b) => [b.roleRef.name, b.subjects])).toEqual([
+      ['switchboard-planner', [{ kind: 'ServiceAccount', name: 'switchboard-planner', namespace: 'switchboard' }]],
+    ]);
   });
 
   it('planner: 2+ replicas, a log volume claim per replica, probes, resources, signing key and NATS creds from Secrets', () => {
@@ -92,7 +137,8 @@ describe('deploy/kubernetes base', () => {
     expect(flag(planner, '--replicas')).toBe(String(find('StatefulSet', 'switchboard-nats').spec.replicas));
     expect(flag(planner, '--id')).toBe('$(POD_NAME)');
     expect(envFrom(planner, 'POD_NAME')).toBe('metadata.name');
-    for (const f of ['--signing-key', '--nats-creds', '--token-file']) expect(volume(pod, mountHolding(planner, flag(planner, f)).name).secret, f).toBeDefined();
+    for (const f of ['--signing-key', '--nats-creds', '--token-file'])
+      expect(volume(pod, mountHolding(planner, flag(planner, f)).name).secret, f).toBeDefined();
     for (const c of pod.containers as Container[]) {
       expectHardened(c);
       expect(c.resources.requests.cpu, c.name).toBeDefined();
@@ -101,8 +147,12 @@ describe('deploy/kubernetes base', () => {
     }
     // the account signing key (mints node credentials) is mounted into the issuer only
     const issuer = container(pod, 'credential-issuer');
-    expect(volume(pod, mountHolding(issuer, flag(issuer, '--account-signing-key')).name).secret.secretName).toBe('switchboard-credential-issuer');
-    expect(planner.volumeMounts!.map((m) => m.name)).not.toContain(mountHolding(issuer, flag(issuer, '--account-signing-key')).name);
+    expect(volume(pod, mountHolding(issuer, flag(issuer, '--account-signing-key')).name).secret.secretName).toBe(
+      'switchboard-credential-issuer',
+    );
+    expect(planner.volumeMounts!.map((m) => m.name)).not.toContain(
+      mountHolding(issuer, flag(issuer, '--account-signing-key')).name,
+    );
   });
 
   it('applier: host network, NET_ADMIN+NET_RAW only, node name from the downward API, critical, tolerates everything', () => {
@@ -132,7 +182,9 @@ describe('deploy/kubernetes base', () => {
     expect(a.resources.requests.memory).toBeDefined();
     expect(a.resources.limits.memory).toBeDefined();
     // the only privileged step is the sysctl init container, which runs a fixed script and exits
-    const privileged = [...pod.initContainers, ...pod.containers].filter((c: Container) => c.securityContext?.privileged === true).map((c: Container) => c.name);
+    const privileged = [...pod.initContainers, ...pod.containers]
+      .filter((c: Container) => c.securityContext?.privileged === true)
+      .map((c: Container) => c.name);
     expect(privileged).toEqual(['node-sysctls']);
     // the image's user is 10001: root is asked for explicitly where the kernel needs it
     expect(container(pod, 'node-sysctls', true).securityContext.runAsUser).toBe(0);
@@ -164,20 +216,31 @@ describe('deploy/kubernetes base', () => {
     expect(conf).not.toMatch(/authorization\s*\{/); // no shared passwords: per-user JWTs only
     const pod = sts.spec.template.spec;
     const nats = container(pod, 'nats');
-    expect(nats.volumeMounts!.find((m) => m.mountPath === '/data')!.name).toBe(sts.spec.volumeClaimTemplates[0].metadata.name);
-    expect(volume(pod, nats.volumeMounts!.find((m) => m.mountPath === '/etc/nats/auth')!.name).secret.secretName).toBe('switchboard-nats-resolver');
+    expect(nats.volumeMounts!.find((m) => m.mountPath === '/data')!.name).toBe(
+      sts.spec.volumeClaimTemplates[0].metadata.name,
+    );
+    expect(volume(pod, nats.volumeMounts!.find((m) => m.mountPath === '/etc/nats/auth')!.name).secret.secretName).toBe(
+      'switchboard-nats-resolver',
+    );
     expectHardened(nats);
     // every client points at the three servers by their headless names (no ClusterIP in the way)
     for (const o of objects.filter((x) => x.kind === 'StatefulSet' || x.kind === 'DaemonSet')) {
-      for (const c of [...(o.spec.template.spec.initContainers ?? []), ...o.spec.template.spec.containers] as Container[]) {
+      for (const c of [
+        ...(o.spec.template.spec.initContainers ?? []),
+        ...o.spec.template.spec.containers,
+      ] as Container[]) {
         if (!c.args?.includes('--nats')) continue;
-        expect(flag(c, '--nats').split(','), `${o.metadata.name}/${c.name}`).toEqual(routes.map((r) => `nats://${r}:4222`));
+        expect(flag(c, '--nats').split(','), `${o.metadata.name}/${c.name}`).toEqual(
+          routes.map((r) => `nats://${r}:4222`),
+        );
       }
     }
   });
 
   it('`credentials init` makes every Secret the base mounts, with every file its flags name', async () => {
-    const secrets = parseAllDocuments(await renderInstallSecrets({ namespace: 'switchboard', keys: generateAccountKeys() })).map((d) => d.toJS() as Obj);
+    const secrets = parseAllDocuments(
+      await renderInstallSecrets({ namespace: 'switchboard', keys: generateAccountKeys() }),
+    ).map((d) => d.toJS() as Obj);
     for (const s of secrets) {
       const Model = await modelFor(s);
       expect(() => new Model(s).validate(), s.metadata.name).not.toThrow();
@@ -202,22 +265,40 @@ describe('deploy/kubernetes base', () => {
     }
     expect(files).toBe(8); // planner 3, issuer 3, node-credentials 1, applier 1
     expect(byName.get('switchboard-planner')!['api-tokens']).toMatch(/^\S+ admin operator\n$/);
-    expect(byName.get('switchboard-applier')!['planner.key.pub']).toBe(byName.get('switchboard-signing-key')!['planner.key.pub']);
+    expect(byName.get('switchboard-applier')!['planner.key.pub']).toBe(
+      byName.get('switchboard-signing-key')!['planner.key.pub'],
+    );
   });
 
   it('nats-server 2.9 accepts the NATS config with the resolver `credentials init` makes (nats-server -t)', async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'sb-k8s-nats-'));
     try {
       const cm = objects.find((o) => o.kind === 'ConfigMap' && o.metadata.name.startsWith('switchboard-nats-config-'))!;
-      const secrets = parseAllDocuments(await renderInstallSecrets({ namespace: 'switchboard', keys: generateAccountKeys() })).map((d) => d.toJS() as Obj);
+      const secrets = parseAllDocuments(
+        await renderInstallSecrets({ namespace: 'switchboard', keys: generateAccountKeys() }),
+      ).map((d) => d.toJS() as Obj);
       mkdirSync(path.join(dir, 'auth'));
       writeFileSync(path.join(dir, 'nats.conf'), cm.data['nats.conf']);
-      writeFileSync(path.join(dir, 'auth', 'resolver.conf'), secrets.find((s) => s.metadata.name === 'switchboard-nats-resolver')!.stringData['resolver.conf']);
-      const out = execFileSync(process.env.NATS_SERVER_BIN ?? '/usr/sbin/nats-server', ['-t', '-c', 'nats.conf'], { cwd: dir, encoding: 'utf8', env: { ...process.env, POD_NAME: 'switchboard-nats-0' }, stdio: 'pipe' });
+      writeFileSync(
+        path.join(dir, 'auth', 'resolver.conf'),
+        secrets.find((s) => s.metadata.name === 'switchboard-nats-resolver')!.stringData['resolver.conf'],
+      );
+      const out = execFileSync(process.env.NATS_SERVER_BIN ?? '/usr/sbin/nats-server', ['-t', '-c', 'nats.conf'], {
+        cwd: dir,
+        encoding: 'utf8',
+        env: { ...process.env, POD_NAME: 'switchboard-nats-0' },
+        stdio: 'pipe',
+      });
       expect(out + '').toBeDefined();
       // and a broken include is reported, so the check above can fail
       writeFileSync(path.join(dir, 'auth', 'resolver.conf'), 'operator: "not-a-jwt"\n');
-      expect(() => execFileSync(process.env.NATS_SERVER_BIN ?? '/usr/sbin/nats-server', ['-t', '-c', 'nats.conf'], { cwd: dir, env: { ...process.env, POD_NAME: 'x' }, stdio: 'pipe' })).toThrow();
+      expect(() =>
+        execFileSync(process.env.NATS_SERVER_BIN ?? '/usr/sbin/nats-server', ['-t', '-c', 'nats.conf'], {
+          cwd: dir,
+          env: { ...process.env, POD_NAME: 'x' },
+          stdio: 'pipe',
+        }),
+      ).toThrow();
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
@@ -228,14 +309,21 @@ describe('deploy/kubernetes base', () => {
     await registerCommands(program, () => undefined);
     let checked = 0;
     for (const o of objects.filter((x) => x.kind === 'StatefulSet' || x.kind === 'DaemonSet')) {
-      for (const c of [...(o.spec.template.spec.initContainers ?? []), ...o.spec.template.spec.containers] as Container[]) {
+      for (const c of [
+        ...(o.spec.template.spec.initContainers ?? []),
+        ...o.spec.template.spec.containers,
+      ] as Container[]) {
         if (c.image !== 'switchboard:0.1.0' || c.command) continue;
         const words = [...c.args!];
         let cmd: Command | undefined = program;
-        while (cmd && words.length && !words[0]!.startsWith('--')) { const w = words.shift(); cmd = cmd.commands.find((s) => s.name() === w); }
+        while (cmd && words.length && !words[0]!.startsWith('--')) {
+          const w = words.shift();
+          cmd = cmd.commands.find((s) => s.name() === w);
+        }
         expect(cmd, `${o.metadata.name}/${c.name}: ${c.args!.join(' ')}`).toBeDefined();
         const known = new Set(cmd!.options.map((x) => x.long));
-        for (const w of words.filter((x) => x.startsWith('--'))) expect(known.has(w), `${o.metadata.name}/${c.name}: ${cmd!.name()} ${w}`).toBe(true);
+        for (const w of words.filter((x) => x.startsWith('--')))
+          expect(known.has(w), `${o.metadata.name}/${c.name}: ${cmd!.name()} ${w}`).toBe(true);
         checked++;
       }
     }
@@ -257,7 +345,9 @@ function envFrom(c: Container, name: string): string | undefined {
   return c.env?.find((e) => e.name === name)?.valueFrom?.fieldRef?.fieldPath;
 }
 function mountHolding(c: Container, file: string): { name: string; mountPath: string; readOnly?: boolean } {
-  const m = c.volumeMounts!.filter((x) => file.startsWith(x.mountPath + '/')).sort((a, b) => b.mountPath.length - a.mountPath.length)[0];
+  const m = c
+    .volumeMounts!.filter((x) => file.startsWith(x.mountPath + '/'))
+    .sort((a, b) => b.mountPath.length - a.mountPath.length)[0];
   if (!m) throw new Error(`${c.name}: nothing mounted holds ${file}`);
   return m;
 }

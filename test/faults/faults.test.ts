@@ -19,7 +19,8 @@ const PLANNER_KILL_ROUNDS = 3;
 let fleet: Fleet;
 const recovery: Record<string, number[]> = {};
 const record = (fault: string, r: { ms: number }) => (recovery[fault] ??= []).push(r.ms);
-const alive = (p: { exitCode: number | null; signalCode: string | null }) => p.exitCode === null && p.signalCode === null;
+const alive = (p: { exitCode: number | null; signalCode: string | null }) =>
+  p.exitCode === null && p.signalCode === null;
 const appliers: ReturnType<Fleet['startApplier']>[] = [];
 let edits = 0;
 /** A manifest change outside the churn file, so a round also moves the version. */
@@ -29,7 +30,9 @@ beforeAll(async () => {
   fleet = await startFleet({ nodes: ['n1', 'n2'], tmpfsMiB: 64 });
 });
 afterAll(async () => {
-  process.stdout.write(`FAULT-FIGURES ${JSON.stringify(Object.fromEntries(Object.entries(recovery).map(([k, v]) => [k, figures(v)])))}\n`);
+  process.stdout.write(
+    `FAULT-FIGURES ${JSON.stringify(Object.fromEntries(Object.entries(recovery).map(([k, v]) => [k, figures(v)])))}\n`,
+  );
   await fleet?.close();
 });
 
@@ -87,10 +90,17 @@ describe.sequential('fault suite (real processes)', () => {
     const port = await freePort();
     const p2 = fleet.spawnPlanner(other, port, ['--id', 'second']);
     try {
-      await expect.poll(async () => {
-        const s = await fetch(`http://127.0.0.1:${port}/status`).then((r) => r.json() as Promise<{ self?: { leader: boolean }; leader?: { id: string } }>).catch(() => undefined);
-        return s?.self && { leader: s.self.leader, leaderIsOther: s.leader?.id !== 'second' };
-      }, { timeout: 60_000, interval: 250 }).toEqual({ leader: false, leaderIsOther: true });
+      await expect
+        .poll(
+          async () => {
+            const s = await fetch(`http://127.0.0.1:${port}/status`)
+              .then((r) => r.json() as Promise<{ self?: { leader: boolean }; leader?: { id: string } }>)
+              .catch(() => undefined);
+            return s?.self && { leader: s.self.leader, leaderIsOther: s.leader?.id !== 'second' };
+          },
+          { timeout: 60_000, interval: 250 },
+        )
+        .toEqual({ leader: false, leaderIsOther: true });
       edit(); // the leader publishes; the follower writes nothing
       const after = await fleet.converged();
       expect(after.version).toBe(before.version + 1);
@@ -104,12 +114,29 @@ describe.sequential('fault suite (real processes)', () => {
 
   it('garbage on the bus (foreign versions, forged targets, bad acks) stops neither the planner nor the nodes', async () => {
     const nc = await fleet.client();
-    const { versions } = await (await fetch(`${fleet.api}/versions`)).json() as { versions: { version: number }[] };
+    const { versions } = (await (await fetch(`${fleet.api}/versions`)).json()) as { versions: { version: number }[] };
     const next = versions.length + 1;
     nc.publish(`sb.v.delta.${next}`, 'garbage');
-    nc.publish(`sb.v.delta.${next + 1}`, JSON.stringify({ version: next + 1, parent: next, hash: '0'.repeat(64), reason: 'x', createdAt: 'x', form: 'delta', delta: { upsertServices: [], removeServices: [], upsertNodes: [], removeNodes: [] } }));
+    nc.publish(
+      `sb.v.delta.${next + 1}`,
+      JSON.stringify({
+        version: next + 1,
+        parent: next,
+        hash: '0'.repeat(64),
+        reason: 'x',
+        createdAt: 'x',
+        form: 'delta',
+        delta: { upsertServices: [], removeServices: [], upsertNodes: [], removeNodes: [] },
+      }),
+    );
     nc.publish('sb.v.checkpoint.1.0', 'garbage');
-    nc.publish('sb.target.default', JSON.stringify({ revision: 999999999999, target: { version: 1, configRevision: 0, issued: 999999999999999, sig: 'AAAA' } }));
+    nc.publish(
+      'sb.target.default',
+      JSON.stringify({
+        revision: 999999999999,
+        target: { version: 1, configRevision: 0, issued: 999999999999999, sig: 'AAAA' },
+      }),
+    );
     nc.publish('sb.ack.n1', 'garbage');
     await nc.flush();
     edit();
@@ -129,7 +156,12 @@ describe.sequential('fault suite (real processes)', () => {
     // Four endpoints in every complete version of a file; a half-written one would show fewer (or none).
     const ENDPOINTS = 4;
     const content = (name: string, ip: string, i: number) =>
-      svcYaml(name, ip) + '---\n' + sliceYaml(name, Array.from({ length: ENDPOINTS }, (_, k) => `10.4.${i % 200}.${k + 1}`));
+      svcYaml(name, ip) +
+      '---\n' +
+      sliceYaml(
+        name,
+        Array.from({ length: ENDPOINTS }, (_, k) => `10.4.${i % 200}.${k + 1}`),
+      );
     /**
      * Writes in two parts with a pause shorter than the settle time (100 ms), like a slow writer;
      * cut at `at` (default: mid-text, where the first part does not parse).
@@ -169,7 +201,12 @@ describe.sequential('fault suite (real processes)', () => {
       }
       // an alias bomb: rejected alone, while the churn and the next edit keep flowing
       const bomb = ['a: &a [x, x, x, x, x, x, x, x, x, x]'];
-      for (let k = 1; k <= 9; k++) bomb.push(`${String.fromCharCode(97 + k)}: &${String.fromCharCode(97 + k)} [${Array(10).fill(`*${String.fromCharCode(96 + k)}`).join(', ')}]`);
+      for (let k = 1; k <= 9; k++)
+        bomb.push(
+          `${String.fromCharCode(97 + k)}: &${String.fromCharCode(97 + k)} [${Array(10)
+            .fill(`*${String.fromCharCode(96 + k)}`)
+            .join(', ')}]`,
+        );
       fleet.write('bomb.yaml', `${bomb.join('\n')}\n`);
       // the same object in two files: one rejection naming both; planner and plan keep the same one
       fleet.write('dup-a.yaml', svcYaml('dup', '10.96.3.3'));
@@ -182,9 +219,18 @@ describe.sequential('fault suite (real processes)', () => {
     const after = await fleet.converged(); // converged() also checks the planner's newest version equals a fresh plan
     record('manifest hazards during churn', after);
 
-    const status = (await (await fetch(`${fleet.api}/status`)).json()) as { rejected: { source: string; reason: string }[] };
-    expect(status.rejected.filter((r) => r.source === 'bomb.yaml')).toEqual([expect.objectContaining({ reason: expect.stringMatching(/alias/i) })]);
-    expect(status.rejected).toContainEqual(expect.objectContaining({ source: 'dup-b.yaml', reason: expect.stringMatching(/duplicate: also defined in dup-a\.yaml/) }));
+    const status = (await (await fetch(`${fleet.api}/status`)).json()) as {
+      rejected: { source: string; reason: string }[];
+    };
+    expect(status.rejected.filter((r) => r.source === 'bomb.yaml')).toEqual([
+      expect.objectContaining({ reason: expect.stringMatching(/alias/i) }),
+    ]);
+    expect(status.rejected).toContainEqual(
+      expect.objectContaining({
+        source: 'dup-b.yaml',
+        reason: expect.stringMatching(/duplicate: also defined in dup-a\.yaml/),
+      }),
+    );
     // No version of the round published a transient state: steady never removed, never short of
     // endpoints; half.yaml, once seen, always complete.
     const log = await EventLog.open({ file: fleet.db, migrate: false });
@@ -196,7 +242,10 @@ describe.sequential('fault suite (real processes)', () => {
         expect(delta.removeServices, `version ${v}`).not.toContain('default/steady');
         if (halfSeen) expect(delta.removeServices, `version ${v}`).not.toContain('default/half');
         for (const s of delta.upsertServices.filter((x) => x.key === 'default/steady' || x.key === 'default/half')) {
-          expect(s.ports.map((p) => p.endpoints.length), `version ${v} ${s.key}`).toEqual([ENDPOINTS]);
+          expect(
+            s.ports.map((p) => p.endpoints.length),
+            `version ${v} ${s.key}`,
+          ).toEqual([ENDPOINTS]);
           if (s.key === 'default/half') halfSeen = true;
         }
       }
@@ -221,10 +270,23 @@ describe.sequential('fault suite (real processes)', () => {
     let n = 0;
     const bulk = setInterval(() => {
       n++;
-      fleet.write('bulk.yaml', svcYaml('bulk', '10.96.2.1') + '---\n' + sliceYaml('bulk', Array.from({ length: 2000 }, (_, i) => `10.3.${(i + n) % 250}.${(i % 250) + 1}`)));
+      fleet.write(
+        'bulk.yaml',
+        svcYaml('bulk', '10.96.2.1') +
+          '---\n' +
+          sliceYaml(
+            'bulk',
+            Array.from({ length: 2000 }, (_, i) => `10.3.${(i + n) % 250}.${(i % 250) + 1}`),
+          ),
+      );
     }, 100);
     try {
-      await expect.poll(async () => ((await (await fetch(`${fleet.api}/status`)).json()) as { lastError: string | null }).lastError ?? '', { timeout: 60_000, interval: 250 })
+      await expect
+        .poll(
+          async () =>
+            ((await (await fetch(`${fleet.api}/status`)).json()) as { lastError: string | null }).lastError ?? '',
+          { timeout: 60_000, interval: 250 },
+        )
         .toMatch(/full|SQLITE_FULL|ENOSPC/i);
     } finally {
       clearInterval(bulk);

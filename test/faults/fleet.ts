@@ -4,7 +4,14 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { connectBus, loadOrCreateSigningKey, newestPublishedAnchor, renderServerAuthConfig, verifierFromPem, type Signer } from '../../libs/bus/index.ts';
+import {
+  connectBus,
+  loadOrCreateSigningKey,
+  newestPublishedAnchor,
+  renderServerAuthConfig,
+  verifierFromPem,
+  type Signer,
+} from '../../libs/bus/index.ts';
 import { checkVersionAnchor, EventLog, verifyLog } from '../../libs/eventlog/index.ts';
 import { readManifestDir } from '../../libs/kube/index.ts';
 import { ClusterState } from '../../libs/planner/index.ts';
@@ -66,7 +73,10 @@ export async function startFleet(o: { nodes: string[]; tmpfsMiB?: number }): Pro
   write('web.yaml', svcYaml('web', '10.96.0.10') + '---\n' + sliceYaml('web', ['10.1.0.1', '10.1.0.2']));
   const nats = await startNatsServer({
     jetstream: true,
-    config: renderServerAuthConfig({ planner: PLANNER_CRED, nodes: o.nodes.map((name) => ({ name, ...nodeCred(name) })) }),
+    config: renderServerAuthConfig({
+      planner: PLANNER_CRED,
+      nodes: o.nodes.map((name) => ({ name, ...nodeCred(name) })),
+    }),
   });
   const httpPort = await freePort();
   const procs = new Set<ChildProcess>();
@@ -74,7 +84,9 @@ export async function startFleet(o: { nodes: string[]; tmpfsMiB?: number }): Pro
   let planner: ChildProcess | undefined;
   let logN = 0;
 
-  const killAll = () => { for (const p of procs) p.kill('SIGKILL'); };
+  const killAll = () => {
+    for (const p of procs) p.kill('SIGKILL');
+  };
   process.once('exit', killAll); // a test process that dies leaves no fleet behind
   const spawnLogged = (name: string, args: string[]): ChildProcess => {
     const out = openSync(path.join(dir, `${name}-${++logN}.log`), 'w');
@@ -84,12 +96,33 @@ export async function startFleet(o: { nodes: string[]; tmpfsMiB?: number }): Pro
     return p;
   };
   const plannerArgs = (logFile: string, port: number) => [
-    'planner', '--manifests', manifests, '--nats', nats.url, '--db', logFile, '--http', `127.0.0.1:${port}`,
-    '--nats-user', PLANNER_CRED.user, '--nats-password', PLANNER_CRED.password, '--signing-key', keyFile,
+    'planner',
+    '--manifests',
+    manifests,
+    '--nats',
+    nats.url,
+    '--db',
+    logFile,
+    '--http',
+    `127.0.0.1:${port}`,
+    '--nats-user',
+    PLANNER_CRED.user,
+    '--nats-password',
+    PLANNER_CRED.password,
+    '--signing-key',
+    keyFile,
   ];
 
   const fleet: Fleet = {
-    dir, manifests, db, nats, signer, nodes: o.nodes, dbOnTmpfs: mounted, dbDir, api: `http://127.0.0.1:${httpPort}`,
+    dir,
+    manifests,
+    db,
+    nats,
+    signer,
+    nodes: o.nodes,
+    dbOnTmpfs: mounted,
+    dbDir,
+    api: `http://127.0.0.1:${httpPort}`,
     startPlanner(extra = []) {
       planner = spawnLogged('planner', [...plannerArgs(db, httpPort), ...extra]);
       return planner;
@@ -107,8 +140,23 @@ export async function startFleet(o: { nodes: string[]; tmpfsMiB?: number }): Pro
     startApplier(node) {
       const state = path.join(dir, `state-${node}`);
       return spawnLogged(`applier-${node}`, [
-        'applier', '--node', node, '--nats', nats.url, '--mode', 'dry-run', '--state-dir', state, '--heartbeat', '500',
-        '--user', nodeCred(node).user, '--password', nodeCred(node).password, '--planner-key', `${keyFile}.pub`,
+        'applier',
+        '--node',
+        node,
+        '--nats',
+        nats.url,
+        '--mode',
+        'dry-run',
+        '--state-dir',
+        state,
+        '--heartbeat',
+        '500',
+        '--user',
+        nodeCred(node).user,
+        '--password',
+        nodeCred(node).password,
+        '--planner-key',
+        `${keyFile}.pub`,
       ]);
     },
     write,
@@ -118,11 +166,22 @@ export async function startFleet(o: { nodes: string[]; tmpfsMiB?: number }): Pro
       const loop = (async () => {
         while (!stopped) {
           n++;
-          write('churn.yaml', svcYaml('churn', '10.96.0.20') + '---\n' + sliceYaml('churn', [`10.2.${Math.floor(n / 250) % 250}.${(n % 250) + 1}`]));
+          write(
+            'churn.yaml',
+            svcYaml('churn', '10.96.0.20') +
+              '---\n' +
+              sliceYaml('churn', [`10.2.${Math.floor(n / 250) % 250}.${(n % 250) + 1}`]),
+          );
           await new Promise((r) => setTimeout(r, everyMs));
         }
       })();
-      return { stop: async () => { stopped = true; await loop; return n; } };
+      return {
+        stop: async () => {
+          stopped = true;
+          await loop;
+          return n;
+        },
+      };
     },
     async client() {
       const nc = await connectBus({ servers: nats.url, name: 'fault-client', auth: PLANNER_CRED });
@@ -139,14 +198,20 @@ export async function startFleet(o: { nodes: string[]; tmpfsMiB?: number }): Pro
           return { version: r.version, ms: Date.now() - t0 };
         }
         last = r.why;
-        if (Date.now() - t0 > timeoutMs) throw new Error(`fleet did not converge in ${timeoutMs} ms: ${last} (logs in ${dir})`);
+        if (Date.now() - t0 > timeoutMs)
+          throw new Error(`fleet did not converge in ${timeoutMs} ms: ${last} (logs in ${dir})`);
         await new Promise((res) => setTimeout(res, 250)); // polling processes we do not share memory with
       }
     },
     async close() {
       for (const nc of clients) await nc.close().catch(() => undefined);
       for (const p of procs) p.kill('SIGKILL');
-      await Promise.all([...procs].map((p) => new Promise((res) => (p.exitCode !== null || p.signalCode !== null ? res(undefined) : p.once('exit', res)))));
+      await Promise.all(
+        [...procs].map(
+          (p) =>
+            new Promise((res) => (p.exitCode !== null || p.signalCode !== null ? res(undefined) : p.once('exit', res))),
+        ),
+      );
       await nats.stop();
       if (mounted) execFileSync('umount', [dbDir]);
       if (!process.env.SB_KEEP_FAULT_DIRS) rmSync(dir, { recursive: true, force: true });
@@ -155,17 +220,28 @@ export async function startFleet(o: { nodes: string[]; tmpfsMiB?: number }): Pro
   return fleet;
 }
 
-interface StatusBody { latestVersion: number; latestHash: string | null; nodes: { node: string; status: string; appliedVersion: number }[] }
+interface StatusBody {
+  latestVersion: number;
+  latestHash: string | null;
+  nodes: { node: string; status: string; appliedVersion: number }[];
+}
 
 /** One look at the fleet: the newest version is the directory's content and every node runs it. */
 async function checkOnce(f: Fleet): Promise<{ ok: true; version: number } | { ok: false; why: string }> {
   const { objects } = await readManifestDir(f.manifests);
   const fresh = ClusterState.fromObjects(objects).hash();
-  const s = await (await fetch(`${f.api}/status`)).json() as StatusBody;
-  if (s.latestHash !== fresh) return { ok: false, why: `newest version ${s.latestVersion} is not a fresh plan of the directory` };
-  const behind = f.nodes.filter((n) => !s.nodes.some((x) => x.node === n && x.status === 'SYNCED' && x.appliedVersion === s.latestVersion));
-  if (behind.length) return { ok: false, why: `not SYNCED on ${s.latestVersion}: ${behind.map((n) => `${n} ${JSON.stringify(s.nodes.find((x) => x.node === n) ?? 'absent')}`).join(', ')}` };
-  const { versions } = await (await fetch(`${f.api}/versions`)).json() as { versions: { version: number }[] };
+  const s = (await (await fetch(`${f.api}/status`)).json()) as StatusBody;
+  if (s.latestHash !== fresh)
+    return { ok: false, why: `newest version ${s.latestVersion} is not a fresh plan of the directory` };
+  const behind = f.nodes.filter(
+    (n) => !s.nodes.some((x) => x.node === n && x.status === 'SYNCED' && x.appliedVersion === s.latestVersion),
+  );
+  if (behind.length)
+    return {
+      ok: false,
+      why: `not SYNCED on ${s.latestVersion}: ${behind.map((n) => `${n} ${JSON.stringify(s.nodes.find((x) => x.node === n) ?? 'absent')}`).join(', ')}`,
+    };
+  const { versions } = (await (await fetch(`${f.api}/versions`)).json()) as { versions: { version: number }[] };
   const numbers = versions.map((v) => v.version);
   if (numbers.some((v, i) => v !== i + 1)) throw new Error(`versions have gaps: ${numbers.join(',')}`);
   return { ok: true, version: s.latestVersion };
@@ -229,7 +305,11 @@ export async function freePort(): Promise<number> {
 /** p50 and max of a list of durations (ms). */
 export function figures(ms: number[]): { rounds: number; p50Ms: number; maxMs: number } {
   const s = [...ms].sort((a, b) => a - b);
-  return { rounds: s.length, p50Ms: s.length ? s[Math.floor((s.length - 1) / 2)]! : 0, maxMs: s.length ? s[s.length - 1]! : 0 };
+  return {
+    rounds: s.length,
+    p50Ms: s.length ? s[Math.floor((s.length - 1) / 2)]! : 0,
+    maxMs: s.length ? s[s.length - 1]! : 0,
+  };
 }
 
 /** Mounts a tmpfs of `mib` MiB at `dir`; false (with the reason on stderr) where mounting is not allowed. */
@@ -238,7 +318,9 @@ function mountTmpfs(dir: string, mib: number): boolean {
     execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${mib}m`, 'tmpfs', dir], { stdio: 'pipe' });
     return true;
   } catch (e) {
-    process.stderr.write(`fault suite: cannot mount a tmpfs (${(e as Error).message.split('\n')[0]}): the disk-full round is skipped\n`);
+    process.stderr.write(
+      `fault suite: cannot mount a tmpfs (${(e as Error).message.split('\n')[0]}): the disk-full round is skipped\n`,
+    );
     return false;
   }
 }

@@ -38,7 +38,9 @@ describe.sequential('planner group failover (real processes, 3 nats-servers)', (
     const first = await fleet.converged();
     const termA = (await fleet.status('a'))!.self.term;
     await fleet.startPlanner('b');
-    await expect.poll(async () => (await fleet.status('b'))?.self, { timeout: 30_000 }).toMatchObject({ id: 'b', leader: false });
+    await expect
+      .poll(async () => (await fleet.status('b'))?.self, { timeout: 30_000 })
+      .toMatchObject({ id: 'b', leader: false });
     fleet.edit();
     const next = await fleet.converged();
     expect(next).toEqual({ version: first.version + 1, leader: 'a' });
@@ -46,33 +48,52 @@ describe.sequential('planner group failover (real processes, 3 nats-servers)', (
     expect([...d.values()].flat().every((x) => x.term === termA)).toBe(true); // only a published
     const s = (await fleet.status('b'))!;
     expect(s.leader?.id).toBe('a');
-    await expect.poll(async () => (await fleet.status('b'))?.planners.map((p) => [p.id, p.leader]), { timeout: 10_000 }).toEqual([['a', true], ['b', false]]);
+    await expect
+      .poll(async () => (await fleet.status('b'))?.planners.map((p) => [p.id, p.leader]), { timeout: 10_000 })
+      .toEqual([
+        ['a', true],
+        ['b', false],
+      ]);
 
     // ctl against the follower: reads are local and show the group; a write is redirected to the leader
     const b = fleet.planners.get('b')!.api;
     const a = fleet.planners.get('a')!.api;
     const table = await sb(['ctl', '--server', b, 'status']);
     expect(table.code).toBe(0);
-    expect(table.stdout).toMatch(new RegExp(`group switchboard: planner a leads in term ${termA}; planners: a leader(, lag \\d+ rows)?; b \\(this one\\) follower`));
-    const json = JSON.parse((await sb(['ctl', '--server', b, 'status', '--json'])).stdout) as { self: unknown; planners: unknown[]; nodes: unknown[] };
+    expect(table.stdout).toMatch(
+      new RegExp(
+        `group switchboard: planner a leads in term ${termA}; planners: a leader(, lag \\d+ rows)?; b \\(this one\\) follower`,
+      ),
+    );
+    const json = JSON.parse((await sb(['ctl', '--server', b, 'status', '--json'])).stdout) as {
+      self: unknown;
+      planners: unknown[];
+      nodes: unknown[];
+    };
     expect(json.self).toMatchObject({ id: 'b', leader: false, term: termA });
-    expect(json.planners).toEqual([expect.objectContaining({ id: 'a', leader: true, term: termA }), expect.objectContaining({ id: 'b', leader: false })]);
+    expect(json.planners).toEqual([
+      expect.objectContaining({ id: 'a', leader: true, term: termA }),
+      expect.objectContaining({ id: 'b', leader: false }),
+    ]);
     expect(json.nodes).toHaveLength(2);
     const pin = await sb(['ctl', '--server', b, 'pin', '--version', '1']);
     expect(pin.code).toBe(1);
-    expect(pin.stderr.trim()).toBe(`switchboard: planner: planner b follows in group switchboard; the leader is planner a (term ${termA}) at ${a}: send writes there (ctl --server ${a})`);
+    expect(pin.stderr.trim()).toBe(
+      `switchboard: planner: planner b follows in group switchboard; the leader is planner a (term ${termA}) at ${a}: send writes there (ctl --server ${a})`,
+    );
     expect((await fleet.status('a'))?.latestVersion).toBe(next.version); // nothing was pinned
 
     // probes and metrics: a caught-up follower is ready; leader 0/1, term and lag exported
     await expect.poll(async () => (await fetch(`${b}/readyz`)).status, { timeout: 20_000 }).toBe(200);
-    const metric = async (api: string, name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(await (await fetch(`${api}/metrics`)).text())?.[1]);
+    const metric = async (api: string, name: string) =>
+      Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(await (await fetch(`${api}/metrics`)).text())?.[1]);
     expect(await metric(a, 'switchboard_planner_leader')).toBe(1);
     expect(await metric(b, 'switchboard_planner_leader')).toBe(0);
     expect(await metric(b, 'switchboard_planner_term')).toBe(termA);
     await expect.poll(() => metric(b, 'switchboard_planner_replication_lag_rows'), { timeout: 20_000 }).toBe(0);
   }, 120_000);
 
-  it('kill -9 of one nats-server (the versions stream\'s leader): no version lost, all SYNCED after the next change; restarted, it rejoins', async () => {
+  it("kill -9 of one nats-server (the versions stream's leader): no version lost, all SYNCED after the next change; restarted, it rejoins", async () => {
     const nc = await fleet.client();
     const jsm = await jetstreamManager(nc);
     const leaderName = (await jsm.streams.info(VERSIONS_STREAM)).cluster?.leader ?? '';
@@ -83,11 +104,19 @@ describe.sequential('planner group failover (real processes, 3 nats-servers)', (
     const after = await fleet.converged();
     await oneDeltaPerVersion(after.version);
     await server.start();
-    await expect.poll(async () => {
-      const info = await jsm.streams.info(VERSIONS_STREAM).catch(() => undefined);
-      const peers = [info?.cluster?.leader, ...(info?.cluster?.replicas ?? []).filter((r) => r.current).map((r) => r.name)];
-      return peers.filter(Boolean).length;
-    }, { timeout: 60_000, interval: 500 }).toBe(3);
+    await expect
+      .poll(
+        async () => {
+          const info = await jsm.streams.info(VERSIONS_STREAM).catch(() => undefined);
+          const peers = [
+            info?.cluster?.leader,
+            ...(info?.cluster?.replicas ?? []).filter((r) => r.current).map((r) => r.name),
+          ];
+          return peers.filter(Boolean).length;
+        },
+        { timeout: 60_000, interval: 500 },
+      )
+      .toBe(3);
     fleet.edit();
     await fleet.converged();
   }, 150_000);

@@ -63,16 +63,32 @@ export async function startHaFleet(o: { nodes: string[]; leaseTtlMs?: number }):
   const manifests = path.join(dir, 'manifests');
   mkdirSync(manifests);
   const write = (file: string, text: string) => writeFileSync(path.join(manifests, file), text);
-  write('nodes.yaml', o.nodes.map((n, i) => `apiVersion: v1\nkind: Node\nmetadata: {name: ${n}}\nstatus: {addresses: [{type: InternalIP, address: 192.0.2.${i + 1}}]}\n`).join('---\n'));
+  write(
+    'nodes.yaml',
+    o.nodes
+      .map(
+        (n, i) =>
+          `apiVersion: v1\nkind: Node\nmetadata: {name: ${n}}\nstatus: {addresses: [{type: InternalIP, address: 192.0.2.${i + 1}}]}\n`,
+      )
+      .join('---\n'),
+  );
   write('web.yaml', svcYaml('web', '10.96.0.10') + '---\n' + sliceYaml('web', ['10.1.0.1', '10.1.0.2']));
   const cluster = await startNatsCluster({
-    config: renderServerAuthConfig({ planner: PLANNER_CRED, nodes: o.nodes.map((name) => ({ name, ...nodeCred(name) })) }),
+    config: renderServerAuthConfig({
+      planner: PLANNER_CRED,
+      nodes: o.nodes.map((name) => ({ name, ...nodeCred(name) })),
+    }),
     auth: { user: PLANNER_CRED.user, pass: PLANNER_CRED.password },
-  }).catch(async (e) => { rmSync(dir, { recursive: true, force: true }); throw e; });
+  }).catch(async (e) => {
+    rmSync(dir, { recursive: true, force: true });
+    throw e;
+  });
   const keyFile = path.join(dir, 'planner.pem');
   const procs = new Set<ChildProcess>();
   const clients: NatsConnection[] = [];
-  const killAll = () => { for (const p of procs) p.kill('SIGKILL'); };
+  const killAll = () => {
+    for (const p of procs) p.kill('SIGKILL');
+  };
   process.once('exit', killAll);
   let logN = 0;
   let edits = 0;
@@ -93,7 +109,9 @@ export async function startHaFleet(o: { nodes: string[]; leaseTtlMs?: number }):
     const info = await jsm.streams.info(VERSIONS_STREAM);
     const out = new Map<number, { seq: number; term: number }[]>();
     for (let seq = info.state.first_seq; seq <= info.state.last_seq; seq++) {
-      const m = await jsm.streams.getMessage(VERSIONS_STREAM, { seq }).catch((e: { code?: number }) => (e.code === 10037 ? null : Promise.reject(e)));
+      const m = await jsm.streams
+        .getMessage(VERSIONS_STREAM, { seq })
+        .catch((e: { code?: number }) => (e.code === 10037 ? null : Promise.reject(e)));
       const v = m && /^sb\.v\.delta\.(\d+)$/.exec(m.subject);
       if (!m || !v) continue;
       const list = out.get(Number(v[1])) ?? [];
@@ -103,7 +121,10 @@ export async function startHaFleet(o: { nodes: string[]; leaseTtlMs?: number }):
     return out;
   };
   const fleet: HaFleet = {
-    dir, cluster, nodes: o.nodes, planners,
+    dir,
+    cluster,
+    nodes: o.nodes,
+    planners,
     async startPlanner(name, extra = []) {
       let p = planners.get(name);
       if (!p) {
@@ -111,9 +132,28 @@ export async function startHaFleet(o: { nodes: string[]; leaseTtlMs?: number }):
         planners.set(name, p);
       }
       p.proc = spawnLogged(`planner-${name}`, [
-        'planner', '--manifests', manifests, '--nats', cluster.urls, '--db', p.db, '--http', p.api.slice('http://'.length),
-        '--nats-user', PLANNER_CRED.user, '--nats-password', PLANNER_CRED.password, '--signing-key', keyFile,
-        '--replicas', '3', '--id', name, '--lease-ttl', `${ttl}ms`, ...extra,
+        'planner',
+        '--manifests',
+        manifests,
+        '--nats',
+        cluster.urls,
+        '--db',
+        p.db,
+        '--http',
+        p.api.slice('http://'.length),
+        '--nats-user',
+        PLANNER_CRED.user,
+        '--nats-password',
+        PLANNER_CRED.password,
+        '--signing-key',
+        keyFile,
+        '--replicas',
+        '3',
+        '--id',
+        name,
+        '--lease-ttl',
+        `${ttl}ms`,
+        ...extra,
       ]);
       return p;
     },
@@ -130,8 +170,23 @@ export async function startHaFleet(o: { nodes: string[]; leaseTtlMs?: number }):
     },
     startApplier(node) {
       return spawnLogged(`applier-${node}`, [
-        'applier', '--node', node, '--nats', cluster.urls, '--mode', 'dry-run', '--state-dir', path.join(dir, `state-${node}`), '--heartbeat', '500',
-        '--user', nodeCred(node).user, '--password', nodeCred(node).password, '--planner-key', `${keyFile}.pub`,
+        'applier',
+        '--node',
+        node,
+        '--nats',
+        cluster.urls,
+        '--mode',
+        'dry-run',
+        '--state-dir',
+        path.join(dir, `state-${node}`),
+        '--heartbeat',
+        '500',
+        '--user',
+        nodeCred(node).user,
+        '--password',
+        nodeCred(node).password,
+        '--planner-key',
+        `${keyFile}.pub`,
       ]);
     },
     write,
@@ -145,18 +200,29 @@ export async function startHaFleet(o: { nodes: string[]; leaseTtlMs?: number }):
       const loop = (async () => {
         while (!stopped) {
           n++;
-          write('churn.yaml', svcYaml('churn', '10.96.0.20') + '---\n' + sliceYaml('churn', [`10.2.${Math.floor(n / 250) % 250}.${(n % 250) + 1}`]));
+          write(
+            'churn.yaml',
+            svcYaml('churn', '10.96.0.20') +
+              '---\n' +
+              sliceYaml('churn', [`10.2.${Math.floor(n / 250) % 250}.${(n % 250) + 1}`]),
+          );
           await new Promise((r) => setTimeout(r, everyMs));
         }
       })();
-      return { stop: async () => { stopped = true; await loop; return n; } };
+      return {
+        stop: async () => {
+          stopped = true;
+          await loop;
+          return n;
+        },
+      };
     },
     async status(name) {
       const p = planners.get(name);
       if (!p) return undefined;
       try {
         const r = await fetch(`${p.api}/status`, { signal: AbortSignal.timeout(2000) });
-        return r.ok ? await r.json() as StatusBody : undefined;
+        return r.ok ? ((await r.json()) as StatusBody) : undefined;
       } catch {
         return undefined;
       }
@@ -183,14 +249,21 @@ export async function startHaFleet(o: { nodes: string[]; leaseTtlMs?: number }):
           const { objects } = await readManifestDir(manifests);
           const fresh = ClusterState.fromObjects(objects).hash();
           if (!s) last = 'leader status unreadable';
-          else if (s.latestHash !== fresh) last = `newest version ${s.latestVersion} on ${l.name} is not a fresh plan of the directory (${s.lastError ?? 'no error'})`;
+          else if (s.latestHash !== fresh)
+            last = `newest version ${s.latestVersion} on ${l.name} is not a fresh plan of the directory (${s.lastError ?? 'no error'})`;
           else {
-            const behind = o.nodes.filter((n) => !s.nodes.some((x) => x.node === n && x.status === 'SYNCED' && x.appliedVersion === s.latestVersion));
+            const behind = o.nodes.filter(
+              (n) =>
+                !s.nodes.some((x) => x.node === n && x.status === 'SYNCED' && x.appliedVersion === s.latestVersion),
+            );
             if (behind.length) last = `not SYNCED on ${s.latestVersion}: ${behind.join(', ')}`;
             else {
-              const { versions } = await (await fetch(`${planners.get(l.name)!.api}/versions`)).json() as { versions: { version: number }[] };
+              const { versions } = (await (await fetch(`${planners.get(l.name)!.api}/versions`)).json()) as {
+                versions: { version: number }[];
+              };
               const numbers = versions.map((v) => v.version);
-              if (numbers.some((v, i) => v !== i + 1)) throw new Error(`versions on ${l.name} have gaps: ${numbers.join(',')}`);
+              if (numbers.some((v, i) => v !== i + 1))
+                throw new Error(`versions on ${l.name} have gaps: ${numbers.join(',')}`);
               return { version: s.latestVersion, leader: l.name };
             }
           }
@@ -198,7 +271,8 @@ export async function startHaFleet(o: { nodes: string[]; leaseTtlMs?: number }):
           if (/gaps/.test((e as Error).message)) throw e;
           last = (e as Error).message;
         }
-        if (Date.now() - t0 > timeoutMs) throw new Error(`fleet did not converge in ${timeoutMs} ms: ${last} (logs in ${dir})`);
+        if (Date.now() - t0 > timeoutMs)
+          throw new Error(`fleet did not converge in ${timeoutMs} ms: ${last} (logs in ${dir})`);
         await new Promise((r) => setTimeout(r, 250));
       }
     },
@@ -214,14 +288,28 @@ export async function startHaFleet(o: { nodes: string[]; leaseTtlMs?: number }):
       }
     },
     async client() {
-      const nc = await connect({ servers: cluster.urls.split(','), user: PLANNER_CRED.user, pass: PLANNER_CRED.password, maxReconnectAttempts: -1, reconnectTimeWait: 200 });
+      const nc = await connect({
+        servers: cluster.urls.split(','),
+        user: PLANNER_CRED.user,
+        pass: PLANNER_CRED.password,
+        maxReconnectAttempts: -1,
+        reconnectTimeWait: 200,
+      });
       clients.push(nc);
       return nc;
     },
     async close() {
       for (const nc of clients) await nc.close().catch(() => undefined);
-      for (const p of procs) { p.kill('SIGCONT'); p.kill('SIGKILL'); }
-      await Promise.all([...procs].map((p) => new Promise((res) => (p.exitCode !== null || p.signalCode !== null ? res(undefined) : p.once('exit', res)))));
+      for (const p of procs) {
+        p.kill('SIGCONT');
+        p.kill('SIGKILL');
+      }
+      await Promise.all(
+        [...procs].map(
+          (p) =>
+            new Promise((res) => (p.exitCode !== null || p.signalCode !== null ? res(undefined) : p.once('exit', res))),
+        ),
+      );
       await cluster.stop();
       if (!process.env.SB_KEEP_FAULT_DIRS) rmSync(dir, { recursive: true, force: true });
     },

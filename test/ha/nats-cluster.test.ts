@@ -36,9 +36,26 @@ describe('a planner on a 3-server NATS cluster', () => {
   it('--replicas 5 on 3 servers is refused in one line naming the flag and the cluster size (exit 2); nothing is created', async () => {
     const manifests = path.join(dir, 'refused');
     mkdirSync(manifests);
-    const r = await sb(['planner', '--manifests', manifests, '--nats', cluster.urls, '--db', path.join(dir, 'refused.db'), '--http', '127.0.0.1:0', '--replicas', '5']);
+    const r = await sb([
+      'planner',
+      '--manifests',
+      manifests,
+      '--nats',
+      cluster.urls,
+      '--db',
+      path.join(dir, 'refused.db'),
+      '--http',
+      '127.0.0.1:0',
+      '--replicas',
+      '5',
+    ]);
     expect(r.code).toBe(2);
-    expect(r.stderr.trim().split('\n').filter((l) => /replicas/.test(l))).toEqual([expect.stringMatching(/--replicas 5: larger than the NATS cluster \S+ \(3 servers\)/)]);
+    expect(
+      r.stderr
+        .trim()
+        .split('\n')
+        .filter((l) => /replicas/.test(l)),
+    ).toEqual([expect.stringMatching(/--replicas 5: larger than the NATS cluster \S+ \(3 servers\)/)]);
     const jsm = await jetstreamManager(nc);
     const names: string[] = [];
     for await (const s of jsm.streams.names()) names.push(s);
@@ -50,10 +67,32 @@ describe('a planner on a 3-server NATS cluster', () => {
     try {
       const manifests = path.join(dir, 'lone');
       mkdirSync(manifests);
-      const r = await sb(['planner', '--manifests', manifests, '--nats', lone.url, '--db', path.join(dir, 'lone.db'), '--http', '127.0.0.1:0', '--replicas', '3']);
+      const r = await sb([
+        'planner',
+        '--manifests',
+        manifests,
+        '--nats',
+        lone.url,
+        '--db',
+        path.join(dir, 'lone.db'),
+        '--http',
+        '127.0.0.1:0',
+        '--replicas',
+        '3',
+      ]);
       expect(r.code).toBe(2);
       expect(r.stderr).toMatch(/--replicas 3: the NATS server is not clustered \(1 server\)/);
-      const z = await sb(['planner', '--manifests', manifests, '--nats', lone.url, '--db', path.join(dir, 'lone.db'), '--replicas', '0']);
+      const z = await sb([
+        'planner',
+        '--manifests',
+        manifests,
+        '--nats',
+        lone.url,
+        '--db',
+        path.join(dir, 'lone.db'),
+        '--replicas',
+        '0',
+      ]);
       expect(z.code).toBe(2);
       expect(z.stderr).toMatch(/--replicas 0: expected a whole number of at least 1/);
     } finally {
@@ -61,13 +100,22 @@ describe('a planner on a 3-server NATS cluster', () => {
     }
   }, 60_000);
 
-  it('--replicas 3: every stream and bucket has 3 copies; killing the versions stream\'s leader loses no version and the planner publishes on', async () => {
+  it("--replicas 3: every stream and bucket has 3 copies; killing the versions stream's leader loses no version and the planner publishes on", async () => {
     const manifests = path.join(dir, 'm');
     mkdirSync(manifests);
     const write = (f: string, t: string) => writeFileSync(path.join(manifests, f), t);
     write('nodes.yaml', nodeYaml('node-1', '192.0.2.1'));
     write('a.yaml', svcYaml('a', '10.96.0.1') + '---\n' + sliceYaml('a', ['10.0.0.1']));
-    const p = await runPlanner({ manifests, nats: cluster.urls, db: path.join(dir, 'log.db'), http: '127.0.0.1:0', config: DEFAULT_PROXY_CONFIG, debounceMs: 20, pollMs: 100, replicas: 3 });
+    const p = await runPlanner({
+      manifests,
+      nats: cluster.urls,
+      db: path.join(dir, 'log.db'),
+      http: '127.0.0.1:0',
+      config: DEFAULT_PROXY_CONFIG,
+      debounceMs: 20,
+      pollMs: 100,
+      replicas: 3,
+    });
     try {
       await p.planner.synced;
       const jsm = await jetstreamManager(nc);
@@ -84,12 +132,21 @@ describe('a planner on a 3-server NATS cluster', () => {
       write('b.yaml', svcYaml('b', '10.96.0.2'));
       await expect.poll(() => p.planner.data.latest()?.version, { timeout: 30_000 }).toBe(2);
       // version 2 reaches the stream through the surviving servers (the planner retries until it does)
-      await expect.poll(async () => {
-        const info = await jsm.streams.info(VERSIONS_STREAM).catch(() => undefined);
-        const last = info ? await jsm.streams.getMessage(VERSIONS_STREAM, { last_by_subj: 'sb.v.delta.2' }).catch(() => null) : null;
-        return last?.subject ?? null;
-      }, { timeout: 60_000, interval: 500 }).toBe('sb.v.delta.2');
-      expect((await jsm.streams.getMessage(VERSIONS_STREAM, { last_by_subj: 'sb.v.delta.1' }))?.subject).toBe('sb.v.delta.1');
+      await expect
+        .poll(
+          async () => {
+            const info = await jsm.streams.info(VERSIONS_STREAM).catch(() => undefined);
+            const last = info
+              ? await jsm.streams.getMessage(VERSIONS_STREAM, { last_by_subj: 'sb.v.delta.2' }).catch(() => null)
+              : null;
+            return last?.subject ?? null;
+          },
+          { timeout: 60_000, interval: 500 },
+        )
+        .toBe('sb.v.delta.2');
+      expect((await jsm.streams.getMessage(VERSIONS_STREAM, { last_by_subj: 'sb.v.delta.1' }))?.subject).toBe(
+        'sb.v.delta.1',
+      );
       await leader!.start();
     } finally {
       await p.stop();

@@ -7,8 +7,12 @@ import { inNs, sh } from './support/netns-lab.ts';
 const NS = `sbn${process.pid % 100000}cli`;
 const cli = (...args: string[]) => spawnSync('bin/switchboard', args, { encoding: 'utf8' });
 
-beforeEach(async () => { await sh('ip', ['netns', 'add', NS]); });
-afterEach(async () => { await sh('ip', ['netns', 'del', NS]).catch(() => undefined); });
+beforeEach(async () => {
+  await sh('ip', ['netns', 'add', NS]);
+});
+afterEach(async () => {
+  await sh('ip', ['netns', 'del', NS]).catch(() => undefined);
+});
 
 describe('switchboard CLI, nftables mode', () => {
   it('plan --format nft prints a table that nft loads as is', async () => {
@@ -21,7 +25,12 @@ describe('switchboard CLI, nftables mode', () => {
   });
 
   it('cleanup --mode nftables deletes our table and nothing else', async () => {
-    await inNs(NS, 'nft', ['-f', '-'], 'add table inet switchboard\nadd chain inet switchboard c\nadd table ip foreign\nadd chain ip foreign c\n');
+    await inNs(
+      NS,
+      'nft',
+      ['-f', '-'],
+      'add table inet switchboard\nadd chain inet switchboard c\nadd table ip foreign\nadd chain ip foreign c\n',
+    );
     const r = cli('cleanup', '--mode', 'nftables', '--netns', NS, '--json');
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);

@@ -19,14 +19,30 @@ import { kubeProxyNftRuleset, type KubeProxyService } from './support/kube-proxy
 const lab = new NetnsLab();
 let a: Pod, b: Pod, client: Client;
 let manifests: string;
-const FOREIGN = 'table inet foreign-fw {\n\tchain forwarded {\n\t\ttype filter hook forward priority 0; policy accept;\n\t\tcounter\n\t}\n}\n';
+const FOREIGN =
+  'table inet foreign-fw {\n\tchain forwarded {\n\t\ttype filter hook forward priority 0; policy accept;\n\t\tcounter\n\t}\n}\n';
 
 function kubeProxyServices(): KubeProxyService[] {
   const endpoints = [a, b].map((p) => ({ ip: p.ip, port: 8080 }));
   return [
-    { namespace: 'default', name: 'web', portName: 'http', clusterIP: '10.96.0.10', port: 80, nodePort: 30080, endpoints },
+    {
+      namespace: 'default',
+      name: 'web',
+      portName: 'http',
+      clusterIP: '10.96.0.10',
+      port: 80,
+      nodePort: 30080,
+      endpoints,
+    },
     // a Service that no longer exists in the cluster, still programmed by kube-proxy
-    { namespace: 'default', name: 'stale', portName: 'http', clusterIP: '10.96.0.99', port: 80, endpoints: endpoints.slice(0, 1) },
+    {
+      namespace: 'default',
+      name: 'stale',
+      portName: 'http',
+      clusterIP: '10.96.0.99',
+      port: 80,
+      endpoints: endpoints.slice(0, 1),
+    },
   ];
 }
 
@@ -35,7 +51,9 @@ beforeAll(async () => {
   [a, b] = [await lab.addPod('web-a'), await lab.addPod('web-b')];
   client = await lab.addClient();
   manifests = mkdtempSync(path.join(tmpdir(), 'sb-migrate-'));
-  writeFileSync(path.join(manifests, 'cluster.yaml'), `
+  writeFileSync(
+    path.join(manifests, 'cluster.yaml'),
+    `
 apiVersion: v1
 kind: Node
 metadata: {name: node-a}
@@ -57,7 +75,8 @@ ports: [{name: http, port: 8080, protocol: TCP}]
 endpoints:
   - {addresses: [${a.ip}], nodeName: node-a, conditions: {ready: true}}
   - {addresses: [${b.ip}], nodeName: node-a, conditions: {ready: true}}
-`);
+`,
+  );
   await inNs(lab.node, 'nft', ['-f', '-'], FOREIGN);
   await inNs(lab.node, 'nft', ['-f', '-'], kubeProxyNftRuleset(kubeProxyServices()));
 });
@@ -69,10 +88,17 @@ afterAll(async () => {
 /** Runs `switchboard ARGS` inside the node namespace. */
 function switchboard(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const c = spawn('ip', ['netns', 'exec', lab.node, 'bin/switchboard', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = ''; let stderr = '';
-    c.stdout.on('data', (d) => { stdout += d; });
-    c.stderr.on('data', (d) => { stderr += d; });
+    const c = spawn('ip', ['netns', 'exec', lab.node, 'bin/switchboard', ...args], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    c.stdout.on('data', (d) => {
+      stdout += d;
+    });
+    c.stderr.on('data', (d) => {
+      stderr += d;
+    });
     c.on('close', (code) => resolve({ code, stdout, stderr }));
   });
 }
@@ -80,33 +106,51 @@ function switchboard(args: string[]): Promise<{ code: number | null; stdout: str
 const tables = async () => (await inNs(lab.node, 'nft', ['list', 'tables'])).trim().split('\n').sort();
 
 /** Requests to the ClusterIP and the NodePort, round after round, until `until` settles. */
-async function trafficDuring(until: Promise<unknown>): Promise<{ clusterIP: (Reply | null)[]; nodePort: (Reply | null)[]; rounds: number }> {
+async function trafficDuring(
+  until: Promise<unknown>,
+): Promise<{ clusterIP: (Reply | null)[]; nodePort: (Reply | null)[]; rounds: number }> {
   let done = false;
-  void until.finally(() => { done = true; });
+  void until.finally(() => {
+    done = true;
+  });
   const out = { clusterIP: [] as (Reply | null)[], nodePort: [] as (Reply | null)[], rounds: 0 };
   do {
-    out.clusterIP.push(...await lab.probe(client.ns, 'tcp', '10.96.0.10', 80, 4, 3000));
-    out.nodePort.push(...await lab.probe(client.ns, 'tcp', client.nodeIp, 30080, 4, 3000));
+    out.clusterIP.push(...(await lab.probe(client.ns, 'tcp', '10.96.0.10', 80, 4, 3000)));
+    out.nodePort.push(...(await lab.probe(client.ns, 'tcp', client.nodeIp, 30080, 4, 3000)));
     out.rounds++;
   } while (!done);
   return out;
 }
 
 describe('migration from kube-proxy (nftables mode) and back, in a network namespace', () => {
-  it('kube-proxy\'s tables serve before the switch (the starting point is real)', async () => {
+  it("kube-proxy's tables serve before the switch (the starting point is real)", async () => {
     expect(await tables()).toEqual(['table inet foreign-fw', 'table ip kube-proxy', 'table ip6 kube-proxy']);
-    expect(Object.keys(tally(await lab.probe(client.ns, 'tcp', '10.96.0.10', 80, 10))).sort()).toEqual(['web-a', 'web-b']);
+    expect(Object.keys(tally(await lab.probe(client.ns, 'tcp', '10.96.0.10', 80, 10))).sort()).toEqual([
+      'web-a',
+      'web-b',
+    ]);
     expect(tally(await lab.probe(client.ns, 'tcp', '10.96.0.99', 80, 3))).toEqual({ 'web-a': 3 });
   });
 
-  it('take-over: ours first, then kube-proxy\'s tables removed, no request fails', async () => {
-    const applied = switchboard(['apply', '--manifests', manifests, '--node', 'node-a', '--mode', 'nftables', '--once', '--take-over-kube-proxy', '--json']);
+  it("take-over: ours first, then kube-proxy's tables removed, no request fails", async () => {
+    const applied = switchboard([
+      'apply',
+      '--manifests',
+      manifests,
+      '--node',
+      'node-a',
+      '--mode',
+      'nftables',
+      '--once',
+      '--take-over-kube-proxy',
+      '--json',
+    ]);
     const traffic = await trafficDuring(applied);
     const r = await applied;
     expect(r.code, r.stderr).toBe(0);
     const summary = JSON.parse(r.stdout) as { verified: boolean; notes: string[] };
     expect(summary.verified).toBe(true);
-    expect(summary.notes).toContain('take-over: removed kube-proxy\'s tables ip kube-proxy, ip6 kube-proxy');
+    expect(summary.notes).toContain("take-over: removed kube-proxy's tables ip kube-proxy, ip6 kube-proxy");
     // and more rounds now that only our table serves
     const after = await trafficDuring(Promise.resolve());
     const all = [...traffic.clusterIP, ...traffic.nodePort, ...after.clusterIP, ...after.nodePort];
@@ -117,13 +161,31 @@ describe('migration from kube-proxy (nftables mode) and back, in a network names
     // the Service kube-proxy had and we do not render is gone with its table
     expect(await lab.probe(client.ns, 'tcp', '10.96.0.99', 80, 2, 1000)).toEqual([null, null]);
     // served by ours: spread over both endpoints
-    expect(Object.keys(tally(await lab.probe(client.ns, 'tcp', '10.96.0.10', 80, 20))).sort()).toEqual(['web-a', 'web-b']);
+    expect(Object.keys(tally(await lab.probe(client.ns, 'tcp', '10.96.0.10', 80, 20))).sort()).toEqual([
+      'web-a',
+      'web-b',
+    ]);
   }, 180_000);
 
   it('a second take-over run finds nothing of kube-proxy and writes nothing', async () => {
-    const r = await switchboard(['apply', '--manifests', manifests, '--node', 'node-a', '--mode', 'nftables', '--once', '--take-over-kube-proxy', '--json']);
+    const r = await switchboard([
+      'apply',
+      '--manifests',
+      manifests,
+      '--node',
+      'node-a',
+      '--mode',
+      'nftables',
+      '--once',
+      '--take-over-kube-proxy',
+      '--json',
+    ]);
     expect(r.code, r.stderr).toBe(0);
-    expect(JSON.parse(r.stdout)).toMatchObject({ verified: true, writes: 0, notes: expect.arrayContaining(['take-over: no kube-proxy tables present']) });
+    expect(JSON.parse(r.stdout)).toMatchObject({
+      verified: true,
+      writes: 0,
+      notes: expect.arrayContaining(['take-over: no kube-proxy tables present']),
+    });
   }, 120_000);
 
   it('back: cleanup removes only our table, and kube-proxy can take the node again', async () => {
@@ -132,7 +194,13 @@ describe('migration from kube-proxy (nftables mode) and back, in a network names
     expect(await tables()).toEqual(['table inet foreign-fw']);
     expect(await lab.probe(client.ns, 'tcp', '10.96.0.10', 80, 2, 1000)).toEqual([null, null]); // nothing proxies now
     await inNs(lab.node, 'nft', ['-f', '-'], kubeProxyNftRuleset(kubeProxyServices()));
-    expect(Object.keys(tally(await lab.probe(client.ns, 'tcp', '10.96.0.10', 80, 10))).sort()).toEqual(['web-a', 'web-b']);
-    expect(Object.keys(tally(await lab.probe(client.ns, 'tcp', client.nodeIp, 30080, 10))).sort()).toEqual(['web-a', 'web-b']);
+    expect(Object.keys(tally(await lab.probe(client.ns, 'tcp', '10.96.0.10', 80, 10))).sort()).toEqual([
+      'web-a',
+      'web-b',
+    ]);
+    expect(Object.keys(tally(await lab.probe(client.ns, 'tcp', client.nodeIp, 30080, 10))).sort()).toEqual([
+      'web-a',
+      'web-b',
+    ]);
   }, 120_000);
 });

@@ -17,37 +17,58 @@ const v6 = fc.integer({ min: 1, max: 0xffff }).map((x) => `fd00:1::${x.toString(
 const cidr4 = fc.constantFrom('10.0.0.0/8', '192.168.0.0/16', '172.16.0.0/12', '203.0.113.7/32', '10.1.0.0/16');
 const cidr6 = fc.constantFrom('fd00::/8', '2001:db8::/32', 'fd00:1::/60');
 
-const service = (i: number) => fc.record({
-  v6: fc.boolean(),
-  protocol: fc.constantFrom('TCP', 'UDP') as fc.Arbitrary<'TCP' | 'UDP'>,
-  role: fc.constantFrom('cluster-ip', 'node-port', 'load-balancer') as fc.Arbitrary<VsSpec['role']>,
-  localOnly: fc.boolean(),
-  persistence: fc.constantFrom(0, 0, 60, 10800),
-  endpoints: fc.integer({ min: 0, max: 4 }),
-  ranges: fc.integer({ min: 0, max: 3 }),
-  seed: fc.integer({ min: 0, max: 1000 }),
-}).chain((s) => fc.tuple(
-  fc.uniqueArray(s.v6 ? v6 : v4, { minLength: s.endpoints, maxLength: s.endpoints }),
-  fc.uniqueArray(s.v6 ? cidr6 : cidr4, { minLength: s.ranges, maxLength: s.ranges }),
-).map(([eps, ranges]): VsSpec => ({
-  servicePort: `ns${i}/svc${s.seed % 7}:p`,
-  address: s.v6 ? `fd00:96::${i + 1}` : `10.96.0.${i + 1}`,
-  port: s.role === 'node-port' ? 30000 + i : 80 + (s.seed % 3),
-  protocol: s.protocol, role: s.role, localOnly: s.localOnly, persistenceTimeout: s.persistence,
-  sourceRanges: s.role === 'load-balancer' ? ranges : [],
-  endpoints: eps.map((e) => (s.v6 ? `${e}:8080` : `${e}:8080`)),
-})));
+const service = (i: number) =>
+  fc
+    .record({
+      v6: fc.boolean(),
+      protocol: fc.constantFrom('TCP', 'UDP') as fc.Arbitrary<'TCP' | 'UDP'>,
+      role: fc.constantFrom('cluster-ip', 'node-port', 'load-balancer') as fc.Arbitrary<VsSpec['role']>,
+      localOnly: fc.boolean(),
+      persistence: fc.constantFrom(0, 0, 60, 10800),
+      endpoints: fc.integer({ min: 0, max: 4 }),
+      ranges: fc.integer({ min: 0, max: 3 }),
+      seed: fc.integer({ min: 0, max: 1000 }),
+    })
+    .chain((s) =>
+      fc
+        .tuple(
+          fc.uniqueArray(s.v6 ? v6 : v4, { minLength: s.endpoints, maxLength: s.endpoints }),
+          fc.uniqueArray(s.v6 ? cidr6 : cidr4, { minLength: s.ranges, maxLength: s.ranges }),
+        )
+        .map(
+          ([eps, ranges]): VsSpec => ({
+            servicePort: `ns${i}/svc${s.seed % 7}:p`,
+            address: s.v6 ? `fd00:96::${i + 1}` : `10.96.0.${i + 1}`,
+            port: s.role === 'node-port' ? 30000 + i : 80 + (s.seed % 3),
+            protocol: s.protocol,
+            role: s.role,
+            localOnly: s.localOnly,
+            persistenceTimeout: s.persistence,
+            sourceRanges: s.role === 'load-balancer' ? ranges : [],
+            endpoints: eps.map((e) => (s.v6 ? `${e}:8080` : `${e}:8080`)),
+          }),
+        ),
+    );
 
-const state: fc.Arbitrary<NodeState> = fc.record({
-  n: fc.integer({ min: 0, max: 6 }),
-  masqueradeAll: fc.boolean(),
-  clusterCIDR: fc.constantFrom('', '10.0.0.0/8', '10.0.0.0/12', 'fd00::/60'),
-}).chain(({ n, masqueradeAll, clusterCIDR }) => fc.tuple(...Array.from({ length: n }, (_, i) => service(i)))
-  .map((specs) => nodeState(specs, { masqueradeAll, clusterCIDR })));
+const state: fc.Arbitrary<NodeState> = fc
+  .record({
+    n: fc.integer({ min: 0, max: 6 }),
+    masqueradeAll: fc.boolean(),
+    clusterCIDR: fc.constantFrom('', '10.0.0.0/8', '10.0.0.0/12', 'fd00::/60'),
+  })
+  .chain(({ n, masqueradeAll, clusterCIDR }) =>
+    fc
+      .tuple(...Array.from({ length: n }, (_, i) => service(i)))
+      .map((specs) => nodeState(specs, { masqueradeAll, clusterCIDR })),
+  );
 
 let ns: TestNetns;
-beforeAll(async () => { ns = await TestNetns.create('nftnl'); });
-afterAll(async () => { await ns?.destroy(); });
+beforeAll(async () => {
+  ns = await TestNetns.create('nftnl');
+});
+afterAll(async () => {
+  await ns?.destroy();
+});
 
 describe('nftables over netlink', () => {
   it('produces the same `nft list table` as the nft path for random state sequences', async () => {
@@ -59,20 +80,34 @@ describe('nftables over netlink', () => {
       const where = `seed ${seed} (SWITCHBOARD_NFT_SEED), step ${i}`;
       expect(s.netlinkText, where).toBe(s.nftText);
       expect(s.netlinkText, where).toMatch(/chain nat-prerouting/);
-      expect({ agree: s.readBacksAgree, resync: s.netlinkResyncWrites, verified: s.verified, writes: s.netlinkWrites }, where)
-        .toEqual({ agree: true, resync: 0, verified: true, writes: s.nftWrites });
+      expect(
+        { agree: s.readBacksAgree, resync: s.netlinkResyncWrites, verified: s.verified, writes: s.netlinkWrites },
+        where,
+      ).toEqual({ agree: true, resync: 0, verified: true, writes: s.nftWrites });
     });
   }, 300_000);
 
   it('a load too large for one batch goes in several, hooks last, and ends identical', async () => {
-    const many = nodeState(Array.from({ length: 120 }, (_, i): VsSpec => ({
-      servicePort: `ns/s${i}:p`, address: `10.96.1.${i}`, port: 80, persistenceTimeout: i % 3 === 0 ? 60 : 0,
-      endpoints: [`10.1.${i}.1:8080`, `10.1.${i}.2:8080`, `10.1.${i}.3:8080`],
-    })), { clusterCIDR: '10.0.0.0/8' });
+    const many = nodeState(
+      Array.from(
+        { length: 120 },
+        (_, i): VsSpec => ({
+          servicePort: `ns/s${i}:p`,
+          address: `10.96.1.${i}`,
+          port: 80,
+          persistenceTimeout: i % 3 === 0 ? 60 : 0,
+          endpoints: [`10.1.${i}.1:8080`, `10.1.${i}.2:8080`, `10.1.${i}.3:8080`],
+        }),
+      ),
+      { clusterCIDR: '10.0.0.0/8' },
+    );
     const steps = await ns.run<StepResult[]>(SCENARIOS, 'runBothBackends', [[many], 16 * 1024], { timeoutMs: 240_000 });
     expect(steps[0]!.netlinkBatches).toBeGreaterThan(3);
     expect(steps[0]!.netlinkText).toBe(steps[0]!.nftText);
-    expect({ agree: steps[0]!.readBacksAgree, resync: steps[0]!.netlinkResyncWrites, verified: steps[0]!.verified })
-      .toEqual({ agree: true, resync: 0, verified: true });
+    expect({
+      agree: steps[0]!.readBacksAgree,
+      resync: steps[0]!.netlinkResyncWrites,
+      verified: steps[0]!.verified,
+    }).toEqual({ agree: true, resync: 0, verified: true });
   }, 300_000);
 });

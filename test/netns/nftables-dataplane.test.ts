@@ -9,7 +9,8 @@ const lab = new NetnsLab();
 let a: Pod, b: Pod, c: Pod, client: Client, client2: Client;
 let dp: NftablesDataplane | undefined;
 const ep = (p: Pod) => `${p.ip}:8080`;
-const FOREIGN = 'table inet foreign-fw {\n\tchain forwarded {\n\t\ttype filter hook forward priority 0; policy accept;\n\t\tcounter\n\t}\n}\n';
+const FOREIGN =
+  'table inet foreign-fw {\n\tchain forwarded {\n\t\ttype filter hook forward priority 0; policy accept;\n\t\tcounter\n\t}\n}\n';
 
 beforeAll(async () => {
   await lab.start();
@@ -17,8 +18,13 @@ beforeAll(async () => {
   [client, client2] = [await lab.addClient(), await lab.addClient()];
   await inNs(lab.node, 'nft', ['-f', '-'], FOREIGN);
 });
-afterAll(async () => { await lab.cleanup(); });
-afterEach(async () => { await dp?.cleanup(); dp = undefined; });
+afterAll(async () => {
+  await lab.cleanup();
+});
+afterEach(async () => {
+  await dp?.cleanup();
+  dp = undefined;
+});
 
 function dataplane(): NftablesDataplane {
   dp = new NftablesDataplane({ netns: lab.node });
@@ -30,7 +36,13 @@ const web = (endpoints: string[], extra: Partial<VsSpec> = {}): VsSpec[] => [
   { servicePort: 'default/web:http', address: client.nodeIp, port: 30080, role: 'node-port', endpoints, ...extra },
   { servicePort: 'default/web:http', address: client2.nodeIp, port: 30080, role: 'node-port', endpoints, ...extra },
 ];
-const dns = (endpoints: string[]): VsSpec => ({ servicePort: 'default/dns:dns', address: '10.96.0.53', port: 53, protocol: 'UDP', endpoints });
+const dns = (endpoints: string[]): VsSpec => ({
+  servicePort: 'default/dns:dns',
+  address: '10.96.0.53',
+  port: 53,
+  protocol: 'UDP',
+  endpoints,
+});
 
 describe('NftablesDataplane in a network namespace', () => {
   it('spreads ClusterIP TCP and UDP over every endpoint', async () => {
@@ -68,7 +80,10 @@ describe('NftablesDataplane in a network namespace', () => {
     expect(d.lastTransaction).not.toMatch(/dns/);
     const after = (await d.readBack())!;
     expect(after.tableHandle).toBe(before.tableHandle);
-    expect(Object.keys(tally(await lab.probe(client.ns, 'tcp', '10.96.0.10', 80, 30))).sort()).toEqual(['web-a', 'web-c']);
+    expect(Object.keys(tally(await lab.probe(client.ns, 'tcp', '10.96.0.10', 80, 30))).sort()).toEqual([
+      'web-a',
+      'web-c',
+    ]);
     const noop = await d.apply(nodeState([...web([ep(a), ep(c)]), dns([ep(a)])]));
     expect(noop.kernelWrites).toBe(0);
     expect(d.lastTransaction).toBe('');
@@ -84,7 +99,18 @@ describe('NftablesDataplane in a network namespace', () => {
   });
 
   it('LoadBalancer source ranges drop sources outside them', async () => {
-    await dataplane().apply(nodeState([{ servicePort: 'default/lb:http', address: '192.0.2.10', port: 80, role: 'load-balancer', sourceRanges: [`${client2.ip}/32`], endpoints: [ep(a)] }]));
+    await dataplane().apply(
+      nodeState([
+        {
+          servicePort: 'default/lb:http',
+          address: '192.0.2.10',
+          port: 80,
+          role: 'load-balancer',
+          sourceRanges: [`${client2.ip}/32`],
+          endpoints: [ep(a)],
+        },
+      ]),
+    );
     expect(await lab.probe(client.ns, 'tcp', '192.0.2.10', 80, 2, 400)).toEqual([null, null]);
     expect(tally(await lab.probe(client2.ns, 'tcp', '192.0.2.10', 80, 3))).toEqual({ 'web-a': 3 });
   });
@@ -103,8 +129,18 @@ describe('NftablesDataplane in a network namespace', () => {
     await inNs(lab.node, 'nft', ['flush', 'chain', 'inet', 'switchboard', svc]);
     expect((await d.resync()).verified).toBe(true);
     expect((await d.resync()).kernelWrites).toBe(0);
-    await expect(d.apply(nodeState([...web([ep(a)]), { servicePort: 'x/bad:p', address: '10.96.0.99', port: 80, endpoints: ['10.77.1.99:99999'] }]))).rejects.toThrow(/nft/);
-    expect(Object.keys(tally(await lab.probe(client.ns, 'tcp', '10.96.0.10', 80, 20))).sort()).toEqual(['web-a', 'web-b']);
+    await expect(
+      d.apply(
+        nodeState([
+          ...web([ep(a)]),
+          { servicePort: 'x/bad:p', address: '10.96.0.99', port: 80, endpoints: ['10.77.1.99:99999'] },
+        ]),
+      ),
+    ).rejects.toThrow(/nft/);
+    expect(Object.keys(tally(await lab.probe(client.ns, 'tcp', '10.96.0.10', 80, 20))).sort()).toEqual([
+      'web-a',
+      'web-b',
+    ]);
   });
 
   it('foreign tables survive apply and cleanup; cleanup leaves no table of ours', async () => {
@@ -117,7 +153,9 @@ describe('NftablesDataplane in a network namespace', () => {
     expect(tables).toContain('table inet foreign-fw');
     expect(tables).not.toContain('switchboard');
     // Still hooked and counting the forwarded service traffic.
-    expect(await inNs(lab.node, 'nft', ['list', 'table', 'inet', 'foreign-fw'])).toMatch(/hook forward[\s\S]*counter packets [1-9]/);
+    expect(await inNs(lab.node, 'nft', ['list', 'table', 'inet', 'foreign-fw'])).toMatch(
+      /hook forward[\s\S]*counter packets [1-9]/,
+    );
     // And with our table gone, the VIP no longer answers.
     expect(await lab.probe(client.ns, 'tcp', '10.96.0.10', 80, 1, 300)).toEqual([null]);
   });

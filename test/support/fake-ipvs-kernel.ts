@@ -12,9 +12,19 @@ import { byCodeUnit, realServerKey, virtualServerKey, type IpsetState } from '..
 import { formatIpsetSave, formatIpvsadm } from '../../libs/planner/index.ts';
 import { describeIpsetError, NetlinkError } from '../../libs/netlink/index.ts';
 import {
-  concurrentGroups, describeOp, parseIptablesSave, TransactionError, type KernelInterface, type KernelOp,
-  type KernelTransaction, type NetfilterObservation, type ObservedIpset, type ObservedKernel, type ObservedRealServer,
-  type ObservedVirtualServer, type VsKey,
+  concurrentGroups,
+  describeOp,
+  parseIptablesSave,
+  TransactionError,
+  type KernelInterface,
+  type KernelOp,
+  type KernelTransaction,
+  type NetfilterObservation,
+  type ObservedIpset,
+  type ObservedKernel,
+  type ObservedRealServer,
+  type ObservedVirtualServer,
+  type VsKey,
 } from '../../libs/dataplane/index.ts';
 
 interface FakeState {
@@ -43,10 +53,19 @@ type RefusalRule = { at?: number; match?: (op: KernelOp) => boolean; errno: stri
 
 export class FakeIpvsKernel implements KernelInterface {
   private state: FakeState = {
-    vs: new Map(), dummyDevice: false, addresses: new Set(), sets: new Map(), netfilter: {},
+    vs: new Map(),
+    dummyDevice: false,
+    addresses: new Set(),
+    sets: new Map(),
+    netfilter: {},
     sysctls: {
-      'net.ipv4.vs.conntrack': '0', 'net.ipv4.vs.expire_nodest_conn': '0', 'net.ipv4.vs.expire_quiescent_template': '0',
-      'net.ipv4.vs.conn_reuse_mode': '1', 'net.ipv4.ip_forward': '0', 'net.ipv4.conf.all.arp_ignore': '0', 'net.ipv4.conf.all.arp_announce': '0',
+      'net.ipv4.vs.conntrack': '0',
+      'net.ipv4.vs.expire_nodest_conn': '0',
+      'net.ipv4.vs.expire_quiescent_template': '0',
+      'net.ipv4.vs.conn_reuse_mode': '1',
+      'net.ipv4.ip_forward': '0',
+      'net.ipv4.conf.all.arp_ignore': '0',
+      'net.ipv4.conf.all.arp_announce': '0',
     },
     conntrackFlushes: [],
   };
@@ -59,7 +78,12 @@ export class FakeIpvsKernel implements KernelInterface {
 
   /** Makes the fake refuse ops (see Refusal); rules add up until they are used up or cleared. */
   refuse(r: Refusal): this {
-    this.refusals.push({ at: r.at, match: r.match, errno: r.errno, left: r.times ?? (r.at !== undefined ? 1 : Infinity) });
+    this.refusals.push({
+      at: r.at,
+      match: r.match,
+      errno: r.errno,
+      left: r.times ?? (r.at !== undefined ? 1 : Infinity),
+    });
     return this;
   }
 
@@ -67,7 +91,11 @@ export class FakeIpvsKernel implements KernelInterface {
     this.refusals = [];
   }
 
-  async read(opts: { ipsets: readonly string[]; sysctls: readonly string[]; netfilterChains: Readonly<Record<string, readonly string[]>> }): Promise<ObservedKernel> {
+  async read(opts: {
+    ipsets: readonly string[];
+    sysctls: readonly string[];
+    netfilterChains: Readonly<Record<string, readonly string[]>>;
+  }): Promise<ObservedKernel> {
     const s = this.state;
     const nf: NetfilterObservation = { tables: parseIptablesSave(this.iptablesSave(), opts.netfilterChains) };
     return structuredClone({
@@ -85,7 +113,12 @@ export class FakeIpvsKernel implements KernelInterface {
   }
 
   async readRealServers(keys: readonly VsKey[]): Promise<Map<string, ObservedRealServer[]>> {
-    return new Map(keys.map((k) => [virtualServerKey(k), structuredClone(this.state.vs.get(virtualServerKey(k))?.realServers ?? [])]));
+    return new Map(
+      keys.map((k) => [
+        virtualServerKey(k),
+        structuredClone(this.state.vs.get(virtualServerKey(k))?.realServers ?? []),
+      ]),
+    );
   }
 
   async run(tx: KernelTransaction): Promise<void> {
@@ -116,7 +149,12 @@ export class FakeIpvsKernel implements KernelInterface {
 
   /** `ipvsadm -Sn` text (sorted). */
   ipvsadmSave(): string {
-    return formatIpvsadm({ virtualServers: [...this.state.vs.values()].map((v) => ({ ...v, realServers: [...v.realServers].sort((a, b) => byCodeUnit(realServerKey(a), realServerKey(b))) })) as never });
+    return formatIpvsadm({
+      virtualServers: [...this.state.vs.values()].map((v) => ({
+        ...v,
+        realServers: [...v.realServers].sort((a, b) => byCodeUnit(realServerKey(a), realServerKey(b))),
+      })) as never,
+    });
   }
 
   /** `ipset save` text of every set, sorted by name, without initval. */
@@ -137,9 +175,15 @@ export class FakeIpvsKernel implements KernelInterface {
     return out.join('\n') + '\n';
   }
 
-  addresses(): string[] { return [...this.state.addresses].sort(byCodeUnit); }
-  sysctl(name: string): string | undefined { return this.state.sysctls[name]; }
-  conntrackFlushes(): readonly string[] { return this.state.conntrackFlushes; }
+  addresses(): string[] {
+    return [...this.state.addresses].sort(byCodeUnit);
+  }
+  sysctl(name: string): string | undefined {
+    return this.state.sysctls[name];
+  }
+  conntrackFlushes(): readonly string[] {
+    return this.state.conntrackFlushes;
+  }
 
   /** Behind-our-back changes (foreign tools, drift): applied directly, not counted as our writes. */
   external(...ops: KernelOp[]): void {
@@ -178,7 +222,12 @@ function kernelError(op: KernelOp, code: string): Error {
   return NetlinkError.fromErrno(operation, errno);
 }
 
-const IPSET_ERRNO: Record<string, number> = { IPSET_ERR_EXIST: 4103, IPSET_ERR_REFERENCED: 4108, IPSET_ERR_TYPE_MISMATCH: 4102, IPSET_ERR_HASH_FULL: 4352 };
+const IPSET_ERRNO: Record<string, number> = {
+  IPSET_ERR_EXIST: 4103,
+  IPSET_ERR_REFERENCED: 4108,
+  IPSET_ERR_TYPE_MISMATCH: 4102,
+  IPSET_ERR_HASH_FULL: 4352,
+};
 
 /** One op with the kernel's semantics (ip_vs_ctl.c, ip_set_core.c, rtnetlink), as NetlinkKernel drives it. */
 function applyOp(s: FakeState, op: KernelOp): Error | undefined {
@@ -189,37 +238,60 @@ function applyOp(s: FakeState, op: KernelOp): Error | undefined {
       const has = s.vs.has(k);
       if (op.verb === 'add' && has) return fail('EEXIST');
       if (op.verb !== 'add' && !has) return fail('ESRCH');
-      if (op.verb === 'delete') { s.vs.delete(k); return undefined; }
+      if (op.verb === 'delete') {
+        s.vs.delete(k);
+        return undefined;
+      }
       const v = op.vs as ObservedVirtualServer;
       s.vs.set(k, {
-        protocol: v.protocol, address: v.address, port: v.port, scheduler: v.scheduler,
-        schedulerFlags: [...v.schedulerFlags].sort(), persistenceTimeout: v.persistenceTimeout,
+        protocol: v.protocol,
+        address: v.address,
+        port: v.port,
+        scheduler: v.scheduler,
+        schedulerFlags: [...v.schedulerFlags].sort(),
+        persistenceTimeout: v.persistenceTimeout,
         realServers: has ? s.vs.get(k)!.realServers : [],
       });
       return undefined;
     }
     case 'real-server': {
-      if (op.verb === 'flush-conntrack') { s.conntrackFlushes.push(`${virtualServerKey(op.vs)}>${realServerKey(op.rs)}`); return undefined; }
+      if (op.verb === 'flush-conntrack') {
+        s.conntrackFlushes.push(`${virtualServerKey(op.vs)}>${realServerKey(op.rs)}`);
+        return undefined;
+      }
       const v = s.vs.get(virtualServerKey(op.vs));
       if (!v) return fail('ESRCH');
       const k = realServerKey(op.rs);
       const i = v.realServers.findIndex((r) => realServerKey(r) === k);
       if (op.verb === 'add' && i >= 0) return fail('EEXIST');
       if (op.verb !== 'add' && i < 0) return fail('ENOENT');
-      if (op.verb === 'delete') { v.realServers.splice(i, 1); return undefined; }
+      if (op.verb === 'delete') {
+        v.realServers.splice(i, 1);
+        return undefined;
+      }
       const weight = 'weight' in op.rs ? op.rs.weight : 1;
-      if (op.verb === 'add') v.realServers.push({ address: op.rs.address, port: op.rs.port, weight, activeConns: 0, inactiveConns: 0 });
+      if (op.verb === 'add')
+        v.realServers.push({ address: op.rs.address, port: op.rs.port, weight, activeConns: 0, inactiveConns: 0 });
       else v.realServers[i] = { ...v.realServers[i]!, weight };
       return undefined;
     }
     case 'dummy-device':
       // NetlinkKernel's create is LinkClient.ensureDummy: an existing dummy device is fine.
-      if (op.verb === 'create') { s.dummyDevice = true; return undefined; }
+      if (op.verb === 'create') {
+        s.dummyDevice = true;
+        return undefined;
+      }
       if (!s.dummyDevice) return fail('ENODEV');
-      s.dummyDevice = false; s.addresses.clear(); return undefined;
+      s.dummyDevice = false;
+      s.addresses.clear();
+      return undefined;
     case 'address':
       if (!s.dummyDevice) return fail('ENODEV');
-      if (op.verb === 'add') { if (s.addresses.has(op.address)) return fail('EEXIST'); s.addresses.add(op.address); return undefined; }
+      if (op.verb === 'add') {
+        if (s.addresses.has(op.address)) return fail('EEXIST');
+        s.addresses.add(op.address);
+        return undefined;
+      }
       return s.addresses.delete(op.address) ? undefined : fail('EADDRNOTAVAIL');
     case 'ipset':
       if (op.verb === 'create') {
@@ -233,7 +305,8 @@ function applyOp(s: FakeState, op: KernelOp): Error | undefined {
         s.sets.delete(op.name);
         return undefined;
       } else {
-        const a = s.sets.get(op.name), b = s.sets.get(op.other);
+        const a = s.sets.get(op.name),
+          b = s.sets.get(op.other);
         if (!a || !b) return fail('ENOENT');
         if (a.type !== b.type || a.family !== b.family) return fail('IPSET_ERR_TYPE_MISMATCH');
         [a.entries, b.entries] = [b.entries, a.entries];
@@ -243,7 +316,12 @@ function applyOp(s: FakeState, op: KernelOp): Error | undefined {
       const set = s.sets.get(op.set);
       if (!set) return fail('ENOENT');
       const i = set.entries.indexOf(op.entry);
-      if (op.verb === 'add') { if (i >= 0) return fail('IPSET_ERR_EXIST'); set.entries.push(op.entry); set.entries.sort(byCodeUnit); return undefined; }
+      if (op.verb === 'add') {
+        if (i >= 0) return fail('IPSET_ERR_EXIST');
+        set.entries.push(op.entry);
+        set.entries.sort(byCodeUnit);
+        return undefined;
+      }
       if (i < 0) return fail('IPSET_ERR_EXIST');
       set.entries.splice(i, 1);
       return undefined;
@@ -260,7 +338,9 @@ function applyOp(s: FakeState, op: KernelOp): Error | undefined {
 }
 
 function referenced(s: FakeState, set: string): boolean {
-  return Object.values(s.netfilter).some((t) => Object.values(t).some((rules) => rules.some((r) => r.includes(`--match-set ${set} `))));
+  return Object.values(s.netfilter).some((t) =>
+    Object.values(t).some((rules) => rules.some((r) => r.includes(`--match-set ${set} `))),
+  );
 }
 
 /**
@@ -272,19 +352,36 @@ function restore(s: FakeState, text: string): string | undefined {
   let table: Record<string, string[]> | undefined;
   for (const line of text.split('\n')) {
     if (line === '' || line === 'COMMIT') continue;
-    if (line.startsWith('*')) { table = (next[line.slice(1)] ??= {}); continue; }
+    if (line.startsWith('*')) {
+      table = next[line.slice(1)] ??= {};
+      continue;
+    }
     if (!table) return 'rule outside a table';
-    const m = /^(:|-A |-I |-D |-X )(\S+)(?: (?:1 )?(.*))?$/.exec(line.startsWith(':') ? line.replace(/^:(\S+).*$/, ':$1') : line);
+    const m = /^(:|-A |-I |-D |-X )(\S+)(?: (?:1 )?(.*))?$/.exec(
+      line.startsWith(':') ? line.replace(/^:(\S+).*$/, ':$1') : line,
+    );
     if (!m) return `cannot parse ${line}`;
     const [, verb, chain, rule] = m as unknown as [string, string, string, string | undefined];
-    if (verb === ':') { table[chain] = []; continue; }
-    if (verb === '-X ') { if (!(chain in table)) return `no chain ${chain}`; delete table[chain]; continue; }
+    if (verb === ':') {
+      table[chain] = [];
+      continue;
+    }
+    if (verb === '-X ') {
+      if (!(chain in table)) return `no chain ${chain}`;
+      delete table[chain];
+      continue;
+    }
     const rules = (table[chain] ??= []);
     // Like iptables: a rule cannot match on a set that does not exist.
-    for (const m of (verb === '-D ' ? '' : rule ?? '').matchAll(/--match-set (\S+)/g)) if (!s.sets.has(m[1]!)) return `Set ${m[1]} doesn't exist`;
+    for (const m of (verb === '-D ' ? '' : (rule ?? '')).matchAll(/--match-set (\S+)/g))
+      if (!s.sets.has(m[1]!)) return `Set ${m[1]} doesn't exist`;
     if (verb === '-A ') rules.push(rule!);
     else if (verb === '-I ') rules.unshift(rule!);
-    else { const i = rules.indexOf(rule!); if (i < 0) return `no rule ${line}`; rules.splice(i, 1); }
+    else {
+      const i = rules.indexOf(rule!);
+      if (i < 0) return `no rule ${line}`;
+      rules.splice(i, 1);
+    }
   }
   s.netfilter = next;
   return undefined;

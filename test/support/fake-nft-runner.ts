@@ -17,7 +17,10 @@ import type { NftReadBack } from '../../libs/dataplane/index.ts';
 import { summarizeRules } from '../../libs/dataplane/index.ts';
 import { SKELETON_CHAINS, SKELETON_MAPS } from '../../libs/dataplane/index.ts';
 
-interface FakeChain { hook?: string; rules: string[] }
+interface FakeChain {
+  hook?: string;
+  rules: string[];
+}
 interface FakeTable {
   handle: number;
   chains: Map<string, FakeChain>;
@@ -31,8 +34,13 @@ const refsOf = (text: string): { chains: string[]; sets: string[] } => ({
 });
 
 class OpError extends Error {
-  constructor(readonly errno: 'ENOENT' | 'EEXIST' | 'EBUSY', what: string) {
-    const text = { ENOENT: 'No such file or directory', EEXIST: 'File exists', EBUSY: 'Device or resource busy' }[errno];
+  constructor(
+    readonly errno: 'ENOENT' | 'EEXIST' | 'EBUSY',
+    what: string,
+  ) {
+    const text = { ENOENT: 'No such file or directory', EEXIST: 'File exists', EBUSY: 'Device or resource busy' }[
+      errno
+    ];
     super(`Error: Could not process rule: ${text}\n${what}`);
   }
 }
@@ -86,12 +94,17 @@ export class FakeNftRunner implements NftRunner {
     for (const c of SKELETON_CHAINS) {
       const got = t.chains.get(c.name);
       if (!got) skeletonProblems.push(`chain ${c.name} missing`);
-      else if (got.rules.length !== c.rules.length) skeletonProblems.push(`chain ${c.name} has ${got.rules.length} rules, want ${c.rules.length}`);
+      else if (got.rules.length !== c.rules.length)
+        skeletonProblems.push(`chain ${c.name} has ${got.rules.length} rules, want ${c.rules.length}`);
     }
     for (const m of SKELETON_MAPS) if (!t.maps.has(m.name)) skeletonProblems.push(`map ${m.name} missing`);
     return {
       tableHandle: t.handle,
-      inventory: { chains, sets: new Set(t.sets.keys()), elements: new Map([...t.maps].map(([n, m]) => [n, new Map(m.elements)])) },
+      inventory: {
+        chains,
+        sets: new Set(t.sets.keys()),
+        elements: new Map([...t.maps].map(([n, m]) => [n, new Map(m.elements)])),
+      },
       skeletonProblems,
       setElementCounts: new Map([...t.sets.keys()].map((n) => [n, 0])),
     };
@@ -100,7 +113,11 @@ export class FakeNftRunner implements NftRunner {
   close(): void {}
 
   /** Test hook standing for someone editing the kernel behind our back (`nft flush chain ...`). */
-  tamper(family: string, table: string, edit: (t: { chains: Map<string, FakeChain>; maps: FakeTable['maps'] }) => void): void {
+  tamper(
+    family: string,
+    table: string,
+    edit: (t: { chains: Map<string, FakeChain>; maps: FakeTable['maps'] }) => void,
+  ): void {
     const t = this.tables.get(`${family} ${table}`);
     if (!t) throw new Error(`fake nft: no table ${family} ${table}`);
     edit(t);
@@ -112,14 +129,25 @@ export class FakeNftRunner implements NftRunner {
     if (!t) return '';
     const blocks: string[] = [];
     for (const [n, s] of t.sets) {
-      blocks.push(`\tset ${n} {\n${s.decl.split(';').map((p) => p.trim()).filter(Boolean).map((p) => `\t\t${p}\n`).join('')}\t}\n`);
+      blocks.push(
+        `\tset ${n} {\n${s.decl
+          .split(';')
+          .map((p) => p.trim())
+          .filter(Boolean)
+          .map((p) => `\t\t${p}\n`)
+          .join('')}\t}\n`,
+      );
     }
     for (const [n, m] of t.maps) {
       const elems = [...m.elements].map(([k, v]) => `${k} : ${v}`);
-      blocks.push(`\tmap ${n} {\n\t\ttype ${m.type}\n${elems.length ? `\t\telements = { ${elems.join(',\n\t\t\t     ')} }\n` : ''}\t}\n`);
+      blocks.push(
+        `\tmap ${n} {\n\t\ttype ${m.type}\n${elems.length ? `\t\telements = { ${elems.join(',\n\t\t\t     ')} }\n` : ''}\t}\n`,
+      );
     }
     for (const [n, c] of t.chains) {
-      blocks.push(`\tchain ${n} {\n${[...(c.hook ? [c.hook] : []), ...c.rules].map((r) => `\t\t${r}\n`).join('')}\t}\n`);
+      blocks.push(
+        `\tchain ${n} {\n${[...(c.hook ? [c.hook] : []), ...c.rules].map((r) => `\t\t${r}\n`).join('')}\t}\n`,
+      );
     }
     return `table ${family} ${table} {\n${blocks.join('\n')}}\n`;
   }
@@ -143,11 +171,15 @@ export class FakeNftRunner implements NftRunner {
   }
 
   private applyInTable(t: FakeTable, verb: NftOp['verb'], o: Exclude<NftObject, { kind: 'table' }>): void {
-    const chainExists = (n: string) => { if (!t.chains.has(n)) throw new OpError('ENOENT', `chain ${n}`); };
-    const setExists = (n: string) => { if (!t.sets.has(n) && !t.maps.has(n)) throw new OpError('ENOENT', `set ${n}`); };
+    const chainExists = (n: string) => {
+      if (!t.chains.has(n)) throw new OpError('ENOENT', `chain ${n}`);
+    };
+    const setExists = (n: string) => {
+      if (!t.sets.has(n) && !t.maps.has(n)) throw new OpError('ENOENT', `set ${n}`);
+    };
     const referenced = (pred: (r: ReturnType<typeof refsOf>) => boolean): boolean =>
-      [...t.chains.values()].some((c) => c.rules.some((r) => pred(refsOf(r))))
-      || [...t.maps.values()].some((m) => [...m.elements.values()].some((v) => pred(refsOf(v))));
+      [...t.chains.values()].some((c) => c.rules.some((r) => pred(refsOf(r)))) ||
+      [...t.maps.values()].some((m) => [...m.elements.values()].some((v) => pred(refsOf(v))));
     switch (o.kind) {
       case 'chain': {
         const c = t.chains.get(o.name);
@@ -157,8 +189,12 @@ export class FakeNftRunner implements NftRunner {
           return;
         }
         if (!c) throw new OpError('ENOENT', `chain ${o.name}`);
-        if (verb === 'flush') { c.rules = []; return; }
-        if (referenced((r) => r.chains.includes(o.name))) throw new OpError('EBUSY', `chain ${o.name} is still referenced`);
+        if (verb === 'flush') {
+          c.rules = [];
+          return;
+        }
+        if (referenced((r) => r.chains.includes(o.name)))
+          throw new OpError('EBUSY', `chain ${o.name} is still referenced`);
         t.chains.delete(o.name);
         return;
       }
@@ -183,8 +219,12 @@ export class FakeNftRunner implements NftRunner {
           return;
         }
         if (!exists) throw new OpError('ENOENT', `${o.kind} ${o.name}`);
-        if (verb === 'flush') { if (o.kind === 'map') t.maps.get(o.name)!.elements.clear(); return; }
-        if (referenced((r) => r.sets.includes(o.name))) throw new OpError('EBUSY', `${o.kind} ${o.name} is still referenced`);
+        if (verb === 'flush') {
+          if (o.kind === 'map') t.maps.get(o.name)!.elements.clear();
+          return;
+        }
+        if (referenced((r) => r.sets.includes(o.name)))
+          throw new OpError('EBUSY', `${o.kind} ${o.name} is still referenced`);
         own.delete(o.name);
         return;
       }
@@ -198,7 +238,8 @@ export class FakeNftRunner implements NftRunner {
           return;
         }
         refsOf(o.value!).chains.forEach(chainExists);
-        if (cur !== undefined && (verb === 'create' || cur !== o.value)) throw new OpError('EEXIST', `element ${o.key} in ${o.map}`);
+        if (cur !== undefined && (verb === 'create' || cur !== o.value))
+          throw new OpError('EEXIST', `element ${o.key} in ${o.map}`);
         m.elements.set(o.key, o.value!);
       }
     }

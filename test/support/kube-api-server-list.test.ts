@@ -76,13 +76,17 @@ describe('KubeApiServer chunked lists', () => {
   }, 120_000); // a few hundred HTTP round trips: slow only when the machine is loaded
 
   it('with a selector, keeps a continue token while keys remain and may end on an empty page', async () => {
-    for (const name of ['a', 'b', 'c', 'd', 'e']) server.create('Service', svc(name, name === 'a' || name === 'b' ? 'web' : 'db'));
+    for (const name of ['a', 'b', 'c', 'd', 'e'])
+      server.create('Service', svc(name, name === 'a' || name === 'b' ? 'web' : 'db'));
     const first = await getJson(server, '/api/v1/services?limit=2&labelSelector=tier%3Dweb');
     expect(first.body.items.map((i: Json) => i.metadata.name)).toEqual(['a', 'b']);
     // etcd's `more`: c, d, e remain (they do not match); the apiserver gives no count with a selector.
     expect(first.body.metadata.continue).toBeTruthy();
     expect(first.body.metadata.remainingItemCount).toBeUndefined();
-    const second = await getJson(server, `/api/v1/services?limit=2&labelSelector=tier%3Dweb&continue=${first.body.metadata.continue}`);
+    const second = await getJson(
+      server,
+      `/api/v1/services?limit=2&labelSelector=tier%3Dweb&continue=${first.body.metadata.continue}`,
+    );
     expect(second.body.items).toEqual([]);
     expect(second.body.metadata.continue).toBeUndefined();
     const exact = await getJson(server, '/api/v1/services?limit=5');

@@ -2,7 +2,14 @@
 // claims, and @kubernetes/client-node's own clients/informer run against it.
 
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { CoreV1Api, DiscoveryV1Api, KubeConfig, makeInformer, VersionApi, type V1Service } from '@kubernetes/client-node';
+import {
+  CoreV1Api,
+  DiscoveryV1Api,
+  KubeConfig,
+  makeInformer,
+  VersionApi,
+  type V1Service,
+} from '@kubernetes/client-node';
 import { KubeApiServer, type KubeObject } from './kube-api-server/index.ts';
 import { writeKubeconfig, type WrittenKubeconfig } from './kubeconfig.ts';
 
@@ -65,8 +72,15 @@ describe('KubeApiServer (raw HTTP)', () => {
 
   it('serves XList with a global resourceVersion and per-object metadata', async () => {
     server.create('Service', svc('a'));
-    server.create('Node', { metadata: { name: 'n1' }, status: { addresses: [{ type: 'InternalIP', address: '10.0.0.1' }] } });
-    server.create('EndpointSlice', { metadata: { name: 'a-1', namespace: 'default', labels: { 'kubernetes.io/service-name': 'a' } }, addressType: 'IPv4', endpoints: [] });
+    server.create('Node', {
+      metadata: { name: 'n1' },
+      status: { addresses: [{ type: 'InternalIP', address: '10.0.0.1' }] },
+    });
+    server.create('EndpointSlice', {
+      metadata: { name: 'a-1', namespace: 'default', labels: { 'kubernetes.io/service-name': 'a' } },
+      addressType: 'IPv4',
+      endpoints: [],
+    });
     const { status, body } = await getJson(server, '/api/v1/services');
     expect(status).toBe(200);
     expect(body.kind).toBe('ServiceList');
@@ -106,7 +120,9 @@ describe('KubeApiServer (raw HTTP)', () => {
     server.create('Service', svc('b', { app: 'db' }));
     server.create('Service', svc('c', {}));
     const names = async (sel: string) =>
-      (await getJson(server, `/api/v1/services?labelSelector=${encodeURIComponent(sel)}`)).body.items.map((i: Json) => i.metadata.name);
+      (await getJson(server, `/api/v1/services?labelSelector=${encodeURIComponent(sel)}`)).body.items.map(
+        (i: Json) => i.metadata.name,
+      );
     expect(await names('app=web')).toEqual(['a']);
     expect(await names('app==db')).toEqual(['b']);
     expect(await names('app!=web')).toEqual(['b', 'c']);
@@ -146,12 +162,24 @@ describe('KubeApiServer (raw HTTP)', () => {
   it('streams watch events after the given RV (exclusive) over chunked encoding', async () => {
     const a = server.create('Service', svc('a'));
     server.create('Service', svc('b'));
-    const watching = watchEvents(server, `/api/v1/services?watch=true&resourceVersion=${a.metadata.resourceVersion}`, 3);
+    const watching = watchEvents(
+      server,
+      `/api/v1/services?watch=true&resourceVersion=${a.metadata.resourceVersion}`,
+      3,
+    );
     await new Promise((r) => setTimeout(r, 50));
     server.update('Service', { ...svc('a'), spec: { type: 'ClusterIP', clusterIP: '10.96.0.11', ports: [] } });
-    server.create('EndpointSlice', { metadata: { name: 'x', namespace: 'default' }, addressType: 'IPv4', endpoints: [] });
+    server.create('EndpointSlice', {
+      metadata: { name: 'x', namespace: 'default' },
+      addressType: 'IPv4',
+      endpoints: [],
+    });
     server.delete('Service', { namespace: 'default', name: 'b' });
-    const { status, headers, events } = await watchEvents(server, '/api/v1/services?watch=true&resourceVersion=' + a.metadata.resourceVersion, 3);
+    const { status, headers, events } = await watchEvents(
+      server,
+      '/api/v1/services?watch=true&resourceVersion=' + a.metadata.resourceVersion,
+      3,
+    );
     expect(status).toBe(200);
     expect(headers.get('transfer-encoding')).toBe('chunked');
     expect(events.map((e) => [e.type, e.object.metadata.name, e.object.metadata.resourceVersion])).toEqual([
@@ -173,11 +201,17 @@ describe('KubeApiServer (raw HTTP)', () => {
 
   it('keeps status on update and changes it only through patchStatus', () => {
     server.create('Service', svc('a'));
-    const patched = server.patchStatus('Service', { namespace: 'default', name: 'a' }, { loadBalancer: { ingress: [{ ip: '1.2.3.4' }] } });
+    const patched = server.patchStatus(
+      'Service',
+      { namespace: 'default', name: 'a' },
+      { loadBalancer: { ingress: [{ ip: '1.2.3.4' }] } },
+    );
     expect(patched.metadata.resourceVersion).toBe('3');
     const updated = server.update('Service', { ...svc('a', { x: 'y' }), status: {} });
     expect(updated.status).toEqual({ loadBalancer: { ingress: [{ ip: '1.2.3.4' }] } });
-    expect(() => server.update('Service', { ...svc('a'), metadata: { ...svc('a').metadata, resourceVersion: '1' } })).toThrow(/modified/);
+    expect(() =>
+      server.update('Service', { ...svc('a'), metadata: { ...svc('a').metadata, resourceVersion: '1' } }),
+    ).toThrow(/modified/);
     expect(() => server.create('Service', svc('a'))).toThrow(/already exists/);
     expect(() => server.create('Service', { metadata: { name: 'nons' } })).toThrow(/namespace is required/);
   });
@@ -207,16 +241,29 @@ describe('KubeApiServer (raw HTTP)', () => {
   it('sends BOOKMARKs with only the current global RV when allowed', async () => {
     server.create('Service', svc('a'));
     server.create('Node', { metadata: { name: 'n1' } });
-    const { events } = await watchEvents(server, '/api/v1/services?watch=true&resourceVersion=2&allowWatchBookmarks=true', 1);
-    expect(events[0]).toEqual({ type: 'BOOKMARK', object: { kind: 'Service', apiVersion: 'v1', metadata: { resourceVersion: '3' } } });
-    const without = await watchEvents(server, '/api/v1/services?watch=true&resourceVersion=2', 1, 300).catch((e: Error) => e);
+    const { events } = await watchEvents(
+      server,
+      '/api/v1/services?watch=true&resourceVersion=2&allowWatchBookmarks=true',
+      1,
+    );
+    expect(events[0]).toEqual({
+      type: 'BOOKMARK',
+      object: { kind: 'Service', apiVersion: 'v1', metadata: { resourceVersion: '3' } },
+    });
+    const without = await watchEvents(server, '/api/v1/services?watch=true&resourceVersion=2', 1, 300).catch(
+      (e: Error) => e,
+    );
     // No bookmarks requested: nothing arrives and the client-side abort ends the read.
     expect(without).toBeInstanceOf(Error);
   });
 
   it('ends the watch cleanly after timeoutSeconds', async () => {
     const started = Date.now();
-    const { ended, events } = await watchEvents(server, '/api/v1/services?watch=true&resourceVersion=0&timeoutSeconds=0.2', 1);
+    const { ended, events } = await watchEvents(
+      server,
+      '/api/v1/services?watch=true&resourceVersion=0&timeoutSeconds=0.2',
+      1,
+    );
     expect(ended).toBe(true);
     expect(events).toEqual([]);
     expect(Date.now() - started).toBeGreaterThanOrEqual(150);
@@ -232,7 +279,15 @@ describe('KubeApiServer (raw HTTP)', () => {
     expect(events).toEqual([
       {
         type: 'ERROR',
-        object: { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message: 'too old resource version: 1 (3)', reason: 'Expired', code: 410 },
+        object: {
+          kind: 'Status',
+          apiVersion: 'v1',
+          metadata: {},
+          status: 'Failure',
+          message: 'too old resource version: 1 (3)',
+          reason: 'Expired',
+          code: 410,
+        },
       },
     ]);
     // At the compaction point itself the watch is fine.
@@ -358,7 +413,11 @@ describe('KubeApiServer with @kubernetes/client-node', () => {
 
   it('serves the generated API clients (version, core and discovery lists)', async () => {
     server.create('Service', svc('a'));
-    server.create('EndpointSlice', { metadata: { name: 'a-1', namespace: 'default' }, addressType: 'IPv4', endpoints: [{ addresses: ['10.1.0.1'] }] });
+    server.create('EndpointSlice', {
+      metadata: { name: 'a-1', namespace: 'default' },
+      addressType: 'IPv4',
+      endpoints: [{ addresses: ['10.1.0.1'] }],
+    });
     const version = await kc.makeApiClient(VersionApi).getCode();
     expect(version.gitVersion).toMatch(/^v1\./);
     const services = await kc.makeApiClient(CoreV1Api).listServiceForAllNamespaces();
@@ -379,7 +438,8 @@ describe('KubeApiServer with @kubernetes/client-node', () => {
       for (let i = 0; i < 100 && server.openWatchCount === 0; i++) await new Promise((r) => setTimeout(r, 10));
       server.clearRequests();
       server.expireWatches();
-      for (let i = 0; i < 200 && server.requestsOf('watch', 'Service').length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+      for (let i = 0; i < 200 && server.requestsOf('watch', 'Service').length === 0; i++)
+        await new Promise((r) => setTimeout(r, 10));
       expect(server.requests.map((r) => r.verb)).toEqual(['list', 'watch']);
       expect(errors).toEqual([]);
     } finally {

@@ -36,21 +36,30 @@ export async function startNatsCluster(o: NatsClusterOptions = {}): Promise<Nats
     if (!routePorts.includes(p)) routePorts.push(p);
   }
   const servers: NatsServerHandle[] = [];
-  const stop = async () => { await Promise.all(servers.map((s) => s.stop())); };
+  const stop = async () => {
+    await Promise.all(servers.map((s) => s.stop()));
+  };
   try {
     // Started together: a server with routes to peers not yet up keeps retrying them.
-    const started = await Promise.all(routePorts.map((routePort, i) => startNatsServer({
-      jetstream: true,
-      config: [
-        `server_name: ${JSON.stringify(`${name}-n${i + 1}`)}`,
-        'cluster {',
-        `  name: ${JSON.stringify(name)}`,
-        `  listen: "127.0.0.1:${routePort}"`,
-        `  routes: [${routePorts.filter((p) => p !== routePort).map((p) => JSON.stringify(`nats-route://127.0.0.1:${p}`)).join(', ')}]`,
-        '}',
-        o.config ?? '',
-      ].join('\n'),
-    })));
+    const started = await Promise.all(
+      routePorts.map((routePort, i) =>
+        startNatsServer({
+          jetstream: true,
+          config: [
+            `server_name: ${JSON.stringify(`${name}-n${i + 1}`)}`,
+            'cluster {',
+            `  name: ${JSON.stringify(name)}`,
+            `  listen: "127.0.0.1:${routePort}"`,
+            `  routes: [${routePorts
+              .filter((p) => p !== routePort)
+              .map((p) => JSON.stringify(`nats-route://127.0.0.1:${p}`))
+              .join(', ')}]`,
+            '}',
+            o.config ?? '',
+          ].join('\n'),
+        }),
+      ),
+    );
     servers.push(...started);
   } catch (e) {
     await stop();
@@ -61,7 +70,11 @@ export async function startNatsCluster(o: NatsClusterOptions = {}): Promise<Nats
     servers,
     urls,
     async ready(timeoutMs = 30_000) {
-      await waitForJetStream(servers.map((s) => s.url), timeoutMs, o.auth);
+      await waitForJetStream(
+        servers.map((s) => s.url),
+        timeoutMs,
+        o.auth,
+      );
     },
     stop,
   };
@@ -78,7 +91,11 @@ export async function startNatsCluster(o: NatsClusterOptions = {}): Promise<Nats
  * Polls account info until JetStream answers: a fresh cluster needs a meta leader elected, and a
  * restarted member needs its peers. Polling because there is no event for "meta leader elected".
  */
-export async function waitForJetStream(urls: string[], timeoutMs: number, auth?: { user: string; pass: string }): Promise<void> {
+export async function waitForJetStream(
+  urls: string[],
+  timeoutMs: number,
+  auth?: { user: string; pass: string },
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   const nc = await connect({ servers: urls, maxReconnectAttempts: -1, reconnectTimeWait: 200, ...auth });
   try {

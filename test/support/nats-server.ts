@@ -37,7 +37,9 @@ export interface NatsServerHandle {
 
 const BIN = process.env.NATS_SERVER_BIN ?? '/usr/sbin/nats-server';
 const live = new Set<ChildProcess>();
-process.once('exit', () => { for (const p of live) p.kill('SIGKILL'); });
+process.once('exit', () => {
+  for (const p of live) p.kill('SIGKILL');
+});
 
 export async function startNatsServer(opts: NatsServerOptions = {}): Promise<NatsServerHandle> {
   const dir = mkdtempSync(path.join(tmpdir(), 'sb-nats-'));
@@ -60,8 +62,12 @@ export async function startNatsServer(opts: NatsServerOptions = {}): Promise<Nat
     live.add(p);
     proc = p;
     let log = '';
-    p.stderr!.on('data', (b: Buffer) => { log = (log + b.toString()).slice(-8000); });
-    const exited = new Promise<never>((_, rej) => p.once('exit', (c) => rej(new Error(`nats-server exited (${c}): ${log}`))));
+    p.stderr!.on('data', (b: Buffer) => {
+      log = (log + b.toString()).slice(-8000);
+    });
+    const exited = new Promise<never>((_, rej) =>
+      p.once('exit', (c) => rej(new Error(`nats-server exited (${c}): ${log}`))),
+    );
     exited.catch(() => {});
     await Promise.race([waitForPort(port, 10_000), exited]);
   };
@@ -105,8 +111,15 @@ export async function startNatsServer(opts: NatsServerOptions = {}): Promise<Nat
     stop,
     kill,
     start,
-    restart: async () => { await kill(); await start(); },
-    restartEmpty: async () => { await kill(); rmSync(storeDir, { recursive: true, force: true }); await start(); },
+    restart: async () => {
+      await kill();
+      await start();
+    },
+    restartEmpty: async () => {
+      await kill();
+      rmSync(storeDir, { recursive: true, force: true });
+      await start();
+    },
   };
 }
 
@@ -128,7 +141,10 @@ async function waitForPort(port: number, timeoutMs: number): Promise<void> {
   for (;;) {
     const ok = await new Promise<boolean>((res) => {
       const c = tcpConnect(port, '127.0.0.1');
-      c.once('connect', () => { c.destroy(); res(true); });
+      c.once('connect', () => {
+        c.destroy();
+        res(true);
+      });
       c.once('error', () => res(false));
     });
     if (ok) return;

@@ -18,7 +18,9 @@ export function planFor(yaml: string, node = 'node-a', config: Record<string, un
   return {
     state,
     ipvsadm: formatIpvsadm(state).split('\n').filter(Boolean),
-    ipsetAdds: formatIpsetSave(state).split('\n').filter((l) => l.startsWith('add ')),
+    ipsetAdds: formatIpsetSave(state)
+      .split('\n')
+      .filter((l) => l.startsWith('add ')),
     rejected: rejected.map((r) => `${r.ref}: ${r.reason}`),
   };
 }
@@ -49,7 +51,12 @@ ${extra}`;
 }
 
 /** An EndpointSlice for service `svc` with the given endpoints (YAML flow items). */
-export function slice(svc: string, ports: string, endpoints: string[], opts: { name?: string; addressType?: string } = {}): string {
+export function slice(
+  svc: string,
+  ports: string,
+  endpoints: string[],
+  opts: { name?: string; addressType?: string } = {},
+): string {
   return `
 ---
 apiVersion: discovery.k8s.io/v1

@@ -43,10 +43,7 @@ describe('ipvs', () => {
   test('a virtual server in a node netns balances TCP and UDP from a client across 2 pods', async () => {
     lab = new NetnsLab();
     const node = await lab.addNode();
-    const [a, b] = await Promise.all([
-      lab.addPod(node, { name: 'pod-a' }),
-      lab.addPod(node, { name: 'pod-b' }),
-    ]);
+    const [a, b] = await Promise.all([lab.addPod(node, { name: 'pod-a' }), lab.addPod(node, { name: 'pod-b' })]);
     const client = await lab.addClient(node);
     await execIn(node.ns, ['ip', 'addr', 'add', `${VIP}/32`, 'dev', node.dummy]);
     for (const proto of ['-t', '-u']) {
@@ -58,7 +55,10 @@ describe('ipvs', () => {
     expect(await execIn(node.ns, ['ipvsadm', '-Sn'])).toContain(`-a -t ${VIP}:80 -r ${a.ip}:8080 -m -w 1`);
 
     // Direct pod traffic works without IPVS, and sees the client's own address.
-    expect(await tcpRequest(client.ns, a.ip, 8080)).toEqual({ pod: 'pod-a', peer: expect.stringMatching(`^${client.ip}:`) });
+    expect(await tcpRequest(client.ns, a.ip, 8080)).toEqual({
+      pod: 'pod-a',
+      peer: expect.stringMatching(`^${client.ip}:`),
+    });
 
     // Round-robin over new connections: an even split, and NAT mode keeps the source.
     const spread = await tcpSpread(client.ns, VIP, 80, 6);
@@ -102,9 +102,13 @@ describe('devices, ipsets, nftables, iptables', () => {
       '',
     ].join('\n');
     await execIn(ns, ['ipset', 'restore'], { input: restore });
-    const hit = await run(['ip', 'netns', 'exec', ns, 'ipset', 'test', 'KUBE-CLUSTER-IP', `${VIP},tcp:80`], { allowFailure: true });
+    const hit = await run(['ip', 'netns', 'exec', ns, 'ipset', 'test', 'KUBE-CLUSTER-IP', `${VIP},tcp:80`], {
+      allowFailure: true,
+    });
     expect(hit.code).toBe(0);
-    const miss = await run(['ip', 'netns', 'exec', ns, 'ipset', 'test', 'KUBE-CLUSTER-IP', `${VIP},tcp:81`], { allowFailure: true });
+    const miss = await run(['ip', 'netns', 'exec', ns, 'ipset', 'test', 'KUBE-CLUSTER-IP', `${VIP},tcp:81`], {
+      allowFailure: true,
+    });
     expect(miss.code).not.toBe(0);
     const saved = await execIn(ns, ['ipset', 'save']);
     expect(saved).toContain('add KUBE-LOOP-BACK 10.50.1.10,tcp:8080,10.50.1.10');
@@ -114,10 +118,7 @@ describe('devices, ipsets, nftables, iptables', () => {
   test('nftables numgen DNAT reaches pods from a client', async () => {
     lab = new NetnsLab();
     const node = await lab.addNode();
-    const [a, b] = await Promise.all([
-      lab.addPod(node, { name: 'pod-a' }),
-      lab.addPod(node, { name: 'pod-b' }),
-    ]);
+    const [a, b] = await Promise.all([lab.addPod(node, { name: 'pod-a' }), lab.addPod(node, { name: 'pod-b' })]);
     const client = await lab.addClient(node);
     const ruleset = `
       table ip sbsmoke {

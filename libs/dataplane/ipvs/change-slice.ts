@@ -29,14 +29,25 @@ export interface OwnedIndex {
 }
 
 export function ownedIndex(record: OwnershipRecord): OwnedIndex {
-  return { record, virtualServers: new Set(record.virtualServers), addresses: new Set(record.addresses), ipsets: new Set(record.ipsets) };
+  return {
+    record,
+    virtualServers: new Set(record.virtualServers),
+    addresses: new Set(record.addresses),
+    ipsets: new Set(record.ipsets),
+  };
 }
 
 /**
  * `next` is the whole next state; `byKey` the previous state's services by key (for services
  * that did not change but still have draining real servers to finish).
  */
-export function sliceChange(next: NodeState, change: StateChange, byKey: ReadonlyMap<string, VirtualServer>, model: KernelModel, owned: OwnedIndex): ChangeSlice {
+export function sliceChange(
+  next: NodeState,
+  change: StateChange,
+  byKey: ReadonlyMap<string, VirtualServer>,
+  model: KernelModel,
+  owned: OwnedIndex,
+): ChangeSlice {
   const removed = new Set(change.removedVirtualServers);
   const wanted = new Map<string, VirtualServer>();
   for (const v of change.virtualServers) wanted.set(virtualServerKey(v), v);
@@ -48,9 +59,15 @@ export function sliceChange(next: NodeState, change: StateChange, byKey: Readonl
   const keys = [...wanted.keys(), ...removed];
   const addresses = [...change.addedAddresses, ...change.removedAddresses];
   const setNames = new Set(change.ipsets.map((s) => s.name));
-  const inSlice = (drainingKey: string) => wanted.has(drainingKey.split('>')[0]!) || removed.has(drainingKey.split('>')[0]!);
+  const inSlice = (drainingKey: string) =>
+    wanted.has(drainingKey.split('>')[0]!) || removed.has(drainingKey.split('>')[0]!);
   return {
-    desired: { ...next, virtualServers: [...wanted.values()], boundAddresses: change.addedAddresses, ipsets: change.ipsets },
+    desired: {
+      ...next,
+      virtualServers: [...wanted.values()],
+      boundAddresses: change.addedAddresses,
+      ipsets: change.ipsets,
+    },
     observed: {
       virtualServers: keys.map((k) => model.virtualServer(k)).filter((v): v is ObservedVirtualServer => !!v),
       dummyDevice: model.dummyDevice,
@@ -76,17 +93,26 @@ export function sliceChange(next: NodeState, change: StateChange, byKey: Readonl
  * undefined when it is the same as before (the common case: no service, address or drain came
  * or went, and nothing needs saving). Building a new one is O(objects); it happens only then.
  */
-export function recordAfterChange(owned: OwnedIndex, slice: ChangeSlice, sliceAfter: OwnershipRecord, change: StateChange): OwnershipRecord | undefined {
+export function recordAfterChange(
+  owned: OwnedIndex,
+  slice: ChangeSlice,
+  sliceAfter: OwnershipRecord,
+  change: StateChange,
+): OwnershipRecord | undefined {
   const r = owned.record;
   const addedVs = sliceAfter.virtualServers.filter((k) => !owned.virtualServers.has(k));
   const removedVs = change.removedVirtualServers.filter((k) => owned.virtualServers.has(k));
   const addedAddr = change.addedAddresses.filter((a) => !owned.addresses.has(a));
   const removedAddr = change.removedAddresses.filter((a) => owned.addresses.has(a));
-  const before = slice.record.draining, after = sliceAfter.draining;
-  const drainingChanged = Object.keys(before).length !== Object.keys(after).length
-    || Object.entries(after).some(([k, since]) => before[k] !== since);
-  if (addedVs.length + removedVs.length + addedAddr.length + removedAddr.length === 0 && !drainingChanged) return undefined;
-  const gone = new Set(removedVs), goneAddr = new Set(removedAddr);
+  const before = slice.record.draining,
+    after = sliceAfter.draining;
+  const drainingChanged =
+    Object.keys(before).length !== Object.keys(after).length ||
+    Object.entries(after).some(([k, since]) => before[k] !== since);
+  if (addedVs.length + removedVs.length + addedAddr.length + removedAddr.length === 0 && !drainingChanged)
+    return undefined;
+  const gone = new Set(removedVs),
+    goneAddr = new Set(removedAddr);
   const draining = Object.fromEntries(Object.entries(r.draining).filter(([k]) => !(k in before)));
   return {
     ...r,
@@ -98,8 +124,10 @@ export function recordAfterChange(owned: OwnedIndex, slice: ChangeSlice, sliceAf
 
 /** Whether saving `superset` would add anything to the record (new objects we may create). */
 export function extendsRecord(owned: OwnedIndex, superset: OwnershipRecord): boolean {
-  return superset.virtualServers.some((k) => !owned.virtualServers.has(k))
-    || superset.addresses.some((a) => !owned.addresses.has(a))
-    || superset.ipsets.some((n) => !owned.ipsets.has(n))
-    || Object.entries(superset.draining).some(([k, since]) => owned.record.draining[k] !== since);
+  return (
+    superset.virtualServers.some((k) => !owned.virtualServers.has(k)) ||
+    superset.addresses.some((a) => !owned.addresses.has(a)) ||
+    superset.ipsets.some((n) => !owned.ipsets.has(n)) ||
+    Object.entries(superset.draining).some(([k, since]) => owned.record.draining[k] !== since)
+  );
 }

@@ -13,7 +13,9 @@ export interface IpvsCapabilities {
  * dummy = a dummy link can be created (probed with a throwaway device, unless kube-ipvs0 already
  * exists as one). Scheduler modules are only reported: the kernel loads them on first use.
  */
-export async function detectIpvsCapabilities(opts: { scheduler?: string; device?: string } = {}): Promise<IpvsCapabilities> {
+export async function detectIpvsCapabilities(
+  opts: { scheduler?: string; device?: string } = {},
+): Promise<IpvsCapabilities> {
   const notes: string[] = [];
   let ipvs = false;
   try {
@@ -40,7 +42,11 @@ export async function detectIpvsCapabilities(opts: { scheduler?: string; device?
     links.close();
   }
   if (ipvs && opts.scheduler) {
-    try { await access(`/sys/module/ip_vs_${opts.scheduler}`); } catch { notes.push(`scheduler module ip_vs_${opts.scheduler} not loaded yet (the kernel loads it on first use)`); }
+    try {
+      await access(`/sys/module/ip_vs_${opts.scheduler}`);
+    } catch {
+      notes.push(`scheduler module ip_vs_${opts.scheduler} not loaded yet (the kernel loads it on first use)`);
+    }
   }
   return { ipvs, dummy, notes };
 }

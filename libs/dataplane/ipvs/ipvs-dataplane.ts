@@ -41,7 +41,12 @@ const DRIFT_METRIC = 'switchboard_applier_drift_repairs_total';
 export function driftRepairsCounter(registry: Registry = defaultRegistry): Counter {
   const existing = registry.getSingleMetric(DRIFT_METRIC);
   if (existing) return existing as Counter;
-  return new Counter({ name: DRIFT_METRIC, help: 'Resyncs that found the kernel drifted from the applied state and repaired it', labelNames: ['mode'], registers: [registry] });
+  return new Counter({
+    name: DRIFT_METRIC,
+    help: 'Resyncs that found the kernel drifted from the applied state and repaired it',
+    labelNames: ['mode'],
+    registers: [registry],
+  });
 }
 
 /**
@@ -146,7 +151,8 @@ export class IpvsDataplane implements Dataplane {
    */
   private async syncFull(wanted: NodeState | undefined): Promise<Omit<ApplyResult, 'durationMs'>> {
     const record = this.owned!.record;
-    const glue: NetfilterGlue | undefined = wanted && this.options.netfilter !== false ? netfilterGlue(wanted.settings) : undefined;
+    const glue: NetfilterGlue | undefined =
+      wanted && this.options.netfilter !== false ? netfilterGlue(wanted.settings) : undefined;
     const desired = wanted && withGlueSets(wanted, glue);
     const sysctls = desired ? nodeSysctls(desired.settings, this.options.kernelRelease ?? release()) : {};
     const readOpts = {
@@ -175,7 +181,11 @@ export class IpvsDataplane implements Dataplane {
    * connection counters) and, afterwards, the services it touched, compared with the model.
    * O(change), apart from the pointer walk that finds the change (see diffStates).
    */
-  private async syncChange(wanted: NodeState, change: StateChange, base: NonNullable<IpvsDataplane['base']>): Promise<Omit<ApplyResult, 'durationMs'>> {
+  private async syncChange(
+    wanted: NodeState,
+    change: StateChange,
+    base: NonNullable<IpvsDataplane['base']>,
+  ): Promise<Omit<ApplyResult, 'durationMs'>> {
     const { model } = base;
     const owned = this.owned!;
     const slice = sliceChange(wanted, change, base.indexed.byKey, model, owned);
@@ -194,20 +204,34 @@ export class IpvsDataplane implements Dataplane {
     }
     const disagreement = model.apply(plan.ops);
     // The kernel accepted what the model refuses: the model was wrong; read in full next time.
-    if (disagreement) return { kernelWrites: plan.ops.length, verified: false, notes: [...notes, `verify: model disagreed with the kernel (${disagreement})`] };
+    if (disagreement)
+      return {
+        kernelWrites: plan.ops.length,
+        verified: false,
+        notes: [...notes, `verify: model disagreed with the kernel (${disagreement})`],
+      };
     const back = await this.readBack(plan.ops, model);
     for (const v of back) {
       const m = model.virtualServer(virtualServerKey(v));
-      if (!m || !sameServer(m, v)) notes.push(`verify: read-back of ${virtualServerKey(v)} differs from what was written`);
+      if (!m || !sameServer(m, v))
+        notes.push(`verify: read-back of ${virtualServerKey(v)} differs from what was written`);
     }
-    if (back.length !== touchedServices(plan.ops).filter((k) => model.virtualServer(virtualServerKey(k))).length) notes.push('verify: read-back service count differs');
+    if (back.length !== touchedServices(plan.ops).filter((k) => model.virtualServer(virtualServerKey(k))).length)
+      notes.push('verify: read-back service count differs');
     model.putVirtualServers(back);
-    const mismatches = verifyKernelState(slice.desired, {
-      ...slice.observed,
-      virtualServers: slice.desired.virtualServers.map((v) => model.virtualServer(virtualServerKey(v))).filter((v): v is ObservedVirtualServer => !!v),
-      boundAddresses: slice.desired.boundAddresses.filter((a) => model.hasAddress(a)),
-      ipsets: change.ipsets.map((s) => model.ipset(s.name)).filter((s) => !!s),
-    }, undefined, {});
+    const mismatches = verifyKernelState(
+      slice.desired,
+      {
+        ...slice.observed,
+        virtualServers: slice.desired.virtualServers
+          .map((v) => model.virtualServer(virtualServerKey(v)))
+          .filter((v): v is ObservedVirtualServer => !!v),
+        boundAddresses: slice.desired.boundAddresses.filter((a) => model.hasAddress(a)),
+        ipsets: change.ipsets.map((s) => model.ipset(s.name)).filter((s) => !!s),
+      },
+      undefined,
+      {},
+    );
     notes.push(...mismatches.slice(0, 10).map((m) => `verify: ${m}`));
     const verified = !notes.some((n) => n.startsWith('verify:'));
     if (verified) this.base = { indexed: advanceIndex(base.indexed, wanted, change), model };
@@ -231,10 +255,22 @@ export class IpvsDataplane implements Dataplane {
     return [...full, ...[...dests].map(([key, realServers]) => ({ ...model.virtualServer(key)!, realServers }))];
   }
 
-  private plan(desired: NodeState | undefined, observed: ObservedKernel, record: OwnershipRecord, glue: NetfilterGlue | undefined, sysctls: Readonly<Record<string, string>>): Plan {
+  private plan(
+    desired: NodeState | undefined,
+    observed: ObservedKernel,
+    record: OwnershipRecord,
+    glue: NetfilterGlue | undefined,
+    sysctls: Readonly<Record<string, string>>,
+  ): Plan {
     return planKernelOps({
-      desired, observed, record, glue, sysctls, device: this.device,
-      now: (this.options.clock ?? Date.now)(), drainTimeoutMs: this.options.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS,
+      desired,
+      observed,
+      record,
+      glue,
+      sysctls,
+      device: this.device,
+      now: (this.options.clock ?? Date.now)(),
+      drainTimeoutMs: this.options.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS,
       swapThreshold: this.options.swapThreshold ?? 1000,
     });
   }
@@ -281,21 +317,32 @@ function shrinking(desired: NodeState, observed: ObservedKernel): VsKey[] {
 
 function touchedServices(ops: readonly KernelOp[]): VsKey[] {
   const keys = new Map<string, VsKey>();
-  for (const op of ops) if (op.kind === 'virtual-server' || op.kind === 'real-server') keys.set(virtualServerKey(op.vs), op.vs);
+  for (const op of ops)
+    if (op.kind === 'virtual-server' || op.kind === 'real-server') keys.set(virtualServerKey(op.vs), op.vs);
   return [...keys.values()];
 }
 
-function replaceByKey(all: readonly ObservedVirtualServer[], fresh: readonly ObservedVirtualServer[]): ObservedVirtualServer[] {
+function replaceByKey(
+  all: readonly ObservedVirtualServer[],
+  fresh: readonly ObservedVirtualServer[],
+): ObservedVirtualServer[] {
   const f = new Map(fresh.map((v) => [virtualServerKey(v), v]));
   return all.map((v) => f.get(virtualServerKey(v)) ?? v);
 }
 
 function sameServer(a: ObservedVirtualServer, b: ObservedVirtualServer): boolean {
-  const rs = (v: ObservedVirtualServer) => v.realServers.map((r) => `${realServerKey(r)}/${r.weight}`).sort().join(',');
+  const rs = (v: ObservedVirtualServer) =>
+    v.realServers
+      .map((r) => `${realServerKey(r)}/${r.weight}`)
+      .sort()
+      .join(',');
   return sameVsSpec(a, b) && rs(a) === rs(b);
 }
 
-function mergeChains(a: Readonly<Record<string, readonly string[]>>, b: Readonly<Record<string, readonly string[]>>): Record<string, string[]> {
+function mergeChains(
+  a: Readonly<Record<string, readonly string[]>>,
+  b: Readonly<Record<string, readonly string[]>>,
+): Record<string, string[]> {
   const out: Record<string, string[]> = {};
   for (const [t, c] of [...Object.entries(a), ...Object.entries(b)]) out[t] = [...new Set([...(out[t] ?? []), ...c])];
   return out;

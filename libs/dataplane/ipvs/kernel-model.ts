@@ -68,8 +68,12 @@ export class KernelModel {
 
   private putVirtualServer(v: ObservedVirtualServer): void {
     this.vs.set(virtualServerKey(v), {
-      protocol: v.protocol, address: v.address, port: v.port, scheduler: v.scheduler,
-      schedulerFlags: [...v.schedulerFlags].sort(), persistenceTimeout: v.persistenceTimeout,
+      protocol: v.protocol,
+      address: v.address,
+      port: v.port,
+      scheduler: v.scheduler,
+      schedulerFlags: [...v.schedulerFlags].sort(),
+      persistenceTimeout: v.persistenceTimeout,
       realServers: v.realServers.map((r) => ({ ...r })),
     });
   }
@@ -81,7 +85,10 @@ export class KernelModel {
         const have = this.vs.get(k);
         if (op.verb === 'add' && have) return 'exists in the model';
         if (op.verb !== 'add' && !have) return 'absent from the model';
-        if (op.verb === 'delete') { this.vs.delete(k); return undefined; }
+        if (op.verb === 'delete') {
+          this.vs.delete(k);
+          return undefined;
+        }
         const v = op.vs as ObservedVirtualServer;
         this.putVirtualServer({ ...v, realServers: have?.realServers ?? [] });
         return undefined;
@@ -94,9 +101,13 @@ export class KernelModel {
         const i = v.realServers.findIndex((r) => realServerKey(r) === k);
         if (op.verb === 'add' && i >= 0) return 'exists in the model';
         if (op.verb !== 'add' && i < 0) return 'absent from the model';
-        if (op.verb === 'delete') { v.realServers.splice(i, 1); return undefined; }
+        if (op.verb === 'delete') {
+          v.realServers.splice(i, 1);
+          return undefined;
+        }
         const weight = 'weight' in op.rs ? op.rs.weight : 1;
-        if (op.verb === 'add') v.realServers.push({ address: op.rs.address, port: op.rs.port, weight, activeConns: 0, inactiveConns: 0 });
+        if (op.verb === 'add')
+          v.realServers.push({ address: op.rs.address, port: op.rs.port, weight, activeConns: 0, inactiveConns: 0 });
         else v.realServers[i] = { ...v.realServers[i]!, weight };
         return undefined;
       }
@@ -117,7 +128,8 @@ export class KernelModel {
           return undefined;
         }
         if (op.verb === 'destroy') return this.sets.delete(op.name) ? undefined : 'absent from the model';
-        const a = this.sets.get(op.name), b = this.sets.get(op.other);
+        const a = this.sets.get(op.name),
+          b = this.sets.get(op.other);
         if (!a || !b) return 'absent from the model';
         [a.entries, b.entries] = [b.entries, a.entries];
         return undefined;

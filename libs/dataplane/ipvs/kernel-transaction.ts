@@ -37,7 +37,10 @@ export class KernelTransaction {
 }
 
 export class TransactionError extends Error {
-  constructor(message: string, readonly applied: number) {
+  constructor(
+    message: string,
+    readonly applied: number,
+  ) {
     super(message);
   }
 }
@@ -45,7 +48,12 @@ export class TransactionError extends Error {
 /** What runs transactions and reads the kernel: the netlink implementation or the recording fake. */
 export interface KernelInterface {
   /** Reads the kernel; `sets` limits which ipsets are listed (ours by name/record). */
-  read(opts: { readonly ipsets: readonly string[]; readonly device: string; readonly sysctls: readonly string[]; readonly netfilterChains: Readonly<Record<string, readonly string[]>> }): Promise<ObservedKernel>;
+  read(opts: {
+    readonly ipsets: readonly string[];
+    readonly device: string;
+    readonly sysctls: readonly string[];
+    readonly netfilterChains: Readonly<Record<string, readonly string[]>>;
+  }): Promise<ObservedKernel>;
   /** Just these IPVS services with their real servers and counters (absent ones are left out). */
   readVirtualServers(keys: readonly VsKey[]): Promise<ObservedVirtualServer[]>;
   /**
@@ -68,7 +76,10 @@ export function concurrentGroups(ops: readonly KernelOp[]): KernelOp[][] {
   let key = '';
   for (const op of ops) {
     const k = `${op.kind}:${op.verb}`;
-    if (k !== key || SERIAL_KINDS.has(op.kind)) { out.push([]); key = k; }
+    if (k !== key || SERIAL_KINDS.has(op.kind)) {
+      out.push([]);
+      key = k;
+    }
     out[out.length - 1]!.push(op);
   }
   return out;
@@ -90,14 +101,17 @@ function validateOp(op: KernelOp): string | undefined {
       if (!port(op.vs.port)) return `invalid port ${op.vs.port}`;
       if (op.verb !== 'delete') {
         if (!/^[a-z]{1,15}$/.test(op.vs.scheduler)) return `invalid scheduler ${JSON.stringify(op.vs.scheduler)}`;
-        if (!Number.isInteger(op.vs.persistenceTimeout) || op.vs.persistenceTimeout < 0) return 'invalid persistence timeout';
+        if (!Number.isInteger(op.vs.persistenceTimeout) || op.vs.persistenceTimeout < 0)
+          return 'invalid persistence timeout';
       }
       return undefined;
     case 'real-server':
       if (!addr(op.vs.address) || !addr(op.rs.address)) return 'invalid address';
-      if (ipFamily(op.vs.address) !== ipFamily(op.rs.address)) return 'real server family differs from its virtual server';
+      if (ipFamily(op.vs.address) !== ipFamily(op.rs.address))
+        return 'real server family differs from its virtual server';
       if (!port(op.vs.port) || !port(op.rs.port)) return 'invalid port';
-      if ('weight' in op.rs && (!Number.isInteger(op.rs.weight) || op.rs.weight < 0 || op.rs.weight > 65535)) return `invalid weight ${op.rs.weight}`;
+      if ('weight' in op.rs && (!Number.isInteger(op.rs.weight) || op.rs.weight < 0 || op.rs.weight > 65535))
+        return `invalid weight ${op.rs.weight}`;
       return undefined;
     case 'dummy-device':
       return /^[a-zA-Z0-9_.-]{1,15}$/.test(op.name) ? undefined : 'invalid device name';

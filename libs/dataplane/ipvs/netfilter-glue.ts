@@ -1,4 +1,10 @@
-import { byCodeUnit, type IpsetState, type IpsetType, type NodeProxySettings, type NodeState } from '../../model/index.ts';
+import {
+  byCodeUnit,
+  type IpsetState,
+  type IpsetType,
+  type NodeProxySettings,
+  type NodeState,
+} from '../../model/index.ts';
 import { IPSET_TABLE } from '../../planner/index.ts';
 
 /**
@@ -23,9 +29,13 @@ const set = (name: string, dirs: string) => `-m set --match-set ${name} ${dirs}`
 export function netfilterGlue(settings: Pick<NodeProxySettings, 'masqueradeAll' | 'clusterCIDR'>): NetfilterGlue {
   const services: string[] = [];
   if (settings.masqueradeAll) {
-    services.push(`${c('Kubernetes service cluster ip + port for masquerade purpose')} ${set('KUBE-CLUSTER-IP', 'dst,dst')} -j KUBE-MARK-MASQ`);
+    services.push(
+      `${c('Kubernetes service cluster ip + port for masquerade purpose')} ${set('KUBE-CLUSTER-IP', 'dst,dst')} -j KUBE-MARK-MASQ`,
+    );
   } else if (settings.clusterCIDR !== '') {
-    services.push(`! -s ${settings.clusterCIDR} ${c('Kubernetes service cluster ip + port for masquerade purpose')} ${set('KUBE-CLUSTER-IP', 'dst,dst')} -j KUBE-MARK-MASQ`);
+    services.push(
+      `! -s ${settings.clusterCIDR} ${c('Kubernetes service cluster ip + port for masquerade purpose')} ${set('KUBE-CLUSTER-IP', 'dst,dst')} -j KUBE-MARK-MASQ`,
+    );
   }
   services.push(
     `${c('Kubernetes service external ip + port for masquerade and filter purpose')} ${set('KUBE-EXTERNAL-IP', 'dst,dst')} -j KUBE-MARK-MASQ`,
@@ -71,9 +81,7 @@ export function netfilterGlue(settings: Pick<NodeProxySettings, 'masqueradeAll' 
           `${c('kubernetes forwarding rules')} -m mark --mark ${MASQ_MARK} -j ACCEPT`,
           `${c('kubernetes forwarding conntrack rule')} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT`,
         ],
-        'KUBE-PROXY-FIREWALL': [
-          `${c('load balancer source range not allowed')} -m mark --mark ${DROP_MARK} -j DROP`,
-        ],
+        'KUBE-PROXY-FIREWALL': [`${c('load balancer source range not allowed')} -m mark --mark ${DROP_MARK} -j DROP`],
         // Traffic to addresses bound to kube-ipvs0 that no service port serves must not reach
         // host sockets listening on those addresses.
         'KUBE-IPVS-FILTER': [
@@ -93,7 +101,10 @@ export function netfilterGlue(settings: Pick<NodeProxySettings, 'masqueradeAll' 
         POSTROUTING: [`${c('kubernetes postrouting rules')} -j KUBE-POSTROUTING`],
       },
       filter: {
-        INPUT: [`${c('kubernetes ipvs access filter')} -j KUBE-IPVS-FILTER`, `${c('kube-proxy firewall rules')} -j KUBE-PROXY-FIREWALL`],
+        INPUT: [
+          `${c('kubernetes ipvs access filter')} -j KUBE-IPVS-FILTER`,
+          `${c('kube-proxy firewall rules')} -j KUBE-PROXY-FIREWALL`,
+        ],
         FORWARD: [`${c('kubernetes forwarding rules')} -j KUBE-FORWARD`],
       },
     },
@@ -109,15 +120,21 @@ export function glueChains(glue: NetfilterGlue): Record<string, string[]> {
  * Extracts from `iptables-save` text the rules of `ours` chains and the jumps into them from
  * built-in chains. Returns table → chain → lines (without "-A CHAIN ").
  */
-export function parseIptablesSave(text: string, ours: Readonly<Record<string, readonly string[]>>): Record<string, Record<string, string[]>> {
+export function parseIptablesSave(
+  text: string,
+  ours: Readonly<Record<string, readonly string[]>>,
+): Record<string, Record<string, string[]>> {
   const out: Record<string, Record<string, string[]>> = {};
   let table = '';
   for (const line of text.split('\n')) {
-    if (line.startsWith('*')) { table = line.slice(1).trim(); continue; }
+    if (line.startsWith('*')) {
+      table = line.slice(1).trim();
+      continue;
+    }
     const mine = new Set(ours[table] ?? []);
     if (line.startsWith(':')) {
       const chain = line.slice(1).split(' ')[0]!;
-      if (mine.has(chain)) ((out[table] ??= {})[chain] ??= []);
+      if (mine.has(chain)) (out[table] ??= {})[chain] ??= [];
       continue;
     }
     if (!line.startsWith('-A ')) continue;
@@ -134,7 +151,8 @@ export function parseIptablesSave(text: string, ours: Readonly<Record<string, re
 export function glueSetNames(glue: NetfilterGlue): string[] {
   const names = new Set<string>();
   for (const chains of Object.values(glue.chains)) {
-    for (const rules of Object.values(chains)) for (const r of rules) for (const m of r.matchAll(/--match-set (\S+)/g)) names.add(m[1]!);
+    for (const rules of Object.values(chains))
+      for (const r of rules) for (const m of r.matchAll(/--match-set (\S+)/g)) names.add(m[1]!);
   }
   return [...names].sort();
 }

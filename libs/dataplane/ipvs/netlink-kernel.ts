@@ -2,11 +2,25 @@ import { execFile } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import { byCodeUnit, virtualServerKey } from '../../model/index.ts';
 import {
-  IpsetClient, IpvsClient, LinkClient, NetlinkError, entryFromText, entryToText,
-  type IpsetType, type IpvsDestination, type IpvsService, type IpvsServiceFlag, type Link,
+  IpsetClient,
+  IpvsClient,
+  LinkClient,
+  NetlinkError,
+  entryFromText,
+  entryToText,
+  type IpsetType,
+  type IpvsDestination,
+  type IpvsService,
+  type IpvsServiceFlag,
+  type Link,
 } from '../../netlink/index.ts';
 import { describeOp, type KernelOp, type VirtualServerSpec, type VsKey } from './kernel-op.ts';
-import { concurrentGroups, type KernelTransaction, TransactionError, type KernelInterface } from './kernel-transaction.ts';
+import {
+  concurrentGroups,
+  type KernelTransaction,
+  TransactionError,
+  type KernelInterface,
+} from './kernel-transaction.ts';
 import { parseIptablesSave } from './netfilter-glue.ts';
 import { sysctlPath } from './node-sysctls.ts';
 import type { ObservedIpset, ObservedKernel, ObservedRealServer, ObservedVirtualServer } from './observed-kernel.ts';
@@ -37,7 +51,9 @@ export class NetlinkKernel implements KernelInterface {
      * dump per socket at a time, so on one socket 10k services meant 10k dumps back to back.
      */
     private readonly dumpers: readonly IpvsClient[],
-    private readonly ipset: IpsetClient, private readonly links: LinkClient, private readonly options: NetlinkKernelOptions,
+    private readonly ipset: IpsetClient,
+    private readonly links: LinkClient,
+    private readonly options: NetlinkKernelOptions,
   ) {}
 
   static async open(o: NetlinkKernelOptions = {}): Promise<NetlinkKernel> {
@@ -61,29 +77,50 @@ export class NetlinkKernel implements KernelInterface {
     }
   }
 
-  async read(opts: { ipsets: readonly string[]; device: string; sysctls: readonly string[]; netfilterChains: Readonly<Record<string, readonly string[]>> }): Promise<ObservedKernel> {
+  async read(opts: {
+    ipsets: readonly string[];
+    device: string;
+    sysctls: readonly string[];
+    netfilterChains: Readonly<Record<string, readonly string[]>>;
+  }): Promise<ObservedKernel> {
     const [virtualServers, link, ipsets, netfilter, sysctls] = await Promise.all([
-      this.readIpvs(), this.links.getLink(opts.device), this.readSets(opts.ipsets),
-      this.readNetfilter(opts.netfilterChains), readSysctls(opts.sysctls),
+      this.readIpvs(),
+      this.links.getLink(opts.device),
+      this.readSets(opts.ipsets),
+      this.readNetfilter(opts.netfilterChains),
+      readSysctls(opts.sysctls),
     ]);
-    const boundAddresses = link ? (await this.links.listAddresses(opts.device)).map((a) => a.address).sort(byCodeUnit) : [];
+    const boundAddresses = link
+      ? (await this.links.listAddresses(opts.device)).map((a) => a.address).sort(byCodeUnit)
+      : [];
     return { virtualServers, dummyDevice: !!link, boundAddresses, ipsets, netfilter: { tables: netfilter }, sysctls };
   }
 
   async readVirtualServers(keys: readonly VsKey[]): Promise<ObservedVirtualServer[]> {
-    const out = await Promise.all(keys.map(async (k): Promise<ObservedVirtualServer | undefined> => {
-      // Both at once: one round trip. Whatever the dump says about a missing service does not
-      // matter: getService says it is missing.
-      const [s, dests] = await Promise.all([this.ipvs.getService(k), this.dumper().listDestinations(k).catch((e: Error) => e)]);
-      if (!s) return undefined;
-      if (dests instanceof Error) throw dests;
-      return { ...specOf(s), realServers: dests.map(observedDest) };
-    }));
+    const out = await Promise.all(
+      keys.map(async (k): Promise<ObservedVirtualServer | undefined> => {
+        // Both at once: one round trip. Whatever the dump says about a missing service does not
+        // matter: getService says it is missing.
+        const [s, dests] = await Promise.all([
+          this.ipvs.getService(k),
+          this.dumper()
+            .listDestinations(k)
+            .catch((e: Error) => e),
+        ]);
+        if (!s) return undefined;
+        if (dests instanceof Error) throw dests;
+        return { ...specOf(s), realServers: dests.map(observedDest) };
+      }),
+    );
     return out.filter((v): v is ObservedVirtualServer => !!v);
   }
 
   async readRealServers(keys: readonly VsKey[]): Promise<Map<string, ObservedRealServer[]>> {
-    const out = await Promise.all(keys.map(async (k) => [virtualServerKey(k), (await this.dumper().listDestinations(k)).map(observedDest)] as const));
+    const out = await Promise.all(
+      keys.map(
+        async (k) => [virtualServerKey(k), (await this.dumper().listDestinations(k)).map(observedDest)] as const,
+      ),
+    );
     return new Map(out);
   }
 
@@ -120,31 +157,43 @@ export class NetlinkKernel implements KernelInterface {
 
   private async readIpvs(): Promise<ObservedVirtualServer[]> {
     const services = (await this.ipvs.listServices()).filter((s) => s.fwmark === undefined || s.fwmark === 0);
-    return Promise.all(services.map(async (s) => ({
-      ...specOf(s),
-      realServers: (await this.dumper().listDestinations(s)).map(observedDest),
-    })));
+    return Promise.all(
+      services.map(async (s) => ({
+        ...specOf(s),
+        realServers: (await this.dumper().listDestinations(s)).map(observedDest),
+      })),
+    );
   }
 
   private async readSets(names: readonly string[]): Promise<ObservedIpset[]> {
-    const out = await Promise.all(names.map(async (name): Promise<ObservedIpset | undefined> => {
-      try {
-        const [set] = await this.ipset.list(name);
-        if (!set) return undefined;
-        const type = set.header.type as IpsetType;
-        return {
-          name, type, ...(type === 'bitmap:port' ? {} : { family: set.header.family ?? 'inet' }),
-          entries: set.entries.map((e) => entryToText(type, e)).sort(byCodeUnit),
-        };
-      } catch (e) {
-        if (e instanceof NetlinkError && (e.code === 'ENOENT' || e.code === 'IPSET_ERR_PROTOCOL' || /does not exist/.test(e.message))) return undefined;
-        throw e;
-      }
-    }));
+    const out = await Promise.all(
+      names.map(async (name): Promise<ObservedIpset | undefined> => {
+        try {
+          const [set] = await this.ipset.list(name);
+          if (!set) return undefined;
+          const type = set.header.type as IpsetType;
+          return {
+            name,
+            type,
+            ...(type === 'bitmap:port' ? {} : { family: set.header.family ?? 'inet' }),
+            entries: set.entries.map((e) => entryToText(type, e)).sort(byCodeUnit),
+          };
+        } catch (e) {
+          if (
+            e instanceof NetlinkError &&
+            (e.code === 'ENOENT' || e.code === 'IPSET_ERR_PROTOCOL' || /does not exist/.test(e.message))
+          )
+            return undefined;
+          throw e;
+        }
+      }),
+    );
     return out.filter((s): s is ObservedIpset => !!s);
   }
 
-  private async readNetfilter(chains: Readonly<Record<string, readonly string[]>>): Promise<Record<string, Record<string, string[]>>> {
+  private async readNetfilter(
+    chains: Readonly<Record<string, readonly string[]>>,
+  ): Promise<Record<string, Record<string, string[]>>> {
     const out: Record<string, Record<string, string[]>> = {};
     for (const table of Object.keys(chains)) {
       const text = await exec(this.options.iptablesSave ?? 'iptables-save', ['-t', table]);
@@ -161,11 +210,21 @@ export class NetlinkKernel implements KernelInterface {
       case 'real-server': {
         if (op.verb === 'delete') return this.ipvs.deleteDestination(op.vs, op.rs);
         if (op.verb === 'flush-conntrack') return flushConntrack(op.vs, op.rs);
-        const dest: IpvsDestination = { address: op.rs.address, port: op.rs.port, weight: op.rs.weight, forward: 'masq', upperThreshold: 0, lowerThreshold: 0 };
+        const dest: IpvsDestination = {
+          address: op.rs.address,
+          port: op.rs.port,
+          weight: op.rs.weight,
+          forward: 'masq',
+          upperThreshold: 0,
+          lowerThreshold: 0,
+        };
         return op.verb === 'add' ? this.ipvs.addDestination(op.vs, dest) : this.ipvs.editDestination(op.vs, dest);
       }
       case 'dummy-device':
-        if (op.verb === 'create') { await this.links.ensureDummy(op.name); return; }
+        if (op.verb === 'create') {
+          await this.links.ensureDummy(op.name);
+          return;
+        }
         return this.links.deleteLink(op.name);
       case 'address': {
         const on = link?.name === op.device ? link : op.device;
@@ -174,8 +233,11 @@ export class NetlinkKernel implements KernelInterface {
       case 'ipset':
         if (op.verb === 'create') {
           return this.ipset.create({
-            name: op.set.name, type: op.set.type,
-            ...(op.set.type === 'bitmap:port' ? { range: { from: 0, to: 65535 } } : { family: op.set.family ?? 'inet' }),
+            name: op.set.name,
+            type: op.set.type,
+            ...(op.set.type === 'bitmap:port'
+              ? { range: { from: 0, to: 65535 } }
+              : { family: op.set.family ?? 'inet' }),
           });
         }
         return op.verb === 'destroy' ? this.ipset.destroy(op.name) : this.ipset.swap(op.name, op.other);
@@ -193,17 +255,30 @@ export class NetlinkKernel implements KernelInterface {
 }
 
 function observedDest(d: IpvsDestination): ObservedRealServer {
-  return { address: d.address, port: d.port, weight: d.weight, activeConns: d.activeConns ?? 0, inactiveConns: d.inactiveConns ?? 0 };
+  return {
+    address: d.address,
+    port: d.port,
+    weight: d.weight,
+    activeConns: d.activeConns ?? 0,
+    inactiveConns: d.inactiveConns ?? 0,
+  };
 }
 
 const FLAG_BITS: Record<string, IpvsServiceFlag> = { fallback: 'sched-flag-1', port: 'sched-flag-2' };
 
 export function serviceOf(vs: VirtualServerSpec): IpvsService {
-  const flags: IpvsServiceFlag[] = vs.schedulerFlags.map((f) => FLAG_BITS[f.split('-')[1] ?? '']).filter((f): f is IpvsServiceFlag => !!f);
+  const flags: IpvsServiceFlag[] = vs.schedulerFlags
+    .map((f) => FLAG_BITS[f.split('-')[1] ?? ''])
+    .filter((f): f is IpvsServiceFlag => !!f);
   if (vs.persistenceTimeout > 0) flags.push('persistent');
   return {
-    protocol: vs.protocol, address: vs.address, port: vs.port, scheduler: vs.scheduler, flags,
-    timeout: vs.persistenceTimeout, netmask: vs.address.includes(':') ? 128 : 0xffffffff,
+    protocol: vs.protocol,
+    address: vs.address,
+    port: vs.port,
+    scheduler: vs.scheduler,
+    flags,
+    timeout: vs.persistenceTimeout,
+    netmask: vs.address.includes(':') ? 128 : 0xffffffff,
   };
 }
 
@@ -212,22 +287,47 @@ export function specOf(s: IpvsService): VirtualServerSpec {
   if (s.flags.includes('sched-flag-1')) flags.push(`${s.scheduler}-fallback`);
   if (s.flags.includes('sched-flag-2')) flags.push(`${s.scheduler}-port`);
   return {
-    protocol: s.protocol, address: s.address, port: s.port, scheduler: s.scheduler,
-    schedulerFlags: flags.sort(), persistenceTimeout: s.flags.includes('persistent') ? s.timeout : 0,
+    protocol: s.protocol,
+    address: s.address,
+    port: s.port,
+    scheduler: s.scheduler,
+    schedulerFlags: flags.sort(),
+    persistenceTimeout: s.flags.includes('persistent') ? s.timeout : 0,
   };
 }
 
 async function readSysctls(names: readonly string[]): Promise<Record<string, string>> {
   const out: Record<string, string> = {};
-  await Promise.all(names.map(async (n) => {
-    try { out[n] = (await readFile(sysctlPath(n), 'utf8')).trim(); } catch { /* absent: module not loaded */ }
-  }));
+  await Promise.all(
+    names.map(async (n) => {
+      try {
+        out[n] = (await readFile(sysctlPath(n), 'utf8')).trim();
+      } catch {
+        /* absent: module not loaded */
+      }
+    }),
+  );
   return out;
 }
 
 /** Deletes conntrack entries NATed to this real server (conntrack exits 1 when there were none). */
-async function flushConntrack(vs: { protocol: string; address: string; port: number }, rs: { address: string; port: number }): Promise<void> {
-  const args = ['-D', '-p', vs.protocol.toLowerCase(), '--orig-dst', vs.address, '--orig-port-dst', String(vs.port), '--reply-src', rs.address, '--reply-port-src', String(rs.port)];
+async function flushConntrack(
+  vs: { protocol: string; address: string; port: number },
+  rs: { address: string; port: number },
+): Promise<void> {
+  const args = [
+    '-D',
+    '-p',
+    vs.protocol.toLowerCase(),
+    '--orig-dst',
+    vs.address,
+    '--orig-port-dst',
+    String(vs.port),
+    '--reply-src',
+    rs.address,
+    '--reply-port-src',
+    String(rs.port),
+  ];
   try {
     await exec('conntrack', args);
   } catch (e) {
@@ -238,7 +338,10 @@ async function flushConntrack(vs: { protocol: string; address: string; port: num
 function exec(file: string, args: readonly string[], input?: string): Promise<string> {
   return new Promise((resolve, reject) => {
     const child = execFile(file, args, { maxBuffer: 256 << 20 }, (err, stdout, stderr) => {
-      if (err) reject(new Error(`${file} ${args.join(' ')}: ${(stderr || err.message).trim().split('\n').slice(0, 3).join(' | ')}`));
+      if (err)
+        reject(
+          new Error(`${file} ${args.join(' ')}: ${(stderr || err.message).trim().split('\n').slice(0, 3).join(' | ')}`),
+        );
       else resolve(stdout);
     });
     // A tool that exits before reading its input makes the write fail with EPIPE; its exit code

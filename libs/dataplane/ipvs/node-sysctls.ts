@@ -5,7 +5,10 @@ import type { NodeProxySettings } from '../../model/index.ts';
  * namespace, so an applier running in a node netns sets them there. Values are what the kernel
  * prints (decimal text).
  */
-export function nodeSysctls(settings: Pick<NodeProxySettings, 'strictARP'>, kernelRelease: string): Record<string, string> {
+export function nodeSysctls(
+  settings: Pick<NodeProxySettings, 'strictARP'>,
+  kernelRelease: string,
+): Record<string, string> {
   const out: Record<string, string> = {
     // IPVS must keep conntrack entries so the SNAT rules (masquerade, hairpin) can see its traffic.
     'net.ipv4.vs.conntrack': '1',

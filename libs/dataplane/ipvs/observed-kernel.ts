@@ -44,5 +44,10 @@ export interface NetfilterObservation {
 }
 
 export const EMPTY_OBSERVED: ObservedKernel = Object.freeze({
-  virtualServers: [], dummyDevice: false, boundAddresses: [], ipsets: [], netfilter: { tables: {} }, sysctls: {},
+  virtualServers: [],
+  dummyDevice: false,
+  boundAddresses: [],
+  ipsets: [],
+  netfilter: { tables: {} },
+  sysctls: {},
 });

@@ -21,7 +21,13 @@ export interface OwnershipRecord {
 }
 
 export const EMPTY_RECORD: OwnershipRecord = Object.freeze({
-  version: 1, virtualServers: [], addresses: [], ipsets: [], dummyDevice: false, netfilterChains: {}, draining: {},
+  version: 1,
+  virtualServers: [],
+  addresses: [],
+  ipsets: [],
+  dummyDevice: false,
+  netfilterChains: {},
+  draining: {},
 });
 
 export interface OwnershipStore {
@@ -31,8 +37,12 @@ export interface OwnershipStore {
 
 export class MemoryOwnershipStore implements OwnershipStore {
   constructor(public record: OwnershipRecord = EMPTY_RECORD) {}
-  async load(): Promise<OwnershipRecord> { return this.record; }
-  async save(record: OwnershipRecord): Promise<void> { this.record = record; }
+  async load(): Promise<OwnershipRecord> {
+    return this.record;
+  }
+  async save(record: OwnershipRecord): Promise<void> {
+    this.record = record;
+  }
 }
 
 /** A JSON file per node/netns under the state dir; replaced atomically (write + rename). */
@@ -62,8 +72,15 @@ export class FileOwnershipStore implements OwnershipStore {
 export function parseRecord(text: string, where: string): OwnershipRecord {
   const r = JSON.parse(text) as Partial<OwnershipRecord>;
   const strings = (v: unknown) => Array.isArray(v) && v.every((x) => typeof x === 'string');
-  if (r.version !== 1 || !strings(r.virtualServers) || !strings(r.addresses) || !strings(r.ipsets)
-    || typeof r.dummyDevice !== 'boolean' || typeof r.netfilterChains !== 'object' || typeof r.draining !== 'object') {
+  if (
+    r.version !== 1 ||
+    !strings(r.virtualServers) ||
+    !strings(r.addresses) ||
+    !strings(r.ipsets) ||
+    typeof r.dummyDevice !== 'boolean' ||
+    typeof r.netfilterChains !== 'object' ||
+    typeof r.draining !== 'object'
+  ) {
     throw new Error(`${where}: not a switchboard ownership record (version 1)`);
   }
   return r as OwnershipRecord;

@@ -1,7 +1,14 @@
 import { createHash } from 'node:crypto';
 import {
-  byCodeUnit, cidrContains, parseCidr, realServerKey, virtualServerKey,
-  type Cidr, type IpsetState, type NodeState, type VirtualServer,
+  byCodeUnit,
+  cidrContains,
+  parseCidr,
+  realServerKey,
+  virtualServerKey,
+  type Cidr,
+  type IpsetState,
+  type NodeState,
+  type VirtualServer,
 } from '../../model/index.ts';
 import { decideRemoval, drainingKey } from './graceful-termination.ts';
 import type { KernelOp, VirtualServerSpec } from './kernel-op.ts';
@@ -43,14 +50,21 @@ export function tempSetName(name: string): string {
 
 export function vsSpec(vs: VirtualServer): VirtualServerSpec {
   return {
-    protocol: vs.protocol, address: vs.address, port: vs.port, scheduler: vs.scheduler,
-    schedulerFlags: vs.schedulerFlags, persistenceTimeout: vs.persistenceTimeout,
+    protocol: vs.protocol,
+    address: vs.address,
+    port: vs.port,
+    scheduler: vs.scheduler,
+    schedulerFlags: vs.schedulerFlags,
+    persistenceTimeout: vs.persistenceTimeout,
   };
 }
 
 export function sameVsSpec(a: VirtualServerSpec, b: VirtualServerSpec): boolean {
-  return a.scheduler === b.scheduler && a.persistenceTimeout === b.persistenceTimeout
-    && a.schedulerFlags.join(',') === [...b.schedulerFlags].sort().join(',');
+  return (
+    a.scheduler === b.scheduler &&
+    a.persistenceTimeout === b.persistenceTimeout &&
+    a.schedulerFlags.join(',') === [...b.schedulerFlags].sort().join(',')
+  );
 }
 
 /** observed kernel + desired node state + what we own → the minimal ordered list of writes. */
@@ -63,8 +77,14 @@ export function planKernelOps(i: PlanInput): Plan {
   const ownedAddr = new Set(i.record.addresses);
   const ownedSets = new Set(i.record.ipsets);
 
-  const pre: KernelOp[] = [], sets: KernelOp[] = [], vsOps: KernelOp[] = [], rsOps: KernelOp[] = [];
-  const vsDel: KernelOp[] = [], addrOps: KernelOp[] = [], nf: KernelOp[] = [], post: KernelOp[] = [];
+  const pre: KernelOp[] = [],
+    sets: KernelOp[] = [],
+    vsOps: KernelOp[] = [],
+    rsOps: KernelOp[] = [];
+  const vsDel: KernelOp[] = [],
+    addrOps: KernelOp[] = [],
+    nf: KernelOp[] = [],
+    post: KernelOp[] = [];
 
   // Sysctls (only keys that exist: absent ones mean the module is not loaded; say so).
   if (d) {
@@ -86,7 +106,8 @@ export function planKernelOps(i: PlanInput): Plan {
   const observedSets = new Map(i.observed.ipsets.map((s) => [s.name, s]));
   const desiredSets = new Map((d?.ipsets ?? []).map((s) => [s.name, s]));
   const tempNames: string[] = [];
-  for (const set of desiredSets.values()) planSet(set, observedSets.get(set.name), i.swapThreshold, sets, post, tempNames, notes);
+  for (const set of desiredSets.values())
+    planSet(set, observedSets.get(set.name), i.swapThreshold, sets, post, tempNames, notes);
   for (const name of ownedSets) {
     if (!desiredSets.has(name) && observedSets.has(name)) post.push({ verb: 'destroy', kind: 'ipset', name });
   }
@@ -109,7 +130,10 @@ export function planKernelOps(i: PlanInput): Plan {
   const desiredVs = new Set((d?.virtualServers ?? []).map((v) => virtualServerKey(v)));
   for (const [key, have] of observedVs) {
     if (desiredVs.has(key) || !ownedVs.has(key)) continue;
-    if (isExcluded(have.address)) { notes.push(`kept ${key}: inside excludeCIDRs`); continue; }
+    if (isExcluded(have.address)) {
+      notes.push(`kept ${key}: inside excludeCIDRs`);
+      continue;
+    }
     vsDel.push({ verb: 'delete', kind: 'virtual-server', vs: have });
   }
 
@@ -119,7 +143,10 @@ export function planKernelOps(i: PlanInput): Plan {
   for (const a of want) if (!bound.has(a)) addrOps.push({ verb: 'add', kind: 'address', device: i.device, address: a });
   for (const a of bound) {
     if (want.has(a) || !ownedAddr.has(a)) continue;
-    if (isExcluded(a)) { notes.push(`kept address ${a}: inside excludeCIDRs`); continue; }
+    if (isExcluded(a)) {
+      notes.push(`kept address ${a}: inside excludeCIDRs`);
+      continue;
+    }
     addrOps.push({ verb: 'delete', kind: 'address', device: i.device, address: a });
   }
 
@@ -127,9 +154,12 @@ export function planKernelOps(i: PlanInput): Plan {
   const text = planNetfilter(i.glue, i.observed.netfilter, i.record.netfilterChains);
   if (text) nf.push({ verb: 'restore', kind: 'netfilter', text });
 
-  if (!d && i.record.dummyDevice && i.observed.dummyDevice) post.push({ verb: 'delete', kind: 'dummy-device', name: i.device });
+  if (!d && i.record.dummyDevice && i.observed.dummyDevice)
+    post.push({ verb: 'delete', kind: 'dummy-device', name: i.device });
 
-  const chains = i.glue ? Object.fromEntries(Object.entries(i.glue.chains).map(([t, c]) => [t, Object.keys(c).sort()])) : {};
+  const chains = i.glue
+    ? Object.fromEntries(Object.entries(i.glue.chains).map(([t, c]) => [t, Object.keys(c).sort()]))
+    : {};
   const vsKeys = [...desiredVs];
   const recordAfter: OwnershipRecord = {
     version: 1,
@@ -156,7 +186,13 @@ export function planKernelOps(i: PlanInput): Plan {
   return { ops, recordBefore, recordAfter, draining: Object.keys(draining).length, notes };
 }
 
-function planRealServers(vs: VirtualServer, have: ObservedVirtualServer, i: PlanInput, out: KernelOp[], draining: Record<string, number>): void {
+function planRealServers(
+  vs: VirtualServer,
+  have: ObservedVirtualServer,
+  i: PlanInput,
+  out: KernelOp[],
+  draining: Record<string, number>,
+): void {
   const vsKey = virtualServerKey(vs);
   const observed = new Map(have.realServers.map((r) => [realServerKey(r), r]));
   for (const rs of vs.realServers) {
@@ -168,25 +204,52 @@ function planRealServers(vs: VirtualServer, have: ObservedVirtualServer, i: Plan
   for (const [rsKey, cur] of observed) {
     if (wanted.has(rsKey)) continue;
     const dk = drainingKey(vsKey, rsKey);
-    const r = decideRemoval({ protocol: vs.protocol, observed: cur, drainingSince: i.record.draining[dk], now: i.now, drainTimeoutMs: i.drainTimeoutMs });
+    const r = decideRemoval({
+      protocol: vs.protocol,
+      observed: cur,
+      drainingSince: i.record.draining[dk],
+      now: i.now,
+      drainTimeoutMs: i.drainTimeoutMs,
+    });
     const rs = { address: cur.address, port: cur.port };
     switch (r.action) {
-      case 'delete': out.push({ verb: 'delete', kind: 'real-server', vs, rs }); break;
+      case 'delete':
+        out.push({ verb: 'delete', kind: 'real-server', vs, rs });
+        break;
       case 'delete-and-flush-conntrack':
-        out.push({ verb: 'delete', kind: 'real-server', vs, rs }, { verb: 'flush-conntrack', kind: 'real-server', vs, rs });
+        out.push(
+          { verb: 'delete', kind: 'real-server', vs, rs },
+          { verb: 'flush-conntrack', kind: 'real-server', vs, rs },
+        );
         break;
       case 'set-weight-zero':
         out.push({ verb: 'edit', kind: 'real-server', vs, rs: { ...rs, weight: 0 } });
         draining[dk] = r.since;
         break;
-      case 'wait': draining[dk] = r.since; break;
+      case 'wait':
+        draining[dk] = r.since;
+        break;
     }
   }
 }
 
-function planSet(set: IpsetState, have: ObservedIpset | undefined, threshold: number, out: KernelOp[], post: KernelOp[], temps: string[], notes: string[]): void {
+function planSet(
+  set: IpsetState,
+  have: ObservedIpset | undefined,
+  threshold: number,
+  out: KernelOp[],
+  post: KernelOp[],
+  temps: string[],
+  notes: string[],
+): void {
   const spec = { name: set.name, type: set.type, ...(set.family ? { family: set.family } : {}) };
-  const add = (name: string, entry: string): KernelOp => ({ verb: 'add', kind: 'ipset-entry', set: name, type: set.type, entry });
+  const add = (name: string, entry: string): KernelOp => ({
+    verb: 'add',
+    kind: 'ipset-entry',
+    set: name,
+    type: set.type,
+    entry,
+  });
   if (have && (have.type !== set.type || have.family !== set.family)) {
     notes.push(`ipset ${set.name} has type ${have.type} ${have.family ?? ''}; recreating`);
     out.push({ verb: 'destroy', kind: 'ipset', name: set.name });
@@ -207,15 +270,22 @@ function planSet(set: IpsetState, have: ObservedIpset | undefined, threshold: nu
     temps.push(tmp);
     out.push({ verb: 'create', kind: 'ipset', set: { ...spec, name: tmp } });
     for (const e of set.entries) out.push(add(tmp, e));
-    out.push({ verb: 'swap', kind: 'ipset', name: set.name, other: tmp }, { verb: 'destroy', kind: 'ipset', name: tmp });
+    out.push(
+      { verb: 'swap', kind: 'ipset', name: set.name, other: tmp },
+      { verb: 'destroy', kind: 'ipset', name: tmp },
+    );
     return;
   }
   for (const e of adds) out.push(add(set.name, e));
   for (const e of dels) out.push({ verb: 'delete', kind: 'ipset-entry', set: set.name, type: set.type, entry: e });
 }
 
-function mergeChains(a: Readonly<Record<string, readonly string[]>>, b: Readonly<Record<string, readonly string[]>>): Record<string, string[]> {
+function mergeChains(
+  a: Readonly<Record<string, readonly string[]>>,
+  b: Readonly<Record<string, readonly string[]>>,
+): Record<string, string[]> {
   const out: Record<string, string[]> = {};
-  for (const [t, c] of [...Object.entries(a), ...Object.entries(b)]) out[t] = [...new Set([...(out[t] ?? []), ...c])].sort();
+  for (const [t, c] of [...Object.entries(a), ...Object.entries(b)])
+    out[t] = [...new Set([...(out[t] ?? []), ...c])].sort();
   return out;
 }

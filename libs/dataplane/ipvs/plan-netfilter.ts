@@ -6,7 +6,11 @@ import type { NetfilterObservation } from './observed-kernel.ts';
  * desired undefined, removes our chains), or undefined when nothing differs. Tables whose chains
  * already match are left out entirely, so a no-op sync writes nothing.
  */
-export function planNetfilter(desired: NetfilterGlue | undefined, observed: NetfilterObservation, owned: Readonly<Record<string, readonly string[]>>): string | undefined {
+export function planNetfilter(
+  desired: NetfilterGlue | undefined,
+  observed: NetfilterObservation,
+  owned: Readonly<Record<string, readonly string[]>>,
+): string | undefined {
   const tables = new Set([...Object.keys(desired?.chains ?? {}), ...Object.keys(owned)]);
   const out: string[] = [];
   for (const table of [...tables].sort()) {
@@ -21,9 +25,17 @@ export function planNetfilter(desired: NetfilterGlue | undefined, observed: Netf
     for (const chain of [...builtins].sort()) {
       const wantJ = jumps[chain] ?? [];
       const haveJ = have[chain] ?? [];
-      for (const j of haveJ) if (!wantJ.includes(j)) { lines.push(`-D ${chain} ${j}`); dirty = true; }
+      for (const j of haveJ)
+        if (!wantJ.includes(j)) {
+          lines.push(`-D ${chain} ${j}`);
+          dirty = true;
+        }
       // Insert in reverse so they end up in order at the top.
-      for (const j of [...wantJ].reverse()) if (!haveJ.includes(j)) { lines.push(`-I ${chain} 1 ${j}`); dirty = true; }
+      for (const j of [...wantJ].reverse())
+        if (!haveJ.includes(j)) {
+          lines.push(`-I ${chain} 1 ${j}`);
+          dirty = true;
+        }
     }
     const chainsChanged = Object.entries(want).some(([ch, rules]) => !same(have[ch], rules));
     const stale = [...(owned[table] ?? [])].filter((ch) => !(ch in want) && ch in have);
@@ -33,8 +45,15 @@ export function planNetfilter(desired: NetfilterGlue | undefined, observed: Netf
     const decl = [...new Set([...Object.keys(want), ...stale])].sort().map((ch) => `:${ch} - [0:0]`);
     const rules: string[] = [];
     for (const [ch, rs] of Object.entries(want)) for (const r of rs) rules.push(`-A ${ch} ${r}`);
-    out.push(`*${table}`, ...decl, ...lines.filter((l) => l.startsWith('-D')), ...rules, ...lines.filter((l) => l.startsWith('-I')),
-      ...stale.map((ch) => `-X ${ch}`), 'COMMIT');
+    out.push(
+      `*${table}`,
+      ...decl,
+      ...lines.filter((l) => l.startsWith('-D')),
+      ...rules,
+      ...lines.filter((l) => l.startsWith('-I')),
+      ...stale.map((ch) => `-X ${ch}`),
+      'COMMIT',
+    );
   }
   return out.length === 0 ? undefined : out.join('\n') + '\n';
 }

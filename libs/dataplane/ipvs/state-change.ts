@@ -38,12 +38,18 @@ export function diffStates(prev: IndexedState, next: NodeState): StateChange | u
   if (next.ipsets.length !== p.ipsets.length) return undefined;
   const ipsets: IpsetState[] = [];
   for (let i = 0; i < next.ipsets.length; i++) {
-    const a = p.ipsets[i]!, b = next.ipsets[i];
+    const a = p.ipsets[i]!,
+      b = next.ipsets[i];
     if (b === a) continue;
-    if (!b || typeof b !== 'object' || b.name !== a.name || b.type !== a.type || b.family !== a.family) return undefined;
+    if (!b || typeof b !== 'object' || b.name !== a.name || b.type !== a.type || b.family !== a.family)
+      return undefined;
     ipsets.push(b);
   }
-  return { ...diffVirtualServers(prev, next.virtualServers), ...diffAddresses(p.boundAddresses, next.boundAddresses), ipsets };
+  return {
+    ...diffVirtualServers(prev, next.virtualServers),
+    ...diffAddresses(p.boundAddresses, next.boundAddresses),
+    ipsets,
+  };
 }
 
 /** Moves the index to `next` by the change (O(change)). */
@@ -53,7 +59,10 @@ export function advanceIndex(prev: IndexedState, next: NodeState, change: StateC
   return { state: next, byKey: prev.byKey };
 }
 
-function diffVirtualServers(prev: IndexedState, next: readonly VirtualServer[]): Pick<StateChange, 'virtualServers' | 'removedVirtualServers'> {
+function diffVirtualServers(
+  prev: IndexedState,
+  next: readonly VirtualServer[],
+): Pick<StateChange, 'virtualServers' | 'removedVirtualServers'> {
   const old = prev.state.virtualServers;
   if (next === old) return { virtualServers: [], removedVirtualServers: [] };
   // Common case (endpoints of existing services changed): same services in the same order, so
@@ -74,7 +83,10 @@ function diffVirtualServers(prev: IndexedState, next: readonly VirtualServer[]):
   const seen = new Set<string>();
   let kept = 0;
   for (const v of next) {
-    if (!isKeyed(v)) { changed.push(v); continue; }
+    if (!isKeyed(v)) {
+      changed.push(v);
+      continue;
+    }
     const k = virtualServerKey(v);
     seen.add(k);
     if (prev.byKey.has(k)) kept++;
@@ -84,9 +96,14 @@ function diffVirtualServers(prev: IndexedState, next: readonly VirtualServer[]):
   return { virtualServers: changed, removedVirtualServers: removed };
 }
 
-function diffAddresses(old: readonly string[], next: readonly string[]): Pick<StateChange, 'addedAddresses' | 'removedAddresses'> {
-  if (next === old || (next.length === old.length && next.every((a, i) => a === old[i]))) return { addedAddresses: [], removedAddresses: [] };
-  const o = new Set(old), n = new Set(next);
+function diffAddresses(
+  old: readonly string[],
+  next: readonly string[],
+): Pick<StateChange, 'addedAddresses' | 'removedAddresses'> {
+  if (next === old || (next.length === old.length && next.every((a, i) => a === old[i])))
+    return { addedAddresses: [], removedAddresses: [] };
+  const o = new Set(old),
+    n = new Set(next);
   return { addedAddresses: next.filter((a) => !o.has(a)), removedAddresses: old.filter((a) => !n.has(a)) };
 }
 

@@ -7,14 +7,25 @@ import { sameVsSpec, vsSpec } from './plan-kernel-ops.ts';
  * Read-back check, independent of the planner: does the kernel now hold `desired`? Returns the
  * mismatches (empty = verified). Real servers left at weight 0 while draining are allowed.
  */
-export function verifyKernelState(desired: NodeState, observed: ObservedKernel, glue: NetfilterGlue | undefined, sysctls: Readonly<Record<string, string>>): string[] {
+export function verifyKernelState(
+  desired: NodeState,
+  observed: ObservedKernel,
+  glue: NetfilterGlue | undefined,
+  sysctls: Readonly<Record<string, string>>,
+): string[] {
   const out: string[] = [];
   const vsByKey = new Map(observed.virtualServers.map((v) => [virtualServerKey(v), v]));
   for (const vs of desired.virtualServers) {
     const key = virtualServerKey(vs);
     const have = vsByKey.get(key);
-    if (!have) { out.push(`missing IPVS service ${key}`); continue; }
-    if (!sameVsSpec(have, vsSpec(vs))) out.push(`IPVS service ${key} has scheduler/flags/persistence ${have.scheduler}/${have.schedulerFlags.join(',')}/${have.persistenceTimeout}`);
+    if (!have) {
+      out.push(`missing IPVS service ${key}`);
+      continue;
+    }
+    if (!sameVsSpec(have, vsSpec(vs)))
+      out.push(
+        `IPVS service ${key} has scheduler/flags/persistence ${have.scheduler}/${have.schedulerFlags.join(',')}/${have.persistenceTimeout}`,
+      );
     const rs = new Map(have.realServers.map((r) => [realServerKey(r), r]));
     for (const r of vs.realServers) {
       const h = rs.get(realServerKey(r));
@@ -22,7 +33,8 @@ export function verifyKernelState(desired: NodeState, observed: ObservedKernel, 
       else if (h.weight !== r.weight) out.push(`real server ${realServerKey(r)} of ${key} has weight ${h.weight}`);
       rs.delete(realServerKey(r));
     }
-    for (const [k, h] of rs) if (h.weight !== 0) out.push(`unexpected real server ${k} of ${key} with weight ${h.weight}`);
+    for (const [k, h] of rs)
+      if (h.weight !== 0) out.push(`unexpected real server ${k} of ${key} with weight ${h.weight}`);
   }
   const bound = new Set(observed.boundAddresses);
   if (!observed.dummyDevice) out.push('dummy device missing');
@@ -30,9 +42,13 @@ export function verifyKernelState(desired: NodeState, observed: ObservedKernel, 
   const sets = new Map(observed.ipsets.map((s) => [s.name, s]));
   for (const s of desired.ipsets) {
     const h = sets.get(s.name);
-    if (!h) { out.push(`missing ipset ${s.name}`); continue; }
+    if (!h) {
+      out.push(`missing ipset ${s.name}`);
+      continue;
+    }
     if (h.type !== s.type) out.push(`ipset ${s.name} has type ${h.type}`);
-    if (h.entries.join('\n') !== s.entries.join('\n')) out.push(`ipset ${s.name} has ${h.entries.length} entries, want ${s.entries.length}`);
+    if (h.entries.join('\n') !== s.entries.join('\n'))
+      out.push(`ipset ${s.name} has ${h.entries.length} entries, want ${s.entries.length}`);
   }
   for (const [table, chains] of Object.entries(glue?.chains ?? {})) {
     for (const [chain, rules] of Object.entries(chains)) {
@@ -40,7 +56,9 @@ export function verifyKernelState(desired: NodeState, observed: ObservedKernel, 
       if (!h || h.join('\n') !== rules.join('\n')) out.push(`netfilter chain ${table}/${chain} differs`);
     }
     for (const [chain, jumps] of Object.entries(glue?.jumps[table] ?? {})) {
-      for (const j of jumps) if (!observed.netfilter.tables[table]?.[chain]?.includes(j)) out.push(`netfilter jump missing in ${table}/${chain}`);
+      for (const j of jumps)
+        if (!observed.netfilter.tables[table]?.[chain]?.includes(j))
+          out.push(`netfilter jump missing in ${table}/${chain}`);
     }
   }
   for (const [k, v] of Object.entries(sysctls)) {

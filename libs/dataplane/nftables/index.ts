@@ -1,4 +1,9 @@
-export { NftablesDataplane, NFT_BACKENDS, type NftablesDataplaneOptions, type NftBackend } from './nftables-dataplane.ts';
+export {
+  NftablesDataplane,
+  NFT_BACKENDS,
+  type NftablesDataplaneOptions,
+  type NftBackend,
+} from './nftables-dataplane.ts';
 export { NftNetlinkRunner, type NftNetlinkRunnerOptions } from './nft-netlink-runner.ts';
 export { renderNftRuleset, formatNftTable, type RulesetTextOptions } from './render-nft-ruleset.ts';
 export { renderNftObjects, type NftObjects } from './nft-objects.ts';

@@ -22,7 +22,10 @@ export function summarizeTokens(ruleCount: number, tokens: readonly string[]): s
 export function summarizeJsonRules(exprs: readonly unknown[]): string {
   const tokens: string[] = [];
   const walk = (v: unknown): void => {
-    if (Array.isArray(v)) { v.forEach(walk); return; }
+    if (Array.isArray(v)) {
+      v.forEach(walk);
+      return;
+    }
     if (v === null || typeof v !== 'object') return;
     const o = v as Record<string, unknown>;
     for (const verb of ['jump', 'goto']) {

@@ -46,7 +46,9 @@ export class NftCliRunner implements NftRunner {
 
   async exec(args: readonly string[], stdin?: string): Promise<string> {
     const nft = this.options.nftPath ?? 'nft';
-    const [cmd, argv] = this.options.netns ? ['ip', ['netns', 'exec', this.options.netns, nft, ...args]] : [nft, [...args]];
+    const [cmd, argv] = this.options.netns
+      ? ['ip', ['netns', 'exec', this.options.netns, nft, ...args]]
+      : [nft, [...args]];
     return new Promise((resolve, reject) => {
       const child = spawn(cmd, argv, { stdio: ['pipe', 'pipe', 'pipe'] });
       const out: Buffer[] = [];
@@ -58,7 +60,9 @@ export class NftCliRunner implements NftRunner {
         if (code === 0) resolve(Buffer.concat(out).toString('utf8'));
         else reject(new NftError(args, code, Buffer.concat(err).toString('utf8')));
       });
-      child.stdin.on('error', () => { /* reported through the exit code */ });
+      child.stdin.on('error', () => {
+        /* reported through the exit code */
+      });
       child.stdin.end(stdin ?? '');
     });
   }

@@ -5,15 +5,43 @@ import { NetlinkConnection } from '../../netlink/index.ts';
 import type { NetlinkRequest } from '../../netlink/index.ts';
 import { NetlinkError } from '../../netlink/index.ts';
 import {
-  NFPROTO, NFT_MSG, NFT_SET_FLAGS, batchBegin, batchEnd, decodeChain, decodeSet, decodeSetElems, decodeTable,
-  delChain, delSet, delTable, dumpRequest, flushRules, newChain, newRule, newSet, newTable, nftType, setElems,
-  type DumpedElement, type NftElement, type NftMessage, type TableRef,
+  NFPROTO,
+  NFT_MSG,
+  NFT_SET_FLAGS,
+  batchBegin,
+  batchEnd,
+  decodeChain,
+  decodeSet,
+  decodeSetElems,
+  decodeTable,
+  delChain,
+  delSet,
+  delTable,
+  dumpRequest,
+  flushRules,
+  newChain,
+  newRule,
+  newSet,
+  newTable,
+  nftType,
+  setElems,
+  type DumpedElement,
+  type NftElement,
+  type NftMessage,
+  type TableRef,
 } from '../../netlink/index.ts';
 import { scanRule, type RuleDigestParts } from '../../netlink/index.ts';
 import { summarizeTokens } from './nft-chain-summary.ts';
 import {
-  compileElementKey, compileHook, compileMapType, compileRule, compileSetDecl, dataVerdictText, elementKeyText,
-  parseVerdict, type AnonymousSet,
+  compileElementKey,
+  compileHook,
+  compileMapType,
+  compileRule,
+  compileSetDecl,
+  dataVerdictText,
+  elementKeyText,
+  parseVerdict,
+  type AnonymousSet,
 } from './nft-rule-compiler.ts';
 import type { NftRunner } from './nft-runner.ts';
 import type { NftOp, NftTransaction } from './nft-transaction.ts';
@@ -90,7 +118,12 @@ export class NftNetlinkRunner implements NftRunner {
     const head = await this.getTable(t);
     if (!head) return undefined;
     const dump = async (type: number, set?: string) =>
-      this.conn.request({ type: nftType(type), payload: dumpRequest(t, set), dump: true, operation: `dump ${set ?? 'table'} of ${family} ${table}` });
+      this.conn.request({
+        type: nftType(type),
+        payload: dumpRequest(t, set),
+        dump: true,
+        operation: `dump ${set ?? 'table'} of ${family} ${table}`,
+      });
     const chainNames: string[] = [];
     for (const m of await dump(NFT_MSG.GETCHAIN)) {
       if (tableOf(m.payload) !== table) continue; // chain dumps are not filtered by table
@@ -107,26 +140,42 @@ export class NftNetlinkRunner implements NftRunner {
     // at a time): spread them over a few reader sockets.
     const readers = this.readerConnections();
     let next = 0;
-    await Promise.all(readers.map(async (conn) => {
-      while (next < sets.length) {
-        const s = sets[next++]!;
-        const msgs = await conn.request({
-          type: nftType(NFT_MSG.GETSETELEM), payload: dumpRequest(t, s.name), dump: true, operation: `dump elements of ${s.name}`,
-        });
-        elementsOf.set(s.name, msgs.flatMap((m) => decodeSetElems(m.payload).elements));
-      }
-    }));
+    await Promise.all(
+      readers.map(async (conn) => {
+        while (next < sets.length) {
+          const s = sets[next++]!;
+          const msgs = await conn.request({
+            type: nftType(NFT_MSG.GETSETELEM),
+            payload: dumpRequest(t, s.name),
+            dump: true,
+            operation: `dump elements of ${s.name}`,
+          });
+          elementsOf.set(
+            s.name,
+            msgs.flatMap((m) => decodeSetElems(m.payload).elements),
+          );
+        }
+      }),
+    );
 
     const skeleton = new Set(SKELETON_CHAINS.map((c) => c.name));
     const chains = new Map<string, string>();
     for (const [name, exprLists] of rules) {
-      if (!skeleton.has(name)) chains.set(name, summarizeTokens(exprLists.length, exprLists.flatMap((r) => ruleTokens(r, elementsOf))));
+      if (!skeleton.has(name))
+        chains.set(
+          name,
+          summarizeTokens(
+            exprLists.length,
+            exprLists.flatMap((r) => ruleTokens(r, elementsOf)),
+          ),
+        );
     }
     const skeletonProblems: string[] = [];
     for (const c of SKELETON_CHAINS) {
       const got = rules.get(c.name);
       if (!got) skeletonProblems.push(`chain ${c.name} missing`);
-      else if (got.length !== c.rules.length) skeletonProblems.push(`chain ${c.name} has ${got.length} rules, want ${c.rules.length}`);
+      else if (got.length !== c.rules.length)
+        skeletonProblems.push(`chain ${c.name} has ${got.length} rules, want ${c.rules.length}`);
     }
     const elements = new Map<string, Map<string, string>>();
     const namedSets = new Set<string>();
@@ -134,7 +183,10 @@ export class NftNetlinkRunner implements NftRunner {
     for (const s of sets) {
       if (s.flags & NFT_SET_FLAGS.anonymous) continue;
       if (s.flags & NFT_SET_FLAGS.map) {
-        elements.set(s.name, new Map((elementsOf.get(s.name) ?? []).map((e) => [elementKeyText(e.key), dataVerdictText(e.data)])));
+        elements.set(
+          s.name,
+          new Map((elementsOf.get(s.name) ?? []).map((e) => [elementKeyText(e.key), dataVerdictText(e.data)])),
+        );
       } else {
         namedSets.add(s.name);
         setElementCounts.set(s.name, elementsOf.get(s.name)?.length ?? 0);
@@ -142,7 +194,10 @@ export class NftNetlinkRunner implements NftRunner {
     }
     for (const m of SKELETON_MAPS) if (!elements.has(m.name)) skeletonProblems.push(`map ${m.name} missing`);
     return {
-      tableHandle: Number(head.handle), inventory: { chains, sets: namedSets, elements }, skeletonProblems, setElementCounts,
+      tableHandle: Number(head.handle),
+      inventory: { chains, sets: namedSets, elements },
+      skeletonProblems,
+      setElementCounts,
     };
   }
 
@@ -164,7 +219,9 @@ export class NftNetlinkRunner implements NftRunner {
   private async getTable(t: TableRef): Promise<{ handle: bigint } | undefined> {
     try {
       const msgs = await this.conn.request({
-        type: nftType(NFT_MSG.GETTABLE), payload: dumpRequest(t), operation: `get table ${t.table}`,
+        type: nftType(NFT_MSG.GETTABLE),
+        payload: dumpRequest(t),
+        operation: `get table ${t.table}`,
       });
       return msgs[0] ? decodeTable(msgs[0].payload) : undefined;
     } catch (e) {
@@ -183,11 +240,18 @@ function tableRef(family: string, table: string): TableRef {
 const tableOf = (payload: Buffer): string => {
   // NFTA_*_TABLE is attribute 1 of every object message; read it without decoding the rest.
   const len = payload.readUInt16LE(4);
-  return payload.subarray(8, 4 + len).toString('utf8').replace(/\0+$/, '');
+  return payload
+    .subarray(8, 4 + len)
+    .toString('utf8')
+    .replace(/\0+$/, '');
 };
 
-const toRequest = (m: NftMessage): NetlinkRequest & { type: number } =>
-  ({ type: m.type, flags: m.flags, payload: m.payload, operation: m.operation });
+const toRequest = (m: NftMessage): NetlinkRequest & { type: number } => ({
+  type: m.type,
+  flags: m.flags,
+  payload: m.payload,
+  operation: m.operation,
+});
 
 /** Jump/goto targets and DNAT destinations of one rule, as summarizeRules finds them in text. */
 function ruleTokens(r: RuleDigestParts, elementsOf: ReadonlyMap<string, DumpedElement[]>): string[] {
@@ -222,11 +286,17 @@ export function compileTransaction(tx: NftTransaction): Compiled {
   const hooked = new Set<string>();
   let nextId = 1;
   let pendingElems: { verb: 'new' | 'del'; map: string; items: NftElement[]; bytes: number; ops: string[] } | undefined;
-  const push = (m: NftMessage, stage = false, glued = false) => { messages.push(m); staged.push(stage); withNext.push(glued); };
+  const push = (m: NftMessage, stage = false, glued = false) => {
+    messages.push(m);
+    staged.push(stage);
+    withNext.push(glued);
+  };
   const flushElems = () => {
     if (!pendingElems) return;
     const p = pendingElems;
-    push(setElems(p.verb, t, p.map, p.items, p.ops.length === 1 ? p.ops[0]! : `${p.ops[0]} (+${p.ops.length - 1} more)`));
+    push(
+      setElems(p.verb, t, p.map, p.items, p.ops.length === 1 ? p.ops[0]! : `${p.ops[0]} (+${p.ops.length - 1} more)`),
+    );
     pendingElems = undefined;
   };
   const describe = tx.describe();
@@ -235,9 +305,17 @@ export function compileTransaction(tx: NftTransaction): Compiled {
     const o = op.object;
     if (o.kind === 'element') {
       const verb = op.verb === 'delete' ? 'del' : 'new';
-      const item: NftElement = { key: compileElementKey(o.key), ...(o.value !== undefined ? { data: { verdict: parseVerdict(o.value) } } : {}) };
+      const item: NftElement = {
+        key: compileElementKey(o.key),
+        ...(o.value !== undefined ? { data: { verdict: parseVerdict(o.value) } } : {}),
+      };
       const size = item.key.length + 24 + (o.value?.length ?? 0) + 16;
-      if (!pendingElems || pendingElems.verb !== verb || pendingElems.map !== o.map || pendingElems.bytes + size > MAX_ELEMENTS_BYTES) {
+      if (
+        !pendingElems ||
+        pendingElems.verb !== verb ||
+        pendingElems.map !== o.map ||
+        pendingElems.bytes + size > MAX_ELEMENTS_BYTES
+      ) {
         flushElems();
         pendingElems = { verb, map: o.map, items: [], bytes: 0, ops: [] };
       }
@@ -278,7 +356,15 @@ export function compileTransaction(tx: NftTransaction): Compiled {
       case 'map':
         if (op.verb === 'delete') push(delSet(t, o.name, text));
         else if (op.verb === 'flush') push(setElems('del', t, o.name, [], text));
-        else push(newSet(t, { ...(o.kind === 'set' ? compileSetDecl(o.decl) : compileMapType(o.type)), name: o.name, id: nextId++ }, text, excl));
+        else
+          push(
+            newSet(
+              t,
+              { ...(o.kind === 'set' ? compileSetDecl(o.decl) : compileMapType(o.type)), name: o.name, id: nextId++ },
+              text,
+              excl,
+            ),
+          );
         return;
     }
   });
@@ -295,7 +381,9 @@ export function splitBatches(c: Compiled, maxBytes: number): NftMessage[][] {
   const total = c.messages.reduce((a, m) => a + size(m), 0);
   if (c.messages.length === 0) return [];
   if (total <= maxBytes) return [c.messages];
-  const order = [...c.messages.keys()].filter((i) => !c.staged[i]).concat([...c.messages.keys()].filter((i) => c.staged[i]));
+  const order = [...c.messages.keys()]
+    .filter((i) => !c.staged[i])
+    .concat([...c.messages.keys()].filter((i) => c.staged[i]));
   const firstStaged = c.staged.filter((x) => !x).length;
   const batches: NftMessage[][] = [];
   let cur: NftMessage[] = [];

@@ -18,13 +18,17 @@ export interface NftObjects {
 
 /** Dispatch maps of the skeleton; each has an IPv4 and an IPv6 flavour. */
 export const DISPATCH_MAPS = ['service-ips', 'firewall-ips', 'no-endpoint-services'] as const;
-export type DispatchMap = typeof DISPATCH_MAPS[number];
+export type DispatchMap = (typeof DISPATCH_MAPS)[number];
 
 export function mapName(map: DispatchMap, v6: boolean): string {
   return v6 ? `${map}6` : map;
 }
 
-interface Family { v6: boolean; ip: 'ip' | 'ip6'; addrType: 'ipv4_addr' | 'ipv6_addr' }
+interface Family {
+  v6: boolean;
+  ip: 'ip' | 'ip6';
+  addrType: 'ipv4_addr' | 'ipv6_addr';
+}
 
 function familyOf(address: string): Family {
   const v6 = ipFamily(address) === 'IPv6';
@@ -56,7 +60,15 @@ function groups(state: NodeState): Group[] {
       const readable = `${vs.servicePort.replace(':', '/')}/${proto}${vs.localOnly ? '/local' : ''}`;
       // The renderer selects one endpoint list per (service port, family, policy); the first
       // member's list stands for the group (all members carry the same one).
-      g = { key, readable, fam: familyOf(vs.address), proto, persistence: vs.persistenceTimeout, realServers: vs.realServers.filter((r) => r.weight > 0), members: [] };
+      g = {
+        key,
+        readable,
+        fam: familyOf(vs.address),
+        proto,
+        persistence: vs.persistenceTimeout,
+        realServers: vs.realServers.filter((r) => r.weight > 0),
+        members: [],
+      };
       byKey.set(key, g);
     }
     g.members.push(vs);
@@ -85,7 +97,8 @@ export function renderNftObjects(state: NodeState): NftObjects {
   const element = (map: DispatchMap, fam: Family, vs: VirtualServer, verdict: string) =>
     elements.get(mapName(map, fam.v6))!.set(elementKey(vs), verdict);
   const { masqueradeAll, clusterCIDR } = state.settings;
-  const cidrFamilyOk = (fam: Family) => clusterCIDR !== '' && (ipFamily(clusterCIDR.split('/')[0]!) === 'IPv6') === fam.v6;
+  const cidrFamilyOk = (fam: Family) =>
+    clusterCIDR !== '' && (ipFamily(clusterCIDR.split('/')[0]!) === 'IPv6') === fam.v6;
 
   for (const g of groups(state)) {
     const { fam, proto } = g;
@@ -98,7 +111,13 @@ export function renderNftObjects(state: NodeState): NftObjects {
     if (g.realServers.length === 0) {
       // Like kube-proxy: no endpoints → reject new connections; externally reached Local
       // services without a local endpoint → drop, so a load balancer's health check moves on.
-      for (const vs of g.members) element('no-endpoint-services', fam, vs, vs.role !== 'cluster-ip' && vs.localOnly ? 'drop' : 'goto reject-chain');
+      for (const vs of g.members)
+        element(
+          'no-endpoint-services',
+          fam,
+          vs,
+          vs.role !== 'cluster-ip' && vs.localOnly ? 'drop' : 'goto reject-chain',
+        );
       continue;
     }
     const svcChain = nftObjectName('service', g.key, g.readable);
@@ -127,13 +146,20 @@ export function renderNftObjects(state: NodeState): NftObjects {
       epRules.push(`meta l4proto ${proto} dnat ${fam.ip} to ${dnatTarget(fam, rs)}`);
       chains.set(ep, epRules);
     }
-    rules.push(`numgen random mod ${endpointChains.length} vmap { ${endpointChains.map((c, i) => `${i} : goto ${c}`).join(', ')} }`);
+    rules.push(
+      `numgen random mod ${endpointChains.length} vmap { ${endpointChains.map((c, i) => `${i} : goto ${c}`).join(', ')} }`,
+    );
     chains.set(svcChain, rules);
     if (external.length > 0) {
       const ext = nftObjectName('external', g.key, g.readable);
       // Cluster policy: masquerade so replies come back through this node. Local policy keeps
       // the client address, except for traffic from the node itself (it needs a routable source).
-      chains.set(ext, [g.members[0]!.localOnly && !masqueradeAll ? 'fib saddr type local jump mark-for-masquerade' : 'jump mark-for-masquerade', `goto ${svcChain}`]);
+      chains.set(ext, [
+        g.members[0]!.localOnly && !masqueradeAll
+          ? 'fib saddr type local jump mark-for-masquerade'
+          : 'jump mark-for-masquerade',
+        `goto ${svcChain}`,
+      ]);
       for (const vs of external) element('service-ips', fam, vs, `goto ${ext}`);
     }
   }

@@ -5,9 +5,25 @@
 
 import { ipToBytes } from '../../netlink/index.ts';
 import {
-  CMP, DYNSET_OP_UPDATE, META, NAT_DNAT, NFTA_FIB_F_SADDR, NFT_CT_STATE, NFT_FIB_RESULT_ADDRTYPE, NFT_LOOKUP_F_INV,
-  NFT_REG_1, NFT_REG_VERDICT, NFT_REJECT_ICMPX_PORT_UNREACH, NFT_REJECT_ICMPX_UNREACH, NF_NAT_RANGE_PROTO_RANDOM_FULLY,
-  NF_NAT_RANGE_PROTO_SPECIFIED, NG_RANDOM, PAYLOAD_BASE, type NftData, type NftExpr, type NftVerdict,
+  CMP,
+  DYNSET_OP_UPDATE,
+  META,
+  NAT_DNAT,
+  NFTA_FIB_F_SADDR,
+  NFT_CT_STATE,
+  NFT_FIB_RESULT_ADDRTYPE,
+  NFT_LOOKUP_F_INV,
+  NFT_REG_1,
+  NFT_REG_VERDICT,
+  NFT_REJECT_ICMPX_PORT_UNREACH,
+  NFT_REJECT_ICMPX_UNREACH,
+  NF_NAT_RANGE_PROTO_RANDOM_FULLY,
+  NF_NAT_RANGE_PROTO_SPECIFIED,
+  NG_RANDOM,
+  PAYLOAD_BASE,
+  type NftData,
+  type NftExpr,
+  type NftVerdict,
 } from '../../netlink/index.ts';
 import type { NftElement, NftSetSpec } from '../../netlink/index.ts';
 import { NFT_DATA_VERDICT, NFT_SET_FLAGS } from '../../netlink/index.ts';
@@ -29,7 +45,13 @@ const NFPROTO_IPV6 = 10;
 const RTN_LOCAL = 2;
 const CT_STATE_NEW = 0x8;
 // nft's type ids (datatype.h) and the concatenation of ipv4_addr . inet_proto . inet_service.
-const TYPE = { integer: 4, ipv4_addr: 7, ipv6_addr: 8, concat4: (7 << 12) | (12 << 6) | 13, concat6: (8 << 12) | (12 << 6) | 13 };
+const TYPE = {
+  integer: 4,
+  ipv4_addr: 7,
+  ipv6_addr: 8,
+  concat4: (7 << 12) | (12 << 6) | 13,
+  concat6: (8 << 12) | (12 << 6) | 13,
+};
 // nft's NFTA_SET_USERDATA for each set shape we create (key byte order, typeof, merge flag), as
 // nft 1.0.6 writes them: with them `nft list` prints our sets exactly like sets nft made.
 const USERDATA = {
@@ -42,14 +64,29 @@ const USERDATA = {
 
 export class NftGrammarError extends Error {}
 
-const u32host = (v: number): Buffer => { const b = Buffer.alloc(4); b.writeUInt32LE(v >>> 0); return b; };
-const be16 = (v: number): Buffer => { const b = Buffer.alloc(2); b.writeUInt16BE(v); return b; };
+const u32host = (v: number): Buffer => {
+  const b = Buffer.alloc(4);
+  b.writeUInt32LE(v >>> 0);
+  return b;
+};
+const be16 = (v: number): Buffer => {
+  const b = Buffer.alloc(2);
+  b.writeUInt16BE(v);
+  return b;
+};
 const u8 = (v: number): Buffer => Buffer.from([v]);
 
-interface Fam { v6: boolean; nfproto: number; saddr: number; daddr: number; len: number }
-const famOf = (ip: string): Fam => (ip === 'ip6'
-  ? { v6: true, nfproto: NFPROTO_IPV6, saddr: 8, daddr: 24, len: 16 }
-  : { v6: false, nfproto: NFPROTO_IPV4, saddr: 12, daddr: 16, len: 4 });
+interface Fam {
+  v6: boolean;
+  nfproto: number;
+  saddr: number;
+  daddr: number;
+  len: number;
+}
+const famOf = (ip: string): Fam =>
+  ip === 'ip6'
+    ? { v6: true, nfproto: NFPROTO_IPV6, saddr: 8, daddr: 24, len: 16 }
+    : { v6: false, nfproto: NFPROTO_IPV4, saddr: 12, daddr: 16, len: 4 };
 
 function addr(text: string, fam: Fam): Buffer {
   const b = ipToBytes(text);
@@ -61,8 +98,13 @@ const nfproto = (fam: Fam): NftExpr[] => [
   { type: 'meta', key: META.nfproto, dreg: NFT_REG_1 },
   { type: 'cmp', sreg: NFT_REG_1, op: CMP.eq, data: u8(fam.nfproto) },
 ];
-const loadAddr = (fam: Fam, offset: number, len = fam.len): NftExpr =>
-  ({ type: 'payload', dreg: NFT_REG_1, base: PAYLOAD_BASE.network, offset, len });
+const loadAddr = (fam: Fam, offset: number, len = fam.len): NftExpr => ({
+  type: 'payload',
+  dreg: NFT_REG_1,
+  base: PAYLOAD_BASE.network,
+  offset,
+  len,
+});
 const l4proto = (proto: string): NftExpr[] => [
   { type: 'meta', key: META.l4proto, dreg: NFT_REG_1 },
   { type: 'cmp', sreg: NFT_REG_1, op: CMP.eq, data: u8(protoNumber(proto)) },
@@ -94,7 +136,10 @@ function prefixMismatch(fam: Fam, cidr: string, offset: number): NftExpr[] {
   const bits = p === undefined ? fam.len * 8 : Number(p);
   if (!Number.isInteger(bits) || bits < 1 || bits > fam.len * 8) throw new NftGrammarError(`bad prefix ${cidr}`);
   if (bits % 8 === 0) {
-    return [loadAddr(fam, offset, bits / 8), { type: 'cmp', sreg: NFT_REG_1, op: CMP.neq, data: bytes.subarray(0, bits / 8) }];
+    return [
+      loadAddr(fam, offset, bits / 8),
+      { type: 'cmp', sreg: NFT_REG_1, op: CMP.neq, data: bytes.subarray(0, bits / 8) },
+    ];
   }
   const mask = Buffer.alloc(fam.len);
   for (let i = 0; i < bits; i++) mask[i >> 3]! |= 0x80 >> (i & 7);
@@ -112,13 +157,15 @@ function intervalElements(fam: Fam, items: string[]): NftElement[] {
   const max = (1n << bitsTotal) - 1n;
   const toBig = (b: Buffer) => BigInt(`0x${b.toString('hex') || '0'}`);
   const toBuf = (v: bigint) => Buffer.from(v.toString(16).padStart(fam.len * 2, '0'), 'hex');
-  const ranges = items.map((it) => {
-    const [a, p] = it.split('/');
-    const bits = BigInt(p === undefined ? fam.len * 8 : Number(p));
-    const host = (1n << (bitsTotal - bits)) - 1n;
-    const start = toBig(addr(a!, fam)) & ~host & max;
-    return [start, start | host] as [bigint, bigint];
-  }).sort((x, y) => (x[0] < y[0] ? -1 : x[0] > y[0] ? 1 : 0));
+  const ranges = items
+    .map((it) => {
+      const [a, p] = it.split('/');
+      const bits = BigInt(p === undefined ? fam.len * 8 : Number(p));
+      const host = (1n << (bitsTotal - bits)) - 1n;
+      const start = toBig(addr(a!, fam)) & ~host & max;
+      return [start, start | host] as [bigint, bigint];
+    })
+    .sort((x, y) => (x[0] < y[0] ? -1 : x[0] > y[0] ? 1 : 0));
   const merged: [bigint, bigint][] = [];
   for (const r of ranges) {
     const last = merged[merged.length - 1];
@@ -139,85 +186,137 @@ export function compileRule(rule: string, alloc: AllocAnonymousSet): NftExpr[] {
   let m: RegExpExecArray | null;
   const mark = (set: string): Buffer => u32host(Number(set));
   if ((m = /^meta mark set meta mark \| (0x[0-9a-f]+)$/.exec(rule))) {
-    return [{ type: 'meta', key: META.mark, dreg: NFT_REG_1 },
+    return [
+      { type: 'meta', key: META.mark, dreg: NFT_REG_1 },
       { type: 'bitwise', sreg: NFT_REG_1, dreg: NFT_REG_1, len: 4, mask: u32host(~Number(m[1])), xor: mark(m[1]!) },
-      { type: 'meta', key: META.mark, sreg: NFT_REG_1 }];
+      { type: 'meta', key: META.mark, sreg: NFT_REG_1 },
+    ];
   }
   if ((m = /^meta mark set meta mark \^ (0x[0-9a-f]+)$/.exec(rule))) {
-    return [{ type: 'meta', key: META.mark, dreg: NFT_REG_1 },
+    return [
+      { type: 'meta', key: META.mark, dreg: NFT_REG_1 },
       { type: 'bitwise', sreg: NFT_REG_1, dreg: NFT_REG_1, len: 4, mask: u32host(0xffffffff), xor: mark(m[1]!) },
-      { type: 'meta', key: META.mark, sreg: NFT_REG_1 }];
+      { type: 'meta', key: META.mark, sreg: NFT_REG_1 },
+    ];
   }
   if ((m = /^meta mark & (0x[0-9a-f]+) == 0 return$/.exec(rule))) {
-    return [{ type: 'meta', key: META.mark, dreg: NFT_REG_1 },
+    return [
+      { type: 'meta', key: META.mark, dreg: NFT_REG_1 },
       { type: 'bitwise', sreg: NFT_REG_1, dreg: NFT_REG_1, len: 4, mask: mark(m[1]!), xor: u32host(0) },
-      { type: 'cmp', sreg: NFT_REG_1, op: CMP.eq, data: u32host(0) }, verdictExpr({ code: 'return' })];
+      { type: 'cmp', sreg: NFT_REG_1, op: CMP.eq, data: u32host(0) },
+      verdictExpr({ code: 'return' }),
+    ];
   }
   if (rule === 'masquerade fully-random') return [{ type: 'masq', flags: NF_NAT_RANGE_PROTO_RANDOM_FULLY }];
-  if (rule === 'reject') return [{ type: 'reject', rejectType: NFT_REJECT_ICMPX_UNREACH, icmpCode: NFT_REJECT_ICMPX_PORT_UNREACH }];
+  if (rule === 'reject')
+    return [{ type: 'reject', rejectType: NFT_REJECT_ICMPX_UNREACH, icmpCode: NFT_REJECT_ICMPX_PORT_UNREACH }];
   if ((m = /^(jump|goto) (\S+)$/.exec(rule))) return [verdictExpr(parseVerdict(rule))];
   if ((m = /^ct state new (jump \S+)$/.exec(rule))) {
-    return [{ type: 'ct', key: NFT_CT_STATE, dreg: NFT_REG_1 },
+    return [
+      { type: 'ct', key: NFT_CT_STATE, dreg: NFT_REG_1 },
       { type: 'bitwise', sreg: NFT_REG_1, dreg: NFT_REG_1, len: 4, mask: u32host(CT_STATE_NEW), xor: u32host(0) },
-      { type: 'cmp', sreg: NFT_REG_1, op: CMP.neq, data: u32host(0) }, verdictExpr(parseVerdict(m[1]!))];
+      { type: 'cmp', sreg: NFT_REG_1, op: CMP.neq, data: u32host(0) },
+      verdictExpr(parseVerdict(m[1]!)),
+    ];
   }
   if ((m = /^fib saddr type local (jump \S+)$/.exec(rule))) {
-    return [{ type: 'fib', dreg: NFT_REG_1, result: NFT_FIB_RESULT_ADDRTYPE, flags: NFTA_FIB_F_SADDR },
-      { type: 'cmp', sreg: NFT_REG_1, op: CMP.eq, data: u32host(RTN_LOCAL) }, verdictExpr(parseVerdict(m[1]!))];
+    return [
+      { type: 'fib', dreg: NFT_REG_1, result: NFT_FIB_RESULT_ADDRTYPE, flags: NFTA_FIB_F_SADDR },
+      { type: 'cmp', sreg: NFT_REG_1, op: CMP.eq, data: u32host(RTN_LOCAL) },
+      verdictExpr(parseVerdict(m[1]!)),
+    ];
   }
   if ((m = /^(ip6?) daddr \. meta l4proto \. th dport vmap @(\S+)$/.exec(rule))) {
     const fam = famOf(m[1]!);
     // Registers as nft allocates them for the concatenation (32-bit register numbering).
     const [protoReg, portReg] = fam.v6 ? [2, 13] : [9, 10];
-    return [...nfproto(fam), loadAddr(fam, fam.daddr),
+    return [
+      ...nfproto(fam),
+      loadAddr(fam, fam.daddr),
       { type: 'meta', key: META.l4proto, dreg: protoReg },
       { type: 'payload', dreg: portReg, base: PAYLOAD_BASE.transport, offset: 2, len: 2 },
-      { type: 'lookup', set: m[2]!, sreg: NFT_REG_1, dreg: NFT_REG_VERDICT }];
+      { type: 'lookup', set: m[2]!, sreg: NFT_REG_1, dreg: NFT_REG_VERDICT },
+    ];
   }
   if ((m = /^(ip6?) saddr @(\S+) (goto \S+)$/.exec(rule))) {
     const fam = famOf(m[1]!);
-    return [...nfproto(fam), loadAddr(fam, fam.saddr), { type: 'lookup', set: m[2]!, sreg: NFT_REG_1 }, verdictExpr(parseVerdict(m[3]!))];
+    return [
+      ...nfproto(fam),
+      loadAddr(fam, fam.saddr),
+      { type: 'lookup', set: m[2]!, sreg: NFT_REG_1 },
+      verdictExpr(parseVerdict(m[3]!)),
+    ];
   }
   if ((m = /^(ip6?) saddr != \{ (.+) \} drop$/.exec(rule))) {
     const fam = famOf(m[1]!);
     const items = m[2]!.split(', ');
     // nft turns a one-element set into a plain (prefix) match; so do we.
-    if (items.length === 1) return [...nfproto(fam), ...prefixMismatch(fam, items[0]!, fam.saddr), verdictExpr({ code: 'drop' })];
+    if (items.length === 1)
+      return [...nfproto(fam), ...prefixMismatch(fam, items[0]!, fam.saddr), verdictExpr({ code: 'drop' })];
     const elements = intervalElements(fam, items);
     const { name, id } = alloc({
-      prefix: '__set', elements,
+      prefix: '__set',
+      elements,
       spec: {
         flags: NFT_SET_FLAGS.anonymous | NFT_SET_FLAGS.constant | NFT_SET_FLAGS.interval,
-        keyType: fam.v6 ? TYPE.ipv6_addr : TYPE.ipv4_addr, keyLen: fam.len, size: elements.length,
+        keyType: fam.v6 ? TYPE.ipv6_addr : TYPE.ipv4_addr,
+        keyLen: fam.len,
+        size: elements.length,
         userdata: fam.v6 ? USERDATA.interval6 : USERDATA.interval4,
       },
     });
-    return [...nfproto(fam), loadAddr(fam, fam.saddr), { type: 'lookup', set: name, setId: id, sreg: NFT_REG_1, flags: NFT_LOOKUP_F_INV },
-      verdictExpr({ code: 'drop' })];
+    return [
+      ...nfproto(fam),
+      loadAddr(fam, fam.saddr),
+      { type: 'lookup', set: name, setId: id, sreg: NFT_REG_1, flags: NFT_LOOKUP_F_INV },
+      verdictExpr({ code: 'drop' }),
+    ];
   }
   if ((m = /^(ip6?) saddr ([0-9a-fA-F.:]+) (jump \S+)$/.exec(rule))) {
     const fam = famOf(m[1]!);
-    return [...nfproto(fam), loadAddr(fam, fam.saddr), { type: 'cmp', sreg: NFT_REG_1, op: CMP.eq, data: addr(m[2]!, fam) },
-      verdictExpr(parseVerdict(m[3]!))];
+    return [
+      ...nfproto(fam),
+      loadAddr(fam, fam.saddr),
+      { type: 'cmp', sreg: NFT_REG_1, op: CMP.eq, data: addr(m[2]!, fam) },
+      verdictExpr(parseVerdict(m[3]!)),
+    ];
   }
   if ((m = /^update @(\S+) \{ (ip6?) saddr \}$/.exec(rule))) {
     const fam = famOf(m[2]!);
-    return [...nfproto(fam), loadAddr(fam, fam.saddr), { type: 'dynset', set: m[1]!, op: DYNSET_OP_UPDATE, sregKey: NFT_REG_1 }];
+    return [
+      ...nfproto(fam),
+      loadAddr(fam, fam.saddr),
+      { type: 'dynset', set: m[1]!, op: DYNSET_OP_UPDATE, sregKey: NFT_REG_1 },
+    ];
   }
   if ((m = /^meta l4proto (\w+) dnat (ip6?) to (\S+)$/.exec(rule))) {
     const fam = famOf(m[2]!);
     const t = /^\[?([0-9a-fA-F.:]+?)\]?:(\d+)$/.exec(m[3]!);
     if (!t || Number(t[2]) > 65535) throw new NftGrammarError(`bad dnat target ${m[3]}`);
-    return [...l4proto(m[1]!),
+    return [
+      ...l4proto(m[1]!),
       { type: 'immediate', dreg: NFT_REG_1, data: { value: addr(t[1]!, fam) } },
       { type: 'immediate', dreg: 2, data: { value: be16(Number(t[2])) } },
-      { type: 'nat', natType: NAT_DNAT, family: fam.nfproto, regAddrMin: NFT_REG_1, regProtoMin: 2, flags: NF_NAT_RANGE_PROTO_SPECIFIED }];
+      {
+        type: 'nat',
+        natType: NAT_DNAT,
+        family: fam.nfproto,
+        regAddrMin: NFT_REG_1,
+        regProtoMin: 2,
+        flags: NF_NAT_RANGE_PROTO_SPECIFIED,
+      },
+    ];
   }
   if ((m = /^(ip6?) daddr ([0-9a-fA-F.:]+) (\w+) dport (\d+)(?: (ip6?) saddr != (\S+))? (jump \S+)$/.exec(rule))) {
     const fam = famOf(m[1]!);
-    const out: NftExpr[] = [...nfproto(fam), loadAddr(fam, fam.daddr), { type: 'cmp', sreg: NFT_REG_1, op: CMP.eq, data: addr(m[2]!, fam) },
-      ...l4proto(m[3]!), { type: 'payload', dreg: NFT_REG_1, base: PAYLOAD_BASE.transport, offset: 2, len: 2 },
-      { type: 'cmp', sreg: NFT_REG_1, op: CMP.eq, data: be16(Number(m[4])) }];
+    const out: NftExpr[] = [
+      ...nfproto(fam),
+      loadAddr(fam, fam.daddr),
+      { type: 'cmp', sreg: NFT_REG_1, op: CMP.eq, data: addr(m[2]!, fam) },
+      ...l4proto(m[3]!),
+      { type: 'payload', dreg: NFT_REG_1, base: PAYLOAD_BASE.transport, offset: 2, len: 2 },
+      { type: 'cmp', sreg: NFT_REG_1, op: CMP.eq, data: be16(Number(m[4])) },
+    ];
     if (m[6]) {
       if (m[5] !== m[1]) throw new NftGrammarError(`mixed families in ${rule}`);
       out.push(...prefixMismatch(fam, m[6], fam.saddr));
@@ -233,14 +332,22 @@ export function compileRule(rule: string, alloc: AllocAnonymousSet): NftExpr[] {
       return { key: u32host(Number(em[1])), data: { verdict: parseVerdict(em[2]!) } };
     });
     const { name, id } = alloc({
-      prefix: '__map', elements,
+      prefix: '__map',
+      elements,
       spec: {
-        flags: NFT_SET_FLAGS.anonymous | NFT_SET_FLAGS.constant | NFT_SET_FLAGS.map, keyType: TYPE.integer, keyLen: 4,
-        dataType: NFT_DATA_VERDICT, dataLen: 0, size: elements.length, userdata: USERDATA.numgenMap,
+        flags: NFT_SET_FLAGS.anonymous | NFT_SET_FLAGS.constant | NFT_SET_FLAGS.map,
+        keyType: TYPE.integer,
+        keyLen: 4,
+        dataType: NFT_DATA_VERDICT,
+        dataLen: 0,
+        size: elements.length,
+        userdata: USERDATA.numgenMap,
       },
     });
-    return [{ type: 'numgen', dreg: NFT_REG_1, modulus: n, ngType: NG_RANDOM },
-      { type: 'lookup', set: name, setId: id, sreg: NFT_REG_1, dreg: NFT_REG_VERDICT }];
+    return [
+      { type: 'numgen', dreg: NFT_REG_1, modulus: n, ngType: NG_RANDOM },
+      { type: 'lookup', set: name, setId: id, sreg: NFT_REG_1, dreg: NFT_REG_VERDICT },
+    ];
   }
   throw new NftGrammarError(`rule outside the netlink grammar: ${JSON.stringify(rule)}`);
 }
@@ -251,8 +358,11 @@ export function compileSetDecl(decl: string): Omit<NftSetSpec, 'name' | 'id'> {
   if (!m) throw new NftGrammarError(`set declaration outside the netlink grammar: ${JSON.stringify(decl)}`);
   const v6 = m[1] === 'ipv6_addr';
   return {
-    flags: NFT_SET_FLAGS.timeout | NFT_SET_FLAGS.eval, keyType: v6 ? TYPE.ipv6_addr : TYPE.ipv4_addr, keyLen: v6 ? 16 : 4,
-    timeoutMs: Number(m[2]) * 1000, userdata: USERDATA.addrSet,
+    flags: NFT_SET_FLAGS.timeout | NFT_SET_FLAGS.eval,
+    keyType: v6 ? TYPE.ipv6_addr : TYPE.ipv4_addr,
+    keyLen: v6 ? 16 : 4,
+    timeoutMs: Number(m[2]) * 1000,
+    userdata: USERDATA.addrSet,
   };
 }
 
@@ -262,15 +372,20 @@ export function compileMapType(type: string): Omit<NftSetSpec, 'name' | 'id'> {
   if (!m) throw new NftGrammarError(`map type outside the netlink grammar: ${JSON.stringify(type)}`);
   const v6 = m[1] === 'ipv6_addr';
   return {
-    flags: NFT_SET_FLAGS.map, keyType: v6 ? TYPE.concat6 : TYPE.concat4, keyLen: v6 ? 24 : 12,
-    dataType: NFT_DATA_VERDICT, dataLen: 0, userdata: USERDATA.dispatchMap,
+    flags: NFT_SET_FLAGS.map,
+    keyType: v6 ? TYPE.concat6 : TYPE.concat4,
+    keyLen: v6 ? 24 : 12,
+    dataType: NFT_DATA_VERDICT,
+    dataLen: 0,
+    userdata: USERDATA.dispatchMap,
   };
 }
 
 /** `10.0.0.1 . tcp . 80` → the concatenated key (each part padded to 4 bytes). */
 export function compileElementKey(key: string): Buffer {
   const m = /^([0-9a-fA-F.:]+) \. (\w+) \. (\d+)$/.exec(key);
-  if (!m || Number(m[3]) > 65535) throw new NftGrammarError(`element key outside the netlink grammar: ${JSON.stringify(key)}`);
+  if (!m || Number(m[3]) > 65535)
+    throw new NftGrammarError(`element key outside the netlink grammar: ${JSON.stringify(key)}`);
   const a = ipToBytes(m[1]!);
   const port = Buffer.alloc(4);
   port.writeUInt16BE(Number(m[3]));
@@ -285,17 +400,24 @@ export function elementKeyText(key: Buffer): string {
   return `${bytesToIp(key.subarray(0, alen), alen === 4 ? 'inet' : 'inet6')} . ${PROTO_NAME[proto] ?? String(proto)} . ${key.readUInt16BE(alen + 4)}`;
 }
 
-export const dataVerdictText = (d: NftData | undefined): string =>
-  (d && 'verdict' in d ? verdictText(d.verdict) : '?');
+export const dataVerdictText = (d: NftData | undefined): string => (d && 'verdict' in d ? verdictText(d.verdict) : '?');
 
 // Hook spec of our base chains: `type nat hook prerouting priority dstnat; policy accept;`.
 const HOOKS: Record<string, number> = { prerouting: 0, input: 1, forward: 2, output: 3, postrouting: 4 };
-const PRIORITY_NAMES: Record<string, number> = { raw: -300, mangle: -150, dstnat: -100, filter: 0, security: 50, srcnat: 100 };
+const PRIORITY_NAMES: Record<string, number> = {
+  raw: -300,
+  mangle: -150,
+  dstnat: -100,
+  filter: 0,
+  security: 50,
+  srcnat: 100,
+};
 
 export function compileHook(spec: string): { type: string; hooknum: number; priority: number; policy: number } {
   const m = /^type (filter|nat) hook (\w+) priority ([\w-]+(?: [+-] \d+)?); policy (accept|drop);$/.exec(spec.trim());
   const hooknum = m ? HOOKS[m[2]!] : undefined;
-  if (!m || hooknum === undefined) throw new NftGrammarError(`chain hook outside the netlink grammar: ${JSON.stringify(spec)}`);
+  if (!m || hooknum === undefined)
+    throw new NftGrammarError(`chain hook outside the netlink grammar: ${JSON.stringify(spec)}`);
   const p = /^(-?\d+)$|^(\w+)(?: ([+-]) (\d+))?$/.exec(m[3]!);
   let priority: number | undefined;
   if (p?.[1] !== undefined) priority = Number(p[1]);

@@ -21,7 +21,11 @@ export interface NftRunner {
 }
 
 export class NftError extends Error {
-  constructor(readonly args: readonly string[], readonly code: number | null, readonly stderr: string) {
+  constructor(
+    readonly args: readonly string[],
+    readonly code: number | null,
+    readonly stderr: string,
+  ) {
     super(`nft ${args.join(' ')} failed (exit ${String(code)}): ${stderr.trim().split('\n').slice(0, 6).join(' | ')}`);
   }
 }

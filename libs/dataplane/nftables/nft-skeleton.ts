@@ -21,15 +21,22 @@ export interface SkeletonMap {
 
 function dispatch(map: string): string[] {
   return [
-    `ip daddr . meta l4proto . th dport vmap @${mapName(map as typeof DISPATCH_MAPS[number], false)}`,
-    `ip6 daddr . meta l4proto . th dport vmap @${mapName(map as typeof DISPATCH_MAPS[number], true)}`,
+    `ip daddr . meta l4proto . th dport vmap @${mapName(map as (typeof DISPATCH_MAPS)[number], false)}`,
+    `ip6 daddr . meta l4proto . th dport vmap @${mapName(map as (typeof DISPATCH_MAPS)[number], true)}`,
   ];
 }
 
 /** Helpers first: dynamic chains jump to them, so they must exist before those rules load. */
 export const HELPER_CHAINS: readonly SkeletonChain[] = [
   { name: 'mark-for-masquerade', rules: [`meta mark set meta mark | ${MASQUERADE_MARK}`] },
-  { name: 'masquerading', rules: [`meta mark & ${MASQUERADE_MARK} == 0 return`, `meta mark set meta mark ^ ${MASQUERADE_MARK}`, 'masquerade fully-random'] },
+  {
+    name: 'masquerading',
+    rules: [
+      `meta mark & ${MASQUERADE_MARK} == 0 return`,
+      `meta mark set meta mark ^ ${MASQUERADE_MARK}`,
+      'masquerade fully-random',
+    ],
+  },
   { name: 'reject-chain', rules: ['reject'] },
 ];
 
@@ -44,15 +51,43 @@ export const DISPATCH_CHAINS: readonly SkeletonChain[] = [
   { name: 'firewall-check', rules: dispatch('firewall-ips') },
   { name: 'service-endpoints-check', rules: dispatch('no-endpoint-services') },
   // Source ranges are checked before DNAT rewrites the LB address (dstnat - 10).
-  { name: 'filter-prerouting', hook: 'type filter hook prerouting priority -110; policy accept;', rules: ['ct state new jump firewall-check'] },
-  { name: 'filter-output', hook: 'type filter hook output priority -110; policy accept;', rules: ['ct state new jump firewall-check'] },
+  {
+    name: 'filter-prerouting',
+    hook: 'type filter hook prerouting priority -110; policy accept;',
+    rules: ['ct state new jump firewall-check'],
+  },
+  {
+    name: 'filter-output',
+    hook: 'type filter hook output priority -110; policy accept;',
+    rules: ['ct state new jump firewall-check'],
+  },
   // Services without endpoints were not DNATed, so their VIP is still the destination here.
-  { name: 'filter-input', hook: 'type filter hook input priority filter - 10; policy accept;', rules: ['ct state new jump service-endpoints-check'] },
-  { name: 'filter-forward', hook: 'type filter hook forward priority filter - 10; policy accept;', rules: ['ct state new jump service-endpoints-check'] },
-  { name: 'filter-output-post-dnat', hook: 'type filter hook output priority filter - 10; policy accept;', rules: ['ct state new jump service-endpoints-check'] },
-  { name: 'nat-prerouting', hook: 'type nat hook prerouting priority dstnat; policy accept;', rules: ['jump services'] },
+  {
+    name: 'filter-input',
+    hook: 'type filter hook input priority filter - 10; policy accept;',
+    rules: ['ct state new jump service-endpoints-check'],
+  },
+  {
+    name: 'filter-forward',
+    hook: 'type filter hook forward priority filter - 10; policy accept;',
+    rules: ['ct state new jump service-endpoints-check'],
+  },
+  {
+    name: 'filter-output-post-dnat',
+    hook: 'type filter hook output priority filter - 10; policy accept;',
+    rules: ['ct state new jump service-endpoints-check'],
+  },
+  {
+    name: 'nat-prerouting',
+    hook: 'type nat hook prerouting priority dstnat; policy accept;',
+    rules: ['jump services'],
+  },
   { name: 'nat-output', hook: 'type nat hook output priority -100; policy accept;', rules: ['jump services'] },
-  { name: 'nat-postrouting', hook: 'type nat hook postrouting priority srcnat; policy accept;', rules: ['jump masquerading'] },
+  {
+    name: 'nat-postrouting',
+    hook: 'type nat hook postrouting priority srcnat; policy accept;',
+    rules: ['jump masquerading'],
+  },
 ];
 
 export const SKELETON_CHAINS: readonly SkeletonChain[] = [...HELPER_CHAINS, ...DISPATCH_CHAINS];

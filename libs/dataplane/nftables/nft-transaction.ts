@@ -68,7 +68,10 @@ export class NftTransaction {
   /** Chains whose rules this transaction (re)fills. */
   readonly touchedChains: string[] = [];
 
-  constructor(readonly family: string, readonly table: string) {}
+  constructor(
+    readonly family: string,
+    readonly table: string,
+  ) {}
 
   get ops(): readonly NftOp[] {
     return this.queued;
@@ -83,11 +86,19 @@ export class NftTransaction {
     return this.queued.length;
   }
 
-  add(object: NftObject): this { return this.queue('add', object); }
+  add(object: NftObject): this {
+    return this.queue('add', object);
+  }
   /** Like add, but fails in the kernel when the object exists. */
-  create(object: NftObject): this { return this.queue('create', object); }
-  flush(object: NftObject): this { return this.queue('flush', object); }
-  delete(object: NftObject): this { return this.queue('delete', object); }
+  create(object: NftObject): this {
+    return this.queue('create', object);
+  }
+  flush(object: NftObject): this {
+    return this.queue('flush', object);
+  }
+  delete(object: NftObject): this {
+    return this.queue('delete', object);
+  }
 
   private queue(verb: NftVerb, object: NftObject): this {
     if (this.firstError) return this;
@@ -111,7 +122,10 @@ export class NftTransaction {
       if (o.kind === 'element') {
         // Consecutive element ops on one map share a line: nft parses one big line far faster.
         const item = o.value === undefined ? o.key : `${o.key} : ${o.value}`;
-        if (group && group.verb === verb && group.map === o.map) { group.items.push(item); continue; }
+        if (group && group.verb === verb && group.map === o.map) {
+          group.items.push(item);
+          continue;
+        }
         endGroup();
         group = { verb, map: o.map, items: [item] };
         continue;
@@ -126,18 +140,29 @@ export class NftTransaction {
   /** One `nft -f` line per operation (no element grouping): for reading and tests. */
   describe(): string[] {
     const t = `${this.family} ${this.table}`;
-    return this.queued.map(({ verb, object: o }) => (o.kind === 'element'
-      ? `${verb} element ${t} ${o.map} { ${o.value === undefined ? o.key : `${o.key} : ${o.value}`} }`
-      : opLine(t, verb, o)));
+    return this.queued.map(({ verb, object: o }) =>
+      o.kind === 'element'
+        ? `${verb} element ${t} ${o.map} { ${o.value === undefined ? o.key : `${o.key} : ${o.value}`} }`
+        : opLine(t, verb, o),
+    );
   }
 }
 
 function opLine(t: string, verb: NftVerb, o: Exclude<NftObject, { kind: 'element' }>): string {
   switch (o.kind) {
-    case 'table': return `${verb} table ${t}`;
-    case 'chain': return `${verb} chain ${t} ${o.name}${o.hook ? ` { ${o.hook} }` : ''}`;
-    case 'rule': return `${verb} rule ${t} ${o.chain} ${o.rule}`;
-    case 'set': return verb === 'add' || verb === 'create' ? `${verb} set ${t} ${o.name} { ${o.decl} }` : `${verb} set ${t} ${o.name}`;
-    case 'map': return verb === 'add' || verb === 'create' ? `${verb} map ${t} ${o.name} { type ${o.type}; }` : `${verb} map ${t} ${o.name}`;
+    case 'table':
+      return `${verb} table ${t}`;
+    case 'chain':
+      return `${verb} chain ${t} ${o.name}${o.hook ? ` { ${o.hook} }` : ''}`;
+    case 'rule':
+      return `${verb} rule ${t} ${o.chain} ${o.rule}`;
+    case 'set':
+      return verb === 'add' || verb === 'create'
+        ? `${verb} set ${t} ${o.name} { ${o.decl} }`
+        : `${verb} set ${t} ${o.name}`;
+    case 'map':
+      return verb === 'add' || verb === 'create'
+        ? `${verb} map ${t} ${o.name} { type ${o.type}; }`
+        : `${verb} map ${t} ${o.name}`;
   }
 }

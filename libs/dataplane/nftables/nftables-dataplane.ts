@@ -65,7 +65,8 @@ export class NftablesDataplane implements Dataplane {
     const cli = () => new NftCliRunner({ netns: o.netns, nftPath: o.nftPath });
     const backend = o.backend ?? 'auto';
     if (backend === 'nft' || o.netns !== undefined) {
-      if (backend === 'netlink') throw new Error('nftables: the netlink backend cannot program another netns (run the applier inside it)');
+      if (backend === 'netlink')
+        throw new Error('nftables: the netlink backend cannot program another netns (run the applier inside it)');
       return cli();
     }
     try {
@@ -94,9 +95,10 @@ export class NftablesDataplane implements Dataplane {
     } else {
       // A restarted applier adopts a table it finds intact rather than reloading it.
       const rb = await this.readBack();
-      tx = rb && rb.skeletonProblems.length === 0
-        ? planNftUpdate(rb.inventory, objects, this.table, sameBySummary)
-        : this.fullLoad(objects);
+      tx =
+        rb && rb.skeletonProblems.length === 0
+          ? planNftUpdate(rb.inventory, objects, this.table, sameBySummary)
+          : this.fullLoad(objects);
       notes.push(rb ? 'adopted existing table' : 'created table');
     }
     await this.run(tx);
@@ -113,7 +115,9 @@ export class NftablesDataplane implements Dataplane {
     const notes: string[] = [];
     let tx: NftTransaction;
     if (!rb || rb.skeletonProblems.length > 0) {
-      notes.push(rb ? `skeleton damaged (${rb.skeletonProblems.join('; ')}): reloaded table` : 'table missing: reloaded');
+      notes.push(
+        rb ? `skeleton damaged (${rb.skeletonProblems.join('; ')}): reloaded table` : 'table missing: reloaded',
+      );
       tx = this.fullLoad(objects);
     } else {
       tx = planNftUpdate(rb.inventory, objects, this.table, sameBySummary);
@@ -134,7 +138,12 @@ export class NftablesDataplane implements Dataplane {
       await this.run(tx);
     }
     const gone = (await (await this.runner()).listTable(NFT_FAMILY, this.table)) === undefined;
-    return { kernelWrites: exists ? 1 : 0, verified: gone, durationMs: performance.now() - t0, notes: exists ? [] : ['no table to remove'] };
+    return {
+      kernelWrites: exists ? 1 : 0,
+      verified: gone,
+      durationMs: performance.now() - t0,
+      notes: exists ? [] : ['no table to remove'],
+    };
   }
 
   async close(): Promise<void> {
@@ -157,7 +166,10 @@ export class NftablesDataplane implements Dataplane {
 
   private async verify(objects: NftObjects, notes: string[]): Promise<boolean> {
     const rb = await this.readBack();
-    if (!rb) { notes.push('verify: table missing after apply'); return false; }
+    if (!rb) {
+      notes.push('verify: table missing after apply');
+      return false;
+    }
     const drift = planNftUpdate(rb.inventory, objects, this.table, sameBySummary);
     if (rb.skeletonProblems.length > 0) notes.push(`verify: ${rb.skeletonProblems.join('; ')}`);
     if (drift.writes > 0) notes.push(`verify: ${drift.writes} differences after apply`);

@@ -35,24 +35,39 @@ export function inventoryOf(objects: NftObjects): NftInventory {
  * comparison for resync). Pure.
  */
 export function planNftUpdate(
-  current: NftInventory, desired: NftObjects, table: string,
-  sameChain: (name: string, currentFp: string, desiredRules: readonly string[]) => boolean =
-    (_n, fp, rules) => fp === chainFingerprint(rules),
+  current: NftInventory,
+  desired: NftObjects,
+  table: string,
+  sameChain: (name: string, currentFp: string, desiredRules: readonly string[]) => boolean = (_n, fp, rules) =>
+    fp === chainFingerprint(rules),
 ): NftTransaction {
   const tx = new NftTransaction(NFT_FAMILY, table);
 
   // 1. New sets and new chains first: rules and elements below may reference them.
   for (const [name, decl] of desired.sets) {
-    if (!current.sets.has(name)) { tx.add({ kind: 'set', name, decl }); tx.writes++; }
+    if (!current.sets.has(name)) {
+      tx.add({ kind: 'set', name, decl });
+      tx.writes++;
+    }
   }
   const refill: string[] = [];
   for (const [name, rules] of desired.chains) {
     const fp = current.chains.get(name);
-    if (fp === undefined) { tx.add({ kind: 'chain', name }); tx.writes++; refill.push(name); }
-    else if (!sameChain(name, fp, rules)) { tx.flush({ kind: 'chain', name }); tx.writes++; refill.push(name); }
+    if (fp === undefined) {
+      tx.add({ kind: 'chain', name });
+      tx.writes++;
+      refill.push(name);
+    } else if (!sameChain(name, fp, rules)) {
+      tx.flush({ kind: 'chain', name });
+      tx.writes++;
+      refill.push(name);
+    }
   }
   for (const name of refill) {
-    for (const rule of desired.chains.get(name)!) { tx.add({ kind: 'rule', chain: name, rule }); tx.writes++; }
+    for (const rule of desired.chains.get(name)!) {
+      tx.add({ kind: 'rule', chain: name, rule });
+      tx.writes++;
+    }
     tx.touchedChains.push(name);
   }
   // 2. Map elements: delete stale or changed keys, then add new values.
@@ -62,10 +77,16 @@ export function planNftUpdate(
     const cur = current.elements.get(map) ?? new Map<string, string>();
     const want = desired.elements.get(map) ?? new Map<string, string>();
     for (const [key, v] of cur) {
-      if (want.get(key) !== v) { tx.delete({ kind: 'element', map, key }); tx.writes++; }
+      if (want.get(key) !== v) {
+        tx.delete({ kind: 'element', map, key });
+        tx.writes++;
+      }
     }
     for (const [key, value] of want) {
-      if (cur.get(key) !== value) { adds.push({ map, key, value }); tx.writes++; }
+      if (cur.get(key) !== value) {
+        adds.push({ map, key, value });
+        tx.writes++;
+      }
     }
   }
   for (const e of adds) tx.add({ kind: 'element', ...e });
@@ -73,8 +94,15 @@ export function planNftUpdate(
   // chains may still jump to each other (service → endpoint) until flushed.
   const gone = [...current.chains.keys()].filter((n) => !desired.chains.has(n));
   for (const name of gone) tx.flush({ kind: 'chain', name });
-  for (const name of gone) { tx.delete({ kind: 'chain', name }); tx.writes++; }
-  for (const name of current.sets) if (!desired.sets.has(name)) { tx.delete({ kind: 'set', name, decl: '' }); tx.writes++; }
+  for (const name of gone) {
+    tx.delete({ kind: 'chain', name });
+    tx.writes++;
+  }
+  for (const name of current.sets)
+    if (!desired.sets.has(name)) {
+      tx.delete({ kind: 'set', name, decl: '' });
+      tx.writes++;
+    }
   return tx;
 }
 
@@ -110,13 +138,16 @@ export function planFullLoad(objects: NftObjects, table: string): NftTransaction
   const names = orderedChainNames(objects);
   for (const name of names) tx.add({ kind: 'chain', name });
   for (const c of skeleton) if (c.hook) tx.add({ kind: 'chain', name: c.name, hook: c.hook });
-  for (const [name, decl] of [...objects.sets].sort(([a], [b]) => byCodeUnits(a, b))) tx.add({ kind: 'set', name, decl });
+  for (const [name, decl] of [...objects.sets].sort(([a], [b]) => byCodeUnits(a, b)))
+    tx.add({ kind: 'set', name, decl });
   for (const m of SKELETON_MAPS) tx.add({ kind: 'map', name: m.name, type: m.type });
   for (const c of HELPER_CHAINS) for (const rule of c.rules) tx.add({ kind: 'rule', chain: c.name, rule });
   for (const name of names) for (const rule of objects.chains.get(name)!) tx.add({ kind: 'rule', chain: name, rule });
   for (const c of DISPATCH_CHAINS) for (const rule of c.rules) tx.add({ kind: 'rule', chain: c.name, rule });
   for (const m of SKELETON_MAPS) {
-    const elems = [...(objects.elements.get(m.name) ?? new Map<string, string>())].sort(([a], [b]) => byCodeUnits(a, b));
+    const elems = [...(objects.elements.get(m.name) ?? new Map<string, string>())].sort(([a], [b]) =>
+      byCodeUnits(a, b),
+    );
     for (const [key, value] of elems) tx.add({ kind: 'element', map: m.name, key, value });
   }
   tx.writes = 1 + objects.sets.size;

@@ -38,8 +38,9 @@ export function readNftTable(json: string): NftReadBack {
   const setElementCounts = new Map<string, number>();
   for (const item of doc.nftables) {
     if (item.table) tableHandle = item.table.handle;
-    else if (item.chain) { if (!rules.has(item.chain.name)) rules.set(item.chain.name, []); }
-    else if (item.rule) {
+    else if (item.chain) {
+      if (!rules.has(item.chain.name)) rules.set(item.chain.name, []);
+    } else if (item.rule) {
       let r = rules.get(item.rule.chain);
       if (!r) rules.set(item.rule.chain, (r = []));
       r.push(item.rule.expr);
@@ -57,7 +58,8 @@ export function readNftTable(json: string): NftReadBack {
   for (const c of SKELETON_CHAINS) {
     const got = rules.get(c.name);
     if (!got) skeletonProblems.push(`chain ${c.name} missing`);
-    else if (got.length !== c.rules.length) skeletonProblems.push(`chain ${c.name} has ${got.length} rules, want ${c.rules.length}`);
+    else if (got.length !== c.rules.length)
+      skeletonProblems.push(`chain ${c.name} has ${got.length} rules, want ${c.rules.length}`);
   }
   for (const m of SKELETON_MAPS) if (!elements.has(m.name)) skeletonProblems.push(`map ${m.name} missing`);
   const chains = new Map<string, string>();

@@ -19,11 +19,15 @@ export function formatNftTable(objects: NftObjects, options: RulesetTextOptions 
   const out: string[] = [`table ${NFT_FAMILY} ${options.table ?? NFT_TABLE} {\n`];
   const skel = (c: SkeletonChain) => out.push(chainBlock(c.name, c.rules, c.hook));
   HELPER_CHAINS.forEach(skel);
-  for (const [name, decl] of [...objects.sets].sort(([a], [b]) => byCodeUnits(a, b))) out.push(`\tset ${name} {\n\t\t${decl}\n\t}\n`);
+  for (const [name, decl] of [...objects.sets].sort(([a], [b]) => byCodeUnits(a, b)))
+    out.push(`\tset ${name} {\n\t\t${decl}\n\t}\n`);
   for (const n of orderedChainNames(objects)) out.push(chainBlock(n, objects.chains.get(n)!));
   for (const m of SKELETON_MAPS) {
-    const elems = [...(objects.elements.get(m.name) ?? new Map<string, string>())].sort(([a], [b]) => byCodeUnits(a, b));
-    const elemText = elems.length === 0 ? '' : `\t\telements = {\n${elems.map(([k, v]) => `\t\t\t${k} : ${v}`).join(',\n')}\n\t\t}\n`;
+    const elems = [...(objects.elements.get(m.name) ?? new Map<string, string>())].sort(([a], [b]) =>
+      byCodeUnits(a, b),
+    );
+    const elemText =
+      elems.length === 0 ? '' : `\t\telements = {\n${elems.map(([k, v]) => `\t\t\t${k} : ${v}`).join(',\n')}\n\t\t}\n`;
     out.push(`\tmap ${m.name} {\n\t\ttype ${m.type};\n${elemText}\t}\n`);
   }
   DISPATCH_CHAINS.forEach(skel);

@@ -9,47 +9,95 @@ import { untilSignalThenStop } from '../graceful-stop.ts';
 import { DEFAULT_PROBE_SETTINGS } from '../../../libs/applier/index.ts';
 
 interface ApplierFlags {
-  node: string; nats: string; mode: 'ipvs' | 'nftables' | 'auto' | 'dry-run'; http?: string; takeOverKubeProxy?: boolean;
-  user?: string; password?: string; creds?: string; nkeySeed?: string;
-  tlsCa?: string; tlsCert?: string; tlsKey?: string; stateDir?: string; heartbeat: string; plannerKey?: string;
-  probeSample: string; probeRate: string; probeTimeout: string; probeInterval: string; testVerdictFile?: string;
+  node: string;
+  nats: string;
+  mode: 'ipvs' | 'nftables' | 'auto' | 'dry-run';
+  http?: string;
+  takeOverKubeProxy?: boolean;
+  user?: string;
+  password?: string;
+  creds?: string;
+  nkeySeed?: string;
+  tlsCa?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  stateDir?: string;
+  heartbeat: string;
+  plannerKey?: string;
+  probeSample: string;
+  probeRate: string;
+  probeTimeout: string;
+  probeInterval: string;
+  testVerdictFile?: string;
 }
 
 /** A whole number from `min` to `max`, or a usage error naming the flag. */
 function wholeFlag(flag: string, text: string, min: number, max: number, unit = ''): number {
   const n = Number(text);
-  if (!/^\d+$/.test(text.trim()) || !Number.isSafeInteger(n) || n < min || n > max) throw new UsageError(`${flag} must be a whole number${unit} from ${min} to ${max}, got ${JSON.stringify(text)}`);
+  if (!/^\d+$/.test(text.trim()) || !Number.isSafeInteger(n) || n < min || n > max)
+    throw new UsageError(`${flag} must be a whole number${unit} from ${min} to ${max}, got ${JSON.stringify(text)}`);
   return n;
 }
 
 export function registerApplier(program: Command, setExit: SetExit): void {
-  program.command('applier')
-    .description('follow this node\'s target on NATS: fetch, verify, render, program the kernel, ACK')
-    .requiredOption('--node <name>', 'this node\'s name')
+  program
+    .command('applier')
+    .description("follow this node's target on NATS: fetch, verify, render, program the kernel, ACK")
+    .requiredOption('--node <name>', "this node's name")
     .requiredOption('--nats <url>', 'NATS server URL(s), comma-separated')
-    .addOption(new Option('--mode <mode>', 'dataplane').choices(['ipvs', 'nftables', 'auto', 'dry-run']).makeOptionMandatory())
+    .addOption(
+      new Option('--mode <mode>', 'dataplane').choices(['ipvs', 'nftables', 'auto', 'dry-run']).makeOptionMandatory(),
+    )
     .option('--http <addr>', '/healthz and /metrics address (host:port)')
     .option('--user <user>', 'NATS user')
     .option('--password <password>', 'NATS password (or SWITCHBOARD_NATS_PASSWORD)')
     .option('--creds <file>', 'NATS .creds file (JWT auth)')
-    .option('--nkey-seed <file>', 'file holding this node\'s nkey seed')
+    .option('--nkey-seed <file>', "file holding this node's nkey seed")
     .option('--tls-ca <file>', 'CA bundle for the NATS server certificate')
     .option('--tls-cert <file>', 'client certificate')
     .option('--tls-key <file>', 'client key')
     .option('--state-dir <dir>', 'where applied state and ownership records live (default /var/lib/switchboard)')
     .option('--heartbeat <ms>', 'heartbeat period', '5000')
-    .option('--take-over-kube-proxy', 'after the first verified apply, remove kube-proxy\'s state (nftables mode: its ip/ip6 kube-proxy tables); stop kube-proxy first')
-    .option('--probe-sample <n>', 'virtual servers the data-path probe connects to per round (0: no probe, the node reports unprobed)', String(DEFAULT_PROBE_SETTINGS.sample))
-    .option('--probe-rate <n>', 'most probe connections per second (direct endpoint checks included)', String(DEFAULT_PROBE_SETTINGS.ratePerSec))
-    .option('--probe-timeout <ms>', 'a probe connection not established within this many ms fails', String(DEFAULT_PROBE_SETTINGS.timeoutMs))
-    .option('--probe-interval <ms>', 're-probe what is programmed this often, reported in heartbeats (0: only after applies)', String(DEFAULT_PROBE_SETTINGS.intervalMs))
-    .addOption(new Option('--test-verdict-file <file>', 'TEST-ONLY: report the verdict this file holds (healthy|unhealthy|unprobed REASON) instead of the probe\'s').hideHelp())
-    .option('--planner-key <file>', 'the planner\'s public key (PEM, the planner writes it to SIGNING-KEY.pub): drop anything it did not sign')
+    .option(
+      '--take-over-kube-proxy',
+      "after the first verified apply, remove kube-proxy's state (nftables mode: its ip/ip6 kube-proxy tables); stop kube-proxy first",
+    )
+    .option(
+      '--probe-sample <n>',
+      'virtual servers the data-path probe connects to per round (0: no probe, the node reports unprobed)',
+      String(DEFAULT_PROBE_SETTINGS.sample),
+    )
+    .option(
+      '--probe-rate <n>',
+      'most probe connections per second (direct endpoint checks included)',
+      String(DEFAULT_PROBE_SETTINGS.ratePerSec),
+    )
+    .option(
+      '--probe-timeout <ms>',
+      'a probe connection not established within this many ms fails',
+      String(DEFAULT_PROBE_SETTINGS.timeoutMs),
+    )
+    .option(
+      '--probe-interval <ms>',
+      're-probe what is programmed this often, reported in heartbeats (0: only after applies)',
+      String(DEFAULT_PROBE_SETTINGS.intervalMs),
+    )
+    .addOption(
+      new Option(
+        '--test-verdict-file <file>',
+        "TEST-ONLY: report the verdict this file holds (healthy|unhealthy|unprobed REASON) instead of the probe's",
+      ).hideHelp(),
+    )
+    .option(
+      '--planner-key <file>',
+      "the planner's public key (PEM, the planner writes it to SIGNING-KEY.pub): drop anything it did not sign",
+    )
     .action(async (o: ApplierFlags) => {
       const password = o.password ?? process.env.SWITCHBOARD_NATS_PASSWORD;
       const schemes = [o.user !== undefined, !!o.creds, !!o.nkeySeed].filter(Boolean).length;
       if (schemes > 1) throw new UsageError('use one of --user/--password, --creds, --nkey-seed');
-      if (o.user !== undefined && password === undefined) throw new UsageError('--user needs --password (or SWITCHBOARD_NATS_PASSWORD)');
+      if (o.user !== undefined && password === undefined)
+        throw new UsageError('--user needs --password (or SWITCHBOARD_NATS_PASSWORD)');
       if (o.user === undefined && o.password !== undefined) throw new UsageError('--password needs --user');
       const probe = {
         sample: wholeFlag('--probe-sample', o.probeSample, 0, 100),
@@ -58,7 +106,8 @@ export function registerApplier(program: Command, setExit: SetExit): void {
         intervalMs: wholeFlag('--probe-interval', o.probeInterval, 0, 86_400_000, ' of ms'),
       };
       const heartbeatMs = Number(o.heartbeat);
-      if (!Number.isInteger(heartbeatMs) || heartbeatMs < 100) throw new UsageError('--heartbeat must be whole milliseconds >= 100');
+      if (!Number.isInteger(heartbeatMs) || heartbeatMs < 100)
+        throw new UsageError('--heartbeat must be whole milliseconds >= 100');
       let servers: string[];
       try {
         if (o.http !== undefined) parseListenAddress(o.http); // before connecting: NATS may keep it waiting
@@ -74,10 +123,20 @@ export function registerApplier(program: Command, setExit: SetExit): void {
       } catch (e) {
         throw new UsageError((e as Error).message);
       }
-      const tls = o.tlsCa || o.tlsCert || o.tlsKey ? { caFile: o.tlsCa, certFile: o.tlsCert, keyFile: o.tlsKey } : undefined;
+      const tls =
+        o.tlsCa || o.tlsCert || o.tlsKey ? { caFile: o.tlsCa, certFile: o.tlsCert, keyFile: o.tlsKey } : undefined;
       const svc = await startApplierService({
-        node: o.node, nats: servers, verifier, plannerKeyFile: verifier ? undefined : o.plannerKey, mode: o.mode, http: o.http, stateDir: o.stateDir, heartbeatMs, takeOverKubeProxy: o.takeOverKubeProxy,
-        probe, testVerdictFile: o.testVerdictFile,
+        node: o.node,
+        nats: servers,
+        verifier,
+        plannerKeyFile: verifier ? undefined : o.plannerKey,
+        mode: o.mode,
+        http: o.http,
+        stateDir: o.stateDir,
+        heartbeatMs,
+        takeOverKubeProxy: o.takeOverKubeProxy,
+        probe,
+        testVerdictFile: o.testVerdictFile,
         auth: { user: o.user, password, credsFile: o.creds, nkeySeedFile: o.nkeySeed, tls },
       });
       // stop() keeps the kernel state (fail-static); it must not hang on an unreachable NATS.

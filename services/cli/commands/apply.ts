@@ -12,43 +12,86 @@ import { loadProxyConfig } from '../load-proxy-config.ts';
 import type { SetExit } from './index.ts';
 
 interface ApplyOpts {
-  manifests: string; node: string; mode: DataplaneChoice; once?: boolean; json?: boolean;
-  stateDir: string; config?: string; scheduler?: string; maxManifestBytes?: string; takeOverKubeProxy?: boolean;
+  manifests: string;
+  node: string;
+  mode: DataplaneChoice;
+  once?: boolean;
+  json?: boolean;
+  stateDir: string;
+  config?: string;
+  scheduler?: string;
+  maxManifestBytes?: string;
+  takeOverKubeProxy?: boolean;
   nftBackend: NftBackend;
 }
 
 /** `switchboard apply --once`: manifests → render → the same applyNodeState path the NATS applier uses. */
 export function registerApply(program: Command, setExit: SetExit): void {
-  program.command('apply')
+  program
+    .command('apply')
     .description('program this host once from a directory of Kubernetes manifests (no NATS)')
     .requiredOption('--manifests <dir>', 'directory of Service/EndpointSlice/Node YAML or JSON')
     .requiredOption('--node <name>', 'node to render and program for')
-    .addOption(new Option('--mode <mode>', 'dataplane').choices(['ipvs', 'nftables', 'auto', 'dry-run']).default('auto'))
+    .addOption(
+      new Option('--mode <mode>', 'dataplane').choices(['ipvs', 'nftables', 'auto', 'dry-run']).default('auto'),
+    )
     .option('--once', 'apply once and exit (required: the long-running applier is `switchboard applier`)')
     .option('--json', 'print the summary as JSON')
     .option('--state-dir <dir>', 'ownership record directory', DEFAULT_STATE_DIR)
     .option('--config <file>', 'proxy config (YAML/JSON)')
     .option('--scheduler <name>', 'IPVS scheduler')
-    .addOption(new Option('--nft-backend <how>', 'nftables mode: netlink batches, the nft binary, or netlink with nft as fallback')
-      .choices([...NFT_BACKENDS]).default('auto'))
+    .addOption(
+      new Option(
+        '--nft-backend <how>',
+        'nftables mode: netlink batches, the nft binary, or netlink with nft as fallback',
+      )
+        .choices([...NFT_BACKENDS])
+        .default('auto'),
+    )
     .addOption(maxManifestBytesOption())
-    .option('--take-over-kube-proxy', 'after our state is programmed and verified, remove kube-proxy\'s (nftables mode: its ip/ip6 kube-proxy tables)')
+    .option(
+      '--take-over-kube-proxy',
+      "after our state is programmed and verified, remove kube-proxy's (nftables mode: its ip/ip6 kube-proxy tables)",
+    )
     .action(async (o: ApplyOpts) => {
       if (!o.once) throw new UsageError('apply needs --once (the long-running applier is `switchboard applier`)');
       const t0 = performance.now();
-      const config = loadProxyConfig(o.config, { mode: o.mode === 'nftables' ? 'nftables' : undefined, scheduler: o.scheduler });
-      const { objects, rejected } = await readManifestDir(o.manifests, { maxManifestBytes: parseMaxManifestBytes(o.maxManifestBytes) });
+      const config = loadProxyConfig(o.config, {
+        mode: o.mode === 'nftables' ? 'nftables' : undefined,
+        scheduler: o.scheduler,
+      });
+      const { objects, rejected } = await readManifestDir(o.manifests, {
+        maxManifestBytes: parseMaxManifestBytes(o.maxManifestBytes),
+      });
       for (const r of rejected) process.stderr.write(`rejected ${r.ref} (${r.source}): ${r.reason}\n`);
       const state = renderNodeState(ClusterState.fromObjects(objects).data, o.node, config);
       const renderMs = performance.now() - t0;
-      const created = await createDataplane({ mode: o.mode, node: o.node, stateDir: o.stateDir, scheduler: config.scheduler, nftBackend: o.nftBackend,
-        log: (m) => process.stderr.write(`${m}\n`) });
-      const dp = o.takeOverKubeProxy ? withKubeProxyTakeOver(created, { log: (m) => process.stderr.write(`${m}\n`) }) : created;
+      const created = await createDataplane({
+        mode: o.mode,
+        node: o.node,
+        stateDir: o.stateDir,
+        scheduler: config.scheduler,
+        nftBackend: o.nftBackend,
+        log: (m) => process.stderr.write(`${m}\n`),
+      });
+      const dp = o.takeOverKubeProxy
+        ? withKubeProxyTakeOver(created, { log: (m) => process.stderr.write(`${m}\n`) })
+        : created;
       try {
         const s = await applyNodeState(dp, state);
-        const summary = { ...s, durations: { renderMs: Math.round(renderMs * 10) / 10, ...s.durations, totalMs: Math.round((performance.now() - t0) * 10) / 10 } };
+        const summary = {
+          ...s,
+          durations: {
+            renderMs: Math.round(renderMs * 10) / 10,
+            ...s.durations,
+            totalMs: Math.round((performance.now() - t0) * 10) / 10,
+          },
+        };
         if (o.json) process.stdout.write(JSON.stringify(summary) + '\n');
-        else process.stdout.write(`${s.mode} ${s.node}: ${s.virtualServers} virtual servers, ${s.realServers} real servers, ${s.writes} writes, verified=${s.verified}, hash ${s.hash}\n${s.notes.map((n) => `  ${n}\n`).join('')}`);
+        else
+          process.stdout.write(
+            `${s.mode} ${s.node}: ${s.virtualServers} virtual servers, ${s.realServers} real servers, ${s.writes} writes, verified=${s.verified}, hash ${s.hash}\n${s.notes.map((n) => `  ${n}\n`).join('')}`,
+          );
         setExit(s.verified ? 0 : 1);
       } finally {
         await dp.close();

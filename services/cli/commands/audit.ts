@@ -6,7 +6,11 @@ import { time } from '../flag-values.ts';
 import { addOutputOptions, emit, outputFormat, table, type OutputFlags } from '../output.ts';
 import type { SetExit } from './index.ts';
 
-interface AuditOptions extends OutputFlags { db: string; at?: string; all?: boolean }
+interface AuditOptions extends OutputFlags {
+  db: string;
+  at?: string;
+  all?: boolean;
+}
 
 const QUERIES = 'service NS/NAME | node NAME [--at TIME] | ops | diff A B | behind [--all]';
 
@@ -18,65 +22,134 @@ function version(v: string, what: string): number {
 
 /** `audit --db FILE <query>`: who changed what, what each node ran, and who is behind. */
 export function registerAudit(program: Command, setExit: SetExit): void {
-  const audit = program.command('audit')
+  const audit = program
+    .command('audit')
     .description(`audit queries over the event log: ${QUERIES}`)
     .argument('<query>', 'service | node | ops | diff | behind')
     .argument('[args...]', 'query arguments')
     .requiredOption('--db <file>', 'event log (SQLite file)')
-    .option('--at <time>', 'node: the time to look at: 10m or 2h (ago), 2026-11-30 14:02 (local time), ISO-8601 (default: now)', time)
+    .option(
+      '--at <time>',
+      'node: the time to look at: 10m or 2h (ago), 2026-11-30 14:02 (local time), ISO-8601 (default: now)',
+      time,
+    )
     .option('--all', 'behind: list current nodes too');
-  addOutputOptions(audit)
-    .action(async (query: string, args: string[], o: AuditOptions) => {
-      const need = (n: number) => {
-        if (args.length !== n) throw new UsageError(`audit ${query}: expected ${n} argument${n === 1 ? '' : 's'} (${QUERIES})`);
-      };
-      const run = {
-        service: () => { need(1); if (!/^[^/]+\/[^/]+$/.test(args[0]!)) throw new UsageError(`audit service: expected NS/NAME, got ${args[0]}`); },
-        node: () => need(1), ops: () => need(0), behind: () => need(0),
-        diff: () => { need(2); version(args[0]!, 'A'); version(args[1]!, 'B'); },
-      }[query];
-      if (!run) throw new UsageError(`audit: unknown query ${query} (${QUERIES})`);
-      run();
-      const log = await EventLog.open({ file: o.db, migrate: false });
-      try {
-        const format = outputFormat(o);
-        const out = (value: unknown, text: (wide: boolean) => string) => emit(format, value, text, canonicalJson);
-        const cols = (...names: (string | [string, number])[]) => names.map((n) => (typeof n === 'string' ? { header: n } : { header: n[0], max: n[1] }));
-        if (query === 'service') {
-          const [ns, name] = args[0]!.split('/') as [string, string];
-          const h = serviceHistory(log, ns, name);
-          out(h, (wide) => h.length === 0 ? `no events for service ${args[0]}\n` : table(
-            cols('SEQ', 'RECEIVED', 'KIND', 'TYPE', ['NAME', 40], 'RV', 'VERSION', ['ACKED BY', 50]),
-            h.map((e) => [e.event.seq, e.event.receivedAt, e.event.kind, e.event.type, e.event.name, e.event.resourceVersion,
-              e.version ?? '-', e.ackedBy.map((a) => `${a.node}@${a.version}`).join(',') || '-']), wide));
-        } else if (query === 'node') {
-          const r = nodeAt(log, args[0]!, o.at);
-          const when = o.at === undefined ? 'now' : r.at;
-          out(r, () => !r.ack ? `node ${r.node} had acknowledged nothing by ${when}\n` :
-            `node ${r.node} at ${when}: version ${r.ack.version} config revision ${r.ack.configRevision} mode ${r.ack.mode}\n` +
-            `acked at ${r.ack.at}, node state hash ${r.ack.nodeStateHash} (${r.nodeStateVerified === undefined ? 'config revision not in log' : r.nodeStateVerified ? 'verified by re-rendering' : 'DOES NOT MATCH re-rendering'})\n` +
-            (r.nacksSince ? `${r.nacksSince} NACK(s) since\n` : '') +
-            `services (${r.services.length}): ${r.services.join(' ')}\n`);
-        } else if (query === 'ops') {
-          const ops = log.operations();
-          // Reason before the long columns; params (config states, waves) are cut unless -o wide.
-          out(ops, (wide) => ops.length === 0 ? 'no operations\n' : table(
-            cols('ID', 'AT', 'KIND', ['ACTOR', 24], 'VERSION', ['REASON', 60], ['PARAMS', 40]),
-            ops.map((p) => [p.id, wide ? p.at : p.at.slice(0, 19).replace('T', ' ') + 'Z', p.kind, p.actor, p.version ?? '-', p.reason, canonicalJson(p.params)]), wide));
-        } else if (query === 'diff') {
-          const d = diffVersions(log, version(args[0]!, 'A'), version(args[1]!, 'B'));
-          const line = (what: string, xs: readonly string[]) => xs.length ? `${what} (${xs.length}): ${xs.join(' ')}\n` : '';
-          out(d, () => `diff version ${d.from} → ${d.to}\n` + (line('services added', d.servicesAdded) + line('services removed', d.servicesRemoved) +
-            line('services changed', d.servicesChanged) + line('nodes added', d.nodesAdded) + line('nodes removed', d.nodesRemoved) +
-            line('nodes changed', d.nodesChanged) || 'no differences\n'));
-        } else {
-          const lag = nodesBehind(log, { all: o.all });
-          out(lag, (wide) => lag.length === 0 ? 'no node is behind or failed\n' : table(cols('NODE', 'STATUS', 'LAST REPORT', 'ACKED', 'LATEST', ['DETAIL', 60]),
-            lag.map((l) => [l.node, l.status, l.version, l.ackedVersion, l.latestVersion, l.lastReport.type === 'NACK' ? l.lastReport.error : '-']), wide));
-        }
-        setExit(0);
-      } finally {
-        log.close();
+  addOutputOptions(audit).action(async (query: string, args: string[], o: AuditOptions) => {
+    const need = (n: number) => {
+      if (args.length !== n)
+        throw new UsageError(`audit ${query}: expected ${n} argument${n === 1 ? '' : 's'} (${QUERIES})`);
+    };
+    const run = {
+      service: () => {
+        need(1);
+        if (!/^[^/]+\/[^/]+$/.test(args[0]!)) throw new UsageError(`audit service: expected NS/NAME, got ${args[0]}`);
+      },
+      node: () => need(1),
+      ops: () => need(0),
+      behind: () => need(0),
+      diff: () => {
+        need(2);
+        version(args[0]!, 'A');
+        version(args[1]!, 'B');
+      },
+    }[query];
+    if (!run) throw new UsageError(`audit: unknown query ${query} (${QUERIES})`);
+    run();
+    const log = await EventLog.open({ file: o.db, migrate: false });
+    try {
+      const format = outputFormat(o);
+      const out = (value: unknown, text: (wide: boolean) => string) => emit(format, value, text, canonicalJson);
+      const cols = (...names: (string | [string, number])[]) =>
+        names.map((n) => (typeof n === 'string' ? { header: n } : { header: n[0], max: n[1] }));
+      if (query === 'service') {
+        const [ns, name] = args[0]!.split('/') as [string, string];
+        const h = serviceHistory(log, ns, name);
+        out(h, (wide) =>
+          h.length === 0
+            ? `no events for service ${args[0]}\n`
+            : table(
+                cols('SEQ', 'RECEIVED', 'KIND', 'TYPE', ['NAME', 40], 'RV', 'VERSION', ['ACKED BY', 50]),
+                h.map((e) => [
+                  e.event.seq,
+                  e.event.receivedAt,
+                  e.event.kind,
+                  e.event.type,
+                  e.event.name,
+                  e.event.resourceVersion,
+                  e.version ?? '-',
+                  e.ackedBy.map((a) => `${a.node}@${a.version}`).join(',') || '-',
+                ]),
+                wide,
+              ),
+        );
+      } else if (query === 'node') {
+        const r = nodeAt(log, args[0]!, o.at);
+        const when = o.at === undefined ? 'now' : r.at;
+        out(r, () =>
+          !r.ack
+            ? `node ${r.node} had acknowledged nothing by ${when}\n`
+            : `node ${r.node} at ${when}: version ${r.ack.version} config revision ${r.ack.configRevision} mode ${r.ack.mode}\n` +
+              `acked at ${r.ack.at}, node state hash ${r.ack.nodeStateHash} (${r.nodeStateVerified === undefined ? 'config revision not in log' : r.nodeStateVerified ? 'verified by re-rendering' : 'DOES NOT MATCH re-rendering'})\n` +
+              (r.nacksSince ? `${r.nacksSince} NACK(s) since\n` : '') +
+              `services (${r.services.length}): ${r.services.join(' ')}\n`,
+        );
+      } else if (query === 'ops') {
+        const ops = log.operations();
+        // Reason before the long columns; params (config states, waves) are cut unless -o wide.
+        out(ops, (wide) =>
+          ops.length === 0
+            ? 'no operations\n'
+            : table(
+                cols('ID', 'AT', 'KIND', ['ACTOR', 24], 'VERSION', ['REASON', 60], ['PARAMS', 40]),
+                ops.map((p) => [
+                  p.id,
+                  wide ? p.at : p.at.slice(0, 19).replace('T', ' ') + 'Z',
+                  p.kind,
+                  p.actor,
+                  p.version ?? '-',
+                  p.reason,
+                  canonicalJson(p.params),
+                ]),
+                wide,
+              ),
+        );
+      } else if (query === 'diff') {
+        const d = diffVersions(log, version(args[0]!, 'A'), version(args[1]!, 'B'));
+        const line = (what: string, xs: readonly string[]) =>
+          xs.length ? `${what} (${xs.length}): ${xs.join(' ')}\n` : '';
+        out(
+          d,
+          () =>
+            `diff version ${d.from} → ${d.to}\n` +
+            (line('services added', d.servicesAdded) +
+              line('services removed', d.servicesRemoved) +
+              line('services changed', d.servicesChanged) +
+              line('nodes added', d.nodesAdded) +
+              line('nodes removed', d.nodesRemoved) +
+              line('nodes changed', d.nodesChanged) || 'no differences\n'),
+        );
+      } else {
+        const lag = nodesBehind(log, { all: o.all });
+        out(lag, (wide) =>
+          lag.length === 0
+            ? 'no node is behind or failed\n'
+            : table(
+                cols('NODE', 'STATUS', 'LAST REPORT', 'ACKED', 'LATEST', ['DETAIL', 60]),
+                lag.map((l) => [
+                  l.node,
+                  l.status,
+                  l.version,
+                  l.ackedVersion,
+                  l.latestVersion,
+                  l.lastReport.type === 'NACK' ? l.lastReport.error : '-',
+                ]),
+                wide,
+              ),
+        );
       }
-    });
+      setExit(0);
+    } finally {
+      log.close();
+    }
+  });
 }

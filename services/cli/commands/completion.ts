@@ -21,9 +21,14 @@ function walk(cmd: Command, path: string[], inherited: readonly Option[], out: N
   }
   const firstArg = (cmd.registeredArguments as Argument[])[0];
   out.push({
-    path, values,
-    words: [...cmd.commands.map((c) => c.name()), ...(firstArg?.argChoices ?? []),
-      ...options.flatMap((o) => [o.long, o.short].filter((f): f is string => !!f)), '--help'],
+    path,
+    values,
+    words: [
+      ...cmd.commands.map((c) => c.name()),
+      ...(firstArg?.argChoices ?? []),
+      ...options.flatMap((o) => [o.long, o.short].filter((f): f is string => !!f)),
+      '--help',
+    ],
   });
   for (const c of cmd.commands) walk(c, [...path, c.name()], options, out);
 }
@@ -38,7 +43,12 @@ const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 export function bashCompletion(program: Command): string {
   const nodes: Node[] = [];
   walk(program, [], [], nodes);
-  const reply = (v: readonly string[] | 'file' | 'dir') => (v === 'file' ? 'compgen -f -- "$cur"' : v === 'dir' ? 'compgen -d -- "$cur"' : `compgen -W ${quote(v.join(' '))} -- "$cur"`);
+  const reply = (v: readonly string[] | 'file' | 'dir') =>
+    v === 'file'
+      ? 'compgen -f -- "$cur"'
+      : v === 'dir'
+        ? 'compgen -d -- "$cur"'
+        : `compgen -W ${quote(v.join(' '))} -- "$cur"`;
   const key = (p: string[]) => quote(p.join(' '));
   const lines = [
     '# switchboard bash completion: source <(switchboard completion bash)',
@@ -51,8 +61,12 @@ export function bashCompletion(program: Command): string {
     ...nodes.filter((n) => n.path.length > 0).map((n) => `      ${key(n.path)}) path=${key(n.path)} ;;`),
     '    esac',
     '  done',
-      '  case "$path|$prev" in',
-    ...nodes.flatMap((n) => [...n.values].map(([flag, v]) => `    ${quote(`${n.path.join(' ')}|${flag}`)}) COMPREPLY=($(${reply(v)})); return ;;`)),
+    '  case "$path|$prev" in',
+    ...nodes.flatMap((n) =>
+      [...n.values].map(
+        ([flag, v]) => `    ${quote(`${n.path.join(' ')}|${flag}`)}) COMPREPLY=($(${reply(v)})); return ;;`,
+      ),
+    ),
     '  esac',
     '  local words=""',
     '  case "$path" in',
@@ -66,14 +80,18 @@ export function bashCompletion(program: Command): string {
 }
 
 export function zshCompletion(program: Command): string {
-  return '# switchboard zsh completion: source <(switchboard completion zsh)\n'
-    + 'autoload -U +X bashcompinit && bashcompinit\n' + bashCompletion(program);
+  return (
+    '# switchboard zsh completion: source <(switchboard completion zsh)\n' +
+    'autoload -U +X bashcompinit && bashcompinit\n' +
+    bashCompletion(program)
+  );
 }
 
 const SHELLS = ['bash', 'zsh'] as const;
 
 export function registerCompletion(program: Command, setExit: SetExit): void {
-  program.command('completion')
+  program
+    .command('completion')
     .description('print a shell completion script: source <(switchboard completion bash)')
     .addArgument(new Argument('<shell>', 'the shell').choices(SHELLS))
     .action(async (shell: 'bash' | 'zsh') => {

@@ -16,9 +16,12 @@ import type { SetExit } from './index.ts';
  * Heavy modules load inside the actions, so other commands do not pay for them.
  */
 export function registerCredentials(program: Command, setExit: SetExit): void {
-  const cmd = program.command('credentials').description('per-node NATS credentials: init, mint, serve (issuer), fetch (node side)');
+  const cmd = program
+    .command('credentials')
+    .description('per-node NATS credentials: init, mint, serve (issuer), fetch (node side)');
 
-  cmd.command('init')
+  cmd
+    .command('init')
     .description('make NATS account keys and print the per-install Secrets for deploy/kubernetes (YAML on stdout)')
     .option('--namespace <ns>', 'namespace of the Secrets', 'switchboard')
     .requiredOption('--keys-out <file>', 'where to save the account keys (keep offline; `credentials mint` needs them)')
@@ -29,14 +32,19 @@ export function registerCredentials(program: Command, setExit: SetExit): void {
       try {
         writeFileSync(o.keysOut, JSON.stringify(keys, null, 2) + '\n', { mode: 0o600, flag: 'wx' });
       } catch (e) {
-        throw new UsageError(`--keys-out ${o.keysOut}: ${(e as NodeJS.ErrnoException).code === 'EEXIST' ? 'exists (refusing to replace account keys)' : (e as Error).message}`);
+        throw new UsageError(
+          `--keys-out ${o.keysOut}: ${(e as NodeJS.ErrnoException).code === 'EEXIST' ? 'exists (refusing to replace account keys)' : (e as Error).message}`,
+        );
       }
       process.stdout.write(await renderInstallSecrets({ namespace: o.namespace, keys }));
       setExit(0);
     });
 
-  cmd.command('mint')
-    .description('print a .creds file from saved account keys: --node NAME (expiring) or --role planner|observer|issuer|bootstrap')
+  cmd
+    .command('mint')
+    .description(
+      'print a .creds file from saved account keys: --node NAME (expiring) or --role planner|observer|issuer|bootstrap',
+    )
     .requiredOption('--keys <file>', 'account keys saved by `credentials init`')
     .option('--node <name>', 'a node credential: may ACK only as this node')
     .option('--role <role>', 'a fixed role: planner, observer, issuer, bootstrap')
@@ -47,90 +55,157 @@ export function registerCredentials(program: Command, setExit: SetExit): void {
       const ttl = Number(o.ttl);
       if (!Number.isInteger(ttl) || ttl <= 0) throw new UsageError('--ttl must be whole seconds > 0');
       const keys = readKeys(o.keys);
-      if (o.role && !['planner', 'observer', 'issuer', 'bootstrap'].includes(o.role)) throw new UsageError(`--role must be planner, observer, issuer or bootstrap, not ${JSON.stringify(o.role)}`);
-      process.stdout.write(o.node ? await mintNodeCreds(keys, o.node, ttl) : await mintRoleCreds(keys, o.role as 'planner'));
+      if (o.role && !['planner', 'observer', 'issuer', 'bootstrap'].includes(o.role))
+        throw new UsageError(`--role must be planner, observer, issuer or bootstrap, not ${JSON.stringify(o.role)}`);
+      process.stdout.write(
+        o.node ? await mintNodeCreds(keys, o.node, ttl) : await mintRoleCreds(keys, o.role as 'planner'),
+      );
       setExit(0);
     });
 
-  cmd.command('serve')
+  cmd
+    .command('serve')
     .description('answer node credential requests on NATS (runs beside each planner)')
     .requiredOption('--nats <url>', 'NATS server URL(s), comma-separated')
-    .requiredOption('--nats-creds <file>', 'the issuer\'s own .creds (role issuer)')
+    .requiredOption('--nats-creds <file>', "the issuer's own .creds (role issuer)")
     .requiredOption('--account-signing-key <file>', 'account signing key seed (SA...)')
-    .requiredOption('--account-public-key <file>', 'the account\'s public key (A...)')
+    .requiredOption('--account-public-key <file>', "the account's public key (A...)")
     .option('--in-cluster', 'check tokens and Nodes with the pod service account')
     .option('--kubeconfig <file>', 'check Nodes through this kubeconfig')
-    .option('--jwks-file <file>', 'the API server\'s service-account keys (JWK set) instead of fetching /openid/v1/jwks')
-    .option('--audience <aud>', 'audience of the appliers\' projected tokens', 'switchboard-credentials')
+    .option('--jwks-file <file>', "the API server's service-account keys (JWK set) instead of fetching /openid/v1/jwks")
+    .option('--audience <aud>', "audience of the appliers' projected tokens", 'switchboard-credentials')
     .option('--token-issuer <iss>', 'expected issuer (iss) of the tokens')
-    .requiredOption('--service-account <ns:name>', 'the appliers\' service account')
+    .requiredOption('--service-account <ns:name>', "the appliers' service account")
     .option('--ttl <seconds>', 'lifetime of a node credential', '3600')
     .option('--http <addr>', '/healthz and /readyz address (host:port)')
-    .action(async (o: { nats: string; natsCreds: string; accountSigningKey: string; accountPublicKey: string; inCluster?: boolean; kubeconfig?: string; jwksFile?: string;
-      audience: string; tokenIssuer?: string; serviceAccount: string; ttl: string; http?: string }) => {
-      if (!!o.inCluster === !!o.kubeconfig) throw new UsageError('choose exactly one of --in-cluster, --kubeconfig FILE');
-      if (!/^[a-z0-9-]+:[a-z0-9-.]+$/.test(o.serviceAccount)) throw new UsageError(`--service-account must be NAMESPACE:NAME, not ${JSON.stringify(o.serviceAccount)}`);
-      const ttl = Number(o.ttl);
-      if (!Number.isInteger(ttl) || ttl < 60) throw new UsageError('--ttl must be whole seconds >= 60');
-      const { loadKubeConfig } = await import('../../../libs/kube/index.ts');
-      const { kubeHttpFromConfig } = await import('../../../libs/kube/index.ts');
-      const { kubeJwks, nodeExists } = await import('../../../libs/nodecreds/index.ts');
-      const { serveCredentialRequests } = await import('../../../libs/nodecreds/index.ts');
-      const { connectBus } = await import('../../../libs/bus/index.ts');
-      const http = kubeHttpFromConfig(loadKubeConfig({ inCluster: o.inCluster, kubeconfig: o.kubeconfig }));
-      const fileJwks = o.jwksFile ? (JSON.parse(readFileSync(o.jwksFile, 'utf8')) as JSONWebKeySet) : undefined;
-      const nc = await connectBus({ servers: o.nats.split(','), name: 'credential-issuer', auth: { credsFile: o.natsCreds } });
-      const sub = serveCredentialRequests(nc, {
-        accountPublicKey: readFileSync(o.accountPublicKey, 'utf8').trim(),
-        signingKeySeed: readFileSync(o.accountSigningKey, 'utf8').trim(),
-        policy: { audience: o.audience, serviceAccount: o.serviceAccount, issuer: o.tokenIssuer },
-        jwks: fileJwks ? async () => fileJwks : kubeJwks(http),
-        nodeExists: (n) => nodeExists(http, n),
-        ttlSeconds: ttl,
-        log: (l) => process.stderr.write(`${l}\n`),
-      });
-      await nc.flush();
-      const server = o.http ? await healthServer(o.http, () => !nc.isClosed(), () => !nc.isClosed()) : undefined;
-      process.stderr.write(`credential issuer: answering on NATS${o.http ? `, health on ${o.http}` : ''}\n`);
-      setExit(await untilSignalThenStop('credential issuer', async () => { sub.unsubscribe(); server?.close(); await nc.close(); }));
-    });
+    .action(
+      async (o: {
+        nats: string;
+        natsCreds: string;
+        accountSigningKey: string;
+        accountPublicKey: string;
+        inCluster?: boolean;
+        kubeconfig?: string;
+        jwksFile?: string;
+        audience: string;
+        tokenIssuer?: string;
+        serviceAccount: string;
+        ttl: string;
+        http?: string;
+      }) => {
+        if (!!o.inCluster === !!o.kubeconfig)
+          throw new UsageError('choose exactly one of --in-cluster, --kubeconfig FILE');
+        if (!/^[a-z0-9-]+:[a-z0-9-.]+$/.test(o.serviceAccount))
+          throw new UsageError(`--service-account must be NAMESPACE:NAME, not ${JSON.stringify(o.serviceAccount)}`);
+        const ttl = Number(o.ttl);
+        if (!Number.isInteger(ttl) || ttl < 60) throw new UsageError('--ttl must be whole seconds >= 60');
+        const { loadKubeConfig } = await import('../../../libs/kube/index.ts');
+        const { kubeHttpFromConfig } = await import('../../../libs/kube/index.ts');
+        const { kubeJwks, nodeExists } = await import('../../../libs/nodecreds/index.ts');
+        const { serveCredentialRequests } = await import('../../../libs/nodecreds/index.ts');
+        const { connectBus } = await import('../../../libs/bus/index.ts');
+        const http = kubeHttpFromConfig(loadKubeConfig({ inCluster: o.inCluster, kubeconfig: o.kubeconfig }));
+        const fileJwks = o.jwksFile ? (JSON.parse(readFileSync(o.jwksFile, 'utf8')) as JSONWebKeySet) : undefined;
+        const nc = await connectBus({
+          servers: o.nats.split(','),
+          name: 'credential-issuer',
+          auth: { credsFile: o.natsCreds },
+        });
+        const sub = serveCredentialRequests(nc, {
+          accountPublicKey: readFileSync(o.accountPublicKey, 'utf8').trim(),
+          signingKeySeed: readFileSync(o.accountSigningKey, 'utf8').trim(),
+          policy: { audience: o.audience, serviceAccount: o.serviceAccount, issuer: o.tokenIssuer },
+          jwks: fileJwks ? async () => fileJwks : kubeJwks(http),
+          nodeExists: (n) => nodeExists(http, n),
+          ttlSeconds: ttl,
+          log: (l) => process.stderr.write(`${l}\n`),
+        });
+        await nc.flush();
+        const server = o.http
+          ? await healthServer(
+              o.http,
+              () => !nc.isClosed(),
+              () => !nc.isClosed(),
+            )
+          : undefined;
+        process.stderr.write(`credential issuer: answering on NATS${o.http ? `, health on ${o.http}` : ''}\n`);
+        setExit(
+          await untilSignalThenStop('credential issuer', async () => {
+            sub.unsubscribe();
+            server?.close();
+            await nc.close();
+          }),
+        );
+      },
+    );
 
-  cmd.command('fetch')
-    .description('keep this node\'s NATS credential fresh (runs beside the applier)')
-    .requiredOption('--node <name>', 'this node\'s name')
+  cmd
+    .command('fetch')
+    .description("keep this node's NATS credential fresh (runs beside the applier)")
+    .requiredOption('--node <name>', "this node's name")
     .requiredOption('--nats <url>', 'NATS server URL(s), comma-separated')
     .requiredOption('--bootstrap-creds <file>', '.creds that may only ask the issuer')
-    .requiredOption('--token-file <file>', 'this pod\'s projected service-account token')
-    .requiredOption('--out <file>', 'where to write this node\'s .creds')
+    .requiredOption('--token-file <file>', "this pod's projected service-account token")
+    .requiredOption('--out <file>', "where to write this node's .creds")
     .option('--once', 'fetch once and exit')
     .option('--http <addr>', '/healthz and /readyz address (host:port); /readyz is 200 once a credential is written')
-    .action(async (o: { node: string; nats: string; bootstrapCreds: string; tokenFile: string; out: string; once?: boolean; http?: string }) => {
-      const { BOOTSTRAP_INBOX_PREFIX } = await import('../../../libs/nodecreds/index.ts');
-      const { fetchNodeCredential, keepNodeCredentialFresh } = await import('../../../libs/nodecreds/index.ts');
-      const { connectBus } = await import('../../../libs/bus/index.ts');
-      const nc = await connectBus({ servers: o.nats.split(','), name: `credentials-${o.node}`, auth: { credsFile: o.bootstrapCreds }, extra: { inboxPrefix: BOOTSTRAP_INBOX_PREFIX } });
-      const f = { nc, node: o.node, tokenFile: o.tokenFile, out: o.out, log: (l: string) => process.stderr.write(`${l}\n`) };
-      if (o.once) {
-        try {
-          const { expiresAt } = await fetchNodeCredential(f);
-          process.stdout.write(`node credential for ${o.node} written to ${o.out}, expires ${new Date(expiresAt * 1000).toISOString()}\n`);
-          setExit(0);
-        } finally {
-          await nc.close();
+    .action(
+      async (o: {
+        node: string;
+        nats: string;
+        bootstrapCreds: string;
+        tokenFile: string;
+        out: string;
+        once?: boolean;
+        http?: string;
+      }) => {
+        const { BOOTSTRAP_INBOX_PREFIX } = await import('../../../libs/nodecreds/index.ts');
+        const { fetchNodeCredential, keepNodeCredentialFresh } = await import('../../../libs/nodecreds/index.ts');
+        const { connectBus } = await import('../../../libs/bus/index.ts');
+        const nc = await connectBus({
+          servers: o.nats.split(','),
+          name: `credentials-${o.node}`,
+          auth: { credsFile: o.bootstrapCreds },
+          extra: { inboxPrefix: BOOTSTRAP_INBOX_PREFIX },
+        });
+        const f = {
+          nc,
+          node: o.node,
+          tokenFile: o.tokenFile,
+          out: o.out,
+          log: (l: string) => process.stderr.write(`${l}\n`),
+        };
+        if (o.once) {
+          try {
+            const { expiresAt } = await fetchNodeCredential(f);
+            process.stdout.write(
+              `node credential for ${o.node} written to ${o.out}, expires ${new Date(expiresAt * 1000).toISOString()}\n`,
+            );
+            setExit(0);
+          } finally {
+            await nc.close();
+          }
+          return;
         }
-        return;
-      }
-      const keeper = keepNodeCredentialFresh(f);
-      const fresh = () => (keeper.expiresAt() ?? 0) * 1000 > Date.now();
-      const server = o.http ? await healthServer(o.http, () => !nc.isClosed(), fresh) : undefined;
-      setExit(await untilSignalThenStop('credentials fetch', async () => { keeper.stop(); server?.close(); await nc.close(); }));
-    });
+        const keeper = keepNodeCredentialFresh(f);
+        const fresh = () => (keeper.expiresAt() ?? 0) * 1000 > Date.now();
+        const server = o.http ? await healthServer(o.http, () => !nc.isClosed(), fresh) : undefined;
+        setExit(
+          await untilSignalThenStop('credentials fetch', async () => {
+            keeper.stop();
+            server?.close();
+            await nc.close();
+          }),
+        );
+      },
+    );
 }
 
 function readKeys(file: string) {
   try {
     const k = JSON.parse(readFileSync(file, 'utf8')) as { accountSeed?: unknown; signingKeySeed?: unknown };
-    if (typeof k.accountSeed !== 'string' || typeof k.signingKeySeed !== 'string') throw new Error('missing accountSeed/signingKeySeed');
+    if (typeof k.accountSeed !== 'string' || typeof k.signingKeySeed !== 'string')
+      throw new Error('missing accountSeed/signingKeySeed');
     return { accountSeed: k.accountSeed, signingKeySeed: k.signingKeySeed };
   } catch (e) {
     throw new UsageError(`--keys ${file}: ${(e as Error).message}`);
@@ -142,9 +217,15 @@ async function healthServer(addr: string, alive: () => boolean, ready: () => boo
   const server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     const ok = path === '/healthz' ? alive() : path === '/readyz' ? ready() : undefined;
-    if (ok === undefined) { res.writeHead(404).end('not found\n'); return; }
+    if (ok === undefined) {
+      res.writeHead(404).end('not found\n');
+      return;
+    }
     res.writeHead(ok ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify({ ok }) + '\n');
   });
-  await new Promise<void>((res, rej) => { server.once('error', rej); server.listen(port, host, () => res()); });
+  await new Promise<void>((res, rej) => {
+    server.once('error', rej);
+    server.listen(port, host, () => res());
+  });
   return server;
 }

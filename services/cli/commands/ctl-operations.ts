@@ -2,7 +2,14 @@ import { Argument, type Command } from 'commander';
 import { UsageError } from '../cli-errors.ts';
 import { parseConfigAssignments } from '../config-fields.ts';
 import { positiveInt } from '../flag-values.ts';
-import { configChangeSentence, configRollbackSentence, pinSentence, rolloutSentence, rolloutStatusText, type WaveNodeView } from '../operation-sentences.ts';
+import {
+  configChangeSentence,
+  configRollbackSentence,
+  pinSentence,
+  rolloutSentence,
+  rolloutStatusText,
+  type WaveNodeView,
+} from '../operation-sentences.ts';
 import { emit } from '../output.ts';
 import { callPlanner, type Json } from '../planner-client.ts';
 import { addRolloutFlags, asksForRollout, rolloutBody, type RolloutFlags } from '../rollout-flags.ts';
@@ -19,72 +26,134 @@ export function registerCtlOperations(ctl: Command, config: Command, ctx: () => 
   /** With --wait: follow the rollout of `revision` to its end; exit 1 unless it completed. */
   const follow = async (c: CtlContext, o: RolloutFlags, revision: number | undefined) => {
     if (!o.wait || revision === undefined) return;
-    const r = await waitUntil(c, untilRolledOut(revision), o.timeout ?? 10 * 60_000, `the rollout of config revision ${revision}`);
+    const r = await waitUntil(
+      c,
+      untilRolledOut(revision),
+      o.timeout ?? 10 * 60_000,
+      `the rollout of config revision ${revision}`,
+    );
     if (!r.ok) throw new Error(r.line);
     process.stderr.write(`${r.line}\n`);
   };
   const reason = (cmd: Command) => cmd.option('--reason <text>', 'why: recorded with the operation');
 
-  addRolloutFlags(reason(ctl.command('rollout').description('roll a config revision out in waves (--resume a paused one, --promote past a gate; `rollout status` shows it)')
-    .addArgument(new Argument('[status]', '`status`: show the rollout, its wave, bake clock and failures').choices(['status']))
-    .option('--config-revision <r>', 'the revision to roll out', positiveInt)
-    .option('--resume', 'resume a paused rollout')
-    .option('--promote', 'start the wave a --pause-before gate holds')), { defaultWaves: '1,10%,50%,100%', wavesHelp: 'cumulative waves: node counts or shares of the fleet' })
-    .action(async (show: string | undefined, o: RolloutFlags & { configRevision?: number; resume?: boolean; promote?: boolean; reason?: string }) => {
+  addRolloutFlags(
+    reason(
+      ctl
+        .command('rollout')
+        .description(
+          'roll a config revision out in waves (--resume a paused one, --promote past a gate; `rollout status` shows it)',
+        )
+        .addArgument(
+          new Argument('[status]', '`status`: show the rollout, its wave, bake clock and failures').choices(['status']),
+        )
+        .option('--config-revision <r>', 'the revision to roll out', positiveInt)
+        .option('--resume', 'resume a paused rollout')
+        .option('--promote', 'start the wave a --pause-before gate holds'),
+    ),
+    { defaultWaves: '1,10%,50%,100%', wavesHelp: 'cumulative waves: node counts or shares of the fleet' },
+  ).action(
+    async (
+      show: string | undefined,
+      o: RolloutFlags & { configRevision?: number; resume?: boolean; promote?: boolean; reason?: string },
+    ) => {
       const c = ctx();
       if (show === 'status') {
         const s = await callPlanner(c, 'GET', '/status');
         const view = s.rollout as { waveNodes?: WaveNodeView[] } | null | undefined;
-        done(c, { config: s.config, rollout: s.rollout ?? null, nodes: s.nodes } as Json,
-          rolloutStatusText(s.config as never, Date.parse(String(s.now ?? new Date().toISOString())), view?.waveNodes ?? []));
+        done(
+          c,
+          { config: s.config, rollout: s.rollout ?? null, nodes: s.nodes } as Json,
+          rolloutStatusText(
+            s.config as never,
+            Date.parse(String(s.now ?? new Date().toISOString())),
+            view?.waveNodes ?? [],
+          ),
+        );
         return;
       }
       const verbs = [o.configRevision !== undefined, !!o.resume, !!o.promote].filter(Boolean).length;
-      if (verbs === 0) throw new UsageError('rollout needs --config-revision R (or --resume, --promote, or `rollout status`)');
+      if (verbs === 0)
+        throw new UsageError('rollout needs --config-revision R (or --resume, --promote, or `rollout status`)');
       if (verbs > 1) throw new UsageError('rollout: give one of --config-revision R, --resume or --promote');
-      const st = await callPlanner(c, 'POST', '/rollout', { configRevision: o.configRevision, ...rolloutBody(o), resume: !!o.resume, promote: !!o.promote, reason: o.reason });
+      const st = await callPlanner(c, 'POST', '/rollout', {
+        configRevision: o.configRevision,
+        ...rolloutBody(o),
+        resume: !!o.resume,
+        promote: !!o.promote,
+        reason: o.reason,
+      });
       done(c, st, rolloutSentence(st as never, o.resume ? 'resumed' : o.promote ? 'promoted' : undefined));
       await follow(c, o, (st.rollout as { configRevision: number } | undefined)?.configRevision ?? o.configRevision);
-    });
+    },
+  );
 
-  reason(ctl.command('rollback').description('instant rollback: config (default) or data (--to-version)')
-    .option('--to-version <n>', 'publish version N\'s content as a new version and hold it', positiveInt)
-    .option('--config-revision <r>', 'config revision to return to (default: the previous one)', positiveInt))
-    .action(async (o: { toVersion?: number; configRevision?: number; reason?: string }) => {
-      if (o.toVersion && o.configRevision) throw new UsageError('rollback: give --to-version (data) or --config-revision (config), not both');
-      const c = ctx();
-      const r = await callPlanner(c, 'POST', '/rollback', { toVersion: o.toVersion, configRevision: o.configRevision, reason: o.reason });
-      done(c, r, o.toVersion ? pinSentence('rollback', r) : configRollbackSentence(r as never));
+  reason(
+    ctl
+      .command('rollback')
+      .description('instant rollback: config (default) or data (--to-version)')
+      .option('--to-version <n>', "publish version N's content as a new version and hold it", positiveInt)
+      .option('--config-revision <r>', 'config revision to return to (default: the previous one)', positiveInt),
+  ).action(async (o: { toVersion?: number; configRevision?: number; reason?: string }) => {
+    if (o.toVersion && o.configRevision)
+      throw new UsageError('rollback: give --to-version (data) or --config-revision (config), not both');
+    const c = ctx();
+    const r = await callPlanner(c, 'POST', '/rollback', {
+      toVersion: o.toVersion,
+      configRevision: o.configRevision,
+      reason: o.reason,
     });
+    done(c, r, o.toVersion ? pinSentence('rollback', r) : configRollbackSentence(r as never));
+  });
 
-  reason(ctl.command('pin').requiredOption('--version <n>', 'the version whose content to hold', positiveInt).description('hold published data at version N\'s content'))
-    .action(async (o: { version: number; reason?: string }) => {
-      const c = ctx();
-      const r = await callPlanner(c, 'POST', '/pin', { version: o.version, reason: o.reason });
-      done(c, r, pinSentence('pin', r));
-    });
+  reason(
+    ctl
+      .command('pin')
+      .requiredOption('--version <n>', 'the version whose content to hold', positiveInt)
+      .description("hold published data at version N's content"),
+  ).action(async (o: { version: number; reason?: string }) => {
+    const c = ctx();
+    const r = await callPlanner(c, 'POST', '/pin', { version: o.version, reason: o.reason });
+    done(c, r, pinSentence('pin', r));
+  });
 
-  reason(ctl.command('unpin').description('release the pin (publishes live content if it differs)'))
-    .action(async (o: { reason?: string }) => {
+  reason(ctl.command('unpin').description('release the pin (publishes live content if it differs)')).action(
+    async (o: { reason?: string }) => {
       const c = ctx();
       const r = await callPlanner(c, 'POST', '/unpin', { reason: o.reason });
       done(c, r, pinSentence('unpin', r));
-    });
+    },
+  );
 
-  addRolloutFlags(reason(ctl.command('mode').addArgument(new Argument('<mode>', 'proxy mode').choices(['ipvs', 'nftables'])).description('make a config revision with proxy mode ipvs|nftables (with --waves: roll it out)')),
-    { wavesHelp: 'start a rollout of the new revision in these waves' })
-    .action(async (mode: string, o: RolloutFlags & { reason?: string }) => {
-      if (mode !== 'ipvs' && mode !== 'nftables') throw new UsageError(`mode ${JSON.stringify(mode)}: must be ipvs or nftables`);
-      await configChange(o, 'mode', (b) => ({ mode, ...b }));
-    });
+  addRolloutFlags(
+    reason(
+      ctl
+        .command('mode')
+        .addArgument(new Argument('<mode>', 'proxy mode').choices(['ipvs', 'nftables']))
+        .description('make a config revision with proxy mode ipvs|nftables (with --waves: roll it out)'),
+    ),
+    { wavesHelp: 'start a rollout of the new revision in these waves' },
+  ).action(async (mode: string, o: RolloutFlags & { reason?: string }) => {
+    if (mode !== 'ipvs' && mode !== 'nftables')
+      throw new UsageError(`mode ${JSON.stringify(mode)}: must be ipvs or nftables`);
+    await configChange(o, 'mode', (b) => ({ mode, ...b }));
+  });
 
-  addRolloutFlags(reason(config.command('set').description('make a config revision with these fields changed (with --waves: roll it out)')
-    .argument('<KEY=VALUE...>', 'e.g. scheduler=wrr tcpTimeout=15m excludeCIDRs=10.0.0.0/8,192.168.0.0/16 strictARP=true')),
-  { wavesHelp: 'start a rollout of the new revision in these waves' })
-    .action(async (assignments: string[], o: RolloutFlags & { reason?: string }) => {
-      const change = parseConfigAssignments(assignments);
-      await configChange(o, 'config', (b) => ({ change, ...b }));
-    });
+  addRolloutFlags(
+    reason(
+      config
+        .command('set')
+        .description('make a config revision with these fields changed (with --waves: roll it out)')
+        .argument(
+          '<KEY=VALUE...>',
+          'e.g. scheduler=wrr tcpTimeout=15m excludeCIDRs=10.0.0.0/8,192.168.0.0/16 strictARP=true',
+        ),
+    ),
+    { wavesHelp: 'start a rollout of the new revision in these waves' },
+  ).action(async (assignments: string[], o: RolloutFlags & { reason?: string }) => {
+    const change = parseConfigAssignments(assignments);
+    await configChange(o, 'config', (b) => ({ change, ...b }));
+  });
 
   async function configChange(o: RolloutFlags & { reason?: string }, path: 'mode' | 'config', body: (b: Json) => Json) {
     if (o.wait && !asksForRollout(o)) throw new UsageError('--wait needs --waves (a rollout to wait for)');

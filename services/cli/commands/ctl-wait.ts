@@ -1,20 +1,48 @@
 import { callPlanner, type Json, type PlannerConnection } from '../planner-client.ts';
 
-interface NodeRow { node: string; status: string; appliedConfigRevision: number | null; lastError: string | null }
-interface RolloutState { configRevision: number; status: string; wave: number; waves: string[][]; haltedBy?: { node: string; error: string } }
+interface NodeRow {
+  node: string;
+  status: string;
+  appliedConfigRevision: number | null;
+  lastError: string | null;
+}
+interface RolloutState {
+  configRevision: number;
+  status: string;
+  wave: number;
+  waves: string[][];
+  haltedBy?: { node: string; error: string };
+}
 
 /** What a wait looks at each poll: done (ok or not), or a progress line. */
 type Check = (s: Json) => { done: true; ok: boolean; line: string } | { done: false; line: string };
 
-const seconds = (ms: number) => (ms < 60_000 ? `${Math.round(ms / 1000)}s` : `${Math.floor(ms / 60_000)}m${String(Math.round((ms % 60_000) / 1000)).padStart(2, '0')}s`);
+const seconds = (ms: number) =>
+  ms < 60_000
+    ? `${Math.round(ms / 1000)}s`
+    : `${Math.floor(ms / 60_000)}m${String(Math.round((ms % 60_000) / 1000)).padStart(2, '0')}s`;
 
 /** Every node runs its target: the planner synced and each node's word is SYNCED. */
 export const untilSynced: Check = (s) => {
   const nodes = s.nodes as NodeRow[];
   const notSynced = nodes.filter((n) => n.status !== 'SYNCED');
-  if (s.synced && notSynced.length === 0) return { done: true, ok: true, line: `all ${nodes.length} node${nodes.length === 1 ? '' : 's'} SYNCED on version ${s.latestVersion}` };
-  const which = notSynced.slice(0, 4).map((n) => `${n.node} ${n.status}`).join(', ') + (notSynced.length > 4 ? `, +${notSynced.length - 4} more` : '');
-  return { done: false, line: s.synced ? `${nodes.length - notSynced.length}/${nodes.length} nodes SYNCED on version ${s.latestVersion} (${which})` : 'planner has not synced its source yet' };
+  if (s.synced && notSynced.length === 0)
+    return {
+      done: true,
+      ok: true,
+      line: `all ${nodes.length} node${nodes.length === 1 ? '' : 's'} SYNCED on version ${s.latestVersion}`,
+    };
+  const which =
+    notSynced
+      .slice(0, 4)
+      .map((n) => `${n.node} ${n.status}`)
+      .join(', ') + (notSynced.length > 4 ? `, +${notSynced.length - 4} more` : '');
+  return {
+    done: false,
+    line: s.synced
+      ? `${nodes.length - notSynced.length}/${nodes.length} nodes SYNCED on version ${s.latestVersion} (${which})`
+      : 'planner has not synced its source yet',
+  };
 };
 
 /** The rollout of `revision` finishes: completed is success; halted, rolled back or paused is not. */
@@ -23,16 +51,33 @@ export function untilRolledOut(revision: number): Check {
     const r = (s.config as { rollout?: RolloutState; defaultRevision: number }).rollout;
     if (!r || r.configRevision !== revision) {
       const def = (s.config as { defaultRevision: number }).defaultRevision;
-      return { done: true, ok: def === revision, line: def === revision ? `revision ${revision} is the cluster default` : `no rollout of revision ${revision} is in progress` };
+      return {
+        done: true,
+        ok: def === revision,
+        line:
+          def === revision
+            ? `revision ${revision} is the cluster default`
+            : `no rollout of revision ${revision} is in progress`,
+      };
     }
     const nodes = s.nodes as NodeRow[];
     const on = nodes.filter((n) => n.appliedConfigRevision === revision).length;
     const where = `wave ${r.wave + 1}/${r.waves.length}, ${on}/${nodes.length} nodes on revision ${revision}`;
-    if (r.status === 'completed') return { done: true, ok: true, line: `rollout of revision ${revision} completed: every wave ACKed, it is the cluster default` };
+    if (r.status === 'completed')
+      return {
+        done: true,
+        ok: true,
+        line: `rollout of revision ${revision} completed: every wave ACKed, it is the cluster default`,
+      };
     if (r.status === 'running') return { done: false, line: `rollout of revision ${revision} running: ${where}` };
     const why = r.haltedBy ? `: ${r.haltedBy.node} failed: ${r.haltedBy.error}` : '';
     const gate = (r as { gate?: number }).gate;
-    const next = r.status !== 'paused' ? '' : gate !== undefined ? ` (wave ${gate} waits: ctl rollout --promote, or ctl rollback)` : ' (ctl rollout --resume, or ctl rollback)';
+    const next =
+      r.status !== 'paused'
+        ? ''
+        : gate !== undefined
+          ? ` (wave ${gate} waits: ctl rollout --promote, or ctl rollback)`
+          : ' (ctl rollout --resume, or ctl rollback)';
     return { done: true, ok: false, line: `rollout of revision ${revision} ${r.status} at ${where}${why}${next}` };
   };
 }
@@ -42,7 +87,13 @@ export function untilRolledOut(revision: number): Check {
  * line rewritten in place on a terminal, otherwise a new line whenever the progress changes (no
  * escape codes into files and pipes). Returns the final line and whether it succeeded.
  */
-export async function waitUntil(c: PlannerConnection, check: Check, timeoutMs: number, what: string, o: { intervalMs?: number; tty?: boolean } = {}): Promise<{ ok: boolean; line: string }> {
+export async function waitUntil(
+  c: PlannerConnection,
+  check: Check,
+  timeoutMs: number,
+  what: string,
+  o: { intervalMs?: number; tty?: boolean } = {},
+): Promise<{ ok: boolean; line: string }> {
   const tty = o.tty ?? process.stderr.isTTY === true;
   const start = Date.now();
   let last = '';
@@ -51,7 +102,9 @@ export async function waitUntil(c: PlannerConnection, check: Check, timeoutMs: n
     else if (line !== last) process.stderr.write(`${line}\n`);
     last = line;
   };
-  const end = () => { if (tty && last) process.stderr.write('\n'); };
+  const end = () => {
+    if (tty && last) process.stderr.write('\n');
+  };
   for (;;) {
     const r = check(await callPlanner(c, 'GET', '/status'));
     if (r.done) {
@@ -63,6 +116,8 @@ export async function waitUntil(c: PlannerConnection, check: Check, timeoutMs: n
       end();
       return { ok: false, line: `timed out after ${seconds(timeoutMs)} waiting for ${what}: ${r.line}` };
     }
-    await new Promise((res) => setTimeout(res, Math.min(o.intervalMs ?? 500, Math.max(0, timeoutMs - (Date.now() - start)))));
+    await new Promise((res) =>
+      setTimeout(res, Math.min(o.intervalMs ?? 500, Math.max(0, timeoutMs - (Date.now() - start)))),
+    );
   }
 }

@@ -15,72 +15,167 @@ export interface CtlContext extends PlannerConnection {
 }
 
 export function registerCtl(program: Command, setExit: SetExit): void {
-  const ctl = program.command('ctl')
+  const ctl = program
+    .command('ctl')
     .description('operate a running planner: status, versions, diffs, rollouts, rollbacks, pins, mode and config')
     .requiredOption('--server <url>', 'planner HTTP API, e.g. http://127.0.0.1:9440', serverUrl)
     .option('--token <token>', 'bearer token (default: $SWITCHBOARD_TOKEN)')
-    .option('--actor <name>', 'who is acting, recorded after the token\'s identity (e.g. ci/alice)');
+    .option('--actor <name>', "who is acting, recorded after the token's identity (e.g. ci/alice)");
   addOutputOptions(ctl);
   const ctx = (): CtlContext => {
     const o = ctl.opts<{ server: string; token?: string; actor?: string } & OutputFlags>();
-    return { server: o.server, token: o.token ?? process.env.SWITCHBOARD_TOKEN, actor: o.actor, format: outputFormat(o) };
+    return {
+      server: o.server,
+      token: o.token ?? process.env.SWITCHBOARD_TOKEN,
+      actor: o.actor,
+      format: outputFormat(o),
+    };
   };
 
-  ctl.command('status').description('every node with its status word').action(async () => {
-    const c = ctx();
-    const s = await callPlanner(c, 'GET', '/status');
-    const nodes = s.nodes as Record<string, unknown>[];
-    // -o json: {nodes: [{node, status, ...}], ...}: every node with its status word.
-    emit(c.format, s, (wide) => {
-      const cfg = s.config as { defaultRevision: number; rollout?: { status: string; configRevision: number; wave: number; waves: unknown[] } };
-      const head = `version ${s.latestVersion}${s.pinned ? ` (pinned to ${(s.pinned as { version: number }).version})` : ''}, config revision ${cfg.defaultRevision}`
-        + (cfg.rollout ? `, rollout of ${cfg.rollout.configRevision} ${cfg.rollout.status} (wave ${cfg.rollout.wave + 1}/${cfg.rollout.waves.length})` : '')
-        + `, rejected objects ${s.rejectedTotal}${s.synced ? '' : ', NOT SYNCED'}${s.sourceError ? `, SOURCE FAILING: ${s.sourceError}` : ''}\n`
-        + (s.lastError ? `last error: ${String(s.lastError)}\n` : '')
-        + groupLine(s);
-      // REASON says why a node has its word (the NACK's error for ERROR); -o wide adds the rest.
-      const cols = [{ header: 'NODE' }, { header: 'STATUS' }, { header: 'MODE' }, { header: 'TARGET' }, { header: 'APPLIED' }, { header: 'CONFIG' }, { header: 'LAG' }];
-      const more = wide ? [{ header: 'HASH' }, { header: 'HEALTH' }, { header: 'LAST REPORT' }, { header: 'HEARTBEAT' }, { header: 'LAST ERROR' }] : [];
-      // HEALTH: the node's newest verdict (state read back + data-path probe); '-' from appliers that send none.
-      const health = (n: Record<string, unknown>) => (n.health as { verdict: string } | null | undefined)?.verdict ?? '-';
-      return head + table([...cols, ...more, { header: 'REASON', max: 60 }], nodes.map((n) => [
-        n.node as string, n.status as string, n.mode as string, n.targetVersion as number, n.appliedVersion as number,
-        `${n.appliedConfigRevision ?? '-'}/${n.targetConfigRevision}`, n.lag as number,
-        ...(wide ? [n.hashMatch === null ? '-' : n.hashMatch ? 'ok' : 'MISMATCH', health(n), n.lastReportAt as string, n.heartbeatAt as string, n.lastError as string] : []),
-        (n.reason as string | undefined) ?? (n.lastError as string),
-      ]), wide);
+  ctl
+    .command('status')
+    .description('every node with its status word')
+    .action(async () => {
+      const c = ctx();
+      const s = await callPlanner(c, 'GET', '/status');
+      const nodes = s.nodes as Record<string, unknown>[];
+      // -o json: {nodes: [{node, status, ...}], ...}: every node with its status word.
+      emit(c.format, s, (wide) => {
+        const cfg = s.config as {
+          defaultRevision: number;
+          rollout?: { status: string; configRevision: number; wave: number; waves: unknown[] };
+        };
+        const head =
+          `version ${s.latestVersion}${s.pinned ? ` (pinned to ${(s.pinned as { version: number }).version})` : ''}, config revision ${cfg.defaultRevision}` +
+          (cfg.rollout
+            ? `, rollout of ${cfg.rollout.configRevision} ${cfg.rollout.status} (wave ${cfg.rollout.wave + 1}/${cfg.rollout.waves.length})`
+            : '') +
+          `, rejected objects ${s.rejectedTotal}${s.synced ? '' : ', NOT SYNCED'}${s.sourceError ? `, SOURCE FAILING: ${s.sourceError}` : ''}\n` +
+          (s.lastError ? `last error: ${String(s.lastError)}\n` : '') +
+          groupLine(s);
+        // REASON says why a node has its word (the NACK's error for ERROR); -o wide adds the rest.
+        const cols = [
+          { header: 'NODE' },
+          { header: 'STATUS' },
+          { header: 'MODE' },
+          { header: 'TARGET' },
+          { header: 'APPLIED' },
+          { header: 'CONFIG' },
+          { header: 'LAG' },
+        ];
+        const more = wide
+          ? [
+              { header: 'HASH' },
+              { header: 'HEALTH' },
+              { header: 'LAST REPORT' },
+              { header: 'HEARTBEAT' },
+              { header: 'LAST ERROR' },
+            ]
+          : [];
+        // HEALTH: the node's newest verdict (state read back + data-path probe); '-' from appliers that send none.
+        const health = (n: Record<string, unknown>) =>
+          (n.health as { verdict: string } | null | undefined)?.verdict ?? '-';
+        return (
+          head +
+          table(
+            [...cols, ...more, { header: 'REASON', max: 60 }],
+            nodes.map((n) => [
+              n.node as string,
+              n.status as string,
+              n.mode as string,
+              n.targetVersion as number,
+              n.appliedVersion as number,
+              `${n.appliedConfigRevision ?? '-'}/${n.targetConfigRevision}`,
+              n.lag as number,
+              ...(wide
+                ? [
+                    n.hashMatch === null ? '-' : n.hashMatch ? 'ok' : 'MISMATCH',
+                    health(n),
+                    n.lastReportAt as string,
+                    n.heartbeatAt as string,
+                    n.lastError as string,
+                  ]
+                : []),
+              (n.reason as string | undefined) ?? (n.lastError as string),
+            ]),
+            wide,
+          )
+        );
+      });
+      setExit(0);
     });
-    setExit(0);
-  });
 
-  ctl.command('versions').description('data versions with hashes').action(async () => {
-    const c = ctx();
-    const v = await callPlanner(c, 'GET', '/versions');
-    const list = v.versions as { version: number; hash: string; reason: string; createdAt: string; contentOf?: number }[];
-    emit(c.format, v, (wide) => table([{ header: 'VERSION' }, { header: 'HASH' }, { header: 'CREATED' }, ...(wide ? [{ header: 'CONTENT OF' }] : []), { header: 'REASON', max: 60 }],
-      list.map((x) => [x.version, wide ? x.hash : x.hash.slice(0, 16), x.createdAt, ...(wide ? [x.contentOf ?? null] : []), x.reason]), wide));
-    setExit(0);
-  });
+  ctl
+    .command('versions')
+    .description('data versions with hashes')
+    .action(async () => {
+      const c = ctx();
+      const v = await callPlanner(c, 'GET', '/versions');
+      const list = v.versions as {
+        version: number;
+        hash: string;
+        reason: string;
+        createdAt: string;
+        contentOf?: number;
+      }[];
+      emit(c.format, v, (wide) =>
+        table(
+          [
+            { header: 'VERSION' },
+            { header: 'HASH' },
+            { header: 'CREATED' },
+            ...(wide ? [{ header: 'CONTENT OF' }] : []),
+            { header: 'REASON', max: 60 },
+          ],
+          list.map((x) => [
+            x.version,
+            wide ? x.hash : x.hash.slice(0, 16),
+            x.createdAt,
+            ...(wide ? [x.contentOf ?? null] : []),
+            x.reason,
+          ]),
+          wide,
+        ),
+      );
+      setExit(0);
+    });
 
-  ctl.command('diff <a> <b>').description('what changed between two data versions, inside each service too').action(async (a: string, b: string) => {
-    const c = ctx();
-    const d = await callPlanner(c, 'GET', `/diff?a=${versionArg(a, 'A')}&b=${versionArg(b, 'B')}`);
-    emit(c.format, d, () => formatDiff(d as unknown as DiffAnswer));
-    setExit(0);
-  });
+  ctl
+    .command('diff <a> <b>')
+    .description('what changed between two data versions, inside each service too')
+    .action(async (a: string, b: string) => {
+      const c = ctx();
+      const d = await callPlanner(c, 'GET', `/diff?a=${versionArg(a, 'A')}&b=${versionArg(b, 'B')}`);
+      emit(c.format, d, () => formatDiff(d as unknown as DiffAnswer));
+      setExit(0);
+    });
 
-  const config = ctl.command('config').description('proxy config: show a revision, or set fields (a new revision, optionally rolled out)');
-  config.command('show').description('the cluster default config (or --revision N)')
+  const config = ctl
+    .command('config')
+    .description('proxy config: show a revision, or set fields (a new revision, optionally rolled out)');
+  config
+    .command('show')
+    .description('the cluster default config (or --revision N)')
     .option('--revision <n>', 'config revision to show', positiveInt)
     .action(async (o: { revision?: number }) => {
       const c = ctx();
       const r = await callPlanner(c, 'GET', `/config${o.revision ? `?revision=${o.revision}` : ''}`);
-      emit(c.format, r, () => `config revision ${r.revision} (hash ${String(r.hash).slice(0, 16)})${r.revision === (r.state as { defaultRevision: number }).defaultRevision ? ', the cluster default' : ''}\n`
-        + Object.entries(r.config as Record<string, unknown>).map(([k, v]) => `  ${k}: ${Array.isArray(v) ? v.join(',') || '(none)' : v === '' ? '(none)' : String(v)}`).join('\n') + '\n');
+      emit(
+        c.format,
+        r,
+        () =>
+          `config revision ${r.revision} (hash ${String(r.hash).slice(0, 16)})${r.revision === (r.state as { defaultRevision: number }).defaultRevision ? ', the cluster default' : ''}\n` +
+          Object.entries(r.config as Record<string, unknown>)
+            .map(([k, v]) => `  ${k}: ${Array.isArray(v) ? v.join(',') || '(none)' : v === '' ? '(none)' : String(v)}`)
+            .join('\n') +
+          '\n',
+      );
       setExit(0);
     });
 
-  ctl.command('wait').description('wait until a condition holds, with progress on stderr')
+  ctl
+    .command('wait')
+    .description('wait until a condition holds, with progress on stderr')
     .requiredOption('--for <condition>', 'synced: every node runs its target')
     .option('--timeout <duration>', 'give up after this long (exit 1)', duration, 5 * 60_000)
     .action(async (o: { for: string; timeout: number }) => {
@@ -103,10 +198,16 @@ function versionArg(v: string, name: string): number {
 }
 
 interface DiffAnswer {
-  a: number; b: number;
-  addedServices: string[]; removedServices: string[]; changedServices: string[];
-  addedNodes: string[]; removedNodes: string[]; changedNodes: string[];
-  serviceChanges?: Record<string, FieldChange[]>; nodeChanges?: Record<string, FieldChange[]>;
+  a: number;
+  b: number;
+  addedServices: string[];
+  removedServices: string[];
+  changedServices: string[];
+  addedNodes: string[];
+  removedNodes: string[];
+  changedNodes: string[];
+  serviceChanges?: Record<string, FieldChange[]>;
+  nodeChanges?: Record<string, FieldChange[]>;
 }
 
 /** `+ service a`, `- node n`, `~ service b` followed by its field changes, indented. */
@@ -115,7 +216,8 @@ export function formatDiff(d: DiffAnswer): string {
   const group = (sign: string, kind: string, names: string[], changes?: Record<string, FieldChange[]>) => {
     for (const n of names) {
       lines.push(`${sign} ${kind} ${n}`);
-      for (const ch of changes?.[n] ?? []) lines.push(`    ${ch.change === 'added' ? '+' : ch.change === 'removed' ? '-' : '~'} ${formatFieldChange(ch)}`);
+      for (const ch of changes?.[n] ?? [])
+        lines.push(`    ${ch.change === 'added' ? '+' : ch.change === 'removed' ? '-' : '~'} ${formatFieldChange(ch)}`);
     }
   };
   group('+', 'service', d.addedServices);
@@ -138,6 +240,8 @@ function groupLine(s: Record<string, unknown>): string {
   if (!self || !planners || (planners.length <= 1 && self.leader)) return '';
   const leader = s.leader as { id: string; term: number } | null;
   const lag = (n: number | null) => (n === null ? '' : `, lag ${n} rows`);
-  const members = planners.map((p) => `${p.id}${p.id === self.id ? ' (this one)' : ''} ${p.leader ? 'leader' : 'follower'}${lag(p.lagRows)}`).join('; ');
+  const members = planners
+    .map((p) => `${p.id}${p.id === self.id ? ' (this one)' : ''} ${p.leader ? 'leader' : 'follower'}${lag(p.lagRows)}`)
+    .join('; ');
   return `group ${String(s.group)}: ${leader ? `planner ${leader.id} leads in term ${leader.term}` : 'NO LEADER'}; planners: ${members}\n`;
 }

@@ -1,21 +1,35 @@
 import type { Command } from 'commander';
 import { existsSync } from 'node:fs';
-import { checkServerUrls, connectBus, defaultSigningKeyFile, newestPublishedAnchor, readVerifierFile, type Verifier } from '../../../libs/bus/index.ts';
+import {
+  checkServerUrls,
+  connectBus,
+  defaultSigningKeyFile,
+  newestPublishedAnchor,
+  readVerifierFile,
+  type Verifier,
+} from '../../../libs/bus/index.ts';
 import { backupLog, checkVersionAnchor, compactLog, EventLog, verifyLog } from '../../../libs/eventlog/index.ts';
 import { canonicalJson } from '../../../libs/model/index.ts';
 import { UsageError } from '../cli-errors.ts';
 import type { SetExit } from './index.ts';
 
 interface DbOptions {
-  db: string; beforeVersion?: string; deep?: boolean; json?: boolean;
-  nats?: string; natsUser?: string; natsPassword?: string; plannerKey?: string;
+  db: string;
+  beforeVersion?: string;
+  deep?: boolean;
+  json?: boolean;
+  nats?: string;
+  natsUser?: string;
+  natsPassword?: string;
+  plannerKey?: string;
 }
 
 const ACTIONS = ['migrate', 'status', 'verify', 'backup', 'compact'] as const;
 
 /** `db migrate|status|verify|backup|compact --db FILE`: event log maintenance. */
 export function registerDb(program: Command, setExit: SetExit): void {
-  program.command('db')
+  program
+    .command('db')
     .description('event log maintenance: migrate | status | verify [--deep] | backup OUT | compact --before-version N')
     .argument('<action>', ACTIONS.join('|'))
     .argument('[out]', 'backup: the file to write')
@@ -23,12 +37,16 @@ export function registerDb(program: Command, setExit: SetExit): void {
     .option('--before-version <n>', 'compact: remove events before this version')
     .option('--deep', 'verify: also rebuild every checkpoint and replay every version')
     .option('--json', 'machine-readable output')
-    .option('--nats <url>', 'verify: check the log\'s tail against the anchors carried by the published versions')
+    .option('--nats <url>', "verify: check the log's tail against the anchors carried by the published versions")
     .option('--nats-user <user>', 'NATS user (the observer or planner role)')
     .option('--nats-password <password>', 'NATS password (or SWITCHBOARD_NATS_PASSWORD)')
-    .option('--planner-key <file>', 'verify --nats: trust only versions signed by this key (default: the log\'s FILE.signing-key.pem.pub when present)')
+    .option(
+      '--planner-key <file>',
+      "verify --nats: trust only versions signed by this key (default: the log's FILE.signing-key.pem.pub when present)",
+    )
     .action(async (action: string, out: string | undefined, o: DbOptions) => {
-      if (!(ACTIONS as readonly string[]).includes(action)) throw new UsageError(`db: unknown action ${action} (one of ${ACTIONS.join(', ')})`);
+      if (!(ACTIONS as readonly string[]).includes(action))
+        throw new UsageError(`db: unknown action ${action} (one of ${ACTIONS.join(', ')})`);
       if (action === 'backup' && !out) throw new UsageError('db backup: missing OUT file');
       if (action !== 'backup' && out) throw new UsageError(`db ${action}: unexpected argument ${out}`);
       if (o.nats && action !== 'verify') throw new UsageError(`db ${action}: --nats is for verify only`);
@@ -44,11 +62,13 @@ export function registerDb(program: Command, setExit: SetExit): void {
       let before: number | undefined;
       if (action === 'compact') {
         before = Number(o.beforeVersion);
-        if (o.beforeVersion === undefined || !Number.isInteger(before) || before < 1) throw new UsageError('db compact: --before-version N (a version number) is required');
+        if (o.beforeVersion === undefined || !Number.isInteger(before) || before < 1)
+          throw new UsageError('db compact: --before-version N (a version number) is required');
       }
       const log = await EventLog.open({ file: o.db, migrate: action === 'migrate' });
       try {
-        const print = (text: string, value: unknown) => process.stdout.write(o.json ? canonicalJson(value) + '\n' : text);
+        const print = (text: string, value: unknown) =>
+          process.stdout.write(o.json ? canonicalJson(value) + '\n' : text);
         switch (action) {
           case 'migrate':
             print(`schema version ${log.schema.version} (${log.schema.applied.join(', ')})\n`, log.schema);
@@ -56,21 +76,44 @@ export function registerDb(program: Command, setExit: SetExit): void {
           case 'status': {
             const latest = log.latestVersion();
             const status = {
-              schemaVersion: log.schema.version, migrations: log.schema.applied, lastSeq: log.lastSeq(),
-              latestVersion: latest?.version ?? 0, latestHash: latest?.hash ?? '', configRevision: log.latestConfigRevision()?.revision ?? 0,
+              schemaVersion: log.schema.version,
+              migrations: log.schema.applied,
+              lastSeq: log.lastSeq(),
+              latestVersion: latest?.version ?? 0,
+              latestHash: latest?.hash ?? '',
+              configRevision: log.latestConfigRevision()?.revision ?? 0,
               checkpoints: log.checkpoints().length,
               oldestSeq: log.oldestSeq(),
               ...replicationStatus(log),
             };
-            print(Object.entries(status).map(([k, v]) => `${k}: ${Array.isArray(v) ? v.join(', ') : v}\n`).join(''), status);
+            print(
+              Object.entries(status)
+                .map(([k, v]) => `${k}: ${Array.isArray(v) ? v.join(', ') : v}\n`)
+                .join(''),
+              status,
+            );
             break;
           }
           case 'verify': {
             const r = verifyLog(log, { deep: o.deep });
-            const counts = Object.entries(r.rowsChecked).map(([k, v]) => `${k} ${v}`).join(', ');
-            const tail = r.ok ? await checkTail(log, servers, verifier, { user: o.natsUser, password: o.natsPassword ?? process.env.SWITCHBOARD_NATS_PASSWORD }) : undefined;
-            const tailText = !tail ? '' : tail.anchored ? `; tail anchored by NATS at version ${tail.version}` : `; tail unanchored (${tail.reason})`;
-            print(r.ok && !tail?.problem ? `ok: ${counts}${tailText}\n` : '', { ...r, ...(tail ? { ok: r.ok && !tail.problem, tail } : {}) });
+            const counts = Object.entries(r.rowsChecked)
+              .map(([k, v]) => `${k} ${v}`)
+              .join(', ');
+            const tail = r.ok
+              ? await checkTail(log, servers, verifier, {
+                  user: o.natsUser,
+                  password: o.natsPassword ?? process.env.SWITCHBOARD_NATS_PASSWORD,
+                })
+              : undefined;
+            const tailText = !tail
+              ? ''
+              : tail.anchored
+                ? `; tail anchored by NATS at version ${tail.version}`
+                : `; tail unanchored (${tail.reason})`;
+            print(r.ok && !tail?.problem ? `ok: ${counts}${tailText}\n` : '', {
+              ...r,
+              ...(tail ? { ok: r.ok && !tail.problem, tail } : {}),
+            });
             if (tail?.problem) {
               process.stderr.write(`switchboard: db verify: tail: ${tail.problem}\n`);
               setExit(1);
@@ -78,7 +121,9 @@ export function registerDb(program: Command, setExit: SetExit): void {
             }
             if (!r.ok) {
               const p = r.problems[0]!;
-              process.stderr.write(`switchboard: db verify: ${p.table} row ${p.row}: ${p.problem}${r.problems.length > 1 ? ` (and ${r.problems.length - 1} more tables)` : ''}\n`);
+              process.stderr.write(
+                `switchboard: db verify: ${p.table} row ${p.row}: ${p.problem}${r.problems.length > 1 ? ` (and ${r.problems.length - 1} more tables)` : ''}\n`,
+              );
               setExit(1);
               return;
             }
@@ -91,7 +136,10 @@ export function registerDb(program: Command, setExit: SetExit): void {
           }
           case 'compact': {
             const r = compactLog(log, before!);
-            print(`compacted: events up to seq ${r.cutSeq} removed (${r.eventsRemoved}), ${r.checkpointsWritten} checkpoints written, ${r.checkpointsRemoved} removed\n`, r);
+            print(
+              `compacted: events up to seq ${r.cutSeq} removed (${r.eventsRemoved}), ${r.checkpointsWritten} checkpoints written, ${r.checkpointsRemoved} removed\n`,
+              r,
+            );
             break;
           }
         }
@@ -102,17 +150,27 @@ export function registerDb(program: Command, setExit: SetExit): void {
     });
 }
 
-type Tail = { anchored: true; version: number; problem?: string } | { anchored: false; reason: string; problem?: undefined };
+type Tail =
+  | { anchored: true; version: number; problem?: string }
+  | { anchored: false; reason: string; problem?: undefined };
 
 /**
  * The log's tail against the witness outside the file: the anchor on the newest published
  * version. Without --nats the tail is unanchored (a cut tail and a moved chain head look like a
  * shorter, valid log).
  */
-async function checkTail(log: EventLog, servers: string[] | undefined, verifier: Verifier | undefined, auth: { user?: string; password?: string }): Promise<Tail> {
-  if (!servers) return { anchored: false, reason: 'no --nats: give the NATS URL to check it against the published versions' };
+async function checkTail(
+  log: EventLog,
+  servers: string[] | undefined,
+  verifier: Verifier | undefined,
+  auth: { user?: string; password?: string },
+): Promise<Tail> {
+  if (!servers)
+    return { anchored: false, reason: 'no --nats: give the NATS URL to check it against the published versions' };
   const nc = await connectBus({
-    servers, name: 'switchboard-db-verify', auth: auth.user !== undefined ? { user: auth.user, password: auth.password } : undefined,
+    servers,
+    name: 'switchboard-db-verify',
+    auth: auth.user !== undefined ? { user: auth.user, password: auth.password } : undefined,
     extra: { maxReconnectAttempts: 0, reconnect: false, timeout: 5000 },
   });
   try {

@@ -13,17 +13,50 @@ type Register = (program: Command, setExit: SetExit) => void;
  * that every module here exporting a top-level register function is listed.
  */
 export const commandModules: Record<string, { summary: string; load: () => Promise<Register> }> = {
-  plan: { summary: 'print what one node must program, from a directory of Kubernetes manifests', load: async () => (await import('./plan.ts')).registerPlan },
-  planner: { summary: 'watch Kubernetes (or manifests), log every event, publish versioned desired state on NATS', load: async () => (await import('./planner.ts')).registerPlanner },
-  ctl: { summary: 'operate a running planner: status, versions, diffs, rollouts, rollbacks, pins, mode switches', load: async () => (await import('./ctl.ts')).registerCtl },
-  db: { summary: 'event log maintenance: migrate | status | verify | backup | compact', load: async () => (await import('./db.ts')).registerDb },
-  replay: { summary: 'rebuild a version from the event log and print its hash', load: async () => (await import('./replay.ts')).registerReplay },
-  audit: { summary: 'audit queries over the event log: service | node | ops | diff | behind', load: async () => (await import('./audit.ts')).registerAudit },
-  cleanup: { summary: 'remove everything Switchboard programmed on this host (and nothing else)', load: async () => (await import('./cleanup.ts')).registerCleanup },
-  applier: { summary: 'follow this node\'s target on NATS: fetch, verify, render, program the kernel, ACK', load: async () => (await import('./applier.ts')).registerApplier },
-  apply: { summary: 'program this host once from a directory of Kubernetes manifests (no NATS)', load: async () => (await import('./apply.ts')).registerApply },
-  completion: { summary: 'print a shell completion script (bash or zsh)', load: async () => (await import('./completion.ts')).registerCompletion },
-  credentials: { summary: 'per-node NATS credentials: init, mint, serve (issuer), fetch (node side)', load: async () => (await import('./credentials.ts')).registerCredentials },
+  plan: {
+    summary: 'print what one node must program, from a directory of Kubernetes manifests',
+    load: async () => (await import('./plan.ts')).registerPlan,
+  },
+  planner: {
+    summary: 'watch Kubernetes (or manifests), log every event, publish versioned desired state on NATS',
+    load: async () => (await import('./planner.ts')).registerPlanner,
+  },
+  ctl: {
+    summary: 'operate a running planner: status, versions, diffs, rollouts, rollbacks, pins, mode switches',
+    load: async () => (await import('./ctl.ts')).registerCtl,
+  },
+  db: {
+    summary: 'event log maintenance: migrate | status | verify | backup | compact',
+    load: async () => (await import('./db.ts')).registerDb,
+  },
+  replay: {
+    summary: 'rebuild a version from the event log and print its hash',
+    load: async () => (await import('./replay.ts')).registerReplay,
+  },
+  audit: {
+    summary: 'audit queries over the event log: service | node | ops | diff | behind',
+    load: async () => (await import('./audit.ts')).registerAudit,
+  },
+  cleanup: {
+    summary: 'remove everything Switchboard programmed on this host (and nothing else)',
+    load: async () => (await import('./cleanup.ts')).registerCleanup,
+  },
+  applier: {
+    summary: "follow this node's target on NATS: fetch, verify, render, program the kernel, ACK",
+    load: async () => (await import('./applier.ts')).registerApplier,
+  },
+  apply: {
+    summary: 'program this host once from a directory of Kubernetes manifests (no NATS)',
+    load: async () => (await import('./apply.ts')).registerApply,
+  },
+  completion: {
+    summary: 'print a shell completion script (bash or zsh)',
+    load: async () => (await import('./completion.ts')).registerCompletion,
+  },
+  credentials: {
+    summary: 'per-node NATS credentials: init, mint, serve (issuer), fetch (node side)',
+    load: async () => (await import('./credentials.ts')).registerCredentials,
+  },
 };
 
 /** The command an argument vector runs (`help NAME` asks for NAME's help), if it names one. */

@@ -18,7 +18,8 @@ export const planFormats: Record<string, (state: NodeState, config: ProxyConfig)
 };
 
 export function registerPlan(program: Command, setExit: SetExit): void {
-  program.command('plan')
+  program
+    .command('plan')
     .description('print what one node must program, from a directory of Kubernetes manifests')
     .requiredOption('--manifests <dir>', 'directory of Service/EndpointSlice/Node YAML or JSON')
     .requiredOption('--node <name>', 'node to render for')
@@ -29,24 +30,41 @@ export function registerPlan(program: Command, setExit: SetExit): void {
     .addOption(new Option('--format <format>', 'output format').default('ipvsadm'))
     .option('--strict', 'exit 1 when any object was rejected')
     .addOption(maxManifestBytesOption())
-    .action(async (o: { manifests: string; node: string; mode?: string; config?: string; scheduler?: string; nodeportAddresses?: string; format: string; strict?: boolean;
-      maxManifestBytes?: string }) => {
-      const format = planFormats[o.format];
-      if (!format) throw new UsageError(`unknown --format ${o.format} (one of ${Object.keys(planFormats).join(', ')})`);
-      const config = loadProxyConfig(o.config, {
-        mode: o.mode, scheduler: o.scheduler,
-        nodePortAddresses: o.nodeportAddresses?.split(',').filter(Boolean),
-      });
-      const { objects, rejected } = await readManifestDir(o.manifests, { maxManifestBytes: parseMaxManifestBytes(o.maxManifestBytes) });
-      const state = ClusterState.fromObjects(objects);
-      // A directory without Node objects renders for any name (no node facts, no NodePorts);
-      // one that lists nodes makes a name outside them a mistake, not an empty plan.
-      const nodes = [...state.data.nodeNames()].sort();
-      if (nodes.length > 0 && !nodes.includes(o.node)) {
-        throw new UsageError(`--node ${o.node}: no Node of that name in ${o.manifests} (nodes: ${nodes.slice(0, 10).join(', ')}${nodes.length > 10 ? `, +${nodes.length - 10} more` : ''})`);
-      }
-      for (const r of rejected) process.stderr.write(`rejected ${r.ref} (${r.source}): ${r.reason}\n`);
-      process.stdout.write(format(renderNodeState(state.data, o.node, config), config));
-      setExit(o.strict && rejected.length > 0 ? 1 : 0);
-    });
+    .action(
+      async (o: {
+        manifests: string;
+        node: string;
+        mode?: string;
+        config?: string;
+        scheduler?: string;
+        nodeportAddresses?: string;
+        format: string;
+        strict?: boolean;
+        maxManifestBytes?: string;
+      }) => {
+        const format = planFormats[o.format];
+        if (!format)
+          throw new UsageError(`unknown --format ${o.format} (one of ${Object.keys(planFormats).join(', ')})`);
+        const config = loadProxyConfig(o.config, {
+          mode: o.mode,
+          scheduler: o.scheduler,
+          nodePortAddresses: o.nodeportAddresses?.split(',').filter(Boolean),
+        });
+        const { objects, rejected } = await readManifestDir(o.manifests, {
+          maxManifestBytes: parseMaxManifestBytes(o.maxManifestBytes),
+        });
+        const state = ClusterState.fromObjects(objects);
+        // A directory without Node objects renders for any name (no node facts, no NodePorts);
+        // one that lists nodes makes a name outside them a mistake, not an empty plan.
+        const nodes = [...state.data.nodeNames()].sort();
+        if (nodes.length > 0 && !nodes.includes(o.node)) {
+          throw new UsageError(
+            `--node ${o.node}: no Node of that name in ${o.manifests} (nodes: ${nodes.slice(0, 10).join(', ')}${nodes.length > 10 ? `, +${nodes.length - 10} more` : ''})`,
+          );
+        }
+        for (const r of rejected) process.stderr.write(`rejected ${r.ref} (${r.source}): ${r.reason}\n`);
+        process.stdout.write(format(renderNodeState(state.data, o.node, config), config));
+        setExit(o.strict && rejected.length > 0 ? 1 : 0);
+      },
+    );
 }

@@ -11,19 +11,40 @@ import { untilSignalThenStop } from '../graceful-stop.ts';
 import { fullGc } from '../full-gc.ts';
 
 export function registerPlanner(program: Command, setExit: SetExit): void {
-  program.command('planner')
-    .description('watch Kubernetes (or a manifests directory), log every event, publish versioned desired state on NATS')
+  program
+    .command('planner')
+    .description(
+      'watch Kubernetes (or a manifests directory), log every event, publish versioned desired state on NATS',
+    )
     .option('--manifests <dir>', 'directory of Service/EndpointSlice/Node manifests (rescanned on change)')
     .option('--kubeconfig <file>', 'kubeconfig of the cluster to watch')
     .option('--in-cluster', 'use the pod service account')
-    .requiredOption('--nats <url>', 'NATS server URL(s), comma-separated (members of one cluster; the planner fails over between them)')
-    .option('--replicas <n>', 'copies of every stream and bucket the planner creates in the NATS cluster (at most the cluster\'s size)', '1')
-    .option('--group <name>', 'planner group: planners of one group on one NATS elect one leader; the others follow', 'switchboard')
-    .option('--id <name>', 'this planner\'s name in its group (default: the hostname)')
-    .option('--lease-ttl <duration>', 'leader lease TTL: a leader that stops renewing is replaced within about this long', '15s')
+    .requiredOption(
+      '--nats <url>',
+      'NATS server URL(s), comma-separated (members of one cluster; the planner fails over between them)',
+    )
+    .option(
+      '--replicas <n>',
+      "copies of every stream and bucket the planner creates in the NATS cluster (at most the cluster's size)",
+      '1',
+    )
+    .option(
+      '--group <name>',
+      'planner group: planners of one group on one NATS elect one leader; the others follow',
+      'switchboard',
+    )
+    .option('--id <name>', "this planner's name in its group (default: the hostname)")
+    .option(
+      '--lease-ttl <duration>',
+      'leader lease TTL: a leader that stops renewing is replaced within about this long',
+      '15s',
+    )
     .requiredOption('--db <file>', 'SQLite event log')
     .option('--http <addr>', 'HTTP API address (host:port)', '127.0.0.1:9440')
-    .option('--token-file <file>', 'bearer tokens for the HTTP API, one "TOKEN IDENTITY [viewer|operator]" a line (reloaded on change)')
+    .option(
+      '--token-file <file>',
+      'bearer tokens for the HTTP API, one "TOKEN IDENTITY [viewer|operator]" a line (reloaded on change)',
+    )
     .option('--insecure-open-api', 'serve the API without tokens on a non-loopback --http address')
     .option('--config <file>', 'proxy config (YAML/JSON) for the first config revision')
     .addOption(maxManifestBytesOption())
@@ -31,59 +52,107 @@ export function registerPlanner(program: Command, setExit: SetExit): void {
     .option('--nats-user <user>', 'NATS user (the planner role in deploy/nats)')
     .option('--nats-password <password>', 'NATS password (or SWITCHBOARD_NATS_PASSWORD)')
     .option('--nats-creds <file>', 'NATS .creds file (JWT auth)')
-    .option('--nats-nkey-seed <file>', 'file holding the planner\'s nkey seed')
+    .option('--nats-nkey-seed <file>', "file holding the planner's nkey seed")
     .option('--tls-ca <file>', 'CA bundle for the NATS server certificate')
     .option('--tls-cert <file>', 'client certificate')
     .option('--tls-key <file>', 'client key')
-    .option('--signing-key <file>', 'Ed25519 private key (PEM) signing what goes on the bus; created when missing, public key written to FILE.pub (default: beside --db)')
-    .action(async (o: { manifests?: string; kubeconfig?: string; inCluster?: boolean; nats: string; db: string; http: string; tokenFile?: string; insecureOpenApi?: boolean; config?: string; checkpointEvery: string;
-      maxManifestBytes?: string; replicas: string; group: string; id?: string; leaseTtl: string;
-      natsUser?: string; natsPassword?: string; natsCreds?: string; natsNkeySeed?: string; tlsCa?: string; tlsCert?: string; tlsKey?: string; signingKey?: string }) => {
-      try {
-        checkServerUrls('--nats', o.nats);
-      } catch (e) {
-        throw new UsageError((e as Error).message);
-      }
-      const sources = [o.manifests, o.kubeconfig, o.inCluster].filter(Boolean).length;
-      if (sources !== 1) throw new UsageError('choose exactly one of --manifests DIR, --kubeconfig FILE, --in-cluster');
-      const maxManifestBytes = parseMaxManifestBytes(o.maxManifestBytes);
-      const replicas = Number(o.replicas);
-      if (!/^\d+$/.test(o.replicas) || !Number.isSafeInteger(replicas) || replicas < 1) throw new UsageError(`--replicas ${o.replicas}: expected a whole number of at least 1`);
-      try {
-        checkGroupName(o.group);
-      } catch (e) {
-        throw new UsageError((e as Error).message);
-      }
-      if (o.id !== undefined && !/^[\x21-\x7e\u00a0-\uffff]{1,128}$/.test(o.id)) throw new UsageError(`--id ${JSON.stringify(o.id)}: 1-128 printable characters, no spaces`);
-      const leaseTtlMs = parseDuration(o.leaseTtl);
-      if (leaseTtlMs === undefined || leaseTtlMs < 400) throw new UsageError(`--lease-ttl ${o.leaseTtl}: expected a duration of at least 400ms, such as 15s`);
-      const k = Number(o.checkpointEvery);
-      if (!Number.isInteger(k) || k < 0) throw new UsageError('--checkpoint-every must be a whole number');
-      // Flag values are checked before anything is opened, appended or published.
-      try {
-        checkOpenApi(parseListenAddress(o.http), o);
-      } catch (e) {
-        throw new UsageError((e as Error).message);
-      }
-      const running = await runPlanner({
-        replicas, group: o.group, id: o.id, leaseTtlMs,
-        manifests: o.manifests, kubeconfig: o.kubeconfig, inCluster: o.inCluster, nats: o.nats, db: o.db, http: o.http,
-        tokenFile: o.tokenFile, insecureOpenApi: o.insecureOpenApi, signingKey: o.signingKey,
-        onBusWaiting: (what) => process.stderr.write(`planner: waiting for ${what}\n`),
-        config: loadProxyConfig(o.config, {}), checkpointEvery: k, maxManifestBytes,
-        natsAuth: {
-          user: o.natsUser, password: o.natsPassword ?? process.env.SWITCHBOARD_NATS_PASSWORD,
-          credsFile: o.natsCreds, nkeySeedFile: o.natsNkeySeed,
-          tls: o.tlsCa || o.tlsCert || o.tlsKey ? { caFile: o.tlsCa, certFile: o.tlsCert, keyFile: o.tlsKey } : undefined,
-        },
-      }).catch((e: unknown) => {
-        throw e instanceof ReplicasRefused ? new UsageError(e.message) : e;
-      });
-      process.stderr.write(`planner: HTTP API on ${running.url}\n`);
-      void running.planner.synced.then(() => {
-        process.stderr.write(`planner: synced, version ${running.planner.data.latest()?.version ?? 0}\n`);
-        fullGc(); // return the initial sync's transient heap to the OS (services/cli/full-gc.ts)
-      });
-      setExit(await untilSignalThenStop('planner', () => running.stop()));
-    });
+    .option(
+      '--signing-key <file>',
+      'Ed25519 private key (PEM) signing what goes on the bus; created when missing, public key written to FILE.pub (default: beside --db)',
+    )
+    .action(
+      async (o: {
+        manifests?: string;
+        kubeconfig?: string;
+        inCluster?: boolean;
+        nats: string;
+        db: string;
+        http: string;
+        tokenFile?: string;
+        insecureOpenApi?: boolean;
+        config?: string;
+        checkpointEvery: string;
+        maxManifestBytes?: string;
+        replicas: string;
+        group: string;
+        id?: string;
+        leaseTtl: string;
+        natsUser?: string;
+        natsPassword?: string;
+        natsCreds?: string;
+        natsNkeySeed?: string;
+        tlsCa?: string;
+        tlsCert?: string;
+        tlsKey?: string;
+        signingKey?: string;
+      }) => {
+        try {
+          checkServerUrls('--nats', o.nats);
+        } catch (e) {
+          throw new UsageError((e as Error).message);
+        }
+        const sources = [o.manifests, o.kubeconfig, o.inCluster].filter(Boolean).length;
+        if (sources !== 1)
+          throw new UsageError('choose exactly one of --manifests DIR, --kubeconfig FILE, --in-cluster');
+        const maxManifestBytes = parseMaxManifestBytes(o.maxManifestBytes);
+        const replicas = Number(o.replicas);
+        if (!/^\d+$/.test(o.replicas) || !Number.isSafeInteger(replicas) || replicas < 1)
+          throw new UsageError(`--replicas ${o.replicas}: expected a whole number of at least 1`);
+        try {
+          checkGroupName(o.group);
+        } catch (e) {
+          throw new UsageError((e as Error).message);
+        }
+        if (o.id !== undefined && !/^[\x21-\x7e\u00a0-\uffff]{1,128}$/.test(o.id))
+          throw new UsageError(`--id ${JSON.stringify(o.id)}: 1-128 printable characters, no spaces`);
+        const leaseTtlMs = parseDuration(o.leaseTtl);
+        if (leaseTtlMs === undefined || leaseTtlMs < 400)
+          throw new UsageError(`--lease-ttl ${o.leaseTtl}: expected a duration of at least 400ms, such as 15s`);
+        const k = Number(o.checkpointEvery);
+        if (!Number.isInteger(k) || k < 0) throw new UsageError('--checkpoint-every must be a whole number');
+        // Flag values are checked before anything is opened, appended or published.
+        try {
+          checkOpenApi(parseListenAddress(o.http), o);
+        } catch (e) {
+          throw new UsageError((e as Error).message);
+        }
+        const running = await runPlanner({
+          replicas,
+          group: o.group,
+          id: o.id,
+          leaseTtlMs,
+          manifests: o.manifests,
+          kubeconfig: o.kubeconfig,
+          inCluster: o.inCluster,
+          nats: o.nats,
+          db: o.db,
+          http: o.http,
+          tokenFile: o.tokenFile,
+          insecureOpenApi: o.insecureOpenApi,
+          signingKey: o.signingKey,
+          onBusWaiting: (what) => process.stderr.write(`planner: waiting for ${what}\n`),
+          config: loadProxyConfig(o.config, {}),
+          checkpointEvery: k,
+          maxManifestBytes,
+          natsAuth: {
+            user: o.natsUser,
+            password: o.natsPassword ?? process.env.SWITCHBOARD_NATS_PASSWORD,
+            credsFile: o.natsCreds,
+            nkeySeedFile: o.natsNkeySeed,
+            tls:
+              o.tlsCa || o.tlsCert || o.tlsKey
+                ? { caFile: o.tlsCa, certFile: o.tlsCert, keyFile: o.tlsKey }
+                : undefined,
+          },
+        }).catch((e: unknown) => {
+          throw e instanceof ReplicasRefused ? new UsageError(e.message) : e;
+        });
+        process.stderr.write(`planner: HTTP API on ${running.url}\n`);
+        void running.planner.synced.then(() => {
+          process.stderr.write(`planner: synced, version ${running.planner.data.latest()?.version ?? 0}\n`);
+          fullGc(); // return the initial sync's transient heap to the OS (services/cli/full-gc.ts)
+        });
+        setExit(await untilSignalThenStop('planner', () => running.stop()));
+      },
+    );
 }

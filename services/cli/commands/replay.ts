@@ -5,7 +5,14 @@ import { UsageError } from '../cli-errors.ts';
 import { time } from '../flag-values.ts';
 import type { SetExit } from './index.ts';
 
-interface ReplayOptions { db: string; toVersion?: string; toSeq?: string; at?: string; json?: boolean; sequential?: boolean }
+interface ReplayOptions {
+  db: string;
+  toVersion?: string;
+  toSeq?: string;
+  at?: string;
+  json?: boolean;
+  sequential?: boolean;
+}
 
 function count(v: string, flag: string): number {
   const n = Number(v);
@@ -15,12 +22,17 @@ function count(v: string, flag: string): number {
 
 /** `replay --db FILE [--to-version N | --to-seq S | --at TIME] [--json]`: rebuild state from the log. */
 export function registerReplay(program: Command, setExit: SetExit): void {
-  program.command('replay')
+  program
+    .command('replay')
     .description('rebuild a version from the event log (nearest checkpoint + events) and print its hash')
     .requiredOption('--db <file>', 'event log (SQLite file)')
     .option('--to-version <n>', 'version to rebuild (default: the latest)')
     .option('--to-seq <s>', 'rebuild the state after event seq S')
-    .option('--at <time>', 'rebuild the version current at a time: 10m or 2h (ago), 2026-11-30 14:02 (local time), ISO-8601', time)
+    .option(
+      '--at <time>',
+      'rebuild the version current at a time: 10m or 2h (ago), 2026-11-30 14:02 (local time), ISO-8601',
+      time,
+    )
     .option('--sequential', 'apply every event in order instead of the last per object (slower; a cross-check)')
     .option('--json', 'machine-readable output')
     .action(async (o: ReplayOptions) => {
@@ -45,11 +57,21 @@ export function registerReplay(program: Command, setExit: SetExit): void {
         }
         const match = r.hash === r.version.hash;
         const out = {
-          version: r.version.version, hash: r.hash, recordedHash: r.version.hash, match, contentOf: r.version.contentOf,
-          sourceVersion: r.source.version, seq: r.seq, checkpointSeq: r.checkpointSeq, eventsApplied: r.eventsApplied,
+          version: r.version.version,
+          hash: r.hash,
+          recordedHash: r.version.hash,
+          match,
+          contentOf: r.version.contentOf,
+          sourceVersion: r.source.version,
+          seq: r.seq,
+          checkpointSeq: r.checkpointSeq,
+          eventsApplied: r.eventsApplied,
         };
         process.stdout.write(o.json ? canonicalJson(out) + '\n' : `version ${r.version.version} hash ${r.hash}\n`);
-        if (!match) process.stderr.write(`switchboard: replay: version ${r.version.version} rebuilt to ${r.hash} but the log recorded ${r.version.hash}\n`);
+        if (!match)
+          process.stderr.write(
+            `switchboard: replay: version ${r.version.version} rebuilt to ${r.hash} but the log recorded ${r.version.hash}\n`,
+          );
         setExit(match ? 0 : 1);
       } finally {
         log.close();

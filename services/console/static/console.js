@@ -5,11 +5,18 @@
 'use strict';
 (() => {
   const $ = (id) => document.getElementById(id);
-  const esc = (v) => String(v ?? '').replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' }[c]));
+  const esc = (v) =>
+    String(v ?? '').replace(
+      /[&<>"']/g,
+      (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c],
+    );
   const state = { token: '', role: 'viewer', snap: null, versionsKey: '', following: false };
 
   const fromHash = /(?:^#|&)token=([^&]+)/.exec(location.hash);
-  if (fromHash) { sessionStorage.setItem('sb-token', decodeURIComponent(fromHash[1])); history.replaceState(null, '', location.pathname); }
+  if (fromHash) {
+    sessionStorage.setItem('sb-token', decodeURIComponent(fromHash[1]));
+    history.replaceState(null, '', location.pathname);
+  }
   state.token = sessionStorage.getItem('sb-token') || '';
 
   async function api(path, init = {}) {
@@ -17,8 +24,17 @@
     if (init.body) headers['content-type'] = 'application/json';
     const r = await fetch(path, { ...init, headers });
     const text = await r.text();
-    let body; try { body = JSON.parse(text); } catch { body = { error: text }; }
-    if (!r.ok) { const e = new Error(body.error || `HTTP ${r.status}`); e.status = r.status; throw e; }
+    let body;
+    try {
+      body = JSON.parse(text);
+    } catch {
+      body = { error: text };
+    }
+    if (!r.ok) {
+      const e = new Error(body.error || `HTTP ${r.status}`);
+      e.status = r.status;
+      throw e;
+    }
     return body;
   }
 
@@ -31,11 +47,17 @@
       const s = await api('/ui/api/session');
       state.role = s.role;
       $('who').textContent = s.open ? 'open API (no token file)' : `${s.identity} · ${s.role}`;
-      $('login').hidden = true; $('app').hidden = false;
+      $('login').hidden = true;
+      $('app').hidden = false;
       if (state.snap) render(state.snap); // buttons follow the role
       loadOps();
     } catch (e) {
-      if (e.status === 401) { $('login').hidden = false; $('app').hidden = true; $('login-error').textContent = state.token ? 'token refused' : ''; return; }
+      if (e.status === 401) {
+        $('login').hidden = false;
+        $('app').hidden = true;
+        $('login-error').textContent = state.token ? 'token refused' : '';
+        return;
+      }
       $('summary').textContent = `cannot reach the planner: ${e.message}`;
       setTimeout(start, 2000);
     }
@@ -54,8 +76,13 @@
     let delay = 500;
     for (;;) {
       try {
-        const r = await fetch('/ui/api/events', { headers: state.token ? { authorization: `Bearer ${state.token}` } : {} });
-        if (r.status === 401) { state.following = false; return; } // start() shows the sign-in form
+        const r = await fetch('/ui/api/events', {
+          headers: state.token ? { authorization: `Bearer ${state.token}` } : {},
+        });
+        if (r.status === 401) {
+          state.following = false;
+          return;
+        } // start() shows the sign-in form
         if (!r.ok) throw new Error(`HTTP ${r.status}`);
         $('live').classList.add('on');
         delay = 500;
@@ -68,8 +95,13 @@
           buf += dec.decode(value, { stream: true });
           let i;
           while ((i = buf.indexOf('\n\n')) >= 0) {
-            const msg = buf.slice(0, i); buf = buf.slice(i + 2);
-            const data = msg.split('\n').filter((l) => l.startsWith('data: ')).map((l) => l.slice(6)).join('\n');
+            const msg = buf.slice(0, i);
+            buf = buf.slice(i + 2);
+            const data = msg
+              .split('\n')
+              .filter((l) => l.startsWith('data: '))
+              .map((l) => l.slice(6))
+              .join('\n');
             if (data) {
               if (!state.snap) performance.mark('sb-first-snapshot'); // bench/console reads these marks
               render(JSON.parse(data));
@@ -88,8 +120,13 @@
   // ---- rendering ----
   function render(s) {
     state.snap = s;
-    const sum = Object.entries(s.summary).filter(([, n]) => n > 0).map(([w, n]) => `${n} ${w}`).join(' · ') || 'no nodes';
-    $('summary').textContent = `version ${s.latestVersion}${s.pinned ? ` (pinned to ${s.pinned.version})` : ''} · config revision ${s.config.defaultRevision} · ${s.nodes.length} nodes: ${sum}`;
+    const sum =
+      Object.entries(s.summary)
+        .filter(([, n]) => n > 0)
+        .map(([w, n]) => `${n} ${w}`)
+        .join(' · ') || 'no nodes';
+    $('summary').textContent =
+      `version ${s.latestVersion}${s.pinned ? ` (pinned to ${s.pinned.version})` : ''} · config revision ${s.config.defaultRevision} · ${s.nodes.length} nodes: ${sum}`;
     renderNodes();
     renderRollout(s);
     renderVersions(s);
@@ -102,15 +139,22 @@
   }
 
   function renderNodes() {
-    const s = state.snap; if (!s) return;
+    const s = state.snap;
+    if (!s) return;
     const first = !$('nodes').tBodies[0].rows.length;
     const f = $('node-filter').value.trim().toLowerCase();
     const rows = f ? s.nodes.filter((n) => n.node.toLowerCase().includes(f) || n.status.toLowerCase() === f) : s.nodes;
     const cfg = (n) => `${n.appliedConfigRevision ?? '-'}/${n.targetConfigRevision}`;
-    $('nodes').tBodies[0].innerHTML = rows.map((n) => `<tr data-node="${esc(n.node)}"><td>${esc(n.node)}</td><td><span class="w w-${esc(n.status)}" title="${esc(n.reason)}">${esc(n.status)}</span></td>` +
-      `<td>${n.targetVersion}</td><td>${n.appliedVersion ?? '-'}</td><td>${cfg(n)}</td><td>${esc(n.mode ?? '-')}</td><td>${n.lag}</td><td>${verdict(n.health)}</td><td class="err">${esc(n.lastError ?? '')}</td></tr>`).join('');
+    $('nodes').tBodies[0].innerHTML = rows
+      .map(
+        (n) =>
+          `<tr data-node="${esc(n.node)}"><td>${esc(n.node)}</td><td><span class="w w-${esc(n.status)}" title="${esc(n.reason)}">${esc(n.status)}</span></td>` +
+          `<td>${n.targetVersion}</td><td>${n.appliedVersion ?? '-'}</td><td>${cfg(n)}</td><td>${esc(n.mode ?? '-')}</td><td>${n.lag}</td><td>${verdict(n.health)}</td><td class="err">${esc(n.lastError ?? '')}</td></tr>`,
+      )
+      .join('');
     // The next frame after the rows exist is the one that paints them (bench/console reads this).
-    if (first && rows.length) requestAnimationFrame(() => requestAnimationFrame(() => performance.mark('sb-grid-painted')));
+    if (first && rows.length)
+      requestAnimationFrame(() => requestAnimationFrame(() => performance.mark('sb-grid-painted')));
   }
   $('node-filter').addEventListener('input', renderNodes);
 
@@ -119,17 +163,29 @@
     if (!h) return '<span class="v v-none" title="this applier sends no verdict">-</span>';
     return `<span class="v v-${esc(h.verdict)}" title="${esc(h.reason)}">${esc(h.verdict)}${h.injected ? ' (test)' : ''}</span>`;
   }
-  const clock = (ms) => { const s = Math.max(0, Math.round(ms / 1000)); return s < 60 ? `${s}s` : `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`; };
+  const clock = (ms) => {
+    const s = Math.max(0, Math.round(ms / 1000));
+    return s < 60 ? `${s}s` : `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
+  };
   // The wave and bake clocks tick here, from the start times in the snapshot (this browser's clock).
   function renderRolloutClock() {
-    const v = state.snap?.rollout; const el = $('rollout-clock');
+    const v = state.snap?.rollout;
+    const el = $('rollout-clock');
     if (!v || !el) return;
-    const p = v.policy; const now = Date.now();
-    const parts = [`wave ${v.wave}/${v.waves}: ${v.nodes}/${v.fleet} nodes`, `bake ${clock(p.bakeMs)}, wave timeout ${clock(p.waveTimeoutMs)}, max failures ${esc(p.maxFailures)}`];
+    const p = v.policy;
+    const now = Date.now();
+    const parts = [
+      `wave ${v.wave}/${v.waves}: ${v.nodes}/${v.fleet} nodes`,
+      `bake ${clock(p.bakeMs)}, wave timeout ${clock(p.waveTimeoutMs)}, max failures ${esc(p.maxFailures)}`,
+    ];
     if (v.status === 'running') {
       const waveAge = now - Date.parse(v.waveStartedAt);
       parts.push(`wave started ${clock(waveAge)} ago, times out in ${clock(p.waveTimeoutMs - waveAge)}`);
-      parts.push(v.bakeStartedAt ? `<span id="bake-clock">bake ${clock(now - Date.parse(v.bakeStartedAt))} of ${clock(p.bakeMs)}</span>` : 'bake not started (waiting for every node of the wave to ACK)');
+      parts.push(
+        v.bakeStartedAt
+          ? `<span id="bake-clock">bake ${clock(now - Date.parse(v.bakeStartedAt))} of ${clock(p.bakeMs)}</span>`
+          : 'bake not started (waiting for every node of the wave to ACK)',
+      );
     }
     if (v.waitingForPromote) parts.push(`waits for promote before wave ${v.waitingForPromote}`);
     el.innerHTML = parts.join(' · ');
@@ -143,7 +199,10 @@
     $('resume').disabled = !op || r?.status !== 'paused';
     $('rollback').disabled = !op || !r || !['running', 'paused', 'halted'].includes(r.status);
     for (const b of ['pause', 'resume', 'rollback']) $(b).title = op ? '' : 'needs an operator token';
-    if (!r) { $('rollout').innerHTML = `no rollout; default config revision ${s.config.defaultRevision}`; return; }
+    if (!r) {
+      $('rollout').innerHTML = `no rollout; default config revision ${s.config.defaultRevision}`;
+      return;
+    }
     const byNode = new Map(s.nodes.map((n) => [n.node, n]));
     const mark = (node) => {
       const n = byNode.get(node);
@@ -153,26 +212,50 @@
       return 'pending';
     };
     let prev = new Set();
-    const waves = r.waves.map((w, i) => {
-      const fresh = w.filter((n) => !prev.has(n)); prev = new Set(w);
-      const shown = fresh.slice(0, 60).map((n) => `<span class="n ${mark(n)}" title="${mark(n)}">${esc(n)}</span>`).join('');
-      const more = fresh.length > 60 ? ` … +${fresh.length - 60}` : '';
-      const acked = fresh.filter((n) => mark(n) === 'acked').length;
-      return `<div class="wave" data-wave="${i + 1}"><b>wave ${i + 1}${i === r.wave ? ' ▸' : ''}</b> ${acked}/${fresh.length} ACKed ${shown}${more}</div>`;
-    }).join('');
-    const halted = r.haltedBy ? `<div class="halted" id="halted-by"><b>${esc(r.status)}</b> by <b>${esc(r.haltedBy.node)}</b>: <span class="error">${esc(r.haltedBy.error)}</span></div>` : '';
-    const probe = (p) => (p ? `${p.succeeded}/${p.attempted} ok${p.unreachable ? `, ${p.unreachable} unreachable` : ''}${p.latencyMs ? `, p50 ${p.latencyMs.p50}ms` : ''}` : '-');
+    const waves = r.waves
+      .map((w, i) => {
+        const fresh = w.filter((n) => !prev.has(n));
+        prev = new Set(w);
+        const shown = fresh
+          .slice(0, 60)
+          .map((n) => `<span class="n ${mark(n)}" title="${mark(n)}">${esc(n)}</span>`)
+          .join('');
+        const more = fresh.length > 60 ? ` … +${fresh.length - 60}` : '';
+        const acked = fresh.filter((n) => mark(n) === 'acked').length;
+        return `<div class="wave" data-wave="${i + 1}"><b>wave ${i + 1}${i === r.wave ? ' ▸' : ''}</b> ${acked}/${fresh.length} ACKed ${shown}${more}</div>`;
+      })
+      .join('');
+    const halted = r.haltedBy
+      ? `<div class="halted" id="halted-by"><b>${esc(r.status)}</b> by <b>${esc(r.haltedBy.node)}</b>: <span class="error">${esc(r.haltedBy.error)}</span></div>`
+      : '';
+    const probe = (p) =>
+      p
+        ? `${p.succeeded}/${p.attempted} ok${p.unreachable ? `, ${p.unreachable} unreachable` : ''}${p.latencyMs ? `, p50 ${p.latencyMs.p50}ms` : ''}`
+        : '-';
     const wn = s.rollout?.waveNodes ?? [];
-    const table = wn.length ? `<table id="wave-nodes"><thead><tr><th>Wave node</th><th>Status</th><th>Runs</th><th>Health</th><th>Probe</th></tr></thead><tbody>${wn.slice(0, 200).map((n) =>
-      `<tr data-node="${esc(n.node)}"><td>${esc(n.node)}</td><td><span class="w w-${esc(n.status)}">${esc(n.status)}</span></td><td>${n.appliedConfigRevision ?? '-'}</td>` +
-      `<td>${verdict(n.verdict && { verdict: n.verdict, reason: n.reason, injected: n.injected })}</td><td>${esc(probe(n.probe))}</td></tr>` +
-      (n.reason ? `<tr class="why"><td colspan="5">${esc(n.reason)}</td></tr>` : '')).join('')}</tbody></table>` : '';
-    $('rollout').innerHTML = `<div>revision <b>${r.configRevision}</b> (from ${r.fromRevision}) · status <b id="rollout-status">${esc(r.status)}</b> · since <time>${esc(r.startedAt)}</time></div><div id="rollout-clock"></div>${halted}${waves}${table}`;
+    const table = wn.length
+      ? `<table id="wave-nodes"><thead><tr><th>Wave node</th><th>Status</th><th>Runs</th><th>Health</th><th>Probe</th></tr></thead><tbody>${wn
+          .slice(0, 200)
+          .map(
+            (n) =>
+              `<tr data-node="${esc(n.node)}"><td>${esc(n.node)}</td><td><span class="w w-${esc(n.status)}">${esc(n.status)}</span></td><td>${n.appliedConfigRevision ?? '-'}</td>` +
+              `<td>${verdict(n.verdict && { verdict: n.verdict, reason: n.reason, injected: n.injected })}</td><td>${esc(probe(n.probe))}</td></tr>` +
+              (n.reason ? `<tr class="why"><td colspan="5">${esc(n.reason)}</td></tr>` : ''),
+          )
+          .join('')}</tbody></table>`
+      : '';
+    $('rollout').innerHTML =
+      `<div>revision <b>${r.configRevision}</b> (from ${r.fromRevision}) · status <b id="rollout-status">${esc(r.status)}</b> · since <time>${esc(r.startedAt)}</time></div><div id="rollout-clock"></div>${halted}${waves}${table}`;
     renderRolloutClock();
   }
 
   async function operate(op) {
-    const [path, body] = op === 'pause' ? ['/rollout', { pause: true }] : op === 'resume' ? ['/rollout', { resume: true }] : ['/rollback', {}];
+    const [path, body] =
+      op === 'pause'
+        ? ['/rollout', { pause: true }]
+        : op === 'resume'
+          ? ['/rollout', { resume: true }]
+          : ['/rollback', {}];
     $('op-result').textContent = `${op}…`;
     try {
       await api(path, { method: 'POST', body: JSON.stringify({ ...body, reason: `${op} from the console` }) });
@@ -188,10 +271,24 @@
     const key = s.versions.map((v) => v.version).join(',');
     if (key === state.versionsKey) return;
     state.versionsKey = key;
-    $('timeline').innerHTML = [...s.versions].reverse().map((v) => `<li value="${v.version}"><b>v${v.version}</b> <time>${esc(new Date(v.createdAt).toLocaleString())}</time> ${esc(v.reason)}${v.contentOf ? ` <i>(content of v${v.contentOf})</i>` : ''}</li>`).join('');
-    const opts = [...s.versions].reverse().map((v) => `<option value="${v.version}">v${v.version}</option>`).join('');
-    for (const [id, pick] of [['diff-a', 1], ['diff-b', 0]]) {
-      const sel = $(id); const cur = sel.value; sel.innerHTML = opts;
+    $('timeline').innerHTML = [...s.versions]
+      .reverse()
+      .map(
+        (v) =>
+          `<li value="${v.version}"><b>v${v.version}</b> <time>${esc(new Date(v.createdAt).toLocaleString())}</time> ${esc(v.reason)}${v.contentOf ? ` <i>(content of v${v.contentOf})</i>` : ''}</li>`,
+      )
+      .join('');
+    const opts = [...s.versions]
+      .reverse()
+      .map((v) => `<option value="${v.version}">v${v.version}</option>`)
+      .join('');
+    for (const [id, pick] of [
+      ['diff-a', 1],
+      ['diff-b', 0],
+    ]) {
+      const sel = $(id);
+      const cur = sel.value;
+      sel.innerHTML = opts;
       sel.value = cur || String(s.versions[Math.max(0, s.versions.length - 1 - pick)]?.version ?? '');
     }
   }
@@ -200,47 +297,87 @@
     const what = c.change === 'changed' ? `${c.what}: ${fmt(c.before)} → ${fmt(c.after)}` : `${c.what} ${c.change}`;
     return `<div class="chg ${esc(c.change)}">${esc(what)}</div>`;
   }
-  const fmt = (v) => (Array.isArray(v) ? `[${v.join(', ')}]` : typeof v === 'object' && v !== null ? JSON.stringify(v) : String(v));
+  const fmt = (v) =>
+    Array.isArray(v) ? `[${v.join(', ')}]` : typeof v === 'object' && v !== null ? JSON.stringify(v) : String(v);
 
   $('diff-go').addEventListener('click', async () => {
-    const a = $('diff-a').value; const b = $('diff-b').value;
+    const a = $('diff-a').value;
+    const b = $('diff-b').value;
     try {
       const d = await api(`/diff?a=${encodeURIComponent(a)}&b=${encodeURIComponent(b)}`);
-      const list = (title, xs, cls) => (xs?.length ? `<div><b>${title}</b>${xs.map((k) => `<div class="chg ${cls}">${esc(k)}</div>`).join('')}</div>` : '');
-      const changed = (d.changedServices || []).map((k) => `<div><b>~ ${esc(k)}</b>${(d.serviceChanges?.[k] || []).map(change).join('')}</div>`).join('');
-      const nodes = (d.changedNodes || []).map((k) => `<div><b>~ node ${esc(k)}</b>${(d.nodeChanges?.[k] || []).map(change).join('')}</div>`).join('');
-      $('diff').innerHTML = `<h3>v${d.a} → v${d.b}</h3>` + (list('services added', d.addedServices, 'added') + list('services removed', d.removedServices, 'removed') + changed +
-        list('nodes added', d.addedNodes, 'added') + list('nodes removed', d.removedNodes, 'removed') + nodes || 'no differences');
-    } catch (e) { $('diff').innerHTML = `<span class="error">${esc(e.message)}</span>`; }
+      const list = (title, xs, cls) =>
+        xs?.length
+          ? `<div><b>${title}</b>${xs.map((k) => `<div class="chg ${cls}">${esc(k)}</div>`).join('')}</div>`
+          : '';
+      const changed = (d.changedServices || [])
+        .map((k) => `<div><b>~ ${esc(k)}</b>${(d.serviceChanges?.[k] || []).map(change).join('')}</div>`)
+        .join('');
+      const nodes = (d.changedNodes || [])
+        .map((k) => `<div><b>~ node ${esc(k)}</b>${(d.nodeChanges?.[k] || []).map(change).join('')}</div>`)
+        .join('');
+      $('diff').innerHTML =
+        `<h3>v${d.a} → v${d.b}</h3>` +
+        (list('services added', d.addedServices, 'added') +
+          list('services removed', d.removedServices, 'removed') +
+          changed +
+          list('nodes added', d.addedNodes, 'added') +
+          list('nodes removed', d.removedNodes, 'removed') +
+          nodes || 'no differences');
+    } catch (e) {
+      $('diff').innerHTML = `<span class="error">${esc(e.message)}</span>`;
+    }
   });
 
   // ---- audit ----
   $('svc-go').addEventListener('click', async () => {
     try {
       const r = await api(`/ui/api/audit/service?ref=${encodeURIComponent($('svc-ref').value.trim())}`);
-      $('svc-history').innerHTML = r.history.length === 0 ? `no events for ${esc(r.service)}` : `<table><thead><tr><th>Received</th><th>Event</th><th>Version</th><th>ACKed by</th></tr></thead><tbody>` +
-        r.history.map((h) => `<tr><td>${esc(new Date(h.event.receivedAt).toLocaleString())}</td><td>${esc(h.event.kind)} ${esc(h.event.type)} ${esc(h.event.name)}</td><td>${h.version ?? '-'}</td><td>${esc(h.ackedBy.map((a) => `${a.node}@${a.version}`).join(', ') || '-')}</td></tr>`).join('') + '</tbody></table>';
-    } catch (e) { $('svc-history').innerHTML = `<span class="error">${esc(e.message)}</span>`; }
+      $('svc-history').innerHTML =
+        r.history.length === 0
+          ? `no events for ${esc(r.service)}`
+          : `<table><thead><tr><th>Received</th><th>Event</th><th>Version</th><th>ACKed by</th></tr></thead><tbody>` +
+            r.history
+              .map(
+                (h) =>
+                  `<tr><td>${esc(new Date(h.event.receivedAt).toLocaleString())}</td><td>${esc(h.event.kind)} ${esc(h.event.type)} ${esc(h.event.name)}</td><td>${h.version ?? '-'}</td><td>${esc(h.ackedBy.map((a) => `${a.node}@${a.version}`).join(', ') || '-')}</td></tr>`,
+              )
+              .join('') +
+            '</tbody></table>';
+    } catch (e) {
+      $('svc-history').innerHTML = `<span class="error">${esc(e.message)}</span>`;
+    }
   });
 
   $('at-go').addEventListener('click', async () => {
     const local = $('at-time').value;
     const at = local ? new Date(local).toISOString() : '';
     try {
-      const r = await api(`/ui/api/audit/node?node=${encodeURIComponent($('at-node').value)}${at ? `&at=${encodeURIComponent(at)}` : ''}`);
+      const r = await api(
+        `/ui/api/audit/node?node=${encodeURIComponent($('at-node').value)}${at ? `&at=${encodeURIComponent(at)}` : ''}`,
+      );
       const when = local ? new Date(local).toLocaleString() : 'now';
-      $('node-at').innerHTML = !r.ack ? `<p>${esc(r.node)} had acknowledged nothing by ${esc(when)}</p>` :
-        `<p><b>${esc(r.node)}</b> at ${esc(when)}: version <b>${r.ack.version}</b>, config revision ${r.ack.configRevision}, mode ${esc(r.ack.mode)} (ACKed ${esc(new Date(r.ack.at).toLocaleString())}; ` +
-        `${r.nodeStateVerified === undefined ? 'config revision not in log' : r.nodeStateVerified ? 'verified by re-rendering' : 'DOES NOT MATCH re-rendering'})${r.nacksSince ? `, ${r.nacksSince} NACK(s) since` : ''}</p>` +
-        `<p>services (${r.services.length}): ${esc(r.services.join(' '))}</p>`;
-    } catch (e) { $('node-at').innerHTML = `<span class="error">${esc(e.message)}</span>`; }
+      $('node-at').innerHTML = !r.ack
+        ? `<p>${esc(r.node)} had acknowledged nothing by ${esc(when)}</p>`
+        : `<p><b>${esc(r.node)}</b> at ${esc(when)}: version <b>${r.ack.version}</b>, config revision ${r.ack.configRevision}, mode ${esc(r.ack.mode)} (ACKed ${esc(new Date(r.ack.at).toLocaleString())}; ` +
+          `${r.nodeStateVerified === undefined ? 'config revision not in log' : r.nodeStateVerified ? 'verified by re-rendering' : 'DOES NOT MATCH re-rendering'})${r.nacksSince ? `, ${r.nacksSince} NACK(s) since` : ''}</p>` +
+          `<p>services (${r.services.length}): ${esc(r.services.join(' '))}</p>`;
+    } catch (e) {
+      $('node-at').innerHTML = `<span class="error">${esc(e.message)}</span>`;
+    }
   });
 
   async function loadOps() {
     try {
       const r = await api('/ui/api/audit/ops');
-      $('ops').tBodies[0].innerHTML = r.operations.map((o) => `<tr><td>${o.id}</td><td>${esc(new Date(o.at).toLocaleString())}</td><td>${esc(o.kind)}</td><td>${esc(o.actor)}</td><td class="reason">${esc(o.reason)}</td></tr>`).join('');
-    } catch (e) { $('ops').tBodies[0].innerHTML = `<tr><td colspan="5" class="error">${esc(e.message)}</td></tr>`; }
+      $('ops').tBodies[0].innerHTML = r.operations
+        .map(
+          (o) =>
+            `<tr><td>${o.id}</td><td>${esc(new Date(o.at).toLocaleString())}</td><td>${esc(o.kind)}</td><td>${esc(o.actor)}</td><td class="reason">${esc(o.reason)}</td></tr>`,
+        )
+        .join('');
+    } catch (e) {
+      $('ops').tBodies[0].innerHTML = `<tr><td colspan="5" class="error">${esc(e.message)}</td></tr>`;
+    }
   }
   $('ops-go').addEventListener('click', loadOps);
 

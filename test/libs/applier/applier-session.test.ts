@@ -5,7 +5,10 @@ import { nextReconnect, startBusWorld, type BusWorld } from '../bus/bus-harness.
 import { node, service, VersionMaker } from '../bus/fixtures.ts';
 
 let world: BusWorld | undefined;
-afterEach(async () => { await world?.close(); world = undefined; });
+afterEach(async () => {
+  await world?.close();
+  world = undefined;
+});
 
 async function publish(w: BusWorld, m: VersionMaker, delta: Parameters<VersionMaker['next']>[0]) {
   const v = m.next(delta);
@@ -14,7 +17,8 @@ async function publish(w: BusWorld, m: VersionMaker, delta: Parameters<VersionMa
 }
 
 type Received = BusWorld['received']['all'][number];
-const ackFor = (n: string, version: number) => (e: Received) => e.kind === 'ack' && e.v.node === n && e.v.version === version;
+const ackFor = (n: string, version: number) => (e: Received) =>
+  e.kind === 'ack' && e.v.node === n && e.v.version === version;
 const dataHashOf = (e: Received) => (e.kind === 'ack' ? e.v.dataHash : '');
 
 describe('ApplierSession against a real nats-server', () => {
@@ -26,7 +30,12 @@ describe('ApplierSession against a real nats-server', () => {
     const a = await world.startApplier('n1');
     const ack1 = await world.received.waitFor(ackFor('n1', 1), 'ack v1');
     const want = renderNodeState(m.index, 'n1', DEFAULT_PROXY_CONFIG);
-    expect(ack1.v).toMatchObject({ dataHash: m.index.hash(), nodeStateHash: nodeStateHash(want), mode: 'dry-run', configRevision: 0 });
+    expect(ack1.v).toMatchObject({
+      dataHash: m.index.hash(),
+      nodeStateHash: nodeStateHash(want),
+      mode: 'dry-run',
+      configRevision: 0,
+    });
     expect(a.dataplane.last).toEqual(want);
     await publish(world, m, { upsertServices: [service(2, 3, 7)] });
     await world.targets.setDefaultTarget({ version: 2, configRevision: 0 });
@@ -45,17 +54,29 @@ describe('ApplierSession against a real nats-server', () => {
     await publish(world, m, { upsertServices: [service(2)] });
     const config = { ...DEFAULT_PROXY_CONFIG, scheduler: 'wrr' };
     const { contentHash } = await import('../../../libs/model/index.ts');
-    await world.targets.putConfigRevision({ revision: 1, config, hash: contentHash(config), reason: 'wrr', createdAt: 'x' });
+    await world.targets.putConfigRevision({
+      revision: 1,
+      config,
+      hash: contentHash(config),
+      reason: 'wrr',
+      createdAt: 'x',
+    });
     await world.targets.setDefaultTarget({ version: 2, configRevision: 0 });
     await world.targets.setNodeTarget('n1', { version: 1, configRevision: 1 });
     const n1 = await world.startApplier('n1');
     const n2 = await world.startApplier('n2');
-    await world.received.waitFor((e) => e.kind === 'ack' && e.v.node === 'n1' && e.v.version === 1 && e.v.configRevision === 1, 'n1 on override');
+    await world.received.waitFor(
+      (e) => e.kind === 'ack' && e.v.node === 'n1' && e.v.version === 1 && e.v.configRevision === 1,
+      'n1 on override',
+    );
     await world.received.waitFor(ackFor('n2', 2), 'n2 on default');
     expect(n1.dataplane.last!.virtualServers.every((v) => v.scheduler === 'wrr')).toBe(true);
     expect(n2.dataplane.last!.virtualServers.every((v) => v.scheduler === 'rr')).toBe(true);
     await world.targets.clearNodeTarget('n1');
-    await world.received.waitFor((e) => e.kind === 'ack' && e.v.node === 'n1' && e.v.version === 2 && e.v.configRevision === 0, 'n1 back on default');
+    await world.received.waitFor(
+      (e) => e.kind === 'ack' && e.v.node === 'n1' && e.v.version === 2 && e.v.configRevision === 0,
+      'n1 back on default',
+    );
     expect(await world.targets.getTargets()).toEqual({ default: { version: 2, configRevision: 0 }, nodes: new Map() });
   });
 
@@ -221,10 +242,17 @@ describe('ApplierSession against a real nats-server', () => {
     await world.received.waitFor(ackFor('n1', 1), 'ack 1');
     const mark = a.events.mark();
     world.planner.publish('sb.target.default', 'not json');
-    world.planner.publish('sb.target.default', JSON.stringify({ revision: 'x', target: { version: 2, configRevision: 0 } }));
+    world.planner.publish(
+      'sb.target.default',
+      JSON.stringify({ revision: 'x', target: { version: 2, configRevision: 0 } }),
+    );
     world.planner.publish('sb.target.node.n1', JSON.stringify({ revision: 1e6, target: { version: -4 } }));
     await world.planner.flush();
-    await a.events.waitFor((e) => e.type === 'rejected' && e.where === 'sb.target.node.n1', 'malformed notice reported', { from: mark });
+    await a.events.waitFor(
+      (e) => e.type === 'rejected' && e.where === 'sb.target.node.n1',
+      'malformed notice reported',
+      { from: mark },
+    );
     expect(a.dataplane.last).toBeDefined();
     expect(a.session.status().applied?.version).toBe(1);
     await publish(world, m, { upsertServices: [service(2)] });

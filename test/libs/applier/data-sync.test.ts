@@ -16,7 +16,9 @@ function reader(m: VersionMaker, tamper = new Set<number>()): Pick<VersionReader
     },
     checkpoint: async (v) => {
       const h = m.history[v - 1];
-      return h ? { ok: true, value: h.checkpoint(), bytes: 1, baseCheckpoint: v } : { ok: false, missing: true, error: `no checkpoint ${v}` };
+      return h
+        ? { ok: true, value: h.checkpoint(), bytes: 1, baseCheckpoint: v }
+        : { ok: false, missing: true, error: `no checkpoint ${v}` };
     },
   };
 }

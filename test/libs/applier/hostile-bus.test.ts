@@ -2,17 +2,32 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { headers as natsHeaders } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { generateKeyPairSync } from 'node:crypto';
-import { artifactStatement, encodeArtifact, signerFromKey, TargetStore, VersionPublisher } from '../../../libs/bus/index.ts';
+import {
+  artifactStatement,
+  encodeArtifact,
+  signerFromKey,
+  TargetStore,
+  VersionPublisher,
+} from '../../../libs/bus/index.ts';
 import { startBusWorld, type BusWorld } from '../bus/bus-harness.ts';
 import { node, service, VersionMaker } from '../bus/fixtures.ts';
 
 let world: BusWorld | undefined;
-afterEach(async () => { await world?.close(); world = undefined; });
+afterEach(async () => {
+  await world?.close();
+  world = undefined;
+});
 
 type Received = BusWorld['received']['all'][number];
-const ackFor = (n: string, version: number) => (e: Received) => e.kind === 'ack' && e.v.node === n && e.v.version === version;
+const ackFor = (n: string, version: number) => (e: Received) =>
+  e.kind === 'ack' && e.v.node === n && e.v.version === version;
 
-async function publish(w: BusWorld, m: VersionMaker, delta: Parameters<VersionMaker['next']>[0], p: VersionPublisher = w.publisher) {
+async function publish(
+  w: BusWorld,
+  m: VersionMaker,
+  delta: Parameters<VersionMaker['next']>[0],
+  p: VersionPublisher = w.publisher,
+) {
   const v = m.next(delta);
   await p.publishNext({ header: v.delta, delta: v.delta.delta, data: () => v.checkpoint().data });
   return v.delta;
@@ -29,13 +44,35 @@ describe('the bus cannot roll nodes back or wedge the planner', () => {
     await world.received.waitFor(ackFor('n1', 2), 'ack 2');
     const mark = a.events.mark();
     // the old notice format, and the new one with a made-up issued stamp and no valid signature
-    world.planner.publish('sb.target.default', JSON.stringify({ revision: 999999999999, target: { version: 1, configRevision: 0 } }));
-    world.planner.publish('sb.target.node.n1', JSON.stringify({ revision: 999999999999, target: { version: 1, configRevision: 0, issued: 999999999999999, sig: 'AAAA' } }));
+    world.planner.publish(
+      'sb.target.default',
+      JSON.stringify({ revision: 999999999999, target: { version: 1, configRevision: 0 } }),
+    );
+    world.planner.publish(
+      'sb.target.node.n1',
+      JSON.stringify({
+        revision: 999999999999,
+        target: { version: 1, configRevision: 0, issued: 999999999999999, sig: 'AAAA' },
+      }),
+    );
     // a genuinely signed entry for another key replayed onto this node's key
     const forger = signerFromKey(generateKeyPairSync('ed25519').privateKey);
-    world.planner.publish('sb.target.node.n1', JSON.stringify({ revision: 1, target: { version: 1, configRevision: 0, issued: 999999999999999, sig: forger.sign('sb-target\nnode.n1\n1\n0\n999999999999999') } }));
+    world.planner.publish(
+      'sb.target.node.n1',
+      JSON.stringify({
+        revision: 1,
+        target: {
+          version: 1,
+          configRevision: 0,
+          issued: 999999999999999,
+          sig: forger.sign('sb-target\nnode.n1\n1\n0\n999999999999999'),
+        },
+      }),
+    );
     await world.planner.flush();
-    await a.events.waitFor((e) => e.type === 'rejected' && /signature/.test(e.reason), 'forgery rejected', { from: mark });
+    await a.events.waitFor((e) => e.type === 'rejected' && /signature/.test(e.reason), 'forgery rejected', {
+      from: mark,
+    });
     const rejected = a.events.all.slice(mark).filter((e) => e.type === 'rejected' && e.kind === 'target');
     expect(rejected.length).toBe(3);
     expect(a.session.status()).toMatchObject({ applied: { version: 2 }, target: { version: 2 } });
@@ -61,7 +98,20 @@ describe('the bus cannot roll nodes back or wedge the planner', () => {
     const fv = fake.next({ removeServices: ['ns/svc-1'] });
     const [msg] = encodeArtifact(fv.delta, { chunkBytes: 1e6, baseCheckpoint: 1, anchor: '' });
     const js = jetstream(world.planner);
-    for (const sig of [undefined, 'AAAA', forger.sign(artifactStatement({ subject: msg!.subject, version: 2, parent: 1, hash: fv.delta.hash, anchor: '', payload: msg!.payload }))]) {
+    for (const sig of [
+      undefined,
+      'AAAA',
+      forger.sign(
+        artifactStatement({
+          subject: msg!.subject,
+          version: 2,
+          parent: 1,
+          hash: fv.delta.hash,
+          anchor: '',
+          payload: msg!.payload,
+        }),
+      ),
+    ]) {
       const h = natsHeaders();
       for (const [k, v] of Object.entries(msg!.headers)) h.set(k, v);
       if (sig) h.set('Sb-Sig', sig);
@@ -72,8 +122,12 @@ describe('the bus cannot roll nodes back or wedge the planner', () => {
     await world.targets.setDefaultTarget({ version: 2, configRevision: 0 });
     const ack = await world.received.waitFor(ackFor('n1', 2), 'ack 2');
     expect(ack.kind === 'ack' && ack.v.dataHash).toBe(m.index.hash());
-    const reasons = a.events.all.slice(mark).flatMap((e) => (e.type === 'rejected' && e.kind === 'artifact' ? [e.reason] : []));
-    expect(reasons).toEqual(expect.arrayContaining([expect.stringMatching(/unsigned/), expect.stringMatching(/bad signature/)]));
+    const reasons = a.events.all
+      .slice(mark)
+      .flatMap((e) => (e.type === 'rejected' && e.kind === 'artifact' ? [e.reason] : []));
+    expect(reasons).toEqual(
+      expect.arrayContaining([expect.stringMatching(/unsigned/), expect.stringMatching(/bad signature/)]),
+    );
     expect(world.received.all.some((e) => e.kind === 'nack')).toBe(false);
     expect(a.dataplane.last!.virtualServers.length).toBeGreaterThan(0);
   });
@@ -92,7 +146,12 @@ describe('the bus cannot roll nodes back or wedge the planner', () => {
     await world.planner.flush();
     const foreign: string[] = [];
     // a planner restart: recovery walks back over the garbage to version 1
-    const again = await VersionPublisher.open({ nc: world.planner, checkpointEvery: 5, signer: world.signer, onForeign: (s) => foreign.push(s) });
+    const again = await VersionPublisher.open({
+      nc: world.planner,
+      checkpointEvery: 5,
+      signer: world.signer,
+      onForeign: (s) => foreign.push(s),
+    });
     expect(again.lastPublishedVersion()).toBe(1);
     expect(foreign).toEqual(expect.arrayContaining(['sb.v.checkpoint.9.0', 'sb.v.delta.1', 'sb.v.delta.2']));
     // it publishes version 2 although sb.v.delta.2 already holds a foreign message
@@ -138,7 +197,8 @@ describe('the bus cannot roll nodes back or wedge the planner', () => {
     expect(world.publisher.lastPublishedVersion()).toBe(0);
     const m2 = new VersionMaker();
     for (const d of m.history) m2.next(d.delta.delta);
-    for (const v of m2.history) await world.publisher.publishNext({ header: v.delta, delta: v.delta.delta, data: () => v.checkpoint().data });
+    for (const v of m2.history)
+      await world.publisher.publishNext({ header: v.delta, delta: v.delta.delta, data: () => v.checkpoint().data });
     await publish(world, m2, { upsertServices: [service(2)] });
     const rev = await world.targets.setDefaultTarget({ version: 2, configRevision: 0 });
     expect(rev).toBe(1); // the KV revision started again

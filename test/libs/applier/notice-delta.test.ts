@@ -11,14 +11,23 @@ import { startBusWorld, type BusWorld } from '../bus/bus-harness.ts';
 import { node, service, VersionMaker } from '../bus/fixtures.ts';
 
 let world: BusWorld | undefined;
-afterEach(async () => { await world?.close(); world = undefined; });
+afterEach(async () => {
+  await world?.close();
+  world = undefined;
+});
 
 type Received = BusWorld['received']['all'][number];
-const ackFor = (n: string, version: number) => (e: Received) => e.kind === 'ack' && e.v.node === n && e.v.version === version;
+const ackFor = (n: string, version: number) => (e: Received) =>
+  e.kind === 'ack' && e.v.node === n && e.v.version === version;
 const dataHashOf = (e: Received) => (e.kind === 'ack' ? e.v.dataHash : undefined);
 
 /** Publishes the next version and moves the default target to it, the delta on the notice. */
-async function step(w: BusWorld, m: VersionMaker, delta: Parameters<VersionMaker['next']>[0], p: VersionPublisher = w.publisher) {
+async function step(
+  w: BusWorld,
+  m: VersionMaker,
+  delta: Parameters<VersionMaker['next']>[0],
+  p: VersionPublisher = w.publisher,
+) {
   const v = m.next(delta);
   await p.publishNext({ header: v.delta, delta: v.delta.delta, data: () => v.checkpoint().data });
   await w.targets.setDefaultTarget({ version: v.delta.version, configRevision: 0 }, p.storedDelta(v.delta.version));
@@ -38,7 +47,9 @@ describe('target notices carry the delta', () => {
       await step(world, m, { upsertServices: [service(i)] });
       const ack = await world.received.waitFor(ackFor('n1', i), `ack ${i}`);
       expect(dataHashOf(ack)).toBe(m.index.hash());
-      const ev = await a.events.waitFor((e) => e.type === 'ack' && e.ack.version === i, `session ack ${i}`, { from: mark });
+      const ev = await a.events.waitFor((e) => e.type === 'ack' && e.ack.version === i, `session ack ${i}`, {
+        from: mark,
+      });
       expect(ev.type === 'ack' && { path: ev.path, bytes: ev.bytes }).toEqual({ path: 'deltas', bytes: 0 });
       expect(a.nc.stats().inMsgs - before).toBe(1);
     }
@@ -59,8 +70,22 @@ describe('target notices carry the delta', () => {
     const [msg] = encodeArtifact(v2stale, { chunkBytes: 512 * 1024, baseCheckpoint: 1 });
     const h = natsHeaders();
     for (const [k, v] of Object.entries(msg!.headers)) h.set(k, v);
-    h.set(H.sig, world.signer.sign(artifactStatement({ subject: msg!.subject, version: 2, parent: 1, hash: v2stale.hash, anchor: '', payload: msg!.payload })));
-    await expect(jetstream(world.planner).publish(msg!.subject, msg!.payload, { headers: h, expect: { lastSequence: 1 } })).rejects.toThrow();
+    h.set(
+      H.sig,
+      world.signer.sign(
+        artifactStatement({
+          subject: msg!.subject,
+          version: 2,
+          parent: 1,
+          hash: v2stale.hash,
+          anchor: '',
+          payload: msg!.payload,
+        }),
+      ),
+    );
+    await expect(
+      jetstream(world.planner).publish(msg!.subject, msg!.payload, { headers: h, expect: { lastSequence: 1 } }),
+    ).rejects.toThrow();
 
     // The leader's version 2 is what the stream holds and what the node must run.
     await step(world, m, { upsertServices: [service(2)] });
@@ -87,7 +112,11 @@ describe('target notices carry the delta', () => {
     await world.targets.setDefaultTarget({ version: 2, configRevision: 0 }, tampered);
     const ack = await world.received.waitFor(ackFor('n1', 2), 'ack 2');
     expect(dataHashOf(ack)).toBe(m.index.hash());
-    await a.events.waitFor((e) => e.type === 'rejected' && /notice delta: bad signature/.test(e.reason), 'tampered delta rejected', { from: mark });
+    await a.events.waitFor(
+      (e) => e.type === 'rejected' && /notice delta: bad signature/.test(e.reason),
+      'tampered delta rejected',
+      { from: mark },
+    );
     const ev = await a.events.waitFor((e) => e.type === 'ack' && e.ack.version === 2, 'session ack 2', { from: mark });
     expect(ev.type === 'ack' && ev.bytes).toBeGreaterThan(0); // read from the stream
   });
@@ -95,14 +124,21 @@ describe('target notices carry the delta', () => {
   it('a delta too large for a notice stays off it; nodes fetch it', async () => {
     world = await startBusWorld({ nodes: ['n1'] });
     const notices: { delta?: unknown }[] = [];
-    const sub = world.planner.subscribe('sb.target.default', { callback: (_e, msg) => { notices.push(msg.json()); } });
+    const sub = world.planner.subscribe('sb.target.default', {
+      callback: (_e, msg) => {
+        notices.push(msg.json());
+      },
+    });
     const m = new VersionMaker();
     await step(world, m, { upsertServices: [service(1)], upsertNodes: [node('n1')] });
     const a = await world.startApplier('n1');
     await world.received.waitFor(ackFor('n1', 1), 'ack 1');
     const v = m.next({ upsertServices: [service(2)] });
     await world.publisher.publishNext({ header: v.delta, delta: v.delta.delta, data: () => v.checkpoint().data });
-    const huge = { headers: world.publisher.storedDelta(2)!.headers, payload: 'x'.repeat((world.planner.info?.max_payload ?? 1048576) / 2) };
+    const huge = {
+      headers: world.publisher.storedDelta(2)!.headers,
+      payload: 'x'.repeat((world.planner.info?.max_payload ?? 1048576) / 2),
+    };
     await world.targets.setDefaultTarget({ version: 2, configRevision: 0 }, huge);
     await world.received.waitFor(ackFor('n1', 2), 'ack 2');
     await world.planner.flush();

@@ -21,9 +21,17 @@ describe('planFetch', () => {
 describe('applyDeltaChain', () => {
   it('moves data forward and verifies every hash', () => {
     const m = new VersionMaker();
-    const vs = [m.next({ upsertServices: [service(1), service(2)], upsertNodes: [node('n1')] }), m.next({ upsertServices: [service(1, 3, 1)] }), m.next({ removeServices: ['ns/svc-2'] })];
+    const vs = [
+      m.next({ upsertServices: [service(1), service(2)], upsertNodes: [node('n1')] }),
+      m.next({ upsertServices: [service(1, 3, 1)] }),
+      m.next({ removeServices: ['ns/svc-2'] }),
+    ];
     const idx = new ClusterDataIndex();
-    const r = applyDeltaChain(idx, 0, vs.map((v) => v.delta));
+    const r = applyDeltaChain(
+      idx,
+      0,
+      vs.map((v) => v.delta),
+    );
     expect(r).toEqual({ ok: true, version: 3, hash: m.index.hash() });
   });
   it('undoes every step when a later hash does not match (all or nothing)', () => {
@@ -52,24 +60,43 @@ describe('applyDeltaChain', () => {
     expect(idx.hash()).toBe(v1.delta.hash);
   });
   it('property: any prefix of a random history verifies; any tampered hash is refused without change', () => {
-    fc.assert(fc.property(fc.array(fc.tuple(fc.integer({ min: 0, max: 8 }), fc.boolean(), fc.integer({ min: 0, max: 3 })), { minLength: 1, maxLength: 12 }), fc.nat(), (ops, pick) => {
-      const m = new VersionMaker();
-      for (const [i, rm, g] of ops) m.next(rm && m.index.service(`ns/svc-${i}`) ? { removeServices: [`ns/svc-${i}`] } : { upsertServices: [service(i, 2, g)] });
-      const deltas = m.history.map((h) => h.delta);
-      const ok = applyDeltaChain(new ClusterDataIndex(), 0, deltas);
-      expect(ok).toEqual({ ok: true, version: deltas.length, hash: m.index.hash() });
-      const k = pick % deltas.length;
-      const idx = new ClusterDataIndex();
-      const tampered = deltas.map((d, j) => (j === k ? { ...d, hash: d.hash.replace(/^./, d.hash[0] === '0' ? '1' : '0') } : d));
-      expect(applyDeltaChain(idx, 0, tampered).ok).toBe(false);
-      expect(idx.hash()).toBe(new ClusterDataIndex().hash());
-    }), { numRuns: 60 });
+    fc.assert(
+      fc.property(
+        fc.array(fc.tuple(fc.integer({ min: 0, max: 8 }), fc.boolean(), fc.integer({ min: 0, max: 3 })), {
+          minLength: 1,
+          maxLength: 12,
+        }),
+        fc.nat(),
+        (ops, pick) => {
+          const m = new VersionMaker();
+          for (const [i, rm, g] of ops)
+            m.next(
+              rm && m.index.service(`ns/svc-${i}`)
+                ? { removeServices: [`ns/svc-${i}`] }
+                : { upsertServices: [service(i, 2, g)] },
+            );
+          const deltas = m.history.map((h) => h.delta);
+          const ok = applyDeltaChain(new ClusterDataIndex(), 0, deltas);
+          expect(ok).toEqual({ ok: true, version: deltas.length, hash: m.index.hash() });
+          const k = pick % deltas.length;
+          const idx = new ClusterDataIndex();
+          const tampered = deltas.map((d, j) =>
+            j === k ? { ...d, hash: d.hash.replace(/^./, d.hash[0] === '0' ? '1' : '0') } : d,
+          );
+          expect(applyDeltaChain(idx, 0, tampered).ok).toBe(false);
+          expect(idx.hash()).toBe(new ClusterDataIndex().hash());
+        },
+      ),
+      { numRuns: 60 },
+    );
   });
   it('checks checkpoint hashes', () => {
     const m = new VersionMaker();
     const cp = m.next({ upsertServices: [service(1)] }).checkpoint();
     expect('index' in indexFromCheckpoint(cp)).toBe(true);
-    expect(indexFromCheckpoint({ ...cp, data: { ...cp.data, services: [] } })).toMatchObject({ error: expect.stringMatching(/hash mismatch/) });
+    expect(indexFromCheckpoint({ ...cp, data: { ...cp.data, services: [] } })).toMatchObject({
+      error: expect.stringMatching(/hash mismatch/),
+    });
   });
 });
 

@@ -3,8 +3,15 @@ import { DryRunDataplane } from '../../../libs/dataplane/index.ts';
 import type { NodeState } from '../../../libs/model/index.ts';
 import { generateKeyPairSync } from 'node:crypto';
 import {
-  AckCollector, connectBus, renderServerAuthConfig, signerFromKey, TargetStore, VersionPublisher, verifierFromPem,
-  type Signer, type Verifier,
+  AckCollector,
+  connectBus,
+  renderServerAuthConfig,
+  signerFromKey,
+  TargetStore,
+  VersionPublisher,
+  verifierFromPem,
+  type Signer,
+  type Verifier,
 } from '../../../libs/bus/index.ts';
 import { ApplierSession, type ApplierSessionOptions, type SessionEvent } from '../../../libs/applier/index.ts';
 import type { Ack, Heartbeat, Nack } from '../../../libs/model/index.ts';
@@ -25,8 +32,17 @@ export class Events<T> {
     const hit = this.all.slice(opts.from ?? 0).find(pred);
     if (hit) return Promise.resolve(hit);
     return new Promise((res, rej) => {
-      const t = setTimeout(() => rej(new Error(`timed out waiting for ${what}; saw ${JSON.stringify(this.all.slice(-5))}`)), opts.timeoutMs ?? 10_000);
-      this.waiters.push({ pred, res: (e) => { clearTimeout(t); res(e); } });
+      const t = setTimeout(
+        () => rej(new Error(`timed out waiting for ${what}; saw ${JSON.stringify(this.all.slice(-5))}`)),
+        opts.timeoutMs ?? 10_000,
+      );
+      this.waiters.push({
+        pred,
+        res: (e) => {
+          clearTimeout(t);
+          res(e);
+        },
+      });
     });
   }
 
@@ -76,21 +92,42 @@ export interface BusWorld {
   readonly signer: Signer;
   readonly verifier: Verifier;
   readonly received: Events<{ kind: 'ack'; v: Ack } | { kind: 'nack'; v: Nack } | { kind: 'hb'; v: Heartbeat }>;
-  startApplier(node: string, o?: Partial<ApplierSessionOptions>): Promise<{ session: ApplierSession; dataplane: WatchedDataplane; nc: NatsConnection; events: Events<SessionEvent> }>;
+  startApplier(
+    node: string,
+    o?: Partial<ApplierSessionOptions>,
+  ): Promise<{
+    session: ApplierSession;
+    dataplane: WatchedDataplane;
+    nc: NatsConnection;
+    events: Events<SessionEvent>;
+  }>;
   close(): Promise<void>;
 }
 
 /** A real nats-server with generated per-node permissions, a planner side and appliers on demand. */
-export async function startBusWorld(o: { nodes: string[]; checkpointEvery?: number; maxPayload?: number }): Promise<BusWorld> {
+export async function startBusWorld(o: {
+  nodes: string[];
+  checkpointEvery?: number;
+  maxPayload?: number;
+}): Promise<BusWorld> {
   const signer = signerFromKey(generateKeyPairSync('ed25519').privateKey);
   const verifier = verifierFromPem(signer.publicKeyPem);
   const server = await startNatsServer({
     jetstream: true,
-    config: renderServerAuthConfig({ planner: PLANNER, nodes: o.nodes.map((name) => ({ name, ...nodeCred(name) })), maxPayload: o.maxPayload }),
+    config: renderServerAuthConfig({
+      planner: PLANNER,
+      nodes: o.nodes.map((name) => ({ name, ...nodeCred(name) })),
+      maxPayload: o.maxPayload,
+    }),
   });
   const closers: (() => Promise<unknown>)[] = [];
   try {
-    const planner = await connectBus({ servers: server.url, name: 'planner', auth: PLANNER, extra: { reconnectTimeWait: 100 } });
+    const planner = await connectBus({
+      servers: server.url,
+      name: 'planner',
+      auth: PLANNER,
+      extra: { reconnectTimeWait: 100 },
+    });
     closers.push(() => planner.close());
     const publisher = await VersionPublisher.open({ nc: planner, checkpointEvery: o.checkpointEvery ?? 5, signer });
     const targets = await TargetStore.open({ nc: planner, signer });
@@ -105,13 +142,37 @@ export async function startBusWorld(o: { nodes: string[]; checkpointEvery?: numb
     });
     closers.push(async () => collector.stop());
     const world: BusWorld = {
-      server, planner, publisher, targets, received, signer, verifier,
+      server,
+      planner,
+      publisher,
+      targets,
+      received,
+      signer,
+      verifier,
       async startApplier(node, extra = {}) {
-        const nc = await connectBus({ servers: server.url, name: `applier-${node}`, node, auth: nodeCred(node), extra: { reconnectTimeWait: 100 } });
+        const nc = await connectBus({
+          servers: server.url,
+          name: `applier-${node}`,
+          node,
+          auth: nodeCred(node),
+          extra: { reconnectTimeWait: 100 },
+        });
         const dataplane = new WatchedDataplane();
         const events = new Events<SessionEvent>();
-        const session = await ApplierSession.start({ nc, node, dataplane, heartbeatMs: 0, retryMs: 200, onEvent: (e) => events.push(e), verifier, ...extra });
-        closers.push(async () => { await session.stop(); await nc.close(); });
+        const session = await ApplierSession.start({
+          nc,
+          node,
+          dataplane,
+          heartbeatMs: 0,
+          retryMs: 200,
+          onEvent: (e) => events.push(e),
+          verifier,
+          ...extra,
+        });
+        closers.push(async () => {
+          await session.stop();
+          await nc.close();
+        });
         return { session, dataplane, nc, events };
       },
       async close() {

@@ -43,8 +43,9 @@ describe('fencing of a deposed leader', () => {
     const next = await VersionPublisher.open({ nc, signer: world.signer });
     await next.claim(9, 'new');
     const v3 = m.next({ upsertServices: [service(3)] });
-    await expect(old.publishNext({ header: v3.delta, delta: v3.delta.delta, data: () => v3.checkpoint().data }))
-      .rejects.toThrow(StaleLeaderError);
+    await expect(
+      old.publishNext({ header: v3.delta, delta: v3.delta.delta, data: () => v3.checkpoint().data }),
+    ).rejects.toThrow(StaleLeaderError);
     await expect(old.publishVersion(v3.delta)).rejects.toThrow(/claimed by planner new in term 9/);
     const jsm = await jetstreamManager(nc);
     const deltas = await jsm.streams.info('SB_VERSIONS', { subjects_filter: 'sb.v.delta.>' });
@@ -55,7 +56,7 @@ describe('fencing of a deposed leader', () => {
     expect(d3?.header.get('Sb-Term')).toBe('9');
   });
 
-  it('targets bucket: once a newer leader wrote a key, the old store\'s write of it fails and changes nothing', async () => {
+  it("targets bucket: once a newer leader wrote a key, the old store's write of it fails and changes nothing", async () => {
     world = await startBusWorld({ nodes: ['n1'] });
     const old = world.targets;
     await old.setDefaultTarget({ version: 1, configRevision: 0 });
@@ -65,7 +66,9 @@ describe('fencing of a deposed leader', () => {
     await expect(old.setDefaultTarget({ version: 1, configRevision: 0 })).rejects.toThrow(StaleLeaderError);
     await expect(old.setNodeTarget('n1', { version: 1, configRevision: 0 })).resolves.toBeGreaterThan(0); // a key the new leader never wrote
     await next.setNodeTarget('n1', { version: 2, configRevision: 0 });
-    await expect(old.setNodeTarget('n1', { version: 1, configRevision: 0 })).rejects.toThrow(/node\.n1 was written by another planner/);
+    await expect(old.setNodeTarget('n1', { version: 1, configRevision: 0 })).rejects.toThrow(
+      /node\.n1 was written by another planner/,
+    );
     expect((await next.getTargets()).default).toEqual({ version: 2, configRevision: 0 });
     expect((await next.getTargets()).nodes.get('n1')).toEqual({ version: 2, configRevision: 0 });
   });
@@ -77,8 +80,12 @@ describe('leader lease', () => {
     const events: string[] = [];
     const open = async (id: string) => {
       const l = await LeaderLease.open({
-        nc: await client(id), group: 'g1', id, ttlMs: 800,
-        onElected: (t) => events.push(`${id} elected ${t}`), onDeposed: (w) => events.push(`${id} deposed: ${w}`),
+        nc: await client(id),
+        group: 'g1',
+        id,
+        ttlMs: 800,
+        onElected: (t) => events.push(`${id} elected ${t}`),
+        onDeposed: (w) => events.push(`${id} deposed: ${w}`),
       });
       closers.push(() => l.close());
       return l;
@@ -107,7 +114,14 @@ describe('leader lease', () => {
     let clock = 0;
     const deposed: string[] = [];
     const nc = await client('a');
-    const a = await LeaderLease.open({ nc, group: 'g2', id: 'a', ttlMs: 60_000, now: () => clock, onDeposed: (w) => deposed.push(w) });
+    const a = await LeaderLease.open({
+      nc,
+      group: 'g2',
+      id: 'a',
+      ttlMs: 60_000,
+      now: () => clock,
+      onDeposed: (w) => deposed.push(w),
+    });
     closers.push(() => a.close());
     await a.start();
     expect(a.isLeader()).toBe(true);

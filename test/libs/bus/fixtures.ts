@@ -6,16 +6,33 @@ export function service(i: number, endpoints = 2, gen = 0): ServiceEntry {
   return {
     key: `ns/svc-${i}`,
     clusterIPs: [`10.96.${Math.floor(i / 250)}.${(i % 250) + 1}`],
-    externalIPs: [], loadBalancerIngress: [], loadBalancerSourceRanges: [],
-    affinityTimeoutSeconds: 0, externalTrafficPolicy: 'Cluster', internalTrafficPolicy: 'Cluster',
-    healthCheckNodePort: 0, topologyAware: false, nodePorts: false,
-    ports: [{
-      name: 'http', protocol: 'TCP', port: 80, nodePort: 0,
-      endpoints: Array.from({ length: endpoints }, (_, e) => ({
-        ip: `10.${1 + (gen % 200)}.${i % 250}.${e + 1}`, port: 8080, nodeName: 'n1', zone: '',
-        ready: true, serving: true, terminating: false, hintZones: [],
-      })),
-    }],
+    externalIPs: [],
+    loadBalancerIngress: [],
+    loadBalancerSourceRanges: [],
+    affinityTimeoutSeconds: 0,
+    externalTrafficPolicy: 'Cluster',
+    internalTrafficPolicy: 'Cluster',
+    healthCheckNodePort: 0,
+    topologyAware: false,
+    nodePorts: false,
+    ports: [
+      {
+        name: 'http',
+        protocol: 'TCP',
+        port: 80,
+        nodePort: 0,
+        endpoints: Array.from({ length: endpoints }, (_, e) => ({
+          ip: `10.${1 + (gen % 200)}.${i % 250}.${e + 1}`,
+          port: 8080,
+          nodeName: 'n1',
+          zone: '',
+          ready: true,
+          serving: true,
+          terminating: false,
+          hintZones: [],
+        })),
+      },
+    ],
   };
 }
 
@@ -32,15 +49,30 @@ export const emptyDelta: DataDelta = { upsertServices: [], removeServices: [], u
 export class VersionMaker {
   readonly index = new ClusterDataIndex();
   version = 0;
-  readonly history: { delta: VersionArtifact & { form: 'delta' }; checkpoint: () => VersionArtifact & { form: 'checkpoint' } }[] = [];
+  readonly history: {
+    delta: VersionArtifact & { form: 'delta' };
+    checkpoint: () => VersionArtifact & { form: 'checkpoint' };
+  }[] = [];
 
-  next(delta: Partial<DataDelta>, reason = 'test'): { delta: VersionArtifact & { form: 'delta' }; checkpoint: () => VersionArtifact & { form: 'checkpoint' } } {
+  next(
+    delta: Partial<DataDelta>,
+    reason = 'test',
+  ): { delta: VersionArtifact & { form: 'delta' }; checkpoint: () => VersionArtifact & { form: 'checkpoint' } } {
     const d = { ...emptyDelta, ...delta };
     this.index.apply(d);
     this.version++;
-    const header = { version: this.version, parent: this.version - 1, hash: this.index.hash(), reason, createdAt: '2026-01-01T00:00:00.000Z' };
+    const header = {
+      version: this.version,
+      parent: this.version - 1,
+      hash: this.index.hash(),
+      reason,
+      createdAt: '2026-01-01T00:00:00.000Z',
+    };
     const data = this.index.toClusterData();
-    const v = { delta: { ...header, form: 'delta' as const, delta: d }, checkpoint: () => ({ ...header, form: 'checkpoint' as const, data }) };
+    const v = {
+      delta: { ...header, form: 'delta' as const, delta: d },
+      checkpoint: () => ({ ...header, form: 'checkpoint' as const, data }),
+    };
     this.history.push(v);
     return v;
   }

@@ -6,27 +6,45 @@ import { nodeCred, startBusWorld, type BusWorld } from './bus-harness.ts';
 import { node, service, VersionMaker } from './fixtures.ts';
 
 let world: BusWorld | undefined;
-afterEach(async () => { await world?.close(); world = undefined; });
+afterEach(async () => {
+  await world?.close();
+  world = undefined;
+});
 
 /** Collects the permission violations the server reports to this connection. */
 function violations(nc: NatsConnection): string[] {
   const seen: string[] = [];
   void (async () => {
-    for await (const s of nc.status()) if (s.type === 'error') seen.push(String((s as { error?: Error }).error?.message));
+    for await (const s of nc.status())
+      if (s.type === 'error') seen.push(String((s as { error?: Error }).error?.message));
   })();
   return seen;
 }
 
 describe('per-node NATS permissions (generated server config)', () => {
   it('renders one user per node with only its own subjects', () => {
-    const text = renderServerAuthConfig({ planner: { user: 'p', password: 'x' }, nodes: [{ name: 'b.example', user: 'b', password: 'y' }, { name: 'a', nkey: 'UABC' }] });
+    const text = renderServerAuthConfig({
+      planner: { user: 'p', password: 'x' },
+      nodes: [
+        { name: 'b.example', user: 'b', password: 'y' },
+        { name: 'a', nkey: 'UABC' },
+      ],
+    });
     expect(text.indexOf('nkey: "UABC"')).toBeLessThan(text.indexOf('user: "b"')); // sorted by node
     expect(text).toContain('"sb.ack.b_example"');
     expect(nodePermissions('a').publish.allow.some((s) => s.startsWith('$KV.'))).toBe(false);
-    expect(() => renderServerAuthConfig({ planner: { user: 'p', password: 'x' }, nodes: [{ name: 'a', nkey: 'U1' }, { name: 'a', nkey: 'U2' }] })).toThrow(/duplicate/);
+    expect(() =>
+      renderServerAuthConfig({
+        planner: { user: 'p', password: 'x' },
+        nodes: [
+          { name: 'a', nkey: 'U1' },
+          { name: 'a', nkey: 'U2' },
+        ],
+      }),
+    ).toThrow(/duplicate/);
   });
 
-  it('a node cannot publish another node\'s ack, write targets, or read another node\'s target', async () => {
+  it("a node cannot publish another node's ack, write targets, or read another node's target", async () => {
     world = await startBusWorld({ nodes: ['n1', 'n2'] });
     const m = new VersionMaker();
     const v = m.next({ upsertServices: [service(1)], upsertNodes: [node('n1')] });
@@ -36,7 +54,18 @@ describe('per-node NATS permissions (generated server config)', () => {
     const nc = await connectBus({ servers: world.server.url, name: 'rogue-n1', node: 'n1', auth: nodeCred('n1') });
     try {
       const seen = violations(nc);
-      const forged = { type: 'ACK', node: 'n2', version: 1, configRevision: 0, dataHash: 'x', nodeStateHash: 'y', mode: 'ipvs', kernelWrites: 0, timings: { fetchMs: 0, renderMs: 0, applyMs: 0 }, at: 'now' };
+      const forged = {
+        type: 'ACK',
+        node: 'n2',
+        version: 1,
+        configRevision: 0,
+        dataHash: 'x',
+        nodeStateHash: 'y',
+        mode: 'ipvs',
+        kernelWrites: 0,
+        timings: { fetchMs: 0, renderMs: 0, applyMs: 0 },
+        at: 'now',
+      };
       nc.publish('sb.ack.n2', JSON.stringify(forged));
       nc.publish('sb.hb.n2', '{}');
       // its own subject is allowed, but a payload naming n2 is rejected by the collector
@@ -46,15 +75,23 @@ describe('per-node NATS permissions (generated server config)', () => {
       await world.received.waitFor((e) => e.kind === 'ack' && e.v.node === 'n1', 'the legitimate ack');
       expect(world.received.all.filter((e) => e.v.node === 'n2')).toEqual([]);
       const kv = await new Kvm(nc).open('sb_targets', { allow_direct: true });
-      await expect(kv.put('default', JSON.stringify({ version: 9, configRevision: 0 }))).rejects.toThrow(/Permissions Violation/);
-      await expect(kv.put('node.n1', JSON.stringify({ version: 9, configRevision: 0 }))).rejects.toThrow(/Permissions Violation/);
+      await expect(kv.put('default', JSON.stringify({ version: 9, configRevision: 0 }))).rejects.toThrow(
+        /Permissions Violation/,
+      );
+      await expect(kv.put('node.n1', JSON.stringify({ version: 9, configRevision: 0 }))).rejects.toThrow(
+        /Permissions Violation/,
+      );
       await expect(kv.get('node.n2')).rejects.toThrow(/Permissions Violation/);
       await expect(kv.watch({ key: 'node.n2' })).rejects.toThrow(/Permissions Violation/);
       await expect(kv.watch({ key: '>' })).rejects.toThrow(/Permissions Violation/);
       expect((await kv.get('default'))?.json()).toMatchObject({ version: 1, configRevision: 0 }); // reading is allowed
       // subscribing outside its own inbox prefix is refused
       const sub = nc.subscribe('sb.ack.*');
-      const ended = (async () => { for await (const _ of sub) { /* nothing may arrive */ } })();
+      const ended = (async () => {
+        for await (const _ of sub) {
+          /* nothing may arrive */
+        }
+      })();
       await expect(ended).rejects.toThrow(/Permissions Violation/);
       expect(seen.some((s) => s.includes('"sb.ack.n2"'))).toBe(true);
       expect(seen.some((s) => s.includes('"$KV.sb_targets.default"'))).toBe(true);
@@ -77,8 +114,21 @@ describe('per-node NATS permissions (generated server config)', () => {
     const nc = await connectBus({ servers: world.server.url, name: 'rogue-n1', node: 'n1', auth: nodeCred('n1') });
     try {
       // reproduced on the old permissions: a push consumer on the node's own key, delivering into sb.v.delta.2
-      const body = JSON.stringify({ stream_name: 'KV_sb_targets', config: { name: 'into-versions', filter_subject: '$KV.sb_targets.node.n1', deliver_subject: 'sb.v.delta.2', ack_policy: 'none', deliver_policy: 'last_per_subject' } });
-      await expect(nc.request('$JS.API.CONSUMER.CREATE.KV_sb_targets.into-versions.$KV.sb_targets.node.n1', body, { timeout: 2000 })).rejects.toThrow(/Permissions Violation|timeout/i);
+      const body = JSON.stringify({
+        stream_name: 'KV_sb_targets',
+        config: {
+          name: 'into-versions',
+          filter_subject: '$KV.sb_targets.node.n1',
+          deliver_subject: 'sb.v.delta.2',
+          ack_policy: 'none',
+          deliver_policy: 'last_per_subject',
+        },
+      });
+      await expect(
+        nc.request('$JS.API.CONSUMER.CREATE.KV_sb_targets.into-versions.$KV.sb_targets.node.n1', body, {
+          timeout: 2000,
+        }),
+      ).rejects.toThrow(/Permissions Violation|timeout/i);
       await expect(jsm.consumers.info('KV_sb_targets', 'into-versions')).rejects.toThrow(/consumer not found/i);
       expect((await jsm.streams.info('SB_VERSIONS')).state.messages).toBe(before);
     } finally {
@@ -88,7 +138,13 @@ describe('per-node NATS permissions (generated server config)', () => {
 
   it('wrong credentials are refused', async () => {
     world = await startBusWorld({ nodes: ['n1'] });
-    await expect(connectBus({ servers: world.server.url, name: 'x', auth: { user: 'node-n1', password: 'nope' }, extra: { maxReconnectAttempts: 0, reconnect: false } }))
-      .rejects.toThrow(/Authorization/i);
+    await expect(
+      connectBus({
+        servers: world.server.url,
+        name: 'x',
+        auth: { user: 'node-n1', password: 'nope' },
+        extra: { maxReconnectAttempts: 0, reconnect: false },
+      }),
+    ).rejects.toThrow(/Authorization/i);
   });
 });

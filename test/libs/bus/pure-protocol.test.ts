@@ -1,14 +1,21 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import {
-  computeNodeStatus, decodeCheckpoint, decodeDelta, encodeArtifact, nodeToken,
+  computeNodeStatus,
+  decodeCheckpoint,
+  decodeDelta,
+  encodeArtifact,
+  nodeToken,
 } from '../../../libs/bus/index.ts';
 import { node, service, VersionMaker } from './fixtures.ts';
 
 describe('artifact codec', () => {
   it('round-trips deltas and chunked checkpoints', () => {
     const m = new VersionMaker();
-    const v = m.next({ upsertServices: Array.from({ length: 40 }, (_, i) => service(i, 5)), upsertNodes: [node('n1')] });
+    const v = m.next({
+      upsertServices: Array.from({ length: 40 }, (_, i) => service(i, 5)),
+      upsertNodes: [node('n1')],
+    });
     const cp = v.checkpoint();
     const msgs = encodeArtifact(cp, { chunkBytes: 2048, baseCheckpoint: 0 });
     expect(msgs.length).toBeGreaterThan(3);
@@ -26,13 +33,17 @@ describe('artifact codec', () => {
     expect(stub!.payload.length).toBe(0);
     expect(stub!.headers['Sb-Checkpoint-Only']).toBe('1');
     // ...which must exist already
-    expect(() => encodeArtifact(v.delta, { chunkBytes: 2048, baseCheckpoint: 0 })).toThrow(/publish checkpoint 1 first/);
+    expect(() => encodeArtifact(v.delta, { chunkBytes: 2048, baseCheckpoint: 0 })).toThrow(
+      /publish checkpoint 1 first/,
+    );
   });
   it('reports corrupt payloads as errors, never throws', () => {
-    fc.assert(fc.property(fc.uint8Array({ maxLength: 200 }), (bytes) => {
-      const r = decodeDelta(bytes);
-      expect(r.ok).toBe(false);
-    }));
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 200 }), (bytes) => {
+        const r = decodeDelta(bytes);
+        expect(r.ok).toBe(false);
+      }),
+    );
     expect(decodeDelta(new TextEncoder().encode('{"version":1}'))).toMatchObject({ ok: false });
     const m = new VersionMaker();
     const [dm] = encodeArtifact(m.next({ upsertServices: [service(1)] }).delta, { chunkBytes: 1e6, baseCheckpoint: 0 });
@@ -50,27 +61,101 @@ describe('subjects', () => {
 describe('computeNodeStatus', () => {
   const t = { version: 5, configRevision: 1 };
   const ack = (version: number, configRevision = 1) => ({
-    type: 'ACK' as const, node: 'n1', version, configRevision, dataHash: 'd', nodeStateHash: 'h', mode: 'dry-run',
-    kernelWrites: 0, timings: { fetchMs: 0, renderMs: 0, applyMs: 0 }, at: '',
+    type: 'ACK' as const,
+    node: 'n1',
+    version,
+    configRevision,
+    dataHash: 'd',
+    nodeStateHash: 'h',
+    mode: 'dry-run',
+    kernelWrites: 0,
+    timings: { fetchMs: 0, renderMs: 0, applyMs: 0 },
+    at: '',
   });
-  const nack = { type: 'NACK' as const, node: 'n1', version: 5, configRevision: 1, error: 'boom', lastGoodVersion: 4, lastGoodConfigRevision: 1, at: '' };
-  const hb = (v: number, healthy = true) => ({ node: 'n1', appliedVersion: v, appliedConfigRevision: 1, mode: 'ipvs', healthy, detail: healthy ? '' : 'bad', at: '' });
-  const base = { target: t, targetSetAt: 1000, lastAck: undefined, lastAckAt: undefined, lastHeartbeat: undefined, lastHeartbeatAt: undefined, now: 2000 };
+  const nack = {
+    type: 'NACK' as const,
+    node: 'n1',
+    version: 5,
+    configRevision: 1,
+    error: 'boom',
+    lastGoodVersion: 4,
+    lastGoodConfigRevision: 1,
+    at: '',
+  };
+  const hb = (v: number, healthy = true) => ({
+    node: 'n1',
+    appliedVersion: v,
+    appliedConfigRevision: 1,
+    mode: 'ipvs',
+    healthy,
+    detail: healthy ? '' : 'bad',
+    at: '',
+  });
+  const base = {
+    target: t,
+    targetSetAt: 1000,
+    lastAck: undefined,
+    lastAckAt: undefined,
+    lastHeartbeat: undefined,
+    lastHeartbeatAt: undefined,
+    now: 2000,
+  };
   const th = { silenceMs: 10_000, applyTimeoutMs: 5_000 };
   it('derives each status word', () => {
     expect(computeNodeStatus({ ...base, thresholds: th }).status).toBe('UNKNOWN');
-    expect(computeNodeStatus({ ...base, thresholds: th, lastAck: ack(5), lastAckAt: 1500 })).toMatchObject({ status: 'SYNCED', appliedVersion: 5 });
-    expect(computeNodeStatus({ ...base, thresholds: th, lastAck: ack(4), lastAckAt: 1500 })).toMatchObject({ status: 'APPLYING', appliedVersion: 4 });
-    expect(computeNodeStatus({ ...base, thresholds: th, now: 7000, lastHeartbeat: hb(4), lastHeartbeatAt: 6900 })).toMatchObject({ status: 'STALE' });
-    expect(computeNodeStatus({ ...base, thresholds: th, lastAck: nack, lastAckAt: 1500 })).toMatchObject({ status: 'ERROR', appliedVersion: 4 });
-    expect(computeNodeStatus({ ...base, thresholds: th, now: 20_000, lastAck: ack(5), lastAckAt: 1500 })).toMatchObject({ status: 'UNKNOWN' });
-    expect(computeNodeStatus({ ...base, thresholds: th, lastAck: ack(5), lastAckAt: 1500, lastHeartbeat: hb(5, false), lastHeartbeatAt: 1600 })).toMatchObject({ status: 'ERROR' });
-    expect(computeNodeStatus({ ...base, thresholds: th, lastAck: ack(5, 2), lastAckAt: 1500 })).toMatchObject({ status: 'APPLYING' });
+    expect(computeNodeStatus({ ...base, thresholds: th, lastAck: ack(5), lastAckAt: 1500 })).toMatchObject({
+      status: 'SYNCED',
+      appliedVersion: 5,
+    });
+    expect(computeNodeStatus({ ...base, thresholds: th, lastAck: ack(4), lastAckAt: 1500 })).toMatchObject({
+      status: 'APPLYING',
+      appliedVersion: 4,
+    });
+    expect(
+      computeNodeStatus({ ...base, thresholds: th, now: 7000, lastHeartbeat: hb(4), lastHeartbeatAt: 6900 }),
+    ).toMatchObject({ status: 'STALE' });
+    expect(computeNodeStatus({ ...base, thresholds: th, lastAck: nack, lastAckAt: 1500 })).toMatchObject({
+      status: 'ERROR',
+      appliedVersion: 4,
+    });
+    expect(computeNodeStatus({ ...base, thresholds: th, now: 20_000, lastAck: ack(5), lastAckAt: 1500 })).toMatchObject(
+      { status: 'UNKNOWN' },
+    );
+    expect(
+      computeNodeStatus({
+        ...base,
+        thresholds: th,
+        lastAck: ack(5),
+        lastAckAt: 1500,
+        lastHeartbeat: hb(5, false),
+        lastHeartbeatAt: 1600,
+      }),
+    ).toMatchObject({ status: 'ERROR' });
+    expect(computeNodeStatus({ ...base, thresholds: th, lastAck: ack(5, 2), lastAckAt: 1500 })).toMatchObject({
+      status: 'APPLYING',
+    });
   });
   it('a NACK for an older target does not make a node on the new target ERROR', () => {
-    expect(computeNodeStatus({ ...base, thresholds: th, target: { version: 6, configRevision: 1 }, lastAck: nack, lastAckAt: 1500 }).status).toBe('APPLYING');
+    expect(
+      computeNodeStatus({
+        ...base,
+        thresholds: th,
+        target: { version: 6, configRevision: 1 },
+        lastAck: nack,
+        lastAckAt: 1500,
+      }).status,
+    ).toBe('APPLYING');
   });
   it('a heartbeat newer than the ack reports what runs now', () => {
-    expect(computeNodeStatus({ ...base, thresholds: th, lastAck: ack(4), lastAckAt: 1200, lastHeartbeat: hb(5), lastHeartbeatAt: 1800 }).status).toBe('SYNCED');
+    expect(
+      computeNodeStatus({
+        ...base,
+        thresholds: th,
+        lastAck: ack(4),
+        lastAckAt: 1200,
+        lastHeartbeat: hb(5),
+        lastHeartbeatAt: 1800,
+      }).status,
+    ).toBe('SYNCED');
   });
 });

@@ -5,7 +5,14 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ApplierSession } from '../../../libs/applier/index.ts';
-import { AckCollector, connectBus, loadOrCreateSigningKey, readVerifierFile, TargetStore, VersionPublisher } from '../../../libs/bus/index.ts';
+import {
+  AckCollector,
+  connectBus,
+  loadOrCreateSigningKey,
+  readVerifierFile,
+  TargetStore,
+  VersionPublisher,
+} from '../../../libs/bus/index.ts';
 import { startNatsServer, type NatsServerHandle } from '../../support/nats-server.ts';
 import { Events, WatchedDataplane } from './bus-harness.ts';
 import { node, service, VersionMaker } from './fixtures.ts';
@@ -26,12 +33,27 @@ afterEach(async () => {
 describe('deploy/nats/render-auth.ts --nodes --dir (NATS with per-node permissions for the demo and compose)', () => {
   it('writes a server config nats-server accepts, secrets only its owner reads, and a signing key; the credentials work as intended', async () => {
     dir = mkdtempSync(path.join(tmpdir(), 'sb-render-auth-'));
-    const { stdout } = await run(process.execPath, ['--import', 'tsx', SCRIPT, '--nodes', 'node-a,node-b.example', '--dir', dir, '--listen', '127.0.0.1:4999', '--signing-key', path.join(dir, 'planner.pem')]);
+    const { stdout } = await run(process.execPath, [
+      '--import',
+      'tsx',
+      SCRIPT,
+      '--nodes',
+      'node-a,node-b.example',
+      '--dir',
+      dir,
+      '--listen',
+      '127.0.0.1:4999',
+      '--signing-key',
+      path.join(dir, 'planner.pem'),
+    ]);
     const out = JSON.parse(stdout) as Record<string, string>;
     expect(out.plannerKey).toBe(path.join(dir, 'planner.pem.pub'));
     await run('/usr/sbin/nats-server', ['-t', '-c', out.serverConf!]); // the server's own config check
     expect(statSync(out.credentials!).mode & 0o077).toBe(0);
-    const creds = JSON.parse(readFileSync(out.credentials!, 'utf8')) as { planner: { user: string; password: string }; nodes: Record<string, { user: string; password: string }> };
+    const creds = JSON.parse(readFileSync(out.credentials!, 'utf8')) as {
+      planner: { user: string; password: string };
+      nodes: Record<string, { user: string; password: string }>;
+    };
     server = await startNatsServer({ jetstream: true, config: readFileSync(out.authConf!, 'utf8') });
     const planner = await connectBus({ servers: server.url, name: 'planner', auth: creds.planner });
     closers.push(() => planner.close());
@@ -39,7 +61,10 @@ describe('deploy/nats/render-auth.ts --nodes --dir (NATS with per-node permissio
     const publisher = await VersionPublisher.open({ nc: planner, signer });
     const targets = await TargetStore.open({ nc: planner, signer });
     const acks = new Events<string>();
-    const collector = await AckCollector.start({ nc: planner, callbacks: { onAck: (a) => acks.push(`${a.node}@${a.version}`) } });
+    const collector = await AckCollector.start({
+      nc: planner,
+      callbacks: { onAck: (a) => acks.push(`${a.node}@${a.version}`) },
+    });
     closers.push(async () => collector.stop());
     const m = new VersionMaker();
     const v = m.next({ upsertServices: [service(1)], upsertNodes: [node('node-a')] });
@@ -47,11 +72,22 @@ describe('deploy/nats/render-auth.ts --nodes --dir (NATS with per-node permissio
     await targets.setDefaultTarget({ version: 1, configRevision: 0 });
     const nc = await connectBus({ servers: server.url, name: 'node-a', node: 'node-a', auth: creds.nodes['node-a'] });
     closers.push(() => nc.close());
-    const session = await ApplierSession.start({ nc, node: 'node-a', dataplane: new WatchedDataplane(), heartbeatMs: 0, verifier: readVerifierFile(out.plannerKey!) });
+    const session = await ApplierSession.start({
+      nc,
+      node: 'node-a',
+      dataplane: new WatchedDataplane(),
+      heartbeatMs: 0,
+      verifier: readVerifierFile(out.plannerKey!),
+    });
     closers.push(() => session.stop());
     await acks.waitFor((a) => a === 'node-a@1', 'node-a acks version 1');
     // node-b's credentials cannot act as node-a
-    const b = await connectBus({ servers: server.url, name: 'node-b', node: 'node-b.example', auth: creds.nodes['node-b.example'] });
+    const b = await connectBus({
+      servers: server.url,
+      name: 'node-b',
+      node: 'node-b.example',
+      auth: creds.nodes['node-b.example'],
+    });
     closers.push(() => b.close());
     b.publish('sb.ack.node-a', JSON.stringify({ type: 'ACK', node: 'node-a', version: 9 }));
     b.publish('sb.v.delta.2', 'garbage');
@@ -60,7 +96,9 @@ describe('deploy/nats/render-auth.ts --nodes --dir (NATS with per-node permissio
   });
 
   it('refuses bad input with a usage error (exit 2)', async () => {
-    const r = await run(process.execPath, ['--import', 'tsx', SCRIPT, '--nodes', 'a b', '--dir', '/tmp/x']).catch((e) => e);
+    const r = await run(process.execPath, ['--import', 'tsx', SCRIPT, '--nodes', 'a b', '--dir', '/tmp/x']).catch(
+      (e) => e,
+    );
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/--nodes: invalid node name "a b"/);
   });

@@ -8,16 +8,24 @@ import { startBusWorld, type BusWorld } from './bus-harness.ts';
 import { node, service, VersionMaker } from './fixtures.ts';
 
 let world: BusWorld | undefined;
-afterEach(async () => { await world?.close(); world = undefined; });
+afterEach(async () => {
+  await world?.close();
+  world = undefined;
+});
 
 describe('VersionPublisher', () => {
   it('survives a restart without duplicate or skipped numbers, and refuses conflicting content', async () => {
     world = await startBusWorld({ nodes: [], checkpointEvery: 2 });
     const m = new VersionMaker();
     const vs = [1, 2, 3].map((i) => m.next({ upsertServices: [service(i)] }));
-    for (const v of vs) await world.publisher.publishNext({ header: v.delta, delta: v.delta.delta, data: () => v.checkpoint().data });
+    for (const v of vs)
+      await world.publisher.publishNext({ header: v.delta, delta: v.delta.delta, data: () => v.checkpoint().data });
     // a new planner process: a fresh connection and publisher learn where the stream is
-    const nc = await connectBus({ servers: world.server.url, name: 'planner-2', auth: { user: 'planner', password: 'planner-secret' } });
+    const nc = await connectBus({
+      servers: world.server.url,
+      name: 'planner-2',
+      auth: { user: 'planner', password: 'planner-secret' },
+    });
     try {
       const p2 = await VersionPublisher.open({ nc, checkpointEvery: 2, signer: world.signer });
       expect(p2.lastPublishedVersion()).toBe(3);
@@ -26,16 +34,27 @@ describe('VersionPublisher', () => {
       const v5 = m.next({ upsertServices: [service(5)] });
       await expect(p2.publishVersion(v5.delta)).rejects.toThrow(/publish 4 first/);
       expect(await p2.publishVersion(vs[2]!.delta)).toMatchObject({ duplicate: true }); // republished from the log
-      await expect(p2.publishVersion({ ...vs[2]!.delta, hash: 'a'.repeat(64) })).rejects.toThrow(/already published with hash/);
+      await expect(p2.publishVersion({ ...vs[2]!.delta, hash: 'a'.repeat(64) })).rejects.toThrow(
+        /already published with hash/,
+      );
       // the old publisher (a planner that did not know it was replaced) cannot store a second 4
       await p2.publishNext({ header: v4.delta, delta: v4.delta.delta, data: () => v4.checkpoint().data });
       const r = await world.publisher.publishVersion(v4.delta);
       expect(r.duplicate).toBe(true);
       const jsm = await jetstreamManager(nc);
       const info = await jsm.streams.info('SB_VERSIONS', { subjects_filter: 'sb.v.delta.>' });
-      expect(info.state.subjects).toEqual({ 'sb.v.delta.1': 1, 'sb.v.delta.2': 1, 'sb.v.delta.3': 1, 'sb.v.delta.4': 1 });
+      expect(info.state.subjects).toEqual({
+        'sb.v.delta.1': 1,
+        'sb.v.delta.2': 1,
+        'sb.v.delta.3': 1,
+        'sb.v.delta.4': 1,
+      });
       const cps = await jsm.streams.info('SB_VERSIONS', { subjects_filter: 'sb.v.checkpoint.>' });
-      expect(Object.keys(cps.state.subjects ?? {}).sort()).toEqual(['sb.v.checkpoint.1.0', 'sb.v.checkpoint.2.0', 'sb.v.checkpoint.4.0']);
+      expect(Object.keys(cps.state.subjects ?? {}).sort()).toEqual([
+        'sb.v.checkpoint.1.0',
+        'sb.v.checkpoint.2.0',
+        'sb.v.checkpoint.4.0',
+      ]);
       const d4 = await new VersionReader(nc).delta(4);
       expect(d4.ok && d4.baseCheckpoint).toBe(4);
     } finally {
@@ -61,10 +80,17 @@ describe('VersionPublisher', () => {
   it('chunks checkpoints larger than max_payload, and a node reassembles and verifies them', async () => {
     world = await startBusWorld({ nodes: ['n1'], checkpointEvery: 10, maxPayload: 64 * 1024 });
     const m = new VersionMaker();
-    const v1 = m.next({ upsertServices: Array.from({ length: 300 }, (_, i) => service(i, 10)), upsertNodes: [node('n1')] });
+    const v1 = m.next({
+      upsertServices: Array.from({ length: 300 }, (_, i) => service(i, 10)),
+      upsertNodes: [node('n1')],
+    });
     const size = JSON.stringify(v1.checkpoint()).length;
     expect(size).toBeGreaterThan(3 * 64 * 1024);
-    const res = await world.publisher.publishNext({ header: v1.delta, delta: v1.delta.delta, data: () => v1.checkpoint().data });
+    const res = await world.publisher.publishNext({
+      header: v1.delta,
+      delta: v1.delta.delta,
+      data: () => v1.checkpoint().data,
+    });
     expect(res[0]).toMatchObject({ form: 'checkpoint' });
     expect(res[0]!.messages).toBeGreaterThan(3);
     const v2 = m.next({ upsertServices: [service(1, 10, 9)] });
@@ -75,7 +101,11 @@ describe('VersionPublisher', () => {
     expect(a.dataplane.last).toEqual(renderNodeState(m.index, 'n1', DEFAULT_PROXY_CONFIG));
     // a mass change whose delta alone exceeds max_payload: the publisher forces a checkpoint
     const v3 = m.next({ upsertServices: Array.from({ length: 300 }, (_, i) => service(i, 10, 3)) });
-    const r3 = await world.publisher.publishNext({ header: v3.delta, delta: v3.delta.delta, data: () => v3.checkpoint().data });
+    const r3 = await world.publisher.publishNext({
+      header: v3.delta,
+      delta: v3.delta.delta,
+      data: () => v3.checkpoint().data,
+    });
     expect(r3.map((r) => r.form)).toEqual(['checkpoint', 'delta']);
     expect(r3[1]!.bytes).toBe(0);
     await world.targets.setDefaultTarget({ version: 3, configRevision: 0 });

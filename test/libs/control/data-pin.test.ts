@@ -7,7 +7,9 @@ describe('data pin decisions', () => {
     expect(decideSync({ pin, liveHash: 'h9', publishedHash: 'h3' })).toEqual({ action: 'hold', pinnedTo: 3 });
     expect(decideSync({ pin: undefined, liveHash: 'h9', publishedHash: 'h3' })).toEqual({ action: 'publish-live' });
     expect(decideSync({ pin: undefined, liveHash: 'h3', publishedHash: 'h3' })).toEqual({ action: 'none' });
-    expect(decideSync({ pin: undefined, liveHash: 'h1', publishedHash: undefined })).toEqual({ action: 'publish-live' });
+    expect(decideSync({ pin: undefined, liveHash: 'h1', publishedHash: undefined })).toEqual({
+      action: 'publish-live',
+    });
   });
   it('pins with a new version only when content differs', () => {
     expect(decidePin({ targetHash: 'h3', publishedHash: 'h5' })).toEqual({ publish: true });

@@ -1,7 +1,15 @@
 import { describe, expect, it } from 'vitest';
 import {
-  DEFAULT_WAVE_POLICY, configOverrides, decideRollout, parseWaves, planWaves, startRollout,
-  type ConfigTargetState, type NodeHealth, type NodeReport, type WavePolicy,
+  DEFAULT_WAVE_POLICY,
+  configOverrides,
+  decideRollout,
+  parseWaves,
+  planWaves,
+  startRollout,
+  type ConfigTargetState,
+  type NodeHealth,
+  type NodeReport,
+  type WavePolicy,
 } from '../../../libs/control/index.ts';
 
 // The health verdict as data in the rollout decision (issue 16 item 2): a node of the wave that
@@ -10,21 +18,37 @@ const T0 = Date.parse('2026-01-01T00:00:00Z');
 const at = (s: number) => new Date(T0 + s * 1000).toISOString();
 const nodes = ['a', 'b', 'c', 'd'];
 const base: ConfigTargetState = { defaultRevision: 1, previousDefault: undefined, rollout: undefined };
-const start = (policy: Partial<WavePolicy>, waves = '1,50%,100%', pauseOnError = false) => startRollout(base, {
-  configRevision: 2, waves: planWaves(nodes, parseWaves(waves)), pauseOnError, at: at(0), policy: { ...DEFAULT_WAVE_POLICY, ...policy },
-});
+const start = (policy: Partial<WavePolicy>, waves = '1,50%,100%', pauseOnError = false) =>
+  startRollout(base, {
+    configRevision: 2,
+    waves: planWaves(nodes, parseWaves(waves)),
+    pauseOnError,
+    at: at(0),
+    policy: { ...DEFAULT_WAVE_POLICY, ...policy },
+  });
 const healthy: NodeHealth = { verdict: 'healthy', reason: 'probe: 3/3 virtual servers answered' };
-const sick: NodeHealth = { verdict: 'unhealthy', reason: 'probe: 2 of 2 virtual servers failed: tcp/10.96.0.1:80: timed out after 1s' };
+const sick: NodeHealth = {
+  verdict: 'unhealthy',
+  reason: 'probe: 2 of 2 virtual servers failed: tcp/10.96.0.1:80: timed out after 1s',
+};
 const unprobed: NodeHealth = { verdict: 'unprobed', reason: 'dry-run: no dataplane to probe' };
 const acks = (health: Record<string, NodeHealth | undefined>, rev = 2) =>
-  new Map<string, NodeReport>(Object.entries(health).map(([n, h]) => [n, { type: 'ACK', configRevision: rev, health: h }]));
+  new Map<string, NodeReport>(
+    Object.entries(health).map(([n, h]) => [n, { type: 'ACK', configRevision: rev, health: h }]),
+  );
 
 describe('health verdicts in the rollout decision', () => {
   it('an ACK that carries an unhealthy verdict fails the wave at once and halts (the canary goes back)', () => {
     const d = decideRollout(start({ bakeMs: 30_000 }), acks({ a: sick }), at(2));
     expect(d.decision?.kind).toBe('halt');
-    expect(d.decision?.reason).toBe(`rollout halted: 1 failed node(s), 0 tolerated by --max-failures 0: a (unhealthy: ${sick.reason})`);
-    expect(d.state.rollout).toMatchObject({ status: 'halted', wave: 0, haltedBy: { node: 'a', error: `unhealthy: ${sick.reason}` } });
+    expect(d.decision?.reason).toBe(
+      `rollout halted: 1 failed node(s), 0 tolerated by --max-failures 0: a (unhealthy: ${sick.reason})`,
+    );
+    expect(d.state.rollout).toMatchObject({
+      status: 'halted',
+      wave: 0,
+      haltedBy: { node: 'a', error: `unhealthy: ${sick.reason}` },
+    });
     expect(configOverrides(d.state).size).toBe(0);
     expect(d.state.defaultRevision).toBe(1);
   });

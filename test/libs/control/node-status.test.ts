@@ -3,34 +3,86 @@ import { newestHealth, nodeStatus, summarizeStatus, type NodeObservation } from 
 import type { Ack, Heartbeat, Nack } from '../../../libs/model/index.ts';
 
 const ack = (version: number, configRevision: number, nodeStateHash = 'H', mode = 'ipvs'): Ack => ({
-  type: 'ACK', node: 'n1', version, configRevision, dataHash: 'd', nodeStateHash, mode, kernelWrites: 0,
-  timings: { fetchMs: 0, renderMs: 0, applyMs: 0 }, at: '2025-01-01T00:00:00Z',
+  type: 'ACK',
+  node: 'n1',
+  version,
+  configRevision,
+  dataHash: 'd',
+  nodeStateHash,
+  mode,
+  kernelWrites: 0,
+  timings: { fetchMs: 0, renderMs: 0, applyMs: 0 },
+  at: '2025-01-01T00:00:00Z',
 });
 const nack = (version: number, configRevision: number, error: string, lastGood: [number, number]): Nack => ({
-  type: 'NACK', node: 'n1', version, configRevision, error, lastGoodVersion: lastGood[0], lastGoodConfigRevision: lastGood[1], at: '2025-01-01T00:00:01Z',
+  type: 'NACK',
+  node: 'n1',
+  version,
+  configRevision,
+  error,
+  lastGoodVersion: lastGood[0],
+  lastGoodConfigRevision: lastGood[1],
+  at: '2025-01-01T00:00:01Z',
 });
-const hb = (v: number, c: number, o: { healthy?: boolean; detail?: string; mode?: string } = {}): Heartbeat => ({
-  node: 'n1', appliedVersion: v, appliedConfigRevision: c, mode: o.mode ?? 'ipvs', healthy: o.healthy ?? true, detail: o.detail ?? '', at: '2025-01-01T00:00:02Z',
-} as Heartbeat);
+const hb = (v: number, c: number, o: { healthy?: boolean; detail?: string; mode?: string } = {}): Heartbeat =>
+  ({
+    node: 'n1',
+    appliedVersion: v,
+    appliedConfigRevision: c,
+    mode: o.mode ?? 'ipvs',
+    healthy: o.healthy ?? true,
+    detail: o.detail ?? '',
+    at: '2025-01-01T00:00:02Z',
+  }) as Heartbeat;
 const at = (o: Omit<NodeObservation, 'node'>): NodeObservation => ({ node: 'n1', targetSetAt: 1000, ...o });
 const NOW = 2000;
 
 describe('nodeStatus: one function for the word, what runs, and why', () => {
   const target = { version: 5, configRevision: 2 };
   it('reports a hash match only for an ACK of the target', () => {
-    expect(nodeStatus(at({ target, last: ack(5, 2, 'H'), lastAt: 1500, expectedNodeStateHash: 'H' }), NOW))
-      .toMatchObject({ status: 'SYNCED', hashMatch: true, lag: 0, appliedVersion: 5, appliedConfigRevision: 2, mode: 'ipvs', lastError: null });
-    expect(nodeStatus(at({ target, last: ack(5, 2, 'X'), lastAt: 1500, expectedNodeStateHash: 'H' }), NOW).hashMatch).toBe(false);
-    expect(nodeStatus(at({ target, last: ack(3, 2, 'H'), lastAt: 1500, expectedNodeStateHash: 'H' }), NOW)).toMatchObject({ status: 'APPLYING', hashMatch: null, lag: 2 });
+    expect(
+      nodeStatus(at({ target, last: ack(5, 2, 'H'), lastAt: 1500, expectedNodeStateHash: 'H' }), NOW),
+    ).toMatchObject({
+      status: 'SYNCED',
+      hashMatch: true,
+      lag: 0,
+      appliedVersion: 5,
+      appliedConfigRevision: 2,
+      mode: 'ipvs',
+      lastError: null,
+    });
+    expect(
+      nodeStatus(at({ target, last: ack(5, 2, 'X'), lastAt: 1500, expectedNodeStateHash: 'H' }), NOW).hashMatch,
+    ).toBe(false);
+    expect(
+      nodeStatus(at({ target, last: ack(3, 2, 'H'), lastAt: 1500, expectedNodeStateHash: 'H' }), NOW),
+    ).toMatchObject({ status: 'APPLYING', hashMatch: null, lag: 2 });
   });
 
   it('shows a NACK of the target as ERROR with its error and last good version', () => {
-    expect(nodeStatus(at({ target, last: nack(5, 2, 'ipset: out of memory', [4, 1]), lastAt: 1500 }), NOW))
-      .toMatchObject({ status: 'ERROR', appliedVersion: 4, appliedConfigRevision: 1, lastError: 'ipset: out of memory', lag: 1, reason: expect.stringMatching(/NACK for version 5/) });
+    expect(
+      nodeStatus(at({ target, last: nack(5, 2, 'ipset: out of memory', [4, 1]), lastAt: 1500 }), NOW),
+    ).toMatchObject({
+      status: 'ERROR',
+      appliedVersion: 4,
+      appliedConfigRevision: 1,
+      lastError: 'ipset: out of memory',
+      lag: 1,
+      reason: expect.stringMatching(/NACK for version 5/),
+    });
   });
 
   it('an ACK for v5 then a heartbeat for v6 is SYNCED on v6 with lag 0 (not "applied 5, lag 1")', () => {
-    const r = nodeStatus(at({ target: { version: 6, configRevision: 1 }, last: ack(5, 1), lastAt: 1200, heartbeat: hb(6, 1), heartbeatAt: 1800 }), NOW);
+    const r = nodeStatus(
+      at({
+        target: { version: 6, configRevision: 1 },
+        last: ack(5, 1),
+        lastAt: 1200,
+        heartbeat: hb(6, 1),
+        heartbeatAt: 1800,
+      }),
+      NOW,
+    );
     expect(r).toMatchObject({ status: 'SYNCED', appliedVersion: 6, appliedConfigRevision: 1, lag: 0 });
   });
 
@@ -38,24 +90,69 @@ describe('nodeStatus: one function for the word, what runs, and why', () => {
     // node NACKed revision 2 (stays on 1); the rollout was rolled back: its target is revision 1
     // again, and its heartbeats still carry the old complaint.
     const error = 'nft: no such table';
-    const r = nodeStatus(at({
-      target: { version: 1, configRevision: 1 }, last: nack(1, 2, error, [1, 1]), lastAt: 1200,
-      heartbeat: hb(1, 1, { healthy: false, detail: error }), heartbeatAt: 1800,
-    }), NOW);
+    const r = nodeStatus(
+      at({
+        target: { version: 1, configRevision: 1 },
+        last: nack(1, 2, error, [1, 1]),
+        lastAt: 1200,
+        heartbeat: hb(1, 1, { healthy: false, detail: error }),
+        heartbeatAt: 1800,
+      }),
+      NOW,
+    );
     expect(r).toMatchObject({ status: 'SYNCED', appliedVersion: 1, appliedConfigRevision: 1, lag: 0 });
     // while the rollout still targets revision 2 on that node, it is ERROR
-    expect(nodeStatus(at({
-      target: { version: 1, configRevision: 2 }, last: nack(1, 2, error, [1, 1]), lastAt: 1200,
-      heartbeat: hb(1, 1, { healthy: false, detail: error }), heartbeatAt: 1800,
-    }), NOW).status).toBe('ERROR');
+    expect(
+      nodeStatus(
+        at({
+          target: { version: 1, configRevision: 2 },
+          last: nack(1, 2, error, [1, 1]),
+          lastAt: 1200,
+          heartbeat: hb(1, 1, { healthy: false, detail: error }),
+          heartbeatAt: 1800,
+        }),
+        NOW,
+      ).status,
+    ).toBe('ERROR');
     // an unhealthy heartbeat about something else is still ERROR, on target or not
-    expect(nodeStatus(at({ target: { version: 1, configRevision: 1 }, last: ack(1, 1), lastAt: 1200, heartbeat: hb(1, 1, { healthy: false, detail: 'disk' }), heartbeatAt: 1800 }), NOW).status).toBe('ERROR');
+    expect(
+      nodeStatus(
+        at({
+          target: { version: 1, configRevision: 1 },
+          last: ack(1, 1),
+          lastAt: 1200,
+          heartbeat: hb(1, 1, { healthy: false, detail: 'disk' }),
+          heartbeatAt: 1800,
+        }),
+        NOW,
+      ).status,
+    ).toBe('ERROR');
   });
 
   it('shows the mode the node runs now: an auto node that fell back reports nftables', () => {
-    const r = nodeStatus(at({ target, last: ack(5, 2, 'H', 'ipvs'), lastAt: 1200, heartbeat: hb(5, 2, { mode: 'nftables' }), heartbeatAt: 1800 }), NOW);
+    const r = nodeStatus(
+      at({
+        target,
+        last: ack(5, 2, 'H', 'ipvs'),
+        lastAt: 1200,
+        heartbeat: hb(5, 2, { mode: 'nftables' }),
+        heartbeatAt: 1800,
+      }),
+      NOW,
+    );
     expect(r.mode).toBe('nftables');
-    expect(nodeStatus(at({ target, last: nack(5, 2, 'x', [4, 1]), lastAt: 1900, heartbeat: hb(4, 1, { mode: 'nftables' }), heartbeatAt: 1800 }), NOW).mode).toBe('nftables');
+    expect(
+      nodeStatus(
+        at({
+          target,
+          last: nack(5, 2, 'x', [4, 1]),
+          lastAt: 1900,
+          heartbeat: hb(4, 1, { mode: 'nftables' }),
+          heartbeatAt: 1800,
+        }),
+        NOW,
+      ).mode,
+    ).toBe('nftables');
   });
 
   it('UNKNOWN when never heard from or silent, STALE past the apply timeout', () => {
@@ -65,7 +162,10 @@ describe('nodeStatus: one function for the word, what runs, and why', () => {
   });
 
   it('counts words for the fleet summary', () => {
-    const rows = [nodeStatus(at({ target, last: nack(5, 2, 'x', [4, 1]), lastAt: 1500 }), NOW), nodeStatus(at({ target }), NOW)];
+    const rows = [
+      nodeStatus(at({ target, last: nack(5, 2, 'x', [4, 1]), lastAt: 1500 }), NOW),
+      nodeStatus(at({ target }), NOW),
+    ];
     expect(summarizeStatus(rows)).toEqual({ SYNCED: 0, APPLYING: 0, STALE: 0, ERROR: 1, UNKNOWN: 1 });
   });
 });
@@ -73,11 +173,20 @@ describe('nodeStatus: one function for the word, what runs, and why', () => {
 describe('newestHealth: the verdict shown and gated on', () => {
   const healthy = { verdict: 'healthy' as const, stateVerified: true, reason: 'probe ok', probe: null, at: 'T1' };
   const sick = { ...healthy, verdict: 'unhealthy' as const, reason: 'probe failed', at: 'T2' };
-  it('takes the heartbeat\'s verdict when the heartbeat is at least as new as the ACK, with the revision it is about', () => {
-    const o = { last: { ...ack(5, 2), health: healthy }, lastAt: 1000, heartbeat: { ...hb(5, 2), health: sick }, heartbeatAt: 1500 };
+  it("takes the heartbeat's verdict when the heartbeat is at least as new as the ACK, with the revision it is about", () => {
+    const o = {
+      last: { ...ack(5, 2), health: healthy },
+      lastAt: 1000,
+      heartbeat: { ...hb(5, 2), health: sick },
+      heartbeatAt: 1500,
+    };
     expect(newestHealth(o)).toMatchObject({ verdict: 'unhealthy', configRevision: 2 });
     expect(newestHealth({ ...o, heartbeatAt: 900 })).toMatchObject({ verdict: 'healthy', configRevision: 2 });
-    expect(nodeStatus(at({ target, ...o }), NOW).health).toMatchObject({ verdict: 'unhealthy', reason: 'probe failed', configRevision: 2 });
+    expect(nodeStatus(at({ target, ...o }), NOW).health).toMatchObject({
+      verdict: 'unhealthy',
+      reason: 'probe failed',
+      configRevision: 2,
+    });
   });
   const target = { version: 5, configRevision: 2 };
   it('is absent from appliers that send none, and a NACK carries none', () => {

@@ -7,7 +7,10 @@ const fleet = (n: number) => Array.from({ length: n }, (_, i) => `node-${String(
 describe('parseWaves', () => {
   it('reads counts and percentages', () => {
     expect(parseWaves('1, 10%,50%,100%')).toEqual([
-      { kind: 'count', n: 1 }, { kind: 'percent', p: 10 }, { kind: 'percent', p: 50 }, { kind: 'percent', p: 100 },
+      { kind: 'count', n: 1 },
+      { kind: 'percent', p: 10 },
+      { kind: 'percent', p: 50 },
+      { kind: 'percent', p: 100 },
     ]);
     expect(formatWaves(parseWaves('1,10%,100%'))).toBe('1,10%,100%');
   });

@@ -1,7 +1,15 @@
 import { describe, expect, it } from 'vitest';
 import {
-  configOverrides, pauseRollout, planWaves, parseWaves, resumeRollout, rollbackConfig, startRollout, stepRollout,
-  type ConfigTargetState, type NodeReport,
+  configOverrides,
+  pauseRollout,
+  planWaves,
+  parseWaves,
+  resumeRollout,
+  rollbackConfig,
+  startRollout,
+  stepRollout,
+  type ConfigTargetState,
+  type NodeReport,
 } from '../../../libs/control/index.ts';
 
 const nodes = ['a', 'b', 'c', 'd'];
@@ -9,7 +17,8 @@ const base: ConfigTargetState = { defaultRevision: 1, previousDefault: undefined
 const t = (i: number) => `2025-01-01T00:00:0${i}Z`;
 const start = (pauseOnError = false) =>
   startRollout(base, { configRevision: 2, waves: planWaves(nodes, parseWaves('1,50%,100%')), pauseOnError, at: t(0) });
-const acks = (rev: number, ...ns: string[]) => new Map<string, NodeReport>(ns.map((n) => [n, { type: 'ACK', configRevision: rev }]));
+const acks = (rev: number, ...ns: string[]) =>
+  new Map<string, NodeReport>(ns.map((n) => [n, { type: 'ACK', configRevision: rev }]));
 
 describe('config rollout', () => {
   it('advances wave by wave only when the wave ACKed the new revision, then becomes the default', () => {
@@ -45,7 +54,11 @@ describe('config rollout', () => {
   });
 
   it('pauses with --pause-on-error, keeps the overrides, and resumes', () => {
-    let s = stepRollout(start(true), new Map([['a', { type: 'NACK', configRevision: 2, error: 'boom' } as NodeReport]]), t(1));
+    let s = stepRollout(
+      start(true),
+      new Map([['a', { type: 'NACK', configRevision: 2, error: 'boom' } as NodeReport]]),
+      t(1),
+    );
     expect(s.rollout!.status).toBe('paused');
     expect([...configOverrides(s)]).toEqual([['a', 2]]);
     s = resumeRollout(s, t(2));
@@ -64,8 +77,12 @@ describe('config rollout', () => {
   });
 
   it('refuses a second rollout while one is active and a rollout to the default', () => {
-    expect(() => startRollout(start(), { configRevision: 3, waves: [['a']], pauseOnError: false, at: t(1) })).toThrow(/still running/);
-    expect(() => startRollout(base, { configRevision: 1, waves: [['a']], pauseOnError: false, at: t(1) })).toThrow(/already the cluster default/);
+    expect(() => startRollout(start(), { configRevision: 3, waves: [['a']], pauseOnError: false, at: t(1) })).toThrow(
+      /still running/,
+    );
+    expect(() => startRollout(base, { configRevision: 1, waves: [['a']], pauseOnError: false, at: t(1) })).toThrow(
+      /already the cluster default/,
+    );
   });
 
   it('makes the revision the default at once when no node is known', () => {
@@ -80,7 +97,11 @@ describe('config rollout', () => {
     expect(rb.rollout!.status).toBe('rolled-back');
     expect(configOverrides(rb).size).toBe(0);
 
-    const done = stepRollout(stepRollout(stepRollout(start(), acks(2, 'a'), t(1)), acks(2, 'a', 'b'), t(2)), acks(2, ...nodes), t(3));
+    const done = stepRollout(
+      stepRollout(stepRollout(start(), acks(2, 'a'), t(1)), acks(2, 'a', 'b'), t(2)),
+      acks(2, ...nodes),
+      t(3),
+    );
     expect(done.defaultRevision).toBe(2);
     expect(rollbackConfig(done, undefined, t(4)).defaultRevision).toBe(1);
     expect(rollbackConfig(done, 7, t(4)).defaultRevision).toBe(7);

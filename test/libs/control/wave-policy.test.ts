@@ -1,8 +1,22 @@
 import { describe, expect, it } from 'vitest';
 import {
-  DEFAULT_WAVE_POLICY, allowedFailures, configOverrides, decideRollout, formatMs, nextRolloutDeadline, parseMaxFailures,
-  parsePauseBefore, parseWaves, planWaves, promoteRollout, readWavePolicy, resumeRollout, startRollout,
-  type ConfigTargetState, type NodeReport, type WavePolicy,
+  DEFAULT_WAVE_POLICY,
+  allowedFailures,
+  configOverrides,
+  decideRollout,
+  formatMs,
+  nextRolloutDeadline,
+  parseMaxFailures,
+  parsePauseBefore,
+  parseWaves,
+  planWaves,
+  promoteRollout,
+  readWavePolicy,
+  resumeRollout,
+  startRollout,
+  type ConfigTargetState,
+  type NodeReport,
+  type WavePolicy,
 } from '../../../libs/control/index.ts';
 
 // Time is data here: `at(s)` is s seconds after the rollout started.
@@ -10,19 +24,29 @@ const T0 = Date.parse('2026-01-01T00:00:00Z');
 const at = (s: number) => new Date(T0 + s * 1000).toISOString();
 const nodes = ['a', 'b', 'c', 'd'];
 const base: ConfigTargetState = { defaultRevision: 1, previousDefault: undefined, rollout: undefined };
-const start = (policy: Partial<WavePolicy>, pauseOnError = false, waves = '1,50%,100%') => startRollout(base, {
-  configRevision: 2, waves: planWaves(nodes, parseWaves(waves)), pauseOnError, at: at(0), policy: { ...DEFAULT_WAVE_POLICY, ...policy },
-});
-const reports = (acks: string[], nacks: string[] = [], rev = 2) => new Map<string, NodeReport>([
-  ...acks.map((n): [string, NodeReport] => [n, { type: 'ACK', configRevision: rev }]),
-  ...nacks.map((n): [string, NodeReport] => [n, { type: 'NACK', configRevision: rev, error: `${n} broke` }]),
-]);
+const start = (policy: Partial<WavePolicy>, pauseOnError = false, waves = '1,50%,100%') =>
+  startRollout(base, {
+    configRevision: 2,
+    waves: planWaves(nodes, parseWaves(waves)),
+    pauseOnError,
+    at: at(0),
+    policy: { ...DEFAULT_WAVE_POLICY, ...policy },
+  });
+const reports = (acks: string[], nacks: string[] = [], rev = 2) =>
+  new Map<string, NodeReport>([
+    ...acks.map((n): [string, NodeReport] => [n, { type: 'ACK', configRevision: rev }]),
+    ...nacks.map((n): [string, NodeReport] => [n, { type: 'NACK', configRevision: rev, error: `${n} broke` }]),
+  ]);
 
 describe('wave policy: parsing', () => {
   it('reads a policy over the defaults and refuses bad parts by name', () => {
     expect(readWavePolicy({})).toEqual(DEFAULT_WAVE_POLICY);
-    expect(readWavePolicy({ bakeMs: 30_000, waveTimeoutMs: 60_000, maxFailures: '10%', pauseBefore: [3, 2] }))
-      .toEqual({ bakeMs: 30_000, waveTimeoutMs: 60_000, maxFailures: '10%', pauseBefore: [2, 3] });
+    expect(readWavePolicy({ bakeMs: 30_000, waveTimeoutMs: 60_000, maxFailures: '10%', pauseBefore: [3, 2] })).toEqual({
+      bakeMs: 30_000,
+      waveTimeoutMs: 60_000,
+      maxFailures: '10%',
+      pauseBefore: [2, 3],
+    });
     expect(readWavePolicy({ maxFailures: 2, pauseBefore: '2' })).toMatchObject({ maxFailures: '2', pauseBefore: [2] });
     expect(() => readWavePolicy({ bakeMs: -1 })).toThrow(/^bakeMs must be/);
     expect(() => readWavePolicy({ bakeMs: '30s' })).toThrow(/^bakeMs must be/);
@@ -35,7 +59,8 @@ describe('wave policy: parsing', () => {
   it('checks failure budgets and gates as written', () => {
     expect(parseMaxFailures('0')).toBe('0');
     expect(parseMaxFailures(' 25% ')).toBe('25%');
-    for (const bad of ['-1', '1.5', '101%', '%', '', 'x']) expect(() => parseMaxFailures(bad)).toThrow(/^max-failures:/);
+    for (const bad of ['-1', '1.5', '101%', '%', '', 'x'])
+      expect(() => parseMaxFailures(bad)).toThrow(/^max-failures:/);
     expect(parsePauseBefore('4,2,2')).toEqual([2, 4]);
     for (const bad of ['1', '0', 'two', '', '2,x']) expect(() => parsePauseBefore(bad)).toThrow(/^pause-before:/);
   });
@@ -49,7 +74,14 @@ describe('wave policy: parsing', () => {
   });
 
   it('formats durations as operators write them', () => {
-    expect([0, 500, 30_000, 90_000, 3_600_000, 86_400_000 + 61_000].map(formatMs)).toEqual(['0s', '500ms', '30s', '1m30s', '1h', '1d1m1s']);
+    expect([0, 500, 30_000, 90_000, 3_600_000, 86_400_000 + 61_000].map(formatMs)).toEqual([
+      '0s',
+      '500ms',
+      '30s',
+      '1m30s',
+      '1h',
+      '1d1m1s',
+    ]);
   });
 
   it('refuses a gate before a wave the rollout does not have', () => {
@@ -103,7 +135,9 @@ describe('wave policy: decisions', () => {
     expect(decideRollout(s, reports([]), at(59)).state).toBe(s);
     const d = decideRollout(s, reports([]), at(60));
     expect(d.decision?.kind).toBe('timeout');
-    expect(d.decision?.reason).toMatch(/rollout halted: 1 failed node\(s\), 0 tolerated by --max-failures 0: a \(no ACK of revision 2 within the wave timeout of 1m\)/);
+    expect(d.decision?.reason).toMatch(
+      /rollout halted: 1 failed node\(s\), 0 tolerated by --max-failures 0: a \(no ACK of revision 2 within the wave timeout of 1m\)/,
+    );
     expect(d.state.rollout!.status).toBe('halted');
     expect(configOverrides(d.state).size).toBe(0);
     expect(d.state.defaultRevision).toBe(1);
@@ -148,7 +182,10 @@ describe('wave policy: decisions', () => {
     let s = start({ pauseBefore: [2], bakeMs: 10_000 });
     s = decideRollout(s, reports(['a']), at(1)).state;
     const d = decideRollout(s, reports(['a']), at(11));
-    expect(d.decision).toEqual({ kind: 'gate', reason: 'wave 1 ACKed and baked 10s; wave 2 waits for promote (--pause-before 2)' });
+    expect(d.decision).toEqual({
+      kind: 'gate',
+      reason: 'wave 1 ACKed and baked 10s; wave 2 waits for promote (--pause-before 2)',
+    });
     s = d.state;
     expect(s.rollout).toMatchObject({ status: 'paused', gate: 2, wave: 0 });
     expect([...configOverrides(s)]).toEqual([['a', 2]]);
@@ -175,8 +212,18 @@ describe('wave policy: decisions', () => {
 
   it('reads rollouts recorded before policies with the defaults', () => {
     const old: ConfigTargetState = {
-      defaultRevision: 1, previousDefault: undefined,
-      rollout: { configRevision: 2, fromRevision: 1, waves: [['a']], wave: 0, status: 'running', pauseOnError: false, startedAt: at(0), updatedAt: at(0) },
+      defaultRevision: 1,
+      previousDefault: undefined,
+      rollout: {
+        configRevision: 2,
+        fromRevision: 1,
+        waves: [['a']],
+        wave: 0,
+        status: 'running',
+        pauseOnError: false,
+        startedAt: at(0),
+        updatedAt: at(0),
+      },
     };
     expect(decideRollout(old, reports([]), at(599)).state).toBe(old);
     expect(decideRollout(old, reports([]), at(600)).decision?.kind).toBe('timeout');

@@ -10,16 +10,32 @@ import { nodeStateHash } from '../../../libs/planner/index.ts';
 import { nodeState, vs } from './ipvs/node-state-fixture.ts';
 
 const state = nodeState([
-  vs('10.96.0.10', 80, [['10.244.1.2', 8080], ['10.244.1.3', 8080]]),
+  vs('10.96.0.10', 80, [
+    ['10.244.1.2', 8080],
+    ['10.244.1.3', 8080],
+  ]),
   vs('10.96.0.10', 443, [['10.244.1.2', 8443]], { servicePort: 'default/svc-80:https' }),
   vs('10.96.0.11', 53, [['10.244.1.4', 53]], { protocol: 'UDP', servicePort: 'kube-system/dns:dns' }),
 ]);
 
 describe('applyNodeState', () => {
   it('summarizes what one apply programmed, with the ACK hash, and is idempotent', async () => {
-    const dp = new IpvsDataplane({ kernel: new FakeIpvsKernel(), store: new MemoryOwnershipStore(), kernelRelease: '6.1.0', registry: new Registry() });
+    const dp = new IpvsDataplane({
+      kernel: new FakeIpvsKernel(),
+      store: new MemoryOwnershipStore(),
+      kernelRelease: '6.1.0',
+      registry: new Registry(),
+    });
     const first = await applyNodeState(dp, state);
-    expect(first).toMatchObject({ mode: 'ipvs', node: 'n1', services: 2, virtualServers: 3, realServers: 4, verified: true, hash: nodeStateHash(state) });
+    expect(first).toMatchObject({
+      mode: 'ipvs',
+      node: 'n1',
+      services: 2,
+      virtualServers: 3,
+      realServers: 4,
+      verified: true,
+      hash: nodeStateHash(state),
+    });
     expect(first.writes).toBeGreaterThan(0);
     expect((await applyNodeState(dp, state)).writes).toBe(0);
     await dp.close();

@@ -1,6 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import type { NodeState } from '../../../libs/model/index.ts';
-import { planKubeProxyIpvsRemoval, snapshotKubeProxyIpvs, type Exec } from '../../../libs/dataplane/kube-proxy-ipvs-takeover.ts';
+import {
+  planKubeProxyIpvsRemoval,
+  snapshotKubeProxyIpvs,
+  type Exec,
+} from '../../../libs/dataplane/kube-proxy-ipvs-takeover.ts';
 
 // What kube-proxy's ipvs mode left (tool output in kube-proxy's formats) against what we render:
 // only kube-proxy's objects that we do not render are planned for removal.
@@ -15,8 +19,10 @@ const IPVSADM = `-A -t 10.96.0.10:80 -s rr
 `;
 const fakeExec = (): Exec => async (cmd, args) => {
   const key = [cmd, ...args].join(' ');
-  if (key === 'ip -o -4 addr show dev kube-ipvs0') return '5: kube-ipvs0    inet 10.96.0.10/32 scope global kube-ipvs0\\       valid_lft forever\n5: kube-ipvs0    inet 10.96.0.99/32 scope global kube-ipvs0\n';
-  if (key === 'ipset save KUBE-NODE-PORT-TCP') return 'create KUBE-NODE-PORT-TCP bitmap:port range 0-65535\nadd KUBE-NODE-PORT-TCP 30080\nadd KUBE-NODE-PORT-TCP 30099\n';
+  if (key === 'ip -o -4 addr show dev kube-ipvs0')
+    return '5: kube-ipvs0    inet 10.96.0.10/32 scope global kube-ipvs0\\       valid_lft forever\n5: kube-ipvs0    inet 10.96.0.99/32 scope global kube-ipvs0\n';
+  if (key === 'ipset save KUBE-NODE-PORT-TCP')
+    return 'create KUBE-NODE-PORT-TCP bitmap:port range 0-65535\nadd KUBE-NODE-PORT-TCP 30080\nadd KUBE-NODE-PORT-TCP 30099\n';
   if (key.startsWith('ipset save')) throw new Error('The set with the given name does not exist');
   if (key === 'ipvsadm -Sn') return IPVSADM;
   throw new Error(`unexpected ${key}`);
@@ -53,35 +59,99 @@ COMMIT
 const desired: NodeState = {
   node: 'n1',
   virtualServers: [
-    { protocol: 'TCP', address: '10.96.0.10', port: 80, scheduler: 'rr', schedulerFlags: [], persistenceTimeout: 0, role: 'cluster-ip', servicePort: 'default/web:http', localOnly: false, sourceRanges: [], realServers: [] },
-    { protocol: 'TCP', address: '10.50.200.1', port: 30080, scheduler: 'rr', schedulerFlags: [], persistenceTimeout: 0, role: 'node-port', servicePort: 'default/web:http', localOnly: false, sourceRanges: [], realServers: [] },
+    {
+      protocol: 'TCP',
+      address: '10.96.0.10',
+      port: 80,
+      scheduler: 'rr',
+      schedulerFlags: [],
+      persistenceTimeout: 0,
+      role: 'cluster-ip',
+      servicePort: 'default/web:http',
+      localOnly: false,
+      sourceRanges: [],
+      realServers: [],
+    },
+    {
+      protocol: 'TCP',
+      address: '10.50.200.1',
+      port: 30080,
+      scheduler: 'rr',
+      schedulerFlags: [],
+      persistenceTimeout: 0,
+      role: 'node-port',
+      servicePort: 'default/web:http',
+      localOnly: false,
+      sourceRanges: [],
+      realServers: [],
+    },
   ],
   boundAddresses: ['10.96.0.10'],
   ipsets: [{ name: 'KUBE-CLUSTER-IP', type: 'hash:ip,port', family: 'inet', entries: [] }],
-  settings: { strictARP: false, masqueradeAll: false, clusterCIDR: '', tcpTimeout: 0, tcpFinTimeout: 0, udpTimeout: 0, excludeCIDRs: [] },
+  settings: {
+    strictARP: false,
+    masqueradeAll: false,
+    clusterCIDR: '',
+    tcpTimeout: 0,
+    tcpFinTimeout: 0,
+    udpTimeout: 0,
+    excludeCIDRs: [],
+  },
 } as unknown as NodeState;
 
 describe('taking over from kube-proxy ipvs mode: what is removed', () => {
-  it('recognises kube-proxy\'s IPVS services by kube-ipvs0 addresses and its NodePort set, not foreign ones', async () => {
+  it("recognises kube-proxy's IPVS services by kube-ipvs0 addresses and its NodePort set, not foreign ones", async () => {
     const snap = await snapshotKubeProxyIpvs(fakeExec());
-    expect([...snap.services.keys()].sort()).toEqual(['TCP/10.50.200.1:30080', 'TCP/10.50.200.1:30099', 'TCP/10.96.0.10:80', 'TCP/10.96.0.99:80']);
+    expect([...snap.services.keys()].sort()).toEqual([
+      'TCP/10.50.200.1:30080',
+      'TCP/10.50.200.1:30099',
+      'TCP/10.96.0.10:80',
+      'TCP/10.96.0.99:80',
+    ]);
     expect(snap.vips).toEqual(['10.96.0.10', '10.96.0.99']);
   });
 
-  it('plans removal of what we do not render: services, addresses, kube-proxy chains (not the kubelet\'s), unused kube-proxy sets', async () => {
+  it("plans removal of what we do not render: services, addresses, kube-proxy chains (not the kubelet's), unused kube-proxy sets", async () => {
     const snap = await snapshotKubeProxyIpvs(fakeExec());
-    const plan = planKubeProxyIpvsRemoval(snap, desired, IPTABLES_SAVE, ['KUBE-CLUSTER-IP', 'KUBE-IPVS-IPS', 'KUBE-6-CLUSTER-IP', 'FOREIGN-SET', 'KUBE-HEALTH-CHECK-NODE-PORT']);
-    expect(plan.ipvsDeletes).toEqual([{ flag: '-t', hostPort: '10.96.0.99:80' }, { flag: '-t', hostPort: '10.50.200.1:30099' }]);
+    const plan = planKubeProxyIpvsRemoval(snap, desired, IPTABLES_SAVE, [
+      'KUBE-CLUSTER-IP',
+      'KUBE-IPVS-IPS',
+      'KUBE-6-CLUSTER-IP',
+      'FOREIGN-SET',
+      'KUBE-HEALTH-CHECK-NODE-PORT',
+    ]);
+    expect(plan.ipvsDeletes).toEqual([
+      { flag: '-t', hostPort: '10.96.0.99:80' },
+      { flag: '-t', hostPort: '10.50.200.1:30099' },
+    ]);
     expect(plan.addressDeletes).toEqual(['10.96.0.99']);
-    expect(plan.staleChains).toEqual(['mangle/KUBE-PROXY-CANARY', 'nat/KUBE-PROXY-CANARY', 'filter/KUBE-IPVS-OUT-FILTER', 'filter/KUBE-NODE-PORT']);
-    expect(plan.iptablesRestore).toBe([
-      '*mangle', '-F KUBE-PROXY-CANARY', '-X KUBE-PROXY-CANARY', 'COMMIT',
-      '*nat', '-F KUBE-PROXY-CANARY', '-X KUBE-PROXY-CANARY', 'COMMIT',
-      '*filter',
-      '-D INPUT -m comment --comment "kubernetes health check rules" -j KUBE-NODE-PORT',
-      '-D OUTPUT -m comment --comment "kubernetes ipvs access filter" -j KUBE-IPVS-OUT-FILTER',
-      '-F KUBE-IPVS-OUT-FILTER', '-F KUBE-NODE-PORT', '-X KUBE-IPVS-OUT-FILTER', '-X KUBE-NODE-PORT', 'COMMIT', '',
-    ].join('\n'));
+    expect(plan.staleChains).toEqual([
+      'mangle/KUBE-PROXY-CANARY',
+      'nat/KUBE-PROXY-CANARY',
+      'filter/KUBE-IPVS-OUT-FILTER',
+      'filter/KUBE-NODE-PORT',
+    ]);
+    expect(plan.iptablesRestore).toBe(
+      [
+        '*mangle',
+        '-F KUBE-PROXY-CANARY',
+        '-X KUBE-PROXY-CANARY',
+        'COMMIT',
+        '*nat',
+        '-F KUBE-PROXY-CANARY',
+        '-X KUBE-PROXY-CANARY',
+        'COMMIT',
+        '*filter',
+        '-D INPUT -m comment --comment "kubernetes health check rules" -j KUBE-NODE-PORT',
+        '-D OUTPUT -m comment --comment "kubernetes ipvs access filter" -j KUBE-IPVS-OUT-FILTER',
+        '-F KUBE-IPVS-OUT-FILTER',
+        '-F KUBE-NODE-PORT',
+        '-X KUBE-IPVS-OUT-FILTER',
+        '-X KUBE-NODE-PORT',
+        'COMMIT',
+        '',
+      ].join('\n'),
+    );
     // KUBE-IPVS-IPS and KUBE-HEALTH-CHECK-NODE-PORT are referenced by our glue; FOREIGN-SET is not kube-proxy's
     expect(plan.ipsetDestroys).toEqual(['KUBE-6-CLUSTER-IP']);
   });

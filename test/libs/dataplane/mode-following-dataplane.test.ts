@@ -12,7 +12,10 @@ class FakeKernel {
 }
 
 class FakeModeDataplane implements Dataplane {
-  constructor(readonly mode: ProxyMode, private readonly k: FakeKernel) {}
+  constructor(
+    readonly mode: ProxyMode,
+    private readonly k: FakeKernel,
+  ) {}
   private result(writes: number): ApplyResult {
     return { kernelWrites: writes, verified: true, durationMs: 0, notes: [] };
   }
@@ -23,7 +26,9 @@ class FakeModeDataplane implements Dataplane {
     this.k.programmed.set(this.mode, state);
     return this.result(same ? 0 : 1);
   }
-  async resync(): Promise<ApplyResult> { return this.result(0); }
+  async resync(): Promise<ApplyResult> {
+    return this.result(0);
+  }
   async cleanup(): Promise<ApplyResult> {
     this.k.log.push(`cleanup ${this.mode}`);
     return this.result(this.k.programmed.delete(this.mode) ? 1 : 0);
@@ -36,7 +41,11 @@ const stateFor = (mode: ProxyMode) => renderNodeState(new ClusterDataIndex(), 'n
 describe('ModeFollowingDataplane (applier --mode auto)', () => {
   const make = (ipvsAvailable: boolean) => {
     const k = new FakeKernel();
-    const dp = new ModeFollowingDataplane({ ipvsAvailable, ipvsUnavailableReason: 'no IPVS in this kernel', open: async (m) => new FakeModeDataplane(m, k) });
+    const dp = new ModeFollowingDataplane({
+      ipvsAvailable,
+      ipvsUnavailableReason: 'no IPVS in this kernel',
+      open: async (m) => new FakeModeDataplane(m, k),
+    });
     return { k, dp };
   };
 
@@ -86,9 +95,22 @@ describe('ModeFollowingDataplane (applier --mode auto)', () => {
     const { k, dp } = make(false);
     const base = stateFor('ipvs');
     await dp.apply(base);
-    const vs = { protocol: 'TCP', address: '10.0.0.1', port: 80, schedulerFlags: [], persistenceTimeout: 0, role: 'cluster-ip', servicePort: 'default/web:http', localOnly: false, sourceRanges: [], realServers: [] } as const;
+    const vs = {
+      protocol: 'TCP',
+      address: '10.0.0.1',
+      port: 80,
+      schedulerFlags: [],
+      persistenceTimeout: 0,
+      role: 'cluster-ip',
+      servicePort: 'default/web:http',
+      localOnly: false,
+      sourceRanges: [],
+      realServers: [],
+    } as const;
     const hashed: NodeState = { ...base, virtualServers: [{ ...vs, scheduler: 'sh' }] };
-    await expect(dp.apply(hashed)).rejects.toThrow(/config asks for ipvs scheduler sh \(source hashing.*no IPVS in this kernel; nftables balances at random/);
+    await expect(dp.apply(hashed)).rejects.toThrow(
+      /config asks for ipvs scheduler sh \(source hashing.*no IPVS in this kernel; nftables balances at random/,
+    );
     expect(k.programmed.get('nftables')).toBe(base);
     // A non-hashing scheduler falls back as before.
     await dp.apply({ ...base, virtualServers: [{ ...vs, scheduler: 'rr' }] });

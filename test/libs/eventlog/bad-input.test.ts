@@ -25,7 +25,10 @@ async function openError(file: string, migrate = true): Promise<EventLogError> {
 async function cli(...args: string[]): Promise<{ code: number; err: string }> {
   let err = '';
   const o = vi.spyOn(process.stdout, 'write').mockImplementation(() => true);
-  const e = vi.spyOn(process.stderr, 'write').mockImplementation((s) => { err += String(s); return true; });
+  const e = vi.spyOn(process.stderr, 'write').mockImplementation((s) => {
+    err += String(s);
+    return true;
+  });
   try {
     return { code: await main(args), err };
   } finally {
@@ -35,8 +38,20 @@ async function cli(...args: string[]): Promise<{ code: number; err: string }> {
 }
 
 const bigService = (i: number): WatchEvent => ({
-  kind: 'Service', type: 'ADDED', origin: 'watch', namespace: 'default', name: `s${i}`, uid: `u${i}`, resourceVersion: String(i),
-  object: { apiVersion: 'v1', kind: 'Service', metadata: { name: `s${i}` }, spec: { ports: [{ port: 80 }] }, pad: 'y'.repeat(3000) },
+  kind: 'Service',
+  type: 'ADDED',
+  origin: 'watch',
+  namespace: 'default',
+  name: `s${i}`,
+  uid: `u${i}`,
+  resourceVersion: String(i),
+  object: {
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: { name: `s${i}` },
+    spec: { ports: [{ port: 80 }] },
+    pad: 'y'.repeat(3000),
+  },
 });
 
 describe('bad input: one clear line, nothing written', () => {
@@ -62,7 +77,11 @@ describe('bad input: one clear line, nothing written', () => {
     expect(e.code).toBe('FOREIGN_DATABASE');
     expect(e.message).toMatch(/not a switchboard event log \(foreign SQLite database: tables customers\)/);
     const after = new Database(file);
-    expect((after.prepare(`SELECT name FROM sqlite_master WHERE type = 'table'`).all() as { name: string }[]).map((r) => r.name)).toEqual(['customers']);
+    expect(
+      (after.prepare(`SELECT name FROM sqlite_master WHERE type = 'table'`).all() as { name: string }[]).map(
+        (r) => r.name,
+      ),
+    ).toEqual(['customers']);
     after.close();
   });
 
@@ -70,7 +89,10 @@ describe('bad input: one clear line, nothing written', () => {
     const file = tmp.file('future.db');
     (await EventLog.open({ file })).close();
     const db = new Database(file);
-    db.prepare('INSERT INTO kysely_migration (name, timestamp) VALUES (?, ?)').run('9999-from-the-future', new Date().toISOString());
+    db.prepare('INSERT INTO kysely_migration (name, timestamp) VALUES (?, ?)').run(
+      '9999-from-the-future',
+      new Date().toISOString(),
+    );
     db.close();
     const e = await openError(file);
     expect(e.code).toBe('SCHEMA_TOO_NEW');
@@ -115,7 +137,11 @@ describe('bad input: one clear line, nothing written', () => {
     const file = tmp.file('crash.db');
     (await EventLog.open({ file })).close(); // migrate first, so the child starts appending at once
     const BATCH = 50;
-    const child = spawn(process.execPath, ['--import', 'tsx', path.join(import.meta.dirname, 'support/crash-child.ts'), file, String(BATCH)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', path.join(import.meta.dirname, 'support/crash-child.ts'), file, String(BATCH)],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
     let acked = 0;
     let buf = '';
     await new Promise<void>((resolve, reject) => {
@@ -144,32 +170,38 @@ describe('bad input: one clear line, nothing written', () => {
   const mountDir = path.join(tmp.dir, 'tiny');
   fs.mkdirSync(mountDir);
   const mounted = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=512k', 'tmpfs', mountDir], { encoding: 'utf8' });
-  const mountReason = mounted.status === 0 ? '' : `cannot mount a tmpfs here (${(mounted.stderr || String(mounted.error)).trim()})`;
+  const mountReason =
+    mounted.status === 0 ? '' : `cannot mount a tmpfs here (${(mounted.stderr || String(mounted.error)).trim()})`;
   if (mountReason) console.warn(`skipping the tmpfs disk-full case: ${mountReason}`);
-  afterAll(() => { if (!mountReason) spawnSync('umount', [mountDir]); });
-  it.skipIf(mountReason !== '')('a really full disk (512 KiB tmpfs): one-line error, the log still opens and verifies', async () => {
-    const file = path.join(mountDir, 'tiny.db');
-    const log = await openLog(file);
-    let seq = 0;
-    let err: unknown;
-    for (let b = 0; b < 1000 && !err; b++) {
-      try {
-        seq = log.appendEvents(Array.from({ length: 5 }, (_, i) => bigService(seq + i + 1))).pop()!;
-      } catch (e) {
-        err = e;
-      }
-    }
-    expect(err).toBeInstanceOf(EventLogError);
-    expect(['DISK_FULL', 'IO']).toContain((err as EventLogError).code);
-    expect((err as Error).message.split('\n')).toHaveLength(1);
-    expect(log.lastSeq()).toBe(seq);
-    log.close();
-    const again = await openLog(file);
-    try {
-      expect(again.lastSeq()).toBe(seq);
-      expect(verifyLog(again).ok).toBe(true);
-    } finally {
-      again.close();
-    }
+  afterAll(() => {
+    if (!mountReason) spawnSync('umount', [mountDir]);
   });
+  it.skipIf(mountReason !== '')(
+    'a really full disk (512 KiB tmpfs): one-line error, the log still opens and verifies',
+    async () => {
+      const file = path.join(mountDir, 'tiny.db');
+      const log = await openLog(file);
+      let seq = 0;
+      let err: unknown;
+      for (let b = 0; b < 1000 && !err; b++) {
+        try {
+          seq = log.appendEvents(Array.from({ length: 5 }, (_, i) => bigService(seq + i + 1))).pop()!;
+        } catch (e) {
+          err = e;
+        }
+      }
+      expect(err).toBeInstanceOf(EventLogError);
+      expect(['DISK_FULL', 'IO']).toContain((err as EventLogError).code);
+      expect((err as Error).message.split('\n')).toHaveLength(1);
+      expect(log.lastSeq()).toBe(seq);
+      log.close();
+      const again = await openLog(file);
+      try {
+        expect(again.lastSeq()).toBe(seq);
+        expect(verifyLog(again).ok).toBe(true);
+      } finally {
+        again.close();
+      }
+    },
+  );
 });

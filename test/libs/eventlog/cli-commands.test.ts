@@ -25,8 +25,14 @@ function spawnSb(...args: string[]): { code: number; out: string; err: string } 
 async function sb(...args: string[]): Promise<{ code: number; out: string; err: string }> {
   let out = '';
   let err = '';
-  const o = vi.spyOn(process.stdout, 'write').mockImplementation((s) => { out += String(s); return true; });
-  const e = vi.spyOn(process.stderr, 'write').mockImplementation((s) => { err += String(s); return true; });
+  const o = vi.spyOn(process.stdout, 'write').mockImplementation((s) => {
+    out += String(s);
+    return true;
+  });
+  const e = vi.spyOn(process.stderr, 'write').mockImplementation((s) => {
+    err += String(s);
+    return true;
+  });
   try {
     const code = await main(args);
     return { code, out, err };
@@ -43,11 +49,27 @@ beforeAll(async () => {
   const cfg = log.recordConfigRevision({ config: DEFAULT_PROXY_CONFIG, reason: 'initial' });
   const v2 = replayVersion(log, 2);
   log.recordAck({
-    type: 'ACK', node: 'node-1', version: 2, configRevision: cfg.revision, dataHash: v2.hash,
-    nodeStateHash: nodeStateHash(renderNodeState(v2.state.data, 'node-1', DEFAULT_PROXY_CONFIG)), mode: 'ipvs', kernelWrites: 3,
-    timings: { fetchMs: 1, renderMs: 1, applyMs: 1 }, at: '2025-01-01T00:05:00.000Z',
+    type: 'ACK',
+    node: 'node-1',
+    version: 2,
+    configRevision: cfg.revision,
+    dataHash: v2.hash,
+    nodeStateHash: nodeStateHash(renderNodeState(v2.state.data, 'node-1', DEFAULT_PROXY_CONFIG)),
+    mode: 'ipvs',
+    kernelWrites: 3,
+    timings: { fetchMs: 1, renderMs: 1, applyMs: 1 },
+    at: '2025-01-01T00:05:00.000Z',
   });
-  log.recordAck({ type: 'NACK', node: 'node-2', version: 3, configRevision: 1, error: 'ipset full', lastGoodVersion: 0, lastGoodConfigRevision: 0, at: '2025-01-01T00:06:00.000Z' });
+  log.recordAck({
+    type: 'NACK',
+    node: 'node-2',
+    version: 3,
+    configRevision: 1,
+    error: 'ipset full',
+    lastGoodVersion: 0,
+    lastGoodConfigRevision: 0,
+    at: '2025-01-01T00:06:00.000Z',
+  });
   log.close();
 }, 60_000);
 afterAll(() => tmp.cleanup());
@@ -65,7 +87,9 @@ describe('switchboard db / replay / audit', () => {
   }, 120_000);
 
   it('replay --to-version prints the recorded hash for a plain version and a pin', async () => {
-    const pinV = recorded.find((v, i) => i > 0 && recorded.slice(0, i).some((p) => p.hash === v.hash)) ?? recorded[recorded.length - 1]!;
+    const pinV =
+      recorded.find((v, i) => i > 0 && recorded.slice(0, i).some((p) => p.hash === v.hash)) ??
+      recorded[recorded.length - 1]!;
     for (const v of [recorded[0]!, pinV, recorded[recorded.length - 1]!]) {
       const r = await sb('replay', '--db', file, '--to-version', String(v.version));
       expect(r.err).toBe('');
@@ -112,27 +136,50 @@ describe('switchboard db / replay / audit', () => {
   });
 
   it('audit service, node, ops, diff and behind, as tables and JSON', async () => {
-    const svc = JSON.parse((await sb('audit', '--db', file, 'service', 'default/svc-1', '--json')).out) as { event: { kind: string }; version?: number; ackedBy: { node: string }[] }[];
+    const svc = JSON.parse((await sb('audit', '--db', file, 'service', 'default/svc-1', '--json')).out) as {
+      event: { kind: string };
+      version?: number;
+      ackedBy: { node: string }[];
+    }[];
     expect(svc.length).toBeGreaterThan(0);
     expect(new Set(svc.map((e) => e.event.kind))).toEqual(new Set(['Service', 'EndpointSlice']));
-    expect(svc.some((e) => e.version !== undefined && e.version <= 2 && e.ackedBy.some((a) => a.node === 'node-1'))).toBe(true);
+    expect(
+      svc.some((e) => e.version !== undefined && e.version <= 2 && e.ackedBy.some((a) => a.node === 'node-1')),
+    ).toBe(true);
     expect((await sb('audit', '--db', file, 'service', 'default/svc-1')).out).toMatch(/^SEQ +RECEIVED/);
 
-    const node = JSON.parse((await sb('audit', '--db', file, 'node', 'node-1', '--at', '2025-01-01T00:07:00Z', '--json')).out);
+    const node = JSON.parse(
+      (await sb('audit', '--db', file, 'node', 'node-1', '--at', '2025-01-01T00:07:00Z', '--json')).out,
+    );
     expect(node).toMatchObject({ node: 'node-1', ack: { version: 2 }, nodeStateVerified: true });
-    expect(JSON.parse((await sb('audit', '--db', file, 'node', 'node-1', '--at', '2025-01-01T00:04:00Z', '--json')).out).ack).toBeUndefined();
+    expect(
+      JSON.parse((await sb('audit', '--db', file, 'node', 'node-1', '--at', '2025-01-01T00:04:00Z', '--json')).out).ack,
+    ).toBeUndefined();
     // Without --at: the node's latest ACK (an open upper bound, not a far-future date that sorts wrong).
-    expect(JSON.parse((await sb('audit', '--db', file, 'node', 'node-1', '--json')).out)).toMatchObject({ node: 'node-1', ack: { version: 2 } });
+    expect(JSON.parse((await sb('audit', '--db', file, 'node', 'node-1', '--json')).out)).toMatchObject({
+      node: 'node-1',
+      ack: { version: 2 },
+    });
 
     const ops = await sb('audit', '--db', file, 'ops');
     expect(ops.out).toMatch(/^ID +AT +KIND +ACTOR/);
     expect(ops.out).toMatch(/(pin|rollback) +test/);
 
-    const diff = JSON.parse((await sb('audit', '--db', file, 'diff', '1', String(recorded[recorded.length - 1]!.version), '--json')).out);
-    expect(diff.servicesAdded.length + diff.servicesChanged.length + diff.servicesRemoved.length + diff.nodesAdded.length).toBeGreaterThan(0);
+    const diff = JSON.parse(
+      (await sb('audit', '--db', file, 'diff', '1', String(recorded[recorded.length - 1]!.version), '--json')).out,
+    );
+    expect(
+      diff.servicesAdded.length + diff.servicesChanged.length + diff.servicesRemoved.length + diff.nodesAdded.length,
+    ).toBeGreaterThan(0);
 
-    const behind = JSON.parse((await sb('audit', '--db', file, 'behind', '--json')).out) as { node: string; status: string }[];
-    expect(behind.map((b) => [b.node, b.status])).toEqual([['node-1', 'BEHIND'], ['node-2', 'FAILED']]);
+    const behind = JSON.parse((await sb('audit', '--db', file, 'behind', '--json')).out) as {
+      node: string;
+      status: string;
+    }[];
+    expect(behind.map((b) => [b.node, b.status])).toEqual([
+      ['node-1', 'BEHIND'],
+      ['node-2', 'FAILED'],
+    ]);
     expect((await sb('audit', '--db', file, 'nodes')).code).toBe(2);
     expect((await sb('audit', '--db', file, 'diff', '1')).code).toBe(2);
   });
@@ -147,7 +194,9 @@ describe('switchboard db / replay / audit', () => {
     expect(JSON.parse(r.out).eventsRemoved).toBeGreaterThan(0);
     expect((await sb('db', 'verify', '--db', copy, '--deep')).code).toBe(0);
     for (const v of recorded.filter((x) => x.version >= mid.version)) {
-      expect((await sb('replay', '--db', copy, '--to-version', String(v.version))).out).toBe(`version ${v.version} hash ${v.hash}\n`);
+      expect((await sb('replay', '--db', copy, '--to-version', String(v.version))).out).toBe(
+        `version ${v.version} hash ${v.hash}\n`,
+      );
     }
   });
 });

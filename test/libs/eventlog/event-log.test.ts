@@ -1,6 +1,15 @@
 import Database from 'better-sqlite3';
 import { afterAll, describe, expect, it } from 'vitest';
-import { EventAppender, EventLog, EventLogError, compactLog, replayAt, replayVersion, verifyLog, versionArtifact } from '../../../libs/eventlog/index.ts';
+import {
+  EventAppender,
+  EventLog,
+  EventLogError,
+  compactLog,
+  replayAt,
+  replayVersion,
+  verifyLog,
+  versionArtifact,
+} from '../../../libs/eventlog/index.ts';
 import { ClusterDataIndex } from '../../../libs/planner/index.ts';
 import type { WatchEvent } from '../../../libs/model/index.ts';
 import { driveDataAxis, randomHistory } from './support/random-history.ts';
@@ -10,8 +19,19 @@ const tmp = tempDir();
 afterAll(() => tmp.cleanup());
 
 const node = (name: string, rv: number): WatchEvent => ({
-  kind: 'Node', type: 'ADDED', origin: 'watch', namespace: '', name, uid: `u-${name}`, resourceVersion: String(rv),
-  object: { apiVersion: 'v1', kind: 'Node', metadata: { name, resourceVersion: String(rv) }, status: { addresses: [{ type: 'InternalIP', address: '192.168.1.1' }] } },
+  kind: 'Node',
+  type: 'ADDED',
+  origin: 'watch',
+  namespace: '',
+  name,
+  uid: `u-${name}`,
+  resourceVersion: String(rv),
+  object: {
+    apiVersion: 'v1',
+    kind: 'Node',
+    metadata: { name, resourceVersion: String(rv) },
+    status: { addresses: [{ type: 'InternalIP', address: '192.168.1.1' }] },
+  },
 });
 
 describe('EventLog', () => {
@@ -23,15 +43,25 @@ describe('EventLog', () => {
     log.close();
     const again = await EventLog.open({ file });
     expect(again.lastSeq()).toBe(3);
-    expect(again.events().map((e) => [e.seq, e.name])).toEqual([[1, 'a'], [2, 'b'], [3, 'c']]);
-    expect(again.events({ fromSeq: 2, toSeq: 2 })[0]).toMatchObject({ seq: 2, kind: 'Node', receivedAt: '2025-01-01T00:00:01.000Z' });
+    expect(again.events().map((e) => [e.seq, e.name])).toEqual([
+      [1, 'a'],
+      [2, 'b'],
+      [3, 'c'],
+    ]);
+    expect(again.events({ fromSeq: 2, toSeq: 2 })[0]).toMatchObject({
+      seq: 2,
+      kind: 'Node',
+      receivedAt: '2025-01-01T00:00:01.000Z',
+    });
     again.close();
   });
 
   it('rejects a bad event and writes nothing of its batch', async () => {
     const log = await openLog(tmp.file());
     log.appendEvents([node('a', 1)]);
-    expect(() => log.appendEvents([node('b', 2), { ...node('c', 3), kind: 'Pod' as never }])).toThrow(/event 1 has unknown kind "Pod"; batch not written/);
+    expect(() => log.appendEvents([node('b', 2), { ...node('c', 3), kind: 'Pod' as never }])).toThrow(
+      /event 1 has unknown kind "Pod"; batch not written/,
+    );
     expect(log.lastSeq()).toBe(1);
     expect(verifyLog(log).ok).toBe(true);
     log.close();
@@ -44,9 +74,17 @@ describe('EventLog', () => {
     const v1 = log.recordVersion({ hash: h, reason: '2 events', seqTo: 2 });
     expect(v1).toMatchObject({ version: 1, parent: 0, seqFrom: 1, seqTo: 2, contentOf: undefined });
     expect(() => log.recordVersion({ hash: h, reason: 'x', seqTo: 5 })).toThrow(/only up to 2/);
-    expect(() => log.recordVersion({ hash: 'd'.repeat(64), reason: 'pin', seqTo: 2, contentOf: 1 })).toThrow(/differs from version 1/);
+    expect(() => log.recordVersion({ hash: 'd'.repeat(64), reason: 'pin', seqTo: 2, contentOf: 1 })).toThrow(
+      /differs from version 1/,
+    );
     expect(() => log.recordVersion({ hash: 'nothex', reason: 'x', seqTo: 2 })).toThrow(EventLogError);
-    const v2 = log.recordVersion({ hash: h, reason: 'pin to 1', seqTo: 2, contentOf: 1, delta: { upsertServices: [], removeServices: [], upsertNodes: [], removeNodes: ['b'] } });
+    const v2 = log.recordVersion({
+      hash: h,
+      reason: 'pin to 1',
+      seqTo: 2,
+      contentOf: 1,
+      delta: { upsertServices: [], removeServices: [], upsertNodes: [], removeNodes: ['b'] },
+    });
     expect(v2).toMatchObject({ version: 2, parent: 1, contentOf: 1 });
     expect(log.latestVersion()!.version).toBe(2);
     expect(log.versionDelta(2)!.removeNodes).toEqual(['b']);
@@ -65,7 +103,12 @@ describe('EventLog', () => {
     expect(rs.load('Service')).toBe('12');
     // Saves ride on the next append's transaction: visible to another connection only after it.
     const other = new Database(file, { readonly: true });
-    const peek = () => (other.prepare(`SELECT resource_version AS rv FROM resume_points WHERE kind = 'Service'`).get() as { rv: string } | undefined)?.rv;
+    const peek = () =>
+      (
+        other.prepare(`SELECT resource_version AS rv FROM resume_points WHERE kind = 'Service'`).get() as
+          | { rv: string }
+          | undefined
+      )?.rv;
     expect(peek()).toBeUndefined();
     log.appendEvents([node('a', 1)]);
     expect(peek()).toBe('12');
@@ -94,15 +137,23 @@ describe('EventLog', () => {
 
   it('compaction keeps every retained version (pins of older versions included) replayable and the chain verifiable', async () => {
     const log = await openLog(tmp.file(), steppingClock());
-    const recorded = driveDataAxis(log, randomHistory({ seed: 11, steps: 200, pinRate: 0.08 }), { checkpointEvery: 30 });
+    const recorded = driveDataAxis(log, randomHistory({ seed: 11, steps: 200, pinRate: 0.08 }), {
+      checkpointEvery: 30,
+    });
     const before = recorded[Math.floor(recorded.length / 2)]!.version;
     const eventsBefore = log.events().length;
     const r = compactLog(log, before);
     expect(r.eventsRemoved).toBeGreaterThan(0);
     expect(log.events().length).toBe(eventsBefore - r.eventsRemoved);
     expect(verifyLog(log, { deep: true }).problems).toEqual([]);
-    for (const v of recorded.filter((x) => x.version >= before)) expect(replayVersion(log, v.version).hash).toBe(v.hash);
-    const old = recorded.find((x) => x.version < before && log.version(x.version)!.seqTo < r.cutSeq && !log.checkpoints().some((c) => c.seq === log.version(x.version)!.seqTo));
+    for (const v of recorded.filter((x) => x.version >= before))
+      expect(replayVersion(log, v.version).hash).toBe(v.hash);
+    const old = recorded.find(
+      (x) =>
+        x.version < before &&
+        log.version(x.version)!.seqTo < r.cutSeq &&
+        !log.checkpoints().some((c) => c.seq === log.version(x.version)!.seqTo),
+    );
     expect(old).toBeDefined();
     expect(() => replayVersion(log, old!.version)).toThrow(/compacted/);
     // Appending after compaction continues the chain from its head.
@@ -118,7 +169,12 @@ describe('EventLog', () => {
     const a = versionArtifact(log, v.version);
     expect(a).toMatchObject({ version: v.version, hash: v.hash, form: 'delta' });
     // A version recorded without a delta comes back in checkpoint form, rebuilt from the log.
-    const bare = log.recordVersion({ hash: v.hash, reason: 'rollback to ' + v.version, seqTo: log.lastSeq(), contentOf: v.version });
+    const bare = log.recordVersion({
+      hash: v.hash,
+      reason: 'rollback to ' + v.version,
+      seqTo: log.lastSeq(),
+      contentOf: v.version,
+    });
     const full = versionArtifact(log, bare.version);
     expect(full.form).toBe('checkpoint');
     if (full.form !== 'checkpoint') throw new Error('unreachable');

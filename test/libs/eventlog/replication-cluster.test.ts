@@ -33,9 +33,24 @@ describe('replicated event log on a 3-server JetStream cluster (R3)', () => {
     const lines: string[] = [];
     const leaderLog = await openLog(tmp.file());
     // Flushes wait out the stream's leader election however long a loaded machine makes it.
-    const leader = await createLogReplicator({ log: leaderLog, nc, group, replicas: 3, logger: (l) => lines.push(l), id: 'leader', appendTimeoutMs: 90_000 });
+    const leader = await createLogReplicator({
+      log: leaderLog,
+      nc,
+      group,
+      replicas: 3,
+      logger: (l) => lines.push(l),
+      id: 'leader',
+      appendTimeoutMs: 90_000,
+    });
     const follower = { log: await openLog(tmp.file()) };
-    const fr = await createLogReplicator({ log: follower.log, nc: await client(), group, replicas: 3, id: 'follower', logger: (l) => lines.push(`follower: ${l}`) });
+    const fr = await createLogReplicator({
+      log: follower.log,
+      nc: await client(),
+      group,
+      replicas: 3,
+      id: 'follower',
+      logger: (l) => lines.push(`follower: ${l}`),
+    });
     await leader.claim(1);
     const following = fr.follow();
     await following.caughtUp;
@@ -47,7 +62,8 @@ describe('replicated event log on a 3-server JetStream cluster (R3)', () => {
     let acked: LogPosition | undefined;
     const killing: Promise<void>[] = [];
     await writeHistory(leaderLog, {
-      seed: 31, steps: 60,
+      seed: 31,
+      steps: 60,
       after: async () => {
         // The kill races the flush it follows: no await between them.
         if (++flushes === 15) {
@@ -77,12 +93,20 @@ describe('replicated event log on a 3-server JetStream cluster (R3)', () => {
     // The follower that watched it live agrees too.
     // Its server may be the one killed: the ordered consumer moves to another (generous under load).
     const deadline = Date.now() + 60_000;
-    while (!samePosition(follower.log.position(), acked!) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-    expect(replicaDigest(follower.log), `follower at ${JSON.stringify(fr.position())}; log: ${lines.slice(-5).join(' | ')}`).toEqual(want);
+    while (!samePosition(follower.log.position(), acked!) && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 50));
+    expect(
+      replicaDigest(follower.log),
+      `follower at ${JSON.stringify(fr.position())}; log: ${lines.slice(-5).join(' | ')}`,
+    ).toEqual(want);
     // The CLI contract: `replay --to-version N` prints the same hash from every replica's file.
     const n = leaderLog.latestVersion()!.version;
     const replay = (file: string) => {
-      const r = spawnSync(process.execPath, [path.join(import.meta.dirname, '../../../bin/switchboard'), 'replay', '--db', file, '--to-version', String(n)], { encoding: 'utf8' });
+      const r = spawnSync(
+        process.execPath,
+        [path.join(import.meta.dirname, '../../../bin/switchboard'), 'replay', '--db', file, '--to-version', String(n)],
+        { encoding: 'utf8' },
+      );
       expect(r.status, r.stderr).toBe(0);
       return r.stdout;
     };
@@ -91,6 +115,13 @@ describe('replicated event log on a 3-server JetStream cluster (R3)', () => {
     expect(new Set(printed).size).toBe(1);
     await f2.stop();
     await following.stop();
-    for (const [r, l] of [[leader, leaderLog], [fr, follower.log], [freshR, fresh]] as const) { await r.close(); l.close(); }
+    for (const [r, l] of [
+      [leader, leaderLog],
+      [fr, follower.log],
+      [freshR, fresh],
+    ] as const) {
+      await r.close();
+      l.close();
+    }
   }, 180_000);
 });

@@ -3,7 +3,17 @@ import path from 'node:path';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { connect, headers as natsHeaders, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FencedError, createLogReplicator, logStreamName, logSubject, rowCount, samePosition, type EventLog, type LogPosition, type LogReplicator } from '../../../libs/eventlog/index.ts';
+import {
+  FencedError,
+  createLogReplicator,
+  logStreamName,
+  logSubject,
+  rowCount,
+  samePosition,
+  type EventLog,
+  type LogPosition,
+  type LogReplicator,
+} from '../../../libs/eventlog/index.ts';
 import { startNatsServer, type NatsServerHandle } from '../../support/nats-server.ts';
 import { replicaDigest, writeHistory } from './support/replicated-history.ts';
 import { openLog, tempDir } from './support/temp-log.ts';
@@ -24,11 +34,31 @@ afterAll(async () => {
 
 const group = () => `g${process.pid}-${++groups}`;
 const lines: string[] = [];
-const logger = (l: string) => { lines.push(l); if (process.env.DBG) console.log(l); };
+const logger = (l: string) => {
+  lines.push(l);
+  if (process.env.DBG) console.log(l);
+};
 
-async function replica(g: string, file = tmp.file(), snapshotEveryRows?: number): Promise<{ log: EventLog; r: LogReplicator; file: string }> {
+async function replica(
+  g: string,
+  file = tmp.file(),
+  snapshotEveryRows?: number,
+): Promise<{ log: EventLog; r: LogReplicator; file: string }> {
   const log = await openLog(file);
-  return { log, r: await createLogReplicator({ log, nc, group: g, replicas: 1, logger, id: file, snapshotEveryRows, lagRefreshMs: 100 }), file };
+  return {
+    log,
+    r: await createLogReplicator({
+      log,
+      nc,
+      group: g,
+      replicas: 1,
+      logger,
+      id: file,
+      snapshotEveryRows,
+      lagRefreshMs: 100,
+    }),
+    file,
+  };
 }
 
 /** Resolves once `log` stands where `leader` does (the follower applies batches as they come). */
@@ -87,7 +117,10 @@ describe('replicated event log (one nats-server, real SQLite files)', () => {
     expect(replicaDigest(b2.log)).toEqual(replicaDigest(a.log));
     expect(b2.log.truncations()).toEqual([]);
     await f2.stop();
-    for (const x of [a, b2, c]) { await x.r.close(); x.log.close(); }
+    for (const x of [a, b2, c]) {
+      await x.r.close();
+      x.log.close();
+    }
   }, 60_000);
 
   it('first start of an existing single-planner log: its rows seed the group, also across a restart between follow() and claim()', async () => {
@@ -116,10 +149,13 @@ describe('replicated event log (one nats-server, real SQLite files)', () => {
     expect(replicaDigest(b.log)).toEqual(seed);
     expect(a.log.truncations()).toEqual([]);
     await fb.stop();
-    for (const x of [a, b]) { await x.r.close(); x.log.close(); }
+    for (const x of [a, b]) {
+      await x.r.close();
+      x.log.close();
+    }
   }, 60_000);
 
-  it('garbage on the log subject: followers skip it (logged) and apply nothing of it; the leader\'s next flush meets it as a fence and a re-claim continues after it', async () => {
+  it("garbage on the log subject: followers skip it (logged) and apply nothing of it; the leader's next flush meets it as a fence and a re-claim continues after it", async () => {
     const g = group();
     const a = await replica(g);
     const b = await replica(g);
@@ -130,17 +166,41 @@ describe('replicated event log (one nats-server, real SQLite files)', () => {
     const js = jetstream(nc);
     await js.publish(logSubject(g), new TextEncoder().encode('not a batch'));
     const h = natsHeaders();
-    for (const [k, v] of Object.entries({ 'Sb-Log': 'rows', 'Sb-Log-Batch': 'evil', 'Sb-Log-Part': '1/1', 'Sb-Log-Term': '9' })) h.set(k, v);
-    await js.publish(logSubject(g), new TextEncoder().encode(JSON.stringify({ from: a.log.position(), to: a.log.position(), rows: {} })), { headers: h });
+    for (const [k, v] of Object.entries({
+      'Sb-Log': 'rows',
+      'Sb-Log-Batch': 'evil',
+      'Sb-Log-Part': '1/1',
+      'Sb-Log-Term': '9',
+    }))
+      h.set(k, v);
+    await js.publish(
+      logSubject(g),
+      new TextEncoder().encode(JSON.stringify({ from: a.log.position(), to: a.log.position(), rows: {} })),
+      { headers: h },
+    );
     // A forged term marker with a huge term locks nobody out: the lease owns terms.
     const t = natsHeaders();
     for (const [k, v] of Object.entries({ 'Sb-Log': 'term', 'Sb-Log-Term': '999999' })) t.set(k, v);
     await js.publish(logSubject(g), new TextEncoder().encode('{}'), { headers: t });
-    a.log.appendEvents([{ kind: 'Node', type: 'ADDED', origin: 'watch', namespace: '', name: 'n-after', uid: 'u-n-after', resourceVersion: '5000', object: { apiVersion: 'v1', kind: 'Node', metadata: { name: 'n-after' } } }]);
+    a.log.appendEvents([
+      {
+        kind: 'Node',
+        type: 'ADDED',
+        origin: 'watch',
+        namespace: '',
+        name: 'n-after',
+        uid: 'u-n-after',
+        resourceVersion: '5000',
+        object: { apiVersion: 'v1', kind: 'Node', metadata: { name: 'n-after' } },
+      },
+    ]);
     await expect(a.r.flush()).rejects.toBeInstanceOf(FencedError);
     await a.r.claim(2);
     await a.r.flush();
-    await until(() => samePosition(a.log.position(), b.log.position()), 'the follower to get the batch after the garbage');
+    await until(
+      () => samePosition(a.log.position(), b.log.position()),
+      'the follower to get the batch after the garbage',
+    );
     expect(replicaDigest(b.log)).toEqual(replicaDigest(a.log));
     // The event committed but never acknowledged is dropped at the re-claim (a source sends it again).
     expect(a.log.truncations().map((t) => t.rowsDropped)).toEqual([1]);
@@ -148,10 +208,13 @@ describe('replicated event log (one nats-server, real SQLite files)', () => {
     expect(lines.some((l) => l.includes(`SB_LOG_${g}`) && l.includes('not a log message'))).toBe(true);
     expect(lines.some((l) => l.includes(`SB_LOG_${g}`) && /batch evil is malformed/.test(l))).toBe(true);
     await fb.stop();
-    for (const x of [a, b]) { await x.r.close(); x.log.close(); }
+    for (const x of [a, b]) {
+      await x.r.close();
+      x.log.close();
+    }
   }, 60_000);
 
-  it('fencing: after another replica claims, the old leader\'s flush is refused; it follows, and nothing it wrote after the fence stays in its file', async () => {
+  it("fencing: after another replica claims, the old leader's flush is refused; it follows, and nothing it wrote after the fence stays in its file", async () => {
     const g = group();
     const a = await replica(g);
     const b = await replica(g);
@@ -161,7 +224,18 @@ describe('replicated event log (one nats-server, real SQLite files)', () => {
     expect(samePosition(b.log.position(), a.log.position())).toBe(true);
     const groupAt = a.log.position();
     // The deposed leader commits locally, then its flush meets the fence.
-    a.log.appendEvents([{ kind: 'Node', type: 'ADDED', origin: 'watch', namespace: '', name: 'stale', uid: 'u-stale', resourceVersion: '9999', object: { apiVersion: 'v1', kind: 'Node', metadata: { name: 'stale' } } }]);
+    a.log.appendEvents([
+      {
+        kind: 'Node',
+        type: 'ADDED',
+        origin: 'watch',
+        namespace: '',
+        name: 'stale',
+        uid: 'u-stale',
+        resourceVersion: '9999',
+        object: { apiVersion: 'v1', kind: 'Node', metadata: { name: 'stale' } },
+      },
+    ]);
     a.log.recordOperation({ kind: 'pin', actor: 'stale leader', reason: 'after the fence', params: {} } as never);
     await expect(a.r.flush()).rejects.toBeInstanceOf(FencedError);
     await expect(a.r.flush()).rejects.toBeInstanceOf(FencedError);
@@ -184,13 +258,20 @@ describe('replicated event log (one nats-server, real SQLite files)', () => {
     expect(t!.dropped.rows.events[0]![8]).toBe('9999');
     expect(lines.some((l) => /dropped 2 rows .*truncation \d+ in replication_truncations/.test(l))).toBe(true);
     await f.stop();
-    for (const x of [a, b]) { await x.r.close(); x.log.close(); }
+    for (const x of [a, b]) {
+      await x.r.close();
+      x.log.close();
+    }
   }, 60_000);
 
   it('kill -9 between local commit and flush: on restart the file is truncated back to the stream, recorded with the dropped rows; acknowledged rows all stay', async () => {
     const g = group();
     const file = tmp.file();
-    const child = spawn(process.execPath, ['--import', 'tsx', path.join(import.meta.dirname, 'support/replication-crash-child.ts'), file, nats.url, g], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', path.join(import.meta.dirname, 'support/replication-crash-child.ts'), file, nats.url, g],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
     let out = '';
     let err = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
@@ -209,8 +290,16 @@ describe('replicated event log (one nats-server, real SQLite files)', () => {
     expect(more).toEqual([]);
     expect(t).toMatchObject({ rowsDropped: 2, reason: expect.stringMatching(/never appended/) });
     expect(t!.dropped.rows.operations[0]![3]).toBe('committed, never flushed');
-    const status = spawnSync(process.execPath, [path.join(import.meta.dirname, '../../../bin/switchboard'), 'db', 'status', '--db', file, '--json'], { encoding: 'utf8' });
-    expect(JSON.parse(status.stdout)).toMatchObject({ replicationStream: `SB_LOG_${g}`, truncations: 1, rowsTruncated: 2 });
+    const status = spawnSync(
+      process.execPath,
+      [path.join(import.meta.dirname, '../../../bin/switchboard'), 'db', 'status', '--db', file, '--json'],
+      { encoding: 'utf8' },
+    );
+    expect(JSON.parse(status.stdout)).toMatchObject({
+      replicationStream: `SB_LOG_${g}`,
+      truncations: 1,
+      rowsTruncated: 2,
+    });
     // A replica bootstrapped from the stream alone agrees with it row for row.
     const b = await replica(g);
     const fb = b.r.follow();
@@ -220,12 +309,26 @@ describe('replicated event log (one nats-server, real SQLite files)', () => {
     // And the restarted one can lead on: numbering continues after the acknowledged rows.
     await f.stop();
     await a.r.claim(2);
-    const next = a.log.appendEvents([{ kind: 'Node', type: 'ADDED', origin: 'watch', namespace: '', name: 'after', uid: 'u-after', resourceVersion: '778', object: { apiVersion: 'v1', kind: 'Node', metadata: { name: 'after' } } }]);
+    const next = a.log.appendEvents([
+      {
+        kind: 'Node',
+        type: 'ADDED',
+        origin: 'watch',
+        namespace: '',
+        name: 'after',
+        uid: 'u-after',
+        resourceVersion: '778',
+        object: { apiVersion: 'v1', kind: 'Node', metadata: { name: 'after' } },
+      },
+    ]);
     expect(next).toEqual([died.acked.chains.events.id + 1]);
     await a.r.flush();
-    await until(() => samePosition(b.log.position(), a.log.position()), 'the follower to get the new leader\'s batch');
+    await until(() => samePosition(b.log.position(), a.log.position()), "the follower to get the new leader's batch");
     await fb.stop();
-    for (const x of [a, b]) { await x.r.close(); x.log.close(); }
+    for (const x of [a, b]) {
+      await x.r.close();
+      x.log.close();
+    }
   }, 60_000);
 
   it('a trimmed stream: a new replica starts from the newest snapshot plus the tail, and one that stopped before the trim catches up the same way', async () => {
@@ -246,7 +349,12 @@ describe('replicated event log (one nats-server, real SQLite files)', () => {
     await writeHistory(a.log, { seed: 42, steps: 60, after: () => a.r.flush() });
     const jsm = await jetstreamManager(nc);
     let first = 0;
-    await until(() => { void jsm.streams.info(logStreamName(g)).then((i) => { first = i.state.first_seq; }); return first > bMark.streamSeq + 1; }, 'the stream to be trimmed past the stopped follower');
+    await until(() => {
+      void jsm.streams.info(logStreamName(g)).then((i) => {
+        first = i.state.first_seq;
+      });
+      return first > bMark.streamSeq + 1;
+    }, 'the stream to be trimmed past the stopped follower');
     expect(lines.some((l) => l.includes(`SB_LOG_${g}: snapshot at seq`))).toBe(true);
     const want = replicaDigest(a.log);
     const c = await replica(g);
@@ -261,11 +369,14 @@ describe('replicated event log (one nats-server, real SQLite files)', () => {
     expect(lines.filter((l) => l.includes(`SB_LOG_${g}: caught up from snapshot`)).length).toBe(2);
     await fc.stop();
     await fb2.stop();
-    for (const x of [a, b2, c]) { await x.r.close(); x.log.close(); }
+    for (const x of [a, b2, c]) {
+      await x.r.close();
+      x.log.close();
+    }
   }, 90_000);
 });
 
-describe('replicated event log: batches larger than the server\'s max payload', () => {
+describe("replicated event log: batches larger than the server's max payload", () => {
   it('go as parts and arrive whole; parts a writer never finished are given up, and the next claim appends after them', async () => {
     const small = await startNatsServer({ jetstream: true, config: 'max_payload: 16384' });
     const snc = await connect({ servers: small.url });
@@ -281,7 +392,13 @@ describe('replicated event log: batches larger than the server\'s max payload', 
       await fb.caughtUp;
       // 30 steps between flushes: one batch of well over 16 KB.
       let n = 0;
-      await writeHistory(a.log, { seed: 51, steps: 60, after: async () => { if (++n % 30 === 0) await a.r.flush(); } });
+      await writeHistory(a.log, {
+        seed: 51,
+        steps: 60,
+        after: async () => {
+          if (++n % 30 === 0) await a.r.flush();
+        },
+      });
       await until(() => samePosition(a.log.position(), b.log.position()), 'the follower to get the multi-part batches');
       const js = jetstream(snc);
       const info = await (await jetstreamManager(snc)).streams.info(logStreamName('parts'));
@@ -289,7 +406,13 @@ describe('replicated event log: batches larger than the server\'s max payload', 
       expect(replicaDigest(b.log)).toEqual(replicaDigest(a.log));
       // A writer dies after the first part of three: followers must not apply anything of it.
       const h = natsHeaders();
-      for (const [k, v] of Object.entries({ 'Sb-Log': 'rows', 'Sb-Log-Batch': 'dead', 'Sb-Log-Part': '1/3', 'Sb-Log-Term': '1' })) h.set(k, v);
+      for (const [k, v] of Object.entries({
+        'Sb-Log': 'rows',
+        'Sb-Log-Batch': 'dead',
+        'Sb-Log-Part': '1/3',
+        'Sb-Log-Term': '1',
+      }))
+        h.set(k, v);
       await js.publish(logSubject('parts'), new TextEncoder().encode('{"from":'), { headers: h });
       await fb.stop();
       await b.r.claim(2);
@@ -300,7 +423,10 @@ describe('replicated event log: batches larger than the server\'s max payload', 
       expect(replicaDigest(a.log)).toEqual(replicaDigest(b.log));
       expect(lines.some((l) => /batch dead from seq \d+ left incomplete before a term marker/.test(l))).toBe(true);
       await fa.stop();
-      for (const x of [a, b]) { await x.r.close(); x.log.close(); }
+      for (const x of [a, b]) {
+        await x.r.close();
+        x.log.close();
+      }
     } finally {
       await snc.close();
       await small.stop();

@@ -14,7 +14,16 @@ async function makeLog(): Promise<string> {
   const log = await openLog(file, steppingClock());
   driveDataAxis(log, randomHistory({ seed: 5, steps: 60, pinRate: 0.1 }), { checkpointEvery: 20 });
   log.recordConfigRevision({ config: { mode: 'ipvs' } as never, reason: 'initial' });
-  log.recordAck({ type: 'NACK', node: 'node-1', version: 1, configRevision: 1, error: 'boom', lastGoodVersion: 0, lastGoodConfigRevision: 0, at: '2025-01-01T00:10:00.000Z' });
+  log.recordAck({
+    type: 'NACK',
+    node: 'node-1',
+    version: 1,
+    configRevision: 1,
+    error: 'boom',
+    lastGoodVersion: 0,
+    lastGoodConfigRevision: 0,
+    at: '2025-01-01T00:10:00.000Z',
+  });
   log.close();
   return file;
 }
@@ -45,21 +54,53 @@ describe('verifyLog', () => {
   });
 
   const cases: [string, string, { table: string; row: number; problem: RegExp }][] = [
-    ['an edited event', `UPDATE events SET object = replace(object, '10.244', '10.245') WHERE seq = (SELECT min(seq) FROM events WHERE kind = 'EndpointSlice' AND object LIKE '%10.244%')`, { table: 'events', row: -1, problem: /edited/ }],
-    ['a deleted event in the middle', 'DELETE FROM events WHERE seq = 17', { table: 'events', row: 17, problem: /deleted/ }],
-    ['deleted events at the end', 'DELETE FROM events WHERE seq > 30', { table: 'events', row: 31, problem: /deleted at the end/ }],
-    ['an inserted event past the head', `INSERT INTO events SELECT seq + 1000, received_at, kind, type, origin, namespace, name, uid, resource_version, service, object, row_hash FROM events WHERE seq = 3`, { table: 'events', row: -2, problem: /inserted/ }],
-    ['an edited version hash', `UPDATE versions SET hash = '${'a'.repeat(64)}' WHERE version = 2`, { table: 'versions', row: 2, problem: /edited/ }],
-    ['an edited operation actor', `UPDATE operations SET actor = 'mallory' WHERE id = 1`, { table: 'operations', row: 1, problem: /edited/ }],
+    [
+      'an edited event',
+      `UPDATE events SET object = replace(object, '10.244', '10.245') WHERE seq = (SELECT min(seq) FROM events WHERE kind = 'EndpointSlice' AND object LIKE '%10.244%')`,
+      { table: 'events', row: -1, problem: /edited/ },
+    ],
+    [
+      'a deleted event in the middle',
+      'DELETE FROM events WHERE seq = 17',
+      { table: 'events', row: 17, problem: /deleted/ },
+    ],
+    [
+      'deleted events at the end',
+      'DELETE FROM events WHERE seq > 30',
+      { table: 'events', row: 31, problem: /deleted at the end/ },
+    ],
+    [
+      'an inserted event past the head',
+      `INSERT INTO events SELECT seq + 1000, received_at, kind, type, origin, namespace, name, uid, resource_version, service, object, row_hash FROM events WHERE seq = 3`,
+      { table: 'events', row: -2, problem: /inserted/ },
+    ],
+    [
+      'an edited version hash',
+      `UPDATE versions SET hash = '${'a'.repeat(64)}' WHERE version = 2`,
+      { table: 'versions', row: 2, problem: /edited/ },
+    ],
+    [
+      'an edited operation actor',
+      `UPDATE operations SET actor = 'mallory' WHERE id = 1`,
+      { table: 'operations', row: 1, problem: /edited/ },
+    ],
     ['a deleted ack', `DELETE FROM acks`, { table: 'acks', row: 1, problem: /deleted/ }],
-    ['an edited checkpoint', `UPDATE checkpoints SET objects = replace(objects, 'svc-', 'svx-') WHERE seq = (SELECT min(seq) FROM checkpoints)`, { table: 'checkpoints', row: -3, problem: /edited/ }],
+    [
+      'an edited checkpoint',
+      `UPDATE checkpoints SET objects = replace(objects, 'svc-', 'svx-') WHERE seq = (SELECT min(seq) FROM checkpoints)`,
+      { table: 'checkpoints', row: -3, problem: /edited/ },
+    ],
   ];
   for (const [what, sql, want] of cases) {
     it(`names the first bad row after ${what}`, async () => {
       const file = await makeLog();
       const before = new Database(file);
       const ids = {
-        '-1': (before.prepare(`SELECT min(seq) AS s FROM events WHERE kind = 'EndpointSlice' AND object LIKE '%10.244%'`).get() as { s: number }).s,
+        '-1': (
+          before
+            .prepare(`SELECT min(seq) AS s FROM events WHERE kind = 'EndpointSlice' AND object LIKE '%10.244%'`)
+            .get() as { s: number }
+        ).s,
         '-2': 1003, // seq 3 copied to seq 1003
         '-3': (before.prepare('SELECT min(seq) AS s FROM checkpoints').get() as { s: number }).s,
       } as Record<string, number>;
@@ -79,7 +120,10 @@ describe('verifyLog', () => {
     // An attacker who also recomputes the chain defeats the chain, not replay.
     const log = await openLog(file);
     const { chainHash } = await import('../../../libs/eventlog/index.ts');
-    const rows = databaseOf(log).prepare('SELECT * FROM versions ORDER BY version').all() as Record<string, string | number | null>[];
+    const rows = databaseOf(log).prepare('SELECT * FROM versions ORDER BY version').all() as Record<
+      string,
+      string | number | null
+    >[];
     let prev = '0'.repeat(64);
     const cols = ['version', 'parent', 'hash', 'reason', 'created_at', 'seq_from', 'seq_to', 'content_of', 'delta'];
     for (const r of rows) {

@@ -22,7 +22,10 @@ const slice = (name: string, ip: string): ServerObject => ({
   addressType: 'IPv4',
   endpoints: [{ addresses: [ip], conditions: { ready: true } }],
 });
-const node = (name: string): ServerObject => ({ metadata: { name }, status: { addresses: [{ type: 'InternalIP', address: '10.0.0.1' }] } });
+const node = (name: string): ServerObject => ({
+  metadata: { name },
+  status: { addresses: [{ type: 'InternalIP', address: '10.0.0.1' }] },
+});
 
 const FAST_BACKOFF = { initialMs: 5, maxMs: 40 };
 
@@ -34,7 +37,8 @@ async function until(what: string, check: () => boolean, timeoutMs = 5000): Prom
   }
 }
 
-const summary = (events: KubeEvent[]) => events.map((e) => `${e.kind} ${e.type} ${e.object.metadata.name}${e.relist ? ' (relist)' : ''}`);
+const summary = (events: KubeEvent[]) =>
+  events.map((e) => `${e.kind} ${e.type} ${e.object.metadata.name}${e.relist ? ' (relist)' : ''}`);
 
 describe('ClusterInformer', () => {
   let server: KubeApiServer;
@@ -72,7 +76,10 @@ describe('ClusterInformer', () => {
     await informer.stop();
   }
 
-  const watching = (informer: ClusterInformer, kind: KubeKind = 'Service') => () => informer.informer(kind).health().watching;
+  const watching =
+    (informer: ClusterInformer, kind: KubeKind = 'Service') =>
+    () =>
+      informer.informer(kind).health().watching;
 
   it('lists all three kinds, emits them as relist ADDED, and only then is synced', async () => {
     server.create('Service', svc('a'));
@@ -84,7 +91,11 @@ describe('ClusterInformer', () => {
     expect(informer.isSynced).toBe(false);
     await informer.synced;
     expect(informer.isSynced).toBe(true);
-    expect(summary(events).sort()).toEqual(['EndpointSlice ADDED a-1 (relist)', 'Node ADDED n1 (relist)', 'Service ADDED a (relist)']);
+    expect(summary(events).sort()).toEqual([
+      'EndpointSlice ADDED a-1 (relist)',
+      'Node ADDED n1 (relist)',
+      'Service ADDED a (relist)',
+    ]);
     // The Node list failed once; synced waited for its successful retry.
     expect(server.requestsOf('list', 'Node').map((r) => r.status)).toEqual([500, 200]);
     const svcEvent = events.find((e) => e.kind === 'Service')!;
@@ -129,7 +140,13 @@ describe('ClusterInformer', () => {
     }
     await until('10 events', () => events.length === 10);
     expect(maxInFlight).toBe(1);
-    expect(events.filter((e) => e.kind === 'Service').map((e) => e.object.metadata.name)).toEqual(['s0', 's1', 's2', 's3', 's4']);
+    expect(events.filter((e) => e.kind === 'Service').map((e) => e.object.metadata.name)).toEqual([
+      's0',
+      's1',
+      's2',
+      's3',
+      's4',
+    ]);
   });
 
   it('resumes from the saved RV without relisting after a restart', async () => {
@@ -168,13 +185,23 @@ describe('ClusterInformer', () => {
     await until('informer noticed the outage', () => informer.informer('Service').health().errors > 0);
     await server.restart();
     await until('relist events', () => events.length === 3);
-    expect(summary(events)).toEqual(['Service DELETED a (relist)', 'Service MODIFIED b (relist)', 'Service ADDED d (relist)']);
+    expect(summary(events)).toEqual([
+      'Service DELETED a (relist)',
+      'Service MODIFIED b (relist)',
+      'Service ADDED d (relist)',
+    ]);
     expect(events.every((e) => e.resourceVersion === '7')).toBe(true);
     const health = informer.informer('Service').health();
     expect(health.expired).toBe(1);
     expect(health.relists).toBe(1);
     expect(store.load('Service')).toBe('7');
-    expect(informer.informer('Service').objects().map((o) => o.metadata.name).sort()).toEqual(['b', 'c', 'd']);
+    expect(
+      informer
+        .informer('Service')
+        .objects()
+        .map((o) => o.metadata.name)
+        .sort(),
+    ).toEqual(['b', 'c', 'd']);
   });
 
   it('uses ResumeStore.knownObjects so a restarted process reports deletions it missed', async () => {
@@ -219,7 +246,11 @@ describe('ClusterInformer', () => {
       http410.create('Node', node('n2'));
       http410.compact();
       const store = new MemoryResumeStore({ Node: '1' });
-      const informer = startInformer({ kubeConfig: loadKubeConfig({ kubeconfig: config.path }), resumeStore: store, kinds: ['Node'] });
+      const informer = startInformer({
+        kubeConfig: loadKubeConfig({ kubeconfig: config.path }),
+        resumeStore: store,
+        kinds: ['Node'],
+      });
       await until('relist', () => events.length === 2);
       await informer.synced;
       expect(summary(events)).toEqual(['Node ADDED n1 (relist)', 'Node ADDED n2 (relist)']);
@@ -236,7 +267,10 @@ describe('ClusterInformer', () => {
     server.create('Service', svc('a'));
     server.failNext(4);
     const problems: string[] = [];
-    const informer = startInformer({ kinds: ['Service'], onError: () => queueMicrotask(() => problems.push(informer.problem() ?? 'none')) });
+    const informer = startInformer({
+      kinds: ['Service'],
+      onError: () => queueMicrotask(() => problems.push(informer.problem() ?? 'none')),
+    });
     await informer.synced;
     const health = informer.informer('Service').health();
     expect(health.errors).toBe(4);

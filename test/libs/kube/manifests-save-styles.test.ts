@@ -19,8 +19,9 @@ describe('ManifestsSource save styles (real files, real watch)', () => {
   let dir: string;
   let source: ManifestsSource | undefined;
   let events: KubeEvent[];
-  const portOf = (e: KubeEvent) => ((e.object.spec as { ports: { port: number }[] }).ports[0]!.port);
-  const seen = () => events.map((e) => `${e.type} ${e.object.metadata.name}${e.type === 'DELETED' ? '' : `:${portOf(e)}`}`);
+  const portOf = (e: KubeEvent) => (e.object.spec as { ports: { port: number }[] }).ports[0]!.port;
+  const seen = () =>
+    events.map((e) => `${e.type} ${e.object.metadata.name}${e.type === 'DELETED' ? '' : `:${portOf(e)}`}`);
   async function waitFor(what: string, check: () => boolean, timeoutMs = 10_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     while (!check()) {
@@ -30,7 +31,9 @@ describe('ManifestsSource save styles (real files, real watch)', () => {
   }
   /** Waits until `name` is published with `port` (the poll is off: only the watch can notice). */
   const published = (name: string, port: number) =>
-    waitFor(`${name}:${port}`, () => events.some((e) => e.object.metadata.name === name && e.type !== 'DELETED' && portOf(e) === port));
+    waitFor(`${name}:${port}`, () =>
+      events.some((e) => e.object.metadata.name === name && e.type !== 'DELETED' && portOf(e) === port),
+    );
   const start = async (extra: Partial<ManifestsSourceOptions> = {}) => {
     source = new ManifestsSource({ dir, sink: (e) => void events.push(e), debounceMs: 20, settleMs: 100, ...extra });
     await source.start();

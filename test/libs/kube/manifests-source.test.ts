@@ -3,13 +3,24 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
-  MANIFEST_FILE_ANNOTATION, ManifestsSource, type KnownObjects, type KubeEvent, type KubeKind, type RawKubeObject, type ManifestsSourceOptions,
+  MANIFEST_FILE_ANNOTATION,
+  ManifestsSource,
+  type KnownObjects,
+  type KubeEvent,
+  type KubeKind,
+  type RawKubeObject,
+  type ManifestsSourceOptions,
 } from '../../../libs/kube/index.ts';
 import type { Rejection } from '../../../libs/model/index.ts';
 import { service } from './manifest-fixtures.ts';
 
 const nodeJson = (name: string) =>
-  JSON.stringify({ apiVersion: 'v1', kind: 'Node', metadata: { name }, status: { addresses: [{ type: 'InternalIP', address: '10.0.0.1' }] } });
+  JSON.stringify({
+    apiVersion: 'v1',
+    kind: 'Node',
+    metadata: { name },
+    status: { addresses: [{ type: 'InternalIP', address: '10.0.0.1' }] },
+  });
 
 async function until(what: string, check: () => boolean, timeoutMs = 5000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -25,7 +36,8 @@ function knownFrom(events: readonly KubeEvent[]): KnownObjects {
   const last = new Map<string, KubeEvent>();
   for (const e of events) last.set(`${e.kind}/${e.object.metadata.namespace ?? ''}/${e.object.metadata.name}`, e);
   const objects = new Map<KubeKind, RawKubeObject[]>();
-  for (const e of last.values()) if (e.type !== 'DELETED') objects.set(e.kind, [...(objects.get(e.kind) ?? []), e.object]);
+  for (const e of last.values())
+    if (e.type !== 'DELETED') objects.set(e.kind, [...(objects.get(e.kind) ?? []), e.object]);
   return { objects, lastResourceVersion: events.at(-1)?.resourceVersion };
 }
 
@@ -36,9 +48,22 @@ describe('ManifestsSource', () => {
   /** Everything ever emitted, across restarts: what the event log would hold. */
   let logged: KubeEvent[];
   let rejected: Rejection[];
-  const summary = (list = events) => list.map((e) => `${e.type} ${e.kind} ${e.object.metadata.name} rv=${e.resourceVersion}${e.relist ? ' relist' : ''}`);
+  const summary = (list = events) =>
+    list.map(
+      (e) => `${e.type} ${e.kind} ${e.object.metadata.name} rv=${e.resourceVersion}${e.relist ? ' relist' : ''}`,
+    );
   const open = async (extra: Partial<ManifestsSourceOptions> = {}) => {
-    source = new ManifestsSource({ dir, sink: (e) => { events.push(e); logged.push(e); }, onRejected: (r) => (rejected = [...r]), watch: false, settleMs: 0, ...extra });
+    source = new ManifestsSource({
+      dir,
+      sink: (e) => {
+        events.push(e);
+        logged.push(e);
+      },
+      onRejected: (r) => (rejected = [...r]),
+      watch: false,
+      settleMs: 0,
+      ...extra,
+    });
     await source.start();
     return source;
   };
@@ -65,7 +90,11 @@ describe('ManifestsSource', () => {
     await writeFile(join(dir, 'a.yaml'), `${service('web')}---\n${service('db', 5432)}`);
     await writeFile(join(dir, 'nodes.json'), nodeJson('n1'));
     await open();
-    expect(summary()).toEqual(['ADDED Node n1 rv=1 relist', 'ADDED Service db rv=2 relist', 'ADDED Service web rv=3 relist']);
+    expect(summary()).toEqual([
+      'ADDED Node n1 rv=1 relist',
+      'ADDED Service db rv=2 relist',
+      'ADDED Service web rv=3 relist',
+    ]);
     expect(events[2]!.object.metadata.resourceVersion).toBe('3');
     expect(events[2]!.object.metadata.annotations).toEqual({ [MANIFEST_FILE_ANNOTATION]: 'a.yaml' });
     expect(rejected).toEqual([]);
@@ -100,7 +129,9 @@ describe('ManifestsSource', () => {
     await open();
     expect(summary()).toEqual(['ADDED Service web rv=1 relist']);
     expect(events[0]!.object.metadata.annotations).toEqual({ [MANIFEST_FILE_ANNOTATION]: 'a.yaml' });
-    expect(rejected).toEqual([{ ref: 'Service default/web', source: 'b.yaml', reason: 'duplicate: also defined in a.yaml, which is used' }]);
+    expect(rejected).toEqual([
+      { ref: 'Service default/web', source: 'b.yaml', reason: 'duplicate: also defined in a.yaml, which is used' },
+    ]);
     // The duplicate goes away: the object stays, nothing is deleted.
     await unlink(join(dir, 'a.yaml'));
     events = [];
@@ -114,7 +145,12 @@ describe('ManifestsSource', () => {
     await open();
     const names = 'abcdefghi';
     const bomb = ['a: &a ["x","x","x","x","x","x","x","x","x"]'];
-    for (let i = 1; i < names.length; i++) bomb.push(`${names[i]}: &${names[i]} [${Array(9).fill(`*${names[i - 1]}`).join(',')}]`);
+    for (let i = 1; i < names.length; i++)
+      bomb.push(
+        `${names[i]}: &${names[i]} [${Array(9)
+          .fill(`*${names[i - 1]}`)
+          .join(',')}]`,
+      );
     await writeFile(join(dir, 'bomb.yaml'), bomb.join('\n'));
     await writeFile(join(dir, 'b.yaml'), service('db', 5432));
     await source!.rescan(); // before: the whole scan threw, and b.yaml was never seen
@@ -134,10 +170,13 @@ describe('ManifestsSource', () => {
     events = [];
     await source!.rescan();
     expect(summary()).toEqual(['MODIFIED Service db rv=3']);
-    expect(rejected).toEqual([{
-      ref: 'file', source: 'a.yaml',
-      reason: `file is ${(service('web', 8080) + `# ${'x'.repeat(2000)}\n`).length} bytes, over the limit of 1000 bytes (--max-manifest-bytes); keeping its previous objects`,
-    }]);
+    expect(rejected).toEqual([
+      {
+        ref: 'file',
+        source: 'a.yaml',
+        reason: `file is ${(service('web', 8080) + `# ${'x'.repeat(2000)}\n`).length} bytes, over the limit of 1000 bytes (--max-manifest-bytes); keeping its previous objects`,
+      },
+    ]);
   });
 
   it('keeps a broken file’s objects, also across a restart (the file each object came from is logged)', async () => {
@@ -149,7 +188,13 @@ describe('ManifestsSource', () => {
     await restart();
     // b.yaml is gone: its Service is deleted; a.yaml is broken: its Service stays.
     expect(summary()).toEqual(['DELETED Service db rv=3 relist']);
-    expect(rejected).toEqual([{ ref: 'file', source: 'a.yaml', reason: expect.stringMatching(/^YAML error in document 1: .*; keeping its previous objects$/) }]);
+    expect(rejected).toEqual([
+      {
+        ref: 'file',
+        source: 'a.yaml',
+        reason: expect.stringMatching(/^YAML error in document 1: .*; keeping its previous objects$/),
+      },
+    ]);
   });
 
   it('reads subdirectories and symlinked files, and skips hidden files and directories', async () => {
@@ -165,7 +210,8 @@ describe('ManifestsSource', () => {
     await open();
     expect(summary()).toEqual(['ADDED Service db rv=1 relist', 'ADDED Service web rv=2 relist']);
     expect(events.map((e) => e.object.metadata.annotations)).toEqual([
-      { [MANIFEST_FILE_ANNOTATION]: 'db.yaml' }, { [MANIFEST_FILE_ANNOTATION]: 'team-a/web.yaml' },
+      { [MANIFEST_FILE_ANNOTATION]: 'db.yaml' },
+      { [MANIFEST_FILE_ANNOTATION]: 'team-a/web.yaml' },
     ]);
   });
 

@@ -27,7 +27,8 @@ describe('readManifestDir (plan, apply --once)', () => {
     const read = await readManifestDir(dir);
     // a.yaml comes first in path order: its web (namespace defaulted) wins over b.yaml's and z-team's.
     expect(read.objects.map((o) => [keyOf(o), o.kind === 'Service' ? o.ports[0]!.port : 0])).toEqual([
-      ['Service default/web', 80], ['Service default/db', 5432],
+      ['Service default/web', 80],
+      ['Service default/db', 5432],
     ]);
     expect(read.rejected.map((r) => `${r.source}: ${r.reason}`)).toEqual([
       'b.yaml: duplicate: also defined in a.yaml, which is used',
@@ -37,23 +38,35 @@ describe('readManifestDir (plan, apply --once)', () => {
     const source = new ManifestsSource({ dir, sink: (e) => void events.push(e), watch: false, settleMs: 0 });
     await source.start();
     await source.stop();
-    const fromSource = events.map((e) => [`${e.kind}/${e.object.metadata.namespace ?? 'default'}/${e.object.metadata.name}`,
-      (e.object.spec as { ports: { port: number }[] }).ports[0]!.port]);
-    expect(fromSource.sort()).toEqual([['Service/default/db', 5432], ['Service/default/web', 80]]);
+    const fromSource = events.map((e) => [
+      `${e.kind}/${e.object.metadata.namespace ?? 'default'}/${e.object.metadata.name}`,
+      (e.object.spec as { ports: { port: number }[] }).ports[0]!.port,
+    ]);
+    expect(fromSource.sort()).toEqual([
+      ['Service/default/db', 5432],
+      ['Service/default/web', 80],
+    ]);
   });
 
   it('refuses an alias bomb and an oversized file alone, with one clear line each', async () => {
     await writeFile(join(dir, 'a.yaml'), service('web'));
     const names = 'abcdefghi';
     const bomb = ['a: &a ["x","x","x","x","x","x","x","x","x"]'];
-    for (let i = 1; i < names.length; i++) bomb.push(`${names[i]}: &${names[i]} [${Array(9).fill(`*${names[i - 1]}`).join(',')}]`);
+    for (let i = 1; i < names.length; i++)
+      bomb.push(
+        `${names[i]}: &${names[i]} [${Array(9)
+          .fill(`*${names[i - 1]}`)
+          .join(',')}]`,
+      );
     await writeFile(join(dir, 'bomb.yaml'), bomb.join('\n'));
     await writeFile(join(dir, 'big.yaml'), service('big') + `# ${'x'.repeat(5000)}\n`);
     await writeFile(join(dir, 'half.yaml'), service('half') + '---\nmetadata: [unclosed\n');
     const read = await readManifestDir(dir, { maxManifestBytes: 4096 });
     expect(read.objects.map(keyOf)).toEqual(['Service default/web']);
     expect(read.rejected.map((r) => `${r.source}: ${r.reason}`)).toEqual([
-      expect.stringMatching(/^big\.yaml: file is 5\d\d\d bytes, over the limit of 4096 bytes \(--max-manifest-bytes\)$/),
+      expect.stringMatching(
+        /^big\.yaml: file is 5\d\d\d bytes, over the limit of 4096 bytes \(--max-manifest-bytes\)$/,
+      ),
       expect.stringMatching(/^bomb\.yaml: cannot decode: .*alias.*; none of its objects are used$/i),
       expect.stringMatching(/^half\.yaml: YAML error in document 2: .*; none of its objects are used$/),
     ]);

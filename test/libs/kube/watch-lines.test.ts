@@ -16,7 +16,10 @@ async function collect(source: AsyncIterable<Uint8Array>): Promise<unknown[]> {
 
 const events = [
   { type: 'ADDED', object: { metadata: { name: 'café', resourceVersion: '1' } } },
-  { type: 'MODIFIED', object: { metadata: { name: 'web', annotations: { note: '日本語 🚀 ok' }, resourceVersion: '2' } } },
+  {
+    type: 'MODIFIED',
+    object: { metadata: { name: 'web', annotations: { note: '日本語 🚀 ok' }, resourceVersion: '2' } },
+  },
   { type: 'BOOKMARK', object: { metadata: { resourceVersion: '3' } } },
 ];
 const stream = new TextEncoder().encode(events.map((e) => JSON.stringify(e)).join('\n') + '\n\n');
@@ -49,7 +52,9 @@ describe('watch stream line splitter', () => {
 
   it('refuses a line that is not JSON, and a stream cut inside a line, naming the request', async () => {
     const bad = new TextEncoder().encode('{"type":"ADDED"}\nnot json\n');
-    await expect(collect(chunked(bad, 1))).rejects.toThrow(/^test: watch stream sent a line that is not JSON: not json$/);
+    await expect(collect(chunked(bad, 1))).rejects.toThrow(
+      /^test: watch stream sent a line that is not JSON: not json$/,
+    );
     const cut = new TextEncoder().encode('{"type":"ADDED"}\n{"type":"MOD');
     await expect(collect(chunked(cut, 1))).rejects.toThrow(/^test: watch stream ended inside a line$/);
     // A stream cut inside a multi-byte character is cut inside a line too.

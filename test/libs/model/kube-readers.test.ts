@@ -2,30 +2,75 @@ import { describe, expect, it } from 'vitest';
 import { parseManifestText, readKubeObject } from '../../../libs/model/index.ts';
 
 const svc = (spec: Record<string, unknown>, meta: Record<string, unknown> = {}) => ({
-  apiVersion: 'v1', kind: 'Service', metadata: { name: 'web', namespace: 'prod', ...meta },
+  apiVersion: 'v1',
+  kind: 'Service',
+  metadata: { name: 'web', namespace: 'prod', ...meta },
   spec: { clusterIP: '10.96.0.1', ports: [{ name: 'http', port: 80 }], ...spec },
 });
 
 describe('readKubeObject rejections name the object and the reason', () => {
   const bad: [string, unknown, RegExp][] = [
-    ['bad cluster IP', svc({ clusterIP: '10.96.0.300' }), /^spec\.clusterIPs\[0\]: invalid IP address "10\.96\.0\.300"$/],
+    [
+      'bad cluster IP',
+      svc({ clusterIP: '10.96.0.300' }),
+      /^spec\.clusterIPs\[0\]: invalid IP address "10\.96\.0\.300"$/,
+    ],
     ['port out of range', svc({ ports: [{ name: 'http', port: 70000 }] }), /spec\.ports\[0\]: port out of range 70000/],
-    ['nodePort out of range', svc({ type: 'NodePort', ports: [{ name: 'http', port: 80, nodePort: -1 }] }), /nodePort: port out of range -1/],
+    [
+      'nodePort out of range',
+      svc({ type: 'NodePort', ports: [{ name: 'http', port: 80, nodePort: -1 }] }),
+      /nodePort: port out of range -1/,
+    ],
     ['unknown protocol', svc({ ports: [{ name: 'http', port: 80, protocol: 'ICMP' }] }), /unknown protocol "ICMP"/],
     ['wrong apiVersion', { ...svc({}), apiVersion: 'v2' }, /apiVersion must be v1, got "v2"/],
     ['missing name', svc({}, { name: undefined }), /missing metadata\.name/],
     ['unnamed ports when several', svc({ ports: [{ port: 80 }, { port: 81 }] }), /must be named/],
     ['bad externalIP', svc({ externalIPs: ['nope'] }), /spec\.externalIPs\[0\]: invalid IP/],
     ['bad source range', svc({ loadBalancerSourceRanges: ['10.0.0.0/33'] }), /invalid CIDR "10\.0\.0\.0\/33"/],
-    ['bad affinity timeout', svc({ sessionAffinity: 'ClientIP', sessionAffinityConfig: { clientIP: { timeoutSeconds: 0 } } }), /timeoutSeconds out of range/],
+    [
+      'bad affinity timeout',
+      svc({ sessionAffinity: 'ClientIP', sessionAffinityConfig: { clientIP: { timeoutSeconds: 0 } } }),
+      /timeoutSeconds out of range/,
+    ],
     ['unknown type', svc({ type: 'Magic' }), /spec\.type: must be one of/],
-    ['slice without service label', { apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice', metadata: { name: 's' }, addressType: 'IPv4', endpoints: [] }, /missing label kubernetes\.io\/service-name/],
-    ['slice address of the wrong family', {
-      apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice', metadata: { name: 's', labels: { 'kubernetes.io/service-name': 'web' } },
-      addressType: 'IPv4', ports: [{ port: 80 }], endpoints: [{ addresses: ['fd00::1'] }],
-    }, /fd00::1 is not IPv4/],
-    ['slice with wrong apiVersion', { apiVersion: 'discovery.k8s.io/v1beta1', kind: 'EndpointSlice', metadata: { name: 's' } }, /apiVersion must be discovery\.k8s\.io\/v1/],
-    ['node with bad address', { apiVersion: 'v1', kind: 'Node', metadata: { name: 'n1' }, status: { addresses: [{ type: 'InternalIP', address: '1.2.3' }] } }, /status\.addresses\[0\]: invalid IP/],
+    [
+      'slice without service label',
+      {
+        apiVersion: 'discovery.k8s.io/v1',
+        kind: 'EndpointSlice',
+        metadata: { name: 's' },
+        addressType: 'IPv4',
+        endpoints: [],
+      },
+      /missing label kubernetes\.io\/service-name/,
+    ],
+    [
+      'slice address of the wrong family',
+      {
+        apiVersion: 'discovery.k8s.io/v1',
+        kind: 'EndpointSlice',
+        metadata: { name: 's', labels: { 'kubernetes.io/service-name': 'web' } },
+        addressType: 'IPv4',
+        ports: [{ port: 80 }],
+        endpoints: [{ addresses: ['fd00::1'] }],
+      },
+      /fd00::1 is not IPv4/,
+    ],
+    [
+      'slice with wrong apiVersion',
+      { apiVersion: 'discovery.k8s.io/v1beta1', kind: 'EndpointSlice', metadata: { name: 's' } },
+      /apiVersion must be discovery\.k8s\.io\/v1/,
+    ],
+    [
+      'node with bad address',
+      {
+        apiVersion: 'v1',
+        kind: 'Node',
+        metadata: { name: 'n1' },
+        status: { addresses: [{ type: 'InternalIP', address: '1.2.3' }] },
+      },
+      /status\.addresses\[0\]: invalid IP/,
+    ],
     ['unsupported kind', { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'p' } }, /unsupported kind "Pod"/],
   ];
   it.each(bad)('%s', (_name, raw, reason) => {
@@ -34,11 +79,15 @@ describe('readKubeObject rejections name the object and the reason', () => {
     if (r.ok) return;
     expect(r.rejection.reason).toMatch(reason);
     expect(r.rejection.source).toBe('f.yaml');
-    expect(r.rejection.ref).toMatch(/^(Service prod\/web|Service prod\/<unnamed>|EndpointSlice default\/s|Node n1|Pod default\/p)$/);
+    expect(r.rejection.ref).toMatch(
+      /^(Service prod\/web|Service prod\/<unnamed>|EndpointSlice default\/s|Node n1|Pod default\/p)$/,
+    );
   });
 
   it('accepts a valid service and normalises it', () => {
-    const r = readKubeObject(svc({ clusterIPs: ['10.96.0.1', 'FD00:0:0::1'], ports: [{ name: 'http', port: 80, protocol: 'UDP' }] }));
+    const r = readKubeObject(
+      svc({ clusterIPs: ['10.96.0.1', 'FD00:0:0::1'], ports: [{ name: 'http', port: 80, protocol: 'UDP' }] }),
+    );
     expect(r.ok).toBe(true);
     if (!r.ok) return;
     expect(r.object.kind).toBe('Service');
@@ -50,12 +99,18 @@ describe('readKubeObject rejections name the object and the reason', () => {
 
   it('applies the API defaults of endpoint conditions', () => {
     const r = readKubeObject({
-      apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice', metadata: { name: 's', labels: { 'kubernetes.io/service-name': 'web' } },
-      addressType: 'IPv4', ports: [{ name: 'http', port: 80 }],
+      apiVersion: 'discovery.k8s.io/v1',
+      kind: 'EndpointSlice',
+      metadata: { name: 's', labels: { 'kubernetes.io/service-name': 'web' } },
+      addressType: 'IPv4',
+      ports: [{ name: 'http', port: 80 }],
       endpoints: [{ addresses: ['10.0.0.1'] }, { addresses: ['10.0.0.2'], conditions: { ready: false } }],
     });
     if (!r.ok || r.object.kind !== 'EndpointSlice') throw new Error('expected a slice');
-    expect(r.object.endpoints.map((e) => [e.ready, e.serving, e.terminating])).toEqual([[true, true, false], [false, false, false]]);
+    expect(r.object.endpoints.map((e) => [e.ready, e.serving, e.terminating])).toEqual([
+      [true, true, false],
+      [false, false, false],
+    ]);
   });
 });
 
@@ -89,7 +144,15 @@ items:
   });
 
   it('reads JSON as well', () => {
-    const r = parseManifestText(JSON.stringify({ apiVersion: 'v1', kind: 'Node', metadata: { name: 'n1' }, status: { addresses: [{ type: 'InternalIP', address: '192.0.2.1' }] } }), 'n.json');
+    const r = parseManifestText(
+      JSON.stringify({
+        apiVersion: 'v1',
+        kind: 'Node',
+        metadata: { name: 'n1' },
+        status: { addresses: [{ type: 'InternalIP', address: '192.0.2.1' }] },
+      }),
+      'n.json',
+    );
     expect(r.rejected).toEqual([]);
     expect(r.objects[0]!.kind).toBe('Node');
   });

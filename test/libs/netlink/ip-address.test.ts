@@ -19,12 +19,16 @@ describe('ip-address', () => {
   });
 
   test('bytes → text → bytes is the identity (v4 and v6)', () => {
-    fc.assert(fc.property(fc.uint8Array({ minLength: 16, maxLength: 16 }), (b) => {
-      expect(new Uint8Array(ipToBytes(bytesToIp(b, 'inet6')))).toEqual(b);
-    }));
-    fc.assert(fc.property(fc.uint8Array({ minLength: 4, maxLength: 4 }), (b) => {
-      expect(new Uint8Array(ipToBytes(bytesToIp(b, 'inet')))).toEqual(b);
-    }));
+    fc.assert(
+      fc.property(fc.uint8Array({ minLength: 16, maxLength: 16 }), (b) => {
+        expect(new Uint8Array(ipToBytes(bytesToIp(b, 'inet6')))).toEqual(b);
+      }),
+    );
+    fc.assert(
+      fc.property(fc.uint8Array({ minLength: 4, maxLength: 4 }), (b) => {
+        expect(new Uint8Array(ipToBytes(bytesToIp(b, 'inet')))).toEqual(b);
+      }),
+    );
   });
 
   test('the IPVS 16-byte union keeps IPv4 in the first 4 bytes', () => {

@@ -6,7 +6,10 @@ import { TestNetns } from './support/netns.ts';
 
 const SCENARIOS = fileURLToPath(new URL('./support/ipset-scenarios.ts', import.meta.url));
 const sortLines = (text: string | string[]) =>
-  (Array.isArray(text) ? text : text.split('\n')).map((l) => l.trim()).filter(Boolean).sort();
+  (Array.isArray(text) ? text : text.split('\n'))
+    .map((l) => l.trim())
+    .filter(Boolean)
+    .sort();
 
 let ns: TestNetns | undefined;
 afterEach(async () => {
@@ -38,16 +41,26 @@ describe('IpsetClient on the host kernel (netns)', () => {
       'add C 30080',
     ].join('\n');
     await ns.exec('sh', '-c', `printf '%s\\n' '${input.replace(/'/g, "'\\''")}' | ipset restore`);
-    const r = await ns.run<{ saveLines: string[]; sets: Array<{ header: { name: string; type: string; family?: string }; entries: unknown[] }> }>(
-      SCENARIOS, 'listAll');
+    const r = await ns.run<{
+      saveLines: string[];
+      sets: Array<{ header: { name: string; type: string; family?: string }; entries: unknown[] }>;
+    }>(SCENARIOS, 'listAll');
     expect(sortLines(r.saveLines)).toEqual(sortLines(await ns.exec('ipset', 'save')));
-    expect(r.sets.find((s) => s.header.name === 'B')?.entries).toEqual([{ ip: 'fd00:5::', cidr: 64, comment: 'hello' }]);
-    expect(r.sets.find((s) => s.header.name === 'C')?.header).toMatchObject({ type: 'bitmap:port', range: { from: 30000, to: 32767 } });
+    expect(r.sets.find((s) => s.header.name === 'B')?.entries).toEqual([
+      { ip: 'fd00:5::', cidr: 64, comment: 'hello' },
+    ]);
+    expect(r.sets.find((s) => s.header.name === 'C')?.header).toMatchObject({
+      type: 'bitmap:port',
+      range: { from: 30000, to: 32767 },
+    });
   });
 
   test('error cases come back as named, readable errors', async () => {
     ns = await TestNetns.create('ipset');
-    const r = await ns.run<Record<string, { ok: boolean; code?: string; message?: string; value?: unknown }>>(SCENARIOS, 'errorCases');
+    const r = await ns.run<Record<string, { ok: boolean; code?: string; message?: string; value?: unknown }>>(
+      SCENARIOS,
+      'errorCases',
+    );
     expect(r.duplicateAdd).toMatchObject({ ok: false, code: 'IPSET_ERR_EXIST' });
     expect(r.duplicateAdd!.message).toMatch(/add to ipset ips: .*already added/);
     expect(r.duplicateAddExist).toMatchObject({ ok: true });
@@ -89,8 +102,13 @@ describe('IpsetClient on the host kernel (netns)', () => {
 
   test('5000 adds issued at once go through a 64-request window', async () => {
     ns = await TestNetns.create('ipset');
-    const r = await ns.run<{ maxInFlight: number; completed: number; datagrams: number; listed: number; recvBuffer: number }>(
-      SCENARIOS, 'windowStress', [5000, 64]);
+    const r = await ns.run<{
+      maxInFlight: number;
+      completed: number;
+      datagrams: number;
+      listed: number;
+      recvBuffer: number;
+    }>(SCENARIOS, 'windowStress', [5000, 64]);
     expect(r.listed).toBe(5000);
     expect(r.maxInFlight).toBeLessThanOrEqual(64);
     expect(r.maxInFlight).toBeGreaterThan(1); // requests really overlapped
@@ -100,7 +118,11 @@ describe('IpsetClient on the host kernel (netns)', () => {
 
   test('5000 failing adds (large error acks) all fail cleanly, none lost', async () => {
     ns = await TestNetns.create('ipset');
-    const r = await ns.run<{ failed: number; codes: string[]; maxInFlight: number }>(SCENARIOS, 'windowStressErrors', [5000, 64]);
+    const r = await ns.run<{ failed: number; codes: string[]; maxInFlight: number }>(
+      SCENARIOS,
+      'windowStressErrors',
+      [5000, 64],
+    );
     expect(r).toEqual({ failed: 5000, codes: ['ENOENT'], maxInFlight: 64 });
   });
 });

@@ -2,29 +2,59 @@
 import fc from 'fast-check';
 import { describe, expect, test } from 'vitest';
 import {
-  IpvsCmd, decodeDestMessage, decodeInfo, decodeServiceMessage, decodeTimeouts, encodeDelDest, encodeGetService,
-  encodeNewDest, encodeNewService, encodeSetConfig, serviceLabel,
+  IpvsCmd,
+  decodeDestMessage,
+  decodeInfo,
+  decodeServiceMessage,
+  decodeTimeouts,
+  encodeDelDest,
+  encodeGetService,
+  encodeNewDest,
+  encodeNewService,
+  encodeSetConfig,
+  serviceLabel,
 } from '../../../libs/netlink/ipvs-codec.ts';
 import { encodeGenl } from '../../../libs/netlink/genl-family.ts';
 import { nlNested, u32Attr } from '../../../libs/netlink/netlink-attrs.ts';
 import type { IpvsDestination, IpvsService } from '../../../libs/netlink/ipvs-types.ts';
 
 const svc: IpvsService = {
-  protocol: 'TCP', address: '10.100.0.1', port: 80, scheduler: 'rr', flags: [], timeout: 0, netmask: 0xffffffff,
+  protocol: 'TCP',
+  address: '10.100.0.1',
+  port: 80,
+  scheduler: 'rr',
+  flags: [],
+  timeout: 0,
+  netmask: 0xffffffff,
 };
 
 // IPVS_CMD_NEW_SERVICE, version 1, nested IPVS_CMD_ATTR_SERVICE holding AF, PROTOCOL,
 // ADDR (16-byte union), PORT (be16), SCHED_NAME, FLAGS {flags, mask}, TIMEOUT, NETMASK (be32).
 const NEW_SERVICE_FIXTURE =
-  '01010000' + '54000180'
-  + '06000100' + '0200' + '0000'
-  + '06000200' + '0600' + '0000'
-  + '14000300' + '0a640001' + '00'.repeat(12)
-  + '06000400' + '0050' + '0000'
-  + '07000600' + '727200' + '00'
-  + '0c000700' + '00000000' + 'ffffffff'
-  + '08000800' + '00000000'
-  + '08000900' + 'ffffffff';
+  '01010000' +
+  '54000180' +
+  '06000100' +
+  '0200' +
+  '0000' +
+  '06000200' +
+  '0600' +
+  '0000' +
+  '14000300' +
+  '0a640001' +
+  '00'.repeat(12) +
+  '06000400' +
+  '0050' +
+  '0000' +
+  '07000600' +
+  '727200' +
+  '00' +
+  '0c000700' +
+  '00000000' +
+  'ffffffff' +
+  '08000800' +
+  '00000000' +
+  '08000900' +
+  'ffffffff';
 
 describe('IPVS codec', () => {
   test('NEW_SERVICE bytes match the kernel layout', () => {
@@ -35,47 +65,84 @@ describe('IPVS codec', () => {
     const reply = Buffer.from(NEW_SERVICE_FIXTURE, 'hex');
     reply.writeUInt8(IpvsCmd.NEW_SERVICE, 0);
     // Kernel-side flags: HASHED | PERSISTENT, timeout 300.
-    const hex = reply.toString('hex').replace('0c000700' + '00000000', '0c000700' + '03000000')
+    const hex = reply
+      .toString('hex')
+      .replace('0c000700' + '00000000', '0c000700' + '03000000')
       .replace('08000800' + '00000000', '08000800' + '2c010000');
     expect(decodeServiceMessage(Buffer.from(hex, 'hex'))).toEqual({
-      ...svc, flags: ['persistent', 'hashed'], timeout: 300,
+      ...svc,
+      flags: ['persistent', 'hashed'],
+      timeout: 300,
     });
   });
 
   test('NEW_DEST carries the service key and the full destination', () => {
-    const d: IpvsDestination = { address: '10.50.1.2', port: 9000, forward: 'masq', weight: 1, upperThreshold: 0, lowerThreshold: 0 };
+    const d: IpvsDestination = {
+      address: '10.50.1.2',
+      port: 9000,
+      forward: 'masq',
+      weight: 1,
+      upperThreshold: 0,
+      lowerThreshold: 0,
+    };
     const hex = encodeNewDest(svc, d).toString('hex');
     expect(hex.slice(0, 8)).toBe('05010000'); // IPVS_CMD_NEW_DEST, version 1
     // DEST nest: ADDR, PORT 9000 = 0x2328 big-endian, ADDR_FAMILY 2, FWD 0, WEIGHT 1, U/L thresholds 0
-    expect(hex).toContain('48000280' + '14000100' + '0a320102' + '00'.repeat(12) + '06000200' + '2328' + '0000'
-      + '06000b00' + '0200' + '0000' + '08000300' + '00000000' + '08000400' + '01000000');
+    expect(hex).toContain(
+      '48000280' +
+        '14000100' +
+        '0a320102' +
+        '00'.repeat(12) +
+        '06000200' +
+        '2328' +
+        '0000' +
+        '06000b00' +
+        '0200' +
+        '0000' +
+        '08000300' +
+        '00000000' +
+        '08000400' +
+        '01000000',
+    );
     expect(decodeDestMessage(encodeNewDest(svc, d), 'inet')).toEqual(d);
   });
 
   test('round trip: services and destinations (v4/v6, all protocols, flags)', () => {
-    const v4 = fc.tuple(fc.integer({ min: 0, max: 255 }), fc.integer({ min: 0, max: 255 })).map(([a, b]) => `10.${a}.${b}.1`);
+    const v4 = fc
+      .tuple(fc.integer({ min: 0, max: 255 }), fc.integer({ min: 0, max: 255 }))
+      .map(([a, b]) => `10.${a}.${b}.1`);
     const v6 = fc.integer({ min: 1, max: 0xffff }).map((n) => `fd00:${n.toString(16)}::1`);
-    const service = fc.oneof(
-      fc.record({ address: v4, netmask: fc.constant(0xffffff00) }),
-      fc.record({ address: v6, netmask: fc.integer({ min: 1, max: 128 }) }),
-    ).chain((a) => fc.record({
-      protocol: fc.constantFrom('TCP' as const, 'UDP' as const, 'SCTP' as const),
-      address: fc.constant(a.address),
-      port: fc.integer({ min: 0, max: 65535 }),
-      scheduler: fc.constantFrom('rr', 'wrr', 'mh', 'sh', 'lc'),
-      flags: fc.subarray(['persistent', 'one-packet', 'sched-flag-1', 'sched-flag-2'] as const).map((f) => [...f]),
-      timeout: fc.nat(),
-      netmask: fc.constant(a.netmask),
-    }));
-    fc.assert(fc.property(service, (s) => {
-      const back = decodeServiceMessage(encodeNewService(s));
-      expect(back).toEqual(s);
-      const d: IpvsDestination = {
-        address: s.address.includes(':') ? 'fd00:50::2' : '10.50.1.2', port: s.port, forward: 'route', weight: 7,
-        upperThreshold: 100, lowerThreshold: 10,
-      };
-      expect(decodeDestMessage(encodeNewDest(s, d), s.address.includes(':') ? 'inet6' : 'inet')).toEqual(d);
-    }));
+    const service = fc
+      .oneof(
+        fc.record({ address: v4, netmask: fc.constant(0xffffff00) }),
+        fc.record({ address: v6, netmask: fc.integer({ min: 1, max: 128 }) }),
+      )
+      .chain((a) =>
+        fc.record({
+          protocol: fc.constantFrom('TCP' as const, 'UDP' as const, 'SCTP' as const),
+          address: fc.constant(a.address),
+          port: fc.integer({ min: 0, max: 65535 }),
+          scheduler: fc.constantFrom('rr', 'wrr', 'mh', 'sh', 'lc'),
+          flags: fc.subarray(['persistent', 'one-packet', 'sched-flag-1', 'sched-flag-2'] as const).map((f) => [...f]),
+          timeout: fc.nat(),
+          netmask: fc.constant(a.netmask),
+        }),
+      );
+    fc.assert(
+      fc.property(service, (s) => {
+        const back = decodeServiceMessage(encodeNewService(s));
+        expect(back).toEqual(s);
+        const d: IpvsDestination = {
+          address: s.address.includes(':') ? 'fd00:50::2' : '10.50.1.2',
+          port: s.port,
+          forward: 'route',
+          weight: 7,
+          upperThreshold: 100,
+          lowerThreshold: 10,
+        };
+        expect(decodeDestMessage(encodeNewDest(s, d), s.address.includes(':') ? 'inet6' : 'inet')).toEqual(d);
+      }),
+    );
   });
 
   test('fwmark services identify by mark only', () => {
@@ -85,7 +152,9 @@ describe('IPVS codec', () => {
   });
 
   test('timeouts, info and dest key', () => {
-    expect(encodeSetConfig({ tcp: 900, udp: 300 }).toString('hex')).toBe('0c010000' + '08000400' + '84030000' + '08000600' + '2c010000');
+    expect(encodeSetConfig({ tcp: 900, udp: 300 }).toString('hex')).toBe(
+      '0c010000' + '08000400' + '84030000' + '08000600' + '2c010000',
+    );
     const cfg = encodeGenl(IpvsCmd.SET_CONFIG, 1, [u32Attr(4, 900), u32Attr(5, 120), u32Attr(6, 300)]);
     expect(decodeTimeouts(cfg)).toEqual({ tcp: 900, tcpFin: 120, udp: 300 });
     const info = encodeGenl(IpvsCmd.SET_INFO, 1, [u32Attr(1, 0x010201), u32Attr(2, 4096)]);
@@ -98,11 +167,25 @@ describe('IPVS codec', () => {
     expect(() => encodeNewService({ ...svc, address: 'x' })).toThrow('invalid IPVS service address "x"');
     expect(() => encodeNewService({ ...svc, scheduler: '' })).toThrow(/invalid IPVS scheduler/);
     expect(() => encodeNewService({ ...svc, protocol: 'ICMP' as never })).toThrow(/invalid IPVS protocol "ICMP"/);
-    expect(() => encodeNewService({ ...svc, flags: ['sticky' as never] })).toThrow('unknown IPVS service flag "sticky"');
-    expect(() => encodeNewService({ ...svc, address: 'fd00::1', netmask: 0xffffffff })).toThrow(/IPv6 persistence prefix/);
-    expect(() => encodeNewDest(svc, { address: '10.0.0.1', port: 1, forward: 'masq', weight: -1, upperThreshold: 0, lowerThreshold: 0 }))
-      .toThrow(/invalid IPVS weight -1/);
-    expect(() => decodeServiceMessage(encodeGenl(1, 1, [nlNested(1, [])]))).toThrow(/missing attribute IPVS_SVC_ATTR_AF/);
+    expect(() => encodeNewService({ ...svc, flags: ['sticky' as never] })).toThrow(
+      'unknown IPVS service flag "sticky"',
+    );
+    expect(() => encodeNewService({ ...svc, address: 'fd00::1', netmask: 0xffffffff })).toThrow(
+      /IPv6 persistence prefix/,
+    );
+    expect(() =>
+      encodeNewDest(svc, {
+        address: '10.0.0.1',
+        port: 1,
+        forward: 'masq',
+        weight: -1,
+        upperThreshold: 0,
+        lowerThreshold: 0,
+      }),
+    ).toThrow(/invalid IPVS weight -1/);
+    expect(() => decodeServiceMessage(encodeGenl(1, 1, [nlNested(1, [])]))).toThrow(
+      /missing attribute IPVS_SVC_ATTR_AF/,
+    );
     expect(() => decodeServiceMessage(encodeGenl(1, 1, []))).toThrow('IPVS reply has no service attribute');
   });
 });

@@ -21,7 +21,8 @@ describe('LinkClient on the host kernel (netns)', () => {
     expect(r.up).toBe(true);
     const mine = (r.listed as Array<{ address: string; prefixLength: number }>)
       .filter((a) => a.address.startsWith('10.96.') || a.address.startsWith('fd00:96'))
-      .map((a) => `${a.address}/${a.prefixLength}`).sort();
+      .map((a) => `${a.address}/${a.prefixLength}`)
+      .sort();
     expect(mine).toEqual(['10.96.0.10/32', '10.96.0.11/32', 'fd00:96::10/128']);
     expect(r.duplicate).toMatch(/^EEXIST: add address 10\.96\.0\.10 to /);
     expect(r.deleteAbsent).toMatch(/^EADDRNOTAVAIL: /);

@@ -2,10 +2,26 @@
 import fc from 'fast-check';
 import { describe, expect, test } from 'vitest';
 import {
-  NLA_F_NESTED, be16Attr, decodeAttrList, decodeAttrs, getBe16, getStr, getU32, nlAttr, nlNested, strAttr, u32Attr,
+  NLA_F_NESTED,
+  be16Attr,
+  decodeAttrList,
+  decodeAttrs,
+  getBe16,
+  getStr,
+  getU32,
+  nlAttr,
+  nlNested,
+  strAttr,
+  u32Attr,
 } from '../../../libs/netlink/netlink-attrs.ts';
 import {
-  NLMSG_ERROR, NLM_F_ACK_TLVS, NLM_F_CAPPED, decodeErrorPayload, decodeMessages, encodeErrorPayload, encodeMessage,
+  NLMSG_ERROR,
+  NLM_F_ACK_TLVS,
+  NLM_F_CAPPED,
+  decodeErrorPayload,
+  decodeMessages,
+  encodeErrorPayload,
+  encodeMessage,
 } from '../../../libs/netlink/netlink-message.ts';
 import { errnoName } from '../../../libs/netlink/errno-name.ts';
 
@@ -18,13 +34,17 @@ describe('attributes', () => {
   });
 
   test('round trip of arbitrary attribute lists', () => {
-    fc.assert(fc.property(
-      fc.array(fc.record({ type: fc.integer({ min: 1, max: 0x3fff }), data: fc.uint8Array({ maxLength: 40 }) }), { maxLength: 10 }),
-      (attrs) => {
-        const decoded = decodeAttrList(Buffer.concat(attrs.map((a) => nlAttr(a.type, a.data))));
-        expect(decoded.map((d) => ({ type: d.type, data: new Uint8Array(d.data) }))).toEqual(attrs);
-      },
-    ));
+    fc.assert(
+      fc.property(
+        fc.array(fc.record({ type: fc.integer({ min: 1, max: 0x3fff }), data: fc.uint8Array({ maxLength: 40 }) }), {
+          maxLength: 10,
+        }),
+        (attrs) => {
+          const decoded = decodeAttrList(Buffer.concat(attrs.map((a) => nlAttr(a.type, a.data))));
+          expect(decoded.map((d) => ({ type: d.type, data: new Uint8Array(d.data) }))).toEqual(attrs);
+        },
+      ),
+    );
   });
 
   test('nested flag is stripped from the type and reported', () => {
@@ -35,7 +55,9 @@ describe('attributes', () => {
   });
 
   test('malformed input and missing attributes give clear errors', () => {
-    expect(() => decodeAttrList(Buffer.from('ff000100', 'hex'))).toThrow(/malformed netlink attribute at offset 0: length 255/);
+    expect(() => decodeAttrList(Buffer.from('ff000100', 'hex'))).toThrow(
+      /malformed netlink attribute at offset 0: length 255/,
+    );
     expect(() => decodeAttrList(Buffer.from('02000100', 'hex'))).toThrow(/length 2/);
     const m = decodeAttrs(Buffer.concat([be16Attr(4, 443), strAttr(6, 'wrr')]));
     expect(getBe16(m, 4)).toBe(443);
@@ -51,8 +73,13 @@ describe('messages', () => {
     expect(one.toString('hex')).toBe('13000000' + '2400' + '0500' + '07000000' + '00000000' + '01020300');
     const two = encodeMessage({ type: 3, flags: 2, seq: 8, pid: 99, payload: Buffer.alloc(4) });
     const msgs = decodeMessages(Buffer.concat([one, two]));
-    expect(msgs.map((m) => [m.type, m.flags, m.seq, m.pid, m.payload.length])).toEqual([[0x24, 5, 7, 0, 3], [3, 2, 8, 99, 4]]);
-    expect(() => decodeMessages(Buffer.from('40000000000000000000000000000000', 'hex'))).toThrow(/malformed netlink message/);
+    expect(msgs.map((m) => [m.type, m.flags, m.seq, m.pid, m.payload.length])).toEqual([
+      [0x24, 5, 7, 0, 3],
+      [3, 2, 8, 99, 4],
+    ]);
+    expect(() => decodeMessages(Buffer.from('40000000000000000000000000000000', 'hex'))).toThrow(
+      /malformed netlink message/,
+    );
   });
 
   test('NLMSG_ERROR: errno, echoed request, ACK (0)', () => {
@@ -68,7 +95,10 @@ describe('messages', () => {
     const base = encodeErrorPayload(22, { type: 16, flags: 5, seq: 3 });
     const withTlv = Buffer.concat([base, strAttr(1, 'Unknown device type')]);
     expect(decodeErrorPayload(withTlv, NLM_F_ACK_TLVS | NLM_F_CAPPED)).toEqual({
-      errno: 22, requestType: 16, requestSeq: 3, extMessage: 'Unknown device type',
+      errno: 22,
+      requestType: 16,
+      requestSeq: 3,
+      extMessage: 'Unknown device type',
     });
   });
 

@@ -3,7 +3,15 @@
 import { EventEmitter } from 'node:events';
 import { describe, expect, it } from 'vitest';
 import { NetlinkConnection, type NetlinkSocket } from '../../../libs/netlink/netlink-connection.ts';
-import { NLMSG_DONE, NLMSG_ERROR, NLM_F_MULTI, decodeMessages, encodeErrorPayload, encodeMessage, type NetlinkMessage } from '../../../libs/netlink/netlink-message.ts';
+import {
+  NLMSG_DONE,
+  NLMSG_ERROR,
+  NLM_F_MULTI,
+  decodeMessages,
+  encodeErrorPayload,
+  encodeMessage,
+  type NetlinkMessage,
+} from '../../../libs/netlink/netlink-message.ts';
 
 class ScriptedSocket extends EventEmitter implements NetlinkSocket {
   readonly sent: NetlinkMessage[] = [];
@@ -14,8 +22,12 @@ class ScriptedSocket extends EventEmitter implements NetlinkSocket {
   ref(): void {}
   unref(): void {}
   close(): void {}
-  getRecvBufferSize(): number { return 1 << 20; }
-  getSendBufferSize(): number { return 1 << 20; }
+  getRecvBufferSize(): number {
+    return 1 << 20;
+  }
+  getSendBufferSize(): number {
+    return 1 << 20;
+  }
   ack(m: NetlinkMessage): void {
     this.emit('message', encodeMessage({ type: NLMSG_ERROR, flags: 0, seq: m.seq, payload: encodeErrorPayload(0, m) }));
   }
@@ -30,14 +42,20 @@ describe('NetlinkConnection queue', () => {
   it('sends first come, first served within the window; a dump waits for the running one, plain requests pass it', async () => {
     const socket = new ScriptedSocket();
     const conn = new NetlinkConnection({ protocol: 16, socket, window: 8 });
-    const req = (type: number, dump = false) => conn.request({ type, payload: Buffer.alloc(4), dump, operation: `op${type}` });
-    const a = req(0x100, true), b = req(0x101), c = req(0x102, true), d = req(0x103);
+    const req = (type: number, dump = false) =>
+      conn.request({ type, payload: Buffer.alloc(4), dump, operation: `op${type}` });
+    const a = req(0x100, true),
+      b = req(0x101),
+      c = req(0x102, true),
+      d = req(0x103);
     await tick();
     expect(socket.sent.map((m) => m.type)).toEqual([0x100, 0x101, 0x103]);
     socket.done(socket.sent[0]!);
     await tick();
     expect(socket.sent.map((m) => m.type)).toEqual([0x100, 0x101, 0x103, 0x102]);
-    socket.ack(socket.sent[1]!); socket.ack(socket.sent[2]!); socket.done(socket.sent[3]!);
+    socket.ack(socket.sent[1]!);
+    socket.ack(socket.sent[2]!);
+    socket.done(socket.sent[3]!);
     await expect(Promise.all([a, b, c, d])).resolves.toHaveLength(4);
     conn.close();
   });
@@ -46,7 +64,11 @@ describe('NetlinkConnection queue', () => {
     const socket = new ScriptedSocket();
     const conn = new NetlinkConnection({ protocol: 16, socket, window: 16 });
     const n = 5000;
-    const all = Promise.all(Array.from({ length: n }, (_, i) => conn.request({ type: 0x100 + (i % 7), payload: Buffer.from([i & 255, i >> 8, 0, 0]), operation: `op${i}` })));
+    const all = Promise.all(
+      Array.from({ length: n }, (_, i) =>
+        conn.request({ type: 0x100 + (i % 7), payload: Buffer.from([i & 255, i >> 8, 0, 0]), operation: `op${i}` }),
+      ),
+    );
     let acked = 0;
     while (acked < n) {
       await tick();
@@ -55,7 +77,9 @@ describe('NetlinkConnection queue', () => {
       acked = socket.sent.length;
     }
     await expect(all).resolves.toHaveLength(n);
-    expect(socket.sent.map((m) => m.payload[0]! + (m.payload[1]! << 8))).toEqual(Array.from({ length: n }, (_, i) => i));
+    expect(socket.sent.map((m) => m.payload[0]! + (m.payload[1]! << 8))).toEqual(
+      Array.from({ length: n }, (_, i) => i),
+    );
     conn.close();
   });
 });

@@ -5,15 +5,25 @@ import { EventEmitter } from 'node:events';
 import { describe, expect, it } from 'vitest';
 import { NetlinkConnection, type NetlinkSocket } from '../../../libs/netlink/netlink-connection.ts';
 import {
-  NLMSG_DONE, NLMSG_ERROR, NLM_F_MULTI, decodeMessages, encodeErrorPayload, encodeMessage,
+  NLMSG_DONE,
+  NLMSG_ERROR,
+  NLM_F_MULTI,
+  decodeMessages,
+  encodeErrorPayload,
+  encodeMessage,
 } from '../../../libs/netlink/netlink-message.ts';
 
-const msg = (type: number, seq: number, payload: number[], flags = 0) => encodeMessage({ type, flags, seq, payload: Buffer.from(payload) });
+const msg = (type: number, seq: number, payload: number[], flags = 0) =>
+  encodeMessage({ type, flags, seq, payload: Buffer.from(payload) });
 
 describe('decodeMessages fed one byte at a time', () => {
   const parts = [msg(0x10, 1, [1, 2, 3]), msg(0x11, 2, []), msg(0x12, 3, [9, 9, 9, 9, 9])];
   const datagram = Buffer.concat(parts);
-  const expected = [[0x10, 1, [1, 2, 3]], [0x11, 2, []], [0x12, 3, [9, 9, 9, 9, 9]]];
+  const expected = [
+    [0x10, 1, [1, 2, 3]],
+    [0x11, 2, []],
+    [0x12, 3, [9, 9, 9, 9, 9]],
+  ];
   // Oracle: message i is complete once its declared length is in; what follows the last complete
   // message may be up to 3 bytes of alignment padding, anything longer is a cut-off header.
   const starts = parts.map((_, i) => parts.slice(0, i).reduce((a, p) => a + p.length, 0));
@@ -25,7 +35,10 @@ describe('decodeMessages fed one byte at a time', () => {
       const k = ends.filter((e) => e <= n).length;
       const next = k < parts.length ? starts[k]! : datagram.length;
       if (n - next <= 3) {
-        expect(decodeMessages(prefix).map((m) => [m.type, m.seq, [...m.payload]]), `prefix of ${n} bytes`).toEqual(expected.slice(0, k));
+        expect(
+          decodeMessages(prefix).map((m) => [m.type, m.seq, [...m.payload]]),
+          `prefix of ${n} bytes`,
+        ).toEqual(expected.slice(0, k));
       } else {
         expect(() => decodeMessages(prefix), `prefix of ${n} bytes`).toThrow(/malformed netlink message at offset \d+/);
       }
@@ -49,8 +62,12 @@ class ScriptedSocket extends EventEmitter implements NetlinkSocket {
   ref(): void {}
   unref(): void {}
   close(): void {}
-  getRecvBufferSize(): number { return 1 << 20; }
-  getSendBufferSize(): number { return 1 << 20; }
+  getRecvBufferSize(): number {
+    return 1 << 20;
+  }
+  getSendBufferSize(): number {
+    return 1 << 20;
+  }
   /** Delivers `bytes` as datagrams of the given sizes, each through the 'message' event. */
   deliver(datagrams: Buffer[]): void {
     for (const d of datagrams) this.emit('message', d);
@@ -65,7 +82,9 @@ describe('NetlinkConnection reassembles replies across datagrams', () => {
     await new Promise((r) => setImmediate(r));
     const seq = decodeMessages(socket.sent[0]!)[0]!.seq;
     let settled = false;
-    void reply.then(() => { settled = true; });
+    void reply.then(() => {
+      settled = true;
+    });
     const parts = Array.from({ length: 50 }, (_, i) => msg(0x0a00, seq, [i, i + 1, i + 2], NLM_F_MULTI));
     socket.deliver(parts);
     await new Promise((r) => setImmediate(r));
@@ -79,7 +98,9 @@ describe('NetlinkConnection reassembles replies across datagrams', () => {
   it('acks of a batch arriving one per datagram, out of order, settle each request with its own outcome', async () => {
     const socket = new ScriptedSocket();
     const conn = new NetlinkConnection({ protocol: 12, socket });
-    const reqs = [0, 1, 2].map((i) => conn.request({ type: 0x0a00 + i, payload: Buffer.alloc(4), operation: `op${i}` }));
+    const reqs = [0, 1, 2].map((i) =>
+      conn.request({ type: 0x0a00 + i, payload: Buffer.alloc(4), operation: `op${i}` }),
+    );
     await new Promise((r) => setImmediate(r));
     const sent = socket.sent.flatMap(decodeMessages);
     expect(sent).toHaveLength(3);

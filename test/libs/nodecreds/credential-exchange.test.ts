@@ -8,8 +8,20 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { connectBus } from '../../../libs/bus/index.ts';
 import { kubeHttpFromConfig } from '../../../libs/kube/index.ts';
 import { loadKubeConfig } from '../../../libs/kube/index.ts';
-import { accountPublicKey, generateAccountKeys, mintNodeCreds, mintRoleCreds, renderResolverConfig, serverResolver, type AccountKeys } from '../../../libs/nodecreds/nats-accounts.ts';
-import { decideCredentialRequest, serveCredentialRequests, type IssuerOptions } from '../../../libs/nodecreds/issuer.ts';
+import {
+  accountPublicKey,
+  generateAccountKeys,
+  mintNodeCreds,
+  mintRoleCreds,
+  renderResolverConfig,
+  serverResolver,
+  type AccountKeys,
+} from '../../../libs/nodecreds/nats-accounts.ts';
+import {
+  decideCredentialRequest,
+  serveCredentialRequests,
+  type IssuerOptions,
+} from '../../../libs/nodecreds/issuer.ts';
 import { fetchNodeCredential } from '../../../libs/nodecreds/fetcher.ts';
 import { nodeExists } from '../../../libs/nodecreds/kube-lookups.ts';
 import { BOOTSTRAP_INBOX_PREFIX, CREDENTIALS_REQUEST_SUBJECT } from '../../../libs/nodecreds/subjects.ts';
@@ -33,14 +45,22 @@ beforeAll(async () => {
   otherKey = (await generateKeyPair('RS256')).privateKey;
 });
 
-function saToken(o: { node?: string; sub?: string; aud?: string; expIn?: number; key?: CryptoKey; pod?: string | null } = {}): Promise<string> {
-  const k8s: Record<string, unknown> = { namespace: 'switchboard', serviceaccount: { name: 'switchboard-applier', uid: 'u1' } };
+function saToken(
+  o: { node?: string; sub?: string; aud?: string; expIn?: number; key?: CryptoKey; pod?: string | null } = {},
+): Promise<string> {
+  const k8s: Record<string, unknown> = {
+    namespace: 'switchboard',
+    serviceaccount: { name: 'switchboard-applier', uid: 'u1' },
+  };
   if (o.pod !== null) k8s.pod = { name: o.pod ?? 'switchboard-applier-x1', uid: 'p1' };
   if (o.node !== '') k8s.node = { name: o.node ?? 'node-a', uid: 'n1' };
   return new SignJWT({ 'kubernetes.io': k8s })
     .setProtectedHeader({ alg: 'RS256', kid: 'api-1' })
-    .setIssuer('https://kubernetes.default.svc').setSubject(o.sub ?? `system:serviceaccount:${SA}`).setAudience(o.aud ?? AUD)
-    .setIssuedAt().setExpirationTime(Math.floor(Date.now() / 1000) + (o.expIn ?? 600))
+    .setIssuer('https://kubernetes.default.svc')
+    .setSubject(o.sub ?? `system:serviceaccount:${SA}`)
+    .setAudience(o.aud ?? AUD)
+    .setIssuedAt()
+    .setExpirationTime(Math.floor(Date.now() / 1000) + (o.expIn ?? 600))
     .sign(o.key ?? apiKey);
 }
 
@@ -73,9 +93,12 @@ async function world(nodes: string[]): Promise<{ keys: AccountKeys; issuer: Issu
   kubeconfig = await writeKubeconfig({ server: kube.url });
   const http = kubeHttpFromConfig(loadKubeConfig({ kubeconfig: kubeconfig.path }));
   const issuer: IssuerOptions = {
-    accountPublicKey: accountPublicKey(keys), signingKeySeed: keys.signingKeySeed,
+    accountPublicKey: accountPublicKey(keys),
+    signingKeySeed: keys.signingKeySeed,
     policy: { audience: AUD, serviceAccount: SA, issuer: 'https://kubernetes.default.svc' },
-    jwks: async () => jwks, nodeExists: (n) => nodeExists(http, n), ttlSeconds: 600,
+    jwks: async () => jwks,
+    nodeExists: (n) => nodeExists(http, n),
+    ttlSeconds: 600,
   };
   return { keys, issuer };
 }
@@ -92,14 +115,25 @@ describe('node credential exchange (issuer + fetcher, real nats-server, fake kub
     const issuerNc = await connect('issuer', await mintRoleCreds(keys, 'issuer'));
     serveCredentialRequests(issuerNc, issuer);
     await issuerNc.flush();
-    const boot = await connect('boot-a', await mintRoleCreds(keys, 'bootstrap'), { inboxPrefix: BOOTSTRAP_INBOX_PREFIX });
+    const boot = await connect('boot-a', await mintRoleCreds(keys, 'bootstrap'), {
+      inboxPrefix: BOOTSTRAP_INBOX_PREFIX,
+    });
     const out = file('node-a.creds', '');
-    const { expiresAt } = await fetchNodeCredential({ nc: boot, node: 'node-a', tokenFile: file('token-a', await saToken()), out });
+    const { expiresAt } = await fetchNodeCredential({
+      nc: boot,
+      node: 'node-a',
+      tokenFile: file('token-a', await saToken()),
+      out,
+    });
     expect(expiresAt).toBeGreaterThan(Date.now() / 1000);
 
     const planner = await connect('planner', await mintRoleCreds(keys, 'planner'));
     const acks: string[] = [];
-    planner.subscribe('sb.ack.*', { callback: (_e, m) => { acks.push(m.subject); } });
+    planner.subscribe('sb.ack.*', {
+      callback: (_e, m) => {
+        acks.push(m.subject);
+      },
+    });
     await planner.flush();
     const a = await connectBus({ servers: server!.url, name: 'node-a', node: 'node-a', auth: { credsFile: out } });
     conns.push(a);
@@ -109,34 +143,54 @@ describe('node credential exchange (issuer + fetcher, real nats-server, fake kub
     await expect.poll(() => acks).toEqual(['sb.ack.node-a']);
   });
 
-  it('refuses: another node\'s name, another service account, another audience, expired, foreign signer, a pod-less or node-less token, a deleted node, garbage', async () => {
+  it("refuses: another node's name, another service account, another audience, expired, foreign signer, a pod-less or node-less token, a deleted node, garbage", async () => {
     const { issuer } = await world(['node-a', 'node-b']);
     const pub = createUser().getPublicKey();
-    const ask = async (token: string | Promise<string>, node = 'node-a', publicKey = pub) => decideCredentialRequest(JSON.stringify({ node, token: await token, publicKey }), issuer);
+    const ask = async (token: string | Promise<string>, node = 'node-a', publicKey = pub) =>
+      decideCredentialRequest(JSON.stringify({ node, token: await token, publicKey }), issuer);
     expect(await ask(saToken())).toHaveProperty('jwt');
     expect(await ask(saToken(), 'node-b')).toEqual({ error: 'token proves node node-a, not node-b' });
-    expect(await ask(saToken({ sub: 'system:serviceaccount:default:default' }))).toEqual({ error: expect.stringMatching(/is for system:serviceaccount:default:default/) });
-    expect(await ask(saToken({ aud: 'https://kubernetes.default.svc' }))).toEqual({ error: expect.stringMatching(/refused: .*aud/) });
+    expect(await ask(saToken({ sub: 'system:serviceaccount:default:default' }))).toEqual({
+      error: expect.stringMatching(/is for system:serviceaccount:default:default/),
+    });
+    expect(await ask(saToken({ aud: 'https://kubernetes.default.svc' }))).toEqual({
+      error: expect.stringMatching(/refused: .*aud/),
+    });
     expect(await ask(saToken({ expIn: -120 }))).toEqual({ error: expect.stringMatching(/refused: .*exp/) });
-    expect(await ask(saToken({ key: otherKey }))).toEqual({ error: expect.stringMatching(/refused: signature verification failed/) });
+    expect(await ask(saToken({ key: otherKey }))).toEqual({
+      error: expect.stringMatching(/refused: signature verification failed/),
+    });
     expect(await ask(saToken({ node: '' }))).toEqual({ error: expect.stringMatching(/names no node/) });
     expect(await ask(saToken({ pod: null }))).toEqual({ error: expect.stringMatching(/not bound to a pod/) });
     expect(await ask(saToken({ node: 'node-gone' }), 'node-gone')).toEqual({ error: 'node node-gone does not exist' });
     kube!.delete('Node', { name: 'node-b' });
     expect(await ask(saToken({ node: 'node-b' }), 'node-b')).toEqual({ error: 'node node-b does not exist' });
     expect(await ask(saToken(), 'node-a', 'SUAM_NOT_A_KEY')).toEqual({ error: expect.stringMatching(/cannot mint/) });
-    expect(await ask(saToken(), 'node-a', createUser().getPublicKey().replace(/^U/, 'A'))).toEqual({ error: expect.stringMatching(/cannot mint/) });
-    expect(await decideCredentialRequest('{"node": 1}', issuer)).toEqual({ error: expect.stringMatching(/bad credential request/) });
-    expect(await decideCredentialRequest('not json', issuer)).toEqual({ error: expect.stringMatching(/bad credential request/) });
+    expect(await ask(saToken(), 'node-a', createUser().getPublicKey().replace(/^U/, 'A'))).toEqual({
+      error: expect.stringMatching(/cannot mint/),
+    });
+    expect(await decideCredentialRequest('{"node": 1}', issuer)).toEqual({
+      error: expect.stringMatching(/bad credential request/),
+    });
+    expect(await decideCredentialRequest('not json', issuer)).toEqual({
+      error: expect.stringMatching(/bad credential request/),
+    });
   });
 
   it('the bootstrap credential may only ask: it cannot read requests (tokens), forge replies, or ACK', async () => {
     const { keys } = await world([]);
     const boot = await connect('boot', await mintRoleCreds(keys, 'bootstrap'), { inboxPrefix: BOOTSTRAP_INBOX_PREFIX });
     const seen: string[] = [];
-    void (async () => { for await (const s of boot.status()) if (s.type === 'error') seen.push(String((s as { error?: Error }).error?.message)); })();
+    void (async () => {
+      for await (const s of boot.status())
+        if (s.type === 'error') seen.push(String((s as { error?: Error }).error?.message));
+    })();
     const sniff = boot.subscribe(CREDENTIALS_REQUEST_SUBJECT);
-    const ended = (async () => { for await (const _ of sniff) { /* nothing may arrive */ } })();
+    const ended = (async () => {
+      for await (const _ of sniff) {
+        /* nothing may arrive */
+      }
+    })();
     await expect(ended).rejects.toThrow(/Permissions Violation/);
     boot.publish(`${BOOTSTRAP_INBOX_PREFIX}.someone`, '{"jwt":"forged"}');
     boot.publish('sb.ack.node-a', 'x');
@@ -148,14 +202,27 @@ describe('node credential exchange (issuer + fetcher, real nats-server, fake kub
     const { keys } = await world([]);
     const planner = await connect('planner', await mintRoleCreds(keys, 'planner'), { reconnectTimeWait: 100 });
     const acks: string[] = [];
-    planner.subscribe('sb.ack.*', { callback: (_e, m) => { acks.push(m.subject); } });
+    planner.subscribe('sb.ack.*', {
+      callback: (_e, m) => {
+        acks.push(m.subject);
+      },
+    });
     const credsFile = file('renewed.creds', await mintNodeCreds(keys, 'node-a', 600));
-    const a = await connectBus({ servers: server!.url, name: 'applier', auth: { credsFile }, extra: { reconnectTimeWait: 100 } });
+    const a = await connectBus({
+      servers: server!.url,
+      name: 'applier',
+      auth: { credsFile },
+      extra: { reconnectTimeWait: 100 },
+    });
     conns.push(a);
     // the renewal writes a credential for a different identity, so the test can tell which one is in use
     writeFileSync(credsFile, await mintNodeCreds(keys, 'node-z', 600));
-    const back = (async () => { for await (const s of a.status()) if (s.type === 'reconnect') return; })();
-    const plannerBack = (async () => { for await (const s of planner.status()) if (s.type === 'reconnect') return; })();
+    const back = (async () => {
+      for await (const s of a.status()) if (s.type === 'reconnect') return;
+    })();
+    const plannerBack = (async () => {
+      for await (const s of planner.status()) if (s.type === 'reconnect') return;
+    })();
     await server!.restart();
     await back;
     await plannerBack;

@@ -5,7 +5,13 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { Kvm } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { connectBus, TargetStore } from '../../../libs/bus/index.ts';
-import { generateAccountKeys, mintNodeCreds, mintRoleCreds, renderResolverConfig, serverResolver } from '../../../libs/nodecreds/nats-accounts.ts';
+import {
+  generateAccountKeys,
+  mintNodeCreds,
+  mintRoleCreds,
+  renderResolverConfig,
+  serverResolver,
+} from '../../../libs/nodecreds/nats-accounts.ts';
 import { startNatsServer, type NatsServerHandle } from '../../support/nats-server.ts';
 
 let server: NatsServerHandle | undefined;
@@ -29,24 +35,40 @@ function file(name: string, text: string): string {
 /** Permission violations the server reports to a connection. */
 function violations(nc: NatsConnection): string[] {
   const seen: string[] = [];
-  void (async () => { for await (const s of nc.status()) if (s.type === 'error') seen.push(String((s as { error?: Error }).error?.message)); })();
+  void (async () => {
+    for await (const s of nc.status())
+      if (s.type === 'error') seen.push(String((s as { error?: Error }).error?.message));
+  })();
   return seen;
 }
 
 describe('operator-mode NATS with minted per-node user JWTs (Debian nats-server 2.9)', () => {
-  it('node A\'s credentials ACK as A and cannot ACK, heartbeat or read targets as B; JetStream works for the account', async () => {
+  it("node A's credentials ACK as A and cannot ACK, heartbeat or read targets as B; JetStream works for the account", async () => {
     const keys = generateAccountKeys();
     server = await startNatsServer({ jetstream: true, config: renderResolverConfig(await serverResolver(keys)) });
-    const planner = await connectBus({ servers: server.url, name: 'planner', auth: { credsFile: file('planner.creds', await mintRoleCreds(keys, 'planner')) } });
+    const planner = await connectBus({
+      servers: server.url,
+      name: 'planner',
+      auth: { credsFile: file('planner.creds', await mintRoleCreds(keys, 'planner')) },
+    });
     conns.push(planner);
     const targets = await TargetStore.open({ nc: planner }); // JetStream KV: the account's JetStream limits are on
     await targets.setDefaultTarget({ version: 1, configRevision: 0 });
     await targets.setNodeTarget('node-b', { version: 2, configRevision: 0 });
     const acks: string[] = [];
-    const sub = planner.subscribe('sb.ack.*', { callback: (_e, m) => { acks.push(`${m.subject} ${m.string()}`); } });
+    const sub = planner.subscribe('sb.ack.*', {
+      callback: (_e, m) => {
+        acks.push(`${m.subject} ${m.string()}`);
+      },
+    });
     await planner.flush();
 
-    const a = await connectBus({ servers: server.url, name: 'node-a', node: 'node-a', auth: { credsFile: file('a.creds', await mintNodeCreds(keys, 'node-a', 600)) } });
+    const a = await connectBus({
+      servers: server.url,
+      name: 'node-a',
+      node: 'node-a',
+      auth: { credsFile: file('a.creds', await mintNodeCreds(keys, 'node-a', 600)) },
+    });
     conns.push(a);
     const seen = violations(a);
     a.publish('sb.ack.node-b', 'forged');
@@ -68,10 +90,22 @@ describe('operator-mode NATS with minted per-node user JWTs (Debian nats-server 
     const keys = generateAccountKeys();
     server = await startNatsServer({ jetstream: true, config: renderResolverConfig(await serverResolver(keys)) });
     const opts = { maxReconnectAttempts: 0, reconnect: false };
-    await expect(connectBus({ servers: server.url, name: 'x', auth: { credsFile: file('old.creds', await mintNodeCreds(keys, 'node-a', -60)) }, extra: opts }))
-      .rejects.toThrow(/Authorization|expired/i);
+    await expect(
+      connectBus({
+        servers: server.url,
+        name: 'x',
+        auth: { credsFile: file('old.creds', await mintNodeCreds(keys, 'node-a', -60)) },
+        extra: opts,
+      }),
+    ).rejects.toThrow(/Authorization|expired/i);
     const other = generateAccountKeys();
-    await expect(connectBus({ servers: server.url, name: 'y', auth: { credsFile: file('other.creds', await mintNodeCreds(other, 'node-a', 600)) }, extra: opts }))
-      .rejects.toThrow(/Authorization/i);
+    await expect(
+      connectBus({
+        servers: server.url,
+        name: 'y',
+        auth: { credsFile: file('other.creds', await mintNodeCreds(other, 'node-a', 600)) },
+        extra: opts,
+      }),
+    ).rejects.toThrow(/Authorization/i);
   });
 });

@@ -13,9 +13,13 @@ vi.mock('../../../libs/planner/build-service-entry.ts', async (importOriginal) =
   return { ...real, buildServiceEntry: vi.fn(real.buildServiceEntry) };
 });
 
-const objects = parseManifestText(NODES + service('web', 'clusterIP: 10.96.0.1\n  ports: [{name: http, port: 80}]') +
-  slice('web', '[{name: http, port: 8080}]', ['{addresses: [10.244.1.2], nodeName: node-a}'], { name: 'web-1' }) +
-  slice('web', '[{name: http, port: 8080}]', ['{addresses: [10.244.1.3], nodeName: node-a}'], { name: 'web-2' }), 't').objects;
+const objects = parseManifestText(
+  NODES +
+    service('web', 'clusterIP: 10.96.0.1\n  ports: [{name: http, port: 80}]') +
+    slice('web', '[{name: http, port: 8080}]', ['{addresses: [10.244.1.2], nodeName: node-a}'], { name: 'web-1' }) +
+    slice('web', '[{name: http, port: 8080}]', ['{addresses: [10.244.1.3], nodeName: node-a}'], { name: 'web-2' }),
+  't',
+).objects;
 
 describe('ClusterState builds a changed service once per batch', () => {
   it('one build for a Service and its two slices applied together; one more after the next change', () => {
@@ -25,7 +29,9 @@ describe('ClusterState builds a changed service once per batch', () => {
     expect(built).not.toHaveBeenCalled(); // nothing is built until the data is read
     const d = s.commit()!;
     expect(built).toHaveBeenCalledTimes(1);
-    expect(d.upsertServices.map((e) => e.ports[0]!.endpoints.map((x) => x.ip).sort())).toEqual([['10.244.1.2', '10.244.1.3']]);
+    expect(d.upsertServices.map((e) => e.ports[0]!.endpoints.map((x) => x.ip).sort())).toEqual([
+      ['10.244.1.2', '10.244.1.3'],
+    ]);
     expect(s.hash()).toBe(ClusterState.fromObjects(objects).hash());
     built.mockClear();
     s.apply({ op: 'delete', kind: 'EndpointSlice', namespace: 'default', name: 'web-2' });

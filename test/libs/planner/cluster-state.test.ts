@@ -7,40 +7,56 @@ import { objectChange } from '../../support/random-cluster.ts';
 
 describe('ClusterState: incremental planning equals a full rebuild', () => {
   it('for random event sequences, with batches committed as deltas (property)', () => {
-    fc.assert(fc.property(fc.array(fc.array(objectChange, { minLength: 1, maxLength: 6 }), { minLength: 1, maxLength: 12 }), (batches) => {
-      const incremental = new ClusterState();
-      const follower = new ClusterDataIndex(); // what an applier holds, moved only by deltas
-      for (const batch of batches) {
-        for (const change of batch) incremental.apply(change);
-        const delta = incremental.commit();
-        if (delta) follower.apply(delta);
-        expect(follower.hash()).toBe(incremental.hash());
-      }
-      const rebuilt = ClusterState.fromObjects(incremental.objects());
-      expect(rebuilt.hash()).toBe(incremental.hash());
-      expect(rebuilt.data.toClusterData()).toEqual(incremental.data.toClusterData());
-      expect(follower.toClusterData()).toEqual(incremental.data.toClusterData());
-      for (const node of ['n1', 'n2', 'n3']) {
-        expect(nodeStateHash(renderNodeState(follower, node, DEFAULT_PROXY_CONFIG)))
-          .toBe(nodeStateHash(renderNodeState(rebuilt.data, node, DEFAULT_PROXY_CONFIG)));
-      }
-    }), { numRuns: 150 });
+    fc.assert(
+      fc.property(
+        fc.array(fc.array(objectChange, { minLength: 1, maxLength: 6 }), { minLength: 1, maxLength: 12 }),
+        (batches) => {
+          const incremental = new ClusterState();
+          const follower = new ClusterDataIndex(); // what an applier holds, moved only by deltas
+          for (const batch of batches) {
+            for (const change of batch) incremental.apply(change);
+            const delta = incremental.commit();
+            if (delta) follower.apply(delta);
+            expect(follower.hash()).toBe(incremental.hash());
+          }
+          const rebuilt = ClusterState.fromObjects(incremental.objects());
+          expect(rebuilt.hash()).toBe(incremental.hash());
+          expect(rebuilt.data.toClusterData()).toEqual(incremental.data.toClusterData());
+          expect(follower.toClusterData()).toEqual(incremental.data.toClusterData());
+          for (const node of ['n1', 'n2', 'n3']) {
+            expect(nodeStateHash(renderNodeState(follower, node, DEFAULT_PROXY_CONFIG))).toBe(
+              nodeStateHash(renderNodeState(rebuilt.data, node, DEFAULT_PROXY_CONFIG)),
+            );
+          }
+        },
+      ),
+      { numRuns: 150 },
+    );
   });
 
   it('gives the same hash for the same objects in any order (property)', () => {
-    fc.assert(fc.property(fc.array(objectChange, { maxLength: 30 }), fc.integer(), (changes, seed) => {
-      const a = new ClusterState();
-      for (const c of changes) a.apply(c);
-      const objs = a.objects();
-      const shuffled = [...objs].sort((x, y) => ((hash(x.meta.name + seed) - hash(y.meta.name + seed)) || (x.kind < y.kind ? -1 : 1)));
-      expect(ClusterState.fromObjects(shuffled).hash()).toBe(a.hash());
-    }), { numRuns: 100 });
+    fc.assert(
+      fc.property(fc.array(objectChange, { maxLength: 30 }), fc.integer(), (changes, seed) => {
+        const a = new ClusterState();
+        for (const c of changes) a.apply(c);
+        const objs = a.objects();
+        const shuffled = [...objs].sort(
+          (x, y) => hash(x.meta.name + seed) - hash(y.meta.name + seed) || (x.kind < y.kind ? -1 : 1),
+        );
+        expect(ClusterState.fromObjects(shuffled).hash()).toBe(a.hash());
+      }),
+      { numRuns: 100 },
+    );
   });
 });
 
 describe('ClusterState change tracking', () => {
-  const base = parseManifestText(NODES + service('web', 'clusterIP: 10.96.0.1\n  ports: [{name: http, port: 80}]') +
-    slice('web', '[{name: http, port: 8080}]', ['{addresses: [10.244.1.2], nodeName: node-a}']), 't').objects;
+  const base = parseManifestText(
+    NODES +
+      service('web', 'clusterIP: 10.96.0.1\n  ports: [{name: http, port: 80}]') +
+      slice('web', '[{name: http, port: 8080}]', ['{addresses: [10.244.1.2], nodeName: node-a}']),
+    't',
+  ).objects;
 
   it('makes no delta for a change that nets to nothing', () => {
     const s = ClusterState.fromObjects(base);
@@ -57,13 +73,17 @@ describe('ClusterState change tracking', () => {
   it('ignores resourceVersion-only and node status churn outside the facts it uses', () => {
     const s = ClusterState.fromObjects(base);
     const node = base.find((o) => o.kind === 'Node' && o.meta.name === 'node-a')!;
-    s.apply({ op: 'upsert', object: { ...node, meta: { ...node.meta, resourceVersion: '999', annotations: { x: 'y' } } } });
+    s.apply({
+      op: 'upsert',
+      object: { ...node, meta: { ...node.meta, resourceVersion: '999', annotations: { x: 'y' } } },
+    });
     expect(s.commit()).toBeUndefined();
   });
 
   it('emits only the touched service in a delta', () => {
     const s = ClusterState.fromObjects(base);
-    const extra = parseManifestText(service('api', 'clusterIP: 10.96.0.2\n  ports: [{name: http, port: 80}]'), 't').objects[0]!;
+    const extra = parseManifestText(service('api', 'clusterIP: 10.96.0.2\n  ports: [{name: http, port: 80}]'), 't')
+      .objects[0]!;
     s.apply({ op: 'upsert', object: extra });
     const d = s.commit()!;
     expect(d.upsertServices.map((e) => e.key)).toEqual(['default/api']);

@@ -18,22 +18,58 @@ const section = (start: string) => {
 };
 
 const vs = (v: Partial<VirtualServer> & Pick<VirtualServer, 'protocol' | 'address' | 'port'>): VirtualServer => ({
-  scheduler: 'rr', schedulerFlags: [], persistenceTimeout: 0, role: 'cluster-ip', servicePort: 'ns/x:p',
-  localOnly: false, sourceRanges: [], realServers: [], ...v,
+  scheduler: 'rr',
+  schedulerFlags: [],
+  persistenceTimeout: 0,
+  role: 'cluster-ip',
+  servicePort: 'ns/x:p',
+  localOnly: false,
+  sourceRanges: [],
+  realServers: [],
+  ...v,
 });
 
 describe('formatIpvsadm matches ipvsadm -Sn byte for byte', () => {
   it('for the reference rules', () => {
     const state = {
       virtualServers: [
-        vs({ protocol: 'TCP', address: '192.0.2.10', port: 31000, scheduler: 'mh', schedulerFlags: ['mh-fallback', 'mh-port'], realServers: [{ address: '10.50.1.2', port: 9000, weight: 1 }] }),
-        vs({ protocol: 'TCP', address: '10.100.0.1', port: 80, realServers: [{ address: '10.50.1.2', port: 9000, weight: 1 }, { address: '10.50.2.2', port: 9000, weight: 0 }] }),
-        vs({ protocol: 'UDP', address: '10.100.0.1', port: 53, persistenceTimeout: 10800, realServers: [{ address: '10.50.1.2', port: 53, weight: 1 }] }),
+        vs({
+          protocol: 'TCP',
+          address: '192.0.2.10',
+          port: 31000,
+          scheduler: 'mh',
+          schedulerFlags: ['mh-fallback', 'mh-port'],
+          realServers: [{ address: '10.50.1.2', port: 9000, weight: 1 }],
+        }),
+        vs({
+          protocol: 'TCP',
+          address: '10.100.0.1',
+          port: 80,
+          realServers: [
+            { address: '10.50.1.2', port: 9000, weight: 1 },
+            { address: '10.50.2.2', port: 9000, weight: 0 },
+          ],
+        }),
+        vs({
+          protocol: 'UDP',
+          address: '10.100.0.1',
+          port: 53,
+          persistenceTimeout: 10800,
+          realServers: [{ address: '10.50.1.2', port: 53, weight: 1 }],
+        }),
         vs({ protocol: 'SCTP', address: '10.100.0.1', port: 7000 }),
-        vs({ protocol: 'TCP', address: 'fd00:100::1', port: 80, realServers: [{ address: 'fd00:50::2', port: 9000, weight: 1 }] }),
+        vs({
+          protocol: 'TCP',
+          address: 'fd00:100::1',
+          port: 80,
+          realServers: [{ address: 'fd00:50::2', port: 9000, weight: 1 }],
+        }),
       ],
     };
-    const expected = section('$ ipvsadm -Sn').sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)).join('\n') + '\n';
+    const expected =
+      section('$ ipvsadm -Sn')
+        .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
+        .join('\n') + '\n';
     expect(expected.split('\n').length).toBeGreaterThan(8);
     expect(formatIpvsadm(state)).toBe(expected);
   });
@@ -42,11 +78,19 @@ describe('formatIpvsadm matches ipvsadm -Sn byte for byte', () => {
 describe('formatIpsetSave matches ipset save', () => {
   it('for the reference sets (initval removed, members sorted)', () => {
     const sets: IpsetState[] = [
-      { name: 'KUBE-CLUSTER-IP', type: 'hash:ip,port', family: 'inet', entries: ['10.100.0.1,tcp:80', '10.100.0.1,udp:53'] },
+      {
+        name: 'KUBE-CLUSTER-IP',
+        type: 'hash:ip,port',
+        family: 'inet',
+        entries: ['10.100.0.1,tcp:80', '10.100.0.1,udp:53'],
+      },
       { name: 'KUBE-NODE-PORT-TCP', type: 'bitmap:port', entries: ['31000'] },
       { name: 'KUBE-LOOP-BACK', type: 'hash:ip,port,ip', family: 'inet', entries: ['10.50.1.2,tcp:9000,10.50.1.2'] },
     ];
-    const expected = section('$ ipset save').map((l) => l.replace(/ initval 0x[0-9a-f]+$/, '')).join('\n') + '\n';
+    const expected =
+      section('$ ipset save')
+        .map((l) => l.replace(/ initval 0x[0-9a-f]+$/, ''))
+        .join('\n') + '\n';
     expect(formatIpsetSave({ ipsets: sets })).toBe(expected);
   });
 });

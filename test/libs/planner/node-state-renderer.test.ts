@@ -1,14 +1,31 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
-  DEFAULT_PROXY_CONFIG, readProxyConfig, type DataDelta, type EndpointEntry, type NodeFacts, type ProxyConfig, type ServiceEntry,
+  DEFAULT_PROXY_CONFIG,
+  readProxyConfig,
+  type DataDelta,
+  type EndpointEntry,
+  type NodeFacts,
+  type ProxyConfig,
+  type ServiceEntry,
 } from '../../../libs/model/index.ts';
-import { ClusterDataIndex, ClusterState, NodeStateRenderer, nodeStateHash, renderNodeState } from '../../../libs/planner/index.ts';
+import {
+  ClusterDataIndex,
+  ClusterState,
+  NodeStateRenderer,
+  nodeStateHash,
+  renderNodeState,
+} from '../../../libs/planner/index.ts';
 import { objectChange } from '../../support/random-cluster.ts';
 
 const CONFIGS: ProxyConfig[] = [
   DEFAULT_PROXY_CONFIG,
-  readProxyConfig({ scheduler: 'mh', schedulerFlags: ['mh-port'], strictARP: true, nodePortAddresses: ['192.0.2.1/32', '2001:db8::/64'] }),
+  readProxyConfig({
+    scheduler: 'mh',
+    schedulerFlags: ['mh-port'],
+    strictARP: true,
+    nodePortAddresses: ['192.0.2.1/32', '2001:db8::/64'],
+  }),
 ];
 // n1..n3 come and go in the random cluster; "n9" never exists (rendering must still agree)
 const NODE_NAMES = ['n1', 'n2', 'n3', 'n9'];
@@ -25,41 +42,57 @@ function expectSameAsFull(r: NodeStateRenderer, data: ClusterDataIndex): void {
 
 describe('NodeStateRenderer: incremental rendering equals the full render', () => {
   it('for random event batches from ClusterState, every node and config (property)', () => {
-    fc.assert(fc.property(fc.array(fc.array(objectChange, { minLength: 1, maxLength: 6 }), { minLength: 1, maxLength: 12 }), (batches) => {
-      const planner = new ClusterState();
-      const data = new ClusterDataIndex();
-      const rs = renderers();
-      for (const r of rs) r.reset(data);
-      for (const batch of batches) {
-        for (const change of batch) planner.apply(change);
-        const delta = planner.commit();
-        if (!delta) continue;
-        data.apply(delta);
-        for (const r of rs) {
-          r.update(data, delta);
-          expectSameAsFull(r, data);
-        }
-      }
-    }), { numRuns: 100 });
+    fc.assert(
+      fc.property(
+        fc.array(fc.array(objectChange, { minLength: 1, maxLength: 6 }), { minLength: 1, maxLength: 12 }),
+        (batches) => {
+          const planner = new ClusterState();
+          const data = new ClusterDataIndex();
+          const rs = renderers();
+          for (const r of rs) r.reset(data);
+          for (const batch of batches) {
+            for (const change of batch) planner.apply(change);
+            const delta = planner.commit();
+            if (!delta) continue;
+            data.apply(delta);
+            for (const r of rs) {
+              r.update(data, delta);
+              expectSameAsFull(r, data);
+            }
+          }
+        },
+      ),
+      { numRuns: 100 },
+    );
   });
 
   it('for random dual-stack deltas, with sets of a family appearing and vanishing (property)', () => {
-    fc.assert(fc.property(fc.array(delta, { minLength: 1, maxLength: 15 }), fc.integer({ min: 0, max: 14 }), (deltas, resetAt) => {
-      const data = new ClusterDataIndex();
-      const rs = NODE_NAMES.slice(0, 2).flatMap((n) => CONFIGS.map((c) => new NodeStateRenderer(n, c)));
-      deltas.forEach((d, i) => {
-        data.apply(d);
-        for (const r of rs) {
-          if (i === resetAt) r.reset(data);
-          else r.update(data, d);
-          expectSameAsFull(r, data);
-        }
-      });
-    }), { numRuns: 120 });
+    fc.assert(
+      fc.property(
+        fc.array(delta, { minLength: 1, maxLength: 15 }),
+        fc.integer({ min: 0, max: 14 }),
+        (deltas, resetAt) => {
+          const data = new ClusterDataIndex();
+          const rs = NODE_NAMES.slice(0, 2).flatMap((n) => CONFIGS.map((c) => new NodeStateRenderer(n, c)));
+          deltas.forEach((d, i) => {
+            data.apply(d);
+            for (const r of rs) {
+              if (i === resetAt) r.reset(data);
+              else r.update(data, d);
+              expectSameAsFull(r, data);
+            }
+          });
+        },
+      ),
+      { numRuns: 120 },
+    );
   });
 
   it('keeps states it handed out unchanged', () => {
-    const data = ClusterDataIndex.from({ services: [svc('a', ['10.96.0.1', 'fd00::1'], 2)], nodes: [facts('n1', ['192.0.2.1'])] });
+    const data = ClusterDataIndex.from({
+      services: [svc('a', ['10.96.0.1', 'fd00::1'], 2)],
+      nodes: [facts('n1', ['192.0.2.1'])],
+    });
     const r = new NodeStateRenderer('n1', DEFAULT_PROXY_CONFIG);
     r.reset(data);
     const before = r.state();
@@ -93,14 +126,24 @@ describe('NodeStateRenderer: O(change)', () => {
     expectSameAsFull(r, data);
 
     rendered.length = 0;
-    const d1: DataDelta = { upsertServices: [svc('s3', ['10.96.0.4'], 5)], removeServices: ['ns/s7'], upsertNodes: [facts('n2', ['192.0.2.9'])], removeNodes: [] };
+    const d1: DataDelta = {
+      upsertServices: [svc('s3', ['10.96.0.4'], 5)],
+      removeServices: ['ns/s7'],
+      upsertNodes: [facts('n2', ['192.0.2.9'])],
+      removeNodes: [],
+    };
     data.apply(d1);
     r.update(data, d1);
     expect(rendered).toEqual(['ns/s3']); // s7 removed without rendering; another node's facts are not ours
     expectSameAsFull(r, data);
 
     rendered.length = 0;
-    const d2: DataDelta = { upsertServices: [], removeServices: [], upsertNodes: [facts('n1', ['192.0.2.1', '192.0.2.5'])], removeNodes: [] };
+    const d2: DataDelta = {
+      upsertServices: [],
+      removeServices: [],
+      upsertNodes: [facts('n1', ['192.0.2.1', '192.0.2.5'])],
+      removeNodes: [],
+    };
     data.apply(d2);
     r.update(data, d2);
     expect(rendered).toHaveLength(19);
@@ -115,7 +158,10 @@ describe('NodeStateRenderer: O(change)', () => {
     const variants = [
       { ...s, node: 'n2' },
       { ...s, settings: { ...s.settings, strictARP: true } },
-      { ...s, virtualServers: [{ ...vs, realServers: vs.realServers.map((x, i) => (i === 0 ? { ...x, weight: 2 } : x)) }] },
+      {
+        ...s,
+        virtualServers: [{ ...vs, realServers: vs.realServers.map((x, i) => (i === 0 ? { ...x, weight: 2 } : x)) }],
+      },
       { ...s, boundAddresses: [...s.boundAddresses, '10.96.0.99'] },
       { ...s, ipsets: s.ipsets.map((x) => (x.name === 'KUBE-CLUSTER-IP' ? { ...x, entries: [] } : x)) },
       { ...s, ipsets: s.ipsets.filter((x) => x.name !== 'KUBE-LOOP-BACK') },
@@ -133,13 +179,27 @@ function facts(name: string, addresses: string[], zone = 'z1'): NodeFacts {
 
 function svc(name: string, clusterIPs: string[], endpoints: number, extra: Partial<ServiceEntry> = {}): ServiceEntry {
   const eps: EndpointEntry[] = Array.from({ length: endpoints }, (_, i) => ({
-    ip: clusterIPs[0]?.includes(':') ? `fd00:244::${i + 1}` : `10.244.0.${i + 1}`, port: 8080, nodeName: i % 2 ? 'n1' : 'n2',
-    zone: 'z1', ready: true, serving: true, terminating: false, hintZones: [],
+    ip: clusterIPs[0]?.includes(':') ? `fd00:244::${i + 1}` : `10.244.0.${i + 1}`,
+    port: 8080,
+    nodeName: i % 2 ? 'n1' : 'n2',
+    zone: 'z1',
+    ready: true,
+    serving: true,
+    terminating: false,
+    hintZones: [],
   }));
   return {
-    key: `ns/${name}`, clusterIPs, externalIPs: [], loadBalancerIngress: [], loadBalancerSourceRanges: [],
-    affinityTimeoutSeconds: 0, externalTrafficPolicy: 'Cluster', internalTrafficPolicy: 'Cluster', healthCheckNodePort: 0,
-    topologyAware: false, nodePorts: false,
+    key: `ns/${name}`,
+    clusterIPs,
+    externalIPs: [],
+    loadBalancerIngress: [],
+    loadBalancerSourceRanges: [],
+    affinityTimeoutSeconds: 0,
+    externalTrafficPolicy: 'Cluster',
+    internalTrafficPolicy: 'Cluster',
+    healthCheckNodePort: 0,
+    topologyAware: false,
+    nodePorts: false,
     ports: [{ name: 'http', protocol: 'TCP', port: 80, nodePort: 0, endpoints: eps }],
     ...extra,
   };
@@ -151,43 +211,88 @@ function upserts(services: ServiceEntry[]): DataDelta {
 
 const V4 = ['10.96.0.1', '10.96.0.2'];
 const V6 = ['fd00::1', 'fd00::2'];
-const endpoint = fc.record({
-  ip: fc.constantFrom('10.244.0.1', '10.244.0.2', 'fd00:244::1', 'fd00:244::2'), node: fc.constantFrom('', 'n1', 'n2'),
-  ready: fc.boolean(), serving: fc.boolean(), terminating: fc.boolean(), zone: fc.constantFrom('z1', 'z2'), hint: fc.boolean(),
-}).map((e): EndpointEntry => ({
-  ip: e.ip, port: 8080, nodeName: e.node, zone: e.zone, ready: e.ready, serving: e.serving, terminating: e.terminating,
-  hintZones: e.hint ? [e.zone] : [],
-}));
-const serviceEntry = fc.record({
-  name: fc.constantFrom('a', 'b', 'c'),
-  v4: fc.option(fc.constantFrom(...V4)), v6: fc.option(fc.constantFrom(...V6)), v6First: fc.boolean(),
-  // an external or LB address may equal a cluster IP or each other: one service claims a VIP:port twice
-  ext: fc.subarray(['203.0.113.1', '2001:db8:1::1', '10.96.0.1']), lb: fc.subarray(['198.51.100.1', '2001:db8:2::1', '203.0.113.1']),
-  ranges: fc.subarray(['192.0.2.0/24', '2001:db8::/32']),
-  etpLocal: fc.boolean(), itpLocal: fc.boolean(), nodePorts: fc.boolean(), topo: fc.boolean(), hc: fc.constantFrom(0, 32000),
-  ports: fc.uniqueArray(fc.record({
-    name: fc.constantFrom('a', 'b'), protocol: fc.constantFrom('TCP' as const, 'UDP' as const, 'SCTP' as const),
-    port: fc.constantFrom(80, 81), nodePort: fc.constantFrom(0, 30001, 30002),
-    endpoints: fc.uniqueArray(endpoint, { maxLength: 4, selector: (e) => e.ip }),
-  }), { maxLength: 2, selector: (p) => p.name }),
-}).map((s): ServiceEntry => ({
-  key: `ns/${s.name}`,
-  clusterIPs: (s.v6First ? [s.v6, s.v4] : [s.v4, s.v6]).filter((x): x is string => !!x),
-  externalIPs: s.ext, loadBalancerIngress: s.lb, loadBalancerSourceRanges: s.ranges,
-  affinityTimeoutSeconds: 0, externalTrafficPolicy: s.etpLocal ? 'Local' : 'Cluster', internalTrafficPolicy: s.itpLocal ? 'Local' : 'Cluster',
-  healthCheckNodePort: s.hc, topologyAware: s.topo, nodePorts: s.nodePorts,
-  ports: s.ports.map((p) => ({ ...p, endpoints: [...p.endpoints].sort((x, y) => (x.ip < y.ip ? -1 : 1)) })).sort((x, y) => (x.name < y.name ? -1 : 1)),
-}));
-const nodeFacts = fc.record({
-  name: fc.constantFrom('n1', 'n2'), addrs: fc.subarray(['192.0.2.1', '192.0.2.7', '2001:db8::1']), zone: fc.constantFrom('z1', 'z2'),
-}).map((n) => facts(n.name, n.addrs, n.zone));
-const delta: fc.Arbitrary<DataDelta> = fc.record({
-  upsertServices: fc.uniqueArray(serviceEntry, { maxLength: 2, selector: (s) => s.key }),
-  removeServices: fc.subarray(['ns/a', 'ns/b', 'ns/c'], { maxLength: 1 }),
-  upsertNodes: fc.uniqueArray(nodeFacts, { maxLength: 1, selector: (n) => n.name }),
-  removeNodes: fc.subarray(['n1', 'n2'], { maxLength: 1 }),
-}).map((d) => ({
-  ...d,
-  removeServices: d.removeServices.filter((k) => !d.upsertServices.some((s) => s.key === k)),
-  removeNodes: d.removeNodes.filter((k) => !d.upsertNodes.some((n) => n.name === k)),
-}));
+const endpoint = fc
+  .record({
+    ip: fc.constantFrom('10.244.0.1', '10.244.0.2', 'fd00:244::1', 'fd00:244::2'),
+    node: fc.constantFrom('', 'n1', 'n2'),
+    ready: fc.boolean(),
+    serving: fc.boolean(),
+    terminating: fc.boolean(),
+    zone: fc.constantFrom('z1', 'z2'),
+    hint: fc.boolean(),
+  })
+  .map(
+    (e): EndpointEntry => ({
+      ip: e.ip,
+      port: 8080,
+      nodeName: e.node,
+      zone: e.zone,
+      ready: e.ready,
+      serving: e.serving,
+      terminating: e.terminating,
+      hintZones: e.hint ? [e.zone] : [],
+    }),
+  );
+const serviceEntry = fc
+  .record({
+    name: fc.constantFrom('a', 'b', 'c'),
+    v4: fc.option(fc.constantFrom(...V4)),
+    v6: fc.option(fc.constantFrom(...V6)),
+    v6First: fc.boolean(),
+    // an external or LB address may equal a cluster IP or each other: one service claims a VIP:port twice
+    ext: fc.subarray(['203.0.113.1', '2001:db8:1::1', '10.96.0.1']),
+    lb: fc.subarray(['198.51.100.1', '2001:db8:2::1', '203.0.113.1']),
+    ranges: fc.subarray(['192.0.2.0/24', '2001:db8::/32']),
+    etpLocal: fc.boolean(),
+    itpLocal: fc.boolean(),
+    nodePorts: fc.boolean(),
+    topo: fc.boolean(),
+    hc: fc.constantFrom(0, 32000),
+    ports: fc.uniqueArray(
+      fc.record({
+        name: fc.constantFrom('a', 'b'),
+        protocol: fc.constantFrom('TCP' as const, 'UDP' as const, 'SCTP' as const),
+        port: fc.constantFrom(80, 81),
+        nodePort: fc.constantFrom(0, 30001, 30002),
+        endpoints: fc.uniqueArray(endpoint, { maxLength: 4, selector: (e) => e.ip }),
+      }),
+      { maxLength: 2, selector: (p) => p.name },
+    ),
+  })
+  .map(
+    (s): ServiceEntry => ({
+      key: `ns/${s.name}`,
+      clusterIPs: (s.v6First ? [s.v6, s.v4] : [s.v4, s.v6]).filter((x): x is string => !!x),
+      externalIPs: s.ext,
+      loadBalancerIngress: s.lb,
+      loadBalancerSourceRanges: s.ranges,
+      affinityTimeoutSeconds: 0,
+      externalTrafficPolicy: s.etpLocal ? 'Local' : 'Cluster',
+      internalTrafficPolicy: s.itpLocal ? 'Local' : 'Cluster',
+      healthCheckNodePort: s.hc,
+      topologyAware: s.topo,
+      nodePorts: s.nodePorts,
+      ports: s.ports
+        .map((p) => ({ ...p, endpoints: [...p.endpoints].sort((x, y) => (x.ip < y.ip ? -1 : 1)) }))
+        .sort((x, y) => (x.name < y.name ? -1 : 1)),
+    }),
+  );
+const nodeFacts = fc
+  .record({
+    name: fc.constantFrom('n1', 'n2'),
+    addrs: fc.subarray(['192.0.2.1', '192.0.2.7', '2001:db8::1']),
+    zone: fc.constantFrom('z1', 'z2'),
+  })
+  .map((n) => facts(n.name, n.addrs, n.zone));
+const delta: fc.Arbitrary<DataDelta> = fc
+  .record({
+    upsertServices: fc.uniqueArray(serviceEntry, { maxLength: 2, selector: (s) => s.key }),
+    removeServices: fc.subarray(['ns/a', 'ns/b', 'ns/c'], { maxLength: 1 }),
+    upsertNodes: fc.uniqueArray(nodeFacts, { maxLength: 1, selector: (n) => n.name }),
+    removeNodes: fc.subarray(['n1', 'n2'], { maxLength: 1 }),
+  })
+  .map((d) => ({
+    ...d,
+    removeServices: d.removeServices.filter((k) => !d.upsertServices.some((s) => s.key === k)),
+    removeNodes: d.removeNodes.filter((k) => !d.upsertNodes.some((n) => n.name === k)),
+  }));

@@ -19,20 +19,32 @@ interface Case {
 const cases: Case[] = [
   {
     name: 'ClusterIP spreads over ready endpoints only',
-    yaml: NODES + service('web', 'clusterIP: 10.96.0.1\n  ports: [{name: http, port: 80}]') +
-      slice('web', HTTP, [ep('10.244.1.2', 'node-a'), ep('10.244.2.2', 'node-b'), ep('10.244.2.3', 'node-b', '{ready: false}')]),
+    yaml:
+      NODES +
+      service('web', 'clusterIP: 10.96.0.1\n  ports: [{name: http, port: 80}]') +
+      slice('web', HTTP, [
+        ep('10.244.1.2', 'node-a'),
+        ep('10.244.2.2', 'node-b'),
+        ep('10.244.2.3', 'node-b', '{ready: false}'),
+      ]),
     exactIpvsadm: true,
     ipvsadm: [
       '-A -t 10.96.0.1:80 -s rr',
       '-a -t 10.96.0.1:80 -r 10.244.1.2:8080 -m -w 1',
       '-a -t 10.96.0.1:80 -r 10.244.2.2:8080 -m -w 1',
     ],
-    ipset: ['add KUBE-CLUSTER-IP 10.96.0.1,tcp:80', 'add KUBE-IPVS-IPS 10.96.0.1', 'add KUBE-LOOP-BACK 10.244.1.2,tcp:8080,10.244.1.2'],
+    ipset: [
+      'add KUBE-CLUSTER-IP 10.96.0.1,tcp:80',
+      'add KUBE-IPVS-IPS 10.96.0.1',
+      'add KUBE-LOOP-BACK 10.244.1.2,tcp:8080,10.244.1.2',
+    ],
     absent: ['add KUBE-LOOP-BACK 10.244.2.2,tcp:8080,10.244.2.2', 'add KUBE-NODE-PORT-TCP 80'],
   },
   {
     name: 'serving+terminating endpoints are a fallback only when nothing is ready',
-    yaml: NODES + service('web', 'clusterIP: 10.96.0.1\n  ports: [{name: http, port: 80}]') +
+    yaml:
+      NODES +
+      service('web', 'clusterIP: 10.96.0.1\n  ports: [{name: http, port: 80}]') +
       slice('web', HTTP, [
         ep('10.244.1.2', 'node-a', '{ready: false, serving: true, terminating: true}'),
         ep('10.244.1.3', 'node-a', '{ready: false, serving: false, terminating: true}'),
@@ -42,44 +54,83 @@ const cases: Case[] = [
   },
   {
     name: 'terminating endpoints are unused while a ready one exists',
-    yaml: NODES + service('web', 'clusterIP: 10.96.0.1\n  ports: [{name: http, port: 80}]') +
-      slice('web', HTTP, [ep('10.244.1.2', 'node-a', '{ready: false, serving: true, terminating: true}'), ep('10.244.2.2', 'node-b')]),
+    yaml:
+      NODES +
+      service('web', 'clusterIP: 10.96.0.1\n  ports: [{name: http, port: 80}]') +
+      slice('web', HTTP, [
+        ep('10.244.1.2', 'node-a', '{ready: false, serving: true, terminating: true}'),
+        ep('10.244.2.2', 'node-b'),
+      ]),
     ipvsadm: ['-a -t 10.96.0.1:80 -r 10.244.2.2:8080 -m -w 1'],
     absent: ['-a -t 10.96.0.1:80 -r 10.244.1.2:8080 -m -w 1'],
   },
   {
     name: 'NodePort on every node address of the family, bitmap set entry',
-    yaml: NODES + service('np', 'type: NodePort\n  clusterIP: 10.96.0.2\n  ports: [{name: http, port: 80, nodePort: 31000}]') +
+    yaml:
+      NODES +
+      service('np', 'type: NodePort\n  clusterIP: 10.96.0.2\n  ports: [{name: http, port: 80, nodePort: 31000}]') +
       slice('np', HTTP, [ep('10.244.2.2', 'node-b')]),
-    ipvsadm: ['-A -t 192.0.2.10:31000 -s rr', '-a -t 192.0.2.10:31000 -r 10.244.2.2:8080 -m -w 1', '-A -t 10.96.0.2:80 -s rr'],
+    ipvsadm: [
+      '-A -t 192.0.2.10:31000 -s rr',
+      '-a -t 192.0.2.10:31000 -r 10.244.2.2:8080 -m -w 1',
+      '-A -t 10.96.0.2:80 -s rr',
+    ],
     ipset: ['add KUBE-NODE-PORT-TCP 31000'],
     absent: ['-A -t 192.0.2.11:31000 -s rr', 'add KUBE-NODE-PORT-LOCAL-TCP 31000', 'add KUBE-IPVS-IPS 192.0.2.10'],
   },
   {
     name: 'nodePortAddresses filters node addresses',
-    yaml: NODES + service('np', 'type: NodePort\n  clusterIP: 10.96.0.2\n  ports: [{name: http, port: 80, nodePort: 31000}]'),
+    yaml:
+      NODES +
+      service('np', 'type: NodePort\n  clusterIP: 10.96.0.2\n  ports: [{name: http, port: 80, nodePort: 31000}]'),
     config: { nodePortAddresses: ['198.51.100.0/24'] },
     ipvsadm: ['-A -t 10.96.0.2:80 -s rr'],
     absent: ['-A -t 192.0.2.10:31000 -s rr'],
   },
   {
     name: 'UDP and SCTP NodePorts use their own sets (SCTP is hash:ip,port per node IP)',
-    yaml: NODES + service('multi', 'type: NodePort\n  clusterIP: 10.96.0.3\n  ports: [{name: dns, port: 53, protocol: UDP, nodePort: 31053}, {name: s, port: 7000, protocol: SCTP, nodePort: 31070}]'),
-    ipvsadm: ['-A -u 10.96.0.3:53 -s rr', '-A -u 192.0.2.10:31053 -s rr', '-A --sctp-service 10.96.0.3:7000 -s rr', '-A --sctp-service 192.0.2.10:31070 -s rr'],
-    ipset: ['add KUBE-NODE-PORT-UDP 31053', 'add KUBE-NODE-PORT-SCTP-HASH 192.0.2.10,sctp:31070', 'add KUBE-CLUSTER-IP 10.96.0.3,udp:53', 'add KUBE-CLUSTER-IP 10.96.0.3,sctp:7000'],
+    yaml:
+      NODES +
+      service(
+        'multi',
+        'type: NodePort\n  clusterIP: 10.96.0.3\n  ports: [{name: dns, port: 53, protocol: UDP, nodePort: 31053}, {name: s, port: 7000, protocol: SCTP, nodePort: 31070}]',
+      ),
+    ipvsadm: [
+      '-A -u 10.96.0.3:53 -s rr',
+      '-A -u 192.0.2.10:31053 -s rr',
+      '-A --sctp-service 10.96.0.3:7000 -s rr',
+      '-A --sctp-service 192.0.2.10:31070 -s rr',
+    ],
+    ipset: [
+      'add KUBE-NODE-PORT-UDP 31053',
+      'add KUBE-NODE-PORT-SCTP-HASH 192.0.2.10,sctp:31070',
+      'add KUBE-CLUSTER-IP 10.96.0.3,udp:53',
+      'add KUBE-CLUSTER-IP 10.96.0.3,sctp:7000',
+    ],
     absent: ['add KUBE-NODE-PORT-TCP 31053'],
   },
   {
     name: 'externalIPs: bound, own set; externalTrafficPolicy Local selects local endpoints only',
-    yaml: NODES + service('ext', 'clusterIP: 10.96.0.4\n  externalIPs: [203.0.113.5]\n  externalTrafficPolicy: Local\n  ports: [{name: http, port: 80}]') +
+    yaml:
+      NODES +
+      service(
+        'ext',
+        'clusterIP: 10.96.0.4\n  externalIPs: [203.0.113.5]\n  externalTrafficPolicy: Local\n  ports: [{name: http, port: 80}]',
+      ) +
       slice('ext', HTTP, [ep('10.244.1.2', 'node-a'), ep('10.244.2.2', 'node-b')]),
-    ipvsadm: ['-A -t 203.0.113.5:80 -s rr', '-a -t 203.0.113.5:80 -r 10.244.1.2:8080 -m -w 1', '-a -t 10.96.0.4:80 -r 10.244.2.2:8080 -m -w 1'],
+    ipvsadm: [
+      '-A -t 203.0.113.5:80 -s rr',
+      '-a -t 203.0.113.5:80 -r 10.244.1.2:8080 -m -w 1',
+      '-a -t 10.96.0.4:80 -r 10.244.2.2:8080 -m -w 1',
+    ],
     ipset: ['add KUBE-EXTERNAL-IP-LOCAL 203.0.113.5,tcp:80', 'add KUBE-IPVS-IPS 203.0.113.5'],
     absent: ['-a -t 203.0.113.5:80 -r 10.244.2.2:8080 -m -w 1', 'add KUBE-EXTERNAL-IP 203.0.113.5,tcp:80'],
   },
   {
     name: 'externalIPs with policy Cluster use KUBE-EXTERNAL-IP and every endpoint',
-    yaml: NODES + service('ext', 'clusterIP: 10.96.0.4\n  externalIPs: [203.0.113.5]\n  ports: [{name: http, port: 80}]') +
+    yaml:
+      NODES +
+      service('ext', 'clusterIP: 10.96.0.4\n  externalIPs: [203.0.113.5]\n  ports: [{name: http, port: 80}]') +
       slice('ext', HTTP, [ep('10.244.1.2', 'node-a'), ep('10.244.2.2', 'node-b')]),
     ipvsadm: ['-a -t 203.0.113.5:80 -r 10.244.2.2:8080 -m -w 1'],
     ipset: ['add KUBE-EXTERNAL-IP 203.0.113.5,tcp:80'],
@@ -87,34 +138,72 @@ const cases: Case[] = [
   },
   {
     name: 'LoadBalancer: ingress VIP, source ranges, node in range, Local policy sets and health check',
-    yaml: NODES + service('lb', 'type: LoadBalancer\n  clusterIP: 10.96.0.5\n  externalTrafficPolicy: Local\n  healthCheckNodePort: 32000\n  loadBalancerSourceRanges: [192.0.2.0/24, 198.51.100.0/24]\n  ports: [{name: http, port: 80, nodePort: 31080}]',
-      'status: {loadBalancer: {ingress: [{ip: 203.0.113.9}, {hostname: lb.example.com}]}}') +
+    yaml:
+      NODES +
+      service(
+        'lb',
+        'type: LoadBalancer\n  clusterIP: 10.96.0.5\n  externalTrafficPolicy: Local\n  healthCheckNodePort: 32000\n  loadBalancerSourceRanges: [192.0.2.0/24, 198.51.100.0/24]\n  ports: [{name: http, port: 80, nodePort: 31080}]',
+        'status: {loadBalancer: {ingress: [{ip: 203.0.113.9}, {hostname: lb.example.com}]}}',
+      ) +
       slice('lb', HTTP, [ep('10.244.1.2', 'node-a'), ep('10.244.2.2', 'node-b')]),
-    ipvsadm: ['-A -t 203.0.113.9:80 -s rr', '-a -t 203.0.113.9:80 -r 10.244.1.2:8080 -m -w 1', '-a -t 192.0.2.10:31080 -r 10.244.1.2:8080 -m -w 1'],
+    ipvsadm: [
+      '-A -t 203.0.113.9:80 -s rr',
+      '-a -t 203.0.113.9:80 -r 10.244.1.2:8080 -m -w 1',
+      '-a -t 192.0.2.10:31080 -r 10.244.1.2:8080 -m -w 1',
+    ],
     ipset: [
-      'add KUBE-LOAD-BALANCER 203.0.113.9,tcp:80', 'add KUBE-LOAD-BALANCER-LOCAL 203.0.113.9,tcp:80',
-      'add KUBE-LOAD-BALANCER-FW 203.0.113.9,tcp:80', 'add KUBE-LOAD-BALANCER-SOURCE-CIDR 203.0.113.9,tcp:80,192.0.2.0/24',
-      'add KUBE-LOAD-BALANCER-SOURCE-CIDR 203.0.113.9,tcp:80,198.51.100.0/24', 'add KUBE-LOAD-BALANCER-SOURCE-IP 203.0.113.9,tcp:80,203.0.113.9',
-      'add KUBE-NODE-PORT-TCP 31080', 'add KUBE-NODE-PORT-LOCAL-TCP 31080', 'add KUBE-HEALTH-CHECK-NODE-PORT 32000', 'add KUBE-IPVS-IPS 203.0.113.9',
+      'add KUBE-LOAD-BALANCER 203.0.113.9,tcp:80',
+      'add KUBE-LOAD-BALANCER-LOCAL 203.0.113.9,tcp:80',
+      'add KUBE-LOAD-BALANCER-FW 203.0.113.9,tcp:80',
+      'add KUBE-LOAD-BALANCER-SOURCE-CIDR 203.0.113.9,tcp:80,192.0.2.0/24',
+      'add KUBE-LOAD-BALANCER-SOURCE-CIDR 203.0.113.9,tcp:80,198.51.100.0/24',
+      'add KUBE-LOAD-BALANCER-SOURCE-IP 203.0.113.9,tcp:80,203.0.113.9',
+      'add KUBE-NODE-PORT-TCP 31080',
+      'add KUBE-NODE-PORT-LOCAL-TCP 31080',
+      'add KUBE-HEALTH-CHECK-NODE-PORT 32000',
+      'add KUBE-IPVS-IPS 203.0.113.9',
     ],
     absent: ['-a -t 203.0.113.9:80 -r 10.244.2.2:8080 -m -w 1', '-a -t 192.0.2.10:31080 -r 10.244.2.2:8080 -m -w 1'],
   },
   {
     name: 'LoadBalancer without source ranges has no firewall entries',
-    yaml: NODES + service('lb', 'type: LoadBalancer\n  clusterIP: 10.96.0.5\n  ports: [{name: http, port: 80, nodePort: 31080}]', 'status: {loadBalancer: {ingress: [{ip: 203.0.113.9}]}}'),
+    yaml:
+      NODES +
+      service(
+        'lb',
+        'type: LoadBalancer\n  clusterIP: 10.96.0.5\n  ports: [{name: http, port: 80, nodePort: 31080}]',
+        'status: {loadBalancer: {ingress: [{ip: 203.0.113.9}]}}',
+      ),
     ipset: ['add KUBE-LOAD-BALANCER 203.0.113.9,tcp:80'],
-    absent: ['add KUBE-LOAD-BALANCER-FW 203.0.113.9,tcp:80', 'add KUBE-LOAD-BALANCER-LOCAL 203.0.113.9,tcp:80', 'add KUBE-NODE-PORT-LOCAL-TCP 31080'],
+    absent: [
+      'add KUBE-LOAD-BALANCER-FW 203.0.113.9,tcp:80',
+      'add KUBE-LOAD-BALANCER-LOCAL 203.0.113.9,tcp:80',
+      'add KUBE-NODE-PORT-LOCAL-TCP 31080',
+    ],
   },
   {
     name: 'sessionAffinity ClientIP becomes persistence with the configured timeout',
-    yaml: NODES + service('sticky', 'clusterIP: 10.96.0.6\n  sessionAffinity: ClientIP\n  sessionAffinityConfig: {clientIP: {timeoutSeconds: 600}}\n  ports: [{name: http, port: 80}]') +
-      service('sticky2', 'clusterIP: 10.96.0.7\n  sessionAffinity: ClientIP\n  ports: [{name: dns, port: 53, protocol: UDP}]'),
+    yaml:
+      NODES +
+      service(
+        'sticky',
+        'clusterIP: 10.96.0.6\n  sessionAffinity: ClientIP\n  sessionAffinityConfig: {clientIP: {timeoutSeconds: 600}}\n  ports: [{name: http, port: 80}]',
+      ) +
+      service(
+        'sticky2',
+        'clusterIP: 10.96.0.7\n  sessionAffinity: ClientIP\n  ports: [{name: dns, port: 53, protocol: UDP}]',
+      ),
     ipvsadm: ['-A -t 10.96.0.6:80 -s rr -p 600', '-A -u 10.96.0.7:53 -s rr -p 10800'],
     absent: ['-A -t 10.96.0.6:80 -s rr'],
   },
   {
     name: 'internalTrafficPolicy Local: ClusterIP uses local endpoints, NodePort still cluster-wide',
-    yaml: NODES + service('itp', 'type: NodePort\n  clusterIP: 10.96.0.8\n  internalTrafficPolicy: Local\n  ports: [{name: http, port: 80, nodePort: 31081}]') +
+    yaml:
+      NODES +
+      service(
+        'itp',
+        'type: NodePort\n  clusterIP: 10.96.0.8\n  internalTrafficPolicy: Local\n  ports: [{name: http, port: 80, nodePort: 31081}]',
+      ) +
       slice('itp', HTTP, [ep('10.244.1.2', 'node-a'), ep('10.244.2.2', 'node-b')]),
     node: 'node-b',
     ipvsadm: ['-a -t 10.96.0.8:80 -r 10.244.2.2:8080 -m -w 1', '-a -t 192.0.2.11:31081 -r 10.244.1.2:8080 -m -w 1'],
@@ -122,27 +211,51 @@ const cases: Case[] = [
   },
   {
     name: 'dual-stack: both families, KUBE-6- sets, bracketed IPv6 in ipvsadm',
-    yaml: NODES + service('ds', 'type: NodePort\n  clusterIPs: [10.96.0.9, "fd00:96::9"]\n  ports: [{name: http, port: 80, nodePort: 31090}]') +
+    yaml:
+      NODES +
+      service(
+        'ds',
+        'type: NodePort\n  clusterIPs: [10.96.0.9, "fd00:96::9"]\n  ports: [{name: http, port: 80, nodePort: 31090}]',
+      ) +
       slice('ds', HTTP, [ep('10.244.1.2', 'node-a')]) +
       slice('ds', HTTP, [ep('"fd00:244:1::2"', 'node-a')], { name: 'ds-v6', addressType: 'IPv6' }),
     ipvsadm: [
-      '-A -t [fd00:96::9]:80 -s rr', '-a -t [fd00:96::9]:80 -r [fd00:244:1::2]:8080 -m -w 1', '-a -t 10.96.0.9:80 -r 10.244.1.2:8080 -m -w 1',
-      '-A -t [2001:db8::10]:31090 -s rr', '-a -t [2001:db8::10]:31090 -r [fd00:244:1::2]:8080 -m -w 1',
+      '-A -t [fd00:96::9]:80 -s rr',
+      '-a -t [fd00:96::9]:80 -r [fd00:244:1::2]:8080 -m -w 1',
+      '-a -t 10.96.0.9:80 -r 10.244.1.2:8080 -m -w 1',
+      '-A -t [2001:db8::10]:31090 -s rr',
+      '-a -t [2001:db8::10]:31090 -r [fd00:244:1::2]:8080 -m -w 1',
     ],
-    ipset: ['add KUBE-6-CLUSTER-IP fd00:96::9,tcp:80', 'add KUBE-6-NODE-PORT-TCP 31090', 'add KUBE-CLUSTER-IP 10.96.0.9,tcp:80', 'add KUBE-6-IPVS-IPS fd00:96::9'],
-    absent: ['-a -t 10.96.0.9:80 -r [fd00:244:1::2]:8080 -m -w 1', '-a -t [2001:db8::10]:31090 -r 10.244.1.2:8080 -m -w 1'],
+    ipset: [
+      'add KUBE-6-CLUSTER-IP fd00:96::9,tcp:80',
+      'add KUBE-6-NODE-PORT-TCP 31090',
+      'add KUBE-CLUSTER-IP 10.96.0.9,tcp:80',
+      'add KUBE-6-IPVS-IPS fd00:96::9',
+    ],
+    absent: [
+      '-a -t 10.96.0.9:80 -r [fd00:244:1::2]:8080 -m -w 1',
+      '-a -t [2001:db8::10]:31090 -r 10.244.1.2:8080 -m -w 1',
+    ],
   },
   {
     name: 'headless and ExternalName services produce nothing',
-    yaml: NODES + service('headless', 'clusterIP: None\n  ports: [{name: http, port: 80}]') +
-      slice('headless', HTTP, [ep('10.244.1.2', 'node-a')]) + service('ext', 'type: ExternalName\n  externalName: example.com'),
+    yaml:
+      NODES +
+      service('headless', 'clusterIP: None\n  ports: [{name: http, port: 80}]') +
+      slice('headless', HTTP, [ep('10.244.1.2', 'node-a')]) +
+      service('ext', 'type: ExternalName\n  externalName: example.com'),
     exactIpvsadm: true,
     ipvsadm: [],
     absent: ['add KUBE-LOOP-BACK 10.244.1.2,tcp:8080,10.244.1.2'],
   },
   {
     name: 'topology hints: a node only gets endpoints hinted for its zone',
-    yaml: NODES + service('topo', 'clusterIP: 10.96.0.10\n  ports: [{name: http, port: 80}]', '') .replace('namespace: default}', 'namespace: default, annotations: {service.kubernetes.io/topology-mode: Auto}}') +
+    yaml:
+      NODES +
+      service('topo', 'clusterIP: 10.96.0.10\n  ports: [{name: http, port: 80}]', '').replace(
+        'namespace: default}',
+        'namespace: default, annotations: {service.kubernetes.io/topology-mode: Auto}}',
+      ) +
       slice('topo', HTTP, [
         ep('10.244.1.2', 'node-a', '{ready: true}', ', zone: zone-a, hints: {forZones: [{name: zone-a}]}'),
         ep('10.244.2.2', 'node-b', '{ready: true}', ', zone: zone-b, hints: {forZones: [{name: zone-b}]}'),
@@ -152,7 +265,12 @@ const cases: Case[] = [
   },
   {
     name: 'topology hints are ignored when one ready endpoint has none',
-    yaml: NODES + service('topo', 'clusterIP: 10.96.0.10\n  ports: [{name: http, port: 80}]').replace('namespace: default}', 'namespace: default, annotations: {service.kubernetes.io/topology-mode: Auto}}') +
+    yaml:
+      NODES +
+      service('topo', 'clusterIP: 10.96.0.10\n  ports: [{name: http, port: 80}]').replace(
+        'namespace: default}',
+        'namespace: default, annotations: {service.kubernetes.io/topology-mode: Auto}}',
+      ) +
       slice('topo', HTTP, [
         ep('10.244.1.2', 'node-a', '{ready: true}', ', zone: zone-a, hints: {forZones: [{name: zone-a}]}'),
         ep('10.244.2.2', 'node-b', '{ready: true}', ', zone: zone-b'),
@@ -161,7 +279,9 @@ const cases: Case[] = [
   },
   {
     name: 'topology hints without the opt-in annotation change nothing',
-    yaml: NODES + service('topo', 'clusterIP: 10.96.0.10\n  ports: [{name: http, port: 80}]') +
+    yaml:
+      NODES +
+      service('topo', 'clusterIP: 10.96.0.10\n  ports: [{name: http, port: 80}]') +
       slice('topo', HTTP, [
         ep('10.244.1.2', 'node-a', '{ready: true}', ', zone: zone-a, hints: {forZones: [{name: zone-a}]}'),
         ep('10.244.2.2', 'node-b', '{ready: true}', ', zone: zone-b, hints: {forZones: [{name: zone-b}]}'),
@@ -177,18 +297,30 @@ const cases: Case[] = [
   },
   {
     name: 'ports are matched to slice ports by name and protocol',
-    yaml: NODES + service('two', 'clusterIP: 10.96.0.11\n  ports: [{name: web, port: 80}, {name: admin, port: 81}]') +
-      slice('two', '[{name: web, port: 8080, protocol: TCP}, {name: admin, port: 9090, protocol: TCP}, {name: web, port: 5353, protocol: UDP}]', [ep('10.244.1.2', 'node-a')]),
+    yaml:
+      NODES +
+      service('two', 'clusterIP: 10.96.0.11\n  ports: [{name: web, port: 80}, {name: admin, port: 81}]') +
+      slice(
+        'two',
+        '[{name: web, port: 8080, protocol: TCP}, {name: admin, port: 9090, protocol: TCP}, {name: web, port: 5353, protocol: UDP}]',
+        [ep('10.244.1.2', 'node-a')],
+      ),
     ipvsadm: ['-a -t 10.96.0.11:80 -r 10.244.1.2:8080 -m -w 1', '-a -t 10.96.0.11:81 -r 10.244.1.2:9090 -m -w 1'],
     absent: ['-a -t 10.96.0.11:80 -r 10.244.1.2:5353 -m -w 1', '-a -t 10.96.0.11:80 -r 10.244.1.2:9090 -m -w 1'],
   },
   {
     name: 'endpoints of several slices are merged; a duplicate address is kept once',
-    yaml: NODES + service('web', 'clusterIP: 10.96.0.1\n  ports: [{name: http, port: 80}]') +
+    yaml:
+      NODES +
+      service('web', 'clusterIP: 10.96.0.1\n  ports: [{name: http, port: 80}]') +
       slice('web', HTTP, [ep('10.244.1.2', 'node-a')], { name: 'web-1' }) +
       slice('web', HTTP, [ep('10.244.2.2', 'node-b'), ep('10.244.1.2', 'node-a')], { name: 'web-2' }),
     exactIpvsadm: true,
-    ipvsadm: ['-A -t 10.96.0.1:80 -s rr', '-a -t 10.96.0.1:80 -r 10.244.1.2:8080 -m -w 1', '-a -t 10.96.0.1:80 -r 10.244.2.2:8080 -m -w 1'],
+    ipvsadm: [
+      '-A -t 10.96.0.1:80 -s rr',
+      '-a -t 10.96.0.1:80 -r 10.244.1.2:8080 -m -w 1',
+      '-a -t 10.96.0.1:80 -r 10.244.2.2:8080 -m -w 1',
+    ],
   },
 ];
 
@@ -206,8 +338,14 @@ describe('renderNodeState (kube-proxy ipvs semantics)', () => {
   });
 
   it('binds cluster, external and LB addresses to kube-ipvs0 but never node addresses', () => {
-    const r = planFor(NODES + service('lb', 'type: LoadBalancer\n  clusterIP: 10.96.0.5\n  externalIPs: [203.0.113.7]\n  ports: [{name: http, port: 80, nodePort: 31080}]',
-      'status: {loadBalancer: {ingress: [{ip: 203.0.113.9}]}}'));
+    const r = planFor(
+      NODES +
+        service(
+          'lb',
+          'type: LoadBalancer\n  clusterIP: 10.96.0.5\n  externalIPs: [203.0.113.7]\n  ports: [{name: http, port: 80, nodePort: 31080}]',
+          'status: {loadBalancer: {ingress: [{ip: 203.0.113.9}]}}',
+        ),
+    );
     expect(r.state.boundAddresses).toEqual(['10.96.0.5', '203.0.113.7', '203.0.113.9']);
   });
 
@@ -223,7 +361,11 @@ describe('renderNodeState (kube-proxy ipvs semantics)', () => {
   });
 
   it('renders the same state for a node the cluster does not know, minus NodePorts', () => {
-    const r = planFor(NODES + service('np', 'type: NodePort\n  clusterIP: 10.96.0.2\n  ports: [{name: http, port: 80, nodePort: 31000}]'), 'node-z');
+    const r = planFor(
+      NODES +
+        service('np', 'type: NodePort\n  clusterIP: 10.96.0.2\n  ports: [{name: http, port: 80, nodePort: 31000}]'),
+      'node-z',
+    );
     expect(r.ipvsadm).toEqual(['-A -t 10.96.0.2:80 -s rr']);
   });
 });

@@ -8,12 +8,19 @@ const tmp = tempDir();
 afterAll(() => tmp.cleanup());
 const CHILD = path.join(import.meta.dirname, 'support/crash-child.ts');
 
-interface ChildRun { signal: NodeJS.Signals | null; before: unknown; after: unknown; writes: number }
+interface ChildRun {
+  signal: NodeJS.Signals | null;
+  before: unknown;
+  after: unknown;
+  writes: number;
+}
 
 /** Runs the child on a fresh real SQLite file; it SIGKILLs itself before its K-th write of the operation. */
 function runChild(file: string, op: string, k: number): Promise<ChildRun> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', CHILD, file, op, String(k)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, ['--import', 'tsx', CHILD, file, op, String(k)], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let out = '';
     let err = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
@@ -21,9 +28,15 @@ function runChild(file: string, op: string, k: number): Promise<ChildRun> {
     child.on('error', reject);
     child.on('exit', (code, signal) => {
       if (code !== null && code !== 0) return reject(new Error(`child exited ${code}: ${err}`));
-      const line = (name: string) => /^(\S+) (.*?)( writes (\d+))?$/m.exec(out.split('\n').find((l) => l.startsWith(`${name} `)) ?? '');
+      const line = (name: string) =>
+        /^(\S+) (.*?)( writes (\d+))?$/m.exec(out.split('\n').find((l) => l.startsWith(`${name} `)) ?? '');
       const after = line('after');
-      resolve({ signal, before: line('before') && JSON.parse(line('before')![2]!), after: after && JSON.parse(after[2]!), writes: Number(after?.[4] ?? -1) });
+      resolve({
+        signal,
+        before: line('before') && JSON.parse(line('before')![2]!),
+        after: after && JSON.parse(after[2]!),
+        writes: Number(after?.[4] ?? -1),
+      });
     });
   });
 }
@@ -47,11 +60,13 @@ describe('kill -9 between any two writes of an operator action restores exactly 
       expect(ref.writes).toBeGreaterThan(0);
       expect(ref.after).not.toEqual(ref.before);
       const cases = Array.from({ length: ref.writes }, (_, k) => k);
-      const results = await Promise.all(cases.map(async (k) => {
-        const file = tmp.file();
-        const run = await runChild(file, op, k);
-        return { k, run, state: await restored(file) };
-      }));
+      const results = await Promise.all(
+        cases.map(async (k) => {
+          const file = tmp.file();
+          const run = await runChild(file, op, k);
+          return { k, run, state: await restored(file) };
+        }),
+      );
       for (const { k, run, state } of results) {
         expect(run.signal, `step ${k}`).toBe('SIGKILL');
         expect(state, `crash before write ${k} of ${ref.writes}`).toEqual(run.before);

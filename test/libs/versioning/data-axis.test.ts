@@ -10,8 +10,19 @@ afterAll(() => tmp.cleanup());
 const who = { actor: 'test', reason: 'test' };
 
 const service = (name: string, clusterIP: string, rv: number): WatchEvent => ({
-  kind: 'Service', type: 'MODIFIED', origin: 'watch', namespace: 'default', name, uid: `u-${name}`, resourceVersion: String(rv),
-  object: { apiVersion: 'v1', kind: 'Service', metadata: { name, namespace: 'default' }, spec: { clusterIP, ports: [{ port: 80, protocol: 'TCP' }] } },
+  kind: 'Service',
+  type: 'MODIFIED',
+  origin: 'watch',
+  namespace: 'default',
+  name,
+  uid: `u-${name}`,
+  resourceVersion: String(rv),
+  object: {
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: { name, namespace: 'default' },
+    spec: { clusterIP, ports: [{ port: 80, protocol: 'TCP' }] },
+  },
 });
 
 describe('DataAxis restore (the checkpoint-aware fold)', () => {

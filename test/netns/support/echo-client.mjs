@@ -10,9 +10,15 @@ function tcpOnce() {
   return new Promise((resolve) => {
     const s = net.connect({ host, port: Number(port) });
     let buf = '';
-    const done = (v) => { clearTimeout(t); s.destroy(); resolve(v); };
+    const done = (v) => {
+      clearTimeout(t);
+      s.destroy();
+      resolve(v);
+    };
     const t = setTimeout(() => done(null), ms);
-    s.on('data', (d) => { buf += d; });
+    s.on('data', (d) => {
+      buf += d;
+    });
     s.on('end', () => done(buf.trim() || null));
     s.on('error', () => done(null));
   });
@@ -20,7 +26,11 @@ function tcpOnce() {
 function udpOnce() {
   return new Promise((resolve) => {
     const s = dgram.createSocket('udp4');
-    const done = (v) => { clearTimeout(t); s.close(); resolve(v); };
+    const done = (v) => {
+      clearTimeout(t);
+      s.close();
+      resolve(v);
+    };
     const t = setTimeout(() => done(null), ms);
     s.on('message', (m) => done(m.toString().trim()));
     s.on('error', () => done(null));

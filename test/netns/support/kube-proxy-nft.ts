@@ -19,7 +19,12 @@ export interface KubeProxyService {
   readonly endpoints: readonly { ip: string; port: number }[];
 }
 
-const hash = (s: string) => createHash('sha256').update(s).digest('base64').replace(/[^A-Z2-7]/g, '').slice(0, 8);
+const hash = (s: string) =>
+  createHash('sha256')
+    .update(s)
+    .digest('base64')
+    .replace(/[^A-Z2-7]/g, '')
+    .slice(0, 8);
 
 function baseChains(family: 'ip' | 'ip6'): string[] {
   const t = `${family} kube-proxy`;
@@ -60,13 +65,17 @@ export function kubeProxyNftRuleset(services: readonly KubeProxyService[], clust
     const svc = `service-${hash(id)}-${id}`;
     const eps = s.endpoints.map((e) => `endpoint-${hash(`${id}${e.ip}`)}-${id}__${e.ip}/${e.port}`);
     lines.push(`add chain ${t} ${svc}`);
-    lines.push(`add rule ${t} ${svc} ip daddr ${s.clusterIP} tcp dport ${s.port} ip saddr != ${clusterCIDR} jump mark-for-masquerade`);
+    lines.push(
+      `add rule ${t} ${svc} ip daddr ${s.clusterIP} tcp dport ${s.port} ip saddr != ${clusterCIDR} jump mark-for-masquerade`,
+    );
     s.endpoints.forEach((e, i) => {
       lines.push(`add chain ${t} ${eps[i]}`);
       lines.push(`add rule ${t} ${eps[i]} ip saddr ${e.ip} jump mark-for-masquerade`);
       lines.push(`add rule ${t} ${eps[i]} meta l4proto tcp dnat to ${e.ip}:${e.port}`);
     });
-    lines.push(`add rule ${t} ${svc} numgen random mod ${s.endpoints.length} vmap { ${eps.map((c, i) => `${i} : goto ${c}`).join(' , ')} }`);
+    lines.push(
+      `add rule ${t} ${svc} numgen random mod ${s.endpoints.length} vmap { ${eps.map((c, i) => `${i} : goto ${c}`).join(' , ')} }`,
+    );
     lines.push(`add element ${t} cluster-ips { ${s.clusterIP} }`);
     lines.push(`add element ${t} service-ips { ${s.clusterIP} . tcp . ${s.port} : goto ${svc} }`);
     if (s.nodePort) {

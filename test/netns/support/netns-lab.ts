@@ -19,9 +19,14 @@ export async function sh(cmd: string, args: readonly string[], input?: string): 
   if (input === undefined) return (await pexec(cmd, [...args], { maxBuffer: 256 << 20 })).stdout;
   return new Promise((resolve, reject) => {
     const c = spawn(cmd, [...args]);
-    let out = ''; let err = '';
-    c.stdout.on('data', (d) => { out += d; });
-    c.stderr.on('data', (d) => { err += d; });
+    let out = '';
+    let err = '';
+    c.stdout.on('data', (d) => {
+      out += d;
+    });
+    c.stderr.on('data', (d) => {
+      err += d;
+    });
     c.on('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`${cmd} ${args.join(' ')}: ${err.trim()}`))));
     c.stdin.end(input);
   });
@@ -31,9 +36,20 @@ export function inNs(ns: string, cmd: string, args: readonly string[], input?: s
   return sh('ip', ['netns', 'exec', ns, cmd, ...args], input);
 }
 
-export interface Pod { ns: string; name: string; ip: string }
-export interface Client { ns: string; ip: string; nodeIp: string }
-export interface Reply { pod: string; peer: string }
+export interface Pod {
+  ns: string;
+  name: string;
+  ip: string;
+}
+export interface Client {
+  ns: string;
+  ip: string;
+  nodeIp: string;
+}
+export interface Reply {
+  pod: string;
+  peer: string;
+}
 
 let labs = 0;
 
@@ -71,7 +87,9 @@ export class NetnsLab {
     await inNs(ns, 'ip', ['link', 'set', 'eth0', 'up']);
     await inNs(ns, 'ip', ['route', 'add', POD_GATEWAY, 'dev', 'eth0']);
     await inNs(ns, 'ip', ['route', 'add', 'default', 'via', POD_GATEWAY]);
-    const server = spawn('ip', ['netns', 'exec', ns, process.execPath, SERVER, name, String(port)], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const server = spawn('ip', ['netns', 'exec', ns, process.execPath, SERVER, name, String(port)], {
+      stdio: ['pipe', 'pipe', 'inherit'],
+    });
     this.servers.push(server);
     await new Promise<void>((resolve, reject) => {
       server.stdout!.once('data', () => resolve());
@@ -99,7 +117,14 @@ export class NetnsLab {
   }
 
   /** `count` fresh TCP connections or UDP exchanges from `ns`; null entries got no answer. */
-  async probe(ns: string, proto: 'tcp' | 'udp', host: string, port: number, count: number, timeoutMs = 1000): Promise<(Reply | null)[]> {
+  async probe(
+    ns: string,
+    proto: 'tcp' | 'udp',
+    host: string,
+    port: number,
+    count: number,
+    timeoutMs = 1000,
+  ): Promise<(Reply | null)[]> {
     const out = await inNs(ns, process.execPath, [CLIENT, proto, host, String(port), String(count), String(timeoutMs)]);
     return (JSON.parse(out) as (string | null)[]).map((l) => {
       if (l === null) return null;
@@ -109,7 +134,10 @@ export class NetnsLab {
   }
 
   async cleanup(): Promise<void> {
-    for (const s of this.servers) { s.stdin?.end(); s.kill(); }
+    for (const s of this.servers) {
+      s.stdin?.end();
+      s.kill();
+    }
     for (const ns of this.namespaces.reverse()) await sh('ip', ['netns', 'del', ns]).catch(() => undefined);
     this.namespaces.length = 0;
   }
@@ -118,6 +146,9 @@ export class NetnsLab {
 /** How many replies each pod gave (null = no answer). */
 export function tally(replies: readonly (Reply | null)[]): Record<string, number> {
   const t: Record<string, number> = {};
-  for (const r of replies) { const k = r?.pod ?? 'null'; t[k] = (t[k] ?? 0) + 1; }
+  for (const r of replies) {
+    const k = r?.pod ?? 'null';
+    t[k] = (t[k] ?? 0) + 1;
+  }
   return t;
 }

@@ -21,8 +21,10 @@ export interface StepResult {
 }
 
 const listTable = (table: string): string =>
-  execFileSync('nft', ['list', 'table', 'inet', table], { encoding: 'utf8', maxBuffer: 1 << 28 })
-    .replace(`table inet ${table} {`, 'table inet T {');
+  execFileSync('nft', ['list', 'table', 'inet', table], { encoding: 'utf8', maxBuffer: 1 << 28 }).replace(
+    `table inet ${table} {`,
+    'table inet T {',
+  );
 
 function inventoryText(rb: Awaited<ReturnType<NftNetlinkRunner['listTable']>>): string {
   if (!rb) return 'absent';
@@ -46,13 +48,20 @@ export async function runBothBackends(states: NodeState[], maxBatchBytes?: numbe
       const a = await viaNetlink.apply(s);
       const b = await viaNft.apply(s);
       const rbs = [
-        await netlink.listTable('inet', 'sbnl'), await cli.listTable('inet', 'sbnl'),
-        await netlink.listTable('inet', 'sbnft'), await cli.listTable('inet', 'sbnft'),
+        await netlink.listTable('inet', 'sbnl'),
+        await cli.listTable('inet', 'sbnl'),
+        await netlink.listTable('inet', 'sbnft'),
+        await cli.listTable('inet', 'sbnft'),
       ].map(inventoryText);
       const resync = await viaNetlink.resync();
       out.push({
-        netlinkText: listTable('sbnl'), nftText: listTable('sbnft'), netlinkWrites: a.kernelWrites, nftWrites: b.kernelWrites,
-        readBacksAgree: rbs.every((r) => r === rbs[0]), netlinkResyncWrites: resync.kernelWrites, verified: a.verified && b.verified,
+        netlinkText: listTable('sbnl'),
+        nftText: listTable('sbnft'),
+        netlinkWrites: a.kernelWrites,
+        nftWrites: b.kernelWrites,
+        readBacksAgree: rbs.every((r) => r === rbs[0]),
+        netlinkResyncWrites: resync.kernelWrites,
+        verified: a.verified && b.verified,
         netlinkBatches: netlink.lastRun.batches,
       });
     }

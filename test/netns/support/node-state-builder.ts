@@ -15,21 +15,43 @@ export interface VsSpec {
 }
 
 export function virtualServer(s: VsSpec): VirtualServer {
-  const realServers: RealServer[] = s.endpoints.map((e) => {
-    const i = e.lastIndexOf(':');
-    return { address: e.slice(0, i), port: Number(e.slice(i + 1)), weight: 1 };
-  }).sort((a, b) => byCodeUnit(a.address, b.address) || a.port - b.port);
+  const realServers: RealServer[] = s.endpoints
+    .map((e) => {
+      const i = e.lastIndexOf(':');
+      return { address: e.slice(0, i), port: Number(e.slice(i + 1)), weight: 1 };
+    })
+    .sort((a, b) => byCodeUnit(a.address, b.address) || a.port - b.port);
   return {
-    protocol: s.protocol ?? 'TCP', address: s.address, port: s.port, scheduler: 'rr', schedulerFlags: [],
-    persistenceTimeout: s.persistenceTimeout ?? 0, role: s.role ?? 'cluster-ip', servicePort: s.servicePort,
-    localOnly: s.localOnly ?? false, sourceRanges: s.sourceRanges ?? [], realServers,
+    protocol: s.protocol ?? 'TCP',
+    address: s.address,
+    port: s.port,
+    scheduler: 'rr',
+    schedulerFlags: [],
+    persistenceTimeout: s.persistenceTimeout ?? 0,
+    role: s.role ?? 'cluster-ip',
+    servicePort: s.servicePort,
+    localOnly: s.localOnly ?? false,
+    sourceRanges: s.sourceRanges ?? [],
+    realServers,
   };
 }
 
 export function nodeState(specs: VsSpec[], settings: Partial<NodeState['settings']> = {}): NodeState {
   const virtualServers = specs.map(virtualServer).sort((a, b) => byCodeUnit(virtualServerKey(a), virtualServerKey(b)));
   return {
-    node: 'node-a', virtualServers, boundAddresses: [], ipsets: [],
-    settings: { strictARP: false, masqueradeAll: false, clusterCIDR: '', tcpTimeout: 0, tcpFinTimeout: 0, udpTimeout: 0, excludeCIDRs: [], ...settings },
+    node: 'node-a',
+    virtualServers,
+    boundAddresses: [],
+    ipsets: [],
+    settings: {
+      strictARP: false,
+      masqueradeAll: false,
+      clusterCIDR: '',
+      tcpTimeout: 0,
+      tcpFinTimeout: 0,
+      udpTimeout: 0,
+      excludeCIDRs: [],
+      ...settings,
+    },
   };
 }

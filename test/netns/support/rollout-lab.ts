@@ -28,7 +28,13 @@ export const LAN_IP = '10.231.0.1';
 export const NATS_URL = `nats://${LAN_IP}:4222`;
 export const API_URL = `http://${LAN_IP}:9440`;
 
-export interface LabNode { readonly name: string; readonly ns: string; readonly ip: string; readonly podIp: string; readonly k: number }
+export interface LabNode {
+  readonly name: string;
+  readonly ns: string;
+  readonly ip: string;
+  readonly podIp: string;
+  readonly k: number;
+}
 
 export class RolloutLab {
   readonly prefix = `sbr${process.pid % 100000}`;
@@ -81,7 +87,9 @@ export class RolloutLab {
     await inNs(ns, 'ip', ['route', 'add', gw, 'dev', 'eth0']);
     await inNs(ns, 'ip', ['route', 'add', '10.50.0.0/16', 'via', gw]);
     await inNs(ns, 'ip', ['route', 'add', '10.231.0.0/24', 'via', gw]);
-    const p = spawn('ip', ['netns', 'exec', ns, process.execPath, ECHO, `pod-${n.name}`, '8080'], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const p = spawn('ip', ['netns', 'exec', ns, process.execPath, ECHO, `pod-${n.name}`, '8080'], {
+      stdio: ['pipe', 'pipe', 'inherit'],
+    });
     this.procs.push({ name: `pod-${n.name}`, p });
     await new Promise<void>((resolve, reject) => {
       p.stdout!.once('data', () => resolve());
@@ -103,7 +111,11 @@ export class RolloutLab {
   }
 
   log(name: string): string {
-    try { return readFileSync(this.logPath(name), 'utf8'); } catch { return ''; }
+    try {
+      return readFileSync(this.logPath(name), 'utf8');
+    } catch {
+      return '';
+    }
   }
 
   startNats(): ChildProcess {
@@ -118,22 +130,43 @@ export class RolloutLab {
   /** `switchboard ctl --server API_URL ARGS` from the LAN namespace; resolves with exit code and output. */
   ctl(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
     return new Promise((resolve) => {
-      const p = spawn('ip', ['netns', 'exec', this.lan, process.execPath, CLI, 'ctl', '--server', API_URL, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-      let stdout = ''; let stderr = '';
-      p.stdout.on('data', (d) => { stdout += d; });
-      p.stderr.on('data', (d) => { stderr += d; });
-      p.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr: stderr.replace(/^switchboard: .*running the sources through tsx.*\n/m, '') }));
+      const p = spawn('ip', ['netns', 'exec', this.lan, process.execPath, CLI, 'ctl', '--server', API_URL, ...args], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let stdout = '';
+      let stderr = '';
+      p.stdout.on('data', (d) => {
+        stdout += d;
+      });
+      p.stderr.on('data', (d) => {
+        stderr += d;
+      });
+      p.on('close', (code) =>
+        resolve({
+          code: code ?? -1,
+          stdout,
+          stderr: stderr.replace(/^switchboard: .*running the sources through tsx.*\n/m, ''),
+        }),
+      );
     });
   }
 
   /** Stops every process it started (SIGTERM by PID, SIGKILL after 5 s), deletes its namespaces and work dir. */
   async cleanup(): Promise<void> {
-    await Promise.all(this.procs.reverse().map(({ p }) => new Promise<void>((resolve) => {
-      if (p.exitCode !== null || p.signalCode !== null) return resolve();
-      const t = setTimeout(() => p.kill('SIGKILL'), 5000);
-      p.once('exit', () => { clearTimeout(t); resolve(); });
-      p.kill('SIGTERM');
-    })));
+    await Promise.all(
+      this.procs.reverse().map(
+        ({ p }) =>
+          new Promise<void>((resolve) => {
+            if (p.exitCode !== null || p.signalCode !== null) return resolve();
+            const t = setTimeout(() => p.kill('SIGKILL'), 5000);
+            p.once('exit', () => {
+              clearTimeout(t);
+              resolve();
+            });
+            p.kill('SIGTERM');
+          }),
+      ),
+    );
     this.procs.length = 0;
     for (const ns of this.namespaces.reverse()) await sh('ip', ['netns', 'del', ns]).catch(() => undefined);
     this.namespaces.length = 0;

@@ -33,24 +33,45 @@ describe('applier service', () => {
     dirs.push(stateDir);
     const dataplane = new WatchedDataplane();
     const svc = await startApplierService({
-      node: 'n1', nats: world.server.url, mode: 'dry-run', http: '127.0.0.1:0', stateDir, dataplane,
-      auth: nodeCred('n1'), heartbeatMs: 100, logger: pino({ level: 'silent' }),
+      node: 'n1',
+      nats: world.server.url,
+      mode: 'dry-run',
+      http: '127.0.0.1:0',
+      stateDir,
+      dataplane,
+      auth: nodeCred('n1'),
+      heartbeatMs: 100,
+      logger: pino({ level: 'silent' }),
     });
     try {
       const ack = await world.received.waitFor((e) => e.kind === 'ack' && e.v.version === 1, 'ack 1');
       await world.received.waitFor((e) => e.kind === 'hb' && e.v.appliedVersion === 1, 'heartbeat');
       const health = await fetch(`http://127.0.0.1:${svc.httpPort}/healthz`);
       expect(health.status).toBe(200);
-      expect(await health.json()).toMatchObject({ healthy: true, node: 'n1', mode: 'dry-run', applied: { version: 1 } });
+      expect(await health.json()).toMatchObject({
+        healthy: true,
+        node: 'n1',
+        mode: 'dry-run',
+        applied: { version: 1 },
+      });
       const metrics = await (await fetch(`http://127.0.0.1:${svc.httpPort}/metrics`)).text();
       expect(metrics).toMatch(/^switchboard_applier_applied_version 1$/m);
       expect(metrics).toMatch(/^switchboard_applier_acks_total\{path="checkpoint",skipped="false"\} 1$/m);
       // A dry-run node has no dataplane to probe: it says so with the ACK, on /healthz and in /metrics.
-      expect(ack.kind === 'ack' && ack.v.health).toMatchObject({ verdict: 'unprobed', reason: 'dry-run: no dataplane to probe', probe: null });
+      expect(ack.kind === 'ack' && ack.v.health).toMatchObject({
+        verdict: 'unprobed',
+        reason: 'dry-run: no dataplane to probe',
+        probe: null,
+      });
       expect(metrics).toMatch(/^switchboard_applier_health_verdict\{verdict="unprobed"\} 1$/m);
       expect(metrics).toMatch(/^switchboard_applier_health_verdict\{verdict="healthy"\} 0$/m);
       const persisted = JSON.parse(readFileSync(path.join(stateDir, 'applied-n1.json'), 'utf8'));
-      expect(persisted).toEqual({ version: 1, configRevision: 0, dataHash: ack.kind === 'ack' ? ack.v.dataHash : '', nodeStateHash: ack.kind === 'ack' ? ack.v.nodeStateHash : '' });
+      expect(persisted).toEqual({
+        version: 1,
+        configRevision: 0,
+        dataHash: ack.kind === 'ack' ? ack.v.dataHash : '',
+        nodeStateHash: ack.kind === 'ack' ? ack.v.nodeStateHash : '',
+      });
     } finally {
       await svc.stop();
     }
@@ -65,12 +86,20 @@ describe('applier service', () => {
     dirs.push(keyDir);
     const keyFile = path.join(keyDir, 'planner.pub');
     const svc = await startApplierService({
-      node: 'n1', nats: world.server.url, mode: 'dry-run', http: '127.0.0.1:0', dataplane: new WatchedDataplane(),
-      plannerKeyFile: keyFile, auth: nodeCred('n1'), heartbeatMs: 100, logger: pino({ level: 'silent' }),
+      node: 'n1',
+      nats: world.server.url,
+      mode: 'dry-run',
+      http: '127.0.0.1:0',
+      dataplane: new WatchedDataplane(),
+      plannerKeyFile: keyFile,
+      auth: nodeCred('n1'),
+      heartbeatMs: 100,
+      logger: pino({ level: 'silent' }),
     });
     try {
       const deadline = Date.now() + 20_000;
-      while (!svc.waitingFor()?.startsWith('planner key') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      while (!svc.waitingFor()?.startsWith('planner key') && Date.now() < deadline)
+        await new Promise((r) => setTimeout(r, 50));
       const ready = await fetch(`http://127.0.0.1:${svc.httpPort}/readyz`);
       expect(ready.status).toBe(503);
       expect(((await ready.json()) as { reason: string }).reason).toContain(`planner key ${keyFile}`);
@@ -86,7 +115,26 @@ describe('applier service', () => {
     world = await startBusWorld({ nodes: ['n1'] });
     await seed(world);
     const bin = path.resolve('bin/switchboard');
-    const p = spawn(process.execPath, [bin, 'applier', '--node', 'n1', '--nats', world.server.url, '--mode', 'dry-run', '--user', 'node-n1', '--password', 'pw-n1', '--heartbeat', '200'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(
+      process.execPath,
+      [
+        bin,
+        'applier',
+        '--node',
+        'n1',
+        '--nats',
+        world.server.url,
+        '--mode',
+        'dry-run',
+        '--user',
+        'node-n1',
+        '--password',
+        'pw-n1',
+        '--heartbeat',
+        '200',
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
     const exited = new Promise<number | null>((res) => p.once('exit', (c) => res(c)));
     try {
       const lines = createInterface({ input: p.stdout! });
@@ -100,9 +148,15 @@ describe('applier service', () => {
     } finally {
       if (p.exitCode === null) p.kill('SIGKILL');
     }
-    const usage = spawn(process.execPath, [bin, 'applier', '--node', 'n1', '--nats', world.server.url, '--mode', 'dry-run', '--user', 'x'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const usage = spawn(
+      process.execPath,
+      [bin, 'applier', '--node', 'n1', '--nats', world.server.url, '--mode', 'dry-run', '--user', 'x'],
+      { stdio: ['ignore', 'ignore', 'pipe'] },
+    );
     let err = '';
-    usage.stderr!.on('data', (b: Buffer) => { err += b; });
+    usage.stderr!.on('data', (b: Buffer) => {
+      err += b;
+    });
     expect(await new Promise((res) => usage.once('exit', res))).toBe(2);
     expect(err).toMatch(/--user needs --password/);
   });

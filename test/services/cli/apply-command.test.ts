@@ -8,18 +8,43 @@ const run = promisify(execFile);
 const ns = `sb-apply-${process.pid}`;
 const caps = await detectIpvsCapabilities({});
 
-interface Summary { mode: string; writes: number; verified: boolean; notes: string[]; virtualServers: number }
+interface Summary {
+  mode: string;
+  writes: number;
+  verified: boolean;
+  notes: string[];
+  virtualServers: number;
+}
 async function apply(...extra: string[]): Promise<Summary> {
-  const r = await run('ip', ['netns', 'exec', ns, path.resolve('bin/switchboard'), 'apply', '--manifests', 'examples/demo',
-    '--node', 'node-a', '--once', '--json', '--state-dir', `/tmp/${ns}`, ...extra]);
+  const r = await run('ip', [
+    'netns',
+    'exec',
+    ns,
+    path.resolve('bin/switchboard'),
+    'apply',
+    '--manifests',
+    'examples/demo',
+    '--node',
+    'node-a',
+    '--once',
+    '--json',
+    '--state-dir',
+    `/tmp/${ns}`,
+    ...extra,
+  ]);
   return JSON.parse(r.stdout) as Summary;
 }
 
 // On this host there is no IPVS: `--mode auto` must fall back to nftables and say so. Where the
 // kernel has IPVS (the VM) the ipvs path is covered by test/vm/applier instead.
 describe.skipIf(caps.ipvs)('switchboard apply --once --mode auto (no IPVS here) in a fresh netns', () => {
-  beforeAll(async () => { await run('ip', ['netns', 'add', ns]); });
-  afterAll(async () => { await run('ip', ['netns', 'del', ns]).catch(() => undefined); await run('rm', ['-rf', `/tmp/${ns}`]); });
+  beforeAll(async () => {
+    await run('ip', ['netns', 'add', ns]);
+  });
+  afterAll(async () => {
+    await run('ip', ['netns', 'del', ns]).catch(() => undefined);
+    await run('rm', ['-rf', `/tmp/${ns}`]);
+  });
 
   it('programs nftables, notes the fallback, and a second run (new process) writes nothing', async () => {
     const first = await apply('--mode', 'auto');
@@ -35,7 +60,10 @@ describe.skipIf(caps.ipvs)('switchboard apply --once --mode auto (no IPVS here) 
   });
 
   it('refuses --mode ipvs with a one-line reason (exit 1)', async () => {
-    const err = await apply('--mode', 'ipvs').then(() => undefined, (e: { code: number; stderr: string }) => e);
+    const err = await apply('--mode', 'ipvs').then(
+      () => undefined,
+      (e: { code: number; stderr: string }) => e,
+    );
     expect(err?.code).toBe(1);
     expect(err?.stderr).toMatch(/ipvs mode unavailable/);
   });

@@ -10,11 +10,16 @@ import { sbIn } from './cli-support.ts';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'sb-audit-'));
 const db = path.join(dir, 'log.db');
-const longReason = 'move every node to nftables because the ipvs scheduler misbehaves under the new traffic mix seen on monday';
+const longReason =
+  'move every node to nftables because the ipvs scheduler misbehaves under the new traffic mix seen on monday';
 
 beforeAll(async () => {
   const log = await EventLog.open({ file: db });
-  const configState = { defaultRevision: 2, previousDefault: 1, rollout: { configRevision: 2, waves: [['node-01', 'node-02', 'node-03', 'node-04']], status: 'running' } };
+  const configState = {
+    defaultRevision: 2,
+    previousDefault: 1,
+    rollout: { configRevision: 2, waves: [['node-01', 'node-02', 'node-03', 'node-04']], status: 'running' },
+  };
   log.recordOperation({ kind: 'rollout', actor: 'ci/alice', reason: longReason, params: { revision: 2, configState } });
   log.recordOperation({ kind: 'pin', actor: 'bob', reason: 'hold', params: { axis: 'data', version: 1 } });
   log.close();
@@ -27,7 +32,9 @@ describe('audit output', () => {
     expect(t.code).toBe(0);
     const [head, first, second] = t.stdout.split('\n');
     expect(head).toMatch(/^ID\s+AT\s+KIND\s+ACTOR\s+VERSION\s+REASON\s+PARAMS$/);
-    expect(first).toMatch(/^1\s+\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}Z\s+rollout\s+ci\/alice\s+-\s+move every node to nftables because the ipvs scheduler \S*…\s+\{"configState":\{"defaultRevision":2,"\S*…$/);
+    expect(first).toMatch(
+      /^1\s+\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}Z\s+rollout\s+ci\/alice\s+-\s+move every node to nftables because the ipvs scheduler \S*…\s+\{"configState":\{"defaultRevision":2,"\S*…$/,
+    );
     expect(second).toMatch(/^2\s+.*\s+pin\s+bob\s+-\s+hold\s+\{"axis":"data","version":1\}$/);
     expect(first!.length).toBeLessThan(180);
 
@@ -50,11 +57,17 @@ describe('audit output', () => {
     expect(at).toBeLessThanOrEqual(Date.now() - 600_000 + 1000);
 
     const local = await sbIn(['audit', '--db', db, 'node', 'node-1', '--at', '2026-11-30 14:02']);
-    expect(local.stdout).toBe(`node node-1 had acknowledged nothing by ${new Date(2026, 10, 30, 14, 2).toISOString()}\n`);
+    expect(local.stdout).toBe(
+      `node node-1 had acknowledged nothing by ${new Date(2026, 10, 30, 14, 2).toISOString()}\n`,
+    );
     for (const bad of ['19:46', 'yesterday', '2026-02-31 10:00', '10 m']) {
       const u = await sbIn(['audit', '--db', db, 'node', 'node-1', '--at', bad]);
       expect({ bad, code: u.code }).toEqual({ bad, code: 2 });
-      expect(u.stderr).toMatch(new RegExp(`^error: option '--at <time>' argument '${bad}' is invalid\\. expected a time: 10m or 2h \\(ago\\).*\\n$`));
+      expect(u.stderr).toMatch(
+        new RegExp(
+          `^error: option '--at <time>' argument '${bad}' is invalid\\. expected a time: 10m or 2h \\(ago\\).*\\n$`,
+        ),
+      );
     }
     expect((await sbIn(['replay', '--db', db, '--at', '19:46'])).code).toBe(2);
   });

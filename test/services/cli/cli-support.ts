@@ -6,7 +6,11 @@ import { main } from '../../../services/cli/main.ts';
 const run = promisify(execFile);
 export const BIN = path.resolve('bin/switchboard');
 
-export interface CliResult { code: number; stdout: string; stderr: string }
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
 
 /** Runs the real CLI binary (a new process: the exact code path users get, about a second each). */
 export async function sb(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
@@ -24,8 +28,14 @@ export async function sbIn(args: string[]): Promise<CliResult> {
   const out: string[] = [];
   const err: string[] = [];
   const write = { out: process.stdout.write, err: process.stderr.write };
-  process.stdout.write = ((s: string | Uint8Array) => { out.push(String(s)); return true; }) as typeof process.stdout.write;
-  process.stderr.write = ((s: string | Uint8Array) => { err.push(String(s)); return true; }) as typeof process.stderr.write;
+  process.stdout.write = ((s: string | Uint8Array) => {
+    out.push(String(s));
+    return true;
+  }) as typeof process.stdout.write;
+  process.stderr.write = ((s: string | Uint8Array) => {
+    err.push(String(s));
+    return true;
+  }) as typeof process.stderr.write;
   try {
     const code = await main(args);
     return { code, stdout: out.join(''), stderr: err.join('') };

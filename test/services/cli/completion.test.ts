@@ -18,7 +18,14 @@ beforeAll(async () => {
 /** What real bash completes for the words typed so far (the last one is being typed). */
 function complete(...words: string[]): string[] {
   const arr = ['switchboard', ...words].map((w) => `'${w}'`).join(' ');
-  const out = execFileSync('bash', ['-c', `source '${script}'; COMP_WORDS=(${arr}); COMP_CWORD=${words.length}; _switchboard; printf '%s\\n' "\${COMPREPLY[@]}"`], { encoding: 'utf8' });
+  const out = execFileSync(
+    'bash',
+    [
+      '-c',
+      `source '${script}'; COMP_WORDS=(${arr}); COMP_CWORD=${words.length}; _switchboard; printf '%s\\n' "\${COMPREPLY[@]}"`,
+    ],
+    { encoding: 'utf8' },
+  );
   return out.split('\n').filter(Boolean);
 }
 
@@ -44,10 +51,14 @@ describe('switchboard completion', () => {
 
   it('zsh gets the same function through bashcompinit; an unknown shell is a usage error', async () => {
     const zsh = await sbIn(['completion', 'zsh']);
-    expect(zsh.stdout).toMatch(/^# switchboard zsh completion.*\nautoload -U \+X bashcompinit && bashcompinit\n# switchboard bash completion/);
+    expect(zsh.stdout).toMatch(
+      /^# switchboard zsh completion.*\nautoload -U \+X bashcompinit && bashcompinit\n# switchboard bash completion/,
+    );
     expect(() => execFileSync('bash', ['-n', '-c', zsh.stdout.split('\n').slice(2).join('\n')])).not.toThrow();
     const fish = await sbIn(['completion', 'fish']);
     expect(fish).toMatchObject({ code: 2, stdout: '' });
-    expect(fish.stderr).toMatch(/^error: command-argument value 'fish' is invalid for argument 'shell'\. Allowed choices are bash, zsh\.\n$/);
+    expect(fish.stderr).toMatch(
+      /^error: command-argument value 'fish' is invalid for argument 'shell'\. Allowed choices are bash, zsh\.\n$/,
+    );
   });
 });

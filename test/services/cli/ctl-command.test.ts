@@ -7,7 +7,16 @@ import { DEFAULT_PROXY_CONFIG } from '../../../libs/model/index.ts';
 import { startApplierService, type ApplierService } from '../../../services/applier/applier-service.ts';
 import { untilSynced, waitUntil } from '../../../services/cli/commands/ctl-wait.ts';
 import { runPlanner, type RunningPlanner } from '../../../services/planner/run-planner.ts';
-import { nack, nodeYaml, plannerEnv, sendAck, sliceYaml, svcYaml, until, type PlannerEnv } from '../planner/planner-support.ts';
+import {
+  nack,
+  nodeYaml,
+  plannerEnv,
+  sendAck,
+  sliceYaml,
+  svcYaml,
+  until,
+  type PlannerEnv,
+} from '../planner/planner-support.ts';
 import { sb, sbIn } from './cli-support.ts';
 
 let env: PlannerEnv;
@@ -31,14 +40,32 @@ afterEach(async () => {
 });
 
 const start = async () => {
-  planner = await runPlanner({ manifests: env.manifests, nats: env.nats.url, db: env.db, http: '127.0.0.1:0', tokenFile, config: DEFAULT_PROXY_CONFIG, debounceMs: 20, pollMs: 100, say: () => {} });
+  planner = await runPlanner({
+    manifests: env.manifests,
+    nats: env.nats.url,
+    db: env.db,
+    http: '127.0.0.1:0',
+    tokenFile,
+    config: DEFAULT_PROXY_CONFIG,
+    debounceMs: 20,
+    pollMs: 100,
+    say: () => {},
+  });
   await planner.planner.synced;
   return planner;
 };
 /** Real appliers in dry-run mode: the whole protocol over NATS, the kernel untouched. */
 const startAppliers = async (...nodes: string[]) => {
   for (const node of nodes) {
-    appliers.push(await startApplierService({ node, nats: env.nats.url, mode: 'dry-run', heartbeatMs: 200, logger: pino({ level: 'silent' }) }));
+    appliers.push(
+      await startApplierService({
+        node,
+        nats: env.nats.url,
+        mode: 'dry-run',
+        heartbeatMs: 200,
+        logger: pino({ level: 'silent' }),
+      }),
+    );
   }
 };
 const ctl = (...args: string[]) => sbIn(['ctl', '--server', planner!.url, '--token', 'op-tok', ...args]);
@@ -47,9 +74,14 @@ describe('ctl flag values are usage errors (exit 2, one line naming the flag)', 
   it('refuses a server URL without scheme, bad waves, numbers, formats, keys and durations', async () => {
     const spawned = await sb(['ctl', '--server', '127.0.0.1:9440', 'status']);
     expect(spawned.code).toBe(2);
-    expect(spawned.stderr).toMatch(/^error: option '--server <url>' argument '127\.0\.0\.1:9440' is invalid\. expected an http:\/\/ or https:\/\/ URL.*\n$/);
+    expect(spawned.stderr).toMatch(
+      /^error: option '--server <url>' argument '127\.0\.0\.1:9440' is invalid\. expected an http:\/\/ or https:\/\/ URL.*\n$/,
+    );
     const cases: [string[], RegExp][] = [
-      [['rollout', '--config-revision', '2', '--waves', 'abc'], /option '--waves <spec>' argument 'abc' is invalid\. waves: "abc" is neither/],
+      [
+        ['rollout', '--config-revision', '2', '--waves', 'abc'],
+        /option '--waves <spec>' argument 'abc' is invalid\. waves: "abc" is neither/,
+      ],
       [['mode', 'nftables', '--waves', '0%'], /option '--waves <spec>' argument '0%' is invalid/],
       [['rollout', '--config-revision', 'two'], /option '--config-revision <r>' argument 'two' is invalid/],
       [['pin', '--version', '-1'], /option '--version <n>' argument '-1' is invalid/],
@@ -61,11 +93,17 @@ describe('ctl flag values are usage errors (exit 2, one line naming the flag)', 
       [['config', 'set', 'colour=blue'], /^switchboard: config set: unknown key colour/],
       [['config', 'set', 'strictARP=maybe'], /^switchboard: config set strictARP=maybe: expected true or false/],
       [['config', 'set', 'tcpTimeout=soon'], /^switchboard: config set tcpTimeout=soon: expected whole seconds/],
-      [['config', 'set', 'excludeCIDRs=10.0.0.0/33'], /^switchboard: config set excludeCIDRs=10\.0\.0\.0\/33: excludeCIDRs: invalid CIDR/],
+      [
+        ['config', 'set', 'excludeCIDRs=10.0.0.0/33'],
+        /^switchboard: config set excludeCIDRs=10\.0\.0\.0\/33: excludeCIDRs: invalid CIDR/,
+      ],
       [['config', 'set', 'scheduler=fastest'], /^switchboard: config set scheduler=fastest: unknown scheduler fastest/],
       [['config', 'set', 'mode=ipvs', '--wait'], /^switchboard: --wait needs --waves/],
       [['diff', '1', 'x'], /^switchboard: diff: B must be a version number/],
-      [['rollback', '--to-version', '2', '--config-revision', '1'], /^switchboard: rollback: give --to-version .* not both/],
+      [
+        ['rollback', '--to-version', '2', '--config-revision', '1'],
+        /^switchboard: rollback: give --to-version .* not both/,
+      ],
     ];
     for (const [args, msg] of cases) {
       const r = await sbIn(['ctl', '--server', 'http://127.0.0.1:1', ...args]);
@@ -86,32 +124,70 @@ describe('ctl against a real planner, nats-server and dry-run appliers', () => {
     expect(waited.stderr).not.toContain('\x1b'); // not a terminal: no escape codes
 
     const table = await ctl('status');
-    expect(table.stdout).toMatch(/^version 1, config revision 1, rejected objects 0\nNODE\s+STATUS\s+MODE\s+TARGET\s+APPLIED\s+CONFIG\s+LAG\s+REASON\nnode-1\s+SYNCED\s+dry-run\s+1\s+1\s+1\/1\s+0\s+running version 1 config 1\nnode-2\s+SYNCED/);
-    expect((await ctl('status', '-o', 'wide')).stdout).toMatch(/NODE\s+STATUS.*HASH\s+HEALTH\s+LAST REPORT\s+HEARTBEAT\s+LAST ERROR\s+REASON\nnode-1\s+SYNCED.*\s+ok\s+unprobed\s+/);
+    expect(table.stdout).toMatch(
+      /^version 1, config revision 1, rejected objects 0\nNODE\s+STATUS\s+MODE\s+TARGET\s+APPLIED\s+CONFIG\s+LAG\s+REASON\nnode-1\s+SYNCED\s+dry-run\s+1\s+1\s+1\/1\s+0\s+running version 1 config 1\nnode-2\s+SYNCED/,
+    );
+    expect((await ctl('status', '-o', 'wide')).stdout).toMatch(
+      /NODE\s+STATUS.*HASH\s+HEALTH\s+LAST REPORT\s+HEARTBEAT\s+LAST ERROR\s+REASON\nnode-1\s+SYNCED.*\s+ok\s+unprobed\s+/,
+    );
     const yaml = parseYaml((await ctl('status', '-o', 'yaml')).stdout) as { nodes: { node: string; status: string }[] };
     const json = JSON.parse((await ctl('status', '--json')).stdout) as typeof yaml;
-    expect(yaml.nodes.map((n) => [n.node, n.status])).toEqual([['node-1', 'SYNCED'], ['node-2', 'SYNCED']]);
+    expect(yaml.nodes.map((n) => [n.node, n.status])).toEqual([
+      ['node-1', 'SYNCED'],
+      ['node-2', 'SYNCED'],
+    ]);
     expect(json.nodes.map((n) => [n.node, n.status])).toEqual(yaml.nodes.map((n) => [n.node, n.status])); // times move between calls
 
     // A field change inside a service: an endpoint added.
     env.write('a.yaml', svcYaml('a', '10.96.0.1') + '---\n' + sliceYaml('a', ['10.0.0.1', '10.0.0.2']));
     await until(() => planner!.planner.data.latest()?.version === 2, 5000, 'version 2');
-    expect((await ctl('diff', '1', '2')).stdout).toBe('~ service default/a\n    + port http/TCP endpoint 10.0.0.2:8080 added\n');
-    expect(JSON.parse((await ctl('versions', '-o', 'json')).stdout).versions.map((v: { version: number }) => v.version)).toEqual([1, 2]);
+    expect((await ctl('diff', '1', '2')).stdout).toBe(
+      '~ service default/a\n    + port http/TCP endpoint 10.0.0.2:8080 added\n',
+    );
+    expect(
+      JSON.parse((await ctl('versions', '-o', 'json')).stdout).versions.map((v: { version: number }) => v.version),
+    ).toEqual([1, 2]);
 
     const pin = await ctl('--actor', 'alice', 'pin', '--version', '1', '--reason', 'bad endpoint');
     expect(pin).toMatchObject({ code: 0, stderr: '' });
-    expect(pin.stdout).toMatch(/^pinned: version 3 publishes version 1's content \(hash [0-9a-f]{12}\); new data is held until `ctl unpin`\.\n$/);
-    expect((await ctl('unpin')).stdout).toMatch(/^unpinned: version 4 publishes the live content \(hash [0-9a-f]{12}\)\.\n$/);
-    const ops = planner!.planner['options'].log.operations().filter((o: { kind: string }) => o.kind === 'pin' || o.kind === 'unpin');
-    expect(ops.map((o: { actor: string; reason: string }) => [o.actor, o.reason])).toEqual([['ci/alice', 'bad endpoint'], ['ci', 'unpin via API']]);
+    expect(pin.stdout).toMatch(
+      /^pinned: version 3 publishes version 1's content \(hash [0-9a-f]{12}\); new data is held until `ctl unpin`\.\n$/,
+    );
+    expect((await ctl('unpin')).stdout).toMatch(
+      /^unpinned: version 4 publishes the live content \(hash [0-9a-f]{12}\)\.\n$/,
+    );
+    const ops = planner!.planner['options'].log
+      .operations()
+      .filter((o: { kind: string }) => o.kind === 'pin' || o.kind === 'unpin');
+    expect(ops.map((o: { actor: string; reason: string }) => [o.actor, o.reason])).toEqual([
+      ['ci/alice', 'bad endpoint'],
+      ['ci', 'unpin via API'],
+    ]);
 
-    const set = await ctl('config', 'set', 'scheduler=wrr', 'tcpTimeout=15m', 'excludeCIDRs=10.9.0.0/16', '--reason', 'tune');
-    expect(set).toMatchObject({ code: 0, stdout: 'config revision 2: scheduler rr → wrr, tcpTimeout 0 → 900, excludeCIDRs (none) → 10.9.0.0/16. Not rolled out yet: ctl rollout --config-revision 2 --waves 1,10%,50%,100%\n' });
+    const set = await ctl(
+      'config',
+      'set',
+      'scheduler=wrr',
+      'tcpTimeout=15m',
+      'excludeCIDRs=10.9.0.0/16',
+      '--reason',
+      'tune',
+    );
+    expect(set).toMatchObject({
+      code: 0,
+      stdout:
+        'config revision 2: scheduler rr → wrr, tcpTimeout 0 → 900, excludeCIDRs (none) → 10.9.0.0/16. Not rolled out yet: ctl rollout --config-revision 2 --waves 1,10%,50%,100%\n',
+    });
     // The planner validates against the current config too: sh-port needs scheduler sh.
     const refused = await ctl('config', 'set', 'schedulerFlags=sh-port');
-    expect(refused).toMatchObject({ code: 2, stdout: '', stderr: 'switchboard: planner: proxy config: flag sh-port does not apply to scheduler rr\n' });
-    expect((await ctl('config', 'show', '--revision', '2')).stdout).toMatch(/^config revision 2 \(hash [0-9a-f]{16}\)\n(.*\n)*  scheduler: wrr\n/);
+    expect(refused).toMatchObject({
+      code: 2,
+      stdout: '',
+      stderr: 'switchboard: planner: proxy config: flag sh-port does not apply to scheduler rr\n',
+    });
+    expect((await ctl('config', 'show', '--revision', '2')).stdout).toMatch(
+      /^config revision 2 \(hash [0-9a-f]{16}\)\n(.*\n)*  scheduler: wrr\n/,
+    );
 
     const rollout = await ctl('rollout', '--config-revision', '2', '--waves', '1,100%', '--wait', '--timeout', '60s');
     expect(rollout.code).toBe(0);
@@ -120,23 +196,44 @@ describe('ctl against a real planner, nats-server and dry-run appliers', () => {
     expect(planner!.planner.config.state.defaultRevision).toBe(2);
 
     const mode = await ctl('mode', 'nftables', '--waves', '100%', '--wait', '--timeout', '60s');
-    expect(mode).toMatchObject({ code: 0, stdout: 'config revision 3: mode ipvs → nftables. rollout of config revision 3 started at wave 1/1: 2/2 nodes (node-1, node-2).\n' });
-    expect((await ctl('mode', 'nftables')).stdout).toBe('nothing changed: the cluster default (config revision 3) already has these values; no revision made.\n');
-    expect((await ctl('rollback', '--config-revision', '1')).stdout).toBe('config rolled back: the cluster default is config revision 1 on every node.\n');
-    expect((await ctl('rollback', '--to-version', '2')).stdout).toBe("rolled back data: the published content already is version 2's (no new version); new data is held until `ctl unpin`.\n");
-    expect(JSON.parse((await ctl('-o', 'json', 'rollback', '--to-version', '1')).stdout)).toMatchObject({ version: 5, pinned: { version: 1, kind: 'rollback' } });
+    expect(mode).toMatchObject({
+      code: 0,
+      stdout:
+        'config revision 3: mode ipvs → nftables. rollout of config revision 3 started at wave 1/1: 2/2 nodes (node-1, node-2).\n',
+    });
+    expect((await ctl('mode', 'nftables')).stdout).toBe(
+      'nothing changed: the cluster default (config revision 3) already has these values; no revision made.\n',
+    );
+    expect((await ctl('rollback', '--config-revision', '1')).stdout).toBe(
+      'config rolled back: the cluster default is config revision 1 on every node.\n',
+    );
+    expect((await ctl('rollback', '--to-version', '2')).stdout).toBe(
+      "rolled back data: the published content already is version 2's (no new version); new data is held until `ctl unpin`.\n",
+    );
+    expect(JSON.parse((await ctl('-o', 'json', 'rollback', '--to-version', '1')).stdout)).toMatchObject({
+      version: 5,
+      pinned: { version: 1, kind: 'rollback' },
+    });
   });
 
   it('rollout --wait exits 1 naming the NACK that halted it; wait --timeout exits 1 naming who is behind; viewers cannot operate', async () => {
     await start(); // no appliers: this test speaks for node-1 and node-2 on the bus itself
     const timedOut = await ctl('wait', '--for=synced', '--timeout', '1s');
     expect(timedOut.code).toBe(1);
-    expect(timedOut.stderr).toMatch(/^switchboard: timed out after 1s waiting for every node SYNCED: 0\/2 nodes SYNCED on version 1 \(node-1 UNKNOWN, node-2 UNKNOWN\)\n$/m);
+    expect(timedOut.stderr).toMatch(
+      /^switchboard: timed out after 1s waiting for every node SYNCED: 0\/2 nodes SYNCED on version 1 \(node-1 UNKNOWN, node-2 UNKNOWN\)\n$/m,
+    );
 
     const viewer = await sbIn(['ctl', '--server', planner!.url, '--token', 'view-tok', 'mode', 'nftables']);
-    expect(viewer).toMatchObject({ code: 1, stderr: 'switchboard: planner: vera is a viewer; POST /mode needs an operator token\n' });
+    expect(viewer).toMatchObject({
+      code: 1,
+      stderr: 'switchboard: planner: vera is a viewer; POST /mode needs an operator token\n',
+    });
     const anonymous = await sbIn(['ctl', '--server', planner!.url, 'status']);
-    expect(anonymous).toMatchObject({ code: 1, stderr: 'switchboard: planner: missing or wrong bearer token (give --token T or set SWITCHBOARD_TOKEN)\n' });
+    expect(anonymous).toMatchObject({
+      code: 1,
+      stderr: 'switchboard: planner: missing or wrong bearer token (give --token T or set SWITCHBOARD_TOKEN)\n',
+    });
 
     expect((await ctl('mode', 'nftables')).code).toBe(0);
     const waiting = ctl('rollout', '--config-revision', '2', '--waves', '100%', '--wait', '--timeout', '60s');
@@ -144,14 +241,19 @@ describe('ctl against a real planner, nats-server and dry-run appliers', () => {
     await sendAck(env.nc, nack('node-2', 1, 2, 'nft: table refused'));
     const r = await waiting;
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/switchboard: rollout of revision 2 halted at wave 1\/1, 0\/2 nodes on revision 2: node-2 failed: nft: table refused\n$/);
+    expect(r.stderr).toMatch(
+      /switchboard: rollout of revision 2 halted at wave 1\/1, 0\/2 nodes on revision 2: node-2 failed: nft: table refused\n$/,
+    );
   });
 
   it('shows progress in place with escape codes on a terminal only', async () => {
     await start();
     const err: string[] = [];
     const write = process.stderr.write;
-    process.stderr.write = ((s: string) => { err.push(s); return true; }) as typeof process.stderr.write;
+    process.stderr.write = ((s: string) => {
+      err.push(s);
+      return true;
+    }) as typeof process.stderr.write;
     try {
       const c = { server: planner!.url, token: 'op-tok' };
       await waitUntil(c, untilSynced, 300, 'synced', { tty: true, intervalMs: 50 });

@@ -4,17 +4,38 @@ import { sbIn } from './cli-support.ts';
 
 describe('flag values of the long-running commands are checked before they connect', () => {
   it('applier --http notanaddr is a usage error naming the flag (NATS is never tried)', async () => {
-    const r = await sbIn(['applier', '--node', 'n1', '--nats', 'nats://127.0.0.1:1', '--mode', 'dry-run', '--http', 'notanaddr']);
+    const r = await sbIn([
+      'applier',
+      '--node',
+      'n1',
+      '--nats',
+      'nats://127.0.0.1:1',
+      '--mode',
+      'dry-run',
+      '--http',
+      'notanaddr',
+    ]);
     expect(r).toMatchObject({ code: 2, stdout: '' });
-    expect(r.stderr).toMatch(/^switchboard: --http "notanaddr": not an address \(expected HOST:PORT, e\.g\. 127\.0\.0\.1:9440\)\n$/);
+    expect(r.stderr).toMatch(
+      /^switchboard: --http "notanaddr": not an address \(expected HOST:PORT, e\.g\. 127\.0\.0\.1:9440\)\n$/,
+    );
   });
 
   it('applier --probe-* values are usage errors naming the flag (exit 2, one line, NATS never tried)', async () => {
     const cases: [string[], RegExp][] = [
       [['--probe-sample', 'x'], /^switchboard: --probe-sample must be a whole number from 0 to 100, got "x"\n$/],
-      [['--probe-rate', '0'], /^switchboard: --probe-rate must be a whole number per second from 1 to 10000, got "0"\n$/],
-      [['--probe-timeout', '1.5'], /^switchboard: --probe-timeout must be a whole number of ms from 1 to 60000, got "1\.5"\n$/],
-      [['--probe-interval', '-1'], /^switchboard: --probe-interval must be a whole number of ms from 0 to 86400000, got "-1"\n$/],
+      [
+        ['--probe-rate', '0'],
+        /^switchboard: --probe-rate must be a whole number per second from 1 to 10000, got "0"\n$/,
+      ],
+      [
+        ['--probe-timeout', '1.5'],
+        /^switchboard: --probe-timeout must be a whole number of ms from 1 to 60000, got "1\.5"\n$/,
+      ],
+      [
+        ['--probe-interval', '-1'],
+        /^switchboard: --probe-interval must be a whole number of ms from 0 to 86400000, got "-1"\n$/,
+      ],
     ];
     for (const [flags, msg] of cases) {
       const r = await sbIn(['applier', '--node', 'n1', '--nats', 'nats://127.0.0.1:1', '--mode', 'dry-run', ...flags]);

@@ -12,7 +12,9 @@ describe('fullGc', () => {
       garbage = undefined;
       const r = fullGc();
       console.log(JSON.stringify({ ...r, held, gcGlobal: typeof globalThis.gc }));`;
-    const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { encoding: 'utf8' });
+    const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+      encoding: 'utf8',
+    });
     expect(r.stderr).toBe('');
     const out = JSON.parse(r.stdout) as { beforeBytes: number; afterBytes: number; held: number; gcGlobal: string };
     expect(out.held).toBe(400_000);

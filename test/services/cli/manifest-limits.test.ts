@@ -13,7 +13,10 @@ describe('plan --max-manifest-bytes', () => {
   beforeEach(async () => {
     dir = await mkdtemp(join(tmpdir(), 'switchboard-limits-'));
     stderr = '';
-    vi.spyOn(process.stderr, 'write').mockImplementation((s) => { stderr += String(s); return true; });
+    vi.spyOn(process.stderr, 'write').mockImplementation((s) => {
+      stderr += String(s);
+      return true;
+    });
     vi.spyOn(process.stdout, 'write').mockImplementation(() => true);
   });
   afterEach(async () => {
@@ -24,8 +27,12 @@ describe('plan --max-manifest-bytes', () => {
   it('refuses a larger file with one line naming it and the limit; a bad value is a usage error', async () => {
     await writeFile(join(dir, 'a.yaml'), service('web'));
     await writeFile(join(dir, 'big.yaml'), service('big') + `# ${'x'.repeat(3000)}\n`);
-    expect(await main(['plan', '--manifests', dir, '--node', 'n1', '--max-manifest-bytes', '2000', '--strict'])).toBe(1);
-    expect(stderr).toMatch(/^rejected file \(big\.yaml\): file is \d+ bytes, over the limit of 2000 bytes \(--max-manifest-bytes\)\n$/);
+    expect(await main(['plan', '--manifests', dir, '--node', 'n1', '--max-manifest-bytes', '2000', '--strict'])).toBe(
+      1,
+    );
+    expect(stderr).toMatch(
+      /^rejected file \(big\.yaml\): file is \d+ bytes, over the limit of 2000 bytes \(--max-manifest-bytes\)\n$/,
+    );
     stderr = '';
     expect(await main(['plan', '--manifests', dir, '--node', 'n1', '--strict'])).toBe(0); // default limit: 8 MiB
     expect(stderr).toBe('');

@@ -13,9 +13,20 @@ const dir = mkdtempSync(path.join(tmpdir(), 'sb-plan-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 writeFileSync(path.join(dir, 'nodes.yaml'), NODES);
-writeFileSync(path.join(dir, 'web.yaml'), service('web', 'clusterIP: 10.96.0.1\n  ports: [{name: http, port: 80}]') +
-  slice('web', '[{name: http, port: 8080}]', ['{addresses: [10.244.1.2], nodeName: node-a}']));
-writeFileSync(path.join(dir, 'bad.json'), JSON.stringify({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'bad' }, spec: { clusterIP: 'x', ports: [{ port: 1 }] } }));
+writeFileSync(
+  path.join(dir, 'web.yaml'),
+  service('web', 'clusterIP: 10.96.0.1\n  ports: [{name: http, port: 80}]') +
+    slice('web', '[{name: http, port: 8080}]', ['{addresses: [10.244.1.2], nodeName: node-a}']),
+);
+writeFileSync(
+  path.join(dir, 'bad.json'),
+  JSON.stringify({
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: { name: 'bad' },
+    spec: { clusterIP: 'x', ports: [{ port: 1 }] },
+  }),
+);
 
 async function sb(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
@@ -32,7 +43,9 @@ describe('switchboard plan', () => {
     const r = await sb('plan', '--manifests', dir, '--node', 'node-a', '--format', 'ipvsadm');
     expect(r.code).toBe(0);
     expect(r.stdout).toBe('-A -t 10.96.0.1:80 -s rr\n-a -t 10.96.0.1:80 -r 10.244.1.2:8080 -m -w 1\n');
-    expect(r.stderr).toMatch(/^rejected Service default\/bad \(bad\.json\): spec\.clusterIPs\[0\]: invalid IP address "x"$/m);
+    expect(r.stderr).toMatch(
+      /^rejected Service default\/bad \(bad\.json\): spec\.clusterIPs\[0\]: invalid IP address "x"$/m,
+    );
   });
 
   it('exits 1 with --strict when something was rejected', async () => {

@@ -36,24 +36,42 @@ afterEach(async () => {
 const verdictFile = (node: string) => join(verdictDir, node);
 const inject = (node: string, text: string) => writeFileSync(verdictFile(node), text);
 const start = async () => {
-  planner = await runPlanner({ manifests: env.manifests, nats: env.nats.url, db: env.db, http: '127.0.0.1:0', config: DEFAULT_PROXY_CONFIG, debounceMs: 20, pollMs: 100, say: () => {} });
+  planner = await runPlanner({
+    manifests: env.manifests,
+    nats: env.nats.url,
+    db: env.db,
+    http: '127.0.0.1:0',
+    config: DEFAULT_PROXY_CONFIG,
+    debounceMs: 20,
+    pollMs: 100,
+    say: () => {},
+  });
   await planner.planner.synced;
 };
 const startAppliers = async (...nodes: string[]) => startAppliersBeating(200, ...nodes);
 const startAppliersBeating = async (heartbeatMs: number, ...nodes: string[]) => {
   for (const node of nodes) {
-    appliers.push(await startApplierService({
-      node, nats: env.nats.url, mode: 'dry-run', heartbeatMs, logger: pino({ level: 'silent' }),
-      testVerdictFile: verdictFile(node), probe: { intervalMs: 200 },
-    }));
+    appliers.push(
+      await startApplierService({
+        node,
+        nats: env.nats.url,
+        mode: 'dry-run',
+        heartbeatMs,
+        logger: pino({ level: 'silent' }),
+        testVerdictFile: verdictFile(node),
+        probe: { intervalMs: 200 },
+      }),
+    );
   }
 };
 const ctl = (...args: string[]) => sbIn(['ctl', '--server', planner!.url, ...args]);
 const status = async () => JSON.parse((await ctl('status', '-o', 'json')).stdout);
 const node = async (name: string) => (await status()).nodes.find((n: { node: string }) => n.node === name);
-const gateOps = () => planner!.planner['options'].log.operations()
-  .filter((o) => o.kind === 'rollout' && typeof o.params.gate === 'string')
-  .map((o) => ({ gate: o.params.gate as string, reason: o.reason }));
+const gateOps = () =>
+  planner!.planner['options'].log
+    .operations()
+    .filter((o) => o.kind === 'rollout' && typeof o.params.gate === 'string')
+    .map((o) => ({ gate: o.params.gate as string, reason: o.reason }));
 
 describe('health verdicts gate rollouts (dry-run appliers, injected verdicts)', () => {
   it('an unhealthy canary halts the rollout in wave 1 and goes back; wave 2 never starts', async () => {
@@ -62,11 +80,27 @@ describe('health verdicts gate rollouts (dry-run appliers, injected verdicts)', 
     await startAppliers('node-1', 'node-2');
     await until(async () => (await node('node-2'))?.appliedConfigRevision === 1, 15_000, 'node-2 on revision 1');
     expect((await node('node-1')).health).toMatchObject({ verdict: 'healthy', injected: true, configRevision: 1 });
-    expect((await node('node-2')).health).toMatchObject({ verdict: 'unprobed', reason: 'dry-run: no dataplane to probe' });
+    expect((await node('node-2')).health).toMatchObject({
+      verdict: 'unprobed',
+      reason: 'dry-run: no dataplane to probe',
+    });
     inject('node-1', 'unhealthy replies from the pods are dropped');
-    const r = await ctl('config', 'set', 'scheduler=wrr', '--waves', '1,100%', '--bake', '30s', '--wait', '--timeout', '60s');
+    const r = await ctl(
+      'config',
+      'set',
+      'scheduler=wrr',
+      '--waves',
+      '1,100%',
+      '--bake',
+      '30s',
+      '--wait',
+      '--timeout',
+      '60s',
+    );
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/halted at wave 1\/2, .*node-1 failed: unhealthy: replies from the pods are dropped \(injected by --test-verdict-file\)/);
+    expect(r.stderr).toMatch(
+      /halted at wave 1\/2, .*node-1 failed: unhealthy: replies from the pods are dropped \(injected by --test-verdict-file\)/,
+    );
     const st = await status();
     expect(st.rollout).toMatchObject({ status: 'halted', wave: 1, haltedBy: { node: 'node-1' } });
     expect(st.config.defaultRevision).toBe(1);
@@ -75,7 +109,9 @@ describe('health verdicts gate rollouts (dry-run appliers, injected verdicts)', 
     expect((await node('node-2')).appliedConfigRevision).toBe(1);
     expect(planner!.planner.config.overrides().size).toBe(0);
     expect(gateOps().map((g) => g.gate)).toEqual(['halt']);
-    expect(gateOps()[0]!.reason).toBe('rollout halted: 1 failed node(s), 0 tolerated by --max-failures 0: node-1 (unhealthy: replies from the pods are dropped (injected by --test-verdict-file))');
+    expect(gateOps()[0]!.reason).toBe(
+      'rollout halted: 1 failed node(s), 0 tolerated by --max-failures 0: node-1 (unhealthy: replies from the pods are dropped (injected by --test-verdict-file))',
+    );
   });
 
   it('a verdict that turns unhealthy during the bake fails the wave before the bake ends', async () => {
@@ -86,9 +122,20 @@ describe('health verdicts gate rollouts (dry-run appliers, injected verdicts)', 
     expect((await ctl('config', 'set', 'scheduler=wrr', '--waves', '1,100%', '--bake', '5m')).code).toBe(0);
     await until(() => planner!.planner.config.state.rollout?.bakeStartedAt, 15_000, 'wave 1 baking');
     const shown = await ctl('rollout', 'status');
-    expect(shown.stdout).toMatch(/\nnodes of the wave \(status, config revision run, health verdict: why\):\n {2}node-1 +SYNCED +config 2 +healthy: test verdict \(injected by --test-verdict-file\)\n$/);
+    expect(shown.stdout).toMatch(
+      /\nnodes of the wave \(status, config revision run, health verdict: why\):\n {2}node-1 +SYNCED +config 2 +healthy: test verdict \(injected by --test-verdict-file\)\n$/,
+    );
     const view = JSON.parse((await ctl('rollout', 'status', '-o', 'json')).stdout).rollout;
-    expect(view.waveNodes).toEqual([expect.objectContaining({ node: 'node-1', status: 'SYNCED', appliedConfigRevision: 2, verdict: 'healthy', verdictRevision: 2, injected: true })]);
+    expect(view.waveNodes).toEqual([
+      expect.objectContaining({
+        node: 'node-1',
+        status: 'SYNCED',
+        appliedConfigRevision: 2,
+        verdict: 'healthy',
+        verdictRevision: 2,
+        injected: true,
+      }),
+    ]);
     expect(view.bakeElapsedMs).toBeGreaterThanOrEqual(0);
     // The node re-probes every 200 ms and heartbeats a changed verdict at once.
     inject('node-1', 'unhealthy probe: 1 of 1 virtual server(s) failed');
@@ -113,7 +160,8 @@ describe('health verdicts gate rollouts (dry-run appliers, injected verdicts)', 
     expect(r.code).toBe(0);
     const st = await status();
     expect(st.config.defaultRevision).toBe(2);
-    for (const n of st.nodes) expect(n.health).toMatchObject({ verdict: 'unprobed', reason: 'dry-run: no dataplane to probe', probe: null });
+    for (const n of st.nodes)
+      expect(n.health).toMatchObject({ verdict: 'unprobed', reason: 'dry-run: no dataplane to probe', probe: null });
   });
 
   it('a planner restarted mid-bake does not revive a stale unhealthy verdict from the log (a later heartbeat had cleared it)', async () => {
@@ -125,10 +173,20 @@ describe('health verdicts gate rollouts (dry-run appliers, injected verdicts)', 
     await startAppliers('node-2');
     await until(async () => (await node('node-1'))?.appliedConfigRevision === 1, 15_000, 'node-1 on revision 1');
     await until(async () => (await node('node-2'))?.appliedConfigRevision === 1, 15_000, 'node-2 on revision 1');
-    expect((await ctl('config', 'set', 'scheduler=wrr', '--waves', '1,100%', '--bake', '2s', '--pause-on-error')).code).toBe(0);
-    await until(() => planner!.planner.config.state.rollout?.status === 'paused', 15_000, 'paused by the unhealthy canary');
+    expect(
+      (await ctl('config', 'set', 'scheduler=wrr', '--waves', '1,100%', '--bake', '2s', '--pause-on-error')).code,
+    ).toBe(0);
+    await until(
+      () => planner!.planner.config.state.rollout?.status === 'paused',
+      15_000,
+      'paused by the unhealthy canary',
+    );
     inject('node-1', 'healthy');
-    await until(async () => (await node('node-1'))?.health?.verdict === 'healthy', 15_000, 'the healthy verdict heartbeated');
+    await until(
+      async () => (await node('node-1'))?.health?.verdict === 'healthy',
+      15_000,
+      'the healthy verdict heartbeated',
+    );
     expect((await ctl('rollout', '--resume')).code).toBe(0);
     await until(() => planner!.planner.config.state.rollout?.bakeStartedAt, 15_000, 'wave 1 baking');
     await planner!.stop();
@@ -136,7 +194,13 @@ describe('health verdicts gate rollouts (dry-run appliers, injected verdicts)', 
     await new Promise((r) => setTimeout(r, 2500)); // the bake ends while the planner is down
     await start();
     // The logged ACK of revision 2 still says unhealthy; the heartbeat that cleared it was not logged.
-    await until(() => (planner!.planner.config.state.rollout?.wave ?? 0) >= 1 || planner!.planner.config.state.rollout?.status !== 'running', 15_000, 'the overdue bake decided');
+    await until(
+      () =>
+        (planner!.planner.config.state.rollout?.wave ?? 0) >= 1 ||
+        planner!.planner.config.state.rollout?.status !== 'running',
+      15_000,
+      'the overdue bake decided',
+    );
     expect(planner!.planner.config.state.rollout).toMatchObject({ status: 'running', wave: 1 });
   });
 });

@@ -32,25 +32,40 @@ let browser: Browser | undefined;
 
 export async function consoleEnv(nodeCount: number, files: Record<string, string> = {}): Promise<ConsoleEnv> {
   const env = await plannerEnv();
-  const nodes = Array.from({ length: nodeCount }, (_, i) => `node-${String(i + 1).padStart(String(nodeCount).length, '0')}`);
+  const nodes = Array.from(
+    { length: nodeCount },
+    (_, i) => `node-${String(i + 1).padStart(String(nodeCount).length, '0')}`,
+  );
   env.write('nodes.yaml', nodes.map((n, i) => nodeYaml(n, `10.${(i >> 8) & 255}.${i & 255}.1`)).join('---\n'));
   for (const [f, text] of Object.entries(files)) env.write(f, text);
   const tokenFile = path.join(env.dir, 'tokens');
   writeFileSync(tokenFile, `${TOKENS.operator} alice operator\n${TOKENS.viewer} bob viewer\n`);
   const planner = await runPlanner({
-    manifests: env.manifests, nats: env.nats.url, db: env.db, http: '127.0.0.1:0', tokenFile, config: DEFAULT_PROXY_CONFIG,
-    debounceMs: 20, pollMs: 100, say: () => {},
+    manifests: env.manifests,
+    nats: env.nats.url,
+    db: env.db,
+    http: '127.0.0.1:0',
+    tokenFile,
+    config: DEFAULT_PROXY_CONFIG,
+    debounceMs: 20,
+    pollMs: 100,
+    say: () => {},
   });
   await planner.planner.synced;
   const p = planner.planner;
   const expected = (node: string) => {
     const t = p.targetOf(node);
-    return { t, hash: nodeStateHash(renderNodeState(p.data.publishedData(), node, p.config.revision(t.configRevision)!.config)) };
+    return {
+      t,
+      hash: nodeStateHash(renderNodeState(p.data.publishedData(), node, p.config.revision(t.configRevision)!.config)),
+    };
   };
   browser ??= await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
   const pages: Page[] = [];
   return {
-    env, planner, nodes,
+    env,
+    planner,
+    nodes,
     ackAll: async (which = nodes) => {
       await until(() => p.data.latest(), 5000, 'a version');
       for (const n of which) {

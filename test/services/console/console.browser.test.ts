@@ -7,7 +7,10 @@ import { ack, sendAck, sliceYaml, svcYaml, until } from '../planner/planner-supp
 import { CHROMIUM, TOKENS, closeBrowser, consoleEnv, type ConsoleEnv } from './console-harness.ts';
 
 let c: ConsoleEnv | undefined;
-afterEach(async () => { await c?.close(); c = undefined; });
+afterEach(async () => {
+  await c?.close();
+  c = undefined;
+});
 afterAll(closeBrowser);
 
 const rows = (page: import('playwright-core').Page) => page.locator('#nodes tbody tr');
@@ -18,7 +21,9 @@ describe.skipIf(!CHROMIUM)('console at /ui', () => {
     c = await consoleEnv(3, { 'web.yaml': svcYaml('web', '10.96.0.1') + '---\n' + sliceYaml('web', ['10.0.0.1']) });
     await c.ackAll();
     const page = await c.open(TOKENS.viewer);
-    await page.waitForFunction("document.querySelectorAll('#nodes .w-SYNCED').length === 3", undefined, { timeout: 30_000 });
+    await page.waitForFunction("document.querySelectorAll('#nodes .w-SYNCED').length === 3", undefined, {
+      timeout: 30_000,
+    });
     expect(await rows(page).count()).toBe(3);
     expect(await page.locator('#who').textContent()).toBe('bob · viewer');
     await c.screenshot(page, 'console-synced');
@@ -28,7 +33,11 @@ describe.skipIf(!CHROMIUM)('console at /ui', () => {
     c.env.write('web.yaml', svcYaml('web', '10.96.0.1') + '---\n' + sliceYaml('web', ['10.0.0.1', '10.0.0.2']));
     await page.locator('#timeline li[value="2"]').waitFor({ timeout: 30_000 });
     await c.ackAll();
-    await page.waitForFunction("[...document.querySelectorAll('#nodes tbody tr')].every((r) => r.children[3].textContent === '2' && r.querySelector('.w-SYNCED'))", undefined, { timeout: 30_000 });
+    await page.waitForFunction(
+      "[...document.querySelectorAll('#nodes tbody tr')].every((r) => r.children[3].textContent === '2' && r.querySelector('.w-SYNCED'))",
+      undefined,
+      { timeout: 30_000 },
+    );
     expect(await page.evaluate('window.marker')).toBe(42); // no reload happened
 
     // The diff names what changed inside the service, not just its name.
@@ -36,7 +45,9 @@ describe.skipIf(!CHROMIUM)('console at /ui', () => {
     await page.selectOption('#diff-b', '2');
     await page.click('#diff-go');
     await page.locator('#diff', { hasText: 'default/web' }).waitFor();
-    expect(await page.locator('#diff').textContent()).toMatch(/~ default\/web.*port http\/TCP endpoint 10\.0\.0\.2:8080 added/);
+    expect(await page.locator('#diff').textContent()).toMatch(
+      /~ default\/web.*port http\/TCP endpoint 10\.0\.0\.2:8080 added/,
+    );
 
     // Audit: the service's history and what a node ran at a time picked in a date-time input.
     await page.fill('#svc-ref', 'default/web');
@@ -56,19 +67,29 @@ describe.skipIf(!CHROMIUM)('console at /ui', () => {
     c = await consoleEnv(3);
     await c.ackAll();
     const p = c.planner.planner;
-    await p.configChange({ scheduler: 'wrr' }, { actor: 'alice', reason: 'try wrr' }, 'config', { waves: [{ kind: 'count', n: 1 }, { kind: 'percent', p: 100 }], pauseOnError: true });
+    await p.configChange({ scheduler: 'wrr' }, { actor: 'alice', reason: 'try wrr' }, 'config', {
+      waves: [
+        { kind: 'count', n: 1 },
+        { kind: 'percent', p: 100 },
+      ],
+      pauseOnError: true,
+    });
     const first = p.config.state.rollout!.waves[0]![0]!;
     await c.nack(first, 'ipvs: scheduler wrr not available');
     await until(() => p.config.state.rollout?.status === 'paused', 5000, 'paused by the NACK');
 
     const viewer = await c.open(TOKENS.viewer);
     await viewer.locator('#halted-by', { hasText: first }).waitFor({ timeout: 30_000 });
-    expect(await viewer.locator('#halted-by').textContent()).toBe(`paused by ${first}: ipvs: scheduler wrr not available`);
+    expect(await viewer.locator('#halted-by').textContent()).toBe(
+      `paused by ${first}: ipvs: scheduler wrr not available`,
+    );
     expect(await viewer.locator('.wave[data-wave="1"] .n.nacked').textContent()).toBe(first);
     // A viewer's buttons are disabled, and the API refuses the operation anyway.
     expect(await viewer.locator('#rollback').isDisabled()).toBe(true);
     expect(await viewer.locator('#resume').isDisabled()).toBe(true);
-    const refused = await viewer.evaluate("fetch('/rollback', { method: 'POST', headers: { authorization: 'Bearer ' + sessionStorage.getItem('sb-token') }, body: '{}' }).then((r) => r.status)");
+    const refused = await viewer.evaluate(
+      "fetch('/rollback', { method: 'POST', headers: { authorization: 'Bearer ' + sessionStorage.getItem('sb-token') }, body: '{}' }).then((r) => r.status)",
+    );
     expect(refused).toBe(403);
     expect(p.config.state.rollout!.status).toBe('paused');
 
@@ -83,20 +104,41 @@ describe.skipIf(!CHROMIUM)('console at /ui', () => {
     await viewer.locator('#rollout-status', { hasText: 'rolled-back' }).waitFor({ timeout: 30_000 });
     await op.click('#ops-go');
     await op.locator('#ops tbody tr', { hasText: 'rollback from the console' }).waitFor();
-    expect(await op.locator('#ops tbody tr', { hasText: 'rollback from the console' }).first().textContent()).toMatch(/rollback.*alice/);
+    expect(await op.locator('#ops tbody tr', { hasText: 'rollback from the console' }).first().textContent()).toMatch(
+      /rollback.*alice/,
+    );
   }, 120_000);
 
-  it('shows each wave node\'s health verdict and probe results beside the wave and its bake clock; an unhealthy heartbeat halts it', async () => {
+  it("shows each wave node's health verdict and probe results beside the wave and its bake clock; an unhealthy heartbeat halts it", async () => {
     c = await consoleEnv(3);
     await c.ackAll();
     const p = c.planner.planner;
     await p.configChange({ scheduler: 'wrr' }, { actor: 'alice', reason: 'try wrr' }, 'config', {
-      waves: [{ kind: 'count', n: 1 }, { kind: 'percent', p: 100 }], pauseOnError: false, policy: { ...DEFAULT_WAVE_POLICY, bakeMs: 300_000 },
+      waves: [
+        { kind: 'count', n: 1 },
+        { kind: 'percent', p: 100 },
+      ],
+      pauseOnError: false,
+      policy: { ...DEFAULT_WAVE_POLICY, bakeMs: 300_000 },
     });
     const first = p.config.state.rollout!.waves[0]![0]!;
     const t = p.targetOf(first);
-    const probe = { attempted: 2, succeeded: 2, failed: 0, unreachable: 1, latencyMs: { p50: 0.8, max: 1.2 }, failures: [], at: new Date().toISOString() };
-    const healthy = { verdict: 'healthy' as const, stateVerified: true, reason: 'probe: 2/2 virtual server(s) answered through the dataplane', probe, at: new Date().toISOString() };
+    const probe = {
+      attempted: 2,
+      succeeded: 2,
+      failed: 0,
+      unreachable: 1,
+      latencyMs: { p50: 0.8, max: 1.2 },
+      failures: [],
+      at: new Date().toISOString(),
+    };
+    const healthy = {
+      verdict: 'healthy' as const,
+      stateVerified: true,
+      reason: 'probe: 2/2 virtual server(s) answered through the dataplane',
+      probe,
+      at: new Date().toISOString(),
+    };
     await sendAck(c.env.nc, { ...ack(first, t.version, t.configRevision, 'h'), health: healthy });
     await until(() => p.config.state.rollout?.bakeStartedAt, 5000, 'wave 1 baking');
 
@@ -104,15 +146,33 @@ describe.skipIf(!CHROMIUM)('console at /ui', () => {
     const row = page.locator(`#wave-nodes tr[data-node="${first}"]`);
     await row.waitFor({ timeout: 30_000 });
     expect(await row.textContent()).toBe(`${first}SYNCED2healthy2/2 ok, 1 unreachable, p50 0.8ms`);
-    expect(await page.locator('#wave-nodes tr.why').textContent()).toBe('probe: 2/2 virtual server(s) answered through the dataplane');
+    expect(await page.locator('#wave-nodes tr.why').textContent()).toBe(
+      'probe: 2/2 virtual server(s) answered through the dataplane',
+    );
     await page.locator('#bake-clock', { hasText: /^bake \d+s of 5m00s$/ }).waitFor({ timeout: 10_000 });
-    expect(await page.locator('#rollout-clock').textContent()).toMatch(/^wave 1\/2: 1\/3 nodes · bake 5m00s, wave timeout 10m00s, max failures 0 · wave started \d+s ago/);
+    expect(await page.locator('#rollout-clock').textContent()).toMatch(
+      /^wave 1\/2: 1\/3 nodes · bake 5m00s, wave timeout 10m00s, max failures 0 · wave started \d+s ago/,
+    );
     expect(await page.locator(`#nodes tr[data-node="${first}"] .v`).textContent()).toBe('healthy');
     await c.screenshot(page, 'console-rollout-baking');
 
     // The node's re-probe turns unhealthy: its heartbeat fails the wave mid-bake.
-    const sick = { ...healthy, verdict: 'unhealthy' as const, reason: 'probe: 1 of 2 virtual server(s) failed through the dataplane: tcp/10.96.0.1:80: ETIMEDOUT', probe: { ...probe, succeeded: 1, failed: 1, failures: [{ target: 'tcp/10.96.0.1:80', error: 'ETIMEDOUT' }] } };
-    const hb = { node: first, appliedVersion: t.version, appliedConfigRevision: t.configRevision, mode: 'ipvs', healthy: true, detail: '', health: sick, at: new Date().toISOString() };
+    const sick = {
+      ...healthy,
+      verdict: 'unhealthy' as const,
+      reason: 'probe: 1 of 2 virtual server(s) failed through the dataplane: tcp/10.96.0.1:80: ETIMEDOUT',
+      probe: { ...probe, succeeded: 1, failed: 1, failures: [{ target: 'tcp/10.96.0.1:80', error: 'ETIMEDOUT' }] },
+    };
+    const hb = {
+      node: first,
+      appliedVersion: t.version,
+      appliedConfigRevision: t.configRevision,
+      mode: 'ipvs',
+      healthy: true,
+      detail: '',
+      health: sick,
+      at: new Date().toISOString(),
+    };
     c.env.nc.publish(heartbeatSubject(first), JSON.stringify(hb));
     await page.locator('#halted-by', { hasText: 'unhealthy' }).waitFor({ timeout: 30_000 });
     expect(await page.locator('#halted-by').textContent()).toBe(`halted by ${first}: unhealthy: ${sick.reason}`);
@@ -124,7 +184,13 @@ describe.skipIf(!CHROMIUM)('console at /ui', () => {
     c = await consoleEnv(4);
     await c.ackAll();
     const p = c.planner.planner;
-    await p.configChange({ scheduler: 'lc' }, { actor: 'alice', reason: 'try lc' }, 'config', { waves: [{ kind: 'count', n: 1 }, { kind: 'percent', p: 100 }], pauseOnError: false });
+    await p.configChange({ scheduler: 'lc' }, { actor: 'alice', reason: 'try lc' }, 'config', {
+      waves: [
+        { kind: 'count', n: 1 },
+        { kind: 'percent', p: 100 },
+      ],
+      pauseOnError: false,
+    });
     const op = await c.open(TOKENS.operator);
     await op.locator('#rollout-status', { hasText: 'running' }).waitFor({ timeout: 30_000 });
     await op.click('#pause');
@@ -140,7 +206,9 @@ describe.skipIf(!CHROMIUM)('console at /ui', () => {
     c = await consoleEnv(1000);
     await c.ackAll();
     const page = await c.open(TOKENS.viewer);
-    await page.waitForFunction("document.querySelectorAll('#nodes .w-SYNCED').length === 1000", undefined, { timeout: 30_000 });
+    await page.waitForFunction("document.querySelectorAll('#nodes .w-SYNCED').length === 1000", undefined, {
+      timeout: 30_000,
+    });
     expect(await page.locator('#summary').textContent()).toMatch(/1000 nodes: 1000 SYNCED/);
     await page.fill('#node-filter', 'node-0999');
     expect(await rows(page).count()).toBe(1);

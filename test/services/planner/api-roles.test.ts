@@ -16,7 +16,11 @@ const BIN = new URL('../../../bin/switchboard', import.meta.url).pathname;
 describe('token file', () => {
   it('reads TOKEN IDENTITY [ROLE]; no ROLE is viewer', () => {
     const t = parseTokenFile('# comment\n\nv1 vera\nop1 olga operator\nv2 victor viewer\n', 'tokens');
-    expect(t.map((e) => [e.identity, e.role])).toEqual([['vera', 'viewer'], ['olga', 'operator'], ['victor', 'viewer']]);
+    expect(t.map((e) => [e.identity, e.role])).toEqual([
+      ['vera', 'viewer'],
+      ['olga', 'operator'],
+      ['victor', 'viewer'],
+    ]);
     expect(authenticate(t, 'Bearer op1')).toEqual({ identity: 'olga', role: 'operator' });
     expect(authenticate(t, 'Bearer v1')).toEqual({ identity: 'vera', role: 'viewer' });
     expect(authenticate(t, 'Bearer nope')).toBeUndefined();
@@ -24,11 +28,17 @@ describe('token file', () => {
   });
 
   it('names the file and line of a malformed entry', () => {
-    expect(() => parseTokenFile('a alice\nb bob admin\n', 'tok')).toThrow(/^tok:2: role "admin" must be viewer or operator$/);
-    expect(() => parseTokenFile('a alice\n\nlonely\n', 'tok')).toThrow(/^tok:3: expected "TOKEN IDENTITY \[viewer\|operator\]", got 1 field$/);
+    expect(() => parseTokenFile('a alice\nb bob admin\n', 'tok')).toThrow(
+      /^tok:2: role "admin" must be viewer or operator$/,
+    );
+    expect(() => parseTokenFile('a alice\n\nlonely\n', 'tok')).toThrow(
+      /^tok:3: expected "TOKEN IDENTITY \[viewer\|operator\]", got 1 field$/,
+    );
     expect(() => parseTokenFile('a alice operator extra\n', 'tok')).toThrow(/^tok:1: .*got 4 fields$/);
     expect(() => parseTokenFile('a ci/alice\n', 'tok')).toThrow(/^tok:1: identity "ci\/alice"/);
-    expect(() => parseTokenFile('a alice\nb bob\na carol operator\n', 'tok')).toThrow(/^tok:3: the same token is already on line 1$/);
+    expect(() => parseTokenFile('a alice\nb bob\na carol operator\n', 'tok')).toThrow(
+      /^tok:3: the same token is already on line 1$/,
+    );
     expect(() => parseTokenFile('# nothing\n', 'tok')).toThrow(/^tok: no tokens$/);
   });
 
@@ -85,8 +95,16 @@ describe('planner HTTP API with roles (real planner, SQLite, nats-server)', () =
   });
   const start = async () => {
     planner = await runPlanner({
-      manifests: env.manifests, nats: env.nats.url, db: env.db, http: '127.0.0.1:0', tokenFile, tokenFilePollMs: 50,
-      config: DEFAULT_PROXY_CONFIG, debounceMs: 20, pollMs: 100, say: (l) => said.push(l),
+      manifests: env.manifests,
+      nats: env.nats.url,
+      db: env.db,
+      http: '127.0.0.1:0',
+      tokenFile,
+      tokenFilePollMs: 50,
+      config: DEFAULT_PROXY_CONFIG,
+      debounceMs: 20,
+      pollMs: 100,
+      say: (l) => said.push(l),
     });
     await planner.planner.synced;
     return planner;
@@ -95,11 +113,17 @@ describe('planner HTTP API with roles (real planner, SQLite, nats-server)', () =
     const headers: Record<string, string> = {};
     if (token) headers.authorization = `Bearer ${token}`;
     if (actor) headers['x-switchboard-actor'] = actor;
-    const res = await fetch(planner!.url + p, body === undefined ? { headers } : { method: 'POST', headers, body: JSON.stringify(body) });
+    const res = await fetch(
+      planner!.url + p,
+      body === undefined ? { headers } : { method: 'POST', headers, body: JSON.stringify(body) },
+    );
     const text = await res.text();
-    return { code: res.status, json: (text.startsWith("{") ? JSON.parse(text) : { text }) as Record<string, unknown> };
+    return { code: res.status, json: (text.startsWith('{') ? JSON.parse(text) : { text }) as Record<string, unknown> };
   };
-  const ops = () => planner!.planner['options'].log.operations().filter((o: { kind: string }) => o.kind === 'pin' || o.kind === 'unpin');
+  const ops = () =>
+    planner!.planner['options'].log
+      .operations()
+      .filter((o: { kind: string }) => o.kind === 'pin' || o.kind === 'unpin');
 
   it('401 without a token, 403 for a viewer writing, operator acts as its identity', async () => {
     await start();
@@ -111,7 +135,10 @@ describe('planner HTTP API with roles (real planner, SQLite, nats-server)', () =
     expect((await call('/versions', 'view-tok')).code).toBe(200);
     expect((await call('/metrics', 'view-tok')).code).toBe(200);
     expect((await call('/metrics')).code).toBe(401);
-    expect(await call('/pin', 'view-tok', { version: 1 })).toMatchObject({ code: 403, json: { error: expect.stringMatching(/vera is a viewer; POST \/pin needs an operator token/) } });
+    expect(await call('/pin', 'view-tok', { version: 1 })).toMatchObject({
+      code: 403,
+      json: { error: expect.stringMatching(/vera is a viewer; POST \/pin needs an operator token/) },
+    });
     expect((await call('/pin', undefined, { version: 1 })).code).toBe(401);
     expect(ops()).toHaveLength(0); // refused calls changed nothing
 
@@ -141,18 +168,37 @@ describe('planner HTTP API with roles (real planner, SQLite, nats-server)', () =
   it('a malformed token file stops the planner before it opens anything, naming the line', async () => {
     writeFileSync(tokenFile, 'a alice\nb bob superuser\n');
     await expect(start()).rejects.toThrow(`${tokenFile}:2: role "superuser" must be viewer or operator`);
-    const r = await run(BIN, ['planner', '--manifests', env.manifests, '--nats', env.nats.url, '--db', env.db, '--http', '127.0.0.1:0', '--token-file', tokenFile])
-      .then(() => ({ code: 0, stderr: '' }), (e: { code: number; stderr: string }) => e);
+    const r = await run(BIN, [
+      'planner',
+      '--manifests',
+      env.manifests,
+      '--nats',
+      env.nats.url,
+      '--db',
+      env.db,
+      '--http',
+      '127.0.0.1:0',
+      '--token-file',
+      tokenFile,
+    ]).then(
+      () => ({ code: 0, stderr: '' }),
+      (e: { code: number; stderr: string }) => e,
+    );
     expect(r.code).toBe(1);
     expect(r.stderr).toBe(`switchboard: ${tokenFile}:2: role "superuser" must be viewer or operator\n`);
   });
 
   it('the CLI refuses a non-loopback address without --token-file and a bad --http, exit 2, before touching the log', async () => {
-    const planner = (...extra: string[]) => run(BIN, ['planner', '--manifests', env.manifests, '--nats', env.nats.url, '--db', env.db, ...extra])
-      .then(() => ({ code: 0, stderr: '' }), (e: { code: number; stderr: string }) => e);
+    const planner = (...extra: string[]) =>
+      run(BIN, ['planner', '--manifests', env.manifests, '--nats', env.nats.url, '--db', env.db, ...extra]).then(
+        () => ({ code: 0, stderr: '' }),
+        (e: { code: number; stderr: string }) => e,
+      );
     const open = await planner('--http', '0.0.0.0:0');
     expect(open.code).toBe(2);
-    expect(open.stderr).toMatch(/^switchboard: --http 0\.0\.0\.0:0 is not a loopback address and there is no --token-file.*--insecure-open-api.*\n$/);
+    expect(open.stderr).toMatch(
+      /^switchboard: --http 0\.0\.0\.0:0 is not a loopback address and there is no --token-file.*--insecure-open-api.*\n$/,
+    );
     const bad = await planner('--http', 'notanaddr');
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/^switchboard: --http "notanaddr": not an address.*\n$/);

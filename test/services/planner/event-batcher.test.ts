@@ -37,7 +37,9 @@ describe('EventBatcher (group commit for watch events)', () => {
     const errors: string[] = [];
     let failures = 2;
     const b = new EventBatcher<number>({
-      serial: serialQueue(), retryMs: 5, onError: (e) => errors.push((e as Error).message),
+      serial: serialQueue(),
+      retryMs: 5,
+      onError: (e) => errors.push((e as Error).message),
       flush: (e) => {
         if (failures-- > 0) throw new Error('disk full');
         written.push(...e);

@@ -2,20 +2,47 @@ import { describe, expect, it } from 'vitest';
 import type { Ack, Heartbeat } from '../../../libs/model/index.ts';
 import { NodeTracker } from '../../../services/planner/node-tracker.ts';
 
-const verdict = (v: 'healthy' | 'unhealthy', reason: string) => ({ verdict: v, stateVerified: true, reason, probe: null, at: 'T' });
+const verdict = (v: 'healthy' | 'unhealthy', reason: string) => ({
+  verdict: v,
+  stateVerified: true,
+  reason,
+  probe: null,
+  at: 'T',
+});
 const ack = (configRevision: number, health?: ReturnType<typeof verdict>): Ack => ({
-  type: 'ACK', node: 'n1', version: 3, configRevision, dataHash: 'd', nodeStateHash: 'h', mode: 'nftables', kernelWrites: 0,
-  timings: { fetchMs: 0, renderMs: 0, applyMs: 0 }, ...(health ? { health } : {}), at: 'T',
+  type: 'ACK',
+  node: 'n1',
+  version: 3,
+  configRevision,
+  dataHash: 'd',
+  nodeStateHash: 'h',
+  mode: 'nftables',
+  kernelWrites: 0,
+  timings: { fetchMs: 0, renderMs: 0, applyMs: 0 },
+  ...(health ? { health } : {}),
+  at: 'T',
 });
 const hb = (appliedConfigRevision: number, health: ReturnType<typeof verdict>): Heartbeat => ({
-  node: 'n1', appliedVersion: 3, appliedConfigRevision, mode: 'nftables', healthy: true, detail: '', health, at: 'T',
+  node: 'n1',
+  appliedVersion: 3,
+  appliedConfigRevision,
+  mode: 'nftables',
+  healthy: true,
+  detail: '',
+  health,
+  at: 'T',
 });
 
 describe('NodeTracker.reports: the verdict rollouts gate on', () => {
-  it('carries the ACK\'s verdict, then a newer heartbeat\'s about the same revision', () => {
+  it("carries the ACK's verdict, then a newer heartbeat's about the same revision", () => {
     const t = new NodeTracker();
     t.onAck(ack(2, verdict('healthy', 'ok')), 1000);
-    expect(t.reports().get('n1')).toEqual({ type: 'ACK', configRevision: 2, error: undefined, health: { verdict: 'healthy', reason: 'ok' } });
+    expect(t.reports().get('n1')).toEqual({
+      type: 'ACK',
+      configRevision: 2,
+      error: undefined,
+      health: { verdict: 'healthy', reason: 'ok' },
+    });
     t.onHeartbeat(hb(2, verdict('unhealthy', 'probe failed')), 2000);
     expect(t.report('n1')?.health).toEqual({ verdict: 'unhealthy', reason: 'probe failed' });
   });

@@ -28,7 +28,17 @@ afterEach(async () => {
 });
 
 const startPlanner = async (extra: Partial<Parameters<typeof runPlanner>[0]> = {}): Promise<RunningPlanner> => {
-  const p = await runPlanner({ manifests: env.manifests, nats: env.nats.url, db: env.db, http: '127.0.0.1:0', config: DEFAULT_PROXY_CONFIG, debounceMs: 20, pollMs: 100, leaseTtlMs: 3000, ...extra });
+  const p = await runPlanner({
+    manifests: env.manifests,
+    nats: env.nats.url,
+    db: env.db,
+    http: '127.0.0.1:0',
+    config: DEFAULT_PROXY_CONFIG,
+    debounceMs: 20,
+    pollMs: 100,
+    leaseTtlMs: 3000,
+    ...extra,
+  });
   stops.push(() => p.stop());
   await p.planner.synced;
   return p;
@@ -37,8 +47,15 @@ const startPlanner = async (extra: Partial<Parameters<typeof runPlanner>[0]> = {
 const startApplier = async (): Promise<{ svc: ApplierService; dataplane: WatchedDataplane }> => {
   const dataplane = new WatchedDataplane();
   const svc = await startApplierService({
-    node: 'node-1', nats: env.nats.url, mode: 'dry-run', http: '127.0.0.1:0', dataplane, heartbeatMs: 200, maxBackoffMs: 200,
-    verifier: readVerifierFile(`${env.db}.signing-key.pem.pub`), logger: pino({ level: 'silent' }),
+    node: 'node-1',
+    nats: env.nats.url,
+    mode: 'dry-run',
+    http: '127.0.0.1:0',
+    dataplane,
+    heartbeatMs: 200,
+    maxBackoffMs: 200,
+    verifier: readVerifierFile(`${env.db}.signing-key.pem.pub`),
+    logger: pino({ level: 'silent' }),
   });
   stops.push(() => svc.stop());
   return { svc, dataplane };
@@ -46,7 +63,10 @@ const startApplier = async (): Promise<{ svc: ApplierService; dataplane: Watched
 
 const readyz = async (svc: ApplierService) => {
   const r = await fetch(`http://127.0.0.1:${svc.httpPort}/readyz`);
-  return { status: r.status, body: await r.json() as { ready: boolean; reason: string; waitingFor?: string; applied?: { version: number } } };
+  return {
+    status: r.status,
+    body: (await r.json()) as { ready: boolean; reason: string; waitingFor?: string; applied?: { version: number } },
+  };
 };
 
 describe('start in any order, wait for what is missing', () => {
@@ -54,7 +74,9 @@ describe('start in any order, wait for what is missing', () => {
     await startPlanner(); // writes the signing key; then NATS goes away
     await env.nats.kill();
     const { svc } = await startApplier();
-    await expect.poll(async () => (await readyz(svc)).body.reason, { timeout: 10_000 }).toMatch(new RegExp(`waiting for NATS at ${env.nats.url}: connection refused`));
+    await expect
+      .poll(async () => (await readyz(svc)).body.reason, { timeout: 10_000 })
+      .toMatch(new RegExp(`waiting for NATS at ${env.nats.url}: connection refused`));
     expect((await readyz(svc)).status).toBe(503);
     await env.nats.start();
     await expect.poll(async () => (await readyz(svc)).status, { timeout: 20_000 }).toBe(200);
@@ -104,7 +126,15 @@ describe('start in any order, wait for what is missing', () => {
     const first = await startPlanner({ id: 'first' });
     expect(first.group.role()).toBe('leader');
     const other = `${env.dir}/other.db`;
-    const second = await runPlanner({ manifests: env.manifests, nats: env.nats.url, db: other, http: '127.0.0.1:0', config: DEFAULT_PROXY_CONFIG, id: 'second', signingKey: `${env.db}.signing-key.pem` }); // one group, one key
+    const second = await runPlanner({
+      manifests: env.manifests,
+      nats: env.nats.url,
+      db: other,
+      http: '127.0.0.1:0',
+      config: DEFAULT_PROXY_CONFIG,
+      id: 'second',
+      signingKey: `${env.db}.signing-key.pem`,
+    }); // one group, one key
     stops.push(() => second.stop());
     expect(second.group.role()).toBe('follower');
     expect(second.group.view().leader).toMatchObject({ id: 'first' });
@@ -112,17 +142,35 @@ describe('start in any order, wait for what is missing', () => {
     const jsm = await jetstreamManager(env.nc);
     const versionMessages = async () => {
       const info = await jsm.streams.info('SB_VERSIONS', { subjects_filter: 'sb.v.>' });
-      return Object.entries(info.state.subjects ?? {}).filter(([k]) => k !== 'sb.v.term').reduce((n, [, c]) => n + c, 0);
+      return Object.entries(info.state.subjects ?? {})
+        .filter(([k]) => k !== 'sb.v.term')
+        .reduce((n, [, c]) => n + c, 0);
     };
     expect(await versionMessages()).toBe(2); // checkpoint + delta of version 1, from the first only
-    const write = await fetch(`${second.url}/pin`, { method: 'POST', body: JSON.stringify({ version: 1 }), redirect: 'manual' });
+    const write = await fetch(`${second.url}/pin`, {
+      method: 'POST',
+      body: JSON.stringify({ version: 1 }),
+      redirect: 'manual',
+    });
     expect(write.status).toBe(307);
     expect(write.headers.get('location')).toBe(`${first.url}/pin`);
-    expect((await write.json() as { error: string }).error).toMatch(/planner second follows in group switchboard; the leader is planner first \(term \d+\) at http/);
-    const status = await (await fetch(`${second.url}/status`)).json() as { self: unknown; planners: unknown[] };
+    expect(((await write.json()) as { error: string }).error).toMatch(
+      /planner second follows in group switchboard; the leader is planner first \(term \d+\) at http/,
+    );
+    const status = (await (await fetch(`${second.url}/status`)).json()) as { self: unknown; planners: unknown[] };
     expect(status.self).toMatchObject({ id: 'second', leader: false });
-    await expect.poll(async () => ((await (await fetch(`${second.url}/status`)).json()) as { planners: { id: string; leader: boolean }[] }).planners.map((m) => [m.id, m.leader]), { timeout: 10_000 })
-      .toEqual([['first', true], ['second', false]]);
+    await expect
+      .poll(
+        async () =>
+          (
+            (await (await fetch(`${second.url}/status`)).json()) as { planners: { id: string; leader: boolean }[] }
+          ).planners.map((m) => [m.id, m.leader]),
+        { timeout: 10_000 },
+      )
+      .toEqual([
+        ['first', true],
+        ['second', false],
+      ]);
     await first.stop();
     stops.length = 0;
     stops.push(() => second.stop());
@@ -133,11 +181,16 @@ describe('start in any order, wait for what is missing', () => {
 
   it('/healthz fails while the planner is cut off from its group (NATS away longer than the lease TTL) and recovers', async () => {
     const p = await startPlanner(); // lease TTL 3 s
-    const healthz = async () => { const r = await fetch(`${p.url}/healthz`); return { status: r.status, body: await r.json() as { ok: boolean; reason?: string } }; };
+    const healthz = async () => {
+      const r = await fetch(`${p.url}/healthz`);
+      return { status: r.status, body: (await r.json()) as { ok: boolean; reason?: string } };
+    };
     expect((await healthz()).status).toBe(200);
     await env.nats.kill();
     await expect.poll(async () => (await healthz()).status, { timeout: 20_000 }).toBe(503);
-    expect((await healthz()).body.reason).toMatch(/^no answer from the group's lease bucket on NATS for \d+ ms \(TTL 3000 ms\)$/);
+    expect((await healthz()).body.reason).toMatch(
+      /^no answer from the group's lease bucket on NATS for \d+ ms \(TTL 3000 ms\)$/,
+    );
     await env.nats.start();
     await expect.poll(async () => (await healthz()).status, { timeout: 30_000 }).toBe(200);
   }, 90_000);
@@ -151,7 +204,17 @@ describe('start in any order, wait for what is missing', () => {
     await p.stop();
     stops.length = 0;
     const key = `${env.db}.signing-key.pem.pub`;
-    const good = await run(process.execPath, [BIN, 'db', 'verify', '--db', env.db, '--nats', env.nats.url, '--planner-key', key]);
+    const good = await run(process.execPath, [
+      BIN,
+      'db',
+      'verify',
+      '--db',
+      env.db,
+      '--nats',
+      env.nats.url,
+      '--planner-key',
+      key,
+    ]);
     expect(good.stdout).toMatch(/^ok: .*; tail anchored by NATS at version 3$/m);
     const local = await run(process.execPath, [BIN, 'db', 'verify', '--db', env.db]);
     expect(local.stdout).toMatch(/tail unanchored \(no --nats/);
@@ -159,7 +222,10 @@ describe('start in any order, wait for what is missing', () => {
     const cut = `${env.dir}/cut.db`;
     copyFileSync(env.db, cut);
     const db = new Database(cut);
-    const v2 = db.prepare('SELECT row_hash AS h, seq_to AS s FROM versions WHERE version = 2').get() as { h: string; s: number };
+    const v2 = db.prepare('SELECT row_hash AS h, seq_to AS s FROM versions WHERE version = 2').get() as {
+      h: string;
+      s: number;
+    };
     const e2 = db.prepare('SELECT row_hash AS h FROM events WHERE seq = ?').get(v2.s) as { h: string };
     db.prepare('DELETE FROM versions WHERE version > 2').run();
     db.prepare('DELETE FROM events WHERE seq > ?').run(v2.s);
@@ -167,16 +233,46 @@ describe('start in any order, wait for what is missing', () => {
     db.prepare(`UPDATE chain_heads SET head_id = ?, head_hash = ? WHERE chain = 'events'`).run(v2.s, e2.h);
     db.close();
     expect((await run(process.execPath, [BIN, 'db', 'verify', '--db', cut])).stdout).toMatch(/^ok: .*tail unanchored/); // locally it looks fine
-    const bad = await run(process.execPath, [BIN, 'db', 'verify', '--db', cut, '--nats', env.nats.url, '--planner-key', key]).catch((e) => e);
+    const bad = await run(process.execPath, [
+      BIN,
+      'db',
+      'verify',
+      '--db',
+      cut,
+      '--nats',
+      env.nats.url,
+      '--planner-key',
+      key,
+    ]).catch((e) => e);
     expect(bad.code).toBe(1);
-    expect(bad.stderr).toMatch(/db verify: tail: the log ends at version 2 but version 3 was published from it: its tail was cut/);
+    expect(bad.stderr).toMatch(
+      /db verify: tail: the log ends at version 2 but version 3 was published from it: its tail was cut/,
+    );
   }, 180_000); // four CLI processes on a loaded machine
 
   it('a server URL without a scheme is a usage error (exit 2) naming the flag', async () => {
-    const a = await run(process.execPath, [BIN, 'applier', '--node', 'n1', '--nats', '127.0.0.1:4222', '--mode', 'dry-run']).catch((e) => e);
+    const a = await run(process.execPath, [
+      BIN,
+      'applier',
+      '--node',
+      'n1',
+      '--nats',
+      '127.0.0.1:4222',
+      '--mode',
+      'dry-run',
+    ]).catch((e) => e);
     expect(a.code).toBe(2);
     expect(a.stderr).toMatch(/--nats 127\.0\.0\.1:4222: expected a server URL with a scheme/);
-    const p = await run(process.execPath, [BIN, 'planner', '--manifests', env.manifests, '--nats', 'localhost:4222', '--db', env.db]).catch((e) => e);
+    const p = await run(process.execPath, [
+      BIN,
+      'planner',
+      '--manifests',
+      env.manifests,
+      '--nats',
+      'localhost:4222',
+      '--db',
+      env.db,
+    ]).catch((e) => e);
     expect(p.code).toBe(2);
     expect(p.stderr).toMatch(/--nats localhost:4222: expected a server URL with a scheme/);
   }, 120_000);

@@ -16,12 +16,31 @@ let dir: string;
 let planner: RunningPlanner | undefined;
 
 const svc = (name: string, ip: string, port = 80) => ({
-  apiVersion: 'v1', kind: 'Service', metadata: { name, namespace: 'default' },
-  spec: { type: 'ClusterIP', clusterIP: ip, clusterIPs: [ip], ports: [{ name: 'http', protocol: 'TCP', port, targetPort: 8080 }] },
+  apiVersion: 'v1',
+  kind: 'Service',
+  metadata: { name, namespace: 'default' },
+  spec: {
+    type: 'ClusterIP',
+    clusterIP: ip,
+    clusterIPs: [ip],
+    ports: [{ name: 'http', protocol: 'TCP', port, targetPort: 8080 }],
+  },
 });
-const node = (name: string, ip: string) => ({ apiVersion: 'v1', kind: 'Node', metadata: { name }, status: { addresses: [{ type: 'InternalIP', address: ip }] } });
+const node = (name: string, ip: string) => ({
+  apiVersion: 'v1',
+  kind: 'Node',
+  metadata: { name },
+  status: { addresses: [{ type: 'InternalIP', address: ip }] },
+});
 const start = async () => {
-  planner = await runPlanner({ kubeconfig: kc.path, nats: nats.url, db: path.join(dir, 'log.db'), http: '127.0.0.1:0', config: DEFAULT_PROXY_CONFIG, debounceMs: 20 });
+  planner = await runPlanner({
+    kubeconfig: kc.path,
+    nats: nats.url,
+    db: path.join(dir, 'log.db'),
+    http: '127.0.0.1:0',
+    config: DEFAULT_PROXY_CONFIG,
+    debounceMs: 20,
+  });
   return planner;
 };
 const versions = () => planner!.planner.versions();
@@ -48,7 +67,11 @@ describe('planner against the test Kubernetes API server', () => {
     // The first two Node LISTs fail: Services and EndpointSlices sync, Nodes do not yet.
     kube.failNext(2, { status: 500, match: (e) => e.verb === 'list' && e.kind === 'Node' });
     const p = (await start()).planner;
-    await until(() => kube.requestsOf('list', 'Service').length > 0 && kube.requestsOf('list', 'EndpointSlice').length > 0, 5000, 'lists');
+    await until(
+      () => kube.requestsOf('list', 'Service').length > 0 && kube.requestsOf('list', 'EndpointSlice').length > 0,
+      5000,
+      'lists',
+    );
     await new Promise((r) => setTimeout(r, 100));
     // Backoff after the failed Node lists keeps the planner unsynced here: no version may exist yet.
     expect(p.isSynced).toBe(false);

@@ -4,7 +4,17 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DEFAULT_PROXY_CONFIG } from '../../../libs/model/index.ts';
 import { nodeStateHash, renderNodeState } from '../../../libs/planner/index.ts';
 import { runPlanner, type RunningPlanner } from '../../../services/planner/run-planner.ts';
-import { ack, nack, nodeYaml, plannerEnv, sendAck, sliceYaml, svcYaml, until, type PlannerEnv } from './planner-support.ts';
+import {
+  ack,
+  nack,
+  nodeYaml,
+  plannerEnv,
+  sendAck,
+  sliceYaml,
+  svcYaml,
+  until,
+  type PlannerEnv,
+} from './planner-support.ts';
 
 const run = promisify(execFile);
 const BIN = new URL('../../../bin/switchboard', import.meta.url).pathname;
@@ -13,13 +23,26 @@ let env: PlannerEnv;
 let planner: RunningPlanner | undefined;
 
 const start = async () => {
-  planner = await runPlanner({ manifests: env.manifests, nats: env.nats.url, db: env.db, http: '127.0.0.1:0', config: DEFAULT_PROXY_CONFIG, debounceMs: 20, pollMs: 100 });
+  planner = await runPlanner({
+    manifests: env.manifests,
+    nats: env.nats.url,
+    db: env.db,
+    http: '127.0.0.1:0',
+    config: DEFAULT_PROXY_CONFIG,
+    debounceMs: 20,
+    pollMs: 100,
+  });
   await planner.planner.synced;
   return planner;
 };
 const api = async (path: string, body?: unknown) => {
-  const res = await fetch(planner!.url + path, body === undefined ? {} : { method: 'POST', body: JSON.stringify(body), headers: { 'x-switchboard-actor': 'tester' } });
-  const json = await res.json() as Record<string, any>;
+  const res = await fetch(
+    planner!.url + path,
+    body === undefined
+      ? {}
+      : { method: 'POST', body: JSON.stringify(body), headers: { 'x-switchboard-actor': 'tester' } },
+  );
+  const json = (await res.json()) as Record<string, any>;
   if (!res.ok) throw new Error(`${path}: ${json.error}`);
   return json;
 };
@@ -59,8 +82,12 @@ describe('planner with a manifests directory, SQLite and nats-server', () => {
     expect(v2.service('default/a')?.ports[0]?.endpoints.length).toBe(2);
     const status = await api('/status');
     // Rejected once, by the planner (the source emits nameable objects and does not report them again).
-    expect(status.rejected.filter((r: { kind?: string; namespace?: string; name?: string }) =>
-      r.kind === 'Service' && r.namespace === 'default' && r.name === 'b')).toHaveLength(1);
+    expect(
+      status.rejected.filter(
+        (r: { kind?: string; namespace?: string; name?: string }) =>
+          r.kind === 'Service' && r.namespace === 'default' && r.name === 'b',
+      ),
+    ).toHaveLength(1);
     expect(status.rejected.filter((r: { ref?: string }) => String(r.ref).includes('default/b'))).toEqual([]);
 
     // Restart: the log reloads, the stream is not republished twice, numbering continues.
@@ -86,7 +113,11 @@ describe('planner with a manifests directory, SQLite and nats-server', () => {
 
     // While pinned, events are logged but make no version.
     env.write('b.yaml', svcYaml('b', '10.96.0.22'));
-    await until(async () => planner!.planner.data.live.data.service('default/b')?.clusterIPs[0] === '10.96.0.22', 3000, 'event applied');
+    await until(
+      async () => planner!.planner.data.live.data.service('default/b')?.clusterIPs[0] === '10.96.0.22',
+      3000,
+      'event applied',
+    );
     await new Promise((r) => setTimeout(r, 200));
     expect((await versions()).length).toBe(3);
 
@@ -103,21 +134,27 @@ describe('planner with a manifests directory, SQLite and nats-server', () => {
     // Every operation is in the log with actor and reason.
     const ops = planner!.planner['options'].log.operations().filter((o: { kind: string }) => o.kind !== 'config');
     expect(ops.map((o: { kind: string; actor: string; reason: string }) => [o.kind, o.actor, o.reason])).toEqual([
-      ['pin', 'tester', 'bad endpoints'], ['unpin', 'tester', 'fixed'], ['rollback', 'tester', 'undo'],
+      ['pin', 'tester', 'bad endpoints'],
+      ['unpin', 'tester', 'fixed'],
+      ['rollback', 'tester', 'undo'],
     ]);
   });
 
   it('rolls a mode change out in waves, halts on NACK, and ctl status --json shows SYNCED and ERROR', async () => {
     await start();
     const p = planner!.planner;
-    const expected = (node: string, rev: number) => nodeStateHash(renderNodeState(p.data.publishedData(), node, p.config.revision(rev)!.config));
+    const expected = (node: string, rev: number) =>
+      nodeStateHash(renderNodeState(p.data.publishedData(), node, p.config.revision(rev)!.config));
     await sendAck(env.nc, ack('node-1', 1, 1, expected('node-1', 1)));
     await sendAck(env.nc, ack('node-2', 1, 1, expected('node-2', 1)));
     await until(() => p.status().every((n) => n.status === 'SYNCED'), 3000, 'SYNCED');
 
     const { stdout } = await run(BIN, ['ctl', '--server', planner!.url, 'status', '--json']);
     const s = JSON.parse(stdout) as { nodes: { node: string; status: string; hashMatch: boolean }[] };
-    expect(s.nodes.map((n) => [n.node, n.status, n.hashMatch])).toEqual([['node-1', 'SYNCED', true], ['node-2', 'SYNCED', true]]);
+    expect(s.nodes.map((n) => [n.node, n.status, n.hashMatch])).toEqual([
+      ['node-1', 'SYNCED', true],
+      ['node-2', 'SYNCED', true],
+    ]);
 
     const mode = await api('/mode', { mode: 'nftables', waves: '1,100%', pauseOnError: true, reason: 'try nftables' });
     expect(mode.revision).toBe(2);
@@ -133,8 +170,13 @@ describe('planner with a manifests directory, SQLite and nats-server', () => {
     expect(p.config.state.defaultRevision).toBe(1);
     expect(p.config.state.rollout?.haltedBy).toEqual({ node: 'node-2', error: 'nft: no such table' });
 
-    const after = JSON.parse((await run(BIN, ['ctl', '--server', planner!.url, 'status', '--json'])).stdout) as typeof s;
-    expect(after.nodes.map((n) => [n.node, n.status])).toEqual([['node-1', 'SYNCED'], ['node-2', 'ERROR']]);
+    const after = JSON.parse(
+      (await run(BIN, ['ctl', '--server', planner!.url, 'status', '--json'])).stdout,
+    ) as typeof s;
+    expect(after.nodes.map((n) => [n.node, n.status])).toEqual([
+      ['node-1', 'SYNCED'],
+      ['node-2', 'ERROR'],
+    ]);
 
     // Instant rollback: every node back on revision 1 (node-2 runs it already: SYNCED again).
     const rb = await api('/rollback', { reason: 'nft broken on node-2' });

@@ -28,7 +28,10 @@ afterEach(async () => {
 
 async function ctlStatusHead(url: string): Promise<string> {
   let out = '';
-  const spy = vi.spyOn(process.stdout, 'write').mockImplementation((s) => { out += String(s); return true; });
+  const spy = vi.spyOn(process.stdout, 'write').mockImplementation((s) => {
+    out += String(s);
+    return true;
+  });
   try {
     expect(await main(['ctl', '--server', url, 'status'])).toBe(0);
   } finally {
@@ -42,7 +45,15 @@ describe('planner source errors', () => {
     env = await plannerEnv();
     env.write('nodes.yaml', nodeYaml('node-1', '192.0.2.1'));
     env.write('a.yaml', svcYaml('a', '10.96.0.1'));
-    planner = await runPlanner({ manifests: env.manifests, nats: env.nats.url, db: env.db, http: '127.0.0.1:0', config: DEFAULT_PROXY_CONFIG, debounceMs: 20, pollMs: 100 });
+    planner = await runPlanner({
+      manifests: env.manifests,
+      nats: env.nats.url,
+      db: env.db,
+      http: '127.0.0.1:0',
+      config: DEFAULT_PROXY_CONFIG,
+      debounceMs: 20,
+      pollMs: 100,
+    });
     await planner.planner.synced;
     const url = planner.url;
     const get = async (path: string) => {
@@ -56,7 +67,10 @@ describe('planner source errors', () => {
     renameSync(env.manifests, `${env.manifests}.away`);
     await expect.poll(async () => (await get('/readyz')).status, { timeout: 10_000 }).toBe(503);
     const ready = (await get('/readyz')).json();
-    expect(ready).toMatchObject({ ready: false, sourceError: expect.stringMatching(/^manifests directory .* does not exist$/) });
+    expect(ready).toMatchObject({
+      ready: false,
+      sourceError: expect.stringMatching(/^manifests directory .* does not exist$/),
+    });
     expect(ready.reason).toMatch(/^event source failing: manifests directory/);
     expect((await get('/status')).json().sourceError).toBe(ready.sourceError);
     expect((await get('/metrics')).text).toMatch(/^switchboard_planner_source_up 0$/m);
@@ -75,14 +89,24 @@ describe('planner source errors', () => {
   it('a manifests directory missing at start: reported as failing (not only as a stale last error), and all clear once it appears', async () => {
     env = await plannerEnv();
     const dir = `${env.manifests}-later`;
-    planner = await runPlanner({ manifests: dir, nats: env.nats.url, db: env.db, http: '127.0.0.1:0', config: DEFAULT_PROXY_CONFIG, debounceMs: 20, pollMs: 100 });
+    planner = await runPlanner({
+      manifests: dir,
+      nats: env.nats.url,
+      db: env.db,
+      http: '127.0.0.1:0',
+      config: DEFAULT_PROXY_CONFIG,
+      debounceMs: 20,
+      pollMs: 100,
+    });
     const url = planner.url;
     const status = async () => (await (await fetch(`${url}/status`)).json()) as Record<string, unknown>;
     const readyz = async () => {
       const res = await fetch(`${url}/readyz`);
       return { status: res.status, body: (await res.json()) as { ready: boolean; sourceError?: string } };
     };
-    await expect.poll(async () => (await readyz()).body.sourceError, { timeout: 10_000 }).toMatch(/^manifests directory .* does not exist$/);
+    await expect
+      .poll(async () => (await readyz()).body.sourceError, { timeout: 10_000 })
+      .toMatch(/^manifests directory .* does not exist$/);
     expect((await readyz()).status).toBe(503);
     expect(await ctlStatusHead(url)).toMatch(/, NOT SYNCED, SOURCE FAILING: manifests directory .* does not exist$/);
 
@@ -105,12 +129,24 @@ describe('planner source errors', () => {
     env = await plannerEnv();
     kube = await KubeApiServer.start();
     kc = await writeKubeconfig({ server: kube.url });
-    kube.create('Node', { apiVersion: 'v1', kind: 'Node', metadata: { name: 'node-1' }, status: { addresses: [{ type: 'InternalIP', address: '192.0.2.1' }] } });
-    planner = await runPlanner({ kubeconfig: kc.path, nats: env.nats.url, db: env.db, http: '127.0.0.1:0', config: DEFAULT_PROXY_CONFIG, debounceMs: 20 });
+    kube.create('Node', {
+      apiVersion: 'v1',
+      kind: 'Node',
+      metadata: { name: 'node-1' },
+      status: { addresses: [{ type: 'InternalIP', address: '192.0.2.1' }] },
+    });
+    planner = await runPlanner({
+      kubeconfig: kc.path,
+      nats: env.nats.url,
+      db: env.db,
+      http: '127.0.0.1:0',
+      config: DEFAULT_PROXY_CONFIG,
+      debounceMs: 20,
+    });
     await planner.planner.synced;
     const readyz = async () => {
       const res = await fetch(planner!.url + '/readyz');
-      return { status: res.status, body: await res.json() as { ready: boolean; sourceError?: string } };
+      return { status: res.status, body: (await res.json()) as { ready: boolean; sourceError?: string } };
     };
     expect((await readyz()).status).toBe(200);
     // The next three requests (the re-opened watches) fail with 500: the informers back off and retry.

@@ -36,7 +36,8 @@ async function logFacts(db: string): Promise<{ events: number; versions: number[
   try {
     const events = log.events();
     return {
-      events: events.length, versions: log.versions().map((v) => v.version),
+      events: events.length,
+      versions: log.versions().map((v) => v.version),
       lastEvents: events.slice(-3).map((e) => `${e.type} ${e.kind} ${e.namespace}/${e.name} rv=${e.resourceVersion}`),
     };
   } finally {
@@ -46,7 +47,15 @@ async function logFacts(db: string): Promise<{ events: number; versions: number[
 
 describe('planner restarts with a manifests directory', () => {
   const start = async () => {
-    planner = await runPlanner({ manifests: env!.manifests, nats: env!.nats.url, db: env!.db, http: '127.0.0.1:0', config: DEFAULT_PROXY_CONFIG, debounceMs: 20, pollMs: 100 });
+    planner = await runPlanner({
+      manifests: env!.manifests,
+      nats: env!.nats.url,
+      db: env!.db,
+      http: '127.0.0.1:0',
+      config: DEFAULT_PROXY_CONFIG,
+      debounceMs: 20,
+      pollMs: 100,
+    });
     await planner.planner.synced;
     return planner;
   };
@@ -90,7 +99,15 @@ describe('planner restarts after db compact', () => {
     env.write('a.yaml', svcYaml('a', '10.96.0.1'));
     env.write('b.yaml', svcYaml('b', '10.96.0.2'));
     const start = async () => {
-      planner = await runPlanner({ manifests: env!.manifests, nats: env!.nats.url, db: env!.db, http: '127.0.0.1:0', config: DEFAULT_PROXY_CONFIG, debounceMs: 20, pollMs: 100 });
+      planner = await runPlanner({
+        manifests: env!.manifests,
+        nats: env!.nats.url,
+        db: env!.db,
+        http: '127.0.0.1:0',
+        config: DEFAULT_PROXY_CONFIG,
+        debounceMs: 20,
+        pollMs: 100,
+      });
       await planner.planner.synced;
       return planner;
     };
@@ -114,15 +131,34 @@ describe('planner restarts against the test Kubernetes API server', () => {
     kube = await KubeApiServer.start();
     kc = await writeKubeconfig({ server: kube.url });
     const svc = (name: string, ip: string) => ({
-      apiVersion: 'v1', kind: 'Service', metadata: { name, namespace: 'default' },
-      spec: { type: 'ClusterIP', clusterIP: ip, clusterIPs: [ip], ports: [{ name: 'http', protocol: 'TCP', port: 80, targetPort: 8080 }] },
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: { name, namespace: 'default' },
+      spec: {
+        type: 'ClusterIP',
+        clusterIP: ip,
+        clusterIPs: [ip],
+        ports: [{ name: 'http', protocol: 'TCP', port: 80, targetPort: 8080 }],
+      },
     });
     const start = async () => {
-      planner = await runPlanner({ kubeconfig: kc!.path, nats: env!.nats.url, db: env!.db, http: '127.0.0.1:0', config: DEFAULT_PROXY_CONFIG, debounceMs: 20 });
+      planner = await runPlanner({
+        kubeconfig: kc!.path,
+        nats: env!.nats.url,
+        db: env!.db,
+        http: '127.0.0.1:0',
+        config: DEFAULT_PROXY_CONFIG,
+        debounceMs: 20,
+      });
       await planner.planner.synced;
       return planner;
     };
-    kube.create('Node', { apiVersion: 'v1', kind: 'Node', metadata: { name: 'node-1' }, status: { addresses: [{ type: 'InternalIP', address: '192.0.2.1' }] } });
+    kube.create('Node', {
+      apiVersion: 'v1',
+      kind: 'Node',
+      metadata: { name: 'node-1' },
+      status: { addresses: [{ type: 'InternalIP', address: '192.0.2.1' }] },
+    });
     kube.create('Service', svc('a', '10.96.0.1'));
     kube.create('Service', svc('b', '10.96.0.2'));
     expect(services(await start())).toEqual(['default/a', 'default/b']);
@@ -137,7 +173,9 @@ describe('planner restarts against the test Kubernetes API server', () => {
     expect(services(p)).toEqual(['default/a']); // before: the relist diffed against nothing, b stayed
     // The resumed watch was answered with ERROR 410 Expired (in a 200 stream, as etcd does) and relisted.
     expect(kube.requestsOf('list', 'Service')).toHaveLength(1);
-    expect(p.planner.sourceHealth()).toMatchObject({ kinds: expect.arrayContaining([expect.objectContaining({ kind: 'Service', expired: 1, lists: 1 })]) });
+    expect(p.planner.sourceHealth()).toMatchObject({
+      kinds: expect.arrayContaining([expect.objectContaining({ kind: 'Service', expired: 1, lists: 1 })]),
+    });
     await planner!.stop();
     planner = undefined;
     const after = await logFacts(env.db);

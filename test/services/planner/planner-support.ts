@@ -25,7 +25,11 @@ export async function plannerEnv(): Promise<PlannerEnv> {
   const nats = await startNatsServer({ jetstream: true });
   const nc = await connect({ servers: nats.url });
   return {
-    dir, manifests, db: path.join(dir, 'log.db'), nats, nc,
+    dir,
+    manifests,
+    db: path.join(dir, 'log.db'),
+    nats,
+    nc,
     write: (file, text) => writeFileSync(path.join(manifests, file), text),
     cleanup: async () => {
       await nc.close();
@@ -69,13 +73,30 @@ export async function sendAck(nc: NatsConnection, a: Ack | Nack): Promise<void> 
 
 export function ack(node: string, version: number, configRevision: number, nodeStateHash: string): Ack {
   return {
-    type: 'ACK', node, version, configRevision, dataHash: '', nodeStateHash, mode: 'ipvs', kernelWrites: 1,
-    timings: { fetchMs: 0, renderMs: 0, applyMs: 0 }, at: new Date().toISOString(),
+    type: 'ACK',
+    node,
+    version,
+    configRevision,
+    dataHash: '',
+    nodeStateHash,
+    mode: 'ipvs',
+    kernelWrites: 1,
+    timings: { fetchMs: 0, renderMs: 0, applyMs: 0 },
+    at: new Date().toISOString(),
   };
 }
 
 export function nack(node: string, version: number, configRevision: number, error: string): Nack {
-  return { type: 'NACK', node, version, configRevision, error, lastGoodVersion: version, lastGoodConfigRevision: 1, at: new Date().toISOString() };
+  return {
+    type: 'NACK',
+    node,
+    version,
+    configRevision,
+    error,
+    lastGoodVersion: version,
+    lastGoodConfigRevision: 1,
+    at: new Date().toISOString(),
+  };
 }
 
 /** Polls until `fn` returns a truthy value (or throws after `ms`). */

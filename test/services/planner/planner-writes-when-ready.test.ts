@@ -11,7 +11,9 @@ import { plannerEnv, svcYaml, type PlannerEnv } from './planner-support.ts';
 let env: PlannerEnv;
 let running: RunningPlanner | undefined;
 let busy: Server | undefined;
-beforeEach(async () => { env = await plannerEnv(); });
+beforeEach(async () => {
+  env = await plannerEnv();
+});
 afterEach(async () => {
   await running?.stop();
   running = undefined;
@@ -33,8 +35,15 @@ describe('the planner writes only when ready', () => {
     await new Promise<void>((r) => busy!.listen(0, '127.0.0.1', r));
     const port = (busy.address() as { port: number }).port;
     env.write('web.yaml', svcYaml('web', '10.96.0.10'));
-    await expect(runPlanner({ manifests: env.manifests, nats: env.nats.url, db: env.db, http: `127.0.0.1:${port}`, config: DEFAULT_PROXY_CONFIG }))
-      .rejects.toThrow(new RegExp(`^--http 127\\.0\\.0\\.1:${port}: cannot listen: .*EADDRINUSE`));
+    await expect(
+      runPlanner({
+        manifests: env.manifests,
+        nats: env.nats.url,
+        db: env.db,
+        http: `127.0.0.1:${port}`,
+        config: DEFAULT_PROXY_CONFIG,
+      }),
+    ).rejects.toThrow(new RegExp(`^--http 127\\.0\\.0\\.1:${port}: cannot listen: .*EADDRINUSE`));
     expect(existsSync(env.db)).toBe(false);
     expect(await streams()).toEqual([]);
   });
@@ -42,28 +51,58 @@ describe('the planner writes only when ready', () => {
   it('with a log that holds versions, a busy address publishes none of them and sets no target', async () => {
     const log = await EventLog.open({ file: env.db });
     const data = DataAxis.restore(log);
-    data.ingest([{
-      kind: 'Service', type: 'ADDED', origin: 'manifests', namespace: 'default', name: 'web', uid: '', resourceVersion: '1',
-      object: { apiVersion: 'v1', kind: 'Service', metadata: { name: 'web', namespace: 'default' }, spec: { clusterIP: '10.96.0.10', ports: [{ port: 80 }] } },
-    }]);
+    data.ingest([
+      {
+        kind: 'Service',
+        type: 'ADDED',
+        origin: 'manifests',
+        namespace: 'default',
+        name: 'web',
+        uid: '',
+        resourceVersion: '1',
+        object: {
+          apiVersion: 'v1',
+          kind: 'Service',
+          metadata: { name: 'web', namespace: 'default' },
+          spec: { clusterIP: '10.96.0.10', ports: [{ port: 80 }] },
+        },
+      },
+    ]);
     expect(data.sync()?.record.version).toBe(1);
     log.close();
     busy = createServer();
     await new Promise<void>((r) => busy!.listen(0, '127.0.0.1', r));
     const port = (busy.address() as { port: number }).port;
-    await expect(runPlanner({ manifests: env.manifests, nats: env.nats.url, db: env.db, http: `127.0.0.1:${port}`, config: DEFAULT_PROXY_CONFIG }))
-      .rejects.toThrow(/cannot listen/);
+    await expect(
+      runPlanner({
+        manifests: env.manifests,
+        nats: env.nats.url,
+        db: env.db,
+        http: `127.0.0.1:${port}`,
+        config: DEFAULT_PROXY_CONFIG,
+      }),
+    ).rejects.toThrow(/cannot listen/);
     expect(await streams()).toEqual([]);
   });
 
   it('a clusterCIDR with a trailing \\r is refused at /config with 400, and makes no revision', async () => {
-    running = await runPlanner({ manifests: env.manifests, nats: env.nats.url, db: env.db, http: '127.0.0.1:0', config: DEFAULT_PROXY_CONFIG });
+    running = await runPlanner({
+      manifests: env.manifests,
+      nats: env.nats.url,
+      db: env.db,
+      http: '127.0.0.1:0',
+      config: DEFAULT_PROXY_CONFIG,
+    });
     await running.planner.synced;
     const res = await fetch(`${running.url}/config`, {
-      method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ change: { clusterCIDR: '10.244.0.0/16\r' }, reason: 'crlf' }),
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ change: { clusterCIDR: '10.244.0.0/16\r' }, reason: 'crlf' }),
     });
     expect(res.status).toBe(400);
-    expect(((await res.json()) as { error: string }).error).toBe('proxy config: clusterCIDR: "10.244.0.0/16\\r" has leading or trailing whitespace');
+    expect(((await res.json()) as { error: string }).error).toBe(
+      'proxy config: clusterCIDR: "10.244.0.0/16\\r" has leading or trailing whitespace',
+    );
     expect(running.planner.config.state.defaultRevision).toBe(1);
     expect(running.planner['options'].log.latestConfigRevision()?.revision).toBe(1);
   });

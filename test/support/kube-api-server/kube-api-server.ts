@@ -104,8 +104,13 @@ function encodeContinue(token: ContinueToken): string {
 
 function decodeContinue(text: string): ContinueToken {
   try {
-    const parsed = JSON.parse(Buffer.from(text, 'base64url').toString('utf8')) as { v?: string; rv?: unknown; start?: unknown };
-    if (parsed.v !== 'meta.k8s.io/v1' || typeof parsed.rv !== 'number' || typeof parsed.start !== 'string') throw new Error('shape');
+    const parsed = JSON.parse(Buffer.from(text, 'base64url').toString('utf8')) as {
+      v?: string;
+      rv?: unknown;
+      start?: unknown;
+    };
+    if (parsed.v !== 'meta.k8s.io/v1' || typeof parsed.rv !== 'number' || typeof parsed.start !== 'string')
+      throw new Error('shape');
     return { rv: parsed.rv, start: parsed.start };
   } catch {
     throw new KubeStatusError(kubeStatus(400, 'BadRequest', `continue key is not valid: ${text}`));
@@ -114,7 +119,8 @@ function decodeContinue(text: string): ContinueToken {
 
 function parseRv(value: string | undefined): number | undefined {
   if (value === undefined || value === '' || value === '0') return undefined;
-  if (!/^[0-9]+$/.test(value)) throw new KubeStatusError(kubeStatus(400, 'BadRequest', `invalid resource version: ${value}`));
+  if (!/^[0-9]+$/.test(value))
+    throw new KubeStatusError(kubeStatus(400, 'BadRequest', `invalid resource version: ${value}`));
   return Number(value);
 }
 
@@ -305,7 +311,15 @@ export class KubeApiServer {
       method: req.method ?? 'GET',
       path: url.pathname,
       query: Object.fromEntries(url.searchParams),
-      verb: route ? (route.name ? 'get' : isWatch ? 'watch' : 'list') : this.discovery.has(url.pathname) ? 'discovery' : 'unknown',
+      verb: route
+        ? route.name
+          ? 'get'
+          : isWatch
+            ? 'watch'
+            : 'list'
+        : this.discovery.has(url.pathname)
+          ? 'discovery'
+          : 'unknown',
       status: 0,
       at: Date.now(),
     };
@@ -324,10 +338,19 @@ export class KubeApiServer {
         return this.sendStatus(res, entry, kubeStatus(code, REASONS[code] ?? 'Unknown', `injected failure (${code})`));
       }
       if (req.method !== 'GET') {
-        return this.sendStatus(res, entry, kubeStatus(405, 'MethodNotAllowed', `the server does not allow this method on the requested resource`));
+        return this.sendStatus(
+          res,
+          entry,
+          kubeStatus(405, 'MethodNotAllowed', `the server does not allow this method on the requested resource`),
+        );
       }
       if (entry.verb === 'discovery') return this.sendJson(res, entry, 200, this.discovery.get(url.pathname));
-      if (!route) return this.sendStatus(res, entry, kubeStatus(404, 'NotFound', 'the server could not find the requested resource'));
+      if (!route)
+        return this.sendStatus(
+          res,
+          entry,
+          kubeStatus(404, 'NotFound', 'the server could not find the requested resource'),
+        );
       if (route.name !== undefined) return this.handleGet(res, entry, route);
       if (isWatch) return this.handleWatch(res, entry, route, url.searchParams);
       return this.handleList(res, entry, route, url.searchParams);
@@ -341,7 +364,11 @@ export class KubeApiServer {
   private handleGet(res: ServerResponse, entry: RequestLogEntry, route: Route): void {
     const found = this.store.get(route.kind, route.namespace, route.name!);
     if (!found) {
-      return this.sendStatus(res, entry, kubeStatus(404, 'NotFound', `${RESOURCES[route.kind].plural} "${route.name}" not found`));
+      return this.sendStatus(
+        res,
+        entry,
+        kubeStatus(404, 'NotFound', `${RESOURCES[route.kind].plural} "${route.name}" not found`),
+      );
     }
     this.sendJson(res, entry, 200, found);
   }
@@ -351,7 +378,9 @@ export class KubeApiServer {
     try {
       labels = parseLabelSelector(params.get('labelSelector') ?? '');
     } catch (err) {
-      throw new KubeStatusError(kubeStatus(400, 'BadRequest', `unable to parse requirement: ${(err as Error).message}`));
+      throw new KubeStatusError(
+        kubeStatus(400, 'BadRequest', `unable to parse requirement: ${(err as Error).message}`),
+      );
     }
     const fields = parseFieldSelector(params.get('fieldSelector') ?? undefined);
     return (object) => {
@@ -377,7 +406,9 @@ export class KubeApiServer {
     let start = '';
     if (continueText) {
       if (rvText !== '') {
-        throw new KubeStatusError(kubeStatus(400, 'BadRequest', 'specifying resource version is not allowed when using continue'));
+        throw new KubeStatusError(
+          kubeStatus(400, 'BadRequest', 'specifying resource version is not allowed when using continue'),
+        );
       }
       const token = decodeContinue(continueText);
       if (token.rv < this.store.compactedResourceVersion) {
@@ -429,7 +460,9 @@ export class KubeApiServer {
     }
     const expired = rv !== undefined && rv < this.store.compactedResourceVersion;
     if (expired && this.options.expiredWatch === 'http') {
-      throw new KubeStatusError(expiredStatus(`too old resource version: ${rv} (${this.store.compactedResourceVersion})`));
+      throw new KubeStatusError(
+        expiredStatus(`too old resource version: ${rv} (${this.store.compactedResourceVersion})`),
+      );
     }
     entry.status = 200;
     res.writeHead(200, { 'Content-Type': 'application/json', 'Transfer-Encoding': 'chunked' });
@@ -473,7 +506,8 @@ export class KubeApiServer {
     };
     if (rv === undefined) {
       // RV "" / "0": synthetic ADDED for the current state, then changes from now.
-      for (const { object } of this.store.listPage(route.kind, this.store.resourceVersion, '', 0, filter).items) stream.send({ type: 'ADDED', object });
+      for (const { object } of this.store.listPage(route.kind, this.store.resourceVersion, '', 0, filter).items)
+        stream.send({ type: 'ADDED', object });
     } else {
       for (const change of this.store.changesSince(route.kind, rv)) onChange(change);
     }

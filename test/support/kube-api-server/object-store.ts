@@ -99,11 +99,18 @@ export class ObjectStore {
     if (info.namespaced && (typeof namespace !== 'string' || namespace === '')) {
       throw new Error(`${kind} ${name}: metadata.namespace is required`);
     }
-    if (!info.namespaced && namespace !== undefined) throw new Error(`${kind} ${name} is cluster-scoped; drop metadata.namespace`);
+    if (!info.namespaced && namespace !== undefined)
+      throw new Error(`${kind} ${name} is cluster-scoped; drop metadata.namespace`);
     return { namespace: info.namespaced ? namespace : undefined, name };
   }
 
-  private commit(kind: ResourceKind, type: ChangeType, key: string, prev: KubeObject | undefined, next: KubeObject): KubeObject {
+  private commit(
+    kind: ResourceKind,
+    type: ChangeType,
+    key: string,
+    prev: KubeObject | undefined,
+    next: KubeObject,
+  ): KubeObject {
     this.rv += 1;
     next.metadata.resourceVersion = String(this.rv);
     const bucket = this.bucket(kind);
@@ -128,14 +135,21 @@ export class ObjectStore {
     object.kind = kind;
     object.metadata.uid = randomUUID();
     // The apiserver stamps whole seconds.
-    object.metadata.creationTimestamp = new Date(Math.floor(Date.now() / 1000) * 1000).toISOString().replace('.000Z', 'Z');
+    object.metadata.creationTimestamp = new Date(Math.floor(Date.now() / 1000) * 1000)
+      .toISOString()
+      .replace('.000Z', 'Z');
     return this.commit(kind, 'ADDED', key, undefined, object);
   }
 
-  private existing(kind: ResourceKind, namespace: string | undefined, name: string): { key: string; current: KubeObject } {
+  private existing(
+    kind: ResourceKind,
+    namespace: string | undefined,
+    name: string,
+  ): { key: string; current: KubeObject } {
     const key = objectKey(kind, namespace, name);
     const current = this.bucket(kind).get(key);
-    if (!current) throw new KubeStatusError(kubeStatus(404, 'NotFound', `${RESOURCES[kind].plural} "${name}" not found`));
+    if (!current)
+      throw new KubeStatusError(kubeStatus(404, 'NotFound', `${RESOURCES[kind].plural} "${name}" not found`));
     return { key, current };
   }
 
@@ -150,13 +164,21 @@ export class ObjectStore {
     const wanted = input.metadata.resourceVersion;
     if (wanted !== undefined && wanted !== current.metadata.resourceVersion) {
       throw new KubeStatusError(
-        kubeStatus(409, 'Conflict', `Operation cannot be fulfilled on ${RESOURCES[kind].plural} "${name}": the object has been modified`),
+        kubeStatus(
+          409,
+          'Conflict',
+          `Operation cannot be fulfilled on ${RESOURCES[kind].plural} "${name}": the object has been modified`,
+        ),
       );
     }
     const next = clone(input);
     next.apiVersion = current.apiVersion;
     next.kind = current.kind;
-    next.metadata = { ...next.metadata, uid: current.metadata.uid, creationTimestamp: current.metadata.creationTimestamp };
+    next.metadata = {
+      ...next.metadata,
+      uid: current.metadata.uid,
+      creationTimestamp: current.metadata.creationTimestamp,
+    };
     if (RESOURCES[kind].hasStatus) {
       if (current.status === undefined) delete next.status;
       else next.status = clone(current.status);
@@ -202,7 +224,8 @@ export class ObjectStore {
     limit: number,
     filter: (object: KubeObject) => boolean = () => true,
   ): { items: { key: string; object: KubeObject }[]; more: boolean; remaining: number } {
-    if (rv < this.compacted) throw new KubeStatusError(expiredStatus(`too old resource version: ${rv} (${this.compacted})`));
+    if (rv < this.compacted)
+      throw new KubeStatusError(expiredStatus(`too old resource version: ${rv} (${this.compacted})`));
     const bucket = this.bucket(kind);
     // State at `rv` of every key changed after it: the `prev` of its first change since.
     const atRv = new Map<string, KubeObject | undefined>();
@@ -211,7 +234,10 @@ export class ObjectStore {
       if (change.kind === kind && !atRv.has(change.key)) atRv.set(change.key, change.prev);
     }
     // Keys that existed at `rv` but are gone now are not in the current key index.
-    const gone = [...atRv].filter(([key, state]) => state !== undefined && !bucket.has(key)).map(([key]) => key).sort(compareKeys);
+    const gone = [...atRv]
+      .filter(([key, state]) => state !== undefined && !bucket.has(key))
+      .map(([key]) => key)
+      .sort(compareKeys);
     const keys = this.keysOf(kind);
     const stateOf = (key: string): KubeObject | undefined => (atRv.has(key) ? atRv.get(key) : bucket.get(key));
     let i = upperBound(keys, after);
@@ -247,7 +273,8 @@ export class ObjectStore {
 
   /** Changes of a kind with RV strictly greater than `rv`; throws 410 Expired if compacted away. */
   changesSince(kind: ResourceKind, rv: number): StoredChange[] {
-    if (rv < this.compacted) throw new KubeStatusError(expiredStatus(`too old resource version: ${rv} (${this.compacted})`));
+    if (rv < this.compacted)
+      throw new KubeStatusError(expiredStatus(`too old resource version: ${rv} (${this.compacted})`));
     const changes: StoredChange[] = [];
     for (let i = this.firstChangeAfter(rv); i < this.history.length; i++) {
       if (this.history[i]!.kind === kind) changes.push(clone(this.history[i]!));

@@ -15,7 +15,14 @@ export interface ResourceInfo {
 }
 
 export const RESOURCES: Record<ResourceKind, ResourceInfo> = {
-  Service: { kind: 'Service', apiVersion: 'v1', prefix: '/api/v1', plural: 'services', namespaced: true, hasStatus: true },
+  Service: {
+    kind: 'Service',
+    apiVersion: 'v1',
+    prefix: '/api/v1',
+    plural: 'services',
+    namespaced: true,
+    hasStatus: true,
+  },
   EndpointSlice: {
     kind: 'EndpointSlice',
     apiVersion: 'discovery.k8s.io/v1',
@@ -42,7 +49,13 @@ function resourceList(groupVersion: string, infos: ResourceInfo[]): unknown {
         kind: r.kind,
         verbs: ['get', 'list', 'watch'],
       };
-      const status = { name: `${r.plural}/status`, singularName: '', namespaced: r.namespaced, kind: r.kind, verbs: ['get'] };
+      const status = {
+        name: `${r.plural}/status`,
+        singularName: '',
+        namespaced: r.namespaced,
+        kind: r.kind,
+        verbs: ['get'],
+      };
       return r.hasStatus ? [main, status] : [main];
     }),
   };
@@ -90,13 +103,16 @@ export function discoveryDocuments(): Map<string, unknown> {
         ],
       },
     ],
-    ['/apis/discovery.k8s.io', {
-      kind: 'APIGroup',
-      apiVersion: 'v1',
-      name: 'discovery.k8s.io',
-      versions: [{ groupVersion: 'discovery.k8s.io/v1', version: 'v1' }],
-      preferredVersion: { groupVersion: 'discovery.k8s.io/v1', version: 'v1' },
-    }],
+    [
+      '/apis/discovery.k8s.io',
+      {
+        kind: 'APIGroup',
+        apiVersion: 'v1',
+        name: 'discovery.k8s.io',
+        versions: [{ groupVersion: 'discovery.k8s.io/v1', version: 'v1' }],
+        preferredVersion: { groupVersion: 'discovery.k8s.io/v1', version: 'v1' },
+      },
+    ],
     ['/apis/discovery.k8s.io/v1', resourceList('discovery.k8s.io/v1', discovery)],
   ]);
 }

@@ -10,19 +10,40 @@ import { FileOwnershipStore } from '../../../libs/dataplane/index.ts';
 import type { KernelInterface } from '../../../libs/dataplane/index.ts';
 
 const [stateFile, drain] = process.argv.slice(2);
-if (!stateFile) { process.stderr.write('usage: applier-driver.ts STATE_FILE [DRAIN_TIMEOUT_MS]\n'); process.exit(2); }
+if (!stateFile) {
+  process.stderr.write('usage: applier-driver.ts STATE_FILE [DRAIN_TIMEOUT_MS]\n');
+  process.exit(2);
+}
 const real = await NetlinkKernel.open();
 const t0 = Date.now();
 const trace = (m: string) => process.stderr.write(`[driver ${((Date.now() - t0) / 1000).toFixed(1)} s] ${m}\n`);
 // Traces every kernel read and transaction (what the test output shows when a step is slow).
 const kernel: KernelInterface = {
-  async read(o) { const t = Date.now(); const r = await real.read(o); trace(`read ${r.virtualServers.length} services in ${Date.now() - t} ms`); return r; },
-  async run(tx) { const t = Date.now(); try { await real.run(tx); trace(`ran ${tx.size} ops in ${Date.now() - t} ms`); } catch (e) { trace(`run failed after ${Date.now() - t} ms: ${(e as Error).message}`); throw e; } },
+  async read(o) {
+    const t = Date.now();
+    const r = await real.read(o);
+    trace(`read ${r.virtualServers.length} services in ${Date.now() - t} ms`);
+    return r;
+  },
+  async run(tx) {
+    const t = Date.now();
+    try {
+      await real.run(tx);
+      trace(`ran ${tx.size} ops in ${Date.now() - t} ms`);
+    } catch (e) {
+      trace(`run failed after ${Date.now() - t} ms: ${(e as Error).message}`);
+      throw e;
+    }
+  },
   readVirtualServers: (keys) => real.readVirtualServers(keys),
   readRealServers: (keys) => real.readRealServers(keys),
   close: () => real.close(),
 };
-const dp = new IpvsDataplane({ kernel, store: new FileOwnershipStore(stateFile), drainTimeoutMs: Number(drain ?? 300_000) });
+const dp = new IpvsDataplane({
+  kernel,
+  store: new FileOwnershipStore(stateFile),
+  drainTimeoutMs: Number(drain ?? 300_000),
+});
 process.stdout.write('ready\n');
 const rl = createInterface({ input: process.stdin });
 for await (const line of rl) {
@@ -30,7 +51,8 @@ for await (const line of rl) {
   const msg = JSON.parse(line) as { id: number; cmd: string; state?: never };
   trace(`${msg.cmd} #${msg.id}`);
   try {
-    const result = msg.cmd === 'apply' ? await dp.apply(msg.state!) : msg.cmd === 'resync' ? await dp.resync() : await dp.cleanup();
+    const result =
+      msg.cmd === 'apply' ? await dp.apply(msg.state!) : msg.cmd === 'resync' ? await dp.resync() : await dp.cleanup();
     process.stdout.write(JSON.stringify({ id: msg.id, result }) + '\n');
   } catch (e) {
     process.stdout.write(JSON.stringify({ id: msg.id, error: (e as Error).message }) + '\n');

@@ -9,7 +9,16 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { NodeState, VirtualServer } from '../../../libs/model/index.ts';
 import { formatIpvsadm } from '../../../libs/planner/index.ts';
-import { execIn, NetnsLab, tcpRequest, tcpSpread, udpRequest, type ClientNs, type NodeNs, type PodNs } from '../support/netns.ts';
+import {
+  execIn,
+  NetnsLab,
+  tcpRequest,
+  tcpSpread,
+  udpRequest,
+  type ClientNs,
+  type NodeNs,
+  type PodNs,
+} from '../support/netns.ts';
 import { ApplierProcess } from './applier-process.ts';
 
 const VIP = '10.96.0.10';
@@ -18,28 +27,73 @@ let node: NodeNs, client: ClientNs, pods: PodNs[], applier: ApplierProcess;
 const stateFile = join(mkdtempSync(join(tmpdir(), 'sb-applier-')), 'ipvs-n1.json');
 const holders: ChildProcess[] = [];
 
-function vs(address: string, port: number, podList: PodNs[], o: Partial<VirtualServer> = {}, rsPort = 8080): VirtualServer {
+function vs(
+  address: string,
+  port: number,
+  podList: PodNs[],
+  o: Partial<VirtualServer> = {},
+  rsPort = 8080,
+): VirtualServer {
   return {
-    protocol: 'TCP', address, port, scheduler: 'rr', schedulerFlags: [], persistenceTimeout: 0, role: 'cluster-ip',
-    servicePort: 'default/web:http', localOnly: false, sourceRanges: [],
-    realServers: podList.map((p) => ({ address: p.ip, port: rsPort, weight: 1 })).sort((a, b) => (a.address < b.address ? -1 : 1)),
+    protocol: 'TCP',
+    address,
+    port,
+    scheduler: 'rr',
+    schedulerFlags: [],
+    persistenceTimeout: 0,
+    role: 'cluster-ip',
+    servicePort: 'default/web:http',
+    localOnly: false,
+    sourceRanges: [],
+    realServers: podList
+      .map((p) => ({ address: p.ip, port: rsPort, weight: 1 }))
+      .sort((a, b) => (a.address < b.address ? -1 : 1)),
     ...o,
   };
 }
 function state(virtualServers: VirtualServer[]): NodeState {
   const vips = [...new Set(virtualServers.filter((v) => v.role !== 'node-port').map((v) => v.address))].sort();
   return {
-    node: 'n1', virtualServers: [...virtualServers].sort((a, b) => (`${a.protocol}/${a.address}:${a.port}` < `${b.protocol}/${b.address}:${b.port}` ? -1 : 1)),
+    node: 'n1',
+    virtualServers: [...virtualServers].sort((a, b) =>
+      `${a.protocol}/${a.address}:${a.port}` < `${b.protocol}/${b.address}:${b.port}` ? -1 : 1,
+    ),
     boundAddresses: vips,
     ipsets: [
-      { name: 'KUBE-CLUSTER-IP', type: 'hash:ip,port', family: 'inet', entries: virtualServers.filter((v) => v.role === 'cluster-ip').map((v) => `${v.address},${v.protocol.toLowerCase()}:${v.port}`).sort() },
+      {
+        name: 'KUBE-CLUSTER-IP',
+        type: 'hash:ip,port',
+        family: 'inet',
+        entries: virtualServers
+          .filter((v) => v.role === 'cluster-ip')
+          .map((v) => `${v.address},${v.protocol.toLowerCase()}:${v.port}`)
+          .sort(),
+      },
       { name: 'KUBE-IPVS-IPS', type: 'hash:ip', family: 'inet', entries: vips },
-      { name: 'KUBE-NODE-PORT-TCP', type: 'bitmap:port', entries: [...new Set(virtualServers.filter((v) => v.role === 'node-port').map((v) => String(v.port)))].sort() },
+      {
+        name: 'KUBE-NODE-PORT-TCP',
+        type: 'bitmap:port',
+        entries: [...new Set(virtualServers.filter((v) => v.role === 'node-port').map((v) => String(v.port)))].sort(),
+      },
     ],
-    settings: { strictARP: false, masqueradeAll: false, clusterCIDR: '', tcpTimeout: 0, tcpFinTimeout: 0, udpTimeout: 0, excludeCIDRs: [] },
+    settings: {
+      strictARP: false,
+      masqueradeAll: false,
+      clusterCIDR: '',
+      tcpTimeout: 0,
+      tcpFinTimeout: 0,
+      udpTimeout: 0,
+      excludeCIDRs: [],
+    },
   };
 }
-const ipvsadm = async () => (await execIn(node.ns, ['ipvsadm', '-Sn'])).split('\n').filter(Boolean).sort().map((l) => l + '\n').join('');
+const ipvsadm = async () =>
+  (await execIn(node.ns, ['ipvsadm', '-Sn']))
+    .split('\n')
+    .filter(Boolean)
+    .sort()
+    .map((l) => l + '\n')
+    .join('');
 
 const t0 = Date.now();
 const step = (what: string) => console.log(`[applier.vm] ${what} at ${((Date.now() - t0) / 1000).toFixed(1)} s`);
@@ -56,10 +110,15 @@ beforeAll(async () => {
   step('node ready');
   // Everything that starts a node process goes in parallel: each costs tens of seconds under TCG.
   const [a, b, c, cl, ap] = await Promise.all([
-    lab.addPod(node, { name: 'web-a' }), lab.addPod(node, { name: 'web-b' }), lab.addPod(node, { name: 'web-c' }),
-    lab.addClient(node), ApplierProcess.start(node.ns, stateFile, 300_000),
+    lab.addPod(node, { name: 'web-a' }),
+    lab.addPod(node, { name: 'web-b' }),
+    lab.addPod(node, { name: 'web-c' }),
+    lab.addClient(node),
+    ApplierProcess.start(node.ns, stateFile, 300_000),
   ]);
-  pods = [a, b, c]; client = cl; applier = ap;
+  pods = [a, b, c];
+  client = cl;
+  applier = ap;
   step('pods, client and applier ready');
 }, 900_000);
 
@@ -85,7 +144,13 @@ describe('ipvs applier in a node netns', () => {
     expect(r.verified).toBe(true);
     expect(r.kernelWrites).toBeGreaterThan(0);
     // Our rules, byte for byte as the planner renders them (the foreign service sorts in between).
-    expect((await ipvsadm()).split('\n').filter((l) => l.includes(VIP)).map((l) => l + '\n').join('')).toBe(formatIpvsadm(s));
+    expect(
+      (await ipvsadm())
+        .split('\n')
+        .filter((l) => l.includes(VIP))
+        .map((l) => l + '\n')
+        .join(''),
+    ).toBe(formatIpvsadm(s));
     const spread = await tcpSpread(client.ns, VIP, 80, 9);
     expect([...spread.keys()].sort()).toEqual(['web-a', 'web-b', 'web-c']);
     expect(['web-a', 'web-b', 'web-c']).toContain((await udpRequest(client.ns, VIP, 53)).pod);
@@ -107,19 +172,45 @@ describe('ipvs applier in a node netns', () => {
 
   it('endpoint removal drains: the removed TCP real server goes to weight 0 and an open connection through it keeps working', async () => {
     for (const p of pods) {
-      const h = spawn('ip', ['netns', 'exec', p.ns, process.execPath, '-e', "require('net').createServer((s)=>s.pipe(s)).listen(9090,'0.0.0.0',()=>console.log('ready'))"], { stdio: ['pipe', 'pipe', 'inherit'] });
+      const h = spawn(
+        'ip',
+        [
+          'netns',
+          'exec',
+          p.ns,
+          process.execPath,
+          '-e',
+          "require('net').createServer((s)=>s.pipe(s)).listen(9090,'0.0.0.0',()=>console.log('ready'))",
+        ],
+        { stdio: ['pipe', 'pipe', 'inherit'] },
+      );
       holders.push(h);
       await new Promise<void>((r) => h.stdout!.once('data', () => r()));
     }
     const s = state([vs(VIP, 9090, pods, {}, 9090)]);
     expect((await applier.apply(s)).verified).toBe(true);
     // One long-lived client connection: writes a line per stdin line and prints the echo.
-    const conn = spawn('ip', ['netns', 'exec', client.ns, process.execPath, '-e',
-      `const s=require('net').connect(9090,'${VIP}',()=>console.log('up '+s.localPort));s.on('data',d=>process.stdout.write(d));process.stdin.on('data',d=>s.write(d));s.on('close',()=>{console.log('closed');process.exit(0)})`], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const conn = spawn(
+      'ip',
+      [
+        'netns',
+        'exec',
+        client.ns,
+        process.execPath,
+        '-e',
+        `const s=require('net').connect(9090,'${VIP}',()=>console.log('up '+s.localPort));s.on('data',d=>process.stdout.write(d));process.stdin.on('data',d=>s.write(d));s.on('close',()=>{console.log('closed');process.exit(0)})`,
+      ],
+      { stdio: ['pipe', 'pipe', 'inherit'] },
+    );
     holders.push(conn);
     let out = '';
-    conn.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
-    const waitFor = async (text: string) => { for (let i = 0; i < 600 && !out.includes(text); i++) await new Promise((r) => setTimeout(r, 100)); expect(out).toContain(text); };
+    conn.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
+    const waitFor = async (text: string) => {
+      for (let i = 0; i < 600 && !out.includes(text); i++) await new Promise((r) => setTimeout(r, 100));
+      expect(out).toContain(text);
+    };
     await waitFor('up ');
     // Which pod holds the connection: the one IPVS shows an active connection for.
     const listing = await execIn(node.ns, ['ipvsadm', '-Ln', '-t', `${VIP}:9090`]);
@@ -166,4 +257,3 @@ describe('ipvs applier in a node netns', () => {
     await foreignIntact();
   });
 });
-

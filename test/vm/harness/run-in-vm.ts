@@ -45,7 +45,9 @@ export function runInVm(opts: RunInVmOptions): Promise<RunInVmResult> {
       output += d.toString();
       if (opts.echo) process.stdout.write(d);
     });
-    child.stderr.on('data', (d: Buffer) => { log += d.toString(); });
+    child.stderr.on('data', (d: Buffer) => {
+      log += d.toString();
+    });
     child.once('error', reject);
     child.once('close', (code, signal) => {
       if (code === null) return reject(new Error(`run-in-vm.sh killed by ${signal}: ${log}`));

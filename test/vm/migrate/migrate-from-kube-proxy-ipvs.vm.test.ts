@@ -21,11 +21,16 @@ const stateDir = path.join(dir, 'state');
 
 function kubeProxyIpvs(): string {
   const rs = (vip: string, ps: PodNs[]) => ps.map((p) => `-a -t ${vip} -r ${p.ip}:8080 -m -w 1`);
-  return [
-    '-A -t 10.96.0.10:80 -s rr', ...rs('10.96.0.10:80', pods),
-    `-A -t ${client.nodeIp}:30080 -s rr`, ...rs(`${client.nodeIp}:30080`, pods),
-    '-A -t 10.96.0.99:80 -s rr', ...rs('10.96.0.99:80', pods.slice(0, 1)),
-  ].join('\n') + '\n';
+  return (
+    [
+      '-A -t 10.96.0.10:80 -s rr',
+      ...rs('10.96.0.10:80', pods),
+      `-A -t ${client.nodeIp}:30080 -s rr`,
+      ...rs(`${client.nodeIp}:30080`, pods),
+      '-A -t 10.96.0.99:80 -s rr',
+      ...rs('10.96.0.99:80', pods.slice(0, 1)),
+    ].join('\n') + '\n'
+  );
 }
 const KUBE_PROXY_IPSETS = `create KUBE-CLUSTER-IP hash:ip,port family inet hashsize 1024 maxelem 65536
 add KUBE-CLUSTER-IP 10.96.0.10,tcp:80
@@ -73,7 +78,8 @@ COMMIT
 `;
 
 async function loadKubeProxyState(): Promise<void> {
-  for (const vip of ['10.96.0.10', '10.96.0.99']) await execIn(node.ns, ['ip', 'addr', 'add', `${vip}/32`, 'dev', 'kube-ipvs0']);
+  for (const vip of ['10.96.0.10', '10.96.0.99'])
+    await execIn(node.ns, ['ip', 'addr', 'add', `${vip}/32`, 'dev', 'kube-ipvs0']);
   await execIn(node.ns, ['ipset', 'restore', '-exist'], { input: KUBE_PROXY_IPSETS });
   await execIn(node.ns, ['ipvsadm', '-R'], { input: kubeProxyIpvs() });
   await execIn(node.ns, ['iptables-restore', '--noflush'], { input: KUBE_PROXY_IPTABLES });
@@ -86,7 +92,9 @@ beforeAll(async () => {
   const { mkdirSync } = await import('node:fs');
   mkdirSync(manifests);
   mkdirSync(stateDir);
-  writeFileSync(path.join(manifests, 'cluster.yaml'), `
+  writeFileSync(
+    path.join(manifests, 'cluster.yaml'),
+    `
 apiVersion: v1
 kind: Node
 metadata: {name: node-a}
@@ -107,7 +115,8 @@ addressType: IPv4
 ports: [{name: http, port: 8080, protocol: TCP}]
 endpoints:
 ${pods.map((p) => `  - {addresses: [${p.ip}], nodeName: node-a, conditions: {ready: true}}`).join('\n')}
-`);
+`,
+  );
   // foreign objects that must survive both directions
   await execIn(node.ns, ['ipvsadm', '-A', '-u', '10.200.0.1:7000', '-s', 'rr']);
   await execIn(node.ns, ['ipset', 'create', 'FOREIGN-SET', 'hash:ip']);
@@ -120,10 +129,17 @@ afterAll(async () => {
 
 function switchboard(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const c = spawn('ip', ['netns', 'exec', node.ns, 'bin/switchboard', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = ''; let stderr = '';
-    c.stdout.on('data', (d) => { stdout += d; });
-    c.stderr.on('data', (d) => { stderr += d; });
+    const c = spawn('ip', ['netns', 'exec', node.ns, 'bin/switchboard', ...args], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    c.stdout.on('data', (d) => {
+      stdout += d;
+    });
+    c.stderr.on('data', (d) => {
+      stderr += d;
+    });
     c.on('close', (code) => resolve({ code, stdout, stderr }));
   });
 }
@@ -132,20 +148,45 @@ function switchboard(args: string[]): Promise<{ code: number | null; stdout: str
 const failures: string[] = [];
 const ask = (ip: string, port: number) => {
   const t0 = Date.now();
-  return tcpRequest(client.ns, ip, port, { timeoutMs: 30_000 }).then((r) => r.pod, (e: Error) => {
-    failures.push(`${ip}:${port} after ${Date.now() - t0} ms: ${e.message.slice(0, 300)}`);
-    return null;
-  });
+  return tcpRequest(client.ns, ip, port, { timeoutMs: 30_000 }).then(
+    (r) => r.pod,
+    (e: Error) => {
+      failures.push(`${ip}:${port} after ${Date.now() - t0} ms: ${e.message.slice(0, 300)}`);
+      return null;
+    },
+  );
 };
-const ipvs = async () => (await execIn(node.ns, ['ipvsadm', '-Sn'])).split('\n').filter((l) => l.startsWith('-A ')).sort();
-const vips = async () => [...(await execIn(node.ns, ['ip', '-o', '-4', 'addr', 'show', 'dev', 'kube-ipvs0'])).matchAll(/inet (\S+?)\//g)].map((m) => m[1]).sort();
+const ipvs = async () =>
+  (await execIn(node.ns, ['ipvsadm', '-Sn']))
+    .split('\n')
+    .filter((l) => l.startsWith('-A '))
+    .sort();
+const vips = async () =>
+  [...(await execIn(node.ns, ['ip', '-o', '-4', 'addr', 'show', 'dev', 'kube-ipvs0'])).matchAll(/inet (\S+?)\//g)]
+    .map((m) => m[1])
+    .sort();
 
 describe('migration from kube-proxy (ipvs mode) and back, in the VM', () => {
-  it('takes the node over with no failed request, removes kube-proxy\'s leftovers, keeps foreign objects', async () => {
+  it("takes the node over with no failed request, removes kube-proxy's leftovers, keeps foreign objects", async () => {
     expect(await ask('10.96.0.99', 80)).toBe('web-a'); // kube-proxy's stale Service serves before
-    const applied = switchboard(['apply', '--manifests', manifests, '--node', 'node-a', '--mode', 'ipvs', '--once', '--take-over-kube-proxy', '--state-dir', stateDir, '--json']);
+    const applied = switchboard([
+      'apply',
+      '--manifests',
+      manifests,
+      '--node',
+      'node-a',
+      '--mode',
+      'ipvs',
+      '--once',
+      '--take-over-kube-proxy',
+      '--state-dir',
+      stateDir,
+      '--json',
+    ]);
     let done = false;
-    void applied.finally(() => { done = true; });
+    void applied.finally(() => {
+      done = true;
+    });
     const answers: (string | null)[] = [];
     do {
       answers.push(await ask('10.96.0.10', 80), await ask(client.nodeIp, 30080));
@@ -154,12 +195,16 @@ describe('migration from kube-proxy (ipvs mode) and back, in the VM', () => {
     expect(r.code, r.stderr).toBe(0);
     const summary = JSON.parse(r.stdout) as { verified: boolean; notes: string[] };
     expect(summary.verified).toBe(true);
-    expect(summary.notes.join('\n')).toMatch(/take-over: removed kube-proxy's 1 IPVS services, 1 kube-ipvs0 addresses, \d+ chains, 1 ipsets/);
+    expect(summary.notes.join('\n')).toMatch(
+      /take-over: removed kube-proxy's 1 IPVS services, 1 kube-ipvs0 addresses, \d+ chains, 1 ipsets/,
+    );
     answers.push(await ask('10.96.0.10', 80), await ask(client.nodeIp, 30080));
     expect(failures, `${answers.length} requests`).toEqual([]);
     expect(answers.filter((x) => x === null)).toEqual([]);
     expect(answers.length).toBeGreaterThanOrEqual(4);
-    expect(await ipvs()).toEqual([`-A -t ${client.nodeIp}:30080 -s rr`, '-A -t 10.96.0.10:80 -s rr', '-A -u 10.200.0.1:7000 -s rr'].sort());
+    expect(await ipvs()).toEqual(
+      [`-A -t ${client.nodeIp}:30080 -s rr`, '-A -t 10.96.0.10:80 -s rr', '-A -u 10.200.0.1:7000 -s rr'].sort(),
+    );
     expect(await vips()).toEqual(['10.96.0.10']);
     const save = await execIn(node.ns, ['iptables-save']);
     expect(save).not.toMatch(/KUBE-PROXY-CANARY|KUBE-IPVS-OUT-FILTER/);
@@ -174,7 +219,7 @@ describe('migration from kube-proxy (ipvs mode) and back, in the VM', () => {
     failures.length = 0;
   }, 600_000);
 
-  it('back: cleanup removes ours only, and kube-proxy\'s state loads and serves again', async () => {
+  it("back: cleanup removes ours only, and kube-proxy's state loads and serves again", async () => {
     const r = await switchboard(['cleanup', '--mode', 'ipvs', '--node', 'node-a', '--state-dir', stateDir, '--json']);
     expect(r.code, r.stderr).toBe(0);
     expect(await ipvs()).toEqual(['-A -u 10.200.0.1:7000 -s rr']);

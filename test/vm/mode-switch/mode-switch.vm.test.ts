@@ -21,29 +21,73 @@ let node: NodeNs, client: ClientNs, pods: PodNs[];
 function state(): NodeState {
   return {
     node: 'n1',
-    virtualServers: [{
-      protocol: 'TCP', address: VIP, port: 80, scheduler: 'rr', schedulerFlags: [], persistenceTimeout: 0, role: 'cluster-ip',
-      servicePort: 'default/web:http', localOnly: false, sourceRanges: [],
-      realServers: pods.map((p) => ({ address: p.ip, port: 8080, weight: 1 })).sort((a, b) => (a.address < b.address ? -1 : 1)),
-    }],
+    virtualServers: [
+      {
+        protocol: 'TCP',
+        address: VIP,
+        port: 80,
+        scheduler: 'rr',
+        schedulerFlags: [],
+        persistenceTimeout: 0,
+        role: 'cluster-ip',
+        servicePort: 'default/web:http',
+        localOnly: false,
+        sourceRanges: [],
+        realServers: pods
+          .map((p) => ({ address: p.ip, port: 8080, weight: 1 }))
+          .sort((a, b) => (a.address < b.address ? -1 : 1)),
+      },
+    ],
     boundAddresses: [VIP],
     // Every set kube-proxy keeps, empty ones included (the ipvs glue references them all), as
     // renderNodeState emits them.
     ipsets: IPSET_TABLE.map(([base, type]) => ({
-      name: ipsetName(base, 'IPv4'), type, ...(type === 'bitmap:port' ? {} : { family: 'inet' as const }),
+      name: ipsetName(base, 'IPv4'),
+      type,
+      ...(type === 'bitmap:port' ? {} : { family: 'inet' as const }),
       entries: base === 'KUBE-CLUSTER-IP' ? [`${VIP},tcp:80`] : base === 'KUBE-IPVS-IPS' ? [VIP] : [],
     })).sort((a, b) => (a.name < b.name ? -1 : 1)),
-    settings: { strictARP: false, masqueradeAll: false, clusterCIDR: '', tcpTimeout: 0, tcpFinTimeout: 0, udpTimeout: 0, excludeCIDRs: [] },
+    settings: {
+      strictARP: false,
+      masqueradeAll: false,
+      clusterCIDR: '',
+      tcpTimeout: 0,
+      tcpFinTimeout: 0,
+      udpTimeout: 0,
+      excludeCIDRs: [],
+    },
   };
 }
 
 function step(name: string): Promise<{ result?: unknown; error?: string }> {
   return new Promise((resolve, reject) => {
-    const c = spawn('ip', ['netns', 'exec', node.ns, process.execPath, '--import', 'tsx', DRIVER, stateFile, dir, name]);
-    let out = ''; let err = '';
-    c.stdout.on('data', (d) => { out += d; });
-    c.stderr.on('data', (d) => { err += d; });
-    c.on('close', () => { try { resolve(JSON.parse(out.trim().split('\n').pop()!)); } catch { reject(new Error(`driver ${name}: ${err || out}`)); } });
+    const c = spawn('ip', [
+      'netns',
+      'exec',
+      node.ns,
+      process.execPath,
+      '--import',
+      'tsx',
+      DRIVER,
+      stateFile,
+      dir,
+      name,
+    ]);
+    let out = '';
+    let err = '';
+    c.stdout.on('data', (d) => {
+      out += d;
+    });
+    c.stderr.on('data', (d) => {
+      err += d;
+    });
+    c.on('close', () => {
+      try {
+        resolve(JSON.parse(out.trim().split('\n').pop()!));
+      } catch {
+        reject(new Error(`driver ${name}: ${err || out}`));
+      }
+    });
   });
 }
 
@@ -67,7 +111,9 @@ beforeAll(async () => {
   await execIn(node.ns, ['ipset', 'create', 'FOREIGN-SET', 'hash:ip']);
   await execIn(node.ns, ['nft', 'add', 'table', 'inet', 'foreign']);
 });
-afterAll(async () => { await lab.cleanup(); });
+afterAll(async () => {
+  await lab.cleanup();
+});
 
 describe('mode switch on a live node', () => {
   const spread = async () => [...(await tcpSpread(client.ns, VIP, 80, 20)).keys()].sort();
@@ -83,7 +129,9 @@ describe('mode switch on a live node', () => {
   });
 
   it('ipvs → nftables leaves no IPVS service, ipset, address or chain of ours', async () => {
-    expect(await step('ipvs-to-nftables')).toMatchObject({ result: { applied: { verified: true }, removed: { verified: true } } });
+    expect(await step('ipvs-to-nftables')).toMatchObject({
+      result: { applied: { verified: true }, removed: { verified: true } },
+    });
     const d = await kernelDump();
     expect(d.ipvs).not.toContain(VIP);
     expect(d.ipsets.filter((s) => s.startsWith('KUBE-'))).toEqual([]);
@@ -95,7 +143,9 @@ describe('mode switch on a live node', () => {
   });
 
   it('nftables → ipvs removes our table and serves through IPVS again', async () => {
-    expect(await step('nftables-to-ipvs')).toMatchObject({ result: { applied: { verified: true }, removed: { verified: true } } });
+    expect(await step('nftables-to-ipvs')).toMatchObject({
+      result: { applied: { verified: true }, removed: { verified: true } },
+    });
     const d = await kernelDump();
     expect(d.nft).not.toContain('switchboard');
     expect(d.ipvs).toContain(`-A -t ${VIP}:80`);

@@ -12,12 +12,18 @@ import type { NodeState } from '../../../libs/model/index.ts';
 
 const [stateFile, stateDir, step] = process.argv.slice(2);
 const state = JSON.parse(readFileSync(stateFile!, 'utf8')) as NodeState;
-const ipvs = new IpvsDataplane({ kernel: await NetlinkKernel.open(), store: new FileOwnershipStore(ipvsStatePath(stateDir!, state.node)) });
+const ipvs = new IpvsDataplane({
+  kernel: await NetlinkKernel.open(),
+  store: new FileOwnershipStore(ipvsStatePath(stateDir!, state.node)),
+});
 const nft = new NftablesDataplane();
 try {
-  const result = step === 'apply-ipvs' ? await ipvs.apply(state)
-    : step === 'ipvs-to-nftables' ? await switchMode({ from: ipvs, to: nft, state })
-      : await switchMode({ from: nft, to: ipvs, state });
+  const result =
+    step === 'apply-ipvs'
+      ? await ipvs.apply(state)
+      : step === 'ipvs-to-nftables'
+        ? await switchMode({ from: ipvs, to: nft, state })
+        : await switchMode({ from: nft, to: ipvs, state });
   process.stdout.write(JSON.stringify({ result }) + '\n');
 } catch (e) {
   process.stdout.write(JSON.stringify({ error: (e as Error).message }) + '\n');

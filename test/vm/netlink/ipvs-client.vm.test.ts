@@ -7,7 +7,11 @@ import { TestNetns } from '../../libs/netlink/support/netns.ts';
 
 const SCENARIOS = fileURLToPath(new URL('./ipvs-scenarios.ts', import.meta.url));
 const LINK_SCENARIOS = fileURLToPath(new URL('../../libs/netlink/support/link-scenarios.ts', import.meta.url));
-const sorted = (xs: string[] | string) => (Array.isArray(xs) ? xs : xs.split('\n')).map((l) => l.trim()).filter(Boolean).sort();
+const sorted = (xs: string[] | string) =>
+  (Array.isArray(xs) ? xs : xs.split('\n'))
+    .map((l) => l.trim())
+    .filter(Boolean)
+    .sort();
 
 beforeAll(() => {
   if (process.env.SWITCHBOARD_VM !== '1') throw new Error('VM-only test: run it with scripts/test-vm.sh');
@@ -68,73 +72,106 @@ const REFERENCE_SAVE = [
 
 describe('IpvsClient in the VM', () => {
   test('client writes → ipvsadm -Sn shows exactly the reference rules; info and timeouts', async () => {
-    await inFreshNetns(() => ipvsNetns(), async (ns) => {
-      const r = await ns.run<Record<string, any>>(SCENARIOS, 'programReference');
-      expect(sorted(await ns.exec('ipvsadm', '-Sn'))).toEqual(sorted(REFERENCE_SAVE));
-      expect(sorted(r.lines)).toEqual(sorted(REFERENCE_SAVE));
-      expect(r.info.version).toMatch(/^\d+\.\d+\.\d+$/);
-      expect(await ns.exec('ipvsadm', '-Ln')).toContain(`IP Virtual Server version ${r.info.version} (size=${r.info.connTableSize})`);
-      expect(r.after).toEqual({ tcp: 901, tcpFin: r.before.tcpFin, udp: 301 });
-      expect(await ns.exec('ipvsadm', '-L', '--timeout')).toContain(`Timeout (tcp tcpfin udp): 901 ${r.before.tcpFin} 301`);
-      expect(r.one).toMatchObject({ protocol: 'UDP', address: '10.100.0.1', port: 53, scheduler: 'rr', timeout: 10800, netmask: 0xffffffff });
-      expect(r.one.flags).toEqual(expect.arrayContaining(['persistent', 'hashed']));
-      expect(r.none).toBeNull();
-      const v6 = r.services.find((s: any) => s.address === 'fd00:100::1');
-      expect(v6).toMatchObject({ protocol: 'TCP', port: 80, netmask: 128 });
-    });
+    await inFreshNetns(
+      () => ipvsNetns(),
+      async (ns) => {
+        const r = await ns.run<Record<string, any>>(SCENARIOS, 'programReference');
+        expect(sorted(await ns.exec('ipvsadm', '-Sn'))).toEqual(sorted(REFERENCE_SAVE));
+        expect(sorted(r.lines)).toEqual(sorted(REFERENCE_SAVE));
+        expect(r.info.version).toMatch(/^\d+\.\d+\.\d+$/);
+        expect(await ns.exec('ipvsadm', '-Ln')).toContain(
+          `IP Virtual Server version ${r.info.version} (size=${r.info.connTableSize})`,
+        );
+        expect(r.after).toEqual({ tcp: 901, tcpFin: r.before.tcpFin, udp: 301 });
+        expect(await ns.exec('ipvsadm', '-L', '--timeout')).toContain(
+          `Timeout (tcp tcpfin udp): 901 ${r.before.tcpFin} 301`,
+        );
+        expect(r.one).toMatchObject({
+          protocol: 'UDP',
+          address: '10.100.0.1',
+          port: 53,
+          scheduler: 'rr',
+          timeout: 10800,
+          netmask: 0xffffffff,
+        });
+        expect(r.one.flags).toEqual(expect.arrayContaining(['persistent', 'hashed']));
+        expect(r.none).toBeNull();
+        const v6 = r.services.find((s: any) => s.address === 'fd00:100::1');
+        expect(v6).toMatchObject({ protocol: 'TCP', port: 80, netmask: 128 });
+      },
+    );
   });
 
   test('ipvsadm writes → the client lists the same rules; client deletes → ipvsadm sees it', async () => {
-    await inFreshNetns(() => ipvsNetns(), async (ns) => {
-      await ns.exec('sh', '-c', `printf '%s\\n' ${REFERENCE_SAVE.map((l) => `'${l}'`).join(' ')} | ipvsadm -R`);
-      const r = await ns.run<{ lines: string[]; dests: any[][] }>(SCENARIOS, 'listAsIpvsadm');
-      expect(sorted(r.lines)).toEqual(sorted(REFERENCE_SAVE));
-      expect(r.dests.flat()[0]).toMatchObject({ activeConns: 0, inactiveConns: 0, persistConns: 0, forward: 'masq' });
-      const after = await ns.run<string[]>(SCENARIOS, 'deleteSome');
-      const expected = REFERENCE_SAVE.filter((l) => !l.includes('10.50.2.2') && !l.includes('7000'));
-      expect(sorted(after)).toEqual(sorted(expected));
-      expect(sorted(await ns.exec('ipvsadm', '-Sn'))).toEqual(sorted(expected));
-    });
+    await inFreshNetns(
+      () => ipvsNetns(),
+      async (ns) => {
+        await ns.exec('sh', '-c', `printf '%s\\n' ${REFERENCE_SAVE.map((l) => `'${l}'`).join(' ')} | ipvsadm -R`);
+        const r = await ns.run<{ lines: string[]; dests: any[][] }>(SCENARIOS, 'listAsIpvsadm');
+        expect(sorted(r.lines)).toEqual(sorted(REFERENCE_SAVE));
+        expect(r.dests.flat()[0]).toMatchObject({ activeConns: 0, inactiveConns: 0, persistConns: 0, forward: 'masq' });
+        const after = await ns.run<string[]>(SCENARIOS, 'deleteSome');
+        const expected = REFERENCE_SAVE.filter((l) => !l.includes('10.50.2.2') && !l.includes('7000'));
+        expect(sorted(after)).toEqual(sorted(expected));
+        expect(sorted(await ns.exec('ipvsadm', '-Sn'))).toEqual(sorted(expected));
+      },
+    );
   });
 
   test('kernel refusals come back as named, readable errors', async () => {
-    await inFreshNetns(() => ipvsNetns(), async (ns) => {
-      const r = await ns.run<Record<string, string>>(SCENARIOS, 'errorCases');
-      expect(r.duplicateService).toMatch(/^EEXIST: add service TCP 10\.100\.0\.50:80: virtual service already exists/);
-      expect(r.deleteMissingService).toMatch(/^ESRCH: delete service TCP 10\.100\.0\.51:80: no such virtual service/);
-      expect(r.destOnMissingService).toMatch(/^ESRCH: /);
-      expect(r.duplicateDest).toMatch(/^EEXIST: add destination 10\.50\.1\.2:80 to TCP 10\.100\.0\.50:80: destination already exists/);
-      expect(r.deleteMissingDest).toMatch(/^ENOENT: .*no such destination/);
-      expect(r.unknownScheduler).toMatch(/^ENOENT: add service TCP 10\.100\.0\.52:80: no such scheduler/);
-      expect(r.badPort).toMatch(/^other: invalid service port 70000/);
-      expect(r.badAddress).toMatch(/^other: invalid IPVS service address "10\.100\.0\.300"/);
-      expect(sorted(await ns.exec('ipvsadm', '-Sn'))).toEqual(['-A -t 10.100.0.50:80 -s rr', '-a -t 10.100.0.50:80 -r 10.50.1.2:80 -m -w 1']);
-    });
+    await inFreshNetns(
+      () => ipvsNetns(),
+      async (ns) => {
+        const r = await ns.run<Record<string, string>>(SCENARIOS, 'errorCases');
+        expect(r.duplicateService).toMatch(
+          /^EEXIST: add service TCP 10\.100\.0\.50:80: virtual service already exists/,
+        );
+        expect(r.deleteMissingService).toMatch(/^ESRCH: delete service TCP 10\.100\.0\.51:80: no such virtual service/);
+        expect(r.destOnMissingService).toMatch(/^ESRCH: /);
+        expect(r.duplicateDest).toMatch(
+          /^EEXIST: add destination 10\.50\.1\.2:80 to TCP 10\.100\.0\.50:80: destination already exists/,
+        );
+        expect(r.deleteMissingDest).toMatch(/^ENOENT: .*no such destination/);
+        expect(r.unknownScheduler).toMatch(/^ENOENT: add service TCP 10\.100\.0\.52:80: no such scheduler/);
+        expect(r.badPort).toMatch(/^other: invalid service port 70000/);
+        expect(r.badAddress).toMatch(/^other: invalid IPVS service address "10\.100\.0\.300"/);
+        expect(sorted(await ns.exec('ipvsadm', '-Sn'))).toEqual([
+          '-A -t 10.100.0.50:80 -s rr',
+          '-a -t 10.100.0.50:80 -r 10.50.1.2:80 -m -w 1',
+        ]);
+      },
+    );
   });
 
   test('1000 services × 2 destinations issued at once: window holds, dumps are complete', async () => {
-    await inFreshNetns(() => ipvsNetns(), async (ns) => {
-      const r = await ns.run<Record<string, number>>(SCENARIOS, 'bulk', [1000, 2, 64]);
-      console.log('ipvs bulk (VM):', JSON.stringify(r));
-      expect(r.listedServices).toBe(1000);
-      expect(r.listedDests).toBe(2000);
-      expect(r.maxInFlight).toBeLessThanOrEqual(64);
-      expect(r.maxInFlight).toBeGreaterThan(1);
-      const save = (await ns.exec('ipvsadm', '-Sn')).split('\n').filter(Boolean);
-      expect(save.filter((l) => l.startsWith('-A '))).toHaveLength(1000);
-      expect(save.filter((l) => l.startsWith('-a '))).toHaveLength(2000);
-    });
+    await inFreshNetns(
+      () => ipvsNetns(),
+      async (ns) => {
+        const r = await ns.run<Record<string, number>>(SCENARIOS, 'bulk', [1000, 2, 64]);
+        console.log('ipvs bulk (VM):', JSON.stringify(r));
+        expect(r.listedServices).toBe(1000);
+        expect(r.listedDests).toBe(2000);
+        expect(r.maxInFlight).toBeLessThanOrEqual(64);
+        expect(r.maxInFlight).toBeGreaterThan(1);
+        const save = (await ns.exec('ipvsadm', '-Sn')).split('\n').filter(Boolean);
+        expect(save.filter((l) => l.startsWith('-A '))).toHaveLength(1000);
+        expect(save.filter((l) => l.startsWith('-a '))).toHaveLength(2000);
+      },
+    );
   });
 
   test('dummy kube-ipvs0: ensureDummy creates it up; addresses on it', async () => {
-    await inFreshNetns(() => TestNetns.create('dummy'), async (ns) => {
-      expect(await ns.run<string>(LINK_SCENARIOS, 'ensureDummyOutcome')).toBe('ok');
-      expect(await ns.exec('ip', '-d', '-o', 'link', 'show', 'kube-ipvs0')).toMatch(/dummy/);
-      // Second call is a no-op on the existing device.
-      expect(await ns.run<string>(LINK_SCENARIOS, 'ensureDummyOutcome')).toBe('ok');
-      const r = await ns.run<Record<string, any>>(LINK_SCENARIOS, 'addressesOn', ['kube-ipvs0']);
-      expect(r.got).toMatchObject({ name: 'kube-ipvs0', kind: 'dummy' });
-      expect(await ns.exec('ip', '-o', 'addr', 'show', 'dev', 'kube-ipvs0')).toMatch(/inet 10\.96\.0\.10\/32/);
-    });
+    await inFreshNetns(
+      () => TestNetns.create('dummy'),
+      async (ns) => {
+        expect(await ns.run<string>(LINK_SCENARIOS, 'ensureDummyOutcome')).toBe('ok');
+        expect(await ns.exec('ip', '-d', '-o', 'link', 'show', 'kube-ipvs0')).toMatch(/dummy/);
+        // Second call is a no-op on the existing device.
+        expect(await ns.run<string>(LINK_SCENARIOS, 'ensureDummyOutcome')).toBe('ok');
+        const r = await ns.run<Record<string, any>>(LINK_SCENARIOS, 'addressesOn', ['kube-ipvs0']);
+        expect(r.got).toMatchObject({ name: 'kube-ipvs0', kind: 'dummy' });
+        expect(await ns.exec('ip', '-o', 'addr', 'show', 'dev', 'kube-ipvs0')).toMatch(/inet 10\.96\.0\.10\/32/);
+      },
+    );
   });
 });

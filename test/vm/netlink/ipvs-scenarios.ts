@@ -11,7 +11,8 @@ const hostPort = (a: string, p: number) => (a.includes(':') ? `[${a}]:${p}` : `$
 
 /** The lines `ipvsadm -Sn` prints for a service and its destinations. */
 export function ipvsadmLines(svc: IpvsService, dests: readonly IpvsDestination[]): string[] {
-  const id = svc.fwmark !== undefined ? `-f ${svc.fwmark}` : `${PROTO_FLAG[svc.protocol]} ${hostPort(svc.address, svc.port)}`;
+  const id =
+    svc.fwmark !== undefined ? `-f ${svc.fwmark}` : `${PROTO_FLAG[svc.protocol]} ${hostPort(svc.address, svc.port)}`;
   let line = `-A ${id} -s ${svc.scheduler}`;
   const sched = svc.scheduler === 'sh' || svc.scheduler === 'mh' ? svc.scheduler : 'flag';
   const f = [
@@ -20,7 +21,10 @@ export function ipvsadmLines(svc: IpvsService, dests: readonly IpvsDestination[]
   ].filter(Boolean);
   if (f.length) line += ` -b ${f.join(',')}`;
   if (svc.flags.includes('persistent')) line += ` -p ${svc.timeout}`;
-  return [line, ...dests.map((d) => `-a ${id} -r ${hostPort(d.address, d.port)} ${FWD_FLAG[d.forward]} -w ${d.weight}`)];
+  return [
+    line,
+    ...dests.map((d) => `-a ${id} -r ${hostPort(d.address, d.port)} ${FWD_FLAG[d.forward]} -w ${d.weight}`),
+  ];
 }
 
 async function dumpAll(c: Awaited<ReturnType<typeof openIpvs>>): Promise<string[]> {
@@ -30,18 +34,40 @@ async function dumpAll(c: Awaited<ReturnType<typeof openIpvs>>): Promise<string[
 }
 
 const svc = (over: Partial<IpvsService> & IpvsServiceKey): IpvsService => ({
-  scheduler: 'rr', flags: [], timeout: 0, netmask: over.address.includes(':') ? 128 : 0xffffffff, ...over,
+  scheduler: 'rr',
+  flags: [],
+  timeout: 0,
+  netmask: over.address.includes(':') ? 128 : 0xffffffff,
+  ...over,
 });
 const dest = (address: string, port: number, weight = 1): IpvsDestination => ({
-  address, port, forward: 'masq', weight, upperThreshold: 0, lowerThreshold: 0,
+  address,
+  port,
+  forward: 'masq',
+  weight,
+  upperThreshold: 0,
+  lowerThreshold: 0,
 });
 
 export const REFERENCE: ReadonlyArray<{ svc: IpvsService; dests: IpvsDestination[] }> = [
-  { svc: svc({ protocol: 'TCP', address: '192.0.2.10', port: 31000, scheduler: 'mh', flags: ['sched-flag-1', 'sched-flag-2'] }),
-    dests: [dest('10.50.1.2', 9000)] },
-  { svc: svc({ protocol: 'TCP', address: '10.100.0.1', port: 80 }), dests: [dest('10.50.1.2', 9000), dest('10.50.2.2', 9000, 0)] },
-  { svc: svc({ protocol: 'UDP', address: '10.100.0.1', port: 53, flags: ['persistent'], timeout: 10800 }),
-    dests: [dest('10.50.1.2', 53)] },
+  {
+    svc: svc({
+      protocol: 'TCP',
+      address: '192.0.2.10',
+      port: 31000,
+      scheduler: 'mh',
+      flags: ['sched-flag-1', 'sched-flag-2'],
+    }),
+    dests: [dest('10.50.1.2', 9000)],
+  },
+  {
+    svc: svc({ protocol: 'TCP', address: '10.100.0.1', port: 80 }),
+    dests: [dest('10.50.1.2', 9000), dest('10.50.2.2', 9000, 0)],
+  },
+  {
+    svc: svc({ protocol: 'UDP', address: '10.100.0.1', port: 53, flags: ['persistent'], timeout: 10800 }),
+    dests: [dest('10.50.1.2', 53)],
+  },
   { svc: svc({ protocol: 'SCTP', address: '10.100.0.1', port: 7000 }), dests: [] },
   { svc: svc({ protocol: 'TCP', address: 'fd00:100::1', port: 80 }), dests: [dest('fd00:50::2', 9000)] },
 ];
@@ -62,14 +88,28 @@ export async function programReference(): Promise<Record<string, unknown>> {
     const one = await c.getService(REFERENCE[2]!.svc);
     const none = await c.getService({ protocol: 'TCP', address: '10.9.9.9', port: 1 });
     const services = await c.listServices();
-    return { info, before, after, lines: await dumpAll(c), one, none: none ?? null, services, window: c.window, buffers: c.bufferSizes() };
+    return {
+      info,
+      before,
+      after,
+      lines: await dumpAll(c),
+      one,
+      none: none ?? null,
+      services,
+      window: c.window,
+      buffers: c.bufferSizes(),
+    };
   } finally {
     c.close();
   }
 }
 
 /** Lists whatever is programmed (e.g. by ipvsadm -R) as ipvsadm -Sn lines, plus raw objects. */
-export async function listAsIpvsadm(): Promise<{ lines: string[]; services: IpvsService[]; dests: IpvsDestination[][] }> {
+export async function listAsIpvsadm(): Promise<{
+  lines: string[];
+  services: IpvsService[];
+  dests: IpvsDestination[][];
+}> {
   const c = await openIpvs();
   try {
     const services = await c.listServices();
@@ -110,10 +150,14 @@ export async function errorCases(): Promise<Record<string, string>> {
     return {
       duplicateService: await outcome(c.addService(s)),
       deleteMissingService: await outcome(c.deleteService({ protocol: 'TCP', address: '10.100.0.51', port: 80 })),
-      destOnMissingService: await outcome(c.addDestination({ protocol: 'UDP', address: '10.100.0.50', port: 80 }, dest('10.50.1.2', 80))),
+      destOnMissingService: await outcome(
+        c.addDestination({ protocol: 'UDP', address: '10.100.0.50', port: 80 }, dest('10.50.1.2', 80)),
+      ),
       duplicateDest: await outcome(c.addDestination(s, dest('10.50.1.2', 80))),
       deleteMissingDest: await outcome(c.deleteDestination(s, { address: '10.50.1.3', port: 80 })),
-      unknownScheduler: await outcome(c.addService(svc({ protocol: 'TCP', address: '10.100.0.52', port: 80, scheduler: 'nosuch' }))),
+      unknownScheduler: await outcome(
+        c.addService(svc({ protocol: 'TCP', address: '10.100.0.52', port: 80, scheduler: 'nosuch' })),
+      ),
       badPort: await outcome(c.addService(svc({ protocol: 'TCP', address: '10.100.0.53', port: 70000 }))),
       badAddress: await outcome(c.addService(svc({ protocol: 'TCP', address: '10.100.0.300', port: 80 }))),
     };
@@ -131,17 +175,27 @@ export async function bulk(services: number, destsPer: number, window: number): 
   try {
     const t0 = performance.now();
     const svcs = Array.from({ length: services }, (_, i) =>
-      svc({ protocol: 'TCP', address: `10.101.${(i >> 8) & 255}.${i & 255}`, port: 80 }));
+      svc({ protocol: 'TCP', address: `10.101.${(i >> 8) & 255}.${i & 255}`, port: 80 }),
+    );
     await Promise.all(svcs.map((s) => c.addService(s)));
-    await Promise.all(svcs.flatMap((s) => Array.from({ length: destsPer }, (_, j) => c.addDestination(s, dest(`10.50.3.${j + 1}`, 8080)))));
+    await Promise.all(
+      svcs.flatMap((s) =>
+        Array.from({ length: destsPer }, (_, j) => c.addDestination(s, dest(`10.50.3.${j + 1}`, 8080))),
+      ),
+    );
     const t1 = performance.now();
     const listed = await c.listServices();
     let listedDests = 0;
     for (const s of listed) listedDests += (await c.listDestinations(s)).length;
     const t2 = performance.now();
     return {
-      requests: services * (1 + destsPer), listedServices: listed.length, listedDests, maxInFlight: c.stats.maxInFlight,
-      datagrams: c.stats.datagrams, writeMs: Math.round(t1 - t0), readMs: Math.round(t2 - t1),
+      requests: services * (1 + destsPer),
+      listedServices: listed.length,
+      listedDests,
+      maxInFlight: c.stats.maxInFlight,
+      datagrams: c.stats.datagrams,
+      writeMs: Math.round(t1 - t0),
+      readMs: Math.round(t2 - t1),
     };
   } finally {
     c.close();

@@ -22,20 +22,27 @@ for (const port of ports) {
     sock.on('error', () => {});
     sock.end(line(sock.remoteAddress, sock.remotePort));
   });
-  listening.push(new Promise((resolve, reject) => {
-    tcp.once('error', reject);
-    tcp.listen({ port, host: '0.0.0.0' }, resolve);
-  }));
+  listening.push(
+    new Promise((resolve, reject) => {
+      tcp.once('error', reject);
+      tcp.listen({ port, host: '0.0.0.0' }, resolve);
+    }),
+  );
   const udp = dgram.createSocket('udp4');
   udp.on('message', (_msg, rinfo) => udp.send(line(rinfo.address, rinfo.port), rinfo.port, rinfo.address));
-  listening.push(new Promise((resolve, reject) => {
-    udp.once('error', reject);
-    udp.bind(port, '0.0.0.0', resolve);
-  }));
+  listening.push(
+    new Promise((resolve, reject) => {
+      udp.once('error', reject);
+      udp.bind(port, '0.0.0.0', resolve);
+    }),
+  );
 }
 Promise.all(listening).then(
   () => process.stdout.write('ready\n'),
-  (err) => { process.stderr.write(`echo-server ${pod}: ${err.message}\n`); process.exit(1); },
+  (err) => {
+    process.stderr.write(`echo-server ${pod}: ${err.message}\n`);
+    process.exit(1);
+  },
 );
 process.stdin.on('end', () => process.exit(0));
 process.stdin.resume();

@@ -19,7 +19,10 @@ export interface ExecResult {
 }
 
 export class ExecError extends Error {
-  constructor(readonly argv: readonly string[], readonly result: ExecResult) {
+  constructor(
+    readonly argv: readonly string[],
+    readonly result: ExecResult,
+  ) {
     super(`${argv.join(' ')} exited ${result.code}: ${result.stderr.trim() || result.stdout.trim()}`);
   }
 }
@@ -29,7 +32,10 @@ export function run(argv: readonly string[], opts: ExecOptions = {}): Promise<Ex
   const [file, ...args] = argv;
   if (!file) throw new Error('run: empty argv');
   return new Promise((resolve, reject) => {
-    const child = execFile(file, args, { timeout: opts.timeoutMs ?? 60_000, maxBuffer: 64 << 20, killSignal: 'SIGKILL' },
+    const child = execFile(
+      file,
+      args,
+      { timeout: opts.timeoutMs ?? 60_000, maxBuffer: 64 << 20, killSignal: 'SIGKILL' },
       (err, stdout, stderr) => {
         const raw = err as (NodeJS.ErrnoException & { code?: number | string }) | null;
         if (raw && typeof raw.code === 'string') return reject(raw); // ENOENT etc: not an exit code
@@ -37,7 +43,8 @@ export function run(argv: readonly string[], opts: ExecOptions = {}): Promise<Ex
         const result = { stdout, stderr, code };
         if (code !== 0 && !opts.allowFailure) return reject(new ExecError(argv, result));
         resolve(result);
-      });
+      },
+    );
     child.stdin?.end(opts.input ?? '');
   });
 }

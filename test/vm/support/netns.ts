@@ -133,20 +133,32 @@ export class NetnsLab {
 
   private async startEchoServer(ns: string, pod: string, ports: readonly number[]): Promise<void> {
     // `ip netns exec` execs node in place, so killing this child kills the server.
-    const child = spawn('ip', ['netns', 'exec', ns, process.execPath, ECHO_SERVER, pod, ports.join(',')],
-      { stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn('ip', ['netns', 'exec', ns, process.execPath, ECHO_SERVER, pod, ports.join(',')], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
     this.servers.push(child);
     let stderr = '';
-    child.stderr!.on('data', (d: Buffer) => { stderr += d.toString(); });
+    child.stderr!.on('data', (d: Buffer) => {
+      stderr += d.toString();
+    });
     await new Promise<void>((resolve, reject) => {
       let out = '';
       const timer = setTimeout(() => reject(new Error(`echo server ${pod} not ready after 60 s: ${stderr}`)), 60_000);
       child.stdout!.on('data', (d: Buffer) => {
         out += d.toString();
-        if (out.includes('ready\n')) { clearTimeout(timer); resolve(); }
+        if (out.includes('ready\n')) {
+          clearTimeout(timer);
+          resolve();
+        }
       });
-      child.once('exit', (code) => { clearTimeout(timer); reject(new Error(`echo server ${pod} exited ${code}: ${stderr}`)); });
-      child.once('error', (err) => { clearTimeout(timer); reject(err); });
+      child.once('exit', (code) => {
+        clearTimeout(timer);
+        reject(new Error(`echo server ${pod} exited ${code}: ${stderr}`));
+      });
+      child.once('error', (err) => {
+        clearTimeout(timer);
+        reject(err);
+      });
     });
   }
 
@@ -157,11 +169,16 @@ export class NetnsLab {
    */
   async cleanup(): Promise<string[]> {
     const problems: string[] = [];
-    await Promise.all(this.servers.splice(0).map((child) => new Promise<void>((resolve) => {
-      if (child.exitCode !== null || child.signalCode !== null) return resolve();
-      child.once('exit', () => resolve());
-      child.kill('SIGKILL');
-    })));
+    await Promise.all(
+      this.servers.splice(0).map(
+        (child) =>
+          new Promise<void>((resolve) => {
+            if (child.exitCode !== null || child.signalCode !== null) return resolve();
+            child.once('exit', () => resolve());
+            child.kill('SIGKILL');
+          }),
+      ),
+    );
     for (const ns of this.namespaces.splice(0).reverse()) {
       const r = await run(['ip', 'netns', 'del', ns], { allowFailure: true });
       if (r.code !== 0 && !/No such file/.test(r.stderr)) problems.push(`ip netns del ${ns}: ${r.stderr.trim()}`);

@@ -25,10 +25,18 @@ function parseReply(text: string, what: string): EchoReply {
   return { pod: m[1]!, peer: m[2]! };
 }
 
-async function viaBash(ns: string, script: string, args: string[], timeoutMs: number, what: string): Promise<EchoReply> {
+async function viaBash(
+  ns: string,
+  script: string,
+  args: string[],
+  timeoutMs: number,
+  what: string,
+): Promise<EchoReply> {
   const seconds = String(Math.max(1, Math.ceil(timeoutMs / 1000)));
-  const r = await run(['ip', 'netns', 'exec', ns, 'timeout', seconds, 'bash', '-c', script, 'req', ...args],
-    { allowFailure: true, timeoutMs: timeoutMs + 30_000 });
+  const r = await run(['ip', 'netns', 'exec', ns, 'timeout', seconds, 'bash', '-c', script, 'req', ...args], {
+    allowFailure: true,
+    timeoutMs: timeoutMs + 30_000,
+  });
   if (r.code !== 0) throw new NoReplyError(`${what}: failed (exit ${r.code}) ${r.stderr.trim()}`);
   return parseReply(r.stdout, what);
 }
@@ -50,7 +58,13 @@ export function udpRequest(ns: string, ip: string, port: number, opts: RequestOp
 }
 
 /** Sends `count` sequential TCP requests; returns how many each pod answered. */
-export async function tcpSpread(ns: string, ip: string, port: number, count: number, opts: RequestOptions = {}): Promise<Map<string, number>> {
+export async function tcpSpread(
+  ns: string,
+  ip: string,
+  port: number,
+  count: number,
+  opts: RequestOptions = {},
+): Promise<Map<string, number>> {
   const seen = new Map<string, number>();
   for (let i = 0; i < count; i++) {
     const { pod } = await tcpRequest(ns, ip, port, opts);

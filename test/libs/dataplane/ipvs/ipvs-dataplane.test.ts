@@ -10,19 +10,29 @@ import { formatIpsetSave, nodeState, vs } from './node-state-fixture.ts';
 
 let now = 1_000_000;
 const open: IpvsDataplane[] = [];
-function setup(kernel = new FakeIpvsKernel(), store = new MemoryOwnershipStore(), extra: { drainTimeoutMs?: number; swapThreshold?: number } = {}) {
+function setup(
+  kernel = new FakeIpvsKernel(),
+  store = new MemoryOwnershipStore(),
+  extra: { drainTimeoutMs?: number; swapThreshold?: number } = {},
+) {
   const registry = new Registry();
   const dp = new IpvsDataplane({ kernel, store, clock: () => now, kernelRelease: '6.1.0', registry, ...extra });
   open.push(dp);
   return { kernel, store, dp, registry };
 }
-afterEach(async () => { for (const d of open.splice(0)) await d.close(); });
+afterEach(async () => {
+  for (const d of open.splice(0)) await d.close();
+});
 const ops = (k: FakeIpvsKernel) => k.lastTransaction!.ops.map(describeOp);
 
-const base = (): NodeState => nodeState([
-  vs('10.96.0.10', 80, [['10.244.1.2', 8080], ['10.244.1.3', 8080]]),
-  vs('10.96.0.11', 53, [['10.244.1.4', 53]], { protocol: 'UDP' }),
-]);
+const base = (): NodeState =>
+  nodeState([
+    vs('10.96.0.10', 80, [
+      ['10.244.1.2', 8080],
+      ['10.244.1.3', 8080],
+    ]),
+    vs('10.96.0.11', 53, [['10.244.1.4', 53]], { protocol: 'UDP' }),
+  ]);
 
 describe('IpvsDataplane on the recording fake', () => {
   it('programs from empty exactly the rendered ipvsadm and ipset text, then verifies', async () => {
@@ -52,7 +62,17 @@ describe('IpvsDataplane on the recording fake', () => {
     const { kernel, dp } = setup();
     await dp.apply(base());
     const s = base();
-    const next = { ...s, virtualServers: [vs('10.96.0.10', 80, [['10.244.1.2', 8080], ['10.244.1.3', 8080], ['10.244.1.9', 8080]]), s.virtualServers[1]!] };
+    const next = {
+      ...s,
+      virtualServers: [
+        vs('10.96.0.10', 80, [
+          ['10.244.1.2', 8080],
+          ['10.244.1.3', 8080],
+          ['10.244.1.9', 8080],
+        ]),
+        s.virtualServers[1]!,
+      ],
+    };
     const r = await dp.apply(next);
     expect(ops(kernel)).toEqual(['add real server 10.244.1.9:8080 weight 1 of TCP/10.96.0.10:80']);
     expect(r.kernelWrites).toBe(1);
@@ -64,9 +84,18 @@ describe('IpvsDataplane on the recording fake', () => {
     let fullReads = 0;
     let pointReads: string[] = [];
     const counting = Object.assign(Object.create(kernel) as FakeIpvsKernel, {
-      read: (o: Parameters<FakeIpvsKernel['read']>[0]) => { fullReads++; return kernel.read(o); },
-      readVirtualServers: (keys: Parameters<FakeIpvsKernel['readVirtualServers']>[0]) => { pointReads.push(...keys.map((k) => `${k.protocol}/${k.address}:${k.port}`)); return kernel.readVirtualServers(keys); },
-      readRealServers: (keys: Parameters<FakeIpvsKernel['readRealServers']>[0]) => { pointReads.push(...keys.map((k) => `dests of ${k.protocol}/${k.address}:${k.port}`)); return kernel.readRealServers(keys); },
+      read: (o: Parameters<FakeIpvsKernel['read']>[0]) => {
+        fullReads++;
+        return kernel.read(o);
+      },
+      readVirtualServers: (keys: Parameters<FakeIpvsKernel['readVirtualServers']>[0]) => {
+        pointReads.push(...keys.map((k) => `${k.protocol}/${k.address}:${k.port}`));
+        return kernel.readVirtualServers(keys);
+      },
+      readRealServers: (keys: Parameters<FakeIpvsKernel['readRealServers']>[0]) => {
+        pointReads.push(...keys.map((k) => `dests of ${k.protocol}/${k.address}:${k.port}`));
+        return kernel.readRealServers(keys);
+      },
       run: (tx: Parameters<FakeIpvsKernel['run']>[0]) => kernel.run(tx),
     });
     const { dp } = setup(counting);
@@ -74,14 +103,40 @@ describe('IpvsDataplane on the recording fake', () => {
     expect(fullReads).toBe(2); // before and after the first transaction
     pointReads = [];
     const s = base();
-    const next = { ...s, virtualServers: [vs('10.96.0.10', 80, [['10.244.1.2', 8080], ['10.244.1.3', 8080], ['10.244.1.9', 8080]]), s.virtualServers[1]!] };
+    const next = {
+      ...s,
+      virtualServers: [
+        vs('10.96.0.10', 80, [
+          ['10.244.1.2', 8080],
+          ['10.244.1.3', 8080],
+          ['10.244.1.9', 8080],
+        ]),
+        s.virtualServers[1]!,
+      ],
+    };
     const r = await dp.apply(next);
     expect(fullReads).toBe(2);
     expect(pointReads).toEqual(['dests of TCP/10.96.0.10:80']); // only real servers written: no service lookup
     expect(r).toMatchObject({ kernelWrites: 1, verified: true });
     // A model that disagrees with the kernel shows up in the read-back of what was touched.
-    kernel.external({ verb: 'edit', kind: 'real-server', vs: next.virtualServers[0]!, rs: { address: '10.244.1.2', port: 8080, weight: 7 } });
-    const again = await dp.apply({ ...next, virtualServers: [vs('10.96.0.10', 80, [['10.244.1.2', 8080], ['10.244.1.3', 8080], ['10.244.1.9', 8080], ['10.244.1.10', 8080]]), s.virtualServers[1]!] });
+    kernel.external({
+      verb: 'edit',
+      kind: 'real-server',
+      vs: next.virtualServers[0]!,
+      rs: { address: '10.244.1.2', port: 8080, weight: 7 },
+    });
+    const again = await dp.apply({
+      ...next,
+      virtualServers: [
+        vs('10.96.0.10', 80, [
+          ['10.244.1.2', 8080],
+          ['10.244.1.3', 8080],
+          ['10.244.1.9', 8080],
+          ['10.244.1.10', 8080],
+        ]),
+        s.virtualServers[1]!,
+      ],
+    });
     expect(again.kernelWrites).toBe(1);
     expect(again.verified).toBe(false);
     expect(again.notes).toContain('verify: read-back of TCP/10.96.0.10:80 differs from what was written');
@@ -98,7 +153,12 @@ describe('IpvsDataplane on the recording fake', () => {
     const next = { ...s, virtualServers: [vs('10.96.0.10', 80, [['10.244.1.2', 8080]]), s.virtualServers[1]!] };
     kernel.setConnections('TCP/10.96.0.10:80', '10.244.1.3:8080', 0, 0);
     // Drift inside the unchanged UDP service is not looked at by an incremental apply...
-    kernel.external({ verb: 'edit', kind: 'real-server', vs: s.virtualServers[1]!, rs: { address: '10.244.1.4', port: 53, weight: 9 } });
+    kernel.external({
+      verb: 'edit',
+      kind: 'real-server',
+      vs: s.virtualServers[1]!,
+      rs: { address: '10.244.1.4', port: 53, weight: 9 },
+    });
     const r = await dp.apply(next);
     expect(ops(kernel)).toEqual(['delete real server 10.244.1.3:8080 of TCP/10.96.0.10:80']);
     expect(r.verified).toBe(true);
@@ -113,7 +173,10 @@ describe('IpvsDataplane on the recording fake', () => {
     const { kernel, dp } = setup();
     await dp.apply(base());
     const s = base();
-    await dp.apply({ ...s, virtualServers: [{ ...s.virtualServers[0]!, scheduler: 'wlc', persistenceTimeout: 10800 }, s.virtualServers[1]!] });
+    await dp.apply({
+      ...s,
+      virtualServers: [{ ...s.virtualServers[0]!, scheduler: 'wlc', persistenceTimeout: 10800 }, s.virtualServers[1]!],
+    });
     expect(ops(kernel)).toEqual(['edit virtual server TCP/10.96.0.10:80']);
     expect(kernel.ipvsadmSave()).toContain('-A -t 10.96.0.10:80 -s wlc -p 10800\n');
   });
@@ -141,7 +204,10 @@ describe('IpvsDataplane on the recording fake', () => {
     const { kernel, dp } = setup(undefined, undefined, { drainTimeoutMs: 60_000 });
     await dp.apply(base());
     kernel.setConnections('TCP/10.96.0.10:80', '10.244.1.3:8080', 2, 0);
-    const removed = { ...base(), virtualServers: [vs('10.96.0.10', 80, [['10.244.1.2', 8080]]), base().virtualServers[1]!] };
+    const removed = {
+      ...base(),
+      virtualServers: [vs('10.96.0.10', 80, [['10.244.1.2', 8080]]), base().virtualServers[1]!],
+    };
     await dp.apply(removed);
     now += 59_999;
     expect((await dp.resync()).kernelWrites).toBe(0);
@@ -154,7 +220,10 @@ describe('IpvsDataplane on the recording fake', () => {
     const { kernel, dp, store } = setup();
     await dp.apply(base());
     kernel.setConnections('TCP/10.96.0.10:80', '10.244.1.3:8080', 1, 0);
-    await dp.apply({ ...base(), virtualServers: [vs('10.96.0.10', 80, [['10.244.1.2', 8080]]), base().virtualServers[1]!] });
+    await dp.apply({
+      ...base(),
+      virtualServers: [vs('10.96.0.10', 80, [['10.244.1.2', 8080]]), base().virtualServers[1]!],
+    });
     expect(Object.keys(store.record.draining)).toHaveLength(1);
     await dp.apply(base());
     expect(ops(kernel)).toEqual(['edit real server 10.244.1.3:8080 weight 1 of TCP/10.96.0.10:80']);
@@ -166,16 +235,38 @@ describe('IpvsDataplane on the recording fake', () => {
     const { kernel, dp } = setup();
     await dp.apply(base());
     kernel.setConnections('UDP/10.96.0.11:53', '10.244.1.4:53', 0, 7);
-    await dp.apply({ ...base(), virtualServers: [base().virtualServers[0]!, vs('10.96.0.11', 53, [], { protocol: 'UDP' })] });
-    expect(ops(kernel)).toEqual(['delete real server 10.244.1.4:53 of UDP/10.96.0.11:53', 'flush-conntrack real server 10.244.1.4:53 of UDP/10.96.0.11:53']);
+    await dp.apply({
+      ...base(),
+      virtualServers: [base().virtualServers[0]!, vs('10.96.0.11', 53, [], { protocol: 'UDP' })],
+    });
+    expect(ops(kernel)).toEqual([
+      'delete real server 10.244.1.4:53 of UDP/10.96.0.11:53',
+      'flush-conntrack real server 10.244.1.4:53 of UDP/10.96.0.11:53',
+    ]);
     expect(kernel.conntrackFlushes()).toEqual(['UDP/10.96.0.11:53>10.244.1.4:53']);
   });
 
   it('never touches foreign IPVS services, addresses or sets, before and after, even on cleanup', async () => {
     const kernel = new FakeIpvsKernel();
     kernel.external(
-      { verb: 'add', kind: 'virtual-server', vs: { protocol: 'TCP', address: '192.0.2.1', port: 443, scheduler: 'wlc', schedulerFlags: [], persistenceTimeout: 0 } },
-      { verb: 'add', kind: 'real-server', vs: { protocol: 'TCP', address: '192.0.2.1', port: 443 }, rs: { address: '192.0.2.9', port: 443, weight: 5 } },
+      {
+        verb: 'add',
+        kind: 'virtual-server',
+        vs: {
+          protocol: 'TCP',
+          address: '192.0.2.1',
+          port: 443,
+          scheduler: 'wlc',
+          schedulerFlags: [],
+          persistenceTimeout: 0,
+        },
+      },
+      {
+        verb: 'add',
+        kind: 'real-server',
+        vs: { protocol: 'TCP', address: '192.0.2.1', port: 443 },
+        rs: { address: '192.0.2.9', port: 443, weight: 5 },
+      },
       { verb: 'create', kind: 'dummy-device', name: 'kube-ipvs0' },
       { verb: 'add', kind: 'address', device: 'kube-ipvs0', address: '192.0.2.1' },
       { verb: 'create', kind: 'ipset', set: { name: 'FOREIGN', type: 'hash:ip', family: 'inet' } },
@@ -209,7 +300,12 @@ describe('IpvsDataplane on the recording fake', () => {
   it('keeps owned services and addresses inside excludeCIDRs', async () => {
     const { kernel, dp } = setup();
     await dp.apply(base());
-    const s = nodeState([vs('10.96.0.10', 80, [['10.244.1.2', 8080], ['10.244.1.3', 8080]])]);
+    const s = nodeState([
+      vs('10.96.0.10', 80, [
+        ['10.244.1.2', 8080],
+        ['10.244.1.3', 8080],
+      ]),
+    ]);
     const r = await dp.apply({ ...s, settings: { ...s.settings, excludeCIDRs: ['10.96.0.11/32'] } });
     expect(kernel.ipvsadmSave()).toContain('-A -u 10.96.0.11:53 -s rr');
     expect(kernel.addresses()).toContain('10.96.0.11');
@@ -252,12 +348,13 @@ describe('IpvsDataplane on the recording fake', () => {
     await dp.apply(base());
     const before = kernel.ipvsadmSave();
     const n = kernel.transactions;
-    await expect(dp.apply({ ...base(), virtualServers: undefined } as unknown as NodeState)).rejects.toThrow(/invalid node state/);
+    await expect(dp.apply({ ...base(), virtualServers: undefined } as unknown as NodeState)).rejects.toThrow(
+      /invalid node state/,
+    );
     await expect(dp.apply(nodeState([vs('10.96.0.300', 80, [])]))).rejects.toThrow(/invalid/);
     expect(kernel.transactions).toBe(n);
     expect(kernel.ipvsadmSave()).toBe(before);
   });
-
 
   it('rebuilds a large membership change in a temp set and swaps it in', async () => {
     const { kernel, dp } = setup(undefined, undefined, { swapThreshold: 5 });

@@ -7,7 +7,14 @@ import { KernelTransaction } from '../../../../libs/dataplane/ipvs/kernel-transa
 import { EMPTY_RECORD, FileOwnershipStore } from '../../../../libs/dataplane/ipvs/ownership-record.ts';
 import { serviceOf, specOf } from '../../../../libs/dataplane/ipvs/netlink-kernel.ts';
 
-const vs = { protocol: 'TCP' as const, address: '10.96.0.1', port: 80, scheduler: 'rr', schedulerFlags: [], persistenceTimeout: 0 };
+const vs = {
+  protocol: 'TCP' as const,
+  address: '10.96.0.1',
+  port: 80,
+  scheduler: 'rr',
+  schedulerFlags: [],
+  persistenceTimeout: 0,
+};
 
 describe('KernelTransaction', () => {
   it('queuing an invalid op never throws; run refuses the whole transaction before any write', async () => {
@@ -16,7 +23,9 @@ describe('KernelTransaction', () => {
       .add({ verb: 'add', kind: 'virtual-server', vs })
       .add({ verb: 'add', kind: 'real-server', vs, rs: { address: 'fd00::1', port: 80, weight: 1 } })
       .add({ verb: 'add', kind: 'address', device: 'kube-ipvs0', address: 'not-an-ip' });
-    expect(tx.validate()).toBe('add real server [fd00::1]:80 weight 1 of TCP/10.96.0.1:80: real server family differs from its virtual server');
+    expect(tx.validate()).toBe(
+      'add real server [fd00::1]:80 weight 1 of TCP/10.96.0.1:80: real server family differs from its virtual server',
+    );
     await expect(k.run(tx)).rejects.toThrow(/family differs/);
     expect(k.ipvsadmSave()).toBe('');
     expect(k.writes).toBe(0);
@@ -24,12 +33,16 @@ describe('KernelTransaction', () => {
 
   it('the fake applies with kernel semantics and remembers the last transaction', async () => {
     const k = new FakeIpvsKernel();
-    const tx = new KernelTransaction().add({ verb: 'add', kind: 'virtual-server', vs }).add({ verb: 'add', kind: 'real-server', vs, rs: { address: '10.1.0.1', port: 8080, weight: 1 } });
+    const tx = new KernelTransaction()
+      .add({ verb: 'add', kind: 'virtual-server', vs })
+      .add({ verb: 'add', kind: 'real-server', vs, rs: { address: '10.1.0.1', port: 8080, weight: 1 } });
     await k.run(tx);
     expect(k.lastTransaction).toBe(tx);
     expect(k.ipvsadmSave()).toBe('-A -t 10.96.0.1:80 -s rr\n-a -t 10.96.0.1:80 -r 10.1.0.1:8080 -m -w 1\n');
     const again = new KernelTransaction().add({ verb: 'add', kind: 'virtual-server', vs });
-    await expect(k.run(again)).rejects.toThrow('add virtual server TCP/10.96.0.1:80: add virtual server TCP/10.96.0.1:80: already exists (EEXIST)');
+    await expect(k.run(again)).rejects.toThrow(
+      'add virtual server TCP/10.96.0.1:80: add virtual server TCP/10.96.0.1:80: already exists (EEXIST)',
+    );
     expect(k.lastTransaction).toBe(again);
     expect(k.writes).toBe(2);
   });
@@ -39,8 +52,14 @@ describe('FakeIpvsKernel netfilter', () => {
   it('refuses, like iptables, a rule matching on a set that does not exist', async () => {
     const k = new FakeIpvsKernel();
     const text = '*nat\n:X - [0:0]\n-A X -m set --match-set NOPE dst -j ACCEPT\nCOMMIT\n';
-    await expect(k.run(new KernelTransaction().add({ verb: 'restore', kind: 'netfilter', text }))).rejects.toThrow("Set NOPE doesn't exist");
-    await k.run(new KernelTransaction().add({ verb: 'create', kind: 'ipset', set: { name: 'NOPE', type: 'hash:ip', family: 'inet' } }).add({ verb: 'restore', kind: 'netfilter', text }));
+    await expect(k.run(new KernelTransaction().add({ verb: 'restore', kind: 'netfilter', text }))).rejects.toThrow(
+      "Set NOPE doesn't exist",
+    );
+    await k.run(
+      new KernelTransaction()
+        .add({ verb: 'create', kind: 'ipset', set: { name: 'NOPE', type: 'hash:ip', family: 'inet' } })
+        .add({ verb: 'restore', kind: 'netfilter', text }),
+    );
     expect(k.iptablesSave()).toContain('-A X -m set --match-set NOPE dst -j ACCEPT');
   });
 });
@@ -61,7 +80,11 @@ describe('FileOwnershipStore', () => {
     const dir = mkdtempSync(join(tmpdir(), 'sb-own-'));
     const store = new FileOwnershipStore(join(dir, 'sub', 'ipvs-n1.json'));
     expect(await store.load()).toEqual(EMPTY_RECORD);
-    const rec = { ...EMPTY_RECORD, virtualServers: ['TCP/10.96.0.1:80'], draining: { 'TCP/10.96.0.1:80>10.1.0.1:80': 5 } };
+    const rec = {
+      ...EMPTY_RECORD,
+      virtualServers: ['TCP/10.96.0.1:80'],
+      draining: { 'TCP/10.96.0.1:80>10.1.0.1:80': 5 },
+    };
     await store.save(rec);
     expect(await store.load()).toEqual(rec);
     writeFileSync(store.path, '{"version":2}');

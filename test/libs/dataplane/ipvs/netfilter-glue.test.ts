@@ -7,7 +7,8 @@ import { planNetfilter } from '../../../../libs/dataplane/ipvs/plan-netfilter.ts
 import { IPSET_TABLE } from '../../../../libs/planner/index.ts';
 
 const ns = `sbglue${process.pid}`;
-const inNs = (argv: string[], input?: string) => execFileSync('ip', ['netns', 'exec', ns, ...argv], { input: input ?? '' }).toString();
+const inNs = (argv: string[], input?: string) =>
+  execFileSync('ip', ['netns', 'exec', ns, ...argv], { input: input ?? '' }).toString();
 const settings = { masqueradeAll: false, clusterCIDR: '10.244.0.0/16' };
 const glue = netfilterGlue(settings);
 const ours = glueChains(glue);
@@ -17,12 +18,15 @@ const FOREIGN = ['-A INPUT -s 192.0.2.99/32 -j DROP', '-A FOREIGN-CHAIN -j ACCEP
 beforeEach(() => {
   execFileSync('ip', ['netns', 'add', ns]);
   // Our rules reference kube-proxy's sets, which must exist for iptables to accept them.
-  for (const [name, type] of IPSET_TABLE) inNs(['ipset', 'create', name, type, ...(type === 'bitmap:port' ? ['range', '0-65535'] : [])]);
+  for (const [name, type] of IPSET_TABLE)
+    inNs(['ipset', 'create', name, type, ...(type === 'bitmap:port' ? ['range', '0-65535'] : [])]);
   inNs(['iptables', '-N', 'FOREIGN-CHAIN']);
   inNs(['iptables', '-A', 'FOREIGN-CHAIN', '-j', 'ACCEPT']);
   inNs(['iptables', '-A', 'INPUT', '-s', '192.0.2.99/32', '-j', 'DROP']);
 });
-afterEach(() => { execFileSync('ip', ['netns', 'del', ns]); });
+afterEach(() => {
+  execFileSync('ip', ['netns', 'del', ns]);
+});
 
 describe('netfilter glue on a real kernel', () => {
   it('applies in one restore, reads back equal (no second write), and keeps foreign rules', () => {
@@ -43,7 +47,19 @@ describe('netfilter glue on a real kernel', () => {
   it('repairs drift (a deleted rule, a deleted jump) and changes with settings', () => {
     inNs(['iptables-restore', '--noflush'], planNetfilter(glue, observe(), {})!);
     inNs(['iptables', '-t', 'nat', '-D', 'KUBE-MARK-MASQ', '-j', 'MARK', '--set-xmark', '0x4000/0x4000']);
-    inNs(['iptables', '-t', 'nat', '-D', 'PREROUTING', '-m', 'comment', '--comment', 'kubernetes service portals', '-j', 'KUBE-SERVICES']);
+    inNs([
+      'iptables',
+      '-t',
+      'nat',
+      '-D',
+      'PREROUTING',
+      '-m',
+      'comment',
+      '--comment',
+      'kubernetes service portals',
+      '-j',
+      'KUBE-SERVICES',
+    ]);
     const repair = planNetfilter(glue, observe(), ours)!;
     expect(repair).toContain('-I PREROUTING 1 -m comment --comment "kubernetes service portals" -j KUBE-SERVICES');
     expect(repair).not.toContain('*filter');

@@ -24,39 +24,80 @@ afterEach(async () => {
 });
 
 function setup(kernel = new FakeIpvsKernel(), store = new MemoryOwnershipStore()) {
-  const dp = new IpvsDataplane({ kernel, store, kernelRelease: '6.1.0', registry: new Registry(), clock: () => 1_000_000 });
+  const dp = new IpvsDataplane({
+    kernel,
+    store,
+    kernelRelease: '6.1.0',
+    registry: new Registry(),
+    clock: () => 1_000_000,
+  });
   open.push(dp);
   return { kernel, store, dp };
 }
 
-const v1 = (): NodeState => nodeState([
-  vs('10.96.0.10', 80, [['10.244.1.2', 8080], ['10.244.1.3', 8080]]),
-  vs('10.96.0.11', 80, [['10.244.1.4', 8080], ['10.244.1.5', 8080]]),
-  vs('10.96.0.12', 80, [['10.244.1.6', 8080]]),
-]);
+const v1 = (): NodeState =>
+  nodeState([
+    vs('10.96.0.10', 80, [
+      ['10.244.1.2', 8080],
+      ['10.244.1.3', 8080],
+    ]),
+    vs('10.96.0.11', 80, [
+      ['10.244.1.4', 8080],
+      ['10.244.1.5', 8080],
+    ]),
+    vs('10.96.0.12', 80, [['10.244.1.6', 8080]]),
+  ]);
 /** v1 with two endpoints added, one service changed in place and one removed. */
-const v2 = (): NodeState => nodeState([
-  vs('10.96.0.10', 80, [['10.244.1.2', 8080], ['10.244.1.3', 8080], ['10.244.2.1', 8080]]),
-  vs('10.96.0.11', 80, [['10.244.1.4', 8080], ['10.244.1.5', 8080], ['10.244.2.2', 8080]]),
-]);
-const isRealServer = (address: string) => (op: Parameters<typeof describeOp>[0]) => op.kind === 'real-server' && op.rs.address === address;
+const v2 = (): NodeState =>
+  nodeState([
+    vs('10.96.0.10', 80, [
+      ['10.244.1.2', 8080],
+      ['10.244.1.3', 8080],
+      ['10.244.2.1', 8080],
+    ]),
+    vs('10.96.0.11', 80, [
+      ['10.244.1.4', 8080],
+      ['10.244.1.5', 8080],
+      ['10.244.2.2', 8080],
+    ]),
+  ]);
+const isRealServer = (address: string) => (op: Parameters<typeof describeOp>[0]) =>
+  op.kind === 'real-server' && op.rs.address === address;
 
 describe('FakeIpvsKernel fails like netlink', () => {
-  const svc = { protocol: 'TCP' as const, address: '10.96.0.1', port: 80, scheduler: 'rr', schedulerFlags: [], persistenceTimeout: 0 };
-  const rs = (n: number) => ({ verb: 'add' as const, kind: 'real-server' as const, vs: svc, rs: { address: `10.1.0.${n}`, port: 80, weight: 1 } });
+  const svc = {
+    protocol: 'TCP' as const,
+    address: '10.96.0.1',
+    port: 80,
+    scheduler: 'rr',
+    schedulerFlags: [],
+    persistenceTimeout: 0,
+  };
+  const rs = (n: number) => ({
+    verb: 'add' as const,
+    kind: 'real-server' as const,
+    vs: svc,
+    rs: { address: `10.1.0.${n}`, port: 80, weight: 1 },
+  });
 
   it('a refusal at the K-th op keeps the ops before it and the rest of its concurrent group, and runs nothing after', async () => {
     const k = new FakeIpvsKernel().refuse({ at: 2, errno: 'ENOMEM' });
     const tx = new KernelTransaction()
       .add({ verb: 'add', kind: 'virtual-server', vs: svc })
-      .add(rs(1)).add(rs(2)).add(rs(3))
+      .add(rs(1))
+      .add(rs(2))
+      .add(rs(3))
       .add({ verb: 'add', kind: 'address', device: 'kube-ipvs0', address: '10.96.0.1' });
     const err = await k.run(tx).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(TransactionError);
     expect((err as TransactionError).applied).toBe(3);
-    expect((err as Error).message).toBe('add real server 10.1.0.2:80 weight 1 of TCP/10.96.0.1:80: add real server 10.1.0.2:80 weight 1 of TCP/10.96.0.1:80: kernel error 12 (ENOMEM)');
+    expect((err as Error).message).toBe(
+      'add real server 10.1.0.2:80 weight 1 of TCP/10.96.0.1:80: add real server 10.1.0.2:80 weight 1 of TCP/10.96.0.1:80: kernel error 12 (ENOMEM)',
+    );
     // 10.1.0.3 went out with 10.1.0.2 (same group) and was accepted; the address never went out.
-    expect(k.ipvsadmSave()).toBe('-A -t 10.96.0.1:80 -s rr\n-a -t 10.96.0.1:80 -r 10.1.0.1:80 -m -w 1\n-a -t 10.96.0.1:80 -r 10.1.0.3:80 -m -w 1\n');
+    expect(k.ipvsadmSave()).toBe(
+      '-A -t 10.96.0.1:80 -s rr\n-a -t 10.96.0.1:80 -r 10.1.0.1:80 -m -w 1\n-a -t 10.96.0.1:80 -r 10.1.0.3:80 -m -w 1\n',
+    );
     expect(k.addresses()).toEqual([]);
     expect(k.writes).toBe(3);
     // `at` refusals last one run
@@ -64,12 +105,31 @@ describe('FakeIpvsKernel fails like netlink', () => {
     expect(k.ipvsadmSave()).toContain('10.1.0.2:80');
   });
 
-  it('refuses every op on a chosen object with the given errno until cleared, and the kernel\'s own errors carry theirs', async () => {
+  it("refuses every op on a chosen object with the given errno until cleared, and the kernel's own errors carry theirs", async () => {
     const k = new FakeIpvsKernel().refuse({ match: isRealServer('10.1.0.9'), errno: 'EINVAL' });
     await k.run(new KernelTransaction().add({ verb: 'add', kind: 'virtual-server', vs: svc }));
     for (let i = 0; i < 2; i++) await expect(k.run(new KernelTransaction().add(rs(9)))).rejects.toThrow(/\(EINVAL\)$/);
-    await expect(k.run(new KernelTransaction().add({ verb: 'delete', kind: 'real-server', vs: svc, rs: { address: '10.1.0.7', port: 80 } }))).rejects.toThrow(/\(ENOENT\)$/);
-    await expect(k.run(new KernelTransaction().add({ verb: 'add', kind: 'ipset-entry', set: 'NOPE', type: 'hash:ip', entry: '10.0.0.1' }))).rejects.toThrow(/\(ENOENT\)$/);
+    await expect(
+      k.run(
+        new KernelTransaction().add({
+          verb: 'delete',
+          kind: 'real-server',
+          vs: svc,
+          rs: { address: '10.1.0.7', port: 80 },
+        }),
+      ),
+    ).rejects.toThrow(/\(ENOENT\)$/);
+    await expect(
+      k.run(
+        new KernelTransaction().add({
+          verb: 'add',
+          kind: 'ipset-entry',
+          set: 'NOPE',
+          type: 'hash:ip',
+          entry: '10.0.0.1',
+        }),
+      ),
+    ).rejects.toThrow(/\(ENOENT\)$/);
     k.clearRefusals();
     await k.run(new KernelTransaction().add(rs(9)));
     expect(k.ipvsadmSave()).toContain('10.1.0.9:80');
@@ -80,14 +140,20 @@ describe('IpvsDataplane recovers from a partial failure', () => {
   it('from empty: the error names the refused op and errno, what went in stays owned, and the next apply adds only the rest', async () => {
     const { kernel, store, dp } = setup();
     kernel.refuse({ match: isRealServer('10.244.1.4'), errno: 'ENOMEM', times: 1 });
-    await expect(dp.apply(v1())).rejects.toThrow('add real server 10.244.1.4:8080 weight 1 of TCP/10.96.0.11:80: add real server 10.244.1.4:8080 weight 1 of TCP/10.96.0.11:80: kernel error 12 (ENOMEM)');
+    await expect(dp.apply(v1())).rejects.toThrow(
+      'add real server 10.244.1.4:8080 weight 1 of TCP/10.96.0.11:80: add real server 10.244.1.4:8080 weight 1 of TCP/10.96.0.11:80: kernel error 12 (ENOMEM)',
+    );
     // Services and the other real servers were accepted and stay; nothing after the group ran.
     expect(kernel.ipvsadmSave()).toContain('-A -t 10.96.0.12:80 -s rr');
     expect(kernel.ipvsadmSave()).toContain('-r 10.244.1.5:8080');
     expect(kernel.ipvsadmSave()).not.toContain('-r 10.244.1.4:8080');
     expect(kernel.addresses()).toEqual([]);
     // The superset record was saved before the run: everything that may exist is ours.
-    expect((await store.load()).virtualServers).toEqual(['TCP/10.96.0.10:80', 'TCP/10.96.0.11:80', 'TCP/10.96.0.12:80']);
+    expect((await store.load()).virtualServers).toEqual([
+      'TCP/10.96.0.10:80',
+      'TCP/10.96.0.11:80',
+      'TCP/10.96.0.12:80',
+    ]);
     const writesBefore = kernel.writes;
     const r = await dp.apply(v1());
     expect(r.verified).toBe(true);
@@ -134,15 +200,17 @@ describe('IpvsDataplane recovers from a partial failure', () => {
     kernel.clearRefusals();
     const r = await dp.apply(v2());
     expect(r.verified).toBe(true);
-    expect(kernel.lastTransaction!.ops.map(describeOp).sort()).toEqual([
-      'add real server 10.244.2.2:8080 weight 1 of TCP/10.96.0.11:80',
-      'delete virtual server TCP/10.96.0.12:80',
-      'delete address 10.96.0.12 on kube-ipvs0',
-    ].sort());
+    expect(kernel.lastTransaction!.ops.map(describeOp).sort()).toEqual(
+      [
+        'add real server 10.244.2.2:8080 weight 1 of TCP/10.96.0.11:80',
+        'delete virtual server TCP/10.96.0.12:80',
+        'delete address 10.96.0.12 on kube-ipvs0',
+      ].sort(),
+    );
     expect(kernel.ipvsadmSave()).toBe(formatIpvsadm(v2()));
   });
 
-  it('the applier NACKs a refused apply with the kernel\'s errno and ACKs once the retry converges (real nats-server)', async () => {
+  it("the applier NACKs a refused apply with the kernel's errno and ACKs once the retry converges (real nats-server)", async () => {
     world = await startBusWorld({ nodes: ['n1'] });
     const m = new VersionMaker();
     const v = m.next({ upsertServices: [service(1), service(2)], upsertNodes: [node('n1')] });

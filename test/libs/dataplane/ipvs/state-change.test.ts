@@ -9,24 +9,52 @@ import { formatIpvsadm } from '../../../../libs/planner/index.ts';
 import { FakeIpvsKernel } from '../../../support/fake-ipvs-kernel.ts';
 import { nodeState, vs } from './node-state-fixture.ts';
 
-const many = (n: number) => nodeState(Array.from({ length: n }, (_, i) => vs(`10.96.${i >> 8}.${i & 255}`, 80, [['10.244.1.2', 8080]])));
+const many = (n: number) =>
+  nodeState(Array.from({ length: n }, (_, i) => vs(`10.96.${i >> 8}.${i & 255}`, 80, [['10.244.1.2', 8080]])));
 /** `s` with service i replaced by a new object (an endpoint added), every other object shared. */
 const withEndpoint = (s: NodeState, i: number): NodeState => ({
-  ...s, virtualServers: s.virtualServers.map((v, j) => (j === i ? { ...v, realServers: [...v.realServers, { address: '10.244.9.9', port: 8080, weight: 1 }] } : v)),
+  ...s,
+  virtualServers: s.virtualServers.map((v, j) =>
+    j === i ? { ...v, realServers: [...v.realServers, { address: '10.244.9.9', port: 8080, weight: 1 }] } : v,
+  ),
 });
 
 describe('diffStates', () => {
   it('finds a changed service by identity, and added/removed services and addresses', () => {
     const s = many(300);
     const prev = indexState(s);
-    expect(diffStates(prev, s)).toEqual({ virtualServers: [], removedVirtualServers: [], addedAddresses: [], removedAddresses: [], ipsets: [] });
+    expect(diffStates(prev, s)).toEqual({
+      virtualServers: [],
+      removedVirtualServers: [],
+      addedAddresses: [],
+      removedAddresses: [],
+      ipsets: [],
+    });
     const one = withEndpoint(s, 7);
-    expect(diffStates(prev, one)).toEqual({ virtualServers: [one.virtualServers[7]], removedVirtualServers: [], addedAddresses: [], removedAddresses: [], ipsets: [] });
-    const fewer = { ...s, virtualServers: s.virtualServers.filter((_, i) => i !== 3), boundAddresses: s.boundAddresses.filter((a) => a !== s.virtualServers[3]!.address) };
-    expect(diffStates(prev, fewer)).toMatchObject({ virtualServers: [], removedVirtualServers: ['TCP/10.96.0.3:80'], addedAddresses: [], removedAddresses: ['10.96.0.3'] });
+    expect(diffStates(prev, one)).toEqual({
+      virtualServers: [one.virtualServers[7]],
+      removedVirtualServers: [],
+      addedAddresses: [],
+      removedAddresses: [],
+      ipsets: [],
+    });
+    const fewer = {
+      ...s,
+      virtualServers: s.virtualServers.filter((_, i) => i !== 3),
+      boundAddresses: s.boundAddresses.filter((a) => a !== s.virtualServers[3]!.address),
+    };
+    expect(diffStates(prev, fewer)).toMatchObject({
+      virtualServers: [],
+      removedVirtualServers: ['TCP/10.96.0.3:80'],
+      addedAddresses: [],
+      removedAddresses: ['10.96.0.3'],
+    });
     const added = vs('10.96.9.9', 80, []);
     const more = { ...s, virtualServers: [added, ...s.virtualServers.slice(1)] };
-    expect(diffStates(prev, more)).toMatchObject({ virtualServers: [added], removedVirtualServers: ['TCP/10.96.0.0:80'] });
+    expect(diffStates(prev, more)).toMatchObject({
+      virtualServers: [added],
+      removedVirtualServers: ['TCP/10.96.0.0:80'],
+    });
   });
 
   it('asks for a full cycle when the settings or the list of sets change', () => {
@@ -42,24 +70,46 @@ describe('IpvsDataplane incremental bookkeeping', () => {
     const kernel = new FakeIpvsKernel();
     const saves: OwnershipRecord[] = [];
     const store = new MemoryOwnershipStore();
-    const counting = Object.assign(Object.create(store) as MemoryOwnershipStore, { save: async (r: OwnershipRecord) => { saves.push(r); await store.save(r); } });
+    const counting = Object.assign(Object.create(store) as MemoryOwnershipStore, {
+      save: async (r: OwnershipRecord) => {
+        saves.push(r);
+        await store.save(r);
+      },
+    });
     const pointReads: string[] = [];
     const reading = Object.assign(Object.create(kernel) as FakeIpvsKernel, {
-      readVirtualServers: (keys: { protocol: string; address: string; port: number }[]) => { pointReads.push(...keys.map((k) => `${k.address}:${k.port}`)); return kernel.readVirtualServers(keys as never); },
-      readRealServers: (keys: { protocol: string; address: string; port: number }[]) => { pointReads.push(...keys.map((k) => `dests ${k.address}:${k.port}`)); return kernel.readRealServers(keys as never); },
+      readVirtualServers: (keys: { protocol: string; address: string; port: number }[]) => {
+        pointReads.push(...keys.map((k) => `${k.address}:${k.port}`));
+        return kernel.readVirtualServers(keys as never);
+      },
+      readRealServers: (keys: { protocol: string; address: string; port: number }[]) => {
+        pointReads.push(...keys.map((k) => `dests ${k.address}:${k.port}`));
+        return kernel.readRealServers(keys as never);
+      },
     });
-    const dp = new IpvsDataplane({ kernel: reading, store: counting, kernelRelease: '6.1.0', registry: new Registry() });
+    const dp = new IpvsDataplane({
+      kernel: reading,
+      store: counting,
+      kernelRelease: '6.1.0',
+      registry: new Registry(),
+    });
     const s = many(500);
     await dp.apply(s);
     saves.length = 0;
     const next = withEndpoint(s, 123);
     const r = await dp.apply(next);
     expect(r).toMatchObject({ kernelWrites: 1, verified: true });
-    expect(reading.lastTransaction!.ops.map(describeOp)).toEqual(['add real server 10.244.9.9:8080 weight 1 of TCP/10.96.0.123:80']);
+    expect(reading.lastTransaction!.ops.map(describeOp)).toEqual([
+      'add real server 10.244.9.9:8080 weight 1 of TCP/10.96.0.123:80',
+    ]);
     expect(pointReads).toEqual(['dests 10.96.0.123:80']);
     expect(saves).toEqual([]);
     // a removed service is recorded as no longer ours, after it is gone
-    const fewer = { ...next, virtualServers: next.virtualServers.filter((_, i) => i !== 5), boundAddresses: next.boundAddresses.filter((a) => a !== '10.96.0.5') };
+    const fewer = {
+      ...next,
+      virtualServers: next.virtualServers.filter((_, i) => i !== 5),
+      boundAddresses: next.boundAddresses.filter((a) => a !== '10.96.0.5'),
+    };
     expect(await dp.apply(fewer)).toMatchObject({ verified: true });
     expect(saves.at(-1)!.virtualServers).not.toContain('TCP/10.96.0.5:80');
     expect(saves.at(-1)!.addresses).not.toContain('10.96.0.5');
@@ -72,13 +122,21 @@ describe('IpvsDataplane incremental bookkeeping', () => {
     let lie = false;
     let fullReads = 0;
     const lying = Object.assign(Object.create(kernel) as FakeIpvsKernel, {
-      read: (o: Parameters<FakeIpvsKernel['read']>[0]) => { fullReads++; return kernel.read(o); },
+      read: (o: Parameters<FakeIpvsKernel['read']>[0]) => {
+        fullReads++;
+        return kernel.read(o);
+      },
       readRealServers: async (keys: Parameters<FakeIpvsKernel['readRealServers']>[0]) => {
         const got = await kernel.readRealServers(keys);
         return lie ? new Map([...got].map(([k, rs]) => [k, rs.map((r) => ({ ...r, weight: 7 }))])) : got;
       },
     });
-    const dp = new IpvsDataplane({ kernel: lying, store: new MemoryOwnershipStore(), kernelRelease: '6.1.0', registry: new Registry() });
+    const dp = new IpvsDataplane({
+      kernel: lying,
+      store: new MemoryOwnershipStore(),
+      kernelRelease: '6.1.0',
+      registry: new Registry(),
+    });
     const s = many(20);
     await dp.apply(s);
     lie = true;

@@ -2,7 +2,12 @@
 // itself is proven in a netns (test/netns/nft-netlink-backend.test.ts); these pin the forms.
 import { describe, expect, it } from 'vitest';
 import {
-  compileElementKey, compileHook, compileRule, elementKeyText, NftGrammarError, type AnonymousSet,
+  compileElementKey,
+  compileHook,
+  compileRule,
+  elementKeyText,
+  NftGrammarError,
+  type AnonymousSet,
 } from '../../../../libs/dataplane/nftables/nft-rule-compiler.ts';
 import { compileTransaction } from '../../../../libs/dataplane/nftables/nft-netlink-runner.ts';
 import { planFullLoad } from '../../../../libs/dataplane/nftables/plan-nft-update.ts';
@@ -11,9 +16,13 @@ import { NftTransaction } from '../../../../libs/dataplane/nftables/nft-transact
 import { decodeExprs, encodeExprs } from '../../../../libs/netlink/index.ts';
 import { nodeState } from '../../../netns/support/node-state-builder.ts';
 
-const noAnon = (): never => { throw new Error('unexpected anonymous set'); };
+const noAnon = (): never => {
+  throw new Error('unexpected anonymous set');
+};
 const shape = (rule: string, alloc: (a: AnonymousSet) => { name: string; id: number } = noAnon) =>
-  compileRule(rule, alloc).map((e) => e.type).join(' ');
+  compileRule(rule, alloc)
+    .map((e) => e.type)
+    .join(' ');
 
 describe('compileRule', () => {
   it.each([
@@ -24,8 +33,14 @@ describe('compileRule', () => {
     ['ip saddr 10.1.0.1 jump mark-for-masquerade', 'meta cmp payload cmp immediate'],
     ['update @aff { ip6 saddr }', 'meta cmp payload dynset'],
     ['meta l4proto tcp dnat ip6 to [fd01::1]:80', 'meta cmp immediate immediate nat'],
-    ['ip daddr 10.96.0.10 tcp dport 80 ip saddr != 10.0.0.0/12 jump mark-for-masquerade', 'meta cmp payload cmp meta cmp payload cmp payload bitwise cmp immediate'],
-    ['ip daddr 10.96.0.10 tcp dport 80 ip saddr != 10.0.0.0/8 jump mark-for-masquerade', 'meta cmp payload cmp meta cmp payload cmp payload cmp immediate'],
+    [
+      'ip daddr 10.96.0.10 tcp dport 80 ip saddr != 10.0.0.0/12 jump mark-for-masquerade',
+      'meta cmp payload cmp meta cmp payload cmp payload bitwise cmp immediate',
+    ],
+    [
+      'ip daddr 10.96.0.10 tcp dport 80 ip saddr != 10.0.0.0/8 jump mark-for-masquerade',
+      'meta cmp payload cmp meta cmp payload cmp payload cmp immediate',
+    ],
     ['ip6 daddr . meta l4proto . th dport vmap @service-ips6', 'meta cmp payload meta payload lookup'],
     ['ct state new jump firewall-check', 'ct bitwise cmp immediate'],
     ['fib saddr type local jump mark-for-masquerade', 'fib cmp immediate'],
@@ -36,25 +51,40 @@ describe('compileRule', () => {
 
   it('anonymous sets: numgen vmaps and multi-range source checks allocate one; a single range does not', () => {
     const sets: AnonymousSet[] = [];
-    const alloc = (a: AnonymousSet) => { sets.push(a); return { name: `${a.prefix}%d`, id: sets.length }; };
+    const alloc = (a: AnonymousSet) => {
+      sets.push(a);
+      return { name: `${a.prefix}%d`, id: sets.length };
+    };
     expect(shape('numgen random mod 2 vmap { 0 : goto a, 1 : goto b }', alloc)).toBe('numgen lookup');
     expect(shape('ip saddr != { 10.0.0.0/8, 192.168.0.0/16 } drop', alloc)).toBe('meta cmp payload lookup immediate');
     expect(shape('ip saddr != { 10.0.0.0/8 } drop', alloc)).toBe('meta cmp payload cmp immediate');
     expect(sets.map((s) => s.prefix)).toEqual(['__map', '__set']);
     // Interval encoding as nft: an end mark at 0, then start/end pairs (end = last + 1).
-    expect(sets[1]!.elements.map((e) => `${e.key.toString('hex')}${e.intervalEnd ? '!' : ''}`))
-      .toEqual(['00000000!', '0a000000', '0b000000!', 'c0a80000', 'c0a90000!']);
+    expect(sets[1]!.elements.map((e) => `${e.key.toString('hex')}${e.intervalEnd ? '!' : ''}`)).toEqual([
+      '00000000!',
+      '0a000000',
+      '0b000000!',
+      'c0a80000',
+      'c0a90000!',
+    ]);
   });
 
   it('refuses anything outside the grammar with a clear error', () => {
     expect(() => compileRule('tcp dport 22 accept', noAnon)).toThrow(NftGrammarError);
-    expect(() => compileRule('tcp dport 22 accept', noAnon)).toThrow('rule outside the netlink grammar: "tcp dport 22 accept"');
+    expect(() => compileRule('tcp dport 22 accept', noAnon)).toThrow(
+      'rule outside the netlink grammar: "tcp dport 22 accept"',
+    );
     expect(() => compileRule('ip saddr fd00::1 jump x', noAnon)).toThrow(/not an IPv4 address/);
     expect(() => compileHook('type nat hook egress priority 0; policy accept;')).toThrow(/chain hook outside/);
   });
 
   it('hooks, keys and expressions round-trip', () => {
-    expect(compileHook('type filter hook input priority filter - 10; policy accept;')).toEqual({ type: 'filter', hooknum: 1, priority: -10, policy: 1 });
+    expect(compileHook('type filter hook input priority filter - 10; policy accept;')).toEqual({
+      type: 'filter',
+      hooknum: 1,
+      priority: -10,
+      policy: 1,
+    });
     expect(compileHook('type nat hook postrouting priority srcnat; policy accept;').priority).toBe(100);
     expect(elementKeyText(compileElementKey('fd00::10 . udp . 53'))).toBe('fd00::10 . udp . 53');
     expect(compileElementKey('10.96.0.10 . tcp . 80').toString('hex')).toBe('0a60000a' + '06000000' + '00500000');
@@ -65,20 +95,32 @@ describe('compileRule', () => {
 
 describe('compileTransaction', () => {
   it('a full load compiles to one message per op, anonymous sets before the rules using them', () => {
-    const tx = planFullLoad(renderNftObjects(nodeState([{ servicePort: 'a/b:c', address: '10.96.0.1', port: 80, endpoints: ['10.1.0.1:80', '10.1.0.2:80'] }])), 't');
+    const tx = planFullLoad(
+      renderNftObjects(
+        nodeState([
+          { servicePort: 'a/b:c', address: '10.96.0.1', port: 80, endpoints: ['10.1.0.1:80', '10.1.0.2:80'] },
+        ]),
+      ),
+      't',
+    );
     const { messages, staged } = compileTransaction(tx);
     const ops = messages.map((m) => m.operation);
     const numgen = ops.findIndex((o) => o.includes('numgen') && !o.endsWith(')'));
     expect(ops[numgen - 2]).toMatch(/numgen .* \(anonymous set\)$/);
     expect(ops[numgen - 1]).toMatch(/\(anonymous set elements\)$/);
     // Base chains and their rules are the staged part (they make the table live).
-    expect(messages.filter((_, i) => staged[i]).map((m) => m.operation).filter((o) => o.startsWith('add chain')))
-      .toHaveLength(8);
+    expect(
+      messages
+        .filter((_, i) => staged[i])
+        .map((m) => m.operation)
+        .filter((o) => o.startsWith('add chain')),
+    ).toHaveLength(8);
   });
 
   it('groups consecutive element ops of one map into one message', () => {
     const tx = new NftTransaction('inet', 't');
-    for (let i = 0; i < 3; i++) tx.add({ kind: 'element', map: 'service-ips', key: `10.96.0.${i} . tcp . 80`, value: 'goto x' });
+    for (let i = 0; i < 3; i++)
+      tx.add({ kind: 'element', map: 'service-ips', key: `10.96.0.${i} . tcp . 80`, value: 'goto x' });
     tx.delete({ kind: 'element', map: 'service-ips', key: '10.96.0.9 . tcp . 80' });
     expect(compileTransaction(tx).messages.map((m) => m.operation)).toEqual([
       'add element inet t service-ips { 10.96.0.0 . tcp . 80 : goto x } (+2 more)',

@@ -13,14 +13,16 @@ describe('NftTransaction', () => {
       .add({ kind: 'chain', name: 'nat-pre', hook: 'type nat hook prerouting priority dstnat; policy accept;' });
     expect(tx.error).toBeUndefined();
     expect(tx.size).toBe(6);
-    expect(tx.toScript()).toBe([
-      'add chain inet t svc',
-      'add rule inet t svc jump mark',
-      'add element inet t m { 10.0.0.1 . tcp . 80 : goto svc, 10.0.0.2 . tcp . 80 : drop }',
-      'delete element inet t m { 10.0.0.3 . tcp . 80 }',
-      'add chain inet t nat-pre { type nat hook prerouting priority dstnat; policy accept; }',
-      '',
-    ].join('\n'));
+    expect(tx.toScript()).toBe(
+      [
+        'add chain inet t svc',
+        'add rule inet t svc jump mark',
+        'add element inet t m { 10.0.0.1 . tcp . 80 : goto svc, 10.0.0.2 . tcp . 80 : drop }',
+        'delete element inet t m { 10.0.0.3 . tcp . 80 }',
+        'add chain inet t nat-pre { type nat hook prerouting priority dstnat; policy accept; }',
+        '',
+      ].join('\n'),
+    );
     expect(tx.describe()[3]).toBe('add element inet t m { 10.0.0.2 . tcp . 80 : drop }');
   });
 
@@ -33,10 +35,26 @@ describe('NftTransaction', () => {
   });
 
   it.each([
-    ['a rule delete', (tx: NftTransaction) => tx.delete({ kind: 'rule', chain: 'c', rule: 'drop' }), /cannot delete a rule/],
-    ['a rule with a newline', (tx: NftTransaction) => tx.add({ kind: 'rule', chain: 'c', rule: 'drop\nflush ruleset' }), /invalid rule/],
-    ['an element without value', (tx: NftTransaction) => tx.add({ kind: 'element', map: 'm', key: '1.2.3.4 . tcp . 80' }), /has no value/],
-    ['an element key with braces', (tx: NftTransaction) => tx.delete({ kind: 'element', map: 'm', key: '1 } ; flush ruleset' }), /invalid element key/],
+    [
+      'a rule delete',
+      (tx: NftTransaction) => tx.delete({ kind: 'rule', chain: 'c', rule: 'drop' }),
+      /cannot delete a rule/,
+    ],
+    [
+      'a rule with a newline',
+      (tx: NftTransaction) => tx.add({ kind: 'rule', chain: 'c', rule: 'drop\nflush ruleset' }),
+      /invalid rule/,
+    ],
+    [
+      'an element without value',
+      (tx: NftTransaction) => tx.add({ kind: 'element', map: 'm', key: '1.2.3.4 . tcp . 80' }),
+      /has no value/,
+    ],
+    [
+      'an element key with braces',
+      (tx: NftTransaction) => tx.delete({ kind: 'element', map: 'm', key: '1 } ; flush ruleset' }),
+      /invalid element key/,
+    ],
     ['a set without type', (tx: NftTransaction) => tx.add({ kind: 'set', name: 's', decl: ' ' }), /set s has no type/],
   ])('rejects %s', (_what, queue, message) => {
     const tx = new NftTransaction('inet', 't');

@@ -6,9 +6,20 @@ import { FakeNftRunner } from '../../../support/fake-nft-runner.ts';
 import { NftTransaction } from '../../../../libs/dataplane/nftables/nft-transaction.ts';
 import { nodeState, type VsSpec } from '../../../netns/support/node-state-builder.ts';
 
-const web = (endpoints: string[], extra: Partial<VsSpec> = {}): VsSpec =>
-  ({ servicePort: 'default/web:http', address: '10.96.0.10', port: 80, endpoints, ...extra });
-const dns = (endpoints: string[]): VsSpec => ({ servicePort: 'default/dns:dns', address: '10.96.0.53', port: 53, protocol: 'UDP', endpoints });
+const web = (endpoints: string[], extra: Partial<VsSpec> = {}): VsSpec => ({
+  servicePort: 'default/web:http',
+  address: '10.96.0.10',
+  port: 80,
+  endpoints,
+  ...extra,
+});
+const dns = (endpoints: string[]): VsSpec => ({
+  servicePort: 'default/dns:dns',
+  address: '10.96.0.53',
+  port: 53,
+  protocol: 'UDP',
+  endpoints,
+});
 
 function setup() {
   const fake = new FakeNftRunner();
@@ -22,10 +33,16 @@ describe('NftablesDataplane over the fake runner', () => {
     const r = await dp.apply(nodeState([web(['10.1.0.1:80', '10.1.0.2:80'])]));
     expect(r).toMatchObject({ verified: true, notes: ['created table'] });
     expect(fake.committed).toBe(1);
-    expect(fake.lastTransaction!.ops.slice(0, 3).map((o) => `${o.verb} ${o.object.kind}`)).toEqual(['add table', 'delete table', 'add table']);
+    expect(fake.lastTransaction!.ops.slice(0, 3).map((o) => `${o.verb} ${o.object.kind}`)).toEqual([
+      'add table',
+      'delete table',
+      'add table',
+    ]);
     const text = dump();
     expect(text).toMatch(/^table inet sb \{\n/);
-    expect(text).toMatch(/map service-ips \{\n\t\ttype ipv4_addr \. inet_proto \. inet_service : verdict\n\t\telements = \{ 10\.96\.0\.10 \. tcp \. 80 : goto service-\S+web\/http\/tcp \}/);
+    expect(text).toMatch(
+      /map service-ips \{\n\t\ttype ipv4_addr \. inet_proto \. inet_service : verdict\n\t\telements = \{ 10\.96\.0\.10 \. tcp \. 80 : goto service-\S+web\/http\/tcp \}/,
+    );
     expect(text.match(/^\tchain endpoint-/gm)).toHaveLength(2);
     expect(text).toContain('meta l4proto tcp dnat ip to 10.1.0.2:80');
   });
@@ -44,7 +61,9 @@ describe('NftablesDataplane over the fake runner', () => {
     expect(dump()).toContain('dnat ip to 10.1.0.3:80');
     expect(dump()).not.toContain('10.1.0.2');
     const committed = fake.committed;
-    expect((await dp.apply(nodeState([web(['10.1.0.1:80', '10.1.0.3:80']), dns(['10.1.0.1:53'])]))).kernelWrites).toBe(0);
+    expect((await dp.apply(nodeState([web(['10.1.0.1:80', '10.1.0.3:80']), dns(['10.1.0.1:53'])]))).kernelWrites).toBe(
+      0,
+    );
     expect(fake.committed).toBe(committed); // a no-op runs nothing
   });
 
@@ -52,7 +71,9 @@ describe('NftablesDataplane over the fake runner', () => {
     const { fake, dp, dump } = setup();
     await dp.apply(nodeState([web(['10.1.0.1:80', '10.1.0.2:80'])]));
     const good = dump();
-    fake.tamper('inet', 'sb', (t) => { for (const [n, c] of t.chains) if (/^service-.*web/.test(n)) c.rules = []; });
+    fake.tamper('inet', 'sb', (t) => {
+      for (const [n, c] of t.chains) if (/^service-.*web/.test(n)) c.rules = [];
+    });
     const r = await dp.resync();
     expect(r.kernelWrites).toBeGreaterThan(0);
     expect(r.notes).toEqual(['repaired drift in 1 chains']);
@@ -64,7 +85,9 @@ describe('NftablesDataplane over the fake runner', () => {
     const { fake, dp, dump } = setup();
     await dp.apply(nodeState([web(['10.1.0.1:80'])]));
     const good = dump();
-    fake.tamper('inet', 'sb', (t) => { t.maps.delete('service-ips6'); });
+    fake.tamper('inet', 'sb', (t) => {
+      t.maps.delete('service-ips6');
+    });
     const r = await dp.resync();
     expect(r.notes[0]).toMatch(/skeleton damaged \(map service-ips6 missing\): reloaded table/);
     expect(dump()).toBe(good);
@@ -100,18 +123,48 @@ describe('NftablesDataplane over the fake runner', () => {
 });
 
 describe('FakeNftRunner fails where nf_tables does', () => {
-  const base = () => new NftTransaction('inet', 'x').add({ kind: 'table' }).add({ kind: 'chain', name: 'a' })
-    .add({ kind: 'chain', name: 'b' }).add({ kind: 'rule', chain: 'a', rule: 'jump b' });
+  const base = () =>
+    new NftTransaction('inet', 'x')
+      .add({ kind: 'table' })
+      .add({ kind: 'chain', name: 'a' })
+      .add({ kind: 'chain', name: 'b' })
+      .add({ kind: 'rule', chain: 'a', rule: 'jump b' });
 
   it.each([
-    ['a rule in a missing chain', (tx: NftTransaction) => tx.add({ kind: 'rule', chain: 'nope', rule: 'drop' }), /No such file/],
-    ['a jump to a missing chain', (tx: NftTransaction) => tx.add({ kind: 'rule', chain: 'a', rule: 'goto nope' }), /No such file/],
-    ['a lookup of a missing set', (tx: NftTransaction) => tx.add({ kind: 'rule', chain: 'a', rule: 'ip saddr @nope drop' }), /No such file/],
+    [
+      'a rule in a missing chain',
+      (tx: NftTransaction) => tx.add({ kind: 'rule', chain: 'nope', rule: 'drop' }),
+      /No such file/,
+    ],
+    [
+      'a jump to a missing chain',
+      (tx: NftTransaction) => tx.add({ kind: 'rule', chain: 'a', rule: 'goto nope' }),
+      /No such file/,
+    ],
+    [
+      'a lookup of a missing set',
+      (tx: NftTransaction) => tx.add({ kind: 'rule', chain: 'a', rule: 'ip saddr @nope drop' }),
+      /No such file/,
+    ],
     ['deleting a referenced chain', (tx: NftTransaction) => tx.delete({ kind: 'chain', name: 'b' }), /resource busy/],
     ['creating an existing chain', (tx: NftTransaction) => tx.create({ kind: 'chain', name: 'a' }), /File exists/],
-    ['deleting a missing element', (tx: NftTransaction) => tx.add({ kind: 'map', name: 'm', type: 'ipv4_addr : verdict' }).delete({ kind: 'element', map: 'm', key: '1.2.3.4' }), /No such file/],
-    ['re-adding a key with another value', (tx: NftTransaction) => tx.add({ kind: 'map', name: 'm', type: 'ipv4_addr : verdict' })
-      .add({ kind: 'element', map: 'm', key: '1.2.3.4', value: 'drop' }).add({ kind: 'element', map: 'm', key: '1.2.3.4', value: 'goto a' }), /File exists/],
+    [
+      'deleting a missing element',
+      (tx: NftTransaction) =>
+        tx
+          .add({ kind: 'map', name: 'm', type: 'ipv4_addr : verdict' })
+          .delete({ kind: 'element', map: 'm', key: '1.2.3.4' }),
+      /No such file/,
+    ],
+    [
+      're-adding a key with another value',
+      (tx: NftTransaction) =>
+        tx
+          .add({ kind: 'map', name: 'm', type: 'ipv4_addr : verdict' })
+          .add({ kind: 'element', map: 'm', key: '1.2.3.4', value: 'drop' })
+          .add({ kind: 'element', map: 'm', key: '1.2.3.4', value: 'goto a' }),
+      /File exists/,
+    ],
   ])('refuses %s and keeps nothing of the transaction', async (_w, more, message) => {
     const fake = new FakeNftRunner();
     await expect(fake.run(more(base()))).rejects.toThrow(message);

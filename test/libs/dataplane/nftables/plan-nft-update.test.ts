@@ -5,8 +5,13 @@ import { inventoryOf, planNftUpdate } from '../../../../libs/dataplane/nftables/
 import { summarizeJsonRules, summarizeRules } from '../../../../libs/dataplane/nftables/nft-chain-summary.ts';
 import { nodeState, type VsSpec } from '../../../netns/support/node-state-builder.ts';
 
-const web = (endpoints: string[], extra: Partial<VsSpec> = {}): VsSpec =>
-  ({ servicePort: 'default/web:http', address: '10.96.0.10', port: 80, endpoints, ...extra });
+const web = (endpoints: string[], extra: Partial<VsSpec> = {}): VsSpec => ({
+  servicePort: 'default/web:http',
+  address: '10.96.0.10',
+  port: 80,
+  endpoints,
+  ...extra,
+});
 const script = (tx: NftTransaction): string => (tx.size === 0 ? '' : `${tx.describe().join('\n')}\n`);
 const empty = { chains: new Map(), sets: new Set<string>(), elements: new Map() };
 
@@ -23,12 +28,24 @@ describe('planNftUpdate', () => {
   it('is empty for an unchanged state', () => {
     const s = nodeState([web(['10.1.0.1:80'])]);
     const tx = planNftUpdate(inventoryOf(renderNftObjects(s)), renderNftObjects(s), 't');
-    expect({ ops: tx.ops, writes: tx.writes, touched: tx.touchedChains, script: tx.toScript() }).toEqual({ ops: [], writes: 0, touched: [], script: '' });
+    expect({ ops: tx.ops, writes: tx.writes, touched: tx.touchedChains, script: tx.toScript() }).toEqual({
+      ops: [],
+      writes: 0,
+      touched: [],
+      script: '',
+    });
   });
 
   it('one endpoint swap touches the service chain and the two endpoint chains only', () => {
-    const others = Array.from({ length: 50 }, (_, i): VsSpec =>
-      ({ servicePort: `default/s${i}:p`, address: `10.96.1.${i}`, port: 80, endpoints: [`10.2.0.${i}:80`] }));
+    const others = Array.from(
+      { length: 50 },
+      (_, i): VsSpec => ({
+        servicePort: `default/s${i}:p`,
+        address: `10.96.1.${i}`,
+        port: 80,
+        endpoints: [`10.2.0.${i}:80`],
+      }),
+    );
     const before = renderNftObjects(nodeState([...others, web(['10.1.0.1:80', '10.1.0.2:80'])]));
     const after = renderNftObjects(nodeState([...others, web(['10.1.0.1:80', '10.1.0.3:80'])]));
     const tx = planNftUpdate(inventoryOf(before), after, 't');
@@ -40,17 +57,25 @@ describe('planNftUpdate', () => {
     expect(tx.touchedChains).toHaveLength(2);
     // Removed chains are flushed before they are deleted (a service chain may still jump to them).
     const lines = script(tx).trim().split('\n');
-    expect(lines.findIndex((l) => l.startsWith('flush chain') && l.includes('10.1.0.2')))
-      .toBeLessThan(lines.findIndex((l) => l.startsWith('delete chain')));
+    expect(lines.findIndex((l) => l.startsWith('flush chain') && l.includes('10.1.0.2'))).toBeLessThan(
+      lines.findIndex((l) => l.startsWith('delete chain')),
+    );
   });
 
   it('replaces a map element whose verdict changed, and removes services that left', () => {
-    const before = renderNftObjects(nodeState([web(['10.1.0.1:80']), { servicePort: 'x/gone:p', address: '10.96.0.99', port: 9, endpoints: ['10.3.0.1:9'] }]));
+    const before = renderNftObjects(
+      nodeState([
+        web(['10.1.0.1:80']),
+        { servicePort: 'x/gone:p', address: '10.96.0.99', port: 9, endpoints: ['10.3.0.1:9'] },
+      ]),
+    );
     const after = renderNftObjects(nodeState([web([])]));
     const tx = planNftUpdate(inventoryOf(before), after, 't');
     expect(script(tx)).toContain('delete element inet t service-ips { 10.96.0.10 . tcp . 80 }');
     expect(script(tx)).toContain('delete element inet t service-ips { 10.96.0.99 . tcp . 9 }');
-    expect(script(tx)).toContain('add element inet t no-endpoint-services { 10.96.0.10 . tcp . 80 : goto reject-chain }');
+    expect(script(tx)).toContain(
+      'add element inet t no-endpoint-services { 10.96.0.10 . tcp . 80 : goto reject-chain }',
+    );
     expect(script(tx).match(/^delete chain /gm)).toHaveLength(4);
   });
 
@@ -68,8 +93,14 @@ describe('chain summaries', () => {
   it('digest rendered rules and nft JSON the same way', () => {
     const text = ['ip saddr 10.1.0.1 jump mark-for-masquerade', 'meta l4proto tcp dnat ip to 10.1.0.1:80'];
     const json = [
-      [{ match: { left: { payload: { field: 'saddr' } }, right: '10.1.0.1' } }, { jump: { target: 'mark-for-masquerade' } }],
-      [{ match: { left: { meta: { key: 'l4proto' } }, right: 'tcp' } }, { dnat: { family: 'ip', addr: '10.1.0.1', port: 80 } }],
+      [
+        { match: { left: { payload: { field: 'saddr' } }, right: '10.1.0.1' } },
+        { jump: { target: 'mark-for-masquerade' } },
+      ],
+      [
+        { match: { left: { meta: { key: 'l4proto' } }, right: 'tcp' } },
+        { dnat: { family: 'ip', addr: '10.1.0.1', port: 80 } },
+      ],
     ];
     expect(summarizeJsonRules(json)).toBe(summarizeRules(text));
     const tampered = [json[0], [{ dnat: { family: 'ip', addr: '10.9.9.9', port: 80 } }]];

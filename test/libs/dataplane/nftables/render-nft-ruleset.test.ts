@@ -8,21 +8,46 @@ const chainWith = (objects: ReturnType<typeof renderNftObjects>, prefix: string)
 
 describe('renderNftObjects', () => {
   it('dispatches a ClusterIP through the service-ips map to a numgen vmap over endpoint chains', () => {
-    const o = renderNftObjects(nodeState([{ servicePort: 'ns/a:p', address: '10.96.0.1', port: 80, endpoints: ['10.1.0.1:8080', '10.1.0.2:8080', '10.1.0.3:8080'] }], { clusterCIDR: '10.1.0.0/16' }));
+    const o = renderNftObjects(
+      nodeState(
+        [
+          {
+            servicePort: 'ns/a:p',
+            address: '10.96.0.1',
+            port: 80,
+            endpoints: ['10.1.0.1:8080', '10.1.0.2:8080', '10.1.0.3:8080'],
+          },
+        ],
+        { clusterCIDR: '10.1.0.0/16' },
+      ),
+    );
     const [[svcName, svcRules]] = chainWith(o, 'service-');
     expect(o.elements.get('service-ips')!.get('10.96.0.1 . tcp . 80')).toBe(`goto ${svcName}`);
     expect(svcRules[0]).toBe('ip daddr 10.96.0.1 tcp dport 80 ip saddr != 10.1.0.0/16 jump mark-for-masquerade');
-    expect(svcRules.at(-1)).toMatch(/^numgen random mod 3 vmap \{ 0 : goto endpoint-\S+, 1 : goto endpoint-\S+, 2 : goto endpoint-\S+ \}$/);
+    expect(svcRules.at(-1)).toMatch(
+      /^numgen random mod 3 vmap \{ 0 : goto endpoint-\S+, 1 : goto endpoint-\S+, 2 : goto endpoint-\S+ \}$/,
+    );
     const eps = chainWith(o, 'endpoint-');
-    expect(eps.map(([, r]) => r.at(-1)).sort()).toEqual(['10.1.0.1', '10.1.0.2', '10.1.0.3'].map((ip) => `meta l4proto tcp dnat ip to ${ip}:8080`));
+    expect(eps.map(([, r]) => r.at(-1)).sort()).toEqual(
+      ['10.1.0.1', '10.1.0.2', '10.1.0.3'].map((ip) => `meta l4proto tcp dnat ip to ${ip}:8080`),
+    );
     expect(eps.every(([, r]) => /^ip saddr \S+ jump mark-for-masquerade$/.test(r[0]!))).toBe(true); // hairpin
   });
 
   it('marks external traffic for masquerade under Cluster policy but keeps client IPs under Local', () => {
-    const o = renderNftObjects(nodeState([
-      { servicePort: 'ns/c:p', address: '192.168.1.1', port: 30001, role: 'node-port', endpoints: ['10.1.0.1:80'] },
-      { servicePort: 'ns/l:p', address: '192.168.1.1', port: 30002, role: 'node-port', localOnly: true, endpoints: ['10.1.0.2:80'] },
-    ]));
+    const o = renderNftObjects(
+      nodeState([
+        { servicePort: 'ns/c:p', address: '192.168.1.1', port: 30001, role: 'node-port', endpoints: ['10.1.0.1:80'] },
+        {
+          servicePort: 'ns/l:p',
+          address: '192.168.1.1',
+          port: 30002,
+          role: 'node-port',
+          localOnly: true,
+          endpoints: ['10.1.0.2:80'],
+        },
+      ]),
+    );
     const ext = new Map(chainWith(o, 'external-').map(([n, r]) => [n.includes('/local') ? 'local' : 'cluster', r]));
     expect(ext.get('cluster')![0]).toBe('jump mark-for-masquerade');
     expect(ext.get('local')![0]).toBe('fib saddr type local jump mark-for-masquerade');
@@ -30,7 +55,17 @@ describe('renderNftObjects', () => {
   });
 
   it('session affinity: one timeout set per endpoint, checked before numgen and refreshed on DNAT', () => {
-    const o = renderNftObjects(nodeState([{ servicePort: 'ns/a:p', address: '10.96.0.1', port: 80, persistenceTimeout: 10800, endpoints: ['10.1.0.1:80', '10.1.0.2:80'] }]));
+    const o = renderNftObjects(
+      nodeState([
+        {
+          servicePort: 'ns/a:p',
+          address: '10.96.0.1',
+          port: 80,
+          persistenceTimeout: 10800,
+          endpoints: ['10.1.0.1:80', '10.1.0.2:80'],
+        },
+      ]),
+    );
     expect([...o.sets.values()]).toEqual(Array(2).fill('type ipv4_addr; flags dynamic,timeout; timeout 10800s;'));
     const [[, svc]] = chainWith(o, 'service-');
     expect(svc.filter((r) => /^ip saddr @affinity-\S+ goto endpoint-/.test(r))).toHaveLength(2);
@@ -38,11 +73,27 @@ describe('renderNftObjects', () => {
   });
 
   it('LoadBalancer source ranges become a firewall chain dropping other sources; no endpoints reject', () => {
-    const o = renderNftObjects(nodeState([
-      { servicePort: 'ns/lb:p', address: '203.0.113.5', port: 443, role: 'load-balancer', sourceRanges: ['10.0.0.0/8', '172.16.0.0/12'], endpoints: ['10.1.0.1:443'] },
-      { servicePort: 'ns/none:p', address: '10.96.0.7', port: 53, protocol: 'UDP', endpoints: [] },
-      { servicePort: 'ns/none-local:p', address: '203.0.113.6', port: 80, role: 'load-balancer', localOnly: true, endpoints: [] },
-    ]));
+    const o = renderNftObjects(
+      nodeState([
+        {
+          servicePort: 'ns/lb:p',
+          address: '203.0.113.5',
+          port: 443,
+          role: 'load-balancer',
+          sourceRanges: ['10.0.0.0/8', '172.16.0.0/12'],
+          endpoints: ['10.1.0.1:443'],
+        },
+        { servicePort: 'ns/none:p', address: '10.96.0.7', port: 53, protocol: 'UDP', endpoints: [] },
+        {
+          servicePort: 'ns/none-local:p',
+          address: '203.0.113.6',
+          port: 80,
+          role: 'load-balancer',
+          localOnly: true,
+          endpoints: [],
+        },
+      ]),
+    );
     const [[fw, rules]] = chainWith(o, 'firewall-');
     expect(rules).toEqual(['ip saddr != { 10.0.0.0/8, 172.16.0.0/12 } drop']);
     expect(o.elements.get('firewall-ips')!.get('203.0.113.5 . tcp . 443')).toBe(`goto ${fw}`);
@@ -52,7 +103,11 @@ describe('renderNftObjects', () => {
   });
 
   it('IPv6 services go to the ip6 maps and DNAT with brackets', () => {
-    const o = renderNftObjects(nodeState([{ servicePort: 'ns/v6:p', address: 'fd00::1', port: 53, protocol: 'UDP', endpoints: ['fd01::5:5353'] }]));
+    const o = renderNftObjects(
+      nodeState([
+        { servicePort: 'ns/v6:p', address: 'fd00::1', port: 53, protocol: 'UDP', endpoints: ['fd01::5:5353'] },
+      ]),
+    );
     expect(o.elements.get('service-ips6')!.get('fd00::1 . udp . 53')).toMatch(/^goto service-/);
     expect(chainWith(o, 'endpoint-')[0]![1].at(-1)).toBe('meta l4proto udp dnat ip6 to [fd01::5]:5353');
   });

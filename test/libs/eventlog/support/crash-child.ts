@@ -11,8 +11,20 @@ for (;;) {
   const batch: WatchEvent[] = Array.from({ length: BATCH }, () => {
     const name = `svc-${++n}`;
     return {
-      kind: 'Service', type: 'ADDED', origin: 'watch', namespace: 'default', name, uid: name, resourceVersion: String(n),
-      object: { apiVersion: 'v1', kind: 'Service', metadata: { name, namespace: 'default' }, spec: { clusterIP: '10.0.0.1', ports: [{ port: 80 }] }, pad: 'x'.repeat(2000) },
+      kind: 'Service',
+      type: 'ADDED',
+      origin: 'watch',
+      namespace: 'default',
+      name,
+      uid: name,
+      resourceVersion: String(n),
+      object: {
+        apiVersion: 'v1',
+        kind: 'Service',
+        metadata: { name, namespace: 'default' },
+        spec: { clusterIP: '10.0.0.1', ports: [{ port: 80 }] },
+        pad: 'x'.repeat(2000),
+      },
     };
   });
   const seqs = log.appendEvents(batch);

@@ -27,15 +27,29 @@ export type HistoryStep =
  */
 export function* randomHistory(opts: { seed: number; steps: number; pinRate?: number }): Generator<HistoryStep> {
   const rnd = prng(opts.seed);
-  const pick = <T,>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)]!;
+  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)]!;
   let rv = 0;
   let versionsSoFar = 0;
   let pinned = false;
   const live = new Map<string, unknown>(); // "Kind ns/name" → raw object
   const svcNames = Array.from({ length: 8 }, (_, i) => `svc-${i}`);
   const nodeNames = Array.from({ length: 4 }, (_, i) => `node-${i}`);
-  const event = (kind: WatchEvent['kind'], type: WatchEvent['type'], ns: string, name: string, object: unknown): WatchEvent =>
-    ({ kind, type, origin: rnd() < 0.1 ? 'relist' : 'watch', namespace: ns, name, uid: `uid-${kind}-${ns}-${name}`, resourceVersion: String(++rv), object });
+  const event = (
+    kind: WatchEvent['kind'],
+    type: WatchEvent['type'],
+    ns: string,
+    name: string,
+    object: unknown,
+  ): WatchEvent => ({
+    kind,
+    type,
+    origin: rnd() < 0.1 ? 'relist' : 'watch',
+    namespace: ns,
+    name,
+    uid: `uid-${kind}-${ns}-${name}`,
+    resourceVersion: String(++rv),
+    object,
+  });
   const upsert = (kind: WatchEvent['kind'], ns: string, name: string, object: unknown): WatchEvent => {
     const key = `${kind} ${ns}/${name}`;
     const type = live.has(key) ? 'MODIFIED' : 'ADDED';
@@ -43,25 +57,43 @@ export function* randomHistory(opts: { seed: number; steps: number; pinRate?: nu
     return event(kind, type, ns, name, object);
   };
   const service = (name: string): unknown => ({
-    apiVersion: 'v1', kind: 'Service',
+    apiVersion: 'v1',
+    kind: 'Service',
     metadata: { name, namespace: 'default', uid: `u-${name}`, resourceVersion: String(rv + 1) },
     spec: {
-      type: pick(['ClusterIP', 'NodePort']), clusterIP: `10.96.0.${1 + svcNames.indexOf(name)}`,
-      ports: [{ name: 'http', protocol: 'TCP', port: pick([80, 8080]), ...(rnd() < 0.3 ? { nodePort: 30000 + Math.floor(rnd() * 100) } : {}) }],
+      type: pick(['ClusterIP', 'NodePort']),
+      clusterIP: `10.96.0.${1 + svcNames.indexOf(name)}`,
+      ports: [
+        {
+          name: 'http',
+          protocol: 'TCP',
+          port: pick([80, 8080]),
+          ...(rnd() < 0.3 ? { nodePort: 30000 + Math.floor(rnd() * 100) } : {}),
+        },
+      ],
       ...(rnd() < 0.1 ? { clusterIP: 'not-an-ip' } : {}),
     },
   });
   const slice = (name: string): unknown => ({
-    apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice', addressType: 'IPv4',
-    metadata: { name, namespace: 'default', resourceVersion: String(rv + 1), labels: { 'kubernetes.io/service-name': pick(svcNames) } },
+    apiVersion: 'discovery.k8s.io/v1',
+    kind: 'EndpointSlice',
+    addressType: 'IPv4',
+    metadata: {
+      name,
+      namespace: 'default',
+      resourceVersion: String(rv + 1),
+      labels: { 'kubernetes.io/service-name': pick(svcNames) },
+    },
     ports: [{ name: 'http', protocol: 'TCP', port: 8080 }],
     endpoints: Array.from({ length: Math.floor(rnd() * 4) }, () => ({
       addresses: [`10.244.${Math.floor(rnd() * 4)}.${1 + Math.floor(rnd() * 200)}`],
-      conditions: { ready: rnd() < 0.8 }, nodeName: pick(nodeNames),
+      conditions: { ready: rnd() < 0.8 },
+      nodeName: pick(nodeNames),
     })),
   });
   const node = (name: string): unknown => ({
-    apiVersion: 'v1', kind: 'Node',
+    apiVersion: 'v1',
+    kind: 'Node',
     metadata: { name, resourceVersion: String(rv + 1), labels: { 'topology.kubernetes.io/zone': pick(['a', 'b']) } },
     status: { addresses: [{ type: 'InternalIP', address: `192.168.0.${1 + nodeNames.indexOf(name)}` }] },
   });
@@ -69,7 +101,11 @@ export function* randomHistory(opts: { seed: number; steps: number; pinRate?: nu
   for (let step = 0; step < opts.steps; step++) {
     const r = rnd();
     if (versionsSoFar > 0 && r < (opts.pinRate ?? 0.05)) {
-      if (pinned && rnd() < 0.6) { pinned = false; yield { unpin: true }; continue; }
+      if (pinned && rnd() < 0.6) {
+        pinned = false;
+        yield { unpin: true };
+        continue;
+      }
       pinned = true;
       const target = 1 + Math.floor(rnd() * versionsSoFar);
       yield { pin: target, reason: rnd() < 0.5 ? `pin to ${target}` : `rollback to ${target}` };
@@ -83,18 +119,24 @@ export function* randomHistory(opts: { seed: number; steps: number; pinRate?: nu
       if (what < 0.3) {
         const name = pick(svcNames);
         const key = `Service default/${name}`;
-        if (live.has(key) && rnd() < 0.2) { batch.push(event('Service', 'DELETED', 'default', name, live.get(key))); live.delete(key); }
-        else batch.push(upsert('Service', 'default', name, service(name)));
+        if (live.has(key) && rnd() < 0.2) {
+          batch.push(event('Service', 'DELETED', 'default', name, live.get(key)));
+          live.delete(key);
+        } else batch.push(upsert('Service', 'default', name, service(name)));
       } else if (what < 0.75) {
         const name = `slice-${Math.floor(rnd() * 12)}`;
         const key = `EndpointSlice default/${name}`;
-        if (live.has(key) && rnd() < 0.2) { batch.push(event('EndpointSlice', 'DELETED', 'default', name, live.get(key))); live.delete(key); }
-        else batch.push(upsert('EndpointSlice', 'default', name, slice(name)));
+        if (live.has(key) && rnd() < 0.2) {
+          batch.push(event('EndpointSlice', 'DELETED', 'default', name, live.get(key)));
+          live.delete(key);
+        } else batch.push(upsert('EndpointSlice', 'default', name, slice(name)));
       } else if (what < 0.9) {
         const name = pick(nodeNames);
         const key = `Node /${name}`;
-        if (live.has(key) && rnd() < 0.15) { batch.push(event('Node', 'DELETED', '', name, live.get(key))); live.delete(key); }
-        else batch.push(upsert('Node', '', name, node(name)));
+        if (live.has(key) && rnd() < 0.15) {
+          batch.push(event('Node', 'DELETED', '', name, live.get(key)));
+          live.delete(key);
+        } else batch.push(upsert('Node', '', name, node(name)));
       } else {
         // resourceVersion-only update: must make no version.
         const keys = [...live.keys()];
@@ -114,7 +156,10 @@ export function* randomHistory(opts: { seed: number; steps: number; pinRate?: nu
   }
 }
 
-export interface DrivenVersion { readonly version: number; readonly hash: string }
+export interface DrivenVersion {
+  readonly version: number;
+  readonly hash: string;
+}
 
 /**
  * Drives a log through the planner's real data axis (libs/versioning): each batch is ingested and
@@ -122,7 +167,11 @@ export interface DrivenVersion { readonly version: number; readonly hash: string
  * due, pins and rollbacks hold an earlier version's content, unpin releases. Returns every version
  * made, with its hash as recorded at the time: the oracle replay must match.
  */
-export function driveDataAxis(log: EventLog, steps: Iterable<HistoryStep>, opts: { checkpointEvery?: number; axis?: DataAxis } = {}): DrivenVersion[] {
+export function driveDataAxis(
+  log: EventLog,
+  steps: Iterable<HistoryStep>,
+  opts: { checkpointEvery?: number; axis?: DataAxis } = {},
+): DrivenVersion[] {
   const axis = opts.axis ?? DataAxis.restore(log);
   const out: DrivenVersion[] = [];
   const who = { actor: 'test', reason: 'random history' };
@@ -137,7 +186,10 @@ export function driveDataAxis(log: EventLog, steps: Iterable<HistoryStep>, opts:
     } else if ('pin' in step) {
       const latest = log.latestVersion();
       if (!latest || step.pin > latest.version) continue;
-      made(axis.holdAt(step.pin, step.reason.startsWith('pin') ? 'pin' : 'rollback', { ...who, reason: step.reason }).version);
+      made(
+        axis.holdAt(step.pin, step.reason.startsWith('pin') ? 'pin' : 'rollback', { ...who, reason: step.reason })
+          .version,
+      );
     } else if (axis.pin) {
       made(axis.release(who).version);
     }

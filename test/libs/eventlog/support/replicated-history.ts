@@ -8,14 +8,25 @@ import { driveDataAxis, randomHistory } from './random-history.ts';
  * and now and then a config revision per step: every table the planner restores from gets rows.
  * `after` runs after each step's writes (the leader's flush).
  */
-export async function writeHistory(log: EventLog, o: { seed: number; steps: number; after: () => Promise<void>; axis?: DataAxis }): Promise<void> {
+export async function writeHistory(
+  log: EventLog,
+  o: { seed: number; steps: number; after: () => Promise<void>; axis?: DataAxis },
+): Promise<void> {
   const axis = o.axis ?? DataAxis.restore(log);
   let i = 0;
   for (const step of randomHistory({ seed: o.seed, steps: o.steps })) {
     driveDataAxis(log, [step], { checkpointEvery: 7, axis });
     const v = log.latestVersion();
-    if (v) log.recordAck({ type: 'ACK', node: `node-${i % 3}`, version: v.version, configRevision: 0, at: new Date(Date.UTC(2025, 0, 1, 0, 0, i)).toISOString() } as never);
-    if (i % 5 === 0) log.recordConfigRevision({ config: { ...DEFAULT_PROXY_CONFIG, tcpTimeout: i }, reason: `step ${i}` });
+    if (v)
+      log.recordAck({
+        type: 'ACK',
+        node: `node-${i % 3}`,
+        version: v.version,
+        configRevision: 0,
+        at: new Date(Date.UTC(2025, 0, 1, 0, 0, i)).toISOString(),
+      } as never);
+    if (i % 5 === 0)
+      log.recordConfigRevision({ config: { ...DEFAULT_PROXY_CONFIG, tcpTimeout: i }, reason: `step ${i}` });
     log.resumeStore().save('Service', String(1000 + i));
     log.resumeStore().flush();
     i++;
@@ -24,7 +35,14 @@ export async function writeHistory(log: EventLog, o: { seed: number; steps: numb
 }
 
 /** What a replica must agree on: chain heads, every version's replayed hash, resume points, the objects the log holds. */
-export function replicaDigest(log: EventLog): { position: unknown; verified: boolean; replays: string[]; operations: number; resume: string | undefined; liveObjects: number[] } {
+export function replicaDigest(log: EventLog): {
+  position: unknown;
+  verified: boolean;
+  replays: string[];
+  operations: number;
+  resume: string | undefined;
+  liveObjects: number[];
+} {
   return {
     position: log.position(),
     verified: verifyLog(log, { deep: true }).ok,

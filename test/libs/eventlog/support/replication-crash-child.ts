@@ -13,11 +13,22 @@ const r = await createLogReplicator({ log, nc, group, replicas: 1, id: 'crash-ch
 await r.claim(1);
 await writeHistory(log, { seed: 21, steps: 12, after: () => r.flush() });
 const acked = log.position();
-log.appendEvents([{
-  kind: 'Node', type: 'ADDED', origin: 'watch', namespace: '', name: 'unflushed', uid: 'u-unflushed', resourceVersion: '777',
-  object: { apiVersion: 'v1', kind: 'Node', metadata: { name: 'unflushed' } },
-}]);
+log.appendEvents([
+  {
+    kind: 'Node',
+    type: 'ADDED',
+    origin: 'watch',
+    namespace: '',
+    name: 'unflushed',
+    uid: 'u-unflushed',
+    resourceVersion: '777',
+    object: { apiVersion: 'v1', kind: 'Node', metadata: { name: 'unflushed' } },
+  },
+]);
 log.recordOperation({ kind: 'pin', actor: 'crash-child', reason: 'committed, never flushed', params: {} } as never);
-process.stdout.write(`${JSON.stringify({ acked, ackedRows: rowCount(acked), localRows: rowCount(log.position()) })}\n`, () => {
-  process.kill(process.pid, 'SIGKILL');
-});
+process.stdout.write(
+  `${JSON.stringify({ acked, ackedRows: rowCount(acked), localRows: rowCount(log.position()) })}\n`,
+  () => {
+    process.kill(process.pid, 'SIGKILL');
+  },
+);

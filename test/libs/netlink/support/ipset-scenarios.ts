@@ -6,25 +6,50 @@ import { entryToSaveLine, headerToSaveLine } from '../../../../libs/netlink/ipse
 import type { IpsetCreate, IpsetEntry, IpsetSet, IpsetType } from '../../../../libs/netlink/ipset-types.ts';
 
 export const SETS: ReadonlyArray<{ create: IpsetCreate; entries: IpsetEntry[] }> = [
-  { create: { name: 'KUBE-CLUSTER-IP', type: 'hash:ip,port' },
-    entries: [{ ip: '10.100.0.1', proto: 'tcp', port: 80 }, { ip: '10.100.0.1', proto: 'udp', port: 53 }, { ip: '10.100.0.2', proto: 'sctp', port: 7000 }] },
-  { create: { name: 'KUBE-6-CLUSTER-IP', type: 'hash:ip,port', family: 'inet6', hashSize: 2048, maxElem: 1000 },
-    entries: [{ ip: 'fd00:100::1', proto: 'tcp', port: 80 }] },
-  { create: { name: 'KUBE-LOOP-BACK', type: 'hash:ip,port,ip' },
-    entries: [{ ip: '10.50.1.2', proto: 'tcp', port: 9000, ip2: '10.50.1.2' }] },
-  { create: { name: 'KUBE-LB-SRC', type: 'hash:ip,port,net', comment: true },
-    entries: [{ ip: '1.2.3.4', proto: 'tcp', port: 80, ip2: '10.0.0.0', cidr2: 8, comment: 'source ranges' },
-      { ip: '1.2.3.4', proto: 'tcp', port: 80, ip2: '192.168.1.1', cidr2: 32 }] },
-  { create: { name: 'KUBE-LB-SRC6', type: 'hash:ip,port,net', family: 'inet6' },
-    entries: [{ ip: 'fd00::1', proto: 'udp', port: 53, ip2: 'fd00:1::', cidr2: 64 }] },
+  {
+    create: { name: 'KUBE-CLUSTER-IP', type: 'hash:ip,port' },
+    entries: [
+      { ip: '10.100.0.1', proto: 'tcp', port: 80 },
+      { ip: '10.100.0.1', proto: 'udp', port: 53 },
+      { ip: '10.100.0.2', proto: 'sctp', port: 7000 },
+    ],
+  },
+  {
+    create: { name: 'KUBE-6-CLUSTER-IP', type: 'hash:ip,port', family: 'inet6', hashSize: 2048, maxElem: 1000 },
+    entries: [{ ip: 'fd00:100::1', proto: 'tcp', port: 80 }],
+  },
+  {
+    create: { name: 'KUBE-LOOP-BACK', type: 'hash:ip,port,ip' },
+    entries: [{ ip: '10.50.1.2', proto: 'tcp', port: 9000, ip2: '10.50.1.2' }],
+  },
+  {
+    create: { name: 'KUBE-LB-SRC', type: 'hash:ip,port,net', comment: true },
+    entries: [
+      { ip: '1.2.3.4', proto: 'tcp', port: 80, ip2: '10.0.0.0', cidr2: 8, comment: 'source ranges' },
+      { ip: '1.2.3.4', proto: 'tcp', port: 80, ip2: '192.168.1.1', cidr2: 32 },
+    ],
+  },
+  {
+    create: { name: 'KUBE-LB-SRC6', type: 'hash:ip,port,net', family: 'inet6' },
+    entries: [{ ip: 'fd00::1', proto: 'udp', port: 53, ip2: 'fd00:1::', cidr2: 64 }],
+  },
   { create: { name: 'KUBE-EXTERNAL-IP', type: 'hash:ip' }, entries: [{ ip: '192.0.2.10' }, { ip: '192.0.2.11' }] },
-  { create: { name: 'KUBE-NET', type: 'hash:net' },
-    entries: [{ ip: '10.0.0.0', cidr: 8 }, { ip: '10.1.2.3', cidr: 32 }] },
+  {
+    create: { name: 'KUBE-NET', type: 'hash:net' },
+    entries: [
+      { ip: '10.0.0.0', cidr: 8 },
+      { ip: '10.1.2.3', cidr: 32 },
+    ],
+  },
   { create: { name: 'KUBE-NET6', type: 'hash:net', family: 'inet6' }, entries: [{ ip: 'fd00::', cidr: 48 }] },
-  { create: { name: 'KUBE-NODE-PORT-TCP', type: 'bitmap:port', range: { from: 0, to: 65535 } },
-    entries: [{ port: 31000 }, { port: 30001 }] },
-  { create: { name: 'KUBE-NODE-PORT-SMALL', type: 'bitmap:port', range: { from: 30000, to: 32767 }, comment: true },
-    entries: [{ port: 30500, comment: 'x y' }] },
+  {
+    create: { name: 'KUBE-NODE-PORT-TCP', type: 'bitmap:port', range: { from: 0, to: 65535 } },
+    entries: [{ port: 31000 }, { port: 30001 }],
+  },
+  {
+    create: { name: 'KUBE-NODE-PORT-SMALL', type: 'bitmap:port', range: { from: 30000, to: 32767 }, comment: true },
+    entries: [{ port: 30500, comment: 'x y' }],
+  },
 ];
 
 /** Creates every set in SETS with its entries; returns the client's view as save lines + raw sets. */
@@ -60,11 +85,17 @@ export async function listAll(): Promise<{ saveLines: string[]; sets: IpsetSet[]
   }
 }
 
-async function outcome(p: Promise<unknown>): Promise<{ ok: true; value: unknown } | { ok: false; code: string; message: string }> {
+async function outcome(
+  p: Promise<unknown>,
+): Promise<{ ok: true; value: unknown } | { ok: false; code: string; message: string }> {
   try {
     return { ok: true, value: (await p) ?? null };
   } catch (e) {
-    return { ok: false, code: e instanceof NetlinkError ? e.code : 'NOT_A_NETLINK_ERROR', message: (e as Error).message };
+    return {
+      ok: false,
+      code: e instanceof NetlinkError ? e.code : 'NOT_A_NETLINK_ERROR',
+      message: (e as Error).message,
+    };
   }
 }
 
@@ -130,8 +161,15 @@ export async function swapRenameDestroy(): Promise<Record<string, string[]>> {
 }
 
 /** Pushes `count` adds through the window at once; returns stats and what the kernel holds. */
-export async function windowStress(count: number, window: number): Promise<{
-  maxInFlight: number; completed: number; datagrams: number; listed: number; recvBuffer: number;
+export async function windowStress(
+  count: number,
+  window: number,
+): Promise<{
+  maxInFlight: number;
+  completed: number;
+  datagrams: number;
+  listed: number;
+  recvBuffer: number;
 }> {
   const c = await openIpset({ window });
   try {
@@ -143,14 +181,23 @@ export async function windowStress(count: number, window: number): Promise<{
     await Promise.all(adds);
     const [set] = await c.list('STRESS');
     const s = c.stats;
-    return { maxInFlight: s.maxInFlight, completed: s.completed, datagrams: s.datagrams, listed: set?.entries.length ?? -1, recvBuffer: c.bufferSizes().recv };
+    return {
+      maxInFlight: s.maxInFlight,
+      completed: s.completed,
+      datagrams: s.datagrams,
+      listed: set?.entries.length ?? -1,
+      recvBuffer: c.bufferSizes().recv,
+    };
   } finally {
     c.close();
   }
 }
 
 /** Same, but every request fails (set missing): error acks echo the request, so they are bigger. */
-export async function windowStressErrors(count: number, window: number): Promise<{ failed: number; codes: string[]; maxInFlight: number }> {
+export async function windowStressErrors(
+  count: number,
+  window: number,
+): Promise<{ failed: number; codes: string[]; maxInFlight: number }> {
   const c = await openIpset({ window });
   try {
     const results = await Promise.allSettled(

@@ -28,7 +28,17 @@ export async function addressesOn(link: string): Promise<Record<string, unknown>
     const badAddr = await code(c.addAddress(link, '10.96.0.300'));
     const missing = await c.getLink('no-such-link');
     const afterDelete = await c.listAddresses(link, 'inet');
-    return { got, up: (await c.getLink(link))?.up, listed, duplicate, deleteAbsent, noLink, badAddr, missing: missing ?? null, afterDelete };
+    return {
+      got,
+      up: (await c.getLink(link))?.up,
+      listed,
+      duplicate,
+      deleteAbsent,
+      noLink,
+      badAddr,
+      missing: missing ?? null,
+      afterDelete,
+    };
   } finally {
     c.close();
   }

@@ -21,8 +21,17 @@ main().then(
   },
   (e: unknown) => {
     const err = e as { name?: string; message?: string; code?: string; errno?: number; stack?: string };
-    process.stdout.write(`\n${MARK}${JSON.stringify({
-      ok: false, error: { name: err.name, message: err.message ?? String(e), code: err.code, errno: err.errno, stack: err.stack },
-    })}\n`);
+    process.stdout.write(
+      `\n${MARK}${JSON.stringify({
+        ok: false,
+        error: {
+          name: err.name,
+          message: err.message ?? String(e),
+          code: err.code,
+          errno: err.errno,
+          stack: err.stack,
+        },
+      })}\n`,
+    );
   },
 );

@@ -21,7 +21,12 @@ let counter = 0;
 
 /** Error thrown in the child, rebuilt with its name/code/errno. */
 export class NetnsRemoteError extends Error {
-  constructor(readonly remoteName: string | undefined, message: string, readonly code?: string, readonly errno?: number) {
+  constructor(
+    readonly remoteName: string | undefined,
+    message: string,
+    readonly code?: string,
+    readonly errno?: number,
+  ) {
     super(message);
     this.name = remoteName ?? 'Error';
   }
@@ -54,23 +59,36 @@ export class TestNetns {
    * Calls `fnName(...args)` exported by `modulePath` in a child process inside this netns
    * and returns its JSON-serialisable result; a throw in the child rejects here.
    */
-  async run<T = unknown>(modulePath: string, fnName: string, args: unknown[] = [], opts: { timeoutMs?: number } = {}): Promise<T> {
+  async run<T = unknown>(
+    modulePath: string,
+    fnName: string,
+    args: unknown[] = [],
+    opts: { timeoutMs?: number } = {},
+  ): Promise<T> {
     // Generous default: the same scenarios run in the TCG VM, ~30x slower than the host.
     const timeout = opts.timeoutMs ?? 600_000;
     const { stdout } = await pexec(
-      'ip', ['netns', 'exec', this.name, process.execPath, '--import', TSX, RUNNER, modulePath, fnName, JSON.stringify(args)],
+      'ip',
+      ['netns', 'exec', this.name, process.execPath, '--import', TSX, RUNNER, modulePath, fnName, JSON.stringify(args)],
       { maxBuffer: 64 * 1024 * 1024, timeout },
-    ).catch((e: { stdout?: string; stderr?: string; message: string; killed?: boolean; signal?: string; code?: number }) => {
-      // Say how the child ended and what it printed last: a native abort leaves no JS error behind.
-      const ended = `exit ${e.code ?? '?'}${e.signal ? `, signal ${e.signal}` : ''}`;
-      const why = e.killed ? `killed (${e.signal ?? 'signal'}) after the ${timeout} ms limit`
-        : `${ended}: ${(e.stderr ?? '').trim().slice(-1500) || e.message}; stdout: ${(e.stdout ?? '').trim().slice(-500)}`;
-      throw new Error(`runInNetns ${fnName}: child failed: ${why}`);
-    });
-    const line = stdout.split('\n').reverse().find((l) => l.startsWith(MARK));
+    ).catch(
+      (e: { stdout?: string; stderr?: string; message: string; killed?: boolean; signal?: string; code?: number }) => {
+        // Say how the child ended and what it printed last: a native abort leaves no JS error behind.
+        const ended = `exit ${e.code ?? '?'}${e.signal ? `, signal ${e.signal}` : ''}`;
+        const why = e.killed
+          ? `killed (${e.signal ?? 'signal'}) after the ${timeout} ms limit`
+          : `${ended}: ${(e.stderr ?? '').trim().slice(-1500) || e.message}; stdout: ${(e.stdout ?? '').trim().slice(-500)}`;
+        throw new Error(`runInNetns ${fnName}: child failed: ${why}`);
+      },
+    );
+    const line = stdout
+      .split('\n')
+      .reverse()
+      .find((l) => l.startsWith(MARK));
     if (!line) throw new Error(`runInNetns ${fnName}: no result from child; stdout: ${stdout.slice(-2000)}`);
     const res = JSON.parse(line.slice(MARK.length)) as
-      { ok: true; value: T } | { ok: false; error: { name?: string; message: string; code?: string; errno?: number } };
+      | { ok: true; value: T }
+      | { ok: false; error: { name?: string; message: string; code?: string; errno?: number } };
     if (res.ok) return res.value;
     throw new NetnsRemoteError(res.error.name, res.error.message, res.error.code, res.error.errno);
   }
@@ -82,5 +100,9 @@ export class TestNetns {
 }
 
 /** One-shot: run a function inside an existing netns. */
-export const runInNetns = <T = unknown>(ns: TestNetns, modulePath: string, fnName: string, args: unknown[] = []): Promise<T> =>
-  ns.run<T>(modulePath, fnName, args);
+export const runInNetns = <T = unknown>(
+  ns: TestNetns,
+  modulePath: string,
+  fnName: string,
+  args: unknown[] = [],
+): Promise<T> => ns.run<T>(modulePath, fnName, args);

@@ -9,7 +9,14 @@ import { operatorState } from './operator-state.ts';
 
 const [file, op, kText] = process.argv.slice(2) as [string, string, string];
 const killAt = Number(kText);
-const WRITES = new Set(['appendEvents', 'recordVersion', 'recordOperation', 'recordConfigRevision', 'checkpoint', 'recordAck']);
+const WRITES = new Set([
+  'appendEvents',
+  'recordVersion',
+  'recordOperation',
+  'recordConfigRevision',
+  'checkpoint',
+  'recordAck',
+]);
 let armed = false;
 let writes = 0;
 const real = await EventLog.open({ file, sync: 'full' });
@@ -29,8 +36,19 @@ for (const name of WRITES) {
 }
 const who = { actor: 'crash-test', reason: op };
 const service = (ip: string, rv: number): WatchEvent => ({
-  kind: 'Service', type: 'MODIFIED', origin: 'watch', namespace: 'default', name: 'web', uid: 'u-web', resourceVersion: String(rv),
-  object: { apiVersion: 'v1', kind: 'Service', metadata: { name: 'web', namespace: 'default' }, spec: { clusterIP: ip, ports: [{ port: 80, protocol: 'TCP' }] } },
+  kind: 'Service',
+  type: 'MODIFIED',
+  origin: 'watch',
+  namespace: 'default',
+  name: 'web',
+  uid: 'u-web',
+  resourceVersion: String(rv),
+  object: {
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: { name: 'web', namespace: 'default' },
+    spec: { clusterIP: ip, ports: [{ port: 80, protocol: 'TCP' }] },
+  },
 });
 
 const data = DataAxis.restore(log);
