@@ -22,6 +22,7 @@ const enc = new TextEncoder();
 export function encodeArtifact(
   a: VersionArtifact,
   opts: { chunkBytes: number; baseCheckpoint: number; anchor?: string },
+  bytes: Uint8Array = artifactBytes(a),
 ): EncodedMessage[] {
   const common = {
     [H.version]: String(a.version),
@@ -30,7 +31,6 @@ export function encodeArtifact(
     [H.hash]: a.hash,
     ...(opts.anchor ? { [H.anchor]: opts.anchor } : {}),
   };
-  const bytes = enc.encode(JSON.stringify(a));
   if (a.form === 'delta' && bytes.length > opts.chunkBytes) {
     // Too big for one message (an initial sync, a mass change): the version's checkpoint, which
     // the publisher must have stored first, carries it; the delta is a marker naming it.
@@ -70,9 +70,12 @@ export function encodeArtifact(
   return out;
 }
 
-/** Encoded size of a delta's payload (to decide whether it needs a checkpoint of its own). */
-export function deltaPayloadBytes(a: VersionArtifact & { form: 'delta' }): number {
-  return enc.encode(JSON.stringify(a)).length;
+/**
+ * An artifact's payload bytes. The publisher serializes a version once: the same bytes decide
+ * whether a delta needs a checkpoint of its own, are signed and are stored.
+ */
+export function artifactBytes(a: VersionArtifact): Uint8Array {
+  return enc.encode(JSON.stringify(a));
 }
 
 /** Decodes one delta message. Never throws: a corrupt message is a value, not a crash. */

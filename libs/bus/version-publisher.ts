@@ -9,7 +9,7 @@ import {
 } from '@nats-io/jetstream';
 import { StaleLeaderError } from './stale-leader.ts';
 import type { NoticeDelta, VersionArtifact } from '../model/index.ts';
-import { deltaPayloadBytes, encodeArtifact } from './artifact-codec.ts';
+import { artifactBytes, encodeArtifact } from './artifact-codec.ts';
 import { artifactStatement, verifierFromPem, type Signer } from './planner-signature.ts';
 import { H, parseVersionSubject, TERM_SUBJECT, VERSIONS_STREAM, VERSIONS_SUBJECTS } from './subjects.ts';
 import { VersionReader } from './version-reader.ts';
@@ -125,14 +125,16 @@ export class VersionPublisher {
     const out: PublishResult[] = [];
     const h = a.header as VersionArtifact;
     const delta = { ...strip(h), form: 'delta' as const, delta: a.delta };
-    if (this.checkpointDue(h.version) || deltaPayloadBytes(delta) > this.chunkBytes) {
+    const deltaBytes = artifactBytes(delta);
+    if (this.checkpointDue(h.version) || deltaBytes.length > this.chunkBytes) {
       out.push(await this.publishVersion({ ...strip(h), form: 'checkpoint', data: a.data() }, a.anchor));
     }
-    out.push(await this.publishVersion(delta, a.anchor));
+    out.push(await this.publishVersion(delta, a.anchor, deltaBytes));
     return out;
   }
 
-  async publishVersion(a: VersionArtifact, anchor = ''): Promise<PublishResult> {
+  /** `encoded`: the artifact already serialized (artifactBytes), so a version is encoded once. */
+  async publishVersion(a: VersionArtifact, anchor = '', encoded?: Uint8Array): Promise<PublishResult> {
     if (a.form === 'delta') {
       if (a.version <= this.last) return this.confirmExisting(a);
       if (a.version !== this.last + 1)
@@ -144,7 +146,11 @@ export class VersionPublisher {
     } else if (a.version > this.last + 1) {
       throw new Error(`cannot publish checkpoint ${a.version}: last published is ${this.last}`);
     }
-    const msgs = encodeArtifact(a, { chunkBytes: this.chunkBytes, baseCheckpoint: this.lastCheckpoint, anchor });
+    const msgs = encodeArtifact(
+      a,
+      { chunkBytes: this.chunkBytes, baseCheckpoint: this.lastCheckpoint, anchor },
+      encoded,
+    );
     let bytes = 0;
     let duplicate = false;
     let signedHeaders: Record<string, string> | undefined;

@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connectBus, VersionPublisher, VersionReader } from '../../../libs/bus/index.ts';
 import { DEFAULT_PROXY_CONFIG } from '../../../libs/model/index.ts';
@@ -14,6 +14,27 @@ afterEach(async () => {
 });
 
 describe('VersionPublisher', () => {
+  it('serializes a published delta once (size check, signature and stored payload share the bytes)', async () => {
+    world = await startBusWorld({ nodes: [], checkpointEvery: 100 });
+    const m = new VersionMaker();
+    const v1 = m.next({ upsertServices: [service(1)] });
+    await world.publisher.publishNext({ header: v1.delta, delta: v1.delta.delta, data: () => v1.checkpoint().data });
+    const v2 = m.next({ upsertServices: [service(2)] });
+    const stringify = vi.spyOn(JSON, 'stringify');
+    try {
+      await world.publisher.publishNext({ header: v2.delta, delta: v2.delta.delta, data: () => v2.checkpoint().data });
+      const encodings = stringify.mock.calls.filter(([value]) => {
+        const a = value as { form?: unknown; version?: unknown } | null;
+        return typeof a === 'object' && a !== null && a.form === 'delta' && a.version === 2;
+      });
+      expect(encodings).toHaveLength(1);
+    } finally {
+      stringify.mockRestore();
+    }
+    const stored = await new VersionReader(world.planner, { verifier: world.verifier }).delta(2);
+    expect(stored.ok && stored.value.hash).toBe(v2.delta.hash);
+  });
+
   it('survives a restart without duplicate or skipped numbers, and refuses conflicting content', async () => {
     world = await startBusWorld({ nodes: [], checkpointEvery: 2 });
     const m = new VersionMaker();
