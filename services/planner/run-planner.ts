@@ -131,41 +131,47 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
   const api = ['0.0.0.0', '::', ''].includes(host) ? `http://${hostname()}:${addr.port}` : url;
   try {
     const signer = loadOrCreateSigningKey(o.signingKey ?? defaultSigningKeyFile(o.db));
-    bus = await NatsPlannerBus.open({
-      url: o.nats,
-      auth: o.natsAuth,
-      signer,
-      anchorOf: (v) => versionAnchor(log, v),
-      onWaiting: o.onBusWaiting,
-      replicas: o.replicas,
-      mayWrite: () =>
-        lease?.isLeader() && group?.role() === 'leader' ? undefined : 'this planner does not lead its group',
-      // the group's log holds every row a version or target names before that goes on the bus
-      beforeWrite: () => replicator?.flush() ?? Promise.resolve(),
-    });
+    bus = await startupStep('connecting to NATS and opening the versions stream and targets bucket', () =>
+      NatsPlannerBus.open({
+        url: o.nats,
+        auth: o.natsAuth,
+        signer,
+        anchorOf: (v) => versionAnchor(log, v),
+        onWaiting: o.onBusWaiting,
+        replicas: o.replicas,
+        mayWrite: () =>
+          lease?.isLeader() && group?.role() === 'leader' ? undefined : 'this planner does not lead its group',
+        // the group's log holds every row a version or target names before that goes on the bus
+        beforeWrite: () => replicator?.flush() ?? Promise.resolve(),
+      }),
+    );
     const nc = bus.connection();
     // A flush that cannot reach the group gives up within half a lease TTL: a leader never blocks
     // longer than it may act (its lease runs out at 3/4 TTL without renewals anyway).
-    replicator = await createLogReplicator({
-      log,
-      nc,
-      group: groupName,
-      replicas: o.replicas ?? 1,
-      id,
-      logger: say,
-      appendTimeoutMs: Math.floor((o.leaseTtlMs ?? 15_000) / 2),
-    });
-    lease = await LeaderLease.open({
-      nc,
-      group: groupName,
-      id,
-      ttlMs: o.leaseTtlMs,
-      replicas: o.replicas,
-      api,
-      onElected: (term) => group?.elected(term),
-      onDeposed: (why) => group?.deposed(why),
-      onTrouble: say,
-    });
+    replicator = await startupStep(`opening the group's replicated log (${groupName})`, () =>
+      createLogReplicator({
+        log,
+        nc,
+        group: groupName,
+        replicas: o.replicas ?? 1,
+        id,
+        logger: say,
+        appendTimeoutMs: Math.floor((o.leaseTtlMs ?? 15_000) / 2),
+      }),
+    );
+    lease = await startupStep(`opening the group's leader lease (${groupName})`, () =>
+      LeaderLease.open({
+        nc,
+        group: groupName,
+        id,
+        ttlMs: o.leaseTtlMs,
+        replicas: o.replicas,
+        api,
+        onElected: (term) => group?.elected(term),
+        onDeposed: (why) => group?.deposed(why),
+        onTrouble: say,
+      }),
+    );
     // Sources start from the objects the log holds (read when the planner makes the source, after it restored).
     const source: EventSourceFactory = o.manifests
       ? (sink, hooks) =>
@@ -212,13 +218,16 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
     });
     group = g;
     await g.start();
-    members = await GroupMembers.open({
-      nc,
-      group: groupName,
-      ttlMs: lease.ttlMs,
-      replicas: o.replicas,
-      self: () => g.member(api),
-    });
+    const ttlMs = lease.ttlMs;
+    members = await startupStep(`opening the group's member list (${groupName})`, () =>
+      GroupMembers.open({
+        nc,
+        group: groupName,
+        ttlMs,
+        replicas: o.replicas,
+        self: () => g.member(api),
+      }),
+    );
     members.start();
     await lease.start();
     await g.settled(); // a lone planner (or one taking its own lease back) is the leader when this returns
@@ -256,6 +265,20 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
     await bus?.close().catch(() => {});
     log.close();
     tokens?.close();
+    throw e;
+  }
+}
+
+/**
+ * Runs one startup step so that its failure names the step: nats.js reports a JetStream request
+ * that got no answer as a bare "timeout", which alone does not tell an operator what to look at.
+ * Flag errors (messages that start with the flag) keep their text.
+ */
+export async function startupStep<T>(step: string, run: () => Promise<T>): Promise<T> {
+  try {
+    return await run();
+  } catch (e) {
+    if (e instanceof Error && !e.message.startsWith('--')) e.message = `${step}: ${e.message}`;
     throw e;
   }
 }
