@@ -6,6 +6,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 
+// The demo builds network namespaces, veths and a bridge: that needs root (CI runs as root, so
+// there both cases run; a non-root developer run skips them rather than failing on EPERM).
 const root = process.getuid?.() === 0;
 
 interface DemoRun {
