@@ -161,27 +161,7 @@ export async function startFleet(o: { nodes: string[]; tmpfsMiB?: number }): Pro
     },
     write,
     churn(everyMs) {
-      let n = 0;
-      let stopped = false;
-      const loop = (async () => {
-        while (!stopped) {
-          n++;
-          write(
-            'churn.yaml',
-            svcYaml('churn', '10.96.0.20') +
-              '---\n' +
-              sliceYaml('churn', [`10.2.${Math.floor(n / 250) % 250}.${(n % 250) + 1}`]),
-          );
-          await new Promise((r) => setTimeout(r, everyMs));
-        }
-      })();
-      return {
-        stop: async () => {
-          stopped = true;
-          await loop;
-          return n;
-        },
-      };
+      return churnEndpoints(write, everyMs);
     },
     async client() {
       const nc = await connectBus({ servers: nats.url, name: 'fault-client', auth: PLANNER_CRED });
@@ -262,6 +242,37 @@ async function checkLog(f: Fleet, version: number): Promise<void> {
   } finally {
     log.close();
   }
+}
+
+/**
+ * Rewrites churn.yaml every `everyMs` with a new endpoint for Service churn; stop() returns how
+ * many edits were written.
+ */
+export function churnEndpoints(
+  write: (file: string, text: string) => void,
+  everyMs: number,
+): { stop: () => Promise<number> } {
+  let n = 0;
+  let stopped = false;
+  const loop = (async () => {
+    while (!stopped) {
+      n++;
+      write(
+        'churn.yaml',
+        svcYaml('churn', '10.96.0.20') +
+          '---\n' +
+          sliceYaml('churn', [`10.2.${Math.floor(n / 250) % 250}.${(n % 250) + 1}`]),
+      );
+      await new Promise((r) => setTimeout(r, everyMs));
+    }
+  })();
+  return {
+    stop: async () => {
+      stopped = true;
+      await loop;
+      return n;
+    },
+  };
 }
 
 export function svcYaml(name: string, ip: string): string {

@@ -7,7 +7,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { renderServerAuthConfig, VERSIONS_STREAM } from '../../libs/bus/index.ts';
 import { readManifestDir } from '../../libs/kube/index.ts';
 import { ClusterState } from '../../libs/planner/index.ts';
-import { BIN, freePort, nodeCred, PLANNER_CRED, sliceYaml, svcYaml } from '../faults/fleet.ts';
+import { BIN, churnEndpoints, freePort, nodeCred, PLANNER_CRED, sliceYaml, svcYaml } from '../faults/fleet.ts';
 import { startNatsCluster, type NatsClusterHandle } from '../support/nats-cluster.ts';
 
 /**
@@ -195,27 +195,7 @@ export async function startHaFleet(o: { nodes: string[]; leaseTtlMs?: number }):
       write('edit.yaml', svcYaml('edit', `10.96.1.${(edits % 250) + 1}`));
     },
     churn(everyMs) {
-      let n = 0;
-      let stopped = false;
-      const loop = (async () => {
-        while (!stopped) {
-          n++;
-          write(
-            'churn.yaml',
-            svcYaml('churn', '10.96.0.20') +
-              '---\n' +
-              sliceYaml('churn', [`10.2.${Math.floor(n / 250) % 250}.${(n % 250) + 1}`]),
-          );
-          await new Promise((r) => setTimeout(r, everyMs));
-        }
-      })();
-      return {
-        stop: async () => {
-          stopped = true;
-          await loop;
-          return n;
-        },
-      };
+      return churnEndpoints(write, everyMs);
     },
     async status(name) {
       const p = planners.get(name);
