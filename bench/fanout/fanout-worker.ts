@@ -4,12 +4,15 @@
  * the core-NATS baseline ping (bench.ping → reply), so both measurements reach the same
  * connections. Prints "ready" when every session is started; exits when stdin closes.
  */
+import { writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
+import path from 'node:path';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { ApplierSession } from '../../libs/applier/index.ts';
 import { verifierFromPem } from '../../libs/bus/index.ts';
 import { DryRunDataplane } from '../../libs/dataplane/index.ts';
 
-const [url, countArg, firstArg, publicKeyPem] = process.argv.slice(2);
+const [url, countArg, firstArg, publicKeyPem, cpuProfDir] = process.argv.slice(2);
 // the planner's public key when the run is signed: every applier verifies targets and deltas
 const verifier = publicKeyPem ? verifierFromPem(publicKeyPem) : undefined;
 const count = Number(countArg);
@@ -37,6 +40,25 @@ for (let i = 0; i < count; i += CONCURRENCY) {
 }
 await Promise.all(conns.map((c) => c.flush()));
 
+// With a profile directory: profile the events window only (between the parent's two counter
+// reads), so start-up and shutdown never mix into the per-event profile.
+let profiler: Session | undefined;
+let profileWritten: Promise<void> = Promise.resolve();
+async function toggleProfile(): Promise<void> {
+  if (!cpuProfDir) return;
+  if (!profiler) {
+    profiler = new Session();
+    profiler.connect();
+    await profiler.post('Profiler.enable');
+    await profiler.post('Profiler.setSamplingInterval', { interval: 250 });
+    await profiler.post('Profiler.start');
+    return;
+  }
+  const { profile } = await profiler.post('Profiler.stop');
+  writeFileSync(path.join(cpuProfDir, `fanout-worker-${first}-${process.pid}.cpuprofile`), JSON.stringify(profile));
+  profiler.disconnect();
+}
+
 // byte counters, asked for by the parent over NATS
 const ctl = conns[0]!;
 ctl.subscribe(`bench.stats.${first}`, {
@@ -55,12 +77,14 @@ ctl.subscribe(`bench.stats.${first}`, {
     );
     const cpu = process.cpuUsage();
     m.respond(JSON.stringify({ ...s, cpuMs: (cpu.user + cpu.system) / 1000 }));
+    profileWritten = toggleProfile();
   },
 });
 await ctl.flush();
 process.stdout.write('ready\n');
 process.stdin.resume();
 process.stdin.on('end', async () => {
+  await profileWritten;
   for (const s of sessions) await s.stop();
   await Promise.all(conns.map((c) => c.close()));
   process.exit(0);

@@ -2,7 +2,8 @@
  * Fan-out bench: event → all nodes ACKed, versus the raw core-NATS publish → reply floor to the
  * same connections, in the same run. Usage:
  *   npx tsx bench/fanout/run-fanout.ts [--nodes 100,1000] [--events 40] [--workers 4] [--services 50] [--cpu-prof DIR] [--out FILE] [--signed 1]
- * (--cpu-prof: each applier worker process writes a V8 CPU profile into DIR when it exits.)
+ * (--cpu-prof DIR: each applier worker process writes a V8 CPU profile of the events window only,
+ * from the first counters read to the last, into DIR; summarize with bench/fanout/profile-summary.ts.)
  * Prints a markdown table (ratios against the floor) and writes JSON to FILE (default bench/fanout/last-run.json).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -95,7 +96,6 @@ async function runScale(n: number): Promise<Record<string, unknown>> {
         const p = spawn(
           process.execPath,
           [
-            ...(cpuProf ? ['--cpu-prof', '--cpu-prof-dir', cpuProf] : []),
             '--import',
             'tsx',
             path.join(here, 'fanout-worker.ts'),
@@ -103,6 +103,7 @@ async function runScale(n: number): Promise<Record<string, unknown>> {
             String(count),
             String(w * per),
             signer?.publicKeyPem ?? '',
+            cpuProf ?? '',
           ],
           { stdio: ['pipe', 'pipe', 'inherit'] },
         );
