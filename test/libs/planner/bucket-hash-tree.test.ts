@@ -1,0 +1,72 @@
+import { createHash } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { DataHashTree } from '../../../libs/planner/data-hash-tree.ts';
+import { NodeStateHashTree } from '../../../libs/planner/node-state-hash.ts';
+
+const sha = (s: string) => createHash('sha256').update(s, 'utf8').digest('hex');
+
+/** FNV-1a over UTF-16 code units, as docs/versioning.md defines the bucket of a key. */
+function bucketOf(key: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < key.length; i++) {
+    h ^= key.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return (h >>> 0) % 256;
+}
+
+/**
+ * The hash definitions of docs/versioning.md written out plainly (whole-set, strings joined),
+ * independent of BucketHashTree's incremental buffers: the tree must always give the same root.
+ */
+function reference(items: Map<string, string>, tag: string, groupSize: number): string {
+  const buckets: string[][] = Array.from({ length: 256 }, () => []);
+  for (const k of items.keys()) buckets[bucketOf(k)]!.push(k);
+  const bucketHashes = buckets.map((keys) =>
+    sha(
+      keys
+        .sort()
+        .map((k) => `${k}\t${items.get(k)}\n`)
+        .join(''),
+    ),
+  );
+  if (!groupSize) return sha(tag + bucketHashes.join('\n'));
+  const groups: string[] = [];
+  for (let g = 0; g < 256 / groupSize; g++)
+    groups.push(sha(bucketHashes.slice(g * groupSize, (g + 1) * groupSize).join('\n')));
+  return sha(tag + groups.join('\n'));
+}
+
+describe('BucketHashTree roots equal the documented definitions', () => {
+  const kinds = [
+    { name: 'data hash', make: () => new DataHashTree(), tag: 'switchboard-data-v1\n', groupSize: 0 },
+    { name: 'node state hash', make: () => new NodeStateHashTree(), tag: 'switchboard-node-state-v2\n', groupSize: 16 },
+  ];
+  for (const k of kinds) {
+    it(`${k.name}: empty, then after every set/remove of a random sequence`, () => {
+      let seed = 7;
+      const rand = (n: number) => {
+        seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+        return (seed >>> 16) % n;
+      };
+      const tree = k.make();
+      const items = new Map<string, string>();
+      expect(tree.root()).toBe(reference(items, k.tag, k.groupSize));
+      for (let step = 0; step < 600; step++) {
+        const key = `svc:ns-${rand(5)}/s${rand(400)}`;
+        if (rand(4) === 0) {
+          items.delete(key);
+          tree.set(key, undefined);
+        } else {
+          const v = sha(String(rand(1000)));
+          items.set(key, v);
+          tree.set(key, v);
+        }
+        // several changes between roots too: only touched buckets are rehashed
+        if (rand(3) === 0) expect(tree.root()).toBe(reference(items, k.tag, k.groupSize));
+      }
+      expect(tree.root()).toBe(reference(items, k.tag, k.groupSize));
+      expect(items.size).toBeGreaterThan(100);
+    });
+  }
+});
