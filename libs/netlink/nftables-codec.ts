@@ -27,6 +27,8 @@ export const NFT_MSG = {
   NEWSETELEM: 12,
   GETSETELEM: 13,
   DELSETELEM: 14,
+  NEWGEN: 15,
+  GETGEN: 16,
 } as const;
 export const nftType = (msg: number): number => (NFNL_SUBSYS_NFTABLES << 8) | msg;
 
@@ -189,6 +191,17 @@ export function setElems(
 }
 
 // ---- Dump requests and decoders -----------------------------------------------------------
+
+/** Payload of NFT_MSG_GETGEN: the netns ruleset generation, not tied to a family or table. */
+export const getGenRequest = (): Buffer => nfgenmsg(0);
+
+/**
+ * NFTA_GEN_ID of a NEWGEN reply: nf_tables' ruleset generation (base_seq) of the netns, which
+ * every commit that changes anything bumps by one (skipping 0 when it wraps).
+ */
+export function decodeGen(payload: Buffer): number {
+  return getBe32(attrsOf(payload), 1, 'NFTA_GEN_ID');
+}
 
 /** Payload of a GET dump request filtered on one table (and one set for elements). */
 export function dumpRequest(t: TableRef, set?: string): Buffer {

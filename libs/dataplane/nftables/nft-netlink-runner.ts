@@ -11,6 +11,7 @@ import {
   batchBegin,
   batchEnd,
   decodeChain,
+  decodeGen,
   decodeSet,
   decodeSetElems,
   decodeTable,
@@ -19,6 +20,7 @@ import {
   delTable,
   dumpRequest,
   flushRules,
+  getGenRequest,
   newChain,
   newRule,
   newSet,
@@ -111,6 +113,21 @@ export class NftNetlinkRunner implements NftRunner {
       await this.conn.sendBatch(framed.map(toRequest), framed.length - 2);
     }
     this.lastRun = { messages: messages.length, batches: batches.length, bytes };
+  }
+
+  /** Each batch is one kernel commit. */
+  get lastCommits(): number {
+    return this.lastRun.batches;
+  }
+
+  async generation(): Promise<number> {
+    const [reply] = await this.conn.request({
+      type: nftType(NFT_MSG.GETGEN),
+      payload: getGenRequest(),
+      operation: 'get nf_tables generation',
+    });
+    if (!reply) throw new Error('get nf_tables generation: no reply');
+    return decodeGen(reply.payload);
   }
 
   async listTable(family: string, table: string): Promise<NftReadBack | undefined> {

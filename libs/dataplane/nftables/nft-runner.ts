@@ -18,6 +18,13 @@ export interface NftRunner {
   /** Our table as the kernel holds it now; undefined when it does not exist. */
   listTable(family: string, table: string): Promise<NftReadBack | undefined>;
   close(): void;
+  /**
+   * The netns' nf_tables ruleset generation (NFT_MSG_GETGEN), for runners that can read it
+   * cheaply: every commit that changes any table bumps it by one, nothing else does.
+   */
+  generation?(): Promise<number>;
+  /** Commits (kernel transactions) the last successful `run` made; with `generation`. */
+  readonly lastCommits?: number;
 }
 
 export class NftError extends Error {

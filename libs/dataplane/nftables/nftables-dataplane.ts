@@ -48,6 +48,16 @@ export class NftablesDataplane implements Dataplane {
   private runnerChoice: Promise<NftRunner> | undefined;
   private startNotes: string[] = [];
   private applied: { objects: NftObjects; inventory: NftInventory } | undefined;
+  /**
+   * The netns ruleset generation at which the kernel's table was known to equal `applied`
+   * (netlink runner only). Sound as a "nothing changed" witness because nf_tables bumps the
+   * generation on every commit, and everything a read-back compares (chains, rules, map
+   * elements, set names) changes only by a commit: our tables have no element timeouts except
+   * in affinity sets, and the packet path (`update @affinity`) and timeouts change only those
+   * sets' learned entries, which resync never compares. Any commit in the netns, to any table,
+   * moves the generation, so the next resync reads everything back.
+   */
+  private knownGeneration: number | undefined;
 
   constructor(private readonly options: NftablesDataplaneOptions = {}) {
     this.table = options.table ?? NFT_TABLE;
@@ -90,40 +100,63 @@ export class NftablesDataplane implements Dataplane {
     await this.runner();
     const notes: string[] = this.takeStartNotes();
     let tx: NftTransaction;
+    let base: number | undefined;
     if (this.applied) {
       tx = planNftUpdate(this.applied.inventory, objects, this.table);
+      base = this.knownGeneration;
     } else {
       // A restarted applier adopts a table it finds intact rather than reloading it.
-      const rb = await this.readBack();
-      tx =
-        rb && rb.skeletonProblems.length === 0
-          ? planNftUpdate(rb.inventory, objects, this.table, sameBySummary)
-          : this.fullLoad(objects);
+      const { rb, generation } = await this.readBackAt();
+      if (rb && rb.skeletonProblems.length === 0) {
+        tx = planNftUpdate(rb.inventory, objects, this.table, sameBySummary);
+        base = generation;
+      } else {
+        tx = this.fullLoad(objects);
+        base = await this.generation();
+      }
       notes.push(rb ? 'adopted existing table' : 'created table');
     }
-    await this.run(tx);
+    const known = await this.runFrom(tx, base);
     this.applied = { objects, inventory: inventoryOf(objects) };
+    this.knownGeneration = known;
     const verified = this.options.verifyAfterApply === false ? true : await this.verify(objects, notes);
     return { kernelWrites: tx.writes, verified, durationMs: performance.now() - t0, notes };
   }
 
+  /**
+   * Re-reads the table and repairs drift, unless the netns' ruleset generation still equals the
+   * one at which the table was known to match what we applied: then nothing can have changed it
+   * (see knownGeneration) and the read-back is skipped.
+   */
   async resync(): Promise<ApplyResult> {
     const t0 = performance.now();
     if (!this.applied) return { kernelWrites: 0, verified: true, durationMs: 0, notes: ['nothing applied yet'] };
     const { objects } = this.applied;
-    const rb = await this.readBack();
+    const now = await this.generation();
+    if (now !== undefined && now === this.knownGeneration) {
+      return {
+        kernelWrites: 0,
+        verified: true,
+        durationMs: performance.now() - t0,
+        notes: [`ruleset generation ${now} unchanged since verified: no read-back`],
+      };
+    }
+    const { rb, generation } = await this.readBackAt();
     const notes: string[] = [];
     let tx: NftTransaction;
+    let base: number | undefined;
     if (!rb || rb.skeletonProblems.length > 0) {
       notes.push(
         rb ? `skeleton damaged (${rb.skeletonProblems.join('; ')}): reloaded table` : 'table missing: reloaded',
       );
       tx = this.fullLoad(objects);
+      base = await this.generation();
     } else {
       tx = planNftUpdate(rb.inventory, objects, this.table, sameBySummary);
+      base = generation;
       if (tx.writes > 0) notes.push(`repaired drift in ${tx.touchedChains.length} chains`);
     }
-    await this.run(tx);
+    this.knownGeneration = await this.runFrom(tx, base);
     const verified = tx.writes === 0 ? true : await this.verify(objects, notes);
     return { kernelWrites: tx.writes, verified, durationMs: performance.now() - t0, notes };
   }
@@ -131,6 +164,7 @@ export class NftablesDataplane implements Dataplane {
   async cleanup(): Promise<ApplyResult> {
     const t0 = performance.now();
     this.applied = undefined;
+    this.knownGeneration = undefined;
     const exists = (await (await this.runner()).listTable(NFT_FAMILY, this.table)) !== undefined;
     if (exists) {
       const tx = new NftTransaction(NFT_FAMILY, this.table).delete({ kind: 'table' });
@@ -165,14 +199,60 @@ export class NftablesDataplane implements Dataplane {
   }
 
   private async verify(objects: NftObjects, notes: string[]): Promise<boolean> {
-    const rb = await this.readBack();
+    const { rb, generation } = await this.readBackAt();
     if (!rb) {
       notes.push('verify: table missing after apply');
+      this.knownGeneration = undefined;
       return false;
     }
     const drift = planNftUpdate(rb.inventory, objects, this.table, sameBySummary);
     if (rb.skeletonProblems.length > 0) notes.push(`verify: ${rb.skeletonProblems.join('; ')}`);
     if (drift.writes > 0) notes.push(`verify: ${drift.writes} differences after apply`);
-    return rb.skeletonProblems.length === 0 && drift.writes === 0;
+    const ok = rb.skeletonProblems.length === 0 && drift.writes === 0;
+    // A read that matched proves the table at its generation; one that did not proves drift.
+    if (!ok) this.knownGeneration = undefined;
+    else if (generation !== undefined) this.knownGeneration = generation;
+    return ok;
   }
+
+  /** The runner's ruleset generation; undefined when it has none (the `nft` path, fakes). */
+  private async generation(): Promise<number | undefined> {
+    const r = await this.runner();
+    return r.generation ? r.generation() : undefined;
+  }
+
+  /**
+   * Reads the table back, with the generation the read reflects: the same generation before
+   * and after means no commit ran in between, so the dumps saw one consistent table.
+   */
+  private async readBackAt(): Promise<{ rb: NftReadBack | undefined; generation: number | undefined }> {
+    const before = await this.generation();
+    const rb = await this.readBack();
+    const after = before === undefined ? undefined : await this.generation();
+    return { rb, generation: before !== undefined && before === after ? before : undefined };
+  }
+
+  /**
+   * Runs `tx` on a table known to hold its starting point at generation `base` (for a full load,
+   * which starts from anything, the generation just before it). Returns the generation at which
+   * the table is now known to hold the result: `base` advanced by exactly our own commits means
+   * no other commit ran before, between or after them. Anything else: unknown.
+   */
+  private async runFrom(tx: NftTransaction, base: number | undefined): Promise<number | undefined> {
+    this.knownGeneration = undefined; // a failed run leaves the table unknown
+    await this.run(tx);
+    if (!(tx.size > 0)) return base;
+    const r = await this.runner();
+    const after = await this.generation();
+    if (base === undefined || after === undefined || r.lastCommits === undefined) return undefined;
+    let expected = base;
+    for (let i = 0; i < r.lastCommits; i++) expected = nextGeneration(expected);
+    return after === expected ? after : undefined;
+  }
+}
+
+/** nf_tables' generation after one more commit (a 32-bit counter that skips 0). */
+export function nextGeneration(g: number): number {
+  const n = (g + 1) >>> 0;
+  return n === 0 ? 1 : n;
 }
