@@ -50,4 +50,5 @@ export {
 } from './planner-lease.ts';
 export { GroupMembers, membersBucket, type GroupMember } from './group-members.ts';
 export { StaleLeaderError } from './stale-leader.ts';
+export { isTransientJetStreamError, retryTransient, type RetryTransientOptions } from './jetstream-transient.ts';
 export { newestPublishedAnchor, type PublishedAnchor } from './published-anchor.ts';

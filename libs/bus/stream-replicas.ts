@@ -63,6 +63,7 @@ export function asRefusal(nc: NatsConnection, replicas: number, e: unknown): unk
       return new ReplicasRefused(`${refusal(replicas, c)} (JetStream: ${e.message})`);
     return new Error(
       `JetStream cannot place ${replicas} replicas in cluster ${c.name} now (${c.servers} servers known; one down?): ${e.message}`,
+      { cause: e },
     );
   }
   return e;

@@ -12,6 +12,8 @@ import {
   type JetStreamManager,
 } from '@nats-io/jetstream';
 import { headers as natsHeaders, type NatsConnection } from '@nats-io/transport-node';
+// A deep import kept on purpose (test/build/import-boundaries.test.ts says why).
+import { retryTransient } from '../bus/jetstream-transient.ts';
 import type { EventLog } from './event-log.ts';
 import { batchRows, rowCount, sliceBatch, type LogPosition, type RawRow, type RowBatch } from './log-rows.ts';
 import { H, LogStreamReader, encodeBatch, encodeTerm, type WireMessage } from './replication-codec.ts';
@@ -95,9 +97,8 @@ export async function createLogReplicator(o: LogReplicatorOptions): Promise<LogR
   const r = new StreamLogReplicator(o, jsm, jetstream(o.nc));
   // JetStream answers nothing for a few seconds while a cluster elects a meta leader (a server
   // just died): wait that out, within appendTimeoutMs; a refusal (too many replicas...) is final.
-  const deadline = Date.now() + (o.appendTimeoutMs ?? 30_000);
-  for (;;) {
-    try {
+  return retryTransient(
+    async () => {
       await r.ensureStream();
       r.snapshots = await SnapshotStore.open({
         nc: o.nc,
@@ -112,15 +113,14 @@ export async function createLogReplicator(o: LogReplicatorOptions): Promise<LogR
         );
       });
       return r;
-    } catch (e) {
-      const transient = /timeout|no responders|503/i.test(
-        `${(e as Error).message} ${((e as Error).cause as Error | undefined)?.message ?? ''}`,
-      );
-      if (!transient || Date.now() > deadline) throw e;
-      o.logger?.(`log stream ${r.stream}: JetStream not answering (${(e as Error).message}); retrying`);
-      await new Promise((res) => setTimeout(res, 500));
-    }
-  }
+    },
+    {
+      withinMs: o.appendTimeoutMs ?? 30_000,
+      pauseMs: 500,
+      maxPauseMs: 500,
+      onRetry: (e) => o.logger?.(`log stream ${r.stream}: JetStream not answering (${e.message}); retrying`),
+    },
+  );
 }
 
 /**

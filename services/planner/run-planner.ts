@@ -24,7 +24,7 @@ import {
 } from '../../libs/bus/index.ts';
 import { PlannerGroup } from './planner-group.ts';
 import { createLogReplicator, versionAnchor, type LogReplicator } from '../../libs/eventlog/index.ts';
-import type { BusAuth } from '../../libs/bus/index.ts';
+import { retryTransient, type BusAuth } from '../../libs/bus/index.ts';
 import { Planner } from './planner.ts';
 import { plannerMetrics } from './planner-metrics.ts';
 
@@ -131,46 +131,55 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
   const api = ['0.0.0.0', '::', ''].includes(host) ? `http://${hostname()}:${addr.port}` : url;
   try {
     const signer = loadOrCreateSigningKey(o.signingKey ?? defaultSigningKeyFile(o.db));
-    bus = await startupStep('connecting to NATS and opening the versions stream and targets bucket', () =>
-      NatsPlannerBus.open({
-        url: o.nats,
-        auth: o.natsAuth,
-        signer,
-        anchorOf: (v) => versionAnchor(log, v),
-        onWaiting: o.onBusWaiting,
-        replicas: o.replicas,
-        mayWrite: () =>
-          lease?.isLeader() && group?.role() === 'leader' ? undefined : 'this planner does not lead its group',
-        // the group's log holds every row a version or target names before that goes on the bus
-        beforeWrite: () => replicator?.flush() ?? Promise.resolve(),
-      }),
+    bus = await startupStep(
+      'connecting to NATS and opening the versions stream and targets bucket',
+      () =>
+        NatsPlannerBus.open({
+          url: o.nats,
+          auth: o.natsAuth,
+          signer,
+          anchorOf: (v) => versionAnchor(log, v),
+          onWaiting: o.onBusWaiting,
+          replicas: o.replicas,
+          mayWrite: () =>
+            lease?.isLeader() && group?.role() === 'leader' ? undefined : 'this planner does not lead its group',
+          // the group's log holds every row a version or target names before that goes on the bus
+          beforeWrite: () => replicator?.flush() ?? Promise.resolve(),
+        }),
+      { say },
     );
     const nc = bus.connection();
     // A flush that cannot reach the group gives up within half a lease TTL: a leader never blocks
     // longer than it may act (its lease runs out at 3/4 TTL without renewals anyway).
-    replicator = await startupStep(`opening the group's replicated log (${groupName})`, () =>
-      createLogReplicator({
-        log,
-        nc,
-        group: groupName,
-        replicas: o.replicas ?? 1,
-        id,
-        logger: say,
-        appendTimeoutMs: Math.floor((o.leaseTtlMs ?? 15_000) / 2),
-      }),
+    replicator = await startupStep(
+      `opening the group's replicated log (${groupName})`,
+      () =>
+        createLogReplicator({
+          log,
+          nc,
+          group: groupName,
+          replicas: o.replicas ?? 1,
+          id,
+          logger: say,
+          appendTimeoutMs: Math.floor((o.leaseTtlMs ?? 15_000) / 2),
+        }),
+      { say },
     );
-    lease = await startupStep(`opening the group's leader lease (${groupName})`, () =>
-      LeaderLease.open({
-        nc,
-        group: groupName,
-        id,
-        ttlMs: o.leaseTtlMs,
-        replicas: o.replicas,
-        api,
-        onElected: (term) => group?.elected(term),
-        onDeposed: (why) => group?.deposed(why),
-        onTrouble: say,
-      }),
+    lease = await startupStep(
+      `opening the group's leader lease (${groupName})`,
+      () =>
+        LeaderLease.open({
+          nc,
+          group: groupName,
+          id,
+          ttlMs: o.leaseTtlMs,
+          replicas: o.replicas,
+          api,
+          onElected: (term) => group?.elected(term),
+          onDeposed: (why) => group?.deposed(why),
+          onTrouble: say,
+        }),
+      { say },
     );
     // Sources start from the objects the log holds (read when the planner makes the source, after it restored).
     const source: EventSourceFactory = o.manifests
@@ -219,14 +228,17 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
     group = g;
     await g.start();
     const ttlMs = lease.ttlMs;
-    members = await startupStep(`opening the group's member list (${groupName})`, () =>
-      GroupMembers.open({
-        nc,
-        group: groupName,
-        ttlMs,
-        replicas: o.replicas,
-        self: () => g.member(api),
-      }),
+    members = await startupStep(
+      `opening the group's member list (${groupName})`,
+      () =>
+        GroupMembers.open({
+          nc,
+          group: groupName,
+          ttlMs,
+          replicas: o.replicas,
+          self: () => g.member(api),
+        }),
+      { say },
     );
     members.start();
     await lease.start();
@@ -269,14 +281,28 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
   }
 }
 
+/** How long a startup step keeps retrying a transient JetStream failure before the planner exits. */
+export const STARTUP_RETRY_MS = 30_000;
+
 /**
  * Runs one startup step so that its failure names the step: nats.js reports a JetStream request
  * that got no answer as a bare "timeout", which alone does not tell an operator what to look at.
- * Flag errors (messages that start with the flag) keep their text.
+ * A transient failure (no answer, no responders, "temporarily unavailable": a freshly formed
+ * cluster still electing its meta leader, or another planner creating the same stream at the same
+ * instant) is retried with backoff for up to `retryMs`, each retry said; every step is an
+ * idempotent open-or-create that releases what a failed attempt took. Flag errors (messages that
+ * start with the flag) keep their text.
  */
-export async function startupStep<T>(step: string, run: () => Promise<T>): Promise<T> {
+export async function startupStep<T>(
+  step: string,
+  run: () => Promise<T>,
+  o: { say?: (line: string) => void; retryMs?: number } = {},
+): Promise<T> {
   try {
-    return await run();
+    return await retryTransient(run, {
+      withinMs: o.retryMs ?? STARTUP_RETRY_MS,
+      onRetry: (e, attempt) => o.say?.(`${step}: ${e.message} (attempt ${attempt}); retrying`),
+    });
   } catch (e) {
     if (e instanceof Error && !e.message.startsWith('--')) e.message = `${step}: ${e.message}`;
     throw e;

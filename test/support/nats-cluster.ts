@@ -25,6 +25,8 @@ export interface NatsClusterOptions {
   readonly config?: string;
   /** A user allowed to ask for JetStream account info, when `config` sets authorization. */
   readonly auth?: { readonly user: string; readonly pass: string };
+  /** Return as soon as the servers listen, before JetStream has a meta leader (default: wait). */
+  readonly waitReady?: boolean;
 }
 
 export async function startNatsCluster(o: NatsClusterOptions = {}): Promise<NatsClusterHandle> {
@@ -79,7 +81,7 @@ export async function startNatsCluster(o: NatsClusterOptions = {}): Promise<Nats
     stop,
   };
   try {
-    await handle.ready();
+    if (o.waitReady !== false) await handle.ready();
   } catch (e) {
     await stop();
     throw e;
