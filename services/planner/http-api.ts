@@ -71,6 +71,17 @@ export function plannerRoutes(
   };
   return [
     {
+      // Liveness: the process answers. Not NATS, not the source: a restart fixes neither, and
+      // restarting every planner while NATS is away only adds a log replay to the outage.
+      method: 'GET',
+      path: '/livez',
+      access: 'public',
+      handle: ({ res }) => {
+        send(res, 200, { live: true });
+        return WROTE_RESPONSE;
+      },
+    },
+    {
       method: 'GET',
       path: '/healthz',
       access: 'public',

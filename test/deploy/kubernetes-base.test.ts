@@ -132,7 +132,9 @@ describe('deploy/kubernetes base', () => {
     const logMount = mountHolding(planner, db);
     expect(sts.spec.volumeClaimTemplates.map((t: Obj) => t.metadata.name)).toContain(logMount.name);
     expect(planner.readinessProbe.httpGet.path).toBe('/readyz');
-    expect(planner.livenessProbe.httpGet.path).toBe('/healthz');
+    // liveness must not fail on a NATS outage (/healthz does, by design): a restart cannot fix it
+    expect(planner.livenessProbe.httpGet.path).toBe('/livez');
+    expect(planner.startupProbe.httpGet.path).toBe('/livez');
     // --replicas: copies of every stream and bucket, one per NATS server (docs/ha.md)
     expect(flag(planner, '--replicas')).toBe(String(find('StatefulSet', 'switchboard-nats').spec.replicas));
     expect(flag(planner, '--id')).toBe('$(POD_NAME)');

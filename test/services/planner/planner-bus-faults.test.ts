@@ -179,7 +179,7 @@ describe('start in any order, wait for what is missing', () => {
     expect(await versionMessages()).toBe(2); // the same version 1 (same content), nothing published twice
   });
 
-  it('/healthz fails while the planner is cut off from its group (NATS away longer than the lease TTL) and recovers', async () => {
+  it('/healthz fails while the planner is cut off from its group (NATS away longer than the lease TTL) and recovers; /livez (the liveness probe) stays 200', async () => {
     const p = await startPlanner(); // lease TTL 3 s
     const healthz = async () => {
       const r = await fetch(`${p.url}/healthz`);
@@ -191,6 +191,10 @@ describe('start in any order, wait for what is missing', () => {
     expect((await healthz()).body.reason).toMatch(
       /^no answer from the group's lease bucket on NATS for \d+ ms \(TTL 3000 ms\)$/,
     );
+    // A restart cannot bring NATS back: liveness answers while the process serves.
+    const livez = await fetch(`${p.url}/livez`);
+    expect(livez.status).toBe(200);
+    expect(await livez.json()).toEqual({ live: true });
     await env.nats.start();
     await expect.poll(async () => (await healthz()).status, { timeout: 30_000 }).toBe(200);
   }, 90_000);
