@@ -2,8 +2,9 @@
 // sets and set elements, and the batch framing that makes a series of them one atomic
 // transaction (NFNL_MSG_BATCH_BEGIN ... NFNL_MSG_BATCH_END, as `nft -f` sends). Pure.
 
-import { decodeAttrList, decodeAttrs, getBe32, getStr, nlAttr, nlNested, optStr, strAttr } from './netlink-attrs.ts';
-import { decodeData, decodeExprs, encodeData, encodeExprs, type NftData, type NftExpr } from './nftables-expr.ts';
+import { decodeAttrList, decodeAttrs, getBe32, getStr, optStr, strAttr } from './netlink-attrs.ts';
+import { NlWriter } from './netlink-writer.ts';
+import { decodeData, decodeExprs, writeData, writeExprs, type NftData, type NftExpr } from './nftables-expr.ts';
 import { NLM_F_APPEND, NLM_F_CREATE, NLM_F_EXCL } from './netlink-message.ts';
 
 export const NFNL_SUBSYS_NFTABLES = 10;
@@ -61,22 +62,21 @@ export function nfgenmsg(family: number, resId = 0): Buffer {
   return b;
 }
 
-const be32 = (type: number, v: number): Buffer => {
-  const b = Buffer.alloc(4);
-  b.writeUInt32BE(v >>> 0);
-  return nlAttr(type, b);
+// Every message is written into this one buffer and copied out once: see netlink-writer.ts.
+const w = new NlWriter();
+const genHeaders = new Map<number, Buffer>();
+const msg = (
+  type: number,
+  flags: number,
+  family: number,
+  fill: (w: NlWriter) => void,
+  operation: string,
+): NftMessage => {
+  let h = genHeaders.get(family);
+  if (!h) genHeaders.set(family, (h = nfgenmsg(family)));
+  fill(w.reset().raw(h));
+  return { type: nftType(type), flags, payload: w.copy(), operation };
 };
-const be64ms = (type: number, ms: number): Buffer => {
-  const b = Buffer.alloc(8);
-  b.writeBigUInt64BE(BigInt(ms));
-  return nlAttr(type, b);
-};
-const msg = (type: number, flags: number, family: number, attrs: Buffer[], operation: string): NftMessage => ({
-  type: nftType(type),
-  flags,
-  payload: Buffer.concat([nfgenmsg(family), ...attrs]),
-  operation,
-});
 
 /** The batch delimiters; res_id names the subsystem the batch is for. */
 export const batchBegin = (): NftMessage => ({
@@ -98,9 +98,9 @@ export interface TableRef {
 }
 
 export const newTable = (t: TableRef, op: string, excl = false): NftMessage =>
-  msg(NFT_MSG.NEWTABLE, NLM_F_CREATE | (excl ? NLM_F_EXCL : 0), t.family, [strAttr(1, t.table), be32(2, 0)], op);
+  msg(NFT_MSG.NEWTABLE, NLM_F_CREATE | (excl ? NLM_F_EXCL : 0), t.family, (w) => w.str(1, t.table).be32(2, 0), op);
 export const delTable = (t: TableRef, op: string): NftMessage =>
-  msg(NFT_MSG.DELTABLE, 0, t.family, [strAttr(1, t.table)], op);
+  msg(NFT_MSG.DELTABLE, 0, t.family, (w) => w.str(1, t.table), op);
 
 export interface ChainHook {
   readonly type: string;
@@ -110,26 +110,32 @@ export interface ChainHook {
 }
 
 export function newChain(t: TableRef, name: string, hook: ChainHook | undefined, op: string, excl = false): NftMessage {
-  const attrs = [strAttr(1, t.table), strAttr(3, name)];
-  if (hook)
-    attrs.push(
-      nlNested(4, [be32(1, hook.hooknum), be32(2, hook.priority)]),
-      be32(5, hook.policy),
-      strAttr(7, hook.type),
-    );
-  return msg(NFT_MSG.NEWCHAIN, NLM_F_CREATE | (excl ? NLM_F_EXCL : 0), t.family, attrs, op);
+  const fill = (w: NlWriter) => {
+    w.str(1, t.table).str(3, name);
+    if (hook) {
+      const at = w.nest(4);
+      w.be32(1, hook.hooknum).be32(2, hook.priority).end(at);
+      w.be32(5, hook.policy).str(7, hook.type);
+    }
+  };
+  return msg(NFT_MSG.NEWCHAIN, NLM_F_CREATE | (excl ? NLM_F_EXCL : 0), t.family, fill, op);
 }
 export const delChain = (t: TableRef, name: string, op: string): NftMessage =>
-  msg(NFT_MSG.DELCHAIN, 0, t.family, [strAttr(1, t.table), strAttr(3, name)], op);
+  msg(NFT_MSG.DELCHAIN, 0, t.family, (w) => w.str(1, t.table).str(3, name), op);
 /** Deletes every rule of `chain` (of the whole table when chain is undefined): `flush chain`. */
 export const flushRules = (t: TableRef, chain: string | undefined, op: string): NftMessage =>
-  msg(NFT_MSG.DELRULE, 0, t.family, [strAttr(1, t.table), ...(chain === undefined ? [] : [strAttr(2, chain)])], op);
+  msg(NFT_MSG.DELRULE, 0, t.family, (w) => (chain === undefined ? w.str(1, t.table) : w.str(1, t.table).str(2, chain)), op);
 export const newRule = (t: TableRef, chain: string, exprs: readonly NftExpr[], op: string): NftMessage =>
   msg(
     NFT_MSG.NEWRULE,
     NLM_F_CREATE | NLM_F_APPEND,
     t.family,
-    [strAttr(1, t.table), strAttr(2, chain), nlNested(4, encodeExprs(exprs))],
+    (w) => {
+      w.str(1, t.table).str(2, chain);
+      const at = w.nest(4);
+      writeExprs(w, exprs);
+      w.end(at);
+    },
     op,
   );
 
@@ -150,16 +156,21 @@ export interface NftSetSpec {
 }
 
 export function newSet(t: TableRef, s: NftSetSpec, op: string, excl = false): NftMessage {
-  const attrs = [strAttr(1, t.table), strAttr(2, s.name), be32(3, s.flags), be32(4, s.keyType), be32(5, s.keyLen)];
-  if (s.dataType !== undefined) attrs.push(be32(6, s.dataType), be32(7, s.dataLen ?? 0));
-  if (s.size !== undefined) attrs.push(nlNested(9, [be32(1, s.size)]));
-  attrs.push(be32(10, s.id));
-  if (s.timeoutMs !== undefined) attrs.push(be64ms(11, s.timeoutMs));
-  if (s.userdata) attrs.push(nlAttr(13, s.userdata));
-  return msg(NFT_MSG.NEWSET, NLM_F_CREATE | (excl ? NLM_F_EXCL : 0), t.family, attrs, op);
+  const fill = (w: NlWriter) => {
+    w.str(1, t.table).str(2, s.name).be32(3, s.flags).be32(4, s.keyType).be32(5, s.keyLen);
+    if (s.dataType !== undefined) w.be32(6, s.dataType).be32(7, s.dataLen ?? 0);
+    if (s.size !== undefined) {
+      const at = w.nest(9);
+      w.be32(1, s.size).end(at);
+    }
+    w.be32(10, s.id);
+    if (s.timeoutMs !== undefined) w.be64(11, BigInt(s.timeoutMs));
+    if (s.userdata) w.attr(13, s.userdata);
+  };
+  return msg(NFT_MSG.NEWSET, NLM_F_CREATE | (excl ? NLM_F_EXCL : 0), t.family, fill, op);
 }
 export const delSet = (t: TableRef, name: string, op: string): NftMessage =>
-  msg(NFT_MSG.DELSET, 0, t.family, [strAttr(1, t.table), strAttr(2, name)], op);
+  msg(NFT_MSG.DELSET, 0, t.family, (w) => w.str(1, t.table).str(2, name), op);
 
 export interface NftElement {
   readonly key: Buffer;
@@ -167,11 +178,12 @@ export interface NftElement {
   readonly intervalEnd?: boolean;
 }
 
-function encodeElement(e: NftElement): Buffer {
-  const attrs = [encodeData(1, { value: e.key })];
-  if (e.data) attrs.push(encodeData(2, e.data));
-  if (e.intervalEnd) attrs.push(be32(3, NFT_SET_ELEM_INTERVAL_END));
-  return nlNested(1, attrs);
+function writeElement(w: NlWriter, e: NftElement): void {
+  const at = w.nest(1);
+  writeData(w, 1, { value: e.key });
+  if (e.data) writeData(w, 2, e.data);
+  if (e.intervalEnd) w.be32(3, NFT_SET_ELEM_INTERVAL_END);
+  w.end(at);
 }
 
 /** NEWSETELEM / DELSETELEM for `set` (addressed by name, or by batch id for a set of this batch). */
@@ -183,11 +195,17 @@ export function setElems(
   op: string,
   opts: { setId?: number; excl?: boolean } = {},
 ): NftMessage {
-  const attrs = [strAttr(1, t.table), strAttr(2, set)];
-  if (opts.setId !== undefined) attrs.push(be32(4, opts.setId));
-  if (elements.length > 0) attrs.push(nlNested(3, elements.map(encodeElement)));
+  const fill = (w: NlWriter) => {
+    w.str(1, t.table).str(2, set);
+    if (opts.setId !== undefined) w.be32(4, opts.setId);
+    if (elements.length > 0) {
+      const at = w.nest(3);
+      for (const e of elements) writeElement(w, e);
+      w.end(at);
+    }
+  };
   const type = kind === 'new' ? NFT_MSG.NEWSETELEM : NFT_MSG.DELSETELEM;
-  return msg(type, kind === 'new' ? NLM_F_CREATE | (opts.excl ? NLM_F_EXCL : 0) : 0, t.family, attrs, op);
+  return msg(type, kind === 'new' ? NLM_F_CREATE | (opts.excl ? NLM_F_EXCL : 0) : 0, t.family, fill, op);
 }
 
 // ---- Dump requests and decoders -----------------------------------------------------------

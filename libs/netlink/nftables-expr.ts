@@ -3,7 +3,8 @@
 // Only what Switchboard's table needs; decoding keeps unknown expressions as raw attributes so
 // a read-back never fails on a rule someone else wrote.
 
-import { decodeAttrList, decodeAttrs, getBe32, getStr, nlAttr, nlNested, strAttr, u8Attr } from './netlink-attrs.ts';
+import { decodeAttrList, decodeAttrs, getBe32, getStr } from './netlink-attrs.ts';
+import { NlWriter } from './netlink-writer.ts';
 
 const NFTA_LIST_ELEM = 1;
 const NFTA_EXPR_NAME = 1;
@@ -88,21 +89,26 @@ export type NftExpr =
   /** An expression we do not model (read back from a table someone edited). */
   | { readonly type: 'other'; readonly name: string };
 
-const be32 = (type: number, v: number): Buffer => {
-  const b = Buffer.alloc(4);
-  b.writeUInt32BE(v >>> 0);
-  return nlAttr(type, b);
-};
-
-export function encodeVerdict(v: NftVerdict): Buffer {
-  const parts = [be32(NFTA_VERDICT_CODE, VERDICT_CODES[v.code])];
-  if (v.code === 'jump' || v.code === 'goto') parts.push(strAttr(NFTA_VERDICT_CHAIN, v.chain));
-  return nlNested(NFTA_DATA_VERDICT, parts);
+export function writeVerdict(w: NlWriter, v: NftVerdict): void {
+  const at = w.nest(NFTA_DATA_VERDICT);
+  w.be32(NFTA_VERDICT_CODE, VERDICT_CODES[v.code]);
+  if (v.code === 'jump' || v.code === 'goto') w.str(NFTA_VERDICT_CHAIN, v.chain);
+  w.end(at);
 }
 
-/** NFTA_DATA_* payload (the nested content of a KEY/DATA/CMP_DATA attribute). */
+/** An NFTA_DATA_* nest (the content of a KEY/DATA/CMP_DATA attribute) of type `type`. */
+export function writeData(w: NlWriter, type: number, d: NftData): void {
+  const at = w.nest(type);
+  if ('value' in d) w.attr(NFTA_DATA_VALUE, d.value);
+  else writeVerdict(w, d.verdict);
+  w.end(at);
+}
+
+const scratch = new NlWriter(4096);
+/** writeData as a Buffer of its own. */
 export function encodeData(type: number, d: NftData): Buffer {
-  return nlNested(type, ['value' in d ? nlAttr(NFTA_DATA_VALUE, d.value) : encodeVerdict(d.verdict)]);
+  writeData(scratch.reset(), type, d);
+  return scratch.copy();
 }
 
 export function decodeData(buf: Buffer): NftData {
@@ -120,61 +126,80 @@ export function decodeData(buf: Buffer): NftData {
   return { value: Buffer.from(m.get(NFTA_DATA_VALUE) ?? Buffer.alloc(0)) };
 }
 
-function body(e: NftExpr): Buffer[] {
+function writeBody(w: NlWriter, e: NftExpr): void {
   switch (e.type) {
     case 'meta':
-      return [be32(2, e.key), e.dreg !== undefined ? be32(1, e.dreg) : be32(3, e.sreg ?? 0)];
+      w.be32(2, e.key);
+      if (e.dreg !== undefined) w.be32(1, e.dreg);
+      else w.be32(3, e.sreg ?? 0);
+      return;
     case 'cmp':
-      return [be32(1, e.sreg), be32(2, e.op), encodeData(3, { value: e.data })];
+      w.be32(1, e.sreg).be32(2, e.op);
+      writeData(w, 3, { value: e.data });
+      return;
     case 'payload':
-      return [be32(1, e.dreg), be32(2, e.base), be32(3, e.offset), be32(4, e.len)];
+      w.be32(1, e.dreg).be32(2, e.base).be32(3, e.offset).be32(4, e.len);
+      return;
     case 'immediate':
-      return [be32(1, e.dreg), encodeData(2, e.data)];
+      w.be32(1, e.dreg);
+      writeData(w, 2, e.data);
+      return;
     case 'bitwise':
-      return [
-        be32(1, e.sreg),
-        be32(2, e.dreg),
-        be32(3, e.len),
-        encodeData(4, { value: e.mask }),
-        encodeData(5, { value: e.xor }),
-      ];
+      w.be32(1, e.sreg).be32(2, e.dreg).be32(3, e.len);
+      writeData(w, 4, { value: e.mask });
+      writeData(w, 5, { value: e.xor });
+      return;
     case 'lookup':
-      return [
-        strAttr(1, e.set),
-        be32(2, e.sreg),
-        ...(e.dreg !== undefined ? [be32(3, e.dreg)] : []),
-        ...(e.setId !== undefined ? [be32(4, e.setId)] : []),
-        ...(e.flags ? [be32(5, e.flags)] : []),
-      ];
+      w.str(1, e.set).be32(2, e.sreg);
+      if (e.dreg !== undefined) w.be32(3, e.dreg);
+      if (e.setId !== undefined) w.be32(4, e.setId);
+      if (e.flags) w.be32(5, e.flags);
+      return;
     case 'dynset':
-      return [
-        strAttr(1, e.set),
-        ...(e.setId !== undefined ? [be32(2, e.setId)] : []),
-        be32(3, e.op),
-        be32(4, e.sregKey),
-      ];
+      w.str(1, e.set);
+      if (e.setId !== undefined) w.be32(2, e.setId);
+      w.be32(3, e.op).be32(4, e.sregKey);
+      return;
     case 'numgen':
-      return [be32(1, e.dreg), be32(2, e.modulus), be32(3, e.ngType), be32(4, 0)];
+      w.be32(1, e.dreg).be32(2, e.modulus).be32(3, e.ngType).be32(4, 0);
+      return;
     case 'nat':
-      return [be32(1, e.natType), be32(2, e.family), be32(3, e.regAddrMin), be32(5, e.regProtoMin), be32(7, e.flags)];
+      w.be32(1, e.natType).be32(2, e.family).be32(3, e.regAddrMin).be32(5, e.regProtoMin).be32(7, e.flags);
+      return;
     case 'masq':
-      return [be32(1, e.flags)];
+      w.be32(1, e.flags);
+      return;
     case 'reject':
-      return [be32(1, e.rejectType), u8Attr(2, e.icmpCode)];
+      w.be32(1, e.rejectType).u8(2, e.icmpCode);
+      return;
     case 'ct':
-      return [be32(2, e.key), be32(1, e.dreg)];
+      w.be32(2, e.key).be32(1, e.dreg);
+      return;
     case 'fib':
-      return [be32(1, e.dreg), be32(2, e.result), be32(3, e.flags)];
+      w.be32(1, e.dreg).be32(2, e.result).be32(3, e.flags);
+      return;
     case 'other':
       throw new Error(`cannot encode unknown expression ${e.name}`);
   }
 }
 
-/** NFTA_RULE_EXPRESSIONS content: one NFTA_LIST_ELEM per expression. */
+/** NFTA_RULE_EXPRESSIONS content: one NFTA_LIST_ELEM { NAME, DATA } per expression. */
+export function writeExprs(w: NlWriter, exprs: readonly NftExpr[]): void {
+  for (const e of exprs) {
+    const el = w.nest(NFTA_LIST_ELEM);
+    w.str(NFTA_EXPR_NAME, e.type);
+    const data = w.nest(NFTA_EXPR_DATA);
+    writeBody(w, e);
+    w.end(data).end(el);
+  }
+}
+
+/** writeExprs as one Buffer per expression. */
 export function encodeExprs(exprs: readonly NftExpr[]): Buffer[] {
-  return exprs.map((e) =>
-    nlNested(NFTA_LIST_ELEM, [strAttr(NFTA_EXPR_NAME, e.type), nlNested(NFTA_EXPR_DATA, body(e))]),
-  );
+  return exprs.map((e) => {
+    writeExprs(scratch.reset(), [e]);
+    return scratch.copy();
+  });
 }
 
 const u32 = (m: Map<number, Buffer>, t: number): number => (m.has(t) ? getBe32(m, t) : 0);
