@@ -124,9 +124,10 @@ async function killChild(c: ChildProcess): Promise<void> {
   clearTimeout(t);
 }
 async function baseline(mode: 'fetch' | 'informer', server: string, kubeconfig: string): Promise<Msg> {
+  const tFork = now();
   const c = forkChild('baseline-child.ts', { mode, server, kubeconfig });
   try {
-    return await nextMessage(c, 'done', 600_000);
+    return { ...(await nextMessage(c, 'done', 600_000)), tFork };
   } finally {
     await killChild(c);
   }
@@ -179,7 +180,7 @@ async function main(): Promise<void> {
   );
   const inf1 = await baseline('informer', server.url, kc.path);
   log(
-    `baseline bare informer: ${f1(Number(inf1.tDone) - Number(inf1.tStart))} ms to synced, rss ${f1(Number(inf1.rssAfterGcMb))} MB heap ${f1(Number(inf1.heapUsedAfterGcMb))} MB`,
+    `baseline bare informer: ${f1(Number(inf1.tDone) - Number(inf1.tStart))} ms to synced (fork → synced ${f1(Number(inf1.tDone) - Number(inf1.tFork))} ms), rss ${f1(Number(inf1.rssAfterGcMb))} MB heap ${f1(Number(inf1.heapUsedAfterGcMb))} MB`,
   );
 
   const disk = durableCommitProbe(tmp);
@@ -234,6 +235,7 @@ async function main(): Promise<void> {
     },
     bareInformer: {
       ms: infMs,
+      forkToSyncedMs: Number(inf1.tDone) - Number(inf1.tFork),
       events: inf1.objects,
       cpuMs: inf1.cpuMs,
       rssAfterGcMb: inf1.rssAfterGcMb,
@@ -243,6 +245,7 @@ async function main(): Promise<void> {
     diskProbe: disk,
     planner: {
       startToSyncedMs: plannerMs,
+      forkToSyncedMs: Number(ready.tSynced) - t,
       startToRunPlannerReturnedMs: Number(ready.tRunning) - Number(ready.tStart),
       startToFirstVersionRecordedMs: ready.firstVersion
         ? (ready.firstVersion as { createdAt: number }).createdAt - Number(ready.tStart)
@@ -263,6 +266,8 @@ async function main(): Promise<void> {
     ratios: {
       plannerSyncedVsFetchParse: plannerMs / Math.min(fetchMs, fetch2Ms),
       plannerSyncedVsBareInformer: plannerMs / infMs,
+      // Both children are forked the same way (node --import tsx); this includes loading each one's modules.
+      plannerForkToSyncedVsBareInformer: (Number(ready.tSynced) - t) / (Number(inf1.tDone) - Number(inf1.tFork)),
       bareInformerVsFetchParse: infMs / Math.min(fetchMs, fetch2Ms),
       plannerSyncedVsOneDurableTxnPerEvent: plannerMs / (Number(ready.eventsLogged) * disk.singleRowTxnMs),
       plannerCpuVsFetchCpu: Number(ready.startCpuMs) / Number(fetch1.cpuMs),

@@ -5,6 +5,7 @@ import {
   type AckOrNack,
   type ConfigRevision,
   type DataDelta,
+  type KnownTexts,
   type LoggedWatchEvent,
   type Operation,
   type ProxyConfig,
@@ -60,6 +61,8 @@ export interface RecordVersionInput {
   readonly contentOf?: number;
   /** The delta against the parent version, kept so any version can be republished after a restart. */
   readonly delta?: DataDelta;
+  /** Canonical texts already made for objects of `delta` (its entries, when just hashed): spliced in, not redone. */
+  readonly deltaTexts?: KnownTexts;
 }
 
 export interface OperationRecord extends Operation {
@@ -258,7 +261,7 @@ export class EventLog {
       }
       const parent = last?.version ?? 0;
       const seqFrom = (last?.seqTo ?? 0) + 1;
-      const delta = input.delta ? canonicalJson(input.delta) : null;
+      const delta = input.delta ? canonicalJson(input.delta, input.deltaTexts) : null;
       const version = this.appendChained('versions', this.stmt.insertVersion, [
         parent,
         input.hash,

@@ -7,8 +7,17 @@ import { createHash } from 'node:crypto';
  * `undefined` members are omitted (as JSON.stringify does); non-finite numbers are refused
  * because they have no JSON form and would silently turn into null.
  */
-export function canonicalJson(value: unknown): string {
-  return write(value);
+export function canonicalJson(value: unknown, known?: KnownTexts): string {
+  return known ? writeKnown(value, known) : write(value);
+}
+
+/**
+ * Canonical texts already computed for some (frozen) objects: `canonicalJson(v, known)` splices
+ * them in instead of serialising those objects again (a version's delta is made of entries that
+ * were just serialised to be hashed).
+ */
+export interface KnownTexts {
+  get(o: object): string | undefined;
 }
 
 const quotedKeys = new Map<string, string>();
@@ -61,6 +70,36 @@ function write(value: unknown): string {
     default:
       throw new Error(`canonicalJson: unsupported ${typeof value}`);
   }
+}
+
+/** write() for values whose objects may have a known text (checked for every object and array). */
+function writeKnown(value: unknown, known: KnownTexts): string {
+  if (value === null || typeof value !== 'object') return write(value);
+  const text = known.get(value);
+  if (text !== undefined) return text;
+  if (Array.isArray(value)) {
+    let out = '[';
+    for (let i = 0; i < value.length; i++) {
+      if (i > 0) out += ',';
+      const v: unknown = value[i];
+      out += v === undefined ? 'null' : writeKnown(v, known);
+    }
+    return out + ']';
+  }
+  if (value instanceof Map) throw new Error('canonicalJson: Map is not JSON; convert it first');
+  const obj = value as Record<string, unknown>;
+  const keys = Object.keys(obj);
+  keys.sort();
+  let out = '{';
+  let first = true;
+  for (const k of keys) {
+    const v = obj[k];
+    if (v === undefined) continue;
+    if (!first) out += ',';
+    first = false;
+    out += quoteKey(k) + writeKnown(v, known);
+  }
+  return out + '}';
 }
 
 export function sha256Hex(data: string | Uint8Array): string {

@@ -1,6 +1,7 @@
 import {
   byCodeUnit,
-  contentHash,
+  canonicalJson,
+  sha256Hex,
   type ClusterData,
   type DataDelta,
   type NodeFacts,
@@ -24,6 +25,8 @@ export class ClusterDataIndex implements ClusterDataSource {
   private readonly svc = new Map<string, { entry: ServiceEntry; hash: string }>();
   private readonly nodeMap = new Map<string, { facts: NodeFacts; hash: string }>();
   private readonly tree = new DataHashTree();
+  /** Where the canonical text of each entry hashed here goes (see ClusterState.takeCanonicalTexts). */
+  private texts: WeakMap<object, string> | undefined;
 
   static from(data: ClusterData): ClusterDataIndex {
     const idx = new ClusterDataIndex();
@@ -59,6 +62,18 @@ export class ClusterDataIndex implements ClusterDataSource {
     return [...this.nodeMap.keys()].sort(byCodeUnit);
   }
 
+  /** Keeps the canonical text of every entry this index hashes from now on in `texts` (undefined: none). */
+  keepTextsIn(texts: WeakMap<object, string> | undefined): void {
+    this.texts = texts;
+  }
+
+  /** The content hash of an entry, its canonical text kept when asked to (serialised once, hashed and recorded). */
+  private hashOf(entry: object): string {
+    const text = canonicalJson(entry);
+    this.texts?.set(entry, text);
+    return sha256Hex(text);
+  }
+
   /**
    * Sets or removes one service entry; returns its new hash (undefined when removed).
    * `hashesFrom`: an index that may hold this very entry object (frozen, so its hash still
@@ -72,7 +87,7 @@ export class ClusterDataIndex implements ClusterDataSource {
     }
     if (entry.key !== key) throw new Error(`service entry key ${entry.key} does not match ${key}`);
     const held = hashesFrom?.svc.get(key);
-    const hash = held && held.entry === entry ? held.hash : contentHash(entry);
+    const hash = held && held.entry === entry ? held.hash : this.hashOf(entry);
     this.svc.set(key, { entry: deepFreeze(entry), hash });
     this.tree.set(`svc:${key}`, hash);
     return hash;
@@ -85,7 +100,7 @@ export class ClusterDataIndex implements ClusterDataSource {
       return undefined;
     }
     const held = hashesFrom?.nodeMap.get(name);
-    const hash = held && held.facts === facts ? held.hash : contentHash(facts);
+    const hash = held && held.facts === facts ? held.hash : this.hashOf(facts);
     this.nodeMap.set(name, { facts: deepFreeze(facts), hash });
     this.tree.set(`node:${name}`, hash);
     return hash;

@@ -39,6 +39,28 @@ export class ClusterState {
   private readonly stale = new Set<string>();
   /** item key ("svc:k" | "node:n") → its hash at the last commit (undefined = absent then). */
   private readonly pending = new Map<string, string | undefined>();
+  /** Canonical texts of the entries hashed since the last take (only once keepCanonicalTexts() was called). */
+  private texts: WeakMap<object, string> | undefined;
+
+  /**
+   * From now on, keeps the canonical text of every entry hashed, until takeCanonicalTexts(): the
+   * planner records each version's delta, made of entries it has just hashed, without serialising
+   * them again. Off by default (a replay or an applier would only hold the texts longer).
+   */
+  keepCanonicalTexts(): void {
+    this.texts = new WeakMap();
+    this.index.keepTextsIn(this.texts);
+  }
+
+  /**
+   * The texts kept since the last call (exact canonicalJson of those frozen entries; for
+   * canonicalJson's `known`), and starts afresh so they are held for one batch only.
+   */
+  takeCanonicalTexts(): WeakMap<object, string> | undefined {
+    const t = this.texts;
+    if (t) this.keepCanonicalTexts();
+    return t;
+  }
 
   apply(change: ObjectChange): void {
     if (change.op === 'upsert') this.upsert(change.object);

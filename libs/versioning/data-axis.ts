@@ -1,7 +1,7 @@
 import type { EventLog, OperationRecord, VersionRecord } from '../eventlog/index.ts';
 import { contentSource, rebuildAtSeq } from '../eventlog/index.ts';
 import { decidePin, decideSync, decideUnpin, type DataPin } from '../control/index.ts';
-import type { ClusterData, DataDelta, WatchEvent } from '../model/index.ts';
+import type { ClusterData, DataDelta, KnownTexts, WatchEvent } from '../model/index.ts';
 import {
   ClusterDataIndex,
   rejectionKey,
@@ -63,6 +63,7 @@ export class DataAxis {
         `event log: rebuilt content of version ${latest.version} has hash ${published.hash().slice(0, 12)}, the log recorded ${latest.hash.slice(0, 12)}`,
       );
     }
+    live.state.keepCanonicalTexts(); // each version's delta is recorded from the texts its entries were hashed from
     const axis = new DataAxis(log, live.state, published, pin, live.rejections, live.hash === published.hash());
     axis.eventsSinceVersion = log.lastSeq() - (latest?.seqTo ?? 0);
     return axis;
@@ -115,6 +116,7 @@ export class DataAxis {
   /** Ends a batch: records a version when (and only when) the published content must change. */
   sync(): NewVersion | undefined {
     const commitDelta = this.live.commit();
+    const texts = this.live.takeCanonicalTexts();
     const d = decideSync({ pin: this.pinned, liveHash: this.live.hash(), publishedHash: this.published.hash() });
     if (d.action === 'hold') {
       this.publishedIsLive = false;
@@ -125,7 +127,13 @@ export class DataAxis {
       return undefined;
     }
     const delta = this.publishedIsLive && commitDelta ? commitDelta : this.live.data.deltaFrom(this.published);
-    return this.record({ delta, hash: this.live.hash(), reason: `${this.eventsSinceVersion} events`, isLive: true });
+    return this.record({
+      delta,
+      texts,
+      hash: this.live.hash(),
+      reason: `${this.eventsSinceVersion} events`,
+      isLive: true,
+    });
   }
 
   /** Writes a checkpoint of the live state (and its rejections) when `every` events passed since the last. */
@@ -140,6 +148,8 @@ export class DataAxis {
    */
   private record(o: {
     delta: DataDelta;
+    /** Canonical texts of the delta's entries, when they were just hashed. */
+    texts?: KnownTexts;
     hash: string;
     reason: string;
     contentOf?: number;
@@ -154,7 +164,12 @@ export class DataAxis {
         reason: o.reason,
         seqTo,
         contentOf: o.contentOf,
-        delta: o.delta,
+        // The first version's delta is its whole content, which the log already holds as the
+        // events up to seqTo: storing it would write the cluster into the log (and the replicated
+        // stream) a second time. deltaOf(1) rebuilds it; the bus publishes version 1 as a
+        // checkpoint anyway, and this process publishes it from memory.
+        delta: last ? o.delta : undefined,
+        deltaTexts: o.texts,
       });
       return { record, operation: o.operation && this.log.recordOperation(o.operation(record.version)) };
     });
@@ -185,6 +200,7 @@ export class DataAxis {
     const target = this.contentOf(n);
     const hash = target.hash();
     this.live.commit(); // pending live changes are held, not published
+    this.live.takeCanonicalTexts();
     const { publish } = decidePin({ targetHash: hash, publishedHash: this.published.hash() });
     const pin: DataPin = { version: n, hash, kind };
     const operation = (version: number | undefined) => ({
@@ -216,6 +232,7 @@ export class DataAxis {
   /** Releases the pin; the live content becomes a new version if it differs from the held one. */
   release(who: Actor): DataOperation {
     this.live.commit();
+    const texts = this.live.takeCanonicalTexts();
     const { publish } = decideUnpin({
       pin: this.pinned,
       liveHash: this.live.hash(),
@@ -236,6 +253,7 @@ export class DataAxis {
     }
     const v = this.record({
       delta: this.live.data.deltaFrom(this.published),
+      texts,
       hash: this.live.hash(),
       reason: `unpin (${this.eventsSinceVersion} events held)`,
       isLive: true,
@@ -243,6 +261,19 @@ export class DataAxis {
     });
     this.pinned = undefined;
     return { operation: v.operation!, version: v };
+  }
+
+  /**
+   * Version n's delta against its parent: as stored, else (the first version, stored without
+   * one) rebuilt from the log: its content against the parent's (empty before version 1).
+   */
+  deltaOf(n: number): DataDelta {
+    const stored = this.log.versionDelta(n);
+    if (stored) return stored;
+    const v = this.log.version(n);
+    if (!v) throw new Error(`version ${n} does not exist`);
+    const parent = v.parent === 0 ? new ClusterDataIndex() : this.contentOf(v.parent);
+    return this.contentOf(n).deltaFrom(parent);
   }
 
   /** Full data of version n for a checkpoint artifact. */

@@ -1,6 +1,6 @@
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { rebuildAtSeq } from '../../../libs/eventlog/index.ts';
-import type { WatchEvent } from '../../../libs/model/index.ts';
+import { canonicalJson, type WatchEvent } from '../../../libs/model/index.ts';
 import { DataAxis } from '../../../libs/versioning/index.ts';
 import { driveDataAxis, randomHistory } from '../eventlog/support/random-history.ts';
 import { openLog, steppingClock, tempDir } from '../eventlog/support/temp-log.ts';
@@ -102,5 +102,66 @@ describe('DataAxis pins', () => {
     expect(released.version?.record.hash).toBe(restored.live.hash());
     expect(DataAxis.restore(log).pin).toBeUndefined();
     log.close();
+  });
+});
+
+describe('DataAxis records a version from the texts its entries were hashed from', () => {
+  it('serialises each entry of a delta once (for its hash), and stores exactly its canonical JSON', async () => {
+    const log = await openLog(tmp.file(), steppingClock());
+    const axis = DataAxis.restore(log);
+    let rv = 0;
+    axis.ingest([service('first', '10.96.1.1', ++rv)]);
+    axis.sync(); // version 1 (stored without a delta: see below); version 2 is the one looked at
+    axis.ingest(Array.from({ length: 20 }, (_, i) => service(`svc-${i}`, `10.96.0.${i + 1}`, ++rv)));
+    // canonicalJson lists an object's keys once per serialisation: count that for the entries.
+    const keys = vi.spyOn(Object, 'keys');
+    let made;
+    let listed: unknown[];
+    try {
+      made = axis.sync();
+      listed = keys.mock.calls.map(([o]) => o);
+    } finally {
+      keys.mockRestore();
+    }
+    const entries = new Set<unknown>(made!.delta.upsertServices);
+    expect(entries.size).toBe(20);
+    const serialisations = listed.filter((o) => entries.has(o)).length;
+    expect(serialisations).toBe(20); // once each: hashed and recorded from the same text
+    expect(storedDelta(log, made!.record.version)).toBe(canonicalJson(made!.delta));
+    // a second batch records its own entries' texts, not the first batch's; stored bit for bit canonical
+    axis.ingest([service('svc-3', '10.96.9.9', ++rv), service('svc-4', '10.96.9.8', ++rv)]);
+    const second = axis.sync()!;
+    expect(log.versionDelta(second.record.version)).toEqual(second.delta);
+    expect(storedDelta(log, second.record.version)).toBe(canonicalJson(second.delta));
+    log.close();
+  });
+});
+
+/** The delta column as stored. */
+function storedDelta(log: unknown, version: number): string | null {
+  const db = (log as { db: { prepare(s: string): { get(v: number): { delta: string | null } } } }).db;
+  return db.prepare('SELECT delta FROM versions WHERE version = ?').get(version).delta;
+}
+
+describe('DataAxis: the first version is not stored a second time as its delta', () => {
+  it('version 1 keeps no delta (its content is the events up to it); deltaOf rebuilds exactly the one published', async () => {
+    const log = await openLog(tmp.file(), steppingClock());
+    const axis = DataAxis.restore(log);
+    let rv = 0;
+    axis.ingest(Array.from({ length: 12 }, (_, i) => service(`svc-${i}`, `10.96.0.${i + 1}`, ++rv)));
+    const first = axis.sync()!;
+    expect(first.record.version).toBe(1);
+    expect(first.delta.upsertServices).toHaveLength(12);
+    expect(storedDelta(log, 1)).toBeNull();
+    expect(axis.deltaOf(1)).toEqual(first.delta);
+    axis.ingest([service('svc-3', '10.96.9.9', ++rv)]);
+    const second = axis.sync()!;
+    expect(storedDelta(log, 2)).toBe(canonicalJson(second.delta)); // later versions keep theirs
+    expect(axis.deltaOf(2)).toEqual(second.delta);
+    // after a restart, from the log alone
+    log.close();
+    const reopened = await openLog(log.file, steppingClock());
+    expect(DataAxis.restore(reopened).deltaOf(1)).toEqual(first.delta);
+    reopened.close();
   });
 });
