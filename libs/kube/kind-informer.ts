@@ -9,7 +9,7 @@ import { isExpired, KubeApiError } from './kube-api-error.ts';
 import { objectKey, type KubeEventSink, type KubeEventType, type RawKubeObject } from './kube-event.ts';
 import type { KubeHttp } from './kube-http.ts';
 import { KUBE_KIND_INFO, type KubeKind } from './kube-kind.ts';
-import { relistDiff } from './relist-diff.ts';
+import { listChanges, listDeletions, relistDiff } from './relist-diff.ts';
 import type { ResumeStore } from './resume-store.ts';
 
 export interface KindInformerHealth {
@@ -224,9 +224,17 @@ export class KindInformer {
   private async list(signal: AbortSignal, isRelist: boolean): Promise<void> {
     const info = KUBE_KIND_INFO[this.kind];
     const items: RawKubeObject[] = [];
+    const listedKeys = new Set<string>();
     let continueToken: string | undefined;
     let listRv: string | undefined;
-    // All pages first: a diff against a partial list would report false deletions.
+    // Once synced, a list (a relist) delivers nothing before it has every page: the sink would
+    // see half a list as the cluster. Before, the list delivers each page's changes as the
+    // page comes, so the sink's work overlaps the paging: until synced the sink makes nothing of
+    // a partial list (the planner makes no version before every informer synced), and deletions,
+    // which only a complete list can tell, wait for the last page. Every page of a list is at its
+    // first page's resourceVersion; a list that fails midway is listed again and diffed against
+    // what was delivered.
+    const streaming = !this.stats.synced;
     do {
       const query: Record<string, string> = { limit: String(this.options.pageSize ?? 500) };
       if (continueToken) query.continue = continueToken;
@@ -240,12 +248,19 @@ export class KindInformer {
         );
       }
       listRv ??= page.metadata.resourceVersion;
-      for (const item of page.items) items.push(this.normalize(item));
+      const objects = page.items.map((item) => this.normalize(item));
       continueToken = page.metadata.continue || undefined;
+      if (!streaming) {
+        for (const o of objects) items.push(o);
+        continue;
+      }
+      for (const o of objects) listedKeys.add(objectKey(o));
+      for (const change of listChanges(this.known, objects)) await this.emit(change.type, change.object, listRv, true);
     } while (continueToken);
     this.stats.lists += 1;
     if (isRelist) this.stats.relists += 1;
-    for (const change of relistDiff(this.known, items)) await this.emit(change.type, change.object, listRv!, true);
+    const changes = streaming ? listDeletions(this.known, listedKeys) : relistDiff(this.known, items);
+    for (const change of changes) await this.emit(change.type, change.object, listRv!, true);
     this.save(listRv!);
     this.succeeded();
   }

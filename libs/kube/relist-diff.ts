@@ -12,11 +12,27 @@ export function relistDiff(
   known: ReadonlyMap<string, RawKubeObject>,
   listed: readonly RawKubeObject[],
 ): RelistChange[] {
-  const listedKeys = new Set(listed.map(objectKey));
+  return [...listDeletions(known, new Set(listed.map(objectKey))), ...listChanges(known, listed)];
+}
+
+/** The known objects a complete list no longer holds (`listedKeys`: every key it held), by key. */
+export function listDeletions(
+  known: ReadonlyMap<string, RawKubeObject>,
+  listedKeys: ReadonlySet<string>,
+): RelistChange[] {
   const changes: RelistChange[] = [];
   for (const key of [...known.keys()].sort()) {
     if (!listedKeys.has(key)) changes.push({ type: 'DELETED', object: known.get(key)! });
   }
+  return changes;
+}
+
+/** What listed objects (all of a list, or one page of it) change against the known ones, in list order. */
+export function listChanges(
+  known: ReadonlyMap<string, RawKubeObject>,
+  listed: readonly RawKubeObject[],
+): RelistChange[] {
+  const changes: RelistChange[] = [];
   for (const object of listed) {
     const before = known.get(objectKey(object));
     if (!before) {

@@ -167,6 +167,53 @@ describe('ClusterInformer', () => {
     expect(server.requestsOf('watch', 'Service')[0]!.query.resourceVersion).toBe('2');
   });
 
+  it('the first list delivers each page as it comes; a relist after synced delivers nothing before its last page', async () => {
+    for (const n of ['a', 'b', 'c', 'd', 'e']) server.create('Service', svc(n));
+    const store = new MemoryResumeStore();
+    // For each event: how many Service list requests the server had answered by then.
+    const listsAtEvent: number[] = [];
+    const informer = startInformer({
+      resumeStore: store,
+      kinds: ['Service'],
+      pageSize: 2,
+      sink: (e) => {
+        events.push(e);
+        listsAtEvent.push(server.requestsOf('list', 'Service').length);
+      },
+    });
+    await informer.synced;
+    expect(summary(events)).toEqual(['a', 'b', 'c', 'd', 'e'].map((n) => `Service ADDED ${n} (relist)`));
+    expect(listsAtEvent.slice(0, 2)).toEqual([1, 1]); // page 1 (of 3) delivered before page 2 was asked for
+    await until('watch open', watching(informer));
+    events = [];
+    listsAtEvent.length = 0;
+    server.clearRequests();
+    await server.stop();
+    server.delete('Service', { namespace: 'default', name: 'a' });
+    server.update('Service', svc('b', 8080));
+    server.create('Service', svc('f'));
+    server.compact();
+    await until('informer noticed the outage', () => informer.informer('Service').health().errors > 0);
+    await server.restart();
+    await until('relist events', () => events.length === 3);
+    expect(summary(events)).toEqual([
+      'Service DELETED a (relist)',
+      'Service MODIFIED b (relist)',
+      'Service ADDED f (relist)',
+    ]);
+    expect(listsAtEvent).toEqual([3, 3, 3]); // every page of the relist first
+  });
+
+  it('a first list that fails after its first page is listed again: each object delivered once, none lost', async () => {
+    for (const n of ['a', 'b', 'c', 'd', 'e']) server.create('Service', svc(n));
+    let lists = 0;
+    server.failNext(1, { match: (r) => r.verb === 'list' && r.kind === 'Service' && ++lists === 2 });
+    const informer = startInformer({ kinds: ['Service'], pageSize: 2 });
+    await informer.synced;
+    expect(server.requestsOf('list', 'Service').map((r) => r.status)).toEqual([200, 500, 200, 200, 200]);
+    expect(summary(events)).toEqual(['a', 'b', 'c', 'd', 'e'].map((n) => `Service ADDED ${n} (relist)`));
+  });
+
   it('relists after 410 and reports objects deleted while disconnected as synthetic DELETED', async () => {
     const store = new MemoryResumeStore();
     server.create('Service', svc('a'));
