@@ -55,7 +55,7 @@ export class IpsetClient extends NetlinkClient {
 
   /** Opens a socket in the current network namespace and agrees on the protocol version. */
   static async open(opts: IpsetClientOptions = {}): Promise<IpsetClient> {
-    const conn = new NetlinkConnection({ protocol: NETLINK_NETFILTER, ...opts });
+    const conn = new NetlinkConnection({ protocol: NETLINK_NETFILTER, coalesceAcks: true, ...opts });
     try {
       const r = encodeProtocol(IPSET_PROTOCOL);
       const msgs = await conn.request({

@@ -83,7 +83,7 @@ export class IpvsClient extends NetlinkClient {
 
   /** Opens a socket in the current network namespace and resolves the "IPVS" family. */
   static async open(opts: IpvsClientOptions = {}): Promise<IpvsClient> {
-    const conn = new NetlinkConnection({ protocol: NETLINK_GENERIC, ...opts });
+    const conn = new NetlinkConnection({ protocol: NETLINK_GENERIC, coalesceAcks: true, ...opts });
     try {
       return new IpvsClient(conn, await resolveGenlFamily(conn, IPVS_GENL_NAME));
     } catch (e) {

@@ -53,7 +53,7 @@ export class LinkClient {
   private constructor(private readonly conn: NetlinkConnection) {}
 
   static open(opts: LinkClientOptions = {}): LinkClient {
-    return new LinkClient(new NetlinkConnection({ protocol: NETLINK_ROUTE, ...opts }));
+    return new LinkClient(new NetlinkConnection({ protocol: NETLINK_ROUTE, coalesceAcks: true, ...opts }));
   }
 
   private send(type: number, payload: Buffer, operation: string, opts: { flags?: number; dump?: boolean } = {}) {

@@ -9,6 +9,11 @@
 //
 // Batching: queued requests are packed into one datagram (the kernel's netlink_rcv_skb
 // walks every message in an skb), up to `batch` messages / `maxBatchBytes`.
+// Acks: with `coalesceAcks`, only the last plain request of a datagram asks for an ack. The
+// kernel handles a datagram's messages in order and reports every failing one whether or not
+// it asked (netlink_rcv_skb acks on NLM_F_ACK or error), so that last ack proves every earlier
+// message of the datagram that got no error was applied: one ack to build, queue and decode per
+// datagram instead of one per request.
 // Dumps: the kernel runs one dump per socket at a time (a second one gets EBUSY), so
 // dump requests are serialized; plain requests keep flowing around a running dump.
 
@@ -41,6 +46,12 @@ export interface NetlinkConnectionOptions {
   readonly recvBufferSize?: number;
   /** SO_SNDBUF request in bytes (default 1 MiB). */
   readonly sendBufferSize?: number;
+  /**
+   * Ask for an ack only on the last plain request of each datagram (see above). For protocols
+   * whose kernel side walks a datagram with netlink_rcv_skb (generic netlink, rtnetlink, plain
+   * nfnetlink requests). Default false: every request asks for its own ack.
+   */
+  readonly coalesceAcks?: boolean;
   /** Fail everything in flight when the kernel says nothing for this long (default 60 s). */
   readonly stallTimeoutMs?: number;
   /** The datagram socket (default: the `netlink` package's RawNetlinkSocket); byte-level tests script one. */
@@ -92,6 +103,11 @@ interface Pending {
   readonly reject: (err: Error) => void;
   readonly replies: NetlinkMessage[];
   seq: number;
+  /**
+   * Requests sent without an ack before this one in the same datagram: the kernel's answer to
+   * this one (ack or error) proves they were handled, each without error unless one came for it.
+   */
+  riders?: Pending[];
   /** Arrival order, to send plain requests and dumps first come, first served. */
   order: number;
 }
@@ -140,6 +156,7 @@ const MAX_BATCH_BYTES = 64 * 1024;
 export class NetlinkConnection {
   readonly window: number;
   readonly batch: number;
+  readonly coalesceAcks: boolean;
   readonly stats: NetlinkConnectionStats = { completed: 0, datagrams: 0, maxInFlight: 0 };
   private readonly socket: NetlinkSocket;
   /** Waiting plain requests (and batches) and waiting dumps; a dump waits while another runs. */
@@ -158,6 +175,7 @@ export class NetlinkConnection {
     this.window = Math.max(1, opts.window ?? 64);
     this.batch = Math.max(1, Math.min(opts.batch ?? 32, this.window));
     this.stallTimeoutMs = opts.stallTimeoutMs ?? 60_000;
+    this.coalesceAcks = opts.coalesceAcks ?? false;
     this.socket =
       opts.socket ??
       new RawNetlinkSocket(opts.protocol, {
@@ -285,6 +303,7 @@ export class NetlinkConnection {
         if (p.req.dump || p.batch) break;
       }
       if (batch.length === 0) break;
+      if (this.coalesceAcks) this.coalesce(batch, bufs);
       this.stats.maxInFlight = Math.max(this.stats.maxInFlight, this.inFlight.size);
       this.stats.datagrams++;
       this.socket.ref();
@@ -295,6 +314,26 @@ export class NetlinkConnection {
         for (const p of batch) this.finish(p, NetlinkError.fromErrno(`${p.req.operation} (send)`, errno));
       });
     }
+  }
+
+  /** Drops the ack flag of every plain request but the datagram's last; that one carries them. */
+  private coalesce(batch: readonly Pending[], bufs: readonly Buffer[]): void {
+    let last = -1;
+    for (let i = batch.length - 1; i >= 0; i--)
+      if (!batch[i]!.req.dump && !batch[i]!.batch) {
+        last = i;
+        break;
+      }
+    if (last <= 0) return;
+    const riders: Pending[] = [];
+    for (let i = 0; i < last; i++) {
+      const p = batch[i]!;
+      if (p.req.dump || p.batch) continue;
+      const buf = bufs[i]!;
+      buf.writeUInt16LE(buf.readUInt16LE(6) & ~NLM_F_ACK, 6);
+      riders.push(p);
+    }
+    if (riders.length > 0) batch[last]!.riders = riders;
   }
 
   private enqueue(p: Pending): void {
@@ -340,6 +379,8 @@ export class NetlinkConnection {
     if (p.batch && msg.seq !== p.seq) return this.onBatchReply(p, msg);
     if (msg.type === NLMSG_NOOP || msg.type === NLMSG_OVERRUN) return;
     if (msg.type === NLMSG_ERROR) {
+      // The kernel answered this one, so it handled every rider before it.
+      if (p.riders) this.settleRiders(p);
       const e = decodeErrorPayload(msg.payload, msg.flags);
       if (e.errno === 0) return this.finish(p);
       return this.finish(p, this.mapError(p.req, e.errno, e.extMessage));
@@ -349,6 +390,13 @@ export class NetlinkConnection {
       return this.finish(p, status < 0 ? this.mapError(p.req, -status) : undefined);
     }
     p.replies.push(msg);
+  }
+
+  /** Resolves the riders that got no error: the kernel handled them (they precede an answered message). */
+  private settleRiders(p: Pending): void {
+    const riders = p.riders!;
+    p.riders = undefined;
+    for (const r of riders) this.finish(r);
   }
 
   private batchOf(seq: number): Pending | undefined {
