@@ -72,6 +72,28 @@ export function bytesToIp(bytes: Uint8Array, family: IpFamily): string {
   return `${hex(g.slice(0, bestStart))}::${hex(g.slice(bestStart + bestLen))}`;
 }
 
+/**
+ * Writes an address already known to be valid IPv4 or IPv6 text as network-order bytes at
+ * `at` (4 or 16 bytes), IPv4 without building intermediate arrays: this runs for every
+ * request of a bulk load.
+ */
+export function writeIpBytes(address: string, buf: Uint8Array, at: number): void {
+  if (address.includes(':')) {
+    buf.set(ipToBytes(address), at);
+    return;
+  }
+  let octet = 0,
+    i = at;
+  for (let c = 0; c < address.length; c++) {
+    const ch = address.charCodeAt(c);
+    if (ch === 46 /* . */) {
+      buf[i++] = octet;
+      octet = 0;
+    } else octet = octet * 10 + (ch - 48);
+  }
+  buf[i] = octet;
+}
+
 /** The 16-byte `union nf_inet_addr` IPVS uses: IPv4 in the first 4 bytes, rest zero. */
 export function ipToUnion16(address: string): Buffer {
   const b = ipToBytes(address);

@@ -4,22 +4,22 @@
 // everything else host-order u16/u32, names NUL-terminated.
 
 import {
-  be16Attr,
+  align4,
+  AttrWriter,
   decodeAttrs,
+  findAttr,
+  NLA_HDRLEN,
+  NLA_TYPE_MASK,
   getBe16,
   getStr,
   getU16,
   getU32,
   getU64,
-  nlAttr,
-  nlNested,
   optStr,
-  strAttr,
-  u16Attr,
   u32Attr,
 } from './netlink-attrs.ts';
-import { decodeGenl, encodeGenl } from './genl-family.ts';
-import { afName, afNumber, bytesToIp, familyOf, ipToUnion16 } from './ip-address.ts';
+import { GENL_HDRLEN, decodeGenl, encodeGenl } from './genl-family.ts';
+import { afName, afNumber, bytesToIp, familyOf, writeIpBytes } from './ip-address.ts';
 import type { IpFamily } from './ip-address.ts';
 import type {
   IpvsDestination,
@@ -134,24 +134,25 @@ function checkU32(v: number, what: string): void {
 }
 
 /** Attributes that identify a service (enough for DEL/GET and for addressing its dests). */
-export function encodeServiceKeyAttrs(key: IpvsServiceKey): Buffer[] {
+function writeServiceKey(w: AttrWriter, key: IpvsServiceKey): void {
   const family = serviceFamily(key);
-  const attrs = [u16Attr(SVC.AF, afNumber(family))];
+  w.u16(SVC.AF, afNumber(family));
   if (key.fwmark !== undefined) {
     checkU32(key.fwmark, 'fwmark');
-    attrs.push(u32Attr(SVC.FWMARK, key.fwmark));
-    return attrs;
+    w.u32(SVC.FWMARK, key.fwmark);
+    return;
   }
   const proto = PROTO_NUM[key.protocol];
   if (proto === undefined) throw new Error(`invalid IPVS protocol "${String(key.protocol)}" (TCP, UDP or SCTP)`);
   if (familyOf(key.address) !== family) throw new Error(`address "${key.address}" is not ${family}`);
   checkPort(key.port, 'service');
-  attrs.push(u16Attr(SVC.PROTOCOL, proto), nlAttr(SVC.ADDR, ipToUnion16(key.address)), be16Attr(SVC.PORT, key.port));
-  return attrs;
+  w.u16(SVC.PROTOCOL, proto);
+  writeUnion16(w, SVC.ADDR, key.address);
+  w.be16(SVC.PORT, key.port);
 }
 
 /** A full service entry (NEW/SET need scheduler, flags, timeout and netmask). */
-export function encodeServiceAttrs(svc: IpvsService): Buffer[] {
+function writeService(w: AttrWriter, svc: IpvsService): void {
   if (!svc.scheduler || Buffer.byteLength(svc.scheduler) >= SCHED_MAXLEN) {
     throw new Error(`invalid IPVS scheduler "${svc.scheduler}" (1-${SCHED_MAXLEN - 1} characters)`);
   }
@@ -160,36 +161,30 @@ export function encodeServiceAttrs(svc: IpvsService): Buffer[] {
   if (serviceFamily(svc) === 'inet6' && (svc.netmask < 1 || svc.netmask > 128)) {
     throw new Error(`invalid IPv6 persistence prefix ${svc.netmask} (1-128)`);
   }
-  const flags = Buffer.alloc(8);
-  flags.writeUInt32LE(flagsToBits(svc.flags) >>> 0, 0);
+  const bits = flagsToBits(svc.flags) >>> 0;
+  writeServiceKey(w, svc);
+  w.str(SVC.SCHED_NAME, svc.scheduler);
+  const flags = w.slot(SVC.FLAGS, 8);
+  flags.buf.writeUInt32LE(bits, flags.at);
   // mask = all bits: the listed flags replace the service's flags (ipvsadm does the same).
-  flags.writeUInt32LE(0xffffffff, 4);
-  const netmask = Buffer.alloc(4);
-  if (serviceFamily(svc) === 'inet') netmask.writeUInt32BE(svc.netmask >>> 0);
-  else netmask.writeUInt32LE(svc.netmask);
-  const attrs = [
-    ...encodeServiceKeyAttrs(svc),
-    strAttr(SVC.SCHED_NAME, svc.scheduler),
-    nlAttr(SVC.FLAGS, flags),
-    u32Attr(SVC.TIMEOUT, svc.timeout),
-    nlAttr(SVC.NETMASK, netmask),
-  ];
-  if (svc.pe) attrs.push(strAttr(SVC.PE_NAME, svc.pe));
-  return attrs;
+  flags.buf.writeUInt32LE(0xffffffff, flags.at + 4);
+  w.u32(SVC.TIMEOUT, svc.timeout);
+  const netmask = w.slot(SVC.NETMASK, 4);
+  if (serviceFamily(svc) === 'inet') netmask.buf.writeUInt32BE(svc.netmask >>> 0, netmask.at);
+  else netmask.buf.writeUInt32LE(svc.netmask, netmask.at);
+  if (svc.pe) w.str(SVC.PE_NAME, svc.pe);
 }
 
-export function encodeDestKeyAttrs(dest: IpvsDestinationKey): Buffer[] {
+function writeDestKey(w: AttrWriter, dest: IpvsDestinationKey): void {
   const fam = familyOf(dest.address);
   if (!fam) throw new Error(`invalid IPVS destination address "${dest.address}"`);
   checkPort(dest.port, 'destination');
-  return [
-    nlAttr(DEST.ADDR, ipToUnion16(dest.address)),
-    be16Attr(DEST.PORT, dest.port),
-    u16Attr(DEST.ADDR_FAMILY, afNumber(fam)),
-  ];
+  writeUnion16(w, DEST.ADDR, dest.address);
+  w.be16(DEST.PORT, dest.port);
+  w.u16(DEST.ADDR_FAMILY, afNumber(fam));
 }
 
-export function encodeDestAttrs(dest: IpvsDestination): Buffer[] {
+function writeDest(w: AttrWriter, dest: IpvsDestination): void {
   const fwd = FWD_NUM[dest.forward];
   if (fwd === undefined) throw new Error(`invalid IPVS forwarding method "${String(dest.forward)}"`);
   if (!Number.isInteger(dest.weight) || dest.weight < 0 || dest.weight > 0x7fffffff) {
@@ -197,37 +192,74 @@ export function encodeDestAttrs(dest: IpvsDestination): Buffer[] {
   }
   checkU32(dest.upperThreshold, 'upper threshold');
   checkU32(dest.lowerThreshold, 'lower threshold');
-  return [
-    ...encodeDestKeyAttrs(dest),
-    u32Attr(DEST.FWD_METHOD, fwd),
-    u32Attr(DEST.WEIGHT, dest.weight),
-    u32Attr(DEST.U_THRESH, dest.upperThreshold),
-    u32Attr(DEST.L_THRESH, dest.lowerThreshold),
-  ];
+  writeDestKey(w, dest);
+  w.u32(DEST.FWD_METHOD, fwd);
+  w.u32(DEST.WEIGHT, dest.weight);
+  w.u32(DEST.U_THRESH, dest.upperThreshold);
+  w.u32(DEST.L_THRESH, dest.lowerThreshold);
 }
 
-const svcNest = (attrs: Buffer[]): Buffer => nlNested(CMD_ATTR.SERVICE, attrs);
-const destNest = (attrs: Buffer[]): Buffer => nlNested(CMD_ATTR.DEST, attrs);
+/** The 16-byte `union nf_inet_addr`: IPv4 in the first 4 bytes, the rest zero. */
+function writeUnion16(w: AttrWriter, type: number, address: string): void {
+  const { buf, at } = w.slot(type, 16);
+  writeIpBytes(address, buf, at);
+}
+
+/** A genl message: header, then the SERVICE nest and, when given, the DEST nest. */
+function ipvsMessage(cmd: number, service?: (w: AttrWriter) => void, dest?: (w: AttrWriter) => void): Buffer {
+  const w = new AttrWriter(dest ? 128 : 96);
+  w.raw(genlHeader(cmd));
+  if (service) {
+    w.begin(CMD_ATTR.SERVICE);
+    service(w);
+    w.end();
+  }
+  if (dest) {
+    w.begin(CMD_ATTR.DEST);
+    dest(w);
+    w.end();
+  }
+  return w.finish();
+}
+
+const GENL_HEADERS = new Map<number, Buffer>();
+function genlHeader(cmd: number): Buffer {
+  let h = GENL_HEADERS.get(cmd);
+  if (!h) GENL_HEADERS.set(cmd, (h = encodeGenl(cmd, IPVS_GENL_VERSION, [])));
+  return h;
+}
 const genl = (cmd: number, attrs: Buffer[] = []): Buffer => encodeGenl(cmd, IPVS_GENL_VERSION, attrs);
 
 export const encodeNewService = (svc: IpvsService): Buffer =>
-  genl(IpvsCmd.NEW_SERVICE, [svcNest(encodeServiceAttrs(svc))]);
+  ipvsMessage(IpvsCmd.NEW_SERVICE, (w) => writeService(w, svc));
 export const encodeSetService = (svc: IpvsService): Buffer =>
-  genl(IpvsCmd.SET_SERVICE, [svcNest(encodeServiceAttrs(svc))]);
+  ipvsMessage(IpvsCmd.SET_SERVICE, (w) => writeService(w, svc));
 export const encodeDelService = (key: IpvsServiceKey): Buffer =>
-  genl(IpvsCmd.DEL_SERVICE, [svcNest(encodeServiceKeyAttrs(key))]);
+  ipvsMessage(IpvsCmd.DEL_SERVICE, (w) => writeServiceKey(w, key));
 /** With a key: one service (plain request). Without: the dump request. */
 export const encodeGetService = (key?: IpvsServiceKey): Buffer =>
-  genl(IpvsCmd.GET_SERVICE, key ? [svcNest(encodeServiceKeyAttrs(key))] : []);
+  ipvsMessage(IpvsCmd.GET_SERVICE, key && ((w) => writeServiceKey(w, key)));
 export const encodeNewDest = (svc: IpvsServiceKey, d: IpvsDestination): Buffer =>
-  genl(IpvsCmd.NEW_DEST, [svcNest(encodeServiceKeyAttrs(svc)), destNest(encodeDestAttrs(d))]);
+  ipvsMessage(
+    IpvsCmd.NEW_DEST,
+    (w) => writeServiceKey(w, svc),
+    (w) => writeDest(w, d),
+  );
 export const encodeSetDest = (svc: IpvsServiceKey, d: IpvsDestination): Buffer =>
-  genl(IpvsCmd.SET_DEST, [svcNest(encodeServiceKeyAttrs(svc)), destNest(encodeDestAttrs(d))]);
+  ipvsMessage(
+    IpvsCmd.SET_DEST,
+    (w) => writeServiceKey(w, svc),
+    (w) => writeDest(w, d),
+  );
 export const encodeDelDest = (svc: IpvsServiceKey, d: IpvsDestinationKey): Buffer =>
-  genl(IpvsCmd.DEL_DEST, [svcNest(encodeServiceKeyAttrs(svc)), destNest(encodeDestKeyAttrs(d))]);
+  ipvsMessage(
+    IpvsCmd.DEL_DEST,
+    (w) => writeServiceKey(w, svc),
+    (w) => writeDestKey(w, d),
+  );
 /** Dump request for a service's destinations. */
 export const encodeGetDests = (svc: IpvsServiceKey): Buffer =>
-  genl(IpvsCmd.GET_DEST, [svcNest(encodeServiceKeyAttrs(svc))]);
+  ipvsMessage(IpvsCmd.GET_DEST, (w) => writeServiceKey(w, svc));
 export const encodeGetConfig = (): Buffer => genl(IpvsCmd.GET_CONFIG);
 export const encodeGetInfo = (): Buffer => genl(IpvsCmd.GET_INFO);
 export const encodeFlush = (): Buffer => genl(IpvsCmd.FLUSH);
@@ -320,26 +352,87 @@ export function decodeServiceAttrs(buf: Buffer): IpvsService {
   };
 }
 
-export function decodeDestAttrs(buf: Buffer, serviceFamily: IpFamily): IpvsDestination {
-  const a = decodeAttrs(buf);
-  const family = a.has(DEST.ADDR_FAMILY) ? afName(getU16(a, DEST.ADDR_FAMILY)) : serviceFamily;
-  const addr = a.get(DEST.ADDR);
+/**
+ * The attributes inside IPVS_CMD_ATTR_DEST → destination. Walks them in place (a listing of
+ * every service's destinations decodes 100k of these); the traffic counters (`stats`) are
+ * decoded only when asked for.
+ */
+export function decodeDestAttrs(buf: Buffer, serviceFamily: IpFamily, withStats = true): IpvsDestination {
+  let family = serviceFamily;
+  let addr: Buffer | undefined;
+  let port: number | undefined;
+  let fwd: number | undefined;
+  let weight = 0,
+    upperThreshold = 0,
+    lowerThreshold = 0;
+  let activeConns: number | undefined, inactiveConns: number | undefined, persistConns: number | undefined;
+  let stats64: Buffer | undefined, stats32: Buffer | undefined;
+  const u32 = (at: number, size: number, what: string) => {
+    if (size < 4) throw new Error(`attribute ${what} is ${size} bytes, expected 4`);
+    return buf.readUInt32LE(at);
+  };
+  let off = 0;
+  while (off + NLA_HDRLEN <= buf.length) {
+    const len = buf.readUInt16LE(off);
+    if (len < NLA_HDRLEN || off + len > buf.length)
+      throw new Error(`malformed netlink attribute at offset ${off}: length ${len}, ${buf.length - off} bytes left`);
+    const at = off + NLA_HDRLEN,
+      size = len - NLA_HDRLEN;
+    switch (buf.readUInt16LE(off + 2) & NLA_TYPE_MASK) {
+      case DEST.ADDR:
+        addr = buf.subarray(at, at + size);
+        break;
+      case DEST.PORT:
+        if (size < 2) throw new Error(`attribute IPVS_DEST_ATTR_PORT is ${size} bytes, expected 2`);
+        port = buf.readUInt16BE(at);
+        break;
+      case DEST.FWD_METHOD:
+        fwd = u32(at, size, 'IPVS_DEST_ATTR_FWD_METHOD') & IP_VS_CONN_F_FWD_MASK;
+        break;
+      case DEST.WEIGHT:
+        weight = u32(at, size, String(DEST.WEIGHT)) | 0;
+        break;
+      case DEST.U_THRESH:
+        upperThreshold = u32(at, size, String(DEST.U_THRESH));
+        break;
+      case DEST.L_THRESH:
+        lowerThreshold = u32(at, size, String(DEST.L_THRESH));
+        break;
+      case DEST.ACTIVE_CONNS:
+        activeConns = u32(at, size, String(DEST.ACTIVE_CONNS));
+        break;
+      case DEST.INACT_CONNS:
+        inactiveConns = u32(at, size, String(DEST.INACT_CONNS));
+        break;
+      case DEST.PERSIST_CONNS:
+        persistConns = u32(at, size, String(DEST.PERSIST_CONNS));
+        break;
+      case DEST.ADDR_FAMILY:
+        if (size < 2) throw new Error(`attribute ${DEST.ADDR_FAMILY} is ${size} bytes, expected 2`);
+        family = afName(buf.readUInt16LE(at));
+        break;
+      case DEST.STATS64:
+        stats64 = buf.subarray(at, at + size);
+        break;
+      case DEST.STATS:
+        stats32 = buf.subarray(at, at + size);
+        break;
+    }
+    off += align4(len);
+  }
   if (!addr) throw new Error('IPVS destination has no address attribute');
-  const fwd = getU32(a, DEST.FWD_METHOD, 'IPVS_DEST_ATTR_FWD_METHOD') & IP_VS_CONN_F_FWD_MASK;
+  if (fwd === undefined) throw new Error('missing attribute IPVS_DEST_ATTR_FWD_METHOD');
   const forward = FWD_NAME[fwd];
   if (!forward) throw new Error(`IPVS destination has unknown forwarding method ${fwd}`);
-  const stats = decodeStats(a.get(DEST.STATS64), true) ?? decodeStats(a.get(DEST.STATS), false);
-  const opt = (t: number) => (a.has(t) ? getU32(a, t) : undefined);
-  const activeConns = opt(DEST.ACTIVE_CONNS);
-  const inactiveConns = opt(DEST.INACT_CONNS);
-  const persistConns = opt(DEST.PERSIST_CONNS);
+  if (port === undefined) throw new Error('missing attribute IPVS_DEST_ATTR_PORT');
+  const stats = withStats ? (decodeStats(stats64, true) ?? decodeStats(stats32, false)) : undefined;
   return {
     address: bytesToIp(addr, family),
-    port: getBe16(a, DEST.PORT, 'IPVS_DEST_ATTR_PORT'),
+    port,
     forward,
-    weight: a.has(DEST.WEIGHT) ? getU32(a, DEST.WEIGHT) | 0 : 0,
-    upperThreshold: opt(DEST.U_THRESH) ?? 0,
-    lowerThreshold: opt(DEST.L_THRESH) ?? 0,
+    weight,
+    upperThreshold,
+    lowerThreshold,
     ...(activeConns !== undefined ? { activeConns } : {}),
     ...(inactiveConns !== undefined ? { inactiveConns } : {}),
     ...(persistConns !== undefined ? { persistConns } : {}),
@@ -352,8 +445,12 @@ export const decodeServiceMessage = (payload: Buffer): IpvsService =>
   decodeServiceAttrs(nestedOf(payload, CMD_ATTR.SERVICE, 'service'));
 
 /** A GET_DEST reply genl payload → destination (family falls back to the service's). */
-export const decodeDestMessage = (payload: Buffer, serviceFamily: IpFamily): IpvsDestination =>
-  decodeDestAttrs(nestedOf(payload, CMD_ATTR.DEST, 'destination'), serviceFamily);
+export function decodeDestMessage(payload: Buffer, serviceFamily: IpFamily, withStats = true): IpvsDestination {
+  if (payload.length < GENL_HDRLEN) throw new Error(`generic netlink payload too short (${payload.length} bytes)`);
+  const dest = findAttr(payload, CMD_ATTR.DEST, GENL_HDRLEN);
+  if (!dest) throw new Error('IPVS reply has no destination attribute');
+  return decodeDestAttrs(dest, serviceFamily, withStats);
+}
 
 export function decodeTimeouts(payload: Buffer): IpvsTimeouts {
   const a = decodeAttrs(decodeGenl(payload).attrs);

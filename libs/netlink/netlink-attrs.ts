@@ -80,6 +80,24 @@ export function decodeAttrList(buf: Buffer): NlAttribute[] {
   return out;
 }
 
+/**
+ * The payload of the attribute `type` in `buf` from `from` on, without splitting the others out
+ * (the last one wins, as in decodeAttrs; same malformed-length errors). For hot decode paths.
+ */
+export function findAttr(buf: Buffer, type: number, from = 0): Buffer | undefined {
+  let found: Buffer | undefined;
+  let off = from;
+  while (off + NLA_HDRLEN <= buf.length) {
+    const len = buf.readUInt16LE(off);
+    if (len < NLA_HDRLEN || off + len > buf.length) {
+      throw new Error(`malformed netlink attribute at offset ${off}: length ${len}, ${buf.length - off} bytes left`);
+    }
+    if ((buf.readUInt16LE(off + 2) & NLA_TYPE_MASK) === type) found = buf.subarray(off + NLA_HDRLEN, off + len);
+    off += align4(len);
+  }
+  return found;
+}
+
 /** Attributes by type; the last one wins when a type repeats (as in the kernel's nla_parse). */
 export function decodeAttrs(buf: Buffer): Map<number, Buffer> {
   const m = new Map<number, Buffer>();
@@ -111,4 +129,109 @@ export function getStr(m: Map<number, Buffer>, t: number, what = String(t)): str
 }
 export function optStr(m: Map<number, Buffer>, t: number): string | undefined {
   return m.has(t) ? getStr(m, t) : undefined;
+}
+
+/**
+ * Writes a message's attributes into one growing buffer: one allocation per message instead of
+ * one per attribute, per nesting level and per concatenation (a from-empty IPVS load encodes
+ * 140k messages). Produces the same bytes as the nlAttr/nlNested helpers above, padding zeroed.
+ */
+export class AttrWriter {
+  private buf: Buffer;
+  private off = 0;
+  private readonly open: number[] = [];
+
+  constructor(size = 128) {
+    this.buf = Buffer.alloc(size);
+  }
+
+  /** Raw bytes (e.g. a protocol header before the attributes). */
+  raw(bytes: Uint8Array): this {
+    const at = this.take(bytes.length); // before this.buf: take() may replace it
+    this.buf.set(bytes, at);
+    return this;
+  }
+
+  u16(type: number, v: number): this {
+    const at = this.attr(type, 2);
+    this.buf.writeUInt16LE(v, at);
+    return this;
+  }
+
+  u32(type: number, v: number): this {
+    const at = this.attr(type, 4);
+    this.buf.writeUInt32LE(v >>> 0, at);
+    return this;
+  }
+
+  be16(type: number, v: number): this {
+    const at = this.attr(type, 2);
+    this.buf.writeUInt16BE(v, at);
+    return this;
+  }
+
+  bytes(type: number, data: Uint8Array): this {
+    const at = this.attr(type, data.length);
+    this.buf.set(data, at);
+    return this;
+  }
+
+  /** NUL-terminated string, as strAttr. */
+  str(type: number, s: string): this {
+    const n = Buffer.byteLength(s, 'utf8');
+    const at = this.attr(type, n + 1);
+    this.buf.write(s, at, 'utf8');
+    this.buf[at + n] = 0;
+    return this;
+  }
+
+  /**
+   * A fixed-size attribute whose payload the caller fills in: returns the buffer and the payload
+   * offset (for values written in place, like an address, without a buffer of their own).
+   */
+  slot(type: number, size: number): { buf: Buffer; at: number } {
+    const at = this.attr(type, size);
+    return { buf: this.buf, at };
+  }
+
+  /** Opens a nested attribute; end() closes the innermost one. */
+  begin(type: number): this {
+    const at = this.take(NLA_HDRLEN);
+    this.buf.writeUInt16LE(type | NLA_F_NESTED, at + 2);
+    this.open.push(at);
+    return this;
+  }
+
+  end(): this {
+    const at = this.open.pop();
+    if (at === undefined) throw new Error('AttrWriter.end() without begin()');
+    this.buf.writeUInt16LE(this.off - at, at);
+    return this;
+  }
+
+  /** The bytes written (a view of the writer's buffer; write nothing more after this). */
+  finish(): Buffer {
+    if (this.open.length > 0) throw new Error('AttrWriter.finish() with a nested attribute still open');
+    return this.buf.subarray(0, this.off);
+  }
+
+  /** Writes an attribute header for a `size`-byte payload (padding zeroed); returns the payload offset. */
+  private attr(type: number, size: number): number {
+    const len = NLA_HDRLEN + size;
+    const at = this.take(align4(len));
+    this.buf.writeUInt16LE(len, at);
+    this.buf.writeUInt16LE(type, at + 2);
+    return at + NLA_HDRLEN; // the padding stays zero: buffers are allocated zeroed, written once
+  }
+
+  private take(n: number): number {
+    const at = this.off;
+    if (at + n > this.buf.length) {
+      const grown = Buffer.alloc(Math.max(this.buf.length * 2, at + n));
+      this.buf.copy(grown, 0, 0, at);
+      this.buf = grown;
+    }
+    this.off = at + n;
+    return at;
+  }
 }

@@ -107,6 +107,50 @@ describe('IPVS codec', () => {
     expect(decodeDestMessage(encodeNewDest(svc, d), 'inet')).toEqual(d);
   });
 
+  test('a listed destination: counters and stats decoded, stats left out when not asked for; malformed ones refused', () => {
+    const d: IpvsDestination = {
+      address: '10.50.1.2',
+      port: 9000,
+      forward: 'masq',
+      weight: 3,
+      upperThreshold: 0,
+      lowerThreshold: 0,
+    };
+    const u64 = (type: number, v: number) => {
+      const b = Buffer.alloc(12);
+      b.writeUInt16LE(12, 0);
+      b.writeUInt16LE(type, 2);
+      b.writeBigUInt64LE(BigInt(v), 4);
+      return b;
+    };
+    // The kernel's listing: the NEW_DEST attributes plus ACTIVE (7), INACT (8), PERSIST (9)
+    // conns and STATS64 (12, nested u64 counters: conns 1, in-packets 2 ...).
+    const request = encodeNewDest(svc, d);
+    const destStart = request.indexOf(Buffer.from('48000280', 'hex'));
+    const destAttrs = request.subarray(destStart + 4);
+    const listed = encodeGenl(IpvsCmd.NEW_DEST, 1, [
+      nlNested(2, [
+        destAttrs,
+        u32Attr(7, 5),
+        u32Attr(8, 6),
+        u32Attr(9, 7),
+        nlNested(12, [u64(1, 11), u64(2, 12), u64(3, 13), u64(4, 14), u64(5, 15)]),
+      ]),
+    ]);
+    const full = decodeDestMessage(listed, 'inet');
+    expect(full).toMatchObject({ ...d, activeConns: 5, inactiveConns: 6, persistConns: 7 });
+    expect(full.stats).toMatchObject({ conns: 11, inPkts: 12, outPkts: 13, inBytes: 14, outBytes: 15 });
+    const lean = decodeDestMessage(listed, 'inet', false);
+    expect(lean).toEqual({ ...d, activeConns: 5, inactiveConns: 6, persistConns: 7 });
+    // A destination attribute cut short, a missing port, no destination at all.
+    const cut = Buffer.from(listed);
+    cut.writeUInt16LE(200, 8); // first inner attribute claims more bytes than there are
+    expect(() => decodeDestMessage(cut, 'inet')).toThrow(/malformed netlink attribute/);
+    const noPort = encodeGenl(IpvsCmd.NEW_DEST, 1, [nlNested(2, [destAttrs.subarray(0, 20), destAttrs.subarray(28)])]);
+    expect(() => decodeDestMessage(noPort, 'inet')).toThrow(/missing attribute IPVS_DEST_ATTR_PORT/);
+    expect(() => decodeDestMessage(encodeGenl(IpvsCmd.NEW_DEST, 1, []), 'inet')).toThrow(/no destination attribute/);
+  });
+
   test('round trip: services and destinations (v4/v6, all protocols, flags)', () => {
     const v4 = fc
       .tuple(fc.integer({ min: 0, max: 255 }), fc.integer({ min: 0, max: 255 }))
