@@ -37,6 +37,13 @@ export class PhaseTimingKernel implements KernelInterface {
     return this.timed('readRealServers', () => this.inner.readRealServers(keys));
   }
 
+  async runThenReadRealServers(
+    tx: KernelTransaction,
+    keys: readonly VsKey[],
+  ): Promise<Map<string, ObservedRealServer[]>> {
+    return this.timed(`run+readRealServers`, () => this.inner.runThenReadRealServers(tx, keys));
+  }
+
   async run(tx: KernelTransaction): Promise<void> {
     let group: KernelOp[] = [];
     const flush = async () => {

@@ -121,6 +121,14 @@ export class FakeIpvsKernel implements KernelInterface {
     );
   }
 
+  async runThenReadRealServers(
+    tx: KernelTransaction,
+    keys: readonly VsKey[],
+  ): Promise<Map<string, ObservedRealServer[]>> {
+    await this.run(tx);
+    return this.readRealServers(keys);
+  }
+
   async run(tx: KernelTransaction): Promise<void> {
     const err = tx.validate();
     if (err) throw new TransactionError(err, 0);

@@ -195,7 +195,15 @@ export class IpvsDataplane implements Dataplane {
     const plan = this.plan(slice.desired, observed, slice.record, undefined, {});
     const after = recordAfterChange(owned, slice, plan.recordAfter, change);
     const before = after ? mergeRecords(mergeRecords(owned.record, after), plan.recordBefore) : plan.recordBefore;
-    await this.run(plan.ops, extendsRecord(owned, before) ? mergeRecords(owned.record, before) : undefined);
+    // Services written only real servers of are read back as their destinations, the first read
+    // sent right behind the writes (one round trip); their spec is the model's, which the
+    // transaction did not change (computed now: model.apply below does not change it either).
+    const destinationsOnly = realServersOnly(plan.ops, model);
+    const dests = await this.run(
+      plan.ops,
+      extendsRecord(owned, before) ? mergeRecords(owned.record, before) : undefined,
+      destinationsOnly,
+    );
     if (after) await this.save(after);
     const notes = notesOf(plan);
     if (plan.ops.length === 0) {
@@ -210,7 +218,7 @@ export class IpvsDataplane implements Dataplane {
         verified: false,
         notes: [...notes, `verify: model disagreed with the kernel (${disagreement})`],
       };
-    const back = await this.readBack(plan.ops, model);
+    const back = await this.readBack(plan.ops, model, dests);
     for (const v of back) {
       const m = model.virtualServer(virtualServerKey(v));
       if (!m || !sameServer(m, v))
@@ -239,19 +247,17 @@ export class IpvsDataplane implements Dataplane {
   }
 
   /**
-   * The services a transaction touched, as the kernel holds them now. Those it wrote only real
-   * servers of are read as their destinations (one dump, no service lookup) with the spec the
-   * model holds, which the transaction did not change; the others are read whole.
+   * The services a transaction touched, as the kernel holds them now: `dests` (read with the
+   * writes) for those it wrote only real servers of, with the spec the model holds; the others
+   * read whole.
    */
-  private async readBack(ops: readonly KernelOp[], model: KernelModel): Promise<ObservedVirtualServer[]> {
-    const whole = new Set<string>();
-    for (const op of ops) if (op.kind === 'virtual-server') whole.add(virtualServerKey(op.vs));
-    const touched = touchedServices(ops);
-    const specOnly = touched.filter((k) => !whole.has(virtualServerKey(k)) && model.virtualServer(virtualServerKey(k)));
-    const [full, dests] = await Promise.all([
-      this.options.kernel.readVirtualServers(touched.filter((k) => !specOnly.includes(k))),
-      specOnly.length > 0 ? this.options.kernel.readRealServers(specOnly) : new Map<string, ObservedRealServer[]>(),
-    ]);
+  private async readBack(
+    ops: readonly KernelOp[],
+    model: KernelModel,
+    dests: ReadonlyMap<string, ObservedRealServer[]>,
+  ): Promise<ObservedVirtualServer[]> {
+    const whole = touchedServices(ops).filter((k) => !dests.has(virtualServerKey(k)));
+    const full = whole.length > 0 ? await this.options.kernel.readVirtualServers(whole) : [];
     return [...full, ...[...dests].map(([key, realServers]) => ({ ...model.virtualServer(key)!, realServers }))];
   }
 
@@ -280,14 +286,21 @@ export class IpvsDataplane implements Dataplane {
    * mid-run can make us believe we own something absent, never forget something we created).
    * A refused op leaves the ops before it applied (netlink has no transactions); the error goes
    * up and, the base being gone, the next cycle is a full one that reads what is there.
+   * Returns the real servers of `readAfter` as the kernel holds them after the writes.
    */
-  private async run(ops: readonly KernelOp[], recordBefore: OwnershipRecord | undefined): Promise<void> {
-    if (ops.length === 0) return;
+  private async run(
+    ops: readonly KernelOp[],
+    recordBefore: OwnershipRecord | undefined,
+    readAfter: readonly VsKey[] = [],
+  ): Promise<Map<string, ObservedRealServer[]>> {
+    if (ops.length === 0) return new Map();
     const tx = new KernelTransaction().addAll(ops);
     const bad = tx.validate();
     if (bad) throw new Error(`refusing transaction: ${bad}`);
     if (recordBefore) await this.save(recordBefore);
+    if (readAfter.length > 0) return this.options.kernel.runThenReadRealServers(tx, readAfter);
     await this.options.kernel.run(tx);
+    return new Map();
   }
 
   private async save(record: OwnershipRecord): Promise<void> {
@@ -313,6 +326,15 @@ function shrinking(desired: NodeState, observed: ObservedKernel): VsKey[] {
     if (h.realServers.some((r) => !want.has(realServerKey(r)))) out.push(vs);
   }
   return out;
+}
+
+/** Services the ops write real servers of and nothing else, that the model holds. */
+function realServersOnly(ops: readonly KernelOp[], model: KernelModel): VsKey[] {
+  const whole = new Set<string>();
+  for (const op of ops) if (op.kind === 'virtual-server') whole.add(virtualServerKey(op.vs));
+  return touchedServices(ops).filter(
+    (k) => !whole.has(virtualServerKey(k)) && model.virtualServer(virtualServerKey(k)),
+  );
 }
 
 function touchedServices(ops: readonly KernelOp[]): VsKey[] {

@@ -63,6 +63,13 @@ export interface KernelInterface {
   readRealServers(keys: readonly VsKey[]): Promise<Map<string, ObservedRealServer[]>>;
   /** Validates, then applies every op in order. Throws TransactionError (with how many ops were applied). */
   run(tx: KernelTransaction): Promise<void>;
+  /**
+   * run(tx), then readRealServers(keys): what the kernel holds after every write of tx. The
+   * netlink kernel sends the first read right behind the last writes on the same socket, so a
+   * one-service change costs one round trip instead of two. Throws like run when an op is
+   * refused (the reads are then dropped: the caller reads in full next time).
+   */
+  runThenReadRealServers(tx: KernelTransaction, keys: readonly VsKey[]): Promise<Map<string, ObservedRealServer[]>>;
   close(): Promise<void>;
 }
 

@@ -104,7 +104,7 @@ export class NetlinkKernel implements KernelInterface {
         const [s, dests] = await Promise.all([
           this.ipvs.getService(k),
           this.dumper()
-            .listDestinations(k)
+            .listDestinations(k, NO_STATS)
             .catch((e: Error) => e),
         ]);
         if (!s) return undefined;
@@ -118,23 +118,60 @@ export class NetlinkKernel implements KernelInterface {
   async readRealServers(keys: readonly VsKey[]): Promise<Map<string, ObservedRealServer[]>> {
     const out = await Promise.all(
       keys.map(
-        async (k) => [virtualServerKey(k), (await this.dumper().listDestinations(k)).map(observedDest)] as const,
+        async (k) =>
+          [virtualServerKey(k), (await this.dumper().listDestinations(k, NO_STATS)).map(observedDest)] as const,
       ),
     );
     return new Map(out);
   }
 
   async run(tx: KernelTransaction): Promise<void> {
+    await this.runGroups(tx, undefined);
+  }
+
+  async runThenReadRealServers(
+    tx: KernelTransaction,
+    keys: readonly VsKey[],
+  ): Promise<Map<string, ObservedRealServer[]>> {
+    const [head, ...rest] = keys;
+    if (!head) {
+      await this.run(tx);
+      return new Map();
+    }
+    const pipelined = await this.runGroups(tx, head);
+    const [first, others] = await Promise.all([
+      pipelined ?? this.dumper().listDestinations(head, NO_STATS),
+      this.readRealServers(rest),
+    ]);
+    if (first instanceof Error) throw first;
+    return new Map([[virtualServerKey(head), first.map(observedDest)], ...others]);
+  }
+
+  /**
+   * Runs the groups of tx; with `readAfter`, queues that service's destination dump on the IPVS
+   * socket right behind the last group's writes when those go out on it (same datagram: the
+   * kernel handles it after them), and returns its pending result.
+   */
+  private async runGroups(
+    tx: KernelTransaction,
+    readAfter: VsKey | undefined,
+  ): Promise<Promise<IpvsDestination[] | Error> | undefined> {
     const err = tx.validate();
     if (err) throw new TransactionError(err, 0);
     let applied = 0;
+    let read: Promise<IpvsDestination[] | Error> | undefined;
+    const groups = concurrentGroups(tx.ops);
     // Each group goes out at once, bounded by the socket window; a failure stops before the next
     // group, and what the kernel accepted stays applied (netlink has no transactions).
-    for (const group of concurrentGroups(tx.ops)) {
+    for (const [i, group] of groups.entries()) {
       // One lookup of the device for a run of address ops, not one per address.
       const first = group[0]!;
       const link = first.kind === 'address' ? await this.links.getLink(first.device) : undefined;
-      const results = await Promise.allSettled(group.map((op) => this.applyOp(op, link)));
+      const writes = group.map((op) => this.applyOp(op, link));
+      // applyOp queued its request synchronously; a dump queued now follows them on the socket.
+      if (readAfter && i === groups.length - 1 && onIpvsSocket(first))
+        read = this.ipvs.listDestinations(readAfter, NO_STATS).catch((e: Error) => e);
+      const results = await Promise.allSettled(writes);
       const failed = results.findIndex((r) => r.status === 'rejected');
       applied += results.filter((r) => r.status === 'fulfilled').length;
       if (failed >= 0) {
@@ -142,6 +179,7 @@ export class NetlinkKernel implements KernelInterface {
         throw new TransactionError(`${describeOp(group[failed]!)}: ${reason.message}`, applied);
       }
     }
+    return read;
   }
 
   async close(): Promise<void> {
@@ -160,7 +198,7 @@ export class NetlinkKernel implements KernelInterface {
     return Promise.all(
       services.map(async (s) => ({
         ...specOf(s),
-        realServers: (await this.dumper().listDestinations(s)).map(observedDest),
+        realServers: (await this.dumper().listDestinations(s, NO_STATS)).map(observedDest),
       })),
     );
   }
@@ -252,6 +290,14 @@ export class NetlinkKernel implements KernelInterface {
         return writeFile(sysctlPath(op.name), op.value + '\n');
     }
   }
+}
+
+/** Destination listings for the dataplane: it reads connection counts, never traffic counters. */
+const NO_STATS = { stats: false } as const;
+
+/** Ops that IpvsClient writes on its main socket (flush-conntrack runs a tool). */
+function onIpvsSocket(op: KernelOp): boolean {
+  return op.kind === 'virtual-server' || (op.kind === 'real-server' && op.verb !== 'flush-conntrack');
 }
 
 function observedDest(d: IpvsDestination): ObservedRealServer {

@@ -143,6 +143,27 @@ describe('IpvsClient in the VM', () => {
     );
   });
 
+  test('requests of one datagram share one ack: a refused one in the middle fails alone; a read-back behind writes sees them', async () => {
+    await inFreshNetns(
+      () => ipvsNetns(),
+      async (ns) => {
+        const r = await ns.run<Record<string, any>>(SCENARIOS, 'coalescedWrites');
+        expect(r.datagrams).toBe(1);
+        expect(r.outcomes.map((o: string, i: number) => (i === 4 || i === 11 ? o.split(':')[0] : o))).toEqual([
+          ...Array(4).fill('ok'),
+          'EEXIST',
+          ...Array(6).fill('ok'),
+          'ESRCH',
+        ]);
+        const applied = [0, 1, 2, 3, 5, 6, 7, 8, 9, 10].map((i) => `10.50.4.${i + 1}:80`).sort();
+        expect(r.dests).toEqual(applied);
+        expect(r.readBackKeys).toEqual(['TCP/10.100.0.60:80']);
+        expect(r.readBack).toEqual([...applied, '10.50.5.1:80'].sort());
+        expect(r.refused).toMatch(/^other: add real server 10\.50\.5\.1:80 .*destination already exists/);
+      },
+    );
+  });
+
   test('1000 services × 2 destinations issued at once: window holds, dumps are complete', async () => {
     await inFreshNetns(
       () => ipvsNetns(),

@@ -3,6 +3,7 @@
 import { openIpvs } from '../../../libs/netlink/index.ts';
 import { NetlinkError } from '../../../libs/netlink/index.ts';
 import type { IpvsDestination, IpvsService, IpvsServiceKey } from '../../../libs/netlink/index.ts';
+import { KernelTransaction, NetlinkKernel, type KernelOp } from '../../../libs/dataplane/index.ts';
 
 const PROTO_FLAG = { TCP: '-t', UDP: '-u', SCTP: '--sctp-service' } as const;
 const FWD_FLAG = { masq: '-m', route: '-g', tunnel: '-i', local: '-m', bypass: '-m' } as const;
@@ -197,6 +198,51 @@ export async function bulk(services: number, destsPer: number, window: number): 
       writeMs: Math.round(t1 - t0),
       readMs: Math.round(t2 - t1),
     };
+  } finally {
+    c.close();
+  }
+}
+
+/**
+ * Requests issued in one tick go out in one datagram with one ack (coalesceAcks), and the
+ * NetlinkKernel's read-back rides behind its writes. Against the real kernel: a refused message
+ * in the middle fails alone (errno kept) and the ones around it are applied; the read-back sees
+ * every write before it; a refused write fails the transaction.
+ */
+export async function coalescedWrites(): Promise<Record<string, unknown>> {
+  const c = await openIpvs();
+  const s = svc({ protocol: 'TCP', address: '10.100.0.60', port: 80 });
+  const key = { protocol: 'TCP' as const, address: s.address, port: s.port };
+  try {
+    await c.addService(s);
+    const sentBefore = c.stats.datagrams;
+    const requests = Array.from({ length: 12 }, (_, i) =>
+      i === 4
+        ? c.addDestination(s, dest('10.50.4.1', 80)) // the same as request 0: EEXIST
+        : i === 11
+          ? c.addDestination({ protocol: 'UDP', address: s.address, port: 80 }, dest('10.50.4.99', 80)) // ESRCH
+          : c.addDestination(s, dest(`10.50.4.${i + 1}`, 80)),
+    );
+    const outcomes = await Promise.all(requests.map(outcome));
+    const datagrams = c.stats.datagrams - sentBefore;
+    const dests = (await c.listDestinations(s)).map((d) => `${d.address}:${d.port}`).sort();
+
+    const kernel = await NetlinkKernel.open();
+    try {
+      const rs = (address: string) => ({ address, port: 80, weight: 1 });
+      const add = (address: string): KernelOp => ({ kind: 'real-server', verb: 'add', vs: key, rs: rs(address) });
+      const back = await kernel.runThenReadRealServers(new KernelTransaction().add(add('10.50.5.1')), [key]);
+      const readBack = [...back.values()]
+        .flat()
+        .map((d) => `${d.address}:${d.port}`)
+        .sort();
+      const refused = await outcome(
+        kernel.runThenReadRealServers(new KernelTransaction().add(add('10.50.5.1')), [key]),
+      );
+      return { outcomes, datagrams, dests, readBack, readBackKeys: [...back.keys()], refused };
+    } finally {
+      await kernel.close();
+    }
   } finally {
     c.close();
   }

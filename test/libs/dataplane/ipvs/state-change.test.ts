@@ -66,7 +66,7 @@ describe('diffStates', () => {
 });
 
 describe('IpvsDataplane incremental bookkeeping', () => {
-  it('one endpoint change in a large state: one write, one service read back, the ownership record not rewritten', async () => {
+  it('one endpoint change in a large state: one write and its service read back in one kernel call, the ownership record not rewritten', async () => {
     const kernel = new FakeIpvsKernel();
     const saves: OwnershipRecord[] = [];
     const store = new MemoryOwnershipStore();
@@ -86,6 +86,18 @@ describe('IpvsDataplane incremental bookkeeping', () => {
         pointReads.push(...keys.map((k) => `dests ${k.address}:${k.port}`));
         return kernel.readRealServers(keys as never);
       },
+      run: (tx: Parameters<FakeIpvsKernel['run']>[0]) => {
+        pointReads.push(`run ${tx.size}`);
+        return kernel.run(tx);
+      },
+      // The write and its read-back in one kernel call (the netlink kernel: one round trip).
+      runThenReadRealServers: (
+        tx: Parameters<FakeIpvsKernel['run']>[0],
+        keys: { protocol: string; address: string; port: number }[],
+      ) => {
+        pointReads.push(`run ${tx.size}, then dests ${keys.map((k) => `${k.address}:${k.port}`).join(' ')}`);
+        return kernel.runThenReadRealServers(tx, keys as never);
+      },
     });
     const dp = new IpvsDataplane({
       kernel: reading,
@@ -96,13 +108,14 @@ describe('IpvsDataplane incremental bookkeeping', () => {
     const s = many(500);
     await dp.apply(s);
     saves.length = 0;
+    pointReads.length = 0;
     const next = withEndpoint(s, 123);
     const r = await dp.apply(next);
     expect(r).toMatchObject({ kernelWrites: 1, verified: true });
     expect(reading.lastTransaction!.ops.map(describeOp)).toEqual([
       'add real server 10.244.9.9:8080 weight 1 of TCP/10.96.0.123:80',
     ]);
-    expect(pointReads).toEqual(['dests 10.96.0.123:80']);
+    expect(pointReads).toEqual(['run 1, then dests 10.96.0.123:80']);
     expect(saves).toEqual([]);
     // a removed service is recorded as no longer ours, after it is gone
     const fewer = {
