@@ -9,7 +9,8 @@
 //
 // Batching: queued requests are packed into one datagram (the kernel's netlink_rcv_skb
 // walks every message in an skb), up to `batch` messages / `maxBatchBytes`.
-// Acks: with `coalesceAcks`, only the last plain request of a datagram asks for an ack. The
+// Acks: with `coalesceAcks`, only the last plain request of a datagram asks for an ack (none
+// when a dump ends the datagram: its first reply answers for the requests before it). The
 // kernel handles a datagram's messages in order and reports every failing one whether or not
 // it asked (netlink_rcv_skb acks on NLM_F_ACK or error), so that last ack proves every earlier
 // message of the datagram that got no error was applied: one ack to build, queue and decode per
@@ -318,9 +319,11 @@ export class NetlinkConnection {
 
   /** Drops the ack flag of every plain request but the datagram's last; that one carries them. */
   private coalesce(batch: readonly Pending[], bufs: readonly Buffer[]): void {
+    // The answerer: the datagram's last request, or a dump ending it (a dump is always last):
+    // its first reply proves the writes before it handled, so they need no ack of their own.
     let last = -1;
     for (let i = batch.length - 1; i >= 0; i--)
-      if (!batch[i]!.req.dump && !batch[i]!.batch) {
+      if (!batch[i]!.batch) {
         last = i;
         break;
       }
@@ -377,10 +380,11 @@ export class NetlinkConnection {
     const p = this.inFlight.get(msg.seq) ?? this.batchOf(msg.seq);
     if (!p) return; // not ours (late reply after a failure, or a notification)
     if (p.batch && msg.seq !== p.seq) return this.onBatchReply(p, msg);
+    // Any answer to this request (ack, error, a dump's first reply) means the kernel handled
+    // every rider before it in the datagram.
+    if (p.riders) this.settleRiders(p);
     if (msg.type === NLMSG_NOOP || msg.type === NLMSG_OVERRUN) return;
     if (msg.type === NLMSG_ERROR) {
-      // The kernel answered this one, so it handled every rider before it.
-      if (p.riders) this.settleRiders(p);
       const e = decodeErrorPayload(msg.payload, msg.flags);
       if (e.errno === 0) return this.finish(p);
       return this.finish(p, this.mapError(p.req, e.errno, e.extMessage));

@@ -7,8 +7,11 @@ import { describe, expect, it } from 'vitest';
 import { NetlinkConnection, type NetlinkSocket } from '../../../libs/netlink/netlink-connection.ts';
 import { NetlinkError } from '../../../libs/netlink/netlink-error.ts';
 import {
+  NLMSG_DONE,
   NLMSG_ERROR,
   NLM_F_ACK,
+  NLM_F_DUMP,
+  NLM_F_MULTI,
   decodeMessages,
   encodeErrorPayload,
   encodeMessage,
@@ -19,6 +22,8 @@ class KernelLikeSocket extends EventEmitter implements NetlinkSocket {
   readonly datagrams: NetlinkMessage[][] = [];
   /** Payload first bytes of the messages the "kernel" refuses (EEXIST). */
   readonly failing = new Set<number>();
+  /** First payload bytes of the requests applied so far, in order (what a dump returns). */
+  readonly applied: number[] = [];
   /** Stop answering (a kernel that went quiet). */
   silent = false;
   send(data: Buffer[], _options: object, callback: (err?: null) => void): void {
@@ -27,7 +32,15 @@ class KernelLikeSocket extends EventEmitter implements NetlinkSocket {
     callback(null);
     if (this.silent) return;
     for (const m of msgs) {
+      if (m.flags & NLM_F_DUMP) {
+        // A dump: one reply holding what the writes before it left, then DONE.
+        const reply = encodeMessage({ type: 0x20, flags: NLM_F_MULTI, seq: m.seq, payload: Buffer.from(this.applied) });
+        const done = encodeMessage({ type: NLMSG_DONE, flags: NLM_F_MULTI, seq: m.seq, payload: Buffer.alloc(4) });
+        setImmediate(() => this.emit('message', Buffer.concat([reply, done])));
+        continue;
+      }
       const errno = this.failing.has(m.payload[0]!) ? constants.errno.EEXIST : 0;
+      if (errno === 0) this.applied.push(m.payload[0]!);
       if (errno === 0 && !(m.flags & NLM_F_ACK)) continue;
       const answer = encodeMessage({ type: NLMSG_ERROR, flags: 0, seq: m.seq, payload: encodeErrorPayload(errno, m) });
       setImmediate(() => this.emit('message', answer));
@@ -103,6 +116,20 @@ describe('NetlinkConnection coalesceAcks', () => {
     await new Promise((r) => setImmediate(r));
     conn.close();
     for (const r of await settle(ps)) expect(r).toMatch(/closed/);
+  });
+
+  it('writes followed by a dump in one datagram need no ack: the dump answers for them, and sees them', async () => {
+    const socket = new KernelLikeSocket();
+    socket.failing.add(1);
+    const conn = new NetlinkConnection({ protocol: 16, socket, window: 64, batch: 8, coalesceAcks: true });
+    const writes = requests(conn, 3);
+    const dump = conn.request({ type: 0x20, payload: Buffer.from([9, 0, 0, 0]), dump: true, operation: 'dump' });
+    expect(await settle(writes)).toEqual(['ok', expect.stringMatching(/^op1: /), 'ok']);
+    const replies = await dump;
+    expect([...replies[0]!.payload]).toEqual([0, 2]);
+    expect(socket.datagrams).toHaveLength(1);
+    expect(socket.datagrams[0]!.map((m) => m.flags & NLM_F_ACK)).toEqual([0, 0, 0, 0]);
+    conn.close();
   });
 
   it('without the option every request asks for its own ack', async () => {
