@@ -142,6 +142,11 @@ async function outcome(p: Promise<unknown>): Promise<string> {
   }
 }
 
+/** errorCases and coalescedWrites in one child. */
+export async function refusals(): Promise<{ errors: Record<string, string>; coalesced: Record<string, unknown> }> {
+  return { errors: await errorCases(), coalesced: await coalescedWrites() };
+}
+
 export async function errorCases(): Promise<Record<string, string>> {
   const c = await openIpvs();
   try {
