@@ -105,16 +105,18 @@ export class IpvsClient extends NetlinkClient {
     });
   }
 
-  async listServices(): Promise<IpvsService[]> {
+  /** Every service; `stats: false` leaves out the traffic counters (cheaper to decode). */
+  async listServices(opts: { stats?: boolean } = {}): Promise<IpvsService[]> {
+    const withStats = opts.stats ?? true;
     const msgs = await this.send('service', 'list IPVS services', encodeGetService(), true);
-    return msgs.map((m) => decodeServiceMessage(m.payload));
+    return msgs.map((m) => decodeServiceMessage(m.payload, withStats));
   }
 
   /** One service, or undefined when it does not exist. */
-  async getService(key: IpvsServiceKey): Promise<IpvsService | undefined> {
+  async getService(key: IpvsServiceKey, opts: { stats?: boolean } = {}): Promise<IpvsService | undefined> {
     try {
       const msgs = await this.send('service', `get service ${serviceLabel(key)}`, encodeGetService(key));
-      return msgs[0] ? decodeServiceMessage(msgs[0].payload) : undefined;
+      return msgs[0] ? decodeServiceMessage(msgs[0].payload, opts.stats ?? true) : undefined;
     } catch (e) {
       if (e instanceof NetlinkError && (e.code === 'ESRCH' || e.code === 'ENOENT')) return undefined;
       throw e;

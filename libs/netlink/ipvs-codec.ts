@@ -298,15 +298,8 @@ function decodeStats(buf: Buffer | undefined, wide: boolean): IpvsStats | undefi
   };
 }
 
-function nestedOf(genlPayload: Buffer, type: number, what: string): Buffer {
-  const top = decodeAttrs(decodeGenl(genlPayload).attrs);
-  const inner = top.get(type);
-  if (!inner) throw new Error(`IPVS reply has no ${what} attribute`);
-  return inner;
-}
-
 /** The attributes inside IPVS_CMD_ATTR_SERVICE → service. */
-export function decodeServiceAttrs(buf: Buffer): IpvsService {
+export function decodeServiceAttrs(buf: Buffer, withStats = true): IpvsService {
   const a = decodeAttrs(buf);
   const family = afName(getU16(a, SVC.AF, 'IPVS_SVC_ATTR_AF'));
   const flagsBuf = a.get(SVC.FLAGS);
@@ -325,7 +318,7 @@ export function decodeServiceAttrs(buf: Buffer): IpvsService {
     netmask,
   };
   const pe = optStr(a, SVC.PE_NAME);
-  const stats = decodeStats(a.get(SVC.STATS64), true) ?? decodeStats(a.get(SVC.STATS), false);
+  const stats = withStats ? (decodeStats(a.get(SVC.STATS64), true) ?? decodeStats(a.get(SVC.STATS), false)) : undefined;
   const extra = { ...(pe ? { pe } : {}), ...(stats ? { stats } : {}) };
   if (a.has(SVC.FWMARK)) {
     return {
@@ -441,8 +434,13 @@ export function decodeDestAttrs(buf: Buffer, serviceFamily: IpFamily, withStats 
 }
 
 /** A NEW_SERVICE/GET_SERVICE-reply genl payload → service. */
-export const decodeServiceMessage = (payload: Buffer): IpvsService =>
-  decodeServiceAttrs(nestedOf(payload, CMD_ATTR.SERVICE, 'service'));
+/** `withStats: false` leaves the traffic counters out (a full listing decodes 10k services). */
+export function decodeServiceMessage(payload: Buffer, withStats = true): IpvsService {
+  if (payload.length < GENL_HDRLEN) throw new Error(`generic netlink payload too short (${payload.length} bytes)`);
+  const svc = findAttr(payload, CMD_ATTR.SERVICE, GENL_HDRLEN);
+  if (!svc) throw new Error('IPVS reply has no service attribute');
+  return decodeServiceAttrs(svc, withStats);
+}
 
 /** A GET_DEST reply genl payload → destination (family falls back to the service's). */
 export function decodeDestMessage(payload: Buffer, serviceFamily: IpFamily, withStats = true): IpvsDestination {

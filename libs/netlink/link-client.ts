@@ -28,6 +28,8 @@ export const KUBE_IPVS_DEVICE = 'kube-ipvs0';
 
 export interface LinkClientOptions {
   readonly window?: number;
+  /** Max requests per datagram (default 32). */
+  readonly batch?: number;
   readonly recvBufferSize?: number;
   readonly sendBufferSize?: number;
 }

@@ -28,6 +28,8 @@ import type { ObservedIpset, ObservedKernel, ObservedRealServer, ObservedVirtual
 export interface NetlinkKernelOptions {
   /** In-flight window per netlink socket (default 64, see DESIGN: the package aborts on overflow). */
   readonly window?: number;
+  /** Requests per datagram (default 32; one ack each, see NetlinkConnection coalesceAcks). */
+  readonly batch?: number;
   /** iptables-save / iptables-restore binaries (default from PATH). */
   readonly iptablesSave?: string;
   readonly iptablesRestore?: string;
@@ -58,19 +60,20 @@ export class NetlinkKernel implements KernelInterface {
 
   static async open(o: NetlinkKernelOptions = {}): Promise<NetlinkKernel> {
     const window = o.window ?? 64;
+    const batch = o.batch ?? 32;
     const big = 8 << 20;
     const opened: { close(): void }[] = [];
     try {
-      const ipvs = await IpvsClient.open({ window, recvBufferSize: big, sendBufferSize: big });
+      const ipvs = await IpvsClient.open({ window, batch, recvBufferSize: big, sendBufferSize: big });
       opened.push(ipvs);
       const dumpers: IpvsClient[] = [ipvs];
       for (let i = 1; i < (o.dumpSockets ?? 4); i++) {
         dumpers.push(await IpvsClient.open({ window, recvBufferSize: big }));
         opened.push(dumpers[i]!);
       }
-      const ipset = await IpsetClient.open({ window, recvBufferSize: big, sendBufferSize: big });
+      const ipset = await IpsetClient.open({ window, batch, recvBufferSize: big, sendBufferSize: big });
       opened.push(ipset);
-      return new NetlinkKernel(ipvs, dumpers, ipset, LinkClient.open({ window }), o);
+      return new NetlinkKernel(ipvs, dumpers, ipset, LinkClient.open({ window, batch }), o);
     } catch (e) {
       for (const c of opened) c.close();
       throw e;
@@ -102,7 +105,7 @@ export class NetlinkKernel implements KernelInterface {
         // Both at once: one round trip. Whatever the dump says about a missing service does not
         // matter: getService says it is missing.
         const [s, dests] = await Promise.all([
-          this.ipvs.getService(k),
+          this.ipvs.getService(k, NO_STATS),
           this.dumper()
             .listDestinations(k, NO_STATS)
             .catch((e: Error) => e),
@@ -194,7 +197,7 @@ export class NetlinkKernel implements KernelInterface {
   }
 
   private async readIpvs(): Promise<ObservedVirtualServer[]> {
-    const services = (await this.ipvs.listServices()).filter((s) => s.fwmark === undefined || s.fwmark === 0);
+    const services = (await this.ipvs.listServices(NO_STATS)).filter((s) => s.fwmark === undefined || s.fwmark === 0);
     return Promise.all(
       services.map(async (s) => ({
         ...specOf(s),
@@ -292,7 +295,7 @@ export class NetlinkKernel implements KernelInterface {
   }
 }
 
-/** Destination listings for the dataplane: it reads connection counts, never traffic counters. */
+/** Listings for the dataplane: it reads specs and connection counts, never traffic counters. */
 const NO_STATS = { stats: false } as const;
 
 /** Ops that IpvsClient writes on its main socket (flush-conntrack runs a tool). */

@@ -76,6 +76,17 @@ describe('IPVS codec', () => {
     });
   });
 
+  test('a listed service: stats decoded, left out when not asked for', () => {
+    const inner = encodeNewService(svc).subarray(8); // after the genl header and the SERVICE nest header
+    const stats = Buffer.alloc(12);
+    stats.writeUInt16LE(12, 0);
+    stats.writeUInt16LE(1, 2); // conns
+    stats.writeBigUInt64LE(42n, 4);
+    const listed = encodeGenl(IpvsCmd.NEW_SERVICE, 1, [nlNested(1, [inner, nlNested(12, [stats])])]);
+    expect(decodeServiceMessage(listed).stats).toMatchObject({ conns: 42 });
+    expect(decodeServiceMessage(listed, false)).toEqual(svc);
+  });
+
   test('NEW_DEST carries the service key and the full destination', () => {
     const d: IpvsDestination = {
       address: '10.50.1.2',
