@@ -90,7 +90,14 @@ sh('ipvsadm -C; ipset destroy KUBE-CLUSTER-IP; ipset destroy KUBE-IPVS-IPS; ip l
 
 // (b) ours from empty (glue off: the baseline has no iptables part).
 // BENCH_PHASES=1 times kernel calls by phase (it re-queues each run of ops, so it costs a little).
-const netlink = await NetlinkKernel.open(process.env.BENCH_WINDOW ? { window: Number(process.env.BENCH_WINDOW) } : {});
+// BENCH_WINDOW / BENCH_BATCH / BENCH_DUMP_SOCKETS override the netlink window, requests per
+// datagram and destination-dump sockets (NetlinkKernelOptions) to compare settings.
+const env = (name: string) => (process.env[name] ? Number(process.env[name]) : undefined);
+const netlink = await NetlinkKernel.open({
+  ...(env('BENCH_WINDOW') ? { window: env('BENCH_WINDOW') } : {}),
+  ...(env('BENCH_BATCH') ? { batch: env('BENCH_BATCH') } : {}),
+  ...(env('BENCH_DUMP_SOCKETS') ? { dumpSockets: env('BENCH_DUMP_SOCKETS') } : {}),
+});
 const kernel = process.env.BENCH_PHASES === '1' ? new PhaseTimingKernel(netlink) : undefined;
 const dp = new IpvsDataplane({ kernel: kernel ?? netlink, store: new MemoryOwnershipStore(), netfilter: false });
 const [full, fullMs] = await time(() => dp.apply(state));
