@@ -159,7 +159,7 @@ describe('IpvsClient in the VM', () => {
     );
   });
 
-  test('1000 services × 2 destinations issued at once: window holds, dumps are complete', async () => {
+  test("1000 services × 2 destinations issued at once: window holds, dumps are complete; 1000 refusals at the applier's window all come back", async () => {
     await inFreshNetns(
       () => ipvsNetns(),
       async (ns) => {
@@ -167,6 +167,7 @@ describe('IpvsClient in the VM', () => {
         console.log('ipvs bulk (VM):', JSON.stringify(r));
         expect(r.listedServices).toBe(1000);
         expect(r.listedDests).toBe(2000);
+        expect(r.refusedEexist).toBe(1000);
         expect(r.maxInFlight).toBeLessThanOrEqual(64);
         expect(r.maxInFlight).toBeGreaterThan(1);
         const save = (await ns.exec('ipvsadm', '-Sn')).split('\n').filter(Boolean);

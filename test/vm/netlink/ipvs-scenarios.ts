@@ -194,7 +194,20 @@ export async function bulk(services: number, destsPer: number, window: number): 
     let listedDests = 0;
     for (const s of listed) listedDests += (await c.listDestinations(s)).length;
     const t2 = performance.now();
+    // The applier's settings (NetlinkKernel: 256 in flight, 128 per datagram, one ack each),
+    // every request refused: each error echoes its request, and all of them must still arrive
+    // (no receive-buffer overflow) with their own errno.
+    const wide = await openIpvs({ window: 256, batch: 128, recvBufferSize: 8 << 20 });
+    let refusedEexist = 0;
+    try {
+      const again = await Promise.allSettled(svcs.map((s) => wide.addDestination(s, dest('10.50.3.1', 8080))));
+      for (const r of again)
+        if (r.status === 'rejected' && r.reason instanceof NetlinkError && r.reason.code === 'EEXIST') refusedEexist++;
+    } finally {
+      wide.close();
+    }
     return {
+      refusedEexist,
       requests: services * (1 + destsPer),
       listedServices: listed.length,
       listedDests,
