@@ -5,7 +5,6 @@
 
 import {
   align4,
-  AttrWriter,
   decodeAttrs,
   findAttr,
   NLA_HDRLEN,
@@ -19,6 +18,7 @@ import {
   u32Attr,
 } from './netlink-attrs.ts';
 import { GENL_HDRLEN, decodeGenl, encodeGenl } from './genl-family.ts';
+import { NlWriter } from './netlink-writer.ts';
 import { afName, afNumber, bytesToIp, familyOf, writeIpBytes } from './ip-address.ts';
 import type { IpFamily } from './ip-address.ts';
 import type {
@@ -134,7 +134,7 @@ function checkU32(v: number, what: string): void {
 }
 
 /** Attributes that identify a service (enough for DEL/GET and for addressing its dests). */
-function writeServiceKey(w: AttrWriter, key: IpvsServiceKey): void {
+function writeServiceKey(w: NlWriter, key: IpvsServiceKey): void {
   const family = serviceFamily(key);
   w.u16(SVC.AF, afNumber(family));
   if (key.fwmark !== undefined) {
@@ -152,7 +152,7 @@ function writeServiceKey(w: AttrWriter, key: IpvsServiceKey): void {
 }
 
 /** A full service entry (NEW/SET need scheduler, flags, timeout and netmask). */
-function writeService(w: AttrWriter, svc: IpvsService): void {
+function writeService(w: NlWriter, svc: IpvsService): void {
   if (!svc.scheduler || Buffer.byteLength(svc.scheduler) >= SCHED_MAXLEN) {
     throw new Error(`invalid IPVS scheduler "${svc.scheduler}" (1-${SCHED_MAXLEN - 1} characters)`);
   }
@@ -164,18 +164,18 @@ function writeService(w: AttrWriter, svc: IpvsService): void {
   const bits = flagsToBits(svc.flags) >>> 0;
   writeServiceKey(w, svc);
   w.str(SVC.SCHED_NAME, svc.scheduler);
-  const flags = w.slot(SVC.FLAGS, 8);
-  flags.buf.writeUInt32LE(bits, flags.at);
-  // mask = all bits: the listed flags replace the service's flags (ipvsadm does the same).
-  flags.buf.writeUInt32LE(0xffffffff, flags.at + 4);
+  w.fixed(SVC.FLAGS, 8, (buf, at) => {
+    buf.writeUInt32LE(bits, at);
+    // mask = all bits: the listed flags replace the service's flags (ipvsadm does the same).
+    buf.writeUInt32LE(0xffffffff, at + 4);
+  });
   w.u32(SVC.TIMEOUT, svc.timeout);
-  const netmask = w.slot(SVC.NETMASK, 4);
-  if (serviceFamily(svc) === 'inet') netmask.buf.writeUInt32BE(svc.netmask >>> 0, netmask.at);
-  else netmask.buf.writeUInt32LE(svc.netmask, netmask.at);
+  if (serviceFamily(svc) === 'inet') w.be32(SVC.NETMASK, svc.netmask);
+  else w.u32(SVC.NETMASK, svc.netmask);
   if (svc.pe) w.str(SVC.PE_NAME, svc.pe);
 }
 
-function writeDestKey(w: AttrWriter, dest: IpvsDestinationKey): void {
+function writeDestKey(w: NlWriter, dest: IpvsDestinationKey): void {
   const fam = familyOf(dest.address);
   if (!fam) throw new Error(`invalid IPVS destination address "${dest.address}"`);
   checkPort(dest.port, 'destination');
@@ -184,7 +184,7 @@ function writeDestKey(w: AttrWriter, dest: IpvsDestinationKey): void {
   w.u16(DEST.ADDR_FAMILY, afNumber(fam));
 }
 
-function writeDest(w: AttrWriter, dest: IpvsDestination): void {
+function writeDest(w: NlWriter, dest: IpvsDestination): void {
   const fwd = FWD_NUM[dest.forward];
   if (fwd === undefined) throw new Error(`invalid IPVS forwarding method "${String(dest.forward)}"`);
   if (!Number.isInteger(dest.weight) || dest.weight < 0 || dest.weight > 0x7fffffff) {
@@ -200,26 +200,27 @@ function writeDest(w: AttrWriter, dest: IpvsDestination): void {
 }
 
 /** The 16-byte `union nf_inet_addr`: IPv4 in the first 4 bytes, the rest zero. */
-function writeUnion16(w: AttrWriter, type: number, address: string): void {
-  const { buf, at } = w.slot(type, 16);
-  writeIpBytes(address, buf, at);
+function writeUnion16(w: NlWriter, type: number, address: string): void {
+  w.fixed(type, 16, (buf, at) => writeIpBytes(address, buf, at));
 }
 
+// Every IPVS request is written into this one buffer and copied out once (see netlink-writer.ts).
+const writer = new NlWriter(1024);
+
 /** A genl message: header, then the SERVICE nest and, when given, the DEST nest. */
-function ipvsMessage(cmd: number, service?: (w: AttrWriter) => void, dest?: (w: AttrWriter) => void): Buffer {
-  const w = new AttrWriter(dest ? 128 : 96);
-  w.raw(genlHeader(cmd));
+function ipvsMessage(cmd: number, service?: (w: NlWriter) => void, dest?: (w: NlWriter) => void): Buffer {
+  const w = writer.reset().raw(genlHeader(cmd));
   if (service) {
-    w.begin(CMD_ATTR.SERVICE);
+    const at = w.nest(CMD_ATTR.SERVICE);
     service(w);
-    w.end();
+    w.end(at);
   }
   if (dest) {
-    w.begin(CMD_ATTR.DEST);
+    const at = w.nest(CMD_ATTR.DEST);
     dest(w);
-    w.end();
+    w.end(at);
   }
-  return w.finish();
+  return w.copy();
 }
 
 const GENL_HEADERS = new Map<number, Buffer>();

@@ -74,6 +74,44 @@ export class NlWriter {
     return this;
   }
 
+  /** Host-order (little-endian) u16, as netlink-attrs.ts's u16Attr (IPVS, rtnetlink). */
+  u16(type: number, v: number): this {
+    this.header(type, 2);
+    this.buf.writeUInt16LE(v, this.n);
+    this.n += 2;
+    this.pad();
+    return this;
+  }
+
+  /** Host-order (little-endian) u32, as u32Attr. */
+  u32(type: number, v: number): this {
+    this.header(type, 4);
+    this.buf.writeUInt32LE(v >>> 0, this.n);
+    this.n += 4;
+    return this;
+  }
+
+  be16(type: number, v: number): this {
+    this.header(type, 2);
+    this.buf.writeUInt16BE(v, this.n);
+    this.n += 2;
+    this.pad();
+    return this;
+  }
+
+  /**
+   * An attribute of `size` zeroed bytes that `fill` writes in place (an address, a struct),
+   * without a Buffer of its own.
+   */
+  fixed(type: number, size: number, fill: (buf: Buffer, at: number) => void): this {
+    this.header(type, size);
+    this.buf.fill(0, this.n, this.n + size);
+    fill(this.buf, this.n);
+    this.n += size;
+    this.pad();
+    return this;
+  }
+
   be32(type: number, v: number): this {
     this.header(type, 4);
     this.buf.writeUInt32BE(v >>> 0, this.n);
