@@ -19,6 +19,7 @@ import {
   inventoryOf,
   NftablesDataplane,
   NftNetlinkRunner,
+  NftTransaction,
   planNftUpdate,
   renderNftObjects,
   renderNftRuleset,
@@ -127,6 +128,29 @@ async function inside(): Promise<void> {
   await runner.run(tx);
   const oneChangeMs = now() - t;
   const changeMessages = runner.lastRun.messages;
+  // The kernel's share of a change: nf_tables re-validates the whole table's jump graph at commit
+  // when the batch adds a jump/goto verdict or a rule with an expression that has a validate hook
+  // (nat, immediate, lookup, ...). One map element with a plain verdict skips that; with a goto
+  // it does not. Median of 3 add+delete pairs each (one batch per add, one per delete).
+  const elementRoundTrip = async (verdict: string) => {
+    const xs: number[] = [];
+    for (let k = 0; k < 3; k++) {
+      const key = `10.255.0.${k + 1} . tcp . 80`;
+      const add = new NftTransaction('inet', 'switchboard').add({
+        kind: 'element',
+        map: 'no-endpoint-services',
+        key,
+        value: verdict,
+      });
+      const t0 = now();
+      await runner.run(add);
+      xs.push(now() - t0);
+      await runner.run(new NftTransaction('inet', 'switchboard').delete({ kind: 'element', map: 'no-endpoint-services', key }));
+    }
+    return xs.sort((a, b) => a - b)[1]!;
+  };
+  const kernelElementPlainMs = await elementRoundTrip('drop');
+  const kernelElementGotoMs = await elementRoundTrip('goto reject-chain');
   t = now();
   const reapply = await dp.apply(after);
   const applyNoopMs = now() - t;
@@ -159,6 +183,8 @@ async function inside(): Promise<void> {
     oneChangeMs,
     ratioOneChangeVsNft: oneChangeMs / nftSameTransactionMs,
     oneChangeApplyMs,
+    kernelElementPlainMs,
+    kernelElementGotoMs,
     applyNoopMs,
     nftListMs,
     noopResyncMs,
@@ -180,6 +206,8 @@ async function inside(): Promise<void> {
     `one endpoint change: nft -f             ${fmt(nftSameTransactionMs)}  (${change.size} ops)`,
     `one endpoint change: netlink batch      ${fmt(oneChangeMs)}  = ${r.ratioOneChangeVsNft.toFixed(4)} × nft -f  (${changeMessages} messages, same table: ${sameTable})`,
     `one endpoint change: dataplane.apply    ${fmt(oneChangeApplyMs)}  (render + diff of the whole state + the batch)`,
+    `one map element, plain verdict (batch)  ${fmt(kernelElementPlainMs)}  (commit without table validation)`,
+    `one map element, goto verdict (batch)   ${fmt(kernelElementGotoMs)}  (commit re-validates the table's jump graph)`,
     `no-op dataplane.apply                   ${fmt(applyNoopMs)}  (0 writes)`,
     `nft -j list table                       ${fmt(nftListMs)}`,
     `resync, generation moved: full read     ${fmt(fullReadbackMs)}  = ${r.ratioFullReadbackVsNftList.toFixed(3)} × nft -j list  (0 writes)`,

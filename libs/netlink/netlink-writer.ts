@@ -128,14 +128,18 @@ export class NlWriter {
 
   /** NUL-terminated UTF-8 string. */
   str(type: number, s: string): this {
-    // Our names are ASCII: write them byte by byte; anything else goes through UTF-8 encoding.
+    // Our names are ASCII: written byte by byte; anything else goes through UTF-8 encoding.
+    const n = s.length;
     let ascii = true;
-    for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) > 0x7f) ascii = false;
-    const len = (ascii ? s.length : Buffer.byteLength(s, 'utf8')) + 1;
+    for (let i = 0; i < n; i++) if (s.charCodeAt(i) > 0x7f) ascii = false;
+    const len = (ascii ? n : Buffer.byteLength(s, 'utf8')) + 1;
     this.header(type, len);
-    if (ascii) for (let i = 0; i < s.length; i++) this.buf[this.n++] = s.charCodeAt(i);
-    else this.n += this.buf.write(s, this.n, 'utf8');
-    this.buf[this.n++] = 0;
+    const buf = this.buf;
+    let at = this.n;
+    if (ascii) for (let i = 0; i < n; i++) buf[at++] = s.charCodeAt(i);
+    else at += buf.write(s, at, 'utf8');
+    buf[at++] = 0;
+    this.n = at;
     this.pad();
     return this;
   }

@@ -1,7 +1,9 @@
 // NftRunner over nf_tables netlink: a transaction becomes one NFNL batch (BEGIN, ops, END) in
 // one datagram, which the kernel applies atomically like `nft -f`; the table is read back with
 // dumps. No `nft` process, no full-ruleset cache: an endpoint change costs its own few messages.
+import { RawNetlinkSocket } from 'netlink';
 import { NetlinkConnection } from '../../netlink/index.ts';
+import type { NetlinkSocket } from '../../netlink/netlink-connection.ts';
 import type { NetlinkRequest } from '../../netlink/index.ts';
 import { NetlinkError } from '../../netlink/index.ts';
 import {
@@ -53,7 +55,16 @@ import type { NftReadBack } from './read-nft-table.ts';
 const NETLINK_NETFILTER = 12;
 // NFTA_SET_ELEM_LIST_ELEMENTS is a nested attribute: its length field is 16 bits.
 const MAX_ELEMENTS_BYTES = 60_000;
-const READER_SOCKETS = 4;
+const READER_SOCKETS = 16;
+/**
+ * Receive buffer passed to each recvmsg. The kernel sizes a dump's datagrams by the largest
+ * buffer the reader has passed (up to 32 KiB); the `netlink` package's default peek-then-read
+ * passes 1 byte, then the datagram's size, so dumps came in ~4 KiB pieces. nf_tables resumes a
+ * rule or chain dump by walking again from the table's first rule to where it stopped, so the
+ * number of pieces multiplies: a 10k-service read-back spent minutes there. 68 KiB also holds
+ * the largest error ack (it echoes our largest message, < 64 KiB).
+ */
+export const RECV_DATAGRAM_BYTES = 68 * 1024;
 
 export interface NftNetlinkRunnerOptions {
   /** Socket send buffer to ask for; the largest atomic batch is what the kernel grants (2 × wmem_max). */
@@ -76,11 +87,7 @@ export class NftNetlinkRunner implements NftRunner {
   private readonly conn: NetlinkConnection;
 
   constructor(private readonly options: NftNetlinkRunnerOptions = {}) {
-    this.conn = new NetlinkConnection({
-      protocol: NETLINK_NETFILTER,
-      sendBufferSize: options.sendBufferSize ?? 64 * 1024 * 1024,
-      recvBufferSize: options.recvBufferSize ?? 16 * 1024 * 1024,
-    });
+    this.conn = this.connection(options.recvBufferSize ?? 16 * 1024 * 1024, options.sendBufferSize ?? 64 * 1024 * 1024);
   }
 
   /** Opens a socket and proves nf_tables answers (a table lookup), so callers can fall back to `nft`. */
@@ -146,31 +153,54 @@ export class NftNetlinkRunner implements NftRunner {
       if (tableOf(m.payload) !== table) continue; // chain dumps are not filtered by table
       chainNames.push(decodeChain(m.payload).name);
     }
-    const rules = new Map<string, RuleDigestParts[]>(chainNames.map((n) => [n, []]));
-    for (const m of await dump(NFT_MSG.GETRULE)) {
-      const r = scanRule(m.payload);
-      rules.get(r.chain)?.push(r);
-    }
     const sets = (await dump(NFT_MSG.GETSET)).map((m) => decodeSet(m.payload));
+    // Rules are dumped chain by chain: nf_tables resumes a table-wide rule dump by walking again
+    // from the table's first rule to where the last piece stopped, which made a read-back of
+    // 200k rules quadratic (minutes); a chain's own dump walks only its rules. Elements: one
+    // dump per set (there is no table-wide element dump). The kernel runs one dump per socket
+    // at a time, so they are spread over a few reader sockets.
+    const rules = new Map<string, RuleDigestParts[]>();
     const elementsOf = new Map<string, DumpedElement[]>();
-    // One dump per set (the kernel has no table-wide element dump, and runs one dump per socket
-    // at a time): spread them over a few reader sockets.
-    const readers = this.readerConnections();
+    const jobs: (() => NetlinkRequest)[] = [
+      ...chainNames.map((chain) => () => ({
+        type: nftType(NFT_MSG.GETRULE),
+        payload: dumpRequest(t, chain),
+        dump: true,
+        operation: `dump rules of chain ${chain}`,
+      })),
+      ...sets.map((s) => () => ({
+        type: nftType(NFT_MSG.GETSETELEM),
+        payload: dumpRequest(t, s.name),
+        dump: true,
+        operation: `dump elements of ${s.name}`,
+      })),
+    ];
+    const take = (i: number, msgs: { payload: Buffer }[]) => {
+      if (i < chainNames.length) {
+        rules.set(
+          chainNames[i]!,
+          msgs.map((m) => scanRule(m.payload)),
+        );
+      } else {
+        const s = sets[i - chainNames.length]!;
+        elementsOf.set(
+          s.name,
+          msgs.flatMap((m) => decodeSetElems(m.payload).elements),
+        );
+      }
+    };
     let next = 0;
     await Promise.all(
-      readers.map(async (conn) => {
-        while (next < sets.length) {
-          const s = sets[next++]!;
-          const msgs = await conn.request({
-            type: nftType(NFT_MSG.GETSETELEM),
-            payload: dumpRequest(t, s.name),
-            dump: true,
-            operation: `dump elements of ${s.name}`,
-          });
-          elementsOf.set(
-            s.name,
-            msgs.flatMap((m) => decodeSetElems(m.payload).elements),
-          );
+      this.readerConnections().map(async (conn) => {
+        while (next < jobs.length) {
+          const i = next++;
+          try {
+            take(i, await conn.request(jobs[i]!()));
+          } catch (e) {
+            // Deleted since the chain/set dump by someone else's commit: read as absent (the
+            // generation check around a read-back tells the caller the read was not consistent).
+            if (!(e instanceof NetlinkError && e.code === 'ENOENT')) throw e;
+          }
         }
       }),
     );
@@ -224,11 +254,32 @@ export class NftNetlinkRunner implements NftRunner {
   }
 
   private readers: NetlinkConnection[] = [];
+  /** Datagrams and bytes received on all sockets (tests check dump piece sizes). */
+  readonly received = { datagrams: 0, bytes: 0 };
+
+  /**
+   * `large`: receive into RECV_DATAGRAM_BYTES buffers (table-wide dumps in 32 KiB pieces); else
+   * peek each datagram's size first (many small per-chain / per-set dumps: a large buffer per
+   * datagram would be allocated and zeroed for a few hundred bytes).
+   */
+  private connection(recvBufferSize: number, sendBufferSize: number, large = true): NetlinkConnection {
+    const raw = new RawNetlinkSocket(NETLINK_NETFILTER, {
+      messagePeeking: !large,
+      msgBufferSize: RECV_DATAGRAM_BYTES,
+      recvBufferSize,
+      sendBufferSize,
+    });
+    raw.on('message', (msg: Buffer) => {
+      this.received.datagrams++;
+      this.received.bytes += msg.length;
+    });
+    return new NetlinkConnection({ protocol: NETLINK_NETFILTER, socket: raw satisfies NetlinkSocket });
+  }
 
   /** The main socket plus a few more for parallel element dumps, opened on first read-back. */
   private readerConnections(): NetlinkConnection[] {
     while (this.readers.length < READER_SOCKETS - 1) {
-      this.readers.push(new NetlinkConnection({ protocol: NETLINK_NETFILTER, recvBufferSize: 4 * 1024 * 1024 }));
+      this.readers.push(this.connection(4 * 1024 * 1024, 1024 * 1024, false));
     }
     return [this.conn, ...this.readers];
   }

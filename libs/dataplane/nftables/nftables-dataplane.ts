@@ -43,8 +43,12 @@ const sameBySummary = (_n: string, fp: string, rules: readonly string[]) => fp =
 export class NftablesDataplane implements Dataplane {
   readonly mode = 'nftables' as const;
   readonly table: string;
+  private lastTx: NftTransaction | undefined;
   /** The last transaction run, as `nft -f` text (empty for a no-op), for tests and audits. */
-  lastTransaction = '';
+  get lastTransaction(): string {
+    // Rendered on demand: a whole-table load's text is megabytes nobody reads on the hot path.
+    return this.lastTx?.toScript() ?? '';
+  }
   private runnerChoice: Promise<NftRunner> | undefined;
   private startNotes: string[] = [];
   private applied: { objects: NftObjects; inventory: NftInventory } | undefined;
@@ -194,7 +198,7 @@ export class NftablesDataplane implements Dataplane {
   }
 
   private async run(tx: NftTransaction): Promise<void> {
-    this.lastTransaction = tx.toScript();
+    this.lastTx = tx;
     if (tx.error || tx.size > 0) await (await this.runner()).run(tx);
   }
 
