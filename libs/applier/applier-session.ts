@@ -15,6 +15,7 @@ import {
   ackSubject,
   decodeDelta,
   deltaSubject,
+  withoutUnvouchedHashes,
   H,
   heartbeatSubject,
   VersionReader,
@@ -23,8 +24,6 @@ import {
 import { DataSync } from './data-sync.ts';
 import { TargetWatcher } from './target-watcher.ts';
 import { judgeHealth, type HealthProbe } from './health-verdict.ts';
-
-const textEncoder = new TextEncoder();
 
 export interface BusClock {
   now(): number;
@@ -138,7 +137,7 @@ export class ApplierSession {
         s.emit({ type: 'target', target: t });
         s.kick();
       },
-      onDelta: (d, where) => s.takeNoticeDelta(d, where),
+      onDelta: (d, where, signed) => s.takeNoticeDelta(d, where, signed),
       onError: (e) => s.emit({ type: 'error', error: e }),
       onRejected: (where, reason) =>
         s.emit({ type: 'rejected', kind: /^config/.test(where) ? 'config' : 'target', where, reason }),
@@ -375,18 +374,23 @@ export class ApplierSession {
    * the signature check now and the parent-link and hash checks when applied; a bad one is
    * dropped and the node fetches from the stream instead.
    */
-  private takeNoticeDelta(d: NoticeDelta, where: string): void {
+  private takeNoticeDelta(d: NoticeDelta, where: string, signed: boolean): void {
     const version = Number(d.headers[H.version]);
     if (!Number.isSafeInteger(version) || version < 1)
       return this.emit({ type: 'rejected', kind: 'artifact', where, reason: 'notice delta: no version header' });
     if (d.headers[H.checkpointOnly] === '1') return;
-    const data = textEncoder.encode(d.payload);
-    const fault = this.reader.genuine({ subject: deltaSubject(version), data, header: (k) => d.headers[k] }, version);
+    // `signed`: the notice's signature over target and delta together verified (one verification
+    // per event); otherwise the delta's own signature (and, unsigned, its payload digest) is checked.
+    // The payload is checked and parsed as the text the notice carried: no copy to bytes and back.
+    const header = (k: string) => d.headers[k];
+    const fault = signed
+      ? undefined
+      : this.reader.genuine({ subject: deltaSubject(version), data: d.payload, header }, version);
     if (fault) return this.emit({ type: 'rejected', kind: 'artifact', where, reason: `notice delta: ${fault}` });
-    const decoded = decodeDelta(data);
+    const decoded = decodeDelta(d.payload);
     if (!decoded.ok)
       return this.emit({ type: 'rejected', kind: 'artifact', where, reason: `notice delta: ${decoded.error}` });
-    const a = decoded.value;
+    const a = withoutUnvouchedHashes(decoded.value, signed || this.reader.vouches(header));
     if (a.version !== version || a.hash !== d.headers[H.hash] || String(a.parent) !== d.headers[H.parent]) {
       return this.emit({
         type: 'rejected',

@@ -11,6 +11,7 @@ import {
   type NodeTarget,
   type NoticeDelta,
   type SignedTarget,
+  type TargetNotice,
 } from '../model/index.ts';
 import {
   configKey,
@@ -19,6 +20,7 @@ import {
   directGet,
   kvSubject,
   nodeTargetKey,
+  targetNoticeStatement,
   targetNoticeSubject,
   TARGETS_BUCKET,
   TARGETS_STREAM,
@@ -30,8 +32,12 @@ export interface TargetWatcherOptions {
   readonly nc: NatsConnection;
   readonly node: string;
   readonly onChange: (t: NodeTarget) => void;
-  /** A delta carried by a notice; called before the notice's target is taken (unverified here). */
-  readonly onDelta?: (d: NoticeDelta, where: string) => void;
+  /**
+   * A delta carried by a notice; called before the notice's target is taken. `signed`: the
+   * notice's one signature over target and delta verified, so the delta's own need not be checked;
+   * otherwise it is unverified here.
+   */
+  readonly onDelta?: (d: NoticeDelta, where: string, signed: boolean) => void;
   readonly onError?: (e: string) => void;
   /** A message dropped as unsigned, badly signed or malformed (counted in a metric). */
   readonly onRejected?: (what: string, reason: string) => void;
@@ -105,8 +111,10 @@ export class TargetWatcher {
         if (err) return;
         const n = parseWire(TargetNoticeSchema, m.data, `target notice on ${subject}`);
         if ('error' in n) return this.reject(subject, n.error);
-        if (n.value.delta) this.options.onDelta?.(n.value.delta, subject);
-        this.offer(key, n.value.target, subject);
+        const { target, delta } = n.value;
+        const signed = delta !== undefined && this.signedTogether(key, n.value);
+        if (delta) this.options.onDelta?.(delta, subject, signed);
+        this.offer(key, target, subject, signed);
       },
     });
     this.subs.push(sub);
@@ -141,8 +149,22 @@ export class TargetWatcher {
     }
   }
 
-  private offer(key: string, entry: SignedTarget, where: string): void {
-    const fault = signedTargetFault(key, entry, this.options.verifier);
+  /**
+   * Whether the notice's one signature over its target and delta verifies (planners before it
+   * send none). When it does not, nothing is lost: each part is then checked on its own signature.
+   */
+  private signedTogether(key: string, n: TargetNotice): boolean {
+    const v = this.options.verifier;
+    if (!v || !n.sig || !n.delta) return false;
+    const statement = targetNoticeStatement(key, n.target, n.delta);
+    if (statement && v.verify(statement, n.sig)) return true;
+    this.options.onRejected?.(targetNoticeSubject(key), 'bad notice signature (target and delta checked on their own)');
+    return false;
+  }
+
+  /** `signed`: the entry is covered by a notice signature verified already. */
+  private offer(key: string, entry: SignedTarget, where: string, signed = false): void {
+    const fault = signed ? undefined : signedTargetFault(key, entry, this.options.verifier);
     if (fault) return this.reject(where, `${fault} target`);
     if (!this.view.observe(key, entry)) return;
     const eff = this.view.effective();

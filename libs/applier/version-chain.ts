@@ -1,4 +1,4 @@
-import type { DataDelta, NodeFacts, ServiceEntry, VersionArtifact } from '../model/index.ts';
+import type { DataDelta, EntryHashes, NodeFacts, ServiceEntry, VersionArtifact } from '../model/index.ts';
 import { ClusterDataIndex } from '../planner/index.ts';
 
 type Delta = VersionArtifact & { form: 'delta' };
@@ -27,7 +27,7 @@ export function applyDeltaChain(index: ClusterDataIndex, fromVersion: number, de
     if (d.version !== at + 1 || d.parent !== at)
       return fail(`delta ${d.version} (parent ${d.parent}) does not follow version ${at}`);
     try {
-      undo.push(applyWithUndo(index, d.delta));
+      undo.push(applyWithUndo(index, d.delta, d.entryHashes));
     } catch (e) {
       return fail(`delta ${d.version} could not be applied: ${(e as Error).message}`);
     }
@@ -57,8 +57,12 @@ export function indexFromCheckpoint(c: Checkpoint): { index: ClusterDataIndex } 
   return { index };
 }
 
-/** Applies `delta` and returns the delta that reverts it. */
-export function applyWithUndo(index: ClusterDataIndex, delta: DataDelta): DataDelta {
+/**
+ * Applies `delta` and returns the delta that reverts it. `carried`: the entries' content hashes
+ * from the delta message, present only when vouched for (artifact-codec.ts, withoutUnvouchedHashes):
+ * the version hash is then checked over them instead of hashing every entry again.
+ */
+export function applyWithUndo(index: ClusterDataIndex, delta: DataDelta, carried?: EntryHashes): DataDelta {
   const upsertServices: ServiceEntry[] = [];
   const removeServices: string[] = [];
   const upsertNodes: NodeFacts[] = [];
@@ -77,7 +81,7 @@ export function applyWithUndo(index: ClusterDataIndex, delta: DataDelta): DataDe
   }
   const undo = { upsertServices, removeServices, upsertNodes, removeNodes };
   try {
-    index.apply(delta);
+    index.apply(delta, undefined, carried);
   } catch (e) {
     index.apply(undo); // a half-applied delta is reverted before the error travels on
     throw e;

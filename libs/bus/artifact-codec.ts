@@ -1,4 +1,11 @@
-import { parseWire, VersionArtifactSchema, type VersionArtifact } from '../model/index.ts';
+import {
+  contentHash,
+  parseWire,
+  VersionArtifactSchema,
+  type EntryHashes,
+  type VersionArtifact,
+} from '../model/index.ts';
+import { payloadDigest } from './planner-signature.ts';
 import { checkpointSubject, deltaSubject, H } from './subjects.ts';
 
 /** One message to put on the versions stream. */
@@ -22,7 +29,7 @@ const enc = new TextEncoder();
 export function encodeArtifact(
   a: VersionArtifact,
   opts: { chunkBytes: number; baseCheckpoint: number; anchor?: string },
-  bytes: Uint8Array = artifactBytes(a),
+  bytes: Uint8Array = artifactBytes(a, opts.chunkBytes),
 ): EncodedMessage[] {
   const common = {
     [H.version]: String(a.version),
@@ -51,7 +58,7 @@ export function encodeArtifact(
         subject: deltaSubject(a.version),
         msgId: deltaSubject(a.version),
         payload: bytes,
-        headers: { ...common, [H.checkpoint]: String(opts.baseCheckpoint) },
+        headers: { ...common, [H.checkpoint]: String(opts.baseCheckpoint), [H.payloadDigest]: payloadDigest(bytes) },
       },
     ];
   }
@@ -72,18 +79,51 @@ export function encodeArtifact(
 
 /**
  * An artifact's payload bytes. The publisher serializes a version once: the same bytes decide
- * whether a delta needs a checkpoint of its own, are signed and are stored.
+ * whether a delta needs a checkpoint of its own, are signed and are stored. A delta also carries
+ * its upserted entries' content hashes (`entryHashes`, computed here once for every node), unless
+ * it is longer than `carryHashesUpTo` bytes without them: such a delta is published as a
+ * checkpoint-only marker with no payload, and hashing its (many) entries would be wasted.
  */
-export function artifactBytes(a: VersionArtifact): Uint8Array {
-  return enc.encode(JSON.stringify(a));
+export function artifactBytes(a: VersionArtifact, carryHashesUpTo = Number.POSITIVE_INFINITY): Uint8Array {
+  const json = JSON.stringify(a);
+  const plain = enc.encode(json);
+  if (a.form !== 'delta' || a.entryHashes || plain.length > carryHashesUpTo) return plain;
+  const hashes: EntryHashes = {
+    services: a.delta.upsertServices.map((e) => contentHash(e)),
+    nodes: a.delta.upsertNodes.map((f) => contentHash(f)),
+  };
+  // appended to the one serialization of the artifact (an object's JSON always ends with '}')
+  return enc.encode(`${json.slice(0, -1)},"entryHashes":${JSON.stringify(hashes)}}`);
 }
 
-/** Decodes one delta message. Never throws: a corrupt message is a value, not a crash. */
-export function decodeDelta(payload: Uint8Array): Decoded<VersionArtifact & { form: 'delta' }> {
+/**
+ * Decodes one delta message (bytes, or the text a target notice carries). Never throws: a corrupt
+ * message is a value, not a crash. Carried entry hashes must pair up with the entries; whether a
+ * node may rely on them is the caller's decision (withoutUnvouchedHashes).
+ */
+export function decodeDelta(payload: Uint8Array | string): Decoded<VersionArtifact & { form: 'delta' }> {
   const r = parseArtifact(payload);
   if (!r.ok) return r;
   if (r.value.form !== 'delta') return { ok: false, error: `expected a delta, got ${r.value.form}` };
+  const h = r.value.entryHashes;
+  if (
+    h &&
+    (h.services.length !== r.value.delta.upsertServices.length || h.nodes.length !== r.value.delta.upsertNodes.length)
+  )
+    return { ok: false, error: 'artifact: entryHashes do not pair up with the upserted entries' };
   return r as Decoded<VersionArtifact & { form: 'delta' }>;
+}
+
+/**
+ * The delta as a node may use it: carried entry hashes stand in for hashing the entries only
+ * when something vouches that they came with those entries from the planner: its signature over
+ * the payload (checked by the caller), or, unsigned, the payload digest header (checked against
+ * the bytes in VersionReader.genuine). A delta with neither is hashed entry by entry, as before.
+ */
+export function withoutUnvouchedHashes<T extends VersionArtifact & { form: 'delta' }>(d: T, vouched: boolean): T {
+  if (vouched || !d.entryHashes) return d;
+  const { entryHashes: _dropped, ...rest } = d;
+  return rest as T;
 }
 
 /** Reassembles and decodes a chunked checkpoint (chunks in order). */
@@ -101,7 +141,7 @@ export function decodeCheckpoint(chunks: readonly Uint8Array[]): Decoded<Version
   return r as Decoded<VersionArtifact & { form: 'checkpoint' }>;
 }
 
-function parseArtifact(payload: Uint8Array): Decoded<VersionArtifact> {
+function parseArtifact(payload: Uint8Array | string): Decoded<VersionArtifact> {
   const r = parseWire(VersionArtifactSchema, payload, 'artifact');
   return 'error' in r ? { ok: false, error: r.error } : { ok: true, value: r.value as unknown as VersionArtifact };
 }

@@ -1,5 +1,12 @@
 export * from './subjects.ts';
-export { encodeArtifact, decodeDelta, decodeCheckpoint, type EncodedMessage, type Decoded } from './artifact-codec.ts';
+export {
+  encodeArtifact,
+  decodeDelta,
+  decodeCheckpoint,
+  withoutUnvouchedHashes,
+  type EncodedMessage,
+  type Decoded,
+} from './artifact-codec.ts';
 export { directGet, type DirectGot, type Requester, type ReplyMsg } from './direct-get.ts';
 export {
   computeNodeStatus,
@@ -31,6 +38,9 @@ export { connectBus, connectBusWaiting, checkServerUrls, type BusAuth } from './
 export {
   artifactStatement,
   configStatement,
+  noticeStatement,
+  payloadDigest,
+  targetNoticeStatement,
   targetStatement,
   defaultSigningKeyFile,
   loadOrCreateSigningKey,

@@ -9,6 +9,8 @@ import {
 } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import type { NoticeDelta, SignedTarget } from '../model/index.ts';
+import { deltaSubject, H } from './subjects.ts';
 
 /**
  * The planner's Ed25519 signature on what it puts on the bus, so that nothing else on the bus
@@ -19,6 +21,11 @@ import path from 'node:path';
  *   target     sb-target / KV key / version / configRevision / issued   (or "cleared" for both numbers)
  *   artifact   sb-artifact / subject / version / parent / hash / anchor / sha256(payload)
  *   config     sb-config / revision / hash
+ *   notice     sb-notice / <the target statement> / <the artifact statement of the carried delta>
+ *
+ * The notice statement lets a node verify one signature per event instead of two (the target's
+ * and the delta's) when the default target's notice carries the version's delta; both parts keep
+ * their own signatures too, for the KV bucket, the stream and appliers of earlier releases.
  */
 export interface Signer {
   sign(statement: string): string;
@@ -39,16 +46,49 @@ export function targetStatement(
     : `sb-target\n${key}\n${t.version}\n${t.configRevision}\n${issued}`;
 }
 
+/** `payload` as bytes, or as text (hashed as its UTF-8 bytes: the same digest as the bytes it was decoded from). */
 export function artifactStatement(a: {
   subject: string;
   version: number;
   parent: number;
   hash: string;
   anchor: string;
-  payload: Uint8Array;
+  payload: Uint8Array | string;
 }): string {
-  const digest = createHash('sha256').update(a.payload).digest('hex');
-  return `sb-artifact\n${a.subject}\n${a.version}\n${a.parent}\n${a.hash}\n${a.anchor}\n${digest}`;
+  return `sb-artifact\n${a.subject}\n${a.version}\n${a.parent}\n${a.hash}\n${a.anchor}\n${payloadDigest(a.payload)}`;
+}
+
+/** SHA-256 (hex) of an artifact's payload; text is hashed as UTF-8. */
+export function payloadDigest(payload: Uint8Array | string): string {
+  return typeof payload === 'string'
+    ? createHash('sha256').update(payload, 'utf8').digest('hex')
+    : createHash('sha256').update(payload).digest('hex');
+}
+
+/** One statement over a target notice and the delta it carries (see the table at the top). */
+export function noticeStatement(target: string, artifact: string): string {
+  return `sb-notice\n${target}\n${artifact}`;
+}
+
+/**
+ * The notice statement for the target entry of KV key `key` and the delta carried with it, built
+ * from the carried headers and payload exactly as a node checks them one by one (the delta's
+ * subject follows from its version header). Undefined when the delta has no version header.
+ */
+export function targetNoticeStatement(key: string, entry: SignedTarget, delta: NoticeDelta): string | undefined {
+  const version = Number(delta.headers[H.version]);
+  if (!Number.isSafeInteger(version) || version < 1) return undefined;
+  return noticeStatement(
+    targetStatement(key, 'cleared' in entry ? 'cleared' : entry, entry.issued),
+    artifactStatement({
+      subject: deltaSubject(version),
+      version,
+      parent: Number(delta.headers[H.parent]),
+      hash: delta.headers[H.hash] ?? '',
+      anchor: delta.headers[H.anchor] ?? '',
+      payload: delta.payload,
+    }),
+  );
 }
 
 export function configStatement(revision: number, hash: string): string {

@@ -109,6 +109,11 @@ export const H = {
   anchor: 'Sb-Anchor',
   /** The planner's signature over the message (see planner-signature.ts, artifactStatement). */
   sig: 'Sb-Sig',
+  /**
+   * On deltas: SHA-256 (hex) of the payload. Unsigned, it is what vouches for the entry hashes a
+   * delta carries (a payload altered on the way no longer matches it); signed, the signature does.
+   */
+  payloadDigest: 'Sb-Payload-Sha256',
   /** The term of the leader that published the message (planner-lease.ts). */
   term: 'Sb-Term',
 } as const;

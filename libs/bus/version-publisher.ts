@@ -125,7 +125,7 @@ export class VersionPublisher {
     const out: PublishResult[] = [];
     const h = a.header as VersionArtifact;
     const delta = { ...strip(h), form: 'delta' as const, delta: a.delta };
-    const deltaBytes = artifactBytes(delta);
+    const deltaBytes = artifactBytes(delta, this.chunkBytes);
     if (this.checkpointDue(h.version) || deltaBytes.length > this.chunkBytes) {
       out.push(await this.publishVersion({ ...strip(h), form: 'checkpoint', data: a.data() }, a.anchor));
     }

@@ -1,7 +1,7 @@
 import type { VersionArtifact } from '../model/index.ts';
-import { decodeCheckpoint, decodeDelta } from './artifact-codec.ts';
+import { decodeCheckpoint, decodeDelta, withoutUnvouchedHashes } from './artifact-codec.ts';
 import { directGet, type DirectGot, type Requester } from './direct-get.ts';
-import { artifactStatement, type Verifier } from './planner-signature.ts';
+import { artifactStatement, payloadDigest, type Verifier } from './planner-signature.ts';
 import { checkpointSubject, deltaSubject, H, VERSIONS_STREAM } from './subjects.ts';
 
 export type { Requester, ReplyMsg } from './direct-get.ts';
@@ -68,7 +68,7 @@ export class VersionReader {
       if (d.value.version !== version) return `payload says version ${d.value.version}`;
       if (this.opts.verifier && (d.value.hash !== m.header(H.hash) || String(d.value.parent) !== m.header(H.parent)))
         return 'payload and signed headers disagree';
-      decoded = d.value;
+      decoded = withoutUnvouchedHashes(d.value, this.vouches(m.header));
       return undefined;
     });
     if (!r.ok) return r;
@@ -122,14 +122,20 @@ export class VersionReader {
   /**
    * Whether a stored message is the planner's (signature over subject, headers and payload), or
    * the reason it is not. Exported through the class for the publisher's own recovery scan.
+   * Without a verifier nothing is authenticated, but a payload that does not match its digest
+   * header (altered on the way) is still refused: the digest is what vouches, unsigned, for the
+   * entry hashes a delta carries. `data`: the payload, or its text as a target notice carries it.
    */
   genuine(
-    m: { subject: string; data: Uint8Array; header(k: string): string | undefined },
+    m: { subject: string; data: Uint8Array | string; header(k: string): string | undefined },
     version: number,
   ): string | undefined {
     if (m.header(H.version) !== String(version)) return `header says version ${m.header(H.version)}`;
     const v = this.opts.verifier;
-    if (!v) return undefined;
+    if (!v) {
+      const digest = m.header(H.payloadDigest); // '' or undefined when absent (planners before it)
+      return !digest || digest === payloadDigest(m.data) ? undefined : 'payload does not match its digest';
+    }
     const sig = m.header(H.sig);
     if (!sig) return 'unsigned';
     const statement = artifactStatement({
@@ -141,6 +147,14 @@ export class VersionReader {
       payload: m.data,
     });
     return v.verify(statement, sig) ? undefined : 'bad signature';
+  }
+
+  /**
+   * Whether a message that passed genuine() vouches for the entry hashes its delta carries: signed
+   * (the signature covers the payload), or unsigned with a payload digest header (genuine() checked it).
+   */
+  vouches(header: (k: string) => string | undefined): boolean {
+    return this.opts.verifier !== undefined || !!header(H.payloadDigest);
   }
 
   /** The first genuine message on `subject` for which `accept` finds no fault. */

@@ -63,6 +63,17 @@ export interface DataDelta {
   readonly removeNodes: readonly string[];
 }
 
+/**
+ * The content hashes (contentHash: SHA-256 of the canonical JSON) of a delta's upserted entries,
+ * in the same order as `upsertServices` and `upsertNodes`. The planner computes them once and a
+ * delta message carries them, so a node can check the version hash without hashing every entry
+ * again; a node takes them only when the payload is vouched for (docs/distribution.md).
+ */
+export interface EntryHashes {
+  readonly services: readonly string[];
+  readonly nodes: readonly string[];
+}
+
 export function isEmptyDelta(d: DataDelta): boolean {
   return d.upsertServices.length + d.removeServices.length + d.upsertNodes.length + d.removeNodes.length === 0;
 }

@@ -1,4 +1,4 @@
-import type { ClusterData, DataDelta } from './cluster-data.ts';
+import type { ClusterData, DataDelta, EntryHashes } from './cluster-data.ts';
 import type { z } from 'zod';
 import type {
   AckSchema,
@@ -28,7 +28,12 @@ export interface DataVersionHeader {
 /** A published version: either a full checkpoint or a delta against `parent`. */
 export type VersionArtifact =
   | (DataVersionHeader & { readonly form: 'checkpoint'; readonly data: ClusterData })
-  | (DataVersionHeader & { readonly form: 'delta'; readonly delta: DataDelta });
+  | (DataVersionHeader & {
+      readonly form: 'delta';
+      readonly delta: DataDelta;
+      /** Optional on the wire (planners before it send none): see EntryHashes. */
+      readonly entryHashes?: EntryHashes;
+    });
 
 /** A published config revision (type derived from its wire schema). */
 export type ConfigRevision = Readonly<z.output<typeof ConfigRevisionSchema>>;

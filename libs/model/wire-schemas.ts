@@ -33,11 +33,17 @@ export const SignedTargetSchema = z.union([
  */
 export const NoticeDeltaSchema = z.object({ headers: z.record(z.string(), z.string()), payload: z.string() });
 
-/** The core-NATS notice sent after each KV write (fast path); `revision` is informational only. */
+/**
+ * The core-NATS notice sent after each KV write (fast path); `revision` is informational only.
+ * `sig`: with `delta`, the planner's one signature over the target and the delta together
+ * (libs/bus/planner-signature.ts, "notice"), so a node verifies one signature per event; both
+ * parts keep their own signatures. Optional: older planners send none, older appliers drop it.
+ */
 export const TargetNoticeSchema = z.object({
   revision: count,
   target: SignedTargetSchema,
   delta: NoticeDeltaSchema.optional(),
+  sig: z.string().optional(),
 });
 
 export const AckTimingsSchema = z.object({
@@ -138,9 +144,17 @@ export const DataDeltaSchema = z.object({
 
 const artifactHeader = { version: positive, parent: count, hash: sha256Hex, reason: z.string(), createdAt: z.string() };
 
+/** See EntryHashes (libs/model/cluster-data.ts); their count is checked against the entries on decode. */
+export const EntryHashesSchema = z.object({ services: z.array(sha256Hex), nodes: z.array(sha256Hex) });
+
 /** A version artifact's envelope and array structure (see the note at the top on entries). */
 export const VersionArtifactSchema = z.discriminatedUnion('form', [
-  z.object({ ...artifactHeader, form: z.literal('delta'), delta: DataDeltaSchema }),
+  z.object({
+    ...artifactHeader,
+    form: z.literal('delta'),
+    delta: DataDeltaSchema,
+    entryHashes: EntryHashesSchema.optional(),
+  }),
   z.object({
     ...artifactHeader,
     form: z.literal('checkpoint'),

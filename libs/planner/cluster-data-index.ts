@@ -4,6 +4,7 @@ import {
   sha256Hex,
   type ClusterData,
   type DataDelta,
+  type EntryHashes,
   type NodeFacts,
   type ServiceEntry,
 } from '../model/index.ts';
@@ -79,7 +80,12 @@ export class ClusterDataIndex implements ClusterDataSource {
    * `hashesFrom`: an index that may hold this very entry object (frozen, so its hash still
    * holds): its hash is taken instead of hashing the entry again.
    */
-  setService(key: string, entry: ServiceEntry | undefined, hashesFrom?: ClusterDataIndex): string | undefined {
+  setService(
+    key: string,
+    entry: ServiceEntry | undefined,
+    hashesFrom?: ClusterDataIndex,
+    carried?: string,
+  ): string | undefined {
     if (!entry) {
       this.svc.delete(key);
       this.tree.set(`svc:${key}`, undefined);
@@ -87,31 +93,42 @@ export class ClusterDataIndex implements ClusterDataSource {
     }
     if (entry.key !== key) throw new Error(`service entry key ${entry.key} does not match ${key}`);
     const held = hashesFrom?.svc.get(key);
-    const hash = held && held.entry === entry ? held.hash : this.hashOf(entry);
+    const hash = carried ?? (held && held.entry === entry ? held.hash : this.hashOf(entry));
     this.svc.set(key, { entry: deepFreeze(entry), hash });
     this.tree.set(`svc:${key}`, hash);
     return hash;
   }
 
-  setNode(name: string, facts: NodeFacts | undefined, hashesFrom?: ClusterDataIndex): string | undefined {
+  setNode(
+    name: string,
+    facts: NodeFacts | undefined,
+    hashesFrom?: ClusterDataIndex,
+    carried?: string,
+  ): string | undefined {
     if (!facts) {
       this.nodeMap.delete(name);
       this.tree.set(`node:${name}`, undefined);
       return undefined;
     }
     const held = hashesFrom?.nodeMap.get(name);
-    const hash = held && held.facts === facts ? held.hash : this.hashOf(facts);
+    const hash = carried ?? (held && held.facts === facts ? held.hash : this.hashOf(facts));
     this.nodeMap.set(name, { facts: deepFreeze(facts), hash });
     this.tree.set(`node:${name}`, hash);
     return hash;
   }
 
-  /** `hashesFrom`: the index the delta's entries were taken from (see setService). */
-  apply(delta: DataDelta, hashesFrom?: ClusterDataIndex): void {
+  /**
+   * `hashesFrom`: the index the delta's entries were taken from (see setService). `carried`: the
+   * entries' content hashes as the planner computed them (an applier passes them only when the
+   * planner's signature or the payload digest vouches for them; docs/distribution.md).
+   */
+  apply(delta: DataDelta, hashesFrom?: ClusterDataIndex, carried?: EntryHashes): void {
     for (const k of delta.removeServices) this.setService(k, undefined);
-    for (const e of delta.upsertServices) this.setService(e.key, e, hashesFrom);
+    const us = delta.upsertServices;
+    for (let i = 0; i < us.length; i++) this.setService(us[i]!.key, us[i], hashesFrom, carried?.services[i]);
     for (const n of delta.removeNodes) this.setNode(n, undefined);
-    for (const f of delta.upsertNodes) this.setNode(f.name, f, hashesFrom);
+    const un = delta.upsertNodes;
+    for (let i = 0; i < un.length; i++) this.setNode(un[i]!.name, un[i], hashesFrom, carried?.nodes[i]);
   }
 
   hash(): string {

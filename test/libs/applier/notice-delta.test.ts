@@ -6,7 +6,14 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { headers as natsHeaders } from '@nats-io/transport-node';
 import { jetstream } from '@nats-io/jetstream';
-import { artifactStatement, encodeArtifact, H, VersionPublisher, VersionReader } from '../../../libs/bus/index.ts';
+import {
+  artifactStatement,
+  encodeArtifact,
+  H,
+  targetStatement,
+  VersionPublisher,
+  VersionReader,
+} from '../../../libs/bus/index.ts';
 import { startBusWorld, type BusWorld } from '../bus/bus-harness.ts';
 import { node, service, VersionMaker } from '../bus/fixtures.ts';
 
@@ -109,7 +116,16 @@ describe('target notices carry the delta', () => {
     expect(stored.headers[H.sig]).toBeTruthy();
     const tampered = { ...stored, payload: stored.payload.replace('10.96.0.3', '10.96.0.4') };
     expect(tampered.payload).not.toBe(stored.payload);
-    await world.targets.setDefaultTarget({ version: 2, configRevision: 0 }, tampered);
+    // altered on the way: the planner's notice as a node receives it (the planner signs only what
+    // the stream stored; test/libs/applier/notice-wire.test.ts has the one-signature notice's case)
+    const issued = Date.now() + 60_000;
+    const target = {
+      version: 2,
+      configRevision: 0,
+      issued,
+      sig: world.signer.sign(targetStatement('default', { version: 2, configRevision: 0 }, issued)),
+    };
+    world.planner.publish('sb.target.default', JSON.stringify({ revision: 0, target, delta: tampered }));
     const ack = await world.received.waitFor(ackFor('n1', 2), 'ack 2');
     expect(dataHashOf(ack)).toBe(m.index.hash());
     await a.events.waitFor(

@@ -90,6 +90,23 @@ describe('applyDeltaChain', () => {
       { numRuns: 60 },
     );
   });
+  it('checks the version hash over carried entry hashes when a delta has them, instead of hashing the entries', () => {
+    const m = new VersionMaker();
+    const v1 = m.next({ upsertServices: [service(1)], upsertNodes: [node('n1')] });
+    // the planner's version 2 holds service 1 as gen 1; the delta's entry is gen 2 but carries
+    // gen 1's hash: the hash is what the version hash is checked over (a node takes carried
+    // hashes only when the planner's signature or the payload digest vouches for them)
+    const v2 = m.next({ upsertServices: [service(1, 2, 1)] });
+    const carried = { services: [m.index.serviceHash('ns/svc-1')!], nodes: [] };
+    const delta = { ...v2.delta, delta: { ...v2.delta.delta, upsertServices: [service(1, 2, 2)] } };
+    const withHashes = new ClusterDataIndex();
+    applyDeltaChain(withHashes, 0, [v1.delta]);
+    expect(applyDeltaChain(withHashes, 1, [{ ...delta, entryHashes: carried }])).toMatchObject({ ok: true });
+    const without = new ClusterDataIndex();
+    applyDeltaChain(without, 0, [v1.delta]);
+    expect(applyDeltaChain(without, 1, [delta])).toMatchObject({ ok: false, error: /hash mismatch at version 2/ });
+  });
+
   it('checks checkpoint hashes', () => {
     const m = new VersionMaker();
     const cp = m.next({ upsertServices: [service(1)] }).checkpoint();

@@ -109,6 +109,8 @@ export async function startBusWorld(o: {
   nodes: string[];
   checkpointEvery?: number;
   maxPayload?: number;
+  /** Nothing signed and nothing verified (planner without --signing-key, appliers without --planner-key). */
+  unsigned?: boolean;
 }): Promise<BusWorld> {
   const signer = signerFromKey(generateKeyPairSync('ed25519').privateKey);
   const verifier = verifierFromPem(signer.publicKeyPem);
@@ -129,8 +131,13 @@ export async function startBusWorld(o: {
       extra: { reconnectTimeWait: 100 },
     });
     closers.push(() => planner.close());
-    const publisher = await VersionPublisher.open({ nc: planner, checkpointEvery: o.checkpointEvery ?? 5, signer });
-    const targets = await TargetStore.open({ nc: planner, signer });
+    const signs = o.unsigned ? undefined : signer;
+    const publisher = await VersionPublisher.open({
+      nc: planner,
+      checkpointEvery: o.checkpointEvery ?? 5,
+      signer: signs,
+    });
+    const targets = await TargetStore.open({ nc: planner, signer: signs });
     const received: BusWorld['received'] = new Events();
     const collector = await AckCollector.start({
       nc: planner,
@@ -166,7 +173,7 @@ export async function startBusWorld(o: {
           heartbeatMs: 0,
           retryMs: 200,
           onEvent: (e) => events.push(e),
-          verifier,
+          verifier: o.unsigned ? undefined : verifier,
           ...extra,
         });
         closers.push(async () => {

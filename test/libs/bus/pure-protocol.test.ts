@@ -5,8 +5,11 @@ import {
   decodeCheckpoint,
   decodeDelta,
   encodeArtifact,
+  H,
   nodeToken,
+  payloadDigest,
 } from '../../../libs/bus/index.ts';
+import { contentHash } from '../../../libs/model/index.ts';
 import { node, service, VersionMaker } from './fixtures.ts';
 
 describe('artifact codec', () => {
@@ -27,7 +30,15 @@ describe('artifact codec', () => {
     expect(dm!.subject).toBe('sb.v.delta.1');
     expect(dm!.headers['Sb-Checkpoint']).toBe('1');
     const d = decodeDelta(dm!.payload);
-    expect(d.ok && d.value).toEqual(v.delta);
+    // the planner hashes each upserted entry once and the delta carries the hashes, with a digest
+    expect(d.ok && d.value).toEqual({
+      ...v.delta,
+      entryHashes: {
+        services: v.delta.delta.upsertServices.map((e) => contentHash(e)),
+        nodes: v.delta.delta.upsertNodes.map((f) => contentHash(f)),
+      },
+    });
+    expect(dm!.headers[H.payloadDigest]).toBe(payloadDigest(dm!.payload));
     // a delta over the chunk size becomes a marker pointing at its own checkpoint...
     const [stub] = encodeArtifact(v.delta, { chunkBytes: 2048, baseCheckpoint: 1 });
     expect(stub!.payload.length).toBe(0);
@@ -48,6 +59,19 @@ describe('artifact codec', () => {
     const m = new VersionMaker();
     const [dm] = encodeArtifact(m.next({ upsertServices: [service(1)] }).delta, { chunkBytes: 1e6, baseCheckpoint: 0 });
     expect(decodeCheckpoint([dm!.payload])).toMatchObject({ ok: false, error: 'expected a checkpoint, got delta' });
+  });
+  it('refuses carried entry hashes that do not pair up with the entries, or are not SHA-256 digests', () => {
+    const m = new VersionMaker();
+    const [dm] = encodeArtifact(m.next({ upsertServices: [service(1), service(2)] }).delta, {
+      chunkBytes: 1e6,
+      baseCheckpoint: 0,
+    });
+    const a = JSON.parse(new TextDecoder().decode(dm!.payload));
+    expect(decodeDelta(JSON.stringify(a)).ok).toBe(true);
+    const one = { ...a, entryHashes: { ...a.entryHashes, services: a.entryHashes.services.slice(1) } };
+    expect(decodeDelta(JSON.stringify(one))).toMatchObject({ ok: false, error: /do not pair up/ });
+    const notHex = { ...a, entryHashes: { ...a.entryHashes, services: ['x', a.entryHashes.services[1]] } };
+    expect(decodeDelta(JSON.stringify(notHex))).toMatchObject({ ok: false, error: /entryHashes/ });
   });
 });
 
