@@ -8,7 +8,50 @@ import { createHash } from 'node:crypto';
  * because they have no JSON form and would silently turn into null.
  */
 export function canonicalJson(value: unknown, known?: KnownTexts): string {
-  return known ? writeKnown(value, known) : write(value);
+  if (known) return writeKnown(value, known);
+  // When every object's keys already come in code-unit order (the planner builds its entries so,
+  // and values parsed from canonical text keep it), JSON.stringify writes exactly this text,
+  // natively: about twice as fast as the loop below, with far less garbage.
+  return inCanonicalOrder(value) ? JSON.stringify(value) : write(value);
+}
+
+/**
+ * True when JSON.stringify(value) is its canonical text: plain objects and arrays whose own keys
+ * (in the order JSON.stringify takes them) are in code-unit order, and nothing JSON.stringify
+ * would write differently from write() (non-finite numbers, functions, symbols, toJSON, class
+ * instances such as Date or Map), which takes the slow path and its errors instead.
+ */
+function inCanonicalOrder(value: unknown): boolean {
+  if (value === null) return true;
+  switch (typeof value) {
+    case 'string':
+    case 'boolean':
+      return true;
+    case 'number':
+      return Number.isFinite(value);
+    case 'object': {
+      if (Array.isArray(value)) {
+        for (let i = 0; i < value.length; i++) {
+          const v: unknown = value[i];
+          if (v !== undefined && !inCanonicalOrder(v)) return false;
+        }
+        return true;
+      }
+      const proto: unknown = Object.getPrototypeOf(value);
+      if (proto !== Object.prototype && proto !== null) return false;
+      const obj = value as Record<string, unknown>;
+      let prev: string | undefined;
+      for (const k in obj) {
+        if (prev !== undefined && !(prev < k)) return false;
+        prev = k;
+        const v = obj[k];
+        if (v !== undefined && !inCanonicalOrder(v)) return false;
+      }
+      return true;
+    }
+    default:
+      return false;
+  }
 }
 
 /**

@@ -17,27 +17,29 @@ import {
 export function buildServiceEntry(svc: ServiceObject, slices: Iterable<EndpointSliceObject>): ServiceEntry | undefined {
   if (svc.type === 'ExternalName' || svc.headless || svc.clusterIPs.length === 0) return undefined;
   const sliceList = [...slices].filter((s) => s.addressType !== 'FQDN');
+  // Every object here is built with its keys in code-unit order: canonicalJson (the entry's
+  // hash, the delta the log stores) then serialises it with JSON.stringify. Same content either way.
   const ports: ServicePortEntry[] = svc.ports.map((p) => ({
-    name: p.name,
-    protocol: p.protocol,
-    port: p.port,
-    nodePort: svc.type === 'NodePort' || svc.type === 'LoadBalancer' ? p.nodePort : 0,
     endpoints: endpointsFor(p.name, p.protocol, sliceList),
+    name: p.name,
+    nodePort: svc.type === 'NodePort' || svc.type === 'LoadBalancer' ? p.nodePort : 0,
+    port: p.port,
+    protocol: p.protocol,
   }));
   ports.sort((a, b) => byCodeUnit(a.name, b.name));
   return {
-    key: `${svc.meta.namespace}/${svc.meta.name}`,
+    affinityTimeoutSeconds: svc.sessionAffinity === 'ClientIP' ? svc.affinityTimeoutSeconds : 0,
     clusterIPs: svc.clusterIPs,
     externalIPs: uniqueSorted(svc.externalIPs),
+    externalTrafficPolicy: svc.externalTrafficPolicy,
+    healthCheckNodePort: svc.healthCheckNodePort,
+    internalTrafficPolicy: svc.internalTrafficPolicy,
+    key: `${svc.meta.namespace}/${svc.meta.name}`,
     loadBalancerIngress: uniqueSorted(svc.loadBalancerIngress),
     loadBalancerSourceRanges: uniqueSorted(svc.loadBalancerSourceRanges),
-    affinityTimeoutSeconds: svc.sessionAffinity === 'ClientIP' ? svc.affinityTimeoutSeconds : 0,
-    externalTrafficPolicy: svc.externalTrafficPolicy,
-    internalTrafficPolicy: svc.internalTrafficPolicy,
-    healthCheckNodePort: svc.healthCheckNodePort,
-    topologyAware: svc.topologyAware,
     nodePorts: svc.type === 'NodePort' || svc.type === 'LoadBalancer',
     ports,
+    topologyAware: svc.topologyAware,
   };
 }
 
@@ -55,21 +57,21 @@ function endpointsFor(portName: string, protocol: string, slices: EndpointSliceO
     for (const ep of slice.endpoints) {
       const ip = ep.addresses[0]!; // kube-proxy uses the first address only
       const entry: EndpointEntry = {
+        hintZones: uniqueSorted(ep.hintZones),
         ip,
-        port: sp.port,
         nodeName: ep.nodeName,
-        zone: ep.zone,
+        port: sp.port,
         ready: ep.ready,
         serving: ep.serving,
         terminating: ep.terminating,
-        hintZones: uniqueSorted(ep.hintZones),
+        zone: ep.zone,
       };
       const key = `${ip}|${sp.port}`;
       const prev = byAddr.get(key);
       if (
         !prev ||
         rank(entry) > rank(prev) ||
-        (rank(entry) === rank(prev) && byCodeUnit(JSON.stringify(entry), JSON.stringify(prev)) < 0)
+        (rank(entry) === rank(prev) && byCodeUnit(tieBreakText(entry), tieBreakText(prev)) < 0)
       ) {
         byAddr.set(key, entry);
       }
@@ -80,11 +82,28 @@ function endpointsFor(portName: string, protocol: string, slices: EndpointSliceO
 
 const rank = (e: EndpointEntry): number => (e.ready ? 2 : e.serving ? 1 : 0);
 
+/**
+ * Which of two equally usable copies of one ip:port wins: the smaller of these texts. The field
+ * order is the one entries were once built in, kept so the choice (and so every recorded
+ * version's content) never changes.
+ */
+const tieBreakText = (e: EndpointEntry): string =>
+  JSON.stringify({
+    ip: e.ip,
+    port: e.port,
+    nodeName: e.nodeName,
+    zone: e.zone,
+    ready: e.ready,
+    serving: e.serving,
+    terminating: e.terminating,
+    hintZones: e.hintZones,
+  });
+
 function uniqueSorted(xs: readonly string[]): string[] {
   return [...new Set(xs)].sort(byCodeUnit);
 }
 
 /** The facts rendering uses from a Node; status churn outside them makes no new version. */
 export function buildNodeFacts(node: NodeObject): NodeFacts {
-  return { name: node.meta.name, addresses: uniqueSorted(node.addresses.map((a) => a.address)), zone: node.zone };
+  return { addresses: uniqueSorted(node.addresses.map((a) => a.address)), name: node.meta.name, zone: node.zone };
 }

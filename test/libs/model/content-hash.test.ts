@@ -1,5 +1,5 @@
 import fc from 'fast-check';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { canonicalIp, canonicalJson, cidrContains, contentHash, parseCidr } from '../../../libs/model/index.ts';
 
 describe('canonicalJson', () => {
@@ -20,6 +20,51 @@ describe('canonicalJson', () => {
         expect(JSON.parse(canonicalJson(obj))).toEqual(JSON.parse(JSON.stringify(obj)));
       }),
     );
+  });
+  it('writes integer-like keys in code-unit order too (not the order JSON.stringify takes them in)', () => {
+    expect(canonicalJson({ '10': 1, '9': 2, a: { '2': 0, '10': 0 } })).toBe('{"10":1,"9":2,"a":{"10":0,"2":0}}');
+    expect(canonicalJson([1, undefined, { b: undefined, a: 1 }])).toBe('[1,null,{"a":1}]');
+    expect(canonicalJson({ a: new Date(0) })).toBe('{"a":{}}'); // a class instance: its own keys, no toJSON
+    expect(() => canonicalJson({ a: () => 1 })).toThrow(/unsupported function/);
+    expect(() => canonicalJson({ a: [Infinity] })).toThrow(/non-finite/);
+  });
+  it('writes the same text by its native fast path (keys already in order) as a reference serialiser (property)', () => {
+    const reference = (v: unknown): string => {
+      if (v === null || typeof v !== 'object') return JSON.stringify(v);
+      if (Array.isArray(v)) return `[${v.map((x) => (x === undefined ? 'null' : reference(x))).join(',')}]`;
+      const o = v as Record<string, unknown>;
+      const keys = Object.keys(o)
+        .filter((k) => o[k] !== undefined)
+        .sort();
+      return `{${keys.map((k) => `${JSON.stringify(k)}:${reference(o[k])}`).join(',')}}`;
+    };
+    const sortDeep = (v: unknown): unknown => {
+      if (v === null || typeof v !== 'object') return v;
+      if (Array.isArray(v)) return v.map(sortDeep);
+      const o = v as Record<string, unknown>;
+      return Object.fromEntries(
+        Object.keys(o)
+          .sort()
+          .map((k) => [k, sortDeep(o[k])]),
+      );
+    };
+    fc.assert(
+      fc.property(fc.jsonValue(), (v) => {
+        expect(canonicalJson(v)).toBe(reference(v));
+        expect(canonicalJson(sortDeep(v))).toBe(reference(v));
+      }),
+      { numRuns: 500 },
+    );
+  });
+  it('serialises a value whose keys are in order with one native JSON.stringify', () => {
+    const stringify = vi.spyOn(JSON, 'stringify');
+    try {
+      const value = { a: [1, { b: 'x', c: null }], d: true };
+      expect(canonicalJson(value)).toBe('{"a":[1,{"b":"x","c":null}],"d":true}');
+      expect(stringify.mock.calls.map(([v]) => v)).toEqual([value]);
+    } finally {
+      stringify.mockRestore();
+    }
   });
   it('hashes with SHA-256', () => {
     expect(contentHash({})).toBe('44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a');

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_PROXY_CONFIG, parseManifestText } from '../../../libs/model/index.ts';
+import { canonicalJson, DEFAULT_PROXY_CONFIG, parseManifestText } from '../../../libs/model/index.ts';
 import { ClusterDataIndex, ClusterState, nodeStateHash, renderNodeState } from '../../../libs/planner/index.ts';
 import { NODES, service, slice } from '../../support/plan-fixture.ts';
 import { objectChange } from '../../support/random-cluster.ts';
@@ -44,6 +44,20 @@ describe('ClusterState: incremental planning equals a full rebuild', () => {
           (x, y) => hash(x.meta.name + seed) - hash(y.meta.name + seed) || (x.kind < y.kind ? -1 : 1),
         );
         expect(ClusterState.fromObjects(shuffled).hash()).toBe(a.hash());
+      }),
+      { numRuns: 100 },
+    );
+  });
+});
+
+describe('ClusterState builds entries in canonical key order', () => {
+  it('every service entry and node fact serialises by JSON.stringify to its canonical text (property)', () => {
+    fc.assert(
+      fc.property(fc.array(objectChange, { maxLength: 30 }), (changes) => {
+        const st = new ClusterState();
+        for (const c of changes) st.apply(c);
+        const { services, nodes } = st.data.toClusterData();
+        for (const x of [...services, ...nodes]) expect(JSON.stringify(x)).toBe(canonicalJson(x));
       }),
       { numRuns: 100 },
     );
