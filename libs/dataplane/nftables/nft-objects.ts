@@ -46,7 +46,8 @@ interface Group {
   members: VirtualServer[];
 }
 
-function groupKey(vs: VirtualServer): string {
+/** Virtual servers with the same key share one endpoint list and their chains (see Group). */
+export function groupKey(vs: VirtualServer): string {
   return `${ipFamily(vs.address)}|${vs.protocol}|${vs.servicePort}|${vs.localOnly ? 'local' : 'cluster'}`;
 }
 

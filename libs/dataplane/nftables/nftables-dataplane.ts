@@ -7,7 +7,8 @@ import { NftCliRunner } from './nft-cli-runner.ts';
 import { NftNetlinkRunner } from './nft-netlink-runner.ts';
 import type { NftRunner } from './nft-runner.ts';
 import { NftTransaction } from './nft-transaction.ts';
-import { inventoryOf, planFullLoad, planNftUpdate, type NftInventory } from './plan-nft-update.ts';
+import { chainFingerprint, inventoryOf, planFullLoad, planNftUpdate, type NftInventory } from './plan-nft-update.ts';
+import { sliceChange } from './nft-state-slice.ts';
 import type { NftReadBack } from './read-nft-table.ts';
 
 export interface NftablesDataplaneOptions {
@@ -51,7 +52,10 @@ export class NftablesDataplane implements Dataplane {
   }
   private runnerChoice: Promise<NftRunner> | undefined;
   private startNotes: string[] = [];
-  private applied: { objects: NftObjects; inventory: NftInventory } | undefined;
+  /** What the last apply programmed: the state, its objects, and their inventory (diff base). */
+  private applied: { state: NodeState; objects: NftObjects; inventory: NftInventory } | undefined;
+  /** Virtual servers the last apply rendered: all of them, or those of the groups it changed. */
+  lastRendered = 0;
   /**
    * The netns ruleset generation at which the kernel's table was known to equal `applied`
    * (netlink runner only). Sound as a "nothing changed" witness because nf_tables bumps the
@@ -98,32 +102,45 @@ export class NftablesDataplane implements Dataplane {
 
   async apply(state: NodeState): Promise<ApplyResult> {
     const t0 = performance.now();
+    const slice = this.applied ? sliceChange(this.applied.state, state) : undefined;
     // Rendering validates the input before the kernel is touched: a bad state throws here and
-    // whatever was programmed stays.
-    const objects = renderNftObjects(state);
+    // whatever was programmed stays. A sliced change renders (and validates) only the groups it
+    // touches; the others are the objects of the last apply, validated then.
+    const part = slice && { before: renderNftObjects(slice.prev), after: renderNftObjects(slice.next) };
+    const objects = part ? undefined : renderNftObjects(state);
     await this.runner();
     const notes: string[] = this.takeStartNotes();
     let tx: NftTransaction;
     let base: number | undefined;
-    if (this.applied) {
-      tx = planNftUpdate(this.applied.inventory, objects, this.table);
+    if (part) {
+      tx = planNftUpdate(inventoryOf(part.before), part.after, this.table);
+      base = this.knownGeneration;
+    } else if (this.applied) {
+      tx = planNftUpdate(this.applied.inventory, objects!, this.table);
       base = this.knownGeneration;
     } else {
       // A restarted applier adopts a table it finds intact rather than reloading it.
       const { rb, generation } = await this.readBackAt();
       if (rb && rb.skeletonProblems.length === 0) {
-        tx = planNftUpdate(rb.inventory, objects, this.table, sameBySummary);
+        tx = planNftUpdate(rb.inventory, objects!, this.table, sameBySummary);
         base = generation;
       } else {
-        tx = this.fullLoad(objects);
+        tx = this.fullLoad(objects!);
         base = await this.generation();
       }
       notes.push(rb ? 'adopted existing table' : 'created table');
     }
     const known = await this.runFrom(tx, base);
-    this.applied = { objects, inventory: inventoryOf(objects) };
+    if (part && this.applied) {
+      patchApplied(this.applied, part.before, part.after);
+      this.applied.state = state;
+    } else {
+      this.applied = { state, objects: objects!, inventory: inventoryOf(objects!) };
+    }
+    this.lastRendered = (slice ?? { next: state }).next.virtualServers.length;
     this.knownGeneration = known;
-    const verified = this.options.verifyAfterApply === false ? true : await this.verify(objects, notes);
+    const verified =
+      this.options.verifyAfterApply === false ? true : await this.verify(this.applied.objects, notes);
     return { kernelWrites: tx.writes, verified, durationMs: performance.now() - t0, notes };
   }
 
@@ -259,4 +276,41 @@ export class NftablesDataplane implements Dataplane {
 export function nextGeneration(g: number): number {
   const n = (g + 1) >>> 0;
   return n === 0 ? 1 : n;
+}
+
+/**
+ * Moves the applied objects and inventory from `before` to `after`, the rendered objects of the
+ * groups a sliced change touched (O(change)). Chains, sets and element keys belong to one group
+ * each, so removing the old group's and adding the new group's leaves the others untouched.
+ */
+function patchApplied(applied: { objects: NftObjects; inventory: NftInventory }, before: NftObjects, after: NftObjects) {
+  // Both were built by renderNftObjects / inventoryOf in this file: owned, mutable maps.
+  const chains = applied.objects.chains as Map<string, readonly string[]>;
+  const fingerprints = applied.inventory.chains as Map<string, string>;
+  const decls = applied.objects.sets as Map<string, string>;
+  const setNames = applied.inventory.sets as Set<string>;
+  for (const name of before.chains.keys()) {
+    chains.delete(name);
+    fingerprints.delete(name);
+  }
+  for (const [name, rules] of after.chains) {
+    chains.set(name, rules);
+    fingerprints.set(name, chainFingerprint(rules));
+  }
+  for (const name of before.sets.keys()) {
+    decls.delete(name);
+    setNames.delete(name);
+  }
+  for (const [name, decl] of after.sets) {
+    decls.set(name, decl);
+    setNames.add(name);
+  }
+  // inventory.elements is objects.elements (inventoryOf shares it).
+  const elements = applied.objects.elements as Map<string, Map<string, string>>;
+  for (const [map, keys] of before.elements) for (const key of keys.keys()) elements.get(map)?.delete(key);
+  for (const [map, values] of after.elements) {
+    let m = elements.get(map);
+    if (!m) elements.set(map, (m = new Map()));
+    for (const [key, value] of values) m.set(key, value);
+  }
 }

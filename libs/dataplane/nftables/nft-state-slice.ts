@@ -1,0 +1,56 @@
+import { virtualServerKey, type NodeState, type VirtualServer } from '../../model/index.ts';
+import { groupKey } from './nft-objects.ts';
+
+/** The part of two states that differs: every virtual server of the groups a change touches. */
+export interface StateSlice {
+  /** The touched groups' members in the previous state (what the kernel holds for them). */
+  readonly prev: NodeState;
+  /** The touched groups' members in the next state. */
+  readonly next: NodeState;
+}
+
+/**
+ * The groups (nft-objects.ts's groupKey: chains and elements are rendered per group and never
+ * shared between groups) that differ between `prev` and `next`, found by object identity: the
+ * incremental renderer hands over unchanged VirtualServer objects as they were, so an unchanged
+ * service costs a pointer comparison. States are treated as immutable. Undefined when the change
+ * is not one to slice (other settings, which every group's rules depend on): render it all.
+ */
+export function sliceChange(prev: NodeState, next: NodeState): StateSlice | undefined {
+  if (next.settings !== prev.settings && JSON.stringify(next.settings) !== JSON.stringify(prev.settings))
+    return undefined;
+  const touched = new Set<string>();
+  const a = prev.virtualServers;
+  const b = next.virtualServers;
+  if (a !== b) {
+    let aligned = a.length === b.length;
+    for (let i = 0; i < b.length && aligned; i++) {
+      const x = a[i]!;
+      const y = b[i]!;
+      if (x === y) continue;
+      // Same service, new object (its endpoints changed): both versions' groups are touched.
+      if (virtualServerKey(x) !== virtualServerKey(y)) aligned = false;
+      else touched.add(groupKey(x)).add(groupKey(y));
+    }
+    if (!aligned) {
+      // Services added or removed: compare by key.
+      touched.clear();
+      const before = new Map(a.map((v) => [virtualServerKey(v), v]));
+      for (const v of b) {
+        const k = virtualServerKey(v);
+        const old = before.get(k);
+        before.delete(k);
+        if (old === v) continue;
+        touched.add(groupKey(v));
+        if (old) touched.add(groupKey(old));
+      }
+      for (const gone of before.values()) touched.add(groupKey(gone));
+    }
+  }
+  const members = (vs: readonly VirtualServer[]) =>
+    touched.size === 0 ? [] : vs.filter((v) => touched.has(groupKey(v)));
+  return {
+    prev: { ...prev, virtualServers: members(a) },
+    next: { ...next, virtualServers: members(b) },
+  };
+}
