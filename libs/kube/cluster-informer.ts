@@ -24,6 +24,8 @@ export interface ClusterInformerOptions {
   watchTimeoutSeconds?: number;
   idleGraceMs?: number;
   onError?: (kind: KubeKind, err: unknown) => void;
+  /** See KindInformerOptions.identityOnly. */
+  identityOnly?: boolean;
 }
 
 export interface ClusterInformerHealth {
@@ -62,6 +64,7 @@ export class ClusterInformer {
           watchTimeoutSeconds: options.watchTimeoutSeconds,
           idleGraceMs: options.idleGraceMs,
           onError: options.onError,
+          identityOnly: options.identityOnly,
         }),
       ]),
     );

@@ -52,6 +52,25 @@ export interface KindInformerOptions {
   random?: () => number;
   /** Called on every failure (for logging); must not throw. */
   onError?: (kind: KubeKind, err: unknown) => void;
+  /**
+   * Remember only each object's identity (kind, apiVersion and metadata name, namespace, uid,
+   * resourceVersion, labels), not the whole object: all a relist diff reads. For a sink that keeps
+   * the state itself (the planner), so the informer does not hold a second copy of the cluster;
+   * a relist's synthetic DELETED then carries that identity as its object, and objects() returns
+   * identities. Default: whole objects.
+   */
+  identityOnly?: boolean;
+}
+
+/** What a relist diff needs of an object (and what a synthetic DELETED of it carries). */
+function identityOf(o: RawKubeObject): RawKubeObject {
+  const md = o.metadata;
+  const metadata: RawKubeObject['metadata'] = { name: md.name };
+  if (md.namespace !== undefined) metadata.namespace = md.namespace;
+  if (md.uid !== undefined) metadata.uid = md.uid;
+  if (md.resourceVersion !== undefined) metadata.resourceVersion = md.resourceVersion;
+  if (md.labels !== undefined) metadata.labels = { ...md.labels };
+  return { apiVersion: o.apiVersion, kind: o.kind, metadata };
 }
 
 class SinkError extends Error {
@@ -106,7 +125,7 @@ export class KindInformer {
     };
     const store = options.resumeStore;
     for (const object of store?.knownObjects?.(options.kind) ?? [])
-      this.known.set(objectKey(object), this.normalize(object));
+      this.known.set(objectKey(object), this.remembered(this.normalize(object)));
     this.rv = store?.load(options.kind) || undefined;
   }
 
@@ -139,6 +158,10 @@ export class KindInformer {
     this.resolveSynced();
   }
 
+  private remembered(object: RawKubeObject): RawKubeObject {
+    return this.options.identityOnly ? identityOf(object) : object;
+  }
+
   private normalize(object: unknown): RawKubeObject {
     const raw = object as RawKubeObject;
     if (!raw || typeof raw !== 'object' || !raw.metadata || typeof raw.metadata.name !== 'string') {
@@ -162,7 +185,7 @@ export class KindInformer {
     }
     const key = objectKey(object);
     if (type === 'DELETED') this.known.delete(key);
-    else this.known.set(key, object);
+    else this.known.set(key, this.remembered(object));
     this.stats.events += 1;
     this.stats.lastEventAt = this.clock.now();
   }

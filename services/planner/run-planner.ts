@@ -201,7 +201,8 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
           const kubeConfig = loadKubeConfig({ kubeconfig: o.kubeconfig, inCluster: o.inCluster });
           // The informer resumes from the resourceVersions the log saved after each appended event.
           const resumeStore = withKnownObjects(log.resumeStore(), knownObjectsFromLog(log));
-          return informerSource(new ClusterInformer({ kubeConfig, sink, resumeStore }));
+          // The planner keeps the objects in its ClusterState: its informer remembers identities only.
+          return informerSource(new ClusterInformer({ kubeConfig, sink, resumeStore, identityOnly: true }));
         };
     const b = bus;
     const makePlanner = (role: 'leader' | 'follower') =>

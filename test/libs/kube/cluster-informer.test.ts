@@ -214,6 +214,38 @@ describe('ClusterInformer', () => {
     expect(summary(events)).toEqual(['a', 'b', 'c', 'd', 'e'].map((n) => `Service ADDED ${n} (relist)`));
   });
 
+  it('identityOnly: remembers identities, not objects; relist diffs are the same, a synthetic DELETED carries the identity', async () => {
+    server.create('Service', svc('a', 80, { app: 'a' }));
+    server.create('Service', svc('b'));
+    const informer = startInformer({ resumeStore: new MemoryResumeStore(), kinds: ['Service'], identityOnly: true });
+    await informer.synced;
+    expect(events.map((e) => e.object.spec)).toEqual([svc('a').spec, svc('b').spec]); // the sink gets whole objects
+    const remembered = informer.informer('Service').objects();
+    expect(remembered.map((o) => Object.keys(o).sort())).toEqual([
+      ['apiVersion', 'kind', 'metadata'],
+      ['apiVersion', 'kind', 'metadata'],
+    ]);
+    expect(remembered[0]!.metadata).toEqual({
+      name: 'a',
+      namespace: 'default',
+      uid: events[0]!.object.metadata.uid,
+      resourceVersion: events[0]!.object.metadata.resourceVersion,
+      labels: { app: 'a' },
+    });
+    await until('watch open', watching(informer));
+    events = [];
+    await server.stop();
+    server.delete('Service', { namespace: 'default', name: 'a' });
+    server.update('Service', svc('b', 8080));
+    server.compact();
+    await until('informer noticed the outage', () => informer.informer('Service').health().errors > 0);
+    await server.restart();
+    await until('relist events', () => events.length === 2);
+    expect(summary(events)).toEqual(['Service DELETED a (relist)', 'Service MODIFIED b (relist)']);
+    expect(events[0]!.object).toEqual({ apiVersion: 'v1', kind: 'Service', metadata: remembered[0]!.metadata });
+    expect((events[1]!.object.spec as { ports: { port: number }[] }).ports[0]!.port).toBe(8080);
+  });
+
   it('relists after 410 and reports objects deleted while disconnected as synthetic DELETED', async () => {
     const store = new MemoryResumeStore();
     server.create('Service', svc('a'));
