@@ -9,6 +9,8 @@ export type IpFamily = 'IPv4' | 'IPv6';
  */
 export function canonicalIp(text: string): string | undefined {
   if (typeof text !== 'string') return undefined;
+  // Most addresses (every endpoint of an initial list) are dotted quads already in canonical form.
+  if (isCanonicalIpv4(text)) return text;
   if (isIPv4(text)) {
     // Reject leading zeros that node:net tolerates in some forms, then normalise.
     const parts = text.split('.');
@@ -17,6 +19,29 @@ export function canonicalIp(text: string): string | undefined {
   }
   if (isIPv6(text) && !text.includes('%')) return canonicalIpv6(text);
   return undefined;
+}
+
+/** Four decimal parts 0-255 without leading zeros, checked by hand (no regex, no split). */
+function isCanonicalIpv4(text: string): boolean {
+  const n = text.length;
+  if (n < 7 || n > 15) return false;
+  let parts = 0;
+  let value = 0;
+  let digits = 0;
+  for (let i = 0; i <= n; i++) {
+    const c = i < n ? text.charCodeAt(i) : 46; // a '.' after the end closes the last part
+    if (c === 46) {
+      if (digits === 0 || value > 255) return false;
+      parts++;
+      value = 0;
+      digits = 0;
+    } else if (c >= 48 && c <= 57) {
+      if (digits === 1 && value === 0) return false; // leading zero
+      value = value * 10 + (c - 48);
+      if (++digits > 3) return false;
+    } else return false;
+  }
+  return parts === 4;
 }
 
 export function ipFamily(address: string): IpFamily {

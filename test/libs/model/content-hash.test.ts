@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import fc from 'fast-check';
 import { describe, expect, it, vi } from 'vitest';
 import { canonicalIp, canonicalJson, cidrContains, contentHash, parseCidr } from '../../../libs/model/index.ts';
@@ -78,6 +79,37 @@ describe('addresses', () => {
     expect(canonicalIp('::ffff:192.0.2.1')).toBe('::ffff:c000:201');
     expect(canonicalIp('10.0.0.01')).toBeUndefined();
     expect(canonicalIp('fe80::1%eth0')).toBeUndefined();
+  });
+  it('checks dotted quads by hand: same answers as node:net plus the leading-zero rule (property), without splitting canonical ones', () => {
+    const reference = (t: string): string | undefined =>
+      isIP(t) === 4 && !t.split('.').some((p) => p.length > 1 && p.startsWith('0'))
+        ? t
+            .split('.')
+            .map((p) => String(Number(p)))
+            .join('.')
+        : undefined;
+    const part = fc.oneof(
+      fc.nat(300).map(String),
+      fc.nat(99).map((n) => `0${n}`),
+      fc.constantFrom('', '-1', ' 1', '1a', '+1', '0000'),
+    );
+    fc.assert(
+      fc.property(fc.array(part, { minLength: 1, maxLength: 6 }), (parts) => {
+        const t = parts.join('.');
+        if (!t.includes(':')) expect(canonicalIp(t)).toBe(reference(t));
+      }),
+      { numRuns: 2000 },
+    );
+    for (const t of ['0.0.0.0', '255.255.255.255', '10.96.0.1']) expect(canonicalIp(t)).toBe(t);
+    for (const t of ['256.1.1.1', '1.2.3', '01.2.3.4', '1.2.3.4.', '1..2.3', '1.2.3.4 ', '1.2.3.1000'])
+      expect(canonicalIp(t)).toBeUndefined();
+    const split = vi.spyOn(String.prototype, 'split');
+    try {
+      expect(canonicalIp('10.96.0.1')).toBe('10.96.0.1');
+      expect(split).not.toHaveBeenCalled();
+    } finally {
+      split.mockRestore();
+    }
   });
   it('parses and matches CIDRs, masking host bits', () => {
     const c = parseCidr('10.1.2.3/8')!;
