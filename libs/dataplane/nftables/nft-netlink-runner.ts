@@ -197,8 +197,9 @@ export class NftNetlinkRunner implements NftRunner {
           try {
             take(i, await conn.request(jobs[i]!()));
           } catch (e) {
-            // Deleted since the chain/set dump by someone else's commit: read as absent (the
-            // generation check around a read-back tells the caller the read was not consistent).
+            // A set deleted since the set dump by someone else's commit: read as absent (a chain
+            // deleted meanwhile dumps as empty). The generation check around a read-back tells
+            // the caller such a read was not consistent.
             if (!(e instanceof NetlinkError && e.code === 'ENOENT')) throw e;
           }
         }
