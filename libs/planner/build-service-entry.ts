@@ -19,17 +19,22 @@ export function buildServiceEntry(svc: ServiceObject, slices: Iterable<EndpointS
   const sliceList = [...slices].filter((s) => s.addressType !== 'FQDN');
   // Every object here is built with its keys in code-unit order: canonicalJson (the entry's
   // hash, the delta the log stores) then serialises it with JSON.stringify. Same content either way.
-  const ports: ServicePortEntry[] = svc.ports.map((p) => ({
-    endpoints: endpointsFor(p.name, p.protocol, sliceList),
-    name: p.name,
-    nodePort: svc.type === 'NodePort' || svc.type === 'LoadBalancer' ? p.nodePort : 0,
-    port: p.port,
-    protocol: p.protocol,
-  }));
+  // Each part is frozen as it is made (entries are frozen values): cheaper than a deep freeze
+  // walking the finished entry, which then sees a frozen top and stops there.
+  const ports: ServicePortEntry[] = svc.ports.map((p) =>
+    Object.freeze({
+      endpoints: endpointsFor(p.name, p.protocol, sliceList),
+      name: p.name,
+      nodePort: svc.type === 'NodePort' || svc.type === 'LoadBalancer' ? p.nodePort : 0,
+      port: p.port,
+      protocol: p.protocol,
+    }),
+  );
   ports.sort((a, b) => byCodeUnit(a.name, b.name));
-  return {
+  Object.freeze(ports);
+  return Object.freeze({
     affinityTimeoutSeconds: svc.sessionAffinity === 'ClientIP' ? svc.affinityTimeoutSeconds : 0,
-    clusterIPs: svc.clusterIPs,
+    clusterIPs: Object.isFrozen(svc.clusterIPs) ? svc.clusterIPs : Object.freeze(svc.clusterIPs),
     externalIPs: uniqueSorted(svc.externalIPs),
     externalTrafficPolicy: svc.externalTrafficPolicy,
     healthCheckNodePort: svc.healthCheckNodePort,
@@ -40,7 +45,7 @@ export function buildServiceEntry(svc: ServiceObject, slices: Iterable<EndpointS
     nodePorts: svc.type === 'NodePort' || svc.type === 'LoadBalancer',
     ports,
     topologyAware: svc.topologyAware,
-  };
+  });
 }
 
 /**
@@ -56,7 +61,7 @@ function endpointsFor(portName: string, protocol: string, slices: EndpointSliceO
     if (!sp) continue;
     for (const ep of slice.endpoints) {
       const ip = ep.addresses[0]!; // kube-proxy uses the first address only
-      const entry: EndpointEntry = {
+      const entry: EndpointEntry = Object.freeze({
         hintZones: uniqueSorted(ep.hintZones),
         ip,
         nodeName: ep.nodeName,
@@ -65,7 +70,7 @@ function endpointsFor(portName: string, protocol: string, slices: EndpointSliceO
         serving: ep.serving,
         terminating: ep.terminating,
         zone: ep.zone,
-      };
+      });
       const key = `${ip}|${sp.port}`;
       const prev = byAddr.get(key);
       if (
@@ -77,7 +82,9 @@ function endpointsFor(portName: string, protocol: string, slices: EndpointSliceO
       }
     }
   }
-  return [...byAddr.values()].sort((a, b) => byCodeUnit(a.ip, b.ip) || a.port - b.port);
+  return Object.freeze(
+    [...byAddr.values()].sort((a, b) => byCodeUnit(a.ip, b.ip) || a.port - b.port),
+  ) as EndpointEntry[];
 }
 
 const rank = (e: EndpointEntry): number => (e.ready ? 2 : e.serving ? 1 : 0);
@@ -100,10 +107,14 @@ const tieBreakText = (e: EndpointEntry): string =>
   });
 
 function uniqueSorted(xs: readonly string[]): string[] {
-  return [...new Set(xs)].sort(byCodeUnit);
+  return Object.freeze([...new Set(xs)].sort(byCodeUnit)) as string[];
 }
 
 /** The facts rendering uses from a Node; status churn outside them makes no new version. */
 export function buildNodeFacts(node: NodeObject): NodeFacts {
-  return { addresses: uniqueSorted(node.addresses.map((a) => a.address)), name: node.meta.name, zone: node.zone };
+  return Object.freeze({
+    addresses: uniqueSorted(node.addresses.map((a) => a.address)),
+    name: node.meta.name,
+    zone: node.zone,
+  });
 }

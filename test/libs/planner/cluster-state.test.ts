@@ -1,7 +1,20 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { canonicalJson, DEFAULT_PROXY_CONFIG, parseManifestText } from '../../../libs/model/index.ts';
-import { ClusterDataIndex, ClusterState, nodeStateHash, renderNodeState } from '../../../libs/planner/index.ts';
+import {
+  canonicalJson,
+  DEFAULT_PROXY_CONFIG,
+  parseManifestText,
+  type EndpointSliceObject,
+  type ServiceObject,
+} from '../../../libs/model/index.ts';
+import {
+  buildNodeFacts,
+  buildServiceEntry,
+  ClusterDataIndex,
+  ClusterState,
+  nodeStateHash,
+  renderNodeState,
+} from '../../../libs/planner/index.ts';
 import { NODES, service, slice } from '../../support/plan-fixture.ts';
 import { objectChange } from '../../support/random-cluster.ts';
 
@@ -58,6 +71,33 @@ describe('ClusterState builds entries in canonical key order', () => {
         for (const c of changes) st.apply(c);
         const { services, nodes } = st.data.toClusterData();
         for (const x of [...services, ...nodes]) expect(JSON.stringify(x)).toBe(canonicalJson(x));
+      }),
+      { numRuns: 100 },
+    );
+  });
+});
+
+describe('buildServiceEntry / buildNodeFacts', () => {
+  it('return values frozen at every depth, as built (property)', () => {
+    const deeplyFrozen = (v: unknown): boolean =>
+      v === null || typeof v !== 'object' || (Object.isFrozen(v) && Object.values(v).every(deeplyFrozen));
+    fc.assert(
+      fc.property(fc.array(objectChange, { maxLength: 30 }), (changes) => {
+        const services = new Map<string, ServiceObject>();
+        const slices: EndpointSliceObject[] = [];
+        for (const c of changes) {
+          if (c.op !== 'upsert') continue;
+          if (c.object.kind === 'Service') services.set(c.object.meta.name, c.object);
+          else if (c.object.kind === 'EndpointSlice') slices.push(c.object);
+          else expect(deeplyFrozen(buildNodeFacts(c.object))).toBe(true);
+        }
+        for (const svc of services.values()) {
+          const entry = buildServiceEntry(
+            svc,
+            slices.filter((x) => x.serviceName === svc.meta.name && x.meta.namespace === svc.meta.namespace),
+          );
+          if (entry) expect(deeplyFrozen(entry)).toBe(true);
+        }
       }),
       { numRuns: 100 },
     );
