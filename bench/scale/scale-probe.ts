@@ -12,14 +12,16 @@
  *  - wire: bytes of the delta message for that event, of the default target notice carrying it
  *    (what each node receives per event), and of the full checkpoint (every 50th version);
  *  - applier (one node): heap of its data index + incremental renderer, and CPU per event
- *    (apply + verify the delta's data hash + incremental render + node-state hash).
+ *    (decode the delta message + check its payload digest + apply with the carried entry hashes
+ *    + verify the data hash + incremental render + node-state hash), and, same run, the same
+ *    events on a node that hashes every changed entry itself (`applierHashingEntriesCpuPerEventMs`).
  * Baseline for every heap figure, same run: `JSON.parse` of the same objects' JSON (heap of the
  * plain parsed objects). Last stdout line: JSON with every figure and the least-squares slope
  * per service of each.
  */
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { encodeArtifact, H } from '../../libs/bus/index.ts';
+import { decodeDelta, encodeArtifact, H, payloadDigest } from '../../libs/bus/index.ts';
 import {
   DEFAULT_PROXY_CONFIG,
   readKubeObject,
@@ -76,6 +78,8 @@ interface Row {
   checkpointBytes: number;
   applierMb: number;
   applierCpuPerEventMs: number;
+  /** The same events on a node that hashes every changed entry itself (no carried hashes). */
+  applierHashingEntriesCpuPerEventMs: number;
 }
 
 function probe(S: number): Row {
@@ -142,22 +146,58 @@ function probe(S: number): Row {
   renderer.reset(index);
   renderer.hash();
   const applierMb = (heap() - a0) / MB;
-  const deltas: DataDelta[] = [];
+  // Each event's delta message as the planner publishes it (entry hashes carried, payload digest).
+  const messages: { payload: Uint8Array; digest: string }[] = [];
   for (let i = 0; i < EVENTS; i++) {
     step(20 + EVENTS + i);
-    deltas.push(JSON.parse(JSON.stringify(lastDelta)) as DataDelta);
+    version += 1;
+    const a = { ...artifact, version, parent: version - 1, hash: state.hash(), delta: lastDelta! };
+    const [m] = encodeArtifact(a, { chunkBytes: 4 * MB, baseCheckpoint: 1 });
+    messages.push({ payload: m!.payload, digest: m!.headers[H.payloadDigest]! });
   }
+  // A second node, same data, that hashes every changed entry itself (as before entry hashes were
+  // carried, and as now when nothing vouches for them): the baseline of the same run.
   const idx = index;
   const r = renderer;
-  const applierCpuPerEventMs =
-    cpuMs(() => {
-      for (const d of deltas) {
-        idx.apply(d);
-        idx.hash();
-        r.update(idx, d);
-        r.hash();
-      }
-    }) / EVENTS;
+  const idx2 = ClusterDataIndex.from(JSON.parse(cpJson));
+  const r2 = new NodeStateRenderer('node-0', DEFAULT_PROXY_CONFIG);
+  r2.reset(idx2);
+  r2.hash();
+  const decoded = (payload: Uint8Array) => {
+    const d = decodeDelta(payload);
+    if (!d.ok) throw new Error(d.error);
+    return d.value;
+  };
+  // The two nodes take each event in turn (so JIT warm-up and GC drift hit both alike); the
+  // first WARM events are not counted.
+  const WARM = Math.min(10, Math.floor(EVENTS / 5));
+  let carriedMs = 0;
+  let hashingMs = 0;
+  messages.forEach((m, i) => {
+    const a = cpuMs(() => {
+      if (payloadDigest(m.payload) !== m.digest) throw new Error('payload digest');
+      const d = decoded(m.payload);
+      idx.apply(d.delta, undefined, d.entryHashes);
+      idx.hash();
+      r.update(idx, d.delta);
+      r.hash();
+    });
+    const b = cpuMs(() => {
+      const d = decoded(m.payload);
+      idx2.apply(d.delta);
+      idx2.hash();
+      r2.update(idx2, d.delta);
+      r2.hash();
+    });
+    if (i >= WARM) {
+      carriedMs += a;
+      hashingMs += b;
+    }
+  });
+  const applierCpuPerEventMs = carriedMs / (EVENTS - WARM);
+  const applierHashingEntriesCpuPerEventMs = hashingMs / (EVENTS - WARM);
+  if (idx.hash() !== state.hash()) throw new Error('applier data hash differs from the planner');
+  if (idx2.hash() !== state.hash()) throw new Error('applier data hash differs from the planner');
   if (idx.hash() !== state.hash()) throw new Error('applier data hash differs from the planner');
   index = undefined;
   renderer = undefined;
@@ -173,6 +213,7 @@ function probe(S: number): Row {
     checkpointBytes,
     applierMb,
     applierCpuPerEventMs,
+    applierHashingEntriesCpuPerEventMs,
   };
 }
 
@@ -206,6 +247,7 @@ const keys = [
   'checkpointBytes',
   'applierMb',
   'applierCpuPerEventMs',
+  'applierHashingEntriesCpuPerEventMs',
 ] as const;
 const at10k: Record<string, number> = {};
 const slopes: Record<string, { a: number; b: number }> = {};
@@ -217,16 +259,16 @@ for (const k of keys) {
   at10k[k] = slopes[k]!.a + slopes[k]!.b * 10_000;
 }
 console.log(
-  '| services × endpoints | planner state MB | planner CPU/event ms | delta B | notice B | checkpoint MB | applier MB | applier CPU/event ms |',
+  '| services × endpoints | planner state MB | planner CPU/event ms | delta B | notice B | checkpoint MB | applier MB | applier CPU/event ms | same, hashing entries |',
 );
-console.log('|---|---|---|---|---|---|---|---|');
+console.log('|---|---|---|---|---|---|---|---|---|');
 for (const r of rows) {
   console.log(
-    `| ${r.services} × ${r.endpoints} | ${r.plannerStateMb.toFixed(0)} | ${r.plannerCpuPerEventMs.toFixed(2)} | ${r.deltaBytes} | ${r.noticeBytes} | ${(r.checkpointBytes / MB).toFixed(1)} | ${r.applierMb.toFixed(0)} | ${r.applierCpuPerEventMs.toFixed(2)} |`,
+    `| ${r.services} × ${r.endpoints} | ${r.plannerStateMb.toFixed(0)} | ${r.plannerCpuPerEventMs.toFixed(2)} | ${r.deltaBytes} | ${r.noticeBytes} | ${(r.checkpointBytes / MB).toFixed(1)} | ${r.applierMb.toFixed(0)} | ${r.applierCpuPerEventMs.toFixed(2)} | ${r.applierHashingEntriesCpuPerEventMs.toFixed(2)} |`,
   );
 }
 console.log(
-  `| 10000 × ${E} (fit) | ${at10k.plannerStateMb!.toFixed(0)} | ${at10k.plannerCpuPerEventMs!.toFixed(2)} | ${at10k.deltaBytes!.toFixed(0)} | ${at10k.noticeBytes!.toFixed(0)} | ${(at10k.checkpointBytes! / MB).toFixed(0)} | ${at10k.applierMb!.toFixed(0)} | ${at10k.applierCpuPerEventMs!.toFixed(2)} |`,
+  `| 10000 × ${E} (fit) | ${at10k.plannerStateMb!.toFixed(0)} | ${at10k.plannerCpuPerEventMs!.toFixed(2)} | ${at10k.deltaBytes!.toFixed(0)} | ${at10k.noticeBytes!.toFixed(0)} | ${(at10k.checkpointBytes! / MB).toFixed(0)} | ${at10k.applierMb!.toFixed(0)} | ${at10k.applierCpuPerEventMs!.toFixed(2)} | ${at10k.applierHashingEntriesCpuPerEventMs!.toFixed(2)} |`,
 );
 const result = { at: new Date().toISOString(), endpoints: E, nodes: N, rows, slopes, at10k };
 if (values.out) writeFileSync(values.out, JSON.stringify(result, null, 2) + '\n');
