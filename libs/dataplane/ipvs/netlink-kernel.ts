@@ -54,6 +54,8 @@ export interface NetlinkKernelOptions {
  */
 export class NetlinkKernel implements KernelInterface {
   private nextDumper = 0;
+  /** Most requests of a group queued in JS at once (4 windows: enough to keep every datagram full). */
+  private readonly maxQueued: number;
 
   private constructor(
     private readonly ipvs: IpvsClient,
@@ -65,11 +67,13 @@ export class NetlinkKernel implements KernelInterface {
     private readonly ipset: IpsetClient,
     private readonly links: LinkClient,
     private readonly options: NetlinkKernelOptions,
-  ) {}
+  ) {
+    this.maxQueued = 4 * (options.window ?? DEFAULT_WINDOW);
+  }
 
   static async open(o: NetlinkKernelOptions = {}): Promise<NetlinkKernel> {
-    const window = o.window ?? 256;
-    const batch = o.batch ?? 128;
+    const window = o.window ?? DEFAULT_WINDOW;
+    const batch = o.batch ?? DEFAULT_BATCH;
     const big = 8 << 20;
     const opened: { close(): void }[] = [];
     try {
@@ -179,11 +183,20 @@ export class NetlinkKernel implements KernelInterface {
       // One lookup of the device for a run of address ops, not one per address.
       const first = group[0]!;
       const link = first.kind === 'address' ? await this.links.getLink(first.device) : undefined;
-      const writes = group.map((op) => this.applyOp(op, link));
-      // applyOp queued its request synchronously; a dump queued now follows them on the socket.
-      if (readAfter && i === groups.length - 1 && onIpvsSocket(first))
-        read = this.ipvs.listDestinations(readAfter, NO_STATS).catch((e: Error) => e);
-      const results = await Promise.allSettled(writes);
+      let results: PromiseSettledResult<void>[];
+      if (group.length <= this.maxQueued) {
+        const writes = group.map((op) => this.applyOp(op, link));
+        // applyOp queued its request synchronously; a dump queued now follows them on the socket.
+        if (readAfter && i === groups.length - 1 && onIpvsSocket(first))
+          read = this.ipvs.listDestinations(readAfter, NO_STATS).catch((e: Error) => e);
+        results = await Promise.allSettled(writes);
+      } else {
+        // A bulk group (a from-empty load: 100k real servers) is fed a bounded number at a time:
+        // queued all at once, its 100k requests, payloads and promises were live together and
+        // the garbage collector's work on that heap grew faster than the load (1.6 ms per real
+        // server at 10k services against 0.6 ms at 1k in the VM).
+        results = await settleInLanes(group, (op) => this.applyOp(op, link), this.maxQueued);
+      }
       const failed = results.findIndex((r) => r.status === 'rejected');
       applied += results.filter((r) => r.status === 'fulfilled').length;
       if (failed >= 0) {
@@ -302,6 +315,35 @@ export class NetlinkKernel implements KernelInterface {
         return writeFile(sysctlPath(op.name), op.value + '\n');
     }
   }
+}
+
+const DEFAULT_WINDOW = 256;
+const DEFAULT_BATCH = 128;
+
+/**
+ * Runs fn over items with at most `limit` pending at once, each next one started as one
+ * settles; the outcomes in item order, like Promise.allSettled (every item runs, failed or not).
+ */
+export async function settleInLanes<T>(
+  items: readonly T[],
+  fn: (item: T) => Promise<void>,
+  limit: number,
+): Promise<PromiseSettledResult<void>[]> {
+  const out = new Array<PromiseSettledResult<void>>(items.length);
+  let next = 0;
+  const lane = async () => {
+    while (next < items.length) {
+      const i = next++;
+      try {
+        await fn(items[i]!);
+        out[i] = { status: 'fulfilled', value: undefined };
+      } catch (reason) {
+        out[i] = { status: 'rejected', reason };
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane));
+  return out;
 }
 
 /** Listings for the dataplane: it reads specs and connection counts, never traffic counters. */
