@@ -9,6 +9,9 @@
  * The planner (services/planner runPlanner, temp SQLite db, --kubeconfig at the test server) runs
  * in its own child process so its memory is its own.
  *
+ * Both children are forked alike (--import tsx) and time from their module body's first line, i.e.
+ * after their own imports load; fork → synced (module load included) is reported for both too.
+ *
  * 1. Scale: planner start → synced (= first version recorded and published; the planner records
  *    version 1 inside the same serial step that resolves `synced`), events logged, memory, DB size.
  *    Baselines in the same run, each in a fresh child: raw fetch + JSON.parse of the three
