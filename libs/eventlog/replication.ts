@@ -320,11 +320,25 @@ class StreamLogReplicator implements LogReplicator {
 
   private flushedAt: LogPosition | undefined;
 
+  /**
+   * One flush runs at a time, and callers arriving while one waits to start share it: it exports
+   * every row committed before it starts, theirs included. Queuing one flush per call let the
+   * leader's 200 ms flush timer pile up flushes behind appends that each wait out
+   * appendTimeoutMs while NATS is away, so a publish's own flush waited behind all of them and the
+   * planner could neither publish nor step down.
+   */
   flush(): Promise<void> {
-    const run = this.flushing.then(() => this.flushNow());
+    if (this.pendingFlush) return this.pendingFlush;
+    const run = this.flushing.then(() => {
+      this.pendingFlush = undefined;
+      return this.flushNow();
+    });
+    this.pendingFlush = run;
     this.flushing = run.catch(() => {});
     return run;
   }
+
+  private pendingFlush: Promise<void> | undefined;
 
   private async flushNow(): Promise<void> {
     if (this.mode === 'fenced')
@@ -339,6 +353,16 @@ class StreamLogReplicator implements LogReplicator {
     try {
       for (const part of encodeBatch(batch, this.term, this.maxPart)) seq = await this.append(part, seq);
     } catch (e) {
+      if (!(e instanceof FencedError)) {
+        let reseeded: boolean;
+        try {
+          reseeded = await this.reseedIfStreamLost();
+        } catch (e2) {
+          if (e2 instanceof FencedError) this.mode = 'fenced';
+          throw e2;
+        }
+        if (reseeded) return this.flushNow();
+      }
       if (e instanceof FencedError) this.mode = 'fenced';
       throw e;
     }
@@ -351,6 +375,27 @@ class StreamLogReplicator implements LogReplicator {
     this.markDirty = true;
     this.persistMark(true);
     this.snapshotIfDue(batch);
+  }
+
+  /**
+   * NATS lost its store while this replica led (the stream is gone, so every append fails): makes
+   * the stream again and seeds it from this file under the same term, as a group's first start
+   * does; the caller's next flush sends every row. True when it did. Safe against another planner
+   * doing the same: both append expecting the new stream's first sequence and one is fenced.
+   */
+  private async reseedIfStreamLost(): Promise<boolean> {
+    try {
+      await this.jsm.streams.info(this.stream);
+      return false; // still there: NATS is away or slow, the caller's error stands
+    } catch (e) {
+      if (!(e instanceof JetStreamApiError && e.code === STREAM_NOT_FOUND)) return false;
+    }
+    const term = this.term;
+    this.say(
+      `log stream ${this.stream}: gone (NATS lost its store?); making it again, seeded from this file as term ${term}`,
+    );
+    await this.claim(term);
+    return true;
   }
 
   /**
