@@ -153,7 +153,9 @@ async function inside(): Promise<void> {
       const t0 = now();
       await runner.run(add);
       xs.push(now() - t0);
-      await runner.run(new NftTransaction('inet', 'switchboard').delete({ kind: 'element', map: 'no-endpoint-services', key }));
+      await runner.run(
+        new NftTransaction('inet', 'switchboard').delete({ kind: 'element', map: 'no-endpoint-services', key }),
+      );
     }
     return xs.sort((a, b) => a - b)[1]!;
   };

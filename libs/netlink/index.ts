@@ -2,7 +2,12 @@
 export { NetlinkError } from './netlink-error.ts';
 export { errnoName } from './errno-name.ts';
 export { NetlinkConnection } from './netlink-connection.ts';
-export type { NetlinkConnectionOptions, NetlinkConnectionStats, NetlinkRequest } from './netlink-connection.ts';
+export type {
+  NetlinkConnectionOptions,
+  NetlinkConnectionStats,
+  NetlinkRequest,
+  NetlinkSocket,
+} from './netlink-connection.ts';
 export { bytesToIp, familyOf, ipToBytes } from './ip-address.ts';
 export type { IpFamily } from './ip-address.ts';
 

@@ -124,7 +124,13 @@ export const delChain = (t: TableRef, name: string, op: string): NftMessage =>
   msg(NFT_MSG.DELCHAIN, 0, t.family, (w) => w.str(1, t.table).str(3, name), op);
 /** Deletes every rule of `chain` (of the whole table when chain is undefined): `flush chain`. */
 export const flushRules = (t: TableRef, chain: string | undefined, op: string): NftMessage =>
-  msg(NFT_MSG.DELRULE, 0, t.family, (w) => (chain === undefined ? w.str(1, t.table) : w.str(1, t.table).str(2, chain)), op);
+  msg(
+    NFT_MSG.DELRULE,
+    0,
+    t.family,
+    (w) => (chain === undefined ? w.str(1, t.table) : w.str(1, t.table).str(2, chain)),
+    op,
+  );
 export const newRule = (t: TableRef, chain: string, exprs: readonly NftExpr[], op: string): NftMessage =>
   msg(
     NFT_MSG.NEWRULE,

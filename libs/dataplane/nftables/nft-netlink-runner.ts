@@ -3,7 +3,7 @@
 // dumps. No `nft` process, no full-ruleset cache: an endpoint change costs its own few messages.
 import { RawNetlinkSocket } from 'netlink';
 import { NetlinkConnection } from '../../netlink/index.ts';
-import type { NetlinkSocket } from '../../netlink/netlink-connection.ts';
+import type { NetlinkSocket } from '../../netlink/index.ts';
 import type { NetlinkRequest } from '../../netlink/index.ts';
 import { NetlinkError } from '../../netlink/index.ts';
 import {

@@ -139,8 +139,7 @@ export class NftablesDataplane implements Dataplane {
     }
     this.lastRendered = (slice ?? { next: state }).next.virtualServers.length;
     this.knownGeneration = known;
-    const verified =
-      this.options.verifyAfterApply === false ? true : await this.verify(this.applied.objects, notes);
+    const verified = this.options.verifyAfterApply === false ? true : await this.verify(this.applied.objects, notes);
     return { kernelWrites: tx.writes, verified, durationMs: performance.now() - t0, notes };
   }
 
@@ -283,7 +282,11 @@ export function nextGeneration(g: number): number {
  * groups a sliced change touched (O(change)). Chains, sets and element keys belong to one group
  * each, so removing the old group's and adding the new group's leaves the others untouched.
  */
-function patchApplied(applied: { objects: NftObjects; inventory: NftInventory }, before: NftObjects, after: NftObjects) {
+function patchApplied(
+  applied: { objects: NftObjects; inventory: NftInventory },
+  before: NftObjects,
+  after: NftObjects,
+) {
   // Both were built by renderNftObjects / inventoryOf in this file: owned, mutable maps.
   const chains = applied.objects.chains as Map<string, readonly string[]>;
   const fingerprints = applied.inventory.chains as Map<string, string>;

@@ -66,8 +66,11 @@ describe('nf_tables message encoding', () => {
       ),
     );
     expect(
-      newSet(t, { name: '__map%d', flags: 0xb, keyType: 4, keyLen: 4, dataType: 0xffffff00, dataLen: 0, id: 2, size: 3 }, 'x')
-        .payload,
+      newSet(
+        t,
+        { name: '__map%d', flags: 0xb, keyType: 4, keyLen: 4, dataType: 0xffffff00, dataLen: 0, id: 2, size: 3 },
+        'x',
+      ).payload,
     ).toEqual(
       payload(
         strAttr(1, 'sb'),
@@ -99,9 +102,19 @@ describe('nf_tables message encoding', () => {
     );
     const k2 = Buffer.from([0, 0, 0, 0]);
     expect(
-      setElems('new', t, '__set%d', [{ key: k2, intervalEnd: true }, { key: k2, data: { verdict: { code: 'drop' } } }], 'x', {
-        setId: 5,
-      }).payload,
+      setElems(
+        'new',
+        t,
+        '__set%d',
+        [
+          { key: k2, intervalEnd: true },
+          { key: k2, data: { verdict: { code: 'drop' } } },
+        ],
+        'x',
+        {
+          setId: 5,
+        },
+      ).payload,
     ).toEqual(
       payload(
         strAttr(1, 'sb'),
@@ -167,6 +180,11 @@ describe('nf_tables message encoding', () => {
     const at = w.nest(3);
     for (let i = 0; i < 100; i++) w.str(1, `name-${i}`);
     w.end(at);
-    expect(w.copy()).toEqual(nlNested(3, Array.from({ length: 100 }, (_, i) => strAttr(1, `name-${i}`))));
+    expect(w.copy()).toEqual(
+      nlNested(
+        3,
+        Array.from({ length: 100 }, (_, i) => strAttr(1, `name-${i}`)),
+      ),
+    );
   });
 });

@@ -62,7 +62,10 @@ describe('sliced applies', () => {
     let vs = new Map<number, VirtualServer>();
     const make = (i: number) => {
       const n = rand(4);
-      const eps = Array.from({ length: n }, (_, j) => `10.2.${i}.${rand(200) + j * 200 > 254 ? j : rand(50) + j * 50}:80`);
+      const eps = Array.from(
+        { length: n },
+        (_, j) => `10.2.${i}.${rand(200) + j * 200 > 254 ? j : rand(50) + j * 50}:80`,
+      );
       return virtualServer(
         spec(i, [...new Set(eps)], {
           persistenceTimeout: rand(3) === 0 ? 60 : 0,
