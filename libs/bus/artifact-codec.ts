@@ -29,7 +29,7 @@ const enc = new TextEncoder();
 export function encodeArtifact(
   a: VersionArtifact,
   opts: { chunkBytes: number; baseCheckpoint: number; anchor?: string },
-  bytes: Uint8Array = artifactBytes(a, opts.chunkBytes),
+  encoded?: Uint8Array,
 ): EncodedMessage[] {
   const common = {
     [H.version]: String(a.version),
@@ -38,11 +38,18 @@ export function encodeArtifact(
     [H.hash]: a.hash,
     ...(opts.anchor ? { [H.anchor]: opts.anchor } : {}),
   };
-  if (a.form === 'delta' && bytes.length > opts.chunkBytes) {
+  // undefined: an oversize delta, known from a prefix of its entries without encoding all of it.
+  const bytes =
+    a.form === 'delta' && encoded === undefined && deltaExceeds(a, opts.chunkBytes)
+      ? undefined
+      : (encoded ?? artifactBytes(a, opts.chunkBytes));
+  if (bytes === undefined || (a.form === 'delta' && bytes.length > opts.chunkBytes)) {
     // Too big for one message (an initial sync, a mass change): the version's checkpoint, which
     // the publisher must have stored first, carries it; the delta is a marker naming it.
     if (opts.baseCheckpoint !== a.version)
-      throw new Error(`delta ${a.version} is ${bytes.length} bytes: publish checkpoint ${a.version} first`);
+      throw new Error(
+        `delta ${a.version} is over ${opts.chunkBytes} bytes (one message): publish checkpoint ${a.version} first`,
+      );
     return [
       {
         subject: deltaSubject(a.version),
@@ -94,6 +101,26 @@ export function artifactBytes(a: VersionArtifact, carryHashesUpTo = Number.POSIT
   };
   // appended to the one serialization of the artifact (an object's JSON always ends with '}')
   return enc.encode(`${json.slice(0, -1)},"entryHashes":${JSON.stringify(hashes)}}`);
+}
+
+/**
+ * Whether a delta's payload is certainly longer than `limit` bytes, found from its upserted
+ * entries alone and stopping at the first entry that settles it. The artifact's JSON contains
+ * each entry's JSON.stringify text verbatim (stringify is compositional), so their summed UTF-8
+ * lengths are a lower bound of the payload's. An initial sync's delta (the whole cluster, ~14 MB
+ * at 10k services) is thus recognised after ~chunk-size bytes of entries instead of being
+ * encoded in full only to be dropped for a checkpoint-only marker. False means "not known to
+ * be": the caller encodes it and compares the real length.
+ */
+export function deltaExceeds(a: VersionArtifact & { form: 'delta' }, limit: number): boolean {
+  let bytes = 0;
+  for (const list of [a.delta.upsertServices, a.delta.upsertNodes] as const) {
+    for (const e of list) {
+      bytes += Buffer.byteLength(JSON.stringify(e), 'utf8');
+      if (bytes > limit) return true;
+    }
+  }
+  return false;
 }
 
 /**

@@ -1,5 +1,6 @@
 export * from './subjects.ts';
 export {
+  deltaExceeds,
   encodeArtifact,
   decodeDelta,
   decodeCheckpoint,

@@ -9,7 +9,7 @@ import {
 } from '@nats-io/jetstream';
 import { StaleLeaderError } from './stale-leader.ts';
 import type { NoticeDelta, VersionArtifact } from '../model/index.ts';
-import { artifactBytes, encodeArtifact } from './artifact-codec.ts';
+import { artifactBytes, deltaExceeds, encodeArtifact } from './artifact-codec.ts';
 import { artifactStatement, verifierFromPem, type Signer } from './planner-signature.ts';
 import { H, parseVersionSubject, TERM_SUBJECT, VERSIONS_STREAM, VERSIONS_SUBJECTS } from './subjects.ts';
 import { VersionReader } from './version-reader.ts';
@@ -125,15 +125,20 @@ export class VersionPublisher {
     const out: PublishResult[] = [];
     const h = a.header as VersionArtifact;
     const delta = { ...strip(h), form: 'delta' as const, delta: a.delta };
-    const deltaBytes = artifactBytes(delta, this.chunkBytes);
-    if (this.checkpointDue(h.version) || deltaBytes.length > this.chunkBytes) {
+    // An oversize delta (an initial sync: the whole cluster) is never encoded: it goes out as a
+    // marker naming its checkpoint, and deciding that needs only a prefix of its entries.
+    const deltaBytes = deltaExceeds(delta, this.chunkBytes) ? undefined : artifactBytes(delta, this.chunkBytes);
+    if (this.checkpointDue(h.version) || deltaBytes === undefined || deltaBytes.length > this.chunkBytes) {
       out.push(await this.publishVersion({ ...strip(h), form: 'checkpoint', data: a.data() }, a.anchor));
     }
     out.push(await this.publishVersion(delta, a.anchor, deltaBytes));
     return out;
   }
 
-  /** `encoded`: the artifact already serialized (artifactBytes), so a version is encoded once. */
+  /**
+   * `encoded`: the artifact already serialized (artifactBytes), so a version is encoded once;
+   * undefined for a delta lets encodeArtifact find it oversize without encoding it.
+   */
   async publishVersion(a: VersionArtifact, anchor = '', encoded?: Uint8Array): Promise<PublishResult> {
     if (a.form === 'delta') {
       if (a.version <= this.last) return this.confirmExisting(a);

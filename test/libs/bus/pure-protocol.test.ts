@@ -9,7 +9,8 @@ import {
   nodeToken,
   payloadDigest,
 } from '../../../libs/bus/index.ts';
-import { contentHash } from '../../../libs/model/index.ts';
+import { artifactBytes } from '../../../libs/bus/artifact-codec.ts';
+import { contentHash, type ServiceEntry } from '../../../libs/model/index.ts';
 import { node, service, VersionMaker } from './fixtures.ts';
 
 describe('artifact codec', () => {
@@ -46,6 +47,47 @@ describe('artifact codec', () => {
     // ...which must exist already
     expect(() => encodeArtifact(v.delta, { chunkBytes: 2048, baseCheckpoint: 0 })).toThrow(
       /publish checkpoint 1 first/,
+    );
+  });
+  it('finds an oversize delta from a prefix of its entries, without encoding the rest', () => {
+    const m = new VersionMaker();
+    let serialised = 0;
+    // toJSON counts how many entries JSON.stringify visits (the encoded JSON is unchanged)
+    const counted = (e: ServiceEntry): ServiceEntry =>
+      Object.defineProperty({ ...e }, 'toJSON', {
+        value: () => {
+          serialised++;
+          return e;
+        },
+      });
+    const v = m.next({ upsertServices: Array.from({ length: 200 }, (_, i) => counted(service(i, 5))) });
+    const [stub] = encodeArtifact(v.delta, { chunkBytes: 4096, baseCheckpoint: 1 });
+    expect(stub!.headers[H.checkpointOnly]).toBe('1');
+    expect(stub!.payload.length).toBe(0);
+    // each entry is ~700 bytes: the decision needs ~6 of the 200, not the whole delta
+    expect(serialised).toBeLessThan(10);
+  });
+  it('decides "one message or a marker" exactly as encoding the whole delta would', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.tuple(fc.nat(500), fc.nat(6)), { maxLength: 30 }),
+        fc.array(fc.string({ maxLength: 40 }), { maxLength: 5 }),
+        fc.integer({ min: 64, max: 8000 }),
+        (svcs, nodeNames, chunkBytes) => {
+          const m = new VersionMaker();
+          const v = m.next({
+            upsertServices: svcs
+              .map(([i, e]) => service(i, e))
+              .filter((s, i, all) => all.findIndex((o) => o.key === s.key) === i),
+            upsertNodes: [...new Set(nodeNames.map((n) => `n-${n}`))].map((n) => node(n)),
+          });
+          const opts = { chunkBytes, baseCheckpoint: 1 };
+          // the codec's old path: always encode the delta, then compare its length
+          expect(encodeArtifact(v.delta, opts)).toEqual(
+            encodeArtifact(v.delta, opts, artifactBytes(v.delta, chunkBytes)),
+          );
+        },
+      ),
     );
   });
   it('reports corrupt payloads as errors, never throws', () => {

@@ -35,6 +35,41 @@ describe('VersionPublisher', () => {
     expect(stored.ok && stored.value.hash).toBe(v2.delta.hash);
   });
 
+  it('publishes an oversize delta as a marker after its checkpoint, never encoding the whole delta', async () => {
+    // chunks of 32 KiB; version 2 upserts ~100 KiB of entries and is not a checkpoint version
+    world = await startBusWorld({ nodes: [], checkpointEvery: 100, maxPayload: 64 * 1024 });
+    const m = new VersionMaker();
+    const v1 = m.next({ upsertServices: [service(1)] });
+    await world.publisher.publishNext({ header: v1.delta, delta: v1.delta.delta, data: () => v1.checkpoint().data });
+    const v2 = m.next({ upsertServices: Array.from({ length: 100 }, (_, i) => service(i + 2, 5)) });
+    const stringify = vi.spyOn(JSON, 'stringify');
+    let results;
+    try {
+      results = await world.publisher.publishNext({
+        header: v2.delta,
+        delta: v2.delta.delta,
+        data: () => v2.checkpoint().data,
+      });
+      const wholeDelta = stringify.mock.calls.filter(([value]) => {
+        const a = value as { form?: unknown; version?: unknown } | null;
+        return typeof a === 'object' && a !== null && a.form === 'delta' && a.version === 2;
+      });
+      expect(wholeDelta).toHaveLength(0);
+    } finally {
+      stringify.mockRestore();
+    }
+    expect(results.map((r) => [r.form, r.messages > 0])).toEqual([
+      ['checkpoint', true],
+      ['delta', true],
+    ]);
+    expect(results[0]!.messages).toBeGreaterThan(2);
+    expect(results[1]!.bytes).toBe(0); // the marker has no payload
+    const reader = new VersionReader(world.planner, { verifier: world.verifier });
+    const stored = await reader.delta(2);
+    expect(!stored.ok && stored.checkpointOnly).toMatchObject({ hash: v2.delta.hash });
+    expect(world.publisher.lastCheckpointVersion()).toBe(2);
+  });
+
   it('survives a restart without duplicate or skipped numbers, and refuses conflicting content', async () => {
     world = await startBusWorld({ nodes: [], checkpointEvery: 2 });
     const m = new VersionMaker();
