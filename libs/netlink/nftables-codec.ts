@@ -232,6 +232,22 @@ export function dumpRequest(t: TableRef, set?: string): Buffer {
   return Buffer.concat([nfgenmsg(t.family), strAttr(1, t.table), ...(set === undefined ? [] : [strAttr(2, set)])]);
 }
 
+/** Payload of a GETCHAIN for one chain (not a dump: answered with the chain, or ENOENT). */
+export function getChainRequest(t: TableRef, chain: string): Buffer {
+  return Buffer.concat([nfgenmsg(t.family), strAttr(1, t.table), strAttr(3, chain)]);
+}
+
+/** Payload of a GETSETELEM for the elements with these keys (not a dump: ENOENT when one is absent). */
+export function getSetElemRequest(t: TableRef, set: string, keys: readonly Buffer[]): Buffer {
+  return setElems(
+    'new',
+    t,
+    set,
+    keys.map((key) => ({ key })),
+    '',
+  ).payload;
+}
+
 export interface DumpedTable {
   readonly name: string;
   readonly handle: bigint;

@@ -35,6 +35,8 @@ export const NF_NAT_RANGE_PROTO_RANDOM_FULLY = 0x10;
 export const NFT_REJECT_ICMPX_UNREACH = 2;
 export const NFT_REJECT_ICMPX_PORT_UNREACH = 1;
 export const NFT_CT_STATE = 0;
+export const NFT_CT_STATUS = 2;
+export const NFT_BYTEORDER_HTON = 1;
 export const NFT_FIB_RESULT_ADDRTYPE = 3;
 export const NFTA_FIB_F_SADDR = 1;
 export const NFT_LOOKUP_F_INV = 1;
@@ -75,11 +77,20 @@ export type NftExpr =
     }
   | { readonly type: 'numgen'; readonly dreg: number; readonly modulus: number; readonly ngType: number }
   | {
+      readonly type: 'byteorder';
+      readonly sreg: number;
+      readonly dreg: number;
+      readonly op: number;
+      readonly len: number;
+      readonly size: number;
+    }
+  | {
       readonly type: 'nat';
       readonly natType: number;
       readonly family: number;
       readonly regAddrMin: number;
       readonly regProtoMin: number;
+      /** NFTA_NAT_FLAGS, sent only when non-zero (as nft does). */
       readonly flags: number;
     }
   | { readonly type: 'masq'; readonly flags: number }
@@ -163,8 +174,12 @@ function writeBody(w: NlWriter, e: NftExpr): void {
     case 'numgen':
       w.be32(1, e.dreg).be32(2, e.modulus).be32(3, e.ngType).be32(4, 0);
       return;
+    case 'byteorder':
+      w.be32(1, e.sreg).be32(2, e.dreg).be32(3, e.op).be32(4, e.len).be32(5, e.size);
+      return;
     case 'nat':
-      w.be32(1, e.natType).be32(2, e.family).be32(3, e.regAddrMin).be32(5, e.regProtoMin).be32(7, e.flags);
+      w.be32(1, e.natType).be32(2, e.family).be32(3, e.regAddrMin).be32(5, e.regProtoMin);
+      if (e.flags !== 0) w.be32(7, e.flags);
       return;
     case 'masq':
       w.be32(1, e.flags);
@@ -243,6 +258,8 @@ function decodeExpr(name: string, m: Map<number, Buffer>): NftExpr {
       return { type: 'dynset', set: getStr(m, 1), op: u32(m, 3), sregKey: u32(m, 4) };
     case 'numgen':
       return { type: 'numgen', dreg: u32(m, 1), modulus: u32(m, 2), ngType: u32(m, 3) };
+    case 'byteorder':
+      return { type: 'byteorder', sreg: u32(m, 1), dreg: u32(m, 2), op: u32(m, 3), len: u32(m, 4), size: u32(m, 5) };
     case 'nat':
       return {
         type: 'nat',

@@ -7,7 +7,7 @@ import { bytesToIp } from './ip-address.ts';
 
 export interface RuleDigestParts {
   readonly chain: string;
-  /** `->chain` for jump/goto verdicts, `=>addr:port` / `=>[addr6]:port` for DNAT. */
+  /** `->chain` for jump/goto verdicts, `=>addr:port` / `=>[addr6]:port` / `=>@map` for DNAT. */
   readonly tokens: string[];
   /** Anonymous verdict maps the rule looks up (their elements add `->chain` tokens). */
   readonly verdictMaps: string[];
@@ -44,6 +44,8 @@ export function scanRule(payload: Buffer): RuleDigestParts {
     if (type === 2) chain = str(payload, s, e);
     if (type !== 4) return;
     const regs = new Map<number, Buffer>();
+    // Registers loaded by a lookup in a named data map (a DNAT through an endpoint map).
+    const mapped = new Map<number, string>();
     eachAttr(payload, s, e, (_t, es, ee) => {
       let name = '';
       let ds = -1;
@@ -83,6 +85,7 @@ export function scanRule(payload: Buffer): RuleDigestParts {
           else if (t === 3) dreg = payload.readUInt32BE(a);
         });
         if (dreg === 0 && set.startsWith('__map')) verdictMaps.push(set);
+        else if (dreg > 0 && !set.startsWith('__')) mapped.set(dreg, set);
       } else if (name === 'nat') {
         let ra = -1;
         let rp = -1;
@@ -92,7 +95,9 @@ export function scanRule(payload: Buffer): RuleDigestParts {
         });
         const addr = regs.get(ra);
         const port = regs.get(rp);
-        if (addr && port && (addr.length === 4 || addr.length === 16)) {
+        const map = mapped.get(ra);
+        if (map !== undefined) tokens.push(`=>@${map}`);
+        else if (addr && port && (addr.length === 4 || addr.length === 16)) {
           const ip = bytesToIp(addr, addr.length === 4 ? 'inet' : 'inet6');
           tokens.push(`=>${addr.length === 16 ? `[${ip}]` : ip}:${port.readUInt16BE(0)}`);
         }

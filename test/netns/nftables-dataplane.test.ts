@@ -69,14 +69,22 @@ describe('NftablesDataplane in a network namespace', () => {
     expect(new Set(replies.map((r) => r?.peer))).toEqual(new Set([client.ip]));
   });
 
-  it('endpoint changes apply incrementally: same table, only the affected chains', async () => {
+  it('endpoint changes apply as elements only: same table, no chain or rule touched', async () => {
     const d = dataplane();
     await d.apply(nodeState([...web([ep(a), ep(b)], { persistenceTimeout: 0 }), dns([ep(a)])]));
     const before = (await d.readBack())!;
     const r = await d.apply(nodeState([...web([ep(a), ep(c)]), dns([ep(a)])]));
     expect(r.verified).toBe(true);
-    expect(d.lastTransaction).not.toMatch(/table|element/);
-    expect(d.lastTransaction).toMatch(/^flush chain inet switchboard service-\S+web\/http\/tcp$/m);
+    expect(d.lastTransaction).not.toMatch(/table|chain|rule/);
+    // b's slot of the endpoint map now holds c; b's hairpin entry goes, c's comes.
+    expect(d.lastTransaction).toMatch(
+      new RegExp(
+        `^add element inet switchboard endpoints-\\S+web/http/tcp \\{ 32768-65535 : ${c.ip} \\. 8080 \\}$`,
+        'm',
+      ),
+    );
+    expect(d.lastTransaction).toContain(`delete element inet switchboard hairpin { ${b.ip} . ${b.ip} }`);
+    expect(d.lastTransaction).toContain(`add element inet switchboard hairpin { ${c.ip} . ${c.ip} }`);
     expect(d.lastTransaction).not.toMatch(/dns/);
     const after = (await d.readBack())!;
     expect(after.tableHandle).toBe(before.tableHandle);
@@ -87,6 +95,27 @@ describe('NftablesDataplane in a network namespace', () => {
     const noop = await d.apply(nodeState([...web([ep(a), ep(c)]), dns([ep(a)])]));
     expect(noop.kernelWrites).toBe(0);
     expect(d.lastTransaction).toBe('');
+  });
+
+  it('hairpin: a pod reaching itself through a service is masqueraded, another pod is not', async () => {
+    const d = dataplane();
+    for (const persistenceTimeout of [0, 600]) {
+      // Without and with session affinity (endpoint map / endpoint chains): one hairpin set.
+      await d.apply(nodeState([...web([ep(a)], { persistenceTimeout }), dns([ep(a)])]));
+      const self = await lab.probe(a.ns, 'tcp', '10.96.0.10', 80, 3);
+      expect(self.map((x) => x && `${x.pod} ${x.peer}`)).toEqual(Array(3).fill(`web-a ${POD_GATEWAY}`));
+      const other = await lab.probe(b.ns, 'tcp', '10.96.0.10', 80, 3);
+      expect(other.map((x) => x && `${x.pod} ${x.peer}`)).toEqual(Array(3).fill(`web-a ${b.ip}`));
+    }
+    // a leaves web but dns still needs a's hairpin entry: it stays, and a still reaches itself.
+    await d.apply(nodeState([...web([ep(b)]), dns([ep(a)])]));
+    expect(d.lastTransaction).not.toContain(`${a.ip} . ${a.ip}`);
+    const u = await lab.probe(a.ns, 'udp', '10.96.0.53', 53, 2);
+    expect(u.map((x) => x && `${x.pod} ${x.peer}`)).toEqual(Array(2).fill(`web-a ${POD_GATEWAY}`));
+    // Once no group has a, its entry goes.
+    await d.apply(nodeState([...web([ep(b)]), dns([ep(b)])]));
+    expect(d.lastTransaction).toContain(`delete element inet switchboard hairpin { ${a.ip} . ${a.ip} }`);
+    expect((await d.resync()).kernelWrites).toBe(0);
   });
 
   it('session affinity sticks to one endpoint, and survives an unrelated update', async () => {

@@ -15,7 +15,7 @@ import { NftError, type NftRunner } from '../../libs/dataplane/index.ts';
 import type { NftObject, NftOp, NftTransaction } from '../../libs/dataplane/index.ts';
 import type { NftReadBack } from '../../libs/dataplane/index.ts';
 import { summarizeRules } from '../../libs/dataplane/index.ts';
-import { SKELETON_CHAINS, SKELETON_MAPS } from '../../libs/dataplane/index.ts';
+import { SKELETON_CHAINS, SKELETON_MAPS, SKELETON_SETS } from '../../libs/dataplane/index.ts';
 
 interface FakeChain {
   hook?: string;
@@ -24,8 +24,8 @@ interface FakeChain {
 interface FakeTable {
   handle: number;
   chains: Map<string, FakeChain>;
-  sets: Map<string, { decl: string }>;
-  maps: Map<string, { type: string; elements: Map<string, string> }>;
+  sets: Map<string, { decl: string; elements: Map<string, string> }>;
+  maps: Map<string, { decl: string; elements: Map<string, string> }>;
 }
 
 const refsOf = (text: string): { chains: string[]; sets: string[] } => ({
@@ -49,8 +49,8 @@ function cloneTable(t: FakeTable): FakeTable {
   return {
     handle: t.handle,
     chains: new Map([...t.chains].map(([n, c]) => [n, { ...c, rules: [...c.rules] }])),
-    sets: new Map(t.sets),
-    maps: new Map([...t.maps].map(([n, m]) => [n, { type: m.type, elements: new Map(m.elements) }])),
+    sets: new Map([...t.sets].map(([n, m]) => [n, { decl: m.decl, elements: new Map(m.elements) }])),
+    maps: new Map([...t.maps].map(([n, m]) => [n, { decl: m.decl, elements: new Map(m.elements) }])),
   };
 }
 
@@ -98,15 +98,20 @@ export class FakeNftRunner implements NftRunner {
         skeletonProblems.push(`chain ${c.name} has ${got.rules.length} rules, want ${c.rules.length}`);
     }
     for (const m of SKELETON_MAPS) if (!t.maps.has(m.name)) skeletonProblems.push(`map ${m.name} missing`);
+    for (const m of SKELETON_SETS) if (!t.sets.has(m.name)) skeletonProblems.push(`set ${m.name} missing`);
+    // As the kernel read-backs: per-group set and map names; elements of all but learned sets.
+    const skeletonSets = new Set([...SKELETON_MAPS, ...SKELETON_SETS].map((x) => x.name));
+    const learned = (n: string) => n.startsWith('affinity-');
+    const all = [...t.sets, ...t.maps];
     return {
       tableHandle: t.handle,
       inventory: {
         chains,
-        sets: new Set(t.sets.keys()),
-        elements: new Map([...t.maps].map(([n, m]) => [n, new Map(m.elements)])),
+        sets: new Set(all.map(([n]) => n).filter((n) => !skeletonSets.has(n))),
+        elements: new Map(all.filter(([n]) => !learned(n)).map(([n, m]) => [n, new Map(m.elements)])),
       },
       skeletonProblems,
-      setElementCounts: new Map([...t.sets.keys()].map((n) => [n, 0])),
+      setElementCounts: new Map([...t.sets.keys()].filter(learned).map((n) => [n, 0])),
     };
   }
 
@@ -128,22 +133,19 @@ export class FakeNftRunner implements NftRunner {
     const t = this.tables.get(`${family} ${table}`);
     if (!t) return '';
     const blocks: string[] = [];
-    for (const [n, s] of t.sets) {
+    const block = (kind: string, n: string, s: { decl: string; elements: Map<string, string> }) => {
+      const elems = [...s.elements].map(([k, v]) => (v === '' ? k : `${k} : ${v}`));
       blocks.push(
-        `\tset ${n} {\n${s.decl
+        `\t${kind} ${n} {\n${s.decl
           .split(';')
           .map((p) => p.trim())
           .filter(Boolean)
           .map((p) => `\t\t${p}\n`)
-          .join('')}\t}\n`,
+          .join('')}${elems.length ? `\t\telements = { ${elems.join(',\n\t\t\t     ')} }\n` : ''}\t}\n`,
       );
-    }
-    for (const [n, m] of t.maps) {
-      const elems = [...m.elements].map(([k, v]) => `${k} : ${v}`);
-      blocks.push(
-        `\tmap ${n} {\n\t\ttype ${m.type}\n${elems.length ? `\t\telements = { ${elems.join(',\n\t\t\t     ')} }\n` : ''}\t}\n`,
-      );
-    }
+    };
+    for (const [n, s] of t.sets) block('set', n, s);
+    for (const [n, m] of t.maps) block('map', n, m);
     for (const [n, c] of t.chains) {
       blocks.push(
         `\tchain ${n} {\n${[...(c.hook ? [c.hook] : []), ...c.rules].map((r) => `\t\t${r}\n`).join('')}\t}\n`,
@@ -213,14 +215,13 @@ export class FakeNftRunner implements NftRunner {
         if (verb === 'add' || verb === 'create') {
           if (exists && verb === 'create') throw new OpError('EEXIST', `${o.kind} ${o.name}`);
           if (!exists) {
-            if (o.kind === 'set') t.sets.set(o.name, { decl: o.decl });
-            else t.maps.set(o.name, { type: o.type, elements: new Map() });
+            own.set(o.name, { decl: o.decl, elements: new Map() });
           }
           return;
         }
         if (!exists) throw new OpError('ENOENT', `${o.kind} ${o.name}`);
         if (verb === 'flush') {
-          if (o.kind === 'map') t.maps.get(o.name)!.elements.clear();
+          own.get(o.name)!.elements.clear();
           return;
         }
         if (referenced((r) => r.sets.includes(o.name)))
@@ -229,7 +230,7 @@ export class FakeNftRunner implements NftRunner {
         return;
       }
       case 'element': {
-        const m = t.maps.get(o.map);
+        const m = t.maps.get(o.map) ?? t.sets.get(o.map);
         if (!m) throw new OpError('ENOENT', `map ${o.map}`);
         const cur = m.elements.get(o.key);
         if (verb === 'delete') {
@@ -237,10 +238,11 @@ export class FakeNftRunner implements NftRunner {
           m.elements.delete(o.key);
           return;
         }
-        refsOf(o.value!).chains.forEach(chainExists);
-        if (cur !== undefined && (verb === 'create' || cur !== o.value))
+        const value = o.value ?? '';
+        refsOf(value).chains.forEach(chainExists);
+        if (cur !== undefined && (verb === 'create' || cur !== value))
           throw new OpError('EEXIST', `element ${o.key} in ${o.map}`);
-        m.elements.set(o.key, o.value!);
+        m.elements.set(o.key, value);
       }
     }
   }

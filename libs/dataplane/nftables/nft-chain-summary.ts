@@ -1,6 +1,8 @@
 /**
  * A comparable digest of one chain, computable both from the rule texts we render and from
- * `nft -j list table` output: the rule count plus every jump/goto target and DNAT destination.
+ * `nft -j list table` output: the rule count plus every jump/goto target and DNAT destination
+ * (`=>addr:port`, or `=>@map` for a DNAT through an endpoint map, whose elements are compared
+ * exactly on their own).
  * Resync uses it to notice chains that were flushed, edited or pointed elsewhere without having
  * to re-derive nft's own textual normalisation.
  */
@@ -8,7 +10,8 @@ export function summarizeRules(rules: readonly string[]): string {
   const tokens: string[] = [];
   for (const r of rules) {
     for (const m of r.matchAll(/\b(?:goto|jump) ([^\s,}]+)/g)) tokens.push(`->${m[1]}`);
-    for (const m of r.matchAll(/\bdnat ip6? to (\S+)/g)) tokens.push(`=>${m[1]}`);
+    for (const m of r.matchAll(/\bdnat ip6? to (?:numgen random mod \d+ map (@\S+)|(\S+))/g))
+      tokens.push(`=>${m[1] ?? m[2]}`);
   }
   return summarizeTokens(rules.length, tokens);
 }
@@ -33,7 +36,9 @@ export function summarizeJsonRules(exprs: readonly unknown[]): string {
       if (typeof target === 'string') tokens.push(`->${target}`);
     }
     const dnat = o.dnat as { family?: string; addr?: unknown; port?: unknown } | undefined;
-    if (dnat && typeof dnat.addr === 'string') {
+    const viaMap = (dnat?.addr as { map?: { data?: unknown } } | undefined)?.map?.data;
+    if (typeof viaMap === 'string') tokens.push(`=>${viaMap}`);
+    else if (dnat && typeof dnat.addr === 'string') {
       tokens.push(`=>${dnat.family === 'ip6' ? `[${dnat.addr}]` : dnat.addr}:${String(dnat.port)}`);
     }
     for (const [k, child] of Object.entries(o)) if (k !== 'dnat') walk(child);

@@ -22,7 +22,9 @@ import {
   delTable,
   dumpRequest,
   flushRules,
+  getChainRequest,
   getGenRequest,
+  getSetElemRequest,
   newChain,
   newRule,
   newSet,
@@ -30,6 +32,7 @@ import {
   nftType,
   setElems,
   type DumpedElement,
+  type DumpedSet,
   type NftElement,
   type NftMessage,
   type TableRef,
@@ -37,19 +40,18 @@ import {
 import { scanRule, type RuleDigestParts } from '../../netlink/index.ts';
 import { summarizeTokens } from './nft-chain-summary.ts';
 import {
-  compileElementKey,
+  compileElement,
   compileHook,
   compileMapType,
   compileRule,
   compileSetDecl,
-  dataVerdictText,
-  elementKeyText,
-  parseVerdict,
+  elementsText,
   type AnonymousSet,
 } from './nft-rule-compiler.ts';
-import type { NftRunner } from './nft-runner.ts';
+import { isLearnedSet } from './nft-objects.ts';
+import type { NftReadScope, NftRunner } from './nft-runner.ts';
 import type { NftOp, NftTransaction } from './nft-transaction.ts';
-import { SKELETON_CHAINS, SKELETON_MAPS } from './nft-skeleton.ts';
+import { SKELETON_CHAINS, SKELETON_MAPS, SKELETON_SETS } from './nft-skeleton.ts';
 import type { NftReadBack } from './read-nft-table.ts';
 
 const NETLINK_NETFILTER = 12;
@@ -137,10 +139,11 @@ export class NftNetlinkRunner implements NftRunner {
     return decodeGen(reply.payload);
   }
 
-  async listTable(family: string, table: string): Promise<NftReadBack | undefined> {
+  async listTable(family: string, table: string, scope?: NftReadScope): Promise<NftReadBack | undefined> {
     const t = tableRef(family, table);
     const head = await this.getTable(t);
     if (!head) return undefined;
+    if (scope) return this.readScoped(t, head.handle, scope);
     const dump = async (type: number, set?: string) =>
       this.conn.request({
         type: nftType(type),
@@ -228,24 +231,135 @@ export class NftNetlinkRunner implements NftRunner {
     const elements = new Map<string, Map<string, string>>();
     const namedSets = new Set<string>();
     const setElementCounts = new Map<string, number>();
+    const skeletonSets = new Set([...SKELETON_MAPS, ...SKELETON_SETS].map((x) => x.name));
     for (const s of sets) {
       if (s.flags & NFT_SET_FLAGS.anonymous) continue;
-      if (s.flags & NFT_SET_FLAGS.map) {
-        elements.set(
-          s.name,
-          new Map((elementsOf.get(s.name) ?? []).map((e) => [elementKeyText(e.key), dataVerdictText(e.data)])),
-        );
-      } else {
-        namedSets.add(s.name);
-        setElementCounts.set(s.name, elementsOf.get(s.name)?.length ?? 0);
-      }
+      if (!skeletonSets.has(s.name)) namedSets.add(s.name);
+      if (isLearnedSet(s.name)) setElementCounts.set(s.name, elementsOf.get(s.name)?.length ?? 0);
+      else elements.set(s.name, elementsText(s, elementsOf.get(s.name) ?? []));
     }
     for (const m of SKELETON_MAPS) if (!elements.has(m.name)) skeletonProblems.push(`map ${m.name} missing`);
+    for (const m of SKELETON_SETS) if (!elements.has(m.name)) skeletonProblems.push(`set ${m.name} missing`);
     return {
       tableHandle: Number(head.handle),
       inventory: { chains, sets: namedSets, elements },
       skeletonProblems,
       setElementCounts,
+    };
+  }
+
+  /**
+   * Reads only the objects of `scope` (a verify after an apply): each chain by a get (a
+   * chain-filtered rule dump of a missing chain answers nothing, so absence needs asking) and
+   * its rules' dump, each per-group set by a get and its elements' dump, and each skeleton
+   * element by a get of its key (ENOENT: absent), so a change costs round trips for what it
+   * touched, whatever the table's size.
+   */
+  private async readScoped(t: TableRef, handle: bigint, scope: NftReadScope): Promise<NftReadBack> {
+    const chains = new Map<string, string>();
+    const sets = new Set<string>();
+    const elements = new Map<string, Map<string, string>>();
+    const absent = (e: unknown) => e instanceof NetlinkError && e.code === 'ENOENT';
+    const dumpElems = async (conn: NetlinkConnection, set: string): Promise<DumpedElement[]> =>
+      (
+        await conn.request({
+          type: nftType(NFT_MSG.GETSETELEM),
+          payload: dumpRequest(t, set),
+          dump: true,
+          operation: `dump elements of ${set}`,
+        })
+      ).flatMap((m) => decodeSetElems(m.payload).elements);
+    const getSet = async (conn: NetlinkConnection, name: string): Promise<DumpedSet | undefined> => {
+      try {
+        const [m] = await conn.request({
+          type: nftType(NFT_MSG.GETSET),
+          payload: dumpRequest(t, name),
+          operation: `get set ${name}`,
+        });
+        return m ? decodeSet(m.payload) : undefined;
+      } catch (e) {
+        if (absent(e)) return undefined;
+        throw e;
+      }
+    };
+    const jobs: ((conn: NetlinkConnection) => Promise<void>)[] = [];
+    for (const chain of scope.chains) {
+      jobs.push(async (conn) => {
+        try {
+          await conn.request({
+            type: nftType(NFT_MSG.GETCHAIN),
+            payload: getChainRequest(t, chain),
+            operation: `get chain ${chain}`,
+          });
+        } catch (e) {
+          if (absent(e)) return;
+          throw e;
+        }
+        const rules = (
+          await conn.request({
+            type: nftType(NFT_MSG.GETRULE),
+            payload: dumpRequest(t, chain),
+            dump: true,
+            operation: `dump rules of chain ${chain}`,
+          })
+        ).map((m) => scanRule(m.payload));
+        const anonymous = new Map<string, DumpedElement[]>();
+        for (const set of new Set(rules.flatMap((r) => r.verdictMaps))) anonymous.set(set, await dumpElems(conn, set));
+        chains.set(
+          chain,
+          summarizeTokens(
+            rules.length,
+            rules.flatMap((r) => ruleTokens(r, anonymous)),
+          ),
+        );
+      });
+    }
+    for (const name of scope.sets) {
+      jobs.push(async (conn) => {
+        const set = await getSet(conn, name);
+        if (!set) return;
+        sets.add(name);
+        if (!isLearnedSet(name)) elements.set(name, elementsText(set, await dumpElems(conn, name)));
+      });
+    }
+    const keysBySet = new Map<string, string[]>();
+    for (const { set, key } of scope.elements) keysBySet.set(set, [...(keysBySet.get(set) ?? []), key]);
+    for (const [name, keys] of keysBySet) {
+      jobs.push(async (conn) => {
+        const set = await getSet(conn, name);
+        if (!set) return;
+        const found = new Map<string, string>();
+        elements.set(name, found);
+        for (const key of keys) {
+          try {
+            const msgs = await conn.request({
+              type: nftType(NFT_MSG.GETSETELEM),
+              payload: getSetElemRequest(t, name, [compileElement(key, undefined)[0]!.key]),
+              operation: `get element ${key} of ${name}`,
+            });
+            const got = elementsText(
+              set,
+              msgs.flatMap((m) => decodeSetElems(m.payload).elements),
+            );
+            for (const [k, v] of got) found.set(k, v);
+          } catch (e) {
+            if (!absent(e)) throw e;
+          }
+        }
+      });
+    }
+    let next = 0;
+    await Promise.all(
+      this.readerConnections(jobs.length).map(async (conn) => {
+        while (next < jobs.length) await jobs[next++]!(conn);
+      }),
+    );
+    return {
+      tableHandle: Number(handle),
+      inventory: { chains, sets, elements },
+      skeletonProblems: [],
+      setElementCounts: new Map(),
+      scoped: true,
     };
   }
 
@@ -277,12 +391,13 @@ export class NftNetlinkRunner implements NftRunner {
     return new NetlinkConnection({ protocol: NETLINK_NETFILTER, socket: raw satisfies NetlinkSocket });
   }
 
-  /** The main socket plus a few more for parallel element dumps, opened on first read-back. */
-  private readerConnections(): NetlinkConnection[] {
-    while (this.readers.length < READER_SOCKETS - 1) {
+  /** The main socket plus a few more for parallel dumps (at most `jobs` in all), opened on first use. */
+  private readerConnections(jobs = READER_SOCKETS): NetlinkConnection[] {
+    const want = Math.min(READER_SOCKETS, Math.max(1, jobs)) - 1;
+    while (this.readers.length < want) {
       this.readers.push(this.connection(4 * 1024 * 1024, 1024 * 1024, false));
     }
-    return [this.conn, ...this.readers];
+    return [this.conn, ...this.readers.slice(0, want)];
   }
 
   private async getTable(t: TableRef): Promise<{ handle: bigint } | undefined> {
@@ -374,11 +489,8 @@ export function compileTransaction(tx: NftTransaction): Compiled {
     const o = op.object;
     if (o.kind === 'element') {
       const verb = op.verb === 'delete' ? 'del' : 'new';
-      const item: NftElement = {
-        key: compileElementKey(o.key),
-        ...(o.value !== undefined ? { data: { verdict: parseVerdict(o.value) } } : {}),
-      };
-      const size = item.key.length + 24 + (o.value?.length ?? 0) + 16;
+      const items: NftElement[] = compileElement(o.key, o.value);
+      const size = items.length * (items[0]!.key.length + 24 + (o.value?.length ?? 0) + 24);
       if (
         !pendingElems ||
         pendingElems.verb !== verb ||
@@ -388,7 +500,7 @@ export function compileTransaction(tx: NftTransaction): Compiled {
         flushElems();
         pendingElems = { verb, map: o.map, items: [], bytes: 0, ops: [] };
       }
-      pendingElems.items.push(item);
+      pendingElems.items.push(...items);
       pendingElems.bytes += size;
       pendingElems.ops.push(text);
       return;
@@ -429,7 +541,7 @@ export function compileTransaction(tx: NftTransaction): Compiled {
           push(
             newSet(
               t,
-              { ...(o.kind === 'set' ? compileSetDecl(o.decl) : compileMapType(o.type)), name: o.name, id: nextId++ },
+              { ...(o.kind === 'set' ? compileSetDecl(o.decl) : compileMapType(o.decl)), name: o.name, id: nextId++ },
               text,
               excl,
             ),

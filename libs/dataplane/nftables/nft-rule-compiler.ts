@@ -10,7 +10,9 @@ import {
   META,
   NAT_DNAT,
   NFTA_FIB_F_SADDR,
+  NFT_BYTEORDER_HTON,
   NFT_CT_STATE,
+  NFT_CT_STATUS,
   NFT_FIB_RESULT_ADDRTYPE,
   NFT_LOOKUP_F_INV,
   NFT_REG_1,
@@ -28,6 +30,7 @@ import {
 import type { NftElement, NftSetSpec } from '../../netlink/index.ts';
 import { NFT_DATA_VERDICT, NFT_SET_FLAGS } from '../../netlink/index.ts';
 import { bytesToIp } from '../../netlink/index.ts';
+import { slotRangeText } from './nft-objects.ts';
 
 /** An anonymous set a rule needs (`{ ... }` in its text), created in the same batch. */
 export interface AnonymousSet {
@@ -44,6 +47,7 @@ const NFPROTO_IPV4 = 2;
 const NFPROTO_IPV6 = 10;
 const RTN_LOCAL = 2;
 const CT_STATE_NEW = 0x8;
+const IPS_DST_NAT = 0x20;
 // nft's type ids (datatype.h) and the concatenation of ipv4_addr . inet_proto . inet_service.
 const TYPE = {
   integer: 4,
@@ -51,6 +55,11 @@ const TYPE = {
   ipv6_addr: 8,
   concat4: (7 << 12) | (12 << 6) | 13,
   concat6: (8 << 12) | (12 << 6) | 13,
+  // Endpoint map data (ipv4_addr . inet_service) and hairpin keys (ipv4_addr . ipv4_addr).
+  addrPort4: (7 << 6) | 13,
+  addrPort6: (8 << 6) | 13,
+  addrPair4: (7 << 6) | 7,
+  addrPair6: (8 << 6) | 8,
 };
 // nft's NFTA_SET_USERDATA for each set shape we create (key byte order, typeof, merge flag), as
 // nft 1.0.6 writes them: with them `nft list` prints our sets exactly like sets nft made.
@@ -60,7 +69,24 @@ const USERDATA = {
   numgenMap: Buffer.from('00040100000001040000000004080004010000000100060400000000', 'hex'),
   interval4: Buffer.from('0004020000000204010000000314000407000000010c00040c00000001040b000000', 'hex'),
   interval6: Buffer.from('0004020000000204010000000314000407000000010c00040d000000010408000000', 'hex'),
+  addrPair: Buffer.from('000400000000030800040d0000000100', 'hex'),
 };
+
+/**
+ * nft's userdata of `typeof numgen random mod 65536 : ip[6] daddr . PROTO dport` (it keeps the
+ * typeof expressions: numgen, the network header's daddr, the transport header's dport).
+ */
+function endpointMapUserdata(v6: boolean, proto: string): Buffer {
+  const transport: Record<string, string> = { tcp: '08', udp: '06', sctp: '0a' };
+  const t = transport[proto];
+  if (t === undefined) throw new NftGrammarError(`unknown protocol ${proto}`);
+  return Buffer.from(
+    '000401000000010400000000031a0004170000000112000401000000010400000100020400000000043400040d00000001' +
+      `2c0014000407000000010c0004${v6 ? '0d000000010409000000' : '0c00000001040c000000'}` +
+      `0114000407000000010c0004${t}000000010402000000060400000000`,
+    'hex',
+  );
+}
 
 export class NftGrammarError extends Error {}
 
@@ -98,9 +124,9 @@ const nfproto = (fam: Fam): NftExpr[] => [
   { type: 'meta', key: META.nfproto, dreg: NFT_REG_1 },
   { type: 'cmp', sreg: NFT_REG_1, op: CMP.eq, data: u8(fam.nfproto) },
 ];
-const loadAddr = (fam: Fam, offset: number, len = fam.len): NftExpr => ({
+const loadAddr = (fam: Fam, offset: number, len = fam.len, dreg = NFT_REG_1): NftExpr => ({
   type: 'payload',
-  dreg: NFT_REG_1,
+  dreg,
   base: PAYLOAD_BASE.network,
   offset,
   len,
@@ -324,6 +350,39 @@ export function compileRule(rule: string, alloc: AllocAnonymousSet): NftExpr[] {
     out.push(verdictExpr(parseVerdict(m[7]!)));
     return out;
   }
+  if ((m = /^meta l4proto (\w+) dnat (ip6?) to numgen random mod (\d+) map @(\S+)$/.exec(rule))) {
+    const fam = famOf(m[2]!);
+    // The data (address . port) lands in reg 1 onwards: the port in the 32-bit register after
+    // the address (NFT_REG32_01 = 9 for IPv4; for IPv6, 16 bytes later: NFT_REG_2).
+    return [
+      ...l4proto(m[1]!),
+      { type: 'numgen', dreg: NFT_REG_1, modulus: Number(m[3]), ngType: NG_RANDOM },
+      { type: 'byteorder', sreg: NFT_REG_1, dreg: NFT_REG_1, op: NFT_BYTEORDER_HTON, len: 4, size: 4 },
+      { type: 'lookup', set: m[4]!, sreg: NFT_REG_1, dreg: NFT_REG_1 },
+      {
+        type: 'nat',
+        natType: NAT_DNAT,
+        family: fam.nfproto,
+        regAddrMin: NFT_REG_1,
+        regProtoMin: fam.v6 ? 2 : 9,
+        flags: 0,
+      },
+    ];
+  }
+  if ((m = /^ct status dnat (ip6?) saddr \. (ip6?) daddr @(\S+) (jump \S+)$/.exec(rule))) {
+    const fam = famOf(m[1]!);
+    if (m[2] !== m[1]) throw new NftGrammarError(`mixed families in ${rule}`);
+    return [
+      { type: 'ct', key: NFT_CT_STATUS, dreg: NFT_REG_1 },
+      { type: 'bitwise', sreg: NFT_REG_1, dreg: NFT_REG_1, len: 4, mask: u32host(IPS_DST_NAT), xor: u32host(0) },
+      { type: 'cmp', sreg: NFT_REG_1, op: CMP.neq, data: u32host(0) },
+      ...nfproto(fam),
+      loadAddr(fam, fam.saddr),
+      loadAddr(fam, fam.daddr, fam.len, fam.v6 ? 2 : 9),
+      { type: 'lookup', set: m[3]!, sreg: NFT_REG_1 },
+      verdictExpr(parseVerdict(m[4]!)),
+    ];
+  }
   if ((m = /^numgen random mod (\d+) vmap \{ (.+) \}$/.exec(rule))) {
     const n = Number(m[1]);
     const elements = m[2]!.split(', ').map((e): NftElement => {
@@ -352,8 +411,18 @@ export function compileRule(rule: string, alloc: AllocAnonymousSet): NftExpr[] {
   throw new NftGrammarError(`rule outside the netlink grammar: ${JSON.stringify(rule)}`);
 }
 
-/** `type ipv4_addr; flags dynamic,timeout; timeout 60s;` (our affinity sets). */
+/** `type ipv4_addr; flags dynamic,timeout; timeout 60s;` (affinity sets), `type ipv4_addr . ipv4_addr;` (hairpin). */
 export function compileSetDecl(decl: string): Omit<NftSetSpec, 'name' | 'id'> {
+  const pair = /^type (ipv4_addr|ipv6_addr) \. (ipv4_addr|ipv6_addr);$/.exec(decl.trim());
+  if (pair && pair[1] === pair[2]) {
+    const v6 = pair[1] === 'ipv6_addr';
+    return {
+      flags: 0,
+      keyType: v6 ? TYPE.addrPair6 : TYPE.addrPair4,
+      keyLen: v6 ? 32 : 8,
+      userdata: USERDATA.addrPair,
+    };
+  }
   const m = /^type (ipv4_addr|ipv6_addr); flags dynamic,timeout; timeout (\d+)s;$/.exec(decl.trim());
   if (!m) throw new NftGrammarError(`set declaration outside the netlink grammar: ${JSON.stringify(decl)}`);
   const v6 = m[1] === 'ipv6_addr';
@@ -366,10 +435,27 @@ export function compileSetDecl(decl: string): Omit<NftSetSpec, 'name' | 'id'> {
   };
 }
 
-/** `ipv4_addr . inet_proto . inet_service : verdict` (our dispatch maps). */
-export function compileMapType(type: string): Omit<NftSetSpec, 'name' | 'id'> {
-  const m = /^(ipv4_addr|ipv6_addr) \. inet_proto \. inet_service : verdict$/.exec(type.trim());
-  if (!m) throw new NftGrammarError(`map type outside the netlink grammar: ${JSON.stringify(type)}`);
+/**
+ * `type ipv4_addr . inet_proto . inet_service : verdict;` (dispatch maps),
+ * `typeof numgen random mod 65536 : ip daddr . tcp dport; flags interval;` (endpoint maps).
+ */
+export function compileMapType(decl: string): Omit<NftSetSpec, 'name' | 'id'> {
+  const ep = /^typeof numgen random mod 65536 : (ip6?) daddr \. (tcp|udp|sctp) dport; flags interval;$/.exec(
+    decl.trim(),
+  );
+  if (ep) {
+    const v6 = ep[1] === 'ip6';
+    return {
+      flags: NFT_SET_FLAGS.map | NFT_SET_FLAGS.interval,
+      keyType: TYPE.integer,
+      keyLen: 4,
+      dataType: v6 ? TYPE.addrPort6 : TYPE.addrPort4,
+      dataLen: v6 ? 20 : 8,
+      userdata: endpointMapUserdata(v6, ep[2]!),
+    };
+  }
+  const m = /^type (ipv4_addr|ipv6_addr) \. inet_proto \. inet_service : verdict;$/.exec(decl.trim());
+  if (!m) throw new NftGrammarError(`map type outside the netlink grammar: ${JSON.stringify(decl)}`);
   const v6 = m[1] === 'ipv6_addr';
   return {
     flags: NFT_SET_FLAGS.map,
@@ -379,6 +465,85 @@ export function compileMapType(type: string): Omit<NftSetSpec, 'name' | 'id'> {
     dataLen: 0,
     userdata: USERDATA.dispatchMap,
   };
+}
+
+/**
+ * One element op's key and value as nf_tables elements: a slot range (`0-21845`) of an endpoint
+ * map is its start element (with the data) and an interval-end element after its last slot, as
+ * nft sends them (also for delete); other keys are one element. Values: verdicts, or an
+ * endpoint's `address . port`; none for set elements and deletes.
+ */
+export function compileElement(key: string, value: string | undefined): NftElement[] {
+  const r = /^(\d+)(?:-(\d+))?$/.exec(key);
+  const data = value === undefined ? undefined : compileElementValue(value);
+  if (r) {
+    const a = Number(r[1]);
+    const b = r[2] === undefined ? a : Number(r[2]);
+    if (b < a || b > 65535) throw new NftGrammarError(`slot range outside the grammar: ${key}`);
+    const start = u32be(a);
+    return [
+      { key: start, ...(data ? { data } : {}) },
+      { key: u32be(b + 1), intervalEnd: true },
+    ];
+  }
+  const pair = /^([0-9a-fA-F.:]+) \. ([0-9a-fA-F.:]+)$/.exec(key);
+  const k = pair ? Buffer.concat([ipToBytes(pair[1]!), ipToBytes(pair[2]!)]) : compileElementKey(key);
+  return [{ key: k, ...(data ? { data } : {}) }];
+}
+
+function compileElementValue(value: string): NftData {
+  const m = /^([0-9a-fA-F.:]+) \. (\d+)$/.exec(value);
+  if (!m) return { verdict: parseVerdict(value) };
+  if (Number(m[2]) > 65535) throw new NftGrammarError(`bad port in ${value}`);
+  const port = Buffer.alloc(4);
+  port.writeUInt16BE(Number(m[2]));
+  return { value: Buffer.concat([ipToBytes(m[1]!), port]) };
+}
+
+const u32be = (v: number): Buffer => {
+  const b = Buffer.alloc(4);
+  b.writeUInt32BE(v);
+  return b;
+};
+
+/**
+ * The inverse of compileElement for a dumped set or map: its elements as our renderer writes
+ * them (key → value, '' for set elements). Interval maps pair each start with the next end.
+ */
+export function elementsText(
+  set: { flags: number },
+  elements: readonly { key: Buffer; data?: NftData; intervalEnd: boolean }[],
+): Map<string, string> {
+  const out = new Map<string, string>();
+  if (set.flags & NFT_SET_FLAGS.interval) {
+    const ends = elements
+      .filter((e) => e.intervalEnd)
+      .map((e) => e.key.readUInt32BE(0))
+      .sort((a, b) => a - b);
+    const starts = elements.filter((e) => !e.intervalEnd).sort((a, b) => a.key.readUInt32BE(0) - b.key.readUInt32BE(0));
+    for (const e of starts) {
+      const a = e.key.readUInt32BE(0);
+      const end = ends.find((x) => x > a) ?? 65536;
+      out.set(slotRangeText(a, end - 1), dataText(e.data));
+    }
+    return out;
+  }
+  for (const e of elements) {
+    const half = e.key.length / 2;
+    const key =
+      set.flags & NFT_SET_FLAGS.map
+        ? elementKeyText(e.key)
+        : `${bytesToIp(e.key.subarray(0, half), half === 4 ? 'inet' : 'inet6')} . ${bytesToIp(e.key.subarray(half), half === 4 ? 'inet' : 'inet6')}`;
+    out.set(key, set.flags & NFT_SET_FLAGS.map ? dataText(e.data) : '');
+  }
+  return out;
+}
+
+function dataText(d: NftData | undefined): string {
+  if (!d || 'verdict' in d) return dataVerdictText(d);
+  const alen = d.value.length - 4;
+  if (alen !== 4 && alen !== 16) return '?';
+  return `${bytesToIp(d.value.subarray(0, alen), alen === 4 ? 'inet' : 'inet6')} . ${d.value.readUInt16BE(alen)}`;
 }
 
 /** `10.0.0.1 . tcp . 80` → the concatenated key (each part padded to 4 bytes). */

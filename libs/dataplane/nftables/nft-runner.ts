@@ -15,8 +15,12 @@ export interface NftRunner {
    * sent) when an invalid operation was queued, or with NftError when the kernel refuses it.
    */
   run(tx: NftTransaction): Promise<void>;
-  /** Our table as the kernel holds it now; undefined when it does not exist. */
-  listTable(family: string, table: string): Promise<NftReadBack | undefined>;
+  /**
+   * Our table as the kernel holds it now; undefined when it does not exist. With `scope`, a
+   * runner may read only those objects (the read-back is then `scoped`: it says nothing about
+   * other objects, nor about the skeleton); runners that cannot return the whole table.
+   */
+  listTable(family: string, table: string, scope?: NftReadScope): Promise<NftReadBack | undefined>;
   close(): void;
   /**
    * The netns' nf_tables ruleset generation (NFT_MSG_GETGEN), for runners that can read it
@@ -25,6 +29,16 @@ export interface NftRunner {
   generation?(): Promise<number>;
   /** Commits (kernel transactions) the last successful `run` made; with `generation`. */
   readonly lastCommits?: number;
+}
+
+/** The objects a transaction touched (nft-verify.ts's touchedScope), for a verify that reads only them. */
+export interface NftReadScope {
+  /** Chains created, refilled or deleted: their rule digest, or their absence. */
+  readonly chains: readonly string[];
+  /** Per-group sets and maps created or deleted, or whose elements changed: existence, and all their owned elements. */
+  readonly sets: readonly string[];
+  /** Elements of the skeleton's (large, shared) maps and sets the transaction added or deleted, checked one by one. */
+  readonly elements: readonly { readonly set: string; readonly key: string }[];
 }
 
 export class NftError extends Error {

@@ -40,6 +40,16 @@ export const HELPER_CHAINS: readonly SkeletonChain[] = [
   { name: 'reject-chain', rules: ['reject'] },
 ];
 
+/** Sets of the skeleton (their elements are rendered with the state: nft-objects.ts's SHARED_SETS). */
+export interface SkeletonSet {
+  readonly name: string;
+  readonly decl: string;
+}
+export const SKELETON_SETS: readonly SkeletonSet[] = [
+  { name: 'hairpin', decl: 'type ipv4_addr . ipv4_addr;' },
+  { name: 'hairpin6', decl: 'type ipv6_addr . ipv6_addr;' },
+];
+
 export const SKELETON_MAPS: readonly SkeletonMap[] = DISPATCH_MAPS.flatMap((m) => [
   { name: mapName(m, false), type: 'ipv4_addr . inet_proto . inet_service : verdict' },
   { name: mapName(m, true), type: 'ipv6_addr . inet_proto . inet_service : verdict' },
@@ -86,7 +96,13 @@ export const DISPATCH_CHAINS: readonly SkeletonChain[] = [
   {
     name: 'nat-postrouting',
     hook: 'type nat hook postrouting priority srcnat; policy accept;',
-    rules: ['jump masquerading'],
+    // Hairpin: a DNATed connection whose source is its (new) destination is a pod reaching
+    // itself through a service; it must be masqueraded so the reply comes back through us.
+    rules: [
+      'ct status dnat ip saddr . ip daddr @hairpin jump mark-for-masquerade',
+      'ct status dnat ip6 saddr . ip6 daddr @hairpin6 jump mark-for-masquerade',
+      'jump masquerading',
+    ],
   },
 ];
 

@@ -16,9 +16,15 @@ export type NftObject =
   | { readonly kind: 'rule'; readonly chain: string; readonly rule: string }
   /** `decl`: set body, e.g. `type ipv4_addr; flags dynamic,timeout; timeout 60s;`. */
   | { readonly kind: 'set'; readonly name: string; readonly decl: string }
-  /** `type`: map type, e.g. `ipv4_addr . inet_proto . inet_service : verdict`. */
-  | { readonly kind: 'map'; readonly name: string; readonly type: string }
-  /** A map element: `key` like `10.0.0.1 . tcp . 80`, `value` a verdict (absent for delete). */
+  /**
+   * `decl`: map body, e.g. `type ipv4_addr . inet_proto . inet_service : verdict;` or
+   * `typeof numgen random mod 65536 : ip daddr . tcp dport; flags interval;`.
+   */
+  | { readonly kind: 'map'; readonly name: string; readonly decl: string }
+  /**
+   * An element of a map or set (`map` names either): `key` like `10.0.0.1 . tcp . 80` or
+   * `0-21845`, `value` a verdict or data (`10.1.0.1 . 8080`); absent for delete and for set elements.
+   */
   | { readonly kind: 'element'; readonly map: string; readonly key: string; readonly value?: string };
 
 export interface NftOp {
@@ -47,7 +53,7 @@ function invalid(op: NftOp): string | undefined {
     case 'set':
     case 'map':
       if (badName(o.name)) return `invalid ${o.kind} name ${JSON.stringify(o.name)}`;
-      if ((op.verb === 'add' || op.verb === 'create') && (o.kind === 'set' ? o.decl : o.type).trim() === '') {
+      if ((op.verb === 'add' || op.verb === 'create') && o.decl.trim() === '') {
         return `${o.kind} ${o.name} has no type`;
       }
       return undefined;
@@ -56,7 +62,9 @@ function invalid(op: NftOp): string | undefined {
       if (op.verb === 'flush') return 'cannot flush an element';
       if (o.key.trim() === '' || /[{},;\n]/.test(o.key)) return `invalid element key ${JSON.stringify(o.key)}`;
       if (op.verb === 'delete') return o.value === undefined ? undefined : 'delete element takes no value';
-      return o.value === undefined || o.value.trim() === '' ? `element ${o.key} of ${o.map} has no value` : undefined;
+      return o.value !== undefined && (o.value.trim() === '' || /[{},;\n]/.test(o.value))
+        ? `element ${o.key} of ${o.map} has an invalid value ${JSON.stringify(o.value)}`
+        : undefined;
   }
 }
 
@@ -162,7 +170,7 @@ function opLine(t: string, verb: NftVerb, o: Exclude<NftObject, { kind: 'element
         : `${verb} set ${t} ${o.name}`;
     case 'map':
       return verb === 'add' || verb === 'create'
-        ? `${verb} map ${t} ${o.name} { type ${o.type}; }`
+        ? `${verb} map ${t} ${o.name} { ${o.decl} }`
         : `${verb} map ${t} ${o.name}`;
   }
 }

@@ -2,7 +2,7 @@ import type { NodeState } from '../../model/index.ts';
 import type { ApplyResult, Dataplane } from '../dataplane.ts';
 import { summarizeRules } from './nft-chain-summary.ts';
 import { NFT_FAMILY, NFT_TABLE } from './nft-names.ts';
-import { renderNftObjects, type NftObjects } from './nft-objects.ts';
+import { renderNftObjects, SHARED_SETS, type NftObjects } from './nft-objects.ts';
 import { NftCliRunner } from './nft-cli-runner.ts';
 import { NftNetlinkRunner } from './nft-netlink-runner.ts';
 import type { NftRunner } from './nft-runner.ts';
@@ -10,6 +10,7 @@ import { NftTransaction } from './nft-transaction.ts';
 import { chainFingerprint, inventoryOf, planFullLoad, planNftUpdate, type NftInventory } from './plan-nft-update.ts';
 import { sliceChange } from './nft-state-slice.ts';
 import type { NftReadBack } from './read-nft-table.ts';
+import { scopeIsEmpty, scopedDrift, touchedScope } from './nft-verify.ts';
 
 export interface NftablesDataplaneOptions {
   /** Program the table inside this network namespace (`ip netns exec NS nft`). */
@@ -17,7 +18,10 @@ export interface NftablesDataplaneOptions {
   /** Table name (default `switchboard`); tests and benchmarks may use their own. */
   readonly table?: string;
   readonly nftPath?: string;
-  /** Read the table back after every apply and compare (default true). */
+  /**
+   * Read back what every apply wrote and compare (default true): the chains, per-group sets and
+   * skeleton elements its transaction touched (the whole table after a full load).
+   */
   readonly verifyAfterApply?: boolean;
   /** The kernel seam; tests pass the recording fake. Default: chosen by `backend`. */
   readonly runner?: NftRunner;
@@ -107,6 +111,7 @@ export class NftablesDataplane implements Dataplane {
     // whatever was programmed stays. A sliced change renders (and validates) only the groups it
     // touches; the others are the objects of the last apply, validated then.
     const part = slice && { before: renderNftObjects(slice.prev), after: renderNftObjects(slice.next) };
+    if (part) shareElements(this.applied!.objects, part.before, part.after);
     const objects = part ? undefined : renderNftObjects(state);
     await this.runner();
     const notes: string[] = this.takeStartNotes();
@@ -139,7 +144,8 @@ export class NftablesDataplane implements Dataplane {
     }
     this.lastRendered = (slice ?? { next: state }).next.virtualServers.length;
     this.knownGeneration = known;
-    const verified = this.options.verifyAfterApply === false ? true : await this.verify(this.applied.objects, notes);
+    const verified =
+      this.options.verifyAfterApply === false ? true : await this.verify(this.applied.objects, notes, tx);
     return { kernelWrites: tx.writes, verified, durationMs: performance.now() - t0, notes };
   }
 
@@ -177,7 +183,7 @@ export class NftablesDataplane implements Dataplane {
       if (tx.writes > 0) notes.push(`repaired drift in ${tx.touchedChains.length} chains`);
     }
     this.knownGeneration = await this.runFrom(tx, base);
-    const verified = tx.writes === 0 ? true : await this.verify(objects, notes);
+    const verified = tx.writes === 0 ? true : await this.verify(objects, notes, tx);
     return { kernelWrites: tx.writes, verified, durationMs: performance.now() - t0, notes };
   }
 
@@ -218,7 +224,26 @@ export class NftablesDataplane implements Dataplane {
     if (tx.error || tx.size > 0) await (await this.runner()).run(tx);
   }
 
-  private async verify(objects: NftObjects, notes: string[]): Promise<boolean> {
+  /**
+   * Reads back what `tx` touched and compares it with `objects` (the whole table after a full
+   * load). A scoped read that matches adds nothing to knownGeneration (it saw only part of the
+   * table: runFrom's generation arithmetic is what vouches for the rest); one that differs
+   * proves drift, so the next resync reads everything.
+   */
+  private async verify(objects: NftObjects, notes: string[], tx: NftTransaction): Promise<boolean> {
+    const scope = touchedScope(tx);
+    if (!scope) return this.verifyAll(objects, notes);
+    if (scopeIsEmpty(scope)) return true;
+    const rb = await (await this.runner()).listTable(NFT_FAMILY, this.table, scope);
+    const drift = rb ? scopedDrift(rb, objects, scope) : ['table missing after apply'];
+    if (drift.length === 0) return true;
+    notes.push(`verify: ${drift.length} differences after apply (${drift.slice(0, 3).join('; ')})`);
+    this.knownGeneration = undefined;
+    return false;
+  }
+
+  /** Reads the whole table back and compares it with `objects`. */
+  private async verifyAll(objects: NftObjects, notes: string[]): Promise<boolean> {
     const { rb, generation } = await this.readBackAt();
     if (!rb) {
       notes.push('verify: table missing after apply');
@@ -278,6 +303,29 @@ export function nextGeneration(g: number): number {
 }
 
 /**
+ * A slice renders only the touched groups, but SHARED_SETS entries may be needed by untouched
+ * groups too: rewrites the slice's entries of those sets to what the whole table holds before
+ * and after the change (an entry is present while any group needs it), so that planNftUpdate
+ * and patchApplied add and remove only entries whose last (first) user goes (comes).
+ */
+function shareElements(applied: NftObjects, before: NftObjects, after: NftObjects): void {
+  for (const set of SHARED_SETS) {
+    const total = applied.shared.get(set) ?? new Map<string, number>();
+    const was = before.shared.get(set) ?? new Map<string, number>();
+    const will = after.shared.get(set) ?? new Map<string, number>();
+    const b = before.elements.get(set) as Map<string, string>;
+    const a = after.elements.get(set) as Map<string, string>;
+    b.clear();
+    a.clear();
+    for (const key of new Set([...was.keys(), ...will.keys()])) {
+      const now = total.get(key) ?? 0;
+      if (now > 0) b.set(key, '');
+      if (now - (was.get(key) ?? 0) + (will.get(key) ?? 0) > 0) a.set(key, '');
+    }
+  }
+}
+
+/**
  * Moves the applied objects and inventory from `before` to `after`, the rendered objects of the
  * groups a sliced change touched (O(change)). Chains, sets and element keys belong to one group
  * each, so removing the old group's and adding the new group's leaves the others untouched.
@@ -315,5 +363,17 @@ function patchApplied(
     let m = elements.get(map);
     if (!m) elements.set(map, (m = new Map()));
     for (const [key, value] of values) m.set(key, value);
+  }
+  // Per-group maps that went away (their group now has none, or is gone).
+  for (const map of before.elements.keys())
+    if (!after.elements.has(map) && elements.get(map)?.size === 0) elements.delete(map);
+  const shared = applied.objects.shared as Map<string, Map<string, number>>;
+  for (const [set, counts] of shared) {
+    for (const [key, n] of before.shared.get(set) ?? []) {
+      const left = (counts.get(key) ?? 0) - n;
+      if (left > 0) counts.set(key, left);
+      else counts.delete(key);
+    }
+    for (const [key, n] of after.shared.get(set) ?? []) counts.set(key, (counts.get(key) ?? 0) + n);
   }
 }

@@ -1,17 +1,26 @@
 import { NFT_FAMILY } from './nft-names.ts';
-import type { NftObjects } from './nft-objects.ts';
-import { DISPATCH_CHAINS, HELPER_CHAINS, SKELETON_MAPS } from './nft-skeleton.ts';
-import { NftTransaction } from './nft-transaction.ts';
+import { isMapDecl, type NftObjects } from './nft-objects.ts';
+import { DISPATCH_CHAINS, HELPER_CHAINS, SKELETON_MAPS, SKELETON_SETS } from './nft-skeleton.ts';
+import { NftTransaction, type NftObject } from './nft-transaction.ts';
 
 /**
  * What the kernel holds of our dynamic objects, as far as a diff needs it: each chain's content
- * as a comparable fingerprint (rule texts for what we applied, a digest for a read-back), set
- * names, and map elements.
+ * as a comparable fingerprint (rule texts for what we applied, a digest for a read-back), the
+ * names of per-group sets and maps, and the elements of every set or map whose elements we own
+ * (NftObjects.elements).
  */
 export interface NftInventory {
   readonly chains: ReadonlyMap<string, string>;
   readonly sets: ReadonlySet<string>;
   readonly elements: ReadonlyMap<string, ReadonlyMap<string, string>>;
+}
+
+/** Per-group sets and maps carry their kind in their name (nft-objects.ts names them). */
+const setKind = (name: string): 'map' | 'set' => (name.startsWith('endpoints-') ? 'map' : 'set');
+
+/** The transaction object declaring a per-group set or map (a `:` in the body makes a map). */
+export function setObject(name: string, decl: string): NftObject {
+  return isMapDecl(decl) ? { kind: 'map', name, decl } : { kind: 'set', name, decl };
 }
 
 /** Fingerprint of a chain we rendered: its rules in order. */
@@ -46,7 +55,7 @@ export function planNftUpdate(
   // 1. New sets and new chains first: rules and elements below may reference them.
   for (const [name, decl] of desired.sets) {
     if (!current.sets.has(name)) {
-      tx.add({ kind: 'set', name, decl });
+      tx.add(setObject(name, decl));
       tx.writes++;
     }
   }
@@ -70,10 +79,10 @@ export function planNftUpdate(
     }
     tx.touchedChains.push(name);
   }
-  // 2. Map elements: delete stale or changed keys, then add new values.
+  // 2. Elements: delete stale or changed keys, then add new values (a changed endpoint is an
+  // element replace in its endpoint map). A map that goes away takes its elements with it.
   const adds: { map: string; key: string; value: string }[] = [];
-  const mapNames = new Set([...current.elements.keys(), ...desired.elements.keys()]);
-  for (const map of mapNames) {
+  for (const map of desired.elements.keys()) {
     const cur = current.elements.get(map) ?? new Map<string, string>();
     const want = desired.elements.get(map) ?? new Map<string, string>();
     for (const [key, v] of cur) {
@@ -89,7 +98,7 @@ export function planNftUpdate(
       }
     }
   }
-  for (const e of adds) tx.add({ kind: 'element', ...e });
+  for (const { map, key, value } of adds) tx.add({ kind: 'element', map, key, ...(value === '' ? {} : { value }) });
   // 3. Chains and sets no longer wanted: flush all of them before deleting any, since removed
   // chains may still jump to each other (service → endpoint) until flushed.
   const gone = [...current.chains.keys()].filter((n) => !desired.chains.has(n));
@@ -100,7 +109,7 @@ export function planNftUpdate(
   }
   for (const name of current.sets)
     if (!desired.sets.has(name)) {
-      tx.delete({ kind: 'set', name, decl: '' });
+      tx.delete({ kind: setKind(name), name, decl: '' });
       tx.writes++;
     }
   return tx;
@@ -138,17 +147,16 @@ export function planFullLoad(objects: NftObjects, table: string): NftTransaction
   const names = orderedChainNames(objects);
   for (const name of names) tx.add({ kind: 'chain', name });
   for (const c of skeleton) if (c.hook) tx.add({ kind: 'chain', name: c.name, hook: c.hook });
-  for (const [name, decl] of [...objects.sets].sort(([a], [b]) => byCodeUnits(a, b)))
-    tx.add({ kind: 'set', name, decl });
-  for (const m of SKELETON_MAPS) tx.add({ kind: 'map', name: m.name, type: m.type });
+  for (const [name, decl] of [...objects.sets].sort(([a], [b]) => byCodeUnits(a, b))) tx.add(setObject(name, decl));
+  for (const s of SKELETON_SETS) tx.add({ kind: 'set', name: s.name, decl: s.decl });
+  for (const m of SKELETON_MAPS) tx.add({ kind: 'map', name: m.name, decl: `type ${m.type};` });
   for (const c of HELPER_CHAINS) for (const rule of c.rules) tx.add({ kind: 'rule', chain: c.name, rule });
   for (const name of names) for (const rule of objects.chains.get(name)!) tx.add({ kind: 'rule', chain: name, rule });
   for (const c of DISPATCH_CHAINS) for (const rule of c.rules) tx.add({ kind: 'rule', chain: c.name, rule });
-  for (const m of SKELETON_MAPS) {
-    const elems = [...(objects.elements.get(m.name) ?? new Map<string, string>())].sort(([a], [b]) =>
-      byCodeUnits(a, b),
-    );
-    for (const [key, value] of elems) tx.add({ kind: 'element', map: m.name, key, value });
+  const owners = [...[...objects.sets.keys()].sort(byCodeUnits), ...SKELETON_SETS.map((s) => s.name)];
+  for (const name of [...owners, ...SKELETON_MAPS.map((m) => m.name)]) {
+    const elems = [...(objects.elements.get(name) ?? new Map<string, string>())].sort(([a], [b]) => byCodeUnits(a, b));
+    for (const [key, value] of elems) tx.add({ kind: 'element', map: name, key, ...(value === '' ? {} : { value }) });
   }
   tx.writes = 1 + objects.sets.size;
   for (const rules of objects.chains.values()) tx.writes += 1 + rules.length;

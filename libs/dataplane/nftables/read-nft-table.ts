@@ -1,4 +1,5 @@
-import { SKELETON_CHAINS, SKELETON_MAPS } from './nft-skeleton.ts';
+import { SKELETON_CHAINS, SKELETON_MAPS, SKELETON_SETS } from './nft-skeleton.ts';
+import { isLearnedSet, slotRangeText } from './nft-objects.ts';
 import { summarizeJsonRules } from './nft-chain-summary.ts';
 import type { NftInventory } from './plan-nft-update.ts';
 
@@ -12,14 +13,21 @@ export interface NftReadBack {
   readonly skeletonProblems: readonly string[];
   /** Entries currently learned in each affinity set (for tests and audits). */
   readonly setElementCounts: ReadonlyMap<string, number>;
+  /** Only the objects of an NftReadScope were read: nothing is known of the others. */
+  readonly scoped?: boolean;
 }
 
+/** An element key or data as our renderer writes it: `a . b . c`, a slot range `0-21845`. */
 function elementKeyOf(key: unknown): string {
+  const range = (key as { range?: [unknown, unknown] })?.range;
+  if (range) return slotRangeText(Number(range[0]), Number(range[1]));
   const parts = (key as { concat?: unknown[] })?.concat ?? [key];
   return parts.map((p) => String(p)).join(' . ');
 }
 
+/** A map element's value: a verdict (`goto X`, `drop`) or data (`10.1.0.1 . 8080`). */
 function verdictOf(v: unknown): string {
+  if (v && typeof v === 'object' && 'concat' in v) return elementKeyOf(v);
   if (v && typeof v === 'object') {
     const [verb, arg] = Object.entries(v as Record<string, unknown>)[0] ?? [];
     const target = (arg as { target?: unknown } | null)?.target;
@@ -31,6 +39,8 @@ function verdictOf(v: unknown): string {
 /** Parses `nft -j list table inet NAME` output. Pure. */
 export function readNftTable(json: string): NftReadBack {
   const doc = JSON.parse(json) as { nftables: Record<string, any>[] };
+  const skeletonMaps = new Set(SKELETON_MAPS.map((m) => m.name));
+  const skeletonSets = new Set(SKELETON_SETS.map((m) => m.name));
   let tableHandle = -1;
   const rules = new Map<string, unknown[]>();
   const elements = new Map<string, Map<string, string>>();
@@ -48,9 +58,13 @@ export function readNftTable(json: string): NftReadBack {
       const m = new Map<string, string>();
       for (const [k, v] of (item.map.elem ?? []) as [unknown, unknown][]) m.set(elementKeyOf(k), verdictOf(v));
       elements.set(item.map.name, m);
+      if (!skeletonMaps.has(item.map.name)) sets.add(item.map.name);
     } else if (item.set) {
-      sets.add(item.set.name);
-      setElementCounts.set(item.set.name, (item.set.elem ?? []).length);
+      const name: string = item.set.name;
+      const elem = (item.set.elem ?? []) as unknown[];
+      if (!skeletonSets.has(name)) sets.add(name);
+      if (isLearnedSet(name)) setElementCounts.set(name, elem.length);
+      else elements.set(name, new Map(elem.map((k) => [elementKeyOf(k), ''])));
     }
   }
   const skeletonProblems: string[] = [];
@@ -62,6 +76,7 @@ export function readNftTable(json: string): NftReadBack {
       skeletonProblems.push(`chain ${c.name} has ${got.length} rules, want ${c.rules.length}`);
   }
   for (const m of SKELETON_MAPS) if (!elements.has(m.name)) skeletonProblems.push(`map ${m.name} missing`);
+  for (const m of SKELETON_SETS) if (!elements.has(m.name)) skeletonProblems.push(`set ${m.name} missing`);
   const chains = new Map<string, string>();
   for (const [name, exprs] of rules) if (!skeletonNames.has(name)) chains.set(name, summarizeJsonRules(exprs));
   return { tableHandle, inventory: { chains, sets, elements }, skeletonProblems, setElementCounts };

@@ -2,7 +2,9 @@
 // itself is proven in a netns (test/netns/nft-netlink-backend.test.ts); these pin the forms.
 import { describe, expect, it } from 'vitest';
 import {
+  compileElement,
   compileElementKey,
+  elementsText,
   compileHook,
   compileRule,
   elementKeyText,
@@ -45,6 +47,12 @@ describe('compileRule', () => {
     ['ct state new jump firewall-check', 'ct bitwise cmp immediate'],
     ['fib saddr type local jump mark-for-masquerade', 'fib cmp immediate'],
     ['goto service-x', 'immediate'],
+    // The endpoint-map DNAT and the hairpin check, as `nft --debug=netlink` shows them.
+    ['meta l4proto tcp dnat ip to numgen random mod 65536 map @endpoints-x', 'meta cmp numgen byteorder lookup nat'],
+    [
+      'ct status dnat ip6 saddr . ip6 daddr @hairpin6 jump mark-for-masquerade',
+      'ct bitwise cmp meta cmp payload payload lookup immediate',
+    ],
   ])('%s', (rule, expected) => {
     expect(shape(rule)).toBe(expected);
   });
@@ -90,6 +98,30 @@ describe('compileRule', () => {
     expect(compileElementKey('10.96.0.10 . tcp . 80').toString('hex')).toBe('0a60000a' + '06000000' + '00500000');
     const exprs = compileRule('meta l4proto tcp dnat ip to 10.1.0.1:8080', noAnon);
     expect(decodeExprs(Buffer.concat(encodeExprs(exprs)))).toEqual(exprs);
+    const viaMap = compileRule('meta l4proto udp dnat ip6 to numgen random mod 65536 map @endpoints-x', noAnon);
+    expect(decodeExprs(Buffer.concat(encodeExprs(viaMap)))).toEqual(viaMap);
+  });
+
+  it('endpoint map slots: a start with the data and an end mark after the last slot, read back as written', () => {
+    const hex = (els: ReturnType<typeof compileElement>) =>
+      els.map(
+        (e) =>
+          `${e.key.toString('hex')}${e.intervalEnd ? '!' : ''}${e.data && 'value' in e.data ? `=${e.data.value.toString('hex')}` : ''}`,
+      );
+    // As nft 1.0.6 sends `0-21845 : 10.0.0.1 . 8080` (nft --debug=netlink).
+    expect(hex(compileElement('0-21845', '10.0.0.1 . 8080'))).toEqual(['00000000=0a0000011f900000', '00005556!']);
+    expect(hex(compileElement('43691-65535', undefined))).toEqual(['0000aaab', '00010000!']);
+    expect(hex(compileElement('fd00::1 . fd00::1', undefined))).toEqual([`${'fd00'.padEnd(30, '0')}01`.repeat(2)]);
+    const dumped = [...compileElement('32768-65535', 'fd00::2 . 53'), ...compileElement('0-32767', 'fd00::1 . 53')].map(
+      (e) => ({ ...e, intervalEnd: e.intervalEnd ?? false }),
+    );
+    expect(elementsText({ flags: 0xc }, dumped)).toEqual(
+      new Map([
+        ['0-32767', 'fd00::1 . 53'],
+        ['32768-65535', 'fd00::2 . 53'],
+      ]),
+    );
+    expect(() => compileElement('5-70000', '10.0.0.1 . 80')).toThrow(NftGrammarError);
   });
 });
 
@@ -98,7 +130,13 @@ describe('compileTransaction', () => {
     const tx = planFullLoad(
       renderNftObjects(
         nodeState([
-          { servicePort: 'a/b:c', address: '10.96.0.1', port: 80, endpoints: ['10.1.0.1:80', '10.1.0.2:80'] },
+          {
+            servicePort: 'a/b:c',
+            address: '10.96.0.1',
+            port: 80,
+            persistenceTimeout: 60, // affinity keeps the numgen verdict map (an anonymous set)
+            endpoints: ['10.1.0.1:80', '10.1.0.2:80'],
+          },
         ]),
       ),
       't',

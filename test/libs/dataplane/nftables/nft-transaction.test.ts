@@ -46,9 +46,9 @@ describe('NftTransaction', () => {
       /invalid rule/,
     ],
     [
-      'an element without value',
-      (tx: NftTransaction) => tx.add({ kind: 'element', map: 'm', key: '1.2.3.4 . tcp . 80' }),
-      /has no value/,
+      'an element with an empty value',
+      (tx: NftTransaction) => tx.add({ kind: 'element', map: 'm', key: '1.2.3.4 . tcp . 80', value: ' ' }),
+      /has an invalid value/,
     ],
     [
       'an element key with braces',

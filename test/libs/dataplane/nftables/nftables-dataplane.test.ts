@@ -43,22 +43,26 @@ describe('NftablesDataplane over the fake runner', () => {
     expect(text).toMatch(
       /map service-ips \{\n\t\ttype ipv4_addr \. inet_proto \. inet_service : verdict\n\t\telements = \{ 10\.96\.0\.10 \. tcp \. 80 : goto service-\S+web\/http\/tcp \}/,
     );
-    expect(text.match(/^\tchain endpoint-/gm)).toHaveLength(2);
-    expect(text).toContain('meta l4proto tcp dnat ip to 10.1.0.2:80');
+    expect(text).toMatch(
+      /map endpoints-\S+web\/http\/tcp \{\n\t\ttypeof numgen random mod 65536 : ip daddr \. tcp dport/,
+    );
+    expect(text).toContain('elements = { 0-32767 : 10.1.0.1 . 80,');
+    expect(text).toContain('32768-65535 : 10.1.0.2 . 80 }');
+    expect(text).toContain('meta l4proto tcp dnat ip to numgen random mod 65536 map @endpoints-');
   });
 
-  it('an endpoint change is incremental: same table handle, only the affected chains, no elements', async () => {
+  it('an endpoint change is incremental: same table handle, elements only, untouched groups alone', async () => {
     const { fake, dp, dump } = setup();
     await dp.apply(nodeState([web(['10.1.0.1:80', '10.1.0.2:80']), dns(['10.1.0.1:53'])]));
     const handle = (await dp.readBack())!.tableHandle;
     const r = await dp.apply(nodeState([web(['10.1.0.1:80', '10.1.0.3:80']), dns(['10.1.0.1:53'])]));
     expect(r.verified).toBe(true);
     const ops = fake.lastTransaction!.describe();
-    expect(ops.some((l) => /table|element/.test(l))).toBe(false);
-    expect(ops.filter((l) => l.startsWith('flush chain')).length).toBe(2); // service chain + removed endpoint
+    expect(ops.every((l) => / element /.test(l))).toBe(true);
+    expect(ops.filter((l) => l.includes('endpoints-')).length).toBe(2); // one slot range replaced
     expect(ops.some((l) => l.includes('dns'))).toBe(false);
     expect((await dp.readBack())!.tableHandle).toBe(handle);
-    expect(dump()).toContain('dnat ip to 10.1.0.3:80');
+    expect(dump()).toContain('32768-65535 : 10.1.0.3 . 80');
     expect(dump()).not.toContain('10.1.0.2');
     const committed = fake.committed;
     expect((await dp.apply(nodeState([web(['10.1.0.1:80', '10.1.0.3:80']), dns(['10.1.0.1:53'])]))).kernelWrites).toBe(
@@ -152,7 +156,7 @@ describe('FakeNftRunner fails where nf_tables does', () => {
       'deleting a missing element',
       (tx: NftTransaction) =>
         tx
-          .add({ kind: 'map', name: 'm', type: 'ipv4_addr : verdict' })
+          .add({ kind: 'map', name: 'm', decl: 'type ipv4_addr : verdict;' })
           .delete({ kind: 'element', map: 'm', key: '1.2.3.4' }),
       /No such file/,
     ],
@@ -160,7 +164,7 @@ describe('FakeNftRunner fails where nf_tables does', () => {
       're-adding a key with another value',
       (tx: NftTransaction) =>
         tx
-          .add({ kind: 'map', name: 'm', type: 'ipv4_addr : verdict' })
+          .add({ kind: 'map', name: 'm', decl: 'type ipv4_addr : verdict;' })
           .add({ kind: 'element', map: 'm', key: '1.2.3.4', value: 'drop' })
           .add({ kind: 'element', map: 'm', key: '1.2.3.4', value: 'goto a' }),
       /File exists/,

@@ -7,7 +7,7 @@ const chainWith = (objects: ReturnType<typeof renderNftObjects>, prefix: string)
   [...objects.chains].filter(([n]) => n.startsWith(prefix));
 
 describe('renderNftObjects', () => {
-  it('dispatches a ClusterIP through the service-ips map to a numgen vmap over endpoint chains', () => {
+  it('dispatches a ClusterIP through the service-ips map to a DNAT through its endpoint map', () => {
     const o = renderNftObjects(
       nodeState(
         [
@@ -24,14 +24,33 @@ describe('renderNftObjects', () => {
     const [[svcName, svcRules]] = chainWith(o, 'service-');
     expect(o.elements.get('service-ips')!.get('10.96.0.1 . tcp . 80')).toBe(`goto ${svcName}`);
     expect(svcRules[0]).toBe('ip daddr 10.96.0.1 tcp dport 80 ip saddr != 10.1.0.0/16 jump mark-for-masquerade');
-    expect(svcRules.at(-1)).toMatch(
-      /^numgen random mod 3 vmap \{ 0 : goto endpoint-\S+, 1 : goto endpoint-\S+, 2 : goto endpoint-\S+ \}$/,
+    const [map, decl] = [...o.sets][0]!;
+    expect(map).toMatch(/^endpoints-\w{8}-ns\/a\/p\/tcp$/);
+    expect(decl).toBe('typeof numgen random mod 65536 : ip daddr . tcp dport; flags interval;');
+    expect(svcRules.at(-1)).toBe(`meta l4proto tcp dnat ip to numgen random mod 65536 map @${map}`);
+    expect(o.elements.get(map)).toEqual(
+      new Map([
+        ['0-21844', '10.1.0.1 . 8080'],
+        ['21845-43689', '10.1.0.2 . 8080'],
+        ['43690-65535', '10.1.0.3 . 8080'],
+      ]),
     );
-    const eps = chainWith(o, 'endpoint-');
-    expect(eps.map(([, r]) => r.at(-1)).sort()).toEqual(
-      ['10.1.0.1', '10.1.0.2', '10.1.0.3'].map((ip) => `meta l4proto tcp dnat ip to ${ip}:8080`),
+    expect(chainWith(o, 'endpoint-')).toEqual([]);
+    expect([...o.elements.get('hairpin')!.keys()]).toEqual([
+      '10.1.0.1 . 10.1.0.1',
+      '10.1.0.2 . 10.1.0.2',
+      '10.1.0.3 . 10.1.0.3',
+    ]);
+  });
+
+  it('counts the groups that share a hairpin entry', () => {
+    const o = renderNftObjects(
+      nodeState([
+        { servicePort: 'ns/a:p', address: '10.96.0.1', port: 80, endpoints: ['10.1.0.1:80', '10.1.0.1:81'] },
+        { servicePort: 'ns/b:p', address: '10.96.0.2', port: 80, endpoints: ['10.1.0.1:90'] },
+      ]),
     );
-    expect(eps.every(([, r]) => /^ip saddr \S+ jump mark-for-masquerade$/.test(r[0]!))).toBe(true); // hairpin
+    expect(o.shared.get('hairpin')).toEqual(new Map([['10.1.0.1 . 10.1.0.1', 2]]));
   });
 
   it('marks external traffic for masquerade under Cluster policy but keeps client IPs under Local', () => {
@@ -69,7 +88,8 @@ describe('renderNftObjects', () => {
     expect([...o.sets.values()]).toEqual(Array(2).fill('type ipv4_addr; flags dynamic,timeout; timeout 10800s;'));
     const [[, svc]] = chainWith(o, 'service-');
     expect(svc.filter((r) => /^ip saddr @affinity-\S+ goto endpoint-/.test(r))).toHaveLength(2);
-    for (const [, r] of chainWith(o, 'endpoint-')) expect(r[1]).toMatch(/^update @affinity-\S+ \{ ip saddr \}$/);
+    for (const [, r] of chainWith(o, 'endpoint-')) expect(r[0]).toMatch(/^update @affinity-\S+ \{ ip saddr \}$/);
+    expect(svc.at(-1)).toMatch(/^numgen random mod 2 vmap \{ 0 : goto endpoint-\S+, 1 : goto endpoint-\S+ \}$/);
   });
 
   it('LoadBalancer source ranges become a firewall chain dropping other sources; no endpoints reject', () => {
@@ -109,7 +129,25 @@ describe('renderNftObjects', () => {
       ]),
     );
     expect(o.elements.get('service-ips6')!.get('fd00::1 . udp . 53')).toMatch(/^goto service-/);
-    expect(chainWith(o, 'endpoint-')[0]![1].at(-1)).toBe('meta l4proto udp dnat ip6 to [fd01::5]:5353');
+    expect(chainWith(o, 'service-')[0]![1].at(-1)).toMatch(
+      /^meta l4proto udp dnat ip6 to numgen random mod 65536 map @endpoints-/,
+    );
+    expect([...o.sets.values()]).toEqual(['typeof numgen random mod 65536 : ip6 daddr . udp dport; flags interval;']);
+    expect([...[...o.elements].find(([n]) => n.startsWith('endpoints-'))![1]]).toEqual([['0-65535', 'fd01::5 . 5353']]);
+    expect([...o.elements.get('hairpin6')!.keys()]).toEqual(['fd01::5 . fd01::5']);
+    const aff = renderNftObjects(
+      nodeState([
+        {
+          servicePort: 'ns/v6:p',
+          address: 'fd00::1',
+          port: 53,
+          protocol: 'UDP',
+          persistenceTimeout: 60,
+          endpoints: ['fd01::5:5353'],
+        },
+      ]),
+    );
+    expect(chainWith(aff, 'endpoint-')[0]![1].at(-1)).toBe('meta l4proto udp dnat ip6 to [fd01::5]:5353');
   });
 
   it('renders the whole table deterministically, one table of our own', () => {
