@@ -131,8 +131,12 @@ export class DemoResources {
     }
     this.state.namespaces = [];
     for (const l of this.state.links) {
+      // A veth whose peer was in a namespace deleted above goes away with it, but the kernel
+      // finishes that after `ip netns del` returns: a link that vanished meanwhile is not a problem.
       if (existsSync(`/sys/class/net/${l}`))
-        await run('ip', ['link', 'del', l]).catch((e: Error) => problems.push(e.message));
+        await run('ip', ['link', 'del', l]).catch((e: Error) => {
+          if (existsSync(`/sys/class/net/${l}`)) problems.push(e.message);
+        });
     }
     this.state.links = [];
     if (existsSync(this.state.work)) this.save();
