@@ -27,6 +27,7 @@ import {
   positionOf,
   replaceResumePoints,
   truncateRows,
+  RecentRows,
   type LogPosition,
   type RawRow,
   type RowBatch,
@@ -83,6 +84,11 @@ export class EventLog {
   private readonly now: () => Date;
   private readonly stmt: ReturnType<EventLog['prepare']>;
   private resume: SqliteResumeStore | undefined;
+  /**
+   * The events rows appended last, as stored, for the replicated log's next export (its flush
+   * every 200 ms and before each publish) instead of reading them back: ~10 MB at most.
+   */
+  private readonly recentEvents = new RecentRows(20_000);
 
   private constructor(
     readonly file: string,
@@ -185,6 +191,7 @@ export class EventLog {
       serviceOf(e),
       JSON.stringify(e.object),
     ]);
+    const stored: (string | number)[][] = [];
     const out = this.write(`append of ${events.length} events`, () => {
       const h = this.head('events');
       let prev = h.hash;
@@ -194,6 +201,8 @@ export class EventLog {
         const row = [++seq, ...r];
         prev = chainHash(prev, row);
         this.stmt.insertEvent.run(...row, prev);
+        row.push(prev);
+        stored.push(row);
         seqs.push(seq);
       }
       this.stmt.setHead.run(seq, prev, 'events');
@@ -201,6 +210,7 @@ export class EventLog {
       return seqs;
     });
     this.resume?.committed();
+    this.recentEvents.add(stored);
     return out;
   }
 
@@ -481,7 +491,10 @@ export class EventLog {
 
   /** Every row after `since` (a position of this log, else DIVERGED), verbatim; `whole`: all held rows. */
   exportRows(since: LogPosition, opts: { whole?: boolean; upTo?: LogPosition } = {}): RowBatch {
-    return exportRows(this.db, since, opts);
+    if (opts.whole) return exportRows(this.db, since, opts);
+    // An export from `since` on: the replicated log's flushes, whose `since` only moves forward.
+    this.recentEvents.dropThrough(since.chains.events.id);
+    return exportRows(this.db, since, { ...opts, recentEvents: this.recentEvents });
   }
 
   /**
@@ -491,6 +504,7 @@ export class EventLog {
    */
   importRows(batch: RowBatch, opts: { mark?: ReplicationMark; adoptAnchors?: boolean } = {}): void {
     const at = this.now().toISOString();
+    this.recentEvents.clear(); // rows written by another process from here on
     this.write('import of replicated rows', () => {
       importRows(this.db, batch, opts);
       if (opts.mark) writeMark(this.db, opts.mark, at);
@@ -516,6 +530,7 @@ export class EventLog {
     const id = this.write('truncation to the replicated position', () => {
       if (!holdsPosition(this.db, to))
         throw new EventLogError('DIVERGED', 'truncate: this log does not hold the position to truncate to');
+      this.recentEvents.clear();
       const dropped = truncateRows(this.db, to);
       if (record.resumePoints) {
         this.db.prepare('DELETE FROM resume_points').run();

@@ -130,6 +130,52 @@ function coveredCheckpointSeq(p: LogPosition): number {
 }
 
 /**
+ * The rows of one chain this process wrote last, as stored (CHAINS[chain].columns, then row_hash),
+ * a contiguous run by id, kept so an export right after the write takes them from memory instead
+ * of reading them back (the replicated log flushes what was just appended). Used only when its
+ * last row is the chain's head, hash included: the links then vouch for every row before it, so
+ * rows of a write that rolled back, or of another history, are never served.
+ */
+export class RecentRows {
+  private first = 0;
+  private rows: RawRow[] = [];
+
+  constructor(private readonly max: number) {}
+
+  /** Rows just committed; not contiguous with those held: they replace them. */
+  add(rows: readonly RawRow[]): void {
+    const id = rows[0]?.[0];
+    if (typeof id !== 'number') return;
+    if (this.rows.length === 0 || id !== this.first + this.rows.length) {
+      this.first = id;
+      this.rows = [];
+    }
+    for (const r of rows) this.rows.push(r);
+    if (this.rows.length > this.max) this.dropThrough(this.first + this.rows.length - this.max - 1);
+  }
+
+  /** Rows with id ≤ `id` are no longer asked for (exported past them). */
+  dropThrough(id: number): void {
+    const n = Math.min(this.rows.length, id - this.first + 1);
+    if (n <= 0) return;
+    this.rows = this.rows.slice(n);
+    this.first += n;
+  }
+
+  clear(): void {
+    this.rows = [];
+  }
+
+  /** Rows after..head, when held and the last one is the head (id and hash); else undefined. */
+  covering(after: number, headId: number, headHash: string): RawRow[] | undefined {
+    const last = this.rows.at(-1);
+    if (!last || last[0] !== headId || last[last.length - 1] !== headHash) return undefined;
+    if (after + 1 < this.first || after > headId) return undefined;
+    return this.rows.slice(after + 1 - this.first);
+  }
+}
+
+/**
  * The rows after `since` up to the log's current position. `since` must be a position of this log
  * (else DIVERGED). `whole: true` exports everything still held, from each chain's anchor, for a
  * snapshot (then `since` is ignored). `upTo` (a position this log holds) stops the export there:
@@ -138,7 +184,7 @@ function coveredCheckpointSeq(p: LogPosition): number {
 export function exportRows(
   db: Database.Database,
   since: LogPosition,
-  opts: { whole?: boolean; upTo?: LogPosition } = {},
+  opts: { whole?: boolean; upTo?: LogPosition; recentEvents?: RecentRows } = {},
 ): RowBatch {
   const h = heads(db);
   const from = opts.whole
@@ -162,12 +208,15 @@ export function exportRows(
     if (end && hashAt(db, c, h[c], end.id) !== end.hash) {
       throw new EventLogError('DIVERGED', `export: ${c} row ${end.id} is not the one the end position names`);
     }
-    rows[c] = db
-      .prepare(
-        `SELECT ${CHAINS[c].columns.join(', ')}, row_hash FROM ${c} WHERE ${CHAINS[c].id} > ? AND ${CHAINS[c].id} <= ? ORDER BY ${CHAINS[c].id}`,
-      )
-      .raw(true)
-      .all(at.id, end?.id ?? Number.MAX_SAFE_INTEGER) as RawRow[];
+    const known = c === 'events' && !end ? opts.recentEvents?.covering(at.id, h[c].head_id, h[c].head_hash) : undefined;
+    rows[c] =
+      known ??
+      (db
+        .prepare(
+          `SELECT ${CHAINS[c].columns.join(', ')}, row_hash FROM ${c} WHERE ${CHAINS[c].id} > ? AND ${CHAINS[c].id} <= ? ORDER BY ${CHAINS[c].id}`,
+        )
+        .raw(true)
+        .all(at.id, end?.id ?? Number.MAX_SAFE_INTEGER) as RawRow[]);
   }
   const checkpoints = db
     .prepare(`SELECT ${CHECKPOINT_COLUMNS.join(', ')} FROM checkpoints WHERE seq > ? AND seq <= ? ORDER BY seq`)
