@@ -26,6 +26,12 @@ export type {
   IpvsTimeouts,
 } from './ipvs-types.ts';
 export { destLabel, serviceLabel } from './ipvs-codec.ts';
+export {
+  IPVS_LISTING_PATH,
+  parseIpvsListing,
+  type IpvsListedDestination,
+  type IpvsListedService,
+} from './ipvs-listing.ts';
 
 export { IpsetClient, openIpset } from './ipset-client.ts';
 export type { IpsetClientOptions } from './ipset-client.ts';

@@ -177,6 +177,51 @@ describe('IpvsClient in the VM', () => {
     );
   });
 
+  test("a full read takes the destinations from the kernel's text listing: it parses to what the netlink dumps say, a service it lacks comes from a dump, an unparsable listing falls back to dumps", async () => {
+    await inFreshNetns(
+      () => ipvsNetns(),
+      async (ns) => {
+        const extra = [
+          '-A -u 10.100.0.2:53 -s rr -o -p 60',
+          '-a -u 10.100.0.2:53 -r 10.50.3.2:53 -m -w 2',
+          '-A -f 7 -s rr',
+          '-a -f 7 -r 10.50.3.3:0 -m -w 1',
+        ];
+        await ns.exec(
+          'sh',
+          '-c',
+          `printf '%s\\n' ${[...REFERENCE_SAVE, ...extra].map((l) => `'${l}'`).join(' ')} | ipvsadm -R`,
+        );
+        const r = await ns.run<Record<string, any>>(SCENARIOS, 'listingVsDumps');
+        const byService = (xs: any[]) => [...xs].sort((a, b) => (a.service < b.service ? -1 : 1));
+        expect(byService(r.listed)).toEqual(byService(r.dumped));
+        expect(r.listed).toHaveLength(7);
+        expect(r.listed.find((s: any) => s.service === 'TCP/10.100.0.1:80').dests).toEqual([
+          '10.50.1.2:9000 masq 1 0/0',
+          '10.50.2.2:9000 masq 0 0/0',
+        ]);
+        expect(r.listed.find((s: any) => s.service === 'TCP/[fd00:100::1]:80').dests).toEqual([
+          '[fd00:50::2]:9000 masq 1 0/0',
+        ]);
+        expect(r.listed.find((s: any) => s.service === 'FWM/7').dests).toEqual(['10.50.3.3:0 masq 1 0/0']);
+        // NetlinkKernel: the listing and the dumps give the same services (fwmark ones left out).
+        expect(r.withListing).toHaveLength(6);
+        expect(r.withListing).toEqual(r.withDumps);
+        expect(r.garbage).toEqual(r.withDumps);
+        // The doctored listing is what the read used (weight 7), and the service it lacks came
+        // from a dump.
+        const tcp80 = r.doctored.find((v: any) => v.protocol === 'TCP' && v.address === '10.100.0.1' && v.port === 80);
+        expect(tcp80.realServers.map((d: any) => `${d.address}:${d.port}/${d.weight}`)).toEqual([
+          '10.50.1.2:9000/1',
+          '10.50.2.2:9000/7',
+        ]);
+        const v6 = r.doctored.find((v: any) => v.address === 'fd00:100::1');
+        expect(v6).toEqual(r.withDumps.find((v: any) => v.address === 'fd00:100::1'));
+        expect(v6.realServers).toHaveLength(1);
+      },
+    );
+  });
+
   test('dummy kube-ipvs0: ensureDummy creates it up; addresses on it', async () => {
     await inFreshNetns(
       () => TestNetns.create('dummy'),

@@ -265,3 +265,66 @@ export async function coalescedWrites(): Promise<Record<string, unknown>> {
     c.close();
   }
 }
+
+/**
+ * The kernel's text listing (/proc/self/net/ip_vs) against per-service netlink dumps, on what
+ * the test programmed with ipvsadm (REFERENCE_SAVE plus an fwmark service and a persistent,
+ * one-packet UDP service): the parsed listing, and NetlinkKernel.read() with the listing, with a
+ * doctored copy of it (a weight changed, one service left out) and with an unparsable file.
+ */
+export async function listingVsDumps(): Promise<Record<string, unknown>> {
+  const { readFileSync, writeFileSync } = await import('node:fs');
+  const { parseIpvsListing, IPVS_LISTING_PATH } = await import('../../../libs/netlink/index.ts');
+  const c = await openIpvs();
+  try {
+    const text = readFileSync(IPVS_LISTING_PATH, 'latin1');
+    const listed = parseIpvsListing(text).map((s) => ({
+      service: s.fwmark !== undefined ? `FWM/${s.fwmark}` : `${s.protocol ?? '?'}/${hostPort(s.address!, s.port!)}`,
+      scheduler: s.scheduler,
+      dests: s.destinations
+        .map((d) => `${hostPort(d.address, d.port)} ${d.forward} ${d.weight} ${d.activeConns}/${d.inactiveConns}`)
+        .sort(),
+    }));
+    const services = await c.listServices();
+    const dumped = await Promise.all(
+      services.map(async (s) => ({
+        service: s.fwmark ? `FWM/${s.fwmark}` : `${s.protocol}/${hostPort(s.address, s.port)}`,
+        scheduler: s.scheduler,
+        dests: (await c.listDestinations(s))
+          .map((d) => `${hostPort(d.address, d.port)} ${d.forward} ${d.weight} ${d.activeConns}/${d.inactiveConns}`)
+          .sort(),
+      })),
+    );
+    const opts = { ipsets: [], device: 'kube-ipvs0', sysctls: [], netfilterChains: {} };
+    const read = async (ipvsListing: string | false) => {
+      const k = await NetlinkKernel.open({ ipvsListing });
+      try {
+        return (await k.read(opts)).virtualServers
+          .map((v) => ({ ...v, realServers: [...v.realServers].sort((a, b) => (a.address < b.address ? -1 : 1)) }))
+          .sort((a, b) => (`${a.protocol}${a.address}${a.port}` < `${b.protocol}${b.address}${b.port}` ? -1 : 1));
+      } finally {
+        await k.close();
+      }
+    };
+    // Doctored: the weight-0 destination of TCP 10.100.0.1:80 reads as weight 7, and the IPv6
+    // service is left out (its destinations must then come from a dump).
+    const lines = text.split('\n');
+    const v6 = lines.findIndex((l) => l.startsWith('TCP  ['));
+    const doctored = lines
+      .filter((_, i) => i !== v6 && i !== v6 + 1)
+      .map((l) => (l.startsWith('  -> 0A320202:2328') ? l.replace(/Masq {4}0 /, 'Masq    7 ') : l))
+      .join('\n');
+    writeFileSync('/tmp/ip_vs.doctored', doctored);
+    writeFileSync('/tmp/ip_vs.garbage', 'not a listing\n');
+    return {
+      listed,
+      dumped,
+      withListing: await read(IPVS_LISTING_PATH),
+      withDumps: await read(false),
+      doctored: await read('/tmp/ip_vs.doctored'),
+      garbage: await read('/tmp/ip_vs.garbage'),
+    };
+  } finally {
+    c.close();
+  }
+}
