@@ -6,7 +6,7 @@
 // (d) a no-op resync (must be 0 writes).
 import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { PerformanceObserver } from 'node:perf_hooks';
+import { constants, PerformanceObserver } from 'node:perf_hooks';
 import type { NodeState, VirtualServer } from '../../libs/model/index.ts';
 import { formatIpsetSave, formatIpvsadm } from '../../libs/planner/index.ts';
 import { IpvsDataplane, MemoryOwnershipStore, NetlinkKernel } from '../../libs/dataplane/index.ts';
@@ -102,8 +102,22 @@ const state = build();
 
 // The garbage collector's pauses (main thread), to say how much of each step is GC.
 let gcMs = 0;
+/** GC pauses by kind (minor = scavenge, major = mark-compact, incremental = marking steps), while `gcByKind` is set. */
+let gcByKind: Record<string, number> | undefined;
+const GC_KINDS: Record<number, string> = {
+  [constants.NODE_PERFORMANCE_GC_MINOR]: 'minor',
+  [constants.NODE_PERFORMANCE_GC_MAJOR]: 'major',
+  [constants.NODE_PERFORMANCE_GC_INCREMENTAL]: 'incremental',
+  [constants.NODE_PERFORMANCE_GC_WEAKCB]: 'weakcb',
+};
 new PerformanceObserver((list) => {
-  for (const e of list.getEntries()) gcMs += e.duration;
+  for (const e of list.getEntries()) {
+    gcMs += e.duration;
+    if (gcByKind) {
+      const kind = GC_KINDS[(e as { detail?: { kind?: number } }).detail?.kind ?? -1] ?? 'other';
+      gcByKind[kind] = (gcByKind[kind] ?? 0) + e.duration;
+    }
+  }
 }).observe({ entryTypes: ['gc'] });
 
 // (a) baseline, same rules, from empty. Addresses are bound by `ip -batch` (what ipvsadm users do).
@@ -167,7 +181,9 @@ let current = state;
 const oneTimes: number[] = [];
 let oneWrites = 0;
 let oneGcMs = 0;
+let oneGcByKind: Record<string, number> = {};
 for (let c = 0; c <= CHANGES; c++) {
+  if (c === 1) gcByKind = oneGcByKind = {};
   current = withEndpoint(current, Math.floor((c * services) / (CHANGES + 1)));
   gc0 = gcMs;
   const [one, ms] = await time(() => dp.apply(current));
@@ -175,6 +191,7 @@ for (let c = 0; c <= CHANGES; c++) {
   oneTimes.push(ms);
   oneWrites = Math.max(oneWrites, one.kernelWrites);
 }
+gcByKind = undefined;
 const onePhases = kernel?.take();
 const ipvsadm = (...args: string[]) => execFileSync('ipvsadm', args, { stdio: 'ignore' });
 const ipvsadmTimes: number[] = [];
@@ -210,6 +227,7 @@ const out = {
   oneEndpointColdMs: r(oneTimes[0]!),
   oneEndpointWrites: oneWrites,
   oneEndpointGcMsTotal: +oneGcMs.toFixed(1),
+  oneEndpointGcMsByKind: Object.fromEntries(Object.entries(oneGcByKind).map(([k, v]) => [k, +v.toFixed(1)])),
   ipvsadmAddProcessMs: +ipvsadmOneMs.toFixed(1),
   ratioOneVsIpvsadmProcess: +(oneMs / ipvsadmOneMs).toFixed(3),
   ratioOneColdVsIpvsadmProcess: +(oneTimes[0]! / ipvsadmOneMs).toFixed(2),
