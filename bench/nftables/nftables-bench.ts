@@ -6,7 +6,10 @@
 //
 //   npx tsx bench/nftables/nftables-bench.ts [--services 10000] [--endpoints 10]
 //
-// Last stdout line: JSON with oneChangeMs, nftSameTransactionMs, initialMs, nftFullLoadMs,
+// Last stdout line: JSON with oneChangeMs (the endpoint change of a service without session
+// affinity: its netlink batch), nftSameTransactionMs, oneChangeApplyMs (the whole
+// dataplane.apply of that change with verifyAfterApply on, the default: render, diff, batch,
+// read-back of what it touched), oneChangeApplyNoVerifyMs, initialMs, nftFullLoadMs,
 // noopResyncMs (a resync when the ruleset generation is unchanged: no read-back),
 // fullReadbackMs (a resync after a commit moved it: the whole table read back), nftListMs, and
 // the ratios.
@@ -78,6 +81,7 @@ function state(changed = false): NodeState {
 }
 
 const now = () => performance.now();
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const fmt = (ms: number) => (ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${ms.toFixed(1)} ms`);
 
 function nft(args: string[], input?: string): string {
@@ -108,9 +112,16 @@ async function inside(): Promise<void> {
   nft(['-j', 'list', 'table', 'inet', 'baseline']);
   const nftListMs = now() - t;
   const change = planNftUpdate(inventoryOf(renderNftObjects(before)), renderNftObjects(after), 'baseline');
-  t = now();
-  nft(['-f', '-'], change.toScript());
-  const nftSameTransactionMs = now() - t;
+  const undoChange = planNftUpdate(inventoryOf(renderNftObjects(after)), renderNftObjects(before), 'baseline');
+  // Median of 3 (each redo after an untimed undo): a single sample on this shared machine swings.
+  const nftChanges: number[] = [];
+  for (let k = 0; k < 3; k++) {
+    if (k > 0) nft(['-f', '-'], undoChange.toScript());
+    t = now();
+    nft(['-f', '-'], change.toScript());
+    nftChanges.push(now() - t);
+  }
+  const nftSameTransactionMs = median(nftChanges);
   nft(['delete', 'table', 'inet', 'baseline']);
 
   // Ours, over netlink.
@@ -121,25 +132,33 @@ async function inside(): Promise<void> {
   const initialMs = now() - t;
   const initialBatches = runner.lastRun.batches;
   const handle = (await dp.readBack())!.tableHandle;
-  // The whole dataplane apply of the changed state: render + diff of the whole state + the batch.
+  // The whole dataplane apply of the changed state (verify off): render + diff of the changed
+  // group + the batch.
   t = now();
   const changed = await dp.apply(after);
-  const oneChangeApplyMs = now() - t;
+  const oneChangeApplyNoVerifyMs = now() - t;
   const dpRendered = dp.lastRendered;
   // The change alone, as the kernel sees it: the transaction nft ran above, on our table (undone
   // first, so the table ends where the dataplane believes it is).
   const objBefore = renderNftObjects(before);
   const objAfter = renderNftObjects(after);
-  await runner.run(planNftUpdate(inventoryOf(objAfter), objBefore, 'switchboard'));
+  const undo = planNftUpdate(inventoryOf(objAfter), objBefore, 'switchboard');
   const tx = planNftUpdate(inventoryOf(objBefore), objAfter, 'switchboard');
-  t = now();
-  await runner.run(tx);
-  const oneChangeMs = now() - t;
+  const changes: number[] = [];
+  for (let k = 0; k < 5; k++) {
+    await runner.run(undo);
+    t = now();
+    await runner.run(tx);
+    changes.push(now() - t);
+  }
+  const oneChangeMs = median(changes); // median of 5, each after an untimed undo
   const changeMessages = runner.lastRun.messages;
   // The kernel's share of a change: nf_tables re-validates the whole table's jump graph at commit
   // when the batch adds a jump/goto verdict or a rule with an expression that has a validate hook
   // (nat, immediate, lookup, ...). One map element with a plain verdict skips that; with a goto
-  // it does not. Median of 3 add+delete pairs each (one batch per add, one per delete).
+  // it does not (what an endpoint change of a service with session affinity still pays: it adds
+  // an endpoint chain and jumps). Median of 3 add+delete pairs each (one batch per add, one per
+  // delete).
   const elementRoundTrip = async (verdict: string) => {
     const xs: number[] = [];
     for (let k = 0; k < 3; k++) {
@@ -179,20 +198,36 @@ async function inside(): Promise<void> {
   const skipped = (n: readonly string[]) => n.some((x) => x.includes('no read-back'));
   if (skipped(fullResync.notes) || !skipped(resync.notes))
     throw new Error(`unexpected resync paths: ${JSON.stringify([fullResync.notes, resync.notes])}`);
+  // The same change with verifyAfterApply on (the default), by a dataplane that adopted the table
+  // (a restarted applier: one whole-table read, no writes), changing the service back.
+  const verifying = new NftablesDataplane({ runner });
+  const adopt = await verifying.apply(after);
+  if (adopt.kernelWrites !== 0 || !adopt.verified) throw new Error(`adoption wrote or failed: ${adopt.notes}`);
+  const readsBefore = runner.received.datagrams;
+  t = now();
+  const verifiedChange = await verifying.apply(before);
+  const oneChangeApplyMs = now() - t;
+  const oneChangeApplyReadDatagrams = runner.received.datagrams - readsBefore;
+  if (!verifiedChange.verified || verifying.lastRendered !== dpRendered)
+    throw new Error(`verified change: ${JSON.stringify(verifiedChange)}, ${verifying.lastRendered} rendered`);
   await dp.cleanup();
   await dp.close();
 
   const r = {
     services: N,
     endpoints: E,
-    chains: N * (E + 1),
+    chains: N, // one service chain per service: without affinity there are no endpoint chains
     nftFullLoadMs,
     initialMs,
     ratioInitialVsNftFullLoad: initialMs / nftFullLoadMs,
     nftSameTransactionMs,
     oneChangeMs,
+    oneChangeSamplesMs: changes,
+    nftSameTransactionSamplesMs: nftChanges,
     ratioOneChangeVsNft: oneChangeMs / nftSameTransactionMs,
     oneChangeApplyMs,
+    oneChangeApplyNoVerifyMs,
+    oneChangeApplyReadDatagrams,
     oneChangeApplyRendered: dpRendered,
     kernelElementPlainMs,
     kernelElementGotoMs,
@@ -214,9 +249,10 @@ async function inside(): Promise<void> {
     `render whole table as nft text (pure)   ${fmt(renderMs)}  (${(text.length / 1e6).toFixed(1)} MB)`,
     `nft -f of the whole table               ${fmt(nftFullLoadMs)}`,
     `initial apply over netlink              ${fmt(initialMs)}  = ${r.ratioInitialVsNftFullLoad.toFixed(3)} × nft -f  (${initialBatches} batches, ${initial.kernelWrites} writes)`,
-    `one endpoint change: nft -f             ${fmt(nftSameTransactionMs)}  (${change.size} ops)`,
-    `one endpoint change: netlink batch      ${fmt(oneChangeMs)}  = ${r.ratioOneChangeVsNft.toFixed(4)} × nft -f  (${changeMessages} messages, same table: ${sameTable})`,
-    `one endpoint change: dataplane.apply    ${fmt(oneChangeApplyMs)}  (render + diff of the changed service + the batch; ${dpRendered} rendered)`,
+    `one endpoint change: nft -f             ${fmt(nftSameTransactionMs)}  (${change.size} ops; median of 3)`,
+    `one endpoint change: netlink batch      ${fmt(oneChangeMs)}  = ${r.ratioOneChangeVsNft.toFixed(4)} × nft -f  (${changeMessages} messages, same table: ${sameTable}; median of 5: ${changes.map((x) => x.toFixed(1)).join(', ')} ms)`,
+    `one endpoint change: dataplane.apply    ${fmt(oneChangeApplyNoVerifyMs)}  (verify off: render + diff of the changed service + the batch; ${dpRendered} rendered)`,
+    `  … with verify after apply (default)   ${fmt(oneChangeApplyMs)}  (+ read-back of what it touched: ${oneChangeApplyReadDatagrams} datagrams received)`,
     `one map element, plain verdict (batch)  ${fmt(kernelElementPlainMs)}  (commit without table validation)`,
     `one map element, goto verdict (batch)   ${fmt(kernelElementGotoMs)}  (commit re-validates the table's jump graph)`,
     `no-op dataplane.apply                   ${fmt(applyNoopMs)}  (0 writes)`,
