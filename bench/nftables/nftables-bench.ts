@@ -133,10 +133,17 @@ async function inside(): Promise<void> {
   const initialBatches = runner.lastRun.batches;
   const handle = (await dp.readBack())!.tableHandle;
   // The whole dataplane apply of the changed state (verify off): render + diff of the changed
-  // group + the batch.
-  t = now();
-  const changed = await dp.apply(after);
-  const oneChangeApplyNoVerifyMs = now() - t;
+  // group + the batch. Median of 3 changes (there and back: the first after a large load also
+  // pays a garbage collection of the load's leftovers); the table ends holding `after`.
+  const applies: number[] = [];
+  let changed = await dp.apply(after);
+  for (let k = 0; k < 3; k++) {
+    await dp.apply(before);
+    t = now();
+    changed = await dp.apply(after);
+    applies.push(now() - t);
+  }
+  const oneChangeApplyNoVerifyMs = median(applies);
   const dpRendered = dp.lastRendered;
   // The change alone, as the kernel sees it: the transaction nft ran above, on our table (undone
   // first, so the table ends where the dataplane believes it is).
@@ -190,9 +197,14 @@ async function inside(): Promise<void> {
   const fullResync = await dp.resync();
   const fullReadbackMs = now() - t;
   // Nothing committed since that verified read: the resync a steady node runs (generation check).
-  t = now();
-  const resync = await dp.resync();
-  const noopResyncMs = now() - t;
+  const resyncs: number[] = [];
+  let resync = fullResync;
+  for (let k = 0; k < 5; k++) {
+    t = now();
+    resync = await dp.resync();
+    resyncs.push(now() - t);
+  }
+  const noopResyncMs = median(resyncs);
   if (resync.kernelWrites !== 0 || fullResync.kernelWrites !== 0 || reapply.kernelWrites !== 0)
     throw new Error('no-op resync or apply wrote to the kernel');
   const skipped = (n: readonly string[]) => n.some((x) => x.includes('no read-back'));
@@ -203,13 +215,20 @@ async function inside(): Promise<void> {
   const verifying = new NftablesDataplane({ runner });
   const adopt = await verifying.apply(after);
   if (adopt.kernelWrites !== 0 || !adopt.verified) throw new Error(`adoption wrote or failed: ${adopt.notes}`);
-  const readsBefore = runner.received.datagrams;
-  t = now();
-  const verifiedChange = await verifying.apply(before);
-  const oneChangeApplyMs = now() - t;
-  const oneChangeApplyReadDatagrams = runner.received.datagrams - readsBefore;
-  if (!verifiedChange.verified || verifying.lastRendered !== dpRendered)
-    throw new Error(`verified change: ${JSON.stringify(verifiedChange)}, ${verifying.lastRendered} rendered`);
+  const verifiedApplies: number[] = [];
+  let oneChangeApplyReadDatagrams = 0;
+  for (let k = 0; k < 3; k++) {
+    const readsBefore = runner.received.datagrams;
+    t = now();
+    const back = await verifying.apply(before);
+    verifiedApplies.push(now() - t);
+    oneChangeApplyReadDatagrams = runner.received.datagrams - readsBefore;
+    if (!back.verified || verifying.lastRendered !== dpRendered)
+      throw new Error(`verified change: ${JSON.stringify(back)}, ${verifying.lastRendered} rendered`);
+    const there = await verifying.apply(after);
+    if (!there.verified) throw new Error(`verified change: ${JSON.stringify(there)}`);
+  }
+  const oneChangeApplyMs = median(verifiedApplies);
   await dp.cleanup();
   await dp.close();
 
@@ -226,7 +245,9 @@ async function inside(): Promise<void> {
     nftSameTransactionSamplesMs: nftChanges,
     ratioOneChangeVsNft: oneChangeMs / nftSameTransactionMs,
     oneChangeApplyMs,
+    oneChangeApplySamplesMs: verifiedApplies,
     oneChangeApplyNoVerifyMs,
+    oneChangeApplyNoVerifySamplesMs: applies,
     oneChangeApplyReadDatagrams,
     oneChangeApplyRendered: dpRendered,
     kernelElementPlainMs,
@@ -251,14 +272,14 @@ async function inside(): Promise<void> {
     `initial apply over netlink              ${fmt(initialMs)}  = ${r.ratioInitialVsNftFullLoad.toFixed(3)} × nft -f  (${initialBatches} batches, ${initial.kernelWrites} writes)`,
     `one endpoint change: nft -f             ${fmt(nftSameTransactionMs)}  (${change.size} ops; median of 3)`,
     `one endpoint change: netlink batch      ${fmt(oneChangeMs)}  = ${r.ratioOneChangeVsNft.toFixed(4)} × nft -f  (${changeMessages} messages, same table: ${sameTable}; median of 5: ${changes.map((x) => x.toFixed(1)).join(', ')} ms)`,
-    `one endpoint change: dataplane.apply    ${fmt(oneChangeApplyNoVerifyMs)}  (verify off: render + diff of the changed service + the batch; ${dpRendered} rendered)`,
-    `  … with verify after apply (default)   ${fmt(oneChangeApplyMs)}  (+ read-back of what it touched: ${oneChangeApplyReadDatagrams} datagrams received)`,
+    `one endpoint change: dataplane.apply    ${fmt(oneChangeApplyNoVerifyMs)}  (verify off: render + diff of the changed service + the batch; ${dpRendered} rendered; median of 3)`,
+    `  … with verify after apply (default)   ${fmt(oneChangeApplyMs)}  (+ read-back of what it touched: ${oneChangeApplyReadDatagrams} datagrams received; median of 3)`,
     `one map element, plain verdict (batch)  ${fmt(kernelElementPlainMs)}  (commit without table validation)`,
     `one map element, goto verdict (batch)   ${fmt(kernelElementGotoMs)}  (commit re-validates the table's jump graph)`,
     `no-op dataplane.apply                   ${fmt(applyNoopMs)}  (0 writes)`,
     `nft -j list table                       ${fmt(nftListMs)}`,
     `resync, generation moved: full read     ${fmt(fullReadbackMs)}  = ${r.ratioFullReadbackVsNftList.toFixed(3)} × nft -j list  (0 writes)`,
-    `no-op resync, generation unchanged      ${fmt(noopResyncMs)}  = ${r.ratioNoopResyncVsNftList.toFixed(4)} × nft -j list  (0 writes, no read-back)`,
+    `no-op resync, generation unchanged      ${fmt(noopResyncMs)}  = ${r.ratioNoopResyncVsNftList.toFixed(4)} × nft -j list  (0 writes, no read-back; median of 5)`,
   ];
   process.stdout.write(`${lines.join('\n')}\n${JSON.stringify(r)}\n`);
 }

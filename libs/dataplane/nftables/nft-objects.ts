@@ -189,6 +189,8 @@ export function renderNftObjects(state: NodeState): NftObjects {
     }
     if (g.persistence === 0) {
       // No affinity: DNAT through the group's endpoint map, so endpoint changes are elements.
+      if (g.realServers.length > ENDPOINT_SLOTS)
+        throw new Error(`${g.readable}: ${g.realServers.length} endpoints, more than ${ENDPOINT_SLOTS} slots`);
       const map = nftObjectName('endpoints', g.key, g.readable);
       sets.set(map, endpointMapDecl(fam.v6, proto));
       const slots = new Map<string, string>();
