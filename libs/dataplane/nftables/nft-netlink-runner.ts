@@ -32,7 +32,6 @@ import {
   nftType,
   setElems,
   type DumpedElement,
-  type DumpedSet,
   type NftElement,
   type NftMessage,
   type TableRef,
@@ -48,7 +47,7 @@ import {
   elementsText,
   type AnonymousSet,
 } from './nft-rule-compiler.ts';
-import { isLearnedSet } from './nft-objects.ts';
+import { isEndpointMap, isLearnedSet } from './nft-objects.ts';
 import type { NftReadScope, NftRunner } from './nft-runner.ts';
 import type { NftOp, NftTransaction } from './nft-transaction.ts';
 import { SKELETON_CHAINS, SKELETON_MAPS, SKELETON_SETS } from './nft-skeleton.ts';
@@ -141,9 +140,9 @@ export class NftNetlinkRunner implements NftRunner {
 
   async listTable(family: string, table: string, scope?: NftReadScope): Promise<NftReadBack | undefined> {
     const t = tableRef(family, table);
+    if (scope) return this.readScoped(t, scope);
     const head = await this.getTable(t);
     if (!head) return undefined;
-    if (scope) return this.readScoped(t, head.handle, scope);
     const dump = async (type: number, set?: string) =>
       this.conn.request({
         type: nftType(type),
@@ -249,13 +248,14 @@ export class NftNetlinkRunner implements NftRunner {
   }
 
   /**
-   * Reads only the objects of `scope` (a verify after an apply): each chain by a get (a
-   * chain-filtered rule dump of a missing chain answers nothing, so absence needs asking) and
-   * its rules' dump, each per-group set by a get and its elements' dump, and each skeleton
-   * element by a get of its key (ENOENT: absent), so a change costs round trips for what it
-   * touched, whatever the table's size.
+   * Reads only the objects of `scope` (a verify after an apply), every request a job of its own
+   * spread over the reader sockets, so an endpoint change's verify waits about one round trip:
+   * each chain by a get (a chain-filtered rule dump of a missing chain answers nothing, so
+   * absence needs asking) then its rules' dump; each endpoint map by a dump of its elements
+   * (ENOENT: absent); other per-group sets (affinity) by a get; each skeleton element by a get of
+   * its key (ENOENT: absent). Set shapes come from their names (ours), not from a get.
    */
-  private async readScoped(t: TableRef, handle: bigint, scope: NftReadScope): Promise<NftReadBack> {
+  private async readScoped(t: TableRef, scope: NftReadScope): Promise<NftReadBack | undefined> {
     const chains = new Map<string, string>();
     const sets = new Set<string>();
     const elements = new Map<string, Map<string, string>>();
@@ -269,20 +269,12 @@ export class NftNetlinkRunner implements NftRunner {
           operation: `dump elements of ${set}`,
         })
       ).flatMap((m) => decodeSetElems(m.payload).elements);
-    const getSet = async (conn: NetlinkConnection, name: string): Promise<DumpedSet | undefined> => {
-      try {
-        const [m] = await conn.request({
-          type: nftType(NFT_MSG.GETSET),
-          payload: dumpRequest(t, name),
-          operation: `get set ${name}`,
-        });
-        return m ? decodeSet(m.payload) : undefined;
-      } catch (e) {
-        if (absent(e)) return undefined;
-        throw e;
-      }
-    };
-    const jobs: ((conn: NetlinkConnection) => Promise<void>)[] = [];
+    let head: { handle: bigint } | undefined;
+    const jobs: ((conn: NetlinkConnection) => Promise<void>)[] = [
+      async () => {
+        head = await this.getTable(t);
+      },
+    ];
     for (const chain of scope.chains) {
       jobs.push(async (conn) => {
         try {
@@ -316,35 +308,39 @@ export class NftNetlinkRunner implements NftRunner {
     }
     for (const name of scope.sets) {
       jobs.push(async (conn) => {
-        const set = await getSet(conn, name);
-        if (!set) return;
-        sets.add(name);
-        if (!isLearnedSet(name)) elements.set(name, elementsText(set, await dumpElems(conn, name)));
+        try {
+          if (isLearnedSet(name)) {
+            await conn.request({
+              type: nftType(NFT_MSG.GETSET),
+              payload: dumpRequest(t, name),
+              operation: `get set ${name}`,
+            });
+          } else {
+            elements.set(name, elementsText(setShape(name), await dumpElems(conn, name)));
+          }
+          sets.add(name);
+        } catch (e) {
+          if (!absent(e)) throw e;
+        }
       });
     }
-    const keysBySet = new Map<string, string[]>();
-    for (const { set, key } of scope.elements) keysBySet.set(set, [...(keysBySet.get(set) ?? []), key]);
-    for (const [name, keys] of keysBySet) {
+    for (const { set, key } of scope.elements) {
       jobs.push(async (conn) => {
-        const set = await getSet(conn, name);
-        if (!set) return;
-        const found = new Map<string, string>();
-        elements.set(name, found);
-        for (const key of keys) {
-          try {
-            const msgs = await conn.request({
-              type: nftType(NFT_MSG.GETSETELEM),
-              payload: getSetElemRequest(t, name, [compileElement(key, undefined)[0]!.key]),
-              operation: `get element ${key} of ${name}`,
-            });
-            const got = elementsText(
-              set,
-              msgs.flatMap((m) => decodeSetElems(m.payload).elements),
-            );
-            for (const [k, v] of got) found.set(k, v);
-          } catch (e) {
-            if (!absent(e)) throw e;
-          }
+        let found = elements.get(set);
+        if (!found) elements.set(set, (found = new Map()));
+        try {
+          const msgs = await conn.request({
+            type: nftType(NFT_MSG.GETSETELEM),
+            payload: getSetElemRequest(t, set, [compileElement(key, undefined)[0]!.key]),
+            operation: `get element ${key} of ${set}`,
+          });
+          const got = elementsText(
+            setShape(set),
+            msgs.flatMap((m) => decodeSetElems(m.payload).elements),
+          );
+          for (const [k, v] of got) found.set(k, v);
+        } catch (e) {
+          if (!absent(e)) throw e;
         }
       });
     }
@@ -354,8 +350,9 @@ export class NftNetlinkRunner implements NftRunner {
         while (next < jobs.length) await jobs[next++]!(conn);
       }),
     );
+    if (!head) return undefined;
     return {
-      tableHandle: Number(handle),
+      tableHandle: Number(head.handle),
       inventory: { chains, sets, elements },
       skeletonProblems: [],
       setElementCounts: new Map(),
@@ -413,6 +410,12 @@ export class NftNetlinkRunner implements NftRunner {
       throw e;
     }
   }
+}
+
+/** Set flags of one of our sets or maps, from its name (what elementsText needs to read its elements). */
+function setShape(name: string): { flags: number } {
+  if (isEndpointMap(name)) return { flags: NFT_SET_FLAGS.map | NFT_SET_FLAGS.interval };
+  return { flags: SKELETON_MAPS.some((m) => m.name === name) ? NFT_SET_FLAGS.map : 0 };
 }
 
 function tableRef(family: string, table: string): TableRef {

@@ -50,6 +50,8 @@ export const ENDPOINT_SLOTS = 65536;
 export const endpointMapDecl = (v6: boolean, proto: string): string =>
   `typeof numgen random mod ${ENDPOINT_SLOTS} : ${v6 ? 'ip6' : 'ip'} daddr . ${proto} dport; flags interval;`;
 export const isMapDecl = (decl: string): boolean => decl.includes(' : ');
+/** Endpoint maps are named `endpoints-…` (nftObjectName), so a name says which kind of set it is. */
+export const isEndpointMap = (name: string): boolean => name.startsWith('endpoints-');
 /** Sets whose entries the packet path learns (`update @affinity-…`): their elements are never compared. */
 export const isLearnedSet = (name: string): boolean => name.startsWith('affinity-');
 

@@ -1,5 +1,5 @@
 import { NFT_FAMILY } from './nft-names.ts';
-import { isMapDecl, type NftObjects } from './nft-objects.ts';
+import { isEndpointMap, isMapDecl, type NftObjects } from './nft-objects.ts';
 import { DISPATCH_CHAINS, HELPER_CHAINS, SKELETON_MAPS, SKELETON_SETS } from './nft-skeleton.ts';
 import { NftTransaction, type NftObject } from './nft-transaction.ts';
 
@@ -16,7 +16,7 @@ export interface NftInventory {
 }
 
 /** Per-group sets and maps carry their kind in their name (nft-objects.ts names them). */
-const setKind = (name: string): 'map' | 'set' => (name.startsWith('endpoints-') ? 'map' : 'set');
+const setKind = (name: string): 'map' | 'set' => (isEndpointMap(name) ? 'map' : 'set');
 
 /** The transaction object declaring a per-group set or map (a `:` in the body makes a map). */
 export function setObject(name: string, decl: string): NftObject {
