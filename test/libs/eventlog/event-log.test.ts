@@ -13,26 +13,13 @@ import {
 import { ClusterDataIndex } from '../../../libs/planner/index.ts';
 import type { WatchEvent } from '../../../libs/model/index.ts';
 import { driveDataAxis, randomHistory } from './support/random-history.ts';
+import { nodeEvent } from './support/node-event.ts';
 import { openLog, steppingClock, tempDir } from './support/temp-log.ts';
 
 const tmp = tempDir();
 afterAll(() => tmp.cleanup());
 
-const node = (name: string, rv: number): WatchEvent => ({
-  kind: 'Node',
-  type: 'ADDED',
-  origin: 'watch',
-  namespace: '',
-  name,
-  uid: `u-${name}`,
-  resourceVersion: String(rv),
-  object: {
-    apiVersion: 'v1',
-    kind: 'Node',
-    metadata: { name, resourceVersion: String(rv) },
-    status: { addresses: [{ type: 'InternalIP', address: '192.168.1.1' }] },
-  },
-});
+const node = nodeEvent;
 
 describe('EventLog', () => {
   it('appends batches with consecutive seqs that survive a reopen', async () => {

@@ -1,7 +1,7 @@
 import Database from 'better-sqlite3';
 import { afterAll, describe, expect, it } from 'vitest';
 import { EventLog } from '../../../libs/eventlog/index.ts';
-import type { WatchEvent } from '../../../libs/model/index.ts';
+import { nodeEvent } from './support/node-event.ts';
 import { tempDir } from './support/temp-log.ts';
 
 // EventLog.exportRows takes the events rows it appended last from memory (RecentRows in
@@ -10,21 +10,7 @@ import { tempDir } from './support/temp-log.ts';
 const tmp = tempDir();
 afterAll(() => tmp.cleanup());
 
-const node = (name: string, rv: number): WatchEvent => ({
-  kind: 'Node',
-  type: 'ADDED',
-  origin: 'watch',
-  namespace: '',
-  name,
-  uid: `u-${name}`,
-  resourceVersion: String(rv),
-  object: {
-    apiVersion: 'v1',
-    kind: 'Node',
-    metadata: { name, resourceVersion: String(rv) },
-    status: { addresses: [{ type: 'InternalIP', address: `192.168.1.${rv % 250}` }] },
-  },
-});
+const node = nodeEvent;
 const nodes = (from: number, n: number) => Array.from({ length: n }, (_, i) => node(`n${from + i}`, from + i));
 
 describe('exports of rows the log just appended', () => {
