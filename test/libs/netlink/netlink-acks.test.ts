@@ -78,6 +78,18 @@ describe('NetlinkConnection coalesceAcks', () => {
     conn.close();
   });
 
+  it('a request on an idle connection goes out in the same tick, not after the refill that the last answer scheduled', async () => {
+    const socket = new KernelLikeSocket();
+    const conn = new NetlinkConnection({ protocol: 16, socket, window: 64, batch: 8, coalesceAcks: true });
+    await conn.request({ type: 0x20, payload: Buffer.from([1, 0, 0, 0]), operation: 'first' });
+    // The answer scheduled a refill for the end of the poll round (setImmediate); the connection is idle.
+    const second = conn.request({ type: 0x20, payload: Buffer.from([2, 0, 0, 0]), operation: 'second' });
+    for (let i = 0; i < 5; i++) await Promise.resolve(); // microtasks only: no event loop round
+    expect(socket.datagrams).toHaveLength(2);
+    await second;
+    conn.close();
+  });
+
   it('a refused request in the middle fails alone; the ones around it are applied', async () => {
     const socket = new KernelLikeSocket();
     socket.failing.add(3);
