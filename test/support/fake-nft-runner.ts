@@ -15,7 +15,7 @@ import { NftError, type NftRunner } from '../../libs/dataplane/index.ts';
 import type { NftObject, NftOp, NftTransaction } from '../../libs/dataplane/index.ts';
 import type { NftReadBack } from '../../libs/dataplane/index.ts';
 import { summarizeRules } from '../../libs/dataplane/index.ts';
-import { SKELETON_CHAINS, SKELETON_MAPS, SKELETON_SETS } from '../../libs/dataplane/index.ts';
+import { checkSkeleton, SKELETON_CHAINS, SKELETON_MAPS, SKELETON_SETS } from '../../libs/dataplane/index.ts';
 
 interface FakeChain {
   hook?: string;
@@ -90,15 +90,10 @@ export class FakeNftRunner implements NftRunner {
     const skeleton = new Set(SKELETON_CHAINS.map((c) => c.name));
     const chains = new Map<string, string>();
     for (const [n, c] of t.chains) if (!skeleton.has(n)) chains.set(n, summarizeRules(c.rules));
-    const skeletonProblems: string[] = [];
-    for (const c of SKELETON_CHAINS) {
-      const got = t.chains.get(c.name);
-      if (!got) skeletonProblems.push(`chain ${c.name} missing`);
-      else if (got.rules.length !== c.rules.length)
-        skeletonProblems.push(`chain ${c.name} has ${got.rules.length} rules, want ${c.rules.length}`);
-    }
-    for (const m of SKELETON_MAPS) if (!t.maps.has(m.name)) skeletonProblems.push(`map ${m.name} missing`);
-    for (const m of SKELETON_SETS) if (!t.sets.has(m.name)) skeletonProblems.push(`set ${m.name} missing`);
+    const skeletonCheck = checkSkeleton(
+      (c) => t.chains.get(c)?.rules.length,
+      (s) => t.maps.has(s) || t.sets.has(s),
+    );
     // As the kernel read-backs: per-group set and map names; elements of all but learned sets.
     const skeletonSets = new Set([...SKELETON_MAPS, ...SKELETON_SETS].map((x) => x.name));
     const learned = (n: string) => n.startsWith('affinity-');
@@ -110,7 +105,8 @@ export class FakeNftRunner implements NftRunner {
         sets: new Set(all.map(([n]) => n).filter((n) => !skeletonSets.has(n))),
         elements: new Map(all.filter(([n]) => !learned(n)).map(([n, m]) => [n, new Map(m.elements)])),
       },
-      skeletonProblems,
+      skeletonProblems: skeletonCheck.problems,
+      skeletonDamage: skeletonCheck.damage,
       setElementCounts: new Map([...t.sets.keys()].filter(learned).map((n) => [n, 0])),
     };
   }
@@ -121,7 +117,7 @@ export class FakeNftRunner implements NftRunner {
   tamper(
     family: string,
     table: string,
-    edit: (t: { chains: Map<string, FakeChain>; maps: FakeTable['maps'] }) => void,
+    edit: (t: { chains: Map<string, FakeChain>; sets: FakeTable['sets']; maps: FakeTable['maps'] }) => void,
   ): void {
     const t = this.tables.get(`${family} ${table}`);
     if (!t) throw new Error(`fake nft: no table ${family} ${table}`);

@@ -16,10 +16,12 @@ export { NFT_TABLE, NFT_FAMILY } from './nft-names.ts';
 // What a recording fake of NftRunner needs to model the table the kernel holds (test/support/fake-nft-runner.ts).
 export { summarizeRules } from './nft-chain-summary.ts';
 export {
+  checkSkeleton,
   SKELETON_CHAINS,
   SKELETON_MAPS,
   SKELETON_SETS,
   type SkeletonChain,
+  type SkeletonDamage,
   type SkeletonMap,
   type SkeletonSet,
 } from './nft-skeleton.ts';

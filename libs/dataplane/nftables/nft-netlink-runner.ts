@@ -50,7 +50,7 @@ import {
 import { isEndpointMap, isLearnedSet } from './nft-objects.ts';
 import type { NftReadScope, NftRunner } from './nft-runner.ts';
 import type { NftOp, NftTransaction } from './nft-transaction.ts';
-import { SKELETON_CHAINS, SKELETON_MAPS, SKELETON_SETS } from './nft-skeleton.ts';
+import { checkSkeleton, SKELETON_CHAINS, SKELETON_MAPS, SKELETON_SETS } from './nft-skeleton.ts';
 import type { NftReadBack } from './read-nft-table.ts';
 
 const NETLINK_NETFILTER = 12;
@@ -220,13 +220,6 @@ export class NftNetlinkRunner implements NftRunner {
           ),
         );
     }
-    const skeletonProblems: string[] = [];
-    for (const c of SKELETON_CHAINS) {
-      const got = rules.get(c.name);
-      if (!got) skeletonProblems.push(`chain ${c.name} missing`);
-      else if (got.length !== c.rules.length)
-        skeletonProblems.push(`chain ${c.name} has ${got.length} rules, want ${c.rules.length}`);
-    }
     const elements = new Map<string, Map<string, string>>();
     const namedSets = new Set<string>();
     const setElementCounts = new Map<string, number>();
@@ -237,12 +230,15 @@ export class NftNetlinkRunner implements NftRunner {
       if (isLearnedSet(s.name)) setElementCounts.set(s.name, elementsOf.get(s.name)?.length ?? 0);
       else elements.set(s.name, elementsText(s, elementsOf.get(s.name) ?? []));
     }
-    for (const m of SKELETON_MAPS) if (!elements.has(m.name)) skeletonProblems.push(`map ${m.name} missing`);
-    for (const m of SKELETON_SETS) if (!elements.has(m.name)) skeletonProblems.push(`set ${m.name} missing`);
+    const skeletonCheck = checkSkeleton(
+      (c) => rules.get(c)?.length,
+      (s) => elements.has(s),
+    );
     return {
       tableHandle: Number(head.handle),
       inventory: { chains, sets: namedSets, elements },
-      skeletonProblems,
+      skeletonProblems: skeletonCheck.problems,
+      skeletonDamage: skeletonCheck.damage,
       setElementCounts,
     };
   }
@@ -355,6 +351,7 @@ export class NftNetlinkRunner implements NftRunner {
       tableHandle: Number(head.handle),
       inventory: { chains, sets, elements },
       skeletonProblems: [],
+      skeletonDamage: { chains: [], sets: [] },
       setElementCounts: new Map(),
       scoped: true,
     };

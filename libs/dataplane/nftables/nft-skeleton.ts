@@ -107,3 +107,43 @@ export const DISPATCH_CHAINS: readonly SkeletonChain[] = [
 ];
 
 export const SKELETON_CHAINS: readonly SkeletonChain[] = [...HELPER_CHAINS, ...DISPATCH_CHAINS];
+
+/** What a read-back found wrong with the skeleton, by object, so it can be repaired in place. */
+export interface SkeletonDamage {
+  /** Skeleton chains missing, or holding another number of rules than ours. */
+  readonly chains: readonly string[];
+  /** Skeleton sets and maps missing. */
+  readonly sets: readonly string[];
+}
+
+/**
+ * The one skeleton check every read-back uses (netlink, `nft -j`, the test fake): each skeleton
+ * chain must exist with as many rules as ours, each skeleton set and map must exist. Returns the
+ * problems as one-line texts (notes) and as objects (planNftUpdate's repair). Pure.
+ */
+export function checkSkeleton(
+  ruleCount: (chain: string) => number | undefined,
+  hasSet: (name: string) => boolean,
+): { problems: string[]; damage: SkeletonDamage } {
+  const problems: string[] = [];
+  const chains: string[] = [];
+  const sets: string[] = [];
+  for (const c of SKELETON_CHAINS) {
+    const got = ruleCount(c.name);
+    if (got === undefined) problems.push(`chain ${c.name} missing`);
+    else if (got !== c.rules.length) problems.push(`chain ${c.name} has ${got} rules, want ${c.rules.length}`);
+    else continue;
+    chains.push(c.name);
+  }
+  for (const [kind, list] of [
+    ['map', SKELETON_MAPS],
+    ['set', SKELETON_SETS],
+  ] as const) {
+    for (const s of list) {
+      if (hasSet(s.name)) continue;
+      problems.push(`${kind} ${s.name} missing`);
+      sets.push(s.name);
+    }
+  }
+  return { problems, damage: { chains, sets } };
+}

@@ -7,6 +7,7 @@ import { NftCliRunner } from './nft-cli-runner.ts';
 import { NftNetlinkRunner } from './nft-netlink-runner.ts';
 import type { NftRunner } from './nft-runner.ts';
 import { NftTransaction } from './nft-transaction.ts';
+import { SKELETON_CHAINS, SKELETON_MAPS, SKELETON_SETS } from './nft-skeleton.ts';
 import { chainFingerprint, inventoryOf, planFullLoad, planNftUpdate, type NftInventory } from './plan-nft-update.ts';
 import { sliceChange } from './nft-state-slice.ts';
 import type { NftReadBack } from './read-nft-table.ts';
@@ -41,8 +42,8 @@ const sameBySummary = (_n: string, fp: string, rules: readonly string[]) => fp =
 
 /**
  * nftables mode: one table of our own, changed only through atomic `nft -f` transactions. The
- * first apply (or a resync that finds the skeleton damaged) loads the whole table in one
- * transaction; every later change flushes and refills just the chains and map elements that
+ * first apply (or a resync that finds the table gone) loads the whole table in one transaction;
+ * a damaged skeleton is mended in place (planNftUpdate's repair); every later change flushes and refills just the chains and map elements that
  * differ, so affinity entries and untouched chains live on. Foreign tables are never touched.
  */
 export class NftablesDataplane implements Dataplane {
@@ -124,18 +125,28 @@ export class NftablesDataplane implements Dataplane {
       tx = planNftUpdate(this.applied.inventory, objects!, this.table);
       base = this.knownGeneration;
     } else {
-      // A restarted applier adopts a table it finds intact rather than reloading it.
+      // A restarted applier adopts a table it finds rather than reloading it, mending its
+      // skeleton in place when an older release (or someone) left it different.
       const { rb, generation } = await this.readBackAt();
-      if (rb && rb.skeletonProblems.length === 0) {
-        tx = planNftUpdate(rb.inventory, objects!, this.table, sameBySummary);
+      if (rb) {
+        tx = planNftUpdate(rb.inventory, objects!, this.table, sameBySummary, rb.skeletonDamage);
         base = generation;
+        notes.push('adopted existing table');
+        if (rb.skeletonProblems.length > 0)
+          notes.push(`skeleton repaired in place (${rb.skeletonProblems.join('; ')})`);
       } else {
         tx = this.fullLoad(objects!);
         base = await this.generation();
+        notes.push('created table');
       }
-      notes.push(rb ? 'adopted existing table' : 'created table');
     }
-    const known = await this.runFrom(tx, base);
+    let known: number | undefined;
+    try {
+      known = await this.runFrom(tx, base);
+    } catch (e) {
+      if (!this.repairing(tx)) throw e;
+      ({ tx, known } = await this.reloadAfterFailedRepair(objects ?? renderNftObjects(state), notes, e));
+    }
     if (part && this.applied) {
       patchApplied(this.applied, part.before, part.after);
       this.applied.state = state;
@@ -171,18 +182,27 @@ export class NftablesDataplane implements Dataplane {
     const notes: string[] = [];
     let tx: NftTransaction;
     let base: number | undefined;
-    if (!rb || rb.skeletonProblems.length > 0) {
-      notes.push(
-        rb ? `skeleton damaged (${rb.skeletonProblems.join('; ')}): reloaded table` : 'table missing: reloaded',
-      );
+    if (!rb) {
+      notes.push('table missing: reloaded');
       tx = this.fullLoad(objects);
       base = await this.generation();
     } else {
-      tx = planNftUpdate(rb.inventory, objects, this.table, sameBySummary);
+      // A damaged skeleton is mended in the same transaction as any drift, in place: a reload
+      // would leave the node without a table between its batches (seconds at 10k services).
+      tx = planNftUpdate(rb.inventory, objects, this.table, sameBySummary, rb.skeletonDamage);
       base = generation;
-      if (tx.writes > 0) notes.push(`repaired drift in ${tx.touchedChains.length} chains`);
+      if (rb.skeletonProblems.length > 0) notes.push(`skeleton repaired in place (${rb.skeletonProblems.join('; ')})`);
+      if (tx.writes > 0 && (rb.skeletonProblems.length === 0 || tx.touchedChains.length > 0))
+        notes.push(`repaired drift in ${tx.touchedChains.length} chains`);
     }
-    this.knownGeneration = await this.runFrom(tx, base);
+    try {
+      this.knownGeneration = await this.runFrom(tx, base);
+    } catch (e) {
+      if (!this.repairing(tx)) throw e;
+      let known: number | undefined;
+      ({ tx, known } = await this.reloadAfterFailedRepair(objects, notes, e));
+      this.knownGeneration = known;
+    }
     const verified = tx.writes === 0 ? true : await this.verify(objects, notes, tx);
     return { kernelWrites: tx.writes, verified, durationMs: performance.now() - t0, notes };
   }
@@ -217,6 +237,30 @@ export class NftablesDataplane implements Dataplane {
 
   private fullLoad(objects: NftObjects): NftTransaction {
     return planFullLoad(objects, this.table);
+  }
+
+  /** Whether `tx` mends the skeleton (a transaction that may meet damage we cannot model). */
+  private repairing(tx: NftTransaction): boolean {
+    return tx.ops.some((op) => {
+      const o = op.object;
+      if (o.kind === 'chain' || o.kind === 'set' || o.kind === 'map') return SKELETON_NAMES.has(o.name);
+      return o.kind === 'rule' && SKELETON_NAMES.has(o.chain);
+    });
+  }
+
+  /**
+   * A repair in place the kernel refused (damage beyond what a read-back sees, e.g. a skeleton
+   * map re-declared with another type): the transaction changed nothing, so the table is
+   * reloaded whole, as before repairs existed.
+   */
+  private async reloadAfterFailedRepair(
+    objects: NftObjects,
+    notes: string[],
+    e: unknown,
+  ): Promise<{ tx: NftTransaction; known: number | undefined }> {
+    notes.push(`repair in place refused (${(e as Error).message.split('\n')[0]}): reloaded table`);
+    const tx = this.fullLoad(objects);
+    return { tx, known: await this.runFrom(tx, await this.generation()) };
   }
 
   private async run(tx: NftTransaction): Promise<void> {
@@ -295,6 +339,10 @@ export class NftablesDataplane implements Dataplane {
     return after === expected ? after : undefined;
   }
 }
+
+const SKELETON_NAMES: ReadonlySet<string> = new Set(
+  [...SKELETON_CHAINS, ...SKELETON_MAPS, ...SKELETON_SETS].map((o) => o.name),
+);
 
 /** nf_tables' generation after one more commit (a 32-bit counter that skips 0). */
 export function nextGeneration(g: number): number {

@@ -1,6 +1,13 @@
 import { NFT_FAMILY } from './nft-names.ts';
 import { isEndpointMap, isMapDecl, type NftObjects } from './nft-objects.ts';
-import { DISPATCH_CHAINS, HELPER_CHAINS, SKELETON_MAPS, SKELETON_SETS } from './nft-skeleton.ts';
+import {
+  DISPATCH_CHAINS,
+  HELPER_CHAINS,
+  SKELETON_CHAINS,
+  SKELETON_MAPS,
+  SKELETON_SETS,
+  type SkeletonDamage,
+} from './nft-skeleton.ts';
 import { NftTransaction, type NftObject } from './nft-transaction.ts';
 
 /**
@@ -41,7 +48,11 @@ export function inventoryOf(objects: NftObjects): NftInventory {
  * whose content differs are flushed and refilled, only changed map elements are replaced, and
  * nothing else is touched — the table, its other chains and the affinity sets' learned entries
  * stay as they are. `sameChain` decides content equality (text for applied state, a read-back
- * comparison for resync). Pure.
+ * comparison for resync). With `skeleton` (a read-back's damage), the same transaction also
+ * repairs the skeleton in place: missing sets, maps and chains are declared first, damaged
+ * skeleton chains are refilled last (after what their rules reference exists), so a table from
+ * an older release or edited behind our back is mended without a reload, which at 10k services
+ * takes several netlink batches during which the node would have no table at all. Pure.
  */
 export function planNftUpdate(
   current: NftInventory,
@@ -49,8 +60,24 @@ export function planNftUpdate(
   table: string,
   sameChain: (name: string, currentFp: string, desiredRules: readonly string[]) => boolean = (_n, fp, rules) =>
     fp === chainFingerprint(rules),
+  skeleton?: SkeletonDamage,
 ): NftTransaction {
   const tx = new NftTransaction(NFT_FAMILY, table);
+
+  // 0. Skeleton sets, maps and hook-less chains that are missing (dynamic rules jump to the
+  // helpers, map elements and dispatch rules need the maps).
+  const skeletonChains = new Set(skeleton?.chains);
+  for (const s of SKELETON_SETS)
+    if (skeleton?.sets.includes(s.name)) {
+      tx.add({ kind: 'set', name: s.name, decl: s.decl });
+      tx.writes++;
+    }
+  for (const m of SKELETON_MAPS)
+    if (skeleton?.sets.includes(m.name)) {
+      tx.add({ kind: 'map', name: m.name, decl: `type ${m.type};` });
+      tx.writes++;
+    }
+  for (const c of SKELETON_CHAINS) if (skeletonChains.has(c.name) && !c.hook) tx.add({ kind: 'chain', name: c.name });
 
   // 1. New sets and new chains first: rules and elements below may reference them.
   for (const [name, decl] of desired.sets) {
@@ -112,6 +139,16 @@ export function planNftUpdate(
       tx.delete({ kind: setKind(name), name, decl: '' });
       tx.writes++;
     }
+  // 4. Damaged skeleton chains, refilled in declaration order (helpers, dispatch chains, then
+  // the base chains that jump to them); a missing base chain is declared with its hook here,
+  // once everything it leads to is in place. `add chain` of one that exists changes nothing.
+  for (const c of SKELETON_CHAINS) {
+    if (!skeletonChains.has(c.name)) continue;
+    if (c.hook) tx.add({ kind: 'chain', name: c.name, hook: c.hook });
+    tx.flush({ kind: 'chain', name: c.name });
+    for (const rule of c.rules) tx.add({ kind: 'rule', chain: c.name, rule });
+    tx.writes += 1 + c.rules.length;
+  }
   return tx;
 }
 

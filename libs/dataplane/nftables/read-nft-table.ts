@@ -1,4 +1,4 @@
-import { SKELETON_CHAINS, SKELETON_MAPS, SKELETON_SETS } from './nft-skeleton.ts';
+import { checkSkeleton, SKELETON_CHAINS, SKELETON_MAPS, SKELETON_SETS, type SkeletonDamage } from './nft-skeleton.ts';
 import { isLearnedSet, slotRangeText } from './nft-objects.ts';
 import { summarizeJsonRules } from './nft-chain-summary.ts';
 import type { NftInventory } from './plan-nft-update.ts';
@@ -11,6 +11,8 @@ export interface NftReadBack {
   readonly inventory: NftInventory;
   /** Skeleton chains or maps that are missing or whose rule count differs. */
   readonly skeletonProblems: readonly string[];
+  /** The same, by object (checkSkeleton): what a repair in place re-creates or refills. */
+  readonly skeletonDamage: SkeletonDamage;
   /** Entries currently learned in each affinity set (for tests and audits). */
   readonly setElementCounts: ReadonlyMap<string, number>;
   /** Only the objects of an NftReadScope were read: nothing is known of the others. */
@@ -67,17 +69,18 @@ export function readNftTable(json: string): NftReadBack {
       else elements.set(name, new Map(elem.map((k) => [elementKeyOf(k), ''])));
     }
   }
-  const skeletonProblems: string[] = [];
+  const skeleton = checkSkeleton(
+    (c) => rules.get(c)?.length,
+    (s) => elements.has(s),
+  );
   const skeletonNames = new Set(SKELETON_CHAINS.map((c) => c.name));
-  for (const c of SKELETON_CHAINS) {
-    const got = rules.get(c.name);
-    if (!got) skeletonProblems.push(`chain ${c.name} missing`);
-    else if (got.length !== c.rules.length)
-      skeletonProblems.push(`chain ${c.name} has ${got.length} rules, want ${c.rules.length}`);
-  }
-  for (const m of SKELETON_MAPS) if (!elements.has(m.name)) skeletonProblems.push(`map ${m.name} missing`);
-  for (const m of SKELETON_SETS) if (!elements.has(m.name)) skeletonProblems.push(`set ${m.name} missing`);
   const chains = new Map<string, string>();
   for (const [name, exprs] of rules) if (!skeletonNames.has(name)) chains.set(name, summarizeJsonRules(exprs));
-  return { tableHandle, inventory: { chains, sets, elements }, skeletonProblems, setElementCounts };
+  return {
+    tableHandle,
+    inventory: { chains, sets, elements },
+    skeletonProblems: skeleton.problems,
+    skeletonDamage: skeleton.damage,
+    setElementCounts,
+  };
 }

@@ -27,6 +27,7 @@ function readBackOf(objects: ReturnType<typeof renderNftObjects>): NftReadBack {
       elements: new Map([...objects.elements].map(([n, m]) => [n, new Map(m)])),
     },
     skeletonProblems: [],
+    skeletonDamage: { chains: [], sets: [] },
     setElementCounts: new Map(),
   };
 }

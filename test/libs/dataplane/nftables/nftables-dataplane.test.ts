@@ -85,15 +85,76 @@ describe('NftablesDataplane over the fake runner', () => {
     expect((await dp.resync()).kernelWrites).toBe(0);
   });
 
-  it('a damaged skeleton reloads the table', async () => {
+  it('a damaged skeleton is repaired in place: same table, no reload', async () => {
+    const { fake, dp, dump } = setup();
+    await dp.apply(nodeState([web(['10.1.0.1:80'])]));
+    const good = dump();
+    const handle = (await fake.listTable('inet', 'sb'))!.tableHandle;
+    // What a table of the previous release looks like: no hairpin sets, nat-postrouting with its
+    // one `jump masquerading`; and a dispatch map someone deleted with the rules using it.
+    fake.tamper('inet', 'sb', (t) => {
+      t.sets.delete('hairpin');
+      t.sets.delete('hairpin6');
+      t.chains.get('nat-postrouting')!.rules = ['jump masquerading'];
+      t.maps.delete('service-ips6');
+      t.chains.get('services')!.rules.pop();
+    });
+    const r = await dp.resync();
+    expect(r.notes[0]).toBe(
+      'skeleton repaired in place (chain services has 1 rules, want 2; chain nat-postrouting has 1 rules, want 3; map service-ips6 missing; set hairpin missing; set hairpin6 missing)',
+    );
+    expect(r.verified).toBe(true);
+    expect(fake.lastTransaction!.ops.some((o) => o.object.kind === 'table')).toBe(false);
+    expect((await fake.listTable('inet', 'sb'))!.tableHandle).toBe(handle);
+    // The same objects; a re-created map is listed after the others (creation order, as nft does).
+    const blocks = (d: string) => d.split('\n\n').sort();
+    expect(blocks(dump())).toEqual(blocks(good));
+    expect((await dp.resync()).kernelWrites).toBe(0);
+  });
+
+  it('a restarted applier adopting a damaged table repairs it in place too', async () => {
+    const { fake, dp, dump } = setup();
+    const state = nodeState([web(['10.1.0.1:80'])]);
+    await dp.apply(state);
+    const good = dump();
+    fake.tamper('inet', 'sb', (t) => {
+      t.sets.delete('hairpin');
+      t.sets.delete('hairpin6');
+      t.chains.get('nat-postrouting')!.rules = ['jump masquerading'];
+    });
+    const restarted = new NftablesDataplane({ runner: fake, table: 'sb' });
+    const r = await restarted.apply(state);
+    expect(r.notes).toEqual([
+      'adopted existing table',
+      'skeleton repaired in place (chain nat-postrouting has 1 rules, want 3; set hairpin missing; set hairpin6 missing)',
+    ]);
+    expect(r.verified).toBe(true);
+    expect(fake.lastTransaction!.ops.some((o) => o.object.kind === 'table')).toBe(false);
+    expect(dump()).toBe(good);
+  });
+
+  it('a repair the kernel refuses falls back to reloading the table', async () => {
     const { fake, dp, dump } = setup();
     await dp.apply(nodeState([web(['10.1.0.1:80'])]));
     const good = dump();
     fake.tamper('inet', 'sb', (t) => {
-      t.maps.delete('service-ips6');
+      t.sets.delete('hairpin');
+      t.chains.get('nat-postrouting')!.rules = ['jump masquerading'];
     });
+    // Damage a read-back cannot see makes the kernel refuse the repair (here: the first run).
+    const run = fake.run.bind(fake);
+    let refused = 0;
+    fake.run = async (tx) => {
+      if (refused++ === 0) throw new Error('Invalid argument: add set inet sb hairpin');
+      return run(tx);
+    };
     const r = await dp.resync();
-    expect(r.notes[0]).toMatch(/skeleton damaged \(map service-ips6 missing\): reloaded table/);
+    expect(r.notes).toContain('repair in place refused (Invalid argument: add set inet sb hairpin): reloaded table');
+    expect(fake.lastTransaction!.ops.slice(0, 2).map((o) => `${o.verb} ${o.object.kind}`)).toEqual([
+      'add table',
+      'delete table',
+    ]);
+    expect(r.verified).toBe(true);
     expect(dump()).toBe(good);
   });
 
