@@ -166,6 +166,9 @@ const fullPhases = kernel?.take();
 // another service, give the steady-state median. Against one `ipvsadm -a` process run (spawned
 // directly, no shell; median of as many runs, the matching `-d` outside the timing).
 const CHANGES = 21;
+// BENCH_SETTLE_MS=N waits before the changes (an experiment: does the change get cheaper once the
+// process has settled after the load? An applier's changes come long after its initial load).
+if (process.env.BENCH_SETTLE_MS) await new Promise((r) => setTimeout(r, Number(process.env.BENCH_SETTLE_MS)));
 const withEndpoint = (s: NodeState, i: number): NodeState => ({
   ...s,
   virtualServers: s.virtualServers.map((v, j) =>
