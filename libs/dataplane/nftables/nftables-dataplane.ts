@@ -43,8 +43,9 @@ const sameBySummary = (_n: string, fp: string, rules: readonly string[]) => fp =
 /**
  * nftables mode: one table of our own, changed only through atomic `nft -f` transactions. The
  * first apply (or a resync that finds the table gone) loads the whole table in one transaction;
- * a damaged skeleton is mended in place (planNftUpdate's repair); every later change flushes and refills just the chains and map elements that
- * differ, so affinity entries and untouched chains live on. Foreign tables are never touched.
+ * a damaged skeleton is mended in place (planNftUpdate's repair); every later change flushes and
+ * refills just the chains and map elements that differ, so affinity entries and untouched chains
+ * live on. Foreign tables are never touched.
  */
 export class NftablesDataplane implements Dataplane {
   readonly mode = 'nftables' as const;
@@ -141,12 +142,7 @@ export class NftablesDataplane implements Dataplane {
       }
     }
     let known: number | undefined;
-    try {
-      known = await this.runFrom(tx, base);
-    } catch (e) {
-      if (!this.repairing(tx)) throw e;
-      ({ tx, known } = await this.reloadAfterFailedRepair(objects ?? renderNftObjects(state), notes, e));
-    }
+    ({ tx, known } = await this.runOrReload(tx, base, objects, notes));
     if (part && this.applied) {
       patchApplied(this.applied, part.before, part.after);
       this.applied.state = state;
@@ -195,14 +191,9 @@ export class NftablesDataplane implements Dataplane {
       if (tx.writes > 0 && (rb.skeletonProblems.length === 0 || tx.touchedChains.length > 0))
         notes.push(`repaired drift in ${tx.touchedChains.length} chains`);
     }
-    try {
-      this.knownGeneration = await this.runFrom(tx, base);
-    } catch (e) {
-      if (!this.repairing(tx)) throw e;
-      let known: number | undefined;
-      ({ tx, known } = await this.reloadAfterFailedRepair(objects, notes, e));
-      this.knownGeneration = known;
-    }
+    let known: number | undefined;
+    ({ tx, known } = await this.runOrReload(tx, base, objects, notes));
+    this.knownGeneration = known;
     const verified = tx.writes === 0 ? true : await this.verify(objects, notes, tx);
     return { kernelWrites: tx.writes, verified, durationMs: performance.now() - t0, notes };
   }
@@ -239,28 +230,25 @@ export class NftablesDataplane implements Dataplane {
     return planFullLoad(objects, this.table);
   }
 
-  /** Whether `tx` mends the skeleton (a transaction that may meet damage we cannot model). */
-  private repairing(tx: NftTransaction): boolean {
-    return tx.ops.some((op) => {
-      const o = op.object;
-      if (o.kind === 'chain' || o.kind === 'set' || o.kind === 'map') return SKELETON_NAMES.has(o.name);
-      return o.kind === 'rule' && SKELETON_NAMES.has(o.chain);
-    });
-  }
-
   /**
-   * A repair in place the kernel refused (damage beyond what a read-back sees, e.g. a skeleton
-   * map re-declared with another type): the transaction changed nothing, so the table is
-   * reloaded whole, as before repairs existed.
+   * Runs `tx` (runFrom). A skeleton repair in place that the kernel refuses (damage beyond what a
+   * read-back sees, e.g. a skeleton map re-declared with another type) changed nothing, so the
+   * table is then reloaded whole from `objects`, as before repairs existed; returns what ran.
    */
-  private async reloadAfterFailedRepair(
-    objects: NftObjects,
+  private async runOrReload(
+    tx: NftTransaction,
+    base: number | undefined,
+    objects: NftObjects | undefined,
     notes: string[],
-    e: unknown,
   ): Promise<{ tx: NftTransaction; known: number | undefined }> {
-    notes.push(`repair in place refused (${(e as Error).message.split('\n')[0]}): reloaded table`);
-    const tx = this.fullLoad(objects);
-    return { tx, known: await this.runFrom(tx, await this.generation()) };
+    try {
+      return { tx, known: await this.runFrom(tx, base) };
+    } catch (e) {
+      if (!objects || !mendsSkeleton(tx)) throw e;
+      notes.push(`repair in place refused (${(e as Error).message.split('\n')[0]}): reloaded table`);
+      const reload = this.fullLoad(objects);
+      return { tx: reload, known: await this.runFrom(reload, await this.generation()) };
+    }
   }
 
   private async run(tx: NftTransaction): Promise<void> {
@@ -343,6 +331,15 @@ export class NftablesDataplane implements Dataplane {
 const SKELETON_NAMES: ReadonlySet<string> = new Set(
   [...SKELETON_CHAINS, ...SKELETON_MAPS, ...SKELETON_SETS].map((o) => o.name),
 );
+
+/** Whether `tx` writes skeleton objects (a repair in place, which may meet damage we cannot model). */
+function mendsSkeleton(tx: NftTransaction): boolean {
+  return tx.ops.some(({ object: o }) =>
+    o.kind === 'rule'
+      ? SKELETON_NAMES.has(o.chain)
+      : o.kind !== 'element' && o.kind !== 'table' && SKELETON_NAMES.has(o.name),
+  );
+}
 
 /** nf_tables' generation after one more commit (a 32-bit counter that skips 0). */
 export function nextGeneration(g: number): number {
