@@ -1,8 +1,15 @@
 import {
+  CheckpointEnvelopeSchema,
+  checkWire,
   contentHash,
+  JsonValueSplitter,
+  NodeFactsShapeSchema,
   parseWire,
+  ServiceEntryShapeSchema,
   VersionArtifactSchema,
+  type ClusterData,
   type EntryHashes,
+  type JsonPath,
   type VersionArtifact,
 } from '../model/index.ts';
 import { payloadDigest } from './planner-signature.ts';
@@ -21,16 +28,29 @@ export type Decoded<T> = { readonly ok: true; readonly value: T } | { readonly o
 
 const enc = new TextEncoder();
 
+type Checkpoint = VersionArtifact & { form: 'checkpoint' };
+type EncodeOptions = { chunkBytes: number; baseCheckpoint: number; anchor?: string };
+
 /**
  * Encodes an artifact as stream messages: a delta is one message; a checkpoint is split into
  * chunks of at most `chunkBytes` so that a large cluster never exceeds the server's max_payload.
  * `baseCheckpoint` goes on deltas so a node far behind learns where to restart from.
+ * All messages at once: for tests and small artifacts; the publisher takes artifactMessages.
  */
-export function encodeArtifact(
+export function encodeArtifact(a: VersionArtifact, opts: EncodeOptions, encoded?: Uint8Array): EncodedMessage[] {
+  return [...artifactMessages(a, opts, encoded)];
+}
+
+/**
+ * encodeArtifact's messages one at a time. A checkpoint's chunks are made as they are taken
+ * (checkpointPayloads), so a publisher that sends each before taking the next holds one chunk,
+ * never the whole checkpoint.
+ */
+export function* artifactMessages(
   a: VersionArtifact,
-  opts: { chunkBytes: number; baseCheckpoint: number; anchor?: string },
+  opts: EncodeOptions,
   encoded?: Uint8Array,
-): EncodedMessage[] {
+): Generator<EncodedMessage> {
   const common = {
     [H.version]: String(a.version),
     [H.parent]: String(a.parent),
@@ -38,50 +58,123 @@ export function encodeArtifact(
     [H.hash]: a.hash,
     ...(opts.anchor ? { [H.anchor]: opts.anchor } : {}),
   };
+  const size = Math.max(1024, Math.floor(opts.chunkBytes));
+  if (a.form === 'checkpoint') {
+    const { chunks, payloads } = encoded ? splitBytes(encoded, size) : checkpointPayloads(a, size);
+    let i = 0;
+    for (const payload of payloads) {
+      const subject = checkpointSubject(a.version, i);
+      yield {
+        subject,
+        msgId: subject,
+        payload,
+        headers: { ...common, [H.chunk]: String(i), [H.chunks]: String(chunks) },
+      };
+      i++;
+    }
+    return;
+  }
   // undefined: an oversize delta, known from a prefix of its entries without encoding all of it.
   const bytes =
-    a.form === 'delta' && encoded === undefined && deltaExceeds(a, opts.chunkBytes)
+    encoded === undefined && deltaExceeds(a, opts.chunkBytes)
       ? undefined
       : (encoded ?? artifactBytes(a, opts.chunkBytes));
-  if (bytes === undefined || (a.form === 'delta' && bytes.length > opts.chunkBytes)) {
+  if (bytes === undefined || bytes.length > opts.chunkBytes) {
     // Too big for one message (an initial sync, a mass change): the version's checkpoint, which
     // the publisher must have stored first, carries it; the delta is a marker naming it.
     if (opts.baseCheckpoint !== a.version)
       throw new Error(
         `delta ${a.version} is over ${opts.chunkBytes} bytes (one message): publish checkpoint ${a.version} first`,
       );
-    return [
-      {
-        subject: deltaSubject(a.version),
-        msgId: deltaSubject(a.version),
-        payload: new Uint8Array(0),
-        headers: { ...common, [H.checkpoint]: String(a.version), [H.checkpointOnly]: '1' },
-      },
-    ];
+    yield {
+      subject: deltaSubject(a.version),
+      msgId: deltaSubject(a.version),
+      payload: new Uint8Array(0),
+      headers: { ...common, [H.checkpoint]: String(a.version), [H.checkpointOnly]: '1' },
+    };
+    return;
   }
-  if (a.form === 'delta') {
-    return [
-      {
-        subject: deltaSubject(a.version),
-        msgId: deltaSubject(a.version),
-        payload: bytes,
-        headers: { ...common, [H.checkpoint]: String(opts.baseCheckpoint), [H.payloadDigest]: payloadDigest(bytes) },
-      },
-    ];
-  }
-  const size = Math.max(1024, Math.floor(opts.chunkBytes));
+  yield {
+    subject: deltaSubject(a.version),
+    msgId: deltaSubject(a.version),
+    payload: bytes,
+    headers: { ...common, [H.checkpoint]: String(opts.baseCheckpoint), [H.payloadDigest]: payloadDigest(bytes) },
+  };
+}
+
+function splitBytes(bytes: Uint8Array, size: number): { chunks: number; payloads: Iterable<Uint8Array> } {
   const n = Math.max(1, Math.ceil(bytes.length / size));
-  const out: EncodedMessage[] = [];
-  for (let i = 0; i < n; i++) {
-    const subject = checkpointSubject(a.version, i);
-    out.push({
-      subject,
-      msgId: subject,
-      payload: bytes.subarray(i * size, (i + 1) * size),
-      headers: { ...common, [H.chunk]: String(i), [H.chunks]: String(n) },
-    });
+  return { chunks: n, payloads: Array.from({ length: n }, (_, i) => bytes.subarray(i * size, (i + 1) * size)) };
+}
+
+/** Stands in for one value while the checkpoint's small outer JSON is stringified. */
+const HOLE = '\u0000sb-checkpoint-hole\u0000';
+const HOLE_JSON = JSON.stringify(HOLE);
+
+/**
+ * A checkpoint's payload as chunks of `size` bytes, made one at a time: exactly the UTF-8 of
+ * JSON.stringify(a) cut every `size` bytes (what the codec sent before, so old and new nodes
+ * read it alike and a republish dedupes against an older planner's chunks), written entry by
+ * entry so that no string or buffer of the whole document exists. JSON.stringify is
+ * compositional, so the document is the outer JSON with each array's entries spliced in. The
+ * chunk count travels on every chunk, so a first pass measures the entries (serialising each
+ * once more: O(cluster) CPU, O(one entry) memory).
+ */
+export function checkpointPayloads(a: Checkpoint, size: number): { chunks: number; payloads: Iterable<Uint8Array> } {
+  const outer = splitAtHoles(JSON.stringify({ ...a, data: HOLE }), 1);
+  const inner = splitAtHoles(JSON.stringify({ ...a.data, services: HOLE, nodes: HOLE }), 2);
+  // the document: outer[0] inner[0] [services] inner[1] [nodes] inner[2] outer[1]
+  const lists = [a.data.services, a.data.nodes] as const;
+  let total = 0;
+  for (const t of [...outer, ...inner]) total += Buffer.byteLength(t, 'utf8');
+  for (const list of lists) {
+    total += 2 + Math.max(0, list.length - 1); // brackets and commas
+    for (const e of list) total += Buffer.byteLength(entryJson(e), 'utf8');
   }
-  return out;
+  const chunks = Math.max(1, Math.ceil(total / size));
+  function* texts(): Generator<string> {
+    yield outer[0]! + inner[0]!;
+    for (let l = 0; l < lists.length; l++) {
+      const list = lists[l]!;
+      yield '[';
+      for (let i = 0; i < list.length; i++) yield i === 0 ? entryJson(list[i]) : `,${entryJson(list[i])}`;
+      yield ']';
+      yield l === 0 ? inner[1]! : inner[2]! + outer[1]!;
+    }
+  }
+  function* payloads(): Generator<Uint8Array> {
+    let buf = new Uint8Array(Math.min(size, total));
+    let fill = 0;
+    let left = total;
+    for (const t of texts()) {
+      const b = enc.encode(t);
+      for (let o = 0; o < b.length; ) {
+        const n = Math.min(buf.length - fill, b.length - o);
+        buf.set(b.subarray(o, o + n), fill);
+        fill += n;
+        o += n;
+        if (fill === buf.length) {
+          left -= fill;
+          if (left < 0) throw new Error('checkpoint encoding: the document grew while it was written');
+          yield buf;
+          buf = new Uint8Array(Math.min(size, left));
+          fill = 0;
+        }
+      }
+    }
+    if (left !== 0 || fill !== 0) throw new Error('checkpoint encoding: the document changed while it was written');
+  }
+  return { chunks, payloads: payloads() };
+}
+
+function entryJson(e: unknown): string {
+  return JSON.stringify(e) ?? 'null';
+}
+
+function splitAtHoles(json: string, holes: number): string[] {
+  const parts = json.split(HOLE_JSON);
+  if (parts.length !== holes + 1) throw new Error('checkpoint encoding: a header field holds the placeholder text');
+  return parts;
 }
 
 /**
@@ -153,19 +246,119 @@ export function withoutUnvouchedHashes<T extends VersionArtifact & { form: 'delt
   return rest as T;
 }
 
-/** Reassembles and decodes a chunked checkpoint (chunks in order). */
-export function decodeCheckpoint(chunks: readonly Uint8Array[]): Decoded<VersionArtifact & { form: 'checkpoint' }> {
-  const total = chunks.reduce((s, c) => s + c.length, 0);
-  const all = new Uint8Array(total);
-  let o = 0;
-  for (const c of chunks) {
-    all.set(c, o);
-    o += c.length;
+/** Decodes a chunked checkpoint (chunks in order); see CheckpointDecoder. */
+export function decodeCheckpoint(chunks: Iterable<Uint8Array>): Decoded<Checkpoint> {
+  const d = new CheckpointDecoder();
+  for (const c of chunks) d.push(c);
+  return d.finish();
+}
+
+/**
+ * Reads a checkpoint chunk by chunk as it arrives: each service and node entry is parsed and
+ * checked as soon as its last byte is in, and the chunk can be dropped, so a node never holds
+ * the checkpoint's text, its joined bytes or one string of it (a 10,000-service checkpoint is
+ * ~400 MB of JSON, near V8's longest string). Any payload the joined-bytes decoder accepted
+ * (every checkpoint published so far) decodes to the same value; errors name what is wrong
+ * (`artifact: not JSON`, `artifact: data.services.3.key: ...`). Never throws.
+ */
+export class CheckpointDecoder {
+  private readonly header: Record<string, unknown> = {};
+  private readonly dataFields: Record<string, unknown> = {};
+  private readonly services: unknown[] = [];
+  private readonly nodes: unknown[] = [];
+  private readonly walked = new Set<string>();
+  private error: string | undefined;
+  private readonly utf8 = new TextDecoder('utf-8', { fatal: true });
+  private readonly splitter = new JsonValueSplitter({
+    descend: (p, kind) => isWalked(p, kind) && this.walk(p),
+    onValue: (p, element, bytes) => this.value(p, element, bytes),
+  });
+
+  push(chunk: Uint8Array): void {
+    if (this.error) return;
+    try {
+      this.splitter.push(chunk);
+    } catch (e) {
+      this.error ??= e instanceof SyntaxError ? 'artifact: not JSON' : (e as Error).message;
+    }
   }
-  const r = parseArtifact(all);
-  if (!r.ok) return r;
-  if (r.value.form !== 'checkpoint') return { ok: false, error: `expected a checkpoint, got ${r.value.form}` };
-  return r as Decoded<VersionArtifact & { form: 'checkpoint' }>;
+
+  finish(): Decoded<Checkpoint> {
+    if (!this.error) {
+      try {
+        this.splitter.end();
+      } catch {
+        this.error = 'artifact: not JSON';
+      }
+    }
+    if (this.error) return { ok: false, error: this.error };
+    if (!this.walked.has('')) return { ok: false, error: 'artifact: not a JSON object' };
+    const form = this.header.form;
+    // a delta read as a checkpoint: say so, as the joined-bytes decoder did
+    if (form !== 'checkpoint' && typeof form === 'string')
+      return { ok: false, error: `expected a checkpoint, got ${form}` };
+    const walkedData = this.walked.has('data');
+    const envelope = {
+      ...this.header,
+      ...(walkedData
+        ? {
+            data: {
+              ...this.dataFields,
+              ...(this.walked.has('data.services') ? { services: [] } : {}),
+              ...(this.walked.has('data.nodes') ? { nodes: [] } : {}),
+            },
+          }
+        : {}),
+    };
+    const r = checkWire(CheckpointEnvelopeSchema, envelope, 'artifact');
+    if ('error' in r) return { ok: false, error: r.error };
+    const data: ClusterData = {
+      services: this.services as ClusterData['services'],
+      nodes: this.nodes as ClusterData['nodes'],
+    };
+    return { ok: true, value: { ...r.value, data } as Checkpoint };
+  }
+
+  private walk(p: JsonPath): true {
+    const k = p.join('.');
+    if (this.walked.has(k)) throw new Error(`artifact: ${k || 'the document'} appears twice`);
+    this.walked.add(k);
+    return true;
+  }
+
+  private value(p: JsonPath, element: boolean, bytes: Uint8Array): void {
+    let v: unknown;
+    try {
+      v = JSON.parse(this.utf8.decode(bytes));
+    } catch {
+      throw new SyntaxError('not JSON');
+    }
+    if (element) {
+      const services = p[1] === 'services';
+      const list = services ? this.services : this.nodes;
+      const r = (services ? ServiceEntryShapeSchema : NodeFactsShapeSchema).safeParse(v);
+      if (!r.success) {
+        const issue = r.error.issues[0]!;
+        throw new Error(`artifact: ${[...p, list.length, ...issue.path].join('.')}: ${issue.message}`);
+      }
+      list.push(r.data);
+      return;
+    }
+    if (p.length === 0) return; // the document itself was one value: not an object (finish says so)
+    const fields = p.length === 1 ? this.header : this.dataFields;
+    const k = p[p.length - 1]!;
+    if (Object.hasOwn(fields, k)) throw new Error(`artifact: ${p.join('.')} appears twice`);
+    fields[k] = v;
+  }
+}
+
+/**
+ * The containers a checkpoint decoder walks: the document and `data` (objects) and its two arrays.
+ * Anything else, of another kind too, is one value, which the envelope schema then refuses.
+ */
+function isWalked(p: JsonPath, kind: 'object' | 'array'): boolean {
+  if (p.length === 0 || (p.length === 1 && p[0] === 'data')) return kind === 'object';
+  return kind === 'array' && p.length === 2 && p[0] === 'data' && (p[1] === 'services' || p[1] === 'nodes');
 }
 
 function parseArtifact(payload: Uint8Array | string): Decoded<VersionArtifact> {

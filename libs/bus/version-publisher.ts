@@ -9,7 +9,7 @@ import {
 } from '@nats-io/jetstream';
 import { StaleLeaderError } from './stale-leader.ts';
 import type { NoticeDelta, VersionArtifact } from '../model/index.ts';
-import { artifactBytes, deltaExceeds, encodeArtifact } from './artifact-codec.ts';
+import { artifactBytes, artifactMessages, deltaExceeds, type EncodedMessage } from './artifact-codec.ts';
 import { artifactStatement, verifierFromPem, type Signer } from './planner-signature.ts';
 import { H, parseVersionSubject, TERM_SUBJECT, VERSIONS_STREAM, VERSIONS_SUBJECTS } from './subjects.ts';
 import { VersionReader } from './version-reader.ts';
@@ -151,15 +151,20 @@ export class VersionPublisher {
     } else if (a.version > this.last + 1) {
       throw new Error(`cannot publish checkpoint ${a.version}: last published is ${this.last}`);
     }
-    const msgs = encodeArtifact(
+    // one message at a time: a checkpoint's chunks are encoded as they are sent (artifactMessages)
+    const msgs = artifactMessages(
       a,
       { chunkBytes: this.chunkBytes, baseCheckpoint: this.lastCheckpoint, anchor },
       encoded,
     );
     let bytes = 0;
+    let messages = 0;
+    let first: EncodedMessage | undefined;
     let duplicate = false;
     let signedHeaders: Record<string, string> | undefined;
     for (const m of msgs) {
+      first ??= m;
+      messages++;
       const h = natsHeaders();
       for (const [k, v] of Object.entries(m.headers)) h.set(k, v);
       signedHeaders = { ...m.headers };
@@ -201,13 +206,13 @@ export class VersionPublisher {
     }
     if (a.form === 'delta') {
       this.last = a.version;
-      const m = msgs[0]!;
+      const m = first!;
       this.stored =
         !duplicate && m.payload.length > 0 && signedHeaders
           ? { version: a.version, delta: { headers: signedHeaders, payload: textDecoder.decode(m.payload) } }
           : undefined;
     } else this.lastCheckpoint = Math.max(this.lastCheckpoint, a.version);
-    return { version: a.version, form: a.form, bytes, messages: msgs.length, duplicate };
+    return { version: a.version, form: a.form, bytes, messages, duplicate };
   }
 
   /**

@@ -1,5 +1,5 @@
 import type { VersionArtifact } from '../model/index.ts';
-import { decodeCheckpoint, decodeDelta, withoutUnvouchedHashes } from './artifact-codec.ts';
+import { CheckpointDecoder, decodeDelta, withoutUnvouchedHashes } from './artifact-codec.ts';
 import { directGet, type DirectGot, type Requester } from './direct-get.ts';
 import { artifactStatement, payloadDigest, type Verifier } from './planner-signature.ts';
 import { checkpointSubject, deltaSubject, H, VERSIONS_STREAM } from './subjects.ts';
@@ -98,22 +98,26 @@ export class VersionReader {
     if (!Number.isSafeInteger(n) || n < 1 || n > 100_000)
       return { ok: false, missing: false, error: `checkpoint ${version}: bad chunk count` };
     const hash = first.header(H.hash);
-    const chunks = [first.data];
+    // each chunk is decoded as it arrives and dropped: the checkpoint is never one buffer or string
+    const decoder = new CheckpointDecoder();
+    decoder.push(first.data);
+    let bytes = first.data.length;
     for (let i = 1; i < n; i++) {
       const sameCheckpoint = (m: Got) =>
         m.header(H.hash) === hash && m.header(H.chunks) === String(n) ? undefined : 'chunk of another checkpoint';
       const c = await this.first(checkpointSubject(version, i), version, sameCheckpoint);
       if (!c.ok) return { ok: false, missing: c.missing, error: `checkpoint ${version} chunk ${i}: ${c.error}` };
-      chunks.push(c.data);
+      decoder.push(c.data);
+      bytes += c.data.length;
     }
-    const d = decodeCheckpoint(chunks);
+    const d = decoder.finish();
     if (!d.ok) return { ok: false, missing: false, error: `checkpoint ${version}: ${d.error}` };
     if (d.value.version !== version)
       return { ok: false, missing: false, error: `checkpoint ${version}: payload says version ${d.value.version}` };
     return {
       ok: true,
       value: d.value,
-      bytes: chunks.reduce((s, c) => s + c.length, 0),
+      bytes,
       baseCheckpoint: version,
       anchor: first.header(H.anchor) ?? '',
     };

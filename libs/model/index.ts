@@ -8,3 +8,4 @@ export * from './cluster-data.ts';
 export * from './version-protocol.ts';
 export * from './event-schema.ts';
 export * from './wire-schemas.ts';
+export * from './json-value-splitter.ts';

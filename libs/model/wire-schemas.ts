@@ -133,7 +133,10 @@ export const HeartbeatSchema = z.object({
   at: z.string(),
 });
 
-const keyed = (id: string) => z.array(z.looseObject({ [id]: z.string() }));
+/** One entry of a version's arrays: an object with its identity (see the note at the top). */
+export const ServiceEntryShapeSchema = z.looseObject({ key: z.string() });
+export const NodeFactsShapeSchema = z.looseObject({ name: z.string() });
+const keyed = (id: string) => z.array(id === 'key' ? ServiceEntryShapeSchema : NodeFactsShapeSchema);
 
 export const DataDeltaSchema = z.object({
   upsertServices: keyed('key'),
@@ -161,6 +164,18 @@ export const VersionArtifactSchema = z.discriminatedUnion('form', [
     data: z.object({ services: keyed('key'), nodes: keyed('name') }),
   }),
 ]);
+
+/**
+ * A checkpoint's envelope: the artifact with its two arrays checked apart, entry by entry
+ * (ServiceEntryShapeSchema, NodeFactsShapeSchema), as a streamed checkpoint is read
+ * (libs/bus/artifact-codec.ts, CheckpointDecoder): there the whole artifact is never one value.
+ * Same fields as VersionArtifactSchema's checkpoint form.
+ */
+export const CheckpointEnvelopeSchema = z.object({
+  ...artifactHeader,
+  form: z.literal('checkpoint'),
+  data: z.object({ services: z.array(z.unknown()), nodes: z.array(z.unknown()) }),
+});
 
 /** A published config revision; `config` is checked by readProxyConfig (unknown fields refused). */
 export const ConfigRevisionSchema = z.object({

@@ -1,0 +1,96 @@
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { CheckpointDecoder, decodeCheckpoint, encodeArtifact } from '../../../libs/bus/index.ts';
+import type { ServiceEntry, VersionArtifact } from '../../../libs/model/index.ts';
+import { node, service, VersionMaker } from './fixtures.ts';
+
+type Checkpoint = VersionArtifact & { form: 'checkpoint' };
+const enc = new TextEncoder();
+
+/** A checkpoint of `n` services (endpoint counts from `eps`), some names and zones non-ASCII. */
+function checkpointOf(eps: readonly number[], nodeNames: readonly string[]): Checkpoint {
+  const m = new VersionMaker();
+  const services: ServiceEntry[] = eps.map((e, i) => {
+    const s = service(i, e);
+    return i % 3 === 0 ? { ...s, ports: s.ports.map((p) => ({ ...p, name: `pört-${i}-漢🙂` })) } : s;
+  });
+  const v = m.next({
+    upsertServices: services,
+    upsertNodes: [...new Set(nodeNames)].map((n) => ({ ...node(`n-${n}`), zone: n })),
+  });
+  return v.checkpoint();
+}
+
+/** The codec before streaming: one JSON.stringify of the artifact, its UTF-8 cut every `size` bytes. */
+function joinedBytesChunks(cp: Checkpoint, chunkBytes: number) {
+  return encodeArtifact(cp, { chunkBytes, baseCheckpoint: 0 }, enc.encode(JSON.stringify(cp)));
+}
+
+describe('checkpoint codec, streamed', () => {
+  it('sends exactly the chunks (payloads, subjects, headers) one JSON.stringify of the artifact gave', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.nat(12), { maxLength: 25 }),
+        fc.array(fc.string({ maxLength: 8 }), { maxLength: 4 }),
+        fc.integer({ min: 1024, max: 6000 }),
+        (eps, nodeNames, chunkBytes) => {
+          const cp = checkpointOf(eps, nodeNames);
+          const streamed = encodeArtifact(cp, { chunkBytes, baseCheckpoint: 0 });
+          expect(streamed).toEqual(joinedBytesChunks(cp, chunkBytes));
+          expect(streamed.every((m) => m.payload.length <= chunkBytes)).toBe(true);
+        },
+      ),
+      { numRuns: 60 },
+    );
+  });
+
+  it('decodes chunk by chunk to the artifact JSON.parse of the joined bytes gives, wherever the cuts fall', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.nat(12), { maxLength: 25 }),
+        fc.array(fc.string({ maxLength: 8 }), { maxLength: 4 }),
+        fc.array(fc.nat(20_000), { maxLength: 10 }),
+        (eps, nodeNames, cuts) => {
+          const cp = checkpointOf(eps, nodeNames);
+          const bytes = enc.encode(JSON.stringify(cp));
+          const bounds = [0, ...[...new Set(cuts)].filter((c) => c < bytes.length).sort((a, b) => a - b), bytes.length];
+          const chunks = bounds.slice(1).map((b, i) => bytes.slice(bounds[i], b));
+          const back = decodeCheckpoint(chunks);
+          expect(back).toEqual({ ok: true, value: JSON.parse(JSON.stringify(cp)) });
+        },
+      ),
+      { numRuns: 60 },
+    );
+  });
+
+  it('names what is wrong in a bad checkpoint and never throws', () => {
+    const cp = checkpointOf([2, 3, 1], ['a']);
+    const text = JSON.stringify(cp);
+    const bad = (t: string) => decodeCheckpoint([enc.encode(t)]);
+    // cut anywhere before the end: incomplete
+    for (let cut = 0; cut < text.length; cut += 97) expect(bad(text.slice(0, cut)).ok).toBe(false);
+    expect(bad(`${text} x`)).toEqual({ ok: false, error: 'artifact: not JSON' });
+    expect(bad('[1,2]')).toEqual({ ok: false, error: 'artifact: not a JSON object' });
+    const noKey = { ...cp, data: { ...cp.data, services: [cp.data.services[0], { ...cp.data.services[1], key: 7 }] } };
+    expect(bad(JSON.stringify(noKey))).toMatchObject({ ok: false, error: /^artifact: data\.services\.1\.key: / });
+    expect(bad(JSON.stringify({ ...cp, data: { ...cp.data, nodes: {} } }))).toMatchObject({
+      ok: false,
+      error: /^artifact: data\.nodes: /,
+    });
+    expect(bad(JSON.stringify({ ...cp, hash: 'x' }))).toMatchObject({ ok: false, error: /^artifact: hash: / });
+    expect(bad(text.replace('"services":[', '"services":[],"services":['))).toMatchObject({
+      ok: false,
+      error: 'artifact: data.services appears twice',
+    });
+    // invalid UTF-8 inside an entry
+    const bytes = enc.encode(text);
+    const at = text.indexOf('pört');
+    bytes[at + 1] = 0xff;
+    expect(decodeCheckpoint([bytes])).toEqual({ ok: false, error: 'artifact: not JSON' });
+    // chunks pushed after an error are ignored
+    const d = new CheckpointDecoder();
+    d.push(enc.encode('{]'));
+    d.push(enc.encode(text));
+    expect(d.finish()).toEqual({ ok: false, error: 'artifact: not JSON' });
+  });
+});
