@@ -199,10 +199,11 @@ export function setElems(
   set: string,
   elements: readonly NftElement[],
   op: string,
-  opts: { setId?: number; excl?: boolean } = {},
+  opts: { setId?: number; excl?: boolean; byIdOnly?: boolean } = {},
 ): NftMessage {
   const fill = (w: NlWriter) => {
-    w.str(1, t.table).str(2, set);
+    w.str(1, t.table);
+    if (!(opts.byIdOnly && opts.setId !== undefined)) w.str(2, set);
     if (opts.setId !== undefined) w.be32(4, opts.setId);
     if (elements.length > 0) {
       const at = w.nest(3);

@@ -56,6 +56,8 @@ import type { NftReadBack } from './read-nft-table.ts';
 const NETLINK_NETFILTER = 12;
 // NFTA_SET_ELEM_LIST_ELEMENTS is a nested attribute: its length field is 16 bits.
 const MAX_ELEMENTS_BYTES = 60_000;
+/** Most bytes of a set declaration and its elements glued into one batch (far below any batch). */
+const MAX_GLUED_BYTES = 1024 * 1024;
 const READER_SOCKETS = 16;
 /**
  * Receive buffer passed to each recvmsg. The kernel sizes a dump's datagrams by the largest
@@ -80,11 +82,15 @@ export interface NetlinkRunStats {
   readonly messages: number;
   readonly batches: number;
   readonly bytes: number;
+  /** Time compiling the transaction to messages and splitting them into batches. */
+  readonly compileMs: number;
+  /** Per batch: from its send until the kernel's ack (the kernel's commit, and the wait for a core). */
+  readonly batchMs: readonly number[];
 }
 
 export class NftNetlinkRunner implements NftRunner {
   readonly backend = 'netlink';
-  lastRun: NetlinkRunStats = { messages: 0, batches: 0, bytes: 0 };
+  lastRun: NetlinkRunStats = { messages: 0, batches: 0, bytes: 0, compileMs: 0, batchMs: [] };
   private readonly conn: NetlinkConnection;
 
   constructor(private readonly options: NftNetlinkRunnerOptions = {}) {
@@ -111,16 +117,21 @@ export class NftNetlinkRunner implements NftRunner {
 
   async run(tx: NftTransaction): Promise<void> {
     if (tx.error) throw tx.error;
+    const t0 = performance.now();
     const compiled = compileTransaction(tx); // grammar errors surface here, before any send
     const { messages } = compiled;
     const batches = splitBatches(compiled, this.maxBatchBytes);
+    const compileMs = performance.now() - t0;
     let bytes = 0;
+    const batchMs: number[] = [];
     for (const b of batches) {
       bytes += b.reduce((a, m) => a + m.payload.length + 16, 0);
       const framed = [batchBegin(), ...b, batchEnd()];
+      const t1 = performance.now();
       await this.conn.sendBatch(framed.map(toRequest), framed.length - 2);
+      batchMs.push(performance.now() - t1);
     }
-    this.lastRun = { messages: messages.length, batches: batches.length, bytes };
+    this.lastRun = { messages: messages.length, batches: batches.length, bytes, compileMs, batchMs };
   }
 
   /** Each batch is one kernel commit. */
@@ -470,6 +481,9 @@ export function compileTransaction(tx: NftTransaction): Compiled {
   const hooked = new Set<string>();
   let nextId = 1;
   let pendingElems: { verb: 'new' | 'del'; map: string; items: NftElement[]; bytes: number; ops: string[] } | undefined;
+  // The set declared by the last message and the bytes of the messages glued to it since:
+  // elements added right after their set's declaration address it by its batch id alone.
+  let justDeclared: { name: string; id: number; bytes: number } | undefined;
   const push = (m: NftMessage, stage = false, glued = false) => {
     messages.push(m);
     staged.push(stage);
@@ -478,9 +492,22 @@ export function compileTransaction(tx: NftTransaction): Compiled {
   const flushElems = () => {
     if (!pendingElems) return;
     const p = pendingElems;
-    push(
-      setElems(p.verb, t, p.map, p.items, p.ops.length === 1 ? p.ops[0]! : `${p.ops[0]} (+${p.ops.length - 1} more)`),
-    );
+    const op = p.ops.length === 1 ? p.ops[0]! : `${p.ops[0]} (+${p.ops.length - 1} more)`;
+    // nf_tables finds a set by name by walking every set of the table (strcmp each): at 10k
+    // endpoint maps, one walk per element message was a third of a load's kernel time. Without
+    // a name it looks the set up by batch id among this batch's new sets, newest first. Only
+    // valid in the batch that declares the set, so the two are glued (splitBatches keeps them
+    // together); a run too large to glue goes by name.
+    const d = justDeclared;
+    if (d && p.verb === 'new' && p.map === d.name && d.bytes + p.bytes <= MAX_GLUED_BYTES) {
+      const m = setElems('new', t, p.map, p.items, op, { setId: d.id, byIdOnly: true });
+      withNext[withNext.length - 1] = true;
+      push(m);
+      d.bytes += m.payload.length;
+    } else {
+      push(setElems(p.verb, t, p.map, p.items, op));
+      justDeclared = undefined;
+    }
     pendingElems = undefined;
   };
   const describe = tx.describe();
@@ -506,6 +533,7 @@ export function compileTransaction(tx: NftTransaction): Compiled {
       return;
     }
     flushElems();
+    justDeclared = undefined;
     const excl = op.verb === 'create';
     switch (o.kind) {
       case 'table':
@@ -537,15 +565,17 @@ export function compileTransaction(tx: NftTransaction): Compiled {
       case 'map':
         if (op.verb === 'delete') push(delSet(t, o.name, text));
         else if (op.verb === 'flush') push(setElems('del', t, o.name, [], text));
-        else
-          push(
-            newSet(
-              t,
-              { ...(o.kind === 'set' ? compileSetDecl(o.decl) : compileMapType(o.decl)), name: o.name, id: nextId++ },
-              text,
-              excl,
-            ),
+        else {
+          const id = nextId++;
+          const m = newSet(
+            t,
+            { ...(o.kind === 'set' ? compileSetDecl(o.decl) : compileMapType(o.decl)), name: o.name, id },
+            text,
+            excl,
           );
+          push(m);
+          justDeclared = { name: o.name, id, bytes: m.payload.length };
+        }
         return;
     }
   });

@@ -184,17 +184,22 @@ export function planFullLoad(objects: NftObjects, table: string): NftTransaction
   const names = orderedChainNames(objects);
   for (const name of names) tx.add({ kind: 'chain', name });
   for (const c of skeleton) if (c.hook) tx.add({ kind: 'chain', name: c.name, hook: c.hook });
-  for (const [name, decl] of [...objects.sets].sort(([a], [b]) => byCodeUnits(a, b))) tx.add(setObject(name, decl));
+  const addElements = (name: string) => {
+    const elems = [...(objects.elements.get(name) ?? new Map<string, string>())].sort(([a], [b]) => byCodeUnits(a, b));
+    for (const [key, value] of elems) tx.add({ kind: 'element', map: name, key, ...(value === '' ? {} : { value }) });
+  };
+  // Each per-group set's elements right after its declaration: the netlink runner then
+  // addresses them by batch id instead of by name (a walk over every set of the table).
+  for (const [name, decl] of [...objects.sets].sort(([a], [b]) => byCodeUnits(a, b))) {
+    tx.add(setObject(name, decl));
+    addElements(name);
+  }
   for (const s of SKELETON_SETS) tx.add({ kind: 'set', name: s.name, decl: s.decl });
   for (const m of SKELETON_MAPS) tx.add({ kind: 'map', name: m.name, decl: `type ${m.type};` });
   for (const c of HELPER_CHAINS) for (const rule of c.rules) tx.add({ kind: 'rule', chain: c.name, rule });
   for (const name of names) for (const rule of objects.chains.get(name)!) tx.add({ kind: 'rule', chain: name, rule });
   for (const c of DISPATCH_CHAINS) for (const rule of c.rules) tx.add({ kind: 'rule', chain: c.name, rule });
-  const owners = [...[...objects.sets.keys()].sort(byCodeUnits), ...SKELETON_SETS.map((s) => s.name)];
-  for (const name of [...owners, ...SKELETON_MAPS.map((m) => m.name)]) {
-    const elems = [...(objects.elements.get(name) ?? new Map<string, string>())].sort(([a], [b]) => byCodeUnits(a, b));
-    for (const [key, value] of elems) tx.add({ kind: 'element', map: name, key, ...(value === '' ? {} : { value }) });
-  }
+  for (const name of [...SKELETON_SETS.map((s) => s.name), ...SKELETON_MAPS.map((m) => m.name)]) addElements(name);
   tx.writes = 1 + objects.sets.size;
   for (const rules of objects.chains.values()) tx.writes += 1 + rules.length;
   for (const m of objects.elements.values()) tx.writes += m.size;

@@ -16,6 +16,7 @@ import { planFullLoad } from '../../../../libs/dataplane/nftables/plan-nft-updat
 import { renderNftObjects } from '../../../../libs/dataplane/nftables/nft-objects.ts';
 import { NftTransaction } from '../../../../libs/dataplane/nftables/nft-transaction.ts';
 import { decodeExprs, encodeExprs } from '../../../../libs/netlink/index.ts';
+import { decodeAttrs } from '../../../../libs/netlink/netlink-attrs.ts';
 import { nodeState } from '../../../netns/support/node-state-builder.ts';
 
 const noAnon = (): never => {
@@ -153,6 +154,30 @@ describe('compileTransaction', () => {
         .map((m) => m.operation)
         .filter((o) => o.startsWith('add chain')),
     ).toHaveLength(8);
+  });
+
+  it('elements that follow their set declaration go by batch id alone, glued to it', () => {
+    const tx = planFullLoad(
+      renderNftObjects(
+        nodeState([
+          { servicePort: 'a/b:c', address: '10.96.0.1', port: 80, endpoints: ['10.1.0.1:80', '10.1.0.2:80'] },
+        ]),
+      ),
+      't',
+    );
+    const { messages, withNext } = compileTransaction(tx);
+    const attrs = (i: number) => decodeAttrs(messages[i]!.payload.subarray(4));
+    const decl = messages.findIndex((m) => m.operation.startsWith('add map inet t endpoints-'));
+    const elems = decl + 1;
+    expect(messages[elems]!.operation).toMatch(/^add element inet t endpoints-/);
+    // NFTA_SET_ELEM_LIST_SET (2) absent, NFTA_SET_ELEM_LIST_SET_ID (4) = the declaration's NFTA_SET_ID (10).
+    expect(attrs(elems).has(2)).toBe(false);
+    expect(attrs(elems).get(4)).toEqual(attrs(decl).get(10));
+    expect(withNext[decl]).toBe(true);
+    // Elements of a set declared earlier (the skeleton's, after the rules) go by name.
+    const hairpin = messages.findIndex((m) => m.operation.startsWith('add element inet t hairpin '));
+    expect(attrs(hairpin).get(2)?.toString()).toMatch(/^hairpin\0/);
+    expect(attrs(hairpin).has(4)).toBe(false);
   });
 
   it('groups consecutive element ops of one map into one message', () => {
