@@ -48,6 +48,10 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<{ db: Db;
   }
   try {
     const schema = inspect(db, file);
+    // WAL before the migrations: a fresh file's ~30 migration statements then cost one WAL fsync
+    // per commit instead of a rollback journal's several (116 fsyncs per fresh file before).
+    db.pragma('journal_mode = WAL');
+    db.pragma(`synchronous = ${opts.sync === 'normal' ? 'NORMAL' : 'FULL'}`);
     if (schema.pending.length > 0) {
       if (!migrate) {
         throw new EventLogError(
@@ -57,8 +61,6 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<{ db: Db;
       }
       await runMigrations(db, file);
     }
-    db.pragma('journal_mode = WAL');
-    db.pragma(`synchronous = ${opts.sync === 'normal' ? 'NORMAL' : 'FULL'}`);
     db.pragma('busy_timeout = 5000');
     return { db, schema: inspect(db, file) };
   } catch (e) {

@@ -66,6 +66,8 @@ export class Planner {
   private stopped = false;
   private firstUnsyncedAt: number | undefined;
   private batcher!: EventBatcher<KubeEvent>;
+  /** Ends the initial list's hold on WAL checkpoints (see EventLog.holdWalCheckpoints). */
+  private releaseWal: (() => void) | undefined;
   isSynced = false;
   /** Each step's failure (append, sync, publish, source, ...) until that step next succeeds. */
   private readonly failures = new Map<string, string>();
@@ -116,6 +118,9 @@ export class Planner {
         this.sourceRejections = [...list];
       },
     });
+    // The initial list is a bulk load into the log: its WAL is copied into the file once, in a
+    // step of its own after version 1 (and its checkpoint), not every few MB while the list pages in.
+    this.releaseWal = log.holdWalCheckpoints();
     this.startSource(0);
     void this.source.synced.then(() =>
       this.serial(async () => {
@@ -123,6 +128,10 @@ export class Planner {
         this.isSynced = true;
         await this.syncNow();
         this.resolveSynced();
+        void this.serial(() => this.releaseWal?.()).then(
+          () => this.recovered('wal checkpoint'),
+          (e) => this.fail('wal checkpoint', e),
+        );
       }),
     );
   }
@@ -194,6 +203,11 @@ export class Planner {
     if (this.batcher) await this.batcher.drain(); // what the source delivered is logged before we go
     this.batcher?.stop();
     await this.chain.catch(() => {});
+    try {
+      this.releaseWal?.(); // stopped before synced: the file is checkpointed as usual from here on
+    } catch (e) {
+      this.fail('wal checkpoint', e);
+    }
   }
 
   sourceHealth(): unknown {

@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 import Database from 'better-sqlite3';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
@@ -40,6 +41,32 @@ describe('EventLog', () => {
       kind: 'Node',
       receivedAt: '2025-01-01T00:00:01.000Z',
     });
+    again.close();
+  });
+
+  it('held WAL checkpoints: a bulk load stays in the WAL until the release copies it into the file once', async () => {
+    const file = tmp.file();
+    const log = await EventLog.open({ file });
+    const pad = 'x'.repeat(4000);
+    const batch = (from: number) =>
+      Array.from({ length: 100 }, (_, i) => {
+        const e = node(`n${from + i}`, from + i);
+        return { ...e, object: { ...(e.object as object), pad } };
+      });
+    const release = log.holdWalCheckpoints();
+    // 2 000 rows of ~4 KB: ~2 400 WAL pages, past the 1 000 at which SQLite copies by default.
+    for (let i = 0; i < 20; i++) log.appendEvents(batch(i * 100 + 1));
+    const size = (f: string) => fs.statSync(f).size;
+    expect(size(`${file}-wal`)).toBeGreaterThan(8_000_000);
+    expect(size(file)).toBeLessThan(1_000_000); // nothing copied yet
+    release();
+    expect(size(file)).toBeGreaterThan(8_000_000); // copied by the release's checkpoint
+    release(); // idempotent
+    log.appendEvents(batch(2001));
+    log.close();
+    const again = await openLog(file);
+    expect(again.lastSeq()).toBe(2100);
+    expect(verifyLog(again).ok).toBe(true);
     again.close();
   });
 

@@ -56,4 +56,51 @@ describe('a due checkpoint does not hold a version back', () => {
     expect(cps[0]!.dataHash).toBe(log.version(1)!.hash);
     expect(planner.lastError).toBeUndefined();
   });
+
+  it('the initial list is written with WAL checkpoints held; they are released after version 1 is published and checkpointed', async () => {
+    env.write('nodes.yaml', nodeYaml('node-1', '192.0.2.1'));
+    for (let i = 0; i < 3; i++)
+      env.write(`s${i}.yaml`, svcYaml(`s${i}`, `10.96.0.${i + 1}`) + '---\n' + sliceYaml(`s${i}`, [`10.0.0.${i + 1}`]));
+    const log = await EventLog.open({ file: env.db });
+    stops.push(() => log.close());
+    const order: string[] = [];
+    const hold = log.holdWalCheckpoints.bind(log);
+    log.holdWalCheckpoints = () => {
+      order.push(`hold at seq ${log.lastSeq()}`);
+      const release = hold();
+      return () => {
+        order.push(
+          `release at version ${log.latestVersion()?.version ?? 0}, ${log.checkpoints().length} checkpoint(s)`,
+        );
+        release();
+      };
+    };
+    const bus = await NatsPlannerBus.open({
+      nc: env.nc,
+      beforeWrite: async () => {
+        if (!order.includes('bus write')) order.push('bus write');
+      },
+    });
+    stops.push(() => bus.close());
+    const planner = new Planner({
+      log,
+      bus,
+      initialConfig: DEFAULT_PROXY_CONFIG,
+      checkpointEvery: 1,
+      debounceMs: 10,
+      source: (sink, hooks) =>
+        manifestsSource(
+          (m) => new ManifestsSource({ dir: env.manifests, ...m, known: knownObjectsFromLog(log), debounceMs: 10 }),
+          sink,
+          hooks,
+        ),
+    });
+    stops.push(() => planner.stop());
+    await planner.start();
+    await planner.synced;
+    await until(() => order.length === 3, 5000, 'the release');
+    expect(order).toEqual(['hold at seq 0', 'bus write', 'release at version 1, 1 checkpoint(s)']);
+    expect(log.lastSeq()).toBe(7); // the node, 3 services, 3 slices
+    expect(planner.lastError).toBeUndefined();
+  });
 });

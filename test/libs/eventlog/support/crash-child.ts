@@ -1,11 +1,13 @@
 // Child process for the crash test: appends batches of BATCH events forever and prints
-// "acked <lastSeq>" after each commit returned. The parent SIGKILLs it mid-run.
+// "acked <lastSeq>" after each commit returned. The parent SIGKILLs it mid-run. A third argument
+// "hold" holds WAL checkpoints first (as a planner's initial list does).
 import { EventLog } from '../../../../libs/eventlog/index.ts';
 import type { WatchEvent } from '../../../../libs/model/index.ts';
 
-const [file, batchText] = process.argv.slice(2);
+const [file, batchText, mode] = process.argv.slice(2);
 const BATCH = Number(batchText);
 const log = await EventLog.open({ file: file! });
+if (mode === 'hold') log.holdWalCheckpoints();
 let n = 0;
 for (;;) {
   const batch: WatchEvent[] = Array.from({ length: BATCH }, () => {
