@@ -3,6 +3,7 @@
  *
  *   npx tsx bench/ingest/ingest-bench.ts [--services 10000] [--endpoints 10] [--nodes 100]
  *        [--rounds 30] [--bursts 10] [--burst-size 50] [--steady 300] [--steady-interval-ms 10] [--out file.json] [--cpu-prof DIR]
+ *        [--planner-flag --trace-gc ...]
  *
  * This process hosts test/support's KubeApiServer (objects created through its TS control API
  * from bench/planner/generate-cluster.ts) and a real nats-server (test/support/nats-server.ts).
@@ -50,6 +51,8 @@ const { values } = parseArgs({
     'debounce-ms': { type: 'string' },
     /** Writes a V8 CPU profile of the planner child into this directory when it exits. */
     'cpu-prof': { type: 'string' },
+    /** Extra node flags for the planner child only (e.g. --trace-gc); repeatable. */
+    'planner-flag': { type: 'string', multiple: true },
     out: { type: 'string' },
   },
 });
@@ -208,11 +211,10 @@ async function main(): Promise<void> {
 
   const db = path.join(tmp, 'planner.db');
   t = now();
-  planner = forkChild(
-    'planner-child.ts',
-    { kubeconfig: kc.path, nats: nats.url, db, debounceMs: DEBOUNCE },
-    values['cpu-prof'] ? ['--cpu-prof', '--cpu-prof-dir', values['cpu-prof']] : [],
-  );
+  planner = forkChild('planner-child.ts', { kubeconfig: kc.path, nats: nats.url, db, debounceMs: DEBOUNCE }, [
+    ...(values['cpu-prof'] ? ['--cpu-prof', '--cpu-prof-dir', values['cpu-prof']] : []),
+    ...(values['planner-flag'] ?? []),
+  ]);
   const ready = await nextMessage(planner, 'ready', 1_800_000);
   const v1Seen = versionSeen.get(1);
   const plannerMs = Number(ready.tSynced) - Number(ready.tStart);

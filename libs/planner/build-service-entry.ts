@@ -106,7 +106,13 @@ const tieBreakText = (e: EndpointEntry): string =>
     hintZones: e.hintZones,
   });
 
+const NONE: string[] = Object.freeze([]) as unknown as string[];
+
 function uniqueSorted(xs: readonly string[]): string[] {
+  // Most lists (an endpoint's hint zones, a service's external IPs) are empty: one shared frozen
+  // value instead of a Set, an array and a sort per endpoint (100 000 of them at 10k services).
+  if (xs.length === 0) return NONE;
+  if (xs.length === 1) return Object.freeze([xs[0]!]) as string[];
   return Object.freeze([...new Set(xs)].sort(byCodeUnit)) as string[];
 }
 
