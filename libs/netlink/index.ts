@@ -45,7 +45,7 @@ export type {
   IpsetType,
 } from './ipset-types.ts';
 export { entryFromText, entryToSaveLine, entryToText, headerToSaveLine } from './ipset-entry-text.ts';
-export { describeIpsetError } from './ipset-errors.ts';
+export { describeIpsetError, IpsetBatchError } from './ipset-errors.ts';
 
 export { KUBE_IPVS_DEVICE, LinkClient, openLinks } from './link-client.ts';
 export type { LinkClientOptions } from './link-client.ts';

@@ -2,20 +2,23 @@
 
 import { NetlinkClient } from './netlink-client.ts';
 import { NetlinkConnection } from './netlink-connection.ts';
+import type { RequestLabel } from './netlink-connection.ts';
 import { familyOf } from './ip-address.ts';
 import type { IpFamily } from './ip-address.ts';
 import { NetlinkError } from './netlink-error.ts';
-import { ipsetError } from './ipset-errors.ts';
+import { IpsetBatchError, ipsetError } from './ipset-errors.ts';
 import type { IpsetOp } from './ipset-errors.ts';
 import {
   IPSET_PROTOCOL,
   IPSET_PROTOCOL_MIN,
   IpsetCmd,
   NETLINK_NETFILTER,
+  decodeAdtErrorLine,
   decodeListMessage,
   decodeProtocolReply,
   decodeTypeReply,
   encodeAdt,
+  encodeAdtBatch,
   encodeCreate,
   encodeDestroy,
   encodeFlush,
@@ -29,6 +32,7 @@ import {
 } from './ipset-codec.ts';
 import type { IpsetRequest } from './ipset-codec.ts';
 import type { IpsetCreate, IpsetEntry, IpsetHeader, IpsetSet, IpsetType } from './ipset-types.ts';
+import { entryToText } from './ipset-entry-text.ts';
 import type { NetlinkMessage } from './netlink-message.ts';
 
 export interface IpsetClientOptions {
@@ -37,6 +41,49 @@ export interface IpsetClientOptions {
   readonly recvBufferSize?: number;
   readonly sendBufferSize?: number;
   readonly stallTimeoutMs?: number;
+}
+
+/**
+ * An ipset request's error text and errno mapping, built only if the kernel refuses it (a bulk
+ * load sends tens of thousands). With `entries` (a multi-element request) the error names the
+ * element the kernel refused, read from its echoed LINENO.
+ */
+class IpsetLabel implements RequestLabel {
+  constructor(
+    private readonly op: IpsetOp,
+    /** The whole text, or with `set` its verb: "add to" → "add to ipset NAME". */
+    private readonly what: string,
+    private readonly set?: string,
+    private readonly setType?: string,
+    private readonly entries?: readonly IpsetEntry[],
+  ) {}
+
+  text(): string {
+    return this.set === undefined ? this.what : `${this.what} ipset ${this.set}`;
+  }
+
+  mapError(errno: number, _ext?: string, errorPayload?: Buffer): Error {
+    const line = this.entries && errorPayload ? decodeAdtErrorLine(errorPayload) : undefined;
+    const entry = line !== undefined ? this.entries?.[line - 1] : undefined;
+    if (!entry) return ipsetError(this.text(), errno, this.op, this.setType);
+    const e = ipsetError(
+      `${this.text()}: element ${line} of ${this.entries!.length} (${elementText(entry, this.setType)})`,
+      errno,
+      this.op,
+      this.setType,
+    );
+    return new IpsetBatchError(e.operation, e.errno, e.code, e.detail, line! - 1);
+  }
+}
+
+/** An element as `ipset save` prints it when the set's type is known (else its fields). */
+function elementText(e: IpsetEntry, setType: string | undefined): string {
+  try {
+    if (setType) return entryToText(setType as IpsetType, e);
+  } catch {
+    /* fields below */
+  }
+  return JSON.stringify(e);
 }
 
 export class IpsetClient extends NetlinkClient {
@@ -79,14 +126,18 @@ export class IpsetClient extends NetlinkClient {
     }
   }
 
-  private send(r: IpsetRequest, op: IpsetOp, operation: string, setType?: string): Promise<NetlinkMessage[]> {
+  private send(
+    r: IpsetRequest,
+    op: IpsetOp,
+    operation: string | IpsetLabel,
+    setType?: string,
+  ): Promise<NetlinkMessage[]> {
     return this.conn.request({
       type: r.type,
       flags: r.flags,
       payload: r.payload,
       dump: r.dump,
-      operation,
-      mapError: (errno) => ipsetError(operation, errno, op, setType),
+      operation: typeof operation === 'string' ? new IpsetLabel(op, operation, undefined, setType) : operation,
     });
   }
 
@@ -142,22 +193,71 @@ export class IpsetClient extends NetlinkClient {
   }
 
   private adt(cmd: 9 | 10 | 11, op: IpsetOp, name: string, entry: IpsetEntry, exist?: boolean, label: string = op) {
-    const operation = `${label} ipset ${name}`;
     const k = this.known.get(name);
-    for (const ip of [entry.ip, entry.ip2]) {
-      const fam = ip === undefined ? undefined : familyOf(ip);
-      if (k?.family && fam && fam !== k.family) {
-        return Promise.reject(
-          new NetlinkError(
-            operation,
-            0,
-            'EAFNOSUPPORT',
-            `address ${ip} is ${fam} but set ${name} is family ${k.family}`,
-          ),
-        );
+    const wrong = k?.family ? wrongFamily(entry, k.family) : undefined;
+    if (wrong) {
+      const operation = `${label} ipset ${name}`;
+      return Promise.reject(
+        new NetlinkError(operation, 0, 'EAFNOSUPPORT', `address ${wrong} but set ${name} is family ${k!.family}`),
+      );
+    }
+    return this.send(
+      encodeAdt(this.protocol, cmd, name, entry, exist),
+      op,
+      new IpsetLabel(op, label, name, k?.type),
+      k?.type,
+    );
+  }
+
+  /**
+   * ADD/DEL of several elements of one set in one message (encodeAdtBatch, as `ipset restore`
+   * sends them): one request, one queue entry and one kernel message instead of one per element.
+   * The kernel stops at the first element it refuses: the elements before it are applied, the
+   * rest of this message is not; the rejection is an IpsetBatchError naming that element (`index`
+   * into `entries`). Keep a batch to a few dozen elements: a refused request comes back echoed
+   * in full in the error, and the window's worth of them must fit the receive buffer.
+   */
+  private adtBatch(
+    cmd: 9 | 10,
+    op: 'add' | 'del',
+    label: string,
+    name: string,
+    entries: readonly IpsetEntry[],
+    exist?: boolean,
+  ) {
+    const k = this.known.get(name);
+    if (k?.family) {
+      for (let i = 0; i < entries.length; i++) {
+        const wrong = wrongFamily(entries[i]!, k.family);
+        if (wrong) {
+          return Promise.reject(
+            new IpsetBatchError(
+              `${label} ipset ${name}: element ${i + 1} of ${entries.length}`,
+              0,
+              'EAFNOSUPPORT',
+              `address ${wrong} but set ${name} is family ${k.family}`,
+              i,
+            ),
+          );
+        }
       }
     }
-    return this.send(encodeAdt(this.protocol, cmd, name, entry, exist), op, operation, k?.type);
+    return this.send(
+      encodeAdtBatch(this.protocol, cmd, name, entries, exist),
+      op,
+      new IpsetLabel(op, label, name, k?.type, entries),
+      k?.type,
+    );
+  }
+
+  /** Adds several elements in one message (see adtBatch). `exist`: no error for those already there. */
+  async addBatch(name: string, entries: readonly IpsetEntry[], opts: { exist?: boolean } = {}): Promise<void> {
+    await this.adtBatch(IpsetCmd.ADD, 'add', 'add to', name, entries, opts.exist);
+  }
+
+  /** Deletes several elements in one message (see adtBatch). `exist`: no error for those absent. */
+  async delBatch(name: string, entries: readonly IpsetEntry[], opts: { exist?: boolean } = {}): Promise<void> {
+    await this.adtBatch(IpsetCmd.DEL, 'del', 'delete from', name, entries, opts.exist);
   }
 
   /** Adds an element. `exist`: no error when it is already there. */
@@ -220,6 +320,15 @@ export class IpsetClient extends NetlinkClient {
       ...(header.family ? { family: header.family } : {}),
     };
   }
+}
+
+/** "x is inet6" when an address of the entry is not of `family`. */
+function wrongFamily(e: IpsetEntry, family: IpFamily): string | undefined {
+  for (const ip of [e.ip, e.ip2]) {
+    const fam = ip === undefined ? undefined : familyOf(ip);
+    if (fam && fam !== family) return `${ip} is ${fam}`;
+  }
+  return undefined;
 }
 
 export const openIpset = (opts?: IpsetClientOptions): Promise<IpsetClient> => IpsetClient.open(opts);

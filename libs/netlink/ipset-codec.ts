@@ -12,16 +12,16 @@ import {
   decodeAttrs,
   getStr,
   getU8,
-  nlAttr,
   nlNested,
   optStr,
   strAttr,
   u8Attr,
 } from './netlink-attrs.ts';
 import type { NlAttribute } from './netlink-attrs.ts';
-import { AF_INET, AF_INET6, afName, bytesToIp, familyOf, ipToBytes } from './ip-address.ts';
+import { AF_INET, AF_INET6, afName, bytesToIp, familyOf, writeIpBytes } from './ip-address.ts';
 import type { IpFamily } from './ip-address.ts';
-import { NLM_F_EXCL } from './netlink-message.ts';
+import { NLM_F_EXCL, NLMSG_HDRLEN } from './netlink-message.ts';
+import { NlWriter } from './netlink-writer.ts';
 import { IPSET_TYPES } from './ipset-types.ts';
 import type {
   IpsetCreate,
@@ -127,6 +127,13 @@ function nfgen(family: number): Buffer {
   b.writeUInt16BE(0, 2); // res_id
   return b;
 }
+
+const NFGEN: Readonly<Record<number, Buffer>> = {
+  [NFPROTO_UNSPEC]: nfgen(NFPROTO_UNSPEC),
+  [AF_INET]: nfgen(AF_INET),
+  [AF_INET6]: nfgen(AF_INET6),
+};
+const nfgenHeader = (family: number): Buffer => NFGEN[family] ?? nfgen(family);
 
 function req(
   cmd: number,
@@ -253,48 +260,68 @@ export function encodeHeader(protocol: number, name: string): IpsetRequest {
   return req(IpsetCmd.HEADER, protocol, [strAttr(A.SETNAME, name)]);
 }
 
-function ipAttr(type: number, ip: string, what: string): Buffer {
+const NET_ORDER = 1 << 14; // NLA_F_NET_BYTEORDER
+
+function writeIp(w: NlWriter, type: number, ip: string, what: string): void {
   const fam = familyOf(ip);
   if (!fam) throw new Error(`invalid ${what} "${ip}"`);
-  const bytes = ipToBytes(ip);
-  const inner = fam === 'inet' ? nlAttr(IPADDR_IPV4 | (1 << 14), bytes) : nlAttr(IPADDR_IPV6 | (1 << 14), bytes);
-  return nlNested(type, [inner]);
+  const at = w.nest(type);
+  if (fam === 'inet') w.fixed(IPADDR_IPV4 | NET_ORDER, 4, (buf, o) => writeIpBytes(ip, buf, o));
+  else w.fixed(IPADDR_IPV6 | NET_ORDER, 16, (buf, o) => writeIpBytes(ip, buf, o));
+  w.end(at);
 }
 
-/** The nested IPSET_ATTR_DATA of one element; includes exactly the fields that are set. */
-export function encodeEntryData(e: IpsetEntry): Buffer {
-  const data: Buffer[] = [];
-  if (e.ip !== undefined) data.push(ipAttr(D.IP, e.ip, 'element address'));
+/**
+ * One element's nested IPSET_ATTR_DATA, with exactly the fields that are set; `lineno` (the
+ * element's 1-based place in a multi-element request) is what the kernel reports back when it
+ * refuses that element.
+ */
+function writeEntryData(w: NlWriter, e: IpsetEntry, lineno?: number): void {
+  const at = w.nest(A.DATA);
+  const start = w.length;
+  if (e.ip !== undefined) writeIp(w, D.IP, e.ip, 'element address');
   if (e.cidr !== undefined) {
     checkRange(e.cidr, 0, familyOf(e.ip ?? '') === 'inet6' ? 128 : 32, 'element prefix length');
-    data.push(u8Attr(D.CIDR, e.cidr));
+    w.u8(D.CIDR, e.cidr);
   }
   if (e.port !== undefined) {
     checkRange(e.port, 0, 65535, 'element port');
-    data.push(be16Attr(D.PORT, e.port, true));
+    w.be16(D.PORT | NET_ORDER, e.port);
   }
-  if (e.proto !== undefined) data.push(u8Attr(D.PROTO, protoNumber(e.proto)));
+  if (e.proto !== undefined) w.u8(D.PROTO, protoNumber(e.proto));
   if (e.ip2 !== undefined) {
     if (e.ip !== undefined && familyOf(e.ip) !== familyOf(e.ip2)) {
       throw new Error(`element addresses "${e.ip}" and "${e.ip2}" are of different families`);
     }
-    data.push(ipAttr(E.IP2, e.ip2, 'second element address'));
+    writeIp(w, E.IP2, e.ip2, 'second element address');
   }
   if (e.cidr2 !== undefined) {
     checkRange(e.cidr2, 0, familyOf(e.ip2 ?? '') === 'inet6' ? 128 : 32, 'second element prefix length');
-    data.push(u8Attr(E.CIDR2, e.cidr2));
+    w.u8(E.CIDR2, e.cidr2);
   }
   if (e.timeout !== undefined) {
     checkRange(e.timeout, 0, 2147483, 'element timeout');
-    data.push(be32Attr(D.TIMEOUT, e.timeout, true));
+    w.be32(D.TIMEOUT | NET_ORDER, e.timeout);
   }
   if (e.comment !== undefined) {
     if (Buffer.byteLength(e.comment) > 255) throw new Error('element comment longer than 255 bytes');
-    data.push(strAttr(E.COMMENT, e.comment));
+    w.str(E.COMMENT, e.comment);
   }
-  if (data.length === 0) throw new Error('empty ipset element');
-  return nlNested(A.DATA, data);
+  if (w.length === start) throw new Error('empty ipset element');
+  if (lineno !== undefined) w.u32(A.LINENO, lineno);
+  w.end(at);
 }
+
+const writer = new NlWriter(4096);
+
+/** The nested IPSET_ATTR_DATA of one element; includes exactly the fields that are set. */
+export function encodeEntryData(e: IpsetEntry): Buffer {
+  writeEntryData(writer.reset(), e);
+  return writer.copy();
+}
+
+const entryFamily = (e: IpsetEntry): number =>
+  e.ip ? (familyOf(e.ip) === 'inet6' ? AF_INET6 : AF_INET) : NFPROTO_UNSPEC;
 
 /** ADD / DEL / TEST of one element. `exist` (add/del): do not fail on already-present/absent. */
 export function encodeAdt(
@@ -305,11 +332,56 @@ export function encodeAdt(
   exist = false,
 ): IpsetRequest {
   checkSetName(name);
-  const family = entry.ip ? (familyOf(entry.ip) === 'inet6' ? AF_INET6 : AF_INET) : NFPROTO_UNSPEC;
   return req(cmd, protocol, [strAttr(A.SETNAME, name), encodeEntryData(entry)], {
-    family,
+    family: entryFamily(entry),
     flags: exist || cmd === IpsetCmd.TEST ? 0 : NLM_F_EXCL,
   });
+}
+
+/**
+ * ADD / DEL of several elements of one set in ONE message, as `ipset restore` sends them: the
+ * elements as IPSET_ATTR_DATA nests inside IPSET_ATTR_ADT, each with its IPSET_ATTR_LINENO (1, 2,
+ * ...), and a command-level IPSET_ATTR_LINENO (the kernel requires it with ADT). The kernel
+ * (ip_set_core.c ip_set_ad) handles the elements in order and stops at the first it refuses:
+ * those before it are in the set, those after it were not tried. It then answers with an
+ * NLMSG_ERROR whose echoed request has the command-level LINENO set to that element's
+ * (decodeAdtErrorLine), and sends no ack of its own. Every element must be of one family.
+ */
+export function encodeAdtBatch(
+  protocol: number,
+  cmd: 9 | 10,
+  name: string,
+  entries: readonly IpsetEntry[],
+  exist = false,
+): IpsetRequest {
+  checkSetName(name);
+  if (entries.length === 0) throw new Error('empty ipset batch');
+  const family = entryFamily(entries[0]!);
+  const w = writer.reset();
+  w.raw(nfgenHeader(family)).u8(A.PROTOCOL, protocol).str(A.SETNAME, name).u32(A.LINENO, 0);
+  const adt = w.nest(A.ADT);
+  for (let i = 0; i < entries.length; i++) {
+    const e = entries[i]!;
+    if (entryFamily(e) !== family) throw new Error(`element ${i + 1} of the batch is of another address family`);
+    writeEntryData(w, e, i + 1);
+  }
+  w.end(adt);
+  return { cmd, type: ipsetMsgType(cmd), flags: exist ? 0 : NLM_F_EXCL, dump: false, payload: w.copy() };
+}
+
+/**
+ * The element a refused multi-element request names (its 1-based LINENO), from the NLMSG_ERROR
+ * payload (struct nlmsgerr: errno, then the request echoed in full); undefined when the kernel
+ * refused the request as a whole (no such set, a malformed message) or echoed only the header.
+ */
+export function decodeAdtErrorLine(errorPayload: Buffer): number | undefined {
+  if (errorPayload.length < 4 + NLMSG_HDRLEN) return undefined;
+  const len = errorPayload.readUInt32LE(4);
+  const from = 4 + NLMSG_HDRLEN + 4; // errno, the echoed header, its nfgenmsg
+  const to = 4 + len;
+  if (len <= NLMSG_HDRLEN + 4 || to > errorPayload.length) return undefined;
+  const line = decodeAttrs(errorPayload.subarray(from, to)).get(A.LINENO);
+  return line && line.length >= 4 && line.readUInt32LE(0) > 0 ? line.readUInt32LE(0) : undefined;
 }
 
 // ---- decoding ----

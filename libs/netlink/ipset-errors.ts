@@ -89,3 +89,16 @@ export function ipsetError(operation: string, errno: number, op: IpsetOp, setTyp
   const { code, detail } = describeIpsetError(errno, op, setType);
   return new NetlinkError(operation, errno, code, detail);
 }
+
+/** A multi-element request the kernel refused at one element: `index` is its place in the request (0-based). */
+export class IpsetBatchError extends NetlinkError {
+  constructor(
+    operation: string,
+    errno: number,
+    code: string,
+    detail: string,
+    readonly index: number,
+  ) {
+    super(operation, errno, code, detail);
+  }
+}

@@ -1,6 +1,7 @@
 // LinkClient: the kube-ipvs0 dummy device and the service addresses bound to it.
 
 import { NetlinkConnection } from './netlink-connection.ts';
+import type { RequestLabel } from './netlink-connection.ts';
 import { NetlinkError } from './netlink-error.ts';
 import { errnoName } from './errno-name.ts';
 import { NLM_F_CREATE, NLM_F_EXCL } from './netlink-message.ts';
@@ -51,6 +52,26 @@ const describe = (errno: number): string | undefined => {
   }
 };
 
+/** A request's error text and errno mapping, built only if the kernel refuses it (see IpvsLabel). */
+class LinkLabel implements RequestLabel {
+  constructor(
+    private readonly what: string,
+    private readonly address?: string,
+    /** "to" / "from" the device. */
+    private readonly join?: string,
+    private readonly device?: string,
+  ) {}
+
+  text(): string {
+    return this.address === undefined ? this.what : `${this.what} ${this.address} ${this.join} ${this.device}`;
+  }
+
+  mapError(errno: number, ext?: string): Error | undefined {
+    const d = describe(errno);
+    return d ? new NetlinkError(this.text(), errno, errnoName(errno), ext ? `${d}: ${ext}` : d) : undefined;
+  }
+}
+
 export class LinkClient {
   private constructor(private readonly conn: NetlinkConnection) {}
 
@@ -58,17 +79,18 @@ export class LinkClient {
     return new LinkClient(new NetlinkConnection({ protocol: NETLINK_ROUTE, coalesceAcks: true, ...opts }));
   }
 
-  private send(type: number, payload: Buffer, operation: string, opts: { flags?: number; dump?: boolean } = {}) {
+  private send(
+    type: number,
+    payload: Buffer,
+    operation: string | LinkLabel,
+    opts: { flags?: number; dump?: boolean } = {},
+  ) {
     return this.conn.request({
       type,
       payload,
-      operation,
+      operation: typeof operation === 'string' ? new LinkLabel(operation) : operation,
       flags: opts.flags ?? 0,
       dump: opts.dump ?? false,
-      mapError: (errno, ext) => {
-        const d = describe(errno);
-        return d ? new NetlinkError(operation, errno, errnoName(errno), ext ? `${d}: ${ext}` : d) : undefined;
-      },
     });
   }
 
@@ -138,17 +160,17 @@ export class LinkClient {
    * which saves a request per address when adding many). EEXIST when already there.
    */
   async addAddress(name: string | Link, address: string, prefixLength?: number): Promise<void> {
-    const op = `add address ${address} to ${typeof name === 'string' ? name : name.name}`;
-    const link = typeof name === 'string' ? await this.requireLink(name, op) : name;
+    const op = new LinkLabel('add address', address, 'to', typeof name === 'string' ? name : name.name);
+    const link = typeof name === 'string' ? await this.requireLink(name, op.text()) : name;
     await this.send(RTM_NEWADDR, encodeAddress(link.index, address, prefixLength), op, {
       flags: NLM_F_CREATE | NLM_F_EXCL,
     });
   }
 
   async deleteAddress(name: string | Link, address: string, prefixLength?: number): Promise<void> {
-    const op = `delete address ${address} from ${typeof name === 'string' ? name : name.name}`;
-    const link = typeof name === 'string' ? await this.requireLink(name, op) : name;
-    if (!familyOf(address)) throw new Error(`${op}: invalid IP address`);
+    const op = new LinkLabel('delete address', address, 'from', typeof name === 'string' ? name : name.name);
+    const link = typeof name === 'string' ? await this.requireLink(name, op.text()) : name;
+    if (!familyOf(address)) throw new Error(`${op.text()}: invalid IP address`);
     await this.send(RTM_DELADDR, encodeAddress(link.index, address, prefixLength), op);
   }
 

@@ -78,14 +78,36 @@ export interface NetlinkRequest {
   readonly flags?: number;
   readonly payload: Uint8Array;
   readonly dump?: boolean;
-  /** Human label for errors, e.g. "add service tcp 10.0.0.1:80". */
-  readonly operation: string;
+  /**
+   * What the request does, for errors ("add service tcp 10.0.0.1:80"): text, or a RequestLabel
+   * whose text is built only when the request fails. A bulk load sends 100k+ requests; building
+   * each one's label and error closure up front was per-request work that a success never reads.
+   */
+  readonly operation: string | RequestLabel;
   /**
    * Optional mapping of a kernel errno to an error (ipset has its own codes).
    * Return undefined to fall back to the generic errno error.
    */
-  readonly mapError?: (errno: number, extMessage?: string) => Error | undefined;
+  readonly mapError?: ErrorMapper;
 }
+
+/**
+ * Maps a kernel errno to an error. `errorPayload` is the NLMSG_ERROR payload (struct nlmsgerr:
+ * the errno, then the request echoed back): ipset names the failing element of a multi-element
+ * request in it.
+ */
+export type ErrorMapper = (errno: number, extMessage?: string, errorPayload?: Buffer) => Error | undefined;
+
+/** A request's error text and errno mapping, built only on failure (see NetlinkRequest.operation). */
+export interface RequestLabel {
+  text(): string;
+  /** Like NetlinkRequest.mapError (which it takes precedence over). */
+  mapError?(errno: number, extMessage?: string, errorPayload?: Buffer): Error | undefined;
+}
+
+/** The text of a request's operation. */
+export const operationText = (req: NetlinkRequest): string =>
+  typeof req.operation === 'string' ? req.operation : req.operation.text();
 
 export interface NetlinkConnectionStats {
   /** Requests answered (ack, error or dump end). */
@@ -204,7 +226,7 @@ export class NetlinkConnection {
 
   /** Sends one request; resolves with the reply messages (acks and DONE stripped). */
   request(req: NetlinkRequest): Promise<NetlinkMessage[]> {
-    if (this.closed) return Promise.reject(new Error(`${req.operation}: netlink socket is closed`));
+    if (this.closed) return Promise.reject(new Error(`${operationText(req)}: netlink socket is closed`));
     return new Promise((resolve, reject) => {
       this.enqueue({ req, resolve, reject, replies: [], seq: 0, order: 0 });
     });
@@ -238,7 +260,7 @@ export class NetlinkConnection {
         type: messages[ackIndex]!.type,
         payload: Buffer.alloc(0),
         operation: messages[ackIndex]!.operation,
-        mapError: (errno, ext) => messages[ackIndex]!.mapError?.(errno, ext),
+        mapError: (errno, ext, payload) => messages[ackIndex]!.mapError?.(errno, ext, payload),
       };
       const p: Pending = {
         req,
@@ -257,7 +279,7 @@ export class NetlinkConnection {
     if (this.closed) return;
     this.failAll(new Error('netlink socket closed'));
     for (const p of [...this.requests.drain(), ...this.dumps.drain()])
-      p.reject(new Error(`${p.req.operation}: netlink socket closed`));
+      p.reject(new Error(`${operationText(p.req)}: netlink socket closed`));
     this.closed = true;
     // close() is often reached from a promise settled inside the native 'message' callback (a
     // caller's finally after its last reply). Closing the native socket there frees it while the
@@ -312,7 +334,7 @@ export class NetlinkConnection {
       this.socket.send(bufs, {}, (err) => {
         if (!err) return;
         const errno = typeof err.errno === 'number' ? Math.abs(err.errno) : constants.errno.EIO;
-        for (const p of batch) this.finish(p, NetlinkError.fromErrno(`${p.req.operation} (send)`, errno));
+        for (const p of batch) this.finish(p, NetlinkError.fromErrno(`${operationText(p.req)} (send)`, errno));
       });
     }
   }
@@ -404,7 +426,7 @@ export class NetlinkConnection {
     if (msg.type === NLMSG_ERROR) {
       const e = decodeErrorPayload(msg.payload, msg.flags);
       if (e.errno === 0) return this.finish(p);
-      return this.finish(p, this.mapError(p.req, e.errno, e.extMessage));
+      return this.finish(p, this.mapError(p.req, e.errno, e.extMessage, msg.payload));
     }
     if (msg.type === NLMSG_DONE) {
       const status = msg.payload.length >= 4 ? msg.payload.readInt32LE(0) : 0;
@@ -432,7 +454,7 @@ export class NetlinkConnection {
     if (e.errno === 0 || p.batch.error) return;
     const op = p.batch.ops[msg.seq - p.batch.first];
     p.batch.error = op
-      ? this.mapError(op, e.errno, e.extMessage)
+      ? this.mapError(op, e.errno, e.extMessage, msg.payload)
       : NetlinkError.fromErrno('netlink batch', e.errno, e.extMessage);
     // The kernel answers after the whole batch ran, the ack of the last message right behind the
     // errors; if it stopped early (ENOMEM), that ack never comes: do not wait for the watchdog.
@@ -440,10 +462,13 @@ export class NetlinkConnection {
     p.batch.timer.unref();
   }
 
-  private mapError(req: NetlinkRequest, errno: number, ext?: string): Error {
-    const mapped = req.mapError?.(errno, ext);
+  private mapError(req: NetlinkRequest, errno: number, ext?: string, errorPayload?: Buffer): Error {
+    const label = typeof req.operation === 'string' ? undefined : req.operation;
+    const mapped = label?.mapError
+      ? label.mapError(errno, ext, errorPayload)
+      : req.mapError?.(errno, ext, errorPayload);
     if (mapped) return mapped;
-    return NetlinkError.fromErrno(req.operation, errno, ext);
+    return NetlinkError.fromErrno(operationText(req), errno, ext);
   }
 
   private finish(p: Pending, err?: Error): void {
@@ -468,8 +493,8 @@ export class NetlinkConnection {
       this.finish(
         p,
         err instanceof NetlinkError
-          ? new NetlinkError(p.req.operation, err.errno, err.code, err.detail)
-          : new Error(`${p.req.operation}: ${err.message}`),
+          ? new NetlinkError(operationText(p.req), err.errno, err.code, err.detail)
+          : new Error(`${operationText(p.req)}: ${err.message}`),
       );
     }
   }

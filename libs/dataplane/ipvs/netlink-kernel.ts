@@ -2,6 +2,7 @@ import { execFile } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import { byCodeUnit, virtualServerKey } from '../../model/index.ts';
 import {
+  IpsetBatchError,
   IpsetClient,
   IPVS_LISTING_PATH,
   IpvsClient,
@@ -10,6 +11,7 @@ import {
   parseIpvsListing,
   entryFromText,
   entryToText,
+  type IpsetEntry,
   type IpsetType,
   type IpvsDestination,
   type IpvsService,
@@ -193,7 +195,9 @@ export class NetlinkKernel implements KernelInterface {
       const first = group[0]!;
       const link = first.kind === 'address' ? await this.links.getLink(first.device) : undefined;
       let results: PromiseSettledResult<void>[];
-      if (group.length <= this.maxQueued) {
+      if (first.kind === 'ipset-entry') {
+        results = await this.runSetEntries(group as SetEntryOp[]);
+      } else if (group.length <= this.maxQueued) {
         const writes = group.map((op) => this.applyOp(op, link));
         // applyOp queued its request synchronously; a dump queued now follows them on the socket.
         if (readAfter && i === groups.length - 1 && onIpvsSocket(first))
@@ -214,6 +218,52 @@ export class NetlinkKernel implements KernelInterface {
       }
     }
     return read;
+  }
+
+  /**
+   * A run of set-entry ops, up to ENTRIES_PER_MESSAGE consecutive elements of one set per
+   * message (as `ipset restore` sends them; one request each was most of the JS cost of a load's
+   * set entries). The outcome per op, like Promise.allSettled: the kernel stops a message at the
+   * element it refuses, so the ops before it are applied and those after it were not tried.
+   */
+  private async runSetEntries(group: readonly SetEntryOp[]): Promise<PromiseSettledResult<void>[]> {
+    const out = new Array<PromiseSettledResult<void>>(group.length);
+    const chunks: [number, number][] = [];
+    for (let i = 0; i < group.length; ) {
+      const set = group[i]!.set;
+      let j = i + 1;
+      while (j < group.length && j - i < ENTRIES_PER_MESSAGE && group[j]!.set === set) j++;
+      chunks.push([i, j]);
+      i = j;
+    }
+    const sendChunk = async ([from, to]: [number, number]): Promise<void> => {
+      let refused = 0;
+      try {
+        const entries: IpsetEntry[] = [];
+        for (let i = from; i < to; i++) {
+          refused = i - from;
+          entries.push(entryFromText(group[i]!.type, group[i]!.entry));
+        }
+        refused = 0;
+        const op = group[from]!;
+        await (op.verb === 'add' ? this.ipset.addBatch(op.set, entries) : this.ipset.delBatch(op.set, entries));
+        for (let i = from; i < to; i++) out[i] = FULFILLED;
+      } catch (reason) {
+        if (reason instanceof IpsetBatchError) refused = reason.index;
+        for (let i = from; i < to; i++) {
+          const k = i - from;
+          out[i] =
+            k < refused
+              ? FULFILLED
+              : {
+                  status: 'rejected',
+                  reason: k === refused ? reason : new Error('not tried: refused with its message'),
+                };
+        }
+      }
+    };
+    await settleInLanes(chunks, sendChunk, this.maxQueued);
+    return out;
   }
 
   async close(): Promise<void> {
@@ -337,10 +387,8 @@ export class NetlinkKernel implements KernelInterface {
           });
         }
         return op.verb === 'destroy' ? this.ipset.destroy(op.name) : this.ipset.swap(op.name, op.other);
-      case 'ipset-entry': {
-        const entry = entryFromText(op.type, op.entry);
-        return op.verb === 'add' ? this.ipset.add(op.set, entry) : this.ipset.del(op.set, entry);
-      }
+      case 'ipset-entry':
+        throw new Error('set entries run in batches (runSetEntries)');
       case 'netfilter':
         await exec(this.options.iptablesRestore ?? 'iptables-restore', ['--noflush'], op.text);
         return;
@@ -351,6 +399,16 @@ export class NetlinkKernel implements KernelInterface {
 }
 
 const DEFAULT_WINDOW = 256;
+/**
+ * Set elements per ipset message. ipset restore packs a message buffer full; here a refused
+ * message comes back echoed in full in its error, and a window (256) of 32-element messages
+ * (~1.3 KiB each for hash:ip,port) stays under the ~416 KiB receive buffer the kernel grants at
+ * its default rmem_max even if every one of them were refused.
+ */
+const ENTRIES_PER_MESSAGE = 32;
+const FULFILLED: PromiseFulfilledResult<void> = { status: 'fulfilled', value: undefined };
+
+type SetEntryOp = Extract<KernelOp, { kind: 'ipset-entry' }>;
 const DEFAULT_BATCH = 128;
 
 /**
@@ -369,7 +427,7 @@ export async function settleInLanes<T>(
       const i = next++;
       try {
         await fn(items[i]!);
-        out[i] = { status: 'fulfilled', value: undefined };
+        out[i] = FULFILLED;
       } catch (reason) {
         out[i] = { status: 'rejected', reason };
       }

@@ -83,6 +83,34 @@ describe('IpsetClient on the host kernel (netns)', () => {
     expect(r.testAbsent).toEqual({ ok: true, value: false });
   });
 
+  test('several elements per request: a refused one is named, those before it are in, those after it not', async () => {
+    ns = await TestNetns.create('ipset');
+    const r = await ns.run<Record<string, any>>(SCENARIOS, 'batchCases');
+    expect(r.addAll).toEqual({ ok: true });
+    expect(r.afterAddAll).toBe(40);
+    // The kernel stops at element 3 (already in): 100 and 101 went in, 102 was not tried.
+    expect(r.duplicateInMiddle).toMatchObject({ ok: false, code: 'IPSET_ERR_EXIST', index: 2 });
+    expect(r.duplicateInMiddle.message).toBe(
+      "add to ipset B: element 3 of 4 (10.1.0.3,tcp:80): element cannot be added to the set: it's already added (IPSET_ERR_EXIST)",
+    );
+    expect(r.afterDuplicate).toContain('10.1.0.100,tcp:80');
+    expect(r.afterDuplicate).toContain('10.1.0.101,tcp:80');
+    expect(r.afterDuplicate).not.toContain('10.1.0.102,tcp:80');
+    expect(r.afterDuplicate).toHaveLength(42);
+    expect(r.duplicateExist).toEqual({ ok: true });
+    expect(r.delSome).toMatchObject({ ok: false, code: 'IPSET_ERR_EXIST', index: 2 });
+    expect(r.delSome.message).toMatch(/^delete from ipset B: element 3 of 4 \(10\.1\.0\.99,tcp:80\): .*not added/);
+    expect(r.afterDel).not.toContain('10.1.0.1,tcp:80');
+    expect(r.afterDel).not.toContain('10.1.0.2,tcp:80');
+    expect(r.afterDel).toContain('10.1.0.4,tcp:80');
+    // A refusal of the whole request names no element.
+    expect(r.missingSet).toMatchObject({ ok: false, code: 'ENOENT', index: null });
+    expect(r.missingSet.message).toMatch(/^add to ipset NOSUCH: the set with the given name does not exist/);
+    expect(r.wrongFamily).toMatchObject({ ok: false, code: 'EAFNOSUPPORT', index: 1 });
+    expect(r.wrongFamily.message).toMatch(/element 2 of 2: address fd00::1 is inet6 but set B is family inet/);
+    expect(await ns.exec('ipset', 'save')).not.toContain('10.1.0.200');
+  });
+
   test('wrong family on a set the client has not seen: the kernel refuses it', async () => {
     ns = await TestNetns.create('ipset');
     await ns.exec('ipset', 'create', 'v4only', 'hash:ip');

@@ -6,15 +6,25 @@ import {
   decodeEntryData,
   decodeListMessage,
   decodeProtocolReply,
+  decodeAdtErrorLine,
   encodeAdt,
+  encodeAdtBatch,
   encodeCreate,
   encodeDestroy,
   encodeEntryData,
   encodeList,
   mergeListChunks,
 } from '../../../libs/netlink/ipset-codec.ts';
-import { be16Attr, be32Attr, nlNested, strAttr, u8Attr } from '../../../libs/netlink/netlink-attrs.ts';
-import { NLM_F_EXCL } from '../../../libs/netlink/netlink-message.ts';
+import {
+  be16Attr,
+  be32Attr,
+  decodeAttrList,
+  decodeAttrs,
+  nlNested,
+  strAttr,
+  u8Attr,
+} from '../../../libs/netlink/netlink-attrs.ts';
+import { encodeMessage, NLM_F_EXCL } from '../../../libs/netlink/netlink-message.ts';
 import { describeIpsetError } from '../../../libs/netlink/ipset-errors.ts';
 import type { IpsetEntry } from '../../../libs/netlink/ipset-types.ts';
 
@@ -196,5 +206,94 @@ describe('ipset codec', () => {
       code: 'ENOENT',
       detail: 'the set with the given name does not exist',
     });
+  });
+
+  test('ADD of several elements in one message: ADT nest of DATA nests, each with its LINENO', () => {
+    const r = encodeAdtBatch(7, IpsetCmd.ADD, 'S', [{ ip: '10.0.0.1' }, { ip: '10.0.0.2' }]);
+    expect(r.payload.toString('hex')).toBe(
+      '02000000' + // nfgenmsg AF_INET
+        '05000100' +
+        '07000000' + // PROTOCOL 7
+        '06000200' +
+        '53000000' + // SETNAME "S"
+        '08000900' +
+        '00000000' + // command-level LINENO (required with ADT; the kernel writes the refused one here)
+        '34000880' + // ADT, nested, 52 bytes
+        '18000780' +
+        '0c000180' +
+        '08000140' +
+        '0a000001' +
+        '08000900' +
+        '01000000' + // DATA: IP 10.0.0.1, LINENO 1
+        '18000780' +
+        '0c000180' +
+        '08000140' +
+        '0a000002' +
+        '08000900' +
+        '02000000', // DATA: IP 10.0.0.2, LINENO 2
+    );
+    expect(r.type).toBe((6 << 8) | 9);
+    expect(r.flags).toBe(NLM_F_EXCL);
+    expect(r.dump).toBe(false);
+    expect(encodeAdtBatch(7, IpsetCmd.DEL, 'S', [{ ip: '10.0.0.1' }], true)).toMatchObject({
+      type: (6 << 8) | 10,
+      flags: 0,
+    });
+    expect(encodeAdtBatch(7, IpsetCmd.ADD, 'S', [{ ip: 'fd00::1' }]).payload[0]).toBe(10); // AF_INET6
+    expect(() => encodeAdtBatch(7, IpsetCmd.ADD, 'S', [])).toThrow('empty ipset batch');
+    expect(() => encodeAdtBatch(7, IpsetCmd.ADD, 'S', [{ ip: '10.0.0.1' }, { ip: 'fd00::1' }])).toThrow(
+      /element 2 of the batch is of another address family/,
+    );
+    expect(() => encodeAdtBatch(7, IpsetCmd.ADD, 'x'.repeat(40), [{ ip: '10.0.0.1' }])).toThrow(/invalid ipset name/);
+  });
+
+  test('each element of a batch is the single-element DATA plus its LINENO (property)', () => {
+    const v4 = fc.tuple(fc.nat(255), fc.nat(255)).map(([a, b]) => `10.${a}.${b}.1`);
+    const entry: fc.Arbitrary<IpsetEntry> = fc.oneof(
+      v4.map((ip) => ({ ip })),
+      fc
+        .tuple(v4, fc.constantFrom('tcp' as const, 'udp' as const, 'sctp' as const), fc.integer({ min: 0, max: 65535 }))
+        .map(([ip, proto, port]) => ({ ip, proto, port })),
+      fc.tuple(v4, fc.integer({ min: 1, max: 32 })).map(([ip, cidr]) => ({ ip, cidr })),
+    );
+    fc.assert(
+      fc.property(fc.array(entry, { minLength: 1, maxLength: 40 }), (entries) => {
+        const payload = encodeAdtBatch(7, IpsetCmd.ADD, 'KUBE-CLUSTER-IP', entries).payload;
+        const top = decodeAttrs(payload.subarray(4));
+        expect(top.get(9)?.readUInt32LE(0)).toBe(0);
+        const items = decodeAttrList(top.get(8)!);
+        expect(items.map((x) => [x.type, x.nested])).toEqual(entries.map(() => [7, true]));
+        items.forEach((item, i) => {
+          const fields = decodeAttrs(item.data);
+          expect(fields.get(9)?.readUInt32LE(0)).toBe(i + 1);
+          expect(decodeEntryData(item.data)).toEqual(entries[i]);
+          // Without its LINENO the nest is byte for byte the single-element encoding's.
+          const single = encodeEntryData(entries[i]!);
+          expect(item.data.subarray(0, single.length - 4).toString('hex')).toBe(single.subarray(4).toString('hex'));
+        });
+      }),
+    );
+  });
+
+  test('the refused element of a batch is read from the echoed request; a whole-request refusal names none', () => {
+    const req = encodeAdtBatch(7, IpsetCmd.ADD, 'S', [{ ip: '10.0.0.1' }, { ip: '10.0.0.2' }, { ip: '10.0.0.3' }]);
+    const echoed = encodeMessage({ type: req.type, flags: req.flags | 5, seq: 77, payload: req.payload });
+    // struct nlmsgerr as ip_set_core.c's call_ad builds it: errno, then the request with LINENO set.
+    const err = (msg: Buffer) => {
+      const b = Buffer.alloc(4 + msg.length);
+      b.writeInt32LE(-4103, 0);
+      msg.copy(b, 4);
+      return b;
+    };
+    const withLine = Buffer.from(echoed);
+    withLine.writeUInt32LE(2, 16 + 24); // header, nfgenmsg + PROTOCOL + SETNAME + LINENO's header
+    expect(decodeAdtErrorLine(err(withLine))).toBe(2);
+    expect(decodeAdtErrorLine(err(echoed))).toBeUndefined(); // LINENO 0: refused as a whole (no such set)
+    expect(decodeAdtErrorLine(err(echoed.subarray(0, 16)))).toBeUndefined(); // header only (capped)
+    const single = encodeAdt(7, IpsetCmd.ADD, 'S', { ip: '10.0.0.1' });
+    expect(
+      decodeAdtErrorLine(err(encodeMessage({ type: single.type, flags: 5, seq: 1, payload: single.payload }))),
+    ).toBeUndefined();
+    expect(decodeAdtErrorLine(Buffer.alloc(8))).toBeUndefined();
   });
 });

@@ -139,6 +139,19 @@ describe('IpvsClient in the VM', () => {
         expect(coalesced.readBackKeys).toEqual(['TCP/10.100.0.60:80']);
         expect(coalesced.readBack).toEqual([...applied, '10.50.5.1:80'].sort());
         expect(coalesced.refused).toMatch(/^other: add real server 10\.50\.5\.1:80 .*destination already exists/);
+        // A refused set element is named (op and element), what its message applied before it
+        // stays, the rest of its message was not tried, the next message ran.
+        expect(coalesced.setRefused).toEqual({
+          message:
+            "add 10.1.0.5,tcp:80 in ipset SB-BATCH: add to ipset SB-BATCH: element 5 of 32 (10.1.0.5,tcp:80): element cannot be added to the set: it's already added (IPSET_ERR_EXIST)",
+          applied: 12,
+        });
+        const members = sorted(await ns.exec('ipset', 'save', 'SB-BATCH'))
+          .filter((l) => l.startsWith('add '))
+          .map((l) => Number(/10\.1\.0\.(\d+),/.exec(l)![1]))
+          .sort((a, b) => a - b);
+        expect(members).toEqual([1, 2, 3, 4, 5, 33, 34, 35, 36, 37, 38, 39, 40]);
+        await ns.exec('ipset', 'destroy', 'SB-BATCH');
         expect(r.duplicateService).toMatch(
           /^EEXIST: add service TCP 10\.100\.0\.50:80: virtual service already exists/,
         );

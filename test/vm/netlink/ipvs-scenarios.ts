@@ -257,7 +257,27 @@ export async function coalescedWrites(): Promise<Record<string, unknown>> {
       const refused = await outcome(
         kernel.runThenReadRealServers(new KernelTransaction().add(add('10.50.5.1')), [key]),
       );
-      return { outcomes, datagrams, dests, readBack, readBackKeys: [...back.keys()], refused };
+      // Set entries go 32 to a message: 40 adds are two messages; the 5th element is already in,
+      // so the kernel stops the first message there (1-4 in, 6-32 not tried) and runs the second.
+      const entry = (i: number): KernelOp => ({
+        kind: 'ipset-entry',
+        verb: 'add',
+        set: 'SB-BATCH',
+        type: 'hash:ip,port',
+        entry: `10.1.0.${i},tcp:80`,
+      });
+      await kernel.run(
+        new KernelTransaction()
+          .add({ kind: 'ipset', verb: 'create', set: { name: 'SB-BATCH', type: 'hash:ip,port', family: 'inet' } })
+          .add(entry(5)),
+      );
+      let setRefused: Record<string, unknown> = { ok: true };
+      try {
+        await kernel.run(new KernelTransaction().addAll(Array.from({ length: 40 }, (_, i) => entry(i + 1))));
+      } catch (e) {
+        setRefused = { message: (e as Error).message, applied: (e as { applied?: number }).applied };
+      }
+      return { outcomes, datagrams, dests, readBack, readBackKeys: [...back.keys()], refused, setRefused };
     } finally {
       await kernel.close();
     }

@@ -216,3 +216,48 @@ export async function windowStressErrors(
     c.close();
   }
 }
+
+/**
+ * Multi-element requests (addBatch/delBatch): what a refused element does to its message, and
+ * how the error names it. `saves` are `ipset save` lines of set B after each step.
+ */
+export async function batchCases(): Promise<Record<string, unknown>> {
+  const c = await openIpset();
+  const names = async () => ((await c.list('B'))[0]?.entries ?? []).map((e) => `${e.ip},${e.proto}:${e.port}`).sort();
+  const el = (i: number) => ({ ip: `10.1.0.${i}`, proto: 'tcp' as const, port: 80 });
+  const detail = async (p: Promise<unknown>) => {
+    try {
+      await p;
+      return { ok: true };
+    } catch (e) {
+      return {
+        ok: false,
+        code: e instanceof NetlinkError ? e.code : 'NOT_A_NETLINK_ERROR',
+        index: (e as { index?: number }).index ?? null,
+        message: (e as Error).message,
+      };
+    }
+  };
+  try {
+    await c.create({ name: 'B', type: 'hash:ip,port' });
+    const r: Record<string, unknown> = {};
+    // 40 elements in one request, then the same 5 again with a new one in the middle.
+    r.addAll = await detail(
+      c.addBatch(
+        'B',
+        Array.from({ length: 40 }, (_, i) => el(i + 1)),
+      ),
+    );
+    r.afterAddAll = (await names()).length;
+    r.duplicateInMiddle = await detail(c.addBatch('B', [el(100), el(101), el(3), el(102)]));
+    r.afterDuplicate = await names();
+    r.duplicateExist = await detail(c.addBatch('B', [el(3), el(103)], { exist: true }));
+    r.delSome = await detail(c.delBatch('B', [el(1), el(2), el(99), el(4)]));
+    r.afterDel = await names();
+    r.missingSet = await detail(c.addBatch('NOSUCH', [el(1), el(2)]));
+    r.wrongFamily = await detail(c.addBatch('B', [el(200), { ip: 'fd00::1', proto: 'tcp', port: 80 }]));
+    return r;
+  } finally {
+    c.close();
+  }
+}
