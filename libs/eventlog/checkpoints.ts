@@ -1,3 +1,4 @@
+import { createHash, type Hash } from 'node:crypto';
 import type Database from 'better-sqlite3';
 import { byCodeUnit, keyOf, sha256Hex, type KubeObject } from '../model/index.ts';
 import type { ClusterState, ObjectRejection } from '../planner/index.ts';
@@ -29,7 +30,17 @@ interface CheckpointRow {
   objects_hash: string;
   rejections: string;
   created_at: string;
+  /** 0: `objects` holds them all (one text); N > 0: N rows of checkpoint_pieces do. */
+  pieces: number;
 }
+
+/**
+ * Most characters of JSON in one stored piece (a piece holds at least one object, so one object
+ * larger than this makes a larger piece). A checkpoint whose objects fit in one piece keeps the
+ * one-text form every checkpoint had before pieces (migration 0004), so such rows read, verify
+ * and replicate exactly as before.
+ */
+export const CHECKPOINT_PIECE_CHARS = 32 * 1024 * 1024;
 
 /**
  * The hash a checkpoint row stores: over its objects, and its rejections when there are any (so
@@ -40,8 +51,35 @@ export function checkpointHash(objects: string, rejections: string): string {
 }
 
 /**
+ * checkpointHash computed piece by piece: fed each object's JSON in order, it gives the hash of
+ * their one-text form ('[' + the objects' JSON joined by ',' + ']'), which is JSON.stringify of
+ * the array since stringify is compositional. So a checkpoint stored in pieces has the same
+ * objects_hash as the one-text row of the same objects (replicas and `db verify` compare them).
+ */
+class PiecewiseCheckpointHash {
+  // object(): one object's JSON, or a run of them joined by ',' (a stored piece between its brackets)
+  private readonly h: Hash = createHash('sha256').update('[');
+  private first = true;
+
+  object(json: string): void {
+    this.h.update(this.first ? json : `,${json}`);
+    this.first = false;
+  }
+
+  digest(rejections: string): string {
+    this.h.update(']');
+    if (rejections !== '[]') this.h.update(`\n${rejections}`);
+    return this.h.digest('hex');
+  }
+}
+
+/**
  * Writes a checkpoint of `state`, which must reflect exactly the events up to `seq`. Objects are
- * stored sorted by key so equal states give identical text (and identical objects_hash).
+ * stored sorted by key so equal states give identical text (and identical objects_hash). They are
+ * serialised one at a time into pieces of at most `pieceChars` characters, each stored before the
+ * next is built: the whole checkpoint never exists as one string (~500 MB at 10,000 services ×
+ * 250 endpoints; V8's longest string is 2^29 − 24 characters). One piece is stored in the
+ * one-text form.
  */
 export function writeCheckpoint(
   db: Database.Database,
@@ -51,10 +89,12 @@ export function writeCheckpoint(
     seq: number;
     version: number;
     createdAt: string;
+    /** Default CHECKPOINT_PIECE_CHARS; tests lower it. */
+    pieceChars?: number;
   },
 ): Checkpoint {
+  const limit = opts.pieceChars ?? CHECKPOINT_PIECE_CHARS;
   const objects = [...opts.state.objects()].sort((a, b) => byCodeUnit(keyOf(a), keyOf(b)));
-  const text = JSON.stringify(objects);
   const rejections = JSON.stringify([...opts.rejections].sort((a, b) => a.seq - b.seq));
   const cp = {
     seq: opts.seq,
@@ -63,16 +103,38 @@ export function writeCheckpoint(
     objectCount: objects.length,
     createdAt: opts.createdAt,
   };
-  db.prepare(`INSERT OR REPLACE INTO checkpoints (seq, version, data_hash, object_count, objects, objects_hash, rejections, created_at)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?)`).run(
+  const hash = new PiecewiseCheckpointHash();
+  const putPiece = db.prepare('INSERT INTO checkpoint_pieces (seq, piece, objects) VALUES (?, ?, ?)');
+  // an earlier checkpoint at this seq (rewritten by compaction) may have left pieces behind
+  db.prepare('DELETE FROM checkpoint_pieces WHERE seq = ?').run(cp.seq);
+  let piece: string[] = [];
+  let chars = 2; // the piece's text: '[' + its objects' JSON joined by ',' + ']'
+  let stored = 0;
+  for (const o of objects) {
+    const json = JSON.stringify(o);
+    if (piece.length > 0 && chars + 1 + json.length > limit) {
+      putPiece.run(cp.seq, stored++, `[${piece.join(',')}]`);
+      piece = [];
+      chars = 2;
+    }
+    hash.object(json);
+    chars += (piece.length > 0 ? 1 : 0) + json.length;
+    piece.push(json);
+  }
+  const last = `[${piece.join(',')}]`;
+  if (stored > 0) putPiece.run(cp.seq, stored++, last);
+  db.prepare(`INSERT OR REPLACE INTO checkpoints
+    (seq, version, data_hash, object_count, objects, objects_hash, rejections, created_at, pieces)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`).run(
     cp.seq,
     cp.version,
     cp.dataHash,
     cp.objectCount,
-    text,
-    checkpointHash(text, rejections),
+    stored > 0 ? '' : last,
+    hash.digest(rejections),
     rejections,
     cp.createdAt,
+    stored,
   );
   return cp;
 }
@@ -90,14 +152,98 @@ export function checkpointAtOrBefore(db: Database.Database, seq: number): Checkp
     | CheckpointRow
     | undefined;
   if (!row) return undefined;
-  if (checkpointHash(row.objects, row.rejections) !== row.objects_hash) {
-    throw new EventLogError('INVALID', `checkpoint at seq ${row.seq} is damaged (objects hash mismatch)`);
-  }
+  const read = readCheckpointObjects(db, row);
+  if ('problem' in read)
+    throw new EventLogError('INVALID', `checkpoint at seq ${row.seq} is damaged (${read.problem})`);
   return {
     ...toCheckpoint(row),
-    objects: JSON.parse(row.objects) as KubeObject[],
+    objects: read.objects,
     rejections: JSON.parse(row.rejections) as ObjectRejection[],
   };
+}
+
+/**
+ * A stored checkpoint's objects, checked against its objects_hash, whichever form it is stored in
+ * (one text, or pieces read and parsed one at a time), or what is wrong with it. For `db verify`
+ * as well as replay.
+ */
+export function readCheckpointObjects(
+  db: Database.Database,
+  row: { seq: number; objects: string; objects_hash: string; rejections: string; pieces?: number },
+  opts: { parse?: boolean } = {},
+): { objects: KubeObject[] } | { problem: string } {
+  const parse = opts.parse ?? true;
+  const pieces = row.pieces ?? piecesOf(db, row.seq);
+  if (!Number.isSafeInteger(pieces) || pieces < 0) return { problem: `unknown storage form (pieces ${pieces})` };
+  if (pieces === 0) {
+    if (checkpointHash(row.objects, row.rejections) !== row.objects_hash) return { problem: HASH_MISMATCH };
+    return { objects: parse ? (JSON.parse(row.objects) as KubeObject[]) : [] };
+  }
+  if (row.objects !== '') return { problem: `stored in ${pieces} pieces and as one text` };
+  const hash = new PiecewiseCheckpointHash();
+  const objects: KubeObject[] = [];
+  let n = 0;
+  for (const p of db
+    .prepare('SELECT piece, objects FROM checkpoint_pieces WHERE seq = ? ORDER BY piece')
+    .iterate(row.seq) as Iterable<{ piece: number; objects: string }>) {
+    if (p.piece !== n) return { problem: `piece ${n} of ${pieces} is missing` };
+    let list: unknown = [];
+    try {
+      if (parse) list = JSON.parse(p.objects);
+    } catch {
+      return { problem: `piece ${n} of ${pieces} is not JSON` };
+    }
+    if (!Array.isArray(list)) return { problem: `piece ${n} of ${pieces} is not a JSON array` };
+    // the stored text itself is hashed (a run of objects' JSON between the brackets), as one-text rows are
+    const body = p.objects.slice(1, -1);
+    if (body !== '') hash.object(body);
+    for (const o of list) objects.push(o as KubeObject);
+    n++;
+  }
+  if (n !== pieces) return { problem: `${pieces - n} of ${pieces} pieces are missing` };
+  if (hash.digest(row.rejections) !== row.objects_hash) return { problem: HASH_MISMATCH };
+  return { objects };
+}
+
+/**
+ * The one-text form of a stored checkpoint's objects (what `objects` holds when pieces = 0), for
+ * shipping a row to a replica as it was shipped before pieces. Bounded by V8's longest string:
+ * past it this throws a one-line error naming the checkpoint.
+ */
+export function checkpointObjectsText(db: Database.Database, seq: number): string {
+  const row = db.prepare('SELECT objects, pieces FROM checkpoints WHERE seq = ?').get(seq) as
+    | { objects: string; pieces: number }
+    | undefined;
+  if (!row) throw new EventLogError('INVALID', `no checkpoint at seq ${seq}`);
+  if (row.pieces === 0) return row.objects;
+  const inner: string[] = [];
+  let chars = 2;
+  for (const p of db
+    .prepare('SELECT objects FROM checkpoint_pieces WHERE seq = ? ORDER BY piece')
+    .iterate(seq) as Iterable<{ objects: string }>) {
+    const body = p.objects.slice(1, -1);
+    if (body === '') continue;
+    chars += body.length + 1;
+    if (chars > MAX_STRING_CHARS)
+      throw new EventLogError(
+        'INVALID',
+        `checkpoint at seq ${seq} is over ${MAX_STRING_CHARS} characters of JSON: too large to ship as one row`,
+      );
+    inner.push(body);
+  }
+  return `[${inner.join(',')}]`;
+}
+
+/** readCheckpointObjects' problem when the stored objects do not match objects_hash. */
+export const HASH_MISMATCH = 'objects hash mismatch';
+
+/** V8's longest string (2^29 − 24 characters on 64-bit). */
+const MAX_STRING_CHARS = 2 ** 29 - 24;
+
+function piecesOf(db: Database.Database, seq: number): number {
+  return (
+    (db.prepare('SELECT pieces FROM checkpoints WHERE seq = ?').get(seq) as { pieces: number } | undefined)?.pieces ?? 0
+  );
 }
 
 function toCheckpoint(r: CheckpointRow): Checkpoint {

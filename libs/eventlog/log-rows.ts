@@ -1,5 +1,5 @@
 import type Database from 'better-sqlite3';
-import { checkpointHash } from './checkpoints.ts';
+import { checkpointHash, checkpointObjectsText } from './checkpoints.ts';
 import { EventLogError } from './event-log-error.ts';
 import { CHAIN_NAMES, CHAINS, GENESIS_HASH, chainHash, type ChainName } from './row-chain.ts';
 
@@ -44,6 +44,7 @@ export const CHECKPOINT_COLUMNS = [
   'rejections',
   'created_at',
 ] as const;
+const OBJECTS = CHECKPOINT_COLUMNS.indexOf('objects');
 export const RESUME_COLUMNS = ['kind', 'resource_version', 'updated_at'] as const;
 
 /** The position of an empty log. */
@@ -218,10 +219,12 @@ export function exportRows(
         .raw(true)
         .all(at.id, end?.id ?? Number.MAX_SAFE_INTEGER) as RawRow[]);
   }
-  const checkpoints = db
-    .prepare(`SELECT ${CHECKPOINT_COLUMNS.join(', ')} FROM checkpoints WHERE seq > ? AND seq <= ? ORDER BY seq`)
-    .raw(true)
-    .all(from.checkpointSeq, opts.upTo?.checkpointSeq ?? Number.MAX_SAFE_INTEGER) as RawRow[];
+  const checkpoints = (
+    db
+      .prepare(`SELECT ${CHECKPOINT_COLUMNS.join(', ')} FROM checkpoints WHERE seq > ? AND seq <= ? ORDER BY seq`)
+      .raw(true)
+      .all(from.checkpointSeq, opts.upTo?.checkpointSeq ?? Number.MAX_SAFE_INTEGER) as RawRow[]
+  ).map((r) => (r[OBJECTS] === '' ? withObjectsText(db, r) : r)); // '': stored in pieces (checkpoints.ts)
   const resumePoints = db
     .prepare(`SELECT ${RESUME_COLUMNS.join(', ')} FROM resume_points ORDER BY kind`)
     .raw(true)
@@ -352,4 +355,11 @@ export function sliceBatch(b: RowBatch, from: LogPosition): RowBatch {
   }
   const checkpoints = b.checkpoints.filter((r) => (r[0] as number) > from.checkpointSeq);
   return { from, to: b.to, rows, checkpoints, resumePoints: b.resumePoints };
+}
+
+/** A checkpoint row stored in pieces, shipped in the one-text form replicas have always taken. */
+function withObjectsText(db: Database.Database, r: RawRow): RawRow {
+  const out = [...r];
+  out[OBJECTS] = checkpointObjectsText(db, r[0] as number);
+  return out;
 }

@@ -1,4 +1,4 @@
-import { checkpointHash } from './checkpoints.ts';
+import { HASH_MISMATCH, readCheckpointObjects } from './checkpoints.ts';
 import { ClusterState } from '../planner/index.ts';
 import type { EventLog } from './event-log.ts';
 import { replayVersion } from './replay.ts';
@@ -36,21 +36,22 @@ export function verifyLog(log: EventLog, opts: { deep?: boolean } = {}): VerifyR
     if (problem) problems.push(problem);
   }
   let cps = 0;
-  for (const r of databaseOf(log)
-    .prepare('SELECT seq, data_hash, objects, objects_hash, rejections FROM checkpoints ORDER BY seq')
-    .iterate() as Iterable<{
-    seq: number;
-    data_hash: string;
-    objects: string;
-    objects_hash: string;
-    rejections: string;
-  }>) {
+  const db = databaseOf(log);
+  const seqs = db.prepare('SELECT seq FROM checkpoints ORDER BY seq').pluck().all() as number[];
+  const getRow = db.prepare(
+    'SELECT seq, data_hash, objects, objects_hash, rejections, pieces FROM checkpoints WHERE seq = ?',
+  );
+  for (const seq of seqs) {
+    const r = getRow.get(seq) as Parameters<typeof readCheckpointObjects>[1] & { data_hash: string };
     cps++;
-    if (checkpointHash(r.objects, r.rejections) !== r.objects_hash) {
-      problems.push({ table: 'checkpoints', row: r.seq, problem: 'objects do not match their hash (edited)' });
+    // one text or pieces (checkpoints.ts); parsed only when rebuilt
+    const read = readCheckpointObjects(db, r, { parse: opts.deep === true });
+    if ('problem' in read) {
+      const problem = read.problem === HASH_MISMATCH ? 'objects do not match their hash (edited)' : read.problem;
+      problems.push({ table: 'checkpoints', row: r.seq, problem });
       break;
     }
-    if (opts.deep && ClusterState.fromObjects(JSON.parse(r.objects)).hash() !== r.data_hash) {
+    if (opts.deep && ClusterState.fromObjects(read.objects).hash() !== r.data_hash) {
       problems.push({ table: 'checkpoints', row: r.seq, problem: 'objects do not rebuild to the recorded data hash' });
       break;
     }
