@@ -50,7 +50,7 @@ if (values.what !== 'ours') {
   out.nftLoadMs = now() - t;
   if (values.read) {
     t = now();
-    nft(['-j', 'list', 'table', 'inet', 'baseline']);
+    out.nftListCpuMs = nft(['-j', 'list', 'table', 'inet', 'baseline']);
     out.nftListMs = now() - t;
   }
   nft(['delete', 'table', 'inet', 'baseline']);
@@ -80,9 +80,11 @@ if (values.what !== 'nft') {
     bytes: r.bytes,
   });
   if (values.read) {
+    const c4 = process.cpuUsage();
     const t4 = now();
     await runner.listTable('inet', 'switchboard');
     out.oursReadMs = now() - t4;
+    out.oursReadCpuMs = cpu(c4);
   }
   nft(['delete', 'table', 'inet', 'switchboard']);
   runner.close();

@@ -480,7 +480,9 @@ export function compileTransaction(tx: NftTransaction): Compiled {
   const withNext: boolean[] = [];
   const hooked = new Set<string>();
   let nextId = 1;
-  let pendingElems: { verb: 'new' | 'del'; map: string; items: NftElement[]; bytes: number; ops: string[] } | undefined;
+  let pendingElems:
+    | { verb: 'new' | 'del'; map: string; items: NftElement[]; bytes: number; first: number; count: number }
+    | undefined;
   // The set declared by the last message and the bytes of the messages glued to it since:
   // elements added right after their set's declaration address it by its batch id alone.
   let justDeclared: { name: string; id: number; bytes: number } | undefined;
@@ -492,7 +494,8 @@ export function compileTransaction(tx: NftTransaction): Compiled {
   const flushElems = () => {
     if (!pendingElems) return;
     const p = pendingElems;
-    const op = p.ops.length === 1 ? p.ops[0]! : `${p.ops[0]} (+${p.ops.length - 1} more)`;
+    const first = tx.describeOp(p.first);
+    const op = p.count === 1 ? first : `${first} (+${p.count - 1} more)`;
     // nf_tables finds a set by name by walking every set of the table (strcmp each): at 10k
     // endpoint maps, one walk per element message was a third of a load's kernel time. Without
     // a name it looks the set up by batch id among this batch's new sets, newest first. Only
@@ -510,9 +513,7 @@ export function compileTransaction(tx: NftTransaction): Compiled {
     }
     pendingElems = undefined;
   };
-  const describe = tx.describe();
   tx.ops.forEach((op: NftOp, i) => {
-    const text = describe[i]!;
     const o = op.object;
     if (o.kind === 'element') {
       const verb = op.verb === 'delete' ? 'del' : 'new';
@@ -525,14 +526,15 @@ export function compileTransaction(tx: NftTransaction): Compiled {
         pendingElems.bytes + size > MAX_ELEMENTS_BYTES
       ) {
         flushElems();
-        pendingElems = { verb, map: o.map, items: [], bytes: 0, ops: [] };
+        pendingElems = { verb, map: o.map, items: [], bytes: 0, first: i, count: 0 };
       }
-      pendingElems.items.push(...items);
+      for (const it of items) pendingElems.items.push(it);
       pendingElems.bytes += size;
-      pendingElems.ops.push(text);
+      pendingElems.count++;
       return;
     }
     flushElems();
+    const text = tx.describeOp(i);
     justDeclared = undefined;
     const excl = op.verb === 'create';
     switch (o.kind) {

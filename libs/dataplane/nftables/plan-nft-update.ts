@@ -186,7 +186,8 @@ export function planFullLoad(objects: NftObjects, table: string): NftTransaction
   for (const c of skeleton) if (c.hook) tx.add({ kind: 'chain', name: c.name, hook: c.hook });
   const addElements = (name: string) => {
     const elems = [...(objects.elements.get(name) ?? new Map<string, string>())].sort(([a], [b]) => byCodeUnits(a, b));
-    for (const [key, value] of elems) tx.add({ kind: 'element', map: name, key, ...(value === '' ? {} : { value }) });
+    for (const [key, value] of elems)
+      tx.add(value === '' ? { kind: 'element', map: name, key } : { kind: 'element', map: name, key, value });
   };
   // Each per-group set's elements right after its declaration: the netlink runner then
   // addresses them by batch id instead of by name (a walk over every set of the table).

@@ -9,6 +9,7 @@ import {
   compileRule,
   elementKeyText,
   NftGrammarError,
+  writeIpv4,
   type AnonymousSet,
 } from '../../../../libs/dataplane/nftables/nft-rule-compiler.ts';
 import { compileTransaction } from '../../../../libs/dataplane/nftables/nft-netlink-runner.ts';
@@ -123,6 +124,29 @@ describe('compileRule', () => {
       ]),
     );
     expect(() => compileElement('5-70000', '10.0.0.1 . 80')).toThrow(NftGrammarError);
+  });
+});
+
+describe('writeIpv4', () => {
+  it('writes dotted quads and refuses what node:net isIPv4 refuses', () => {
+    const b = Buffer.alloc(6);
+    expect(writeIpv4('10.250.0.255', b, 1)).toBe(true);
+    expect([...b]).toEqual([0, 10, 250, 0, 255, 0]);
+    for (const bad of [
+      '',
+      '1.2.3',
+      '1.2.3.4.5',
+      '01.2.3.4',
+      '256.0.0.1',
+      '1.2.3.',
+      '.1.2.3',
+      'a.b.c.d',
+      '1..2.3',
+      '1.2.3.4 ',
+    ])
+      expect(writeIpv4(bad, b, 0), bad).toBe(false);
+    expect(() => compileElement('0-65535', '10.1.0.01 . 80')).toThrow(NftGrammarError);
+    expect(() => compileElement('10.1.0.1 . fd00::1', undefined)).toThrow(NftGrammarError);
   });
 });
 
