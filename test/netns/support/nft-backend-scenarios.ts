@@ -39,6 +39,8 @@ function inventoryText(rb: Awaited<ReturnType<NftNetlinkRunner['listTable']>>): 
 
 export async function runBothBackends(states: NodeState[], maxBatchBytes?: number): Promise<StepResult[]> {
   const netlink = new NftNetlinkRunner(maxBatchBytes === undefined ? {} : { maxBatchBytes });
+  // Reads rules chain by chain (the path of tables with more chains than a table-wide dump suits).
+  const perChain = new NftNetlinkRunner({ tableWideRuleDumpChains: 0 });
   const cli = new NftCliRunner();
   const viaNetlink = new NftablesDataplane({ runner: netlink, table: 'sbnl' });
   const viaNft = new NftablesDataplane({ runner: cli, table: 'sbnft' });
@@ -49,6 +51,7 @@ export async function runBothBackends(states: NodeState[], maxBatchBytes?: numbe
       const b = await viaNft.apply(s);
       const rbs = [
         await netlink.listTable('inet', 'sbnl'),
+        await perChain.listTable('inet', 'sbnl'),
         await cli.listTable('inet', 'sbnl'),
         await netlink.listTable('inet', 'sbnft'),
         await cli.listTable('inet', 'sbnft'),
@@ -70,5 +73,6 @@ export async function runBothBackends(states: NodeState[], maxBatchBytes?: numbe
     return out;
   } finally {
     netlink.close();
+    perChain.close();
   }
 }
