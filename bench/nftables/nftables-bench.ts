@@ -14,6 +14,7 @@
 // fullReadbackMs (a resync after a commit moved it: the whole table read back), nftListMs, and
 // the ratios.
 import { execFileSync, spawnSync } from 'node:child_process';
+import { loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { NodeState } from '../../libs/model/index.ts';
@@ -51,6 +52,7 @@ function nft(args: string[], input?: string): string {
 }
 
 async function inside(): Promise<void> {
+  const loadStart = loadavg()[0];
   const before = state(false);
   // As the applier's incremental renderer hands it over: unchanged services are the same objects.
   const changedVs = state(true).virtualServers;
@@ -91,6 +93,7 @@ async function inside(): Promise<void> {
   const initial = await dp.apply(before);
   const initialMs = now() - t;
   const initialBatches = runner.lastRun.batches;
+  const initialRun = runner.lastRun;
   const handle = (await dp.readBack())!.tableHandle;
   // The whole dataplane apply of the changed state (verify off): render + diff of the changed
   // group + the batch. Median of 3 changes (there and back: the first after a large load also
@@ -156,6 +159,7 @@ async function inside(): Promise<void> {
   t = now();
   const fullResync = await dp.resync();
   const fullReadbackMs = now() - t;
+  const fullReadbackSplit = runner.lastRead;
   // Nothing committed since that verified read: the resync a steady node runs (generation check).
   const resyncs: number[] = [];
   let resync = fullResync;
@@ -193,6 +197,7 @@ async function inside(): Promise<void> {
   await dp.close();
 
   const r = {
+    loadAverage1m: [loadStart, loadavg()[0]],
     services: N,
     endpoints: E,
     chains: N, // one service chain per service: without affinity there are no endpoint chains
@@ -218,9 +223,13 @@ async function inside(): Promise<void> {
     ratioNoopResyncVsNftList: noopResyncMs / nftListMs,
     fullReadbackMs,
     ratioFullReadbackVsNftList: fullReadbackMs / nftListMs,
+    fullReadbackSplit,
     renderMs,
     initialWrites: initial.kernelWrites,
     initialBatches,
+    initialCompileMs: initialRun.compileMs,
+    initialBatchMs: initialRun.batchMs,
+    initialJsMs: initialMs - initialRun.batchMs.reduce((a, b) => a + b, 0),
     changeWrites: changed.kernelWrites,
     changeMessages,
     sameTable,
@@ -230,6 +239,7 @@ async function inside(): Promise<void> {
     `render whole table as nft text (pure)   ${fmt(renderMs)}  (${(text.length / 1e6).toFixed(1)} MB)`,
     `nft -f of the whole table               ${fmt(nftFullLoadMs)}`,
     `initial apply over netlink              ${fmt(initialMs)}  = ${r.ratioInitialVsNftFullLoad.toFixed(3)} × nft -f  (${initialBatches} batches, ${initial.kernelWrites} writes)`,
+    `  … of which batches (send to ack)      ${initialRun.batchMs.map(fmt).join(' + ')}; JavaScript ${fmt(r.initialJsMs)} (compile ${fmt(initialRun.compileMs)})`,
     `one endpoint change: nft -f             ${fmt(nftSameTransactionMs)}  (${change.size} ops; median of 3)`,
     `one endpoint change: netlink batch      ${fmt(oneChangeMs)}  = ${r.ratioOneChangeVsNft.toFixed(4)} × nft -f  (${changeMessages} messages, same table: ${sameTable}; median of 5: ${changes.map((x) => x.toFixed(1)).join(', ')} ms)`,
     `one endpoint change: dataplane.apply    ${fmt(oneChangeApplyNoVerifyMs)}  (verify off: render + diff of the changed service + the batch; ${dpRendered} rendered; median of 3)`,
@@ -239,6 +249,7 @@ async function inside(): Promise<void> {
     `no-op dataplane.apply                   ${fmt(applyNoopMs)}  (0 writes)`,
     `nft -j list table                       ${fmt(nftListMs)}`,
     `resync, generation moved: full read     ${fmt(fullReadbackMs)}  = ${r.ratioFullReadbackVsNftList.toFixed(3)} × nft -j list  (0 writes)`,
+    `  … of which list ${fmt(fullReadbackSplit.listMs)}, ${fullReadbackSplit.dumps} dumps ${fmt(fullReadbackSplit.dumpsMs)}, digest ${fmt(fullReadbackSplit.digestMs)}`,
     `no-op resync, generation unchanged      ${fmt(noopResyncMs)}  = ${r.ratioNoopResyncVsNftList.toFixed(4)} × nft -j list  (0 writes, no read-back; median of 5)`,
   ];
   process.stdout.write(`${lines.join('\n')}\n${JSON.stringify(r)}\n`);

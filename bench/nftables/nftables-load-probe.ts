@@ -85,6 +85,7 @@ if (values.what !== 'nft') {
     await runner.listTable('inet', 'switchboard');
     out.oursReadMs = now() - t4;
     out.oursReadCpuMs = cpu(c4);
+    out.oursReadSplit = runner.lastRead;
   }
   nft(['delete', 'table', 'inet', 'switchboard']);
   runner.close();

@@ -81,6 +81,17 @@ export interface NftNetlinkRunnerOptions {
   readonly tableWideRuleDumpChains?: number;
 }
 
+/** Where the last whole-table read-back's time went (ms), for benchmarks. */
+export interface NetlinkReadStats {
+  /** Table get, chain and set dumps, and the table-wide rule dump. */
+  readonly listMs: number;
+  /** The per-set element dumps (and per-chain rule dumps above the threshold), over the reader sockets. */
+  readonly dumpsMs: number;
+  /** Digesting chains and turning elements into text. */
+  readonly digestMs: number;
+  readonly dumps: number;
+}
+
 /** How the last run was sent, for tests and benchmarks. */
 export interface NetlinkRunStats {
   readonly messages: number;
@@ -95,6 +106,7 @@ export interface NetlinkRunStats {
 export class NftNetlinkRunner implements NftRunner {
   readonly backend = 'netlink';
   lastRun: NetlinkRunStats = { messages: 0, batches: 0, bytes: 0, compileMs: 0, batchMs: [] };
+  lastRead: NetlinkReadStats = { listMs: 0, dumpsMs: 0, digestMs: 0, dumps: 0 };
   private readonly conn: NetlinkConnection;
 
   constructor(private readonly options: NftNetlinkRunnerOptions = {}) {
@@ -156,6 +168,7 @@ export class NftNetlinkRunner implements NftRunner {
   async listTable(family: string, table: string, scope?: NftReadScope): Promise<NftReadBack | undefined> {
     const t = tableRef(family, table);
     if (scope) return this.readScoped(t, scope);
+    const t0 = performance.now();
     const head = await this.getTable(t);
     if (!head) return undefined;
     const dump = async (type: number, set?: string) =>
@@ -205,6 +218,7 @@ export class NftNetlinkRunner implements NftRunner {
         operation: `dump elements of ${s.name}`,
       })),
     ];
+    const t1 = performance.now();
     const take = (i: number, msgs: { payload: Buffer }[]) => {
       if (i < chainJobs.length) {
         rules.set(
@@ -236,6 +250,7 @@ export class NftNetlinkRunner implements NftRunner {
       }),
     );
 
+    const t2 = performance.now();
     const skeleton = new Set(SKELETON_CHAINS.map((c) => c.name));
     const chains = new Map<string, string>();
     for (const [name, exprLists] of rules) {
@@ -262,6 +277,7 @@ export class NftNetlinkRunner implements NftRunner {
       (c) => rules.get(c)?.length,
       (s) => elements.has(s),
     );
+    this.lastRead = { listMs: t1 - t0, dumpsMs: t2 - t1, digestMs: performance.now() - t2, dumps: jobs.length };
     return {
       tableHandle: Number(head.handle),
       inventory: { chains, sets: namedSets, elements },
