@@ -2,7 +2,7 @@
  * Peak memory and time of a full data checkpoint on both sides of the bus, the codec before and
  * after checkpoints were streamed (docs/scale.md, "Where it breaks first"). Usage:
  *   node --expose-gc --import tsx bench/scale/checkpoint-memory.ts [--services 2000,10000]
- *        [--endpoints 250] [--nodes 5000] [--chunk-bytes 524288] [--out FILE]
+ *        [--endpoints 250] [--nodes 5000] [--chunk-bytes 524288] [--heap-mb MB] [--out FILE]
  *
  * Each measurement runs in a child process of its own, so its peak RSS (getrusage maxrss) is its
  * own. Per size and codec:
@@ -15,6 +15,10 @@
  *    and loaded into the node's data index with its hash verified (indexFromCheckpoint).
  *    `joined`: all chunks kept, joined, one string, JSON.parse, schema (the reader before);
  *    `streamed`: CheckpointDecoder, each chunk pushed and dropped.
+ *  - store (planner, event log): the planner's objects (Service + EndpointSlice per service, Nodes)
+ *    written as a checkpoint row: `joined`: writeCheckpoint before pieces (one JSON.stringify,
+ *    one row); `streamed`: writeCheckpoint (pieces of 32 MiB); restore: checkpointAtOrBefore of
+ *    that file in a fresh process (a planner restart), either form.
  * Baseline, same process: RSS and heap once the data that must exist anyway is built (planner:
  * the cluster data; node: nothing yet, its index is the result). Reported: peak RSS, the peak
  * over that baseline, wall and CPU ms, and the error when a codec fails (e.g. V8's
@@ -37,7 +41,11 @@ import {
   type ServiceObject,
   type VersionArtifact,
 } from '../../libs/model/index.ts';
-import { buildNodeFacts, buildServiceEntry, ClusterDataIndex } from '../../libs/planner/index.ts';
+import { buildNodeFacts, buildServiceEntry, ClusterDataIndex, type ClusterState } from '../../libs/planner/index.ts';
+import { EventLog } from '../../libs/eventlog/index.ts';
+import { checkpointAtOrBefore, checkpointHash, writeCheckpoint } from '../../libs/eventlog/checkpoints.ts';
+import { databaseOf } from '../../libs/eventlog/database-handle.ts';
+import { byCodeUnit, keyOf, type KubeObject } from '../../libs/model/index.ts';
 import { generateCluster, makeSlice } from '../planner/generate-cluster.ts';
 
 type Checkpoint = VersionArtifact & { form: 'checkpoint' };
@@ -49,6 +57,8 @@ const { values } = parseArgs({
     endpoints: { type: 'string', default: '250' },
     nodes: { type: 'string', default: '5000' },
     'chunk-bytes': { type: 'string', default: String(512 * 1024) },
+    // the children's V8 heap limit (MB); default: Node's own (~4 GB here), as the planner runs
+    'heap-mb': { type: 'string', default: '' },
     out: { type: 'string' },
     // child mode
     child: { type: 'string' },
@@ -244,11 +254,90 @@ function childDecode(codec: string, file: string): Measured {
   return m;
 }
 
+/**
+ * The planner's event-log objects of S services (Service + EndpointSlice each, as read from the
+ * API) and N Nodes, built one service at a time. writeCheckpoint uses only objects() and hash()
+ * of the state: the bench hands it those (a ClusterState of 10,000 x 250 would be 1.6 GB more).
+ */
+function logObjects(S: number): KubeObject[] {
+  const out: KubeObject[] = generateCluster({ services: 1, endpointsPerService: 1, nodes: N }).nodes.map((n) =>
+    kube<KubeObject>(n),
+  );
+  for (let s = 0; s < S; s++) {
+    out.push(kube<KubeObject>(serviceRaw(s)));
+    out.push(kube<KubeObject>(makeSlice(`ns-${s % 50}`, s, E, N, 0, s % 4 === 0)));
+  }
+  return out;
+}
+
+async function childStore(S: number, codec: string, file: string): Promise<Measured> {
+  const objects = logObjects(S);
+  const state = { objects: () => objects, hash: () => '0'.repeat(64) } as unknown as ClusterState;
+  const log = await EventLog.open({ file, sync: 'normal' });
+  const db = databaseOf(log);
+  global.gc?.();
+  const baseline = process.memoryUsage().rss / MB;
+  const m = measure(() => {
+    if (codec === 'joined') {
+      // writeCheckpoint before pieces: one JSON.stringify of every object, one row
+      const sorted = [...state.objects()].sort((a, b) => byCodeUnit(keyOf(a), keyOf(b)));
+      const text = JSON.stringify(sorted);
+      sample();
+      db.prepare(`INSERT OR REPLACE INTO checkpoints (seq, version, data_hash, object_count, objects, objects_hash, rejections, created_at)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?)`).run(
+        1,
+        1,
+        state.hash(),
+        sorted.length,
+        text,
+        checkpointHash(text, '[]'),
+        '[]',
+        'x',
+      );
+      sample();
+    } else {
+      writeCheckpoint(db, { state, rejections: [], seq: 1, version: 1, createdAt: 'x' });
+      sample();
+    }
+    const r = db.prepare('SELECT pieces, length(objects) AS n FROM checkpoints WHERE seq = 1').get() as {
+      pieces: number;
+      n: number;
+    };
+    const chars =
+      r.pieces > 0
+        ? (db.prepare('SELECT sum(length(objects)) FROM checkpoint_pieces WHERE seq = 1').pluck().get() as number)
+        : r.n;
+    return { bytes: chars, chunks: Math.max(1, r.pieces) };
+  }, baseline);
+  log.close();
+  return m;
+}
+
+async function childRestore(file: string): Promise<Measured> {
+  const log = await EventLog.open({ file, sync: 'normal' });
+  const db = databaseOf(log);
+  global.gc?.();
+  const baseline = process.memoryUsage().rss / MB;
+  const m = measure(() => {
+    const cp = checkpointAtOrBefore(db, 1);
+    sample();
+    if (!cp) throw new Error('no checkpoint');
+    return { bytes: 0, chunks: cp.objects.length };
+  }, baseline);
+  log.close();
+  return m;
+}
+
 if (values.child) {
+  const S = Number(values.services);
   const r =
     values.child === 'encode'
-      ? childEncode(Number(values.services), values.codec!, values.file!)
-      : childDecode(values.codec!, values.file!);
+      ? childEncode(S, values.codec!, values.file!)
+      : values.child === 'decode'
+        ? childDecode(values.codec!, values.file!)
+        : values.child === 'store'
+          ? await childStore(S, values.codec!, values.file!)
+          : await childRestore(values.file!);
   console.log(JSON.stringify(r));
   process.exit(0);
 }
@@ -259,6 +348,7 @@ function run(side: string, codec: string, file: string, S: number): Measured | {
   const p = spawnSync(
     process.execPath,
     [
+      ...(values['heap-mb'] ? [`--max-old-space-size=${values['heap-mb']}`] : []),
       ...['--expose-gc', '--import', 'tsx', import.meta.filename, '--child', side, '--codec', codec, '--file', file],
       ...['--services', String(S), '--endpoints', String(E), '--nodes', String(N), '--chunk-bytes', String(CHUNK)],
     ],
@@ -279,6 +369,12 @@ try {
     const enc = { streamed: run('encode', 'streamed', file, S), joined: run('encode', 'joined', scratch, S) };
     rmSync(scratch, { force: true });
     for (const codec of ['joined', 'streamed'] as const) {
+      const decode = run('decode', codec, file, S);
+      // event log: the same objects written as one text (joined) or in pieces (streamed), then read
+      const db = join(dir, `log-${S}-${codec}.db`);
+      const store = run('store', codec, db, S);
+      const restore = 'error' in store ? undefined : run('restore', codec, db, S);
+      for (const f of [db, `${db}-wal`, `${db}-shm`]) rmSync(f, { force: true });
       const row = {
         services: S,
         endpoints: E,
@@ -286,7 +382,9 @@ try {
         chunkBytes: CHUNK,
         codec,
         encode: enc[codec],
-        decode: run('decode', codec, file, S),
+        decode,
+        store,
+        restore,
       };
       rows.push(row);
       console.log(JSON.stringify(row));
