@@ -23,24 +23,27 @@ export function generateCluster(opts: {
   const services: unknown[] = [];
   const slices: unknown[] = [];
   for (let s = 0; s < opts.services; s++) {
-    const ns = `ns-${s % 50}`;
-    const twoPorts = s % 4 === 0;
-    services.push({
-      apiVersion: 'v1',
-      kind: 'Service',
-      metadata: { name: `svc-${s}`, namespace: ns, resourceVersion: '1' },
-      spec: {
-        type: s % 5 === 0 ? 'NodePort' : 'ClusterIP',
-        clusterIP: `10.${96 + (s >> 16)}.${(s >> 8) & 255}.${s & 255}`,
-        ports: [
-          { name: 'http', port: 80, nodePort: s % 5 === 0 ? 30000 + (s % 2000) : undefined },
-          ...(twoPorts ? [{ name: 'metrics', port: 9090 }] : []),
-        ],
-      },
-    });
-    slices.push(makeSlice(ns, s, opts.endpointsPerService, opts.nodes, 0, twoPorts));
+    services.push(makeService(s));
+    slices.push(makeSlice(`ns-${s % 50}`, s, opts.endpointsPerService, opts.nodes, 0, s % 4 === 0));
   }
   return { services, slices, nodes };
+}
+
+/** Service s of generateCluster (ns-<s % 50>/svc-<s>; every 5th a NodePort, every 4th two ports). */
+export function makeService(s: number): unknown {
+  return {
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: { name: `svc-${s}`, namespace: `ns-${s % 50}`, resourceVersion: '1' },
+    spec: {
+      type: s % 5 === 0 ? 'NodePort' : 'ClusterIP',
+      clusterIP: `10.${96 + (s >> 16)}.${(s >> 8) & 255}.${s & 255}`,
+      ports: [
+        { name: 'http', port: 80, nodePort: s % 5 === 0 ? 30000 + (s % 2000) : undefined },
+        ...(s % 4 === 0 ? [{ name: 'metrics', port: 9090 }] : []),
+      ],
+    },
+  };
 }
 
 export function makeSlice(

@@ -46,7 +46,7 @@ import { EventLog } from '../../libs/eventlog/index.ts';
 import { checkpointAtOrBefore, checkpointHash, writeCheckpoint } from '../../libs/eventlog/checkpoints.ts';
 import { databaseOf } from '../../libs/eventlog/database-handle.ts';
 import { byCodeUnit, keyOf, type KubeObject } from '../../libs/model/index.ts';
-import { generateCluster, makeSlice } from '../planner/generate-cluster.ts';
+import { generateCluster, makeService, makeSlice } from '../planner/generate-cluster.ts';
 
 type Checkpoint = VersionArtifact & { form: 'checkpoint' };
 const MB = 1048576;
@@ -82,7 +82,7 @@ function clusterData(S: number): { data: Checkpoint['data']; hash: string } {
   const one = generateCluster({ services: 1, endpointsPerService: 1, nodes: N });
   const nodes: NodeFacts[] = one.nodes.map((n) => buildNodeFacts(kube(n)));
   for (let s = 0; s < S; s++) {
-    const svcRaw = serviceRaw(s);
+    const svcRaw = makeService(s);
     const slice = makeSlice(`ns-${s % 50}`, s, E, N, 0, s % 4 === 0);
     const e = buildServiceEntry(kube<ServiceObject>(svcRaw), [kube<EndpointSliceObject>(slice)]);
     if (e) services.push(e);
@@ -90,24 +90,6 @@ function clusterData(S: number): { data: Checkpoint['data']; hash: string } {
   services.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
   const index = ClusterDataIndex.from({ services, nodes });
   return { data: index.toClusterData(), hash: index.hash() };
-}
-
-/** Service s exactly as generateCluster makes it. */
-function serviceRaw(s: number): unknown {
-  const ns = `ns-${s % 50}`;
-  return {
-    apiVersion: 'v1',
-    kind: 'Service',
-    metadata: { name: `svc-${s}`, namespace: ns, resourceVersion: '1' },
-    spec: {
-      type: s % 5 === 0 ? 'NodePort' : 'ClusterIP',
-      clusterIP: `10.${96 + (s >> 16)}.${(s >> 8) & 255}.${s & 255}`,
-      ports: [
-        { name: 'http', port: 80, nodePort: s % 5 === 0 ? 30000 + (s % 2000) : undefined },
-        ...(s % 4 === 0 ? [{ name: 'metrics', port: 9090 }] : []),
-      ],
-    },
-  };
 }
 
 interface Measured {
@@ -264,7 +246,7 @@ function logObjects(S: number): KubeObject[] {
     kube<KubeObject>(n),
   );
   for (let s = 0; s < S; s++) {
-    out.push(kube<KubeObject>(serviceRaw(s)));
+    out.push(kube<KubeObject>(makeService(s)));
     out.push(kube<KubeObject>(makeSlice(`ns-${s % 50}`, s, E, N, 0, s % 4 === 0)));
   }
   return out;
