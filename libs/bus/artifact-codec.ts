@@ -274,6 +274,11 @@ export class CheckpointDecoder {
     onValue: (p, element, bytes) => this.value(p, element, bytes),
   });
 
+  /** The first problem found so far (the rest of the chunks need not be fetched), or undefined. */
+  get failed(): string | undefined {
+    return this.error;
+  }
+
   push(chunk: Uint8Array): void {
     if (this.error) return;
     try {

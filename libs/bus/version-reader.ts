@@ -102,7 +102,8 @@ export class VersionReader {
     const decoder = new CheckpointDecoder();
     decoder.push(first.data);
     let bytes = first.data.length;
-    for (let i = 1; i < n; i++) {
+    // bad content stops the fetching: finish() reports it
+    for (let i = 1; i < n && !decoder.failed; i++) {
       const sameCheckpoint = (m: Got) =>
         m.header(H.hash) === hash && m.header(H.chunks) === String(n) ? undefined : 'chunk of another checkpoint';
       const c = await this.first(checkpointSubject(version, i), version, sameCheckpoint);

@@ -1,6 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { CheckpointDecoder, decodeCheckpoint, encodeArtifact } from '../../../libs/bus/index.ts';
+import {
+  CheckpointDecoder,
+  decodeCheckpoint,
+  encodeArtifact,
+  VersionReader,
+  type EncodedMessage,
+  type Requester,
+} from '../../../libs/bus/index.ts';
 import type { ServiceEntry, VersionArtifact } from '../../../libs/model/index.ts';
 import { node, service, VersionMaker } from './fixtures.ts';
 
@@ -92,5 +99,41 @@ describe('checkpoint codec, streamed', () => {
     d.push(enc.encode('{]'));
     d.push(enc.encode(text));
     expect(d.finish()).toEqual({ ok: false, error: 'artifact: not JSON' });
+  });
+
+  it('a node reads a stored checkpoint chunk by chunk and stops fetching once the content is known bad', async () => {
+    const cp = checkpointOf(
+      Array.from({ length: 30 }, () => 8),
+      ['a'],
+    );
+    const msgs = encodeArtifact(cp, { chunkBytes: 1024, baseCheckpoint: 0 });
+    expect(msgs.length).toBeGreaterThan(10);
+    const stream = (damaged?: number) => {
+      const asked: string[] = [];
+      const nc: Requester = {
+        request: async (_subject, payload) => {
+          const { next_by_subj: subject } = JSON.parse(String(payload)) as { next_by_subj: string };
+          asked.push(subject);
+          const m = msgs.find((x) => x.subject === subject) as EncodedMessage;
+          const headers: Record<string, string> = { ...m.headers, 'Nats-Subject': subject, 'Nats-Sequence': '1' };
+          // NUL bytes: invalid in JSON inside a string or out of one (a '}' in a string would parse)
+          const data = msgs.indexOf(m) === damaged ? new Uint8Array(m.payload.length) : m.payload;
+          return { data, headers: { get: (k: string) => headers[k] ?? '', code: 0, description: '' } };
+        },
+      };
+      return { reader: new VersionReader(nc), asked };
+    };
+    const good = stream();
+    expect(await good.reader.checkpoint(1)).toMatchObject({ ok: true, value: JSON.parse(JSON.stringify(cp)) });
+    expect(good.asked).toHaveLength(msgs.length);
+    // a damaged first chunk is known bad by the second (corruption inside a string may only show
+    // at the end, or as the content hash: a node checks that before using anything)
+    const bad = stream(0);
+    expect(await bad.reader.checkpoint(1)).toEqual({
+      ok: false,
+      missing: false,
+      error: 'checkpoint 1: artifact: not JSON',
+    });
+    expect(bad.asked).toHaveLength(2);
   });
 });
