@@ -2,14 +2,16 @@
 //   bash bench/applier/run-in-vm.sh [SERVICES] [ENDPOINTS]      (default 1000 10)
 // Measures, in the same run: (a) baseline `ipvsadm -R` + `ipset restore` of the same rules from
 // empty, (b) IpvsDataplane.apply of the same NodeState from empty (netlink, windowed), (c) one
-// endpoint change (cold, then the median of 21) vs one `ipvsadm -a` process run (median of 22),
+// endpoint change (cold, then the median of 21; again after 300 more changes) vs one `ipvsadm -a`
+// process run (median of 22),
 // (d) a no-op resync (must be 0 writes).
 import { execFileSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { constants, PerformanceObserver } from 'node:perf_hooks';
 import type { NodeState, VirtualServer } from '../../libs/model/index.ts';
 import { formatIpsetSave, formatIpvsadm } from '../../libs/planner/index.ts';
 import { IpvsDataplane, MemoryOwnershipStore, NetlinkKernel } from '../../libs/dataplane/index.ts';
+import { openIpvs } from '../../libs/netlink/index.ts';
 import { PhaseTimingKernel } from './phase-timing-kernel.ts';
 
 const services = Number(process.argv[2] ?? 1000);
@@ -93,6 +95,7 @@ async function waitQuiet(): Promise<number> {
   return performance.now() - t0;
 }
 
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const time = async <T>(fn: () => Promise<T> | T): Promise<[T, number]> => {
   const t = performance.now();
   const r = await fn();
@@ -160,6 +163,27 @@ let gc0 = gcMs;
 const [full, fullMs] = await time(() => dp.apply(state));
 const fullGcMs = gcMs - gc0;
 const fullPhases = kernel?.take();
+/**
+ * CPU ms so far of this process's threads by name (main thread "main"; V8's "V8 DefaultWorke",
+ * libuv's "libuv-worker", ...) and of the whole guest (busy, all CPUs). /proc ticks are 10 ms, and
+ * in the emulated VM the per-thread and the guest-wide accounting do not add up (different clocks):
+ * compare threads with each other, not with wall time.
+ */
+function cpuSample(): { threads: Record<string, number>; guestBusy: number } {
+  const threads: Record<string, number> = {};
+  for (const tid of readdirSync('/proc/self/task')) {
+    try {
+      const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      const name = Number(tid) === process.pid ? 'main' : stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      threads[name] = (threads[name] ?? 0) + (Number(f[11]) + Number(f[12])) * 10; // utime + stime (fields 14, 15)
+    } catch {
+      /* the thread ended meanwhile */
+    }
+  }
+  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  return { threads, guestBusy: (f.reduce((a, b) => a + b, 0) - f[3]! - f[4]!) * 10 };
+}
 // (c) one endpoint change, as the incremental renderer (NodeStateRenderer) produces it: the new
 // version shares every unchanged object with the old one. The first change runs cold code (V8
 // compiles the incremental path on first use, slowly under TCG); then CHANGES more, each on
@@ -169,33 +193,114 @@ const CHANGES = 21;
 // BENCH_SETTLE_MS=N waits before the changes (an experiment: does the change get cheaper once the
 // process has settled after the load? An applier's changes come long after its initial load).
 if (process.env.BENCH_SETTLE_MS) await new Promise((r) => setTimeout(r, Number(process.env.BENCH_SETTLE_MS)));
-const withEndpoint = (s: NodeState, i: number): NodeState => ({
+const withEndpoint = (s: NodeState, i: number, port = 9000): NodeState => ({
   ...s,
   virtualServers: s.virtualServers.map((v, j) =>
     j !== i
       ? v
       : {
           ...v,
-          realServers: [...v.realServers, { address: `10.200.${i >> 8}.${i & 255}`, port: 9000, weight: 1 }],
+          realServers: [...v.realServers, { address: `10.200.${i >> 8}.${i & 255}`, port, weight: 1 }],
         },
   ),
 });
 let current = state;
-const oneTimes: number[] = [];
-let oneWrites = 0;
-let oneGcMs = 0;
-let oneGcByKind: Record<string, number> = {};
-for (let c = 0; c <= CHANGES; c++) {
-  if (c === 1) gcByKind = oneGcByKind = {};
-  current = withEndpoint(current, Math.floor((c * services) / (CHANGES + 1)));
-  gc0 = gcMs;
-  const [one, ms] = await time(() => dp.apply(current));
-  if (c > 0) oneGcMs += gcMs - gc0;
-  oneTimes.push(ms);
-  oneWrites = Math.max(oneWrites, one.kernelWrites);
+/**
+ * CHANGES + 1 changes (`port` tells their real servers from other rounds'), each on another
+ * service: the first one's time apart, then the median of the others and where their time went.
+ * Where it goes (sampled outside the timing): the CPU of this process's threads by name (V8's
+ * background GC and compiler threads compete with the main thread for the emulated CPUs), the
+ * guest's busy CPU, the GC pauses, and with BENCH_PHASES=1 the kernel calls.
+ */
+async function measureChanges(port: number) {
+  const times: number[] = [];
+  let writes = 0;
+  let gc = 0;
+  const byKind: Record<string, number> = {};
+  const parts = { kernelCallMs: 0, guestBusyCpuMs: 0 };
+  const threadCpuMs: Record<string, number> = {};
+  const kernelCallMs: number[] = [];
+  const phaseTotals: Record<string, number> = {};
+  kernel?.take();
+  // Markers on stdout, to find the changes among the lines of BENCH_NODE_FLAGS=--trace-gc.
+  console.log(`bench: changes (port ${port}) begin`);
+  for (let c = 0; c <= CHANGES; c++) {
+    if (c === 1) gcByKind = byKind;
+    current = withEndpoint(current, Math.floor((c * services) / (CHANGES + 1)), port);
+    const before = cpuSample();
+    gc0 = gcMs;
+    const [one, ms] = await time(() => dp.apply(current));
+    const after = cpuSample();
+    if (c > 0) {
+      gc += gcMs - gc0;
+      for (const [name, v] of Object.entries(after.threads))
+        threadCpuMs[name] = (threadCpuMs[name] ?? 0) + v - (before.threads[name] ?? 0);
+      parts.guestBusyCpuMs += after.guestBusy - before.guestBusy;
+      const taken = kernel?.take() ?? {};
+      for (const [phase, v] of Object.entries(taken)) phaseTotals[phase] = (phaseTotals[phase] ?? 0) + v;
+      const k = Object.values(taken).reduce((a, b) => a + b, 0);
+      parts.kernelCallMs += k;
+      kernelCallMs.push(k);
+    } else kernel?.take();
+    times.push(ms);
+    writes = Math.max(writes, one.kernelWrites);
+  }
+  gcByKind = undefined;
+  console.log(`bench: changes (port ${port}) end`);
+  return {
+    times,
+    writes,
+    gc,
+    byKind,
+    parts: {
+      wallMs: Math.round(times.slice(1).reduce((a, b) => a + b, 0)),
+      ...Object.fromEntries(Object.entries(parts).map(([k, v]) => [k, Math.round(v)])),
+      gcMs: Math.round(gc),
+      threadCpuMs: Object.fromEntries(Object.entries(threadCpuMs).filter(([, v]) => v > 0)),
+    },
+    // the warm changes' kernel calls by phase (the first change left out), and their median per change
+    phases: kernel ? { ...phaseTotals, perChangeMedian: median(kernelCallMs) } : undefined,
+  };
 }
-gcByKind = undefined;
-const onePhases = kernel?.take();
+// Right after the load (what every earlier run measured), then again after WARMUP more changes:
+// an applier runs the incremental path all day, and under TCG V8 keeps tiering it up on
+// background threads (and scavenging at 0.2-0.4 s a time) for the first tens of changes.
+const first = await measureChanges(9000);
+// (run-in-vm.sh passes BENCH_WARMUP through even when unset: an empty value means the default)
+const WARMUP = process.env.BENCH_WARMUP ? Number(process.env.BENCH_WARMUP) : 300;
+for (let c = 0; c < WARMUP; c++) {
+  current = withEndpoint(current, (c * 7919 + 1) % services, 9100 + (c % 800));
+  await dp.apply(current);
+}
+const steady = WARMUP > 0 ? await measureChanges(9001) : undefined;
+const oneTimes = first.times;
+const oneWrites = Math.max(first.writes, steady?.writes ?? 0);
+const oneGcMs = first.gc;
+const oneGcByKind = first.byKind;
+const onePhases = first.phases;
+// The same round trip as our change's kernel call (one add and its service's destination dump in
+// one datagram) through a bare IPVS client of this process: whether a round trip is slow in this
+// (large) process, whatever the dataplane does around it. bench/applier/one-change-probe.ts
+// measures the same in a small process on the same table size.
+const bare = await openIpvs({ window: 256, batch: 128 });
+const bareTimes: number[] = [];
+for (let c = 0; c <= CHANGES; c++) {
+  const s = state.virtualServers[Math.floor((c * services) / (CHANGES + 1)) + 1]!;
+  const key = { protocol: 'TCP' as const, address: s.address, port: 80 };
+  const d = {
+    address: `10.202.0.${c + 1}`,
+    port: 9000,
+    weight: 1,
+    forward: 'masq' as const,
+    upperThreshold: 0,
+    lowerThreshold: 0,
+  };
+  bareTimes.push(
+    (await time(() => Promise.all([bare.addDestination(key, d), bare.listDestinations(key, { stats: false })])))[1],
+  );
+  await bare.deleteDestination(key, d);
+}
+bare.close();
 const ipvsadm = (...args: string[]) => execFileSync('ipvsadm', args, { stdio: 'ignore' });
 const ipvsadmTimes: number[] = [];
 for (let c = 0; c <= CHANGES; c++) {
@@ -203,7 +308,6 @@ for (let c = 0; c <= CHANGES; c++) {
   ipvsadmTimes.push((await time(() => ipvsadm('-a', '-t', '10.96.0.1:80', '-r', rs, '-m', '-w', '1')))[1]);
   ipvsadm('-d', '-t', '10.96.0.1:80', '-r', rs);
 }
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const oneMs = median(oneTimes.slice(1));
 const ipvsadmOneMs = median(ipvsadmTimes);
 // (d) no-op resync.
@@ -231,12 +335,27 @@ const out = {
   oneEndpointWrites: oneWrites,
   oneEndpointGcMsTotal: +oneGcMs.toFixed(1),
   oneEndpointGcMsByKind: Object.fromEntries(Object.entries(oneGcByKind).map(([k, v]) => [k, +v.toFixed(1)])),
+  // the warm changes' wall time summed, and its parts (see measureChanges)
+  oneEndpointParts: first.parts,
+  // the same after WARMUP more changes (BENCH_WARMUP, default 300; 0 leaves it out)
+  warmupChanges: WARMUP,
+  ...(steady
+    ? {
+        oneEndpointSteadyMs: +median(steady.times.slice(1)).toFixed(1),
+        ratioOneSteadyVsIpvsadmProcess: +(median(steady.times.slice(1)) / ipvsadmOneMs).toFixed(3),
+        oneEndpointSteadyParts: steady.parts,
+      }
+    : {}),
+  // median of the bare client's add + dump round trips in this process (after the changes)
+  bareClientRoundTripMs: +median(bareTimes.slice(1)).toFixed(1),
   ipvsadmAddProcessMs: +ipvsadmOneMs.toFixed(1),
   ratioOneVsIpvsadmProcess: +(oneMs / ipvsadmOneMs).toFixed(3),
   ratioOneColdVsIpvsadmProcess: +(oneTimes[0]! / ipvsadmOneMs).toFixed(2),
   noopResyncMs: r(noopMs),
   noopResyncWrites: noop.kernelWrites,
   // Kernel calls by phase (ms); the rest of each step is the dataplane's own CPU (plan, verify, model).
-  ...(kernel ? { phases: { full: fullPhases, one: onePhases, noop: noopPhases } } : {}),
+  ...(kernel
+    ? { phases: { full: fullPhases, one: onePhases, ...(steady ? { steady: steady.phases } : {}), noop: noopPhases } }
+    : {}),
 };
 console.log(JSON.stringify(out));
