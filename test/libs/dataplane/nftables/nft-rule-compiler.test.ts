@@ -17,7 +17,7 @@ import { planFullLoad } from '../../../../libs/dataplane/nftables/plan-nft-updat
 import { renderNftObjects } from '../../../../libs/dataplane/nftables/nft-objects.ts';
 import { NftTransaction } from '../../../../libs/dataplane/nftables/nft-transaction.ts';
 import { decodeExprs, encodeExprs } from '../../../../libs/netlink/index.ts';
-import { decodeAttrs } from '../../../../libs/netlink/netlink-attrs.ts';
+import { decodeAttrs } from '../../../../libs/netlink/index.ts';
 import { nodeState } from '../../../netns/support/node-state-builder.ts';
 
 const noAnon = (): never => {
