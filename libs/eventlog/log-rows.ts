@@ -1,5 +1,5 @@
 import type Database from 'better-sqlite3';
-import { checkpointHash, checkpointObjectsText } from './checkpoints.ts';
+import { checkpointHash, readCheckpointObjects } from './checkpoints.ts';
 import { EventLogError } from './event-log-error.ts';
 import { CHAIN_NAMES, CHAINS, GENESIS_HASH, chainHash, type ChainName } from './row-chain.ts';
 
@@ -28,10 +28,21 @@ export interface RowBatch {
   readonly to: LogPosition;
   /** Per chain, its rows after from's head: CHAINS[chain].columns, then row_hash. */
   readonly rows: Readonly<Record<ChainName, readonly RawRow[]>>;
-  /** Checkpoints with from.checkpointSeq < seq ≤ to.checkpointSeq, as CHECKPOINT_COLUMNS. */
+  /**
+   * Checkpoints with from.checkpointSeq < seq ≤ to.checkpointSeq, as CHECKPOINT_COLUMNS; one stored
+   * in pieces (checkpoints.ts) as CHECKPOINT_COLUMNS with objects '' and then its piece count, its
+   * pieces in checkpointPieces. A one-text row keeps the 8 cells every release has taken.
+   */
   readonly checkpoints: readonly RawRow[];
   /** Every informer resume point as of `to` (one row per kind: a handful), as RESUME_COLUMNS. */
   readonly resumePoints: readonly RawRow[];
+  /**
+   * The pieces of the pieced checkpoints above, as PIECE_COLUMNS, in (seq, piece) order: shipped as
+   * stored, never joined into one text (past V8's longest string that text cannot exist). Absent
+   * when no checkpoint is pieced; last, so the wire form can read them one at a time
+   * (replication-codec.ts).
+   */
+  readonly checkpointPieces?: readonly RawRow[];
 }
 
 export const CHECKPOINT_COLUMNS = [
@@ -44,7 +55,9 @@ export const CHECKPOINT_COLUMNS = [
   'rejections',
   'created_at',
 ] as const;
-const OBJECTS = CHECKPOINT_COLUMNS.indexOf('objects');
+/** A pieced checkpoint row's extra cell: how many PIECE_COLUMNS rows hold its objects. */
+const PIECES = CHECKPOINT_COLUMNS.length;
+export const PIECE_COLUMNS = ['seq', 'piece', 'objects'] as const;
 export const RESUME_COLUMNS = ['kind', 'resource_version', 'updated_at'] as const;
 
 /** The position of an empty log. */
@@ -219,17 +232,33 @@ export function exportRows(
         .raw(true)
         .all(at.id, end?.id ?? Number.MAX_SAFE_INTEGER) as RawRow[]);
   }
+  const cpFrom = from.checkpointSeq;
+  const cpTo = opts.upTo?.checkpointSeq ?? Number.MAX_SAFE_INTEGER;
   const checkpoints = (
     db
-      .prepare(`SELECT ${CHECKPOINT_COLUMNS.join(', ')} FROM checkpoints WHERE seq > ? AND seq <= ? ORDER BY seq`)
+      .prepare(
+        `SELECT ${CHECKPOINT_COLUMNS.join(', ')}, pieces FROM checkpoints WHERE seq > ? AND seq <= ? ORDER BY seq`,
+      )
       .raw(true)
-      .all(from.checkpointSeq, opts.upTo?.checkpointSeq ?? Number.MAX_SAFE_INTEGER) as RawRow[]
-  ).map((r) => (r[OBJECTS] === '' ? withObjectsText(db, r) : r)); // '': stored in pieces (checkpoints.ts)
+      .all(cpFrom, cpTo) as RawRow[]
+  ).map((r) => (r[PIECES] === 0 ? r.slice(0, PIECES) : r)); // pieces = 0: the one-text row as it always was
+  const pieced = checkpoints.some((r) => r.length > PIECES);
+  const checkpointPieces = pieced
+    ? (db
+        .prepare(
+          `SELECT ${PIECE_COLUMNS.join(', ')} FROM checkpoint_pieces WHERE seq > ? AND seq <= ? ORDER BY seq, piece`,
+        )
+        .raw(true)
+        .all(cpFrom, cpTo) as RawRow[])
+    : undefined;
   const resumePoints = db
     .prepare(`SELECT ${RESUME_COLUMNS.join(', ')} FROM resume_points ORDER BY kind`)
     .raw(true)
     .all() as RawRow[];
-  return { from, to: opts.upTo ?? positionOf(db), rows, checkpoints, resumePoints };
+  const to = opts.upTo ?? positionOf(db);
+  return checkpointPieces
+    ? { from, to, rows, checkpoints, resumePoints, checkpointPieces }
+    : { from, to, rows, checkpoints, resumePoints };
 }
 
 /**
@@ -276,26 +305,65 @@ export function importRows(db: Database.Database, b: RowBatch, opts: { adoptAnch
       throw new EventLogError('INVALID', `import: ${c} rows end at ${id}, the batch says ${end.id}`);
     db.prepare('UPDATE chain_heads SET head_id = ?, head_hash = ? WHERE chain = ?').run(id, prev, c);
   }
+  importCheckpoints(db, b.checkpoints, b.checkpointPieces ?? []);
+  replaceResumePoints(db, b.resumePoints);
+}
+
+/**
+ * Stores shipped checkpoint rows: a one-text row checked against its hash as before; a pieced one
+ * stored with exactly its pieces (0..N-1 of its seq) and checked by reading them back the way
+ * replay does (the same objects_hash as the one-text form). Anything else is refused: INVALID.
+ */
+function importCheckpoints(db: Database.Database, rows: readonly RawRow[], pieces: readonly RawRow[]): void {
+  const cols = [...CHECKPOINT_COLUMNS, 'pieces'];
   const putCp = db.prepare(
-    `INSERT OR REPLACE INTO checkpoints (${CHECKPOINT_COLUMNS.join(', ')}) VALUES (${CHECKPOINT_COLUMNS.map(() => '?').join(', ')})`,
+    `INSERT OR REPLACE INTO checkpoints (${cols.join(', ')}) VALUES (${cols.map(() => '?').join(', ')})`,
   );
-  for (const r of b.checkpoints) {
-    if (r.length !== CHECKPOINT_COLUMNS.length)
+  const dropPieces = db.prepare('DELETE FROM checkpoint_pieces WHERE seq = ?');
+  const putPiece = db.prepare(
+    `INSERT INTO checkpoint_pieces (${PIECE_COLUMNS.join(', ')}) VALUES (${PIECE_COLUMNS.map(() => '?').join(', ')})`,
+  );
+  let next = 0; // pieces[next]: the first piece not yet stored
+  for (const r of rows) {
+    if (r.length !== PIECES && r.length !== PIECES + 1)
       throw new EventLogError(
         'INVALID',
-        `import: a checkpoint row has ${r.length} columns, expected ${CHECKPOINT_COLUMNS.length}`,
+        `import: a checkpoint row has ${r.length} columns, expected ${PIECES} (or ${PIECES + 1} when in pieces)`,
       );
     const [seq, , , , objects, objectsHash, rejections] = r;
-    if (
-      typeof objects !== 'string' ||
-      typeof rejections !== 'string' ||
-      checkpointHash(objects, rejections) !== objectsHash
-    ) {
-      throw new EventLogError('INVALID', `import: checkpoint at seq ${String(seq)} does not match its hash`);
+    const n = r.length > PIECES ? r[PIECES] : 0;
+    if (typeof seq !== 'number' || typeof objects !== 'string' || typeof rejections !== 'string')
+      throw new EventLogError('INVALID', `import: checkpoint at seq ${String(seq)} is malformed`);
+    if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0)
+      throw new EventLogError('INVALID', `import: checkpoint at seq ${seq} has a bad piece count (${String(n)})`);
+    // REPLACE deletes without firing the pieces trigger: an earlier checkpoint at this seq may have left some
+    dropPieces.run(seq);
+    if (n === 0) {
+      if (checkpointHash(objects, rejections) !== objectsHash)
+        throw new EventLogError('INVALID', `import: checkpoint at seq ${seq} does not match its hash`);
+      putCp.run(...r, 0);
+      continue;
     }
     putCp.run(...r);
+    for (let i = 0; i < n; i++, next++) {
+      const p = pieces[next];
+      if (!p || p.length !== PIECE_COLUMNS.length || p[0] !== seq || p[1] !== i || typeof p[2] !== 'string')
+        throw new EventLogError('INVALID', `import: checkpoint at seq ${seq}: piece ${i} of ${n} is not in the batch`);
+      putPiece.run(...p);
+    }
+    const read = readCheckpointObjects(
+      db,
+      { seq, objects, objects_hash: String(objectsHash), rejections, pieces: n },
+      { parse: false },
+    );
+    if ('problem' in read)
+      throw new EventLogError('INVALID', `import: checkpoint at seq ${seq} in ${n} pieces: ${read.problem}`);
   }
-  replaceResumePoints(db, b.resumePoints);
+  if (next !== pieces.length)
+    throw new EventLogError(
+      'INVALID',
+      `import: ${pieces.length - next} checkpoint pieces in the batch belong to no pieced checkpoint row`,
+    );
 }
 
 export function replaceResumePoints(db: Database.Database, points: readonly RawRow[]): void {
@@ -354,12 +422,7 @@ export function sliceBatch(b: RowBatch, from: LogPosition): RowBatch {
     rows[c] = all.slice(i + 1);
   }
   const checkpoints = b.checkpoints.filter((r) => (r[0] as number) > from.checkpointSeq);
-  return { from, to: b.to, rows, checkpoints, resumePoints: b.resumePoints };
-}
-
-/** A checkpoint row stored in pieces, shipped in the one-text form replicas have always taken. */
-function withObjectsText(db: Database.Database, r: RawRow): RawRow {
-  const out = [...r];
-  out[OBJECTS] = checkpointObjectsText(db, r[0] as number);
-  return out;
+  const out = { from, to: b.to, rows, checkpoints, resumePoints: b.resumePoints };
+  const pieces = b.checkpointPieces?.filter((r) => (r[0] as number) > from.checkpointSeq);
+  return pieces?.length ? { ...out, checkpointPieces: pieces } : out;
 }

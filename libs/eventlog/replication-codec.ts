@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { CHAIN_NAMES } from './row-chain.ts';
-import { rowCount, type RowBatch } from './log-rows.ts';
+import { rowCount, type RawRow, type RowBatch } from './log-rows.ts';
 
 /**
  * The wire form of the replicated log (pure: no I/O). One write batch is one stream message, split
@@ -15,6 +15,8 @@ export const H = {
   term: 'Sb-Log-Term',
   /** rowCount(to) after this batch: how far the group is, for lag, without reading the payload. */
   rows: 'Sb-Log-Rows',
+  /** Where a batch's checkpoint pieces lie in its payload (batchJson): read one at a time. */
+  layout: 'Sb-Log-Layout',
 } as const;
 
 export interface WireMessage {
@@ -42,13 +44,26 @@ const ROWS_PER_PIECE = 16;
  * into one buffer cost (~0.3 s of a 10k initial sync on this host, for ~0.1 s in pieces).
  */
 export function batchJsonBytes(batch: RowBatch): Buffer {
+  return batchJson(batch).bytes;
+}
+
+/**
+ * batchJsonBytes, and when the batch ends with checkpoint pieces (log-rows.ts: each up to 32 Mi
+ * characters of JSON, all of them past V8's longest string), where they lie in it: the layout
+ * "HEAD:LEN,LEN,..." (byte counts) with which parseBatchBytes reads the batch without ever making
+ * one string of it. Each piece row is stringified alone.
+ */
+export function batchJson(batch: RowBatch): { bytes: Buffer; layout?: string } {
   const pieces: string[] = [];
-  const rowsOf = (rows: readonly unknown[]): void => {
+  let cut = -1; // index in `pieces` of ',"checkpointPieces":' when it is the last key
+  const pieceRows: number[] = []; // index in `pieces` of each checkpoint piece row
+  const rowsOf = (rows: readonly unknown[], per: number, mark?: number[]): void => {
     if (rows.length === 0) pieces.push('[]');
-    for (let i = 0; i < rows.length; i += ROWS_PER_PIECE) {
-      const json = JSON.stringify(rows.slice(i, i + ROWS_PER_PIECE));
+    for (let i = 0; i < rows.length; i += per) {
+      const json = JSON.stringify(rows.slice(i, i + per));
+      mark?.push(pieces.length);
       pieces.push(i === 0 ? json.slice(0, -1) : `,${json.slice(1, -1)}`);
-      if (i + ROWS_PER_PIECE >= rows.length) pieces.push(']');
+      if (i + per >= rows.length) pieces.push(']');
     }
   };
   const object = (o: object, value: (k: string, v: unknown) => void): void => {
@@ -62,13 +77,22 @@ export function batchJsonBytes(batch: RowBatch): Buffer {
     pieces.push(sep === '{' ? '{}' : '}');
   };
   object(batch, (k, v) => {
-    if (k === 'rows') object(v as object, (_, rows) => rowsOf(rows as unknown[]));
-    else if (k === 'checkpoints' || k === 'resumePoints') rowsOf(v as unknown[]);
-    else pieces.push(JSON.stringify(v));
+    if (k === 'rows') object(v as object, (_, rows) => rowsOf(rows as unknown[], ROWS_PER_PIECE));
+    else if (k === 'checkpointPieces') {
+      cut = pieces.length - 1;
+      pieceRows.length = 0;
+      rowsOf(v as unknown[], 1, pieceRows);
+    } else if (k === 'checkpoints' || k === 'resumePoints') rowsOf(v as unknown[], ROWS_PER_PIECE);
+    else {
+      cut = -1; // checkpointPieces is not last: no layout
+      pieces.push(JSON.stringify(v));
+    }
   });
   let size = 0;
+  const starts: number[] = [];
   const sizes = pieces.map((p) => {
     const n = Buffer.byteLength(p);
+    starts.push(size);
     size += n;
     return n;
   });
@@ -78,12 +102,20 @@ export function batchJsonBytes(batch: RowBatch): Buffer {
     out.write(p, at);
     at += sizes[i]!;
   });
-  return out;
+  if (cut < 0 || pieceRows.length === 0) return { bytes: out };
+  // a row's bytes: its piece without the leading '[' or ',' and, for the last, before its ']'
+  const lens = pieceRows.map((i) => sizes[i]! - 1);
+  const layout = `${starts[cut]}:${lens.join(',')}`;
+  return layout.length <= MAX_LAYOUT_CHARS ? { bytes: out, layout } : { bytes: out };
 }
+
+/** Longest layout header; a longer one is left out and the batch is read as one text. */
+const MAX_LAYOUT_CHARS = 4096;
+const PIECES_KEY = Buffer.from(',"checkpointPieces":[');
 
 /** One batch as parts of at most `maxPart` payload bytes each. */
 export function encodeBatch(batch: RowBatch, term: number, maxPart: number): WireMessage[] {
-  const bytes = batchJsonBytes(batch);
+  const { bytes, layout } = batchJson(batch);
   const id = createHash('sha256').update(String(term)).update(bytes).digest('hex').slice(0, 32);
   const n = Math.max(1, Math.ceil(bytes.length / maxPart));
   return Array.from({ length: n }, (_, i) => ({
@@ -93,6 +125,8 @@ export function encodeBatch(batch: RowBatch, term: number, maxPart: number): Wir
       [H.part]: `${i + 1}/${n}`,
       [H.term]: String(term),
       [H.rows]: String(rowCount(batch.to)),
+      // on the part that completes the batch, where the reader joins it
+      ...(layout && i === n - 1 ? { [H.layout]: layout } : {}), // (a NATS header absent reads as '')
     },
     payload: bytes.subarray(i * maxPart, (i + 1) * maxPart),
     msgId: `${id}.${i + 1}`,
@@ -118,22 +152,47 @@ const BatchSchema = z.object({
   ),
   checkpoints: z.array(z.array(Cell)),
   resumePoints: z.array(z.array(Cell)),
+  checkpointPieces: z.array(z.array(Cell)).optional(),
 });
+const PieceRow = z.tuple([z.number().int().nonnegative(), z.number().int().nonnegative(), z.string()]);
 
-/** Parses and shape-checks a batch (a snapshot's body); throws a one-line Error when it is not one. */
-export function parseBatch(bytes: Uint8Array, what: string): RowBatch {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(Buffer.from(bytes).toString('utf8'));
-  } catch {
-    throw new Error(`${what} is not JSON`);
+/**
+ * Parses and shape-checks a batch (a message's joined parts, a snapshot's body); throws a one-line
+ * Error when it is not one. With a layout (batchJson) the part before the checkpoint pieces and
+ * each piece row are parsed alone, so no string longer than one piece is made.
+ */
+export function parseBatch(bytes: Uint8Array, what: string, layout?: string): RowBatch {
+  const buf = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const json = (start: number, end: number, tail = ''): unknown => {
+    try {
+      return JSON.parse(buf.toString('utf8', start, end) + tail);
+    } catch {
+      throw new Error(`${what} is not JSON`);
+    }
+  };
+  const check = <T>(schema: z.ZodType<T>, value: unknown): T => {
+    const r = schema.safeParse(value);
+    if (!r.success)
+      throw new Error(
+        `${what} is malformed: ${r.error.issues[0]?.message ?? ''} at ${r.error.issues[0]?.path.join('.') ?? ''}`,
+      );
+    return r.data;
+  };
+  if (layout === undefined) return check(BatchSchema, json(0, buf.length)) as RowBatch;
+  const m = /^(\d+):(\d+(?:,\d+)*)$/.exec(layout);
+  const head = Number(m?.[1]);
+  const lens = m?.[2]?.split(',').map(Number) ?? [];
+  const total = head + PIECES_KEY.length + lens.reduce((a, n) => a + n + 1, 0) + 1; // ',' or ']' after each, then '}'
+  if (!m || total !== buf.length || !buf.subarray(head, head + PIECES_KEY.length).equals(PIECES_KEY))
+    throw new Error(`${what}: its layout header ${JSON.stringify(layout)} does not fit its ${buf.length} bytes`);
+  const batch = check(BatchSchema, json(0, head, '}'));
+  const pieces: RawRow[] = [];
+  let at = head + PIECES_KEY.length;
+  for (const n of lens) {
+    pieces.push(check(PieceRow, json(at, at + n)));
+    at += n + 1;
   }
-  const r = BatchSchema.safeParse(parsed);
-  if (!r.success)
-    throw new Error(
-      `${what} is malformed: ${r.error.issues[0]?.message ?? ''} at ${r.error.issues[0]?.path.join('.') ?? ''}`,
-    );
-  return r.data as RowBatch;
+  return { ...(batch as RowBatch), checkpointPieces: pieces };
 }
 
 export type ReadItem =
@@ -191,21 +250,11 @@ export class LogStreamReader {
     if (i < n) return out;
     const whole = Buffer.concat(this.parts!.chunks);
     this.parts = undefined;
-    let parsed: unknown;
     try {
-      parsed = JSON.parse(whole.toString('utf8'));
-    } catch {
-      out.push({ kind: 'skip', seq, why: `batch ${id} is not JSON` });
-      return out;
+      out.push({ kind: 'batch', seq, term, batch: parseBatch(whole, `batch ${id}`, header(H.layout) || undefined) });
+    } catch (e) {
+      out.push({ kind: 'skip', seq, why: (e as Error).message });
     }
-    const r = BatchSchema.safeParse(parsed);
-    if (!r.success)
-      out.push({
-        kind: 'skip',
-        seq,
-        why: `batch ${id} is malformed: ${r.error.issues[0]?.message ?? ''} at ${r.error.issues[0]?.path.join('.') ?? ''}`,
-      });
-    else out.push({ kind: 'batch', seq, term, batch: r.data as RowBatch });
     return out;
   }
 

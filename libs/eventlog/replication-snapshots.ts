@@ -3,7 +3,7 @@ import type { JetStreamManager } from '@nats-io/jetstream';
 import { Objm, type ObjectStore } from '@nats-io/obj';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { rowCount, type RowBatch } from './log-rows.ts';
-import { parseBatch } from './replication-codec.ts';
+import { batchJson, parseBatch } from './replication-codec.ts';
 
 /**
  * Snapshots of a group's log, so the log stream need not keep every batch forever: the leader
@@ -63,7 +63,7 @@ export class SnapshotStore {
       const blob = await this.os.getBlob(`seq-${seq}`);
       if (!blob) continue; // deleted between list and get
       const info = await this.os.info(`seq-${seq}`);
-      const batch = parseBatch(gunzipSync(blob), `log snapshot seq-${seq}`);
+      const batch = parseBatch(gunzipSync(blob), `log snapshot seq-${seq}`, info?.metadata?.layout);
       return { streamSeq: seq, term: Number(info?.metadata?.term ?? 0), batch };
     }
     return undefined;
@@ -74,11 +74,11 @@ export class SnapshotStore {
    * previous snapshot and drops older snapshots. Returns the rows it covers.
    */
   async write(streamSeq: number, term: number, batch: RowBatch): Promise<{ rows: number; trimmedBelow: number }> {
-    const body = gzipSync(Buffer.from(JSON.stringify(batch)));
-    await this.os.putBlob(
-      { name: `seq-${streamSeq}`, metadata: { term: String(term), rows: String(rowCount(batch.to)) } },
-      body,
-    );
+    // batchJson: checkpoint pieces stringified one at a time, and where they lie (read back alone)
+    const { bytes, layout } = batchJson(batch);
+    const body = gzipSync(bytes);
+    const metadata = { term: String(term), rows: String(rowCount(batch.to)), ...(layout ? { layout } : {}) };
+    await this.os.putBlob({ name: `seq-${streamSeq}`, metadata }, body);
     const seqs = await this.seqs();
     let trimmedBelow = 0;
     const previous = seqs.find((s) => s < streamSeq);

@@ -1,0 +1,223 @@
+import { Objm } from '@nats-io/obj';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { afterAll, describe, expect, it, vi } from 'vitest';
+import {
+  createLogReplicator,
+  rebuildAtSeq,
+  samePosition,
+  verifyLog,
+  type EventLog,
+} from '../../../libs/eventlog/index.ts';
+import { checkpointAtOrBefore, writeCheckpoint } from '../../../libs/eventlog/checkpoints.ts';
+import { databaseOf } from '../../../libs/eventlog/database-handle.ts';
+import { EMPTY_POSITION, exportRows, importRows, type RowBatch } from '../../../libs/eventlog/log-rows.ts';
+import { H, LogStreamReader, batchJson, encodeBatch, parseBatch } from '../../../libs/eventlog/replication-codec.ts';
+import { snapshotBucket } from '../../../libs/eventlog/replication-snapshots.ts';
+import { startNatsServer } from '../../support/nats-server.ts';
+import { driveDataAxis, randomHistory } from './support/random-history.ts';
+import { replicaDigest, writeHistory } from './support/replicated-history.ts';
+import { CHAIN_NAMES } from '../../../libs/eventlog/row-chain.ts';
+import { openLog, steppingClock, tempDir } from './support/temp-log.ts';
+
+const tmp = tempDir();
+afterAll(() => tmp.cleanup());
+
+/** Rewrites the checkpoint at `seq` (as the planner would) in pieces of at most `pieceChars`. */
+function piecedCheckpointAt(log: EventLog, seq: number, pieceChars: number): void {
+  const r = rebuildAtSeq(log, seq);
+  writeCheckpoint(databaseOf(log), {
+    state: r.state,
+    rejections: r.rejections.values(),
+    seq,
+    version: log.latestVersion()?.version ?? 0,
+    createdAt: '2025-01-01T00:00:00.000Z',
+    pieceChars,
+  });
+}
+
+function stored(log: EventLog, seq: number) {
+  const db = databaseOf(log);
+  return {
+    row: db.prepare('SELECT objects, objects_hash, pieces FROM checkpoints WHERE seq = ?').get(seq) as {
+      objects: string;
+      objects_hash: string;
+      pieces: number;
+    },
+    pieces: db.prepare('SELECT objects FROM checkpoint_pieces WHERE seq = ? ORDER BY piece').pluck().all(seq),
+  };
+}
+
+describe('a checkpoint stored in pieces, shipped to a replica (rows and wire form)', () => {
+  it('travels as its piece rows, never as one text; the replica stores the same pieces and refuses missing or edited ones', async () => {
+    const log = await openLog(tmp.file(), steppingClock());
+    const replica = await openLog(tmp.file(), steppingClock());
+    try {
+      driveDataAxis(log, randomHistory({ seed: 11, steps: 150 }));
+      const seq = Math.floor(log.lastSeq() / 2);
+      piecedCheckpointAt(log, seq, 500);
+      const leader = stored(log, seq);
+      expect(leader.row.pieces).toBeGreaterThan(3);
+
+      const b = exportRows(databaseOf(log), EMPTY_POSITION, { whole: true });
+      const [cp] = b.checkpoints;
+      expect(b.checkpoints).toHaveLength(1);
+      // the stored row, objects '' and its piece count; its pieces alongside, as stored
+      expect(cp).toHaveLength(9);
+      expect(cp!.slice(0, 5)).toEqual([seq, expect.any(Number), expect.any(String), expect.any(Number), '']);
+      expect(cp![8]).toBe(leader.row.pieces);
+      expect(b.checkpointPieces?.map((p) => p[2])).toEqual(leader.pieces);
+      expect(b.checkpointPieces?.map((p) => [p[0], p[1]])).toEqual(leader.pieces.map((_, i) => [seq, i]));
+
+      // wire: no string longer than the largest piece row is parsed, and the batch comes back equal
+      const { bytes, layout } = batchJson(b);
+      expect(layout).toMatch(/^\d+:\d+(,\d+)+$/);
+      const longestPiece = Math.max(...b.checkpointPieces!.map((p) => JSON.stringify(p).length));
+      const parts = encodeBatch(b, 2, 4096);
+      expect(parts.length).toBeGreaterThan(1);
+      expect(parts.at(-1)!.headers[H.layout]).toBe(layout);
+      expect(parts.slice(0, -1).every((m) => m.headers[H.layout] === undefined)).toBe(true);
+      const spy = vi.spyOn(JSON, 'parse');
+      let items;
+      try {
+        const reader = new LogStreamReader();
+        items = parts.flatMap((m, i) => reader.read(i + 1, (k) => m.headers[k], m.payload));
+        const pieceParses = spy.mock.calls.map((c) => (c[0] as string).length);
+        expect(pieceParses.length).toBe(1 + b.checkpointPieces!.length);
+        // the head (every chain's rows) is parsed alone, each piece row alone
+        expect(Math.max(...pieceParses.slice(1))).toBe(longestPiece);
+        expect(Math.max(...pieceParses)).toBeLessThan(bytes.length - longestPiece);
+      } finally {
+        spy.mockRestore();
+      }
+      expect(items).toEqual([{ kind: 'batch', seq: parts.length, term: 2, batch: b }]);
+      // a layout that does not fit the bytes is named, not guessed at
+      expect(() => parseBatch(bytes, 'batch x', '5:1,2')).toThrow(
+        `batch x: its layout header "5:1,2" does not fit its ${bytes.length} bytes`,
+      );
+
+      // refused whole when a piece is missing or edited (one transaction: nothing written)
+      const missing: RowBatch = { ...b, checkpointPieces: b.checkpointPieces!.filter((p) => p[1] !== 2) };
+      expect(() => replica.importRows(missing)).toThrow(`import: checkpoint at seq ${seq}: piece 2 of`);
+      const edited: RowBatch = {
+        ...b,
+        checkpointPieces: b.checkpointPieces!.map((p) =>
+          p[1] === 1 ? [p[0], p[1], (p[2] as string).replace('"name":"', '"name":"x')] : p,
+        ),
+      };
+      expect(() => replica.importRows(edited)).toThrow(
+        `import: checkpoint at seq ${seq} in ${leader.row.pieces} pieces: objects hash mismatch`,
+      );
+      const stray: RowBatch = { ...b, checkpointPieces: [...b.checkpointPieces!, [seq + 1, 0, '[]']] };
+      expect(() => replica.importRows(stray)).toThrow('import: 1 checkpoint pieces in the batch belong to no');
+      expect(replica.position()).toEqual(EMPTY_POSITION);
+
+      importRows(databaseOf(replica), items[0]!.kind === 'batch' ? items[0].batch : b);
+      expect(stored(replica, seq)).toEqual(leader);
+      expect(checkpointAtOrBefore(databaseOf(replica), seq)).toEqual(checkpointAtOrBefore(databaseOf(log), seq));
+      expect(verifyLog(replica, { deep: true })).toMatchObject({ ok: true, rowsChecked: { checkpoints: 1 } });
+
+      // a checkpoint that fits one piece keeps the wire form of the previous release: 8 cells, no pieces, no layout
+      const one = await openLog(tmp.file(), steppingClock());
+      try {
+        driveDataAxis(one, randomHistory({ seed: 11, steps: 150 }));
+        piecedCheckpointAt(one, seq, 1 << 30);
+        const ob = exportRows(databaseOf(one), EMPTY_POSITION, { whole: true });
+        expect(ob.checkpoints[0]).toHaveLength(8);
+        expect(ob.checkpoints[0]![5]).toBe(leader.row.objects_hash);
+        expect('checkpointPieces' in ob).toBe(false);
+        expect(batchJson(ob).layout).toBeUndefined();
+        // and over it a pieced one at the same seq (a replica's checkpoint rewritten): no pieces left behind
+        const none = Object.fromEntries(CHAIN_NAMES.map((c) => [c, []])) as unknown as RowBatch['rows'];
+        importRows(databaseOf(replica), { ...ob, rows: none, from: replica.position(), to: replica.position() });
+        expect(stored(replica, seq)).toEqual({
+          row: { ...leader.row, objects: ob.checkpoints[0]![4], pieces: 0 },
+          pieces: [],
+        });
+      } finally {
+        one.close();
+      }
+    } finally {
+      log.close();
+      replica.close();
+    }
+  });
+});
+
+describe('a pieced checkpoint replicated over nats-server', () => {
+  it('reaches a follower, and a replica bootstrapping from a snapshot, as the same pieces: verify passes, same hash', async () => {
+    // max_payload 16 KiB: batches go as several parts, the pieces across them
+    const nats = await startNatsServer({ jetstream: true, config: 'max_payload: 16384\n' });
+    let nc: NatsConnection | undefined;
+    const open: { log: EventLog; close(): Promise<void> }[] = [];
+    try {
+      nc = await connect({ servers: nats.url });
+      const g = `cpp${process.pid}`;
+      const lines: string[] = [];
+      const replica = async (snapshotEveryRows = 0) => {
+        const log = await openLog(tmp.file());
+        const r = await createLogReplicator({
+          log,
+          nc: nc!,
+          group: g,
+          replicas: 1,
+          logger: (l) => lines.push(l),
+          id: `r${open.length}`,
+          snapshotEveryRows,
+          lagRefreshMs: 100,
+        });
+        open.push({ log, close: () => r.close().then(() => log.close()) });
+        return { log, r };
+      };
+      const a = await replica(1);
+      const b = await replica();
+      await a.r.claim(1);
+      const fb = b.r.follow();
+      await fb.caughtUp;
+      await writeHistory(a.log, { seed: 21, steps: 4, after: () => a.r.flush() });
+      // past every checkpoint flushed, so the next flush ships it (a history step may end on a checkpoint)
+      for (let i = 0; a.log.checkpoints().at(-1)!.seq >= a.log.lastSeq() && i < 10; i++)
+        await writeHistory(a.log, { seed: 30 + i, steps: 1, after: async () => {} });
+      const seq = a.log.lastSeq();
+      piecedCheckpointAt(a.log, seq, 700);
+      // enough after it that the leader snapshots (and trims the stream) with the pieces in
+      await writeHistory(a.log, { seed: 22, steps: 20, after: () => a.r.flush() });
+      const want = stored(a.log, seq);
+      expect(want.row.pieces).toBeGreaterThan(3);
+      const until = async (cond: () => boolean, what: string) => {
+        const end = Date.now() + 20_000;
+        // polling the follower's file: no event to await
+        while (!cond()) {
+          if (Date.now() > end) throw new Error(`timed out waiting for ${what}; log: ${lines.join(' | ')}`);
+          await new Promise((r) => setTimeout(r, 20));
+        }
+      };
+      await until(() => samePosition(a.log.position(), b.log.position()), 'the follower to reach the leader');
+      expect(lines.filter((l) => l.includes('skipped') || l.includes('failed'))).toEqual([]);
+      expect(stored(b.log, seq)).toEqual(want);
+      expect(verifyLog(b.log, { deep: true }).ok).toBe(true);
+      expect(replicaDigest(b.log)).toEqual(replicaDigest(a.log));
+      expect(checkpointAtOrBefore(databaseOf(b.log), seq)).toEqual(checkpointAtOrBefore(databaseOf(a.log), seq));
+
+      // the leader snapshotted after flushes (snapshotEveryRows 1): a new replica starting from the
+      // newest snapshot gets the pieces from it
+      await a.r.close(); // waits for snapshots under way
+      expect(lines.filter((l) => l.includes('trimmed below')).length).toBeGreaterThan(0);
+      // the newest snapshot holds the pieces, and says where they lie in its body (read one at a time)
+      const snaps = await new Objm(nc).open(snapshotBucket(g));
+      const newest = (await snaps.list())
+        .map((i) => i.name)
+        .sort((x, y) => Number(y.slice(4)) - Number(x.slice(4)))[0]!;
+      expect((await snaps.info(newest))?.metadata?.layout).toMatch(/^\d+:\d+(,\d+)+$/);
+      const c = await replica();
+      await c.r.follow().caughtUp;
+      expect(lines.some((l) => l.includes('caught up from snapshot'))).toBe(true);
+      expect(stored(c.log, seq)).toEqual(want);
+      expect(replicaDigest(c.log)).toEqual(replicaDigest(a.log));
+      await fb.stop();
+    } finally {
+      for (const x of open) await x.close().catch(() => {});
+      await nc?.close();
+      await nats.stop();
+    }
+  }, 90_000);
+});
