@@ -205,40 +205,8 @@ export function readCheckpointObjects(
   return { objects };
 }
 
-/**
- * The one-text form of a stored checkpoint's objects (what `objects` holds when pieces = 0), for
- * shipping a row to a replica as it was shipped before pieces. Bounded by V8's longest string:
- * past it this throws a one-line error naming the checkpoint.
- */
-export function checkpointObjectsText(db: Database.Database, seq: number): string {
-  const row = db.prepare('SELECT objects, pieces FROM checkpoints WHERE seq = ?').get(seq) as
-    | { objects: string; pieces: number }
-    | undefined;
-  if (!row) throw new EventLogError('INVALID', `no checkpoint at seq ${seq}`);
-  if (row.pieces === 0) return row.objects;
-  const inner: string[] = [];
-  let chars = 2;
-  for (const p of db
-    .prepare('SELECT objects FROM checkpoint_pieces WHERE seq = ? ORDER BY piece')
-    .iterate(seq) as Iterable<{ objects: string }>) {
-    const body = p.objects.slice(1, -1);
-    if (body === '') continue;
-    chars += body.length + 1;
-    if (chars > MAX_STRING_CHARS)
-      throw new EventLogError(
-        'INVALID',
-        `checkpoint at seq ${seq} is over ${MAX_STRING_CHARS} characters of JSON: too large to ship as one row`,
-      );
-    inner.push(body);
-  }
-  return `[${inner.join(',')}]`;
-}
-
 /** readCheckpointObjects' problem when the stored objects do not match objects_hash. */
 export const HASH_MISMATCH = 'objects hash mismatch';
-
-/** V8's longest string (2^29 − 24 characters on 64-bit). */
-const MAX_STRING_CHARS = 2 ** 29 - 24;
 
 function piecesOf(db: Database.Database, seq: number): number {
   return (
