@@ -6,7 +6,7 @@
 // process run (median of 22),
 // (d) a no-op resync (must be 0 writes).
 import { execFileSync } from 'node:child_process';
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { constants, PerformanceObserver } from 'node:perf_hooks';
 import type { NodeState, VirtualServer } from '../../libs/model/index.ts';
 import { formatIpsetSave, formatIpvsadm } from '../../libs/planner/index.ts';
@@ -268,11 +268,31 @@ async function measureChanges(port: number) {
 const first = await measureChanges(9000);
 // (run-in-vm.sh passes BENCH_WARMUP through even when unset: an empty value means the default)
 const WARMUP = process.env.BENCH_WARMUP ? Number(process.env.BENCH_WARMUP) : 300;
+const STEADY_PROF_CHANGES = 300;
 for (let c = 0; c < WARMUP; c++) {
   current = withEndpoint(current, (c * 7919 + 1) % services, 9100 + (c % 800));
   await dp.apply(current);
 }
 const steady = WARMUP > 0 ? await measureChanges(9001) : undefined;
+// BENCH_STEADY_PROF=1: a V8 CPU profile of STEADY_PROF_CHANGES more changes of the same kind, after
+// the measured ones (so the profiler's cost is in none of the figures): where a steady change's
+// time goes outside its kernel call. Written to /tmp/sb-prof/, summarised by run-in-vm.sh.
+if (process.env.BENCH_STEADY_PROF === '1') {
+  const { Session } = await import('node:inspector/promises');
+  const session = new Session();
+  session.connect();
+  await session.post('Profiler.enable');
+  await session.post('Profiler.setSamplingInterval', { interval: 250 });
+  await session.post('Profiler.start');
+  for (let c = 0; c < STEADY_PROF_CHANGES; c++) {
+    current = withEndpoint(current, (c * 7919 + 5) % services, 9100 + (c % 800));
+    await dp.apply(current);
+  }
+  const { profile } = await session.post('Profiler.stop');
+  session.disconnect();
+  mkdirSync('/tmp/sb-prof', { recursive: true });
+  writeFileSync('/tmp/sb-prof/steady-changes.cpuprofile', JSON.stringify(profile));
+}
 const oneTimes = first.times;
 const oneWrites = Math.max(first.writes, steady?.writes ?? 0);
 const oneGcMs = first.gc;

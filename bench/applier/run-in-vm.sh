@@ -1,13 +1,23 @@
 #!/usr/bin/env bash
 # Runs the applier (ipvs) benchmark in the test VM, in a fresh netns: bash bench/applier/run-in-vm.sh [SERVICES] [ENDPOINTS]
 # BENCH_NODE_FLAGS passes V8/node flags to the applying process; BENCH_SETTLE_MS=N waits N ms between the load and the changes; BENCH_WARMUP=N applies N unmeasured changes first; BENCH_PHASES=1 adds kernel time by phase to the result; BENCH_WINDOW=N / BENCH_BATCH=N / BENCH_DUMP_SOCKETS=N set the netlink window, requests per datagram and destination-dump sockets; BENCH_CPU_PROF=1 also takes a V8 CPU profile of the run and prints its top self-time functions
-# (before the result line, which stays the last line of stdout).
+# (before the result line, which stays the last line of stdout). BENCH_BUILD=1 runs the bench
+# bundled as scripts/build.mjs bundles the shipped CLI (esbuild, bench/applier/build-bench.mjs, on
+# the host: the repo is read-only in the VM) with plain node, instead of under tsx, whose
+# transform adds keepNames wrappers the shipped build does not have.
+# BENCH_STEADY_PROF=1 profiles 300 further changes after the measured ones (the steady change's time
+# outside its kernel call) and prints that profile's top self-time functions the same way.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 s="${1:-1000}" e="${2:-10}"
 prof=""
 [ "${BENCH_CPU_PROF:-0}" = 1 ] && prof="--cpu-prof --cpu-prof-dir /tmp/sb-prof"
-exec "$repo/test/vm/harness/run-in-vm.sh" --mem "${VM_MEM:-4096}" --timeout "${VM_TIMEOUT:-3600}" --env "BENCH_PHASES=${BENCH_PHASES:-0}" --env "BENCH_SETTLE_MS=${BENCH_SETTLE_MS:-}" --env "BENCH_WARMUP=${BENCH_WARMUP:-}" --env "BENCH_WINDOW=${BENCH_WINDOW:-}" --env "BENCH_BATCH=${BENCH_BATCH:-}" --env "BENCH_DUMP_SOCKETS=${BENCH_DUMP_SOCKETS:-}" -- \
-  bash -c "ip netns add sbbench && ip netns exec sbbench node $prof ${BENCH_NODE_FLAGS:-} --import tsx bench/applier/ipvs-apply.bench.ts $s $e > /tmp/sb-bench.out; rc=\$?; ip netns del sbbench
-    if [ -n '$prof' ]; then for f in /tmp/sb-prof/*.cpuprofile; do node --import tsx bench/applier/cpu-profile-summary.ts \"\$f\" 40; done; fi
+runner="--import tsx bench/applier/ipvs-apply.bench.ts"
+if [ "${BENCH_BUILD:-0}" = 1 ]; then
+  (cd "$repo" && node bench/applier/build-bench.mjs .cache/bench-applier/ipvs-apply.bench.mjs)
+  runner=".cache/bench-applier/ipvs-apply.bench.mjs"
+fi
+exec "$repo/test/vm/harness/run-in-vm.sh" --mem "${VM_MEM:-4096}" --timeout "${VM_TIMEOUT:-3600}" --env "BENCH_PHASES=${BENCH_PHASES:-0}" --env "BENCH_SETTLE_MS=${BENCH_SETTLE_MS:-}" --env "BENCH_WARMUP=${BENCH_WARMUP:-}" --env "BENCH_WINDOW=${BENCH_WINDOW:-}" --env "BENCH_BATCH=${BENCH_BATCH:-}" --env "BENCH_DUMP_SOCKETS=${BENCH_DUMP_SOCKETS:-}" --env "BENCH_STEADY_PROF=${BENCH_STEADY_PROF:-0}" -- \
+  bash -c "ip netns add sbbench && ip netns exec sbbench node $prof ${BENCH_NODE_FLAGS:-} $runner $s $e > /tmp/sb-bench.out; rc=\$?; ip netns del sbbench
+    if [ -d /tmp/sb-prof ]; then for f in /tmp/sb-prof/*.cpuprofile; do node --import tsx bench/applier/cpu-profile-summary.ts \"\$f\" 40; done; fi
     cat /tmp/sb-bench.out; exit \$rc"
