@@ -289,6 +289,7 @@ if (process.env.BENCH_STEADY_PROF === '1') {
     await dp.apply(current);
   }
   const { profile } = await session.post('Profiler.stop');
+  kernel?.take(); // (their kernel time is not the no-op resync's, which takes the phases next)
   session.disconnect();
   mkdirSync('/tmp/sb-prof', { recursive: true });
   writeFileSync('/tmp/sb-prof/steady-changes.cpuprofile', JSON.stringify(profile));
