@@ -2,15 +2,13 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { verifyLog } from '../../../libs/eventlog/index.ts';
 import { checkpointAtOrBefore, writeCheckpoint } from '../../../libs/eventlog/checkpoints.ts';
 import { databaseOf } from '../../../libs/eventlog/database-handle.ts';
-import { readKubeObject, type KubeObject } from '../../../libs/model/index.ts';
+import type { KubeObject } from '../../../libs/model/index.ts';
 import { ClusterState } from '../../../libs/planner/index.ts';
+import { MAX_STRING, nodesPastStringLimit } from './support/over-string-limit.ts';
 import { openLog, steppingClock, tempDir } from './support/temp-log.ts';
 
 const tmp = tempDir();
 afterAll(() => tmp.cleanup());
-
-/** V8's longest string on 64-bit: the one-text form of this checkpoint cannot exist. */
-const MAX_STRING = 2 ** 29 - 24;
 
 describe('an event-log checkpoint longer than V8 can hold in one string', () => {
   // 13,500 Nodes, each with a 40 KB annotation (objects keep annotations): ~545 M characters of
@@ -19,17 +17,7 @@ describe('an event-log checkpoint longer than V8 can hold in one string', () => 
   it('is stored in pieces and read back whole, hash verified', { timeout: 600_000 }, async () => {
     const log = await openLog(tmp.file(), steppingClock());
     try {
-      const pad = 'a'.repeat(40_000);
-      const objects = Array.from({ length: 13_500 }, (_, i) => {
-        const r = readKubeObject({
-          apiVersion: 'v1',
-          kind: 'Node',
-          metadata: { name: `node-${i}`, annotations: { pad } },
-          status: { addresses: [{ type: 'InternalIP', address: `172.16.${i >> 8}.${i & 255}` }] },
-        });
-        if (!r.ok) throw new Error(r.rejection.reason);
-        return r.object;
-      });
+      const { objects, pad } = nodesPastStringLimit();
       const state = ClusterState.fromObjects(objects);
       const db = databaseOf(log);
       const cp = writeCheckpoint(db, { state, rejections: [], seq: 1, version: 1, createdAt: '2025-01-01T00:00:00Z' });

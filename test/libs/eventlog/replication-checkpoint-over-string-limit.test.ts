@@ -5,15 +5,13 @@ import { checkpointAtOrBefore, writeCheckpoint } from '../../../libs/eventlog/ch
 import { databaseOf } from '../../../libs/eventlog/database-handle.ts';
 import { EMPTY_POSITION, exportRows, importRows } from '../../../libs/eventlog/log-rows.ts';
 import { LogStreamReader, encodeBatch } from '../../../libs/eventlog/replication-codec.ts';
-import { readKubeObject, type KubeObject } from '../../../libs/model/index.ts';
+import type { KubeObject } from '../../../libs/model/index.ts';
 import { ClusterState } from '../../../libs/planner/index.ts';
+import { MAX_STRING, nodesPastStringLimit } from './support/over-string-limit.ts';
 import { openLog, steppingClock, tempDir } from './support/temp-log.ts';
 
 const tmp = tempDir();
 afterAll(() => tmp.cleanup());
-
-/** V8's longest string on 64-bit: the one-text form of this checkpoint cannot exist. */
-const MAX_STRING = 2 ** 29 - 24;
 
 describe('replicating an event-log checkpoint longer than V8 can hold in one string', () => {
   // As checkpoint-over-string-limit.test.ts: 13,500 Nodes with a 40 KB annotation, ~545 M
@@ -30,17 +28,7 @@ describe('replicating an event-log checkpoint longer than V8 can hold in one str
       const leader = await openLog(tmp.file(), steppingClock());
       const replica = await openLog(tmp.file(), steppingClock());
       try {
-        const pad = 'a'.repeat(40_000);
-        const objects = Array.from({ length: 13_500 }, (_, i) => {
-          const r = readKubeObject({
-            apiVersion: 'v1',
-            kind: 'Node',
-            metadata: { name: `node-${i}`, annotations: { pad } },
-            status: { addresses: [{ type: 'InternalIP', address: `172.16.${i >> 8}.${i & 255}` }] },
-          });
-          if (!r.ok) throw new Error(r.rejection.reason);
-          return r.object;
-        });
+        const { objects, pad } = nodesPastStringLimit();
         const state = ClusterState.fromObjects(objects);
         const cp = writeCheckpoint(databaseOf(leader), {
           state,
