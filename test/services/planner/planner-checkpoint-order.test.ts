@@ -17,6 +17,27 @@ afterEach(async () => {
   await env.cleanup();
 });
 
+/** A planner on the manifests of `env`, checkpointing every version, started and synced. */
+async function startSynced(log: EventLog, bus: NatsPlannerBus): Promise<Planner> {
+  const planner = new Planner({
+    log,
+    bus,
+    initialConfig: DEFAULT_PROXY_CONFIG,
+    checkpointEvery: 1,
+    debounceMs: 10,
+    source: (sink, hooks) =>
+      manifestsSource(
+        (m) => new ManifestsSource({ dir: env.manifests, ...m, known: knownObjectsFromLog(log), debounceMs: 10 }),
+        sink,
+        hooks,
+      ),
+  });
+  stops.push(() => planner.stop());
+  await planner.start();
+  await planner.synced;
+  return planner;
+}
+
 describe('a due checkpoint does not hold a version back', () => {
   it('version 1 is on the bus before the checkpoint it made due is written; the checkpoint follows as its own step', async () => {
     env.write('nodes.yaml', nodeYaml('node-1', '192.0.2.1'));
@@ -33,22 +54,7 @@ describe('a due checkpoint does not hold a version back', () => {
       },
     });
     stops.push(() => bus.close());
-    const planner = new Planner({
-      log,
-      bus,
-      initialConfig: DEFAULT_PROXY_CONFIG,
-      checkpointEvery: 1,
-      debounceMs: 10,
-      source: (sink, hooks) =>
-        manifestsSource(
-          (m) => new ManifestsSource({ dir: env.manifests, ...m, known: knownObjectsFromLog(log), debounceMs: 10 }),
-          sink,
-          hooks,
-        ),
-    });
-    stops.push(() => planner.stop());
-    await planner.start();
-    await planner.synced;
+    const planner = await startSynced(log, bus);
     expect(atWrites[0]).toEqual({ checkpoints: 0, version: 1 }); // publishing version 1: no checkpoint yet
     await until(() => log.checkpoints().length > 0, 5000, 'the checkpoint');
     const cps = log.checkpoints();
@@ -82,22 +88,7 @@ describe('a due checkpoint does not hold a version back', () => {
       },
     });
     stops.push(() => bus.close());
-    const planner = new Planner({
-      log,
-      bus,
-      initialConfig: DEFAULT_PROXY_CONFIG,
-      checkpointEvery: 1,
-      debounceMs: 10,
-      source: (sink, hooks) =>
-        manifestsSource(
-          (m) => new ManifestsSource({ dir: env.manifests, ...m, known: knownObjectsFromLog(log), debounceMs: 10 }),
-          sink,
-          hooks,
-        ),
-    });
-    stops.push(() => planner.stop());
-    await planner.start();
-    await planner.synced;
+    const planner = await startSynced(log, bus);
     await until(() => order.length === 3, 5000, 'the release');
     expect(order).toEqual(['hold at seq 0', 'bus write', 'release at version 1, 1 checkpoint(s)']);
     expect(log.lastSeq()).toBe(7); // the node, 3 services, 3 slices
