@@ -8,7 +8,7 @@ export type {
   NetlinkRequest,
   NetlinkSocket,
 } from './netlink-connection.ts';
-export { bytesToIp, familyOf, ipToBytes } from './ip-address.ts';
+export { bytesToIp, familyOf, ipToBytes, writeIpv4 } from './ip-address.ts';
 export type { IpFamily } from './ip-address.ts';
 
 export { IpvsClient, openIpvs } from './ipvs-client.ts';

@@ -15,9 +15,40 @@ export function afName(af: number): IpFamily {
   throw new Error(`unsupported address family ${af}`);
 }
 
+/**
+ * Writes dotted-quad IPv4 text as 4 network-order bytes at `at`, checking it as it goes (four
+ * decimal octets ≤ 255, no leading zeros, nothing else, as node's isIPv4): false when the text
+ * is not IPv4. No intermediate strings, arrays or Buffers: a 10k-service nftables load compiles
+ * ~250k element addresses, and the split/map/Buffer.from this replaced was the largest function
+ * of that compile in a CPU profile; ipToBytes uses it too (IPVS and ipset requests).
+ */
+export function writeIpv4(address: string, buf: Uint8Array, at: number): boolean {
+  let octet = 0;
+  let digits = 0;
+  let parts = 0;
+  for (let c = 0; c <= address.length; c++) {
+    const ch = c === address.length ? 46 : address.charCodeAt(c);
+    if (ch === 46 /* . */) {
+      if (digits === 0 || parts === 4) return false;
+      buf[at + parts++] = octet;
+      octet = 0;
+      digits = 0;
+    } else if (ch >= 48 && ch <= 57) {
+      if (digits > 0 && octet === 0) return false; // leading zero
+      octet = octet * 10 + (ch - 48);
+      if (++digits > 3 || octet > 255) return false;
+    } else return false;
+  }
+  return parts === 4;
+}
+
 /** Address → network-order bytes (4 or 16). Throws a readable error on bad text. */
 export function ipToBytes(address: string): Buffer {
-  if (isIPv4(address)) return Buffer.from(address.split('.').map(Number));
+  if (!address.includes(':')) {
+    const out = Buffer.allocUnsafe(4);
+    if (writeIpv4(address, out, 0)) return out;
+    throw new Error(`invalid IP address "${address}"`);
+  }
   if (!isIPv6(address)) throw new Error(`invalid IP address "${address}"`);
   // An embedded dotted quad becomes two hex groups, then one generic parse.
   const text = address.replace(

@@ -3,7 +3,7 @@
 // and by the netns property test that compares `nft list table` of both paths). It is a closed
 // grammar: a rule outside it is an error, never a guess. Pure.
 
-import { ipToBytes } from '../../netlink/index.ts';
+import { ipToBytes, writeIpv4 } from '../../netlink/index.ts';
 import {
   CMP,
   DYNSET_OP_UPDATE,
@@ -113,33 +113,6 @@ const famOf = (ip: string): Fam =>
   ip === 'ip6'
     ? { v6: true, nfproto: NFPROTO_IPV6, saddr: 8, daddr: 24, len: 16 }
     : { v6: false, nfproto: NFPROTO_IPV4, saddr: 12, daddr: 16, len: 4 };
-
-/**
- * Writes dotted-quad IPv4 text as 4 network-order bytes at `at`, checking it as it goes (four
- * decimal octets ≤ 255, no leading zeros, nothing else, as node's isIPv4): false when the text
- * is not IPv4. No intermediate strings, arrays or Buffers: a 10k-service load compiles ~250k
- * element addresses, and ipToBytes's split/map/Buffer.from was the largest function of the
- * compile in a CPU profile.
- */
-export function writeIpv4(address: string, buf: Uint8Array, at: number): boolean {
-  let octet = 0;
-  let digits = 0;
-  let parts = 0;
-  for (let c = 0; c <= address.length; c++) {
-    const ch = c === address.length ? 46 : address.charCodeAt(c);
-    if (ch === 46 /* . */) {
-      if (digits === 0 || parts === 4) return false;
-      buf[at + parts++] = octet;
-      octet = 0;
-      digits = 0;
-    } else if (ch >= 48 && ch <= 57) {
-      if (digits > 0 && octet === 0) return false; // leading zero
-      octet = octet * 10 + (ch - 48);
-      if (++digits > 3 || octet > 255) return false;
-    } else return false;
-  }
-  return parts === 4;
-}
 
 /** An address (IPv4 by writeIpv4, IPv6 by ipToBytes) as network-order bytes at `at` of `buf`; its length. */
 function putAddress(text: string, buf: Buffer, at: number): number {

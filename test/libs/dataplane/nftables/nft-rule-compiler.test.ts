@@ -9,7 +9,6 @@ import {
   compileRule,
   elementKeyText,
   NftGrammarError,
-  writeIpv4,
   type AnonymousSet,
 } from '../../../../libs/dataplane/nftables/nft-rule-compiler.ts';
 import { compileTransaction } from '../../../../libs/dataplane/nftables/nft-netlink-runner.ts';
@@ -17,7 +16,7 @@ import { planFullLoad } from '../../../../libs/dataplane/nftables/plan-nft-updat
 import { renderNftObjects } from '../../../../libs/dataplane/nftables/nft-objects.ts';
 import { NftTransaction } from '../../../../libs/dataplane/nftables/nft-transaction.ts';
 import { decodeExprs, encodeExprs } from '../../../../libs/netlink/index.ts';
-import { decodeAttrs } from '../../../../libs/netlink/index.ts';
+import { decodeAttrs, writeIpv4 } from '../../../../libs/netlink/index.ts';
 import { nodeState } from '../../../netns/support/node-state-builder.ts';
 
 const noAnon = (): never => {
