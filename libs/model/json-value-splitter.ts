@@ -8,6 +8,10 @@
  * It finds value boundaries only (strings, escapes, nesting); whether a value is valid JSON is
  * the caller's JSON.parse of its bytes. Structure it cannot follow (a missing colon, a stray
  * byte, a truncated document) throws a SyntaxError naming the byte offset.
+ *
+ * Why not a streaming JSON library: those tokenise and build every value in JavaScript; here the
+ * values are whole service entries, and V8's native JSON.parse of each entry's bytes is what is
+ * fast, so only the boundaries are found by hand.
  */
 export type JsonPath = readonly string[];
 
