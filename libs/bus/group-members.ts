@@ -28,6 +28,35 @@ export function membersBucket(group: string): string {
   return `sb_members_${checkGroupName(group)}`;
 }
 
+/** One entry of the members bucket as read: its key and raw value. */
+export interface MemberRecord {
+  readonly key: string;
+  readonly value: Uint8Array;
+}
+
+/**
+ * The members in a list of bucket entries: one per planner id, its newest announcement. The same
+ * key can come twice in one read (the KV key listing is a live consumer, so a planner announcing
+ * while the listing runs is delivered again), and a record whose id is not the one its key names
+ * (a stale or forged write) would let one planner speak for another; both are dropped here. A
+ * record that does not parse is dropped alone.
+ */
+export function membersFromRecords(records: Iterable<MemberRecord>): GroupMember[] {
+  const byId = new Map<string, GroupMember>();
+  for (const r of records) {
+    const m = parseWire(MemberSchema, r.value, `member ${r.key}`);
+    if (!('value' in m) || memberKey(m.value.id) !== r.key) continue;
+    const seen = byId.get(m.value.id);
+    if (!seen || seen.at < m.value.at) byId.set(m.value.id, m.value);
+  }
+  return [...byId.values()];
+}
+
+/** The bucket key of a planner id: base64url, since ids may hold characters KV keys may not. */
+function memberKey(id: string): string {
+  return Buffer.from(id).toString('base64url');
+}
+
 /**
  * Presence of a group's planners: each puts its own record (role, term, replication lag, API URL)
  * into `sb_members_<group>` every TTL/4; the bucket's max age is 2 TTLs, so a planner that stops
@@ -71,15 +100,13 @@ export class GroupMembers {
   async beat(): Promise<void> {
     const me = { ...this.self(), at: new Date().toISOString() };
     try {
-      await this.kv.put(Buffer.from(me.id).toString('base64url'), JSON.stringify(me));
-      const out: GroupMember[] = [];
+      await this.kv.put(memberKey(me.id), JSON.stringify(me));
+      const records: MemberRecord[] = [];
       for await (const k of await this.kv.keys()) {
         const e = await this.kv.get(k);
-        if (!e || e.operation !== 'PUT') continue;
-        const m = parseWire(MemberSchema, e.value, `member ${k}`);
-        if ('value' in m) out.push(m.value);
+        if (e && e.operation === 'PUT') records.push({ key: k, value: e.value });
       }
-      this.cached = out;
+      this.cached = membersFromRecords(records);
     } catch (e) {
       // NATS away: keep the last list (/healthz reports the planner cut off); store lost: make the bucket again
       void e;
@@ -89,6 +116,6 @@ export class GroupMembers {
 
   async close(): Promise<void> {
     clearInterval(this.timer);
-    await this.kv.delete(Buffer.from(this.self().id).toString('base64url')).catch(() => undefined);
+    await this.kv.delete(memberKey(this.self().id)).catch(() => undefined);
   }
 }

@@ -62,7 +62,13 @@ export {
   type LeaseHolder,
   type LeaderLeaseOptions,
 } from './planner-lease.ts';
-export { GroupMembers, membersBucket, type GroupMember } from './group-members.ts';
+export {
+  GroupMembers,
+  membersBucket,
+  membersFromRecords,
+  type GroupMember,
+  type MemberRecord,
+} from './group-members.ts';
 export { StaleLeaderError } from './stale-leader.ts';
 export { isTransientJetStreamError, retryTransient, type RetryTransientOptions } from './jetstream-transient.ts';
 export { newestPublishedAnchor, type PublishedAnchor } from './published-anchor.ts';
