@@ -10,6 +10,7 @@ import {
   type ClusterData,
   type EntryHashes,
   type JsonPath,
+  type KnownTexts,
   type VersionArtifact,
 } from '../model/index.ts';
 import { payloadDigest } from './planner-signature.ts';
@@ -29,7 +30,17 @@ export type Decoded<T> = { readonly ok: true; readonly value: T } | { readonly o
 const enc = new TextEncoder();
 
 type Checkpoint = VersionArtifact & { form: 'checkpoint' };
-type EncodeOptions = { chunkBytes: number; baseCheckpoint: number; anchor?: string };
+type EncodeOptions = {
+  chunkBytes: number;
+  baseCheckpoint: number;
+  anchor?: string;
+  /**
+   * JSON.stringify texts already made for some of the artifact's entries (the planner's, made to
+   * hash them): written as they are instead of serialising those entries again. The payload is
+   * the same bytes either way; a text that is not its entry's JSON.stringify text would change it.
+   */
+  texts?: KnownTexts;
+};
 
 /**
  * Encodes an artifact as stream messages: a delta is one message; a checkpoint is split into
@@ -60,7 +71,7 @@ export function* artifactMessages(
   };
   const size = Math.max(1024, Math.floor(opts.chunkBytes));
   if (a.form === 'checkpoint') {
-    const { chunks, payloads } = encoded ? splitBytes(encoded, size) : checkpointPayloads(a, size);
+    const { chunks, payloads } = encoded ? splitBytes(encoded, size) : checkpointPayloads(a, size, opts.texts);
     let i = 0;
     for (const payload of payloads) {
       const subject = checkpointSubject(a.version, i);
@@ -76,7 +87,7 @@ export function* artifactMessages(
   }
   // undefined: an oversize delta, known from a prefix of its entries without encoding all of it.
   const bytes =
-    encoded === undefined && deltaExceeds(a, opts.chunkBytes)
+    encoded === undefined && deltaExceeds(a, opts.chunkBytes, opts.texts)
       ? undefined
       : (encoded ?? artifactBytes(a, opts.chunkBytes));
   if (bytes === undefined || bytes.length > opts.chunkBytes) {
@@ -118,9 +129,15 @@ const HOLE_JSON = JSON.stringify(HOLE);
  * entry so that no string or buffer of the whole document exists. JSON.stringify is
  * compositional, so the document is the outer JSON with each array's entries spliced in. The
  * chunk count travels on every chunk, so a first pass measures the entries (serialising each
- * once more: O(cluster) CPU, O(one entry) memory).
+ * once more: O(cluster) CPU, O(one entry) memory). An entry whose text `texts` holds is not
+ * serialised at all: its text is measured, then written.
  */
-export function checkpointPayloads(a: Checkpoint, size: number): { chunks: number; payloads: Iterable<Uint8Array> } {
+export function checkpointPayloads(
+  a: Checkpoint,
+  size: number,
+  texts?: KnownTexts,
+): { chunks: number; payloads: Iterable<Uint8Array> } {
+  const entryJson = (e: object): string => texts?.get(e) ?? JSON.stringify(e) ?? 'null';
   const outer = splitAtHoles(JSON.stringify({ ...a, data: HOLE }), 1);
   const inner = splitAtHoles(JSON.stringify({ ...a.data, services: HOLE, nodes: HOLE }), 2);
   // the document: outer[0] inner[0] [services] inner[1] [nodes] inner[2] outer[1]
@@ -132,12 +149,15 @@ export function checkpointPayloads(a: Checkpoint, size: number): { chunks: numbe
     for (const e of list) total += Buffer.byteLength(entryJson(e), 'utf8');
   }
   const chunks = Math.max(1, Math.ceil(total / size));
-  function* texts(): Generator<string> {
+  function* pieces(): Generator<string> {
     yield outer[0]! + inner[0]!;
     for (let l = 0; l < lists.length; l++) {
       const list = lists[l]!;
       yield '[';
-      for (let i = 0; i < list.length; i++) yield i === 0 ? entryJson(list[i]) : `,${entryJson(list[i])}`;
+      for (let i = 0; i < list.length; i++) {
+        if (i > 0) yield ',';
+        yield entryJson(list[i]!);
+      }
       yield ']';
       yield l === 0 ? inner[1]! : inner[2]! + outer[1]!;
     }
@@ -146,7 +166,25 @@ export function checkpointPayloads(a: Checkpoint, size: number): { chunks: numbe
     let buf = new Uint8Array(Math.min(size, total));
     let fill = 0;
     let left = total;
-    for (const t of texts()) {
+    for (const t of pieces()) {
+      if (t.length === 0) continue;
+      // Straight into the chunk (no buffer per entry) while it fits whole; a text that runs past
+      // the chunk's end is encoded on its own and cut, as a character may straddle the cut.
+      if (t.length <= buf.length - fill) {
+        const r = enc.encodeInto(t, buf.subarray(fill));
+        if (r.read === t.length) {
+          fill += r.written;
+          if (fill < buf.length) continue;
+          left -= fill;
+          if (left < 0) throw new Error('checkpoint encoding: the document grew while it was written');
+          yield buf;
+          buf = new Uint8Array(Math.min(size, left));
+          fill = 0;
+          continue;
+        }
+        // encodeInto stopped short (the text's UTF-8 is longer than it): the slow path below
+        // writes the same prefix again from `fill`, then the rest
+      }
       const b = enc.encode(t);
       for (let o = 0; o < b.length; ) {
         const n = Math.min(buf.length - fill, b.length - o);
@@ -165,10 +203,6 @@ export function checkpointPayloads(a: Checkpoint, size: number): { chunks: numbe
     if (left !== 0 || fill !== 0) throw new Error('checkpoint encoding: the document changed while it was written');
   }
   return { chunks, payloads: payloads() };
-}
-
-function entryJson(e: unknown): string {
-  return JSON.stringify(e) ?? 'null';
 }
 
 function splitAtHoles(json: string, holes: number): string[] {
@@ -205,11 +239,11 @@ export function artifactBytes(a: VersionArtifact, carryHashesUpTo = Number.POSIT
  * encoded in full only to be dropped for a checkpoint-only marker. False means "not known to
  * be": the caller encodes it and compares the real length.
  */
-export function deltaExceeds(a: VersionArtifact & { form: 'delta' }, limit: number): boolean {
+export function deltaExceeds(a: VersionArtifact & { form: 'delta' }, limit: number, texts?: KnownTexts): boolean {
   let bytes = 0;
   for (const list of [a.delta.upsertServices, a.delta.upsertNodes] as const) {
     for (const e of list) {
-      bytes += Buffer.byteLength(JSON.stringify(e), 'utf8');
+      bytes += Buffer.byteLength(texts?.get(e) ?? JSON.stringify(e), 'utf8');
       if (bytes > limit) return true;
     }
   }

@@ -9,10 +9,21 @@ import crypto, { createHash } from 'node:crypto';
  */
 export function canonicalJson(value: unknown, known?: KnownTexts): string {
   if (known) return writeKnown(value, known);
+  return canonicalJsonOf(value).text;
+}
+
+/**
+ * canonicalJson(value), and whether that text is also exactly JSON.stringify(value)'s. A caller
+ * that keeps the text (see KnownTexts) can then hand it to a writer of plain JSON too, such as
+ * the bus's checkpoint encoder, instead of serialising the value again.
+ */
+export function canonicalJsonOf(value: unknown): { readonly text: string; readonly stringified: boolean } {
   // When every object's keys already come in code-unit order (the planner builds its entries so,
   // and values parsed from canonical text keep it), JSON.stringify writes exactly this text,
   // natively: about twice as fast as the loop below, with far less garbage.
-  return inCanonicalOrder(value) ? JSON.stringify(value) : write(value);
+  return inCanonicalOrder(value)
+    ? { text: JSON.stringify(value), stringified: true }
+    : { text: write(value), stringified: false };
 }
 
 /**
@@ -57,7 +68,9 @@ function inCanonicalOrder(value: unknown): boolean {
 /**
  * Canonical texts already computed for some (frozen) objects: `canonicalJson(v, known)` splices
  * them in instead of serialising those objects again (a version's delta is made of entries that
- * were just serialised to be hashed).
+ * were just serialised to be hashed). The planner keeps only texts that are also the objects'
+ * JSON.stringify text (canonicalJsonOf's `stringified`), so the bus's checkpoint encoder reuses
+ * the same map.
  */
 export interface KnownTexts {
   get(o: object): string | undefined;

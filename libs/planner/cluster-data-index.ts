@@ -1,6 +1,7 @@
 import {
   byCodeUnit,
   canonicalJson,
+  canonicalJsonOf,
   sha256Hex,
   type ClusterData,
   type DataDelta,
@@ -68,10 +69,16 @@ export class ClusterDataIndex implements ClusterDataSource {
     this.texts = texts;
   }
 
-  /** The content hash of an entry, its canonical text kept when asked to (serialised once, hashed and recorded). */
+  /**
+   * The content hash of an entry, its canonical text kept when asked to (serialised once: hashed,
+   * recorded in the log and written into the bus's checkpoint). Kept only when it is also the
+   * entry's JSON.stringify text (entries are built with their keys in canonical order, so all of
+   * them in practice), since the checkpoint is plain JSON; any other is serialised again there.
+   */
   private hashOf(entry: object): string {
-    const text = canonicalJson(entry);
-    this.texts?.set(entry, text);
+    if (!this.texts) return sha256Hex(canonicalJson(entry));
+    const { text, stringified } = canonicalJsonOf(entry);
+    if (stringified) this.texts.set(entry, text);
     return sha256Hex(text);
   }
 

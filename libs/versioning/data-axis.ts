@@ -15,6 +15,12 @@ import type { Actor } from './config-axis.ts';
 export interface NewVersion {
   readonly record: VersionRecord;
   readonly delta: DataDelta;
+  /**
+   * Canonical texts of the entries hashed for this version, each also its JSON.stringify text
+   * (canonicalJsonOf): the bus writes them into the version's checkpoint instead of serialising
+   * the entries again. Held only until the version is published.
+   */
+  readonly texts?: KnownTexts;
 }
 
 /** What a pin, rollback or unpin did: the operation recorded, and the version it made if any. */
@@ -179,7 +185,7 @@ export class DataAxis {
       throw new Error(`version ${record.version}: published content hash drifted (bug)`);
     this.publishedIsLive = o.isLive;
     if (o.contentOf === undefined) this.eventsSinceVersion = 0;
-    return { record, delta: o.delta, operation };
+    return { record, delta: o.delta, texts: o.texts, operation };
   }
 
   /** The content of version n (a copy), rebuilt from the log with the one checkpoint-aware fold. */

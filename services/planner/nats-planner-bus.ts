@@ -124,10 +124,10 @@ export class NatsPlannerBus implements PlannerBus {
     return this.publisher.lastPublishedVersion();
   }
 
-  async publish(...[artifact, data]: Parameters<PlannerBus['publish']>): Promise<void> {
+  async publish(...[artifact, data, texts]: Parameters<PlannerBus['publish']>): Promise<void> {
     const { form: _f, delta, ...header } = artifact;
     await this.guard(() =>
-      this.publisher.publishNext({ header, delta, data, anchor: this.options.anchorOf?.(artifact.version) }),
+      this.publisher.publishNext({ header, delta, data, anchor: this.options.anchorOf?.(artifact.version), texts }),
     );
   }
 

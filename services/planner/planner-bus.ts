@@ -1,4 +1,11 @@
-import type { AckOrNack, ConfigRevision, Heartbeat, NodeTarget, VersionArtifact } from '../../libs/model/index.ts';
+import type {
+  AckOrNack,
+  ConfigRevision,
+  Heartbeat,
+  KnownTexts,
+  NodeTarget,
+  VersionArtifact,
+} from '../../libs/model/index.ts';
 
 /**
  * The slice of the bus the planner calls. The NATS implementation is nats-planner-bus.ts; the
@@ -7,10 +14,15 @@ import type { AckOrNack, ConfigRevision, Heartbeat, NodeTarget, VersionArtifact 
 export interface PlannerBus {
   /** The newest data version the versions stream holds (0: none), for republish after a restart. */
   lastPublishedVersion(): number;
-  /** Publishes one version; `data` builds the full form when the bus wants a checkpoint. */
+  /**
+   * Publishes one version; `data` builds the full form when the bus wants a checkpoint. `texts`:
+   * JSON.stringify texts already made for some entries (the ones hashed for this version), so
+   * they are not serialised again; the bytes published are the same without them.
+   */
   publish(
     artifact: VersionArtifact & { form: 'delta' },
     data: () => (VersionArtifact & { form: 'checkpoint' })['data'],
+    texts?: KnownTexts,
   ): Promise<void>;
   /** Makes a config revision readable by appliers (before any target names it). */
   putConfigRevision(rev: ConfigRevision): Promise<void>;

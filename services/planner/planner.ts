@@ -317,6 +317,7 @@ export class Planner {
             delta,
           },
           () => this.data.fullData(v),
+          made?.texts,
         );
         this.unpublished.delete(v);
         this.options.hooks?.onVersion?.(v, performance.now() - t0);

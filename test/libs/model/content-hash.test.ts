@@ -1,7 +1,14 @@
 import { isIP } from 'node:net';
 import fc from 'fast-check';
 import { describe, expect, it, vi } from 'vitest';
-import { canonicalIp, canonicalJson, cidrContains, contentHash, parseCidr } from '../../../libs/model/index.ts';
+import {
+  canonicalIp,
+  canonicalJson,
+  canonicalJsonOf,
+  cidrContains,
+  contentHash,
+  parseCidr,
+} from '../../../libs/model/index.ts';
 
 describe('canonicalJson', () => {
   it('sorts keys at every depth and drops undefined members', () => {
@@ -56,6 +63,19 @@ describe('canonicalJson', () => {
       }),
       { numRuns: 500 },
     );
+  });
+  it("canonicalJsonOf says stringified only when the canonical text is JSON.stringify's (property)", () => {
+    fc.assert(
+      fc.property(fc.jsonValue(), (v) => {
+        const r = canonicalJsonOf(v);
+        expect(r.text).toBe(canonicalJson(v));
+        if (r.stringified) expect(r.text).toBe(JSON.stringify(v));
+      }),
+      { numRuns: 500 },
+    );
+    expect(canonicalJsonOf({ a: 1, b: [{ c: 2 }] })).toEqual({ text: '{"a":1,"b":[{"c":2}]}', stringified: true });
+    expect(canonicalJsonOf({ b: 1, a: 2 })).toEqual({ text: '{"a":2,"b":1}', stringified: false });
+    expect(canonicalJsonOf({ a: { '10': 0, '9': 1 } }).stringified).toBe(false); // JSON.stringify puts 9 first
   });
   it('serialises a value whose keys are in order with one native JSON.stringify', () => {
     const stringify = vi.spyOn(JSON, 'stringify');

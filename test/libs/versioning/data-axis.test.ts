@@ -131,6 +131,8 @@ describe('DataAxis records a version from the texts its entries were hashed from
     const serialisations = seen.filter((o) => entries.has(o)).length;
     expect(serialisations).toBe(20); // once each: hashed and recorded from the same text
     expect(storedDelta(log, made!.record.version)).toBe(canonicalJson(made!.delta));
+    // the same texts go to the bus for its checkpoint, which is plain JSON: each is JSON.stringify's too
+    for (const e of made!.delta.upsertServices) expect(made!.texts?.get(e)).toBe(JSON.stringify(e));
     // a second batch records its own entries' texts, not the first batch's; stored bit for bit canonical
     axis.ingest([service('svc-3', '10.96.9.9', ++rv), service('svc-4', '10.96.9.8', ++rv)]);
     const second = axis.sync()!;
