@@ -49,7 +49,9 @@ import {
 } from './nft-rule-compiler.ts';
 import { isEndpointMap, isLearnedSet } from './nft-objects.ts';
 import type { NftReadScope, NftRunner } from './nft-runner.ts';
-import type { NftOp, NftTransaction } from './nft-transaction.ts';
+import { describeOp, invalidObjectName, type NftOp, type NftTransaction } from './nft-transaction.ts';
+import type { NftObjects } from './nft-objects.ts';
+import { emitFullLoad } from './plan-nft-update.ts';
 import { checkSkeleton, SKELETON_CHAINS, SKELETON_MAPS, SKELETON_SETS } from './nft-skeleton.ts';
 import type { NftReadBack } from './read-nft-table.ts';
 
@@ -132,9 +134,11 @@ export class NftNetlinkRunner implements NftRunner {
   }
 
   async run(tx: NftTransaction): Promise<void> {
-    if (tx.error) throw tx.error;
+    const load = tx.fullLoad;
+    if (!load && tx.error) throw tx.error;
     const t0 = performance.now();
-    const compiled = compileTransaction(tx); // grammar errors surface here, before any send
+    // Grammar errors surface here, before any send.
+    const compiled = load ? compileFullLoad(tx.family, tx.table, load) : compileTransaction(tx);
     const { messages } = compiled;
     const batches = splitBatches(compiled, this.maxBatchBytes);
     const compileMs = performance.now() - t0;
@@ -507,115 +511,155 @@ interface Compiled {
  * batch, those go last, so a table loaded in several batches stays inert until complete.
  */
 export function compileTransaction(tx: NftTransaction): Compiled {
-  const t = tableRef(tx.family, tx.table);
-  const messages: NftMessage[] = [];
-  const staged: boolean[] = [];
-  const withNext: boolean[] = [];
-  const hooked = new Set<string>();
-  let nextId = 1;
-  let pendingElems:
-    | { verb: 'new' | 'del'; map: string; items: NftElement[]; bytes: number; first: number; count: number }
+  const c = new OpCompiler(tx.family, tx.table);
+  for (const op of tx.ops) c.op(op);
+  return c.finish();
+}
+
+/**
+ * A whole-table load of `objects` compiled as it is emitted (emitFullLoad, planFullLoad's
+ * order), without queuing its operations first: the same messages as compileTransaction of
+ * planFullLoad(objects) (a unit test compares them byte for byte). At 10k services the queue
+ * is ~250k operation objects that all lived until the load was compiled; here each dies young.
+ * Names are checked as the queue checks them; keys and values by the compile grammar.
+ */
+export function compileFullLoad(family: string, table: string, objects: NftObjects): Compiled {
+  const c = new OpCompiler(family, table);
+  emitFullLoad(objects, (verb, object) => {
+    if (object.kind === 'chain' || object.kind === 'set' || object.kind === 'map') {
+      const why = invalidObjectName(object.name);
+      if (why) throw new Error(`nft transaction on ${family} ${table}: ${why}`);
+    }
+    c.op({ verb, object });
+  });
+  return c.finish();
+}
+
+/** Compiles ops one by one into messages (see compileTransaction). */
+class OpCompiler {
+  private readonly t: TableRef;
+  private readonly messages: NftMessage[] = [];
+  private readonly staged: boolean[] = [];
+  private readonly withNext: boolean[] = [];
+  private readonly hooked = new Set<string>();
+  private nextId = 1;
+  private pendingElems:
+    | { verb: 'new' | 'del'; map: string; items: NftElement[]; bytes: number; first: NftOp; count: number }
     | undefined;
   // The set declared by the last message and the bytes of the messages glued to it since:
   // elements added right after their set's declaration address it by its batch id alone.
-  let justDeclared: { name: string; id: number; bytes: number } | undefined;
-  const push = (m: NftMessage, stage = false, glued = false) => {
-    messages.push(m);
-    staged.push(stage);
-    withNext.push(glued);
-  };
-  const flushElems = () => {
-    if (!pendingElems) return;
-    const p = pendingElems;
-    const first = tx.describeOp(p.first);
+  private justDeclared: { name: string; id: number; bytes: number } | undefined;
+
+  constructor(
+    private readonly family: string,
+    private readonly table: string,
+  ) {
+    this.t = tableRef(family, table);
+  }
+
+  private push(m: NftMessage, stage = false, glued = false): void {
+    this.messages.push(m);
+    this.staged.push(stage);
+    this.withNext.push(glued);
+  }
+
+  private flushElems(): void {
+    const p = this.pendingElems;
+    if (!p) return;
+    const first = describeOp(this.family, this.table, p.first);
     const op = p.count === 1 ? first : `${first} (+${p.count - 1} more)`;
     // nf_tables finds a set by name by walking every set of the table (strcmp each): at 10k
     // endpoint maps, one walk per element message was a third of a load's kernel time. Without
     // a name it looks the set up by batch id among this batch's new sets, newest first. Only
     // valid in the batch that declares the set, so the two are glued (splitBatches keeps them
     // together); a run too large to glue goes by name.
-    const d = justDeclared;
+    const d = this.justDeclared;
     if (d && p.verb === 'new' && p.map === d.name && d.bytes + p.bytes <= MAX_GLUED_BYTES) {
-      const m = setElems('new', t, p.map, p.items, op, { setId: d.id, byIdOnly: true });
-      withNext[withNext.length - 1] = true;
-      push(m);
+      const m = setElems('new', this.t, p.map, p.items, op, { setId: d.id, byIdOnly: true });
+      this.withNext[this.withNext.length - 1] = true;
+      this.push(m);
       d.bytes += m.payload.length;
     } else {
-      push(setElems(p.verb, t, p.map, p.items, op));
-      justDeclared = undefined;
+      this.push(setElems(p.verb, this.t, p.map, p.items, op));
+      this.justDeclared = undefined;
     }
-    pendingElems = undefined;
-  };
-  tx.ops.forEach((op: NftOp, i) => {
+    this.pendingElems = undefined;
+  }
+
+  op(op: NftOp): void {
     const o = op.object;
+    const t = this.t;
     if (o.kind === 'element') {
       const verb = op.verb === 'delete' ? 'del' : 'new';
       const items: NftElement[] = compileElement(o.key, o.value);
       const size = items.length * (items[0]!.key.length + 24 + (o.value?.length ?? 0) + 24);
-      if (
-        !pendingElems ||
-        pendingElems.verb !== verb ||
-        pendingElems.map !== o.map ||
-        pendingElems.bytes + size > MAX_ELEMENTS_BYTES
-      ) {
-        flushElems();
-        pendingElems = { verb, map: o.map, items: [], bytes: 0, first: i, count: 0 };
+      let p = this.pendingElems;
+      if (!p || p.verb !== verb || p.map !== o.map || p.bytes + size > MAX_ELEMENTS_BYTES) {
+        this.flushElems();
+        p = this.pendingElems = { verb, map: o.map, items: [], bytes: 0, first: op, count: 0 };
       }
-      for (const it of items) pendingElems.items.push(it);
-      pendingElems.bytes += size;
-      pendingElems.count++;
+      for (const it of items) p.items.push(it);
+      p.bytes += size;
+      p.count++;
       return;
     }
-    flushElems();
-    const text = tx.describeOp(i);
-    justDeclared = undefined;
+    this.flushElems();
+    const text = describeOp(this.family, this.table, op);
+    this.justDeclared = undefined;
     const excl = op.verb === 'create';
     switch (o.kind) {
       case 'table':
-        if (op.verb === 'delete') push(delTable(t, text));
-        else if (op.verb === 'flush') push(flushRules(t, undefined, text));
-        else push(newTable(t, text, excl));
+        if (op.verb === 'delete') this.push(delTable(t, text));
+        else if (op.verb === 'flush') this.push(flushRules(t, undefined, text));
+        else this.push(newTable(t, text, excl));
         return;
       case 'chain':
-        if (op.verb === 'delete') push(delChain(t, o.name, text));
-        else if (op.verb === 'flush') push(flushRules(t, o.name, text));
+        if (op.verb === 'delete') this.push(delChain(t, o.name, text));
+        else if (op.verb === 'flush') this.push(flushRules(t, o.name, text));
         else {
-          if (o.hook) hooked.add(o.name);
-          push(newChain(t, o.name, o.hook ? compileHook(o.hook) : undefined, text, excl), o.hook !== undefined);
+          if (o.hook) this.hooked.add(o.name);
+          this.push(newChain(t, o.name, o.hook ? compileHook(o.hook) : undefined, text, excl), o.hook !== undefined);
         }
         return;
       case 'rule': {
-        const stage = hooked.has(o.chain);
+        const stage = this.hooked.has(o.chain);
         const alloc = (a: AnonymousSet) => {
-          const id = nextId++;
+          const id = this.nextId++;
           const name = `${a.prefix}%d`;
-          push(newSet(t, { ...a.spec, name, id }, `${text} (anonymous set)`), stage, true);
-          push(setElems('new', t, name, a.elements, `${text} (anonymous set elements)`, { setId: id }), stage, true);
+          this.push(newSet(t, { ...a.spec, name, id }, `${text} (anonymous set)`), stage, true);
+          this.push(
+            setElems('new', t, name, a.elements, `${text} (anonymous set elements)`, { setId: id }),
+            stage,
+            true,
+          );
           return { name, id };
         };
-        push(newRule(t, o.chain, compileRule(o.rule, alloc), text), stage);
+        this.push(newRule(t, o.chain, compileRule(o.rule, alloc), text), stage);
         return;
       }
       case 'set':
       case 'map':
-        if (op.verb === 'delete') push(delSet(t, o.name, text));
-        else if (op.verb === 'flush') push(setElems('del', t, o.name, [], text));
+        if (op.verb === 'delete') this.push(delSet(t, o.name, text));
+        else if (op.verb === 'flush') this.push(setElems('del', t, o.name, [], text));
         else {
-          const id = nextId++;
+          const id = this.nextId++;
           const m = newSet(
             t,
             { ...(o.kind === 'set' ? compileSetDecl(o.decl) : compileMapType(o.decl)), name: o.name, id },
             text,
             excl,
           );
-          push(m);
-          justDeclared = { name: o.name, id, bytes: m.payload.length };
+          this.push(m);
+          this.justDeclared = { name: o.name, id, bytes: m.payload.length };
         }
         return;
     }
-  });
-  flushElems();
-  return { messages, staged, withNext };
+  }
+
+  finish(): Compiled {
+    this.flushElems();
+    return { messages: this.messages, staged: this.staged, withNext: this.withNext };
+  }
 }
 
 /**

@@ -1,3 +1,5 @@
+import type { NftObjects } from './nft-objects.ts';
+
 /**
  * A typed nftables transaction, knftables style: a queue of (verb, object) operations on one
  * table. Queuing never throws: the first invalid operation is stored in `error` (and every
@@ -80,23 +82,50 @@ export class NftTransaction {
   writes = 0;
   /** Chains whose rules this transaction (re)fills. */
   readonly touchedChains: string[] = [];
+  /** Queues the deferred operations (see `deferred`) on first use of the queue. */
+  private fill: ((tx: NftTransaction) => void) | undefined;
+  private deferredSize = 0;
+  /**
+   * Set for a whole-table load (planFullLoad): the objects it loads. Its operations are queued
+   * only when something reads them (the `nft` runner's script, an audit's text): the netlink
+   * runner encodes the load straight from these objects (emitFullLoad, the same order), so a
+   * 10k-service load does not build and keep ~250k operation objects until it is sent.
+   */
+  fullLoad: NftObjects | undefined;
 
   constructor(
     readonly family: string,
     readonly table: string,
   ) {}
 
+  /** A transaction whose `size` operations `fill` queues on first use of the queue. */
+  static deferred(family: string, table: string, size: number, fill: (tx: NftTransaction) => void): NftTransaction {
+    const tx = new NftTransaction(family, table);
+    tx.fill = fill;
+    tx.deferredSize = size;
+    return tx;
+  }
+
+  private materialize(): void {
+    const fill = this.fill;
+    if (!fill) return;
+    this.fill = undefined;
+    fill(this);
+  }
+
   get ops(): readonly NftOp[] {
+    this.materialize();
     return this.queued;
   }
 
   /** The first invalid operation queued, if any; a runner refuses the whole transaction. */
   get error(): Error | undefined {
+    this.materialize();
     return this.firstError;
   }
 
   get size(): number {
-    return this.queued.length;
+    return this.fill ? this.deferredSize : this.queued.length;
   }
 
   add(object: NftObject): this {
@@ -114,6 +143,10 @@ export class NftTransaction {
   }
 
   private queue(verb: NftVerb, object: NftObject): this {
+    if (this.fill) {
+      this.materialize();
+      this.fullLoad = undefined; // more than the load now: runners must use the queue
+    }
     if (this.firstError) return this;
     const op = { verb, object };
     const why = invalid(op);
@@ -124,6 +157,7 @@ export class NftTransaction {
 
   /** The transaction as one `nft -f` script (empty for an empty transaction). */
   toScript(): string {
+    this.materialize();
     const t = `${this.family} ${this.table}`;
     const lines: string[] = [];
     let group: { verb: NftVerb; map: string; items: string[] } | undefined;
@@ -152,17 +186,26 @@ export class NftTransaction {
 
   /** One `nft -f` line per operation (no element grouping): for reading and tests. */
   describe(): string[] {
-    return this.queued.map((_, i) => this.describeOp(i));
+    return this.ops.map((_, i) => this.describeOp(i));
   }
 
   /** The `nft -f` line of operation `i` (built on demand: a 10k-service load has ~250k ops). */
   describeOp(i: number): string {
-    const { verb, object: o } = this.queued[i]!;
-    const t = `${this.family} ${this.table}`;
-    return o.kind === 'element'
-      ? `${verb} element ${t} ${o.map} { ${o.value === undefined ? o.key : `${o.key} : ${o.value}`} }`
-      : opLine(t, verb, o);
+    return describeOp(this.family, this.table, this.ops[i]!);
   }
+}
+
+/** The `nft -f` line of one operation on table `family table`. */
+export function describeOp(family: string, table: string, { verb, object: o }: NftOp): string {
+  const t = `${family} ${table}`;
+  return o.kind === 'element'
+    ? `${verb} element ${t} ${o.map} { ${o.value === undefined ? o.key : `${o.key} : ${o.value}`} }`
+    : opLine(t, verb, o);
+}
+
+/** Why `name` is not a chain, set or map name our renderer produces (undefined: it is one). */
+export function invalidObjectName(name: string): string | undefined {
+  return name.length > MAX_NAME || !NAME.test(name) ? `invalid object name ${JSON.stringify(name)}` : undefined;
 }
 
 function opLine(t: string, verb: NftVerb, o: Exclude<NftObject, { kind: 'element' }>): string {

@@ -16,6 +16,7 @@ const SKELETON_SET_NAMES = new Set([...SKELETON_MAPS, ...SKELETON_SETS].map((s) 
  * Pure.
  */
 export function touchedScope(tx: NftTransaction): NftReadScope | undefined {
+  if (tx.fullLoad) return undefined; // without queuing its operations (NftTransaction.fullLoad)
   const chains = new Set<string>();
   const sets = new Set<string>();
   const elements = new Map<string, { set: string; key: string }>();

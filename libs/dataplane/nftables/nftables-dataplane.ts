@@ -253,7 +253,9 @@ export class NftablesDataplane implements Dataplane {
 
   private async run(tx: NftTransaction): Promise<void> {
     this.lastTx = tx;
-    if (tx.error || tx.size > 0) await (await this.runner()).run(tx);
+    // size before error: reading a full load's error would queue its ~250k operations, which
+    // the netlink runner does not need (NftTransaction.fullLoad).
+    if (tx.size > 0 || tx.error) await (await this.runner()).run(tx);
   }
 
   /**

@@ -175,19 +175,50 @@ export function orderedChainNames(objects: NftObjects): string[] {
 /**
  * The whole table from nothing in one transaction: `add table; delete table` makes the delete
  * valid whether or not the table exists, then every object is declared before any rule or
- * element references it (chains, sets, maps, then rules, then elements). Pure.
+ * element references it (chains, sets, maps, then rules, then elements). Pure. The operations
+ * are queued when first read (NftTransaction.deferred): the netlink runner encodes the load from
+ * `fullLoad` through emitFullLoad instead, in the same order.
  */
 export function planFullLoad(objects: NftObjects, table: string): NftTransaction {
-  const tx = new NftTransaction(NFT_FAMILY, table);
-  tx.add({ kind: 'table' }).delete({ kind: 'table' }).add({ kind: 'table' });
+  let size = 3 + HELPER_CHAINS.length + DISPATCH_CHAINS.length + SKELETON_SETS.length + SKELETON_MAPS.length;
+  for (const c of [...HELPER_CHAINS, ...DISPATCH_CHAINS]) size += c.rules.length;
+  size += objects.sets.size;
+  for (const rules of objects.chains.values()) size += 1 + rules.length;
+  for (const [name, m] of objects.elements)
+    if (objects.sets.has(name) || SKELETON_ELEMENT_SETS.includes(name)) size += m.size;
+  const tx = NftTransaction.deferred(NFT_FAMILY, table, size, (t) =>
+    emitFullLoad(objects, (verb, object) => (verb === 'add' ? t.add(object) : t.delete(object))),
+  );
+  tx.fullLoad = objects;
+  tx.writes = 1 + objects.sets.size;
+  for (const rules of objects.chains.values()) tx.writes += 1 + rules.length;
+  for (const m of objects.elements.values()) tx.writes += m.size;
+  tx.touchedChains.push(...objects.chains.keys());
+  return tx;
+}
+
+/** Skeleton sets and maps whose elements a full load adds, after the rules. */
+const SKELETON_ELEMENT_SETS: readonly string[] = [
+  ...SKELETON_SETS.map((s) => s.name),
+  ...SKELETON_MAPS.map((m) => m.name),
+];
+
+/**
+ * The operations of a full load of `objects`, in order (the one home of that order: planFullLoad
+ * queues them, the netlink runner encodes them as they come). Pure.
+ */
+export function emitFullLoad(objects: NftObjects, emit: (verb: 'add' | 'delete', object: NftObject) => void): void {
+  emit('add', { kind: 'table' });
+  emit('delete', { kind: 'table' });
+  emit('add', { kind: 'table' });
   // Base chains (with hooks) are declared last: a load too large for one netlink batch holds
   // them back so the table stays inert until complete, and `nft list` prints chains in creation
   // order, so every path creates them in this same order.
   const skeleton = [...HELPER_CHAINS, ...DISPATCH_CHAINS];
-  for (const c of skeleton) if (!c.hook) tx.add({ kind: 'chain', name: c.name });
+  for (const c of skeleton) if (!c.hook) emit('add', { kind: 'chain', name: c.name });
   const names = orderedChainNames(objects);
-  for (const name of names) tx.add({ kind: 'chain', name });
-  for (const c of skeleton) if (c.hook) tx.add({ kind: 'chain', name: c.name, hook: c.hook });
+  for (const name of names) emit('add', { kind: 'chain', name });
+  for (const c of skeleton) if (c.hook) emit('add', { kind: 'chain', name: c.name, hook: c.hook });
   // Keys in code-unit order (Array#sort's default for strings, no comparator call per
   // comparison: ~120k element keys at 10k services), so the script does not depend on the
   // order the objects were built or patched in.
@@ -196,24 +227,20 @@ export function planFullLoad(objects: NftObjects, table: string): NftTransaction
     if (!elems) return;
     for (const key of [...elems.keys()].sort()) {
       const value = elems.get(key)!;
-      tx.add(value === '' ? { kind: 'element', map: name, key } : { kind: 'element', map: name, key, value });
+      emit('add', value === '' ? { kind: 'element', map: name, key } : { kind: 'element', map: name, key, value });
     }
   };
   // Each per-group set's elements right after its declaration: the netlink runner then
   // addresses them by batch id instead of by name (a walk over every set of the table).
   for (const name of [...objects.sets.keys()].sort()) {
-    tx.add(setObject(name, objects.sets.get(name)!));
+    emit('add', setObject(name, objects.sets.get(name)!));
     addElements(name);
   }
-  for (const s of SKELETON_SETS) tx.add({ kind: 'set', name: s.name, decl: s.decl });
-  for (const m of SKELETON_MAPS) tx.add({ kind: 'map', name: m.name, decl: `type ${m.type};` });
-  for (const c of HELPER_CHAINS) for (const rule of c.rules) tx.add({ kind: 'rule', chain: c.name, rule });
-  for (const name of names) for (const rule of objects.chains.get(name)!) tx.add({ kind: 'rule', chain: name, rule });
-  for (const c of DISPATCH_CHAINS) for (const rule of c.rules) tx.add({ kind: 'rule', chain: c.name, rule });
-  for (const name of [...SKELETON_SETS.map((s) => s.name), ...SKELETON_MAPS.map((m) => m.name)]) addElements(name);
-  tx.writes = 1 + objects.sets.size;
-  for (const rules of objects.chains.values()) tx.writes += 1 + rules.length;
-  for (const m of objects.elements.values()) tx.writes += m.size;
-  tx.touchedChains.push(...objects.chains.keys());
-  return tx;
+  for (const s of SKELETON_SETS) emit('add', { kind: 'set', name: s.name, decl: s.decl });
+  for (const m of SKELETON_MAPS) emit('add', { kind: 'map', name: m.name, decl: `type ${m.type};` });
+  for (const c of HELPER_CHAINS) for (const rule of c.rules) emit('add', { kind: 'rule', chain: c.name, rule });
+  for (const name of names)
+    for (const rule of objects.chains.get(name)!) emit('add', { kind: 'rule', chain: name, rule });
+  for (const c of DISPATCH_CHAINS) for (const rule of c.rules) emit('add', { kind: 'rule', chain: c.name, rule });
+  for (const name of SKELETON_ELEMENT_SETS) addElements(name);
 }

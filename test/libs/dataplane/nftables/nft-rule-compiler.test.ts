@@ -11,13 +11,18 @@ import {
   NftGrammarError,
   type AnonymousSet,
 } from '../../../../libs/dataplane/nftables/nft-rule-compiler.ts';
-import { compileTransaction } from '../../../../libs/dataplane/nftables/nft-netlink-runner.ts';
+import {
+  compileFullLoad,
+  compileTransaction,
+  splitBatches,
+} from '../../../../libs/dataplane/nftables/nft-netlink-runner.ts';
 import { planFullLoad } from '../../../../libs/dataplane/nftables/plan-nft-update.ts';
 import { renderNftObjects } from '../../../../libs/dataplane/nftables/nft-objects.ts';
 import { NftTransaction } from '../../../../libs/dataplane/nftables/nft-transaction.ts';
 import { decodeExprs, encodeExprs } from '../../../../libs/netlink/index.ts';
 import { decodeAttrs, writeIpv4 } from '../../../../libs/netlink/index.ts';
 import { nodeState } from '../../../netns/support/node-state-builder.ts';
+import { benchState } from '../../../../bench/nftables/bench-state.ts';
 
 const noAnon = (): never => {
   throw new Error('unexpected anonymous set');
@@ -212,5 +217,105 @@ describe('compileTransaction', () => {
       'add element inet t service-ips { 10.96.0.0 . tcp . 80 : goto x } (+2 more)',
       'delete element inet t service-ips { 10.96.0.9 . tcp . 80 }',
     ]);
+  });
+});
+
+describe('compileFullLoad', () => {
+  // Every role, family, protocol and policy the renderer knows, affinity (anonymous sets), a
+  // group without endpoints, source ranges, and enough endpoints to split element messages.
+  const mixed = nodeState(
+    [
+      { servicePort: 'a/web:http', address: '10.96.0.1', port: 80, endpoints: ['10.1.0.1:8080', '10.1.0.2:8080'] },
+      {
+        servicePort: 'a/web:http',
+        address: '192.168.0.10',
+        port: 30080,
+        role: 'node-port',
+        endpoints: ['10.1.0.1:8080', '10.1.0.2:8080'],
+      },
+      {
+        servicePort: 'a/lb:https',
+        address: '203.0.113.7',
+        port: 443,
+        role: 'load-balancer',
+        localOnly: true,
+        sourceRanges: ['198.51.100.0/24', '192.0.2.0/24'],
+        endpoints: ['10.1.0.3:8443'],
+      },
+      {
+        servicePort: 'b/sticky:tcp',
+        address: '10.96.0.2',
+        port: 81,
+        persistenceTimeout: 60,
+        endpoints: ['10.1.0.4:80', '10.1.0.5:80', '10.1.0.6:80'],
+      },
+      {
+        servicePort: 'b/dns:udp',
+        address: 'fd00::10',
+        port: 53,
+        protocol: 'UDP',
+        endpoints: ['fd01::1:53', 'fd01::2:53'],
+      },
+      {
+        servicePort: 'b/sctp:s',
+        address: '10.96.0.3',
+        port: 9,
+        protocol: 'SCTP',
+        persistenceTimeout: 30,
+        endpoints: ['10.1.0.7:9'],
+      },
+      { servicePort: 'c/empty:http', address: '10.96.0.4', port: 80, endpoints: [] },
+      {
+        servicePort: 'c/many:http',
+        address: '10.96.0.5',
+        port: 80,
+        endpoints: Array.from({ length: 3000 }, (_, i) => `10.2.${i >> 8}.${i & 255}:80`),
+      },
+    ],
+    { clusterCIDR: '10.0.0.0/8' },
+  );
+
+  it.each([
+    ['mixed roles, families and affinity', mixed],
+    ['masqueradeAll', { ...mixed, settings: { ...mixed.settings, masqueradeAll: true } }],
+    ['the bench state (200 × 10)', benchState(200, 10)],
+  ])('encodes the same messages, staging and glue as compiling planFullLoad: %s', (_name, state) => {
+    const objects = renderNftObjects(state);
+    const tx = planFullLoad(objects, 't');
+    expect(tx.fullLoad).toBe(objects);
+    const direct = compileFullLoad('inet', 't', objects);
+    const size = tx.size; // announced before the operations are queued
+    const queued = compileTransaction(tx);
+    expect(tx.ops).toHaveLength(size);
+    expect(direct.messages.length).toBe(queued.messages.length);
+    direct.messages.forEach((m, i) => {
+      const q = queued.messages[i]!;
+      expect({ type: m.type, flags: m.flags, operation: m.operation }).toEqual({
+        type: q.type,
+        flags: q.flags,
+        operation: q.operation,
+      });
+      expect(Buffer.compare(m.payload, q.payload), m.operation).toBe(0);
+    });
+    expect(direct.staged).toEqual(queued.staged);
+    expect(direct.withNext).toEqual(queued.withNext);
+    // Several batches, too: the same split.
+    const sizes = (bs: { payload: Buffer }[][]) => bs.map((b) => b.length);
+    expect(sizes(splitBatches(direct, 64 * 1024))).toEqual(sizes(splitBatches(queued, 64 * 1024)));
+  });
+
+  it('refuses a name the queue would refuse, before anything is sent', () => {
+    const objects = renderNftObjects(mixed);
+    const chains = new Map(objects.chains);
+    chains.set('bad name; flush ruleset', ['reject']);
+    expect(() => compileFullLoad('inet', 't', { ...objects, chains })).toThrow(/invalid object name/);
+    expect(planFullLoad({ ...objects, chains }, 't').error?.message).toMatch(/invalid chain name/);
+  });
+
+  it('a full load queued onto afterwards is no longer encoded from its objects', () => {
+    const tx = planFullLoad(renderNftObjects(mixed), 't');
+    tx.add({ kind: 'chain', name: 'extra' });
+    expect(tx.fullLoad).toBeUndefined();
+    expect(tx.describe().at(-1)).toBe('add chain inet t extra');
   });
 });
