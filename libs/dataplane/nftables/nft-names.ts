@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import crypto, { createHash } from 'node:crypto';
 
 /** The one table Switchboard owns in nftables mode; everything else in the ruleset is foreign. */
 export const NFT_TABLE = 'switchboard';
@@ -15,8 +15,13 @@ function sanitize(text: string): string {
   return text.replace(/[^A-Za-z0-9/_.-]/g, '_').slice(0, MAX_READABLE);
 }
 
+// One-shot crypto.hash (node ≥ 20.12) where present: a third of createHash's cost per name, and
+// a full load names two objects per service (20k at 10k services). Same digest either way.
+const oneShot = crypto.hash as ((algorithm: string, data: string, encoding: 'base64url') => string) | undefined;
+
 function hash8(key: string): string {
-  return createHash('sha256').update(key).digest('base64url').replace(/[-_]/g, 'x').slice(0, 8).toUpperCase();
+  const digest = oneShot ? oneShot('sha256', key, 'base64url') : createHash('sha256').update(key).digest('base64url');
+  return digest.replace(/[-_]/g, 'x').slice(0, 8).toUpperCase();
 }
 
 /**

@@ -1,4 +1,6 @@
+import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
+import { nftObjectName } from '../../../../libs/dataplane/nftables/nft-names.ts';
 import { renderNftObjects } from '../../../../libs/dataplane/nftables/nft-objects.ts';
 import { renderNftRuleset } from '../../../../libs/dataplane/nftables/render-nft-ruleset.ts';
 import { nodeState } from '../../../netns/support/node-state-builder.ts';
@@ -157,5 +159,17 @@ describe('renderNftObjects', () => {
     expect(text.match(/^table /gm)).toEqual(['table ']);
     expect(text.startsWith('table inet switchboard {')).toBe(true);
     expect(text).toContain('type nat hook prerouting priority dstnat; policy accept;');
+  });
+});
+
+describe('nftObjectName', () => {
+  // Tables made by earlier releases are adopted by name: the hash part must never change.
+  it('keeps the names earlier releases gave (sha256 of the key, base64url, -/_ → x, 8 upper-case)', () => {
+    expect(nftObjectName('service', 'IPv4|TCP|ns36/svc36:http|cluster', 'ns36/svc36/http/tcp')).toBe(
+      'service-13FSULNS-ns36/svc36/http/tcp',
+    );
+    const key = 'IPv6|UDP|b/dns:udp|local';
+    const hash = createHash('sha256').update(key).digest('base64url').replace(/[-_]/g, 'x').slice(0, 8);
+    expect(nftObjectName('endpoints', key, 'b dns?')).toBe(`endpoints-${hash.toUpperCase()}-b_dns_`);
   });
 });
