@@ -4,7 +4,12 @@
 // (and deleted) here. The measuring half runs inside the netns (a netlink socket belongs to the
 // namespace of its process), re-executed by the outer half.
 //
-//   npx tsx bench/nftables/nftables-bench.ts [--services 10000] [--endpoints 10]
+//   npx tsx bench/nftables/nftables-bench.ts [--services 10000] [--endpoints 10] [--build]
+//
+// --build: the measuring half runs bundled as scripts/build.mjs bundles what bin/switchboard
+// runs (esbuild, no keepNames; .cache/bench-nftables/), with plain node, instead of under tsx,
+// whose transform adds a defineProperty call per named closure that the shipped build does not
+// make (as bench/applier/run-in-vm.sh's BENCH_BUILD=1).
 //
 // Last stdout line: JSON with oneChangeMs (the endpoint change of a service without session
 // affinity: its netlink batch), nftSameTransactionMs, oneChangeApplyMs (the whole
@@ -16,6 +21,7 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
+import path from 'node:path';
 import { parseArgs } from 'node:util';
 import type { NodeState } from '../../libs/model/index.ts';
 import {
@@ -34,6 +40,7 @@ const { values } = parseArgs({
     services: { type: 'string', default: '10000' },
     endpoints: { type: 'string', default: '10' },
     inside: { type: 'boolean', default: false },
+    build: { type: 'boolean', default: false },
   },
 });
 const N = Number(values.services);
@@ -198,6 +205,8 @@ async function inside(): Promise<void> {
 
   const r = {
     loadAverage1m: [loadStart, loadavg()[0]],
+    // Bundled as shipped (--build) or under tsx's transform.
+    bundled: values.build,
     services: N,
     endpoints: E,
     chains: N, // one service chain per service: without affinity there are no endpoint chains
@@ -261,7 +270,25 @@ if (values.inside) {
   const ns = `sbbench${process.pid}`;
   execFileSync('ip', ['netns', 'add', ns]);
   try {
-    const self = fileURLToPath(import.meta.url);
+    let self = fileURLToPath(import.meta.url);
+    let execArgv = process.execArgv;
+    if (values.build) {
+      // Inside the repo, so npm packages resolve from its node_modules (kept external, as shipped).
+      const out = path.resolve(path.dirname(self), '../../.cache/bench-nftables/nftables-bench.mjs');
+      const { build } = await import('esbuild');
+      await build({
+        entryPoints: [self],
+        outfile: out,
+        bundle: true,
+        format: 'esm',
+        platform: 'node',
+        target: 'node20',
+        packages: 'external',
+        logLevel: 'warning',
+      });
+      self = out;
+      execArgv = [];
+    }
     const r = spawnSync(
       'ip',
       [
@@ -269,13 +296,14 @@ if (values.inside) {
         'exec',
         ns,
         process.execPath,
-        ...process.execArgv,
+        ...execArgv,
         self,
         '--services',
         String(N),
         '--endpoints',
         String(E),
         '--inside',
+        ...(values.build ? ['--build'] : []),
       ],
       { stdio: 'inherit' },
     );
