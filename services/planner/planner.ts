@@ -103,6 +103,9 @@ export class Planner {
       serial: (fn) => this.serial(fn),
       flush: (events) => {
         const rejected = this.data.ingest(events.map((e) => toWatchEvent(e, this.source.origin)));
+        // Before the first sync (the initial list), entries are built batch by batch while the
+        // next pages are on their way, not all at once after the last page (version 1 waits for them).
+        if (!this.isSynced) this.data.live.buildReady();
         for (const r of rejected) this.options.hooks?.onRejected?.(r);
         this.recovered('append');
         this.options.hooks?.onEvents?.(events.length);

@@ -39,4 +39,24 @@ describe('ClusterState builds a changed service once per batch', () => {
     expect(s.commit()!.upsertServices[0]!.ports[0]!.endpoints).toEqual([]);
     expect(built).toHaveBeenCalledTimes(1);
   });
+
+  it('buildReady builds a service once its Service and a slice are in, and leaves one with no slice yet', () => {
+    const built = vi.mocked(buildServiceEntry);
+    built.mockClear();
+    const lone = parseManifestText(
+      service('lone', 'clusterIP: 10.96.0.9\n  ports: [{name: http, port: 80}]'),
+      't',
+    ).objects;
+    const s = new ClusterState();
+    const [web2, ...rest] = [...objects].reverse(); // web-2 last in, so web has its Service and web-1 first
+    for (const o of [...rest.reverse(), ...lone]) s.apply({ op: 'upsert', object: o });
+    s.buildReady();
+    expect(built).toHaveBeenCalledTimes(1); // web (Service + web-1); lone has no slice yet
+    expect(built.mock.calls[0]![0].meta.name).toBe('web');
+    s.apply({ op: 'upsert', object: web2! });
+    const d = s.commit()!;
+    expect(built).toHaveBeenCalledTimes(3); // web again (web-2 came), lone at the read
+    expect(d.upsertServices.map((e) => e.key)).toEqual(['default/lone', 'default/web']);
+    expect(s.hash()).toBe(ClusterState.fromObjects([...objects, ...lone]).hash());
+  });
 });

@@ -47,6 +47,31 @@ describe('ClusterState: incremental planning equals a full rebuild', () => {
     );
   });
 
+  it('buildReady between changes moves nothing: the same deltas and hashes as without it (property)', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.array(fc.tuple(objectChange, fc.boolean()), { minLength: 1, maxLength: 6 }), {
+          minLength: 1,
+          maxLength: 12,
+        }),
+        (batches) => {
+          const plain = new ClusterState();
+          const early = new ClusterState();
+          for (const batch of batches) {
+            for (const [change, buildNow] of batch) {
+              plain.apply(change);
+              early.apply(change);
+              if (buildNow) early.buildReady();
+            }
+            expect(early.commit()).toEqual(plain.commit());
+            expect(early.hash()).toBe(plain.hash());
+          }
+        },
+      ),
+      { numRuns: 150 },
+    );
+  });
+
   it('gives the same hash for the same objects in any order (property)', () => {
     fc.assert(
       fc.property(fc.array(objectChange, { maxLength: 30 }), fc.integer(), (changes, seed) => {
