@@ -114,8 +114,15 @@ describe('compileRule', () => {
         (e) =>
           `${e.key.toString('hex')}${e.intervalEnd ? '!' : ''}${e.data && 'value' in e.data ? `=${e.data.value.toString('hex')}` : ''}`,
       );
-    // As nft 1.0.6 sends `0-21845 : 10.0.0.1 . 8080` (nft --debug=netlink).
+    // As nft 1.0.6 sends `0-21845 : 10.0.0.1 . 8080` (nft --debug=netlink). The data comes from
+    // node's shared buffer pool: dirty it first, so padding left unwritten would show.
+    Buffer.allocUnsafe(64).fill(0xff);
     expect(hex(compileElement('0-21845', '10.0.0.1 . 8080'))).toEqual(['00000000=0a0000011f900000', '00005556!']);
+    Buffer.allocUnsafe(64).fill(0xff);
+    expect(hex(compileElement('0', 'fd00::1 . 53'))).toEqual([
+      `00000000=${'fd00'.padEnd(30, '0')}0100350000`,
+      '00000001!',
+    ]);
     expect(hex(compileElement('43691-65535', undefined))).toEqual(['0000aaab', '00010000!']);
     expect(hex(compileElement('fd00::1 . fd00::1', undefined))).toEqual([`${'fd00'.padEnd(30, '0')}01`.repeat(2)]);
     const dumped = [...compileElement('32768-65535', 'fd00::2 . 53'), ...compileElement('0-32767', 'fd00::1 . 53')].map(
