@@ -11,11 +11,11 @@ afterAll(() => tmp.cleanup());
 const NODES = 2_500; // ~100 M characters of checkpoint: 3–4 pieces of 32 Mi characters (the default)
 
 /**
- * Runs the child until it has written two checkpoints, then SIGKILLs it halfway through the
- * third (half the previous write's duration after it said it started). Returns the seq it was
- * writing.
+ * Runs the child until it has written `before` checkpoints, then SIGKILLs it: halfway through the
+ * next one (half the previous write's duration after it said it started) when `midWrite`, else at
+ * once. Returns the seq it was writing (midWrite) or last wrote.
  */
-async function killMidCheckpoint(file: string): Promise<{ seq: number }> {
+async function runChildAndKill(file: string, before: number, midWrite: boolean): Promise<number> {
   const child = spawn(
     process.execPath,
     ['--import', 'tsx', path.join(import.meta.dirname, 'support/checkpoint-crash-child.ts'), file, String(NODES)],
@@ -24,7 +24,7 @@ async function killMidCheckpoint(file: string): Promise<{ seq: number }> {
   let buf = '';
   let written = 0;
   let lastMs = 0;
-  let target = 0;
+  let seq = 0;
   await new Promise<void>((resolve, reject) => {
     child.on('error', reject);
     child.on('exit', (code, sig) => (sig === 'SIGKILL' ? resolve() : reject(new Error(`child exited ${code} ${sig}`))));
@@ -32,20 +32,21 @@ async function killMidCheckpoint(file: string): Promise<{ seq: number }> {
       buf += d.toString();
       let nl: number;
       while ((nl = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, nl);
+        const [word, seqText, msText] = buf.slice(0, nl).split(' ');
         buf = buf.slice(nl + 1);
-        const [word, seqText, msText] = line.split(' ');
-        if (word === 'written') {
-          written++;
-          lastMs = Number(msText);
-        } else if (word === 'writing' && written >= 2 && !target) {
-          target = Number(seqText);
+        if (seq) continue; // the kill is on its way
+        if (word === 'written' && ++written >= before && !midWrite) {
+          seq = Number(seqText);
+          child.kill('SIGKILL');
+        } else if (word === 'written') lastMs = Number(msText);
+        else if (word === 'writing' && written >= before && midWrite) {
+          seq = Number(seqText);
           setTimeout(() => child.kill('SIGKILL'), Math.max(1, lastMs / 2));
         }
       }
     });
   });
-  return { seq: target };
+  return seq;
 }
 
 describe('a crash in the middle of a checkpoint stored in pieces', () => {
@@ -57,7 +58,7 @@ describe('a crash in the middle of a checkpoint stored in pieces', () => {
     // A kill can land after the commit when the machine stalls the parent: then the row must be
     // whole, and the next round tries again on the same log (as a restarted planner would).
     for (let round = 0; round < 3 && killedMidWrite === 0; round++) {
-      const { seq } = await killMidCheckpoint(file);
+      const seq = await runChildAndKill(file, 2, true);
       const log = await openLog(file);
       try {
         const db = databaseOf(log);
@@ -85,5 +86,16 @@ describe('a crash in the middle of a checkpoint stored in pieces', () => {
       }
     }
     expect(killedMidWrite).toBe(1);
+
+    // restarted on the same log, the writer rebuilds its state and checkpoints again
+    const resumedAt = await runChildAndKill(file, 1, false);
+    const log = await openLog(file);
+    try {
+      expect(log.checkpoints().at(-1)!.seq).toBe(resumedAt);
+      expect(verifyLog(log)).toMatchObject({ ok: true });
+      expect(rebuildAtSeq(log, resumedAt).hash).toBe(rebuildAtSeq(log, resumedAt, { ignoreCheckpoints: true }).hash);
+    } finally {
+      log.close();
+    }
   });
 });
