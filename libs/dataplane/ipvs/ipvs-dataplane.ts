@@ -171,7 +171,7 @@ export class IpvsDataplane implements Dataplane {
     const mismatches = verifyKernelState(desired, back, glue, sysctls);
     notes.push(...mismatches.slice(0, 10).map((m) => `verify: ${m}`));
     const verified = mismatches.length === 0;
-    if (verified) this.base = { indexed: indexState(wanted!), model: KernelModel.fromObserved(back) };
+    if (verified) this.base = { indexed: indexState(wanted!), model: KernelModel.fromObserved(back, desired) };
     return { kernelWrites: plan.ops.length, verified, notes };
   }
 
@@ -224,7 +224,7 @@ export class IpvsDataplane implements Dataplane {
       if (!m || !sameServer(m, v))
         notes.push(`verify: read-back of ${virtualServerKey(v)} differs from what was written`);
     }
-    if (back.length !== touchedServices(plan.ops).filter((k) => model.virtualServer(virtualServerKey(k))).length)
+    if (back.length !== touchedServices(plan.ops).filter((k) => model.hasVirtualServer(virtualServerKey(k))).length)
       notes.push('verify: read-back service count differs');
     model.putVirtualServers(back);
     const mismatches = verifyKernelState(
@@ -333,7 +333,7 @@ function realServersOnly(ops: readonly KernelOp[], model: KernelModel): VsKey[] 
   const whole = new Set<string>();
   for (const op of ops) if (op.kind === 'virtual-server') whole.add(virtualServerKey(op.vs));
   return touchedServices(ops).filter(
-    (k) => !whole.has(virtualServerKey(k)) && model.virtualServer(virtualServerKey(k)),
+    (k) => !whole.has(virtualServerKey(k)) && model.hasVirtualServer(virtualServerKey(k)),
   );
 }
 

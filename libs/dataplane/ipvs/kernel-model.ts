@@ -1,9 +1,21 @@
-import { byCodeUnit, realServerKey, virtualServerKey } from '../../model/index.ts';
-import { describeOp, type IpsetSpec, type KernelOp } from './kernel-op.ts';
+import {
+  byCodeUnit,
+  realServerKey,
+  virtualServerKey,
+  type NodeState,
+  type RealServer,
+  type VirtualServer,
+} from '../../model/index.ts';
+import { describeOp, type IpsetSpec, type KernelOp, type VirtualServerSpec } from './kernel-op.ts';
 import type { ObservedIpset, ObservedKernel, ObservedRealServer, ObservedVirtualServer } from './observed-kernel.ts';
 
-interface ModelVirtualServer extends ObservedVirtualServer {
-  realServers: ObservedRealServer[];
+/**
+ * A service as the model keeps it: spec and real servers (address, port, weight), never changed
+ * in place (a change replaces the entry), so an entry may be an object the model shares, e.g. the
+ * desired state's own VirtualServer.
+ */
+interface ModelVirtualServer extends VirtualServerSpec {
+  readonly realServers: readonly RealServer[];
 }
 
 /**
@@ -14,6 +26,8 @@ interface ModelVirtualServer extends ObservedVirtualServer {
  * It is not a kernel and is never used as one: it keeps IPVS services, the dummy device and its
  * addresses, and our ipsets (what an incremental cycle plans against). Netfilter and sysctls are
  * not modelled: they change only with the settings, and a settings change runs a full cycle.
+ * Connection counters are not modelled either (they move without us): `virtualServer()` reports
+ * 0, and an incremental cycle reads live every service it removes real servers from.
  * Tests run the dataplane against test/support/fake-ipvs-kernel.ts, a separate double.
  */
 export class KernelModel {
@@ -22,12 +36,36 @@ export class KernelModel {
   private readonly sets = new Map<string, { readonly spec: IpsetSpec; entries: Set<string> }>();
   private device = false;
 
-  static fromObserved(o: ObservedKernel): KernelModel {
+  /**
+   * The model of a dump. With `same`, the state a verified cycle just programmed: where the dump
+   * holds exactly what it holds (a service with the same spec and real servers, a set with the
+   * same entries, an address), the model keeps the state's objects rather than the dump's. Same
+   * content; but the state's objects are long-lived while the dump's were all allocated at the
+   * end of the cycle, and keeping those (100k real servers at 10k x 10) made the first garbage
+   * collections after a large load copy and promote all of them, paid by the first changes.
+   */
+  static fromObserved(o: ObservedKernel, same?: NodeState): KernelModel {
     const m = new KernelModel();
-    for (const v of o.virtualServers) m.putVirtualServer(v);
+    const desired = same ? new Map(same.virtualServers.map((v) => [virtualServerKey(v), v])) : undefined;
+    for (const v of o.virtualServers) {
+      const key = virtualServerKey(v);
+      const d = desired?.get(key);
+      m.vs.set(key, d && sameContent(d, v) ? d : modelEntry(v));
+    }
     m.device = o.dummyDevice;
+    for (const a of same?.boundAddresses ?? []) m.addresses.add(a);
     for (const a of o.boundAddresses) m.addresses.add(a);
-    for (const s of o.ipsets) m.sets.set(s.name, { spec: specOfSet(s), entries: new Set(s.entries) });
+    if (same && m.addresses.size !== o.boundAddresses.length) {
+      // an address the state wants is not bound: the dump alone says what is there
+      m.addresses.clear();
+      for (const a of o.boundAddresses) m.addresses.add(a);
+    }
+    const wantedSets = new Map((same?.ipsets ?? []).map((s) => [s.name, s]));
+    for (const s of o.ipsets) {
+      const d = wantedSets.get(s.name);
+      const entries = d && sameEntries(d.entries, s.entries) ? d.entries : s.entries;
+      m.sets.set(s.name, { spec: specOfSet(s), entries: new Set(entries) });
+    }
     return m;
   }
 
@@ -35,8 +73,14 @@ export class KernelModel {
     return this.device;
   }
 
+  /** The service as the kernel holds it, connection counters 0 (not modelled). */
   virtualServer(key: string): ObservedVirtualServer | undefined {
-    return this.vs.get(key);
+    const v = this.vs.get(key);
+    return v && { ...specOf(v), realServers: v.realServers.map(withoutCounters) };
+  }
+
+  hasVirtualServer(key: string): boolean {
+    return this.vs.has(key);
   }
 
   hasAddress(address: string): boolean {
@@ -51,7 +95,7 @@ export class KernelModel {
 
   /** Replaces (or adds) these services as read from the kernel. */
   putVirtualServers(fresh: readonly ObservedVirtualServer[]): void {
-    for (const v of fresh) this.putVirtualServer(v);
+    for (const v of fresh) this.vs.set(virtualServerKey(v), modelEntry(v));
   }
 
   /**
@@ -66,18 +110,6 @@ export class KernelModel {
     return undefined;
   }
 
-  private putVirtualServer(v: ObservedVirtualServer): void {
-    this.vs.set(virtualServerKey(v), {
-      protocol: v.protocol,
-      address: v.address,
-      port: v.port,
-      scheduler: v.scheduler,
-      schedulerFlags: [...v.schedulerFlags].sort(),
-      persistenceTimeout: v.persistenceTimeout,
-      realServers: v.realServers.map((r) => ({ ...r })),
-    });
-  }
-
   private applyOp(op: KernelOp): string | undefined {
     switch (op.kind) {
       case 'virtual-server': {
@@ -89,26 +121,27 @@ export class KernelModel {
           this.vs.delete(k);
           return undefined;
         }
-        const v = op.vs as ObservedVirtualServer;
-        this.putVirtualServer({ ...v, realServers: have?.realServers ?? [] });
+        this.vs.set(k, { ...specOf(op.vs), realServers: have?.realServers ?? [] });
         return undefined;
       }
       case 'real-server': {
         if (op.verb === 'flush-conntrack') return undefined;
-        const v = this.vs.get(virtualServerKey(op.vs));
+        const vsKey = virtualServerKey(op.vs);
+        const v = this.vs.get(vsKey);
         if (!v) return 'service absent from the model';
-        const k = realServerKey(op.rs);
-        const i = v.realServers.findIndex((r) => realServerKey(r) === k);
+        const { address, port } = op.rs;
+        const i = v.realServers.findIndex((r) => r.address === address && r.port === port);
         if (op.verb === 'add' && i >= 0) return 'exists in the model';
         if (op.verb !== 'add' && i < 0) return 'absent from the model';
-        if (op.verb === 'delete') {
-          v.realServers.splice(i, 1);
-          return undefined;
+        // entries are never changed in place (they may be shared): a new list, O(its endpoints)
+        const realServers = [...v.realServers];
+        if (op.verb === 'delete') realServers.splice(i, 1);
+        else {
+          const weight = 'weight' in op.rs ? op.rs.weight : 1;
+          if (op.verb === 'add') realServers.push({ address, port, weight });
+          else realServers[i] = { address, port, weight };
         }
-        const weight = 'weight' in op.rs ? op.rs.weight : 1;
-        if (op.verb === 'add')
-          v.realServers.push({ address: op.rs.address, port: op.rs.port, weight, activeConns: 0, inactiveConns: 0 });
-        else v.realServers[i] = { ...v.realServers[i]!, weight };
+        this.vs.set(vsKey, { ...specOf(v), realServers });
         return undefined;
       }
       case 'dummy-device':
@@ -148,6 +181,78 @@ export class KernelModel {
         return undefined; // not modelled (see the class comment)
     }
   }
+}
+
+function specOf(v: VirtualServerSpec): VirtualServerSpec {
+  return {
+    protocol: v.protocol,
+    address: v.address,
+    port: v.port,
+    scheduler: v.scheduler,
+    schedulerFlags: isSorted(v.schedulerFlags) ? v.schedulerFlags : [...v.schedulerFlags].sort(byCodeUnit),
+    persistenceTimeout: v.persistenceTimeout,
+  };
+}
+
+/** A read service as the model keeps it: the spec and each real server's address, port, weight. */
+function modelEntry(v: ObservedVirtualServer): ModelVirtualServer {
+  return {
+    ...specOf(v),
+    realServers: v.realServers.map((r) => ({ address: r.address, port: r.port, weight: r.weight })),
+  };
+}
+
+function withoutCounters(r: RealServer): ObservedRealServer {
+  return { address: r.address, port: r.port, weight: r.weight, activeConns: 0, inactiveConns: 0 };
+}
+
+/**
+ * Whether `have` (read) holds exactly `want`: same spec, same real servers with the same weights.
+ * Without allocating for the usual orders (the state's, or the reverse, which is how the kernel
+ * lists destinations it was given in order); a Map otherwise.
+ */
+function sameContent(want: VirtualServer, have: ObservedVirtualServer): boolean {
+  if (
+    want.scheduler !== have.scheduler ||
+    want.persistenceTimeout !== have.persistenceTimeout ||
+    !isSorted(want.schedulerFlags) ||
+    !sameEntries(
+      want.schedulerFlags,
+      isSorted(have.schedulerFlags) ? have.schedulerFlags : [...have.schedulerFlags].sort(byCodeUnit),
+    )
+  )
+    return false;
+  const a = want.realServers,
+    b = have.realServers;
+  const n = a.length;
+  if (b.length !== n) return false;
+  const same = (x: RealServer, y: RealServer) => x.address === y.address && x.port === y.port && x.weight === y.weight;
+  let forward = true,
+    backward = true;
+  for (let i = 0; i < n && (forward || backward); i++) {
+    if (forward && !same(a[i]!, b[i]!)) forward = false;
+    if (backward && !same(a[i]!, b[n - 1 - i]!)) backward = false;
+  }
+  if (forward || backward) return true;
+  const byKey = new Map(b.map((r) => [realServerKey(r), r]));
+  return (
+    byKey.size === n &&
+    a.every((r) => {
+      const h = byKey.get(realServerKey(r));
+      return !!h && h.weight === r.weight;
+    })
+  );
+}
+
+function sameEntries(a: readonly string[], b: readonly string[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+function isSorted(xs: readonly string[]): boolean {
+  for (let i = 1; i < xs.length; i++) if (byCodeUnit(xs[i - 1]!, xs[i]!) > 0) return false;
+  return true;
 }
 
 function specOfSet(s: IpsetSpec): IpsetSpec {

@@ -1,0 +1,170 @@
+import { describe, expect, it } from 'vitest';
+import { Registry } from 'prom-client';
+import { IpvsDataplane } from '../../../../libs/dataplane/ipvs/ipvs-dataplane.ts';
+import { KernelModel } from '../../../../libs/dataplane/ipvs/kernel-model.ts';
+import { MemoryOwnershipStore } from '../../../../libs/dataplane/ipvs/ownership-record.ts';
+import { EMPTY_OBSERVED, type ObservedKernel } from '../../../../libs/dataplane/ipvs/observed-kernel.ts';
+import type { NodeState } from '../../../../libs/model/index.ts';
+import { formatIpvsadm } from '../../../../libs/planner/index.ts';
+import { FakeIpvsKernel } from '../../../support/fake-ipvs-kernel.ts';
+import { nodeState, vs } from './node-state-fixture.ts';
+
+function deepFreeze<T>(o: T): T {
+  if (o && typeof o === 'object' && !Object.isFrozen(o)) {
+    Object.freeze(o);
+    for (const v of Object.values(o)) deepFreeze(v);
+  }
+  return o;
+}
+
+const observedOf = (s: NodeState, o: Partial<ObservedKernel> = {}): ObservedKernel => ({
+  ...EMPTY_OBSERVED,
+  virtualServers: s.virtualServers.map((v) => ({
+    protocol: v.protocol,
+    address: v.address,
+    port: v.port,
+    scheduler: v.scheduler,
+    schedulerFlags: v.schedulerFlags,
+    persistenceTimeout: v.persistenceTimeout,
+    // the kernel lists destinations last-added first
+    realServers: [...v.realServers].reverse().map((r) => ({ ...r, activeConns: 3, inactiveConns: 4 })),
+  })),
+  dummyDevice: true,
+  boundAddresses: s.boundAddresses,
+  ipsets: s.ipsets,
+  ...o,
+});
+
+describe('KernelModel', () => {
+  const s = nodeState([
+    vs('10.96.0.1', 80, [
+      ['10.244.1.1', 8080],
+      ['10.244.1.2', 8080],
+    ]),
+    vs('10.96.0.2', 53, [['10.244.1.3', 53]], { protocol: 'UDP' }),
+  ]);
+
+  it('built from a dump and the state it verified: what the dump holds, counters 0 (not modelled)', () => {
+    const m = KernelModel.fromObserved(observedOf(s), s);
+    expect(m.virtualServer('TCP/10.96.0.1:80')).toEqual({
+      protocol: 'TCP',
+      address: '10.96.0.1',
+      port: 80,
+      scheduler: 'rr',
+      schedulerFlags: [],
+      persistenceTimeout: 0,
+      realServers: [
+        { address: '10.244.1.1', port: 8080, weight: 1, activeConns: 0, inactiveConns: 0 },
+        { address: '10.244.1.2', port: 8080, weight: 1, activeConns: 0, inactiveConns: 0 },
+      ],
+    });
+    expect(m.hasAddress('10.96.0.2')).toBe(true);
+    expect(m.ipset('KUBE-IPVS-IPS')?.entries).toEqual(['10.96.0.1', '10.96.0.2']);
+  });
+
+  it('where the dump differs from the state, the model holds the dump', () => {
+    const dump = observedOf(s, { boundAddresses: ['10.96.0.1'] });
+    const edited = {
+      ...dump,
+      virtualServers: [
+        {
+          ...dump.virtualServers[0]!,
+          realServers: dump.virtualServers[0]!.realServers.map((r) => ({ ...r, weight: 2 })),
+        },
+        { ...dump.virtualServers[1]!, scheduler: 'wrr' },
+      ],
+      ipsets: [{ ...s.ipsets[1]!, entries: ['10.96.0.9'] }],
+    };
+    const m = KernelModel.fromObserved(edited, s);
+    expect(m.virtualServer('TCP/10.96.0.1:80')!.realServers.map((r) => r.weight)).toEqual([2, 2]);
+    expect(m.virtualServer('UDP/10.96.0.2:53')!.scheduler).toBe('wrr');
+    expect(m.hasAddress('10.96.0.2')).toBe(false);
+    expect(m.ipset('KUBE-IPVS-IPS')?.entries).toEqual(['10.96.0.9']);
+    // a real server the state lacks, same count: not the state's content either
+    const other = observedOf(s);
+    const swapped = {
+      ...other,
+      virtualServers: [
+        {
+          ...other.virtualServers[0]!,
+          realServers: [
+            { ...other.virtualServers[0]!.realServers[0]!, port: 9 },
+            other.virtualServers[0]!.realServers[1]!,
+          ],
+        },
+        other.virtualServers[1]!,
+      ],
+    };
+    expect(
+      KernelModel.fromObserved(swapped, s)
+        .virtualServer('TCP/10.96.0.1:80')!
+        .realServers.map((r) => r.port)
+        .sort(),
+    ).toEqual([8080, 9]);
+  });
+
+  it('advancing it never changes the objects it shares with the state', () => {
+    const frozen = deepFreeze(s);
+    const m = KernelModel.fromObserved(observedOf(frozen), frozen);
+    const key = { protocol: 'TCP' as const, address: '10.96.0.1', port: 80 };
+    expect(
+      m.apply([
+        { verb: 'add', kind: 'real-server', vs: key, rs: { address: '10.244.1.9', port: 8080, weight: 1 } },
+        { verb: 'edit', kind: 'real-server', vs: key, rs: { address: '10.244.1.1', port: 8080, weight: 0 } },
+        { verb: 'delete', kind: 'real-server', vs: key, rs: { address: '10.244.1.2', port: 8080 } },
+        {
+          verb: 'edit',
+          kind: 'virtual-server',
+          vs: { ...key, scheduler: 'wrr', schedulerFlags: [], persistenceTimeout: 0 },
+        },
+      ]),
+    ).toBeUndefined();
+    expect(m.virtualServer('TCP/10.96.0.1:80')).toMatchObject({
+      scheduler: 'wrr',
+      realServers: [
+        { address: '10.244.1.1', port: 8080, weight: 0 },
+        { address: '10.244.1.9', port: 8080, weight: 1 },
+      ],
+    });
+    expect(frozen.virtualServers[0]!.realServers).toHaveLength(2);
+  });
+});
+
+describe('IpvsDataplane over frozen states', () => {
+  it('incremental cycles leave the applied states untouched (the model shares their objects)', async () => {
+    const kernel = new FakeIpvsKernel();
+    const dp = new IpvsDataplane({
+      kernel,
+      store: new MemoryOwnershipStore(),
+      kernelRelease: '6.1.0',
+      registry: new Registry(),
+    });
+    const svc = (i: number, reals: [string, number][]) => vs(`10.96.0.${i}`, 80, reals, { protocol: 'UDP' });
+    const states = [
+      nodeState([svc(1, [['10.244.1.1', 80]]), svc(2, [['10.244.1.2', 80]])]),
+      nodeState([
+        svc(1, [
+          ['10.244.1.1', 80],
+          ['10.244.1.5', 80],
+        ]),
+        svc(2, [['10.244.1.2', 80]]),
+      ]),
+      nodeState([svc(1, [['10.244.1.5', 80]]), svc(2, [['10.244.1.2', 80]])]),
+      nodeState([svc(1, [['10.244.1.5', 80]])]),
+    ].map(deepFreeze);
+    // each next state shares its unchanged services with the one applied before, as the renderer does
+    const shared: NodeState[] = [];
+    for (const st of states) {
+      const prev = shared.at(-1);
+      const same = (v: NodeState['virtualServers'][number]) =>
+        prev?.virtualServers.find((p) => JSON.stringify(p) === JSON.stringify(v)) ?? v;
+      shared.push(deepFreeze({ ...st, virtualServers: st.virtualServers.map(same) }));
+    }
+    for (const st of shared) {
+      expect(await dp.apply(st)).toMatchObject({ verified: true });
+      expect(kernel.ipvsadmSave()).toBe(formatIpvsadm(st));
+    }
+    expect(await dp.resync()).toMatchObject({ kernelWrites: 0, verified: true });
+    await dp.close();
+  });
+});
