@@ -171,7 +171,11 @@ export class IpvsDataplane implements Dataplane {
     const mismatches = verifyKernelState(desired, back, glue, sysctls);
     notes.push(...mismatches.slice(0, 10).map((m) => `verify: ${m}`));
     const verified = mismatches.length === 0;
-    if (verified) this.base = { indexed: indexState(wanted!), model: KernelModel.fromObserved(back, desired) };
+    if (verified) {
+      const indexed = indexState(wanted!);
+      // desired = wanted + the glue's sets: the model shares what the kernel was verified to hold
+      this.base = { indexed, model: KernelModel.fromObserved(back, { state: desired, byKey: indexed.byKey }) };
+    }
     return { kernelWrites: plan.ops.length, verified, notes };
   }
 

@@ -1,12 +1,6 @@
-import {
-  byCodeUnit,
-  realServerKey,
-  virtualServerKey,
-  type NodeState,
-  type RealServer,
-  type VirtualServer,
-} from '../../model/index.ts';
+import { byCodeUnit, realServerKey, virtualServerKey, type RealServer, type VirtualServer } from '../../model/index.ts';
 import { describeOp, type IpsetSpec, type KernelOp, type VirtualServerSpec } from './kernel-op.ts';
+import type { IndexedState } from './state-change.ts';
 import type { ObservedIpset, ObservedKernel, ObservedRealServer, ObservedVirtualServer } from './observed-kernel.ts';
 
 /**
@@ -37,30 +31,33 @@ export class KernelModel {
   private device = false;
 
   /**
-   * The model of a dump. With `same`, the state a verified cycle just programmed: where the dump
+   * The model of a dump. With `same`, the state a verified cycle just programmed (indexed): where the dump
    * holds exactly what it holds (a service with the same spec and real servers, a set with the
    * same entries, an address), the model keeps the state's objects rather than the dump's. Same
    * content; but the state's objects are long-lived while the dump's were all allocated at the
    * end of the cycle, and keeping those (100k real servers at 10k x 10) made the first garbage
    * collections after a large load copy and promote all of them, paid by the first changes.
    */
-  static fromObserved(o: ObservedKernel, same?: NodeState): KernelModel {
+  static fromObserved(o: ObservedKernel, same?: IndexedState): KernelModel {
     const m = new KernelModel();
-    const desired = same ? new Map(same.virtualServers.map((v) => [virtualServerKey(v), v])) : undefined;
-    for (const v of o.virtualServers) {
-      const key = virtualServerKey(v);
-      const d = desired?.get(key);
-      m.vs.set(key, d && sameContent(d, v) ? d : modelEntry(v));
+    const read = new Map(o.virtualServers.map((v) => [virtualServerKey(v), v]));
+    // the state's services first, under the index's own key strings (long-lived too)
+    for (const [key, d] of same?.byKey ?? []) {
+      const v = read.get(key);
+      if (!v) continue;
+      m.vs.set(key, sameContent(d, v) ? d : modelEntry(v));
+      read.delete(key);
     }
+    for (const [key, v] of read) m.vs.set(key, modelEntry(v));
     m.device = o.dummyDevice;
-    for (const a of same?.boundAddresses ?? []) m.addresses.add(a);
+    for (const a of same?.state.boundAddresses ?? []) m.addresses.add(a);
     for (const a of o.boundAddresses) m.addresses.add(a);
     if (same && m.addresses.size !== o.boundAddresses.length) {
       // an address the state wants is not bound: the dump alone says what is there
       m.addresses.clear();
       for (const a of o.boundAddresses) m.addresses.add(a);
     }
-    const wantedSets = new Map((same?.ipsets ?? []).map((s) => [s.name, s]));
+    const wantedSets = new Map((same?.state.ipsets ?? []).map((s) => [s.name, s]));
     for (const s of o.ipsets) {
       const d = wantedSets.get(s.name);
       const entries = d && sameEntries(d.entries, s.entries) ? d.entries : s.entries;

@@ -3,6 +3,7 @@ import { Registry } from 'prom-client';
 import { IpvsDataplane } from '../../../../libs/dataplane/ipvs/ipvs-dataplane.ts';
 import { KernelModel } from '../../../../libs/dataplane/ipvs/kernel-model.ts';
 import { MemoryOwnershipStore } from '../../../../libs/dataplane/ipvs/ownership-record.ts';
+import { indexState } from '../../../../libs/dataplane/ipvs/state-change.ts';
 import { EMPTY_OBSERVED, type ObservedKernel } from '../../../../libs/dataplane/ipvs/observed-kernel.ts';
 import type { NodeState } from '../../../../libs/model/index.ts';
 import { formatIpvsadm } from '../../../../libs/planner/index.ts';
@@ -45,7 +46,7 @@ describe('KernelModel', () => {
   ]);
 
   it('built from a dump and the state it verified: what the dump holds, counters 0 (not modelled)', () => {
-    const m = KernelModel.fromObserved(observedOf(s), s);
+    const m = KernelModel.fromObserved(observedOf(s), indexState(s));
     expect(m.virtualServer('TCP/10.96.0.1:80')).toEqual({
       protocol: 'TCP',
       address: '10.96.0.1',
@@ -75,7 +76,7 @@ describe('KernelModel', () => {
       ],
       ipsets: [{ ...s.ipsets[1]!, entries: ['10.96.0.9'] }],
     };
-    const m = KernelModel.fromObserved(edited, s);
+    const m = KernelModel.fromObserved(edited, indexState(s));
     expect(m.virtualServer('TCP/10.96.0.1:80')!.realServers.map((r) => r.weight)).toEqual([2, 2]);
     expect(m.virtualServer('UDP/10.96.0.2:53')!.scheduler).toBe('wrr');
     expect(m.hasAddress('10.96.0.2')).toBe(false);
@@ -96,7 +97,7 @@ describe('KernelModel', () => {
       ],
     };
     expect(
-      KernelModel.fromObserved(swapped, s)
+      KernelModel.fromObserved(swapped, indexState(s))
         .virtualServer('TCP/10.96.0.1:80')!
         .realServers.map((r) => r.port)
         .sort(),
@@ -105,7 +106,7 @@ describe('KernelModel', () => {
 
   it('advancing it never changes the objects it shares with the state', () => {
     const frozen = deepFreeze(s);
-    const m = KernelModel.fromObserved(observedOf(frozen), frozen);
+    const m = KernelModel.fromObserved(observedOf(frozen), indexState(frozen));
     const key = { protocol: 'TCP' as const, address: '10.96.0.1', port: 80 };
     expect(
       m.apply([
