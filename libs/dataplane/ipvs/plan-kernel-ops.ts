@@ -17,6 +17,19 @@ import type { ObservedIpset, ObservedKernel, ObservedVirtualServer } from './obs
 import type { OwnershipRecord } from './ownership-record.ts';
 import { planNetfilter } from './plan-netfilter.ts';
 
+/**
+ * BULK_LOOPS: why the planner (and the validation and verification that run beside it) walks
+ * whole states with forEach/map/filter rather than with for-loops in its own body. The same
+ * function plans a from-empty load (10k services: its loops run long enough for V8 to compile
+ * them on-stack, "OSR") and then every one-endpoint change. Node 20's V8 keeps such OSR code
+ * cached per loop and enters it again on the next call's first loop iteration, even after that
+ * code deoptimized: it was compiled halfway through the big load, before the code after the loop
+ * had ever run, so each later call deoptimized at once ("insufficient type feedback"), every
+ * change, forever (3-4 deoptimizations per change on the host, `node --trace-deopt
+ * --trace-osr`; each one much dearer under emulation). A builtin's loop is never compiled
+ * on-stack, and a callback is optimized and, when it deoptimizes, replaced like any function.
+ */
+
 /** Everything the diff needs; all plain data, so the plan is a pure function of it. */
 export interface PlanInput {
   /** undefined = cleanup: remove everything we own. */
@@ -113,42 +126,46 @@ export function planKernelOps(i: PlanInput): Plan {
   }
 
   // IPVS.
+  // The loops over state-sized collections below (and in the helpers) go through callbacks
+  // (forEach, map, filter, concat), not for-loops of this function's own: see BULK_LOOPS.
   const observedVs = new Map(i.observed.virtualServers.map((v) => [virtualServerKey(v), v]));
   const draining: Record<string, number> = {};
-  for (const vs of d?.virtualServers ?? []) {
+  (d?.virtualServers ?? []).forEach((vs) => {
     const key = virtualServerKey(vs);
     const have = observedVs.get(key);
     if (!have) {
       vsOps.push({ verb: 'add', kind: 'virtual-server', vs: vsSpec(vs) });
-      for (const rs of vs.realServers) rsOps.push({ verb: 'add', kind: 'real-server', vs, rs });
-      continue;
+      vs.realServers.forEach((rs) => rsOps.push({ verb: 'add', kind: 'real-server', vs, rs }));
+      return;
     }
     if (!ownedVs.has(key)) notes.push(`adopted existing IPVS service ${key}`);
     if (!sameVsSpec(have, vsSpec(vs))) vsOps.push({ verb: 'edit', kind: 'virtual-server', vs: vsSpec(vs) });
     planRealServers(vs, have, i, rsOps, draining);
-  }
+  });
   const desiredVs = new Set((d?.virtualServers ?? []).map((v) => virtualServerKey(v)));
-  for (const [key, have] of observedVs) {
-    if (desiredVs.has(key) || !ownedVs.has(key)) continue;
+  observedVs.forEach((have, key) => {
+    if (desiredVs.has(key) || !ownedVs.has(key)) return;
     if (isExcluded(have.address)) {
       notes.push(`kept ${key}: inside excludeCIDRs`);
-      continue;
+      return;
     }
     vsDel.push({ verb: 'delete', kind: 'virtual-server', vs: have });
-  }
+  });
 
   // Addresses on the dummy device.
   const bound = new Set(i.observed.boundAddresses);
   const want = new Set(d?.boundAddresses ?? []);
-  for (const a of want) if (!bound.has(a)) addrOps.push({ verb: 'add', kind: 'address', device: i.device, address: a });
-  for (const a of bound) {
-    if (want.has(a) || !ownedAddr.has(a)) continue;
+  want.forEach((a) => {
+    if (!bound.has(a)) addrOps.push({ verb: 'add', kind: 'address', device: i.device, address: a });
+  });
+  bound.forEach((a) => {
+    if (want.has(a) || !ownedAddr.has(a)) return;
     if (isExcluded(a)) {
       notes.push(`kept address ${a}: inside excludeCIDRs`);
-      continue;
+      return;
     }
     addrOps.push({ verb: 'delete', kind: 'address', device: i.device, address: a });
-  }
+  });
 
   // Netfilter glue (one atomic restore), before set destroys so no rule still references them.
   const text = planNetfilter(i.glue, i.observed.netfilter, i.record.netfilterChains);
@@ -160,17 +177,16 @@ export function planKernelOps(i: PlanInput): Plan {
   const chains = i.glue
     ? Object.fromEntries(Object.entries(i.glue.chains).map(([t, c]) => [t, Object.keys(c).sort()]))
     : {};
-  const vsKeys = [...desiredVs];
   const recordAfter: OwnershipRecord = {
     version: 1,
-    virtualServers: vsKeys.sort(byCodeUnit),
-    addresses: [...want].sort(byCodeUnit),
+    virtualServers: Array.from(desiredVs).sort(byCodeUnit),
+    addresses: Array.from(want).sort(byCodeUnit),
     ipsets: [...desiredSets.keys()].sort(byCodeUnit),
     dummyDevice: d ? createdDevice : false,
     netfilterChains: chains,
     draining,
   };
-  const u = (a: readonly string[], b: readonly string[]) => [...new Set([...a, ...b])].sort(byCodeUnit);
+  const u = sortedUnion;
   const recordBefore: OwnershipRecord = {
     version: 1,
     virtualServers: u(i.record.virtualServers, recordAfter.virtualServers),
@@ -182,7 +198,7 @@ export function planKernelOps(i: PlanInput): Plan {
   };
   // Order: settings and device, sets (rules may reference them), services, their real servers,
   // removed services, addresses (a VIP is bound once its service exists), glue, set teardown.
-  const ops = [...pre, ...sets, ...vsOps, ...rsOps, ...vsDel, ...addrOps, ...nf, ...post];
+  const ops = pre.concat(sets, vsOps, rsOps, vsDel, addrOps, nf, post);
   return { ops, recordBefore, recordAfter, draining: Object.keys(draining).length, notes };
 }
 
@@ -257,7 +273,7 @@ function planSet(
   }
   if (!have) {
     out.push({ verb: 'create', kind: 'ipset', set: spec });
-    for (const e of set.entries) out.push(add(set.name, e));
+    set.entries.forEach((e) => out.push(add(set.name, e)));
     return;
   }
   const cur = new Set(have.entries);
@@ -269,15 +285,22 @@ function planSet(
     const tmp = tempSetName(set.name);
     temps.push(tmp);
     out.push({ verb: 'create', kind: 'ipset', set: { ...spec, name: tmp } });
-    for (const e of set.entries) out.push(add(tmp, e));
+    set.entries.forEach((e) => out.push(add(tmp, e)));
     out.push(
       { verb: 'swap', kind: 'ipset', name: set.name, other: tmp },
       { verb: 'destroy', kind: 'ipset', name: tmp },
     );
     return;
   }
-  for (const e of adds) out.push(add(set.name, e));
-  for (const e of dels) out.push({ verb: 'delete', kind: 'ipset-entry', set: set.name, type: set.type, entry: e });
+  adds.forEach((e) => out.push(add(set.name, e)));
+  dels.forEach((e) => out.push({ verb: 'delete', kind: 'ipset-entry', set: set.name, type: set.type, entry: e }));
+}
+
+/** a ∪ b, sorted. */
+function sortedUnion(a: readonly string[], b: readonly string[]): string[] {
+  const all = new Set(a);
+  b.forEach((x) => all.add(x));
+  return Array.from(all).sort(byCodeUnit);
 }
 
 function mergeChains(

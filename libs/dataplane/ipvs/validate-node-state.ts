@@ -22,26 +22,35 @@ export function validateShape(s: NodeState): string | undefined {
   return undefined;
 }
 
-/** These objects (all of a state's, or only those that changed since a verified state). */
+/**
+ * These objects (all of a state's, or only those that changed since a verified state). Walked
+ * with builtins rather than for-loops: see BULK_LOOPS in plan-kernel-ops.ts.
+ */
 export function validateParts(
   virtualServers: readonly VirtualServer[],
   addresses: readonly string[],
   ipsets: readonly IpsetState[],
 ): string | undefined {
-  for (const vs of virtualServers) {
-    if (
-      !vs ||
-      canonicalIp(vs.address) === undefined ||
-      !Array.isArray(vs.realServers) ||
-      !Array.isArray(vs.schedulerFlags)
-    )
-      return `invalid virtual server ${JSON.stringify(vs?.address)}`;
-    if (!['TCP', 'UDP', 'SCTP'].includes(vs.protocol)) return `invalid protocol ${JSON.stringify(vs.protocol)}`;
-    for (const rs of vs.realServers)
-      if (!rs || canonicalIp(rs.address) === undefined) return `invalid real server in ${vs.address}:${vs.port}`;
-  }
-  for (const a of addresses) if (canonicalIp(a) === undefined) return `invalid bound address ${JSON.stringify(a)}`;
-  for (const set of ipsets)
-    if (!set || typeof set.name !== 'string' || !Array.isArray(set.entries)) return 'invalid ipset';
+  // findIndex, unlike some/forEach, also visits the holes of a sparse array (refused as undefined)
+  let why: string | undefined;
+  if (virtualServers.findIndex((vs) => (why = invalidVirtualServer(vs)) !== undefined) >= 0) return why;
+  const a = addresses.findIndex((x) => canonicalIp(x) === undefined);
+  if (a >= 0) return `invalid bound address ${JSON.stringify(addresses[a])}`;
+  if (ipsets.findIndex((set) => !set || typeof set.name !== 'string' || !Array.isArray(set.entries)) >= 0)
+    return 'invalid ipset';
+  return undefined;
+}
+
+function invalidVirtualServer(vs: VirtualServer): string | undefined {
+  if (
+    !vs ||
+    canonicalIp(vs.address) === undefined ||
+    !Array.isArray(vs.realServers) ||
+    !Array.isArray(vs.schedulerFlags)
+  )
+    return `invalid virtual server ${JSON.stringify(vs?.address)}`;
+  if (!['TCP', 'UDP', 'SCTP'].includes(vs.protocol)) return `invalid protocol ${JSON.stringify(vs.protocol)}`;
+  if (vs.realServers.findIndex((rs) => !rs || canonicalIp(rs.address) === undefined) >= 0)
+    return `invalid real server in ${vs.address}:${vs.port}`;
   return undefined;
 }

@@ -14,31 +14,35 @@ export function verifyKernelState(
   sysctls: Readonly<Record<string, string>>,
 ): string[] {
   const out: string[] = [];
+  // forEach rather than for-loops over the state: see BULK_LOOPS in plan-kernel-ops.ts
   const vsByKey = new Map(observed.virtualServers.map((v) => [virtualServerKey(v), v]));
-  for (const vs of desired.virtualServers) {
+  desired.virtualServers.forEach((vs) => {
     const key = virtualServerKey(vs);
     const have = vsByKey.get(key);
     if (!have) {
       out.push(`missing IPVS service ${key}`);
-      continue;
+      return;
     }
     if (!sameVsSpec(have, vsSpec(vs)))
       out.push(
         `IPVS service ${key} has scheduler/flags/persistence ${have.scheduler}/${have.schedulerFlags.join(',')}/${have.persistenceTimeout}`,
       );
     const rs = new Map(have.realServers.map((r) => [realServerKey(r), r]));
-    for (const r of vs.realServers) {
+    vs.realServers.forEach((r) => {
       const h = rs.get(realServerKey(r));
       if (!h) out.push(`missing real server ${realServerKey(r)} of ${key}`);
       else if (h.weight !== r.weight) out.push(`real server ${realServerKey(r)} of ${key} has weight ${h.weight}`);
       rs.delete(realServerKey(r));
-    }
-    for (const [k, h] of rs)
+    });
+    rs.forEach((h, k) => {
       if (h.weight !== 0) out.push(`unexpected real server ${k} of ${key} with weight ${h.weight}`);
-  }
+    });
+  });
   const bound = new Set(observed.boundAddresses);
   if (!observed.dummyDevice) out.push('dummy device missing');
-  for (const a of desired.boundAddresses) if (!bound.has(a)) out.push(`address ${a} not bound`);
+  desired.boundAddresses.forEach((a) => {
+    if (!bound.has(a)) out.push(`address ${a} not bound`);
+  });
   const sets = new Map(observed.ipsets.map((s) => [s.name, s]));
   for (const s of desired.ipsets) {
     const h = sets.get(s.name);
