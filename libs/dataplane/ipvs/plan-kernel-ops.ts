@@ -135,7 +135,9 @@ export function planKernelOps(i: PlanInput): Plan {
     const have = observedVs.get(key);
     if (!have) {
       vsOps.push({ verb: 'add', kind: 'virtual-server', vs: vsSpec(vs) });
-      vs.realServers.forEach((rs) => rsOps.push({ verb: 'add', kind: 'real-server', vs, rs }));
+      vs.realServers.forEach((rs) => {
+        rsOps.push({ verb: 'add', kind: 'real-server', vs, rs });
+      });
       return;
     }
     if (!ownedVs.has(key)) notes.push(`adopted existing IPVS service ${key}`);
@@ -273,7 +275,9 @@ function planSet(
   }
   if (!have) {
     out.push({ verb: 'create', kind: 'ipset', set: spec });
-    set.entries.forEach((e) => out.push(add(set.name, e)));
+    set.entries.forEach((e) => {
+      out.push(add(set.name, e));
+    });
     return;
   }
   const cur = new Set(have.entries);
@@ -285,21 +289,29 @@ function planSet(
     const tmp = tempSetName(set.name);
     temps.push(tmp);
     out.push({ verb: 'create', kind: 'ipset', set: { ...spec, name: tmp } });
-    set.entries.forEach((e) => out.push(add(tmp, e)));
+    set.entries.forEach((e) => {
+      out.push(add(tmp, e));
+    });
     out.push(
       { verb: 'swap', kind: 'ipset', name: set.name, other: tmp },
       { verb: 'destroy', kind: 'ipset', name: tmp },
     );
     return;
   }
-  adds.forEach((e) => out.push(add(set.name, e)));
-  dels.forEach((e) => out.push({ verb: 'delete', kind: 'ipset-entry', set: set.name, type: set.type, entry: e }));
+  adds.forEach((e) => {
+    out.push(add(set.name, e));
+  });
+  dels.forEach((e) => {
+    out.push({ verb: 'delete', kind: 'ipset-entry', set: set.name, type: set.type, entry: e });
+  });
 }
 
 /** a ∪ b, sorted. */
 function sortedUnion(a: readonly string[], b: readonly string[]): string[] {
   const all = new Set(a);
-  b.forEach((x) => all.add(x));
+  b.forEach((x) => {
+    all.add(x);
+  });
   return Array.from(all).sort(byCodeUnit);
 }
 
