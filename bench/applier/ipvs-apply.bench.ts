@@ -265,7 +265,11 @@ async function measureChanges(port: number) {
 // Right after the load (what every earlier run measured), then again after WARMUP more changes:
 // an applier runs the incremental path all day, and under TCG V8 keeps tiering it up on
 // background threads (and scavenging at 0.2-0.4 s a time) for the first tens of changes.
+// BENCH_FIRST_PROF=1: a V8 CPU profile of exactly these first changes (a diagnostic: the
+// profiler's cost is then inside their figures, so such a run is not one to record).
+const firstProf = process.env.BENCH_FIRST_PROF === '1' ? await startProfile() : undefined;
 const first = await measureChanges(9000);
+if (firstProf) await firstProf('first-changes');
 // (run-in-vm.sh passes BENCH_WARMUP through even when unset: an empty value means the default)
 const WARMUP = process.env.BENCH_WARMUP ? Number(process.env.BENCH_WARMUP) : 300;
 const STEADY_PROF_CHANGES = 300;
@@ -278,21 +282,28 @@ const steady = WARMUP > 0 ? await measureChanges(9001) : undefined;
 // the measured ones (so the profiler's cost is in none of the figures): where a steady change's
 // time goes outside its kernel call. Written to /tmp/sb-prof/, summarised by run-in-vm.sh.
 if (process.env.BENCH_STEADY_PROF === '1') {
+  const stop = await startProfile();
+  for (let c = 0; c < STEADY_PROF_CHANGES; c++) {
+    current = withEndpoint(current, (c * 7919 + 5) % services, 9100 + (c % 800));
+    await dp.apply(current);
+  }
+  await stop('steady-changes');
+  kernel?.take(); // (their kernel time is not the no-op resync's, which takes the phases next)
+}
+/** Starts a V8 CPU profile (250 µs sampling); the function returned writes it to /tmp/sb-prof/NAME.cpuprofile. */
+async function startProfile(): Promise<(name: string) => Promise<void>> {
   const { Session } = await import('node:inspector/promises');
   const session = new Session();
   session.connect();
   await session.post('Profiler.enable');
   await session.post('Profiler.setSamplingInterval', { interval: 250 });
   await session.post('Profiler.start');
-  for (let c = 0; c < STEADY_PROF_CHANGES; c++) {
-    current = withEndpoint(current, (c * 7919 + 5) % services, 9100 + (c % 800));
-    await dp.apply(current);
-  }
-  const { profile } = await session.post('Profiler.stop');
-  kernel?.take(); // (their kernel time is not the no-op resync's, which takes the phases next)
-  session.disconnect();
-  mkdirSync('/tmp/sb-prof', { recursive: true });
-  writeFileSync('/tmp/sb-prof/steady-changes.cpuprofile', JSON.stringify(profile));
+  return async (name) => {
+    const { profile } = await session.post('Profiler.stop');
+    session.disconnect();
+    mkdirSync('/tmp/sb-prof', { recursive: true });
+    writeFileSync(`/tmp/sb-prof/${name}.cpuprofile`, JSON.stringify(profile));
+  };
 }
 const oneTimes = first.times;
 const oneWrites = Math.max(first.writes, steady?.writes ?? 0);

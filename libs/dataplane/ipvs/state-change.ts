@@ -69,10 +69,15 @@ function diffVirtualServers(
   // a walk comparing pointers finds the few changed ones.
   if (next.length === old.length) {
     const changed: VirtualServer[] = [];
+    const n = next.length;
     let aligned = true;
-    for (let i = 0; i < next.length && aligned; i++) {
+    // The skip over equal pointers is kept as small as a loop gets: right after a load this
+    // walk runs in V8's interpreter for the first changes (bench: ~4 ms a change at 10k under
+    // emulation, the largest piece of the dataplane's own time then).
+    for (let i = 0; aligned; i++) {
+      while (i < n && next[i] === old[i]) i++;
+      if (i === n) break;
       const v = next[i]!;
-      if (v === old[i]) continue;
       aligned = isKeyed(v) && virtualServerKey(v) === virtualServerKey(old[i]!);
       changed.push(v);
     }
