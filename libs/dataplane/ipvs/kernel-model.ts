@@ -1,5 +1,6 @@
 import { byCodeUnit, realServerKey, virtualServerKey, type RealServer, type VirtualServer } from '../../model/index.ts';
 import { describeOp, type IpsetSpec, type KernelOp, type VirtualServerSpec } from './kernel-op.ts';
+import { vsSpec } from './plan-kernel-ops.ts';
 import type { IndexedState } from './state-change.ts';
 import type { ObservedIpset, ObservedKernel, ObservedRealServer, ObservedVirtualServer } from './observed-kernel.ts';
 
@@ -180,15 +181,10 @@ export class KernelModel {
   }
 }
 
+/** The spec fields alone, scheduler flags sorted (sameVsSpec compares them so). */
 function specOf(v: VirtualServerSpec): VirtualServerSpec {
-  return {
-    protocol: v.protocol,
-    address: v.address,
-    port: v.port,
-    scheduler: v.scheduler,
-    schedulerFlags: isSorted(v.schedulerFlags) ? v.schedulerFlags : [...v.schedulerFlags].sort(byCodeUnit),
-    persistenceTimeout: v.persistenceTimeout,
-  };
+  const spec = vsSpec(v);
+  return isSorted(spec.schedulerFlags) ? spec : { ...spec, schedulerFlags: [...spec.schedulerFlags].sort(byCodeUnit) };
 }
 
 /** A read service as the model keeps it: the spec and each real server's address, port, weight. */

@@ -61,7 +61,8 @@ export function tempSetName(name: string): string {
   return `SBT-${createHash('sha256').update(name).digest('hex').slice(0, 12)}`;
 }
 
-export function vsSpec(vs: VirtualServer): VirtualServerSpec {
+/** The spec fields alone (of a VirtualServer, or of any object that has them). */
+export function vsSpec(vs: VirtualServerSpec): VirtualServerSpec {
   return {
     protocol: vs.protocol,
     address: vs.address,
