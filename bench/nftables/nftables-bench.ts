@@ -275,17 +275,8 @@ if (values.inside) {
     if (values.build) {
       // Inside the repo, so npm packages resolve from its node_modules (kept external, as shipped).
       const out = path.resolve(path.dirname(self), '../../.cache/bench-nftables/nftables-bench.mjs');
-      const { build } = await import('esbuild');
-      await build({
-        entryPoints: [self],
-        outfile: out,
-        bundle: true,
-        format: 'esm',
-        platform: 'node',
-        target: 'node20',
-        packages: 'external',
-        logLevel: 'warning',
-      });
+      const bundler = path.resolve(path.dirname(self), '../applier/build-bench.mjs'); // the shipped-build options
+      execFileSync(process.execPath, [bundler, out, self], { stdio: 'inherit' });
       self = out;
       execArgv = [];
     }
