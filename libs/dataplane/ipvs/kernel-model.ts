@@ -51,13 +51,9 @@ export class KernelModel {
     }
     for (const [key, v] of read) m.vs.set(key, modelEntry(v));
     m.device = o.dummyDevice;
-    for (const a of same?.state.boundAddresses ?? []) m.addresses.add(a);
-    for (const a of o.boundAddresses) m.addresses.add(a);
-    if (same && m.addresses.size !== o.boundAddresses.length) {
-      // an address the state wants is not bound: the dump alone says what is there
-      m.addresses.clear();
-      for (const a of o.boundAddresses) m.addresses.add(a);
-    }
+    // the dump's addresses, each as the state's own string where the state has it
+    const wantedAddresses = new Map((same?.state.boundAddresses ?? []).map((a) => [a, a]));
+    for (const a of o.boundAddresses) m.addresses.add(wantedAddresses.get(a) ?? a);
     const wantedSets = new Map((same?.state.ipsets ?? []).map((s) => [s.name, s]));
     for (const s of o.ipsets) {
       const d = wantedSets.get(s.name);
