@@ -1,15 +1,7 @@
-import {
-  createHash,
-  createPrivateKey,
-  createPublicKey,
-  generateKeyPairSync,
-  sign,
-  verify,
-  type KeyObject,
-} from 'node:crypto';
+import { createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import type { NoticeDelta, SignedTarget } from '../model/index.ts';
+import { sha256Hex, type NoticeDelta, type SignedTarget } from '../model/index.ts';
 import { deltaSubject, H } from './subjects.ts';
 
 /**
@@ -58,11 +50,12 @@ export function artifactStatement(a: {
   return `sb-artifact\n${a.subject}\n${a.version}\n${a.parent}\n${a.hash}\n${a.anchor}\n${payloadDigest(a.payload)}`;
 }
 
-/** SHA-256 (hex) of an artifact's payload; text is hashed as UTF-8. */
+/**
+ * SHA-256 (hex) of an artifact's payload; text is hashed as UTF-8. One-shot (sha256Hex): every
+ * node computes this for every event, and a Hash object per call cost more than the digest.
+ */
 export function payloadDigest(payload: Uint8Array | string): string {
-  return typeof payload === 'string'
-    ? createHash('sha256').update(payload, 'utf8').digest('hex')
-    : createHash('sha256').update(payload).digest('hex');
+  return sha256Hex(payload);
 }
 
 /** One statement over a target notice and the delta it carries (see the table at the top). */

@@ -199,6 +199,111 @@ export type SignedTarget = z.infer<typeof SignedTargetSchema>;
 export type TargetNotice = z.infer<typeof TargetNoticeSchema>;
 export type NoticeDelta = z.infer<typeof NoticeDeltaSchema>;
 
+/*
+ * Hand-written checks for the two messages every node parses on every event: the default target's
+ * notice and the delta it carries (also every fetched delta). Each returns true only for a value
+ * its schema accepts AND whose schema output equals the value itself (every key known, so none
+ * stripped; no own `__proto__`, which zod drops), so checkWire can hand back the parsed JSON as
+ * it is instead of zod's copy of the notice, the delta and each entry. False means "not shown
+ * here", never "invalid": zod then decides, and writes the error. So what checkWire accepts and
+ * the value it returns are zod's by construction, provided a check never says true where zod
+ * would refuse or change the value: test/libs/model/wire-schemas.test.ts checks exactly that
+ * (property and mutations against the schemas), and that real notices take this path.
+ */
+
+/** A plain object (as JSON.parse makes) whose own keys are exactly `required` plus any of `optional`. */
+function exactObject(
+  v: unknown,
+  required: readonly string[],
+  optional: readonly string[] = [],
+): v is Record<string, unknown> {
+  if (typeof v !== 'object' || v === null || Object.getPrototypeOf(v) !== Object.prototype) return false;
+  let expected = required.length;
+  for (const k of required) if (!Object.hasOwn(v, k)) return false;
+  for (const k of optional) if (Object.hasOwn(v, k)) expected++;
+  let n = 0;
+  for (const _ in v) n++;
+  return n === expected; // an own __proto__ or any unknown key makes one too many
+}
+
+const isCount = (v: unknown) => Number.isSafeInteger(v) && (v as number) >= 0;
+const isPositive = (v: unknown) => Number.isSafeInteger(v) && (v as number) > 0;
+const SHA256_HEX = /^[0-9a-f]{64}$/;
+const isSha256Hex = (v: unknown) => typeof v === 'string' && SHA256_HEX.test(v);
+
+function isStringArray(v: unknown, each: (x: unknown) => boolean = (x) => typeof x === 'string'): boolean {
+  if (!Array.isArray(v)) return false;
+  for (let i = 0; i < v.length; i++) if (!each(v[i])) return false;
+  return true;
+}
+
+/** Entries of a version (looseObject with a string identity): kept whole, as zod keeps them. */
+function isEntryArray(v: unknown, id: 'key' | 'name'): boolean {
+  if (!Array.isArray(v)) return false;
+  for (let i = 0; i < v.length; i++) {
+    const e: unknown = v[i];
+    if (typeof e !== 'object' || e === null || Object.getPrototypeOf(e) !== Object.prototype) return false;
+    if (typeof (e as Record<string, unknown>)[id] !== 'string' || Object.hasOwn(e, '__proto__')) return false;
+  }
+  return true;
+}
+
+function isSignedTarget(v: unknown): boolean {
+  if (exactObject(v, ['version', 'configRevision', 'issued', 'sig']))
+    return isPositive(v.version) && isCount(v.configRevision) && isPositive(v.issued) && typeof v.sig === 'string';
+  return (
+    exactObject(v, ['cleared', 'issued', 'sig']) &&
+    v.cleared === true &&
+    isPositive(v.issued) &&
+    typeof v.sig === 'string'
+  );
+}
+
+function isNoticeDelta(v: unknown): boolean {
+  if (!exactObject(v, ['headers', 'payload']) || typeof v.payload !== 'string') return false;
+  const h = v.headers;
+  if (typeof h !== 'object' || h === null || Object.getPrototypeOf(h) !== Object.prototype) return false;
+  for (const k in h) if (k === '__proto__' || typeof (h as Record<string, unknown>)[k] !== 'string') return false;
+  return true;
+}
+
+function isTargetNotice(v: unknown): boolean {
+  return (
+    exactObject(v, ['revision', 'target'], ['delta', 'sig']) &&
+    isCount(v.revision) &&
+    isSignedTarget(v.target) &&
+    (!Object.hasOwn(v, 'delta') || isNoticeDelta(v.delta)) &&
+    (!Object.hasOwn(v, 'sig') || typeof v.sig === 'string')
+  );
+}
+
+/** The delta form only: checkpoints are read entry by entry (CheckpointDecoder) and left to zod. */
+function isDeltaArtifact(v: unknown): boolean {
+  if (!exactObject(v, ['version', 'parent', 'hash', 'reason', 'createdAt', 'form', 'delta'], ['entryHashes']))
+    return false;
+  if (v.form !== 'delta' || !isPositive(v.version) || !isCount(v.parent) || !isSha256Hex(v.hash)) return false;
+  if (typeof v.reason !== 'string' || typeof v.createdAt !== 'string') return false;
+  const d = v.delta;
+  if (!exactObject(d, ['upsertServices', 'removeServices', 'upsertNodes', 'removeNodes'])) return false;
+  if (!isEntryArray(d.upsertServices, 'key') || !isEntryArray(d.upsertNodes, 'name')) return false;
+  if (!isStringArray(d.removeServices) || !isStringArray(d.removeNodes)) return false;
+  if (!Object.hasOwn(v, 'entryHashes')) return true;
+  const h = v.entryHashes;
+  return (
+    exactObject(h, ['services', 'nodes']) &&
+    isStringArray(h.services, isSha256Hex) &&
+    isStringArray(h.nodes, isSha256Hex)
+  );
+}
+
+const shownAsIs = new Map<z.ZodType, (v: unknown) => boolean>([
+  [TargetNoticeSchema, isTargetNotice],
+  [VersionArtifactSchema, isDeltaArtifact],
+]);
+
+/** Stateless (fatal, not streaming): one for all calls instead of one per message. */
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
 /** Parses JSON bytes (or text) against a schema; one line naming the first problem on failure. */
 export function parseWire<S extends z.ZodType>(
   schema: S,
@@ -207,19 +312,24 @@ export function parseWire<S extends z.ZodType>(
 ): { value: z.infer<S> } | { error: string } {
   let v: unknown;
   try {
-    v = JSON.parse(typeof input === 'string' ? input : new TextDecoder('utf-8', { fatal: true }).decode(input));
+    v = JSON.parse(typeof input === 'string' ? input : utf8.decode(input));
   } catch {
     return { error: `${what}: not JSON` };
   }
   return checkWire(schema, v, what);
 }
 
-/** Like parseWire for an already-decoded value. */
+/**
+ * Like parseWire for an already-decoded value. The value returned is zod's output; for a target
+ * notice or a delta artifact that passes the hand-written check above it is `v` itself (equal to
+ * zod's output, without the copy).
+ */
 export function checkWire<S extends z.ZodType>(
   schema: S,
   v: unknown,
   what: string,
 ): { value: z.infer<S> } | { error: string } {
+  if (shownAsIs.get(schema)?.(v)) return { value: v as z.infer<S> };
   const r = schema.safeParse(v);
   if (r.success) return { value: r.data };
   const i = r.error.issues[0]!;

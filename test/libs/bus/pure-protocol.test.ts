@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import {
@@ -40,6 +41,10 @@ describe('artifact codec', () => {
       },
     });
     expect(dm!.headers[H.payloadDigest]).toBe(payloadDigest(dm!.payload));
+    // SHA-256 of the bytes; of text (as a notice carries the payload), of its UTF-8 bytes
+    expect(payloadDigest(dm!.payload)).toBe(createHash('sha256').update(dm!.payload).digest('hex'));
+    const text = 'endpoint é ✓ \u{1f600}';
+    expect(payloadDigest(text)).toBe(createHash('sha256').update(Buffer.from(text, 'utf8')).digest('hex'));
     // a delta over the chunk size becomes a marker pointing at its own checkpoint...
     const [stub] = encodeArtifact(v.delta, { chunkBytes: 2048, baseCheckpoint: 1 });
     expect(stub!.payload.length).toBe(0);
