@@ -74,6 +74,7 @@ export class LeaderLease {
   private leading = false;
   private seen: LeaseHolder | undefined;
   private timer: NodeJS.Timeout | undefined;
+  private validityTimer: NodeJS.Timeout | undefined;
   private ticking = false;
   private holdOffUntil = 0;
   private lastContact: number;
@@ -153,6 +154,7 @@ export class LeaderLease {
   async close(): Promise<void> {
     this.closed = true;
     clearInterval(this.timer);
+    clearTimeout(this.validityTimer);
     if (this.leading) {
       this.leading = false;
       await this.kv.delete(KEY, { previousSeq: this.revision }).catch(() => undefined);
@@ -180,11 +182,34 @@ export class LeaderLease {
     }
   }
 
+  private expired(): string {
+    return `lease not renewed for ${Math.round(this.now() - (this.validUntil - 0.75 * this.ttlMs))} ms (TTL ${this.ttlMs} ms): stopped acting before it could expire`;
+  }
+
+  /**
+   * Records how long this leader may act, and deposes it the moment that ends. The tick cannot be
+   * relied on for that: a renewal sent while NATS is unreachable waits out its request timeout and
+   * then the bucket's re-open waits out the JetStream API's, and no tick runs meanwhile — a leader
+   * was seen reporting itself deposed ~6.7 s after its last renewal with a 3 s TTL, while its
+   * status named no trouble. isLeader() already refused acting; this makes the step-down (and what
+   * hangs on it: the planner's role, its status) happen on time too.
+   */
+  private holdUntil(validUntil: number): void {
+    this.validUntil = validUntil;
+    clearTimeout(this.validityTimer);
+    const check = () => {
+      if (!this.leading || this.closed) return;
+      if (this.isLeader()) this.validityTimer = setTimeout(check, Math.max(0, this.validUntil - this.now()) + 1);
+      else this.lose(this.expired());
+      this.validityTimer?.unref?.();
+    };
+    this.validityTimer = setTimeout(check, Math.max(0, validUntil - this.now()) + 1);
+    this.validityTimer.unref?.();
+  }
+
   private async renew(): Promise<void> {
     if (!this.isLeader()) {
-      this.lose(
-        `lease not renewed for ${Math.round(this.now() - (this.validUntil - 0.75 * this.ttlMs))} ms (TTL ${this.ttlMs} ms): stopped acting before it could expire`,
-      );
+      this.lose(this.expired());
       return;
     }
     const sent = this.now();
@@ -196,7 +221,7 @@ export class LeaderLease {
         Math.max(200, Math.floor(this.ttlMs / 4)),
       );
       this.lastContact = this.now();
-      if (this.leading) this.validUntil = sent + 0.75 * this.ttlMs;
+      if (this.leading) this.holdUntil(sent + 0.75 * this.ttlMs);
       this.troubled = false;
     } catch (e) {
       if (!this.troubled) this.options.onTrouble?.(`lease renewal failed: ${(e as Error).message}`);
@@ -268,8 +293,8 @@ export class LeaderLease {
     this.lastContact = this.now();
     this.revision = rev;
     this.myTerm = rev;
-    this.validUntil = sent + 0.75 * this.ttlMs;
     this.leading = true;
+    this.holdUntil(sent + 0.75 * this.ttlMs);
     try {
       this.revision = await this.kv.update(KEY, JSON.stringify(this.record()), rev);
     } catch {

@@ -93,6 +93,10 @@ export class PlannerGroup {
   }
 
   deposed(why: string): void {
+    // Shown at once: the leader's stop below waits for its in-flight bus writes, which wait out
+    // their NATS timeouts when NATS is what went away (seconds), and status must not show a
+    // leader without trouble meanwhile.
+    if (this.role() === 'leader') this.current?.noteFailure('lease', `stepped down (${why})`);
     void this.queue(() => this.follow(why));
   }
 

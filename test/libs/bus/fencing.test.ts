@@ -109,6 +109,29 @@ describe('leader lease', () => {
     expect(events).toEqual([`a elected ${termA}`, 'a deposed: test: hand over', `b elected ${b.term()}`]);
   });
 
+  it('a leader cut off from NATS is deposed when its validity ends, not when its stuck renewal gives up', async () => {
+    world = await startBusWorld({ nodes: [] });
+    const deposed: string[] = [];
+    const a = await LeaderLease.open({
+      nc: await client('a'),
+      group: 'g3',
+      id: 'a',
+      ttlMs: 2000,
+      onDeposed: (w) => deposed.push(w),
+    });
+    closers.push(() => a.close());
+    await a.start();
+    expect(a.isLeader()).toBe(true);
+    // The renewal now waits out its request timeout, then the bucket's re-open the JetStream
+    // API's (~5 s): no tick runs meanwhile, so the tick alone would depose it only after that.
+    await world.server.kill();
+    await expect.poll(() => deposed.length, { timeout: 15_000 }).toBe(1);
+    const ms = Number(/^lease not renewed for (\d+) ms \(TTL 2000 ms\)/.exec(deposed[0]!)?.[1]);
+    expect(ms).toBeGreaterThanOrEqual(1500); // it acted for its whole validity (3/4 TTL) ...
+    expect(ms).toBeLessThan(2000); // ... and stopped before the server could let its key expire
+    expect(a.isLeader()).toBe(false);
+  });
+
   it('a leader that cannot renew stops acting within 3/4 of its TTL, before another can win', async () => {
     world = await startBusWorld({ nodes: [] });
     let clock = 0;
