@@ -68,3 +68,33 @@ describe('DataSync.takeChanges: the net change for incremental rendering', () =>
     expect(sync.takeChanges()).toBeUndefined();
   });
 });
+
+describe('DataSync with deltas offered by notices', () => {
+  it('applies offered deltas without a read, reads only those not offered, and checks offered ones like fetched ones', async () => {
+    const m = new VersionMaker();
+    m.next({ upsertServices: [service(1)], upsertNodes: [node('n1')] });
+    const reads: number[] = [];
+    const r = reader(m);
+    const sync = new DataSync({ ...r, delta: (v) => (reads.push(v), r.delta(v)) }, 10);
+    await sync.advanceTo(1);
+    reads.length = 0;
+    for (let i = 2; i <= 4; i++) m.next({ upsertServices: [service(i)] });
+    for (const v of [2, 3, 4]) sync.offer(m.history[v - 1]!.delta);
+    const all = await sync.advanceTo(4);
+    expect(all).toEqual({ ok: true, version: 4, hash: m.history[3]!.delta.hash, bytes: 0, path: 'deltas' });
+    expect(reads).toEqual([]);
+
+    for (let i = 5; i <= 7; i++) m.next({ upsertServices: [service(i)] });
+    sync.offer(m.history[4]!.delta);
+    sync.offer(m.history[6]!.delta);
+    expect((await sync.advanceTo(7)).ok).toBe(true);
+    expect(reads).toEqual([6]);
+
+    // an offered delta whose content does not match its hash is refused; nothing moves
+    m.next({ upsertServices: [service(8)] });
+    sync.offer({ ...m.history[7]!.delta, delta: { ...m.history[7]!.delta.delta, upsertServices: [service(9)] } });
+    const bad = await sync.advanceTo(8);
+    expect(bad.ok || bad.error).toMatch(/hash mismatch at version 8/);
+    expect(sync.version).toBe(7);
+  });
+});
