@@ -279,7 +279,9 @@ export class ApplierSession {
     let kernelWrites = 0;
     if (!skipped) {
       try {
-        const r = await this.options.dataplane.apply(state);
+        // the renderer's account of what changed since its previous state: the dataplane uses it
+        // when that previous state is the one it last applied, instead of comparing every service
+        const r = await this.options.dataplane.apply(state, renderer.changeOf(state));
         kernelWrites = r.kernelWrites;
         if (!r.verified) return this.fail(target, `apply not verified: ${r.notes.join('; ')}`, false);
       } catch (e) {

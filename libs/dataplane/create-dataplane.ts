@@ -74,7 +74,7 @@ export function withNotes(dp: Dataplane, notes: readonly string[]): Dataplane {
   };
   return {
     mode: dp.mode,
-    apply: (s) => add(dp.apply(s)),
+    apply: (s, change) => add(dp.apply(s, change)),
     resync: () => add(dp.resync()),
     cleanup: () => add(dp.cleanup()),
     close: () => dp.close(),

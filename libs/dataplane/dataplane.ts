@@ -1,4 +1,4 @@
-import type { NodeState } from '../model/index.ts';
+import type { NodeState, VirtualServer } from '../model/index.ts';
 
 /** Which dataplane is programming this node. 'dry-run' runs the full protocol but never the kernel. */
 export type DataplaneMode = 'ipvs' | 'nftables' | 'dry-run';
@@ -14,14 +14,34 @@ export interface ApplyResult {
 }
 
 /**
+ * How a NodeState differs from the one it was made from, in its virtual servers, when its producer
+ * knows (the incremental renderer, NodeStateRenderer.changeOf): a dataplane that last applied
+ * exactly `previous` need not compare every service to find the few that changed. Optional
+ * everywhere: without it (or for another `previous`) a dataplane finds the change itself.
+ * The producer vouches that every service not named here is the same object in both states.
+ */
+export interface NodeStateChange {
+  /** The state this one was made from, by identity. */
+  readonly previous: NodeState;
+  /** Services added or replaced since `previous`: the new state's objects. */
+  readonly virtualServers: readonly VirtualServer[];
+  /** Keys (virtualServerKey) of the services `previous` had and the new state has not. */
+  readonly removedVirtualServers: readonly string[];
+}
+
+/**
  * The seam between the applier and the kernel. Implementations own only what they created
  * (recorded ownership), never touch foreign objects, and are idempotent: applying the same state
  * twice performs zero kernel writes the second time.
  */
 export interface Dataplane {
   readonly mode: DataplaneMode;
-  /** Programs `state` with the minimal set of operations, then reads back and verifies. */
-  apply(state: NodeState): Promise<ApplyResult>;
+  /**
+   * Programs `state` with the minimal set of operations, then reads back and verifies. `change`,
+   * when given, says how `state` differs from `change.previous` (a hint that saves work; the
+   * result must be the same without it).
+   */
+  apply(state: NodeState, change?: NodeStateChange): Promise<ApplyResult>;
   /** Re-reads the kernel and repairs drift against the last applied state. */
   resync(): Promise<ApplyResult>;
   /** Removes everything this dataplane owns (mode switch, `switchboard cleanup`). */

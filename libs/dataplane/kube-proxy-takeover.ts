@@ -84,10 +84,10 @@ export function withKubeProxyTakeOver(dp: Dataplane, o: TakeOverOptions = {}): D
     get mode() {
       return dp.mode;
     },
-    apply: async (s) => {
+    apply: async (s, change) => {
       await before();
       lastState = s;
-      return after(await dp.apply(s));
+      return after(await dp.apply(s, change));
     },
     resync: async () => after(await dp.resync()),
     cleanup: () => dp.cleanup(),

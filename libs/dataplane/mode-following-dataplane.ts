@@ -1,5 +1,5 @@
 import type { NodeState, ProxyMode } from '../model/index.ts';
-import type { ApplyResult, Dataplane, DataplaneMode } from './dataplane.ts';
+import type { ApplyResult, Dataplane, DataplaneMode, NodeStateChange } from './dataplane.ts';
 import { switchMode } from './switch-mode.ts';
 
 export interface ModeFollowingOptions {
@@ -33,7 +33,7 @@ export class ModeFollowingDataplane implements Dataplane {
     return this.current?.mode ?? (this.options.ipvsAvailable ? 'ipvs' : 'nftables');
   }
 
-  async apply(state: NodeState): Promise<ApplyResult> {
+  async apply(state: NodeState, change?: NodeStateChange): Promise<ApplyResult> {
     const t0 = performance.now();
     const asked = state.settings.mode ?? 'ipvs';
     const notes: string[] = [];
@@ -69,7 +69,7 @@ export class ModeFollowingDataplane implements Dataplane {
       return { ...r, notes: [...notes, ...r.notes] };
     }
     if (this.current.mode === want) {
-      const r = await this.current.apply(state);
+      const r = await this.current.apply(state, change);
       return notes.length ? { ...r, notes: [...notes, ...r.notes] } : r;
     }
     const from = this.current;

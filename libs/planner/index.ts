@@ -21,4 +21,5 @@ export {
   NodeStateRenderer,
   type KeyedClusterDataSource,
   type NodeStateRendererOptions,
+  type RenderedChange,
 } from './node-state-renderer.ts';

@@ -33,6 +33,15 @@ export interface NodeStateRendererOptions {
   readonly onRenderService?: (key: string) => void;
 }
 
+/** How a rendered state differs from the one before it (NodeStateRenderer.changeOf). */
+export interface RenderedChange {
+  readonly previous: NodeState;
+  /** Added or replaced services: the new state's objects. */
+  readonly virtualServers: readonly VirtualServer[];
+  /** Keys (virtualServerKey) of the services the previous state had and this one has not. */
+  readonly removedVirtualServers: readonly string[];
+}
+
 interface Candidate {
   readonly vs: VirtualServer;
   readonly service: string;
@@ -86,6 +95,14 @@ export class NodeStateRenderer {
   private readonly entryList = new Map<string, string[]>();
   private tree = new NodeStateHashTree();
   private readonly touchedVs = new Set<string>();
+  /**
+   * Keys whose winner came, went or was replaced since the last state() that rebuilt the list,
+   * each with its winner then (undefined: none), so a service that came and went in between is
+   * no change.
+   */
+  private readonly changedVs = new Map<string, VirtualServer | undefined>();
+  /** How the cached state differs from the one state() returned before it (undefined: unknown). */
+  private cachedChange: RenderedChange | undefined;
   private readonly dirtySets = new Set<string>();
   private vsDirty = true;
   private boundDirty = true;
@@ -145,6 +162,8 @@ export class NodeStateRenderer {
   state(): NodeState {
     if (this.cached && !this.vsDirty && !this.boundDirty && !this.setsDirty) return this.cached;
     const prev = this.cached;
+    this.cachedChange = prev && this.virtualServerChange(prev);
+    this.changedVs.clear();
     let ipsets = prev?.ipsets;
     if (!ipsets || this.setsDirty) {
       const old = new Map((prev?.ipsets ?? []).map((s) => [s.name, s]));
@@ -162,6 +181,30 @@ export class NodeStateRenderer {
     this.vsDirty = this.boundDirty = this.setsDirty = false;
     this.dirtySets.clear();
     return this.cached;
+  }
+
+  /**
+   * How `state` (what state() returned last) differs in its virtual servers from the state that
+   * state() returned before it: the services added or replaced and the keys removed; every other
+   * service is the same object in both. Undefined for any other object, and for the first state
+   * after a reset (everything was rendered again). In O(change). The shape the Dataplane's
+   * `apply(state, change)` takes (NodeStateChange in libs/dataplane), so a dataplane need not
+   * compare every service to find the change.
+   */
+  changeOf(state: NodeState): RenderedChange | undefined {
+    return state === this.cached ? this.cachedChange : undefined;
+  }
+
+  private virtualServerChange(previous: NodeState): RenderedChange {
+    const virtualServers: VirtualServer[] = [];
+    const removedVirtualServers: string[] = [];
+    for (const [k, was] of this.changedVs) {
+      const vs = this.winners.get(k);
+      if (vs === was) continue;
+      if (vs) virtualServers.push(vs);
+      else removedVirtualServers.push(k);
+    }
+    return { previous, virtualServers, removedVirtualServers };
   }
 
   private clear(): void {
@@ -182,6 +225,8 @@ export class NodeStateRenderer {
     }
     this.familyCount.set('IPv4', 1); // IPv4 sets always exist
     this.touchedVs.clear();
+    this.changedVs.clear();
+    this.cachedChange = undefined;
     this.dirtySets.clear();
     this.tree = new NodeStateHashTree();
     this.setItem(...nodeStateItem.node(this.nodeName));
@@ -270,6 +315,7 @@ export class NodeStateRenderer {
         this.vsList.splice(i, 1);
         this.setItem(`vs:${k}`, undefined);
         this.vsDirty = true;
+        if (!this.changedVs.has(k)) this.changedVs.set(k, prev);
         continue;
       }
       let best = list[0]!;
@@ -280,6 +326,7 @@ export class NodeStateRenderer {
       else this.vsList.splice(insertSorted(this.vsKeys, k), 0, best.vs);
       this.setItem(...nodeStateItem.virtualServer(best.vs));
       this.vsDirty = true;
+      if (!this.changedVs.has(k)) this.changedVs.set(k, prev);
     }
     this.touchedVs.clear();
   }

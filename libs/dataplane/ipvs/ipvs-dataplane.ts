@@ -1,7 +1,7 @@
 import { release } from 'node:os';
 import { Counter, register as defaultRegistry, type Registry } from 'prom-client';
 import { IPVS_DUMMY_DEVICE, realServerKey, virtualServerKey, type NodeState } from '../../model/index.ts';
-import type { ApplyResult, Dataplane } from '../dataplane.ts';
+import type { ApplyResult, Dataplane, NodeStateChange } from '../dataplane.ts';
 import { extendsRecord, ownedIndex, recordAfterChange, sliceChange, type OwnedIndex } from './change-slice.ts';
 import { DEFAULT_DRAIN_TIMEOUT_MS } from './graceful-termination.ts';
 import { KernelModel } from './kernel-model.ts';
@@ -80,13 +80,13 @@ export class IpvsDataplane implements Dataplane {
     }
   }
 
-  apply(state: NodeState): Promise<ApplyResult> {
+  apply(state: NodeState, change?: NodeStateChange): Promise<ApplyResult> {
     // Refuse before touching anything: what is programmed stays programmed. The objects are
     // checked in sync(), all of them or, after a verified state, only those that changed.
     const bad = validateShape(state);
     if (bad) return Promise.reject(new Error(`refusing invalid node state: ${bad}`));
     return this.serial(async () => {
-      const r = await this.sync(state, false);
+      const r = await this.sync(state, false, change);
       this.last = state;
       return r;
     });
@@ -125,13 +125,13 @@ export class IpvsDataplane implements Dataplane {
     return p;
   }
 
-  private async sync(wanted: NodeState | undefined, full: boolean): Promise<ApplyResult> {
+  private async sync(wanted: NodeState | undefined, full: boolean, hint?: NodeStateChange): Promise<ApplyResult> {
     const t0 = performance.now();
     this.owned ??= ownedIndex(await this.options.store.load());
     const base = this.base;
     // Whatever happens below, only a verified cycle leaves a base to plan the next one from.
     this.base = undefined;
-    const change = wanted && !full && base ? diffStates(base.indexed, wanted) : undefined;
+    const change = wanted && !full && base ? diffStates(base.indexed, wanted, hint) : undefined;
     if (wanted) {
       const bad = change
         ? validateParts(change.virtualServers, change.addedAddresses, change.ipsets)
@@ -183,7 +183,8 @@ export class IpvsDataplane implements Dataplane {
    * An incremental cycle: plans only the change from the last verified state against the model
    * (no dump); reads live only the services losing real servers (the drain decision needs real
    * connection counters) and, afterwards, the services it touched, compared with the model.
-   * O(change), apart from the pointer walk that finds the change (see diffStates).
+   * O(change), apart from the pointer walk that finds the change when the caller did not hand it
+   * over (see diffStates).
    */
   private async syncChange(
     wanted: NodeState,

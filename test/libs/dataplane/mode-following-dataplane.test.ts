@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { ApplyResult, Dataplane } from '../../../libs/dataplane/dataplane.ts';
+import type { ApplyResult, Dataplane, NodeStateChange } from '../../../libs/dataplane/dataplane.ts';
 import { ModeFollowingDataplane } from '../../../libs/dataplane/mode-following-dataplane.ts';
 import { readProxyConfig, type NodeState, type ProxyMode } from '../../../libs/model/index.ts';
 import { ClusterDataIndex, renderNodeState } from '../../../libs/planner/index.ts';
@@ -9,6 +9,7 @@ class FakeKernel {
   programmed = new Map<ProxyMode, NodeState>();
   log: string[] = [];
   failApply = new Set<ProxyMode>();
+  changes: (NodeStateChange | undefined)[] = [];
 }
 
 class FakeModeDataplane implements Dataplane {
@@ -19,8 +20,9 @@ class FakeModeDataplane implements Dataplane {
   private result(writes: number): ApplyResult {
     return { kernelWrites: writes, verified: true, durationMs: 0, notes: [] };
   }
-  async apply(state: NodeState): Promise<ApplyResult> {
+  async apply(state: NodeState, change?: NodeStateChange): Promise<ApplyResult> {
     this.k.log.push(`apply ${this.mode}`);
+    this.k.changes.push(change);
     if (this.k.failApply.has(this.mode)) throw new Error(`${this.mode} refused the state`);
     const same = this.k.programmed.get(this.mode) === state;
     this.k.programmed.set(this.mode, state);
@@ -70,6 +72,17 @@ describe('ModeFollowingDataplane (applier --mode auto)', () => {
     await dp.apply(stateFor('ipvs'));
     expect(dp.mode).toBe('ipvs');
     expect([...k.programmed.keys()]).toEqual(['ipvs']);
+  });
+
+  it("hands the caller's change to the mode that keeps serving", async () => {
+    const { k, dp } = make(true);
+    const s = stateFor('ipvs');
+    await dp.apply(s);
+    const next = { ...s };
+    const change = { previous: s, virtualServers: [], removedVirtualServers: [] };
+    await dp.apply(next, change);
+    expect(k.changes).toEqual([undefined, change]);
+    expect(k.changes[1]).toBe(change);
   });
 
   it('keeps the old mode serving when the new one fails, and reports the failure', async () => {

@@ -7,7 +7,9 @@ import {
   type EndpointEntry,
   type NodeFacts,
   type ProxyConfig,
+  type NodeState,
   type ServiceEntry,
+  virtualServerKey,
 } from '../../../libs/model/index.ts';
 import {
   ClusterDataIndex,
@@ -103,6 +105,61 @@ describe('NodeStateRenderer: incremental rendering equals the full render', () =
     expect(r.state()).not.toEqual(before);
     expect(before).toEqual(snapshot);
     expect(r.state()).toBe(r.state()); // cached until the next change
+  });
+});
+
+/** How `next` differs from `prev` in its services, by identity: what changeOf must say. */
+function identityChange(prev: NodeState, next: NodeState) {
+  const before = new Map(prev.virtualServers.map((v) => [virtualServerKey(v), v]));
+  const after = new Set(next.virtualServers.map((v) => virtualServerKey(v)));
+  return {
+    virtualServers: next.virtualServers
+      .filter((v) => before.get(virtualServerKey(v)) !== v)
+      .map(virtualServerKey)
+      .sort(),
+    removedVirtualServers: [...before.keys()].filter((k) => !after.has(k)).sort(),
+  };
+}
+
+describe('NodeStateRenderer: changeOf', () => {
+  it('names exactly the services added, replaced or removed since the previous state (property)', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.tuple(delta, fc.boolean()), { minLength: 1, maxLength: 15 }),
+        fc.integer({ min: 0, max: 14 }),
+        (steps, resetAt) => {
+          const data = new ClusterDataIndex();
+          const r = new NodeStateRenderer('n1', CONFIGS[0]!);
+          r.reset(data);
+          let prev = r.state();
+          expect(r.changeOf(prev)).toBeUndefined(); // the first state: everything is new
+          // a reset since the previous state (asked for, or update's own when n1's facts change)
+          let reset = false;
+          steps.forEach(([d, look], i) => {
+            data.apply(d);
+            if (i === resetAt) r.reset(data);
+            else r.update(data, d);
+            reset ||= i === resetAt || d.removeNodes.includes('n1') || d.upsertNodes.some((n) => n.name === 'n1');
+            if (!look) return; // several deltas between two states
+            const next = r.state();
+            const change = r.changeOf(next);
+            if (next === prev) expect(change?.previous).not.toBe(next);
+            else if (!(reset && change === undefined)) {
+              expect(change?.previous).toBe(prev);
+              expect({
+                virtualServers: change!.virtualServers.map(virtualServerKey).sort(),
+                removedVirtualServers: [...change!.removedVirtualServers].sort(),
+              }).toEqual(identityChange(prev, next));
+              for (const v of change!.virtualServers) expect(next.virtualServers).toContain(v);
+            }
+            expect(r.changeOf({ ...next })).toBeUndefined(); // only for the state it handed out
+            reset = false;
+            prev = next;
+          });
+        },
+      ),
+      { numRuns: 150 },
+    );
   });
 });
 

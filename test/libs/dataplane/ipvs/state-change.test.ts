@@ -57,6 +57,50 @@ describe('diffStates', () => {
     });
   });
 
+  it("takes the services' change from a hint about the indexed state instead of walking them", () => {
+    const s = many(300);
+    const prev = indexState(s);
+    // Every service a new object with the same content: a walk reports all 300 as changed, so a
+    // change naming exactly the hinted ones shows the walk did not run.
+    const copies = { ...s, virtualServers: s.virtualServers.map((v) => ({ ...v })) };
+    expect(diffStates(prev, copies)!.virtualServers).toHaveLength(300);
+    const hint = { previous: s, virtualServers: [copies.virtualServers[7]!], removedVirtualServers: [] };
+    expect(diffStates(prev, copies, hint)).toEqual({
+      virtualServers: [copies.virtualServers[7]],
+      removedVirtualServers: [],
+      addedAddresses: [],
+      removedAddresses: [],
+      ipsets: [],
+    });
+    // added and removed services, named by the hint
+    const added = vs('10.96.9.9', 80, []);
+    const swapped = { ...copies, virtualServers: [added, ...copies.virtualServers.slice(1)] };
+    expect(
+      diffStates(prev, swapped, { previous: s, virtualServers: [added], removedVirtualServers: ['TCP/10.96.0.0:80'] }),
+    ).toMatchObject({ virtualServers: [added], removedVirtualServers: ['TCP/10.96.0.0:80'] });
+    // a hinted object that is the indexed one is no change
+    expect(
+      diffStates(prev, s, { previous: s, virtualServers: [s.virtualServers[4]!], removedVirtualServers: [] })!
+        .virtualServers,
+    ).toEqual([]);
+  });
+
+  it('walks when the hint is about another state, names a removed service the state lacked, or does not add up', () => {
+    const s = many(50);
+    const prev = indexState(s);
+    const copies = { ...s, virtualServers: s.virtualServers.map((v) => ({ ...v })) };
+    const one = [copies.virtualServers[7]!];
+    const walked = (hint: Parameters<typeof diffStates>[2]) => diffStates(prev, copies, hint)!.virtualServers.length;
+    expect(walked({ previous: { ...s }, virtualServers: one, removedVirtualServers: [] })).toBe(50);
+    expect(walked({ previous: s, virtualServers: one, removedVirtualServers: ['TCP/10.1.1.1:80'] })).toBe(50);
+    // says one service was removed, but the next state has as many as before
+    expect(walked({ previous: s, virtualServers: one, removedVirtualServers: ['TCP/10.96.0.3:80'] })).toBe(50);
+    // says one was added (a key the state lacked), but the count is unchanged
+    expect(walked({ previous: s, virtualServers: [vs('10.96.9.9', 80, [])], removedVirtualServers: [] })).toBe(50);
+    // a service without an address cannot be keyed: the walk hands it to validation
+    expect(walked({ previous: s, virtualServers: [{} as never], removedVirtualServers: [] })).toBe(50);
+  });
+
   it('asks for a full cycle when the settings or the list of sets change', () => {
     const s = many(3);
     expect(diffStates(indexState(s), { ...s, settings: { ...s.settings, masqueradeAll: true } })).toBeUndefined();
@@ -127,6 +171,33 @@ describe('IpvsDataplane incremental bookkeeping', () => {
     expect(saves.at(-1)!.virtualServers).not.toContain('TCP/10.96.0.5:80');
     expect(saves.at(-1)!.addresses).not.toContain('10.96.0.5');
     expect(kernel.ipvsadmSave()).toBe(formatIpvsadm(fewer));
+    await dp.close();
+  });
+
+  it('applies with a hint exactly as without one, and ignores a hint about a state it did not apply', async () => {
+    const kernel = new FakeIpvsKernel();
+    const dp = new IpvsDataplane({
+      kernel,
+      store: new MemoryOwnershipStore(),
+      kernelRelease: '6.1.0',
+      registry: new Registry(),
+    });
+    const s = many(40);
+    await dp.apply(s);
+    const next = withEndpoint(s, 9);
+    const r = await dp.apply(next, {
+      previous: s,
+      virtualServers: [next.virtualServers[9]!],
+      removedVirtualServers: [],
+    });
+    expect(r).toMatchObject({ kernelWrites: 1, verified: true });
+    expect(kernel.ipvsadmSave()).toBe(formatIpvsadm(next));
+    // a hint about `s` (not the state applied last, `next`) that names nothing: the dataplane
+    // walks and finds service 12's change itself
+    const after = withEndpoint(next, 12);
+    const r2 = await dp.apply(after, { previous: s, virtualServers: [], removedVirtualServers: [] });
+    expect(r2).toMatchObject({ kernelWrites: 1, verified: true });
+    expect(kernel.ipvsadmSave()).toBe(formatIpvsadm(after));
     await dp.close();
   });
 
