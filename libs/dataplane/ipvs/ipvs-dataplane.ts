@@ -195,7 +195,10 @@ export class IpvsDataplane implements Dataplane {
     const owned = this.owned!;
     const slice = sliceChange(wanted, change, base.indexed.byKey, model, owned);
     let observed = slice.observed;
-    const live = await this.options.kernel.readVirtualServers(shrinking(slice.desired, observed));
+    // (an endpoint added reads nothing: no kernel call, not even an empty one, which costs an
+    // await chain of its own)
+    const losing = shrinking(slice.desired, observed);
+    const live = losing.length > 0 ? await this.options.kernel.readVirtualServers(losing) : [];
     if (live.length > 0) observed = { ...observed, virtualServers: replaceByKey(observed.virtualServers, live) };
     const plan = this.plan(slice.desired, observed, slice.record, undefined, {});
     const after = recordAfterChange(owned, slice, plan.recordAfter, change);

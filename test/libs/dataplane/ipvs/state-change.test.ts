@@ -123,7 +123,8 @@ describe('IpvsDataplane incremental bookkeeping', () => {
     const pointReads: string[] = [];
     const reading = Object.assign(Object.create(kernel) as FakeIpvsKernel, {
       readVirtualServers: (keys: { protocol: string; address: string; port: number }[]) => {
-        pointReads.push(...keys.map((k) => `${k.address}:${k.port}`));
+        // every call, an empty one too (a kernel call that reads nothing still costs a round of awaits)
+        pointReads.push(`read ${keys.map((k) => `${k.address}:${k.port}`).join(' ')}`);
         return kernel.readVirtualServers(keys as never);
       },
       readRealServers: (keys: { protocol: string; address: string; port: number }[]) => {
