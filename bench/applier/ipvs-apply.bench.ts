@@ -10,9 +10,18 @@ import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { constants, PerformanceObserver } from 'node:perf_hooks';
 import type { NodeState, VirtualServer } from '../../libs/model/index.ts';
 import { formatIpsetSave, formatIpvsadm } from '../../libs/planner/index.ts';
-import { IpvsDataplane, MemoryOwnershipStore, NetlinkKernel } from '../../libs/dataplane/index.ts';
+import { type ApplyResult, IpvsDataplane, MemoryOwnershipStore, NetlinkKernel } from '../../libs/dataplane/index.ts';
 import { openIpvs } from '../../libs/netlink/index.ts';
 import { PhaseTimingKernel } from './phase-timing-kernel.ts';
+import {
+  cpuDelta,
+  endChange,
+  installSocketTrace,
+  kernelCpu,
+  startChange,
+  summarize,
+  type ChangeTrace,
+} from './socket-trace.ts';
 
 const services = Number(process.argv[2] ?? 1000);
 const endpoints = Number(process.argv[3] ?? 10);
@@ -151,6 +160,10 @@ const quietMs = await waitQuiet();
 // BENCH_PHASES=1 times kernel calls by phase (it re-queues each run of ops, so it costs a little).
 // BENCH_WINDOW / BENCH_BATCH / BENCH_DUMP_SOCKETS override the netlink window, requests per
 // datagram and destination-dump sockets (NetlinkKernelOptions) to compare settings.
+// BENCH_TRACE=1 (with BENCH_PHASES=1): each change's datagrams and where its time went around
+// them (socket-trace.ts); installed before the sockets open (they bind their receive handler then).
+const TRACE = process.env.BENCH_TRACE === '1';
+if (TRACE) installSocketTrace();
 const env = (name: string) => (process.env[name] ? Number(process.env[name]) : undefined);
 const netlink = await NetlinkKernel.open({
   ...(env('BENCH_WINDOW') ? { window: env('BENCH_WINDOW') } : {}),
@@ -204,7 +217,23 @@ const withEndpoint = (s: NodeState, i: number, port = 9000): NodeState => ({
         },
   ),
 });
+// What the applier session hands to apply with each state (NodeStateRenderer.changeOf: the
+// services replaced since the previous state), so the dataplane need not walk the 10k services
+// to find the one that changed. BENCH_NO_HINT=1 applies without it (every run before the sixth
+// round did): the dataplane then finds the change by its pointer walk.
+const HINT = process.env.BENCH_NO_HINT !== '1';
 let current = state;
+/**
+ * Moves `current` to the next state, service i with one more endpoint (outside any timing), and
+ * returns the apply of it to run (and time).
+ */
+function nextChange(i: number, port: number): () => Promise<ApplyResult> {
+  const previous = current;
+  const next = withEndpoint(previous, i, port);
+  current = next;
+  const change = { previous, virtualServers: [next.virtualServers[i]!], removedVirtualServers: [] };
+  return () => dp.apply(next, HINT ? change : undefined);
+}
 /**
  * CHANGES + 1 changes (`port` tells their real servers from other rounds'), each on another
  * service: the first one's time apart, then the median of the others and where their time went.
@@ -221,15 +250,21 @@ async function measureChanges(port: number) {
   const threadCpuMs: Record<string, number> = {};
   const kernelCallMs: number[] = [];
   const phaseTotals: Record<string, number> = {};
+  const traces: ChangeTrace[] = [];
+  let kcpu0: Record<string, number> = {};
   kernel?.take();
   // Markers on stdout, to find the changes among the lines of BENCH_NODE_FLAGS=--trace-gc.
   console.log(`bench: changes (port ${port}) begin`);
   for (let c = 0; c <= CHANGES; c++) {
     if (c === 1) gcByKind = byKind;
-    current = withEndpoint(current, Math.floor((c * services) / (CHANGES + 1)), port);
+    const apply = nextChange(Math.floor((c * services) / (CHANGES + 1)), port);
     const before = cpuSample();
+    if (TRACE && c === 1) kcpu0 = kernelCpu();
     gc0 = gcMs;
-    const [one, ms] = await time(() => dp.apply(current));
+    if (TRACE) startChange();
+    const t0 = performance.now();
+    const [one, ms] = await time(apply);
+    if (TRACE && c > 0) traces.push(endChange(t0, performance.now()));
     const after = cpuSample();
     if (c > 0) {
       gc += gcMs - gc0;
@@ -246,6 +281,7 @@ async function measureChanges(port: number) {
     writes = Math.max(writes, one.kernelWrites);
   }
   gcByKind = undefined;
+  const kernelCpuMs = TRACE ? cpuDelta(kcpu0, kernelCpu()) : undefined;
   console.log(`bench: changes (port ${port}) end`);
   return {
     times,
@@ -257,6 +293,7 @@ async function measureChanges(port: number) {
       ...Object.fromEntries(Object.entries(parts).map(([k, v]) => [k, Math.round(v)])),
       gcMs: Math.round(gc),
       threadCpuMs: Object.fromEntries(Object.entries(threadCpuMs).filter(([, v]) => v > 0)),
+      ...(TRACE ? { trace: summarize(traces), kernelCpuMs } : {}),
     },
     // the warm changes' kernel calls by phase (the first change left out), and their median per change
     phases: kernel ? { ...phaseTotals, perChangeMedian: median(kernelCallMs) } : undefined,
@@ -270,12 +307,43 @@ async function measureChanges(port: number) {
 const firstProf = process.env.BENCH_FIRST_PROF === '1' ? await startProfile() : undefined;
 const first = await measureChanges(9000);
 if (firstProf) await firstProf('first-changes');
+// The baseline in the same conditions as the changes right after the load: CHANGES + 1 `ipvsadm
+// -a` processes right after them (the load ended ~0.5 s before), against the same processes at the
+// end of the run (ipvsadmAddProcessMs, the budget's baseline since the first round).
+const ipvsadmRightAfterTimes = await measureIpvsadm();
+const ipvsadmShellRightAfterTimes = measureIpvsadmFromShell();
+/** CHANGES + 1 `ipvsadm -a` process runs (spawned directly, no shell), each undone outside the timing. */
+async function measureIpvsadm(): Promise<number[]> {
+  const ipvsadm = (...args: string[]) => execFileSync('ipvsadm', args, { stdio: 'ignore' });
+  const times: number[] = [];
+  for (let c = 0; c <= CHANGES; c++) {
+    const rs = `10.201.0.${c + 1}:80`;
+    times.push((await time(() => ipvsadm('-a', '-t', '10.96.0.1:80', '-r', rs, '-m', '-w', '1')))[1]);
+    ipvsadm('-d', '-t', '10.96.0.1:80', '-r', rs);
+  }
+  return times;
+}
+/**
+ * The same `ipvsadm -a` runs started from a small parent: one bash process times each with
+ * $EPOCHREALTIME (no extra process per timestamp). Spawned from this bench, each run also pays
+ * the fork of a node process holding a 10k-service heap (page tables to copy); from a shell it
+ * pays a small bash's fork, as an operator's or a script's ipvsadm does.
+ */
+function measureIpvsadmFromShell(): number[] {
+  const script = `for i in $(seq 1 ${CHANGES + 1}); do s=$EPOCHREALTIME; ipvsadm -a -t 10.96.0.1:80 -r 10.203.0.$i:80 -m -w 1; e=$EPOCHREALTIME; echo "$s $e"; ipvsadm -d -t 10.96.0.1:80 -r 10.203.0.$i:80; done`;
+  return sh(`bash -c '${script}'`)
+    .trim()
+    .split('\n')
+    .map((l) => {
+      const [a, b] = l.split(' ').map(Number);
+      return (b! - a!) * 1000;
+    });
+}
 // (run-in-vm.sh passes BENCH_WARMUP through even when unset: an empty value means the default)
 const WARMUP = process.env.BENCH_WARMUP ? Number(process.env.BENCH_WARMUP) : 300;
 const STEADY_PROF_CHANGES = 300;
 for (let c = 0; c < WARMUP; c++) {
-  current = withEndpoint(current, (c * 7919 + 1) % services, 9100 + (c % 800));
-  await dp.apply(current);
+  await nextChange((c * 7919 + 1) % services, 9100 + (c % 800))();
 }
 const steady = WARMUP > 0 ? await measureChanges(9001) : undefined;
 // BENCH_STEADY_PROF=1: a V8 CPU profile of STEADY_PROF_CHANGES more changes of the same kind, after
@@ -284,8 +352,7 @@ const steady = WARMUP > 0 ? await measureChanges(9001) : undefined;
 if (process.env.BENCH_STEADY_PROF === '1') {
   const stop = await startProfile();
   for (let c = 0; c < STEADY_PROF_CHANGES; c++) {
-    current = withEndpoint(current, (c * 7919 + 5) % services, 9100 + (c % 800));
-    await dp.apply(current);
+    await nextChange((c * 7919 + 5) % services, 9100 + (c % 800))();
   }
   await stop('steady-changes');
   kernel?.take(); // (their kernel time is not the no-op resync's, which takes the phases next)
@@ -333,13 +400,8 @@ for (let c = 0; c <= CHANGES; c++) {
   await bare.deleteDestination(key, d);
 }
 bare.close();
-const ipvsadm = (...args: string[]) => execFileSync('ipvsadm', args, { stdio: 'ignore' });
-const ipvsadmTimes: number[] = [];
-for (let c = 0; c <= CHANGES; c++) {
-  const rs = `10.201.0.${c + 1}:80`;
-  ipvsadmTimes.push((await time(() => ipvsadm('-a', '-t', '10.96.0.1:80', '-r', rs, '-m', '-w', '1')))[1]);
-  ipvsadm('-d', '-t', '10.96.0.1:80', '-r', rs);
-}
+const ipvsadmTimes = await measureIpvsadm();
+const ipvsadmShellTimes = measureIpvsadmFromShell();
 const oneMs = median(oneTimes.slice(1));
 const ipvsadmOneMs = median(ipvsadmTimes);
 // (d) no-op resync.
@@ -371,6 +433,8 @@ const out = {
   oneEndpointParts: first.parts,
   // the same after WARMUP more changes (BENCH_WARMUP, default 300; 0 leaves it out)
   warmupChanges: WARMUP,
+  // whether each change came with its NodeStateChange (BENCH_NO_HINT=1: without, as before round six)
+  changeHint: HINT,
   ...(steady
     ? {
         oneEndpointSteadyMs: +median(steady.times.slice(1)).toFixed(1),
@@ -382,6 +446,13 @@ const out = {
   bareClientRoundTripMs: +median(bareTimes.slice(1)).toFixed(1),
   ipvsadmAddProcessMs: +ipvsadmOneMs.toFixed(1),
   ratioOneVsIpvsadmProcess: +(oneMs / ipvsadmOneMs).toFixed(3),
+  // the same baseline measured right after the changes that follow the load (same conditions)
+  ipvsadmAddRightAfterLoadMs: +median(ipvsadmRightAfterTimes).toFixed(1),
+  ratioOneVsIpvsadmRightAfterLoad: +(oneMs / median(ipvsadmRightAfterTimes)).toFixed(3),
+  // `ipvsadm -a` started from a small bash instead of this process (measureIpvsadmFromShell), at the end and right after the load
+  ipvsadmAddFromShellMs: +median(ipvsadmShellTimes).toFixed(1),
+  ipvsadmAddFromShellRightAfterLoadMs: +median(ipvsadmShellRightAfterTimes).toFixed(1),
+  ratioOneVsIpvsadmFromShell: +(oneMs / median(ipvsadmShellTimes)).toFixed(3),
   ratioOneColdVsIpvsadmProcess: +(oneTimes[0]! / ipvsadmOneMs).toFixed(2),
   noopResyncMs: r(noopMs),
   noopResyncWrites: noop.kernelWrites,

@@ -11,6 +11,7 @@ import {
   type ObservedVirtualServer,
   type VsKey,
 } from '../../libs/dataplane/index.ts';
+import { markKernelCall } from './socket-trace.ts';
 
 export class PhaseTimingKernel implements KernelInterface {
   /** phase name → total ms since the last take(). */
@@ -68,9 +69,11 @@ export class PhaseTimingKernel implements KernelInterface {
 
   private async timed<T>(phase: string, fn: () => Promise<T>): Promise<T> {
     const t = performance.now();
+    const end = markKernelCall();
     try {
       return await fn();
     } finally {
+      end();
       this.phases.set(phase, (this.phases.get(phase) ?? 0) + performance.now() - t);
     }
   }

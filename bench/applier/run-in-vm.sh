@@ -19,7 +19,7 @@ if [ "${BENCH_BUILD:-0}" = 1 ]; then
   (cd "$repo" && node bench/applier/build-bench.mjs .cache/bench-applier/ipvs-apply.bench.mjs)
   runner=".cache/bench-applier/ipvs-apply.bench.mjs"
 fi
-exec "$repo/test/vm/harness/run-in-vm.sh" --mem "${VM_MEM:-4096}" --timeout "${VM_TIMEOUT:-3600}" --env "BENCH_PHASES=${BENCH_PHASES:-0}" --env "BENCH_SETTLE_MS=${BENCH_SETTLE_MS:-}" --env "BENCH_WARMUP=${BENCH_WARMUP:-}" --env "BENCH_WINDOW=${BENCH_WINDOW:-}" --env "BENCH_BATCH=${BENCH_BATCH:-}" --env "BENCH_DUMP_SOCKETS=${BENCH_DUMP_SOCKETS:-}" --env "BENCH_STEADY_PROF=${BENCH_STEADY_PROF:-0}" --env "BENCH_FIRST_PROF=${BENCH_FIRST_PROF:-0}" -- \
+exec "$repo/test/vm/harness/run-in-vm.sh" --mem "${VM_MEM:-4096}" --timeout "${VM_TIMEOUT:-3600}" --env "BENCH_PHASES=${BENCH_PHASES:-0}" --env "BENCH_SETTLE_MS=${BENCH_SETTLE_MS:-}" --env "BENCH_WARMUP=${BENCH_WARMUP:-}" --env "BENCH_WINDOW=${BENCH_WINDOW:-}" --env "BENCH_BATCH=${BENCH_BATCH:-}" --env "BENCH_DUMP_SOCKETS=${BENCH_DUMP_SOCKETS:-}" --env "BENCH_STEADY_PROF=${BENCH_STEADY_PROF:-0}" --env "BENCH_FIRST_PROF=${BENCH_FIRST_PROF:-0}" --env "BENCH_TRACE=${BENCH_TRACE:-0}" --env "BENCH_NO_HINT=${BENCH_NO_HINT:-0}" -- \
   bash -c "ip netns add sbbench && ip netns exec sbbench node $prof ${BENCH_NODE_FLAGS:-} $runner $s $e > /tmp/sb-bench.out; rc=\$?; ip netns del sbbench
     if [ -d /tmp/sb-prof ]; then for f in /tmp/sb-prof/*.cpuprofile; do node --import tsx bench/applier/cpu-profile-summary.ts \"\$f\" 40; done; fi
     cat /tmp/sb-bench.out; exit \$rc"
