@@ -5,7 +5,7 @@
 import { decodeAttrList, decodeAttrs, getBe32, getStr, optStr, strAttr } from './netlink-attrs.ts';
 import { NlWriter } from './netlink-writer.ts';
 import { decodeData, decodeExprs, writeData, writeExprs, type NftData, type NftExpr } from './nftables-expr.ts';
-import { NLM_F_APPEND, NLM_F_CREATE, NLM_F_EXCL } from './netlink-message.ts';
+import { decodeMessages, NLM_F_APPEND, NLM_F_CREATE, NLM_F_EXCL } from './netlink-message.ts';
 
 export const NFNL_SUBSYS_NFTABLES = 10;
 export const NFNL_MSG_BATCH_BEGIN = 0x10;
@@ -325,4 +325,83 @@ export function decodeSetElems(payload: Buffer): { set: string; elements: Dumped
           };
         });
   return { set, elements };
+}
+
+/** The nfnetlink multicast group nf_tables announces every committed change on (`nft monitor`). */
+export const NFNLGRP_NFTABLES = 7;
+
+/**
+ * What one nf_tables notification names: the object a commit changed (`chain` for a chain and
+ * for a rule, by its chain; `set` for a set; `elements` for elements added to or deleted from a
+ * set, with them), or, for NEWGEN, the generation the commit ended with. nf_tables sends a
+ * commit's object notifications first and its NEWGEN last, all while it holds the commit mutex,
+ * so on one socket every commit's notifications arrive together, closed by its NEWGEN. `kind` is
+ * `other` for a message this reader does not interpret (objects, flowtables, a future type, one
+ * without its name): a reader must then assume anything of that table may have changed.
+ */
+export type NftNotification =
+  | { readonly kind: 'gen'; readonly gen: number }
+  | {
+      readonly kind: 'table' | 'other';
+      readonly family: number;
+      readonly table: string;
+    }
+  | {
+      readonly kind: 'chain' | 'set';
+      readonly family: number;
+      readonly table: string;
+      readonly name: string;
+    }
+  | {
+      readonly kind: 'elements';
+      readonly family: number;
+      readonly table: string;
+      readonly name: string;
+      readonly elements: readonly DumpedElement[];
+    };
+
+/**
+ * Decodes one message received on NFNLGRP_NFTABLES (its netlink type and payload). Undefined for
+ * a message of another nfnetlink subsystem. Throws on a malformed payload. Pure.
+ */
+export function decodeNotification(type: number, payload: Buffer): NftNotification | undefined {
+  if (type >> 8 !== NFNL_SUBSYS_NFTABLES) return undefined;
+  const msg = type & 0xff;
+  const m = attrsOf(payload);
+  if (msg === NFT_MSG.NEWGEN) return { kind: 'gen', gen: getBe32(m, 1, 'NFTA_GEN_ID') };
+  const family = payload.readUInt8(0);
+  const table = optStr(m, 1) ?? '';
+  const named = (kind: 'chain' | 'set', name: string | undefined): NftNotification =>
+    name === undefined ? { kind: 'other', family, table } : { kind, family, table, name };
+  switch (msg) {
+    case NFT_MSG.NEWTABLE:
+    case NFT_MSG.DELTABLE:
+      return { kind: 'table', family, table };
+    case NFT_MSG.NEWCHAIN:
+    case NFT_MSG.DELCHAIN:
+      return named('chain', optStr(m, 3)); // NFTA_CHAIN_NAME
+    case NFT_MSG.NEWRULE:
+    case NFT_MSG.DELRULE:
+      return named('chain', optStr(m, 2)); // NFTA_RULE_CHAIN
+    case NFT_MSG.NEWSET:
+    case NFT_MSG.DELSET:
+      return named('set', optStr(m, 2)); // NFTA_SET_NAME
+    case NFT_MSG.NEWSETELEM:
+    case NFT_MSG.DELSETELEM: {
+      const { set, elements } = decodeSetElems(payload);
+      return set === '' ? { kind: 'other', family, table } : { kind: 'elements', family, table, name: set, elements };
+    }
+    default:
+      return { kind: 'other', family, table };
+  }
+}
+
+/** The nf_tables notifications of one datagram received on NFNLGRP_NFTABLES, in order. Throws when malformed. Pure. */
+export function decodeNotifications(datagram: Buffer): NftNotification[] {
+  const out: NftNotification[] = [];
+  for (const m of decodeMessages(datagram)) {
+    const n = decodeNotification(m.type, m.payload);
+    if (n) out.push(n);
+  }
+  return out;
 }

@@ -34,6 +34,7 @@ import {
   type DumpedElement,
   type NftElement,
   type NftMessage,
+  type NftNotification,
   type TableRef,
 } from '../../netlink/index.ts';
 import { scanRule, type RuleDigestParts } from '../../netlink/index.ts';
@@ -49,6 +50,8 @@ import {
 } from './nft-rule-compiler.ts';
 import { isEndpointMap, isLearnedSet } from './nft-objects.ts';
 import type { NftReadScope, NftRunner } from './nft-runner.ts';
+import { NftChangeLog, type NftChangeEntry, type NftTableChanges } from './nft-change-log.ts';
+import { NftNotificationListener } from './nft-notification-listener.ts';
 import { describeOp, invalidObjectName, type NftOp, type NftTransaction } from './nft-transaction.ts';
 import type { NftObjects } from './nft-objects.ts';
 import { emitFullLoad } from './plan-nft-update.ts';
@@ -81,7 +84,18 @@ export interface NftNetlinkRunnerOptions {
   readonly maxBatchBytes?: number;
   /** Read-backs dump rules chain by chain above this many chains (default 30 000; see listTable). */
   readonly tableWideRuleDumpChains?: number;
+  /** Receive buffer of the notification socket (see watch); tests shrink it to make it overflow. */
+  readonly monitorRecvBufferSize?: number;
 }
+
+/** How long changesSince waits for the notifications of a generation GETGEN already reports. */
+const NOTIFICATION_WAIT_MS = 1000;
+/**
+ * Our own transactions above this many messages run with the notification socket unsubscribed:
+ * with a listener, nf_tables builds a notification per object it commits (~250k for a 10k-service
+ * load), which costs the commit time and overflows the socket anyway. Coverage restarts after.
+ */
+const UNMONITORED_RUN_MESSAGES = 5_000;
 
 /** Where the last whole-table read-back's time went (ms), for benchmarks. */
 export interface NetlinkReadStats {
@@ -144,14 +158,89 @@ export class NftNetlinkRunner implements NftRunner {
     const compileMs = performance.now() - t0;
     let bytes = 0;
     const batchMs: number[] = [];
-    for (const b of batches) {
-      bytes += b.reduce((a, m) => a + m.payload.length + 16, 0);
-      const framed = [batchBegin(), ...b, batchEnd()];
-      const t1 = performance.now();
-      await this.conn.sendBatch(framed.map(toRequest), framed.length - 2);
-      batchMs.push(performance.now() - t1);
+    const unmonitored = this.listener !== undefined && messages.length > UNMONITORED_RUN_MESSAGES;
+    if (unmonitored) this.unsubscribe(`our own transaction of ${messages.length} messages ran unmonitored`);
+    try {
+      for (const b of batches) {
+        bytes += b.reduce((a, m) => a + m.payload.length + 16, 0);
+        const framed = [batchBegin(), ...b, batchEnd()];
+        const t1 = performance.now();
+        await this.conn.sendBatch(framed.map(toRequest), framed.length - 2);
+        batchMs.push(performance.now() - t1);
+      }
+    } finally {
+      if (unmonitored) await this.resubscribe();
     }
     this.lastRun = { messages: messages.length, batches: batches.length, bytes, compileMs, batchMs };
+  }
+
+  /** Change logs of the watched tables, by `family table`. */
+  private readonly logs = new Map<string, NftChangeLog>();
+
+  /**
+   * Starts recording which objects of the table commits change (nf_tables notifications on a
+   * socket of its own, NftChangeLog), or restarts the record after notifications were lost:
+   * once this resolves, changesSince can vouch for every commit after the generation it read.
+   * Cheap when already recording (no request).
+   */
+  async watch(family: string, table: string): Promise<void> {
+    const t = tableRef(family, table);
+    const key = `${family} ${table}`;
+    let log = this.logs.get(key);
+    if (!log) this.logs.set(key, (log = new NftChangeLog(t.family, table, classifyChange)));
+    await this.subscribe();
+    if (!log.covering) log.begin(await this.generation());
+  }
+
+  /**
+   * The objects of the table that the commits after generation `since` up to `now` changed, as
+   * their notifications named them; `{ unknown }` with the reason when the record cannot vouch
+   * for that range (not watched, notifications lost, a commit it cannot describe, or `now`'s
+   * notifications not arrived within NOTIFICATION_WAIT_MS).
+   */
+  async changesSince(
+    family: string,
+    table: string,
+    since: number,
+    now: number,
+  ): Promise<NftTableChanges | { unknown: string }> {
+    const log = this.logs.get(`${family} ${table}`);
+    if (!log) return { unknown: 'table not watched' };
+    const deadline = performance.now() + NOTIFICATION_WAIT_MS;
+    for (;;) {
+      const r = log.changesSince(since, now);
+      if (r !== 'waiting') return r;
+      const left = deadline - performance.now();
+      if (left <= 0)
+        return { unknown: `notifications of generation ${now} not received in ${NOTIFICATION_WAIT_MS} ms` };
+      await log.settled(left);
+    }
+  }
+
+  private listener: NftNotificationListener | undefined;
+
+  private async subscribe(): Promise<void> {
+    this.listener ??= new NftNotificationListener(
+      (n) => {
+        for (const log of this.logs.values()) log.note(n);
+      },
+      (why) => {
+        for (const log of this.logs.values()) log.lose(why);
+      },
+      this.options.monitorRecvBufferSize ?? 8 * 1024 * 1024,
+    );
+    await this.listener.start();
+  }
+
+  private unsubscribe(why: string): void {
+    this.listener?.stop(why);
+  }
+
+  /** Listens again after an unmonitored run, and restarts every log's coverage from now. */
+  private async resubscribe(): Promise<void> {
+    await this.subscribe();
+    const gen = await this.generation();
+    for (const log of this.logs.values()) log.begin(gen);
   }
 
   /** Each batch is one kernel commit. */
@@ -408,6 +497,7 @@ export class NftNetlinkRunner implements NftRunner {
   close(): void {
     this.conn.close();
     for (const c of this.readers) c.close();
+    this.listener?.stop();
   }
 
   private readers: NetlinkConnection[] = [];
@@ -454,6 +544,33 @@ export class NftNetlinkRunner implements NftRunner {
       if (e instanceof NetlinkError && e.code === 'ENOENT') return undefined;
       throw e;
     }
+  }
+}
+
+const SKELETON_CHAIN_NAMES: ReadonlySet<string> = new Set(SKELETON_CHAINS.map((c) => c.name));
+const SKELETON_SET_NAMES: ReadonlySet<string> = new Set([...SKELETON_MAPS, ...SKELETON_SETS].map((s) => s.name));
+
+/**
+ * What a notification of our table means for a resync that reads back only what changed: a
+ * per-group chain or set to re-read whole; elements of a skeleton set (one per service or
+ * endpoint address: tens of thousands) to re-read one by one, keyed as the read-back writes
+ * keys. Doubt — the resync reads the whole table — for the table itself, skeleton chains and
+ * skeleton sets created or deleted (their damage is checked by the whole read's skeleton
+ * check), anonymous sets (`__set%d`, `__map%d`: the notification does not say which rule's),
+ * and anything this reader does not interpret.
+ */
+function classifyChange(n: Exclude<NftNotification, { kind: 'gen' }>): NftChangeEntry {
+  switch (n.kind) {
+    case 'chain':
+      return SKELETON_CHAIN_NAMES.has(n.name) ? 'doubt' : { chain: n.name };
+    case 'set':
+      return SKELETON_SET_NAMES.has(n.name) || n.name.startsWith('__') ? 'doubt' : { set: n.name };
+    case 'elements':
+      if (n.name.startsWith('__')) return 'doubt';
+      if (!SKELETON_SET_NAMES.has(n.name)) return { set: n.name };
+      return { elements: { set: n.name, keys: [...elementsText(setShape(n.name), n.elements).keys()] } };
+    default:
+      return 'doubt';
   }
 }
 

@@ -1,5 +1,6 @@
 import type { NftReadBack } from './read-nft-table.ts';
 import type { NftTransaction } from './nft-transaction.ts';
+import type { NftTableChanges } from './nft-change-log.ts';
 
 /**
  * The seam between nftables mode and the kernel: run one transaction atomically (all of it
@@ -29,6 +30,22 @@ export interface NftRunner {
   generation?(): Promise<number>;
   /** Commits (kernel transactions) the last successful `run` made; with `generation`. */
   readonly lastCommits?: number;
+  /**
+   * Starts (or, after lost notifications, restarts) recording which objects of the table
+   * commits change, from nf_tables' notifications; with `generation`. Resolves once every
+   * commit after the generation it read is recorded.
+   */
+  watch?(family: string, table: string): Promise<void>;
+  /**
+   * What the commits after generation `since` up to `now` changed in the table, from that
+   * record; `{ unknown }` (why) when the record cannot vouch for the range.
+   */
+  changesSince?(
+    family: string,
+    table: string,
+    since: number,
+    now: number,
+  ): Promise<NftTableChanges | { unknown: string }>;
 }
 
 /** The objects a transaction touched (nft-verify.ts's touchedScope), for a verify that reads only them. */

@@ -12,6 +12,7 @@ import { chainFingerprint, inventoryOf, planFullLoad, planNftUpdate, type NftInv
 import { sliceChange } from './nft-state-slice.ts';
 import type { NftReadBack } from './read-nft-table.ts';
 import { scopeIsEmpty, scopedDrift, touchedScope } from './nft-verify.ts';
+import { changesScope, narrowToScope, scopedInventory } from './nft-changed-scope.ts';
 
 export interface NftablesDataplaneOptions {
   /** Program the table inside this network namespace (`ip netns exec NS nft`). */
@@ -32,7 +33,22 @@ export interface NftablesDataplaneOptions {
    * With `netns`, always `nft`: a netlink socket belongs to the namespace of the process.
    */
   readonly backend?: NftBackend;
+  /**
+   * A resync after the ruleset generation moved reads back only the objects of our table that
+   * nf_tables' notifications named (default true; netlink runner only): see resync. Off: it
+   * reads the whole table, as before.
+   */
+  readonly changeNotifications?: boolean;
+  /**
+   * Even with notifications, a resync reads the whole table when it was last known whole (a whole
+   * read, or a full load) this long ago (default 10 minutes).
+   */
+  readonly wholeReadEveryMs?: number;
+  /** Milliseconds now (default Date.now); tests move it to make the periodic whole read due. */
+  readonly clock?: () => number;
 }
+
+const WHOLE_READ_EVERY_MS = 10 * 60 * 1000;
 
 export type NftBackend = 'auto' | 'netlink' | 'nft';
 export const NFT_BACKENDS: readonly NftBackend[] = ['auto', 'netlink', 'nft'];
@@ -72,9 +88,13 @@ export class NftablesDataplane implements Dataplane {
    * moves the generation, so the next resync reads everything back.
    */
   private knownGeneration: number | undefined;
+  /** When the table was last known whole (clock): a whole read, or our full load. */
+  private wholeKnownAt = Number.NEGATIVE_INFINITY;
+  private readonly clock: () => number;
 
   constructor(private readonly options: NftablesDataplaneOptions = {}) {
     this.table = options.table ?? NFT_TABLE;
+    this.clock = options.clock ?? Date.now;
   }
 
   /** The runner in use, chosen on first use (see NftablesDataplaneOptions.backend). */
@@ -115,7 +135,7 @@ export class NftablesDataplane implements Dataplane {
     const part = slice && { before: renderNftObjects(slice.prev), after: renderNftObjects(slice.next) };
     if (part) shareElements(this.applied!.objects, part.before, part.after);
     const objects = part ? undefined : renderNftObjects(state);
-    await this.runner();
+    await this.watch();
     const notes: string[] = this.takeStartNotes();
     let tx: NftTransaction;
     let base: number | undefined;
@@ -165,8 +185,10 @@ export class NftablesDataplane implements Dataplane {
     const t0 = performance.now();
     if (!this.applied) return { kernelWrites: 0, verified: true, durationMs: 0, notes: ['nothing applied yet'] };
     const { objects } = this.applied;
+    await this.watch();
     const now = await this.generation();
-    if (now !== undefined && now === this.knownGeneration) {
+    const since = this.knownGeneration;
+    if (now !== undefined && now === since) {
       return {
         kernelWrites: 0,
         verified: true,
@@ -174,8 +196,12 @@ export class NftablesDataplane implements Dataplane {
         notes: [`ruleset generation ${now} unchanged since verified: no read-back`],
       };
     }
-    const { rb, generation } = await this.readBackAt();
     const notes: string[] = [];
+    if (now !== undefined && since !== undefined) {
+      const done = await this.resyncNotified(since, now, objects, notes);
+      if (done) return { ...done, durationMs: performance.now() - t0 };
+    }
+    const { rb, generation } = await this.readBackAt();
     let tx: NftTransaction;
     let base: number | undefined;
     if (!rb) {
@@ -196,6 +222,80 @@ export class NftablesDataplane implements Dataplane {
     this.knownGeneration = known;
     const verified = tx.writes === 0 ? true : await this.verify(objects, notes, tx);
     return { kernelWrites: tx.writes, verified, durationMs: performance.now() - t0, notes };
+  }
+
+  /**
+   * A resync after the generation moved from `since` (known) to `now`, reading back only what
+   * the commits in between changed in our table, as nf_tables' notifications named it (the
+   * runner's change record, NftChangeLog, says why that is complete): nothing when they touched
+   * other tables only; else those chains and per-group sets whole, and those elements of the
+   * skeleton's maps and sets one by one, each diffed with what we applied and repaired. A chain
+   * another program wrote rules in is refilled even when its digest matches (the digest cannot
+   * see a changed match; every commit after `since` is someone else's: our own runs advanced
+   * knownGeneration past theirs, or left it unknown). Returns undefined — the caller reads the
+   * whole table — when the record cannot vouch for the range (notifications lost or not yet
+   * all received, a change it cannot name, another table-level change), when the scoped read
+   * fails, and when the last whole read is older than wholeReadEveryMs: a whole read now and
+   * then bounds how long an unforeseen blind spot of the notifications could hide drift.
+   */
+  private async resyncNotified(
+    since: number,
+    now: number,
+    objects: NftObjects,
+    notes: string[],
+  ): Promise<Omit<ApplyResult, 'durationMs'> | undefined> {
+    const r = await this.runner();
+    if (this.options.changeNotifications === false || !r.changesSince) return undefined;
+    const every = this.options.wholeReadEveryMs ?? WHOLE_READ_EVERY_MS;
+    if (this.clock() - this.wholeKnownAt >= every) {
+      notes.push(`whole read: the table was last known whole over ${Math.round(every / 1000)} s ago`);
+      return undefined;
+    }
+    const changes = await r.changesSince(NFT_FAMILY, this.table, since, now);
+    if ('unknown' in changes) {
+      notes.push(`whole read: ${changes.unknown}`);
+      return undefined;
+    }
+    const scope = changesScope(changes);
+    const moved = `ruleset generation ${since} → ${now}, ${changes.commits} commits`;
+    if (scopeIsEmpty(scope)) {
+      this.knownGeneration = now;
+      notes.push(`${moved}, none to our table (nf_tables notifications): no read-back`);
+      return { kernelWrites: 0, verified: true, notes };
+    }
+    let rb: NftReadBack | undefined;
+    try {
+      rb = await r.listTable(NFT_FAMILY, this.table, scope);
+    } catch (e) {
+      notes.push(`whole read: reading what notifications named failed (${(e as Error).message.split('\n')[0]})`);
+      return undefined;
+    }
+    const after = await this.generation();
+    if (!rb) return undefined; // the table is gone: the whole path reloads it
+    notes.push(
+      `${moved}: read back what notifications named (${scope.chains.length} chains, ${scope.sets.length} sets, ${scope.elements.length} elements)`,
+    );
+    const foreignChains = new Set(scope.chains);
+    let tx = planNftUpdate(
+      scopedInventory(rb),
+      narrowToScope(objects, scope),
+      this.table,
+      (name, fp, rules) => !foreignChains.has(name) && sameBySummary(name, fp, rules),
+    );
+    if (tx.writes > 0) notes.push(`repaired drift in ${tx.touchedChains.length} chains, ${tx.writes} writes`);
+    // A commit during the read: what we read may mix generations. With nothing written, `since`
+    // stays a sound base (the next resync re-reads all after it); after writes, nothing is known.
+    let known: number | undefined;
+    ({ tx, known } = await this.runOrReload(tx, after === now ? now : undefined, objects, notes));
+    this.knownGeneration = after !== now && tx.writes === 0 ? since : known;
+    const verified = tx.writes === 0 ? true : await this.verify(objects, notes, tx);
+    return { kernelWrites: tx.writes, verified, notes };
+  }
+
+  /** Keeps the runner's record of what commits change in our table going (see resyncNotified). */
+  private async watch(): Promise<void> {
+    const r = await this.runner();
+    if (this.options.changeNotifications !== false) await r.watch?.(NFT_FAMILY, this.table);
   }
 
   async cleanup(): Promise<ApplyResult> {
@@ -308,6 +408,7 @@ export class NftablesDataplane implements Dataplane {
     const before = await this.generation();
     const rb = await this.readBack();
     const after = before === undefined ? undefined : await this.generation();
+    this.wholeKnownAt = this.clock();
     return { rb, generation: before !== undefined && before === after ? before : undefined };
   }
 
@@ -320,6 +421,7 @@ export class NftablesDataplane implements Dataplane {
   private async runFrom(tx: NftTransaction, base: number | undefined): Promise<number | undefined> {
     this.knownGeneration = undefined; // a failed run leaves the table unknown
     await this.run(tx);
+    if (tx.fullLoad) this.wholeKnownAt = this.clock();
     if (!(tx.size > 0)) return base;
     const r = await this.runner();
     const after = await this.generation();
