@@ -16,8 +16,10 @@
 // dataplane.apply of that change with verifyAfterApply on, the default: render, diff, batch,
 // read-back of what it touched), oneChangeApplyNoVerifyMs, initialMs, nftFullLoadMs,
 // noopResyncMs (a resync when the ruleset generation is unchanged: no read-back),
-// fullReadbackMs (a resync after a commit moved it: the whole table read back), nftListMs, and
-// the ratios.
+// movedResyncMs (a resync after the bench's own commits to our table moved it: reads back what
+// nf_tables' notifications named), foreignResyncMs (after a commit to another table: reads
+// nothing), fullReadbackMs (a resync after a commit moved it, notifications off: the whole
+// table read back), nftListMs, and the ratios.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
@@ -161,26 +163,51 @@ async function inside(): Promise<void> {
   const reapply = await dp.apply(after);
   const applyNoopMs = now() - t;
   const sameTable = (await dp.readBack())!.tableHandle === handle;
-  // The bench's own runner.run calls above committed behind the dataplane's back, so the ruleset
-  // generation moved: this resync reads the whole table back over netlink.
+  // The bench's own runner.run calls above committed to our table behind the dataplane's back, so
+  // the ruleset generation moved: this resync reads back what nf_tables' notifications named (the
+  // changed group's endpoint map, its hairpin entries, the probe elements) and repairs nothing.
+  const movedCommits = runner.received.datagrams;
   t = now();
-  const fullResync = await dp.resync();
-  const fullReadbackMs = now() - t;
-  const fullReadbackSplit = runner.lastRead;
+  const movedResync = await dp.resync();
+  const movedResyncMs = now() - t;
+  const movedResyncDatagrams = runner.received.datagrams - movedCommits;
+  // A commit to another table only: the notifications name nothing of ours, nothing is read.
+  nft(['add', 'table', 'inet', 'bench-other']);
+  t = now();
+  const foreignResync = await dp.resync();
+  const foreignResyncMs = now() - t;
+  nft(['delete', 'table', 'inet', 'bench-other']);
+  const afterDelete = await dp.resync(); // the delete moved it again: nothing of ours either
+  const notified = (n: readonly string[]) => n.some((x) => x.includes('read back what notifications named'));
+  const noneOfOurs = (n: readonly string[]) => n.some((x) => x.includes('none to our table'));
+  if (!notified(movedResync.notes) || !noneOfOurs(foreignResync.notes) || !noneOfOurs(afterDelete.notes))
+    throw new Error(`unexpected notified resyncs: ${JSON.stringify([movedResync.notes, foreignResync.notes])}`);
   // Nothing committed since that verified read: the resync a steady node runs (generation check).
   const resyncs: number[] = [];
-  let resync = fullResync;
+  let resync = movedResync;
   for (let k = 0; k < 5; k++) {
     t = now();
     resync = await dp.resync();
     resyncs.push(now() - t);
   }
   const noopResyncMs = median(resyncs);
-  if (resync.kernelWrites !== 0 || fullResync.kernelWrites !== 0 || reapply.kernelWrites !== 0)
-    throw new Error('no-op resync or apply wrote to the kernel');
-  const skipped = (n: readonly string[]) => n.some((x) => x.includes('no read-back'));
-  if (skipped(fullResync.notes) || !skipped(resync.notes))
-    throw new Error(`unexpected resync paths: ${JSON.stringify([fullResync.notes, resync.notes])}`);
+  const skipped = (n: readonly string[]) => n.some((x) => x.includes('unchanged since verified: no read-back'));
+  if (!skipped(resync.notes)) throw new Error(`unexpected resync path: ${JSON.stringify(resync.notes)}`);
+  // The whole read, as every resync after a moved generation made before notifications: a
+  // dataplane with them off adopts the table (one untimed whole read), then resyncs after a
+  // commit to another table.
+  const whole = new NftablesDataplane({ runner, verifyAfterApply: false, changeNotifications: false });
+  await whole.apply(after);
+  nft(['add', 'table', 'inet', 'bench-other']);
+  t = now();
+  const fullResync = await whole.resync();
+  const fullReadbackMs = now() - t;
+  const fullReadbackSplit = runner.lastRead;
+  nft(['delete', 'table', 'inet', 'bench-other']);
+  if (skipped(fullResync.notes) || notified(fullResync.notes))
+    throw new Error(`unexpected whole resync path: ${JSON.stringify(fullResync.notes)}`);
+  for (const x of [resync, fullResync, reapply, movedResync, foreignResync, afterDelete])
+    if (x.kernelWrites !== 0) throw new Error(`a resync or no-op apply wrote to the kernel: ${JSON.stringify(x)}`);
   // The same change with verifyAfterApply on (the default), by a dataplane that adopted the table
   // (a restarted applier: one whole-table read, no writes), changing the service back.
   const verifying = new NftablesDataplane({ runner });
@@ -230,6 +257,12 @@ async function inside(): Promise<void> {
     nftListMs,
     noopResyncMs,
     ratioNoopResyncVsNftList: noopResyncMs / nftListMs,
+    movedResyncMs,
+    ratioMovedResyncVsNftList: movedResyncMs / nftListMs,
+    movedResyncNotes: movedResync.notes,
+    movedResyncDatagrams,
+    foreignResyncMs,
+    ratioForeignResyncVsNftList: foreignResyncMs / nftListMs,
     fullReadbackMs,
     ratioFullReadbackVsNftList: fullReadbackMs / nftListMs,
     fullReadbackSplit,
@@ -257,7 +290,9 @@ async function inside(): Promise<void> {
     `one map element, goto verdict (batch)   ${fmt(kernelElementGotoMs)}  (commit re-validates the table's jump graph)`,
     `no-op dataplane.apply                   ${fmt(applyNoopMs)}  (0 writes)`,
     `nft -j list table                       ${fmt(nftListMs)}`,
-    `resync, generation moved: full read     ${fmt(fullReadbackMs)}  = ${r.ratioFullReadbackVsNftList.toFixed(3)} × nft -j list  (0 writes)`,
+    `resync, generation moved (our table)    ${fmt(movedResyncMs)}  = ${r.ratioMovedResyncVsNftList.toFixed(4)} × nft -j list  (reads what notifications named: ${movedResyncDatagrams} datagrams; 0 writes)`,
+    `resync, generation moved (other table)  ${fmt(foreignResyncMs)}  = ${r.ratioForeignResyncVsNftList.toFixed(4)} × nft -j list  (no read-back; 0 writes)`,
+    `resync, generation moved: whole read    ${fmt(fullReadbackMs)}  = ${r.ratioFullReadbackVsNftList.toFixed(3)} × nft -j list  (notifications off; 0 writes)`,
     `  … of which list ${fmt(fullReadbackSplit.listMs)}, ${fullReadbackSplit.dumps} dumps ${fmt(fullReadbackSplit.dumpsMs)}, digest ${fmt(fullReadbackSplit.digestMs)}`,
     `no-op resync, generation unchanged      ${fmt(noopResyncMs)}  = ${r.ratioNoopResyncVsNftList.toFixed(4)} × nft -j list  (0 writes, no read-back; median of 5)`,
   ];

@@ -20,13 +20,15 @@ const { values } = parseArgs({
 const K = Number(values.sets);
 const E = Number(values.elements);
 const D = Number(values.dumps);
-const name = (i: number) => `endpoints-X${i.toString(16).padStart(7, "0")}-default/svc-${i}/http/tcp`;
+const name = (i: number) => `endpoints-X${i.toString(16).padStart(7, '0')}-default/svc-${i}/http/tcp`;
 const lines = ['table inet probe {'];
 for (let i = 0; i < K; i++) {
   const els: string[] = [];
   const step = Math.floor(65536 / E);
   for (let e = 0; e < E; e++)
-    els.push(`${e * step}-${e === E - 1 ? 65535 : (e + 1) * step - 1} : 10.${(i >> 8) & 255}.${i & 255}.${e + 1} . 8080`);
+    els.push(
+      `${e * step}-${e === E - 1 ? 65535 : (e + 1) * step - 1} : 10.${(i >> 8) & 255}.${i & 255}.${e + 1} . 8080`,
+    );
   lines.push(
     `  map ${name(i)} { typeof numgen random mod 65536 : ip daddr . tcp dport; flags interval; elements = { ${els.join(', ')} } }`,
   );

@@ -25,7 +25,7 @@ describe.each(['netlink', 'nft'] as const)('skeleton repair in place (%s backend
     });
     const [fresh, first, adopted, resynced, after] = steps;
     expect(adopted!.notes).toEqual(['adopted existing table', `skeleton repaired in place (${OLD})`]);
-    expect(resynced!.notes[0]).toBe(`skeleton repaired in place (${OLD})`);
+    expect(resynced!.notes).toContain(`skeleton repaired in place (${OLD})`);
     for (const s of [adopted!, resynced!]) {
       expect(s.verified, s.step).toBe(true);
       expect(s.writes, s.step).toBeGreaterThan(0);

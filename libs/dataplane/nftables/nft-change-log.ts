@@ -75,7 +75,7 @@ export class NftChangeLog {
   /** The generation of the last NEWGEN taken (records may have been forgotten up to it since). */
   private tail: number | undefined;
   /** Why coverage was last lost (kept after `begin`, for notes). */
-  lostReason = 'not started';
+  lostReason = 'the record started there';
   private readonly waiters = new Set<() => void>();
 
   /**

@@ -91,9 +91,9 @@ export interface NftNetlinkRunnerOptions {
 /** How long changesSince waits for the notifications of a generation GETGEN already reports. */
 const NOTIFICATION_WAIT_MS = 1000;
 /**
- * Our own transactions above this many messages run with the notification socket unsubscribed:
- * with a listener, nf_tables builds a notification per object it commits (~250k for a 10k-service
- * load), which costs the commit time and overflows the socket anyway. Coverage restarts after.
+ * Our own transactions above this many messages run with no listener: with one, nf_tables builds
+ * a notification per object it commits (~250k for a 10k-service load), which costs commit time
+ * and overflows the socket anyway. The next `watch` starts it again, with coverage from then.
  */
 const UNMONITORED_RUN_MESSAGES = 5_000;
 
@@ -158,18 +158,14 @@ export class NftNetlinkRunner implements NftRunner {
     const compileMs = performance.now() - t0;
     let bytes = 0;
     const batchMs: number[] = [];
-    const unmonitored = this.listener !== undefined && messages.length > UNMONITORED_RUN_MESSAGES;
-    if (unmonitored) this.unsubscribe(`our own transaction of ${messages.length} messages ran unmonitored`);
-    try {
-      for (const b of batches) {
-        bytes += b.reduce((a, m) => a + m.payload.length + 16, 0);
-        const framed = [batchBegin(), ...b, batchEnd()];
-        const t1 = performance.now();
-        await this.conn.sendBatch(framed.map(toRequest), framed.length - 2);
-        batchMs.push(performance.now() - t1);
-      }
-    } finally {
-      if (unmonitored) await this.resubscribe();
+    if (messages.length > UNMONITORED_RUN_MESSAGES)
+      this.listener?.stop(`our own transaction of ${messages.length} messages ran unmonitored`);
+    for (const b of batches) {
+      bytes += b.reduce((a, m) => a + m.payload.length + 16, 0);
+      const framed = [batchBegin(), ...b, batchEnd()];
+      const t1 = performance.now();
+      await this.conn.sendBatch(framed.map(toRequest), framed.length - 2);
+      batchMs.push(performance.now() - t1);
     }
     this.lastRun = { messages: messages.length, batches: batches.length, bytes, compileMs, batchMs };
   }
@@ -230,17 +226,6 @@ export class NftNetlinkRunner implements NftRunner {
       this.options.monitorRecvBufferSize ?? 8 * 1024 * 1024,
     );
     await this.listener.start();
-  }
-
-  private unsubscribe(why: string): void {
-    this.listener?.stop(why);
-  }
-
-  /** Listens again after an unmonitored run, and restarts every log's coverage from now. */
-  private async resubscribe(): Promise<void> {
-    await this.subscribe();
-    const gen = await this.generation();
-    for (const log of this.logs.values()) log.begin(gen);
   }
 
   /** Each batch is one kernel commit. */

@@ -77,11 +77,14 @@ export class NftNotificationListener {
         for (const n of ns) this.onNotification(n);
       }
     });
-    child.on('exit', (code, signal) => {
+    // 'close': after the child exited and its pipes were read to the end (its last words on stderr included).
+    child.on('close', (code, signal) => {
       if (this.child !== child) return; // stopped on purpose
       this.child = undefined;
       this.ready = undefined;
-      const why = `notification listener exited (${stderr.trim() || signal || `code ${code}`})`;
+      // The native abort prints two lines ("terminate called …", "  what(): …"): keep the last.
+      const said = stderr.trim().split('\n').at(-1)?.trim();
+      const why = `notification listener exited (${[signal ?? `code ${code}`, said].filter(Boolean).join(': ')})`;
       if (!isReady) rejectReady(new Error(why));
       this.onLost(why);
     });

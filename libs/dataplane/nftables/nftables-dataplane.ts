@@ -135,7 +135,10 @@ export class NftablesDataplane implements Dataplane {
     const part = slice && { before: renderNftObjects(slice.prev), after: renderNftObjects(slice.next) };
     if (part) shareElements(this.applied!.objects, part.before, part.after);
     const objects = part ? undefined : renderNftObjects(state);
-    await this.watch();
+    // Not before a first apply: its load runs without a listener anyway (NftNetlinkRunner.run),
+    // and coverage from a later generation is only ever slower (a whole read), never wrong.
+    if (this.applied) await this.watch();
+    else await this.runner();
     const notes: string[] = this.takeStartNotes();
     let tx: NftTransaction;
     let base: number | undefined;
@@ -405,6 +408,8 @@ export class NftablesDataplane implements Dataplane {
    * and after means no commit ran in between, so the dumps saw one consistent table.
    */
   private async readBackAt(): Promise<{ rb: NftReadBack | undefined; generation: number | undefined }> {
+    // A record of changes that lost its coverage restarts here, so that it covers this read's generation.
+    await this.watch();
     const before = await this.generation();
     const rb = await this.readBack();
     const after = before === undefined ? undefined : await this.generation();

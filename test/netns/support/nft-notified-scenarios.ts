@@ -150,7 +150,13 @@ export async function lostNotificationsAndRestart(): Promise<NotifiedStep[]> {
   try {
     await dp.apply(state);
     loaded = listing();
-    const elements = Array.from({ length: 2000 }, (_, i) => `10.${(i >> 8) & 255}.${i & 255}.1`).join(', ');
+    // The first resync starts the listener (a first apply does not: its load runs unmonitored).
+    const first = await dp.resync();
+    if (first.kernelWrites !== 0) throw new Error(`first resync wrote: ${first.notes}`);
+    const elements = Array.from(
+      { length: 20_000 },
+      (_, i) => `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`,
+    ).join(', ');
     nftScript(
       [
         `table inet ${TABLE}-other {\n set s {\n type ipv4_addr\n elements = { ${elements} }\n }\n}`,
