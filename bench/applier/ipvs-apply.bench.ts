@@ -411,9 +411,18 @@ await dp.cleanup();
 await dp.close();
 
 const r = (x: number) => Math.round(x);
+/** The guest's clocksource (under TCG a clock read may be an emulated device access, not a vDSO read). */
+function clocksource(): string {
+  try {
+    return readFileSync('/sys/devices/system/clocksource/clocksource0/current_clocksource', 'utf8').trim();
+  } catch {
+    return 'unknown';
+  }
+}
 const out = {
   services,
   endpoints,
+  clocksource: clocksource(),
   baselineMs: r(baseMs),
   // waited after deleting the baseline's netns for the guest to be idle again (not counted)
   baselineTeardownMs: r(quietMs),
