@@ -61,10 +61,12 @@ share() { printf 'local,path=%s,mount_tag=%s,security_model=none,multidevs=remap
 # SIGSEGV or SIGILL (V8 writes JIT code on one vCPU that another executes; cross-modifying code
 # is where MTTCG is fragile). One TCG thread runs the vCPUs round-robin: slower, but stable.
 # VM_TCG_THREAD=multi restores the faster mode for experiments.
+# VM_KERNEL_ARGS adds guest kernel arguments (e.g. "clocksource=tsc tsc=reliable": the guest
+# otherwise picks hpet, and every clock read is then an emulated device access).
 qemu=(qemu-system-x86_64 -accel "tcg,thread=${VM_TCG_THREAD:-single}" -m "$mem" -smp "$smp"
   -nographic -no-reboot -monitor none -nic none
   -kernel "$img/vmlinuz" -initrd "$img/initramfs.cpio.gz"
-  -append "console=ttyS0 quiet panic=-1"
+  -append "console=ttyS0 quiet panic=-1${VM_KERNEL_ARGS:+ $VM_KERNEL_ARGS}"
   -virtfs "$(share / hostroot ,readonly=on)"
   -virtfs "$(share "$img/modroot" modroot ,readonly=on)"
   -virtfs "$(share "$repo" repo ,readonly=on)"
