@@ -101,23 +101,41 @@ function inspect(db: Db, file: string): SchemaStatus {
   return { applied, pending: known.filter((n) => !applied.includes(n)), version: applied.length };
 }
 
+/**
+ * Runs every pending migration in ONE transaction: all of them or, after an error or a crash
+ * anywhere in between, none (the file stays as it was and the next open runs them again). kysely
+ * runs SQLite migrations without a transaction (its SQLite adapter declares no transactional DDL,
+ * which SQLite has), so each statement committed on its own: a crash between two left a
+ * half-made schema, and a fresh file paid one WAL fsync per statement (~30, before the planner
+ * could append its first event).
+ */
 async function runMigrations(db: Db, file: string): Promise<void> {
-  db.pragma(`application_id = ${APPLICATION_ID}`);
   // No destroy(): kysely's driver would close the shared better-sqlite3 handle.
   const k = new Kysely<unknown>({ dialect: new SqliteDialect({ database: db }) });
-  const { error, results } = await new Migrator({
-    db: k,
-    provider: migrationProvider,
-    migrationTableName: MIGRATION_TABLE,
-  }).migrateToLatest();
+  db.exec('BEGIN IMMEDIATE');
+  let outcome: Awaited<ReturnType<Migrator['migrateToLatest']>>;
+  try {
+    db.pragma(`application_id = ${APPLICATION_ID}`);
+    outcome = await new Migrator({
+      db: k,
+      provider: migrationProvider,
+      migrationTableName: MIGRATION_TABLE,
+    }).migrateToLatest();
+    if (outcome.error) db.exec('ROLLBACK');
+    else db.exec('COMMIT');
+  } catch (e) {
+    if (db.inTransaction) db.exec('ROLLBACK');
+    throw e;
+  }
+  const { error, results } = outcome;
   if (error) {
     const failed = results?.find((r) => r.status === 'Error')?.migrationName ?? '?';
-    const t = translateSqliteError(error, `${file}: migration ${failed} failed`);
+    const t = translateSqliteError(error, `${file}: migration ${failed} failed (none applied)`);
     throw t instanceof EventLogError
       ? t
       : new EventLogError(
           'INVALID',
-          `${file}: migration ${failed} failed: ${error instanceof Error ? error.message : String(error)}`,
+          `${file}: migration ${failed} failed (none applied): ${error instanceof Error ? error.message : String(error)}`,
           { cause: error },
         );
   }

@@ -2,6 +2,10 @@ import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
+import { Kysely, SqliteDialect } from 'kysely';
+import { Migrator } from 'kysely/migration';
+import { migrationProvider } from '../../../migrations/index.ts';
+import { APPLICATION_ID } from '../../../libs/eventlog/open-database.ts';
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import { EventLog, EventLogError, verifyLog } from '../../../libs/eventlog/index.ts';
 import type { WatchEvent } from '../../../libs/model/index.ts';
@@ -98,6 +102,30 @@ describe('bad input: one clear line, nothing written', () => {
     expect(e.code).toBe('SCHEMA_TOO_NEW');
     expect(e.message).toMatch(/schema is newer than this switchboard \(unknown migrations 9999-from-the-future\)/);
     expect((await cli('replay', '--db', file)).err).toMatch(/^switchboard: .*schema is newer/);
+  });
+
+  it('a migration that fails leaves the file as it was: pending migrations run all or none', async () => {
+    const file = tmp.file('half-migrated.db');
+    const db = new Database(file);
+    const k = new Kysely<unknown>({ dialect: new SqliteDialect({ database: db }) });
+    const to1 = await new Migrator({ db: k, provider: migrationProvider }).migrateTo('0001-initial');
+    expect(to1.error).toBeUndefined();
+    db.pragma(`application_id = ${APPLICATION_ID}`); // as a file migrated to 0001 by an earlier release
+    db.exec('CREATE TABLE replication_truncations (x INTEGER)'); // 0003 creates it, after 0002 ran
+    const before = db.prepare('SELECT type, name, sql FROM sqlite_master ORDER BY name').all();
+    db.close();
+    const e = await openError(file);
+    expect(e.message).toMatch(
+      /half-migrated\.db: migration 0003-replication failed \(none applied\): .*replication_truncations already exists/,
+    );
+    const db2 = new Database(file);
+    expect(db2.prepare('SELECT type, name, sql FROM sqlite_master ORDER BY name').all()).toEqual(before); // 0002 undone too
+    expect(db2.prepare('SELECT name FROM kysely_migration ORDER BY name').pluck().all()).toEqual(['0001-initial']);
+    db2.exec('DROP TABLE replication_truncations'); // the operator removes the obstacle: the next open runs all three
+    db2.close();
+    const log = await EventLog.open({ file });
+    expect(log.schema.pending).toEqual([]);
+    log.close();
   });
 
   it('a missing file for read-only commands, and a log that needs migrating', async () => {
