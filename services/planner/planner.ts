@@ -112,6 +112,7 @@ export class Planner {
         this.scheduleSync();
       },
       onError: (e) => this.fail('append', e),
+      holdWhile: () => !this.isSynced, // the initial list: appended in full batches, then all before version 1
     });
     this.source = this.options.source((e) => this.batcher.push(e), {
       // Each scan reports everything it refused; count only what is new, keep only the current list.

@@ -54,4 +54,32 @@ describe('EventBatcher (group commit for watch events)', () => {
     expect(errors).toEqual(['disk full', 'disk full']);
     b.stop();
   });
+
+  it('while holdWhile holds (the initial list), appends only full batches; drain appends the rest; then every burst again', async () => {
+    const batches: number[][] = [];
+    let listing = true;
+    const b = new EventBatcher<number>({
+      serial: serialQueue(),
+      flush: (e) => void batches.push([...e]),
+      maxBatch: 3,
+      holdWhile: () => listing,
+    });
+    b.push(1);
+    b.push(2);
+    await new Promise((r) => setImmediate(r));
+    await new Promise((r) => setImmediate(r));
+    expect(batches).toEqual([]); // a page's worth is not committed on its own
+    const wait = b.push(3);
+    expect(wait).toBeInstanceOf(Promise); // a full batch: appended, and the sink waits for it
+    b.push(4);
+    await wait;
+    expect(batches).toEqual([[1, 2, 3]]); // the partial batch [4] stays queued
+    expect(b.queued).toBe(1);
+    await b.drain(); // the list ended: everything is appended before version 1
+    expect(batches).toEqual([[1, 2, 3], [4]]);
+    listing = false;
+    b.push(5); // after the list: each burst is appended at once, as before
+    for (let i = 0; i < 10 && batches.length < 3; i++) await new Promise((r) => setImmediate(r));
+    expect(batches).toEqual([[1, 2, 3], [4], [5]]);
+  });
 });
