@@ -5,8 +5,10 @@
  * stand-in: it records publishes and serves the first version (checkpoint) by direct get. What
  * the fan-out bench's per-node figure adds to this is the connection's socket read and write and
  * the NATS client's parsing. Usage:
- *   npx tsx bench/fanout/node-event-bench.ts [--events 2000] [--rounds 5] [--services 50] [--nodes 100] [--signed 1] [--out FILE]
- * Prints per-round µs per event and a JSON line (min and median over the rounds).
+ *   npx tsx bench/fanout/node-event-bench.ts [--events 4000] [--rounds 5] [--warmup 3000] [--services 50] [--nodes 100] [--signed 1] [--out FILE]
+ * `--warmup` events run first, unmeasured (until the JIT has settled, the per-event CPU keeps
+ * falling: a 2,000-event round is ~2× slower in the first round than in the fourth). Prints
+ * per-round µs per event and a JSON line (min and median over the rounds).
  */
 import { generateKeyPairSync } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
@@ -32,7 +34,8 @@ import { node, service, VersionMaker } from '../../test/libs/bus/fixtures.ts';
 
 const { values } = parseArgs({
   options: {
-    events: { type: 'string', default: '2000' },
+    events: { type: 'string', default: '4000' },
+    warmup: { type: 'string', default: '3000' },
     rounds: { type: 'string', default: '5' },
     services: { type: 'string', default: '50' },
     nodes: { type: 'string', default: '100' },
@@ -41,6 +44,7 @@ const { values } = parseArgs({
   },
 });
 const events = Number(values.events);
+const warmup = Number(values.warmup);
 const rounds = Number(values.rounds);
 const services = Number(values.services);
 const signer = values.signed === '1' ? signerFromKey(generateKeyPairSync('ed25519').privateKey) : undefined;
@@ -93,7 +97,7 @@ const v1 = m.next({
 store(v1.checkpoint(), 1);
 store(v1.delta, 1);
 const notices: Uint8Array[] = [];
-for (let e = 0; e < events * rounds; e++) {
+for (let e = 0; e < warmup + events * rounds; e++) {
   const v = m.next({ upsertServices: [service(e % services, 5, e + 1)] }); // one endpoint set changes
   notices.push(notice(v.delta.version, store(v.delta, 1)));
 }
@@ -148,11 +152,12 @@ const deliver = (data: Uint8Array) =>
     callback!(null, { data });
   });
 await deliver(notice(1, undefined)); // the first version from its checkpoint, by direct get
+for (let e = 0; e < warmup; e++) await deliver(notices[e]!);
 
 const perRound: number[] = [];
 for (let r = 0; r < rounds; r++) {
   const c0 = process.cpuUsage();
-  for (let e = 0; e < events; e++) await deliver(notices[r * events + e]!);
+  for (let e = 0; e < events; e++) await deliver(notices[warmup + r * events + e]!);
   const c = process.cpuUsage(c0);
   perRound.push((c.user + c.system) / events);
 }
@@ -160,6 +165,7 @@ await session.stop();
 const sorted = [...perRound].sort((a, b) => a - b);
 const result = {
   events,
+  warmup,
   rounds,
   services,
   signed: !!signer,
