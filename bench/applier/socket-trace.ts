@@ -90,6 +90,8 @@ export interface ChangeTrace {
   datagramsSent: number;
   datagramsReceived: number;
   messages: string[];
+  /** sizes of the datagrams received, in order */
+  receivedBytes: number[];
 }
 
 export function startChange(): void {
@@ -117,6 +119,7 @@ export function endChange(t0: number, t1: number): ChangeTrace {
     datagramsSent: sent.length,
     datagramsReceived: received.length,
     messages: sent.flatMap((s) => s.messages),
+    receivedBytes: received.map((r) => r.bytes),
   };
 }
 
@@ -139,6 +142,7 @@ export function summarize(traces: readonly ChangeTrace[]): Record<string, unknow
     datagramsSent: med(traces.map((t) => t.datagramsSent)),
     datagramsReceived: med(traces.map((t) => t.datagramsReceived)),
     messages: [...new Set(traces.map((t) => t.messages.join(' ')))],
+    receivedBytes: [...new Set(traces.map((t) => t.receivedBytes.join(' ')))],
   };
 }
 
