@@ -5,7 +5,10 @@
  * stand-in: it records publishes and serves the first version (checkpoint) by direct get. What
  * the fan-out bench's per-node figure adds to this is the connection's socket read and write and
  * the NATS client's parsing. Usage:
- *   npx tsx bench/fanout/node-event-bench.ts [--events 4000] [--rounds 5] [--warmup 3000] [--services 50] [--nodes 100] [--signed 1] [--out FILE]
+ *   npx tsx bench/fanout/node-event-bench.ts [--events 4000] [--rounds 5] [--warmup 3000] [--sessions 1] [--services 50] [--nodes 100] [--signed 1] [--out FILE]
+ * `--sessions N`: N nodes in this process, each notice handed to all of them (as the fan-out
+ * bench's worker processes hold 25–250 appliers each): the figure is then per node-event, and
+ * its growth over one session's is what sharing one process and its caches costs.
  * `--warmup` events run first, unmeasured (until the JIT has settled, the per-event CPU keeps
  * falling: a 2,000-event round is ~2× slower in the first round than in the fourth). Prints
  * per-round µs per event and a JSON line (min and median over the rounds).
@@ -40,11 +43,13 @@ const { values } = parseArgs({
     services: { type: 'string', default: '50' },
     nodes: { type: 'string', default: '100' },
     signed: { type: 'string', default: '0' },
+    sessions: { type: 'string', default: '1' },
     out: { type: 'string' },
   },
 });
 const events = Number(values.events);
 const warmup = Number(values.warmup);
+const sessions = Number(values.sessions);
 const rounds = Number(values.rounds);
 const services = Number(values.services);
 const signer = values.signed === '1' ? signerFromKey(generateKeyPairSync('ed25519').privateKey) : undefined;
@@ -102,9 +107,6 @@ for (let e = 0; e < warmup + events * rounds; e++) {
   notices.push(notice(v.delta.version, store(v.delta, 1)));
 }
 
-const name = 'node-0';
-let callback: ((err: unknown, msg: { data: Uint8Array }) => void) | undefined;
-let acked: (() => void) | undefined;
 const reply = (subject: string, s: Stored | undefined) =>
   s
     ? {
@@ -116,41 +118,57 @@ const reply = (subject: string, s: Stored | undefined) =>
         },
       }
     : { data: new Uint8Array(0), headers: { code: 404, description: 'Message Not Found', get: () => '' } };
-const nc = {
-  subscribe(subject: string, o: { callback: typeof callback }) {
-    if (subject === targetNoticeSubject(DEFAULT_TARGET_KEY)) callback = o.callback;
-    return { unsubscribe() {} };
-  },
-  flush: async () => {},
-  publish(subject: string) {
-    if (subject === ackSubject(name)) acked?.();
-  },
-  request: async (subject: string, payload: string | Uint8Array) => {
-    if (subject !== `$JS.API.DIRECT.GET.${VERSIONS_STREAM}` || typeof payload !== 'string')
-      return reply(subject, undefined);
-    const q = JSON.parse(payload) as { seq: number; next_by_subj: string };
-    return reply(q.next_by_subj, q.seq <= 1 ? stored.get(q.next_by_subj) : undefined);
-  },
-  status: () => ({ [Symbol.asyncIterator]: () => ({ next: () => new Promise(() => {}) }) }),
-} as unknown as NatsConnection;
 
-const session = await ApplierSession.start({
-  nc,
-  node: name,
-  dataplane: new DryRunDataplane(),
-  heartbeatMs: 0,
-  targetRefreshMs: 0,
-  verifier: signer ? verifierFromPem(signer.publicKeyPem) : undefined,
-  onEvent: (e) => {
-    if (e.type === 'nack' || e.type === 'rejected') throw new Error(`${e.type}: ${JSON.stringify(e)}`);
-    if (e.type === 'ack' && e.ack.version > 1 && e.path !== 'deltas') throw new Error(`fetched: ${e.path}`);
-  },
-});
-const deliver = (data: Uint8Array) =>
-  new Promise<void>((done) => {
-    acked = done;
-    callback!(null, { data });
+/** One simulated node: a session over its own stand-in connection. */
+async function startNode(name: string) {
+  const n = {
+    callback: undefined as ((err: unknown, msg: { data: Uint8Array }) => void) | undefined,
+    acked: undefined as (() => void) | undefined,
+    session: undefined as ApplierSession | undefined,
+  };
+  const nc = {
+    subscribe(subject: string, o: { callback: typeof n.callback }) {
+      if (subject === targetNoticeSubject(DEFAULT_TARGET_KEY)) n.callback = o.callback;
+      return { unsubscribe() {} };
+    },
+    flush: async () => {},
+    publish(subject: string) {
+      if (subject === ackSubject(name)) n.acked?.();
+    },
+    request: async (subject: string, payload: string | Uint8Array) => {
+      if (subject !== `$JS.API.DIRECT.GET.${VERSIONS_STREAM}` || typeof payload !== 'string')
+        return reply(subject, undefined);
+      const q = JSON.parse(payload) as { seq: number; next_by_subj: string };
+      return reply(q.next_by_subj, q.seq <= 1 ? stored.get(q.next_by_subj) : undefined);
+    },
+    status: () => ({ [Symbol.asyncIterator]: () => ({ next: () => new Promise(() => {}) }) }),
+  } as unknown as NatsConnection;
+  n.session = await ApplierSession.start({
+    nc,
+    node: name,
+    dataplane: new DryRunDataplane(),
+    heartbeatMs: 0,
+    targetRefreshMs: 0,
+    verifier: signer ? verifierFromPem(signer.publicKeyPem) : undefined,
+    onEvent: (e) => {
+      if (e.type === 'nack' || e.type === 'rejected') throw new Error(`${e.type}: ${JSON.stringify(e)}`);
+      if (e.type === 'ack' && e.ack.version > 1 && e.path !== 'deltas') throw new Error(`fetched: ${e.path}`);
+    },
   });
+  return n;
+}
+const nodes = await Promise.all(Array.from({ length: sessions }, (_, i) => startNode(`node-${i}`)));
+/** One event: the notice to every node (as one worker process's connections get it), until every ACK. */
+const deliver = (data: Uint8Array) =>
+  Promise.all(
+    nodes.map(
+      (n) =>
+        new Promise<void>((done) => {
+          n.acked = done;
+          n.callback!(null, { data });
+        }),
+    ),
+  );
 await deliver(notice(1, undefined)); // the first version from its checkpoint, by direct get
 for (let e = 0; e < warmup; e++) await deliver(notices[e]!);
 
@@ -159,14 +177,15 @@ for (let r = 0; r < rounds; r++) {
   const c0 = process.cpuUsage();
   for (let e = 0; e < events; e++) await deliver(notices[warmup + r * events + e]!);
   const c = process.cpuUsage(c0);
-  perRound.push((c.user + c.system) / events);
+  perRound.push((c.user + c.system) / events / sessions); // per node-event
 }
-await session.stop();
+for (const n of nodes) await n.session!.stop();
 const sorted = [...perRound].sort((a, b) => a - b);
 const result = {
   events,
   warmup,
   rounds,
+  sessions,
   services,
   signed: !!signer,
   noticeBytes: notices[0]!.length,
