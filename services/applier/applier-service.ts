@@ -22,6 +22,8 @@ export interface ApplierServiceOptions {
   readonly node: string;
   readonly nats: string | string[];
   readonly mode: DataplaneChoice;
+  /** nftables mode: follow nf_tables' change notifications (default true; createDataplane). */
+  readonly nftChangeNotifications?: boolean;
   readonly http?: string;
   readonly auth?: BusAuth;
   readonly stateDir?: string;
@@ -76,6 +78,7 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
       node: o.node,
       stateDir,
       registry: metrics.registry,
+      nftChangeNotifications: o.nftChangeNotifications,
       log: (m) => log.info(m),
     }));
   const dataplane = o.takeOverKubeProxy ? withKubeProxyTakeOver(created, { log: (m) => log.info(m) }) : created;

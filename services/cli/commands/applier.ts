@@ -23,6 +23,7 @@ interface ApplierFlags {
   tlsKey?: string;
   stateDir?: string;
   heartbeat: string;
+  nftNotifications: 'on' | 'off';
   plannerKey?: string;
   probeSample: string;
   probeRate: string;
@@ -58,6 +59,14 @@ export function registerApplier(program: Command, setExit: SetExit): void {
     .option('--tls-key <file>', 'client key')
     .option('--state-dir <dir>', 'where applied state and ownership records live (default /var/lib/switchboard)')
     .option('--heartbeat <ms>', 'heartbeat period', '5000')
+    .addOption(
+      new Option(
+        '--nft-notifications <on|off>',
+        "nftables mode: follow nf_tables' change notifications so a resync reads back only what changed (a ~50 MB listener child); off: whole reads",
+      )
+        .choices(['on', 'off'])
+        .default('on'),
+    )
     .option(
       '--take-over-kube-proxy',
       "after the first verified apply, remove kube-proxy's state (nftables mode: its ip/ip6 kube-proxy tables); stop kube-proxy first",
@@ -135,6 +144,7 @@ export function registerApplier(program: Command, setExit: SetExit): void {
         stateDir: o.stateDir,
         heartbeatMs,
         takeOverKubeProxy: o.takeOverKubeProxy,
+        nftChangeNotifications: o.nftNotifications === 'on',
         probe,
         testVerdictFile: o.testVerdictFile,
         auth: { user: o.user, password, credsFile: o.creds, nkeySeedFile: o.nkeySeed, tls },

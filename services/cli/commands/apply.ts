@@ -72,6 +72,7 @@ export function registerApply(program: Command, setExit: SetExit): void {
         stateDir: o.stateDir,
         scheduler: config.scheduler,
         nftBackend: o.nftBackend,
+        nftChangeNotifications: false, // one apply, no later resync: no listener child to start
         log: (m) => process.stderr.write(`${m}\n`),
       });
       const dp = o.takeOverKubeProxy

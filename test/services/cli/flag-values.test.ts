@@ -44,6 +44,25 @@ describe('flag values of the long-running commands are checked before they conne
     }
   });
 
+  it('applier --nft-notifications takes on or off only (exit 2, one line naming the choices)', async () => {
+    const r = await sbIn([
+      'applier',
+      '--node',
+      'n1',
+      '--nats',
+      'nats://127.0.0.1:1',
+      '--mode',
+      'nftables',
+      '--nft-notifications',
+      'maybe',
+    ]);
+    expect(r).toMatchObject({ code: 2, stdout: '' });
+    expect(r.stderr).toMatch(
+      /--nft-notifications <on\|off>' argument 'maybe' is invalid\. Allowed choices are on, off\.\n$/,
+    );
+    expect(r.stderr.trimEnd().split('\n')).toHaveLength(1);
+  });
+
   it('durations', () => {
     expect(parseDuration('90s')).toBe(90_000);
     expect(parseDuration('1h30m')).toBe(5_400_000);
