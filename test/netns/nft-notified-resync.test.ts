@@ -6,7 +6,7 @@
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TestNetns } from '../libs/netlink/support/netns.ts';
-import type { NotifiedStep } from './support/nft-notified-scenarios.ts';
+import type { ListenerStep, NotifiedStep } from './support/nft-notified-scenarios.ts';
 
 const SCENARIOS = fileURLToPath(new URL('./support/nft-notified-scenarios.ts', import.meta.url));
 
@@ -66,4 +66,54 @@ describe('netlink resync from nf_tables notifications', () => {
       step('after the restart, an element deleted', 'scoped', { scope: '0 chains, 0 sets, 1 elements', writes: 1 }),
     ]);
   }, 180_000);
+});
+
+describe('netlink resync when the notification listener cannot start', () => {
+  for (const [what, execPath, why] of [
+    ['a failed spawn (missing binary)', '/nonexistent/node', /notification listener failed \(ENOENT\)/],
+    ['a child that exits before ready', '/bin/false', /notification listener exited \(code 1\)/],
+  ] as const) {
+    it(`${what}: applies succeed and verify, resyncs read the whole table, the start is retried later`, async () => {
+      const steps = await ns.run<
+        { step: string; notes: string[]; writes: number; verified: boolean; tableAsLoaded: boolean }[]
+      >(SCENARIOS, 'listenerCannotStart', [execPath], { timeoutMs: 60_000 });
+      const unavailable = expect.stringMatching(
+        new RegExp(`^change notifications unavailable \\(${why.source}\\): resyncs read the whole table`),
+      );
+      const noRecord = expect.stringMatching(new RegExp(`^whole read: no notification record \\(${why.source}\\)`));
+      expect(steps).toEqual([
+        // The first apply's adopt read starts the listener (readBackAt → watch).
+        {
+          step: 'first apply',
+          notes: ['created table', unavailable],
+          writes: expect.any(Number),
+          verified: true,
+          tableAsLoaded: true,
+        },
+        // Within the retry delay: no new child, no note; the change applies and verifies.
+        {
+          step: 'an apply with the listener failed',
+          notes: [],
+          writes: expect.any(Number),
+          verified: true,
+          tableAsLoaded: false,
+        },
+        { step: 'back to the first state', notes: [], writes: expect.any(Number), verified: true, tableAsLoaded: true },
+        {
+          step: 'a foreign change, within the retry delay',
+          notes: [noRecord, 'repaired drift in 0 chains'],
+          writes: 1,
+          verified: true,
+          tableAsLoaded: true,
+        },
+        {
+          step: 'a foreign change, after the retry delay',
+          notes: [unavailable, noRecord, 'repaired drift in 0 chains'],
+          writes: 1,
+          verified: true,
+          tableAsLoaded: true,
+        },
+      ]);
+    }, 90_000);
+  }
 });

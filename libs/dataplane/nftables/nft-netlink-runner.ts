@@ -86,6 +86,10 @@ export interface NftNetlinkRunnerOptions {
   readonly tableWideRuleDumpChains?: number;
   /** Receive buffer of the notification socket (see watch); tests shrink it to make it overflow. */
   readonly monitorRecvBufferSize?: number;
+  /** Node binary that runs the notification listener (default process.execPath); tests pass one that fails. */
+  readonly monitorExecPath?: string;
+  /** How long watch waits for the listener to join the group (default 10 s). */
+  readonly monitorReadyTimeoutMs?: number;
 }
 
 /** How long changesSince waits for the notifications of a generation GETGEN already reports. */
@@ -184,7 +188,12 @@ export class NftNetlinkRunner implements NftRunner {
     const key = `${family} ${table}`;
     let log = this.logs.get(key);
     if (!log) this.logs.set(key, (log = new NftChangeLog(t.family, table, classifyChange)));
-    await this.subscribe();
+    try {
+      await this.subscribe();
+    } catch (e) {
+      log.lose((e as Error).message); // changesSince then says why it cannot vouch
+      throw e;
+    }
     if (!log.covering) log.begin(await this.generation());
   }
 
@@ -223,7 +232,11 @@ export class NftNetlinkRunner implements NftRunner {
       (why) => {
         for (const log of this.logs.values()) log.lose(why);
       },
-      this.options.monitorRecvBufferSize ?? 8 * 1024 * 1024,
+      {
+        recvBufferSize: this.options.monitorRecvBufferSize ?? 8 * 1024 * 1024,
+        execPath: this.options.monitorExecPath,
+        readyTimeoutMs: this.options.monitorReadyTimeoutMs,
+      },
     );
     await this.listener.start();
   }

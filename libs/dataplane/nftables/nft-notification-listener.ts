@@ -13,23 +13,38 @@ import { decodeNotifications, NFNLGRP_NFTABLES, type NftNotification } from '../
  * lives on. Its stdout is a pipe, written synchronously: a parent that falls behind blocks the
  * child, whose socket then overflows, which again ends in a reported loss, never a silent one.
  */
+export interface NftNotificationListenerOptions {
+  readonly recvBufferSize: number;
+  /** The node binary that runs the child (default process.execPath); tests pass one that fails. */
+  readonly execPath?: string;
+  /** How long start waits for the child's `ready` before giving up on it (default 10 s). */
+  readonly readyTimeoutMs?: number;
+}
+
+const READY_TIMEOUT_MS = 10_000;
+
 export class NftNotificationListener {
-  private child: ChildProcess | undefined;
-  private ready: Promise<void> | undefined;
+  /** The running child, with what ends it: stop's `why` becomes its reason (ready rejected, no loss reported). */
+  private current: { child: ChildProcess; ready: Promise<void>; end: (why: string) => void } | undefined;
 
   constructor(
     private readonly onNotification: (n: NftNotification) => void,
     private readonly onLost: (why: string) => void,
-    private readonly recvBufferSize: number,
+    private readonly options: NftNotificationListenerOptions,
   ) {}
 
-  /** Starts the child if it is not running; resolves once it has joined the group. */
+  /**
+   * Starts the child if it is not running; resolves once it has joined the group. Rejects when it
+   * cannot: a failed spawn (EAGAIN under a pids limit, EMFILE, a missing binary), a child that
+   * exits or hangs before `ready` (readyTimeoutMs), a stop() meanwhile. Never throws past that:
+   * every child event has a listener, so nothing here can become an uncaught exception.
+   */
   start(): Promise<void> {
-    if (this.ready) return this.ready;
+    if (this.current) return this.current.ready;
     const netlink = createRequire(import.meta.url).resolve('netlink');
     const code = [
       `const { RawNetlinkSocket } = require(${JSON.stringify(netlink)});`,
-      `const s = new RawNetlinkSocket(12, { messagePeeking: true, recvBufferSize: ${this.recvBufferSize}, sendBufferSize: 4096 });`,
+      `const s = new RawNetlinkSocket(12, { messagePeeking: true, recvBufferSize: ${this.options.recvBufferSize}, sendBufferSize: 4096 });`,
       `s.addMembership(${NFNLGRP_NFTABLES});`,
       `s.on('message', (b) => process.stdout.write(b.toString('base64') + '\\n'));`,
       `s.on('truncatedMessage', () => process.exit(4));`,
@@ -38,22 +53,56 @@ export class NftNotificationListener {
       `process.stdin.resume();`,
       `process.stdout.write('ready\\n');`,
     ].join('\n');
-    const child = spawn(process.execPath, ['-e', code], { stdio: ['pipe', 'pipe', 'pipe'] });
-    this.child = child;
-    let stderr = '';
-    let buffered = '';
     let resolveReady!: () => void;
     let rejectReady!: (e: Error) => void;
-    let isReady = false;
     const ready = new Promise<void>((res, rej) => {
       resolveReady = res;
       rejectReady = rej;
     });
-    this.ready = ready;
+    ready.catch(() => undefined); // a caller that stopped waiting must not leave it unhandled
+    let child: ChildProcess;
+    try {
+      child = spawn(this.options.execPath ?? process.execPath, ['-e', code], { stdio: ['pipe', 'pipe', 'pipe'] });
+    } catch (e) {
+      // spawn throws synchronously for some failures (bad arguments); most come as 'error'.
+      return Promise.reject(new Error(`notification listener could not start (${errorText(e)})`));
+    }
+    let stderr = '';
+    let buffered = '';
+    let isReady = false;
+    let ended = false;
+    /**
+     * Ends this child once, for whichever comes first: its exit, a spawn or kill error, the ready
+     * timeout, stop(). Reports a loss only while it is still the running child (stop's own end
+     * is no loss unless stop was given a reason, which stop reports itself).
+     */
+    const end = (why: string, lost: boolean) => {
+      if (ended) return;
+      ended = true;
+      clearTimeout(timer);
+      const wasCurrent = this.current?.child === child;
+      if (wasCurrent) this.current = undefined;
+      try {
+        if (child.exitCode === null && child.signalCode === null) child.kill();
+      } catch {
+        // kill fails only for a child already gone or not ours to signal: nothing left to end.
+      }
+      if (!isReady) rejectReady(new Error(why));
+      if (wasCurrent && lost && isReady) this.onLost(why);
+    };
+    this.current = { child, ready, end: (why) => end(why, false) };
+    const timeoutMs = this.options.readyTimeoutMs ?? READY_TIMEOUT_MS;
+    const timer = setTimeout(() => end(`notification listener not ready after ${timeoutMs} ms`, true), timeoutMs);
+    // A failed spawn, or a failed kill: without this listener, 'error' would be an uncaught exception.
+    child.on('error', (e) => end(`notification listener failed (${errorText(e)})`, true));
+    for (const s of [child.stdin, child.stdout, child.stderr]) s?.on('error', () => undefined); // 'close' follows
     child.stderr!.on('data', (d: Buffer) => {
       stderr += d.toString();
     });
     child.stdout!.on('data', (d: Buffer) => {
+      // A stopped child's last lines: its commits are no longer ours to record (a late NEWGEN
+      // would close the next child's pending commit early).
+      if (this.current?.child !== child) return;
       buffered += d.toString('latin1');
       let nl = buffered.indexOf('\n');
       while (nl >= 0) {
@@ -63,6 +112,7 @@ export class NftNotificationListener {
         if (!isReady) {
           if (line === 'ready') {
             isReady = true;
+            clearTimeout(timer);
             resolveReady();
           }
           continue;
@@ -79,14 +129,9 @@ export class NftNotificationListener {
     });
     // 'close': after the child exited and its pipes were read to the end (its last words on stderr included).
     child.on('close', (code, signal) => {
-      if (this.child !== child) return; // stopped on purpose
-      this.child = undefined;
-      this.ready = undefined;
       // The native abort prints two lines ("terminate called …", "  what(): …"): keep the last.
       const said = stderr.trim().split('\n').at(-1)?.trim();
-      const why = `notification listener exited (${[signal ?? `code ${code}`, said].filter(Boolean).join(': ')})`;
-      if (!isReady) rejectReady(new Error(why));
-      this.onLost(why);
+      end(`notification listener exited (${[signal ?? `code ${code}`, said].filter(Boolean).join(': ')})`, true);
     });
     // Once it listens, neither the child nor its pipes keep the applier's event loop alive.
     const unref = () => {
@@ -97,12 +142,16 @@ export class NftNotificationListener {
     return ready;
   }
 
-  /** Ends the child; `why` is reported as a loss when given. */
+  /** Ends the child (a pending start rejects); `why` is reported as a loss when given. */
   stop(why?: string): void {
-    const child = this.child;
-    this.child = undefined;
-    this.ready = undefined;
-    if (child) child.kill();
+    const c = this.current;
+    this.current = undefined;
+    c?.end(why ?? 'notification listener stopped');
     if (why) this.onLost(why);
   }
 }
+
+const errorText = (e: unknown): string => {
+  const err = e as NodeJS.ErrnoException;
+  return err.code ?? err.message ?? String(e);
+};

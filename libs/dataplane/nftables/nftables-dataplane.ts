@@ -49,6 +49,8 @@ export interface NftablesDataplaneOptions {
 }
 
 const WHOLE_READ_EVERY_MS = 10 * 60 * 1000;
+/** After the change-notification listener failed to start, the next try comes no sooner than this (see watch). */
+const WATCH_RETRY_MS = 60 * 1000;
 
 export type NftBackend = 'auto' | 'netlink' | 'nft';
 export const NFT_BACKENDS: readonly NftBackend[] = ['auto', 'netlink', 'nft'];
@@ -90,6 +92,8 @@ export class NftablesDataplane implements Dataplane {
   private knownGeneration: number | undefined;
   /** When the table was last known whole (clock): a whole read, or our full load. */
   private wholeKnownAt = Number.NEGATIVE_INFINITY;
+  /** No listener start before this (clock): the last one failed (see watch). */
+  private watchRetryAt = Number.NEGATIVE_INFINITY;
   private readonly clock: () => number;
 
   constructor(private readonly options: NftablesDataplaneOptions = {}) {
@@ -176,6 +180,7 @@ export class NftablesDataplane implements Dataplane {
     this.knownGeneration = known;
     const verified =
       this.options.verifyAfterApply === false ? true : await this.verify(this.applied.objects, notes, tx);
+    notes.push(...this.takeStartNotes()); // a listener that failed in the adopt or verify read
     return { kernelWrites: tx.writes, verified, durationMs: performance.now() - t0, notes };
   }
 
@@ -189,17 +194,13 @@ export class NftablesDataplane implements Dataplane {
     if (!this.applied) return { kernelWrites: 0, verified: true, durationMs: 0, notes: ['nothing applied yet'] };
     const { objects } = this.applied;
     await this.watch();
+    const notes: string[] = this.takeStartNotes();
     const now = await this.generation();
     const since = this.knownGeneration;
     if (now !== undefined && now === since) {
-      return {
-        kernelWrites: 0,
-        verified: true,
-        durationMs: performance.now() - t0,
-        notes: [`ruleset generation ${now} unchanged since verified: no read-back`],
-      };
+      notes.push(`ruleset generation ${now} unchanged since verified: no read-back`);
+      return { kernelWrites: 0, verified: true, durationMs: performance.now() - t0, notes };
     }
-    const notes: string[] = [];
     if (now !== undefined && since !== undefined) {
       const done = await this.resyncNotified(since, now, objects, notes);
       if (done) return { ...done, durationMs: performance.now() - t0 };
@@ -295,10 +296,28 @@ export class NftablesDataplane implements Dataplane {
     return { kernelWrites: tx.writes, verified, notes };
   }
 
-  /** Keeps the runner's record of what commits change in our table going (see resyncNotified). */
+  /**
+   * Keeps the runner's record of what commits change in our table going (see resyncNotified).
+   * Never fails an apply or resync: when the record cannot start (its listener child fails to
+   * spawn, exits or hangs before joining the group: EAGAIN under a pids limit, EPERM in a
+   * restricted container), this notes why once and carries on uncovered — resyncs then read the
+   * whole table, exactly as with changeNotifications off — and tries again after
+   * WATCH_RETRY_MS, so a transient failure does not cost coverage for long and a lasting one
+   * does not spawn a child (or wait out its ready timeout) on every call.
+   */
   private async watch(): Promise<void> {
     const r = await this.runner();
-    if (this.options.changeNotifications !== false) await r.watch?.(NFT_FAMILY, this.table);
+    if (this.options.changeNotifications === false || !r.watch) return;
+    if (this.clock() < this.watchRetryAt) return;
+    try {
+      await r.watch(NFT_FAMILY, this.table);
+      this.watchRetryAt = Number.NEGATIVE_INFINITY;
+    } catch (e) {
+      this.watchRetryAt = this.clock() + WATCH_RETRY_MS;
+      this.startNotes.push(
+        `change notifications unavailable (${(e as Error).message.split('\n')[0]}): resyncs read the whole table until the listener starts (retried in ${WATCH_RETRY_MS / 1000} s)`,
+      );
+    }
   }
 
   async cleanup(): Promise<ApplyResult> {

@@ -187,3 +187,64 @@ export async function lostNotificationsAndRestart(): Promise<NotifiedStep[]> {
     dropOther();
   }
 }
+
+export interface ListenerStep {
+  step: string;
+  notes: readonly string[];
+  writes: number;
+  verified: boolean;
+  tableAsLoaded: boolean;
+}
+
+/**
+ * The listener child cannot start (`execPath`: a missing binary, or one that exits before it
+ * joins the group): applies still succeed and verify, with a note saying why; a resync after
+ * another program's change reads the whole table and repairs it; the start is retried once the
+ * retry delay passed, not on every call.
+ */
+export async function listenerCannotStart(execPath: string): Promise<ListenerStep[]> {
+  let clock = 0;
+  const runner = new NftNetlinkRunner({ monitorExecPath: execPath });
+  const dp = new NftablesDataplane({ runner, table: TABLE, clock: () => clock });
+  const out: ListenerStep[] = [];
+  let loaded = '';
+  const record = async (step: string, r: Promise<ApplyResult>) => {
+    const res = await r;
+    out.push({
+      step,
+      notes: res.notes,
+      writes: res.kernelWrites,
+      verified: res.verified,
+      tableAsLoaded: listing() === loaded,
+    });
+  };
+  try {
+    const first = await dp.apply(state);
+    loaded = listing();
+    out.push({
+      step: 'first apply',
+      notes: first.notes,
+      writes: first.kernelWrites,
+      verified: first.verified,
+      tableAsLoaded: true,
+    });
+    const changed = nodeState(
+      [
+        { servicePort: 'ns/a:p', address: '10.96.0.1', port: 80, endpoints: ['10.1.0.1:8080'] },
+        { servicePort: 'ns/b:p', address: '10.96.0.2', port: 80, persistenceTimeout: 60, endpoints: ['10.1.0.3:8080'] },
+      ],
+      { clusterCIDR: '10.0.0.0/8' },
+    );
+    await record('an apply with the listener failed', dp.apply(changed));
+    await record('back to the first state', dp.apply(state));
+    nft('delete', 'element', 'inet', TABLE, 'service-ips', '{ 10.96.0.1 . tcp . 80 }');
+    await record('a foreign change, within the retry delay', dp.resync());
+    clock += 61_000;
+    nft('delete', 'element', 'inet', TABLE, 'service-ips', '{ 10.96.0.2 . tcp . 80 }');
+    await record('a foreign change, after the retry delay', dp.resync());
+    return out;
+  } finally {
+    await dp.cleanup().catch(() => undefined);
+    await dp.close();
+  }
+}
