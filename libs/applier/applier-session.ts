@@ -57,7 +57,18 @@ export type SessionEvent =
     }
   | { readonly type: 'connection'; readonly status: string }
   /** A verdict computed anew (after an apply or on a re-probe; not when one is reused). */
-  | { readonly type: 'verdict'; readonly verdict: HealthVerdict };
+  | { readonly type: 'verdict'; readonly verdict: HealthVerdict }
+  /**
+   * A periodic resync ran: the kernel read back and compared with what was applied; `kernelWrites`
+   * > 0 means drift was found and repaired. `error` when it failed (the node then reports unhealthy).
+   */
+  | {
+      readonly type: 'resync';
+      readonly kernelWrites: number;
+      readonly verified: boolean;
+      readonly notes: readonly string[];
+      readonly error?: string;
+    };
 
 export interface ApplierSessionOptions {
   /** Connected with inboxPrefix = nodeInboxPrefix(node) when server permissions are on. */
@@ -84,6 +95,12 @@ export interface ApplierSessionOptions {
   readonly probe?: HealthProbe;
   /** Re-probe what is programmed this often and report it in heartbeats (ms; 0 = never). Default 10 000. */
   readonly probeIntervalMs?: number;
+  /**
+   * Re-read the kernel and repair drift (Dataplane.resync) this often while nothing changes
+   * (ms; 0 = never). Default 0 here; the applier service sets it (`--resync-interval`, 60 s).
+   * Without it, only objects a later apply touches are ever compared with the kernel again.
+   */
+  readonly resyncIntervalMs?: number;
 }
 
 /**
@@ -116,6 +133,9 @@ export class ApplierSession {
   private health: { readonly verdict: HealthVerdict; readonly hash: string } | undefined;
   private programmedState: NodeState | undefined;
   private probing = false;
+  private resyncDue = false;
+  /** Why the last periodic resync failed ('' once one succeeded or an apply verified again). */
+  private resyncError = '';
 
   private constructor(private readonly options: ApplierSessionOptions) {
     this.clock = options.clock ?? { now: () => Date.now() };
@@ -149,6 +169,8 @@ export class ApplierSession {
     if (hb > 0) s.timers.push(setInterval(() => s.heartbeat(), hb));
     const every = o.probeIntervalMs ?? 10_000;
     if (o.probe && every > 0) s.timers.push(setInterval(() => void s.reprobe(), every));
+    const resyncEvery = o.resyncIntervalMs ?? 0;
+    if (resyncEvery > 0) s.timers.push(setInterval(() => s.requestResync(), resyncEvery));
     return s;
   }
 
@@ -185,8 +207,8 @@ export class ApplierSession {
       appliedVersion: this.applied?.version ?? 0,
       appliedConfigRevision: this.applied?.configRevision ?? 0,
       mode: this.options.dataplane.mode,
-      healthy: this.lastError === '',
-      detail: this.lastError,
+      healthy: this.lastError === '' && this.resyncError === '',
+      detail: this.lastError || this.resyncError,
       ...(this.health ? { health: this.health.verdict } : {}),
       at: new Date(this.clock.now()).toISOString(),
     };
@@ -230,18 +252,51 @@ export class ApplierSession {
   private kick(): void {
     if (this.stopped) return;
     this.dirty = true;
+    this.drive();
+  }
+
+  /** Asks for a periodic resync; it runs in the same loop as applies, so never beside one. */
+  requestResync(): void {
+    if (this.stopped || !this.applied) return;
+    this.resyncDue = true;
+    this.drive();
+  }
+
+  /** One loop runs applies and resyncs one at a time; an apply that is due goes first. */
+  private drive(): void {
     if (this.running) return;
     this.running = (async () => {
-      while (this.dirty && !this.stopped) {
-        this.dirty = false;
-        try {
-          await this.reconcile();
-        } catch (e) {
-          this.fail(this.watcher?.current(), `internal error: ${(e as Error).message}`, false);
+      while ((this.dirty || this.resyncDue) && !this.stopped) {
+        if (this.dirty) {
+          this.dirty = false;
+          try {
+            await this.reconcile();
+          } catch (e) {
+            this.fail(this.watcher?.current(), `internal error: ${(e as Error).message}`, false);
+          }
+        } else {
+          this.resyncDue = false;
+          await this.resyncOnce();
         }
       }
       this.running = undefined;
     })();
+  }
+
+  private async resyncOnce(): Promise<void> {
+    if (!this.applied) return;
+    const wasHealthy = this.resyncError === '';
+    try {
+      const r = await this.options.dataplane.resync();
+      this.resyncError = r.verified
+        ? ''
+        : `resync: the kernel does not match version ${this.applied.version} after a repair`;
+      this.emit({ type: 'resync', kernelWrites: r.kernelWrites, verified: r.verified, notes: r.notes });
+    } catch (e) {
+      this.resyncError = `resync: ${(e as Error).message}`;
+      this.emit({ type: 'resync', kernelWrites: 0, verified: false, notes: [], error: (e as Error).message });
+    }
+    if ((this.resyncError === '') !== wasHealthy) this.heartbeat(); // say it now, not at the next beat
   }
 
   private async reconcile(): Promise<void> {

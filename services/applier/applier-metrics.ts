@@ -19,6 +19,12 @@ export class ApplierMetrics {
     help: 'Data version targeted',
     registers: [this.registry],
   });
+  private readonly resyncs = new Counter({
+    name: 'switchboard_applier_resyncs_total',
+    help: 'periodic resyncs by outcome: clean (kernel as applied), repaired (drift found and repaired), failed',
+    labelNames: ['outcome'],
+    registers: [this.registry],
+  });
   private readonly acks = new Counter({
     name: 'switchboard_applier_acks_total',
     help: 'ACKs sent',
@@ -86,10 +92,14 @@ export class ApplierMetrics {
     this.connected.set(0);
     for (const kind of ['target', 'artifact', 'config']) this.rejected.inc({ kind }, 0);
     for (const result of ['ok', 'failed', 'unreachable']) this.probed.inc({ result }, 0);
+    for (const outcome of ['clean', 'repaired', 'failed']) this.resyncs.inc({ outcome }, 0);
   }
 
   observe(e: SessionEvent): void {
     switch (e.type) {
+      case 'resync':
+        this.resyncs.inc({ outcome: e.error || !e.verified ? 'failed' : e.kernelWrites > 0 ? 'repaired' : 'clean' });
+        break;
       case 'target':
         this.targetVersion.set(e.target.version);
         break;

@@ -18,6 +18,9 @@ import { ApplierMetrics } from './applier-metrics.ts';
 import { AppliedStateFile } from './applied-state-file.ts';
 import { startHttpEndpoint } from './http-endpoint.ts';
 
+/** How often an applier re-reads its kernel state and repairs drift (`--resync-interval`). */
+export const DEFAULT_RESYNC_INTERVAL_MS = 60_000;
+
 export interface ApplierServiceOptions {
   readonly node: string;
   readonly nats: string | string[];
@@ -44,6 +47,8 @@ export interface ApplierServiceOptions {
   readonly takeOverKubeProxy?: boolean;
   /** Data-path probe settings (--probe-*); missing parts take DEFAULT_PROBE_SETTINGS. */
   readonly probe?: Partial<ProbeSettings>;
+  /** Periodic drift check and repair (Dataplane.resync; ms, 0 = never). Default 60 s. */
+  readonly resyncIntervalMs?: number;
   /** TEST-ONLY (--test-verdict-file): a file whose `healthy|unhealthy|unprobed REASON` replaces the probe's verdict. */
   readonly testVerdictFile?: string;
 }
@@ -157,6 +162,11 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
       case 'connection':
         if (e.status !== 'pingTimer') log.info({ status: e.status }, 'nats connection');
         break;
+      case 'resync':
+        if (e.error) log.warn({ error: e.error }, 'resync failed');
+        else if (e.kernelWrites > 0 || !e.verified)
+          log.warn({ kernelWrites: e.kernelWrites, verified: e.verified, notes: e.notes }, 'resync repaired drift');
+        break;
     }
   };
 
@@ -232,6 +242,7 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
       verifier,
       probe,
       probeIntervalMs: probeSettings.intervalMs,
+      resyncIntervalMs: o.resyncIntervalMs ?? DEFAULT_RESYNC_INTERVAL_MS,
     });
     const w = session.status().waitingFor;
     if (w) log.warn({ waitingFor: w }, 'waiting for the planner');

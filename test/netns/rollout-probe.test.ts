@@ -2,7 +2,7 @@
 // item 4), with real processes only: nats-server, the planner and `ctl` in a LAN namespace, an
 // nftables applier in each node's namespace, real pods answering TCP. See support/rollout-lab.ts
 // for the topology, in which masqueradeAll drops every reply to a connection the node makes.
-import { spawnSync, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -114,6 +114,8 @@ function startApplier(name: string): void {
       '1000',
       '--planner-key',
       join(lab.work, 'log.db.signing-key.pem.pub'),
+      '--resync-interval',
+      '1s',
     ]),
   );
 }
@@ -269,4 +271,19 @@ describe('a revision that breaks forwarding on the canary (nftables appliers in 
         .slice(-3),
     ).toEqual(['gate', 'promote', 'complete']);
   }, 240_000);
+
+  it("the applier's periodic resync repairs what another program did to its table (deleted on node-2)", async () => {
+    const ns = lab.nodes.find((x) => x.name === 'node-2')!.ns;
+    const table = () =>
+      execFileSync('ip', ['netns', 'exec', ns, 'nft', 'list', 'table', 'inet', 'switchboard'], {
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'pipe'], // "No such file or directory" while it is gone
+      });
+    await until(async () => (await row('node-2'))?.status === 'SYNCED', 60_000, 'node-2 SYNCED');
+    const before = table();
+    execFileSync('ip', ['netns', 'exec', ns, 'nft', 'delete', 'table', 'inet', 'switchboard']);
+    // No new version or config is published: only the resync (--resync-interval 1s) can bring it back.
+    await until(async () => table() === before, 30_000, "node-2's table as it was, back from the resync");
+    expect(lab.log('applier-node-2')).toMatch(/"msg":"resync repaired drift"/);
+  }, 60_000);
 });

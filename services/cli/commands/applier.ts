@@ -6,6 +6,7 @@ import { UsageError } from '../cli-errors.ts';
 import { parseListenAddress } from '../../planner/listen-address.ts';
 import type { SetExit } from './index.ts';
 import { untilSignalThenStop } from '../graceful-stop.ts';
+import { parseDuration } from '../flag-values.ts';
 import { DEFAULT_PROBE_SETTINGS } from '../../../libs/applier/index.ts';
 
 interface ApplierFlags {
@@ -24,6 +25,7 @@ interface ApplierFlags {
   stateDir?: string;
   heartbeat: string;
   nftNotifications: 'on' | 'off';
+  resyncInterval: string;
   plannerKey?: string;
   probeSample: string;
   probeRate: string;
@@ -59,6 +61,11 @@ export function registerApplier(program: Command, setExit: SetExit): void {
     .option('--tls-key <file>', 'client key')
     .option('--state-dir <dir>', 'where applied state and ownership records live (default /var/lib/switchboard)')
     .option('--heartbeat <ms>', 'heartbeat period', '5000')
+    .option(
+      '--resync-interval <duration>',
+      're-read what this node programmed and repair drift this often (e.g. 60s, 5m; 0 = never)',
+      '60s',
+    )
     .addOption(
       new Option(
         '--nft-notifications <on|off>',
@@ -114,6 +121,11 @@ export function registerApplier(program: Command, setExit: SetExit): void {
         timeoutMs: wholeFlag('--probe-timeout', o.probeTimeout, 1, 60_000, ' of ms'),
         intervalMs: wholeFlag('--probe-interval', o.probeInterval, 0, 86_400_000, ' of ms'),
       };
+      const resyncIntervalMs = o.resyncInterval.trim() === '0' ? 0 : parseDuration(o.resyncInterval);
+      if (resyncIntervalMs === undefined || (resyncIntervalMs > 0 && resyncIntervalMs < 1000))
+        throw new UsageError(
+          `--resync-interval must be a duration of at least 1s (e.g. 60s, 5m) or 0, got "${o.resyncInterval}"`,
+        );
       const heartbeatMs = Number(o.heartbeat);
       if (!Number.isInteger(heartbeatMs) || heartbeatMs < 100)
         throw new UsageError('--heartbeat must be whole milliseconds >= 100');
@@ -145,6 +157,7 @@ export function registerApplier(program: Command, setExit: SetExit): void {
         heartbeatMs,
         takeOverKubeProxy: o.takeOverKubeProxy,
         nftChangeNotifications: o.nftNotifications === 'on',
+        resyncIntervalMs,
         probe,
         testVerdictFile: o.testVerdictFile,
         auth: { user: o.user, password, credsFile: o.creds, nkeySeedFile: o.nkeySeed, tls },

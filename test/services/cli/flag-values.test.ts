@@ -63,6 +63,26 @@ describe('flag values of the long-running commands are checked before they conne
     expect(r.stderr.trimEnd().split('\n')).toHaveLength(1);
   });
 
+  it('applier --resync-interval takes a duration of at least 1s, or 0 (exit 2 naming the flag)', async () => {
+    for (const bad of ['10', '500ms', 'often']) {
+      const r = await sbIn([
+        'applier',
+        '--node',
+        'n1',
+        '--nats',
+        'nats://127.0.0.1:1',
+        '--mode',
+        'dry-run',
+        '--resync-interval',
+        bad,
+      ]);
+      expect({ bad, code: r.code, stdout: r.stdout }).toEqual({ bad, code: 2, stdout: '' });
+      expect(r.stderr).toBe(
+        `switchboard: --resync-interval must be a duration of at least 1s (e.g. 60s, 5m) or 0, got "${bad}"\n`,
+      );
+    }
+  });
+
   it('durations', () => {
     expect(parseDuration('90s')).toBe(90_000);
     expect(parseDuration('1h30m')).toBe(5_400_000);
