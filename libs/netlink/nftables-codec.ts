@@ -351,6 +351,11 @@ export type NftNotification =
       readonly family: number;
       readonly table: string;
       readonly name: string;
+      /**
+       * A NEWCHAIN (not a rule change): the chain was created, updated or renamed. A rename's
+       * notification carries only the new name (nf_tables_commit), so the old one goes unnamed.
+       */
+      readonly newChain?: true;
     }
   | {
       readonly kind: 'elements';
@@ -377,9 +382,12 @@ export function decodeNotification(type: number, payload: Buffer): NftNotificati
     case NFT_MSG.NEWTABLE:
     case NFT_MSG.DELTABLE:
       return { kind: 'table', family, table };
-    case NFT_MSG.NEWCHAIN:
+    case NFT_MSG.NEWCHAIN: {
+      const n = named('chain', optStr(m, 3)); // NFTA_CHAIN_NAME
+      return n.kind === 'chain' ? { ...n, newChain: true } : n;
+    }
     case NFT_MSG.DELCHAIN:
-      return named('chain', optStr(m, 3)); // NFTA_CHAIN_NAME
+      return named('chain', optStr(m, 3));
     case NFT_MSG.NEWRULE:
     case NFT_MSG.DELRULE:
       return named('chain', optStr(m, 2)); // NFTA_RULE_CHAIN

@@ -40,7 +40,11 @@ describe('netlink resync from nf_tables notifications', () => {
       step('a service chain flushed', 'scoped', { scope: '1 chains, 0 sets, 0 elements', writes: 3 }),
       // The digest alone would have kept the changed match; the notification makes it a refill.
       step('a rule match replaced, digest unchanged', 'scoped', { scope: '1 chains, 0 sets, 0 elements', writes: 3 }),
-      step('a foreign chain added to our table', 'scoped', { scope: '1 chains, 0 sets, 0 elements', writes: 1 }),
+      // NEWCHAIN is doubt: a rename's names only the new chain, and adding a chain is a NEWCHAIN
+      // too (the notification cannot tell them apart). Our own chains are created at or before
+      // the known generation, so only a foreign NEWCHAIN costs a whole read: rare.
+      step('one of our chains renamed', 'whole', { why: cannotName, writes: expect.any(Number) }),
+      step('a foreign chain added to our table', 'whole', { why: cannotName, writes: 1 }),
       step('a rule with an anonymous set added', 'whole', { why: cannotName, writes: 1 }),
       step('nothing committed since', 'skipped'),
       step('another table deleted, whole read due', 'whole', {

@@ -554,13 +554,17 @@ const SKELETON_SET_NAMES: ReadonlySet<string> = new Set([...SKELETON_MAPS, ...SK
  * endpoint address: tens of thousands) to re-read one by one, keyed as the read-back writes
  * keys. Doubt — the resync reads the whole table — for the table itself, skeleton chains and
  * skeleton sets created or deleted (their damage is checked by the whole read's skeleton
- * check), anonymous sets (`__set%d`, `__map%d`: the notification does not say which rule's),
- * and anything this reader does not interpret.
+ * check), any chain created, updated or renamed (NEWCHAIN: a rename names only the new chain),
+ * anonymous sets (`__set%d`, `__map%d`: the notification does not say which rule's), and
+ * anything this reader does not interpret.
  */
 function classifyChange(n: Exclude<NftNotification, { kind: 'gen' }>): NftChangeEntry {
   switch (n.kind) {
     case 'chain':
-      return SKELETON_CHAIN_NAMES.has(n.name) ? 'doubt' : { chain: n.name };
+      // A NEWCHAIN may be a rename, whose notification names only the new chain: the old name
+      // (one of ours, gone) would go unread. Our own chain creations are at or before the known
+      // generation and never reach a resync's range, so a foreign NEWCHAIN is rare: read whole.
+      return n.newChain || SKELETON_CHAIN_NAMES.has(n.name) ? 'doubt' : { chain: n.name };
     case 'set':
       return SKELETON_SET_NAMES.has(n.name) || n.name.startsWith('__') ? 'doubt' : { set: n.name };
     case 'elements':

@@ -104,6 +104,10 @@ export async function notifiedResyncs(): Promise<NotifiedStep[]> {
       'ip daddr 10.96.0.1 tcp dport 80 ip saddr 10.99.0.0/16 jump mark-for-masquerade',
     );
     await record('a rule match replaced, digest unchanged', dp.resync());
+    // A rename's NEWCHAIN names only the new chain: read as one chain, the old name would be
+    // assumed present.
+    nft('rename', 'chain', 'inet', TABLE, serviceChain, 'renamed-by-someone');
+    await record('one of our chains renamed', dp.resync());
     nft('add', 'chain', 'inet', TABLE, 'intruder');
     await record('a foreign chain added to our table', dp.resync());
     nft('add', 'chain', 'inet', TABLE, 'intruder2');
