@@ -44,7 +44,7 @@ export interface NftablesDataplaneOptions {
    * read, or a full load) this long ago (default 10 minutes).
    */
   readonly wholeReadEveryMs?: number;
-  /** Milliseconds now (default Date.now); tests move it to make the periodic whole read due. */
+  /** Milliseconds now, monotonic (default performance.now: a wall clock stepped back by NTP would postpone the periodic whole read); tests move it to make the whole read due. */
   readonly clock?: () => number;
 }
 
@@ -98,7 +98,7 @@ export class NftablesDataplane implements Dataplane {
 
   constructor(private readonly options: NftablesDataplaneOptions = {}) {
     this.table = options.table ?? NFT_TABLE;
-    this.clock = options.clock ?? Date.now;
+    this.clock = options.clock ?? (() => performance.now());
   }
 
   /** The runner in use, chosen on first use (see NftablesDataplaneOptions.backend). */
