@@ -139,8 +139,8 @@ export class NftablesDataplane implements Dataplane {
     const part = slice && { before: renderNftObjects(slice.prev), after: renderNftObjects(slice.next) };
     if (part) shareElements(this.applied!.objects, part.before, part.after);
     const objects = part ? undefined : renderNftObjects(state);
-    // Not before a first apply: its load runs without a listener anyway (NftNetlinkRunner.run),
-    // and coverage from a later generation is only ever slower (a whole read), never wrong.
+    // Not here before a first apply: its read of the table (readBackAt, adopt or create) starts
+    // the record just before the read whose generation it covers.
     if (this.applied) await this.watch();
     else await this.runner();
     const notes: string[] = this.takeStartNotes();

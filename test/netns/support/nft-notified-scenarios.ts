@@ -154,7 +154,7 @@ export async function lostNotificationsAndRestart(): Promise<NotifiedStep[]> {
   try {
     await dp.apply(state);
     loaded = listing();
-    // The first resync starts the listener (a first apply does not: its load runs unmonitored).
+    // The first apply's read started the listener; this resync confirms nothing moved.
     const first = await dp.resync();
     if (first.kernelWrites !== 0) throw new Error(`first resync wrote: ${first.notes}`);
     const elements = Array.from(
