@@ -2,19 +2,13 @@ import { describe, expect, it } from 'vitest';
 import { parseDuration } from '../../../services/cli/flag-values.ts';
 import { sbIn } from './cli-support.ts';
 
+/** `switchboard applier` with its required flags (a NATS nobody listens on) and `flags`. */
+const applier = (...flags: string[]) =>
+  sbIn(['applier', '--node', 'n1', '--nats', 'nats://127.0.0.1:1', '--mode', 'dry-run', ...flags]);
+
 describe('flag values of the long-running commands are checked before they connect', () => {
   it('applier --http notanaddr is a usage error naming the flag (NATS is never tried)', async () => {
-    const r = await sbIn([
-      'applier',
-      '--node',
-      'n1',
-      '--nats',
-      'nats://127.0.0.1:1',
-      '--mode',
-      'dry-run',
-      '--http',
-      'notanaddr',
-    ]);
+    const r = await applier('--http', 'notanaddr');
     expect(r).toMatchObject({ code: 2, stdout: '' });
     expect(r.stderr).toMatch(
       /^switchboard: --http "notanaddr": not an address \(expected HOST:PORT, e\.g\. 127\.0\.0\.1:9440\)\n$/,
@@ -38,24 +32,14 @@ describe('flag values of the long-running commands are checked before they conne
       ],
     ];
     for (const [flags, msg] of cases) {
-      const r = await sbIn(['applier', '--node', 'n1', '--nats', 'nats://127.0.0.1:1', '--mode', 'dry-run', ...flags]);
+      const r = await applier(...flags);
       expect({ flags, code: r.code, stdout: r.stdout }).toEqual({ flags, code: 2, stdout: '' });
       expect(r.stderr).toMatch(msg);
     }
   });
 
   it('applier --nft-notifications takes on or off only (exit 2, one line naming the choices)', async () => {
-    const r = await sbIn([
-      'applier',
-      '--node',
-      'n1',
-      '--nats',
-      'nats://127.0.0.1:1',
-      '--mode',
-      'nftables',
-      '--nft-notifications',
-      'maybe',
-    ]);
+    const r = await applier('--nft-notifications', 'maybe');
     expect(r).toMatchObject({ code: 2, stdout: '' });
     expect(r.stderr).toMatch(
       /--nft-notifications <on\|off>' argument 'maybe' is invalid\. Allowed choices are on, off\.\n$/,
@@ -65,17 +49,7 @@ describe('flag values of the long-running commands are checked before they conne
 
   it('applier --resync-interval takes a duration of at least 1s, or 0 (exit 2 naming the flag)', async () => {
     for (const bad of ['10', '500ms', 'often']) {
-      const r = await sbIn([
-        'applier',
-        '--node',
-        'n1',
-        '--nats',
-        'nats://127.0.0.1:1',
-        '--mode',
-        'dry-run',
-        '--resync-interval',
-        bad,
-      ]);
+      const r = await applier('--resync-interval', bad);
       expect({ bad, code: r.code, stdout: r.stdout }).toEqual({ bad, code: 2, stdout: '' });
       expect(r.stderr).toBe(
         `switchboard: --resync-interval must be a duration of at least 1s (e.g. 60s, 5m) or 0, got "${bad}"\n`,
