@@ -55,4 +55,5 @@ export type { Link, LinkAddress } from './rtnl-codec.ts';
 export * from './nftables-codec.ts';
 export * from './nftables-expr.ts';
 export { scanRule, type RuleDigestParts } from './nftables-rule-scan.ts';
-export { decodeAttrs } from './netlink-attrs.ts';
+export { be32Attr, decodeAttrs } from './netlink-attrs.ts';
+export { encodeMessage } from './netlink-message.ts';

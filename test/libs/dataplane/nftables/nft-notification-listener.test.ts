@@ -8,9 +8,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { NftNotificationListener } from '../../../../libs/dataplane/nftables/nft-notification-listener.ts';
-import { be32Attr } from '../../../../libs/netlink/netlink-attrs.ts';
-import { encodeMessage } from '../../../../libs/netlink/netlink-message.ts';
-import { nfgenmsg, NFT_MSG, nftType, type NftNotification } from '../../../../libs/netlink/index.ts';
+import {
+  be32Attr,
+  encodeMessage,
+  nfgenmsg,
+  NFT_MSG,
+  nftType,
+  type NftNotification,
+} from '../../../../libs/netlink/index.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'sb-nftlistener-'));
 const pids: number[] = [];
