@@ -50,6 +50,22 @@ function readOf(r: ApplyResult): Pick<NotifiedStep, 'read' | 'scope' | 'why'> {
   return why ? { read: 'whole', why } : { read: 'whole' };
 }
 
+/**
+ * Records each step's apply or resync: what `describe` makes of it, its writes, whether it
+ * verified, and whether `nft list table` is again what `baseline()` says the load left.
+ */
+function stepRecorder<S extends { step: string; writes: number; verified: boolean; tableAsLoaded: boolean }>(
+  out: S[],
+  baseline: () => string,
+  describe: (r: ApplyResult) => Omit<S, 'step' | 'writes' | 'verified' | 'tableAsLoaded'>,
+): (step: string, r: Promise<ApplyResult>) => Promise<void> {
+  return async (step, r) => {
+    const res = await r;
+    const row = { step, ...describe(res), writes: res.kernelWrites, verified: res.verified };
+    out.push({ ...row, tableAsLoaded: listing() === baseline() } as S);
+  };
+}
+
 /** Name of the first object of `kind` (`chain`, `map`) in our table whose name starts with `prefix`. */
 function objectName(kind: string, prefix: string): string {
   const m = new RegExp(`${kind} (${prefix}\\S*) \\{`).exec(nft('list', 'table', 'inet', TABLE));
@@ -63,16 +79,7 @@ export async function notifiedResyncs(): Promise<NotifiedStep[]> {
   const dp = new NftablesDataplane({ runner, table: TABLE, clock: () => clock, wholeReadEveryMs: 60_000 });
   const out: NotifiedStep[] = [];
   let loaded = '';
-  const record = async (step: string, r: Promise<ApplyResult>) => {
-    const res = await r;
-    out.push({
-      step,
-      ...readOf(res),
-      writes: res.kernelWrites,
-      verified: res.verified,
-      tableAsLoaded: listing() === loaded,
-    });
-  };
+  const record = stepRecorder(out, () => loaded, readOf);
   try {
     await dp.apply(state);
     loaded = listing();
@@ -138,16 +145,7 @@ export async function notifiedResyncs(): Promise<NotifiedStep[]> {
 export async function lostNotificationsAndRestart(): Promise<NotifiedStep[]> {
   const out: NotifiedStep[] = [];
   let loaded = '';
-  const record = async (step: string, r: Promise<ApplyResult>) => {
-    const res = await r;
-    out.push({
-      step,
-      ...readOf(res),
-      writes: res.kernelWrites,
-      verified: res.verified,
-      tableAsLoaded: listing() === loaded,
-    });
-  };
+  const record = stepRecorder(out, () => loaded, readOf);
   const small = new NftNetlinkRunner({ monitorRecvBufferSize: 4096 });
   const dp = new NftablesDataplane({ runner: small, table: TABLE });
   let restarted: NftablesDataplane | undefined;
@@ -212,16 +210,11 @@ export async function listenerCannotStart(execPath: string): Promise<ListenerSte
   const dp = new NftablesDataplane({ runner, table: TABLE, clock: () => clock });
   const out: ListenerStep[] = [];
   let loaded = '';
-  const record = async (step: string, r: Promise<ApplyResult>) => {
-    const res = await r;
-    out.push({
-      step,
-      notes: res.notes,
-      writes: res.kernelWrites,
-      verified: res.verified,
-      tableAsLoaded: listing() === loaded,
-    });
-  };
+  const record = stepRecorder(
+    out,
+    () => loaded,
+    (res) => ({ notes: res.notes }),
+  );
   try {
     const first = await dp.apply(state);
     loaded = listing();
