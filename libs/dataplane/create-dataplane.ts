@@ -16,7 +16,6 @@ export interface CreateDataplaneOptions {
   readonly node: string;
   /** Where the ipvs ownership record lives (default /var/lib/switchboard). */
   readonly stateDir?: string;
-  readonly resyncIntervalMs?: number;
   readonly drainTimeoutMs?: number;
   readonly scheduler?: string;
   readonly registry?: Registry;
@@ -66,7 +65,6 @@ export async function createDataplane(o: CreateDataplaneOptions): Promise<Datapl
   return new IpvsDataplane({
     kernel: await NetlinkKernel.open(),
     store: new FileOwnershipStore(ipvsStatePath(o.stateDir ?? DEFAULT_STATE_DIR, o.node)),
-    resyncIntervalMs: o.resyncIntervalMs,
     drainTimeoutMs: o.drainTimeoutMs,
     registry: o.registry,
     log: o.log,

@@ -29,8 +29,6 @@ export interface IpvsDataplaneOptions {
   readonly kernelRelease?: string;
   /** Manage the netfilter glue (default true). */
   readonly netfilter?: boolean;
-  /** Periodic resync interval; 0/undefined = none. */
-  readonly resyncIntervalMs?: number;
   readonly registry?: Registry;
   readonly log?: (msg: string) => void;
 }
@@ -63,7 +61,6 @@ export class IpvsDataplane implements Dataplane {
    */
   private base: { readonly indexed: IndexedState; readonly model: KernelModel } | undefined;
   private queue: Promise<unknown> = Promise.resolve();
-  private timer: NodeJS.Timeout | undefined;
   private readonly drift: Counter;
   readonly device: string;
   /** Resyncs that repaired something (also exported as the prom-client counter). */
@@ -72,12 +69,6 @@ export class IpvsDataplane implements Dataplane {
   constructor(private readonly options: IpvsDataplaneOptions) {
     this.device = options.device ?? IPVS_DUMMY_DEVICE;
     this.drift = driftRepairsCounter(options.registry);
-    if (options.resyncIntervalMs) {
-      this.timer = setInterval(() => {
-        this.resync().catch((e: Error) => options.log?.(`periodic resync failed: ${e.message}`));
-      }, options.resyncIntervalMs);
-      this.timer.unref();
-    }
   }
 
   apply(state: NodeState, change?: NodeStateChange): Promise<ApplyResult> {
@@ -114,7 +105,6 @@ export class IpvsDataplane implements Dataplane {
   }
 
   async close(): Promise<void> {
-    if (this.timer) clearInterval(this.timer);
     await this.queue.catch(() => undefined);
     await this.options.kernel.close();
   }
