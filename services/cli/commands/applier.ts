@@ -1,6 +1,6 @@
 import { Option, type Command } from 'commander';
 import { startApplierService } from '../../applier/applier-service.ts';
-import { checkServerUrls, readVerifierFile } from '../../../libs/bus/index.ts';
+import { checkServerUrls, nodeToken, readVerifierFile } from '../../../libs/bus/index.ts';
 import { existsSync } from 'node:fs';
 import { UsageError } from '../cli-errors.ts';
 import { parseListenAddress } from '../../planner/listen-address.ts';
@@ -126,9 +126,16 @@ export function registerApplier(program: Command, setExit: SetExit): void {
         throw new UsageError(
           `--resync-interval must be a duration of at least 1s (e.g. 60s, 5m) or 0, got "${o.resyncInterval}"`,
         );
-      const heartbeatMs = Number(o.heartbeat);
-      if (!Number.isInteger(heartbeatMs) || heartbeatMs < 100)
-        throw new UsageError('--heartbeat must be whole milliseconds >= 100');
+      // The planner calls a node silent for 30 s UNKNOWN (DEFAULT_NODE_STATUS_THRESHOLDS): a
+      // longer period would make a healthy node flap to UNKNOWN between heartbeats.
+      const heartbeatMs = wholeFlag('--heartbeat', o.heartbeat, 100, 15_000, ' of ms');
+      // Checked here, not at the first NATS subject built from it: there it sat in the connect
+      // retry loop as if NATS were unreachable, and the applier waited forever.
+      try {
+        nodeToken(o.node);
+      } catch (e) {
+        throw new UsageError(`--node: ${(e as Error).message}`);
+      }
       let servers: string[];
       try {
         if (o.http !== undefined) parseListenAddress(o.http); // before connecting: NATS may keep it waiting

@@ -8,6 +8,7 @@ import { createDataplane, DEFAULT_STATE_DIR, type DataplaneChoice } from '../../
 import { withKubeProxyTakeOver } from '../../../libs/dataplane/index.ts';
 import { NFT_BACKENDS, type NftBackend } from '../../../libs/dataplane/index.ts';
 import { UsageError } from '../cli-errors.ts';
+import { requireKnownNode } from '../known-node.ts';
 import { loadProxyConfig } from '../load-proxy-config.ts';
 import type { SetExit } from './index.ts';
 
@@ -63,8 +64,10 @@ export function registerApply(program: Command, setExit: SetExit): void {
       const { objects, rejected } = await readManifestDir(o.manifests, {
         maxManifestBytes: parseMaxManifestBytes(o.maxManifestBytes),
       });
+      const cluster = ClusterState.fromObjects(objects);
+      requireKnownNode(cluster.data, o.node, o.manifests); // before the kernel is touched
       for (const r of rejected) process.stderr.write(`rejected ${r.ref} (${r.source}): ${r.reason}\n`);
-      const state = renderNodeState(ClusterState.fromObjects(objects).data, o.node, config);
+      const state = renderNodeState(cluster.data, o.node, config);
       const renderMs = performance.now() - t0;
       const created = await createDataplane({
         mode: o.mode,

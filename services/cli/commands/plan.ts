@@ -6,6 +6,7 @@ import { ClusterState, formatIpsetSave, formatIpvsadm, renderNodeState } from '.
 import { canonicalJson, type NodeState, type ProxyConfig } from '../../../libs/model/index.ts';
 import { loadProxyConfig } from '../load-proxy-config.ts';
 import { UsageError } from '../cli-errors.ts';
+import { requireKnownNode } from '../known-node.ts';
 import type { SetExit } from './index.ts';
 import { renderNftRuleset } from '../../../libs/dataplane/index.ts';
 
@@ -54,14 +55,7 @@ export function registerPlan(program: Command, setExit: SetExit): void {
           maxManifestBytes: parseMaxManifestBytes(o.maxManifestBytes),
         });
         const state = ClusterState.fromObjects(objects);
-        // A directory without Node objects renders for any name (no node facts, no NodePorts);
-        // one that lists nodes makes a name outside them a mistake, not an empty plan.
-        const nodes = [...state.data.nodeNames()].sort();
-        if (nodes.length > 0 && !nodes.includes(o.node)) {
-          throw new UsageError(
-            `--node ${o.node}: no Node of that name in ${o.manifests} (nodes: ${nodes.slice(0, 10).join(', ')}${nodes.length > 10 ? `, +${nodes.length - 10} more` : ''})`,
-          );
-        }
+        requireKnownNode(state.data, o.node, o.manifests);
         for (const r of rejected) process.stderr.write(`rejected ${r.ref} (${r.source}): ${r.reason}\n`);
         process.stdout.write(format(renderNodeState(state.data, o.node, config), config));
         setExit(o.strict && rejected.length > 0 ? 1 : 0);

@@ -67,4 +67,29 @@ describe.skipIf(caps.ipvs)('switchboard apply --once --mode auto (no IPVS here) 
     expect(err?.code).toBe(1);
     expect(err?.stderr).toMatch(/ipvs mode unavailable/);
   });
+
+  it('refuses a --node the manifests do not list (exit 2, one line) and leaves the table as it was', async () => {
+    const list = async () =>
+      (await run('ip', ['netns', 'exec', ns, 'nft', 'list', 'table', 'inet', 'switchboard'])).stdout;
+    await apply('--mode', 'nftables'); // node-a's state is programmed
+    const before = await list();
+    expect(before).toContain('31000'); // node-a's NodePort: what a typo in --node would have removed
+    const err = await run('ip', [
+      'netns',
+      'exec',
+      ns,
+      path.resolve('bin/switchboard'),
+      'apply',
+      ...['--manifests', 'examples/demo', '--node', 'node-typo', '--mode', 'nftables', '--once'],
+      ...['--state-dir', `/tmp/${ns}`],
+    ]).then(
+      () => undefined,
+      (e: { code: number; stderr: string; stdout: string }) => e,
+    );
+    expect(err).toMatchObject({ code: 2, stdout: '' });
+    expect(err?.stderr).toMatch(
+      /^switchboard: --node node-typo: no Node of that name in examples\/demo \(nodes: node-a, node-b, node-c\)\n$/,
+    );
+    expect(await list()).toBe(before);
+  });
 });

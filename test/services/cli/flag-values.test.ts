@@ -57,6 +57,22 @@ describe('flag values of the long-running commands are checked before they conne
     }
   });
 
+  it('applier --heartbeat is whole ms from 100 to 15000 (the planner calls 30 s of silence UNKNOWN)', async () => {
+    for (const bad of ['99', '15001', '100000000000', '5s']) {
+      const r = await applier('--heartbeat', bad);
+      expect({ bad, code: r.code, stdout: r.stdout }).toEqual({ bad, code: 2, stdout: '' });
+      expect(r.stderr).toBe(`switchboard: --heartbeat must be a whole number of ms from 100 to 15000, got "${bad}"\n`);
+    }
+  });
+
+  it('applier --node that is no DNS subdomain is a usage error, not a wait for NATS', async () => {
+    for (const bad of ['bad node', '*', '-a']) {
+      const r = await applier('--node', bad); // the later --node wins over the helper's n1
+      expect({ bad, code: r.code, stdout: r.stdout }).toEqual({ bad, code: 2, stdout: '' });
+      expect(r.stderr).toBe(`switchboard: --node: invalid node name ${JSON.stringify(bad)} (DNS subdomain expected)\n`);
+    }
+  });
+
   it('durations', () => {
     expect(parseDuration('90s')).toBe(90_000);
     expect(parseDuration('1h30m')).toBe(5_400_000);
