@@ -11,7 +11,7 @@ import type { ObservedKernel, ObservedRealServer, ObservedVirtualServer } from '
 import { glueChains, netfilterGlue, withGlueSets, type NetfilterGlue } from './netfilter-glue.ts';
 import { nodeSysctls } from './node-sysctls.ts';
 import { mergeRecords, type OwnershipRecord, type OwnershipStore } from './ownership-record.ts';
-import { planKernelOps, sameVsSpec, type Plan } from './plan-kernel-ops.ts';
+import { planKernelOps, type Plan } from './plan-kernel-ops.ts';
 import { advanceIndex, diffStates, indexState, type IndexedState, type StateChange } from './state-change.ts';
 import { validateParts, validateShape } from './validate-node-state.ts';
 import { verifyKernelState } from './verify-kernel-state.ts';
@@ -196,7 +196,8 @@ export class IpvsDataplane implements Dataplane {
     // Services written only real servers of are read back as their destinations, the first read
     // sent right behind the writes (one round trip); their spec is the model's, which the
     // transaction did not change (computed now: model.apply below does not change it either).
-    const destinationsOnly = realServersOnly(plan.ops, model);
+    const touched = touchedServices(plan.ops);
+    const destinationsOnly = realServersOnly(plan.ops, touched, model);
     const dests = await this.run(
       plan.ops,
       extendsRecord(owned, before) ? mergeRecords(owned.record, before) : undefined,
@@ -216,21 +217,29 @@ export class IpvsDataplane implements Dataplane {
         verified: false,
         notes: [...notes, `verify: model disagreed with the kernel (${disagreement})`],
       };
-    const back = await this.readBack(plan.ops, model, dests);
+    // One pass over what was touched: each service read back is checked in place against the
+    // model (which the writes advanced), and the slice is verified against those same read
+    // objects (the model's for the rest of it), not against copies of the model's entries. A
+    // read-back that differs leaves the cycle unverified, and with it the model is dropped (only
+    // a verified cycle keeps a base): nothing to correct in it.
+    const back = await this.readBack(touched, model, dests);
+    const read = new Map<string, ObservedVirtualServer>();
     for (const v of back) {
-      const m = model.virtualServer(virtualServerKey(v));
-      if (!m || !sameServer(m, v))
-        notes.push(`verify: read-back of ${virtualServerKey(v)} differs from what was written`);
+      const key = virtualServerKey(v);
+      read.set(key, v);
+      if (!model.holds(v)) notes.push(`verify: read-back of ${key} differs from what was written`);
     }
-    if (back.length !== touchedServices(plan.ops).filter((k) => model.hasVirtualServer(virtualServerKey(k))).length)
+    if (back.length !== touched.filter((k) => model.hasVirtualServer(virtualServerKey(k))).length)
       notes.push('verify: read-back service count differs');
-    model.putVirtualServers(back);
     const mismatches = verifyKernelState(
       slice.desired,
       {
         ...slice.observed,
         virtualServers: slice.desired.virtualServers
-          .map((v) => model.virtualServer(virtualServerKey(v)))
+          .map((v) => {
+            const key = virtualServerKey(v);
+            return read.get(key) ?? model.virtualServer(key);
+          })
           .filter((v): v is ObservedVirtualServer => !!v),
         boundAddresses: slice.desired.boundAddresses.filter((a) => model.hasAddress(a)),
         ipsets: change.ipsets.map((s) => model.ipset(s.name)).filter((s) => !!s),
@@ -250,13 +259,17 @@ export class IpvsDataplane implements Dataplane {
    * read whole.
    */
   private async readBack(
-    ops: readonly KernelOp[],
+    touched: readonly VsKey[],
     model: KernelModel,
     dests: ReadonlyMap<string, ObservedRealServer[]>,
   ): Promise<ObservedVirtualServer[]> {
-    const whole = touchedServices(ops).filter((k) => !dests.has(virtualServerKey(k)));
-    const full = whole.length > 0 ? await this.options.kernel.readVirtualServers(whole) : [];
-    return [...full, ...[...dests].map(([key, realServers]) => ({ ...model.virtualServer(key)!, realServers }))];
+    const whole = touched.filter((k) => !dests.has(virtualServerKey(k)));
+    const out = whole.length > 0 ? [...(await this.options.kernel.readVirtualServers(whole))] : [];
+    for (const [key, realServers] of dests) {
+      const v = model.withRealServers(key, realServers);
+      if (v) out.push(v);
+    }
+    return out;
   }
 
   private plan(
@@ -327,12 +340,10 @@ function shrinking(desired: NodeState, observed: ObservedKernel): VsKey[] {
 }
 
 /** Services the ops write real servers of and nothing else, that the model holds. */
-function realServersOnly(ops: readonly KernelOp[], model: KernelModel): VsKey[] {
+function realServersOnly(ops: readonly KernelOp[], touched: readonly VsKey[], model: KernelModel): VsKey[] {
   const whole = new Set<string>();
   for (const op of ops) if (op.kind === 'virtual-server') whole.add(virtualServerKey(op.vs));
-  return touchedServices(ops).filter(
-    (k) => !whole.has(virtualServerKey(k)) && model.hasVirtualServer(virtualServerKey(k)),
-  );
+  return touched.filter((k) => !whole.has(virtualServerKey(k)) && model.hasVirtualServer(virtualServerKey(k)));
 }
 
 function touchedServices(ops: readonly KernelOp[]): VsKey[] {
@@ -348,15 +359,6 @@ function replaceByKey(
 ): ObservedVirtualServer[] {
   const f = new Map(fresh.map((v) => [virtualServerKey(v), v]));
   return all.map((v) => f.get(virtualServerKey(v)) ?? v);
-}
-
-function sameServer(a: ObservedVirtualServer, b: ObservedVirtualServer): boolean {
-  const rs = (v: ObservedVirtualServer) =>
-    v.realServers
-      .map((r) => `${realServerKey(r)}/${r.weight}`)
-      .sort()
-      .join(',');
-  return sameVsSpec(a, b) && rs(a) === rs(b);
 }
 
 function mergeChains(

@@ -15,8 +15,8 @@ interface ModelVirtualServer extends VirtualServerSpec {
 
 /**
  * What the dataplane believes the kernel holds between full reads: loaded from a dump, advanced
- * by every transaction the kernel accepted, corrected by the read-back of what a transaction
- * touched. Indexed by key so an incremental cycle looks up only the objects it changes.
+ * by every transaction the kernel accepted, checked against the read-back of what a transaction
+ * touched (a cycle whose read-back differs drops it). Indexed by key so an incremental cycle looks up only the objects it changes.
  *
  * It is not a kernel and is never used as one: it keeps IPVS services, the dummy device and its
  * addresses, and our ipsets (what an incremental cycle plans against). Netfilter and sysctls are
@@ -73,6 +73,26 @@ export class KernelModel {
     return v && { ...specOf(v), realServers: v.realServers.map(withoutCounters) };
   }
 
+  /**
+   * The service with `realServers` as read (counters included), the spec as the model holds it;
+   * undefined when the model lacks it. For the read-back of a service whose real servers alone
+   * were written: no copy of the model's own real servers.
+   */
+  withRealServers(key: string, realServers: ObservedRealServer[]): ObservedVirtualServer | undefined {
+    const v = this.vs.get(key);
+    return v && { ...specOf(v), realServers };
+  }
+
+  /**
+   * Whether the model holds exactly `read` (same spec, same real servers with the same weights,
+   * in any order), compared in place: the read-back check of every change, so it copies nothing
+   * for the kernel's usual order (the reverse of the model's).
+   */
+  holds(read: ObservedVirtualServer): boolean {
+    const v = this.vs.get(virtualServerKey(read));
+    return !!v && sameContent(v, read);
+  }
+
   hasVirtualServer(key: string): boolean {
     return this.vs.has(key);
   }
@@ -85,11 +105,6 @@ export class KernelModel {
   ipset(name: string): ObservedIpset | undefined {
     const s = this.sets.get(name);
     return s && { ...s.spec, entries: [...s.entries].sort(byCodeUnit) };
-  }
-
-  /** Replaces (or adds) these services as read from the kernel. */
-  putVirtualServers(fresh: readonly ObservedVirtualServer[]): void {
-    for (const v of fresh) this.vs.set(virtualServerKey(v), modelEntry(v));
   }
 
   /**
@@ -200,7 +215,7 @@ function withoutCounters(r: RealServer): ObservedRealServer {
  * Without allocating for the usual orders (the state's, or the reverse, which is how the kernel
  * lists destinations it was given in order); a Map otherwise.
  */
-function sameContent(want: VirtualServer, have: ObservedVirtualServer): boolean {
+function sameContent(want: ModelVirtualServer, have: ObservedVirtualServer): boolean {
   if (
     want.scheduler !== have.scheduler ||
     want.persistenceTimeout !== have.persistenceTimeout ||

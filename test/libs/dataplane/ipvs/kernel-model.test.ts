@@ -104,6 +104,30 @@ describe('KernelModel', () => {
     ).toEqual([8080, 9]);
   });
 
+  it('holds(read): the same spec and real servers with the same weights, in any order, counters ignored', () => {
+    const three = nodeState([
+      vs('10.96.0.1', 80, [
+        ['10.244.1.1', 8080],
+        ['10.244.1.2', 8080],
+        ['10.244.1.3', 8080],
+      ]),
+    ]);
+    const m = KernelModel.fromObserved(observedOf(three), indexState(three));
+    const read = observedOf(three).virtualServers[0]!; // the kernel's order (reversed), counters set
+    const rs = read.realServers;
+    expect(m.holds(read)).toBe(true);
+    expect(m.holds({ ...read, realServers: [...rs].reverse() })).toBe(true);
+    expect(m.holds({ ...read, realServers: [rs[1]!, rs[0]!, rs[2]!] })).toBe(true); // neither order
+    expect(m.holds({ ...read, realServers: rs.map((r, i) => (i === 1 ? { ...r, weight: 7 } : r)) })).toBe(false);
+    expect(m.holds({ ...read, realServers: rs.slice(1) })).toBe(false);
+    expect(m.holds({ ...read, realServers: [...rs, { ...rs[0]!, port: 9 }] })).toBe(false);
+    expect(m.holds({ ...read, realServers: [rs[0]!, rs[1]!, { ...rs[2]!, port: 9 }] })).toBe(false);
+    expect(m.holds({ ...read, scheduler: 'wrr' })).toBe(false);
+    expect(m.holds({ ...read, persistenceTimeout: 30 })).toBe(false);
+    expect(m.holds({ ...read, schedulerFlags: ['rr-port'] })).toBe(false);
+    expect(m.holds({ ...read, port: 81 })).toBe(false); // a service the model lacks
+  });
+
   it('advancing it never changes the objects it shares with the state', () => {
     const frozen = deepFreeze(s);
     const m = KernelModel.fromObserved(observedOf(frozen), indexState(frozen));
