@@ -12,6 +12,8 @@ export type EventLogErrorCode =
   | 'COMPACTED'
   | 'INVALID'
   | 'IO'
+  /** Another process holds the file's writer lock (writer-lock.ts). */
+  | 'LOCKED'
   /** Rows offered for import, export or truncation do not continue this file's chains (another history). */
   | 'DIVERGED';
 

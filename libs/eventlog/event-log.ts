@@ -1,3 +1,4 @@
+import { acquireWriterLock, type WriterLock } from './writer-lock.ts';
 import type Database from 'better-sqlite3';
 import {
   canonicalJson,
@@ -50,6 +51,12 @@ export interface EventLogOptions {
   readonly now?: () => Date;
   /** See OpenDatabaseOptions.sync: 'full' (default) is durable per commit. */
   readonly sync?: 'full' | 'normal';
+  /**
+   * Take the file's writer lock (writer-lock.ts) for as long as the log is open, naming this
+   * purpose to a process refused it: the planner, the one writer of its log. Refused with an
+   * EventLogError 'LOCKED' while another process holds it.
+   */
+  readonly writer?: string;
 }
 
 export interface RecordVersionInput {
@@ -105,9 +112,20 @@ export class EventLog {
   }
 
   static async open(opts: EventLogOptions): Promise<EventLog> {
-    const { db, schema } = await openDatabase({ file: opts.file, migrate: opts.migrate, sync: opts.sync });
-    return new EventLog(opts.file, db, schema, opts.now);
+    // Before the database is opened: a second writer must not even run the migrations.
+    const lock = opts.writer === undefined ? undefined : acquireWriterLock(opts.file, opts.writer);
+    try {
+      const { db, schema } = await openDatabase({ file: opts.file, migrate: opts.migrate, sync: opts.sync });
+      const log = new EventLog(opts.file, db, schema, opts.now);
+      log.writerLock = lock;
+      return log;
+    } catch (e) {
+      lock?.release();
+      throw e;
+    }
   }
+
+  private writerLock: WriterLock | undefined;
 
   private prepare() {
     const d = this.db;
@@ -595,6 +613,7 @@ export class EventLog {
       this.resume?.flush();
     } finally {
       this.db.close();
+      this.writerLock?.release();
     }
   }
 }

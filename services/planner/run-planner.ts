@@ -112,7 +112,7 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
   }
   let log: EventLog;
   try {
-    log = await EventLog.open({ file: o.db });
+    log = await EventLog.open({ file: o.db, writer: 'a planner' });
   } catch (e) {
     server.close();
     tokens?.close();
