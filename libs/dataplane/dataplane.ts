@@ -14,6 +14,12 @@ export interface ApplyResult {
 }
 
 /**
+ * The note of a resync() with no verified state to compare the kernel with (nothing applied, or
+ * nothing that read back right): it answers verified: false, since it checked nothing.
+ */
+export const NOTHING_VERIFIED = 'nothing applied and verified yet: no state to compare the kernel with';
+
+/**
  * How a NodeState differs from the one it was made from, in its virtual servers, when its producer
  * knows (the incremental renderer, NodeStateRenderer.changeOf): a dataplane that last applied
  * exactly `previous` need not compare every service to find the few that changed. Optional
@@ -42,7 +48,10 @@ export interface Dataplane {
    * result must be the same without it).
    */
   apply(state: NodeState, change?: NodeStateChange): Promise<ApplyResult>;
-  /** Re-reads the kernel and repairs drift against the last applied state. */
+  /**
+   * Re-reads the kernel and repairs drift against the last state an apply verified (NOTHING_VERIFIED,
+   * unverified, when there is none).
+   */
   resync(): Promise<ApplyResult>;
   /** Removes everything this dataplane owns (mode switch, `switchboard cleanup`). */
   cleanup(): Promise<ApplyResult>;

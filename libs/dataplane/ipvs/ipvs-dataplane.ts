@@ -1,7 +1,7 @@
 import { release } from 'node:os';
 import { Counter, register as defaultRegistry, type Registry } from 'prom-client';
 import { IPVS_DUMMY_DEVICE, realServerKey, virtualServerKey, type NodeState } from '../../model/index.ts';
-import type { ApplyResult, Dataplane, NodeStateChange } from '../dataplane.ts';
+import { NOTHING_VERIFIED, type ApplyResult, type Dataplane, type NodeStateChange } from '../dataplane.ts';
 import { extendsRecord, ownedIndex, recordAfterChange, sliceChange, type OwnedIndex } from './change-slice.ts';
 import { DEFAULT_DRAIN_TIMEOUT_MS } from './graceful-termination.ts';
 import { KernelModel } from './kernel-model.ts';
@@ -78,14 +78,17 @@ export class IpvsDataplane implements Dataplane {
     if (bad) return Promise.reject(new Error(`refusing invalid node state: ${bad}`));
     return this.serial(async () => {
       const r = await this.sync(state, false, change);
-      this.last = state;
+      // resync repairs towards `last`: only a state the read-back confirmed. After an unverified
+      // cycle it stays the previous verified one (as after a throw), never the doubtful attempt.
+      if (r.verified) this.last = state;
       return r;
     });
   }
 
   resync(): Promise<ApplyResult> {
     return this.serial(async () => {
-      if (!this.last) return { kernelWrites: 0, verified: true, durationMs: 0, notes: ['nothing applied yet'] };
+      // Nothing verified here yet: the kernel was never compared with anything, so say so.
+      if (!this.last) return { kernelWrites: 0, verified: false, durationMs: 0, notes: [NOTHING_VERIFIED] };
       const r = await this.sync(this.last, true);
       if (r.kernelWrites > 0) {
         this.driftRepairs++;

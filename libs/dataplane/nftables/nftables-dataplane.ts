@@ -1,5 +1,5 @@
 import type { NodeState } from '../../model/index.ts';
-import type { ApplyResult, Dataplane } from '../dataplane.ts';
+import { NOTHING_VERIFIED, type ApplyResult, type Dataplane } from '../dataplane.ts';
 import { summarizeRules } from './nft-chain-summary.ts';
 import { NFT_FAMILY, NFT_TABLE } from './nft-names.ts';
 import { renderNftObjects, SHARED_SETS, type NftObjects } from './nft-objects.ts';
@@ -78,6 +78,13 @@ export class NftablesDataplane implements Dataplane {
   private startNotes: string[] = [];
   /** What the last apply programmed: the state, its objects, and their inventory (diff base). */
   private applied: { state: NodeState; objects: NftObjects; inventory: NftInventory } | undefined;
+  /**
+   * The table is not known to hold `applied`: the last apply failed or its read-back differed.
+   * The next apply then plans against a whole read-back (as a restarted applier adopts a table),
+   * never against `applied`: planned against it, a retry of the same state is an empty
+   * transaction whose empty scope "verifies" without reading anything (review finding F7).
+   */
+  private doubtful = false;
   /** Virtual servers the last apply rendered: all of them, or those of the groups it changed. */
   lastRendered = 0;
   /**
@@ -132,7 +139,8 @@ export class NftablesDataplane implements Dataplane {
 
   async apply(state: NodeState): Promise<ApplyResult> {
     const t0 = performance.now();
-    const slice = this.applied ? sliceChange(this.applied.state, state) : undefined;
+    const known = this.doubtful ? undefined : this.applied;
+    const slice = known ? sliceChange(known.state, state) : undefined;
     // Rendering validates the input before the kernel is touched: a bad state throws here and
     // whatever was programmed stays. A sliced change renders (and validates) only the groups it
     // touches; the others are the objects of the last apply, validated then.
@@ -141,7 +149,7 @@ export class NftablesDataplane implements Dataplane {
     const objects = part ? undefined : renderNftObjects(state);
     // Not here before a first apply: its read of the table (readBackAt, adopt or create) starts
     // the record just before the read whose generation it covers.
-    if (this.applied) await this.watch();
+    if (known) await this.watch();
     else await this.runner();
     const notes: string[] = this.takeStartNotes();
     let tx: NftTransaction;
@@ -149,17 +157,20 @@ export class NftablesDataplane implements Dataplane {
     if (part) {
       tx = planNftUpdate(inventoryOf(part.before), part.after, this.table);
       base = this.knownGeneration;
-    } else if (this.applied) {
-      tx = planNftUpdate(this.applied.inventory, objects!, this.table);
+    } else if (known) {
+      tx = planNftUpdate(known.inventory, objects!, this.table);
       base = this.knownGeneration;
     } else {
       // A restarted applier adopts a table it finds rather than reloading it, mending its
-      // skeleton in place when an older release (or someone) left it different.
+      // skeleton in place when an older release (or someone) left it different; so does one
+      // whose last apply left the table unknown (doubtful).
       const { rb, generation } = await this.readBackAt();
       if (rb) {
         tx = planNftUpdate(rb.inventory, objects!, this.table, sameBySummary, rb.skeletonDamage);
         base = generation;
-        notes.push('adopted existing table');
+        notes.push(
+          this.applied ? 'read back the whole table: the last apply did not verify' : 'adopted existing table',
+        );
         if (rb.skeletonProblems.length > 0)
           notes.push(`skeleton repaired in place (${rb.skeletonProblems.join('; ')})`);
       } else {
@@ -168,18 +179,26 @@ export class NftablesDataplane implements Dataplane {
         notes.push('created table');
       }
     }
-    let known: number | undefined;
-    ({ tx, known } = await this.runOrReload(tx, base, objects, notes));
-    if (part && this.applied) {
-      patchApplied(this.applied, part.before, part.after);
-      this.applied.state = state;
+    let at: number | undefined;
+    try {
+      ({ tx, known: at } = await this.runOrReload(tx, base, objects, notes));
+    } catch (e) {
+      this.doubtful = true; // a full load runs in several batches: the table may hold part of it
+      throw e;
+    }
+    if (part && known) {
+      patchApplied(known, part.before, part.after);
+      known.state = state;
     } else {
       this.applied = { state, objects: objects!, inventory: inventoryOf(objects!) };
     }
     this.lastRendered = (slice ?? { next: state }).next.virtualServers.length;
-    this.knownGeneration = known;
+    this.knownGeneration = at;
     const verified =
-      this.options.verifyAfterApply === false ? true : await this.verify(this.applied.objects, notes, tx);
+      this.options.verifyAfterApply === false ? true : await this.verify(this.applied!.objects, notes, tx);
+    // Only a read-back that matched makes `applied` the next apply's diff base again. Unverified,
+    // it stays what resync repairs towards (its whole read, knownGeneration being unknown now).
+    this.doubtful = !verified;
     notes.push(...this.takeStartNotes()); // a listener that failed in the adopt or verify read
     return { kernelWrites: tx.writes, verified, durationMs: performance.now() - t0, notes };
   }
@@ -191,7 +210,7 @@ export class NftablesDataplane implements Dataplane {
    */
   async resync(): Promise<ApplyResult> {
     const t0 = performance.now();
-    if (!this.applied) return { kernelWrites: 0, verified: true, durationMs: 0, notes: ['nothing applied yet'] };
+    if (!this.applied) return { kernelWrites: 0, verified: false, durationMs: 0, notes: [NOTHING_VERIFIED] };
     const { objects } = this.applied;
     await this.watch();
     const notes: string[] = this.takeStartNotes();
@@ -323,6 +342,7 @@ export class NftablesDataplane implements Dataplane {
   async cleanup(): Promise<ApplyResult> {
     const t0 = performance.now();
     this.applied = undefined;
+    this.doubtful = false;
     this.knownGeneration = undefined;
     const exists = (await (await this.runner()).listTable(NFT_FAMILY, this.table)) !== undefined;
     if (exists) {
