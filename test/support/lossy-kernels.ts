@@ -1,9 +1,7 @@
 // Kernel fakes that lose part of one commit without an error: a concurrent writer in the commit
 // window, a kernel that normalised something, a runner bug. The dataplane's read-back must catch
 // it, and nothing may count the lost part as programmed (review findings F2b, F7).
-import type { KernelOp } from '../../libs/dataplane/ipvs/kernel-op.ts';
-import { KernelTransaction } from '../../libs/dataplane/ipvs/kernel-transaction.ts';
-import type { NftTransaction } from '../../libs/dataplane/nftables/nft-transaction.ts';
+import { KernelTransaction, type KernelOp, type NftTransaction } from '../../libs/dataplane/index.ts';
 import { FakeIpvsKernel } from './fake-ipvs-kernel.ts';
 import { FakeNftRunner } from './fake-nft-runner.ts';
 
