@@ -40,9 +40,32 @@ export interface NodeFailure {
 /** Where the config axis stands: the cluster default revision plus at most one rollout. */
 export interface ConfigTargetState {
   readonly defaultRevision: number;
-  /** The default before the last change of it; `ctl rollback` without a revision returns there. */
+  /** Where `ctl rollback` without a revision returns: the last of `earlierDefaults`. */
   readonly previousDefault: number | undefined;
+  /**
+   * The defaults this one replaced, oldest first (at most MAX_EARLIER_DEFAULTS). A rollback
+   * without a revision pops the last one, so a second rollback goes further back instead of
+   * returning, fleet-wide and without waves, to the revision just rolled back from. Absent in
+   * states recorded before it existed: `[previousDefault]`.
+   */
+  readonly earlierDefaults?: readonly number[];
   readonly rollout: Rollout | undefined;
+}
+
+export const MAX_EARLIER_DEFAULTS = 32;
+
+/** The defaults `state`'s default replaced, oldest first. */
+export function earlierDefaults(state: ConfigTargetState): readonly number[] {
+  return state.earlierDefaults ?? (state.previousDefault === undefined ? [] : [state.previousDefault]);
+}
+
+/** The state's default moved forward to `revision` (a completed rollout, a rollout without nodes). */
+export function advanceDefault(
+  state: ConfigTargetState,
+  revision: number,
+): Pick<ConfigTargetState, 'defaultRevision' | 'previousDefault' | 'earlierDefaults'> {
+  const earlier = [...earlierDefaults(state), state.defaultRevision].slice(-MAX_EARLIER_DEFAULTS);
+  return { defaultRevision: revision, previousDefault: state.defaultRevision, earlierDefaults: earlier };
 }
 
 /**

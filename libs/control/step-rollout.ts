@@ -1,5 +1,11 @@
-import type { ConfigTargetState, NodeFailure, NodeReport, Rollout } from './rollout.ts';
-import { isActive } from './rollout.ts';
+import {
+  MAX_EARLIER_DEFAULTS,
+  type ConfigTargetState,
+  type NodeFailure,
+  type NodeReport,
+  type Rollout,
+} from './rollout.ts';
+import { advanceDefault, earlierDefaults, isActive } from './rollout.ts';
 import { DEFAULT_WAVE_POLICY, allowedFailures, formatMs, type WavePolicy } from './wave-policy.ts';
 
 export interface StartRolloutInput {
@@ -22,7 +28,7 @@ export function startRollout(state: ConfigTargetState, input: StartRolloutInput)
     throw new Error(`config revision ${input.configRevision} is already the cluster default`);
   if (input.waves.length === 0) {
     // No nodes known: nothing to canary, the revision becomes the default at once.
-    return { defaultRevision: input.configRevision, previousDefault: state.defaultRevision, rollout: undefined };
+    return { ...advanceDefault(state, input.configRevision), rollout: undefined };
   }
   const policy = input.policy ?? DEFAULT_WAVE_POLICY;
   const beyond = policy.pauseBefore.find((w) => w > input.waves.length);
@@ -141,8 +147,7 @@ export function decideRollout(
   if (r.wave + 1 >= r.waves.length) {
     return {
       state: {
-        defaultRevision: r.configRevision,
-        previousDefault: state.defaultRevision,
+        ...advanceDefault(state, r.configRevision),
         rollout: { ...r, status: 'completed', updatedAt: at },
       },
       decision: {
@@ -239,19 +244,43 @@ export function resumeRollout(state: ConfigTargetState, at: string): ConfigTarge
 }
 
 /**
- * Instant config rollback: the default goes to `to` (or, without it, to the revision before the
- * current default; during a rollout, to where the rollout started) and every override goes away.
+ * Instant config rollback: the default goes to `to`, or without it, during a rollout to where the
+ * rollout started, and otherwise to the default the current one replaced (popped from
+ * `earlierDefaults`, so rollbacks walk back through history and never return to a revision just
+ * rolled back from: that takes a rollout, with its waves, or an explicit `to`). Every override goes
+ * away; a completed rollout whose revision is left is marked rolled-back.
  */
 export function rollbackConfig(state: ConfigTargetState, to: number | undefined, at: string): ConfigTargetState {
   const r = state.rollout;
   const unfinished = !!r && (isActive(r) || r.status === 'halted');
-  const target = to ?? (unfinished ? r!.fromRevision : state.previousDefault);
-  if (target === undefined) throw new Error('no previous config revision to roll back to');
+  let earlier = [...earlierDefaults(state)];
+  let target: number | undefined;
+  if (to !== undefined) {
+    target = to;
+    const back = earlier.lastIndexOf(to);
+    // Back to a default in the history: forget what came after it; elsewhere: a jump forward.
+    if (back >= 0) earlier = earlier.slice(0, back);
+    else if (to !== state.defaultRevision) earlier = [...earlier, state.defaultRevision].slice(-MAX_EARLIER_DEFAULTS);
+  } else if (unfinished) {
+    target = r!.fromRevision; // the default did not move while the rollout ran
+  } else {
+    target = earlier.pop();
+    if (target === undefined)
+      throw new Error(
+        state.previousDefault === undefined
+          ? 'no previous config revision to roll back to'
+          : `no earlier config revision to roll back to (revision ${state.defaultRevision} is the oldest default on record; name one with --config-revision)`,
+      );
+  }
+  const leaving = target !== state.defaultRevision;
   const rollout =
-    r && r.status !== 'completed' && r.status !== 'rolled-back'
-      ? { ...r, status: 'rolled-back' as const, updatedAt: at }
+    r &&
+    (isActive(r) ||
+      r.status === 'halted' ||
+      (r.status === 'completed' && leaving && r.configRevision === state.defaultRevision))
+      ? { ...r, status: 'rolled-back' as const, gate: undefined, updatedAt: at }
       : r;
-  return { defaultRevision: target, previousDefault: state.defaultRevision, rollout };
+  return { defaultRevision: target, previousDefault: earlier.at(-1), earlierDefaults: earlier, rollout };
 }
 
 /**

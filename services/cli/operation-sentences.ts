@@ -47,7 +47,9 @@ export function rolloutSentence(st: ConfigState, did?: 'resumed' | 'promoted'): 
   if (r.status === 'completed')
     return `rollout of config revision ${r.configRevision} completed: it is the cluster default on every node.\n`;
   const halted = r.haltedBy ? `: ${r.haltedBy.node} failed: ${r.haltedBy.error}` : '';
-  const gate = r.gate !== undefined ? `; wave ${r.gate} waits for \`ctl rollout --promote\`` : '';
+  // A gate means something only while the rollout can still go on (older logs kept it on rollback).
+  const open = r.status === 'running' || r.status === 'paused';
+  const gate = open && r.gate !== undefined ? `; wave ${r.gate} waits for \`ctl rollout --promote\`` : '';
   return `rollout of config revision ${r.configRevision} ${verb} at ${waveText(r)}${halted}${gate}.\n`;
 }
 
@@ -111,7 +113,8 @@ export function rolloutStatusText(st: ConfigState, nowMs: number, waveNodes: rea
       lines.push(`bake: ${clock(baked)} of ${clock(p?.bakeMs ?? 0)}`);
     } else lines.push('bake: not started (waiting for every node of the wave to ACK)');
   }
-  if (r.gate !== undefined) lines.push(`waiting before wave ${r.gate}: continue with \`ctl rollout --promote\``);
+  if (r.gate !== undefined && (r.status === 'running' || r.status === 'paused'))
+    lines.push(`waiting before wave ${r.gate}: continue with \`ctl rollout --promote\``);
   for (const f of r.failed ?? []) lines.push(`failed: ${f.node}: ${f.error}`);
   if (r.haltedBy) lines.push(`${r.status} by ${r.haltedBy.node}: ${r.haltedBy.error}`);
   lines.push(...waveNodeLines(waveNodes));

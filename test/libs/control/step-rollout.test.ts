@@ -87,7 +87,7 @@ describe('config rollout', () => {
 
   it('makes the revision the default at once when no node is known', () => {
     const s = startRollout(base, { configRevision: 2, waves: [], pauseOnError: false, at: t(0) });
-    expect(s).toEqual({ defaultRevision: 2, previousDefault: 1, rollout: undefined });
+    expect(s).toEqual({ defaultRevision: 2, previousDefault: 1, earlierDefaults: [1], rollout: undefined });
   });
 
   it('rolls back instantly: mid-rollout to where it started, afterwards to the previous default, or to a given one', () => {
@@ -106,5 +106,35 @@ describe('config rollout', () => {
     expect(rollbackConfig(done, undefined, t(4)).defaultRevision).toBe(1);
     expect(rollbackConfig(done, 7, t(4)).defaultRevision).toBe(7);
     expect(() => rollbackConfig(base, undefined, t(4))).toThrow(/no previous/);
+  });
+
+  it('rolls back through history: a second rollback goes further back, never to the revision just left', () => {
+    // Defaults 1 → 2 → 3, each by a completed rollout over the same four nodes.
+    const complete = (s: ConfigTargetState, rev: number, i: number): ConfigTargetState => {
+      let x = startRollout(s, { configRevision: rev, waves: [nodes], pauseOnError: false, at: t(i) });
+      x = stepRollout(x, acks(rev, ...nodes), t(i));
+      expect(x.defaultRevision).toBe(rev);
+      return x;
+    };
+    const at3 = complete(complete(base, 2, 1), 3, 2);
+    expect(at3).toMatchObject({ defaultRevision: 3, previousDefault: 2, earlierDefaults: [1, 2] });
+    const to2 = rollbackConfig(at3, undefined, t(3));
+    expect(to2).toMatchObject({ defaultRevision: 2, previousDefault: 1, earlierDefaults: [1] });
+    // The completed rollout of 3 is what was rolled back: it says so (the status header showed "completed").
+    expect(to2.rollout).toMatchObject({ configRevision: 3, status: 'rolled-back' });
+    const to1 = rollbackConfig(to2, undefined, t(4));
+    expect(to1).toMatchObject({ defaultRevision: 1, previousDefault: undefined, earlierDefaults: [] });
+    // Nothing earlier than 1: refused, never a toggle back to 2 or 3.
+    expect(() => rollbackConfig(to1, undefined, t(5))).toThrow(/no previous config revision/);
+    // An explicit revision is a jump: back into history forgets what came after it, forward records the current one.
+    expect(rollbackConfig(at3, 1, t(6))).toMatchObject({ defaultRevision: 1, earlierDefaults: [] });
+    expect(rollbackConfig(to1, 3, t(6))).toMatchObject({
+      defaultRevision: 3,
+      previousDefault: 1,
+      earlierDefaults: [1],
+    });
+    // A state recorded before earlierDefaults existed: its previousDefault is the history.
+    const legacy: ConfigTargetState = { defaultRevision: 2, previousDefault: 1, rollout: undefined };
+    expect(rollbackConfig(legacy, undefined, t(7))).toMatchObject({ defaultRevision: 1, earlierDefaults: [] });
   });
 });

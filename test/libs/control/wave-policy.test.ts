@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import {
+  rollbackConfig,
   DEFAULT_WAVE_POLICY,
   allowedFailures,
   configOverrides,
@@ -197,6 +198,15 @@ describe('wave policy: decisions', () => {
     expect(s.rollout).toMatchObject({ status: 'running', wave: 1, gate: undefined, waveStartedAt: at(20) });
     expect([...configOverrides(s).keys()]).toEqual(['a', 'b']);
     expect(() => promoteRollout(s, at(21))).toThrow(/no rollout waits at a --pause-before gate/);
+  });
+
+  it('a rollback at a gate closes it: nothing is left to promote', () => {
+    let s = start({ pauseBefore: [2] });
+    s = decideRollout(s, reports(['a']), at(1)).state;
+    expect(s.rollout).toMatchObject({ status: 'paused', gate: 2 });
+    const rb = rollbackConfig(s, undefined, at(2));
+    expect(rb.rollout).toMatchObject({ status: 'rolled-back', gate: undefined });
+    expect(() => promoteRollout(rb, at(3))).toThrow(/no rollout waits at a --pause-before gate/);
   });
 
   it('with --pause-on-error pauses instead of halting; resume forgives the failures and restarts the wave clock', () => {

@@ -204,8 +204,9 @@ describe('ctl against a real planner, nats-server and dry-run appliers', () => {
     expect((await ctl('mode', 'nftables')).stdout).toBe(
       'nothing changed: the cluster default (config revision 3) already has these values; no revision made.\n',
     );
+    // Leaving revision 3, whose rollout had completed: that rollout is now marked rolled back.
     expect((await ctl('rollback', '--config-revision', '1')).stdout).toBe(
-      'config rolled back: the cluster default is config revision 1 on every node.\n',
+      'config rolled back: the cluster default is config revision 1 on every node (rollout of revision 3 rolled back).\n',
     );
     expect((await ctl('rollback', '--to-version', '2')).stdout).toBe(
       "rolled back data: the published content already is version 2's (no new version); new data is held until `ctl unpin`.\n",
