@@ -36,9 +36,11 @@ export { rolloutView } from './rollout-view.ts';
 export { decideSync, decidePin, decideUnpin, type DataPin, type PublishDecision } from './data-pin.ts';
 export {
   nodeStatus,
+  ackMismatch,
   newestHealth,
   summarizeStatus,
   DEFAULT_NODE_STATUS_THRESHOLDS,
+  type ExpectedHashes,
   type NodeObservation,
   type NodeStatusRow,
   type NodeStatusThresholds,

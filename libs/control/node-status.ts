@@ -1,4 +1,4 @@
-import type { AckOrNack, HealthVerdict, Heartbeat, NodeStatusWord, NodeTarget } from '../model/index.ts';
+import type { Ack, AckOrNack, HealthVerdict, Heartbeat, NodeStatusWord, NodeTarget } from '../model/index.ts';
 
 export interface NodeStatusThresholds {
   /** A node not heard from (heartbeat or ack) for this long is UNKNOWN. */
@@ -22,6 +22,30 @@ export interface NodeObservation {
   readonly heartbeatAt?: number;
   /** Node-state hash the node should echo for its target (undefined: not computed). */
   readonly expectedNodeStateHash?: string;
+  /** Data hash the planner's log recorded for the target's version (undefined: not known). */
+  readonly expectedDataHash?: string;
+}
+
+/** The hashes the planner expects an ACK to echo; an undefined one is not checked. */
+export interface ExpectedHashes {
+  readonly nodeStateHash?: string;
+  readonly dataHash?: string;
+}
+
+const shortHash = (h: string) => (h === '' ? '(empty)' : h.slice(0, 12));
+
+/**
+ * Why an ACK does not prove the node runs what the planner made, or undefined when every hash the
+ * planner knows matches: the data hash against the one its log recorded for that version (a node
+ * that took another planner's content for the number), the node-state hash against the planner's
+ * own rendering (an applier release or node facts that render differently). Pure, one line.
+ */
+export function ackMismatch(a: Ack, expected: ExpectedHashes): string | undefined {
+  if (expected.dataHash !== undefined && a.dataHash !== expected.dataHash)
+    return `runs version ${a.version} with data hash ${shortHash(a.dataHash)}, the log recorded ${shortHash(expected.dataHash)}`;
+  if (expected.nodeStateHash !== undefined && a.nodeStateHash !== expected.nodeStateHash)
+    return `runs version ${a.version} config ${a.configRevision} with node-state hash ${shortHash(a.nodeStateHash)}, the planner renders ${shortHash(expected.nodeStateHash)}`;
+  return undefined;
 }
 
 /** One line of `ctl status`: the word, what the node runs, and why. */
@@ -55,9 +79,12 @@ export interface NodeStatusRow {
  *
  *  UNKNOWN   never heard from, or silent for `silenceMs` (it may still run its last state: appliers
  *            are fail-static, but we cannot prove what it runs)
- *  ERROR     it does not run its target and its answer about that target is a NACK, or it reports
- *            itself unhealthy (unless the complaint is a NACK for a target it no longer has)
- *  SYNCED    it runs exactly the target (version and config revision)
+ *  ERROR     it does not run its target and its answer about that target is a NACK, or its ACK of
+ *            the target echoes a data or node-state hash other than the planner expects
+ *            (ackMismatch), or it reports itself unhealthy (unless the complaint is a NACK for a
+ *            target it no longer has)
+ *  SYNCED    it runs exactly the target (version and config revision), and its ACK of it echoes
+ *            the hashes the planner expects (those it knows)
  *  APPLYING  it runs something else, and the target is younger than `applyTimeoutMs`
  *  STALE     it runs something else, and has for longer than that
  */
@@ -71,6 +98,12 @@ export function nodeStatus(
   const last = o.last;
   const forTarget =
     !!t && last?.type === 'ACK' && last.version === t.version && last.configRevision === t.configRevision;
+  const onTarget = !!t && runs?.version === t.version && runs.configRevision === t.configRevision;
+  // Only about the ACK of what the node still runs: a newer heartbeat saying it moved makes it moot.
+  const mismatch =
+    forTarget && onTarget
+      ? ackMismatch(last, { nodeStateHash: o.expectedNodeStateHash, dataHash: o.expectedDataHash })
+      : undefined;
   const row = (status: NodeStatusWord, reason: string): NodeStatusRow => ({
     node: o.node,
     status,
@@ -85,7 +118,12 @@ export function nodeStatus(
         ? (last as { nodeStateHash: string }).nodeStateHash === o.expectedNodeStateHash
         : null,
     lag: Math.max(0, (t?.version ?? 0) - (runs?.version ?? 0)),
-    lastError: last?.type === 'NACK' ? last.error : o.heartbeat && !o.heartbeat.healthy ? o.heartbeat.detail : null,
+    lastError:
+      last?.type === 'NACK'
+        ? last.error
+        : o.heartbeat && !o.heartbeat.healthy
+          ? o.heartbeat.detail
+          : (mismatch ?? null),
     lastReportAt: last?.at ?? null,
     heartbeatAt: o.heartbeat?.at ?? null,
     health: newestHealth(o) ?? null,
@@ -95,11 +133,11 @@ export function nodeStatus(
   if (nowMs - lastHeard > thresholds.silenceMs)
     return row('UNKNOWN', `silent for ${Math.round((nowMs - lastHeard) / 1000)} s`);
   if (!t) return row('UNKNOWN', 'no target set');
-  const onTarget = runs?.version === t.version && runs.configRevision === t.configRevision;
   const nack = last?.type === 'NACK' ? last : undefined;
   const nackForTarget = nack && nack.version === t.version && nack.configRevision === t.configRevision;
   if (nackForTarget && !onTarget)
     return row('ERROR', `NACK for version ${nack.version} config ${nack.configRevision}: ${nack.error}`);
+  if (mismatch) return row('ERROR', mismatch);
   const hb = o.heartbeat;
   if (hb && !hb.healthy && (o.heartbeatAt ?? 0) >= (o.lastAt ?? 0)) {
     // After a halted rollout is rolled back, the node is on its target again but still repeats the

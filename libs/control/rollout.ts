@@ -83,6 +83,11 @@ export interface NodeReport {
   readonly type: 'ACK' | 'NACK';
   readonly configRevision: number;
   readonly error?: string;
+  /**
+   * An ACK whose hashes differ from what the planner expects (ackMismatch): the node runs
+   * something else than the planner made for it, so the ACK does not count and fails the node.
+   */
+  readonly mismatch?: string;
   /** The node's newest verdict on `configRevision` (from the ACK or a later heartbeat); absent: none sent. */
   readonly health?: NodeHealth;
 }

@@ -63,13 +63,15 @@ const ms = (iso: string) => Date.parse(iso);
 
 /**
  * Moves a running rollout on from what nodes reported and what time it is (`at`, passed in: no
- * clock here). A node of the waves reached fails when it NACKs the new revision, ACKed it with an
- * unhealthy verdict (at the ACK or later, during the bake: the verdict is data in `reports`), or
- * has not ACKed it `waveTimeoutMs` after its wave started; failures beyond the policy's budget stop the rollout
- * (halted, or paused with --pause-on-error). Once every node of the wave ACKed or failed, the bake
- * clock starts; after `bakeMs` the next wave starts, or waits for promote at a `pauseBefore` gate;
- * after the last wave the revision becomes the cluster default. At most one decision per call:
- * the next wave's nodes must be given their targets and answer before it counts.
+ * clock here). A node of the waves reached fails when it NACKs the new revision, ACKed it with
+ * hashes other than the planner expects (NodeReport.mismatch: it runs something else), ACKed it
+ * with an unhealthy verdict (at the ACK or later, during the bake: the verdict is data in
+ * `reports`), or has not ACKed it `waveTimeoutMs` after its wave started; failures beyond the
+ * policy's budget stop the rollout (halted, or paused with --pause-on-error). Once every node of
+ * the wave ACKed or failed, the bake clock starts; after `bakeMs` the next wave starts, or waits
+ * for promote at a `pauseBefore` gate; after the last wave the revision becomes the cluster
+ * default. At most one decision per call: the next wave's nodes must be given their targets and
+ * answer before it counts.
  */
 export function decideRollout(
   state: ConfigTargetState,
@@ -81,10 +83,12 @@ export function decideRollout(
   const policy = r.policy ?? DEFAULT_WAVE_POLICY;
   const now = ms(at);
   const waveStart = r.waveStartedAt ?? r.startedAt;
-  const acked = (n: string) => {
+  const ackedRevision = (n: string) => {
     const rep = reports.get(n);
     return rep?.type === 'ACK' && rep.configRevision === r.configRevision;
   };
+  const mismatched = (n: string) => ackedRevision(n) && !!reports.get(n)!.mismatch;
+  const acked = (n: string) => ackedRevision(n) && !mismatched(n);
   const failed = new Map((r.failed ?? []).map((f) => [f.node, f]));
   const fresh: NodeFailure[] = [];
   let timedOut = false;
@@ -93,6 +97,7 @@ export function decideRollout(
     const rep = reports.get(node);
     if (rep?.type === 'NACK' && rep.configRevision === r.configRevision)
       fresh.push({ node, error: rep.error ?? 'NACK' });
+    else if (mismatched(node)) fresh.push({ node, error: rep!.mismatch! });
     else if (acked(node) && rep!.health?.verdict === 'unhealthy')
       fresh.push({ node, error: `unhealthy: ${rep!.health.reason}` });
     else if (!acked(node) && now - ms(waveStart) >= policy.waveTimeoutMs) {
@@ -115,7 +120,10 @@ export function decideRollout(
       return {
         state: { ...state, rollout },
         decision: {
-          kind: timedOut && !fresh.some((f) => reports.get(f.node)?.type === 'NACK') ? 'timeout' : 'halt',
+          kind:
+            timedOut && !fresh.some((f) => reports.get(f.node)?.type === 'NACK' || mismatched(f.node))
+              ? 'timeout'
+              : 'halt',
           reason: `rollout ${stop}: ${all.length} failed node(s), ${allowed} tolerated by --max-failures ${policy.maxFailures}: ${names}`,
         },
       };

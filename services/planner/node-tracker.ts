@@ -1,11 +1,16 @@
 import {
+  ackMismatch,
   newestHealth,
+  type ExpectedHashes,
   nodeStatus,
   type NodeReport,
   type NodeStatusRow,
   type NodeStatusThresholds,
 } from '../../libs/control/index.ts';
-import type { AckOrNack, Heartbeat, NodeTarget } from '../../libs/model/index.ts';
+import type { Ack, AckOrNack, Heartbeat, NodeTarget } from '../../libs/model/index.ts';
+
+/** The hashes the planner expects a node's ACK to echo (what it can check; see ackMismatch). */
+export type ExpectAck = (a: Ack) => ExpectedHashes;
 
 interface NodeSeen {
   last?: AckOrNack;
@@ -56,19 +61,20 @@ export class NodeTracker {
 
   /**
    * Latest answer per node, as rollouts read it, with the newest verdict about the revision it
-   * answered for (a heartbeat's verdict turns it unhealthy during a bake).
+   * answered for (a heartbeat's verdict turns it unhealthy during a bake). `expect`: the hashes an
+   * ACK must echo; an ACK that differs carries the mismatch and does not count as done.
    */
-  reports(): Map<string, NodeReport> {
+  reports(expect?: ExpectAck): Map<string, NodeReport> {
     const out = new Map<string, NodeReport>();
     for (const n of this.nodes.keys()) {
-      const r = this.report(n);
+      const r = this.report(n, expect);
       if (r) out.set(n, r);
     }
     return out;
   }
 
   /** One node's entry of reports() (undefined: it never answered). */
-  report(node: string): NodeReport | undefined {
+  report(node: string, expect?: ExpectAck): NodeReport | undefined {
     const s = this.nodes.get(node);
     if (!s?.last) return undefined;
     const h = newestHealth(s);
@@ -78,12 +84,13 @@ export class NodeTracker {
       type: s.last.type,
       configRevision: s.last.configRevision,
       error: s.last.type === 'NACK' ? s.last.error : undefined,
+      mismatch: s.last.type === 'ACK' && expect ? ackMismatch(s.last, expect(s.last)) : undefined,
       health,
     };
   }
 
   /** The node's status row, computed by libs/control's nodeStatus (the one rule for the word). */
-  row(node: string, target: NodeTarget, expectedNodeStateHash: string | undefined, nowMs: number): NodeStatusRow {
+  row(node: string, target: NodeTarget, expected: ExpectedHashes, nowMs: number): NodeStatusRow {
     const s = this.nodes.get(node) ?? {};
     return nodeStatus(
       {
@@ -94,7 +101,8 @@ export class NodeTracker {
         lastAt: s.lastAt,
         heartbeat: s.heartbeat,
         heartbeatAt: s.heartbeatAt,
-        expectedNodeStateHash,
+        expectedNodeStateHash: expected.nodeStateHash,
+        expectedDataHash: expected.dataHash,
       },
       nowMs,
       this.thresholds,

@@ -1,6 +1,13 @@
 import type { EventLog } from '../../libs/eventlog/index.ts';
 import { nodesBehind } from '../../libs/eventlog/index.ts';
-import { nextRolloutDeadline, type NodeStatusRow, type WavePolicy, type WaveSpec } from '../../libs/control/index.ts';
+import {
+  nextRolloutDeadline,
+  type ExpectedHashes,
+  type NodeReport,
+  type NodeStatusRow,
+  type WavePolicy,
+  type WaveSpec,
+} from '../../libs/control/index.ts';
 import type { NodeStatusThresholds } from '../../libs/bus/index.ts';
 import type { AckOrNack, Heartbeat, NodeTarget, ProxyConfig, Rejection } from '../../libs/model/index.ts';
 import { nodeStateHash, renderNodeState, type ObjectRejection } from '../../libs/planner/index.ts';
@@ -61,6 +68,8 @@ export class Planner {
   private overridden = new Set<string>();
   private putRevisions = new Set<number>();
   private expected = new Map<string, string>();
+  /** The data hash the log recorded per version (a version's hash never changes), for ACK checks. */
+  private readonly logHashes = new Map<number, string>();
   /** Versions made by this process and not yet on the bus, by number. */
   private readonly unpublished = new Map<number, NewVersion>();
   private stopped = false;
@@ -375,7 +384,7 @@ export class Planner {
     this.rolloutClock = setTimeout(
       () =>
         void this.serial(async () => {
-          if (this.config.step(this.nodes.reports())) await this.publishAndTarget();
+          if (this.config.step(this.rolloutReports())) await this.publishAndTarget();
           else this.armRolloutClock();
         }).then(
           () => this.recovered('rollout'),
@@ -390,7 +399,7 @@ export class Planner {
     return this.serial(async () => {
       this.options.log.recordAck(a);
       this.nodes.onAck(a, Date.now());
-      if (this.config.step(this.nodes.reports())) await this.publishAndTarget();
+      if (this.config.step(this.rolloutReports())) await this.publishAndTarget();
     }).then(
       () => this.recovered('ack'),
       (e) => this.fail('ack', e),
@@ -406,7 +415,7 @@ export class Planner {
     this.nodes.onHeartbeat(h, Date.now());
     if (this.config.state.rollout?.status !== 'running' || !h.health || h.health.verdict === before) return;
     return this.serial(async () => {
-      if (this.config.step(this.nodes.reports())) await this.publishAndTarget();
+      if (this.config.step(this.rolloutReports())) await this.publishAndTarget();
     }).catch((e) => this.fail('heartbeat', e));
   }
 
@@ -478,7 +487,7 @@ export class Planner {
           who,
         );
       }
-      this.config.step(this.nodes.reports());
+      this.config.step(this.rolloutReports());
       await this.publishAndTarget();
       return this.config.state;
     });
@@ -499,24 +508,60 @@ export class Planner {
   }
 
   status(): (NodeStatusRow & { reason: string; hashMatch: boolean | null })[] {
-    const latest = this.data.latest()?.version ?? 0;
+    const latest = this.data.latest();
     const nowMs = Date.now();
     return this.fleet().map((node) => {
-      const target = this.targetOf(node, latest);
-      return this.nodes.row(node, target, this.expectedHash(node, target), nowMs);
+      const target = this.targetOf(node, latest?.version ?? 0);
+      return this.nodes.row(node, target, this.expectedOf(node, target, latest?.version), nowMs);
     });
   }
 
-  /** What `node` should echo for its target; cached per (node, version, revision). */
+  /**
+   * The reports a rollout step reads. While a rollout runs, each ACK is checked against the
+   * hashes the planner expects (expectedOf): a node that ACKs the revision but runs something
+   * else fails the wave instead of passing it. Without a running rollout no step reads them.
+   */
+  private rolloutReports(): Map<string, NodeReport> {
+    const r = this.config.state.rollout;
+    if (r?.status !== 'running') return this.nodes.reports();
+    const latest = this.data.latest()?.version;
+    const wave = new Set(r.waves[r.wave]); // the only nodes a step reads: render no others
+    return this.nodes.reports((a) => (wave.has(a.node) ? this.expectedOf(a.node, a, latest) : {}));
+  }
+
+  /**
+   * What an ACK of `t` by `node` must echo, as far as the planner can check: the data hash its
+   * log recorded for that version, and for the latest version (the content it holds) its own
+   * rendering of the node's state.
+   */
+  private expectedOf(node: string, t: NodeTarget, latest: number | undefined): ExpectedHashes {
+    return {
+      dataHash: this.logHash(t.version),
+      nodeStateHash: t.version === latest ? this.expectedHash(node, t) : undefined,
+    };
+  }
+
+  private logHash(version: number): string | undefined {
+    let h = this.logHashes.get(version);
+    if (h === undefined && version > 0) {
+      h = this.options.log.version(version)?.hash;
+      if (h === undefined) return undefined;
+      if (this.logHashes.size > 10_000) this.logHashes.clear();
+      this.logHashes.set(version, h);
+    }
+    return h;
+  }
+
+  /** What `node` should echo for its target (of the latest version); cached per (node, version, revision). */
   private expectedHash(node: string, t: NodeTarget): string | undefined {
     if (t.version === 0) return undefined;
     const key = `${node}|${t.version}|${t.configRevision}`;
     let h = this.expected.get(key);
     if (h === undefined) {
+      const rev = this.config.revision(t.configRevision);
+      if (!rev) return undefined; // a revision this planner's log does not hold: nothing to compare
       if (this.expected.size > 10_000) this.expected.clear();
-      h = nodeStateHash(
-        renderNodeState(this.data.publishedData(), node, this.config.revision(t.configRevision)!.config),
-      );
+      h = nodeStateHash(renderNodeState(this.data.publishedData(), node, rev.config));
       this.expected.set(key, h);
     }
     return h;

@@ -59,6 +59,45 @@ describe('nodeStatus: one function for the word, what runs, and why', () => {
     ).toMatchObject({ status: 'APPLYING', hashMatch: null, lag: 2 });
   });
 
+  it('an ACK of the target whose node-state hash differs from the planner rendering is ERROR, not SYNCED', () => {
+    const expectedNodeStateHash = 'e'.repeat(64);
+    const r = nodeStatus(
+      at({
+        target,
+        last: ack(5, 2, 'a'.repeat(64)),
+        lastAt: 1500,
+        expectedNodeStateHash,
+        heartbeat: hb(5, 2),
+        heartbeatAt: 1800,
+      }),
+      NOW,
+    );
+    expect(r).toMatchObject({
+      status: 'ERROR',
+      hashMatch: false,
+      appliedVersion: 5,
+      lag: 0,
+      reason: 'runs version 5 config 2 with node-state hash aaaaaaaaaaaa, the planner renders eeeeeeeeeeee',
+    });
+    expect(r.lastError).toBe(r.reason);
+    // the matching hash is SYNCED; an ACK for an older version is not checked (it is APPLYING)
+    expect(
+      nodeStatus(at({ target, last: ack(5, 2, 'e'.repeat(64)), lastAt: 1500, expectedNodeStateHash }), NOW).status,
+    ).toBe('SYNCED');
+    expect(nodeStatus(at({ target, last: ack(4, 2, 'a'), lastAt: 1500, expectedNodeStateHash }), NOW).status).toBe(
+      'APPLYING',
+    );
+  });
+
+  it("an ACK of the target whose data hash differs from the log's hash of that version is ERROR", () => {
+    const r = nodeStatus(at({ target, last: ack(5, 2), lastAt: 1500, expectedDataHash: 'f'.repeat(64) }), NOW);
+    expect(r).toMatchObject({
+      status: 'ERROR',
+      reason: 'runs version 5 with data hash d, the log recorded ffffffffffff',
+    });
+    expect(nodeStatus(at({ target, last: ack(5, 2), lastAt: 1500, expectedDataHash: 'd' }), NOW).status).toBe('SYNCED');
+  });
+
   it('shows a NACK of the target as ERROR with its error and last good version', () => {
     expect(
       nodeStatus(at({ target, last: nack(5, 2, 'ipset: out of memory', [4, 1]), lastAt: 1500 }), NOW),

@@ -53,6 +53,17 @@ describe('config rollout', () => {
     expect(stepRollout(s, acks(2, 'a', 'b', 'c', 'd'), t(3))).toBe(s);
   });
 
+  it('halts on an ACK whose hashes differ from what the planner expects: it does not count as done', () => {
+    const s = start();
+    const mismatch = 'runs version 3 config 2 with node-state hash aaaaaaaaaaaa, the planner renders bbbbbbbbbbbb';
+    const reports = new Map<string, NodeReport>([['a', { type: 'ACK', configRevision: 2, mismatch }]]);
+    const after = stepRollout(s, reports, t(1));
+    expect(after.rollout!.wave).toBe(0);
+    expect(after.rollout!.status).toBe('halted');
+    expect(after.rollout!.haltedBy).toEqual({ node: 'a', error: mismatch });
+    expect(after.defaultRevision).toBe(1);
+  });
+
   it('pauses with --pause-on-error, keeps the overrides, and resumes', () => {
     let s = stepRollout(
       start(true),

@@ -70,7 +70,7 @@ export async function consoleEnv(nodeCount: number, files: Record<string, string
       await until(() => p.data.latest(), 5000, 'a version');
       for (const n of which) {
         const { t, hash } = expected(n);
-        env.nc.publish(ackSubject(n), JSON.stringify(ack(n, t.version, t.configRevision, hash)));
+        env.nc.publish(ackSubject(n), JSON.stringify(ack(n, t.version, t.configRevision, hash, p.data.latest()!.hash)));
       }
       await env.nc.flush();
     },

@@ -3,6 +3,7 @@
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { DEFAULT_WAVE_POLICY } from '../../../libs/control/index.ts';
 import { heartbeatSubject } from '../../../libs/bus/index.ts';
+import { nodeStateHash, renderNodeState } from '../../../libs/planner/index.ts';
 import { ack, sendAck, sliceYaml, svcYaml, until } from '../planner/planner-support.ts';
 import { CHROMIUM, TOKENS, closeBrowser, consoleEnv, type ConsoleEnv } from './console-harness.ts';
 
@@ -139,7 +140,14 @@ describe.skipIf(!CHROMIUM)('console at /ui', () => {
       probe,
       at: new Date().toISOString(),
     };
-    await sendAck(c.env.nc, { ...ack(first, t.version, t.configRevision, 'h'), health: healthy });
+    // the hashes the planner expects (it checks both): this node runs exactly its target
+    const rendered = nodeStateHash(
+      renderNodeState(p.data.publishedData(), first, p.config.revision(t.configRevision)!.config),
+    );
+    await sendAck(c.env.nc, {
+      ...ack(first, t.version, t.configRevision, rendered, p.data.latest()!.hash),
+      health: healthy,
+    });
     await until(() => p.config.state.rollout?.bakeStartedAt, 5000, 'wave 1 baking');
 
     const page = await c.open(TOKENS.viewer);

@@ -60,3 +60,18 @@ describe('NodeTracker.reports: the verdict rollouts gate on', () => {
     expect(t.report('n1')).toEqual({ type: 'ACK', configRevision: 2, error: undefined, health: undefined });
   });
 });
+
+describe('NodeTracker.reports: ACKs checked against the hashes the planner expects', () => {
+  it('marks an ACK whose node-state or data hash differs, and leaves a matching one alone', () => {
+    const t = new NodeTracker();
+    t.onAck(ack(2), 1000);
+    expect(t.report('n1', () => ({ nodeStateHash: 'h', dataHash: 'd' }))?.mismatch).toBeUndefined();
+    expect(t.report('n1', () => ({ nodeStateHash: 'e' }))?.mismatch).toBe(
+      'runs version 3 config 2 with node-state hash h, the planner renders e',
+    );
+    expect(t.reports(() => ({ dataHash: 'f' })).get('n1')?.mismatch).toBe(
+      'runs version 3 with data hash d, the log recorded f',
+    );
+    expect(t.report('n1')?.mismatch).toBeUndefined(); // nothing expected: nothing checked
+  });
+});

@@ -145,8 +145,8 @@ describe('planner with a manifests directory, SQLite and nats-server', () => {
     const p = planner!.planner;
     const expected = (node: string, rev: number) =>
       nodeStateHash(renderNodeState(p.data.publishedData(), node, p.config.revision(rev)!.config));
-    await sendAck(env.nc, ack('node-1', 1, 1, expected('node-1', 1)));
-    await sendAck(env.nc, ack('node-2', 1, 1, expected('node-2', 1)));
+    await sendAck(env.nc, ack('node-1', 1, 1, expected('node-1', 1), p.data.latest()!.hash));
+    await sendAck(env.nc, ack('node-2', 1, 1, expected('node-2', 1), p.data.latest()!.hash));
     await until(() => p.status().every((n) => n.status === 'SYNCED'), 3000, 'SYNCED');
 
     const { stdout } = await run(BIN, ['ctl', '--server', planner!.url, 'status', '--json']);
@@ -162,7 +162,7 @@ describe('planner with a manifests directory, SQLite and nats-server', () => {
     expect(p.targetOf('node-1').configRevision).toBe(2);
     expect(p.targetOf('node-2').configRevision).toBe(1);
 
-    await sendAck(env.nc, ack('node-1', 1, 2, expected('node-1', 2)));
+    await sendAck(env.nc, ack('node-1', 1, 2, expected('node-1', 2), p.data.latest()!.hash));
     await until(() => p.config.state.rollout?.wave === 1, 3000, 'wave 2');
     expect(p.targetOf('node-2').configRevision).toBe(2);
     await sendAck(env.nc, nack('node-2', 1, 2, 'nft: no such table'));

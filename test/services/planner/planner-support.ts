@@ -71,13 +71,14 @@ export async function sendAck(nc: NatsConnection, a: Ack | Nack): Promise<void> 
   await nc.flush();
 }
 
-export function ack(node: string, version: number, configRevision: number, nodeStateHash: string): Ack {
+/** An ACK as an applier sends it; `dataHash`: the content's hash (a planner checks it against its log's). */
+export function ack(node: string, version: number, configRevision: number, nodeStateHash: string, dataHash = ''): Ack {
   return {
     type: 'ACK',
     node,
     version,
     configRevision,
-    dataHash: '',
+    dataHash,
     nodeStateHash,
     mode: 'ipvs',
     kernelWrites: 1,

@@ -1,0 +1,95 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { DEFAULT_PROXY_CONFIG } from '../../../libs/model/index.ts';
+import { nodeStateHash, renderNodeState } from '../../../libs/planner/index.ts';
+import { runPlanner, type RunningPlanner } from '../../../services/planner/run-planner.ts';
+import { ack, nodeYaml, plannerEnv, sendAck, sliceYaml, svcYaml, until, type PlannerEnv } from './planner-support.ts';
+
+// What the planner can check of an ACK (review finding F3 and its dataHash addendum): a node that
+// ACKs its target with a node-state hash other than the planner's rendering, or a data hash other
+// than the log's for that version, runs something else and must be neither SYNCED nor done.
+
+let env: PlannerEnv;
+let planner: RunningPlanner | undefined;
+
+beforeEach(async () => {
+  env = await plannerEnv();
+  env.write('nodes.yaml', nodeYaml('node-1', '192.0.2.1') + '---\n' + nodeYaml('node-2', '192.0.2.2'));
+  env.write('a.yaml', svcYaml('a', '10.96.0.1') + '---\n' + sliceYaml('a', ['10.0.0.1']));
+  planner = await runPlanner({
+    manifests: env.manifests,
+    nats: env.nats.url,
+    db: env.db,
+    http: '127.0.0.1:0',
+    config: DEFAULT_PROXY_CONFIG,
+    debounceMs: 20,
+    pollMs: 100,
+    say: () => {},
+  });
+  await planner.planner.synced;
+});
+afterEach(async () => {
+  await planner?.stop();
+  planner = undefined;
+  await env.cleanup();
+});
+
+describe('the planner checks the hashes an ACK echoes', () => {
+  it('a node ACKing its target with another node-state or data hash is ERROR, and ctl wait does not count it', async () => {
+    const p = planner!.planner;
+    const rendered = (node: string, rev: number) =>
+      nodeStateHash(renderNodeState(p.data.publishedData(), node, p.config.revision(rev)!.config));
+    const logHash = p.data.latest()!.hash;
+    await sendAck(env.nc, ack('node-1', 1, 1, rendered('node-1', 1), logHash));
+    // node-2 echoes what node-1 renders (e.g. another applier release, other node facts)
+    await sendAck(env.nc, ack('node-2', 1, 1, rendered('node-1', 1), logHash));
+    const row = (node: string) => p.status().find((n) => n.node === node)!;
+    await until(() => row('node-1').status === 'SYNCED' && row('node-2').status === 'ERROR', 3000, 'words');
+    expect(row('node-2')).toMatchObject({
+      status: 'ERROR',
+      hashMatch: false,
+      reason: `runs version 1 config 1 with node-state hash ${rendered('node-1', 1).slice(0, 12)}, the planner renders ${rendered('node-2', 1).slice(0, 12)}`,
+    });
+    const { main } = await import('../../../services/cli/main.ts');
+    const wait = () => main(['ctl', '--server', planner!.url, 'wait', '--for=synced', '--timeout', '1s']);
+    expect(await wait()).toBe(1);
+
+    // the right node-state hash but content whose data hash is not the log's version 1
+    await sendAck(env.nc, ack('node-2', 1, 1, rendered('node-2', 1), 'c'.repeat(64)));
+    await until(() => row('node-2').reason.includes('data hash'), 3000, 'data hash reason');
+    expect(row('node-2')).toMatchObject({
+      status: 'ERROR',
+      reason: `runs version 1 with data hash cccccccccccc, the log recorded ${logHash.slice(0, 12)}`,
+    });
+
+    await sendAck(env.nc, ack('node-2', 1, 1, rendered('node-2', 1), logHash));
+    await until(() => row('node-2').status === 'SYNCED', 3000, 'node-2 SYNCED');
+    expect(await wait()).toBe(0);
+  });
+
+  it('a rollout wave does not pass on an ACK whose node-state hash is not the planner rendering', async () => {
+    const p = planner!.planner;
+    const res = await fetch(`${planner!.url}/mode`, {
+      method: 'POST',
+      body: JSON.stringify({ mode: 'nftables', waves: '1,100%', reason: 'try nftables' }),
+      headers: { 'x-switchboard-actor': 'tester' },
+    });
+    expect(res.status).toBe(200);
+    expect(p.config.state.rollout).toMatchObject({
+      status: 'running',
+      wave: 0,
+      waves: [['node-1'], ['node-1', 'node-2']],
+    });
+    // node-1 ACKs revision 2 but echoes its revision-1 (ipvs) rendering: it did not switch
+    const stale = nodeStateHash(renderNodeState(p.data.publishedData(), 'node-1', p.config.revision(1)!.config));
+    await sendAck(env.nc, ack('node-1', 1, 2, stale, p.data.latest()!.hash));
+    await until(() => p.config.state.rollout?.status !== 'running', 3000, 'the rollout stops');
+    expect(p.config.state.rollout).toMatchObject({ status: 'halted', wave: 0 });
+    expect(p.config.state.rollout!.haltedBy).toEqual({
+      node: 'node-1',
+      error: expect.stringMatching(
+        /^runs version 1 config 2 with node-state hash [0-9a-f]{12}, the planner renders [0-9a-f]{12}$/,
+      ),
+    });
+    expect(p.config.state.defaultRevision).toBe(1);
+  });
+});
