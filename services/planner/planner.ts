@@ -167,8 +167,8 @@ export class Planner {
   /**
    * A restarted planner mid-rollout needs the answers the wave already gave: nodes do not ACK
    * again until their target moves, so without them a baking wave would look silent and time
-   * out. Seeds the tracker with each rollout node's last logged report (at the time it was made),
-   * without its health verdict: that one may be stale (heartbeats, not logged, may have turned it
+   * out. Seeds the tracker with each rollout node's last logged report (at the time the node says
+   * it was made, never later than now), without its health verdict: that one may be stale (heartbeats, not logged, may have turned it
    * since), and an unhealthy verdict that counted is already in the rollout's failed list. The
    * node's next heartbeat (within seconds) brings its current verdict.
    */
@@ -179,7 +179,10 @@ export class Planner {
     for (const n of nodesBehind(this.options.log, { all: true })) {
       if (!inRollout.has(n.node)) continue;
       const { health: _stale, ...report } = n.lastReport as AckOrNack & { health?: unknown };
-      this.nodes.onAck(report as AckOrNack, Date.parse(n.lastReport.at) || Date.now());
+      // The node's `at` is its own clock: a clock ahead must not date the seed in the future,
+      // where it would outrank every later report and hide silence (review F4).
+      const now = Date.now();
+      this.nodes.onAck(report as AckOrNack, Math.min(Date.parse(n.lastReport.at) || now, now));
     }
   }
 

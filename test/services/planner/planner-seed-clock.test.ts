@@ -1,0 +1,106 @@
+import path from 'node:path';
+import { afterEach, beforeEach, expect, it } from 'vitest';
+import { heartbeatSubject } from '../../../libs/bus/index.ts';
+import { DEFAULT_WAVE_POLICY } from '../../../libs/control/index.ts';
+import { EventLog } from '../../../libs/eventlog/index.ts';
+import { ManifestsSource } from '../../../libs/kube/index.ts';
+import { DEFAULT_PROXY_CONFIG, type Heartbeat } from '../../../libs/model/index.ts';
+import { nodeStateHash, renderNodeState } from '../../../libs/planner/index.ts';
+import { knownObjectsFromLog, manifestsSource } from '../../../services/planner/event-source.ts';
+import { NatsPlannerBus } from '../../../services/planner/nats-planner-bus.ts';
+import { Planner } from '../../../services/planner/planner.ts';
+import { ack, nodeYaml, plannerEnv, sendAck, sliceYaml, svcYaml, until, type PlannerEnv } from './planner-support.ts';
+
+// Review finding F4: a planner restarted mid-rollout seeds each wave node's last logged ACK. The
+// time that seed is given must never be a node's clock in the future, or later reports (an
+// unhealthy heartbeat) and silence are ignored while the stale ACK keeps the node SYNCED.
+
+let env: PlannerEnv;
+const stops: (() => Promise<void>)[] = [];
+beforeEach(async () => {
+  env = await plannerEnv();
+  env.write('nodes.yaml', nodeYaml('node-1', '192.0.2.1') + '---\n' + nodeYaml('node-2', '192.0.2.2'));
+  env.write('a.yaml', svcYaml('a', '10.96.0.1') + '---\n' + sliceYaml('a', ['10.0.0.1']));
+});
+afterEach(async () => {
+  for (const s of stops.splice(0).reverse()) await s().catch(() => undefined);
+  await env.cleanup();
+});
+
+async function start(): Promise<Planner> {
+  const log = await EventLog.open({ file: path.join(env.dir, 'planner.db') });
+  const bus = await NatsPlannerBus.open({ nc: env.nc });
+  const planner = new Planner({
+    log,
+    bus,
+    initialConfig: DEFAULT_PROXY_CONFIG,
+    debounceMs: 10,
+    statusThresholds: { silenceMs: 1500, applyTimeoutMs: 60_000 },
+    source: (sink, hooks) =>
+      manifestsSource(
+        (m) => new ManifestsSource({ dir: env.manifests, ...m, known: knownObjectsFromLog(log), debounceMs: 10 }),
+        sink,
+        hooks,
+      ),
+  });
+  let stopped = false;
+  const stop = async () => {
+    if (stopped) return;
+    stopped = true;
+    await planner.stop();
+    await bus.close();
+    log.close();
+  };
+  stops.push(stop);
+  await planner.start();
+  await planner.synced;
+  return Object.assign(planner, { stopAll: stop });
+}
+
+it('a restarted planner never takes a node clock ahead of its own as the time of the seeded ACK', async () => {
+  const a = (await start()) as Planner & { stopAll: () => Promise<void> };
+  const hashes = (p: Planner, node: string, rev: number) => ({
+    node: nodeStateHash(renderNodeState(p.data.publishedData(), node, p.config.revision(rev)!.config)),
+    data: p.data.latest()!.hash,
+  });
+  for (const n of ['node-1', 'node-2']) {
+    const h = hashes(a, n, 1);
+    await sendAck(env.nc, ack(n, 1, 1, h.node, h.data));
+  }
+  await until(() => a.status().every((n) => n.status === 'SYNCED'), 3000, 'SYNCED');
+  await a.configChange({ scheduler: 'wrr' }, { actor: 'tester', reason: 'try wrr' }, 'config', {
+    waves: [
+      { kind: 'count', n: 1 },
+      { kind: 'percent', p: 100 },
+    ],
+    pauseOnError: false,
+    policy: { ...DEFAULT_WAVE_POLICY, bakeMs: 300_000 },
+  });
+  const first = a.config.state.rollout!.waves[0]![0]!;
+  const h = hashes(a, first, 2);
+  // the node's clock is an hour ahead of the planner's
+  const ahead = new Date(Date.now() + 3_600_000).toISOString();
+  await sendAck(env.nc, { ...ack(first, 1, 2, h.node, h.data), at: ahead });
+  await until(() => a.config.state.rollout?.bakeStartedAt, 3000, 'wave 1 baking');
+  await a.stopAll();
+
+  const b = await start();
+  const row = () => b.status().find((n) => n.node === first)!;
+  expect(row().status).toBe('SYNCED'); // the seeded ACK: the node runs its target
+  const hb: Heartbeat = {
+    node: first,
+    appliedVersion: 1,
+    appliedConfigRevision: 2,
+    mode: 'ipvs',
+    healthy: false,
+    detail: 'resync: the kernel does not match version 1 after a repair',
+    at: ahead,
+  };
+  env.nc.publish(heartbeatSubject(first), JSON.stringify(hb));
+  await env.nc.flush();
+  await until(() => row().status === 'ERROR', 3000, 'the unhealthy heartbeat counts');
+  expect(row().reason).toBe(`unhealthy: ${hb.detail}`);
+  // then silence: the node is UNKNOWN once silenceMs passed, whatever its clock said
+  await until(() => row().status === 'UNKNOWN', 5000, 'UNKNOWN after silence');
+  expect(row().reason).toMatch(/^silent for \d+ s$/);
+});
