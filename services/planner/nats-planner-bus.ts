@@ -6,6 +6,8 @@ import {
   StaleLeaderError,
   TargetStore,
   VersionPublisher,
+  VersionReader,
+  verifierFromPem,
   type BusAuth,
   type Signer,
 } from '../../libs/bus/index.ts';
@@ -55,6 +57,7 @@ export class NatsPlannerBus implements PlannerBus {
   private checking: Promise<boolean> | undefined;
   private fencedHook: ((why: string) => void) | undefined;
   private closed = false;
+  private reader: VersionReader | undefined;
 
   private constructor(
     private readonly nc: NatsConnection,
@@ -122,6 +125,19 @@ export class NatsPlannerBus implements PlannerBus {
 
   lastPublishedVersion(): number {
     return this.publisher.lastPublishedVersion();
+  }
+
+  async publishedHash(version: number): Promise<string | undefined> {
+    const signer = this.options.signer;
+    this.reader ??= new VersionReader(this.nc, {
+      verifier: signer ? verifierFromPem(signer.publicKeyPem) : undefined,
+      onRejected: this.options.onForeign,
+    });
+    const got = await this.reader.delta(version);
+    if (got.ok) return got.value.hash;
+    if (got.checkpointOnly) return got.checkpointOnly.hash;
+    if (got.missing) return undefined;
+    throw new Error(`reading version ${version} from the versions stream: ${got.error}`);
   }
 
   async publish(...[artifact, data, texts]: Parameters<PlannerBus['publish']>): Promise<void> {

@@ -15,6 +15,11 @@ export interface PlannerBus {
   /** The newest data version the versions stream holds (0: none), for republish after a restart. */
   lastPublishedVersion(): number;
   /**
+   * The hash the versions stream holds for `version` (its delta's, or its checkpoint's when it is
+   * published as a checkpoint only); undefined when the stream has no readable copy (expired).
+   */
+  publishedHash(version: number): Promise<string | undefined>;
+  /**
    * Publishes one version; `data` builds the full form when the bus wants a checkpoint. `texts`:
    * JSON.stringify texts already made for some entries (the ones hashed for this version), so
    * they are not serialised again; the bytes published are the same without them.

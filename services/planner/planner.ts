@@ -70,6 +70,8 @@ export class Planner {
   private expected = new Map<string, string>();
   /** The data hash the log recorded per version (a version's hash never changes), for ACK checks. */
   private readonly logHashes = new Map<number, string>();
+  /** The newest version known to hold the same content in the log and on the stream (checkStreamAgrees). */
+  private agreedWithStream = 0;
   /** Versions made by this process and not yet on the bus, by number. */
   private readonly unpublished = new Map<number, NewVersion>();
   private stopped = false;
@@ -317,6 +319,7 @@ export class Planner {
         throw new Error(
           `the log ends at version ${latest.version} but the versions stream holds ${published}: not moving any target`,
         );
+      await this.checkStreamAgrees(Math.min(latest.version, published));
       for (let v = this.options.bus.lastPublishedVersion() + 1; v <= latest.version; v++) {
         const made = this.unpublished.get(v);
         const rec = made?.record ?? this.options.log.version(v)!;
@@ -336,6 +339,7 @@ export class Planner {
           made?.texts,
         );
         this.unpublished.delete(v);
+        this.agreedWithStream = v; // published (or confirmed equal) by this process
         this.options.hooks?.onVersion?.(v, performance.now() - t0);
       }
       await this.writeTargets(latest.version);
@@ -346,6 +350,25 @@ export class Planner {
       clearTimeout(this.retry);
       if (!this.stopped) this.retry = setTimeout(() => void this.serial(() => this.publishAndTarget()), 1000);
     }
+  }
+
+  /**
+   * A log behind the stream reaches the stream's numbers with content of its own (a fresh or
+   * restored --db on a NATS another planner published to): the same number, other content. Before
+   * targets move, the log's hash of the newest version both hold must be the stream's, or nodes
+   * would be told the planner's version N while they load the stream's N (review F5). Checked once
+   * per version (the first call after a start or a reset); versions this process published or
+   * confirmed itself agree by construction. A version the stream no longer holds is not checked.
+   */
+  private async checkStreamAgrees(version: number): Promise<void> {
+    if (version <= 0 || this.agreedWithStream === version) return;
+    const theirs = await this.options.bus.publishedHash(version);
+    const ours = this.options.log.version(version)!.hash;
+    if (theirs !== undefined && theirs !== ours)
+      throw new Error(
+        `the log's version ${version} has hash ${ours.slice(0, 12)} but the versions stream's has ${theirs.slice(0, 12)}: not moving any target`,
+      );
+    this.agreedWithStream = version;
   }
 
   fleet(): string[] {
