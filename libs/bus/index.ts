@@ -46,6 +46,7 @@ export {
   payloadDigest,
   targetNoticeStatement,
   targetStatement,
+  termClaimStatement,
   defaultSigningKeyFile,
   loadOrCreateSigningKey,
   readVerifierFile,

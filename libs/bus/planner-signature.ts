@@ -14,6 +14,7 @@ import { deltaSubject, H } from './subjects.ts';
  *   artifact   sb-artifact / subject / version / parent / hash / anchor / sha256(payload)
  *   config     sb-config / revision / hash
  *   notice     sb-notice / <the target statement> / <the artifact statement of the carried delta>
+ *   term       sb-term / term / planner id / at   (a new leader's claim on the versions stream)
  *
  * The notice statement lets a node verify one signature per event instead of two (the target's
  * and the delta's) when the default target's notice carries the version's delta; both parts keep
@@ -36,6 +37,11 @@ export function targetStatement(
   return t === 'cleared'
     ? `sb-target\n${key}\ncleared\ncleared\n${issued}`
     : `sb-target\n${key}\n${t.version}\n${t.configRevision}\n${issued}`;
+}
+
+/** A leader's claim on the versions stream for its term (version-publisher.ts `claim`). */
+export function termClaimStatement(c: { term: number; id: string; at: string }): string {
+  return `sb-term\n${c.term}\n${c.id}\n${c.at}`;
 }
 
 /** `payload` as bytes, or as text (hashed as its UTF-8 bytes: the same digest as the bytes it was decoded from). */

@@ -10,7 +10,13 @@ import {
 import { StaleLeaderError } from './stale-leader.ts';
 import type { KnownTexts, NoticeDelta, VersionArtifact } from '../model/index.ts';
 import { artifactBytes, artifactMessages, deltaExceeds, type EncodedMessage } from './artifact-codec.ts';
-import { artifactStatement, verifierFromPem, type Signer } from './planner-signature.ts';
+import {
+  artifactStatement,
+  termClaimStatement,
+  verifierFromPem,
+  type Signer,
+  type Verifier,
+} from './planner-signature.ts';
 import { H, parseVersionSubject, TERM_SUBJECT, VERSIONS_STREAM, VERSIONS_SUBJECTS } from './subjects.ts';
 import { VersionReader } from './version-reader.ts';
 import { asRefusal, ensureStreamReplicas } from './stream-replicas.ts';
@@ -65,8 +71,12 @@ export class VersionPublisher {
   private lastSeq = 0;
   /** The term this publisher writes for (0: none claimed; appends are still conditional). */
   private term = 0;
+  /** When this publisher claimed its term (ms since the epoch; 0: none claimed). */
+  private claimedAt = 0;
   private readonly js: JetStreamClient;
   private readonly reader: VersionReader;
+  /** The group's key (every planner of a group signs with the same one): checks term claims. */
+  private readonly verifier: Verifier | undefined;
   readonly checkpointEvery: number;
 
   private constructor(
@@ -76,6 +86,7 @@ export class VersionPublisher {
   ) {
     this.js = jetstream(options.nc);
     const verifier = options.signer ? verifierFromPem(options.signer.publicKeyPem) : undefined;
+    this.verifier = verifier;
     this.reader = new VersionReader(options.nc, { stream: options.stream, verifier, onRejected: options.onForeign });
     this.checkpointEvery = options.checkpointEvery ?? 50;
   }
@@ -277,12 +288,19 @@ export class VersionPublisher {
       }
       if (!m) continue;
       const theirTerm = Number(m.header?.get(H.term) ?? 0);
+      // Only a newer leader fences this one. Anyone allowed to publish on the subjects can store
+      // a message (one core publish of {"term":1} deposed the leader for a lease TTL before), so a
+      // claim counts only for a higher term and, where the group signs, with the group's
+      // signature; a genuine version counts only as a newer term's next version, not a copy of
+      // one already published (its Sb-Term header is outside the signature).
       if (m.subject === TERM_SUBJECT) {
         const claim = parseTermClaim(m.data);
-        if (claim && claim.term !== this.term)
+        const why = claim ? this.claimRefusal(claim) : 'not a term claim';
+        if (why === undefined)
           throw new StaleLeaderError(
-            `versions stream claimed by planner ${claim.id} in term ${claim.term} (this planner's term: ${this.term})`,
+            `versions stream claimed by planner ${claim!.id} in term ${claim!.term} (this planner's term: ${this.term})`,
           );
+        if (claim?.term !== this.term) this.options.onForeign?.(m.subject, why);
         continue;
       }
       const parsed = parseVersionSubject(m.subject);
@@ -290,15 +308,34 @@ export class VersionPublisher {
         parsed &&
         this.reader.genuine({ subject: m.subject, data: m.data, header: (k) => m.header.get(k) }, parsed.version) ===
           undefined;
-      if (genuine && theirTerm && theirTerm !== this.term)
+      if (genuine && theirTerm > this.term && parsed.version > this.last)
         throw new StaleLeaderError(
           `version ${parsed.version} was published in term ${theirTerm} (this planner's term: ${this.term})`,
         );
       if (genuine && theirTerm === this.term) continue; // ours: an append whose answer was lost
+      if (genuine && theirTerm) {
+        this.options.onForeign?.(m.subject, `a copy of version ${parsed.version} with term ${theirTerm}`);
+        continue;
+      }
       this.options.onForeign?.(m.subject, genuine ? 'published by another planner without a term' : 'not one of ours');
     }
     this.lastSeq = end;
     return true;
+  }
+
+  /**
+   * Why a term claim found after this publisher's position does not fence it; undefined: it does.
+   * A lower term fences too when it was claimed after this one: after NATS lost its store, terms
+   * restart at 1 (docs/ha.md), and that new leader must still fence this one; a copy of an old
+   * claim carries its old time.
+   */
+  private claimRefusal(c: TermClaim): string | undefined {
+    if (c.term === this.term) return "this planner's own term claim";
+    if (this.verifier && !(c.sig && this.verifier.verify(termClaimStatement(c), c.sig)))
+      return `a term claim for term ${c.term} not signed by the group's key`;
+    if (c.term < this.term && !(Date.parse(c.at) > this.claimedAt))
+      return `a term claim for an older term (${c.term}, at ${c.at}) made before this planner's (term ${this.term})`;
+    return undefined;
   }
 
   /**
@@ -312,7 +349,10 @@ export class VersionPublisher {
     this.term = term;
     const h = natsHeaders();
     h.set(H.term, String(term));
-    const body = new TextEncoder().encode(JSON.stringify({ term, id, at: new Date().toISOString() }));
+    const at = new Date().toISOString();
+    this.claimedAt = Date.parse(at);
+    const sig = this.options.signer?.sign(termClaimStatement({ term, id, at }));
+    const body = new TextEncoder().encode(JSON.stringify({ term, id, at, ...(sig ? { sig } : {}) }));
     await this.append(TERM_SUBJECT, body, `${TERM_SUBJECT}:${term}`, h);
   }
 
@@ -424,10 +464,23 @@ export class VersionPublisher {
 }
 
 const textDecoder = new TextDecoder();
-function parseTermClaim(data: Uint8Array): { term: number; id: string } | undefined {
+interface TermClaim {
+  readonly term: number;
+  readonly id: string;
+  readonly at: string;
+  readonly sig: string | undefined;
+}
+
+function parseTermClaim(data: Uint8Array): TermClaim | undefined {
   try {
-    const v = JSON.parse(textDecoder.decode(data)) as { term?: unknown; id?: unknown };
-    return Number.isSafeInteger(v.term) && typeof v.id === 'string' ? { term: v.term as number, id: v.id } : undefined;
+    const v = JSON.parse(textDecoder.decode(data)) as { term?: unknown; id?: unknown; at?: unknown; sig?: unknown };
+    if (!Number.isSafeInteger(v.term) || typeof v.id !== 'string') return undefined;
+    return {
+      term: v.term as number,
+      id: v.id,
+      at: typeof v.at === 'string' ? v.at : '',
+      sig: typeof v.sig === 'string' ? v.sig : undefined,
+    };
   } catch {
     return undefined;
   }

@@ -1,6 +1,16 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { jetstreamManager } from '@nats-io/jetstream';
-import { connectBus, LeaderLease, StaleLeaderError, TargetStore, VersionPublisher } from '../../../libs/bus/index.ts';
+import { generateKeyPairSync } from 'node:crypto';
+import { headers as natsHeaders } from '@nats-io/transport-node';
+import {
+  connectBus,
+  LeaderLease,
+  signerFromKey,
+  StaleLeaderError,
+  TargetStore,
+  termClaimStatement,
+  VersionPublisher,
+} from '../../../libs/bus/index.ts';
 import { PLANNER, startBusWorld, type BusWorld } from './bus-harness.ts';
 import { service, VersionMaker } from './fixtures.ts';
 
@@ -54,6 +64,53 @@ describe('fencing of a deposed leader', () => {
     await next.publishNext({ header: v3.delta, delta: v3.delta.delta, data: () => v3.checkpoint().data });
     const d3 = await jsm.streams.getMessage('SB_VERSIONS', { last_by_subj: 'sb.v.delta.3' });
     expect(d3?.header.get('Sb-Term')).toBe('9');
+  });
+
+  it('stored messages that are not a newer leader do not fence: forged, foreign-signed or older term claims, copies of versions', async () => {
+    world = await startBusWorld({ nodes: [] });
+    const m = new VersionMaker();
+    const publish = (v: ReturnType<VersionMaker['next']>) =>
+      world!.publisher.publishNext({ header: v.delta, delta: v.delta.delta, data: () => v.checkpoint().data });
+    await world.publisher.claim(5, 'leader');
+    await publish(m.next({ upsertServices: [service(1)] }));
+    const at = new Date().toISOString();
+    const old = '2020-01-01T00:00:00.000Z';
+    const other = signerFromKey(generateKeyPairSync('ed25519').privateKey);
+    const claims = [
+      { term: 99, id: 'forger', at }, // unsigned, any client on the subject could store it
+      { term: 99, id: 'forger', at, sig: other.sign(termClaimStatement({ term: 99, id: 'forger', at })) },
+      // a copy of an old leader's genuine claim: older term, made before this leader's
+      { term: 1, id: 'old', at: old, sig: world.signer.sign(termClaimStatement({ term: 1, id: 'old', at: old })) },
+    ];
+    for (const c of claims) world.planner.publish('sb.v.term', JSON.stringify(c));
+    // A copy of the genuine version 1 (signature intact) with a higher term in its unsigned header.
+    const jsm = await jetstreamManager(world.planner);
+    const d1 = await jsm.streams.getMessage('SB_VERSIONS', { last_by_subj: 'sb.v.delta.1' });
+    const h = natsHeaders();
+    for (const [k, v] of d1!.header) h.set(k, v[0]!);
+    h.set('Sb-Term', '99');
+    world.planner.publish('sb.v.delta.1', d1!.data, { headers: h });
+    await world.planner.flush();
+    // The leader goes on: each of them is stepped over, none deposes it.
+    const v2 = m.next({ upsertServices: [service(2)] });
+    await expect(publish(v2)).resolves.toMatchObject([{ version: 2 }]);
+    expect(world.publisher.lastPublishedVersion()).toBe(2);
+    // A lower term claimed after this leader's (NATS lost its store: terms restart at 1) fences it.
+    const later = new Date(Date.now() + 1).toISOString();
+    world.planner.publish(
+      'sb.v.term',
+      JSON.stringify({
+        term: 1,
+        id: 'restarted',
+        at: later,
+        sig: world.signer.sign(termClaimStatement({ term: 1, id: 'restarted', at: later })),
+      }),
+    );
+    await world.planner.flush();
+    await expect(publish(m.next({ upsertServices: [service(9)] }))).rejects.toThrow(
+      /claimed by planner restarted in term 1/,
+    );
+    // (A genuine higher term fences as well: the test above.)
   });
 
   it("targets bucket: once a newer leader wrote a key, the old store's write of it fails and changes nothing", async () => {
