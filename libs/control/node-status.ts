@@ -81,8 +81,8 @@ export interface NodeStatusRow {
  *            are fail-static, but we cannot prove what it runs)
  *  ERROR     it does not run its target and its answer about that target is a NACK, or its ACK of
  *            the target echoes a data or node-state hash other than the planner expects
- *            (ackMismatch), or it reports itself unhealthy (unless the complaint is a NACK for a
- *            target it no longer has)
+ *            (ackMismatch), or its newest report (heartbeat, or an ACK with `healthy: false`)
+ *            says it is unhealthy (unless the complaint is a NACK for a target it no longer has)
  *  SYNCED    it runs exactly the target (version and config revision), and its ACK of it echoes
  *            the hashes the planner expects (those it knows)
  *  APPLYING  it runs something else, and the target is younger than `applyTimeoutMs`
@@ -123,7 +123,9 @@ export function nodeStatus(
         ? last.error
         : o.heartbeat && !o.heartbeat.healthy
           ? o.heartbeat.detail
-          : (mismatch ?? null),
+          : last?.type === 'ACK' && last.healthy === false
+            ? (last.detail ?? null)
+            : (mismatch ?? null),
     lastReportAt: last?.at ?? null,
     heartbeatAt: o.heartbeat?.at ?? null,
     health: newestHealth(o) ?? null,
@@ -138,6 +140,10 @@ export function nodeStatus(
   if (nackForTarget && !onTarget)
     return row('ERROR', `NACK for version ${nack.version} config ${nack.configRevision}: ${nack.error}`);
   if (mismatch) return row('ERROR', mismatch);
+  // An ACK may say the node is unhealthy (its kernel known not to match): newest report wins,
+  // as for heartbeats, so it is not SYNCED until a later report says it recovered.
+  if (last?.type === 'ACK' && last.healthy === false && (o.lastAt ?? 0) >= (o.heartbeatAt ?? 0))
+    return row('ERROR', `unhealthy: ${last.detail ?? 'said by its ACK'}`);
   const hb = o.heartbeat;
   if (hb && !hb.healthy && (o.heartbeatAt ?? 0) >= (o.lastAt ?? 0)) {
     // After a halted rollout is rolled back, the node is on its target again but still repeats the

@@ -105,6 +105,13 @@ export const AckSchema = z.object({
   timings: AckTimingsSchema,
   /** The node's verdict on what it just programmed (absent from appliers older than the verdict). */
   health: HealthVerdictSchema.optional(),
+  /**
+   * false: the node knows its kernel does not hold what it ACKs (a periodic resync failed and was
+   * not repaired since), `detail` says why, as a heartbeat would. Absent from appliers older than
+   * the field (and planners older than it drop it): such an ACK says nothing about health.
+   */
+  healthy: z.boolean().optional(),
+  detail: z.string().max(1000).optional(),
   at: z.string(),
 });
 

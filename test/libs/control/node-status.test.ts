@@ -98,6 +98,18 @@ describe('nodeStatus: one function for the word, what runs, and why', () => {
     expect(nodeStatus(at({ target, last: ack(5, 2), lastAt: 1500, expectedDataHash: 'd' }), NOW).status).toBe('SYNCED');
   });
 
+  it('an ACK that says the node is unhealthy is ERROR until a newer report says otherwise', () => {
+    const detail = 'resync: the kernel does not match version 5 after a repair';
+    const sick = { ...ack(5, 2), healthy: false, detail };
+    const r = nodeStatus(at({ target, last: sick, lastAt: 1500, heartbeat: hb(5, 2), heartbeatAt: 1400 }), NOW);
+    expect(r).toMatchObject({ status: 'ERROR', reason: `unhealthy: ${detail}`, lastError: detail });
+    // the next heartbeat (healthy) is newer: SYNCED; an ACK without the field says nothing about health
+    expect(
+      nodeStatus(at({ target, last: sick, lastAt: 1500, heartbeat: hb(5, 2), heartbeatAt: 1600 }), NOW).status,
+    ).toBe('SYNCED');
+    expect(nodeStatus(at({ target, last: ack(5, 2), lastAt: 1500 }), NOW).status).toBe('SYNCED');
+  });
+
   it('shows a NACK of the target as ERROR with its error and last good version', () => {
     expect(
       nodeStatus(at({ target, last: nack(5, 2, 'ipset: out of memory', [4, 1]), lastAt: 1500 }), NOW),

@@ -92,4 +92,17 @@ describe('the planner checks the hashes an ACK echoes', () => {
     });
     expect(p.config.state.defaultRevision).toBe(1);
   });
+
+  it('an ACK that says the node is unhealthy (its resync failed) is ERROR, not SYNCED until its next heartbeat', async () => {
+    const p = planner!.planner;
+    const rendered = (node: string) =>
+      nodeStateHash(renderNodeState(p.data.publishedData(), node, p.config.revision(1)!.config));
+    const logHash = p.data.latest()!.hash;
+    await sendAck(env.nc, ack('node-1', 1, 1, rendered('node-1'), logHash));
+    const detail = 'resync: the kernel does not match version 1 after a repair';
+    await sendAck(env.nc, { ...ack('node-2', 1, 1, rendered('node-2'), logHash), healthy: false, detail });
+    const row = (node: string) => p.status().find((n) => n.node === node)!;
+    await until(() => row('node-1').status === 'SYNCED' && row('node-2').status !== 'UNKNOWN', 3000, 'both heard');
+    expect(row('node-2')).toMatchObject({ status: 'ERROR', reason: `unhealthy: ${detail}` });
+  });
 });
