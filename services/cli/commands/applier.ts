@@ -1,5 +1,6 @@
 import { Option, type Command } from 'commander';
 import { startApplierService } from '../../applier/applier-service.ts';
+import { tuneV8ForApplier } from '../../applier/v8-tiering.ts';
 import { checkServerUrls, nodeToken, readVerifierFile } from '../../../libs/bus/index.ts';
 import { existsSync } from 'node:fs';
 import { UsageError } from '../cli-errors.ts';
@@ -109,6 +110,8 @@ export function registerApplier(program: Command, setExit: SetExit): void {
       "the planner's public key (PEM, the planner writes it to SIGNING-KEY.pub): drop anything it did not sign",
     )
     .action(async (o: ApplierFlags) => {
+      // first: the flags apply to code V8 compiles from now on (see v8-tiering.ts)
+      tuneV8ForApplier();
       const password = o.password ?? process.env.SWITCHBOARD_NATS_PASSWORD;
       const schemes = [o.user !== undefined, !!o.creds, !!o.nkeySeed].filter(Boolean).length;
       if (schemes > 1) throw new UsageError('use one of --user/--password, --creds, --nkey-seed');
