@@ -12,6 +12,7 @@ import type { NodeState, VirtualServer } from '../../libs/model/index.ts';
 import { formatIpsetSave, formatIpvsadm } from '../../libs/planner/index.ts';
 import { type ApplyResult, IpvsDataplane, MemoryOwnershipStore, NetlinkKernel } from '../../libs/dataplane/index.ts';
 import { openIpvs } from '../../libs/netlink/index.ts';
+import { tuneV8ForApplier } from '../../services/applier/v8-tiering.ts';
 import { PhaseTimingKernel } from './phase-timing-kernel.ts';
 import {
   cpuDelta,
@@ -23,6 +24,10 @@ import {
   type ChangeTrace,
 } from './socket-trace.ts';
 
+// The V8 flags the applier command sets in its process (services/applier/v8-tiering.ts), set here
+// the same way, first; BENCH_V8_DEFAULTS=1 leaves V8's defaults (every run before the seventh round).
+const V8_TUNED = process.env.BENCH_V8_DEFAULTS !== '1';
+if (V8_TUNED) tuneV8ForApplier();
 const services = Number(process.argv[2] ?? 1000);
 const endpoints = Number(process.argv[3] ?? 10);
 const sh = (cmd: string) => execFileSync('sh', ['-c', cmd], { stdio: ['ignore', 'pipe', 'inherit'] }).toString();
@@ -455,6 +460,8 @@ const out = {
   warmupChanges: WARMUP,
   // whether each change came with its NodeStateChange (BENCH_NO_HINT=1: without, as before round six)
   changeHint: HINT,
+  // whether the applier's V8 flags were set (BENCH_V8_DEFAULTS=1: V8's defaults, as before round seven)
+  v8Tuned: V8_TUNED,
   ...(steady
     ? {
         oneEndpointSteadyMs: +median(steady.times.slice(1)).toFixed(1),

@@ -8,7 +8,8 @@
 # BENCH_STEADY_PROF=1 profiles 300 further changes after the measured ones (the steady change's time
 # outside its kernel call) and prints that profile's top self-time functions the same way.
 # BENCH_FIRST_PROF=1 profiles the measured changes right after the load (a diagnostic run: the
-# profiler's cost is then inside those figures).
+# profiler's cost is then inside those figures). The bench sets the applier command's V8 flags
+# (services/applier/v8-tiering.ts) as the applier does; BENCH_V8_DEFAULTS=1 runs with V8's defaults.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 s="${1:-1000}" e="${2:-10}"
@@ -19,7 +20,7 @@ if [ "${BENCH_BUILD:-0}" = 1 ]; then
   (cd "$repo" && node bench/applier/build-bench.mjs .cache/bench-applier/ipvs-apply.bench.mjs)
   runner=".cache/bench-applier/ipvs-apply.bench.mjs"
 fi
-exec "$repo/test/vm/harness/run-in-vm.sh" --mem "${VM_MEM:-4096}" --timeout "${VM_TIMEOUT:-3600}" --env "BENCH_PHASES=${BENCH_PHASES:-0}" --env "BENCH_SETTLE_MS=${BENCH_SETTLE_MS:-}" --env "BENCH_WARMUP=${BENCH_WARMUP:-}" --env "BENCH_WINDOW=${BENCH_WINDOW:-}" --env "BENCH_BATCH=${BENCH_BATCH:-}" --env "BENCH_DUMP_SOCKETS=${BENCH_DUMP_SOCKETS:-}" --env "BENCH_STEADY_PROF=${BENCH_STEADY_PROF:-0}" --env "BENCH_FIRST_PROF=${BENCH_FIRST_PROF:-0}" --env "BENCH_TRACE=${BENCH_TRACE:-0}" --env "BENCH_NO_HINT=${BENCH_NO_HINT:-0}" -- \
+exec "$repo/test/vm/harness/run-in-vm.sh" --mem "${VM_MEM:-4096}" --timeout "${VM_TIMEOUT:-3600}" --env "BENCH_PHASES=${BENCH_PHASES:-0}" --env "BENCH_SETTLE_MS=${BENCH_SETTLE_MS:-}" --env "BENCH_WARMUP=${BENCH_WARMUP:-}" --env "BENCH_WINDOW=${BENCH_WINDOW:-}" --env "BENCH_BATCH=${BENCH_BATCH:-}" --env "BENCH_DUMP_SOCKETS=${BENCH_DUMP_SOCKETS:-}" --env "BENCH_STEADY_PROF=${BENCH_STEADY_PROF:-0}" --env "BENCH_FIRST_PROF=${BENCH_FIRST_PROF:-0}" --env "BENCH_TRACE=${BENCH_TRACE:-0}" --env "BENCH_NO_HINT=${BENCH_NO_HINT:-0}" --env "BENCH_V8_DEFAULTS=${BENCH_V8_DEFAULTS:-0}" -- \
   bash -c "ip netns add sbbench && ip netns exec sbbench node $prof ${BENCH_NODE_FLAGS:-} $runner $s $e > /tmp/sb-bench.out; rc=\$?; ip netns del sbbench
     if [ -d /tmp/sb-prof ]; then for f in /tmp/sb-prof/*.cpuprofile; do node --import tsx bench/applier/cpu-profile-summary.ts \"\$f\" 40; done; fi
     cat /tmp/sb-bench.out; exit \$rc"

@@ -14,6 +14,8 @@ interface Sent {
   readonly at: number;
   readonly ms: number;
   readonly messages: string[];
+  /** when the package's send-completion callback ran (a libuv timer it arms after sendmsg) */
+  doneAt?: number;
 }
 interface Received {
   readonly at: number;
@@ -45,8 +47,14 @@ export function installSocketTrace(): void {
   proto.send = function (this: unknown, msg, options, cb) {
     const bufs = Array.isArray(msg) ? msg : [msg];
     const t = performance.now();
-    send.call(this, msg, options, cb);
-    sent.push({ at: t, ms: performance.now() - t, messages: bufs.flatMap(describe) });
+    const entry: Sent = { at: t, ms: 0, messages: [] };
+    send.call(this, msg, options, (e?: Error) => {
+      entry.doneAt = performance.now();
+      cb?.(e);
+    });
+    (entry as { ms: number }).ms = performance.now() - t;
+    entry.messages.push(...bufs.flatMap(describe));
+    sent.push(entry);
   };
   const receive = proto._receive;
   proto._receive = function (this: unknown, msg, rinfo) {
@@ -80,6 +88,12 @@ export interface ChangeTrace {
   sendMs: number;
   /** end of the first sendmsg → first datagram handed to JS (the event loop) */
   sendToReplyMs: number;
+  /**
+   * end of the first sendmsg → the package's send-completion callback (its libuv timer), and
+   * whether that callback ran before the first datagram reached JS (1) or after (0)
+   */
+  sendToCallbackMs: number;
+  callbackBeforeReply: number;
   /** time inside the receive handlers (decoding the datagrams, settling requests) */
   receiveMs: number;
   /** last datagram handled → the last kernel call resolved (promise continuations, decoding) */
@@ -112,6 +126,8 @@ export function endChange(t0: number, t1: number): ChangeTrace {
     kernelJsBeforeSendMs: k0 && s0 ? s0.at - k0.start : 0,
     sendMs: sent.reduce((a, s) => a + s.ms, 0),
     sendToReplyMs: s0 && r0 ? r0.at - (s0.at + s0.ms) : 0,
+    sendToCallbackMs: s0?.doneAt !== undefined ? s0.doneAt - (s0.at + s0.ms) : 0,
+    callbackBeforeReply: s0?.doneAt !== undefined && r0 && s0.doneAt < r0.at ? 1 : 0,
     receiveMs: received.reduce((a, r) => a + r.ms, 0),
     replyToKernelEndMs: rl && kl ? kl.end - (rl.at + rl.ms) : 0,
     afterKernelMs: kl ? t1 - kl.end : 0,
@@ -131,6 +147,8 @@ export function summarize(traces: readonly ChangeTrace[]): Record<string, unknow
     'kernelJsBeforeSendMs',
     'sendMs',
     'sendToReplyMs',
+    'sendToCallbackMs',
+    'callbackBeforeReply',
     'receiveMs',
     'replyToKernelEndMs',
     'afterKernelMs',
@@ -138,6 +156,8 @@ export function summarize(traces: readonly ChangeTrace[]): Record<string, unknow
   return {
     median: Object.fromEntries(keys.map((k) => [k, med(traces.map((t) => t[k]))])),
     max: Object.fromEntries(keys.map((k) => [k, +Math.max(...traces.map((t) => t[k])).toFixed(2)])),
+    // in how many of the changes the send-completion callback ran before the first reply
+    callbacksBeforeReply: traces.reduce((a, t) => a + t.callbackBeforeReply, 0),
     kernelCalls: med(traces.map((t) => t.kernelCalls)),
     datagramsSent: med(traces.map((t) => t.datagramsSent)),
     datagramsReceived: med(traces.map((t) => t.datagramsReceived)),
