@@ -29,7 +29,7 @@ export interface BusClock {
   now(): number;
 }
 
-/** What a node runs (persist it to resume without reprogramming). */
+/** What a node runs: what its last ACK said (the applier service persists it in --state-dir). */
 export interface AppliedState {
   readonly version: number;
   readonly configRevision: number;
@@ -81,8 +81,6 @@ export interface ApplierSessionOptions {
   readonly maxDeltaChain?: number;
   /** Delay before retrying after a transient failure (fetch error, version not yet readable). */
   readonly retryMs?: number;
-  /** What the node programmed before this process started (from --state-dir). */
-  readonly resumeFrom?: AppliedState;
   readonly onEvent?: (e: SessionEvent) => void;
   /** Period of the safety re-read of the target keys (ms; 0 = never). Default 30 000. */
   readonly targetRefreshMs?: number;
@@ -107,8 +105,11 @@ export interface ApplierSessionOptions {
  * The node side of distribution: watch the target, fetch and verify data, render, apply through
  * the Dataplane, ACK or NACK, heartbeat. One reconcile runs at a time; a target that moves during
  * it triggers another. Fail-static: nothing here ever calls dataplane.cleanup(); losing NATS or the
- * planner leaves the programmed state as it is, and a state whose hash equals what is programmed
- * is not applied again.
+ * planner leaves the programmed state as it is, and a state whose hash equals what this process
+ * programmed and verified is not applied again. Nothing else counts as programmed: the first
+ * apply of a process always runs (a restart does not trust what an earlier process wrote: the
+ * kernel may have lost it, e.g. a reboot), and after an apply that threw or did not verify the
+ * kernel is unknown until an apply verifies again, whatever target comes next.
  */
 export class ApplierSession {
   private readonly clock: BusClock;
@@ -116,7 +117,15 @@ export class ApplierSession {
   private readonly reader: VersionReader;
   private watcher: TargetWatcher | undefined;
   private applied: AppliedState | undefined;
+  /** The node state this process last applied AND verified; undefined while the kernel is unknown. */
   private programmedHash: string | undefined;
+  /**
+   * An apply threw or did not verify: the kernel may hold any part of what was attempted. The
+   * next reconcile applies (a full cycle in the dataplane), even for the target already applied
+   * (a config rollback, a pin back) or a state equal to the last verified one; no periodic
+   * resync runs towards a state nobody verified.
+   */
+  private kernelUnknown = false;
   private config: ConfigRevision | undefined;
   /** This node's rendered state for (data held, config revision), moved per delta: O(change). */
   private renderer: { readonly revision: number; readonly r: NodeStateRenderer } | undefined;
@@ -144,7 +153,6 @@ export class ApplierSession {
       onRejected: (where, reason) => this.emit({ type: 'rejected', kind: 'artifact', where, reason }),
     });
     this.sync = new DataSync(this.reader, options.maxDeltaChain ?? 50);
-    this.programmedHash = options.resumeFrom?.nodeStateHash;
   }
 
   static async start(o: ApplierSessionOptions): Promise<ApplierSession> {
@@ -284,7 +292,8 @@ export class ApplierSession {
   }
 
   private async resyncOnce(): Promise<void> {
-    if (!this.applied) return;
+    // kernel unknown: the retry of the apply (a full cycle) is the repair; lastError says why
+    if (!this.applied || this.kernelUnknown) return;
     const wasHealthy = this.resyncError === '';
     try {
       const r = await this.options.dataplane.resync();
@@ -305,6 +314,7 @@ export class ApplierSession {
     const key = `${target.version}/${target.configRevision}`;
     if (
       this.applied &&
+      !this.kernelUnknown &&
       this.applied.version === target.version &&
       this.applied.configRevision === target.configRevision
     )
@@ -313,6 +323,14 @@ export class ApplierSession {
     const t0 = this.clock.now();
     const data = await this.sync.advanceTo(target.version);
     if (!data.ok) return this.fail(target, data.error, data.permanent);
+    // An ACK names the target's version with the hash of the data held: they must be the same
+    // version (a checkpoint header pointing past the target would otherwise load newer data).
+    if (data.version !== target.version)
+      return this.fail(
+        target,
+        `internal error: data sync reached version ${data.version}, not the target's ${target.version}`,
+        false,
+      );
     if (!this.config || this.config.revision !== target.configRevision) {
       const c = await this.watcher!.configRevision(target.configRevision);
       if ('error' in c) return this.fail(target, c.error, false);
@@ -333,6 +351,9 @@ export class ApplierSession {
     const state = renderer.state();
     let kernelWrites = 0;
     if (!skipped) {
+      // Whatever the apply does to the kernel, it no longer holds the last verified state for
+      // sure until this apply verifies: forget it first, so no later target is skipped against it.
+      this.forgetProgrammed();
       try {
         // the renderer's account of what changed since its previous state: the dataplane uses it
         // when that previous state is the one it last applied, instead of comparing every service
@@ -343,6 +364,7 @@ export class ApplierSession {
         return this.fail(target, `apply: ${(e as Error).message}`, false);
       }
       this.programmedHash = hash;
+      this.kernelUnknown = false;
     }
     this.programmedState = state;
     const t3 = this.clock.now();
@@ -372,6 +394,12 @@ export class ApplierSession {
     };
     this.publish(ackSubject(this.options.node), ack);
     this.emit({ type: 'ack', ack, path: data.path, bytes: data.bytes, skipped });
+  }
+
+  private forgetProgrammed(): void {
+    this.programmedHash = undefined;
+    this.programmedState = undefined;
+    this.kernelUnknown = true;
   }
 
   /**

@@ -3,9 +3,11 @@ import path from 'node:path';
 import type { AppliedState } from '../../libs/applier/index.ts';
 
 /**
- * What this node last programmed, kept across applier restarts so that a restart with unchanged
- * desired state does not reprogram the kernel. Written atomically (temp file + rename); an
- * unreadable file is treated as absent (the next apply is then idempotent anyway).
+ * What this node last ACKed (always a state this process applied and verified), kept across
+ * restarts for operators and the start-up log. Never a reason to skip an apply: a restarted
+ * applier checks the kernel with one full apply cycle before it ACKs (the kernel may have lost
+ * the state while it was down). Written atomically (temp file + rename); an unreadable file is
+ * treated as absent.
  */
 export class AppliedStateFile {
   readonly file: string;

@@ -102,8 +102,12 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
     probe = withInjectedVerdict(probe, o.testVerdictFile);
   }
   const persisted = o.mode === 'dry-run' && !o.stateDir ? undefined : new AppliedStateFile(stateDir, o.node);
-  const resumeFrom = persisted?.read();
-  if (resumeFrom) log.info({ resumeFrom }, 'resuming: will not reprogram an unchanged node state');
+  const before = persisted?.read();
+  // Not trusted: the kernel may have lost it (a reboot, ipvsadm -C, the table deleted while the
+  // applier was down). The first apply of this process reads the kernel back in full and writes
+  // only what differs (nothing, over an unchanged kernel) before it ACKs.
+  if (before)
+    log.info({ lastAcked: before }, 'last ACKed before this start: the first apply checks the kernel against it');
   if (!o.verifier && !o.plannerKeyFile)
     log.warn(
       'no --planner-key: targets and versions on the bus are NOT authenticated (anyone who can publish there can move this node)',
@@ -237,7 +241,6 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
       node: o.node,
       dataplane,
       heartbeatMs: o.heartbeatMs ?? 5000,
-      resumeFrom,
       onEvent,
       verifier,
       probe,

@@ -202,20 +202,25 @@ describe('ApplierSession against a real nats-server', () => {
     expect(a.dataplane.cleanups).toBe(0);
   });
 
-  it('resumes from a persisted state without reprogramming an unchanged node', async () => {
+  it('a restarted applier applies once before it ACKs (the kernel is checked, not trusted), then skips unchanged states', async () => {
     world = await startBusWorld({ nodes: ['n1'] });
     const m = new VersionMaker();
     await publish(world, m, { upsertServices: [service(1)], upsertNodes: [node('n1')] });
     await world.targets.setDefaultTarget({ version: 1, configRevision: 0 });
     const first = await world.startApplier('n1');
     const ack = await world.received.waitFor(ackFor('n1', 1), 'ack 1');
-    const persisted = first.session.status().applied!;
     await first.session.stop();
-    const again = await world.startApplier('n1', { resumeFrom: persisted });
-    const ev = await again.events.waitFor((e) => e.type === 'ack', 'ack after resume');
-    expect(ev.type === 'ack' && ev.skipped).toBe(true);
-    expect(again.dataplane.applies).toBe(0);
+    const again = await world.startApplier('n1');
+    const ev = await again.events.waitFor((e) => e.type === 'ack', 'ack after restart');
+    expect(ev.type === 'ack' && ev.skipped).toBe(false);
+    expect(again.dataplane.applies).toBe(1);
     expect(ev.type === 'ack' && ev.ack.nodeStateHash).toBe(ack.kind === 'ack' ? ack.v.nodeStateHash : '');
+    // a version that leaves this node's state as it is: skipped against what this process verified
+    await publish(world, m, { upsertNodes: [node('n2')] });
+    await world.targets.setDefaultTarget({ version: 2, configRevision: 0 });
+    const ev2 = await again.events.waitFor((e) => e.type === 'ack' && e.ack.version === 2, 'ack 2');
+    expect(ev2.type === 'ack' && ev2.skipped).toBe(true);
+    expect(again.dataplane.applies).toBe(1);
   });
 
   it('a dataplane failure NACKs with the last good version, then retries', async () => {
