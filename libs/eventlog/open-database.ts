@@ -40,6 +40,10 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<{ db: Db;
   const migrate = opts.migrate ?? true;
   const file = opts.file;
   if (!migrate && !fs.existsSync(file)) throw new EventLogError('NOT_FOUND', `${file}: no such event log`);
+  // An empty file is no log either; opening it would make it a SQLite file (the WAL pragma writes
+  // a header), so a read-only tool would have changed what it was asked to read.
+  if (!migrate && fs.statSync(file).size === 0)
+    throw new EventLogError('NOT_A_DATABASE', `${file}: empty file, not an event log`);
   let db: Db;
   try {
     db = new Database(file);

@@ -306,7 +306,8 @@ export function splitManifestText(text: string): SplitManifest {
   const docs = parseAllDocuments(text);
   (Array.isArray(docs) ? docs : [docs]).forEach((doc, i) => {
     if (doc.errors.length > 0) {
-      yamlErrors.push({ document: i + 1, message: doc.errors[0]!.message.split('\n')[0]! });
+      // The yaml package's first line ends with ':' before a code excerpt we do not show.
+      yamlErrors.push({ document: i + 1, message: doc.errors[0]!.message.split('\n')[0]!.replace(/:\s*$/, '') });
       return;
     }
     const raw: unknown = doc.toJS();

@@ -7,7 +7,13 @@ import { UsageError } from './cli-errors.ts';
 export function loadProxyConfig(file: string | undefined, overrides: Record<string, unknown>): ProxyConfig {
   let base: Record<string, unknown> = {};
   if (file) {
-    const parsed: unknown = parse(readFileSync(file, 'utf8'));
+    let parsed: unknown;
+    try {
+      parsed = parse(readFileSync(file, 'utf8'));
+    } catch (e) {
+      // A missing or unreadable file, or bad YAML, named by the flag that gave it.
+      throw new UsageError(`--config ${file}: ${(e as Error).message.split('\n')[0]!.replace(/:\s*$/, '')}`);
+    }
     if (parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed))
       base = parsed as Record<string, unknown>;
     else throw new UsageError(`${file}: proxy config must be a YAML/JSON object`);

@@ -43,7 +43,8 @@ export function readRolloutRequest(b: Body, defaultWaves = '100%'): RolloutReque
 }
 
 const positive = (v: unknown, name: string): number => {
-  const n = typeof v === 'string' ? Number(v) : v;
+  // Digits only in a string: Number() also reads "0x1", "1e0" and " 1 " as 1.
+  const n = typeof v === 'string' ? (/^[0-9]+$/.test(v) ? Number(v) : Number.NaN) : v;
   if (!Number.isSafeInteger(n) || (n as number) < 1) throw new HttpError(400, `${name} must be a positive integer`);
   return n as number;
 };

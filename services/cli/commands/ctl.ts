@@ -193,7 +193,7 @@ function versionArg(v: string, name: string): number {
   try {
     return positiveInt(v);
   } catch {
-    throw new UsageError(`diff: ${name} must be a version number, got ${JSON.stringify(v)}`);
+    throw new UsageError(`diff: ${name} must be a positive version number, got ${JSON.stringify(v)}`);
   }
 }
 

@@ -61,9 +61,13 @@ export function registerDb(program: Command, setExit: SetExit): void {
       }
       let before: number | undefined;
       if (action === 'compact') {
-        before = Number(o.beforeVersion);
-        if (o.beforeVersion === undefined || !Number.isInteger(before) || before < 1)
+        if (o.beforeVersion === undefined)
           throw new UsageError('db compact: --before-version N (a version number) is required');
+        before = /^[0-9]+$/.test(o.beforeVersion) ? Number(o.beforeVersion) : Number.NaN;
+        if (!Number.isSafeInteger(before) || before < 1)
+          throw new UsageError(
+            `db compact: --before-version must be a positive version number, got ${JSON.stringify(o.beforeVersion)}`,
+          );
       }
       const log = await EventLog.open({ file: o.db, migrate: action === 'migrate' });
       try {

@@ -38,6 +38,9 @@ export function registerReplay(program: Command, setExit: SetExit): void {
     .action(async (o: ReplayOptions) => {
       const chosen = [o.toVersion, o.toSeq, o.at].filter((x) => x !== undefined).length;
       if (chosen > 1) throw new UsageError('replay: give at most one of --to-version, --to-seq, --at');
+      // Flag values before the file: a usage error must not depend on what the log holds.
+      if (o.toVersion !== undefined && count(o.toVersion, '--to-version') === 0)
+        throw new UsageError('--to-version must be a positive integer (versions start at 1), got 0');
       const log = await EventLog.open({ file: o.db, migrate: false });
       try {
         const opts = { sequential: o.sequential };

@@ -131,6 +131,13 @@ describe('bad input: one clear line, nothing written', () => {
   it('a missing file for read-only commands, and a log that needs migrating', async () => {
     expect((await openError(path.join(tmp.dir, 'nope.db'), false)).code).toBe('NOT_FOUND');
     expect(fs.existsSync(path.join(tmp.dir, 'nope.db'))).toBe(false);
+    // An empty file (`: > f`) is refused as it is, not turned into a 4 KiB SQLite file.
+    const empty = tmp.file('empty.db');
+    fs.writeFileSync(empty, '');
+    const e = await openError(empty, false);
+    expect(e.code).toBe('NOT_A_DATABASE');
+    expect(e.message).toBe(`${empty}: empty file, not an event log`);
+    expect(fs.statSync(empty).size).toBe(0);
   });
 
   it('a full disk (max_page_count): the failing batch is absent, earlier ones intact, the chain verifies', async () => {

@@ -68,7 +68,7 @@ describe('readManifestDir (plan, apply --once)', () => {
         /^big\.yaml: file is 5\d\d\d bytes, over the limit of 4096 bytes \(--max-manifest-bytes\)$/,
       ),
       expect.stringMatching(/^bomb\.yaml: cannot decode: .*alias.*; none of its objects are used$/i),
-      expect.stringMatching(/^half\.yaml: YAML error in document 2: .*; none of its objects are used$/),
+      expect.stringMatching(/^half\.yaml: YAML error in document 2: .*[^:]; none of its objects are used$/), // no ":;"
     ]);
   });
 

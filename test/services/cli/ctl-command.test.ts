@@ -99,7 +99,7 @@ describe('ctl flag values are usage errors (exit 2, one line naming the flag)', 
       ],
       [['config', 'set', 'scheduler=fastest'], /^switchboard: config set scheduler=fastest: unknown scheduler fastest/],
       [['config', 'set', 'mode=ipvs', '--wait'], /^switchboard: --wait needs --waves/],
-      [['diff', '1', 'x'], /^switchboard: diff: B must be a version number/],
+      [['diff', '1', 'x'], /^switchboard: diff: B must be a positive version number/],
       [
         ['rollback', '--to-version', '2', '--config-revision', '1'],
         /^switchboard: rollback: give --to-version .* not both/,

@@ -73,6 +73,24 @@ describe('flag values of the long-running commands are checked before they conne
     }
   });
 
+  it('bad values of plan, replay and db flags say what is wrong with them (exit 2, one line)', async () => {
+    const cases: [string[], string][] = [
+      [
+        ['plan', '--manifests', 'examples/demo', '--node', 'node-a', '--config', '/nonexistent/proxy.yaml'],
+        "switchboard: --config /nonexistent/proxy.yaml: ENOENT: no such file or directory, open '/nonexistent/proxy.yaml'\n",
+      ],
+      [
+        ['replay', '--db', '/nonexistent/log.db', '--to-version', '0'],
+        'switchboard: --to-version must be a positive integer (versions start at 1), got 0\n',
+      ],
+      [
+        ['db', 'compact', '--db', '/nonexistent/log.db', '--before-version', 'abc'],
+        'switchboard: db compact: --before-version must be a positive version number, got "abc"\n',
+      ],
+    ];
+    for (const [args, stderr] of cases) expect(await sbIn(args)).toEqual({ code: 2, stdout: '', stderr });
+  });
+
   it('durations', () => {
     expect(parseDuration('90s')).toBe(90_000);
     expect(parseDuration('1h30m')).toBe(5_400_000);

@@ -141,6 +141,13 @@ describe('planner HTTP API with roles (real planner, SQLite, nats-server)', () =
     });
     expect((await call('/pin', undefined, { version: 1 })).code).toBe(401);
     expect(ops()).toHaveLength(0); // refused calls changed nothing
+    // A version is digits: Number() would read these as 1 (they were accepted and pinned to 1).
+    for (const bad of ['0x1', '1e0', ' 1 ', '1abc', '0'])
+      expect(await call('/pin', 'op-tok', { version: bad })).toMatchObject({
+        code: 400,
+        json: { error: 'version must be a positive integer' },
+      });
+    expect(ops()).toHaveLength(0);
 
     expect((await call('/pin', 'op-tok', { version: 1, reason: 'test' }, 'alice')).code).toBe(200);
     expect((await call('/unpin', 'op-tok', {})).code).toBe(200);
