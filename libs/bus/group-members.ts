@@ -2,7 +2,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type { KV } from '@nats-io/kv';
 import { z } from 'zod';
 import { parseWire } from '../model/index.ts';
-import { checkGroupName } from './planner-lease.ts';
+import { atMost, checkGroupName } from './planner-lease.ts';
 import { replicatedBucket } from './target-store.ts';
 
 const MemberSchema = z.object({
@@ -114,8 +114,12 @@ export class GroupMembers {
     }
   }
 
-  async close(): Promise<void> {
+  /** Removes this planner's record, waiting at most `waitMs` for NATS (unanswered, it expires after 2 TTL). */
+  async close(waitMs = 1000): Promise<void> {
     clearInterval(this.timer);
-    await this.kv.delete(memberKey(this.self().id)).catch(() => undefined);
+    await atMost(
+      this.kv.delete(memberKey(this.self().id)).catch(() => undefined),
+      waitMs,
+    );
   }
 }

@@ -57,6 +57,7 @@ export {
 } from './planner-signature.ts';
 export {
   LeaderLease,
+  atMost,
   checkGroupName,
   describeHolder,
   leaseBucket,
@@ -71,5 +72,10 @@ export {
   type MemberRecord,
 } from './group-members.ts';
 export { StaleLeaderError } from './stale-leader.ts';
-export { isTransientJetStreamError, retryTransient, type RetryTransientOptions } from './jetstream-transient.ts';
+export {
+  abandonSignal,
+  isTransientJetStreamError,
+  retryTransient,
+  type RetryTransientOptions,
+} from './jetstream-transient.ts';
 export { newestPublishedAnchor, type PublishedAnchor } from './published-anchor.ts';

@@ -65,3 +65,17 @@ export async function retryTransient<T>(run: () => Promise<T>, o: RetryTransient
     }
   }
 }
+
+/**
+ * A promise that rejects when `abandon(e)` is called, and never otherwise: raced against a request
+ * in flight, it lets its caller stop waiting (the request runs on, its answer unread). Its own
+ * rejection is handled here, so one nobody raced does not become an unhandled rejection.
+ */
+export function abandonSignal(): { promise: Promise<never>; abandon(e: Error): void } {
+  let abandon!: (e: Error) => void;
+  const promise = new Promise<never>((_, rej) => {
+    abandon = rej;
+  });
+  promise.catch(() => {});
+  return { promise, abandon };
+}

@@ -150,14 +150,20 @@ export class LeaderLease {
     await this.kv.delete(KEY, { previousSeq: rev }).catch(() => undefined); // taken over already, or NATS away: the TTL frees it
   }
 
-  /** A clean stop: released, so another planner takes over at once. */
-  async close(): Promise<void> {
+  /**
+   * A clean stop: released, so another planner takes over at once. The release waits at most
+   * `waitMs` (default 1 s) for NATS: unanswered, the key expires after its TTL anyway.
+   */
+  async close(waitMs = 1000): Promise<void> {
     this.closed = true;
     clearInterval(this.timer);
     clearTimeout(this.validityTimer);
     if (this.leading) {
       this.leading = false;
-      await this.kv.delete(KEY, { previousSeq: this.revision }).catch(() => undefined);
+      await atMost(
+        this.kv.delete(KEY, { previousSeq: this.revision }).catch(() => undefined),
+        waitMs,
+      );
     }
   }
 
@@ -221,8 +227,9 @@ export class LeaderLease {
         Math.max(200, Math.floor(this.ttlMs / 4)),
       );
       this.lastContact = this.now();
-      if (this.leading) this.holdUntil(sent + 0.75 * this.ttlMs);
       this.troubled = false;
+      if (this.leading) this.holdUntil(sent + 0.75 * this.ttlMs);
+      else await this.releaseLate(this.revision, 'its renewal was answered');
     } catch (e) {
       if (!this.troubled) this.options.onTrouble?.(`lease renewal failed: ${(e as Error).message}`);
       this.troubled = true;
@@ -266,18 +273,40 @@ export class LeaderLease {
       const h = parseWire(LeaseHolderSchema, entry.value, 'planner lease');
       const holder = 'value' in h ? { ...h.value, term: h.value.term || entry.revision } : undefined;
       this.seen = holder ?? this.seen;
+      // This very lease's record while it does not lead: a renewal (or a win) NATS stored after
+      // this planner gave up on it (the request timed out, or the validity window closed first).
+      if (holder && this.isMine(holder) && holder.since === this.me.since && holder.pid === process.pid) {
+        await this.releaseLate(entry.revision, 'it found its own record');
+        return;
+      }
       // This planner's own record, left by a run that died on this host: take it back at once.
-      const mine =
-        holder &&
-        holder.id === this.me.id &&
-        holder.host === this.me.host &&
-        (holder.pid === process.pid || !alive(holder.pid));
+      const mine = holder && this.isMine(holder) && (holder.pid === process.pid || !alive(holder.pid));
       if (!mine || this.now() < this.holdOffUntil) return;
       await this.win(() => this.kv.update(KEY, JSON.stringify({ ...this.record(), term: 0 }), entry.revision));
       return;
     }
     if (this.now() < this.holdOffUntil) return;
     await this.win(() => this.kv.create(KEY, JSON.stringify({ ...this.record(), term: 0 })));
+  }
+
+  private isMine(h: LeaseHolder): boolean {
+    return h.id === this.me.id && h.host === this.me.host;
+  }
+
+  /**
+   * A lease write of this planner's was stored after it had stopped leading (NATS answered late:
+   * a frozen or flapping link). Taking the fresh record back at once (as before) re-elected it in
+   * a new term right after its step-down, so a flapping link bounced leadership to and fro. It is
+   * released instead (a delete conditional on that write's revision: refused if anyone wrote
+   * since) and this planner holds off one TTL, so another planner takes over at its next look;
+   * alone in its group, it leads again after the hold-off.
+   */
+  private async releaseLate(revision: number, how: string): Promise<void> {
+    this.holdOffUntil = Math.max(this.holdOffUntil, this.now() + this.ttlMs);
+    this.options.onTrouble?.(
+      `a lease write was stored after this planner stopped leading (${how}): released it; not contending for ${this.ttlMs} ms`,
+    );
+    await this.kv.delete(KEY, { previousSeq: revision }).catch(() => undefined); // someone wrote since, or NATS away: the TTL frees it
   }
 
   /** Writes the claim; on success the revision is the term, recorded in the lease right away. */
@@ -310,6 +339,13 @@ export class LeaderLease {
     const h = parseWire(LeaseHolderSchema, e.value, 'planner lease');
     return 'value' in h ? { ...h.value, term: h.value.term || e.revision } : undefined;
   }
+}
+
+/** Waits for `p` at most `ms`; `p` runs on (its failure already handled by the caller). */
+export async function atMost(p: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([p, new Promise((r) => (timer = setTimeout(r, ms)))]);
+  clearTimeout(timer);
 }
 
 export function describeHolder(h: LeaseHolder): string {

@@ -41,6 +41,11 @@ export interface VersionPublisherOptions {
   readonly onForeign?: (subject: string, reason: string) => void;
   /** Copies of the stream in the NATS cluster (--replicas; default 1). */
   readonly replicas?: number;
+  /**
+   * Asked before every message is sent: a reason stops the append (a planner that lost its lease
+   * sends no further chunk or delta of a version it was publishing). Default: always.
+   */
+  readonly mayAppend?: () => string | undefined;
 }
 
 export interface PublishResult {
@@ -252,6 +257,8 @@ export class VersionPublisher {
     lastSubjectSequence?: number,
   ): Promise<PubAck> {
     for (;;) {
+      const refused = this.options.mayAppend?.();
+      if (refused) throw new Error(`not appending to ${this.stream}: ${refused}`);
       try {
         const ack = await this.js.publish(subject, payload, {
           msgID,

@@ -13,7 +13,7 @@ import {
 } from '@nats-io/jetstream';
 import { headers as natsHeaders, type NatsConnection } from '@nats-io/transport-node';
 // A deep import kept on purpose (test/build/import-boundaries.test.ts says why).
-import { retryTransient } from '../bus/jetstream-transient.ts';
+import { abandonSignal, retryTransient } from '../bus/jetstream-transient.ts';
 import type { EventLog } from './event-log.ts';
 import { batchRows, rowCount, sliceBatch, type LogPosition, type RawRow, type RowBatch } from './log-rows.ts';
 import { H, LogStreamReader, encodeBatch, encodeTerm, type WireMessage } from './replication-codec.ts';
@@ -46,6 +46,14 @@ export interface LogReplicator {
    * always before publishing anything derived from it.
    */
   flush(): Promise<void>;
+  /**
+   * Stops waiting for the flush (or claim marker) in flight: it rejects now with an Error (not a
+   * FencedError) and changes nothing here when its append is answered later. Called when the
+   * leader lost its lease: the append may still land (it is conditional on the last sequence, so
+   * it lands only where it continues the group's log, and a later reader treats it as any batch),
+   * but the step-down no longer waits out NATS timeouts for it. follow(), claim() and close() do it too.
+   */
+  abandon(why: string): void;
   /** localSeq: the stream sequence this file has applied; streamSeq: the stream's last known; lagRows: rows behind. */
   position(): { localSeq: number; streamSeq: number; lagRows: number };
   close(): Promise<void>;
@@ -161,6 +169,9 @@ class StreamLogReplicator implements LogReplicator {
   private snapshotting: Promise<unknown> = Promise.resolve();
   /** Asks for the stream's end apart from the batches applied, so a backlog (or a stopped follower) shows as lagRows. */
   private readonly refresher: NodeJS.Timeout;
+  /** Bumped by abandon(): a flush or claim started under an older epoch changes nothing when answered. */
+  private epoch = 0;
+  private abandoned = abandonSignal();
 
   constructor(
     private readonly options: LogReplicatorOptions,
@@ -234,6 +245,7 @@ class StreamLogReplicator implements LogReplicator {
   follow(): { caughtUp: Promise<void>; stop(): Promise<void> } {
     if (this.mode === 'closed') throw new Error('log replicator is closed');
     if (this.follower) throw new Error('log replicator is already following');
+    this.abandon('following');
     this.mode = 'following';
     let resolveCaughtUp!: () => void;
     let rejectCaughtUp!: (e: unknown) => void;
@@ -297,6 +309,8 @@ class StreamLogReplicator implements LogReplicator {
   async claim(term: number): Promise<void> {
     if (this.mode === 'closed') throw new Error('log replicator is closed');
     if (!Number.isSafeInteger(term) || term < 1) throw new Error(`claim: term must be a positive integer, got ${term}`);
+    this.abandon(`claiming term ${term}`);
+    const epoch = this.epoch;
     await this.follower?.stop();
     await this.ensureStream(); // NATS may have lost its store (the stream is gone): made again, the mark reset
     await this.catchUp();
@@ -306,7 +320,11 @@ class StreamLogReplicator implements LogReplicator {
     const flushed = this.groupEnd ?? this.log.exportRows(this.log.position(), { whole: true }).from;
     // After the stream's real end: parts of a batch its writer never finished are given up by this marker.
     const after = Math.max(this.seq, this.readSeq);
-    const seq = await this.append(encodeTerm(term, this.options.id ?? hostname(), rowCount(flushed), after), after);
+    const seq = await this.append(
+      encodeTerm(term, this.options.id ?? hostname(), rowCount(flushed), after),
+      after,
+      epoch,
+    );
     this.seq = seq;
     this.streamSeq = Math.max(this.streamSeq, seq);
     this.term = term;
@@ -349,10 +367,12 @@ class StreamLogReplicator implements LogReplicator {
       throw new FencedError(`log stream ${this.stream}: flush() while not leading (claim() first)`);
     const batch = this.log.exportRows(this.flushedAt);
     if (batchRows(batch) === 0) return;
+    const epoch = this.epoch;
     let seq = this.seq;
     try {
-      for (const part of encodeBatch(batch, this.term, this.maxPart)) seq = await this.append(part, seq);
+      for (const part of encodeBatch(batch, this.term, this.maxPart)) seq = await this.append(part, seq, epoch);
     } catch (e) {
+      if (epoch !== this.epoch) throw e; // abandoned: this replica follows or claims now, its state is theirs
       if (!(e instanceof FencedError)) {
         let reseeded: boolean;
         try {
@@ -435,9 +455,17 @@ class StreamLogReplicator implements LogReplicator {
     };
   }
 
+  abandon(why: string): void {
+    this.epoch++;
+    const old = this.abandoned;
+    this.abandoned = abandonSignal();
+    old.abandon(new Error(`log stream ${this.stream}: append abandoned (${why})`));
+  }
+
   async close(): Promise<void> {
     if (this.mode === 'closed') return;
     clearInterval(this.refresher);
+    this.abandon('closing');
     await this.follower?.stop();
     await this.flushing;
     await this.snapshotting;
@@ -632,22 +660,32 @@ class StreamLogReplicator implements LogReplicator {
    * same message id (the server deduplicates a retry of an append it stored but never acknowledged).
    * A wrong-last-sequence answer is a fence unless the message after `expectedLast` is this one.
    */
-  private async append(m: WireMessage, expectedLast: number): Promise<number> {
+  private async append(m: WireMessage, expectedLast: number, epoch: number): Promise<number> {
     const h = natsHeaders();
     for (const [k, v] of Object.entries(m.headers)) h.set(k, v);
     const deadline = Date.now() + (this.options.appendTimeoutMs ?? 30_000);
+    // Every wait races abandon(): an append nobody waits for any more must not hold the step-down.
+    if (epoch !== this.epoch) throw new Error(`log stream ${this.stream}: append abandoned before it was sent`);
+    const { promise: abandoned } = this.abandoned; // this epoch's: rejected by the next abandon()
+    const unlessAbandoned = <T>(p: Promise<T>): Promise<T> => Promise.race([p, abandoned]);
     for (let attempt = 1; ; attempt++) {
       try {
-        const ack = await this.js.publish(this.subject, m.payload, {
-          msgID: m.msgId,
-          headers: h,
-          timeout: 5000,
-          expect: { streamName: this.stream, lastSequence: expectedLast },
-        });
+        const ack = await unlessAbandoned(
+          this.js.publish(this.subject, m.payload, {
+            msgID: m.msgId,
+            headers: h,
+            timeout: 5000,
+            expect: { streamName: this.stream, lastSequence: expectedLast },
+          }),
+        );
+        if (epoch !== this.epoch) return await abandoned;
         return ack.seq;
       } catch (e) {
+        if (epoch !== this.epoch) throw e;
         if (e instanceof JetStreamApiError && e.code === WRONG_LAST_SEQUENCE) {
-          const next = await this.jsm.streams.getMessage(this.stream, { seq: expectedLast + 1 }).catch(() => null);
+          const next = await unlessAbandoned(
+            this.jsm.streams.getMessage(this.stream, { seq: expectedLast + 1 }).catch(() => null),
+          );
           if (next && next.header.get('Nats-Msg-Id') === m.msgId) return next.seq;
           throw new FencedError(
             `log stream ${this.stream}: another writer appended after seq ${expectedLast}; this replica no longer leads`,
@@ -659,7 +697,7 @@ class StreamLogReplicator implements LogReplicator {
             { cause: e },
           );
         }
-        await new Promise((res) => setTimeout(res, 250));
+        await unlessAbandoned(new Promise((res) => setTimeout(res, 250)));
       }
     }
   }

@@ -1,5 +1,6 @@
 import type { NatsConnection } from '@nats-io/transport-node';
 import {
+  abandonSignal,
   AckCollector,
   checkReplicas,
   connectBusWaiting,
@@ -37,6 +38,8 @@ export interface NatsPlannerBusOptions {
   readonly signal?: AbortSignal;
   /** Copies of every stream and bucket in the NATS cluster (--replicas; default 1). */
   readonly replicas?: number;
+  /** Asked before every message of a version is sent (VersionPublisherOptions.mayAppend). */
+  readonly mayAppend?: () => string | undefined;
 }
 
 /**
@@ -58,6 +61,8 @@ export class NatsPlannerBus implements PlannerBus {
   private fencedHook: ((why: string) => void) | undefined;
   private closed = false;
   private reader: VersionReader | undefined;
+  /** Rejects every guarded write in flight (abandonWrites); replaced after each use. */
+  private abandoned = abandonSignal();
 
   private constructor(
     private readonly nc: NatsConnection,
@@ -86,6 +91,7 @@ export class NatsPlannerBus implements PlannerBus {
         signer: o.signer,
         onForeign: o.onForeign,
         replicas: o.replicas,
+        mayAppend: o.mayAppend,
       });
       const targets = await TargetStore.open({ nc, signer: o.signer, replicas: o.replicas });
       const bus = new NatsPlannerBus(nc, publisher, targets, !o.nc, o);
@@ -118,9 +124,24 @@ export class NatsPlannerBus implements PlannerBus {
    * the previous leader wrote is the starting point). StaleLeaderError: a newer term claimed it.
    */
   async claim(term: number, id: string): Promise<void> {
-    await this.publisher.claim(term, id);
-    await this.targets.reopen();
-    this.streamCreated = await this.publisher.streamCreated();
+    await this.unlessAbandoned(async () => {
+      await this.publisher.claim(term, id);
+      await this.targets.reopen();
+      this.streamCreated = await this.publisher.streamCreated();
+    });
+  }
+
+  /**
+   * Stops waiting for the writes (and claim) in flight: each rejects now, naming `why`. Called when
+   * this planner lost its lease (and when it stops): every one of them is conditional on what this
+   * leader last saw (expected last sequence, key revision), so one answered late either continues
+   * exactly where this leader stood or is refused; waiting out its NATS timeout (seconds, when NATS
+   * is what went away) only held the step-down, the planner's /status and a SIGTERM's exit.
+   */
+  abandonWrites(why: string): void {
+    const old = this.abandoned;
+    this.abandoned = abandonSignal();
+    old.abandon(new Error(`not acting: ${why}; the write in flight was abandoned`));
   }
 
   lastPublishedVersion(): number {
@@ -186,10 +207,20 @@ export class NatsPlannerBus implements PlannerBus {
     this.collector.catch(() => undefined); // NATS away while subscribing: close() and the next listen() see it
   }
 
-  async close(): Promise<void> {
+  /**
+   * `drainMs`: how long the connection may drain (default 1 s); a server that does not answer
+   * (frozen, partitioned) would hold a drain until the connection dies, so it is then closed.
+   */
+  async close(drainMs = 1000): Promise<void> {
     this.closed = true;
-    (await this.collector?.catch(() => undefined))?.stop();
-    if (this.ownsConnection) await this.nc.drain();
+    this.abandonWrites('the bus is closing');
+    (await Promise.race([this.collector?.catch(() => undefined), sleep(drainMs)]))?.stop();
+    if (!this.ownsConnection) return;
+    const drained = this.nc.drain().then(
+      () => true,
+      () => true,
+    );
+    if (!(await Promise.race([drained, sleep(drainMs).then(() => false)]))) await this.nc.close();
   }
 
   /**
@@ -199,17 +230,34 @@ export class NatsPlannerBus implements PlannerBus {
   private async guard<T>(write: () => Promise<T>): Promise<T> {
     const refused = this.options.mayWrite?.();
     if (refused) throw new Error(`not acting: ${refused}`);
-    try {
-      await this.options.beforeWrite?.();
-      return await write();
-    } catch (e) {
-      if (isFence(e)) {
-        this.fencedHook?.((e as Error).message);
+    const signal = this.abandoned;
+    return this.unlessAbandoned(async () => {
+      try {
+        await this.options.beforeWrite?.();
+        // The flush may have taken long enough for the lease to end: asked again before writing.
+        const late = this.options.mayWrite?.();
+        if (late) throw new Error(`not acting: ${late}`);
+        return await write();
+      } catch (e) {
+        // Abandoned meanwhile: the answer belongs to a leadership that is over (a late fence must not
+        // depose this planner in a later term), and nobody waits for a store check.
+        if (signal !== this.abandoned) throw e;
+        if (isFence(e)) {
+          this.fencedHook?.((e as Error).message);
+          throw e;
+        }
+        if (await this.checkReset()) throw new Error(`NATS lost its store; republishing (${(e as Error).message})`);
         throw e;
       }
-      if (await this.checkReset()) throw new Error(`NATS lost its store; republishing (${(e as Error).message})`);
-      throw e;
-    }
+    });
+  }
+
+  /** Runs `op`, rejecting as soon as abandonWrites() is called (op itself runs on, unawaited). */
+  private unlessAbandoned<T>(op: () => Promise<T>): Promise<T> {
+    const { promise } = this.abandoned;
+    const run = op();
+    run.catch(() => {});
+    return Promise.race([run, promise]);
   }
 
   private watchConnection(): void {
@@ -252,4 +300,8 @@ function isFence(e: unknown): boolean {
     (e instanceof Error && e.name === 'FencedError') ||
     (e instanceof Error && e.constructor.name === 'FencedError')
   );
+}
+
+function sleep(ms: number): Promise<undefined> {
+  return new Promise((r) => setTimeout(() => r(undefined), ms).unref?.());
 }

@@ -20,6 +20,22 @@ export interface PlannerGroupOptions {
   readonly onRoleChange?: () => void;
 }
 
+/** How long a stopping planner waits for its bus writes in flight before it abandons them. */
+export const STOP_GRACE_MS = 1000;
+
+/** Resolves when `p` settles or at `until` (performance.now() ms), whichever comes first; never rejects. */
+async function settledBy(p: Promise<unknown> | undefined, until: number): Promise<void> {
+  if (!p) return;
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    p.catch(() => undefined),
+    new Promise((r) => {
+      timer = setTimeout(r, Math.max(0, until - performance.now()));
+    }),
+  ]);
+  clearTimeout(timer);
+}
+
 /** What /status, /metrics and the redirect of writes show of the group. */
 export interface GroupView {
   readonly group: string;
@@ -93,10 +109,14 @@ export class PlannerGroup {
   }
 
   deposed(why: string): void {
-    // Shown at once: the leader's stop below waits for its in-flight bus writes, which wait out
-    // their NATS timeouts when NATS is what went away (seconds), and status must not show a
-    // leader without trouble meanwhile.
     if (this.role() === 'leader') this.current?.noteFailure('lease', `stepped down (${why})`);
+    // The writes (and a claim) in flight are given up now rather than waited out: each is
+    // conditional on what this leader last saw, so one answered later lands only where it
+    // continues exactly this leader's stream, log or key, and is refused once another leader
+    // wrote. Waiting for them held the step-down for their NATS timeouts (seconds) when NATS is
+    // what went away. Rows committed locally stay in the file; follow() keeps those the group holds.
+    this.options.bus.abandonWrites(`stepped down (${why})`);
+    this.options.replicator?.abandon(`stepped down (${why})`);
     void this.queue(() => this.follow(why));
   }
 
@@ -105,16 +125,38 @@ export class PlannerGroup {
     await this.chain;
   }
 
-  async stop(): Promise<void> {
+  /**
+   * Stops the planner. Bus writes and flushes in flight get `graceMs` (default 1 s) to be
+   * answered, then are abandoned (as on a step-down): with NATS answering they take milliseconds,
+   * and without it a SIGTERM must not wait out their timeouts. What the source delivered is
+   * committed to the local file whatever happens (Planner.stop drains it).
+   */
+  async stop(graceMs = STOP_GRACE_MS): Promise<void> {
     this.stopped = true;
     clearInterval(this.refreshTimer);
     clearInterval(this.flushTimer);
-    await this.chain;
-    await this.current?.stop();
-    // a leader hands its last rows (drained from the source by stop()) to the group before it goes
-    if (this.role() === 'leader' && this.options.lease.isLeader())
-      await this.options.replicator?.flush().catch((e) => this.options.say(`last flush: ${(e as Error).message}`));
-    await this.following?.stop();
+    const until = performance.now() + graceMs;
+    const abandon = () => {
+      this.options.bus.abandonWrites('stopping');
+      this.options.replicator?.abandon('stopping');
+    };
+    const giveUp = setTimeout(abandon, graceMs);
+    try {
+      await settledBy(this.chain, until); // a role change stuck on NATS (a claim's catch-up) is not waited out
+      await this.current?.stop();
+      // A leader hands its last rows (drained from the source by stop()) to the group before it
+      // goes, within what is left of the grace: a flush started after the give-up would wait out
+      // its own timeouts.
+      if (this.role() === 'leader' && this.options.lease.isLeader() && performance.now() < until) {
+        const last = this.options.replicator?.flush();
+        await settledBy(last, until);
+        last?.catch((e) => this.options.say(`last flush: ${(e as Error).message}`));
+      }
+    } finally {
+      clearTimeout(giveUp);
+      abandon(); // whatever is still in flight
+    }
+    await settledBy(this.following?.stop(), until);
   }
 
   private queue(step: () => Promise<void>): Promise<void> {
@@ -140,6 +182,7 @@ export class PlannerGroup {
       await this.options.lease.stepDown(why);
       return;
     }
+    if (this.stopped) return; // stopped while claiming: no leader Planner after stop()
     const p = this.options.makePlanner('leader');
     this.current = p;
     await p.start();

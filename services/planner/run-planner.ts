@@ -16,13 +16,14 @@ import { consoleRoutes } from '../console/console-routes.ts';
 import { NatsPlannerBus } from './nats-planner-bus.ts';
 import { hostname } from 'node:os';
 import {
+  atMost,
   checkGroupName,
   defaultSigningKeyFile,
   GroupMembers,
   LeaderLease,
   loadOrCreateSigningKey,
 } from '../../libs/bus/index.ts';
-import { PlannerGroup } from './planner-group.ts';
+import { PlannerGroup, STOP_GRACE_MS } from './planner-group.ts';
 import { createLogReplicator, versionAnchor, type LogReplicator } from '../../libs/eventlog/index.ts';
 import { retryTransient, type BusAuth } from '../../libs/bus/index.ts';
 import { Planner } from './planner.ts';
@@ -143,6 +144,8 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
           replicas: o.replicas,
           mayWrite: () =>
             lease?.isLeader() && group?.role() === 'leader' ? undefined : 'this planner does not lead its group',
+          // each chunk and delta of a version: the lease alone (a claim appends before the role is leader)
+          mayAppend: () => (lease && !lease.isLeader() ? 'this planner no longer holds its lease' : undefined),
           // the group's log holds every row a version or target names before that goes on the bus
           beforeWrite: () => replicator?.flush() ?? Promise.resolve(),
         }),
@@ -261,11 +264,17 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
           s.close(() => r());
           s.closeAllConnections();
         });
-        await g.stop();
-        await m.close();
-        await l.close();
-        await r.close();
-        await b.close();
+        // Each step that needs NATS waits for it at most about a second (STOP_GRACE_MS): a
+        // planner cut off from NATS still exits on SIGTERM at once; what it committed is in its file.
+        const until = performance.now() + STOP_GRACE_MS;
+        const left = () => Math.max(0, until - performance.now());
+        await g.stop(STOP_GRACE_MS);
+        await Promise.all([m.close(left()), l.close(left())]);
+        await atMost(
+          r.close().catch((e: Error) => say(`replicated log close: ${e.message}`)),
+          left(),
+        );
+        await b.close(left());
         log.close();
       },
     };

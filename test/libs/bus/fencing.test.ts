@@ -13,6 +13,7 @@ import {
 } from '../../../libs/bus/index.ts';
 import { PLANNER, startBusWorld, type BusWorld } from './bus-harness.ts';
 import { service, VersionMaker } from './fixtures.ts';
+import { freezeNats } from './nats-freeze.ts';
 
 /**
  * Fencing of a deposed leader on the real bus: a second publisher/target store that claimed a
@@ -188,6 +189,46 @@ describe('leader lease', () => {
     expect(ms).toBeLessThan(2000); // ... and stopped before the server could let its key expire
     expect(a.isLeader()).toBe(false);
   });
+
+  it('a renewal stored after the validity timer deposed the leader (NATS frozen, then back) is released: the other planner takes over, the deposed one does not bounce back', async () => {
+    world = await startBusWorld({ nodes: [] });
+    const events: string[] = [];
+    const trouble: string[] = [];
+    const open = async (id: string) => {
+      const l = await LeaderLease.open({
+        nc: await client(id),
+        group: 'g4',
+        id,
+        ttlMs: 2000,
+        onElected: () => events.push(`${id} elected`),
+        onDeposed: () => events.push(`${id} deposed`),
+        onTrouble: (line) => trouble.push(`${id}: ${line}`),
+      });
+      closers.push(() => l.close());
+      return l;
+    };
+    const a = await open('a');
+    await a.start();
+    const b = await open('b');
+    await b.start();
+    expect(a.isLeader()).toBe(true);
+    const termA = a.term();
+    // Frozen, nothing is answered: a's next renewal (sent every TTL/4) waits in the server's
+    // socket, a is deposed when its validity (3/4 TTL) ends, and on thaw the server stores that
+    // renewal: the key holds a's record, newer than the deposition.
+    const frozen = freezeNats(world.server);
+    closers.push(async () => frozen.thaw());
+    await expect.poll(() => events.includes('a deposed'), { timeout: 5000 }).toBe(true);
+    frozen.thaw();
+    await expect.poll(() => b.isLeader(), { timeout: 8000 }).toBe(true);
+    expect(b.term()).toBeGreaterThan(termA);
+    expect(trouble.some((l) => /^a: a lease write was stored after this planner stopped leading/.test(l))).toBe(true);
+    // a holds off (at least one TTL) rather than taking its late record back: no bounce
+    await new Promise((r) => setTimeout(r, 2500));
+    expect(a.isLeader()).toBe(false);
+    expect(b.isLeader()).toBe(true);
+    expect(events).toEqual(['a elected', 'a deposed', 'b elected']);
+  }, 30_000);
 
   it('a leader that cannot renew stops acting within 3/4 of its TTL, before another can win', async () => {
     world = await startBusWorld({ nodes: [] });

@@ -1,0 +1,160 @@
+import { jetstreamManager } from '@nats-io/jetstream';
+import pino from 'pino';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { H, readVerifierFile, VERSIONS_STREAM } from '../../libs/bus/index.ts';
+import { EventLog } from '../../libs/eventlog/index.ts';
+import { DEFAULT_PROXY_CONFIG } from '../../libs/model/index.ts';
+import { startApplierService, type ApplierService } from '../../services/applier/applier-service.ts';
+import { runPlanner, type RunningPlanner } from '../../services/planner/run-planner.ts';
+import { freezeNats } from '../libs/bus/nats-freeze.ts';
+import { nodeYaml, plannerEnv, sliceYaml, svcYaml, type PlannerEnv } from '../services/planner/planner-support.ts';
+
+/**
+ * A leader that loses its lease while NATS does not answer (here: the nats-server frozen with
+ * SIGSTOP while a version's replicated-log flush and publish are on their way) must step down and
+ * stop promptly: its in-flight bus writes are fenced anyway (conditional appends and puts), so
+ * waiting for their NATS timeouts only delayed the hand-over, its /status and a SIGTERM's exit
+ * (about 8.5 s observed with a 15 s TTL). Nothing committed locally is lost, and once NATS answers
+ * again the next leader's versions are the ones the applier gets.
+ */
+const TTL = 2000;
+let env: PlannerEnv;
+const stops: (() => Promise<unknown>)[] = [];
+let frozen: { thaw(): void } | undefined;
+
+beforeEach(async () => {
+  env = await plannerEnv();
+  env.write('nodes.yaml', nodeYaml('node-1', '192.0.2.1'));
+  env.write('a.yaml', svcYaml('a', '10.96.0.1') + '---\n' + sliceYaml('a', ['10.0.0.1']));
+});
+afterEach(async () => {
+  thaw();
+  for (const s of stops.splice(0).reverse()) await s().catch(() => undefined);
+  await env.cleanup();
+});
+
+const freeze = () => {
+  frozen = freezeNats(env.nats);
+};
+const thaw = () => {
+  frozen?.thaw();
+  frozen = undefined;
+};
+
+const startPlanner = async (id: string, db: string, said: string[] = []): Promise<RunningPlanner> => {
+  const p = await runPlanner({
+    manifests: env.manifests,
+    nats: env.nats.url,
+    db,
+    http: '127.0.0.1:0',
+    config: DEFAULT_PROXY_CONFIG,
+    debounceMs: 20,
+    pollMs: 100,
+    leaseTtlMs: TTL,
+    id,
+    signingKey: `${env.db}.signing-key.pem`,
+    say: (l) => said.push(`${Math.round(performance.now())} ${l}`),
+  });
+  stops.push(() => p.stop());
+  return p;
+};
+
+const startApplier = async (): Promise<ApplierService> => {
+  const svc = await startApplierService({
+    node: 'node-1',
+    nats: env.nats.url,
+    mode: 'dry-run',
+    http: '127.0.0.1:0',
+    heartbeatMs: 200,
+    maxBackoffMs: 200,
+    verifier: readVerifierFile(`${env.db}.signing-key.pem.pub`),
+    logger: pino({ level: 'silent' }),
+  });
+  stops.push(() => svc.stop());
+  return svc;
+};
+
+const applied = async (svc: ApplierService) =>
+  ((await (await fetch(`http://127.0.0.1:${svc.httpPort}/readyz`)).json()) as { applied?: { version: number } }).applied
+    ?.version;
+
+/** Polls `cond` every 10 ms; resolves with the milliseconds it took. */
+async function within(cond: () => boolean, timeoutMs: number, what: string): Promise<number> {
+  const t0 = performance.now();
+  while (!cond()) {
+    if (performance.now() - t0 > timeoutMs) throw new Error(`not within ${timeoutMs} ms: ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  return performance.now() - t0;
+}
+
+/** NATS frozen, then a manifest edit: version 2 is committed locally and its flush/publish hang. */
+async function editWhileFrozen(a: RunningPlanner): Promise<void> {
+  freeze();
+  env.write('b.yaml', svcYaml('b', '10.96.0.2') + '---\n' + sliceYaml('b', ['10.0.0.2']));
+  await within(() => a.planner.data.latest()?.version === 2, 5000, 'version 2 committed locally');
+}
+
+describe('a leader stepping down while its bus writes hang', () => {
+  it('deposed by its validity window mid-publish: the step-down completes within 1 s; after NATS answers, the next leader publishes and the applier follows it', async () => {
+    const said: string[] = [];
+    const a = await startPlanner('a', env.db, said);
+    await a.planner.synced;
+    const b = await startPlanner('b', `${env.dir}/b.db`);
+    expect(b.group.role()).toBe('follower');
+    const svc = await startApplier();
+    await expect.poll(() => applied(svc), { timeout: 20_000 }).toBe(1);
+    const termA = a.group.view().self.term;
+
+    await editWhileFrozen(a);
+    // The lease's validity window (3/4 TTL after the last renewal was sent) closes on its own timer.
+    await within(() => !a.group.view().self.leader, TTL, 'the lease deposes the leader');
+    const stepDownMs = await within(() => a.group.role() === 'follower', 10_000, 'the leader role stopped');
+    expect(stepDownMs, `step-down took ${Math.round(stepDownMs)} ms; said: ${said.join(' | ')}`).toBeLessThan(1000);
+    expect(a.planner.lastError).toMatch(/^lease: stepped down \(lease not renewed/);
+
+    thaw();
+    await expect.poll(() => b.group.role(), { timeout: 4 * TTL }).toBe('leader');
+    const termB = b.group.view().self.term;
+    expect(termB).toBeGreaterThan(termA);
+    // Version 2 is in the new leader's log: the old leader's abandoned flush landed when NATS
+    // resumed (then the claim caught up to it), or the new leader's first scan found b.yaml.
+    await expect.poll(() => b.planner.data.latest()?.version, { timeout: 10_000 }).toBeGreaterThanOrEqual(2);
+    const before = b.planner.data.latest()!.version;
+    env.write('c.yaml', svcYaml('c', '10.96.0.3') + '---\n' + sliceYaml('c', ['10.0.0.3']));
+    await expect.poll(() => b.planner.data.latest()?.version, { timeout: 10_000 }).toBe(before + 1);
+    await expect.poll(() => applied(svc), { timeout: 20_000 }).toBe(before + 1);
+    expect(a.group.role()).toBe('follower');
+
+    // Every delta after version 1 on the stream carries the new leader's term: the old leader's
+    // abandoned writes stored nothing after it stepped down.
+    const jsm = await jetstreamManager(env.nc);
+    const info = await jsm.streams.info(VERSIONS_STREAM);
+    const terms = new Map<number, string | undefined>();
+    for (let seq = info.state.first_seq; seq <= info.state.last_seq; seq++) {
+      const m = await jsm.streams.getMessage(VERSIONS_STREAM, { seq });
+      const v = /^sb\.v\.delta\.(\d+)$/.exec(m?.subject ?? '')?.[1];
+      if (v) terms.set(Number(v), m?.header.get(H.term));
+    }
+    expect([...terms]).toEqual(Array.from({ length: before + 1 }, (_, i) => [i + 1, String(i === 0 ? termA : termB)]));
+  }, 60_000);
+
+  it('stopped (SIGTERM) mid-publish with NATS frozen: stop() resolves within 1.5 s and the version it committed stays in its log', async () => {
+    const said: string[] = [];
+    const a = await startPlanner('a', env.db, said);
+    await a.planner.synced;
+    await editWhileFrozen(a);
+    const t0 = performance.now();
+    await a.stop();
+    const ms = performance.now() - t0;
+    stops.length = 0;
+    expect(ms, `stop took ${Math.round(ms)} ms: ${said.join(' | ')}`).toBeLessThan(1500);
+    const log = await EventLog.open({ file: env.db, migrate: false });
+    try {
+      expect(log.latestVersion()?.version).toBe(2);
+    } finally {
+      log.close();
+    }
+    thaw();
+  }, 30_000);
+});
