@@ -76,7 +76,7 @@ export class NftNotificationListener {
      * timeout, stop(). Reports a loss only while it is still the running child (stop's own end
      * is no loss unless stop was given a reason, which stop reports itself).
      */
-    const end = (why: string, lost: boolean) => {
+    const end = (why: string, lost: boolean, stopped = false) => {
       if (ended) return;
       ended = true;
       clearTimeout(timer);
@@ -87,10 +87,10 @@ export class NftNotificationListener {
       } catch {
         // kill fails only for a child already gone or not ours to signal: nothing left to end.
       }
-      if (!isReady) rejectReady(new Error(why));
+      if (!isReady) rejectReady(stopped ? new ListenerStoppedError(why) : new Error(why));
       if (wasCurrent && lost && isReady) this.onLost(why);
     };
-    this.current = { child, ready, end: (why) => end(why, false) };
+    this.current = { child, ready, end: (why) => end(why, false, true) };
     const timeoutMs = this.options.readyTimeoutMs ?? READY_TIMEOUT_MS;
     const timer = setTimeout(() => end(`notification listener not ready after ${timeoutMs} ms`, true), timeoutMs);
     // A failed spawn, or a failed kill: without this listener, 'error' would be an uncaught exception.
@@ -148,6 +148,18 @@ export class NftNotificationListener {
     this.current = undefined;
     c?.end(why ?? 'notification listener stopped');
     if (why) this.onLost(why);
+  }
+}
+
+/**
+ * A start that stop() ended before the child was ready (the runner stops the listener around a
+ * large transaction of its own): not a failure of the listener, so it says nothing about whether
+ * the next start will work.
+ */
+export class ListenerStoppedError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ListenerStoppedError';
   }
 }
 

@@ -46,11 +46,18 @@ export interface NftablesDataplaneOptions {
   readonly wholeReadEveryMs?: number;
   /** Milliseconds now, monotonic (default performance.now: a wall clock stepped back by NTP would postpone the periodic whole read); tests move it to make the whole read due. */
   readonly clock?: () => number;
+  /**
+   * How long an apply or resync waits for the listener's retry (a start after one that failed)
+   * before carrying on without it (default 1 s; see watch).
+   */
+  readonly listenerRetryWaitMs?: number;
 }
 
 const WHOLE_READ_EVERY_MS = 10 * 60 * 1000;
 /** After the change-notification listener failed to start, the next try comes no sooner than this (see watch). */
 const WATCH_RETRY_MS = 60 * 1000;
+/** The longest an apply or resync waits for such a retry before it carries on uncovered (see watch). */
+const LISTENER_RETRY_WAIT_MS = 1000;
 
 export type NftBackend = 'auto' | 'netlink' | 'nft';
 export const NFT_BACKENDS: readonly NftBackend[] = ['auto', 'netlink', 'nft'];
@@ -101,6 +108,10 @@ export class NftablesDataplane implements Dataplane {
   private wholeKnownAt = Number.NEGATIVE_INFINITY;
   /** No listener start before this (clock): the last one failed (see watch). */
   private watchRetryAt = Number.NEGATIVE_INFINITY;
+  /** Why the listener is not running since its last start failed (or is slow), until one works; undefined: fine. */
+  private listenerTrouble: string | undefined;
+  /** A retry of the listener still starting, in the background (see watch). */
+  private retrying: Promise<void> | undefined;
   private readonly clock: () => number;
 
   constructor(private readonly options: NftablesDataplaneOptions = {}) {
@@ -327,16 +338,51 @@ export class NftablesDataplane implements Dataplane {
   private async watch(): Promise<void> {
     const r = await this.runner();
     if (this.options.changeNotifications === false || !r.watch) return;
-    if (this.clock() < this.watchRetryAt) return;
-    try {
-      await r.watch(NFT_FAMILY, this.table);
-      this.watchRetryAt = Number.NEGATIVE_INFINITY;
-    } catch (e) {
-      this.watchRetryAt = this.clock() + WATCH_RETRY_MS;
+    if (this.retrying || this.clock() < this.watchRetryAt) return; // a retry in flight is not waited for twice
+    const retry = this.listenerTrouble !== undefined;
+    const t0 = performance.now();
+    const started = r.watch(NFT_FAMILY, this.table).then(
+      () => {
+        this.watchRetryAt = Number.NEGATIVE_INFINITY;
+        if (this.listenerTrouble === undefined) return;
+        this.startNotes.push(
+          `change notifications available again: the listener started (${Math.round(performance.now() - t0)} ms; it had failed: ${this.listenerTrouble}); resyncs read back what they name from its next record on`,
+        );
+        this.listenerTrouble = undefined;
+      },
+      (e: Error) => {
+        // Our own large transaction stopped it before it was ready: the next call starts it again.
+        if (e.name === 'ListenerStoppedError') return;
+        const why = e.message.split('\n')[0]!;
+        this.watchRetryAt = this.clock() + WATCH_RETRY_MS;
+        this.listenerTrouble = why;
+        this.startNotes.push(
+          `change notifications unavailable (${why}): resyncs read the whole table until the listener starts (retried in ${WATCH_RETRY_MS / 1000} s)`,
+        );
+      },
+    );
+    // The first start, and a restart after lost notifications, are waited for (up to the
+    // listener's ready timeout): coverage must begin before the read that follows. A retry after a
+    // failed start is not: a child that hung once may hang again, and waiting out its ready
+    // timeout (10 s) held one apply every WATCH_RETRY_MS. It gets a short wait, then starts on in
+    // the background; its coverage begins when it is ready (the next resync reads whole until then).
+    if (!retry) return started;
+    this.retrying = started.finally(() => {
+      this.retrying = undefined;
+    });
+    const waitMs = this.options.listenerRetryWaitMs ?? LISTENER_RETRY_WAIT_MS;
+    let timer: NodeJS.Timeout | undefined;
+    const inTime = await Promise.race([
+      started.then(() => true),
+      new Promise<boolean>((res) => {
+        timer = setTimeout(() => res(false), waitMs);
+      }),
+    ]);
+    clearTimeout(timer);
+    if (!inTime)
       this.startNotes.push(
-        `change notifications unavailable (${(e as Error).message.split('\n')[0]}): resyncs read the whole table until the listener starts (retried in ${WATCH_RETRY_MS / 1000} s)`,
+        `change notifications: the listener's retry is not ready after ${waitMs} ms; carrying on without it (resyncs read the whole table until it is)`,
       );
-    }
   }
 
   async cleanup(): Promise<ApplyResult> {

@@ -7,7 +7,11 @@ import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { NftNotificationListener } from '../../../../libs/dataplane/nftables/nft-notification-listener.ts';
+import type { ChildProcess } from 'node:child_process';
+import {
+  ListenerStoppedError,
+  NftNotificationListener,
+} from '../../../../libs/dataplane/nftables/nft-notification-listener.ts';
 import {
   be32Attr,
   encodeMessage,
@@ -131,6 +135,34 @@ describe('NftNotificationListener', () => {
     expect(seen.length).toBe(atStop);
     expect(lost).toEqual([]);
     process.kill(pid, 'SIGKILL');
+  });
+
+  it("an 'error' of the running child (a kill that failed) reports one loss, ends the child, and the next start runs a new one", async () => {
+    const path = script('errs', 'echo ready\nexec sleep 30');
+    const { l, lost } = listener(path);
+    await l.start();
+    const pid = await pidOf(path);
+    // Node emits 'error' on a running child only when signalling it fails: raised here by hand.
+    const running = (l as unknown as { current: { child: ChildProcess } }).current.child;
+    running.emit('error', Object.assign(new Error('kill EPERM'), { code: 'EPERM' }));
+    expect(lost).toEqual(['notification listener failed (EPERM)']);
+    for (let i = 0; i < 100 && alive(pid); i++) await sleep(20);
+    expect(alive(pid)).toBe(false);
+    await sleep(100); // its 'close' comes after: no second loss
+    expect(lost).toEqual(['notification listener failed (EPERM)']);
+    rmSync(`${path}.pid`);
+    await l.start(); // restarted: a fresh child, ready
+    expect(await pidOf(path)).not.toBe(pid);
+    l.stop();
+  });
+
+  it('a start ended by stop() rejects with ListenerStoppedError; a failed one with a plain Error', async () => {
+    const { l } = listener(script('slow2', 'exec sleep 30'), 20_000);
+    const started = l.start();
+    l.stop('our own transaction of 9000 messages ran unmonitored');
+    await expect(started).rejects.toBeInstanceOf(ListenerStoppedError);
+    const { l: l2 } = listener(script('exits2', 'exit 3'));
+    await expect(l2.start()).rejects.not.toBeInstanceOf(ListenerStoppedError);
   });
 
   it('a child that exits after ready reports a loss', async () => {
