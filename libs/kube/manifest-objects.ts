@@ -98,7 +98,10 @@ export function collectManifestObjects(files: readonly ManifestFileItems[]): {
         rejected.push({
           ref: describeKey(key),
           source: file,
-          reason: `duplicate: also defined in ${first.file}, which is used`,
+          reason:
+            first.file === file
+              ? 'duplicate: defined earlier in the same file, whose first definition is used'
+              : `duplicate: also defined in ${first.file}, which is used`,
         });
         continue;
       }

@@ -53,7 +53,11 @@ export function readKubeObject(raw: unknown, source = 'input'): ReadResult {
       case 'Node':
         return { ok: true, object: readNode(o) };
       default:
-        return fail(`unsupported kind ${JSON.stringify(o.kind)}`);
+        return fail(
+          o.kind === undefined
+            ? 'no kind (Service, EndpointSlice or Node expected)'
+            : `unsupported kind ${JSON.stringify(o.kind)}`,
+        );
     }
   } catch (e) {
     if (!(e instanceof Invalid)) throw e;

@@ -23,15 +23,18 @@ describe('readManifestDir (plan, apply --once)', () => {
     await writeFile(join(dir, 'b.yaml'), service('web', 81) + '---\n' + service('db', 5432));
     await writeFile(join(dir, 'a.yaml'), service('web', 80).replace('  namespace: default\n', ''));
     await writeFile(join(dir, 'z-team', 'web.yaml'), service('web', 82));
+    await writeFile(join(dir, 'c.yaml'), service('twice', 1) + '---\n' + service('twice', 2));
     await writeFile(join(dir, '.hidden.yaml'), service('hidden'));
     const read = await readManifestDir(dir);
     // a.yaml comes first in path order: its web (namespace defaulted) wins over b.yaml's and z-team's.
     expect(read.objects.map((o) => [keyOf(o), o.kind === 'Service' ? o.ports[0]!.port : 0])).toEqual([
       ['Service default/web', 80],
       ['Service default/db', 5432],
+      ['Service default/twice', 1], // the first of two in one file
     ]);
     expect(read.rejected.map((r) => `${r.source}: ${r.reason}`)).toEqual([
       'b.yaml: duplicate: also defined in a.yaml, which is used',
+      'c.yaml: duplicate: defined earlier in the same file, whose first definition is used',
       'z-team/web.yaml: duplicate: also defined in a.yaml, which is used',
     ]);
     const events: KubeEvent[] = [];
@@ -44,6 +47,7 @@ describe('readManifestDir (plan, apply --once)', () => {
     ]);
     expect(fromSource.sort()).toEqual([
       ['Service/default/db', 5432],
+      ['Service/default/twice', 1],
       ['Service/default/web', 80],
     ]);
   });

@@ -72,6 +72,7 @@ describe('readKubeObject rejections name the object and the reason', () => {
       /status\.addresses\[0\]: invalid IP/,
     ],
     ['unsupported kind', { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'p' } }, /unsupported kind "Pod"/],
+    ['no kind', { apiVersion: 'v1', metadata: { name: 'p' } }, /^no kind \(Service, EndpointSlice or Node expected\)$/],
   ];
   it.each(bad)('%s', (_name, raw, reason) => {
     const r = readKubeObject(raw, 'f.yaml');
@@ -80,7 +81,7 @@ describe('readKubeObject rejections name the object and the reason', () => {
     expect(r.rejection.reason).toMatch(reason);
     expect(r.rejection.source).toBe('f.yaml');
     expect(r.rejection.ref).toMatch(
-      /^(Service prod\/web|Service prod\/<unnamed>|EndpointSlice default\/s|Node n1|Pod default\/p)$/,
+      /^(Service prod\/web|Service prod\/<unnamed>|EndpointSlice default\/s|Node n1|Pod default\/p|object default\/p)$/,
     );
   });
 
