@@ -107,7 +107,7 @@ export class Planner {
       });
       return;
     }
-    this.seedRolloutReports();
+    this.seedLastReports();
     await this.serial(() => this.publishAndTarget());
     this.options.bus.listen({ onAck: (a) => this.onAck(a), onHeartbeat: (h) => this.onHeartbeat(h) });
     this.batcher = new EventBatcher<KubeEvent>({
@@ -167,19 +167,17 @@ export class Planner {
   }
 
   /**
-   * A restarted planner mid-rollout needs the answers the wave already gave: nodes do not ACK
-   * again until their target moves, so without them a baking wave would look silent and time
-   * out. Seeds the tracker with each rollout node's last logged report (at the time the node says
-   * it was made, never later than now), without its health verdict: that one may be stale (heartbeats, not logged, may have turned it
-   * since), and an unhealthy verdict that counted is already in the rollout's failed list. The
-   * node's next heartbeat (within seconds) brings its current verdict.
+   * A restarted planner seeds the tracker with each node's last logged ACK/NACK. Nodes do not ACK
+   * again until their target moves, so without it a restarted planner mid-rollout saw a baking
+   * wave as silent (it would time out), and every node's status lost the hashes its ACK proved
+   * (HASH and LAST REPORT "-", the word by heartbeat numbers alone) until the next version. The
+   * seed is dated when the node says it made it, never later than now, and carries no health
+   * verdict: that one may be stale (heartbeats, not logged, may have turned it since), and an
+   * unhealthy verdict that counted is already in a rollout's failed list. The node's next
+   * heartbeat (within seconds) brings its current verdict.
    */
-  private seedRolloutReports(): void {
-    const r = this.config.state.rollout;
-    if (!r || (r.status !== 'running' && r.status !== 'paused')) return;
-    const inRollout = new Set(r.waves[r.wave]);
+  private seedLastReports(): void {
     for (const n of nodesBehind(this.options.log, { all: true })) {
-      if (!inRollout.has(n.node)) continue;
       const { health: _stale, ...report } = n.lastReport as AckOrNack & { health?: unknown };
       // The node's `at` is its own clock: a clock ahead must not date the seed in the future,
       // where it would outrank every later report and hide silence (review F4).

@@ -104,3 +104,23 @@ it('a restarted planner never takes a node clock ahead of its own as the time of
   await until(() => row().status === 'UNKNOWN', 5000, 'UNKNOWN after silence');
   expect(row().reason).toMatch(/^silent for \d+ s$/);
 });
+
+it("a restarted planner keeps every node's logged ACK: the hash proof and last report survive (probe F7)", async () => {
+  const a = (await start()) as Planner & { stopAll: () => Promise<void> };
+  const atA = new Date(Date.now() - 500).toISOString();
+  for (const n of ['node-1', 'node-2']) {
+    const h = {
+      node: nodeStateHash(renderNodeState(a.data.publishedData(), n, a.config.revision(1)!.config)),
+      data: a.data.latest()!.hash,
+    };
+    await sendAck(env.nc, { ...ack(n, 1, 1, h.node, h.data), at: atA });
+  }
+  await until(() => a.status().every((n) => n.status === 'SYNCED' && n.hashMatch === true), 3000, 'SYNCED');
+  await a.stopAll();
+
+  const b = await start(); // no rollout: before, only a rollout's wave nodes were seeded
+  expect(b.status().map((n) => [n.node, n.status, n.hashMatch, n.lastReportAt])).toEqual([
+    ['node-1', 'SYNCED', true, atA],
+    ['node-2', 'SYNCED', true, atA],
+  ]);
+});
