@@ -57,18 +57,27 @@ function listenerChild(): number | undefined {
   return undefined;
 }
 
-/** SIGKILLs the running child and waits until it is gone and the parent has heard its exit. */
-async function killListener(): Promise<number> {
+/**
+ * SIGKILLs the running child and waits until the runner has heard of the loss (its record says
+ * so): a call made before that still finds the dying child current and restarts nothing, which
+ * is fine in production (the next call restarts it) but would make the steps below race.
+ */
+async function killListener(runner: NftNetlinkRunner): Promise<number> {
   const pid = listenerChild();
   if (pid === undefined) throw new Error('no listener child running');
   process.kill(pid, 'SIGKILL');
-  for (let i = 0; i < 200 && listenerChild() === pid; i++) await new Promise((r) => setTimeout(r, 10));
-  await new Promise((r) => setTimeout(r, 200)); // its pipes closed: 'close' reported the loss
-  return pid;
+  const g = await runner.generation();
+  for (let i = 0; i < 1000; i++) {
+    const r = await runner.changesSince('inet', TABLE, g, g);
+    if ('unknown' in r && r.unknown.includes('exited')) return pid;
+    await new Promise((res) => setTimeout(res, 10));
+  }
+  throw new Error('the runner never heard of the listener exit');
 }
 
 export async function runningListenerKilled(): Promise<ListenerKillStep[]> {
-  const dp = new NftablesDataplane({ runner: new NftNetlinkRunner(), table: TABLE });
+  const runner = new NftNetlinkRunner();
+  const dp = new NftablesDataplane({ runner, table: TABLE });
   const out: ListenerKillStep[] = [];
   let loaded = '';
   const record = async (step: string, r: Promise<ApplyResult>) => {
@@ -88,14 +97,14 @@ export async function runningListenerKilled(): Promise<ListenerKillStep[]> {
     const first = listenerChild();
     out.push({ step: 'first apply', child: first, notes: [], writes: 0, verified: true, tableAsLoaded: true });
 
-    const killed = await killListener();
+    const killed = await killListener(runner);
     out.push({ step: 'listener killed', child: killed, notes: [], writes: 0, verified: true, tableAsLoaded: true });
     nft('delete', 'element', 'inet', TABLE, 'service-ips', '{ 10.96.0.1 . tcp . 80 }');
     await record('a foreign change while it was dead', dp.resync());
     nft('delete', 'element', 'inet', TABLE, 'service-ips', '{ 10.96.0.2 . tcp . 80 }');
     await record('a foreign change, the new child recording', dp.resync());
 
-    await killListener();
+    await killListener(runner);
     await record('an apply right after a kill', dp.apply(changed));
     await record('back to the first state', dp.apply(state));
     nft('delete', 'element', 'inet', TABLE, 'service-ips', '{ 10.96.0.1 . tcp . 80 }');

@@ -165,6 +165,20 @@ describe('NftNotificationListener', () => {
     await expect(l2.start()).rejects.not.toBeInstanceOf(ListenerStoppedError);
   });
 
+  it('a hostile or corrupt line from the child (not a netlink datagram) is a loss: the child is ended, nothing reaches the record', async () => {
+    // base64 of 5 bytes: shorter than a netlink header
+    const path = script('garbage', 'echo ready\necho AAAAAAA=\nexec sleep 30');
+    const { l, seen, lost } = listener(path);
+    await l.start();
+    const pid = await pidOf(path);
+    for (let i = 0; i < 100 && lost.length === 0; i++) await sleep(20);
+    expect(lost).toHaveLength(1);
+    expect(lost[0]).toMatch(/^malformed notification \(/);
+    expect(seen).toEqual([]);
+    for (let i = 0; i < 100 && alive(pid); i++) await sleep(20);
+    expect(alive(pid)).toBe(false);
+  });
+
   it('a child that exits after ready reports a loss', async () => {
     const { l, lost } = listener(script('dies', 'echo ready\nsleep 0.1\necho ENOBUFS >&2\nexit 3'));
     await l.start();
