@@ -37,7 +37,10 @@ export function registerApply(program: Command, setExit: SetExit): void {
       new Option('--mode <mode>', 'dataplane').choices(['ipvs', 'nftables', 'auto', 'dry-run']).default('auto'),
     )
     .option('--once', 'apply once and exit (required: the long-running applier is `switchboard applier`)')
-    .option('--json', 'print the summary as JSON')
+    .option(
+      '--json',
+      'print only the JSON summary (stdout always carries it; without --json a readable line goes to stderr)',
+    )
     .option('--state-dir <dir>', 'ownership record directory', DEFAULT_STATE_DIR)
     .option('--config <file>', 'proxy config (YAML/JSON)')
     .option('--scheduler <name>', 'IPVS scheduler')
@@ -91,9 +94,11 @@ export function registerApply(program: Command, setExit: SetExit): void {
             totalMs: Math.round((performance.now() - t0) * 10) / 10,
           },
         };
-        if (o.json) process.stdout.write(JSON.stringify(summary) + '\n');
-        else
-          process.stdout.write(
+        // The contract (DESIGN.md): apply prints a JSON summary. Stdout is that, always, so a
+        // script can parse it with or without --json; people get a readable line on stderr.
+        process.stdout.write(JSON.stringify(summary) + '\n');
+        if (!o.json)
+          process.stderr.write(
             `${s.mode} ${s.node}: ${s.virtualServers} virtual servers, ${s.realServers} real servers, ${s.writes} writes, verified=${s.verified}, hash ${s.hash}\n${s.notes.map((n) => `  ${n}\n`).join('')}`,
           );
         setExit(s.verified ? 0 : 1);

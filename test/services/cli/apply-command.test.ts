@@ -59,6 +59,17 @@ describe.skipIf(caps.ipvs)('switchboard apply --once --mode auto (no IPVS here) 
     expect(tables.stdout).toContain('table inet switchboard');
   });
 
+  it('stdout is the JSON summary without --json too; the readable line goes to stderr', async () => {
+    const r = await run('ip', [
+      ...['netns', 'exec', ns, path.resolve('bin/switchboard'), 'apply', '--manifests', 'examples/demo'],
+      ...['--node', 'node-a', '--mode', 'nftables', '--once', '--state-dir', `/tmp/${ns}`],
+    ]);
+    expect(JSON.parse(r.stdout)).toMatchObject({ mode: 'nftables', node: 'node-a', verified: true, virtualServers: 7 });
+    expect(r.stderr).toMatch(
+      /^nftables node-a: 7 virtual servers, \d+ real servers, \d+ writes, verified=true, hash /m,
+    );
+  });
+
   it('refuses --mode ipvs with a one-line reason (exit 1)', async () => {
     const err = await apply('--mode', 'ipvs').then(
       () => undefined,
