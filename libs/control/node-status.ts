@@ -24,6 +24,11 @@ export interface NodeObservation {
   readonly expectedNodeStateHash?: string;
   /** Data hash the planner's log recorded for the target's version (undefined: not known). */
   readonly expectedDataHash?: string;
+  /**
+   * Why the planner's own view (its log: targets, versions) is not current, e.g. a follower whose
+   * copy of the group's log stopped: every word would be measured against a stale target.
+   */
+  readonly viewStale?: string;
 }
 
 /** The hashes the planner expects an ACK to echo; an undefined one is not checked. */
@@ -78,7 +83,8 @@ export interface NodeStatusRow {
  * never disagree.
  *
  *  UNKNOWN   never heard from, or silent for `silenceMs` (it may still run its last state: appliers
- *            are fail-static, but we cannot prove what it runs)
+ *            are fail-static, but we cannot prove what it runs), or the planner's view is stale
+ *            (`viewStale`: what the node should run is not known here)
  *  ERROR     it does not run its target and its answer about that target is a NACK, or its ACK of
  *            the target echoes a data or node-state hash other than the planner expects
  *            (ackMismatch), or its newest report (heartbeat, or an ACK with `healthy: false`)
@@ -130,6 +136,7 @@ export function nodeStatus(
     heartbeatAt: o.heartbeat?.at ?? null,
     health: newestHealth(o) ?? null,
   });
+  if (o.viewStale) return row('UNKNOWN', `planner view stale: ${o.viewStale}`);
   const lastHeard = Math.max(o.lastAt ?? -Infinity, o.heartbeatAt ?? -Infinity);
   if (lastHeard === -Infinity) return row('UNKNOWN', 'never heard from');
   if (nowMs - lastHeard > thresholds.silenceMs)

@@ -90,7 +90,7 @@ export class NodeTracker {
   }
 
   /** The node's status row, computed by libs/control's nodeStatus (the one rule for the word). */
-  row(node: string, target: NodeTarget, expected: ExpectedHashes, nowMs: number): NodeStatusRow {
+  row(node: string, target: NodeTarget, expected: ExpectedHashes, nowMs: number, viewStale?: string): NodeStatusRow {
     const s = this.nodes.get(node) ?? {};
     return nodeStatus(
       {
@@ -103,6 +103,7 @@ export class NodeTracker {
         heartbeatAt: s.heartbeatAt,
         expectedNodeStateHash: expected.nodeStateHash,
         expectedDataHash: expected.dataHash,
+        viewStale,
       },
       nowMs,
       this.thresholds,

@@ -18,6 +18,13 @@ export interface PlannerGroupOptions {
   readonly flushMs?: number;
   /** Told after every role change (the members list announces it at once). */
   readonly onRoleChange?: () => void;
+  /**
+   * A follower behind the group's log whose copy has not moved for this long is not following:
+   * its node words turn UNKNOWN "planner view stale" (default 5000 ms).
+   */
+  readonly staleAfterMs?: number;
+  /** A follower more rows behind than this is stale however it moves (default 100,000). */
+  readonly maxLagRows?: number;
 }
 
 /** How long a stopping planner waits for its bus writes in flight before it abandons them. */
@@ -62,6 +69,8 @@ export class PlannerGroup {
   private refreshedAt = -1;
   private stopped = false;
   private flushTimer: NodeJS.Timeout | undefined;
+  /** Follower: its copy's position and since when it has not moved (see viewStale). */
+  private progress: { seq: number; since: number } | undefined;
 
   constructor(private readonly options: PlannerGroupOptions) {}
 
@@ -236,8 +245,32 @@ export class PlannerGroup {
         .catch((e) => this.options.say(`replicated log: ${(e as Error).message}`));
     }
     clearInterval(this.refreshTimer);
-    this.refreshTimer = setInterval(() => this.refresh(p), this.options.refreshMs ?? 500);
+    this.progress = undefined;
+    this.refreshTimer = setInterval(() => {
+      this.refresh(p);
+      if (this.current === p) p.markStale(this.viewStale());
+    }, this.options.refreshMs ?? 500);
     this.refreshTimer.unref?.();
+  }
+
+  /**
+   * Follower: why its view of the group's log is not current, or undefined while it follows. Cut
+   * off from the group, or behind the log's end with a copy that has not moved for staleAfterMs
+   * (the replicated log stopped or keeps failing), or more than maxLagRows behind (review F9).
+   */
+  private viewStale(): string | undefined {
+    const r = this.options.replicator;
+    if (!r) return undefined;
+    const cutOff = this.view().cutOff;
+    if (cutOff) return cutOff;
+    const { localSeq, lagRows } = r.position();
+    const now = Date.now();
+    if (lagRows === 0 || this.progress?.seq !== localSeq) this.progress = { seq: localSeq, since: now };
+    if (lagRows > (this.options.maxLagRows ?? 100_000)) return `${lagRows} rows behind the group's log`;
+    const still = now - this.progress.since;
+    if (lagRows > 0 && still > (this.options.staleAfterMs ?? 5000))
+      return `its copy of the group's log has not moved for ${Math.round(still / 1000)} s, ${lagRows} rows behind`;
+    return undefined;
   }
 
   /** Follower: reloads its view once the replicated log applied new rows. */

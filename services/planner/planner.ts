@@ -72,6 +72,7 @@ export class Planner {
   private readonly logHashes = new Map<number, string>();
   /** The newest version known to hold the same content in the log and on the stream (checkStreamAgrees). */
   private agreedWithStream = 0;
+  private viewStale: string | undefined;
   /** Versions made by this process and not yet on the bus, by number. */
   private readonly unpublished = new Map<number, NewVersion>();
   private stopped = false;
@@ -195,6 +196,16 @@ export class Planner {
     if (this.role !== 'follower') return;
     this.data = DataAxis.restore(this.options.log);
     this.config = ConfigAxis.restore(this.options.log, this.options.initialConfig, () => this.now());
+  }
+
+  /**
+   * Follower: why its copy of the group's log is not following (set by the group; undefined once
+   * it follows again). Its node words are then UNKNOWN "planner view stale: …", not measured
+   * against the targets of a log that stopped (review F9).
+   */
+  markStale(why: string | undefined): void {
+    if (this.role !== 'follower') return;
+    this.viewStale = why;
   }
 
   /** Follower: whether it holds the group's log (set by the group once the replicated log caught up). */
@@ -536,7 +547,7 @@ export class Planner {
     const nowMs = Date.now();
     return this.fleet().map((node) => {
       const target = this.targetOf(node, latest?.version ?? 0);
-      return this.nodes.row(node, target, this.expectedOf(node, target, latest?.version), nowMs);
+      return this.nodes.row(node, target, this.expectedOf(node, target, latest?.version), nowMs, this.viewStale);
     });
   }
 

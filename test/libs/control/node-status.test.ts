@@ -110,6 +110,11 @@ describe('nodeStatus: one function for the word, what runs, and why', () => {
     expect(nodeStatus(at({ target, last: ack(5, 2), lastAt: 1500 }), NOW).status).toBe('SYNCED');
   });
 
+  it("is UNKNOWN when the planner's own view is stale, whatever the node reported", () => {
+    const r = nodeStatus(at({ target, last: ack(5, 2), lastAt: 1500, viewStale: 'cut off' }), NOW);
+    expect(r).toMatchObject({ status: 'UNKNOWN', reason: 'planner view stale: cut off', appliedVersion: 5 });
+  });
+
   it('shows a NACK of the target as ERROR with its error and last good version', () => {
     expect(
       nodeStatus(at({ target, last: nack(5, 2, 'ipset: out of memory', [4, 1]), lastAt: 1500 }), NOW),

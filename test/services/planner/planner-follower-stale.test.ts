@@ -1,0 +1,65 @@
+import { afterEach, beforeEach, expect, it } from 'vitest';
+import { DEFAULT_PROXY_CONFIG } from '../../../libs/model/index.ts';
+import { nodeStateHash, renderNodeState } from '../../../libs/planner/index.ts';
+import { runPlanner, type RunningPlanner } from '../../../services/planner/run-planner.ts';
+import { ack, nodeYaml, plannerEnv, sendAck, sliceYaml, svcYaml, until, type PlannerEnv } from './planner-support.ts';
+
+// Review finding F9: a follower serves GET /status from its own copy of the group's log. When that
+// copy stops following, its node words must not be measured against the stale targets: a node
+// stuck on the old version would read SYNCED there (and `ctl --server <follower> wait` pass).
+
+let env: PlannerEnv;
+const stops: (() => Promise<unknown>)[] = [];
+beforeEach(async () => {
+  env = await plannerEnv();
+  env.write('nodes.yaml', nodeYaml('node-1', '192.0.2.1'));
+  env.write('a.yaml', svcYaml('a', '10.96.0.1') + '---\n' + sliceYaml('a', ['10.0.0.1']));
+});
+afterEach(async () => {
+  for (const s of stops.splice(0).reverse()) await s().catch(() => undefined);
+  await env.cleanup();
+});
+
+const start = async (id: string, db: string): Promise<RunningPlanner> => {
+  const p = await runPlanner({
+    manifests: env.manifests,
+    nats: env.nats.url,
+    db: `${env.dir}/${db}`,
+    http: '127.0.0.1:0',
+    config: DEFAULT_PROXY_CONFIG,
+    debounceMs: 20,
+    pollMs: 100,
+    id,
+    signingKey: `${env.dir}/signing-key.pem`, // one group, one key
+    say: () => {},
+  });
+  stops.push(() => p.stop());
+  return p;
+};
+
+it("a follower whose copy of the group's log stopped shows node words UNKNOWN (planner view stale), not SYNCED", async () => {
+  const leader = await start('first', 'first.db');
+  await leader.planner.synced;
+  const follower = await start('second', 'second.db');
+  expect(follower.group.role()).toBe('follower');
+  await follower.planner.synced;
+  const lp = leader.planner;
+  const h = nodeStateHash(renderNodeState(lp.data.publishedData(), 'node-1', lp.config.revision(1)!.config));
+  await sendAck(env.nc, ack('node-1', 1, 1, h, lp.data.latest()!.hash));
+  const word = async (url: string) =>
+    ((await (await fetch(`${url}/status`)).json()) as { nodes: { status: string; reason: string }[] }).nodes[0]!;
+  await until(async () => (await word(follower.url)).status === 'SYNCED', 5000, 'SYNCED on the follower');
+
+  // the follower's replicated log stops (as when it keeps failing); the leader makes version 2,
+  // which node-1 never applies
+  await (follower.group as unknown as { following: { stop(): Promise<void> } }).following.stop();
+  env.write('a.yaml', svcYaml('a', '10.96.0.1') + '---\n' + sliceYaml('a', ['10.0.0.2']));
+  await until(() => lp.data.latest()?.version === 2, 5000, 'version 2 on the leader');
+  await until(async () => (await word(leader.url)).status === 'APPLYING', 5000, 'APPLYING on the leader');
+  await until(async () => (await word(follower.url)).status === 'UNKNOWN', 12_000, 'UNKNOWN on the follower');
+  expect((await word(follower.url)).reason).toMatch(
+    /^planner view stale: its copy of the group's log has not moved for \d+ s, \d+ rows behind$/,
+  );
+  const { main } = await import('../../../services/cli/main.ts');
+  expect(await main(['ctl', '--server', follower.url, 'wait', '--for=synced', '--timeout', '1s'])).toBe(1);
+}, 40_000);
