@@ -1,6 +1,7 @@
 import type { NodeState, ProxyMode } from '../model/index.ts';
 import type { ApplyResult, Dataplane, DataplaneMode, NodeStateChange } from './dataplane.ts';
-import { switchMode } from './switch-mode.ts';
+import { NOTHING_VERIFIED } from './dataplane.ts';
+import { ModeSwitchError, switchMode } from './switch-mode.ts';
 
 export interface ModeFollowingOptions {
   /** Opens the dataplane of one mode (in the caller's network namespace). */
@@ -22,10 +23,13 @@ const HASHING_SCHEDULERS = new Map([
  * The dataplane of `applier --mode auto`: it programs whichever mode the node state's proxy
  * config asks for (so `ctl mode` rollouts and rollbacks switch nodes wave by wave), falling back
  * to nftables where IPVS is missing, and switches make-before-break with switchMode. On its
- * first apply it also removes what the other mode may have left (an applier restarted mid-switch).
+ * first apply it also removes what the other mode may have left (an applier restarted mid-switch),
+ * and so does the first apply after a switch that failed once the old mode's removal had begun.
  */
 export class ModeFollowingDataplane implements Dataplane {
   private current: Dataplane | undefined;
+  /** The other mode may still hold state (a switch failed while removing it): remove it next apply. */
+  private leftover: ProxyMode | undefined;
 
   constructor(private readonly options: ModeFollowingOptions) {}
 
@@ -57,19 +61,18 @@ export class ModeFollowingDataplane implements Dataplane {
       const r = await this.current.apply(state);
       const other: ProxyMode | undefined =
         want === 'ipvs' ? 'nftables' : this.options.ipvsAvailable ? 'ipvs' : undefined;
-      if (other) {
-        const dp = await this.options.open(other);
-        try {
-          const c = await dp.cleanup();
-          if (c.kernelWrites > 0) notes.push(`removed ${c.kernelWrites} leftovers of ${other} mode`);
-        } finally {
-          await dp.close();
-        }
-      }
+      if (other) await this.removeLeftovers(other, notes);
       return { ...r, notes: [...notes, ...r.notes] };
     }
     if (this.current.mode === want) {
       const r = await this.current.apply(state, change);
+      const other = this.leftover;
+      if (other && r.verified) {
+        // what a failed switch may have left of the other mode goes once this mode verified
+        const gone = await this.removeLeftovers(other, notes);
+        if (gone) this.leftover = undefined;
+        return { ...r, verified: gone, notes: [...notes, ...r.notes] };
+      }
       return notes.length ? { ...r, notes: [...notes, ...r.notes] } : r;
     }
     const from = this.current;
@@ -78,9 +81,19 @@ export class ModeFollowingDataplane implements Dataplane {
     try {
       res = await switchMode({ from, to, state });
     } catch (e) {
+      if (e instanceof ModeSwitchError && e.newModeServing) {
+        // The old mode's removal ran (in part or whole): the node is in the new mode now. It is
+        // the current dataplane from here on, so the failure is reported against it and its
+        // next apply (the retry, or a rollback's switch back) repairs the node from there.
+        this.current = to;
+        this.leftover = from.mode as ProxyMode;
+        await from.close().catch(() => undefined);
+        throw e;
+      }
       await to.close().catch(() => undefined);
       throw e; // switchMode left the old mode serving; the applier NACKs and keeps it
     }
+    this.leftover = undefined;
     this.current = to;
     await from.close().catch(() => undefined);
     this.options.log?.(`switched ${from.mode} → ${to.mode} in ${res.durationMs.toFixed(0)} ms`);
@@ -93,8 +106,21 @@ export class ModeFollowingDataplane implements Dataplane {
   }
 
   async resync(): Promise<ApplyResult> {
-    if (!this.current) return { kernelWrites: 0, verified: true, durationMs: 0, notes: ['nothing applied yet'] };
+    if (!this.current) return { kernelWrites: 0, verified: false, durationMs: 0, notes: [NOTHING_VERIFIED] };
     return this.current.resync();
+  }
+
+  /** Removes what `mode` owns (opened for that alone); whether its removal verified. */
+  private async removeLeftovers(mode: ProxyMode, notes: string[]): Promise<boolean> {
+    const dp = await this.options.open(mode);
+    try {
+      const c = await dp.cleanup();
+      if (c.kernelWrites > 0) notes.push(`removed ${c.kernelWrites} leftovers of ${mode} mode`);
+      if (!c.verified) notes.push(`${mode} mode left state behind: ${c.notes.join('; ')}`);
+      return c.verified;
+    } finally {
+      await dp.close();
+    }
   }
 
   async cleanup(): Promise<ApplyResult> {

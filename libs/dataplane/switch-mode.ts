@@ -18,14 +18,28 @@ export interface SwitchModeResult {
   readonly durationMs: number;
 }
 
-export class ModeSwitchError extends Error {}
+export class ModeSwitchError extends Error {
+  /**
+   * The new mode was verified and the old one's removal had begun when this failed: the node is
+   * in the new mode now (it serves first: nftables DNATs in prerouting before IPVS sees a packet,
+   * and either way the old mode may be partly gone), so the new mode is the one to repair.
+   */
+  readonly newModeServing: boolean;
+  constructor(message: string, o: { newModeServing?: boolean } = {}) {
+    super(message);
+    this.newModeServing = o.newModeServing ?? false;
+  }
+}
 
 /**
  * Make-before-break mode switch on a live node. Both modes can be programmed at once (nftables
  * DNATs in prerouting before IPVS sees a packet at local-in, so new connections follow the new
  * mode as soon as it is loaded), so the order is: program and verify the new mode; only then
  * remove the old one; then resync the new one. If the new mode cannot be verified, it is removed
- * again and the old mode keeps serving untouched.
+ * again and the old mode keeps serving untouched. Once the old mode's removal has begun there is
+ * no going back untouched: a failure from there on (the removal, or the new mode's recheck)
+ * throws with `newModeServing`, and the caller treats the node as in the new mode, which its
+ * next apply repairs (ModeFollowingDataplane).
  */
 export async function switchMode(o: SwitchModeOptions): Promise<SwitchModeResult> {
   const t0 = performance.now();
@@ -40,13 +54,25 @@ export async function switchMode(o: SwitchModeOptions): Promise<SwitchModeResult
       ? e
       : new ModeSwitchError(`${o.to.mode} mode failed to apply: ${(e as Error).message}`);
   }
-  const removed = await o.from.cleanup();
+  const serving = { newModeServing: true };
+  let removed: ApplyResult;
+  try {
+    removed = await o.from.cleanup();
+  } catch (e) {
+    throw new ModeSwitchError(`${o.from.mode} mode removal failed: ${(e as Error).message}`, serving);
+  }
   if (!removed.verified)
-    throw new ModeSwitchError(`${o.from.mode} mode left state behind: ${removed.notes.join('; ')}`);
-  const recheck = await o.to.resync();
+    throw new ModeSwitchError(`${o.from.mode} mode left state behind: ${removed.notes.join('; ')}`, serving);
+  let recheck: ApplyResult;
+  try {
+    recheck = await o.to.resync();
+  } catch (e) {
+    throw new ModeSwitchError(`${o.to.mode} mode recheck failed: ${(e as Error).message}`, serving);
+  }
   if (!recheck.verified)
     throw new ModeSwitchError(
       `${o.to.mode} mode drifted while ${o.from.mode} was removed: ${recheck.notes.join('; ')}`,
+      serving,
     );
   return { applied, removed, recheck, durationMs: performance.now() - t0 };
 }

@@ -220,9 +220,19 @@ export class NftablesDataplane implements Dataplane {
    * (see knownGeneration) and the read-back is skipped.
    */
   async resync(): Promise<ApplyResult> {
-    const t0 = performance.now();
     if (!this.applied) return { kernelWrites: 0, verified: false, durationMs: 0, notes: [NOTHING_VERIFIED] };
-    const { objects } = this.applied;
+    try {
+      const r = await this.resyncTable(this.applied.objects);
+      if (!r.verified) this.doubtful = true; // drift it could not repair: the next apply reads back
+      return r;
+    } catch (e) {
+      this.doubtful = true;
+      throw e;
+    }
+  }
+
+  private async resyncTable(objects: NftObjects): Promise<ApplyResult> {
+    const t0 = performance.now();
     await this.watch();
     const notes: string[] = this.takeStartNotes();
     const now = await this.generation();

@@ -12,6 +12,7 @@ import { contentHash, DEFAULT_PROXY_CONFIG } from '../../../libs/model/index.ts'
 import {
   IpvsDataplane,
   MemoryOwnershipStore,
+  ModeFollowingDataplane,
   NftablesDataplane,
   type Dataplane,
 } from '../../../libs/dataplane/index.ts';
@@ -152,5 +153,75 @@ describe('a config rollback after a failed apply (F8, the session part)', () => 
     expect(ack.v).toMatchObject({ version: 1, configRevision: 0 });
     expect(a.dataplane.applies).toBe(2);
     expect(a.dataplane.last?.virtualServers.map((v) => v.scheduler)).toEqual(['rr']);
+  });
+});
+
+describe('a mode switch that fails after the old mode was removed (F8)', () => {
+  /** ModeFollowing over the real dataplanes; nftables' recheck after the ipvs removal reports drift once. */
+  async function switching(retryMs: number) {
+    const { publish } = await setup();
+    const w = world!;
+    const nftCfg = { ...DEFAULT_PROXY_CONFIG, mode: 'nftables' as const };
+    await w.targets.putConfigRevision({
+      revision: 1,
+      config: nftCfg,
+      hash: contentHash(nftCfg),
+      reason: 'mode nftables',
+      createdAt: 'x',
+    });
+    const kernel = new FakeIpvsKernel();
+    const store = new MemoryOwnershipStore();
+    const runner = new FakeNftRunner();
+    let recheckFails = true;
+    const dp = new ModeFollowingDataplane({
+      ipvsAvailable: true,
+      open: async (mode) => {
+        if (mode === 'ipvs') return ipvs(kernel, store);
+        const n = nft(runner);
+        const resync = n.resync.bind(n);
+        n.resync = async () => {
+          if (!recheckFails) return resync();
+          recheckFails = false;
+          return { kernelWrites: 0, verified: false, durationMs: 0, notes: ['recheck: drift'] };
+        };
+        return n;
+      },
+    });
+    const dump = () => `${kernel.ipvsadmSave()}|${runner.dump('inet', 'switchboard')}`;
+    const events = new Events<SessionEvent>();
+    const atAck = new Map<string, string>();
+    await w.startApplier('n1', {
+      dataplane: dp,
+      retryMs,
+      onEvent: (e) => {
+        if (e.type === 'ack') atAck.set(`${e.ack.version}/${e.ack.configRevision}`, dump());
+        events.push(e);
+      },
+    });
+    await publish({ upsertServices: [service(1)], upsertNodes: [node('n1')] });
+    await events.waitFor((e) => e.type === 'ack' && e.ack.configRevision === 0, 'ack (1,0)');
+    const ipvsOnly = atAck.get('1/0')!;
+    expect(ipvsOnly).toMatch(/^-A -t 10\.96\.0\.2:80[^|]*\|$/);
+    await w.targets.setDefaultTarget({ version: 1, configRevision: 1 });
+    await events.waitFor((e) => e.type === 'nack' && e.nack.configRevision === 1, 'nack (1,1)');
+    return { w, dp, events, atAck, ipvsOnly, kernel, runner };
+  }
+
+  it('the rollback to the ipvs revision switches back before it is ACKed: IPVS programmed, the nftables table gone', async () => {
+    const { w, dp, events, atAck, ipvsOnly } = await switching(60_000);
+    expect(dp.mode).toBe('nftables'); // what serves now, and what heartbeats report
+    const mark = events.mark();
+    await w.targets.setDefaultTarget({ version: 1, configRevision: 0 });
+    await events.waitFor((e) => e.type === 'ack' && e.ack.configRevision === 0, 'ack of the rollback', { from: mark });
+    expect(atAck.get('1/0')).toBe(ipvsOnly);
+    expect(dp.mode).toBe('ipvs');
+  });
+
+  it('without a rollback, the retry ACKs the nftables revision with IPVS removed', async () => {
+    const { events, atAck } = await switching(100);
+    await events.waitFor((e) => e.type === 'ack' && e.ack.configRevision === 1, 'ack (1,1) on retry');
+    const [ipvsPart, nftPart] = atAck.get('1/1')!.split('|');
+    expect(ipvsPart).toBe('');
+    expect(nftPart).toContain('10.96.0.2 . tcp . 80');
   });
 });

@@ -1,5 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import type { ApplyResult, Dataplane, NodeStateChange } from '../../../libs/dataplane/dataplane.ts';
+import {
+  NOTHING_VERIFIED,
+  type ApplyResult,
+  type Dataplane,
+  type NodeStateChange,
+} from '../../../libs/dataplane/dataplane.ts';
 import { ModeFollowingDataplane } from '../../../libs/dataplane/mode-following-dataplane.ts';
 import { readProxyConfig, type NodeState, type ProxyMode } from '../../../libs/model/index.ts';
 import { ClusterDataIndex, renderNodeState } from '../../../libs/planner/index.ts';
@@ -9,6 +14,10 @@ class FakeKernel {
   programmed = new Map<ProxyMode, NodeState>();
   log: string[] = [];
   failApply = new Set<ProxyMode>();
+  /** Modes whose resync reports drift it cannot repair (once per entry). */
+  failResync = new Set<ProxyMode>();
+  /** Modes whose cleanup removes only part of what they own and says so (once per entry). */
+  failCleanup = new Set<ProxyMode>();
   changes: (NodeStateChange | undefined)[] = [];
 }
 
@@ -29,10 +38,13 @@ class FakeModeDataplane implements Dataplane {
     return this.result(same ? 0 : 1);
   }
   async resync(): Promise<ApplyResult> {
+    this.k.log.push(`resync ${this.mode}`);
+    if (this.k.failResync.delete(this.mode)) return { ...this.result(0), verified: false, notes: ['drift'] };
     return this.result(0);
   }
   async cleanup(): Promise<ApplyResult> {
     this.k.log.push(`cleanup ${this.mode}`);
+    if (this.k.failCleanup.delete(this.mode)) return { ...this.result(1), verified: false, notes: ['EBUSY'] };
     return this.result(this.k.programmed.delete(this.mode) ? 1 : 0);
   }
   async close(): Promise<void> {}
@@ -65,7 +77,7 @@ describe('ModeFollowingDataplane (applier --mode auto)', () => {
     await dp.apply(stateFor('ipvs'));
     k.log = [];
     const r = await dp.apply(stateFor('nftables'));
-    expect(k.log).toEqual(['apply nftables', 'cleanup ipvs']);
+    expect(k.log).toEqual(['apply nftables', 'cleanup ipvs', 'resync nftables']);
     expect(dp.mode).toBe('nftables');
     expect([...k.programmed.keys()]).toEqual(['nftables']);
     expect(r.notes).toContain('switched ipvs → nftables');
@@ -93,6 +105,45 @@ describe('ModeFollowingDataplane (applier --mode auto)', () => {
     await expect(dp.apply(stateFor('nftables'))).rejects.toThrow(/nftables mode failed to apply: nftables refused/);
     expect(dp.mode).toBe('ipvs');
     expect(k.programmed.get('ipvs')).toBe(ipvsState);
+  });
+
+  it('a switch that fails once the old mode is removed leaves the node in the new mode, which reports and repairs it (review F8)', async () => {
+    const { k, dp } = make(true);
+    await dp.apply(stateFor('ipvs'));
+    k.failResync.add('nftables');
+    await expect(dp.apply(stateFor('nftables'))).rejects.toThrow(/nftables mode drifted while ipvs was removed/);
+    // not 'ipvs' with nothing programmed: the mode that serves is the one the node reports and resyncs
+    expect(dp.mode).toBe('nftables');
+    expect([...k.programmed.keys()]).toEqual(['nftables']);
+    expect(await dp.resync()).toMatchObject({ verified: true });
+    // the rollback switches back make-before-break and removes nftables
+    k.log = [];
+    await dp.apply(stateFor('ipvs'));
+    expect(k.log).toEqual(['apply ipvs', 'cleanup nftables', 'resync ipvs']);
+    expect(dp.mode).toBe('ipvs');
+    expect([...k.programmed.keys()]).toEqual(['ipvs']);
+  });
+
+  it('a switch whose old-mode removal is incomplete: the retry in the new mode finishes the removal before it verifies', async () => {
+    const { k, dp } = make(true);
+    await dp.apply(stateFor('ipvs'));
+    k.failCleanup.add('ipvs');
+    await expect(dp.apply(stateFor('nftables'))).rejects.toThrow(/ipvs mode left state behind: EBUSY/);
+    expect(dp.mode).toBe('nftables');
+    expect([...k.programmed.keys()].sort()).toEqual(['ipvs', 'nftables']);
+    k.log = [];
+    const r = await dp.apply(stateFor('nftables'));
+    expect(r.verified).toBe(true);
+    expect(k.log).toEqual(['apply nftables', 'cleanup ipvs']);
+    expect([...k.programmed.keys()]).toEqual(['nftables']);
+    k.log = [];
+    await dp.apply(stateFor('nftables'));
+    expect(k.log).toEqual(['apply nftables']); // removed once: not again
+  });
+
+  it('resync before any apply checked nothing: verified false', async () => {
+    const { dp } = make(true);
+    expect(await dp.resync()).toMatchObject({ verified: false, notes: [NOTHING_VERIFIED] });
   });
 
   it('falls back to nftables where IPVS is missing, and says so', async () => {
