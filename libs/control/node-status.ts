@@ -29,6 +29,8 @@ export interface NodeObservation {
    * copy of the group's log stopped: every word would be measured against a stale target.
    */
   readonly viewStale?: string;
+  /** Two applier processes report as this node (NodeTracker: their instance ids alternate). */
+  readonly twin?: string;
 }
 
 /** The hashes the planner expects an ACK to echo; an undefined one is not checked. */
@@ -88,7 +90,8 @@ export interface NodeStatusRow {
  *  ERROR     it does not run its target and its answer about that target is a NACK, or its ACK of
  *            the target echoes a data or node-state hash other than the planner expects
  *            (ackMismatch), or its newest report (heartbeat, or an ACK with `healthy: false`)
- *            says it is unhealthy (unless the complaint is a NACK for a target it no longer has)
+ *            says it is unhealthy (unless the complaint is a NACK for a target it no longer has),
+ *            or two applier processes report as the node (`twin`)
  *  SYNCED    it runs exactly the target (version and config revision), and its ACK of it echoes
  *            the hashes the planner expects (those it knows)
  *  APPLYING  it runs something else, and the target is younger than `applyTimeoutMs`
@@ -142,6 +145,7 @@ export function nodeStatus(
   if (nowMs - lastHeard > thresholds.silenceMs)
     return row('UNKNOWN', `silent for ${Math.round((nowMs - lastHeard) / 1000)} s`);
   if (!t) return row('UNKNOWN', 'no target set');
+  if (o.twin) return row('ERROR', o.twin); // whose report is whose is unknown: none proves what runs
   const nack = last?.type === 'NACK' ? last : undefined;
   const nackForTarget = nack && nack.version === t.version && nack.configRevision === t.configRevision;
   if (nackForTarget && !onTarget)

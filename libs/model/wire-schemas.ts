@@ -112,6 +112,11 @@ export const AckSchema = z.object({
    */
   healthy: z.boolean().optional(),
   detail: z.string().max(1000).optional(),
+  /**
+   * Random per applier process start: two processes reporting as one node (a cloned host, a second
+   * applier with the same --node) show as two ids. Absent from appliers older than the field.
+   */
+  instance: z.string().max(64).optional(),
   at: z.string(),
 });
 
@@ -123,6 +128,11 @@ export const NackSchema = z.object({
   error: z.string(),
   lastGoodVersion: count,
   lastGoodConfigRevision: count,
+  /**
+   * Random per applier process start: two processes reporting as one node (a cloned host, a second
+   * applier with the same --node) show as two ids. Absent from appliers older than the field.
+   */
+  instance: z.string().max(64).optional(),
   at: z.string(),
 });
 
@@ -137,6 +147,11 @@ export const HeartbeatSchema = z.object({
   detail: z.string(),
   /** The latest verdict (re-probed periodically), absent from appliers older than the verdict. */
   health: HealthVerdictSchema.optional(),
+  /**
+   * Random per applier process start: two processes reporting as one node (a cloned host, a second
+   * applier with the same --node) show as two ids. Absent from appliers older than the field.
+   */
+  instance: z.string().max(64).optional(),
   at: z.string(),
 });
 

@@ -1,4 +1,5 @@
 import {
+  DEFAULT_NODE_STATUS_THRESHOLDS,
   ackMismatch,
   newestHealth,
   type ExpectedHashes,
@@ -19,6 +20,12 @@ interface NodeSeen {
   heartbeatAt?: number;
   target?: NodeTarget;
   targetSetAt?: number;
+  /** Instance ids heard, with when (planner clock), and the one of the newest report. */
+  instances?: Map<string, number>;
+  lastInstance?: string;
+  /** When an older instance id came back after another one (two processes alternate). */
+  twinAt?: number;
+  twinIds?: [string, string];
 }
 
 /** Per-node bookkeeping: latest ACK/NACK, heartbeat, and when its target last moved. */
@@ -37,12 +44,41 @@ export class NodeTracker {
     const s = this.seen(a.node);
     s.last = a;
     s.lastAt = nowMs;
+    this.noteInstance(s, a.instance, nowMs);
   }
 
   onHeartbeat(h: Heartbeat, nowMs: number): void {
     const s = this.seen(h.node);
     s.heartbeat = h;
     s.heartbeatAt = nowMs;
+    this.noteInstance(s, h.instance, nowMs);
+  }
+
+  /**
+   * A restarted applier has a new instance id and the old one falls silent; two processes
+   * reporting as one node alternate: an id heard within the window comes back after another one.
+   * That is flagged for a window (the silence threshold) after each alternation.
+   */
+  private noteInstance(s: NodeSeen, id: string | undefined, nowMs: number): void {
+    if (id === undefined) return;
+    const windowMs = this.window();
+    s.instances ??= new Map();
+    for (const [other, at] of s.instances) if (nowMs - at > windowMs) s.instances.delete(other);
+    if (s.lastInstance !== undefined && s.lastInstance !== id && s.instances.has(id)) {
+      s.twinAt = nowMs;
+      s.twinIds = [s.lastInstance, id].sort() as [string, string];
+    }
+    s.instances.set(id, nowMs);
+    s.lastInstance = id;
+  }
+
+  private window(): number {
+    return (this.thresholds ?? DEFAULT_NODE_STATUS_THRESHOLDS).silenceMs;
+  }
+
+  private twin(node: string, s: NodeSeen, nowMs: number): string | undefined {
+    if (s.twinAt === undefined || nowMs - s.twinAt > this.window()) return undefined;
+    return `two appliers report as ${node} (instances ${s.twinIds!.join(', ')})`;
   }
 
   /** Notes a node's target; the APPLYING→STALE clock restarts only when it really moved. */
@@ -92,6 +128,7 @@ export class NodeTracker {
   /** The node's status row, computed by libs/control's nodeStatus (the one rule for the word). */
   row(node: string, target: NodeTarget, expected: ExpectedHashes, nowMs: number, viewStale?: string): NodeStatusRow {
     const s = this.nodes.get(node) ?? {};
+    const twin = this.twin(node, s, nowMs);
     return nodeStatus(
       {
         node,
@@ -104,6 +141,7 @@ export class NodeTracker {
         expectedNodeStateHash: expected.nodeStateHash,
         expectedDataHash: expected.dataHash,
         viewStale,
+        twin,
       },
       nowMs,
       this.thresholds,

@@ -75,3 +75,31 @@ describe('NodeTracker.reports: ACKs checked against the hashes the planner expec
     expect(t.report('n1')?.mismatch).toBeUndefined(); // nothing expected: nothing checked
   });
 });
+
+describe('NodeTracker: two applier processes reporting as one node', () => {
+  const target = { version: 3, configRevision: 2 };
+  const beat = (instance: string): Heartbeat => ({ ...hb(2, verdict('healthy', 'ok')), instance });
+
+  it('a restart (a new instance id, the old one silent) is not flagged', () => {
+    const t = new NodeTracker();
+    t.onAck({ ...ack(2), instance: 'a' }, 1000);
+    t.onHeartbeat(beat('a'), 2000);
+    t.onHeartbeat(beat('b'), 3000);
+    t.onAck({ ...ack(2), instance: 'b' }, 4000);
+    expect(t.row('n1', target, {}, 4000).status).toBe('SYNCED');
+  });
+
+  it('ids that alternate make the node ERROR naming both, until a silence window passes without it', () => {
+    const t = new NodeTracker({ silenceMs: 30_000, applyTimeoutMs: 60_000 });
+    t.onAck({ ...ack(2), instance: 'b' }, 1000);
+    t.onHeartbeat(beat('a'), 2000);
+    t.onHeartbeat(beat('b'), 3000);
+    expect(t.row('n1', target, {}, 3000)).toMatchObject({
+      status: 'ERROR',
+      reason: 'two appliers report as n1 (instances a, b)',
+    });
+    // only b from now on: the flag ends one window after the last alternation
+    for (let at = 8000; at <= 38_000; at += 5000) t.onHeartbeat(beat('b'), at);
+    expect(t.row('n1', target, {}, 38_000).status).toBe('SYNCED');
+  });
+});

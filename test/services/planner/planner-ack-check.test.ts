@@ -1,4 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { heartbeatSubject } from '../../../libs/bus/index.ts';
 import { DEFAULT_PROXY_CONFIG } from '../../../libs/model/index.ts';
 import { nodeStateHash, renderNodeState } from '../../../libs/planner/index.ts';
 import { runPlanner, type RunningPlanner } from '../../../services/planner/run-planner.ts';
@@ -104,5 +105,27 @@ describe('the planner checks the hashes an ACK echoes', () => {
     const row = (node: string) => p.status().find((n) => n.node === node)!;
     await until(() => row('node-1').status === 'SYNCED' && row('node-2').status !== 'UNKNOWN', 3000, 'both heard');
     expect(row('node-2')).toMatchObject({ status: 'ERROR', reason: `unhealthy: ${detail}` });
+  });
+
+  it('two appliers reporting as one node (instance ids alternate on the wire) make it ERROR naming both', async () => {
+    const p = planner!.planner;
+    const rendered = nodeStateHash(renderNodeState(p.data.publishedData(), 'node-1', p.config.revision(1)!.config));
+    await sendAck(env.nc, { ...ack('node-1', 1, 1, rendered, p.data.latest()!.hash), instance: 'aaaa' });
+    const beat = (instance: string) =>
+      JSON.stringify({
+        node: 'node-1',
+        appliedVersion: 1,
+        appliedConfigRevision: 1,
+        mode: 'ipvs',
+        healthy: true,
+        detail: '',
+        instance,
+        at: new Date().toISOString(),
+      });
+    for (const id of ['bbbb', 'aaaa']) env.nc.publish(heartbeatSubject('node-1'), beat(id));
+    await env.nc.flush();
+    const row = () => p.status().find((n) => n.node === 'node-1')!;
+    await until(() => row().status === 'ERROR', 3000, 'ERROR');
+    expect(row().reason).toBe('two appliers report as node-1 (instances aaaa, bbbb)');
   });
 });
