@@ -68,6 +68,12 @@ export class VersionReader {
       if (d.value.version !== version) return `payload says version ${d.value.version}`;
       if (this.opts.verifier && (d.value.hash !== m.header(H.hash) || String(d.value.parent) !== m.header(H.parent)))
         return 'payload and signed headers disagree';
+      // The checkpoint header is not signed: a copy of a genuine delta with only it changed still
+      // verifies. A base above the version would stall a node (no such checkpoint yet) or load
+      // data newer than the version it ACKs; skip such a copy (the planner's own is further on).
+      const base = Number(m.header(H.checkpoint));
+      if (Number.isSafeInteger(base) && base > version)
+        return `checkpoint header ${base} is above the version ${version}`;
       decoded = withoutUnvouchedHashes(d.value, this.vouches(m.header));
       return undefined;
     });

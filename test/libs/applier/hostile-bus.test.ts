@@ -132,6 +132,42 @@ describe('the bus cannot roll nodes back or wedge the planner', () => {
     expect(a.dataplane.last!.virtualServers.length).toBeGreaterThan(0);
   });
 
+  it('a genuine delta stored first with its unsigned Sb-Checkpoint pointed past its version is skipped, not followed (review F6)', async () => {
+    world = await startBusWorld({ nodes: ['n1'] });
+    const m = new VersionMaker();
+    await publish(world, m, { upsertServices: [service(1)], upsertNodes: [node('n1')] });
+    // the planner's own version 2, signed, copied with only the checkpoint header changed (the
+    // signature does not cover it) and stored before the planner publishes it
+    const v2 = m.next({ upsertServices: [service(2)] });
+    const [msg] = encodeArtifact(v2.delta, { chunkBytes: 1e6, baseCheckpoint: 9, anchor: '' });
+    const h = natsHeaders();
+    for (const [k, v] of Object.entries(msg!.headers)) h.set(k, v);
+    h.set(
+      'Sb-Sig',
+      world.signer.sign(
+        artifactStatement({
+          subject: msg!.subject,
+          version: 2,
+          parent: 1,
+          hash: v2.delta.hash,
+          anchor: '',
+          payload: msg!.payload,
+        }),
+      ),
+    );
+    await jetstream(world.planner).publish(msg!.subject, msg!.payload, { headers: h });
+    await world.publisher.publishNext({ header: v2.delta, delta: v2.delta.delta, data: () => v2.checkpoint().data });
+    await world.targets.setDefaultTarget({ version: 2, configRevision: 0 });
+    // a node starting from nothing takes the checkpoint path, which reads the delta's base
+    const a = await world.startApplier('n1');
+    const ack = await world.received.waitFor(ackFor('n1', 2), 'ack 2');
+    expect(ack.kind === 'ack' && ack.v.dataHash).toBe(m.index.hash());
+    expect(world.received.all.some((e) => e.kind === 'nack')).toBe(false);
+    expect(
+      a.events.all.some((e) => e.type === 'rejected' && /checkpoint header 9 is above the version/.test(e.reason)),
+    ).toBe(true);
+  });
+
   it('garbage stored in the versions stream never stops a planner start or a node catching up', async () => {
     world = await startBusWorld({ nodes: ['n1'] });
     const m = new VersionMaker();
