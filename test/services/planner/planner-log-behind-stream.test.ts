@@ -1,13 +1,14 @@
-import path from 'node:path';
 import { afterEach, beforeEach, expect, it } from 'vitest';
 import { TargetStore, VersionReader } from '../../../libs/bus/index.ts';
-import { EventLog } from '../../../libs/eventlog/index.ts';
-import { ManifestsSource } from '../../../libs/kube/index.ts';
-import { DEFAULT_PROXY_CONFIG } from '../../../libs/model/index.ts';
-import { knownObjectsFromLog, manifestsSource } from '../../../services/planner/event-source.ts';
-import { NatsPlannerBus } from '../../../services/planner/nats-planner-bus.ts';
-import { Planner } from '../../../services/planner/planner.ts';
-import { nodeYaml, plannerEnv, sliceYaml, svcYaml, until, type PlannerEnv } from './planner-support.ts';
+import {
+  nodeYaml,
+  plannerEnv,
+  sliceYaml,
+  startBarePlanner,
+  svcYaml,
+  until,
+  type PlannerEnv,
+} from './planner-support.ts';
 
 // Review finding F5: a planner whose log is behind the versions stream (a fresh or restored --db
 // on a NATS another planner published to) makes its own versions under the stream's numbers.
@@ -24,32 +25,9 @@ afterEach(async () => {
 });
 
 async function start(db: string) {
-  const log = await EventLog.open({ file: path.join(env.dir, db) });
-  const bus = await NatsPlannerBus.open({ nc: env.nc });
-  const planner = new Planner({
-    log,
-    bus,
-    initialConfig: DEFAULT_PROXY_CONFIG,
-    debounceMs: 10,
-    source: (sink, hooks) =>
-      manifestsSource(
-        (m) => new ManifestsSource({ dir: env.manifests, ...m, known: knownObjectsFromLog(log), debounceMs: 10 }),
-        sink,
-        hooks,
-      ),
-  });
-  let stopped = false;
-  const stop = async () => {
-    if (stopped) return;
-    stopped = true;
-    await planner.stop();
-    await bus.close();
-    log.close();
-  };
-  stops.push(stop);
-  await planner.start();
-  await planner.synced;
-  return { log, bus, planner, stop };
+  const p = await startBarePlanner(env, db);
+  stops.push(p.stop);
+  return p;
 }
 const svc = (i: number, eps: string[]) => svcYaml(`s${i}`, `10.96.0.${i + 1}`) + '---\n' + sliceYaml(`s${i}`, eps);
 

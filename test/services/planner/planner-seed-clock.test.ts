@@ -1,15 +1,20 @@
-import path from 'node:path';
 import { afterEach, beforeEach, expect, it } from 'vitest';
 import { heartbeatSubject } from '../../../libs/bus/index.ts';
 import { DEFAULT_WAVE_POLICY } from '../../../libs/control/index.ts';
-import { EventLog } from '../../../libs/eventlog/index.ts';
-import { ManifestsSource } from '../../../libs/kube/index.ts';
-import { DEFAULT_PROXY_CONFIG, type Heartbeat } from '../../../libs/model/index.ts';
+import type { Heartbeat } from '../../../libs/model/index.ts';
 import { nodeStateHash, renderNodeState } from '../../../libs/planner/index.ts';
-import { knownObjectsFromLog, manifestsSource } from '../../../services/planner/event-source.ts';
-import { NatsPlannerBus } from '../../../services/planner/nats-planner-bus.ts';
-import { Planner } from '../../../services/planner/planner.ts';
-import { ack, nodeYaml, plannerEnv, sendAck, sliceYaml, svcYaml, until, type PlannerEnv } from './planner-support.ts';
+import type { Planner } from '../../../services/planner/planner.ts';
+import {
+  ack,
+  nodeYaml,
+  plannerEnv,
+  sendAck,
+  sliceYaml,
+  startBarePlanner,
+  svcYaml,
+  until,
+  type PlannerEnv,
+} from './planner-support.ts';
 
 // Review finding F4: a planner restarted mid-rollout seeds each wave node's last logged ACK. The
 // time that seed is given must never be a node's clock in the future, or later reports (an
@@ -27,38 +32,16 @@ afterEach(async () => {
   await env.cleanup();
 });
 
-async function start(): Promise<Planner> {
-  const log = await EventLog.open({ file: path.join(env.dir, 'planner.db') });
-  const bus = await NatsPlannerBus.open({ nc: env.nc });
-  const planner = new Planner({
-    log,
-    bus,
-    initialConfig: DEFAULT_PROXY_CONFIG,
-    debounceMs: 10,
+async function start(): Promise<Planner & { stopAll: () => Promise<void> }> {
+  const p = await startBarePlanner(env, 'planner.db', {
     statusThresholds: { silenceMs: 1500, applyTimeoutMs: 60_000 },
-    source: (sink, hooks) =>
-      manifestsSource(
-        (m) => new ManifestsSource({ dir: env.manifests, ...m, known: knownObjectsFromLog(log), debounceMs: 10 }),
-        sink,
-        hooks,
-      ),
   });
-  let stopped = false;
-  const stop = async () => {
-    if (stopped) return;
-    stopped = true;
-    await planner.stop();
-    await bus.close();
-    log.close();
-  };
-  stops.push(stop);
-  await planner.start();
-  await planner.synced;
-  return Object.assign(planner, { stopAll: stop });
+  stops.push(p.stop);
+  return Object.assign(p.planner, { stopAll: p.stop });
 }
 
 it('a restarted planner never takes a node clock ahead of its own as the time of the seeded ACK', async () => {
-  const a = (await start()) as Planner & { stopAll: () => Promise<void> };
+  const a = await start();
   const hashes = (p: Planner, node: string, rev: number) => ({
     node: nodeStateHash(renderNodeState(p.data.publishedData(), node, p.config.revision(rev)!.config)),
     data: p.data.latest()!.hash,
@@ -106,7 +89,7 @@ it('a restarted planner never takes a node clock ahead of its own as the time of
 });
 
 it("a restarted planner keeps every node's logged ACK: the hash proof and last report survive (probe F7)", async () => {
-  const a = (await start()) as Planner & { stopAll: () => Promise<void> };
+  const a = await start();
   const atA = new Date(Date.now() - 500).toISOString();
   for (const n of ['node-1', 'node-2']) {
     const h = {

@@ -3,7 +3,12 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { ackSubject } from '../../../libs/bus/index.ts';
-import type { Ack, Nack } from '../../../libs/model/index.ts';
+import { EventLog } from '../../../libs/eventlog/index.ts';
+import { ManifestsSource } from '../../../libs/kube/index.ts';
+import { DEFAULT_PROXY_CONFIG, type Ack, type Nack } from '../../../libs/model/index.ts';
+import { knownObjectsFromLog, manifestsSource } from '../../../services/planner/event-source.ts';
+import { NatsPlannerBus } from '../../../services/planner/nats-planner-bus.ts';
+import { Planner, type PlannerOptions } from '../../../services/planner/planner.ts';
 import { startNatsServer, type NatsServerHandle } from '../../support/nats-server.ts';
 
 /** Shared setup for planner tests: a temp dir, a real JetStream nats-server, a client connection. */
@@ -109,4 +114,41 @@ export async function until<T>(fn: () => T | Promise<T>, ms = 5000, what = 'cond
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 25));
   }
+}
+
+/**
+ * A Planner without a group: its own SQLite log (`file` in env.dir) and a bus on env's NATS,
+ * reading env.manifests; started and synced. stop() (idempotent) stops planner, bus and log.
+ */
+export async function startBarePlanner(
+  env: PlannerEnv,
+  file: string,
+  o: Pick<PlannerOptions, 'statusThresholds'> = {},
+): Promise<{ log: EventLog; bus: NatsPlannerBus; planner: Planner; stop: () => Promise<void> }> {
+  const log = await EventLog.open({ file: path.join(env.dir, file) });
+  const bus = await NatsPlannerBus.open({ nc: env.nc });
+  const planner = new Planner({
+    log,
+    bus,
+    initialConfig: DEFAULT_PROXY_CONFIG,
+    debounceMs: 10,
+    ...o,
+    source: (sink, hooks) =>
+      manifestsSource(
+        (m) => new ManifestsSource({ dir: env.manifests, ...m, known: knownObjectsFromLog(log), debounceMs: 10 }),
+        sink,
+        hooks,
+      ),
+  });
+  let stopped = false;
+  const stop = async () => {
+    if (stopped) return;
+    stopped = true;
+    await planner.stop();
+    await bus.close();
+    log.close();
+  };
+  await planner.start();
+  await planner.synced;
+  return { log, bus, planner, stop };
 }
