@@ -95,7 +95,14 @@ export class DataSync {
       if (!got.ok && got.missing) return this.viaCheckpoint(target);
       if (!got.ok) return { ok: false, error: got.error, permanent: false };
       const r = applyDeltaChain(this.index, this.at, got.value);
-      if (!r.ok) return { ok: false, error: r.error, permanent: true };
+      if (!r.ok) {
+        // One unappliable delta (a bad pushed copy, or a stored one whose parent content this
+        // node never held) must not block the node until it falls maxDeltaChain behind: drop
+        // what notices brought and try once from the newest checkpoint, fetched anew.
+        this.pushed.clear();
+        const again = await this.viaCheckpoint(target);
+        return again.ok ? again : { ...again, error: `${r.error}; then from the checkpoint: ${again.error}` };
+      }
       this.at = r.version;
       this.noteChanges(got.value);
       return { ok: true, version: r.version, hash: r.hash, bytes: got.bytes, path: 'deltas' };

@@ -6,7 +6,11 @@ import { NodeStateRenderer, nodeStateHash, renderNodeState } from '../../../libs
 import { node, service, VersionMaker } from '../bus/fixtures.ts';
 
 /** Serves a VersionMaker's history as the reader would (every version also has a checkpoint). */
-function reader(m: VersionMaker, tamper = new Set<number>()): Pick<VersionReader, 'delta' | 'checkpoint'> {
+function reader(
+  m: VersionMaker,
+  tamper = new Set<number>(),
+  noCheckpoint = new Set<number>(),
+): Pick<VersionReader, 'delta' | 'checkpoint'> {
   return {
     delta: async (v) => {
       const h = m.history[v - 1];
@@ -16,7 +20,7 @@ function reader(m: VersionMaker, tamper = new Set<number>()): Pick<VersionReader
     },
     checkpoint: async (v) => {
       const h = m.history[v - 1];
-      return h
+      return h && !noCheckpoint.has(v)
         ? { ok: true, value: h.checkpoint(), bytes: 1, baseCheckpoint: v }
         : { ok: false, missing: true, error: `no checkpoint ${v}` };
     },
@@ -53,7 +57,8 @@ describe('DataSync.takeChanges: the net change for incremental rendering', () =>
   it('records nothing for a chain that fails verification, and "everything" after a checkpoint jump', async () => {
     const m = new VersionMaker();
     m.next({ upsertServices: [service(1)], upsertNodes: [node('n1')] });
-    const sync = new DataSync(reader(m, new Set([3])), 2);
+    // delta 3 fails verification, and the checkpoint it names cannot be read (the retry from it fails)
+    const sync = new DataSync(reader(m, new Set([3]), new Set([3])), 2);
     await sync.advanceTo(1);
     sync.takeChanges();
     m.next({ upsertServices: [service(2)] });
@@ -90,11 +95,26 @@ describe('DataSync with deltas offered by notices', () => {
     expect((await sync.advanceTo(7)).ok).toBe(true);
     expect(reads).toEqual([6]);
 
-    // an offered delta whose content does not match its hash is refused; nothing moves
+    // an offered delta whose content does not match its hash is refused, and dropped: the node
+    // recovers once from the checkpoint path (fetched anew), not blocked until maxDeltaChain behind
     m.next({ upsertServices: [service(8)] });
     sync.offer({ ...m.history[7]!.delta, delta: { ...m.history[7]!.delta.delta, upsertServices: [service(9)] } });
-    const bad = await sync.advanceTo(8);
-    expect(bad.ok || bad.error).toMatch(/hash mismatch at version 8/);
-    expect(sync.version).toBe(7);
+    reads.length = 0;
+    expect(await sync.advanceTo(8)).toMatchObject({
+      ok: true,
+      version: 8,
+      hash: m.history[7]!.delta.hash,
+      path: 'checkpoint',
+    });
+    expect(reads).toEqual([8]);
+    expect(sync.data.service('ns/svc-9')).toBeUndefined();
+
+    // with no good copy anywhere, the delta path's error stands (permanent), and nothing moves
+    const tampered = new DataSync(reader(m, new Set([9]), new Set([9])), 10);
+    await tampered.advanceTo(8);
+    m.next({ upsertServices: [service(10)] });
+    const bad = await tampered.advanceTo(9);
+    expect(bad.ok || bad.error).toMatch(/^hash mismatch at version 9: .*; then from the checkpoint: no checkpoint 9$/);
+    expect(tampered.version).toBe(8);
   });
 });
