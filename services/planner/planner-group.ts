@@ -195,6 +195,9 @@ export class PlannerGroup {
     const p = this.options.makePlanner('leader');
     this.current = p;
     await p.start();
+    // stop() waits for a role change only its grace long: one that finishes later must not leave
+    // a timer reading a log that is closed by then.
+    if (this.stopped) return void (await p.stop().catch(() => undefined));
     this.flushRows(p);
     this.options.onRoleChange?.();
   }
@@ -208,7 +211,7 @@ export class PlannerGroup {
     if (!r) return;
     clearInterval(this.flushTimer);
     this.flushTimer = setInterval(() => {
-      if (this.current !== p || !this.options.lease.isLeader()) return;
+      if (this.stopped || this.current !== p || !this.options.lease.isLeader()) return;
       r.flush().catch((e: Error) => {
         if (e.name === 'FencedError') void this.options.lease.stepDown(`fenced: ${e.message}`);
       });
@@ -230,6 +233,7 @@ export class PlannerGroup {
     this.following = this.options.replicator?.follow();
     const p = this.options.makePlanner('follower');
     await p.start();
+    if (this.stopped) return void (await p.stop().catch(() => undefined)); // as in lead()
     this.current = p;
     this.refreshedAt = this.options.replicator?.position().localSeq ?? -1;
     if (!this.following)
@@ -247,8 +251,14 @@ export class PlannerGroup {
     clearInterval(this.refreshTimer);
     this.progress = undefined;
     this.refreshTimer = setInterval(() => {
-      this.refresh(p);
-      if (this.current === p) p.markStale(this.viewStale());
+      if (this.stopped) return;
+      try {
+        this.refresh(p);
+        if (this.current === p) p.markStale(this.viewStale());
+      } catch (e) {
+        // A timer must never throw: uncaught, it ends the process (a log closed under it did).
+        this.options.say(`follower refresh: ${(e as Error).message}`);
+      }
     }, this.options.refreshMs ?? 500);
     this.refreshTimer.unref?.();
   }
