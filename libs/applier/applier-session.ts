@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type {
   Ack,
@@ -145,6 +146,12 @@ export class ApplierSession {
   private resyncDue = false;
   /** Why the last periodic resync failed ('' once one succeeded or an apply verified again). */
   private resyncError = '';
+  /**
+   * Random per session (one per applier process), in every ACK, NACK and heartbeat: two processes
+   * reporting as one node (a cloned host, a second applier with the same --node) show as two ids
+   * on the planner (ERROR "two appliers report as NODE").
+   */
+  private readonly instance = randomBytes(8).toString('hex');
 
   private constructor(private readonly options: ApplierSessionOptions) {
     this.clock = options.clock ?? { now: () => Date.now() };
@@ -218,6 +225,7 @@ export class ApplierSession {
       healthy: this.lastError === '' && this.resyncError === '',
       detail: this.lastError || this.resyncError,
       ...(this.health ? { health: this.health.verdict } : {}),
+      instance: this.instance,
       at: new Date(this.clock.now()).toISOString(),
     };
     this.publish(heartbeatSubject(this.options.node), hb);
@@ -390,6 +398,10 @@ export class ApplierSession {
       kernelWrites,
       timings: { fetchMs: t1 - t0, renderMs: t2 - t1, applyMs: t3 - t2, ...(health ? { probeMs: t4 - t3 } : {}) },
       ...(health ? { health } : {}),
+      // A failed periodic resync not repaired since: the kernel is known not to match everywhere
+      // (an apply verifies what it touched), so the ACK says so, as the next heartbeat would.
+      ...(this.resyncError ? { healthy: false, detail: this.resyncError } : {}),
+      instance: this.instance,
       at: new Date(t4).toISOString(),
     };
     this.publish(ackSubject(this.options.node), ack);
@@ -428,6 +440,7 @@ export class ApplierSession {
       error,
       lastGoodVersion: this.applied?.version ?? 0,
       lastGoodConfigRevision: this.applied?.configRevision ?? 0,
+      instance: this.instance,
       at: new Date(this.clock.now()).toISOString(),
     };
     this.publish(ackSubject(this.options.node), nack);

@@ -92,4 +92,44 @@ describe("ApplierSession's periodic resync", () => {
     expect(dataplane.resyncs).toBeGreaterThan(5);
     expect(dataplane.overlaps).toBe(0);
   });
+
+  it('an ACK sent while a failed resync is unrepaired says the node is unhealthy; reports carry the session instance', async () => {
+    world = await startBusWorld({ nodes: ['n1', 'n2'] });
+    const m = new VersionMaker();
+    const publish = async (delta: Parameters<VersionMaker['next']>[0]) => {
+      const v = m.next(delta);
+      await world!.publisher.publishNext({ header: v.delta, delta: v.delta.delta, data: () => v.checkpoint().data });
+      await world!.targets.setDefaultTarget({ version: v.delta.version, configRevision: 0 });
+    };
+    const dataplane = new ScriptedResyncDataplane();
+    for (let i = 0; i < 10_000; i++)
+      dataplane.script.push(() => {
+        throw new Error('netlink: EPERM');
+      });
+    const { session, events } = await world.startApplier('n1', { dataplane, resyncIntervalMs: 50 });
+    await world.startApplier('n2', { dataplane: new DryRunDataplane() });
+    await publish({ upsertServices: [service(1)], upsertNodes: [node('n1'), node('n2')] });
+    const ack1 = await world.received.waitFor(
+      (e) => e.kind === 'ack' && e.v.node === 'n1' && e.v.version === 1,
+      'ack v1',
+    );
+    expect(ack1.v).not.toHaveProperty('healthy'); // nothing failed yet: the field is absent
+    await events.waitFor((e) => e.type === 'resync' && e.error !== undefined, 'a failed resync');
+    await publish({ upsertServices: [service(2)] });
+    const ack2 = await world.received.waitFor(
+      (e) => e.kind === 'ack' && e.v.node === 'n1' && e.v.version === 2,
+      'ack v2',
+    );
+    expect(ack2.v).toMatchObject({ type: 'ACK', healthy: false, detail: 'resync: netlink: EPERM' });
+    session.heartbeat();
+    const hb = await world.received.waitFor((e) => e.kind === 'hb' && e.v.node === 'n1', 'a heartbeat');
+    const other = await world.received.waitFor(
+      (e) => e.kind === 'ack' && e.v.node === 'n2' && e.v.version === 2,
+      'n2 ack v2',
+    );
+    expect(ack2.v.instance).toMatch(/^[0-9a-f]{16}$/);
+    expect([ack1.v.instance, hb.v.instance]).toEqual([ack2.v.instance, ack2.v.instance]);
+    expect(other.v.instance).toMatch(/^[0-9a-f]{16}$/);
+    expect(other.v.instance).not.toBe(ack2.v.instance);
+  });
 });
