@@ -98,19 +98,20 @@ export class NodeTracker {
   /**
    * Latest answer per node, as rollouts read it, with the newest verdict about the revision it
    * answered for (a heartbeat's verdict turns it unhealthy during a bake). `expect`: the hashes an
-   * ACK must echo; an ACK that differs carries the mismatch and does not count as done.
+   * ACK must echo; an ACK that differs carries the mismatch and does not count as done, and so
+   * does the ACK of a node that two applier processes report as (it proves neither runs it).
    */
-  reports(expect?: ExpectAck): Map<string, NodeReport> {
+  reports(expect?: ExpectAck, nowMs = Date.now()): Map<string, NodeReport> {
     const out = new Map<string, NodeReport>();
     for (const n of this.nodes.keys()) {
-      const r = this.report(n, expect);
+      const r = this.report(n, expect, nowMs);
       if (r) out.set(n, r);
     }
     return out;
   }
 
   /** One node's entry of reports() (undefined: it never answered). */
-  report(node: string, expect?: ExpectAck): NodeReport | undefined {
+  report(node: string, expect?: ExpectAck, nowMs = Date.now()): NodeReport | undefined {
     const s = this.nodes.get(node);
     if (!s?.last) return undefined;
     const h = newestHealth(s);
@@ -120,7 +121,10 @@ export class NodeTracker {
       type: s.last.type,
       configRevision: s.last.configRevision,
       error: s.last.type === 'NACK' ? s.last.error : undefined,
-      mismatch: s.last.type === 'ACK' && expect ? ackMismatch(s.last, expect(s.last)) : undefined,
+      mismatch:
+        s.last.type !== 'ACK'
+          ? undefined
+          : (this.twin(node, s, nowMs) ?? (expect ? ackMismatch(s.last, expect(s.last)) : undefined)),
       health,
     };
   }

@@ -98,8 +98,12 @@ describe('NodeTracker: two applier processes reporting as one node', () => {
       status: 'ERROR',
       reason: 'two appliers report as n1 (instances a, b)',
     });
+    // a rollout wave does not count the ACK either: the node's report carries it as a mismatch
+    expect(t.report('n1', undefined, 3000)?.mismatch).toBe('two appliers report as n1 (instances a, b)');
+    expect(t.reports(undefined, 3000).get('n1')?.mismatch).toBe('two appliers report as n1 (instances a, b)');
     // only b from now on: the flag ends one window after the last alternation
     for (let at = 8000; at <= 38_000; at += 5000) t.onHeartbeat(beat('b'), at);
     expect(t.row('n1', target, {}, 38_000).status).toBe('SYNCED');
+    expect(t.report('n1', undefined, 38_000)?.mismatch).toBeUndefined();
   });
 });
