@@ -2,26 +2,8 @@
 // (NTP, an operator) must not postpone it, nor one stepped forward bring it early.
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { NftablesDataplane } from '../../../../libs/dataplane/nftables/index.ts';
-import type { NftTableChanges } from '../../../../libs/dataplane/nftables/nft-change-log.ts';
-import type { NftTransaction } from '../../../../libs/dataplane/nftables/nft-transaction.ts';
-import { FakeNftRunner } from '../../../support/fake-nft-runner.ts';
 import { nodeState } from '../../../netns/support/node-state-builder.ts';
-
-/** The fake kernel with a ruleset generation (one commit per run) and a change record that names nothing of ours. */
-class GenerationRunner extends FakeNftRunner {
-  gen = 100;
-  lastCommits = 1;
-  override async run(tx: NftTransaction): Promise<void> {
-    await super.run(tx);
-    this.gen++;
-  }
-  async generation(): Promise<number> {
-    return this.gen;
-  }
-  async changesSince(_f: string, _t: string, since: number, now: number): Promise<NftTableChanges> {
-    return { chains: new Set(), sets: new Set(), elements: [], commits: now - since };
-  }
-}
+import { GenerationRunner } from './generation-runner.ts';
 
 const state = nodeState([{ servicePort: 'ns/a:p', address: '10.96.0.1', port: 80, endpoints: ['10.1.0.1:8080'] }]);
 const whole = (notes: readonly string[]) =>

@@ -5,30 +5,16 @@
 // test/netns/nft-listener-lifecycle.test.ts.
 import { describe, expect, it } from 'vitest';
 import { NftablesDataplane } from '../../../../libs/dataplane/nftables/index.ts';
-import type { NftTableChanges } from '../../../../libs/dataplane/nftables/nft-change-log.ts';
 import { ListenerStoppedError } from '../../../../libs/dataplane/nftables/nft-notification-listener.ts';
-import type { NftTransaction } from '../../../../libs/dataplane/nftables/nft-transaction.ts';
-import { FakeNftRunner } from '../../../support/fake-nft-runner.ts';
 import { nodeState } from '../../../netns/support/node-state-builder.ts';
+import { GenerationRunner } from './generation-runner.ts';
 
 /** The fake kernel with a generation, a change record naming nothing of ours, and a scripted watch. */
-class WatchedRunner extends FakeNftRunner {
-  gen = 100;
-  lastCommits = 1;
+class WatchedRunner extends GenerationRunner {
   /** Each watch call takes the next answer: 'ok', an Error to reject with, or 'hang' (settled by release()). */
   answers: ('ok' | 'hang' | Error)[] = [];
   calls = 0;
   private hung: { res: () => void; rej: (e: Error) => void } | undefined;
-  override async run(tx: NftTransaction): Promise<void> {
-    await super.run(tx);
-    this.gen++;
-  }
-  async generation(): Promise<number> {
-    return this.gen;
-  }
-  async changesSince(_f: string, _t: string, since: number, now: number): Promise<NftTableChanges> {
-    return { chains: new Set(), sets: new Set(), elements: [], commits: now - since };
-  }
   watch(): Promise<void> {
     this.calls++;
     const a = this.answers.shift() ?? 'ok';
