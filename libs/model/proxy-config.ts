@@ -40,6 +40,21 @@ export const DEFAULT_PROXY_CONFIG: ProxyConfig = Object.freeze({
 const SCHEDULERS = ['rr', 'wrr', 'lc', 'wlc', 'lblc', 'lblcr', 'sh', 'dh', 'sed', 'nq', 'mh', 'fo', 'ovf', 'twos'];
 const FLAGS: Record<string, string[]> = { sh: ['sh-fallback', 'sh-port'], mh: ['mh-fallback', 'mh-port'] };
 
+/**
+ * What a config sets that its mode cannot honour: nftables mode balances every service at random
+ * (kube-proxy's nftables mode does the same), so an IPVS scheduler other than the default, or its
+ * flags, has no effect there. One line per setting, for notes; empty when nothing is ignored.
+ */
+export function settingsIgnoredByMode(config: ProxyConfig): string[] {
+  if (config.mode !== 'nftables') return [];
+  const ignored: string[] = [];
+  if (config.scheduler !== DEFAULT_PROXY_CONFIG.scheduler)
+    ignored.push(`scheduler ${config.scheduler} has no effect in nftables mode (it balances at random)`);
+  if (config.schedulerFlags.length > 0)
+    ignored.push(`scheduler flags ${config.schedulerFlags.join(',')} have no effect in nftables mode`);
+  return ignored;
+}
+
 /** Validates a (partial) config over the defaults; throws one clear line naming the bad field. */
 export function readProxyConfig(input: unknown): ProxyConfig {
   if (input === undefined || input === null) return DEFAULT_PROXY_CONFIG;

@@ -10,6 +10,7 @@ import { NFT_BACKENDS, type NftBackend } from '../../../libs/dataplane/index.ts'
 import { UsageError } from '../cli-errors.ts';
 import { requireKnownNode } from '../known-node.ts';
 import { loadProxyConfig } from '../load-proxy-config.ts';
+import { settingsIgnoredByMode } from '../../../libs/model/index.ts';
 import type { SetExit } from './index.ts';
 
 interface ApplyOpts {
@@ -86,8 +87,11 @@ export function registerApply(program: Command, setExit: SetExit): void {
         : created;
       try {
         const s = await applyNodeState(dp, state);
+        // Settings the mode cannot honour travel in the summary's notes, where a script reads them.
+        const ignored = s.mode === 'nftables' ? settingsIgnoredByMode({ ...config, mode: 'nftables' }) : [];
         const summary = {
           ...s,
+          notes: [...ignored, ...s.notes],
           durations: {
             renderMs: Math.round(renderMs * 10) / 10,
             ...s.durations,
@@ -99,7 +103,7 @@ export function registerApply(program: Command, setExit: SetExit): void {
         process.stdout.write(JSON.stringify(summary) + '\n');
         if (!o.json)
           process.stderr.write(
-            `${s.mode} ${s.node}: ${s.virtualServers} virtual servers, ${s.realServers} real servers, ${s.writes} writes, verified=${s.verified}, hash ${s.hash}\n${s.notes.map((n) => `  ${n}\n`).join('')}`,
+            `${s.mode} ${s.node}: ${s.virtualServers} virtual servers, ${s.realServers} real servers, ${s.writes} writes, verified=${s.verified}, hash ${s.hash}\n${summary.notes.map((n) => `  ${n}\n`).join('')}`,
           );
         setExit(s.verified ? 0 : 1);
       } finally {

@@ -3,7 +3,7 @@ import { type Command, Option } from 'commander';
 import { readManifestDir } from '../../../libs/kube/index.ts';
 import { maxManifestBytesOption, parseMaxManifestBytes } from '../max-manifest-bytes.ts';
 import { ClusterState, formatIpsetSave, formatIpvsadm, renderNodeState } from '../../../libs/planner/index.ts';
-import { canonicalJson, type NodeState, type ProxyConfig } from '../../../libs/model/index.ts';
+import { canonicalJson, type NodeState, type ProxyConfig, settingsIgnoredByMode } from '../../../libs/model/index.ts';
 import { loadProxyConfig } from '../load-proxy-config.ts';
 import { UsageError } from '../cli-errors.ts';
 import { requireKnownNode } from '../known-node.ts';
@@ -17,6 +17,16 @@ export const planFormats: Record<string, (state: NodeState, config: ProxyConfig)
   json: (s) => canonicalJson(s) + '\n',
   nft: (s) => renderNftRuleset(s),
 };
+
+/** What `plan` says on stderr beside its output: formats and settings the node's mode does not use. */
+export function planNotes(config: ProxyConfig, format: string): string[] {
+  const notes = settingsIgnoredByMode(config);
+  if (config.mode === 'nftables' && (format === 'ipvsadm' || format === 'ipset'))
+    notes.unshift(
+      `a node in nftables mode programs no IPVS rules or ipsets; this ${format} output is what the same state would be in ipvs mode (--format nft shows what it programs)`,
+    );
+  return notes;
+}
 
 export function registerPlan(program: Command, setExit: SetExit): void {
   program
@@ -57,6 +67,7 @@ export function registerPlan(program: Command, setExit: SetExit): void {
         const state = ClusterState.fromObjects(objects);
         requireKnownNode(state.data, o.node, o.manifests);
         for (const r of rejected) process.stderr.write(`rejected ${r.ref} (${r.source}): ${r.reason}\n`);
+        for (const note of planNotes(config, o.format)) process.stderr.write(`note: ${note}\n`);
         process.stdout.write(format(renderNodeState(state.data, o.node, config), config));
         setExit(o.strict && rejected.length > 0 ? 1 : 0);
       },

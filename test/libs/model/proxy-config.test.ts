@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { readProxyConfig } from '../../../libs/model/index.ts';
+import { readProxyConfig, settingsIgnoredByMode } from '../../../libs/model/index.ts';
 
 describe('readProxyConfig', () => {
   it('refuses a CIDR that parses only after trimming (it would be used with the whitespace)', () => {
@@ -11,5 +11,22 @@ describe('readProxyConfig', () => {
     );
     expect(() => readProxyConfig({ clusterCIDR: 7 })).toThrow(/clusterCIDR must be a string/);
     expect(readProxyConfig({ clusterCIDR: '10.244.0.0/16' }).clusterCIDR).toBe('10.244.0.0/16');
+  });
+});
+
+describe('settingsIgnoredByMode', () => {
+  it('names the IPVS scheduler and its flags a nftables config sets (nftables balances at random)', () => {
+    expect(
+      settingsIgnoredByMode(readProxyConfig({ mode: 'nftables', scheduler: 'sh', schedulerFlags: ['sh-port'] })),
+    ).toEqual([
+      'scheduler sh has no effect in nftables mode (it balances at random)',
+      'scheduler flags sh-port have no effect in nftables mode',
+    ]);
+  });
+  it('is empty for the default scheduler in nftables mode and for anything in ipvs mode', () => {
+    expect(settingsIgnoredByMode(readProxyConfig({ mode: 'nftables' }))).toEqual([]);
+    expect(
+      settingsIgnoredByMode(readProxyConfig({ mode: 'ipvs', scheduler: 'sh', schedulerFlags: ['sh-port'] })),
+    ).toEqual([]);
   });
 });

@@ -64,10 +64,19 @@ describe.skipIf(caps.ipvs)('switchboard apply --once --mode auto (no IPVS here) 
       ...['netns', 'exec', ns, path.resolve('bin/switchboard'), 'apply', '--manifests', 'examples/demo'],
       ...['--node', 'node-a', '--mode', 'nftables', '--once', '--state-dir', `/tmp/${ns}`],
     ]);
-    expect(JSON.parse(r.stdout)).toMatchObject({ mode: 'nftables', node: 'node-a', verified: true, virtualServers: 7 });
+    const summary = JSON.parse(r.stdout) as Summary;
+    expect(summary).toMatchObject({ mode: 'nftables', node: 'node-a', verified: true, virtualServers: 7 });
+    expect(summary.notes.some((n) => n.includes('no effect'))).toBe(false); // default scheduler: nothing ignored
     expect(r.stderr).toMatch(
       /^nftables node-a: 7 virtual servers, \d+ real servers, \d+ writes, verified=true, hash /m,
     );
+  });
+
+  it('--mode nftables with an IPVS scheduler programs nftables and says the scheduler has no effect', async () => {
+    const r = await apply('--mode', 'nftables', '--scheduler', 'sh');
+    expect(r.mode).toBe('nftables');
+    expect(r.verified).toBe(true);
+    expect(r.notes).toContain('scheduler sh has no effect in nftables mode (it balances at random)');
   });
 
   it('refuses --mode ipvs with a one-line reason (exit 1)', async () => {

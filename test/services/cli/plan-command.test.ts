@@ -48,6 +48,19 @@ describe('switchboard plan', () => {
     );
   });
 
+  it('notes on stderr when the format or scheduler is one the nftables node does not program', async () => {
+    const r = await sb(...['plan', '--manifests', dir, '--node', 'node-a', '--mode', 'nftables', '--scheduler', 'sh']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('-A -t 10.96.0.1:80 -s sh\n');
+    expect(r.stderr).toMatch(/^note: a node in nftables mode programs no IPVS rules or ipsets; this ipvsadm output/m);
+    expect(r.stderr).toMatch(/^note: scheduler sh has no effect in nftables mode \(it balances at random\)$/m);
+    const nft = await sb(...['plan', '--manifests', dir, '--node', 'node-a', '--mode', 'nftables', '--format', 'nft']);
+    expect(nft.code).toBe(0);
+    expect(nft.stderr).not.toMatch(/^note:/m);
+    const ipvs = await sb('plan', '--manifests', dir, '--node', 'node-a', '--scheduler', 'sh');
+    expect(ipvs.stderr).not.toMatch(/^note:/m);
+  });
+
   it('exits 1 with --strict when something was rejected', async () => {
     const r = await sb('plan', '--manifests', dir, '--node', 'node-a', '--strict');
     expect(r.code).toBe(1);
