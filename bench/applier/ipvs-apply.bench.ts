@@ -8,9 +8,16 @@
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { constants, PerformanceObserver } from 'node:perf_hooks';
+import v8 from 'node:v8';
 import type { NodeState, VirtualServer } from '../../libs/model/index.ts';
 import { formatIpsetSave, formatIpvsadm } from '../../libs/planner/index.ts';
-import { type ApplyResult, IpvsDataplane, MemoryOwnershipStore, NetlinkKernel } from '../../libs/dataplane/index.ts';
+import {
+  type ApplyResult,
+  DEFAULT_IPVS_RECEIVE_BUFFER,
+  IpvsDataplane,
+  MemoryOwnershipStore,
+  NetlinkKernel,
+} from '../../libs/dataplane/index.ts';
 import { openIpvs } from '../../libs/netlink/index.ts';
 import { tuneV8ForApplier } from '../../services/applier/v8-tiering.ts';
 import { PhaseTimingKernel } from './phase-timing-kernel.ts';
@@ -28,6 +35,9 @@ import {
 // the same way, first; BENCH_V8_DEFAULTS=1 leaves V8's defaults (every run before the seventh round).
 const V8_TUNED = process.env.BENCH_V8_DEFAULTS !== '1';
 if (V8_TUNED) tuneV8ForApplier();
+// BENCH_V8_FLAGS="--a --b": more V8 flags set the same way, to screen a candidate for the applier.
+const V8_EXTRA = (process.env.BENCH_V8_FLAGS ?? '').split(/\s+/).filter(Boolean);
+for (const flag of V8_EXTRA) v8.setFlagsFromString(flag);
 const services = Number(process.argv[2] ?? 1000);
 const endpoints = Number(process.argv[3] ?? 10);
 const sh = (cmd: string) => execFileSync('sh', ['-c', cmd], { stdio: ['ignore', 'pipe', 'inherit'] }).toString();
@@ -170,7 +180,11 @@ const quietMs = await waitQuiet();
 const TRACE = process.env.BENCH_TRACE === '1';
 if (TRACE) installSocketTrace();
 const env = (name: string) => (process.env[name] ? Number(process.env[name]) : undefined);
+// BENCH_IPVS_RECV_BUFFER=N: the IPVS sockets' fixed receive buffer (0: peek each datagram's size,
+// as before the eighth round); unset: NetlinkKernel's default.
+const recvBuffer = env('BENCH_IPVS_RECV_BUFFER');
 const netlink = await NetlinkKernel.open({
+  ...(recvBuffer !== undefined ? { ipvsReceiveBuffer: recvBuffer === 0 ? false : recvBuffer } : {}),
   ...(env('BENCH_WINDOW') ? { window: env('BENCH_WINDOW') } : {}),
   ...(env('BENCH_BATCH') ? { batch: env('BENCH_BATCH') } : {}),
   ...(env('BENCH_DUMP_SOCKETS') ? { dumpSockets: env('BENCH_DUMP_SOCKETS') } : {}),
@@ -462,6 +476,12 @@ const out = {
   changeHint: HINT,
   // whether the applier's V8 flags were set (BENCH_V8_DEFAULTS=1: V8's defaults, as before round seven)
   v8Tuned: V8_TUNED,
+  // BENCH_V8_FLAGS, set in this process after the applier's own
+  v8ExtraFlags: V8_EXTRA.join(' '),
+  // the IPVS sockets' fixed receive buffer in bytes (0: each datagram's size peeked first)
+  ipvsReceiveBuffer: recvBuffer ?? (DEFAULT_IPVS_RECEIVE_BUFFER || 0),
+  // BENCH_NODE_FLAGS, as given
+  nodeFlags: process.execArgv.filter((a) => a.startsWith('--') && !a.startsWith('--import')).join(' '),
   ...(steady
     ? {
         oneEndpointSteadyMs: +median(steady.times.slice(1)).toFixed(1),

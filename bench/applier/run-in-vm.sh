@@ -10,6 +10,12 @@
 # BENCH_FIRST_PROF=1 profiles the measured changes right after the load (a diagnostic run: the
 # profiler's cost is then inside those figures). The bench sets the applier command's V8 flags
 # (services/applier/v8-tiering.ts) as the applier does; BENCH_V8_DEFAULTS=1 runs with V8's defaults.
+# BENCH_V8_FLAGS="--f ..." sets more V8 flags in the bench process, after the applier's (a screen).
+# BENCH_IPVS_RECV_BUFFER=N sets the IPVS sockets' fixed receive buffer (0: peek each datagram's size).
+# BENCH_AB="A|B" runs the bench once per variant, BENCH_AB_ROUNDS times (default 1), alternating,
+# in ONE boot, each in a fresh netns: a variant is space-separated NAME=VALUE settings of the
+# environment (or "-" for none), e.g. BENCH_AB="BENCH_IPVS_RECV_BUFFER=0|-". Each run prints its
+# result line (which carries what it ran with); the exit code is the last failure's, else 0.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 s="${1:-1000}" e="${2:-10}"
@@ -20,7 +26,24 @@ if [ "${BENCH_BUILD:-0}" = 1 ]; then
   (cd "$repo" && node bench/applier/build-bench.mjs .cache/bench-applier/ipvs-apply.bench.mjs)
   runner=".cache/bench-applier/ipvs-apply.bench.mjs"
 fi
-exec "$repo/test/vm/harness/run-in-vm.sh" --mem "${VM_MEM:-4096}" --timeout "${VM_TIMEOUT:-3600}" --env "BENCH_PHASES=${BENCH_PHASES:-0}" --env "BENCH_SETTLE_MS=${BENCH_SETTLE_MS:-}" --env "BENCH_WARMUP=${BENCH_WARMUP:-}" --env "BENCH_WINDOW=${BENCH_WINDOW:-}" --env "BENCH_BATCH=${BENCH_BATCH:-}" --env "BENCH_DUMP_SOCKETS=${BENCH_DUMP_SOCKETS:-}" --env "BENCH_STEADY_PROF=${BENCH_STEADY_PROF:-0}" --env "BENCH_FIRST_PROF=${BENCH_FIRST_PROF:-0}" --env "BENCH_TRACE=${BENCH_TRACE:-0}" --env "BENCH_NO_HINT=${BENCH_NO_HINT:-0}" --env "BENCH_V8_DEFAULTS=${BENCH_V8_DEFAULTS:-0}" -- \
-  bash -c "ip netns add sbbench && ip netns exec sbbench node $prof ${BENCH_NODE_FLAGS:-} $runner $s $e > /tmp/sb-bench.out; rc=\$?; ip netns del sbbench
+bench="ip netns add sbbench && ip netns exec sbbench node $prof ${BENCH_NODE_FLAGS:-} $runner $s $e > /tmp/sb-bench.out; rc=\$?; ip netns del sbbench"
+if [ -z "${BENCH_AB:-}" ]; then
+  cmd="$bench
     if [ -d /tmp/sb-prof ]; then for f in /tmp/sb-prof/*.cpuprofile; do node --import tsx bench/applier/cpu-profile-summary.ts \"\$f\" 40; done; fi
     cat /tmp/sb-bench.out; exit \$rc"
+else
+  cmd="last=0
+    for round in \$(seq 1 ${BENCH_AB_ROUNDS:-1}); do
+      IFS='|' read -ra variants <<< '${BENCH_AB}'
+      for v in \"\${variants[@]}\"; do
+        [ \"\$v\" = - ] && v=
+        echo \"bench-ab: round \$round variant \${v:--} \$(cut -d' ' -f1-3 /proc/loadavg)\" >&2
+        export \$v
+        $bench
+        tail -n 1 /tmp/sb-bench.out; [ \$rc = 0 ] || last=\$rc
+        for kv in \$v; do unset \"\${kv%%=*}\"; done
+      done
+    done; exit \$last"
+fi
+exec "$repo/test/vm/harness/run-in-vm.sh" --mem "${VM_MEM:-4096}" --timeout "${VM_TIMEOUT:-3600}" --env "BENCH_PHASES=${BENCH_PHASES:-0}" --env "BENCH_SETTLE_MS=${BENCH_SETTLE_MS:-}" --env "BENCH_WARMUP=${BENCH_WARMUP:-}" --env "BENCH_WINDOW=${BENCH_WINDOW:-}" --env "BENCH_BATCH=${BENCH_BATCH:-}" --env "BENCH_DUMP_SOCKETS=${BENCH_DUMP_SOCKETS:-}" --env "BENCH_STEADY_PROF=${BENCH_STEADY_PROF:-0}" --env "BENCH_FIRST_PROF=${BENCH_FIRST_PROF:-0}" --env "BENCH_TRACE=${BENCH_TRACE:-0}" --env "BENCH_NO_HINT=${BENCH_NO_HINT:-0}" --env "BENCH_V8_DEFAULTS=${BENCH_V8_DEFAULTS:-0}" --env "BENCH_IPVS_RECV_BUFFER=${BENCH_IPVS_RECV_BUFFER:-}" --env "BENCH_V8_FLAGS=${BENCH_V8_FLAGS:-}" -- \
+  bash -c "$cmd"

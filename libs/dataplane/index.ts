@@ -30,7 +30,7 @@ export {
 } from './kube-proxy-ipvs-takeover.ts';
 // IPVS backend
 export { IpvsDataplane, driftRepairsCounter, type IpvsDataplaneOptions } from './ipvs/ipvs-dataplane.ts';
-export { NetlinkKernel, type NetlinkKernelOptions } from './ipvs/netlink-kernel.ts';
+export { DEFAULT_IPVS_RECEIVE_BUFFER, NetlinkKernel, type NetlinkKernelOptions } from './ipvs/netlink-kernel.ts';
 export {
   concurrentGroups,
   KernelTransaction,

@@ -46,6 +46,8 @@ export interface IpvsClientOptions {
   readonly recvBufferSize?: number;
   readonly sendBufferSize?: number;
   readonly stallTimeoutMs?: number;
+  /** Fixed receive buffer in bytes instead of peeking each datagram's size (NetlinkConnectionOptions.receiveBuffer). */
+  readonly receiveBuffer?: number;
 }
 
 type Kind = 'service' | 'destination' | 'config';

@@ -55,6 +55,16 @@ export interface NetlinkConnectionOptions {
   readonly coalesceAcks?: boolean;
   /** Fail everything in flight when the kernel says nothing for this long (default 60 s). */
   readonly stallTimeoutMs?: number;
+  /**
+   * Read each datagram into a buffer of this many bytes with one recvmsg (the package's
+   * `messagePeeking: false`), instead of the default: a MSG_PEEK for its size, then the read.
+   * It also lets the kernel size a dump's datagrams up to it (netlink_recvmsg remembers the
+   * largest read buffer a socket offered, capped at 32 KiB less the skb overhead, and
+   * netlink_dump allocates that much), so a dump comes in fewer datagrams. A datagram larger
+   * than the buffer arrives truncated, which fails everything in flight: only for protocols whose
+   * answers are bounded by it (IPVS: dump parts sized as above, acks, small replies).
+   */
+  readonly receiveBuffer?: number;
   /** The datagram socket (default: the `netlink` package's RawNetlinkSocket); byte-level tests script one. */
   readonly socket?: NetlinkSocket;
 }
@@ -204,6 +214,7 @@ export class NetlinkConnection {
       new RawNetlinkSocket(opts.protocol, {
         recvBufferSize: opts.recvBufferSize ?? 4 * 1024 * 1024,
         sendBufferSize: opts.sendBufferSize ?? 1024 * 1024,
+        ...(opts.receiveBuffer ? { messagePeeking: false, msgBufferSize: opts.receiveBuffer } : {}),
       });
     this.socket.on('message', (msg) => this.onDatagram(msg));
     this.socket.on('truncatedMessage', () => this.failAll(new Error('netlink: truncated datagram received')));

@@ -55,7 +55,18 @@ export interface NetlinkKernelOptions {
    * netlink service dump has that the listing lacks.
    */
   readonly ipvsListing?: string | false;
+  /**
+   * Bytes of the fixed buffer each IPVS socket reads a datagram into (default false: peek each
+   * datagram's size first, the `netlink` package's default). With it a datagram costs one
+   * recvmsg instead of two, and the kernel puts up to that much of a dump in one datagram: one
+   * endpoint change's read-back (a service's destinations) comes as one datagram and NLMSG_DONE
+   * instead of three. IPVS answers are bounded by it (NetlinkConnectionOptions.receiveBuffer).
+   */
+  readonly ipvsReceiveBuffer?: number | false;
 }
+
+/** See NetlinkKernelOptions.ipvsReceiveBuffer. */
+export const DEFAULT_IPVS_RECEIVE_BUFFER: number | false = false;
 
 /**
  * The real kernel, in the current network namespace: IPVS and ipsets over netlink through the
@@ -86,13 +97,15 @@ export class NetlinkKernel implements KernelInterface {
     const window = o.window ?? DEFAULT_WINDOW;
     const batch = o.batch ?? DEFAULT_BATCH;
     const big = 8 << 20;
+    const buffer = o.ipvsReceiveBuffer ?? DEFAULT_IPVS_RECEIVE_BUFFER;
+    const receiveBuffer = buffer === false ? {} : { receiveBuffer: buffer };
     const opened: { close(): void }[] = [];
     try {
-      const ipvs = await IpvsClient.open({ window, batch, recvBufferSize: big, sendBufferSize: big });
+      const ipvs = await IpvsClient.open({ window, batch, recvBufferSize: big, sendBufferSize: big, ...receiveBuffer });
       opened.push(ipvs);
       const dumpers: IpvsClient[] = [ipvs];
       for (let i = 1; i < (o.dumpSockets ?? 4); i++) {
-        dumpers.push(await IpvsClient.open({ window, recvBufferSize: big }));
+        dumpers.push(await IpvsClient.open({ window, recvBufferSize: big, ...receiveBuffer }));
         opened.push(dumpers[i]!);
       }
       const ipset = await IpsetClient.open({ window, batch, recvBufferSize: big, sendBufferSize: big });
