@@ -27,6 +27,11 @@ export function consoleSnapshot(p: Planner, log: EventLog) {
       contentOf: v.contentOf ?? null,
     })),
     lastError: p.lastError ?? null,
+    // The planner's own health, as `ctl status`'s header says it: a fleet can be all SYNCED on
+    // stale data while the source fails, so the page must say so too.
+    synced: p.isSynced,
+    sourceError: p.sourceProblem() ?? null,
+    rejectedTotal: p.data.rejectedCount + p.sourceRejections.length,
   };
 }
 

@@ -126,7 +126,9 @@
         .map(([w, n]) => `${n} ${w}`)
         .join(' · ') || 'no nodes';
     $('summary').textContent =
-      `version ${s.latestVersion}${s.pinned ? ` (pinned to ${s.pinned.version})` : ''} · config revision ${s.config.defaultRevision} · ${s.nodes.length} nodes: ${sum}`;
+      `version ${s.latestVersion}${s.pinned ? ` (pinned to ${s.pinned.version})` : ''} · config revision ${s.config.defaultRevision} · ${s.nodes.length} nodes: ${sum}` +
+      (s.rejectedTotal > 0 ? ` · rejected objects ${s.rejectedTotal}` : '');
+    renderPlannerAlert(s);
     renderNodes();
     renderRollout(s);
     renderVersions(s);
@@ -136,6 +138,19 @@
       nodeSel.innerHTML = s.nodes.map((n) => `<option>${esc(n.node)}</option>`).join('');
       if (cur) nodeSel.value = cur;
     }
+  }
+
+  // What `ctl status` puts in its header about the planner itself: the grid alone can be all
+  // SYNCED while the planner no longer sees the cluster (nodes run the last version it made).
+  function renderPlannerAlert(s) {
+    const lines = [];
+    if (s.sourceError)
+      lines.push(`SOURCE FAILING: ${s.sourceError} (nodes keep the last version; later cluster changes are not seen)`);
+    else if (s.synced === false) lines.push('NOT SYNCED: the planner has not finished reading the cluster');
+    if (s.lastError) lines.push(`last error: ${s.lastError}`);
+    const el = $('planner-alert');
+    el.hidden = lines.length === 0;
+    el.textContent = lines.join('\n');
   }
 
   function renderNodes() {

@@ -1,5 +1,6 @@
 // The web console in headless Chromium (Debian's chromium, driven by playwright-core) against a
 // real planner; nodes are simulated by the ACKs/NACKs they would publish on the real bus.
+import { renameSync } from 'node:fs';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { DEFAULT_WAVE_POLICY } from '../../../libs/control/index.ts';
 import { heartbeatSubject } from '../../../libs/bus/index.ts';
@@ -62,6 +63,16 @@ describe.skipIf(!CHROMIUM)('console at /ui', () => {
     await page.click('#at-go');
     await page.locator('#node-at', { hasText: 'version 2' }).waitFor();
     expect(await page.locator('#node-at').textContent()).toMatch(/node-2 at .*version 2, config revision 1/);
+
+    // The planner's source fails (its manifests directory goes away): the grid stays SYNCED on the
+    // last version, so the page must say the planner no longer sees the cluster, as ctl status does.
+    expect(await page.locator('#planner-alert').isHidden()).toBe(true);
+    renameSync(c.env.manifests, `${c.env.manifests}.away`);
+    await page.locator('#planner-alert', { hasText: 'SOURCE FAILING' }).waitFor({ timeout: 30_000 });
+    expect(await page.locator('#planner-alert').textContent()).toMatch(/^SOURCE FAILING: .*does not exist/);
+    expect(await page.locator('#nodes .w-SYNCED').count()).toBe(3);
+    renameSync(`${c.env.manifests}.away`, c.env.manifests);
+    await page.locator('#planner-alert').waitFor({ state: 'hidden', timeout: 30_000 });
   }, 120_000);
 
   it('shows the node and error of a NACK that halted a rollout; an operator rolls back, a viewer cannot', async () => {
