@@ -8,6 +8,7 @@ import {
   type PubAck,
 } from '@nats-io/jetstream';
 import { StaleLeaderError } from './stale-leader.ts';
+import { appendChain } from './chained-append.ts';
 import type { KnownTexts, NoticeDelta, VersionArtifact } from '../model/index.ts';
 import { artifactBytes, artifactMessages, deltaExceeds, type EncodedMessage } from './artifact-codec.ts';
 import {
@@ -46,6 +47,11 @@ export interface VersionPublisherOptions {
    * sends no further chunk or delta of a version it was publishing). Default: always.
    */
   readonly mayAppend?: () => string | undefined;
+  /**
+   * A checkpoint's chunks sent before the oldest is acknowledged (default 8; 1: one at a time).
+   * Each is still conditional on the one before it (see appendChain).
+   */
+  readonly pipeline?: number;
 }
 
 export interface PublishResult {
@@ -179,7 +185,7 @@ export class VersionPublisher {
     } else if (a.version > this.last + 1) {
       throw new Error(`cannot publish checkpoint ${a.version}: last published is ${this.last}`);
     }
-    // one message at a time: a checkpoint's chunks are encoded as they are sent (artifactMessages)
+    // a checkpoint's chunks are encoded as they are sent (artifactMessages): at most `pipeline` held
     const msgs = artifactMessages(
       a,
       { chunkBytes: this.chunkBytes, baseCheckpoint: this.lastCheckpoint, anchor, texts },
@@ -187,60 +193,99 @@ export class VersionPublisher {
     );
     let bytes = 0;
     let messages = 0;
-    let first: EncodedMessage | undefined;
-    let duplicate = false;
-    let signedHeaders: Record<string, string> | undefined;
-    for (const m of msgs) {
-      first ??= m;
-      messages++;
-      const h = natsHeaders();
-      for (const [k, v] of Object.entries(m.headers)) h.set(k, v);
-      signedHeaders = { ...m.headers };
-      let msgID = m.msgId;
-      if (this.options.signer) {
-        const sig = this.options.signer.sign(
-          artifactStatement({
-            subject: m.subject,
-            version: a.version,
-            parent: a.parent,
-            hash: a.hash,
-            anchor,
-            payload: m.payload,
-          }),
-        );
-        h.set(H.sig, sig);
-        signedHeaders[H.sig] = sig;
-        // Ed25519 is deterministic, so a retry dedupes; no one without the key can pre-empt the id.
-        msgID = `${m.subject}:${sig.slice(0, 24)}`;
+    const outgoing = (function* (p: VersionPublisher): Generator<Outgoing> {
+      for (const m of msgs) {
+        messages++;
+        bytes += m.payload.length;
+        yield p.outgoing(m, a, anchor);
       }
-      if (this.term) h.set(H.term, String(this.term));
+    })(this);
+    if (a.form === 'checkpoint') {
+      const { duplicate } = await this.appendChunks(outgoing);
+      this.lastCheckpoint = Math.max(this.lastCheckpoint, a.version);
+      return { version: a.version, form: a.form, bytes, messages, duplicate };
+    }
+    // a delta is one message
+    let duplicate = false;
+    let first: Outgoing | undefined;
+    for (const m of outgoing) {
+      first ??= m;
       try {
-        const ack = await this.append(m.subject, m.payload, msgID, h, a.form === 'delta' ? 0 : undefined);
+        const ack = await this.append(m.subject, m.payload, m.msgID, natsHeadersOf(m.headers, m.term), 0);
         duplicate ||= ack.duplicate;
       } catch (e) {
-        if (a.form === 'delta' && e instanceof JetStreamApiError && e.code === 10071) {
-          // The subject already holds something: our own earlier publish, or foreign messages.
-          const mine = await this.reader.delta(a.version);
-          if (mine.ok || mine.checkpointOnly) {
-            this.last = a.version;
-            this.stored = undefined;
-            return this.confirmExisting(a);
-          }
-          const lastOnSubject = await this.jsm.streams.getMessage(this.stream, { last_by_subj: m.subject });
-          await this.append(m.subject, m.payload, msgID, h, lastOnSubject?.seq ?? 0);
-        } else throw e;
+        if (!(e instanceof JetStreamApiError && e.code === 10071)) throw e;
+        // The subject already holds something: our own earlier publish, or foreign messages.
+        const mine = await this.reader.delta(a.version);
+        if (mine.ok || mine.checkpointOnly) {
+          this.last = a.version;
+          this.stored = undefined;
+          return this.confirmExisting(a);
+        }
+        const lastOnSubject = await this.jsm.streams.getMessage(this.stream, { last_by_subj: m.subject });
+        await this.append(m.subject, m.payload, m.msgID, natsHeadersOf(m.headers, m.term), lastOnSubject?.seq ?? 0);
       }
-      bytes += m.payload.length;
     }
-    if (a.form === 'delta') {
-      this.last = a.version;
-      const m = first!;
-      this.stored =
-        !duplicate && m.payload.length > 0 && signedHeaders
-          ? { version: a.version, delta: { headers: signedHeaders, payload: textDecoder.decode(m.payload) } }
-          : undefined;
-    } else this.lastCheckpoint = Math.max(this.lastCheckpoint, a.version);
+    this.last = a.version;
+    this.stored =
+      !duplicate && first && first.payload.length > 0
+        ? { version: a.version, delta: { headers: first.headers, payload: textDecoder.decode(first.payload) } }
+        : undefined;
     return { version: a.version, form: a.form, bytes, messages, duplicate };
+  }
+
+  /** One encoded message as it is sent: signed (when a signer is set), stamped with the term. */
+  private outgoing(m: EncodedMessage, a: VersionArtifact, anchor: string): Outgoing {
+    const headers: Record<string, string> = { ...m.headers };
+    let msgID = m.msgId;
+    if (this.options.signer) {
+      const sig = this.options.signer.sign(
+        artifactStatement({
+          subject: m.subject,
+          version: a.version,
+          parent: a.parent,
+          hash: a.hash,
+          anchor,
+          payload: m.payload,
+        }),
+      );
+      headers[H.sig] = sig;
+      // Ed25519 is deterministic, so a retry dedupes; no one without the key can pre-empt the id.
+      msgID = `${m.subject}:${sig.slice(0, 24)}`;
+    }
+    // the term header is not signed (nor part of what a target notice carries)
+    const term = this.term ? String(this.term) : undefined;
+    return { subject: m.subject, payload: m.payload, msgID, headers, term };
+  }
+
+  /**
+   * A checkpoint's chunks, `pipeline` in flight at once, each conditional on the one before it
+   * (appendChain): a stale leader is fenced as when each waited for the previous one's ack, and a
+   * chunk stored by an earlier attempt dedupes. The caller appends the delta, which names the
+   * checkpoint, only once every chunk is stored: a partial checkpoint is never a version.
+   */
+  private appendChunks(chunks: Iterable<Outgoing>): Promise<{ duplicate: boolean }> {
+    const mayAppend = this.options.mayAppend;
+    return appendChain(chunks, {
+      width: this.options.pipeline ?? DEFAULT_PIPELINE,
+      lastSeq: () => this.lastSeq,
+      stored: (seq) => {
+        this.lastSeq = seq;
+      },
+      send: (m, expect) =>
+        this.js.publish(m.subject, m.payload, {
+          msgID: m.msgID,
+          headers: natsHeadersOf(m.headers, m.term),
+          expect: { streamName: this.stream, ...expect },
+        }),
+      alone: (m) => this.append(m.subject, m.payload, m.msgID, natsHeadersOf(m.headers, m.term)),
+      mayAppend:
+        mayAppend &&
+        (() => {
+          const refused = mayAppend();
+          return refused && `not appending to ${this.stream}: ${refused}`;
+        }),
+    });
   }
 
   /**
@@ -471,6 +516,27 @@ export class VersionPublisher {
 }
 
 const textDecoder = new TextDecoder();
+
+/** Checkpoint chunks in flight at once by default (8 × 512 KiB held at most). */
+const DEFAULT_PIPELINE = 8;
+
+/** A message ready to send: `headers` signed ones (what a target notice carries), `term` added on the wire. */
+interface Outgoing {
+  readonly subject: string;
+  readonly payload: Uint8Array;
+  readonly msgID: string;
+  readonly headers: Record<string, string>;
+  readonly term: string | undefined;
+}
+
+/** Fresh headers per send: the client adds its expectation headers to the object it is given. */
+function natsHeadersOf(headers: Readonly<Record<string, string>>, term?: string): MsgHdrs {
+  const h = natsHeaders();
+  for (const [k, v] of Object.entries(headers)) h.set(k, v);
+  if (term) h.set(H.term, term);
+  return h;
+}
+
 interface TermClaim {
   readonly term: number;
   readonly id: string;
