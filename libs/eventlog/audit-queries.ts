@@ -3,35 +3,78 @@ import { nodeStateHash, renderNodeState } from '../planner/index.ts';
 import { EventLogError } from './event-log-error.ts';
 import type { EventLog } from './event-log.ts';
 import { rowToEvent, type EventRow } from './event-row.ts';
-import { replayVersion } from './replay.ts';
+import { contentSource, replayVersion } from './replay.ts';
 import { databaseOf } from './database-handle.ts';
 
 export interface ServiceHistoryEntry {
   readonly event: LoggedWatchEvent;
   /** The first version whose seq range covers the event (undefined: no version yet). */
   readonly version: number | undefined;
-  /** Nodes that acknowledged that version or a later one, each with the first such ack's version. */
-  readonly ackedBy: readonly { node: string; version: number; at: string }[];
+  /**
+   * Nodes that acknowledged a version whose content holds the event, each with its first such ACK
+   * (lowest version). That is `version` or a later one, but not a pin/rollback to content from
+   * before the event: a node that ACKed only that does not run the change (review 2, R2).
+   * `contentOf`: the version whose content the ACKed one repeats (followed to the version made from
+   * events), when the ACKed version is a pin or rollback.
+   */
+  readonly ackedBy: readonly AckedBy[];
+}
+
+export interface AckedBy {
+  readonly node: string;
+  readonly version: number;
+  /** The node's own time on that ACK. */
+  readonly at: string;
+  readonly contentOf?: number;
 }
 
 /** Every event of one service (the Service and the slices labelled for it), oldest first. */
 export function serviceHistory(log: EventLog, ns: string, name: string): ServiceHistoryEntry[] {
-  const rows = databaseOf(log)
+  const db = databaseOf(log);
+  const rows = db
     .prepare(
       `SELECT * FROM events WHERE namespace = ? AND service = ? AND kind IN ('Service','EndpointSlice') ORDER BY seq`,
     )
     .all(ns, name) as EventRow[];
-  const versionOf = databaseOf(log).prepare(
-    'SELECT min(version) AS v FROM versions WHERE seq_to >= ? AND content_of IS NULL',
-  );
-  const acks = databaseOf(log).prepare(
-    `SELECT node, min(version) AS version, min(at) AS at FROM acks WHERE type = 'ACK' AND version >= ? GROUP BY node ORDER BY node`,
+  const versionOf = db.prepare('SELECT min(version) AS v FROM versions WHERE seq_to >= ? AND content_of IS NULL');
+  const pins = pinSources(log);
+  // Per node, its first ACK (lowest version, then earliest row) among versions >= v whose content
+  // holds the event: every version made from events from v on does (seq_to only grows); a pin or
+  // rollback does when the version its content came from covers the event (the `held` list).
+  const acks = db.prepare(
+    `SELECT node, version, at FROM (
+       SELECT a.node, a.version, a.at, row_number() OVER (PARTITION BY a.node ORDER BY a.version, a.id) AS n
+       FROM acks a JOIN versions w ON w.version = a.version
+       WHERE a.type = 'ACK' AND a.version >= ?
+         AND (w.content_of IS NULL OR a.version IN (SELECT value FROM json_each(?))))
+     WHERE n = 1 ORDER BY node`,
   );
   return rows.map((r) => {
     const v = (versionOf.get(r.seq) as { v: number | null }).v ?? undefined;
-    const ackedBy = v === undefined ? [] : (acks.all(v) as { node: string; version: number; at: string }[]);
+    if (v === undefined) return { event: rowToEvent(r), version: v, ackedBy: [] };
+    const held = [...pins].filter(([w, src]) => w >= v && src.seqTo >= r.seq).map(([w]) => w);
+    const ackedBy = (acks.all(v, JSON.stringify(held)) as { node: string; version: number; at: string }[]).map(
+      (a): AckedBy => {
+        const src = pins.get(a.version);
+        return src ? { ...a, contentOf: src.version } : a;
+      },
+    );
     return { event: rowToEvent(r), version: v, ackedBy };
   });
+}
+
+/** Every pin/rollback version → the version its content came from (content_of followed to the end). */
+function pinSources(log: EventLog): Map<number, { version: number; seqTo: number }> {
+  const rows = databaseOf(log)
+    .prepare('SELECT version, content_of AS c FROM versions WHERE content_of IS NOT NULL ORDER BY version')
+    .all() as { version: number; c: number }[];
+  const out = new Map<number, { version: number; seqTo: number }>();
+  for (const { version, c } of rows) {
+    // content_of < version (the log refuses others), so a pin's source is already resolved here
+    const src = out.get(c) ?? contentSource(log, c);
+    out.set(version, { version: src.version, seqTo: src.seqTo });
+  }
+  return out;
 }
 
 export interface NodeAtTime {

@@ -24,6 +24,7 @@ export {
   diffVersions,
   nodesBehind,
   type ServiceHistoryEntry,
+  type AckedBy,
   type NodeAtTime,
   type VersionDiff,
   type NodeLag,

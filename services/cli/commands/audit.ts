@@ -77,7 +77,8 @@ export function registerAudit(program: Command, setExit: SetExit): void {
                   e.event.name,
                   e.event.resourceVersion,
                   e.version ?? '-',
-                  e.ackedBy.map((a) => `${a.node}@${a.version}`).join(',') || '-',
+                  e.ackedBy.map((a) => `${a.node}@${a.version}${a.contentOf ? `(=v${a.contentOf})` : ''}`).join(',') ||
+                    '-',
                 ]),
                 wide,
               ),
