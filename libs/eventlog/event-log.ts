@@ -556,7 +556,8 @@ export class EventLog {
 
   /**
    * Drops every row after `to` (a position this log holds) in one transaction, records what was
-   * dropped in replication_truncations (with the rows) and sets the resume points and mark given.
+   * dropped in replication_truncations (with the rows) and sets the resume points and mark given
+   * (no resume points given: none are kept).
    */
   truncateTo(
     to: LogPosition,
@@ -575,10 +576,12 @@ export class EventLog {
         throw new EventLogError('DIVERGED', 'truncate: this log does not hold the position to truncate to');
       this.recentEvents.clear();
       const dropped = truncateRows(this.db, to);
-      if (record.resumePoints) {
-        this.db.prepare('DELETE FROM resume_points').run();
-        replaceResumePoints(this.db, record.resumePoints);
-      }
+      // The stored resume points were written with the newest rows, the dropped ones included: an
+      // informer resuming from them would never see the dropped events again. Without the group's
+      // (those of the batch that ends at `to`), keep none: the informer relists and diffs against
+      // the objects the log holds, as after a 410.
+      this.db.prepare('DELETE FROM resume_points').run();
+      if (record.resumePoints) replaceResumePoints(this.db, record.resumePoints);
       if (record.mark) writeMark(this.db, record.mark, at);
       return recordTruncation(this.db, {
         at,

@@ -155,6 +155,7 @@ class StreamLogReplicator implements LogReplicator {
   private term = 0;
   /** The position the group's stream ends at, as far as read (undefined: no batch yet, no mark). */
   private groupEnd: LogPosition | undefined;
+  /** The resume points of the group's last batch; undefined until one is read (a truncation then keeps none). */
   private groupResume: readonly RawRow[] | undefined;
   private markDirty = false;
   private lastMarkAt = 0;
