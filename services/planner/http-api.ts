@@ -97,13 +97,18 @@ export function plannerRoutes(
       access: 'public',
       handle: ({ res }) => {
         const sourceError = p.sourceProblem();
-        const ready = p.isSynced && sourceError === undefined; // a failing source means stale data
+        // A failing source means stale data; so does a log that cannot take the events it sees
+        // (a full disk): nothing after them becomes a version until the append works again.
+        const appendError = p.failure('append');
+        const ready = p.isSynced && sourceError === undefined && appendError === undefined;
         const reason =
           sourceError !== undefined
             ? `event source failing: ${sourceError}`
-            : p.isSynced
-              ? undefined
-              : 'event source not synced yet';
+            : appendError !== undefined
+              ? `cannot log the events it sees: ${appendError}`
+              : p.isSynced
+                ? undefined
+                : 'event source not synced yet';
         send(res, ready ? 200 : 503, {
           ready,
           ...(reason === undefined ? {} : { reason }),

@@ -258,6 +258,11 @@ export class Planner {
     return [...this.failures.values()].at(-1);
   }
 
+  /** The failure of one step (e.g. 'append', 'source') while it lasts, else undefined. */
+  failure(where: string): string | undefined {
+    return this.failures.get(where);
+  }
+
   private fail(where: string, err: unknown): void {
     this.failures.delete(where); // re-inserted last: the newest failure is the one shown
     this.failures.set(where, `${where}: ${err instanceof Error ? err.message : String(err)}`);

@@ -288,11 +288,22 @@ describe.sequential('fault suite (real processes)', () => {
           { timeout: 60_000, interval: 250 },
         )
         .toMatch(/full|SQLITE_FULL|ENOSPC/i);
+      // Not ready while it cannot log what it sees (the shipped Deployment's readinessProbe).
+      await expect
+        .poll(
+          async () => {
+            const r = await fetch(`${fleet.api}/readyz`);
+            return `${r.status} ${((await r.json()) as { reason?: string }).reason ?? ''}`;
+          },
+          { timeout: 30_000, interval: 250 },
+        )
+        .toMatch(/^503 cannot log the events it sees: append: .*(full|SQLITE_FULL|ENOSPC)/i);
     } finally {
       clearInterval(bulk);
       rmSync(filler, { force: true });
     }
     edit();
     record('disk full', await fleet.converged());
+    expect((await fetch(`${fleet.api}/readyz`)).status).toBe(200);
   }, 240_000);
 });
