@@ -288,9 +288,14 @@ export class EventLog {
       );
     if (!Number.isInteger(input.seqTo) || input.seqTo < 0)
       throw new EventLogError('INVALID', `recordVersion: bad seqTo ${input.seqTo}`);
-    const createdAt = this.now().toISOString();
+    const now = this.now().toISOString();
     return this.write('recordVersion', () => {
       const last = this.latestVersion();
+      // Monotonic along the chain: a planner whose clock is behind the previous writer's (a
+      // failover, an NTP step back) must not stamp a version before its parent, or `replay --at`
+      // would name it current at a time before it existed (review 2, L3). ISO-8601 UTC texts
+      // compare as times.
+      const createdAt = last && last.createdAt > now ? last.createdAt : now;
       const lastSeq = this.lastSeq();
       if (input.seqTo > lastSeq)
         throw new EventLogError(
@@ -346,12 +351,22 @@ export class EventLog {
     return rows.map(rowToVersion);
   }
 
-  /** The latest version created at or before `at` (ISO-8601). */
+  /**
+   * The version current at `at` (ISO-8601 UTC): the one before the first version stamped after
+   * `at`, or the latest when none is. Versions are stamped monotonic (recordVersion), where this
+   * is simply the last one stamped at or before `at`; logs written by earlier releases may hold
+   * stamps that go back (one planner's clock behind another's), and a version made later but
+   * stamped earlier is then not taken for one that existed at `at`.
+   */
   versionAt(at: string): VersionRecord | undefined {
-    const row = this.db.prepare('SELECT * FROM versions WHERE created_at <= ? ORDER BY version DESC LIMIT 1').get(at) as
-      | VersionRow
-      | undefined;
-    return row && rowToVersion(row);
+    const after = this.db.prepare('SELECT min(version) AS v FROM versions WHERE created_at > ?').get(at) as {
+      v: number | null;
+    };
+    if (after.v === null) {
+      const latest = this.latestVersion();
+      return latest && latest.createdAt <= at ? latest : undefined;
+    }
+    return after.v > 1 ? this.version(after.v - 1) : undefined;
   }
 
   /** The stored delta of version n against its parent (undefined when none was recorded). */
