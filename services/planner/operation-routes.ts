@@ -2,7 +2,7 @@ import { parseWaves, readWavePolicy, type WavePolicy, type WaveSpec } from '../.
 import { readProxyConfig, type ProxyConfig } from '../../libs/model/index.ts';
 import type { ApiRoute } from './http-api.ts';
 import { HttpError, type Body } from './http-error.ts';
-import type { Planner } from './planner.ts';
+import { NotCommittedError, type Planner } from './planner.ts';
 
 /** How a rollout is to run, as the API accepts it for /rollout, /mode and /config. */
 export interface RolloutRequest {
@@ -64,8 +64,25 @@ function checkedChange(p: Planner, change: unknown): Body {
   return change as Body;
 }
 
+/**
+ * An operation this planner committed locally but not (known to be) in the group's log is not
+ * done: 503, the planner's line names why and what to do (ctl prints it and exits 1).
+ */
+async function unlessNotCommitted(run: () => unknown): Promise<unknown> {
+  try {
+    return await run();
+  } catch (e) {
+    if (e instanceof NotCommittedError) throw new HttpError(503, e.message);
+    throw e;
+  }
+}
+
 /** Operations: each needs an operator token and is recorded with actor and reason. */
 export function operationRoutes(p: Planner): ApiRoute[] {
+  return operationRouteList(p).map((r) => ({ ...r, handle: (call) => unlessNotCommitted(() => r.handle(call)) }));
+}
+
+function operationRouteList(p: Planner): ApiRoute[] {
   const configChange = async (
     change: Body,
     b: Body,

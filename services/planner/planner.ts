@@ -47,6 +47,23 @@ export interface PlannerOptions {
    * memory only; it writes nothing anywhere and refuses operations.
    */
   readonly role?: 'leader' | 'follower';
+  /**
+   * Resolves once every row committed to the local file is in the group's log (the replicated
+   * log's flush); rejects when it cannot say so (fenced, timed out, abandoned). An operation is
+   * answered only after it resolved (review2 R4). Absent: the file is all there is.
+   */
+  readonly commit?: () => Promise<void>;
+}
+
+/**
+ * An operation committed to this planner's file but not (known to be) in the group's log: the
+ * caller must not take it as done. API: 503.
+ */
+export class NotCommittedError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'NotCommittedError';
+  }
 }
 
 /**
@@ -461,8 +478,30 @@ export class Planner {
 
   // ---- operations (each recorded with actor and reason) ----
 
+  /**
+   * Awaited by every operation right after its local commit, before it publishes or answers: a
+   * row only this file holds is dropped by a step-down's truncation (follow() keeps what the
+   * group holds), so an operation answered before its flush could vanish from the group's history
+   * while the operator holds its id (review2 R4). A fenced flush means another leader wrote: this
+   * planner steps down (the group's flush timer sees the same fence) and the rows are dropped; a
+   * flush that timed out or was abandoned may still land, so the caller is told to check.
+   */
+  private async committed(what: string): Promise<void> {
+    try {
+      await this.options.commit?.();
+    } catch (e) {
+      const why = e instanceof Error ? e.message : String(e);
+      throw new NotCommittedError(
+        e instanceof Error && e.name === 'FencedError'
+          ? `${what} is not committed to the group's log (${why}): this planner steps down and drops it; retry against the leader`
+          : `${what} is not confirmed in the group's log (${why}): it is lost if this planner steps down before its next flush; check the leader's 'audit ops' before retrying`,
+      );
+    }
+  }
+
   private async finishData(d: DataOperation) {
     this.remember(d.version);
+    await this.committed(`operation ${d.operation.id} (${d.operation.kind})`);
     await this.publishAndTarget();
     return {
       operation: d.operation.id,
@@ -488,6 +527,7 @@ export class Planner {
   ) {
     return this.serial(async () => {
       const rev = this.config.newRevision(change, who, kind, rollout && { ...rollout, nodes: this.fleet() });
+      await this.committed(`config revision ${rev.revision} (${kind})`);
       if (this.config.state.rollout?.configRevision === rev.revision) await this.publishAndTarget();
       return { revision: rev.revision, hash: rev.hash, config: rev.config, state: this.config.state };
     });
@@ -509,6 +549,7 @@ export class Planner {
       if (o.pause) {
         const st = this.config.pause(who); // overrides stay as they are: nothing to publish
         this.armRolloutClock(); // a paused rollout has no deadline
+        await this.committed('the rollout pause'); // lost, the next leader would carry the rollout on
         return st;
       }
       if (o.resume) this.config.resume(who);
@@ -528,6 +569,7 @@ export class Planner {
         );
       }
       this.config.step(this.rolloutReports());
+      await this.committed(`the rollout ${o.resume ? 'resume' : o.promote ? 'promotion' : 'start'}`);
       await this.publishAndTarget();
       return this.config.state;
     });
@@ -536,6 +578,7 @@ export class Planner {
   rollbackConfig(to: number | undefined, who: Actor) {
     return this.serial(async () => {
       this.config.rollback(to, who);
+      await this.committed('the config rollback');
       await this.publishAndTarget();
       return this.config.state;
     });

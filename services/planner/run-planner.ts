@@ -218,6 +218,8 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
         debounceMs: o.debounceMs,
         hooks: metrics.hooks,
         role,
+        // an operation is answered once the group's log holds it (review2 R4)
+        commit: () => replicator?.flush() ?? Promise.resolve(),
       });
     const g = new PlannerGroup({
       group: groupName,

@@ -7,6 +7,7 @@ import { DEFAULT_PROXY_CONFIG } from '../../libs/model/index.ts';
 import { startApplierService, type ApplierService } from '../../services/applier/applier-service.ts';
 import { runPlanner, type RunningPlanner } from '../../services/planner/run-planner.ts';
 import { freezeNats } from '../libs/bus/nats-freeze.ts';
+import { sbIn } from '../services/cli/cli-support.ts';
 import { nodeYaml, plannerEnv, sliceYaml, svcYaml, type PlannerEnv } from '../services/planner/planner-support.ts';
 
 /**
@@ -156,5 +157,44 @@ describe('a leader stepping down while its bus writes hang', () => {
       log.close();
     }
     thaw();
+  }, 30_000);
+});
+
+/**
+ * Review2 R4: an operation is answered only once the group's log holds it. A flush refused (here:
+ * anyone's publish on the log subject moved the stream's last sequence, as a deposed leader's late
+ * append would) means the leader steps down and its truncation drops the rows: the operator must
+ * hear that, not get a 200 for a pin no planner will have.
+ */
+describe("operations answered only once the group's log holds them", () => {
+  it('a config change is in the log stream when answered; a pin whose flush is fenced is a one-line error (exit 1) and no leader holds it', async () => {
+    const a = await startPlanner('a', env.db);
+    await a.planner.synced;
+    const jsm = await jetstreamManager(env.nc);
+    const lastSeq = async () => (await jsm.streams.info('SB_LOG_switchboard')).state.last_seq;
+    const before = await lastSeq();
+    // no rollout: nothing is published, so only the operation's own flush puts it on the stream
+    const res = await fetch(`${a.url}/config`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ change: { scheduler: 'lc' } }),
+    });
+    expect(res.status).toBe(200);
+    const { revision } = (await res.json()) as { revision: number };
+    expect(await lastSeq()).toBeGreaterThan(before);
+
+    env.nc.publish('sb.log.switchboard', new TextEncoder().encode('not a batch'));
+    await env.nc.flush();
+    const r = await sbIn(['ctl', '--server', a.url, 'pin', '--version', '1', '--reason', 'incident 42']);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toMatch(
+      /^switchboard: planner: operation \d+ \(pin\) is not committed to the group's log \(.*another writer appended.*\): this planner steps down and drops it; retry against the leader\n$/,
+    );
+    // it steps down (its truncation drops the pin), then leads again, alone: no pin anywhere
+    await within(() => a.group.role() === 'follower', 4 * TTL, 'the fenced leader steps down');
+    await within(() => a.group.role() === 'leader' && a.planner.isSynced, 4 * TTL, 'it leads again');
+    expect(a.planner.data.pin ?? null).toBeNull();
+    expect(a.planner.config.revision(revision)?.config.scheduler).toBe('lc'); // the change answered 200 stayed
   }, 30_000);
 });
