@@ -567,6 +567,9 @@ export class EventLog {
       importRows(this.db, batch, opts);
       if (opts.mark) writeMark(this.db, opts.mark, at);
     });
+    // The batch's resume points are the group's; a save still pending here (a stopped informer's,
+    // its event never appended) would be written over them by the next append.
+    this.resume?.discardPending();
   }
 
   /**
@@ -608,6 +611,7 @@ export class EventLog {
         dropped,
       });
     });
+    this.resume?.discardPending(); // saves made for rows this log no longer holds, or never held
     return listTruncations(this.db).find((t) => t.id === id);
   }
 
@@ -625,13 +629,15 @@ export class EventLog {
     this.write('replication mark', () => writeMark(this.db, m, at));
   }
 
+  /**
+   * Pending resume-point saves are dropped, not written: they may be past events that were queued
+   * but never appended (a failed drain at stop, a full disk), and the informer then resumes from
+   * the last resume point an append covered, re-delivering the rest as after a crash.
+   */
   close(): void {
     if (!this.db.open) return;
-    try {
-      this.resume?.flush();
-    } finally {
-      this.db.close();
-      this.writerLock?.release();
-    }
+    this.resume?.discardPending();
+    this.db.close();
+    this.writerLock?.release();
   }
 }

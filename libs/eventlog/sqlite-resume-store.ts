@@ -7,7 +7,9 @@ import type { KubeKind } from '../model/index.ts';
  *
  * The informer may save after every event; a durable write each time would cost one fsync per
  * event. So saves are buffered and written inside the next event-append transaction (the
- * EventLog calls `writePending`), or by `flush()` / on close. A crash can lose only saves made
+ * EventLog calls `writePending`), and only there: the informer saves once the planner *queued* an
+ * event, so a save written alone (at close, after a failed append) could make a resume point durable
+ * past an event that never was (review2 R6). Close, a crash or a truncation loses only saves made
  * after the last append: the informer then resumes from an older resourceVersion and sees some
  * events again, which re-logs them but cannot skip any.
  */
@@ -45,7 +47,15 @@ export class SqliteResumeStore {
     this.pending.clear();
   }
 
-  /** Writes buffered saves durably now. */
+  /** Forgets buffered saves (close, or the log's rows replaced: truncation, import). */
+  discardPending(): void {
+    this.pending.clear();
+  }
+
+  /**
+   * Writes buffered saves durably now. Only for a caller that knows every event up to each saved
+   * resourceVersion is in the log (tests that write both themselves); never on a planner's path.
+   */
   flush(): void {
     if (this.pending.size === 0) return;
     this.db.transaction(() => this.writePending())();

@@ -127,11 +127,11 @@ describe('EventLog', () => {
     log.appendEvents([node('a', 1)]);
     expect(peek()).toBe('12');
     rs.save('Service', '13');
-    log.close(); // flushes
-    expect(peek()).toBe('13');
+    log.close(); // drops the pending save: no append covered it (resume-points.test.ts says why)
+    expect(peek()).toBe('12');
     other.close();
     const again = await openLog(file);
-    expect(again.resumeStore().load('Service')).toBe('13');
+    expect(again.resumeStore().load('Service')).toBe('12');
     expect(again.resumeStore().load('Node')).toBe('3');
     again.close();
   });
