@@ -37,6 +37,12 @@ export interface ConsoleOptions {
   readonly log: () => EventLog;
   /** How often the event stream looks for a change to push (default 300 ms). */
   readonly pushIntervalMs?: number;
+  /**
+   * Longest the event stream stays silent (default 15 s): a keep-alive comment is sent when
+   * nothing changed. The stream announces it first, and the page treats a silence of 2.5× it as a
+   * broken stream (a hung planner or a half-open connection sends nothing, and closes nothing).
+   */
+  readonly keepAliveMs?: number;
 }
 
 /**
@@ -46,6 +52,7 @@ export interface ConsoleOptions {
  */
 export function consoleRoutes(o: ConsoleOptions): ApiRoute[] {
   const every = o.pushIntervalMs ?? 300;
+  const keepAliveMs = o.keepAliveMs ?? 15_000;
   return [
     {
       method: 'GET',
@@ -114,12 +121,13 @@ export function consoleRoutes(o: ConsoleOptions): ApiRoute[] {
             last = text;
             quiet = 0;
             write(res, `event: snapshot\ndata: ${text}\n\n`);
-          } else if (++quiet * every >= 15_000) {
+          } else if (++quiet * every >= keepAliveMs) {
             quiet = 0;
             write(res, ': keep-alive\n\n');
           }
         };
         const timer = setInterval(push, every);
+        write(res, `: keep-alive-ms ${keepAliveMs}\n\n`); // the page's deadline for silence
         push();
         req.once('close', () => clearInterval(timer));
         return WROTE_RESPONSE;

@@ -65,6 +65,8 @@ export interface RunPlannerOptions {
   readonly id?: string;
   /** Copies of every stream and bucket in the NATS cluster (default 1). */
   readonly replicas?: number;
+  /** How often the console's event stream proves it is alive when nothing changed (default 15 s). */
+  readonly consoleKeepAliveMs?: number;
 }
 
 export interface RunningPlanner {
@@ -100,7 +102,7 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
     tokens: tokens && (() => tokens.current()),
     started: () => serving,
     // The console's data routes run only once serving (non-public routes answer 503 before).
-    routes: consoleRoutes({ planner: () => current()!, log: () => log }),
+    routes: consoleRoutes({ planner: () => current()!, log: () => log, keepAliveMs: o.consoleKeepAliveMs }),
   });
   try {
     await new Promise<void>((resolve, reject) => {

@@ -89,14 +89,35 @@
         const reader = r.body.getReader();
         const dec = new TextDecoder();
         let buf = '';
+        // A hung planner or a half-open connection sends nothing and closes nothing: the server
+        // announces how often it speaks at least, and a silence of 2.5x that is a broken stream.
+        let silentMs = 35_000;
         for (;;) {
-          const { value, done } = await reader.read();
-          if (done) break;
+          let timer;
+          const silence = new Promise((_, reject) => {
+            timer = setTimeout(
+              () => reject(new Error(`no word from the planner for ${Math.round(silentMs / 1000)} s`)),
+              silentMs,
+            );
+          });
+          let chunk;
+          try {
+            chunk = await Promise.race([reader.read(), silence]);
+          } catch (e) {
+            reader.cancel().catch(() => {});
+            throw e;
+          } finally {
+            clearTimeout(timer);
+          }
+          const { value, done } = chunk;
+          if (done) throw new Error('the planner closed the stream');
           buf += dec.decode(value, { stream: true });
           let i;
           while ((i = buf.indexOf('\n\n')) >= 0) {
             const msg = buf.slice(0, i);
             buf = buf.slice(i + 2);
+            const announced = /^: keep-alive-ms (\d+)$/.exec(msg);
+            if (announced) silentMs = Math.max(1000, Number(announced[1]) * 2.5);
             const data = msg
               .split('\n')
               .filter((l) => l.startsWith('data: '))
@@ -109,7 +130,10 @@
           }
         }
       } catch (e) {
-        $('summary').textContent = `live updates interrupted (${e.message}); reconnecting`;
+        // What the page still shows is the last snapshot: say how old it is, and grey it out.
+        const asOf = state.snapAt ? ` · showing the fleet as of ${state.snapAt.toLocaleTimeString()}` : '';
+        $('summary').textContent = `live updates interrupted (${e.message}); reconnecting${asOf}`;
+        $('app').classList.add('stale');
       }
       $('live').classList.remove('on');
       await new Promise((r) => setTimeout(r, delay));
@@ -120,6 +144,8 @@
   // ---- rendering ----
   function render(s) {
     state.snap = s;
+    state.snapAt = new Date();
+    $('app').classList.remove('stale');
     const sum =
       Object.entries(s.summary)
         .filter(([, n]) => n > 0)

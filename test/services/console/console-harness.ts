@@ -2,13 +2,14 @@
 // directory, HTTP API with a token file) whose nodes are simulated by publishing the ACKs and
 // NACKs an applier would send on the real bus, and headless Chromium driven by playwright-core.
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { ackSubject } from '../../../libs/bus/index.ts';
 import { DEFAULT_PROXY_CONFIG } from '../../../libs/model/index.ts';
 import { nodeStateHash, renderNodeState } from '../../../libs/planner/index.ts';
-import { runPlanner, type RunningPlanner } from '../../../services/planner/run-planner.ts';
+import { runPlanner, type RunningPlanner, type RunPlannerOptions } from '../../../services/planner/run-planner.ts';
 import { ack, nack, nodeYaml, plannerEnv, sendAck, until, type PlannerEnv } from '../planner/planner-support.ts';
 
 export const CHROMIUM = ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find((p) => existsSync(p));
@@ -23,14 +24,19 @@ export interface ConsoleEnv {
   /** ACK the latest version (and each node's target revision) from every node given. */
   ackAll(nodes?: readonly string[]): Promise<void>;
   nack(node: string, error: string): Promise<void>;
-  open(token: string): Promise<Page>;
+  /** Opens the console as the token's holder; `base` reaches the planner another way (a proxy). */
+  open(token: string, base?: string): Promise<Page>;
   screenshot(page: Page, name: string): Promise<string>;
   close(): Promise<void>;
 }
 
 let browser: Browser | undefined;
 
-export async function consoleEnv(nodeCount: number, files: Record<string, string> = {}): Promise<ConsoleEnv> {
+export async function consoleEnv(
+  nodeCount: number,
+  files: Record<string, string> = {},
+  plannerOptions: Partial<RunPlannerOptions> = {},
+): Promise<ConsoleEnv> {
   const env = await plannerEnv();
   const nodes = Array.from(
     { length: nodeCount },
@@ -50,6 +56,7 @@ export async function consoleEnv(nodeCount: number, files: Record<string, string
     debounceMs: 20,
     pollMs: 100,
     say: () => {},
+    ...plannerOptions,
   });
   await planner.planner.synced;
   const p = planner.planner;
@@ -78,10 +85,10 @@ export async function consoleEnv(nodeCount: number, files: Record<string, string
       const t = p.targetOf(node);
       await sendAck(env.nc, nack(node, t.version, t.configRevision, error));
     },
-    open: async (token) => {
+    open: async (token, base = planner.url) => {
       const page = await browser!.newPage({ viewport: { width: 1400, height: 900 } });
       pages.push(page);
-      await page.goto(`${planner.url}/ui/#token=${token}`);
+      await page.goto(`${base}/ui/#token=${token}`);
       return page;
     },
     screenshot: async (page, name) => {
@@ -101,4 +108,52 @@ export async function consoleEnv(nodeCount: number, files: Record<string, string
 export async function closeBrowser(): Promise<void> {
   await browser?.close();
   browser = undefined;
+}
+
+/**
+ * A TCP relay to the planner that can go silent without closing anything, as a hung planner (a
+ * stopped process, a stuck event loop) or a half-open path looks from the browser: while frozen,
+ * bytes in both directions are held, and new connections are accepted but get no answer.
+ */
+export async function freezableRelay(target: string): Promise<{
+  url: string;
+  freeze(): void;
+  thaw(): void;
+  close(): Promise<void>;
+}> {
+  const { hostname, port } = new URL(target);
+  let frozen = false;
+  const held: { to: net.Socket; data: Buffer }[] = [];
+  const sockets = new Set<net.Socket>();
+  const relay = (from: net.Socket, to: net.Socket) =>
+    from.on('data', (data: Buffer) => (frozen ? held.push({ to, data }) : to.write(data)));
+  const server = net.createServer((client) => {
+    const upstream = net.connect(Number(port), hostname);
+    for (const s of [client, upstream]) {
+      sockets.add(s);
+      s.on('error', () => {});
+      s.on('close', () => {
+        sockets.delete(s);
+        client.destroy();
+        upstream.destroy();
+      });
+    }
+    relay(client, upstream);
+    relay(upstream, client);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    url: `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`,
+    freeze: () => {
+      frozen = true;
+    },
+    thaw: () => {
+      frozen = false;
+      for (const { to, data } of held.splice(0)) if (!to.destroyed) to.write(data);
+    },
+    close: async () => {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((r) => server.close(() => r()));
+    },
+  };
 }

@@ -6,7 +6,7 @@ import { DEFAULT_WAVE_POLICY } from '../../../libs/control/index.ts';
 import { heartbeatSubject } from '../../../libs/bus/index.ts';
 import { nodeStateHash, renderNodeState } from '../../../libs/planner/index.ts';
 import { ack, sendAck, sliceYaml, svcYaml, until } from '../planner/planner-support.ts';
-import { CHROMIUM, TOKENS, closeBrowser, consoleEnv, type ConsoleEnv } from './console-harness.ts';
+import { CHROMIUM, TOKENS, closeBrowser, consoleEnv, freezableRelay, type ConsoleEnv } from './console-harness.ts';
 
 let c: ConsoleEnv | undefined;
 afterEach(async () => {
@@ -73,6 +73,42 @@ describe.skipIf(!CHROMIUM)('console at /ui', () => {
     expect(await page.locator('#nodes .w-SYNCED').count()).toBe(3);
     renameSync(`${c.env.manifests}.away`, c.env.manifests);
     await page.locator('#planner-alert').waitFor({ state: 'hidden', timeout: 30_000 });
+  }, 120_000);
+
+  it('greys the grid and says how old it is when the stream goes silent (a hung planner), and recovers', async () => {
+    // The stream promises a word every 400 ms, so 1 s of silence means it is broken.
+    c = await consoleEnv(
+      2,
+      { 'web.yaml': svcYaml('web', '10.96.0.1') + '---\n' + sliceYaml('web', ['10.0.0.1']) },
+      {
+        consoleKeepAliveMs: 400,
+      },
+    );
+    await c.ackAll();
+    const relay = await freezableRelay(c.planner.url);
+    try {
+      const page = await c.open(TOKENS.viewer, relay.url);
+      await page.waitForFunction("document.querySelectorAll('#nodes .w-SYNCED').length === 2", undefined, {
+        timeout: 30_000,
+      });
+      expect(await page.locator('#live').getAttribute('class')).toMatch(/\bon\b/);
+      relay.freeze(); // nothing closes: only the silence tells
+      await page.locator('#summary', { hasText: 'live updates interrupted' }).waitFor({ timeout: 15_000 });
+      expect(await page.locator('#summary').textContent()).toMatch(
+        /^live updates interrupted \(no word from the planner for 1 s\); reconnecting · showing the fleet as of /,
+      );
+      expect(await page.locator('#app').getAttribute('class')).toMatch(/\bstale\b/);
+      expect(await page.locator('#live').getAttribute('class')).not.toMatch(/\bon\b/);
+      relay.thaw();
+      await page.waitForFunction("!document.querySelector('#app').classList.contains('stale')", undefined, {
+        timeout: 30_000,
+      });
+      expect(await page.locator('#summary').textContent()).toMatch(
+        /^version 1 · config revision 1 · 2 nodes: 2 SYNCED/,
+      );
+    } finally {
+      await relay.close();
+    }
   }, 120_000);
 
   it('shows the node and error of a NACK that halted a rollout; an operator rolls back, a viewer cannot', async () => {
