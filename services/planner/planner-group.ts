@@ -225,7 +225,16 @@ export class PlannerGroup {
     clearInterval(this.flushTimer);
     await this.current?.stop();
     await this.becomeFollower();
-    this.current?.noteFailure('lease', `stepped down (${why})`); // shown until this planner leads again
+    // Shown while it matters: until this follower has caught up with the group's log (then it is a
+    // healthy follower, and lastError names what fails now), or until it leads again.
+    const p = this.current;
+    p?.noteFailure('lease', `stepped down (${why})`);
+    void this.following?.caughtUp.then(
+      () => {
+        if (this.current === p) p?.noteRecovered('lease');
+      },
+      () => undefined,
+    );
     this.options.onRoleChange?.();
   }
 

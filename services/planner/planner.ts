@@ -119,6 +119,9 @@ export class Planner {
     this.data = DataAxis.restore(log);
     this.config = ConfigAxis.restore(log, this.options.initialConfig, () => this.now());
     if (this.role === 'follower') {
+      // Every node's last report in the log, as a leader seeds them: a leader that just stepped
+      // down (a new follower Planner) must not show nodes it heard seconds ago as never heard from.
+      this.seedLastReports();
       this.options.bus.listen({
         onAck: (a) => this.nodes.onAck(a, Date.now()),
         onHeartbeat: (h) => this.nodes.onHeartbeat(h, Date.now()),
@@ -289,6 +292,11 @@ export class Planner {
   /** Records a failure seen outside the planner's own steps (the group's, e.g. a step-down), shown until it recovers. */
   noteFailure(where: string, err: unknown): void {
     this.fail(where, err);
+  }
+
+  /** Ends a failure noted with noteFailure (the group's, once what it names is over). */
+  noteRecovered(where: string): void {
+    this.recovered(where);
   }
 
   private recovered(where: string): void {

@@ -113,6 +113,11 @@ describe('a leader stepping down while its bus writes hang', () => {
     const stepDownMs = await within(() => a.group.role() === 'follower', 10_000, 'the leader role stopped');
     expect(stepDownMs, `step-down took ${Math.round(stepDownMs)} ms; said: ${said.join(' | ')}`).toBeLessThan(1000);
     expect(a.planner.lastError).toMatch(/^lease: stepped down \(lease not renewed/);
+    // The new follower Planner knows what the leader heard: the node's last report, from the log.
+    const row = a.planner.status().find((r) => r.node === 'node-1');
+    expect(row?.reason).not.toBe('never heard from');
+    expect(row?.appliedVersion).toBe(1);
+    expect(row?.lastReportAt).not.toBeNull();
 
     thaw();
     await expect.poll(() => b.group.role(), { timeout: 4 * TTL }).toBe('leader');
@@ -126,6 +131,8 @@ describe('a leader stepping down while its bus writes hang', () => {
     await expect.poll(() => b.planner.data.latest()?.version, { timeout: 10_000 }).toBe(before + 1);
     await expect.poll(() => applied(svc), { timeout: 20_000 }).toBe(before + 1);
     expect(a.group.role()).toBe('follower');
+    // Caught up with the group again, a healthy follower: its last error no longer names the step-down.
+    await expect.poll(() => a.planner.lastError ?? null, { timeout: 10_000 }).toBeNull();
 
     // Every delta after version 1 on the stream carries the new leader's term: the old leader's
     // abandoned writes stored nothing after it stepped down.
