@@ -45,15 +45,34 @@ export class ConfigAxis {
     private readonly log: EventLog,
     private targetState: ConfigTargetState,
     private readonly now: () => Date,
+    /** Read-only, before the log holds any revision: what defaultConfig() shows meanwhile. */
+    private readonly noRevisionYet?: ProxyConfig,
   ) {}
 
   /**
    * Restores from the log (the last operation that carries a config state); on a fresh log the
-   * given config becomes revision 1 and the default, both written in one transaction.
+   * given config becomes revision 1 and the default, both written in one transaction. `readOnly`
+   * (a follower, which writes nothing): a log without a config state yet (a fresh file before the
+   * replicated log's catch-up) is read as "the latest revision it holds, or none" and nothing is
+   * recorded: rows a follower wrote into its empty file made the group's snapshot refuse it as
+   * another history, so a fresh replica never joined a trimmed stream (review2 R5).
    */
-  static restore(log: EventLog, initial: ProxyConfig, now: () => Date = () => new Date()): ConfigAxis {
+  static restore(
+    log: EventLog,
+    initial: ProxyConfig,
+    now: () => Date = () => new Date(),
+    o: { readOnly?: boolean } = {},
+  ): ConfigAxis {
     const saved = log.latestOperationWith('configState')?.params.configState as ConfigTargetState | undefined;
     if (saved) return new ConfigAxis(log, saved, now);
+    if (o.readOnly) {
+      const st = {
+        defaultRevision: log.latestConfigRevision()?.revision ?? 0,
+        previousDefault: undefined,
+        rollout: undefined,
+      };
+      return new ConfigAxis(log, st, now, initial);
+    }
     const st = log.atomically(() => {
       const rev = log.latestConfigRevision() ?? log.recordConfigRevision({ config: initial, reason: 'initial config' });
       const first: ConfigTargetState = {
@@ -81,7 +100,8 @@ export class ConfigAxis {
   }
 
   defaultConfig(): ProxyConfig {
-    return this.log.configRevision(this.targetState.defaultRevision)!.config;
+    const rev = this.log.configRevision(this.targetState.defaultRevision);
+    return rev ? rev.config : this.noRevisionYet!;
   }
 
   overrides(): Map<string, number> {

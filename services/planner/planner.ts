@@ -117,7 +117,10 @@ export class Planner {
   async start(): Promise<void> {
     const log = this.options.log;
     this.data = DataAxis.restore(log);
-    this.config = ConfigAxis.restore(log, this.options.initialConfig, () => this.now());
+    // A follower writes nothing, not even the initial config revision (review2 R5).
+    this.config = ConfigAxis.restore(log, this.options.initialConfig, () => this.now(), {
+      readOnly: this.role === 'follower',
+    });
     if (this.role === 'follower') {
       // Every node's last report in the log, as a leader seeds them: a leader that just stepped
       // down (a new follower Planner) must not show nodes it heard seconds ago as never heard from.
@@ -215,7 +218,9 @@ export class Planner {
   refresh(): void {
     if (this.role !== 'follower') return;
     this.data = DataAxis.restore(this.options.log);
-    this.config = ConfigAxis.restore(this.options.log, this.options.initialConfig, () => this.now());
+    this.config = ConfigAxis.restore(this.options.log, this.options.initialConfig, () => this.now(), {
+      readOnly: true,
+    });
   }
 
   /**
