@@ -3,6 +3,7 @@ import * as m0001 from './0001-initial.ts';
 import * as m0002 from './0002-checkpoint-rejections.ts';
 import * as m0003 from './0003-replication.ts';
 import * as m0004 from './0004-checkpoint-pieces.ts';
+import * as m0005 from './0005-ack-received-at.ts';
 
 /**
  * Every migration, listed statically: a folder scan breaks under bundlers and differs between
@@ -14,6 +15,7 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = {
   '0002-checkpoint-rejections': m0002,
   '0003-replication': m0003,
   '0004-checkpoint-pieces': m0004,
+  '0005-ack-received-at': m0005,
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -80,9 +80,16 @@ function pinSources(log: EventLog): Map<number, { version: number; seqTo: number
 export interface NodeAtTime {
   readonly node: string;
   readonly at: string;
-  /** The last ACK at or before `at`, undefined when the node had acked nothing by then. */
+  /** The last ACK the planner had received at or before `at`, undefined when none. */
   readonly ack: Ack | undefined;
-  /** NACKs after that ACK and up to `at`: what the node failed to apply since. */
+  /**
+   * When the planner recorded that ACK (its clock; `ack.at` is the node's). Undefined for rows
+   * written before migration 0005, which are placed in time on the node's `at`.
+   */
+  readonly receivedAt?: string;
+  /** ack.at minus receivedAt, in ms: how far the node's clock ran ahead (negative: behind), plus transit. */
+  readonly clockSkewMs?: number;
+  /** NACKs received after that ACK and up to `at`: what the node failed to apply since. */
   readonly nacksSince: number;
   /** Service keys in the acked version's data. */
   readonly services: readonly string[];
@@ -93,21 +100,39 @@ export interface NodeAtTime {
   readonly nodeStateVerified: boolean | undefined;
 }
 
-/** What a node had programmed at a time: its last ACK then, the version's services, and a cross-check. */
+/**
+ * What a node had programmed at a time: its last ACK then, the version's services, and a
+ * cross-check. Time is the planner's: a row's `received_at` (its own receive order, monotonic
+ * along the chain), or the node's `at` for rows written before it existed; "last" is the row
+ * order, so a node whose clock ran ahead once does not keep that ACK "latest" (review 2, R3).
+ */
 export function nodeAt(log: EventLog, node: string, at?: string): NodeAtTime {
-  // ACK times are ISO-8601 UTC strings compared as text; new Date(8.64e15) would print as
+  // Times are ISO-8601 UTC strings compared as text; new Date(8.64e15) would print as
   // '+275760-…', which sorts before every real time, so the open bound is the last 4-digit year.
   const when = at === undefined ? '9999-12-31T23:59:59.999Z' : iso(at);
-  const row = databaseOf(log)
-    .prepare(`SELECT id, body FROM acks WHERE node = ? AND type = 'ACK' AND at <= ? ORDER BY at DESC, id DESC LIMIT 1`)
-    .get(node, when) as { id: number; body: string } | undefined;
+  const db = databaseOf(log);
+  const row = db
+    .prepare(
+      `SELECT id, body, received_at FROM acks WHERE node = ? AND type = 'ACK' AND coalesce(received_at, at) <= ?
+       ORDER BY id DESC LIMIT 1`,
+    )
+    .get(node, when) as { id: number; body: string; received_at: string | null } | undefined;
   const ack = row && (JSON.parse(row.body) as Ack);
   const nacksSince = (
-    databaseOf(log)
-      .prepare(`SELECT count(*) AS n FROM acks WHERE node = ? AND type = 'NACK' AND at <= ? AND at >= ?`)
-      .get(node, when, ack?.at ?? '') as { n: number }
+    db
+      .prepare(
+        `SELECT count(*) AS n FROM acks WHERE node = ? AND type = 'NACK' AND id > ? AND coalesce(received_at, at) <= ?`,
+      )
+      .get(node, row?.id ?? 0, when) as { n: number }
   ).n;
   if (!ack) return { node, at: when, ack, nacksSince, services: [], nodeStateVerified: undefined };
+  const skew = row.received_at === null ? Number.NaN : Date.parse(ack.at) - Date.parse(row.received_at);
+  const received =
+    row.received_at === null
+      ? {}
+      : Number.isFinite(skew)
+        ? { receivedAt: row.received_at, clockSkewMs: skew }
+        : { receivedAt: row.received_at };
   const r = replayVersion(log, ack.version);
   const services = [...r.state.data.services()].map((s) => s.key).sort();
   const config = log.configRevision(ack.configRevision)?.config;
@@ -119,7 +144,7 @@ export function nodeAt(log: EventLog, node: string, at?: string): NodeAtTime {
       verified = false;
     }
   }
-  return { node, at: when, ack, nacksSince, services, nodeStateVerified: verified };
+  return { node, at: when, ack, ...received, nacksSince, services, nodeStateVerified: verified };
 }
 
 export interface VersionDiff {

@@ -14,7 +14,7 @@ import {
 } from '../model/index.ts';
 import { EventLogError, translateSqliteError } from './event-log-error.ts';
 import { openDatabase, type SchemaStatus } from './open-database.ts';
-import { chainHash, type ChainName } from './row-chain.ts';
+import { chainHash, linkFields, type ChainName } from './row-chain.ts';
 import { rowToVersion, type VersionRecord, type VersionRow } from './version-record.ts';
 import { rowToEvent, serviceOf, validateEvent, type EventRow } from './event-row.ts';
 import { writeCheckpoint, listCheckpoints, type Checkpoint } from './checkpoints.ts';
@@ -143,8 +143,9 @@ export class EventLog {
         'INSERT INTO config_revisions (revision, hash, reason, created_at, config, row_hash) VALUES (?, ?, ?, ?, ?, ?)',
       ),
       insertAck: d.prepare(
-        'INSERT INTO acks (id, type, node, version, config_revision, at, body, row_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+        'INSERT INTO acks (id, type, node, version, config_revision, at, body, received_at, row_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
       ),
+      lastAckReceivedAt: d.prepare('SELECT received_at AS r FROM acks ORDER BY id DESC LIMIT 1'),
       insertOp: d.prepare(
         'INSERT INTO operations (id, kind, actor, reason, params, version, at, row_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
       ),
@@ -160,7 +161,7 @@ export class EventLog {
     const h = this.head(chain);
     const id = h.id + 1;
     const row = [id, ...values];
-    const hash = chainHash(h.hash, row);
+    const hash = chainHash(h.hash, linkFields(chain, row));
     insert.run(...row, hash);
     this.stmt.setHead.run(id, hash, chain);
     return id;
@@ -411,22 +412,31 @@ export class EventLog {
     return n === 0 ? undefined : this.configRevision(n);
   }
 
-  /** Records an ACK or NACK as received; returns its row id. */
+  /**
+   * Records an ACK or NACK as received; returns its row id. The row keeps the node's `at` and adds
+   * `received_at`, this planner's time, monotonic along the acks chain (never before the previous
+   * row's, whichever planner wrote it): audits place reports in time on it, not on the node's clock
+   * (review 2, R3).
+   */
   recordAck(a: AckOrNack): number {
     if (a.type !== 'ACK' && a.type !== 'NACK')
       throw new EventLogError('INVALID', `recordAck: type must be ACK or NACK`);
     if (!a.node || !Number.isInteger(a.version))
       throw new EventLogError('INVALID', `recordAck: node and integer version required`);
-    return this.write('recordAck', () =>
-      this.appendChained('acks', this.stmt.insertAck, [
+    const now = this.now().toISOString();
+    return this.write('recordAck', () => {
+      const prev = (this.stmt.lastAckReceivedAt.get() as { r: string | null } | undefined)?.r;
+      const receivedAt = prev && prev > now ? prev : now;
+      return this.appendChained('acks', this.stmt.insertAck, [
         a.type,
         a.node,
         a.version,
         a.configRevision,
         a.at,
         canonicalJson(a),
-      ]),
-    );
+        receivedAt,
+      ]);
+    });
   }
 
   /** Records who did which rollout/rollback/pin and why; `version` is the version it made, if any. */

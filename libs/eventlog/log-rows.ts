@@ -1,7 +1,7 @@
 import type Database from 'better-sqlite3';
 import { checkpointHash, readCheckpointObjects } from './checkpoints.ts';
 import { EventLogError } from './event-log-error.ts';
-import { CHAIN_NAMES, CHAINS, GENESIS_HASH, chainHash, type ChainName } from './row-chain.ts';
+import { CHAIN_NAMES, CHAINS, GENESIS_HASH, chainHash, linkFields, type ChainName } from './row-chain.ts';
 
 /**
  * Rows as they are stored, for copying a log to another file verbatim (the replicated log ships
@@ -26,7 +26,7 @@ export type RawRow = readonly (string | number | null)[];
 export interface RowBatch {
   readonly from: LogPosition;
   readonly to: LogPosition;
-  /** Per chain, its rows after from's head: CHAINS[chain].columns, then row_hash. */
+  /** Per chain, its rows after from's head: CHAINS[chain].columns (less NULL optional ones at the end), then row_hash. */
   readonly rows: Readonly<Record<ChainName, readonly RawRow[]>>;
   /**
    * Checkpoints with from.checkpointSeq < seq ≤ to.checkpointSeq, as CHECKPOINT_COLUMNS; one stored
@@ -225,12 +225,15 @@ export function exportRows(
     const known = c === 'events' && !end ? opts.recentEvents?.covering(at.id, h[c].head_id, h[c].head_hash) : undefined;
     rows[c] =
       known ??
-      (db
-        .prepare(
-          `SELECT ${CHAINS[c].columns.join(', ')}, row_hash FROM ${c} WHERE ${CHAINS[c].id} > ? AND ${CHAINS[c].id} <= ? ORDER BY ${CHAINS[c].id}`,
-        )
-        .raw(true)
-        .all(at.id, end?.id ?? Number.MAX_SAFE_INTEGER) as RawRow[]);
+      shipped(
+        c,
+        db
+          .prepare(
+            `SELECT ${CHAINS[c].columns.join(', ')}, row_hash FROM ${c} WHERE ${CHAINS[c].id} > ? AND ${CHAINS[c].id} <= ? ORDER BY ${CHAINS[c].id}`,
+          )
+          .raw(true)
+          .all(at.id, end?.id ?? Number.MAX_SAFE_INTEGER) as RawRow[],
+      );
   }
   const cpFrom = from.checkpointSeq;
   const cpTo = opts.upTo?.checkpointSeq ?? Number.MAX_SAFE_INTEGER;
@@ -262,6 +265,19 @@ export function exportRows(
 }
 
 /**
+ * Rows as shipped: a NULL optional column (row-chain.ts: added by a later migration) is left out,
+ * as its link leaves it out, so a row written before that migration ships in the form every
+ * release takes.
+ */
+function shipped(c: ChainName, rows: RawRow[]): RawRow[] {
+  if (!CHAINS[c].optional) return rows;
+  return rows.map((r) => {
+    const cells = linkFields(c, r.slice(0, -1));
+    return cells.length === r.length - 1 ? r : [...cells, r[r.length - 1]!];
+  });
+}
+
+/**
  * Writes a batch exported from another log, verbatim, inside the caller's transaction. Every chain
  * must stand exactly at batch.from (or be empty, with `adoptAnchors`, for a snapshot of a compacted
  * log); each row must follow its predecessor's id and hash, and the chains must end at batch.to:
@@ -284,19 +300,25 @@ export function importRows(db: Database.Database, b: RowBatch, opts: { adoptAnch
       );
     }
     const cols = CHAINS[c].columns;
+    const fewest = cols.length - (CHAINS[c].optional ?? 0);
     const insert = db.prepare(
       `INSERT INTO ${c} (${cols.join(', ')}, row_hash) VALUES (${cols.map(() => '?').join(', ')}, ?)`,
     );
     let prev = at.hash;
     let id = at.id;
     for (const r of b.rows[c]) {
-      if (r.length !== cols.length + 1)
-        throw new EventLogError('INVALID', `import: a ${c} row has ${r.length} columns, expected ${cols.length + 1}`);
+      // rows of a release before an optional column (row-chain.ts) come without it: stored as NULL
+      if (r.length < fewest + 1 || r.length > cols.length + 1)
+        throw new EventLogError(
+          'INVALID',
+          `import: a ${c} row has ${r.length} columns, expected ${fewest === cols.length ? '' : `${fewest + 1} to `}${cols.length + 1}`,
+        );
       if (r[0] !== id + 1) throw new EventLogError('INVALID', `import: ${c} row ${String(r[0])} does not follow ${id}`);
-      const hash = chainHash(prev, r.slice(0, -1));
+      const cells = r.slice(0, -1);
+      const hash = chainHash(prev, linkFields(c, cells));
       if (hash !== r[r.length - 1])
         throw new EventLogError('INVALID', `import: ${c} row ${id + 1} does not match its chained hash`);
-      insert.run(...r);
+      insert.run(...cells, ...Array(cols.length - cells.length).fill(null), hash);
       prev = hash;
       id++;
     }

@@ -23,8 +23,13 @@ export function chainHash(prev: string, fields: readonly (string | number | null
   return sha256Hex(text);
 }
 
-/** The append-only tables that carry a chain, and the columns each link covers, in order. */
-export const CHAINS = {
+/**
+ * The append-only tables that carry a chain, and the columns each link covers, in order.
+ * `optional`: how many of the last columns were added by a later migration; such a column is part
+ * of the link only when it is not NULL (linkFields), so rows written before it still hash, ship
+ * and import exactly as they did.
+ */
+export const CHAINS: Readonly<Record<ChainName, ChainSpec>> = {
   events: {
     id: 'seq',
     columns: [
@@ -46,9 +51,32 @@ export const CHAINS = {
     columns: ['version', 'parent', 'hash', 'reason', 'created_at', 'seq_from', 'seq_to', 'content_of', 'delta'],
   },
   config_revisions: { id: 'revision', columns: ['revision', 'hash', 'reason', 'created_at', 'config'] },
-  acks: { id: 'id', columns: ['id', 'type', 'node', 'version', 'config_revision', 'at', 'body'] },
+  // received_at: migration 0005 (the planner's time; NULL on older rows)
+  acks: {
+    id: 'id',
+    columns: ['id', 'type', 'node', 'version', 'config_revision', 'at', 'body', 'received_at'],
+    optional: 1,
+  },
   operations: { id: 'id', columns: ['id', 'kind', 'actor', 'reason', 'params', 'version', 'at'] },
-} as const;
+};
 
-export type ChainName = keyof typeof CHAINS;
+export interface ChainSpec {
+  readonly id: string;
+  readonly columns: readonly string[];
+  readonly optional?: number;
+}
+
+/**
+ * The cells of a row (its chained columns, without row_hash) that its link covers: all of them,
+ * less the trailing optional columns that are NULL. Also the form a row is shipped in.
+ */
+export function linkFields<T extends string | number | null>(chain: ChainName, cells: readonly T[]): readonly T[] {
+  const { columns, optional = 0 } = CHAINS[chain];
+  let n = cells.length;
+  const min = columns.length - optional;
+  while (n > min && cells[n - 1] === null) n--;
+  return n === cells.length ? cells : cells.slice(0, n);
+}
+
+export type ChainName = 'events' | 'versions' | 'config_revisions' | 'acks' | 'operations';
 export const CHAIN_NAMES = Object.keys(CHAINS) as ChainName[];

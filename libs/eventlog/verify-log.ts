@@ -2,7 +2,7 @@ import { HASH_MISMATCH, readCheckpointObjects } from './checkpoints.ts';
 import { ClusterState } from '../planner/index.ts';
 import type { EventLog } from './event-log.ts';
 import { replayVersion } from './replay.ts';
-import { CHAIN_NAMES, CHAINS, chainHash, type ChainName } from './row-chain.ts';
+import { CHAIN_NAMES, CHAINS, chainHash, linkFields, type ChainName } from './row-chain.ts';
 import { databaseOf } from './database-handle.ts';
 
 export interface VerifyProblem {
@@ -94,7 +94,7 @@ function verifyChain(log: EventLog, chain: ChainName): { problem: VerifyProblem 
     if (rowId <= head.anchor_id) return bad(rowId, `row at or before the chain anchor ${head.anchor_id} (inserted)`);
     if (rowId > head.head_id) return bad(rowId, `row past the recorded head ${head.head_id} (inserted)`);
     if (rowId !== expected) return bad(expected, `missing (next row is ${rowId}): deleted`);
-    const h = chainHash(prev, r.slice(0, -1));
+    const h = chainHash(prev, linkFields(chain, r.slice(0, -1)));
     if (h !== stored)
       return bad(rowId, 'content does not match its chained hash (edited, or a row before it replaced)');
     prev = stored;

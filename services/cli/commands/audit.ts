@@ -20,6 +20,14 @@ function version(v: string, what: string): number {
   return n;
 }
 
+/** A node clock this far from the planner's is flagged: beyond any ACK's transit time. */
+const SKEW_FLAG_MS = 30_000;
+
+function skewNote(ms: number | undefined): string {
+  if (ms === undefined || Math.abs(ms) < SKEW_FLAG_MS) return '';
+  return `; NODE CLOCK ${Math.round(Math.abs(ms) / 1000)} s ${ms > 0 ? 'AHEAD OF' : 'BEHIND'} the planner's`;
+}
+
 /** `audit --db FILE <query>`: who changed what, what each node ran, and who is behind. */
 export function registerAudit(program: Command, setExit: SetExit): void {
   const audit = program
@@ -90,7 +98,7 @@ export function registerAudit(program: Command, setExit: SetExit): void {
           !r.ack
             ? `node ${r.node} had acknowledged nothing by ${when}\n`
             : `node ${r.node} at ${when}: version ${r.ack.version} config revision ${r.ack.configRevision} mode ${r.ack.mode}\n` +
-              `acked at ${r.ack.at}, node state hash ${r.ack.nodeStateHash} (${r.nodeStateVerified === undefined ? 'config revision not in log' : r.nodeStateVerified ? 'verified by re-rendering' : 'DOES NOT MATCH re-rendering'})\n` +
+              `acked at ${r.ack.at}${r.receivedAt ? ` (node clock), received ${r.receivedAt}${skewNote(r.clockSkewMs)}` : ' (node clock)'}, node state hash ${r.ack.nodeStateHash} (${r.nodeStateVerified === undefined ? 'config revision not in log' : r.nodeStateVerified ? 'verified by re-rendering' : 'DOES NOT MATCH re-rendering'})\n` +
               (r.nacksSince ? `${r.nacksSince} NACK(s) since\n` : '') +
               `services (${r.services.length}): ${r.services.join(' ')}\n`,
         );

@@ -110,7 +110,7 @@ describe('switchboard db / replay / audit', () => {
   });
 
   it('db status and verify on a good log; verify names a tampered row and exits 1', async () => {
-    expect((await sb('db', 'status', '--db', file)).out).toMatch(/schemaVersion: 4/);
+    expect((await sb('db', 'status', '--db', file)).out).toMatch(/schemaVersion: 5/);
     const ok = await sb('db', 'verify', '--db', file, '--deep');
     expect(ok.code).toBe(0);
     expect(ok.out).toMatch(/^ok: events \d+/);
@@ -148,18 +148,17 @@ describe('switchboard db / replay / audit', () => {
     ).toBe(true);
     expect((await sb('audit', '--db', file, 'service', 'default/svc-1')).out).toMatch(/^SEQ +RECEIVED/);
 
-    const node = JSON.parse(
-      (await sb('audit', '--db', file, 'node', 'node-1', '--at', '2025-01-01T00:07:00Z', '--json')).out,
-    );
-    expect(node).toMatchObject({ node: 'node-1', ack: { version: 2 }, nodeStateVerified: true });
-    expect(
-      JSON.parse((await sb('audit', '--db', file, 'node', 'node-1', '--at', '2025-01-01T00:04:00Z', '--json')).out).ack,
-    ).toBeUndefined();
     // Without --at: the node's latest ACK (an open upper bound, not a far-future date that sorts wrong).
-    expect(JSON.parse((await sb('audit', '--db', file, 'node', 'node-1', '--json')).out)).toMatchObject({
-      node: 'node-1',
-      ack: { version: 2 },
-    });
+    const latest = JSON.parse((await sb('audit', '--db', file, 'node', 'node-1', '--json')).out);
+    expect(latest).toMatchObject({ node: 'node-1', ack: { version: 2, at: '2025-01-01T00:05:00.000Z' } });
+    // --at is on the planner's clock (the row's received_at), not the node's `at` (review 2, R3).
+    const received = latest.receivedAt as string;
+    const node = JSON.parse((await sb('audit', '--db', file, 'node', 'node-1', '--at', received, '--json')).out);
+    expect(node).toMatchObject({ node: 'node-1', ack: { version: 2 }, nodeStateVerified: true });
+    const before = new Date(Date.parse(received) - 1).toISOString();
+    expect(
+      JSON.parse((await sb('audit', '--db', file, 'node', 'node-1', '--at', before, '--json')).out).ack,
+    ).toBeUndefined();
 
     const ops = await sb('audit', '--db', file, 'ops');
     expect(ops.out).toMatch(/^ID +AT +KIND +ACTOR/);
