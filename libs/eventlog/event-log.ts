@@ -1,3 +1,4 @@
+import { statSync } from 'node:fs';
 import { acquireWriterLock, type WriterLock } from './writer-lock.ts';
 import type Database from 'better-sqlite3';
 import {
@@ -118,6 +119,7 @@ export class EventLog {
       const { db, schema } = await openDatabase({ file: opts.file, migrate: opts.migrate, sync: opts.sync });
       const log = new EventLog(opts.file, db, schema, opts.now);
       log.writerLock = lock;
+      log.opened = fileIdentity(opts.file);
       return log;
     } catch (e) {
       lock?.release();
@@ -126,6 +128,22 @@ export class EventLog {
   }
 
   private writerLock: WriterLock | undefined;
+  /** The file this log opened (device and inode), to notice it deleted or replaced under us. */
+  private opened: string | undefined;
+
+  /**
+   * Whether the path still names the file this log writes. Deleted or replaced under a running
+   * planner (an operator's `rm`, a restore copied over it), the log keeps writing to an inode no
+   * one will open again, and nothing else would say so until a restart.
+   */
+  fileProblem(): string | undefined {
+    if (this.opened === undefined) return undefined; // in memory
+    const now = fileIdentity(this.file);
+    if (now === this.opened) return undefined;
+    return now === undefined
+      ? `${this.file} was deleted while open: what is written now is lost at exit; restart the planner (a group member rebuilds the file from the group's log stream)`
+      : `${this.file} was replaced by another file while open: what is written now goes to the old one; restart the planner`;
+  }
 
   private prepare() {
     const d = this.db;
@@ -649,5 +667,16 @@ export class EventLog {
     this.resume?.discardPending();
     this.db.close();
     this.writerLock?.release();
+  }
+}
+
+/** `dev:ino` of a file, or undefined when it is not there (or is not a file on disk). */
+function fileIdentity(file: string): string | undefined {
+  if (file === ':memory:' || file === '') return undefined;
+  try {
+    const st = statSync(file);
+    return `${st.dev}:${st.ino}`;
+  } catch {
+    return undefined;
   }
 }

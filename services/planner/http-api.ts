@@ -99,7 +99,7 @@ export function plannerRoutes(
         const sourceError = p.sourceProblem();
         // A failing source means stale data; so does a log that cannot take the events it sees
         // (a full disk): nothing after them becomes a version until the append works again.
-        const appendError = p.failure('append');
+        const appendError = p.failure('append') ?? p.failure('log file');
         const ready = p.isSynced && sourceError === undefined && appendError === undefined;
         const reason =
           sourceError !== undefined

@@ -65,6 +65,8 @@ export interface RunPlannerOptions {
   readonly id?: string;
   /** Copies of every stream and bucket in the NATS cluster (default 1). */
   readonly replicas?: number;
+  /** How often the planner checks that --db still names the file it writes (default 2 s). */
+  readonly logFileCheckMs?: number;
   /** How often the console's event stream proves it is alive when nothing changed (default 15 s). */
   readonly consoleKeepAliveMs?: number;
 }
@@ -96,7 +98,8 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
   const metrics = plannerMetrics({ sourceProblem: () => current()?.sourceProblem(), group: () => group?.view() });
   let serving = false;
   const server: Server = createHttpApi({
-    planner: lateBound(current, { isSynced: false }),
+    // Before the planner exists (restoring its log, waiting for NATS): not synced, nothing failing yet.
+    planner: lateBound(current, { isSynced: false, sourceProblem: () => undefined, failure: () => undefined }),
     group: () => (group ? { ...group.view(), planners: members?.list() ?? [] } : undefined),
     registry: metrics.registry,
     tokens: tokens && (() => tokens.current()),
@@ -252,6 +255,20 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
     await lease.start();
     await g.settled(); // a lone planner (or one taking its own lease back) is the leader when this returns
     serving = true;
+    // A --db deleted or replaced under us: shown (lastError, /readyz) and said once, until it is back.
+    let fileSaid: string | undefined;
+    const fileCheck = setInterval(() => {
+      const problem = log.fileProblem();
+      const p = g.planner();
+      if (problem === undefined) {
+        fileSaid = undefined;
+        p?.noteRecovered('log file');
+        return;
+      }
+      if (fileSaid !== problem) say((fileSaid = problem));
+      if (p && p.failure('log file') === undefined) p.noteFailure('log file', problem);
+    }, o.logFileCheckMs ?? 2000);
+    fileCheck.unref();
     const s = server;
     const l = lease;
     const m = members;
@@ -263,6 +280,7 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
       group: g,
       url,
       stop: async () => {
+        clearInterval(fileCheck);
         tokens?.close();
         await new Promise<void>((r) => {
           s.close(() => r());

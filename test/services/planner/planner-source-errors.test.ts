@@ -125,6 +125,40 @@ describe('planner source errors', () => {
     expect(head).toMatch(/^version 1,/);
   });
 
+  it('a --db moved away under the running planner shows on /readyz, lastError and stderr, and clears when it is back', async () => {
+    env = await plannerEnv();
+    env.write('nodes.yaml', nodeYaml('node-1', '192.0.2.1'));
+    const said: string[] = [];
+    planner = await runPlanner({
+      manifests: env.manifests,
+      nats: env.nats.url,
+      db: env.db,
+      http: '127.0.0.1:0',
+      config: DEFAULT_PROXY_CONFIG,
+      debounceMs: 20,
+      pollMs: 100,
+      logFileCheckMs: 100,
+      say: (l) => said.push(l),
+    });
+    await planner.planner.synced;
+    const readyz = async () => {
+      const res = await fetch(`${planner!.url}/readyz`);
+      return `${res.status} ${((await res.json()) as { reason?: string }).reason ?? ''}`;
+    };
+    expect(await readyz()).toBe('200 ');
+    renameSync(env.db, `${env.db}.away`); // as `rm` looks from the open file: the path no longer names it
+    await expect
+      .poll(readyz, { timeout: 10_000 })
+      .toMatch(/^503 cannot log the events it sees: log file: .* was deleted while open/);
+    expect(planner.planner.lastError).toMatch(
+      /^log file: .* was deleted while open: what is written now is lost at exit/,
+    );
+    expect(said.filter((l) => l.includes('was deleted while open'))).toHaveLength(1); // said once, not every check
+    renameSync(`${env.db}.away`, env.db);
+    await expect.poll(readyz, { timeout: 10_000 }).toBe('200 ');
+    expect(planner.planner.lastError).toBeUndefined();
+  });
+
   it('show on /readyz while an informer cannot watch, and clear when it can again', async () => {
     env = await plannerEnv();
     kube = await KubeApiServer.start();
