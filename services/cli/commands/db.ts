@@ -69,7 +69,14 @@ export function registerDb(program: Command, setExit: SetExit): void {
             `db compact: --before-version must be a positive version number, got ${JSON.stringify(o.beforeVersion)}`,
           );
       }
-      const log = await EventLog.open({ file: o.db, migrate: action === 'migrate' });
+      // compact and migrate write the log: they take its writer lock, so a running planner's file is
+      // refused (exit 1, naming the holder) rather than compacted or migrated under it (review2 L1).
+      const writes = action === 'compact' || action === 'migrate';
+      const log = await EventLog.open({
+        file: o.db,
+        migrate: action === 'migrate',
+        ...(writes ? { writer: `switchboard db ${action}` } : {}),
+      });
       try {
         const print = (text: string, value: unknown) =>
           process.stdout.write(o.json ? canonicalJson(value) + '\n' : text);

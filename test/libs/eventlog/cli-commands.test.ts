@@ -8,7 +8,7 @@ import { driveDataAxis, randomHistory, type DrivenVersion } from './support/rand
 import { openLog, steppingClock, tempDir } from './support/temp-log.ts';
 import { DEFAULT_PROXY_CONFIG } from '../../../libs/model/index.ts';
 import { nodeStateHash, renderNodeState } from '../../../libs/planner/index.ts';
-import { replayVersion } from '../../../libs/eventlog/index.ts';
+import { EventLog, replayVersion } from '../../../libs/eventlog/index.ts';
 
 const BIN = path.join(import.meta.dirname, '../../../bin/switchboard');
 const tmp = tempDir();
@@ -197,5 +197,30 @@ describe('switchboard db / replay / audit', () => {
         `version ${v.version} hash ${v.hash}\n`,
       );
     }
+  });
+
+  it('db compact and db migrate refuse a log a planner holds (writer lock, holder named, exit 1); read-only db tools do not', async () => {
+    const copy = tmp.file('held.db');
+    fs.copyFileSync(file, copy);
+    const held = await EventLog.open({ file: copy, writer: 'a planner', sync: 'normal' });
+    try {
+      const oldest = held.oldestSeq();
+      for (const args of [
+        ['db', 'compact', '--db', copy, '--before-version', '3'],
+        ['db', 'migrate', '--db', copy],
+      ]) {
+        const r = await sb(...args);
+        expect(r.code, args.join(' ')).toBe(1);
+        expect(r.out).toBe('');
+        expect(r.err).toMatch(
+          /^switchboard: .*held\.db: in use by another process \(a planner, pid \d+ on .* since .*\)\n$/,
+        );
+      }
+      expect(held.oldestSeq()).toBe(oldest); // nothing compacted under the holder
+      expect((await sb('db', 'status', '--db', copy)).code).toBe(0);
+    } finally {
+      held.close();
+    }
+    expect((await sb('db', 'compact', '--db', copy, '--before-version', '3')).code).toBe(0); // released: it runs
   });
 });
