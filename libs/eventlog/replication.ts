@@ -15,7 +15,15 @@ import { headers as natsHeaders, type NatsConnection } from '@nats-io/transport-
 // A deep import kept on purpose (test/build/import-boundaries.test.ts says why).
 import { abandonSignal, retryTransient } from '../bus/jetstream-transient.ts';
 import type { EventLog } from './event-log.ts';
-import { batchRows, rowCount, sliceBatch, type LogPosition, type RawRow, type RowBatch } from './log-rows.ts';
+import {
+  batchRows,
+  rowCount,
+  samePosition,
+  sliceBatch,
+  type LogPosition,
+  type RawRow,
+  type RowBatch,
+} from './log-rows.ts';
 import { H, LogStreamReader, encodeBatch, encodeTerm, type WireMessage } from './replication-codec.ts';
 import type { ReplicationMark } from './replication-mark.ts';
 import { SnapshotStore, type Snapshot } from './replication-snapshots.ts';
@@ -79,6 +87,14 @@ export interface LogReplicatorOptions {
   readonly snapshotEveryRows?: number;
   /** How often a follower asks for the stream's end, for position().lagRows (default 1 s). */
   readonly lagRefreshMs?: number;
+}
+
+/** Whether `a` is at or past `b` in every chain and in checkpoints (ids only: holds() checks hashes). */
+function covers(a: LogPosition, b: LogPosition): boolean {
+  return (
+    a.checkpointSeq >= b.checkpointSeq &&
+    Object.entries(b.chains).every(([c, h]) => (a.chains[c as keyof LogPosition['chains']]?.id ?? -1) >= h.id)
+  );
 }
 
 /** Stream and subject names of a group's log (JetStream names allow [A-Za-z0-9_-]). */
@@ -152,8 +168,16 @@ class StreamLogReplicator implements LogReplicator {
   private seq = 0;
   /** Last stream seq read at all (parts of a batch its writer never finished included): what a claim must follow. */
   private readSeq = 0;
+  /**
+   * The term of the newest marker read (or this leader's own): a batch of an older term is a copy
+   * (a deposed leader's batch cannot land after a newer claim: appends are conditional). Newest,
+   * not highest: a forged marker with a huge term must not make every later leader's batches look old.
+   */
   private term = 0;
-  /** The position the group's stream ends at, as far as read (undefined: no batch yet, no mark). */
+  /**
+   * The position the group's stream ends at, as far as read (undefined: no batch yet, no mark).
+   * Only moves forward: apply() takes a batch only when it starts exactly here.
+   */
   private groupEnd: LogPosition | undefined;
   /** The resume points of the group's last batch; undefined until one is read (a truncation then keeps none). */
   private groupResume: readonly RawRow[] | undefined;
@@ -573,8 +597,8 @@ class StreamLogReplicator implements LogReplicator {
     if (Number.isSafeInteger(rows)) this.streamRows = Math.max(this.streamRows, rows);
     for (const item of this.reader.read(seq, header, data)) {
       if (item.kind === 'skip') this.say(`log stream ${this.stream} seq ${item.seq}: skipped: ${item.why}`);
-      else if (item.kind === 'term') this.term = Math.max(this.term, item.term);
-      else this.apply(item.batch, item.seq);
+      else if (item.kind === 'term') this.term = item.term;
+      else this.apply(item.batch, item.seq, item.term);
     }
     if (!this.reader.midBatch) {
       this.seq = seq;
@@ -582,7 +606,12 @@ class StreamLogReplicator implements LogReplicator {
     }
   }
 
-  private apply(b: RowBatch, seq: number): void {
+  private apply(b: RowBatch, seq: number, term: number): void {
+    const refused = this.refusal(b, term);
+    if (refused) {
+      this.say(`log stream ${this.stream} seq ${seq}: skipped: ${refused}`);
+      return;
+    }
     const mark: ReplicationMark = { stream: this.stream, streamSeq: seq, term: this.term, position: b.to };
     if (this.log.holds(b.to)) {
       // Already here (a restart re-reading after its mark, or the leader's own batch).
@@ -607,9 +636,29 @@ class StreamLogReplicator implements LogReplicator {
     this.groupResume = b.resumePoints;
   }
 
+  /**
+   * Why a whole, well-formed batch is not the group's next one, or undefined when it may be. Every
+   * genuine batch is appended conditional on the one before, so it starts where the group's log
+   * ends and carries the newest claim's term. A verbatim copy of an earlier batch (a core publish
+   * needs no expected sequence) passes every other check: applied, it moved every replica's group
+   * end back and each truncated acknowledged rows to it (review2 R7).
+   */
+  private refusal(b: RowBatch, term: number): string | undefined {
+    if (term < this.term) return `a batch of term ${term} after a term ${this.term} claim (a copy; not applied)`;
+    if (!covers(b.to, b.from) || samePosition(b.to, b.from))
+      return 'a batch whose end is not past its start (not applied)';
+    const end = this.groupEnd;
+    if (!end || samePosition(b.from, end)) return undefined;
+    // Past the group's end in every chain: batches were missed (a gap) or this file is another
+    // history; apply() says which, loudly, as before.
+    if (covers(b.from, end) && (rowCount(b.from) > rowCount(end) || b.from.checkpointSeq > end.checkpointSeq))
+      return undefined;
+    return `a batch from ${rowCount(b.from)} rows that does not continue the group's log at ${rowCount(end)} rows (a copy of an earlier batch, or a fork; not applied)`;
+  }
+
   private applySnapshot(s: Snapshot): void {
     const b = s.batch;
-    this.term = Math.max(this.term, s.term);
+    this.term = s.term; // the claim the snapshot's batch was written under: the newest marker before it
     const mark: ReplicationMark = { stream: this.stream, streamSeq: s.streamSeq, term: this.term, position: b.to };
     const before = rowCount(this.log.position());
     if (!this.log.holds(b.to)) {

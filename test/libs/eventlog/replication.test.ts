@@ -15,6 +15,9 @@ import {
   type LogReplicator,
 } from '../../../libs/eventlog/index.ts';
 import { startNatsServer, type NatsServerHandle } from '../../support/nats-server.ts';
+import { encodeBatch } from '../../../libs/eventlog/replication-codec.ts';
+import { CHAIN_NAMES } from '../../../libs/eventlog/row-chain.ts';
+import { nodeEvent } from './support/node-event.ts';
 import { replicaDigest, writeHistory } from './support/replicated-history.ts';
 import { openLog, tempDir } from './support/temp-log.ts';
 
@@ -60,6 +63,8 @@ async function replica(
     file,
   };
 }
+
+const emptyRows = () => Object.fromEntries(CHAIN_NAMES.map((c) => [c, []])) as never;
 
 /** Resolves once `log` stands where `leader` does (the follower applies batches as they come). */
 async function until(cond: () => boolean, what: string, ms = 20_000): Promise<void> {
@@ -209,6 +214,89 @@ describe('replicated event log (one nats-server, real SQLite files)', () => {
     expect(lines.some((l) => l.includes(`SB_LOG_${g}`) && /batch evil is malformed/.test(l))).toBe(true);
     await fb.stop();
     for (const x of [a, b]) {
+      await x.r.close();
+      x.log.close();
+    }
+  }, 60_000);
+
+  it('copies of genuine batches on the log subject are applied by no replica: an earlier batch replayed, a batch whose end is before its start, an old-term batch that continues the log (review2 R7, L4)', async () => {
+    const g = group();
+    const a = await replica(g);
+    const b = await replica(g);
+    await a.r.claim(1);
+    const fb = b.r.follow();
+    await fb.caughtUp;
+    let early: LogPosition | undefined;
+    await writeHistory(a.log, {
+      seed: 7,
+      steps: 12,
+      after: async () => {
+        early ??= a.log.position();
+        await a.r.flush();
+      },
+    });
+    await until(() => samePosition(a.log.position(), b.log.position()), 'the follower to reach the leader');
+    const acked = a.log.position();
+    const js = jetstream(nc);
+    const publish = async (headers: Iterable<[string, string]>, payload: Uint8Array) => {
+      const h = natsHeaders();
+      for (const [k, v] of headers) h.set(k, v);
+      await js.publish(logSubject(g), payload, { headers: h });
+    };
+    // Whoever may publish on sb.log.<group> replays stored message 4 (a genuine batch) verbatim...
+    const old = (await (await jetstreamManager(nc)).streams.getMessage(logStreamName(g), { seq: 4 }))!;
+    expect(old.header.get('Sb-Log')).toBe('rows');
+    await publish(
+      [...old.header.keys()].filter((k) => !/^nats-/i.test(k)).map((k) => [k, old.header.get(k)]),
+      old.data,
+    );
+    // ... and a batch from the group's end back to an earlier position (valid hashes, no rows).
+    const back = { from: acked, to: early!, rows: emptyRows(), checkpoints: [], resumePoints: [] };
+    for (const m of encodeBatch(back, 1, 1 << 20)) await publish(Object.entries(m.headers), m.payload);
+    // The leader meets them as a fence (they moved the stream's last seq) and follows.
+    a.log.appendEvents([nodeEvent('after-the-copy', 9999)]);
+    await expect(a.r.flush()).rejects.toBeInstanceOf(FencedError);
+    const fa = a.r.follow();
+    await fa.caughtUp;
+    // Before: every replica took the copy's end as the group's and truncated to it (63 rows -> 15).
+    expect(samePosition(a.log.position(), acked)).toBe(true);
+    expect(a.log.truncations().map((t) => t.rowsDropped)).toEqual([1]); // its own unflushed event only
+    await fb.stop();
+    const fb2 = b.r.follow(); // a restarted follower (or one being elected) catches up the same way
+    await fb2.caughtUp;
+    expect(samePosition(b.log.position(), acked)).toBe(true);
+    expect(b.log.truncations()).toEqual([]);
+    expect(
+      lines.filter((l) => l.includes(`SB_LOG_${g} seq`) && /does not continue the group's log/.test(l)).length,
+    ).toBe(2);
+    expect(lines.some((l) => l.includes(`SB_LOG_${g} seq`) && /end is not past its start/.test(l))).toBe(true);
+    // L4: b claims term 2; then a batch of term 1 that does continue the group's end (the deposed
+    // leader's rows, published by hand: its own conditional append would be refused) is not applied.
+    await fb2.stop();
+    await fa.stop();
+    await b.r.claim(2);
+    a.log.appendEvents([nodeEvent('stale-term', 9998)]);
+    for (const m of encodeBatch(a.log.exportRows(acked), 1, 1 << 20))
+      await publish(Object.entries(m.headers), m.payload);
+    const c = await replica(g); // a new replica reads the whole stream
+    const fc = c.r.follow();
+    await fc.caughtUp;
+    expect(samePosition(c.log.position(), acked)).toBe(true);
+    expect(lines.some((l) => l.includes(`SB_LOG_${g} seq`) && /a batch of term 1 after a term 2 claim/.test(l))).toBe(
+      true,
+    );
+    // The leader is fenced by it, claims again (its catch-up skips it too), and the group goes on.
+    b.log.appendEvents([nodeEvent('next', 10_000)]);
+    await expect(b.r.flush()).rejects.toBeInstanceOf(FencedError);
+    await b.r.claim(3);
+    expect(b.log.truncations().map((t) => t.rowsDropped)).toEqual([1]);
+    b.log.appendEvents([nodeEvent('next', 10_001)]);
+    await b.r.flush();
+    await until(() => samePosition(c.log.position(), b.log.position()), "the new replica to get the leader's batch");
+    expect(c.log.events().some((e) => e.name === 'stale-term')).toBe(false);
+    expect(replicaDigest(c.log)).toEqual(replicaDigest(b.log));
+    await fc.stop();
+    for (const x of [a, b, c]) {
       await x.r.close();
       x.log.close();
     }
