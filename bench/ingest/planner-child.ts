@@ -49,9 +49,21 @@ let running: RunningPlanner | undefined;
 async function stats(): Promise<Record<string, unknown>> {
   const p = running!.planner;
   const versions = p.versions();
-  const health = p.sourceHealth() as {
-    kinds: { kind: string; resourceVersion?: string; events: number; lists: number; relists: number; errors: number }[];
-  };
+  const health = p.sourceHealth() as
+    | {
+        kinds: {
+          kind: string;
+          resourceVersion?: string;
+          events: number;
+          lists: number;
+          relists: number;
+          errors: number;
+        }[];
+      }
+    | undefined;
+  // A planner that lost its lease follows and has no source (seen at load ~16 on 2 cores: its
+  // renewal starved past the 15 s TTL); say so instead of failing on the missing health.
+  if (!health) throw new Error('the planner has no event source: it is not leading (it stepped down; see its log)');
   const metrics = await (await fetch(`${running!.url}/metrics`)).text();
   const metric = (name: string): number => Number(new RegExp(`^${name} ([0-9.e+]+)$`, 'm').exec(metrics)?.[1] ?? NaN);
   return {
