@@ -110,6 +110,11 @@ export class NodeTracker {
     return out;
   }
 
+  /** Every node's last ACK/NACK as heard (or seeded), for a planner taking over this one's view. */
+  lastHeard(): AckOrNack[] {
+    return [...this.nodes.values()].flatMap((s) => (s.last ? [s.last] : []));
+  }
+
   /** One node's entry of reports() (undefined: it never answered). */
   report(node: string, expect?: ExpectAck, nowMs = Date.now()): NodeReport | undefined {
     const s = this.nodes.get(node);

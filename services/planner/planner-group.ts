@@ -178,6 +178,7 @@ export class PlannerGroup {
     if (!this.options.lease.isLeader() || this.options.lease.term() !== term) return; // lost again before its turn
     this.options.say(`elected leader of group ${this.options.group} in term ${term}`);
     clearInterval(this.refreshTimer);
+    const heard = this.current?.nodes.lastHeard() ?? []; // what this follower heard, for the log (recordHeard)
     await this.current?.stop();
     await this.following?.stop();
     this.following = undefined;
@@ -195,6 +196,7 @@ export class PlannerGroup {
     const p = this.options.makePlanner('leader');
     this.current = p;
     await p.start();
+    await p.recordHeard(heard).catch((e) => p.noteFailure('ack', e));
     // stop() waits for a role change only its grace long: one that finishes later must not leave
     // a timer reading a log that is closed by then.
     if (this.stopped) return void (await p.stop().catch(() => undefined));

@@ -210,6 +210,29 @@ export class Planner {
     }
   }
 
+  /**
+   * Leader, just elected: records the reports its follower view heard that its log lacks (review2
+   * L2). ACK/NACK rows the previous leader recorded in its last flush interval are dropped by its
+   * step-down truncation, and nodes do not report again until their target moves; every replica
+   * hears every report, so the new leader writes them back. A report the log already holds, or
+   * one older than the log's last for that node, is skipped.
+   */
+  recordHeard(heard: readonly AckOrNack[]): Promise<void> {
+    return this.serial(() => {
+      const logged = new Map(nodesBehind(this.options.log, { all: true }).map((n) => [n.node, n.lastReport]));
+      for (const a of heard) {
+        const l = logged.get(a.node);
+        if (
+          l &&
+          (Date.parse(l.at) > Date.parse(a.at) || (l.at === a.at && l.version === a.version && l.type === a.type))
+        )
+          continue;
+        this.options.log.recordAck(a);
+        this.nodes.onAck(a, Date.now());
+      }
+    });
+  }
+
   get role(): 'leader' | 'follower' {
     return this.options.role ?? 'leader';
   }

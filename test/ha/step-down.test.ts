@@ -8,7 +8,17 @@ import { startApplierService, type ApplierService } from '../../services/applier
 import { runPlanner, type RunningPlanner } from '../../services/planner/run-planner.ts';
 import { freezeNats } from '../libs/bus/nats-freeze.ts';
 import { sbIn } from '../services/cli/cli-support.ts';
-import { nodeYaml, plannerEnv, sliceYaml, svcYaml, type PlannerEnv } from '../services/planner/planner-support.ts';
+import { nodesBehind } from '../../libs/eventlog/index.ts';
+import { nodeStateHash, renderNodeState } from '../../libs/planner/index.ts';
+import {
+  ack,
+  nodeYaml,
+  plannerEnv,
+  sendAck,
+  sliceYaml,
+  svcYaml,
+  type PlannerEnv,
+} from '../services/planner/planner-support.ts';
 
 /**
  * A leader that loses its lease while NATS does not answer (here: the nats-server frozen with
@@ -203,5 +213,30 @@ describe("operations answered only once the group's log holds them", () => {
     await within(() => a.group.role() === 'leader' && a.planner.isSynced, 4 * TTL, 'it leads again');
     expect(a.planner.data.pin ?? null).toBeNull();
     expect(a.planner.config.revision(revision)?.config.scheduler).toBe('lc'); // the change answered 200 stayed
+  }, 30_000);
+
+  it('an ACK row the fenced leader never flushed is recorded again by the next leader, which heard it as a follower (review2 L2)', async () => {
+    const a = await startPlanner('a', env.db);
+    await a.planner.synced;
+    const b = await startPlanner('b', `${env.dir}/b.db`);
+    await within(() => b.planner.isSynced, 10_000, 'b follows');
+    env.nc.publish('sb.log.switchboard', new TextEncoder().encode('not a batch')); // a's next flush is fenced
+    await env.nc.flush();
+    const lp = a.planner;
+    const h = nodeStateHash(renderNodeState(lp.data.publishedData(), 'node-1', lp.config.revision(1)!.config));
+    await sendAck(env.nc, ack('node-1', 1, 1, h, lp.data.latest()!.hash));
+    await within(() => !!a.planner.nodes.report('node-1') && !!b.planner.nodes.report('node-1'), 5000, 'both heard it');
+    await a.stop(); // its last flush is fenced: the ACK row stays in a's file only
+    await within(() => b.group.role() === 'leader' && b.planner.isSynced, 4 * TTL, 'b leads');
+    const bLog = await EventLog.open({ file: `${env.dir}/b.db`, migrate: false });
+    try {
+      await expect
+        .poll(() => nodesBehind(bLog, { all: true }).find((n) => n.node === 'node-1')?.lastReport.version, {
+          timeout: 3000,
+        })
+        .toBe(1);
+    } finally {
+      bLog.close();
+    }
   }, 30_000);
 });
