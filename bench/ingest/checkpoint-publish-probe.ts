@@ -59,11 +59,29 @@ function serverPid(conf: string): number {
 const texts = new WeakMap<object, string>();
 const index = new ClusterDataIndex();
 index.keepTextsIn(texts);
-const services = Array.from({ length: S }, (_, i) => service(i, E));
-const nodes = Array.from({ length: 100 }, (_, i) => node(`n${i}`));
+/**
+ * Keys in code-unit order at every level, as the planner builds entries: only then is an entry's
+ * canonical text its JSON.stringify text, which the index keeps and the checkpoint writes as is
+ * (the test fixtures' key order is not, so without this every entry is serialised twice more).
+ */
+function sortedKeys<T>(v: T): T {
+  if (Array.isArray(v)) return v.map(sortedKeys) as T;
+  if (v === null || typeof v !== 'object') return v;
+  const o = v as Record<string, unknown>;
+  return Object.fromEntries(
+    Object.keys(o)
+      .sort()
+      .map((k) => [k, sortedKeys(o[k])]),
+  ) as T;
+}
+
+const services = Array.from({ length: S }, (_, i) => sortedKeys(service(i, E)));
+const nodes = Array.from({ length: 100 }, (_, i) => sortedKeys(node(`n${i}`)));
 index.apply({ upsertServices: services, removeServices: [], upsertNodes: nodes, removeNodes: [] });
 const hash = index.hash();
 const data = index.toClusterData();
+const kept = data.services.filter((e) => texts.has(e)).length;
+if (kept !== S) throw new Error(`the index kept the texts of ${kept} of ${S} entries (key order)`);
 const header = { version: 1, parent: 0, hash, reason: 'probe', createdAt: '2026-01-01T00:00:00.000Z' };
 const delta = { upsertServices: services, removeServices: [], upsertNodes: nodes, removeNodes: [] };
 
