@@ -190,6 +190,8 @@ export interface NodeLag {
   readonly ackedVersion: number;
   readonly latestVersion: number;
   readonly lastReport: AckOrNack;
+  /** When the planner received that report (its own clock); null for rows logged before migration 0005. */
+  readonly receivedAt: string | null;
 }
 
 /**
@@ -201,12 +203,12 @@ export function nodesBehind(log: EventLog, opts: { all?: boolean } = {}): NodeLa
   const latest = log.latestVersion()?.version ?? 0;
   const rows = databaseOf(log)
     .prepare(
-      `SELECT a.body FROM acks a JOIN (SELECT node, max(id) AS id FROM acks GROUP BY node) l ON a.id = l.id ORDER BY a.node`,
+      `SELECT a.body, a.received_at AS receivedAt FROM acks a JOIN (SELECT node, max(id) AS id FROM acks GROUP BY node) l ON a.id = l.id ORDER BY a.node`,
     )
-    .all() as { body: string }[];
+    .all() as { body: string; receivedAt: string | null }[];
   const acked = databaseOf(log).prepare(`SELECT max(version) AS v FROM acks WHERE node = ? AND type = 'ACK'`);
   const out: NodeLag[] = [];
-  for (const { body } of rows) {
+  for (const { body, receivedAt } of rows) {
     const last = JSON.parse(body) as AckOrNack;
     const ackedVersion = (acked.get(last.node) as { v: number | null }).v ?? 0;
     const status: NodeLagStatus = last.type === 'NACK' ? 'FAILED' : last.version < latest ? 'BEHIND' : 'CURRENT';
@@ -218,6 +220,7 @@ export function nodesBehind(log: EventLog, opts: { all?: boolean } = {}): NodeLa
         ackedVersion,
         latestVersion: latest,
         lastReport: last,
+        receivedAt,
       });
   }
   return out;

@@ -203,10 +203,13 @@ export class Planner {
   private seedLastReports(): void {
     for (const n of nodesBehind(this.options.log, { all: true })) {
       const { health: _stale, ...report } = n.lastReport as AckOrNack & { health?: unknown };
-      // The node's `at` is its own clock: a clock ahead must not date the seed in the future,
-      // where it would outrank every later report and hide silence (review F4).
+      // Dated when a planner received it (the log's received_at), not by the node's own clock:
+      // a clock behind would make a node heard seconds ago look silent, one ahead would outrank
+      // every later report and hide silence (review F4). Rows logged before received_at existed
+      // fall back to the node's `at`, never later than now.
       const now = Date.now();
-      this.nodes.onAck(report as AckOrNack, Math.min(Date.parse(n.lastReport.at) || now, now));
+      const heard = Date.parse(n.receivedAt ?? n.lastReport.at) || now;
+      this.nodes.onAck(report as AckOrNack, Math.min(heard, now));
     }
   }
 

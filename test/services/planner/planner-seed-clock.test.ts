@@ -107,3 +107,31 @@ it("a restarted planner keeps every node's logged ACK: the hash proof and last r
     ['node-2', 'SYNCED', true, atA],
   ]);
 });
+
+it("a restarted planner dates each seeded report when a planner received it, not by the node's clock (a clock behind)", async () => {
+  const slow = async () => {
+    const p = await startBarePlanner(env, 'planner.db', {
+      statusThresholds: { silenceMs: 60_000, applyTimeoutMs: 60_000 },
+    });
+    stops.push(p.stop);
+    return p;
+  };
+  const a = await slow();
+  const behind = new Date(Date.now() - 600_000).toISOString(); // the node's clock is 10 minutes behind
+  for (const n of ['node-1', 'node-2']) {
+    const h = {
+      node: nodeStateHash(renderNodeState(a.planner.data.publishedData(), n, a.planner.config.revision(1)!.config)),
+      data: a.planner.data.latest()!.hash,
+    };
+    await sendAck(env.nc, { ...ack(n, 1, 1, h.node, h.data), at: behind });
+  }
+  await until(() => a.planner.status().every((n) => n.status === 'SYNCED'), 3000, 'SYNCED');
+  await a.stop();
+
+  const b = await slow();
+  // heard seconds ago by the planner: not "silent for 600 s" because the node's clock is behind
+  expect(b.planner.status().map((n) => [n.node, n.status, n.lastReportAt])).toEqual([
+    ['node-1', 'SYNCED', behind],
+    ['node-2', 'SYNCED', behind],
+  ]);
+});
