@@ -5,7 +5,7 @@ import { renameSync } from 'node:fs';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { DEFAULT_PROXY_CONFIG } from '../../../libs/model/index.ts';
 import { main } from '../../../services/cli/main.ts';
-import { runPlanner, type RunningPlanner } from '../../../services/planner/run-planner.ts';
+import { runPlanner, type RunningPlanner, type RunPlannerOptions } from '../../../services/planner/run-planner.ts';
 import { KubeApiServer } from '../../support/kube-api-server/index.ts';
 import { writeKubeconfig, type WrittenKubeconfig } from '../../support/kubeconfig.ts';
 import { nodeYaml, plannerEnv, svcYaml, type PlannerEnv } from './planner-support.ts';
@@ -40,20 +40,26 @@ async function ctlStatusHead(url: string): Promise<string> {
   return out.split('\n')[0]!;
 }
 
+/** A planner on this test's env (NATS, --db) with fast polling; `extra` names its source and the rest. */
+function startPlanner(extra: Partial<RunPlannerOptions>): Promise<RunningPlanner> {
+  return runPlanner({
+    manifests: env!.manifests,
+    nats: env!.nats.url,
+    db: env!.db,
+    http: '127.0.0.1:0',
+    config: DEFAULT_PROXY_CONFIG,
+    debounceMs: 20,
+    pollMs: 100,
+    ...extra,
+  });
+}
+
 describe('planner source errors', () => {
   it('show in /readyz, /status, ctl status and a metric while the manifests directory is gone, and clear when it is back', async () => {
     env = await plannerEnv();
     env.write('nodes.yaml', nodeYaml('node-1', '192.0.2.1'));
     env.write('a.yaml', svcYaml('a', '10.96.0.1'));
-    planner = await runPlanner({
-      manifests: env.manifests,
-      nats: env.nats.url,
-      db: env.db,
-      http: '127.0.0.1:0',
-      config: DEFAULT_PROXY_CONFIG,
-      debounceMs: 20,
-      pollMs: 100,
-    });
+    planner = await startPlanner({});
     await planner.planner.synced;
     const url = planner.url;
     const get = async (path: string) => {
@@ -89,15 +95,7 @@ describe('planner source errors', () => {
   it('a manifests directory missing at start: reported as failing (not only as a stale last error), and all clear once it appears', async () => {
     env = await plannerEnv();
     const dir = `${env.manifests}-later`;
-    planner = await runPlanner({
-      manifests: dir,
-      nats: env.nats.url,
-      db: env.db,
-      http: '127.0.0.1:0',
-      config: DEFAULT_PROXY_CONFIG,
-      debounceMs: 20,
-      pollMs: 100,
-    });
+    planner = await startPlanner({ manifests: dir });
     const url = planner.url;
     const status = async () => (await (await fetch(`${url}/status`)).json()) as Record<string, unknown>;
     const readyz = async () => {
@@ -129,17 +127,7 @@ describe('planner source errors', () => {
     env = await plannerEnv();
     env.write('nodes.yaml', nodeYaml('node-1', '192.0.2.1'));
     const said: string[] = [];
-    planner = await runPlanner({
-      manifests: env.manifests,
-      nats: env.nats.url,
-      db: env.db,
-      http: '127.0.0.1:0',
-      config: DEFAULT_PROXY_CONFIG,
-      debounceMs: 20,
-      pollMs: 100,
-      logFileCheckMs: 100,
-      say: (l) => said.push(l),
-    });
+    planner = await startPlanner({ logFileCheckMs: 100, say: (l) => said.push(l) });
     await planner.planner.synced;
     const readyz = async () => {
       const res = await fetch(`${planner!.url}/readyz`);
@@ -169,14 +157,7 @@ describe('planner source errors', () => {
       metadata: { name: 'node-1' },
       status: { addresses: [{ type: 'InternalIP', address: '192.0.2.1' }] },
     });
-    planner = await runPlanner({
-      kubeconfig: kc.path,
-      nats: env.nats.url,
-      db: env.db,
-      http: '127.0.0.1:0',
-      config: DEFAULT_PROXY_CONFIG,
-      debounceMs: 20,
-    });
+    planner = await startPlanner({ manifests: undefined, kubeconfig: kc.path, pollMs: undefined });
     await planner.planner.synced;
     const readyz = async () => {
       const res = await fetch(planner!.url + '/readyz');
