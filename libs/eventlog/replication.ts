@@ -10,6 +10,7 @@ import {
   type ConsumerMessages,
   type JetStreamClient,
   type JetStreamManager,
+  type StreamInfo,
 } from '@nats-io/jetstream';
 import { headers as natsHeaders, type NatsConnection } from '@nats-io/transport-node';
 // A deep import kept on purpose (test/build/import-boundaries.test.ts says why).
@@ -187,6 +188,12 @@ class StreamLogReplicator implements LogReplicator {
   private streamSeq = 0;
   private streamRows = 0;
   private follower: { stop(): Promise<void> } | undefined;
+  /**
+   * The creation time of the stream this process read its seq from (stream info's `created`): a
+   * stream made again after NATS lost its store has the same name and counts from 1 again, so its
+   * sequences say nothing about where this file stands. Undefined until this process reads info.
+   */
+  private streamCreated: string | undefined;
   private flushing: Promise<unknown> = Promise.resolve();
   private readonly maxPart: number;
   snapshots!: SnapshotStore;
@@ -256,15 +263,40 @@ class StreamLogReplicator implements LogReplicator {
       }
     }
     this.streamSeq = info.state.last_seq;
-    if (this.seq > info.state.last_seq) {
+    if (!this.isOtherStream(info) && this.seq > info.state.last_seq) {
       // The stream was deleted and made again: our mark names messages that no longer exist.
       this.say(
         `log stream ${this.stream}: this file's mark (seq ${this.seq}) is past the stream's end (${info.state.last_seq}); reading it from the start`,
       );
-      this.seq = 0;
-      this.term = 0;
-      this.groupEnd = undefined;
+      this.resetMark();
     }
+  }
+
+  /**
+   * Whether `info` is a stream made after the one this process read (NATS lost its store while it
+   * ran): then the mark is reset and the stream read from its start, as a restart does when its
+   * mark is past the new stream's end. Judged by identity, not by sequence: once the new stream's
+   * sequences reach the old mark, a follower reading on would take the leader's re-seeded batches
+   * for a gap after its end (or skip them all as an older term's, terms having restarted too).
+   */
+  private isOtherStream(info: StreamInfo): boolean {
+    const before = this.streamCreated;
+    this.streamCreated = info.created;
+    if (before === undefined || before === info.created) return false;
+    this.say(
+      `log stream ${this.stream}: made again (created ${info.created}, was ${before}: NATS lost its store?); this file's mark (seq ${this.seq}) names the old one; reading it from the start`,
+    );
+    this.resetMark();
+    return true;
+  }
+
+  private resetMark(): void {
+    this.seq = 0;
+    this.readSeq = 0;
+    this.term = 0;
+    this.groupEnd = undefined;
+    this.groupResume = undefined;
+    this.streamRows = 0;
   }
 
   follow(): { caughtUp: Promise<void>; stop(): Promise<void> } {
@@ -562,6 +594,7 @@ class StreamLogReplicator implements LogReplicator {
   /** Reads the stream from where this file stands to its current end, then drops local rows past the group's end. */
   private async catchUp(): Promise<void> {
     const info = await this.jsm.streams.info(this.stream);
+    if (this.isOtherStream(info)) this.streamSeq = 0; // the old stream's end says nothing of this one
     const last = info.state.last_seq;
     this.streamSeq = Math.max(this.streamSeq, last);
     if (this.seq + 1 < info.state.first_seq) {

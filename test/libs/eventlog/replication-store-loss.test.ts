@@ -71,4 +71,41 @@ describe('replicated log when NATS loses its store', () => {
     b.log.close();
     a.log.close();
   }, 90_000);
+
+  it('a replica following while NATS loses its store catches up with the stream the leader re-seeds, and keeps following', async () => {
+    const a = await replica('loss-follow');
+    await a.r.claim(2);
+    await writeHistory(a.log, { seed: 11, steps: 8, after: () => a.r.flush() });
+    const b = await replica('loss-follow');
+    const f = b.r.follow();
+    await f.caughtUp;
+    const caughtUpWith = async (what: string): Promise<void> => {
+      const end = Date.now() + 20_000;
+      while (!samePosition(b.log.position(), a.log.position()) && Date.now() < end)
+        await new Promise((r) => setTimeout(r, 50)); // polling the follower's file: no event to await
+      expect(b.log.position(), what).toEqual(a.log.position());
+    };
+    await caughtUpWith('before the store loss');
+    const markBefore = b.r.position().localSeq;
+    expect(markBefore).toBeGreaterThan(5);
+
+    await nats.restartEmpty();
+    // The leader re-seeds the new stream (marker, then one batch of every row), then writes on
+    // until the new stream's sequences pass the follower's old mark: read as the old stream, the
+    // follower would take those batches for a gap after its end, or skip the seed.
+    await writeHistory(a.log, { seed: 12, steps: 3, after: async () => {} });
+    await a.r.flush();
+    await writeHistory(a.log, { seed: 13, steps: markBefore + 2, after: () => a.r.flush() });
+    await caughtUpWith('after the leader re-seeded the new stream');
+    await writeHistory(a.log, { seed: 14, steps: 3, after: () => a.r.flush() });
+    await caughtUpWith('following on');
+    await f.stop();
+    const want = replicaDigest(a.log);
+    expect(want.verified).toBe(true);
+    expect(replicaDigest(b.log)).toEqual(want);
+    await b.r.close();
+    await a.r.close();
+    b.log.close();
+    a.log.close();
+  }, 90_000);
 });
