@@ -4,6 +4,7 @@ import * as m0002 from './0002-checkpoint-rejections.ts';
 import * as m0003 from './0003-replication.ts';
 import * as m0004 from './0004-checkpoint-pieces.ts';
 import * as m0005 from './0005-ack-received-at.ts';
+import * as m0006 from './0006-replication-stream-created.ts';
 
 /**
  * Every migration, listed statically: a folder scan breaks under bundlers and differs between
@@ -16,6 +17,7 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = {
   '0003-replication': m0003,
   '0004-checkpoint-pieces': m0004,
   '0005-ack-received-at': m0005,
+  '0006-replication-stream-created': m0006,
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -10,6 +10,8 @@ export interface ReplicationMark {
   readonly term: number;
   /** The log position that message leaves the group at. */
   readonly position: LogPosition;
+  /** Creation time of the stream `streamSeq` counts in (stream info's `created`); absent in older marks. */
+  readonly streamCreated?: string;
 }
 
 /** One recorded truncation: rows this file held that the group's stream did not. */
@@ -27,22 +29,32 @@ export interface TruncationRecord {
 }
 
 export function readMark(db: Database.Database): ReplicationMark | undefined {
-  const r = db.prepare('SELECT stream, stream_seq, term, position FROM replication_mark WHERE id = 1').get() as
-    | { stream: string; stream_seq: number; term: number; position: string }
+  const r = db
+    .prepare('SELECT stream, stream_seq, term, position, stream_created FROM replication_mark WHERE id = 1')
+    .get() as
+    | { stream: string; stream_seq: number; term: number; position: string; stream_created: string | null }
     | undefined;
   return (
-    r && { stream: r.stream, streamSeq: r.stream_seq, term: r.term, position: JSON.parse(r.position) as LogPosition }
+    r && {
+      stream: r.stream,
+      streamSeq: r.stream_seq,
+      term: r.term,
+      position: JSON.parse(r.position) as LogPosition,
+      ...(r.stream_created === null ? {} : { streamCreated: r.stream_created }),
+    }
   );
 }
 
 export function writeMark(db: Database.Database, m: ReplicationMark, at: string): void {
-  db.prepare(`INSERT INTO replication_mark (id, stream, stream_seq, term, position, updated_at) VALUES (1, ?, ?, ?, ?, ?)
+  db.prepare(`INSERT INTO replication_mark (id, stream, stream_seq, term, position, stream_created, updated_at)
+    VALUES (1, ?, ?, ?, ?, ?, ?)
     ON CONFLICT (id) DO UPDATE SET stream = excluded.stream, stream_seq = excluded.stream_seq, term = excluded.term,
-      position = excluded.position, updated_at = excluded.updated_at`).run(
+      position = excluded.position, stream_created = excluded.stream_created, updated_at = excluded.updated_at`).run(
     m.stream,
     m.streamSeq,
     m.term,
     JSON.stringify(m.position),
+    m.streamCreated ?? null,
     at,
   );
 }

@@ -224,6 +224,8 @@ class StreamLogReplicator implements LogReplicator {
       this.seq = mark.streamSeq;
       this.term = mark.term;
       this.groupEnd = mark.position;
+      // which stream that seq counts in: a restart after NATS lost its store finds another one
+      this.streamCreated = mark.streamCreated;
     }
   }
 
@@ -288,6 +290,15 @@ class StreamLogReplicator implements LogReplicator {
     );
     this.resetMark();
     return true;
+  }
+
+  /** The mark's fields that name the stream and term (its seq and position are the caller's). */
+  private markBase(): Pick<ReplicationMark, 'stream' | 'term' | 'streamCreated'> {
+    return {
+      stream: this.stream,
+      term: this.term,
+      ...(this.streamCreated === undefined ? {} : { streamCreated: this.streamCreated }),
+    };
   }
 
   private resetMark(): void {
@@ -645,7 +656,7 @@ class StreamLogReplicator implements LogReplicator {
       this.say(`log stream ${this.stream} seq ${seq}: skipped: ${refused}`);
       return;
     }
-    const mark: ReplicationMark = { stream: this.stream, streamSeq: seq, term: this.term, position: b.to };
+    const mark: ReplicationMark = { ...this.markBase(), streamSeq: seq, position: b.to };
     if (this.log.holds(b.to)) {
       // Already here (a restart re-reading after its mark, or the leader's own batch).
     } else if (this.log.holds(b.from)) {
@@ -692,7 +703,7 @@ class StreamLogReplicator implements LogReplicator {
   private applySnapshot(s: Snapshot): void {
     const b = s.batch;
     this.term = s.term; // the claim the snapshot's batch was written under: the newest marker before it
-    const mark: ReplicationMark = { stream: this.stream, streamSeq: s.streamSeq, term: this.term, position: b.to };
+    const mark: ReplicationMark = { ...this.markBase(), streamSeq: s.streamSeq, position: b.to };
     const before = rowCount(this.log.position());
     if (!this.log.holds(b.to)) {
       if (this.isEmpty()) this.log.importRows(b, { mark, adoptAnchors: true });
@@ -713,7 +724,7 @@ class StreamLogReplicator implements LogReplicator {
   }
 
   private truncate(to: LogPosition, reason: string): void {
-    const mark: ReplicationMark = { stream: this.stream, streamSeq: this.seq, term: this.term, position: to };
+    const mark: ReplicationMark = { ...this.markBase(), streamSeq: this.seq, position: to };
     const rec = this.log.truncateTo(to, {
       stream: this.stream,
       streamSeq: this.seq,
@@ -733,7 +744,7 @@ class StreamLogReplicator implements LogReplicator {
     // rows (a seed for the group, or rows a first batch will replace) look like rows past the
     // group's end on the next start, and be truncated before they could be sent.
     if (!this.groupEnd) return;
-    this.log.setReplicationMark({ stream: this.stream, streamSeq: this.seq, term: this.term, position: this.groupEnd });
+    this.log.setReplicationMark({ ...this.markBase(), streamSeq: this.seq, position: this.groupEnd });
     this.markDirty = false;
     this.lastMarkAt = Date.now();
   }

@@ -110,7 +110,7 @@ describe('switchboard db / replay / audit', () => {
   });
 
   it('db status and verify on a good log; verify names a tampered row and exits 1', async () => {
-    expect((await sb('db', 'status', '--db', file)).out).toMatch(/schemaVersion: 5/);
+    expect((await sb('db', 'status', '--db', file)).out).toMatch(/schemaVersion: 6/);
     const ok = await sb('db', 'verify', '--db', file, '--deep');
     expect(ok.code).toBe(0);
     expect(ok.out).toMatch(/^ok: events \d+/);

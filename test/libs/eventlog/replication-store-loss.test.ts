@@ -26,8 +26,8 @@ afterAll(async () => {
   tmp.cleanup();
 });
 
-async function replica(group: string): Promise<{ log: EventLog; r: LogReplicator }> {
-  const log = await openLog(tmp.file());
+async function replica(group: string, file = tmp.file()): Promise<{ log: EventLog; r: LogReplicator }> {
+  const log = await openLog(file);
   const r = await createLogReplicator({
     log,
     nc,
@@ -106,6 +106,51 @@ describe('replicated log when NATS loses its store', () => {
     await b.r.close();
     await a.r.close();
     b.log.close();
+    a.log.close();
+  }, 90_000);
+
+  it('a replica restarted after NATS lost its store reads the new stream from its start: its mark names the stream it counted in', async () => {
+    const a = await replica('loss-restart');
+    await a.r.claim(2);
+    await writeHistory(a.log, { seed: 21, steps: 8, after: () => a.r.flush() });
+    const file = tmp.file();
+    const caughtUp = async (b: { log: EventLog }, what: string): Promise<void> => {
+      const end = Date.now() + 20_000;
+      while (!samePosition(b.log.position(), a.log.position()) && Date.now() < end)
+        await new Promise((r) => setTimeout(r, 50)); // polling the follower's file: no event to await
+      expect(b.log.position(), what).toEqual(a.log.position());
+    };
+    const b1 = await replica('loss-restart', file);
+    const f1 = b1.r.follow();
+    await f1.caughtUp;
+    await caughtUp(b1, 'before the store loss');
+    const markBefore = b1.r.position().localSeq;
+    await f1.stop();
+    await b1.r.close(); // the follower process stops; its mark is in the file
+    b1.log.close();
+
+    await nats.restartEmpty();
+    // The leader re-seeds the new stream and writes on until its sequences pass the stopped
+    // follower's mark, so the mark's seq alone cannot tell the follower the stream is another one.
+    await writeHistory(a.log, { seed: 22, steps: 3, after: async () => {} });
+    await a.r.flush();
+    await writeHistory(a.log, { seed: 23, steps: markBefore + 2, after: () => a.r.flush() });
+
+    const b2 = await replica('loss-restart', file);
+    expect(b2.log.replicationMark()?.streamCreated).toMatch(/^\d{4}-/); // the old stream's creation time
+    const f2 = b2.r.follow();
+    await f2.caughtUp;
+    await caughtUp(b2, 'after the restart');
+    expect(lines.some((l) => /made again \(created .*, was .*\)/.test(l))).toBe(true);
+    await writeHistory(a.log, { seed: 24, steps: 3, after: () => a.r.flush() });
+    await caughtUp(b2, 'following on');
+    await f2.stop();
+    const want = replicaDigest(a.log);
+    expect(want.verified).toBe(true);
+    expect(replicaDigest(b2.log)).toEqual(want);
+    await b2.r.close();
+    await a.r.close();
+    b2.log.close();
     a.log.close();
   }, 90_000);
 });
