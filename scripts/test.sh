@@ -30,7 +30,16 @@ trap 'rm -rf "$out"' EXIT
 # share nothing with the rest but loopback ports the kernel hands out (freePort) and temp dirs.
 # SWITCHBOARD_VM_SERIAL=1 runs the three parts one after the other; SWITCHBOARD_SKIP_VM=1 starts
 # the event-log files at once beside lane 1.
+# Lane 2 takes the event-log files but the two that wait more than they compute (a crash child,
+# a 3-server cluster): the fresh clone of 2026-12-02 02:00 UTC had lane 1 done at 911 s and lane 2
+# at ~1,004 s (VM 754 s, then 250 s of event-log files); those two (~62 s) even the lanes out.
 eventlog=test/libs/eventlog/
+lane2_files=()
+for f in "$eventlog"*.test.ts; do
+  case "$f" in *checkpoint-crash.test.ts | *replication-cluster.test.ts) ;; *) lane2_files+=("$f") ;; esac
+done
+lane1_excludes=()
+for f in "${lane2_files[@]}"; do lane1_excludes+=(--exclude "$f"); done
 vm_rc=0
 host_rc=0
 lane_pid=""
@@ -40,7 +49,7 @@ run_vm() {
   echo $? >"$out/vm.rc"
 }
 run_eventlog() {
-  NO_COLOR=1 npx vitest run "$eventlog" --reporter=default --reporter=json --outputFile.json="$out/host-eventlog.json" \
+  NO_COLOR=1 npx vitest run "${lane2_files[@]}" --reporter=default --reporter=json --outputFile.json="$out/host-eventlog.json" \
     >"$out/host-eventlog.log" 2>&1
   echo $? >"$out/host-eventlog.rc"
 }
@@ -56,8 +65,8 @@ if [ "${SWITCHBOARD_VM_SERIAL:-}" != 1 ]; then
   lane_pid=$!
 fi
 
-echo "== host tests (all but $eventlog)"
-npx vitest run --exclude "$eventlog**" --reporter=default --reporter=json --outputFile.json="$out/host.json"
+echo "== host tests (all but most of $eventlog)"
+npx vitest run "${lane1_excludes[@]}" --reporter=default --reporter=json --outputFile.json="$out/host.json"
 host_rc=$?
 
 if [ -n "$lane_pid" ]; then
