@@ -40,6 +40,25 @@ async function replica(group: string, file = tmp.file()): Promise<{ log: EventLo
   return { log, r };
 }
 
+/** Waits until the follower's file stands where the leader's does (polled: no event to await). */
+async function caughtUpWith(b: { log: EventLog }, a: { log: EventLog }, what: string): Promise<void> {
+  const end = Date.now() + 20_000;
+  while (!samePosition(b.log.position(), a.log.position()) && Date.now() < end)
+    await new Promise((r) => setTimeout(r, 50));
+  expect(b.log.position(), what).toEqual(a.log.position());
+}
+
+/** The follower holds exactly the leader's verified log; then both are closed. */
+async function expectSameAndClose(b: { log: EventLog; r: LogReplicator }, a: { log: EventLog; r: LogReplicator }) {
+  const want = replicaDigest(a.log);
+  expect(want.verified).toBe(true);
+  expect(replicaDigest(b.log)).toEqual(want);
+  await b.r.close();
+  await a.r.close();
+  b.log.close();
+  a.log.close();
+}
+
 describe('replicated log when NATS loses its store', () => {
   it('the leader re-creates and re-seeds the stream; a fresh replica then gets every row; concurrent flushes share one', async () => {
     const a = await replica('loss');
@@ -59,17 +78,9 @@ describe('replicated log when NATS loses its store', () => {
     const b = await replica('loss');
     const f = b.r.follow();
     await f.caughtUp;
-    const end = Date.now() + 20_000;
-    while (!samePosition(b.log.position(), a.log.position()) && Date.now() < end)
-      await new Promise((r) => setTimeout(r, 50)); // polling the follower's file: no event to await
+    await caughtUpWith(b, a, 'a fresh replica after the store loss');
     await f.stop();
-    const want = replicaDigest(a.log);
-    expect(want.verified).toBe(true);
-    expect(replicaDigest(b.log)).toEqual(want);
-    await b.r.close();
-    await a.r.close();
-    b.log.close();
-    a.log.close();
+    await expectSameAndClose(b, a);
   }, 90_000);
 
   it('a replica following while NATS loses its store catches up with the stream the leader re-seeds, and keeps following', async () => {
@@ -79,13 +90,7 @@ describe('replicated log when NATS loses its store', () => {
     const b = await replica('loss-follow');
     const f = b.r.follow();
     await f.caughtUp;
-    const caughtUpWith = async (what: string): Promise<void> => {
-      const end = Date.now() + 20_000;
-      while (!samePosition(b.log.position(), a.log.position()) && Date.now() < end)
-        await new Promise((r) => setTimeout(r, 50)); // polling the follower's file: no event to await
-      expect(b.log.position(), what).toEqual(a.log.position());
-    };
-    await caughtUpWith('before the store loss');
+    await caughtUpWith(b, a, 'before the store loss');
     const markBefore = b.r.position().localSeq;
     expect(markBefore).toBeGreaterThan(5);
 
@@ -96,17 +101,11 @@ describe('replicated log when NATS loses its store', () => {
     await writeHistory(a.log, { seed: 12, steps: 3, after: async () => {} });
     await a.r.flush();
     await writeHistory(a.log, { seed: 13, steps: markBefore + 2, after: () => a.r.flush() });
-    await caughtUpWith('after the leader re-seeded the new stream');
+    await caughtUpWith(b, a, 'after the leader re-seeded the new stream');
     await writeHistory(a.log, { seed: 14, steps: 3, after: () => a.r.flush() });
-    await caughtUpWith('following on');
+    await caughtUpWith(b, a, 'following on');
     await f.stop();
-    const want = replicaDigest(a.log);
-    expect(want.verified).toBe(true);
-    expect(replicaDigest(b.log)).toEqual(want);
-    await b.r.close();
-    await a.r.close();
-    b.log.close();
-    a.log.close();
+    await expectSameAndClose(b, a);
   }, 90_000);
 
   it('a replica restarted after NATS lost its store reads the new stream from its start: its mark names the stream it counted in', async () => {
@@ -114,16 +113,10 @@ describe('replicated log when NATS loses its store', () => {
     await a.r.claim(2);
     await writeHistory(a.log, { seed: 21, steps: 8, after: () => a.r.flush() });
     const file = tmp.file();
-    const caughtUp = async (b: { log: EventLog }, what: string): Promise<void> => {
-      const end = Date.now() + 20_000;
-      while (!samePosition(b.log.position(), a.log.position()) && Date.now() < end)
-        await new Promise((r) => setTimeout(r, 50)); // polling the follower's file: no event to await
-      expect(b.log.position(), what).toEqual(a.log.position());
-    };
     const b1 = await replica('loss-restart', file);
     const f1 = b1.r.follow();
     await f1.caughtUp;
-    await caughtUp(b1, 'before the store loss');
+    await caughtUpWith(b1, a, 'before the store loss');
     const markBefore = b1.r.position().localSeq;
     await f1.stop();
     await b1.r.close(); // the follower process stops; its mark is in the file
@@ -140,17 +133,11 @@ describe('replicated log when NATS loses its store', () => {
     expect(b2.log.replicationMark()?.streamCreated).toMatch(/^\d{4}-/); // the old stream's creation time
     const f2 = b2.r.follow();
     await f2.caughtUp;
-    await caughtUp(b2, 'after the restart');
+    await caughtUpWith(b2, a, 'after the restart');
     expect(lines.some((l) => /made again \(created .*, was .*\)/.test(l))).toBe(true);
     await writeHistory(a.log, { seed: 24, steps: 3, after: () => a.r.flush() });
-    await caughtUp(b2, 'following on');
+    await caughtUpWith(b2, a, 'following on');
     await f2.stop();
-    const want = replicaDigest(a.log);
-    expect(want.verified).toBe(true);
-    expect(replicaDigest(b2.log)).toEqual(want);
-    await b2.r.close();
-    await a.r.close();
-    b2.log.close();
-    a.log.close();
+    await expectSameAndClose(b2, a);
   }, 90_000);
 });
