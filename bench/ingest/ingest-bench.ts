@@ -2,7 +2,7 @@
  * Ingestion benchmark: the real planner reading a (test) Kubernetes API.
  *
  *   npx tsx bench/ingest/ingest-bench.ts [--services 10000] [--endpoints 10] [--nodes 100]
- *        [--rounds 30] [--bursts 10] [--burst-size 50] [--steady 300] [--steady-interval-ms 10] [--out file.json] [--cpu-prof DIR]
+ *        [--rounds 30] [--bursts 10] [--burst-size 50] [--steady 300] [--steady-interval-ms 10] [--out file.json] [--cpu-prof DIR] [--profile DIR]
  *        [--planner-flag --trace-gc ...]
  *
  * This process hosts test/support's KubeApiServer (objects created through its TS control API
@@ -51,6 +51,11 @@ const { values } = parseArgs({
     'debounce-ms': { type: 'string' },
     /** Writes a V8 CPU profile of the planner child into this directory when it exits. */
     'cpu-prof': { type: 'string' },
+    /**
+     * Profiles the planner child from start to synced only (inspector CPU profile + GC entries,
+     * see planner-child.ts) into this directory; summarise with bench/ingest/profile-summary.ts.
+     */
+    profile: { type: 'string' },
     /** Extra node flags for the planner child only (e.g. --trace-gc); repeatable. */
     'planner-flag': { type: 'string', multiple: true },
     out: { type: 'string' },
@@ -211,10 +216,20 @@ async function main(): Promise<void> {
 
   const db = path.join(tmp, 'planner.db');
   t = now();
-  planner = forkChild('planner-child.ts', { kubeconfig: kc.path, nats: nats.url, db, debounceMs: DEBOUNCE }, [
-    ...(values['cpu-prof'] ? ['--cpu-prof', '--cpu-prof-dir', values['cpu-prof']] : []),
-    ...(values['planner-flag'] ?? []),
-  ]);
+  planner = forkChild(
+    'planner-child.ts',
+    {
+      kubeconfig: kc.path,
+      nats: nats.url,
+      db,
+      debounceMs: DEBOUNCE,
+      profileDir: values.profile && path.resolve(values.profile),
+    },
+    [
+      ...(values['cpu-prof'] ? ['--cpu-prof', '--cpu-prof-dir', values['cpu-prof']] : []),
+      ...(values['planner-flag'] ?? []),
+    ],
+  );
   const ready = await nextMessage(planner, 'ready', 1_800_000);
   const v1Seen = versionSeen.get(1);
   const plannerMs = Number(ready.tSynced) - Number(ready.tStart);

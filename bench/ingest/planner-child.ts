@@ -3,10 +3,18 @@
  * ClusterInformer against --kubeconfig) so its memory is measured alone, and answers the
  * orchestrator over IPC. Started by ingest-bench.ts with `--import tsx --expose-gc`.
  *
- * argv[2]: JSON { kubeconfig, nats, db }. Messages in: {op:'stats'} | {op:'stop'}.
+ * argv[2]: JSON { kubeconfig, nats, db, debounceMs?, profileDir? }. Messages in: {op:'stats'} | {op:'stop'}.
+ * profileDir (ingest-bench.ts --profile DIR): a V8 CPU profile of exactly start → synced (the
+ * inspector's profiler, started before runPlanner and stopped when `synced` resolves; --cpu-prof
+ * would run to the child's exit and include the churn phase), written as
+ * DIR/planner-start-synced.cpuprofile, and every GC of that window (perf_hooks 'gc' entries) as
+ * DIR/planner-start-synced.gc.json. Summarise both with bench/ingest/profile-summary.ts.
  * Messages out: {op:'ready', ...timings} | {op:'stats', ...} | {op:'stopped'} | {op:'error'}.
  */
-import { statSync } from 'node:fs';
+import { mkdirSync, statSync, writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
+import path from 'node:path';
+import { PerformanceObserver, constants as perfConstants, type PerformanceEntry } from 'node:perf_hooks';
 import { DEFAULT_PROXY_CONFIG } from '../../libs/model/index.ts';
 import { runPlanner, type RunningPlanner } from '../../services/planner/run-planner.ts';
 
@@ -15,6 +23,7 @@ interface Args {
   nats: string;
   db: string;
   debounceMs?: number;
+  profileDir?: string;
 }
 
 const args = JSON.parse(process.argv[2] ?? '{}') as Args;
@@ -108,7 +117,43 @@ process.on('message', (m: { op?: string }) => {
 // The orchestrator died or closed the channel: never outlive it.
 process.on('disconnect', () => void stop().then(() => process.exit(0)));
 
+/** Profiles start → synced when asked (see the header); `stop` writes the files. */
+async function startProfile(dir: string): Promise<() => Promise<void>> {
+  const session = new Session();
+  session.connect();
+  await session.post('Profiler.enable');
+  await session.post('Profiler.setSamplingInterval', { interval: 250 });
+  const gcs: { startMs: number; ms: number; kind: string }[] = [];
+  const kinds: Record<number, string> = {
+    [perfConstants.NODE_PERFORMANCE_GC_MINOR]: 'scavenge',
+    [perfConstants.NODE_PERFORMANCE_GC_MAJOR]: 'mark-compact',
+    [perfConstants.NODE_PERFORMANCE_GC_INCREMENTAL]: 'incremental',
+    [perfConstants.NODE_PERFORMANCE_GC_WEAKCB]: 'weak-callbacks',
+  };
+  const observer = new PerformanceObserver((list) => {
+    for (const e of list.getEntries() as (PerformanceEntry & { detail?: { kind?: number } })[])
+      gcs.push({ startMs: e.startTime, ms: e.duration, kind: kinds[e.detail?.kind ?? -1] ?? String(e.detail?.kind) });
+  });
+  observer.observe({ entryTypes: ['gc'] });
+  await session.post('Profiler.start');
+  const t0 = performance.now();
+  return async () => {
+    const { profile } = await session.post('Profiler.stop');
+    const windowMs = performance.now() - t0;
+    observer.disconnect();
+    session.disconnect();
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(path.join(dir, 'planner-start-synced.cpuprofile'), JSON.stringify(profile));
+    const inWindow = gcs.filter((g) => g.startMs >= t0);
+    writeFileSync(
+      path.join(dir, 'planner-start-synced.gc.json'),
+      `${JSON.stringify({ windowMs, gcs: inWindow.map((g) => ({ ...g, startMs: g.startMs - t0 })) })}\n`,
+    );
+  };
+}
+
 try {
+  const stopProfile = args.profileDir ? await startProfile(args.profileDir) : undefined;
   const cpu0 = process.cpuUsage();
   const tStart = now();
   running = await runPlanner({
@@ -122,8 +167,9 @@ try {
   const tRunning = now();
   await running.planner.synced;
   const tSynced = now();
-  const first = running.planner.versions()[0];
   const cpu = process.cpuUsage(cpu0);
+  await stopProfile?.(); // after the CPU reading: writing the profile is not the planner's work
+  const first = running.planner.versions()[0];
   const st = await stats();
   send({
     ...st,
