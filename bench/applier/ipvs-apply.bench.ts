@@ -49,6 +49,20 @@ const NETNS_SETUP =
   'ip link set lo up; ip link add sbbench0 type dummy 2>/dev/null || true; ip link set sbbench0 up; ip route replace 10.128.0.0/9 dev sbbench0';
 sh(NETNS_SETUP);
 
+// BENCH_IPVS_RUN_ESTIMATION=0|1 sets net.ipv4.vs.run_estimation in this netns and in the
+// baseline's before either loads (unset: the kernel's default, 1, as in every run before the ninth
+// round). Kernel 6.1 (the VM's) keeps a rate estimator per service and per real server and walks
+// them all every 2 s in a timer (softirq) under the netns' est_lock, which every service or real
+// server add also takes; with 0 the timer skips the walk. The sysctl is per netns and exists once
+// ip_vs is loaded (the guest loads it at boot; modprobe again in case).
+const RUN_ESTIMATION = process.env.BENCH_IPVS_RUN_ESTIMATION || undefined;
+const RUN_ESTIMATION_SYSCTL = '/proc/sys/net/ipv4/vs/run_estimation';
+if (RUN_ESTIMATION !== undefined && !/^[01]$/.test(RUN_ESTIMATION))
+  throw new Error(`BENCH_IPVS_RUN_ESTIMATION must be 0 or 1, not ${RUN_ESTIMATION}`);
+sh('modprobe ip_vs 2>/dev/null || true');
+if (RUN_ESTIMATION !== undefined) writeFileSync(RUN_ESTIMATION_SYSCTL, `${RUN_ESTIMATION}\n`);
+const runEstimation = Number(readFileSync(RUN_ESTIMATION_SYSCTL, 'utf8').trim());
+
 function build(extra = 0): NodeState {
   const vss: VirtualServer[] = [];
   for (let s = 0; s < services; s++) {
@@ -159,7 +173,10 @@ writeFileSync('/tmp/sb-bench.ipvsadm', formatIpvsadm(state));
 writeFileSync('/tmp/sb-bench.ipset', formatIpsetSave(state));
 writeFileSync('/tmp/sb-bench.ip', state.boundAddresses.map((a) => `addr add ${a}/32 dev kube-ipvs0`).join('\n') + '\n');
 const BASE_NS = `sbbase${process.pid}`;
-sh(`ip netns add ${BASE_NS}; ip netns exec ${BASE_NS} sh -c '${NETNS_SETUP}'`);
+sh(
+  `ip netns add ${BASE_NS}; ip netns exec ${BASE_NS} sh -c '${NETNS_SETUP}${RUN_ESTIMATION !== undefined ? `; echo ${RUN_ESTIMATION} > ${RUN_ESTIMATION_SYSCTL}` : ''}'`,
+);
+const baselineRunEstimation = Number(sh(`ip netns exec ${BASE_NS} cat ${RUN_ESTIMATION_SYSCTL}`).trim());
 const baseMs =
   Number(
     sh(
@@ -480,6 +497,9 @@ const out = {
   v8ExtraFlags: V8_EXTRA.join(' '),
   // the IPVS sockets' fixed receive buffer in bytes (0: each datagram's size peeked first)
   ipvsReceiveBuffer: recvBuffer ?? (DEFAULT_IPVS_RECEIVE_BUFFER || 0),
+  // net.ipv4.vs.run_estimation in our netns and the baseline's while each loaded (BENCH_IPVS_RUN_ESTIMATION)
+  ipvsRunEstimation: runEstimation,
+  baselineIpvsRunEstimation: baselineRunEstimation,
   // BENCH_NODE_FLAGS, as given
   nodeFlags: process.execArgv.filter((a) => a.startsWith('--') && !a.startsWith('--import')).join(' '),
   ...(steady
