@@ -118,7 +118,9 @@ export class DataSync {
     let index = new ClusterDataIndex();
     let bytes = head.ok ? head.bytes : 0;
     if (base > 0) {
-      const cp = await this.reader.checkpoint(base);
+      // the head names the checkpoint's hash when it is the target's own; else the reader looks it up
+      const hash = base === target ? (head.ok ? head.value.hash : head.checkpointOnly?.hash) : undefined;
+      const cp = await this.reader.checkpoint(base, hash);
       if (!cp.ok) return { ok: false, error: cp.error, permanent: false };
       const built = indexFromCheckpoint(cp.value);
       if ('error' in built) return { ok: false, error: built.error, permanent: true };

@@ -77,7 +77,9 @@ export function* artifactMessages(
       const subject = checkpointSubject(a.version, i);
       yield {
         subject,
-        msgId: subject,
+        // Qualified by the content: a deposed leader's partial checkpoint of this version (other
+        // content) must not make the new leader's chunks count as already stored (dedupe).
+        msgId: `${subject}:${a.hash}`,
         payload,
         headers: { ...common, [H.chunk]: String(i), [H.chunks]: String(chunks) },
       };

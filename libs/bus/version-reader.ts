@@ -97,8 +97,18 @@ export class VersionReader {
     };
   }
 
-  async checkpoint(version: number): Promise<Fetched<Checkpoint>> {
-    const first = await this.first(checkpointSubject(version, 0), version, () => undefined);
+  /**
+   * Version `version`'s checkpoint. A subject may also hold chunks of a checkpoint that never
+   * became the version (a leader deposed mid-checkpoint, other content), stored before the real
+   * one: chunk 0 is the first genuine one carrying the version's hash, `expectedHash` when the caller
+   * knows it, else the hash its delta or checkpoint-only marker names (the first genuine chunk 0
+   * when neither is stored: a checkpoint that is not a version yet).
+   */
+  async checkpoint(version: number, expectedHash?: string): Promise<Fetched<Checkpoint>> {
+    const want = expectedHash ?? (await this.versionHash(version));
+    const first = await this.first(checkpointSubject(version, 0), version, (m) =>
+      want === undefined || m.header(H.hash) === want ? undefined : 'chunk of a checkpoint that is not the version',
+    );
     if (!first.ok) return first;
     const n = Number(first.header(H.chunks));
     if (!Number.isSafeInteger(n) || n < 1 || n > 100_000)
@@ -128,6 +138,13 @@ export class VersionReader {
       baseCheckpoint: version,
       anchor: first.header(H.anchor) ?? '',
     };
+  }
+
+  /** The hash version `version`'s delta or checkpoint-only marker carries; undefined when neither is stored. */
+  private async versionHash(version: number): Promise<string | undefined> {
+    const head = await this.delta(version);
+    if (head.ok) return head.value.hash;
+    return head.checkpointOnly?.hash;
   }
 
   /**

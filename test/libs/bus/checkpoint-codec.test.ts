@@ -155,12 +155,12 @@ describe('checkpoint codec, streamed', () => {
       return { reader: new VersionReader(nc), asked };
     };
     const good = stream();
-    expect(await good.reader.checkpoint(1)).toMatchObject({ ok: true, value: JSON.parse(JSON.stringify(cp)) });
+    expect(await good.reader.checkpoint(1, cp.hash)).toMatchObject({ ok: true, value: JSON.parse(JSON.stringify(cp)) });
     expect(good.asked).toHaveLength(msgs.length);
     // a damaged first chunk is known bad by the second (corruption inside a string may only show
     // at the end, or as the content hash: a node checks that before using anything)
     const bad = stream(0);
-    expect(await bad.reader.checkpoint(1)).toEqual({
+    expect(await bad.reader.checkpoint(1, cp.hash)).toEqual({
       ok: false,
       missing: false,
       error: 'checkpoint 1: artifact: not JSON',

@@ -161,6 +161,53 @@ describe('pipelined checkpoint publish', () => {
     expect(Object.values(await subjectCounts(w.planner, 'sb.v.checkpoint.2.>')).every((n) => n === 1)).toBe(true);
   });
 
+  it.each([
+    ['signed', false],
+    ['unsigned', true],
+  ])(
+    "%s: after a partial checkpoint from a deposed leader, the new leader's version 2 with OTHER content reads whole",
+    async (_mode, unsigned) => {
+      world = await startBusWorld({ nodes: [], checkpointEvery: 100, maxPayload: 64 * 1024, unsigned });
+      const w = world;
+      const signer = unsigned ? undefined : w.signer;
+      const verifier = unsigned ? undefined : w.verifier;
+      const m = new VersionMaker();
+      const v1 = m.next({ upsertServices: [service(1)] });
+      const v2 = m.next({ upsertServices: Array.from({ length: 400 }, (_, i) => service(i + 2, 10)) });
+      // What the new leader's log makes version 2 from: the same version 1, other services after it.
+      const m2 = new VersionMaker();
+      m2.next({ upsertServices: [service(1)] });
+      const v2b = m2.next({ upsertServices: Array.from({ length: 400 }, (_, i) => service(i + 2, 9)) });
+      expect(v2b.delta.hash).not.toBe(v2.delta.hash);
+
+      const other = await connectBus({ servers: w.server.url, name: 'new-leader', auth: PLANNER });
+      closers.push(() => other.close());
+      const next = await VersionPublisher.open({ nc: other, signer, checkpointEvery: 100 });
+      let claimed: Promise<void> | undefined;
+      const nc = intercepted(w.planner, async (subject, send) => {
+        const c = chunkOf(subject);
+        if (c?.version === 2 && c.chunk >= 5) {
+          claimed ??= next.claim(9, 'new');
+          await claimed;
+        }
+        return send();
+      });
+      const old = await VersionPublisher.open({ nc, signer, checkpointEvery: 100, pipeline: 8 });
+      await old.claim(5, 'old');
+      await publish(old, v1);
+      await expect(publish(old, v2)).rejects.toThrow(StaleLeaderError);
+      expect(Object.keys(await subjectCounts(w.planner, 'sb.v.checkpoint.2.>')).length).toBeGreaterThan(0);
+
+      // Within the stream's dedupe window: chunks of other content must not count as already stored.
+      await publish(next, v2b);
+      const reader = new VersionReader(w.planner, { verifier });
+      const marker = await reader.delta(2);
+      expect(!marker.ok && marker.checkpointOnly?.hash).toBe(v2b.delta.hash);
+      const cp2 = await reader.checkpoint(2);
+      expect(cp2.ok ? cp2.value.hash : cp2.error).toBe(v2b.delta.hash);
+    },
+  );
+
   it('a foreign message landing mid-checkpoint is stepped over: the rest is appended, the checkpoint reads whole', async () => {
     const { w, v1, v2 } = await setUp();
     const foreign: string[] = [];
