@@ -40,6 +40,11 @@ type EncodeOptions = {
    * the same bytes either way; a text that is not its entry's JSON.stringify text would change it.
    */
   texts?: KnownTexts;
+  /**
+   * A delta goes out as the marker naming its own checkpoint whatever its size: a base version,
+   * published on a stream that lacks its parent (VersionPublisher.publishBase).
+   */
+  checkpointOnly?: boolean;
 };
 
 /**
@@ -89,7 +94,7 @@ export function* artifactMessages(
   }
   // undefined: an oversize delta, known from a prefix of its entries without encoding all of it.
   const bytes =
-    encoded === undefined && deltaExceeds(a, opts.chunkBytes, opts.texts)
+    opts.checkpointOnly || (encoded === undefined && deltaExceeds(a, opts.chunkBytes, opts.texts))
       ? undefined
       : (encoded ?? artifactBytes(a, opts.chunkBytes));
   if (bytes === undefined || bytes.length > opts.chunkBytes) {

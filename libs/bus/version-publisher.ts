@@ -164,31 +164,55 @@ export class VersionPublisher {
   }
 
   /**
+   * Publishes one version as a base: its checkpoint, then its delta as the checkpoint-only marker
+   * naming it, above whatever the stream holds (a gap is allowed). For a stream that lacks
+   * versions the planner can no longer rebuild (NATS lost its store after the log was compacted:
+   * review2 R8): a node loads a checkpoint-only version without its parent (the applier's
+   * checkpoint path), and later versions follow as deltas on top of it.
+   */
+  async publishBase(a: {
+    header: Omit<VersionArtifact, 'form' | 'delta' | 'data'>;
+    data: () => (VersionArtifact & { form: 'checkpoint' })['data'];
+    anchor?: string;
+  }): Promise<PublishResult[]> {
+    const h = strip(a.header as VersionArtifact);
+    const marker = { ...h, form: 'delta' as const, delta: EMPTY_DELTA };
+    if (h.version <= this.last) return [await this.confirmExisting(marker)];
+    return [
+      await this.publishVersion({ ...h, form: 'checkpoint', data: a.data() }, a.anchor, undefined, undefined, true),
+      await this.publishVersion(marker, a.anchor, undefined, undefined, true),
+    ];
+  }
+
+  /**
    * `encoded`: the artifact already serialized (artifactBytes), so a version is encoded once;
    * undefined for a delta lets encodeArtifact find it oversize without encoding it. `texts`: see
-   * publishNext.
+   * publishNext. `base`: see publishBase (the delta goes out as a marker, above a gap).
    */
   async publishVersion(
     a: VersionArtifact,
     anchor = '',
     encoded?: Uint8Array,
     texts?: KnownTexts,
+    base = false,
   ): Promise<PublishResult> {
     if (a.form === 'delta') {
       if (a.version <= this.last) return this.confirmExisting(a);
-      if (a.version !== this.last + 1)
+      if (a.version !== this.last + 1 && !base)
         throw new Error(
           `cannot publish version ${a.version}: last published is ${this.last} (publish ${this.last + 1} first)`,
         );
       if (a.parent !== a.version - 1)
         throw new Error(`delta ${a.version} must have parent ${a.version - 1}, got ${a.parent}`);
-    } else if (a.version > this.last + 1) {
+    } else if (a.version > this.last + 1 && !base) {
       throw new Error(`cannot publish checkpoint ${a.version}: last published is ${this.last}`);
     }
+    if (base && a.form === 'delta' && this.lastCheckpoint !== a.version)
+      throw new Error(`base version ${a.version}: publish its checkpoint first`);
     // a checkpoint's chunks are encoded as they are sent (artifactMessages): at most `pipeline` held
     const msgs = artifactMessages(
       a,
-      { chunkBytes: this.chunkBytes, baseCheckpoint: this.lastCheckpoint, anchor, texts },
+      { chunkBytes: this.chunkBytes, baseCheckpoint: this.lastCheckpoint, anchor, texts, checkpointOnly: base },
       encoded,
     );
     let bytes = 0;
@@ -492,7 +516,18 @@ export class VersionPublisher {
       const fault = parsed
         ? this.reader.genuine({ subject: m.subject, data: m.data, header: (k) => m.header.get(k) }, parsed.version)
         : 'not a version subject';
-      if (fault === undefined && parsed) return parsed.form === 'delta' ? parsed.version : parsed.version - 1;
+      if (fault === undefined && parsed) {
+        if (parsed.form === 'delta') return parsed.version;
+        // A checkpoint chunk of N: a planner died before N's delta. N-1 is the last version,
+        // unless N was a base above a gap (publishBase): then it is the newest delta before N's
+        // chunks, which this walk goes on to find.
+        const before = parsed.version - 1;
+        if (before === 0) return 0;
+        const d = await this.reader.delta(before);
+        if (d.ok || d.checkpointOnly) return before;
+        seq -= parsed.chunk; // chunk i of a checkpoint is i messages after its chunk 0
+        continue;
+      }
       this.options.onForeign?.(m.subject, fault ?? 'unknown');
     }
     return 0;
@@ -516,6 +551,9 @@ export class VersionPublisher {
 }
 
 const textDecoder = new TextDecoder();
+
+/** A base version's delta is never encoded (it goes out as a checkpoint-only marker). */
+const EMPTY_DELTA = { upsertServices: [], removeServices: [], upsertNodes: [], removeNodes: [] };
 
 /** Checkpoint chunks in flight at once by default (8 × 512 KiB held at most). */
 const DEFAULT_PIPELINE = 8;

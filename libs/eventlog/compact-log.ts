@@ -25,9 +25,7 @@ export function compactLog(log: EventLog, before: number): CompactResult {
   const target = log.version(before);
   if (!target) throw new EventLogError('NOT_FOUND', `compact: version ${before} does not exist`);
   const cut = target.seqTo;
-  const anchor = (
-    databaseOf(log).prepare(`SELECT anchor_id AS a FROM chain_heads WHERE chain = 'events'`).get() as { a: number }
-  ).a;
+  const anchor = eventsAnchor(log);
   const needed = new Set<number>([cut]);
   for (const v of log.versions({ from: before })) {
     const src = contentSource(log, v.version);
@@ -74,6 +72,50 @@ export function compactLog(log: EventLog, before: number): CompactResult {
   } catch (e) {
     throw translateSqliteError(e, `compact ${log.file}`);
   }
+}
+
+/**
+ * The oldest version from which every later one can still be rebuilt from this log (its content,
+ * hence its checkpoint form): 1 when nothing was compacted; after `compactLog(log, N)`, N or an
+ * earlier version whose content the checkpoint at the cut still gives. Undefined: no version.
+ * A planner whose versions stream lacks versions below it republishes from it (review2 R8).
+ * Only the versions ending exactly at the cut are checked (a pin among them may copy a version
+ * before it): every version after them has its events (or, a retained pin, the checkpoint
+ * compaction wrote for its source), and every version before them ends at a removed event.
+ */
+export function replayableFrom(log: EventLog): number | undefined {
+  const latest = log.latestVersion();
+  if (!latest) return undefined;
+  const anchor = eventsAnchor(log);
+  if (anchor === 0) return 1;
+  const db = databaseOf(log);
+  const seqTo = db.prepare('SELECT seq_to AS s FROM versions WHERE version = ?');
+  const seqOf = (v: number) => (seqTo.get(v) as { s: number }).s;
+  // seq_to never decreases along versions (a pin takes its parent's): the first at or past the
+  // cut is found by bisection, without reading every version row.
+  let lo = 1;
+  let hi = latest.version + 1;
+  while (lo < hi) {
+    const mid = Math.floor((lo + hi) / 2);
+    if (seqOf(mid) >= anchor) hi = mid;
+    else lo = mid + 1;
+  }
+  let from = lo;
+  // The same test as rebuildAtSeq's: the nearest checkpoint is past the anchor, or exactly at seq.
+  const nearest = db.prepare('SELECT max(seq) AS s FROM checkpoints WHERE seq <= ?');
+  for (let v = lo; v <= latest.version && seqOf(v) === anchor; v++) {
+    const seq = contentSource(log, v).seqTo;
+    const cp = (nearest.get(seq) as { s: number | null }).s;
+    if (seq !== 0 && cp !== seq && (cp === null || cp < anchor)) from = v + 1;
+  }
+  return from <= latest.version ? from : undefined;
+}
+
+/** The events chain's anchor: events up to it were compacted (0: none). */
+function eventsAnchor(log: EventLog): number {
+  return (
+    databaseOf(log).prepare(`SELECT anchor_id AS a FROM chain_heads WHERE chain = 'events'`).get() as { a: number }
+  ).a;
 }
 
 /** A consistent copy of the log (VACUUM INTO), safe while the planner keeps writing. */

@@ -148,6 +148,8 @@ export function plannerRoutes(
           rejected: [...p.data.rejections.values(), ...p.sourceRejections.slice(0, 100)],
           rejectedTotal: p.data.rejectedCount + p.sourceRejections.length,
           lastError: p.lastError ?? null,
+          // versions a republish left out (compacted from the log: review2 R8), said once in the log too
+          republished: p.republished ?? null,
           sourceError: p.sourceProblem() ?? null,
           source: p.sourceHealth(),
           ...groupStatus(group()),

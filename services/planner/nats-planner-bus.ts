@@ -168,6 +168,12 @@ export class NatsPlannerBus implements PlannerBus {
     );
   }
 
+  async publishBase(...[header, data]: Parameters<PlannerBus['publishBase']>): Promise<void> {
+    await this.guard(() =>
+      this.publisher.publishBase({ header, data, anchor: this.options.anchorOf?.(header.version) }),
+    );
+  }
+
   async putConfigRevision(rev: ConfigRevision): Promise<void> {
     await this.guard(() => this.targets.putConfigRevision(rev));
     this.configs.set(rev.revision, rev);

@@ -29,6 +29,15 @@ export interface PlannerBus {
     data: () => (VersionArtifact & { form: 'checkpoint' })['data'],
     texts?: KnownTexts,
   ): Promise<void>;
+  /**
+   * Publishes one version as a base: its checkpoint (built by `data`) and a marker naming it, on a
+   * stream that lacks the versions before it, which the log can no longer rebuild (review2 R8).
+   * Nodes load it without its parent; later versions are published as usual on top of it.
+   */
+  publishBase(
+    header: Omit<VersionArtifact, 'form' | 'delta' | 'data'>,
+    data: () => (VersionArtifact & { form: 'checkpoint' })['data'],
+  ): Promise<void>;
   /** Makes a config revision readable by appliers (before any target names it). */
   putConfigRevision(rev: ConfigRevision): Promise<void>;
   setDefaultTarget(target: NodeTarget): Promise<void>;

@@ -1,5 +1,5 @@
 import type { EventLog } from '../../libs/eventlog/index.ts';
-import { nodesBehind } from '../../libs/eventlog/index.ts';
+import { nodesBehind, replayableFrom } from '../../libs/eventlog/index.ts';
 import {
   nextRolloutDeadline,
   type ExpectedHashes,
@@ -25,6 +25,8 @@ export interface PlannerHooks {
   onRejected?(r: ObjectRejection | Rejection): void;
   onVersion?(version: number, publishMs: number): void;
   onError?(where: string, err: unknown): void;
+  /** Something an operator must know that is not a failure (said once, e.g. versions not republished). */
+  onNote?(message: string): void;
 }
 
 export interface PlannerOptions {
@@ -90,6 +92,8 @@ export class Planner {
   /** The newest version known to hold the same content in the log and on the stream (checkStreamAgrees). */
   private agreedWithStream = 0;
   private viewStale: string | undefined;
+  /** The base version of the last republish that left out compacted versions, and what it said. */
+  private republishedFrom: { readonly from: number; readonly note: string } | undefined;
   /** Versions made by this process and not yet on the bus, by number. */
   private readonly unpublished = new Map<number, NewVersion>();
   private stopped = false;
@@ -390,6 +394,7 @@ export class Planner {
           `the log ends at version ${latest.version} but the versions stream holds ${published}: not moving any target`,
         );
       await this.checkStreamAgrees(Math.min(latest.version, published));
+      await this.publishBaseIfCompacted(published, latest.version);
       for (let v = this.options.bus.lastPublishedVersion() + 1; v <= latest.version; v++) {
         const made = this.unpublished.get(v);
         const rec = made?.record ?? this.options.log.version(v)!;
@@ -420,6 +425,41 @@ export class Planner {
       clearTimeout(this.retry);
       if (!this.stopped) this.retry = setTimeout(() => void this.serial(() => this.publishAndTarget()), 1000);
     }
+  }
+
+  /**
+   * The stream lacks versions the log can no longer rebuild (NATS lost its store, or this is a new
+   * NATS, after `db compact`: review2 R8): they cannot be republished, and the versions after them
+   * need a parent the stream does not hold. The oldest version the log still rebuilds goes out as
+   * a base (its checkpoint, which nodes load without a parent); the loop after it publishes the
+   * rest as usual. What was left out is said once and shown on /status (`republished`).
+   */
+  private async publishBaseIfCompacted(published: number, latest: number): Promise<void> {
+    if (published >= latest) return;
+    const from = replayableFrom(this.options.log);
+    if (from === undefined || published + 1 >= from) return;
+    const rec = this.options.log.version(from)!;
+    const t0 = performance.now();
+    await this.options.bus.publishBase(
+      { version: rec.version, parent: rec.parent, hash: rec.hash, reason: rec.reason, createdAt: rec.createdAt },
+      () => this.data.fullData(from),
+    );
+    for (const v of this.unpublished.keys()) if (v <= from) this.unpublished.delete(v);
+    this.agreedWithStream = from;
+    this.options.hooks?.onVersion?.(from, performance.now() - t0);
+    const left =
+      published + 1 === from - 1
+        ? `version ${from - 1} was compacted from the log and is`
+        : `versions ${published + 1}-${from - 1} were compacted from the log and are`;
+    const stream = published ? `goes on from version ${published} at` : 'starts at';
+    const note = `${left} not republished: the versions stream ${stream} version ${from}, published as a checkpoint`;
+    this.republishedFrom = { from, note };
+    this.options.hooks?.onNote?.(note);
+  }
+
+  /** Set once versions the log could no longer rebuild were left out of a republish (publishBaseIfCompacted). */
+  get republished(): { readonly from: number; readonly note: string } | undefined {
+    return this.republishedFrom;
   }
 
   /**

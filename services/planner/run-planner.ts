@@ -221,7 +221,7 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
         initialConfig: o.config,
         checkpointEvery: o.checkpointEvery,
         debounceMs: o.debounceMs,
-        hooks: metrics.hooks,
+        hooks: { ...metrics.hooks, onNote: say },
         role,
         // an operation is answered once the group's log holds it (review2 R4)
         commit: () => replicator?.flush() ?? Promise.resolve(),

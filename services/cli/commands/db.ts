@@ -8,7 +8,14 @@ import {
   readVerifierFile,
   type Verifier,
 } from '../../../libs/bus/index.ts';
-import { backupLog, checkVersionAnchor, compactLog, EventLog, verifyLog } from '../../../libs/eventlog/index.ts';
+import {
+  backupLog,
+  checkVersionAnchor,
+  compactLog,
+  EventLog,
+  replayableFrom,
+  verifyLog,
+} from '../../../libs/eventlog/index.ts';
 import { canonicalJson } from '../../../libs/model/index.ts';
 import { UsageError } from '../cli-errors.ts';
 import type { SetExit } from './index.ts';
@@ -151,6 +158,13 @@ export function registerDb(program: Command, setExit: SetExit): void {
               `compacted: events up to seq ${r.cutSeq} removed (${r.eventsRemoved}), ${r.checkpointsWritten} checkpoints written, ${r.checkpointsRemoved} removed\n`,
               r,
             );
+            // The file cannot tell what the versions stream holds; what it can tell is what a
+            // republish (NATS lost its store, a new NATS) will leave out from now on (review2 R8).
+            const from = replayableFrom(log);
+            if (from !== undefined && from > 1)
+              process.stderr.write(
+                `switchboard: db compact: versions before ${from} can no longer be rebuilt: should the versions stream lose them (NATS restarted without its store), the planner republishes from version ${from}, as a checkpoint\n`,
+              );
             break;
           }
         }

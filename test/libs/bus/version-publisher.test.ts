@@ -133,6 +133,46 @@ describe('VersionPublisher', () => {
     expect(d2.ok && d2.baseCheckpoint).toBe(2);
   });
 
+  it('a base version above an empty stream: checkpoint + marker, later deltas on top; a node loads it without its parent; a base cut short is redone (review2 R8)', async () => {
+    world = await startBusWorld({ nodes: ['n1'], checkpointEvery: 50 });
+    const m = new VersionMaker();
+    const [, , v3] = [1, 2, 3].map((i) => m.next({ upsertServices: [service(i)], upsertNodes: [node('n1')] }));
+    // versions 1-2 exist no more (compacted from the planner's log): only their successors' base
+    await expect(
+      world.publisher.publishNext({ header: v3!.delta, delta: v3!.delta.delta, data: () => v3!.checkpoint().data }),
+    ).rejects.toThrow(/publish 1 first/);
+    await world.publisher.publishVersion(v3!.checkpoint(), '', undefined, undefined, true); // ...and the process dies here
+    const p2 = await VersionPublisher.open({ nc: world.planner, checkpointEvery: 50, signer: world.signer });
+    expect(p2.lastPublishedVersion()).toBe(0); // chunks of 3 with no delta 2 before them: nothing published
+    const base = await p2.publishBase({ header: v3!.delta, data: () => v3!.checkpoint().data });
+    expect(base.map((r) => [r.form, r.bytes === 0])).toEqual([
+      ['checkpoint', false],
+      ['delta', true], // the marker
+    ]);
+    expect(p2.lastPublishedVersion()).toBe(3);
+    expect(p2.lastCheckpointVersion()).toBe(3);
+    const v4 = m.next({ upsertServices: [service(4)] });
+    await p2.publishNext({ header: v4.delta, delta: v4.delta.delta, data: () => v4.checkpoint().data });
+    const reader = new VersionReader(world.planner, { verifier: world.verifier });
+    const d3 = await reader.delta(3);
+    expect(!d3.ok && d3.checkpointOnly).toMatchObject({ hash: v3!.delta.hash });
+    const d4 = await reader.delta(4);
+    expect(d4.ok && d4.baseCheckpoint).toBe(3);
+    expect((await reader.delta(1)).ok).toBe(false);
+    // a restarted publisher finds the stream at 4, and the base again is a duplicate
+    const p3 = await VersionPublisher.open({ nc: world.planner, checkpointEvery: 50, signer: world.signer });
+    expect([p3.lastPublishedVersion(), p3.lastCheckpointVersion()]).toEqual([4, 3]);
+    expect((await p3.publishBase({ header: v3!.delta, data: () => v3!.checkpoint().data }))[0]).toMatchObject({
+      duplicate: true,
+    });
+    // a node that never ran anything loads checkpoint 3 and delta 4
+    await world.targets.setDefaultTarget({ version: 4, configRevision: 0 });
+    const a = await world.startApplier('n1');
+    const ack4 = await world.received.waitFor(ackForHelper('n1', 4), 'ack 4');
+    expect(ack4.kind === 'ack' && ack4.v.dataHash).toBe(m.index.hash());
+    expect(a.dataplane.last).toEqual(renderNodeState(m.index, 'n1', DEFAULT_PROXY_CONFIG));
+  });
+
   it('chunks checkpoints larger than max_payload, and a node reassembles and verifies them', async () => {
     world = await startBusWorld({ nodes: ['n1'], checkpointEvery: 10, maxPayload: 64 * 1024 });
     const m = new VersionMaker();

@@ -8,7 +8,7 @@ import { driveDataAxis, randomHistory, type DrivenVersion } from './support/rand
 import { openLog, steppingClock, tempDir } from './support/temp-log.ts';
 import { DEFAULT_PROXY_CONFIG } from '../../../libs/model/index.ts';
 import { nodeStateHash, renderNodeState } from '../../../libs/planner/index.ts';
-import { EventLog, replayVersion } from '../../../libs/eventlog/index.ts';
+import { EventLog, replayableFrom, replayVersion } from '../../../libs/eventlog/index.ts';
 
 const BIN = path.join(import.meta.dirname, '../../../bin/switchboard');
 const tmp = tempDir();
@@ -196,6 +196,22 @@ describe('switchboard db / replay / audit', () => {
       expect((await sb('replay', '--db', copy, '--to-version', String(v.version))).out).toBe(
         `version ${v.version} hash ${v.hash}\n`,
       );
+    }
+    // Where a republish starts from now (review2 R8): every version from it replays, the one
+    // before it does not, and compaction said so on stderr.
+    const log = await EventLog.open({ file: copy });
+    try {
+      const from = replayableFrom(log)!;
+      expect(from).toBeGreaterThan(1);
+      expect(from).toBeLessThanOrEqual(mid.version);
+      for (const v of recorded.filter((x) => x.version >= from && x.version < mid.version))
+        expect(replayVersion(log, v.version).hash).toBe(v.hash);
+      expect(() => replayVersion(log, from - 1)).toThrow(/were compacted and no checkpoint covers/);
+      expect(r.err).toBe(
+        `switchboard: db compact: versions before ${from} can no longer be rebuilt: should the versions stream lose them (NATS restarted without its store), the planner republishes from version ${from}, as a checkpoint\n`,
+      );
+    } finally {
+      log.close();
     }
   });
 

@@ -5,6 +5,7 @@ import { promisify } from 'node:util';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import pino from 'pino';
 import { readVerifierFile } from '../../../libs/bus/index.ts';
+import { compactLog, EventLog } from '../../../libs/eventlog/index.ts';
 import { DEFAULT_PROXY_CONFIG } from '../../../libs/model/index.ts';
 import { startApplierService, type ApplierService } from '../../../services/applier/applier-service.ts';
 import { runPlanner, type RunningPlanner } from '../../../services/planner/run-planner.ts';
@@ -96,15 +97,22 @@ describe('start in any order, wait for what is missing', () => {
     await expect.poll(async () => (await readyz(svc)).status, { timeout: 20_000 }).toBe(200);
   });
 
-  it('NATS back with an EMPTY store: the planner recreates stream and bucket and republishes; the applier follows without a restart', async () => {
+  it('NATS back with an EMPTY store: the planner recreates stream and bucket and republishes (from its compaction cut); the applier follows without a restart', async () => {
     const p = await startPlanner();
     const { svc } = await startApplier();
     await expect.poll(async () => (await readyz(svc)).status, { timeout: 20_000 }).toBe(200);
+    env.write('b.yaml', svcYaml('b', '10.96.0.2'));
+    await expect.poll(async () => (await readyz(svc)).body.applied?.version, { timeout: 20_000 }).toBe(2);
+    // Version 1 compacted away under the running planner (its own handle: `db compact` would wait
+    // for its writer lock), so the re-elected leader's republish starts at version 2 (review2 R8).
+    compactLog(p.planner['options'].log, 2);
     await env.nats.restartEmpty();
-    env.write('b.yaml', svcYaml('b', '10.96.0.2')); // a new version while the store is empty
-    await expect.poll(() => p.planner.data.latest()?.version, { timeout: 30_000 }).toBe(2);
-    await expect.poll(async () => (await readyz(svc)).body.applied?.version, { timeout: 30_000 }).toBe(2);
+    env.write('c.yaml', svcYaml('c', '10.96.0.3')); // a new version while the store is empty
+    await expect.poll(() => p.planner.data.latest()?.version, { timeout: 30_000 }).toBe(3);
+    // the node ran version 2 from the lost stream; it reaches 3 through the base checkpoint 2
+    await expect.poll(async () => (await readyz(svc)).body.applied?.version, { timeout: 30_000 }).toBe(3);
     expect((await readyz(svc)).status).toBe(200);
+    expect(p.planner.republished?.from).toBe(2);
   }, 90_000); // the planner steps down when its lease bucket is gone, and is elected again
 
   it("a failed publish shows as the planner's lastError while NATS is down, and clears once the version is published", async () => {
@@ -198,6 +206,41 @@ describe('start in any order, wait for what is missing', () => {
     await env.nats.start();
     await expect.poll(async () => (await healthz()).status, { timeout: 30_000 }).toBe(200);
   }, 90_000);
+
+  it('after db compact, a planner started on an EMPTY NATS republishes from the cut as a base checkpoint; a fresh applier loads it and is SYNCED (review2 R8)', async () => {
+    let p = await startPlanner();
+    env.write('b.yaml', svcYaml('b', '10.96.0.2'));
+    await expect.poll(() => p.planner.data.latest()?.version, { timeout: 20_000 }).toBe(2);
+    env.write('c.yaml', svcYaml('c', '10.96.0.3'));
+    await expect.poll(() => p.planner.data.latest()?.version, { timeout: 20_000 }).toBe(3);
+    await p.stop();
+    stops.length = 0;
+    const log = await EventLog.open({ file: env.db });
+    expect(compactLog(log, 3).eventsRemoved).toBeGreaterThan(0); // versions 1 and 2 can no longer be rebuilt
+    log.close();
+    await env.nats.restartEmpty();
+    p = await startPlanner();
+    const { svc } = await startApplier();
+    await expect.poll(async () => (await readyz(svc)).body.applied?.version, { timeout: 20_000 }).toBe(3);
+    const status = async () =>
+      (await (await fetch(`${p.url}/status`)).json()) as {
+        lastError: string | null;
+        republished: { from: number; note: string } | null;
+        nodes: { node: string; status: string; appliedVersion: number | null }[];
+      };
+    await expect
+      .poll(async () => (await status()).nodes.map((n) => [n.node, n.status, n.appliedVersion]), { timeout: 20_000 })
+      .toEqual([['node-1', 'SYNCED', 3]]);
+    const s = await status();
+    expect(s.lastError).toBeNull();
+    expect(s.republished).toEqual({
+      from: 3,
+      note: 'versions 1-2 were compacted from the log and are not republished: the versions stream starts at version 3, published as a checkpoint',
+    });
+    // later versions follow as deltas on top of the base
+    env.write('d.yaml', svcYaml('d', '10.96.0.4'));
+    await expect.poll(async () => (await readyz(svc)).body.applied?.version, { timeout: 20_000 }).toBe(4);
+  }, 120_000);
 
   it('db verify --nats detects a cut tail (last rows deleted, chain_heads moved back); without --nats the tail is unanchored', async () => {
     const p = await startPlanner();
