@@ -4,8 +4,8 @@ import Database from 'better-sqlite3';
 import { promisify } from 'node:util';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import pino from 'pino';
-import { readVerifierFile } from '../../../libs/bus/index.ts';
-import { compactLog, EventLog } from '../../../libs/eventlog/index.ts';
+import { newestPublishedAnchor, readVerifierFile } from '../../../libs/bus/index.ts';
+import { checkVersionAnchor, compactLog, EventLog } from '../../../libs/eventlog/index.ts';
 import { DEFAULT_PROXY_CONFIG } from '../../../libs/model/index.ts';
 import { startApplierService, type ApplierService } from '../../../services/applier/applier-service.ts';
 import { runPlanner, type RunningPlanner } from '../../../services/planner/run-planner.ts';
@@ -60,6 +60,17 @@ const startApplier = async (): Promise<{ svc: ApplierService; dataplane: Watched
   });
   stops.push(() => svc.stop());
   return { svc, dataplane };
+};
+
+/** A planner makes versions 1-3 (a.yaml, then b.yaml, then c.yaml) and stops: its log is free for the tools. */
+const threeVersionsThenStop = async (): Promise<void> => {
+  const p = await startPlanner();
+  env.write('b.yaml', svcYaml('b', '10.96.0.2'));
+  await expect.poll(() => p.planner.data.latest()?.version, { timeout: 20_000 }).toBe(2);
+  env.write('c.yaml', svcYaml('c', '10.96.0.3'));
+  await expect.poll(() => p.planner.data.latest()?.version, { timeout: 20_000 }).toBe(3);
+  await p.stop();
+  stops.length = 0;
 };
 
 const readyz = async (svc: ApplierService) => {
@@ -208,18 +219,12 @@ describe('start in any order, wait for what is missing', () => {
   }, 90_000);
 
   it('after db compact, a planner started on an EMPTY NATS republishes from the cut as a base checkpoint; a fresh applier loads it and is SYNCED (review2 R8)', async () => {
-    let p = await startPlanner();
-    env.write('b.yaml', svcYaml('b', '10.96.0.2'));
-    await expect.poll(() => p.planner.data.latest()?.version, { timeout: 20_000 }).toBe(2);
-    env.write('c.yaml', svcYaml('c', '10.96.0.3'));
-    await expect.poll(() => p.planner.data.latest()?.version, { timeout: 20_000 }).toBe(3);
-    await p.stop();
-    stops.length = 0;
+    await threeVersionsThenStop();
     const log = await EventLog.open({ file: env.db });
     expect(compactLog(log, 3).eventsRemoved).toBeGreaterThan(0); // versions 1 and 2 can no longer be rebuilt
     log.close();
     await env.nats.restartEmpty();
-    p = await startPlanner();
+    const p = await startPlanner();
     const { svc } = await startApplier();
     await expect.poll(async () => (await readyz(svc)).body.applied?.version, { timeout: 20_000 }).toBe(3);
     const status = async () =>
@@ -231,6 +236,12 @@ describe('start in any order, wait for what is missing', () => {
     await expect
       .poll(async () => (await status()).nodes.map((n) => [n.node, n.status, n.appliedVersion]), { timeout: 20_000 })
       .toEqual([['node-1', 'SYNCED', 3]]);
+    // `db verify --nats`'s witness: the base's marker is the newest published delta, its anchor the log's
+    const witness = await newestPublishedAnchor(env.nc, {
+      verifier: readVerifierFile(`${env.db}.signing-key.pem.pub`),
+    });
+    expect(witness).toMatchObject({ anchored: true, version: 3 });
+    expect(witness.anchored && checkVersionAnchor(p.planner['options'].log, witness.anchor)).toBeUndefined();
     const s = await status();
     expect(s.lastError).toBeNull();
     expect(s.republished).toEqual({
@@ -243,13 +254,7 @@ describe('start in any order, wait for what is missing', () => {
   }, 120_000);
 
   it('db verify --nats detects a cut tail (last rows deleted, chain_heads moved back); without --nats the tail is unanchored', async () => {
-    const p = await startPlanner();
-    env.write('b.yaml', svcYaml('b', '10.96.0.2'));
-    await expect.poll(() => p.planner.data.latest()?.version, { timeout: 20_000 }).toBe(2);
-    env.write('c.yaml', svcYaml('c', '10.96.0.3'));
-    await expect.poll(() => p.planner.data.latest()?.version, { timeout: 20_000 }).toBe(3);
-    await p.stop();
-    stops.length = 0;
+    await threeVersionsThenStop();
     const key = `${env.db}.signing-key.pem.pub`;
     const good = await run(process.execPath, [
       BIN,
