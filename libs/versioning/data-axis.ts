@@ -49,6 +49,12 @@ export class DataAxis {
     readonly rejections: Map<string, ObjectRejection>,
     /** True when `published` equals `live` as of live's last commit (then commit() is the delta). */
     private publishedIsLive: boolean,
+    /**
+     * The version `published` holds, taken with it: never read live from the log, whose rows a
+     * follower's replicated log imports under a view it reloads later. Read live, a follower paired
+     * version N's number with N-1's content (every node ERROR "the planner renders …", probe3 U1).
+     */
+    private head: VersionRecord | undefined,
   ) {}
 
   /**
@@ -70,7 +76,7 @@ export class DataAxis {
       );
     }
     live.state.keepCanonicalTexts(); // each version's delta is recorded from the texts its entries were hashed from
-    const axis = new DataAxis(log, live.state, published, pin, live.rejections, live.hash === published.hash());
+    const axis = new DataAxis(log, live.state, published, pin, live.rejections, live.hash === published.hash(), latest);
     axis.eventsSinceVersion = log.lastSeq() - (latest?.seqTo ?? 0);
     return axis;
   }
@@ -92,8 +98,9 @@ export class DataAxis {
     return this.published;
   }
 
+  /** The latest version as this axis holds it: the one whose content publishedData() is. */
   latest(): VersionRecord | undefined {
-    return this.log.latestVersion();
+    return this.head;
   }
 
   /**
@@ -183,6 +190,7 @@ export class DataAxis {
     this.published.apply(o.delta, this.live.data);
     if (this.published.hash() !== o.hash)
       throw new Error(`version ${record.version}: published content hash drifted (bug)`);
+    this.head = record;
     this.publishedIsLive = o.isLive;
     if (o.contentOf === undefined) this.eventsSinceVersion = 0;
     return { record, delta: o.delta, texts: o.texts, operation };
@@ -190,8 +198,7 @@ export class DataAxis {
 
   /** The content of version n (a copy), rebuilt from the log with the one checkpoint-aware fold. */
   contentOf(n: number): ClusterDataIndex {
-    const latest = this.log.latestVersion();
-    if (latest && n === latest.version) return copyData(this.published);
+    if (n === this.head?.version) return copyData(this.published);
     const r = rebuildAtSeq(this.log, contentSource(this.log, n).seqTo);
     if (r.hash !== this.log.version(n)!.hash)
       throw new Error(`cannot reproduce version ${n}: rebuilt hash differs from the recorded one`);
@@ -284,7 +291,7 @@ export class DataAxis {
 
   /** Full data of version n for a checkpoint artifact. */
   fullData(n: number): ClusterData {
-    return (this.log.latestVersion()?.version === n ? this.published : this.contentOf(n)).toClusterData();
+    return (this.head?.version === n ? this.published : this.contentOf(n)).toClusterData();
   }
 }
 

@@ -170,3 +170,25 @@ describe('DataAxis: the first version is not stored a second time as its delta',
     reopened.close();
   });
 });
+
+describe('DataAxis: the latest version and its content come from one snapshot', () => {
+  it("a view restored before the log gained version 2 (a follower between the replicated log's import and its refresh) still says version 1 with version 1's content", async () => {
+    const log = await openLog(tmp.file(), steppingClock());
+    const leader = DataAxis.restore(log);
+    let rv = 0;
+    leader.ingest([service('a', '10.96.0.1', ++rv)]);
+    const v1 = leader.sync()!.record;
+    const view = DataAxis.restore(log); // the follower's view, not refreshed after this
+    leader.ingest([service('a', '10.96.0.2', ++rv)]);
+    const v2 = leader.sync()!.record;
+    expect(log.latestVersion()?.version).toBe(2); // the rows are in the log
+    // probe3 U1: latest() read the log live (2) while publishedData() was the snapshot's (1's)
+    expect(view.latest()).toEqual(v1);
+    expect(view.publishedData().hash()).toBe(view.latest()!.hash);
+    expect(view.contentOf(2).hash()).toBe(v2.hash); // rebuilt from the log, not the snapshot's content
+    expect(view.contentOf(1).hash()).toBe(v1.hash);
+    expect(DataAxis.restore(log).latest()).toEqual(v2); // refreshed: both move together
+    expect(leader.latest()).toEqual(v2);
+    log.close();
+  });
+});

@@ -1,7 +1,9 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { heartbeatSubject } from '../../../libs/bus/index.ts';
-import { DEFAULT_PROXY_CONFIG } from '../../../libs/model/index.ts';
+import { EventLog } from '../../../libs/eventlog/index.ts';
+import { DEFAULT_PROXY_CONFIG, type AckOrNack } from '../../../libs/model/index.ts';
 import { nodeStateHash, renderNodeState } from '../../../libs/planner/index.ts';
+import { Planner } from '../../../services/planner/planner.ts';
 import { runPlanner, type RunningPlanner } from '../../../services/planner/run-planner.ts';
 import { ack, nodeYaml, plannerEnv, sendAck, sliceYaml, svcYaml, until, type PlannerEnv } from './planner-support.ts';
 
@@ -127,5 +129,39 @@ describe('the planner checks the hashes an ACK echoes', () => {
     const row = () => p.status().find((n) => n.node === 'node-1')!;
     await until(() => row().status === 'ERROR', 3000, 'ERROR');
     expect(row().reason).toBe('two appliers report as node-1 (instances aaaa, bbbb)');
+  });
+
+  it('a follower whose log imported a version its view has not reloaded yet never says a node runs the wrong content (probe3 U1)', async () => {
+    const p = planner!.planner;
+    // The follower's copy of the log: the same file (what its replicated log imports into it).
+    const log = await EventLog.open({ file: env.db });
+    let hear: ((a: AckOrNack) => void) | undefined;
+    const follower = new Planner({
+      log,
+      bus: { listen: (h: { onAck: (a: AckOrNack) => void }) => void (hear = h.onAck) } as never,
+      source: (() => {
+        throw new Error('a follower starts no source');
+      }) as never,
+      initialConfig: DEFAULT_PROXY_CONFIG,
+      role: 'follower',
+    });
+    try {
+      await follower.start();
+      const rendered = () =>
+        nodeStateHash(renderNodeState(p.data.publishedData(), 'node-1', p.config.revision(1)!.config));
+      const row = () => follower.status().find((n) => n.node === 'node-1')!;
+      hear!(ack('node-1', 1, 1, rendered(), p.data.latest()!.hash));
+      expect(row()).toMatchObject({ status: 'SYNCED', hashMatch: true });
+      env.write('a.yaml', svcYaml('a', '10.96.0.1') + '---\n' + sliceYaml('a', ['10.0.0.1', '10.0.0.2']));
+      await until(() => log.latestVersion()?.version === 2, 5000, 'version 2 in the log');
+      hear!(ack('node-1', 2, 1, rendered(), p.data.latest()!.hash)); // the node runs version 2 exactly
+      // Not refreshed yet: its view is version 1. It rendered version 1's content under version 2's key.
+      expect(row().status).not.toBe('ERROR');
+      follower.refresh();
+      expect(row()).toMatchObject({ status: 'SYNCED', hashMatch: true, targetVersion: 2 });
+    } finally {
+      await follower.stop();
+      log.close();
+    }
   });
 });
