@@ -28,6 +28,11 @@ export interface CreateDataplaneOptions {
    * child). Off: every such resync reads the whole table. One-shot applies need no listener.
    */
   readonly nftChangeNotifications?: boolean;
+  /**
+   * ipvs mode: net.ipv4.vs.run_estimation, IPVS's rate estimators on (true) or off (false);
+   * undefined (the default) leaves the kernel's setting alone. docs/applier-ipvs.md "Rate estimation".
+   */
+  readonly ipvsRateEstimation?: boolean;
 }
 
 export const DEFAULT_STATE_DIR = '/var/lib/switchboard';
@@ -66,6 +71,7 @@ export async function createDataplane(o: CreateDataplaneOptions): Promise<Datapl
     kernel: await NetlinkKernel.open(),
     store: new FileOwnershipStore(ipvsStatePath(o.stateDir ?? DEFAULT_STATE_DIR, o.node)),
     drainTimeoutMs: o.drainTimeoutMs,
+    rateEstimation: o.ipvsRateEstimation,
     registry: o.registry,
     log: o.log,
   });

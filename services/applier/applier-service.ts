@@ -27,6 +27,8 @@ export interface ApplierServiceOptions {
   readonly mode: DataplaneChoice;
   /** nftables mode: follow nf_tables' change notifications (default true; createDataplane). */
   readonly nftChangeNotifications?: boolean;
+  /** ipvs mode: IPVS rate estimators on/off (net.ipv4.vs.run_estimation); undefined: the kernel's setting (createDataplane). */
+  readonly ipvsRateEstimation?: boolean;
   readonly http?: string;
   readonly auth?: BusAuth;
   readonly stateDir?: string;
@@ -84,6 +86,7 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
       stateDir,
       registry: metrics.registry,
       nftChangeNotifications: o.nftChangeNotifications,
+      ipvsRateEstimation: o.ipvsRateEstimation,
       log: (m) => log.info(m),
     }));
   const dataplane = o.takeOverKubeProxy ? withKubeProxyTakeOver(created, { log: (m) => log.info(m) }) : created;

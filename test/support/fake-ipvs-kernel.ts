@@ -66,6 +66,7 @@ export class FakeIpvsKernel implements KernelInterface {
       'net.ipv4.ip_forward': '0',
       'net.ipv4.conf.all.arp_ignore': '0',
       'net.ipv4.conf.all.arp_announce': '0',
+      'net.ipv4.vs.run_estimation': '1', // the kernel's default (5.16+)
     },
     conntrackFlushes: [],
   };

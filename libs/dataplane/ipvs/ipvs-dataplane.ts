@@ -27,6 +27,11 @@ export interface IpvsDataplaneOptions {
   readonly swapThreshold?: number;
   /** Kernel release for version-dependent sysctls (default os.release()). */
   readonly kernelRelease?: string;
+  /**
+   * Set net.ipv4.vs.run_estimation (IPVS rate estimators) to this on every full cycle (and verify
+   * it); undefined (the default) leaves the kernel's setting as it is, as kube-proxy does.
+   */
+  readonly rateEstimation?: boolean;
   /** Manage the netfilter glue (default true). */
   readonly netfilter?: boolean;
   readonly registry?: Registry;
@@ -147,7 +152,9 @@ export class IpvsDataplane implements Dataplane {
     const glue: NetfilterGlue | undefined =
       wanted && this.options.netfilter !== false ? netfilterGlue(wanted.settings) : undefined;
     const desired = wanted && withGlueSets(wanted, glue);
-    const sysctls = desired ? nodeSysctls(desired.settings, this.options.kernelRelease ?? release()) : {};
+    const sysctls = desired
+      ? nodeSysctls(desired.settings, this.options.kernelRelease ?? release(), this.options.rateEstimation)
+      : {};
     const readOpts = {
       ipsets: [...new Set([...(desired?.ipsets ?? []).map((s) => s.name), ...record.ipsets])],
       device: this.device,

@@ -8,6 +8,7 @@ import type { NodeProxySettings } from '../../model/index.ts';
 export function nodeSysctls(
   settings: Pick<NodeProxySettings, 'strictARP'>,
   kernelRelease: string,
+  rateEstimation?: boolean,
 ): Record<string, string> {
   const out: Record<string, string> = {
     // IPVS must keep conntrack entries so the SNAT rules (masquerade, hairpin) can see its traffic.
@@ -21,6 +22,10 @@ export function nodeSysctls(
   // Before 5.9 connection reuse caused 1 s delays on quick reconnects; kube-proxy sets 0 there and
   // leaves the (fixed) newer kernels alone.
   if (kernelOlderThan(kernelRelease, 5, 9)) out['net.ipv4.vs.conn_reuse_mode'] = '0';
+  // Not kube-proxy's: IPVS's per-service and per-real-server rate estimators (Linux 5.16+), only
+  // when the operator chose (--ipvs-rate-estimation); undefined leaves the kernel's setting alone.
+  // Why and what it costs: docs/applier-ipvs.md "Rate estimation".
+  if (rateEstimation !== undefined) out['net.ipv4.vs.run_estimation'] = rateEstimation ? '1' : '0';
   if (settings.strictARP) {
     // Do not answer ARP for the VIPs on kube-ipvs0 (needed for MetalLB-style L2 announcements).
     out['net.ipv4.conf.all.arp_ignore'] = '1';

@@ -4,6 +4,7 @@ import { tuneV8ForApplier } from '../../applier/v8-tiering.ts';
 import { checkServerUrls, nodeToken, readVerifierFile } from '../../../libs/bus/index.ts';
 import { existsSync } from 'node:fs';
 import { UsageError } from '../cli-errors.ts';
+import { ipvsRateEstimation, ipvsRateEstimationOption } from '../ipvs-rate-estimation.ts';
 import { parseListenAddress } from '../../planner/listen-address.ts';
 import type { SetExit } from './index.ts';
 import { untilSignalThenStop } from '../graceful-stop.ts';
@@ -26,6 +27,7 @@ interface ApplierFlags {
   stateDir?: string;
   heartbeat: string;
   nftNotifications: 'on' | 'off';
+  ipvsRateEstimation: 'on' | 'off' | 'keep';
   resyncInterval: string;
   plannerKey?: string;
   probeSample: string;
@@ -75,6 +77,7 @@ export function registerApplier(program: Command, setExit: SetExit): void {
         .choices(['on', 'off'])
         .default('on'),
     )
+    .addOption(ipvsRateEstimationOption())
     .option(
       '--take-over-kube-proxy',
       "after the first verified apply, remove kube-proxy's state (nftables mode: its ip/ip6 kube-proxy tables); stop kube-proxy first",
@@ -167,6 +170,7 @@ export function registerApplier(program: Command, setExit: SetExit): void {
         heartbeatMs,
         takeOverKubeProxy: o.takeOverKubeProxy,
         nftChangeNotifications: o.nftNotifications === 'on',
+        ipvsRateEstimation: ipvsRateEstimation(o.ipvsRateEstimation),
         resyncIntervalMs,
         probe,
         testVerdictFile: o.testVerdictFile,

@@ -8,6 +8,7 @@ import { createDataplane, DEFAULT_STATE_DIR, type DataplaneChoice } from '../../
 import { withKubeProxyTakeOver } from '../../../libs/dataplane/index.ts';
 import { NFT_BACKENDS, type NftBackend } from '../../../libs/dataplane/index.ts';
 import { UsageError } from '../cli-errors.ts';
+import { ipvsRateEstimation, ipvsRateEstimationOption } from '../ipvs-rate-estimation.ts';
 import { requireKnownNode } from '../known-node.ts';
 import { loadProxyConfig } from '../load-proxy-config.ts';
 import { settingsIgnoredByMode } from '../../../libs/model/index.ts';
@@ -25,6 +26,7 @@ interface ApplyOpts {
   maxManifestBytes?: string;
   takeOverKubeProxy?: boolean;
   nftBackend: NftBackend;
+  ipvsRateEstimation: 'on' | 'off' | 'keep';
 }
 
 /** `switchboard apply --once`: manifests → render → the same applyNodeState path the NATS applier uses. */
@@ -54,6 +56,7 @@ export function registerApply(program: Command, setExit: SetExit): void {
         .default('auto'),
     )
     .addOption(maxManifestBytesOption())
+    .addOption(ipvsRateEstimationOption())
     .option(
       '--take-over-kube-proxy',
       "after our state is programmed and verified, remove kube-proxy's (nftables mode: its ip/ip6 kube-proxy tables)",
@@ -80,6 +83,7 @@ export function registerApply(program: Command, setExit: SetExit): void {
         scheduler: config.scheduler,
         nftBackend: o.nftBackend,
         nftChangeNotifications: false, // one apply, no later resync: no listener child to start
+        ipvsRateEstimation: ipvsRateEstimation(o.ipvsRateEstimation),
         log: (m) => process.stderr.write(`${m}\n`),
       });
       const dp = o.takeOverKubeProxy

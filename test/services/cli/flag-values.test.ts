@@ -47,6 +47,15 @@ describe('flag values of the long-running commands are checked before they conne
     expect(r.stderr.trimEnd().split('\n')).toHaveLength(1);
   });
 
+  it('applier --ipvs-rate-estimation takes on, off or keep only (exit 2, one line naming the choices)', async () => {
+    const r = await applier('--ipvs-rate-estimation', '0');
+    expect(r).toMatchObject({ code: 2, stdout: '' });
+    expect(r.stderr).toMatch(
+      /--ipvs-rate-estimation <on\|off\|keep>' argument '0' is invalid\. Allowed choices are on, off, keep\.\n$/,
+    );
+    expect(r.stderr.trimEnd().split('\n')).toHaveLength(1);
+  });
+
   it('applier --resync-interval takes a duration of at least 1s, or 0 (exit 2 naming the flag)', async () => {
     for (const bad of ['10', '500ms', 'often']) {
       const r = await applier('--resync-interval', bad);

@@ -13,7 +13,7 @@ const open: IpvsDataplane[] = [];
 function setup(
   kernel = new FakeIpvsKernel(),
   store = new MemoryOwnershipStore(),
-  extra: { drainTimeoutMs?: number; swapThreshold?: number } = {},
+  extra: { drainTimeoutMs?: number; swapThreshold?: number; rateEstimation?: boolean } = {},
 ) {
   const registry = new Registry();
   const dp = new IpvsDataplane({ kernel, store, clock: () => now, kernelRelease: '6.1.0', registry, ...extra });
@@ -46,6 +46,32 @@ describe('IpvsDataplane on the recording fake', () => {
     expect(kernel.addresses()).toEqual(['10.96.0.10', '10.96.0.11']);
     expect(kernel.sysctl('net.ipv4.vs.conntrack')).toBe('1');
     expect(kernel.iptablesSave()).toContain('-A KUBE-SERVICES ! -s 10.244.0.0/16');
+  });
+
+  it('sets IPVS rate estimation only when told to, before any IPVS write, and repairs it on resync', async () => {
+    const est = 'net.ipv4.vs.run_estimation';
+    const untouched = setup();
+    untouched.kernel.external({ verb: 'set', kind: 'sysctl', name: est, value: '0' });
+    await untouched.dp.apply(base());
+    expect(untouched.kernel.sysctl(est)).toBe('0'); // the default keeps whatever the node had
+    expect(ops(untouched.kernel).filter((o) => o.includes(est))).toEqual([]);
+
+    const off = setup(new FakeIpvsKernel(), new MemoryOwnershipStore(), { rateEstimation: false });
+    expect((await off.dp.apply(base())).verified).toBe(true);
+    expect(off.kernel.sysctl(est)).toBe('0');
+    // first, so that the 2-second walk of every estimator is off before the load adds them
+    const written = ops(off.kernel);
+    const setAt = written.indexOf(`set sysctl ${est}=0`);
+    expect(setAt).toBeGreaterThanOrEqual(0);
+    expect(setAt).toBeLessThan(written.findIndex((o) => o.includes('virtual server')));
+    off.kernel.external({ verb: 'set', kind: 'sysctl', name: est, value: '1' });
+    expect((await off.dp.resync()).kernelWrites).toBe(1);
+    expect(off.kernel.sysctl(est)).toBe('0');
+
+    const on = setup(new FakeIpvsKernel(), new MemoryOwnershipStore(), { rateEstimation: true });
+    on.kernel.external({ verb: 'set', kind: 'sysctl', name: est, value: '0' });
+    await on.dp.apply(base());
+    expect(on.kernel.sysctl(est)).toBe('1');
   });
 
   it('makes zero writes on a second apply of the same state', async () => {
