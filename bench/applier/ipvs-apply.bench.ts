@@ -20,6 +20,7 @@ import {
 } from '../../libs/dataplane/index.ts';
 import { openIpvs } from '../../libs/netlink/index.ts';
 import { tuneV8ForApplier } from '../../services/applier/v8-tiering.ts';
+import { fullGc } from '../../services/cli/full-gc.ts';
 import { PhaseTimingKernel } from './phase-timing-kernel.ts';
 import {
   cpuDelta,
@@ -212,6 +213,13 @@ let gc0 = gcMs;
 const [full, fullMs] = await time(() => dp.apply(state));
 const fullGcMs = gcMs - gc0;
 const fullPhases = kernel?.take();
+// BENCH_GC_AFTER_LOAD=1: one full, compacting GC right after the load, outside every timing (its
+// own time is reported, gcAfterLoadMs), as the planner does after its initial sync
+// (services/cli/full-gc.ts). Screens whether the changes right after the load pay for V8's
+// concurrent marking of the load's heap: its worker threads share the emulator's one host thread
+// with the main thread (round nine).
+const GC_AFTER_LOAD = process.env.BENCH_GC_AFTER_LOAD === '1';
+const gcAfterLoadMs = GC_AFTER_LOAD ? (await time(() => fullGc()))[1] : undefined;
 /**
  * CPU ms so far of this process's threads by name (main thread "main"; V8's "V8 DefaultWorke",
  * libuv's "libuv-worker", ...) and of the whole guest (busy, all CPUs). /proc ticks are 10 ms, and
@@ -497,6 +505,8 @@ const out = {
   v8ExtraFlags: V8_EXTRA.join(' '),
   // the IPVS sockets' fixed receive buffer in bytes (0: each datagram's size peeked first)
   ipvsReceiveBuffer: recvBuffer ?? (DEFAULT_IPVS_RECEIVE_BUFFER || 0),
+  // BENCH_GC_AFTER_LOAD=1: the full GC's own time between the load and the changes (in no other figure)
+  ...(gcAfterLoadMs !== undefined ? { gcAfterLoadMs: r(gcAfterLoadMs) } : {}),
   // net.ipv4.vs.run_estimation in our netns and the baseline's while each loaded (BENCH_IPVS_RUN_ESTIMATION)
   ipvsRunEstimation: runEstimation,
   baselineIpvsRunEstimation: baselineRunEstimation,
