@@ -7,6 +7,8 @@ export {
   renderServiceForNode,
   renderContext,
   mergeContributions,
+  claimOrder,
+  vipConflicts,
   type RenderContext,
   type ServiceContribution,
 } from './render-node-state.ts';

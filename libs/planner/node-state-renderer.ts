@@ -16,6 +16,7 @@ import type { ClusterDataSource } from './cluster-data-index.ts';
 import { IPSET_TABLE, ipsetName } from './ipset-names.ts';
 import { NodeStateHashTree, nodeStateItem } from './node-state-hash.ts';
 import {
+  claimOrder,
   mergeContributions,
   renderContext,
   renderServiceForNode,
@@ -72,7 +73,7 @@ const SET_BY_NAME = new Map(SETS.map((s) => [s.name, s]));
 /**
  * One node's rendered state kept up to date by deltas: `renderNodeState` + `nodeStateHash` in
  * O(change) instead of O(cluster). It keeps each service's contribution and the merge of all of
- * them with refcounts (two services may claim one VIP:port, where the smallest servicePort wins as
+ * them with refcounts (two services may claim one VIP:port, where claimOrder picks the winner as
  * in mergeContributions; bound addresses and ipset entries are shared sets), the hash tree of the
  * merged items, and sorted arrays it splices, so `state()` is a cheap copy and `hash()` rehashes
  * only touched buckets. Pure: no I/O. Equal by construction to the full functions (property test
@@ -303,7 +304,7 @@ export class NodeStateRenderer {
     }
   }
 
-  /** Resolves the winner of every touched VIP:port (smallest servicePort, as mergeContributions). */
+  /** Resolves the winner of every touched VIP:port (claimOrder, as mergeContributions). */
   private settle(): void {
     for (const k of this.touchedVs) {
       const list = this.candidates.get(k);
@@ -360,7 +361,7 @@ export class NodeStateRenderer {
 }
 
 function better(a: Candidate, b: Candidate): boolean {
-  const c = byCodeUnit(a.vs.servicePort, b.vs.servicePort) || byCodeUnit(a.service, b.service);
+  const c = claimOrder(a.vs, b.vs) || byCodeUnit(a.service, b.service);
   return c < 0 || (c === 0 && a.index < b.index);
 }
 

@@ -1,6 +1,7 @@
 import {
   byCodeUnit,
   cidrContains,
+  DEFAULT_PROXY_CONFIG,
   ipFamily,
   parseCidr,
   virtualServerKey,
@@ -12,6 +13,7 @@ import {
   type NodeState,
   type ProxyConfig,
   type RealServer,
+  type Rejection,
   type ServiceEntry,
   type VirtualServer,
   type VirtualServerRole,
@@ -57,6 +59,25 @@ export function renderNodeState(data: ClusterDataSource, nodeName: string, confi
   );
 }
 
+/**
+ * Which claim on one protocol/VIP:port wins when two service ports claim it (review3 K1): by role
+ * first — the ClusterIP the allocator gave a service, then an address a load balancer controller
+ * published, then a spec.externalIPs entry (any user who may create a Service can write one:
+ * CVE-2020-8554), then a NodePort — and only among equal roles by "namespace/name:port" in code-unit
+ * order, so a tenant can never take over another service's ClusterIP (cluster DNS) by listing it.
+ * Negative: `a` wins. The one rule for the full merge, the incremental renderer and vipConflicts.
+ */
+export function claimOrder(a: VirtualServer, b: VirtualServer): number {
+  return ROLE_RANK[a.role] - ROLE_RANK[b.role] || byCodeUnit(a.servicePort, b.servicePort);
+}
+
+const ROLE_RANK: Readonly<Record<VirtualServerRole, number>> = {
+  'cluster-ip': 0,
+  'load-balancer': 1,
+  'external-ip': 2,
+  'node-port': 3,
+};
+
 export function mergeContributions(ctx: RenderContext, parts: Iterable<ServiceContribution>): NodeState {
   const vsByKey = new Map<string, VirtualServer>();
   const bound = new Set<string>();
@@ -67,8 +88,8 @@ export function mergeContributions(ctx: RenderContext, parts: Iterable<ServiceCo
       families.add(ipFamily(vs.address));
       const k = virtualServerKey(vs);
       const prev = vsByKey.get(k);
-      // Two services claiming one VIP:port is a cluster misconfiguration; keep a stable winner.
-      if (!prev || byCodeUnit(vs.servicePort, prev.servicePort) < 0) vsByKey.set(k, vs);
+      // Two services claiming one VIP:port: the rule of claimOrder (vipConflicts reports the losers).
+      if (!prev || claimOrder(vs, prev) < 0) vsByKey.set(k, vs);
     }
     for (const a of p.boundAddresses) bound.add(a);
     for (const [set, entry] of p.ipsetEntries) {
@@ -120,7 +141,10 @@ function renderFamily(svc: ServiceEntry, clusterIP: string, ctx: RenderContext, 
   const family = ipFamily(clusterIP);
   const inFamily = (a: string) => ipFamily(a) === family;
   const set = (base: IpsetBaseName, entry: string) => out.ipsetEntries.push([ipsetName(base, family), entry]);
-  const externalIPs = svc.externalIPs.filter(inFamily);
+  // A node's own address is never a Service's to take (its :22, :10250 would go to the tenant's
+  // pods); vipConflicts says which Service asked.
+  const own = ctx.node?.addresses ?? [];
+  const externalIPs = svc.externalIPs.filter((a) => inFamily(a) && !own.includes(a));
   const lbIPs = svc.loadBalancerIngress.filter(inFamily);
   const ranges = svc.loadBalancerSourceRanges.filter(inFamily);
   const nodeIPs = ctx.nodePortIPs.filter(inFamily);
@@ -227,3 +251,56 @@ function virtualServer(i: VsInput): VirtualServer {
     realServers,
   };
 }
+
+/**
+ * Every claim the rendering leaves out, as rejections naming the Service that lost, what it
+ * claimed and why (review3 K1): a VIP:port another service port won by claimOrder, and an
+ * externalIP that is a node's own address (not served on that node). Node-independent claims
+ * (ClusterIPs, externalIPs, LB addresses) are resolved as every node resolves them; a claim a
+ * service makes twice on itself (its own ClusterIP listed in externalIPs) is no conflict. Pure,
+ * O(cluster): the planner computes it once per published version.
+ */
+export function vipConflicts(
+  data: ClusterDataSource & { nodeNames(): Iterable<string> },
+  config: ProxyConfig = DEFAULT_PROXY_CONFIG,
+): Rejection[] {
+  // no node: no NodePorts and no own addresses, only the claims every node renders alike
+  const ctx: RenderContext = { nodeName: '', node: undefined, config, nodePortIPs: [] };
+  const claims = new Map<string, { vs: VirtualServer; service: string }[]>();
+  const out: Rejection[] = [];
+  const byAddress = new Map<string, string[]>();
+  for (const name of data.nodeNames())
+    for (const a of data.node(name)?.addresses ?? []) byAddress.set(a, [...(byAddress.get(a) ?? []), name]);
+  for (const svc of data.services()) {
+    for (const vs of renderServiceForNode(svc, ctx).virtualServers) {
+      const k = virtualServerKey(vs);
+      const list = claims.get(k);
+      if (list) list.push({ vs, service: svc.key });
+      else claims.set(k, [{ vs, service: svc.key }]);
+    }
+    for (const ip of svc.externalIPs)
+      for (const node of byAddress.get(ip) ?? [])
+        out.push(rejection(svc.key, `externalIP ${ip} is node ${node}'s own address: not served on ${node}`));
+  }
+  for (const [k, list] of claims) {
+    if (list.length < 2) continue;
+    const win = list.reduce((best, c) => (claimOrder(c.vs, best.vs) < 0 ? c : best));
+    for (const c of list) {
+      if (c.service === win.service) continue;
+      const port = c.vs.servicePort.slice(c.service.length + 1);
+      out.push(
+        rejection(
+          c.service,
+          `${c.vs.role} claim on ${k} (port ${port}) lost to ${win.vs.servicePort} (${win.vs.role})`,
+        ),
+      );
+    }
+  }
+  return out.sort((a, b) => byCodeUnit(a.ref, b.ref) || byCodeUnit(a.reason, b.reason));
+}
+
+const rejection = (service: string, reason: string): Rejection => ({
+  ref: `Service ${service}`,
+  source: 'VIP claims',
+  reason,
+});

@@ -31,7 +31,7 @@ export function consoleSnapshot(p: Planner, log: EventLog) {
     // stale data while the source fails, so the page must say so too.
     synced: p.isSynced,
     sourceError: p.sourceProblem() ?? null,
-    rejectedTotal: p.data.rejectedCount + p.sourceRejections.length,
+    rejectedTotal: p.data.rejectedCount + p.sourceRejections.length + p.vipConflicts().length,
   };
 }
 

@@ -145,8 +145,12 @@ export function plannerRoutes(
           rollout: rolloutView(p.config.state, Date.now(), nodes),
           summary: summarizeStatus(nodes),
           nodes,
-          rejected: [...p.data.rejections.values(), ...p.sourceRejections.slice(0, 100)],
-          rejectedTotal: p.data.rejectedCount + p.sourceRejections.length,
+          rejected: [
+            ...p.data.rejections.values(),
+            ...p.sourceRejections.slice(0, 100),
+            ...p.vipConflicts().slice(0, 100),
+          ],
+          rejectedTotal: p.data.rejectedCount + p.sourceRejections.length + p.vipConflicts().length,
           lastError: p.lastError ?? null,
           // versions a republish left out (compacted from the log: review2 R8), said once in the log too
           republished: p.republished ?? null,

@@ -10,7 +10,7 @@ import {
 } from '../../libs/control/index.ts';
 import type { NodeStatusThresholds } from '../../libs/bus/index.ts';
 import type { AckOrNack, Heartbeat, NodeTarget, ProxyConfig, Rejection } from '../../libs/model/index.ts';
-import { nodeStateHash, renderNodeState, type ObjectRejection } from '../../libs/planner/index.ts';
+import { nodeStateHash, renderNodeState, vipConflicts, type ObjectRejection } from '../../libs/planner/index.ts';
 import { ConfigAxis, DataAxis, type Actor, type DataOperation, type NewVersion } from '../../libs/versioning/index.ts';
 import { toWatchEvent } from './event-change.ts';
 import type { EventSource, EventSourceFactory } from './event-source.ts';
@@ -105,6 +105,8 @@ export class Planner {
   /** Each step's failure (append, sync, publish, source, ...) until that step next succeeds. */
   private readonly failures = new Map<string, string>();
   sourceRejections: Rejection[] = [];
+  /** vipConflicts() of the published content with that content's hash. */
+  private conflicts: { readonly hash: string; readonly list: readonly Rejection[] } | undefined;
   readonly synced: Promise<void>;
   private resolveSynced!: () => void;
 
@@ -294,6 +296,17 @@ export class Planner {
 
   sourceHealth(): unknown {
     return this.source?.health();
+  }
+
+  /**
+   * Claims the published version's rendering leaves out (review3 K1: a VIP:port another service
+   * won, an externalIP that is a node's own address), as rejections beside the malformed objects
+   * in /status and the console. Computed when asked, once per published content (O(cluster)).
+   */
+  vipConflicts(): readonly Rejection[] {
+    const hash = this.data.publishedHash();
+    if (this.conflicts?.hash !== hash) this.conflicts = { hash, list: vipConflicts(this.data.publishedData()) };
+    return this.conflicts.list;
   }
 
   /** Why the event source is failing right now, or undefined while it works (owner: sources). */

@@ -1,5 +1,11 @@
 import { parseManifestText, readProxyConfig, type NodeState } from '../../libs/model/index.ts';
-import { ClusterState, formatIpsetSave, formatIpvsadm, renderNodeState } from '../../libs/planner/index.ts';
+import {
+  ClusterState,
+  formatIpsetSave,
+  formatIpvsadm,
+  renderNodeState,
+  vipConflicts,
+} from '../../libs/planner/index.ts';
 
 export interface PlanResult {
   state: NodeState;
@@ -8,6 +14,8 @@ export interface PlanResult {
   /** `add SET ENTRY` lines of `ipset save`. */
   ipsetAdds: string[];
   rejected: string[];
+  /** vipConflicts, as `ref: reason`. */
+  conflicts: string[];
 }
 
 /** Renders manifests (YAML text) for one node, the way `switchboard plan` does. */
@@ -22,6 +30,7 @@ export function planFor(yaml: string, node = 'node-a', config: Record<string, un
       .split('\n')
       .filter((l) => l.startsWith('add ')),
     rejected: rejected.map((r) => `${r.ref}: ${r.reason}`),
+    conflicts: vipConflicts(cluster.data).map((r) => `${r.ref}: ${r.reason}`),
   };
 }
 

@@ -2,7 +2,13 @@ import { type Command, Option } from 'commander';
 // Not through libs/kube's index: that loads the Kubernetes client, which plan/apply do not need.
 import { readManifestDir } from '../../../libs/kube/index.ts';
 import { maxManifestBytesOption, parseMaxManifestBytes } from '../max-manifest-bytes.ts';
-import { ClusterState, formatIpsetSave, formatIpvsadm, renderNodeState } from '../../../libs/planner/index.ts';
+import {
+  ClusterState,
+  formatIpsetSave,
+  formatIpvsadm,
+  renderNodeState,
+  vipConflicts,
+} from '../../../libs/planner/index.ts';
 import { canonicalJson, type NodeState, type ProxyConfig, settingsIgnoredByMode } from '../../../libs/model/index.ts';
 import { loadProxyConfig } from '../load-proxy-config.ts';
 import { UsageError } from '../cli-errors.ts';
@@ -39,7 +45,7 @@ export function registerPlan(program: Command, setExit: SetExit): void {
     .option('--scheduler <name>', 'IPVS scheduler')
     .option('--nodeport-addresses <cidrs>', 'comma-separated CIDRs NodePorts are served on')
     .addOption(new Option('--format <format>', 'output format').default('ipvsadm'))
-    .option('--strict', 'exit 1 when any object was rejected')
+    .option('--strict', 'exit 1 when any object or VIP claim was rejected')
     .addOption(maxManifestBytesOption())
     .action(
       async (o: {
@@ -66,10 +72,12 @@ export function registerPlan(program: Command, setExit: SetExit): void {
         });
         const state = ClusterState.fromObjects(objects);
         requireKnownNode(state.data, o.node, o.manifests);
-        for (const r of rejected) process.stderr.write(`rejected ${r.ref} (${r.source}): ${r.reason}\n`);
+        // claims the rendering leaves out (review3 K1) are rejections too: said, and --strict fails
+        const all = [...rejected, ...vipConflicts(state.data, config)];
+        for (const r of all) process.stderr.write(`rejected ${r.ref} (${r.source}): ${r.reason}\n`);
         for (const note of planNotes(config, o.format)) process.stderr.write(`note: ${note}\n`);
         process.stdout.write(format(renderNodeState(state.data, o.node, config), config));
-        setExit(o.strict && rejected.length > 0 ? 1 : 0);
+        setExit(o.strict && all.length > 0 ? 1 : 0);
       },
     );
 }

@@ -296,8 +296,9 @@ const serviceEntry = fc
     v4: fc.option(fc.constantFrom(...V4)),
     v6: fc.option(fc.constantFrom(...V6)),
     v6First: fc.boolean(),
-    // an external or LB address may equal a cluster IP or each other: one service claims a VIP:port twice
-    ext: fc.subarray(['203.0.113.1', '2001:db8:1::1', '10.96.0.1']),
+    // an external or LB address may equal a cluster IP or each other: one service claims a VIP:port
+    // twice, or two services claim one (by role, review3 K1); 192.0.2.7 is sometimes a node's own address
+    ext: fc.subarray(['203.0.113.1', '2001:db8:1::1', '10.96.0.1', '192.0.2.7']),
     lb: fc.subarray(['198.51.100.1', '2001:db8:2::1', '203.0.113.1']),
     ranges: fc.subarray(['192.0.2.0/24', '2001:db8::/32']),
     etpLocal: fc.boolean(),

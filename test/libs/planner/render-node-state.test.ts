@@ -369,3 +369,43 @@ describe('renderNodeState (kube-proxy ipvs semantics)', () => {
     expect(r.ipvsadm).toEqual(['-A -t 10.96.0.2:80 -s rr']);
   });
 });
+
+// review3 K1: a tenant who lists another service's VIP (cluster DNS) or a node's own address in
+// spec.externalIPs must not take that VIP:port over, and the losing claim must be reported.
+describe('VIP:port claims (review3 K1)', () => {
+  const DNS_PORTS = '[{name: dns, port: 53, protocol: UDP}]';
+  const dns = (ns: string, name: string, spec: string, ip: string) =>
+    service(name, spec).replace('namespace: default', `namespace: ${ns}`) +
+    slice(name, DNS_PORTS, [ep(ip, 'node-a')]).replace('namespace: default', `namespace: ${ns}`);
+  const world =
+    NODES +
+    dns('kube-system', 'kube-dns', `clusterIP: 10.96.0.10\n  ports: ${DNS_PORTS}`, '10.244.1.3') +
+    // namespace "a-team" sorts before "kube-system": name order alone would hand it the VIP
+    dns(
+      'a-team',
+      'x',
+      `clusterIP: 10.96.77.77\n  externalIPs: [10.96.0.10, 192.0.2.10]\n  ports: ${DNS_PORTS}`,
+      '10.244.9.9',
+    );
+
+  it("keeps a service's own ClusterIP over another's externalIP claim, and reports the loser", () => {
+    const r = planFor(world);
+    expect(r.ipvsadm).toContain('-a -u 10.96.0.10:53 -r 10.244.1.3:53 -m -w 1');
+    expect(r.ipvsadm).not.toContain('-a -u 10.96.0.10:53 -r 10.244.9.9:53 -m -w 1');
+    expect(r.conflicts).toContain(
+      'Service a-team/x: external-ip claim on UDP/10.96.0.10:53 (port dns) lost to kube-system/kube-dns:dns (cluster-ip)',
+    );
+  });
+
+  it("does not serve an externalIP that is the node's own address on that node, and says so", () => {
+    const a = planFor(world, 'node-a');
+    expect(a.ipvsadm.filter((l) => l.includes('192.0.2.10:53'))).toEqual([]);
+    expect(a.state.boundAddresses).not.toContain('192.0.2.10');
+    expect(a.ipsetAdds.filter((l) => l.includes('192.0.2.10'))).toEqual([]);
+    expect(a.conflicts).toContain(
+      "Service a-team/x: externalIP 192.0.2.10 is node node-a's own address: not served on node-a",
+    );
+    // another node serves it, as kube-proxy does (it is not that node's address)
+    expect(planFor(world, 'node-b').ipvsadm).toContain('-A -u 192.0.2.10:53 -s rr');
+  });
+});

@@ -66,6 +66,29 @@ describe('switchboard plan', () => {
     expect(r.code).toBe(1);
   });
 
+  it('says which Service lost a VIP:port claim, and --strict fails on it (review3 K1)', async () => {
+    const claims = mkdtempSync(path.join(tmpdir(), 'sb-plan-claims-'));
+    try {
+      writeFileSync(path.join(claims, 'nodes.yaml'), NODES);
+      writeFileSync(
+        path.join(claims, 'svc.yaml'),
+        service('web', 'clusterIP: 10.96.0.1\n  ports: [{name: http, port: 80}]') +
+          // "a" sorts before "web": name order alone would hand it web's cluster IP
+          service('a', 'clusterIP: 10.96.0.9\n  externalIPs: [10.96.0.1]\n  ports: [{name: http, port: 80}]'),
+      );
+      const args = ['plan', '--manifests', claims, '--node', 'node-a'];
+      const r = await sbIn(args); // in-process: spawning costs seconds
+      expect(r.code).toBe(0);
+      expect(r.stdout).toBe('-A -t 10.96.0.1:80 -s rr\n-A -t 10.96.0.9:80 -s rr\n');
+      expect(r.stderr).toBe(
+        'rejected Service default/a (VIP claims): external-ip claim on TCP/10.96.0.1:80 (port http) lost to default/web:http (cluster-ip)\n',
+      );
+      expect((await sbIn([...args, '--strict'])).code).toBe(1);
+    } finally {
+      rmSync(claims, { recursive: true, force: true });
+    }
+  });
+
   it('prints ipset save and json forms', async () => {
     const ipset = await sb('plan', '--manifests', dir, '--node', 'node-a', '--format', 'ipset');
     expect(ipset.stdout).toContain('add KUBE-CLUSTER-IP 10.96.0.1,tcp:80\n');

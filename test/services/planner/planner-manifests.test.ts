@@ -98,6 +98,23 @@ describe('planner with a manifests directory, SQLite and nats-server', () => {
     await until(async () => (await versions()).length === 3, 3000, 'version 3');
     expect((await versions()).map((v) => v.version)).toEqual([1, 2, 3]);
     await until(() => planner!.planner['options'].bus.lastPublishedVersion() === 3, 3000, 'stream at 3');
+
+    // A Service listing another's ClusterIP (and a node's address) in externalIPs loses both claims,
+    // and /status names it beside the malformed object (review3 K1).
+    env.write('c.yaml', svcYaml('c', '10.96.0.3', 80, ', externalIPs: [10.96.0.1, 192.0.2.1]'));
+    await until(async () => (await api('/status')).rejectedTotal === 3, 3000, 'VIP claims rejected');
+    expect((await api('/status')).rejected.filter((r: { ref?: string }) => r.ref === 'Service default/c')).toEqual([
+      {
+        ref: 'Service default/c',
+        source: 'VIP claims',
+        reason: 'external-ip claim on TCP/10.96.0.1:80 (port http) lost to default/a:http (cluster-ip)',
+      },
+      {
+        ref: 'Service default/c',
+        source: 'VIP claims',
+        reason: "externalIP 192.0.2.1 is node node-1's own address: not served on node-1",
+      },
+    ]);
   });
 
   it('pins, unpins and rolls back data with new versions of the right content', async () => {
