@@ -200,7 +200,7 @@ export class ApplierSession {
     return {
       applied: this.applied,
       target: this.watcher?.current(),
-      lastError: this.lastError,
+      lastError: this.problem(),
       waitingFor: this.watcher?.waitingFor(),
       health: this.health?.verdict,
     };
@@ -216,14 +216,19 @@ export class ApplierSession {
     await this.running;
   }
 
+  /** The apply's last error, else why targets are dropped (a planner key mismatch), else ''. */
+  private problem(): string {
+    return this.lastError || (this.watcher?.dropping() ?? '');
+  }
+
   heartbeat(): void {
     const hb: Heartbeat = {
       node: this.options.node,
       appliedVersion: this.applied?.version ?? 0,
       appliedConfigRevision: this.applied?.configRevision ?? 0,
       mode: this.options.dataplane.mode,
-      healthy: this.lastError === '' && this.resyncError === '',
-      detail: this.lastError || this.resyncError,
+      healthy: this.problem() === '' && this.resyncError === '',
+      detail: this.problem() || this.resyncError,
       ...(this.health ? { health: this.health.verdict } : {}),
       instance: this.instance,
       at: new Date(this.clock.now()).toISOString(),

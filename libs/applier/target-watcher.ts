@@ -69,6 +69,12 @@ export class TargetWatcher {
   private timer: NodeJS.Timeout | undefined;
   private waiting: string | undefined = 'the first read of the targets bucket';
   private pollMs = 250;
+  /**
+   * Why the last target offered failed its signature, until one passes: a planner key other than
+   * --planner-key (a new --signing-key, a rotation) drops every target, and the node must say so
+   * (heartbeat, /healthz) rather than look healthy while it runs nothing new (probe3 U3).
+   */
+  private distrust: string | undefined;
 
   private constructor(private readonly options: TargetWatcherOptions) {
     const own = nodeTargetKey(options.node);
@@ -92,7 +98,12 @@ export class TargetWatcher {
 
   /** What the node still waits for before it has a target (undefined once it has one). */
   waitingFor(): string | undefined {
-    return this.current() ? undefined : this.waiting;
+    return this.current() ? undefined : this.distrust ? 'a target signed with --planner-key' : this.waiting;
+  }
+
+  /** Set while the targets offered are dropped for their signature (undefined once one passes). */
+  dropping(): string | undefined {
+    return this.distrust;
   }
 
   private schedule(): void {
@@ -165,7 +176,14 @@ export class TargetWatcher {
   /** `signed`: the entry is covered by a notice signature verified already. */
   private offer(key: string, entry: SignedTarget, where: string, signed = false): void {
     const fault = signed ? undefined : signedTargetFault(key, entry, this.options.verifier);
-    if (fault) return this.reject(where, `${fault} target`);
+    if (fault) {
+      this.distrust =
+        fault === 'unsigned'
+          ? 'dropping targets: unsigned (does the planner run without --signing-key? this node has --planner-key)'
+          : `dropping targets: ${fault} (is --planner-key the planner's key?)`;
+      return this.reject(where, `${fault} target`);
+    }
+    this.distrust = undefined;
     if (!this.view.observe(key, entry)) return;
     const eff = this.view.effective();
     const s = eff ? `${eff.version}/${eff.configRevision}` : '';

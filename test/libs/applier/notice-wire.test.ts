@@ -143,8 +143,16 @@ describe('signed: one signature per event', () => {
     await a.events.waitFor((e) => e.type === 'rejected' && /bad signature target/.test(e.reason), 'target', {
       from: mark,
     });
+    // The node says why it moves no more (probe3 U3: a planner key other than --planner-key looked healthy)
+    const why = "dropping targets: bad signature (is --planner-key the planner's key?)";
+    expect(a.session.status().lastError).toBe(why);
+    const beat = w.received.mark();
+    a.session.heartbeat();
+    const hb = await w.received.waitFor((e) => e.kind === 'hb' && e.v.node === 'n1', 'heartbeat', { from: beat });
+    expect(hb.kind === 'hb' && hb.v).toMatchObject({ healthy: false, detail: why });
     await sendNotice(w, { target, delta: genuine, sig });
     await w.received.waitFor(ackFor('n1', 2), 'ack 2');
+    expect(a.session.status().lastError).toBe(''); // a genuine target passed
     expect(a.events.all.some((e) => e.type === 'target' && e.target.version === 3)).toBe(false);
   });
 });
