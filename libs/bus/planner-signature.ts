@@ -1,5 +1,13 @@
-import { createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import {
+  createPrivateKey,
+  createPublicKey,
+  generateKeyPairSync,
+  randomBytes,
+  sign,
+  verify,
+  type KeyObject,
+} from 'node:crypto';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, statSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { sha256Hex, type NoticeDelta, type SignedTarget } from '../model/index.ts';
 import { deltaSubject, H } from './subjects.ts';
@@ -137,15 +145,31 @@ export function readVerifierFile(file: string): Verifier {
 /**
  * Loads the planner's private key (PKCS#8 PEM), creating it (mode 0600) when missing, and
  * (re)writes FILE.pub with the public key for appliers. Creation is atomic (temp + rename), so a
- * crash never leaves a half-written key that a restart would refuse.
+ * crash never leaves a half-written key that a restart would refuse. An existing key writable by
+ * anyone is refused; one readable by group or others is used with a warning (a Kubernetes Secret
+ * mounts 0644 unless defaultMode says otherwise). `say` gets those lines and the one saying a key
+ * was created: appliers holding another key drop every target until given FILE.pub (probe3 U3).
  */
-export function loadOrCreateSigningKey(file: string): Signer {
+export function loadOrCreateSigningKey(
+  file: string,
+  o: { say?: (line: string) => void; logHasVersions?: boolean } = {},
+): Signer {
   if (!existsSync(file)) {
     mkdirSync(path.dirname(file), { recursive: true });
     const { privateKey } = generateKeyPairSync('ed25519');
-    const tmp = `${file}.tmp-${process.pid}`;
-    writeFileSync(tmp, privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
-    renameSync(tmp, file);
+    writeAtomically(file, privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, 0o600);
+    o.say?.(
+      `created signing key ${file}; appliers need ${file}.pub as --planner-key` +
+        (o.logHasVersions
+          ? ' (the log already holds versions: appliers given an earlier key drop every target until they get this one)'
+          : ''),
+    );
+  } else {
+    const mode = statSync(file).mode & 0o777;
+    const octal = mode.toString(8).padStart(4, '0');
+    if (mode & 0o002) throw new Error(`signing key ${file}: mode ${octal} lets anyone replace it; chmod 600 it`);
+    if (mode & 0o044)
+      o.say?.(`warning: signing key ${file} is readable by group or others (mode ${octal}); chmod 600 it`);
   }
   let key: KeyObject;
   try {
@@ -155,13 +179,26 @@ export function loadOrCreateSigningKey(file: string): Signer {
   }
   const signer = signerFromKey(key);
   const pub = `${file}.pub`;
-  if (!existsSync(pub) || readFileSync(pub, 'utf8') !== signer.publicKeyPem) {
-    // tmp + rename: an applier waiting for this file never reads it half-written
-    const tmpPub = `${pub}.tmp-${process.pid}`;
-    writeFileSync(tmpPub, signer.publicKeyPem);
-    renameSync(tmpPub, pub);
-  }
+  // tmp + rename: an applier waiting for this file never reads it half-written
+  if (!existsSync(pub) || readFileSync(pub, 'utf8') !== signer.publicKeyPem)
+    writeAtomically(pub, signer.publicKeyPem, 0o644);
   return signer;
+}
+
+/**
+ * Writes through a fresh temp file beside `file`, then renames: the temp name is random and
+ * opened O_EXCL ('wx'), so a file or symlink planted at a guessable name is never followed or
+ * reused (review3 L1: the key was written through a planted link to a world-readable file).
+ */
+function writeAtomically(file: string, text: string, mode: number): void {
+  const tmp = `${file}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`;
+  const fd = openSync(tmp, 'wx', mode);
+  try {
+    writeSync(fd, text);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(tmp, file);
 }
 
 /** Where the planner keeps its key when --signing-key is not given: beside the log. */

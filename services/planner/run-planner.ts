@@ -136,7 +136,10 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
   // What followers name in a redirect: a wildcard listen address is reached by the host's name.
   const api = ['0.0.0.0', '::', ''].includes(host) ? `http://${hostname()}:${addr.port}` : url;
   try {
-    const signer = loadOrCreateSigningKey(o.signingKey ?? defaultSigningKeyFile(o.db));
+    const signer = loadOrCreateSigningKey(o.signingKey ?? defaultSigningKeyFile(o.db), {
+      say,
+      logHasVersions: log.latestVersion() !== undefined,
+    });
     bus = await startupStep(
       'connecting to NATS and opening the versions stream and targets bucket',
       () =>
