@@ -7,6 +7,7 @@ export {
   mintNodeCreds,
   mintNodeJwt,
   mintRoleCreds,
+  readersAccountPublicKey,
   renderResolverConfig,
   rolePermissions,
   serverResolver,

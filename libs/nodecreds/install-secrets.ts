@@ -1,8 +1,8 @@
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { stringify } from 'yaml';
 import {
-  accountPublicKey,
   mintRoleCreds,
+  readersAccountPublicKey,
   renderResolverConfig,
   serverResolver,
   type AccountKeys,
@@ -14,8 +14,8 @@ import {
  *  - switchboard-nats-resolver: operator + account JWTs (public) for the NATS servers;
  *  - switchboard-planner: the planner's NATS credential and the HTTP API tokens;
  *  - switchboard-signing-key: the Ed25519 key every planner of the group signs versions with;
- *  - switchboard-credential-issuer: the account signing key (mints node credentials) and the
- *    issuer's own NATS credential;
+ *  - switchboard-credential-issuer: the readers account's signing key (mints node credentials,
+ *    cannot mint a planner) and the issuer's own NATS credential;
  *  - switchboard-applier: the planner's public key and the bootstrap credential (may only ask).
  * The operator and account identity keys are not put in the cluster at all.
  */
@@ -43,8 +43,8 @@ export async function renderInstallSecrets(o: {
     }),
     secret('switchboard-signing-key', { 'planner.key': signingPem, 'planner.key.pub': publicPem }),
     secret('switchboard-credential-issuer', {
-      'account-signing.nk': o.keys.signingKeySeed + '\n',
-      'account.pub': accountPublicKey(o.keys) + '\n',
+      'account-signing.nk': o.keys.readersSigningKeySeed + '\n',
+      'account.pub': readersAccountPublicKey(o.keys) + '\n',
       'issuer.creds': await mintRoleCreds(o.keys, 'issuer'),
     }),
     secret('switchboard-applier', {

@@ -10,24 +10,39 @@ import {
   fromSeed,
   type KeyPair,
 } from '@nats-io/jwt';
-import { nodePermissions, observerPermissions, plannerPermissions, type Permissions } from '../bus/index.ts';
+import {
+  accountWiring,
+  nodePermissions,
+  observerPermissions,
+  plannerPermissions,
+  READERS_ACCOUNT,
+  type Permissions,
+} from '../bus/index.ts';
 import { CREDENTIALS_REQUEST_SUBJECT, BOOTSTRAP_INBOX_PREFIX } from './subjects.ts';
 
 /**
  * NATS decentralized (operator/JWT) auth for Switchboard, as nats-server 2.9 supports it with a
  * MEMORY resolver: the server knows only the operator JWT and the account JWTs (preloaded in its
- * config); every user is a JWT signed by the account's signing key and carrying its own
- * permissions. A node's user JWT holds exactly nodePermissions(node), so it can ACK only as
- * itself, and a node that joins later needs no server change: something holding the signing key
- * (the credential issuer) mints its JWT. Minted node JWTs expire (ttl); revoking a node means
- * not renewing it.
+ * config); every user is a JWT signed by its account's signing key and carrying its own
+ * permissions. Two accounts, as in the generated config (libs/bus/server-config.ts, accountWiring):
+ * the Switchboard account (JetStream; planner, issuer, bootstrap) and the readers account (no
+ * JetStream; nodes and observers), joined by exactly the imports nodes and observers use, so a
+ * reply subject a node or observer chooses can never reach the JetStream API. A node's user JWT
+ * holds exactly nodePermissions(node), so it can ACK only as itself, and a node that joins later
+ * needs no server change: something holding the readers account's signing key (the credential
+ * issuer) mints its JWT. Minted node JWTs expire (ttl); revoking a node means not renewing it.
  */
 export interface AccountKeys {
   readonly operatorSeed: string;
   readonly systemAccountSeed: string;
+  /** The Switchboard account (JetStream). */
   readonly accountSeed: string;
-  /** Signs user JWTs; the only key the credential issuer holds. */
+  /** Signs the Switchboard account's user JWTs (planner, issuer, bootstrap). */
   readonly signingKeySeed: string;
+  /** The readers account (nodes, observers; no JetStream). */
+  readonly readersAccountSeed: string;
+  /** Signs readers' user JWTs; the only key the credential issuer holds, so it can mint no planner. */
+  readonly readersSigningKeySeed: string;
 }
 
 export interface ServerResolver {
@@ -45,47 +60,87 @@ export function generateAccountKeys(): AccountKeys {
     systemAccountSeed: seed(createAccount()),
     accountSeed: seed(createAccount()),
     signingKeySeed: seed(createAccount()),
+    readersAccountSeed: seed(createAccount()),
+    readersSigningKeySeed: seed(createAccount()),
   };
 }
 
-/** The public key of the Switchboard account (user JWTs name it as issuer_account). */
+/** The public key of the Switchboard account (its user JWTs name it as issuer_account). */
 export function accountPublicKey(k: Pick<AccountKeys, 'accountSeed'>): string {
   return kp(k.accountSeed).getPublicKey();
 }
 
-/** Operator and account JWTs for the server's resolver (JetStream enabled, unlimited, for the Switchboard account). */
+/** The public key of the readers account (node and observer JWTs name it as issuer_account). */
+export function readersAccountPublicKey(k: Pick<AccountKeys, 'readersAccountSeed'>): string {
+  return kp(k.readersAccountSeed).getPublicKey();
+}
+
+/**
+ * Operator and account JWTs for the server's resolver: the Switchboard account with JetStream
+ * (unlimited) and the readers account without, wired as accountWiring() says (public exports:
+ * only accounts this operator signs exist on the server).
+ */
 export async function serverResolver(k: AccountKeys): Promise<ServerResolver> {
   const op = kp(k.operatorSeed);
   const sys = kp(k.systemAccountSeed);
   const acc = kp(k.accountSeed);
+  const readers = kp(k.readersAccountSeed);
+  const w = accountWiring();
   const operatorJwt = await encodeOperator('switchboard-operator', op, { system_account: sys.getPublicKey() });
   const sysJwt = await encodeAccount('SYS', sys, {}, { signer: op });
+  const natsLimits = { subs: -1, data: -1, payload: -1, imports: -1, exports: -1, wildcards: true, conn: -1, leaf: -1 };
   const accJwt = await encodeAccount(
     ACCOUNT_NAME,
     acc,
     {
       signing_keys: [kp(k.signingKeySeed).getPublicKey()],
-      limits: {
-        subs: -1,
-        data: -1,
-        payload: -1,
-        imports: -1,
-        exports: -1,
-        wildcards: true,
-        conn: -1,
-        leaf: -1,
-        mem_storage: -1,
-        disk_storage: -1,
-        streams: -1,
-        consumer: -1,
-      },
+      limits: { ...natsLimits, mem_storage: -1, disk_storage: -1, streams: -1, consumer: -1 },
+      exports: [
+        ...w.services.map((subject) => ({ name: subject, subject, type: 'service' as const })),
+        ...w.toReaders.map((subject) => ({ name: subject, subject, type: 'stream' as const })),
+      ],
+      imports: w.fromReaders.map((subject) => ({
+        name: subject,
+        subject,
+        account: readers.getPublicKey(),
+        type: 'stream' as const,
+      })),
+    },
+    { signer: op },
+  );
+  const readersJwt = await encodeAccount(
+    READERS_ACCOUNT,
+    readers,
+    {
+      signing_keys: [kp(k.readersSigningKeySeed).getPublicKey()],
+      // no JetStream limits: JetStream stays off in this account
+      limits: { ...natsLimits, mem_storage: 0, disk_storage: 0, streams: 0, consumer: 0 },
+      exports: w.fromReaders.map((subject) => ({ name: subject, subject, type: 'stream' as const })),
+      imports: [
+        ...w.services.map((subject) => ({
+          name: subject,
+          subject,
+          account: acc.getPublicKey(),
+          type: 'service' as const,
+        })),
+        ...w.toReaders.map((subject) => ({
+          name: subject,
+          subject,
+          account: acc.getPublicKey(),
+          type: 'stream' as const,
+        })),
+      ],
     },
     { signer: op },
   );
   return {
     operatorJwt,
     systemAccount: sys.getPublicKey(),
-    accountJwts: { [sys.getPublicKey()]: sysJwt, [acc.getPublicKey()]: accJwt },
+    accountJwts: {
+      [sys.getPublicKey()]: sysJwt,
+      [acc.getPublicKey()]: accJwt,
+      [readers.getPublicKey()]: readersJwt,
+    },
   };
 }
 
@@ -132,19 +187,31 @@ export function rolePermissions(role: Role): Permissions {
   }
 }
 
-/** A .creds file (JWT + a fresh user seed) for a fixed role; no expiry (rotate by re-running init). */
-export async function mintRoleCreds(
-  k: Pick<AccountKeys, 'accountSeed' | 'signingKeySeed'>,
-  role: Role,
-): Promise<string> {
+type RoleKeys = Pick<AccountKeys, 'accountSeed' | 'signingKeySeed' | 'readersAccountSeed' | 'readersSigningKeySeed'>;
+
+/**
+ * A .creds file (JWT + a fresh user seed) for a fixed role; no expiry (rotate by re-running init).
+ * Observers are readers (no JetStream API of their own); the other roles are in the Switchboard account.
+ */
+export async function mintRoleCreds(k: RoleKeys, role: Role): Promise<string> {
   const user = createUser();
-  const jwt = await userJwt(k, role, user.getPublicKey(), rolePermissions(role));
+  const jwt =
+    role === 'observer'
+      ? await userJwt(
+          readersAccountPublicKey(k),
+          k.readersSigningKeySeed,
+          role,
+          user.getPublicKey(),
+          rolePermissions(role),
+        )
+      : await userJwt(accountPublicKey(k), k.signingKeySeed, role, user.getPublicKey(), rolePermissions(role));
   return new TextDecoder().decode(fmtCreds(jwt, user));
 }
 
 /**
  * A node's user JWT for a public key the node made (its seed stays on the node): exactly
- * nodePermissions(node), expiring after ttlSeconds.
+ * nodePermissions(node), expiring after ttlSeconds, in the readers account (accountPublicKey and
+ * signingKeySeed are the readers account's).
  */
 export async function mintNodeJwt(o: {
   accountPublicKey: string;
@@ -165,14 +232,14 @@ export async function mintNodeJwt(o: {
 
 /** A node .creds file minted in one step (for hosts outside Kubernetes: compose, VMs). */
 export async function mintNodeCreds(
-  k: Pick<AccountKeys, 'accountSeed' | 'signingKeySeed'>,
+  k: Pick<AccountKeys, 'readersAccountSeed' | 'readersSigningKeySeed'>,
   node: string,
   ttlSeconds: number,
 ): Promise<string> {
   const user = createUser();
   const jwt = await mintNodeJwt({
-    accountPublicKey: accountPublicKey(k),
-    signingKeySeed: k.signingKeySeed,
+    accountPublicKey: readersAccountPublicKey(k),
+    signingKeySeed: k.readersSigningKeySeed,
     node,
     userPublicKey: user.getPublicKey(),
     ttlSeconds,
@@ -181,12 +248,13 @@ export async function mintNodeCreds(
 }
 
 async function userJwt(
-  k: Pick<AccountKeys, 'accountSeed' | 'signingKeySeed'>,
+  account: string,
+  signingKeySeed: string,
   name: string,
   userPub: string,
   p: Permissions,
 ): Promise<string> {
-  return encodeUser(name, userPub, accountPublicKey(k), permissionsClaim(p), { signer: kp(k.signingKeySeed) });
+  return encodeUser(name, userPub, account, permissionsClaim(p), { signer: kp(signingKeySeed) });
 }
 
 function permissionsClaim(p: Permissions) {

@@ -68,8 +68,8 @@ export function registerCredentials(program: Command, setExit: SetExit): void {
     .description('answer node credential requests on NATS (runs beside each planner)')
     .requiredOption('--nats <url>', 'NATS server URL(s), comma-separated')
     .requiredOption('--nats-creds <file>', "the issuer's own .creds (role issuer)")
-    .requiredOption('--account-signing-key <file>', 'account signing key seed (SA...)')
-    .requiredOption('--account-public-key <file>', "the account's public key (A...)")
+    .requiredOption('--account-signing-key <file>', "the readers account's signing key seed (SA...)")
+    .requiredOption('--account-public-key <file>', "the readers account's public key (A...)")
     .option('--in-cluster', 'check tokens and Nodes with the pod service account')
     .option('--kubeconfig <file>', 'check Nodes through this kubeconfig')
     .option('--jwks-file <file>', "the API server's service-account keys (JWK set) instead of fetching /openid/v1/jwks")
@@ -202,11 +202,15 @@ export function registerCredentials(program: Command, setExit: SetExit): void {
 }
 
 function readKeys(file: string) {
+  const fields = ['accountSeed', 'signingKeySeed', 'readersAccountSeed', 'readersSigningKeySeed'] as const;
   try {
-    const k = JSON.parse(readFileSync(file, 'utf8')) as { accountSeed?: unknown; signingKeySeed?: unknown };
-    if (typeof k.accountSeed !== 'string' || typeof k.signingKeySeed !== 'string')
-      throw new Error('missing accountSeed/signingKeySeed');
-    return { accountSeed: k.accountSeed, signingKeySeed: k.signingKeySeed };
+    const k = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+    const missing = fields.filter((f) => typeof k[f] !== 'string');
+    if (missing.length > 0)
+      throw new Error(
+        `missing ${missing.join('/')}${missing.includes('readersAccountSeed') && missing.length < fields.length ? ' (keys made before nodes and observers got their own account: run `credentials init` again and apply its Secrets)' : ''}`,
+      );
+    return Object.fromEntries(fields.map((f) => [f, k[f] as string])) as Record<(typeof fields)[number], string>;
   } catch (e) {
     throw new UsageError(`--keys ${file}: ${(e as Error).message}`);
   }

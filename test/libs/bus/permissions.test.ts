@@ -1,14 +1,29 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { Kvm } from '@nats-io/kv';
-import { connectBus, nodePermissions, renderServerAuthConfig } from '../../../libs/bus/index.ts';
-import { nodeCred, startBusWorld, type BusWorld } from './bus-harness.ts';
+import { jetstream } from '@nats-io/jetstream';
+import {
+  connectBus,
+  nodePermissions,
+  renderServerAuthConfig,
+  TargetStore,
+  TARGETS_BUCKET,
+  TARGETS_STREAM,
+  VersionPublisher,
+  VERSIONS_STREAM,
+} from '../../../libs/bus/index.ts';
+import { logStreamName, logSubject } from '../../../libs/eventlog/index.ts';
+import { nodeCred, PLANNER, startBusWorld, type BusWorld } from './bus-harness.ts';
+import { startNatsServer, type NatsServerHandle } from '../../support/nats-server.ts';
 import { node, service, VersionMaker } from './fixtures.ts';
 
 let world: BusWorld | undefined;
+let server: NatsServerHandle | undefined;
 afterEach(async () => {
   await world?.close();
   world = undefined;
+  await server?.stop();
+  server = undefined;
 });
 
 /** Collects the permission violations the server reports to this connection. */
@@ -133,6 +148,67 @@ describe('per-node NATS permissions (generated server config)', () => {
       expect((await jsm.streams.info('SB_VERSIONS')).state.messages).toBe(before);
     } finally {
       await nc.close();
+    }
+  });
+
+  it('a reply subject naming the JetStream API (purge, delete) changes nothing: nodes and observers cannot reach it', async () => {
+    // NATS checks publish permissions on the subject, never on the reply subject, and JetStream
+    // answers on whatever reply the requester chose, from inside the requester's account.
+    const observer = { user: 'ctl', password: 'ctl-secret' };
+    server = await startNatsServer({
+      jetstream: true,
+      config: renderServerAuthConfig({ planner: PLANNER, observer, nodes: [{ name: 'n1', ...nodeCred('n1') }] }),
+    });
+    const planner = await connectBus({ servers: server.url, name: 'planner', auth: PLANNER });
+    const readers: NatsConnection[] = [];
+    try {
+      const { jetstreamManager } = await import('@nats-io/jetstream');
+      const jsm = await jetstreamManager(planner);
+      const publisher = await VersionPublisher.open({ nc: planner, checkpointEvery: 5 });
+      const targets = await TargetStore.open({ nc: planner });
+      const m = new VersionMaker();
+      const v = m.next({ upsertServices: [service(1)], upsertNodes: [node('n1')] });
+      await publisher.publishNext({ header: v.delta, delta: v.delta.delta, data: () => v.checkpoint().data });
+      await targets.setDefaultTarget({ version: 1, configRevision: 0 });
+      const log = logStreamName('g');
+      await jsm.streams.add({ name: log, subjects: [logSubject('g')] });
+      await jetstream(planner).publish(logSubject('g'), 'row');
+      const streams = [VERSIONS_STREAM, TARGETS_STREAM, log];
+      const state = async () =>
+        Promise.all(
+          streams.map(
+            async (s) => `${s}:${(await jsm.streams.info(s).catch(() => undefined))?.state.messages ?? 'gone'}`,
+          ),
+        );
+      const before = await state();
+      expect(before.every((s) => !s.endsWith(':0'))).toBe(true);
+      const node1 = await connectBus({ servers: server.url, name: 'rogue-n1', node: 'n1', auth: nodeCred('n1') });
+      readers.push(node1);
+      const ctl = await connectBus({ servers: server.url, name: 'rogue-ctl', auth: observer });
+      readers.push(ctl);
+      const get = `$JS.API.DIRECT.GET.${VERSIONS_STREAM}`;
+      const kvGet = `$JS.API.DIRECT.GET.${TARGETS_STREAM}.$KV.${TARGETS_BUCKET}.default`;
+      for (const nc of readers) {
+        for (const s of streams) {
+          // an existing message is a valid "purge all" body; a missing one answers an empty 404,
+          // a valid delete request
+          nc.publish(get, JSON.stringify({ seq: 1 }), { reply: `$JS.API.STREAM.PURGE.${s}` });
+          nc.publish(kvGet, '', { reply: `$JS.API.STREAM.PURGE.${s}` });
+          nc.publish(get, JSON.stringify({ seq: 999_999 }), { reply: `$JS.API.STREAM.DELETE.${s}` });
+        }
+        await nc.flush();
+      }
+      // a read after the requests above is answered after them (same connection, same stream);
+      // then the state, then that both may still read
+      for (const nc of readers) await nc.request(get, JSON.stringify({ seq: 1 }), { timeout: 2000 }).catch(() => {});
+      expect(await state()).toEqual(before);
+      for (const nc of readers) {
+        expect((await nc.request(get, JSON.stringify({ seq: 1 }), { timeout: 5000 })).data.length).toBeGreaterThan(0);
+        expect((await nc.request(kvGet, '', { timeout: 5000 })).json()).toMatchObject({ version: 1 });
+      }
+    } finally {
+      for (const nc of readers) await nc.close();
+      await planner.close();
     }
   });
 

@@ -4,7 +4,8 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Kvm } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { connectBus, TargetStore } from '../../../libs/bus/index.ts';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { connectBus, TargetStore, TARGETS_STREAM, VERSIONS_STREAM } from '../../../libs/bus/index.ts';
 import {
   generateAccountKeys,
   mintNodeCreds,
@@ -84,6 +85,55 @@ describe('operator-mode NATS with minted per-node user JWTs (Debian nats-server 
     await expect(kv.get('node.node-b')).rejects.toThrow(/Permissions Violation/);
     await expect(kv.put('node.node-a', '{}')).rejects.toThrow(/Permissions Violation/);
     sub.unsubscribe();
+  });
+
+  it('a node or observer naming $JS.API.STREAM.PURGE/DELETE as the reply of a permitted read changes no stream', async () => {
+    const keys = generateAccountKeys();
+    server = await startNatsServer({ jetstream: true, config: renderResolverConfig(await serverResolver(keys)) });
+    const planner = await connectBus({
+      servers: server.url,
+      name: 'planner',
+      auth: { credsFile: file('planner.creds', await mintRoleCreds(keys, 'planner')) },
+    });
+    conns.push(planner);
+    const targets = await TargetStore.open({ nc: planner });
+    await targets.setDefaultTarget({ version: 1, configRevision: 0 });
+    const jsm = await jetstreamManager(planner);
+    await jsm.streams.add({ name: VERSIONS_STREAM, subjects: ['sb.v.>'], allow_direct: true });
+    await jetstream(planner).publish('sb.v.delta.1', 'v1');
+    const streams = [VERSIONS_STREAM, TARGETS_STREAM];
+    const state = async () =>
+      Promise.all(
+        streams.map(
+          async (s) => `${s}:${(await jsm.streams.info(s).catch(() => undefined))?.state.messages ?? 'gone'}`,
+        ),
+      );
+    const before = await state();
+    const node = await connectBus({
+      servers: server.url,
+      name: 'node-a',
+      node: 'node-a',
+      auth: { credsFile: file('a.creds', await mintNodeCreds(keys, 'node-a', 600)) },
+    });
+    const ctl = await connectBus({
+      servers: server.url,
+      name: 'ctl',
+      auth: { credsFile: file('ctl.creds', await mintRoleCreds(keys, 'observer')) },
+    });
+    conns.push(node, ctl);
+    const get = `$JS.API.DIRECT.GET.${VERSIONS_STREAM}`;
+    for (const nc of [node, ctl]) {
+      for (const s of streams) {
+        nc.publish(get, JSON.stringify({ seq: 1 }), { reply: `$JS.API.STREAM.PURGE.${s}` });
+        nc.publish(get, JSON.stringify({ seq: 999_999 }), { reply: `$JS.API.STREAM.DELETE.${s}` });
+      }
+      await nc.flush();
+    }
+    // answered after the requests above; then the state; then both still read
+    for (const nc of [node, ctl]) await nc.request(get, JSON.stringify({ seq: 1 }), { timeout: 2000 }).catch(() => {});
+    expect(await state()).toEqual(before);
+    for (const nc of [node, ctl])
+      expect((await nc.request(get, JSON.stringify({ seq: 1 }), { timeout: 5000 })).string()).toBe('v1');
   });
 
   it('an expired node credential is refused, and credentials from another operator are refused', async () => {
