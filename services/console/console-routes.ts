@@ -70,7 +70,7 @@ export function consoleRoutes(o: ConsoleOptions): ApiRoute[] {
       access: 'public',
       handle: ({ req, res }) => {
         const name = new URL(req.url ?? '/', 'http://x').pathname.slice('/ui/'.length) || 'index.html';
-        const a = ASSETS[name];
+        const a = Object.hasOwn(ASSETS, name) ? ASSETS[name] : undefined; // not `constructor`, `__proto__`, …
         if (!a) throw new HttpError(404, `no console file ${name}`);
         res.writeHead(200, {
           'content-type': a.type,

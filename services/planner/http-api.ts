@@ -5,6 +5,7 @@ import { authenticate, type Principal, type TokenEntry } from './bearer-auth.ts'
 import type { Actor } from '../../libs/versioning/index.ts';
 import { HttpError, type Body } from './http-error.ts';
 import { operationRoutes } from './operation-routes.ts';
+import { guardRequest } from './request-guard.ts';
 import type { Planner } from './planner.ts';
 import { versionDiff } from './version-diff.ts';
 import type { GroupView } from './planner-group.ts';
@@ -54,6 +55,11 @@ export interface HttpApiOptions {
    * written, and until then only the probes answer (others get 503).
    */
   readonly started?: () => boolean;
+  /**
+   * No token file and a loopback listen address: requests must name a loopback host (a web page
+   * reaching the API through DNS rebinding names its own). See request-guard.ts.
+   */
+  readonly loopbackOnly?: boolean;
   /** The planner's group (self, leader, members); absent for a planner outside any group (tests). */
   readonly group?: () => (GroupView & { planners: GroupMember[] }) | undefined;
 }
@@ -221,6 +227,7 @@ export function createHttpApi(o: HttpApiOptions): Server {
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://planner');
+    guardRequest(req.method, req.headers, { loopbackOnly: o.loopbackOnly === true });
     const route = find(req.method, url.pathname);
     if (o.started && !o.started() && route.access !== 'public')
       throw new HttpError(503, 'planner is starting (restoring from its log)');
@@ -305,11 +312,16 @@ export function recordedActor(identity: string | undefined, header: string | str
 }
 
 async function readJson(req: IncomingMessage): Promise<Body> {
-  let text = '';
-  for await (const chunk of req) {
-    text += chunk;
-    if (text.length > 1 << 20) throw new HttpError(413, 'body too large');
+  // Bytes first, decoded once: a character split across two reads must not become two U+FFFD
+  // (a reason is recorded for ever in the hash-chained operations log).
+  const chunks: Buffer[] = [];
+  let bytes = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    bytes += chunk.length;
+    if (bytes > 1 << 20) throw new HttpError(413, 'body too large');
+    chunks.push(chunk);
   }
+  const text = Buffer.concat(chunks).toString('utf8');
   if (!text) return {};
   try {
     const v = JSON.parse(text) as unknown;

@@ -103,6 +103,7 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
     group: () => (group ? { ...group.view(), planners: members?.list() ?? [] } : undefined),
     registry: metrics.registry,
     tokens: tokens && (() => tokens.current()),
+    loopbackOnly: !tokens && listen.loopback,
     started: () => serving,
     // The console's data routes run only once serving (non-public routes answer 503 before).
     routes: consoleRoutes({ planner: () => current()!, log: () => log, keepAliveMs: o.consoleKeepAliveMs }),

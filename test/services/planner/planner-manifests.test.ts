@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { request } from 'node:http';
 import { promisify } from 'node:util';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DEFAULT_PROXY_CONFIG } from '../../../libs/model/index.ts';
@@ -155,6 +156,52 @@ describe('planner with a manifests directory, SQLite and nats-server', () => {
       ['unpin', 'tester', 'fixed'],
       ['rollback', 'tester', 'undo'],
     ]);
+  });
+
+  it('an open API refuses what another web page would make the browser do, and decodes a body split mid-character', async () => {
+    await start();
+    const post = (headers: Record<string, string>, host?: string) =>
+      new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const u = new URL(planner!.url);
+        const req = request(
+          {
+            host: u.hostname,
+            port: u.port,
+            path: '/pin',
+            method: 'POST',
+            headers: { ...headers, ...(host ? { host } : {}) },
+          },
+          (res) => {
+            let body = '';
+            res.on('data', (d) => (body += d));
+            res.on('end', () => resolve({ status: res.statusCode!, body }));
+          },
+        );
+        req.on('error', reject);
+        // "café" with its é (0xc3 0xa9) split across two writes, one TCP read each on loopback
+        const bytes = Buffer.from('{"version": 1, "reason": "café pin"}');
+        const cut = bytes.indexOf(0xc3) + 1;
+        req.write(bytes.subarray(0, cut));
+        setTimeout(() => req.end(bytes.subarray(cut)), 50);
+      });
+    const self = new URL(planner!.url).host;
+    // a page elsewhere: refused before anything is read or done
+    expect(await post({ origin: 'http://evil.example', 'content-type': 'text/plain' })).toMatchObject({ status: 403 });
+    expect(await post({ 'sec-fetch-site': 'cross-site' })).toMatchObject({ status: 403 });
+    expect(await post({ origin: 'null' })).toMatchObject({ status: 403 });
+    // DNS rebinding: a name that resolves to loopback is still not a loopback name, reads included
+    const rebound = await post({}, `evil.example:${new URL(planner!.url).port}`);
+    expect(rebound.status).toBe(421);
+    expect(JSON.parse(rebound.body).error).toMatch(/^Host "evil\.example:\d+" is refused/);
+    const pins = () =>
+      planner!.planner['options'].log.operations().filter((o: { kind: string }) => o.kind !== 'config') as {
+        reason: string;
+      }[];
+    expect(pins()).toEqual([]);
+    // the console's own page (same origin) and ctl/curl (no Origin) may write
+    expect(await post({ origin: `http://${self}`, 'sec-fetch-site': 'same-origin' })).toMatchObject({ status: 200 });
+    expect(await post({}, `localhost:${new URL(planner!.url).port}`)).toMatchObject({ status: 200 });
+    expect(pins().map((o) => o.reason)).toEqual(['café pin', 'café pin']);
   });
 
   it('rolls a mode change out in waves, halts on NACK, and ctl status --json shows SYNCED and ERROR', async () => {
