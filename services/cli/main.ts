@@ -1,6 +1,7 @@
 import { Command, CommanderError } from 'commander';
 import { registerCommands } from './commands/index.ts';
 import { UsageError } from './cli-errors.ts';
+import { printable } from './output.ts';
 
 /**
  * `switchboard` CLI. Exit codes: 0 ok, 1 failure, 2 usage error; errors go to stderr as one line.
@@ -30,10 +31,10 @@ export async function main(argv: string[]): Promise<number> {
       return 2; // commander already printed its one-line message
     }
     if (e instanceof UsageError) {
-      process.stderr.write(`switchboard: ${e.message}\n`);
+      process.stderr.write(`switchboard: ${printable(e.message)}\n`);
       return 2;
     }
-    process.stderr.write(`switchboard: ${e instanceof Error ? e.message : String(e)}\n`);
+    process.stderr.write(`switchboard: ${printable(e instanceof Error ? e.message : String(e))}\n`);
     if (process.env.SWITCHBOARD_DEBUG) console.error(e);
     return 1;
   }

@@ -34,8 +34,25 @@ export function emit(
   human: (wide: boolean) => string,
   json: (v: unknown) => string = (v) => JSON.stringify(v, null, 2),
 ): void {
-  const text = format === 'json' ? json(value) + '\n' : format === 'yaml' ? toYaml(value) : human(format === 'wide');
+  const text =
+    format === 'json' ? json(value) + '\n' : format === 'yaml' ? toYaml(value) : printable(human(format === 'wide'));
   process.stdout.write(text);
+}
+
+// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what this finds
+const CONTROL = /[\x00-\x08\x0b-\x1f\x7f-\x9f]/g;
+
+/**
+ * Text for a terminal: every control character but newline and tab shown as a visible escape
+ * (`\e`, `\r`, `\xNN`). Human output carries text other parties wrote (a node's NACK error, a
+ * reason, an object name); raw, a carriage return or an escape sequence in it could erase or
+ * redraw what the operator reads (a node's ERROR row drawn over as SYNCED). JSON and YAML escape
+ * control characters themselves.
+ */
+export function printable(text: string): string {
+  return text.replace(CONTROL, (c) =>
+    c === '\x1b' ? '\\e' : c === '\r' ? '\\r' : `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`,
+  );
 }
 
 export type Cell = string | number | boolean | null | undefined;

@@ -1,3 +1,4 @@
+import { printable } from '../output.ts';
 import { callPlanner, type Json, type PlannerConnection } from '../planner-client.ts';
 
 interface NodeRow {
@@ -106,7 +107,9 @@ export async function waitUntil(
     if (tty && last) process.stderr.write('\n');
   };
   for (;;) {
-    const r = check(await callPlanner(c, 'GET', '/status'));
+    const checked = check(await callPlanner(c, 'GET', '/status'));
+    // the line carries node text (a halting node's error): shown on a terminal, escaped
+    const r = { ...checked, line: printable(checked.line) };
     if (r.done) {
       end();
       return { ok: r.ok, line: r.line };
