@@ -9,7 +9,7 @@ import { connectBus } from '../../../libs/bus/index.ts';
 import { kubeHttpFromConfig } from '../../../libs/kube/index.ts';
 import { loadKubeConfig } from '../../../libs/kube/index.ts';
 import {
-  accountPublicKey,
+  readersAccountPublicKey,
   generateAccountKeys,
   mintNodeCreds,
   mintRoleCreds,
@@ -93,8 +93,9 @@ async function world(nodes: string[]): Promise<{ keys: AccountKeys; issuer: Issu
   kubeconfig = await writeKubeconfig({ server: kube.url });
   const http = kubeHttpFromConfig(loadKubeConfig({ kubeconfig: kubeconfig.path }));
   const issuer: IssuerOptions = {
-    accountPublicKey: accountPublicKey(keys),
-    signingKeySeed: keys.signingKeySeed,
+    // what renderInstallSecrets gives the issuer: the readers account (nodes have no JetStream API)
+    accountPublicKey: readersAccountPublicKey(keys),
+    signingKeySeed: keys.readersSigningKeySeed,
     policy: { audience: AUD, serviceAccount: SA, issuer: 'https://kubernetes.default.svc' },
     jwks: async () => jwks,
     nodeExists: (n) => nodeExists(http, n),
