@@ -2,6 +2,7 @@ import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import {
   AckOrNackSchema,
   HeartbeatSchema,
+  MAX_REPORT_BYTES,
   parseWire,
   type Ack,
   type AckOrNack,
@@ -31,12 +32,12 @@ export class AckCollector {
     this.subs = [
       nc.subscribe(ACK_WILDCARD, {
         callback: (err, m) => {
-          if (!err) handle(m.subject, m.data, 'ack', cb, now());
+          if (!err) handleReport(m.subject, m.data, 'ack', cb, now());
         },
       }),
       nc.subscribe(HEARTBEAT_WILDCARD, {
         callback: (err, m) => {
-          if (!err) handle(m.subject, m.data, 'hb', cb, now());
+          if (!err) handleReport(m.subject, m.data, 'hb', cb, now());
         },
       }),
     ];
@@ -53,7 +54,19 @@ export class AckCollector {
   }
 }
 
-function handle(subject: string, data: Uint8Array, kind: 'ack' | 'hb', cb: AckCallbacks, at: number): void {
+/** Exported for tests: what the collector does with one message (the subscriptions only route). */
+export function handleReport(
+  subject: string,
+  data: Uint8Array,
+  kind: 'ack' | 'hb',
+  cb: AckCallbacks,
+  at: number,
+): void {
+  // Refused before decoding or parsing: a node flooding its own subject with large reports cost
+  // the planner's one thread a parse each, enough to starve the lease renewal (review3 N2). A
+  // refused message changes nothing the planner knows of the node.
+  if (data.length > MAX_REPORT_BYTES)
+    return cb.onInvalid?.(subject, `${kind}: ${data.length} bytes, over the ${MAX_REPORT_BYTES}-byte limit`);
   const r = kind === 'ack' ? parseAckOrNack(data) : parseHeartbeat(data);
   if ('error' in r) return cb.onInvalid?.(subject, r.error);
   const tok = subject.split('.')[2];

@@ -28,7 +28,7 @@ export {
 } from './version-publisher.ts';
 export { TargetStore, replicatedBucket, type Targets, type TargetStoreOptions } from './target-store.ts';
 export { ReplicasRefused, checkReplicas, clusterOf, ensureStreamReplicas } from './stream-replicas.ts';
-export { AckCollector, parseAckOrNack, parseHeartbeat, type AckCallbacks } from './ack-collector.ts';
+export { AckCollector, handleReport, parseAckOrNack, parseHeartbeat, type AckCallbacks } from './ack-collector.ts';
 export {
   renderServerAuthConfig,
   nodePermissions,

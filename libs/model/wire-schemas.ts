@@ -46,6 +46,47 @@ export const TargetNoticeSchema = z.object({
   sig: z.string().optional(),
 });
 
+/*
+ * Bounds on what a node reports (review3 N2). A node may say anything as itself, as often as it
+ * likes; every string it sends is kept in status, served in every /status and console snapshot,
+ * and (ACK/NACK) written to the hash-chained log and the group's replicated log. Identity-like
+ * fields are refused over their bound (an applier never sends more); free text (an error, a
+ * detail, a reason) is cut to its bound with the cut marked, so an honest node's long error still
+ * lands and says it was cut. The collector refuses whole messages over MAX_REPORT_BYTES before
+ * parsing them (libs/bus/ack-collector.ts).
+ */
+
+/** Longest ACK, NACK or heartbeat message the planner parses, in bytes (an honest one is a few KiB). */
+export const MAX_REPORT_BYTES = 64 * 1024;
+/** Longest NACK error kept (longer ones are cut, see reportText). */
+export const MAX_REPORT_ERROR = 2000;
+/** Longest heartbeat/ACK detail and verdict reason kept. */
+export const MAX_REPORT_DETAIL = 1000;
+
+/**
+ * `s` cut to at most `max` characters, the cut marked with how much was left out; shorter text
+ * unchanged. Never splits a surrogate pair. Exported so a sender can cut before sending.
+ */
+export function truncateReportText(s: string, max: number): string {
+  if (s.length <= max) return s;
+  const mark = (left: number) => `… [${left} more characters]`;
+  let keep = Math.max(0, max - mark(s.length).length);
+  const last = s.charCodeAt(keep - 1);
+  if (last >= 0xd800 && last <= 0xdbff) keep--; // a high surrogate: keep the pair whole or not at all
+  return s.slice(0, keep) + mark(s.length - keep);
+}
+
+/** Free text from a node: cut to `max` characters (marked), never refused for its length. */
+const reportText = (max: number) => z.string().overwrite((s) => truncateReportText(s, max));
+/** A Kubernetes node name is at most 253 characters (DNS subdomain). */
+const nodeName = z.string().max(253);
+/** A node's time stamp (ISO-8601, 24 characters; a little room for other precisions). */
+const reportTime = z.string().max(40);
+/** A hash the node echoes (sha-256 hex is 64; room for another digest, never for a payload). */
+const reportHash = z.string().max(128);
+/** A dataplane mode name (ipvs, nftables, dry-run, ...). */
+const modeName = z.string().max(32);
+
 export const AckTimingsSchema = z.object({
   fetchMs: z.number(),
   renderMs: z.number(),
@@ -54,7 +95,7 @@ export const AckTimingsSchema = z.object({
 });
 
 /** One probe connection that failed: the virtual server (`tcp/10.96.0.1:80`) and why. */
-export const ProbeFailureSchema = z.object({ target: z.string().max(200), error: z.string().max(500) });
+export const ProbeFailureSchema = z.object({ target: reportText(200), error: reportText(500) });
 
 /**
  * What one data-path probe round found: connections opened from the node's own network namespace
@@ -71,7 +112,7 @@ export const ProbeReportSchema = z.object({
   latencyMs: z.object({ p50: z.number().nonnegative(), max: z.number().nonnegative() }).nullable(),
   /** The first few failures (at most 8), for status and audit. */
   failures: z.array(ProbeFailureSchema).max(8),
-  at: z.string(),
+  at: reportTime,
 });
 
 /**
@@ -85,22 +126,22 @@ export const ProbeReportSchema = z.object({
 export const HealthVerdictSchema = z.object({
   verdict: z.enum(['healthy', 'unhealthy', 'unprobed']),
   stateVerified: z.boolean(),
-  reason: z.string().max(1000),
+  reason: reportText(MAX_REPORT_DETAIL),
   probe: ProbeReportSchema.nullable(),
   injected: z.boolean().optional(),
-  at: z.string(),
+  at: reportTime,
 });
 
 export const AckSchema = z.object({
   type: z.literal('ACK'),
-  node: z.string(),
+  node: nodeName,
   version: count,
   configRevision: count,
-  dataHash: z.string(),
+  dataHash: reportHash,
   /** Hash of the node state programmed (contentHash of NodeState). */
-  nodeStateHash: z.string(),
+  nodeStateHash: reportHash,
   /** The mode actually running; differs from the config when `--mode auto` fell back. */
-  mode: z.string(),
+  mode: modeName,
   kernelWrites: count,
   timings: AckTimingsSchema,
   /** The node's verdict on what it just programmed (absent from appliers older than the verdict). */
@@ -111,21 +152,21 @@ export const AckSchema = z.object({
    * the field (and planners older than it drop it): such an ACK says nothing about health.
    */
   healthy: z.boolean().optional(),
-  detail: z.string().max(1000).optional(),
+  detail: reportText(MAX_REPORT_DETAIL).optional(),
   /**
    * Random per applier process start: two processes reporting as one node (a cloned host, a second
    * applier with the same --node) show as two ids. Absent from appliers older than the field.
    */
   instance: z.string().max(64).optional(),
-  at: z.string(),
+  at: reportTime,
 });
 
 export const NackSchema = z.object({
   type: z.literal('NACK'),
-  node: z.string(),
+  node: nodeName,
   version: count,
   configRevision: count,
-  error: z.string(),
+  error: reportText(MAX_REPORT_ERROR),
   lastGoodVersion: count,
   lastGoodConfigRevision: count,
   /**
@@ -133,18 +174,18 @@ export const NackSchema = z.object({
    * applier with the same --node) show as two ids. Absent from appliers older than the field.
    */
   instance: z.string().max(64).optional(),
-  at: z.string(),
+  at: reportTime,
 });
 
 export const AckOrNackSchema = z.discriminatedUnion('type', [AckSchema, NackSchema]);
 
 export const HeartbeatSchema = z.object({
-  node: z.string(),
+  node: nodeName,
   appliedVersion: count,
   appliedConfigRevision: count,
-  mode: z.string(),
+  mode: modeName,
   healthy: z.boolean(),
-  detail: z.string(),
+  detail: reportText(MAX_REPORT_DETAIL),
   /** The latest verdict (re-probed periodically), absent from appliers older than the verdict. */
   health: HealthVerdictSchema.optional(),
   /**
@@ -152,7 +193,7 @@ export const HeartbeatSchema = z.object({
    * applier with the same --node) show as two ids. Absent from appliers older than the field.
    */
   instance: z.string().max(64).optional(),
-  at: z.string(),
+  at: reportTime,
 });
 
 /** One entry of a version's arrays: an object with its identity (see the note at the top). */

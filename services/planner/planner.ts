@@ -18,6 +18,7 @@ import { NodeTracker } from './node-tracker.ts';
 import { EventBatcher } from './event-batcher.ts';
 import type { KubeEvent } from '../../libs/kube/index.ts';
 import type { PlannerBus } from './planner-bus.ts';
+import { ReportLogGate } from './report-log-gate.ts';
 
 /** Optional hooks for metrics and audit; none may throw into the planner. */
 export interface PlannerHooks {
@@ -97,6 +98,9 @@ export class Planner {
   /** Versions made by this process and not yet on the bus, by number. */
   private readonly unpublished = new Map<number, NewVersion>();
   private stopped = false;
+  /** Which ACK/NACKs reach the log (review3 N2); held ones are written by reportFlush. */
+  readonly reportGate = new ReportLogGate();
+  private reportFlush: NodeJS.Timeout | undefined;
   private firstUnsyncedAt: number | undefined;
   private batcher!: EventBatcher<KubeEvent>;
   /** Ends the initial list's hold on WAL checkpoints (see EventLog.holdWalCheckpoints). */
@@ -283,6 +287,7 @@ export class Planner {
     clearTimeout(this.retry);
     clearTimeout(this.sourceRetry);
     clearTimeout(this.rolloutClock);
+    clearTimeout(this.reportFlush);
     await this.source?.stop();
     if (this.batcher) await this.batcher.drain(); // what the source delivered is logged before we go
     this.batcher?.stop();
@@ -546,13 +551,38 @@ export class Planner {
 
   private onAck(a: AckOrNack): Promise<void> {
     return this.serial(async () => {
-      this.options.log.recordAck(a);
-      this.nodes.onAck(a, Date.now());
+      const now = Date.now();
+      // Every report moves the in-memory view; the log gets what the gate lets through (a repeat
+      // of the node's last logged word, or more than its budget, is not a row of its own).
+      const logged = this.reportGate.offer(a, now);
+      if (logged === 'record') this.options.log.recordAck(a);
+      else if (logged === 'held') this.armReportFlush(now);
+      this.nodes.onAck(a, now);
       if (this.config.step(this.rolloutReports())) await this.publishAndTarget();
     }).then(
       () => this.recovered('ack'),
       (e) => this.fail('ack', e),
     );
+  }
+
+  /** Writes the held reports (ReportLogGate) once their nodes' budgets allow. */
+  private armReportFlush(now: number): void {
+    if (this.reportFlush || this.stopped) return;
+    const due = this.reportGate.nextDueAt(now);
+    if (due === undefined) return;
+    this.reportFlush = setTimeout(
+      () =>
+        void this.serial(() => {
+          this.reportFlush = undefined;
+          for (const a of this.reportGate.takeDue(Date.now())) this.options.log.recordAck(a);
+          this.armReportFlush(Date.now());
+        }).then(
+          () => this.recovered('ack'),
+          (e) => this.fail('ack', e),
+        ),
+      Math.max(0, due - now),
+    );
+    this.reportFlush.unref?.();
   }
 
   /**

@@ -7,11 +7,12 @@ import {
   decodeDelta,
   encodeArtifact,
   H,
+  handleReport,
   nodeToken,
   payloadDigest,
 } from '../../../libs/bus/index.ts';
 import { artifactBytes } from '../../../libs/bus/artifact-codec.ts';
-import { contentHash, type ServiceEntry } from '../../../libs/model/index.ts';
+import { contentHash, MAX_REPORT_BYTES, MAX_REPORT_ERROR, type ServiceEntry } from '../../../libs/model/index.ts';
 import { node, service, VersionMaker } from './fixtures.ts';
 
 describe('artifact codec', () => {
@@ -228,5 +229,38 @@ describe('computeNodeStatus', () => {
         lastHeartbeatAt: 1800,
       }).status,
     ).toBe('SYNCED');
+  });
+});
+
+describe('ack collector (review3 N2)', () => {
+  it('refuses a report over MAX_REPORT_BYTES before parsing it; one under it passes', () => {
+    const heard: string[] = [];
+    const cb = {
+      onNack: (n: { error: string }) => heard.push(`nack ${n.error.length}`),
+      onInvalid: (_s: string, e: string) => heard.push(e),
+    };
+    const nack = (error: string) =>
+      new TextEncoder().encode(
+        JSON.stringify({
+          type: 'NACK',
+          node: 'node-a',
+          version: 1,
+          configRevision: 1,
+          error,
+          lastGoodVersion: 0,
+          lastGoodConfigRevision: 0,
+          at: '2026-12-02T04:00:00.000Z',
+        }),
+      );
+    const over = nack('x'.repeat(MAX_REPORT_BYTES));
+    handleReport('sb.ack.node-a', over, 'ack', cb, 0);
+    // the same size but not even JSON: refused for its size, so it was never parsed
+    handleReport('sb.ack.node-a', new Uint8Array(over.length).fill(0x7b), 'hb', cb, 0);
+    handleReport('sb.ack.node-a', nack('y'.repeat(MAX_REPORT_BYTES / 2)), 'ack', cb, 0);
+    expect(heard).toEqual([
+      `ack: ${over.length} bytes, over the ${MAX_REPORT_BYTES}-byte limit`,
+      `hb: ${over.length} bytes, over the ${MAX_REPORT_BYTES}-byte limit`,
+      `nack ${MAX_REPORT_ERROR}`,
+    ]);
   });
 });

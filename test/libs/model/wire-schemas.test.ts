@@ -8,8 +8,13 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { encodeArtifact } from '../../../libs/bus/index.ts';
 import {
+  AckOrNackSchema,
   checkWire,
+  HeartbeatSchema,
+  MAX_REPORT_DETAIL,
+  MAX_REPORT_ERROR,
   parseWire,
+  truncateReportText,
   TargetNoticeSchema,
   VersionArtifactSchema,
   type VersionArtifact,
@@ -246,5 +251,55 @@ describe('checkWire fast path = the zod schema', () => {
     const r = checkWire(TargetNoticeSchema, proto, 'm');
     expect(r).toEqual({ value: { revision: 1, target } }); // zod's copy, __proto__ stripped
     expect(agrees(TargetNoticeSchema, { revision: 1, target, other: 1 })).toBe(false);
+  });
+});
+
+describe('node reports are bounded (review3 N2)', () => {
+  const base = {
+    type: 'NACK',
+    node: 'node-a',
+    version: 2,
+    configRevision: 1,
+    error: 'boom',
+    lastGoodVersion: 1,
+    lastGoodConfigRevision: 1,
+    at: '2026-12-02T04:00:00.000Z',
+  };
+  const beat = {
+    node: 'node-a',
+    appliedVersion: 1,
+    appliedConfigRevision: 1,
+    mode: 'ipvs',
+    healthy: false,
+    detail: 'resync failed',
+    at: '2026-12-02T04:00:00.000Z',
+  };
+
+  it('cuts free text to its bound and marks the cut; short text is kept as sent', () => {
+    expect(checkWire(AckOrNackSchema, base, 'ack')).toEqual({ value: base });
+    const long = checkWire(AckOrNackSchema, { ...base, error: `head ${'x'.repeat(100_000)}` }, 'ack');
+    const error = (long as { value: { error: string } }).value.error;
+    expect(error.length).toBeLessThanOrEqual(MAX_REPORT_ERROR);
+    expect(error).toMatch(/^head x+… \[\d+ more characters\]$/);
+    expect(Number(/\[(\d+) more/.exec(error)![1]) + error.indexOf('…')).toBe(100_005);
+    const hb = checkWire(HeartbeatSchema, { ...beat, detail: 'd'.repeat(5000) }, 'hb');
+    expect((hb as { value: { detail: string } }).value.detail).toMatch(/^d+… \[\d+ more characters\]$/);
+    expect((hb as { value: { detail: string } }).value.detail.length).toBeLessThanOrEqual(MAX_REPORT_DETAIL);
+    // never half a surrogate pair
+    const emoji = truncateReportText('😀'.repeat(600), 100);
+    expect(emoji.length).toBeLessThanOrEqual(100);
+    expect(emoji.split('…')[0]).toBe('😀'.repeat(emoji.indexOf('…') / 2));
+  });
+
+  it('refuses identity fields over their bound (an applier never sends more)', () => {
+    expect(checkWire(AckOrNackSchema, { ...base, node: 'n'.repeat(254) }, 'ack')).toMatchObject({
+      error: expect.stringMatching(/^ack: node: /),
+    });
+    expect(checkWire(AckOrNackSchema, { ...base, at: 't'.repeat(41) }, 'ack')).toMatchObject({
+      error: expect.stringMatching(/^ack: at: /),
+    });
+    expect(checkWire(HeartbeatSchema, { ...beat, mode: 'm'.repeat(33) }, 'hb')).toMatchObject({
+      error: expect.stringMatching(/^hb: mode: /),
+    });
   });
 });

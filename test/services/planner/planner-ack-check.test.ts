@@ -1,11 +1,22 @@
+import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { heartbeatSubject } from '../../../libs/bus/index.ts';
+import { ackSubject, heartbeatSubject } from '../../../libs/bus/index.ts';
 import { EventLog } from '../../../libs/eventlog/index.ts';
-import { DEFAULT_PROXY_CONFIG, type AckOrNack } from '../../../libs/model/index.ts';
+import { DEFAULT_PROXY_CONFIG, MAX_REPORT_BYTES, MAX_REPORT_ERROR, type AckOrNack } from '../../../libs/model/index.ts';
 import { nodeStateHash, renderNodeState } from '../../../libs/planner/index.ts';
 import { Planner } from '../../../services/planner/planner.ts';
 import { runPlanner, type RunningPlanner } from '../../../services/planner/run-planner.ts';
-import { ack, nodeYaml, plannerEnv, sendAck, sliceYaml, svcYaml, until, type PlannerEnv } from './planner-support.ts';
+import {
+  ack,
+  nack,
+  nodeYaml,
+  plannerEnv,
+  sendAck,
+  sliceYaml,
+  svcYaml,
+  until,
+  type PlannerEnv,
+} from './planner-support.ts';
 
 // What the planner can check of an ACK (review finding F3 and its dataHash addendum): a node that
 // ACKs its target with a node-state hash other than the planner's rendering, or a data hash other
@@ -162,6 +173,39 @@ describe('the planner checks the hashes an ACK echoes', () => {
     } finally {
       await follower.stop();
       log.close();
+    }
+  });
+
+  it('a node flooding its own subject: oversize reports are refused, long errors cut, repeats logged once (review3 N2)', async () => {
+    const p = planner!.planner;
+    const rendered = nodeStateHash(renderNodeState(p.data.publishedData(), 'node-2', p.config.revision(1)!.config));
+    const logHash = p.data.latest()!.hash;
+    const row = () => p.status().find((n) => n.node === 'node-2')!;
+    await sendAck(env.nc, ack('node-2', 1, 1, rendered, logHash));
+    await until(() => row().status === 'SYNCED', 3000, 'SYNCED');
+    // over the byte bound: refused unparsed, and what the planner knows of node-2 stays
+    for (let i = 0; i < 3; i++)
+      env.nc.publish(ackSubject('node-2'), JSON.stringify(nack('node-2', 9, 1, 'x'.repeat(MAX_REPORT_BYTES))));
+    // under it, but with a long error, 40 times the same: the planner keeps a cut text and logs it once
+    const long = `<b>boom</b> ${'y'.repeat(20_000)}`;
+    const failed = { ...nack('node-2', 1, 1, long), lastGoodVersion: 0, lastGoodConfigRevision: 0 };
+    for (let i = 0; i < 40; i++) env.nc.publish(ackSubject('node-2'), JSON.stringify(failed));
+    await env.nc.flush();
+    await until(() => row().status === 'ERROR', 3000, 'ERROR');
+    expect(row().lastError).toMatch(/^<b>boom<\/b> y+… \[\d+ more characters\]$/);
+    expect(row().lastError!.length).toBeLessThanOrEqual(MAX_REPORT_ERROR);
+    // a genuine ACK after the flood is recorded, as every change of a node's word is
+    await sendAck(env.nc, ack('node-2', 1, 1, rendered, logHash));
+    await until(() => row().status === 'SYNCED', 3000, 'SYNCED again');
+    const db = new Database(env.db, { readonly: true });
+    try {
+      const rows = db
+        .prepare(`SELECT type, version, length(body) AS bytes FROM acks WHERE node = 'node-2' ORDER BY id`)
+        .all() as { type: string; version: number; bytes: number }[];
+      expect(rows.map((r) => `${r.type} ${r.version}`)).toEqual(['ACK 1', 'NACK 1', 'ACK 1']);
+      expect(Math.max(...rows.map((r) => r.bytes))).toBeLessThan(MAX_REPORT_ERROR + 1000);
+    } finally {
+      db.close();
     }
   });
 });
