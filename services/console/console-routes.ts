@@ -141,7 +141,7 @@ export function consoleRoutes(o: ConsoleOptions): ApiRoute[] {
         const ref = query.get('ref') ?? '';
         const m = /^([^/\s]+)\/([^/\s]+)$/.exec(ref);
         if (!m) throw new HttpError(400, `service must be NAMESPACE/NAME, got ${JSON.stringify(ref)}`);
-        return { service: ref, history: serviceHistory(o.log(), m[1]!, m[2]!).slice(-500) };
+        return { service: ref, history: serviceHistory(o.log(), m[1]!, m[2]!, { last: 500 }) };
       },
     },
     {
