@@ -363,11 +363,32 @@ export class EventLog {
     return n === 0 ? undefined : this.version(n);
   }
 
-  versions(opts: { from?: number; to?: number } = {}): VersionRecord[] {
-    const rows = this.db
-      .prepare('SELECT * FROM versions WHERE version >= ? AND version <= ? ORDER BY version')
-      .all(opts.from ?? 0, opts.to ?? Number.MAX_SAFE_INTEGER) as VersionRow[];
+  /**
+   * Version records in [from, to], oldest first; with `newest`, only the newest that many of them.
+   * The columns listed, not the deltas (a history of 10^5 versions is read for its headers).
+   */
+  versions(opts: { from?: number; to?: number; newest?: number } = {}): VersionRecord[] {
+    const range = [opts.from ?? 0, opts.to ?? Number.MAX_SAFE_INTEGER];
+    const cols = 'version, parent, hash, reason, created_at, seq_from, seq_to, content_of';
+    const rows = (
+      opts.newest === undefined
+        ? this.db
+            .prepare(`SELECT ${cols} FROM versions WHERE version >= ? AND version <= ? ORDER BY version`)
+            .all(...range)
+        : this.db
+            .prepare(`SELECT ${cols} FROM versions WHERE version >= ? AND version <= ? ORDER BY version DESC LIMIT ?`)
+            .all(...range, opts.newest)
+            .reverse()
+    ) as VersionRow[];
     return rows.map(rowToVersion);
+  }
+
+  /** How many versions lie in [from, to]. */
+  countVersions(opts: { from?: number; to?: number } = {}): number {
+    const r = this.db
+      .prepare('SELECT count(*) AS n FROM versions WHERE version >= ? AND version <= ?')
+      .get(opts.from ?? 0, opts.to ?? Number.MAX_SAFE_INTEGER) as { n: number };
+    return r.n;
   }
 
   /**
@@ -474,8 +495,13 @@ export class EventLog {
     return { id, kind: op.kind, actor: op.actor, reason: op.reason, params: op.params, version: op.version, at };
   }
 
-  operations(): OperationRecord[] {
-    const rows = this.db.prepare('SELECT * FROM operations ORDER BY id').all() as {
+  /** Every operation, oldest first; with `newest`, only the newest that many. */
+  operations(opts: { newest?: number } = {}): OperationRecord[] {
+    const rows = (
+      opts.newest === undefined
+        ? this.db.prepare('SELECT * FROM operations ORDER BY id').all()
+        : this.db.prepare('SELECT * FROM operations ORDER BY id DESC LIMIT ?').all(opts.newest).reverse()
+    ) as {
       id: number;
       kind: Operation['kind'];
       actor: string;

@@ -161,7 +161,7 @@ export function consoleRoutes(o: ConsoleOptions): ApiRoute[] {
       method: 'GET',
       path: '/ui/api/audit/ops',
       access: 'read',
-      handle: () => ({ operations: o.log().operations().slice(-200).reverse() }),
+      handle: () => ({ operations: o.log().operations({ newest: 200 }).reverse() }),
     },
   ];
 }

@@ -43,6 +43,10 @@ export interface ApiRoute {
 
 export const WROTE_RESPONSE = Symbol('wrote response');
 
+/** GET /versions lists at most this many versions unless asked (?limit=, up to the max). */
+export const DEFAULT_VERSIONS_LIMIT = 1000;
+const MAX_VERSIONS_LIMIT = 100_000;
+
 export interface HttpApiOptions {
   readonly planner: Planner;
   readonly registry: Registry;
@@ -170,7 +174,18 @@ export function plannerRoutes(
       method: 'GET',
       path: '/versions',
       access: 'read',
-      handle: () => ({ pinned: p.data.pin ?? null, versions: p.versions() }),
+      // Paged: a busy cluster makes 10^4-10^5 versions a day, and this runs on the thread that
+      // renews the lease. The newest `limit` (default 1000) of [from, to]; `omitted` counts the
+      // older ones left out (ask again with ?to=).
+      handle: ({ query }) => {
+        const opt = (name: string) => (query.get(name) === null ? undefined : int(query.get(name), name));
+        const range = { from: opt('from'), to: opt('to') };
+        const limit = opt('limit') ?? DEFAULT_VERSIONS_LIMIT;
+        if (limit > MAX_VERSIONS_LIMIT) throw new HttpError(400, `limit must be at most ${MAX_VERSIONS_LIMIT}`);
+        const versions = p.versions({ ...range, newest: limit });
+        const omitted = versions.length < limit ? 0 : p.countVersions(range) - versions.length;
+        return { pinned: p.data.pin ?? null, versions, omitted };
+      },
     },
     {
       method: 'GET',

@@ -708,8 +708,12 @@ export class Planner {
 
   // ---- queries ----
 
-  versions() {
-    return this.options.log.versions();
+  versions(opts: { from?: number; to?: number; newest?: number } = {}) {
+    return this.options.log.versions(opts);
+  }
+
+  countVersions(range: { from?: number; to?: number } = {}): number {
+    return this.options.log.countVersions(range);
   }
 
   status(): (NodeStatusRow & { reason: string; hashMatch: boolean | null })[] {

@@ -107,10 +107,15 @@ export function registerCtl(program: Command, setExit: SetExit): void {
 
   ctl
     .command('versions')
-    .description('data versions with hashes')
-    .action(async () => {
+    .description('data versions with hashes (the newest 1000 unless told)')
+    .option('--from <n>', 'oldest version to list', positiveInt)
+    .option('--to <n>', 'newest version to list', positiveInt)
+    .option('--limit <n>', 'list at most this many, the newest of the range (up to 100000)', positiveInt)
+    .action(async (o: { from?: number; to?: number; limit?: number }) => {
       const c = ctx();
-      const v = await callPlanner(c, 'GET', '/versions');
+      const q = new URLSearchParams();
+      for (const k of ['from', 'to', 'limit'] as const) if (o[k] !== undefined) q.set(k, String(o[k]));
+      const v = await callPlanner(c, 'GET', `/versions${q.size ? `?${q}` : ''}`);
       const list = v.versions as {
         version: number;
         hash: string;
@@ -118,24 +123,31 @@ export function registerCtl(program: Command, setExit: SetExit): void {
         createdAt: string;
         contentOf?: number;
       }[];
-      emit(c.format, v, (wide) =>
-        table(
-          [
-            { header: 'VERSION' },
-            { header: 'HASH' },
-            { header: 'CREATED' },
-            ...(wide ? [{ header: 'CONTENT OF' }] : []),
-            { header: 'REASON', max: 60 },
-          ],
-          list.map((x) => [
-            x.version,
-            wide ? x.hash : x.hash.slice(0, 16),
-            x.createdAt,
-            ...(wide ? [x.contentOf ?? null] : []),
-            x.reason,
-          ]),
-          wide,
-        ),
+      emit(
+        c.format,
+        v,
+        (wide) =>
+          table(
+            [
+              { header: 'VERSION' },
+              { header: 'HASH' },
+              { header: 'CREATED' },
+              ...(wide ? [{ header: 'CONTENT OF' }] : []),
+              { header: 'REASON', max: 60 },
+            ],
+            list.map((x) => [
+              x.version,
+              wide ? x.hash : x.hash.slice(0, 16),
+              x.createdAt,
+              ...(wide ? [x.contentOf ?? null] : []),
+              x.reason,
+            ]),
+            wide,
+          ) +
+          // a planner of the previous release answers without `omitted`
+          (Number(v.omitted) > 0
+            ? `${v.omitted} older version${v.omitted === 1 ? '' : 's'} not listed (--to ${Number(list[0]?.version) - 1} or --limit for more)\n`
+            : ''),
       );
       setExit(0);
     });

@@ -103,6 +103,16 @@ describe('EventLog', () => {
     expect(log.latestVersion()!.version).toBe(2);
     expect(log.versionDelta(2)!.removeNodes).toEqual(['b']);
     expect(log.versions({ from: 2 }).map((v) => v.version)).toEqual([2]);
+    // paged reads: the newest N of a range, oldest first, and the range's count
+    for (let i = 3; i <= 6; i++) log.recordVersion({ hash: h, reason: `v${i}`, seqTo: 2, contentOf: 1 });
+    expect(log.versions({ newest: 2 }).map((v) => v.version)).toEqual([5, 6]);
+    expect(log.versions({ to: 4, newest: 2 }).map((v) => v.version)).toEqual([3, 4]);
+    expect(log.versions({ from: 5, newest: 9 }).map((v) => v.version)).toEqual([5, 6]);
+    expect(log.versions({ newest: 1 })[0]).toEqual(log.versions({ from: 6 })[0]);
+    expect([log.countVersions(), log.countVersions({ from: 2, to: 4 })]).toEqual([6, 3]);
+    for (const reason of ['a', 'b', 'c']) log.recordOperation({ kind: 'unpin', actor: 't', reason, params: {} });
+    expect(log.operations({ newest: 2 }).map((o) => o.reason)).toEqual(['b', 'c']);
+    expect(log.operations().map((o) => o.reason)).toEqual(['a', 'b', 'c']);
     log.close();
   });
 

@@ -149,6 +149,16 @@ describe('planner with a manifests directory, SQLite and nats-server', () => {
     expect(rb.version).toBe(5);
     expect((await versions())[4]!.hash).toBe(v2!.hash);
     expect(rb.pinned).toMatchObject({ version: 2, kind: 'rollback' });
+    // a paged history: the newest of a range, and how many older ones were left out
+    const listed = (r: Record<string, any>) => [r.versions.map((v: { version: number }) => v.version), r.omitted];
+    expect(listed(await api('/versions?limit=2'))).toEqual([[4, 5], 3]);
+    expect(listed(await api('/versions?from=2&to=3'))).toEqual([[2, 3], 0]);
+    expect(listed(await api('/versions'))).toEqual([[1, 2, 3, 4, 5], 0]);
+    await expect(api('/versions?limit=0')).rejects.toThrow(/limit must be a positive integer/);
+    const ctl = await run(BIN, ['ctl', '--server', planner!.url, 'versions', '--limit', '2']);
+    expect(ctl.stdout).toMatch(
+      /^VERSION .*\n4 .*\n5 .*\n3 older versions not listed \(--to 3 or --limit for more\)\n$/s,
+    );
     // Every operation is in the log with actor and reason.
     const ops = planner!.planner['options'].log.operations().filter((o: { kind: string }) => o.kind !== 'config');
     expect(ops.map((o: { kind: string; actor: string; reason: string }) => [o.kind, o.actor, o.reason])).toEqual([
