@@ -53,7 +53,7 @@ export async function connectBus(o: ConnectBusOptions): Promise<NatsConnection> 
     })().catch(() => undefined);
     return nc;
   } catch (e) {
-    throw new Error(`NATS at ${urls(o.servers).join(',')}: ${describe(e)}`);
+    throw new Error(`NATS at ${serversText(o.servers)}: ${describe(e)}`);
   }
 }
 
@@ -122,6 +122,16 @@ export function checkServerUrls(flag: string, value: string): string[] {
 
 function urls(s: string | string[]): string[] {
   return Array.isArray(s) ? s : [s];
+}
+
+/**
+ * Server URLs as text for errors, logs and health answers: a password or token in a URL
+ * (`nats://user:secret@host`) is a node's credential, and health endpoints answer without one.
+ */
+export function serversText(s: string | string[]): string {
+  return urls(s)
+    .map((u) => u.replace(/^([a-z]+:\/\/)[^@/\s]*@/i, '$1***@'))
+    .join(',');
 }
 
 function describe(e: unknown): string {

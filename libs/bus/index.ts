@@ -42,7 +42,7 @@ export {
   type Credential,
   type Permissions,
 } from './server-config.ts';
-export { connectBus, connectBusWaiting, checkServerUrls, type BusAuth } from './bus-connection.ts';
+export { connectBus, connectBusWaiting, checkServerUrls, serversText, type BusAuth } from './bus-connection.ts';
 export {
   artifactStatement,
   configStatement,

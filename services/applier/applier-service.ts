@@ -10,7 +10,7 @@ import {
   type ProbeSettings,
   type SessionEvent,
 } from '../../libs/applier/index.ts';
-import { connectBusWaiting, type BusAuth, readVerifierFile, type Verifier } from '../../libs/bus/index.ts';
+import { connectBusWaiting, serversText, type BusAuth, readVerifierFile, type Verifier } from '../../libs/bus/index.ts';
 import { createDataplane, DEFAULT_STATE_DIR, type DataplaneChoice } from '../../libs/dataplane/index.ts';
 import type { Dataplane } from '../../libs/dataplane/index.ts';
 import { withKubeProxyTakeOver } from '../../libs/dataplane/index.ts';
@@ -116,7 +116,7 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
       'no --planner-key: targets and versions on the bus are NOT authenticated (anyone who can publish there can move this node)',
     );
   const servers = Array.isArray(o.nats) ? o.nats : [o.nats];
-  let waiting: string | undefined = `NATS at ${servers.join(',')}`;
+  let waiting: string | undefined = `NATS at ${serversText(servers)}`;
   let session: ApplierSession | undefined;
   let nc: NatsConnection | undefined;
   const abort = new AbortController();
