@@ -17,7 +17,7 @@ import { EventLogError, translateSqliteError } from './event-log-error.ts';
 import { openDatabase, type SchemaStatus } from './open-database.ts';
 import { chainHash, linkFields, type ChainName } from './row-chain.ts';
 import { rowToVersion, type VersionRecord, type VersionRow } from './version-record.ts';
-import { rowToEvent, serviceOf, validateEvent, type EventRow } from './event-row.ts';
+import { prepareEventRow, rowToEvent, type EventRow, type PreparedEventRow } from './event-row.ts';
 import { writeCheckpoint, listCheckpoints, type Checkpoint } from './checkpoints.ts';
 import { SqliteResumeStore } from './sqlite-resume-store.ts';
 import { registerDatabase } from './database-handle.ts';
@@ -235,19 +235,25 @@ export class EventLog {
    * The whole batch is validated first: a bad event rejects the batch and writes nothing.
    */
   appendEvents(events: readonly WatchEvent[]): number[] {
-    events.forEach(validateEvent);
+    // Checked and serialised before the transaction (a throwing toJSON writes nothing).
+    return this.appendPrepared(events.map(prepareEventRow));
+  }
+
+  /**
+   * appendEvents for events already checked and serialised (prepareEventRow): the same rows,
+   * chain links and durability. Each row is made once, hashed, bound as one array and kept as
+   * stored for the replicated log's next export.
+   */
+  appendPrepared(events: readonly PreparedEventRow[]): number[] {
     if (events.length === 0) return [];
     const receivedAt = this.now().toISOString();
-    // Serialised before the transaction (a throwing toJSON writes nothing); each row is made
-    // once, hashed, bound as one array and kept as stored for the replicated log's next export.
-    const objects = events.map((e) => JSON.stringify(e.object));
     const stored: (string | number)[][] = [];
     const out = this.write(`append of ${events.length} events`, () => {
       const h = this.head('events');
       let prev = h.hash;
       let seq = h.id;
       const seqs: number[] = [];
-      events.forEach((e, i) => {
+      for (const e of events) {
         const row: (string | number)[] = [
           ++seq,
           receivedAt,
@@ -258,15 +264,15 @@ export class EventLog {
           e.name,
           e.uid,
           e.resourceVersion,
-          serviceOf(e),
-          objects[i]!,
+          e.service,
+          e.object,
         ];
         prev = chainHash(prev, row);
         row.push(prev);
         this.stmt.insertEvent.run(row);
         stored.push(row);
         seqs.push(seq);
-      });
+      }
       this.stmt.setHead.run(seq, prev, 'events');
       this.resume?.writePending();
       return seqs;

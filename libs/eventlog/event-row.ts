@@ -41,6 +41,41 @@ export function rowToEvent(r: EventRow): LoggedWatchEvent {
   };
 }
 
+/**
+ * An event made ready for the log: checked, its object serialised and its service read, the
+ * object itself no longer referenced. What appendEvents does to each event before its
+ * transaction, done ahead (e.g. as a list page arrives) so the raw object can die young.
+ */
+export interface PreparedEventRow {
+  readonly kind: KubeKind;
+  readonly type: WatchEvent['type'];
+  readonly origin: WatchEvent['origin'];
+  readonly namespace: string;
+  readonly name: string;
+  readonly uid: string;
+  readonly resourceVersion: string;
+  readonly service: string;
+  /** JSON.stringify(event.object): the row's object column. */
+  readonly object: string;
+}
+
+/** Checks and serialises one event (throws EventLogError INVALID, or what its object's toJSON throws). */
+export function prepareEventRow(e: WatchEvent, i = 0): PreparedEventRow {
+  validateEvent(e, i);
+  const object = JSON.stringify(e.object);
+  return {
+    kind: e.kind,
+    type: e.type,
+    origin: e.origin,
+    namespace: e.namespace,
+    name: e.name,
+    uid: e.uid,
+    resourceVersion: e.resourceVersion,
+    service: serviceOf(e),
+    object,
+  };
+}
+
 export function validateEvent(e: WatchEvent, i: number): void {
   const bad = (why: string): never => {
     throw new EventLogError('INVALID', `appendEvents: event ${i} ${why}; batch not written`);

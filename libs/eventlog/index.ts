@@ -1,5 +1,5 @@
 export { EventLog, type EventLogOptions, type RecordVersionInput, type OperationRecord } from './event-log.ts';
-export { rowToEvent, type EventRow } from './event-row.ts';
+export { prepareEventRow, rowToEvent, type EventRow, type PreparedEventRow } from './event-row.ts';
 export { EventLogError, type EventLogErrorCode } from './event-log-error.ts';
 export type { VersionRecord } from './version-record.ts';
 export type { Checkpoint, CheckpointWithObjects } from './checkpoints.ts';

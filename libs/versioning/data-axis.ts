@@ -1,5 +1,5 @@
-import type { EventLog, OperationRecord, VersionRecord } from '../eventlog/index.ts';
-import { contentSource, rebuildAtSeq } from '../eventlog/index.ts';
+import type { EventLog, OperationRecord, PreparedEventRow, VersionRecord } from '../eventlog/index.ts';
+import { contentSource, prepareEventRow, rebuildAtSeq } from '../eventlog/index.ts';
 import { decidePin, decideSync, decideUnpin, type DataPin } from '../control/index.ts';
 import type { ClusterData, DataDelta, KnownTexts, WatchEvent } from '../model/index.ts';
 import {
@@ -8,6 +8,7 @@ import {
   watchEventChange,
   type ClusterState,
   type ObjectRejection,
+  type WatchEventOutcome,
 } from '../planner/index.ts';
 import type { Actor } from './config-axis.ts';
 
@@ -21,6 +22,15 @@ export interface NewVersion {
    * the entries again. Held only until the version is published.
    */
   readonly texts?: KnownTexts;
+}
+
+/**
+ * A watch event read ahead of its append (DataAxis.prepare): its log row and what it does to the
+ * state, without the raw object.
+ */
+export interface PreparedEvent {
+  readonly row: PreparedEventRow;
+  readonly outcome: WatchEventOutcome;
 }
 
 /** What a pin, rollback or unpin did: the operation recorded, and the version it made if any. */
@@ -104,20 +114,44 @@ export class DataAxis {
   }
 
   /**
+   * Everything ingest does to one event before its append, with no effect on the log or the
+   * state: the check and the row text (prepareEventRow) and the fold's reading of the object
+   * (watchEventChange). Lets a caller that must hold events before appending them (the planner's
+   * initial list, appended in batches of 2 000) hold these instead of the raw objects: the raw
+   * object is garbage as soon as its page is read, not copied by every scavenge until its batch
+   * is appended. Throws what appendEvents would throw for the event.
+   */
+  prepare(event: WatchEvent): PreparedEvent {
+    const row = prepareEventRow(event);
+    return { row, outcome: watchEventChange(event) };
+  }
+
+  /**
    * Appends events durably, then folds them into the live state. Malformed objects are rejected
    * one by one (logged, counted, their previous good state kept). Returns the rejections made.
+   * Events may come prepared (prepare) or raw: the same rows and the same fold either way.
    */
-  ingest(events: readonly WatchEvent[]): ObjectRejection[] {
-    const seqs = this.log.appendEvents(events);
+  ingest(events: readonly (WatchEvent | PreparedEvent)[]): ObjectRejection[] {
+    // Raw events are checked and serialised before anything is written, as appendEvents does.
+    const prepared = events.map((e, i) =>
+      'outcome' in e ? e : { row: prepareEventRow(e, i), outcome: undefined as WatchEventOutcome | undefined },
+    );
+    const seqs = this.log.appendPrepared(prepared.map((p) => p.row));
     const rejected: ObjectRejection[] = [];
-    events.forEach((e, i) => {
-      const r = watchEventChange(e);
-      const key = rejectionKey(e);
+    prepared.forEach((p, i) => {
+      const r = p.outcome ?? watchEventChange(events[i] as WatchEvent);
+      const key = rejectionKey(p.row);
       if ('change' in r) {
         this.live.apply(r.change);
         this.rejections.delete(key);
       } else {
-        const rej = { kind: e.kind, namespace: e.namespace, name: e.name, reason: r.rejected, seq: seqs[i]! };
+        const rej = {
+          kind: p.row.kind,
+          namespace: p.row.namespace,
+          name: p.row.name,
+          reason: r.rejected,
+          seq: seqs[i]!,
+        };
         this.rejections.set(key, rej);
         rejected.push(rej);
       }

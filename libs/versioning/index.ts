@@ -1,2 +1,2 @@
-export { DataAxis, type NewVersion, type DataOperation } from './data-axis.ts';
+export { DataAxis, type NewVersion, type DataOperation, type PreparedEvent } from './data-axis.ts';
 export { ConfigAxis, type Actor, type RolloutRequest } from './config-axis.ts';

@@ -9,14 +9,20 @@ import {
   type WaveSpec,
 } from '../../libs/control/index.ts';
 import type { NodeStatusThresholds } from '../../libs/bus/index.ts';
-import type { AckOrNack, Heartbeat, NodeTarget, ProxyConfig, Rejection } from '../../libs/model/index.ts';
+import type { AckOrNack, Heartbeat, NodeTarget, ProxyConfig, Rejection, WatchEvent } from '../../libs/model/index.ts';
 import { nodeStateHash, renderNodeState, vipConflicts, type ObjectRejection } from '../../libs/planner/index.ts';
-import { ConfigAxis, DataAxis, type Actor, type DataOperation, type NewVersion } from '../../libs/versioning/index.ts';
+import {
+  ConfigAxis,
+  DataAxis,
+  type Actor,
+  type DataOperation,
+  type NewVersion,
+  type PreparedEvent,
+} from '../../libs/versioning/index.ts';
 import { toWatchEvent } from './event-change.ts';
 import type { EventSource, EventSourceFactory } from './event-source.ts';
 import { NodeTracker } from './node-tracker.ts';
 import { EventBatcher } from './event-batcher.ts';
-import type { KubeEvent } from '../../libs/kube/index.ts';
 import type { PlannerBus } from './planner-bus.ts';
 import { ReportLogGate } from './report-log-gate.ts';
 
@@ -102,7 +108,7 @@ export class Planner {
   readonly reportGate = new ReportLogGate();
   private reportFlush: NodeJS.Timeout | undefined;
   private firstUnsyncedAt: number | undefined;
-  private batcher!: EventBatcher<KubeEvent>;
+  private batcher!: EventBatcher<WatchEvent | PreparedEvent>;
   /** Ends the initial list's hold on WAL checkpoints (see EventLog.holdWalCheckpoints). */
   private releaseWal: (() => void) | undefined;
   isSynced = false;
@@ -144,10 +150,10 @@ export class Planner {
     this.seedLastReports();
     await this.serial(() => this.publishAndTarget());
     this.options.bus.listen({ onAck: (a) => this.onAck(a), onHeartbeat: (h) => this.onHeartbeat(h) });
-    this.batcher = new EventBatcher<KubeEvent>({
+    this.batcher = new EventBatcher<WatchEvent | PreparedEvent>({
       serial: (fn) => this.serial(fn),
       flush: (events) => {
-        const rejected = this.data.ingest(events.map((e) => toWatchEvent(e, this.source.origin)));
+        const rejected = this.data.ingest(events);
         // Before the first sync (the initial list), entries are built batch by batch while the
         // next pages are on their way, not all at once after the last page (version 1 waits for them).
         if (!this.isSynced) this.data.live.buildReady();
@@ -159,7 +165,7 @@ export class Planner {
       onError: (e) => this.fail('append', e),
       holdWhile: () => !this.isSynced, // the initial list: appended in full batches, then all before version 1
     });
-    this.source = this.options.source((e) => this.batcher.push(e), {
+    this.source = this.options.source((e) => this.batcher.push(this.queued(toWatchEvent(e, this.source.origin))), {
       // Each scan reports everything it refused; count only what is new, keep only the current list.
       onSourceRejections: (list) => {
         const seen = new Set(this.sourceRejections.map((r) => `${r.ref}|${r.reason}`));
@@ -354,6 +360,20 @@ export class Planner {
 
   private recovered(where: string): void {
     this.failures.delete(where);
+  }
+
+  /**
+   * What the batcher holds for one event: prepared as it arrives (its row text and its reading
+   * into the model), so the raw object is dropped with its list page instead of living through
+   * scavenges until its batch is appended. An event that cannot be prepared is queued raw: its
+   * batch's append then fails (and retries) exactly as it did before, the sink never throws.
+   */
+  private queued(e: WatchEvent): WatchEvent | PreparedEvent {
+    try {
+      return this.data.prepare(e);
+    } catch {
+      return e;
+    }
   }
 
   private scheduleSync(): void {
