@@ -43,16 +43,22 @@ function violations(nc: NatsConnection): string[] {
   return seen;
 }
 
+/** A nats-server in operator mode with fresh account keys, and a planner connected to it. */
+async function operatorServer() {
+  const keys = generateAccountKeys();
+  server = await startNatsServer({ jetstream: true, config: renderResolverConfig(await serverResolver(keys)) });
+  const planner = await connectBus({
+    servers: server.url,
+    name: 'planner',
+    auth: { credsFile: file('planner.creds', await mintRoleCreds(keys, 'planner')) },
+  });
+  conns.push(planner);
+  return { keys, planner, url: server.url };
+}
+
 describe('operator-mode NATS with minted per-node user JWTs (Debian nats-server 2.9)', () => {
   it("node A's credentials ACK as A and cannot ACK, heartbeat or read targets as B; JetStream works for the account", async () => {
-    const keys = generateAccountKeys();
-    server = await startNatsServer({ jetstream: true, config: renderResolverConfig(await serverResolver(keys)) });
-    const planner = await connectBus({
-      servers: server.url,
-      name: 'planner',
-      auth: { credsFile: file('planner.creds', await mintRoleCreds(keys, 'planner')) },
-    });
-    conns.push(planner);
+    const { keys, planner, url } = await operatorServer();
     const targets = await TargetStore.open({ nc: planner }); // JetStream KV: the account's JetStream limits are on
     await targets.setDefaultTarget({ version: 1, configRevision: 0 });
     await targets.setNodeTarget('node-b', { version: 2, configRevision: 0 });
@@ -65,7 +71,7 @@ describe('operator-mode NATS with minted per-node user JWTs (Debian nats-server 
     await planner.flush();
 
     const a = await connectBus({
-      servers: server.url,
+      servers: url,
       name: 'node-a',
       node: 'node-a',
       auth: { credsFile: file('a.creds', await mintNodeCreds(keys, 'node-a', 600)) },
@@ -88,14 +94,7 @@ describe('operator-mode NATS with minted per-node user JWTs (Debian nats-server 
   });
 
   it('a node or observer naming $JS.API.STREAM.PURGE/DELETE as the reply of a permitted read changes no stream', async () => {
-    const keys = generateAccountKeys();
-    server = await startNatsServer({ jetstream: true, config: renderResolverConfig(await serverResolver(keys)) });
-    const planner = await connectBus({
-      servers: server.url,
-      name: 'planner',
-      auth: { credsFile: file('planner.creds', await mintRoleCreds(keys, 'planner')) },
-    });
-    conns.push(planner);
+    const { keys, planner, url } = await operatorServer();
     const targets = await TargetStore.open({ nc: planner });
     await targets.setDefaultTarget({ version: 1, configRevision: 0 });
     const jsm = await jetstreamManager(planner);
@@ -110,13 +109,13 @@ describe('operator-mode NATS with minted per-node user JWTs (Debian nats-server 
       );
     const before = await state();
     const node = await connectBus({
-      servers: server.url,
+      servers: url,
       name: 'node-a',
       node: 'node-a',
       auth: { credsFile: file('a.creds', await mintNodeCreds(keys, 'node-a', 600)) },
     });
     const ctl = await connectBus({
-      servers: server.url,
+      servers: url,
       name: 'ctl',
       auth: { credsFile: file('ctl.creds', await mintRoleCreds(keys, 'observer')) },
     });
