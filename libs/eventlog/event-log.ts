@@ -116,8 +116,9 @@ export class EventLog {
     // Before the database is opened: a second writer must not even run the migrations.
     const lock = opts.writer === undefined ? undefined : acquireWriterLock(opts.file, opts.writer);
     try {
-      const { db, schema } = await openDatabase({ file: opts.file, migrate: opts.migrate, sync: opts.sync });
+      const { db, schema, migrated } = await openDatabase({ file: opts.file, migrate: opts.migrate, sync: opts.sync });
       const log = new EventLog(opts.file, db, schema, opts.now);
+      log.migrated = migrated;
       log.writerLock = lock;
       log.opened = fileIdentity(opts.file);
       return log;
@@ -128,6 +129,8 @@ export class EventLog {
   }
 
   private writerLock: WriterLock | undefined;
+  /** Migrations this open applied to a file that had a schema (an upgrade); empty otherwise. */
+  migrated: readonly string[] = [];
   /** The file this log opened (device and inode), to notice it deleted or replaced under us. */
   private opened: string | undefined;
 

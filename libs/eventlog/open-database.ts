@@ -36,7 +36,9 @@ export interface SchemaStatus {
  * and sets the pragmas durability depends on (WAL, synchronous=FULL: a commit is on disk when
  * it returns).
  */
-export async function openDatabase(opts: OpenDatabaseOptions): Promise<{ db: Db; schema: SchemaStatus }> {
+export async function openDatabase(
+  opts: OpenDatabaseOptions,
+): Promise<{ db: Db; schema: SchemaStatus; migrated: readonly string[] }> {
   const migrate = opts.migrate ?? true;
   const file = opts.file;
   if (!migrate && !fs.existsSync(file)) throw new EventLogError('NOT_FOUND', `${file}: no such event log`);
@@ -66,7 +68,8 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<{ db: Db;
       await runMigrations(db, file);
     }
     db.pragma('busy_timeout = 5000');
-    return { db, schema: inspect(db, file) };
+    // What this open migrated in a file that had a schema already (an upgrade), for one line.
+    return { db, schema: inspect(db, file), migrated: schema.applied.length > 0 ? schema.pending : [] };
   } catch (e) {
     db.close();
     throw translateSqliteError(e, file);

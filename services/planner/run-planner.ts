@@ -120,6 +120,7 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
   let log: EventLog;
   try {
     log = await EventLog.open({ file: o.db, writer: 'a planner' });
+    if (log.migrated.length > 0) say(`event log migrated: ${log.migrated.join(', ')}`);
   } catch (e) {
     server.close();
     tokens?.close();

@@ -154,6 +154,8 @@ describe('audit node places ACKs on the planner clock', () => {
 
     const log = await openLog(file, () => new Date(plus(T0, 1_000))); // migrates to 0005
     expect(log.schema.pending).toEqual([]);
+    // what the planner names in its one line "event log migrated: …" (probe3 U4)
+    expect(log.migrated).toEqual(['0005-ack-received-at', '0006-replication-stream-created']);
     expect(verifyLog(log)).toMatchObject({ ok: true, rowsChecked: { acks: 1 } });
     const r = nodeAt(log, 'n0', T0);
     expect(r.ack?.at).toBe(T0);
@@ -167,6 +169,7 @@ describe('audit node places ACKs on the planner clock', () => {
     expect(batch.rows.acks[1]![7]).toBe(plus(T0, 1_000));
     const copyFile = tmp.file('copy.db');
     const copy = await openLog(copyFile);
+    expect(copy.migrated).toEqual([]); // a fresh file is created, not migrated
     copy.importRows(batch);
     expect(verifyLog(copy).ok).toBe(true);
     expect(nodeAt(copy, 'n0')).toMatchObject({ receivedAt: plus(T0, 1_000), ack: { at: plus(T0, 2_000) } });
