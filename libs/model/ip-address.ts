@@ -4,8 +4,9 @@ export type IpFamily = 'IPv4' | 'IPv6';
 
 /**
  * Canonical text of an IP address (RFC 5952 for IPv6: lower case, longest zero run compressed),
- * or undefined when the text is not an address. Kernel tools print addresses this way, so
- * rendering canonical text keeps our output byte-comparable with `ipvsadm -Sn` and `ipset save`.
+ * or undefined when the text is not an address. Kernel tools print addresses this way (except an
+ * IPv6 address with an embedded IPv4 tail: kernelIpText), so rendering canonical text keeps our
+ * output byte-comparable with `ipvsadm -Sn` and `ipset save`.
  */
 export function canonicalIp(text: string): string | undefined {
   if (typeof text !== 'string') return undefined;
@@ -71,6 +72,34 @@ function canonicalIpv6(text: string): string {
   const head = hex.slice(0, bestStart).join(':');
   const tail = hex.slice(bestStart + bestLen).join(':');
   return `${head}::${tail}`;
+}
+
+/**
+ * A canonical address as inet_ntop (glibc) prints it, which is how `ipvsadm -Sn`, `ipset save`
+ * and `nft list` show it: the same as canonicalIp except an IPv4-compatible (`::a.b.c.d`) or
+ * IPv4-mapped (`::ffff:a.b.c.d`) IPv6 address, which inet_ntop writes with its dotted tail and
+ * RFC 5952 text does not (`::a32:102`). Canonical text stays the one in data and hashes (changing
+ * it would change recorded versions); this is for output that must match the kernel tools.
+ */
+export function kernelIpText(ip: string): string {
+  // every embedded form starts with its zero run (the only ones inet_ntop abbreviates)
+  if (!ip.startsWith('::') || ip.includes('.')) return ip;
+  const g = expandIpv6(ip);
+  // inet_ntop: the longest zero run is groups 0-5, or 0-4 followed by ffff
+  const zeros = g.findIndex((x) => x !== 0);
+  const run = zeros < 0 ? 8 : zeros;
+  if (run !== 6 && !(run === 5 && g[5] === 0xffff)) return ip;
+  const v4 = `${g[6]! >> 8}.${g[6]! & 0xff}.${g[7]! >> 8}.${g[7]! & 0xff}`;
+  return run === 6 ? `::${v4}` : `::ffff:${v4}`;
+}
+
+/**
+ * The inverse for text read back from a kernel tool: an IPv6 address written with a dotted tail
+ * (`::10.50.1.2`) as its canonical text, anything else unchanged. Only a text with both ':' and
+ * '.' can be one, so other text costs two scans.
+ */
+export function canonicalFromKernel(text: string): string {
+  return text.includes(':') && text.includes('.') ? (canonicalIp(text) ?? text) : text;
 }
 
 /** The 8 16-bit groups of an IPv6 address (accepts an embedded IPv4 tail). */

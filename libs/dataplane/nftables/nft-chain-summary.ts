@@ -1,3 +1,5 @@
+import { canonicalFromKernel } from '../../model/index.ts';
+
 /**
  * A comparable digest of one chain, computable both from the rule texts we render and from
  * `nft -j list table` output: the rule count plus every jump/goto target and DNAT destination
@@ -39,7 +41,9 @@ export function summarizeJsonRules(exprs: readonly unknown[]): string {
     const viaMap = (dnat?.addr as { map?: { data?: unknown } } | undefined)?.map?.data;
     if (typeof viaMap === 'string') tokens.push(`=>${viaMap}`);
     else if (dnat && typeof dnat.addr === 'string') {
-      tokens.push(`=>${dnat.family === 'ip6' ? `[${dnat.addr}]` : dnat.addr}:${String(dnat.port)}`);
+      // nft prints ::10.50.1.2 where we render ::a32:102 (review3 K2)
+      const addr = canonicalFromKernel(dnat.addr);
+      tokens.push(`=>${dnat.family === 'ip6' ? `[${addr}]` : addr}:${String(dnat.port)}`);
     }
     for (const [k, child] of Object.entries(o)) if (k !== 'dnat') walk(child);
   };

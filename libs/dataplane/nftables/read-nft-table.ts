@@ -1,3 +1,4 @@
+import { canonicalFromKernel } from '../../model/index.ts';
 import { checkSkeleton, SKELETON_CHAINS, SKELETON_MAPS, SKELETON_SETS, type SkeletonDamage } from './nft-skeleton.ts';
 import { isLearnedSet, slotRangeText } from './nft-objects.ts';
 import { summarizeJsonRules } from './nft-chain-summary.ts';
@@ -24,8 +25,16 @@ function elementKeyOf(key: unknown): string {
   const range = (key as { range?: [unknown, unknown] })?.range;
   if (range) return slotRangeText(Number(range[0]), Number(range[1]));
   const parts = (key as { concat?: unknown[] })?.concat ?? [key];
-  return parts.map((p) => String(p)).join(' . ');
+  return parts.map(partText).join(' . ');
 }
+
+/**
+ * One part of a key as our renderer writes it. nft prints an IPv4-compatible/-mapped IPv6 address
+ * with its dotted tail (inet_ntop: `::10.50.1.2`), our canonical text is `::a32:102`: read back
+ * through the canonical form, or every apply and resync with such an endpoint fails verification
+ * for ever (review3 K2).
+ */
+const partText = (p: unknown): string => canonicalFromKernel(String(p));
 
 /** A map element's value: a verdict (`goto X`, `drop`) or data (`10.1.0.1 . 8080`). */
 function verdictOf(v: unknown): string {

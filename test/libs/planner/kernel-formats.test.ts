@@ -94,3 +94,55 @@ describe('formatIpsetSave matches ipset save', () => {
     expect(formatIpsetSave({ ipsets: sets })).toBe(expected);
   });
 });
+
+// review3 K2: ipvsadm, ipset and nft print IPv6 addresses with inet_ntop, which writes an
+// IPv4-compatible or -mapped address with its dotted tail. ipset 7.17 / nft 1.0 output seen here:
+// `add T ::1.2.3.4,tcp:80`, `add T ::ffff:10.1.2.3,udp:53`, `add T ::1,tcp:1`; elements `::10.50.1.2`.
+describe('embedded IPv4 in IPv6 addresses print as the kernel tools print them', () => {
+  it('ipvsadm -Sn', () => {
+    const state = {
+      virtualServers: [
+        vs({
+          protocol: 'TCP',
+          address: '::102:304', // canonical text of ::1.2.3.4
+          port: 80,
+          realServers: [
+            { address: '::ffff:a32:102', port: 8080, weight: 1 }, // ::ffff:10.50.1.2
+            { address: '::1', port: 8080, weight: 1 },
+            { address: '::ffff:0:102:304', port: 8080, weight: 1 }, // not a form inet_ntop abbreviates
+          ],
+        }),
+      ],
+    };
+    expect(formatIpvsadm(state).split('\n')).toEqual([
+      '-A -t [::1.2.3.4]:80 -s rr',
+      '-a -t [::1.2.3.4]:80 -r [::1]:8080 -m -w 1',
+      '-a -t [::1.2.3.4]:80 -r [::ffff:0:102:304]:8080 -m -w 1',
+      '-a -t [::1.2.3.4]:80 -r [::ffff:10.50.1.2]:8080 -m -w 1',
+      '',
+    ]);
+  });
+
+  it('ipset save', () => {
+    const set = (name: string, type: IpsetState['type'], entries: string[]): IpsetState => ({
+      name,
+      type,
+      family: 'inet6',
+      entries,
+    });
+    const text = formatIpsetSave({
+      ipsets: [
+        set('T', 'hash:ip,port', ['::1,tcp:1', '::102:304,tcp:80', '::ffff:a01:203,udp:53']),
+        set('L', 'hash:ip,port,ip', ['::a32:102,tcp:8080,::a32:102']),
+        set('N', 'hash:ip,port,net', ['::102:304,tcp:80,::ffff:a00:0/104']),
+      ],
+    });
+    expect(text.split('\n').filter((l) => l.startsWith('add '))).toEqual([
+      'add T ::1,tcp:1',
+      'add T ::1.2.3.4,tcp:80',
+      'add T ::ffff:10.1.2.3,udp:53',
+      'add L ::10.50.1.2,tcp:8080,::10.50.1.2',
+      'add N ::1.2.3.4,tcp:80,::ffff:10.0.0.0/104',
+    ]);
+  });
+});
