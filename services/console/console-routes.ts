@@ -43,6 +43,13 @@ export interface ConsoleOptions {
    * broken stream (a hung planner or a half-open connection sends nothing, and closes nothing).
    */
   readonly keepAliveMs?: number;
+  /**
+   * Most a stream may hold unsent (default 1 MiB): past it, no snapshot is queued until the viewer
+   * has read what is there, and a stream stuck past it for `stuckMs` (default 30 s) is closed (the
+   * page reconnects). A viewer that never read grew the planner's memory without bound (review3 A2).
+   */
+  readonly maxBufferedBytes?: number;
+  readonly stuckMs?: number;
 }
 
 /**
@@ -53,6 +60,17 @@ export interface ConsoleOptions {
 export function consoleRoutes(o: ConsoleOptions): ApiRoute[] {
   const every = o.pushIntervalMs ?? 300;
   const keepAliveMs = o.keepAliveMs ?? 15_000;
+  const maxBuffered = o.maxBufferedBytes ?? 1024 * 1024;
+  const stuckMs = o.stuckMs ?? 30_000;
+  // One snapshot text per tick for every stream (it was made per stream: N viewers cost N
+  // snapshots per tick on the planner's one thread, review3 A2).
+  let shared: { at: number; text: string } | undefined;
+  const snapshotText = (): string => {
+    const now = Date.now();
+    if (!shared || now - shared.at >= every / 2)
+      shared = { at: now, text: JSON.stringify(consoleSnapshot(o.planner(), o.log())) };
+    return shared.text;
+  };
   return [
     {
       method: 'GET',
@@ -107,10 +125,21 @@ export function consoleRoutes(o: ConsoleOptions): ApiRoute[] {
         });
         let last = '';
         let quiet = 0;
+        let stuckSince: number | undefined;
         const push = () => {
+          if (res.writableLength > maxBuffered) {
+            // The viewer has not read what is queued: queue nothing more; close a stream stuck too long.
+            stuckSince ??= Date.now();
+            if (Date.now() - stuckSince >= stuckMs) {
+              clearInterval(timer);
+              res.destroy();
+            }
+            return;
+          }
+          stuckSince = undefined;
           let text: string;
           try {
-            text = JSON.stringify(consoleSnapshot(o.planner(), o.log()));
+            text = snapshotText();
           } catch {
             // The planner is stopping (its log closed): end the stream; the page reconnects.
             clearInterval(timer);

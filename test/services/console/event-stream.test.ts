@@ -1,0 +1,70 @@
+import { EventEmitter } from 'node:events';
+import { describe, expect, it, vi } from 'vitest';
+
+// Review3 A2: /ui/api/events made a snapshot per stream per tick and queued it whether or not the
+// viewer read: 20 streams that never read took the planner from 254 MB to 505 MB. The route is
+// driven here with fake responses whose unsent bytes (writableLength) the test sets.
+
+let made = 0;
+vi.mock('../../../services/console/console-snapshot.ts', () => ({ consoleSnapshot: () => ({ n: ++made }) }));
+const { consoleRoutes } = await import('../../../services/console/console-routes.ts');
+
+function stream(route: { handle: (c: never) => unknown }) {
+  const req = new EventEmitter();
+  const res = {
+    writableLength: 0,
+    destroyed: false,
+    writes: 0,
+    writeHead: () => res,
+    write: () => {
+      res.writes++;
+      return true;
+    },
+    end: () => {},
+    destroy: () => {
+      res.destroyed = true;
+    },
+  };
+  route.handle({ req, res, query: new URLSearchParams() } as never);
+  return { res, close: () => req.emit('close') };
+}
+
+describe('console event stream (review3 A2)', () => {
+  it('one snapshot per tick for all streams; a stream whose viewer does not read gets nothing more, and is closed when stuck', async () => {
+    const routes = consoleRoutes({
+      planner: () => ({}) as never,
+      log: () => ({}) as never,
+      pushIntervalMs: 40,
+      stuckMs: 300,
+      maxBufferedBytes: 1000,
+    });
+    const route = routes.find((r) => r.path === '/ui/api/events')!;
+    const streams = Array.from({ length: 10 }, () => stream(route));
+    made = 0;
+    await new Promise((r) => setTimeout(r, 400));
+    const ticks = made;
+    // 10 streams, ~10 ticks: about one snapshot per tick (at most two), not ten
+    expect(ticks).toBeGreaterThan(0);
+    expect(ticks).toBeLessThanOrEqual(2 * Math.ceil(400 / 40) + 2);
+    expect(streams.every((s) => s.res.writes > 3)).toBe(true);
+
+    const stuck = streams[0]!.res;
+    stuck.writableLength = 5000;
+    const before = stuck.writes;
+    await new Promise((r) => setTimeout(r, 150));
+    expect(stuck.writes).toBe(before); // nothing more queued while the viewer has not read
+    expect(stuck.destroyed).toBe(false);
+    await until(() => stuck.destroyed);
+    expect(stuck.writes).toBe(before);
+    expect(streams[1]!.res.destroyed).toBe(false); // the others go on
+    for (const s of streams) s.close();
+  });
+});
+
+async function until(f: () => boolean): Promise<void> {
+  const end = Date.now() + 5000;
+  while (!f()) {
+    if (Date.now() > end) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
