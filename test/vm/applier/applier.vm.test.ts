@@ -107,6 +107,8 @@ beforeAll(async () => {
   await execIn(node.ns, ['ip', 'addr', 'add', '192.0.2.1/32', 'dev', 'kube-ipvs0']);
   await execIn(node.ns, ['ipset', 'create', 'FOREIGN-SET', 'hash:ip']);
   await execIn(node.ns, ['iptables', '-A', 'INPUT', '-s', '192.0.2.99/32', '-j', 'DROP']);
+  // Not the kernel's default: a dataplane not told otherwise (--ipvs-rate-estimation keep) leaves it.
+  await execIn(node.ns, ['sh', '-c', 'echo 0 > /proc/sys/net/ipv4/vs/run_estimation']);
   step('node ready');
   // Everything that starts a node process goes in parallel: each costs tens of seconds under TCG.
   const [a, b, c, cl, ap] = await Promise.all([
@@ -134,6 +136,7 @@ async function foreignIntact(): Promise<void> {
   expect(await execIn(node.ns, ['ip', '-o', 'addr', 'show', 'dev', 'kube-ipvs0'])).toContain('192.0.2.1/32');
   expect(await execIn(node.ns, ['ipset', 'list', '-n'])).toContain('FOREIGN-SET');
   expect(await execIn(node.ns, ['iptables', '-S', 'INPUT'])).toContain('-A INPUT -s 192.0.2.99/32 -j DROP');
+  expect((await execIn(node.ns, ['cat', '/proc/sys/net/ipv4/vs/run_estimation'])).trim()).toBe('0');
 }
 
 describe('ipvs applier in a node netns', () => {

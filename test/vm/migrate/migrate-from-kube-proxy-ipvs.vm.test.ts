@@ -7,7 +7,7 @@
 // and it does not render: no request may fail, foreign objects stay. Then back: `cleanup` leaves
 // a node kube-proxy's state loads onto and serves from.
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -161,6 +161,7 @@ const ipvs = async () =>
     .split('\n')
     .filter((l) => l.startsWith('-A '))
     .sort();
+const runEstimation = async () => (await execIn(node.ns, ['cat', '/proc/sys/net/ipv4/vs/run_estimation'])).trim();
 const vips = async () =>
   [...(await execIn(node.ns, ['ip', '-o', '-4', 'addr', 'show', 'dev', 'kube-ipvs0'])).matchAll(/inet (\S+?)\//g)]
     .map((m) => m[1])
@@ -169,6 +170,8 @@ const vips = async () =>
 describe('migration from kube-proxy (ipvs mode) and back, in the VM', () => {
   it("takes the node over with no failed request, removes kube-proxy's leftovers, keeps foreign objects", async () => {
     expect(await ask('10.96.0.99', 80)).toBe('web-a'); // kube-proxy's stale Service serves before
+    // (kube-proxy never sets it: the kernel's default; the apply below turns the estimators off)
+    expect(await runEstimation()).toBe('1');
     const applied = switchboard([
       'apply',
       '--manifests',
@@ -179,6 +182,8 @@ describe('migration from kube-proxy (ipvs mode) and back, in the VM', () => {
       'ipvs',
       '--once',
       '--take-over-kube-proxy',
+      '--ipvs-rate-estimation',
+      'off',
       '--state-dir',
       stateDir,
       '--json',
@@ -206,6 +211,8 @@ describe('migration from kube-proxy (ipvs mode) and back, in the VM', () => {
       [`-A -t ${client.nodeIp}:30080 -s rr`, '-A -t 10.96.0.10:80 -s rr', '-A -u 10.200.0.1:7000 -s rr'].sort(),
     );
     expect(await vips()).toEqual(['10.96.0.10']);
+    expect(await runEstimation()).toBe('0'); // in this node's netns only: the VM's own netns keeps 1
+    expect(readFileSync('/proc/sys/net/ipv4/vs/run_estimation', 'utf8').trim()).toBe('1');
     const save = await execIn(node.ns, ['iptables-save']);
     expect(save).not.toMatch(/KUBE-PROXY-CANARY|KUBE-IPVS-OUT-FILTER/);
     const filter = save.slice(save.indexOf('*filter'));
