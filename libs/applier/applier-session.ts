@@ -10,6 +10,7 @@ import type {
   NodeTarget,
   NoticeDelta,
 } from '../model/index.ts';
+import { MAX_REPORT_DETAIL, MAX_REPORT_ERROR, truncateReportText } from '../model/index.ts';
 import { NodeStateRenderer } from '../planner/index.ts';
 import type { Dataplane } from '../dataplane/index.ts';
 import {
@@ -228,7 +229,8 @@ export class ApplierSession {
       appliedConfigRevision: this.applied?.configRevision ?? 0,
       mode: this.options.dataplane.mode,
       healthy: this.problem() === '' && this.resyncError === '',
-      detail: this.problem() || this.resyncError,
+      // cut here, marked, rather than refused whole by the planner's report size bound
+      detail: truncateReportText(this.problem() || this.resyncError, MAX_REPORT_DETAIL),
       ...(this.health ? { health: this.health.verdict } : {}),
       instance: this.instance,
       at: new Date(this.clock.now()).toISOString(),
@@ -405,7 +407,7 @@ export class ApplierSession {
       ...(health ? { health } : {}),
       // A failed periodic resync not repaired since: the kernel is known not to match everywhere
       // (an apply verifies what it touched), so the ACK says so, as the next heartbeat would.
-      ...(this.resyncError ? { healthy: false, detail: this.resyncError } : {}),
+      ...(this.resyncError ? { healthy: false, detail: truncateReportText(this.resyncError, MAX_REPORT_DETAIL) } : {}),
       instance: this.instance,
       at: new Date(t4).toISOString(),
     };
@@ -442,7 +444,7 @@ export class ApplierSession {
       node: this.options.node,
       version: target.version,
       configRevision: target.configRevision,
-      error,
+      error: truncateReportText(error, MAX_REPORT_ERROR),
       lastGoodVersion: this.applied?.version ?? 0,
       lastGoodConfigRevision: this.applied?.configRevision ?? 0,
       instance: this.instance,

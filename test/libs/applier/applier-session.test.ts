@@ -236,6 +236,14 @@ describe('ApplierSession against a real nats-server', () => {
     const nack = await world.received.waitFor((e) => e.kind === 'nack', 'nack');
     expect(nack.v).toMatchObject({ version: 2, lastGoodVersion: 1, error: 'apply: EPERM' });
     await world.received.waitFor(ackFor('n1', 2), 'ack 2 on retry');
+    // An error longer than the planner keeps (a huge kernel tool output) is cut, marked, before
+    // sending: whole it would be over the planner's report size bound and refused, unseen.
+    a.dataplane.failNext = 'x'.repeat(100_000);
+    await publish(world, m, { upsertServices: [service(3)] });
+    await world.targets.setDefaultTarget({ version: 3, configRevision: 0 });
+    const long = await world.received.waitFor((e) => e.kind === 'nack' && e.v.version === 3, 'nack 3');
+    expect(long.kind === 'nack' && long.v.error).toMatch(/^apply: x+… \[\d+ more characters\]$/);
+    expect(long.kind === 'nack' && long.v.error.length).toBeLessThanOrEqual(2000);
   });
 
   it('corrupt target notices and live deltas are ignored: no crash, state kept, still converges', async () => {
