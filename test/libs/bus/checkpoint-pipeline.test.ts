@@ -77,6 +77,27 @@ async function subjectCounts(nc: NatsConnection, filter: string): Promise<Record
   return info.state.subjects ?? {};
 }
 
+/**
+ * A second publisher (the new leader) and the old leader's connection, whose chunk 5 and every
+ * later one of version 2 reach the server only after the new leader's claim (term 9) is stored (in
+ * their order); chunks 0-4 may be in flight meanwhile.
+ */
+async function newLeaderClaimingAtChunk5(w: BusWorld, signer: BusWorld['signer'] | undefined) {
+  const other = await connectBus({ servers: w.server.url, name: 'new-leader', auth: PLANNER });
+  closers.push(() => other.close());
+  const next = await VersionPublisher.open({ nc: other, signer, checkpointEvery: 100 });
+  let claim: Promise<void> | undefined;
+  const nc = intercepted(w.planner, async (subject, send) => {
+    const c = chunkOf(subject);
+    if (c?.version === 2 && c.chunk >= 5) {
+      claim ??= next.claim(9, 'new');
+      await claim;
+    }
+    return send();
+  });
+  return { next, nc, claimed: () => claim };
+}
+
 describe('pipelined checkpoint publish', () => {
   it('sends several chunks before the first is acknowledged; stored in order, read back whole', async () => {
     const { w, v1, v2 } = await setUp();
@@ -111,25 +132,12 @@ describe('pipelined checkpoint publish', () => {
 
   it('a newer leader claiming the stream mid-checkpoint fails the publish: nothing of it after the claim, readers stay on version 1', async () => {
     const { w, v1, v2 } = await setUp();
-    const other = await connectBus({ servers: w.server.url, name: 'new-leader', auth: PLANNER });
-    closers.push(() => other.close());
-    const next = await VersionPublisher.open({ nc: other, signer: w.signer, checkpointEvery: 100 });
-    // Chunk 5 and every later one reach the server only after the new leader's claim is stored
-    // (in their order); chunks 0-4 may be in flight meanwhile.
-    let claimed: Promise<void> | undefined;
-    const nc = intercepted(w.planner, async (subject, send) => {
-      const c = chunkOf(subject);
-      if (c?.version === 2 && c.chunk >= 5) {
-        claimed ??= next.claim(9, 'new');
-        await claimed;
-      }
-      return send();
-    });
+    const { next, nc, claimed } = await newLeaderClaimingAtChunk5(w, w.signer);
     const old = await VersionPublisher.open({ nc, signer: w.signer, checkpointEvery: 100, pipeline: 8 });
     await old.claim(5, 'old');
     await publish(old, v1);
     await expect(publish(old, v2)).rejects.toThrow(StaleLeaderError);
-    expect(claimed).toBeDefined();
+    expect(claimed()).toBeDefined();
 
     const jsm = await jetstreamManager(w.planner);
     const claim = await jsm.streams.getMessage('SB_VERSIONS', { last_by_subj: 'sb.v.term' });
@@ -180,18 +188,7 @@ describe('pipelined checkpoint publish', () => {
       const v2b = m2.next({ upsertServices: Array.from({ length: 400 }, (_, i) => service(i + 2, 9)) });
       expect(v2b.delta.hash).not.toBe(v2.delta.hash);
 
-      const other = await connectBus({ servers: w.server.url, name: 'new-leader', auth: PLANNER });
-      closers.push(() => other.close());
-      const next = await VersionPublisher.open({ nc: other, signer, checkpointEvery: 100 });
-      let claimed: Promise<void> | undefined;
-      const nc = intercepted(w.planner, async (subject, send) => {
-        const c = chunkOf(subject);
-        if (c?.version === 2 && c.chunk >= 5) {
-          claimed ??= next.claim(9, 'new');
-          await claimed;
-        }
-        return send();
-      });
+      const { next, nc } = await newLeaderClaimingAtChunk5(w, signer);
       const old = await VersionPublisher.open({ nc, signer, checkpointEvery: 100, pipeline: 8 });
       await old.claim(5, 'old');
       await publish(old, v1);
