@@ -117,7 +117,7 @@ export function consoleRoutes(o: ConsoleOptions): ApiRoute[] {
       method: 'GET',
       path: '/ui/api/events',
       access: 'read',
-      handle: ({ req, res }) => {
+      handle: ({ req, res, stillAuthorized }) => {
         res.writeHead(200, {
           'content-type': 'text/event-stream',
           'cache-control': 'no-cache',
@@ -127,6 +127,12 @@ export function consoleRoutes(o: ConsoleOptions): ApiRoute[] {
         let quiet = 0;
         let stuckSince: number | undefined;
         const push = () => {
+          if (!stillAuthorized()) {
+            // The token was revoked (token file reloaded without it): what it could read ends now.
+            clearInterval(timer);
+            res.end();
+            return;
+          }
           if (res.writableLength > maxBuffered) {
             // The viewer has not read what is queued: queue nothing more; close a stream stuck too long.
             stuckSince ??= Date.now();

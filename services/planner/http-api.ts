@@ -27,6 +27,11 @@ export interface RouteCall {
   readonly principal: Principal | undefined;
   readonly req: IncomingMessage;
   readonly res: ServerResponse;
+  /**
+   * Whether this request's token would still be let in now (the token file may have been reloaded
+   * without it since): a handler that keeps answering (an event stream) asks before each write.
+   */
+  readonly stillAuthorized: () => boolean;
 }
 
 /**
@@ -265,7 +270,20 @@ export function createHttpApi(o: HttpApiOptions): Server {
     const actor = recordedActor(principal?.identity, req.headers['x-switchboard-actor']);
     const reason =
       typeof body.reason === 'string' && body.reason.trim() ? body.reason.trim() : `${url.pathname.slice(1)} via API`;
-    const answer = await route.handle({ query: url.searchParams, body, who: { actor, reason }, principal, req, res });
+    const stillAuthorized = () => {
+      if (!o.tokens || route.access === 'public') return true;
+      const now = authenticate(o.tokens(), req.headers.authorization);
+      return now !== undefined && (route.access !== 'operate' || now.role === 'operator');
+    };
+    const answer = await route.handle({
+      query: url.searchParams,
+      body,
+      who: { actor, reason },
+      principal,
+      req,
+      res,
+      stillAuthorized,
+    });
     if (answer !== WROTE_RESPONSE) send(res, 200, answer);
   }
 }

@@ -9,23 +9,26 @@ let made = 0;
 vi.mock('../../../services/console/console-snapshot.ts', () => ({ consoleSnapshot: () => ({ n: ++made }) }));
 const { consoleRoutes } = await import('../../../services/console/console-routes.ts');
 
-function stream(route: { handle: (c: never) => unknown }) {
+function stream(route: { handle: (c: never) => unknown }, stillAuthorized = () => true) {
   const req = new EventEmitter();
   const res = {
     writableLength: 0,
     destroyed: false,
+    ended: false,
     writes: 0,
     writeHead: () => res,
     write: () => {
       res.writes++;
       return true;
     },
-    end: () => {},
+    end: () => {
+      res.ended = true;
+    },
     destroy: () => {
       res.destroyed = true;
     },
   };
-  route.handle({ req, res, query: new URLSearchParams() } as never);
+  route.handle({ req, res, query: new URLSearchParams(), stillAuthorized } as never);
   return { res, close: () => req.emit('close') };
 }
 
@@ -58,6 +61,25 @@ describe('console event stream (review3 A2)', () => {
     expect(stuck.writes).toBe(before);
     expect(streams[1]!.res.destroyed).toBe(false); // the others go on
     for (const s of streams) s.close();
+  });
+});
+
+describe('console event stream (review3 A6)', () => {
+  it('ends once its token is revoked (the token file reloaded without it); other streams go on', async () => {
+    const routes = consoleRoutes({ planner: () => ({}) as never, log: () => ({}) as never, pushIntervalMs: 20 });
+    const route = routes.find((r) => r.path === '/ui/api/events')!;
+    let revoked = false;
+    const alice = stream(route, () => !revoked);
+    const bob = stream(route);
+    await until(() => alice.res.writes > 1);
+    revoked = true;
+    await until(() => alice.res.ended);
+    const writes = alice.res.writes;
+    await new Promise((r) => setTimeout(r, 100));
+    expect(alice.res.writes).toBe(writes); // nothing after the revocation
+    expect(bob.res.ended).toBe(false);
+    alice.close();
+    bob.close();
   });
 });
 
