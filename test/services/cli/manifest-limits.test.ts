@@ -26,7 +26,7 @@ describe('plan --max-manifest-bytes', () => {
 
   it('refuses a larger file with one line naming it and the limit; a bad value is a usage error', async () => {
     await writeFile(join(dir, 'a.yaml'), service('web'));
-    await writeFile(join(dir, 'big.yaml'), service('big') + `# ${'x'.repeat(3000)}\n`);
+    await writeFile(join(dir, 'big.yaml'), service('big', 81) + `# ${'x'.repeat(3000)}\n`);
     expect(await main(['plan', '--manifests', dir, '--node', 'n1', '--max-manifest-bytes', '2000', '--strict'])).toBe(
       1,
     );

@@ -4,6 +4,7 @@ import Database from 'better-sqlite3';
 import { promisify } from 'node:util';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import pino from 'pino';
+import { connect } from '@nats-io/transport-node';
 import { newestPublishedAnchor, readVerifierFile } from '../../../libs/bus/index.ts';
 import { checkVersionAnchor, compactLog, EventLog } from '../../../libs/eventlog/index.ts';
 import { DEFAULT_PROXY_CONFIG } from '../../../libs/model/index.ts';
@@ -237,9 +238,12 @@ describe('start in any order, wait for what is missing', () => {
       .poll(async () => (await status()).nodes.map((n) => [n.node, n.status, n.appliedVersion]), { timeout: 20_000 })
       .toEqual([['node-1', 'SYNCED', 3]]);
     // `db verify --nats`'s witness: the base's marker is the newest published delta, its anchor the log's
-    const witness = await newestPublishedAnchor(env.nc, {
+    // read on a connection of its own: env.nc lived through the server's restart, and its
+    // JetStream requests may go unanswered until it has reconnected (a 5 s timeout in CI)
+    const reader = await connect({ servers: env.nats.url });
+    const witness = await newestPublishedAnchor(reader, {
       verifier: readVerifierFile(`${env.db}.signing-key.pem.pub`),
-    });
+    }).finally(() => reader.close());
     expect(witness).toMatchObject({ anchored: true, version: 3 });
     expect(witness.anchored && checkVersionAnchor(p.planner['options'].log, witness.anchor)).toBeUndefined();
     const s = await status();
