@@ -10,6 +10,8 @@ export default defineConfig({
     hookTimeout: 60_000,
     // Tests spawn bin/switchboard, which runs dist/: build it first when a source changed.
     globalSetup: ['test/support/build-dist.ts'],
+    // A PID that is 0 or negative would signal vitest's own process group: refused (see the file).
+    setupFiles: ['test/support/signal-by-pid-only.ts'],
     pool: 'forks',
     reporters: ['default'],
   },

@@ -16,6 +16,8 @@ export default defineConfig({
     teardownTimeout: 120_000,
     // Tests spawn bin/switchboard, which runs dist/: build it first when a source changed.
     globalSetup: ['test/support/build-dist.ts'],
+    // A PID that is 0 or negative would signal vitest's own process group: refused (see the file).
+    setupFiles: ['test/support/signal-by-pid-only.ts'],
     pool: 'forks',
     // The VM has 2 cpus and tests share one kernel; files run one after another so
     // network namespaces and IPVS tables of different files never interleave.

@@ -169,6 +169,8 @@ export class DemoResources {
 }
 
 function signal(pid: number, sig: NodeJS.Signals): void {
+  // A PID from a damaged state file must never be 0 or negative: that would signal a whole group.
+  if (!Number.isInteger(pid) || pid <= 1) return;
   try {
     process.kill(pid, sig);
   } catch {
@@ -177,6 +179,7 @@ function signal(pid: number, sig: NodeJS.Signals): void {
 }
 
 function alive(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 1) return false;
   try {
     process.kill(pid, 0);
     return true;

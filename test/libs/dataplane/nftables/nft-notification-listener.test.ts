@@ -26,7 +26,7 @@ const pids: number[] = [];
 afterAll(() => {
   for (const pid of pids) {
     try {
-      process.kill(pid, 'SIGKILL');
+      killPid(pid);
     } catch {
       // already gone
     }
@@ -41,17 +41,32 @@ function script(name: string, body: string): string {
   chmodSync(path, 0o755);
   return path;
 }
+/**
+ * The stand-in's PID once its whole line is written. The shell creates the file empty before it
+ * writes: read in between, Number('') is 0, and process.kill(0, 'SIGKILL') ends this process's
+ * whole group (vitest, the CI script: the CI run of fd3c787 died so, exit 137 at 619 s).
+ */
 const pidOf = async (path: string): Promise<number> => {
   for (let i = 0; i < 100; i++) {
+    let text = '';
     try {
-      const pid = Number(readFileSync(`${path}.pid`, 'utf8'));
+      text = readFileSync(`${path}.pid`, 'utf8');
+    } catch {
+      // not written yet
+    }
+    const pid = /^[1-9][0-9]*\n$/.test(text) ? Number(text) : 0;
+    if (pid > 1) {
       pids.push(pid);
       return pid;
-    } catch {
-      await sleep(20);
     }
+    await sleep(20);
   }
   throw new Error(`${path} wrote no pid`);
+};
+/** SIGKILL by PID; never 0, 1 or a negative number, which would signal a group or everything. */
+const killPid = (pid: number) => {
+  if (!Number.isInteger(pid) || pid <= 1) throw new Error(`refusing to signal PID ${pid}`);
+  process.kill(pid, 'SIGKILL');
 };
 const alive = (pid: number) => {
   try {
@@ -134,7 +149,7 @@ describe('NftNotificationListener', () => {
     expect(alive(pid)).toBe(true); // still writing
     expect(seen.length).toBe(atStop);
     expect(lost).toEqual([]);
-    process.kill(pid, 'SIGKILL');
+    killPid(pid);
   });
 
   it("an 'error' of the running child (a kill that failed) reports one loss, ends the child, and the next start runs a new one", async () => {
