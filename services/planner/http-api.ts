@@ -57,6 +57,12 @@ export interface HttpApiOptions {
   readonly registry: Registry;
   /** The accepted tokens, asked on every request (the token file may be reloaded). Absent: open API. */
   readonly tokens?: () => readonly TokenEntry[];
+  /**
+   * Why no token is in force (the token file was removed: TokenFileWatch.revoked), or undefined.
+   * Said in every 401 and in /readyz, which answers 503 then: a planner that refuses every request
+   * should not be sent any (another replica with its file may serve them).
+   */
+  readonly tokensRevoked?: () => string | undefined;
   /** More routes (the console, ...); they may not shadow the built-in ones. */
   readonly routes?: readonly ApiRoute[];
   /**
@@ -75,10 +81,10 @@ export interface HttpApiOptions {
 
 /** The routes every planner serves: probes, metrics, reads, and the operations. */
 export function plannerRoutes(
-  p: Planner,
-  registry: Registry,
-  group: HttpApiOptions['group'] = () => undefined,
+  o: Pick<HttpApiOptions, 'planner' | 'registry' | 'group' | 'started' | 'tokensRevoked'>,
 ): ApiRoute[] {
+  const { planner: p, registry } = o;
+  const group = o.group ?? (() => undefined);
   const int = (v: unknown, name: string): number => {
     const n = typeof v === 'string' ? Number(v) : v;
     if (!Number.isSafeInteger(n) || (n as number) < 1) throw new HttpError(400, `${name} must be a positive integer`);
@@ -111,19 +117,25 @@ export function plannerRoutes(
       path: '/readyz',
       access: 'public',
       handle: ({ res }) => {
+        // Before the planner exists (binding, restoring its log, waiting for NATS) it has nothing to serve.
+        const starting = o.started !== undefined && !o.started();
         const sourceError = p.sourceProblem();
         // A failing source means stale data; so does a log that cannot take the events it sees
         // (a full disk): nothing after them becomes a version until the append works again.
         const appendError = p.failure('append') ?? p.failure('log file');
-        const ready = p.isSynced && sourceError === undefined && appendError === undefined;
-        const reason =
-          sourceError !== undefined
+        const revoked = o.tokensRevoked?.();
+        const reason = starting
+          ? 'planner is starting (restoring from its log, waiting for NATS)'
+          : sourceError !== undefined
             ? `event source failing: ${sourceError}`
             : appendError !== undefined
               ? `cannot log the events it sees: ${appendError}`
-              : p.isSynced
-                ? undefined
-                : 'event source not synced yet';
+              : revoked !== undefined
+                ? `every API request is refused (401): ${revoked}`
+                : p.isSynced
+                  ? undefined
+                  : 'event source not synced yet';
+        const ready = reason === undefined;
         send(res, ready ? 200 : 503, {
           ready,
           ...(reason === undefined ? {} : { reason }),
@@ -220,7 +232,7 @@ export function plannerRoutes(
 
 /** The planner's HTTP API for ctl and the console; JSON in and out, errors as {"error": "..."}. */
 export function createHttpApi(o: HttpApiOptions): Server {
-  const routes = [...plannerRoutes(o.planner, o.registry, o.group), ...(o.routes ?? [])];
+  const routes = [...plannerRoutes(o), ...(o.routes ?? [])];
   const find = (method: string | undefined, path: string) => {
     const matches = routes.filter((r) => r.path === path || (r.path.endsWith('/') && path.startsWith(r.path)));
     const forMethod = matches.filter((r) => r.method === method);
@@ -256,7 +268,8 @@ export function createHttpApi(o: HttpApiOptions): Server {
       principal = authenticate(o.tokens(), req.headers.authorization);
       if (!principal) {
         res.setHeader('www-authenticate', 'Bearer realm="switchboard"');
-        throw new HttpError(401, 'missing or wrong bearer token');
+        const revoked = o.tokensRevoked?.();
+        throw new HttpError(401, revoked === undefined ? 'missing or wrong bearer token' : revoked);
       }
       if (route.access === 'operate' && principal.role !== 'operator') {
         throw new HttpError(

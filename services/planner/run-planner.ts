@@ -85,11 +85,7 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
   checkOpenApi(listen, o);
   const say = o.say ?? ((line: string) => process.stderr.write(`planner: ${line}\n`));
   const tokens: TokenFileWatch | undefined = o.tokenFile
-    ? watchTokenFile(o.tokenFile, {
-        intervalMs: o.tokenFilePollMs,
-        onReload: (n) => say(`token file ${o.tokenFile} reloaded: ${n} token${n === 1 ? '' : 's'}`),
-        onError: (e) => say(`${e.message}; keeping the tokens in force`),
-      })
+    ? watchTokenFile(o.tokenFile, { intervalMs: o.tokenFilePollMs, say })
     : undefined;
   // Writes only when ready: the API address is bound before the log is opened, so a busy or
   // unusable address stops the planner before it appends, publishes or moves any target.
@@ -103,6 +99,7 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
     group: () => (group ? { ...group.view(), planners: members?.list() ?? [] } : undefined),
     registry: metrics.registry,
     tokens: tokens && (() => tokens.current()),
+    tokensRevoked: tokens && (() => tokens.revoked()),
     loopbackOnly: !tokens && listen.loopback,
     started: () => serving,
     // The console's data routes run only once serving (non-public routes answer 503 before).

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { renameSync, writeFileSync } from 'node:fs';
+import { renameSync, unlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -167,9 +167,30 @@ describe('planner HTTP API with roles (real planner, SQLite, nats-server)', () =
     expect((await call('/status', 'op-tok')).code).toBe(401); // removed tokens stop working
 
     writeFileSync(tokenFile, 'view-tok vera operator\nbroken-line-without-identity\n');
-    await until(() => said.some((l) => l.includes(`${tokenFile}:2:`)), 5000, 'reload error reported');
-    expect(said.find((l) => l.includes(`${tokenFile}:2:`))).toMatch(/keeping the tokens in force$/);
+    await until(() => said.some((l) => l.includes(`${tokenFile}:2: expected`)), 5000, 'reload error reported');
+    expect(said.find((l) => l.includes(`${tokenFile}:2: expected`))).toMatch(/keeping the tokens in force$/);
     expect((await call('/status', 'new-tok')).code).toBe(200);
+
+    // Removed: every token is revoked (review3 L1), the 401 and /readyz say why, stderr once.
+    unlinkSync(tokenFile);
+    await until(async () => (await call('/status', 'new-tok')).code === 401, 5000, 'tokens revoked');
+    expect(await call('/status', 'view-tok')).toMatchObject({
+      code: 401,
+      json: { error: 'the token file was removed: no token is in force' },
+    });
+    expect(await call('/readyz')).toMatchObject({
+      code: 503,
+      json: {
+        ready: false,
+        reason: 'every API request is refused (401): the token file was removed: no token is in force',
+      },
+    });
+    expect(said.filter((l) => l.includes('removed'))).toEqual([
+      `token file ${tokenFile} removed: every token is revoked, the API answers 401 until a file is back`,
+    ]);
+    writeFileSync(tokenFile, 'new-tok nina\n');
+    await until(async () => (await call('/status', 'new-tok')).code === 200, 5000, 'tokens back');
+    expect((await call('/readyz')).code).toBe(200);
   });
 
   it('a malformed token file stops the planner before it opens anything, naming the line', async () => {

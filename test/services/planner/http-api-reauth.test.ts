@@ -12,6 +12,7 @@ describe('a long answer asks again whether its token is still good (review3 A6)'
     let tokens: readonly TokenEntry[] = parseTokenFile('alice-token-000 alice\nolga-token-0000 olga operator\n', 't');
     let release!: () => void;
     const gate = new Promise<void>((r) => (release = r));
+    let inside = 0;
     server = createHttpApi({
       planner: {} as never,
       registry: new Registry(),
@@ -23,6 +24,7 @@ describe('a long answer asks again whether its token is still good (review3 A6)'
           access: 'read',
           handle: async ({ stillAuthorized }) => {
             const before = stillAuthorized();
+            inside++;
             await gate;
             return { before, after: stillAuthorized() };
           },
@@ -34,7 +36,7 @@ describe('a long answer asks again whether its token is still good (review3 A6)'
     const ask = (token: string) => fetch(url, { headers: { authorization: `Bearer ${token}` } }).then((r) => r.json());
     const alice = ask('alice-token-000');
     const olga = ask('olga-token-0000');
-    await new Promise((r) => setTimeout(r, 100)); // both are inside the handler
+    await expect.poll(() => inside, { interval: 5 }).toBe(2); // both are inside the handler
     tokens = tokens.filter((t) => t.identity !== 'alice'); // the reloaded file
     release();
     expect(await alice).toEqual({ before: true, after: false });
