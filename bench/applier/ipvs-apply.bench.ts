@@ -20,7 +20,7 @@ import {
 } from '../../libs/dataplane/index.ts';
 import { openIpvs } from '../../libs/netlink/index.ts';
 import { tuneV8ForApplier } from '../../services/applier/v8-tiering.ts';
-import { fullGc } from '../../services/cli/full-gc.ts';
+import { GcAfterBigApply } from '../../services/applier/gc-after-big-apply.ts';
 import { PhaseTimingKernel } from './phase-timing-kernel.ts';
 import {
   cpuDelta,
@@ -39,6 +39,17 @@ if (V8_TUNED) tuneV8ForApplier();
 // BENCH_V8_FLAGS="--a --b": more V8 flags set the same way, to screen a candidate for the applier.
 const V8_EXTRA = (process.env.BENCH_V8_FLAGS ?? '').split(/\s+/).filter(Boolean);
 for (const flag of V8_EXTRA) v8.setFlagsFromString(flag);
+// The applier's full GC after a big apply (services/applier/gc-after-big-apply.ts; the tenth round
+// measured that the changes right after the load paid for V8's concurrent marking of the load's
+// heap, whose worker threads share the emulator's one host thread with the main thread). The
+// applier asks for it after each ACK and it runs at the next turn of the event loop; the bench asks
+// after the load and after each change, and awaits it outside every timing, since an applier's
+// next change comes a round trip to the planner later, not in the same turn of the loop. Its own
+// time after the load is reported (gcAfterLoadMs), the count during the changes too. Made here,
+// before the state is built, as the applier makes it at its start, before any data came.
+// BENCH_GC_AFTER_LOAD=0 leaves it out (every run before the tenth round).
+const GC_AFTER_LOAD = process.env.BENCH_GC_AFTER_LOAD !== '0';
+const gcHook = GC_AFTER_LOAD ? new GcAfterBigApply() : undefined;
 const services = Number(process.argv[2] ?? 1000);
 const endpoints = Number(process.argv[3] ?? 10);
 const sh = (cmd: string) => execFileSync('sh', ['-c', cmd], { stdio: ['ignore', 'pipe', 'inherit'] }).toString();
@@ -213,13 +224,9 @@ let gc0 = gcMs;
 const [full, fullMs] = await time(() => dp.apply(state));
 const fullGcMs = gcMs - gc0;
 const fullPhases = kernel?.take();
-// BENCH_GC_AFTER_LOAD=1: one full, compacting GC right after the load, outside every timing (its
-// own time is reported, gcAfterLoadMs), as the planner does after its initial sync
-// (services/cli/full-gc.ts). Screens whether the changes right after the load pay for V8's
-// concurrent marking of the load's heap: its worker threads share the emulator's one host thread
-// with the main thread (round nine).
-const GC_AFTER_LOAD = process.env.BENCH_GC_AFTER_LOAD === '1';
-const gcAfterLoadMs = GC_AFTER_LOAD ? (await time(() => fullGc()))[1] : undefined;
+const gcAfterLoad = await gcHook?.afterApply();
+/** Collections the hook made after a change (outside the timings), by set of changes. */
+const gcAfterChanges: Record<string, number> = {};
 /**
  * CPU ms so far of this process's threads by name (main thread "main"; V8's "V8 DefaultWorke",
  * libuv's "libuv-worker", ...) and of the whole guest (busy, all CPUs). /proc ticks are 10 ms, and
@@ -310,6 +317,7 @@ async function measureChanges(port: number) {
     const [one, ms] = await time(apply);
     if (TRACE && c > 0) traces.push(endChange(t0, performance.now()));
     const after = cpuSample();
+    if (await gcHook?.afterApply()) gcAfterChanges[port] = (gcAfterChanges[port] ?? 0) + 1;
     if (c > 0) {
       gc += gcMs - gc0;
       for (const [name, v] of Object.entries(after.threads))
@@ -388,6 +396,7 @@ const WARMUP = process.env.BENCH_WARMUP ? Number(process.env.BENCH_WARMUP) : 300
 const STEADY_PROF_CHANGES = 300;
 for (let c = 0; c < WARMUP; c++) {
   await nextChange((c * 7919 + 1) % services, 9100 + (c % 800))();
+  if (await gcHook?.afterApply()) gcAfterChanges.warmup = (gcAfterChanges.warmup ?? 0) + 1;
 }
 const steady = WARMUP > 0 ? await measureChanges(9001) : undefined;
 // BENCH_STEADY_PROF=1: a V8 CPU profile of STEADY_PROF_CHANGES more changes of the same kind, after
@@ -505,8 +514,17 @@ const out = {
   v8ExtraFlags: V8_EXTRA.join(' '),
   // the IPVS sockets' fixed receive buffer in bytes (0: each datagram's size peeked first)
   ipvsReceiveBuffer: recvBuffer ?? (DEFAULT_IPVS_RECEIVE_BUFFER || 0),
-  // BENCH_GC_AFTER_LOAD=1: the full GC's own time between the load and the changes (in no other figure)
-  ...(gcAfterLoadMs !== undefined ? { gcAfterLoadMs: r(gcAfterLoadMs) } : {}),
+  // the applier's GC after a big apply (BENCH_GC_AFTER_LOAD=0: off): whether it ran, its own time
+  // and the heap before and after it, between the load and the changes (in no other figure), and
+  // how many times it ran after a change (keyed by set: 9000 right after the load, warmup, 9001)
+  gcAfterBigApply: GC_AFTER_LOAD,
+  ...(gcAfterLoad
+    ? {
+        gcAfterLoadMs: r(gcAfterLoad.ms),
+        gcAfterLoadHeapMB: [gcAfterLoad.beforeBytes, gcAfterLoad.afterBytes].map((b) => r(b / 2 ** 20)),
+      }
+    : {}),
+  gcAfterChanges,
   // net.ipv4.vs.run_estimation in our netns and the baseline's while each loaded (BENCH_IPVS_RUN_ESTIMATION)
   ipvsRunEstimation: runEstimation,
   baselineIpvsRunEstimation: baselineRunEstimation,

@@ -16,6 +16,7 @@ import type { Dataplane } from '../../libs/dataplane/index.ts';
 import { withKubeProxyTakeOver } from '../../libs/dataplane/index.ts';
 import { ApplierMetrics } from './applier-metrics.ts';
 import { AppliedStateFile } from './applied-state-file.ts';
+import { GcAfterBigApply, type GcAfterBigApplyOptions } from './gc-after-big-apply.ts';
 import { startHttpEndpoint } from './http-endpoint.ts';
 
 /** How often an applier re-reads its kernel state and repairs drift (`--resync-interval`). */
@@ -53,6 +54,8 @@ export interface ApplierServiceOptions {
   readonly resyncIntervalMs?: number;
   /** TEST-ONLY (--test-verdict-file): a file whose `healthy|unhealthy|unprobed REASON` replaces the probe's verdict. */
   readonly testVerdictFile?: string;
+  /** The full GC after a big apply (gc-after-big-apply.ts); tests pass their own heap and collector. */
+  readonly gcAfterBigApply?: GcAfterBigApplyOptions;
 }
 
 export interface ApplierService {
@@ -120,6 +123,17 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
   let session: ApplierSession | undefined;
   let nc: NatsConnection | undefined;
   const abort = new AbortController();
+  const gcAfterApply = new GcAfterBigApply({
+    ...o.gcAfterBigApply,
+    onCollected: (c) => {
+      log.info(
+        { heapMB: [c.beforeBytes, c.afterBytes].map((b) => Math.round(b / 2 ** 20)), ms: Math.round(c.ms) },
+        'full GC after a big apply',
+      );
+      o.gcAfterBigApply?.onCollected?.(c);
+    },
+    onFailed: (e) => log.warn({ err: e.message }, 'full GC after a big apply failed; not tried again'),
+  });
 
   const onEvent = (e: SessionEvent) => {
     metrics.observe(e);
@@ -152,6 +166,8 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
         } catch (err) {
           log.warn({ err: (err as Error).message }, 'could not persist applied state');
         }
+        // the ACK is out (published above); a load's heap is collected now, not beside the next changes
+        void gcAfterApply.afterApply();
         break;
       case 'verdict':
         if (e.verdict.verdict === 'unhealthy')
@@ -289,6 +305,7 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
     waitingFor,
     async stop() {
       abort.abort();
+      gcAfterApply.stop();
       await connected.catch(() => undefined);
       await session?.stop();
       await http?.close();

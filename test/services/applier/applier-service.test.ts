@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import pino from 'pino';
+import type { NodeState } from '../../../libs/model/index.ts';
 import { startApplierService } from '../../../services/applier/applier-service.ts';
 import { nodeCred, startBusWorld, WatchedDataplane, type BusWorld } from '../../libs/bus/bus-harness.ts';
 import { node, service, VersionMaker } from '../../libs/bus/fixtures.ts';
@@ -31,7 +32,15 @@ describe('applier service', () => {
     await seed(world);
     const stateDir = mkdtempSync(path.join(tmpdir(), 'sb-applier-'));
     dirs.push(stateDir);
-    const dataplane = new WatchedDataplane();
+    // the full GC after a big apply (gc-after-big-apply.ts), on a heap that grows only when applied
+    let heap = 0;
+    const collected: number[] = [];
+    const dataplane = new (class extends WatchedDataplane {
+      override async apply(state: NodeState) {
+        heap += 100;
+        return super.apply(state);
+      }
+    })();
     const svc = await startApplierService({
       node: 'n1',
       nats: world.server.url,
@@ -42,6 +51,12 @@ describe('applier service', () => {
       auth: nodeCred('n1'),
       heartbeatMs: 100,
       logger: pino({ level: 'silent' }),
+      gcAfterBigApply: {
+        minGrowthBytes: 100,
+        heapUsedBytes: () => heap,
+        collect: () => ({ beforeBytes: heap, afterBytes: heap }),
+        onCollected: (c) => collected.push(c.beforeBytes),
+      },
     });
     try {
       const ack = await world.received.waitFor((e) => e.kind === 'ack' && e.v.version === 1, 'ack 1');
@@ -77,6 +92,7 @@ describe('applier service', () => {
     }
     expect(dataplane.cleanups).toBe(0);
     expect(dataplane.last).toBeDefined();
+    expect(collected).toEqual([100]); // after the one ACK, once
   });
 
   it('started before the planner ever wrote its key: waits for the key file (readyz says so), then follows the signed target', async () => {
