@@ -6,6 +6,7 @@ import { nodeAt, serviceHistory, type EventLog } from '../../libs/eventlog/index
 import { HttpError, WROTE_RESPONSE, type ApiRoute } from '../planner/http-api.ts';
 import type { Planner } from '../planner/planner.ts';
 import { consoleSnapshot } from './console-snapshot.ts';
+import { StreamSlots, type StreamLimits } from './stream-slots.ts';
 
 /**
  * Where the static files are: beside this module when run from source, or `console-static/` in
@@ -50,6 +51,8 @@ export interface ConsoleOptions {
    */
   readonly maxBufferedBytes?: number;
   readonly stuckMs?: number;
+  /** Open event streams per token identity and in all (defaults 10 and 100; stream-slots.ts). */
+  readonly streams?: StreamLimits;
 }
 
 /**
@@ -62,6 +65,7 @@ export function consoleRoutes(o: ConsoleOptions): ApiRoute[] {
   const keepAliveMs = o.keepAliveMs ?? 15_000;
   const maxBuffered = o.maxBufferedBytes ?? 1024 * 1024;
   const stuckMs = o.stuckMs ?? 30_000;
+  const slots = new StreamSlots(o.streams);
   // One snapshot text per tick for every stream (it was made per stream: N viewers cost N
   // snapshots per tick on the planner's one thread, review3 A2).
   let shared: { at: number; text: string } | undefined;
@@ -117,7 +121,13 @@ export function consoleRoutes(o: ConsoleOptions): ApiRoute[] {
       method: 'GET',
       path: '/ui/api/events',
       access: 'read',
-      handle: ({ req, res, stillAuthorized }) => {
+      handle: ({ req, res, principal, stillAuthorized }) => {
+        // Without a token file (loopback only) every caller is one identity: the open API's.
+        const slot = slots.take(principal?.identity ?? 'anonymous');
+        if (!('release' in slot)) {
+          res.setHeader('retry-after', slot.code === 429 ? '30' : '10');
+          throw new HttpError(slot.code, slot.reason);
+        }
         res.writeHead(200, {
           'content-type': 'text/event-stream',
           'cache-control': 'no-cache',
@@ -126,10 +136,15 @@ export function consoleRoutes(o: ConsoleOptions): ApiRoute[] {
         let last = '';
         let quiet = 0;
         let stuckSince: number | undefined;
+        // However the stream ends (the viewer left, revoked, stuck, the planner stopping), its slot is free.
+        const stop = () => {
+          clearInterval(timer);
+          slot.release();
+        };
         const push = () => {
           if (!stillAuthorized()) {
             // The token was revoked (token file reloaded without it): what it could read ends now.
-            clearInterval(timer);
+            stop();
             res.end();
             return;
           }
@@ -137,7 +152,7 @@ export function consoleRoutes(o: ConsoleOptions): ApiRoute[] {
             // The viewer has not read what is queued: queue nothing more; close a stream stuck too long.
             stuckSince ??= Date.now();
             if (Date.now() - stuckSince >= stuckMs) {
-              clearInterval(timer);
+              stop();
               res.destroy();
             }
             return;
@@ -148,7 +163,7 @@ export function consoleRoutes(o: ConsoleOptions): ApiRoute[] {
             text = snapshotText();
           } catch {
             // The planner is stopping (its log closed): end the stream; the page reconnects.
-            clearInterval(timer);
+            stop();
             res.end();
             return;
           }
@@ -164,7 +179,7 @@ export function consoleRoutes(o: ConsoleOptions): ApiRoute[] {
         const timer = setInterval(push, every);
         write(res, `: keep-alive-ms ${keepAliveMs}\n\n`); // the page's deadline for silence
         push();
-        req.once('close', () => clearInterval(timer));
+        req.once('close', stop);
         return WROTE_RESPONSE;
       },
     },

@@ -83,7 +83,14 @@
           state.following = false;
           return;
         } // start() shows the sign-in form
-        if (!r.ok) throw new Error(`HTTP ${r.status}`);
+        if (!r.ok) {
+          // 429/503: too many streams open (the planner caps them); its one-line reason says which.
+          const why = await r.json().then(
+            (b) => b.error,
+            () => undefined,
+          );
+          throw new Error(why || `HTTP ${r.status}`);
+        }
         $('live').classList.add('on');
         delay = 500;
         const reader = r.body.getReader();

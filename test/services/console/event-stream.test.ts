@@ -9,9 +9,13 @@ let made = 0;
 vi.mock('../../../services/console/console-snapshot.ts', () => ({ consoleSnapshot: () => ({ n: ++made }) }));
 const { consoleRoutes } = await import('../../../services/console/console-routes.ts');
 
-function stream(route: { handle: (c: never) => unknown }, stillAuthorized = () => true) {
+function stream(route: { handle: (c: never) => unknown }, stillAuthorized = () => true, identity = 'viewer') {
   const req = new EventEmitter();
   const res = {
+    headers: {} as Record<string, string>,
+    setHeader: (k: string, v: string) => {
+      res.headers[k] = v;
+    },
     writableLength: 0,
     destroyed: false,
     ended: false,
@@ -28,7 +32,8 @@ function stream(route: { handle: (c: never) => unknown }, stillAuthorized = () =
       res.destroyed = true;
     },
   };
-  route.handle({ req, res, query: new URLSearchParams(), stillAuthorized } as never);
+  const principal = { identity, role: 'viewer' };
+  route.handle({ req, res, query: new URLSearchParams(), principal, stillAuthorized } as never);
   return { res, close: () => req.emit('close') };
 }
 
@@ -80,6 +85,50 @@ describe('console event stream (review3 A6)', () => {
     expect(bob.res.ended).toBe(false);
     alice.close();
     bob.close();
+  });
+});
+
+describe('console event streams are capped (per token identity and in all)', () => {
+  it('the stream past a cap is refused with its reason; a closed, revoked or stuck stream frees its slot', async () => {
+    const routes = consoleRoutes({
+      planner: () => ({}) as never,
+      log: () => ({}) as never,
+      pushIntervalMs: 20,
+      stuckMs: 60,
+      maxBufferedBytes: 1000,
+      streams: { perIdentity: 2, total: 3 },
+    });
+    const route = routes.find((r) => r.path === '/ui/api/events')!;
+    let aliceRevoked = false;
+    const alice = [stream(route, () => !aliceRevoked, 'alice'), stream(route, () => true, 'alice')];
+    const refused = (who: string) => {
+      try {
+        stream(route, () => true, who);
+      } catch (e) {
+        return { code: (e as { code: number }).code, error: (e as Error).message };
+      }
+      return undefined;
+    };
+    expect(refused('alice')).toEqual({
+      code: 429,
+      error: 'alice already has 2 console event streams open (at most 2 per token identity); close one',
+    });
+    const bob = stream(route, () => true, 'bob');
+    expect(refused('carol')).toEqual({
+      code: 503,
+      error: 'the planner already serves 3 console event streams (at most 3); try again later',
+    });
+    alice[1]!.close(); // the viewer left
+    const carol = stream(route, () => true, 'carol');
+    expect(refused('dave')?.code).toBe(503);
+    aliceRevoked = true; // alice's first stream ends by itself at its next tick
+    await until(() => alice[0]!.res.ended);
+    const dave = stream(route, () => true, 'dave');
+    dave.res.writableLength = 5000; // dave never reads: closed once stuck
+    await until(() => dave.res.destroyed);
+    const erin = stream(route, () => true, 'erin');
+    expect(erin.res.ended || erin.res.destroyed).toBe(false);
+    for (const s of [bob, carol, dave, erin, ...alice]) s.close();
   });
 });
 
