@@ -298,6 +298,13 @@ export class Planner {
     if (this.batcher) await this.batcher.drain(); // what the source delivered is logged before we go
     this.batcher?.stop();
     await this.chain.catch(() => {});
+    // Reports the gate still holds are the nodes' last words: written now, over budget or not
+    // (a few rows once), before the log closes (and, in a group, before the leader's last flush).
+    try {
+      for (const a of this.reportGate.takeAll(Date.now())) this.options.log.recordAck(a);
+    } catch (e) {
+      this.fail('ack', e);
+    }
     try {
       this.releaseWal?.(); // stopped before synced: the file is checkpointed as usual from here on
     } catch (e) {

@@ -84,6 +84,21 @@ export class ReportLogGate {
     return out;
   }
 
+  /**
+   * Every held report, due or not, each marked recorded: the planner is stopping, and a report
+   * left held would never reach the log (its node's last word lost with the process).
+   */
+  takeAll(now: number): AckOrNack[] {
+    const out: AckOrNack[] = [];
+    for (const g of this.nodes.values()) {
+      if (!g.held) continue;
+      out.push(g.held);
+      this.take(g, reportWords(g.held), now);
+      g.held = undefined;
+    }
+    return out;
+  }
+
   /** When the earliest held report becomes due (undefined: none held). */
   nextDueAt(now: number): number | undefined {
     let next: number | undefined;

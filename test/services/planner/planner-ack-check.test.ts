@@ -5,6 +5,7 @@ import { EventLog } from '../../../libs/eventlog/index.ts';
 import { DEFAULT_PROXY_CONFIG, MAX_REPORT_BYTES, MAX_REPORT_ERROR, type AckOrNack } from '../../../libs/model/index.ts';
 import { nodeStateHash, renderNodeState } from '../../../libs/planner/index.ts';
 import { Planner } from '../../../services/planner/planner.ts';
+import { ReportLogGate } from '../../../services/planner/report-log-gate.ts';
 import { runPlanner, type RunningPlanner } from '../../../services/planner/run-planner.ts';
 import {
   ack,
@@ -206,6 +207,25 @@ describe('the planner checks the hashes an ACK echoes', () => {
       expect(Math.max(...rows.map((r) => r.bytes))).toBeLessThan(MAX_REPORT_ERROR + 1000);
     } finally {
       db.close();
+    }
+
+    // Over its budget a node's newest report is held; a clean stop (SIGTERM) writes it: it is the
+    // node's last word. A budget that refills in 1000 s: nothing comes due during the test.
+    Object.assign(p, { reportGate: new ReportLogGate({ burst: 1, perSecond: 0.001 }) });
+    for (const e of ['one', 'two', 'last'])
+      env.nc.publish(ackSubject('node-2'), JSON.stringify(nack('node-2', 1, 1, e)));
+    await env.nc.flush();
+    await until(() => row().lastError === 'last', 3000, 'the last word heard');
+    await planner!.stop();
+    planner = undefined;
+    const after = new Database(env.db, { readonly: true });
+    try {
+      const tail = after
+        .prepare(`SELECT json_extract(body, '$.error') AS e FROM acks WHERE node = 'node-2' ORDER BY id DESC LIMIT 2`)
+        .all() as { e: string }[];
+      expect(tail.map((r) => r.e).reverse()).toEqual(['one', 'last']); // 'two' was replaced while held
+    } finally {
+      after.close();
     }
   });
 });

@@ -65,6 +65,20 @@ describe('ReportLogGate', () => {
     expect(g.notRecorded).toBe(4); // 4 replaced, the repeat at 600, 6 dropped, the repeat at 700
   });
 
+  it('takeAll (the planner stops): every held report, due or not, each once', () => {
+    const g = new ReportLogGate({ burst: 1, perSecond: 1 });
+    expect(g.offer(ack('n', 1), 0)).toBe('record');
+    expect(g.offer(ack('n', 2), 0)).toBe('held');
+    expect(g.offer(ack('n', 3), 0)).toBe('held'); // replaces 2
+    expect(g.offer(ack('m', 1), 0)).toBe('record');
+    expect(g.offer(ack('m', 2), 0)).toBe('held');
+    expect(g.takeDue(10)).toEqual([]); // not due for about a second
+    expect(g.takeAll(10).map((a) => `${a.node} ${a.version}`)).toEqual(['n 3', 'm 2']);
+    expect(g.takeAll(10)).toEqual([]);
+    expect(g.nextDueAt(10)).toBeUndefined();
+    expect(g.offer(ack('n', 3), 20)).toBe('repeat'); // written by takeAll: the log's last word
+  });
+
   it('a flood of distinct reports costs at most burst + perSecond rows per second', () => {
     const g = new ReportLogGate({ burst: 10, perSecond: 2 });
     let rows = 0;
