@@ -22,6 +22,11 @@ export interface NodeObservation {
   readonly heartbeatAt?: number;
   /** Node-state hash the node should echo for its target (undefined: not computed). */
   readonly expectedNodeStateHash?: string;
+  /**
+   * The planner will check the node-state hash but has not rendered the node yet (it renders off
+   * its read path, review4 G7): an ACK of the target is not proof of what runs until then.
+   */
+  readonly nodeStateChecking?: boolean;
   /** Data hash the planner's log recorded for the target's version (undefined: not known). */
   readonly expectedDataHash?: string;
   /**
@@ -37,6 +42,8 @@ export interface NodeObservation {
 export interface ExpectedHashes {
   readonly nodeStateHash?: string;
   readonly dataHash?: string;
+  /** The node-state hash is to be checked but not computed yet (nodeStateHash then undefined). */
+  readonly nodeStateChecking?: boolean;
 }
 
 const shortHash = (h: string) => (h === '' ? '(empty)' : h.slice(0, 12));
@@ -94,7 +101,9 @@ export interface NodeStatusRow {
  *            or two applier processes report as the node (`twin`)
  *  SYNCED    it runs exactly the target (version and config revision), and its ACK of it echoes
  *            the hashes the planner expects (those it knows)
- *  APPLYING  it runs something else, and the target is younger than `applyTimeoutMs`
+ *  APPLYING  it runs something else, and the target is younger than `applyTimeoutMs`; or its ACK
+ *            of the target awaits the planner's node-state check (`nodeStateChecking`: never
+ *            STALE for that, the wait is the planner's)
  *  STALE     it runs something else, and has for longer than that
  */
 export function nodeStatus(
@@ -162,6 +171,9 @@ export function nodeStatus(
     const aboutOldTarget = onTarget && nack && !nackForTarget && hb.detail === nack.error;
     if (!aboutOldTarget) return row('ERROR', `unhealthy: ${hb.detail}`);
   }
+  // Not SYNCED on an ACK whose node-state hash is still to be checked: SYNCED says it was checked.
+  if (onTarget && forTarget && o.nodeStateChecking)
+    return row('APPLYING', `acked version ${t.version} config ${t.configRevision}; checking its node-state hash`);
   if (onTarget) return row('SYNCED', `running version ${t.version} config ${t.configRevision}`);
   const age = nowMs - (o.targetSetAt ?? nowMs);
   const what = runs ? `running version ${runs.version} config ${runs.configRevision}` : 'running nothing reported';

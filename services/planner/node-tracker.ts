@@ -148,6 +148,7 @@ export class NodeTracker {
         heartbeat: s.heartbeat,
         heartbeatAt: s.heartbeatAt,
         expectedNodeStateHash: expected.nodeStateHash,
+        nodeStateChecking: expected.nodeStateChecking,
         expectedDataHash: expected.dataHash,
         viewStale,
         twin,

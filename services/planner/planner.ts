@@ -21,6 +21,7 @@ import {
 } from '../../libs/versioning/index.ts';
 import { toWatchEvent } from './event-change.ts';
 import type { EventSource, EventSourceFactory } from './event-source.ts';
+import { NodeHashChecks } from './node-hash-checks.ts';
 import { NodeTracker } from './node-tracker.ts';
 import { EventBatcher } from './event-batcher.ts';
 import type { PlannerBus } from './planner-bus.ts';
@@ -93,7 +94,18 @@ export class Planner {
   private rolloutClock: NodeJS.Timeout | undefined;
   private overridden = new Set<string>();
   private putRevisions = new Set<number>();
-  private expected = new Map<string, string>();
+  /**
+   * The node-state hashes ACKs of the latest version must echo, rendered off the read paths, only
+   * for nodes that ACKed that version, in slices that yield (review4 G7).
+   */
+  readonly hashChecks = new NodeHashChecks({
+    compute: (node, version, revision) => this.renderHash(node, version, revision),
+    onChecked: (nodes) => {
+      this.recovered('node-state check');
+      this.checkedWave(nodes);
+    },
+    onError: (node, e) => this.fail('node-state check', new Error(`rendering ${node}: ${errorText(e)}`)),
+  });
   /** The data hash the log recorded per version (a version's hash never changes), for ACK checks. */
   private readonly logHashes = new Map<number, string>();
   /** The newest version known to hold the same content in the log and on the stream (checkStreamAgrees). */
@@ -141,15 +153,26 @@ export class Planner {
       // Every node's last report in the log, as a leader seeds them: a leader that just stepped
       // down (a new follower Planner) must not show nodes it heard seconds ago as never heard from.
       this.seedLastReports();
+      this.checkSeeded();
       this.options.bus.listen({
-        onAck: (a) => this.nodes.onAck(a, Date.now()),
+        onAck: (a) => {
+          this.nodes.onAck(a, Date.now());
+          this.checkLater(a);
+        },
         onHeartbeat: (h) => this.nodes.onHeartbeat(h, Date.now()),
       });
       return;
     }
     this.seedLastReports();
+    this.checkSeeded();
     await this.serial(() => this.publishAndTarget());
-    this.options.bus.listen({ onAck: (a) => this.onAck(a), onHeartbeat: (h) => this.onHeartbeat(h) });
+    this.options.bus.listen({
+      onAck: (a) => {
+        this.checkLater(a);
+        return this.onAck(a);
+      },
+      onHeartbeat: (h) => this.onHeartbeat(h),
+    });
     this.batcher = new EventBatcher<WatchEvent | PreparedEvent>({
       serial: (fn) => this.serial(fn),
       flush: (events) => {
@@ -294,6 +317,7 @@ export class Planner {
     clearTimeout(this.sourceRetry);
     clearTimeout(this.rolloutClock);
     clearTimeout(this.reportFlush);
+    this.hashChecks.stop();
     await this.source?.stop();
     if (this.batcher) await this.batcher.drain(); // what the source delivered is logged before we go
     this.batcher?.stop();
@@ -743,38 +767,96 @@ export class Planner {
     return this.options.log.countVersions(range);
   }
 
+  /**
+   * Every fleet node's row. Renders nothing (review4 G7): the node-state hash an ACK of the latest
+   * version must echo is one hashChecks already computed, or the row says it is being checked.
+   */
   status(): (NodeStatusRow & { reason: string; hashMatch: boolean | null })[] {
     const latest = this.data.latest();
     const nowMs = Date.now();
+    const last = new Map(this.nodes.lastHeard().map((a) => [a.node, a]));
     return this.fleet().map((node) => {
       const target = this.targetOf(node, latest?.version ?? 0);
-      return this.nodes.row(node, target, this.expectedOf(node, target, latest?.version), nowMs, this.viewStale);
+      const a = last.get(node);
+      const acked = a?.type === 'ACK' && a.version === target.version && a.configRevision === target.configRevision;
+      return this.nodes.row(node, target, this.expectedOf(node, target, latest?.version, acked), nowMs, this.viewStale);
     });
   }
 
   /**
    * The reports a rollout step reads. While a rollout runs, each ACK is checked against the
    * hashes the planner expects (expectedOf): a node that ACKs the revision but runs something
-   * else fails the wave instead of passing it. Without a running rollout no step reads them.
+   * else fails the wave instead of passing it. An ACK whose node-state hash is still being
+   * checked is left out (not answered yet, as far as the wave can tell): it neither passes nor
+   * fails the wave until hashChecks has it, and then steps the rollout (checkedWave). Without a
+   * running rollout no step reads them.
    */
   private rolloutReports(): Map<string, NodeReport> {
     const r = this.config.state.rollout;
     if (r?.status !== 'running') return this.nodes.reports();
     const latest = this.data.latest()?.version;
-    const wave = new Set(r.waves[r.wave]); // the only nodes a step reads: render no others
-    return this.nodes.reports((a) => (wave.has(a.node) ? this.expectedOf(a.node, a, latest) : {}));
+    const wave = new Set(r.waves[r.wave]); // the only nodes a step reads: check no others
+    const unchecked: string[] = [];
+    const reports = this.nodes.reports((a) => {
+      if (!wave.has(a.node)) return {};
+      const e = this.expectedOf(a.node, a, latest, true);
+      if (e.nodeStateChecking) unchecked.push(a.node);
+      return e;
+    });
+    // A mismatch already known (data hash, two appliers) fails the node whatever its node state.
+    for (const n of unchecked) if (!reports.get(n)?.mismatch) reports.delete(n);
+    return reports;
+  }
+
+  /** A slice of hashChecks finished: a running wave whose nodes' ACKs were waiting for it steps. */
+  private checkedWave(nodes: readonly string[]): void {
+    const r = this.config.state.rollout;
+    if (this.role !== 'leader' || this.stopped || r?.status !== 'running') return;
+    const wave = new Set(r.waves[r.wave]);
+    if (!nodes.some((n) => wave.has(n))) return;
+    void this.serial(async () => {
+      if (this.config.step(this.rolloutReports())) await this.publishAndTarget();
+    }).then(
+      () => this.recovered('rollout'),
+      (e) => this.fail('rollout', e),
+    );
   }
 
   /**
    * What an ACK of `t` by `node` must echo, as far as the planner can check: the data hash its
    * log recorded for that version, and for the latest version (the content it holds) its own
-   * rendering of the node's state.
+   * rendering of the node's state — as computed by hashChecks, never here: until then the
+   * expectation says `nodeStateChecking`, and the check is asked for when the node ACKed `t`
+   * (`acked`; a node that did not has nothing to check: a departed one is never rendered).
    */
-  private expectedOf(node: string, t: NodeTarget, latest: number | undefined): ExpectedHashes {
-    return {
-      dataHash: this.logHash(t.version),
-      nodeStateHash: t.version === latest ? this.expectedHash(node, t) : undefined,
-    };
+  private expectedOf(node: string, t: NodeTarget, latest: number | undefined, acked: boolean): ExpectedHashes {
+    const dataHash = this.logHash(t.version);
+    // Version 0, or a revision this planner's log does not hold: nothing to compare (as before).
+    if (t.version !== latest || t.version === 0 || !this.config.revision(t.configRevision)) return { dataHash };
+    const nodeStateHash = this.hashChecks.get(node, t.version, t.configRevision);
+    if (nodeStateHash !== undefined) return { dataHash, nodeStateHash };
+    if (!acked) return { dataHash };
+    this.hashChecks.want(node, t.version, t.configRevision);
+    return { dataHash, nodeStateChecking: true };
+  }
+
+  /** An ACK of the latest version: its node-state hash is computed now, off the read paths, not when first read. */
+  private checkLater(a: AckOrNack): void {
+    if (a.type !== 'ACK' || a.version !== this.data.latest()?.version) return;
+    if (this.config.revision(a.configRevision)) this.hashChecks.want(a.node, a.version, a.configRevision);
+  }
+
+  /** The seeded ACKs of the latest version are checked from the start, not from the first read. */
+  private checkSeeded(): void {
+    for (const a of this.nodes.lastHeard()) this.checkLater(a);
+  }
+
+  /** hashChecks' one render: `node`'s state at the latest version under `revision` (undefined once that moved). */
+  private renderHash(node: string, version: number, revision: number): string | undefined {
+    if (this.data.latest()?.version !== version) return undefined;
+    const rev = this.config.revision(revision);
+    if (!rev) return undefined;
+    return nodeStateHash(renderNodeState(this.data.publishedData(), node, rev.config));
   }
 
   private logHash(version: number): string | undefined {
@@ -787,19 +869,6 @@ export class Planner {
     }
     return h;
   }
-
-  /** What `node` should echo for its target (of the latest version); cached per (node, version, revision). */
-  private expectedHash(node: string, t: NodeTarget): string | undefined {
-    if (t.version === 0) return undefined;
-    const key = `${node}|${t.version}|${t.configRevision}`;
-    let h = this.expected.get(key);
-    if (h === undefined) {
-      const rev = this.config.revision(t.configRevision);
-      if (!rev) return undefined; // a revision this planner's log does not hold: nothing to compare
-      if (this.expected.size > 10_000) this.expected.clear();
-      h = nodeStateHash(renderNodeState(this.data.publishedData(), node, rev.config));
-      this.expected.set(key, h);
-    }
-    return h;
-  }
 }
+
+const errorText = (e: unknown) => (e instanceof Error ? e.message : String(e));

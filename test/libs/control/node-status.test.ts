@@ -89,6 +89,25 @@ describe('nodeStatus: one function for the word, what runs, and why', () => {
     );
   });
 
+  it('an ACK of the target whose node-state hash is still being checked is APPLYING, never SYNCED nor STALE (review4 G7)', () => {
+    const checking = at({ target, last: ack(5, 2), lastAt: 1500, nodeStateChecking: true });
+    expect(nodeStatus(checking, NOW)).toMatchObject({
+      status: 'APPLYING',
+      reason: 'acked version 5 config 2; checking its node-state hash',
+      hashMatch: null,
+      appliedVersion: 5,
+      lag: 0,
+      lastError: null,
+    });
+    // the wait is the planner's: not STALE however long it takes; a data hash already wrong is ERROR
+    expect(nodeStatus(checking, NOW, { silenceMs: 30_000, applyTimeoutMs: 1 }).status).toBe('APPLYING');
+    expect(nodeStatus({ ...checking, expectedDataHash: 'f'.repeat(64) }, NOW).status).toBe('ERROR');
+    // only about an ACK of the target: one of an older version is APPLYING for what it runs
+    expect(nodeStatus({ ...checking, last: ack(4, 2) }, NOW).reason).toBe(
+      'running version 4 config 2, target 5 config 2',
+    );
+  });
+
   it("an ACK of the target whose data hash differs from the log's hash of that version is ERROR", () => {
     const r = nodeStatus(at({ target, last: ack(5, 2), lastAt: 1500, expectedDataHash: 'f'.repeat(64) }), NOW);
     expect(r).toMatchObject({

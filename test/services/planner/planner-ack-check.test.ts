@@ -143,7 +143,7 @@ describe('the planner checks the hashes an ACK echoes', () => {
     expect(row().reason).toBe('two appliers report as node-1 (instances aaaa, bbbb)');
   });
 
-  it('a follower whose log imported a version its view has not reloaded yet never says a node runs the wrong content (probe3 U1)', async () => {
+  it('a follower whose log imported a version its view has not reloaded yet never says a node runs the wrong content (probe3 U1); status() renders no node, only ACKs of the latest version are checked, off the read path (review4 G7)', async () => {
     const p = planner!.planner;
     // The follower's copy of the log: the same file (what its replicated log imports into it).
     const log = await EventLog.open({ file: env.db });
@@ -161,16 +161,36 @@ describe('the planner checks the hashes an ACK echoes', () => {
       await follower.start();
       const rendered = () =>
         nodeStateHash(renderNodeState(p.data.publishedData(), 'node-1', p.config.revision(1)!.config));
-      const row = () => follower.status().find((n) => n.node === 'node-1')!;
+      const row = (node = 'node-1') => follower.status().find((n) => n.node === node)!;
+      const checks = follower.hashChecks;
+      // nodes heard once, at version 1, then gone (G1: they stay in the fleet)
+      for (const n of ['gone-1', 'gone-2']) hear!(ack(n, 1, 1, 'x'.repeat(64), p.data.latest()!.hash));
       hear!(ack('node-1', 1, 1, rendered(), p.data.latest()!.hash));
+      // (G7) right after the ACK the row says it is being checked, and reading it rendered nothing
+      expect(row()).toMatchObject({
+        status: 'APPLYING',
+        hashMatch: null,
+        reason: 'acked version 1 config 1; checking its node-state hash',
+      });
+      expect(checks.rendered).toBe(0);
+      await until(() => checks.pending === 0, 3000, 'checks done');
       expect(row()).toMatchObject({ status: 'SYNCED', hashMatch: true });
+      expect(row('gone-1')).toMatchObject({ status: 'ERROR', hashMatch: false });
+      expect(checks.rendered).toBe(3); // the three ACKs of version 1; node-2 never ACKed: not rendered
       env.write('a.yaml', svcYaml('a', '10.96.0.1') + '---\n' + sliceYaml('a', ['10.0.0.1', '10.0.0.2']));
       await until(() => log.latestVersion()?.version === 2, 5000, 'version 2 in the log');
       hear!(ack('node-1', 2, 1, rendered(), p.data.latest()!.hash)); // the node runs version 2 exactly
       // Not refreshed yet: its view is version 1. It rendered version 1's content under version 2's key.
       expect(row().status).not.toBe('ERROR');
       follower.refresh();
+      // (G7) version 2: only node-1 ACKed it, so only node-1 is queued; the departed are not rendered
+      expect(follower.status().map((r) => [r.node, r.targetVersion, r.hashMatch])).toEqual(
+        ['gone-1', 'gone-2', 'node-1', 'node-2'].map((n) => [n, 2, null]),
+      );
+      expect(checks.pending).toBe(1);
+      await until(() => row().status === 'SYNCED', 3000, 'node-1 checked at version 2');
       expect(row()).toMatchObject({ status: 'SYNCED', hashMatch: true, targetVersion: 2 });
+      expect(checks.rendered).toBe(4);
     } finally {
       await follower.stop();
       log.close();

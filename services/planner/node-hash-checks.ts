@@ -1,0 +1,113 @@
+export interface NodeHashChecksOptions {
+  /**
+   * The node-state hash `node` must echo for (version, revision), rendered now; undefined when it
+   * can no longer be computed for that version (the planner moved on): the check is dropped.
+   */
+  readonly compute: (node: string, version: number, revision: number) => string | undefined;
+  /** After a slice that computed hashes: which nodes' hashes are now known (e.g. to step a rollout). */
+  readonly onChecked?: (nodes: readonly string[]) => void;
+  /** A compute that threw: not retried for that version (its row stays unchecked, never SYNCED). */
+  readonly onError?: (node: string, err: unknown) => void;
+  /** Longest a slice keeps computing before it yields to the event loop (default 10 ms; at least one node a slice). */
+  readonly sliceMs?: number;
+  /** Runs the next slice (default setImmediate: timers and I/O go first). */
+  readonly schedule?: (fn: () => void) => { cancel(): void };
+  /** Clock for the slice budget (default performance.now). */
+  readonly nowMs?: () => number;
+}
+
+interface Job {
+  readonly node: string;
+  readonly revision: number;
+}
+
+/**
+ * The node-state hashes the planner expects ACKs of the latest version to echo, computed off
+ * every read path (review4 G7): a render is O(cluster), and status() — every GET /status, `ctl
+ * wait` poll and console tick — used to render every fleet node after each version, blocking the
+ * planner (no lease renewal, no events, no publish) for nodes × render. Here a hash is computed
+ * only when asked for (`want`: a node ACKed that version), in slices that yield to the event loop,
+ * and kept for one version only: entries are (node, revision) of the newest version asked about,
+ * so the cache holds at most fleet × revisions in use and never thrashes, whatever the fleet size.
+ * Versions are immutable, so a hash once computed for (node, version, revision) stays right.
+ */
+export class NodeHashChecks {
+  private version = 0;
+  private readonly hashes = new Map<string, string>();
+  private readonly failed = new Set<string>();
+  private readonly queue = new Map<string, Job>();
+  private scheduled: { cancel(): void } | undefined;
+  private stopped = false;
+  /** Renders done (a metric, and what tests count to prove a read path renders nothing). */
+  rendered = 0;
+
+  constructor(private readonly options: NodeHashChecksOptions) {}
+
+  /** The hash computed for (node, version, revision), or undefined: not (yet) computed. Never renders. */
+  get(node: string, version: number, revision: number): string | undefined {
+    return version === this.version ? this.hashes.get(key(node, revision)) : undefined;
+  }
+
+  /** Asks for the hash of (node, version, revision); a version older than one asked about before is ignored. */
+  want(node: string, version: number, revision: number): void {
+    if (this.stopped || version < this.version) return;
+    if (version > this.version) {
+      // Only the newest version is ever checked: what was known or queued for older ones goes.
+      this.version = version;
+      this.hashes.clear();
+      this.failed.clear();
+      this.queue.clear();
+    }
+    const k = key(node, revision);
+    if (this.hashes.has(k) || this.failed.has(k) || this.queue.has(k)) return;
+    this.queue.set(k, { node, revision });
+    this.scheduled ??= (this.options.schedule ?? immediate)(() => this.slice());
+  }
+
+  /** Checks waiting (0 once every wanted hash is known). */
+  get pending(): number {
+    return this.queue.size;
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.scheduled?.cancel();
+    this.scheduled = undefined;
+    this.queue.clear();
+  }
+
+  private slice(): void {
+    this.scheduled = undefined;
+    if (this.stopped) return;
+    const now = this.options.nowMs ?? (() => performance.now());
+    const budget = this.options.sliceMs ?? 10;
+    const t0 = now();
+    const version = this.version;
+    const done: string[] = [];
+    for (const [k, job] of this.queue) {
+      this.queue.delete(k);
+      try {
+        const h = this.options.compute(job.node, version, job.revision);
+        if (h !== undefined) {
+          this.rendered += 1;
+          this.hashes.set(k, h);
+          done.push(job.node);
+        }
+      } catch (e) {
+        this.failed.add(k);
+        this.options.onError?.(job.node, e);
+      }
+      if (now() - t0 >= budget) break;
+    }
+    if (this.queue.size > 0 && !this.stopped) this.scheduled = (this.options.schedule ?? immediate)(() => this.slice());
+    if (done.length > 0) this.options.onChecked?.(done);
+  }
+}
+
+const key = (node: string, revision: number) => `${revision}|${node}`;
+
+function immediate(fn: () => void): { cancel(): void } {
+  const h = setImmediate(fn);
+  h.unref?.();
+  return { cancel: () => clearImmediate(h) };
+}

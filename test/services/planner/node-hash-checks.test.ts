@@ -1,0 +1,111 @@
+import { describe, expect, it } from 'vitest';
+import { NodeHashChecks } from '../../../services/planner/node-hash-checks.ts';
+
+// The planner's node-state hashes are rendered off its read paths (review4 G7): asked for, then
+// computed in slices that yield, kept for the newest version only. A hand-driven scheduler and
+// clock make every slice visible.
+function harness(o: { sliceMs?: number; costMs?: number; latest?: () => number } = {}) {
+  let clock = 0;
+  const slices: (() => void)[] = [];
+  const computed: string[] = [];
+  const checked: string[][] = [];
+  const checks = new NodeHashChecks({
+    compute: (node, version, revision) => {
+      if (o.latest && o.latest() !== version) return undefined;
+      clock += o.costMs ?? 4;
+      computed.push(`${node}@${version}/${revision}`);
+      return `h(${node},${version},${revision})`;
+    },
+    onChecked: (nodes) => checked.push([...nodes]),
+    sliceMs: o.sliceMs ?? 10,
+    schedule: (fn) => {
+      slices.push(fn);
+      return { cancel: () => slices.splice(slices.indexOf(fn), 1) };
+    },
+    nowMs: () => clock,
+  });
+  const runSlice = () => slices.shift()!();
+  return { checks, slices, computed, checked, runSlice };
+}
+
+describe('NodeHashChecks: node-state hashes computed off the read path', () => {
+  it('computes nothing when asked for a hash; wanted ones go in slices bounded by time, one node at least', () => {
+    const h = harness({ sliceMs: 10, costMs: 4 });
+    expect(h.checks.get('n1', 3, 1)).toBeUndefined();
+    for (const n of ['n1', 'n2', 'n3', 'n4', 'n1']) h.checks.want(n, 3, 1); // n1 twice: queued once
+    expect(h.computed).toEqual([]);
+    expect(h.checks.pending).toBe(4);
+    expect(h.slices).toHaveLength(1); // one slice scheduled, not one per want
+    h.runSlice(); // 4 + 4 + 4 ms: the third crosses 10 ms, then it yields
+    expect(h.computed).toEqual(['n1@3/1', 'n2@3/1', 'n3@3/1']);
+    expect(h.checked).toEqual([['n1', 'n2', 'n3']]);
+    expect(h.slices).toHaveLength(1);
+    h.runSlice();
+    expect(h.computed).toHaveLength(4);
+    expect(h.slices).toHaveLength(0);
+    expect(h.checks.get('n4', 3, 1)).toBe('h(n4,3,1)');
+    expect(h.checks.get('n4', 3, 2)).toBeUndefined(); // another revision is another hash
+    h.checks.want('n4', 3, 1); // known: nothing to do
+    expect(h.slices).toHaveLength(0);
+    expect(h.checks.rendered).toBe(4);
+  });
+
+  it('keeps the newest version only: older entries and queued checks go, older asks are ignored', () => {
+    let latest = 3;
+    const h = harness({ sliceMs: 0, latest: () => latest });
+    h.checks.want('n1', 3, 1);
+    h.runSlice();
+    h.checks.want('n2', 3, 1);
+    latest = 4;
+    h.checks.want('n1', 4, 1); // version 4: n1@3 forgotten, n2@3 never computed
+    expect(h.checks.get('n1', 3, 1)).toBeUndefined();
+    h.checks.want('n3', 3, 1); // an ACK of an older version: not checked
+    while (h.slices.length) h.runSlice();
+    expect(h.computed).toEqual(['n1@3/1', 'n1@4/1']);
+    // a check whose version moved on before its slice ran renders nothing
+    h.checks.want('n5', 4, 1);
+    latest = 5;
+    h.runSlice();
+    expect(h.computed).toHaveLength(2);
+    expect(h.checks.get('n5', 4, 1)).toBeUndefined();
+  });
+
+  it('holds one entry per node and revision of the latest version, past 10k nodes (no clear-all past a size)', () => {
+    const h = harness({ sliceMs: 1e9, costMs: 0 });
+    const N = 10_200; // past the 10,000 keys at which the old cache was cleared whole
+    for (let i = 0; i < N; i++) h.checks.want(`n${i}`, 3, 1);
+    h.runSlice();
+    // all of them still known (a cache cleared past 10k would recompute them on every read)
+    expect(h.checks.get('n0', 3, 1)).toBe('h(n0,3,1)');
+    expect(h.checks.get(`n${N - 1}`, 3, 1)).toBe(`h(n${N - 1},3,1)`);
+    for (let i = 0; i < N; i++) h.checks.want(`n${i}`, 3, 1);
+    expect(h.slices).toHaveLength(0);
+    expect(h.checks.rendered).toBe(N);
+    // the next version's first check drops the whole previous version
+    h.checks.want('n0', 4, 1);
+    h.runSlice();
+    expect(h.checks.get('n1', 3, 1)).toBeUndefined();
+    expect(h.checks.rendered).toBe(N + 1);
+  });
+
+  it('a render that throws is reported once and not retried for that version; stop() cancels what is queued', () => {
+    const errors: string[] = [];
+    const checks = new NodeHashChecks({
+      compute: () => {
+        throw new Error('render failed');
+      },
+      onError: (node, e) => errors.push(`${node}: ${(e as Error).message}`),
+      schedule: (fn) => (fn(), { cancel: () => {} }),
+    });
+    checks.want('bad', 1, 1);
+    checks.want('bad', 1, 1);
+    expect(errors).toEqual(['bad: render failed']);
+    expect(checks.get('bad', 1, 1)).toBeUndefined();
+    const h = harness();
+    h.checks.want('n1', 1, 1);
+    h.checks.stop();
+    expect(h.slices).toHaveLength(0);
+    h.checks.want('n2', 1, 1);
+    expect(h.checks.pending).toBe(0);
+  });
+});
