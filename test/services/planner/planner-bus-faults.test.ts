@@ -1,5 +1,6 @@
 import { execFile } from 'node:child_process';
 import { copyFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import Database from 'better-sqlite3';
 import { promisify } from 'node:util';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -74,6 +75,17 @@ const threeVersionsThenStop = async (): Promise<void> => {
   stops.length = 0;
 };
 
+/** A port nothing listens on right now (the kernel's pick, released at once). */
+const freePort = () =>
+  new Promise<number>((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
+
 const readyz = async (svc: ApplierService) => {
   const r = await fetch(`http://127.0.0.1:${svc.httpPort}/readyz`);
   return {
@@ -99,12 +111,27 @@ describe('start in any order, wait for what is missing', () => {
   it('a planner started with NATS down waits (naming the URL) and publishes once it is up', async () => {
     await env.nats.kill();
     const waits: string[] = [];
-    const starting = startPlanner({ onBusWaiting: (w) => waits.push(w) });
+    const port = await freePort();
+    const starting = startPlanner({ onBusWaiting: (w) => waits.push(w), http: `127.0.0.1:${port}` });
     await expect.poll(() => waits.length, { timeout: 10_000 }).toBeGreaterThan(1);
     expect(waits[0]).toMatch(new RegExp(`^NATS at ${env.nats.url}: connection refused`));
+    // The API is bound while it waits: the probes answer (not ready, saying why), the rest 503.
+    const api = `http://127.0.0.1:${port}`;
+    const early = await fetch(`${api}/readyz`);
+    expect({ status: early.status, body: await early.json() }).toEqual({
+      status: 503,
+      body: { ready: false, reason: 'planner is starting (restoring from its log, waiting for NATS)' },
+    });
+    expect((await fetch(`${api}/livez`)).status).toBe(200);
+    const status = await fetch(`${api}/status`);
+    expect({ status: status.status, body: await status.json() }).toEqual({
+      status: 503,
+      body: { error: 'planner is starting (restoring from its log)' },
+    });
     await env.nats.start();
     const p = await starting;
     expect(p.planner.data.latest()?.version).toBe(1);
+    expect((await fetch(`${api}/readyz`)).status).toBe(200);
     const { svc } = await startApplier();
     await expect.poll(async () => (await readyz(svc)).status, { timeout: 20_000 }).toBe(200);
   });
