@@ -36,6 +36,15 @@ export interface VersionPublisherOptions {
   readonly stream?: string;
   /** Stream retention; 0 = unlimited (default). Old deltas expiring only forces checkpoint jumps. */
   readonly maxAgeMs?: number;
+  /**
+   * Checkpoints the stream keeps (0, the default here, keeps everything; the planner passes its
+   * --versions-keep-checkpoints, default 2). Once this publisher has stored
+   * this many more, everything before the oldest kept one is purged: a node needs only the newest
+   * checkpoint and the deltas after it, and a behind node loads a checkpoint instead of missing
+   * deltas. Without it the stream grew by a whole checkpoint every `checkpointEvery` versions for
+   * ever, until JetStream's storage was full and no version reached any node (review4 G2).
+   */
+  readonly keepCheckpoints?: number;
   /** Signs every message (appliers given the public key drop anything else). */
   readonly signer?: Signer;
   /** Called for each stored message that is not one of ours (skipped when reading back). */
@@ -76,6 +85,10 @@ export interface PublishResult {
 export class VersionPublisher {
   private last = 0;
   private lastCheckpoint = 0;
+  /** Checkpoints this process stored, oldest first, with their first chunk's stream sequence. */
+  private readonly storedCheckpoints: { readonly version: number; readonly firstSeq: number }[] = [];
+  /** The stream sequence everything below which was purged by this process (0: none). */
+  private purgedBelow = 0;
   /** The newest delta this process stored itself (stream ack, not a duplicate), for target notices. */
   private stored: { readonly version: number; readonly delta: NoticeDelta } | undefined;
   /** The stream's last sequence as this publisher knows it: every append expects exactly it. */
@@ -160,7 +173,30 @@ export class VersionPublisher {
       );
     }
     out.push(await this.publishVersion(delta, a.anchor, deltaBytes));
+    if (out.length > 1) await this.trim();
     return out;
+  }
+
+  /**
+   * After a checkpoint's version is published: purges the stream below the oldest checkpoint kept
+   * (keepCheckpoints), counting only checkpoints this process stored and knows the sequence of,
+   * so it never removes one it has not seen superseded. Purging below a sequence never touches a
+   * newer message, so a deposed leader's late purge cannot take the new leader's versions; it is
+   * not sent at all once the lease is gone (mayAppend).
+   */
+  private async trim(): Promise<void> {
+    const keep = this.options.keepCheckpoints ?? 0;
+    if (keep <= 0 || this.storedCheckpoints.length <= keep) return;
+    const oldestKept = this.storedCheckpoints[this.storedCheckpoints.length - keep]!;
+    this.storedCheckpoints.splice(0, this.storedCheckpoints.length - keep);
+    if (oldestKept.firstSeq <= this.purgedBelow || this.options.mayAppend?.() !== undefined) return;
+    await this.jsm.streams.purge(this.stream, { seq: oldestKept.firstSeq });
+    this.purgedBelow = oldestKept.firstSeq;
+  }
+
+  /** The sequence below which this publisher purged the stream (0: it purged nothing). */
+  purgedBelowSeq(): number {
+    return this.purgedBelow;
   }
 
   /**
@@ -225,8 +261,11 @@ export class VersionPublisher {
       }
     })(this);
     if (a.form === 'checkpoint') {
+      // every chunk's append expects the stream's last sequence: the first new one is the next
+      const firstSeq = this.lastSeq + 1;
       const { duplicate } = await this.appendChunks(outgoing);
       this.lastCheckpoint = Math.max(this.lastCheckpoint, a.version);
+      if (!duplicate) this.storedCheckpoints.push({ version: a.version, firstSeq });
       return { version: a.version, form: a.form, bytes, messages, duplicate };
     }
     // a delta is one message

@@ -11,6 +11,9 @@ import { versionDiff } from './version-diff.ts';
 import type { GroupView } from './planner-group.ts';
 import type { GroupMember } from '../../libs/bus/index.ts';
 
+/** A publish failing this long makes /readyz 503 (retries run every second). */
+export const PUBLISH_FAILING_NOT_READY_MS = 10_000;
+
 export { HttpError } from './http-error.ts';
 
 /**
@@ -123,6 +126,10 @@ export function plannerRoutes(
         // A failing source means stale data; so does a log that cannot take the events it sees
         // (a full disk): nothing after them becomes a version until the append works again.
         const appendError = p.failure('append') ?? p.failure('log file');
+        // A leader whose versions the bus refuses for a while (JetStream full, a lost stream) moves
+        // no node; a retry or two (a NATS restart) is not worth a readiness flap (review4 G2).
+        const publishError =
+          (p.failingFor('publish') ?? 0) >= PUBLISH_FAILING_NOT_READY_MS ? p.failure('publish') : undefined;
         const revoked = o.tokensRevoked?.();
         const reason = starting
           ? 'planner is starting (restoring from its log, waiting for NATS)'
@@ -130,11 +137,13 @@ export function plannerRoutes(
             ? `event source failing: ${sourceError}`
             : appendError !== undefined
               ? `cannot log the events it sees: ${appendError}`
-              : revoked !== undefined
-                ? `every API request is refused (401): ${revoked}`
-                : p.isSynced
-                  ? undefined
-                  : 'event source not synced yet';
+              : publishError !== undefined
+                ? `cannot publish versions: ${publishError}`
+                : revoked !== undefined
+                  ? `every API request is refused (401): ${revoked}`
+                  : p.isSynced
+                    ? undefined
+                    : 'event source not synced yet';
         const ready = reason === undefined;
         send(res, ready ? 200 : 503, {
           ready,

@@ -19,6 +19,8 @@ export interface NatsPlannerBusOptions {
   readonly url?: string;
   readonly nc?: NatsConnection;
   readonly checkpointEvery?: number;
+  /** Checkpoints the versions stream keeps (VersionPublisherOptions.keepCheckpoints; default 2). */
+  readonly keepCheckpoints?: number;
   readonly auth?: BusAuth;
   /** Signs versions, targets and config revisions (appliers with the public key drop the rest). */
   readonly signer?: Signer;
@@ -88,6 +90,7 @@ export class NatsPlannerBus implements PlannerBus {
       const publisher = await VersionPublisher.open({
         nc,
         checkpointEvery: o.checkpointEvery,
+        keepCheckpoints: o.keepCheckpoints,
         signer: o.signer,
         onForeign: o.onForeign,
         replicas: o.replicas,

@@ -90,9 +90,29 @@ export class NodeTracker {
     }
   }
 
-  /** Nodes that ever answered or sent a heartbeat. */
-  heard(): string[] {
-    return [...this.nodes].filter(([, s]) => s.last || s.heartbeat).map(([n]) => n);
+  /**
+   * Nodes that answered or sent a heartbeat at or after `sinceMs` (planner clock). A node the
+   * cluster's data does not name is in the fleet only while it reports (review4 G1).
+   */
+  heardSince(sinceMs: number): string[] {
+    return [...this.nodes]
+      .filter(([, s]) => Math.max(s.lastAt ?? -Infinity, s.heartbeatAt ?? -Infinity) >= sinceMs)
+      .map(([n]) => n);
+  }
+
+  /** Every node this tracker keeps anything of. */
+  known(): string[] {
+    return [...this.nodes.keys()];
+  }
+
+  /** Drops all that is kept of a node: it left the cluster's data and fell silent (review4 G1). */
+  forget(node: string): void {
+    this.nodes.delete(node);
+  }
+
+  /** The silence threshold: a node not heard for this long is UNKNOWN (and, outside the data, gone). */
+  silenceMs(): number {
+    return this.window();
   }
 
   /**

@@ -126,6 +126,8 @@ export class Planner {
   isSynced = false;
   /** Each step's failure (append, sync, publish, source, ...) until that step next succeeds. */
   private readonly failures = new Map<string, string>();
+  /** When each failing step started failing (performance.now(): a clock step cannot move it). */
+  private readonly failingSince = new Map<string, number>();
   sourceRejections: Rejection[] = [];
   /** vipConflicts() of the published content with that content's hash. */
   private conflicts: { readonly hash: string; readonly list: readonly Rejection[] } | undefined;
@@ -373,7 +375,14 @@ export class Planner {
     return this.failures.get(where);
   }
 
+  /** How long (ms) a step has failed without a success in between; undefined: it is not failing. */
+  failingFor(where: string, nowMs = performance.now()): number | undefined {
+    const since = this.failingSince.get(where);
+    return since === undefined ? undefined : nowMs - since;
+  }
+
   private fail(where: string, err: unknown): void {
+    if (!this.failingSince.has(where)) this.failingSince.set(where, performance.now());
     this.failures.delete(where); // re-inserted last: the newest failure is the one shown
     this.failures.set(where, `${where}: ${err instanceof Error ? err.message : String(err)}`);
     this.options.hooks?.onError?.(where, err);
@@ -391,6 +400,7 @@ export class Planner {
 
   private recovered(where: string): void {
     this.failures.delete(where);
+    this.failingSince.delete(where);
   }
 
   /**
@@ -550,8 +560,28 @@ export class Planner {
     this.agreedWithStream = version;
   }
 
-  fleet(): string[] {
-    return [...new Set([...this.data.publishedData().nodeNames(), ...this.nodes.heard()])].sort();
+  /**
+   * The nodes status lists and rollouts wave over: every node the cluster's data names, silent or
+   * not, and a node it does not name (an applier without a Node object, or one whose Node was
+   * deleted) only while that node still reports. A node that left the cluster and stopped
+   * reporting falls out after the silence threshold: before, every node ever heard stayed for
+   * ever, also across restarts (seeded from the log), UNKNOWN in status, so `ctl wait` could never
+   * finish, and in every later rollout's waves, which then halted on its wave timeout (review4 G1).
+   */
+  fleet(nowMs = Date.now()): string[] {
+    const since = nowMs - this.nodes.silenceMs();
+    return [...new Set([...this.data.publishedData().nodeNames(), ...this.nodes.heardSince(since)])].sort();
+  }
+
+  /**
+   * Forgets what is kept in memory of nodes outside the fleet (tracker entries and report gates),
+   * so a cluster whose node names churn (autoscaling, replacements) does not grow the planner.
+   * The log keeps their history for audit; a node that comes back is heard afresh.
+   */
+  private forgetDeparted(nowMs: number): void {
+    const fleet = new Set(this.fleet(nowMs));
+    for (const n of this.nodes.known()) if (!fleet.has(n)) this.nodes.forget(n);
+    for (const n of this.reportGate.gated()) if (!fleet.has(n)) this.reportGate.forget(n);
   }
 
   targetOf(node: string, version = this.data.latest()?.version ?? 0): NodeTarget {
@@ -572,7 +602,8 @@ export class Planner {
     for (const node of this.overridden) if (!overrides.has(node)) await this.options.bus.setNodeTarget(node, undefined);
     this.overridden = new Set(overrides.keys());
     const nowMs = Date.now();
-    for (const n of this.fleet()) this.nodes.noteTarget(n, this.targetOf(n, version), nowMs);
+    this.forgetDeparted(nowMs);
+    for (const n of this.fleet(nowMs)) this.nodes.noteTarget(n, this.targetOf(n, version), nowMs);
     this.armRolloutClock();
   }
 
@@ -774,8 +805,9 @@ export class Planner {
   status(): (NodeStatusRow & { reason: string; hashMatch: boolean | null })[] {
     const latest = this.data.latest();
     const nowMs = Date.now();
+    this.forgetDeparted(nowMs);
     const last = new Map(this.nodes.lastHeard().map((a) => [a.node, a]));
-    return this.fleet().map((node) => {
+    return this.fleet(nowMs).map((node) => {
       const target = this.targetOf(node, latest?.version ?? 0);
       const a = last.get(node);
       const acked = a?.type === 'ACK' && a.version === target.version && a.configRevision === target.configRevision;

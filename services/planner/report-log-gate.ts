@@ -70,6 +70,19 @@ export class ReportLogGate {
     return 'held';
   }
 
+  /**
+   * Drops a node's gate once it left the cluster (review4 G1), unless a report of it still waits
+   * to be written: that one is the log's last word for the node and is kept until takeDue.
+   */
+  forget(node: string): void {
+    if (!this.nodes.get(node)?.held) this.nodes.delete(node);
+  }
+
+  /** Nodes with a gate (for tests and pruning). */
+  gated(): string[] {
+    return [...this.nodes.keys()];
+  }
+
   /** Held reports whose node's budget allows them now, each marked recorded. */
   takeDue(now: number): AckOrNack[] {
     const out: AckOrNack[] = [];

@@ -2,6 +2,7 @@ import type { Server } from 'node:http';
 import { EventLog } from '../../libs/eventlog/index.ts';
 import { ClusterInformer, ManifestsSource, loadKubeConfig } from '../../libs/kube/index.ts';
 import type { ProxyConfig } from '../../libs/model/index.ts';
+import type { NodeStatusThresholds } from '../../libs/control/index.ts';
 import { watchTokenFile, type TokenFileWatch } from './bearer-auth.ts';
 import { checkOpenApi, parseListenAddress } from './listen-address.ts';
 import {
@@ -46,7 +47,11 @@ export interface RunPlannerOptions {
   readonly say?: (line: string) => void;
   readonly config: ProxyConfig;
   readonly checkpointEvery?: number;
+  /** --versions-keep-checkpoints: checkpoints the versions stream keeps (default 2; 0: all). */
+  readonly versionsKeepCheckpoints?: number;
   readonly debounceMs?: number;
+  /** When a node is UNKNOWN / STALE (default DEFAULT_NODE_STATUS_THRESHOLDS; tests shorten it). */
+  readonly statusThresholds?: NodeStatusThresholds;
   /** Rescan interval for --manifests (fs.watch can miss changes). */
   readonly pollMs?: number;
   /** --max-manifest-bytes: larger manifest files are refused. */
@@ -147,6 +152,7 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
           auth: o.natsAuth,
           signer,
           anchorOf: (v) => versionAnchor(log, v),
+          keepCheckpoints: o.versionsKeepCheckpoints ?? 2,
           onWaiting: o.onBusWaiting,
           replicas: o.replicas,
           mayWrite: () =>
@@ -223,6 +229,7 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
         initialConfig: o.config,
         checkpointEvery: o.checkpointEvery,
         debounceMs: o.debounceMs,
+        statusThresholds: o.statusThresholds,
         hooks: { ...metrics.hooks, onNote: say },
         role,
         // an operation is answered once the group's log holds it (review2 R4)

@@ -49,6 +49,11 @@ export function registerPlanner(program: Command, setExit: SetExit): void {
     .option('--config <file>', 'proxy config (YAML/JSON) for the first config revision')
     .addOption(maxManifestBytesOption())
     .option('--checkpoint-every <k>', 'object-state checkpoint in the log every K events', '10000')
+    .option(
+      '--versions-keep-checkpoints <n>',
+      'checkpoints the versions stream keeps; older versions are purged from NATS (the log keeps them); 0 keeps all',
+      '2',
+    )
     .option('--nats-user <user>', 'NATS user (the planner role in deploy/nats)')
     .option('--nats-password <password>', 'NATS password (or SWITCHBOARD_NATS_PASSWORD)')
     .option('--nats-creds <file>', 'NATS .creds file (JWT auth)')
@@ -72,6 +77,7 @@ export function registerPlanner(program: Command, setExit: SetExit): void {
         insecureOpenApi?: boolean;
         config?: string;
         checkpointEvery: string;
+        versionsKeepCheckpoints: string;
         maxManifestBytes?: string;
         replicas: string;
         group: string;
@@ -110,6 +116,15 @@ export function registerPlanner(program: Command, setExit: SetExit): void {
           throw new UsageError(`--lease-ttl ${o.leaseTtl}: expected a duration of at least 400ms, such as 15s`);
         const k = Number(o.checkpointEvery);
         if (!Number.isInteger(k) || k < 0) throw new UsageError('--checkpoint-every must be a whole number');
+        const keepCheckpoints = Number(o.versionsKeepCheckpoints);
+        if (!/^\d+$/.test(o.versionsKeepCheckpoints) || !Number.isSafeInteger(keepCheckpoints))
+          throw new UsageError(
+            `--versions-keep-checkpoints ${o.versionsKeepCheckpoints}: expected a whole number (0 keeps every version)`,
+          );
+        if (keepCheckpoints === 1)
+          throw new UsageError(
+            '--versions-keep-checkpoints 1: keep at least 2 (a node still loading the previous checkpoint must find it) or 0',
+          );
         // Flag values are checked before anything is opened, appended or published.
         try {
           checkOpenApi(parseListenAddress(o.http), o);
@@ -133,6 +148,7 @@ export function registerPlanner(program: Command, setExit: SetExit): void {
           onBusWaiting: (what) => process.stderr.write(`planner: waiting for ${what}\n`),
           config: loadProxyConfig(o.config, {}),
           checkpointEvery: k,
+          versionsKeepCheckpoints: keepCheckpoints,
           maxManifestBytes,
           natsAuth: {
             user: o.natsUser,

@@ -173,6 +173,37 @@ describe('VersionPublisher', () => {
     expect(a.dataplane.last).toEqual(renderNodeState(m.index, 'n1', DEFAULT_PROXY_CONFIG));
   });
 
+  it('keeps the newest checkpoints and the deltas after them, purging the rest; a node still loads the newest (review4 G2)', async () => {
+    world = await startBusWorld({ nodes: ['n1'], checkpointEvery: 50 });
+    const p = await VersionPublisher.open({
+      nc: world.planner,
+      checkpointEvery: 3,
+      keepCheckpoints: 2,
+      signer: world.signer,
+    });
+    const m = new VersionMaker();
+    for (let i = 1; i <= 10; i++) {
+      const v = m.next({ upsertServices: [service(i)], upsertNodes: i === 1 ? [node('n1')] : [] });
+      await p.publishNext({ header: v.delta, delta: v.delta.delta, data: () => v.checkpoint().data });
+    }
+    // checkpoints at 1, 3, 6, 9: the stream keeps 6 and 9 and what follows 6, nothing before
+    const info = await (await jetstreamManager(world.planner)).streams.info('SB_VERSIONS');
+    expect(info.state.first_seq).toBe(p.purgedBelowSeq());
+    expect(info.state.first_seq).toBeGreaterThan(1);
+    const reader = new VersionReader(world.planner, { verifier: world.verifier });
+    expect((await reader.delta(5)).ok).toBe(false);
+    expect((await reader.delta(6)).ok).toBe(true);
+    expect((await reader.checkpoint(6)).ok).toBe(true);
+    const d10 = await reader.delta(10);
+    expect(d10.ok && d10.baseCheckpoint).toBe(9);
+    // a node that never ran anything loads checkpoint 9 and delta 10
+    await world.targets.setDefaultTarget({ version: 10, configRevision: 0 });
+    const a = await world.startApplier('n1');
+    const ack10 = await world.received.waitFor(ackForHelper('n1', 10), 'ack 10');
+    expect(ack10.kind === 'ack' && ack10.v.dataHash).toBe(m.index.hash());
+    expect(a.dataplane.last).toEqual(renderNodeState(m.index, 'n1', DEFAULT_PROXY_CONFIG));
+  });
+
   it('chunks checkpoints larger than max_payload, and a node reassembles and verifies them', async () => {
     world = await startBusWorld({ nodes: ['n1'], checkpointEvery: 10, maxPayload: 64 * 1024 });
     const m = new VersionMaker();

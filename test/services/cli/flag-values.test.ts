@@ -82,7 +82,16 @@ describe('flag values of the long-running commands are checked before they conne
     }
   });
 
-  it('bad values of plan, replay and db flags say what is wrong with them (exit 2, one line)', async () => {
+  it('bad values of plan, replay, db and planner flags say what is wrong with them (exit 2, one line)', async () => {
+    const planner = [
+      'planner',
+      '--manifests',
+      'examples/demo',
+      '--nats',
+      'nats://127.0.0.1:1',
+      '--db',
+      '/nonexistent/p.db',
+    ];
     const cases: [string[], string][] = [
       [
         ['plan', '--manifests', 'examples/demo', '--node', 'node-a', '--config', '/nonexistent/proxy.yaml'],
@@ -95,6 +104,14 @@ describe('flag values of the long-running commands are checked before they conne
       [
         ['db', 'compact', '--db', '/nonexistent/log.db', '--before-version', 'abc'],
         'switchboard: db compact: --before-version must be a positive version number, got "abc"\n',
+      ],
+      [
+        [...planner, '--versions-keep-checkpoints', '1'],
+        'switchboard: --versions-keep-checkpoints 1: keep at least 2 (a node still loading the previous checkpoint must find it) or 0\n',
+      ],
+      [
+        [...planner, '--versions-keep-checkpoints', 'all'],
+        'switchboard: --versions-keep-checkpoints all: expected a whole number (0 keeps every version)\n',
       ],
     ];
     for (const [args, stderr] of cases) expect(await sbIn(args)).toEqual({ code: 2, stdout: '', stderr });

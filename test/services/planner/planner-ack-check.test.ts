@@ -249,3 +249,50 @@ describe('the planner checks the hashes an ACK echoes', () => {
     }
   });
 });
+
+describe('the fleet is the cluster, not every node ever heard (review4 G1)', () => {
+  it('a node that left the data and fell silent leaves status, memory and later rollouts, also after a restart', async () => {
+    const restart = async () => {
+      await planner?.stop();
+      planner = await runPlanner({
+        manifests: env.manifests,
+        nats: env.nats.url,
+        db: env.db,
+        http: '127.0.0.1:0',
+        config: DEFAULT_PROXY_CONFIG,
+        debounceMs: 20,
+        pollMs: 100,
+        statusThresholds: { silenceMs: 800, applyTimeoutMs: 60_000 },
+        say: () => {},
+      });
+      await planner.planner.synced;
+      return planner.planner;
+    };
+    let p = await restart();
+    const hash = p.data.latest()!.hash;
+    const rendered = (node: string) =>
+      nodeStateHash(renderNodeState(p.data.publishedData(), node, p.config.revision(1)!.config));
+    // node-3 has no Node object (deleted, scaled down): while it reports it is shown
+    for (const n of ['node-1', 'node-2', 'node-3']) await sendAck(env.nc, ack(n, 1, 1, rendered(n), hash));
+    const names = () => p.status().map((r) => r.node);
+    await until(() => names().includes('node-3'), 3000, 'node-3 heard');
+    // silent past the threshold: gone from status and from what the planner keeps of nodes
+    await until(() => !names().includes('node-3'), 5000, 'node-3 forgotten');
+    expect(names()).toEqual(['node-1', 'node-2']);
+    expect(p.reportGate.gated()).not.toContain('node-3');
+    // a restart seeds node-3's logged ACK, dated when it was heard: still gone
+    p = await restart();
+    expect(names()).toEqual(['node-1', 'node-2']);
+    // a rollout waves over the cluster's nodes only, so it can complete
+    const res = await fetch(`${planner!.url}/mode`, {
+      method: 'POST',
+      body: JSON.stringify({ mode: 'nftables', waves: '1,100%', reason: 'after a scale-down' }),
+      headers: { 'x-switchboard-actor': 'tester' },
+    });
+    expect(res.status).toBe(200);
+    expect(p.config.state.rollout?.waves).toEqual([['node-1'], ['node-1', 'node-2']]);
+    // the node comes back (re-registered applier): heard afresh
+    await sendAck(env.nc, ack('node-3', 1, 1, rendered('node-3'), hash));
+    await until(() => names().includes('node-3'), 3000, 'node-3 back');
+  });
+});
