@@ -189,12 +189,20 @@ sh(
   `ip netns add ${BASE_NS}; ip netns exec ${BASE_NS} sh -c '${NETNS_SETUP}${RUN_ESTIMATION !== undefined ? `; echo ${RUN_ESTIMATION} > ${RUN_ESTIMATION_SYSCTL}` : ''}'`,
 );
 const baselineRunEstimation = Number(sh(`ip netns exec ${BASE_NS} cat ${RUN_ESTIMATION_SYSCTL}`).trim());
+/**
+ * A line on stderr, which streams to the host as it is written: run-in-vm.sh reads the emulator's
+ * CPU time at each (bench/applier/emulator-cpu.sh), so the from-empty ratio can be told apart from
+ * the share of a host core the VM got in each window (the tenth round: it moved with the host's load).
+ */
+const phaseMark = (what: string) => process.stderr.write(`bench-phase: ${what}\n`);
+phaseMark('baseline begin');
 const baseMs =
   Number(
     sh(
       `ip netns exec ${BASE_NS} sh -c 't=$(date +%s%N); ip link add kube-ipvs0 type dummy; ip -batch /tmp/sb-bench.ip; ipvsadm -R < /tmp/sb-bench.ipvsadm; ipset restore < /tmp/sb-bench.ipset; echo $(( $(date +%s%N) - t ))'`,
     ).trim(),
   ) / 1e6;
+phaseMark('baseline end');
 // Deleting the netns frees its objects in a kernel worker; wait until the guest is idle again so
 // that work does not land inside our load.
 sh(`ip netns del ${BASE_NS}`);
@@ -221,7 +229,9 @@ const netlink = await NetlinkKernel.open({
 const kernel = process.env.BENCH_PHASES === '1' ? new PhaseTimingKernel(netlink) : undefined;
 const dp = new IpvsDataplane({ kernel: kernel ?? netlink, store: new MemoryOwnershipStore(), netfilter: false });
 let gc0 = gcMs;
+phaseMark('load begin');
 const [full, fullMs] = await time(() => dp.apply(state));
+phaseMark('load end');
 const fullGcMs = gcMs - gc0;
 const fullPhases = kernel?.take();
 const gcAfterLoad = await gcHook?.afterApply();

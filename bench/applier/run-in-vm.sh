@@ -42,12 +42,16 @@ else
       for v in \"\${variants[@]}\"; do
         [ \"\$v\" = - ] && v=
         echo \"bench-ab: round \$round variant \${v:--} \$(cut -d' ' -f1-3 /proc/loadavg)\" >&2
-        export \$v
+        [ -z \"\$v\" ] || export \$v
         $bench
         tail -n 1 /tmp/sb-bench.out; [ \$rc = 0 ] || last=\$rc
         for kv in \$v; do unset \"\${kv%%=*}\"; done
       done
     done; exit \$last"
 fi
-exec "$repo/test/vm/harness/run-in-vm.sh" --mem "${VM_MEM:-4096}" --timeout "${VM_TIMEOUT:-3600}" --env "BENCH_PHASES=${BENCH_PHASES:-0}" --env "BENCH_SETTLE_MS=${BENCH_SETTLE_MS:-}" --env "BENCH_WARMUP=${BENCH_WARMUP:-}" --env "BENCH_WINDOW=${BENCH_WINDOW:-}" --env "BENCH_BATCH=${BENCH_BATCH:-}" --env "BENCH_DUMP_SOCKETS=${BENCH_DUMP_SOCKETS:-}" --env "BENCH_STEADY_PROF=${BENCH_STEADY_PROF:-0}" --env "BENCH_FIRST_PROF=${BENCH_FIRST_PROF:-0}" --env "BENCH_TRACE=${BENCH_TRACE:-0}" --env "BENCH_NO_HINT=${BENCH_NO_HINT:-0}" --env "BENCH_V8_DEFAULTS=${BENCH_V8_DEFAULTS:-0}" --env "BENCH_IPVS_RECV_BUFFER=${BENCH_IPVS_RECV_BUFFER:-}" --env "BENCH_V8_FLAGS=${BENCH_V8_FLAGS:-}" --env "BENCH_IPVS_RUN_ESTIMATION=${BENCH_IPVS_RUN_ESTIMATION:-}" --env "BENCH_GC_AFTER_LOAD=${BENCH_GC_AFTER_LOAD:-}" -- \
-  bash -c "$cmd"
+# The VM's output passes through emulator-cpu.sh, which writes the emulator's CPU time over the
+# baseline and over our load to stderr (the bench marks both on its stderr); the exit code is the VM's.
+set +e
+"$repo/test/vm/harness/run-in-vm.sh" --mem "${VM_MEM:-4096}" --timeout "${VM_TIMEOUT:-3600}" --env "BENCH_PHASES=${BENCH_PHASES:-0}" --env "BENCH_SETTLE_MS=${BENCH_SETTLE_MS:-}" --env "BENCH_WARMUP=${BENCH_WARMUP:-}" --env "BENCH_WINDOW=${BENCH_WINDOW:-}" --env "BENCH_BATCH=${BENCH_BATCH:-}" --env "BENCH_DUMP_SOCKETS=${BENCH_DUMP_SOCKETS:-}" --env "BENCH_STEADY_PROF=${BENCH_STEADY_PROF:-0}" --env "BENCH_FIRST_PROF=${BENCH_FIRST_PROF:-0}" --env "BENCH_TRACE=${BENCH_TRACE:-0}" --env "BENCH_NO_HINT=${BENCH_NO_HINT:-0}" --env "BENCH_V8_DEFAULTS=${BENCH_V8_DEFAULTS:-0}" --env "BENCH_IPVS_RECV_BUFFER=${BENCH_IPVS_RECV_BUFFER:-}" --env "BENCH_V8_FLAGS=${BENCH_V8_FLAGS:-}" --env "BENCH_IPVS_RUN_ESTIMATION=${BENCH_IPVS_RUN_ESTIMATION:-}" --env "BENCH_GC_AFTER_LOAD=${BENCH_GC_AFTER_LOAD:-}" -- \
+  bash -c "$cmd" | "$repo/bench/applier/emulator-cpu.sh"
+exit "${PIPESTATUS[0]}"
