@@ -28,18 +28,22 @@ export interface GcAfterApply {
  * One full garbage collection after a big apply (a full load, a large change), once the apply's
  * ACK is out and the event loop has nothing else to run.
  *
- * Why: a 10k-service load leaves hundreds of MB of heap behind it, and V8 then marks that heap
- * concurrently, on its worker threads, while the applier handles the next changes. Where the
- * process has no spare core for those threads (a CPU-limited container; the test VM, whose
- * emulator runs every vCPU on one host thread) they take the CPU from the changes: the first
- * changes after a 10k × 10 load ran several times slower than later ones while V8's workers used
- * ~2 s of CPU (docs/benchmarks.md, "Applier (ipvs)", ninth and tenth rounds). Collecting once,
- * right after the big apply, does that work in one pause at a moment when no change is waiting,
- * and returns the load's transient heap to the OS, as the planner does after its sync.
+ * Why: a 10k-service load leaves its transient heap behind (95 MB in use, 39 MB after this
+ * collection, in the VM bench), and V8 keeps those pages until its next major GC, which it runs
+ * when it chooses: marking concurrently on worker threads while the applier handles the next
+ * changes. Where the process has no spare core for those threads (a CPU-limited container; the
+ * test VM, whose emulator runs every vCPU on one host thread) that marking takes the CPU from the
+ * changes; the first changes after a 10k × 10 load that met it ran 2–3× slower than those that did
+ * not (docs/benchmarks.md, "Applier (ipvs)", tenth round). Collecting once, right after the big
+ * apply, returns the heap to the OS (as the planner does after its sync) and takes that marking
+ * out of the changes that follow; it does not stop V8 from starting another major GC soon after
+ * (seen once in the bench: 565 ms of it inside the 21 changes after this one), so it is a memory
+ * measure first, not a latency guarantee.
  *
  * Bounded: only when the heap grew by `minGrowthBytes` since the last collection made here (a
  * small change grows it by kilobytes, so steady-state changes never pay for one), at most one
- * collection pending at a time, none after stop(), and none again once one threw.
+ * collection pending at a time, none after stop(), and none again once one threw. Its cost: the
+ * event loop blocked for the collection (0.7–1.0 s in the VM at 10k, under TCG).
  */
 export class GcAfterBigApply {
   private readonly minGrowth: number;
