@@ -807,11 +807,23 @@ export class Planner {
     const nowMs = Date.now();
     this.forgetDeparted(nowMs);
     const last = new Map(this.nodes.lastHeard().map((a) => [a.node, a]));
+    const inData = new Set(this.data.publishedData().nodeNames());
     return this.fleet(nowMs).map((node) => {
       const target = this.targetOf(node, latest?.version ?? 0);
       const a = last.get(node);
       const acked = a?.type === 'ACK' && a.version === target.version && a.configRevision === target.configRevision;
-      return this.nodes.row(node, target, this.expectedOf(node, target, latest?.version, acked), nowMs, this.viewStale);
+      const row = this.nodes.row(
+        node,
+        target,
+        this.expectedOf(node, target, latest?.version, acked),
+        nowMs,
+        this.viewStale,
+      );
+      if (inData.has(node)) return row;
+      // It runs what it was given, but that has no NodePorts: they are rendered on the addresses of
+      // the node's Node object (its Node was deleted, or --node names no Node: probe4 K3).
+      const note = 'no Node object of this name in the cluster: no NodePorts are rendered for it';
+      return { ...row, reason: row.reason ? `${row.reason}; ${note}` : note };
     });
   }
 

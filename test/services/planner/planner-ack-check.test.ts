@@ -276,6 +276,8 @@ describe('the fleet is the cluster, not every node ever heard (review4 G1)', () 
     for (const n of ['node-1', 'node-2', 'node-3']) await sendAck(env.nc, ack(n, 1, 1, rendered(n), hash));
     const names = () => p.status().map((r) => r.node);
     await until(() => names().includes('node-3'), 3000, 'node-3 heard');
+    expect(p.status().find((r) => r.node === 'node-3')?.reason).toMatch(/no Node object of this name in the cluster/);
+    expect(p.status().find((r) => r.node === 'node-1')?.reason).not.toMatch(/no Node object/);
     // silent past the threshold: gone from status and from what the planner keeps of nodes
     await until(() => !names().includes('node-3'), 5000, 'node-3 forgotten');
     expect(names()).toEqual(['node-1', 'node-2']);
