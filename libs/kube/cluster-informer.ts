@@ -23,6 +23,8 @@ export interface ClusterInformerOptions {
   pageSize?: number;
   watchTimeoutSeconds?: number;
   idleGraceMs?: number;
+  /** See KindInformerOptions.watchIdleMs. */
+  watchIdleMs?: number;
   onError?: (kind: KubeKind, err: unknown) => void;
   /** See KindInformerOptions.identityOnly. */
   identityOnly?: boolean;
@@ -63,6 +65,7 @@ export class ClusterInformer {
           pageSize: options.pageSize,
           watchTimeoutSeconds: options.watchTimeoutSeconds,
           idleGraceMs: options.idleGraceMs,
+          watchIdleMs: options.watchIdleMs,
           onError: options.onError,
           identityOnly: options.identityOnly,
         }),

@@ -1,7 +1,10 @@
 // List/watch loop for one kind. Every event goes through the awaited sink before the
 // next line is read and before its RV is saved, so a crash never skips an event.
 // Expired RVs (410) relist and diff; every other failure retries with backoff. The loop
-// only ends through stop().
+// only ends through stop(). A watch that delivers nothing (no event, no bookmark) for
+// watchIdleMs is treated as dead and re-established: a half-open connection (a partition, a
+// proxy that keeps the client side) sends no RST, so without this bound the informer would
+// trust it until the watch timeout, 5-10 minutes (client-go's kubernetes#87615).
 
 import { Backoff, type BackoffOptions } from './backoff.ts';
 import { systemClock, type Clock } from './clock.ts';
@@ -25,6 +28,8 @@ export interface KindInformerHealth {
   watchesOpened: number;
   events: number;
   bookmarks: number;
+  /** Watches abandoned because they delivered nothing (no event, no bookmark) for watchIdleMs. */
+  idleWatches: number;
   expired: number;
   errors: number;
   sinkErrors: number;
@@ -47,8 +52,15 @@ export interface KindInformerOptions {
   pageSize?: number;
   /** Server-side watch timeout; each watch asks for a random value in [t, 2t) (default 300 s), like client-go. */
   watchTimeoutSeconds?: number;
-  /** Extra idle time after the watch timeout before the client gives up on a silent stream (default 30 s). */
+  /** Extra idle time after the watch timeout before the transport gives up on a silent socket (default 30 s). */
   idleGraceMs?: number;
+  /**
+   * A watch that delivers nothing, neither an event nor a bookmark, for this long is abandoned and
+   * re-established from its RV (default 120 s: the apiserver sends a bookmark about every minute
+   * to a watch that asks for them, so this is two missed bookmarks). The time the sink takes
+   * does not count. Until a new watch delivers something, the kind reports the failure.
+   */
+  watchIdleMs?: number;
   random?: () => number;
   /** Called on every failure (for logging); must not throw. */
   onError?: (kind: KubeKind, err: unknown) => void;
@@ -98,6 +110,8 @@ export class KindInformer {
   /** Resolves once the first list was delivered to the sink (or a resumed watch opened). */
   readonly synced: Promise<void>;
   private readonly stats: KindInformerHealth;
+  /** The last failure was a silent watch: a new watch opening is not health until it delivers. */
+  private idleFailure = false;
 
   constructor(options: KindInformerOptions) {
     this.options = options;
@@ -118,6 +132,7 @@ export class KindInformer {
       watchesOpened: 0,
       events: 0,
       bookmarks: 0,
+      idleWatches: 0,
       expired: 0,
       errors: 0,
       sinkErrors: 0,
@@ -239,6 +254,7 @@ export class KindInformer {
    * (succeeded), so a server that accepts watches and closes them at once still meets a growing delay.
    */
   private working(): void {
+    this.idleFailure = false;
     this.stats.consecutiveFailures = 0;
     delete this.stats.lastError;
     delete this.stats.lastErrorAt;
@@ -292,25 +308,52 @@ export class KindInformer {
     const info = KUBE_KIND_INFO[this.kind];
     const base = this.options.watchTimeoutSeconds ?? 300;
     const timeoutSeconds = Math.max(1, Math.floor(base * (1 + this.random())));
-    const stream = await this.options.http.watch({
-      path: info.path,
-      query: {
-        watch: 'true',
-        resourceVersion: this.rv!,
-        allowWatchBookmarks: 'true',
-        timeoutSeconds: String(timeoutSeconds),
-      },
-      signal,
-      idleTimeoutMs: timeoutSeconds * 1000 + (this.options.idleGraceMs ?? 30_000),
-    });
+    const idle = new IdleWatchdog(this.clock, this.options.watchIdleMs ?? 120_000, signal);
+    try {
+      idle.arm();
+      const stream = await this.options.http.watch({
+        path: info.path,
+        query: {
+          watch: 'true',
+          resourceVersion: this.rv!,
+          allowWatchBookmarks: 'true',
+          timeoutSeconds: String(timeoutSeconds),
+        },
+        signal: idle.signal,
+        idleTimeoutMs: timeoutSeconds * 1000 + (this.options.idleGraceMs ?? 30_000),
+      });
+      idle.disarm();
+      await this.readWatch(stream, timeoutSeconds, idle);
+    } catch (err) {
+      if (!idle.fired || signal.aborted) throw err;
+      this.stats.idleWatches += 1;
+      this.idleFailure = true;
+      throw new Error(
+        `${this.kind}: watch delivered nothing (no event, no bookmark) for ${idle.ms} ms; abandoned, watching again from resourceVersion ${this.rv}`,
+      );
+    } finally {
+      idle.dispose();
+    }
+  }
+
+  private async readWatch(stream: AsyncIterable<unknown>, timeoutSeconds: number, idle: IdleWatchdog): Promise<void> {
     this.stats.watchesOpened += 1;
     this.stats.watching = true;
-    this.working(); // a quiet cluster sends nothing for minutes: an open watch is health enough
+    // A quiet cluster sends no events for minutes, so an open watch is health enough, except
+    // after a silent watch was abandoned: then only a delivered line (event or bookmark) is.
+    if (!this.idleFailure) this.working();
     // Resumed from a saved RV: the sink already holds the state as of that RV.
     this.markSynced();
     const openedAt = this.clock.now();
     let lines = 0;
-    for await (const line of stream) {
+    const iterator = stream[Symbol.asyncIterator]();
+    for (;;) {
+      // Only the wait for the next line counts as idle, not the sink's work on the last one.
+      idle.arm();
+      const next = await iterator.next();
+      idle.disarm();
+      if (next.done) break;
+      const line = next.value;
       lines += 1;
       const event = line as WatchEvent;
       const type = event?.type;
@@ -341,5 +384,52 @@ export class KindInformer {
       throw new Error(`${this.kind}: watch closed by the server after ${elapsed} ms without any event`);
     }
     // Clean end (server timeout): re-watch from the saved RV, no backoff needed.
+  }
+}
+
+/**
+ * Aborts one watch's request when nothing arrives for `ms` while armed. Its signal also follows
+ * the informer's (stop). Runs on the informer's Clock so the bound is a seam like the backoff.
+ */
+class IdleWatchdog {
+  private readonly controller = new AbortController();
+  private timer: AbortController | undefined;
+  private readonly onParentAbort = () => this.controller.abort();
+  fired = false;
+
+  constructor(
+    private readonly clock: Clock,
+    readonly ms: number,
+    private readonly parent: AbortSignal,
+  ) {
+    if (!(ms > 0)) throw new Error(`watchIdleMs must be > 0, got ${ms}`);
+    if (parent.aborted) this.controller.abort();
+    else parent.addEventListener('abort', this.onParentAbort, { once: true });
+  }
+
+  /** Ends the watchdog: no timer left, no listener left on the informer's long-lived signal. */
+  dispose(): void {
+    this.disarm();
+    this.parent.removeEventListener('abort', this.onParentAbort);
+  }
+
+  get signal(): AbortSignal {
+    return this.controller.signal;
+  }
+
+  arm(): void {
+    this.disarm();
+    const timer = new AbortController();
+    this.timer = timer;
+    void this.clock.sleep(this.ms, timer.signal).then(() => {
+      if (timer.signal.aborted || this.controller.signal.aborted) return;
+      this.fired = true;
+      this.controller.abort();
+    });
+  }
+
+  disarm(): void {
+    this.timer?.abort();
+    this.timer = undefined;
   }
 }

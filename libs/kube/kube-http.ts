@@ -57,6 +57,9 @@ export function kubeHttpFromConfig(kc: KubeConfig): KubeHttp {
       req.setTimeout(request.idleTimeoutMs ?? 60_000, () =>
         req.destroy(new Error(`${context}: no data for ${request.idleTimeoutMs ?? 60_000} ms`)),
       );
+      // Keepalive probes let the kernel notice a peer that is gone for good; the informer's own
+      // idle bound (watchIdleMs) covers what keepalive cannot (a proxy that still answers).
+      req.on('socket', (socket) => socket.setKeepAlive(true, 30_000));
       req.on('error', reject);
       req.end();
     });

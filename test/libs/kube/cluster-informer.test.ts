@@ -416,6 +416,39 @@ describe('ClusterInformer', () => {
     expect(events.filter((e) => !e.relist)).toEqual([]);
   });
 
+  it('abandons a watch that delivers nothing (half-open) and re-watches from its RV; reports while it cannot', async () => {
+    // Bookmarks every 100 ms (beforeEach) keep a quiet watch alive under a 300 ms bound.
+    const informer = startInformer({ kinds: ['Service'], watchIdleMs: 300 });
+    await informer.synced;
+    await until('watch open', watching(informer));
+    server.create('Service', svc('a'));
+    await until('event a', () => events.length === 1);
+    const kind = informer.informer('Service');
+    await until('quiet for > 300 ms, bookmarks only', () => kind.health().bookmarks >= 4);
+    expect(kind.health().idleWatches).toBe(0);
+    // The connection goes half-open: changes made now reach the client only through a new watch.
+    server.silenceWatches();
+    server.create('Service', svc('b'));
+    server.update('Service', svc('a', 99));
+    await until('events after the silent watch is abandoned', () => events.length === 3);
+    expect(summary(events)).toEqual(['Service ADDED a', 'Service ADDED b', 'Service MODIFIED a']);
+    expect(kind.health()).toMatchObject({ idleWatches: 1, relists: 0, lists: 1 });
+    // Re-watched from the RV it had (a's), not relisted: b and the update came through the watch.
+    expect(server.requestsOf('watch', 'Service').map((r) => r.query.resourceVersion)).toEqual(['1', '2']);
+    // While every new watch stays silent too, the kind reports it, even between re-watches.
+    server.silenceWatches({ newWatches: true });
+    server.create('Service', svc('c'));
+    await until('reported', () => kind.health().idleWatches >= 2);
+    expect(informer.problem()).toMatch(/^Service: .*delivered nothing \(no event, no bookmark\) for 300 ms/);
+    await until('re-watched, still silent', () => server.requestsOf('watch', 'Service').length >= 4);
+    expect(informer.problem()).toMatch(/delivered nothing/);
+    server.releaseSilence();
+    await until('event c', () => events.length === 4);
+    await until('healthy again', () => informer.problem() === undefined);
+    expect(summary(events).slice(3)).toEqual(['Service ADDED c']);
+    expect(kind.health().relists).toBe(0);
+  });
+
   it('re-watches from its RV when the server ends the watch (timeoutSeconds)', async () => {
     const informer = startInformer({ kinds: ['Node'], watchTimeoutSeconds: 0.2 });
     await informer.synced;

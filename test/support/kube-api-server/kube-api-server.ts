@@ -150,6 +150,7 @@ export class KubeApiServer {
   private running = false;
   private failures: { remaining: number; status: number; match: (entry: RequestLogEntry) => boolean } | undefined;
   private streamDelayMs = 0;
+  private silenceNewWatches = false;
   /** Every request received, in order; tests assert on it (e.g. "no list after restart"). */
   readonly requests: RequestLogEntry[] = [];
 
@@ -258,6 +259,22 @@ export class KubeApiServer {
       status: options.status ?? 500,
       match: options.match ?? ((entry) => entry.verb === 'list' || entry.verb === 'watch' || entry.verb === 'get'),
     };
+  }
+
+  /**
+   * Every open watch goes silent: no more events, bookmarks or end (not even at its timeout),
+   * with its connection left open, as a client sees a half-open connection. With
+   * `newWatches`, watches opened later go silent too (after their 200 and headers) until
+   * `releaseSilence()`: the path to the server stays broken. Changes still happen in the store.
+   */
+  silenceWatches(options: { newWatches?: boolean } = {}): void {
+    for (const watch of this.watches) watch.silence();
+    this.silenceNewWatches = options.newWatches ?? false;
+  }
+
+  /** New watches deliver again; watches already silenced stay silent until the client drops them. */
+  releaseSilence(): void {
+    this.silenceNewWatches = false;
   }
 
   /** Delays every watch event write by `ms` (0 turns it off); applies to open watches too. */
@@ -479,6 +496,7 @@ export class KubeApiServer {
       },
     });
     this.watches.add(stream);
+    if (this.silenceNewWatches) stream.silence();
     const fail = (status: KubeStatus) => {
       stream.send({ type: 'ERROR', object: status });
       stream.end();

@@ -15,6 +15,7 @@ export class WatchStream {
   private pumping = false;
   private closed = false;
   private endAfterQueue = false;
+  private silent = false;
 
   constructor(private readonly options: WatchStreamOptions) {
     options.res.on('close', () => this.close());
@@ -24,15 +25,25 @@ export class WatchStream {
     return this.closed;
   }
 
+  /**
+   * From now on this stream delivers nothing, neither events nor bookmarks nor its end, but the
+   * connection stays open: what a client sees of a half-open connection (a partition, a proxy
+   * keeping the client side). Only the client closing it ends it.
+   */
+  silence(): void {
+    this.silent = true;
+    this.queue.length = 0;
+  }
+
   send(event: { type: string; object: unknown }): void {
-    if (this.closed || this.endAfterQueue) return;
+    if (this.closed || this.endAfterQueue || this.silent) return;
     this.queue.push(`${JSON.stringify(event)}\n`);
     void this.pump();
   }
 
   /** Ends the response cleanly once everything queued so far is written. */
   end(): void {
-    if (this.closed) return;
+    if (this.closed || this.silent) return;
     this.endAfterQueue = true;
     void this.pump();
   }
