@@ -13,11 +13,14 @@
 // and ManifestFileTracker decides when a file's new content has settled. Objects are identified and
 // de-duplicated by collectManifestObjects, the same rule `plan` uses; invalid-but-nameable objects
 // are emitted as a watch would deliver them (the planner rejects each alone, keeping its last good
-// state), and events carry the raw JSON, like the cluster informer's.
+// state). Objects are kept, compared and emitted as their projection (projectKubeObject: what the
+// readers read, as the planner logs it): an edit of a field nobody reads (a comment-like annotation)
+// is no change, and a restart compares like with like whether the log holds projections or, from
+// before K3, whole objects.
 
 import { watch as watchFs, type FSWatcher } from 'node:fs';
 import { isDeepStrictEqual } from 'node:util';
-import type { Rejection } from '../model/index.ts';
+import { MANIFEST_FILE_ANNOTATION, projectKubeObject, type Rejection } from '../model/index.ts';
 import type { KubeEventSink, RawKubeObject } from './kube-event.ts';
 import { KUBE_KINDS, type KubeKind } from './kube-kind.ts';
 import type { KnownObjects } from './known-objects.ts';
@@ -25,8 +28,8 @@ import { ManifestFileTracker } from './manifest-file-tracker.ts';
 import { walkManifestDir } from './manifest-files.ts';
 import { collectManifestObjects, DEFAULT_MAX_MANIFEST_BYTES, manifestKey } from './manifest-objects.ts';
 
-/** The annotation naming the file (relative to the directory) an emitted object comes from. */
-export const MANIFEST_FILE_ANNOTATION = 'switchboard.io/manifest-file';
+/** The annotation naming the file (relative to the directory) an emitted object comes from (libs/model's one constant). */
+export { MANIFEST_FILE_ANNOTATION };
 
 export interface ManifestsSourceOptions {
   dir: string;
@@ -93,6 +96,8 @@ function annotated(object: RawKubeObject, file: string): RawKubeObject {
   return { ...object, metadata: { ...object.metadata, annotations: { ...base, [MANIFEST_FILE_ANNOTATION]: file } } };
 }
 
+const projected = (object: RawKubeObject): RawKubeObject => projectKubeObject(object) as RawKubeObject;
+
 const rvNumber = (rv: unknown): number => (typeof rv === 'string' && /^\d+$/.test(rv) ? Number(rv) : 0);
 
 export class ManifestsSource {
@@ -130,7 +135,7 @@ export class ManifestsSource {
     for (const kind of KUBE_KINDS) {
       for (const object of options.known?.objects.get(kind) ?? []) {
         const key = manifestKey(kind, object);
-        this.current.set(key, { kind, object, file: fileOf(object) });
+        this.current.set(key, { kind, object: projected(object), file: fileOf(object) });
         rv = Math.max(rv, rvNumber(object.metadata.resourceVersion));
         const list = byFile.get(fileOf(object)) ?? [];
         list.push(object);
@@ -218,7 +223,8 @@ export class ManifestsSource {
     const recheckInMs = await this.tracker.refresh(tree.files);
     const { objects, rejected } = collectManifestObjects(this.tracker.contributions());
     const next = new Map<string, Entry>();
-    for (const [key, o] of objects) next.set(key, { kind: o.kind, object: annotated(o.object, o.file), file: o.file });
+    for (const [key, o] of objects)
+      next.set(key, { kind: o.kind, object: projected(annotated(o.object, o.file)), file: o.file });
     await this.emitDiff(next);
     this.watchDirs(tree.dirs);
     this.recheckInMs = recheckInMs;

@@ -1,8 +1,10 @@
 import type { KubeKind } from './kube-objects.ts';
 
 /**
- * The event schema: what the event log records. Watch events are recorded exactly as received
- * (the raw object), before they affect any version; operations record who did what and why.
+ * The event schema: what the event log records. Watch events are recorded as received, before
+ * they affect any version, their object as its projection (projectKubeObject: what the readers
+ * read; logs written before review3 K3 hold whole objects, read the same); operations record who
+ * did what and why.
  */
 export const WATCH_EVENT_TYPES = ['ADDED', 'MODIFIED', 'DELETED'] as const;
 export type WatchEventType = (typeof WATCH_EVENT_TYPES)[number];
@@ -23,7 +25,7 @@ export interface WatchEvent {
   readonly name: string;
   readonly uid: string;
   readonly resourceVersion: string;
-  /** The raw API object (for DELETED: the last known state). */
+  /** The API object (for DELETED: the last known state); logged as its projection (projectKubeObject). */
   readonly object: unknown;
 }
 

@@ -17,6 +17,7 @@ import {
   type ServiceType,
   type TrafficPolicy,
 } from './kube-objects.ts';
+import { TOPOLOGY_ANNOTATIONS } from './kube-projection.ts';
 
 /** One object the readers refused, with a reason that names it. */
 export interface Rejection {
@@ -36,7 +37,8 @@ type Raw = Record<string, unknown>;
 const isObj = (v: unknown): v is Raw => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /**
- * Validates one raw API object (as decoded from JSON/YAML or a watch event). Kinds other than the
+ * Validates one raw API object (as decoded from JSON/YAML or a watch event). A field read here
+ * must also be kept by projectKubeObject (kube-projection.ts), which is what the planner logs. Kinds other than the
  * three we read are rejected too: a manifests directory may hold them, and saying so beats
  * silently ignoring a typo in `kind`.
  */
@@ -193,10 +195,7 @@ function readService(o: Raw): ServiceObject {
     fail(`spec.sessionAffinityConfig.clientIP.timeoutSeconds out of range ${JSON.stringify(timeout)}`);
   }
   const annotations = meta.annotations;
-  const mode =
-    annotations['service.kubernetes.io/topology-mode'] ??
-    annotations['service.kubernetes.io/topology-aware-hints'] ??
-    '';
+  const mode = annotations[TOPOLOGY_ANNOTATIONS[0]] ?? annotations[TOPOLOGY_ANNOTATIONS[1]] ?? '';
   return {
     kind: 'Service',
     meta,

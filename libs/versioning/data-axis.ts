@@ -1,7 +1,13 @@
 import type { EventLog, OperationRecord, PreparedEventRow, VersionRecord } from '../eventlog/index.ts';
 import { contentSource, prepareEventRow, rebuildAtSeq } from '../eventlog/index.ts';
 import { decidePin, decideSync, decideUnpin, type DataPin } from '../control/index.ts';
-import type { ClusterData, DataDelta, KnownTexts, WatchEvent } from '../model/index.ts';
+import {
+  projectKubeObject,
+  type ClusterData,
+  type DataDelta,
+  type KnownTexts,
+  type WatchEvent,
+} from '../model/index.ts';
 import {
   ClusterDataIndex,
   rejectionKey,
@@ -120,10 +126,14 @@ export class DataAxis {
    * initial list, appended in batches of 2 000) hold these instead of the raw objects: the raw
    * object is garbage as soon as its page is read, not copied by every scavenge until its batch
    * is appended. Throws what appendEvents would throw for the event.
+   *
+   * The event's object is logged and read as its projection (projectKubeObject: the fields the
+   * readers read): a change to anything else (managedFields, status the readers ignore, a tenant's
+   * annotations) costs a row of the projection's size, not of the object's (review3 K3).
    */
-  prepare(event: WatchEvent): PreparedEvent {
-    const row = prepareEventRow(event);
-    return { row, outcome: watchEventChange(event) };
+  prepare(event: WatchEvent, i = 0): PreparedEvent {
+    const kept = keptEvent(event);
+    return { row: prepareEventRow(kept, i), outcome: watchEventChange(kept) };
   }
 
   /**
@@ -133,13 +143,11 @@ export class DataAxis {
    */
   ingest(events: readonly (WatchEvent | PreparedEvent)[]): ObjectRejection[] {
     // Raw events are checked and serialised before anything is written, as appendEvents does.
-    const prepared = events.map((e, i) =>
-      'outcome' in e ? e : { row: prepareEventRow(e, i), outcome: undefined as WatchEventOutcome | undefined },
-    );
+    const prepared = events.map((e, i) => ('outcome' in e ? e : this.prepare(e, i)));
     const seqs = this.log.appendPrepared(prepared.map((p) => p.row));
     const rejected: ObjectRejection[] = [];
     prepared.forEach((p, i) => {
-      const r = p.outcome ?? watchEventChange(events[i] as WatchEvent);
+      const r = p.outcome;
       const key = rejectionKey(p.row);
       if ('change' in r) {
         this.live.apply(r.change);
@@ -327,6 +335,11 @@ export class DataAxis {
   fullData(n: number): ClusterData {
     return (this.head?.version === n ? this.published : this.contentOf(n)).toClusterData();
   }
+}
+
+/** The event as the log keeps it: its object projected (what is not an object is checked as it came). */
+function keptEvent(e: WatchEvent): WatchEvent {
+  return e && typeof e === 'object' ? { ...e, object: projectKubeObject(e.object) } : e;
 }
 
 /** The data pin as the last pin/rollback/unpin operation left it (each one carries the pin it left). */

@@ -117,13 +117,15 @@ describe('DataAxis.prepare (events read ahead of their append, as the planner qu
   it('throws what appendEvents would, before anything is written', async () => {
     const log = await openLog(tmp.file(), steppingClock());
     const axis = DataAxis.restore(log);
+    // a field the log keeps (its projection) that cannot be serialised
+    const unserialisable = {
+      toJSON: () => {
+        throw new Error('no JSON');
+      },
+    };
     const bad = {
       ...service('a', '10.96.0.1', 1),
-      object: {
-        toJSON: () => {
-          throw new Error('no JSON');
-        },
-      },
+      object: { apiVersion: 'v1', kind: 'Service', metadata: { name: 'a' }, spec: { ports: unserialisable } },
     };
     expect(() => axis.prepare(bad)).toThrow('no JSON');
     expect(() => axis.prepare({ ...service('a', '10.96.0.1', 1), name: '' })).toThrow(/has no name/);

@@ -77,8 +77,11 @@ describe('the planner queues prepared events', () => {
 
   it('an event that cannot be prepared is queued as it came: the sink does not throw, its batch fails to append and is retried, nothing of it is written', async () => {
     const bad = service('bad', '10.96.0.9', 2);
-    (bad.object as unknown as { toJSON: () => never }).toJSON = () => {
-      throw new Error('object cannot be serialised');
+    // a field the log keeps (the object's projection) that cannot be serialised
+    (bad.object as unknown as { spec: { ports: unknown } }).spec.ports = {
+      toJSON: () => {
+        throw new Error('object cannot be serialised');
+      },
     };
     const ingest = vi.spyOn(DataAxis.prototype, 'ingest');
     const { planner, log, sinkErrors } = await plannerWith([service('good', '10.96.0.1', 1), bad]);

@@ -33,11 +33,18 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-const svc = (name: string, ip: string, note = '') => ({
+// `externalIPs` make a large row: the log keeps only what the readers read (not, e.g., annotations).
+const svc = (name: string, ip: string, externalIPs: string[] = []) => ({
   apiVersion: 'v1',
   kind: 'Service',
-  metadata: { name, namespace: 'default', annotations: { note } },
-  spec: { type: 'ClusterIP', clusterIP: ip, clusterIPs: [ip], ports: [{ name: 'http', protocol: 'TCP', port: 80 }] },
+  metadata: { name, namespace: 'default' },
+  spec: {
+    type: 'ClusterIP',
+    clusterIP: ip,
+    clusterIPs: [ip],
+    externalIPs,
+    ports: [{ name: 'http', protocol: 'TCP', port: 80 }],
+  },
 });
 const start = () =>
   runPlanner({
@@ -58,7 +65,14 @@ it('a stop while the disk is full keeps the resume point of the last logged even
     metadata: { name: 'n1' },
     status: { addresses: [{ type: 'InternalIP', address: '192.0.2.1' }] },
   });
-  kube.create('Service', svc('a', '10.96.0.1', 'x'.repeat(20_000))); // its DELETED row needs new pages
+  kube.create(
+    'Service',
+    svc(
+      'a',
+      '10.96.0.1',
+      Array.from({ length: 1500 }, (_, i) => `198.18.${i >> 8}.${i & 255}`),
+    ),
+  ); // its DELETED row needs new pages
   kube.create('Service', svc('b', '10.96.0.2'));
   let p = await start();
   let deletedRv = '';
