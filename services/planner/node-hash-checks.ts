@@ -10,8 +10,12 @@ export interface NodeHashChecksOptions {
   readonly onError?: (node: string, err: unknown) => void;
   /** Longest a slice keeps computing before it yields to the event loop (default 10 ms; at least one node a slice). */
   readonly sliceMs?: number;
-  /** Runs the next slice (default setImmediate: timers and I/O go first). */
-  readonly schedule?: (fn: () => void) => { cancel(): void };
+  /**
+   * Runs the next slice after `restMs` (default: setImmediate when 0, so timers and I/O go first,
+   * else setTimeout). A slice that ran past its budget (one render longer than sliceMs) rests as
+   * long as it overran, so checks take at most about half the planner's thread under big renders.
+   */
+  readonly schedule?: (fn: () => void, restMs: number) => { cancel(): void };
   /** Clock for the slice budget (default performance.now). */
   readonly nowMs?: () => number;
 }
@@ -26,7 +30,8 @@ interface Job {
  * every read path (review4 G7): a render is O(cluster), and status() — every GET /status, `ctl
  * wait` poll and console tick — used to render every fleet node after each version, blocking the
  * planner (no lease renewal, no events, no publish) for nodes × render. Here a hash is computed
- * only when asked for (`want`: a node ACKed that version), in slices that yield to the event loop,
+ * only when asked for (`want`: a node ACKed that version), in slices that yield to the event loop
+ * (and rest as long as a slice overran its budget: at most about half the thread under big renders),
  * and kept for one version only: entries are (node, revision) of the newest version asked about,
  * so the cache holds at most fleet × revisions in use and never thrashes, whatever the fleet size.
  * Versions are immutable, so a hash once computed for (node, version, revision) stays right.
@@ -61,7 +66,7 @@ export class NodeHashChecks {
     const k = key(node, revision);
     if (this.hashes.has(k) || this.failed.has(k) || this.queue.has(k)) return;
     this.queue.set(k, { node, revision });
-    this.scheduled ??= (this.options.schedule ?? immediate)(() => this.slice());
+    this.scheduled ??= (this.options.schedule ?? later)(() => this.slice(), 0);
   }
 
   /** Checks waiting (0 once every wanted hash is known). */
@@ -99,15 +104,22 @@ export class NodeHashChecks {
       }
       if (now() - t0 >= budget) break;
     }
-    if (this.queue.size > 0 && !this.stopped) this.scheduled = (this.options.schedule ?? immediate)(() => this.slice());
+    const rest = Math.max(0, now() - t0 - budget);
+    if (this.queue.size > 0 && !this.stopped)
+      this.scheduled = (this.options.schedule ?? later)(() => this.slice(), rest);
     if (done.length > 0) this.options.onChecked?.(done);
   }
 }
 
 const key = (node: string, revision: number) => `${revision}|${node}`;
 
-function immediate(fn: () => void): { cancel(): void } {
-  const h = setImmediate(fn);
-  h.unref?.();
-  return { cancel: () => clearImmediate(h) };
+function later(fn: () => void, restMs: number): { cancel(): void } {
+  if (restMs <= 0) {
+    const h = setImmediate(fn);
+    h.unref?.();
+    return { cancel: () => clearImmediate(h) };
+  }
+  const t = setTimeout(fn, restMs);
+  t.unref?.();
+  return { cancel: () => clearTimeout(t) };
 }

@@ -7,6 +7,7 @@ import { NodeHashChecks } from '../../../services/planner/node-hash-checks.ts';
 function harness(o: { sliceMs?: number; costMs?: number; latest?: () => number } = {}) {
   let clock = 0;
   const slices: (() => void)[] = [];
+  const rests: number[] = [];
   const computed: string[] = [];
   const checked: string[][] = [];
   const checks = new NodeHashChecks({
@@ -18,14 +19,15 @@ function harness(o: { sliceMs?: number; costMs?: number; latest?: () => number }
     },
     onChecked: (nodes) => checked.push([...nodes]),
     sliceMs: o.sliceMs ?? 10,
-    schedule: (fn) => {
+    schedule: (fn, restMs) => {
       slices.push(fn);
+      rests.push(restMs);
       return { cancel: () => slices.splice(slices.indexOf(fn), 1) };
     },
     nowMs: () => clock,
   });
   const runSlice = () => slices.shift()!();
-  return { checks, slices, computed, checked, runSlice };
+  return { checks, slices, rests, computed, checked, runSlice };
 }
 
 describe('NodeHashChecks: node-state hashes computed off the read path', () => {
@@ -43,6 +45,7 @@ describe('NodeHashChecks: node-state hashes computed off the read path', () => {
     h.runSlice();
     expect(h.computed).toHaveLength(4);
     expect(h.slices).toHaveLength(0);
+    expect(h.rests).toEqual([0, 2]); // the first slice overran its 10 ms by 2: the next rested as long
     expect(h.checks.get('n4', 3, 1)).toBe('h(n4,3,1)');
     expect(h.checks.get('n4', 3, 2)).toBeUndefined(); // another revision is another hash
     h.checks.want('n4', 3, 1); // known: nothing to do
