@@ -2,7 +2,8 @@ import fs from 'node:fs';
 import { EventLogError, translateSqliteError } from './event-log-error.ts';
 import type { EventLog } from './event-log.ts';
 import { writeCheckpoint } from './checkpoints.ts';
-import { contentSource, rebuildAtSeq } from './replay.ts';
+import { contentSource, rebuildAtSeq, replayVersion } from './replay.ts';
+import { lastReportIds } from './audit-queries.ts';
 import { databaseOf } from './database-handle.ts';
 
 export interface CompactResult {
@@ -12,6 +13,14 @@ export interface CompactResult {
   readonly checkpointsRemoved: number;
   /** Checkpoints written so retained versions stay replayable. */
   readonly checkpointsWritten: number;
+  /** ACK/NACK rows up to this id were removed; the acks chain now starts after it (its anchor). */
+  readonly acksCutId: number;
+  readonly acksRemoved: number;
+  /**
+   * The node whose last report (or last ACK) held the acks cut below the first report of version
+   * `before`; undefined when nothing did.
+   */
+  readonly acksHeldBy?: { readonly node: string; readonly id: number };
 }
 
 /**
@@ -20,6 +29,9 @@ export interface CompactResult {
  * the source of every retained pin/rollback that copies an older version, then deletes the events
  * up to that seq in one transaction and records the last removed event's hash as the chain's
  * anchor, so `verify` checks the remaining chain from there.
+ *
+ * ACK/NACK rows are cut the same way, in the same transaction (review4 G3: one row per node and
+ * version, never removed): see acksCut.
  */
 export function compactLog(log: EventLog, before: number): CompactResult {
   const target = log.version(before);
@@ -36,9 +48,11 @@ export function compactLog(log: EventLog, before: number): CompactResult {
   const have = new Set(log.checkpoints().map((c) => c.seq));
   const toWrite = [...needed].filter((s) => !have.has(s)).map((seq) => ({ seq, fold: rebuildAtSeq(log, seq) }));
   const createdAt = new Date().toISOString();
+  const acks = acksCut(log, before);
   try {
     return databaseOf(log)
       .transaction(() => {
+        const acksRemoved = cutChain(log, 'acks', acks.cutId);
         for (const w of toWrite)
           writeCheckpoint(databaseOf(log), {
             state: w.fold.state,
@@ -47,8 +61,19 @@ export function compactLog(log: EventLog, before: number): CompactResult {
             version: before,
             createdAt,
           });
+        const acksResult = {
+          acksCutId: Math.max(acks.cutId, chainAnchor(log, 'acks')),
+          acksRemoved,
+          ...(acks.heldBy ? { acksHeldBy: acks.heldBy } : {}),
+        };
         if (cut <= anchor)
-          return { cutSeq: anchor, eventsRemoved: 0, checkpointsRemoved: 0, checkpointsWritten: toWrite.length };
+          return {
+            cutSeq: anchor,
+            eventsRemoved: 0,
+            checkpointsRemoved: 0,
+            checkpointsWritten: toWrite.length,
+            ...acksResult,
+          };
         const last = databaseOf(log).prepare('SELECT row_hash FROM events WHERE seq = ?').get(cut) as
           | { row_hash: string }
           | undefined;
@@ -66,6 +91,7 @@ export function compactLog(log: EventLog, before: number): CompactResult {
           eventsRemoved: removed,
           checkpointsRemoved: cpRemoved,
           checkpointsWritten: toWrite.length,
+          ...acksResult,
         };
       })
       .immediate();
@@ -113,9 +139,51 @@ export function replayableFrom(log: EventLog): number | undefined {
 
 /** The events chain's anchor: events up to it were compacted (0: none). */
 function eventsAnchor(log: EventLog): number {
-  return (
-    databaseOf(log).prepare(`SELECT anchor_id AS a FROM chain_heads WHERE chain = 'events'`).get() as { a: number }
-  ).a;
+  return chainAnchor(log, 'events');
+}
+
+function chainAnchor(log: EventLog, chain: 'events' | 'acks'): number {
+  return (databaseOf(log).prepare('SELECT anchor_id AS a FROM chain_heads WHERE chain = ?').get(chain) as { a: number })
+    .a;
+}
+
+/**
+ * Where `db compact --before-version N` cuts the acks chain: below the first row that reports
+ * version N or later (an ACK of an older version names content whose events compaction removes:
+ * `audit node` could not rebuild it, and it holds no retained event for `audit service`), and
+ * below the last ACK (else the last report) of every node of the latest version's cluster, so
+ * each such node keeps its last report, its last ACK and the NACKs since (`audit behind`,
+ * `audit node` without --at, a restarted planner's seed). A node that left the cluster keeps
+ * nothing older than the cut. The chain is cut as a prefix, like events (rows are chained in id
+ * order; `verify` walks from the anchor), so a node silent since long ago holds the cut back:
+ * heldBy names it.
+ */
+function acksCut(log: EventLog, before: number): { cutId: number; heldBy?: { node: string; id: number } } {
+  const db = databaseOf(log);
+  const head = (db.prepare(`SELECT head_id AS h FROM chain_heads WHERE chain = 'acks'`).get() as { h: number }).h;
+  const firstNew =
+    (db.prepare('SELECT min(id) AS id FROM acks WHERE version >= ?').get(before) as { id: number | null }).id ??
+    head + 1;
+  const latest = log.latestVersion();
+  const cluster = latest && replayVersion(log, latest.version).state.data;
+  let heldBy: { node: string; id: number } | undefined;
+  for (const n of lastReportIds(log)) {
+    const keep = n.ackId ?? n.nackId!;
+    if (cluster?.node(n.node) === undefined || keep >= firstNew) continue;
+    if (!heldBy || keep < heldBy.id) heldBy = { node: n.node, id: keep };
+  }
+  return heldBy ? { cutId: heldBy.id - 1, heldBy } : { cutId: firstNew - 1 };
+}
+
+/** Deletes a chain's rows up to `cutId` and anchors it at that row (a no-op at or below its anchor). */
+function cutChain(log: EventLog, chain: 'acks', cutId: number): number {
+  const db = databaseOf(log);
+  if (cutId <= chainAnchor(log, chain)) return 0;
+  const last = db.prepare(`SELECT row_hash FROM ${chain} WHERE id = ?`).get(cutId) as { row_hash: string } | undefined;
+  if (!last) throw new EventLogError('INVALID', `compact: ${chain} row ${cutId} is missing; run db verify`);
+  const removed = db.prepare(`DELETE FROM ${chain} WHERE id <= ?`).run(cutId).changes;
+  db.prepare('UPDATE chain_heads SET anchor_id = ?, anchor_hash = ? WHERE chain = ?').run(cutId, last.row_hash, chain);
+  return removed;
 }
 
 /** A consistent copy of the log (VACUUM INTO), safe while the planner keeps writing. */

@@ -41,7 +41,7 @@ export function registerDb(program: Command, setExit: SetExit): void {
     .argument('<action>', ACTIONS.join('|'))
     .argument('[out]', 'backup: the file to write')
     .requiredOption('--db <file>', 'event log (SQLite file)')
-    .option('--before-version <n>', 'compact: remove events before this version')
+    .option('--before-version <n>', 'compact: remove events (and ACK/NACK rows) before this version')
     .option('--deep', 'verify: also rebuild every checkpoint and replay every version')
     .option('--json', 'machine-readable output')
     .option('--nats <url>', "verify: check the log's tail against the anchors carried by the published versions")
@@ -154,8 +154,12 @@ export function registerDb(program: Command, setExit: SetExit): void {
           }
           case 'compact': {
             const r = compactLog(log, before!);
+            const held = r.acksHeldBy
+              ? ` (held back by ${r.acksHeldBy.node}: its last report, row ${r.acksHeldBy.id}, is kept)`
+              : '';
             print(
-              `compacted: events up to seq ${r.cutSeq} removed (${r.eventsRemoved}), ${r.checkpointsWritten} checkpoints written, ${r.checkpointsRemoved} removed\n`,
+              `compacted: events up to seq ${r.cutSeq} removed (${r.eventsRemoved}), ${r.checkpointsWritten} checkpoints written, ${r.checkpointsRemoved} removed\n` +
+                `compacted: acks up to row ${r.acksCutId} removed (${r.acksRemoved})${held}\n`,
               r,
             );
             // The file cannot tell what the versions stream holds; what it can tell is what a

@@ -1,18 +1,21 @@
 import fs from 'node:fs';
 import Database from 'better-sqlite3';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import {
   EventAppender,
   EventLog,
   EventLogError,
   compactLog,
+  nodeAt,
+  nodesBehind,
   replayAt,
   replayVersion,
   verifyLog,
   versionArtifact,
 } from '../../../libs/eventlog/index.ts';
+import { databaseOf } from '../../../libs/eventlog/database-handle.ts';
 import { ClusterDataIndex } from '../../../libs/planner/index.ts';
-import type { WatchEvent } from '../../../libs/model/index.ts';
+import type { Ack, Nack, WatchEvent } from '../../../libs/model/index.ts';
 import { driveDataAxis, randomHistory } from './support/random-history.ts';
 import { nodeEvent } from './support/node-event.ts';
 import { openLog, steppingClock, tempDir } from './support/temp-log.ts';
@@ -159,17 +162,43 @@ describe('EventLog', () => {
     log.close();
   });
 
-  it('compaction keeps every retained version (pins of older versions included) replayable and the chain verifiable', async () => {
+  it("compaction keeps every retained version (pins of older versions included) replayable and the chain verifiable; acks are cut below version N, keeping each cluster node's last ACK and report (review4 G3)", async () => {
     const log = await openLog(tmp.file(), steppingClock());
     const recorded = driveDataAxis(log, randomHistory({ seed: 11, steps: 200, pinRate: 0.08 }), {
       checkpointEvery: 30,
     });
     const before = recorded[Math.floor(recorded.length / 2)]!.version;
+    const latest = recorded.at(-1)!.version;
+    const cluster = replayVersion(log, latest).state.data;
+    const [a, b] = ['node-0', 'node-1', 'node-2', 'node-3'].filter((n) => cluster.node(n) !== undefined);
+    expect(b).toBeDefined();
+    // a ACKs every version; `gone` (not a node of the cluster) only old ones; b's last ACK is old
+    // and a NACK follows it: b holds the acks cut at its last ACK.
+    let bLastAck = 0;
+    for (const v of recorded.map((x) => x.version)) {
+      log.recordAck(ack(a!, v));
+      if (v < before - 4) log.recordAck(ack('gone', v));
+      if (v === before - 3) bLastAck = log.recordAck(ack(b!, v));
+      if (v === before - 1) log.recordAck({ ...nack(b!, v), lastGoodVersion: before - 3 });
+    }
+    const lagBefore = nodesBehind(log, { all: true });
+    expect(lagBefore.map((n) => n.node)).toEqual([a, b, 'gone'].sort());
     const eventsBefore = log.events().length;
     const r = compactLog(log, before);
     expect(r.eventsRemoved).toBeGreaterThan(0);
     expect(log.events().length).toBe(eventsBefore - r.eventsRemoved);
+    expect(r).toMatchObject({
+      acksCutId: bLastAck - 1,
+      acksRemoved: bLastAck - 1,
+      acksHeldBy: { node: b, id: bLastAck },
+    });
     expect(verifyLog(log, { deep: true }).problems).toEqual([]);
+    // The nodes of the cluster stand where they stood (last report, last ACK); the departed one is gone.
+    expect(nodesBehind(log, { all: true })).toEqual(lagBefore.filter((n) => n.node !== 'gone'));
+    expect(nodesBehind(log, { all: true }).find((n) => n.node === b)).toMatchObject({
+      status: 'FAILED',
+      ackedVersion: before - 3,
+    });
     for (const v of recorded.filter((x) => x.version >= before))
       expect(replayVersion(log, v.version).hash).toBe(v.hash);
     const old = recorded.find(
@@ -180,9 +209,55 @@ describe('EventLog', () => {
     );
     expect(old).toBeDefined();
     expect(() => replayVersion(log, old!.version)).toThrow(/compacted/);
-    // Appending after compaction continues the chain from its head.
+    // Appending after compaction continues the chains from their heads.
     log.appendEvents([node('late', 1)]);
+    // Once b reports the latest version, the acks cut moves up to the first report of version `before`.
+    log.recordAck(ack(b!, latest));
+    const r2 = compactLog(log, before);
+    expect(r2.acksHeldBy).toBeUndefined();
+    expect(r2.acksCutId).toBeGreaterThan(bLastAck);
+    expect(nodeAt(log, a!).ack?.version).toBe(latest);
+    // What is left is every report of version `before` or later (a's, then b's latest), no older one.
+    const left = databaseOf(log).prepare('SELECT node, version FROM acks ORDER BY id').all() as {
+      node: string;
+      version: number;
+    }[];
+    const newer = recorded.filter((x) => x.version >= before).map((x) => ({ node: a!, version: x.version }));
+    expect(left).toEqual([...newer, { node: b!, version: latest }]);
+    log.recordAck(ack(a!, latest));
     expect(verifyLog(log).ok).toBe(true);
+    log.close();
+  });
+
+  it('nodesBehind reads each node by index probes, never a pass over the acks table (review4 G3)', async () => {
+    const log = await openLog(tmp.file(), steppingClock());
+    for (let v = 1; v <= 20; v++) for (const n of ['n1', 'n2', 'n3']) log.recordAck(v % 5 ? ack(n, v) : nack(n, v));
+    const db = databaseOf(log);
+    const prepare = db.prepare.bind(db);
+    const statements: string[] = [];
+    const spy = vi.spyOn(db, 'prepare').mockImplementation((sql: string) => {
+      statements.push(sql);
+      return prepare(sql);
+    });
+    const lag = nodesBehind(log, { all: true });
+    spy.mockRestore();
+    expect(lag.map((n) => [n.node, n.status, n.version, n.ackedVersion])).toEqual([
+      ['n1', 'FAILED', 20, 19],
+      ['n2', 'FAILED', 20, 19],
+      ['n3', 'FAILED', 20, 19],
+    ]);
+    // Every step that touches acks is a SEARCH answered from an index alone or by rowid: a SCAN
+    // (the old GROUP BY node) or a non-covering index search (the old max(version), one table
+    // row per ACK) reads rows in proportion to the table.
+    const steps = statements
+      .filter((q) => /\backs\b/.test(q))
+      .flatMap(
+        (q) => db.prepare(`EXPLAIN QUERY PLAN ${q}`).all(...Array(count(q, '?')).fill(1)) as { detail: string }[],
+      )
+      .map((p) => p.detail)
+      .filter((d) => /\backs\b/.test(d));
+    expect(steps.length).toBeGreaterThan(0);
+    expect(steps.filter((d) => !/^SEARCH acks USING (COVERING INDEX|INTEGER PRIMARY KEY)/.test(d))).toEqual([]);
     log.close();
   });
 
@@ -218,3 +293,35 @@ describe('EventLog', () => {
     log.close();
   });
 });
+
+function ack(node: string, version: number): Ack {
+  return {
+    type: 'ACK',
+    node,
+    version,
+    configRevision: 1,
+    dataHash: 'd',
+    nodeStateHash: 'n',
+    mode: 'ipvs',
+    kernelWrites: 0,
+    timings: { fetchMs: 0, renderMs: 0, applyMs: 0 },
+    at: '2025-01-01T00:00:00.000Z',
+  };
+}
+
+function nack(node: string, version: number): Nack {
+  return {
+    type: 'NACK',
+    node,
+    version,
+    configRevision: 1,
+    error: 'failed',
+    lastGoodVersion: 0,
+    lastGoodConfigRevision: 0,
+    at: '2025-01-01T00:00:00.000Z',
+  };
+}
+
+function count(s: string, c: string): number {
+  return s.split(c).length - 1;
+}
