@@ -130,6 +130,9 @@ export function plannerRoutes(
         // no node; a retry or two (a NATS restart) is not worth a readiness flap (review4 G2).
         const publishError =
           (p.failingFor('publish') ?? 0) >= PUBLISH_FAILING_NOT_READY_MS ? p.failure('publish') : undefined;
+        // Node reports the log cannot take (a full disk, review4 G5): the view still has them, the
+        // audit trail does not, and a quiet cluster never tries an append to show it.
+        const ackLogError = p.failure('ack log');
         const revoked = o.tokensRevoked?.();
         const reason = starting
           ? 'planner is starting (restoring from its log, waiting for NATS)'
@@ -139,11 +142,13 @@ export function plannerRoutes(
               ? `cannot log the events it sees: ${appendError}`
               : publishError !== undefined
                 ? `cannot publish versions: ${publishError}`
-                : revoked !== undefined
-                  ? `every API request is refused (401): ${revoked}`
-                  : p.isSynced
-                    ? undefined
-                    : 'event source not synced yet';
+                : ackLogError !== undefined
+                  ? `cannot log node reports: ${ackLogError}`
+                  : revoked !== undefined
+                    ? `every API request is refused (401): ${revoked}`
+                    : p.isSynced
+                      ? undefined
+                      : 'event source not synced yet';
         const ready = reason === undefined;
         send(res, ready ? 200 : 503, {
           ready,

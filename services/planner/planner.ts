@@ -119,6 +119,12 @@ export class Planner {
   /** Which ACK/NACKs reach the log (review3 N2); held ones are written by reportFlush. */
   readonly reportGate = new ReportLogGate();
   private reportFlush: NodeJS.Timeout | undefined;
+  /**
+   * Reports the log could not take (a full disk), newest per node in arrival order, written again
+   * by a retry every second until the log takes them (review4 G5).
+   */
+  private readonly unlogged = new Map<string, AckOrNack>();
+  private unloggedRetry: NodeJS.Timeout | undefined;
   private firstUnsyncedAt: number | undefined;
   private batcher!: EventBatcher<WatchEvent | PreparedEvent>;
   /** Ends the initial list's hold on WAL checkpoints (see EventLog.holdWalCheckpoints). */
@@ -271,8 +277,8 @@ export class Planner {
           (Date.parse(l.at) > Date.parse(a.at) || (l.at === a.at && l.version === a.version && l.type === a.type))
         )
           continue;
-        this.options.log.recordAck(a);
         this.nodes.onAck(a, Date.now());
+        this.logReports([a]);
       }
     });
   }
@@ -320,17 +326,15 @@ export class Planner {
     clearTimeout(this.rolloutClock);
     clearTimeout(this.reportFlush);
     this.hashChecks.stop();
+    clearTimeout(this.unloggedRetry);
     await this.source?.stop();
     if (this.batcher) await this.batcher.drain(); // what the source delivered is logged before we go
     this.batcher?.stop();
     await this.chain.catch(() => {});
     // Reports the gate still holds are the nodes' last words: written now, over budget or not
     // (a few rows once), before the log closes (and, in a group, before the leader's last flush).
-    try {
-      for (const a of this.reportGate.takeAll(Date.now())) this.options.log.recordAck(a);
-    } catch (e) {
-      this.fail('ack', e);
-    }
+    // Reports the log refused before (a full disk) are tried once more with them (logReports).
+    this.logReports(this.reportGate.takeAll(Date.now()));
     try {
       this.releaseWal?.(); // stopped before synced: the file is checkpointed as usual from here on
     } catch (e) {
@@ -634,12 +638,15 @@ export class Planner {
   private onAck(a: AckOrNack): Promise<void> {
     return this.serial(async () => {
       const now = Date.now();
-      // Every report moves the in-memory view; the log gets what the gate lets through (a repeat
-      // of the node's last logged word, or more than its budget, is not a row of its own).
-      const logged = this.reportGate.offer(a, now);
-      if (logged === 'record') this.options.log.recordAck(a);
-      else if (logged === 'held') this.armReportFlush(now);
+      // Every report moves the in-memory view, first: whether the log takes it or not (review4 G5:
+      // a write that failed on a full disk dropped the ACK from the view too, and a rollout wave
+      // whose nodes had ACKed timed out once space was back). The log gets what the gate lets
+      // through (a repeat of the node's last logged word, or more than its budget, is not a row of
+      // its own).
       this.nodes.onAck(a, now);
+      const logged = this.reportGate.offer(a, now);
+      if (logged === 'record') this.logReports([a]);
+      else if (logged === 'held') this.armReportFlush(now);
       if (this.config.step(this.rolloutReports())) await this.publishAndTarget();
     }).then(
       () => this.recovered('ack'),
@@ -656,7 +663,7 @@ export class Planner {
       () =>
         void this.serial(() => {
           this.reportFlush = undefined;
-          for (const a of this.reportGate.takeDue(Date.now())) this.options.log.recordAck(a);
+          this.logReports(this.reportGate.takeDue(Date.now()));
           this.armReportFlush(Date.now());
         }).then(
           () => this.recovered('ack'),
@@ -665,6 +672,45 @@ export class Planner {
       Math.max(0, due - now),
     );
     this.reportFlush.unref?.();
+  }
+
+  /**
+   * Writes reports to the log (in the serial queue). One the log refuses (a full disk: nothing was
+   * written) is kept as its node's unlogged report, replacing an older one (the log's last report
+   * for a node stays the node's last word, as the gate's held slot does), and the failure shows as
+   * `ack log` (lastError, /readyz 503) while any report waits; a retry every second writes them in
+   * arrival order once the log takes them again; stop() tries once more, and what still waits is
+   * lost with the process (the failure says so until then).
+   */
+  private logReports(reports: readonly AckOrNack[]): void {
+    for (const a of reports) {
+      if (this.unlogged.delete(a.node)) this.reportGate.notRecorded++; // replaced before it was written
+      this.unlogged.set(a.node, a);
+    }
+    for (const [node, a] of this.unlogged) {
+      try {
+        this.options.log.recordAck(a);
+      } catch (e) {
+        this.fail('ack log', e);
+        this.armUnloggedRetry();
+        return;
+      }
+      this.unlogged.delete(node);
+    }
+    this.recovered('ack log');
+  }
+
+  private armUnloggedRetry(): void {
+    if (this.unloggedRetry || this.stopped) return;
+    this.unloggedRetry = setTimeout(
+      () =>
+        void this.serial(() => {
+          this.unloggedRetry = undefined;
+          this.logReports([]);
+        }).catch((e) => this.fail('ack log', e)),
+      1000,
+    );
+    this.unloggedRetry.unref?.();
   }
 
   /**

@@ -3,12 +3,15 @@
 
 import { renameSync } from 'node:fs';
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import { DEFAULT_WAVE_POLICY } from '../../../libs/control/index.ts';
+import { EventLog, EventLogError, nodesBehind } from '../../../libs/eventlog/index.ts';
 import { DEFAULT_PROXY_CONFIG } from '../../../libs/model/index.ts';
+import { nodeStateHash, renderNodeState } from '../../../libs/planner/index.ts';
 import { main } from '../../../services/cli/main.ts';
 import { runPlanner, type RunningPlanner, type RunPlannerOptions } from '../../../services/planner/run-planner.ts';
 import { KubeApiServer } from '../../support/kube-api-server/index.ts';
 import { writeKubeconfig, type WrittenKubeconfig } from '../../support/kubeconfig.ts';
-import { nodeYaml, plannerEnv, svcYaml, type PlannerEnv } from './planner-support.ts';
+import { ack, nodeYaml, plannerEnv, sendAck, svcYaml, type PlannerEnv } from './planner-support.ts';
 
 let env: PlannerEnv | undefined;
 let planner: RunningPlanner | undefined;
@@ -145,6 +148,56 @@ describe('planner source errors', () => {
     renameSync(`${env.db}.away`, env.db);
     await expect.poll(readyz, { timeout: 10_000 }).toBe('200 ');
     expect(planner.planner.lastError).toBeUndefined();
+  });
+
+  it('node reports the log cannot take (a full disk) still move the view and the rollout; /readyz is 503 until the retry writes them (review4 G5)', async () => {
+    env = await plannerEnv();
+    env.write('nodes.yaml', `${nodeYaml('node-1', '192.0.2.1')}---\n${nodeYaml('node-2', '192.0.2.2')}`);
+    env.write('a.yaml', svcYaml('a', '10.96.0.1'));
+    planner = await startPlanner({});
+    const p = planner.planner;
+    await p.synced;
+    const ackOf = (node: string, rev: number) =>
+      ack(
+        node,
+        p.data.latest()!.version,
+        rev,
+        nodeStateHash(renderNodeState(p.data.publishedData(), node, p.config.revision(rev)!.config)),
+        p.data.latest()!.hash,
+      );
+    for (const n of ['node-1', 'node-2']) await sendAck(env.nc, ackOf(n, 1));
+    await expect.poll(() => p.status().every((r) => r.status === 'SYNCED'), { timeout: 10_000 }).toBe(true);
+    await p.configChange({ scheduler: 'wrr' }, { actor: 'op', reason: 'wrr' }, 'config', {
+      waves: [{ kind: 'percent', p: 100 }],
+      pauseOnError: false,
+      policy: DEFAULT_WAVE_POLICY,
+    });
+    // The log refuses every report as a full disk does (event-log-error.ts: nothing was written).
+    const full = vi.spyOn(EventLog.prototype, 'recordAck').mockImplementation(() => {
+      throw new EventLogError('DISK_FULL', 'recordAck: disk full (database or disk is full); nothing was written');
+    });
+    for (const n of ['node-1', 'node-2']) await sendAck(env.nc, ackOf(n, 2));
+    // The view heard both: the wave completes while nothing can be logged.
+    await expect.poll(() => p.config.state.rollout?.status, { timeout: 10_000 }).toBe('completed');
+    const readyz = async () => {
+      const res = await fetch(`${planner!.url}/readyz`);
+      return `${res.status} ${((await res.json()) as { reason?: string }).reason ?? ''}`;
+    };
+    expect(await readyz()).toBe(
+      '503 cannot log node reports: ack log: recordAck: disk full (database or disk is full); nothing was written',
+    );
+    expect(p.lastError).toMatch(/^ack log: recordAck: disk full/);
+    full.mockRestore(); // space is back: the retry writes what waited, and the failure ends
+    await expect.poll(readyz, { timeout: 10_000 }).toBe('200 ');
+    const log = await EventLog.open({ file: env.db, migrate: false });
+    try {
+      expect(nodesBehind(log, { all: true }).map((n) => [n.node, n.lastReport.configRevision])).toEqual([
+        ['node-1', 2],
+        ['node-2', 2],
+      ]);
+    } finally {
+      log.close();
+    }
   });
 
   it('show on /readyz while an informer cannot watch, and clear when it can again', async () => {
