@@ -56,3 +56,12 @@ export class Backoff {
     this.attempt = 0;
   }
 }
+
+/**
+ * The wait before a retry: the backoff's delay, or longer when the server asked for it (429/503
+ * Retry-After), capped so a wrong or hostile header cannot park the client for long.
+ */
+export function retryDelayMs(backoffMs: number, retryAfterSeconds: number | undefined, capMs = 60_000): number {
+  if (retryAfterSeconds === undefined || !(retryAfterSeconds > 0)) return backoffMs;
+  return Math.max(backoffMs, Math.min(retryAfterSeconds * 1000, capMs));
+}

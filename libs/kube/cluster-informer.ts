@@ -25,6 +25,8 @@ export interface ClusterInformerOptions {
   idleGraceMs?: number;
   /** See KindInformerOptions.watchIdleMs. */
   watchIdleMs?: number;
+  /** See KindInformerOptions.retryAfterCapMs. */
+  retryAfterCapMs?: number;
   onError?: (kind: KubeKind, err: unknown) => void;
   /** See KindInformerOptions.identityOnly. */
   identityOnly?: boolean;
@@ -66,6 +68,7 @@ export class ClusterInformer {
           watchTimeoutSeconds: options.watchTimeoutSeconds,
           idleGraceMs: options.idleGraceMs,
           watchIdleMs: options.watchIdleMs,
+          retryAfterCapMs: options.retryAfterCapMs,
           onError: options.onError,
           identityOnly: options.identityOnly,
         }),

@@ -8,7 +8,7 @@ export { KUBE_KINDS, KUBE_KIND_INFO, isKubeKind } from './kube-kind.ts';
 export type { KubeKind, KubeKindInfo } from './kube-kind.ts';
 export type { ResumeStore } from './resume-store.ts';
 export { MemoryResumeStore } from './resume-store.ts';
-export { Backoff } from './backoff.ts';
+export { Backoff, retryDelayMs } from './backoff.ts';
 export type { BackoffOptions } from './backoff.ts';
 export { systemClock } from './clock.ts';
 export type { Clock } from './clock.ts';

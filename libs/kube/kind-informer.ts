@@ -6,7 +6,7 @@
 // proxy that keeps the client side) sends no RST, so without this bound the informer would
 // trust it until the watch timeout, 5-10 minutes (client-go's kubernetes#87615).
 
-import { Backoff, type BackoffOptions } from './backoff.ts';
+import { Backoff, retryDelayMs, type BackoffOptions } from './backoff.ts';
 import { systemClock, type Clock } from './clock.ts';
 import { isExpired, KubeApiError } from './kube-api-error.ts';
 import { objectKey, type KubeEventSink, type KubeEventType, type RawKubeObject } from './kube-event.ts';
@@ -61,6 +61,8 @@ export interface KindInformerOptions {
    * does not count. Until a new watch delivers something, the kind reports the failure.
    */
   watchIdleMs?: number;
+  /** Longest wait a server's Retry-After (429/503) can impose (default 60 s). */
+  retryAfterCapMs?: number;
   random?: () => number;
   /** Called on every failure (for logging); must not throw. */
   onError?: (kind: KubeKind, err: unknown) => void;
@@ -237,7 +239,9 @@ export class KindInformer {
           this.stats.errors += 1;
           this.stats.consecutiveFailures += 1;
         }
-        await this.clock.sleep(this.backoff.next(), signal);
+        // A server that says how long to wait (429 TooManyRequests, 503) is obeyed, bounded.
+        const asked = err instanceof KubeApiError ? err.retryAfterSeconds : undefined;
+        await this.clock.sleep(retryDelayMs(this.backoff.next(), asked, this.options.retryAfterCapMs), signal);
       }
     }
     this.stats.watching = false;

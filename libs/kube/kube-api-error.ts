@@ -15,12 +15,14 @@ export class KubeApiError extends Error {
     readonly reason: string,
     message: string,
     readonly status?: KubeStatusBody,
+    /** How long the server asked the client to wait (Retry-After header or Status details). */
+    readonly retryAfterSeconds?: number,
   ) {
     super(message);
     this.name = 'KubeApiError';
   }
 
-  static fromStatus(httpCode: number, body: unknown, context: string): KubeApiError {
+  static fromStatus(httpCode: number, body: unknown, context: string, retryAfterHeader?: string): KubeApiError {
     const status =
       body && typeof body === 'object' && (body as KubeStatusBody).kind === 'Status'
         ? (body as KubeStatusBody)
@@ -28,7 +30,16 @@ export class KubeApiError extends Error {
     const code = typeof status?.code === 'number' && status.code > 0 ? status.code : httpCode;
     const reason = status?.reason ?? 'Unknown';
     const message = status?.message ?? `HTTP ${httpCode}`;
-    return new KubeApiError(code, reason, `${context}: ${code} ${reason}: ${message}`, status);
+    const fromDetails = (status?.details as { retryAfterSeconds?: unknown } | undefined)?.retryAfterSeconds;
+    const header = retryAfterHeader?.trim();
+    // The apiserver sends whole seconds; the HTTP-date form is not used by it and is ignored.
+    const retryAfterSeconds =
+      header && /^[0-9]+$/.test(header)
+        ? Number(header)
+        : typeof fromDetails === 'number' && fromDetails > 0
+          ? fromDetails
+          : undefined;
+    return new KubeApiError(code, reason, `${context}: ${code} ${reason}: ${message}`, status, retryAfterSeconds);
   }
 }
 

@@ -71,7 +71,8 @@ export function kubeHttpFromConfig(kc: KubeConfig): KubeHttp {
       } catch {
         body = undefined;
       }
-      throw KubeApiError.fromStatus(res.statusCode ?? 0, body, context);
+      const retryAfter = res.headers['retry-after'];
+      throw KubeApiError.fromStatus(res.statusCode ?? 0, body, context, retryAfter);
     }
     return { res, context };
   };

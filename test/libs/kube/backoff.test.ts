@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Backoff } from '../../../libs/kube/index.ts';
+import { Backoff, retryDelayMs } from '../../../libs/kube/index.ts';
 
 describe('Backoff', () => {
   it('grows exponentially up to the cap and resets', () => {
@@ -8,6 +8,15 @@ describe('Backoff', () => {
     expect(b.failures).toBe(6);
     b.reset();
     expect(b.next()).toBe(100);
+  });
+
+  it('waits as long as a Retry-After asks, never less than the backoff, at most the cap', () => {
+    expect(retryDelayMs(600, undefined)).toBe(600);
+    expect(retryDelayMs(600, 5)).toBe(5000);
+    expect(retryDelayMs(8000, 5)).toBe(8000);
+    expect(retryDelayMs(600, 3600)).toBe(60_000);
+    expect(retryDelayMs(600, 3600, 10_000)).toBe(10_000);
+    expect(retryDelayMs(600, 0)).toBe(600);
   });
 
   it('jitters down by at most the jitter fraction', () => {

@@ -5,6 +5,7 @@ import {
   ClusterInformer,
   loadKubeConfig,
   MemoryResumeStore,
+  systemClock,
   type ClusterInformerOptions,
   type KubeEvent,
   type KubeKind,
@@ -340,6 +341,35 @@ describe('ClusterInformer', () => {
       await http410.stop();
       await config.cleanup();
     }
+  });
+
+  it('waits as long as a 429 or 503 Retry-After asks (bounded) before retrying', async () => {
+    server.create('Service', svc('a'));
+    server.failNext(1, { status: 429, retryAfterSeconds: 7 });
+    const slept: number[] = [];
+    // Records each retry wait the informer asks for and waits 1 ms, so the test takes no 7 s; the
+    // idle watchdog's bound (watchIdleMs, on the same clock) runs in real time.
+    const clock = {
+      now: () => Date.now(),
+      sleep: (ms: number, signal?: AbortSignal) => {
+        if (ms === 120_000) return systemClock.sleep(ms, signal);
+        slept.push(ms);
+        return systemClock.sleep(1, signal);
+      },
+    };
+    const informer = startInformer({ kinds: ['Service'], clock, watchIdleMs: 120_000 });
+    await informer.synced;
+    expect(slept).toEqual([7000]);
+    expect(server.requestsOf('list', 'Service').map((r) => r.status)).toEqual([429, 200]);
+    await until('watch open', watching(informer));
+    server.failNext(1, { status: 503, retryAfterSeconds: 3600 });
+    server.dropConnections();
+    server.create('Service', svc('b'));
+    await until('event b', () => events.length === 2);
+    // The 503's hour is capped at 60 s; the dropped connection itself retried on the backoff.
+    expect(slept.slice(1)).toContain(60_000);
+    expect(slept.slice(1).filter((ms) => ms > 40)).toEqual([60_000]);
+    expect(summary(events)).toEqual(['Service ADDED a (relist)', 'Service ADDED b']);
   });
 
   it('retries injected 500s with backoff and recovers', async () => {

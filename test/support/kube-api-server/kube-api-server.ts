@@ -53,6 +53,8 @@ export interface FailNextOptions {
   status?: number;
   /** Which requests count (default: resource list/watch/get requests, not discovery). */
   match?: (entry: RequestLogEntry) => boolean;
+  /** Sent as the Retry-After header and the Status's details.retryAfterSeconds, as the apiserver does on 429. */
+  retryAfterSeconds?: number;
 }
 
 interface Route {
@@ -148,7 +150,9 @@ export class KubeApiServer {
   private readonly options: Required<Omit<KubeApiServerOptions, 'token'>> & { token?: string };
   private listenPort = 0;
   private running = false;
-  private failures: { remaining: number; status: number; match: (entry: RequestLogEntry) => boolean } | undefined;
+  private failures:
+    | { remaining: number; status: number; retryAfterSeconds?: number; match: (entry: RequestLogEntry) => boolean }
+    | undefined;
   private streamDelayMs = 0;
   private silenceNewWatches = false;
   /** Every request received, in order; tests assert on it (e.g. "no list after restart"). */
@@ -257,6 +261,7 @@ export class KubeApiServer {
     this.failures = {
       remaining: n,
       status: options.status ?? 500,
+      retryAfterSeconds: options.retryAfterSeconds,
       match: options.match ?? ((entry) => entry.verb === 'list' || entry.verb === 'watch' || entry.verb === 'get'),
     };
   }
@@ -351,8 +356,14 @@ export class KubeApiServer {
       }
       if (this.failures && this.failures.remaining > 0 && this.failures.match(entry)) {
         this.failures.remaining -= 1;
-        const code = this.failures.status;
-        return this.sendStatus(res, entry, kubeStatus(code, REASONS[code] ?? 'Unknown', `injected failure (${code})`));
+        const { status: code, retryAfterSeconds } = this.failures;
+        const details = retryAfterSeconds === undefined ? undefined : { retryAfterSeconds };
+        if (retryAfterSeconds !== undefined) res.setHeader('Retry-After', String(retryAfterSeconds));
+        return this.sendStatus(
+          res,
+          entry,
+          kubeStatus(code, REASONS[code] ?? 'Unknown', `injected failure (${code})`, details),
+        );
       }
       if (req.method !== 'GET') {
         return this.sendStatus(
