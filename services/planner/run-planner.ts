@@ -100,7 +100,12 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
   let serving = false;
   const server: Server = createHttpApi({
     // Before the planner exists (restoring its log, waiting for NATS): not synced, nothing failing yet.
-    planner: lateBound(current, { isSynced: false, sourceProblem: () => undefined, failure: () => undefined }),
+    planner: lateBound(current, {
+      isSynced: false,
+      sourceProblem: () => undefined,
+      failure: () => undefined,
+      failingFor: () => undefined,
+    }),
     group: () => (group ? { ...group.view(), planners: members?.list() ?? [] } : undefined),
     registry: metrics.registry,
     tokens: tokens && (() => tokens.current()),
