@@ -1,3 +1,4 @@
+import { JetStreamApiError, jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import {
   abandonSignal,
@@ -5,6 +6,7 @@ import {
   checkReplicas,
   connectBusWaiting,
   StaleLeaderError,
+  TARGETS_STREAM,
   TargetStore,
   VersionPublisher,
   VersionReader,
@@ -281,12 +283,24 @@ export class NatsPlannerBus implements PlannerBus {
     })();
   }
 
+  /** Whether the targets bucket is gone; false when that cannot be told (NATS not answering). */
+  private async targetsGone(): Promise<boolean> {
+    try {
+      await (await jetstreamManager(this.nc)).streams.info(TARGETS_STREAM);
+      return false;
+    } catch (e) {
+      return e instanceof JetStreamApiError && e.code === 10059;
+    }
+  }
+
   /** True when the store was lost (and has now been recreated, the planner told to republish). */
   private checkReset(): Promise<boolean> {
     this.checking ??= (async () => {
       try {
         const created = await this.publisher.streamCreated();
-        if (created !== undefined && created === this.streamCreated) return false;
+        // The targets bucket alone may be gone too (deleted under a running planner): every target
+        // write then failed for ever ("jetstream is not enabled"), as nothing recreated it.
+        if (created !== undefined && created === this.streamCreated && !(await this.targetsGone())) return false;
         await this.publisher.reopen();
         await this.targets.reopen();
         for (const r of [...this.configs.values()].sort((a, b) => a.revision - b.revision))

@@ -6,7 +6,15 @@ import { promisify } from 'node:util';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import pino from 'pino';
 import { connect } from '@nats-io/transport-node';
-import { newestPublishedAnchor, readVerifierFile } from '../../../libs/bus/index.ts';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { Kvm } from '@nats-io/kv';
+import {
+  DEFAULT_TARGET_KEY,
+  newestPublishedAnchor,
+  readVerifierFile,
+  TARGETS_BUCKET,
+  TARGETS_STREAM,
+} from '../../../libs/bus/index.ts';
 import { checkVersionAnchor, compactLog, EventLog } from '../../../libs/eventlog/index.ts';
 import { DEFAULT_PROXY_CONFIG } from '../../../libs/model/index.ts';
 import { startApplierService, type ApplierService } from '../../../services/applier/applier-service.ts';
@@ -134,6 +142,20 @@ describe('start in any order, wait for what is missing', () => {
     expect((await fetch(`${api}/readyz`)).status).toBe(200);
     const { svc } = await startApplier();
     await expect.poll(async () => (await readyz(svc)).status, { timeout: 20_000 }).toBe(200);
+
+    // The targets bucket deleted under the running planner (someone cleaning JetStream): the next
+    // target write fails, the planner sees the bucket gone, recreates it and republishes; before,
+    // every later write failed ("jetstream is not enabled") and nothing recreated it.
+    const nc = await connect({ servers: env.nats.url }); // env.nc may still be reconnecting after the restart
+    stops.push(() => nc.close());
+    await (await jetstreamManager(nc)).streams.delete(TARGETS_STREAM);
+    env.write('b.yaml', svcYaml('b', '10.96.0.2'));
+    const target = async () => {
+      const kv = await new Kvm(nc).open(TARGETS_BUCKET);
+      return new TextDecoder().decode((await kv.get(DEFAULT_TARGET_KEY))?.value ?? new Uint8Array());
+    };
+    await expect.poll(target, { timeout: 10_000 }).toMatch(/"version":2\b/);
+    await expect.poll(() => p.planner.lastError, { timeout: 10_000 }).toBeUndefined();
   });
 
   it('NATS back with an EMPTY store: the planner recreates stream and bucket and republishes (from its compaction cut); the applier follows without a restart', async () => {
