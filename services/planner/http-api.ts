@@ -120,8 +120,12 @@ export function plannerRoutes(
       path: '/readyz',
       access: 'public',
       handle: ({ res }) => {
-        // Before the planner exists (binding, restoring its log, waiting for NATS) it has nothing to serve.
-        const starting = o.started !== undefined && !o.started();
+        // Before the planner exists (binding, restoring its log, waiting for NATS) it has nothing to
+        // serve, and nothing of it is asked: until then `p` stands in with a few fields only.
+        if (o.started !== undefined && !o.started()) {
+          send(res, 503, { ready: false, reason: 'planner is starting (restoring from its log, waiting for NATS)' });
+          return WROTE_RESPONSE;
+        }
         const sourceError = p.sourceProblem();
         // A failing source means stale data; so does a log that cannot take the events it sees
         // (a full disk): nothing after them becomes a version until the append works again.
@@ -134,9 +138,8 @@ export function plannerRoutes(
         // audit trail does not, and a quiet cluster never tries an append to show it.
         const ackLogError = p.failure('ack log');
         const revoked = o.tokensRevoked?.();
-        const reason = starting
-          ? 'planner is starting (restoring from its log, waiting for NATS)'
-          : sourceError !== undefined
+        const reason =
+          sourceError !== undefined
             ? `event source failing: ${sourceError}`
             : appendError !== undefined
               ? `cannot log the events it sees: ${appendError}`
