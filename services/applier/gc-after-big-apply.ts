@@ -36,9 +36,9 @@ export interface GcAfterApply {
  * changes; the first changes after a 10k × 10 load that met it ran 2–3× slower than those that did
  * not (docs/benchmarks.md, "Applier (ipvs)", tenth round). Collecting once, right after the big
  * apply, returns the heap to the OS (as the planner does after its sync) and takes that marking
- * out of the changes that follow; it does not stop V8 from starting another major GC soon after
- * (seen once in the bench: 565 ms of it inside the 21 changes after this one), so it is a memory
- * measure first, not a latency guarantee.
+ * out of the changes that follow. It is a memory measure, not a latency fix: after it V8's worker
+ * threads still used 1.0–1.4 s of CPU beside the first changes in the VM (its sweeping is the
+ * candidate), and those changes were no faster than without it.
  *
  * Bounded: only when the heap grew by `minGrowthBytes` since the last collection made here (a
  * small change grows it by kilobytes, so steady-state changes never pay for one), at most one
