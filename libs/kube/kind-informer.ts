@@ -8,7 +8,7 @@
 
 import { Backoff, retryDelayMs, type BackoffOptions } from './backoff.ts';
 import { systemClock, type Clock } from './clock.ts';
-import { isExpired, KubeApiError } from './kube-api-error.ts';
+import { isExpired, isTooLargeResourceVersion, KubeApiError } from './kube-api-error.ts';
 import { objectKey, type KubeEventSink, type KubeEventType, type RawKubeObject } from './kube-event.ts';
 import type { KubeHttp } from './kube-http.ts';
 import { KUBE_KIND_INFO, type KubeKind } from './kube-kind.ts';
@@ -114,6 +114,8 @@ export class KindInformer {
   private readonly stats: KindInformerHealth;
   /** The last failure was a silent watch: a new watch opening is not health until it delivers. */
   private idleFailure = false;
+  /** The last failure was "Too large resource version" (see run()). */
+  private tooLargeBefore = false;
 
   constructor(options: KindInformerOptions) {
     this.options = options;
@@ -229,6 +231,19 @@ export class KindInformer {
         this.options.onError?.(this.kind, err);
         this.stats.lastError = err instanceof Error ? err.message : String(err);
         this.stats.lastErrorAt = this.clock.now();
+        // The same "Too large resource version" after the server's Retry-After wait is no lagging
+        // cache: the store went back (probe4 K6). Relist and diff, as after a 410, instead of
+        // waiting to resume from an RV the new store may reach with other objects.
+        const tooLarge = isTooLargeResourceVersion(err);
+        if (tooLarge && this.tooLargeBefore) {
+          this.tooLargeBefore = false;
+          this.stats.expired += 1;
+          this.stats.errors += 1;
+          this.rv = undefined;
+          this.stats.consecutiveFailures += 1;
+          continue;
+        }
+        this.tooLargeBefore = tooLarge;
         if (isExpired(err)) {
           this.stats.expired += 1;
           this.rv = undefined;

@@ -43,6 +43,21 @@ export class KubeApiError extends Error {
   }
 }
 
+/**
+ * "Too large resource version": the server is behind the RV the client resumes from. Once is a
+ * lagging watch cache (one apiserver of an HA pair, catching up in seconds); persisting, the
+ * store went back (etcd restored from a backup) and the client's state is of a cluster it can no
+ * longer see.
+ */
+export function isTooLargeResourceVersion(err: unknown): boolean {
+  if (!(err instanceof KubeApiError)) return false;
+  const causes = (err.status?.details as { causes?: { reason?: unknown }[] } | undefined)?.causes;
+  return (
+    (Array.isArray(causes) && causes.some((c) => c?.reason === 'ResourceVersionTooLarge')) ||
+    /Too large resource version/i.test(err.status?.message ?? '')
+  );
+}
+
 /** 410 Gone / reason Expired: the RV or continue token is compacted away; relist. */
 export function isExpired(err: unknown): boolean {
   return err instanceof KubeApiError && (err.code === 410 || err.reason === 'Expired' || err.reason === 'Gone');

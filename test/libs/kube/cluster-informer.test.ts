@@ -372,6 +372,20 @@ describe('ClusterInformer', () => {
     expect(summary(events)).toEqual(['Service ADDED a (relist)', 'Service ADDED b']);
   });
 
+  it('relists when the server stays behind its resume RV (store restored from a backup)', async () => {
+    server.create('Service', svc('a'));
+    // Saved state of a cluster whose store has since gone back: RV 50 and an object the server lacks.
+    const store = new MemoryResumeStore({ Service: '50' });
+    const informer = startInformer({ kinds: ['Service'], resumeStore: store });
+    await until('relisted', () => server.requestsOf('list', 'Service').length === 1);
+    await until('watching again', watching(informer));
+    // Once is a lagging cache (retried after the server's Retry-After); twice, the informer relists.
+    expect(server.requestsOf('watch', 'Service').map((r) => r.query.resourceVersion)).toEqual(['50', '50', '2']);
+    expect(summary(events)).toEqual(['Service ADDED a (relist)']);
+    expect(store.load('Service')).toBe('2');
+    expect(informer.informer('Service').health()).toMatchObject({ lists: 1, expired: 1 });
+  });
+
   it('retries injected 500s with backoff and recovers', async () => {
     server.create('Service', svc('a'));
     server.failNext(4);
