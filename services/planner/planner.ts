@@ -125,6 +125,10 @@ export class Planner {
    */
   private readonly unlogged = new Map<string, AckOrNack>();
   private unloggedRetry: NodeJS.Timeout | undefined;
+  /** Reports to write at the next group commit, in arrival order (every one is a row). */
+  private pendingReports: AckOrNack[] = [];
+  /** The step that writes queued reports in one transaction (armReportWrite). */
+  private reportWrite: NodeJS.Immediate | undefined;
   private firstUnsyncedAt: number | undefined;
   private batcher!: EventBatcher<WatchEvent | PreparedEvent>;
   /** Ends the initial list's hold on WAL checkpoints (see EventLog.holdWalCheckpoints). */
@@ -270,6 +274,7 @@ export class Planner {
   recordHeard(heard: readonly AckOrNack[]): Promise<void> {
     return this.serial(() => {
       const logged = new Map(nodesBehind(this.options.log, { all: true }).map((n) => [n.node, n.lastReport]));
+      const missing: AckOrNack[] = [];
       for (const a of heard) {
         const l = logged.get(a.node);
         if (
@@ -278,8 +283,9 @@ export class Planner {
         )
           continue;
         this.nodes.onAck(a, Date.now());
-        this.logReports([a]);
+        missing.push(a);
       }
+      this.logReports(missing); // one commit for them all (review4 G9)
     });
   }
 
@@ -327,6 +333,7 @@ export class Planner {
     clearTimeout(this.reportFlush);
     this.hashChecks.stop();
     clearTimeout(this.unloggedRetry);
+    clearImmediate(this.reportWrite);
     await this.source?.stop();
     if (this.batcher) await this.batcher.drain(); // what the source delivered is logged before we go
     this.batcher?.stop();
@@ -645,7 +652,7 @@ export class Planner {
       // its own).
       this.nodes.onAck(a, now);
       const logged = this.reportGate.offer(a, now);
-      if (logged === 'record') this.logReports([a]);
+      if (logged === 'record') this.logReports([a], 'soon');
       else if (logged === 'held') this.armReportFlush(now);
       if (this.config.step(this.rolloutReports())) await this.publishAndTarget();
     }).then(
@@ -682,21 +689,53 @@ export class Planner {
    * arrival order once the log takes them again; stop() tries once more, and what still waits is
    * lost with the process (the failure says so until then).
    */
-  private logReports(reports: readonly AckOrNack[]): void {
-    for (const a of reports) {
-      if (this.unlogged.delete(a.node)) this.reportGate.notRecorded++; // replaced before it was written
-      this.unlogged.set(a.node, a);
-    }
-    for (const [node, a] of this.unlogged) {
-      try {
-        this.options.log.recordAck(a);
-      } catch (e) {
-        this.fail('ack log', e);
-        this.armUnloggedRetry();
-        return;
+  private logReports(reports: readonly AckOrNack[], when: 'now' | 'soon' = 'now'): void {
+    this.pendingReports.push(...reports);
+    if (when === 'soon') this.armReportWrite();
+    else this.writeUnlogged();
+  }
+
+  /**
+   * Group commit (review4 G9): every report was its own transaction, one fsync each, back to back
+   * on the planner's thread; a fleet ACKing a version within milliseconds then held the thread for
+   * nodes × fsync latency (20 nodes at a 1 s fsync, 600 at 20 ms), past the lease renewal: the
+   * leader stepped down, was re-elected, wrote them again and stepped down again, for ever. ACKs
+   * that arrive together (one socket read delivers many) are queued by their steps and written
+   * by one step after them, in one transaction; all or none, so a refused write keeps them all.
+   */
+  private armReportWrite(): void {
+    if (this.reportWrite || this.stopped) return;
+    this.reportWrite = setImmediate(
+      () =>
+        void this.serial(() => {
+          this.reportWrite = undefined;
+          this.writeUnlogged();
+        }).catch((e) => this.fail('ack log', e)),
+    );
+  }
+
+  /** Writes the reports refused before, then the pending ones, in arrival order, as one transaction. */
+  private writeUnlogged(): void {
+    const pending = this.pendingReports;
+    this.pendingReports = [];
+    if (this.unlogged.size === 0 && pending.length === 0) return this.recovered('ack log');
+    try {
+      const log = this.options.log;
+      log.atomically(() => {
+        for (const a of this.unlogged.values()) log.recordAck(a);
+        for (const a of pending) log.recordAck(a);
+      });
+    } catch (e) {
+      // nothing was written: each node keeps its newest report for the retry
+      for (const a of pending) {
+        if (this.unlogged.delete(a.node)) this.reportGate.notRecorded++; // replaced before it was written
+        this.unlogged.set(a.node, a);
       }
-      this.unlogged.delete(node);
+      this.fail('ack log', e);
+      this.armUnloggedRetry();
+      return;
     }
+    this.unlogged.clear();
     this.recovered('ack log');
   }
 

@@ -2,6 +2,7 @@ import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ackSubject, heartbeatSubject } from '../../../libs/bus/index.ts';
 import { EventLog } from '../../../libs/eventlog/index.ts';
+import { databaseOf } from '../../../libs/eventlog/database-handle.ts';
 import { DEFAULT_PROXY_CONFIG, MAX_REPORT_BYTES, MAX_REPORT_ERROR, type AckOrNack } from '../../../libs/model/index.ts';
 import { nodeStateHash, renderNodeState } from '../../../libs/planner/index.ts';
 import { Planner } from '../../../services/planner/planner.ts';
@@ -220,9 +221,15 @@ describe('the planner checks the hashes an ACK echoes', () => {
     await until(() => row().status === 'SYNCED', 3000, 'SYNCED again');
     const db = new Database(env.db, { readonly: true });
     try {
-      const rows = db
-        .prepare(`SELECT type, version, length(body) AS bytes FROM acks WHERE node = 'node-2' ORDER BY id`)
-        .all() as { type: string; version: number; bytes: number }[];
+      const read = () =>
+        db.prepare(`SELECT type, version, length(body) AS bytes FROM acks WHERE node = 'node-2' ORDER BY id`).all() as {
+          type: string;
+          version: number;
+          bytes: number;
+        }[];
+      // reports are written by a group-commit step just after the steps that heard them (review4 G9)
+      await until(() => read().length >= 3, 3000, 'the third row');
+      const rows = read();
       expect(rows.map((r) => `${r.type} ${r.version}`)).toEqual(['ACK 1', 'NACK 1', 'ACK 1']);
       expect(Math.max(...rows.map((r) => r.bytes))).toBeLessThan(MAX_REPORT_ERROR + 1000);
     } finally {
@@ -296,5 +303,33 @@ describe('the fleet is the cluster, not every node ever heard (review4 G1)', () 
     // the node comes back (re-registered applier): heard afresh
     await sendAck(env.nc, ack('node-3', 1, 1, rendered('node-3'), hash));
     await until(() => names().includes('node-3'), 3000, 'node-3 back');
+  });
+});
+
+describe('node reports are written in group commits (review4 G9)', () => {
+  it('30 ACKs arriving together take a few transactions, not one fsync each, and every one is logged', async () => {
+    const p = planner!.planner;
+    const log = (p as unknown as { options: { log: EventLog } }).options.log;
+    const db = databaseOf(log);
+    // a commit: an atomically() call, or a recordAck made outside any transaction
+    let commits = 0;
+    const atomically = log.atomically.bind(log);
+    const recordAck = log.recordAck.bind(log);
+    log.atomically = (fn) => {
+      if (!db.inTransaction) commits++;
+      return atomically(fn);
+    };
+    log.recordAck = (a) => {
+      if (!db.inTransaction) commits++;
+      return recordAck(a);
+    };
+    const hash = p.data.latest()!.hash;
+    const rows = () =>
+      (db.prepare("SELECT count(*) AS n FROM acks WHERE node LIKE 'burst-%'").get() as { n: number }).n;
+    for (let i = 0; i < 30; i++)
+      env.nc.publish(ackSubject(`burst-${i}`), JSON.stringify(ack(`burst-${i}`, 1, 1, 'a'.repeat(64), hash)));
+    await env.nc.flush();
+    await until(() => rows() === 30, 5000, '30 ACK rows');
+    expect(commits).toBeLessThanOrEqual(5);
   });
 });
