@@ -179,7 +179,10 @@ describe('compose.yaml dry-run profile, run as processes', () => {
       };
       launch();
     }
-    const token = readFileSync(path.join(root, 'deploy/compose/api-tokens'), 'utf8').split(/\s+/)[0]!;
+    const tokenLine = readFileSync(path.join(root, 'deploy/compose/api-tokens'), 'utf8');
+    // the one token compose ships is an operator's (its name says so; without the role it was a viewer)
+    expect(tokenLine).toMatch(/^\S+ \S+ operator\n$/);
+    const token = tokenLine.split(/\s+/)[0]!;
     const status = () =>
       spawnSync(
         process.execPath,
