@@ -32,6 +32,10 @@ const ALLOWED: ReadonlyMap<string, string> = new Map([
     "the bench times the checkpoint store alone (old and new writer side by side), below EventLog's API",
   ],
   [
+    'bench/eventlog/nodes-behind-bench.ts -> libs/eventlog/database-handle.ts',
+    "the bench times the old ACK query (a raw SQL scan) beside nodesBehind on the same file, below EventLog's API",
+  ],
+  [
     'test/services/planner/planner-stop-resume.test.ts -> libs/eventlog/database-handle.ts',
     "a full disk on the running planner's own SQLite connection (max_page_count is per connection), below EventLog's API",
   ],

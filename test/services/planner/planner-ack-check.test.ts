@@ -2,7 +2,6 @@ import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ackSubject, heartbeatSubject } from '../../../libs/bus/index.ts';
 import { EventLog } from '../../../libs/eventlog/index.ts';
-import { databaseOf } from '../../../libs/eventlog/database-handle.ts';
 import { DEFAULT_PROXY_CONFIG, MAX_REPORT_BYTES, MAX_REPORT_ERROR, type AckOrNack } from '../../../libs/model/index.ts';
 import { nodeStateHash, renderNodeState } from '../../../libs/planner/index.ts';
 import { Planner } from '../../../services/planner/planner.ts';
@@ -310,26 +309,35 @@ describe('node reports are written in group commits (review4 G9)', () => {
   it('30 ACKs arriving together take a few transactions, not one fsync each, and every one is logged', async () => {
     const p = planner!.planner;
     const log = (p as unknown as { options: { log: EventLog } }).options.log;
-    const db = databaseOf(log);
-    // a commit: an atomically() call, or a recordAck made outside any transaction
+    // a commit: an atomically() call, or a recordAck made outside one
     let commits = 0;
+    let depth = 0;
     const atomically = log.atomically.bind(log);
     const recordAck = log.recordAck.bind(log);
     log.atomically = (fn) => {
-      if (!db.inTransaction) commits++;
-      return atomically(fn);
+      if (depth++ === 0) commits++;
+      try {
+        return atomically(fn);
+      } finally {
+        depth--;
+      }
     };
     log.recordAck = (a) => {
-      if (!db.inTransaction) commits++;
+      if (depth === 0) commits++;
       return recordAck(a);
     };
+    const db = new Database(env.db, { readonly: true });
     const hash = p.data.latest()!.hash;
     const rows = () =>
       (db.prepare("SELECT count(*) AS n FROM acks WHERE node LIKE 'burst-%'").get() as { n: number }).n;
     for (let i = 0; i < 30; i++)
       env.nc.publish(ackSubject(`burst-${i}`), JSON.stringify(ack(`burst-${i}`, 1, 1, 'a'.repeat(64), hash)));
     await env.nc.flush();
-    await until(() => rows() === 30, 5000, '30 ACK rows');
+    try {
+      await until(() => rows() === 30, 5000, '30 ACK rows');
+    } finally {
+      db.close();
+    }
     expect(commits).toBeLessThanOrEqual(5);
   });
 });
