@@ -35,6 +35,8 @@ export interface Signer {
 
 export interface Verifier {
   verify(statement: string, sig: string): boolean;
+  /** Short fingerprints of the keys trusted (SHA-256 of each key's SPKI DER, 16 hex digits), for logs. */
+  readonly fingerprints?: readonly string[];
 }
 
 export function targetStatement(
@@ -112,23 +114,64 @@ export function signerFromKey(privateKey: KeyObject): Signer {
   };
 }
 
+/**
+ * A verifier trusting every Ed25519 public key in `pem`: one PEM block, or several (a bundle, like a
+ * CA bundle) so that the planner's key can be rotated without a window in which nodes drop every
+ * target: appliers first trust the old and the new key, then the planners switch, then the old
+ * key is dropped (docs/distribution.md, "Rotating the signing key"). A signature verifies when any
+ * trusted key verifies it; the key that verified last is tried first, so a bundle costs one check
+ * per signature once the fleet signs with one key.
+ */
 export function verifierFromPem(pem: string, what = 'planner key'): Verifier {
-  let key: KeyObject;
-  try {
-    key = createPublicKey(pem);
-  } catch (e) {
-    throw new Error(`${what}: not a PEM public key (${(e as Error).message})`);
-  }
-  if (key.asymmetricKeyType !== 'ed25519') throw new Error(`${what}: ${key.asymmetricKeyType} key, ed25519 expected`);
+  const blocks = pem.match(PEM_BLOCK) ?? [pem];
+  const keys: KeyObject[] = [];
+  const fingerprints: string[] = [];
+  blocks.forEach((block, i) => {
+    const which = blocks.length > 1 ? `${what} (PEM block ${i + 1} of ${blocks.length})` : what;
+    // createPublicKey would derive the public half of a private key: a node must never hold the
+    // planner's private key (it could sign targets), so one given by mistake is refused, not used.
+    if (/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(block))
+      throw new Error(`${which}: a private key; give appliers the planner's .pub file`);
+    let key: KeyObject;
+    try {
+      key = createPublicKey(block);
+    } catch (e) {
+      throw new Error(`${which}: not a PEM public key (${(e as Error).message})`);
+    }
+    if (key.asymmetricKeyType !== 'ed25519')
+      throw new Error(`${which}: ${key.asymmetricKeyType} key, ed25519 expected`);
+    const fingerprint = sha256Hex(key.export({ type: 'spki', format: 'der' })).slice(0, 16);
+    if (fingerprints.includes(fingerprint)) return; // the same key twice: trusted once
+    keys.push(key);
+    fingerprints.push(fingerprint);
+  });
+  let last = 0;
   return {
+    fingerprints,
     verify: (s, sig) => {
-      try {
-        return verify(null, Buffer.from(s), key, Buffer.from(sig, 'base64'));
-      } catch {
-        return false;
+      const data = Buffer.from(s);
+      const signature = Buffer.from(sig, 'base64');
+      for (let n = 0; n < keys.length; n++) {
+        const k = (last + n) % keys.length;
+        if (verifiesWith(keys[k]!, data, signature)) {
+          last = k;
+          return true;
+        }
       }
+      return false;
     },
   };
+}
+
+/** One PEM block of any type: a bundle's blocks are checked one by one. */
+const PEM_BLOCK = /-----BEGIN ([A-Z0-9 ]+)-----[\s\S]*?-----END \1-----/g;
+
+function verifiesWith(key: KeyObject, data: Buffer, signature: Buffer): boolean {
+  try {
+    return verify(null, data, key, signature);
+  } catch {
+    return false;
+  }
 }
 
 /** Reads the planner's public key (`applier --planner-key FILE`). */

@@ -254,6 +254,8 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
     metrics.observe({ type: 'connection', status: 'reconnect' });
     log.info({ server: conn.getServer(), mode: dataplane.mode }, 'connected to NATS');
     const verifier = o.verifier ?? (o.plannerKeyFile ? await waitForPlannerKey(o.plannerKeyFile) : undefined);
+    // which keys a node trusts is what an operator checks during a key rotation (several: a bundle)
+    if (verifier?.fingerprints) log.info({ plannerKeys: verifier.fingerprints }, 'trusting planner keys');
     waiting = 'targets bucket';
     session = await ApplierSession.start({
       nc: conn,

@@ -110,7 +110,7 @@ export function registerApplier(program: Command, setExit: SetExit): void {
     )
     .option(
       '--planner-key <file>',
-      "the planner's public key (PEM, the planner writes it to SIGNING-KEY.pub): drop anything it did not sign",
+      "the planner's public key (PEM, the planner writes it to SIGNING-KEY.pub): drop anything it did not sign; several PEM blocks in the file are all trusted (rotating the key)",
     )
     .action(async (o: ApplierFlags) => {
       // first: the flags apply to code V8 compiles from now on (see v8-tiering.ts)

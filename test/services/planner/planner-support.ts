@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { ackSubject } from '../../../libs/bus/index.ts';
+import { ackSubject, type Signer } from '../../../libs/bus/index.ts';
 import { EventLog } from '../../../libs/eventlog/index.ts';
 import { ManifestsSource } from '../../../libs/kube/index.ts';
 import { DEFAULT_PROXY_CONFIG, type Ack, type Nack } from '../../../libs/model/index.ts';
@@ -123,10 +123,10 @@ export async function until<T>(fn: () => T | Promise<T>, ms = 5000, what = 'cond
 export async function startBarePlanner(
   env: PlannerEnv,
   file: string,
-  o: Pick<PlannerOptions, 'statusThresholds'> = {},
+  { signer, ...o }: Pick<PlannerOptions, 'statusThresholds'> & { signer?: Signer } = {},
 ): Promise<{ log: EventLog; bus: NatsPlannerBus; planner: Planner; stop: () => Promise<void> }> {
   const log = await EventLog.open({ file: path.join(env.dir, file) });
-  const bus = await NatsPlannerBus.open({ nc: env.nc });
+  const bus = await NatsPlannerBus.open({ nc: env.nc, signer });
   const planner = new Planner({
     log,
     bus,
