@@ -30,6 +30,7 @@ export {
   type NodeLag,
   type NodeLagStatus,
 } from './audit-queries.ts';
+export { eventChurn, type EventChurn, type NamespaceChurn } from './churn-query.ts';
 export { EventAppender } from './event-appender.ts';
 export { versionAnchor, checkVersionAnchor } from './version-anchor.ts';
 export {

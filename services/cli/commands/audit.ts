@@ -1,23 +1,35 @@
 import type { Command } from 'commander';
-import { diffVersions, EventLog, nodeAt, nodesBehind, serviceHistory } from '../../../libs/eventlog/index.ts';
+import {
+  diffVersions,
+  eventChurn,
+  EventLog,
+  nodeAt,
+  nodesBehind,
+  serviceHistory,
+} from '../../../libs/eventlog/index.ts';
 import { canonicalJson } from '../../../libs/model/index.ts';
 import { UsageError } from '../cli-errors.ts';
-import { time } from '../flag-values.ts';
+import { parseTime, time } from '../flag-values.ts';
 import { addOutputOptions, emit, outputFormat, table, type OutputFlags } from '../output.ts';
 import type { SetExit } from './index.ts';
 
 interface AuditOptions extends OutputFlags {
   db: string;
   at?: string;
+  since?: string;
   all?: boolean;
 }
 
-const QUERIES = 'service NS/NAME | node NAME [--at TIME] | ops | diff A B | behind [--all]';
+const QUERIES = 'service NS/NAME | node NAME [--at TIME] | ops | diff A B | behind [--all] | churn [--since TIME]';
 
 function version(v: string, what: string): number {
   const n = Number(v);
   if (!Number.isInteger(n) || n < 1) throw new UsageError(`audit diff: ${what} must be a version number, got ${v}`);
   return n;
+}
+
+function megabytes(bytes: number): string {
+  return bytes < 1_000_000 ? `${(bytes / 1000).toFixed(1)} kB` : `${(bytes / 1_000_000).toFixed(1)} MB`;
 }
 
 /** A node clock this far from the planner's is flagged: beyond any ACK's transit time. */
@@ -33,7 +45,7 @@ export function registerAudit(program: Command, setExit: SetExit): void {
   const audit = program
     .command('audit')
     .description(`audit queries over the event log: ${QUERIES}`)
-    .argument('<query>', 'service | node | ops | diff | behind')
+    .argument('<query>', 'service | node | ops | diff | behind | churn')
     .argument('[args...]', 'query arguments')
     .requiredOption('--db <file>', 'event log (SQLite file)')
     .option(
@@ -41,7 +53,8 @@ export function registerAudit(program: Command, setExit: SetExit): void {
       'node: the time to look at: 10m or 2h (ago), 2026-11-30 14:02 (local time), ISO-8601 (default: now)',
       time,
     )
-    .option('--all', 'behind: list current nodes too');
+    .option('--all', 'behind: list current nodes too')
+    .option('--since <time>', 'churn: count the events received since then (default: 1h ago)', time);
   addOutputOptions(audit).action(async (query: string, args: string[], o: AuditOptions) => {
     const need = (n: number) => {
       if (args.length !== n)
@@ -55,6 +68,7 @@ export function registerAudit(program: Command, setExit: SetExit): void {
       node: () => need(1),
       ops: () => need(0),
       behind: () => need(0),
+      churn: () => need(0),
       diff: () => {
         need(2);
         version(args[0]!, 'A');
@@ -136,6 +150,25 @@ export function registerAudit(program: Command, setExit: SetExit): void {
               line('nodes added', d.nodesAdded) +
               line('nodes removed', d.nodesRemoved) +
               line('nodes changed', d.nodesChanged) || 'no differences\n'),
+        );
+      } else if (query === 'churn') {
+        const c = eventChurn(log, o.since ?? parseTime('1h')!);
+        out(c, (wide) =>
+          c.events === 0
+            ? `no events received since ${c.since}\n`
+            : `${c.events} events, ${megabytes(c.bytes)} of objects since ${c.since} (seq ${c.fromSeq}–${c.toSeq})\n` +
+              table(
+                cols(['NAMESPACE', 40], 'EVENTS', 'BYTES', 'OBJECTS', ['BUSIEST OBJECT', 60], 'ITS EVENTS'),
+                c.namespaces.map((n) => [
+                  n.namespace || '-',
+                  n.events,
+                  megabytes(n.bytes),
+                  n.objects,
+                  n.busiest,
+                  n.busiestEvents,
+                ]),
+                wide,
+              ),
         );
       } else {
         const lag = nodesBehind(log, { all: o.all });

@@ -72,6 +72,45 @@ describe('audit output', () => {
     expect((await sbIn(['replay', '--db', db, '--at', '19:46'])).code).toBe(2);
   });
 
+  it('churn: namespaces busiest first with their busiest object, -o json; arguments are a usage error', async () => {
+    const file = path.join(dir, 'churn.db');
+    const log = await EventLog.open({ file });
+    const svc = (ns: string, name: string, rv: number) => ({
+      kind: 'Service' as const,
+      type: 'MODIFIED' as const,
+      origin: 'watch' as const,
+      namespace: ns,
+      name,
+      uid: `u-${ns}-${name}`,
+      resourceVersion: String(rv),
+      object: { apiVersion: 'v1', kind: 'Service', metadata: { namespace: ns, name, resourceVersion: String(rv) } },
+    });
+    log.appendEvents([svc('tenant-a', 'noisy', 1), svc('tenant-a', 'noisy', 2), svc('tenant-a', 'other', 3)]);
+    log.appendEvents([svc('tenant-b', 'calm', 4)]);
+    log.close();
+    const t = await sbIn(['audit', '--db', file, 'churn', '--since', '1h']);
+    expect(t.code).toBe(0);
+    const lines = t.stdout.trimEnd().split('\n');
+    expect(lines[0]).toMatch(/^4 events, 0\.\d kB of objects since \S+Z \(seq 1–4\)$/);
+    expect(lines[1]).toMatch(/^NAMESPACE\s+EVENTS\s+BYTES\s+OBJECTS\s+BUSIEST OBJECT\s+ITS EVENTS$/);
+    expect(lines[2]).toMatch(/^tenant-a\s+3\s+0\.\d kB\s+2\s+Service\/noisy\s+2$/);
+    expect(lines[3]).toMatch(/^tenant-b\s+1\s+0\.\d kB\s+1\s+Service\/calm\s+1$/);
+    const json = JSON.parse((await sbIn(['audit', '--db', file, 'churn', '-o', 'json'])).stdout) as {
+      events: number;
+      namespaces: { namespace: string; events: number }[];
+    };
+    expect(json.events).toBe(4);
+    expect(json.namespaces.map((n) => [n.namespace, n.events])).toEqual([
+      ['tenant-a', 3],
+      ['tenant-b', 1],
+    ]);
+    const future = await sbIn(['audit', '--db', file, 'churn', '--since', '2999-01-01T00:00Z']);
+    expect(future.stdout).toBe('no events received since 2999-01-01T00:00:00.000Z\n');
+    const usage = await sbIn(['audit', '--db', file, 'churn', 'tenant-a']);
+    expect(usage.code).toBe(2);
+    expect(usage.stderr).toMatch(/^switchboard: audit churn: expected 0 arguments \(.*\)\n$/);
+  });
+
   it('parses times and cuts tables as documented', () => {
     const now = new Date('2026-11-30T12:00:00Z');
     expect(parseTime('2h', now)).toBe('2026-11-30T10:00:00.000Z');
