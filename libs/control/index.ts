@@ -15,6 +15,7 @@ export {
   decideRollout,
   promoteRollout,
   nextRolloutDeadline,
+  rolloutWaitMs,
   pauseRollout,
   resumeRollout,
   rollbackConfig,
@@ -33,6 +34,13 @@ export {
   type WavePolicy,
 } from './wave-policy.ts';
 export { rolloutView } from './rollout-view.ts';
+export {
+  monoOfWall,
+  rolloutElapsed,
+  type ClockReading,
+  type RolloutAnchors,
+  type RolloutElapsed,
+} from './rollout-clock.ts';
 export { decideSync, decidePin, decideUnpin, type DataPin, type PublishDecision } from './data-pin.ts';
 export {
   nodeStatus,

@@ -9,7 +9,11 @@ export interface NodeStatusThresholds {
 
 export const DEFAULT_NODE_STATUS_THRESHOLDS: NodeStatusThresholds = { silenceMs: 30_000, applyTimeoutMs: 60_000 };
 
-/** What the planner knows about one node; times are the planner's own clock (ms). */
+/**
+ * What the planner knows about one node. Times are ms on the planner's monotonic clock (the
+ * caller's `nowMs` too): they are only compared with each other, as durations, so a wall-clock
+ * step cannot make a silent node look alive or a live one silent (review4 G6).
+ */
 export interface NodeObservation {
   readonly node: string;
   readonly target: NodeTarget | undefined;
@@ -87,7 +91,7 @@ export interface NodeStatusRow {
 
 /**
  * THE status of one node (the tracker, `ctl status`, the console and audits all read this). Pure:
- * the caller passes the clock reading. What the node runs comes from its NEWEST report (an ACK,
+ * the caller passes the clock reading (monotonic, as the observation's times). What the node runs comes from its NEWEST report (an ACK,
  * a heartbeat, or a NACK's last good version), so the word, the applied version and the lag can
  * never disagree.
  *

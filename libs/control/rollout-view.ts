@@ -1,13 +1,21 @@
 import type { ConfigTargetState } from './rollout.ts';
 import type { NodeStatusRow } from './node-status.ts';
 import { DEFAULT_WAVE_POLICY } from './wave-policy.ts';
+import type { RolloutElapsed } from './rollout-clock.ts';
 
 /**
  * The rollout as GET /status reports it: the status word, the wave (1-based) and its clocks at
  * `nowMs`, and for each node of the wave (`rows`: the status rows) its word, the revision it
- * runs, its health verdict and probe results (verdict null: the node sent none).
+ * runs, its health verdict and probe results (verdict null: the node sent none). `elapsed`: the
+ * durations the planner measures monotonically (what its gates go by); without it, from the wall
+ * stamps and `nowMs`.
  */
-export function rolloutView(st: ConfigTargetState, nowMs: number, rows: readonly NodeStatusRow[] = []) {
+export function rolloutView(
+  st: ConfigTargetState,
+  nowMs: number,
+  rows: readonly NodeStatusRow[] = [],
+  elapsed?: RolloutElapsed,
+) {
   const r = st.rollout;
   if (!r) return null;
   const policy = r.policy ?? DEFAULT_WAVE_POLICY;
@@ -25,9 +33,9 @@ export function rolloutView(st: ConfigTargetState, nowMs: number, rows: readonly
     fleet: r.waves[r.waves.length - 1]!.length,
     policy,
     waveStartedAt: r.waveStartedAt ?? r.startedAt,
-    waveElapsedMs: since(r.waveStartedAt ?? r.startedAt),
+    waveElapsedMs: running && elapsed ? elapsed.waveMs : since(r.waveStartedAt ?? r.startedAt),
     bakeStartedAt: r.bakeStartedAt ?? null,
-    bakeElapsedMs: since(r.bakeStartedAt),
+    bakeElapsedMs: running && elapsed ? (elapsed.bakeMs ?? null) : since(r.bakeStartedAt),
     waitingForPromote: r.gate ?? null,
     failed: r.failed ?? [],
     haltedBy: r.haltedBy ?? null,

@@ -7,6 +7,7 @@ import {
 } from './rollout.ts';
 import { advanceDefault, earlierDefaults, isActive } from './rollout.ts';
 import { DEFAULT_WAVE_POLICY, allowedFailures, formatMs, type WavePolicy } from './wave-policy.ts';
+import type { RolloutElapsed } from './rollout-clock.ts';
 
 export interface StartRolloutInput {
   readonly configRevision: number;
@@ -61,9 +62,21 @@ export interface RolloutStep {
 
 const ms = (iso: string) => Date.parse(iso);
 
+/** The wave's and bake's durations as the recorded wall stamps say (no monotonic measure given). */
+function wallElapsed(r: Rollout, at: string): RolloutElapsed {
+  const now = ms(at);
+  return {
+    waveMs: now - ms(r.waveStartedAt ?? r.startedAt),
+    bakeMs: r.bakeStartedAt === undefined ? undefined : now - ms(r.bakeStartedAt),
+  };
+}
+
 /**
- * Moves a running rollout on from what nodes reported and what time it is (`at`, passed in: no
- * clock here). A node of the waves reached fails when it NACKs the new revision, ACKed it with
+ * Moves a running rollout on from what nodes reported and what time it is (passed in: no clock
+ * here): `at`, the wall time the state records (display, audit), and `elapsed`, how long the wave
+ * and its bake have lasted, measured on a monotonic clock by the caller (rolloutElapsed), so a
+ * wall-clock step neither times a wave out nor ends a bake early (review4 G6); without it, the
+ * durations are taken from the recorded wall stamps. A node of the waves reached fails when it NACKs the new revision, ACKed it with
  * hashes other than the planner expects (NodeReport.mismatch: it runs something else), ACKed it
  * with an unhealthy verdict (at the ACK or later, during the bake: the verdict is data in
  * `reports`), or has not ACKed it `waveTimeoutMs` after its wave started; failures beyond the
@@ -77,12 +90,12 @@ export function decideRollout(
   state: ConfigTargetState,
   reports: ReadonlyMap<string, NodeReport>,
   at: string,
+  elapsed?: RolloutElapsed,
 ): RolloutStep {
   const r = state.rollout;
   if (!r || r.status !== 'running') return { state };
   const policy = r.policy ?? DEFAULT_WAVE_POLICY;
-  const now = ms(at);
-  const waveStart = r.waveStartedAt ?? r.startedAt;
+  const took = elapsed ?? wallElapsed(r, at);
   const ackedRevision = (n: string) => {
     const rep = reports.get(n);
     return rep?.type === 'ACK' && rep.configRevision === r.configRevision;
@@ -100,7 +113,7 @@ export function decideRollout(
     else if (mismatched(node)) fresh.push({ node, error: rep!.mismatch! });
     else if (acked(node) && rep!.health?.verdict === 'unhealthy')
       fresh.push({ node, error: `unhealthy: ${rep!.health.reason}` });
-    else if (!acked(node) && now - ms(waveStart) >= policy.waveTimeoutMs) {
+    else if (!acked(node) && took.waveMs >= policy.waveTimeoutMs) {
       fresh.push({
         node,
         error: `no ACK of revision ${r.configRevision} within the wave timeout of ${formatMs(policy.waveTimeoutMs)}`,
@@ -149,7 +162,7 @@ export function decideRollout(
         },
       };
     }
-    if (now - ms(r.bakeStartedAt) < policy.bakeMs) return { state };
+    if ((took.bakeMs ?? 0) < policy.bakeMs) return { state };
   }
   const baked = policy.bakeMs > 0 ? ` and baked ${formatMs(policy.bakeMs)}` : '';
   if (r.wave + 1 >= r.waves.length) {
@@ -200,8 +213,9 @@ export function stepRollout(
   state: ConfigTargetState,
   reports: ReadonlyMap<string, NodeReport>,
   at: string,
+  elapsed?: RolloutElapsed,
 ): ConfigTargetState {
-  return decideRollout(state, reports, at).state;
+  return decideRollout(state, reports, at, elapsed).state;
 }
 
 /** Opens a `--pause-before` gate: the waiting wave starts now, its timeout clock with it. */
@@ -211,13 +225,29 @@ export function promoteRollout(state: ConfigTargetState, at: string): ConfigTarg
   return { ...state, rollout: startWave(r, at) };
 }
 
-/** When a running rollout next needs a look without any report (a timeout or the bake ends). */
+/**
+ * When a running rollout next needs a look without any report (a timeout or the bake ends), in
+ * wall time as its recorded stamps say; the planner waits on rolloutWaitMs (monotonic) instead.
+ */
 export function nextRolloutDeadline(state: ConfigTargetState): number | undefined {
   const r = state.rollout;
   if (!r || r.status !== 'running') return undefined;
   const policy = r.policy ?? DEFAULT_WAVE_POLICY;
   const timeout = ms(r.waveStartedAt ?? r.startedAt) + policy.waveTimeoutMs;
   return r.bakeStartedAt !== undefined ? Math.min(timeout, ms(r.bakeStartedAt) + policy.bakeMs) : timeout;
+}
+
+/**
+ * How long (ms, at least 0) until a running rollout next needs a look without any report, from
+ * the wave's and bake's monotonic durations (rolloutElapsed); undefined: no deadline.
+ */
+export function rolloutWaitMs(state: ConfigTargetState, elapsed: RolloutElapsed | undefined): number | undefined {
+  const r = state.rollout;
+  if (!r || r.status !== 'running' || !elapsed) return undefined;
+  const policy = r.policy ?? DEFAULT_WAVE_POLICY;
+  const timeout = policy.waveTimeoutMs - elapsed.waveMs;
+  const wait = elapsed.bakeMs !== undefined ? Math.min(timeout, policy.bakeMs - elapsed.bakeMs) : timeout;
+  return Math.max(0, wait);
 }
 
 /** Pauses a running rollout by hand: the waves reached keep the new revision, no further wave starts. */

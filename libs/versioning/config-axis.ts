@@ -7,9 +7,14 @@ import {
   promoteRollout,
   resumeRollout,
   rollbackConfig,
+  rolloutElapsed,
+  rolloutWaitMs,
   startRollout,
+  type ClockReading,
   type ConfigTargetState,
   type NodeReport,
+  type RolloutAnchors,
+  type RolloutElapsed,
   type WavePolicy,
   type WaveSpec,
 } from '../control/index.ts';
@@ -39,15 +44,22 @@ export interface Actor {
  * The config axis: proxy-config revisions, the cluster default, and the rollout in progress. Its
  * state is a plain value moved by libs/control's pure functions; every move is recorded as an
  * operation whose params carry the resulting state, so a restarted planner resumes it exactly.
+ * The wave timeout and bake are measured on the monotonic clock from anchors kept here, in memory
+ * (rolloutElapsed: a restored wave or bake takes its elapsed time from the wall clock once).
  */
 export class ConfigAxis {
+  private anchors: RolloutAnchors = {};
+
   private constructor(
     private readonly log: EventLog,
     private targetState: ConfigTargetState,
     private readonly now: () => Date,
+    private readonly mono: () => number,
     /** Read-only, before the log holds any revision: what defaultConfig() shows meanwhile. */
     private readonly noRevisionYet?: ProxyConfig,
-  ) {}
+  ) {
+    this.elapsed(); // a restored wave or bake is anchored now, once
+  }
 
   /**
    * Restores from the log (the last operation that carries a config state); on a fresh log the
@@ -61,17 +73,19 @@ export class ConfigAxis {
     log: EventLog,
     initial: ProxyConfig,
     now: () => Date = () => new Date(),
-    o: { readOnly?: boolean } = {},
+    /** mono: the monotonic clock durations are measured on (default performance.now()). */
+    o: { readOnly?: boolean; mono?: () => number } = {},
   ): ConfigAxis {
+    const mono = o.mono ?? (() => performance.now());
     const saved = log.latestOperationWith('configState')?.params.configState as ConfigTargetState | undefined;
-    if (saved) return new ConfigAxis(log, saved, now);
+    if (saved) return new ConfigAxis(log, saved, now, mono);
     if (o.readOnly) {
       const st = {
         defaultRevision: log.latestConfigRevision()?.revision ?? 0,
         previousDefault: undefined,
         rollout: undefined,
       };
-      return new ConfigAxis(log, st, now, initial);
+      return new ConfigAxis(log, st, now, mono, initial);
     }
     const st = log.atomically(() => {
       const rev = log.latestConfigRevision() ?? log.recordConfigRevision({ config: initial, reason: 'initial config' });
@@ -88,7 +102,7 @@ export class ConfigAxis {
       });
       return first;
     });
-    return new ConfigAxis(log, st, now);
+    return new ConfigAxis(log, st, now, mono);
   }
 
   get state(): ConfigTargetState {
@@ -141,36 +155,57 @@ export class ConfigAxis {
   startRollout(o: RolloutRequest & { revision: number }, who: Actor): ConfigTargetState {
     if (!this.log.configRevision(o.revision)) throw new Error(`config revision ${o.revision} does not exist`);
     const waves = planWaves(o.nodes, o.waves);
+    const now = this.read();
     const next = startRollout(this.targetState, {
       configRevision: o.revision,
       waves,
       pauseOnError: o.pauseOnError,
       policy: o.policy,
-      at: this.at(),
+      at: iso(now),
     });
-    return this.commit(next, 'rollout', who, { revision: o.revision, waves, policy: next.rollout?.policy ?? null });
+    return this.commit(next, now, 'rollout', who, {
+      revision: o.revision,
+      waves,
+      policy: next.rollout?.policy ?? null,
+    });
   }
 
   pause(who: Actor): ConfigTargetState {
-    return this.commit(pauseRollout(this.targetState, this.at()), 'rollout', who, { pause: true });
+    const now = this.read();
+    return this.commit(pauseRollout(this.targetState, iso(now)), now, 'rollout', who, { pause: true });
   }
 
   resume(who: Actor): ConfigTargetState {
-    return this.commit(resumeRollout(this.targetState, this.at()), 'rollout', who, { resume: true });
+    const now = this.read();
+    return this.commit(resumeRollout(this.targetState, iso(now)), now, 'rollout', who, { resume: true });
   }
 
   /** Opens the --pause-before gate the rollout waits at; recorded as a `promote` gate decision. */
   promote(who: Actor): ConfigTargetState {
-    const next = promoteRollout(this.targetState, this.at());
-    return this.commit(next, 'rollout', who, { gate: 'promote', wave: next.rollout!.wave });
+    const now = this.read();
+    const next = promoteRollout(this.targetState, iso(now));
+    return this.commit(next, now, 'rollout', who, { gate: 'promote', wave: next.rollout!.wave });
   }
 
   rollback(to: number | undefined, who: Actor): ConfigTargetState {
     if (to !== undefined && !this.log.configRevision(to)) throw new Error(`config revision ${to} does not exist`);
-    return this.commit(rollbackConfig(this.targetState, to, this.at()), 'rollback', who, {
+    const now = this.read();
+    return this.commit(rollbackConfig(this.targetState, to, iso(now)), now, 'rollback', who, {
       axis: 'config',
       to: to ?? null,
     });
+  }
+
+  /** How long the running wave and its bake have lasted (monotonic; undefined: no rollout running). */
+  elapsed(now: ClockReading = this.read()): RolloutElapsed | undefined {
+    const { elapsed, anchors } = rolloutElapsed(this.targetState.rollout, this.anchors, now);
+    this.anchors = anchors;
+    return elapsed;
+  }
+
+  /** Ms until the running rollout's next deadline (wave timeout or bake end); undefined: none. */
+  waitMs(): number | undefined {
+    return rolloutWaitMs(this.targetState, this.elapsed());
   }
 
   /**
@@ -179,11 +214,13 @@ export class ConfigAxis {
    * the resulting state in the same operation, so a restarted planner resumes the bake clock.
    */
   step(reports: ReadonlyMap<string, NodeReport>): boolean {
-    const { state: next, decision } = decideRollout(this.targetState, reports, this.at());
+    const now = this.read();
+    const { state: next, decision } = decideRollout(this.targetState, reports, iso(now), this.elapsed(now));
     if (next === this.targetState || !decision) return false;
     const r = next.rollout!;
     this.commit(
       next,
+      now,
       'rollout',
       { actor: 'planner', reason: decision.reason },
       { gate: decision.kind, revision: r.configRevision, wave: r.wave, status: r.status },
@@ -191,18 +228,23 @@ export class ConfigAxis {
     return true;
   }
 
+  /** Records `next`, stamped at `now`; a wave or bake it starts is anchored at that same reading. */
   private commit(
     next: ConfigTargetState,
+    now: ClockReading,
     kind: OperationKind,
     who: Actor,
     params: Record<string, unknown>,
   ): ConfigTargetState {
     this.log.recordOperation({ kind, actor: who.actor, reason: who.reason, params: { ...params, configState: next } });
     this.targetState = next;
+    this.elapsed(now);
     return next;
   }
 
-  private at(): string {
-    return this.now().toISOString();
+  private read(): ClockReading {
+    return { wallMs: this.now().getTime(), monoMs: this.mono() };
   }
 }
+
+const iso = (now: ClockReading) => new Date(now.wallMs).toISOString();

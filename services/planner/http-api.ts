@@ -186,7 +186,7 @@ export function plannerRoutes(
           pinned: p.data.pin ?? null,
           now: new Date().toISOString(),
           config: p.config.state,
-          rollout: rolloutView(p.config.state, Date.now(), nodes),
+          rollout: rolloutView(p.config.state, Date.now(), nodes, p.config.elapsed()),
           summary: summarizeStatus(nodes),
           nodes,
           rejected: [

@@ -20,7 +20,7 @@ interface NodeSeen {
   heartbeatAt?: number;
   target?: NodeTarget;
   targetSetAt?: number;
-  /** Instance ids heard, with when (planner clock), and the one of the newest report. */
+  /** Instance ids heard, with when (monotonic), and the one of the newest report. */
   instances?: Map<string, number>;
   lastInstance?: string;
   /** When an older instance id came back after another one (two processes alternate). */
@@ -28,7 +28,13 @@ interface NodeSeen {
   twinIds?: [string, string];
 }
 
-/** Per-node bookkeeping: latest ACK/NACK, heartbeat, and when its target last moved. */
+/**
+ * Per-node bookkeeping: latest ACK/NACK, heartbeat, and when its target last moved. Every time
+ * here is the planner's MONOTONIC clock (performance.now()): silence, APPLYING→STALE and the twin
+ * window are durations, and a wall clock stepped back an hour kept a node that died just before
+ * SYNCED for that hour (review4 G6). A report logged by another process is placed on this clock
+ * once, from its wall-clock age (monoOfWall, when the planner seeds from its log).
+ */
 export class NodeTracker {
   private readonly nodes = new Map<string, NodeSeen>();
 
@@ -91,7 +97,7 @@ export class NodeTracker {
   }
 
   /**
-   * Nodes that answered or sent a heartbeat at or after `sinceMs` (planner clock). A node the
+   * Nodes that answered or sent a heartbeat at or after `sinceMs` (monotonic). A node the
    * cluster's data does not name is in the fleet only while it reports (review4 G1).
    */
   heardSince(sinceMs: number): string[] {
@@ -121,7 +127,7 @@ export class NodeTracker {
    * ACK must echo; an ACK that differs carries the mismatch and does not count as done, and so
    * does the ACK of a node that two applier processes report as (it proves neither runs it).
    */
-  reports(expect?: ExpectAck, nowMs = Date.now()): Map<string, NodeReport> {
+  reports(expect?: ExpectAck, nowMs = performance.now()): Map<string, NodeReport> {
     const out = new Map<string, NodeReport>();
     for (const n of this.nodes.keys()) {
       const r = this.report(n, expect, nowMs);
@@ -136,7 +142,7 @@ export class NodeTracker {
   }
 
   /** One node's entry of reports() (undefined: it never answered). */
-  report(node: string, expect?: ExpectAck, nowMs = Date.now()): NodeReport | undefined {
+  report(node: string, expect?: ExpectAck, nowMs = performance.now()): NodeReport | undefined {
     const s = this.nodes.get(node);
     if (!s?.last) return undefined;
     const h = newestHealth(s);

@@ -1,7 +1,7 @@
 import type { EventLog } from '../../libs/eventlog/index.ts';
 import { nodesBehind, replayableFrom } from '../../libs/eventlog/index.ts';
 import {
-  nextRolloutDeadline,
+  monoOfWall,
   type ExpectedHashes,
   type NodeReport,
   type NodeStatusRow,
@@ -168,10 +168,10 @@ export class Planner {
       this.checkSeeded();
       this.options.bus.listen({
         onAck: (a) => {
-          this.nodes.onAck(a, Date.now());
+          this.nodes.onAck(a, performance.now());
           this.checkLater(a);
         },
-        onHeartbeat: (h) => this.nodes.onHeartbeat(h, Date.now()),
+        onHeartbeat: (h) => this.nodes.onHeartbeat(h, performance.now()),
       });
       return;
     }
@@ -257,10 +257,10 @@ export class Planner {
       // Dated when a planner received it (the log's received_at), not by the node's own clock:
       // a clock behind would make a node heard seconds ago look silent, one ahead would outrank
       // every later report and hide silence (review F4). Rows logged before received_at existed
-      // fall back to the node's `at`, never later than now.
-      const now = Date.now();
-      const heard = Date.parse(n.receivedAt ?? n.lastReport.at) || now;
-      this.nodes.onAck(report as AckOrNack, Math.min(heard, now));
+      // fall back to the node's `at`, never later than now. The tracker measures silence on the
+      // monotonic clock (review4 G6): the wall-clock age of the row is taken once, here.
+      const heard = Date.parse(n.receivedAt ?? n.lastReport.at);
+      this.nodes.onAck(report as AckOrNack, monoOfWall(heard, { wallMs: Date.now(), monoMs: performance.now() }));
     }
   }
 
@@ -282,7 +282,7 @@ export class Planner {
           (Date.parse(l.at) > Date.parse(a.at) || (l.at === a.at && l.version === a.version && l.type === a.type))
         )
           continue;
-        this.nodes.onAck(a, Date.now());
+        this.nodes.onAck(a, performance.now());
         missing.push(a);
       }
       this.logReports(missing); // one commit for them all (review4 G9)
@@ -341,7 +341,7 @@ export class Planner {
     // Reports the gate still holds are the nodes' last words: written now, over budget or not
     // (a few rows once), before the log closes (and, in a group, before the leader's last flush).
     // Reports the log refused before (a full disk) are tried once more with them (logReports).
-    this.logReports(this.reportGate.takeAll(Date.now()));
+    this.logReports(this.reportGate.takeAll(performance.now()));
     try {
       this.releaseWal?.(); // stopped before synced: the file is checkpointed as usual from here on
     } catch (e) {
@@ -579,7 +579,7 @@ export class Planner {
    * ever, also across restarts (seeded from the log), UNKNOWN in status, so `ctl wait` could never
    * finish, and in every later rollout's waves, which then halted on its wave timeout (review4 G1).
    */
-  fleet(nowMs = Date.now()): string[] {
+  fleet(nowMs = performance.now()): string[] {
     const since = nowMs - this.nodes.silenceMs();
     return [...new Set([...this.data.publishedData().nodeNames(), ...this.nodes.heardSince(since)])].sort();
   }
@@ -612,22 +612,23 @@ export class Planner {
     for (const [node, rev] of overrides) await this.options.bus.setNodeTarget(node, { version, configRevision: rev });
     for (const node of this.overridden) if (!overrides.has(node)) await this.options.bus.setNodeTarget(node, undefined);
     this.overridden = new Set(overrides.keys());
-    const nowMs = Date.now();
+    const nowMs = performance.now();
     this.forgetDeparted(nowMs);
     for (const n of this.fleet(nowMs)) this.nodes.noteTarget(n, this.targetOf(n, version), nowMs);
     this.armRolloutClock();
   }
 
   /**
-   * Sets the one rollout timer to the next deadline of the running rollout (from the persisted
-   * wave and bake start times, so a restarted planner resumes the clock where the log left it).
+   * Sets the one rollout timer to the next deadline of the running rollout, measured on the
+   * monotonic clock from the wave and bake start (ConfigAxis.waitMs; a restarted planner takes
+   * their elapsed time from the persisted wall stamps once, see rolloutElapsed).
    */
   private armRolloutClock(): void {
     clearTimeout(this.rolloutClock);
-    const due = nextRolloutDeadline(this.config.state);
+    const due = this.config.waitMs();
     if (due === undefined || this.stopped) return;
     // +5 ms: a timer may fire a hair early; 2^31-1 ms is the longest a Node timer can wait.
-    const wait = Math.min(Math.max(0, due - this.now().getTime()) + 5, 2_147_483_647);
+    const wait = Math.min(due + 5, 2_147_483_647);
     this.rolloutClock = setTimeout(
       () =>
         void this.serial(async () => {
@@ -644,7 +645,7 @@ export class Planner {
 
   private onAck(a: AckOrNack): Promise<void> {
     return this.serial(async () => {
-      const now = Date.now();
+      const now = performance.now(); // durations (silence, the gate's budget) are monotonic: review4 G6
       // Every report moves the in-memory view, first: whether the log takes it or not (review4 G5:
       // a write that failed on a full disk dropped the ACK from the view too, and a rollout wave
       // whose nodes had ACKed timed out once space was back). The log gets what the gate lets
@@ -670,8 +671,8 @@ export class Planner {
       () =>
         void this.serial(() => {
           this.reportFlush = undefined;
-          this.logReports(this.reportGate.takeDue(Date.now()));
-          this.armReportFlush(Date.now());
+          this.logReports(this.reportGate.takeDue(performance.now()));
+          this.armReportFlush(performance.now());
         }).then(
           () => this.recovered('ack'),
           (e) => this.fail('ack', e),
@@ -758,7 +759,7 @@ export class Planner {
    */
   private onHeartbeat(h: Heartbeat): Promise<void> | void {
     const before = this.nodes.report(h.node)?.health?.verdict;
-    this.nodes.onHeartbeat(h, Date.now());
+    this.nodes.onHeartbeat(h, performance.now());
     if (this.config.state.rollout?.status !== 'running' || !h.health || h.health.verdict === before) return;
     return this.serial(async () => {
       if (this.config.step(this.rolloutReports())) await this.publishAndTarget();
@@ -889,7 +890,7 @@ export class Planner {
    */
   status(): (NodeStatusRow & { reason: string; hashMatch: boolean | null })[] {
     const latest = this.data.latest();
-    const nowMs = Date.now();
+    const nowMs = performance.now();
     this.forgetDeparted(nowMs);
     const last = new Map(this.nodes.lastHeard().map((a) => [a.node, a]));
     const inData = new Set(this.data.publishedData().nodeNames());

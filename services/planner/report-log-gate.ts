@@ -15,7 +15,10 @@ import type { AckOrNack } from '../../libs/model/index.ts';
  *   one replacing it, so the log's last report for a node is always the node's last word.
  *
  * The in-memory view (NodeTracker, status, rollouts) hears every report; only the log is gated.
- * Pure: the caller passes the time and arms its own timer from nextDueAt.
+ * Pure: the caller passes the time and arms its own timer from nextDueAt. The planner passes a
+ * monotonic clock (performance.now()); a time before the gate's last one (a wall clock stepped
+ * back, review4 G6) restarts the refill and repeat clocks at that time instead of stopping the
+ * refill until the clock is back past its last refill.
  */
 export interface ReportLogGateOptions {
   /** How often an unchanged report is recorded again (default 60 s). */
@@ -134,7 +137,12 @@ export class ReportLogGate {
   }
 
   private refill(g: NodeGate, now: number): void {
-    if (now > g.refilledAt) {
+    if (now < g.refilledAt) {
+      // The clock went back: what it says about the time since the last refill is nothing. The
+      // budget stays as it was and refills from now on; the repeat interval counts from now.
+      g.refilledAt = now;
+      g.lastAt = Math.min(g.lastAt, now);
+    } else if (now > g.refilledAt) {
       g.tokens = Math.min(this.burst, g.tokens + ((now - g.refilledAt) * this.perSecond) / 1000);
       g.refilledAt = now;
     }

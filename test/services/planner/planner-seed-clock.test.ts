@@ -1,4 +1,4 @@
-import { afterEach, beforeEach, expect, it } from 'vitest';
+import { afterEach, beforeEach, expect, it, vi } from 'vitest';
 import { heartbeatSubject } from '../../../libs/bus/index.ts';
 import { DEFAULT_WAVE_POLICY } from '../../../libs/control/index.ts';
 import type { Heartbeat } from '../../../libs/model/index.ts';
@@ -88,7 +88,7 @@ it('a restarted planner never takes a node clock ahead of its own as the time of
   expect(row().reason).toMatch(/^silent for \d+ s$/);
 });
 
-it("a restarted planner keeps every node's logged ACK: the hash proof and last report survive (probe F7)", async () => {
+it("a restarted planner keeps every node's logged ACK: the hash proof and last report survive (probe F7); silence is monotonic (review4 G6)", async () => {
   const a = await start();
   const atA = new Date(Date.now() - 500).toISOString();
   for (const n of ['node-1', 'node-2']) {
@@ -99,6 +99,22 @@ it("a restarted planner keeps every node's logged ACK: the hash proof and last r
     await sendAck(env.nc, { ...ack(n, 1, 1, h.node, h.data), at: atA });
   }
   await until(() => a.status().every((n) => n.status === 'SYNCED' && n.hashMatch === true), 3000, 'SYNCED');
+  // Node silence is measured on the monotonic clock (review4 G6): the words read with the wall and
+  // monotonic clocks moved apart as an NTP step moves them (synchronously: nothing else runs meanwhile).
+  const wordsAt = (wallMs: number, monoMs: number) => {
+    const wall = vi.spyOn(Date, 'now').mockReturnValue(Date.now() + wallMs);
+    const mono = vi.spyOn(performance, 'now').mockReturnValue(performance.now() + monoMs);
+    try {
+      return a.status().map((n) => n.status);
+    } finally {
+      wall.mockRestore();
+      mono.mockRestore();
+    }
+  };
+  // 2 s of silence (silenceMs 1500) with the wall clock stepped an hour back: before, SYNCED for the hour
+  expect(wordsAt(-3_600_000, 2_000)).toEqual(['UNKNOWN', 'UNKNOWN']);
+  // no silence, the wall clock stepped an hour ahead: before, "silent for 3600 s" until the next report
+  expect(wordsAt(3_600_000, 0)).toEqual(['SYNCED', 'SYNCED']);
   await a.stopAll();
 
   const b = await start(); // no rollout: before, only a rollout's wave nodes were seeded

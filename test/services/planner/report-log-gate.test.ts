@@ -90,4 +90,16 @@ describe('ReportLogGate', () => {
     expect(rows).toBeLessThanOrEqual(10 + 2 * 10);
     expect(rows).toBeGreaterThanOrEqual(10 + 2 * 10 - 1);
   });
+  it('a clock that goes back (a wall-clock step) restarts the refill there: a held report is due within its usual wait (review4 G6)', () => {
+    const g = new ReportLogGate({ burst: 10, perSecond: 2, repeatMs: 60_000 });
+    const T = 1_800_000_000_000;
+    for (let i = 0; i < 10; i++) expect(g.offer(ack('n', i + 1), T)).toBe('record');
+    expect(g.offer(ack('n', 11), T)).toBe('held');
+    const back = T - 3_600_000; // the clock steps back an hour
+    expect(g.nextDueAt(back)).toBe(back + 500); // refills from `back` on: due in 500 ms, as without the step
+    expect(g.takeDue(back + 60_000).map((a) => a.version)).toEqual([11]); // before: none until T
+    // the repeat interval counts from the step too, not for an hour and a minute
+    expect(g.offer(ack('n', 11), back + 60_000 + 59_999)).toBe('repeat');
+    expect(g.offer(ack('n', 11), back + 60_000 + 60_000)).toBe('record');
+  });
 });
