@@ -35,10 +35,20 @@ export async function fetchNodeCredential(
   const claims = decode<{ type?: string }>(reply.jwt);
   if (claims.sub !== user.getPublicKey() || claims.name !== o.node)
     throw new Error(`credential issuer answered for ${claims.name}/${claims.sub}, not this node's key`);
-  const tmp = path.join(path.dirname(o.out), `.${path.basename(o.out)}.${process.pid}.tmp`);
-  writeFileSync(tmp, fmtCreds(reply.jwt, user), { mode: 0o600 });
-  renameSync(tmp, o.out);
+  writeCredsFile(o.out, fmtCreds(reply.jwt, user));
   return { expiresAt: claims.exp ?? Number.MAX_SAFE_INTEGER };
+}
+
+/**
+ * Writes the .creds file by rename (a reader never sees half of it), mode 0640: the applier that
+ * reads it runs as root with only NET_ADMIN and NET_RAW (no CAP_DAC_OVERRIDE), so to it a file of
+ * the sidecar's user is an ordinary "other" one; it reads it through the pod's fsGroup instead,
+ * which owns the emptyDir (setgid: new files take its group) — deploy/kubernetes/base/applier.yaml.
+ */
+export function writeCredsFile(out: string, text: string | Uint8Array): void {
+  const tmp = path.join(path.dirname(out), `.${path.basename(out)}.${process.pid}.tmp`);
+  writeFileSync(tmp, text, { mode: 0o640 });
+  renameSync(tmp, out);
 }
 
 /** Runs until stop(): first fetch, then renewals. `ready` resolves after the first success. */
