@@ -1,5 +1,8 @@
+import { jetstreamManager } from '@nats-io/jetstream';
+import { connect } from '@nats-io/transport-node';
 import { describe, expect, it } from 'vitest';
-import { membersFromRecords, type GroupMember, type MemberRecord } from '../../../libs/bus/index.ts';
+import { GroupMembers, membersFromRecords, type GroupMember, type MemberRecord } from '../../../libs/bus/index.ts';
+import { startNatsServer } from '../../support/nats-server.ts';
 
 const key = (id: string) => Buffer.from(id).toString('base64url');
 const member = (id: string, at: string, leader = false): GroupMember => ({ id, leader, term: 1, lagRows: 0, at });
@@ -27,5 +30,37 @@ describe('group members from the bucket', () => {
     const wrongShape: MemberRecord = { key: key('d'), value: Buffer.from('{"id":"d","leader":"yes"}') };
     const list = membersFromRecords([record(a), forged, garbage, wrongShape]);
     expect(list).toEqual([a]);
+  });
+});
+
+describe('group members on a real nats-server', () => {
+  it('each planner lists the others, and a beat leaves no consumer behind (kv.keys() left one per beat: probe5)', async () => {
+    const server = await startNatsServer({ jetstream: true });
+    const nc = await connect({ servers: server.url });
+    const open = (id: string, leader: boolean) =>
+      GroupMembers.open({ nc, group: 'g', ttlMs: 60_000, self: () => ({ id, leader, term: 1, lagRows: 0 }) });
+    const a = await open('planner-a', true);
+    const b = await open('planner b/2', false); // an id a KV key could not hold as it is
+    try {
+      for (let i = 0; i < 10; i++) {
+        await a.beat();
+        await b.beat();
+      }
+      expect(a.list().map((m) => [m.id, m.leader])).toEqual([
+        ['planner b/2', false],
+        ['planner-a', true],
+      ]);
+      expect(b.list().map((m) => m.id)).toEqual(['planner b/2', 'planner-a']);
+      const jsm = await jetstreamManager(nc);
+      expect((await jsm.streams.info('KV_sb_members_g')).state.consumer_count).toBe(0);
+      await b.close();
+      await a.beat();
+      expect(a.list().map((m) => m.id)).toEqual(['planner-a']); // a deleted record is not a member
+    } finally {
+      await a.close();
+      await b.close();
+      await nc.close();
+      await server.stop();
+    }
   });
 });
