@@ -21,6 +21,7 @@ import { prepareEventRow, rowToEvent, type EventRow, type PreparedEventRow } fro
 import { writeCheckpoint, listCheckpoints, type Checkpoint } from './checkpoints.ts';
 import { SqliteResumeStore } from './sqlite-resume-store.ts';
 import { registerDatabase } from './database-handle.ts';
+import { batchSlices, wholeLogSlices, type RowSlice } from './log-row-slices.ts';
 import {
   exportRows,
   holdsPosition,
@@ -616,6 +617,17 @@ export class EventLog {
     // An export from `since` on: the replicated log's flushes, whose `since` only moves forward.
     this.recentEvents.dropThrough(since.chains.events.id);
     return exportRows(this.db, since, { ...opts, recentEvents: this.recentEvents });
+  }
+
+  /**
+   * The whole log as of `upTo` in slices read beside the writer, a slice per event-loop turn
+   * (log-row-slices.ts): a snapshot must not hold the leader's thread. A log in memory has no file
+   * to read beside it: its export, made at once.
+   */
+  wholeSlices(upTo: LogPosition): AsyncGenerator<RowSlice> {
+    if (this.file === ':memory:' || this.file === '')
+      return batchSlices(exportRows(this.db, upTo, { whole: true, upTo }));
+    return wholeLogSlices(this.file, upTo);
   }
 
   /**

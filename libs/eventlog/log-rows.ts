@@ -56,7 +56,7 @@ export const CHECKPOINT_COLUMNS = [
   'created_at',
 ] as const;
 /** A pieced checkpoint row's extra cell: how many PIECE_COLUMNS rows hold its objects. */
-const PIECES = CHECKPOINT_COLUMNS.length;
+export const PIECES = CHECKPOINT_COLUMNS.length;
 export const PIECE_COLUMNS = ['seq', 'piece', 'objects'] as const;
 export const RESUME_COLUMNS = ['kind', 'resource_version', 'updated_at'] as const;
 
@@ -85,7 +85,7 @@ export function samePosition(a: LogPosition, b: LogPosition): boolean {
   );
 }
 
-interface HeadRow {
+export interface HeadRow {
   chain: ChainName;
   anchor_id: number;
   anchor_hash: string;
@@ -93,7 +93,7 @@ interface HeadRow {
   head_hash: string;
 }
 
-function heads(db: Database.Database): Record<ChainName, HeadRow> {
+export function heads(db: Database.Database): Record<ChainName, HeadRow> {
   const rows = db
     .prepare('SELECT chain, anchor_id, anchor_hash, head_id, head_hash FROM chain_heads')
     .all() as HeadRow[];
@@ -113,7 +113,7 @@ export function positionOf(db: Database.Database): LogPosition {
 }
 
 /** The stored hash of row `id` of a chain (its anchor's hash at the anchor), or undefined if not held. */
-function hashAt(db: Database.Database, chain: ChainName, head: HeadRow, id: number): string | undefined {
+export function hashAt(db: Database.Database, chain: ChainName, head: HeadRow, id: number): string | undefined {
   if (id === head.anchor_id) return head.anchor_hash;
   if (id < head.anchor_id || id > head.head_id) return undefined;
   const r = db.prepare(`SELECT row_hash FROM ${chain} WHERE ${CHAINS[chain].id} = ?`).get(id) as
@@ -269,7 +269,7 @@ export function exportRows(
  * as its link leaves it out, so a row written before that migration ships in the form every
  * release takes.
  */
-function shipped(c: ChainName, rows: RawRow[]): RawRow[] {
+export function shipped(c: ChainName, rows: RawRow[]): RawRow[] {
   if (!CHAINS[c].optional) return rows;
   return rows.map((r) => {
     const cells = linkFields(c, r.slice(0, -1));

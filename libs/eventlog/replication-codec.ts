@@ -134,7 +134,8 @@ export function encodeBatch(batch: RowBatch, term: number, maxPart: number): Wir
 }
 
 const Head = z.object({ id: z.number().int().nonnegative(), hash: z.string().regex(/^[0-9a-f]{64}$/) });
-const Position = z.object({
+/** A LogPosition's shape (also a log snapshot's head: replication-snapshot-text.ts). */
+export const PositionSchema = z.object({
   chains: z.object(
     Object.fromEntries(CHAIN_NAMES.map((c) => [c, Head])) as Record<(typeof CHAIN_NAMES)[number], typeof Head>,
   ),
@@ -142,8 +143,8 @@ const Position = z.object({
 });
 const Cell = z.union([z.string(), z.number(), z.null()]);
 const BatchSchema = z.object({
-  from: Position,
-  to: Position,
+  from: PositionSchema,
+  to: PositionSchema,
   rows: z.object(
     Object.fromEntries(CHAIN_NAMES.map((c) => [c, z.array(z.array(Cell))])) as Record<
       (typeof CHAIN_NAMES)[number],

@@ -386,6 +386,7 @@ class StreamLogReplicator implements LogReplicator {
     // forged marker with a huge term cannot lock leaders out. The conditional append is the fence.
     // No batch in the stream and no mark: this file's rows seed the group (its first flush sends them).
     const flushed = this.groupEnd ?? this.log.exportRows(this.log.position(), { whole: true }).from;
+    const baseline = await this.snapshotBaseline(rowCount(flushed));
     // After the stream's real end: parts of a batch its writer never finished are given up by this marker.
     const after = Math.max(this.seq, this.readSeq);
     const seq = await this.append(
@@ -397,7 +398,7 @@ class StreamLogReplicator implements LogReplicator {
     this.streamSeq = Math.max(this.streamSeq, seq);
     this.term = term;
     this.flushedAt = flushed;
-    this.snapshotRows = rowCount(flushed);
+    this.snapshotRows = baseline;
     this.mode = 'leader';
     this.markDirty = true;
     this.persistMark(false);
@@ -487,9 +488,29 @@ class StreamLogReplicator implements LogReplicator {
   }
 
   /**
-   * After a flush: once enough rows were added since the last snapshot, exports the log as of the
-   * batch just acknowledged (synchronously, so rows committed later stay out) and stores it in the
-   * background; a failure is logged and retried after the next interval.
+   * Where a new leader's snapshot spacing starts: the rows of the group's newest snapshot (its
+   * metadata), not this file's size, or a planner restarted (or failed over) more often than its
+   * log doubles would never snapshot, nor trim the stream, again (review4 G4). At most `rows` (a
+   * snapshot of a stream NATS since lost says nothing of this one); `rows` when the store does not answer.
+   */
+  private async snapshotBaseline(rows: number): Promise<number> {
+    try {
+      return Math.min(rows, await this.snapshots.newestRows());
+    } catch (e) {
+      this.say(
+        `log stream ${this.stream}: cannot list snapshots (${(e as Error).message}); next one after ${rows} more rows`,
+      );
+      return rows;
+    }
+  }
+
+  /**
+   * After a flush: once enough rows were added since the last snapshot, stores the log as of the
+   * batch just acknowledged in the background (rows committed later stay out). The rows are read
+   * in slices beside the writer and streamed, gzipped, into the object store (review4 G4: made
+   * whole on this thread it stalled the leader for seconds, past its lease, at 50k rows); only
+   * the leader of the flushed batch's term writes it, and it stops if deposed meanwhile. A
+   * failure is logged and retried after the next interval.
    */
   private snapshotIfDue(flushed: RowBatch): void {
     const every = this.options.snapshotEveryRows ?? 50_000;
@@ -497,15 +518,23 @@ class StreamLogReplicator implements LogReplicator {
     // A snapshot costs O(log); spacing them at least the log's size apart keeps that O(1) per row.
     if (every <= 0 || rows - this.snapshotRows < Math.max(every, this.snapshotRows)) return;
     this.snapshotRows = rows;
-    const whole = this.log.exportRows(this.log.position(), { whole: true, upTo: flushed.to });
-    const snap = { ...whole, resumePoints: flushed.resumePoints };
     const seq = this.seq;
     const term = this.term;
+    const leading = () => this.mode === 'leader' && this.term === term;
     this.snapshotting = this.snapshotting.then(async () => {
+      if (!leading()) return;
+      const started = performance.now();
       try {
-        const r = await this.snapshots.write(seq, term, snap);
+        const r = await this.snapshots.write({
+          streamSeq: seq,
+          term,
+          to: flushed.to,
+          resumePoints: flushed.resumePoints,
+          slices: this.log.wholeSlices(flushed.to),
+          leading,
+        });
         this.say(
-          `log stream ${this.stream}: snapshot at seq ${seq} (${r.rows} rows)${r.trimmedBelow ? `; stream trimmed below seq ${r.trimmedBelow}` : ''}`,
+          `log stream ${this.stream}: snapshot at seq ${seq} (${r.rows} rows, ${r.bytes} bytes, ${Math.round(performance.now() - started)} ms)${r.trimmedBelow ? `; stream trimmed below seq ${r.trimmedBelow}` : ''}`,
         );
       } catch (e) {
         this.say(`log stream ${this.stream}: snapshot at seq ${seq} failed: ${(e as Error).message}`);
