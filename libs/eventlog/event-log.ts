@@ -47,8 +47,10 @@ import type { ClusterState, ObjectRejection } from '../planner/index.ts';
 
 export interface EventLogOptions {
   readonly file: string;
-  /** Run pending migrations (default true); false for read-only tools such as replay and audit. */
+  /** Run pending migrations (default true); false: the file must exist with a current schema. */
   readonly migrate?: boolean;
+  /** Open read-only (replay, audit, db status|verify|backup): the file is never written (OpenDatabaseOptions.readOnly). */
+  readonly readOnly?: boolean;
   /** Clock for received-at/created-at stamps (tests pin it). */
   readonly now?: () => Date;
   /** See OpenDatabaseOptions.sync: 'full' (default) is durable per commit. */
@@ -117,7 +119,12 @@ export class EventLog {
     // Before the database is opened: a second writer must not even run the migrations.
     const lock = opts.writer === undefined ? undefined : acquireWriterLock(opts.file, opts.writer);
     try {
-      const { db, schema, migrated } = await openDatabase({ file: opts.file, migrate: opts.migrate, sync: opts.sync });
+      const { db, schema, migrated } = await openDatabase({
+        file: opts.file,
+        migrate: opts.migrate,
+        sync: opts.sync,
+        readOnly: opts.readOnly,
+      });
       const log = new EventLog(opts.file, db, schema, opts.now);
       log.migrated = migrated;
       log.writerLock = lock;

@@ -21,6 +21,13 @@ export interface OpenDatabaseOptions {
    * corrupt): for tests and benches that do not test durability.
    */
   readonly sync?: 'full' | 'normal';
+  /**
+   * Open the file read-only (implies migrate false): nothing is written to it, not even the WAL
+   * pragma's header change, so an audit of a backup leaves its bytes as they were and a file the
+   * reader may read but not write can be read (review5 F4). A WAL-mode log needs its -shm file
+   * (there while its planner runs, or after a clean close) or a writable directory.
+   */
+  readonly readOnly?: boolean;
 }
 
 export interface SchemaStatus {
@@ -39,7 +46,7 @@ export interface SchemaStatus {
 export async function openDatabase(
   opts: OpenDatabaseOptions,
 ): Promise<{ db: Db; schema: SchemaStatus; migrated: readonly string[] }> {
-  const migrate = opts.migrate ?? true;
+  const migrate = !opts.readOnly && (opts.migrate ?? true);
   const file = opts.file;
   if (!migrate && !fs.existsSync(file)) throw new EventLogError('NOT_FOUND', `${file}: no such event log`);
   // An empty file is no log either; opening it would make it a SQLite file (the WAL pragma writes
@@ -48,7 +55,7 @@ export async function openDatabase(
     throw new EventLogError('NOT_A_DATABASE', `${file}: empty file, not an event log`);
   let db: Db;
   try {
-    db = new Database(file);
+    db = opts.readOnly ? new Database(file, { readonly: true, fileMustExist: true }) : new Database(file);
   } catch (e) {
     throw translateSqliteError(e, file);
   }
@@ -56,8 +63,10 @@ export async function openDatabase(
     const schema = inspect(db, file);
     // WAL before the migrations: a fresh file's ~30 migration statements then cost one WAL fsync
     // per commit instead of a rollback journal's several (116 fsyncs per fresh file before).
-    db.pragma('journal_mode = WAL');
-    db.pragma(`synchronous = ${opts.sync === 'normal' ? 'NORMAL' : 'FULL'}`);
+    if (!opts.readOnly) {
+      db.pragma('journal_mode = WAL');
+      db.pragma(`synchronous = ${opts.sync === 'normal' ? 'NORMAL' : 'FULL'}`);
+    }
     if (schema.pending.length > 0) {
       if (!migrate) {
         throw new EventLogError(

@@ -77,7 +77,7 @@ export function registerAudit(program: Command, setExit: SetExit): void {
     }[query];
     if (!run) throw new UsageError(`audit: unknown query ${query} (${QUERIES})`);
     run();
-    const log = await EventLog.open({ file: o.db, migrate: false });
+    const log = await EventLog.open({ file: o.db, readOnly: true });
     try {
       const format = outputFormat(o);
       const out = (value: unknown, text: (wide: boolean) => string) => emit(format, value, text, canonicalJson);

@@ -82,7 +82,8 @@ export function registerDb(program: Command, setExit: SetExit): void {
       const log = await EventLog.open({
         file: o.db,
         migrate: action === 'migrate',
-        ...(writes ? { writer: `switchboard db ${action}` } : {}),
+        // status, verify and backup only read: the file (a backup, a log on read-only media) stays as it is
+        ...(writes ? { writer: `switchboard db ${action}` } : { readOnly: true }),
       });
       try {
         const print = (text: string, value: unknown) =>

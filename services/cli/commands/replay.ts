@@ -41,7 +41,7 @@ export function registerReplay(program: Command, setExit: SetExit): void {
       // Flag values before the file: a usage error must not depend on what the log holds.
       if (o.toVersion !== undefined && count(o.toVersion, '--to-version') === 0)
         throw new UsageError('--to-version must be a positive integer (versions start at 1), got 0');
-      const log = await EventLog.open({ file: o.db, migrate: false });
+      const log = await EventLog.open({ file: o.db, readOnly: true });
       try {
         const opts = { sequential: o.sequential };
         if (o.toSeq !== undefined) {
