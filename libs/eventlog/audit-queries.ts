@@ -5,6 +5,7 @@ import type { EventLog } from './event-log.ts';
 import { rowToEvent, type EventRow } from './event-row.ts';
 import { contentSource, replayVersion } from './replay.ts';
 import { databaseOf } from './database-handle.ts';
+import { CLOCK_STEP_BOUND_MS, placeInTime } from './stamp-order.ts';
 
 export interface ServiceHistoryEntry {
   readonly event: LoggedWatchEvent;
@@ -169,30 +170,79 @@ export interface NodeAtTime {
   readonly nodeStateVerified: boolean | undefined;
 }
 
+/** Per log: how far its acks' received_at were checked for a clock step (stamp-order.ts), and the result. */
+const ackSteps = new WeakMap<EventLog, { upTo: number; hash: string; high: number; step: boolean }>();
+
+/**
+ * Whether the acks' received_at ever step back by more than CLOCK_STEP_BOUND_MS (a clock fault).
+ * Checked incrementally: each call reads only the rows added since the last one, as long as the
+ * row checked last is still there with the same chain hash (a step-down's truncation replaces
+ * rows). Rows without received_at (before migration 0005) are not the planner's stamps.
+ */
+function acksHaveClockStep(log: EventLog): boolean {
+  const db = databaseOf(log);
+  const fresh = { upTo: 0, hash: '', high: Number.NEGATIVE_INFINITY, step: false };
+  let seen = ackSteps.get(log) ?? fresh;
+  const still = db.prepare('SELECT row_hash AS h FROM acks WHERE id = ?').get(seen.upTo) as { h: string } | undefined;
+  if (seen.upTo > 0 && still?.h !== seen.hash) seen = fresh;
+  const rows = db
+    .prepare('SELECT id, received_at, row_hash FROM acks WHERE id > ? ORDER BY id')
+    .raw()
+    .iterate(seen.upTo) as Iterable<[number, string | null, string]>;
+  for (const [id, r, hash] of rows) {
+    const t = r === null ? Number.NaN : Date.parse(r);
+    if (t < seen.high - CLOCK_STEP_BOUND_MS) seen.step = true;
+    if (t > seen.high) seen.high = t;
+    seen.upTo = id;
+    seen.hash = hash;
+  }
+  ackSteps.set(log, seen);
+  return seen.step;
+}
+
+/**
+ * The last acks row id placed at or before `when` by placeInTime (the acks' stamps step back by
+ * more than the bound somewhere: a clock fault); 0: none.
+ */
+function lastAckIdAt(log: EventLog, when: string): number {
+  const rows = databaseOf(log).prepare('SELECT id, coalesce(received_at, at) FROM acks ORDER BY id').raw().all() as [
+    number,
+    string,
+  ][];
+  const placed = placeInTime(rows.map(([, t]) => Date.parse(t)));
+  const limit = Date.parse(when);
+  let last = 0;
+  for (let i = 0; i < placed.length && placed[i]! <= limit; i++) last = rows[i]![0];
+  return last;
+}
+
 /**
  * What a node had programmed at a time: its last ACK then, the version's services, and a
  * cross-check. Time is the planner's: a row's `received_at` (its own receive order, monotonic
  * along the chain), or the node's `at` for rows written before it existed; "last" is the row
  * order, so a node whose clock ran ahead once does not keep that ACK "latest" (review 2, R3).
+ * Where the received_at step back by more than CLOCK_STEP_BOUND_MS (a planner's clock fault,
+ * review4 G6), the rows are placed in time by placeInTime (stamp-order.ts) instead.
  */
 export function nodeAt(log: EventLog, node: string, at?: string): NodeAtTime {
   // Times are ISO-8601 UTC strings compared as text; new Date(8.64e15) would print as
   // '+275760-…', which sorts before every real time, so the open bound is the last 4-digit year.
   const when = at === undefined ? '9999-12-31T23:59:59.999Z' : iso(at);
   const db = databaseOf(log);
+  // Rows up to `cut` by id (a clock step in the log), else by their stamps as before.
+  const cut = at !== undefined && acksHaveClockStep(log) ? lastAckIdAt(log, when) : undefined;
+  const inTime = cut === undefined ? 'coalesce(received_at, at) <= ?' : 'id <= ?';
   const row = db
     .prepare(
-      `SELECT id, body, received_at FROM acks WHERE node = ? AND type = 'ACK' AND coalesce(received_at, at) <= ?
+      `SELECT id, body, received_at FROM acks WHERE node = ? AND type = 'ACK' AND ${inTime}
        ORDER BY id DESC LIMIT 1`,
     )
-    .get(node, when) as { id: number; body: string; received_at: string | null } | undefined;
+    .get(node, cut ?? when) as { id: number; body: string; received_at: string | null } | undefined;
   const ack = row && (JSON.parse(row.body) as Ack);
   const nacksSince = (
     db
-      .prepare(
-        `SELECT count(*) AS n FROM acks WHERE node = ? AND type = 'NACK' AND id > ? AND coalesce(received_at, at) <= ?`,
-      )
-      .get(node, row?.id ?? 0, when) as { n: number }
+      .prepare(`SELECT count(*) AS n FROM acks WHERE node = ? AND type = 'NACK' AND id > ? AND ${inTime}`)
+      .get(node, row?.id ?? 0, cut ?? when) as { n: number }
   ).n;
   if (!ack) return { node, at: when, ack, nacksSince, services: [], nodeStateVerified: undefined };
   const skew = row.received_at === null ? Number.NaN : Date.parse(ack.at) - Date.parse(row.received_at);

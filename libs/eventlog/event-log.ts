@@ -16,6 +16,7 @@ import {
 import { EventLogError, translateSqliteError } from './event-log-error.ts';
 import { openDatabase, type SchemaStatus } from './open-database.ts';
 import { chainHash, linkFields, type ChainName } from './row-chain.ts';
+import { CLOCK_STEP_BOUND_MS, hasClockStep, nextStamp, placeInTime } from './stamp-order.ts';
 import { rowToVersion, type VersionRecord, type VersionRow } from './version-record.ts';
 import { prepareEventRow, rowToEvent, type EventRow, type PreparedEventRow } from './event-row.ts';
 import { writeCheckpoint, listCheckpoints, type Checkpoint } from './checkpoints.ts';
@@ -53,6 +54,12 @@ export interface EventLogOptions {
   readonly readOnly?: boolean;
   /** Clock for received-at/created-at stamps (tests pin it). */
   readonly now?: () => Date;
+  /**
+   * Told when a version's or ACK's stamp is not clamped up to the previous row's because that
+   * one is ahead of this clock by more than CLOCK_STEP_BOUND_MS (a clock fault, see
+   * stamp-order.ts); default: one line on stderr.
+   */
+  readonly onClockStep?: (message: string) => void;
   /** See OpenDatabaseOptions.sync: 'full' (default) is durable per commit. */
   readonly sync?: 'full' | 'normal';
   /**
@@ -96,6 +103,7 @@ const HELD_WAL_PAGES = 25_000;
  */
 export class EventLog {
   private readonly now: () => Date;
+  private onClockStep = (message: string) => console.warn(message);
   private readonly stmt: ReturnType<EventLog['prepare']>;
   private resume: SqliteResumeStore | undefined;
   /**
@@ -126,6 +134,7 @@ export class EventLog {
         readOnly: opts.readOnly,
       });
       const log = new EventLog(opts.file, db, schema, opts.now);
+      if (opts.onClockStep) log.onClockStep = opts.onClockStep;
       log.migrated = migrated;
       log.writerLock = lock;
       log.opened = fileIdentity(opts.file);
@@ -194,6 +203,13 @@ export class EventLog {
     insert.run(...row, hash);
     this.stmt.setHead.run(id, hash, chain);
     return id;
+  }
+
+  /** Says that a row keeps this clock's stamp, `prev` being too far ahead to clamp to (stamp-order.ts). */
+  private clockStep(what: string, prev: string, now: string, aheadMs: number): void {
+    this.onClockStep(
+      `event log: clock step: ${what} is stamped ${now}, ${Math.round(aheadMs / 1000)} s before the previous row's ${prev} (more than the ${CLOCK_STEP_BOUND_MS / 1000} s it clamps to): one of the two clocks was wrong; audits place such rows by their order (stamp-order.ts)`,
+    );
   }
 
   private write<T>(context: string, fn: () => T): T {
@@ -329,9 +345,11 @@ export class EventLog {
       const last = this.latestVersion();
       // Monotonic along the chain: a planner whose clock is behind the previous writer's (a
       // failover, an NTP step back) must not stamp a version before its parent, or `replay --at`
-      // would name it current at a time before it existed (review 2, L3). ISO-8601 UTC texts
-      // compare as times.
-      const createdAt = last && last.createdAt > now ? last.createdAt : now;
+      // would name it current at a time before it existed (review 2, L3). But only by up to a
+      // bound: a parent stamped by a clock far ahead is a clock fault, not to be the stamp of
+      // every later version (review4 G6; versionAt places such rows, stamp-order.ts).
+      const { stamp: createdAt, aheadMs } = nextStamp(last?.createdAt, now);
+      if (aheadMs !== undefined) this.clockStep(`version ${last!.version + 1}`, last!.createdAt, now, aheadMs);
       const lastSeq = this.lastSeq();
       if (input.seqTo > lastSeq)
         throw new EventLogError(
@@ -413,9 +431,23 @@ export class EventLog {
    * `at`, or the latest when none is. Versions are stamped monotonic (recordVersion), where this
    * is simply the last one stamped at or before `at`; logs written by earlier releases may hold
    * stamps that go back (one planner's clock behind another's), and a version made later but
-   * stamped earlier is then not taken for one that existed at `at`.
+   * stamped earlier is then not taken for one that existed at `at`. A log whose stamps step back
+   * by more than CLOCK_STEP_BOUND_MS (a clock fault) has its versions placed in time by
+   * placeInTime (stamp-order.ts: by their order around the step), read in full for that.
    */
   versionAt(at: string): VersionRecord | undefined {
+    const stamps = this.db.prepare('SELECT version, created_at FROM versions ORDER BY version').raw().all() as [
+      number,
+      string,
+    ][];
+    const ms = stamps.map(([, c]) => Date.parse(c));
+    if (hasClockStep(ms)) {
+      const placed = placeInTime(ms);
+      const when = Date.parse(at);
+      let current: number | undefined;
+      for (let i = 0; i < placed.length && placed[i]! <= when; i++) current = stamps[i]![0];
+      return current === undefined ? undefined : this.version(current);
+    }
     const after = this.db.prepare('SELECT min(version) AS v FROM versions WHERE created_at > ?').get(at) as {
       v: number | null;
     };
@@ -471,8 +503,9 @@ export class EventLog {
   /**
    * Records an ACK or NACK as received; returns its row id. The row keeps the node's `at` and adds
    * `received_at`, this planner's time, monotonic along the acks chain (never before the previous
-   * row's, whichever planner wrote it): audits place reports in time on it, not on the node's clock
-   * (review 2, R3).
+   * row's, whichever planner wrote it, unless that one is ahead by more than CLOCK_STEP_BOUND_MS:
+   * a clock fault, see stamp-order.ts): audits place reports in time on it, not on the node's
+   * clock (review 2, R3).
    */
   recordAck(a: AckOrNack): number {
     if (a.type !== 'ACK' && a.type !== 'NACK')
@@ -482,7 +515,8 @@ export class EventLog {
     const now = this.now().toISOString();
     return this.write('recordAck', () => {
       const prev = (this.stmt.lastAckReceivedAt.get() as { r: string | null } | undefined)?.r;
-      const receivedAt = prev && prev > now ? prev : now;
+      const { stamp: receivedAt, aheadMs } = nextStamp(prev, now); // as recordVersion's created_at
+      if (aheadMs !== undefined) this.clockStep(`the ${a.type} of ${a.node}`, prev!, now, aheadMs);
       return this.appendChained('acks', this.stmt.insertAck, [
         a.type,
         a.node,

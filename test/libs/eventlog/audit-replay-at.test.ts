@@ -50,7 +50,7 @@ async function replayAtCli(file: string, at: string): Promise<{ code: number; ve
 }
 
 describe('replay --at on clocks that step back', () => {
-  it('versions are stamped monotonic along the chain: max(now, the parent version created_at)', async () => {
+  it('versions are stamped monotonic along the chain within 60 s: max(now, the parent version created_at); beyond, replay --at places them', async () => {
     const file = tmp.file('stepped-back.db');
     const clock = manualClock('2026-01-01T10:00:00Z');
     const log = await openLog(file, clock.now);
@@ -60,16 +60,21 @@ describe('replay --at on clocks that step back', () => {
     clock.set('2026-01-01T10:05:00Z');
     axis.ingest([svc('b')]);
     axis.sync(); // v2 at 10:05
-    clock.set('2026-01-01T10:01:00Z'); // a failover to a planner 4 minutes behind
+    clock.set('2026-01-01T10:04:30Z'); // a failover to a planner 30 s behind
     axis.ingest([svc('c')]);
     axis.sync(); // v3: made after v2, so not stamped before it
+    clock.set('2026-01-01T10:01:00Z'); // and to one 4 minutes behind: a clock fault (review4 G6)
+    axis.ingest([svc('d')]);
+    axis.sync(); // v4 keeps its writer's stamp, not clamped by more than 60 s
     expect(log.versions().map((v) => v.createdAt)).toEqual([
       '2026-01-01T10:00:00.000Z',
       '2026-01-01T10:05:00.000Z',
       '2026-01-01T10:05:00.000Z',
+      '2026-01-01T10:01:00.000Z',
     ]);
+    // placed after the versions before it all the same (stamp-order.ts)
     expect(replayAt(log, '2026-01-01T10:02:00Z').version.version).toBe(1);
-    expect(replayAt(log, '2026-01-01T10:05:00Z').version.version).toBe(3);
+    expect(replayAt(log, '2026-01-01T10:05:00Z').version.version).toBe(4);
     log.close();
     expect(await replayAtCli(file, '2026-01-01T10:02:00Z')).toEqual({ code: 0, version: 1 });
   });
