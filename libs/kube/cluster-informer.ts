@@ -30,6 +30,8 @@ export interface ClusterInformerOptions {
   onError?: (kind: KubeKind, err: unknown) => void;
   /** See KindInformerOptions.identityOnly. */
   identityOnly?: boolean;
+  /** See KindInformerOptions.freshList. */
+  freshList?: boolean;
 }
 
 export interface ClusterInformerHealth {
@@ -71,6 +73,7 @@ export class ClusterInformer {
           retryAfterCapMs: options.retryAfterCapMs,
           onError: options.onError,
           identityOnly: options.identityOnly,
+          freshList: options.freshList,
         }),
       ]),
     );

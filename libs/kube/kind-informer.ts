@@ -74,6 +74,13 @@ export interface KindInformerOptions {
    * identities. Default: whole objects.
    */
   identityOnly?: boolean;
+  /**
+   * Start with a LIST whatever RV the resume store saved, and hand the sink every listed object
+   * (MODIFIED for a known one even at the same resourceVersion), then diff as usual: `planner
+   * --relist`, for an API server whose store went back (an etcd restore) past what the "Too large
+   * resource version" check can see, where resourceVersions repeat with other content.
+   */
+  freshList?: boolean;
 }
 
 /** What a relist diff needs of an object (and what a synthetic DELETED of it carries). */
@@ -116,6 +123,8 @@ export class KindInformer {
   private idleFailure = false;
   /** The last failure was "Too large resource version" (see run()). */
   private tooLargeBefore = false;
+  /** The first list hands over every object (options.freshList); cleared once it succeeded. */
+  private freshList: boolean;
 
   constructor(options: KindInformerOptions) {
     this.options = options;
@@ -145,7 +154,8 @@ export class KindInformer {
     const store = options.resumeStore;
     for (const object of store?.knownObjects?.(options.kind) ?? [])
       this.known.set(objectKey(object), this.remembered(this.normalize(object)));
-    this.rv = store?.load(options.kind) || undefined;
+    this.freshList = options.freshList === true;
+    this.rv = this.freshList ? undefined : store?.load(options.kind) || undefined;
   }
 
   get isSynced(): boolean {
@@ -313,12 +323,14 @@ export class KindInformer {
         continue;
       }
       for (const o of objects) listedKeys.add(objectKey(o));
-      for (const change of listChanges(this.known, objects)) await this.emit(change.type, change.object, listRv, true);
+      for (const change of listChanges(this.known, objects, this.freshList))
+        await this.emit(change.type, change.object, listRv, true);
     } while (continueToken);
     this.stats.lists += 1;
     if (isRelist) this.stats.relists += 1;
     const changes = streaming ? listDeletions(this.known, listedKeys) : relistDiff(this.known, items);
     for (const change of changes) await this.emit(change.type, change.object, listRv!, true);
+    this.freshList = false;
     this.save(listRv!);
     this.succeeded();
   }

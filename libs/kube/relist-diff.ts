@@ -27,10 +27,15 @@ export function listDeletions(
   return changes;
 }
 
-/** What listed objects (all of a list, or one page of it) change against the known ones, in list order. */
+/**
+ * What listed objects (all of a list, or one page of it) change against the known ones, in list
+ * order. `everyObject`: a known object at the same resourceVersion is MODIFIED too (a forced
+ * relist after the store went back: its resourceVersions may repeat with other content).
+ */
 export function listChanges(
   known: ReadonlyMap<string, RawKubeObject>,
   listed: readonly RawKubeObject[],
+  everyObject = false,
 ): RelistChange[] {
   const changes: RelistChange[] = [];
   for (const object of listed) {
@@ -44,7 +49,7 @@ export function listChanges(
     ) {
       // Deleted and recreated under the same name while we were not watching.
       changes.push({ type: 'DELETED', object: before }, { type: 'ADDED', object });
-    } else if (before.metadata.resourceVersion !== object.metadata.resourceVersion) {
+    } else if (everyObject || before.metadata.resourceVersion !== object.metadata.resourceVersion) {
       changes.push({ type: 'MODIFIED', object });
     }
   }

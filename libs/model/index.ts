@@ -10,3 +10,4 @@ export * from './version-protocol.ts';
 export * from './event-schema.ts';
 export * from './wire-schemas.ts';
 export * from './json-value-splitter.ts';
+export * from './label-selector.ts';

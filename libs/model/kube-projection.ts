@@ -49,29 +49,41 @@ type Keep = true | { readonly fields: Readonly<Record<string, Keep>> } | { reado
 interface StringsKeep {
   /** Kept keys, each with the most characters of its value that can matter to a reader. */
   readonly strings: Readonly<Record<string, number>>;
+  /** Every other key is kept too, whole (a selector may name any of them). */
+  readonly others?: true;
 }
 
 const fields = (f: Record<string, Keep>): Keep => ({ fields: f });
 const each = (k: Keep): Keep => ({ each: k });
 
 const ALL = Number.POSITIVE_INFINITY;
-const META = fields({
-  name: true,
-  namespace: true,
-  uid: true,
-  resourceVersion: true,
-  labels: { strings: { [SERVICE_NAME_LABEL]: ALL, [ZONE_LABEL]: ALL } },
-  annotations: {
-    strings: {
-      // The reader acts only on "Auto"/"auto": a longer value means nothing more than its first
-      // 16 characters do, so a tenant cannot make the kept part of its annotations large.
-      [TOPOLOGY_ANNOTATIONS[0]]: 16,
-      [TOPOLOGY_ANNOTATIONS[1]]: 16,
-      // Written by the manifests source (a relative path: at most PATH_MAX); read back after a restart.
-      [MANIFEST_FILE_ANNOTATION]: 4096,
-    },
+const ANNOTATIONS: StringsKeep = {
+  strings: {
+    // The reader acts only on "Auto"/"auto": a longer value means nothing more than its first
+    // 16 characters do, so a tenant cannot make the kept part of its annotations large.
+    [TOPOLOGY_ANNOTATIONS[0]]: 16,
+    [TOPOLOGY_ANNOTATIONS[1]]: 16,
+    // Written by the manifests source (a relative path: at most PATH_MAX); read back after a restart.
+    [MANIFEST_FILE_ANNOTATION]: 4096,
   },
-});
+};
+const metaKeeping = (labels: StringsKeep) =>
+  fields({
+    name: true,
+    namespace: true,
+    uid: true,
+    resourceVersion: true,
+    labels,
+    annotations: ANNOTATIONS,
+  });
+const META = metaKeeping({ strings: { [SERVICE_NAME_LABEL]: ALL, [ZONE_LABEL]: ALL } });
+/**
+ * A Node keeps every label: `planner --node-selector` (the fleet: which Nodes run an applier) may
+ * name any of them. Node labels are written by the kubelet (the NodeRestriction admission plugin
+ * bounds which), node controllers and admins, never by a tenant, and each value is at most 63
+ * characters, so this cannot grow the log the way a tenant's annotation could.
+ */
+const NODE_META = metaKeeping({ strings: { [SERVICE_NAME_LABEL]: ALL, [ZONE_LABEL]: ALL }, others: true });
 
 const SERVICE = fields({
   apiVersion: true,
@@ -114,7 +126,7 @@ const ENDPOINT_SLICE = fields({
 const NODE = fields({
   apiVersion: true,
   kind: true,
-  metadata: META,
+  metadata: NODE_META,
   status: fields({ addresses: each(fields({ type: true, address: true })) }),
 });
 
@@ -153,6 +165,7 @@ function keep(v: unknown, k: Keep): unknown {
       // value): kept as null, which they refuse the same way.
       if (typeof val !== 'string') kept = null;
       else if (Object.hasOwn(k.strings, key)) kept = val.length > k.strings[key]! ? val.slice(0, k.strings[key]) : val;
+      else if (k.others) kept = val;
       else dropped = true;
     } else if (Object.hasOwn(k.fields, key)) kept = keep(val, k.fields[key]!);
     else dropped = true;

@@ -207,6 +207,15 @@ export class ClusterState {
     return this.data.hash();
   }
 
+  /**
+   * The labels of the current Node of this name (undefined: none): which Nodes run an applier is
+   * decided by them (planner --node-selector), outside the hashed data, so a label change makes
+   * no version.
+   */
+  nodeLabels(name: string): Readonly<Record<string, string>> | undefined {
+    return this.nodes.get(name)?.meta.labels;
+  }
+
   /** All current objects (for checkpoints of the object state, e.g. in the event log). */
   objects(): KubeObject[] {
     return [...this.services.values(), ...this.slices.values(), ...this.nodes.values()];

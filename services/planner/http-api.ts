@@ -185,6 +185,8 @@ export function plannerRoutes(
           latestHash: latest?.hash ?? null,
           pinned: p.data.pin ?? null,
           now: new Date().toISOString(),
+          // planner --node-selector (canonical text): nodes outside it are in no wave and no wait
+          nodeSelector: p.nodeSelector ?? null,
           config: p.config.state,
           rollout: rolloutView(p.config.state, Date.now(), nodes, p.config.elapsed()),
           summary: summarizeStatus(nodes),

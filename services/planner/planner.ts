@@ -9,7 +9,15 @@ import {
   type WaveSpec,
 } from '../../libs/control/index.ts';
 import type { NodeStatusThresholds } from '../../libs/bus/index.ts';
-import type { AckOrNack, Heartbeat, NodeTarget, ProxyConfig, Rejection, WatchEvent } from '../../libs/model/index.ts';
+import type {
+  AckOrNack,
+  Heartbeat,
+  LabelSelector,
+  NodeTarget,
+  ProxyConfig,
+  Rejection,
+  WatchEvent,
+} from '../../libs/model/index.ts';
 import { nodeStateHash, renderNodeState, vipConflicts, type ObjectRejection } from '../../libs/planner/index.ts';
 import {
   ConfigAxis,
@@ -21,6 +29,7 @@ import {
 } from '../../libs/versioning/index.ts';
 import { toWatchEvent } from './event-change.ts';
 import type { EventSource, EventSourceFactory } from './event-source.ts';
+import { fleetNodes, outsideReason, type Fleet } from './fleet-nodes.ts';
 import { NodeHashChecks } from './node-hash-checks.ts';
 import { NodeTracker } from './node-tracker.ts';
 import { EventBatcher } from './event-batcher.ts';
@@ -49,6 +58,11 @@ export interface PlannerOptions {
   /** Write an object-state checkpoint into the log every this many events (default 10000; 0 = never). */
   readonly checkpointEvery?: number;
   readonly statusThresholds?: NodeStatusThresholds;
+  /**
+   * `--node-selector`: the Nodes Switchboard proxies (those that run an applier). The others are in
+   * no rollout wave and no `ctl wait` (fleetNodes). Rendering does not read it. Absent: every Node.
+   */
+  readonly nodeSelector?: LabelSelector;
   readonly hooks?: PlannerHooks;
   readonly now?: () => Date;
   /**
@@ -578,21 +592,38 @@ export class Planner {
    * reporting falls out after the silence threshold: before, every node ever heard stayed for
    * ever, also across restarts (seeded from the log), UNKNOWN in status, so `ctl wait` could never
    * finish, and in every later rollout's waves, which then halted on its wave timeout (review4 G1).
+   * Nodes `--node-selector` leaves out are not in it (fleetNodes, probe4 K8).
    */
   fleet(nowMs = performance.now()): string[] {
-    const since = nowMs - this.nodes.silenceMs();
-    return [...new Set([...this.data.publishedData().nodeNames(), ...this.nodes.heardSince(since)])].sort();
+    return [...this.fleetView(nowMs).nodes];
+  }
+
+  /** The fleet, and the nodes outside the selector that report anyway (shown in status, never counted). */
+  private fleetView(nowMs: number): Fleet {
+    const live = this.data.live;
+    return fleetNodes({
+      dataNodes: this.data.publishedData().nodeNames(),
+      heard: this.nodes.heardSince(nowMs - this.nodes.silenceMs()),
+      selector: this.options.nodeSelector,
+      labelsOf: (n) => live.nodeLabels(n),
+    });
+  }
+
+  /** `--node-selector`'s canonical text, or undefined when every Node is in the fleet. */
+  get nodeSelector(): string | undefined {
+    return this.options.nodeSelector?.text || undefined;
   }
 
   /**
-   * Forgets what is kept in memory of nodes outside the fleet (tracker entries and report gates),
+   * Forgets what is kept in memory of nodes no longer shown (tracker entries and report gates),
    * so a cluster whose node names churn (autoscaling, replacements) does not grow the planner.
    * The log keeps their history for audit; a node that comes back is heard afresh.
    */
   private forgetDeparted(nowMs: number): void {
-    const fleet = new Set(this.fleet(nowMs));
-    for (const n of this.nodes.known()) if (!fleet.has(n)) this.nodes.forget(n);
-    for (const n of this.reportGate.gated()) if (!fleet.has(n)) this.reportGate.forget(n);
+    const f = this.fleetView(nowMs);
+    const shown = new Set([...f.nodes, ...f.outside]);
+    for (const n of this.nodes.known()) if (!shown.has(n)) this.nodes.forget(n);
+    for (const n of this.reportGate.gated()) if (!shown.has(n)) this.reportGate.forget(n);
   }
 
   targetOf(node: string, version = this.data.latest()?.version ?? 0): NodeTarget {
@@ -614,7 +645,8 @@ export class Planner {
     this.overridden = new Set(overrides.keys());
     const nowMs = performance.now();
     this.forgetDeparted(nowMs);
-    for (const n of this.fleet(nowMs)) this.nodes.noteTarget(n, this.targetOf(n, version), nowMs);
+    const f = this.fleetView(nowMs);
+    for (const n of [...f.nodes, ...f.outside]) this.nodes.noteTarget(n, this.targetOf(n, version), nowMs);
     this.armRolloutClock();
   }
 
@@ -888,13 +920,15 @@ export class Planner {
    * Every fleet node's row. Renders nothing (review4 G7): the node-state hash an ACK of the latest
    * version must echo is one hashChecks already computed, or the row says it is being checked.
    */
-  status(): (NodeStatusRow & { reason: string; hashMatch: boolean | null })[] {
+  status(): (NodeStatusRow & { reason: string; hashMatch: boolean | null; fleet?: false })[] {
     const latest = this.data.latest();
     const nowMs = performance.now();
     this.forgetDeparted(nowMs);
     const last = new Map(this.nodes.lastHeard().map((a) => [a.node, a]));
     const inData = new Set(this.data.publishedData().nodeNames());
-    return this.fleet(nowMs).map((node) => {
+    const fleet = this.fleetView(nowMs);
+    const outside = new Set(fleet.outside);
+    return [...fleet.nodes, ...fleet.outside].sort().map((node) => {
       const target = this.targetOf(node, latest?.version ?? 0);
       const a = last.get(node);
       const acked = a?.type === 'ACK' && a.version === target.version && a.configRevision === target.configRevision;
@@ -905,6 +939,11 @@ export class Planner {
         nowMs,
         this.viewStale,
       );
+      // Reporting although --node-selector leaves its Node out: shown, never counted (probe4 K8).
+      if (outside.has(node)) {
+        const note = outsideReason(this.options.nodeSelector!);
+        return { ...row, reason: row.reason ? `${row.reason}; ${note}` : note, fleet: false as const };
+      }
       if (inData.has(node)) return row;
       // It runs what it was given, but that has no NodePorts: they are rendered on the addresses of
       // the node's Node object (its Node was deleted, or --node names no Node: probe4 K3).

@@ -1,7 +1,7 @@
 import type { Server } from 'node:http';
 import { EventLog } from '../../libs/eventlog/index.ts';
 import { ClusterInformer, ManifestsSource, loadKubeConfig } from '../../libs/kube/index.ts';
-import type { ProxyConfig } from '../../libs/model/index.ts';
+import type { LabelSelector, ProxyConfig } from '../../libs/model/index.ts';
 import type { NodeStatusThresholds } from '../../libs/control/index.ts';
 import { watchTokenFile, type TokenFileWatch } from './bearer-auth.ts';
 import { checkOpenApi, parseListenAddress } from './listen-address.ts';
@@ -74,6 +74,13 @@ export interface RunPlannerOptions {
   readonly logFileCheckMs?: number;
   /** How often the console's event stream proves it is alive when nothing changed (default 15 s). */
   readonly consoleKeepAliveMs?: number;
+  /** --node-selector: the Nodes Switchboard proxies (they run an applier); absent: every Node. */
+  readonly nodeSelector?: LabelSelector;
+  /**
+   * --relist: this process's first Kubernetes source ignores the resourceVersions the log saved,
+   * lists every kind afresh and logs every listed object (after an etcd restore, docs/sources.md).
+   */
+  readonly relist?: boolean;
 }
 
 export interface RunningPlanner {
@@ -89,6 +96,12 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
   const listen = parseListenAddress(o.http);
   checkOpenApi(listen, o);
   const say = o.say ?? ((line: string) => process.stderr.write(`planner: ${line}\n`));
+  // Part of the planner's configuration an operator must be able to see afterwards: said at start
+  // (and on /status as nodeSelector, on each outside node's row as its reason).
+  if (o.nodeSelector?.text)
+    say(
+      `fleet: Nodes matching --node-selector '${o.nodeSelector.text}' (others are in no rollout wave and no ctl wait)`,
+    );
   const tokens: TokenFileWatch | undefined = o.tokenFile
     ? watchTokenFile(o.tokenFile, { intervalMs: o.tokenFilePollMs, say })
     : undefined;
@@ -202,6 +215,7 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
         }),
       { say },
     );
+    let relistPending = o.relist === true;
     // Sources start from the objects the log holds (read when the planner makes the source, after it restored).
     const source: EventSourceFactory = o.manifests
       ? (sink, hooks) =>
@@ -222,8 +236,12 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
           const kubeConfig = loadKubeConfig({ kubeconfig: o.kubeconfig, inCluster: o.inCluster });
           // The informer resumes from the resourceVersions the log saved after each appended event.
           const resumeStore = withKnownObjects(log.resumeStore(), knownObjectsFromLog(log));
+          // --relist: once per process (a later leadership term resumes as usual).
+          const freshList = relistPending;
+          relistPending = false;
+          if (freshList) say('--relist: listing every kind afresh, not resuming from the log');
           // The planner keeps the objects in its ClusterState: its informer remembers identities only.
-          return informerSource(new ClusterInformer({ kubeConfig, sink, resumeStore, identityOnly: true }));
+          return informerSource(new ClusterInformer({ kubeConfig, sink, resumeStore, identityOnly: true, freshList }));
         };
     const b = bus;
     const makePlanner = (role: 'leader' | 'follower') =>
@@ -235,6 +253,7 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
         checkpointEvery: o.checkpointEvery,
         debounceMs: o.debounceMs,
         statusThresholds: o.statusThresholds,
+        nodeSelector: o.nodeSelector,
         hooks: { ...metrics.hooks, onNote: say },
         role,
         // an operation is answered once the group's log holds it (review2 R4)

@@ -8,6 +8,7 @@ import { parseAllDocuments } from 'yaml';
 import { registerCommands } from '../../services/cli/commands/index.ts';
 import { generateAccountKeys } from '../../libs/nodecreds/index.ts';
 import { renderInstallSecrets } from '../../libs/nodecreds/index.ts';
+import { parseLabelSelector } from '../../libs/model/index.ts';
 
 // Renders deploy/kubernetes/base with `kubectl kustomize` (as an operator would), validates every
 // object against the Kubernetes OpenAPI schemas bundled in kubernetes-models (offline; types,
@@ -164,6 +165,14 @@ describe('deploy/kubernetes base', () => {
     expect(pod.dnsPolicy).toBe('ClusterFirstWithHostNet');
     expect(pod.priorityClassName).toBe('system-node-critical');
     expect(pod.tolerations).toEqual([{ operator: 'Exists' }]);
+    // Linux nodes only (probe4 K8), and the planner's fleet is the same Nodes: a node the
+    // DaemonSet skips runs no applier and must be in no rollout wave
+    expect(pod.nodeSelector).toEqual({ 'kubernetes.io/os': 'linux' });
+    const planner = container(find('StatefulSet', 'switchboard-planner').spec.template.spec, 'planner');
+    const fleet = parseLabelSelector(flag(planner, '--node-selector'));
+    expect(fleet.requirements).toEqual(
+      Object.entries(pod.nodeSelector).map(([key, value]) => ({ op: '=', key, value })),
+    );
     expect(ds.spec.updateStrategy.type).toBe('RollingUpdate');
     expect(ds.spec.updateStrategy.rollingUpdate.maxUnavailable).toBeDefined();
     expect(pod.automountServiceAccountToken).toBe(false);

@@ -6,7 +6,12 @@ interface NodeRow {
   status: string;
   appliedConfigRevision: number | null;
   lastError: string | null;
+  /** false: a node outside planner --node-selector that reports anyway; shown, not waited for. */
+  fleet?: boolean;
 }
+
+/** The rows a wait counts: the fleet (rows outside --node-selector are shown by status only). */
+const fleetRows = (s: Json) => (s.nodes as NodeRow[]).filter((n) => n.fleet !== false);
 interface RolloutState {
   configRevision: number;
   status: string;
@@ -25,7 +30,7 @@ const seconds = (ms: number) =>
 
 /** Every node runs its target: the planner synced and each node's word is SYNCED. */
 export const untilSynced: Check = (s) => {
-  const nodes = s.nodes as NodeRow[];
+  const nodes = fleetRows(s);
   const notSynced = nodes.filter((n) => n.status !== 'SYNCED');
   if (s.synced && notSynced.length === 0)
     return {
@@ -61,7 +66,7 @@ export function untilRolledOut(revision: number): Check {
             : `no rollout of revision ${revision} is in progress`,
       };
     }
-    const nodes = s.nodes as NodeRow[];
+    const nodes = fleetRows(s);
     const on = nodes.filter((n) => n.appliedConfigRevision === revision).length;
     const where = `wave ${r.wave + 1}/${r.waves.length}, ${on}/${nodes.length} nodes on revision ${revision}`;
     if (r.status === 'completed')

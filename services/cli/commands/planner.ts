@@ -9,6 +9,7 @@ import { maxManifestBytesOption, parseMaxManifestBytes } from '../max-manifest-b
 import type { SetExit } from './index.ts';
 import { untilSignalThenStop } from '../graceful-stop.ts';
 import { fullGc } from '../full-gc.ts';
+import { LabelSelectorError, parseLabelSelector } from '../../../libs/model/index.ts';
 
 export function registerPlanner(program: Command, setExit: SetExit): void {
   program
@@ -47,6 +48,14 @@ export function registerPlanner(program: Command, setExit: SetExit): void {
     )
     .option('--insecure-open-api', 'serve the API without tokens on a non-loopback --http address')
     .option('--config <file>', 'proxy config (YAML/JSON) for the first config revision')
+    .option(
+      '--node-selector <selector>',
+      "the Nodes Switchboard proxies (they run an applier), as kubectl -l takes it, e.g. 'kubernetes.io/os=linux'; others are in no rollout wave and no ctl wait (default: every Node)",
+    )
+    .option(
+      '--relist',
+      'list every kind afresh at start instead of resuming from the resourceVersions in the log (after an etcd restore; docs/sources.md)',
+    )
     .addOption(maxManifestBytesOption())
     .option('--checkpoint-every <k>', 'object-state checkpoint in the log every K events', '10000')
     .option(
@@ -76,6 +85,8 @@ export function registerPlanner(program: Command, setExit: SetExit): void {
         tokenFile?: string;
         insecureOpenApi?: boolean;
         config?: string;
+        nodeSelector?: string;
+        relist?: boolean;
         checkpointEvery: string;
         versionsKeepCheckpoints: string;
         maxManifestBytes?: string;
@@ -101,6 +112,16 @@ export function registerPlanner(program: Command, setExit: SetExit): void {
         if (sources !== 1)
           throw new UsageError('choose exactly one of --manifests DIR, --kubeconfig FILE, --in-cluster');
         const maxManifestBytes = parseMaxManifestBytes(o.maxManifestBytes);
+        let nodeSelector: ReturnType<typeof parseLabelSelector> | undefined;
+        try {
+          nodeSelector = o.nodeSelector === undefined ? undefined : parseLabelSelector(o.nodeSelector);
+        } catch (e) {
+          throw e instanceof LabelSelectorError ? new UsageError(`--node-selector: ${e.message}`) : e;
+        }
+        if (o.relist && o.manifests)
+          throw new UsageError(
+            '--relist is for --kubeconfig/--in-cluster: a manifests directory is read whole at every start',
+          );
         const replicas = Number(o.replicas);
         if (!/^\d+$/.test(o.replicas) || !Number.isSafeInteger(replicas) || replicas < 1)
           throw new UsageError(`--replicas ${o.replicas}: expected a whole number of at least 1`);
@@ -148,6 +169,8 @@ export function registerPlanner(program: Command, setExit: SetExit): void {
           onBusWaiting: (what) => process.stderr.write(`planner: waiting for ${what}\n`),
           config: loadProxyConfig(o.config, {}),
           checkpointEvery: k,
+          nodeSelector,
+          relist: o.relist,
           versionsKeepCheckpoints: keepCheckpoints,
           maxManifestBytes,
           natsAuth: {

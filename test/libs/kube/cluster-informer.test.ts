@@ -386,6 +386,37 @@ describe('ClusterInformer', () => {
     expect(informer.informer('Service').health()).toMatchObject({ lists: 1, expired: 1 });
   });
 
+  it('freshList (planner --relist) lists whatever RV was saved and hands over every object, unchanged ones too', async () => {
+    const a = server.create('Service', svc('a'));
+    server.create('Service', svc('b'));
+    // Saved state the server accepts (its current RV), but of another history: a store restored
+    // past the saved RV repeats resourceVersions with other content, and lacks z.
+    const identity = (name: string, uid: string, rv: string): RawKubeObject => ({
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: { name, namespace: 'default', uid, resourceVersion: rv },
+    });
+    const store = Object.assign(new MemoryResumeStore({ Service: server.resourceVersion }), {
+      knownObjects: () => [identity('a', a.metadata.uid!, a.metadata.resourceVersion!), identity('z', 'uid-z', '1')],
+    });
+    const informer = startInformer({ kinds: ['Service'], resumeStore: store, identityOnly: true, freshList: true });
+    await until('watching', watching(informer));
+    // Before: no such option; resumed from the saved RV, nothing listed, nothing delivered.
+    expect(server.requestsOf('list', 'Service')).toHaveLength(1);
+    expect(summary(events)).toEqual([
+      'Service MODIFIED a (relist)', // same uid and resourceVersion: handed over all the same
+      'Service ADDED b (relist)',
+      'Service DELETED z (relist)',
+    ]);
+    // Only the first list: a later one (after a 410) diffs by resourceVersion again, nothing to hand over.
+    events.length = 0;
+    server.compact();
+    server.expireWatches();
+    await until('relisted', () => server.requestsOf('list', 'Service').length === 2);
+    await until('watching again', watching(informer));
+    expect(summary(events)).toEqual([]);
+  });
+
   it('retries injected 500s with backoff and recovers', async () => {
     server.create('Service', svc('a'));
     server.failNext(4);

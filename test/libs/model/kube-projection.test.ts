@@ -292,6 +292,13 @@ describe('projectKubeObject keeps what the readers read', () => {
     expect((projectKubeObject(NODE) as typeof NODE).metadata.annotations).toEqual({
       [MANIFEST_FILE_ANNOTATION]: 'nodes/node-1.yaml',
     });
+    // a Node keeps every label: planner --node-selector may name any of them (probe4 K8)
+    expect((projectKubeObject(NODE) as typeof NODE).metadata.labels).toEqual(NODE.metadata.labels);
+    const labelsRead = (o: unknown) => {
+      const r = readKubeObject(o);
+      return r.ok ? r.object.meta.labels : r;
+    };
+    expect(labelsRead(projectKubeObject(NODE))).toEqual(labelsRead(NODE));
     for (const o of FULL) {
       const p = projectKubeObject(o);
       expect(JSON.stringify(p).length).toBeLessThan(JSON.stringify(o).length / 2);

@@ -113,6 +113,10 @@ describe('flag values of the long-running commands are checked before they conne
         [...planner, '--versions-keep-checkpoints', 'all'],
         'switchboard: --versions-keep-checkpoints all: expected a whole number (0 keeps every version)\n',
       ],
+      [
+        [...planner, '--node-selector', 'kubernetes.io/os in linux'],
+        `switchboard: --node-selector: label selector "kubernetes.io/os in linux": expected '(' after 'in' for kubernetes.io/os\n`,
+      ],
     ];
     for (const [args, stderr] of cases) expect(await sbIn(args)).toEqual({ code: 2, stdout: '', stderr });
   });

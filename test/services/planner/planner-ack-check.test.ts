@@ -2,7 +2,13 @@ import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ackSubject, heartbeatSubject } from '../../../libs/bus/index.ts';
 import { EventLog } from '../../../libs/eventlog/index.ts';
-import { DEFAULT_PROXY_CONFIG, MAX_REPORT_BYTES, MAX_REPORT_ERROR, type AckOrNack } from '../../../libs/model/index.ts';
+import {
+  DEFAULT_PROXY_CONFIG,
+  MAX_REPORT_BYTES,
+  MAX_REPORT_ERROR,
+  parseLabelSelector,
+  type AckOrNack,
+} from '../../../libs/model/index.ts';
 import { nodeStateHash, renderNodeState } from '../../../libs/planner/index.ts';
 import { Planner } from '../../../services/planner/planner.ts';
 import { ReportLogGate } from '../../../services/planner/report-log-gate.ts';
@@ -302,6 +308,68 @@ describe('the fleet is the cluster, not every node ever heard (review4 G1)', () 
     // the node comes back (re-registered applier): heard afresh
     await sendAck(env.nc, ack('node-3', 1, 1, rendered('node-3'), hash));
     await until(() => names().includes('node-3'), 3000, 'node-3 back');
+  });
+});
+
+describe('planner --node-selector: which Nodes are proxied (probe4 K8)', () => {
+  it('a Node outside the selector is in no wave and no wait; one that reports anyway is shown with the reason', async () => {
+    const node = (name: string, ip: string, os: string) =>
+      `apiVersion: v1\nkind: Node\nmetadata: {name: ${name}, labels: {kubernetes.io/os: ${os}}}\nstatus: {addresses: [{type: InternalIP, address: ${ip}}]}\n`;
+    env.write(
+      'nodes.yaml',
+      [
+        node('node-1', '192.0.2.1', 'linux'),
+        node('node-2', '192.0.2.2', 'windows'),
+        node('node-3', '192.0.2.3', 'windows'),
+      ].join('---\n'),
+    );
+    await planner?.stop();
+    const said: string[] = [];
+    planner = await runPlanner({
+      manifests: env.manifests,
+      nats: env.nats.url,
+      db: env.db,
+      http: '127.0.0.1:0',
+      config: DEFAULT_PROXY_CONFIG,
+      debounceMs: 20,
+      pollMs: 100,
+      nodeSelector: parseLabelSelector('kubernetes.io/os=linux'),
+      say: (line) => said.push(line),
+    });
+    const p = planner.planner;
+    await p.synced;
+    expect(said).toContain(
+      "fleet: Nodes matching --node-selector 'kubernetes.io/os=linux' (others are in no rollout wave and no ctl wait)",
+    );
+    // node-3 is new: in the published data once version 2 is out
+    await until(() => [...p.data.publishedData().nodeNames()].includes('node-3'), 3000, 'version 2');
+    expect(p.fleet()).toEqual(['node-1']); // before: node-1, node-2, node-3
+    const hash = p.data.latest()!.hash;
+    const rendered = (n: string) =>
+      nodeStateHash(renderNodeState(p.data.publishedData(), n, p.config.revision(1)!.config));
+    await sendAck(env.nc, ack('node-1', p.data.latest()!.version, 1, rendered('node-1'), hash));
+    // node-3 runs an applier anyway, and runs something else: shown, with why it does not count
+    await sendAck(env.nc, ack('node-3', p.data.latest()!.version, 1, rendered('node-1'), hash));
+    const rows = () => p.status();
+    await until(() => rows()[0]?.status === 'SYNCED' && rows()[1]?.status === 'ERROR', 3000, 'reports');
+    expect(rows().map((r) => [r.node, r.status, r.fleet ?? true])).toEqual([
+      ['node-1', 'SYNCED', true],
+      ['node-3', 'ERROR', false], // node-2: silent and outside, not shown (before: UNKNOWN)
+    ]);
+    expect(rows()[1]!.reason).toMatch(
+      /^runs version 2 config 1 with node-state hash .*; outside the fleet: its Node does not match --node-selector 'kubernetes\.io\/os=linux' \(in no rollout wave and no ctl wait\)$/,
+    );
+    const status = (await (await fetch(`${planner.url}/status`)).json()) as { nodeSelector: string };
+    expect(status.nodeSelector).toBe('kubernetes.io/os=linux');
+    const { main } = await import('../../../services/cli/main.ts');
+    expect(await main(['ctl', '--server', planner.url, 'wait', '--for=synced', '--timeout', '2s'])).toBe(0);
+    const res = await fetch(`${planner.url}/mode`, {
+      method: 'POST',
+      body: JSON.stringify({ mode: 'nftables', waves: '1,100%', reason: 'linux nodes only' }),
+      headers: { 'x-switchboard-actor': 'tester' },
+    });
+    expect(res.status).toBe(200);
+    expect(p.config.state.rollout?.waves).toEqual([['node-1']]); // before: node-2 and node-3 in wave 2
   });
 });
 

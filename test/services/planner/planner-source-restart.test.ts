@@ -183,4 +183,71 @@ describe('planner restarts against the test Kubernetes API server', () => {
     expect(after.events - eventsBefore).toBe(1);
     expect(after.lastEvents.at(-1)).toMatch(/^DELETED Service default\/b /);
   });
+
+  it('a store that went back (etcd restore) is listed afresh at restart, not followed; --relist lists one already past the saved RV (probe4 K6)', async () => {
+    env = await plannerEnv();
+    const svc = (name: string, ip: string, port = 80) => ({
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: { name, namespace: 'default' },
+      spec: { type: 'ClusterIP', clusterIP: ip, clusterIPs: [ip], ports: [{ name: 'http', protocol: 'TCP', port }] },
+    });
+    /** A fresh API server store (resourceVersions start over, new uids) holding these Services and node-1. */
+    const store = async (services: ReturnType<typeof svc>[]) => {
+      await kc?.cleanup();
+      await kube?.stop();
+      kube = await KubeApiServer.start();
+      kc = await writeKubeconfig({ server: kube.url });
+      kube.create('Node', {
+        apiVersion: 'v1',
+        kind: 'Node',
+        metadata: { name: 'node-1' },
+        status: { addresses: [{ type: 'InternalIP', address: '192.0.2.1' }] },
+      });
+      for (const s of services) kube.create('Service', s);
+      return kube;
+    };
+    const start = async (relist?: boolean) => {
+      planner = await runPlanner({
+        kubeconfig: kc!.path,
+        nats: env!.nats.url,
+        db: env!.db,
+        http: '127.0.0.1:0',
+        config: DEFAULT_PROXY_CONFIG,
+        debounceMs: 20,
+        relist,
+        say: () => {},
+      });
+      await planner.planner.synced;
+      return planner.planner;
+    };
+    const ips = (p: RunningPlanner['planner']) =>
+      [...p.data.publishedData().services()].map((s) => `${s.key} ${s.clusterIPs.join()}`).sort();
+
+    const k1 = await store([svc('a', '10.96.0.1'), svc('b', '10.96.0.2')]);
+    for (const port of [81, 82, 83]) k1.update('Service', svc('a', '10.96.0.1', port));
+    const saved = k1.resourceVersion; // what the log saves for each kind
+    expect(ips(await start())).toEqual(['default/a 10.96.0.1', 'default/b 10.96.0.2']);
+    await planner!.stop();
+
+    // Restored from an older backup: the store's RV is behind the log's saved ones.
+    const k2 = await store([svc('a', '10.96.0.9'), svc('c', '10.96.0.3')]);
+    expect(Number(k2.resourceVersion)).toBeLessThan(Number(saved));
+    let p = await start();
+    // Each kind's resumed watch is answered "Too large resource version" twice, then lists and diffs.
+    await until(() => ips(p).join() === 'default/a 10.96.0.9,default/c 10.96.0.3', 10_000, 'the restored store');
+    expect(kube!.requestsOf('list', 'Service')).toHaveLength(1);
+    expect(kube!.requestsOf('watch', 'Service')[0]?.query.resourceVersion).toBe(saved);
+    await until(() => p.sourceProblem() === undefined, 10_000, 'every kind relisted');
+    await planner!.stop();
+
+    // Restored again, and already past the saved RV when the planner starts: a resumed watch
+    // would be accepted and follow it (c kept, d never seen); --relist lists it whole.
+    const k3 = await store([svc('a', '10.96.0.5'), svc('d', '10.96.0.4'), svc('e', '10.96.0.6')]);
+    expect(Number(k3.resourceVersion)).toBeGreaterThan(Number(k2.resourceVersion));
+    p = await start(true);
+    expect(ips(p)).toEqual(['default/a 10.96.0.5', 'default/d 10.96.0.4', 'default/e 10.96.0.6']);
+    expect(kube!.requestsOf('list', 'Service')).toHaveLength(1);
+    expect(kube!.requestsOf('watch', 'Service')[0]?.query.resourceVersion).toBe(k3.resourceVersion);
+  });
 });
