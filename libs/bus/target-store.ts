@@ -1,6 +1,6 @@
-import type { NatsConnection } from '@nats-io/transport-node';
+import { nanos, type NatsConnection } from '@nats-io/transport-node';
 import { Kvm, type KV, type KvOptions } from '@nats-io/kv';
-import { jetstreamManager, JetStreamApiError } from '@nats-io/jetstream';
+import { jetstreamManager, JetStreamApiError, type JetStreamManager } from '@nats-io/jetstream';
 import { StaleLeaderError } from './stale-leader.ts';
 import { asRefusal, ensureStreamReplicas } from './stream-replicas.ts';
 import {
@@ -213,8 +213,27 @@ export async function replicatedBucket(
   } catch (e) {
     throw asRefusal(nc, replicas, e);
   }
-  await ensureStreamReplicas(nc, await jetstreamManager(nc), `KV_${bucket}`, replicas);
+  const jsm = await jetstreamManager(nc);
+  await ensureStreamReplicas(nc, jsm, `KV_${bucket}`, replicas);
+  if (o.ttl !== undefined) await ensureMaxAge(jsm, `KV_${bucket}`, o.ttl);
   return kv;
+}
+
+/**
+ * Brings an existing bucket's key lifetime to `ttlMs`: creating a bucket that exists keeps its old
+ * configuration, so a group restarted with another --lease-ttl kept the first one's (probe5 H9: keys
+ * expired after 6 s under planners acting for 3/4 of 15 s, so a new leader could claim inside the
+ * old one's window). The duplicate window may not exceed the lifetime, so it follows it down.
+ */
+async function ensureMaxAge(jsm: JetStreamManager, stream: string, ttlMs: number): Promise<void> {
+  const info = await jsm.streams.info(stream);
+  const maxAge = nanos(ttlMs);
+  if (info.config.max_age === maxAge) return;
+  await jsm.streams.update(stream, {
+    ...info.config,
+    max_age: maxAge,
+    duplicate_window: Math.min(info.config.duplicate_window ?? maxAge, maxAge),
+  });
 }
 
 function createBucket(nc: NatsConnection, history?: number, replicas?: number): Promise<KV> {
