@@ -1,8 +1,11 @@
 // Picks the cluster credentials the way kubectl users expect: an explicit --kubeconfig
 // file, else in-cluster service account when asked, else KUBECONFIG / ~/.kube/config.
 
-import { existsSync } from 'node:fs';
+import { accessSync, constants, existsSync } from 'node:fs';
 import { KubeConfig } from '@kubernetes/client-node';
+
+/** Where a pod's service account is mounted (what KubeConfig.loadFromCluster reads). */
+export const SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
 
 export interface LoadKubeConfigOptions {
   /** Path given with --kubeconfig. */
@@ -20,12 +23,29 @@ export function loadKubeConfig(options: LoadKubeConfigOptions = {}): KubeConfig 
   }
   if (options.kubeconfig !== undefined) {
     if (!existsSync(options.kubeconfig)) throw new Error(`kubeconfig file not found: ${options.kubeconfig}`);
-    kc.loadFromFile(options.kubeconfig);
+    try {
+      kc.loadFromFile(options.kubeconfig);
+    } catch (e) {
+      // unreadable, not YAML, or not a mapping (an empty file reads as nothing): the library's own
+      // message ("Cannot read properties of undefined") does not say which file or why
+      throw new Error(`kubeconfig ${options.kubeconfig}: cannot read it as a kubeconfig: ${(e as Error).message}`);
+    }
   } else if (options.inCluster) {
     if (!process.env.KUBERNETES_SERVICE_HOST || !process.env.KUBERNETES_SERVICE_PORT) {
       throw new Error(
         'in-cluster configuration needs KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT (not running in a pod?)',
       );
+    }
+    // The client reads the token and CA only at its first request: a missing mount would fail
+    // there, long after the planner started (review5 F7).
+    for (const f of ['token', 'ca.crt']) {
+      try {
+        accessSync(`${SERVICE_ACCOUNT_DIR}/${f}`, constants.R_OK);
+      } catch (e) {
+        throw new Error(
+          `in-cluster configuration needs the service account's ${f} in ${SERVICE_ACCOUNT_DIR}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message} (not running in a pod?)`,
+        );
+      }
     }
     kc.loadFromCluster();
   } else {
@@ -33,6 +53,7 @@ export function loadKubeConfig(options: LoadKubeConfigOptions = {}): KubeConfig 
     kc.loadFromDefault();
   }
   if (options.context !== undefined) kc.setCurrentContext(options.context);
+  if (!kc.getCurrentContext()) throw new Error('kubeconfig names no current-context');
   const cluster = kc.getCurrentCluster();
   if (!cluster) throw new Error(`kubeconfig has no cluster for context "${kc.getCurrentContext()}"`);
   if (!/^https?:\/\//.test(cluster.server))

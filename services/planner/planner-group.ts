@@ -195,7 +195,22 @@ export class PlannerGroup {
     if (this.stopped) return; // stopped while claiming: no leader Planner after stop()
     const p = this.options.makePlanner('leader');
     this.current = p;
-    await p.start();
+    try {
+      await p.start();
+    } catch (e) {
+      // A planner that cannot lead (its source cannot be made, its first publish fails) must not
+      // keep the lease: renewed by a process with no working leader, it held the group for good
+      // while a healthy replica followed it (review5 F7). It follows again and steps down (holding
+      // off one TTL), so another replica leads; alone, it tries again after the hold-off.
+      const why = `cannot lead term ${term}: ${(e as Error).message}`;
+      this.options.say(why);
+      await p.stop().catch(() => undefined);
+      await this.becomeFollower();
+      this.current?.noteFailure('lease', why); // shown (lastError) until it leads
+      await this.options.lease.stepDown(why);
+      this.options.onRoleChange?.();
+      return;
+    }
     await p.recordHeard(heard).catch((e) => p.noteFailure('ack', e));
     // stop() waits for a role change only its grace long: one that finishes later must not leave
     // a timer reading a log that is closed by then.

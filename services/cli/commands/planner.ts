@@ -10,6 +10,7 @@ import type { SetExit } from './index.ts';
 import { untilSignalThenStop } from '../graceful-stop.ts';
 import { fullGc } from '../full-gc.ts';
 import { LabelSelectorError, parseLabelSelector } from '../../../libs/model/index.ts';
+import { loadKubeConfig } from '../../../libs/kube/index.ts';
 
 export function registerPlanner(program: Command, setExit: SetExit): void {
   program
@@ -151,6 +152,15 @@ export function registerPlanner(program: Command, setExit: SetExit): void {
           checkOpenApi(parseListenAddress(o.http), o);
         } catch (e) {
           throw new UsageError((e as Error).message);
+        }
+        // The cluster's credentials too: read only when this planner first leads, a bad file left a
+        // planner holding its group's lease without a source (review5 F7).
+        if (o.kubeconfig !== undefined || o.inCluster) {
+          try {
+            loadKubeConfig({ kubeconfig: o.kubeconfig, inCluster: o.inCluster });
+          } catch (e) {
+            throw new UsageError(`${o.inCluster ? '--in-cluster' : '--kubeconfig'}: ${(e as Error).message}`);
+          }
         }
         const running = await runPlanner({
           replicas,

@@ -1,3 +1,6 @@
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseDuration } from '../../../services/cli/flag-values.ts';
 import { sbIn } from './cli-support.ts';
@@ -5,6 +8,9 @@ import { sbIn } from './cli-support.ts';
 /** `switchboard applier` with its required flags (a NATS nobody listens on) and `flags`. */
 const applier = (...flags: string[]) =>
   sbIn(['applier', '--node', 'n1', '--nats', 'nats://127.0.0.1:1', '--mode', 'dry-run', ...flags]);
+
+/** Where a pod's service account is mounted (the path @kubernetes/client-node reads). */
+const SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
 
 describe('flag values of the long-running commands are checked before they connect', () => {
   it('applier --http notanaddr is a usage error naming the flag (NATS is never tried)', async () => {
@@ -119,6 +125,58 @@ describe('flag values of the long-running commands are checked before they conne
       ],
     ];
     for (const [args, stderr] of cases) expect(await sbIn(args)).toEqual({ code: 2, stdout: '', stderr });
+  });
+
+  it('planner --kubeconfig / --in-cluster that cannot work is a usage error before the log or key is made (review5 F7)', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'sb-kubeconfig-'));
+    const podEnv = { host: process.env.KUBERNETES_SERVICE_HOST, port: process.env.KUBERNETES_SERVICE_PORT };
+    delete process.env.KUBERNETES_SERVICE_HOST; // as outside a pod, wherever the suite runs
+    delete process.env.KUBERNETES_SERVICE_PORT;
+    try {
+      const empty = path.join(dir, 'empty.yaml');
+      writeFileSync(empty, '');
+      const noContext = path.join(dir, 'no-context.yaml');
+      writeFileSync(
+        noContext,
+        'apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: "https://10.0.0.1"}}]\n',
+      );
+      const planner = ['planner', '--nats', 'nats://127.0.0.1:1', '--db', path.join(dir, 'p.db')];
+      const cases: [string[], string][] = [
+        [['--kubeconfig', '/nonexistent/kc'], '--kubeconfig: kubeconfig file not found: /nonexistent/kc'],
+        [['--kubeconfig', empty], `--kubeconfig: kubeconfig ${empty}: cannot read it as a kubeconfig: `],
+        [['--kubeconfig', noContext], '--kubeconfig: kubeconfig names no current-context'],
+        [
+          ['--in-cluster'],
+          '--in-cluster: in-cluster configuration needs KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT',
+        ],
+      ];
+      for (const [flags, line] of cases) {
+        const r = await sbIn([...planner, ...flags]);
+        expect(r, flags.join(' ')).toMatchObject({ code: 2, stdout: '' });
+        expect(r.stderr.startsWith(`switchboard: ${line}`), r.stderr).toBe(true);
+        expect(r.stderr.split('\n')).toHaveLength(2); // one line
+      }
+      // The service's env set but no service account mounted (a pod's would be at that fixed path:
+      // where one is, as in a CI pod, this case cannot be made, and is left out).
+      if (!existsSync(SERVICE_ACCOUNT_DIR)) {
+        process.env.KUBERNETES_SERVICE_HOST = '10.96.0.1';
+        process.env.KUBERNETES_SERVICE_PORT = '443';
+        expect(await sbIn([...planner, '--in-cluster'])).toEqual({
+          code: 2,
+          stdout: '',
+          stderr: `switchboard: --in-cluster: in-cluster configuration needs the service account's token in ${SERVICE_ACCOUNT_DIR}: ENOENT (not running in a pod?)\n`,
+        });
+      }
+      expect(readdirSync(dir).sort()).toEqual(['empty.yaml', 'no-context.yaml']); // no log, no signing key
+    } finally {
+      for (const [k, v] of [
+        ['KUBERNETES_SERVICE_HOST', podEnv.host],
+        ['KUBERNETES_SERVICE_PORT', podEnv.port],
+      ] as const)
+        if (v === undefined) delete process.env[k];
+        else process.env[k] = v;
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('durations', () => {

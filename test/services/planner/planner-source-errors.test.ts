@@ -226,4 +226,29 @@ describe('planner source errors', () => {
     await expect.poll(async () => (await readyz()).status, { timeout: 20_000 }).toBe(200);
     expect((await readyz()).body.sourceError).toBeUndefined();
   });
+
+  it('a planner whose source cannot be made when it wins the lease steps down, and a healthy replica leads (review5 F7)', async () => {
+    // Its kubeconfig is missing: the source is made only when it leads (the CLI refuses the flag
+    // up front, a library caller does not). It kept the lease, renewing it with no leader Planner
+    // behind it, and a healthy replica followed it for good: no version was ever published.
+    env = await plannerEnv();
+    env.write('nodes.yaml', nodeYaml('node-1', '192.0.2.1'));
+    const said: string[] = [];
+    const group = { leaseTtlMs: 1000, signingKey: `${env.dir}/key.pem`, say: (l: string) => void said.push(l) };
+    planner = await startPlanner({ ...group, manifests: undefined, kubeconfig: `${env.dir}/none`, id: 'broken' });
+    // Alone, it was elected: the failure is said, and it is a follower again, holding nothing.
+    expect(said.join('\n')).toMatch(/cannot lead term 1: kubeconfig file not found: /);
+    expect(planner.group.role()).toBe('follower');
+    expect(planner.group.view().self.leader).toBe(false);
+    expect(planner.planner.lastError).toMatch(/^lease: cannot lead term 1: kubeconfig file not found/);
+    const good = await startPlanner({ ...group, db: `${env.dir}/good.db`, id: 'good' });
+    try {
+      await expect.poll(() => good.group.role(), { timeout: 4000 }).toBe('leader');
+      await good.planner.synced;
+      expect(good.planner.data.latest()?.version).toBe(1);
+      expect(planner.group.view().leader?.id).toBe('good');
+    } finally {
+      await good.stop();
+    }
+  });
 });
