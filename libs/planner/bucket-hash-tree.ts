@@ -36,6 +36,12 @@ export class BucketHashTree {
   private readonly tag: Buffer;
   private readonly dirty = new Set<number>();
   private rootCache: string | undefined;
+  /**
+   * Per bucket, its lines in sorted order as bytes with their offsets, kept only for overlayRoot
+   * (built on its first use there, dropped when the bucket changes): an overlay hashes the spans
+   * between its own lines instead of sorting and joining the bucket again.
+   */
+  private readonly sortedLines: (SortedLines | undefined)[] = new Array(BUCKETS);
 
   constructor(private readonly options: BucketHashTreeOptions) {
     if (options.groupSize !== 0 && BUCKETS % options.groupSize !== 0)
@@ -51,7 +57,7 @@ export class BucketHashTree {
   }
 
   set(key: string, value: string | undefined): void {
-    const b = fnv1a(key) % BUCKETS;
+    const b = bucketOf(key);
     const bucket = this.buckets[b]!;
     if (value === undefined) {
       if (!bucket.delete(key)) return;
@@ -60,7 +66,64 @@ export class BucketHashTree {
       bucket.set(key, value);
     }
     this.dirty.add(b);
+    this.sortedLines[b] = undefined;
     this.rootCache = undefined;
+  }
+
+  /**
+   * The root this tree would have with `changes` applied (value undefined: the item removed; a
+   * key given twice: the last value), leaving the tree as it is. Rehashes only the buckets the
+   * changes fall in, their groups and the root: many variants of one large item set (every node's
+   * state: shared items plus a few of its own) cost O(their own items) each, not O(all items).
+   */
+  overlayRoot(changes: Iterable<readonly [string, string | undefined]>): string {
+    const base = this.root();
+    const byBucket = new Map<number, Map<string, string | undefined>>();
+    for (const [k, v] of changes) {
+      const b = bucketOf(k);
+      let m = byBucket.get(b);
+      if (!m) byBucket.set(b, (m = new Map()));
+      m.set(k, v);
+    }
+    if (byBucket.size === 0) return base;
+    const g = this.options.groupSize;
+    const bucketHashes = new Map<number, string>();
+    for (const [b, m] of byBucket) bucketHashes.set(b, this.overlayBucket(b, m));
+    const patched = (text: Buffer, first: number, count: number, hashes: Map<number, string>) => {
+      const copy = Buffer.from(text.subarray(first * LINE, (first + count) * LINE));
+      for (const [i, h] of hashes) if (i >= first && i < first + count) writeLine(copy, i - first, h);
+      return copy.subarray(0, count * LINE - 1);
+    };
+    let top: Buffer;
+    if (!g) top = patched(this.bucketText, 0, BUCKETS, bucketHashes);
+    else {
+      const groupHashes = new Map<number, string>();
+      for (const b of bucketHashes.keys()) {
+        const i = Math.floor(b / g);
+        if (!groupHashes.has(i)) groupHashes.set(i, sha256Hex(patched(this.bucketText, i * g, g, bucketHashes)));
+      }
+      top = patched(this.groupText, 0, BUCKETS / g, groupHashes);
+    }
+    return createHash('sha256').update(this.tag).update(top).digest('hex');
+  }
+
+  /** Bucket b's hash with `changes` applied: its stored lines hashed span by span around theirs. */
+  private overlayBucket(b: number, changes: Map<string, string | undefined>): string {
+    const lines = (this.sortedLines[b] ??= sortedLinesOf(this.buckets[b]!));
+    const h = createHash('sha256');
+    let pos = 0;
+    let i = 0;
+    for (const k of [...changes.keys()].sort()) {
+      i = lowerBound(lines.keys, k, i);
+      const at = lines.offsets[i]!;
+      if (at > pos) h.update(lines.text.subarray(pos, at));
+      pos = at;
+      if (lines.keys[i] === k) pos = lines.offsets[++i]!; // replaced or removed: its stored line goes
+      const v = changes.get(k);
+      if (v !== undefined) h.update(`${k}\t${v}\n`, 'utf8');
+    }
+    if (pos < lines.text.length) h.update(lines.text.subarray(pos));
+    return h.digest('hex');
   }
 
   root(): string {
@@ -95,6 +158,45 @@ function writeLine(text: Buffer, i: number, hash: string): void {
 /** Lines first..first+count-1 joined by '\n' (the last line's '\n' left out). */
 function joined(text: Buffer, first: number, count: number): Buffer {
   return text.subarray(first * LINE, (first + count) * LINE - 1);
+}
+
+interface SortedLines {
+  readonly keys: readonly string[];
+  /** The bucket's "key\tvalue\n" lines in key order, UTF-8. */
+  readonly text: Buffer;
+  /** Byte offset of line i; offsets[keys.length] is text.length. */
+  readonly offsets: readonly number[];
+}
+
+function sortedLinesOf(bucket: Map<string, string>): SortedLines {
+  const keys = [...bucket.keys()].sort();
+  const offsets = [0];
+  let text = '';
+  let bytes = 0;
+  for (const k of keys) {
+    const line = `${k}\t${bucket.get(k)!}\n`;
+    text += line;
+    bytes += Buffer.byteLength(line, 'utf8');
+    offsets.push(bytes);
+  }
+  return { keys, text: Buffer.from(text, 'utf8'), offsets };
+}
+
+/** Index of the first key >= k at or after `from` (code-unit order, as Array.prototype.sort). */
+function lowerBound(keys: readonly string[], k: string, from: number): number {
+  let lo = from;
+  let hi = keys.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (keys[mid]! < k) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/** The bucket (0–255) of an item key: FNV-1a over its UTF-16 code units (docs/versioning.md). */
+function bucketOf(key: string): number {
+  return fnv1a(key) % BUCKETS;
 }
 
 function fnv1a(s: string): number {

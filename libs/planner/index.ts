@@ -25,3 +25,4 @@ export {
   type NodeStateRendererOptions,
   type RenderedChange,
 } from './node-state-renderer.ts';
+export { ExpectedNodeStateHashes, type ExpectedHashStats } from './expected-node-state-hashes.ts';

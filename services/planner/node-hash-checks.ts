@@ -1,3 +1,6 @@
+import type { ProxyConfig } from '../../libs/model/index.ts';
+import { ExpectedNodeStateHashes, type ClusterDataSource } from '../../libs/planner/index.ts';
+
 export interface NodeHashChecksOptions {
   /**
    * The node-state hash `node` must echo for (version, revision), rendered now; undefined when it
@@ -122,4 +125,40 @@ function later(fn: () => void, restMs: number): { cancel(): void } {
   const t = setTimeout(fn, restMs);
   t.unref?.();
   return { cancel: () => clearTimeout(t) };
+}
+
+/** What an expected hash is computed from: the data of `version` under the config of `revision`. */
+export interface ExpectedHashInput {
+  readonly version: number;
+  readonly revision: number;
+  readonly config: ProxyConfig;
+  /** The content of `version` (the planner's published data while `version` is its latest). */
+  readonly data: ClusterDataSource;
+}
+
+/**
+ * The renderings behind the planner's NodeHashChecks (issue 15 item 3: no per-node work the
+ * planner could do once). One ExpectedNodeStateHashes per config revision in use: built once
+ * (O(cluster)), then moved to each newer version in O(changed services), and asked per node in
+ * O(that node's own items), where a full render + hash per node cost O(cluster) each (~1.7 s per
+ * node at 10k services). Keeps the `keep` revisions asked about last (a rollout has two in use);
+ * a revision's config never changes, so the revision number names it.
+ */
+export class ExpectedHashCache {
+  private readonly byRevision = new Map<number, { readonly hashes: ExpectedNodeStateHashes; version: number }>();
+
+  constructor(private readonly keep = 2) {}
+
+  hash(node: string, at: ExpectedHashInput): string {
+    let e = this.byRevision.get(at.revision);
+    this.byRevision.delete(at.revision); // set again below: the most recently used goes last
+    e ??= { hashes: new ExpectedNodeStateHashes(at.config), version: -1 };
+    this.byRevision.set(at.revision, e);
+    for (const r of this.byRevision.keys()) if (this.byRevision.size > this.keep) this.byRevision.delete(r);
+    if (e.version !== at.version) {
+      e.hashes.update(at.data);
+      e.version = at.version;
+    }
+    return e.hashes.hash(node);
+  }
 }

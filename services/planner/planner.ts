@@ -18,7 +18,7 @@ import type {
   Rejection,
   WatchEvent,
 } from '../../libs/model/index.ts';
-import { nodeStateHash, renderNodeState, vipConflicts, type ObjectRejection } from '../../libs/planner/index.ts';
+import { vipConflicts, type ObjectRejection } from '../../libs/planner/index.ts';
 import {
   ConfigAxis,
   DataAxis,
@@ -30,7 +30,7 @@ import {
 import { toWatchEvent } from './event-change.ts';
 import type { EventSource, EventSourceFactory } from './event-source.ts';
 import { fleetNodes, outsideReason, type Fleet } from './fleet-nodes.ts';
-import { NodeHashChecks } from './node-hash-checks.ts';
+import { ExpectedHashCache, NodeHashChecks } from './node-hash-checks.ts';
 import { NodeTracker } from './node-tracker.ts';
 import { EventBatcher } from './event-batcher.ts';
 import type { PlannerBus } from './planner-bus.ts';
@@ -120,6 +120,8 @@ export class Planner {
     },
     onError: (node, e) => this.fail('node-state check', new Error(`rendering ${node}: ${errorText(e)}`)),
   });
+  /** What hashChecks computes from: the shared part of every node's rendering, once per version and revision. */
+  private readonly expectedHashes = new ExpectedHashCache();
   /** The data hash the log recorded per version (a version's hash never changes), for ACK checks. */
   private readonly logHashes = new Map<number, string>();
   /** The newest version known to hold the same content in the log and on the stream (checkStreamAgrees). */
@@ -1020,12 +1022,12 @@ export class Planner {
     for (const a of this.nodes.lastHeard()) this.checkLater(a);
   }
 
-  /** hashChecks' one render: `node`'s state at the latest version under `revision` (undefined once that moved). */
+  /** hashChecks' one hash: `node`'s state at the latest version under `revision` (undefined once that moved). */
   private renderHash(node: string, version: number, revision: number): string | undefined {
     if (this.data.latest()?.version !== version) return undefined;
     const rev = this.config.revision(revision);
     if (!rev) return undefined;
-    return nodeStateHash(renderNodeState(this.data.publishedData(), node, rev.config));
+    return this.expectedHashes.hash(node, { version, revision, config: rev.config, data: this.data.publishedData() });
   }
 
   private logHash(version: number): string | undefined {

@@ -69,4 +69,37 @@ describe('BucketHashTree roots equal the documented definitions', () => {
       expect(items.size).toBeGreaterThan(100);
     });
   }
+
+  for (const k of kinds) {
+    it(`${k.name}: overlayRoot equals the root of the items with the changes applied, and leaves the tree as it was`, () => {
+      let seed = 11;
+      const rand = (n: number) => {
+        seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+        return (seed >>> 16) % n;
+      };
+      const tree = k.make();
+      const items = new Map<string, string>();
+      for (let step = 0; step < 300; step++) {
+        const key = `vs:10.96.${rand(3)}.${rand(200)}`;
+        const v = sha(String(rand(1000)));
+        items.set(key, v);
+        tree.set(key, v);
+        if (rand(10) !== 0) continue;
+        // replace, remove (present or not), add; a key twice: the last one counts
+        const changes: [string, string | undefined][] = [];
+        for (let i = 0; i < 1 + rand(12); i++) {
+          const c = `vs:10.96.${rand(3)}.${rand(220)}`;
+          changes.push([c, rand(3) === 0 ? undefined : sha(`o${rand(1000)}`)]);
+        }
+        const expected = new Map(items);
+        for (const [c, cv] of changes) {
+          if (cv === undefined) expected.delete(c);
+          else expected.set(c, cv);
+        }
+        expect(tree.overlayRoot(changes)).toBe(reference(expected, k.tag, k.groupSize));
+        expect(tree.overlayRoot([])).toBe(reference(items, k.tag, k.groupSize));
+        expect(tree.root()).toBe(reference(items, k.tag, k.groupSize));
+      }
+    });
+  }
 });

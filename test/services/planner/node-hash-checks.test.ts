@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { NodeHashChecks } from '../../../services/planner/node-hash-checks.ts';
+import { DEFAULT_PROXY_CONFIG, readProxyConfig, type ServiceEntry } from '../../../libs/model/index.ts';
+import { ClusterDataIndex, nodeStateHash, renderNodeState } from '../../../libs/planner/index.ts';
+import { ExpectedHashCache, NodeHashChecks } from '../../../services/planner/node-hash-checks.ts';
 
 // The planner's node-state hashes are rendered off its read paths (review4 G7): asked for, then
 // computed in slices that yield, kept for the newest version only. A hand-driven scheduler and
@@ -110,5 +112,51 @@ describe('NodeHashChecks: node-state hashes computed off the read path', () => {
     expect(h.slices).toHaveLength(0);
     h.checks.want('n2', 1, 1);
     expect(h.checks.pending).toBe(0);
+  });
+});
+
+describe('ExpectedHashCache: what NodeHashChecks computes', () => {
+  it("gives each node the full render's hash, each revision's shared part moved to the version asked about", () => {
+    const service = (name: string, ip: string, nodePort: number): ServiceEntry => ({
+      key: `ns/${name}`,
+      clusterIPs: [ip],
+      externalIPs: [],
+      loadBalancerIngress: [],
+      loadBalancerSourceRanges: [],
+      affinityTimeoutSeconds: 0,
+      externalTrafficPolicy: 'Cluster',
+      internalTrafficPolicy: 'Cluster',
+      healthCheckNodePort: 0,
+      topologyAware: false,
+      nodePorts: nodePort !== 0,
+      ports: [{ name: 'http', protocol: 'TCP', port: 80, nodePort, endpoints: [] }],
+    });
+    const nodes = ['n1', 'n2'].map((name, i) => ({ name, addresses: [`192.0.2.${i + 1}`], zone: '' }));
+    const data = ClusterDataIndex.from({ services: [service('a', '10.96.0.1', 30001)], nodes });
+    const configs = [DEFAULT_PROXY_CONFIG, readProxyConfig({ scheduler: 'lc' }), readProxyConfig({ mode: 'nftables' })];
+    const cache = new ExpectedHashCache();
+    const check = (version: number) => {
+      for (const [revision, config] of configs.entries())
+        for (const n of nodes)
+          expect(cache.hash(n.name, { version, revision, config, data })).toBe(
+            nodeStateHash(renderNodeState(data, n.name, config)),
+          );
+    };
+    check(1);
+    check(1); // three revisions in turn, two kept: one is built again from scratch
+    data.apply({
+      upsertServices: [service('b', '10.96.0.2', 0)],
+      removeServices: [],
+      upsertNodes: [],
+      removeNodes: [],
+    });
+    check(2);
+    data.apply({
+      upsertServices: [service('a', '10.96.0.1', 0)],
+      removeServices: ['ns/b'],
+      upsertNodes: [],
+      removeNodes: [],
+    });
+    check(3);
   });
 });

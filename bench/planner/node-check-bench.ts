@@ -1,0 +1,116 @@
+/**
+ * The planner's node-state hash checks for one version: the hash every ACKing node must echo.
+ * Old path (the baseline, same run): nodeStateHash(renderNodeState(...)) per node, O(cluster)
+ * each, timed on a sample of nodes (every node would take minutes) and scaled to the fleet. New
+ * path: ExpectedNodeStateHashes built once for the version, then every node's hash; and the next
+ * version (one EndpointSlice changed): moving it there and every node's hash again. The sampled
+ * nodes' hashes are compared between the paths (the run fails on a difference).
+ *   npx tsx --expose-gc bench/planner/node-check-bench.ts [--services 10000] [--endpoints 10] [--nodes 100] [--old-sample 4] [--versions 3]
+ */
+import { parseArgs } from 'node:util';
+import { DEFAULT_PROXY_CONFIG, readKubeObject, type KubeObject } from '../../libs/model/index.ts';
+import { ClusterState, ExpectedNodeStateHashes, nodeStateHash, renderNodeState } from '../../libs/planner/index.ts';
+import { generateCluster, makeSlice } from './generate-cluster.ts';
+
+const { values } = parseArgs({
+  options: {
+    services: { type: 'string', default: '10000' },
+    endpoints: { type: 'string', default: '10' },
+    nodes: { type: 'string', default: '100' },
+    'old-sample': { type: 'string', default: '4' },
+    versions: { type: 'string', default: '3' },
+  },
+});
+const S = Number(values.services);
+const E = Number(values.endpoints);
+const N = Number(values.nodes);
+const SAMPLE = Math.min(N, Number(values['old-sample']));
+const VERSIONS = Number(values.versions);
+
+const ms = (t0: bigint) => Number(process.hrtime.bigint() - t0) / 1e6;
+const read = (raw: unknown): KubeObject => {
+  const r = readKubeObject(raw);
+  if (!r.ok) throw new Error(r.rejection.reason);
+  return r.object;
+};
+const heap = () => {
+  global.gc?.();
+  return process.memoryUsage().heapUsed;
+};
+
+const gen = generateCluster({ services: S, endpointsPerService: E, nodes: N });
+const state = ClusterState.fromObjects([...gen.nodes, ...gen.services, ...gen.slices].map(read));
+const data = state.data;
+const nodes = data.nodeNames();
+const config = DEFAULT_PROXY_CONFIG;
+const sample = Array.from({ length: SAMPLE }, (_, i) => nodes[Math.floor((i * N) / SAMPLE)]!);
+
+// old: a full render + hash per node (the first one pays JIT warm-up: one untimed)
+nodeStateHash(renderNodeState(data, sample[0]!, config));
+const oldHashes = new Map<string, string>();
+let t = process.hrtime.bigint();
+for (const n of sample) oldHashes.set(n, nodeStateHash(renderNodeState(data, n, config)));
+const oldPerNodeMs = ms(t) / SAMPLE;
+
+// new: built once for the version, then every node
+const heap0 = heap();
+const hashes = new ExpectedNodeStateHashes(config);
+t = process.hrtime.bigint();
+hashes.update(data);
+const buildMs = ms(t);
+t = process.hrtime.bigint();
+const fast = new Map<string, string>();
+let rendered = 0;
+let ownItems = 0;
+for (const n of nodes) {
+  fast.set(n, hashes.hash(n));
+  rendered += hashes.lastStats.servicesRendered;
+  ownItems += hashes.lastStats.ownItems;
+}
+const allNodesMs = ms(t);
+const heldMb = (heap() - heap0) / 1048576;
+for (const [n, h] of oldHashes)
+  if (fast.get(n) !== h) throw new Error(`node ${n}: fast hash ${fast.get(n)} != full render ${h}`);
+
+// later versions: one EndpointSlice changed each; moved there, every node again
+const next: { updateMs: number; allNodesMs: number }[] = [];
+for (let v = 1; v <= VERSIONS; v++) {
+  const s = (v * 7919) % S;
+  state.apply({ op: 'upsert', object: read(makeSlice(`ns-${s % 50}`, s, E, N, v, s % 4 === 0)) });
+  state.commit();
+  t = process.hrtime.bigint();
+  hashes.update(data);
+  const updateMs = ms(t);
+  t = process.hrtime.bigint();
+  for (const n of nodes) hashes.hash(n);
+  next.push({ updateMs, allNodesMs: ms(t) });
+}
+const check = sample[sample.length - 1]!;
+if (hashes.hash(check) !== nodeStateHash(renderNodeState(data, check, config)))
+  throw new Error(`node ${check}: fast hash differs from the full render after ${VERSIONS} versions`);
+
+const oldAllMs = oldPerNodeMs * N;
+const newFirstMs = buildMs + allNodesMs;
+const steady = next.map((x) => x.updateMs + x.allNodesMs).sort((a, b) => a - b);
+const steadyMs = steady[Math.floor(steady.length / 2)] ?? Number.NaN;
+const r = (x: number) => Math.round(x * 10) / 10;
+console.log(
+  JSON.stringify({
+    services: S,
+    endpointsPerService: E,
+    nodes: N,
+    oldSample: SAMPLE,
+    oldPerNodeMs: r(oldPerNodeMs),
+    oldAllNodesMsProjected: r(oldAllMs),
+    newBuildMs: r(buildMs),
+    newAllNodesMs: r(allNodesMs),
+    newPerNodeMs: r(allNodesMs / N),
+    newFirstVersionMs: r(newFirstMs),
+    nextVersions: next.map((x) => ({ updateMs: r(x.updateMs), allNodesMs: r(x.allNodesMs) })),
+    servicesRenderedPerNode: r(rendered / N),
+    ownItemsPerNode: r(ownItems / N),
+    heldMb: r(heldMb),
+    ratioFirstVersion: r(oldAllMs / newFirstMs),
+    ratioNextVersion: r(oldAllMs / steadyMs),
+  }),
+);

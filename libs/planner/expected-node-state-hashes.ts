@@ -1,0 +1,376 @@
+import {
+  byCodeUnit,
+  ipFamily,
+  virtualServerKey,
+  type IpFamily,
+  type ProxyConfig,
+  type ServiceEntry,
+  type VirtualServer,
+} from '../model/index.ts';
+import type { ClusterDataSource } from './cluster-data-index.ts';
+import { IPSET_TABLE, ipsetName } from './ipset-names.ts';
+import { NodeStateHashTree, nodeStateHash, nodeStateItem } from './node-state-hash.ts';
+import {
+  claimOrder,
+  mergeContributions,
+  renderContext,
+  renderNodeState,
+  renderServiceForNode,
+  type RenderContext,
+  type ServiceContribution,
+} from './render-node-state.ts';
+
+interface Candidate {
+  readonly vs: VirtualServer;
+  readonly service: string;
+  /** Position in its service's contribution (ties within one service, as NodeStateRenderer). */
+  readonly index: number;
+}
+
+interface Held {
+  readonly entry: ServiceEntry;
+  /** The service rendered for no node in particular: what it gives every node it is not sensitive to. */
+  readonly shared: ServiceContribution;
+}
+
+/** How the last hash() was computed (tests and metrics). */
+export interface ExpectedHashStats {
+  /** Services rendered again for the node: the ones its facts or endpoints reach. */
+  readonly servicesRendered: number;
+  /** Item changes against the shared items (the node item included). */
+  readonly ownItems: number;
+  /** True when the fast path could not tell and the node was rendered in full. */
+  readonly fullRender: boolean;
+}
+
+const SET_FAMILY = new Map<string, IpFamily>(
+  (['IPv4', 'IPv6'] as const).flatMap((f) => IPSET_TABLE.map(([base]) => [ipsetName(base, f), f] as const)),
+);
+const SETS_OF = (f: IpFamily) =>
+  IPSET_TABLE.map(([base, type]) => ({
+    name: ipsetName(base, f),
+    type,
+    family: type === 'bitmap:port' ? undefined : f === 'IPv4' ? ('inet' as const) : ('inet6' as const),
+  }));
+
+/** An item value computed once per virtual server object (versions share unchanged services' objects). */
+const vsItems = new WeakMap<VirtualServer, readonly [string, string]>();
+function vsItem(vs: VirtualServer): readonly [string, string] {
+  let item = vsItems.get(vs);
+  if (!item) vsItems.set(vs, (item = nodeStateItem.virtualServer(vs)));
+  return item;
+}
+
+/**
+ * The node-state hashes the planner expects many nodes to echo for one data version and one
+ * proxy config: nodeStateHash(renderNodeState(data, node, config)) for each, in O(cluster) once
+ * (O(changed services) when moved to a later version) plus O(the node's own items) per node,
+ * instead of O(cluster) per node (issue 15 item 3).
+ *
+ * Most of a node's state is the same on every node. Each service is rendered once for no node in
+ * particular (no name, no facts: no NodePorts, no local endpoints, no zone); those contributions
+ * are merged as NodeStateRenderer merges them (refcounts, claimOrder for VIP:port claims) into a
+ * tree of shared items. A service's rendering depends on the node only through: its NodePorts
+ * (served on the node's addresses), a load balancer's source ranges (checked against them), its
+ * externalIPs that are one of the node's addresses (left out there), endpoints on that node
+ * (KUBE-LOOP-BACK, traffic policy Local) and topology hints (the node's zone). For a node, only
+ * the services it reaches so are rendered again; their shared contributions are taken out of
+ * the merge and theirs put in, and the items that differ are laid over the shared tree
+ * (BucketHashTree.overlayRoot: only the buckets they fall in are rehashed). What this cannot
+ * follow (a node that would add or drop a whole address family's ipsets) is rendered in full.
+ * The same value as the full functions for every node (property test in
+ * test/libs/planner/expected-node-state-hashes.test.ts). Pure; holds the data source it was
+ * last moved to, which must not change between update() and hash().
+ */
+export class ExpectedNodeStateHashes {
+  private data: ClusterDataSource | undefined;
+  private readonly neutral: RenderContext;
+  private readonly held = new Map<string, Held>();
+  private readonly candidates = new Map<string, Candidate[]>();
+  private readonly winners = new Map<string, VirtualServer>();
+  private readonly bound = new Map<string, number>();
+  private readonly entryCount = new Map<string, Map<string, number>>();
+  private readonly familyCount = new Map<IpFamily, number>([['IPv4', 1]]); // IPv4 sets always exist
+  private readonly tree = new NodeStateHashTree();
+  private readonly touched = new Set<string>();
+  /** VIP:ports claimed twice with equal rank and different content (see pick): every node is rendered in full. */
+  private readonly ambiguous = new Set<string>();
+  // which services a node's facts or name reach (see sensitiveTo)
+  private readonly byEndpointNode = new Map<string, Set<string>>();
+  private readonly byExternalIP = new Map<string, Set<string>>();
+  private readonly withNodePorts = new Set<string>();
+  private readonly withSourceRanges = new Set<string>();
+  private readonly topologyAware = new Set<string>();
+  private last: ExpectedHashStats = { servicesRendered: 0, ownItems: 0, fullRender: false };
+
+  constructor(readonly config: ProxyConfig) {
+    this.neutral = { nodeName: '', node: undefined, config, nodePortIPs: [] };
+    // the proxy knobs exactly as the full render sets them (they depend on config alone)
+    this.tree.set(...nodeStateItem.settings(mergeContributions(this.neutral, []).settings));
+    for (const [set] of SET_FAMILY) this.entryCount.set(set, new Map());
+    for (const s of SETS_OF('IPv4')) this.tree.set(...nodeStateItem.ipset(s));
+  }
+
+  /**
+   * Moves to `data`: every service whose entry is not the object held (entries are immutable
+   * values, replaced on change) is rendered again, removed ones leave. O(services) comparisons
+   * plus O(changed services) work; the first call renders everything.
+   */
+  update(data: ClusterDataSource): void {
+    this.data = data;
+    const seen = new Set<string>();
+    for (const svc of data.services()) {
+      seen.add(svc.key);
+      const old = this.held.get(svc.key);
+      if (old?.entry === svc) continue;
+      // the new contribution goes in before the old one comes out: shared members keep a count
+      const shared = renderServiceForNode(svc, this.neutral);
+      this.held.set(svc.key, { entry: svc, shared });
+      this.apply(svc.key, shared, 1);
+      if (old) {
+        this.apply(svc.key, old.shared, -1);
+        this.index(old.entry, -1);
+      }
+      this.index(svc, 1);
+    }
+    for (const [key, old] of this.held) {
+      if (seen.has(key)) continue;
+      this.held.delete(key);
+      this.apply(key, old.shared, -1);
+      this.index(old.entry, -1);
+    }
+    this.settle();
+  }
+
+  /** The node-state hash `nodeName` must echo: nodeStateHash(renderNodeState(data, nodeName, config)). */
+  hash(nodeName: string): string {
+    const data = this.data;
+    if (!data) throw new Error('ExpectedNodeStateHashes: hash() before update()');
+    const ctx = renderContext(data, nodeName, this.config);
+    const keys = this.sensitiveTo(ctx);
+    const full = (): string => {
+      this.last = { servicesRendered: keys.size, ownItems: 0, fullRender: true };
+      return nodeStateHash(renderNodeState(data, nodeName, this.config));
+    };
+    if (this.ambiguous.size > 0) return full();
+    const removed = new Set<VirtualServer>();
+    const added = new Map<string, Candidate[]>();
+    const boundDelta = new Map<string, number>();
+    const entryDelta = new Map<string, Map<string, number>>();
+    const familyDelta = new Map<IpFamily, number>();
+    const count = (c: ServiceContribution, service: string, sign: 1 | -1) => {
+      c.virtualServers.forEach((vs, index) => {
+        const fam = ipFamily(vs.address);
+        familyDelta.set(fam, (familyDelta.get(fam) ?? 0) + sign);
+        const k = virtualServerKey(vs);
+        if (sign < 0) removed.add(vs);
+        const list = added.get(k) ?? [];
+        if (sign > 0) list.push({ vs, service, index });
+        added.set(k, list); // a key with an empty list: touched, nothing of the node's own
+      });
+      for (const a of c.boundAddresses) boundDelta.set(a, (boundDelta.get(a) ?? 0) + sign);
+      for (const [set, e] of c.ipsetEntries) {
+        let m = entryDelta.get(set);
+        if (!m) entryDelta.set(set, (m = new Map()));
+        m.set(e, (m.get(e) ?? 0) + sign);
+      }
+    };
+    for (const key of keys) {
+      const held = this.held.get(key)!;
+      count(held.shared, key, -1);
+      count(renderServiceForNode(held.entry, ctx), key, 1);
+    }
+    // a family's ipsets come or go with its first or last virtual server: not laid over, rendered in full
+    for (const [f, d] of familyDelta)
+      if (d !== 0 && this.hasFamily(f) !== (this.familyCount.get(f) ?? 0) + d > 0) return full();
+
+    const own: (readonly [string, string | undefined])[] = [nodeStateItem.node(nodeName)];
+    for (const [k, mine] of added) {
+      const list = (this.candidates.get(k) ?? []).filter((c) => !removed.has(c.vs)).concat(mine);
+      const best = pick(list);
+      if (best === 'ambiguous') return full();
+      const shared = this.winners.get(k);
+      if (!best) {
+        if (shared) own.push([`vs:${k}`, undefined]);
+      } else if (!shared || (best.vs !== shared && !sameJson(best.vs, shared))) own.push(vsItem(best.vs));
+    }
+    for (const [a, d] of boundDelta) {
+      const n = this.bound.get(a) ?? 0;
+      if (d !== 0 && n > 0 !== n + d > 0)
+        own.push(n + d > 0 ? nodeStateItem.boundAddress(a) : [`addr:${a}`, undefined]);
+    }
+    for (const [set, m] of entryDelta) {
+      if (!this.hasFamily(SET_FAMILY.get(set)!)) continue; // no such set on this node: its entries are left out
+      const counts = this.entryCount.get(set)!;
+      for (const [e, d] of m) {
+        const n = counts.get(e) ?? 0;
+        if (d === 0 || n > 0 === n + d > 0) continue;
+        const item = nodeStateItem.ipsetEntry(set, e);
+        own.push(n + d > 0 ? item : [item[0], undefined]);
+      }
+    }
+    this.last = { servicesRendered: keys.size, ownItems: own.length, fullRender: false };
+    return this.tree.overlayRoot(own);
+  }
+
+  /** How the last hash() was computed. */
+  get lastStats(): ExpectedHashStats {
+    return this.last;
+  }
+
+  /**
+   * Every service whose rendering for this node may differ from its shared one: the complete list
+   * of what renderServiceForNode reads from the context besides the config (see the class note).
+   */
+  private sensitiveTo(ctx: RenderContext): Set<string> {
+    const keys = new Set<string>();
+    const add = (xs: Iterable<string> | undefined) => {
+      for (const k of xs ?? []) keys.add(k);
+    };
+    if (ctx.nodePortIPs.length > 0) {
+      add(this.withNodePorts);
+      add(this.withSourceRanges);
+    }
+    if (ctx.node?.zone) add(this.topologyAware);
+    for (const a of ctx.node?.addresses ?? []) add(this.byExternalIP.get(a));
+    if (ctx.nodeName !== '') add(this.byEndpointNode.get(ctx.nodeName));
+    return keys;
+  }
+
+  private index(svc: ServiceEntry, sign: 1 | -1): void {
+    const mark = (set: Set<string>, on: boolean) => {
+      if (on && sign > 0) set.add(svc.key);
+      else if (on) set.delete(svc.key);
+    };
+    mark(this.withNodePorts, svc.nodePorts && svc.ports.some((p) => p.nodePort !== 0));
+    mark(this.withSourceRanges, svc.loadBalancerIngress.length > 0 && svc.loadBalancerSourceRanges.length > 0);
+    mark(this.topologyAware, svc.topologyAware);
+    const by = (m: Map<string, Set<string>>, k: string) => {
+      let s = m.get(k);
+      if (sign > 0) {
+        if (!s) m.set(k, (s = new Set()));
+        s.add(svc.key);
+      } else if (s) {
+        s.delete(svc.key);
+        if (s.size === 0) m.delete(k);
+      }
+    };
+    for (const ip of svc.externalIPs) by(this.byExternalIP, ip);
+    for (const p of svc.ports) for (const e of p.endpoints) if (e.nodeName !== '') by(this.byEndpointNode, e.nodeName);
+  }
+
+  /** Adds (+1) or removes (-1) a shared contribution from the refcounted merge of shared items. */
+  private apply(service: string, c: ServiceContribution, sign: 1 | -1): void {
+    c.virtualServers.forEach((vs, index) => {
+      const fam = ipFamily(vs.address);
+      this.setFamilyCount(fam, (this.familyCount.get(fam) ?? 0) + sign);
+      const k = virtualServerKey(vs);
+      const list = this.candidates.get(k) ?? [];
+      if (sign > 0) list.push({ vs, service, index });
+      else {
+        const i = list.findIndex((x) => x.vs === vs);
+        if (i >= 0) list.splice(i, 1);
+      }
+      if (list.length > 0) this.candidates.set(k, list);
+      else this.candidates.delete(k);
+      this.touched.add(k);
+    });
+    for (const a of c.boundAddresses) {
+      const n = (this.bound.get(a) ?? 0) + sign;
+      if (n > 0) this.bound.set(a, n);
+      else this.bound.delete(a);
+      if (n === 1 && sign > 0) this.tree.set(...nodeStateItem.boundAddress(a));
+      if (n === 0) this.tree.set(`addr:${a}`, undefined);
+    }
+    for (const [set, e] of c.ipsetEntries) {
+      const counts = this.entryCount.get(set);
+      if (!counts) throw new Error(`ExpectedNodeStateHashes: unknown ipset ${set}`);
+      const n = (counts.get(e) ?? 0) + sign;
+      if (n > 0) counts.set(e, n);
+      else counts.delete(e);
+      if (!this.hasFamily(SET_FAMILY.get(set)!)) continue;
+      const [key, value] = nodeStateItem.ipsetEntry(set, e);
+      if (n === 1 && sign > 0) this.tree.set(key, value);
+      if (n === 0) this.tree.set(key, undefined);
+    }
+  }
+
+  /** Resolves the winner of every touched VIP:port (claimOrder, as mergeContributions). */
+  private settle(): void {
+    for (const k of this.touched) {
+      const list = this.candidates.get(k) ?? [];
+      const best = pick(list);
+      if (best === 'ambiguous') this.ambiguous.add(k);
+      else this.ambiguous.delete(k);
+      const win = best === 'ambiguous' ? list[0]!.vs : best?.vs;
+      const prev = this.winners.get(k);
+      if (win === prev) continue;
+      if (win) {
+        this.winners.set(k, win);
+        this.tree.set(...vsItem(win));
+      } else {
+        this.winners.delete(k);
+        this.tree.set(`vs:${k}`, undefined);
+      }
+    }
+    this.touched.clear();
+  }
+
+  private hasFamily(f: IpFamily): boolean {
+    return (this.familyCount.get(f) ?? 0) > 0;
+  }
+
+  /** Keeps a family's count; when its sets appear or vanish, so do their items. */
+  private setFamilyCount(f: IpFamily, n: number): void {
+    const before = this.hasFamily(f);
+    this.familyCount.set(f, n);
+    const after = n > 0;
+    if (before === after) return;
+    for (const s of SETS_OF(f)) {
+      const [key, value] = nodeStateItem.ipset(s);
+      this.tree.set(key, after ? value : undefined);
+      for (const e of this.entryCount.get(s.name)!.keys()) {
+        const [ek, ev] = nodeStateItem.ipsetEntry(s.name, e);
+        this.tree.set(ek, after ? ev : undefined);
+      }
+    }
+  }
+}
+
+/**
+ * The winning claim (claimOrder; NodeStateRenderer's tie-breaks), undefined for none, or
+ * 'ambiguous' when two claims rank equal by claimOrder with different content: the full merge
+ * would pick one by iteration order, which is not ours to guess.
+ */
+function pick(list: readonly Candidate[]): Candidate | undefined | 'ambiguous' {
+  let best: Candidate | undefined;
+  for (const x of list) {
+    if (!best) {
+      best = x;
+      continue;
+    }
+    const c = claimOrder(x.vs, best.vs);
+    if (c === 0 && x.vs !== best.vs && !sameJson(x.vs, best.vs)) return 'ambiguous';
+    if (c < 0 || (c === 0 && (byCodeUnit(x.service, best.service) || x.index - best.index) < 0)) best = x;
+  }
+  return best;
+}
+
+/** Deep equality of plain JSON values (same canonical JSON, hence the same item hash). */
+function sameJson(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
+  if (Array.isArray(a)) {
+    if (!Array.isArray(b) || a.length !== b.length) return false;
+    for (let i = 0; i < a.length; i++) if (!sameJson(a[i], b[i])) return false;
+    return true;
+  }
+  if (Array.isArray(b)) return false;
+  const ka = Object.keys(a);
+  if (ka.length !== Object.keys(b).length) return false;
+  for (const k of ka) {
+    if (!Object.hasOwn(b, k)) return false;
+    if (!sameJson((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k])) return false;
+  }
+  return true;
+}

@@ -1,0 +1,250 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import {
+  DEFAULT_PROXY_CONFIG,
+  readProxyConfig,
+  type DataDelta,
+  type EndpointEntry,
+  type NodeFacts,
+  type ProxyConfig,
+  type ServiceEntry,
+} from '../../../libs/model/index.ts';
+import {
+  ClusterDataIndex,
+  ClusterState,
+  ExpectedNodeStateHashes,
+  nodeStateHash,
+  renderNodeState,
+} from '../../../libs/planner/index.ts';
+import { objectChange } from '../../support/random-cluster.ts';
+
+// The planner's expected node-state hashes, shared work laid over per node, must equal the full
+// render + hash of every node (the hash appliers compute: its definition must not move), for
+// every config, across any sequence of versions the hasher is moved through.
+const CONFIGS: ProxyConfig[] = [
+  DEFAULT_PROXY_CONFIG,
+  readProxyConfig({
+    scheduler: 'mh',
+    schedulerFlags: ['mh-port'],
+    strictARP: true,
+    nodePortAddresses: ['192.0.2.0/28', '2001:db8::/64'],
+  }),
+  readProxyConfig({ mode: 'nftables', masqueradeAll: true, nodePortAddresses: ['2001:db8::/64'] }),
+];
+// n1..n4 come and go; n9 never has a Node object (it can still have endpoints: local ones count)
+const NODES = ['n1', 'n2', 'n3', 'n4', 'n9'];
+
+/** What each node-dependent part did in a run: a property that never met one proves nothing about it. */
+const seen = { ownItems: 0, rendered: 0 };
+
+function expectSameAsFull(hashes: ExpectedNodeStateHashes, data: ClusterDataIndex): void {
+  for (const node of NODES) {
+    const fast = hashes.hash(node);
+    expect(fast).toBe(nodeStateHash(renderNodeState(data, node, hashes.config)));
+    const s = hashes.lastStats;
+    seen.ownItems += s.ownItems > 1 ? 1 : 0; // beyond the node item
+    seen.rendered += s.servicesRendered;
+  }
+}
+
+describe('ExpectedNodeStateHashes equals nodeStateHash(renderNodeState(...)) for every node', () => {
+  it('over random dual-stack clusters moved by deltas: NodePorts, LB ranges, externalIPs, Local policies, hints, VIP conflicts (property)', () => {
+    fc.assert(
+      fc.property(
+        fc.array(delta, { minLength: 1, maxLength: 6 }),
+        fc.integer({ min: 0, max: 5 }),
+        (deltas, freshAt) => {
+          const data = new ClusterDataIndex();
+          let hashers = CONFIGS.map((c) => new ExpectedNodeStateHashes(c));
+          deltas.forEach((d, i) => {
+            data.apply(d);
+            if (i === freshAt) hashers = CONFIGS.map((c) => new ExpectedNodeStateHashes(c)); // built from scratch
+            for (const h of hashers) {
+              h.update(data);
+              expectSameAsFull(h, data);
+            }
+          });
+        },
+      ),
+      { numRuns: 20 },
+    );
+    // the generator reaches the node-dependent parts (a vacuous run would pass any fast path)
+    expect(seen.ownItems).toBeGreaterThan(150); // about 500 in a run of 20
+    expect(seen.rendered).toBeGreaterThan(300); // about 1000
+  });
+
+  it('over random Kubernetes object changes through ClusterState (property)', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.array(objectChange, { minLength: 1, maxLength: 6 }), { minLength: 1, maxLength: 8 }),
+        (batches) => {
+          const planner = new ClusterState();
+          const data = new ClusterDataIndex();
+          const hashers = CONFIGS.map((c) => new ExpectedNodeStateHashes(c));
+          for (const batch of batches) {
+            for (const change of batch) planner.apply(change);
+            const d = planner.commit();
+            if (!d) continue;
+            data.apply(d);
+            for (const h of hashers) {
+              h.update(data);
+              expectSameAsFull(h, data);
+            }
+          }
+        },
+      ),
+      { numRuns: 20 },
+    );
+  });
+
+  it('renders again only the services a node reaches, and no service when a version changes one other', () => {
+    const services = Array.from({ length: 30 }, (_, i) => svc(`s${i}`, { clusterIPs: [`10.96.0.${i + 1}`] }));
+    services[3] = svc('s3', { clusterIPs: ['10.96.0.4'], nodePorts: true, nodePort: 30003 });
+    services[4] = svc('s4', { clusterIPs: ['10.96.0.5'], endpointNode: 'n2' });
+    const data = ClusterDataIndex.from({ services, nodes: [facts('n1', ['192.0.2.1']), facts('n2', ['192.0.2.2'])] });
+    const h = new ExpectedNodeStateHashes(DEFAULT_PROXY_CONFIG);
+    h.update(data);
+    expect(h.hash('n1')).toBe(nodeStateHash(renderNodeState(data, 'n1', DEFAULT_PROXY_CONFIG)));
+    expect(h.lastStats).toEqual({ servicesRendered: 1, ownItems: 2, fullRender: false }); // its node item and NodePort VS
+    expect(h.hash('n2')).toBe(nodeStateHash(renderNodeState(data, 'n2', DEFAULT_PROXY_CONFIG)));
+    expect(h.lastStats.servicesRendered).toBe(2); // s3's NodePort, s4's endpoint on n2 (KUBE-LOOP-BACK)
+    const d: DataDelta = {
+      upsertServices: [svc('s7', { clusterIPs: ['10.96.0.8'], endpoints: 3 })],
+      removeServices: ['ns/s9'],
+      upsertNodes: [],
+      removeNodes: [],
+    };
+    data.apply(d);
+    h.update(data);
+    expect(h.hash('n1')).toBe(nodeStateHash(renderNodeState(data, 'n1', DEFAULT_PROXY_CONFIG)));
+  });
+});
+
+// ---- a small dual-stack universe where the node-dependent parts collide ---------------------
+
+function facts(name: string, addresses: string[], zone = 'z1'): NodeFacts {
+  return { name, addresses: [...new Set(addresses)].sort(), zone };
+}
+
+function svc(
+  name: string,
+  o: { clusterIPs: string[]; nodePorts?: boolean; nodePort?: number; endpointNode?: string; endpoints?: number },
+): ServiceEntry {
+  const eps: EndpointEntry[] = Array.from({ length: o.endpoints ?? 2 }, (_, i) => ({
+    ip: `10.244.0.${i + 1}`,
+    port: 8080,
+    nodeName: o.endpointNode ?? '',
+    zone: 'z1',
+    ready: true,
+    serving: true,
+    terminating: false,
+    hintZones: [],
+  }));
+  return {
+    key: `ns/${name}`,
+    clusterIPs: o.clusterIPs,
+    externalIPs: [],
+    loadBalancerIngress: [],
+    loadBalancerSourceRanges: [],
+    affinityTimeoutSeconds: 0,
+    externalTrafficPolicy: 'Cluster',
+    internalTrafficPolicy: 'Cluster',
+    healthCheckNodePort: 0,
+    topologyAware: false,
+    nodePorts: o.nodePorts ?? false,
+    ports: [{ name: 'http', protocol: 'TCP', port: 80, nodePort: o.nodePort ?? 0, endpoints: eps }],
+  };
+}
+
+// Node addresses overlap external, LB and cluster IPs and the nodePortAddresses filters on purpose.
+const NODE_ADDRS = ['192.0.2.1', '192.0.2.7', '192.0.2.40', '2001:db8::1', '2001:db8:9::1', '10.96.0.1'];
+const endpoint = fc
+  .record({
+    ip: fc.constantFrom('10.244.0.1', '10.244.0.2', '10.244.0.3', 'fd00:244::1', 'fd00:244::2'),
+    port: fc.constantFrom(8080, 8081),
+    node: fc.constantFrom('', ...NODES),
+    ready: fc.boolean(),
+    serving: fc.boolean(),
+    terminating: fc.boolean(),
+    zone: fc.constantFrom('z1', 'z2'),
+    hint: fc.constantFrom<'none' | 'own' | 'other'>('none', 'own', 'own', 'other'),
+  })
+  .map(
+    (e): EndpointEntry => ({
+      ip: e.ip,
+      port: e.port,
+      nodeName: e.node,
+      zone: e.zone,
+      ready: e.ready,
+      serving: e.serving,
+      terminating: e.terminating,
+      hintZones: e.hint === 'none' ? [] : e.hint === 'own' ? [e.zone] : ['z1', 'z2'],
+    }),
+  );
+const serviceEntry = fc
+  .record({
+    name: fc.constantFrom('a', 'b', 'c', 'd'),
+    v4: fc.option(fc.constantFrom<string>('10.96.0.1', '10.96.0.2')),
+    v6: fc.option(fc.constantFrom<string>('fd00::1', 'fd00::2')),
+    v6First: fc.boolean(),
+    // externalIPs and LB addresses may be cluster IPs, each other, or a node's own address
+    ext: fc.subarray(['203.0.113.1', '2001:db8:1::1', '10.96.0.1', '192.0.2.7', '2001:db8::1']),
+    lb: fc.subarray(['198.51.100.1', '2001:db8:2::1', '203.0.113.1', '192.0.2.1']),
+    ranges: fc.subarray(['192.0.2.0/24', '2001:db8::/32', '198.51.100.0/24']),
+    etpLocal: fc.boolean(),
+    itpLocal: fc.boolean(),
+    nodePorts: fc.boolean(),
+    topo: fc.boolean(),
+    affinity: fc.constantFrom(0, 10800),
+    hc: fc.constantFrom(0, 32000),
+    ports: fc.uniqueArray(
+      fc.record({
+        name: fc.constantFrom('a', 'b', 'c'),
+        protocol: fc.constantFrom('TCP' as const, 'UDP' as const, 'SCTP' as const),
+        port: fc.constantFrom(80, 81),
+        nodePort: fc.constantFrom(0, 30001, 30002, 80),
+        endpoints: fc.uniqueArray(endpoint, { maxLength: 5, selector: (e) => `${e.ip}:${e.port}` }),
+      }),
+      { maxLength: 3, selector: (p) => p.name },
+    ),
+  })
+  .map(
+    (s): ServiceEntry => ({
+      key: `ns/${s.name}`,
+      clusterIPs: (s.v6First ? [s.v6, s.v4] : [s.v4, s.v6]).filter((x): x is string => !!x),
+      externalIPs: s.ext,
+      loadBalancerIngress: s.lb,
+      loadBalancerSourceRanges: s.ranges,
+      affinityTimeoutSeconds: s.affinity,
+      externalTrafficPolicy: s.etpLocal ? 'Local' : 'Cluster',
+      internalTrafficPolicy: s.itpLocal ? 'Local' : 'Cluster',
+      healthCheckNodePort: s.hc,
+      topologyAware: s.topo,
+      nodePorts: s.nodePorts,
+      ports: s.ports
+        .map((p) => ({
+          ...p,
+          endpoints: [...p.endpoints].sort((x, y) => (x.ip < y.ip ? -1 : x.ip > y.ip ? 1 : x.port - y.port)),
+        }))
+        .sort((x, y) => (x.name < y.name ? -1 : 1)),
+    }),
+  );
+const nodeFacts = fc
+  .record({
+    name: fc.constantFrom('n1', 'n2', 'n3', 'n4'),
+    addrs: fc.subarray(NODE_ADDRS, { maxLength: 3 }),
+    zone: fc.constantFrom('', 'z1', 'z2'),
+  })
+  .map((n) => facts(n.name, n.addrs, n.zone));
+const delta: fc.Arbitrary<DataDelta> = fc
+  .record({
+    upsertServices: fc.uniqueArray(serviceEntry, { maxLength: 3, selector: (s) => s.key }),
+    removeServices: fc.subarray(['ns/a', 'ns/b', 'ns/c', 'ns/d'], { maxLength: 1 }),
+    upsertNodes: fc.uniqueArray(nodeFacts, { maxLength: 2, selector: (n) => n.name }),
+    removeNodes: fc.subarray(['n1', 'n2', 'n3', 'n4'], { maxLength: 1 }),
+  })
+  .map((d) => ({
+    ...d,
+    removeServices: d.removeServices.filter((k) => !d.upsertServices.some((s) => s.key === k)),
+    removeNodes: d.removeNodes.filter((k) => !d.upsertNodes.some((n) => n.name === k)),
+  }));
