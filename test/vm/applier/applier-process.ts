@@ -1,6 +1,7 @@
 // Test-side handle on applier-driver.ts running in a node netns.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { childNodeArgs } from '../../support/child-node-args.ts';
 import type { ApplyResult } from '../../../libs/dataplane/index.ts';
 import type { NodeState } from '../../../libs/model/index.ts';
 
@@ -37,7 +38,7 @@ export class ApplierProcess {
   static async start(ns: string, stateFile: string, drainTimeoutMs = 300_000): Promise<ApplierProcess> {
     const child = spawn(
       'ip',
-      ['netns', 'exec', ns, process.execPath, '--import', 'tsx', DRIVER, stateFile, String(drainTimeoutMs)],
+      ['netns', 'exec', ns, process.execPath, ...childNodeArgs(DRIVER), stateFile, String(drainTimeoutMs)],
       { stdio: ['pipe', 'pipe', 'pipe'] },
     );
     let err = '';

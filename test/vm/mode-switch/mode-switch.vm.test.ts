@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { NodeState } from '../../../libs/model/index.ts';
 import { IPSET_TABLE, ipsetName } from '../../../libs/planner/index.ts';
+import { childNodeArgs } from '../../support/child-node-args.ts';
 import { execIn, NetnsLab, tcpSpread, type ClientNs, type NodeNs, type PodNs } from '../support/netns.ts';
 
 const DRIVER = new URL('./switch-driver.ts', import.meta.url).pathname;
@@ -61,18 +62,7 @@ function state(): NodeState {
 
 function step(name: string): Promise<{ result?: unknown; error?: string }> {
   return new Promise((resolve, reject) => {
-    const c = spawn('ip', [
-      'netns',
-      'exec',
-      node.ns,
-      process.execPath,
-      '--import',
-      'tsx',
-      DRIVER,
-      stateFile,
-      dir,
-      name,
-    ]);
+    const c = spawn('ip', ['netns', 'exec', node.ns, process.execPath, ...childNodeArgs(DRIVER), stateFile, dir, name]);
     let out = '';
     let err = '';
     c.stdout.on('data', (d) => {

@@ -5,6 +5,7 @@ import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { createRequire } from 'node:module';
+import { childBundle, childNodeArgs } from '../../../support/child-node-args.ts';
 
 const pexec = promisify(execFile);
 const RUNNER = fileURLToPath(new URL('./netns-runner.ts', import.meta.url));
@@ -69,7 +70,16 @@ export class TestNetns {
     const timeout = opts.timeoutMs ?? 600_000;
     const { stdout } = await pexec(
       'ip',
-      ['netns', 'exec', this.name, process.execPath, '--import', TSX, RUNNER, modulePath, fnName, JSON.stringify(args)],
+      [
+        'netns',
+        'exec',
+        this.name,
+        process.execPath,
+        ...childNodeArgs(RUNNER, TSX),
+        childBundle(modulePath),
+        fnName,
+        JSON.stringify(args),
+      ],
       { maxBuffer: 64 * 1024 * 1024, timeout },
     ).catch(
       (e: { stdout?: string; stderr?: string; message: string; killed?: boolean; signal?: string; code?: number }) => {
