@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: installs what it needs, builds dist/, typechecks, lints (Biome), runs the host
-# tests (real nats-server, SQLite files, network namespaces with nftables/ipset) and then the
-# IPVS tests inside a qemu VM. Ends with one line "tests: N passed, N failed".
+# tests (real nats-server, SQLite files, network namespaces with nftables/ipset) and the IPVS tests
+# inside a qemu VM. Ends with one line "tests: N passed, N failed" (a failed typecheck or lint counts
+# as one failed test each).
 set -uo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
@@ -12,72 +13,84 @@ bash scripts/install-deps.sh || exit 1
 echo "== build (dist/)"
 npm run --silent build || { echo "tests: 0 passed, 1 failed"; exit 1; }
 
-echo "== typecheck"
-npx tsc -p tsconfig.json --noEmit || { echo "tests: 0 passed, 1 failed"; exit 1; }
-
-echo "== lint (biome.jsonc)"
-npm run --silent lint || { echo "tests: 0 passed, 1 failed"; exit 1; }
-
 out="$(mktemp -d)"
 trap 'rm -rf "$out"' EXIT
 
 # Two lanes on CI's 2 cores. vitest runs one worker there (its default: cores - 1), so host test
 # files never overlap each other; the host suite spends much of its time waiting on processes and
-# timers. Lane 1: the host tests but test/libs/eventlog/. Lane 2, beside it: the VM part (IPVS, qemu),
-# then test/libs/eventlog/ (mostly CPU: the 545 M-character checkpoints), so the core the VM frees
-# is not left idle while lane 1 runs on alone. Fresh clone, 2026-12-02, with one host lane: host
-# 1,008 s (event-log files 207 s of it) beside the VM's 599 s, 18 min 53 s in all. The event-log files
-# share nothing with the rest but loopback ports the kernel hands out (freePort) and temp dirs.
-# SWITCHBOARD_VM_SERIAL=1 runs the three parts one after the other; SWITCHBOARD_SKIP_VM=1 starts
-# the event-log files at once beside lane 1.
-# Lane 2 takes the event-log files but the two that wait more than they compute (a crash child,
-# a 3-server cluster): the fresh clone of 2026-12-02 02:00 UTC had lane 1 done at 911 s and lane 2
-# at ~1,004 s (VM 754 s, then 250 s of event-log files); those two (~62 s) even the lanes out.
-eventlog=test/libs/eventlog/
+# timers. Lane 1: the host tests but those of lane 2. Lane 2, beside it: typecheck and lint, the VM
+# part (IPVS, qemu: one TCG thread, so about one core), then the rest of the host tests, so the core
+# the VM frees is not left idle while lane 1 runs on alone.
+# - Typecheck and lint (~40 s of CPU) ran before both lanes until 2026-12-02; in lane 2 they no
+#   longer hold lane 1 back. Their output is printed at the end, and a failure fails the run.
+# - Lane 2's host tests: test/libs/eventlog/ (mostly CPU: the 545 M-character checkpoints) but
+#   checkpoint-crash and replication-cluster (they wait more than they compute), and test/ha/
+#   (planner groups on nats clusters; ~100 s in lane 1 of the fresh clone of 2026-12-02 08:21
+#   UTC). That clone had lane 1 done at 941 s and lane 2 at ~840 s (VM 637 s, event-log files
+#   202 s), typecheck and lint before both; the VM's children then ran through tsx (~20 s each
+#   under TCG), bundled since (test/support/child-bundles.mjs).
+# The lanes share nothing but loopback ports the kernel hands out (freePort) and temp dirs.
+# SWITCHBOARD_VM_SERIAL=1 runs everything one part after the other; SWITCHBOARD_SKIP_VM=1 starts
+# lane 2's checks and host tests at once beside lane 1.
 lane2_files=()
-for f in "$eventlog"*.test.ts; do
+for f in test/libs/eventlog/*.test.ts; do
   case "$f" in *checkpoint-crash.test.ts | *replication-cluster.test.ts) ;; *) lane2_files+=("$f") ;; esac
 done
+lane2_files+=(test/ha/*.test.ts)
 lane1_excludes=()
 for f in "${lane2_files[@]}"; do lane1_excludes+=(--exclude "$f"); done
+lane2_what="test/libs/eventlog/ (most), test/ha/"
 vm_rc=0
 host_rc=0
 lane_pid=""
+run_checks() {
+  npx tsc -p tsconfig.json --noEmit >"$out/typecheck.log" 2>&1
+  echo $? >"$out/typecheck.rc"
+  npm run --silent lint >"$out/lint.log" 2>&1
+  echo $? >"$out/lint.rc"
+}
 run_vm() {
   # bounded: a hung VM must fail the run long before CI's own limit
   NO_COLOR=1 VM_TIMEOUT="${VM_TIMEOUT:-1200}" bash scripts/test-vm.sh >"$out/vm.log" 2>&1
   echo $? >"$out/vm.rc"
 }
-run_eventlog() {
-  NO_COLOR=1 npx vitest run "${lane2_files[@]}" --reporter=default --reporter=json --outputFile.json="$out/host-eventlog.json" \
-    >"$out/host-eventlog.log" 2>&1
-  echo $? >"$out/host-eventlog.rc"
+run_lane2_host() {
+  NO_COLOR=1 npx vitest run "${lane2_files[@]}" --reporter=default --reporter=json --outputFile.json="$out/host-lane2.json" \
+    >"$out/host-lane2.log" 2>&1
+  echo $? >"$out/host-lane2.rc"
 }
 if [ "${SWITCHBOARD_VM_SERIAL:-}" != 1 ]; then
   if [ "${SWITCHBOARD_SKIP_VM:-}" = 1 ]; then
     echo "SWITCHBOARD_SKIP_VM=1: VM tests not run"
-    echo "== host tests ($eventlog): started next to the other host tests, output below when they end"
-    run_eventlog &
+    echo "== typecheck, lint, host tests ($lane2_what): started next to the other host tests, output below when they end"
+    { run_checks; run_lane2_host; } &
   else
-    echo "== VM tests (IPVS), then host tests ($eventlog): started next to the other host tests, output below when they end"
-    { run_vm; run_eventlog; } &
+    echo "== typecheck, lint, VM tests (IPVS), host tests ($lane2_what): started next to the other host tests, output below when they end"
+    { run_checks; run_vm; run_lane2_host; } &
   fi
   lane_pid=$!
+else
+  run_checks
 fi
 
-echo "== host tests (all but most of $eventlog)"
+echo "== host tests (all but $lane2_what)"
 npx vitest run "${lane1_excludes[@]}" --reporter=default --reporter=json --outputFile.json="$out/host.json"
 host_rc=$?
 
 if [ -n "$lane_pid" ]; then
   wait "$lane_pid"
 else
-  run_eventlog
+  run_lane2_host
   [ "${SWITCHBOARD_SKIP_VM:-}" = 1 ] && echo "SWITCHBOARD_SKIP_VM=1: VM tests not run" || run_vm
 fi
-echo "== host tests ($eventlog)"
-cat "$out/host-eventlog.log"
-host_rc=$((host_rc || $(cat "$out/host-eventlog.rc" 2>/dev/null || echo 1)))
+echo "== typecheck"
+cat "$out/typecheck.log"
+echo "== lint (biome.jsonc)"
+cat "$out/lint.log"
+check_rc=$(($(cat "$out/typecheck.rc" 2>/dev/null || echo 1) || $(cat "$out/lint.rc" 2>/dev/null || echo 1)))
+echo "== host tests ($lane2_what)"
+cat "$out/host-lane2.log"
+host_rc=$((host_rc || $(cat "$out/host-lane2.rc" 2>/dev/null || echo 1)))
 if [ "${SWITCHBOARD_SKIP_VM:-}" != 1 ]; then
   echo "== VM tests (IPVS)"
   cat "$out/vm.log"
@@ -86,7 +99,11 @@ fi
 
 node -e '
   const fs = require("fs"); const dir = process.argv[1]; let p = 0, f = 0;
-  for (const lane of ["host.json", "host-eventlog.json"]) {
+  for (const check of ["typecheck.rc", "lint.rc"]) {
+    const rc = fs.existsSync(dir + "/" + check) ? fs.readFileSync(dir + "/" + check, "utf8").trim() : "";
+    if (rc !== "0") f += 1;
+  }
+  for (const lane of ["host.json", "host-lane2.json"]) {
     if (fs.existsSync(dir + "/" + lane)) {
       const r = JSON.parse(fs.readFileSync(dir + "/" + lane, "utf8"));
       p += r.numPassedTests; f += r.numFailedTests;
@@ -102,4 +119,4 @@ node -e '
   }
   console.log(`tests: ${p} passed, ${f} failed`);
 ' "$out"
-[ "$host_rc" -eq 0 ] && [ "$vm_rc" -eq 0 ]
+[ "$host_rc" -eq 0 ] && [ "$vm_rc" -eq 0 ] && [ "$check_rc" -eq 0 ]
