@@ -33,6 +33,7 @@ export {
 } from './audit-queries.ts';
 export { eventChurn, type EventChurn, type NamespaceChurn } from './churn-query.ts';
 export { EventAppender } from './event-appender.ts';
+export { logStorage, storageWarning, type LogStorage, type StorageThresholds } from './log-storage.ts';
 export { versionAnchor, checkVersionAnchor } from './version-anchor.ts';
 export {
   EMPTY_POSITION,

@@ -10,6 +10,7 @@ import type { Planner } from './planner.ts';
 import { versionDiff } from './version-diff.ts';
 import type { GroupView } from './planner-group.ts';
 import type { GroupMember } from '../../libs/bus/index.ts';
+import type { LogStorage } from '../../libs/eventlog/index.ts';
 
 /** A publish failing this long makes /readyz 503 (retries run every second). */
 export const PUBLISH_FAILING_NOT_READY_MS = 10_000;
@@ -80,11 +81,13 @@ export interface HttpApiOptions {
   readonly loopbackOnly?: boolean;
   /** The planner's group (self, leader, members); absent for a planner outside any group (tests). */
   readonly group?: () => (GroupView & { planners: GroupMember[] }) | undefined;
+  /** The event log's disk use and free space (logStorage), for /status; absent: shown as null. */
+  readonly storage?: () => LogStorage | undefined;
 }
 
 /** The routes every planner serves: probes, metrics, reads, and the operations. */
 export function plannerRoutes(
-  o: Pick<HttpApiOptions, 'planner' | 'registry' | 'group' | 'started' | 'tokensRevoked'>,
+  o: Pick<HttpApiOptions, 'planner' | 'registry' | 'group' | 'started' | 'tokensRevoked' | 'storage'>,
 ): ApiRoute[] {
   const { planner: p, registry } = o;
   const group = o.group ?? (() => undefined);
@@ -202,6 +205,8 @@ export function plannerRoutes(
           republished: p.republished ?? null,
           sourceError: p.sourceProblem() ?? null,
           source: p.sourceHealth(),
+          // the log's disk use and the space left, with a warning when little is (review4 G8)
+          storage: o.storage?.() ?? null,
           ...groupStatus(group()),
         };
       },

@@ -1,5 +1,5 @@
 import type { Server } from 'node:http';
-import { EventLog } from '../../libs/eventlog/index.ts';
+import { EventLog, logStorage } from '../../libs/eventlog/index.ts';
 import { ClusterInformer, ManifestsSource, loadKubeConfig } from '../../libs/kube/index.ts';
 import type { LabelSelector, ProxyConfig } from '../../libs/model/index.ts';
 import type { NodeStatusThresholds } from '../../libs/control/index.ts';
@@ -125,6 +125,7 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
     tokensRevoked: tokens && (() => tokens.revoked()),
     loopbackOnly: !tokens && listen.loopback,
     started: () => serving,
+    storage: () => (log ? logStorage(log.file) : undefined),
     // The console's data routes run only once serving (non-public routes answer 503 before).
     routes: consoleRoutes({ planner: () => current()!, log: () => log, keepAliveMs: o.consoleKeepAliveMs }),
   });
@@ -289,8 +290,17 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
     await g.settled(); // a lone planner (or one taking its own lease back) is the leader when this returns
     serving = true;
     // A --db deleted or replaced under us: shown (lastError, /readyz) and said once, until it is back.
+    // Little disk left (review4 G8): said when it starts and when it ends (/status shows it meanwhile).
     let fileSaid: string | undefined;
+    let lowDisk = false;
     const fileCheck = setInterval(() => {
+      const low = logStorage(log.file)?.warning;
+      if ((low !== undefined) !== lowDisk)
+        say(
+          (lowDisk = low !== undefined)
+            ? `warning: ${low}`
+            : 'disk space for the event log is back above the warning threshold',
+        );
       const problem = log.fileProblem();
       const p = g.planner();
       if (problem === undefined) {

@@ -52,6 +52,9 @@ export function registerCtl(program: Command, setExit: SetExit): void {
             : '') +
           `, rejected objects ${s.rejectedTotal}${s.synced ? '' : ', NOT SYNCED'}${s.sourceError ? `, SOURCE FAILING: ${s.sourceError}` : ''}\n` +
           (s.lastError ? `last error: ${String(s.lastError)}\n` : '') +
+          ((s.storage as { warning?: string } | null)?.warning
+            ? `WARNING: ${(s.storage as { warning: string }).warning}\n`
+            : '') +
           groupLine(s);
         // REASON says why a node has its word (the NACK's error for ERROR); -o wide adds the rest.
         const cols = [

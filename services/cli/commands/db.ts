@@ -13,6 +13,7 @@ import {
   checkVersionAnchor,
   compactLog,
   EventLog,
+  logStorage,
   replayableFrom,
   verifyLog,
 } from '../../../libs/eventlog/index.ts';
@@ -104,6 +105,7 @@ export function registerDb(program: Command, setExit: SetExit): void {
               checkpoints: log.checkpoints().length,
               oldestSeq: log.oldestSeq(),
               ...replicationStatus(log),
+              ...storageStatus(log),
             };
             print(
               Object.entries(status)
@@ -213,6 +215,14 @@ async function checkTail(
 }
 
 /** A replica's place in its group's log stream and its recorded truncations (only for replicated files). */
+/** Disk use and space left (review4 G8), with a warning line when little is left. */
+function storageStatus(log: EventLog): Record<string, string | number> {
+  const s = logStorage(log.file);
+  return s
+    ? { fileBytes: s.bytes, walBytes: s.walBytes, freeBytes: s.freeBytes, ...(s.warning ? { warning: s.warning } : {}) }
+    : {};
+}
+
 function replicationStatus(log: EventLog): Record<string, string | number> {
   const mark = log.replicationMark();
   const cuts = log.truncations();

@@ -110,7 +110,10 @@ describe('switchboard db / replay / audit', () => {
   });
 
   it('db status and verify on a good log; verify names a tampered row and exits 1', async () => {
-    expect((await sb('db', 'status', '--db', file)).out).toMatch(/schemaVersion: 6/);
+    const status = (await sb('db', 'status', '--db', file)).out;
+    expect(status).toMatch(/schemaVersion: 6/);
+    expect(status).toMatch(/^fileBytes: [1-9]\d*$/m); // review4 G8: disk use and space left
+    expect(status).toMatch(/^freeBytes: \d+$/m);
     const ok = await sb('db', 'verify', '--db', file, '--deep');
     expect(ok.code).toBe(0);
     expect(ok.out).toMatch(/^ok: events \d+/);

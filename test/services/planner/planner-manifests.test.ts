@@ -82,6 +82,9 @@ describe('planner with a manifests directory, SQLite and nats-server', () => {
     expect(v2.service('default/b')?.ports[0]?.port).toBe(80);
     expect(v2.service('default/a')?.ports[0]?.endpoints.length).toBe(2);
     const status = await api('/status');
+    // the log's disk use and the space left where it lives (review4 G8)
+    expect(status.storage).toMatchObject({ bytes: expect.any(Number), freeBytes: expect.any(Number) });
+    expect(status.storage.bytes).toBeGreaterThan(0);
     // Rejected once, by the planner (the source emits nameable objects and does not report them again).
     expect(
       status.rejected.filter(
