@@ -38,6 +38,12 @@ export interface RunPlannerOptions {
   readonly db: string;
   /** host:port; port 0 picks a free one. */
   readonly http: string;
+  /**
+   * The URL followers name in a write's redirect to this planner as leader (--advertise-url): one
+   * the operator's ctl can reach, e.g. the pod's name under the headless Service on Kubernetes,
+   * where the bare host name (the default for a wildcard --http) resolves nowhere (review5 F5).
+   */
+  readonly advertiseUrl?: string;
   readonly tokenFile?: string;
   /** Serve the API without tokens on a non-loopback address (refused otherwise). */
   readonly insecureOpenApi?: boolean;
@@ -157,7 +163,9 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
   const addr = server.address() as { port: number };
   const url = `http://${host.includes(':') ? `[${host}]` : host}:${addr.port}`;
   // What followers name in a redirect: a wildcard listen address is reached by the host's name.
-  const api = ['0.0.0.0', '::', ''].includes(host) ? `http://${hostname()}:${addr.port}` : url;
+  const api =
+    o.advertiseUrl?.replace(/\/+$/, '') ??
+    (['0.0.0.0', '::', ''].includes(host) ? `http://${hostname()}:${addr.port}` : url);
   try {
     const signer = loadOrCreateSigningKey(o.signingKey ?? defaultSigningKeyFile(o.db), {
       say,

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { runPlanner } from '../../planner/run-planner.ts';
 import { checkGroupName, checkServerUrls, ReplicasRefused } from '../../../libs/bus/index.ts';
-import { parseDuration } from '../flag-values.ts';
+import { parseDuration, serverUrl } from '../flag-values.ts';
 import { UsageError } from '../cli-errors.ts';
 import { checkOpenApi, parseListenAddress } from '../../planner/listen-address.ts';
 import { loadProxyConfig } from '../load-proxy-config.ts';
@@ -44,6 +44,11 @@ export function registerPlanner(program: Command, setExit: SetExit): void {
     .requiredOption('--db <file>', 'SQLite event log')
     .option('--http <addr>', 'HTTP API address (host:port)', '127.0.0.1:9440')
     .option(
+      '--advertise-url <url>',
+      'the URL other planners name when they send a write to this one as leader (default: the --http address, the host name for a wildcard one)',
+      serverUrl,
+    )
+    .option(
       '--token-file <file>',
       'bearer tokens for the HTTP API, one "TOKEN IDENTITY [viewer|operator]" a line (reloaded on change)',
     )
@@ -83,6 +88,7 @@ export function registerPlanner(program: Command, setExit: SetExit): void {
         nats: string;
         db: string;
         http: string;
+        advertiseUrl?: string;
         tokenFile?: string;
         insecureOpenApi?: boolean;
         config?: string;
@@ -173,6 +179,7 @@ export function registerPlanner(program: Command, setExit: SetExit): void {
           nats: o.nats,
           db: o.db,
           http: o.http,
+          advertiseUrl: o.advertiseUrl,
           tokenFile: o.tokenFile,
           insecureOpenApi: o.insecureOpenApi,
           signingKey: o.signingKey,
