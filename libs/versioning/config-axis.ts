@@ -118,15 +118,24 @@ export class ConfigAxis {
     return rev ? rev.config : this.noRevisionYet!;
   }
 
+  /** The newest revision's number (0 before the first). */
+  newestRevision(): number {
+    return this.log.latestConfigRevision()?.revision ?? 0;
+  }
+
   overrides(): Map<string, number> {
     return configOverrides(this.targetState);
   }
 
   /**
-   * Records a new revision from a (partial) change over the default's config; returns the existing
-   * latest revision instead when nothing changed (no-op config edits make no revision). With
-   * `rollout`, the rollout of the new revision starts in the same transaction, so a crash leaves
-   * either the revision and its rollout, or neither.
+   * Records a new revision from a (partial) change over the default's config. A change that leaves
+   * the default's values as they are makes nothing (no revision, no operation, no rollout: the
+   * default is already what every node runs); one equal to another existing revision reuses it
+   * (the newest such), so repeating an edit makes no twin revision. With `rollout`, the rollout of
+   * the answered revision starts in the same transaction as its record, so a crash leaves either
+   * both or neither. Compared with the newest revision before (review5 F2), a change equal to it
+   * returned it without its rollout (`--waves --wait` exited 0 with nothing rolled out), and a
+   * change back to the default's values made a twin revision the CLI called "no revision made".
    */
   newRevision(
     change: Record<string, unknown>,
@@ -136,20 +145,30 @@ export class ConfigAxis {
   ): ConfigRevision {
     const base = this.defaultConfig();
     const config = readProxyConfig({ ...base, ...change });
-    const latest = this.log.latestConfigRevision()!;
-    if (contentHash(config) === latest.hash) return latest;
+    const hash = contentHash(config);
+    const def = this.log.configRevision(this.targetState.defaultRevision);
+    if (def && hash === def.hash) return def;
+    const existing = this.revisionWithHash(hash);
     return this.log.atomically(() => {
-      const rev = this.log.recordConfigRevision({ config, reason: who.reason });
+      const rev = existing ?? this.log.recordConfigRevision({ config, reason: who.reason });
       this.log.recordOperation({
         kind,
         actor: who.actor,
         reason: who.reason,
-        params: { revision: rev.revision, change },
+        params: { revision: rev.revision, change, ...(existing ? { reused: true } : {}) },
       });
-      if (rollout && rev.revision !== this.targetState.defaultRevision)
-        this.startRollout({ ...rollout, revision: rev.revision }, who);
+      if (rollout) this.startRollout({ ...rollout, revision: rev.revision }, who);
       return rev;
     });
+  }
+
+  /** The newest revision with this content hash (revisions are few: operators make them). */
+  private revisionWithHash(hash: string): ConfigRevision | undefined {
+    for (let n = this.log.latestConfigRevision()?.revision ?? 0; n >= 1; n--) {
+      const rev = this.log.configRevision(n);
+      if (rev?.hash === hash) return rev;
+    }
+    return undefined;
   }
 
   startRollout(o: RolloutRequest & { revision: number }, who: Actor): ConfigTargetState {

@@ -148,7 +148,8 @@ export function configChangeSentence(r: Json, wavesGiven: boolean): string {
   const change = describeConfigChange(r.previous as Json, r.config as Json);
   if (!change)
     return `nothing changed: the cluster default (config revision ${st.defaultRevision}) already has these values; no revision made.\n`;
-  const head = `config revision ${rev}: ${change}.`;
+  // reused: the values of an existing revision, answered instead of a twin of it (review5 F2)
+  const head = `config revision ${rev}${r.reused === true ? ' (an existing revision with these values)' : ''}: ${change}.`;
   if (st.rollout && st.rollout.configRevision === rev && wavesGiven) return `${head} ${rolloutSentence(st)}`;
   if (st.defaultRevision === rev) return `${head} It already is the cluster default.\n`;
   return `${head} Not rolled out yet: ctl rollout --config-revision ${rev} --waves 1,10%,50%,100%\n`;

@@ -91,9 +91,11 @@ function operationRouteList(p: Planner): ApiRoute[] {
   ) => {
     const previous: ProxyConfig = p.config.defaultConfig();
     const previousDefault = p.config.state.defaultRevision;
+    const newest = p.config.newestRevision();
     const r = asksForRollout(b) ? readRolloutRequest(b) : undefined;
     const out = await p.configChange(change, who, kind, r);
-    return { ...out, previous, previousDefault };
+    // an existing revision answered (the default: nothing changed; another: its values asked again)
+    return { ...out, previous, previousDefault, reused: out.revision <= newest };
   };
   return [
     {

@@ -160,7 +160,19 @@ export function registerCtlOperations(ctl: Command, config: Command, ctx: () => 
     const c = ctx();
     const r = await callPlanner(c, 'POST', `/${path}`, body({ ...rolloutBody(o), reason: o.reason }));
     done(c, r, configChangeSentence(r, asksForRollout(o)));
-    const st = r.state as { rollout?: { configRevision: number } };
-    if (st.rollout?.configRevision === r.revision) await follow(c, o, r.revision as number);
+    const rev = r.revision as number;
+    const st = r.state as { defaultRevision: number; rollout?: { configRevision: number; status: string } };
+    if (st.rollout?.configRevision === rev && st.rollout.status !== 'rolled-back') return follow(c, o, rev);
+    if (!asksForRollout(o)) return;
+    // Asked to roll out, and no rollout of the answered revision runs: exit 0 only where there is
+    // nothing to roll out (it is the default, no other revision's rollout in progress). A script
+    // reading 0 believes its change is on its way (review5 F2).
+    const other = st.rollout && ['running', 'paused'].includes(st.rollout.status) ? st.rollout : undefined;
+    if (st.defaultRevision === rev && !other) return;
+    throw new Error(
+      other
+        ? `no rollout of config revision ${rev} started: the rollout of config revision ${other.configRevision} is ${other.status}`
+        : `no rollout of config revision ${rev} started (the planner answered without one)`,
+    );
   }
 }

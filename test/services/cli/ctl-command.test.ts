@@ -215,6 +215,23 @@ describe('ctl against a real planner, nats-server and dry-run appliers', () => {
       version: 5,
       pinned: { version: 1, kind: 'rollback' },
     });
+
+    // Review5 F2: the default (1) is not the newest revision (3). The default's values make nothing
+    // (before: a twin revision 4 that the sentence called "no revision made").
+    expect((await ctl('config', 'set', 'scheduler=rr')).stdout).toBe(
+      'nothing changed: the cluster default (config revision 1) already has these values; no revision made.\n',
+    );
+    expect(planner!.planner.config.newestRevision()).toBe(3);
+    expect((await ctl('mode', 'nftables')).stdout).toMatch(/^config revision 4: mode ipvs → nftables\. Not rolled out/);
+    // The newest revision's values again, now with --waves --wait: it is rolled out (before: exit 0, no rollout).
+    const again = await ctl('mode', 'nftables', '--waves', '100%', '--wait', '--timeout', '60s');
+    expect(again).toMatchObject({
+      code: 0,
+      stdout:
+        'config revision 4 (an existing revision with these values): mode ipvs → nftables. rollout of config revision 4 started at wave 1/1: 2/2 nodes (node-1, node-2).\n',
+    });
+    expect(again.stderr).toMatch(/rollout of revision 4 completed/);
+    expect(planner!.planner.config.state.defaultRevision).toBe(4);
   });
 
   it('rollout --wait exits 1 naming the NACK that halted it; wait --timeout exits 1 naming who is behind; viewers cannot operate', async () => {
