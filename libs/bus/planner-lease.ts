@@ -73,6 +73,11 @@ export class LeaderLease {
   private validUntil = 0;
   private leading = false;
   private seen: LeaseHolder | undefined;
+  /** The lease key's revision as last read, and when (monotonic) a read found it moved: a live leader moves it every TTL/4. */
+  private seenRevision = 0;
+  private seenMovedAt = Number.NEGATIVE_INFINITY;
+  /** The last read found no lease record (expired or released). */
+  private seenGone = false;
   private timer: NodeJS.Timeout | undefined;
   private validityTimer: NodeJS.Timeout | undefined;
   private ticking = false;
@@ -127,9 +132,35 @@ export class LeaderLease {
     return this.leading ? this.myTerm : (this.seen?.term ?? 0);
   }
 
-  /** The current leader as last seen (this planner's own record while it leads). */
+  /**
+   * The current leader: this planner's own record while it leads, else the record last read, as
+   * long as it is surely current: undefined once the record is gone from the bucket, has not moved
+   * for a TTL (its holder stopped renewing: it expired), or this planner has had no answer from the
+   * bucket for a TTL (cut off, it cannot know), or it is this very planner's record while it does
+   * not lead. Naming the last record whatever its age showed a cut-off planner as the leader for
+   * the whole partition, while writes sent to it answered "no leader is known" (probe5 H3).
+   */
   leader(): LeaseHolder | undefined {
-    return this.leading ? this.record() : this.seen;
+    if (this.leading) return this.record();
+    return this.lastLeader()?.current ? this.seen : undefined;
+  }
+
+  /**
+   * The lease record last read, whether it is current (see leader()) and, when it is not, why in
+   * words: `no leader known (last: planner pb, term 1015, renewed 12 s ago)`.
+   */
+  lastLeader(): { holder: LeaseHolder; current: boolean; why: string } | undefined {
+    const h = this.seen;
+    if (!h) return undefined;
+    const own = h.id === this.me.id && h.host === this.me.host && h.pid === process.pid && h.since === this.me.since;
+    const current =
+      this.leading ||
+      (!own && !this.seenGone && this.now() - this.seenMovedAt <= this.ttlMs && this.sinceContactMs() <= this.ttlMs);
+    const ago = Math.max(0, Math.round((Date.now() - Date.parse(h.renewedAt)) / 1000));
+    const why = current
+      ? `planner ${h.id} leads in term ${h.term}`
+      : `no leader known (last: planner ${h.id}, term ${h.term}, renewed ${Number.isFinite(ago) ? ago : '?'} s ago)`;
+    return { holder: h, current, why };
   }
 
   /** Milliseconds since the lease bucket last answered (a planner cut off from NATS sees it grow). */
@@ -228,6 +259,8 @@ export class LeaderLease {
       );
       this.lastContact = this.now();
       this.troubled = false;
+      this.seen = this.record();
+      this.seenMovedAt = this.lastContact;
       if (this.leading) this.holdUntil(sent + 0.75 * this.ttlMs);
       else await this.releaseLate(this.revision, 'its renewal was answered');
     } catch (e) {
@@ -269,10 +302,15 @@ export class LeaderLease {
       await this.reopenIfLost(e);
       return; // NATS away
     }
+    this.seenGone = !(entry && entry.operation === 'PUT');
     if (entry && entry.operation === 'PUT') {
       const h = parseWire(LeaseHolderSchema, entry.value, 'planner lease');
       const holder = 'value' in h ? { ...h.value, term: h.value.term || entry.revision } : undefined;
       this.seen = holder ?? this.seen;
+      if (entry.revision !== this.seenRevision) {
+        this.seenRevision = entry.revision;
+        this.seenMovedAt = this.now();
+      }
       // This very lease's record while it does not lead: a renewal (or a win) NATS stored after
       // this planner gave up on it (the request timed out, or the validity window closed first).
       if (holder && this.isMine(holder) && holder.since === this.me.since && holder.pid === process.pid) {
@@ -330,6 +368,8 @@ export class LeaderLease {
       // the next renewal tries again; followers read term 0 as "the entry's revision"
     }
     this.seen = this.record();
+    this.seenMovedAt = this.now();
+    this.seenGone = false;
     this.options.onElected?.(this.myTerm);
   }
 

@@ -15,7 +15,14 @@ import {
   type SignedTarget,
 } from '../model/index.ts';
 import { configStatement, targetNoticeStatement, targetStatement, type Signer } from './planner-signature.ts';
-import { configKey, DEFAULT_TARGET_KEY, nodeTargetKey, targetNoticeSubject, TARGETS_BUCKET } from './subjects.ts';
+import {
+  configKey,
+  DEFAULT_TARGET_KEY,
+  nodeTargetKey,
+  targetNoticeSubject,
+  TARGETS_BUCKET,
+  TARGETS_STREAM,
+} from './subjects.ts';
 
 export interface Targets {
   readonly default: NodeTarget | undefined;
@@ -64,6 +71,22 @@ export class TargetStore {
   async reopen(): Promise<void> {
     this.kv = await createBucket(this.nc, this.options.history, this.options.replicas);
     await this.learnIssued();
+  }
+
+  /**
+   * A new leader's claim: every key's revision and the newest `issued` read afresh (what the
+   * previous leader wrote is where this one starts), by stream info and direct gets only: no
+   * bucket or consumer is made, since those go through JetStream's meta leader and are placed on
+   * the stream's peers, a dead one included, and timed out for as long as one server of three was
+   * down (probe5 H1). A bucket that is gone (NATS lost its store) is made again.
+   */
+  async relearn(): Promise<void> {
+    try {
+      await this.learnIssued();
+    } catch (e) {
+      if (!(e instanceof JetStreamApiError && e.code === 10059)) throw e; // 10059: stream not found
+      await this.reopen();
+    }
   }
 
   /**
@@ -138,10 +161,20 @@ export class TargetStore {
     }
   }
 
+  /**
+   * The `node.` keys, from the bucket stream's per-subject counts (one stream-info request, paged
+   * by the client past the server's limit). `kv.keys()` made an ordered consumer per call: a
+   * meta-leader operation, placed on any of the stream's peers, so a claim that listed keys timed
+   * out while a server was dead (probe5 H1). A deleted key is still listed (its marker is a
+   * message): its revision is what the next write expects.
+   */
   private async nodeKeys(): Promise<string[]> {
-    const out: string[] = [];
-    for await (const k of await this.kv.keys('node.>')) out.push(k);
-    return out;
+    const prefix = `$KV.${TARGETS_BUCKET}.`;
+    const jsm = await jetstreamManager(this.nc);
+    const info = await jsm.streams.info(TARGETS_STREAM, { subjects_filter: `${prefix}node.>` });
+    return Object.keys(info.state.subjects ?? {})
+      .filter((s) => s.startsWith(`${prefix}node.`))
+      .map((s) => s.slice(prefix.length));
   }
 
   async getTargets(): Promise<Targets> {

@@ -332,6 +332,7 @@ function groupStatus(g: ReturnType<NonNullable<HttpApiOptions['group']>>): Recor
     group: g.group,
     self: { ...g.self, lagRows: g.lagRows },
     leader: g.leader ? { id: g.leader.id, term: g.leader.term, api: g.leader.api ?? null } : null,
+    ...(g.lastLeader ? { lastLeader: g.lastLeader } : {}),
     planners: g.planners.map((m) => ({
       id: m.id,
       leader: m.leader,

@@ -16,6 +16,7 @@ import {
 } from '../../libs/bus/index.ts';
 import type { ConfigRevision } from '../../libs/model/index.ts';
 import type { PlannerBus } from './planner-bus.ts';
+import { claimStep, type ClaimRetry } from './claim-step.ts';
 
 export interface NatsPlannerBusOptions {
   readonly url?: string;
@@ -126,13 +127,20 @@ export class NatsPlannerBus implements PlannerBus {
 
   /**
    * A new leader claims the versions stream for its term (and re-reads stream and bucket: what
-   * the previous leader wrote is the starting point). StaleLeaderError: a newer term claimed it.
+   * the previous leader wrote is the starting point). Each step is retried after a transient
+   * failure while `retry.stopIf` allows (claim-step.ts) and a failure names its step.
+   * StaleLeaderError (as the cause): a newer term claimed it.
    */
-  async claim(term: number, id: string): Promise<void> {
+  async claim(term: number, id: string, retry: ClaimRetry = { stopIf: () => 'not retried' }): Promise<void> {
     await this.unlessAbandoned(async () => {
-      await this.publisher.claim(term, id);
-      await this.targets.reopen();
-      this.streamCreated = await this.publisher.streamCreated();
+      await claimStep('claiming the versions stream', () => this.publisher.claim(term, id), retry);
+      await claimStep("reading the targets bucket's keys", () => this.targets.relearn(), retry);
+      const created = await claimStep(
+        "reading the versions stream's identity",
+        () => this.publisher.streamCreated(),
+        retry,
+      );
+      this.streamCreated = created;
     });
   }
 

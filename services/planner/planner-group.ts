@@ -2,6 +2,7 @@ import type { GroupMember, LeaderLease, LeaseHolder } from '../../libs/bus/index
 import type { LogReplicator } from '../../libs/eventlog/index.ts';
 import type { NatsPlannerBus } from './nats-planner-bus.ts';
 import type { Planner } from './planner.ts';
+import { claimStep, type ClaimRetry } from './claim-step.ts';
 
 export interface PlannerGroupOptions {
   readonly group: string;
@@ -48,6 +49,8 @@ export interface GroupView {
   readonly group: string;
   readonly self: { readonly id: string; readonly leader: boolean; readonly term: number };
   readonly leader: LeaseHolder | undefined;
+  /** With no current leader: the lease record last read (expired, released, or this planner cut off). */
+  readonly lastLeader: { readonly id: string; readonly term: number; readonly renewedAgoS: number } | undefined;
   readonly lagRows: number | null;
   /** Why this planner is cut off from its group (the lease bucket has not answered for a TTL). */
   readonly cutOff: string | undefined;
@@ -86,10 +89,17 @@ export class PlannerGroup {
   view(): GroupView {
     const leader = this.role() === 'leader' && this.options.lease.isLeader();
     const since = this.options.lease.sinceContactMs();
+    const current = this.options.lease.leader();
+    const last = current ? undefined : this.options.lease.lastLeader()?.holder;
     return {
       group: this.options.group,
       self: { id: this.options.id, leader, term: this.options.lease.term() },
-      leader: this.options.lease.leader(),
+      leader: current,
+      lastLeader: last && {
+        id: last.id,
+        term: last.term,
+        renewedAgoS: Math.max(0, Math.round((Date.now() - Date.parse(last.renewedAt)) / 1000)) || 0,
+      },
       lagRows: this.options.replicator ? this.options.replicator.position().lagRows : null,
       cutOff:
         since > this.options.lease.ttlMs
@@ -182,9 +192,18 @@ export class PlannerGroup {
     await this.current?.stop();
     await this.following?.stop();
     this.following = undefined;
+    // A claim's steps are retried within the term while its lease holds (claim-step.ts): given up at
+    // the first timeout, each winner after a NATS server's death cost a TTL of hold-off (probe5 H1).
+    const retry: ClaimRetry = {
+      stopIf: () => this.termLost(term),
+      onRetry: (line) => this.options.say(`claiming term ${term}: ${line}`),
+    };
     try {
-      await this.options.replicator?.claim(term);
-      await this.options.bus.claim(term, this.options.id);
+      const r = this.options.replicator;
+      if (r) await claimStep('claiming the replicated log', () => r.claim(term), retry);
+      await this.options.bus.claim(term, this.options.id, retry);
+      const lost = this.termLost(term);
+      if (lost) throw new Error(lost);
     } catch (e) {
       const why = `cannot lead term ${term}: ${(e as Error).message}`;
       this.options.say(why);
@@ -217,6 +236,14 @@ export class PlannerGroup {
     if (this.stopped) return void (await p.stop().catch(() => undefined));
     this.flushRows(p);
     this.options.onRoleChange?.();
+  }
+
+  /** Why this planner may no longer act for `term` (its lease for it is gone, or it stops); undefined: it may. */
+  private termLost(term: number): string | undefined {
+    if (this.stopped) return 'the planner is stopping';
+    if (!this.options.lease.isLeader() || this.options.lease.term() !== term)
+      return `the lease for term ${term} is no longer held`;
+    return undefined;
   }
 
   /**

@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -54,6 +54,8 @@ export interface HaFleet {
   converged(timeoutMs?: number): Promise<{ version: number; leader: string }>;
   /** Every genuine delta on the versions stream: version → [stream seq, term header]. */
   deltas(): Promise<Map<number, { seq: number; term: number }[]>>;
+  /** The cluster's servers a planner process holds a NATS connection to (indexes into cluster.servers; from `ss`). */
+  serversOf(name: string): number[];
   client(): Promise<NatsConnection>;
   close(): Promise<void>;
 }
@@ -255,6 +257,15 @@ export async function startHaFleet(o: { nodes: string[]; leaseTtlMs?: number }):
           throw new Error(`fleet did not converge in ${timeoutMs} ms: ${last} (logs in ${dir})`);
         await new Promise((r) => setTimeout(r, 250));
       }
+    },
+    serversOf(name) {
+      const pid = planners.get(name)?.proc?.pid;
+      if (!pid) return [];
+      const lines = execFileSync('ss', ['-Htnp', 'state', 'established'], { encoding: 'utf8' }).split('\n');
+      const ports = new Set(
+        lines.filter((l) => l.includes(`pid=${pid},`)).map((l) => Number(/\S+:(\d+)\s+users:/.exec(l)?.[1])),
+      );
+      return cluster.servers.flatMap((s, i) => (ports.has(s.port) ? [i] : []));
     },
     async deltas() {
       // a stream whose leader server was just killed answers once it elected another: retry

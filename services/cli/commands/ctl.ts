@@ -254,9 +254,13 @@ function groupLine(s: Record<string, unknown>): string {
   // a lone leader's table stays as it was before groups existed
   if (!self || !planners || (planners.length <= 1 && self.leader)) return '';
   const leader = s.leader as { id: string; term: number } | null;
+  const last = s.lastLeader as { id: string; term: number; renewedAgoS: number } | undefined;
+  const noLeader = last
+    ? `no leader known (last: planner ${last.id}, term ${last.term}, renewed ${last.renewedAgoS} s ago)`
+    : 'no leader known';
   const lag = (n: number | null) => (n === null ? '' : `, lag ${n} rows`);
   const members = planners
     .map((p) => `${p.id}${p.id === self.id ? ' (this one)' : ''} ${p.leader ? 'leader' : 'follower'}${lag(p.lagRows)}`)
     .join('; ');
-  return `group ${String(s.group)}: ${leader ? `planner ${leader.id} leads in term ${leader.term}` : 'NO LEADER'}; planners: ${members}\n`;
+  return `group ${String(s.group)}: ${leader ? `planner ${leader.id} leads in term ${leader.term}` : noLeader}; planners: ${members}\n`;
 }
