@@ -97,6 +97,35 @@ describe('ExpectedNodeStateHashes equals nodeStateHash(renderNodeState(...)) for
     );
   });
 
+  it('follows each node-dependent part when it is the only one (each case fails a fast path that treats it as shared)', () => {
+    const base = svc('x', { clusterIPs: ['10.96.0.1'] });
+    const ep = (nodeName: string, hint: string[]): EndpointEntry => ({
+      ip: `10.244.0.${hint.length + (nodeName ? 5 : 1)}`,
+      port: 8080,
+      nodeName,
+      zone: hint[0] ?? '',
+      ready: true,
+      serving: true,
+      terminating: false,
+      hintZones: hint,
+    });
+    const withEndpoints = (eps: EndpointEntry[]) => [{ ...base.ports[0]!, endpoints: eps }];
+    const cases: Record<string, ServiceEntry> = {
+      nodePort: { ...base, nodePorts: true, ports: [{ ...base.ports[0]!, nodePort: 30001 }] },
+      sourceRanges: { ...base, loadBalancerIngress: ['198.51.100.1'], loadBalancerSourceRanges: ['192.0.2.0/24'] },
+      ownExternalIP: { ...base, externalIPs: ['192.0.2.1'] },
+      endpointOnNode: { ...base, ports: withEndpoints([ep('n1', []), ep('', [])]) },
+      topologyHints: { ...base, topologyAware: true, ports: withEndpoints([ep('', ['z1']), ep('', ['z2'])]) },
+    };
+    for (const [name, s] of Object.entries(cases)) {
+      const data = ClusterDataIndex.from({ services: [s], nodes: [facts('n1', ['192.0.2.1'], 'z1')] });
+      const h = new ExpectedNodeStateHashes(DEFAULT_PROXY_CONFIG);
+      h.update(data);
+      expect(h.hash('n1'), name).toBe(nodeStateHash(renderNodeState(data, 'n1', DEFAULT_PROXY_CONFIG)));
+      expect(h.lastStats.servicesRendered, name).toBe(1);
+    }
+  });
+
   it('renders again only the services a node reaches, and no service when a version changes one other', () => {
     const services = Array.from({ length: 30 }, (_, i) => svc(`s${i}`, { clusterIPs: [`10.96.0.${i + 1}`] }));
     services[3] = svc('s3', { clusterIPs: ['10.96.0.4'], nodePorts: true, nodePort: 30003 });
@@ -162,12 +191,13 @@ const endpoint = fc
   .record({
     ip: fc.constantFrom('10.244.0.1', '10.244.0.2', '10.244.0.3', 'fd00:244::1', 'fd00:244::2'),
     port: fc.constantFrom(8080, 8081),
-    node: fc.constantFrom('', ...NODES),
+    node: fc.constantFrom('', '', '', '', ...NODES), // mostly no node: other parts stay the only reason
     ready: fc.boolean(),
     serving: fc.boolean(),
     terminating: fc.boolean(),
     zone: fc.constantFrom('z1', 'z2'),
-    hint: fc.constantFrom<'none' | 'own' | 'other'>('none', 'own', 'own', 'other'),
+    // hints mostly present: topology applies only when every ready endpoint has them
+    hint: fc.constantFrom<'none' | 'own' | 'other'>('none', 'own', 'own', 'own', 'own', 'other'),
   })
   .map(
     (e): EndpointEntry => ({
@@ -181,6 +211,8 @@ const endpoint = fc
       hintZones: e.hint === 'none' ? [] : e.hint === 'own' ? [e.zone] : ['z1', 'z2'],
     }),
   );
+const sometimes = (xs: string[]) =>
+  fc.oneof({ weight: 2, arbitrary: fc.constant<string[]>([]) }, { weight: 1, arbitrary: fc.subarray(xs) });
 const serviceEntry = fc
   .record({
     name: fc.constantFrom('a', 'b', 'c', 'd'),
@@ -189,8 +221,10 @@ const serviceEntry = fc
     v6First: fc.boolean(),
     // externalIPs and LB addresses may be cluster IPs, each other, or a node's own address
     ext: fc.subarray(['203.0.113.1', '2001:db8:1::1', '10.96.0.1', '192.0.2.7', '2001:db8::1']),
-    lb: fc.subarray(['198.51.100.1', '2001:db8:2::1', '203.0.113.1', '192.0.2.1']),
-    ranges: fc.subarray(['192.0.2.0/24', '2001:db8::/32', '198.51.100.0/24']),
+    // mostly none, so that each node-dependent part is often the only one a service has (a fast
+    // path that missed one must not be saved by another)
+    lb: sometimes(['198.51.100.1', '2001:db8:2::1', '203.0.113.1', '192.0.2.1']),
+    ranges: sometimes(['192.0.2.0/24', '2001:db8::/32', '198.51.100.0/24']),
     etpLocal: fc.boolean(),
     itpLocal: fc.boolean(),
     nodePorts: fc.boolean(),
