@@ -22,6 +22,7 @@ export function clusterOf(nc: NatsConnection): { servers: number; name: string |
  * Checks the flag's value. Whether the cluster can hold that many copies is JetStream's answer when
  * a stream or bucket is made or resized (asRefusal): INFO's member list shrinks while a server is
  * down, and a planner must start then too, against streams that already have their replicas.
+ * Only a server with no cluster at all is refused up front (refuseUnclustered).
  */
 export function checkReplicas(replicas: number): void {
   if (!Number.isSafeInteger(replicas) || replicas < 1)
@@ -35,6 +36,17 @@ function refusal(replicas: number, c: { servers: number; name: string | undefine
 }
 
 /**
+ * More than one copy on a server that is not clustered (INFO names no cluster), refused before a
+ * stream is made or resized: a lone nats-server 2.9 refuses to create a stream with 3 replicas but
+ * accepts an update of an existing one to 3 (review5 F3), so JetStream's answer alone let a
+ * planner with --replicas 3 start on a lone server whose streams an earlier planner had made.
+ */
+export function refuseUnclustered(nc: NatsConnection, replicas: number): void {
+  const c = clusterOf(nc);
+  if (replicas > 1 && !c.name) throw new ReplicasRefused(refusal(replicas, c));
+}
+
+/**
  * Makes `stream` (created by the caller or by the KV client) hold `replicas` copies: an existing
  * stream made with another count is updated (JetStream adds or removes peers in place). JetStream's
  * own refusals (no suitable peers, not clustered) become ReplicasRefused.
@@ -45,6 +57,7 @@ export async function ensureStreamReplicas(
   stream: string,
   replicas: number,
 ): Promise<void> {
+  refuseUnclustered(nc, replicas);
   const info = await jsm.streams.info(stream);
   if ((info.config.num_replicas || 1) === replicas) return;
   try {

@@ -15,6 +15,7 @@ import {
 import { headers as natsHeaders, type NatsConnection } from '@nats-io/transport-node';
 // A deep import kept on purpose (test/build/import-boundaries.test.ts says why).
 import { abandonSignal, retryTransient } from '../bus/jetstream-transient.ts';
+import { asRefusal, ReplicasRefused, refuseUnclustered } from '../bus/stream-replicas.ts';
 import type { EventLog } from './event-log.ts';
 import {
   batchRows,
@@ -230,6 +231,7 @@ class StreamLogReplicator implements LogReplicator {
   }
 
   async ensureStream(): Promise<void> {
+    refuseUnclustered(this.options.nc, this.options.replicas);
     let info;
     try {
       info = await this.jsm.streams.info(this.stream);
@@ -247,6 +249,9 @@ class StreamLogReplicator implements LogReplicator {
           allow_direct: true,
         });
       } catch (e2) {
+        // JetStream's placement refusals are the flag's one line (exit 2), as for every stream
+        const refused = asRefusal(this.options.nc, this.options.replicas, e2);
+        if (refused instanceof ReplicasRefused) throw refused;
         throw new Error(
           `log stream ${this.stream}: cannot create it with ${this.options.replicas} replicas: ${(e2 as Error).message}`,
           { cause: e2 },
@@ -258,6 +263,8 @@ class StreamLogReplicator implements LogReplicator {
         await this.jsm.streams.update(this.stream, { ...info.config, num_replicas: this.options.replicas });
         this.say(`log stream ${this.stream}: replicas ${info.config.num_replicas} -> ${this.options.replicas}`);
       } catch (e) {
+        const refused = asRefusal(this.options.nc, this.options.replicas, e);
+        if (refused instanceof ReplicasRefused) throw refused;
         throw new Error(
           `log stream ${this.stream}: cannot change replicas ${info.config.num_replicas} -> ${this.options.replicas}: ${(e as Error).message}`,
           { cause: e },

@@ -43,6 +43,10 @@ const ALLOWED: ReadonlyMap<string, string> = new Map([
     'libs/eventlog/replication.ts -> libs/bus/jetstream-transient.ts',
     'the bus index imports libs/eventlog (published anchors): the index would make a cycle',
   ],
+  [
+    'libs/eventlog/replication.ts -> libs/bus/stream-replicas.ts',
+    'the bus index imports libs/eventlog (published anchors): the index would make a cycle',
+  ],
 ]);
 
 /** `importer -> target` for every relative import that crosses into another lib past its index. */

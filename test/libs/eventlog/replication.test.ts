@@ -15,6 +15,7 @@ import {
   type LogReplicator,
 } from '../../../libs/eventlog/index.ts';
 import { startNatsServer, type NatsServerHandle } from '../../support/nats-server.ts';
+import { ensureStreamReplicas, ReplicasRefused } from '../../../libs/bus/index.ts';
 import { encodeBatch } from '../../../libs/eventlog/replication-codec.ts';
 import { CHAIN_NAMES } from '../../../libs/eventlog/row-chain.ts';
 import { nodeEvent } from './support/node-event.ts';
@@ -533,4 +534,34 @@ describe("replicated event log: batches larger than the server's max payload", (
       await small.stop();
     }
   }, 60_000);
+});
+
+// Review5 F3: a lone nats-server 2.9 refuses to create a stream with 3 replicas but accepts an
+// update of an existing one to 3, and the log stream's refusals were plain errors (exit 1).
+describe('--replicas beyond a lone server', () => {
+  it('is refused as the flag (ReplicasRefused) before any stream is made or resized; existing streams keep their replicas', async () => {
+    const g = group();
+    const first = await replica(g); // the log stream exists with 1 replica
+    await first.r.close();
+    first.log.close();
+    const log = await openLog(tmp.file());
+    try {
+      const open = (group: string) => createLogReplicator({ log, nc, group, replicas: 3, logger, id: 'r3' });
+      const line =
+        '--replicas 3: the NATS server is not clustered (1 server); use --replicas 1 or a cluster of at least 3';
+      for (const name of [g, group()]) {
+        const e = await open(name).catch((x: unknown) => x);
+        expect(e, name).toBeInstanceOf(ReplicasRefused);
+        expect((e as Error).message).toBe(line);
+      }
+      const jsm = await jetstreamManager(nc);
+      expect((await jsm.streams.info(logStreamName(g))).config.num_replicas).toBe(1); // before: moved to 3
+      // the versions stream and buckets go through ensureStreamReplicas: the same refusal, nothing resized
+      const e = await ensureStreamReplicas(nc, jsm, logStreamName(g), 3).catch((x: unknown) => x);
+      expect((e as Error).message).toBe(line);
+      expect((await jsm.streams.info(logStreamName(g))).config.num_replicas).toBe(1);
+    } finally {
+      log.close();
+    }
+  });
 });
