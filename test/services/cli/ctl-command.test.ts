@@ -256,6 +256,13 @@ describe('ctl against a real planner, nats-server and dry-run appliers', () => {
     expect((await ctl('mode', 'nftables')).code).toBe(0);
     const waiting = ctl('rollout', '--config-revision', '2', '--waves', '100%', '--wait', '--timeout', '60s');
     await until(() => planner!.planner.config.state.rollout?.status === 'running', 10_000, 'rollout running');
+    // review5 F2: asked to roll out the default's values while revision 2 rolls out: nothing starts, exit 1
+    const none = await ctl('config', 'set', 'scheduler=rr', '--waves', '100%');
+    expect(none).toEqual({
+      code: 1,
+      stdout: 'nothing changed: the cluster default (config revision 1) already has these values; no revision made.\n',
+      stderr: 'switchboard: no rollout of config revision 1 started: the rollout of config revision 2 is running\n',
+    });
     await sendAck(env.nc, nack('node-2', 1, 2, 'nft: table refused'));
     const r = await waiting;
     expect(r.code).toBe(1);
