@@ -44,7 +44,7 @@ export interface LogReplicator {
    * replication_truncations, with the rows, and logged), then the stream's batches are applied as
    * they come until stop(); `caughtUp` resolves once the file holds the stream's end.
    */
-  follow(): { caughtUp: Promise<void>; stop(): Promise<void> };
+  follow(): { caughtUp: Promise<void>; stop(): Promise<void>; problem(): string | undefined };
   /**
    * Before acting as leader for `term`: stops following, catches up to the stream's end, then
    * appends a term marker conditional on the last sequence; FencedError if anyone appended since.
@@ -317,7 +317,7 @@ class StreamLogReplicator implements LogReplicator {
     this.streamRows = 0;
   }
 
-  follow(): { caughtUp: Promise<void>; stop(): Promise<void> } {
+  follow(): { caughtUp: Promise<void>; stop(): Promise<void>; problem(): string | undefined } {
     if (this.mode === 'closed') throw new Error('log replicator is closed');
     if (this.follower) throw new Error('log replicator is already following');
     this.abandon('following');
@@ -330,6 +330,11 @@ class StreamLogReplicator implements LogReplicator {
     });
     caughtUp.catch(() => {});
     let stopped = false;
+    // Why following keeps failing (twice or more in a row, so a stalled consumer replaced at once
+    // is not one); undefined once a catch-up worked. The group shows it (lastError, /readyz):
+    // before, a follower whose file took no rows (a full disk) said ready while it fell behind for
+    // good (probe5 H4).
+    let problem: string | undefined;
     let live: ConsumerMessages | undefined;
     let wake: (() => void) | undefined;
     const loop = (async () => {
@@ -339,6 +344,7 @@ class StreamLogReplicator implements LogReplicator {
           await this.catchUp();
           resolveCaughtUp();
           failures = 0;
+          problem = undefined;
           this.reader = new LogStreamReader();
           // Returns when stopped, or when the consumer stalled (then: catch up afresh).
           await this.consumeFrom(
@@ -353,6 +359,7 @@ class StreamLogReplicator implements LogReplicator {
         } catch (e) {
           if (stopped) break;
           failures++;
+          if (failures >= 2) problem = (e as Error).message;
           this.say(`log stream ${this.stream}: following failed (${(e as Error).message}); retrying`);
           if (failures >= 3 && (e as { code?: string }).code === 'DIVERGED') rejectCaughtUp(e);
           // a pause between retries that stop() can cut short
@@ -378,7 +385,7 @@ class StreamLogReplicator implements LogReplicator {
       },
     };
     this.follower = handle;
-    return { caughtUp, stop: handle.stop };
+    return { caughtUp, stop: handle.stop, problem: () => problem };
   }
 
   async claim(term: number): Promise<void> {

@@ -140,6 +140,9 @@ export function plannerRoutes(
         // Node reports the log cannot take (a full disk, review4 G5): the view still has them, the
         // audit trail does not, and a quiet cluster never tries an append to show it.
         const ackLogError = p.failure('ack log');
+        // A follower whose copy of the group's log keeps failing to take rows (a full disk): it is
+        // behind and will stay so; "ready once the replicated log caught up" no longer holds (probe5 H4).
+        const followError = p.failure('cannot follow');
         const revoked = o.tokensRevoked?.();
         const reason =
           sourceError !== undefined
@@ -150,11 +153,13 @@ export function plannerRoutes(
                 ? `cannot publish versions: ${publishError}`
                 : ackLogError !== undefined
                   ? `cannot log node reports: ${ackLogError}`
-                  : revoked !== undefined
-                    ? `every API request is refused (401): ${revoked}`
-                    : p.isSynced
-                      ? undefined
-                      : 'event source not synced yet';
+                  : followError !== undefined
+                    ? followError
+                    : revoked !== undefined
+                      ? `every API request is refused (401): ${revoked}`
+                      : p.isSynced
+                        ? undefined
+                        : 'event source not synced yet';
         const ready = reason === undefined;
         send(res, ready ? 200 : 503, {
           ready,

@@ -66,7 +66,7 @@ export interface GroupView {
  */
 export class PlannerGroup {
   private current: Planner | undefined;
-  private following: { caughtUp: Promise<void>; stop(): Promise<void> } | undefined;
+  private following: ReturnType<LogReplicator['follow']> | undefined;
   private chain: Promise<void> = Promise.resolve();
   private refreshTimer: NodeJS.Timeout | undefined;
   private refreshedAt = -1;
@@ -307,7 +307,10 @@ export class PlannerGroup {
       if (this.stopped) return;
       try {
         this.refresh(p);
-        if (this.current === p) p.markStale(this.viewStale());
+        if (this.current === p) {
+          p.markStale(this.viewStale());
+          this.showFollowing(p);
+        }
       } catch (e) {
         // A timer must never throw: uncaught, it ends the process (a log closed under it did).
         this.options.say(`follower refresh: ${(e as Error).message}`);
@@ -334,6 +337,18 @@ export class PlannerGroup {
     if (lagRows > 0 && still > (this.options.staleAfterMs ?? 5000))
       return `its copy of the group's log has not moved for ${Math.round(still / 1000)} s, ${lagRows} rows behind`;
     return undefined;
+  }
+
+  /**
+   * Follower: a replicated log that keeps failing (its file takes no rows: a full disk) is this
+   * planner's failure, `cannot follow: ...` in lastError and /readyz, until a catch-up works again
+   * (probe5 H4: it said ready, lastError null, the cause on stderr only).
+   */
+  private showFollowing(p: Planner): void {
+    const problem = this.following?.problem();
+    const shown = p.failure('cannot follow');
+    if (problem !== undefined && shown !== `cannot follow: ${problem}`) p.noteFailure('cannot follow', problem);
+    else if (problem === undefined && shown !== undefined) p.noteRecovered('cannot follow');
   }
 
   /** Follower: reloads its view once the replicated log applied new rows. */
