@@ -34,3 +34,5 @@ export { readManifestDir } from './read-manifest-dir.ts';
 export type { ReadManifestDirOptions } from './read-manifest-dir.ts';
 export { NO_KNOWN_OBJECTS } from './known-objects.ts';
 export type { KnownObjects } from './known-objects.ts';
+export { CLUSTER_IDENTITY_PATH, describeCluster, readClusterIdentity } from './cluster-identity.ts';
+export type { ClusterIdentity, ReadClusterIdentityOptions } from './cluster-identity.ts';

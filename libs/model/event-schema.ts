@@ -34,8 +34,11 @@ export interface LoggedWatchEvent extends WatchEvent {
   readonly receivedAt: string;
 }
 
-/** What an operator (or the planner itself) did; recorded in the operations table. */
-export const OPERATION_KINDS = ['rollout', 'rollback', 'pin', 'unpin', 'config', 'mode'] as const;
+/**
+ * What an operator (or the planner itself) did; recorded in the operations table. `cluster`: the
+ * Kubernetes cluster the group's log belongs to (services/planner/cluster-guard.ts).
+ */
+export const OPERATION_KINDS = ['rollout', 'rollback', 'pin', 'unpin', 'config', 'mode', 'cluster'] as const;
 export type OperationKind = (typeof OPERATION_KINDS)[number];
 
 export interface Operation {

@@ -144,6 +144,8 @@ export function plannerRoutes(
         // behind and will stay so; "ready once the replicated log caught up" no longer holds (probe5 H4).
         const followError = p.failure('cannot follow');
         const revoked = o.tokensRevoked?.();
+        // A planner of this group watching another cluster (cluster-guard.ts) serves no view of it.
+        const clusterError = p.failure('cluster');
         const reason =
           sourceError !== undefined
             ? `event source failing: ${sourceError}`
@@ -157,9 +159,11 @@ export function plannerRoutes(
                     ? followError
                     : revoked !== undefined
                       ? `every API request is refused (401): ${revoked}`
-                      : p.isSynced
-                        ? undefined
-                        : 'event source not synced yet';
+                      : clusterError !== undefined
+                        ? clusterError
+                        : p.isSynced
+                          ? undefined
+                          : 'event source not synced yet';
         const ready = reason === undefined;
         send(res, ready ? 200 : 503, {
           ready,

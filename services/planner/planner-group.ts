@@ -1,5 +1,6 @@
 import type { GroupMember, LeaderLease, LeaseHolder } from '../../libs/bus/index.ts';
 import type { LogReplicator } from '../../libs/eventlog/index.ts';
+import type { ClusterGuard } from './cluster-guard.ts';
 import type { NatsPlannerBus } from './nats-planner-bus.ts';
 import type { Planner } from './planner.ts';
 import { claimStep, type ClaimRetry } from './claim-step.ts';
@@ -26,6 +27,8 @@ export interface PlannerGroupOptions {
   readonly staleAfterMs?: number;
   /** A follower more rows behind than this is stale however it moves (default 100,000). */
   readonly maxLagRows?: number;
+  /** The cluster this planner watches against the one the group's log belongs to (none: a manifests source). */
+  readonly cluster?: ClusterGuard;
 }
 
 /** How long a stopping planner waits for its bus writes in flight before it abandons them. */
@@ -74,6 +77,8 @@ export class PlannerGroup {
   private flushTimer: NodeJS.Timeout | undefined;
   /** Follower: its copy's position and since when it has not moved (see viewStale). */
   private progress: { seq: number; since: number } | undefined;
+  /** The cluster mismatch last shown (see checkCluster), and on which planner. */
+  private clusterSaid: { p: Planner; line: string | undefined } | undefined;
 
   constructor(private readonly options: PlannerGroupOptions) {}
 
@@ -198,10 +203,12 @@ export class PlannerGroup {
       stopIf: () => this.termLost(term),
       onRetry: (line) => this.options.say(`claiming term ${term}: ${line}`),
     };
+    let wrongCluster: string | undefined;
     try {
       const r = this.options.replicator;
       if (r) await claimStep('claiming the replicated log', () => r.claim(term), retry);
-      await this.options.bus.claim(term, this.options.id, retry);
+      wrongCluster = this.clusterRefusal();
+      if (wrongCluster === undefined) await this.options.bus.claim(term, this.options.id, retry);
       const lost = this.termLost(term);
       if (lost) throw new Error(lost);
     } catch (e) {
@@ -211,6 +218,7 @@ export class PlannerGroup {
       await this.options.lease.stepDown(why);
       return;
     }
+    if (wrongCluster !== undefined) return this.refuseToLead(term, wrongCluster);
     if (this.stopped) return; // stopped while claiming: no leader Planner after stop()
     const p = this.options.makePlanner('leader');
     this.current = p;
@@ -244,6 +252,51 @@ export class PlannerGroup {
     if (!this.options.lease.isLeader() || this.options.lease.term() !== term)
       return `the lease for term ${term} is no longer held`;
     return undefined;
+  }
+
+  /**
+   * Elected, its log caught up with the group's: the line refusing to lead when the log belongs to
+   * another cluster (and this planner does not adopt it); otherwise records this planner's cluster
+   * if the log holds none yet (the first leader) or, adopting, another.
+   */
+  private clusterRefusal(): string | undefined {
+    const c = this.options.cluster;
+    const line = c?.mismatch();
+    if (line !== undefined && !c!.adopts) return line;
+    c?.record();
+    return undefined;
+  }
+
+  /** Follows without ever contending again while the mismatch lasts (checkCluster lifts it). */
+  private async refuseToLead(term: number, line: string): Promise<void> {
+    this.options.say(`cannot lead term ${term}: ${line}`);
+    await this.becomeFollower();
+    await this.options.lease.stepDown(line, Number.POSITIVE_INFINITY);
+    this.options.onRoleChange?.();
+  }
+
+  /**
+   * Follower: a log that belongs to another cluster is shown (lastError, /readyz 503, said once)
+   * and keeps this planner out of elections, however long it follows; once the log names its
+   * cluster again (another planner adopted it) it contends as before.
+   */
+  private checkCluster(p: Planner): void {
+    const c = this.options.cluster;
+    if (!c || this.current !== p || p.role !== 'follower') return;
+    const line = c.mismatch();
+    const before = this.clusterSaid;
+    if (before?.p === p && before.line === line) return;
+    this.clusterSaid = { p, line };
+    if (line !== undefined) {
+      if (before?.line !== line) this.options.say(line);
+      p.noteFailure('cluster', line);
+      if (!c.adopts) void this.options.lease.stepDown(line, Number.POSITIVE_INFINITY);
+    } else if (before?.line !== undefined) {
+      p.noteRecovered('cluster');
+      // held off only by the mismatch (see above): contend again from now
+      if (!c.adopts && !this.options.lease.isLeader())
+        void this.options.lease.stepDown("the group's log names this planner's cluster again", 0);
+    }
   }
 
   /**
@@ -289,13 +342,15 @@ export class PlannerGroup {
     if (this.stopped) return void (await p.stop().catch(() => undefined)); // as in lead()
     this.current = p;
     this.refreshedAt = this.options.replicator?.position().localSeq ?? -1;
-    if (!this.following)
+    if (!this.following) {
+      this.checkCluster(p);
       p.markSynced(true); // no replicated log: the file is all there is
-    else {
+    } else {
       void this.following.caughtUp
         .then(() => {
           if (this.current === p) {
             this.refresh(p);
+            this.checkCluster(p);
             p.markSynced(true);
           }
         })
@@ -358,6 +413,7 @@ export class PlannerGroup {
     if (at === this.refreshedAt) return;
     this.refreshedAt = at;
     try {
+      this.checkCluster(p);
       p.refresh();
     } catch (e) {
       this.options.say(`follower refresh: ${(e as Error).message}`);

@@ -1,6 +1,13 @@
 import type { Server } from 'node:http';
 import { EventLog, logStorage } from '../../libs/eventlog/index.ts';
-import { ClusterInformer, ManifestsSource, loadKubeConfig } from '../../libs/kube/index.ts';
+import {
+  ClusterInformer,
+  ManifestsSource,
+  kubeHttpFromConfig,
+  loadKubeConfig,
+  readClusterIdentity,
+  type ClusterIdentity,
+} from '../../libs/kube/index.ts';
 import type { LabelSelector, ProxyConfig } from '../../libs/model/index.ts';
 import type { NodeStatusThresholds } from '../../libs/control/index.ts';
 import { watchTokenFile, type TokenFileWatch } from './bearer-auth.ts';
@@ -25,6 +32,7 @@ import {
   loadOrCreateSigningKey,
 } from '../../libs/bus/index.ts';
 import { PlannerGroup, STOP_GRACE_MS } from './planner-group.ts';
+import { clusterGuard, withoutSupersededResume } from './cluster-guard.ts';
 import { createLogReplicator, versionAnchor, type LogReplicator } from '../../libs/eventlog/index.ts';
 import { retryTransient, type BusAuth } from '../../libs/bus/index.ts';
 import { Planner } from './planner.ts';
@@ -87,6 +95,10 @@ export interface RunPlannerOptions {
    * lists every kind afresh and logs every listed object (after an etcd restore, docs/sources.md).
    */
   readonly relist?: boolean;
+  /** --adopt-cluster: lead (and record this cluster) even when the group's log belongs to another. */
+  readonly adoptCluster?: boolean;
+  /** How long reading the cluster's identity at start retries no answer, 429 and 5xx (default 30 s). */
+  readonly clusterIdentityRetryMs?: number;
 }
 
 export interface RunningPlanner {
@@ -143,6 +155,25 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
   } catch (e) {
     tokens?.close();
     throw new Error(`--http ${o.http}: cannot listen: ${(e as Error).message}`);
+  }
+  // A Kubernetes source's cluster, read before the log is opened: a planner that cannot tell which
+  // cluster it watches must not join a group (cluster-guard.ts). A kubeconfig that cannot be loaded
+  // (the CLI refuses it up front) fails the source when this planner leads, as before (review5 F7).
+  let kubeConfig: ReturnType<typeof loadKubeConfig> | Error | undefined;
+  if (o.manifests === undefined)
+    try {
+      kubeConfig = loadKubeConfig({ kubeconfig: o.kubeconfig, inCluster: o.inCluster });
+    } catch (e) {
+      kubeConfig = e as Error;
+    }
+  let cluster: ClusterIdentity | undefined;
+  try {
+    if (kubeConfig && !(kubeConfig instanceof Error))
+      cluster = await readCluster(kubeConfig, say, o.clusterIdentityRetryMs);
+  } catch (e) {
+    server.close();
+    tokens?.close();
+    throw e;
   }
   let log: EventLog;
   try {
@@ -242,9 +273,13 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
             hooks,
           )
       : (sink) => {
-          const kubeConfig = loadKubeConfig({ kubeconfig: o.kubeconfig, inCluster: o.inCluster });
+          if (kubeConfig === undefined || kubeConfig instanceof Error) throw kubeConfig;
           // The informer resumes from the resourceVersions the log saved after each appended event.
-          const resumeStore = withKnownObjects(log.resumeStore(), knownObjectsFromLog(log));
+          // Not those of the cluster the log belonged to before an --adopt-cluster (cluster-guard.ts).
+          const resumeStore = withKnownObjects(
+            withoutSupersededResume(log.resumeStore(), log),
+            knownObjectsFromLog(log),
+          );
           // --relist: once per process (a later leadership term resumes as usual).
           const freshList = relistPending;
           relistPending = false;
@@ -277,6 +312,7 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
       makePlanner,
       say,
       onRoleChange: () => void members?.beat(),
+      cluster: cluster && clusterGuard(log, cluster, { group: groupName, id, adopt: o.adoptCluster }),
     });
     group = g;
     await g.start();
@@ -361,6 +397,25 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
     log.close();
     tokens?.close();
     throw e;
+  }
+}
+
+/** Reads the kube-system Namespace's uid once; every failure names the step. */
+async function readCluster(
+  kc: ReturnType<typeof loadKubeConfig>,
+  say: (line: string) => void,
+  retryMs?: number,
+): Promise<ClusterIdentity> {
+  const server = kc.getCurrentCluster()!.server;
+  const step = `reading the cluster's identity (the kube-system Namespace) from ${server}`;
+  try {
+    return await readClusterIdentity(kubeHttpFromConfig(kc), {
+      server,
+      withinMs: retryMs,
+      onRetry: (why, attempt) => say(`${step}: ${why} (attempt ${attempt}); retrying`),
+    });
+  } catch (e) {
+    throw new Error(`${step}: ${(e as Error).message}`);
   }
 }
 

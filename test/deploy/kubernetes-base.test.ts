@@ -97,7 +97,7 @@ describe('deploy/kubernetes base', () => {
     expect(objects.filter((o) => o.kind === 'Secret')).toEqual([]);
   });
 
-  it('RBAC: the planner may get/list/watch services, endpointslices and nodes, and nothing else', () => {
+  it('RBAC: the planner may get/list/watch services, endpointslices and nodes, get the kube-system Namespace (the cluster identity), and nothing else', () => {
     const roles = objects.filter((o) => o.kind === 'ClusterRole' || o.kind === 'Role');
     expect(roles.map((r) => r.metadata.name)).toEqual(['switchboard-planner']);
     const grants = new Set<string>();
@@ -110,11 +110,15 @@ describe('deploy/kubernetes base', () => {
     }[]) {
       expect(r.nonResourceURLs).toBeUndefined();
       for (const g of r.apiGroups)
-        for (const res of r.resources) for (const v of r.verbs) grants.add(`${g}/${res}:${v}`);
+        for (const res of r.resources)
+          for (const v of r.verbs) for (const name of r.resourceNames ?? ['*']) grants.add(`${g}/${res}/${name}:${v}`);
     }
-    const want = ['/services', '/nodes', 'discovery.k8s.io/endpointslices'].flatMap((r) =>
-      ['get', 'list', 'watch'].map((v) => `${r}:${v}`),
-    );
+    const want = [
+      ...['/services/*', '/nodes/*', 'discovery.k8s.io/endpointslices/*'].flatMap((r) =>
+        ['get', 'list', 'watch'].map((v) => `${r}:${v}`),
+      ),
+      '/namespaces/kube-system:get',
+    ];
     expect([...grants].sort()).toEqual(want.sort());
     const bindings = objects.filter((o) => o.kind === 'ClusterRoleBinding' || o.kind === 'RoleBinding');
     expect(bindings.map((b) => [b.roleRef.name, b.subjects])).toEqual([

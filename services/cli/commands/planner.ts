@@ -41,6 +41,10 @@ export function registerPlanner(program: Command, setExit: SetExit): void {
       'leader lease TTL: a leader that stops renewing is replaced within about this long',
       '15s',
     )
+    .option(
+      '--adopt-cluster',
+      "lead even when the group's log belongs to another Kubernetes cluster (a rebuilt one), and record this one",
+    )
     .requiredOption('--db <file>', 'SQLite event log')
     .option('--http <addr>', 'HTTP API address (host:port)', '127.0.0.1:9440')
     .option(
@@ -109,6 +113,7 @@ export function registerPlanner(program: Command, setExit: SetExit): void {
         tlsCert?: string;
         tlsKey?: string;
         signingKey?: string;
+        adoptCluster?: boolean;
       }) => {
         try {
           checkServerUrls('--nats', o.nats);
@@ -118,6 +123,8 @@ export function registerPlanner(program: Command, setExit: SetExit): void {
         const sources = [o.manifests, o.kubeconfig, o.inCluster].filter(Boolean).length;
         if (sources !== 1)
           throw new UsageError('choose exactly one of --manifests DIR, --kubeconfig FILE, --in-cluster');
+        if (o.adoptCluster && o.manifests)
+          throw new UsageError('--adopt-cluster: a --manifests source has no cluster identity to adopt');
         const maxManifestBytes = parseMaxManifestBytes(o.maxManifestBytes);
         let nodeSelector: ReturnType<typeof parseLabelSelector> | undefined;
         try {
@@ -173,6 +180,7 @@ export function registerPlanner(program: Command, setExit: SetExit): void {
           group: o.group,
           id: o.id,
           leaseTtlMs,
+          adoptCluster: o.adoptCluster,
           manifests: o.manifests,
           kubeconfig: o.kubeconfig,
           inCluster: o.inCluster,

@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { EventLog } from '../../../libs/eventlog/index.ts';
 import { DEFAULT_PROXY_CONFIG } from '../../../libs/model/index.ts';
 import { runPlanner, type RunningPlanner } from '../../../services/planner/run-planner.ts';
 import { KubeApiServer } from '../../support/kube-api-server/index.ts';
@@ -100,5 +101,60 @@ describe('planner against the test Kubernetes API server', () => {
     await until(() => versions().length === 5, 5000, 'version 5 after restart');
     expect(versions().map((v) => v.version)).toEqual([1, 2, 3, 4, 5]);
     expect(kube.requestsOf('list')).toEqual([]); // resumed watches from the saved resourceVersions
+  });
+
+  it("a planner of the same group on another cluster refuses to lead the group whose log holds this one's, starts no informer and is not ready (probe5 H2)", async () => {
+    kube.create('Service', svc('a', '10.96.0.1'));
+    await (await start()).planner.synced; // the first leader records cluster A in the group's log
+    await planner!.stop(); // hands its lease back: the next planner wins at once
+    const other = await KubeApiServer.start();
+    const otherKc = await writeKubeconfig({ server: other.url });
+    other.create('Service', svc('other-cluster-svc', '10.96.9.9'));
+    const said: string[] = [];
+    try {
+      planner = await runPlanner({
+        kubeconfig: otherKc.path,
+        nats: nats.url,
+        db: path.join(dir, 'b.db'),
+        http: '127.0.0.1:0',
+        config: DEFAULT_PROXY_CONFIG,
+        say: (line) => said.push(line),
+      });
+      // Whether it saw the log's cluster as a follower (caught up before its first look at the
+      // lease: then it never contends) or only once elected (its claim catches up first: then it
+      // refuses before claiming the versions stream), it says so naming both clusters and what to
+      // do. Before, it led and published cluster B's Services to A's fleet.
+      const line = said.find((l) => l.startsWith(`this planner watches cluster ${other.clusterUid}`));
+      expect(line).toContain(`log belongs to cluster ${kube.clusterUid}`);
+      expect(line).toContain('--adopt-cluster');
+      expect(planner.group.role()).toBe('follower');
+      expect(planner.group.view().self.leader).toBe(false);
+      expect(other.requestsOf('list')).toEqual([]); // no informer started: no resume point of A's used on B
+      expect(other.requestsOf('watch')).toEqual([]);
+      const ready = await until(async () => {
+        const r = await fetch(`${planner!.url}/readyz`);
+        return r.status === 503 && ((await r.json()) as { reason?: string }).reason?.includes(other.clusterUid)
+          ? r
+          : undefined;
+      });
+      expect(ready.status).toBe(503);
+      expect(planner.planner.lastError).toContain(kube.clusterUid);
+    } finally {
+      await planner?.stop();
+      planner = undefined;
+      await otherKc.cleanup();
+      await other.stop();
+    }
+    const log = await EventLog.open({ file: path.join(dir, 'log.db'), readOnly: true });
+    try {
+      expect(
+        log
+          .operations()
+          .filter((o) => o.kind === 'cluster')
+          .map((o) => o.params.cluster),
+      ).toEqual([{ uid: kube.clusterUid, server: kube.url }]);
+    } finally {
+      log.close();
+    }
   });
 });

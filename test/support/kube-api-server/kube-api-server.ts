@@ -10,6 +10,7 @@
 // default here; `expiredWatch: 'http'` answers a plain HTTP 410 instead (what a proxy or
 // an older server may do) so clients can be tested against both.
 
+import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { matchesLabels, parseLabelSelector, type LabelSelector } from './label-selector.ts';
@@ -27,6 +28,8 @@ export interface KubeApiServerOptions {
   expiredWatch?: 'event' | 'http';
   /** Server-side watch timeout when the client sends no timeoutSeconds (default 1800 s). */
   defaultWatchTimeoutSeconds?: number;
+  /** The kube-system Namespace's uid, the cluster's identity (default: a fresh random one per server). */
+  clusterUid?: string;
 }
 
 export type RequestVerb = 'list' | 'watch' | 'get' | 'discovery' | 'unknown';
@@ -51,7 +54,7 @@ export interface ObjectRef {
 export interface FailNextOptions {
   /** HTTP status to answer with (default 500). */
   status?: number;
-  /** Which requests count (default: resource list/watch/get requests, not discovery). */
+  /** Which requests count (default: list/watch/get of Services, EndpointSlices and Nodes; not discovery, not Namespaces). */
   match?: (entry: RequestLogEntry) => boolean;
   /** Sent as the Retry-After header and the Status's details.retryAfterSeconds, as the apiserver does on 429. */
   retryAfterSeconds?: number;
@@ -147,7 +150,12 @@ export class KubeApiServer {
   private readonly sockets = new Set<Socket>();
   private readonly watches = new Set<WatchStream>();
   private readonly discovery = discoveryDocuments();
-  private readonly options: Required<Omit<KubeApiServerOptions, 'token'>> & { token?: string };
+  private readonly options: Required<Omit<KubeApiServerOptions, 'token' | 'clusterUid'>> & { token?: string };
+  /**
+   * The Namespaces every cluster is made with (fixed here, outside the store's history: no test
+   * lists or watches them). kube-system's uid is what a planner reads as the cluster's identity.
+   */
+  private readonly namespaces: ReadonlyMap<string, KubeObject>;
   private listenPort = 0;
   private running = false;
   private failures:
@@ -165,6 +173,25 @@ export class KubeApiServer {
       defaultWatchTimeoutSeconds: options.defaultWatchTimeoutSeconds ?? 1800,
       token: options.token,
     };
+    const uid = options.clusterUid ?? randomUUID();
+    this.namespaces = new Map(
+      ['default', 'kube-system'].map((name) => [
+        name,
+        {
+          kind: 'Namespace',
+          apiVersion: 'v1',
+          metadata: {
+            name,
+            uid: name === 'kube-system' ? uid : randomUUID(),
+            resourceVersion: '1',
+            creationTimestamp: '2024-08-13T00:00:00Z',
+            labels: { 'kubernetes.io/metadata.name': name },
+          },
+          spec: { finalizers: ['kubernetes'] },
+          status: { phase: 'Active' },
+        },
+      ]),
+    );
     this.server = createServer((req, res) => this.handle(req, res));
     this.server.on('connection', (socket) => {
       this.sockets.add(socket);
@@ -205,6 +232,11 @@ export class KubeApiServer {
   /** Current global resourceVersion, as the string clients see. */
   get resourceVersion(): string {
     return String(this.store.resourceVersion);
+  }
+
+  /** The kube-system Namespace's uid: the cluster's identity as a planner reads it. */
+  get clusterUid(): string {
+    return this.namespaces.get('kube-system')!.metadata.uid!;
   }
 
   get openWatchCount(): number {
@@ -262,7 +294,10 @@ export class KubeApiServer {
       remaining: n,
       status: options.status ?? 500,
       retryAfterSeconds: options.retryAfterSeconds,
-      match: options.match ?? ((entry) => entry.verb === 'list' || entry.verb === 'watch' || entry.verb === 'get'),
+      match:
+        options.match ??
+        ((entry) =>
+          entry.kind !== undefined && (entry.verb === 'list' || entry.verb === 'watch' || entry.verb === 'get')),
     };
   }
 
@@ -328,20 +363,23 @@ export class KubeApiServer {
   private handle(req: IncomingMessage, res: ServerResponse): void {
     const url = new URL(req.url ?? '/', 'http://127.0.0.1');
     const route = parseRoute(url.pathname);
+    const namespace = /^\/api\/v1\/namespaces\/([^/]+)$/.exec(url.pathname)?.[1];
     const isWatch = url.searchParams.get('watch') === 'true' || url.searchParams.get('watch') === '1';
     const entry: RequestLogEntry = {
       method: req.method ?? 'GET',
       path: url.pathname,
       query: Object.fromEntries(url.searchParams),
-      verb: route
-        ? route.name
-          ? 'get'
-          : isWatch
-            ? 'watch'
-            : 'list'
-        : this.discovery.has(url.pathname)
-          ? 'discovery'
-          : 'unknown',
+      verb: namespace
+        ? 'get'
+        : route
+          ? route.name
+            ? 'get'
+            : isWatch
+              ? 'watch'
+              : 'list'
+          : this.discovery.has(url.pathname)
+            ? 'discovery'
+            : 'unknown',
       status: 0,
       at: Date.now(),
     };
@@ -373,6 +411,11 @@ export class KubeApiServer {
         );
       }
       if (entry.verb === 'discovery') return this.sendJson(res, entry, 200, this.discovery.get(url.pathname));
+      if (namespace !== undefined) {
+        const found = this.namespaces.get(decodeURIComponent(namespace));
+        if (found) return this.sendJson(res, entry, 200, found);
+        return this.sendStatus(res, entry, kubeStatus(404, 'NotFound', `namespaces "${namespace}" not found`));
+      }
       if (!route)
         return this.sendStatus(
           res,
