@@ -1,10 +1,9 @@
-import { jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { KV } from '@nats-io/kv';
 import { z } from 'zod';
 import { parseWire } from '../model/index.ts';
 import { atMost, checkGroupName } from './planner-lease.ts';
-import { replicatedBucket } from './target-store.ts';
+import { bucketKeys, replicatedBucket } from './target-store.ts';
 
 const MemberSchema = z.object({
   id: z.string(),
@@ -103,7 +102,7 @@ export class GroupMembers {
     try {
       await this.kv.put(memberKey(me.id), JSON.stringify(me));
       const records: MemberRecord[] = [];
-      for (const k of await this.keys()) {
+      for (const k of await bucketKeys(this.options.nc, membersBucket(this.options.group))) {
         const e = await this.kv.get(k);
         if (e && e.operation === 'PUT') records.push({ key: k, value: e.value });
       }
@@ -113,23 +112,6 @@ export class GroupMembers {
       void e;
       this.kv = await GroupMembers.bucket(this.options).catch(() => this.kv);
     }
-  }
-
-  /**
-   * The bucket's keys from the stream's per-subject counts (one API request). `kv.keys()` makes an
-   * ordered consumer per call, which outlives the listing: every planner, every TTL/4, left one
-   * behind (hundreds live on a 3-planner group, each a meta-Raft operation to make and to clean up,
-   * retried by the hundreds after a server pause: probe5).
-   */
-  private async keys(): Promise<string[]> {
-    const bucket = membersBucket(this.options.group);
-    const prefix = `$KV.${bucket}.`;
-    const info = await (await jetstreamManager(this.options.nc)).streams.info(`KV_${bucket}`, {
-      subjects_filter: `${prefix}>`,
-    });
-    return Object.keys(info.state.subjects ?? {})
-      .filter((s) => s.startsWith(prefix))
-      .map((s) => s.slice(prefix.length));
   }
 
   /** Removes this planner's record, waiting at most `waitMs` for NATS (unanswered, it expires after 2 TTL). */

@@ -161,20 +161,9 @@ export class TargetStore {
     }
   }
 
-  /**
-   * The `node.` keys, from the bucket stream's per-subject counts (one stream-info request, paged
-   * by the client past the server's limit). `kv.keys()` made an ordered consumer per call: a
-   * meta-leader operation, placed on any of the stream's peers, so a claim that listed keys timed
-   * out while a server was dead (probe5 H1). A deleted key is still listed (its marker is a
-   * message): its revision is what the next write expects.
-   */
-  private async nodeKeys(): Promise<string[]> {
-    const prefix = `$KV.${TARGETS_BUCKET}.`;
-    const jsm = await jetstreamManager(this.nc);
-    const info = await jsm.streams.info(TARGETS_STREAM, { subjects_filter: `${prefix}node.>` });
-    return Object.keys(info.state.subjects ?? {})
-      .filter((s) => s.startsWith(`${prefix}node.`))
-      .map((s) => s.slice(prefix.length));
+  /** The `node.` keys (bucketKeys: no consumer, so a claim works while a server is dead: probe5 H1). */
+  private nodeKeys(): Promise<string[]> {
+    return bucketKeys(this.nc, TARGETS_BUCKET, 'node.');
   }
 
   async getTargets(): Promise<Targets> {
@@ -231,6 +220,24 @@ function noticeText(
   if (!delta) return plain;
   const withDelta = JSON.stringify({ revision, target, delta, ...(sig ? { sig } : {}) });
   return Buffer.byteLength(withDelta) <= maxPayload / 2 ? withDelta : plain;
+}
+
+/**
+ * The keys of a KV bucket (those starting with `prefix`), from its stream's per-subject counts: one
+ * stream-info request, paged by the client past the server's limit. `kv.keys()` makes an ordered
+ * consumer per call — a meta-leader operation placed on any of the stream's peers, which outlives
+ * the listing: a claim that listed keys timed out while a server was dead (probe5 H1), and a
+ * listing every TTL/4 left hundreds of consumers behind (probe5 H7). A deleted key is still listed
+ * (its marker is a message): its revision is what the next write expects.
+ */
+export async function bucketKeys(nc: NatsConnection, bucket: string, prefix = ''): Promise<string[]> {
+  const subjects = `$KV.${bucket}.`;
+  const info = await (await jetstreamManager(nc)).streams.info(`KV_${bucket}`, {
+    subjects_filter: `${subjects}${prefix}>`,
+  });
+  return Object.keys(info.state.subjects ?? {})
+    .filter((s) => s.startsWith(subjects + prefix))
+    .map((s) => s.slice(subjects.length));
 }
 
 /** Creates (or opens) a KV bucket holding `replicas` copies; an existing bucket is brought to that count. */
