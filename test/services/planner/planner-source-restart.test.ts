@@ -1,6 +1,7 @@
 // Deletes survive restarts (issue 10 item 1), with the real planner, SQLite log and nats-server:
 // sources start from the objects the log holds and diff their first scan/list against them.
 
+import { randomUUID } from 'node:crypto';
 import { unlinkSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -192,11 +193,16 @@ describe('planner restarts against the test Kubernetes API server', () => {
       metadata: { name, namespace: 'default' },
       spec: { type: 'ClusterIP', clusterIP: ip, clusterIPs: [ip], ports: [{ name: 'http', protocol: 'TCP', port }] },
     });
-    /** A fresh API server store (resourceVersions start over, new uids) holding these Services and node-1. */
+    /**
+     * A fresh API server store (resourceVersions start over, new object uids) holding these Services
+     * and node-1: the same cluster, restored from a backup, so kube-system keeps its uid (the
+     * cluster identity the group's log holds; a new one would be another cluster, refused).
+     */
+    const clusterUid = randomUUID();
     const store = async (services: ReturnType<typeof svc>[]) => {
       await kc?.cleanup();
       await kube?.stop();
-      kube = await KubeApiServer.start();
+      kube = await KubeApiServer.start({ clusterUid });
       kc = await writeKubeconfig({ server: kube.url });
       kube.create('Node', {
         apiVersion: 'v1',
