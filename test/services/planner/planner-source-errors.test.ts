@@ -247,7 +247,7 @@ describe('planner source errors', () => {
       await good.planner.synced;
       expect(good.planner.data.latest()?.version).toBe(1);
       // the broken one learns the new leader at its next lease read (every TTL/4)
-      await expect.poll(() => planner.group.view().leader?.id, { timeout: 4000 }).toBe('good');
+      await expect.poll(() => planner!.group.view().leader?.id, { timeout: 4000 }).toBe('good');
     } finally {
       await good.stop();
     }
