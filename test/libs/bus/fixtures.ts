@@ -1,11 +1,16 @@
 import type { DataDelta, NodeFacts, ServiceEntry, VersionArtifact } from '../../../libs/model/index.ts';
 import { ClusterDataIndex } from '../../../libs/planner/index.ts';
 
-/** A ClusterIP service with `endpoints` ready TCP endpoints; `gen` varies the endpoint IPs. */
-export function service(i: number, endpoints = 2, gen = 0): ServiceEntry {
+/** A plain ClusterIP service entry: every policy at its default, the given key, IPs and ports. */
+export function serviceEntry(
+  key: string,
+  clusterIPs: string[],
+  ports: ServiceEntry['ports'],
+  nodePorts = false,
+): ServiceEntry {
   return {
-    key: `ns/svc-${i}`,
-    clusterIPs: [`10.96.${Math.floor(i / 250)}.${(i % 250) + 1}`],
+    key,
+    clusterIPs,
     externalIPs: [],
     loadBalancerIngress: [],
     loadBalancerSourceRanges: [],
@@ -14,8 +19,17 @@ export function service(i: number, endpoints = 2, gen = 0): ServiceEntry {
     internalTrafficPolicy: 'Cluster',
     healthCheckNodePort: 0,
     topologyAware: false,
-    nodePorts: false,
-    ports: [
+    nodePorts,
+    ports,
+  };
+}
+
+/** A ClusterIP service with `endpoints` ready TCP endpoints; `gen` varies the endpoint IPs. */
+export function service(i: number, endpoints = 2, gen = 0): ServiceEntry {
+  return serviceEntry(
+    `ns/svc-${i}`,
+    [`10.96.${Math.floor(i / 250)}.${(i % 250) + 1}`],
+    [
       {
         name: 'http',
         protocol: 'TCP',
@@ -33,7 +47,7 @@ export function service(i: number, endpoints = 2, gen = 0): ServiceEntry {
         })),
       },
     ],
-  };
+  );
 }
 
 export function node(name: string): NodeFacts {

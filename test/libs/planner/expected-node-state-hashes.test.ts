@@ -17,6 +17,7 @@ import {
   renderNodeState,
 } from '../../../libs/planner/index.ts';
 import { objectChange } from '../../support/random-cluster.ts';
+import { serviceEntry as plainService } from '../bus/fixtures.ts';
 
 // The planner's expected node-state hashes, shared work laid over per node, must equal the full
 // render + hash of every node (the hash appliers compute: its definition must not move), for
@@ -169,20 +170,8 @@ function svc(
     terminating: false,
     hintZones: [],
   }));
-  return {
-    key: `ns/${name}`,
-    clusterIPs: o.clusterIPs,
-    externalIPs: [],
-    loadBalancerIngress: [],
-    loadBalancerSourceRanges: [],
-    affinityTimeoutSeconds: 0,
-    externalTrafficPolicy: 'Cluster',
-    internalTrafficPolicy: 'Cluster',
-    healthCheckNodePort: 0,
-    topologyAware: false,
-    nodePorts: o.nodePorts ?? false,
-    ports: [{ name: 'http', protocol: 'TCP', port: 80, nodePort: o.nodePort ?? 0, endpoints: eps }],
-  };
+  const ports = [{ name: 'http', protocol: 'TCP' as const, port: 80, nodePort: o.nodePort ?? 0, endpoints: eps }];
+  return plainService(`ns/${name}`, o.clusterIPs, ports, o.nodePorts ?? false);
 }
 
 // Node addresses overlap external, LB and cluster IPs and the nodePortAddresses filters on purpose.

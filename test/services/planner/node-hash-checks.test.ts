@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { DEFAULT_PROXY_CONFIG, readProxyConfig, type ServiceEntry } from '../../../libs/model/index.ts';
 import { ClusterDataIndex, nodeStateHash, renderNodeState } from '../../../libs/planner/index.ts';
 import { ExpectedHashCache, NodeHashChecks } from '../../../services/planner/node-hash-checks.ts';
+import { serviceEntry } from '../../libs/bus/fixtures.ts';
 
 // The planner's node-state hashes are rendered off its read paths (review4 G7): asked for, then
 // computed in slices that yield, kept for the newest version only. A hand-driven scheduler and
@@ -117,20 +118,13 @@ describe('NodeHashChecks: node-state hashes computed off the read path', () => {
 
 describe('ExpectedHashCache: what NodeHashChecks computes', () => {
   it("gives each node the full render's hash, each revision's shared part moved to the version asked about", () => {
-    const service = (name: string, ip: string, nodePort: number): ServiceEntry => ({
-      key: `ns/${name}`,
-      clusterIPs: [ip],
-      externalIPs: [],
-      loadBalancerIngress: [],
-      loadBalancerSourceRanges: [],
-      affinityTimeoutSeconds: 0,
-      externalTrafficPolicy: 'Cluster',
-      internalTrafficPolicy: 'Cluster',
-      healthCheckNodePort: 0,
-      topologyAware: false,
-      nodePorts: nodePort !== 0,
-      ports: [{ name: 'http', protocol: 'TCP', port: 80, nodePort, endpoints: [] }],
-    });
+    const service = (name: string, ip: string, nodePort: number): ServiceEntry =>
+      serviceEntry(
+        `ns/${name}`,
+        [ip],
+        [{ name: 'http', protocol: 'TCP', port: 80, nodePort, endpoints: [] }],
+        nodePort !== 0,
+      );
     const nodes = ['n1', 'n2'].map((name, i) => ({ name, addresses: [`192.0.2.${i + 1}`], zone: '' }));
     const data = ClusterDataIndex.from({ services: [service('a', '10.96.0.1', 30001)], nodes });
     const configs = [DEFAULT_PROXY_CONFIG, readProxyConfig({ scheduler: 'lc' }), readProxyConfig({ mode: 'nftables' })];
