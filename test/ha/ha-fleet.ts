@@ -1,5 +1,6 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
+import { createWriteStream, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createInterface } from 'node:readline';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { jetstreamManager } from '@nats-io/jetstream';
@@ -57,6 +58,8 @@ export interface HaFleet {
   /** The cluster's servers a planner process holds a NATS connection to (indexes into cluster.servers; from `ss`). */
   serversOf(name: string): number[];
   client(): Promise<NatsConnection>;
+  /** The planners' log lines stamped at or after `since` (epoch ms), each file's name first: for a failed bound's message. */
+  logsSince(since: number): string;
   close(): Promise<void>;
 }
 
@@ -94,11 +97,20 @@ export async function startHaFleet(o: { nodes: string[]; leaseTtlMs?: number }):
   process.once('exit', killAll);
   let logN = 0;
   let edits = 0;
+  // Each line stamped as it arrives: the planner writes bare lines (a log collector stamps them in a
+  // pod), and a failed time bound is only explained by when each step happened (logsSince).
   const spawnLogged = (name: string, args: string[]): ChildProcess => {
-    const out = openSync(path.join(dir, `${name}-${++logN}.log`), 'w');
-    const p = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', out, out] });
+    const out = createWriteStream(path.join(dir, `${name}-${++logN}.log`));
+    const p = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    for (const from of [p.stdout!, p.stderr!])
+      createInterface({ input: from, crlfDelay: Number.POSITIVE_INFINITY }).on('line', (line) =>
+        out.write(`${new Date().toISOString()} ${line}\n`),
+      );
     procs.add(p);
-    p.once('exit', () => procs.delete(p));
+    p.once('exit', () => {
+      procs.delete(p);
+      setTimeout(() => out.end(), 100); // after the pipes' last lines
+    });
     return p;
   };
   const planners = new Map<string, PlannerProc>();
@@ -198,6 +210,19 @@ export async function startHaFleet(o: { nodes: string[]; leaseTtlMs?: number }):
     },
     churn(everyMs) {
       return churnEndpoints(write, everyMs);
+    },
+    logsSince(since) {
+      const from = new Date(since).toISOString();
+      return readdirSync(dir)
+        .filter((f) => f.startsWith('planner-') && f.endsWith('.log'))
+        .map((f) => {
+          const lines = readFileSync(path.join(dir, f), 'utf8')
+            .split('\n')
+            .filter((l) => l.slice(0, from.length) >= from);
+          return lines.length ? `${f}:\n${lines.join('\n')}` : '';
+        })
+        .filter(Boolean)
+        .join('\n');
     },
     async status(name) {
       const p = planners.get(name);
