@@ -84,18 +84,24 @@ function wallElapsed(r: Rollout, at: string): RolloutElapsed {
  * the wave ACKed or failed, the bake clock starts; after `bakeMs` the next wave starts, or waits
  * for promote at a `pauseBefore` gate; after the last wave the revision becomes the cluster
  * default. At most one decision per call: the next wave's nodes must be given their targets and
- * answer before it counts.
+ * answer before it counts. Given `fleet` (the nodes the cluster now holds), a wave's node outside it
+ * is passed over while it is gone (a deleted Node never ACKs), named in the decision's reason.
  */
 export function decideRollout(
   state: ConfigTargetState,
   reports: ReadonlyMap<string, NodeReport>,
   at: string,
   elapsed?: RolloutElapsed,
+  fleet?: ReadonlySet<string>,
 ): RolloutStep {
   const r = state.rollout;
   if (!r || r.status !== 'running') return { state };
   const policy = r.policy ?? DEFAULT_WAVE_POLICY;
   const took = elapsed ?? wallElapsed(r, at);
+  // A node of the wave the fleet no longer holds (its Node deleted: a scale-down, a replacement)
+  // can never ACK: waited for, it timed the wave out and failed the rollout. It is passed over
+  // while it is gone, and waited for again if it comes back before its wave is done.
+  const departed = (n: string) => fleet !== undefined && !fleet.has(n);
   const ackedRevision = (n: string) => {
     const rep = reports.get(n);
     return rep?.type === 'ACK' && rep.configRevision === r.configRevision;
@@ -106,7 +112,7 @@ export function decideRollout(
   const fresh: NodeFailure[] = [];
   let timedOut = false;
   for (const node of r.waves[r.wave]!) {
-    if (failed.has(node)) continue;
+    if (failed.has(node) || departed(node)) continue;
     const rep = reports.get(node);
     if (rep?.type === 'NACK' && rep.configRevision === r.configRevision)
       fresh.push({ node, error: rep.error ?? 'NACK' });
@@ -121,8 +127,7 @@ export function decideRollout(
       timedOut = true;
     }
   }
-  const fleet = r.waves[r.waves.length - 1]!.length;
-  const allowed = allowedFailures(policy, fleet);
+  const allowed = allowedFailures(policy, r.waves[r.waves.length - 1]!.length);
   if (fresh.length > 0) {
     const all = [...failed.values(), ...fresh];
     const first = fresh[0]!;
@@ -149,16 +154,18 @@ export function decideRollout(
       },
     };
   }
-  const ready = r.waves[r.wave]!.every((n) => failed.has(n) || acked(n));
+  const ready = r.waves[r.wave]!.every((n) => failed.has(n) || departed(n) || acked(n));
   if (!ready) return { state };
   const waveNo = r.wave + 1;
+  const gone = r.waves[r.wave]!.filter((n) => departed(n) && !failed.has(n) && !acked(n));
+  const passedOver = gone.length ? ` (not waited for, no longer in the fleet: ${gone.join(', ')})` : '';
   if (policy.bakeMs > 0) {
     if (r.bakeStartedAt === undefined) {
       return {
         state: { ...state, rollout: { ...r, bakeStartedAt: at, updatedAt: at } },
         decision: {
           kind: 'bake',
-          reason: `wave ${waveNo} of ${r.waves.length} ACKed revision ${r.configRevision}: baking for ${formatMs(policy.bakeMs)}`,
+          reason: `wave ${waveNo} of ${r.waves.length} ACKed revision ${r.configRevision}${passedOver}: baking for ${formatMs(policy.bakeMs)}`,
         },
       };
     }
@@ -173,7 +180,7 @@ export function decideRollout(
       },
       decision: {
         kind: 'complete',
-        reason: `revision ${r.configRevision} is the cluster default: every wave ACKed${baked}`,
+        reason: `revision ${r.configRevision} is the cluster default: every wave ACKed${passedOver}${baked}`,
       },
     };
   }
@@ -183,7 +190,7 @@ export function decideRollout(
       state: { ...state, rollout: { ...r, status: 'paused', gate: next, updatedAt: at } },
       decision: {
         kind: 'gate',
-        reason: `wave ${waveNo} ACKed${baked}; wave ${next} waits for promote (--pause-before ${next})`,
+        reason: `wave ${waveNo} ACKed${passedOver}${baked}; wave ${next} waits for promote (--pause-before ${next})`,
       },
     };
   }
@@ -191,7 +198,7 @@ export function decideRollout(
     state: { ...state, rollout: startWave(r, at) },
     decision: {
       kind: 'advance',
-      reason: `wave ${next} of ${r.waves.length} starts: wave ${waveNo} ACKed revision ${r.configRevision}${baked}`,
+      reason: `wave ${next} of ${r.waves.length} starts: wave ${waveNo} ACKed revision ${r.configRevision}${passedOver}${baked}`,
     },
   };
 }
@@ -214,8 +221,9 @@ export function stepRollout(
   reports: ReadonlyMap<string, NodeReport>,
   at: string,
   elapsed?: RolloutElapsed,
+  fleet?: ReadonlySet<string>,
 ): ConfigTargetState {
-  return decideRollout(state, reports, at, elapsed).state;
+  return decideRollout(state, reports, at, elapsed, fleet).state;
 }
 
 /** Opens a `--pause-before` gate: the waiting wave starts now, its timeout clock with it. */

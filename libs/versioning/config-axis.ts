@@ -228,13 +228,14 @@ export class ConfigAxis {
   }
 
   /**
-   * Feeds node reports and the time to a running rollout (on every ACK and on a timer); records
+   * Feeds node reports, the fleet (a wave's node no longer in it is passed over) and the time to a
+   * running rollout (on every ACK and on a timer); records
    * each gate decision (advance, bake, gate, tolerate, timeout, halt, complete) with its reason,
    * the resulting state in the same operation, so a restarted planner resumes the bake clock.
    */
-  step(reports: ReadonlyMap<string, NodeReport>): boolean {
+  step(reports: ReadonlyMap<string, NodeReport>, fleet?: ReadonlySet<string>): boolean {
     const now = this.read();
-    const { state: next, decision } = decideRollout(this.targetState, reports, iso(now), this.elapsed(now));
+    const { state: next, decision } = decideRollout(this.targetState, reports, iso(now), this.elapsed(now), fleet);
     if (next === this.targetState || !decision) return false;
     const r = next.rollout!;
     this.commit(

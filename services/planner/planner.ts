@@ -666,7 +666,7 @@ export class Planner {
     this.rolloutClock = setTimeout(
       () =>
         void this.serial(async () => {
-          if (this.config.step(this.rolloutReports())) await this.publishAndTarget();
+          if (this.stepRollout()) await this.publishAndTarget();
           else this.armRolloutClock();
         }).then(
           () => this.recovered('rollout'),
@@ -689,7 +689,7 @@ export class Planner {
       const logged = this.reportGate.offer(a, now);
       if (logged === 'record') this.logReports([a], 'soon');
       else if (logged === 'held') this.armReportFlush(now);
-      if (this.config.step(this.rolloutReports())) await this.publishAndTarget();
+      if (this.stepRollout()) await this.publishAndTarget();
     }).then(
       () => this.recovered('ack'),
       (e) => this.fail('ack', e),
@@ -796,7 +796,7 @@ export class Planner {
     this.nodes.onHeartbeat(h, performance.now());
     if (this.config.state.rollout?.status !== 'running' || !h.health || h.health.verdict === before) return;
     return this.serial(async () => {
-      if (this.config.step(this.rolloutReports())) await this.publishAndTarget();
+      if (this.stepRollout()) await this.publishAndTarget();
     }).catch((e) => this.fail('heartbeat', e));
   }
 
@@ -892,7 +892,7 @@ export class Planner {
           who,
         );
       }
-      this.config.step(this.rolloutReports());
+      this.stepRollout();
       await this.committed(`the rollout ${o.resume ? 'resume' : o.promote ? 'promotion' : 'start'}`);
       await this.publishAndTarget();
       return this.config.state;
@@ -962,6 +962,11 @@ export class Planner {
    * fails the wave until hashChecks has it, and then steps the rollout (checkedWave). Without a
    * running rollout no step reads them.
    */
+  /** One step of the running rollout from the nodes' reports and the fleet now (see decideRollout). */
+  private stepRollout(): boolean {
+    return this.config.step(this.rolloutReports(), new Set(this.fleet()));
+  }
+
   private rolloutReports(): Map<string, NodeReport> {
     const r = this.config.state.rollout;
     if (r?.status !== 'running') return this.nodes.reports();
@@ -986,7 +991,7 @@ export class Planner {
     const wave = new Set(r.waves[r.wave]);
     if (!nodes.some((n) => wave.has(n))) return;
     void this.serial(async () => {
-      if (this.config.step(this.rolloutReports())) await this.publishAndTarget();
+      if (this.stepRollout()) await this.publishAndTarget();
     }).then(
       () => this.recovered('rollout'),
       (e) => this.fail('rollout', e),
