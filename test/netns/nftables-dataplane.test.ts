@@ -97,6 +97,17 @@ describe('NftablesDataplane in a network namespace', () => {
     expect(d.lastTransaction).toBe('');
   });
 
+  it('a UDP flow NATed to an endpoint that is removed moves to the remaining one (its conntrack entry is cleared)', async () => {
+    const d = dataplane();
+    await d.apply(nodeState([dns([ep(b)])]));
+    // one flow: the same source port for every datagram, as a resolver or a game client keeps
+    expect(tally(await lab.probe(client.ns, 'udp', '10.96.0.53', 53, 3, 1000, 40053))).toEqual({ 'web-b': 3 });
+    const r = await d.apply(nodeState([dns([ep(a)])]));
+    expect(r.notes).toContain('conntrack: cleared the entries of 1 stale UDP/SCTP flow(s)');
+    // probe6 P13: without the cleanup the entry kept NATing the flow to b, which still answered
+    expect(tally(await lab.probe(client.ns, 'udp', '10.96.0.53', 53, 3, 1000, 40053))).toEqual({ 'web-a': 3 });
+  });
+
   it('hairpin: a pod reaching itself through a service is masqueraded, another pod is not', async () => {
     const d = dataplane();
     for (const persistenceTimeout of [0, 600]) {

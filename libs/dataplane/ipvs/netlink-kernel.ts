@@ -1,3 +1,4 @@
+import { deleteFlow } from '../conntrack-cleanup.ts';
 import { execFile } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import { byCodeUnit, virtualServerKey } from '../../model/index.ts';
@@ -370,7 +371,8 @@ export class NetlinkKernel implements KernelInterface {
         return op.verb === 'add' ? this.ipvs.addService(serviceOf(op.vs)) : this.ipvs.editService(serviceOf(op.vs));
       case 'real-server': {
         if (op.verb === 'delete') return this.ipvs.deleteDestination(op.vs, op.rs);
-        if (op.verb === 'flush-conntrack') return flushConntrack(op.vs, op.rs);
+        if (op.verb === 'flush-conntrack')
+          return deleteFlow({ protocol: op.vs.protocol, address: op.vs.address, port: op.vs.port, endpoint: op.rs });
         const dest: IpvsDestination = {
           address: op.rs.address,
           port: op.rs.port,
@@ -514,31 +516,6 @@ async function readSysctls(names: readonly string[]): Promise<Record<string, str
     }),
   );
   return out;
-}
-
-/** Deletes conntrack entries NATed to this real server (conntrack exits 1 when there were none). */
-async function flushConntrack(
-  vs: { protocol: string; address: string; port: number },
-  rs: { address: string; port: number },
-): Promise<void> {
-  const args = [
-    '-D',
-    '-p',
-    vs.protocol.toLowerCase(),
-    '--orig-dst',
-    vs.address,
-    '--orig-port-dst',
-    String(vs.port),
-    '--reply-src',
-    rs.address,
-    '--reply-port-src',
-    String(rs.port),
-  ];
-  try {
-    await exec('conntrack', args);
-  } catch (e) {
-    if (!/0 flow entries have been deleted/.test((e as Error).message)) throw e;
-  }
 }
 
 function exec(file: string, args: readonly string[], input?: string): Promise<string> {

@@ -1,4 +1,5 @@
 import type { NodeState } from '../../model/index.ts';
+import { deleteStaleFlows, staleFlows } from '../conntrack-cleanup.ts';
 import { NOTHING_VERIFIED, type ApplyResult, type Dataplane } from '../dataplane.ts';
 import { summarizeRules } from './nft-chain-summary.ts';
 import { NFT_FAMILY, NFT_TABLE } from './nft-names.ts';
@@ -151,6 +152,7 @@ export class NftablesDataplane implements Dataplane {
   async apply(state: NodeState): Promise<ApplyResult> {
     const t0 = performance.now();
     const known = this.doubtful ? undefined : this.applied;
+    const lastState = this.applied?.state; // known.state is patched in place below
     const slice = known ? sliceChange(known.state, state) : undefined;
     // Rendering validates the input before the kernel is touched: a bad state throws here and
     // whatever was programmed stays. A sliced change renders (and validates) only the groups it
@@ -211,6 +213,9 @@ export class NftablesDataplane implements Dataplane {
     // it stays what resync repairs towards (its whole read, knownGeneration being unknown now).
     this.doubtful = !verified;
     notes.push(...this.takeStartNotes()); // a listener that failed in the adopt or verify read
+    // After the table sends new flows right: the entries of old ones would keep UDP clients on a
+    // removed endpoint (probe6 P13). A restarted applier knows no last state: nothing to compare.
+    notes.push(...(await deleteStaleFlows(staleFlows(lastState, state), this.options.netns)));
     return { kernelWrites: tx.writes, verified, durationMs: performance.now() - t0, notes };
   }
 

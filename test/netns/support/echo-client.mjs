@@ -1,10 +1,11 @@
-// Client-side prober:  node echo-client.mjs <tcp|udp> <host> <port> <count> [timeoutMs]
+// Client-side prober:  node echo-client.mjs <tcp|udp> <host> <port> <count> [timeoutMs] [udpSourcePort]
 // Makes <count> fresh connections (or datagrams from fresh sockets, so each is a new conntrack
-// entry) and prints a JSON array of replies, null for each one that got no answer in time.
+// entry; with a source port, every datagram goes from it: one conntrack entry, as a long-lived UDP
+// flow keeps) and prints a JSON array of replies, null for each one that got no answer in time.
 import net from 'node:net';
 import dgram from 'node:dgram';
 
-const [proto, host, port, count, timeout = '1000'] = process.argv.slice(2);
+const [proto, host, port, count, timeout = '1000', sourcePort] = process.argv.slice(2);
 const ms = Number(timeout);
 function tcpOnce() {
   return new Promise((resolve) => {
@@ -34,7 +35,8 @@ function udpOnce() {
     const t = setTimeout(() => done(null), ms);
     s.on('message', (m) => done(m.toString().trim()));
     s.on('error', () => done(null));
-    s.send('x', Number(port), host);
+    if (sourcePort) s.bind(Number(sourcePort), () => s.send('x', Number(port), host));
+    else s.send('x', Number(port), host);
   });
 }
 const out = [];

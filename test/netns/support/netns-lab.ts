@@ -116,7 +116,10 @@ export class NetnsLab {
     return c;
   }
 
-  /** `count` fresh TCP connections or UDP exchanges from `ns`; null entries got no answer. */
+  /**
+   * `count` fresh TCP connections or UDP exchanges from `ns`; null entries got no answer. With
+   * `udpSourcePort`, every datagram leaves from that port (one flow, one conntrack entry).
+   */
   async probe(
     ns: string,
     proto: 'tcp' | 'udp',
@@ -124,8 +127,11 @@ export class NetnsLab {
     port: number,
     count: number,
     timeoutMs = 1000,
+    udpSourcePort?: number,
   ): Promise<(Reply | null)[]> {
-    const out = await inNs(ns, process.execPath, [CLIENT, proto, host, String(port), String(count), String(timeoutMs)]);
+    const args = [CLIENT, proto, host, String(port), String(count), String(timeoutMs)];
+    if (udpSourcePort !== undefined) args.push(String(udpSourcePort));
+    const out = await inNs(ns, process.execPath, args);
     return (JSON.parse(out) as (string | null)[]).map((l) => {
       if (l === null) return null;
       const [pod, peer] = l.split(' ');
