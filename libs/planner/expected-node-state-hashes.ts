@@ -72,7 +72,8 @@ function vsItem(vs: VirtualServer): readonly [string, string] {
  * are merged as NodeStateRenderer merges them (refcounts, claimOrder for VIP:port claims) into a
  * tree of shared items. A service's rendering depends on the node only through: its NodePorts
  * (served on the node's addresses), a load balancer's source ranges (checked against them), its
- * externalIPs that are one of the node's addresses (left out there), endpoints on that node
+ * externalIPs and ingress IPs that are one of the node's addresses (left out or left unbound
+ * there), endpoints on that node
  * (KUBE-LOOP-BACK, traffic policy Local) and topology hints (the node's zone). For a node, only
  * the services it reaches so are rendered again; their shared contributions are taken out of
  * the merge and theirs put in, and the items that differ are laid over the shared tree
@@ -255,7 +256,9 @@ export class ExpectedNodeStateHashes {
         if (s.size === 0) m.delete(k);
       }
     };
+    // externalIPs and load balancer IPs: one that is the node's address renders otherwise there
     for (const ip of svc.externalIPs) by(this.byExternalIP, ip);
+    for (const ip of svc.loadBalancerIngress) by(this.byExternalIP, ip);
     for (const p of svc.ports) for (const e of p.endpoints) if (e.nodeName !== '') by(this.byEndpointNode, e.nodeName);
   }
 

@@ -153,6 +153,11 @@ function renderFamily(svc: ServiceEntry, clusterIP: string, ctx: RenderContext, 
   const internalLocal = svc.internalTrafficPolicy === 'Local';
 
   for (const addr of [clusterIP, ...externalIPs, ...lbIPs]) {
+    // A load balancer that hands out node addresses (k3s servicelb, some MetalLB setups) makes a
+    // node's own address a Service's ingress IP: served, but neither bound again nor in the set
+    // whose other ports KUBE-IPVS-FILTER drops, which cut the node off (its ssh, its kubelet) —
+    // kube-proxy's 1.26 regression #117613, fixed by #115019 (probe6 P15).
+    if (addr !== clusterIP && own.includes(addr)) continue;
     out.boundAddresses.push(addr);
     set('KUBE-IPVS-IPS', addr);
   }

@@ -115,6 +115,7 @@ describe('ExpectedNodeStateHashes equals nodeStateHash(renderNodeState(...)) for
       nodePort: { ...base, nodePorts: true, ports: [{ ...base.ports[0]!, nodePort: 30001 }] },
       sourceRanges: { ...base, loadBalancerIngress: ['198.51.100.1'], loadBalancerSourceRanges: ['192.0.2.0/24'] },
       ownExternalIP: { ...base, externalIPs: ['192.0.2.1'] },
+      ownLoadBalancerIP: { ...base, loadBalancerIngress: ['192.0.2.1'] }, // probe6 P15: served, left unbound
       endpointOnNode: { ...base, ports: withEndpoints([ep('n1', []), ep('', [])]) },
       topologyHints: { ...base, topologyAware: true, ports: withEndpoints([ep('', ['z1']), ep('', ['z2'])]) },
     };

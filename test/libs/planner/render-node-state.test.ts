@@ -166,6 +166,21 @@ const cases: Case[] = [
     absent: ['-a -t 203.0.113.9:80 -r 10.244.2.2:8080 -m -w 1', '-a -t 192.0.2.10:31080 -r 10.244.2.2:8080 -m -w 1'],
   },
   {
+    // probe6 P15 (kube-proxy #117613 / #115019): node-a's own address as the ingress IP is served,
+    // but not bound to kube-ipvs0 nor in KUBE-IPVS-IPS, whose other ports KUBE-IPVS-FILTER drops
+    name: "LoadBalancer ingress IP that is the node's own address: served, not filtered",
+    yaml:
+      NODES +
+      service(
+        'svclb',
+        'type: LoadBalancer\n  clusterIP: 10.96.0.8\n  ports: [{name: http, port: 80, nodePort: 31081}]',
+        'status: {loadBalancer: {ingress: [{ip: 192.0.2.10}, {ip: 192.0.2.11}]}}',
+      ),
+    ipvsadm: ['-A -t 192.0.2.10:80 -s rr', '-A -t 192.0.2.11:80 -s rr'],
+    ipset: ['add KUBE-LOAD-BALANCER 192.0.2.10,tcp:80', 'add KUBE-IPVS-IPS 192.0.2.11', 'add KUBE-IPVS-IPS 10.96.0.8'],
+    absent: ['add KUBE-IPVS-IPS 192.0.2.10'],
+  },
+  {
     name: 'LoadBalancer without source ranges has no firewall entries',
     yaml:
       NODES +
