@@ -145,8 +145,8 @@ function renderFamily(svc: ServiceEntry, clusterIP: string, ctx: RenderContext, 
   // pods); vipConflicts says which Service asked.
   const own = ctx.node?.addresses ?? [];
   const externalIPs = svc.externalIPs.filter((a) => inFamily(a) && !own.includes(a));
-  const lbIPs = svc.loadBalancerIngress.filter(inFamily);
   const ranges = svc.loadBalancerSourceRanges.filter(inFamily);
+  const lbIPs = unenforceableRanges(svc, family, ctx.config) ? [] : svc.loadBalancerIngress.filter(inFamily);
   const nodeIPs = ctx.nodePortIPs.filter(inFamily);
   const externalLocal =
     svc.externalTrafficPolicy === 'Local' && (externalIPs.length > 0 || lbIPs.length > 0 || svc.nodePorts);
@@ -225,6 +225,21 @@ function renderFamily(svc: ServiceEntry, clusterIP: string, ctx: RenderContext, 
   }
 }
 
+/**
+ * ipvs mode's netfilter glue is IPv4 only (libs/dataplane/ipvs/netfilter-glue.ts; probe6 P3): an
+ * IPv6 load balancer address restricted by loadBalancerSourceRanges would be open to every source
+ * there, so it is not served at all (fail closed, a rejection says so) until the glue has an
+ * ip6tables half. nftables mode enforces ranges in both families.
+ */
+function unenforceableRanges(svc: ServiceEntry, family: IpFamily, config: ProxyConfig): boolean {
+  return (
+    config.mode === 'ipvs' &&
+    family === 'IPv6' &&
+    svc.loadBalancerSourceRanges.some((r) => ipFamily(r) === 'IPv6') &&
+    svc.loadBalancerIngress.some((a) => ipFamily(a) === 'IPv6')
+  );
+}
+
 interface VsInput {
   svc: ServiceEntry;
   ctx: RenderContext;
@@ -286,6 +301,13 @@ export function vipConflicts(
     for (const ip of svc.externalIPs)
       for (const node of byAddress.get(ip) ?? [])
         out.push(rejection(svc.key, `externalIP ${ip} is node ${node}'s own address: not served on ${node}`));
+    if (unenforceableRanges(svc, 'IPv6', config))
+      out.push(
+        rejection(
+          svc.key,
+          `IPv6 load balancer ${svc.loadBalancerIngress.filter((a) => ipFamily(a) === 'IPv6').join(', ')} not served: ipvs mode cannot enforce its IPv6 loadBalancerSourceRanges yet (no ip6tables glue; nftables mode can)`,
+        ),
+      );
   }
   for (const [k, list] of claims) {
     if (list.length < 2) continue;

@@ -156,7 +156,9 @@ export class Planner {
   private readonly failingSince = new Map<string, number>();
   sourceRejections: Rejection[] = [];
   /** vipConflicts() of the published content with that content's hash. */
-  private conflicts: { readonly hash: string; readonly list: readonly Rejection[] } | undefined;
+  private conflicts:
+    | { readonly hash: string; readonly revision: number; readonly list: readonly Rejection[] }
+    | undefined;
   readonly synced: Promise<void>;
   private resolveSynced!: () => void;
 
@@ -376,7 +378,9 @@ export class Planner {
    */
   vipConflicts(): readonly Rejection[] {
     const hash = this.data.publishedHash();
-    if (this.conflicts?.hash !== hash) this.conflicts = { hash, list: vipConflicts(this.data.publishedData()) };
+    const revision = this.config.state.defaultRevision; // its mode decides what ipvs mode cannot serve
+    if (this.conflicts?.hash !== hash || this.conflicts.revision !== revision)
+      this.conflicts = { hash, revision, list: vipConflicts(this.data.publishedData(), this.config.defaultConfig()) };
     return this.conflicts.list;
   }
 

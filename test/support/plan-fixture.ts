@@ -22,7 +22,8 @@ export interface PlanResult {
 export function planFor(yaml: string, node = 'node-a', config: Record<string, unknown> = {}): PlanResult {
   const { objects, rejected } = parseManifestText(yaml, 'test.yaml');
   const cluster = ClusterState.fromObjects(objects);
-  const state = renderNodeState(cluster.data, node, readProxyConfig(config));
+  const proxyConfig = readProxyConfig(config);
+  const state = renderNodeState(cluster.data, node, proxyConfig);
   return {
     state,
     ipvsadm: formatIpvsadm(state).split('\n').filter(Boolean),
@@ -30,7 +31,7 @@ export function planFor(yaml: string, node = 'node-a', config: Record<string, un
       .split('\n')
       .filter((l) => l.startsWith('add ')),
     rejected: rejected.map((r) => `${r.ref}: ${r.reason}`),
-    conflicts: vipConflicts(cluster.data).map((r) => `${r.ref}: ${r.reason}`),
+    conflicts: vipConflicts(cluster.data, proxyConfig).map((r) => `${r.ref}: ${r.reason}`),
   };
 }
 

@@ -387,6 +387,33 @@ describe('renderNodeState (kube-proxy ipvs semantics)', () => {
 
 // review3 K1: a tenant who lists another service's VIP (cluster DNS) or a node's own address in
 // spec.externalIPs must not take that VIP:port over, and the losing claim must be reported.
+// probe6 P3: ipvs mode's glue is IPv4 only, so an IPv6 LB address under IPv6 source ranges would be
+// open to all: not served (fail closed) and said; nftables mode enforces ranges and serves it.
+describe('IPv6 load balancer source ranges in ipvs mode', () => {
+  const yaml =
+    NODES +
+    service(
+      'v6lb',
+      'type: LoadBalancer\n  ipFamilies: [IPv4, IPv6]\n  clusterIPs: [10.96.0.9, "fd00::9"]\n  clusterIP: 10.96.0.9\n  loadBalancerSourceRanges: [198.51.100.0/24, "2001:db8:aaaa::/48"]\n  ports: [{name: http, port: 80, nodePort: 31090}]',
+      'status: {loadBalancer: {ingress: [{ip: 203.0.113.19}, {ip: "2001:db8:1::19"}]}}',
+    );
+  it('ipvs: the IPv6 LB address is not served and a rejection says why; the IPv4 one is served with its ranges', () => {
+    const r = planFor(yaml);
+    expect(r.ipvsadm.filter((l) => l.includes('2001:db8:1::19'))).toEqual([]);
+    expect(r.ipsetAdds.filter((l) => l.includes('2001:db8:1::19'))).toEqual([]);
+    expect(r.ipvsadm).toContain('-A -t 203.0.113.19:80 -s rr');
+    expect(r.ipsetAdds).toContain('add KUBE-LOAD-BALANCER-SOURCE-CIDR 203.0.113.19,tcp:80,198.51.100.0/24');
+    expect(r.conflicts).toContain(
+      'Service default/v6lb: IPv6 load balancer 2001:db8:1::19 not served: ipvs mode cannot enforce its IPv6 loadBalancerSourceRanges yet (no ip6tables glue; nftables mode can)',
+    );
+  });
+  it('nftables: served, no rejection', () => {
+    const r = planFor(yaml, 'node-a', { mode: 'nftables' });
+    expect(r.state.virtualServers.some((vs) => vs.address === '2001:db8:1::19')).toBe(true);
+    expect(r.conflicts.filter((c) => c.includes('v6lb'))).toEqual([]);
+  });
+});
+
 describe('VIP:port claims (review3 K1)', () => {
   const DNS_PORTS = '[{name: dns, port: 53, protocol: UDP}]';
   const dns = (ns: string, name: string, spec: string, ip: string) =>

@@ -254,7 +254,12 @@ describe('ctl against a real planner, nats-server and dry-run appliers', () => {
     });
 
     expect((await ctl('mode', 'nftables')).code).toBe(0);
-    const waiting = ctl('rollout', '--config-revision', '2', '--waves', '100%', '--wait', '--timeout', '60s');
+    // its own process: two ctl runs in this one would share the captured stdout (sbIn), and its
+    // "rollout ... started" line landed in the next run's output under load
+    const waiting = sb([
+      ...['ctl', '--server', planner!.url, '--token', 'op-tok'],
+      ...['rollout', '--config-revision', '2', '--waves', '100%', '--wait', '--timeout', '60s'],
+    ]);
     await until(() => planner!.planner.config.state.rollout?.status === 'running', 10_000, 'rollout running');
     // review5 F2: asked to roll out the default's values while revision 2 rolls out: nothing starts, exit 1
     const none = await ctl('config', 'set', 'scheduler=rr', '--waves', '100%');
