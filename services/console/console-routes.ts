@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { nodeAt, serviceHistory, type EventLog } from '../../libs/eventlog/index.ts';
 import { HttpError, WROTE_RESPONSE, type ApiRoute } from '../planner/http-api.ts';
 import type { Planner } from '../planner/planner.ts';
-import { consoleSnapshot } from './console-snapshot.ts';
+import { consoleSnapshot, type GroupSource } from './console-snapshot.ts';
 import { StreamSlots, type StreamLimits } from './stream-slots.ts';
 
 /**
@@ -36,6 +36,8 @@ export interface ConsoleOptions {
   /** Asked per request: the API exists before the planner has restored from its log. */
   readonly planner: () => Planner;
   readonly log: () => EventLog;
+  /** The planner's group (the API's own view of it); absent for a planner outside any group. */
+  readonly group?: GroupSource;
   /** How often the event stream looks for a change to push (default 300 ms). */
   readonly pushIntervalMs?: number;
   /**
@@ -72,7 +74,7 @@ export function consoleRoutes(o: ConsoleOptions): ApiRoute[] {
   const snapshotText = (): string => {
     const now = Date.now();
     if (!shared || now - shared.at >= every / 2)
-      shared = { at: now, text: JSON.stringify(consoleSnapshot(o.planner(), o.log())) };
+      shared = { at: now, text: JSON.stringify(consoleSnapshot(o.planner(), o.log(), o.group)) };
     return shared.text;
   };
   return [
@@ -114,7 +116,12 @@ export function consoleRoutes(o: ConsoleOptions): ApiRoute[] {
         open: principal === undefined,
       }),
     },
-    { method: 'GET', path: '/ui/api/snapshot', access: 'read', handle: () => consoleSnapshot(o.planner(), o.log()) },
+    {
+      method: 'GET',
+      path: '/ui/api/snapshot',
+      access: 'read',
+      handle: () => consoleSnapshot(o.planner(), o.log(), o.group),
+    },
     {
       // Server-sent events: the snapshot at once, then again whenever it changed. Sent as a
       // response to an authenticated fetch (EventSource cannot send the bearer token).

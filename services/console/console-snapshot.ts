@@ -1,14 +1,19 @@
 import { rolloutView, summarizeStatus } from '../../libs/control/index.ts';
 import type { EventLog } from '../../libs/eventlog/index.ts';
+import { groupStatus, type HttpApiOptions } from '../planner/http-api.ts';
 import type { Planner } from '../planner/planner.ts';
+
+/** The planner's group as the API sees it (self, leader, members); undefined outside a group. */
+export type GroupSource = NonNullable<HttpApiOptions['group']>;
 
 /**
  * Everything the console's live views show, in one value: the node grid (rows from the planner's
- * one status function), the config rollout with each wave node's health verdict, and the version
- * timeline with reasons. The rollout's clocks are left to the page (from the start times), so the
- * snapshot changes only when something happened and the live stream pushes only then.
+ * one status function), the config rollout with each wave node's health verdict, the version
+ * timeline with reasons, and the planner's group (who leads, in which term, the members). The
+ * rollout's clocks are left to the page (from the start times), so the snapshot changes only when
+ * something happened and the live stream pushes only then.
  */
-export function consoleSnapshot(p: Planner, log: EventLog) {
+export function consoleSnapshot(p: Planner, log: EventLog, group?: GroupSource) {
   const nodes = p.status();
   const latest = p.data.latest();
   const versions = log.versions({ from: Math.max(1, (latest?.version ?? 0) - 99) });
@@ -32,10 +37,30 @@ export function consoleSnapshot(p: Planner, log: EventLog) {
     synced: p.isSynced,
     sourceError: p.sourceProblem() ?? null,
     rejectedTotal: p.data.rejectedCount + p.sourceRejections.length + p.vipConflicts().length,
+    group: groupPanel(group?.()),
   };
 }
 
 export type ConsoleSnapshot = ReturnType<typeof consoleSnapshot>;
+
+/**
+ * The group as GET /status says it (self, leader, lastLeader, members) with cutOff, for the page's
+ * group line, its no-leader banner and its follower note on the write buttons (writes go to the
+ * leader's API: a follower answers them 307). Without the members' announcement times: they change
+ * every beat, and the stream would push the whole snapshot for nothing.
+ */
+function groupPanel(g: ReturnType<GroupSource>) {
+  if (!g) return null;
+  const s = groupStatus(g);
+  return {
+    name: s.group,
+    self: s.self,
+    leader: s.leader,
+    lastLeader: s.lastLeader ?? null,
+    cutOff: g.cutOff ?? null,
+    members: s.planners.map(({ at: _at, ...m }) => m),
+  };
+}
 
 function clockless<T extends { waveElapsedMs: unknown; bakeElapsedMs: unknown }>(
   v: T | null,

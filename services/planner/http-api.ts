@@ -216,7 +216,7 @@ export function plannerRoutes(
           source: p.sourceHealth(),
           // the log's disk use and the space left, with a warning when little is (review4 G8)
           storage: o.storage?.() ?? null,
-          ...groupStatus(group()),
+          ...groupStatusOf(group()),
         };
       },
     },
@@ -334,9 +334,12 @@ export function createHttpApi(o: HttpApiOptions): Server {
   }
 }
 
-/** GET /status's group part: this planner, the group's leader and every member with its lag. */
-function groupStatus(g: ReturnType<NonNullable<HttpApiOptions['group']>>): Record<string, unknown> {
-  if (!g) return {};
+function groupStatusOf(g: ReturnType<NonNullable<HttpApiOptions['group']>>) {
+  return g ? groupStatus(g) : {};
+}
+
+/** GET /status's group part: this planner, the group's leader and every member with its lag (the console shows it too). */
+export function groupStatus(g: NonNullable<ReturnType<NonNullable<HttpApiOptions['group']>>>) {
   return {
     group: g.group,
     self: { ...g.self, lagRows: g.lagRows },

@@ -129,6 +129,8 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
   const current = () => group?.planner();
   const metrics = plannerMetrics({ sourceProblem: () => current()?.sourceProblem(), group: () => group?.view() });
   let serving = false;
+  // The API's /status, its redirect of writes and the console all show the group from this one view.
+  const groupView = () => (group ? { ...group.view(), planners: members?.list() ?? [] } : undefined);
   const server: Server = createHttpApi({
     // Before the planner exists (restoring its log, waiting for NATS): not synced, nothing failing yet.
     planner: lateBound(current, {
@@ -137,7 +139,7 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
       failure: () => undefined,
       failingFor: () => undefined,
     }),
-    group: () => (group ? { ...group.view(), planners: members?.list() ?? [] } : undefined),
+    group: groupView,
     registry: metrics.registry,
     tokens: tokens && (() => tokens.current()),
     tokensRevoked: tokens && (() => tokens.revoked()),
@@ -145,7 +147,12 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
     started: () => serving,
     storage: () => (log ? logStorage(log.file) : undefined),
     // The console's data routes run only once serving (non-public routes answer 503 before).
-    routes: consoleRoutes({ planner: () => current()!, log: () => log, keepAliveMs: o.consoleKeepAliveMs }),
+    routes: consoleRoutes({
+      planner: () => current()!,
+      log: () => log,
+      group: groupView,
+      keepAliveMs: o.consoleKeepAliveMs,
+    }),
   });
   try {
     await new Promise<void>((resolve, reject) => {

@@ -23,6 +23,12 @@
     const headers = { ...(init.headers || {}), ...(state.token ? { authorization: `Bearer ${state.token}` } : {}) };
     if (init.body) headers['content-type'] = 'application/json';
     const r = await fetch(path, { ...init, headers });
+    if (r.type === 'opaqueredirect') {
+      // A follower sends writes to its leader (307); see operate().
+      const e = new Error('redirected');
+      e.redirect = true;
+      throw e;
+    }
     const text = await r.text();
     let body;
     try {
@@ -161,6 +167,7 @@
     $('summary').textContent =
       `version ${s.latestVersion}${s.pinned ? ` (pinned to ${s.pinned.version})` : ''} · config revision ${s.config.defaultRevision} · ${s.nodes.length} nodes: ${sum}` +
       (s.rejectedTotal > 0 ? ` · rejected objects ${s.rejectedTotal}` : '');
+    renderGroup(s.group);
     renderPlannerAlert(s);
     renderNodes();
     renderRollout(s);
@@ -177,6 +184,16 @@
   // SYNCED while the planner no longer sees the cluster (nodes run the last version it made).
   function renderPlannerAlert(s) {
     const lines = [];
+    const g = s.group;
+    if (g && !g.leader && !g.self.leader) {
+      const last = g.lastLeader
+        ? ` (last: planner ${g.lastLeader.id}, term ${g.lastLeader.term}, renewed ${g.lastLeader.renewedAgoS} s ago)`
+        : '';
+      lines.push(
+        `NO LEADER in group ${g.name}${last}: every write (pause, resume, roll back, config changes) is refused until a planner leads`,
+      );
+    }
+    if (g?.cutOff) lines.push(`CUT OFF FROM THE GROUP: ${g.cutOff}`);
     if (s.sourceError)
       lines.push(`SOURCE FAILING: ${s.sourceError} (nodes keep the last version; later cluster changes are not seen)`);
     else if (s.synced === false) lines.push('NOT SYNCED: the planner has not finished reading the cluster');
@@ -184,6 +201,55 @@
     const el = $('planner-alert');
     el.hidden = lines.length === 0;
     el.textContent = lines.join('\n');
+  }
+
+  // ---- the planner group: which planner serves this page, who leads, in which term ----
+  const behind = (rows) =>
+    rows === null || rows === undefined ? '' : rows === 0 ? ', caught up' : `, ${rows} rows behind`;
+  // Only http(s) addresses become links: they come from the lease and member records on NATS.
+  const link = (url, text) => (/^https?:\/\//.test(url) ? `<a href="${esc(url)}">${esc(text)}</a>` : esc(text));
+  function renderGroup(g) {
+    $('group-bar').hidden = !g;
+    if (!g) return;
+    const me = g.self;
+    $('group-bar').className = me.leader || taking(g) ? 'leads' : g.leader ? 'follows' : 'leaderless';
+    $('group').textContent =
+      `group ${g.name} · this planner ${me.id} ` +
+      (me.leader
+        ? `leads (term ${me.term})`
+        : taking(g)
+          ? `won the lease (term ${g.leader.term}) and is taking over: catching up with the group's log`
+          : g.leader
+            ? `follows planner ${g.leader.id} (leader, term ${g.leader.term})${behind(me.lagRows)}`
+            : `follows; no planner leads${behind(me.lagRows)}`);
+    const others = g.members.filter((m) => m.id !== me.id);
+    $('group-members').textContent = others.length
+      ? `· other planners: ${others.map((m) => `${m.id} (${m.leader ? `leader, term ${m.term}` : `follower${behind(m.lagRows)}`})`).join(' · ')}`
+      : '· no other planner';
+  }
+
+  // Why this planner cannot take a write (undefined: it can): a follower answers writes 307 naming
+  // the leader, whose API is another address. The page says so beside the buttons instead of
+  // sending a request that a browser can only fail (the redirect goes to another origin).
+  // Elected, not leading yet: the lease is this planner's while it claims the group's log.
+  const taking = (g) => !g.self.leader && g.leader?.id === g.self.id;
+  function writesElsewhere(g) {
+    if (!g || g.self.leader) return undefined;
+    if (taking(g)) {
+      const text = `this planner (${g.self.id}) is taking over as leader: writes (pause, resume, roll back) are refused until it leads`;
+      return { text, html: esc(text) };
+    }
+    if (!g.leader) {
+      const text = `no planner leads group ${g.name}: writes (pause, resume, roll back) are refused until one does`;
+      return { text, html: esc(text) };
+    }
+    const head = `this planner (${g.self.id}) follows: writes (pause, resume, roll back) go to the leader, planner ${g.leader.id} (term ${g.leader.term})`;
+    const api = g.leader.api;
+    if (!api) return { text: head, html: esc(head) };
+    return {
+      text: `${head} at ${api}`,
+      html: `${esc(head)} at ${link(`${api.replace(/\/+$/, '')}/ui/`, api)}: open its console there`,
+    };
   }
 
   function renderNodes() {
@@ -242,11 +308,15 @@
 
   function renderRollout(s) {
     const r = s.config.rollout;
-    const op = state.role === 'operator';
+    const elsewhere = writesElsewhere(s.group);
+    const op = state.role === 'operator' && !elsewhere;
     $('pause').disabled = !op || r?.status !== 'running';
     $('resume').disabled = !op || r?.status !== 'paused';
     $('rollback').disabled = !op || !r || !['running', 'paused', 'halted'].includes(r.status);
-    for (const b of ['pause', 'resume', 'rollback']) $(b).title = op ? '' : 'needs an operator token';
+    for (const b of ['pause', 'resume', 'rollback'])
+      $(b).title = state.role !== 'operator' ? 'needs an operator token' : (elsewhere?.text ?? '');
+    $('op-note').hidden = !elsewhere;
+    if (elsewhere) $('op-note').innerHTML = elsewhere.html;
     if (!r) {
       $('rollout').innerHTML = `no rollout; default config revision ${s.config.defaultRevision}`;
       return;
@@ -306,11 +376,28 @@
           : ['/rollback', {}];
     $('op-result').textContent = `${op}…`;
     try {
-      await api(path, { method: 'POST', body: JSON.stringify({ ...body, reason: `${op} from the console` }) });
+      // Not following a redirect: a follower's 307 names the leader's API, another origin that
+      // neither answers this page nor gets its token (a bare "Failed to fetch" otherwise).
+      await api(path, {
+        method: 'POST',
+        body: JSON.stringify({ ...body, reason: `${op} from the console` }),
+        redirect: 'manual',
+      });
       $('op-result').textContent = `${op}: done`;
       loadOps();
     } catch (e) {
-      $('op-result').textContent = `${op} refused: ${e.message}`;
+      if (!e.redirect) {
+        $('op-result').textContent = `${op} refused: ${e.message}`;
+        return;
+      }
+      // The leader changed since the last snapshot: ask who leads now.
+      const g = await api('/ui/api/snapshot').then(
+        (fresh) => fresh.group,
+        () => state.snap?.group,
+      );
+      $('op-result').innerHTML = `${esc(op)} not done here: ${
+        writesElsewhere(g)?.html ?? 'this planner sent it to another one; see the group line'
+      }`;
     }
   }
   for (const b of ['pause', 'resume', 'rollback']) $(b).addEventListener('click', () => operate(b));

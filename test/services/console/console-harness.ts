@@ -67,7 +67,6 @@ export async function consoleEnv(
       hash: nodeStateHash(renderNodeState(p.data.publishedData(), node, p.config.revision(t.configRevision)!.config)),
     };
   };
-  browser ??= await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
   const pages: Page[] = [];
   return {
     env,
@@ -86,23 +85,38 @@ export async function consoleEnv(
       await sendAck(env.nc, nack(node, t.version, t.configRevision, error));
     },
     open: async (token, base = planner.url) => {
-      const page = await browser!.newPage({ viewport: { width: 1400, height: 900 } });
+      const page = await openConsole(base, token);
       pages.push(page);
-      await page.goto(`${base}/ui/#token=${token}`);
       return page;
     },
-    screenshot: async (page, name) => {
-      mkdirSync(ARTIFACTS, { recursive: true });
-      const file = path.join(ARTIFACTS, `${name}.png`);
-      await page.screenshot({ path: file, fullPage: true });
-      return file;
-    },
+    screenshot,
     close: async () => {
       for (const pg of pages) await pg.close().catch(() => {});
       await planner.stop();
       await env.cleanup();
     },
   };
+}
+
+/** The one headless Chromium of this test file, launched at the first call (seconds on a loaded host). */
+export async function sharedBrowser(): Promise<Browser> {
+  browser ??= await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
+  return browser;
+}
+
+/** A full-page screenshot into ARTIFACTS as NAME.png; returns its path. */
+export async function screenshot(page: Page, name: string): Promise<string> {
+  mkdirSync(ARTIFACTS, { recursive: true });
+  const file = path.join(ARTIFACTS, `${name}.png`);
+  await page.screenshot({ path: file, fullPage: true });
+  return file;
+}
+
+/** A new tab of the shared headless Chromium on the console at `base` (a planner's API URL), signed in with `token`. */
+export async function openConsole(base: string, token: string): Promise<Page> {
+  const page = await (await sharedBrowser()).newPage({ viewport: { width: 1400, height: 900 } });
+  await page.goto(`${base}/ui/#token=${token}`);
+  return page;
 }
 
 export async function closeBrowser(): Promise<void> {
