@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { nodeAt, serviceHistory, type EventLog } from '../../libs/eventlog/index.ts';
 import { HttpError, WROTE_RESPONSE, type ApiRoute } from '../planner/http-api.ts';
 import type { Planner } from '../planner/planner.ts';
-import { consoleSnapshot, type GroupSource } from './console-snapshot.ts';
+import { consoleSnapshot, snapshotText, type GroupSource } from './console-snapshot.ts';
 import { StreamSlots, type StreamLimits } from './stream-slots.ts';
 
 /**
@@ -70,12 +70,12 @@ export function consoleRoutes(o: ConsoleOptions): ApiRoute[] {
   const slots = new StreamSlots(o.streams);
   // One snapshot text per tick for every stream (it was made per stream: N viewers cost N
   // snapshots per tick on the planner's one thread, review3 A2).
-  let shared: { at: number; text: string } | undefined;
-  const snapshotText = (): string => {
-    const now = Date.now();
+  let shared: { at: number; snap: ReturnType<typeof snapshotText> } | undefined;
+  const currentSnapshot = () => {
+    const now = performance.now();
     if (!shared || now - shared.at >= every / 2)
-      shared = { at: now, text: JSON.stringify(consoleSnapshot(o.planner(), o.log(), o.group)) };
-    return shared.text;
+      shared = { at: now, snap: snapshotText(consoleSnapshot(o.planner(), o.log(), o.group)) };
+    return shared.snap;
   };
   return [
     {
@@ -157,27 +157,27 @@ export function consoleRoutes(o: ConsoleOptions): ApiRoute[] {
           }
           if (res.writableLength > maxBuffered) {
             // The viewer has not read what is queued: queue nothing more; close a stream stuck too long.
-            stuckSince ??= Date.now();
-            if (Date.now() - stuckSince >= stuckMs) {
+            stuckSince ??= performance.now();
+            if (performance.now() - stuckSince >= stuckMs) {
               stop();
               res.destroy();
             }
             return;
           }
           stuckSince = undefined;
-          let text: string;
+          let snap: ReturnType<typeof snapshotText>;
           try {
-            text = snapshotText();
+            snap = currentSnapshot();
           } catch {
             // The planner is stopping (its log closed): end the stream; the page reconnects.
             stop();
             res.end();
             return;
           }
-          if (text !== last) {
-            last = text;
+          if (snap.changed !== last) {
+            last = snap.changed;
             quiet = 0;
-            write(res, `event: snapshot\ndata: ${text}\n\n`);
+            write(res, `event: snapshot\ndata: ${snap.text}\n\n`);
           } else if (++quiet * every >= keepAliveMs) {
             quiet = 0;
             write(res, ': keep-alive\n\n');

@@ -9,19 +9,23 @@ export type GroupSource = NonNullable<HttpApiOptions['group']>;
 /**
  * Everything the console's live views show, in one value: the node grid (rows from the planner's
  * one status function), the config rollout with each wave node's health verdict, the version
- * timeline with reasons, and the planner's group (who leads, in which term, the members). The
- * rollout's clocks are left to the page (from the start times), so the snapshot changes only when
- * something happened and the live stream pushes only then.
+ * timeline with reasons, and the planner's group (who leads, in which term, the members).
+ * `clocks` are the running wave's and bake's elapsed times as the planner measures them (its
+ * monotonic clock, libs/control/rollout-clock.ts), as of this snapshot: the page counts on from
+ * them with its own monotonic clock, never from the start stamps and the browser's wall clock
+ * (which may be hours off the planner's, or step). They are left out of what says whether the
+ * snapshot changed (snapshotText), so the live stream still pushes only when something happened.
  */
 export function consoleSnapshot(p: Planner, log: EventLog, group?: GroupSource) {
   const nodes = p.status();
   const latest = p.data.latest();
   const versions = log.versions({ from: Math.max(1, (latest?.version ?? 0) - 99) });
+  const rollout = rolloutView(p.config.state, Date.now(), nodes, p.config.elapsed());
   return {
     latestVersion: latest?.version ?? 0,
     pinned: p.data.pin ?? null,
     config: p.config.state,
-    rollout: clockless(rolloutView(p.config.state, Date.now(), nodes)),
+    rollout: clockless(rollout),
     summary: summarizeStatus(nodes),
     nodes,
     versions: versions.map((v) => ({
@@ -38,10 +42,23 @@ export function consoleSnapshot(p: Planner, log: EventLog, group?: GroupSource) 
     sourceError: p.sourceProblem() ?? null,
     rejectedTotal: p.data.rejectedCount + p.sourceRejections.length + p.vipConflicts().length,
     group: groupPanel(group?.()),
+    // Last: snapshotText leaves it out of the text that says whether anything changed.
+    clocks: rollout && { waveElapsedMs: rollout.waveElapsedMs, bakeElapsedMs: rollout.bakeElapsedMs },
   };
 }
 
 export type ConsoleSnapshot = ReturnType<typeof consoleSnapshot>;
+
+/**
+ * The snapshot as the event stream sends it (`text`), and the same without its clocks (`changed`):
+ * the stream pushes only when `changed` differs from the last one sent, so the clocks, which move
+ * all the time, ride along with a change instead of making one.
+ */
+export function snapshotText(s: ConsoleSnapshot): { readonly changed: string; readonly text: string } {
+  const { clocks, ...rest } = s;
+  const changed = JSON.stringify(rest);
+  return { changed, text: `${changed.slice(0, -1)},"clocks":${JSON.stringify(clocks)}}` };
+}
 
 /**
  * The group as GET /status says it (self, leader, lastLeader, members) with cutOff, for the page's

@@ -158,6 +158,7 @@
   function render(s) {
     state.snap = s;
     state.snapAt = new Date();
+    state.snapMono = performance.now(); // the rollout clocks count on from here (renderRolloutClock)
     $('app').classList.remove('stale');
     const sum =
       Object.entries(s.summary)
@@ -281,23 +282,26 @@
     const s = Math.max(0, Math.round(ms / 1000));
     return s < 60 ? `${s}s` : `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
   };
-  // The wave and bake clocks tick here, from the start times in the snapshot (this browser's clock).
+  // The wave and bake clocks tick here from what the planner measured (its monotonic clock) as of
+  // the snapshot, counted on with this page's monotonic clock: never this browser's wall clock
+  // against the start stamps, which may be hours off the planner's or step (NTP, a VM resumed).
   function renderRolloutClock() {
     const v = state.snap?.rollout;
+    const c = state.snap?.clocks;
     const el = $('rollout-clock');
     if (!v || !el) return;
     const p = v.policy;
-    const now = Date.now();
+    const since = performance.now() - state.snapMono;
     const parts = [
       `wave ${v.wave}/${v.waves}: ${v.nodes}/${v.fleet} nodes`,
       `bake ${clock(p.bakeMs)}, wave timeout ${clock(p.waveTimeoutMs)}, max failures ${esc(p.maxFailures)}`,
     ];
-    if (v.status === 'running') {
-      const waveAge = now - Date.parse(v.waveStartedAt);
-      parts.push(`wave started ${clock(waveAge)} ago, times out in ${clock(p.waveTimeoutMs - waveAge)}`);
+    if (v.status === 'running' && c && c.waveElapsedMs !== null) {
+      const wave = c.waveElapsedMs + since;
+      parts.push(`wave started ${clock(wave)} ago, times out in ${clock(p.waveTimeoutMs - wave)}`);
       parts.push(
-        v.bakeStartedAt
-          ? `<span id="bake-clock">bake ${clock(now - Date.parse(v.bakeStartedAt))} of ${clock(p.bakeMs)}</span>`
+        c.bakeElapsedMs !== null
+          ? `<span id="bake-clock">bake ${clock(c.bakeElapsedMs + since)} of ${clock(p.bakeMs)}</span>`
           : 'bake not started (waiting for every node of the wave to ACK)',
       );
     }

@@ -24,8 +24,11 @@ export interface ConsoleEnv {
   /** ACK the latest version (and each node's target revision) from every node given. */
   ackAll(nodes?: readonly string[]): Promise<void>;
   nack(node: string, error: string): Promise<void>;
-  /** Opens the console as the token's holder; `base` reaches the planner another way (a proxy). */
-  open(token: string, base?: string): Promise<Page>;
+  /**
+   * Opens the console as the token's holder; `base` reaches the planner another way (a proxy);
+   * `initScript` runs in the page before its own scripts (a browser clock set wrong).
+   */
+  open(token: string, base?: string, initScript?: string): Promise<Page>;
   screenshot(page: Page, name: string): Promise<string>;
   close(): Promise<void>;
 }
@@ -84,8 +87,8 @@ export async function consoleEnv(
       const t = p.targetOf(node);
       await sendAck(env.nc, nack(node, t.version, t.configRevision, error));
     },
-    open: async (token, base = planner.url) => {
-      const page = await openConsole(base, token);
+    open: async (token, base = planner.url, initScript) => {
+      const page = await openConsole(base, token, initScript);
       pages.push(page);
       return page;
     },
@@ -112,9 +115,13 @@ export async function screenshot(page: Page, name: string): Promise<string> {
   return file;
 }
 
-/** A new tab of the shared headless Chromium on the console at `base` (a planner's API URL), signed in with `token`. */
-export async function openConsole(base: string, token: string): Promise<Page> {
+/**
+ * A new tab of the shared headless Chromium on the console at `base` (a planner's API URL), signed
+ * in with `token`; `initScript` runs in the page before its own scripts.
+ */
+export async function openConsole(base: string, token: string, initScript?: string): Promise<Page> {
   const page = await (await sharedBrowser()).newPage({ viewport: { width: 1400, height: 900 } });
+  if (initScript) await page.addInitScript(initScript);
   await page.goto(`${base}/ui/#token=${token}`);
   return page;
 }

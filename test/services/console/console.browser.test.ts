@@ -5,6 +5,7 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { DEFAULT_WAVE_POLICY } from '../../../libs/control/index.ts';
 import { heartbeatSubject } from '../../../libs/bus/index.ts';
 import { nodeStateHash, renderNodeState } from '../../../libs/planner/index.ts';
+import type { Planner } from '../../../services/planner/planner.ts';
 import { ack, sendAck, sliceYaml, svcYaml, until } from '../planner/planner-support.ts';
 import { CHROMIUM, TOKENS, closeBrowser, consoleEnv, freezableRelay, type ConsoleEnv } from './console-harness.ts';
 
@@ -16,6 +17,17 @@ afterEach(async () => {
 afterAll(closeBrowser);
 
 const rows = (page: import('playwright-core').Page) => page.locator('#nodes tbody tr');
+
+/** A scheduler change rolled out in two waves: one node, then every node; bakeMs: the policy's bake. */
+const rollOut = (p: Planner, scheduler: string, o: { pauseOnError: boolean; bakeMs?: number }) =>
+  p.configChange({ scheduler }, { actor: 'alice', reason: `try ${scheduler}` }, 'config', {
+    waves: [
+      { kind: 'count', n: 1 },
+      { kind: 'percent', p: 100 },
+    ],
+    pauseOnError: o.pauseOnError,
+    ...(o.bakeMs === undefined ? {} : { policy: { ...DEFAULT_WAVE_POLICY, bakeMs: o.bakeMs } }),
+  });
 
 // Skipped only where no Chromium is installed (scripts/install-deps.sh installs Debian's).
 describe.skipIf(!CHROMIUM)('console at /ui', () => {
@@ -115,13 +127,7 @@ describe.skipIf(!CHROMIUM)('console at /ui', () => {
     c = await consoleEnv(3);
     await c.ackAll();
     const p = c.planner.planner;
-    await p.configChange({ scheduler: 'wrr' }, { actor: 'alice', reason: 'try wrr' }, 'config', {
-      waves: [
-        { kind: 'count', n: 1 },
-        { kind: 'percent', p: 100 },
-      ],
-      pauseOnError: true,
-    });
+    await rollOut(p, 'wrr', { pauseOnError: true });
     const first = p.config.state.rollout!.waves[0]![0]!;
     await c.nack(first, 'ipvs: scheduler wrr not available');
     await until(() => p.config.state.rollout?.status === 'paused', 5000, 'paused by the NACK');
@@ -161,14 +167,7 @@ describe.skipIf(!CHROMIUM)('console at /ui', () => {
     c = await consoleEnv(3);
     await c.ackAll();
     const p = c.planner.planner;
-    await p.configChange({ scheduler: 'wrr' }, { actor: 'alice', reason: 'try wrr' }, 'config', {
-      waves: [
-        { kind: 'count', n: 1 },
-        { kind: 'percent', p: 100 },
-      ],
-      pauseOnError: false,
-      policy: { ...DEFAULT_WAVE_POLICY, bakeMs: 300_000 },
-    });
+    await rollOut(p, 'wrr', { pauseOnError: false, bakeMs: 300_000 });
     const first = p.config.state.rollout!.waves[0]![0]!;
     const t = p.targetOf(first);
     const probe = {
@@ -235,17 +234,57 @@ describe.skipIf(!CHROMIUM)('console at /ui', () => {
     await c.screenshot(page, 'console-rollout-unhealthy');
   }, 120_000);
 
+  it("shows the wave and bake clocks the planner measured, whatever this browser's clock says", async () => {
+    c = await consoleEnv(3);
+    await c.ackAll();
+    const p = c.planner.planner;
+    await rollOut(p, 'wrr', { pauseOnError: false, bakeMs: 300_000 });
+    await c.ackAll([p.config.state.rollout!.waves[0]![0]!]);
+    await until(() => p.config.state.rollout?.bakeStartedAt, 5000, 'wave 1 baking');
+    // This browser's wall clock runs 3 hours ahead of the planner's (a laptop in the wrong zone
+    // set by hand, a VM resumed): Date.now() and new Date() in the page say so.
+    const SKEW_MS = 3 * 3600_000;
+    const page = await c.open(
+      TOKENS.viewer,
+      undefined,
+      `{ const Real = Date; const skew = ${SKEW_MS};
+         globalThis.Date = class extends Real {
+           constructor(...a) { if (a.length === 0) super(Real.now() + skew); else super(...a); }
+           static now() { return Real.now() + skew; }
+         }; }`,
+    );
+    expect(Number(await page.evaluate('Date.now() - performance.timeOrigin - performance.now()'))).toBeGreaterThan(
+      SKEW_MS - 60_000,
+    );
+    const bake = page.locator('#bake-clock');
+    await bake.filter({ hasText: /^bake \d+s of 5m00s$/ }).waitFor({ timeout: 30_000 });
+    // What the page shows is what the planner measures (its monotonic clock), not hours.
+    const shown = async () => {
+      const text = (await page.locator('#rollout-clock').textContent()) ?? '';
+      const m = /wave started (\d+)s ago, times out in 9m(\d\d)s · bake (\d+)s of 5m00s$/.exec(text);
+      expect(m, text).not.toBeNull();
+      return { wave: Number(m![1]), timeoutLeft: 540 + Number(m![2]), bake: Number(m![3]) };
+    };
+    const first = await shown();
+    const server = p.config.elapsed()!;
+    expect(Math.abs(first.bake - server.bakeMs! / 1000)).toBeLessThanOrEqual(2);
+    expect(Math.abs(first.wave - server.waveMs / 1000)).toBeLessThanOrEqual(2);
+    expect(Math.abs(first.wave + first.timeoutLeft - 600)).toBeLessThanOrEqual(1);
+    // And it keeps ticking from there, on the page's own monotonic clock, between snapshots.
+    await page.waitForFunction(
+      `/bake (\\d+)s/.exec(document.getElementById('bake-clock').textContent)[1] >= ${first.bake + 2}`,
+      undefined,
+      { timeout: 10_000 },
+    );
+    const later = await shown();
+    expect(Math.abs(later.bake - p.config.elapsed()!.bakeMs! / 1000)).toBeLessThanOrEqual(2);
+  }, 120_000);
+
   it('pauses and resumes a running rollout from the operator buttons', async () => {
     c = await consoleEnv(4);
     await c.ackAll();
     const p = c.planner.planner;
-    await p.configChange({ scheduler: 'lc' }, { actor: 'alice', reason: 'try lc' }, 'config', {
-      waves: [
-        { kind: 'count', n: 1 },
-        { kind: 'percent', p: 100 },
-      ],
-      pauseOnError: false,
-    });
+    await rollOut(p, 'lc', { pauseOnError: false });
     const op = await c.open(TOKENS.operator);
     await op.locator('#rollout-status', { hasText: 'running' }).waitFor({ timeout: 30_000 });
     await op.click('#pause');

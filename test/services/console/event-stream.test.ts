@@ -6,7 +6,11 @@ import { describe, expect, it, vi } from 'vitest';
 // driven here with fake responses whose unsent bytes (writableLength) the test sets.
 
 let made = 0;
-vi.mock('../../../services/console/console-snapshot.ts', () => ({ consoleSnapshot: () => ({ n: ++made }) }));
+let fakeSnapshot = (): unknown => ({ n: ++made, clocks: null });
+vi.mock('../../../services/console/console-snapshot.ts', async (original) => ({
+  ...(await original<typeof import('../../../services/console/console-snapshot.ts')>()),
+  consoleSnapshot: () => fakeSnapshot(),
+}));
 const { consoleRoutes } = await import('../../../services/console/console-routes.ts');
 
 function stream(route: { handle: (c: never) => unknown }, stillAuthorized = () => true, identity = 'viewer') {
@@ -20,9 +24,11 @@ function stream(route: { handle: (c: never) => unknown }, stillAuthorized = () =
     destroyed: false,
     ended: false,
     writes: 0,
+    chunks: [] as string[],
     writeHead: () => res,
-    write: () => {
+    write: (chunk: string) => {
       res.writes++;
+      res.chunks.push(chunk);
       return true;
     },
     end: () => {
@@ -66,6 +72,27 @@ describe('console event stream (review3 A2)', () => {
     expect(stuck.writes).toBe(before);
     expect(streams[1]!.res.destroyed).toBe(false); // the others go on
     for (const s of streams) s.close();
+  });
+});
+
+describe('console event stream: the rollout clocks', () => {
+  it('a snapshot whose clocks alone moved is not pushed again; the one pushed carries them', async () => {
+    let tick = 0;
+    fakeSnapshot = () => ({ n: 1, clocks: { waveElapsedMs: ++tick, bakeElapsedMs: null } });
+    try {
+      const routes = consoleRoutes({ planner: () => ({}) as never, log: () => ({}) as never, pushIntervalMs: 20 });
+      const s = stream(routes.find((r) => r.path === '/ui/api/events')!);
+      await until(() => tick >= 10);
+      const sent = s.res.chunks.filter((c) => c.startsWith('event: snapshot'));
+      expect(sent).toHaveLength(1);
+      expect(JSON.parse(sent[0]!.slice('event: snapshot\ndata: '.length))).toEqual({
+        n: 1,
+        clocks: { waveElapsedMs: 1, bakeElapsedMs: null },
+      });
+      s.close();
+    } finally {
+      fakeSnapshot = () => ({ n: ++made, clocks: null });
+    }
   });
 });
 
