@@ -11,7 +11,7 @@ import type {
   NoticeDelta,
 } from '../model/index.ts';
 import { MAX_REPORT_DETAIL, MAX_REPORT_ERROR, truncateReportText } from '../model/index.ts';
-import { NodeStateRenderer } from '../planner/index.ts';
+import { NodeStateRenderer, type ClusterDataIndex } from '../planner/index.ts';
 import type { Dataplane } from '../dataplane/index.ts';
 import {
   ackSubject,
@@ -47,6 +47,11 @@ export type SessionEvent =
       readonly path: string;
       readonly bytes: number;
       readonly skipped: boolean;
+      /**
+       * The cluster data of the version just ACKed: what the node now runs (health check node
+       * ports are served from it). It moves with the next version: read it in the handler.
+       */
+      readonly data: ClusterDataIndex;
     }
   | { readonly type: 'nack'; readonly nack: Nack }
   | { readonly type: 'error'; readonly error: string }
@@ -412,7 +417,7 @@ export class ApplierSession {
       at: new Date(t4).toISOString(),
     };
     this.publish(ackSubject(this.options.node), ack);
-    this.emit({ type: 'ack', ack, path: data.path, bytes: data.bytes, skipped });
+    this.emit({ type: 'ack', ack, path: data.path, bytes: data.bytes, skipped, data: this.sync.data });
   }
 
   private forgetProgrammed(): void {

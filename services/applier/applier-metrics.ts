@@ -87,12 +87,25 @@ export class ApplierMetrics {
     registers: [this.registry],
   });
 
+  private readonly healthCheckPorts = new Gauge({
+    name: 'switchboard_applier_health_check_node_ports',
+    help: "ETP=Local Services' health check node ports: serving (listening), failed (could not listen: the load balancer sees this node as down)",
+    labelNames: ['state'],
+    registers: [this.registry],
+  });
+
   constructor() {
     collectDefaultMetrics({ register: this.registry });
     this.connected.set(0);
     for (const kind of ['target', 'artifact', 'config']) this.rejected.inc({ kind }, 0);
     for (const result of ['ok', 'failed', 'unreachable']) this.probed.inc({ result }, 0);
     for (const outcome of ['clean', 'repaired', 'failed']) this.resyncs.inc({ outcome }, 0);
+    this.healthCheckNodePorts(0, 0);
+  }
+
+  healthCheckNodePorts(serving: number, failed: number): void {
+    this.healthCheckPorts.set({ state: 'serving' }, serving);
+    this.healthCheckPorts.set({ state: 'failed' }, failed);
   }
 
   observe(e: SessionEvent): void {

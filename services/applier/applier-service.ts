@@ -18,6 +18,8 @@ import { ApplierMetrics } from './applier-metrics.ts';
 import { AppliedStateFile } from './applied-state-file.ts';
 import { GcAfterBigApply, type GcAfterBigApplyOptions } from './gc-after-big-apply.ts';
 import { startHttpEndpoint } from './http-endpoint.ts';
+import { healthCheckPorts, HealthCheckNodePorts } from './health-check-node-ports.ts';
+import { DEFAULT_HEALTHZ_TIMEOUT_MS, isOnTarget, ProxierHealth, serveProxierHealth } from './proxier-health.ts';
 
 /** How often an applier re-reads its kernel state and repairs drift (`--resync-interval`). */
 export const DEFAULT_RESYNC_INTERVAL_MS = 60_000;
@@ -56,6 +58,18 @@ export interface ApplierServiceOptions {
   readonly testVerdictFile?: string;
   /** The full GC after a big apply (gc-after-big-apply.ts); tests pass their own heap and collector. */
   readonly gcAfterBigApply?: GcAfterBigApplyOptions;
+  /**
+   * kube-proxy's proxier health server (`--healthz-bind-address`, /healthz + /livez, proxier-health.ts);
+   * undefined or '': none. The CLI defaults it to 0.0.0.0:10256 outside dry-run.
+   */
+  readonly healthzBindAddress?: string;
+  /** A change not programmed after this long makes the node unhealthy there (ms; default 60 s, kube-proxy's). */
+  readonly healthzTimeoutMs?: number;
+  /**
+   * Serve ETP=Local Services' health check node ports (health-check-node-ports.ts); `host`
+   * undefined: every node address. Undefined: not served (the CLI turns it on outside dry-run).
+   */
+  readonly healthCheckNodePorts?: { readonly host?: string; readonly retryMs?: number };
 }
 
 export interface ApplierService {
@@ -65,6 +79,8 @@ export interface ApplierService {
   /** Resolves once connected to NATS and following targets. */
   readonly connected: Promise<NatsConnection>;
   readonly httpPort: number | undefined;
+  /** Where kube-proxy's /healthz and /livez answer (undefined: off, or not bound yet). */
+  proxierHealthPort(): number | undefined;
   /** What the applier waits for before it can be ready (undefined when it has a target). */
   waitingFor(): string | undefined;
   /** Graceful stop: session, HTTP, NATS, dataplane handles. The kernel state stays programmed. */
@@ -135,11 +151,39 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
     onFailed: (e) => log.warn({ err: e.message }, 'full GC after a big apply failed; not tried again'),
   });
 
+  const proxierHealth = new ProxierHealth(o.healthzTimeoutMs ?? DEFAULT_HEALTHZ_TIMEOUT_MS);
+  const healthChecks = o.healthCheckNodePorts
+    ? new HealthCheckNodePorts({
+        host: o.healthCheckNodePorts.host,
+        retryMs: o.healthCheckNodePorts.retryMs,
+        proxierHealthy: () => proxierHealth.verdict().healthy,
+        log,
+      })
+    : undefined;
+  const onTarget = () => {
+    const s = session?.status();
+    return isOnTarget(s?.applied, s?.target);
+  };
+  /** What the node now runs: the ports it answers load balancers on, and whether its Node still exists. */
+  const servePortsOf = (e: SessionEvent & { type: 'ack' }) => {
+    proxierHealth.nodeEligible(
+      e.data.node(o.node) !== undefined,
+      `Node ${o.node} is not in the cluster data this node runs (deleted)`,
+    );
+    if (!healthChecks) return;
+    void healthChecks.sync(healthCheckPorts(e.data.services(), o.node)).then(() => {
+      const st = healthChecks.status();
+      metrics.healthCheckNodePorts(st.serving.length, st.failed.length);
+    });
+  };
+
   const onEvent = (e: SessionEvent) => {
     metrics.observe(e);
     switch (e.type) {
       case 'target':
         log.info({ target: e.target }, 'target');
+        if (!isOnTarget(session?.status().applied, e.target))
+          proxierHealth.queued(`target version ${e.target.version} (config revision ${e.target.configRevision})`);
         break;
       case 'ack':
         log.info(
@@ -166,6 +210,10 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
         } catch (err) {
           log.warn({ err: (err as Error).message }, 'could not persist applied state');
         }
+        proxierHealth.updated();
+        // the target moved on during the apply: that change is pending from now
+        if (session && !onTarget()) proxierHealth.queued('a newer target');
+        servePortsOf(e);
         // the ACK is out (published above); a load's heap is collected now, not beside the next changes
         void gcAfterApply.afterApply();
         break;
@@ -186,6 +234,9 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
         if (e.status !== 'pingTimer') log.info({ status: e.status }, 'nats connection');
         break;
       case 'resync':
+        // kube-proxy's periodic sync: a clean one is an update, a failed one leaves a change pending
+        if (e.error || !e.verified) proxierHealth.queued('a repair of the kernel state (resync)');
+        else if (onTarget()) proxierHealth.updated();
         if (e.error) log.warn({ error: e.error }, 'resync failed');
         else if (e.kernelWrites > 0 || !e.verified)
           log.warn({ kernelWrites: e.kernelWrites, verified: e.verified, notes: e.notes }, 'resync repaired drift');
@@ -210,16 +261,14 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
             lastError: s?.lastError ?? '',
             waitingFor: waitingFor(),
             verdict: s?.health ?? null,
+            proxier: proxierHealth.verdict(),
+            ...(healthChecks ? { healthCheckNodePorts: healthChecks.status() } : {}),
           };
         },
         ready: () => {
           const s = session?.status();
           const w = waitingFor();
-          const onTarget =
-            !!s?.applied &&
-            !!s.target &&
-            s.applied.version === s.target.version &&
-            s.applied.configRevision === s.target.configRevision;
+          const onTarget = isOnTarget(s?.applied, s?.target);
           const reason = w
             ? `waiting for ${w}`
             : !onTarget
@@ -232,6 +281,15 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
       })
     : undefined;
   if (http) log.info({ port: http.port }, 'http listening');
+  const proxierServer = o.healthzBindAddress
+    ? serveProxierHealth({
+        address: o.healthzBindAddress,
+        health: proxierHealth,
+        onListening: (port) => log.info({ port }, 'proxier health (/healthz, /livez) listening'),
+        onListenError: (error) => log.warn({ error }, 'proxier health server not listening; retrying in 5s'),
+      })
+    : undefined;
+  await proxierServer?.started;
 
   let lastLogged = '';
   const connected = (async () => {
@@ -304,6 +362,7 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
     dataplane,
     connected,
     httpPort: http?.port,
+    proxierHealthPort: () => proxierServer?.port(),
     waitingFor,
     async stop() {
       abort.abort();
@@ -311,6 +370,8 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
       await connected.catch(() => undefined);
       await session?.stop();
       await http?.close();
+      await proxierServer?.close();
+      await healthChecks?.close();
       if (nc) await nc.drain().catch(() => nc!.close());
       await dataplane.close(); // closes handles only; never cleanup(): fail-static
       log.info('stopped; programmed state left in place');

@@ -1,4 +1,4 @@
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Registry } from 'prom-client';
 
 /** Parses "host:port", ":port" or "port". */
@@ -11,41 +11,29 @@ export function parseListenAddress(addr: string): { host: string; port: number }
   return { host: host === '' ? '0.0.0.0' : host, port };
 }
 
+/** A listening HTTP server and how to stop it (open connections are cut, not waited for). */
+export interface HttpListener {
+  readonly server: Server;
+  readonly port: number;
+  close(): Promise<void>;
+}
+
 /**
- * /readyz (200 once the node runs its target, else 503 saying what it waits for), /healthz (200 while the last reconcile succeeded or none was needed, else 503, with a JSON
- * status body either way) and /metrics (Prometheus text).
+ * Listens on `port` at `host` (undefined: every address of every family, as Go's "0.0.0.0" does
+ * for kube-proxy); rejects with the listen error (EADDRINUSE, EACCES) instead of throwing later.
  */
-export async function startHttpEndpoint(o: {
-  address: string;
-  registry: Registry;
-  health: () => { healthy: boolean } & Record<string, unknown>;
-  ready?: () => { ready: boolean } & Record<string, unknown>;
-}): Promise<{ server: Server; port: number; close(): Promise<void> }> {
-  const { host, port } = parseListenAddress(o.address);
-  const server = createServer((req, res) => {
-    void (async () => {
-      const url = (req.url ?? '/').split('?')[0];
-      if (url === '/healthz') {
-        const h = o.health();
-        res.writeHead(h.healthy ? 200 : 503, { 'content-type': 'application/json' });
-        res.end(JSON.stringify(h) + '\n');
-      } else if (url === '/readyz' && o.ready) {
-        const r = o.ready();
-        res.writeHead(r.ready ? 200 : 503, { 'content-type': 'application/json' });
-        res.end(JSON.stringify(r) + '\n');
-      } else if (url === '/metrics') {
-        res.writeHead(200, { 'content-type': o.registry.contentType });
-        res.end(await o.registry.metrics());
-      } else {
-        res.writeHead(404).end('not found\n');
-      }
-    })().catch((e) => {
-      res.writeHead(500).end(String(e) + '\n');
-    });
-  });
+export async function listenHttp(
+  handler: (req: IncomingMessage, res: ServerResponse) => void,
+  port: number,
+  host?: string,
+): Promise<HttpListener> {
+  const server = createServer(handler);
   await new Promise<void>((res, rej) => {
     server.once('error', rej);
-    server.listen(port, host, () => res());
+    server.listen(port, host, () => {
+      server.off('error', rej);
+      res();
+    });
   });
   const a = server.address();
   return {
@@ -57,4 +45,46 @@ export async function startHttpEndpoint(o: {
         server.close(() => res());
       }),
   };
+}
+
+/** A JSON answer, one line, with kube-proxy's nosniff header. */
+export function writeJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}) {
+  res.writeHead(status, { 'content-type': 'application/json', 'x-content-type-options': 'nosniff', ...headers });
+  res.end(JSON.stringify(body) + '\n');
+}
+
+/**
+ * /readyz (200 once the node runs its target, else 503 saying what it waits for), /healthz (200 while the last reconcile succeeded or none was needed, else 503, with a JSON
+ * status body either way) and /metrics (Prometheus text).
+ */
+export async function startHttpEndpoint(o: {
+  address: string;
+  registry: Registry;
+  health: () => { healthy: boolean } & Record<string, unknown>;
+  ready?: () => { ready: boolean } & Record<string, unknown>;
+}): Promise<HttpListener> {
+  const { host, port } = parseListenAddress(o.address);
+  return listenHttp(
+    (req, res) => {
+      void (async () => {
+        const url = (req.url ?? '/').split('?')[0];
+        if (url === '/healthz') {
+          const h = o.health();
+          writeJson(res, h.healthy ? 200 : 503, h);
+        } else if (url === '/readyz' && o.ready) {
+          const r = o.ready();
+          writeJson(res, r.ready ? 200 : 503, r);
+        } else if (url === '/metrics') {
+          res.writeHead(200, { 'content-type': o.registry.contentType });
+          res.end(await o.registry.metrics());
+        } else {
+          res.writeHead(404).end('not found\n');
+        }
+      })().catch((e) => {
+        res.writeHead(500).end(String(e) + '\n');
+      });
+    },
+    port,
+    host,
+  );
 }
