@@ -10,6 +10,7 @@ import type { SetExit } from './index.ts';
 import { untilSignalThenStop } from '../graceful-stop.ts';
 import { parseDuration } from '../flag-values.ts';
 import { DEFAULT_PROBE_SETTINGS } from '../../../libs/applier/index.ts';
+import { DEFAULT_HEALTHZ_BIND_ADDRESS } from '../../applier/proxier-health.ts';
 
 interface ApplierFlags {
   node: string;
@@ -35,6 +36,9 @@ interface ApplierFlags {
   probeTimeout: string;
   probeInterval: string;
   testVerdictFile?: string;
+  healthzBindAddress?: string;
+  healthzTimeout: string;
+  healthCheckNodePorts?: 'on' | 'off';
 }
 
 /** A whole number from `min` to `max`, or a usage error naming the flag. */
@@ -55,6 +59,21 @@ export function registerApplier(program: Command, setExit: SetExit): void {
       new Option('--mode <mode>', 'dataplane').choices(['ipvs', 'nftables', 'auto', 'dry-run']).makeOptionMandatory(),
     )
     .option('--http <addr>', '/healthz and /metrics address (host:port)')
+    .option(
+      '--healthz-bind-address <addr>',
+      `kube-proxy's proxier health server (/healthz, /livez) that load balancers probe; "" or off: none (default ${DEFAULT_HEALTHZ_BIND_ADDRESS}; dry-run: off)`,
+    )
+    .option(
+      '--healthz-timeout <duration>',
+      'a target or repair not programmed after this long makes /healthz, /livez and every health check node port answer 503',
+      '60s',
+    )
+    .addOption(
+      new Option(
+        '--health-check-node-ports <on|off>',
+        "answer load balancers on ETP=Local Services' spec.healthCheckNodePort (default on; dry-run: off)",
+      ).choices(['on', 'off']),
+    )
     .option('--user <user>', 'NATS user')
     .option('--password <password>', 'NATS password (or SWITCHBOARD_NATS_PASSWORD)')
     .option('--creds <file>', 'NATS .creds file (JWT auth)')
@@ -142,9 +161,19 @@ export function registerApplier(program: Command, setExit: SetExit): void {
       } catch (e) {
         throw new UsageError(`--node: ${(e as Error).message}`);
       }
+      // dry-run programs nothing: answering load balancers would draw traffic to a node on its say
+      // so (and kube-proxy, which it shadows, holds these ports)
+      const dryRun = o.mode === 'dry-run';
+      const healthzBind = o.healthzBindAddress ?? (dryRun ? '' : DEFAULT_HEALTHZ_BIND_ADDRESS);
+      const healthzTimeoutMs = parseDuration(o.healthzTimeout);
+      if (healthzTimeoutMs === undefined || healthzTimeoutMs < 1000)
+        throw new UsageError(
+          `--healthz-timeout must be a duration of at least 1s (e.g. 60s), got "${o.healthzTimeout}"`,
+        );
       let servers: string[];
       try {
         if (o.http !== undefined) parseListenAddress(o.http); // before connecting: NATS may keep it waiting
+        if (healthzBind !== '' && healthzBind !== 'off') parseListenAddress(healthzBind, '--healthz-bind-address');
         servers = checkServerUrls('--nats', o.nats);
       } catch (e) {
         throw new UsageError((e as Error).message);
@@ -174,6 +203,9 @@ export function registerApplier(program: Command, setExit: SetExit): void {
         resyncIntervalMs,
         probe,
         testVerdictFile: o.testVerdictFile,
+        healthzBindAddress: healthzBind === 'off' ? '' : healthzBind,
+        healthzTimeoutMs,
+        healthCheckNodePorts: (o.healthCheckNodePorts ?? (dryRun ? 'off' : 'on')) === 'on' ? {} : undefined,
         auth: { user: o.user, password, credsFile: o.creds, nkeySeedFile: o.nkeySeed, tls },
       });
       // stop() keeps the kernel state (fail-static); it must not hang on an unreachable NATS.

@@ -1,5 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer, type Server } from 'node:net';
+import path from 'node:path';
 import pino from 'pino';
 import type { EndpointEntry, ServiceEntry } from '../../../libs/model/index.ts';
 import { startApplierService, type ApplierService } from '../../../services/applier/applier-service.ts';
@@ -11,7 +13,9 @@ import { freePort } from '../../support/nats-server.ts';
 let world: BusWorld | undefined;
 let applier: ApplierService | undefined;
 const blockers: Server[] = [];
+const children: ChildProcess[] = [];
 afterEach(async () => {
+  for (const c of children.splice(0)) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
   await applier?.stop();
   applier = undefined;
   await world?.close();
@@ -197,5 +201,46 @@ describe('health check node ports (kube-proxy service_health.go)', () => {
       serving: [{ service: 'ns/loc', port, localEndpoints: 1 }],
       failed: [],
     });
+  });
+
+  it('`switchboard applier --healthz-bind-address … --health-check-node-ports on` in dry-run: the process serves both; a bad address exits 2', async () => {
+    world = await startBusWorld({ nodes: ['n1'] });
+    const [hcPort, healthzPort] = [await freePort(), await freePort()];
+    const m = new VersionMaker();
+    const v = m.next({
+      upsertServices: [etpLocal('ns/loc', 1, hcPort, [ep('10.1.0.1', 'n1')])],
+      upsertNodes: [node('n1')],
+    });
+    await world.publisher.publishNext({ header: v.delta, delta: v.delta.delta, data: () => v.checkpoint().data });
+    await world.targets.setDefaultTarget({ version: 1, configRevision: 0 });
+    const bin = path.resolve('bin/switchboard');
+    const args = ['applier', '--node', 'n1', '--nats', world.server.url, '--mode', 'dry-run'];
+    const creds = ['--user', 'node-n1', '--password', 'pw-n1'];
+    const p = spawn(
+      process.execPath,
+      [bin, ...args, ...creds, '--healthz-bind-address', `127.0.0.1:${healthzPort}`, '--health-check-node-ports', 'on'],
+      { stdio: ['ignore', 'ignore', 'ignore'] },
+    );
+    children.push(p);
+    const exited = new Promise<number | null>((res) => p.once('exit', (c) => res(c)));
+    expect(await until('hc port', () => get(hcPort), status(200))).toMatchObject({ body: { localEndpoints: 1 } });
+    expect(await until('healthz', () => get(healthzPort, '/healthz'), status(200))).toMatchObject({
+      body: { nodeEligible: true },
+    });
+    p.kill('SIGTERM');
+    expect(await exited).toBe(0);
+    expect(await get(hcPort)).toBe('ECONNREFUSED');
+
+    // a usage mistake: one line, exit 2 (one start-up only: each costs seconds on a loaded machine)
+    const u = spawn(process.execPath, [bin, ...args, ...creds, '--healthz-bind-address', 'nowhere'], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    children.push(u);
+    let err = '';
+    u.stderr!.on('data', (b: Buffer) => {
+      err += b;
+    });
+    expect(await new Promise((res) => u.once('exit', res))).toBe(2);
+    expect(err).toMatch(/--healthz-bind-address "nowhere": not an address/);
   });
 });
