@@ -4,7 +4,11 @@ import { createServer, type Server } from 'node:net';
 import path from 'node:path';
 import pino from 'pino';
 import type { EndpointEntry, ServiceEntry } from '../../../libs/model/index.ts';
-import { startApplierService, type ApplierService } from '../../../services/applier/applier-service.ts';
+import {
+  startApplierService,
+  type ApplierService,
+  type ApplierServiceOptions,
+} from '../../../services/applier/applier-service.ts';
 import { healthCheckPorts } from '../../../services/applier/health-check-node-ports.ts';
 import { nodeCred, startBusWorld, WatchedDataplane, type BusWorld } from '../../libs/bus/bus-harness.ts';
 import { node, serviceEntry, VersionMaker } from '../../libs/bus/fixtures.ts';
@@ -66,6 +70,31 @@ async function until<T>(what: string, probe: () => Promise<T>, ok: (v: T) => boo
 
 const status = (s: number) => (a: Awaited<ReturnType<typeof get>>) => typeof a === 'object' && a.status === s;
 
+/** A planner in miniature on `w`: each call publishes the next version and makes it the target. */
+function publisher(w: BusWorld): (delta: Parameters<VersionMaker['next']>[0]) => Promise<void> {
+  const m = new VersionMaker();
+  return async (delta) => {
+    const v = m.next(delta);
+    await w.publisher.publishNext({ header: v.delta, delta: v.delta.delta, data: () => v.checkpoint().data });
+    await w.targets.setDefaultTarget({ version: m.version, configRevision: 0 });
+  };
+}
+
+/** An in-process dry-run applier for n1 on `w` (a recording dataplane), with `extra` options. */
+function startApplier(w: BusWorld, extra: Partial<ApplierServiceOptions>): Promise<ApplierService> {
+  return startApplierService({
+    node: 'n1',
+    nats: w.server.url,
+    mode: 'dry-run',
+    http: '127.0.0.1:0',
+    dataplane: new WatchedDataplane(),
+    auth: nodeCred('n1'),
+    heartbeatMs: 100,
+    logger: pino({ level: 'silent' }),
+    ...extra,
+  });
+}
+
 describe('health check node ports (kube-proxy service_health.go)', () => {
   it('counts distinct local ready endpoint IPs of ETP=Local Services only; dual stack counts a pod once', () => {
     const ports = healthCheckPorts(
@@ -92,24 +121,11 @@ describe('health check node ports (kube-proxy service_health.go)', () => {
   it('an applier serves them from the version it runs (200 with the count / 503), follows new versions, closes them, and serves /healthz + /livez on its own port (stale: 503)', async () => {
     world = await startBusWorld({ nodes: ['n1'] });
     const [locPort, remPort, healthzPort] = [await freePort(), await freePort(), await freePort()];
-    const m = new VersionMaker();
-    const publish = async (delta: Parameters<VersionMaker['next']>[0]) => {
-      const v = m.next(delta);
-      await world!.publisher.publishNext({ header: v.delta, delta: v.delta.delta, data: () => v.checkpoint().data });
-      await world!.targets.setDefaultTarget({ version: m.version, configRevision: 0 });
-    };
+    const publish = publisher(world);
     const loc = etpLocal('ns/loc', 1, locPort, [ep('10.1.0.1', 'n1'), ep('10.1.0.2', 'n1'), ep('10.1.0.3', 'n2')]);
     const rem = etpLocal('ns/rem', 2, remPort, [ep('10.1.0.4', 'n2')]);
     await publish({ upsertServices: [loc, rem], upsertNodes: [node('n1'), node('n2')] });
-    applier = await startApplierService({
-      node: 'n1',
-      nats: world.server.url,
-      mode: 'dry-run',
-      http: '127.0.0.1:0',
-      dataplane: new WatchedDataplane(),
-      auth: nodeCred('n1'),
-      heartbeatMs: 100,
-      logger: pino({ level: 'silent' }),
+    applier = await startApplier(world, {
       healthzBindAddress: `127.0.0.1:${healthzPort}`,
       healthzTimeoutMs: 1500,
       healthCheckNodePorts: { host: '127.0.0.1' },
@@ -167,24 +183,11 @@ describe('health check node ports (kube-proxy service_health.go)', () => {
     const blocker = createServer();
     blockers.push(blocker);
     await new Promise<void>((r) => blocker.listen(port, '127.0.0.1', r));
-    const m = new VersionMaker();
-    const v = m.next({
+    await publisher(world)({
       upsertServices: [etpLocal('ns/loc', 1, port, [ep('10.1.0.1', 'n1')])],
       upsertNodes: [node('n1')],
     });
-    await world.publisher.publishNext({ header: v.delta, delta: v.delta.delta, data: () => v.checkpoint().data });
-    await world.targets.setDefaultTarget({ version: 1, configRevision: 0 });
-    applier = await startApplierService({
-      node: 'n1',
-      nats: world.server.url,
-      mode: 'dry-run',
-      http: '127.0.0.1:0',
-      dataplane: new WatchedDataplane(),
-      auth: nodeCred('n1'),
-      heartbeatMs: 100,
-      logger: pino({ level: 'silent' }),
-      healthCheckNodePorts: { host: '127.0.0.1', retryMs: 100 },
-    });
+    applier = await startApplier(world, { healthCheckNodePorts: { host: '127.0.0.1', retryMs: 100 } });
     await world.received.waitFor((e) => e.kind === 'ack' && e.v.version === 1, 'ack 1');
     const health = async (): Promise<any> => (await fetch(`http://127.0.0.1:${applier!.httpPort}/healthz`)).json();
     const h = await until('failure reported', health, (b) => b.healthCheckNodePorts?.failed.length === 1);
@@ -206,13 +209,10 @@ describe('health check node ports (kube-proxy service_health.go)', () => {
   it('`switchboard applier --healthz-bind-address … --health-check-node-ports on` in dry-run: the process serves both; a bad address exits 2', async () => {
     world = await startBusWorld({ nodes: ['n1'] });
     const [hcPort, healthzPort] = [await freePort(), await freePort()];
-    const m = new VersionMaker();
-    const v = m.next({
+    await publisher(world)({
       upsertServices: [etpLocal('ns/loc', 1, hcPort, [ep('10.1.0.1', 'n1')])],
       upsertNodes: [node('n1')],
     });
-    await world.publisher.publishNext({ header: v.delta, delta: v.delta.delta, data: () => v.checkpoint().data });
-    await world.targets.setDefaultTarget({ version: 1, configRevision: 0 });
     const bin = path.resolve('bin/switchboard');
     const args = ['applier', '--node', 'n1', '--nats', world.server.url, '--mode', 'dry-run'];
     const creds = ['--user', 'node-n1', '--password', 'pw-n1'];
