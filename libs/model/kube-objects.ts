@@ -39,6 +39,7 @@ export interface ServiceObject {
   readonly headless: boolean;
   readonly ports: readonly ServicePort[];
   readonly externalIPs: readonly string[];
+  /** LoadBalancer status IPs with ipMode VIP (or none); `Proxy` ones are the load balancer's to serve. */
   readonly loadBalancerIngress: readonly string[];
   /** Canonical CIDRs. */
   readonly loadBalancerSourceRanges: readonly string[];

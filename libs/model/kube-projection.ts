@@ -103,7 +103,7 @@ const SERVICE = fields({
     healthCheckNodePort: true,
     trafficDistribution: true,
   }),
-  status: fields({ loadBalancer: fields({ ingress: each(fields({ ip: true })) }) }),
+  status: fields({ loadBalancer: fields({ ingress: each(fields({ ip: true, ipMode: true })) }) }),
 });
 
 const ENDPOINT_SLICE = fields({

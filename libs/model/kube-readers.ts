@@ -178,8 +178,14 @@ function readService(o: Raw): ServiceObject {
   }
   const status = isObj(o.status) ? o.status : {};
   const lb = isObj(status.loadBalancer) ? status.loadBalancer : {};
+  // Hostname-only ingress has no VIP to program. An ipMode other than VIP (KEP-1860: `Proxy`, the
+  // load balancer proxies and may add a PROXY header or terminate TLS) is not ours to capture:
+  // in-cluster clients must go out to the load balancer, as kube-proxy (serviceport.go,
+  // IsVIPMode) leaves them. Absent = VIP, so logs written before ipMode was kept read the same.
   const ingress = list(lb.ingress, 'status.loadBalancer.ingress')
-    .filter((g) => isObj(g) && g.ip !== undefined) // hostname-only ingress has no VIP to program
+    .filter(
+      (g) => isObj(g) && g.ip !== undefined && (g.ipMode === undefined || g.ipMode === null || g.ipMode === 'VIP'),
+    )
     .map((g, i) => ip((g as Raw).ip, `status.loadBalancer.ingress[${i}].ip`));
   const ranges = list(spec.loadBalancerSourceRanges, 'spec.loadBalancerSourceRanges').map((r, i) => {
     const c = typeof r === 'string' ? parseCidr(r) : undefined;

@@ -287,7 +287,7 @@ describe('projectKubeObject keeps what the readers read', () => {
         healthCheckNodePort: 32000,
         trafficDistribution: 'PreferClose',
       },
-      status: { loadBalancer: { ingress: [{ ip: '198.51.100.1' }, {}] } },
+      status: { loadBalancer: { ingress: [{ ip: '198.51.100.1', ipMode: 'VIP' }, {}] } },
     });
     expect((projectKubeObject(NODE) as typeof NODE).metadata.annotations).toEqual({
       [MANIFEST_FILE_ANNOTATION]: 'nodes/node-1.yaml',
