@@ -30,8 +30,24 @@ export interface VirtualServer {
   readonly localOnly: boolean;
   /** Source CIDRs allowed (LoadBalancer with loadBalancerSourceRanges); empty = all. */
   readonly sourceRanges: readonly string[];
-  /** Sorted by realServerKey. */
+  /**
+   * Sorted by realServerKey. What IPVS programs: on a localOnly server the node-local endpoints,
+   * or, when this node has none, the cluster-wide ones (kube-proxy ipvs, PR #97081: pods and the
+   * node reach a Local service through any node).
+   */
   readonly realServers: readonly RealServer[];
+  /**
+   * localOnly only, and only where it differs from realServers: the node-local endpoints (none:
+   * realServers fell back to the cluster-wide ones). nftables mode sends traffic from outside
+   * the cluster only to these (none: dropped), as kube-proxy's nftables mode does.
+   */
+  readonly localRealServers?: readonly RealServer[];
+  /**
+   * localOnly external addresses (externalTrafficPolicy Local) only, and only where it differs
+   * from realServers: the cluster-wide endpoints, which nftables mode gives traffic from pods
+   * (clusterCIDR) and from the node itself (kube-proxy's "short-circuit" rules).
+   */
+  readonly clusterRealServers?: readonly RealServer[];
 }
 
 export type IpsetType =

@@ -20,7 +20,7 @@ import {
 } from '../model/index.ts';
 import type { ClusterDataSource } from './cluster-data-index.ts';
 import { IPSET_TABLE, ipPortEntry, ipsetName, nodePortSetBase, type IpsetBaseName } from './ipset-names.ts';
-import { selectEndpoints } from './select-endpoints.ts';
+import { selectEndpoints, type EndpointSelection } from './select-endpoints.ts';
 
 /** What one service contributes to a node's state; merged by renderNodeState. */
 export interface ServiceContribution {
@@ -185,7 +185,7 @@ function renderFamily(svc: ServiceEntry, clusterIP: string, ctx: RenderContext, 
           servicePort,
           localOnly,
           sourceRanges,
-          endpoints: localOnly ? sel.local : sel.cluster,
+          sel,
         }),
       );
     const entry = (ip: string) => ipPortEntry(ip, port.protocol, port.port);
@@ -250,13 +250,35 @@ interface VsInput {
   servicePort: string;
   localOnly: boolean;
   sourceRanges: readonly string[];
-  endpoints: readonly EndpointEntry[];
+  sel: EndpointSelection;
+}
+
+const realServersOf = (eps: readonly EndpointEntry[]): RealServer[] =>
+  eps
+    .map((e) => ({ address: e.ip, port: e.port, weight: 1 }))
+    .sort((a, b) => byCodeUnit(a.address, b.address) || a.port - b.port);
+
+const sameServers = (a: readonly RealServer[], b: readonly RealServer[]): boolean =>
+  a.length === b.length && a.every((r, k) => r.address === b[k]!.address && r.port === b[k]!.port);
+
+/**
+ * The real servers of one virtual server. Cluster policy: the cluster-wide selection. Local
+ * policy: this node's endpoints; none here but some elsewhere: the cluster-wide ones, as kube-proxy's
+ * ipvs mode programs them (PR #97081), with `localRealServers: []` so nftables mode can still drop
+ * what comes from outside; an externally reached one also carries the cluster-wide list when it
+ * differs, for nftables mode's pod and node short-circuits (probe6 P2). Both lists are left out
+ * where they equal realServers, so the state of every other service is what it was.
+ */
+function endpointLists(i: VsInput): Pick<VirtualServer, 'realServers' | 'localRealServers' | 'clusterRealServers'> {
+  const cluster = realServersOf(i.sel.cluster);
+  if (!i.localOnly) return { realServers: cluster };
+  const local = realServersOf(i.sel.local);
+  if (local.length === 0 && cluster.length > 0) return { realServers: cluster, localRealServers: local };
+  if (i.role === 'cluster-ip' || sameServers(local, cluster)) return { realServers: local };
+  return { realServers: local, clusterRealServers: cluster };
 }
 
 function virtualServer(i: VsInput): VirtualServer {
-  const realServers: RealServer[] = i.endpoints
-    .map((e) => ({ address: e.ip, port: e.port, weight: 1 }))
-    .sort((a, b) => byCodeUnit(a.address, b.address) || a.port - b.port);
   return {
     protocol: i.protocol,
     address: i.address,
@@ -268,7 +290,7 @@ function virtualServer(i: VsInput): VirtualServer {
     servicePort: i.servicePort,
     localOnly: i.localOnly,
     sourceRanges: i.sourceRanges,
-    realServers,
+    ...endpointLists(i),
   };
 }
 

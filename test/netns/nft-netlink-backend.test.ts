@@ -28,6 +28,9 @@ const service = (i: number) =>
       endpoints: fc.integer({ min: 0, max: 4 }),
       ranges: fc.integer({ min: 0, max: 3 }),
       seed: fc.integer({ min: 0, max: 1000 }),
+      // Local policy, short-circuit shapes: cluster-wide endpoints beside the local ones, or
+      // none here (the endpoints are then the cluster-wide fallback).
+      localShape: fc.constantFrom('plain', 'cluster', 'no-local') as fc.Arbitrary<'plain' | 'cluster' | 'no-local'>,
     })
     .chain((s) =>
       fc
@@ -46,6 +49,10 @@ const service = (i: number) =>
             persistenceTimeout: s.persistence,
             sourceRanges: s.role === 'load-balancer' ? ranges : [],
             endpoints: eps.map((e) => (s.v6 ? `${e}:8080` : `${e}:8080`)),
+            ...(s.localOnly && s.role !== 'cluster-ip' && s.localShape === 'cluster'
+              ? { clusterEndpoints: [...eps, s.v6 ? 'fd00:2::1' : '10.4.0.1'].map((e) => `${e}:8080`) }
+              : {}),
+            ...(s.localOnly && eps.length > 0 && s.localShape === 'no-local' ? { noLocalEndpoints: true } : {}),
           }),
         ),
     );

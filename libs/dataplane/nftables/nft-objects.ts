@@ -89,7 +89,14 @@ interface Group {
   fam: Family;
   proto: string;
   persistence: number;
+  /** The endpoints of the group's policy: this node's for a Local group (none: drop). */
   realServers: readonly RealServer[];
+  /**
+   * A Local group's cluster-wide endpoints, for traffic from pods and from the node itself to
+   * its external addresses (kube-proxy's short-circuit); the same array as realServers when
+   * they are equal.
+   */
+  clusterServers: readonly RealServer[];
   members: VirtualServer[];
 }
 
@@ -107,19 +114,23 @@ function groups(state: NodeState): Group[] {
       const proto = vs.protocol.toLowerCase();
       const readable = `${vs.servicePort.replace(':', '/')}/${proto}${vs.localOnly ? '/local' : ''}`;
       // The renderer selects one endpoint list per (service port, family, policy); the first
-      // member's list stands for the group (all members carry the same one).
+      // member's list stands for the group (all members carry the same one; of a Local group's
+      // cluster-wide list, see below, every external member carries the same one).
+      const realServers = (vs.localRealServers ?? vs.realServers).filter((r) => r.weight > 0);
       g = {
         key,
         readable,
         fam: familyOf(vs.address),
         proto,
         persistence: vs.persistenceTimeout,
-        realServers: vs.realServers.filter((r) => r.weight > 0),
+        realServers,
+        clusterServers: vs.localRealServers ? vs.realServers.filter((r) => r.weight > 0) : realServers,
         members: [],
       };
       byKey.set(key, g);
     }
     g.members.push(vs);
+    if (vs.clusterRealServers) g.clusterServers = vs.clusterRealServers.filter((r) => r.weight > 0);
   }
   return [...byKey.values()];
 }
@@ -153,6 +164,49 @@ export function renderNftObjects(state: NodeState): NftObjects {
   const cidrFamilyOk = (fam: Family) =>
     clusterCIDR !== '' && (ipFamily(clusterCIDR.split('/')[0]!) === 'IPv6') === fam.v6;
 
+  /**
+   * The DNAT rules of one endpoint list (`key`/`readable` name its objects): with no affinity
+   * through an endpoint map, so endpoint changes are elements; with session affinity, kube-proxy's
+   * shape (a learned set and a chain per endpoint, checked before a numgen verdict map), whose
+   * endpoint changes add jumps and pay nf_tables' table-wide validation.
+   */
+  const dnat = (g: Group, key: string, readable: string, servers: readonly RealServer[]): string[] => {
+    const { fam, proto } = g;
+    if (g.persistence === 0) {
+      if (servers.length > ENDPOINT_SLOTS)
+        throw new Error(`${readable}: ${servers.length} endpoints, more than ${ENDPOINT_SLOTS} slots`);
+      const map = nftObjectName('endpoints', key, readable);
+      sets.set(map, endpointMapDecl(fam.v6, proto));
+      const slots = new Map<string, string>();
+      servers.forEach((rs, i) => {
+        slots.set(slotRangeText(...slotRange(i, servers.length)), `${rs.address} . ${rs.port}`);
+      });
+      elements.set(map, slots);
+      return [`meta l4proto ${proto} dnat ${fam.ip} to numgen random mod ${ENDPOINT_SLOTS} map @${map}`];
+    }
+    const rules: string[] = [];
+    const endpointChains: string[] = [];
+    for (const rs of servers) {
+      const epKey = `${key}|${rs.address}|${rs.port}`;
+      const epReadable = `${readable}__${rs.address}/${rs.port}`;
+      const ep = nftObjectName('endpoint', epKey, epReadable);
+      endpointChains.push(ep);
+      // The timeout is part of the name: a changed timeout makes a new set (sets cannot be
+      // re-declared in place), swapped in by the same transaction that refills the chains.
+      const aff = nftObjectName('affinity', `${epKey}|${g.persistence}`, epReadable);
+      sets.set(aff, `type ${fam.addrType}; flags dynamic,timeout; timeout ${g.persistence}s;`);
+      rules.push(`${fam.ip} saddr @${aff} goto ${ep}`);
+      chains.set(ep, [
+        `update @${aff} { ${fam.ip} saddr }`,
+        `meta l4proto ${proto} dnat ${fam.ip} to ${dnatTarget(fam, rs)}`,
+      ]);
+    }
+    rules.push(
+      `numgen random mod ${endpointChains.length} vmap { ${endpointChains.map((c, i) => `${i} : goto ${c}`).join(', ')} }`,
+    );
+    return rules;
+  };
+
   for (const g of groups(state)) {
     const { fam, proto } = g;
     const external = g.members.filter((m) => m.role !== 'cluster-ip');
@@ -161,84 +215,61 @@ export function renderNftObjects(state: NodeState): NftObjects {
       chains.set(fw, [`${fam.ip} saddr != { ${vs.sourceRanges.join(', ')} } drop`]);
       element('firewall-ips', fam, vs, `goto ${fw}`);
     }
-    if (g.realServers.length === 0) {
-      // Like kube-proxy: no endpoints → reject new connections; externally reached Local
-      // services without a local endpoint → drop, so a load balancer's health check moves on.
-      for (const vs of g.members)
-        element(
-          'no-endpoint-services',
-          fam,
-          vs,
-          vs.role !== 'cluster-ip' && vs.localOnly ? 'drop' : 'goto reject-chain',
-        );
+    if (g.clusterServers.length === 0) {
+      // No endpoints anywhere: reject new connections, as kube-proxy does for every address.
+      for (const vs of g.members) element('no-endpoint-services', fam, vs, 'goto reject-chain');
       continue;
     }
-    const svcChain = nftObjectName('service', g.key, g.readable);
-    const rules: string[] = [];
-    for (const vs of g.members.filter((m) => m.role === 'cluster-ip')) {
-      const match = `${fam.ip} daddr ${vs.address} ${proto} dport ${vs.port}`;
-      if (masqueradeAll) rules.push(`${match} jump mark-for-masquerade`);
-      else if (cidrFamilyOk(fam)) rules.push(`${match} ${fam.ip} saddr != ${clusterCIDR} jump mark-for-masquerade`);
-      element('service-ips', fam, vs, `goto ${svcChain}`);
-    }
+    // Endpoints elsewhere but none here (Local policy): what is not short-circuited below, and
+    // so not DNATed, is dropped (kube-proxy: "traffic ... will be dropped").
+    if (g.realServers.length === 0) for (const vs of g.members) element('no-endpoint-services', fam, vs, 'drop');
     // Hairpin: one EP . EP entry per endpoint address, counted once per group that needs it.
     const hairpin = fam.v6 ? 'hairpin6' : 'hairpin';
-    for (const a of new Set(g.realServers.map((r) => r.address))) {
+    for (const a of new Set([...g.realServers, ...g.clusterServers].map((r) => r.address))) {
       const k = `${a} . ${a}`;
       elements.get(hairpin)!.set(k, '');
       const counts = shared.get(hairpin)!;
       counts.set(k, (counts.get(k) ?? 0) + 1);
     }
-    if (g.persistence === 0) {
-      // No affinity: DNAT through the group's endpoint map, so endpoint changes are elements.
-      if (g.realServers.length > ENDPOINT_SLOTS)
-        throw new Error(`${g.readable}: ${g.realServers.length} endpoints, more than ${ENDPOINT_SLOTS} slots`);
-      const map = nftObjectName('endpoints', g.key, g.readable);
-      sets.set(map, endpointMapDecl(fam.v6, proto));
-      const slots = new Map<string, string>();
-      g.realServers.forEach((rs, i) => {
-        slots.set(slotRangeText(...slotRange(i, g.realServers.length)), `${rs.address} . ${rs.port}`);
-      });
-      elements.set(map, slots);
-      rules.push(`meta l4proto ${proto} dnat ${fam.ip} to numgen random mod ${ENDPOINT_SLOTS} map @${map}`);
-      chains.set(svcChain, rules);
-    } else {
-      // Session affinity needs a learned set per endpoint, checked before the random pick, so
-      // these groups keep kube-proxy's shape: an endpoint chain each and a numgen verdict map.
-      // Their endpoint changes add jumps and pay nf_tables' table-wide validation.
-      const endpointChains: string[] = [];
-      for (const rs of g.realServers) {
-        const key = `${g.key}|${rs.address}|${rs.port}`;
-        const readable = `${g.readable}__${rs.address}/${rs.port}`;
-        const ep = nftObjectName('endpoint', key, readable);
-        endpointChains.push(ep);
-        // The timeout is part of the name: a changed timeout makes a new set (sets cannot be
-        // re-declared in place), swapped in by the same transaction that refills the chains.
-        const aff = nftObjectName('affinity', `${key}|${g.persistence}`, readable);
-        sets.set(aff, `type ${fam.addrType}; flags dynamic,timeout; timeout ${g.persistence}s;`);
-        rules.push(`${fam.ip} saddr @${aff} goto ${ep}`);
-        chains.set(ep, [
-          `update @${aff} { ${fam.ip} saddr }`,
-          `meta l4proto ${proto} dnat ${fam.ip} to ${dnatTarget(fam, rs)}`,
-        ]);
+    let svcChain: string | undefined;
+    if (g.realServers.length > 0) {
+      svcChain = nftObjectName('service', g.key, g.readable);
+      const rules: string[] = [];
+      for (const vs of g.members.filter((m) => m.role === 'cluster-ip')) {
+        const match = `${fam.ip} daddr ${vs.address} ${proto} dport ${vs.port}`;
+        if (masqueradeAll) rules.push(`${match} jump mark-for-masquerade`);
+        else if (cidrFamilyOk(fam)) rules.push(`${match} ${fam.ip} saddr != ${clusterCIDR} jump mark-for-masquerade`);
+        element('service-ips', fam, vs, `goto ${svcChain}`);
       }
-      rules.push(
-        `numgen random mod ${endpointChains.length} vmap { ${endpointChains.map((c, i) => `${i} : goto ${c}`).join(', ')} }`,
-      );
-      chains.set(svcChain, rules);
+      chains.set(svcChain, [...rules, ...dnat(g, g.key, g.readable, g.realServers)]);
     }
-    if (external.length > 0) {
-      const ext = nftObjectName('external', g.key, g.readable);
-      // Cluster policy: masquerade so replies come back through this node. Local policy keeps
-      // the client address, except for traffic from the node itself (it needs a routable source).
-      chains.set(ext, [
-        g.members[0]!.localOnly && !masqueradeAll
-          ? 'fib saddr type local jump mark-for-masquerade'
-          : 'jump mark-for-masquerade',
-        `goto ${svcChain}`,
-      ]);
-      for (const vs of external) element('service-ips', fam, vs, `goto ${ext}`);
+    if (external.length === 0) continue;
+    const ext = nftObjectName('external', g.key, g.readable);
+    const extRules: string[] = [];
+    if (!g.members[0]!.localOnly) {
+      // Cluster policy: masquerade so replies come back through this node.
+      extRules.push('jump mark-for-masquerade', `goto ${svcChain}`);
+    } else {
+      // Local policy keeps the client address for traffic from outside, which goes to this
+      // node's endpoints only. Traffic from pods and from the node itself goes to the
+      // cluster-wide endpoints (kube-proxy's "short-circuit pod/local traffic"); the node's own
+      // needs masquerading (its source is a local address, possibly the VIP itself).
+      let cluster = svcChain;
+      if (g.clusterServers !== g.realServers) {
+        const key = `${g.key}|short-circuit`;
+        const readable = `${g.readable}/cluster`;
+        cluster = nftObjectName('service', key, readable);
+        chains.set(cluster, dnat(g, key, readable, g.clusterServers));
+      }
+      extRules.push(masqueradeAll ? 'jump mark-for-masquerade' : 'fib saddr type local jump mark-for-masquerade');
+      if (cluster !== svcChain) {
+        if (cidrFamilyOk(fam)) extRules.push(`${fam.ip} saddr ${clusterCIDR} goto ${cluster}`);
+        extRules.push(`fib saddr type local goto ${cluster}`);
+      }
+      if (svcChain) extRules.push(`goto ${svcChain}`);
     }
+    chains.set(ext, extRules);
+    for (const vs of external) element('service-ips', fam, vs, `goto ${ext}`);
   }
   return { chains, sets, elements, shared };
 }

@@ -170,15 +170,17 @@ export function verdictText(v: NftVerdict): string {
 
 /** `ip saddr != 10.0.0.0/8`: byte-aligned prefixes load only their bytes; others are masked. */
 function prefixMismatch(fam: Fam, cidr: string, offset: number): NftExpr[] {
+  return prefixCompare(fam, cidr, offset, CMP.neq);
+}
+
+/** `ip saddr 10.0.0.0/8` (== or !=), encoded as nft encodes it. */
+function prefixCompare(fam: Fam, cidr: string, offset: number, op: number): NftExpr[] {
   const [a, p] = cidr.split('/');
   const bytes = addr(a!, fam);
   const bits = p === undefined ? fam.len * 8 : Number(p);
   if (!Number.isInteger(bits) || bits < 1 || bits > fam.len * 8) throw new NftGrammarError(`bad prefix ${cidr}`);
   if (bits % 8 === 0) {
-    return [
-      loadAddr(fam, offset, bits / 8),
-      { type: 'cmp', sreg: NFT_REG_1, op: CMP.neq, data: bytes.subarray(0, bits / 8) },
-    ];
+    return [loadAddr(fam, offset, bits / 8), { type: 'cmp', sreg: NFT_REG_1, op, data: bytes.subarray(0, bits / 8) }];
   }
   const mask = Buffer.alloc(fam.len);
   for (let i = 0; i < bits; i++) mask[i >> 3]! |= 0x80 >> (i & 7);
@@ -186,7 +188,7 @@ function prefixMismatch(fam: Fam, cidr: string, offset: number): NftExpr[] {
   return [
     loadAddr(fam, offset),
     { type: 'bitwise', sreg: NFT_REG_1, dreg: NFT_REG_1, len: fam.len, mask, xor: Buffer.alloc(fam.len) },
-    { type: 'cmp', sreg: NFT_REG_1, op: CMP.neq, data: net },
+    { type: 'cmp', sreg: NFT_REG_1, op, data: net },
   ];
 }
 
@@ -258,7 +260,7 @@ export function compileRule(rule: string, alloc: AllocAnonymousSet): NftExpr[] {
       verdictExpr(parseVerdict(m[1]!)),
     ];
   }
-  if ((m = /^fib saddr type local (jump \S+)$/.exec(rule))) {
+  if ((m = /^fib saddr type local ((?:jump|goto) \S+)$/.exec(rule))) {
     return [
       { type: 'fib', dreg: NFT_REG_1, result: NFT_FIB_RESULT_ADDRTYPE, flags: NFTA_FIB_F_SADDR },
       { type: 'cmp', sreg: NFT_REG_1, op: CMP.eq, data: u32host(RTN_LOCAL) },
@@ -310,6 +312,10 @@ export function compileRule(rule: string, alloc: AllocAnonymousSet): NftExpr[] {
       { type: 'lookup', set: name, setId: id, sreg: NFT_REG_1, flags: NFT_LOOKUP_F_INV },
       verdictExpr({ code: 'drop' }),
     ];
+  }
+  if ((m = /^(ip6?) saddr ([0-9a-fA-F.:]+\/\d+) (goto \S+)$/.exec(rule))) {
+    const fam = famOf(m[1]!);
+    return [...nfproto(fam), ...prefixCompare(fam, m[2]!, fam.saddr, CMP.eq), verdictExpr(parseVerdict(m[3]!))];
   }
   if ((m = /^(ip6?) saddr ([0-9a-fA-F.:]+) (jump \S+)$/.exec(rule))) {
     const fam = famOf(m[1]!);

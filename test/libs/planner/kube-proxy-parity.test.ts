@@ -37,3 +37,47 @@ describe('LoadBalancer ingress ipMode (probe6 P4)', () => {
     expect(unset.boundAddresses).toContain('198.51.100.2');
   });
 });
+
+describe('traffic policy Local without a local endpoint, ipvs mode (probe6 P2, P8)', () => {
+  const yamlWith = (endpoints: string[]) =>
+    NODES +
+    service(
+      'loc',
+      'type: LoadBalancer\n  clusterIP: 10.96.0.7\n  externalTrafficPolicy: Local\n  internalTrafficPolicy: Local\n  externalIPs: [198.51.100.7]\n  ports: [{name: http, port: 80, nodePort: 31007}]',
+      'status: {loadBalancer: {ingress: [{ip: 203.0.113.7}]}}',
+    ) +
+    slice('loc', HTTP, endpoints);
+  const yaml = yamlWith([ep('10.244.2.7', 'node-b'), ep('10.244.2.8', 'node-b')]);
+
+  it('programs the cluster-wide endpoints (kube-proxy #97081); the Local sets still keep them unmasqueraded', () => {
+    const plan = planFor(yaml, 'node-a');
+    for (const vs of ['10.96.0.7:80', '198.51.100.7:80', '203.0.113.7:80', '192.0.2.10:31007'])
+      for (const rs of ['10.244.2.7:8080', '10.244.2.8:8080'])
+        expect(plan.ipvsadm).toContain(`-a -t ${vs} -r ${rs} -m -w 1`);
+    expect(plan.ipsetAdds).toEqual(
+      expect.arrayContaining([
+        'add KUBE-NODE-PORT-LOCAL-TCP 31007',
+        'add KUBE-LOAD-BALANCER-LOCAL 203.0.113.7,tcp:80',
+        'add KUBE-EXTERNAL-IP-LOCAL 198.51.100.7,tcp:80',
+      ]),
+    );
+  });
+
+  it('with a local endpoint programs only that one, and no endpoint at all programs none', () => {
+    const withLocal = planFor(yamlWith([ep('10.244.2.7', 'node-b'), ep('10.244.2.8', 'node-a')]));
+    expect(withLocal.ipvsadm.filter((l) => l.startsWith('-a -t 203.0.113.7:80'))).toEqual([
+      '-a -t 203.0.113.7:80 -r 10.244.2.8:8080 -m -w 1',
+    ]);
+    const none = planFor(yamlWith([]));
+    expect(none.ipvsadm.filter((l) => l.startsWith('-a '))).toEqual([]);
+    expect(none.ipvsadm).toContain('-A -t 203.0.113.7:80 -s rr');
+  });
+
+  it('leaves the state of a Local service whose endpoints are all on this node as it was', () => {
+    const allHere = planFor(yamlWith([ep('10.244.2.7', 'node-a'), ep('10.244.2.8', 'node-a')]));
+    for (const vs of allHere.state.virtualServers) {
+      expect(vs.localRealServers).toBeUndefined();
+      expect(vs.clusterRealServers).toBeUndefined();
+    }
+  });
+});

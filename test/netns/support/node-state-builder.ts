@@ -12,15 +12,21 @@ export interface VsSpec {
   persistenceTimeout?: number;
   sourceRanges?: string[];
   endpoints: string[]; // "ip:port"
+  /** localOnly: the cluster-wide endpoints, where they differ (VirtualServer.clusterRealServers). */
+  clusterEndpoints?: string[];
+  /** localOnly: no endpoint on this node, `endpoints` are the cluster-wide fallback (localRealServers: []). */
+  noLocalEndpoints?: boolean;
 }
 
-export function virtualServer(s: VsSpec): VirtualServer {
-  const realServers: RealServer[] = s.endpoints
+const realServers = (eps: readonly string[]): RealServer[] =>
+  eps
     .map((e) => {
       const i = e.lastIndexOf(':');
       return { address: e.slice(0, i), port: Number(e.slice(i + 1)), weight: 1 };
     })
     .sort((a, b) => byCodeUnit(a.address, b.address) || a.port - b.port);
+
+export function virtualServer(s: VsSpec): VirtualServer {
   return {
     protocol: s.protocol ?? 'TCP',
     address: s.address,
@@ -32,7 +38,9 @@ export function virtualServer(s: VsSpec): VirtualServer {
     servicePort: s.servicePort,
     localOnly: s.localOnly ?? false,
     sourceRanges: s.sourceRanges ?? [],
-    realServers,
+    realServers: realServers(s.endpoints),
+    ...(s.clusterEndpoints ? { clusterRealServers: realServers(s.clusterEndpoints) } : {}),
+    ...(s.noLocalEndpoints ? { localRealServers: [] } : {}),
   };
 }
 

@@ -52,6 +52,11 @@ describe('compileRule', () => {
     ['ip6 daddr . meta l4proto . th dport vmap @service-ips6', 'meta cmp payload meta payload lookup'],
     ['ct state new jump firewall-check', 'ct bitwise cmp immediate'],
     ['fib saddr type local jump mark-for-masquerade', 'fib cmp immediate'],
+    ['fib saddr type local goto service-x', 'fib cmp immediate'],
+    // The short-circuit of pod traffic to a Local service's cluster-wide endpoints.
+    ['ip saddr 10.50.0.0/16 goto service-x', 'meta cmp payload cmp immediate'],
+    ['ip saddr 10.50.0.0/17 goto service-x', 'meta cmp payload bitwise cmp immediate'],
+    ['ip6 saddr fd50::/48 goto service-x', 'meta cmp payload cmp immediate'],
     ['goto service-x', 'immediate'],
     // The endpoint-map DNAT and the hairpin check, as `nft --debug=netlink` shows them.
     ['meta l4proto tcp dnat ip to numgen random mod 65536 map @endpoints-x', 'meta cmp numgen byteorder lookup nat'],

@@ -94,7 +94,7 @@ describe('renderNftObjects', () => {
     expect(svc.at(-1)).toMatch(/^numgen random mod 2 vmap \{ 0 : goto endpoint-\S+, 1 : goto endpoint-\S+ \}$/);
   });
 
-  it('LoadBalancer source ranges become a firewall chain dropping other sources; no endpoints reject', () => {
+  it('LoadBalancer source ranges become a firewall chain dropping other sources; no endpoints at all reject (external too, as kube-proxy)', () => {
     const o = renderNftObjects(
       nodeState([
         {
@@ -120,8 +120,78 @@ describe('renderNftObjects', () => {
     expect(rules).toEqual(['ip saddr != { 10.0.0.0/8, 172.16.0.0/12 } drop']);
     expect(o.elements.get('firewall-ips')!.get('203.0.113.5 . tcp . 443')).toBe(`goto ${fw}`);
     expect(o.elements.get('no-endpoint-services')!.get('10.96.0.7 . udp . 53')).toBe('goto reject-chain');
-    expect(o.elements.get('no-endpoint-services')!.get('203.0.113.6 . tcp . 80')).toBe('drop');
+    expect(o.elements.get('no-endpoint-services')!.get('203.0.113.6 . tcp . 80')).toBe('goto reject-chain');
     expect(o.elements.get('service-ips')!.has('10.96.0.7 . udp . 53')).toBe(false);
+  });
+
+  it('Local policy with endpoints elsewhere only: pods and the node short-circuit to them, the rest is dropped (probe6 P2, P8)', () => {
+    const o = renderNftObjects(
+      nodeState(
+        [
+          {
+            servicePort: 'ns/rem:p',
+            address: '203.0.113.6',
+            port: 80,
+            role: 'load-balancer',
+            localOnly: true,
+            noLocalEndpoints: true,
+            endpoints: ['10.1.0.9:80'],
+          },
+          // internalTrafficPolicy Local, endpoints elsewhere only: dropped (kube-proxy), not rejected
+          {
+            servicePort: 'ns/itl:p',
+            address: '10.96.0.8',
+            port: 80,
+            localOnly: true,
+            noLocalEndpoints: true,
+            endpoints: ['10.1.0.9:80'],
+          },
+        ],
+        { clusterCIDR: '10.1.0.0/16' },
+      ),
+    );
+    expect(o.elements.get('no-endpoint-services')!.get('203.0.113.6 . tcp . 80')).toBe('drop');
+    expect(o.elements.get('no-endpoint-services')!.get('10.96.0.8 . tcp . 80')).toBe('drop');
+    expect(o.elements.get('service-ips')!.has('10.96.0.8 . tcp . 80')).toBe(false);
+    const [[ext, rules]] = chainWith(o, 'external-');
+    expect(o.elements.get('service-ips')!.get('203.0.113.6 . tcp . 80')).toBe(`goto ${ext}`);
+    const [[cluster]] = chainWith(o, 'service-');
+    expect(cluster).toMatch(/\/cluster$/);
+    expect(rules).toEqual([
+      'fib saddr type local jump mark-for-masquerade',
+      `ip saddr 10.1.0.0/16 goto ${cluster}`,
+      `fib saddr type local goto ${cluster}`,
+    ]);
+  });
+
+  it('Local policy with local and remote endpoints: outside traffic to the local ones, pods and the node to all', () => {
+    const o = renderNftObjects(
+      nodeState([
+        {
+          servicePort: 'ns/loc:p',
+          address: '203.0.113.7',
+          port: 80,
+          role: 'load-balancer',
+          localOnly: true,
+          endpoints: ['10.1.0.1:80'],
+          clusterEndpoints: ['10.1.0.1:80', '10.2.0.1:80'],
+        },
+      ]),
+    );
+    const chains = new Map(chainWith(o, 'service-'));
+    const local = [...chains.keys()].find((n) => n.endsWith('/local'))!;
+    const cluster = [...chains.keys()].find((n) => n.endsWith('/cluster'))!;
+    const slots = (chain: string) => [...o.elements.get(/@(\S+)$/.exec(chains.get(chain)!.at(-1)!)![1]!)!.values()];
+    expect(slots(local)).toEqual(['10.1.0.1 . 80']);
+    expect(slots(cluster)).toEqual(['10.1.0.1 . 80', '10.2.0.1 . 80']);
+    const [[, rules]] = chainWith(o, 'external-');
+    // no clusterCIDR: no pod short-circuit, the node's own traffic only
+    expect(rules).toEqual([
+      'fib saddr type local jump mark-for-masquerade',
+      `fib saddr type local goto ${cluster}`,
+      `goto ${local}`,
+    ]);
+    expect(o.elements.get('no-endpoint-services')!.size).toBe(0);
   });
 
   it('IPv6 services go to the ip6 maps and DNAT with brackets', () => {
