@@ -108,3 +108,7 @@ export function serviceKey(namespace: string, name: string): string {
 
 export const SERVICE_NAME_LABEL = 'kubernetes.io/service-name';
 export const ZONE_LABEL = 'topology.kubernetes.io/zone';
+/** A Service (and its slices) with this label belongs to the proxy it names, not to us (as kube-proxy). */
+export const SERVICE_PROXY_NAME_LABEL = 'service.kubernetes.io/service-proxy-name';
+/** Set by the EndpointSlice controller on the slices of a headless Service; kube-proxy skips those slices. */
+export const HEADLESS_LABEL = 'service.kubernetes.io/headless';

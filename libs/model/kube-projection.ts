@@ -1,4 +1,4 @@
-import { SERVICE_NAME_LABEL, ZONE_LABEL } from './kube-objects.ts';
+import { HEADLESS_LABEL, SERVICE_NAME_LABEL, SERVICE_PROXY_NAME_LABEL, ZONE_LABEL } from './kube-objects.ts';
 
 /**
  * What of a Kubernetes object the planner keeps: the fields the readers (kube-readers.ts) read,
@@ -76,7 +76,11 @@ const metaKeeping = (labels: StringsKeep) =>
     labels,
     annotations: ANNOTATIONS,
   });
-const META = metaKeeping({ strings: { [SERVICE_NAME_LABEL]: ALL, [ZONE_LABEL]: ALL } });
+// The proxy-name and headless labels: only their presence is read (kube-proxy's informer
+// selector); a label value is at most 63 characters.
+const META = metaKeeping({
+  strings: { [SERVICE_NAME_LABEL]: ALL, [ZONE_LABEL]: ALL, [SERVICE_PROXY_NAME_LABEL]: 63, [HEADLESS_LABEL]: 63 },
+});
 /**
  * A Node keeps every label: `planner --node-selector` (the fleet: which Nodes run an applier) may
  * name any of them. Node labels are written by the kubelet (the NodeRestriction admission plugin

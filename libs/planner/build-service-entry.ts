@@ -1,5 +1,7 @@
 import {
   byCodeUnit,
+  HEADLESS_LABEL,
+  SERVICE_PROXY_NAME_LABEL,
   type EndpointEntry,
   type EndpointSliceObject,
   type NodeFacts,
@@ -12,11 +14,14 @@ import {
 /**
  * Merges a Service with its EndpointSlices into the node-independent entry that data versions
  * carry. Returns undefined for services the proxy ignores (ExternalName, headless, no cluster IP
- * allocated yet) — as kube-proxy's ShouldSkipService does.
+ * allocated yet) — as kube-proxy's ShouldSkipService does — and for those labelled with another
+ * proxy's name; slices so labelled, or labelled headless, are not read either (kube-proxy's
+ * informers select `!service-proxy-name,!headless`).
  */
 export function buildServiceEntry(svc: ServiceObject, slices: Iterable<EndpointSliceObject>): ServiceEntry | undefined {
   if (svc.type === 'ExternalName' || svc.headless || svc.clusterIPs.length === 0) return undefined;
-  const sliceList = [...slices].filter((s) => s.addressType !== 'FQDN');
+  if (notOurs(svc.meta.labels)) return undefined;
+  const sliceList = [...slices].filter((s) => s.addressType !== 'FQDN' && !notOurs(s.meta.labels));
   // Every object here is built with its keys in code-unit order: canonicalJson (the entry's
   // hash, the delta the log stores) then serialises it with JSON.stringify. Same content either way.
   // Each part is frozen as it is made (entries are frozen values): cheaper than a deep freeze
@@ -86,6 +91,9 @@ function endpointsFor(portName: string, protocol: string, slices: EndpointSliceO
     [...byAddr.values()].sort((a, b) => byCodeUnit(a.ip, b.ip) || a.port - b.port),
   ) as EndpointEntry[];
 }
+
+const notOurs = (labels: Readonly<Record<string, string>>): boolean =>
+  Object.hasOwn(labels, SERVICE_PROXY_NAME_LABEL) || Object.hasOwn(labels, HEADLESS_LABEL);
 
 const rank = (e: EndpointEntry): number => (e.ready ? 2 : e.serving ? 1 : 0);
 

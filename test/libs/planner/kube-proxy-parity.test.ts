@@ -81,3 +81,34 @@ describe('traffic policy Local without a local endpoint, ipvs mode (probe6 P2, P
     }
   });
 });
+
+describe("Services and slices of another proxy (probe6 P14: kube-proxy's informer selector)", () => {
+  const svc = (name: string, ip: string, labels = '') =>
+    service(name, `clusterIP: ${ip}\n  ports: [{name: http, port: 80}]`).replace(
+      `metadata: {name: ${name}, namespace: default}`,
+      `metadata: {name: ${name}, namespace: default${labels ? `, labels: {${labels}}` : ''}}`,
+    );
+  const labelled = (yaml: string, labels: string) =>
+    yaml.replace('labels: {kubernetes.io/service-name:', `labels: {${labels}, kubernetes.io/service-name:`);
+
+  it('skips a Service labelled service-proxy-name (or headless), and slices so labelled', () => {
+    const plan = planFor(
+      NODES +
+        svc('other', '10.96.1.50', 'service.kubernetes.io/service-proxy-name: multus-proxy') +
+        slice('other', HTTP, [ep('192.168.200.5', 'node-b')]) +
+        svc('hl', '10.96.1.51', 'service.kubernetes.io/headless: ""') +
+        svc('mine', '10.96.1.52') +
+        slice('mine', HTTP, [ep('10.244.2.52', 'node-b')], { name: 'mine-1' }) +
+        labelled(
+          slice('mine', HTTP, [ep('10.244.2.53', 'node-b')], { name: 'mine-2' }),
+          'service.kubernetes.io/service-proxy-name: multus-proxy',
+        ) +
+        labelled(
+          slice('mine', HTTP, [ep('10.244.2.54', 'node-b')], { name: 'mine-3' }),
+          'service.kubernetes.io/headless: ""',
+        ),
+    );
+    expect(plan.rejected).toEqual([]);
+    expect(plan.ipvsadm).toEqual(['-A -t 10.96.1.52:80 -s rr', '-a -t 10.96.1.52:80 -r 10.244.2.52:8080 -m -w 1']);
+  });
+});
