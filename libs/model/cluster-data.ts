@@ -14,6 +14,8 @@ export interface EndpointEntry {
   readonly serving: boolean;
   readonly terminating: boolean;
   readonly hintZones: readonly string[];
+  /** Present only when the slice gave node hints (PreferSameNode): entries without stay as they were. */
+  readonly hintNodes?: readonly string[];
 }
 
 export interface ServicePortEntry {
@@ -35,6 +37,11 @@ export interface ServiceEntry {
   readonly externalTrafficPolicy: TrafficPolicy;
   readonly internalTrafficPolicy: TrafficPolicy;
   readonly healthCheckNodePort: number;
+  /**
+   * The Service's topology opt-in, as read. Kept in the data (its hash), but endpoint selection
+   * follows the slice hints alone, as kube-proxy's does: the EndpointSlice controller writes hints
+   * only for Services that opted in.
+   */
   readonly topologyAware: boolean;
   /** NodePorts are programmed only for NodePort and LoadBalancer services. */
   readonly nodePorts: boolean;

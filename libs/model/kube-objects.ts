@@ -66,6 +66,8 @@ export interface Endpoint {
   readonly nodeName: string; // '' when unknown
   readonly zone: string; // '' when unknown
   readonly hintZones: readonly string[];
+  /** hints.forNodes names (PreferSameNode), in the API's order. */
+  readonly hintNodes: readonly string[];
 }
 
 export interface EndpointSliceObject {

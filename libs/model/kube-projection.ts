@@ -122,7 +122,7 @@ const ENDPOINT_SLICE = fields({
       conditions: fields({ ready: true, serving: true, terminating: true }),
       nodeName: true,
       zone: true,
-      hints: fields({ forZones: each(fields({ name: true })) }),
+      hints: fields({ forZones: each(fields({ name: true })), forNodes: each(fields({ name: true })) }),
     }),
   ),
 });

@@ -263,7 +263,10 @@ function readEndpointSlice(o: Raw): EndpointSliceObject {
     // API semantics: a nil ready means ready; a nil serving means "same as ready".
     const ready = cond.ready === undefined || cond.ready === null ? true : cond.ready === true;
     const serving = cond.serving === undefined || cond.serving === null ? ready : cond.serving === true;
-    const hints = isObj(e.hints) ? list(e.hints.forZones, `endpoints[${i}].hints.forZones`) : [];
+    const hintNames = (field: 'forZones' | 'forNodes'): string[] =>
+      (isObj(e.hints) ? list(e.hints[field], `endpoints[${i}].hints.${field}`) : []).map((h) =>
+        isObj(h) && typeof h.name === 'string' ? h.name : fail(`endpoints[${i}].hints.${field}: bad entry`),
+      );
     return {
       addresses: canon,
       ready,
@@ -271,9 +274,8 @@ function readEndpointSlice(o: Raw): EndpointSliceObject {
       terminating: cond.terminating === true,
       nodeName: typeof e.nodeName === 'string' ? e.nodeName : '',
       zone: typeof e.zone === 'string' ? e.zone : '',
-      hintZones: hints.map((h) =>
-        isObj(h) && typeof h.name === 'string' ? h.name : fail(`endpoints[${i}].hints.forZones: bad entry`),
-      ),
+      hintZones: hintNames('forZones'),
+      hintNodes: hintNames('forNodes'),
     };
   });
   return { kind: 'EndpointSlice', meta, serviceName, addressType, ports, endpoints };

@@ -67,6 +67,7 @@ function endpointsFor(portName: string, protocol: string, slices: EndpointSliceO
     for (const ep of slice.endpoints) {
       const ip = ep.addresses[0]!; // kube-proxy uses the first address only
       const entry: EndpointEntry = Object.freeze({
+        ...(ep.hintNodes.length > 0 ? { hintNodes: uniqueSorted(ep.hintNodes) } : {}),
         hintZones: uniqueSorted(ep.hintZones),
         ip,
         nodeName: ep.nodeName,

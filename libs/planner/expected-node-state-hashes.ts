@@ -232,7 +232,8 @@ export class ExpectedNodeStateHashes {
       add(this.withNodePorts);
       add(this.withSourceRanges);
     }
-    if (ctx.node?.zone) add(this.topologyAware);
+    // topology follows the slice hints: zone hints read the node's zone, node hints its name
+    if (ctx.node?.zone || ctx.nodeName !== '') add(this.topologyAware);
     for (const a of ctx.node?.addresses ?? []) add(this.byExternalIP.get(a));
     if (ctx.nodeName !== '') add(this.byEndpointNode.get(ctx.nodeName));
     return keys;
@@ -245,7 +246,10 @@ export class ExpectedNodeStateHashes {
     };
     mark(this.withNodePorts, svc.nodePorts && svc.ports.some((p) => p.nodePort !== 0));
     mark(this.withSourceRanges, svc.loadBalancerIngress.length > 0 && svc.loadBalancerSourceRanges.length > 0);
-    mark(this.topologyAware, svc.topologyAware);
+    mark(
+      this.topologyAware,
+      svc.ports.some((p) => p.endpoints.some((e) => e.hintZones.length > 0 || (e.hintNodes?.length ?? 0) > 0)),
+    );
     const by = (m: Map<string, Set<string>>, k: string) => {
       let s = m.get(k);
       if (sign > 0) {

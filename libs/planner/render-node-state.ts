@@ -165,7 +165,7 @@ function renderFamily(svc: ServiceEntry, clusterIP: string, ctx: RenderContext, 
     set('KUBE-HEALTH-CHECK-NODE-PORT', String(svc.healthCheckNodePort));
 
   for (const port of svc.ports) {
-    const sel = selectEndpoints(svc, port, family, ctx.nodeName, ctx.node?.zone ?? '');
+    const sel = selectEndpoints(port, family, ctx.nodeName, ctx.node?.zone ?? '');
     const servicePort = `${svc.key}:${port.name}`;
     const vs = (
       address: string,

@@ -1,4 +1,6 @@
 import { describe, expect, it } from 'vitest';
+import { parseManifestText } from '../../../libs/model/index.ts';
+import { ClusterState } from '../../../libs/planner/index.ts';
 import { NODES, planFor, service, slice } from '../../support/plan-fixture.ts';
 
 // Where kube-proxy's Service semantics and ours once differed (probe6 findings), checked on the
@@ -110,5 +112,62 @@ describe("Services and slices of another proxy (probe6 P14: kube-proxy's informe
     );
     expect(plan.rejected).toEqual([]);
     expect(plan.ipvsadm).toEqual(['-A -t 10.96.1.52:80 -s rr', '-a -t 10.96.1.52:80 -r 10.244.2.52:8080 -m -w 1']);
+  });
+});
+
+describe('topology from the slice hints (probe6 P5: kube-proxy topologyModeFromHints)', () => {
+  const hinted = (ip: string, node: string, zone: string, hints: string) =>
+    ep(ip, node, '{ready: true}', `, zone: ${zone}, hints: {${hints}}`);
+  const plan = (spec: string, endpoints: string[], node = 'node-a') =>
+    planFor(
+      NODES +
+        service('t', `clusterIP: 10.96.0.20\n  ports: [{name: http, port: 80}]\n  ${spec}`) +
+        slice('t', HTTP, endpoints),
+      node,
+    ).ipvsadm.filter((l) => l.startsWith('-a '));
+  const rs = (ip: string) => `-a -t 10.96.0.20:80 -r ${ip}:8080 -m -w 1`;
+
+  it('PreferSameZone: zone hints narrow to this zone', () => {
+    const eps = [
+      hinted('10.244.1.2', 'node-a', 'zone-a', 'forZones: [{name: zone-a}]'),
+      hinted('10.244.2.2', 'node-b', 'zone-b', 'forZones: [{name: zone-b}]'),
+    ];
+    expect(plan('trafficDistribution: PreferSameZone', eps)).toEqual([rs('10.244.1.2')]);
+    expect(plan('trafficDistribution: PreferSameZone', eps, 'node-b')).toEqual([rs('10.244.2.2')]);
+  });
+
+  it('PreferSameNode: node hints narrow to this node, before zone hints', () => {
+    const eps = [
+      hinted('10.244.1.2', 'node-a', 'zone-a', 'forNodes: [{name: node-a}], forZones: [{name: zone-a}]'),
+      hinted('10.244.1.3', 'node-c', 'zone-a', 'forNodes: [{name: node-c}], forZones: [{name: zone-a}]'),
+      hinted('10.244.2.2', 'node-b', 'zone-b', 'forNodes: [{name: node-b}], forZones: [{name: zone-b}]'),
+    ];
+    expect(plan('trafficDistribution: PreferSameNode', eps)).toEqual([rs('10.244.1.2')]);
+  });
+
+  it('node hints that name no endpoint for this node fall back to zone hints, then to all', () => {
+    const eps = [
+      hinted('10.244.1.3', 'node-c', 'zone-a', 'forNodes: [{name: node-c}], forZones: [{name: zone-a}]'),
+      hinted('10.244.2.2', 'node-b', 'zone-b', 'forNodes: [{name: node-b}], forZones: [{name: zone-b}]'),
+    ];
+    expect(plan('trafficDistribution: PreferSameNode', eps)).toEqual([rs('10.244.1.3')]);
+    const partial = [eps[0]!, ep('10.244.2.2', 'node-b')];
+    expect(plan('trafficDistribution: PreferSameNode', partial)).toEqual([rs('10.244.1.3'), rs('10.244.2.2')]);
+  });
+
+  it('keeps node hints in the data only where a slice gives them (other entries hash as before)', () => {
+    const yaml =
+      NODES +
+      service('t', 'clusterIP: 10.96.0.20\n  ports: [{name: http, port: 80}]') +
+      slice('t', HTTP, [
+        hinted('10.244.1.2', 'node-a', 'zone-a', 'forNodes: [{name: node-a}]'),
+        hinted('10.244.1.3', 'node-a', 'zone-a', 'forZones: [{name: zone-a}]'),
+      ]);
+    const data = ClusterState.fromObjects(parseManifestText(yaml, 't.yaml').objects).data;
+    const [svc] = [...data.services()];
+    expect(svc!.ports[0]!.endpoints.map((e) => [e.ip, e.hintNodes, 'hintNodes' in e])).toEqual([
+      ['10.244.1.2', ['node-a'], true],
+      ['10.244.1.3', undefined, false],
+    ]);
   });
 });

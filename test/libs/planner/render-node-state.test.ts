@@ -293,7 +293,7 @@ const cases: Case[] = [
     ipvsadm: ['-a -t 10.96.0.10:80 -r 10.244.1.2:8080 -m -w 1', '-a -t 10.96.0.10:80 -r 10.244.2.2:8080 -m -w 1'],
   },
   {
-    name: 'topology hints without the opt-in annotation change nothing',
+    name: 'topology hints decide without the opt-in annotation (kube-proxy topologyModeFromHints)',
     yaml:
       NODES +
       service('topo', 'clusterIP: 10.96.0.10\n  ports: [{name: http, port: 80}]') +
@@ -301,7 +301,8 @@ const cases: Case[] = [
         ep('10.244.1.2', 'node-a', '{ready: true}', ', zone: zone-a, hints: {forZones: [{name: zone-a}]}'),
         ep('10.244.2.2', 'node-b', '{ready: true}', ', zone: zone-b, hints: {forZones: [{name: zone-b}]}'),
       ]),
-    ipvsadm: ['-a -t 10.96.0.10:80 -r 10.244.2.2:8080 -m -w 1'],
+    ipvsadm: ['-a -t 10.96.0.10:80 -r 10.244.1.2:8080 -m -w 1'],
+    absent: ['-a -t 10.96.0.10:80 -r 10.244.2.2:8080 -m -w 1'],
   },
   {
     name: 'scheduler and flags come from the proxy config',
