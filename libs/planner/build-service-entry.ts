@@ -56,8 +56,9 @@ export function buildServiceEntry(svc: ServiceObject, slices: Iterable<EndpointS
 /**
  * Endpoints of one service port across all slices, matched by port name and protocol the way the
  * endpoint slice cache does. The same ip:port in two slices (possible during slice moves) is kept
- * once, preferring the more usable copy (ready over serving over neither) so the result does not
- * depend on slice order.
+ * once: a non-terminating copy over a terminating one, as kube-proxy (a new pod reusing a
+ * terminating pod's IP wins, even before it is ready), then the more usable copy (ready over
+ * serving over neither), so the result does not depend on slice order.
  */
 function endpointsFor(portName: string, protocol: string, slices: EndpointSliceObject[]): EndpointEntry[] {
   const byAddr = new Map<string, EndpointEntry>();
@@ -96,7 +97,7 @@ function endpointsFor(portName: string, protocol: string, slices: EndpointSliceO
 const notOurs = (labels: Readonly<Record<string, string>>): boolean =>
   Object.hasOwn(labels, SERVICE_PROXY_NAME_LABEL) || Object.hasOwn(labels, HEADLESS_LABEL);
 
-const rank = (e: EndpointEntry): number => (e.ready ? 2 : e.serving ? 1 : 0);
+const rank = (e: EndpointEntry): number => (e.terminating ? 0 : 4) + (e.ready ? 2 : e.serving ? 1 : 0);
 
 /**
  * Which of two equally usable copies of one ip:port wins: the smaller of these texts. The field

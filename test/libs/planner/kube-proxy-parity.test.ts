@@ -171,3 +171,27 @@ describe('topology from the slice hints (probe6 P5: kube-proxy topologyModeFromH
     ]);
   });
 });
+
+describe('the same ip:port in two slices (probe6 P11: kube-proxy prefers the non-terminating copy)', () => {
+  it('a not-yet-ready new pod reusing a terminating pod IP wins over the old serving copy', () => {
+    const yaml =
+      NODES +
+      service('dup', 'clusterIP: 10.96.0.30\n  ports: [{name: http, port: 80}]') +
+      slice('dup', HTTP, [ep('10.244.2.30', 'node-b', '{ready: false, serving: true, terminating: true}')], {
+        name: 'dup-old',
+      }) +
+      slice('dup', HTTP, [ep('10.244.2.30', 'node-b', '{ready: false, serving: false, terminating: false}')], {
+        name: 'dup-new',
+      });
+    expect(planFor(yaml).ipvsadm.filter((l) => l.startsWith('-a '))).toEqual([]);
+  });
+
+  it('between two non-terminating copies the ready one still wins', () => {
+    const yaml =
+      NODES +
+      service('dup', 'clusterIP: 10.96.0.30\n  ports: [{name: http, port: 80}]') +
+      slice('dup', HTTP, [ep('10.244.2.30', 'node-b', '{ready: false}')], { name: 'dup-a' }) +
+      slice('dup', HTTP, [ep('10.244.2.30', 'node-b', '{ready: true}')], { name: 'dup-b' });
+    expect(planFor(yaml).ipvsadm).toContain('-a -t 10.96.0.30:80 -r 10.244.2.30:8080 -m -w 1');
+  });
+});
