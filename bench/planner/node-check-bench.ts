@@ -4,12 +4,18 @@
  * each, timed on a sample of nodes (every node would take minutes) and scaled to the fleet. New
  * path: ExpectedNodeStateHashes built once for the version, then every node's hash; and the next
  * version (one EndpointSlice changed): moving it there and every node's hash again. The sampled
- * nodes' hashes are compared between the paths (the run fails on a difference).
+ * nodes' hashes are compared between the paths (the run fails on a difference). Then the
+ * planner's own path (NodeHashChecks + ExpectedHashCache, the real scheduler): every node's check
+ * for a fresh cache (the first build, in steps) and for a later version, with the event loop's
+ * longest stall meanwhile (monitorEventLoopDelay, and a 1 ms timer's longest gap); before the
+ * build was sliced, the stall was the build plus one node (newBuildMs + newPerNodeMs).
  *   npx tsx --expose-gc bench/planner/node-check-bench.ts [--services 10000] [--endpoints 10] [--nodes 100] [--old-sample 4] [--versions 3]
  */
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { DEFAULT_PROXY_CONFIG, readKubeObject, type KubeObject } from '../../libs/model/index.ts';
 import { ClusterState, ExpectedNodeStateHashes, nodeStateHash, renderNodeState } from '../../libs/planner/index.ts';
+import { ExpectedHashCache, NodeHashChecks } from '../../services/planner/node-hash-checks.ts';
 import { generateCluster, makeSlice } from './generate-cluster.ts';
 
 const { values } = parseArgs({
@@ -89,11 +95,55 @@ const check = sample[sample.length - 1]!;
 if (hashes.hash(check) !== nodeStateHash(renderNodeState(data, check, config)))
   throw new Error(`node ${check}: fast hash differs from the full render after ${VERSIONS} versions`);
 
+/**
+ * Every node's check of `version` as the planner runs it (NodeHashChecks slices of 10 ms that
+ * yield, the shared build as its prepare), with the longest event-loop stall meanwhile.
+ */
+async function plannerChecks(cache: ExpectedHashCache, version: number) {
+  const at = { version, revision: 1, config, data };
+  const checks = new NodeHashChecks({
+    compute: (node) => cache.hash(node, at),
+    prepare: () => cache.prepare(at),
+  });
+  const delay = monitorEventLoopDelay({ resolution: 1 });
+  let last = performance.now();
+  let maxGapMs = 0;
+  const probe = setInterval(() => {
+    const now = performance.now();
+    maxGapMs = Math.max(maxGapMs, now - last);
+    last = now;
+  }, 1);
+  delay.enable();
+  const t0 = process.hrtime.bigint();
+  for (const n of nodes) checks.want(n, version, 1);
+  while (checks.pending > 0) await new Promise((r) => setTimeout(r, 5));
+  const allMs = ms(t0);
+  delay.disable();
+  clearInterval(probe);
+  const check = nodes[version % N]!;
+  if (checks.get(check, version, 1) !== nodeStateHash(renderNodeState(data, check, config)))
+    throw new Error(`node ${check}: the planner path's hash differs from the full render`);
+  return {
+    allNodesMs: r(allMs),
+    maxStallMs: r(delay.max / 1e6),
+    maxTimerGapMs: r(maxGapMs),
+    steps: checks.prepareSteps,
+  };
+}
+
+const r = (x: number) => Math.round(x * 10) / 10;
 const oldAllMs = oldPerNodeMs * N;
 const newFirstMs = buildMs + allNodesMs;
 const steady = next.map((x) => x.updateMs + x.allNodesMs).sort((a, b) => a - b);
 const steadyMs = steady[Math.floor(steady.length / 2)] ?? Number.NaN;
-const r = (x: number) => Math.round(x * 10) / 10;
+// the planner's path: a fresh cache (first build) at the current content, then one more version
+const cache = new ExpectedHashCache();
+const plannerFirst = await plannerChecks(cache, 1);
+const s2 = (7 * 7919) % S;
+state.apply({ op: 'upsert', object: read(makeSlice(`ns-${s2 % 50}`, s2, E, N, VERSIONS + 1, s2 % 4 === 0)) });
+state.commit();
+const plannerNext = await plannerChecks(cache, 2);
+
 console.log(
   JSON.stringify({
     services: S,
@@ -111,6 +161,10 @@ console.log(
     ownItemsPerNode: r(ownItems / N),
     heldMb: r(heldMb),
     ratioFirstVersion: r(oldAllMs / newFirstMs),
+    // before the build was sliced, one slice held the whole build and the first node
+    oldStallMs: r(buildMs + allNodesMs / N),
+    plannerFirst,
+    plannerNext,
     ratioNextVersion: r(oldAllMs / steadyMs),
   }),
 );

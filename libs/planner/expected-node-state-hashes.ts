@@ -53,6 +53,10 @@ const SETS_OF = (f: IpFamily) =>
     family: type === 'bitmap:port' ? undefined : f === 'IPv4' ? ('inet' as const) : ('inet6' as const),
   }));
 
+/** Work units per updateSteps step: about 16 service renders (~0.5–2 ms), or 256 comparisons. */
+const STEP_WORK = 256;
+const RENDER_WORK = 16;
+
 /** An item value computed once per virtual server object (versions share unchanged services' objects). */
 const vsItems = new WeakMap<VirtualServer, readonly [string, string]>();
 function vsItem(vs: VirtualServer): readonly [string, string] {
@@ -118,35 +122,70 @@ export class ExpectedNodeStateHashes {
    * plus O(changed services) work; the first call renders everything.
    */
   update(data: ClusterDataSource): void {
-    this.data = data;
+    for (const _ of this.updateSteps(data));
+  }
+
+  /**
+   * update(data) in bounded steps, for a caller that must not block for the whole of it (the
+   * first build of a 10k-service cluster renders every service: seconds on a loaded host): each
+   * next() does at most about STEP_WORK units of work (a comparison 1, a render or a resolved
+   * VIP:port RENDER_WORK). hash() refuses until the last step is done. A run left unfinished (a
+   * newer version superseded it) leaves a consistent state, each service either as it was or
+   * moved, which the next update completes; `data` must not change while the steps run.
+   */
+  *updateSteps(data: ClusterDataSource): Generator<void, void, void> {
+    this.data = undefined;
+    let work = 0;
     const seen = new Set<string>();
     for (const svc of data.services()) {
       seen.add(svc.key);
+      work += 1;
       const old = this.held.get(svc.key);
-      if (old?.entry === svc) continue;
-      // the new contribution goes in before the old one comes out: shared members keep a count
-      const shared = renderServiceForNode(svc, this.neutral);
-      this.held.set(svc.key, { entry: svc, shared });
-      this.apply(svc.key, shared, 1);
-      if (old) {
-        this.apply(svc.key, old.shared, -1);
-        this.index(old.entry, -1);
+      if (old?.entry !== svc) {
+        // the new contribution goes in before the old one comes out: shared members keep a count
+        const shared = renderServiceForNode(svc, this.neutral);
+        this.held.set(svc.key, { entry: svc, shared });
+        this.apply(svc.key, shared, 1);
+        if (old) {
+          this.apply(svc.key, old.shared, -1);
+          this.index(old.entry, -1);
+        }
+        this.index(svc, 1);
+        work += RENDER_WORK;
       }
-      this.index(svc, 1);
+      if (work >= STEP_WORK) {
+        work = 0;
+        yield;
+      }
     }
     for (const [key, old] of this.held) {
       if (seen.has(key)) continue;
       this.held.delete(key);
       this.apply(key, old.shared, -1);
       this.index(old.entry, -1);
+      work += RENDER_WORK;
+      if (work >= STEP_WORK) {
+        work = 0;
+        yield;
+      }
     }
-    this.settle();
+    for (const k of this.touched) {
+      this.settle(k);
+      this.touched.delete(k);
+      work += RENDER_WORK;
+      if (work >= STEP_WORK) {
+        work = 0;
+        yield;
+      }
+    }
+    this.tree.root(); // every changed bucket hashed here, not in the first node's hash()
+    this.data = data;
   }
 
   /** The node-state hash `nodeName` must echo: nodeStateHash(renderNodeState(data, nodeName, config)). */
   hash(nodeName: string): string {
     const data = this.data;
-    if (!data) throw new Error('ExpectedNodeStateHashes: hash() before update()');
+    if (!data) throw new Error('ExpectedNodeStateHashes: hash() before update() finished');
     const ctx = renderContext(data, nodeName, this.config);
     const keys = this.sensitiveTo(ctx);
     const full = (): string => {
@@ -302,25 +341,22 @@ export class ExpectedNodeStateHashes {
     }
   }
 
-  /** Resolves the winner of every touched VIP:port (claimOrder, as mergeContributions). */
-  private settle(): void {
-    for (const k of this.touched) {
-      const list = this.candidates.get(k) ?? [];
-      const best = pick(list);
-      if (best === 'ambiguous') this.ambiguous.add(k);
-      else this.ambiguous.delete(k);
-      const win = best === 'ambiguous' ? list[0]!.vs : best?.vs;
-      const prev = this.winners.get(k);
-      if (win === prev) continue;
-      if (win) {
-        this.winners.set(k, win);
-        this.tree.set(...vsItem(win));
-      } else {
-        this.winners.delete(k);
-        this.tree.set(`vs:${k}`, undefined);
-      }
+  /** Resolves the winner of one touched VIP:port (claimOrder, as mergeContributions). */
+  private settle(k: string): void {
+    const list = this.candidates.get(k) ?? [];
+    const best = pick(list);
+    if (best === 'ambiguous') this.ambiguous.add(k);
+    else this.ambiguous.delete(k);
+    const win = best === 'ambiguous' ? list[0]!.vs : best?.vs;
+    const prev = this.winners.get(k);
+    if (win === prev) return;
+    if (win) {
+      this.winners.set(k, win);
+      this.tree.set(...vsItem(win));
+    } else {
+      this.winners.delete(k);
+      this.tree.set(`vs:${k}`, undefined);
     }
-    this.touched.clear();
   }
 
   private hasFamily(f: IpFamily): boolean {

@@ -7,6 +7,14 @@ export interface NodeHashChecksOptions {
    * can no longer be computed for that version (the planner moved on): the check is dropped.
    */
   readonly compute: (node: string, version: number, revision: number) => string | undefined;
+  /**
+   * The shared work behind every node's hash of (version, revision), done in bounded steps before
+   * the first of them is computed (each next() a step; undefined: nothing to prepare). The slices
+   * run its steps under the same time budget, so a first build that takes seconds (every service
+   * of a 10k cluster rendered) never blocks the event loop for longer than a step or so. A newer
+   * version drops a preparation in flight (its iterator is returned, never run on).
+   */
+  readonly prepare?: (version: number, revision: number) => Iterator<unknown> | undefined;
   /** After a slice that computed hashes: which nodes' hashes are now known (e.g. to step a rollout). */
   readonly onChecked?: (nodes: readonly string[]) => void;
   /** A compute that threw: not retried for that version (its row stays unchecked, never SYNCED). */
@@ -46,6 +54,11 @@ export class NodeHashChecks {
   private readonly queue = new Map<string, Job>();
   private scheduled: { cancel(): void } | undefined;
   private stopped = false;
+  /** Revisions whose prepare ran to its end for `version`. */
+  private readonly prepared = new Set<number>();
+  private preparing: { readonly revision: number; readonly steps: Iterator<unknown> } | undefined;
+  /** Preparation steps run (tests and metrics). */
+  prepareSteps = 0;
   /** Renders done (a metric, and what tests count to prove a read path renders nothing). */
   rendered = 0;
 
@@ -65,6 +78,8 @@ export class NodeHashChecks {
       this.hashes.clear();
       this.failed.clear();
       this.queue.clear();
+      this.prepared.clear();
+      this.dropPreparation();
     }
     const k = key(node, revision);
     if (this.hashes.has(k) || this.failed.has(k) || this.queue.has(k)) return;
@@ -82,6 +97,41 @@ export class NodeHashChecks {
     this.scheduled?.cancel();
     this.scheduled = undefined;
     this.queue.clear();
+    this.dropPreparation();
+  }
+
+  /** A preparation superseded by a newer version (or stop): never stepped again. */
+  private dropPreparation(): void {
+    this.preparing?.steps.return?.();
+    this.preparing = undefined;
+  }
+
+  /**
+   * One step of the preparation `revision` needs before its nodes are computed; true once it is
+   * prepared (nothing to do, or its last step done). A prepare that throws counts as prepared:
+   * compute then does the work (and reports its error) itself.
+   */
+  private prepareStep(revision: number): boolean {
+    const prepare = this.options.prepare;
+    if (!prepare || this.prepared.has(revision)) return true;
+    try {
+      if (this.preparing?.revision !== revision) {
+        this.dropPreparation();
+        const steps = prepare(this.version, revision);
+        if (!steps) {
+          this.prepared.add(revision);
+          return true;
+        }
+        this.preparing = { revision, steps };
+      }
+      this.prepareSteps += 1;
+      if (!this.preparing.steps.next().done) return false;
+    } catch {
+      // compute() renders what is left and reports its error
+    }
+    this.preparing = undefined;
+    this.prepared.add(revision);
+    return true;
   }
 
   private slice(): void {
@@ -92,18 +142,23 @@ export class NodeHashChecks {
     const t0 = now();
     const version = this.version;
     const done: string[] = [];
-    for (const [k, job] of this.queue) {
-      this.queue.delete(k);
-      try {
-        const h = this.options.compute(job.node, version, job.revision);
-        if (h !== undefined) {
-          this.rendered += 1;
-          this.hashes.set(k, h);
-          done.push(job.node);
+    for (;;) {
+      const next = this.queue.entries().next();
+      if (next.done) break;
+      const [k, job] = next.value;
+      if (this.prepareStep(job.revision)) {
+        this.queue.delete(k);
+        try {
+          const h = this.options.compute(job.node, version, job.revision);
+          if (h !== undefined) {
+            this.rendered += 1;
+            this.hashes.set(k, h);
+            done.push(job.node);
+          }
+        } catch (e) {
+          this.failed.add(k);
+          this.options.onError?.(job.node, e);
         }
-      } catch (e) {
-        this.failed.add(k);
-        this.options.onError?.(job.node, e);
       }
       if (now() - t0 >= budget) break;
     }
@@ -150,15 +205,36 @@ export class ExpectedHashCache {
   constructor(private readonly keep = 2) {}
 
   hash(node: string, at: ExpectedHashInput): string {
-    let e = this.byRevision.get(at.revision);
-    this.byRevision.delete(at.revision); // set again below: the most recently used goes last
-    e ??= { hashes: new ExpectedNodeStateHashes(at.config), version: -1 };
-    this.byRevision.set(at.revision, e);
-    for (const r of this.byRevision.keys()) if (this.byRevision.size > this.keep) this.byRevision.delete(r);
+    const e = this.entry(at);
     if (e.version !== at.version) {
       e.hashes.update(at.data);
       e.version = at.version;
     }
     return e.hashes.hash(node);
+  }
+
+  /**
+   * The shared part of `at` built in bounded steps (ExpectedNodeStateHashes.updateSteps), for
+   * NodeHashChecks' prepare; undefined when it is built already. Until its last step the
+   * revision counts as at no version: a hash() then builds what is left at once.
+   */
+  prepare(at: ExpectedHashInput): Iterator<void> | undefined {
+    const e = this.entry(at);
+    if (e.version === at.version) return undefined;
+    e.version = -1;
+    const steps = e.hashes.updateSteps(at.data);
+    return (function* () {
+      yield* steps;
+      e.version = at.version;
+    })();
+  }
+
+  private entry(at: ExpectedHashInput): { readonly hashes: ExpectedNodeStateHashes; version: number } {
+    let e = this.byRevision.get(at.revision);
+    this.byRevision.delete(at.revision); // set again below: the most recently used goes last
+    e ??= { hashes: new ExpectedNodeStateHashes(at.config), version: -1 };
+    this.byRevision.set(at.revision, e);
+    for (const r of this.byRevision.keys()) if (this.byRevision.size > this.keep) this.byRevision.delete(r);
+    return e;
   }
 }

@@ -114,6 +114,7 @@ export class Planner {
    */
   readonly hashChecks = new NodeHashChecks({
     compute: (node, version, revision) => this.renderHash(node, version, revision),
+    prepare: (version, revision) => this.prepareHashes(version, revision),
     onChecked: (nodes) => {
       this.recovered('node-state check');
       this.checkedWave(nodes);
@@ -1037,6 +1038,27 @@ export class Planner {
     const rev = this.config.revision(revision);
     if (!rev) return undefined;
     return this.expectedHashes.hash(node, { version, revision, config: rev.config, data: this.data.publishedData() });
+  }
+
+  /**
+   * hashChecks' preparation: the shared rendering of the latest version under `revision`, in
+   * steps that stop as soon as the version moves on (the published data then is another
+   * version's; a newer version's checks start their own).
+   */
+  private prepareHashes(version: number, revision: number): Iterator<void> | undefined {
+    const rev = this.config.revision(revision);
+    if (this.data.latest()?.version !== version || !rev) return undefined;
+    const steps = this.expectedHashes.prepare({
+      version,
+      revision,
+      config: rev.config,
+      data: this.data.publishedData(),
+    });
+    if (!steps) return undefined;
+    const latest = () => this.data.latest()?.version;
+    return (function* () {
+      while (latest() === version && !steps.next().done) yield;
+    })();
   }
 
   private logHash(version: number): string | undefined {

@@ -116,6 +116,113 @@ describe('NodeHashChecks: node-state hashes computed off the read path', () => {
   });
 });
 
+describe('NodeHashChecks: the shared rendering is built in steps, never in one block', () => {
+  // A cluster whose first build takes many steps (each about 16 services rendered): the checks
+  // must let the event loop run between them, and a newer version must drop an unfinished one.
+  const cluster = (services: number, gen = 0) =>
+    Array.from({ length: services }, (_, i) =>
+      serviceEntry(
+        `ns/s${i}`,
+        [`10.96.${i >> 8}.${i & 255}`],
+        [
+          {
+            name: 'http',
+            protocol: 'TCP',
+            port: 80,
+            nodePort: i % 5 === 0 ? 30000 + i : 0,
+            endpoints: [0, 1, 2].map((e) => ({
+              ip: `10.244.${(i + gen) & 255}.${e + 1}`,
+              port: 8080,
+              nodeName: `n${(i + e) % 3}`,
+              zone: '',
+              ready: true,
+              serving: true,
+              terminating: false,
+              hintZones: [],
+            })),
+          },
+        ],
+        i % 5 === 0,
+      ),
+    );
+  const nodes = ['n0', 'n1', 'n2'].map((name, i) => ({ name, addresses: [`192.0.2.${i + 1}`], zone: '' }));
+
+  it("a timer set while a large first check runs fires before it ends; the hash is the full render's", async () => {
+    const data = ClusterDataIndex.from({ services: cluster(800), nodes });
+    const config = DEFAULT_PROXY_CONFIG;
+    const cache = new ExpectedHashCache();
+    let clock = 0;
+    const at = (version: number) => ({ version, revision: 1, config, data });
+    const checks = new NodeHashChecks({
+      compute: (node, version) => cache.hash(node, at(version)),
+      prepare: (version) => cache.prepare(at(version)),
+      nowMs: () => (clock += 1), // each read 1 ms: a 10 ms slice is about ten steps, whatever the host's speed
+    });
+    try {
+      checks.want('n1', 1, 1);
+      let turns = 0;
+      let knownAtFirstTurnInside: boolean | undefined;
+      while (checks.get('n1', 1, 1) === undefined) {
+        await new Promise((r) => setTimeout(r, 0));
+        turns += 1;
+        expect(turns).toBeLessThan(10_000);
+        if (knownAtFirstTurnInside === undefined && (checks.prepareSteps > 0 || checks.get('n1', 1, 1)))
+          knownAtFirstTurnInside = checks.get('n1', 1, 1) !== undefined;
+      }
+      // once the check had started, a timer ran while it was still running (before: one block)
+      expect(knownAtFirstTurnInside).toBe(false);
+      expect(checks.prepareSteps).toBeGreaterThan(30); // ~800 renders and ~960 VIP:ports, 16 a step
+      expect(checks.get('n1', 1, 1)).toBe(nodeStateHash(renderNodeState(data, 'n1', config)));
+    } finally {
+      checks.stop();
+    }
+  });
+
+  it('a newer version supersedes a check in flight: the older build is dropped, not finished, and its node never computed', async () => {
+    const data = ClusterDataIndex.from({ services: cluster(800), nodes });
+    const config = DEFAULT_PROXY_CONFIG;
+    const cache = new ExpectedHashCache();
+    let latest = 1;
+    let clock = 0;
+    const computed: string[] = [];
+    const prepared: number[] = [];
+    const at = (version: number) => ({ version, revision: 1, config, data });
+    const slices: (() => void)[] = [];
+    const checks = new NodeHashChecks({
+      compute: (node, version) => {
+        if (version !== latest) return undefined;
+        computed.push(`${node}@${version}`);
+        return cache.hash(node, at(version));
+      },
+      prepare: (version) => {
+        prepared.push(version);
+        return cache.prepare(at(version));
+      },
+      schedule: (fn) => {
+        slices.push(fn);
+        return { cancel: () => slices.splice(slices.indexOf(fn), 1) };
+      },
+      nowMs: () => (clock += 1),
+    });
+    checks.want('n1', 1, 1);
+    slices.shift()!(); // version 1's build has started, and is far from done
+    expect(checks.prepareSteps).toBeGreaterThan(0);
+    expect(checks.get('n1', 1, 1)).toBeUndefined();
+    // version 2 is published (the planner's data moves in place) and a node ACKs it
+    const moved = cluster(800, 1).filter((_, i) => i % 10 === 0);
+    data.apply({ upsertServices: moved, removeServices: ['ns/s7'], upsertNodes: [], removeNodes: [] });
+    latest = 2;
+    checks.want('n2', 2, 1);
+    expect(checks.pending).toBe(1); // n1@1 left the queue with its version
+    while (slices.length > 0) slices.shift()!();
+    expect(prepared).toEqual([1, 2]);
+    expect(computed).toEqual(['n2@2']); // nothing of version 1 was computed
+    // the half-moved build, completed to version 2, gives the full render's hash
+    expect(checks.get('n2', 2, 1)).toBe(nodeStateHash(renderNodeState(data, 'n2', config)));
+    expect(cache.hash('n0', at(2))).toBe(nodeStateHash(renderNodeState(data, 'n0', config)));
+  });
+});
+
 describe('ExpectedHashCache: what NodeHashChecks computes', () => {
   it("gives each node the full render's hash, each revision's shared part moved to the version asked about", () => {
     const service = (name: string, ip: string, nodePort: number): ServiceEntry =>
