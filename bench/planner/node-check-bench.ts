@@ -67,10 +67,12 @@ const buildMs = ms(t);
 t = process.hrtime.bigint();
 const fast = new Map<string, string>();
 let rendered = 0;
+let laidOver = 0;
 let ownItems = 0;
 for (const n of nodes) {
   fast.set(n, hashes.hash(n));
   rendered += hashes.lastStats.servicesRendered;
+  laidOver += hashes.lastStats.servicesLaidOver;
   ownItems += hashes.lastStats.ownItems;
 }
 const allNodesMs = ms(t);
@@ -158,6 +160,7 @@ console.log(
     newFirstVersionMs: r(newFirstMs),
     nextVersions: next.map((x) => ({ updateMs: r(x.updateMs), allNodesMs: r(x.allNodesMs) })),
     servicesRenderedPerNode: r(rendered / N),
+    servicesLaidOverPerNode: r(laidOver / N),
     ownItemsPerNode: r(ownItems / N),
     heldMb: r(heldMb),
     ratioFirstVersion: r(oldAllMs / newFirstMs),

@@ -10,8 +10,10 @@ import {
 import type { ClusterDataSource } from './cluster-data-index.ts';
 import { IPSET_TABLE, ipsetName } from './ipset-names.ts';
 import { NodeStateHashTree, nodeStateHash, nodeStateItem } from './node-state-hash.ts';
+import { selectEndpoints } from './select-endpoints.ts';
 import {
   claimOrder,
+  loopBackEntry,
   mergeContributions,
   renderContext,
   renderNodeState,
@@ -31,12 +33,32 @@ interface Held {
   readonly entry: ServiceEntry;
   /** The service rendered for no node in particular: what it gives every node it is not sensitive to. */
   readonly shared: ServiceContribution;
+  /** What its NodePorts add on any node's addresses (undefined: none, or not to be laid over: rendered per node). */
+  readonly nodePorts: NodePortTemplate | undefined;
 }
+
+/**
+ * What a service adds to its shared rendering on a node's NodePort addresses, with a stand-in
+ * address per family where the node's go: its NodePort virtual servers and any ipset members
+ * naming the address (SCTP NodePorts). Found by rendering the service once with the stand-ins as
+ * the node's NodePort addresses (renderServiceForNode itself: one home for what a NodePort is),
+ * kept only when that rendering is exactly the shared one plus items naming a stand-in, each
+ * address giving its own copies (renderFamily renders each NodePort address alone).
+ */
+interface NodePortTemplate {
+  readonly virtualServers: readonly { readonly vs: VirtualServer; readonly family: IpFamily }[];
+  readonly ipsetEntries: readonly { readonly set: string; readonly entry: string; readonly family: IpFamily }[];
+}
+
+/** Stand-in NodePort addresses: never an address (ipFamily tells their family by the colon alone). */
+const STAND_IN: Readonly<Record<IpFamily, string>> = { IPv4: '%node-address-v4%', IPv6: '%node:address:v6%' };
 
 /** How the last hash() was computed (tests and metrics). */
 export interface ExpectedHashStats {
-  /** Services rendered again for the node: the ones its facts or endpoints reach. */
+  /** Services rendered again for the node: the ones its facts or endpoints reach in ways not laid over. */
   readonly servicesRendered: number;
+  /** Services the node reaches only through its NodePort addresses or endpoints on it: their items laid over, no render. */
+  readonly servicesLaidOver: number;
   /** Item changes against the shared items (the node item included). */
   readonly ownItems: number;
   /** True when the fast path could not tell and the node was rendered in full. */
@@ -106,7 +128,7 @@ export class ExpectedNodeStateHashes {
   private readonly withNodePorts = new Set<string>();
   private readonly withSourceRanges = new Set<string>();
   private readonly topologyAware = new Set<string>();
-  private last: ExpectedHashStats = { servicesRendered: 0, ownItems: 0, fullRender: false };
+  private last: ExpectedHashStats = { servicesRendered: 0, servicesLaidOver: 0, ownItems: 0, fullRender: false };
 
   constructor(readonly config: ProxyConfig) {
     this.neutral = { nodeName: '', node: undefined, config, nodePortIPs: [] };
@@ -144,7 +166,7 @@ export class ExpectedNodeStateHashes {
       if (old?.entry !== svc) {
         // the new contribution goes in before the old one comes out: shared members keep a count
         const shared = renderServiceForNode(svc, this.neutral);
-        this.held.set(svc.key, { entry: svc, shared });
+        this.held.set(svc.key, { entry: svc, shared, nodePorts: this.nodePortTemplate(svc, shared) });
         this.apply(svc.key, shared, 1);
         if (old) {
           this.apply(svc.key, old.shared, -1);
@@ -189,7 +211,7 @@ export class ExpectedNodeStateHashes {
     const ctx = renderContext(data, nodeName, this.config);
     const keys = this.sensitiveTo(ctx);
     const full = (): string => {
-      this.last = { servicesRendered: keys.size, ownItems: 0, fullRender: true };
+      this.last = { servicesRendered: keys.size, servicesLaidOver: 0, ownItems: 0, fullRender: true };
       return nodeStateHash(renderNodeState(data, nodeName, this.config));
     };
     if (this.ambiguous.size > 0) return full();
@@ -215,8 +237,15 @@ export class ExpectedNodeStateHashes {
         m.set(e, (m.get(e) ?? 0) + sign);
       }
     };
+    let laidOver = 0;
     for (const key of keys) {
       const held = this.held.get(key)!;
+      const added = this.laidOver(held, ctx);
+      if (added) {
+        laidOver += 1;
+        count(added, key, 1);
+        continue;
+      }
       count(held.shared, key, -1);
       count(renderServiceForNode(held.entry, ctx), key, 1);
     }
@@ -249,7 +278,12 @@ export class ExpectedNodeStateHashes {
         own.push(n + d > 0 ? item : [item[0], undefined]);
       }
     }
-    this.last = { servicesRendered: keys.size, ownItems: own.length, fullRender: false };
+    this.last = {
+      servicesRendered: keys.size - laidOver,
+      servicesLaidOver: laidOver,
+      ownItems: own.length,
+      fullRender: false,
+    };
     return this.tree.overlayRoot(own);
   }
 
@@ -276,6 +310,89 @@ export class ExpectedNodeStateHashes {
     for (const a of ctx.node?.addresses ?? []) add(this.byExternalIP.get(a));
     if (ctx.nodeName !== '') add(this.byEndpointNode.get(ctx.nodeName));
     return keys;
+  }
+
+  /**
+   * What the service adds to its shared contribution on this node, without rendering it, when the
+   * node reaches it only through its NodePort addresses (the template's copies on them) and
+   * endpoints on it (their KUBE-LOOP-BACK members, under traffic policies that use no local
+   * endpoint set): the additions are then all that differs (renderFamily reads the node's name
+   * only to select endpoints, and a policy of Cluster uses only the selection's node-independent
+   * part). undefined: render it (own externalIPs or ingress IPs, zones, LB source ranges, Local
+   * policies with endpoints here). Additions only: nothing of the shared contribution goes.
+   */
+  private laidOver(held: Held, ctx: RenderContext): ServiceContribution | undefined {
+    const svc = held.entry;
+    if (ctx.node?.zone && this.topologyAware.has(svc.key)) return undefined;
+    // an externalIP or ingress IP that is the node's own address renders otherwise there (probe6 P15)
+    for (const a of ctx.node?.addresses ?? [])
+      if (svc.externalIPs.includes(a) || svc.loadBalancerIngress.includes(a)) return undefined;
+    const onNodePorts = ctx.nodePortIPs.length > 0;
+    if (onNodePorts && this.withSourceRanges.has(svc.key)) return undefined;
+    if (onNodePorts && this.withNodePorts.has(svc.key) && !held.nodePorts) return undefined;
+    const local = ctx.nodeName !== '' && this.byEndpointNode.get(ctx.nodeName)?.has(svc.key) === true;
+    if (local && (svc.internalTrafficPolicy === 'Local' || svc.externalTrafficPolicy === 'Local')) return undefined;
+    const out: ServiceContribution = { virtualServers: [], boundAddresses: [], ipsetEntries: [] };
+    const t = onNodePorts ? held.nodePorts : undefined;
+    for (const ip of t ? ctx.nodePortIPs : []) {
+      const family = ipFamily(ip);
+      for (const x of t!.virtualServers) if (x.family === family) out.virtualServers.push({ ...x.vs, address: ip });
+      for (const x of t!.ipsetEntries)
+        if (x.family === family) out.ipsetEntries.push([x.set, x.entry.split(STAND_IN[family]).join(ip)]);
+    }
+    if (local)
+      for (const clusterIP of svc.clusterIPs) {
+        const family = ipFamily(clusterIP);
+        const set = ipsetName('KUBE-LOOP-BACK', family);
+        for (const port of svc.ports)
+          for (const ep of selectEndpoints(svc, port, family, ctx.nodeName, '').allLocal)
+            out.ipsetEntries.push([set, loopBackEntry(ep, port.protocol)]);
+      }
+    return out;
+  }
+
+  /**
+   * The service's NodePort template (see NodePortTemplate), or undefined when it has no NodePorts
+   * or its rendering on the stand-ins is not the shared one plus stand-in items (LB source
+   * ranges, checked against the node's real addresses, are never laid over).
+   */
+  private nodePortTemplate(svc: ServiceEntry, shared: ServiceContribution): NodePortTemplate | undefined {
+    if (!(svc.nodePorts && svc.ports.some((p) => p.nodePort !== 0))) return undefined;
+    if (svc.loadBalancerIngress.length > 0 && svc.loadBalancerSourceRanges.length > 0) return undefined;
+    const standIns: RenderContext = { ...this.neutral, nodePortIPs: [STAND_IN.IPv4, STAND_IN.IPv6] };
+    const on = renderServiceForNode(svc, standIns);
+    const familyOf = (text: string): IpFamily | undefined => {
+      const v4 = text.includes(STAND_IN.IPv4);
+      const v6 = text.includes(STAND_IN.IPv6);
+      return v4 === v6 ? undefined : v4 ? 'IPv4' : 'IPv6';
+    };
+    if (!sameJson(on.boundAddresses, shared.boundAddresses)) return undefined;
+    const virtualServers: { vs: VirtualServer; family: IpFamily }[] = [];
+    let i = 0;
+    for (const vs of on.virtualServers) {
+      if (i < shared.virtualServers.length && sameJson(vs, shared.virtualServers[i])) {
+        i += 1;
+        continue;
+      }
+      const family = vs.address === STAND_IN.IPv4 ? 'IPv4' : vs.address === STAND_IN.IPv6 ? 'IPv6' : undefined;
+      if (!family || JSON.stringify(vs).split(STAND_IN[family]).length !== 2) return undefined;
+      virtualServers.push({ vs, family });
+    }
+    if (i !== shared.virtualServers.length) return undefined;
+    const ipsetEntries: { set: string; entry: string; family: IpFamily }[] = [];
+    let j = 0;
+    for (const [set, entry] of on.ipsetEntries) {
+      const s = shared.ipsetEntries[j];
+      if (s && s[0] === set && s[1] === entry) {
+        j += 1;
+        continue;
+      }
+      const family = familyOf(entry);
+      if (!family) return undefined;
+      ipsetEntries.push({ set, entry, family });
+    }
+    if (j !== shared.ipsetEntries.length) return undefined;
+    return { virtualServers, ipsetEntries };
   }
 
   private index(svc: ServiceEntry, sign: 1 | -1): void {

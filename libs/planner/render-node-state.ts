@@ -11,6 +11,7 @@ import {
   type IpsetState,
   type NodeFacts,
   type NodeState,
+  type Protocol,
   type ProxyConfig,
   type RealServer,
   type Rejection,
@@ -192,7 +193,7 @@ function renderFamily(svc: ServiceEntry, clusterIP: string, ctx: RenderContext, 
 
     set('KUBE-CLUSTER-IP', entry(clusterIP));
     vs(clusterIP, port.port, 'cluster-ip', internalLocal);
-    for (const ep of sel.allLocal) set('KUBE-LOOP-BACK', `${ipPortEntry(ep.ip, port.protocol, ep.port)},${ep.ip}`);
+    for (const ep of sel.allLocal) set('KUBE-LOOP-BACK', loopBackEntry(ep, port.protocol));
 
     for (const ip of externalIPs) {
       set(externalLocal ? 'KUBE-EXTERNAL-IP-LOCAL' : 'KUBE-EXTERNAL-IP', entry(ip));
@@ -238,6 +239,11 @@ function unenforceableRanges(svc: ServiceEntry, family: IpFamily, config: ProxyC
     svc.loadBalancerSourceRanges.some((r) => ipFamily(r) === 'IPv6') &&
     svc.loadBalancerIngress.some((a) => ipFamily(a) === 'IPv6')
   );
+}
+
+/** The KUBE-LOOP-BACK member of an endpoint on the node (a pod reaching itself through its service). */
+export function loopBackEntry(ep: EndpointEntry, protocol: Protocol): string {
+  return `${ipPortEntry(ep.ip, protocol, ep.port)},${ep.ip}`;
 }
 
 interface VsInput {

@@ -36,7 +36,7 @@ const CONFIGS: ProxyConfig[] = [
 const NODES = ['n1', 'n2', 'n3', 'n4', 'n9'];
 
 /** What each node-dependent part did in a run: a property that never met one proves nothing about it. */
-const seen = { ownItems: 0, rendered: 0 };
+const seen = { ownItems: 0, rendered: 0, laidOver: 0 };
 
 function expectSameAsFull(hashes: ExpectedNodeStateHashes, data: ClusterDataIndex): void {
   for (const node of NODES) {
@@ -45,6 +45,7 @@ function expectSameAsFull(hashes: ExpectedNodeStateHashes, data: ClusterDataInde
     const s = hashes.lastStats;
     seen.ownItems += s.ownItems > 1 ? 1 : 0; // beyond the node item
     seen.rendered += s.servicesRendered;
+    seen.laidOver += s.servicesLaidOver;
   }
 }
 
@@ -71,7 +72,8 @@ describe('ExpectedNodeStateHashes equals nodeStateHash(renderNodeState(...)) for
     );
     // the generator reaches the node-dependent parts (a vacuous run would pass any fast path)
     expect(seen.ownItems).toBeGreaterThan(150); // about 500 in a run of 20
-    expect(seen.rendered).toBeGreaterThan(300); // about 1000
+    expect(seen.rendered).toBeGreaterThan(150); // about 500: rendered again for the node
+    expect(seen.laidOver).toBeGreaterThan(150); // about 500: NodePort copies and KUBE-LOOP-BACK members laid over
   });
 
   it('over random Kubernetes object changes through ClusterState (property)', () => {
@@ -111,20 +113,44 @@ describe('ExpectedNodeStateHashes equals nodeStateHash(renderNodeState(...)) for
       hintZones: hint,
     });
     const withEndpoints = (eps: EndpointEntry[]) => [{ ...base.ports[0]!, endpoints: eps }];
-    const cases: Record<string, ServiceEntry> = {
-      nodePort: { ...base, nodePorts: true, ports: [{ ...base.ports[0]!, nodePort: 30001 }] },
+    const nodePort = { ...base, nodePorts: true, ports: [{ ...base.ports[0]!, nodePort: 30001 }] };
+    const dual = { ...nodePort, clusterIPs: ['10.96.0.1', 'fd00::1'] };
+    const onNode = withEndpoints([ep('n1', []), ep('', [])]);
+    // laid over: the node's NodePort copies and KUBE-LOOP-BACK members, no render
+    const laidOver: Record<string, ServiceEntry> = {
+      nodePort,
+      nodePortSctp: { ...nodePort, ports: [{ ...nodePort.ports[0]!, protocol: 'SCTP' }] },
+      nodePortDualStack: {
+        ...dual,
+        ports: [{ ...dual.ports[0]!, endpoints: [ep('', []), { ...ep('', []), ip: 'fd00:244::9' }] }],
+      },
+      nodePortLocalNoEndpointHere: { ...nodePort, externalTrafficPolicy: 'Local', healthCheckNodePort: 32000 },
+      endpointOnNode: { ...base, ports: onNode },
+      nodePortAndEndpointOnNode: { ...nodePort, ports: [{ ...nodePort.ports[0]!, endpoints: onNode[0]!.endpoints }] },
+    };
+    // rendered again: what the node changes is more than its own additions
+    const rendered: Record<string, ServiceEntry> = {
       sourceRanges: { ...base, loadBalancerIngress: ['198.51.100.1'], loadBalancerSourceRanges: ['192.0.2.0/24'] },
       ownExternalIP: { ...base, externalIPs: ['192.0.2.1'] },
       ownLoadBalancerIP: { ...base, loadBalancerIngress: ['192.0.2.1'] }, // probe6 P15: served, left unbound
-      endpointOnNode: { ...base, ports: withEndpoints([ep('n1', []), ep('', [])]) },
       topologyHints: { ...base, topologyAware: true, ports: withEndpoints([ep('', ['z1']), ep('', ['z2'])]) },
+      endpointOnNodeInternalLocal: { ...base, internalTrafficPolicy: 'Local', ports: onNode },
+      nodePortLocalEndpointHere: {
+        ...nodePort,
+        externalTrafficPolicy: 'Local',
+        ports: [{ ...nodePort.ports[0]!, endpoints: onNode[0]!.endpoints }],
+      },
     };
-    for (const [name, s] of Object.entries(cases)) {
-      const data = ClusterDataIndex.from({ services: [s], nodes: [facts('n1', ['192.0.2.1'], 'z1')] });
-      const h = new ExpectedNodeStateHashes(DEFAULT_PROXY_CONFIG);
-      h.update(data);
-      expect(h.hash('n1'), name).toBe(nodeStateHash(renderNodeState(data, 'n1', DEFAULT_PROXY_CONFIG)));
-      expect(h.lastStats.servicesRendered, name).toBe(1);
+    const node = facts('n1', ['192.0.2.1', '192.0.2.7', '2001:db8::1'], 'z1'); // two addresses in one family
+    for (const [name, s] of [...Object.entries(laidOver), ...Object.entries(rendered)]) {
+      const data = ClusterDataIndex.from({ services: [s], nodes: [node] });
+      for (const config of CONFIGS) {
+        const h = new ExpectedNodeStateHashes(config);
+        h.update(data);
+        expect(h.hash('n1'), name).toBe(nodeStateHash(renderNodeState(data, 'n1', config)));
+        const { servicesRendered, servicesLaidOver } = h.lastStats;
+        expect([servicesRendered, servicesLaidOver], name).toEqual(name in laidOver ? [0, 1] : [1, 0]);
+      }
     }
   });
 
@@ -136,9 +162,11 @@ describe('ExpectedNodeStateHashes equals nodeStateHash(renderNodeState(...)) for
     const h = new ExpectedNodeStateHashes(DEFAULT_PROXY_CONFIG);
     h.update(data);
     expect(h.hash('n1')).toBe(nodeStateHash(renderNodeState(data, 'n1', DEFAULT_PROXY_CONFIG)));
-    expect(h.lastStats).toEqual({ servicesRendered: 1, ownItems: 2, fullRender: false }); // its node item and NodePort VS
+    // its node item and NodePort VS, laid over: s3 is not rendered again
+    expect(h.lastStats).toEqual({ servicesRendered: 0, servicesLaidOver: 1, ownItems: 2, fullRender: false });
     expect(h.hash('n2')).toBe(nodeStateHash(renderNodeState(data, 'n2', DEFAULT_PROXY_CONFIG)));
-    expect(h.lastStats.servicesRendered).toBe(2); // s3's NodePort, s4's endpoint on n2 (KUBE-LOOP-BACK)
+    // s3's NodePort, s4's endpoint on n2 (two KUBE-LOOP-BACK members)
+    expect(h.lastStats).toEqual({ servicesRendered: 0, servicesLaidOver: 2, ownItems: 4, fullRender: false });
     const d: DataDelta = {
       upsertServices: [svc('s7', { clusterIPs: ['10.96.0.8'], endpoints: 3 })],
       removeServices: ['ns/s9'],
