@@ -129,6 +129,7 @@ async function plannerChecks(cache: ExpectedHashCache, version: number) {
     allNodesMs: r(allMs),
     maxStallMs: r(delay.max / 1e6),
     maxTimerGapMs: r(maxGapMs),
+    longestSliceMs: r(checks.longestSliceMs),
     steps: checks.prepareSteps,
   };
 }

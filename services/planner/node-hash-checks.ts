@@ -59,6 +59,8 @@ export class NodeHashChecks {
   private preparing: { readonly revision: number; readonly steps: Iterator<unknown> } | undefined;
   /** Preparation steps run (tests and metrics). */
   prepareSteps = 0;
+  /** The longest slice so far, ms on the slice clock: how long a check kept the event loop (metrics, bench). */
+  longestSliceMs = 0;
   /** Renders done (a metric, and what tests count to prove a read path renders nothing). */
   rendered = 0;
 
@@ -162,7 +164,9 @@ export class NodeHashChecks {
       }
       if (now() - t0 >= budget) break;
     }
-    const rest = Math.max(0, now() - t0 - budget);
+    const took = now() - t0;
+    this.longestSliceMs = Math.max(this.longestSliceMs, took);
+    const rest = Math.max(0, took - budget);
     if (this.queue.size > 0 && !this.stopped)
       this.scheduled = (this.options.schedule ?? later)(() => this.slice(), rest);
     if (done.length > 0) this.options.onChecked?.(done);
