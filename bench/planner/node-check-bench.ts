@@ -104,7 +104,7 @@ if (hashes.hash(check) !== nodeStateHash(renderNodeState(data, check, config)))
 async function plannerChecks(cache: ExpectedHashCache, version: number) {
   const at = { version, revision: 1, config, data };
   const checks = new NodeHashChecks({
-    compute: (node) => cache.hash(node, at),
+    compute: (node) => cache.hashSteps(node, at),
     prepare: () => cache.prepare(at),
   });
   const delay = monitorEventLoopDelay({ resolution: 1 });

@@ -4,9 +4,16 @@ import { ExpectedNodeStateHashes, type ClusterDataSource } from '../../libs/plan
 export interface NodeHashChecksOptions {
   /**
    * The node-state hash `node` must echo for (version, revision), rendered now; undefined when it
-   * can no longer be computed for that version (the planner moved on): the check is dropped.
+   * can no longer be computed for that version (the planner moved on): the check is dropped. Or
+   * an iterator whose steps compute it (each next() bounded, the last one returning the hash),
+   * run by the slices under their budget: one node never holds the event loop for all of it. A
+   * newer version drops one in flight (returned, never run on).
    */
-  readonly compute: (node: string, version: number, revision: number) => string | undefined;
+  readonly compute: (
+    node: string,
+    version: number,
+    revision: number,
+  ) => string | undefined | Iterator<unknown, string | undefined>;
   /**
    * The shared work behind every node's hash of (version, revision), done in bounded steps before
    * the first of them is computed (each next() a step; undefined: nothing to prepare). The slices
@@ -57,6 +64,8 @@ export class NodeHashChecks {
   /** Revisions whose prepare ran to its end for `version`. */
   private readonly prepared = new Set<number>();
   private preparing: { readonly revision: number; readonly steps: Iterator<unknown> } | undefined;
+  /** The node whose compute runs in steps, by its queue key. */
+  private computing: { readonly key: string; readonly steps: Iterator<unknown, string | undefined> } | undefined;
   /** Preparation steps run (tests and metrics). */
   prepareSteps = 0;
   /** The longest slice so far, ms on the slice clock: how long a check kept the event loop (metrics, bench). */
@@ -102,10 +111,25 @@ export class NodeHashChecks {
     this.dropPreparation();
   }
 
-  /** A preparation superseded by a newer version (or stop): never stepped again. */
+  /** A preparation or node superseded by a newer version (or stop): never stepped again. */
   private dropPreparation(): void {
     this.preparing?.steps.return?.();
     this.preparing = undefined;
+    this.computing?.steps.return?.(undefined);
+    this.computing = undefined;
+  }
+
+  /** One step of job `k`'s compute: its hash (or undefined: dropped) once done, else IN_STEPS. */
+  private computeStep(k: string, job: Job, version: number): string | undefined | typeof IN_STEPS {
+    if (this.computing?.key !== k) {
+      const r = this.options.compute(job.node, version, job.revision);
+      if (typeof r !== 'object') return r;
+      this.computing = { key: k, steps: r };
+    }
+    const r = this.computing.steps.next();
+    if (!r.done) return IN_STEPS;
+    this.computing = undefined;
+    return r.value;
   }
 
   /**
@@ -149,15 +173,19 @@ export class NodeHashChecks {
       if (next.done) break;
       const [k, job] = next.value;
       if (this.prepareStep(job.revision)) {
-        this.queue.delete(k);
         try {
-          const h = this.options.compute(job.node, version, job.revision);
-          if (h !== undefined) {
-            this.rendered += 1;
-            this.hashes.set(k, h);
-            done.push(job.node);
+          const h = this.computeStep(k, job, version);
+          if (h !== IN_STEPS) {
+            this.queue.delete(k);
+            if (h !== undefined) {
+              this.rendered += 1;
+              this.hashes.set(k, h);
+              done.push(job.node);
+            }
           }
         } catch (e) {
+          this.queue.delete(k);
+          this.computing = undefined;
           this.failed.add(k);
           this.options.onError?.(job.node, e);
         }
@@ -174,6 +202,8 @@ export class NodeHashChecks {
 }
 
 const key = (node: string, revision: number) => `${revision}|${node}`;
+/** A compute still in steps. */
+const IN_STEPS = Symbol('in steps');
 
 function later(fn: () => void, restMs: number): { cancel(): void } {
   if (restMs <= 0) {
@@ -215,6 +245,16 @@ export class ExpectedHashCache {
       e.version = at.version;
     }
     return e.hashes.hash(node);
+  }
+
+  /** hash(node, at) as ExpectedNodeStateHashes.hashSteps (the shared part moved to `at` first, at once when not prepared). */
+  hashSteps(node: string, at: ExpectedHashInput): Iterator<void, string> {
+    const e = this.entry(at);
+    if (e.version !== at.version) {
+      e.hashes.update(at.data);
+      e.version = at.version;
+    }
+    return e.hashes.hashSteps(node);
   }
 
   /**

@@ -1033,11 +1033,26 @@ export class Planner {
   }
 
   /** hashChecks' one hash: `node`'s state at the latest version under `revision` (undefined once that moved). */
-  private renderHash(node: string, version: number, revision: number): string | undefined {
+  private renderHash(node: string, version: number, revision: number): Iterator<void, string | undefined> | undefined {
     if (this.data.latest()?.version !== version) return undefined;
     const rev = this.config.revision(revision);
     if (!rev) return undefined;
-    return this.expectedHashes.hash(node, { version, revision, config: rev.config, data: this.data.publishedData() });
+    const steps = this.expectedHashes.hashSteps(node, {
+      version,
+      revision,
+      config: rev.config,
+      data: this.data.publishedData(),
+    });
+    const latest = () => this.data.latest()?.version;
+    // stops as soon as the published data moves to another version (the check is dropped)
+    return (function* () {
+      while (latest() === version) {
+        const r = steps.next();
+        if (r.done) return r.value;
+        yield;
+      }
+      return undefined;
+    })();
   }
 
   /**

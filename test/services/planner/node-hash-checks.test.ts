@@ -223,6 +223,47 @@ describe('NodeHashChecks: the shared rendering is built in steps, never in one b
   });
 });
 
+describe('NodeHashChecks: a node computed in steps', () => {
+  it("one node's steps span slices; a newer version drops the node in flight", () => {
+    let clock = 0;
+    const slices: (() => void)[] = [];
+    const closed: string[] = [];
+    const checks = new NodeHashChecks({
+      compute: (node, version) =>
+        (function* () {
+          try {
+            for (let i = 0; i < 5; i++) {
+              clock += 4;
+              yield;
+            }
+            return `h(${node},${version})`;
+          } finally {
+            closed.push(`${node}@${version}`);
+          }
+        })(),
+      sliceMs: 10,
+      schedule: (fn) => {
+        slices.push(fn);
+        return { cancel: () => slices.splice(slices.indexOf(fn), 1) };
+      },
+      nowMs: () => clock,
+    });
+    checks.want('n1', 1, 1);
+    slices.shift()!(); // three steps (12 ms), then it yields: the node is not done
+    expect(checks.get('n1', 1, 1)).toBeUndefined();
+    expect(slices).toHaveLength(1);
+    slices.shift()!();
+    expect(checks.get('n1', 1, 1)).toBe('h(n1,1)');
+    checks.want('n2', 1, 1);
+    slices.shift()!(); // n2 half done
+    checks.want('n3', 2, 1); // version 2: n2's steps are dropped
+    expect(closed).toEqual(['n1@1', 'n2@1']);
+    while (slices.length > 0) slices.shift()!();
+    expect(checks.get('n3', 2, 1)).toBe('h(n3,2)');
+    expect(checks.rendered).toBe(2);
+  });
+});
+
 describe('ExpectedHashCache: what NodeHashChecks computes', () => {
   it("gives each node the full render's hash, each revision's shared part moved to the version asked about", () => {
     const service = (name: string, ip: string, nodePort: number): ServiceEntry =>
