@@ -129,7 +129,9 @@ export class ExpectedNodeStateHashes {
   private readonly byExternalIP = new Map<string, Set<string>>();
   private readonly withNodePorts = new Set<string>();
   private readonly withSourceRanges = new Set<string>();
-  private readonly topologyAware = new Set<string>();
+  // services with zone hints (they read the node's zone) and with node hints (they read its name)
+  private readonly zoneHinted = new Set<string>();
+  private readonly nodeHinted = new Set<string>();
   private last: ExpectedHashStats = { servicesRendered: 0, servicesLaidOver: 0, ownItems: 0, fullRender: false };
 
   constructor(readonly config: ProxyConfig) {
@@ -324,7 +326,8 @@ export class ExpectedNodeStateHashes {
       add(this.withSourceRanges);
     }
     // topology follows the slice hints: zone hints read the node's zone, node hints its name
-    if (ctx.node?.zone || ctx.nodeName !== '') add(this.topologyAware);
+    if (ctx.node?.zone) add(this.zoneHinted);
+    if (ctx.nodeName !== '') add(this.nodeHinted);
     for (const a of ctx.node?.addresses ?? []) add(this.byExternalIP.get(a));
     if (ctx.nodeName !== '') add(this.byEndpointNode.get(ctx.nodeName));
     return keys;
@@ -341,7 +344,9 @@ export class ExpectedNodeStateHashes {
    */
   private laidOver(held: Held, ctx: RenderContext): ServiceContribution | undefined {
     const svc = held.entry;
-    if (ctx.node?.zone && this.topologyAware.has(svc.key)) return undefined;
+    // slice hints: zone hints read the node's zone, node hints its name (probe6 P5)
+    if (ctx.node?.zone && this.zoneHinted.has(svc.key)) return undefined;
+    if (ctx.nodeName !== '' && this.nodeHinted.has(svc.key)) return undefined;
     // an externalIP or ingress IP that is the node's own address renders otherwise there (probe6 P15)
     for (const a of ctx.node?.addresses ?? [])
       if (svc.externalIPs.includes(a) || svc.loadBalancerIngress.includes(a)) return undefined;
@@ -363,7 +368,7 @@ export class ExpectedNodeStateHashes {
         const family = ipFamily(clusterIP);
         const set = ipsetName('KUBE-LOOP-BACK', family);
         for (const port of svc.ports)
-          for (const ep of selectEndpoints(svc, port, family, ctx.nodeName, '').allLocal)
+          for (const ep of selectEndpoints(port, family, ctx.nodeName, '').allLocal)
             out.ipsetEntries.push([set, loopBackEntry(ep, port.protocol)]);
       }
     return out;
@@ -421,8 +426,12 @@ export class ExpectedNodeStateHashes {
     mark(this.withNodePorts, svc.nodePorts && svc.ports.some((p) => p.nodePort !== 0));
     mark(this.withSourceRanges, svc.loadBalancerIngress.length > 0 && svc.loadBalancerSourceRanges.length > 0);
     mark(
-      this.topologyAware,
-      svc.ports.some((p) => p.endpoints.some((e) => e.hintZones.length > 0 || (e.hintNodes?.length ?? 0) > 0)),
+      this.zoneHinted,
+      svc.ports.some((p) => p.endpoints.some((e) => e.hintZones.length > 0)),
+    );
+    mark(
+      this.nodeHinted,
+      svc.ports.some((p) => p.endpoints.some((e) => (e.hintNodes?.length ?? 0) > 0)),
     );
     const by = (m: Map<string, Set<string>>, k: string) => {
       let s = m.get(k);
