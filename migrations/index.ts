@@ -5,6 +5,7 @@ import * as m0003 from './0003-replication.ts';
 import * as m0004 from './0004-checkpoint-pieces.ts';
 import * as m0005 from './0005-ack-received-at.ts';
 import * as m0006 from './0006-replication-stream-created.ts';
+import * as m0007 from './0007-compactions.ts';
 
 /**
  * Every migration, listed statically: a folder scan breaks under bundlers and differs between
@@ -18,6 +19,7 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = {
   '0004-checkpoint-pieces': m0004,
   '0005-ack-received-at': m0005,
   '0006-replication-stream-created': m0006,
+  '0007-compactions': m0007,
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import { EventLogError, translateSqliteError } from './event-log-error.ts';
 import type { EventLog } from './event-log.ts';
 import { writeCheckpoint } from './checkpoints.ts';
-import { contentSource, rebuildAtSeq, replayVersion } from './replay.ts';
+import { contentSource, rebuildAtSeq, replayVersion, type RebuildResult } from './replay.ts';
 import { lastReportIds } from './audit-queries.ts';
 import { databaseOf } from './database-handle.ts';
 
@@ -23,81 +23,300 @@ export interface CompactResult {
   readonly acksHeldBy?: { readonly node: string; readonly id: number };
 }
 
+/** How a compaction may cut, beyond the version it keeps from. */
+export interface CompactionLimits {
+  /**
+   * Cut the events at the newest checkpoint at or before version `before`'s last event, when one
+   * lies past the current anchor, instead of exactly there: nothing to fold and no checkpoint to
+   * write (the planner writes one every 10,000 events), so every step of the run is a small delete;
+   * the versions from the first one ending at or after that checkpoint stay replayable (a few more
+   * than asked). Without one there, the cut is exact, as `db compact`'s always is.
+   */
+  readonly atCheckpoint?: boolean;
+  /** Never cut the acks chain past this row id (what the group's log acknowledged). */
+  readonly maxAcksId?: number;
+  /** Whether a node is one of the cluster's (default: the Nodes of the latest version, replayed). */
+  readonly clusterHas?: (node: string) => boolean;
+  /** Who runs it, as recorded in the compactions table (default 'db compact'). */
+  readonly by?: string;
+  readonly now?: () => Date;
+}
+
+/** A run's record in the compactions table (migration 0007). */
+export interface CompactionRecord {
+  readonly id: number;
+  readonly startedAt: string;
+  /** Undefined: the run is under way, or a crash or a refusal stopped it (its rows so far are removed). */
+  readonly finishedAt?: string;
+  readonly by: string;
+  readonly beforeVersion: number;
+  readonly cutSeq: number;
+  readonly acksCutId: number;
+  readonly eventsRemoved: number;
+  readonly acksRemoved: number;
+  readonly checkpointsRemoved: number;
+  readonly checkpointsWritten: number;
+  readonly steps: number;
+  /** The longest of its transactions, in ms (what it held the writer, and the planner's thread, for). */
+  readonly longestStepMs: number;
+}
+
+type Phase = 'checkpoints' | 'events' | 'acks' | 'done';
+
 /**
- * Opt-in retention: removes the events before version `before` while keeping every version from
- * `before` on replayable exactly. It ensures a checkpoint at version `before`'s seq, plus one at
- * the source of every retained pin/rollback that copies an older version, then deletes the events
- * up to that seq in one transaction and records the last removed event's hash as the chain's
- * anchor, so `verify` checks the remaining chain from there.
- *
- * ACK/NACK rows are cut the same way, in the same transaction (review4 G3: one row per node and
- * version, never removed): see acksCut.
+ * One compaction, planned from the log as it stands and carried out in small transactions
+ * (`step`), each of which leaves a log that verifies and replays: (1) the checkpoints the retained
+ * versions need are written; (2) events are removed a slice at a time from the chain's anchor up
+ * to the cut, each slice moving the anchor to its last removed row (and removing the checkpoints
+ * below it that no retained version reads); (3) ACK/NACK rows likewise up to the acks cut. A
+ * crash between (or inside) steps leaves a log compacted up to the last committed slice: every
+ * version it still rebuilds rebuilds exactly (rebuildAtSeq refuses, COMPACTED, a version whose
+ * nearest checkpoint lies below the anchor), and `replayableFrom` says which those are. Each step
+ * first checks that the plan still holds (the row at the cut and the checkpoints it keeps are
+ * the ones planned): a replicated-log truncation in between makes it refuse, and the next run
+ * plans afresh.
  */
-export function compactLog(log: EventLog, before: number): CompactResult {
-  const target = log.version(before);
-  if (!target) throw new EventLogError('NOT_FOUND', `compact: version ${before} does not exist`);
-  const cut = target.seqTo;
-  const anchor = eventsAnchor(log);
-  const needed = new Set<number>([cut]);
-  for (const v of log.versions({ from: before })) {
-    const src = contentSource(log, v.version);
-    if (src.seqTo < cut) needed.add(src.seqTo);
+export class Compaction {
+  private phase: Phase = 'checkpoints';
+  private folds: { seq: number; fold: RebuildResult }[] | undefined;
+  private record = 0;
+  private eventsRemoved = 0;
+  private acksRemoved = 0;
+  private checkpointsRemoved = 0;
+  private checkpointsWritten = 0;
+  private steps = 0;
+  private longestMs = 0;
+
+  private constructor(
+    private readonly log: EventLog,
+    /** The version asked for. */
+    readonly before: number,
+    /** The first version whose events (from the checkpoint at the cut) all stay. */
+    readonly keepsFrom: number,
+    readonly cut: number,
+    private readonly cutHash: string,
+    private readonly needed: ReadonlySet<number>,
+    private readonly toWrite: readonly number[],
+    private readonly acks: { cutId: number; cutHash: string; heldBy?: { node: string; id: number } },
+    private readonly limits: CompactionLimits,
+  ) {}
+
+  /**
+   * Plans removing what lies before version `before` (reads only). The cut is `before`'s last
+   * event (or, `atCheckpoint`, the newest checkpoint at or before it); the checkpoints kept are the
+   * one at the cut and one at the content source of every retained pin/rollback that copies older
+   * content; the acks cut is acksCut's for the first retained version, at most `maxAcksId`.
+   */
+  static plan(log: EventLog, before: number, limits: CompactionLimits = {}): Compaction {
+    const target = log.version(before);
+    if (!target) throw new EventLogError('NOT_FOUND', `compact: version ${before} does not exist`);
+    const db = databaseOf(log);
+    const anchor = chainAnchor(log, 'events');
+    let cut = target.seqTo;
+    if (limits.atCheckpoint) {
+      const cp = (db.prepare('SELECT max(seq) AS s FROM checkpoints WHERE seq <= ?').get(cut) as { s: number | null })
+        .s;
+      if (cp !== null && cp > anchor) cut = cp;
+    }
+    const keepsFrom = cut === target.seqTo ? before : firstVersionEndingAtOrAfter(log, cut, before);
+    const needed = new Set<number>([cut]);
+    const pins = db
+      .prepare('SELECT version FROM versions WHERE version >= ? AND content_of IS NOT NULL ORDER BY version')
+      .pluck()
+      .all(keepsFrom) as number[];
+    for (const v of [keepsFrom, ...pins]) {
+      const src = contentSource(log, v).seqTo;
+      if (src < cut) needed.add(src);
+    }
+    const have = new Set(
+      (db.prepare('SELECT seq FROM checkpoints').pluck().all() as number[]).filter((s) => needed.has(s)),
+    );
+    const toWrite = [...needed].filter((s) => !have.has(s)).sort((a, b) => a - b);
+    const cutHash = cut > anchor ? rowHash(log, 'events', cut) : chainAnchorHash(log, 'events');
+    const a = acksCut(log, keepsFrom, limits.clusterHas);
+    const acksAnchor = chainAnchor(log, 'acks');
+    const cutId = Math.max(acksAnchor, Math.min(a.cutId, limits.maxAcksId ?? a.cutId));
+    const acks = {
+      cutId,
+      cutHash: cutId > acksAnchor ? rowHash(log, 'acks', cutId) : chainAnchorHash(log, 'acks'),
+      ...(a.heldBy ? { heldBy: a.heldBy } : {}),
+    };
+    return new Compaction(log, before, keepsFrom, cut, cutHash, needed, toWrite, acks, limits);
   }
-  needed.add(contentSource(log, before).seqTo);
-  // Rebuild what is needed before deleting anything (reads only), then write in one transaction.
-  const have = new Set(log.checkpoints().map((c) => c.seq));
-  const toWrite = [...needed].filter((s) => !have.has(s)).map((seq) => ({ seq, fold: rebuildAtSeq(log, seq) }));
-  const createdAt = new Date().toISOString();
-  const acks = acksCut(log, before);
-  try {
-    return databaseOf(log)
-      .transaction(() => {
-        const acksRemoved = cutChain(log, 'acks', acks.cutId);
-        for (const w of toWrite)
-          writeCheckpoint(databaseOf(log), {
-            state: w.fold.state,
-            rejections: w.fold.rejections.values(),
-            seq: w.seq,
-            version: before,
-            createdAt,
-          });
-        const acksResult = {
-          acksCutId: Math.max(acks.cutId, chainAnchor(log, 'acks')),
-          acksRemoved,
-          ...(acks.heldBy ? { acksHeldBy: acks.heldBy } : {}),
-        };
-        if (cut <= anchor)
-          return {
-            cutSeq: anchor,
-            eventsRemoved: 0,
-            checkpointsRemoved: 0,
-            checkpointsWritten: toWrite.length,
-            ...acksResult,
-          };
-        const last = databaseOf(log).prepare('SELECT row_hash FROM events WHERE seq = ?').get(cut) as
-          | { row_hash: string }
-          | undefined;
-        if (!last) throw new EventLogError('INVALID', `compact: event ${cut} is missing; run db verify`);
-        const removed = databaseOf(log).prepare('DELETE FROM events WHERE seq <= ?').run(cut).changes;
-        const placeholders = [...needed].map(() => '?').join(',');
-        const cpRemoved = databaseOf(log)
-          .prepare(`DELETE FROM checkpoints WHERE seq < ? AND seq NOT IN (${placeholders})`)
-          .run(cut, ...needed).changes;
-        databaseOf(log)
-          .prepare(`UPDATE chain_heads SET anchor_id = ?, anchor_hash = ? WHERE chain = 'events'`)
-          .run(cut, last.row_hash);
-        return {
-          cutSeq: cut,
-          eventsRemoved: removed,
-          checkpointsRemoved: cpRemoved,
-          checkpointsWritten: toWrite.length,
-          ...acksResult,
-        };
-      })
-      .immediate();
-  } catch (e) {
-    throw translateSqliteError(e, `compact ${log.file}`);
+
+  /** Whether the plan removes or writes anything (an idle retention run makes no record). */
+  get hasWork(): boolean {
+    return (
+      this.toWrite.length > 0 ||
+      this.cut > chainAnchor(this.log, 'events') ||
+      this.acks.cutId > chainAnchor(this.log, 'acks')
+    );
   }
+
+  get finished(): boolean {
+    return this.phase === 'done';
+  }
+
+  /**
+   * Runs the next transaction: the checkpoints, or up to `maxRows` rows removed. Returns whether
+   * more remains. Throws (nothing of that step written) when the plan no longer holds or SQLite
+   * fails; what earlier steps removed stays removed, consistently.
+   */
+  step(maxRows = 5000): boolean {
+    if (this.phase === 'done') return false;
+    const log = this.log;
+    const db = databaseOf(log);
+    // The fold reads only; done before the transaction so the writer is held for the write alone.
+    if (this.phase === 'checkpoints') this.folds ??= this.toWrite.map((seq) => ({ seq, fold: rebuildAtSeq(log, seq) }));
+    const t0 = performance.now();
+    const folds = this.folds;
+    this.folds = undefined; // written by this step, or folded afresh by the next try
+    // Counters and the phase move only once the transaction committed.
+    const n: { phase: Phase; events: number; acks: number; checkpoints: number; written: number; record: number } = {
+      phase: this.phase,
+      events: this.eventsRemoved,
+      acks: this.acksRemoved,
+      checkpoints: this.checkpointsRemoved,
+      written: this.checkpointsWritten,
+      record: this.record,
+    };
+    try {
+      db.transaction(() => {
+        this.checkPlan();
+        if (n.phase === 'checkpoints') {
+          const startedAt = this.stamp();
+          n.record = Number(
+            db
+              .prepare(`INSERT INTO compactions (started_at, by, before_version, cut_seq, acks_cut_id)
+                VALUES (?, ?, ?, ?, ?)`)
+              .run(startedAt, this.limits.by ?? 'db compact', this.before, this.cut, this.acks.cutId).lastInsertRowid,
+          );
+          for (const w of folds ?? [])
+            writeCheckpoint(db, {
+              state: w.fold.state,
+              rejections: w.fold.rejections.values(),
+              seq: w.seq,
+              version: this.before,
+              createdAt: startedAt,
+            });
+          n.written = folds?.length ?? 0;
+          n.phase = 'events';
+        } else if (n.phase === 'events') {
+          const to = Math.min(this.cut, chainAnchor(log, 'events') + maxRows);
+          if (to > chainAnchor(log, 'events')) {
+            n.events += cutChain(log, 'events', to);
+            // below the new anchor a checkpoint serves no replay, unless a retained version reads exactly it
+            const keep = [...this.needed];
+            n.checkpoints += db
+              .prepare(`DELETE FROM checkpoints WHERE seq < ? AND seq NOT IN (${keep.map(() => '?').join(',')})`)
+              .run(to, ...keep).changes;
+          }
+          if (to >= this.cut) n.phase = 'acks';
+        } else {
+          const to = Math.min(this.acks.cutId, chainAnchor(log, 'acks') + maxRows);
+          if (to > chainAnchor(log, 'acks')) n.acks += cutChain(log, 'acks', to);
+          if (to >= this.acks.cutId) n.phase = 'done';
+        }
+        db.prepare(`UPDATE compactions SET events_removed = ?, acks_removed = ?, checkpoints_removed = ?,
+            checkpoints_written = ?, steps = ?, longest_step_ms = ?, finished_at = ? WHERE id = ?`).run(
+          n.events,
+          n.acks,
+          n.checkpoints,
+          n.written,
+          this.steps + 1,
+          Math.max(this.longestMs, performance.now() - t0),
+          n.phase === 'done' ? this.stamp() : null,
+          n.record,
+        );
+      }).immediate();
+    } catch (e) {
+      throw translateSqliteError(e, `compact ${log.file}`);
+    }
+    this.phase = n.phase;
+    this.eventsRemoved = n.events;
+    this.acksRemoved = n.acks;
+    this.checkpointsRemoved = n.checkpoints;
+    this.checkpointsWritten = n.written;
+    this.record = n.record;
+    this.steps++;
+    this.longestMs = Math.max(this.longestMs, performance.now() - t0);
+    return this.phase !== 'done';
+  }
+
+  /** Transactions run so far. */
+  get stepCount(): number {
+    return this.steps;
+  }
+
+  /** The longest step so far, in ms, commit included. */
+  get longestStepMs(): number {
+    return this.longestMs;
+  }
+
+  result(): CompactResult {
+    return {
+      cutSeq: chainAnchor(this.log, 'events'),
+      eventsRemoved: this.eventsRemoved,
+      checkpointsRemoved: this.checkpointsRemoved,
+      checkpointsWritten: this.checkpointsWritten,
+      acksCutId: chainAnchor(this.log, 'acks'),
+      acksRemoved: this.acksRemoved,
+      ...(this.acks.heldBy ? { acksHeldBy: this.acks.heldBy } : {}),
+    };
+  }
+
+  /** Refuses a step when the file moved under the plan (a replicated-log truncation, another history). */
+  private checkPlan(): void {
+    const log = this.log;
+    const db = databaseOf(log);
+    const stale = (what: string) =>
+      new EventLogError('DIVERGED', `compact: ${what} changed since this compaction was planned; plan it again`);
+    const at = (chain: 'events' | 'acks', id: number) =>
+      id === chainAnchor(log, chain)
+        ? chainAnchorHash(log, chain)
+        : id > chainAnchor(log, chain)
+          ? (
+              db.prepare(`SELECT row_hash FROM ${chain} WHERE ${chain === 'events' ? 'seq' : 'id'} = ?`).get(id) as
+                | { row_hash: string }
+                | undefined
+            )?.row_hash
+          : undefined;
+    const anchor = chainAnchor(log, 'events');
+    if (this.cut >= anchor && at('events', this.cut) !== this.cutHash) throw stale(`event ${this.cut}`);
+    if (this.acks.cutId >= chainAnchor(log, 'acks') && at('acks', this.acks.cutId) !== this.acks.cutHash)
+      throw stale(`acks row ${this.acks.cutId}`);
+    if (this.phase !== 'checkpoints') {
+      const keep = [...this.needed];
+      const n = db
+        .prepare(`SELECT count(*) FROM checkpoints WHERE seq IN (${keep.map(() => '?').join(',')})`)
+        .pluck()
+        .get(...keep) as number;
+      if (n !== keep.length) throw stale('the checkpoints it keeps');
+    }
+  }
+
+  private stamp(): string {
+    return (this.limits.now?.() ?? new Date()).toISOString();
+  }
+}
+
+/**
+ * Opt-in retention (`db compact --before-version N`): removes the events before version `before`
+ * while keeping every version from `before` on replayable exactly (a checkpoint at its last event,
+ * plus one at the source of every retained pin/rollback that copies an older version), and the
+ * ACK/NACK rows before it (review4 G3: one row per node and version, never removed; see acksCut).
+ * The Compaction's steps run back to back, in slices of `maxRows` rows (each slice leaves a
+ * consistent log, so a crash halfway leaves one too).
+ */
+export function compactLog(
+  log: EventLog,
+  before: number,
+  limits: CompactionLimits = {},
+  maxRows = 50_000,
+): CompactResult {
+  const c = Compaction.plan(log, before, limits);
+  while (c.step(maxRows));
+  return c.result();
 }
 
 /**
@@ -105,9 +324,12 @@ export function compactLog(log: EventLog, before: number): CompactResult {
  * hence its checkpoint form): 1 when nothing was compacted; after `compactLog(log, N)`, N or an
  * earlier version whose content the checkpoint at the cut still gives. Undefined: no version.
  * A planner whose versions stream lacks versions below it republishes from it (review2 R8).
- * Only the versions ending exactly at the cut are checked (a pin among them may copy a version
- * before it): every version after them has its events (or, a retained pin, the checkpoint
- * compaction wrote for its source), and every version before them ends at a removed event.
+ * Versions ending before the anchor are gone. Of those ending at or after it, the ones up to the
+ * first checkpoint at or past the anchor are checked (after a whole compaction: those ending
+ * exactly at the cut, a pin among them may copy a version before it; after a run a crash cut
+ * short: those between the anchor and the cut, whose nearest checkpoint is below the anchor), and
+ * every pin or rollback after them (one a run cut short did not keep may copy removed content):
+ * every other version after them has its events from that checkpoint on.
  */
 export function replayableFrom(log: EventLog): number | undefined {
   const latest = log.latestVersion();
@@ -115,26 +337,48 @@ export function replayableFrom(log: EventLog): number | undefined {
   const anchor = eventsAnchor(log);
   if (anchor === 0) return 1;
   const db = databaseOf(log);
-  const seqTo = db.prepare('SELECT seq_to AS s FROM versions WHERE version = ?');
-  const seqOf = (v: number) => (seqTo.get(v) as { s: number }).s;
-  // seq_to never decreases along versions (a pin takes its parent's): the first at or past the
-  // cut is found by bisection, without reading every version row.
-  let lo = 1;
-  let hi = latest.version + 1;
-  while (lo < hi) {
-    const mid = Math.floor((lo + hi) / 2);
-    if (seqOf(mid) >= anchor) hi = mid;
-    else lo = mid + 1;
-  }
+  const first = (db.prepare('SELECT min(seq) AS s FROM checkpoints WHERE seq >= ?').get(anchor) as { s: number | null })
+    .s;
+  if (first === null) return undefined; // nothing rebuilds past the anchor (run db verify --deep)
+  const seqTo = db.prepare('SELECT seq_to AS s FROM versions WHERE version = ?').pluck();
+  const lo = firstVersionEndingAtOrAfter(log, anchor, latest.version + 1);
   let from = lo;
   // The same test as rebuildAtSeq's: the nearest checkpoint is past the anchor, or exactly at seq.
   const nearest = db.prepare('SELECT max(seq) AS s FROM checkpoints WHERE seq <= ?');
-  for (let v = lo; v <= latest.version && seqOf(v) === anchor; v++) {
+  const rebuilds = (v: number) => {
     const seq = contentSource(log, v).seqTo;
     const cp = (nearest.get(seq) as { s: number | null }).s;
-    if (seq !== 0 && cp !== seq && (cp === null || cp < anchor)) from = v + 1;
-  }
+    return seq === 0 || cp === seq || (cp !== null && cp >= anchor);
+  };
+  for (let v = lo; v <= latest.version && (seqTo.get(v) as number) <= first; v++) if (!rebuilds(v)) from = v + 1;
+  // Pins and rollbacks copy older content: a run cut short may have removed the events of one it
+  // does not keep (below the version it keeps from, above the anchor so far). Few rows: read them all.
+  const pins = db
+    .prepare('SELECT version FROM versions WHERE version >= ? AND content_of IS NOT NULL ORDER BY version DESC')
+    .pluck()
+    .all(from) as number[];
+  for (const v of pins)
+    if (!rebuilds(v)) {
+      from = Math.max(from, v + 1);
+      break;
+    }
   return from <= latest.version ? from : undefined;
+}
+
+/**
+ * The first version whose last event is at or after `seq`, found by bisection below `hi` (seq_to
+ * never decreases along versions: a pin takes its parent's), without reading every version row;
+ * `hi` when none is.
+ */
+function firstVersionEndingAtOrAfter(log: EventLog, seq: number, hi: number): number {
+  const seqTo = databaseOf(log).prepare('SELECT seq_to AS s FROM versions WHERE version = ?').pluck();
+  let lo = 1;
+  while (lo < hi) {
+    const mid = Math.floor((lo + hi) / 2);
+    if ((seqTo.get(mid) as number) >= seq) hi = mid;
+    else lo = mid + 1;
+  }
+  return lo;
 }
 
 /** The events chain's anchor: events up to it were compacted (0: none). */
@@ -143,8 +387,21 @@ function eventsAnchor(log: EventLog): number {
 }
 
 function chainAnchor(log: EventLog, chain: 'events' | 'acks'): number {
-  return (databaseOf(log).prepare('SELECT anchor_id AS a FROM chain_heads WHERE chain = ?').get(chain) as { a: number })
-    .a;
+  return databaseOf(log).prepare('SELECT anchor_id FROM chain_heads WHERE chain = ?').pluck().get(chain) as number;
+}
+
+function chainAnchorHash(log: EventLog, chain: 'events' | 'acks'): string {
+  return databaseOf(log).prepare('SELECT anchor_hash FROM chain_heads WHERE chain = ?').pluck().get(chain) as string;
+}
+
+const ID_COLUMN = { events: 'seq', acks: 'id' } as const;
+
+function rowHash(log: EventLog, chain: 'events' | 'acks', id: number): string {
+  const h = databaseOf(log).prepare(`SELECT row_hash FROM ${chain} WHERE ${ID_COLUMN[chain]} = ?`).pluck().get(id) as
+    | string
+    | undefined;
+  if (h === undefined) throw new EventLogError('INVALID', `compact: ${chain} row ${id} is missing; run db verify`);
+  return h;
 }
 
 /**
@@ -158,32 +415,79 @@ function chainAnchor(log: EventLog, chain: 'events' | 'acks'): number {
  * order; `verify` walks from the anchor), so a node silent since long ago holds the cut back:
  * heldBy names it.
  */
-function acksCut(log: EventLog, before: number): { cutId: number; heldBy?: { node: string; id: number } } {
+function acksCut(
+  log: EventLog,
+  before: number,
+  clusterHas?: (node: string) => boolean,
+): { cutId: number; heldBy?: { node: string; id: number } } {
   const db = databaseOf(log);
-  const head = (db.prepare(`SELECT head_id AS h FROM chain_heads WHERE chain = 'acks'`).get() as { h: number }).h;
+  const head = db.prepare(`SELECT head_id FROM chain_heads WHERE chain = 'acks'`).pluck().get() as number;
   const firstNew =
-    (db.prepare('SELECT min(id) AS id FROM acks WHERE version >= ?').get(before) as { id: number | null }).id ??
-    head + 1;
-  const latest = log.latestVersion();
-  const cluster = latest && replayVersion(log, latest.version).state.data;
+    (db.prepare('SELECT min(id) FROM acks WHERE version >= ?').pluck().get(before) as number | null) ?? head + 1;
+  let inCluster = clusterHas;
+  if (!inCluster) {
+    const latest = log.latestVersion();
+    const cluster = latest && replayVersion(log, latest.version).state.data;
+    inCluster = (n) => cluster?.node(n) !== undefined;
+  }
   let heldBy: { node: string; id: number } | undefined;
   for (const n of lastReportIds(log)) {
     const keep = n.ackId ?? n.nackId!;
-    if (cluster?.node(n.node) === undefined || keep >= firstNew) continue;
+    if (!inCluster(n.node) || keep >= firstNew) continue;
     if (!heldBy || keep < heldBy.id) heldBy = { node: n.node, id: keep };
   }
   return heldBy ? { cutId: heldBy.id - 1, heldBy } : { cutId: firstNew - 1 };
 }
 
-/** Deletes a chain's rows up to `cutId` and anchors it at that row (a no-op at or below its anchor). */
-function cutChain(log: EventLog, chain: 'acks', cutId: number): number {
+/**
+ * Deletes a chain's rows up to `cutId` and anchors it at that row (inside the caller's
+ * transaction; a no-op at or below its anchor). Ids are contiguous from the anchor up.
+ */
+function cutChain(log: EventLog, chain: 'events' | 'acks', cutId: number): number {
   const db = databaseOf(log);
   if (cutId <= chainAnchor(log, chain)) return 0;
-  const last = db.prepare(`SELECT row_hash FROM ${chain} WHERE id = ?`).get(cutId) as { row_hash: string } | undefined;
-  if (!last) throw new EventLogError('INVALID', `compact: ${chain} row ${cutId} is missing; run db verify`);
-  const removed = db.prepare(`DELETE FROM ${chain} WHERE id <= ?`).run(cutId).changes;
-  db.prepare('UPDATE chain_heads SET anchor_id = ?, anchor_hash = ? WHERE chain = ?').run(cutId, last.row_hash, chain);
+  const last = rowHash(log, chain, cutId);
+  const removed = db.prepare(`DELETE FROM ${chain} WHERE ${ID_COLUMN[chain]} <= ?`).run(cutId).changes;
+  db.prepare('UPDATE chain_heads SET anchor_id = ?, anchor_hash = ? WHERE chain = ?').run(cutId, last, chain);
   return removed;
+}
+
+interface CompactionRow {
+  id: number;
+  started_at: string;
+  finished_at: string | null;
+  by: string;
+  before_version: number;
+  cut_seq: number;
+  acks_cut_id: number;
+  events_removed: number;
+  acks_removed: number;
+  checkpoints_removed: number;
+  checkpoints_written: number;
+  steps: number;
+  longest_step_ms: number;
+}
+
+/** The newest compaction runs recorded in this file, newest first (a read-only log reads them too). */
+export function compactionRecords(log: EventLog, limit = 1): CompactionRecord[] {
+  const rows = databaseOf(log)
+    .prepare('SELECT * FROM compactions ORDER BY id DESC LIMIT ?')
+    .all(limit) as CompactionRow[];
+  return rows.map((r) => ({
+    id: r.id,
+    startedAt: r.started_at,
+    ...(r.finished_at === null ? {} : { finishedAt: r.finished_at }),
+    by: r.by,
+    beforeVersion: r.before_version,
+    cutSeq: r.cut_seq,
+    acksCutId: r.acks_cut_id,
+    eventsRemoved: r.events_removed,
+    acksRemoved: r.acks_removed,
+    checkpointsRemoved: r.checkpoints_removed,
+    checkpointsWritten: r.checkpoints_written,
+    steps: r.steps,
+    longestStepMs: r.longest_step_ms,
+  }));
 }
 
 /** A consistent copy of the log (VACUUM INTO), safe while the planner keeps writing. */

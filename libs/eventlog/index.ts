@@ -18,7 +18,16 @@ export { GENESIS_HASH, chainHash } from './row-chain.ts';
 export { APPLICATION_ID, type SchemaStatus } from './open-database.ts';
 export { verifyLog, type VerifyReport, type VerifyProblem } from './verify-log.ts';
 export { CLOCK_STEP_BOUND_MS, placeInTime } from './stamp-order.ts';
-export { compactLog, backupLog, replayableFrom, type CompactResult } from './compact-log.ts';
+export {
+  compactLog,
+  backupLog,
+  replayableFrom,
+  compactionRecords,
+  Compaction,
+  type CompactResult,
+  type CompactionLimits,
+  type CompactionRecord,
+} from './compact-log.ts';
 export {
   serviceHistory,
   nodeAt,
@@ -33,7 +42,26 @@ export {
 } from './audit-queries.ts';
 export { eventChurn, type EventChurn, type NamespaceChurn } from './churn-query.ts';
 export { EventAppender } from './event-appender.ts';
-export { logStorage, storageWarning, type LogStorage, type StorageThresholds } from './log-storage.ts';
+export {
+  logStorage,
+  logGrowth,
+  storageWarning,
+  type LogGrowth,
+  type LogStorage,
+  type StorageThresholds,
+} from './log-storage.ts';
+export {
+  OnlineRetention,
+  policyKeepsFrom,
+  retentionStatus,
+  retentionTarget,
+  type OnlineRetentionOptions,
+  type RetentionBounds,
+  type RetentionFloor,
+  type RetentionPolicy,
+  type RetentionRun,
+  type RetentionStatus,
+} from './online-retention.ts';
 export { versionAnchor, checkVersionAnchor } from './version-anchor.ts';
 export {
   EMPTY_POSITION,

@@ -155,7 +155,7 @@ describe('audit node places ACKs on the planner clock', () => {
     const log = await openLog(file, () => new Date(plus(T0, 1_000))); // migrates to 0005
     expect(log.schema.pending).toEqual([]);
     // what the planner names in its one line "event log migrated: …" (probe3 U4)
-    expect(log.migrated).toEqual(['0005-ack-received-at', '0006-replication-stream-created']);
+    expect(log.migrated).toEqual(['0005-ack-received-at', '0006-replication-stream-created', '0007-compactions']);
     expect(verifyLog(log)).toMatchObject({ ok: true, rowsChecked: { acks: 1 } });
     const r = nodeAt(log, 'n0', T0);
     expect(r.ack?.at).toBe(T0);

@@ -1,0 +1,259 @@
+import { setImmediate as nextTurn } from 'node:timers/promises';
+import { Compaction, compactionRecords, replayableFrom, type CompactionRecord } from './compact-log.ts';
+import { databaseOf } from './database-handle.ts';
+import type { EventLog } from './event-log.ts';
+import type { LogPosition } from './log-rows.ts';
+
+/**
+ * The planner's online retention (`--retain-versions`, `--retain-age`; review4 G8): compaction of
+ * its own file while it runs, in small transactions (compact-log.ts `Compaction`), never past what
+ * must stay. Default: no policy, nothing is removed.
+ */
+export interface RetentionPolicy {
+  /** Keep the newest this many versions replayable (and their events, checkpoints and ACKs). */
+  readonly versions?: number;
+  /** Keep every version that was current at some time within this many ms before now. */
+  readonly ageMs?: number;
+}
+
+/** A version retention must keep replayable, and why (said on /status when it is what holds the cut back). */
+export interface RetentionFloor {
+  readonly version: number;
+  readonly why: string;
+}
+
+/** What the running planner says must stay, read at each run. */
+export interface RetentionBounds {
+  readonly floors: readonly RetentionFloor[];
+  /**
+   * The position the group's log acknowledged (the replicated log's mark): no row past it is
+   * removed, so a truncation to the group's end (rows committed here, never appended) never needs
+   * a removed row. Null: nothing acknowledged yet, nothing is removed. Undefined: not replicated.
+   */
+  readonly acknowledged?: LogPosition | null;
+  /** Whether a node is one of the cluster's (the acks cut keeps each such node's last reports). */
+  readonly clusterHas?: (node: string) => boolean;
+}
+
+/** The version a policy alone would keep from (undefined: it keeps everything there is). */
+export function policyKeepsFrom(log: EventLog, policy: RetentionPolicy, now: Date): number | undefined {
+  const latest = log.latestVersion()?.version;
+  if (latest === undefined) return undefined;
+  const keeps: number[] = [];
+  if (policy.versions !== undefined) keeps.push(Math.max(1, latest - policy.versions + 1));
+  if (policy.ageMs !== undefined) {
+    // The version current at the window's start: the newest one made at or before it (versions_by_time).
+    const start = new Date(now.getTime() - policy.ageMs).toISOString();
+    const v = databaseOf(log)
+      .prepare('SELECT version FROM versions WHERE created_at <= ? ORDER BY created_at DESC, version DESC LIMIT 1')
+      .pluck()
+      .get(start) as number | undefined;
+    keeps.push(v ?? 1);
+  }
+  if (keeps.length === 0) return undefined;
+  const from = Math.min(...keeps); // both given: the one that keeps more
+  return from > 1 ? from : undefined;
+}
+
+/**
+ * The version to compact before (pure over the log's rows): the policy's, lowered to every floor
+ * and to the newest version whose events the group acknowledged. `heldBy` names the floor that
+ * lowered it, if one did.
+ */
+export function retentionTarget(
+  log: EventLog,
+  policy: RetentionPolicy,
+  bounds: RetentionBounds,
+  now: Date,
+): { before: number; heldBy?: string } | undefined {
+  const wanted = policyKeepsFrom(log, policy, now);
+  if (wanted === undefined) return undefined;
+  let before = wanted;
+  let heldBy: string | undefined;
+  const lower = (version: number, why: string) => {
+    if (version < before) {
+      before = version;
+      heldBy = why;
+    }
+  };
+  for (const f of bounds.floors) lower(f.version, f.why);
+  if (bounds.acknowledged === null) lower(0, "nothing is acknowledged by the group's log yet");
+  else if (bounds.acknowledged) {
+    const seq = bounds.acknowledged.chains.events.id;
+    const v = databaseOf(log)
+      .prepare('SELECT max(version) FROM versions WHERE version <= ? AND seq_to <= ?')
+      .pluck()
+      .get(before, seq) as number | null;
+    lower(v ?? 0, `the group's log has acknowledged events up to seq ${seq} only`);
+  }
+  if (before <= 1) return heldBy === undefined ? undefined : { before: 0, heldBy };
+  return heldBy === undefined ? { before } : { before, heldBy };
+}
+
+export interface RetentionRun {
+  readonly at: string;
+  readonly before: number;
+  readonly eventsRemoved: number;
+  readonly acksRemoved: number;
+  readonly checkpointsRemoved: number;
+  readonly steps: number;
+  readonly ms: number;
+  readonly longestStepMs: number;
+}
+
+/** What /status and `db status` say of retention. */
+export interface RetentionStatus {
+  /** The policy (null: none; the log keeps everything). */
+  readonly policy: RetentionPolicy | null;
+  /** The oldest version the log still rebuilds (replayableFrom); null: none. */
+  readonly oldestVersion: number | null;
+  /** The first event still held (the events chain's anchor + 1), and the acks'. */
+  readonly oldestSeq: number;
+  readonly oldestAckId: number;
+  /** The newest compaction recorded in the file (this planner's or `db compact`'s); null: never. */
+  readonly lastCompaction: CompactionRecord | null;
+  /** Why the last run kept more than the policy asks (a floor); absent when nothing did. */
+  readonly heldBy?: string;
+  /** Why the last run failed; absent when it did not. */
+  readonly error?: string;
+}
+
+export interface OnlineRetentionOptions {
+  readonly log: EventLog;
+  readonly policy: RetentionPolicy;
+  /** Read at each run; undefined: not now (the planner does not hold the group's log yet). */
+  readonly bounds: () => RetentionBounds | undefined;
+  /** How often a run starts (default 60 s). */
+  readonly intervalMs?: number;
+  /** Rows removed per transaction (default 2000: a few ms each, see docs/eventlog.md). */
+  readonly sliceRows?: number;
+  readonly say?: (line: string) => void;
+  /** Told after each step that removed rows (metrics). */
+  readonly onRemoved?: (table: 'events' | 'acks' | 'checkpoints', n: number) => void;
+  readonly now?: () => Date;
+}
+
+/**
+ * Runs retention every `intervalMs` inside the planner that holds the file's writer lock: plans a
+ * Compaction at the target (cut at a checkpoint the planner already wrote, so a step is a delete
+ * of at most `sliceRows` rows), then runs one step per event-loop turn, so appends, the lease and
+ * the API go on between steps. stop() ends a run between two steps (what it removed stays
+ * removed, consistently).
+ */
+export class OnlineRetention {
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+  private stopped = false;
+  private heldBy: string | undefined;
+  private error: string | undefined;
+  private last: RetentionRun | undefined;
+
+  constructor(private readonly o: OnlineRetentionOptions) {}
+
+  start(): void {
+    if (this.timer || this.stopped) return;
+    this.timer = setInterval(() => void this.runOnce(), this.o.intervalMs ?? 60_000);
+    this.timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearInterval(this.timer);
+    await this.running;
+  }
+
+  /** One run now (or the one under way). Never throws: a failure is said and shown in status(). */
+  runOnce(): Promise<void> {
+    if (this.stopped) return Promise.resolve();
+    this.running ??= this.run().finally(() => {
+      this.running = undefined;
+    });
+    return this.running;
+  }
+
+  /** This process's last run that removed rows (undefined: none yet). */
+  lastRun(): RetentionRun | undefined {
+    return this.last;
+  }
+
+  status(): RetentionStatus {
+    return {
+      ...retentionStatus(this.o.log, this.o.policy),
+      ...(this.heldBy === undefined ? {} : { heldBy: this.heldBy }),
+      ...(this.error === undefined ? {} : { error: this.error }),
+    };
+  }
+
+  private async run(): Promise<void> {
+    const log = this.o.log;
+    const say = this.o.say ?? (() => {});
+    try {
+      const bounds = this.o.bounds();
+      if (!bounds) return;
+      const now = this.o.now?.() ?? new Date();
+      const target = retentionTarget(log, this.o.policy, bounds, now);
+      this.heldBy = target?.heldBy;
+      if (!target || target.before <= 1) {
+        this.error = undefined;
+        return;
+      }
+      const c = Compaction.plan(log, target.before, {
+        atCheckpoint: true,
+        by: 'planner',
+        ...(bounds.acknowledged ? { maxAcksId: bounds.acknowledged.chains.acks.id } : {}),
+        ...(bounds.clusterHas ? { clusterHas: bounds.clusterHas } : {}),
+        now: () => this.o.now?.() ?? new Date(),
+      });
+      if (!c.hasWork) {
+        this.error = undefined;
+        return;
+      }
+      const t0 = performance.now();
+      let before = { events: 0, acks: 0, checkpoints: 0 };
+      for (;;) {
+        const more = c.step(this.o.sliceRows ?? 2000);
+        const r = c.result();
+        const now = { events: r.eventsRemoved, acks: r.acksRemoved, checkpoints: r.checkpointsRemoved };
+        for (const k of ['events', 'acks', 'checkpoints'] as const)
+          if (now[k] > before[k]) this.o.onRemoved?.(k, now[k] - before[k]);
+        before = now;
+        if (!more || this.stopped) break;
+        await nextTurn(); // appends, the lease and the API run between two steps
+      }
+      const r = c.result();
+      this.last = {
+        at: now.toISOString(),
+        before: target.before,
+        eventsRemoved: r.eventsRemoved,
+        acksRemoved: r.acksRemoved,
+        checkpointsRemoved: r.checkpointsRemoved,
+        steps: c.stepCount,
+        ms: Math.round(performance.now() - t0),
+        longestStepMs: Math.round(c.longestStepMs * 10) / 10,
+      };
+      this.error = undefined;
+      if (r.eventsRemoved + r.acksRemoved > 0)
+        say(
+          `retention: removed ${r.eventsRemoved} events (up to seq ${r.cutSeq}) and ${r.acksRemoved} ACK/NACK rows; the log rebuilds versions from ${replayableFrom(log) ?? '-'} on (${this.last.steps} steps in ${this.last.ms} ms, the longest ${this.last.longestStepMs} ms)${target.heldBy ? `; held back by ${target.heldBy}` : ''}`,
+        );
+    } catch (e) {
+      const why = e instanceof Error ? e.message : String(e);
+      if (why !== this.error) say(`retention: ${why}; tried again in the next run`);
+      this.error = why;
+    }
+  }
+}
+
+/** What the file says of retention (no planner needed: `db status` reads it from a read-only log). */
+export function retentionStatus(log: EventLog, policy: RetentionPolicy | null): RetentionStatus {
+  const db = databaseOf(log);
+  const anchor = (chain: string) =>
+    db.prepare('SELECT anchor_id FROM chain_heads WHERE chain = ?').pluck().get(chain) as number;
+  return {
+    policy,
+    oldestVersion: replayableFrom(log) ?? null,
+    oldestSeq: anchor('events') + 1,
+    oldestAckId: anchor('acks') + 1,
+    lastCompaction: compactionRecords(log)[0] ?? null,
+  };
+}

@@ -1,0 +1,19 @@
+// Child process for the retention crash test: runs the planner's online retention on FILE (keep
+// the newest KEEP versions, SLICE rows a transaction, fsync on every commit as the planner does),
+// steps back to back, and prints "removed <table> <n>" after each step that removed rows, then
+// "done". The parent SIGKILLs it part way, then starts it again on the same file.
+import { EventLog, OnlineRetention } from '../../../../libs/eventlog/index.ts';
+
+const [file, keep, slice] = process.argv.slice(2);
+const log = await EventLog.open({ file: file!, writer: 'retention crash child' });
+const r = new OnlineRetention({
+  log,
+  policy: { versions: Number(keep) },
+  bounds: () => ({ floors: [] }),
+  sliceRows: Number(slice),
+  onRemoved: (table, n) => process.stdout.write(`removed ${table} ${n}\n`),
+});
+await r.runOnce();
+const error = r.status().error;
+process.stdout.write(error ? `error ${error}\n` : 'done\n');
+log.close();
