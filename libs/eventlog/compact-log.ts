@@ -490,6 +490,15 @@ export function compactionRecords(log: EventLog, limit = 1): CompactionRecord[] 
   }));
 }
 
+/** One line for a run (db status, the planner's log): when, by whom, what it removed, whether it finished. */
+export function describeCompaction(r: CompactionRecord): string {
+  const what = `${r.eventsRemoved} events (up to seq ${r.cutSeq}) and ${r.acksRemoved} ACK/NACK rows removed, keeping versions from ${r.beforeVersion} on`;
+  const how = `${r.steps} steps, the longest ${Math.round(r.longestStepMs * 10) / 10} ms`;
+  return r.finishedAt
+    ? `${r.finishedAt} by ${r.by}: ${what} (${how})`
+    : `${r.startedAt} by ${r.by}, UNFINISHED (stopped part way; the next run goes on): ${what} so far (${how})`;
+}
+
 /** A consistent copy of the log (VACUUM INTO), safe while the planner keeps writing. */
 export function backupLog(log: EventLog, out: string): { bytes: number } {
   if (fs.existsSync(out)) throw new EventLogError('INVALID', `backup: ${out} already exists; not overwriting`);

@@ -23,6 +23,7 @@ export {
   backupLog,
   replayableFrom,
   compactionRecords,
+  describeCompaction,
   Compaction,
   type CompactResult,
   type CompactionLimits,

@@ -16,7 +16,7 @@ export interface RetentionPolicy {
   readonly ageMs?: number;
 }
 
-/** A version retention must keep replayable, and why (said on /status when it is what holds the cut back). */
+/** A version retention must keep replayable, and what needs it (a noun phrase: /status says `heldBy` it). */
 export interface RetentionFloor {
   readonly version: number;
   readonly why: string;
@@ -77,14 +77,14 @@ export function retentionTarget(
     }
   };
   for (const f of bounds.floors) lower(f.version, f.why);
-  if (bounds.acknowledged === null) lower(0, "nothing is acknowledged by the group's log yet");
+  if (bounds.acknowledged === null) lower(0, "the group's log (it acknowledged nothing yet)");
   else if (bounds.acknowledged) {
     const seq = bounds.acknowledged.chains.events.id;
     const v = databaseOf(log)
       .prepare('SELECT max(version) FROM versions WHERE version <= ? AND seq_to <= ?')
       .pluck()
       .get(before, seq) as number | null;
-    lower(v ?? 0, `the group's log has acknowledged events up to seq ${seq} only`);
+    lower(v ?? 0, `the group's log (it acknowledged events up to seq ${seq})`);
   }
   if (before <= 1) return heldBy === undefined ? undefined : { before: 0, heldBy };
   return heldBy === undefined ? { before } : { before, heldBy };
@@ -193,7 +193,8 @@ export class OnlineRetention {
       const now = this.o.now?.() ?? new Date();
       const target = retentionTarget(log, this.o.policy, bounds, now);
       this.heldBy = target?.heldBy;
-      if (!target || target.before <= 1) {
+      // at or below what the log already keeps from (a floor that came later, a node that fell behind): nothing to do
+      if (!target || target.before <= (replayableFrom(log) ?? 1)) {
         this.error = undefined;
         return;
       }

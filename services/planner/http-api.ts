@@ -10,7 +10,7 @@ import type { Planner } from './planner.ts';
 import { versionDiff } from './version-diff.ts';
 import type { GroupView } from './planner-group.ts';
 import type { GroupMember } from '../../libs/bus/index.ts';
-import type { LogStorage } from '../../libs/eventlog/index.ts';
+import type { LogGrowth, LogStorage, RetentionStatus } from '../../libs/eventlog/index.ts';
 
 /** A publish failing this long makes /readyz 503 (retries run every second). */
 export const PUBLISH_FAILING_NOT_READY_MS = 10_000;
@@ -81,13 +81,18 @@ export interface HttpApiOptions {
   readonly loopbackOnly?: boolean;
   /** The planner's group (self, leader, members); absent for a planner outside any group (tests). */
   readonly group?: () => (GroupView & { planners: GroupMember[] }) | undefined;
-  /** The event log's disk use and free space (logStorage), for /status; absent: shown as null. */
-  readonly storage?: () => LogStorage | undefined;
+  /**
+   * The event log's disk use and free space (logStorage) and how fast it grows (logGrowth), for
+   * /status; absent: shown as null.
+   */
+  readonly storage?: () => (LogStorage & { readonly growth?: LogGrowth }) | undefined;
+  /** What the log keeps (retention: policy, oldest version, last compaction), for /status; absent: null. */
+  readonly retention?: () => RetentionStatus | undefined;
 }
 
 /** The routes every planner serves: probes, metrics, reads, and the operations. */
 export function plannerRoutes(
-  o: Pick<HttpApiOptions, 'planner' | 'registry' | 'group' | 'started' | 'tokensRevoked' | 'storage'>,
+  o: Pick<HttpApiOptions, 'planner' | 'registry' | 'group' | 'started' | 'tokensRevoked' | 'storage' | 'retention'>,
 ): ApiRoute[] {
   const { planner: p, registry } = o;
   const group = o.group ?? (() => undefined);
@@ -216,6 +221,8 @@ export function plannerRoutes(
           source: p.sourceHealth(),
           // the log's disk use and the space left, with a warning when little is (review4 G8)
           storage: o.storage?.() ?? null,
+          // what the log keeps and when it was last compacted (--retain-versions/--retain-age, db compact)
+          retention: o.retention?.() ?? null,
           ...groupStatusOf(group()),
         };
       },

@@ -5,7 +5,13 @@ import type { GroupView } from './planner-group.ts';
 /** Prometheus metrics for one planner, in their own registry (tests run several planners). */
 export function plannerMetrics(
   o: { sourceProblem?: () => string | undefined; group?: () => GroupView | undefined } = {},
-): { registry: Registry; hooks: PlannerHooks; versionGauge: Gauge } {
+): {
+  registry: Registry;
+  hooks: PlannerHooks;
+  versionGauge: Gauge;
+  /** Rows online retention removed from the event log, by table (events, acks, checkpoints). */
+  rowsCompacted: Counter<'table'>;
+} {
   const registry = new Registry();
   const sourceProblem = o.sourceProblem;
   const group = o.group;
@@ -73,6 +79,12 @@ export function plannerMetrics(
     help: 'Latest published data version',
     registers: [registry],
   });
+  const rowsCompacted = new Counter({
+    name: 'switchboard_planner_log_rows_compacted_total',
+    help: "Rows the planner's online retention (--retain-versions, --retain-age) removed from its event log, by table",
+    labelNames: ['table'],
+    registers: [registry],
+  });
   const hooks: PlannerHooks = {
     onEvents: (n) => events.inc(n),
     onRejected: () => rejected.inc(),
@@ -83,5 +95,5 @@ export function plannerMetrics(
     },
     onError: (where) => errors.inc({ where }),
   };
-  return { registry, hooks, versionGauge };
+  return { registry, hooks, versionGauge, rowsCompacted };
 }

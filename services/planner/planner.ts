@@ -1,5 +1,5 @@
 import type { EventLog } from '../../libs/eventlog/index.ts';
-import { nodesBehind, replayableFrom } from '../../libs/eventlog/index.ts';
+import { nodesBehind, replayableFrom, type RetentionFloor } from '../../libs/eventlog/index.ts';
 import {
   monoOfWall,
   type ExpectedHashes,
@@ -914,6 +914,31 @@ export class Planner {
   }
 
   // ---- queries ----
+
+  /**
+   * What online retention must keep replayable, as this planner knows it (libs/eventlog
+   * online-retention.ts): the pinned version, the version each fleet node last ACKed (it runs that
+   * one; a node silent since holds it, said as the floor on /status), and, leading, every version
+   * not yet on the versions stream (published in their checkpoint form, they are rebuilt). Config
+   * revisions (a rollout's previous one included) are never compacted.
+   */
+  retentionFloors(): RetentionFloor[] {
+    const floors: RetentionFloor[] = [];
+    const pin = this.data.pin;
+    if (pin) floors.push({ version: pin.version, why: `the data ${pin.kind} to version ${pin.version}` });
+    const fleet = new Set(this.fleet());
+    for (const n of nodesBehind(this.options.log, { all: true }))
+      if (fleet.has(n.node) && n.ackedVersion > 0)
+        floors.push({ version: n.ackedVersion, why: `node ${n.node} (it runs version ${n.ackedVersion})` });
+    const latest = this.data.latest()?.version ?? 0;
+    const published = this.options.bus.lastPublishedVersion();
+    if (this.role === 'leader' && published < latest)
+      floors.push({
+        version: published + 1,
+        why: `version ${published + 1} (not on the versions stream yet)`,
+      });
+    return floors;
+  }
 
   versions(opts: { from?: number; to?: number; newest?: number } = {}) {
     return this.options.log.versions(opts);

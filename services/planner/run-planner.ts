@@ -1,5 +1,13 @@
 import type { Server } from 'node:http';
-import { EventLog, logStorage } from '../../libs/eventlog/index.ts';
+import {
+  EventLog,
+  logGrowth,
+  logStorage,
+  OnlineRetention,
+  retentionStatus,
+  type LogGrowth,
+  type RetentionPolicy,
+} from '../../libs/eventlog/index.ts';
 import {
   ClusterInformer,
   ManifestsSource,
@@ -61,6 +69,13 @@ export interface RunPlannerOptions {
   readonly say?: (line: string) => void;
   readonly config: ProxyConfig;
   readonly checkpointEvery?: number;
+  /**
+   * --retain-versions / --retain-age: the log's online retention (libs/eventlog online-retention.ts);
+   * absent: the log keeps everything, as before.
+   */
+  readonly retain?: RetentionPolicy;
+  /** How often retention runs (default 60 s; tests shorten it). */
+  readonly retainEveryMs?: number;
   /** --versions-keep-checkpoints: checkpoints the versions stream keeps (default 2; 0: all). */
   readonly versionsKeepCheckpoints?: number;
   readonly debounceMs?: number;
@@ -145,7 +160,12 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
     tokensRevoked: tokens && (() => tokens.revoked()),
     loopbackOnly: !tokens && listen.loopback,
     started: () => serving,
-    storage: () => (log ? logStorage(log.file) : undefined),
+    storage: () => {
+      const s = log && logStorage(log.file);
+      return s && { ...s, growth: growth() };
+    },
+    // a planner without a policy still says what its file keeps (a `db compact` shows there)
+    retention: () => retention?.status() ?? (log ? retentionStatus(log, null) : undefined),
     // The console's data routes run only once serving (non-public routes answer 503 before).
     routes: consoleRoutes({
       planner: () => current()!,
@@ -183,6 +203,14 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
     throw e;
   }
   let log: EventLog;
+  let retention: OnlineRetention | undefined;
+  // /status may be polled often: the growth figure (a few thousand rows read) is kept 30 s
+  let grown: { at: number; value: LogGrowth } | undefined;
+  const growth = (): LogGrowth | undefined => {
+    if (!log) return undefined;
+    if (!grown || performance.now() - grown.at > 30_000) grown = { at: performance.now(), value: logGrowth(log) };
+    return grown.value;
+  };
   try {
     log = await EventLog.open({ file: o.db, writer: 'a planner' });
     if (log.migrated.length > 0) say(`event log migrated: ${log.migrated.join(', ')}`);
@@ -340,6 +368,35 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
     await lease.start();
     await g.settled(); // a lone planner (or one taking its own lease back) is the leader when this returns
     serving = true;
+    // Online retention (review4 G8): in this process, which holds the file's writer lock, leading or
+    // following; never past what the group's log acknowledged (the mark), nor a floor of the planner's.
+    if (o.retain) {
+      retention = new OnlineRetention({
+        log,
+        policy: o.retain,
+        intervalMs: o.retainEveryMs,
+        say,
+        onRemoved: (table, n) => metrics.rowsCompacted.inc({ table }, n),
+        bounds: () => {
+          const p = g.planner();
+          if (!p?.isSynced) return undefined; // not holding the group's log yet
+          return {
+            floors: p.retentionFloors(),
+            acknowledged: log.replicationMark()?.position ?? null,
+            clusterHas: (node) => p.data.publishedData().node(node) !== undefined,
+          };
+        },
+      });
+      retention.start();
+      say(
+        `retention: keeping ${[
+          o.retain.versions !== undefined ? `the newest ${o.retain.versions} versions` : '',
+          o.retain.ageMs !== undefined ? `every version of the last ${Math.round(o.retain.ageMs / 60_000)} min` : '',
+        ]
+          .filter(Boolean)
+          .join(' and ')} (and what a pin, a node or the group's log still needs)`,
+      );
+    }
     // A --db deleted or replaced under us: shown (lastError, /readyz) and said once, until it is back.
     // Little disk left (review4 G8): said when it starts and when it ends (/status shows it meanwhile).
     let fileSaid: string | undefined;
@@ -375,6 +432,7 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
       url,
       stop: async () => {
         clearInterval(fileCheck);
+        await retention?.stop(); // between two of its steps: what it removed stays removed, consistently
         tokens?.close();
         await new Promise<void>((r) => {
           s.close(() => r());

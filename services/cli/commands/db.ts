@@ -12,9 +12,12 @@ import {
   backupLog,
   checkVersionAnchor,
   compactLog,
+  describeCompaction,
   EventLog,
+  logGrowth,
   logStorage,
   replayableFrom,
+  retentionStatus,
   verifyLog,
 } from '../../../libs/eventlog/index.ts';
 import { canonicalJson } from '../../../libs/model/index.ts';
@@ -107,11 +110,20 @@ export function registerDb(program: Command, setExit: SetExit): void {
               ...replicationStatus(log),
               ...storageStatus(log),
             };
+            // what retention keeps (online or db compact) and how fast the log grows (review4 G8)
+            const kept = retentionStatus(log, null);
+            const growth = logGrowth(log);
+            const retained = {
+              oldestVersion: kept.oldestVersion ?? 0,
+              oldestAckId: kept.oldestAckId,
+              lastCompaction: kept.lastCompaction ? describeCompaction(kept.lastCompaction) : 'never',
+              growthLastHour: `${growth.bytes} bytes (${growth.events} events, ${growth.acks} ACK/NACK rows, ${growth.versions} versions${growth.bytesPerVersion === null ? '' : `; ${growth.bytesPerVersion} bytes per version`})`,
+            };
             print(
-              Object.entries(status)
+              Object.entries({ ...status, ...retained })
                 .map(([k, v]) => `${k}: ${Array.isArray(v) ? v.join(', ') : v}\n`)
                 .join(''),
-              status,
+              { ...status, ...retained, lastCompaction: kept.lastCompaction, growth },
             );
             break;
           }

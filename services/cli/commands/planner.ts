@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { runPlanner } from '../../planner/run-planner.ts';
+import type { RetentionPolicy } from '../../../libs/eventlog/index.ts';
 import { checkGroupName, checkServerUrls, ReplicasRefused } from '../../../libs/bus/index.ts';
 import { parseDuration, serverUrl } from '../flag-values.ts';
 import { UsageError } from '../cli-errors.ts';
@@ -69,6 +70,14 @@ export function registerPlanner(program: Command, setExit: SetExit): void {
     .addOption(maxManifestBytesOption())
     .option('--checkpoint-every <k>', 'object-state checkpoint in the log every K events', '10000')
     .option(
+      '--retain-versions <n>',
+      'online retention: keep the newest N versions rebuildable (their events, checkpoints and ACKs); older rows are removed from the log while the planner runs, never a pinned version or one a fleet node runs (default: keep everything; docs/eventlog.md)',
+    )
+    .option(
+      '--retain-age <duration>',
+      'online retention: keep every version current within this long, e.g. 7d (with --retain-versions: whichever keeps more)',
+    )
+    .option(
       '--versions-keep-checkpoints <n>',
       'checkpoints the versions stream keeps; older versions are purged from NATS (the log keeps them); 0 keeps all',
       '2',
@@ -99,6 +108,8 @@ export function registerPlanner(program: Command, setExit: SetExit): void {
         nodeSelector?: string;
         relist?: boolean;
         checkpointEvery: string;
+        retainVersions?: string;
+        retainAge?: string;
         versionsKeepCheckpoints: string;
         maxManifestBytes?: string;
         replicas: string;
@@ -151,6 +162,7 @@ export function registerPlanner(program: Command, setExit: SetExit): void {
           throw new UsageError(`--lease-ttl ${o.leaseTtl}: expected a duration of at least 400ms, such as 15s`);
         const k = Number(o.checkpointEvery);
         if (!Number.isInteger(k) || k < 0) throw new UsageError('--checkpoint-every must be a whole number');
+        const retain = retentionPolicy(o.retainVersions, o.retainAge);
         const keepCheckpoints = Number(o.versionsKeepCheckpoints);
         if (!/^\d+$/.test(o.versionsKeepCheckpoints) || !Number.isSafeInteger(keepCheckpoints))
           throw new UsageError(
@@ -194,6 +206,7 @@ export function registerPlanner(program: Command, setExit: SetExit): void {
           onBusWaiting: (what) => process.stderr.write(`planner: waiting for ${what}\n`),
           config: loadProxyConfig(o.config, {}),
           checkpointEvery: k,
+          ...(retain ? { retain } : {}),
           nodeSelector,
           relist: o.relist,
           versionsKeepCheckpoints: keepCheckpoints,
@@ -219,4 +232,22 @@ export function registerPlanner(program: Command, setExit: SetExit): void {
         setExit(await untilSignalThenStop('planner', () => running.stop()));
       },
     );
+}
+
+/** --retain-versions / --retain-age: the online retention policy, or undefined (keep everything). */
+function retentionPolicy(versions: string | undefined, age: string | undefined): RetentionPolicy | undefined {
+  let policy: { versions?: number; ageMs?: number } | undefined;
+  if (versions !== undefined) {
+    const n = Number(versions);
+    if (!/^\d+$/.test(versions) || !Number.isSafeInteger(n) || n < 1)
+      throw new UsageError(`--retain-versions ${versions}: expected a whole number of at least 1`);
+    policy = { versions: n };
+  }
+  if (age !== undefined) {
+    const ms = parseDuration(age);
+    if (ms === undefined || ms < 60_000)
+      throw new UsageError(`--retain-age ${age}: expected a duration of at least 1m, such as 7d or 12h`);
+    policy = { ...policy, ageMs: ms };
+  }
+  return policy;
 }

@@ -114,6 +114,10 @@ describe('switchboard db / replay / audit', () => {
     expect(status).toMatch(/schemaVersion: 7/);
     expect(status).toMatch(/^fileBytes: [1-9]\d*$/m); // review4 G8: disk use and space left
     expect(status).toMatch(/^freeBytes: \d+$/m);
+    // what retention keeps and how fast the log grows (review4 G8)
+    expect(status).toMatch(/^oldestVersion: 1$/m);
+    expect(status).toMatch(/^lastCompaction: never$/m);
+    expect(status).toMatch(/^growthLastHour: \d+ bytes \(\d+ events, \d+ ACK\/NACK rows, \d+ versions/m);
     const ok = await sb('db', 'verify', '--db', file, '--deep');
     expect(ok.code).toBe(0);
     expect(ok.out).toMatch(/^ok: events \d+/);
@@ -195,6 +199,21 @@ describe('switchboard db / replay / audit', () => {
     expect(r.code).toBe(0);
     expect(JSON.parse(r.out).eventsRemoved).toBeGreaterThan(0);
     expect((await sb('db', 'verify', '--db', copy, '--deep')).code).toBe(0);
+    // db status says what it removed and from which version the log rebuilds
+    const st = JSON.parse((await sb('db', 'status', '--db', copy, '--json')).out);
+    expect(st.lastCompaction).toMatchObject({
+      by: 'db compact',
+      beforeVersion: mid.version,
+      eventsRemoved: JSON.parse(r.out).eventsRemoved,
+      finishedAt: expect.any(String),
+    });
+    expect(st.oldestVersion).toBeLessThanOrEqual(mid.version);
+    expect((await sb('db', 'status', '--db', copy)).out).toMatch(
+      new RegExp(
+        `^lastCompaction: \\S+ by db compact: \\d+ events \\(up to seq \\d+\\) and \\d+ ACK/NACK rows removed, keeping versions from ${mid.version} on`,
+        'm',
+      ),
+    );
     for (const v of recorded.filter((x) => x.version >= mid.version)) {
       expect((await sb('replay', '--db', copy, '--to-version', String(v.version))).out).toBe(
         `version ${v.version} hash ${v.hash}\n`,

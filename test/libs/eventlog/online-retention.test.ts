@@ -34,7 +34,7 @@ describe('online retention (review4 G8)', () => {
       const acksBefore = nodesBehind(log, { all: true });
       // a node that still runs an old version holds retention there
       const nodeFloor = Math.floor(latest / 3);
-      let floors = [{ version: nodeFloor, why: `node node-9 runs version ${nodeFloor}` }];
+      let floors = [{ version: nodeFloor, why: `node node-9 (it runs version ${nodeFloor})` }];
       const r = new OnlineRetention({
         log,
         policy: { versions: 10 },
@@ -43,7 +43,7 @@ describe('online retention (review4 G8)', () => {
       });
       await r.runOnce();
       const held = r.status();
-      expect(held.heldBy).toBe(`node node-9 runs version ${nodeFloor}`);
+      expect(held.heldBy).toBe(`node node-9 (it runs version ${nodeFloor})`);
       expect(held.error).toBeUndefined();
       expect(held.oldestVersion).toBeGreaterThan(1);
       expect(held.oldestVersion).toBeLessThanOrEqual(nodeFloor);
@@ -113,10 +113,10 @@ describe('online retention (review4 G8)', () => {
       expect(t.before).toBeLessThanOrEqual(v.version + 0);
       expect(log.version(t.before)!.seqTo).toBeLessThanOrEqual(v.seqTo);
       expect(log.version(t.before + 1)!.seqTo).toBeGreaterThan(v.seqTo);
-      expect(t.heldBy).toBe(`the group's log has acknowledged events up to seq ${v.seqTo} only`);
+      expect(t.heldBy).toBe(`the group's log (it acknowledged events up to seq ${v.seqTo})`);
       expect(retentionTarget(log, { versions: 3 }, { floors, acknowledged: null }, now)).toEqual({
         before: 0,
-        heldBy: "nothing is acknowledged by the group's log yet",
+        heldBy: "the group's log (it acknowledged nothing yet)",
       });
       // nothing acknowledged: nothing removed
       const r = new OnlineRetention({
