@@ -712,12 +712,19 @@ class StreamLogReplicator implements LogReplicator {
       this.log.importRows(b, { mark, adoptAnchors: true });
       this.markDirty = false;
     } else {
-      throw Object.assign(
-        new Error(
-          `log stream ${this.stream} seq ${seq}: this file holds neither the batch's start nor its end (another history); move it aside to bootstrap afresh`,
-        ),
-        { code: 'DIVERGED' },
-      );
+      // This file's own retention removed rows the batch starts before (a leader's seed after NATS
+      // lost its store, from a file compacted less): when its head is one of the batch's rows, by
+      // id and chained hash, the rest of the batch continues it.
+      const rest = this.restOf(b);
+      if (!rest)
+        throw Object.assign(
+          new Error(
+            `log stream ${this.stream} seq ${seq}: this file holds neither the batch's start nor its end (another history); move it aside to bootstrap afresh`,
+          ),
+          { code: 'DIVERGED' },
+        );
+      this.log.importRows(rest, { mark });
+      this.markDirty = false;
     }
     this.groupEnd = b.to;
     this.groupResume = b.resumePoints;
@@ -741,6 +748,15 @@ class StreamLogReplicator implements LogReplicator {
     if (covers(b.from, end) && (rowCount(b.from) > rowCount(end) || b.from.checkpointSeq > end.checkpointSeq))
       return undefined;
     return `a batch from ${rowCount(b.from)} rows that does not continue the group's log at ${rowCount(end)} rows (a copy of an earlier batch, or a fork; not applied)`;
+  }
+
+  /** The part of `b` after this file's head when that head is one of b's rows (else undefined). */
+  private restOf(b: RowBatch): RowBatch | undefined {
+    try {
+      return sliceBatch(b, this.log.position());
+    } catch {
+      return undefined; // DIVERGED: the head is not on the batch's history
+    }
   }
 
   private applySnapshot(s: Snapshot): void {
