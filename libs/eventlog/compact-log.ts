@@ -423,7 +423,9 @@ function acksCut(
   const db = databaseOf(log);
   const head = db.prepare(`SELECT head_id FROM chain_heads WHERE chain = 'acks'`).pluck().get() as number;
   const firstNew =
-    (db.prepare('SELECT min(id) FROM acks WHERE version >= ?').pluck().get(before) as number | null) ?? head + 1;
+    (db.prepare('SELECT min(id) FROM acks INDEXED BY acks_by_version WHERE version >= ?').pluck().get(before) as
+      | number
+      | null) ?? head + 1;
   let inCluster = clusterHas;
   if (!inCluster) {
     const latest = log.latestVersion();

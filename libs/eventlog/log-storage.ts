@@ -121,7 +121,7 @@ export function logGrowth(log: EventLog, o: { windowMs?: number; now?: Date } = 
   const versions = v.h - (before?.version ?? 0);
   const events = e.h - Math.max(e.a, before?.seq_to ?? 0);
   const firstAck = db
-    .prepare('SELECT min(id) FROM acks WHERE version > ?')
+    .prepare('SELECT min(id) FROM acks INDEXED BY acks_by_version WHERE version > ?')
     .pluck()
     .get(before?.version ?? 0) as number | null;
   const acks = firstAck === null ? 0 : a.h - Math.max(a.a, firstAck - 1);

@@ -125,7 +125,7 @@ export interface OnlineRetentionOptions {
   readonly bounds: () => RetentionBounds | undefined;
   /** How often a run starts (default 60 s). */
   readonly intervalMs?: number;
-  /** Rows removed per transaction (default 2000: a few ms each, see docs/eventlog.md). */
+  /** Rows removed per transaction (default 500: see docs/eventlog.md, "Online retention"). */
   readonly sliceRows?: number;
   readonly say?: (line: string) => void;
   /** Told after each step that removed rows (metrics). */
@@ -212,7 +212,7 @@ export class OnlineRetention {
       const t0 = performance.now();
       let before = { events: 0, acks: 0, checkpoints: 0 };
       for (;;) {
-        const more = c.step(this.o.sliceRows ?? 2000);
+        const more = c.step(this.o.sliceRows ?? 500);
         const r = c.result();
         const now = { events: r.eventsRemoved, acks: r.acksRemoved, checkpoints: r.checkpointsRemoved };
         for (const k of ['events', 'acks', 'checkpoints'] as const)
