@@ -11,8 +11,8 @@ import {
   type LogReplicator,
 } from '../../../libs/eventlog/index.ts';
 import { startNatsServer, type NatsServerHandle } from '../../support/nats-server.ts';
-import { writeHistory } from './support/replicated-history.ts';
-import { openLog, tempDir } from './support/temp-log.ts';
+import { caughtUpWith, logReplica, writeHistory } from './support/replicated-history.ts';
+import { tempDir } from './support/temp-log.ts';
 
 /**
  * Retention is local to each replica's file (review4 G8): a follower compacts its own copy, never
@@ -33,26 +33,7 @@ afterAll(async () => {
   tmp.cleanup();
 });
 
-async function replica(group: string): Promise<{ log: EventLog; r: LogReplicator }> {
-  const log = await openLog(tmp.file());
-  const r = await createLogReplicator({
-    log,
-    nc,
-    group,
-    replicas: 1,
-    id: `r${lines.length}`,
-    logger: (l) => lines.push(l),
-    appendTimeoutMs: 2000,
-  });
-  return { log, r };
-}
-
-async function caughtUpWith(b: { log: EventLog }, a: { log: EventLog }, what: string): Promise<void> {
-  const end = Date.now() + 20_000;
-  while (!samePosition(b.log.position(), a.log.position()) && Date.now() < end)
-    await new Promise((r) => setTimeout(r, 50));
-  expect(b.log.position(), what).toEqual(a.log.position());
-}
+const replica = (group: string, file = tmp.file()) => logReplica(nc, group, { file, lines });
 
 /** The follower's retention: the policy, bounded by the position its mark says the group acknowledged. */
 function followerRetention(log: EventLog): OnlineRetention {

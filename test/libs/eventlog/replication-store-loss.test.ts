@@ -1,9 +1,9 @@
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createLogReplicator, samePosition, type EventLog, type LogReplicator } from '../../../libs/eventlog/index.ts';
+import type { EventLog, LogReplicator } from '../../../libs/eventlog/index.ts';
 import { startNatsServer, type NatsServerHandle } from '../../support/nats-server.ts';
-import { replicaDigest, writeHistory } from './support/replicated-history.ts';
-import { openLog, tempDir } from './support/temp-log.ts';
+import { caughtUpWith, logReplica, replicaDigest, writeHistory } from './support/replicated-history.ts';
+import { tempDir } from './support/temp-log.ts';
 
 /**
  * NATS loses its whole store (kill -9, data directory gone, restart) while a replica leads the
@@ -26,27 +26,7 @@ afterAll(async () => {
   tmp.cleanup();
 });
 
-async function replica(group: string, file = tmp.file()): Promise<{ log: EventLog; r: LogReplicator }> {
-  const log = await openLog(file);
-  const r = await createLogReplicator({
-    log,
-    nc,
-    group,
-    replicas: 1,
-    id: `r${lines.length}`,
-    logger: (l) => lines.push(l),
-    appendTimeoutMs: 2000,
-  });
-  return { log, r };
-}
-
-/** Waits until the follower's file stands where the leader's does (polled: no event to await). */
-async function caughtUpWith(b: { log: EventLog }, a: { log: EventLog }, what: string): Promise<void> {
-  const end = Date.now() + 20_000;
-  while (!samePosition(b.log.position(), a.log.position()) && Date.now() < end)
-    await new Promise((r) => setTimeout(r, 50));
-  expect(b.log.position(), what).toEqual(a.log.position());
-}
+const replica = (group: string, file = tmp.file()) => logReplica(nc, group, { file, lines });
 
 /** The follower holds exactly the leader's verified log; then both are closed. */
 async function expectSameAndClose(b: { log: EventLog; r: LogReplicator }, a: { log: EventLog; r: LogReplicator }) {

@@ -1,4 +1,13 @@
-import { verifyLog, replayVersion, type EventLog } from '../../../../libs/eventlog/index.ts';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { expect } from 'vitest';
+import {
+  createLogReplicator,
+  EventLog,
+  replayVersion,
+  samePosition,
+  verifyLog,
+  type LogReplicator,
+} from '../../../../libs/eventlog/index.ts';
 import { DataAxis } from '../../../../libs/versioning/index.ts';
 import { DEFAULT_PROXY_CONFIG } from '../../../../libs/model/index.ts';
 import { driveDataAxis, randomHistory } from './random-history.ts';
@@ -52,4 +61,31 @@ export function replicaDigest(log: EventLog): {
     // What a source diffs its first scan or LIST against after a takeover.
     liveObjects: log.liveObjectEvents().map((e) => e.seq),
   };
+}
+
+/** A replica of `group`'s log: a real SQLite file and a replicator on `nc`; its log lines go to `lines`. */
+export async function logReplica(
+  nc: NatsConnection,
+  group: string,
+  o: { file: string; lines: string[] },
+): Promise<{ log: EventLog; r: LogReplicator }> {
+  const log = await EventLog.open({ file: o.file, sync: 'normal' });
+  const r = await createLogReplicator({
+    log,
+    nc,
+    group,
+    replicas: 1,
+    id: `r${o.lines.length}`,
+    logger: (l) => o.lines.push(l),
+    appendTimeoutMs: 2000,
+  });
+  return { log, r };
+}
+
+/** Waits until the follower's file stands where the leader's does (polled: no event to await). */
+export async function caughtUpWith(b: { log: EventLog }, a: { log: EventLog }, what: string): Promise<void> {
+  const end = Date.now() + 20_000;
+  while (!samePosition(b.log.position(), a.log.position()) && Date.now() < end)
+    await new Promise((r) => setTimeout(r, 50));
+  expect(b.log.position(), what).toEqual(a.log.position());
 }
