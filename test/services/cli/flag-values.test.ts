@@ -120,6 +120,14 @@ describe('flag values of the long-running commands are checked before they conne
         'switchboard: --versions-keep-checkpoints all: expected a whole number (0 keeps every version)\n',
       ],
       [
+        [...planner, '--retain-versions', '0'],
+        'switchboard: --retain-versions 0: expected a whole number of at least 1\n',
+      ],
+      [
+        [...planner, '--retain-age', '30s'],
+        'switchboard: --retain-age 30s: expected a duration of at least 1m, such as 7d or 12h\n',
+      ],
+      [
         [...planner, '--node-selector', 'kubernetes.io/os in linux'],
         `switchboard: --node-selector: label selector "kubernetes.io/os in linux": expected '(' after 'in' for kubernetes.io/os\n`,
       ],
