@@ -51,6 +51,7 @@ export {
   targetNoticeStatement,
   targetStatement,
   termClaimStatement,
+  groupTermClaimStatement,
   defaultSigningKeyFile,
   loadOrCreateSigningKey,
   readVerifierFile,
@@ -65,6 +66,7 @@ export {
   checkGroupName,
   describeHolder,
   leaseBucket,
+  leaseGroups,
   type LeaseHolder,
   type LeaderLeaseOptions,
 } from './planner-lease.ts';

@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { KV } from '@nats-io/kv';
-import { JetStreamApiError } from '@nats-io/jetstream';
+import { JetStreamApiError, type JetStreamManager } from '@nats-io/jetstream';
 import { z } from 'zod';
 import { parseWire } from '../model/index.ts';
 import { replicatedBucket } from './target-store.ts';
@@ -17,6 +17,21 @@ export function checkGroupName(group: string): string {
 
 export function leaseBucket(group: string): string {
   return `sb_lease_${checkGroupName(group)}`;
+}
+
+const LEASE_STREAM_PREFIX = 'KV_sb_lease_';
+
+/**
+ * The groups that have a lease bucket on this NATS account (its stream `KV_sb_lease_<group>`):
+ * one listing of stream names (STREAM.NAMES requests, no consumer). A group's planner opens its
+ * lease bucket before it can win a term, so every group that ever claimed the versions stream
+ * here is listed while its bucket exists.
+ */
+export async function leaseGroups(jsm: JetStreamManager): Promise<string[]> {
+  const groups: string[] = [];
+  for await (const name of jsm.streams.names())
+    if (name.startsWith(LEASE_STREAM_PREFIX)) groups.push(name.slice(LEASE_STREAM_PREFIX.length));
+  return groups;
 }
 
 const LeaseHolderSchema = z.object({

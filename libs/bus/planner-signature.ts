@@ -22,7 +22,9 @@ import { deltaSubject, H } from './subjects.ts';
  *   artifact   sb-artifact / subject / version / parent / hash / anchor / sha256(payload)
  *   config     sb-config / revision / hash
  *   notice     sb-notice / <the target statement> / <the artifact statement of the carried delta>
- *   term       sb-term / term / planner id / at   (a new leader's claim on the versions stream)
+ *   term       sb-term / term / planner id / at   (a new leader's claim on the versions stream; the
+ *              release before's form, still signed for its planners, see version-publisher.ts)
+ *   group term sb-group-term / group / term / planner id / at   (the same claim naming its group)
  *
  * The notice statement lets a node verify one signature per event instead of two (the target's
  * and the delta's) when the default target's notice carries the version's delta; both parts keep
@@ -49,9 +51,17 @@ export function targetStatement(
     : `sb-target\n${key}\n${t.version}\n${t.configRevision}\n${issued}`;
 }
 
-/** A leader's claim on the versions stream for its term (version-publisher.ts `claim`). */
+/** A leader's claim on the versions stream for its term, without its group: the release before's form. */
 export function termClaimStatement(c: { term: number; id: string; at: string }): string {
   return `sb-term\n${c.term}\n${c.id}\n${c.at}`;
+}
+
+/**
+ * A leader's claim on the versions stream for its group's term (version-publisher.ts `claim`):
+ * terms are the revisions of each group's own lease bucket, so a claim says whose term it is.
+ */
+export function groupTermClaimStatement(c: { group: string; term: number; id: string; at: string }): string {
+  return `sb-group-term\n${c.group}\n${c.term}\n${c.id}\n${c.at}`;
 }
 
 /** `payload` as bytes, or as text (hashed as its UTF-8 bytes: the same digest as the bytes it was decoded from). */

@@ -11,8 +11,10 @@ import { StaleLeaderError } from './stale-leader.ts';
 import { appendChain } from './chained-append.ts';
 import type { KnownTexts, NoticeDelta, VersionArtifact } from '../model/index.ts';
 import { artifactBytes, artifactMessages, deltaExceeds, type EncodedMessage } from './artifact-codec.ts';
+import { leaseGroups } from './planner-lease.ts';
 import {
   artifactStatement,
+  groupTermClaimStatement,
   termClaimStatement,
   verifierFromPem,
   type Signer,
@@ -47,6 +49,11 @@ export interface VersionPublisherOptions {
   readonly keepCheckpoints?: number;
   /** Signs every message (appliers given the public key drop anything else). */
   readonly signer?: Signer;
+  /**
+   * The planner group this publisher writes for (--group): its term claims name it, and a claim of
+   * another group never fences it (see claimRefusal). Omitted (tests): claims name no group.
+   */
+  readonly group?: string;
   /** Called for each stored message that is not one of ours (skipped when reading back). */
   readonly onForeign?: (subject: string, reason: string) => void;
   /** Copies of the stream in the NATS cluster (--replicas; default 1). */
@@ -410,12 +417,12 @@ export class VersionPublisher {
       // one already published (its Sb-Term header is outside the signature).
       if (m.subject === TERM_SUBJECT) {
         const claim = parseTermClaim(m.data);
-        const why = claim ? this.claimRefusal(claim) : 'not a term claim';
+        const why = claim ? await this.claimRefusal(claim) : 'not a term claim';
         if (why === undefined)
           throw new StaleLeaderError(
-            `versions stream claimed by planner ${claim!.id} in term ${claim!.term} (this planner's term: ${this.term})`,
+            `versions stream claimed by planner ${claim!.id} in term ${claim!.term}${claim!.group ? ` of group ${claim!.group}` : ''} (this planner's term: ${this.term})`,
           );
-        if (claim?.term !== this.term) this.options.onForeign?.(m.subject, why);
+        if (why !== OWN_CLAIM) this.options.onForeign?.(m.subject, why);
         continue;
       }
       const parsed = parseVersionSubject(m.subject);
@@ -443,11 +450,30 @@ export class VersionPublisher {
    * A lower term fences too when it was claimed after this one: after NATS lost its store, terms
    * restart at 1 (docs/ha.md), and that new leader must still fence this one; a copy of an old
    * claim carries its old time.
+   *
+   * Terms are the revisions of each group's own lease bucket, and planners of several groups may
+   * share a key and this stream, so a claim counts only for this publisher's group (probe5 H5:
+   * another group's claim, signed with the same key, fenced this group's leader). A claim names
+   * its group, signed (`groupSig`); a claim naming none is the release before's form (a group
+   * mid-way through a rolling upgrade writes it) and counts only where it cannot be another
+   * group's: this NATS account holds no lease bucket but this group's. Every group's planner
+   * opens its lease bucket before it can win a term, so another group that claimed here is seen.
    */
-  private claimRefusal(c: TermClaim): string | undefined {
-    if (c.term === this.term) return "this planner's own term claim";
-    if (this.verifier && !(c.sig && this.verifier.verify(termClaimStatement(c), c.sig)))
-      return `a term claim for term ${c.term} not signed by the group's key`;
+  private async claimRefusal(c: TermClaim): Promise<string | undefined> {
+    const group = this.options.group;
+    if (group !== undefined && c.group !== undefined && c.group !== group)
+      return `a term claim of another group (${c.group}, term ${c.term})`;
+    if (c.term === this.term) return OWN_CLAIM;
+    const signed =
+      c.group !== undefined
+        ? c.groupSig && this.verifier?.verify(groupTermClaimStatement({ ...c, group: c.group }), c.groupSig)
+        : c.sig && this.verifier?.verify(termClaimStatement(c), c.sig);
+    if (this.verifier && !signed) return `a term claim for term ${c.term} not signed by the group's key`;
+    if (group !== undefined && c.group === undefined) {
+      const others = (await leaseGroups(this.jsm)).filter((g) => g !== group);
+      if (others.length > 0)
+        return `a term claim naming no group (term ${c.term}, the release before's form) while this NATS account also holds the leases of ${others.join(', ')}: it may be theirs`;
+    }
     if (c.term < this.term && !(Date.parse(c.at) > this.claimedAt))
       return `a term claim for an older term (${c.term}, at ${c.at}) made before this planner's (term ${this.term})`;
     return undefined;
@@ -466,8 +492,21 @@ export class VersionPublisher {
     h.set(H.term, String(term));
     const at = new Date().toISOString();
     this.claimedAt = Date.parse(at);
+    const group = this.options.group;
+    // `sig` (no group) is what planners of the release before check: kept during a rolling upgrade.
     const sig = this.options.signer?.sign(termClaimStatement({ term, id, at }));
-    const body = new TextEncoder().encode(JSON.stringify({ term, id, at, ...(sig ? { sig } : {}) }));
+    const groupSig =
+      group !== undefined ? this.options.signer?.sign(groupTermClaimStatement({ group, term, id, at })) : undefined;
+    const body = new TextEncoder().encode(
+      JSON.stringify({
+        term,
+        id,
+        at,
+        ...(sig ? { sig } : {}),
+        ...(group !== undefined ? { group } : {}),
+        ...(groupSig ? { groupSig } : {}),
+      }),
+    );
     await this.append(TERM_SUBJECT, body, `${TERM_SUBJECT}:${term}`, h);
   }
 
@@ -614,22 +653,32 @@ function natsHeadersOf(headers: Readonly<Record<string, string>>, term?: string)
   return h;
 }
 
+const OWN_CLAIM = "this planner's own term claim";
+
 interface TermClaim {
   readonly term: number;
   readonly id: string;
   readonly at: string;
+  /** Over termClaimStatement (no group): the release before's form, which its planners check. */
   readonly sig: string | undefined;
+  /** Undefined: a claim of the release before, which names no group. */
+  readonly group: string | undefined;
+  /** Over groupTermClaimStatement. */
+  readonly groupSig: string | undefined;
 }
 
 function parseTermClaim(data: Uint8Array): TermClaim | undefined {
   try {
-    const v = JSON.parse(textDecoder.decode(data)) as { term?: unknown; id?: unknown; at?: unknown; sig?: unknown };
+    const v = JSON.parse(textDecoder.decode(data)) as Record<string, unknown>;
     if (!Number.isSafeInteger(v.term) || typeof v.id !== 'string') return undefined;
+    const text = (x: unknown) => (typeof x === 'string' ? x : undefined);
     return {
       term: v.term as number,
       id: v.id,
-      at: typeof v.at === 'string' ? v.at : '',
-      sig: typeof v.sig === 'string' ? v.sig : undefined,
+      at: text(v.at) ?? '',
+      sig: text(v.sig),
+      group: text(v.group),
+      groupSig: text(v.groupSig),
     };
   } catch {
     return undefined;

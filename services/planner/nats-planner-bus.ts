@@ -27,6 +27,8 @@ export interface NatsPlannerBusOptions {
   readonly auth?: BusAuth;
   /** Signs versions, targets and config revisions (appliers with the public key drop the rest). */
   readonly signer?: Signer;
+  /** The planner group (--group): named in this planner's term claims, checked in others' (VersionPublisherOptions.group). */
+  readonly group?: string;
   /** The event log's chain anchor for a version, carried by its published artifacts. */
   readonly anchorOf?: (version: number) => string;
   /**
@@ -95,6 +97,7 @@ export class NatsPlannerBus implements PlannerBus {
         checkpointEvery: o.checkpointEvery,
         keepCheckpoints: o.keepCheckpoints,
         signer: o.signer,
+        group: o.group,
         onForeign: o.onForeign,
         replicas: o.replicas,
         mayAppend: o.mayAppend,

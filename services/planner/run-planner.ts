@@ -244,6 +244,7 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
           url: o.nats,
           auth: o.natsAuth,
           signer,
+          group: groupName,
           anchorOf: (v) => versionAnchor(log, v),
           keepCheckpoints: o.versionsKeepCheckpoints ?? 2,
           onWaiting: o.onBusWaiting,
