@@ -43,8 +43,9 @@ export interface LogReplicator {
    * Follower mode: rows this file holds beyond the group's stream are dropped first (recorded in
    * replication_truncations, with the rows, and logged), then the stream's batches are applied as
    * they come until stop(); `caughtUp` resolves once the file holds the stream's end.
+   * `onApplied`: called after each message the live follower applied (the file moved).
    */
-  follow(): { caughtUp: Promise<void>; stop(): Promise<void>; problem(): string | undefined };
+  follow(onApplied?: () => void): { caughtUp: Promise<void>; stop(): Promise<void>; problem(): string | undefined };
   /**
    * Before acting as leader for `term`: stops following, catches up to the stream's end, then
    * appends a term marker conditional on the last sequence; FencedError if anyone appended since.
@@ -317,7 +318,7 @@ class StreamLogReplicator implements LogReplicator {
     this.streamRows = 0;
   }
 
-  follow(): { caughtUp: Promise<void>; stop(): Promise<void>; problem(): string | undefined } {
+  follow(onApplied?: () => void): { caughtUp: Promise<void>; stop(): Promise<void>; problem(): string | undefined } {
     if (this.mode === 'closed') throw new Error('log replicator is closed');
     if (this.follower) throw new Error('log replicator is already following');
     this.abandon('following');
@@ -354,6 +355,7 @@ class StreamLogReplicator implements LogReplicator {
             (c) => {
               live = c;
             },
+            onApplied,
           );
           if (!stopped) throw new Error('the consumer stalled or ended');
         } catch (e) {
@@ -595,6 +597,7 @@ class StreamLogReplicator implements LogReplicator {
     until: number | undefined,
     stopped: () => boolean,
     onOpen?: (c: ConsumerMessages) => void,
+    onApplied?: () => void,
   ): Promise<boolean> {
     const c = await this.js.consumers.get(this.stream, {
       deliver_policy: DeliverPolicy.StartSequence,
@@ -624,6 +627,7 @@ class StreamLogReplicator implements LogReplicator {
         this.onMessage(m.seq, (k) => m.headers?.get(k), m.data);
         if (until !== undefined && m.seq >= until) return true;
         this.persistMark(true);
+        onApplied?.();
       }
       return false;
     } finally {

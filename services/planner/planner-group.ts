@@ -31,6 +31,9 @@ export interface PlannerGroupOptions {
   readonly cluster?: ClusterGuard;
 }
 
+/** How long a follower rebuilds its view on log moves for a version a node reported ahead of it (refreshAhead). */
+const AHEAD_WAIT_MS = 1000;
+
 /** How long a stopping planner waits for its bus writes in flight before it abandons them. */
 export const STOP_GRACE_MS = 1000;
 
@@ -73,6 +76,11 @@ export class PlannerGroup {
   private chain: Promise<void> = Promise.resolve();
   private refreshTimer: NodeJS.Timeout | undefined;
   private refreshedAt = -1;
+  /** When (performance.now()) the follower's view was last rebuilt, and how long that took. */
+  private rebuiltAtMs = Number.NEGATIVE_INFINITY;
+  private rebuildMs = 0;
+  /** A version a node reported that the follower's view lacked, and until when (performance.now()) it is waited for. */
+  private ahead: { readonly version: number; readonly untilMs: number } | undefined;
   private stopped = false;
   private flushTimer: NodeJS.Timeout | undefined;
   /** Follower: its copy's position and since when it has not moved (see viewStale). */
@@ -336,8 +344,14 @@ export class PlannerGroup {
   }
 
   private async becomeFollower(): Promise<void> {
-    this.following = this.options.replicator?.follow();
+    this.following = this.options.replicator?.follow(() => {
+      if (this.current) this.refreshAhead(this.current);
+    });
     const p = this.options.makePlanner('follower');
+    p.onViewBehind((version) => {
+      this.ahead = { version: Math.max(version, this.ahead?.version ?? 0), untilMs: performance.now() + AHEAD_WAIT_MS };
+      this.refreshAhead(p);
+    });
     await p.start();
     if (this.stopped) return void (await p.stop().catch(() => undefined)); // as in lead()
     this.current = p;
@@ -412,11 +426,38 @@ export class PlannerGroup {
     const at = this.options.replicator.position().localSeq;
     if (at === this.refreshedAt) return;
     this.refreshedAt = at;
+    const t0 = performance.now();
     try {
       this.checkCluster(p);
       p.refresh();
     } catch (e) {
       this.options.say(`follower refresh: ${(e as Error).message}`);
     }
+    this.rebuiltAtMs = performance.now();
+    this.rebuildMs = this.rebuiltAtMs - t0;
+  }
+
+  /**
+   * Follower: a node reported a version its view lacks. It ACKs a few ms after the leader
+   * published, long before the 500 ms timer's next rebuild, and often before this replica's copy
+   * of the log has the batch (the leader's flush and the node's path race): the follower said
+   * APPLYING where the leader said SYNCED for up to half a second per version (probe5 H8). So
+   * the view is rebuilt now, and again as the replicated log applies batches, until it holds that
+   * version (or AHEAD_WAIT_MS passed: a report of a version the log never gets, such as a node of
+   * another group, costs no more). A rebuild is O(cluster): none starts within four of the last
+   * one's durations of it, so on a large cluster under churn these take at most about a fifth of
+   * the thread; the timer catches up.
+   */
+  private refreshAhead(p: Planner): void {
+    const a = this.ahead;
+    if (!a || this.current !== p) return;
+    const now = performance.now();
+    if (now > a.untilMs || (p.data.latest()?.version ?? 0) >= a.version) {
+      this.ahead = undefined;
+      return;
+    }
+    if (now - this.rebuiltAtMs < 4 * this.rebuildMs) return;
+    this.refresh(p);
+    if ((p.data.latest()?.version ?? 0) >= a.version) this.ahead = undefined;
   }
 }

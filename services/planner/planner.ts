@@ -151,6 +151,8 @@ export class Planner {
   /** Ends the initial list's hold on WAL checkpoints (see EventLog.holdWalCheckpoints). */
   private releaseWal: (() => void) | undefined;
   isSynced = false;
+  /** Follower: told when a node reports a version this view does not hold yet (onViewBehind). */
+  private viewBehind: ((version: number) => void) | undefined;
   /** Each step's failure (append, sync, publish, source, ...) until that step next succeeds. */
   private readonly failures = new Map<string, string>();
   /** When each failing step started failing (performance.now(): a clock step cannot move it). */
@@ -188,6 +190,10 @@ export class Planner {
       this.options.bus.listen({
         onAck: (a) => {
           this.nodes.onAck(a, performance.now());
+          // The node runs a version this view lacks: the log has it (the leader flushes before it
+          // publishes) but the view is rebuilt on a timer; until then the word was APPLYING
+          // (probe5 H8). The group rebuilds it now, and the ACK is checked against it below.
+          if (a.version > (this.data.latest()?.version ?? 0)) this.viewBehind?.(a.version);
           this.checkLater(a);
         },
         onHeartbeat: (h) => this.nodes.onHeartbeat(h, performance.now()),
@@ -319,6 +325,14 @@ export class Planner {
     this.config = ConfigAxis.restore(this.options.log, this.options.initialConfig, () => this.now(), {
       readOnly: true,
     });
+    // ACKs heard before the view held their version are checked now, not at the first status
+    // read (which showed them APPLYING "awaiting the node-state check" meanwhile: probe5 H8).
+    this.checkSeeded();
+  }
+
+  /** Follower: `hook` is called when a node reports a version newer than this view (the group reloads it). */
+  onViewBehind(hook: (version: number) => void): void {
+    this.viewBehind = hook;
   }
 
   /**
@@ -1052,7 +1066,7 @@ export class Planner {
     if (this.config.revision(a.configRevision)) this.hashChecks.want(a.node, a.version, a.configRevision);
   }
 
-  /** The seeded ACKs of the latest version are checked from the start, not from the first read. */
+  /** The ACKs heard (or seeded) of the latest version are checked now, not from the first read. */
   private checkSeeded(): void {
     for (const a of this.nodes.lastHeard()) this.checkLater(a);
   }

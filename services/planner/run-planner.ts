@@ -83,6 +83,8 @@ export interface RunPlannerOptions {
   readonly statusThresholds?: NodeStatusThresholds;
   /** Rescan interval for --manifests (fs.watch can miss changes). */
   readonly pollMs?: number;
+  /** How often a follower rebuilds its view while the replicated log moves (PlannerGroupOptions.refreshMs; tests). */
+  readonly followerRefreshMs?: number;
   /** --max-manifest-bytes: larger manifest files are refused. */
   readonly maxManifestBytes?: number;
   /** NATS credentials (user/password, creds or nkey seed file, TLS files). */
@@ -347,6 +349,7 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
       replicator,
       makePlanner,
       say,
+      refreshMs: o.followerRefreshMs,
       onRoleChange: () => void members?.beat(),
       cluster: cluster && clusterGuard(log, cluster, { group: groupName, id, adopt: o.adoptCluster }),
     });
