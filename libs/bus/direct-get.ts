@@ -17,7 +17,14 @@ export type DirectGot =
       header(k: string): string;
     }
   /** missing: no such message; absentStream: the stream itself does not exist (yet, or any more). */
-  | { readonly ok: false; readonly missing: boolean; readonly absentStream?: boolean; readonly error: string };
+  | {
+      readonly ok: false;
+      readonly missing: boolean;
+      readonly absentStream?: boolean;
+      readonly error: string;
+      /** The request's own failure (a timeout: transient, see isTransientJetStreamError). */
+      readonly cause?: unknown;
+    };
 
 /**
  * JetStream direct get ($JS.API.DIRECT.GET.<stream>): no consumer state on the server, one
@@ -47,7 +54,7 @@ export async function directGet(
     // no responders: nothing serves direct gets for this stream, i.e. it does not exist
     if (/no responders|503/i.test(msg))
       return { ok: false, missing: true, absentStream: true, error: `stream ${stream} does not exist` };
-    return { ok: false, missing: false, error: `${subject}: ${msg}` };
+    return { ok: false, missing: false, error: `${subject}: ${msg}`, cause: e };
   }
   const h = m.headers;
   if (!h) return { ok: false, missing: false, error: `${subject}: reply without headers` };

@@ -118,7 +118,16 @@ export class VersionPublisher {
     this.js = jetstream(options.nc);
     const verifier = options.signer ? verifierFromPem(options.signer.publicKeyPem) : undefined;
     this.verifier = verifier;
-    this.reader = new VersionReader(options.nc, { stream: options.stream, verifier, onRejected: options.onForeign });
+    // A direct get is answered by any replica of the stream, a frozen one included (its route is
+    // not yet known dead): such a read waits out its whole timeout. The reads here are a leader's
+    // (its claim, a republish), retried after a timeout (claim-step.ts, the publish loop), so a
+    // short one costs a retry instead of 5 s (a frozen server of three: test/ha/frozen-server).
+    this.reader = new VersionReader(options.nc, {
+      stream: options.stream,
+      verifier,
+      onRejected: options.onForeign,
+      timeoutMs: PUBLISHER_READ_TIMEOUT_MS,
+    });
     this.checkpointEvery = options.checkpointEvery ?? 50;
   }
 
@@ -569,7 +578,10 @@ export class VersionPublisher {
     if (lastDelta === 0) return;
     const d = await this.reader.delta(lastDelta);
     if (!d.ok && !d.checkpointOnly)
-      throw new Error(`stream ${this.stream}: cannot read delta ${lastDelta}: ${d.error}`);
+      // the request's error as the cause: a timeout (a stream replica that does not answer) is
+      // transient, and a new leader's claim retries it (claim-step.ts; a frozen server: it gave
+      // the term up before)
+      throw new Error(`stream ${this.stream}: cannot read delta ${lastDelta}: ${d.error}`, { cause: d.cause });
     // An incomplete checkpoint of N is simply not named by any delta; N's republish completes it.
     this.lastCheckpoint = d.ok ? d.baseCheckpoint : lastDelta;
   }
@@ -632,6 +644,9 @@ const textDecoder = new TextDecoder();
 
 /** A base version's delta is never encoded (it goes out as a checkpoint-only marker). */
 const EMPTY_DELTA = { upsertServices: [], removeServices: [], upsertNodes: [], removeNodes: [] };
+
+/** A leader's direct gets of its own stream's messages: one message, answered in ms by a live replica. */
+const PUBLISHER_READ_TIMEOUT_MS = 1500;
 
 /** Checkpoint chunks in flight at once by default (8 × 512 KiB held at most). */
 const DEFAULT_PIPELINE = 8;

@@ -20,6 +20,8 @@ export type Fetched<T> =
       readonly ok: false;
       readonly missing: boolean;
       readonly error: string;
+      /** The failed request's own error, when one failed (a timeout: transient). */
+      readonly cause?: unknown;
       readonly checkpointOnly?: { readonly hash: string; readonly anchor: string };
     };
 
@@ -190,7 +192,7 @@ export class VersionReader {
     subject: string,
     version: number,
     accept: (m: Got) => string | undefined,
-  ): Promise<Got | { ok: false; missing: boolean; error: string }> {
+  ): Promise<Got | { ok: false; missing: boolean; error: string; cause?: unknown }> {
     let seq = 1;
     let skipped = 0;
     const max = this.opts.maxSkipped ?? 256;

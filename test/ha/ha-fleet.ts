@@ -41,7 +41,8 @@ export interface HaFleet {
   readonly cluster: NatsClusterHandle;
   readonly nodes: readonly string[];
   readonly planners: Map<string, PlannerProc>;
-  startPlanner(name: string, extra?: string[]): Promise<PlannerProc>;
+  /** `nats`: the --nats list to give it (default: every server; one URL pins where it connects first). */
+  startPlanner(name: string, extra?: string[], nats?: string): Promise<PlannerProc>;
   kill(name: string, signal?: NodeJS.Signals): Promise<void>;
   startApplier(node: string): ChildProcess;
   write(file: string, text: string): void;
@@ -139,7 +140,7 @@ export async function startHaFleet(o: { nodes: string[]; leaseTtlMs?: number }):
     cluster,
     nodes: o.nodes,
     planners,
-    async startPlanner(name, extra = []) {
+    async startPlanner(name, extra = [], nats = cluster.urls) {
       let p = planners.get(name);
       if (!p) {
         p = { name, api: `http://127.0.0.1:${await freePort()}`, db: path.join(dir, `${name}.db`), proc: undefined };
@@ -150,7 +151,7 @@ export async function startHaFleet(o: { nodes: string[]; leaseTtlMs?: number }):
         '--manifests',
         manifests,
         '--nats',
-        cluster.urls,
+        nats,
         '--db',
         p.db,
         '--http',
