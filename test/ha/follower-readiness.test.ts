@@ -1,8 +1,8 @@
 import { afterEach, beforeEach, expect, it } from 'vitest';
 import { EventLog } from '../../libs/eventlog/index.ts';
-import { DEFAULT_PROXY_CONFIG } from '../../libs/model/index.ts';
-import { runPlanner, type RunningPlanner } from '../../services/planner/run-planner.ts';
+import type { RunningPlanner } from '../../services/planner/run-planner.ts';
 import { nodeYaml, plannerEnv, sliceYaml, svcYaml, type PlannerEnv } from '../services/planner/planner-support.ts';
+import { startGroupPlanner } from './in-process-group.ts';
 
 /**
  * probe5 H4: a follower whose file takes no replicated rows (a full disk) said /readyz 200 and
@@ -24,23 +24,7 @@ afterEach(async () => {
   await env.cleanup();
 });
 
-const startPlanner = async (id: string, db: string): Promise<RunningPlanner> => {
-  const p = await runPlanner({
-    manifests: env.manifests,
-    nats: env.nats.url,
-    db,
-    http: '127.0.0.1:0',
-    config: DEFAULT_PROXY_CONFIG,
-    debounceMs: 20,
-    pollMs: 100,
-    leaseTtlMs: 2000,
-    id,
-    signingKey: `${env.db}.signing-key.pem`,
-    say: () => {},
-  });
-  stops.push(() => p.stop());
-  return p;
-};
+const startPlanner = (id: string, db: string) => startGroupPlanner(env, stops, { id, db });
 
 const readyz = async (p: RunningPlanner) => {
   const r = await fetch(`${p.url}/readyz`);

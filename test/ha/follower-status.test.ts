@@ -1,10 +1,7 @@
-import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { readVerifierFile } from '../../libs/bus/index.ts';
-import { DEFAULT_PROXY_CONFIG } from '../../libs/model/index.ts';
-import { startApplierService, type ApplierService } from '../../services/applier/applier-service.ts';
-import { runPlanner, type RunningPlanner } from '../../services/planner/run-planner.ts';
+import type { RunningPlanner } from '../../services/planner/run-planner.ts';
 import { nodeYaml, plannerEnv, sliceYaml, svcYaml, type PlannerEnv } from '../services/planner/planner-support.ts';
+import { startDryRunApplier, startGroupPlanner } from './in-process-group.ts';
 
 /**
  * A caught-up follower's node words are the leader's (probe5 H8). A node ACKs a version a few
@@ -37,41 +34,17 @@ afterEach(async () => {
   await env.cleanup();
 });
 
-const startPlanner = async (id: string, db: string): Promise<RunningPlanner> => {
-  const p = await runPlanner({
-    manifests: env.manifests,
-    nats: env.nats.url,
+const startPlanner = (id: string, db: string) =>
+  startGroupPlanner(env, stops, {
+    id,
     db,
-    http: '127.0.0.1:0',
-    config: DEFAULT_PROXY_CONFIG,
-    debounceMs: 20,
     pollMs: 50,
+    leaseTtlMs: undefined,
     // The timer's rebuilds alone would bring the follower's view up to date within this; longer
     // than the default 500 ms, so that what is measured is the rebuild a report ahead of the view
     // starts, not a timer that happened to fire in time.
     followerRefreshMs: 2000,
-    id,
-    signingKey: `${env.db}.signing-key.pem`,
-    say: () => undefined,
   });
-  stops.push(() => p.stop());
-  return p;
-};
-
-const startApplier = async (node: string): Promise<ApplierService> => {
-  const svc = await startApplierService({
-    node,
-    nats: env.nats.url,
-    mode: 'dry-run',
-    http: '127.0.0.1:0',
-    heartbeatMs: 1000,
-    maxBackoffMs: 200,
-    verifier: readVerifierFile(`${env.db}.signing-key.pem.pub`),
-    logger: pino({ level: 'silent' }),
-  });
-  stops.push(() => svc.stop());
-  return svc;
-};
 
 /** node → "WORD@applied" as one planner reads it now. */
 const words = (p: RunningPlanner) =>
@@ -83,7 +56,7 @@ describe("a follower's /status", () => {
     await a.planner.synced;
     const b = await startPlanner('b', `${env.dir}/b.db`);
     expect(b.group.role()).toBe('follower');
-    for (const n of NODES) await startApplier(n);
+    for (const n of NODES) await startDryRunApplier(env, stops, n, 1000);
     const allSynced = (p: RunningPlanner, v: number) =>
       [...words(p).values()].every((w) => w.startsWith(`SYNCED@${v} `)) && words(p).size === NODES.length;
     await expect.poll(() => allSynced(a, 1) && allSynced(b, 1), { timeout: 20_000 }).toBe(true);

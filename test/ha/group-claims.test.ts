@@ -13,23 +13,24 @@ import { service, VersionMaker } from '../libs/bus/fixtures.ts';
  * is on the account, so a rolling upgrade keeps fencing.
  */
 let world: BusWorld | undefined;
-const closers: (() => Promise<unknown>)[] = [];
+/** What a test opened beside the world's own clients: closed before the world. */
+const opened: { close(): Promise<unknown> }[] = [];
 afterEach(async () => {
-  for (const c of closers.splice(0).reverse()) await c().catch(() => undefined);
+  await Promise.all(opened.splice(0).map((o) => o.close().catch(() => undefined)));
   await world?.close();
   world = undefined;
 });
 
 async function publisherOf(group: string | undefined, foreign: string[] = []): Promise<VersionPublisher> {
   const nc = await connectBus({ servers: world!.server.url, name: `planner-${group}`, auth: PLANNER });
-  closers.push(() => nc.close());
+  opened.push(nc);
   return VersionPublisher.open({ nc, signer: world!.signer, group, onForeign: (_s, why) => foreign.push(why) });
 }
 
 /** A group's lease bucket, as its planners open it before they contend. */
 async function leaseBucketOf(group: string): Promise<void> {
   const lease = await LeaderLease.open({ nc: world!.planner, group, id: `${group}-1`, ttlMs: 2000 });
-  closers.push(() => lease.close());
+  opened.push(lease);
 }
 
 describe('term claims of planner groups sharing a NATS account', () => {

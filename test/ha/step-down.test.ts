@@ -1,12 +1,11 @@
 import { jetstreamManager } from '@nats-io/jetstream';
-import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { H, readVerifierFile, VERSIONS_STREAM } from '../../libs/bus/index.ts';
+import { H, VERSIONS_STREAM } from '../../libs/bus/index.ts';
 import { EventLog } from '../../libs/eventlog/index.ts';
-import { DEFAULT_PROXY_CONFIG } from '../../libs/model/index.ts';
-import { startApplierService, type ApplierService } from '../../services/applier/applier-service.ts';
-import { runPlanner, type RunningPlanner } from '../../services/planner/run-planner.ts';
+import type { ApplierService } from '../../services/applier/applier-service.ts';
+import type { RunningPlanner } from '../../services/planner/run-planner.ts';
 import { freezeNats } from '../libs/bus/nats-freeze.ts';
+import { startDryRunApplier, startGroupPlanner } from './in-process-group.ts';
 import { sbIn } from '../services/cli/cli-support.ts';
 import { nodesBehind } from '../../libs/eventlog/index.ts';
 import { nodeStateHash, renderNodeState } from '../../libs/planner/index.ts';
@@ -52,38 +51,15 @@ const thaw = () => {
   frozen = undefined;
 };
 
-const startPlanner = async (id: string, db: string, said: string[] = []): Promise<RunningPlanner> => {
-  const p = await runPlanner({
-    manifests: env.manifests,
-    nats: env.nats.url,
-    db,
-    http: '127.0.0.1:0',
-    config: DEFAULT_PROXY_CONFIG,
-    debounceMs: 20,
-    pollMs: 100,
-    leaseTtlMs: TTL,
+const startPlanner = (id: string, db: string, said: string[] = []) =>
+  startGroupPlanner(env, stops, {
     id,
-    signingKey: `${env.db}.signing-key.pem`,
+    db,
+    leaseTtlMs: TTL,
     say: (l) => said.push(`${Math.round(performance.now())} ${l}`),
   });
-  stops.push(() => p.stop());
-  return p;
-};
 
-const startApplier = async (): Promise<ApplierService> => {
-  const svc = await startApplierService({
-    node: 'node-1',
-    nats: env.nats.url,
-    mode: 'dry-run',
-    http: '127.0.0.1:0',
-    heartbeatMs: 200,
-    maxBackoffMs: 200,
-    verifier: readVerifierFile(`${env.db}.signing-key.pem.pub`),
-    logger: pino({ level: 'silent' }),
-  });
-  stops.push(() => svc.stop());
-  return svc;
-};
+const startApplier = () => startDryRunApplier(env, stops, 'node-1');
 
 const applied = async (svc: ApplierService) =>
   ((await (await fetch(`http://127.0.0.1:${svc.httpPort}/readyz`)).json()) as { applied?: { version: number } }).applied
