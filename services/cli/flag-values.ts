@@ -1,4 +1,6 @@
 import { InvalidArgumentError } from 'commander';
+import { accessSync, constants, statSync } from 'node:fs';
+import { UsageError } from './cli-errors.ts';
 import { parseWaves } from '../../libs/control/parse-waves.ts'; // not the barrel: ctl must not load libs/model's schemas (zod)
 
 /**
@@ -94,4 +96,43 @@ export function time(v: string): string {
       'expected a time: 10m or 2h (ago), 2026-11-30 14:02 (local time), or ISO-8601 with a zone.',
     );
   return t;
+}
+
+/**
+ * A file or directory the command reads, named on the command line: missing, unreadable or of
+ * the wrong kind is a usage error (exit 2) naming the flag and the path, checked before anything
+ * starts, in every command alike (before: exit 1 from some, 2 from others). Paths a command waits
+ * for or creates (planner --manifests, --db, --signing-key; applier --planner-key) do not use it.
+ */
+function inputPath(v: string, kind: 'file' | 'directory'): string {
+  let isDir: boolean;
+  try {
+    isDir = statSync(v).isDirectory();
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new InvalidArgumentError(
+      code === 'ENOENT' || code === 'ENOTDIR'
+        ? `no such ${kind}.`
+        : `cannot read it (${code ?? (e as Error).message}).`,
+    );
+  }
+  if (isDir !== (kind === 'directory')) throw new InvalidArgumentError(`not a ${kind}.`);
+  try {
+    accessSync(v, constants.R_OK | (isDir ? constants.X_OK : 0));
+  } catch (e) {
+    throw new InvalidArgumentError(`cannot read it (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}).`);
+  }
+  return v;
+}
+
+export const inputFile = (v: string): string => inputPath(v, 'file');
+export const inputDir = (v: string): string => inputPath(v, 'directory');
+
+/** inputFile for a flag whose need depends on the subcommand (`db migrate` creates its --db). */
+export function requireInputFile(flag: string, v: string): void {
+  try {
+    inputFile(v);
+  } catch (e) {
+    throw new UsageError(`${flag} ${v}: ${(e as Error).message.replace(/\.$/, '')}`);
+  }
 }

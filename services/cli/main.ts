@@ -1,6 +1,7 @@
 import { Command, CommanderError } from 'commander';
 import { registerCommands } from './commands/index.ts';
 import { UsageError } from './cli-errors.ts';
+import { refuseRepeatedFlags } from './flag-rules.ts';
 import { printable } from './output.ts';
 
 /**
@@ -22,12 +23,15 @@ export async function main(argv: string[]): Promise<number> {
       },
       argv,
     );
+    refuseRepeatedFlags(program);
     await program.parseAsync(argv, { from: 'user' });
     return code;
   } catch (e) {
     if (e instanceof CommanderError) {
-      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help')
-        return 0;
+      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version') return 0;
+      // `switchboard help` asks for the help (exit code 0); a command that needs a subcommand and
+      // got none (`switchboard`, `switchboard ctl`) printed its help to stderr as the error.
+      if (e.code === 'commander.help') return e.exitCode === 0 ? 0 : 2;
       return 2; // commander already printed its one-line message
     }
     if (e instanceof UsageError) {

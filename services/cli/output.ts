@@ -1,5 +1,6 @@
 import { Option, type Command } from 'commander';
 import { createRequire } from 'node:module';
+import { UsageError } from './cli-errors.ts';
 
 /** yaml loads only for `-o yaml`: loading it costs ctl a third of `node -e 0` at every start (bench/startup). */
 const toYaml = (value: unknown): string =>
@@ -24,6 +25,8 @@ export function addOutputOptions(cmd: Command): Command {
 }
 
 export function outputFormat(o: OutputFlags): OutputFormat {
+  if (o.json && o.output !== undefined && o.output !== 'json')
+    throw new UsageError(`--json and -o ${o.output} ask for two formats: give one`);
   return o.output ?? (o.json ? 'json' : 'table');
 }
 

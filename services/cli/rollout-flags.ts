@@ -1,6 +1,7 @@
 import { InvalidArgumentError, type Command } from 'commander';
 import { parseMaxFailures, parsePauseBefore } from '../../libs/control/wave-policy.ts'; // not the barrel: keeps zod out of ctl
 import { duration, parseDuration, waves } from './flag-values.ts';
+import { given, refuseFlags } from './flag-rules.ts';
 
 /**
  * The one place ctl declares how a rollout runs (rollout, mode, config set share it): waves and
@@ -59,6 +60,21 @@ export function addRolloutFlags(cmd: Command, o: { defaultWaves?: string; wavesH
     .option('--wait', 'wait until the rollout completes, showing progress on stderr (exit 1 if it halts)')
     .option('--timeout <duration>', 'with --wait: give up after this long (e.g. 90s, 10m)', duration, 10 * 60_000);
   return cmd;
+}
+
+/** The flags that say how a new rollout runs: they mean nothing to one that already runs. */
+export const ROLLOUT_POLICY_FLAGS = [
+  '--waves',
+  '--pause-on-error',
+  '--bake',
+  '--wave-timeout',
+  '--max-failures',
+  '--pause-before',
+] as const;
+
+/** `--timeout` is how long `--wait` waits: without --wait it would be silently ignored. */
+export function refuseTimeoutWithoutWait(cmd: Command, context: string): void {
+  if (!given(cmd, '--wait')) refuseFlags(cmd, ['--timeout'], context, 'it is how long --wait waits (add --wait)');
 }
 
 /** Whether any flag asks for a rollout (waves or a policy flag). */

@@ -4,11 +4,12 @@ import { tuneV8ForApplier } from '../../applier/v8-tiering.ts';
 import { checkServerUrls, nodeToken, readVerifierFile } from '../../../libs/bus/index.ts';
 import { existsSync } from 'node:fs';
 import { UsageError } from '../cli-errors.ts';
+import { refuseModeFlags } from '../flag-rules.ts';
 import { ipvsRateEstimation, ipvsRateEstimationOption } from '../ipvs-rate-estimation.ts';
 import { parseListenAddress } from '../../planner/listen-address.ts';
 import type { SetExit } from './index.ts';
 import { untilSignalThenStop } from '../graceful-stop.ts';
-import { parseDuration } from '../flag-values.ts';
+import { inputFile, parseDuration } from '../flag-values.ts';
 import { DEFAULT_PROBE_SETTINGS } from '../../../libs/applier/index.ts';
 import { DEFAULT_HEALTHZ_BIND_ADDRESS } from '../../applier/proxier-health.ts';
 
@@ -76,11 +77,11 @@ export function registerApplier(program: Command, setExit: SetExit): void {
     )
     .option('--user <user>', 'NATS user')
     .option('--password <password>', 'NATS password (or SWITCHBOARD_NATS_PASSWORD)')
-    .option('--creds <file>', 'NATS .creds file (JWT auth)')
-    .option('--nkey-seed <file>', "file holding this node's nkey seed")
-    .option('--tls-ca <file>', 'CA bundle for the NATS server certificate')
-    .option('--tls-cert <file>', 'client certificate')
-    .option('--tls-key <file>', 'client key')
+    .option('--creds <file>', 'NATS .creds file (JWT auth)', inputFile)
+    .option('--nkey-seed <file>', "file holding this node's nkey seed", inputFile)
+    .option('--tls-ca <file>', 'CA bundle for the NATS server certificate', inputFile)
+    .option('--tls-cert <file>', 'client certificate', inputFile)
+    .option('--tls-key <file>', 'client key', inputFile)
     .option('--state-dir <dir>', 'where applied state and ownership records live (default /var/lib/switchboard)')
     .option('--heartbeat <ms>', 'heartbeat period', '5000')
     .option(
@@ -131,9 +132,10 @@ export function registerApplier(program: Command, setExit: SetExit): void {
       '--planner-key <file>',
       "the planner's public key (PEM, the planner writes it to SIGNING-KEY.pub): drop anything it did not sign; several PEM blocks in the file are all trusted (rotating the key)",
     )
-    .action(async (o: ApplierFlags) => {
+    .action(async (o: ApplierFlags, cmd: Command) => {
       // first: the flags apply to code V8 compiles from now on (see v8-tiering.ts)
       tuneV8ForApplier();
+      refuseModeFlags(cmd, `applier --mode ${o.mode}`, o.mode, ['--nft-notifications'], ['--ipvs-rate-estimation']);
       const password = o.password ?? process.env.SWITCHBOARD_NATS_PASSWORD;
       const schemes = [o.user !== undefined, !!o.creds, !!o.nkeySeed].filter(Boolean).length;
       if (schemes > 1) throw new UsageError('use one of --user/--password, --creds, --nkey-seed');

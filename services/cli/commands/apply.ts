@@ -8,6 +8,8 @@ import { createDataplane, DEFAULT_STATE_DIR, type DataplaneChoice } from '../../
 import { withKubeProxyTakeOver } from '../../../libs/dataplane/index.ts';
 import { NFT_BACKENDS, type NftBackend } from '../../../libs/dataplane/index.ts';
 import { UsageError } from '../cli-errors.ts';
+import { inputDir, inputFile } from '../flag-values.ts';
+import { refuseModeFlags } from '../flag-rules.ts';
 import { ipvsRateEstimation, ipvsRateEstimationOption } from '../ipvs-rate-estimation.ts';
 import { requireKnownNode } from '../known-node.ts';
 import { loadProxyConfig } from '../load-proxy-config.ts';
@@ -34,7 +36,7 @@ export function registerApply(program: Command, setExit: SetExit): void {
   program
     .command('apply')
     .description('program this host once from a directory of Kubernetes manifests (no NATS)')
-    .requiredOption('--manifests <dir>', 'directory of Service/EndpointSlice/Node YAML or JSON')
+    .requiredOption('--manifests <dir>', 'directory of Service/EndpointSlice/Node YAML or JSON', inputDir)
     .requiredOption('--node <name>', 'node to render and program for')
     .addOption(
       new Option('--mode <mode>', 'dataplane').choices(['ipvs', 'nftables', 'auto', 'dry-run']).default('auto'),
@@ -45,7 +47,7 @@ export function registerApply(program: Command, setExit: SetExit): void {
       'print only the JSON summary (stdout always carries it; without --json a readable line goes to stderr)',
     )
     .option('--state-dir <dir>', 'ownership record directory', DEFAULT_STATE_DIR)
-    .option('--config <file>', 'proxy config (YAML/JSON)')
+    .option('--config <file>', 'proxy config (YAML/JSON)', inputFile)
     .option('--scheduler <name>', 'IPVS scheduler')
     .addOption(
       new Option(
@@ -61,8 +63,9 @@ export function registerApply(program: Command, setExit: SetExit): void {
       '--take-over-kube-proxy',
       "after our state is programmed and verified, remove kube-proxy's (nftables mode: its ip/ip6 kube-proxy tables)",
     )
-    .action(async (o: ApplyOpts) => {
+    .action(async (o: ApplyOpts, cmd: Command) => {
       if (!o.once) throw new UsageError('apply needs --once (the long-running applier is `switchboard applier`)');
+      refuseModeFlags(cmd, `apply --mode ${o.mode}`, o.mode, ['--nft-backend'], ['--ipvs-rate-estimation']);
       const t0 = performance.now();
       const config = loadProxyConfig(o.config, {
         mode: o.mode === 'nftables' ? 'nftables' : undefined,

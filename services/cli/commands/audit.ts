@@ -9,7 +9,8 @@ import {
 } from '../../../libs/eventlog/index.ts';
 import { canonicalJson } from '../../../libs/model/index.ts';
 import { UsageError } from '../cli-errors.ts';
-import { parseTime, time } from '../flag-values.ts';
+import { refuseFlags } from '../flag-rules.ts';
+import { inputFile, parseTime, time } from '../flag-values.ts';
 import { addOutputOptions, emit, outputFormat, table, type OutputFlags } from '../output.ts';
 import type { SetExit } from './index.ts';
 
@@ -47,7 +48,7 @@ export function registerAudit(program: Command, setExit: SetExit): void {
     .description(`audit queries over the event log: ${QUERIES}`)
     .argument('<query>', 'service | node | ops | diff | behind | churn')
     .argument('[args...]', 'query arguments')
-    .requiredOption('--db <file>', 'event log (SQLite file)')
+    .requiredOption('--db <file>', 'event log (SQLite file)', inputFile)
     .option(
       '--at <time>',
       'node: the time to look at: 10m or 2h (ago), 2026-11-30 14:02 (local time), ISO-8601 (default: now)',
@@ -55,7 +56,7 @@ export function registerAudit(program: Command, setExit: SetExit): void {
     )
     .option('--all', 'behind: list current nodes too')
     .option('--since <time>', 'churn: count the events received since then (default: 1h ago)', time);
-  addOutputOptions(audit).action(async (query: string, args: string[], o: AuditOptions) => {
+  addOutputOptions(audit).action(async (query: string, args: string[], o: AuditOptions, cmd: Command) => {
     const need = (n: number) => {
       if (args.length !== n)
         throw new UsageError(`audit ${query}: expected ${n} argument${n === 1 ? '' : 's'} (${QUERIES})`);
@@ -77,9 +78,19 @@ export function registerAudit(program: Command, setExit: SetExit): void {
     }[query];
     if (!run) throw new UsageError(`audit: unknown query ${query} (${QUERIES})`);
     run();
+    // each query's own flag, refused by the others
+    for (const [flag, owner] of [
+      ['--at', 'node'],
+      ['--all', 'behind'],
+      ['--since', 'churn'],
+    ] as const)
+      if (query !== owner) refuseFlags(cmd, [flag], `audit ${query}`, `it is for audit ${owner} only`);
+    // churn counts from --since until now: a time to come is a range backwards
+    if (o.since !== undefined && Date.parse(o.since) > Date.now())
+      throw new UsageError(`--since ${o.since} is in the future: churn counts the events received from then until now`);
+    const format = outputFormat(o);
     const log = await EventLog.open({ file: o.db, readOnly: true });
     try {
-      const format = outputFormat(o);
       const out = (value: unknown, text: (wide: boolean) => string) => emit(format, value, text, canonicalJson);
       const cols = (...names: (string | [string, number])[]) =>
         names.map((n) => (typeof n === 'string' ? { header: n } : { header: n[0], max: n[1] }));

@@ -4,6 +4,8 @@ import type { Command } from 'commander';
 import type { JSONWebKeySet } from 'jose';
 import { parseListenAddress } from '../../applier/http-endpoint.ts';
 import { UsageError } from '../cli-errors.ts';
+import { inputFile } from '../flag-values.ts';
+import { refuseFlags } from '../flag-rules.ts';
 import { untilSignalThenStop } from '../graceful-stop.ts';
 import type { SetExit } from './index.ts';
 
@@ -45,13 +47,14 @@ export function registerCredentials(program: Command, setExit: SetExit): void {
     .description(
       'print a .creds file from saved account keys: --node NAME (expiring) or --role planner|observer|issuer|bootstrap',
     )
-    .requiredOption('--keys <file>', 'account keys saved by `credentials init`')
+    .requiredOption('--keys <file>', 'account keys saved by `credentials init`', inputFile)
     .option('--node <name>', 'a node credential: may ACK only as this node')
     .option('--role <role>', 'a fixed role: planner, observer, issuer, bootstrap')
     .option('--ttl <seconds>', 'lifetime of a node credential', '86400')
-    .action(async (o: { keys: string; node?: string; role?: string; ttl: string }) => {
+    .action(async (o: { keys: string; node?: string; role?: string; ttl: string }, cmd: Command) => {
       const { mintNodeCreds, mintRoleCreds } = await import('../../../libs/nodecreds/index.ts');
       if (!!o.node === !!o.role) throw new UsageError('give exactly one of --node NAME, --role ROLE');
+      if (o.role) refuseFlags(cmd, ['--ttl'], 'credentials mint --role', 'only a node credential expires');
       const ttl = Number(o.ttl);
       if (!Number.isInteger(ttl) || ttl <= 0) throw new UsageError('--ttl must be whole seconds > 0');
       const keys = readKeys(o.keys);
@@ -67,12 +70,16 @@ export function registerCredentials(program: Command, setExit: SetExit): void {
     .command('serve')
     .description('answer node credential requests on NATS (runs beside each planner)')
     .requiredOption('--nats <url>', 'NATS server URL(s), comma-separated')
-    .requiredOption('--nats-creds <file>', "the issuer's own .creds (role issuer)")
-    .requiredOption('--account-signing-key <file>', "the readers account's signing key seed (SA...)")
-    .requiredOption('--account-public-key <file>', "the readers account's public key (A...)")
+    .requiredOption('--nats-creds <file>', "the issuer's own .creds (role issuer)", inputFile)
+    .requiredOption('--account-signing-key <file>', "the readers account's signing key seed (SA...)", inputFile)
+    .requiredOption('--account-public-key <file>', "the readers account's public key (A...)", inputFile)
     .option('--in-cluster', 'check tokens and Nodes with the pod service account')
-    .option('--kubeconfig <file>', 'check Nodes through this kubeconfig')
-    .option('--jwks-file <file>', "the API server's service-account keys (JWK set) instead of fetching /openid/v1/jwks")
+    .option('--kubeconfig <file>', 'check Nodes through this kubeconfig', inputFile)
+    .option(
+      '--jwks-file <file>',
+      "the API server's service-account keys (JWK set) instead of fetching /openid/v1/jwks",
+      inputFile,
+    )
     .option('--audience <aud>', "audience of the appliers' projected tokens", 'switchboard-credentials')
     .option('--token-issuer <iss>', 'expected issuer (iss) of the tokens')
     .requiredOption('--service-account <ns:name>', "the appliers' service account")
@@ -144,21 +151,26 @@ export function registerCredentials(program: Command, setExit: SetExit): void {
     .description("keep this node's NATS credential fresh (runs beside the applier)")
     .requiredOption('--node <name>', "this node's name")
     .requiredOption('--nats <url>', 'NATS server URL(s), comma-separated')
-    .requiredOption('--bootstrap-creds <file>', '.creds that may only ask the issuer')
-    .requiredOption('--token-file <file>', "this pod's projected service-account token")
+    .requiredOption('--bootstrap-creds <file>', '.creds that may only ask the issuer', inputFile)
+    .requiredOption('--token-file <file>', "this pod's projected service-account token", inputFile)
     .requiredOption('--out <file>', "where to write this node's .creds")
     .option('--once', 'fetch once and exit')
     .option('--http <addr>', '/healthz and /readyz address (host:port); /readyz is 200 once a credential is written')
     .action(
-      async (o: {
-        node: string;
-        nats: string;
-        bootstrapCreds: string;
-        tokenFile: string;
-        out: string;
-        once?: boolean;
-        http?: string;
-      }) => {
+      async (
+        o: {
+          node: string;
+          nats: string;
+          bootstrapCreds: string;
+          tokenFile: string;
+          out: string;
+          once?: boolean;
+          http?: string;
+        },
+        cmd: Command,
+      ) => {
+        if (o.once)
+          refuseFlags(cmd, ['--http'], 'credentials fetch --once', 'it serves health while the fetcher keeps running');
         const { BOOTSTRAP_INBOX_PREFIX } = await import('../../../libs/nodecreds/index.ts');
         const { fetchNodeCredential, keepNodeCredentialFresh } = await import('../../../libs/nodecreds/index.ts');
         const { connectBus } = await import('../../../libs/bus/index.ts');

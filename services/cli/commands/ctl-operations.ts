@@ -12,7 +12,15 @@ import {
 } from '../operation-sentences.ts';
 import { emit } from '../output.ts';
 import { callPlanner, type Json } from '../planner-client.ts';
-import { addRolloutFlags, asksForRollout, rolloutBody, type RolloutFlags } from '../rollout-flags.ts';
+import { refuseFlags } from '../flag-rules.ts';
+import {
+  addRolloutFlags,
+  asksForRollout,
+  refuseTimeoutWithoutWait,
+  ROLLOUT_POLICY_FLAGS,
+  rolloutBody,
+  type RolloutFlags,
+} from '../rollout-flags.ts';
 import type { CtlContext } from './ctl.ts';
 import { untilRolledOut, waitUntil } from './ctl-wait.ts';
 import type { SetExit } from './index.ts';
@@ -42,12 +50,16 @@ export function registerCtlOperations(ctl: Command, config: Command, ctx: () => 
       ctl
         .command('rollout')
         .description(
-          'roll a config revision out in waves (--resume a paused one, --promote past a gate; `rollout status` shows it)',
+          'roll a config revision out in waves (--pause a running one, --resume a paused one, --promote past a gate; `rollout status` shows it)',
         )
         .addArgument(
           new Argument('[status]', '`status`: show the rollout, its wave, bake clock and failures').choices(['status']),
         )
         .option('--config-revision <r>', 'the revision to roll out', positiveInt)
+        .option(
+          '--pause',
+          'pause the running rollout: no further wave starts; nodes keep what they run (--resume goes on)',
+        )
         .option('--resume', 'resume a paused rollout')
         .option('--promote', 'start the wave a --pause-before gate holds'),
     ),
@@ -55,8 +67,48 @@ export function registerCtlOperations(ctl: Command, config: Command, ctx: () => 
   ).action(
     async (
       show: string | undefined,
-      o: RolloutFlags & { configRevision?: number; resume?: boolean; promote?: boolean; reason?: string },
+      o: RolloutFlags & {
+        configRevision?: number;
+        pause?: boolean;
+        resume?: boolean;
+        promote?: boolean;
+        reason?: string;
+      },
+      cmd: Command,
     ) => {
+      if (show === 'status')
+        refuseFlags(
+          cmd,
+          [
+            '--config-revision',
+            '--pause',
+            '--resume',
+            '--promote',
+            ...ROLLOUT_POLICY_FLAGS,
+            '--wait',
+            '--timeout',
+            '--reason',
+          ],
+          'rollout status',
+          'it only shows the rollout',
+        );
+      const verbs = [o.configRevision !== undefined, !!o.pause, !!o.resume, !!o.promote].filter(Boolean).length;
+      if (show !== 'status' && verbs === 0)
+        throw new UsageError(
+          'rollout needs --config-revision R (or --pause, --resume, --promote, or `rollout status`)',
+        );
+      if (verbs > 1) throw new UsageError('rollout: give one of --config-revision R, --pause, --resume or --promote');
+      const verb = o.pause ? '--pause' : o.resume ? '--resume' : o.promote ? '--promote' : undefined;
+      if (verb !== undefined)
+        refuseFlags(
+          cmd,
+          ROLLOUT_POLICY_FLAGS,
+          `rollout ${verb}`,
+          'it acts on the rollout in progress, whose waves and policy are set',
+        );
+      // a paused rollout never completes: --wait would wait out its --timeout
+      if (o.pause) refuseFlags(cmd, ['--wait'], 'rollout --pause', 'a paused rollout does not complete');
+      refuseTimeoutWithoutWait(cmd, 'rollout');
       const c = ctx();
       if (show === 'status') {
         const s = await callPlanner(c, 'GET', '/status');
@@ -72,13 +124,10 @@ export function registerCtlOperations(ctl: Command, config: Command, ctx: () => 
         );
         return;
       }
-      const verbs = [o.configRevision !== undefined, !!o.resume, !!o.promote].filter(Boolean).length;
-      if (verbs === 0)
-        throw new UsageError('rollout needs --config-revision R (or --resume, --promote, or `rollout status`)');
-      if (verbs > 1) throw new UsageError('rollout: give one of --config-revision R, --resume or --promote');
       const st = await callPlanner(c, 'POST', '/rollout', {
         configRevision: o.configRevision,
         ...rolloutBody(o),
+        pause: !!o.pause,
         resume: !!o.resume,
         promote: !!o.promote,
         reason: o.reason,
@@ -133,10 +182,10 @@ export function registerCtlOperations(ctl: Command, config: Command, ctx: () => 
         .description('make a config revision with proxy mode ipvs|nftables (with --waves: roll it out)'),
     ),
     { wavesHelp: 'start a rollout of the new revision in these waves' },
-  ).action(async (mode: string, o: RolloutFlags & { reason?: string }) => {
+  ).action(async (mode: string, o: RolloutFlags & { reason?: string }, cmd: Command) => {
     if (mode !== 'ipvs' && mode !== 'nftables')
       throw new UsageError(`mode ${JSON.stringify(mode)}: must be ipvs or nftables`);
-    await configChange(o, 'mode', (b) => ({ mode, ...b }));
+    await configChange(cmd, o, 'mode', (b) => ({ mode, ...b }));
   });
 
   addRolloutFlags(
@@ -150,13 +199,27 @@ export function registerCtlOperations(ctl: Command, config: Command, ctx: () => 
         ),
     ),
     { wavesHelp: 'start a rollout of the new revision in these waves' },
-  ).action(async (assignments: string[], o: RolloutFlags & { reason?: string }) => {
+  ).action(async (assignments: string[], o: RolloutFlags & { reason?: string }, cmd: Command) => {
     const change = parseConfigAssignments(assignments);
-    await configChange(o, 'config', (b) => ({ change, ...b }));
+    await configChange(cmd, o, 'config', (b) => ({ change, ...b }));
   });
 
-  async function configChange(o: RolloutFlags & { reason?: string }, path: 'mode' | 'config', body: (b: Json) => Json) {
+  async function configChange(
+    cmd: Command,
+    o: RolloutFlags & { reason?: string },
+    path: 'mode' | 'config',
+    body: (b: Json) => Json,
+  ) {
     if (o.wait && !asksForRollout(o)) throw new UsageError('--wait needs --waves (a rollout to wait for)');
+    const name = path === 'mode' ? 'mode' : 'config set';
+    if (!asksForRollout(o))
+      refuseFlags(
+        cmd,
+        ['--pause-on-error'],
+        `${name} without --waves`,
+        'it says how a rollout handles a failure, and none is started',
+      );
+    refuseTimeoutWithoutWait(cmd, name);
     const c = ctx();
     const r = await callPlanner(c, 'POST', `/${path}`, body({ ...rolloutBody(o), reason: o.reason }));
     done(c, r, configChangeSentence(r, asksForRollout(o)));

@@ -7,6 +7,7 @@ import { registerCtlOperations } from './ctl-operations.ts';
 import { untilSynced, waitUntil } from './ctl-wait.ts';
 import { duration } from '../flag-values.ts';
 import { UsageError } from '../cli-errors.ts';
+import { refuseInvertedRange } from '../flag-rules.ts';
 import type { SetExit } from './index.ts';
 
 /** What every ctl subcommand gets: where the planner is, who is asking, how to print. */
@@ -115,6 +116,7 @@ export function registerCtl(program: Command, setExit: SetExit): void {
     .option('--to <n>', 'newest version to list', positiveInt)
     .option('--limit <n>', 'list at most this many, the newest of the range (up to 100000)', positiveInt)
     .action(async (o: { from?: number; to?: number; limit?: number }) => {
+      refuseInvertedRange({ flag: '--from', value: o.from }, { flag: '--to', value: o.to });
       const c = ctx();
       const q = new URLSearchParams();
       for (const k of ['from', 'to', 'limit'] as const) if (o[k] !== undefined) q.set(k, String(o[k]));

@@ -22,6 +22,8 @@ import {
 } from '../../../libs/eventlog/index.ts';
 import { canonicalJson } from '../../../libs/model/index.ts';
 import { UsageError } from '../cli-errors.ts';
+import { refuseFlags } from '../flag-rules.ts';
+import { requireInputFile } from '../flag-values.ts';
 import type { SetExit } from './index.ts';
 
 interface DbOptions {
@@ -55,12 +57,26 @@ export function registerDb(program: Command, setExit: SetExit): void {
       '--planner-key <file>',
       "verify --nats: trust only versions signed by this key (default: the log's FILE.signing-key.pem.pub when present)",
     )
-    .action(async (action: string, out: string | undefined, o: DbOptions) => {
+    .action(async (action: string, out: string | undefined, o: DbOptions, cmd: Command) => {
       if (!(ACTIONS as readonly string[]).includes(action))
         throw new UsageError(`db: unknown action ${action} (one of ${ACTIONS.join(', ')})`);
       if (action === 'backup' && !out) throw new UsageError('db backup: missing OUT file');
       if (action !== 'backup' && out) throw new UsageError(`db ${action}: unexpected argument ${out}`);
-      if (o.nats && action !== 'verify') throw new UsageError(`db ${action}: --nats is for verify only`);
+      if (action !== 'compact') refuseFlags(cmd, ['--before-version'], `db ${action}`, 'it says where db compact cuts');
+      if (action !== 'verify')
+        refuseFlags(
+          cmd,
+          ['--deep', '--nats', '--nats-user', '--nats-password', '--planner-key'],
+          `db ${action}`,
+          'it is for db verify only',
+        );
+      else if (!o.nats)
+        refuseFlags(
+          cmd,
+          ['--nats-user', '--nats-password', '--planner-key'],
+          'db verify without --nats',
+          "it is for checking the log's tail against NATS (add --nats URL)",
+        );
       let servers: string[] | undefined;
       let verifier: Verifier | undefined;
       try {
@@ -80,6 +96,8 @@ export function registerDb(program: Command, setExit: SetExit): void {
             `db compact: --before-version must be a positive version number, got ${JSON.stringify(o.beforeVersion)}`,
           );
       }
+      // every action but migrate (which makes the file) reads a log that must be there
+      if (action !== 'migrate') requireInputFile('--db', o.db);
       // compact and migrate write the log: they take its writer lock, so a running planner's file is
       // refused (exit 1, naming the holder) rather than compacted or migrated under it (review2 L1).
       const writes = action === 'compact' || action === 'migrate';

@@ -12,6 +12,7 @@ import {
 import { canonicalJson, type NodeState, type ProxyConfig, settingsIgnoredByMode } from '../../../libs/model/index.ts';
 import { loadProxyConfig } from '../load-proxy-config.ts';
 import { UsageError } from '../cli-errors.ts';
+import { inputDir, inputFile } from '../flag-values.ts';
 import { requireKnownNode } from '../known-node.ts';
 import type { SetExit } from './index.ts';
 import { renderNftRuleset } from '../../../libs/dataplane/index.ts';
@@ -38,10 +39,10 @@ export function registerPlan(program: Command, setExit: SetExit): void {
   program
     .command('plan')
     .description('print what one node must program, from a directory of Kubernetes manifests')
-    .requiredOption('--manifests <dir>', 'directory of Service/EndpointSlice/Node YAML or JSON')
+    .requiredOption('--manifests <dir>', 'directory of Service/EndpointSlice/Node YAML or JSON', inputDir)
     .requiredOption('--node <name>', 'node to render for')
     .addOption(new Option('--mode <mode>', 'proxy mode').choices(['ipvs', 'nftables']))
-    .option('--config <file>', 'proxy config (YAML/JSON)')
+    .option('--config <file>', 'proxy config (YAML/JSON)', inputFile)
     .option('--scheduler <name>', 'IPVS scheduler')
     .option('--nodeport-addresses <cidrs>', 'comma-separated CIDRs NodePorts are served on')
     .addOption(new Option('--format <format>', 'output format').default('ipvsadm'))

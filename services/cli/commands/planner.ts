@@ -2,8 +2,9 @@ import type { Command } from 'commander';
 import { runPlanner } from '../../planner/run-planner.ts';
 import type { RetentionPolicy } from '../../../libs/eventlog/index.ts';
 import { checkGroupName, checkServerUrls, ReplicasRefused } from '../../../libs/bus/index.ts';
-import { parseDuration, serverUrl } from '../flag-values.ts';
+import { inputFile, parseDuration, serverUrl } from '../flag-values.ts';
 import { UsageError } from '../cli-errors.ts';
+import { refuseFlags } from '../flag-rules.ts';
 import { checkOpenApi, parseListenAddress } from '../../planner/listen-address.ts';
 import { loadProxyConfig } from '../load-proxy-config.ts';
 import { maxManifestBytesOption, parseMaxManifestBytes } from '../max-manifest-bytes.ts';
@@ -20,7 +21,7 @@ export function registerPlanner(program: Command, setExit: SetExit): void {
       'watch Kubernetes (or a manifests directory), log every event, publish versioned desired state on NATS',
     )
     .option('--manifests <dir>', 'directory of Service/EndpointSlice/Node manifests (rescanned on change)')
-    .option('--kubeconfig <file>', 'kubeconfig of the cluster to watch')
+    .option('--kubeconfig <file>', 'kubeconfig of the cluster to watch', inputFile)
     .option('--in-cluster', 'use the pod service account')
     .requiredOption(
       '--nats <url>',
@@ -56,9 +57,10 @@ export function registerPlanner(program: Command, setExit: SetExit): void {
     .option(
       '--token-file <file>',
       'bearer tokens for the HTTP API, one "TOKEN IDENTITY [viewer|operator]" a line (reloaded on change)',
+      inputFile,
     )
     .option('--insecure-open-api', 'serve the API without tokens on a non-loopback --http address')
-    .option('--config <file>', 'proxy config (YAML/JSON) for the first config revision')
+    .option('--config <file>', 'proxy config (YAML/JSON) for the first config revision', inputFile)
     .option(
       '--node-selector <selector>',
       "the Nodes Switchboard proxies (they run an applier), as kubectl -l takes it, e.g. 'kubernetes.io/os=linux'; others are in no rollout wave and no ctl wait (default: every Node)",
@@ -84,48 +86,51 @@ export function registerPlanner(program: Command, setExit: SetExit): void {
     )
     .option('--nats-user <user>', 'NATS user (the planner role in deploy/nats)')
     .option('--nats-password <password>', 'NATS password (or SWITCHBOARD_NATS_PASSWORD)')
-    .option('--nats-creds <file>', 'NATS .creds file (JWT auth)')
-    .option('--nats-nkey-seed <file>', "file holding the planner's nkey seed")
-    .option('--tls-ca <file>', 'CA bundle for the NATS server certificate')
-    .option('--tls-cert <file>', 'client certificate')
-    .option('--tls-key <file>', 'client key')
+    .option('--nats-creds <file>', 'NATS .creds file (JWT auth)', inputFile)
+    .option('--nats-nkey-seed <file>', "file holding the planner's nkey seed", inputFile)
+    .option('--tls-ca <file>', 'CA bundle for the NATS server certificate', inputFile)
+    .option('--tls-cert <file>', 'client certificate', inputFile)
+    .option('--tls-key <file>', 'client key', inputFile)
     .option(
       '--signing-key <file>',
       'Ed25519 private key (PEM) signing what goes on the bus; created when missing, public key written to FILE.pub (default: beside --db)',
     )
     .action(
-      async (o: {
-        manifests?: string;
-        kubeconfig?: string;
-        inCluster?: boolean;
-        nats: string;
-        db: string;
-        http: string;
-        advertiseUrl?: string;
-        tokenFile?: string;
-        insecureOpenApi?: boolean;
-        config?: string;
-        nodeSelector?: string;
-        relist?: boolean;
-        checkpointEvery: string;
-        retainVersions?: string;
-        retainAge?: string;
-        versionsKeepCheckpoints: string;
-        maxManifestBytes?: string;
-        replicas: string;
-        group: string;
-        id?: string;
-        leaseTtl: string;
-        natsUser?: string;
-        natsPassword?: string;
-        natsCreds?: string;
-        natsNkeySeed?: string;
-        tlsCa?: string;
-        tlsCert?: string;
-        tlsKey?: string;
-        signingKey?: string;
-        adoptCluster?: boolean;
-      }) => {
+      async (
+        o: {
+          manifests?: string;
+          kubeconfig?: string;
+          inCluster?: boolean;
+          nats: string;
+          db: string;
+          http: string;
+          advertiseUrl?: string;
+          tokenFile?: string;
+          insecureOpenApi?: boolean;
+          config?: string;
+          nodeSelector?: string;
+          relist?: boolean;
+          checkpointEvery: string;
+          retainVersions?: string;
+          retainAge?: string;
+          versionsKeepCheckpoints: string;
+          maxManifestBytes?: string;
+          replicas: string;
+          group: string;
+          id?: string;
+          leaseTtl: string;
+          natsUser?: string;
+          natsPassword?: string;
+          natsCreds?: string;
+          natsNkeySeed?: string;
+          tlsCa?: string;
+          tlsCert?: string;
+          tlsKey?: string;
+          signingKey?: string;
+          adoptCluster?: boolean;
+        },
+        cmd: Command,
+      ) => {
         try {
           checkServerUrls('--nats', o.nats);
         } catch (e) {
@@ -134,8 +139,22 @@ export function registerPlanner(program: Command, setExit: SetExit): void {
         const sources = [o.manifests, o.kubeconfig, o.inCluster].filter(Boolean).length;
         if (sources !== 1)
           throw new UsageError('choose exactly one of --manifests DIR, --kubeconfig FILE, --in-cluster');
-        if (o.adoptCluster && o.manifests)
-          throw new UsageError('--adopt-cluster: a --manifests source has no cluster identity to adopt');
+        if (o.manifests)
+          refuseFlags(cmd, ['--adopt-cluster'], 'planner --manifests', 'a directory has no cluster identity to adopt');
+        else
+          refuseFlags(
+            cmd,
+            ['--max-manifest-bytes'],
+            `planner ${o.kubeconfig ? '--kubeconfig' : '--in-cluster'}`,
+            'it limits the files of a --manifests directory',
+          );
+        if (o.tokenFile)
+          refuseFlags(
+            cmd,
+            ['--insecure-open-api'],
+            'planner --token-file',
+            'the API asks for tokens, so it is not open',
+          );
         const maxManifestBytes = parseMaxManifestBytes(o.maxManifestBytes);
         let nodeSelector: ReturnType<typeof parseLabelSelector> | undefined;
         try {
@@ -143,9 +162,12 @@ export function registerPlanner(program: Command, setExit: SetExit): void {
         } catch (e) {
           throw e instanceof LabelSelectorError ? new UsageError(`--node-selector: ${e.message}`) : e;
         }
-        if (o.relist && o.manifests)
-          throw new UsageError(
-            '--relist is for --kubeconfig/--in-cluster: a manifests directory is read whole at every start',
+        if (o.manifests)
+          refuseFlags(
+            cmd,
+            ['--relist'],
+            'planner --manifests',
+            'it is for --kubeconfig/--in-cluster; a manifests directory is read whole at every start',
           );
         const replicas = Number(o.replicas);
         if (!/^\d+$/.test(o.replicas) || !Number.isSafeInteger(replicas) || replicas < 1)

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { EventLog, rebuildAtSeq, replayAt, replayVersion } from '../../../libs/eventlog/index.ts';
 import { canonicalJson } from '../../../libs/model/index.ts';
 import { UsageError } from '../cli-errors.ts';
-import { time } from '../flag-values.ts';
+import { inputFile, time } from '../flag-values.ts';
 import type { SetExit } from './index.ts';
 
 interface ReplayOptions {
@@ -25,7 +25,7 @@ export function registerReplay(program: Command, setExit: SetExit): void {
   program
     .command('replay')
     .description('rebuild a version from the event log (nearest checkpoint + events) and print its hash')
-    .requiredOption('--db <file>', 'event log (SQLite file)')
+    .requiredOption('--db <file>', 'event log (SQLite file)', inputFile)
     .option('--to-version <n>', 'version to rebuild (default: the latest)')
     .option('--to-seq <s>', 'rebuild the state after event seq S')
     .option(

@@ -82,7 +82,7 @@ describe('flag values of the long-running commands are checked before they conne
 
   it('applier --node that is no DNS subdomain is a usage error, not a wait for NATS', async () => {
     for (const bad of ['bad node', '*', '-a']) {
-      const r = await applier('--node', bad); // the later --node wins over the helper's n1
+      const r = await sbIn(['applier', '--node', bad, '--nats', 'nats://127.0.0.1:1', '--mode', 'dry-run']);
       expect({ bad, code: r.code, stdout: r.stdout }).toEqual({ bad, code: 2, stdout: '' });
       expect(r.stderr).toBe(`switchboard: --node: invalid node name ${JSON.stringify(bad)} (DNS subdomain expected)\n`);
     }
@@ -101,10 +101,10 @@ describe('flag values of the long-running commands are checked before they conne
     const cases: [string[], string][] = [
       [
         ['plan', '--manifests', 'examples/demo', '--node', 'node-a', '--config', '/nonexistent/proxy.yaml'],
-        "switchboard: --config /nonexistent/proxy.yaml: ENOENT: no such file or directory, open '/nonexistent/proxy.yaml'\n",
+        "error: option '--config <file>' argument '/nonexistent/proxy.yaml' is invalid. no such file.\n",
       ],
       [
-        ['replay', '--db', '/nonexistent/log.db', '--to-version', '0'],
+        ['replay', '--db', 'package.json', '--to-version', '0'], // checked before the file is opened
         'switchboard: --to-version must be a positive integer (versions start at 1), got 0\n',
       ],
       [
@@ -150,7 +150,6 @@ describe('flag values of the long-running commands are checked before they conne
       );
       const planner = ['planner', '--nats', 'nats://127.0.0.1:1', '--db', path.join(dir, 'p.db')];
       const cases: [string[], string][] = [
-        [['--kubeconfig', '/nonexistent/kc'], '--kubeconfig: kubeconfig file not found: /nonexistent/kc'],
         [['--kubeconfig', empty], `--kubeconfig: kubeconfig ${empty}: cannot read it as a kubeconfig: `],
         [['--kubeconfig', noContext], '--kubeconfig: kubeconfig names no current-context'],
         [
@@ -158,6 +157,12 @@ describe('flag values of the long-running commands are checked before they conne
           '--in-cluster: in-cluster configuration needs KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT',
         ],
       ];
+      const missing = await sbIn([...planner, '--kubeconfig', '/nonexistent/kc']);
+      expect(missing).toEqual({
+        code: 2,
+        stdout: '',
+        stderr: "error: option '--kubeconfig <file>' argument '/nonexistent/kc' is invalid. no such file.\n",
+      });
       for (const [flags, line] of cases) {
         const r = await sbIn([...planner, ...flags]);
         expect(r, flags.join(' ')).toMatchObject({ code: 2, stdout: '' });

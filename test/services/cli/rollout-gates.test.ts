@@ -87,7 +87,7 @@ describe('rollout policy flags are usage errors (exit 2, one line naming the fla
       ],
       [
         ['rollout', '--promote', '--resume'],
-        /^switchboard: rollout: give one of --config-revision R, --resume or --promote/,
+        /^switchboard: rollout: give one of --config-revision R, --pause, --resume or --promote/,
       ],
       [['rollout', 'stats'], /^error: command-argument value 'stats' is invalid/],
     ];
@@ -174,6 +174,32 @@ describe('rollout gates with a real planner, nats-server and dry-run appliers', 
     expect((await status()).rollout.status).toBe('completed');
     expect(gateOps().map((g) => g.gate)).toEqual(['gate', 'promote', 'complete']);
     expect(gateOps()[1]).toMatchObject({ reason: 'canary looks fine' });
+  });
+
+  it('rollout --pause stops a running rollout where it is (recorded with its reason); --resume goes on', async () => {
+    await start(); // no appliers: the wave's node never ACKs, so the rollout stays running until paused
+    expect((await ctl('config', 'set', 'scheduler=wrr')).code).toBe(0);
+    expect((await ctl('rollout', '--config-revision', '2', '--waves', '1,100%')).code).toBe(0);
+    const paused = await ctl('--actor', 'alice', 'rollout', '--pause', '--reason', 'pager went off');
+    expect(paused).toEqual({
+      code: 0,
+      stdout: 'rollout of config revision 2 paused at wave 1/2: 1/2 nodes (node-1).\n',
+      stderr: '',
+    });
+    expect(planner!.planner.config.state.rollout?.status).toBe('paused');
+    const op = planner!.planner['options'].log.operations().at(-1)!;
+    expect(op).toMatchObject({ kind: 'rollout', actor: 'alice', reason: 'pager went off' });
+    expect(op.params).toMatchObject({ pause: true });
+    // nothing running to pause: the planner's refusal, one line, exit 1
+    expect(await ctl('rollout', '--pause')).toEqual({
+      code: 1,
+      stdout: '',
+      stderr: 'switchboard: planner: no running rollout to pause\n',
+    });
+    expect((await ctl('rollout', '--resume')).stdout).toBe(
+      'rollout of config revision 2 resumed at wave 1/2: 1/2 nodes (node-1).\n',
+    );
+    expect(planner!.planner.config.state.rollout?.status).toBe('running');
   });
 
   it("a planner restarted mid-bake resumes the bake clock from the log (and the wave's ACKs with it)", async () => {
