@@ -60,6 +60,7 @@ export {
   type Signer,
   type Verifier,
 } from './planner-signature.ts';
+export { secretFileExposure } from './secret-file-mode.ts';
 export {
   LeaderLease,
   atMost,

@@ -11,6 +11,7 @@ import { closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, s
 import path from 'node:path';
 import { sha256Hex, type NoticeDelta, type SignedTarget } from '../model/index.ts';
 import { deltaSubject, H } from './subjects.ts';
+import { secretFileExposure } from './secret-file-mode.ts';
 
 /**
  * The planner's Ed25519 signature on what it puts on the bus, so that nothing else on the bus
@@ -199,7 +200,7 @@ export function readVerifierFile(file: string): Verifier {
  * Loads the planner's private key (PKCS#8 PEM), creating it (mode 0600) when missing, and
  * (re)writes FILE.pub with the public key for appliers. Creation is atomic (temp + rename), so a
  * crash never leaves a half-written key that a restart would refuse. An existing key writable by
- * anyone is refused; one readable by group or others is used with a warning (a Kubernetes Secret
+ * anyone is refused; one others may read or its group write is used with a warning (a Kubernetes Secret
  * mounts 0644 unless defaultMode says otherwise). `say` gets those lines and the one saying a key
  * was created: appliers holding another key drop every target until given FILE.pub (probe3 U3).
  */
@@ -221,8 +222,8 @@ export function loadOrCreateSigningKey(
     const mode = statSync(file).mode & 0o777;
     const octal = mode.toString(8).padStart(4, '0');
     if (mode & 0o002) throw new Error(`signing key ${file}: mode ${octal} lets anyone replace it; chmod 600 it`);
-    if (mode & 0o044)
-      o.say?.(`warning: signing key ${file} is readable by group or others (mode ${octal}); chmod 600 it`);
+    const exposure = secretFileExposure(mode);
+    if (exposure) o.say?.(`warning: signing key ${file} is ${exposure} (mode ${octal}); chmod 600 it`);
   }
   let key: KeyObject;
   try {

@@ -1,5 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { closeSync, fstatSync, openSync, readFileSync, statSync } from 'node:fs';
+import { secretFileExposure } from '../../libs/bus/index.ts';
 
 /** What a token may do: `viewer` reads, `operator` reads and operates (pin, rollout, config...). */
 export type Role = 'viewer' | 'operator';
@@ -115,10 +116,11 @@ export function weakTokenWarnings(tokens: readonly TokenEntry[]): string[] {
     );
 }
 
-/** A warning when the file's mode lets group or other read or write it (as ssh says of keys), else undefined. */
+/** A warning when the file's mode lets others read it or its group write it (secretFileExposure), else undefined. */
 export function openModeWarning(file: string, mode: number): string | undefined {
-  if ((mode & 0o077) === 0) return undefined;
-  return `token file ${file} is open to group/other (mode ${octal(mode)}): whoever can read it can use its tokens; chmod 600 ${file}`;
+  const exposure = secretFileExposure(mode);
+  if (exposure === undefined) return undefined;
+  return `token file ${file} is ${exposure} (mode ${octal(mode)}): whoever can read it can use its tokens; chmod 600 ${file}`;
 }
 
 const digest = (s: string) => createHash('sha256').update(s).digest();
@@ -152,7 +154,7 @@ export interface TokenFileWatch {
  * - a change that cannot be read (not a file, no permission) or does not parse keeps the tokens
  *   in force and says so: a typo must not lock operators out;
  * - a token shorter than MIN_TOKEN_LENGTH is warned about at start and on each reload, naming its
- *   line; a file open to group/other once each time it becomes so (at start included).
+ *   line; a file others may read or its group write once each time it becomes so (at start included).
  *
  * The first read throws, so a planner never starts with a missing or broken file.
  */

@@ -46,16 +46,27 @@ it('creates the key 0600 through a fresh O_EXCL temp file: links planted at the 
   expect(lines).toEqual([]);
 });
 
-it('refuses a key anyone may replace; warns about one group or others may read', () => {
+it('refuses a key anyone may replace; warns about one others may read or its group write; group read is fine', () => {
   const file = path.join(dir, 'b.pem');
   const signer = loadOrCreateSigningKey(file);
   chmodSync(file, 0o666);
   expect(() => loadOrCreateSigningKey(file)).toThrow(
     `signing key ${file}: mode 0666 lets anyone replace it; chmod 600 it`,
   );
-  chmodSync(file, 0o640);
   const lines: string[] = [];
-  expect(loadOrCreateSigningKey(file, { say: (l) => lines.push(l) }).publicKeyPem).toBe(signer.publicKeyPem);
-  expect(lines).toEqual([`warning: signing key ${file} is readable by group or others (mode 0640); chmod 600 it`]);
+  // a Kubernetes Secret under an fsGroup: root:fsGroup 0440, read through the group (review5 F6)
+  for (const mode of [0o440, 0o640, 0o400]) {
+    chmodSync(file, mode);
+    expect(loadOrCreateSigningKey(file, { say: (l) => lines.push(l) }).publicKeyPem).toBe(signer.publicKeyPem);
+  }
+  expect(lines).toEqual([]);
+  for (const mode of [0o644, 0o660]) {
+    chmodSync(file, mode);
+    loadOrCreateSigningKey(file, { say: (l) => lines.push(l) });
+  }
+  expect(lines).toEqual([
+    `warning: signing key ${file} is readable by others (mode 0644); chmod 600 it`,
+    `warning: signing key ${file} is writable by its group (mode 0660); chmod 600 it`,
+  ]);
   expect(existsSync(`${file}.pub`)).toBe(true);
 });

@@ -31,13 +31,19 @@ describe('weak tokens and open modes (review3 L1)', () => {
     expect(authenticate(t, 'Bearer op-tok')).toEqual({ identity: 'alice', role: 'operator' }); // warned, not refused
   });
 
-  it('a file group or other may read or write is warned about with its mode; 0600 and 0400 are not', () => {
+  it('a file others may read or its group write is warned about with its mode; 0600, 0400 and group read are not', () => {
     expect(openModeWarning('/etc/t', 0o100644)).toBe(
-      'token file /etc/t is open to group/other (mode 0644): whoever can read it can use its tokens; chmod 600 /etc/t',
+      'token file /etc/t is readable by others (mode 0644): whoever can read it can use its tokens; chmod 600 /etc/t',
     );
-    expect(openModeWarning('/etc/t', 0o100620)).toMatch(/\(mode 0620\)/);
+    expect(openModeWarning('/etc/t', 0o100620)).toMatch(/ is writable by its group \(mode 0620\)/);
+    expect(openModeWarning('/etc/t', 0o100664)).toMatch(
+      / is readable by others and writable by its group \(mode 0664\)/,
+    );
     expect(openModeWarning('/etc/t', 0o100600)).toBeUndefined();
     expect(openModeWarning('/etc/t', 0o100400)).toBeUndefined();
+    // a Kubernetes Secret mounted under the pod's fsGroup: root:fsGroup 0440, the planner reads it through the group (review5 F6)
+    expect(openModeWarning('/etc/t', 0o100440)).toBeUndefined();
+    expect(openModeWarning('/etc/t', 0o100640)).toBeUndefined();
   });
 });
 
@@ -69,7 +75,7 @@ describe('watchTokenFile: removal revokes, a bad change keeps the tokens (review
     watch = watchTokenFile(file, { intervalMs: 20, say: (l) => said.push(l) });
     // At start: the open mode once, the short token by its line.
     expect(said).toEqual([
-      `token file ${file} is open to group/other (mode 0644): whoever can read it can use its tokens; chmod 600 ${file}`,
+      `token file ${file} is readable by others (mode 0644): whoever can read it can use its tokens; chmod 600 ${file}`,
       `${file}:1: the token of alice is shorter than 16 characters and can be guessed; use a long random one (openssl rand -hex 24)`,
     ]);
     const who = (token: string) => authenticate(watch!.current(), `Bearer ${token}`)?.identity;
