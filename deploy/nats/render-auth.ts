@@ -63,10 +63,40 @@ try {
   usage((e as Error).message);
 }
 const v = args.values;
+
+/** Bad input: one line naming it, exit 2, no stack trace (review5 F6: a bad node list printed one). */
+function badInput(msg: string): never {
+  process.stderr.write(`render-auth: ${msg.replace(/\s+/g, ' ').trim()}\n`);
+  process.exit(2);
+}
+
+/** The auth config for a node list file (unreadable, not JSON, or not that shape: badInput). */
+function fromNodesFile(file: string): string {
+  let input: unknown;
+  try {
+    input = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    badInput(
+      `${file}: ${code === 'ENOENT' ? 'no such file' : code ? `cannot read it (${code})` : (e as Error).message}`,
+    );
+  }
+  const i = input as Partial<Record<keyof ServerConfigInput, unknown>> | null;
+  if (i === null || typeof i !== 'object' || Array.isArray(i)) badInput(`${file}: expected a JSON object`);
+  if (typeof i.planner !== 'object' || i.planner === null)
+    badInput(`${file}: "planner" must be an object {user, password}`);
+  if (!Array.isArray(i.nodes)) badInput(`${file}: "nodes" must be a list of {name, user, password} or {name, nkey}`);
+  try {
+    return renderServerAuthConfig(input as ServerConfigInput);
+  } catch (e) {
+    badInput(`${file}: ${(e as Error).message}`);
+  }
+}
+
 if (!v.nodes) {
   const file = args.positionals[0];
   if (!file || args.positionals.length > 1) usage('give NODES.json, or --nodes and --dir');
-  process.stdout.write(renderServerAuthConfig(JSON.parse(readFileSync(file, 'utf8')) as ServerConfigInput));
+  process.stdout.write(fromNodesFile(file));
 } else {
   if (!v.dir) usage('--nodes needs --dir');
   const names = v.nodes
@@ -113,7 +143,11 @@ if (!v.nodes) {
     credentials: path.join(dir, 'credentials.json'),
   };
   if (v['signing-key']) {
-    loadOrCreateSigningKey(path.resolve(v['signing-key']));
+    try {
+      loadOrCreateSigningKey(path.resolve(v['signing-key']));
+    } catch (e) {
+      badInput(`--signing-key: ${(e as Error).message}`);
+    }
     out.signingKey = path.resolve(v['signing-key']);
     out.plannerKey = `${out.signingKey}.pub`;
   }

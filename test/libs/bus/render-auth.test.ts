@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -101,5 +101,31 @@ describe('deploy/nats/render-auth.ts --nodes --dir (NATS with per-node permissio
     );
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/--nodes: invalid node name "a b"/);
+  });
+});
+
+describe('deploy/nats/render-auth.ts NODES.json: bad input is one line, exit 2, no stack trace (review5 F6)', () => {
+  it('a missing file, a file that is not JSON, and JSON of another shape', async () => {
+    dir = mkdtempSync(path.join(tmpdir(), 'sb-render-auth-'));
+    const file = (name: string, text = '') => {
+      writeFileSync(path.join(dir!, name), text);
+      return path.join(dir!, name);
+    };
+    const cases: [string, string][] = [
+      [path.join(dir, 'gone.json'), 'no such file'],
+      [file('text.json'), 'Unexpected end of JSON input'],
+      [file('shape.json', '{"nodes": 5}'), '"planner" must be an object {user, password}'],
+      [file('nodes.json', '{"planner": {"user": "p", "password": "x"}, "nodes": {}}'), '"nodes" must be a list'],
+    ];
+    for (const [input, line] of cases) {
+      const r = await run(process.execPath, ['--import', 'tsx', SCRIPT, input]).then(
+        () => ({ code: 0, stderr: '' }),
+        (e: { code: number; stderr: string }) => e,
+      );
+      expect({ input, code: r.code }).toEqual({ input, code: 2 });
+      expect(r.stderr.startsWith(`render-auth: ${input}: `), r.stderr).toBe(true);
+      expect(r.stderr, input).toContain(line);
+      expect(r.stderr.trimEnd().split('\n'), input).toHaveLength(1);
+    }
   });
 });
