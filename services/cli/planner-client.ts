@@ -44,6 +44,21 @@ export async function callPlanner(
 }
 
 /**
+ * GET /status, refused unless it has the shape every ctl reader relies on: an object with a
+ * `nodes` list and a `config` object. The other shape a wrong --server gives (JSON of another
+ * service) is one line naming it instead of a TypeError deep in a table; an answer that is not
+ * JSON at all is refused by callPlanner. Both are documented in docs/operations.md "Endpoints".
+ */
+export async function plannerStatus(c: PlannerConnection): Promise<Json> {
+  const s = await callPlanner(c, 'GET', '/status');
+  if (!Array.isArray(s.nodes) || s.config === null || typeof s.config !== 'object')
+    throw new Error(
+      `${c.server} answered GET /status without a nodes list and a config object: is --server a Switchboard planner's API?`,
+    );
+  return s;
+}
+
+/**
  * One HTTP(S) request through node:http(s), not fetch: fetch loads undici at first use, which
  * was a third of `ctl status`'s start time (bench/startup; the budget is 3x `node -e 0`).
  */

@@ -11,7 +11,7 @@ import {
   type WaveNodeView,
 } from '../operation-sentences.ts';
 import { emit } from '../output.ts';
-import { callPlanner, type Json } from '../planner-client.ts';
+import { callPlanner, plannerStatus, type Json } from '../planner-client.ts';
 import { refuseFlags } from '../flag-rules.ts';
 import {
   addRolloutFlags,
@@ -111,7 +111,7 @@ export function registerCtlOperations(ctl: Command, config: Command, ctx: () => 
       refuseTimeoutWithoutWait(cmd, 'rollout');
       const c = ctx();
       if (show === 'status') {
-        const s = await callPlanner(c, 'GET', '/status');
+        const s = await plannerStatus(c);
         const view = s.rollout as { waveNodes?: WaveNodeView[] } | null | undefined;
         done(
           c,

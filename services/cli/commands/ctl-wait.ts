@@ -1,5 +1,5 @@
 import { printable } from '../output.ts';
-import { callPlanner, type Json, type PlannerConnection } from '../planner-client.ts';
+import { plannerStatus, type Json, type PlannerConnection } from '../planner-client.ts';
 
 interface NodeRow {
   node: string;
@@ -112,7 +112,7 @@ export async function waitUntil(
     if (tty && last) process.stderr.write('\n');
   };
   for (;;) {
-    const checked = check(await callPlanner(c, 'GET', '/status'));
+    const checked = check(await plannerStatus(c));
     // the line carries node text (a halting node's error): shown on a terminal, escaped
     const r = { ...checked, line: printable(checked.line) };
     if (r.done) {

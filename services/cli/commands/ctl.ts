@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { formatFieldChange, type FieldChange } from '../../planner/version-diff.ts';
 import { positiveInt, serverUrl } from '../flag-values.ts';
 import { addOutputOptions, emit, outputFormat, table, type OutputFlags } from '../output.ts';
-import { callPlanner, type PlannerConnection } from '../planner-client.ts';
+import { callPlanner, plannerStatus, type PlannerConnection } from '../planner-client.ts';
 import { registerCtlOperations } from './ctl-operations.ts';
 import { untilSynced, waitUntil } from './ctl-wait.ts';
 import { duration } from '../flag-values.ts';
@@ -38,7 +38,7 @@ export function registerCtl(program: Command, setExit: SetExit): void {
     .description('every node with its status word')
     .action(async () => {
       const c = ctx();
-      const s = await callPlanner(c, 'GET', '/status');
+      const s = await plannerStatus(c);
       const nodes = s.nodes as Record<string, unknown>[];
       // -o json: {nodes: [{node, status, ...}], ...}: every node with its status word.
       emit(c.format, s, (wide) => {

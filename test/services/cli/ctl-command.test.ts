@@ -297,3 +297,30 @@ describe('ctl against a real planner, nats-server and dry-run appliers', () => {
     }
   });
 });
+
+describe('ctl refuses a /status of another shape in one line (review5 F6)', () => {
+  it('JSON without nodes and config, and an answer that is not JSON (a --server that is not a planner)', async () => {
+    const { createServer } = await import('node:http');
+    const server = createServer((req, res) => {
+      if (req.url === '/status') res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok": true}');
+      else res.writeHead(200).end('<html>hello</html>');
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+    try {
+      for (const args of [['status'], ['rollout', 'status'], ['wait', '--for=synced', '--timeout', '1s']])
+        expect(await sbIn(['ctl', '--server', url, ...args])).toEqual({
+          code: 1,
+          stdout: '',
+          stderr: `switchboard: ${url} answered GET /status without a nodes list and a config object: is --server a Switchboard planner's API?\n`,
+        });
+      expect(await sbIn(['ctl', '--server', url, 'versions'])).toEqual({
+        code: 1,
+        stdout: '',
+        stderr: `switchboard: planner at ${url} answered 200 to GET /versions with non-JSON\n`,
+      });
+    } finally {
+      server.close();
+    }
+  });
+});
