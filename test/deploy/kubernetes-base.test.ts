@@ -130,6 +130,8 @@ describe('deploy/kubernetes base', () => {
     const sts = find('StatefulSet', 'switchboard-planner');
     const pod = sts.spec.template.spec;
     expect(sts.spec.replicas).toBeGreaterThanOrEqual(2);
+    // followers first, the leader last: the operator picks the order (docs/install.md "Upgrade")
+    expect(sts.spec.updateStrategy).toEqual({ type: 'OnDelete' });
     expect(pod.serviceAccountName).toBe('switchboard-planner');
     expect(pod.securityContext.runAsNonRoot).toBe(true);
     const planner = container(pod, 'planner');
