@@ -14,8 +14,17 @@ export interface EventBatcherOptions<E> {
   readonly flush: (events: readonly E[]) => void;
   /** Runs work in the owner's serial queue (flushes must not interleave with syncs). */
   readonly serial: (fn: () => void) => Promise<void>;
-  /** Largest batch per transaction; also the queue length past which the sink waits (default 2000). */
+  /** Largest batch per transaction (default 2000). */
   readonly maxBatch?: number;
+  /**
+   * Queue length at which the sink waits for a flush (backpressure; default twice maxBatch). A
+   * full batch alone does not make it wait: its append is scheduled for the next turn of the event
+   * loop and the source goes on, so an informer delivers the rest of its page and asks for the next
+   * one before the append runs, and the API server makes that page while the planner appends
+   * (before, the sink waited for every full batch's append, and nothing was asked of the server
+   * during it).
+   */
+  readonly maxQueued?: number;
   readonly retryMs?: number;
   readonly onError?: (err: unknown) => void;
   /**
@@ -39,13 +48,12 @@ export class EventBatcher<E> {
     return this.queue.length;
   }
 
-  /** Queues one event; resolves at once, or after a flush when the queue is full (backpressure). */
+  /** Queues one event; resolves at once, or after a flush once maxQueued are queued (backpressure). */
   push(event: E): Promise<void> | undefined {
     this.queue.push(event);
-    const full = this.queue.length >= (this.options.maxBatch ?? 2000);
-    if (!full && this.options.holdWhile?.()) return undefined;
-    const flushed = this.schedule();
-    return full ? flushed : undefined;
+    const max = this.options.maxBatch ?? 2000;
+    const flushed = this.queue.length < max && this.options.holdWhile?.() ? undefined : this.schedule();
+    return this.queue.length >= (this.options.maxQueued ?? 2 * max) ? flushed : undefined;
   }
 
   /** Flushes everything queued now (e.g. before making a version or stopping). */

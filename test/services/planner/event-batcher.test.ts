@@ -20,16 +20,28 @@ describe('EventBatcher (group commit for watch events)', () => {
     expect(b.queued).toBe(0);
   });
 
-  it('makes the sink wait once the queue holds a full batch (backpressure), in batches of maxBatch', async () => {
+  it('appends a full batch without making the sink wait; the sink waits once maxQueued are queued (backpressure)', async () => {
     const batches: number[][] = [];
     const b = new EventBatcher<number>({ serial: serialQueue(), flush: (e) => void batches.push([...e]), maxBatch: 3 });
     expect(b.push(1)).toBeUndefined();
     expect(b.push(2)).toBeUndefined();
-    const wait = b.push(3);
+    // A full batch: its append is scheduled, and the source goes on (e.g. asks for its next page).
+    expect(b.push(3)).toBeUndefined();
+    expect(b.push(4)).toBeUndefined();
+    expect(b.push(5)).toBeUndefined();
+    const wait = b.push(6); // twice maxBatch (the default maxQueued): now the sink waits
     expect(wait).toBeInstanceOf(Promise);
-    b.push(4);
+    expect(batches).toEqual([]); // nothing is appended inside push
     await wait;
-    expect(batches).toEqual([[1, 2, 3], [4]]);
+    expect(batches).toEqual([
+      [1, 2, 3],
+      [4, 5, 6],
+    ]);
+    expect(b.queued).toBe(0);
+    const own = new EventBatcher<number>({ serial: serialQueue(), flush: () => {}, maxBatch: 3, maxQueued: 4 });
+    for (let i = 1; i <= 3; i++) expect(own.push(i)).toBeUndefined();
+    expect(own.push(4)).toBeInstanceOf(Promise);
+    await own.drain();
   });
 
   it('keeps failed events at the head of the queue and retries them before later ones', async () => {
@@ -69,10 +81,9 @@ describe('EventBatcher (group commit for watch events)', () => {
     await new Promise((r) => setImmediate(r));
     await new Promise((r) => setImmediate(r));
     expect(batches).toEqual([]); // a page's worth is not committed on its own
-    const wait = b.push(3);
-    expect(wait).toBeInstanceOf(Promise); // a full batch: appended, and the sink waits for it
+    expect(b.push(3)).toBeUndefined(); // a full batch: appended at the next turn, the sink does not wait
     b.push(4);
-    await wait;
+    for (let i = 0; i < 10 && batches.length < 1; i++) await new Promise((r) => setImmediate(r));
     expect(batches).toEqual([[1, 2, 3]]); // the partial batch [4] stays queued
     expect(b.queued).toBe(1);
     await b.drain(); // the list ended: everything is appended before version 1
