@@ -270,9 +270,15 @@ export class EventLog {
    * appendEvents for events already checked and serialised (prepareEventRow): the same rows,
    * chain links and durability. Each row is made once, hashed, bound as one array and kept as
    * stored for the replicated log's next export.
+   *
+   * `resumePoints: false` leaves the informer's pending resume-point saves for a later append: for
+   * a caller appending a queue in several transactions, where a save may cover events still queued
+   * behind this batch; only the transaction that takes the queue's last event may carry them (see
+   * SqliteResumeStore: a resume point is never durable before the events it covers).
    */
-  appendPrepared(events: readonly PreparedEventRow[]): number[] {
+  appendPrepared(events: readonly PreparedEventRow[], opts: { readonly resumePoints?: boolean } = {}): number[] {
     if (events.length === 0) return [];
+    const resume = opts.resumePoints === false ? undefined : this.resume;
     const receivedAt = this.now().toISOString();
     const stored: (string | number)[][] = [];
     const out = this.write(`append of ${events.length} events`, () => {
@@ -301,10 +307,10 @@ export class EventLog {
         seqs.push(seq);
       }
       this.stmt.setHead.run(seq, prev, 'events');
-      this.resume?.writePending();
+      resume?.writePending();
       return seqs;
     });
-    this.resume?.committed();
+    resume?.committed();
     this.recentEvents.add(stored);
     return out;
   }

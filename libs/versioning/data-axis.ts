@@ -140,11 +140,18 @@ export class DataAxis {
    * Appends events durably, then folds them into the live state. Malformed objects are rejected
    * one by one (logged, counted, their previous good state kept). Returns the rejections made.
    * Events may come prepared (prepare) or raw: the same rows and the same fold either way.
+   * `resumePoints`: see EventLog.appendPrepared (false: a later batch of the same queue carries them).
    */
-  ingest(events: readonly (WatchEvent | PreparedEvent)[]): ObjectRejection[] {
+  ingest(
+    events: readonly (WatchEvent | PreparedEvent)[],
+    opts: { readonly resumePoints?: boolean } = {},
+  ): ObjectRejection[] {
     // Raw events are checked and serialised before anything is written, as appendEvents does.
     const prepared = events.map((e, i) => ('outcome' in e ? e : this.prepare(e, i)));
-    const seqs = this.log.appendPrepared(prepared.map((p) => p.row));
+    const seqs = this.log.appendPrepared(
+      prepared.map((p) => p.row),
+      opts,
+    );
     const rejected: ObjectRejection[] = [];
     prepared.forEach((p, i) => {
       const r = p.outcome;

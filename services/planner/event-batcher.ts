@@ -10,8 +10,13 @@
  * the sink never rejects (that would make the informer re-deliver, i.e. duplicate, events).
  */
 export interface EventBatcherOptions<E> {
-  /** Appends and applies a batch synchronously; throws when nothing was written. */
-  readonly flush: (events: readonly E[]) => void;
+  /**
+   * Appends and applies a batch synchronously; throws when nothing was written. `emptiesQueue`:
+   * the batch holds every event queued; only such a batch may carry the source's resume points
+   * (a resume point saved after an event was queued covers it, and events behind this batch are
+   * not in the log yet: written with them, a crash in between would resume past them, losing them).
+   */
+  readonly flush: (events: readonly E[], emptiesQueue: boolean) => void;
   /** Runs work in the owner's serial queue (flushes must not interleave with syncs). */
   readonly serial: (fn: () => void) => Promise<void>;
   /** Largest batch per transaction (default 2000). */
@@ -84,7 +89,7 @@ export class EventBatcher<E> {
     while (this.queue.length > (wholeBatchesOnly ? max - 1 : 0) && !this.stopped) {
       const batch = this.queue.slice(0, max);
       try {
-        this.options.flush(batch);
+        this.options.flush(batch, batch.length === this.queue.length);
       } catch (e) {
         this.options.onError?.(e);
         clearTimeout(this.retryTimer);

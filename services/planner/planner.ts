@@ -212,8 +212,8 @@ export class Planner {
     });
     this.batcher = new EventBatcher<WatchEvent | PreparedEvent>({
       serial: (fn) => this.serial(fn),
-      flush: (events) => {
-        const rejected = this.data.ingest(events);
+      flush: (events, emptiesQueue) => {
+        const rejected = this.data.ingest(events, { resumePoints: emptiesQueue });
         // Before the first sync (the initial list), entries are built batch by batch while the
         // next pages are on their way, not all at once after the last page (version 1 waits for them).
         if (!this.isSynced) this.data.live.buildReady();

@@ -7,14 +7,18 @@
 // next poll, after the append's turn; a real API server has the request by then (it is written
 // to the kept-alive socket at the next tick, before the append).
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import Database from 'better-sqlite3';
 import { EventLog } from '../../../libs/eventlog/index.ts';
 import { ClusterInformer, kubeHttpFromConfig, loadKubeConfig, type KubeHttp } from '../../../libs/kube/index.ts';
-import { DEFAULT_PROXY_CONFIG } from '../../../libs/model/index.ts';
+import { DEFAULT_PROXY_CONFIG, type WatchEvent } from '../../../libs/model/index.ts';
+import { DataAxis } from '../../../libs/versioning/index.ts';
+import { EventBatcher } from '../../../services/planner/event-batcher.ts';
 import { informerSource } from '../../../services/planner/event-source.ts';
 import { NatsPlannerBus } from '../../../services/planner/nats-planner-bus.ts';
 import { Planner } from '../../../services/planner/planner.ts';
 import { KubeApiServer } from '../../support/kube-api-server/index.ts';
 import { writeKubeconfig, type WrittenKubeconfig } from '../../support/kubeconfig.ts';
+import { nodeEvent } from '../../libs/eventlog/support/node-event.ts';
 import { plannerEnv, type PlannerEnv } from './planner-support.ts';
 
 let env: PlannerEnv;
@@ -83,4 +87,58 @@ describe('the initial list and its appends overlap', () => {
     expect(log.latestVersion()?.version).toBe(1);
     expect(planner.lastError).toBeUndefined();
   }, 30_000);
+
+  it('a resume point saved while more than a batch is queued is written only with the batch that empties the queue', async () => {
+    // The sink no longer waits for a full batch, so a queue can hold more than one batch when the
+    // informer saves a resume point (it saves once its sink returned): written with the first
+    // batch, a crash before the next one committed would resume past events never logged.
+    const log = await EventLog.open({ file: env.db });
+    stops.push(() => log.close());
+    const axis = DataAxis.restore(log);
+    const store = log.resumeStore();
+    let chain: Promise<unknown> = Promise.resolve();
+    let flushes = 0;
+    const batcher = new EventBatcher<WatchEvent>({
+      serial: (fn) => {
+        const run = chain.then(fn);
+        chain = run.catch(() => undefined);
+        return run;
+      },
+      maxBatch: 3,
+      retryMs: 60_000,
+      onError: () => {},
+      flush: (events, emptiesQueue) => {
+        if (++flushes === 2) throw new Error('the process died here'); // the second batch never commits
+        axis.ingest(events, { resumePoints: emptiesQueue });
+      },
+    });
+    stops.push(() => batcher.stop());
+    for (let i = 1; i <= 5; i++) expect(batcher.push(nodeEvent(`n${i}`, i))).toBeUndefined();
+    store.save('Node', '5'); // the list ended at resourceVersion 5: every event of it is queued
+    await batcher.drain();
+    expect(flushes).toBe(2);
+    // What a restart would read: events n1-n3 only, and no resume point (it lists again, nothing lost).
+    const db = new Database(env.db, { readonly: true });
+    try {
+      expect(db.prepare('SELECT name FROM events ORDER BY seq').all()).toEqual([
+        { name: 'n1' },
+        { name: 'n2' },
+        { name: 'n3' },
+      ]);
+      expect(db.prepare('SELECT kind, resource_version FROM resume_points').all()).toEqual([]);
+    } finally {
+      db.close();
+    }
+    // The batch that empties the queue carries it.
+    await batcher.drain();
+    expect(log.events().map((e) => e.name)).toEqual(['n1', 'n2', 'n3', 'n4', 'n5']);
+    const again = new Database(env.db, { readonly: true });
+    try {
+      expect(again.prepare('SELECT kind, resource_version FROM resume_points').all()).toEqual([
+        { kind: 'Node', resource_version: '5' },
+      ]);
+    } finally {
+      again.close();
+    }
+  });
 });
