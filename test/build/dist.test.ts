@@ -74,7 +74,10 @@ describe('npm run build (dist/)', { timeout: 90_000 }, () => {
     expect(ctl.loaded.some((u) => /\/dist\/chunks\/ctl-\w+\.js$/.test(u))).toBe(true);
     expect(heavyLoaded(ctl.loaded)).toEqual([]);
     // the same recorder does see them when a command needs them (the check above can fail)
-    const db = runRecorded(['db', 'status', '--db', path.join(work, 'none.db')]);
+    // a file that is there (a missing --db is a usage error, found before SQLite is loaded) but not a database
+    const junk = path.join(work, 'junk.db');
+    writeFileSync(junk, 'not a database '.repeat(20));
+    const db = runRecorded(['db', 'status', '--db', junk]);
     expect(db.code).toBe(1);
     expect(heavyLoaded(db.loaded).some((u) => u.includes('/better-sqlite3/'))).toBe(true);
   });
