@@ -121,6 +121,7 @@ async function firstLeader(ps: PlannerProc[]): Promise<PlannerProc> {
 
 const tail = (p: PlannerProc) => readFileSync(p.log, 'utf8').split('\n').slice(-15).join('\n');
 
+// Skipped only where no Chromium is installed (scripts/install-deps.sh installs Debian's).
 describe.skipIf(!CHROMIUM)('console of a planner group', () => {
   it("a follower's console names the leader and its term, sends writes there, and shows the new leader after the leader is killed, and no leader while cut off", async () => {
     env = await plannerEnv();
