@@ -15,6 +15,11 @@ import { DataHashTree } from './data-hash-tree.ts';
 export interface ClusterDataSource {
   services(): Iterable<ServiceEntry>;
   node(name: string): NodeFacts | undefined;
+  /**
+   * Every node's addresses, each with the nodes that list it (sorted): no Service may take one
+   * (probe6 P7). The same object until a node's addresses change, so a holder can tell by identity.
+   */
+  nodeAddressOwners(): ReadonlyMap<string, readonly string[]>;
 }
 
 /**
@@ -27,6 +32,8 @@ export class ClusterDataIndex implements ClusterDataSource {
   private readonly svc = new Map<string, { entry: ServiceEntry; hash: string }>();
   private readonly nodeMap = new Map<string, { facts: NodeFacts; hash: string }>();
   private readonly tree = new DataHashTree();
+  /** nodeAddressOwners() as last built; undefined after a node's addresses changed (built on the next read). */
+  private addressOwners: ReadonlyMap<string, readonly string[]> | undefined;
   /** Where the canonical text of each entry hashed here goes (see ClusterState.takeCanonicalTexts). */
   private texts: WeakMap<object, string> | undefined;
 
@@ -54,6 +61,19 @@ export class ClusterDataIndex implements ClusterDataSource {
 
   nodeHash(name: string): string | undefined {
     return this.nodeMap.get(name)?.hash;
+  }
+
+  nodeAddressOwners(): ReadonlyMap<string, readonly string[]> {
+    if (this.addressOwners) return this.addressOwners;
+    const owners = new Map<string, string[]>();
+    for (const name of this.nodeNames())
+      for (const a of this.nodeMap.get(name)!.facts.addresses) {
+        const list = owners.get(a);
+        if (!list) owners.set(a, [name]);
+        else if (!list.includes(name)) list.push(name);
+      }
+    this.addressOwners = owners;
+    return owners;
   }
 
   get serviceCount(): number {
@@ -112,6 +132,8 @@ export class ClusterDataIndex implements ClusterDataSource {
     hashesFrom?: ClusterDataIndex,
     carried?: string,
   ): string | undefined {
+    const before = this.nodeMap.get(name)?.facts.addresses;
+    if (!sameList(before, facts?.addresses)) this.addressOwners = undefined;
     if (!facts) {
       this.nodeMap.delete(name);
       this.tree.set(`node:${name}`, undefined);
@@ -170,6 +192,10 @@ export function sortDelta(d: DataDelta): DataDelta {
     upsertNodes: [...d.upsertNodes].sort((a, b) => byCodeUnit(a.name, b.name)),
     removeNodes: [...d.removeNodes].sort(byCodeUnit),
   };
+}
+
+function sameList(a: readonly string[] | undefined, b: readonly string[] | undefined): boolean {
+  return a === b || (!!a && !!b && a.length === b.length && a.every((x, i) => x === b[i]));
 }
 
 function deepFreeze<T>(v: T): T {

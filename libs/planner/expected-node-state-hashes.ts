@@ -10,11 +10,13 @@ import {
 import type { ClusterDataSource } from './cluster-data-index.ts';
 import { IPSET_TABLE, ipsetName } from './ipset-names.ts';
 import { NodeStateHashTree, nodeStateHash, nodeStateItem } from './node-state-hash.ts';
+import { changedKeys } from './node-state-renderer.ts';
 import { selectEndpoints } from './select-endpoints.ts';
 import {
   claimOrder,
   loopBackEntry,
   mergeContributions,
+  neutralContext,
   renderContext,
   renderNodeState,
   renderServiceForNode,
@@ -100,8 +102,7 @@ function vsItem(vs: VirtualServer): readonly [string, string] {
  * are merged as NodeStateRenderer merges them (refcounts, claimOrder for VIP:port claims) into a
  * tree of shared items. A service's rendering depends on the node only through: its NodePorts
  * (served on the node's addresses), a load balancer's source ranges (checked against them), its
- * externalIPs and ingress IPs that are one of the node's addresses (left out or left unbound
- * there), endpoints on that node
+ * ingress IPs that are one of the node's addresses (left unbound there), endpoints on that node
  * (KUBE-LOOP-BACK, traffic policy Local) and topology hints (the node's zone). For a node, only
  * the services it reaches so are rendered again; their shared contributions are taken out of
  * the merge and theirs put in, and the items that differ are laid over the shared tree
@@ -113,7 +114,12 @@ function vsItem(vs: VirtualServer): readonly [string, string] {
  */
 export class ExpectedNodeStateHashes {
   private data: ClusterDataSource | undefined;
-  private readonly neutral: RenderContext;
+  /** The context of the shared renderings: no node; the node addresses of the data last moved to. */
+  private neutral: RenderContext;
+  /** The node addresses of the last update that ran to its end: every held rendering agrees with them... */
+  private settledAddresses: ReadonlyMap<string, readonly string[]> = new Map();
+  /** ...but for services listing one of these (node addresses that came or went since; see updateSteps). */
+  private readonly unsettledAddresses = new Set<string>();
   private readonly held = new Map<string, Held>();
   private readonly candidates = new Map<string, Candidate[]>();
   private readonly winners = new Map<string, VirtualServer>();
@@ -135,7 +141,7 @@ export class ExpectedNodeStateHashes {
   private last: ExpectedHashStats = { servicesRendered: 0, servicesLaidOver: 0, ownItems: 0, fullRender: false };
 
   constructor(readonly config: ProxyConfig) {
-    this.neutral = { nodeName: '', node: undefined, config, nodePortIPs: [] };
+    this.neutral = neutralContext(config);
     // the proxy knobs exactly as the full render sets them (they depend on config alone)
     this.tree.set(...nodeStateItem.settings(mergeContributions(this.neutral, []).settings));
     for (const [set] of SET_FAMILY) this.entryCount.set(set, new Map());
@@ -163,11 +169,22 @@ export class ExpectedNodeStateHashes {
     this.data = undefined;
     let work = 0;
     const seen = new Set<string>();
+    // Node addresses are no externalIP's (probe6 P7): a service listing one that came or went
+    // renders otherwise for every node, so it is rendered again like a changed entry. The
+    // addresses stay unsettled until a run ends: one left unfinished rendered some services with
+    // its addresses, and any address where those differ from the next run's came or went in one
+    // of the two runs, so each service listing it (indexed by the entry it holds) renders again.
+    const addresses = data.nodeAddressOwners();
+    if (addresses !== this.settledAddresses)
+      for (const a of changedKeys(this.settledAddresses, addresses)) this.unsettledAddresses.add(a);
+    const stale = new Set<string>();
+    for (const a of this.unsettledAddresses) for (const k of this.byExternalIP.get(a) ?? []) stale.add(k);
+    this.neutral = { ...this.neutral, nodeAddresses: addresses };
     for (const svc of data.services()) {
       seen.add(svc.key);
       work += 1;
       const old = this.held.get(svc.key);
-      if (old?.entry !== svc) {
+      if (old?.entry !== svc || stale.has(svc.key)) {
         // the new contribution goes in before the old one comes out: shared members keep a count
         const shared = renderServiceForNode(svc, this.neutral);
         this.held.set(svc.key, { entry: svc, shared, nodePorts: this.nodePortTemplate(svc, shared) });
@@ -205,6 +222,8 @@ export class ExpectedNodeStateHashes {
       }
     }
     this.tree.root(); // every changed bucket hashed here, not in the first node's hash()
+    this.settledAddresses = addresses;
+    this.unsettledAddresses.clear();
     this.data = data;
   }
 
@@ -347,9 +366,9 @@ export class ExpectedNodeStateHashes {
     // slice hints: zone hints read the node's zone, node hints its name (probe6 P5)
     if (ctx.node?.zone && this.zoneHinted.has(svc.key)) return undefined;
     if (ctx.nodeName !== '' && this.nodeHinted.has(svc.key)) return undefined;
-    // an externalIP or ingress IP that is the node's own address renders otherwise there (probe6 P15)
-    for (const a of ctx.node?.addresses ?? [])
-      if (svc.externalIPs.includes(a) || svc.loadBalancerIngress.includes(a)) return undefined;
+    // an ingress IP that is the node's own address renders otherwise there (probe6 P15); an
+    // externalIP that is renders alike everywhere (left out: P7)
+    for (const a of ctx.node?.addresses ?? []) if (svc.loadBalancerIngress.includes(a)) return undefined;
     const onNodePorts = ctx.nodePortIPs.length > 0;
     if (onNodePorts && this.withSourceRanges.has(svc.key)) return undefined;
     if (onNodePorts && this.withNodePorts.has(svc.key) && !held.nodePorts) return undefined;
@@ -443,7 +462,9 @@ export class ExpectedNodeStateHashes {
         if (s.size === 0) m.delete(k);
       }
     };
-    // externalIPs and load balancer IPs: one that is the node's address renders otherwise there
+    // externalIPs: one that is any node's address is left out everywhere (updateSteps renders the
+    // service again when one comes or goes); load balancer IPs: one that is the node's address
+    // renders otherwise there
     for (const ip of svc.externalIPs) by(this.byExternalIP, ip);
     for (const ip of svc.loadBalancerIngress) by(this.byExternalIP, ip);
     for (const p of svc.ports) for (const e of p.endpoints) if (e.nodeName !== '') by(this.byEndpointNode, e.nodeName);

@@ -18,6 +18,7 @@ import { NodeStateHashTree, nodeStateItem } from './node-state-hash.ts';
 import {
   claimOrder,
   mergeContributions,
+  neutralContext,
   renderContext,
   renderServiceForNode,
   type RenderContext,
@@ -116,7 +117,7 @@ export class NodeStateRenderer {
     private readonly options: NodeStateRendererOptions = {},
   ) {
     // the proxy knobs exactly as the full render sets them (they depend on config alone)
-    this.settings = mergeContributions({ nodeName, node: undefined, config, nodePortIPs: [] }, []).settings;
+    this.settings = mergeContributions(neutralContext(config), []).settings;
     this.clear();
   }
 
@@ -132,8 +133,10 @@ export class NodeStateRenderer {
   /**
    * Moves to `data`, which already includes `delta`. Only the services the delta names are
    * rendered again (their entries are read from `data`, so a delta merged from several versions
-   * works); a change to this node's own facts re-renders everything. Other nodes' facts never
-   * reach this node's state.
+   * works); a change to this node's own facts re-renders everything. Other nodes' facts reach
+   * this node's state only through their addresses, which no externalIP may take (probe6 P7):
+   * when the set of node addresses changes, the services listing an address that came or went
+   * are rendered again too.
    */
   update(data: KeyedClusterDataSource, delta: DataDelta): void {
     if (!this.ctx) return this.reset(data);
@@ -142,6 +145,14 @@ export class NodeStateRenderer {
     if (touchesNode && factsJson(data, this.nodeName) !== this.nodeFactsJson) return this.reset(data);
     const keys = new Set<string>(delta.removeServices);
     for (const s of delta.upsertServices) keys.add(s.key);
+    const addresses = data.nodeAddressOwners();
+    if (addresses !== this.ctx.nodeAddresses) {
+      const moved = changedKeys(this.ctx.nodeAddresses, addresses);
+      // a scan of every service, only when a node's addresses changed (a node joined or left)
+      if (moved.size > 0)
+        for (const svc of data.services()) if (svc.externalIPs.some((a) => moved.has(a))) keys.add(svc.key);
+      this.ctx = { ...this.ctx, nodeAddresses: addresses };
+    }
     for (const k of keys) {
       // the new contribution goes in before the old one comes out, so that members both share
       // (most of a service, for an endpoint change) keep a count above zero and stay untouched
@@ -363,6 +374,14 @@ export class NodeStateRenderer {
 function better(a: Candidate, b: Candidate): boolean {
   const c = claimOrder(a.vs, b.vs) || byCodeUnit(a.service, b.service);
   return c < 0 || (c === 0 && a.index < b.index);
+}
+
+/** The keys in one map and not the other. */
+export function changedKeys(a: ReadonlyMap<string, unknown>, b: ReadonlyMap<string, unknown>): Set<string> {
+  const out = new Set<string>();
+  for (const k of a.keys()) if (!b.has(k)) out.add(k);
+  for (const k of b.keys()) if (!a.has(k)) out.add(k);
+  return out;
 }
 
 function factsJson(data: ClusterDataSource, node: string): string {

@@ -37,6 +37,16 @@ export interface RenderContext {
   readonly config: ProxyConfig;
   /** Node addresses NodePorts are served on (after the nodePortAddresses filter). */
   readonly nodePortIPs: readonly string[];
+  /** Every node's addresses (ClusterDataSource.nodeAddressOwners): not for a Service's externalIPs. */
+  readonly nodeAddresses: ReadonlyMap<string, readonly string[]>;
+}
+
+/** A context for no node in particular: no NodePorts, no own addresses, no endpoints here. */
+export function neutralContext(
+  config: ProxyConfig,
+  nodeAddresses: ReadonlyMap<string, readonly string[]> = new Map(),
+): RenderContext {
+  return { nodeName: '', node: undefined, config, nodePortIPs: [], nodeAddresses };
 }
 
 export function renderContext(data: ClusterDataSource, nodeName: string, config: ProxyConfig): RenderContext {
@@ -45,7 +55,7 @@ export function renderContext(data: ClusterDataSource, nodeName: string, config:
   const nodePortIPs = (node?.addresses ?? []).filter(
     (a) => filters.length === 0 || filters.some((c) => cidrContains(c, a)),
   );
-  return { nodeName, node, config, nodePortIPs };
+  return { nodeName, node, config, nodePortIPs, nodeAddresses: data.nodeAddressOwners() };
 }
 
 /**
@@ -142,10 +152,11 @@ function renderFamily(svc: ServiceEntry, clusterIP: string, ctx: RenderContext, 
   const family = ipFamily(clusterIP);
   const inFamily = (a: string) => ipFamily(a) === family;
   const set = (base: IpsetBaseName, entry: string) => out.ipsetEntries.push([ipsetName(base, family), entry]);
-  // A node's own address is never a Service's to take (its :22, :10250 would go to the tenant's
-  // pods); vipConflicts says which Service asked.
+  // No node's address is a Service's to take (probe6 P7): on its owner its :22 and :10250 would
+  // go to the tenant's pods, and every other node would bind it (ipvs) or capture it (nftables),
+  // cutting them off from that node. Left out on every node alike; vipConflicts says who asked.
   const own = ctx.node?.addresses ?? [];
-  const externalIPs = svc.externalIPs.filter((a) => inFamily(a) && !own.includes(a));
+  const externalIPs = svc.externalIPs.filter((a) => inFamily(a) && !ctx.nodeAddresses.has(a));
   const ranges = svc.loadBalancerSourceRanges.filter(inFamily);
   const lbIPs = unenforceableRanges(svc, family, ctx.config) ? [] : svc.loadBalancerIngress.filter(inFamily);
   const nodeIPs = ctx.nodePortIPs.filter(inFamily);
@@ -303,22 +314,17 @@ function virtualServer(i: VsInput): VirtualServer {
 /**
  * Every claim the rendering leaves out, as rejections naming the Service that lost, what it
  * claimed and why (review3 K1): a VIP:port another service port won by claimOrder, and an
- * externalIP that is a node's own address (not served on that node). Node-independent claims
+ * externalIP that is any node's address (served on no node: probe6 P7). Node-independent claims
  * (ClusterIPs, externalIPs, LB addresses) are resolved as every node resolves them; a claim a
  * service makes twice on itself (its own ClusterIP listed in externalIPs) is no conflict. Pure,
  * O(cluster): the planner computes it once per published version.
  */
-export function vipConflicts(
-  data: ClusterDataSource & { nodeNames(): Iterable<string> },
-  config: ProxyConfig = DEFAULT_PROXY_CONFIG,
-): Rejection[] {
+export function vipConflicts(data: ClusterDataSource, config: ProxyConfig = DEFAULT_PROXY_CONFIG): Rejection[] {
   // no node: no NodePorts and no own addresses, only the claims every node renders alike
-  const ctx: RenderContext = { nodeName: '', node: undefined, config, nodePortIPs: [] };
+  const byAddress = data.nodeAddressOwners();
+  const ctx = neutralContext(config, byAddress);
   const claims = new Map<string, { vs: VirtualServer; service: string }[]>();
   const out: Rejection[] = [];
-  const byAddress = new Map<string, string[]>();
-  for (const name of data.nodeNames())
-    for (const a of data.node(name)?.addresses ?? []) byAddress.set(a, [...(byAddress.get(a) ?? []), name]);
   for (const svc of data.services()) {
     for (const vs of renderServiceForNode(svc, ctx).virtualServers) {
       const k = virtualServerKey(vs);
@@ -326,9 +332,16 @@ export function vipConflicts(
       if (list) list.push({ vs, service: svc.key });
       else claims.set(k, [{ vs, service: svc.key }]);
     }
-    for (const ip of svc.externalIPs)
-      for (const node of byAddress.get(ip) ?? [])
-        out.push(rejection(svc.key, `externalIP ${ip} is node ${node}'s own address: not served on ${node}`));
+    for (const ip of svc.externalIPs) {
+      const owners = byAddress.get(ip);
+      if (owners)
+        out.push(
+          rejection(
+            svc.key,
+            `externalIP ${ip} is the address of node ${owners.join(', ')}: served on no node (a Service may not take a node's address)`,
+          ),
+        );
+    }
     if (unenforceableRanges(svc, 'IPv6', config))
       out.push(
         rejection(

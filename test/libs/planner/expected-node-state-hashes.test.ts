@@ -127,11 +127,11 @@ describe('ExpectedNodeStateHashes equals nodeStateHash(renderNodeState(...)) for
       nodePortLocalNoEndpointHere: { ...nodePort, externalTrafficPolicy: 'Local', healthCheckNodePort: 32000 },
       endpointOnNode: { ...base, ports: onNode },
       nodePortAndEndpointOnNode: { ...nodePort, ports: [{ ...nodePort.ports[0]!, endpoints: onNode[0]!.endpoints }] },
+      ownExternalIP: { ...base, externalIPs: ['192.0.2.1'] }, // probe6 P7: left out on every node alike
     };
     // rendered again: what the node changes is more than its own additions
     const rendered: Record<string, ServiceEntry> = {
       sourceRanges: { ...base, loadBalancerIngress: ['198.51.100.1'], loadBalancerSourceRanges: ['192.0.2.0/24'] },
-      ownExternalIP: { ...base, externalIPs: ['192.0.2.1'] },
       ownLoadBalancerIP: { ...base, loadBalancerIngress: ['192.0.2.1'] }, // probe6 P15: served, left unbound
       topologyHints: { ...base, topologyAware: true, ports: withEndpoints([ep('', ['z1']), ep('', ['z2'])]) },
       endpointOnNodeInternalLocal: { ...base, internalTrafficPolicy: 'Local', ports: onNode },
@@ -176,6 +176,47 @@ describe('ExpectedNodeStateHashes equals nodeStateHash(renderNodeState(...)) for
     data.apply(d);
     h.update(data);
     expect(h.hash('n1')).toBe(nodeStateHash(renderNodeState(data, 'n1', DEFAULT_PROXY_CONFIG)));
+  });
+
+  // probe6 P7: an externalIP that is any node's address is served nowhere, so a node's addresses
+  // reach every node's state. An update left unfinished (a newer version superseded it) rendered
+  // some services with its addresses: the next one must still render them again.
+  it('follows node addresses that came and went, across an update left unfinished', () => {
+    const listing = (name: string, ip: string, i: number): ServiceEntry => ({
+      ...svc(name, { clusterIPs: [`10.96.1.${i + 1}`] }),
+      externalIPs: [ip],
+    });
+    const many = Array.from({ length: 40 }, (_, i) => listing(`e${i}`, '192.0.2.50', i));
+    const before = ClusterDataIndex.from({
+      services: [...many, svc('late', { clusterIPs: ['10.96.2.1'] })],
+      nodes: [facts('n1', ['192.0.2.1'])],
+    });
+    // n3 joins with the address 40 services list, and "late" starts listing it too
+    const joined = ClusterDataIndex.from({
+      services: [...many, listing('late', '192.0.2.50', 99)],
+      nodes: [facts('n1', ['192.0.2.1']), facts('n3', ['192.0.2.50'])],
+    });
+    const n3With = (...addresses: string[]) =>
+      ClusterDataIndex.from({
+        services: [...many, listing('late', '192.0.2.50', 99)],
+        nodes: [facts('n1', ['192.0.2.1']), facts('n3', addresses)],
+      });
+    // before that version's hashes are done, n3's address moves elsewhere (the services rendered
+    // for `joined` are wrong now), or n3 gains one more (those not rendered yet are wrong)
+    for (const next of [n3With('192.0.2.60'), n3With('192.0.2.50', '192.0.2.60')]) {
+      const h = new ExpectedNodeStateHashes(DEFAULT_PROXY_CONFIG);
+      h.update(before);
+      const steps = h.updateSteps(joined);
+      expect(steps.next().done).toBe(false); // some of the 41 services rendered again, then left
+      h.update(next);
+      for (const node of ['n1', 'n3'])
+        expect(h.hash(node), node).toBe(nodeStateHash(renderNodeState(next, node, DEFAULT_PROXY_CONFIG)));
+      h.update(before);
+      expect(h.hash('n1')).toBe(nodeStateHash(renderNodeState(before, 'n1', DEFAULT_PROXY_CONFIG)));
+    }
+    // what the hashes follow: served where no node has the address, nowhere where one has
+    expect(renderNodeState(before, 'n1', DEFAULT_PROXY_CONFIG).boundAddresses).toContain('192.0.2.50');
+    expect(renderNodeState(joined, 'n1', DEFAULT_PROXY_CONFIG).boundAddresses).not.toContain('192.0.2.50');
   });
 });
 

@@ -207,6 +207,38 @@ describe('NodeStateRenderer: O(change)', () => {
     expectSameAsFull(r, data);
   });
 
+  // probe6 P7: an externalIP that is any node's address is served on no node, so another node's
+  // addresses reach this node's state; only the services listing one that came or went render again
+  it('renders again the services listing an address another node takes or gives up', () => {
+    const listing = svc('ext', ['10.96.0.30'], 2, { externalIPs: ['192.0.2.50'] });
+    const services = [...Array.from({ length: 10 }, (_, i) => svc(`s${i}`, [`10.96.0.${i + 1}`], 2)), listing];
+    const data = ClusterDataIndex.from({ services, nodes: [facts('n1', ['192.0.2.1'])] });
+    const rendered: string[] = [];
+    const r = new NodeStateRenderer('n1', DEFAULT_PROXY_CONFIG, { onRenderService: (k) => rendered.push(k) });
+    r.reset(data);
+    expect(r.state().boundAddresses).toContain('192.0.2.50');
+    const steps: DataDelta[] = [
+      { upsertServices: [], removeServices: [], upsertNodes: [facts('n3', ['192.0.2.50'])], removeNodes: [] },
+      {
+        upsertServices: [],
+        removeServices: [],
+        upsertNodes: [facts('n3', ['192.0.2.50', '192.0.2.51'])],
+        removeNodes: [],
+      },
+      { upsertServices: [], removeServices: [], upsertNodes: [], removeNodes: ['n3'] },
+    ];
+    const bound: boolean[] = [];
+    for (const d of steps) {
+      rendered.length = 0;
+      data.apply(d);
+      r.update(data, d);
+      expectSameAsFull(r, data);
+      bound.push(r.state().boundAddresses.includes('192.0.2.50'));
+      expect(rendered).toEqual(d === steps[1] ? [] : ['ns/ext']); // 192.0.2.51 is no one's externalIP
+    }
+    expect(bound).toEqual([false, false, true]);
+  });
+
   it('hashes only content: equal states hash equal, any item change moves the hash', () => {
     const data = ClusterDataIndex.from({ services: [svc('a', ['10.96.0.1'], 2)], nodes: [facts('n1', ['192.0.2.1'])] });
     const s = renderNodeState(data, 'n1', DEFAULT_PROXY_CONFIG);

@@ -440,15 +440,34 @@ describe('VIP:port claims (review3 K1)', () => {
     );
   });
 
-  it("does not serve an externalIP that is the node's own address on that node, and says so", () => {
-    const a = planFor(world, 'node-a');
-    expect(a.ipvsadm.filter((l) => l.includes('192.0.2.10:53'))).toEqual([]);
-    expect(a.state.boundAddresses).not.toContain('192.0.2.10');
-    expect(a.ipsetAdds.filter((l) => l.includes('192.0.2.10'))).toEqual([]);
-    expect(a.conflicts).toContain(
-      "Service a-team/x: externalIP 192.0.2.10 is node node-a's own address: not served on node-a",
-    );
-    // another node serves it, as kube-proxy does (it is not that node's address)
-    expect(planFor(world, 'node-b').ipvsadm).toContain('-A -u 192.0.2.10:53 -s rr');
+  // probe6 P7: served on the other nodes, node-b's address would be bound to their kube-ipvs0
+  // (ipvs) or captured (nftables): their connections to node-b on any other port (kubelet, ssh,
+  // the overlay) would end in KUBE-IPVS-FILTER's drop. So no node serves it.
+  it("serves an externalIP that is a node's address on no node, and says whose it is", () => {
+    for (const mode of ['ipvs', 'nftables']) {
+      for (const node of ['node-a', 'node-b']) {
+        const r = planFor(world, node, { mode });
+        expect(
+          r.state.virtualServers.filter((vs) => vs.address === '192.0.2.10'),
+          `${mode} ${node}`,
+        ).toEqual([]);
+        expect(r.state.boundAddresses, `${mode} ${node}`).not.toContain('192.0.2.10');
+        expect(
+          r.ipsetAdds.filter((l) => l.includes('192.0.2.10')),
+          `${mode} ${node}`,
+        ).toEqual([]);
+        expect(r.conflicts).toContain(
+          "Service a-team/x: externalIP 192.0.2.10 is the address of node node-a: served on no node (a Service may not take a node's address)",
+        );
+      }
+    }
+  });
+
+  it('serves it again once no node has that address (a pure function of cluster data)', () => {
+    const withoutNodeA = world.replace('{name: node-a,', '{name: node-gone,').replace('192.0.2.10}', '192.0.2.99}');
+    const b = planFor(withoutNodeA, 'node-b');
+    expect(b.ipvsadm).toContain('-A -u 192.0.2.10:53 -s rr');
+    expect(b.state.boundAddresses).toContain('192.0.2.10');
+    expect(b.conflicts.filter((c) => c.includes('192.0.2.10'))).toEqual([]);
   });
 });

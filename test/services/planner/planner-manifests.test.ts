@@ -116,7 +116,8 @@ describe('planner with a manifests directory, SQLite and nats-server', () => {
       {
         ref: 'Service default/c',
         source: 'VIP claims',
-        reason: "externalIP 192.0.2.1 is node node-1's own address: not served on node-1",
+        reason:
+          "externalIP 192.0.2.1 is the address of node node-1: served on no node (a Service may not take a node's address)",
       },
     ]);
   });
