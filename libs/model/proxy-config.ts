@@ -19,7 +19,10 @@ export interface ProxyConfig {
   readonly masqueradeAll: boolean;
   readonly clusterCIDR: string;
   readonly excludeCIDRs: readonly string[];
-  /** NodePorts are served only on node addresses inside these CIDRs; empty = every node address. */
+  /**
+   * NodePorts are served only on node addresses inside these CIDRs; empty = every address of the
+   * Node object (its InternalIPs and ExternalIPs). kube-proxy ≥1.29's `["primary"]` reads as empty.
+   */
   readonly nodePortAddresses: readonly string[];
 }
 
@@ -36,6 +39,9 @@ export const DEFAULT_PROXY_CONFIG: ProxyConfig = Object.freeze({
   excludeCIDRs: [],
   nodePortAddresses: [],
 });
+
+/** kube-proxy's special nodePortAddresses value: the node's primary addresses (see readProxyConfig). */
+export const NODE_PORT_ADDRESSES_PRIMARY = 'primary';
 
 const SCHEDULERS = ['rr', 'wrr', 'lc', 'wlc', 'lblc', 'lblcr', 'sh', 'dh', 'sed', 'nq', 'mh', 'fo', 'ovf', 'twos'];
 const FLAGS: Record<string, string[]> = { sh: ['sh-fallback', 'sh-port'], mh: ['mh-fallback', 'mh-port'] };
@@ -85,6 +91,13 @@ export function readProxyConfig(input: unknown): ProxyConfig {
   for (const k of ['excludeCIDRs', 'nodePortAddresses'] as const) {
     if (!Array.isArray(c[k])) throw new Error(`proxy config: ${k} must be a list of CIDRs`);
     for (const t of c[k]) untrimmed(k, t);
+  }
+  // kube-proxy ≥1.29's spelling of "the node's own addresses" (its nftables default; probe6 P6):
+  // what an empty list means here, so stored as one (old appliers read it, equal configs hash equal)
+  if (c.nodePortAddresses.includes(NODE_PORT_ADDRESSES_PRIMARY)) {
+    if (c.nodePortAddresses.length > 1)
+      throw new Error(`proxy config: nodePortAddresses: "primary" must be the only entry (or list CIDRs only)`);
+    c.nodePortAddresses = [];
   }
   const cidrs = (k: 'excludeCIDRs' | 'nodePortAddresses') =>
     c[k].map((t) => {

@@ -14,6 +14,20 @@ describe('readProxyConfig', () => {
   });
 });
 
+describe('readProxyConfig nodePortAddresses', () => {
+  // probe6 P6: kube-proxy ≥1.29 (its nftables default) spells "the node's own addresses" so
+  it('reads ["primary"] as the empty list (the Node object\'s addresses), and primary only alone', () => {
+    expect(readProxyConfig({ nodePortAddresses: ['primary'] })).toEqual(readProxyConfig({}));
+    expect(() => readProxyConfig({ nodePortAddresses: ['primary', '10.0.0.0/8'] })).toThrow(
+      /^proxy config: nodePortAddresses: "primary" must be the only entry \(or list CIDRs only\)$/,
+    );
+    expect(() => readProxyConfig({ nodePortAddresses: ['secondary'] })).toThrow(
+      /^proxy config: nodePortAddresses: invalid CIDR "secondary"$/,
+    );
+    expect(readProxyConfig({ nodePortAddresses: ['10.0.0.0/8'] }).nodePortAddresses).toEqual(['10.0.0.0/8']);
+  });
+});
+
 describe('settingsIgnoredByMode', () => {
   it('names the IPVS scheduler and its flags a nftables config sets (nftables balances at random)', () => {
     expect(

@@ -88,6 +88,16 @@ const cases: Case[] = [
     absent: ['-A -t 192.0.2.10:31000 -s rr'],
   },
   {
+    // probe6 P6: kube-proxy ≥1.29's spelling (its nftables default) means the Node's own addresses
+    name: 'nodePortAddresses ["primary"] serves NodePorts on the Node object\'s addresses, as an empty list',
+    yaml:
+      NODES +
+      service('np', 'type: NodePort\n  clusterIP: 10.96.0.2\n  ports: [{name: http, port: 80, nodePort: 31000}]'),
+    config: { nodePortAddresses: ['primary'] },
+    exactIpvsadm: true,
+    ipvsadm: ['-A -t 10.96.0.2:80 -s rr', '-A -t 192.0.2.10:31000 -s rr'],
+  },
+  {
     name: 'UDP and SCTP NodePorts use their own sets (SCTP is hash:ip,port per node IP)',
     yaml:
       NODES +

@@ -61,6 +61,31 @@ describe('switchboard plan', () => {
     expect(ipvs.stderr).not.toMatch(/^note:/m);
   });
 
+  it("takes kube-proxy's --nodeport-addresses primary: the Node object's addresses (probe6 P6)", async () => {
+    writeFileSync(
+      path.join(dir, 'np.yaml'),
+      service('np', 'type: NodePort\n  clusterIP: 10.96.0.2\n  ports: [{name: http, port: 80, nodePort: 31000}]'),
+    );
+    try {
+      const r = await sb('plan', '--manifests', dir, '--node', 'node-b', '--nodeport-addresses', 'primary');
+      expect(r.code).toBe(0);
+      expect(r.stdout).toContain('-A -t 192.0.2.11:31000 -s rr\n');
+      const mixed = await sb(
+        'plan',
+        '--manifests',
+        dir,
+        '--node',
+        'node-b',
+        '--nodeport-addresses',
+        'primary,10.0.0.0/8',
+      );
+      expect(mixed.code).toBe(2);
+      expect(mixed.stderr).toMatch(/nodePortAddresses: "primary" must be the only entry/);
+    } finally {
+      rmSync(path.join(dir, 'np.yaml'));
+    }
+  });
+
   it('exits 1 with --strict when something was rejected', async () => {
     const r = await sb('plan', '--manifests', dir, '--node', 'node-a', '--strict');
     expect(r.code).toBe(1);
