@@ -101,9 +101,9 @@ function vsItem(vs: VirtualServer): readonly [string, string] {
  * particular (no name, no facts: no NodePorts, no local endpoints, no zone); those contributions
  * are merged as NodeStateRenderer merges them (refcounts, claimOrder for VIP:port claims) into a
  * tree of shared items. A service's rendering depends on the node only through: its NodePorts
- * (served on the node's addresses), a load balancer's source ranges (checked against them), its
- * ingress IPs that are one of the node's addresses (left unbound there), endpoints on that node
- * (KUBE-LOOP-BACK, traffic policy Local) and topology hints (the node's zone). For a node, only
+ * (served on the node's addresses), a load balancer's source ranges (checked against them),
+ * endpoints on that node (KUBE-LOOP-BACK, traffic policy Local) and topology hints (the node's
+ * zone); node addresses in its externalIPs or ingress IPs count alike for every node. For a node, only
  * the services it reaches so are rendered again; their shared contributions are taken out of
  * the merge and theirs put in, and the items that differ are laid over the shared tree
  * (BucketHashTree.overlayRoot: only the buckets they fall in are rehashed). What this cannot
@@ -132,6 +132,7 @@ export class ExpectedNodeStateHashes {
   private readonly ambiguous = new Set<string>();
   // which services a node's facts or name reach (see sensitiveTo)
   private readonly byEndpointNode = new Map<string, Set<string>>();
+  /** Services by externalIP and ingress IP: rendered again when a node's address comes or goes. */
   private readonly byExternalIP = new Map<string, Set<string>>();
   private readonly withNodePorts = new Set<string>();
   private readonly withSourceRanges = new Set<string>();
@@ -347,7 +348,6 @@ export class ExpectedNodeStateHashes {
     // topology follows the slice hints: zone hints read the node's zone, node hints its name
     if (ctx.node?.zone) add(this.zoneHinted);
     if (ctx.nodeName !== '') add(this.nodeHinted);
-    for (const a of ctx.node?.addresses ?? []) add(this.byExternalIP.get(a));
     if (ctx.nodeName !== '') add(this.byEndpointNode.get(ctx.nodeName));
     return keys;
   }
@@ -358,17 +358,13 @@ export class ExpectedNodeStateHashes {
    * endpoints on it (their KUBE-LOOP-BACK members, under traffic policies that use no local
    * endpoint set): the additions are then all that differs (renderFamily reads the node's name
    * only to select endpoints, and a policy of Cluster uses only the selection's node-independent
-   * part). undefined: render it (own externalIPs or ingress IPs, zones, LB source ranges, Local
-   * policies with endpoints here). Additions only: nothing of the shared contribution goes.
+   * part). undefined: render it (zones, LB source ranges, Local policies with endpoints here). Additions only: nothing of the shared contribution goes.
    */
   private laidOver(held: Held, ctx: RenderContext): ServiceContribution | undefined {
     const svc = held.entry;
     // slice hints: zone hints read the node's zone, node hints its name (probe6 P5)
     if (ctx.node?.zone && this.zoneHinted.has(svc.key)) return undefined;
     if (ctx.nodeName !== '' && this.nodeHinted.has(svc.key)) return undefined;
-    // an ingress IP that is the node's own address renders otherwise there (probe6 P15); an
-    // externalIP that is renders alike everywhere (left out: P7)
-    for (const a of ctx.node?.addresses ?? []) if (svc.loadBalancerIngress.includes(a)) return undefined;
     const onNodePorts = ctx.nodePortIPs.length > 0;
     if (onNodePorts && this.withSourceRanges.has(svc.key)) return undefined;
     if (onNodePorts && this.withNodePorts.has(svc.key) && !held.nodePorts) return undefined;
@@ -462,9 +458,9 @@ export class ExpectedNodeStateHashes {
         if (s.size === 0) m.delete(k);
       }
     };
-    // externalIPs: one that is any node's address is left out everywhere (updateSteps renders the
-    // service again when one comes or goes); load balancer IPs: one that is the node's address
-    // renders otherwise there
+    // externalIPs and load balancer IPs: one that is any node's address is left out (externalIP)
+    // or left unbound (ingress IP) on every node alike; updateSteps renders the service again when
+    // one comes or goes
     for (const ip of svc.externalIPs) by(this.byExternalIP, ip);
     for (const ip of svc.loadBalancerIngress) by(this.byExternalIP, ip);
     for (const p of svc.ports) for (const e of p.endpoints) if (e.nodeName !== '') by(this.byEndpointNode, e.nodeName);

@@ -148,9 +148,11 @@ export class NodeStateRenderer {
     const addresses = data.nodeAddressOwners();
     if (addresses !== this.ctx.nodeAddresses) {
       const moved = changedKeys(this.ctx.nodeAddresses, addresses);
-      // a scan of every service, only when a node's addresses changed (a node joined or left)
+      // a scan of every service, only when a node's addresses changed (a node joined or left):
+      // an externalIP or ingress IP that is a node's address renders otherwise (probe6 P7, P15)
       if (moved.size > 0)
-        for (const svc of data.services()) if (svc.externalIPs.some((a) => moved.has(a))) keys.add(svc.key);
+        for (const svc of data.services())
+          if (listsAny(svc.externalIPs, moved) || listsAny(svc.loadBalancerIngress, moved)) keys.add(svc.key);
       this.ctx = { ...this.ctx, nodeAddresses: addresses };
     }
     for (const k of keys) {
@@ -374,6 +376,10 @@ export class NodeStateRenderer {
 function better(a: Candidate, b: Candidate): boolean {
   const c = claimOrder(a.vs, b.vs) || byCodeUnit(a.service, b.service);
   return c < 0 || (c === 0 && a.index < b.index);
+}
+
+function listsAny(list: readonly string[], set: ReadonlySet<string>): boolean {
+  return list.some((a) => set.has(a));
 }
 
 /** The keys in one map and not the other. */

@@ -155,7 +155,6 @@ function renderFamily(svc: ServiceEntry, clusterIP: string, ctx: RenderContext, 
   // No node's address is a Service's to take (probe6 P7): on its owner its :22 and :10250 would
   // go to the tenant's pods, and every other node would bind it (ipvs) or capture it (nftables),
   // cutting them off from that node. Left out on every node alike; vipConflicts says who asked.
-  const own = ctx.node?.addresses ?? [];
   const externalIPs = svc.externalIPs.filter((a) => inFamily(a) && !ctx.nodeAddresses.has(a));
   const ranges = svc.loadBalancerSourceRanges.filter(inFamily);
   const lbIPs = unenforceableRanges(svc, family, ctx.config) ? [] : svc.loadBalancerIngress.filter(inFamily);
@@ -166,10 +165,13 @@ function renderFamily(svc: ServiceEntry, clusterIP: string, ctx: RenderContext, 
 
   for (const addr of [clusterIP, ...externalIPs, ...lbIPs]) {
     // A load balancer that hands out node addresses (k3s servicelb, some MetalLB setups) makes a
-    // node's own address a Service's ingress IP: served, but neither bound again nor in the set
-    // whose other ports KUBE-IPVS-FILTER drops, which cut the node off (its ssh, its kubelet) —
-    // kube-proxy's 1.26 regression #117613, fixed by #115019 (probe6 P15).
-    if (addr !== clusterIP && own.includes(addr)) continue;
+    // node's address a Service's ingress IP: served on every node, but bound on none and in no
+    // node's KUBE-IPVS-IPS. Its owner has it already, and KUBE-IPVS-FILTER would drop every other
+    // port of it there (ssh, kubelet: kube-proxy's 1.26 regression #117613, fixed by #115019,
+    // probe6 P15). Bound on another node it would be local there, so that node's own traffic to
+    // the owner on any port stays home (KUBE-IPVS-FILTER drops it): kube-proxy binds it there,
+    // which cuts nodes off one another. Unbound, it is routed to its owner, which serves the port.
+    if (addr !== clusterIP && ctx.nodeAddresses.has(addr)) continue;
     out.boundAddresses.push(addr);
     set('KUBE-IPVS-IPS', addr);
   }

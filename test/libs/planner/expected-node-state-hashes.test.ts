@@ -127,12 +127,17 @@ describe('ExpectedNodeStateHashes equals nodeStateHash(renderNodeState(...)) for
       nodePortLocalNoEndpointHere: { ...nodePort, externalTrafficPolicy: 'Local', healthCheckNodePort: 32000 },
       endpointOnNode: { ...base, ports: onNode },
       nodePortAndEndpointOnNode: { ...nodePort, ports: [{ ...nodePort.ports[0]!, endpoints: onNode[0]!.endpoints }] },
-      ownExternalIP: { ...base, externalIPs: ['192.0.2.1'] }, // probe6 P7: left out on every node alike
+    };
+    // not reached at all: a node address listed renders alike on every node (left out: probe6 P7;
+    // served, left unbound: P15 on its owner and on every other node)
+    const alike: Record<string, ServiceEntry> = {
+      ownExternalIP: { ...base, externalIPs: ['192.0.2.1'] },
+      ownLoadBalancerIP: { ...base, loadBalancerIngress: ['192.0.2.1'] },
+      otherNodesLoadBalancerIP: { ...base, loadBalancerIngress: ['192.0.2.2'] },
     };
     // rendered again: what the node changes is more than its own additions
     const rendered: Record<string, ServiceEntry> = {
       sourceRanges: { ...base, loadBalancerIngress: ['198.51.100.1'], loadBalancerSourceRanges: ['192.0.2.0/24'] },
-      ownLoadBalancerIP: { ...base, loadBalancerIngress: ['192.0.2.1'] }, // probe6 P15: served, left unbound
       topologyHints: { ...base, topologyAware: true, ports: withEndpoints([ep('', ['z1']), ep('', ['z2'])]) },
       endpointOnNodeInternalLocal: { ...base, internalTrafficPolicy: 'Local', ports: onNode },
       nodePortLocalEndpointHere: {
@@ -142,14 +147,16 @@ describe('ExpectedNodeStateHashes equals nodeStateHash(renderNodeState(...)) for
       },
     };
     const node = facts('n1', ['192.0.2.1', '192.0.2.7', '2001:db8::1'], 'z1'); // two addresses in one family
-    for (const [name, s] of [...Object.entries(laidOver), ...Object.entries(rendered)]) {
-      const data = ClusterDataIndex.from({ services: [s], nodes: [node] });
+    for (const [name, s] of [...Object.entries(laidOver), ...Object.entries(rendered), ...Object.entries(alike)]) {
+      const data = ClusterDataIndex.from({ services: [s], nodes: [node, facts('n2', ['192.0.2.2'])] });
       for (const config of CONFIGS) {
         const h = new ExpectedNodeStateHashes(config);
         h.update(data);
         expect(h.hash('n1'), name).toBe(nodeStateHash(renderNodeState(data, 'n1', config)));
         const { servicesRendered, servicesLaidOver } = h.lastStats;
-        expect([servicesRendered, servicesLaidOver], name).toEqual(name in laidOver ? [0, 1] : [1, 0]);
+        expect([servicesRendered, servicesLaidOver], name).toEqual(
+          name in laidOver ? [0, 1] : name in rendered ? [1, 0] : [0, 0],
+        );
       }
     }
   });
@@ -181,43 +188,47 @@ describe('ExpectedNodeStateHashes equals nodeStateHash(renderNodeState(...)) for
   // probe6 P7: an externalIP that is any node's address is served nowhere, so a node's addresses
   // reach every node's state. An update left unfinished (a newer version superseded it) rendered
   // some services with its addresses: the next one must still render them again.
-  it('follows node addresses that came and went, across an update left unfinished', () => {
-    const listing = (name: string, ip: string, i: number): ServiceEntry => ({
-      ...svc(name, { clusterIPs: [`10.96.1.${i + 1}`] }),
-      externalIPs: [ip],
-    });
-    const many = Array.from({ length: 40 }, (_, i) => listing(`e${i}`, '192.0.2.50', i));
-    const before = ClusterDataIndex.from({
-      services: [...many, svc('late', { clusterIPs: ['10.96.2.1'] })],
-      nodes: [facts('n1', ['192.0.2.1'])],
-    });
-    // n3 joins with the address 40 services list, and "late" starts listing it too
-    const joined = ClusterDataIndex.from({
-      services: [...many, listing('late', '192.0.2.50', 99)],
-      nodes: [facts('n1', ['192.0.2.1']), facts('n3', ['192.0.2.50'])],
-    });
-    const n3With = (...addresses: string[]) =>
-      ClusterDataIndex.from({
-        services: [...many, listing('late', '192.0.2.50', 99)],
-        nodes: [facts('n1', ['192.0.2.1']), facts('n3', addresses)],
+  // An ingress IP that is any node's address is bound on no node (P15) and follows them alike.
+  it.each(['externalIPs', 'loadBalancerIngress'] as const)(
+    'follows node addresses that came and went, across an update left unfinished (%s)',
+    (field) => {
+      const listing = (name: string, ip: string, i: number): ServiceEntry => ({
+        ...svc(name, { clusterIPs: [`10.96.1.${i + 1}`] }),
+        [field]: [ip],
       });
-    // before that version's hashes are done, n3's address moves elsewhere (the services rendered
-    // for `joined` are wrong now), or n3 gains one more (those not rendered yet are wrong)
-    for (const next of [n3With('192.0.2.60'), n3With('192.0.2.50', '192.0.2.60')]) {
-      const h = new ExpectedNodeStateHashes(DEFAULT_PROXY_CONFIG);
-      h.update(before);
-      const steps = h.updateSteps(joined);
-      expect(steps.next().done).toBe(false); // some of the 41 services rendered again, then left
-      h.update(next);
-      for (const node of ['n1', 'n3'])
-        expect(h.hash(node), node).toBe(nodeStateHash(renderNodeState(next, node, DEFAULT_PROXY_CONFIG)));
-      h.update(before);
-      expect(h.hash('n1')).toBe(nodeStateHash(renderNodeState(before, 'n1', DEFAULT_PROXY_CONFIG)));
-    }
-    // what the hashes follow: served where no node has the address, nowhere where one has
-    expect(renderNodeState(before, 'n1', DEFAULT_PROXY_CONFIG).boundAddresses).toContain('192.0.2.50');
-    expect(renderNodeState(joined, 'n1', DEFAULT_PROXY_CONFIG).boundAddresses).not.toContain('192.0.2.50');
-  });
+      const many = Array.from({ length: 40 }, (_, i) => listing(`e${i}`, '192.0.2.50', i));
+      const before = ClusterDataIndex.from({
+        services: [...many, svc('late', { clusterIPs: ['10.96.2.1'] })],
+        nodes: [facts('n1', ['192.0.2.1'])],
+      });
+      // n3 joins with the address 40 services list, and "late" starts listing it too
+      const joined = ClusterDataIndex.from({
+        services: [...many, listing('late', '192.0.2.50', 99)],
+        nodes: [facts('n1', ['192.0.2.1']), facts('n3', ['192.0.2.50'])],
+      });
+      const n3With = (...addresses: string[]) =>
+        ClusterDataIndex.from({
+          services: [...many, listing('late', '192.0.2.50', 99)],
+          nodes: [facts('n1', ['192.0.2.1']), facts('n3', addresses)],
+        });
+      // before that version's hashes are done, n3's address moves elsewhere (the services rendered
+      // for `joined` are wrong now), or n3 gains one more (those not rendered yet are wrong)
+      for (const next of [n3With('192.0.2.60'), n3With('192.0.2.50', '192.0.2.60')]) {
+        const h = new ExpectedNodeStateHashes(DEFAULT_PROXY_CONFIG);
+        h.update(before);
+        const steps = h.updateSteps(joined);
+        expect(steps.next().done).toBe(false); // some of the 41 services rendered again, then left
+        h.update(next);
+        for (const node of ['n1', 'n3'])
+          expect(h.hash(node), node).toBe(nodeStateHash(renderNodeState(next, node, DEFAULT_PROXY_CONFIG)));
+        h.update(before);
+        expect(h.hash('n1')).toBe(nodeStateHash(renderNodeState(before, 'n1', DEFAULT_PROXY_CONFIG)));
+      }
+      // what the hashes follow: served where no node has the address, nowhere where one has
+      expect(renderNodeState(before, 'n1', DEFAULT_PROXY_CONFIG).boundAddresses).toContain('192.0.2.50');
+      expect(renderNodeState(joined, 'n1', DEFAULT_PROXY_CONFIG).boundAddresses).not.toContain('192.0.2.50');
+    },
+  );
 });
 
 // ---- a small dual-stack universe where the node-dependent parts collide ---------------------

@@ -207,10 +207,14 @@ describe('NodeStateRenderer: O(change)', () => {
     expectSameAsFull(r, data);
   });
 
-  // probe6 P7: an externalIP that is any node's address is served on no node, so another node's
-  // addresses reach this node's state; only the services listing one that came or went render again
-  it('renders again the services listing an address another node takes or gives up', () => {
-    const listing = svc('ext', ['10.96.0.30'], 2, { externalIPs: ['192.0.2.50'] });
+  // probe6 P7: an externalIP that is any node's address is served on no node, and an ingress IP
+  // that is one is bound on no node, so another node's addresses reach this node's state; only
+  // the services listing one that came or went render again
+  it.each([
+    ['externalIP', { externalIPs: ['192.0.2.50'] }],
+    ['ingress IP', { loadBalancerIngress: ['192.0.2.50'] }],
+  ])('renders again the services listing an address another node takes or gives up (%s)', (_, listed) => {
+    const listing = svc('ext', ['10.96.0.30'], 2, listed);
     const services = [...Array.from({ length: 10 }, (_, i) => svc(`s${i}`, [`10.96.0.${i + 1}`], 2)), listing];
     const data = ClusterDataIndex.from({ services, nodes: [facts('n1', ['192.0.2.1'])] });
     const rendered: string[] = [];
@@ -234,7 +238,7 @@ describe('NodeStateRenderer: O(change)', () => {
       r.update(data, d);
       expectSameAsFull(r, data);
       bound.push(r.state().boundAddresses.includes('192.0.2.50'));
-      expect(rendered).toEqual(d === steps[1] ? [] : ['ns/ext']); // 192.0.2.51 is no one's externalIP
+      expect(rendered).toEqual(d === steps[1] ? [] : ['ns/ext']); // 192.0.2.51 is listed by no one
     }
     expect(bound).toEqual([false, false, true]);
   });

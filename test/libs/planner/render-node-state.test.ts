@@ -176,21 +176,6 @@ const cases: Case[] = [
     absent: ['-a -t 203.0.113.9:80 -r 10.244.2.2:8080 -m -w 1', '-a -t 192.0.2.10:31080 -r 10.244.2.2:8080 -m -w 1'],
   },
   {
-    // probe6 P15 (kube-proxy #117613 / #115019): node-a's own address as the ingress IP is served,
-    // but not bound to kube-ipvs0 nor in KUBE-IPVS-IPS, whose other ports KUBE-IPVS-FILTER drops
-    name: "LoadBalancer ingress IP that is the node's own address: served, not filtered",
-    yaml:
-      NODES +
-      service(
-        'svclb',
-        'type: LoadBalancer\n  clusterIP: 10.96.0.8\n  ports: [{name: http, port: 80, nodePort: 31081}]',
-        'status: {loadBalancer: {ingress: [{ip: 192.0.2.10}, {ip: 192.0.2.11}]}}',
-      ),
-    ipvsadm: ['-A -t 192.0.2.10:80 -s rr', '-A -t 192.0.2.11:80 -s rr'],
-    ipset: ['add KUBE-LOAD-BALANCER 192.0.2.10,tcp:80', 'add KUBE-IPVS-IPS 192.0.2.11', 'add KUBE-IPVS-IPS 10.96.0.8'],
-    absent: ['add KUBE-IPVS-IPS 192.0.2.10'],
-  },
-  {
     name: 'LoadBalancer without source ranges has no firewall entries',
     yaml:
       NODES +
@@ -393,6 +378,50 @@ describe('renderNodeState (kube-proxy ipvs semantics)', () => {
       'node-z',
     );
     expect(r.ipvsadm).toEqual(['-A -t 10.96.0.2:80 -s rr']);
+  });
+});
+
+// k3s servicelb and MetalLB publish node addresses as LoadBalancer ingress IPs. Bound on their
+// owner, KUBE-IPVS-FILTER drops every other port of it there (probe6 P15, kube-proxy #117613);
+// bound on another node, that node's own traffic to the owner stays home and is dropped the same
+// way (kubelet, ssh, the overlay). Served on every node, bound on none; routed to the owner.
+describe('LoadBalancer ingress IPs that are node addresses', () => {
+  const world =
+    NODES +
+    service(
+      'svclb',
+      'type: LoadBalancer\n  clusterIP: 10.96.0.8\n  ports: [{name: http, port: 80, nodePort: 31081}]',
+      'status: {loadBalancer: {ingress: [{ip: 192.0.2.10}, {ip: 192.0.2.11}, {ip: 203.0.113.9}]}}',
+    );
+
+  it('ipvs: served on every node, neither bound nor in KUBE-IPVS-IPS on any', () => {
+    for (const node of ['node-a', 'node-b', 'node-z']) {
+      const r = planFor(world, node);
+      for (const ip of ['192.0.2.10', '192.0.2.11']) {
+        expect(r.ipvsadm, `${node} ${ip}`).toContain(`-A -t ${ip}:80 -s rr`);
+        expect(r.ipsetAdds, `${node} ${ip}`).toContain(`add KUBE-LOAD-BALANCER ${ip},tcp:80`);
+      }
+      // an ingress IP no node has is bound as before
+      expect(r.state.boundAddresses, node).toEqual(['10.96.0.8', '203.0.113.9']);
+      expect(
+        r.ipsetAdds.filter((l) => l.startsWith('add KUBE-IPVS-IPS ')),
+        node,
+      ).toEqual(['add KUBE-IPVS-IPS 10.96.0.8', 'add KUBE-IPVS-IPS 203.0.113.9']);
+      expect(r.conflicts, node).toEqual([]);
+    }
+  });
+
+  it('nftables: served on every node (only the service port is captured)', () => {
+    for (const node of ['node-a', 'node-b']) {
+      const r = planFor(world, node, { mode: 'nftables' });
+      const lb = r.state.virtualServers.filter((vs) => vs.role === 'load-balancer').map((vs) => vs.address);
+      expect(lb.sort(), node).toEqual(['192.0.2.10', '192.0.2.11', '203.0.113.9']);
+    }
+  });
+
+  it('is bound again once no node has that address (a pure function of cluster data)', () => {
+    const withoutNodeB = world.replace('{name: node-b,', '{name: node-gone,').replace('192.0.2.11}]}', '192.0.2.99}]}');
+    expect(planFor(withoutNodeB, 'node-a').state.boundAddresses).toEqual(['10.96.0.8', '192.0.2.11', '203.0.113.9']);
   });
 });
 
