@@ -189,7 +189,9 @@ async function main(): Promise<void> {
   log(
     `baseline fetch+parse: ${f1(Number(fetch1.tDone) - Number(fetch1.tStart))} ms, ${fetch1.objects} objects, ${(Number(fetch1.bytes) / 1048576).toFixed(1)} MB JSON, rss ${f1(Number(fetch1.rssAfterGcMb))} MB heap ${f1(Number(fetch1.heapUsedAfterGcMb))} MB`,
   );
+  const infConnections0 = server.connectionsAccepted;
   const inf1 = await baseline('informer', server.url, kc.path);
+  const infConnections = server.connectionsAccepted - infConnections0;
   log(
     `baseline bare informer: ${f1(Number(inf1.tDone) - Number(inf1.tStart))} ms to synced (fork → synced ${f1(Number(inf1.tDone) - Number(inf1.tFork))} ms), rss ${f1(Number(inf1.rssAfterGcMb))} MB heap ${f1(Number(inf1.heapUsedAfterGcMb))} MB`,
   );
@@ -215,6 +217,7 @@ async function main(): Promise<void> {
   await nc.flush();
 
   const db = path.join(tmp, 'planner.db');
+  const plannerConnections0 = server.connectionsAccepted;
   t = now();
   planner = forkChild(
     'planner-child.ts',
@@ -231,6 +234,9 @@ async function main(): Promise<void> {
     ],
   );
   const ready = await nextMessage(planner, 'ready', 1_800_000);
+  // TCP connections the API server accepted from start to synced (each list page opened one
+  // before the client kept its connections: issue 15 item 4, eleventh round).
+  const plannerConnections = server.connectionsAccepted - plannerConnections0;
   const v1Seen = versionSeen.get(1);
   const plannerMs = Number(ready.tSynced) - Number(ready.tStart);
   const fetchMs = Number(fetch1.tDone) - Number(fetch1.tStart);
@@ -257,6 +263,7 @@ async function main(): Promise<void> {
       ms: infMs,
       forkToSyncedMs: Number(inf1.tDone) - Number(inf1.tFork),
       events: inf1.objects,
+      apiConnections: infConnections,
       cpuMs: inf1.cpuMs,
       rssAfterGcMb: inf1.rssAfterGcMb,
       heapUsedAfterGcMb: inf1.heapUsedAfterGcMb,
@@ -272,6 +279,7 @@ async function main(): Promise<void> {
         : null,
       startToFirstVersionOnNatsMs: v1Seen !== undefined ? v1Seen - Number(ready.tStart) : null,
       cpuMs: ready.startCpuMs,
+      apiConnections: plannerConnections,
       eventsLogged: ready.eventsLogged,
       versions: ready.versions,
       dbBytes: ready.dbBytes,

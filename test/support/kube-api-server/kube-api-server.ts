@@ -148,6 +148,7 @@ export class KubeApiServer {
   private readonly store = new ObjectStore();
   private readonly server: Server;
   private readonly sockets = new Set<Socket>();
+  private accepted = 0;
   private readonly watches = new Set<WatchStream>();
   private readonly discovery = discoveryDocuments();
   private readonly options: Required<Omit<KubeApiServerOptions, 'token' | 'clusterUid'>> & { token?: string };
@@ -194,6 +195,7 @@ export class KubeApiServer {
     );
     this.server = createServer((req, res) => this.handle(req, res));
     this.server.on('connection', (socket) => {
+      this.accepted += 1;
       this.sockets.add(socket);
       socket.on('close', () => this.sockets.delete(socket));
     });
@@ -237,6 +239,11 @@ export class KubeApiServer {
   /** The kube-system Namespace's uid: the cluster's identity as a planner reads it. */
   get clusterUid(): string {
     return this.namespaces.get('kube-system')!.metadata.uid!;
+  }
+
+  /** TCP connections accepted since start (a client that keeps its connections opens few). */
+  get connectionsAccepted(): number {
+    return this.accepted;
   }
 
   get openWatchCount(): number {
