@@ -30,7 +30,12 @@ export {
 } from './kube-proxy-ipvs-takeover.ts';
 // IPVS backend
 export { IpvsDataplane, driftRepairsCounter, type IpvsDataplaneOptions } from './ipvs/ipvs-dataplane.ts';
-export { DEFAULT_IPVS_RECEIVE_BUFFER, NetlinkKernel, type NetlinkKernelOptions } from './ipvs/netlink-kernel.ts';
+export {
+  DEFAULT_IPVS_RECEIVE_BUFFER,
+  NetlinkKernel,
+  probeIpv6Netfilter,
+  type NetlinkKernelOptions,
+} from './ipvs/netlink-kernel.ts';
 export {
   concurrentGroups,
   KernelTransaction,
@@ -45,7 +50,7 @@ export type {
   ObservedRealServer,
   ObservedVirtualServer,
 } from './ipvs/observed-kernel.ts';
-export { parseIptablesSave } from './ipvs/netfilter-glue.ts';
+export { observeNetfilter, parseIptablesSave, splitTableKey, tableKey } from './ipvs/netfilter-glue.ts';
 export {
   EMPTY_RECORD,
   FileOwnershipStore,

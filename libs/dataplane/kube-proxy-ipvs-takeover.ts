@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
 import type { NodeState } from '../model/index.ts';
 import { IPSET_TABLE, ipsetName } from '../planner/index.ts';
-import { glueChains, glueSetNames, netfilterGlue } from './ipvs/netfilter-glue.ts';
+import { glueChains, glueFamilies, glueSetNames, netfilterGlue } from './ipvs/netfilter-glue.ts';
 
 /** The chains kube-proxy's ipvs mode creates, per table (pkg/proxy/ipvs/proxier.go). */
 export const KUBE_PROXY_CHAINS: Readonly<Record<string, readonly string[]>> = {
@@ -102,7 +102,7 @@ export function planKubeProxyIpvsRemoval(
   const ipvsDeletes = [...snap.services].filter(([k]) => !ours.has(k)).map(([, v]) => v);
   const bound = new Set(desired.boundAddresses);
   const addressDeletes = snap.vips.filter((a) => !bound.has(a));
-  const glue = netfilterGlue(desired.settings);
+  const glue = netfilterGlue(desired.settings, glueFamilies(desired));
   const ourChains = glueChains(glue);
   const out: string[] = [];
   const staleChains: string[] = [];

@@ -157,7 +157,7 @@ function renderFamily(svc: ServiceEntry, clusterIP: string, ctx: RenderContext, 
   // cutting them off from that node. Left out on every node alike; vipConflicts says who asked.
   const externalIPs = svc.externalIPs.filter((a) => inFamily(a) && !ctx.nodeAddresses.has(a));
   const ranges = svc.loadBalancerSourceRanges.filter(inFamily);
-  const lbIPs = unenforceableRanges(svc, family, ctx.config) ? [] : svc.loadBalancerIngress.filter(inFamily);
+  const lbIPs = svc.loadBalancerIngress.filter(inFamily);
   const nodeIPs = ctx.nodePortIPs.filter(inFamily);
   const externalLocal =
     svc.externalTrafficPolicy === 'Local' && (externalIPs.length > 0 || lbIPs.length > 0 || svc.nodePorts);
@@ -237,21 +237,6 @@ function renderFamily(svc: ServiceEntry, clusterIP: string, ctx: RenderContext, 
       for (const n of nodeIPs) vs(n, port.nodePort, 'node-port', externalLocal);
     }
   }
-}
-
-/**
- * ipvs mode's netfilter glue is IPv4 only (libs/dataplane/ipvs/netfilter-glue.ts; probe6 P3): an
- * IPv6 load balancer address restricted by loadBalancerSourceRanges would be open to every source
- * there, so it is not served at all (fail closed, a rejection says so) until the glue has an
- * ip6tables half. nftables mode enforces ranges in both families.
- */
-function unenforceableRanges(svc: ServiceEntry, family: IpFamily, config: ProxyConfig): boolean {
-  return (
-    config.mode === 'ipvs' &&
-    family === 'IPv6' &&
-    svc.loadBalancerSourceRanges.some((r) => ipFamily(r) === 'IPv6') &&
-    svc.loadBalancerIngress.some((a) => ipFamily(a) === 'IPv6')
-  );
 }
 
 /** The KUBE-LOOP-BACK member of an endpoint on the node (a pod reaching itself through its service). */
@@ -344,13 +329,6 @@ export function vipConflicts(data: ClusterDataSource, config: ProxyConfig = DEFA
           ),
         );
     }
-    if (unenforceableRanges(svc, 'IPv6', config))
-      out.push(
-        rejection(
-          svc.key,
-          `IPv6 load balancer ${svc.loadBalancerIngress.filter((a) => ipFamily(a) === 'IPv6').join(', ')} not served: ipvs mode cannot enforce its IPv6 loadBalancerSourceRanges yet (no ip6tables glue; nftables mode can)`,
-        ),
-      );
   }
   for (const [k, list] of claims) {
     if (list.length < 2) continue;

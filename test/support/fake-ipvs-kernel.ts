@@ -8,13 +8,15 @@
 // Its state and error semantics are written here, apart from the dataplane's own KernelModel,
 // so a wrong belief in the model cannot hide itself behind the same code in the fake.
 import { constants } from 'node:os';
-import { byCodeUnit, realServerKey, virtualServerKey, type IpsetState } from '../../libs/model/index.ts';
+import { byCodeUnit, realServerKey, virtualServerKey, type IpFamily, type IpsetState } from '../../libs/model/index.ts';
 import { formatIpsetSave, formatIpvsadm } from '../../libs/planner/index.ts';
 import { describeIpsetError, NetlinkError } from '../../libs/netlink/index.ts';
 import {
   concurrentGroups,
   describeOp,
-  parseIptablesSave,
+  observeNetfilter,
+  splitTableKey,
+  tableKey,
   TransactionError,
   type KernelInterface,
   type KernelOp,
@@ -32,7 +34,7 @@ interface FakeState {
   dummyDevice: boolean;
   addresses: Set<string>;
   sets: Map<string, ObservedIpset & { entries: string[] }>;
-  /** table → chain → rule lines. */
+  /** table key (tableKey: "nat", "ip6:nat") → chain → rule lines. */
   netfilter: Record<string, Record<string, string[]>>;
   sysctls: Record<string, string>;
   conntrackFlushes: string[];
@@ -98,7 +100,9 @@ export class FakeIpvsKernel implements KernelInterface {
     netfilterChains: Readonly<Record<string, readonly string[]>>;
   }): Promise<ObservedKernel> {
     const s = this.state;
-    const nf: NetfilterObservation = { tables: parseIptablesSave(this.iptablesSave(), opts.netfilterChains) };
+    const nf: NetfilterObservation = {
+      tables: await observeNetfilter(opts.netfilterChains, (family) => this.iptablesSave(family)),
+    };
     return structuredClone({
       virtualServers: [...s.vs.values()],
       dummyDevice: s.dummyDevice,
@@ -154,6 +158,13 @@ export class FakeIpvsKernel implements KernelInterface {
     }
   }
 
+  /** What ipv6Unsupported answers (undefined: IPv6 glue can be programmed). */
+  ipv6Missing: string | undefined;
+
+  async ipv6Unsupported(): Promise<string | undefined> {
+    return this.ipv6Missing;
+  }
+
   async close(): Promise<void> {}
 
   /** `ipvsadm -Sn` text (sorted). */
@@ -172,10 +183,12 @@ export class FakeIpvsKernel implements KernelInterface {
     return formatIpsetSave({ ipsets: sets as unknown as IpsetState[] });
   }
 
-  /** `iptables-save`-like text of the tables we touched. */
-  iptablesSave(): string {
+  /** `iptables-save`-like text of the tables we touched (`ip6tables-save` for IPv6). */
+  iptablesSave(family: IpFamily = 'IPv4'): string {
     const out: string[] = [];
-    for (const [table, chains] of Object.entries(this.state.netfilter)) {
+    for (const [key, chains] of Object.entries(this.state.netfilter)) {
+      const { family: f, table } = splitTableKey(key);
+      if (f !== family) continue;
       out.push(`*${table}`);
       for (const ch of Object.keys(chains)) out.push(`:${ch} - [0:0]`);
       for (const [ch, rules] of Object.entries(chains)) for (const r of rules) out.push(`-A ${ch} ${r}`);
@@ -336,8 +349,10 @@ function applyOp(s: FakeState, op: KernelOp): Error | undefined {
       return undefined;
     }
     case 'netfilter': {
-      const why = restore(s, op.text);
-      return why ? new Error(`iptables-restore --noflush: ${why}`) : undefined;
+      const why = restore(s, op.family, op.text);
+      return why
+        ? new Error(`${op.family === 'IPv6' ? 'ip6tables' : 'iptables'}-restore --noflush: ${why}`)
+        : undefined;
     }
     case 'sysctl':
       if (!(op.name in s.sysctls)) return fail('ENOENT');
@@ -356,13 +371,13 @@ function referenced(s: FakeState, set: string): boolean {
  * The subset of iptables-restore --noflush the planner emits: declare (flush), -A, -I, -D, -X.
  * Atomic per restore, like iptables-restore: a bad line leaves every table as it was.
  */
-function restore(s: FakeState, text: string): string | undefined {
+function restore(s: FakeState, family: IpFamily, text: string): string | undefined {
   const next = structuredClone(s.netfilter);
   let table: Record<string, string[]> | undefined;
   for (const line of text.split('\n')) {
     if (line === '' || line === 'COMMIT') continue;
     if (line.startsWith('*')) {
-      table = next[line.slice(1)] ??= {};
+      table = next[tableKey(family, line.slice(1))] ??= {};
       continue;
     }
     if (!table) return 'rule outside a table';

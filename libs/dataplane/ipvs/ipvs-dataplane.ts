@@ -8,7 +8,16 @@ import { KernelModel } from './kernel-model.ts';
 import type { KernelOp, VsKey } from './kernel-op.ts';
 import { KernelTransaction, type KernelInterface } from './kernel-transaction.ts';
 import type { ObservedKernel, ObservedRealServer, ObservedVirtualServer } from './observed-kernel.ts';
-import { glueChains, netfilterGlue, withGlueSets, type NetfilterGlue } from './netfilter-glue.ts';
+import {
+  glueChains,
+  glueFamilies,
+  isIPv6Set,
+  netfilterGlue,
+  splitTableKey,
+  withGlueSets,
+  withoutIPv6,
+  type NetfilterGlue,
+} from './netfilter-glue.ts';
 import { nodeSysctls } from './node-sysctls.ts';
 import { mergeRecords, type OwnershipRecord, type OwnershipStore } from './ownership-record.ts';
 import { planKernelOps, type Plan } from './plan-kernel-ops.ts';
@@ -66,6 +75,8 @@ export class IpvsDataplane implements Dataplane {
    */
   private base: { readonly indexed: IndexedState; readonly model: KernelModel } | undefined;
   private queue: Promise<unknown> = Promise.resolve();
+  /** KernelInterface.ipv6Unsupported, asked once (on the first state with IPv6 or owned IPv6 chains). */
+  private ipv6Probe: Promise<string | undefined> | undefined;
   private readonly drift: Counter;
   readonly device: string;
   /** Resyncs that repaired something (also exported as the prom-client counter). */
@@ -123,9 +134,11 @@ export class IpvsDataplane implements Dataplane {
     return p;
   }
 
-  private async sync(wanted: NodeState | undefined, full: boolean, hint?: NodeStateChange): Promise<ApplyResult> {
+  private async sync(requested: NodeState | undefined, full: boolean, hint?: NodeStateChange): Promise<ApplyResult> {
     const t0 = performance.now();
     this.owned ??= ownedIndex(await this.options.store.load());
+    const servable = requested && (await this.servable(requested));
+    const wanted = servable?.state;
     const base = this.base;
     // Whatever happens below, only a verified cycle leaves a base to plan the next one from.
     this.base = undefined;
@@ -140,7 +153,26 @@ export class IpvsDataplane implements Dataplane {
       }
     }
     const r = change && base ? await this.syncChange(wanted!, change, base) : await this.syncFull(wanted);
-    return { ...r, durationMs: performance.now() - t0 };
+    const notes = servable?.note ? [...r.notes, servable.note] : r.notes;
+    return { ...r, notes, durationMs: performance.now() - t0 };
+  }
+
+  /**
+   * `wanted` as this node can serve it: where the IPv6 glue cannot be programmed (no IPv6, no
+   * ip6tables), without its IPv6 part, with a note. Fail closed, as kube-proxy runs single-stack
+   * there: an IPv6 service served without its glue would ignore its loadBalancerSourceRanges.
+   */
+  private async servable(wanted: NodeState): Promise<{ state: NodeState; note?: string }> {
+    if (this.options.netfilter === false || !glueFamilies(wanted).includes('IPv6')) return { state: wanted };
+    const why = await this.ipv6Unsupported();
+    if (why === undefined) return { state: wanted };
+    const { state, left } = withoutIPv6(wanted);
+    return { state, note: `IPv6 not programmed (${why}): ${left} IPv6 virtual server(s) not served, IPv4 is` };
+  }
+
+  private ipv6Unsupported(): Promise<string | undefined> {
+    this.ipv6Probe ??= this.options.kernel.ipv6Unsupported?.() ?? Promise.resolve(undefined);
+    return this.ipv6Probe;
   }
 
   /**
@@ -148,9 +180,9 @@ export class IpvsDataplane implements Dataplane {
    * a settings change): dumps the kernel, plans everything, runs, dumps again and verifies.
    */
   private async syncFull(wanted: NodeState | undefined): Promise<Omit<ApplyResult, 'durationMs'>> {
-    const record = this.owned!.record;
+    const { record, forgotten } = await this.reachableRecord(this.owned!.record);
     const glue: NetfilterGlue | undefined =
-      wanted && this.options.netfilter !== false ? netfilterGlue(wanted.settings) : undefined;
+      wanted && this.options.netfilter !== false ? netfilterGlue(wanted.settings, glueFamilies(wanted)) : undefined;
     const desired = wanted && withGlueSets(wanted, glue);
     const sysctls = desired
       ? nodeSysctls(desired.settings, this.options.kernelRelease ?? release(), this.options.rateEstimation)
@@ -166,6 +198,7 @@ export class IpvsDataplane implements Dataplane {
     await this.run(plan.ops, plan.recordBefore);
     if (JSON.stringify(plan.recordAfter) !== JSON.stringify(this.owned!.record)) await this.save(plan.recordAfter);
     const notes = notesOf(plan);
+    if (forgotten) notes.push(forgotten);
     if (!desired) return { kernelWrites: plan.ops.length, verified: true, notes };
     const back = plan.ops.length > 0 ? await this.options.kernel.read(readOpts) : observed;
     const mismatches = verifyKernelState(desired, back, glue, sysctls);
@@ -177,6 +210,27 @@ export class IpvsDataplane implements Dataplane {
       this.base = { indexed, model: KernelModel.fromObserved(back, { state: desired, byKey: indexed.byKey }) };
     }
     return { kernelWrites: plan.ops.length, verified, notes };
+  }
+
+  /**
+   * The record without IPv6 chains when the node can no longer have them (IPv6 or ip6tables gone
+   * since they were written): they can be neither read nor removed, so they are forgotten, said,
+   * and so are the KUBE-6-* sets, which their rules still reference (the kernel refuses to destroy
+   * a referenced set).
+   */
+  private async reachableRecord(record: OwnershipRecord): Promise<{ record: OwnershipRecord; forgotten?: string }> {
+    const ipv4 = Object.entries(record.netfilterChains).filter(([k]) => splitTableKey(k).family === 'IPv4');
+    if (ipv4.length === Object.keys(record.netfilterChains).length) return { record };
+    const why = await this.ipv6Unsupported();
+    if (why === undefined) return { record };
+    return {
+      record: {
+        ...record,
+        netfilterChains: Object.fromEntries(ipv4),
+        ipsets: record.ipsets.filter((n) => !isIPv6Set(n)),
+      },
+      forgotten: `IPv6 netfilter chains and KUBE-6-* sets left as they are (${why})`,
+    };
   }
 
   /**

@@ -1,4 +1,4 @@
-import type { IpsetState, IpsetType, RealServer, VirtualServer } from '../../model/index.ts';
+import type { IpFamily, IpsetState, IpsetType, RealServer, VirtualServer } from '../../model/index.ts';
 
 /**
  * One kernel write, as plain data (the knftables (verb, object) pair). The planner emits these,
@@ -45,8 +45,11 @@ export type KernelOp =
       readonly type: IpsetType;
       readonly entry: string;
     }
-  /** Atomically replaces the rules of our netfilter chains (iptables-restore --noflush text). */
-  | { readonly verb: 'restore'; readonly kind: 'netfilter'; readonly text: string }
+  /**
+   * Atomically replaces the rules of our netfilter chains of one family (`iptables-restore
+   * --noflush` text, run by ip6tables-restore for IPv6).
+   */
+  | { readonly verb: 'restore'; readonly kind: 'netfilter'; readonly family: IpFamily; readonly text: string }
   | { readonly verb: 'set'; readonly kind: 'sysctl'; readonly name: string; readonly value: string };
 
 /** Short human text of an op, for errors, logs and test failure messages. */
@@ -70,7 +73,7 @@ export function describeOp(op: KernelOp): string {
     case 'ipset-entry':
       return `${op.verb} ${op.entry} in ipset ${op.set}`;
     case 'netfilter':
-      return `restore netfilter rules (${op.text.split('\n').length} lines)`;
+      return `restore ${op.family} netfilter rules (${op.text.split('\n').length} lines)`;
     case 'sysctl':
       return `set sysctl ${op.name}=${op.value}`;
   }

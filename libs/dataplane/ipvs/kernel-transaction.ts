@@ -70,6 +70,11 @@ export interface KernelInterface {
    * refused (the reads are then dropped: the caller reads in full next time).
    */
   runThenReadRealServers(tx: KernelTransaction, keys: readonly VsKey[]): Promise<Map<string, ObservedRealServer[]>>;
+  /**
+   * Why the IPv6 netfilter glue cannot be programmed here (no IPv6, no ip6tables), or undefined
+   * when it can. Absent = it can.
+   */
+  ipv6Unsupported?(): Promise<string | undefined>;
   close(): Promise<void>;
 }
 

@@ -1,40 +1,89 @@
 import {
   byCodeUnit,
+  ipFamily,
+  parseCidr,
+  type IpFamily,
   type IpsetState,
   type IpsetType,
   type NodeProxySettings,
   type NodeState,
 } from '../../model/index.ts';
-import { IPSET_TABLE } from '../../planner/index.ts';
+import { IPSET_TABLE, ipsetName, nodePortSetBase, type IpsetBaseName } from '../../planner/index.ts';
 
 /**
- * The fixed netfilter rule set of kube-proxy's ipvs mode (IPv4), in the exact text `iptables-save`
- * prints, so read-back compares lines. Per-service data lives in the ipsets; these rules only
+ * The fixed netfilter rule set of kube-proxy's ipvs mode for one address family, in the exact text
+ * `iptables-save` / `ip6tables-save` prints, so read-back compares lines. As kube-proxy's
+ * dual-stack ipvs mode (one proxier per family), the IPv6 rules are the IPv4 ones over the
+ * KUBE-6-* sets, written with ip6tables. Per-service data lives in the ipsets; these rules only
  * change with the proxy settings (masqueradeAll, clusterCIDR). Applied with
- * `iptables-restore --noflush`: only our chains are declared (and so flushed), built-in chains
- * get just our jump rules, and foreign rules are never touched.
+ * `iptables-restore --noflush` (`ip6tables-restore` for IPv6): only our chains are declared (and so
+ * flushed), built-in chains get just our jump rules, and foreign rules are never touched.
  */
 export interface NetfilterGlue {
-  /** table → our chain → rule lines (without "-A CHAIN "). */
+  /** table key (see tableKey) → our chain → rule lines (without "-A CHAIN "). */
   readonly chains: Readonly<Record<string, Readonly<Record<string, readonly string[]>>>>;
-  /** table → built-in chain → our jump lines, in order, inserted at the top. */
+  /** table key → built-in chain → our jump lines, in order, inserted at the top. */
   readonly jumps: Readonly<Record<string, Readonly<Record<string, readonly string[]>>>>;
 }
 
+/**
+ * How the glue, the observation and the ownership record name a table of one family: IPv4 tables
+ * by their name (as records written before the IPv6 half have them), IPv6 ones as "ip6:<table>".
+ */
+export function tableKey(family: IpFamily, table: string): string {
+  return family === 'IPv4' ? table : `${IP6_PREFIX}${table}`;
+}
+
+/** The family and table a table key names (the inverse of tableKey). */
+export function splitTableKey(key: string): { family: IpFamily; table: string } {
+  return key.startsWith(IP6_PREFIX)
+    ? { family: 'IPv6', table: key.slice(IP6_PREFIX.length) }
+    : { family: 'IPv4', table: key };
+}
+
+const IP6_PREFIX = 'ip6:';
 const MASQ_MARK = '0x4000/0x4000';
 const DROP_MARK = '0x8000/0x8000';
 const c = (text: string) => `-m comment --comment "${text}"`;
-const set = (name: string, dirs: string) => `-m set --match-set ${name} ${dirs}`;
 
-export function netfilterGlue(settings: Pick<NodeProxySettings, 'masqueradeAll' | 'clusterCIDR'>): NetfilterGlue {
+/**
+ * The pod CIDR of `family` in a clusterCIDR setting (one CIDR, or kube-proxy's dual-stack
+ * "v4,v6" pair), canonical as the save tools print it; '' when it has none of that family.
+ */
+export function clusterCidrOf(clusterCIDR: string, family: IpFamily): string {
+  for (const part of clusterCIDR.split(',')) {
+    const cidr = parseCidr(part);
+    if (cidr?.family === family) return cidr.text;
+  }
+  return '';
+}
+
+/** The glue of each of `families`, in one (their table keys differ). */
+export function netfilterGlue(
+  settings: Pick<NodeProxySettings, 'masqueradeAll' | 'clusterCIDR'>,
+  families: readonly IpFamily[],
+): NetfilterGlue {
+  const parts = families.map((f) => familyGlue(settings, f));
+  return {
+    chains: Object.assign({}, ...parts.map((p) => p.chains)),
+    jumps: Object.assign({}, ...parts.map((p) => p.jumps)),
+  };
+}
+
+function familyGlue(
+  settings: Pick<NodeProxySettings, 'masqueradeAll' | 'clusterCIDR'>,
+  family: IpFamily,
+): NetfilterGlue {
+  const set = (base: IpsetBaseName, dirs: string) => `-m set --match-set ${ipsetName(base, family)} ${dirs}`;
+  const clusterCIDR = clusterCidrOf(settings.clusterCIDR, family);
   const services: string[] = [];
   if (settings.masqueradeAll) {
     services.push(
       `${c('Kubernetes service cluster ip + port for masquerade purpose')} ${set('KUBE-CLUSTER-IP', 'dst,dst')} -j KUBE-MARK-MASQ`,
     );
-  } else if (settings.clusterCIDR !== '') {
+  } else if (clusterCIDR !== '') {
     services.push(
-      `! -s ${settings.clusterCIDR} ${c('Kubernetes service cluster ip + port for masquerade purpose')} ${set('KUBE-CLUSTER-IP', 'dst,dst')} -j KUBE-MARK-MASQ`,
+      `! -s ${clusterCIDR} ${c('Kubernetes service cluster ip + port for masquerade purpose')} ${set('KUBE-CLUSTER-IP', 'dst,dst')} -j KUBE-MARK-MASQ`,
     );
   }
   services.push(
@@ -45,17 +94,18 @@ export function netfilterGlue(settings: Pick<NodeProxySettings, 'masqueradeAll' 
     `${set('KUBE-LOAD-BALANCER', 'dst,dst')} -j ACCEPT`,
   );
   const nodePort: string[] = [];
-  for (const p of ['tcp', 'udp'] as const) {
-    const P = p.toUpperCase();
-    nodePort.push(`-p ${p} ${set(`KUBE-NODE-PORT-LOCAL-${P}`, 'dst')} -j RETURN`);
-    nodePort.push(`-p ${p} ${set(`KUBE-NODE-PORT-${P}`, 'dst')} -j KUBE-MARK-MASQ`);
+  for (const p of ['TCP', 'UDP'] as const) {
+    nodePort.push(`-p ${p.toLowerCase()} ${set(nodePortSetBase(p, true), 'dst')} -j RETURN`);
+    nodePort.push(`-p ${p.toLowerCase()} ${set(nodePortSetBase(p, false), 'dst')} -j KUBE-MARK-MASQ`);
   }
-  nodePort.push(`-p sctp ${set('KUBE-NODE-PORT-LOCAL-SCTP-HASH', 'dst,dst')} -j RETURN`);
-  nodePort.push(`-p sctp ${set('KUBE-NODE-PORT-SCTP-HASH', 'dst,dst')} -j KUBE-MARK-MASQ`);
+  nodePort.push(`-p sctp ${set(nodePortSetBase('SCTP', true), 'dst,dst')} -j RETURN`);
+  nodePort.push(`-p sctp ${set(nodePortSetBase('SCTP', false), 'dst,dst')} -j KUBE-MARK-MASQ`);
 
+  const nat = tableKey(family, 'nat');
+  const filter = tableKey(family, 'filter');
   return {
     chains: {
-      nat: {
+      [nat]: {
         'KUBE-SERVICES': services,
         'KUBE-NODE-PORT': nodePort,
         'KUBE-LOAD-BALANCER': [
@@ -76,7 +126,7 @@ export function netfilterGlue(settings: Pick<NodeProxySettings, 'masqueradeAll' 
           `${c('kubernetes service traffic requiring SNAT')} -j MASQUERADE`,
         ],
       },
-      filter: {
+      [filter]: {
         'KUBE-FORWARD': [
           `${c('kubernetes forwarding rules')} -m mark --mark ${MASQ_MARK} -j ACCEPT`,
           `${c('kubernetes forwarding conntrack rule')} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT`,
@@ -95,12 +145,12 @@ export function netfilterGlue(settings: Pick<NodeProxySettings, 'masqueradeAll' 
       },
     },
     jumps: {
-      nat: {
+      [nat]: {
         PREROUTING: [`${c('kubernetes service portals')} -j KUBE-SERVICES`],
         OUTPUT: [`${c('kubernetes service portals')} -j KUBE-SERVICES`],
         POSTROUTING: [`${c('kubernetes postrouting rules')} -j KUBE-POSTROUTING`],
       },
-      filter: {
+      [filter]: {
         INPUT: [
           `${c('kubernetes ipvs access filter')} -j KUBE-IPVS-FILTER`,
           `${c('kube-proxy firewall rules')} -j KUBE-PROXY-FIREWALL`,
@@ -157,6 +207,13 @@ export function glueSetNames(glue: NetfilterGlue): string[] {
   return [...names].sort();
 }
 
+/** Every kube-proxy set name of both families, with its type and family. */
+const SET_INFO = new Map<string, { readonly type: IpsetType; readonly family: IpFamily }>(
+  (['IPv4', 'IPv6'] as const).flatMap((family) =>
+    IPSET_TABLE.map(([base, type]) => [ipsetName(base, family), { type, family }] as const),
+  ),
+);
+
 /**
  * The state plus an empty set for every set the glue references but the state lacks (a state
  * rendered for a subset of families or by an older planner), so the rules always load.
@@ -164,13 +221,63 @@ export function glueSetNames(glue: NetfilterGlue): string[] {
 export function withGlueSets(state: NodeState, glue: NetfilterGlue | undefined): NodeState {
   if (!glue) return state;
   const have = new Set(state.ipsets.map((s) => s.name));
-  const types = new Map<string, IpsetType>(IPSET_TABLE.map(([n, t]) => [n, t]));
   const extra: IpsetState[] = [];
   for (const name of glueSetNames(glue)) {
-    const type = types.get(name);
-    if (have.has(name) || !type) continue;
-    extra.push({ name, type, ...(type === 'bitmap:port' ? {} : { family: 'inet' as const }), entries: [] });
+    const info = SET_INFO.get(name);
+    if (have.has(name) || !info) continue;
+    const { type } = info;
+    const family = info.family === 'IPv4' ? ('inet' as const) : ('inet6' as const);
+    extra.push({ name, type, ...(type === 'bitmap:port' ? {} : { family }), entries: [] });
   }
   if (extra.length === 0) return state;
   return { ...state, ipsets: [...state.ipsets, ...extra].sort((a, b) => byCodeUnit(a.name, b.name)) };
+}
+
+/** Whether `name` is one of kube-proxy's IPv6 sets (KUBE-6-*). */
+export function isIPv6Set(name: string): boolean {
+  return SET_INFO.get(name)?.family === 'IPv6';
+}
+
+/**
+ * The families whose glue a state needs: IPv4 always, IPv6 when the state has the KUBE-6-* sets,
+ * which the renderer emits exactly when the node has IPv6 services (a change of the list of sets
+ * is a full cycle, so the IPv6 half comes and goes with them, not on every IPv4-only node).
+ */
+export function glueFamilies(state: NodeState): IpFamily[] {
+  return state.ipsets.some((s) => isIPv6Set(s.name)) ? ['IPv4', 'IPv6'] : ['IPv4'];
+}
+
+/**
+ * The state without its IPv6 part (services, addresses, KUBE-6-* sets): what a node whose IPv6
+ * netfilter cannot be programmed serves. Unchanged objects are shared, as the renderer does.
+ */
+export function withoutIPv6(state: NodeState): { state: NodeState; left: number } {
+  const virtualServers = state.virtualServers.filter((v) => ipFamily(v.address) === 'IPv4');
+  const left = state.virtualServers.length - virtualServers.length;
+  return {
+    state: {
+      ...state,
+      virtualServers,
+      boundAddresses: state.boundAddresses.filter((a) => ipFamily(a) === 'IPv4'),
+      ipsets: state.ipsets.filter((s) => !isIPv6Set(s.name)),
+    },
+    left,
+  };
+}
+
+/**
+ * Reads the observation of `ours` (table key → our chain names): each table's save text, from
+ * the family's save tool (`save`), parsed with parseIptablesSave. Keyed by table key.
+ */
+export async function observeNetfilter(
+  ours: Readonly<Record<string, readonly string[]>>,
+  save: (family: IpFamily, table: string) => Promise<string> | string,
+): Promise<Record<string, Record<string, string[]>>> {
+  const out: Record<string, Record<string, string[]>> = {};
+  for (const [key, chains] of Object.entries(ours)) {
+    const { family, table } = splitTableKey(key);
+    const parsed = parseIptablesSave(await save(family, table), { [table]: chains })[table];
+    if (parsed) out[key] = parsed;
+  }
+  return out;
 }

@@ -1,7 +1,7 @@
 import { deleteFlow } from '../conntrack-cleanup.ts';
 import { execFile } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
-import { byCodeUnit, virtualServerKey } from '../../model/index.ts';
+import { byCodeUnit, virtualServerKey, type IpFamily } from '../../model/index.ts';
 import {
   IpsetBatchError,
   IpsetClient,
@@ -26,7 +26,7 @@ import {
   TransactionError,
   type KernelInterface,
 } from './kernel-transaction.ts';
-import { parseIptablesSave } from './netfilter-glue.ts';
+import { observeNetfilter } from './netfilter-glue.ts';
 import { sysctlPath } from './node-sysctls.ts';
 import type { ObservedIpset, ObservedKernel, ObservedRealServer, ObservedVirtualServer } from './observed-kernel.ts';
 
@@ -47,6 +47,9 @@ export interface NetlinkKernelOptions {
   /** iptables-save / iptables-restore binaries (default from PATH). */
   readonly iptablesSave?: string;
   readonly iptablesRestore?: string;
+  /** ip6tables-save / ip6tables-restore binaries, for the IPv6 glue (default from PATH). */
+  readonly ip6tablesSave?: string;
+  readonly ip6tablesRestore?: string;
   /** IPVS sockets that share the destination dumps of a read (default 4). */
   readonly dumpSockets?: number;
   /**
@@ -79,6 +82,7 @@ export const DEFAULT_IPVS_RECEIVE_BUFFER: number | false = false;
  */
 export class NetlinkKernel implements KernelInterface {
   private nextDumper = 0;
+  private ipv6Probe: Promise<string | undefined> | undefined;
   /** Most requests of a group queued in JS at once (4 windows: enough to keep every datagram full). */
   private readonly maxQueued: number;
 
@@ -353,15 +357,22 @@ export class NetlinkKernel implements KernelInterface {
     return out.filter((s): s is ObservedIpset => !!s);
   }
 
-  private async readNetfilter(
+  private readNetfilter(
     chains: Readonly<Record<string, readonly string[]>>,
   ): Promise<Record<string, Record<string, string[]>>> {
-    const out: Record<string, Record<string, string[]>> = {};
-    for (const table of Object.keys(chains)) {
-      const text = await exec(this.options.iptablesSave ?? 'iptables-save', ['-t', table]);
-      Object.assign(out, parseIptablesSave(text, { [table]: chains[table]! }));
-    }
-    return out;
+    return observeNetfilter(chains, (family, table) => exec(this.tool(family, 'save'), ['-t', table]));
+  }
+
+  private tool(family: IpFamily, verb: 'save' | 'restore'): string {
+    const o = this.options;
+    if (family === 'IPv6') return (verb === 'save' ? o.ip6tablesSave : o.ip6tablesRestore) ?? `ip6tables-${verb}`;
+    return (verb === 'save' ? o.iptablesSave : o.iptablesRestore) ?? `iptables-${verb}`;
+  }
+
+  /** See KernelInterface.ipv6Unsupported; asked once, the answer kept. */
+  ipv6Unsupported(): Promise<string | undefined> {
+    this.ipv6Probe ??= probeIpv6Netfilter(this.tool('IPv6', 'save'));
+    return this.ipv6Probe;
   }
 
   private async applyOp(op: KernelOp, link: Link | undefined): Promise<void> {
@@ -407,7 +418,7 @@ export class NetlinkKernel implements KernelInterface {
       case 'ipset-entry':
         throw new Error('set entries run in batches (runSetEntries)');
       case 'netfilter':
-        await exec(this.options.iptablesRestore ?? 'iptables-restore', ['--noflush'], op.text);
+        await exec(this.tool(op.family, 'restore'), ['--noflush'], op.text);
         return;
       case 'sysctl':
         return writeFile(sysctlPath(op.name), op.value + '\n');
@@ -516,6 +527,28 @@ async function readSysctls(names: readonly string[]): Promise<Record<string, str
     }),
   );
   return out;
+}
+
+/**
+ * Why this network namespace cannot have the IPv6 glue, or undefined when it can: IPv6 is off in
+ * the kernel (no /proc/sys/net/ipv6: ipv6.disable=1) or for its interfaces
+ * (net.ipv6.conf.all.disable_ipv6=1: no IPv6 address can be bound to kube-ipvs0), or
+ * `ip6tables-save -t nat` fails (the tool or the kernel's ip6tables nat table is missing).
+ */
+export async function probeIpv6Netfilter(ip6tablesSave = 'ip6tables-save'): Promise<string | undefined> {
+  let disabled: string;
+  try {
+    disabled = (await readFile(sysctlPath('net.ipv6.conf.all.disable_ipv6'), 'utf8')).trim();
+  } catch {
+    return 'IPv6 is disabled in this kernel (no /proc/sys/net/ipv6)';
+  }
+  if (disabled !== '0') return 'IPv6 is disabled here (net.ipv6.conf.all.disable_ipv6=1)';
+  try {
+    await exec(ip6tablesSave, ['-t', 'nat']);
+  } catch (e) {
+    return (e as Error).message;
+  }
+  return undefined;
 }
 
 function exec(file: string, args: readonly string[], input?: string): Promise<string> {

@@ -171,8 +171,10 @@ export function planKernelOps(i: PlanInput): Plan {
   });
 
   // Netfilter glue (one atomic restore), before set destroys so no rule still references them.
-  const text = planNetfilter(i.glue, i.observed.netfilter, i.record.netfilterChains);
-  if (text) nf.push({ verb: 'restore', kind: 'netfilter', text });
+  for (const family of ['IPv4', 'IPv6'] as const) {
+    const text = planNetfilter(i.glue, i.observed.netfilter, i.record.netfilterChains, family);
+    if (text) nf.push({ verb: 'restore', kind: 'netfilter', family, text });
+  }
 
   if (!d && i.record.dummyDevice && i.observed.dummyDevice)
     post.push({ verb: 'delete', kind: 'dummy-device', name: i.device });

@@ -1,19 +1,24 @@
-import type { NetfilterGlue } from './netfilter-glue.ts';
+import type { IpFamily } from '../../model/index.ts';
+import { splitTableKey, type NetfilterGlue } from './netfilter-glue.ts';
 import type { NetfilterObservation } from './observed-kernel.ts';
 
 /**
- * The one `iptables-restore --noflush` text that turns the observed glue into `desired` (or, with
- * desired undefined, removes our chains), or undefined when nothing differs. Tables whose chains
- * already match are left out entirely, so a no-op sync writes nothing.
+ * The one `iptables-restore --noflush` text (`ip6tables-restore` for IPv6) that turns the
+ * observed glue of `family` into `desired` (or, with desired undefined, removes our chains), or
+ * undefined when nothing differs. Tables whose chains already match are left out entirely, so a
+ * no-op sync writes nothing. Tables are named by table key (tableKey) in every argument.
  */
 export function planNetfilter(
   desired: NetfilterGlue | undefined,
   observed: NetfilterObservation,
   owned: Readonly<Record<string, readonly string[]>>,
+  family: IpFamily,
 ): string | undefined {
   const tables = new Set([...Object.keys(desired?.chains ?? {}), ...Object.keys(owned)]);
   const out: string[] = [];
   for (const table of [...tables].sort()) {
+    const name = splitTableKey(table);
+    if (name.family !== family) continue;
     const want = desired?.chains[table] ?? {};
     const jumps = desired?.jumps[table] ?? {};
     const have = observed.tables[table] ?? {};
@@ -46,7 +51,7 @@ export function planNetfilter(
     const rules: string[] = [];
     for (const [ch, rs] of Object.entries(want)) for (const r of rs) rules.push(`-A ${ch} ${r}`);
     out.push(
-      `*${table}`,
+      `*${name.table}`,
       ...decl,
       ...lines.filter((l) => l.startsWith('-D')),
       ...rules,

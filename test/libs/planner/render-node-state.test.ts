@@ -425,11 +425,10 @@ describe('LoadBalancer ingress IPs that are node addresses', () => {
   });
 });
 
-// review3 K1: a tenant who lists another service's VIP (cluster DNS) or a node's own address in
-// spec.externalIPs must not take that VIP:port over, and the losing claim must be reported.
-// probe6 P3: ipvs mode's glue is IPv4 only, so an IPv6 LB address under IPv6 source ranges would be
-// open to all: not served (fail closed) and said; nftables mode enforces ranges and serves it.
-describe('IPv6 load balancer source ranges in ipvs mode', () => {
+// probe6 P3: ipvs mode's glue had no IPv6 half, so an IPv6 LB address under IPv6 source ranges was
+// not served there (fail closed). With the ip6tables glue enforcing KUBE-6-LOAD-BALANCER-SOURCE-CID
+// it is served in both modes, its ranges in the IPv6 sets, and nothing is rejected.
+describe('IPv6 load balancer source ranges', () => {
   const yaml =
     NODES +
     service(
@@ -437,15 +436,14 @@ describe('IPv6 load balancer source ranges in ipvs mode', () => {
       'type: LoadBalancer\n  ipFamilies: [IPv4, IPv6]\n  clusterIPs: [10.96.0.9, "fd00::9"]\n  clusterIP: 10.96.0.9\n  loadBalancerSourceRanges: [198.51.100.0/24, "2001:db8:aaaa::/48"]\n  ports: [{name: http, port: 80, nodePort: 31090}]',
       'status: {loadBalancer: {ingress: [{ip: 203.0.113.19}, {ip: "2001:db8:1::19"}]}}',
     );
-  it('ipvs: the IPv6 LB address is not served and a rejection says why; the IPv4 one is served with its ranges', () => {
+  it("ipvs: both LB addresses are served, each with its family's ranges in the sets the glue matches; no rejection", () => {
     const r = planFor(yaml);
-    expect(r.ipvsadm.filter((l) => l.includes('2001:db8:1::19'))).toEqual([]);
-    expect(r.ipsetAdds.filter((l) => l.includes('2001:db8:1::19'))).toEqual([]);
+    expect(r.ipvsadm).toContain('-A -t [2001:db8:1::19]:80 -s rr');
     expect(r.ipvsadm).toContain('-A -t 203.0.113.19:80 -s rr');
     expect(r.ipsetAdds).toContain('add KUBE-LOAD-BALANCER-SOURCE-CIDR 203.0.113.19,tcp:80,198.51.100.0/24');
-    expect(r.conflicts).toContain(
-      'Service default/v6lb: IPv6 load balancer 2001:db8:1::19 not served: ipvs mode cannot enforce its IPv6 loadBalancerSourceRanges yet (no ip6tables glue; nftables mode can)',
-    );
+    expect(r.ipsetAdds).toContain('add KUBE-6-LOAD-BALANCER-FW 2001:db8:1::19,tcp:80');
+    expect(r.ipsetAdds).toContain('add KUBE-6-LOAD-BALANCER-SOURCE-CID 2001:db8:1::19,tcp:80,2001:db8:aaaa::/48');
+    expect(r.conflicts.filter((c) => c.includes('v6lb'))).toEqual([]);
   });
   it('nftables: served, no rejection', () => {
     const r = planFor(yaml, 'node-a', { mode: 'nftables' });
@@ -454,6 +452,8 @@ describe('IPv6 load balancer source ranges in ipvs mode', () => {
   });
 });
 
+// review3 K1: a tenant who lists another service's VIP (cluster DNS) or a node's own address in
+// spec.externalIPs must not take that VIP:port over, and the losing claim must be reported.
 describe('VIP:port claims (review3 K1)', () => {
   const DNS_PORTS = '[{name: dns, port: 53, protocol: UDP}]';
   const dns = (ns: string, name: string, spec: string, ip: string) =>

@@ -52,13 +52,13 @@ describe('FakeIpvsKernel netfilter', () => {
   it('refuses, like iptables, a rule matching on a set that does not exist', async () => {
     const k = new FakeIpvsKernel();
     const text = '*nat\n:X - [0:0]\n-A X -m set --match-set NOPE dst -j ACCEPT\nCOMMIT\n';
-    await expect(k.run(new KernelTransaction().add({ verb: 'restore', kind: 'netfilter', text }))).rejects.toThrow(
-      "Set NOPE doesn't exist",
-    );
+    await expect(
+      k.run(new KernelTransaction().add({ verb: 'restore', kind: 'netfilter', family: 'IPv4', text })),
+    ).rejects.toThrow("Set NOPE doesn't exist");
     await k.run(
       new KernelTransaction()
         .add({ verb: 'create', kind: 'ipset', set: { name: 'NOPE', type: 'hash:ip', family: 'inet' } })
-        .add({ verb: 'restore', kind: 'netfilter', text }),
+        .add({ verb: 'restore', kind: 'netfilter', family: 'IPv4', text }),
     );
     expect(k.iptablesSave()).toContain('-A X -m set --match-set NOPE dst -j ACCEPT');
   });

@@ -1,6 +1,6 @@
 import type { IpsetState, NodeState, RealServer, VirtualServer } from '../../../../libs/model/index.ts';
 import { formatIpsetSave as formatSets } from '../../../../libs/planner/index.ts';
-import { netfilterGlue, withGlueSets } from '../../../../libs/dataplane/ipvs/netfilter-glue.ts';
+import { glueFamilies, netfilterGlue, withGlueSets } from '../../../../libs/dataplane/ipvs/netfilter-glue.ts';
 
 /** Small hand-built NodeStates for the pure dataplane tests. */
 export function vs(
@@ -58,5 +58,5 @@ export function nodeState(virtualServers: VirtualServer[], o: Partial<NodeState>
 
 /** `ipset save` text the applier must produce: the state's sets plus the empty ones the glue matches on. */
 export function formatIpsetSave(s: NodeState): string {
-  return formatSets(withGlueSets(s, netfilterGlue(s.settings)));
+  return formatSets(withGlueSets(s, netfilterGlue(s.settings, glueFamilies(s))));
 }
