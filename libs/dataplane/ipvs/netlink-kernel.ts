@@ -82,7 +82,6 @@ export const DEFAULT_IPVS_RECEIVE_BUFFER: number | false = false;
  */
 export class NetlinkKernel implements KernelInterface {
   private nextDumper = 0;
-  private ipv6Probe: Promise<string | undefined> | undefined;
   /** Most requests of a group queued in JS at once (4 windows: enough to keep every datagram full). */
   private readonly maxQueued: number;
 
@@ -369,10 +368,9 @@ export class NetlinkKernel implements KernelInterface {
     return (verb === 'save' ? o.iptablesSave : o.iptablesRestore) ?? `iptables-${verb}`;
   }
 
-  /** See KernelInterface.ipv6Unsupported; asked once, the answer kept. */
+  /** See KernelInterface.ipv6Unsupported (the dataplane asks once and keeps the answer). */
   ipv6Unsupported(): Promise<string | undefined> {
-    this.ipv6Probe ??= probeIpv6Netfilter(this.tool('IPv6', 'save'));
-    return this.ipv6Probe;
+    return probeIpv6Netfilter(this.tool('IPv6', 'save'));
   }
 
   private async applyOp(op: KernelOp, link: Link | undefined): Promise<void> {
