@@ -48,6 +48,7 @@ const kernel: KernelInterface = {
   },
   readVirtualServers: (keys) => real.readVirtualServers(keys),
   readRealServers: (keys) => real.readRealServers(keys),
+  ipv6Unsupported: () => real.ipv6Unsupported(),
   close: () => real.close(),
 };
 const dp = new IpvsDataplane({

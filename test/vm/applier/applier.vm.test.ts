@@ -7,11 +7,12 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { NodeState, VirtualServer } from '../../../libs/model/index.ts';
+import type { IpsetState, NodeState, VirtualServer } from '../../../libs/model/index.ts';
 import { formatIpvsadm } from '../../../libs/planner/index.ts';
 import {
   execIn,
   NetnsLab,
+  NoReplyError,
   tcpRequest,
   tcpSpread,
   udpRequest,
@@ -251,12 +252,82 @@ describe('ipvs applier in a node netns', () => {
     expect(r.verified).toBe(true);
   });
 
+  // probe6 P3: the IPv6 half of the glue on a real IPVS kernel. One pod gets an IPv6 address and
+  // an IPv6 listener, the client an IPv6 link; the pod reports the source it saw.
+  it('IPv6: NodePort traffic is masqueraded by the ip6tables glue; an IPv6 LB address enforces loadBalancerSourceRanges', async () => {
+    const pod = pods[0]!;
+    const [NODE6, CLIENT6, POD6, POD_GW6, LB6] = [
+      '2001:db8:50::1',
+      '2001:db8:50::2',
+      'fd50::a',
+      'fd50::1',
+      '2001:db8:1::19',
+    ];
+    await execIn(node.ns, ['sysctl', '-qw', 'net.ipv6.conf.all.forwarding=1']);
+    await execIn(node.ns, ['ip', '-6', 'addr', 'add', `${NODE6}/64`, 'dev', 'vc0', 'nodad']);
+    await execIn(node.ns, ['ip', '-6', 'addr', 'add', `${POD_GW6}/128`, 'dev', 'vp0', 'nodad']);
+    await execIn(node.ns, ['ip', '-6', 'route', 'add', `${POD6}/128`, 'dev', 'vp0']);
+    await execIn(client.ns, ['ip', '-6', 'addr', 'add', `${CLIENT6}/64`, 'dev', 'eth0', 'nodad']);
+    await execIn(client.ns, ['ip', '-6', 'route', 'add', 'default', 'via', NODE6]);
+    await execIn(pod.ns, ['ip', '-6', 'addr', 'add', `${POD6}/128`, 'dev', 'eth0', 'nodad']);
+    await execIn(pod.ns, ['ip', '-6', 'route', 'add', POD_GW6, 'dev', 'eth0']);
+    await execIn(pod.ns, ['ip', '-6', 'route', 'add', 'default', 'via', POD_GW6, 'dev', 'eth0']);
+    const h = spawn(
+      'ip',
+      [
+        ...['netns', 'exec', pod.ns, process.execPath, '-e'],
+        "require('net').createServer((s)=>s.end('v6pod '+s.remoteAddress+'\\n')).listen(8443,'::',()=>console.log('ready'))",
+      ],
+      { stdio: ['pipe', 'pipe', 'inherit'] },
+    );
+    holders.push(h);
+    await new Promise<void>((r) => h.stdout!.once('data', () => r()));
+    const v6 = (ranges: string): NodeState => {
+      const base = state([vs(VIP, 80, pods)]);
+      const rs = [{ address: POD6, port: 8443, weight: 1 }];
+      const lb = vs(LB6, 80, [], { role: 'load-balancer', realServers: rs });
+      const np = vs(NODE6, 30443, [], { role: 'node-port', realServers: rs });
+      return {
+        ...base,
+        virtualServers: [...base.virtualServers, lb, np],
+        boundAddresses: [...base.boundAddresses, LB6],
+        ipsets: [
+          ...base.ipsets,
+          ...([
+            { name: 'KUBE-6-IPVS-IPS', type: 'hash:ip', family: 'inet6', entries: [LB6] },
+            { name: 'KUBE-6-LOAD-BALANCER', type: 'hash:ip,port', family: 'inet6', entries: [`${LB6},tcp:80`] },
+            { name: 'KUBE-6-LOAD-BALANCER-FW', type: 'hash:ip,port', family: 'inet6', entries: [`${LB6},tcp:80`] },
+            {
+              name: 'KUBE-6-LOAD-BALANCER-SOURCE-CID',
+              type: 'hash:ip,port,net',
+              family: 'inet6',
+              entries: [`${LB6},tcp:80,${ranges}`],
+            },
+            { name: 'KUBE-6-NODE-PORT-TCP', type: 'bitmap:port', entries: ['30443'] },
+          ] satisfies IpsetState[]),
+        ].sort((a, b) => (a.name < b.name ? -1 : 1)),
+      };
+    };
+    const r = await applier.apply(v6('2001:db8:50::/64'));
+    expect(r.notes.filter((n) => n.startsWith('verify') || n.startsWith('IPv6'))).toEqual([]);
+    expect(r.verified).toBe(true);
+    expect(await execIn(node.ns, ['ip6tables-save', '-t', 'nat'])).toContain('--match-set KUBE-6-NODE-PORT-TCP dst');
+    // NodePort: masqueraded to the node's address on the pod's link (without the glue the pod saw the client).
+    expect(await tcpRequest(client.ns, NODE6, 30443)).toEqual({ pod: 'v6pod', peer: POD_GW6 });
+    // The LB address answers the allowed source, not masqueraded (its KUBE-FIREWALL RETURN is before the mark)...
+    expect((await tcpRequest(client.ns, LB6, 80)).pod).toBe('v6pod');
+    // ...and drops every other one.
+    expect((await applier.apply(v6('2001:db8:aaaa::/48'))).verified).toBe(true);
+    await expect(tcpRequest(client.ns, LB6, 80, { timeoutMs: 5000 })).rejects.toThrow(NoReplyError);
+  });
+
   it('cleanup removes what we created and leaves foreign rules', async () => {
     const r = await applier.cleanup();
     expect(r.kernelWrites).toBeGreaterThan(0);
     expect(await ipvsadm()).toBe('-A -t 192.0.2.1:443 -s wlc\n');
     expect(await execIn(node.ns, ['ipset', 'list', '-n'])).not.toContain('KUBE-');
     expect(await execIn(node.ns, ['iptables-save'])).not.toContain('KUBE-');
+    expect(await execIn(node.ns, ['ip6tables-save'])).not.toContain('KUBE-');
     await foreignIntact();
   });
 });
