@@ -33,6 +33,11 @@ export interface CreateDataplaneOptions {
    * undefined (the default) leaves the kernel's setting alone. docs/applier-ipvs.md "Rate estimation".
    */
   readonly ipvsRateEstimation?: boolean;
+  /**
+   * Runs before a dataplane of that mode is made (also when `auto` switches to it) and throws when
+   * the node cannot run it; the applier passes refuseUnfitNode (node-preflight.ts). None: no check.
+   */
+  readonly preflight?: (mode: 'ipvs' | 'nftables') => Promise<void>;
 }
 
 export const DEFAULT_STATE_DIR = '/var/lib/switchboard';
@@ -50,8 +55,10 @@ export function ipvsStatePath(stateDir: string, node: string): string {
  */
 export async function createDataplane(o: CreateDataplaneOptions): Promise<Dataplane> {
   if (o.mode === 'dry-run') return new DryRunDataplane();
-  if (o.mode === 'nftables')
+  if (o.mode === 'nftables') {
+    await o.preflight?.('nftables');
     return new NftablesDataplane({ backend: o.nftBackend, changeNotifications: o.nftChangeNotifications });
+  }
   const caps = await detectIpvsCapabilities({ scheduler: o.scheduler });
   const ipvsOk = caps.ipvs && caps.dummy;
   if (o.mode === 'auto') {
@@ -66,6 +73,7 @@ export async function createDataplane(o: CreateDataplaneOptions): Promise<Datapl
     });
   }
   if (!ipvsOk) throw new Error(`ipvs mode unavailable: ${caps.notes.join('; ')}`);
+  await o.preflight?.('ipvs');
   for (const n of caps.notes) o.log?.(n);
   return new IpvsDataplane({
     kernel: await NetlinkKernel.open(),

@@ -21,6 +21,26 @@ export {
   type TakeOverOptions,
 } from './kube-proxy-takeover.ts';
 export {
+  competingLeftovers,
+  describeLeftovers,
+  findKubeProxyLeftovers,
+  isKubeProxyChain,
+  isLeftoverChain,
+  planIptablesLeftovers,
+  removeKubeProxyLeftovers,
+  type IptablesBackend,
+  type IptablesLeftoverTable,
+  type KubeProxyLeftovers,
+} from './kube-proxy-leftovers.ts';
+export { leftoverReport, withKubeProxyLeftoverCheck, type LeftoverCheckOptions } from './kube-proxy-leftover-check.ts';
+export {
+  chooseIptablesBackend,
+  detectIptablesBackend,
+  NFTABLES_MIN_KERNEL,
+  nftablesKernelProblem,
+  refuseUnfitNode,
+} from './node-preflight.ts';
+export {
   KUBE_PROXY_CHAINS,
   planKubeProxyIpvsRemoval,
   removeKubeProxyIpvs,

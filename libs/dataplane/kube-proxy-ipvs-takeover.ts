@@ -166,7 +166,8 @@ function splitTables(save: string): [string, string][] {
   return out;
 }
 
-const defaultExec: Exec = (cmd, args, input) =>
+/** Runs a tool, its stdout as the answer; a failure names the tool and its first stderr line. */
+export const defaultExec: Exec = (cmd, args, input) =>
   new Promise((resolve, reject) => {
     const c = execFile(cmd, [...args], { maxBuffer: 256 << 20 }, (err, stdout, stderr) => {
       if (err) reject(new Error(`${cmd} ${args.join(' ')}: ${String(stderr).trim().split('\n')[0] || err.message}`));

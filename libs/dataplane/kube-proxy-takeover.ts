@@ -1,7 +1,12 @@
-import { spawn } from 'node:child_process';
 import type { NodeState } from '../model/index.ts';
 import type { ApplyResult, Dataplane } from './dataplane.ts';
-import { removeKubeProxyIpvs, snapshotKubeProxyIpvs, type KubeProxyIpvsSnapshot } from './kube-proxy-ipvs-takeover.ts';
+import {
+  removeKubeProxyIpvs,
+  snapshotKubeProxyIpvs,
+  type Exec,
+  type KubeProxyIpvsSnapshot,
+} from './kube-proxy-ipvs-takeover.ts';
+import { execIn, findKubeProxyLeftovers, NO_LEFTOVERS, removeKubeProxyLeftovers } from './kube-proxy-leftovers.ts';
 
 /**
  * Moving a node off kube-proxy, make-before-break (docs/migrate-from-kube-proxy.md): the wrapped
@@ -10,38 +15,56 @@ import { removeKubeProxyIpvs, snapshotKubeProxyIpvs, type KubeProxyIpvsSnapshot 
  * Connections that kube-proxy NATed keep their conntrack entries (NAT is bound when a connection
  * starts), so removing its rules does not break them.
  *
- * nftables mode: kube-proxy's nftables mode owns exactly two tables, `ip kube-proxy` and
- * `ip6 kube-proxy`; both are deleted in one atomic `nft -f` transaction. Nothing else is touched.
- * ipvs mode: see kube-proxy-ipvs-takeover.ts (what kube-proxy had and we do not render).
+ * Both modes remove what kube-proxy's OTHER modes left, as kube-proxy's own CleanupLeftovers does
+ * at its start (kube-proxy-leftovers.ts: its nftables tables `ip kube-proxy` / `ip6 kube-proxy`
+ * in one atomic `nft -f`, its iptables- and ipvs-mode chains in iptables-nft and -legacy, IPv4
+ * and IPv6; chains a foreign chain still jumps to are kept and named). ipvs mode also removes what
+ * kube-proxy's ipvs mode had and we do not render (kube-proxy-ipvs-takeover.ts). Nothing else is
+ * touched.
  *
  * Done once per process: kube-proxy must already be stopped on the node (it leaves its rules in
- * place when stopped); a running kube-proxy would put its tables back and the two would fight.
+ * place when stopped); a running kube-proxy would put its state back and the two would fight
+ * (withKubeProxyLeftoverCheck then reports it).
  */
-export const KUBE_PROXY_NFT_TABLES = [
-  ['ip', 'kube-proxy'],
-  ['ip6', 'kube-proxy'],
-] as const;
+export { KUBE_PROXY_NFT_TABLES } from './kube-proxy-leftovers.ts';
 
 export interface TakeOverOptions {
-  /** Run nft inside this network namespace (`ip netns exec NS nft`). */
+  /** Run the tools inside this network namespace (`ip netns exec NS ...`). */
   readonly netns?: string;
-  readonly nftPath?: string;
   readonly log?: (line: string) => void;
 }
 
 /** Deletes kube-proxy's nftables tables that exist; returns the ones it deleted ("ip kube-proxy", ...). */
 export async function removeKubeProxyNftTables(o: TakeOverOptions = {}): Promise<string[]> {
-  const listed = await nft(o, ['list', 'tables']);
-  const present = KUBE_PROXY_NFT_TABLES.filter(([fam, name]) => new RegExp(`^table ${fam} ${name}$`, 'm').test(listed));
-  if (present.length === 0) return [];
-  await nft(o, ['-f', '-'], present.map(([fam, name]) => `delete table ${fam} ${name}\n`).join(''));
-  return present.map(([fam, name]) => `${fam} ${name}`);
+  const exec = execIn(o.netns);
+  const found = await findKubeProxyLeftovers('nftables', exec);
+  await removeKubeProxyLeftovers({ ...NO_LEFTOVERS, nftTables: found.nftTables }, exec);
+  return [...found.nftTables];
 }
+
+/** Removes kube-proxy's leftovers of every mode for a node running `mode`; the notes say what went and what stayed. */
+async function takeOverLeftovers(mode: 'ipvs' | 'nftables', exec: Exec): Promise<{ notes: string[]; wrote: boolean }> {
+  const found = await findKubeProxyLeftovers(mode, exec);
+  const { removed, kept } = await removeKubeProxyLeftovers(found, exec);
+  const tables = removed.filter((r) => r.startsWith('table ')).map((r) => r.slice('table '.length));
+  const chains = removed.filter((r) => !r.startsWith('table '));
+  const notes: string[] = [];
+  if (tables.length) notes.push(`take-over: removed kube-proxy's tables ${tables.join(', ')}`);
+  else if (mode === 'nftables') notes.push('take-over: no kube-proxy tables present');
+  if (chains.length)
+    notes.push(`take-over: removed kube-proxy's ${chains.length} iptables chains: ${summarise(chains)}`);
+  if (kept.length) notes.push(`take-over: kept kube-proxy's chains a foreign chain jumps to: ${summarise(kept)}`);
+  return { notes, wrote: removed.length > 0 };
+}
+
+const summarise = (xs: readonly string[]) =>
+  xs.slice(0, 5).join(', ') + (xs.length > 5 ? ` and ${xs.length - 5} more` : '');
 
 export function withKubeProxyTakeOver(dp: Dataplane, o: TakeOverOptions = {}): Dataplane {
   let done = false;
   let ipvsSnapshot: KubeProxyIpvsSnapshot | undefined;
   let lastState: NodeState | undefined;
+  const exec = execIn(o.netns);
   const before = async (): Promise<void> => {
     // kube-proxy's ipvs-mode objects are recognised by what it had before our first apply
     // (that apply rewrites the ipsets that name its NodePorts)
@@ -49,27 +72,23 @@ export function withKubeProxyTakeOver(dp: Dataplane, o: TakeOverOptions = {}): D
   };
   const after = async (r: ApplyResult): Promise<ApplyResult> => {
     if (done || !r.verified) return r;
+    const mode = dp.mode;
+    if (mode !== 'ipvs' && mode !== 'nftables') return r;
+    if (mode === 'ipvs' && (!ipvsSnapshot || !lastState)) return r;
     const t0 = performance.now();
     let notes: string[];
     let wrote = true;
-    if (dp.mode === 'ipvs') {
-      if (!ipvsSnapshot || !lastState) return r;
-      try {
-        notes = await removeKubeProxyIpvs(ipvsSnapshot, lastState);
-      } catch (e) {
-        // not done: the next resync tries again; the node keeps serving our state meanwhile
-        return { ...r, verified: false, notes: [...r.notes, `take-over failed: ${(e as Error).message}`] };
-      }
-    } else if (dp.mode === 'nftables') {
-      const removed = await removeKubeProxyNftTables(o);
-      wrote = removed.length > 0;
-      notes = [
-        removed.length
-          ? `take-over: removed kube-proxy's tables ${removed.join(', ')}`
-          : 'take-over: no kube-proxy tables present',
-      ];
-    } else {
-      return r;
+    try {
+      // the other modes' leftovers first: a legacy rule that names one of kube-proxy's ipsets
+      // would keep the ipvs removal from destroying that set
+      const other = await takeOverLeftovers(mode, exec);
+      notes = other.notes;
+      wrote = other.wrote;
+      if (mode === 'ipvs') notes.push(...(await removeKubeProxyIpvs(ipvsSnapshot!, lastState!)));
+      wrote ||= mode === 'ipvs';
+    } catch (e) {
+      // not done: the next resync tries again; the node keeps serving our state meanwhile
+      return { ...r, verified: false, notes: [...r.notes, `take-over failed: ${(e as Error).message}`] };
     }
     done = true;
     for (const n of notes) o.log?.(n);
@@ -93,31 +112,4 @@ export function withKubeProxyTakeOver(dp: Dataplane, o: TakeOverOptions = {}): D
     cleanup: () => dp.cleanup(),
     close: () => dp.close(),
   };
-}
-
-function nft(o: TakeOverOptions, args: string[], input?: string): Promise<string> {
-  const [cmd, argv] = o.netns
-    ? ['ip', ['netns', 'exec', o.netns, o.nftPath ?? 'nft', ...args]]
-    : [o.nftPath ?? 'nft', args];
-  return new Promise((resolve, reject) => {
-    const c = spawn(cmd, argv, { stdio: ['pipe', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    c.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-    });
-    c.stderr.on('data', (d: Buffer) => {
-      err += d.toString();
-    });
-    c.on('error', reject);
-    c.on('close', (code) =>
-      code === 0
-        ? resolve(out)
-        : reject(new Error(`nft ${args.join(' ')} failed (exit ${String(code)}): ${err.trim().split('\n')[0]}`)),
-    );
-    // EPIPE from an nft that exits before reading its input is reported by the exit code; an
-    // unhandled stream error would crash the process (seen: 'write EPIPE' aborting apply).
-    c.stdin.on('error', () => {});
-    c.stdin.end(input ?? '');
-  });
 }

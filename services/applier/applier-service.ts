@@ -13,7 +13,7 @@ import {
 import { connectBusWaiting, serversText, type BusAuth, readVerifierFile, type Verifier } from '../../libs/bus/index.ts';
 import { createDataplane, DEFAULT_STATE_DIR, type DataplaneChoice } from '../../libs/dataplane/index.ts';
 import type { Dataplane } from '../../libs/dataplane/index.ts';
-import { withKubeProxyTakeOver } from '../../libs/dataplane/index.ts';
+import { refuseUnfitNode, withKubeProxyLeftoverCheck, withKubeProxyTakeOver } from '../../libs/dataplane/index.ts';
 import { ApplierMetrics } from './applier-metrics.ts';
 import { AppliedStateFile } from './applied-state-file.ts';
 import { GcAfterBigApply, type GcAfterBigApplyOptions } from './gc-after-big-apply.ts';
@@ -50,6 +50,11 @@ export interface ApplierServiceOptions {
   readonly maxBackoffMs?: number;
   /** After the first verified apply, remove kube-proxy's state (libs/dataplane/kube-proxy-takeover.ts). */
   readonly takeOverKubeProxy?: boolean;
+  /**
+   * Name kube-proxy's leftovers at the first apply and each resync (kube-proxy-leftover-check.ts).
+   * Default: on for a dataplane made here, off for one passed in (`dataplane`).
+   */
+  readonly checkKubeProxyLeftovers?: boolean;
   /** Data-path probe settings (--probe-*); missing parts take DEFAULT_PROBE_SETTINGS. */
   readonly probe?: Partial<ProbeSettings>;
   /** Periodic drift check and repair (Dataplane.resync; ms, 0 = never). Default 60 s. */
@@ -106,9 +111,19 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
       registry: metrics.registry,
       nftChangeNotifications: o.nftChangeNotifications,
       ipvsRateEstimation: o.ipvsRateEstimation,
+      preflight: (mode) => refuseUnfitNode(mode),
       log: (m) => log.info(m),
     }));
-  const dataplane = o.takeOverKubeProxy ? withKubeProxyTakeOver(created, { log: (m) => log.info(m) }) : created;
+  const takenOver = o.takeOverKubeProxy ? withKubeProxyTakeOver(created, { log: (m) => log.info(m) }) : created;
+  // kube-proxy's leftovers (any mode) are named at the first apply and every resync; those that
+  // compete make the resync, so the node's report, unhealthy (kube-proxy-leftover-check.ts)
+  const dataplane =
+    o.dataplane || o.checkKubeProxyLeftovers === false
+      ? takenOver
+      : withKubeProxyLeftoverCheck(takenOver, {
+          takeOver: !!o.takeOverKubeProxy,
+          log: (m) => log.warn({ kubeProxyLeftovers: true }, m),
+        });
   const probeSettings: ProbeSettings = { ...DEFAULT_PROBE_SETTINGS, ...o.probe };
   let probe: HealthProbe =
     dataplane.mode === 'dry-run'

@@ -1,0 +1,85 @@
+import type { ApplyResult, Dataplane } from './dataplane.ts';
+import type { Exec } from './kube-proxy-ipvs-takeover.ts';
+import {
+  checkedMode,
+  competingLeftovers,
+  describeLeftovers,
+  execIn,
+  findKubeProxyLeftovers,
+  type KubeProxyLeftovers,
+} from './kube-proxy-leftovers.ts';
+
+export interface LeftoverCheckOptions {
+  /** Run the tools inside this network namespace (`ip netns exec NS ...`). */
+  readonly netns?: string;
+  /** Tests pass their own; default: the tools on PATH (in `netns` when given). */
+  readonly exec?: Exec;
+  /** Whether `--take-over-kube-proxy` is on (the message then says kube-proxy came back). */
+  readonly takeOver?: boolean;
+  readonly log?: (line: string) => void;
+}
+
+/** The one-line report of what kube-proxy left, or undefined when it left nothing. */
+export function leftoverReport(l: KubeProxyLeftovers, takeOver: boolean): string | undefined {
+  const all = describeLeftovers(l);
+  if (all.length === 0) return undefined;
+  const competing = competingLeftovers(l);
+  const what = competing.length
+    ? `kube-proxy's rules compete with this node's (${competing.slice(0, 4).join(', ')}${competing.length > 4 ? ` and ${competing.length - 4} more` : ''}: at the same hooks, whichever runs first answers)`
+    : "kube-proxy's leftovers, inert (no built-in chain reaches them)";
+  const fix = takeOver
+    ? 'they came back after the take-over: is kube-proxy still running on this node? stop it, then restart the applier'
+    : 'remove them: restart the applier with --take-over-kube-proxy (or run `kube-proxy --cleanup` on the node)';
+  return `${what}; found: ${all.join('; ')}; ${fix}`;
+}
+
+/**
+ * Names kube-proxy's leftovers of any mode (kube-proxy-leftovers.ts) at the first apply and at
+ * every resync, so a node never runs beside them silently (probe7 C4, C6). Leftovers that see
+ * traffic make the resync fail with the report: the node then reports unhealthy with it (heartbeat
+ * `detail`, `ctl status` ERROR "unhealthy: resync: kube-proxy's rules compete ...") until a resync
+ * finds them gone; inert ones are logged only. Applies are never failed for them: what we
+ * programmed is in the kernel. Wrap it around the take-over (withKubeProxyTakeOver), so what the
+ * take-over removes is not reported.
+ */
+export function withKubeProxyLeftoverCheck(dp: Dataplane, o: LeftoverCheckOptions = {}): Dataplane {
+  const exec = o.exec ?? execIn(o.netns);
+  let lastLogged: string | undefined;
+  let checkedAtStart = false;
+  const check = async (): Promise<{ report?: string; competing: boolean }> => {
+    const mode = checkedMode(dp.mode);
+    if (!mode) return { competing: false };
+    const found = await findKubeProxyLeftovers(mode, exec);
+    const report = leftoverReport(found, !!o.takeOver);
+    // said once per change (and once more each resync while it competes, through the resync error)
+    if (report !== lastLogged && report) o.log?.(report);
+    if (report !== lastLogged && !report && lastLogged) o.log?.("kube-proxy's leftovers are gone");
+    lastLogged = report;
+    return { report, competing: competingLeftovers(found).length > 0 };
+  };
+  return {
+    get mode() {
+      return dp.mode;
+    },
+    apply: async (s, change): Promise<ApplyResult> => {
+      const r = await dp.apply(s, change);
+      if (checkedAtStart || !r.verified) return r;
+      checkedAtStart = true;
+      const { report } = await check();
+      return report ? { ...r, notes: [...r.notes, report] } : r;
+    },
+    resync: async (): Promise<ApplyResult> => {
+      const r = await dp.resync();
+      const { report, competing } = await check();
+      // an unverified resync already reports the node unhealthy, with its own reason
+      if (report && competing && r.verified) {
+        const repaired =
+          r.kernelWrites > 0 ? ` (this resync also repaired drift: ${r.kernelWrites} kernel writes)` : '';
+        throw new Error(`${report}${repaired}`);
+      }
+      return report ? { ...r, notes: [...r.notes, report] } : r;
+    },
+    cleanup: () => dp.cleanup(),
+    close: () => dp.close(),
+  };
+}
