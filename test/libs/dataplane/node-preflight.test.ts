@@ -47,3 +47,21 @@ describe("iptables backend (probe7 C5: iptables-wrapper's heuristic)", () => {
     await expect(refuseUnfitNode('ipvs', { exec: nftExec })).resolves.toBeUndefined();
   });
 });
+
+describe('createDataplane runs the preflight before it makes a dataplane', () => {
+  it('a refusing preflight refuses nftables mode, asked with that mode', async () => {
+    const { createDataplane } = await import('../../../libs/dataplane/create-dataplane.ts');
+    const asked: string[] = [];
+    await expect(
+      createDataplane({
+        mode: 'nftables',
+        node: 'n1',
+        preflight: async (mode) => {
+          asked.push(mode);
+          throw new Error('unfit node');
+        },
+      }),
+    ).rejects.toThrow('unfit node');
+    expect(asked).toEqual(['nftables']);
+  });
+});

@@ -1,0 +1,122 @@
+// The applier names kube-proxy's leftovers where an operator looks (probe7 C4): real processes
+// (support/rollout-lab.ts: nats-server, planner and `ctl` in a LAN namespace, one nftables applier
+// in its node namespace). A node SYNCED on its target gets kube-proxy's nftables table (as a
+// restarted kube-proxy pod, or one never cleaned up, leaves it: base chains at our hook
+// priorities): within a resync `ctl status` shows it ERROR, its reason naming the table and
+// --take-over-kube-proxy, and the applier log says it once; with the table gone it is SYNCED again.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { inNs } from './support/netns-lab.ts';
+import { API_URL, NATS_URL, RolloutLab } from './support/rollout-lab.ts';
+
+const lab = new RolloutLab();
+const isRoot = process.getuid?.() === 0;
+const KUBE_PROXY_TABLE = `table ip kube-proxy {
+\tchain nat-prerouting {
+\t\ttype nat hook prerouting priority dstnat; policy accept;
+\t}
+\tchain nat-output {
+\t\ttype nat hook output priority -100; policy accept;
+\t\tip daddr 10.100.0.11 tcp dport 80 dnat to 10.50.9.9:8080
+\t}
+}
+`;
+
+const manifests = (n: RolloutLab['nodes'][number]) => `apiVersion: v1
+kind: Node
+metadata: {name: ${n.name}}
+status: {addresses: [{type: InternalIP, address: ${n.ip}}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: default}
+spec: {type: ClusterIP, clusterIP: 10.100.0.11, clusterIPs: [10.100.0.11], ports: [{name: http, protocol: TCP, port: 80, targetPort: 8080}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: web-abc, namespace: default, labels: {kubernetes.io/service-name: web}}
+addressType: IPv4
+ports: [{name: http, protocol: TCP, port: 8080}]
+endpoints: [{addresses: [${n.podIp}], conditions: {ready: true}, nodeName: ${n.name}}]
+`;
+
+const row = async () => {
+  const r = await lab.ctl('status', '-o', 'json');
+  if (r.code !== 0) throw new Error(`ctl status: ${r.stderr}`);
+  return (JSON.parse(r.stdout) as { nodes: { node: string; status: string; reason: string }[] }).nodes[0];
+};
+async function until<T>(f: () => Promise<T | undefined | false>, ms: number, what: string): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await f().catch(() => undefined);
+    if (v) return v;
+    if (Date.now() > end)
+      throw new Error(`timed out waiting for ${what}\n--- applier ---\n${lab.log('applier-node-1').slice(-3000)}`);
+    await new Promise((r) => setTimeout(r, 300));
+  }
+}
+
+describe.skipIf(!isRoot)('applier: kube-proxy leftovers reported (needs root for ip netns)', () => {
+  beforeAll(async () => {
+    await lab.start(['node-1']);
+    const dir = join(lab.work, 'manifests');
+    mkdirSync(dir);
+    writeFileSync(join(dir, 'cluster.yaml'), manifests(lab.nodes[0]!));
+    writeFileSync(join(lab.work, 'config.yaml'), 'mode: nftables\n');
+    lab.startNats();
+    lab.switchboard(lab.lan, 'planner', [
+      'planner',
+      '--manifests',
+      dir,
+      '--nats',
+      NATS_URL,
+      '--db',
+      join(lab.work, 'log.db'),
+      '--http',
+      API_URL.replace('http://', ''),
+      '--insecure-open-api',
+      '--config',
+      join(lab.work, 'config.yaml'),
+    ]);
+    const n = lab.nodes[0]!;
+    lab.switchboard(n.ns, 'applier-node-1', [
+      'applier',
+      '--node',
+      n.name,
+      '--nats',
+      NATS_URL,
+      '--mode',
+      'nftables',
+      '--state-dir',
+      join(lab.work, 'state'),
+      '--heartbeat',
+      '500',
+      '--planner-key',
+      join(lab.work, 'log.db.signing-key.pem.pub'),
+      '--resync-interval',
+      '1s',
+    ]);
+  }, 120_000);
+  afterAll(() => lab.cleanup(), 60_000);
+
+  it('ERROR naming the table and the flag while it is there, SYNCED once it is gone', async () => {
+    await until(async () => (await row())?.status === 'SYNCED', 60_000, 'node-1 SYNCED');
+    await inNs(lab.nodes[0]!.ns, 'nft', ['-f', '-'], KUBE_PROXY_TABLE);
+    const bad = await until(
+      async () => {
+        const r = await row();
+        return r?.status === 'ERROR' && r;
+      },
+      30_000,
+      'node-1 ERROR for the kube-proxy table',
+    );
+    expect(bad.reason).toMatch(
+      /^unhealthy: resync: kube-proxy's rules compete with this node's \(table ip kube-proxy: .*remove them: restart the applier with --take-over-kube-proxy/,
+    );
+    expect(lab.log('applier-node-1').match(/"kubeProxyLeftovers":true/g)).toHaveLength(1);
+    await inNs(lab.nodes[0]!.ns, 'nft', ['delete', 'table', 'ip', 'kube-proxy']);
+    await until(async () => (await row())?.status === 'SYNCED', 30_000, 'node-1 SYNCED again');
+    expect(lab.log('applier-node-1')).toContain("kube-proxy's leftovers are gone");
+  }, 150_000);
+});
