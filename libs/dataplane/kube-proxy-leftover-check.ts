@@ -17,6 +17,11 @@ export interface LeftoverCheckOptions {
   /** Whether `--take-over-kube-proxy` is on (the message then says kube-proxy came back). */
   readonly takeOver?: boolean;
   readonly log?: (line: string) => void;
+  /**
+   * Look again at most this often (ms; default 10 000): a resync in between reuses the last finding,
+   * so a short --resync-interval does not spawn the five tools every second.
+   */
+  readonly minCheckIntervalMs?: number;
 }
 
 /** The one-line report of what kube-proxy left, or undefined when it left nothing. */
@@ -46,16 +51,21 @@ export function withKubeProxyLeftoverCheck(dp: Dataplane, o: LeftoverCheckOption
   const exec = o.exec ?? execIn(o.netns);
   let lastLogged: string | undefined;
   let checkedAtStart = false;
+  const every = o.minCheckIntervalMs ?? 10_000;
+  let last: { at: number; mode: string; report?: string; competing: boolean } | undefined;
   const check = async (): Promise<{ report?: string; competing: boolean }> => {
     const mode = checkedMode(dp.mode);
     if (!mode) return { competing: false };
+    const now = performance.now();
+    if (last && last.mode === mode && now - last.at < every) return last;
     const found = await findKubeProxyLeftovers(mode, exec);
     const report = leftoverReport(found, !!o.takeOver);
     // said once per change (and once more each resync while it competes, through the resync error)
     if (report !== lastLogged && report) o.log?.(report);
     if (report !== lastLogged && !report && lastLogged) o.log?.("kube-proxy's leftovers are gone");
     lastLogged = report;
-    return { report, competing: competingLeftovers(found).length > 0 };
+    last = { at: now, mode, report, competing: competingLeftovers(found).length > 0 };
+    return last;
   };
   return {
     get mode() {
@@ -69,8 +79,10 @@ export function withKubeProxyLeftoverCheck(dp: Dataplane, o: LeftoverCheckOption
       return report ? { ...r, notes: [...r.notes, report] } : r;
     },
     resync: async (): Promise<ApplyResult> => {
-      const r = await dp.resync();
+      // looked at first: a repair then reaches its result (and the caller's log) without this delay,
+      // and our repair never touches kube-proxy's objects
       const { report, competing } = await check();
+      const r = await dp.resync();
       // an unverified resync already reports the node unhealthy, with its own reason
       if (report && competing && r.verified) {
         const repaired =

@@ -284,6 +284,11 @@ describe('a revision that breaks forwarding on the canary (nftables appliers in 
     execFileSync('ip', ['netns', 'exec', ns, 'nft', 'delete', 'table', 'inet', 'switchboard']);
     // No new version or config is published: only the resync (--resync-interval 1s) can bring it back.
     await until(async () => table() === before, 30_000, "node-2's table as it was, back from the resync");
-    expect(lab.log('applier-node-2')).toMatch(/"msg":"resync repaired drift"/);
+    // the log line follows the table's return (the resync reads it back first): waited for, not raced
+    await until(
+      async () => /"msg":"resync repaired drift"/.test(lab.log('applier-node-2')),
+      10_000,
+      "node-2's log of the repair",
+    );
   }, 60_000);
 });
