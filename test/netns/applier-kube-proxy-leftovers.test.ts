@@ -8,7 +8,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inNs } from './support/netns-lab.ts';
-import { API_URL, NATS_URL, RolloutLab } from './support/rollout-lab.ts';
+import { RolloutLab } from './support/rollout-lab.ts';
 
 const lab = new RolloutLab();
 const isRoot = process.getuid?.() === 0;
@@ -65,38 +65,8 @@ describe.skipIf(!isRoot)('applier: kube-proxy leftovers reported (needs root for
     writeFileSync(join(dir, 'cluster.yaml'), manifests(lab.nodes[0]!));
     writeFileSync(join(lab.work, 'config.yaml'), 'mode: nftables\n');
     lab.startNats();
-    lab.switchboard(lab.lan, 'planner', [
-      'planner',
-      '--manifests',
-      dir,
-      '--nats',
-      NATS_URL,
-      '--db',
-      join(lab.work, 'log.db'),
-      '--http',
-      API_URL.replace('http://', ''),
-      '--insecure-open-api',
-      '--config',
-      join(lab.work, 'config.yaml'),
-    ]);
-    const n = lab.nodes[0]!;
-    lab.switchboard(n.ns, 'applier-node-1', [
-      'applier',
-      '--node',
-      n.name,
-      '--nats',
-      NATS_URL,
-      '--mode',
-      'nftables',
-      '--state-dir',
-      join(lab.work, 'state'),
-      '--heartbeat',
-      '500',
-      '--planner-key',
-      join(lab.work, 'log.db.signing-key.pem.pub'),
-      '--resync-interval',
-      '1s',
-    ]);
+    lab.startPlanner(dir, join(lab.work, 'config.yaml'));
+    lab.startApplier('node-1', ['--resync-interval', '1s']);
   }, 120_000);
   afterAll(() => lab.cleanup(), 60_000);
 

@@ -6,7 +6,7 @@ import { execFileSync, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { API_URL, NATS_URL, RolloutLab } from './support/rollout-lab.ts';
+import { RolloutLab } from './support/rollout-lab.ts';
 
 const lab = new RolloutLab();
 
@@ -74,49 +74,15 @@ beforeAll(async () => {
   writeFileSync(join(dir, 'cluster.yaml'), manifests(lab.nodes));
   writeFileSync(join(lab.work, 'config.yaml'), 'mode: nftables\n');
   lab.startNats();
-  lab.switchboard(lab.lan, 'planner', [
-    'planner',
-    '--manifests',
-    dir,
-    '--nats',
-    NATS_URL,
-    '--db',
-    join(lab.work, 'log.db'),
-    '--http',
-    API_URL.replace('http://', ''),
-    '--insecure-open-api',
-    '--config',
-    join(lab.work, 'config.yaml'),
-  ]);
+  lab.startPlanner(dir, join(lab.work, 'config.yaml'));
   for (const n of lab.nodes) startApplier(n.name);
 }, 120_000);
 
 const appliers = new Map<string, ChildProcess>();
 function startApplier(name: string): void {
-  const n = lab.nodes.find((x) => x.name === name)!;
   appliers.set(
     name,
-    lab.switchboard(n.ns, `applier-${n.name}`, [
-      'applier',
-      '--node',
-      n.name,
-      '--nats',
-      NATS_URL,
-      '--mode',
-      'nftables',
-      '--state-dir',
-      join(lab.work, `state-${n.name}`),
-      '--heartbeat',
-      '500',
-      '--probe-interval',
-      '1000',
-      '--probe-timeout',
-      '1000',
-      '--planner-key',
-      join(lab.work, 'log.db.signing-key.pem.pub'),
-      '--resync-interval',
-      '1s',
-    ]),
+    lab.startApplier(name, ['--probe-interval', '1000', '--probe-timeout', '1000', '--resync-interval', '1s']),
   );
 }
 /** Stops a node's applier by its PID (SIGTERM: fail-static, its nftables table stays) and waits for it to exit. */

@@ -127,6 +127,45 @@ export class RolloutLab {
     return this.spawnIn(ns, name, process.execPath, [CLI, ...args]);
   }
 
+  /** The planner in the LAN namespace, reading `manifests` (a directory) and `config` (a proxy config file). */
+  startPlanner(manifests: string, config: string): ChildProcess {
+    return this.switchboard(this.lan, 'planner', [
+      'planner',
+      '--manifests',
+      manifests,
+      '--nats',
+      NATS_URL,
+      '--db',
+      join(this.work, 'log.db'),
+      '--http',
+      API_URL.replace('http://', ''),
+      '--insecure-open-api',
+      '--config',
+      config,
+    ]);
+  }
+
+  /** An nftables applier in node `name`'s namespace (log `applier-NAME`), 500 ms heartbeats, then `extra` flags. */
+  startApplier(name: string, extra: readonly string[]): ChildProcess {
+    const n = this.nodes.find((x) => x.name === name)!;
+    return this.switchboard(n.ns, `applier-${n.name}`, [
+      'applier',
+      '--node',
+      n.name,
+      '--nats',
+      NATS_URL,
+      '--mode',
+      'nftables',
+      '--state-dir',
+      join(this.work, `state-${n.name}`),
+      '--heartbeat',
+      '500',
+      '--planner-key',
+      join(this.work, 'log.db.signing-key.pem.pub'),
+      ...extra,
+    ]);
+  }
+
   /** `switchboard ctl --server API_URL ARGS` from the LAN namespace; resolves with exit code and output. */
   ctl(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
     return new Promise((resolve) => {
