@@ -8,7 +8,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inNs } from './support/netns-lab.ts';
-import { RolloutLab } from './support/rollout-lab.ts';
+import { labManifests, RolloutLab } from './support/rollout-lab.ts';
 
 const lab = new RolloutLab();
 const isRoot = process.getuid?.() === 0;
@@ -21,24 +21,6 @@ const KUBE_PROXY_TABLE = `table ip kube-proxy {
 \t\tip daddr 10.100.0.11 tcp dport 80 dnat to 10.50.9.9:8080
 \t}
 }
-`;
-
-const manifests = (n: RolloutLab['nodes'][number]) => `apiVersion: v1
-kind: Node
-metadata: {name: ${n.name}}
-status: {addresses: [{type: InternalIP, address: ${n.ip}}]}
----
-apiVersion: v1
-kind: Service
-metadata: {name: web, namespace: default}
-spec: {type: ClusterIP, clusterIP: 10.100.0.11, clusterIPs: [10.100.0.11], ports: [{name: http, protocol: TCP, port: 80, targetPort: 8080}]}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: web-abc, namespace: default, labels: {kubernetes.io/service-name: web}}
-addressType: IPv4
-ports: [{name: http, protocol: TCP, port: 8080}]
-endpoints: [{addresses: [${n.podIp}], conditions: {ready: true}, nodeName: ${n.name}}]
 `;
 
 const row = async () => {
@@ -62,7 +44,7 @@ describe.skipIf(!isRoot)('applier: kube-proxy leftovers reported (needs root for
     await lab.start(['node-1']);
     const dir = join(lab.work, 'manifests');
     mkdirSync(dir);
-    writeFileSync(join(dir, 'cluster.yaml'), manifests(lab.nodes[0]!));
+    writeFileSync(join(dir, 'cluster.yaml'), labManifests(lab.nodes)); // Service web-1 10.100.0.11:80
     writeFileSync(join(lab.work, 'config.yaml'), 'mode: nftables\n');
     lab.startNats();
     lab.startPlanner(dir, join(lab.work, 'config.yaml'));

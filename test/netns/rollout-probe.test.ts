@@ -6,32 +6,9 @@ import { execFileSync, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { RolloutLab } from './support/rollout-lab.ts';
+import { labManifests as manifests, RolloutLab } from './support/rollout-lab.ts';
 
 const lab = new RolloutLab();
-
-const manifests = (nodes: RolloutLab['nodes']) =>
-  nodes
-    .map(
-      (n) => `apiVersion: v1
-kind: Node
-metadata: {name: ${n.name}}
-status: {addresses: [{type: InternalIP, address: ${n.ip}}]}
----
-apiVersion: v1
-kind: Service
-metadata: {name: web-${n.k}, namespace: default}
-spec: {type: ClusterIP, clusterIP: 10.100.0.1${n.k}, clusterIPs: [10.100.0.1${n.k}], ports: [{name: http, protocol: TCP, port: 80, targetPort: 8080}]}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: web-${n.k}-abc, namespace: default, labels: {kubernetes.io/service-name: web-${n.k}}}
-addressType: IPv4
-ports: [{name: http, protocol: TCP, port: 8080}]
-endpoints: [{addresses: [${n.podIp}], conditions: {ready: true}, nodeName: ${n.name}}]
-`,
-    )
-    .join('---\n');
 
 interface NodeRow {
   node: string;

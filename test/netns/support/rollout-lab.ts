@@ -212,3 +212,27 @@ export class RolloutLab {
     rmSync(this.work, { recursive: true, force: true });
   }
 }
+
+/** Per node: its Node, a ClusterIP Service web-K 10.100.0.1K:80 and its endpoint, the node's pod on 8080. */
+export const labManifests = (nodes: readonly LabNode[]) =>
+  nodes
+    .map(
+      (n) => `apiVersion: v1
+kind: Node
+metadata: {name: ${n.name}}
+status: {addresses: [{type: InternalIP, address: ${n.ip}}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web-${n.k}, namespace: default}
+spec: {type: ClusterIP, clusterIP: 10.100.0.1${n.k}, clusterIPs: [10.100.0.1${n.k}], ports: [{name: http, protocol: TCP, port: 80, targetPort: 8080}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: web-${n.k}-abc, namespace: default, labels: {kubernetes.io/service-name: web-${n.k}}}
+addressType: IPv4
+ports: [{name: http, protocol: TCP, port: 8080}]
+endpoints: [{addresses: [${n.podIp}], conditions: {ready: true}, nodeName: ${n.name}}]
+`,
+    )
+    .join('---\n');
