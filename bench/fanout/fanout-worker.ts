@@ -11,8 +11,11 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { ApplierSession } from '../../libs/applier/index.ts';
 import { verifierFromPem } from '../../libs/bus/index.ts';
 import { DryRunDataplane } from '../../libs/dataplane/index.ts';
+import { tuneV8ForApplier } from '../../services/applier/v8-tiering.ts';
 
-const [url, countArg, firstArg, publicKeyPem, cpuProfDir] = process.argv.slice(2);
+const [url, countArg, firstArg, publicKeyPem, cpuProfDir, applierV8] = process.argv.slice(2);
+// as the applier command does first (services/cli/commands/applier.ts), before any session runs
+if (applierV8 !== '0') tuneV8ForApplier();
 // the planner's public key when the run is signed: every applier verifies targets and deltas
 const verifier = publicKeyPem ? verifierFromPem(publicKeyPem) : undefined;
 const count = Number(countArg);
@@ -59,8 +62,9 @@ async function toggleProfile(): Promise<void> {
   profiler.disconnect();
 }
 
-// byte counters, asked for by the parent over NATS
-const ctl = conns[0]!;
+// byte counters, asked for by the parent over NATS on a connection of their own, so the
+// parent's reads (two per event with the per-phase CPU) are not counted as the appliers' traffic
+const ctl = await connect({ servers: url!, name: `bench-ctl-${first}` });
 ctl.subscribe(`bench.stats.${first}`, {
   callback: (_e, m) => {
     const s = conns.reduce(
@@ -76,8 +80,9 @@ ctl.subscribe(`bench.stats.${first}`, {
       { inBytes: 0, outBytes: 0, inMsgs: 0, outMsgs: 0 },
     );
     const cpu = process.cpuUsage();
-    m.respond(JSON.stringify({ ...s, cpuMs: (cpu.user + cpu.system) / 1000 }));
-    profileWritten = toggleProfile();
+    m.respond(JSON.stringify({ ...s, cpuMs: (cpu.user + cpu.system) / 1000, sysMs: cpu.system / 1000 }));
+    // the reads that open and close the events window say so; the per-phase reads inside it do not
+    if (m.string() === 'window') profileWritten = toggleProfile();
   },
 });
 await ctl.flush();
@@ -86,6 +91,6 @@ process.stdin.resume();
 process.stdin.on('end', async () => {
   await profileWritten;
   for (const s of sessions) await s.stop();
-  await Promise.all(conns.map((c) => c.close()));
+  await Promise.all([...conns, ctl].map((c) => c.close()));
   process.exit(0);
 });

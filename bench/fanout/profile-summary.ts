@@ -2,7 +2,9 @@
  * Summarizes the fan-out bench's worker profiles (`run-fanout.ts --cpu-prof DIR`, events window
  * only) per applier per event: self time by area, and inclusive time of the functions that the
  * per-node work is made of. Usage:
- *   npx tsx bench/fanout/profile-summary.ts DIR NODE_EVENTS [TOP]
+ *   npx tsx bench/fanout/profile-summary.ts DIR NODE_EVENTS [TOP] [PREFIX]
+ * PREFIX: which profiles, by file name (default `fanout-worker-`, the appliers; `planner-` for the
+ * bench's own process: publisher, target store, ACK collector).
  * NODE_EVENTS: appliers × events of the run (e.g. 100 × 30 = 3000), to express times per node-event.
  */
 import { readdirSync, readFileSync } from 'node:fs';
@@ -19,9 +21,9 @@ interface Profile {
   timeDeltas: number[];
 }
 
-const [dir, nodeEventsArg, topArg] = process.argv.slice(2);
+const [dir, nodeEventsArg, topArg, prefix = 'fanout-worker-'] = process.argv.slice(2);
 if (!dir || !nodeEventsArg) {
-  console.error('usage: profile-summary.ts DIR NODE_EVENTS [TOP]');
+  console.error('usage: profile-summary.ts DIR NODE_EVENTS [TOP] [PREFIX]');
   process.exit(2);
 }
 const nodeEvents = Number(nodeEventsArg);
@@ -61,7 +63,7 @@ const area = new Map<string, number>();
 const parts = new Map<string, number>();
 const selfFn = new Map<string, number>();
 let total = 0;
-const files = readdirSync(dir).filter((f) => f.endsWith('.cpuprofile'));
+const files = readdirSync(dir).filter((f) => f.startsWith(prefix) && f.endsWith('.cpuprofile'));
 for (const file of files) {
   const p = JSON.parse(readFileSync(path.join(dir, file), 'utf8')) as Profile;
   const byId = new Map(p.nodes.map((n) => [n.id, n]));

@@ -1,13 +1,16 @@
 /**
  * Fan-out bench: event → all nodes ACKed, versus the raw core-NATS publish → reply floor to the
  * same connections, in the same run. Usage:
- *   npx tsx bench/fanout/run-fanout.ts [--nodes 100,1000] [--events 40] [--workers 4] [--services 50] [--cpu-prof DIR] [--out FILE] [--signed 1]
+ *   npx tsx bench/fanout/run-fanout.ts [--nodes 100,1000] [--events 40] [--workers 4] [--services 50] [--warmup 0] [--cpu-prof DIR] [--out FILE] [--signed 1]
+ * (--warmup K: unmeasured events first, until each worker process has handled K node-events;
+ * --applier-v8 0: the workers run without the V8 flags the applier process sets.)
  * (--cpu-prof DIR: each applier worker process writes a V8 CPU profile of the events window only,
  * from the first counters read to the last, into DIR; summarize with bench/fanout/profile-summary.ts.)
  * Prints a markdown table (ratios against the floor) and writes JSON to FILE (default bench/fanout/last-run.json).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -27,6 +30,10 @@ const services = Number(args.get('services') ?? 50);
 const signed = args.get('signed') === '1';
 const signer = signed ? signerFromKey(generateKeyPairSync('ed25519').privateKey) : undefined;
 const cpuProf = args.get('cpu-prof');
+/** Node-events each worker process handles before the measured events (unmeasured; 0 = none). */
+const warmupNodeEvents = Number(args.get('warmup') ?? 0);
+/** `--applier-v8 0`: the workers run without the applier process's V8 flags (services/applier/v8-tiering.ts). */
+const applierV8 = args.get('applier-v8') !== '0';
 const outFile = args.get('out');
 const here = path.dirname(fileURLToPath(import.meta.url));
 
@@ -68,6 +75,12 @@ async function runScale(n: number): Promise<Record<string, unknown>> {
     const publishMs: number[] = [];
     let eventStart = 0;
     const acked = new Map<number, { count: number; done: () => void }>();
+    let startupNacks = 0;
+    let failed: (e: Error) => void = () => {};
+    const failure = new Promise<never>((_, rej) => {
+      failed = rej;
+    });
+    failure.catch(() => {});
     const collector = await AckCollector.start({
       nc,
       callbacks: {
@@ -80,11 +93,27 @@ async function runScale(n: number): Promise<Record<string, unknown>> {
           if (w && ++w.count === n) w.done();
         },
         onNack: (x) => {
-          throw new Error(`NACK from ${x.node}: ${x.error}`);
+          // the first version (each node fetches the checkpoint) may time out on a loaded host:
+          // the session retries it; a NACK of a measured event ends the run
+          if (x.version === 1) startupNacks++;
+          else failed(new Error(`NACK from ${x.node}: ${x.error}`));
         },
       },
     });
-    const waitAll = (version: number) => new Promise<void>((done) => acked.set(version, { count: 0, done }));
+    // a version not ACKed by all in time (120 s; 300 s for the first) ends the run with the count, instead of waiting forever
+    const waitAll = (version: number) =>
+      Promise.race([
+        failure,
+        new Promise<void>((done, fail) => {
+          const w = { count: 0, done: () => (clearTimeout(t), done()) };
+          const limitS = version === 1 ? 300 : 120; // the first: every node loads the checkpoint
+          const t = setTimeout(
+            () => fail(new Error(`version ${version}: ${w.count} of ${n} appliers ACKed after ${limitS} s`)),
+            limitS * 1000,
+          );
+          acked.set(version, w);
+        }),
+      ]);
     const firstAll = waitAll(1);
 
     const t0 = performance.now();
@@ -104,6 +133,7 @@ async function runScale(n: number): Promise<Record<string, unknown>> {
             String(w * per),
             signer?.publicKeyPem ?? '',
             cpuProf ?? '',
+            applierV8 ? '1' : '0',
           ],
           { stdio: ['pipe', 'pipe', 'inherit'] },
         );
@@ -119,24 +149,64 @@ async function runScale(n: number): Promise<Record<string, unknown>> {
     await firstAll;
     const startupMs = performance.now() - t0;
 
+    // Unmeasured events first, until each worker process has handled `warmup` node-events: V8
+    // optimizes a function only after it has run a while, so the first events of a fresh process
+    // measure its JIT (a node's own work is ~4× slower in its first 2,000 events than after them,
+    // node-event-bench.ts), not the steady state of an applier that has been running.
+    let change = 0;
+    const warmupEvents = Math.ceil(warmupNodeEvents / per);
+    for (let e = 0; e < warmupEvents; e++) {
+      await pingAll(nc, n);
+      const all = waitAll(m.version + 1);
+      await publish({ upsertServices: [service(change % services, 5, ++change)] });
+      await all;
+    }
+
     // interleave the two measurements so drift on this shared machine hits both alike
     const floor: number[] = [];
     const fanout: number[] = [];
     const bytes: number[] = [];
-    const before = await byteCounters(nc, workers, per, n);
+    // CPU per phase (floor pings vs events), read between phases outside the timed windows:
+    // the worker processes (every applier and its client), nats-server, and this process (the
+    // planner side: publisher, target store, ACK collector)
+    const serverPid = natsServerPid(server.storeDir);
+    const zero = () => ({ workers: 0, workersSys: 0, server: 0, planner: 0 });
+    const phaseCpu = { floor: zero(), fanout: zero() };
+    const cpuNow = async () => {
+      const w = await byteCounters(nc, workers, per, n);
+      const own = process.cpuUsage();
+      return {
+        workers: w.cpuMs,
+        workersSys: w.sysMs,
+        server: processCpuMs(serverPid),
+        planner: (own.user + own.system) / 1000,
+      };
+    };
+    const addPhase = (into: ReturnType<typeof zero>, a: ReturnType<typeof zero>, b: ReturnType<typeof zero>) => {
+      for (const k of Object.keys(into) as (keyof typeof into)[]) into[k] += b[k] - a[k];
+    };
+    const before = await byteCounters(nc, workers, per, n, true);
+    const plannerProfile = cpuProf ? await startProfile() : undefined;
+    let c0 = await cpuNow();
     for (let e = 0; e < events; e++) {
       floor.push(await pingAll(nc, n));
+      const c1 = await cpuNow();
+      addPhase(phaseCpu.floor, c0, c1);
       const t = performance.now();
       eventStart = t;
       const version = m.version + 1;
       const all = waitAll(version);
-      const p = await publish({ upsertServices: [service(e % services, 5, e + 1)] }); // one endpoint set changes
+      const p = await publish({ upsertServices: [service(change % services, 5, ++change)] }); // one endpoint set changes
       publishMs.push(performance.now() - t);
       await all;
       fanout.push(performance.now() - t);
       bytes.push(p.bytes);
+      const c2 = await cpuNow();
+      addPhase(phaseCpu.fanout, c1, c2);
+      c0 = c2;
     }
-    const after = await byteCounters(nc, workers, per, n);
+    const after = await byteCounters(nc, workers, per, n, true);
+    if (plannerProfile) await plannerProfile(path.join(cpuProf!, `planner-${n}-${process.pid}.cpuprofile`));
     collector.stop();
     await nc.close();
     const f = stats(floor);
@@ -148,6 +218,9 @@ async function runScale(n: number): Promise<Record<string, unknown>> {
       workers,
       signed,
       startupMs: Math.round(startupMs),
+      warmupEvents,
+      startupNacks,
+      applierV8,
       floorMs: f,
       fanoutMs: s,
       breakdown: {
@@ -165,6 +238,15 @@ async function runScale(n: number): Promise<Record<string, unknown>> {
       applierOutMsgsPerEventPerNode: (after.outMsgs - before.outMsgs) / events / n,
       // CPU of the appliers' processes during the events (also answering the floor's pings)
       applierCpuMsPerEventPerNode: (after.cpuMs - before.cpuMs) / events / n,
+      // the same CPU split by phase (ms per event per node): what one ping reply costs against one
+      // event, in the appliers' processes, in nats-server and in the planner side (this process);
+      // each phase also holds one round of the counter requests that measure it
+      cpuMsPerEventPerNode: Object.fromEntries(
+        Object.entries(phaseCpu).map(([k, v]) => [
+          k,
+          Object.fromEntries(Object.entries(v).map(([part, ms]) => [part, ms / events / n])),
+        ]),
+      ),
       checkpointBytes: JSON.stringify(m.index.toClusterData()).length,
     };
   } finally {
@@ -205,13 +287,57 @@ async function pingAll(nc: NatsConnection, n: number): Promise<number> {
   return ms;
 }
 
+/** Profiles this process (the planner side) until the returned function writes the profile to a file. */
+async function startProfile(): Promise<(file: string) => Promise<void>> {
+  const session = new Session();
+  session.connect();
+  await session.post('Profiler.enable');
+  await session.post('Profiler.setSamplingInterval', { interval: 250 });
+  await session.post('Profiler.start');
+  return async (file) => {
+    const { profile } = await session.post('Profiler.stop');
+    writeFileSync(file, JSON.stringify(profile));
+    session.disconnect();
+  };
+}
+
+/** The nats-server process started for `storeDir` (its config file sits beside the store). */
+function natsServerPid(storeDir: string): number | undefined {
+  const conf = path.join(path.dirname(storeDir), 'server.conf');
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      if (readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0').includes(conf)) return Number(d);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return undefined;
+}
+
+/** User + system CPU of a process from /proc (clock ticks of 10 ms); NaN where unknown. */
+function processCpuMs(pid: number | undefined): number {
+  if (pid === undefined) return Number.NaN;
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
+  return (Number(rest[11]) + Number(rest[12])) * 10; // utime, stime (fields 14, 15)
+}
+
 /** Bytes and messages in+out over all simulated appliers' connections (includes the baseline pings). */
-/** `cpuMs`: user + system CPU of the worker processes (every applier and its NATS client). */
-type Counters = { inBytes: number; outBytes: number; inMsgs: number; outMsgs: number; cpuMs: number };
-async function byteCounters(nc: NatsConnection, workers: number, per: number, n: number): Promise<Counters> {
-  const sum: Counters = { inBytes: 0, outBytes: 0, inMsgs: 0, outMsgs: 0, cpuMs: 0 };
+/** `cpuMs`: user + system CPU of the worker processes (every applier and its NATS client); `sysMs` the system part. */
+type Counters = { inBytes: number; outBytes: number; inMsgs: number; outMsgs: number; cpuMs: number; sysMs: number };
+async function byteCounters(
+  nc: NatsConnection,
+  workers: number,
+  per: number,
+  n: number,
+  window = false,
+): Promise<Counters> {
+  const sum: Counters = { inBytes: 0, outBytes: 0, inMsgs: 0, outMsgs: 0, cpuMs: 0, sysMs: 0 };
   for (let w = 0; w < workers && w * per < n; w++) {
-    const r = JSON.parse((await nc.request(`bench.stats.${w * per}`, '', { timeout: 10_000 })).string()) as Counters;
+    const r = JSON.parse(
+      (await nc.request(`bench.stats.${w * per}`, window ? 'window' : '', { timeout: 10_000 })).string(),
+    ) as Counters;
     for (const k of Object.keys(sum) as (keyof Counters)[]) sum[k] += r[k];
   }
   return sum;
@@ -223,11 +349,12 @@ for (const n of nodeCounts) {
   const r = await runScale(n);
   results.push(r);
   process.stderr.write(JSON.stringify(r) + '\n');
+  // after each size, so a later size that fails keeps the earlier ones
+  writeFileSync(
+    outFile ?? path.join(here, 'last-run.json'),
+    JSON.stringify({ at: new Date().toISOString(), results }, null, 2) + '\n',
+  );
 }
-writeFileSync(
-  outFile ?? path.join(here, 'last-run.json'),
-  JSON.stringify({ at: new Date().toISOString(), results }, null, 2) + '\n',
-);
 const f = (x: number) => x.toFixed(1);
 console.log(
   '| appliers | floor p50 / p99 / max (ms) | fan-out p50 / p99 / max (ms) | ratio p50 / p99 / max | published B/event | applier B/event/node |',
@@ -237,4 +364,12 @@ for (const r of results as any[]) {
   console.log(
     `| ${r.nodes} | ${f(r.floorMs.p50)} / ${f(r.floorMs.p99)} / ${f(r.floorMs.max)} | ${f(r.fanoutMs.p50)} / ${f(r.fanoutMs.p99)} / ${f(r.fanoutMs.max)} | ${r.ratio.p50.toFixed(2)} / ${r.ratio.p99.toFixed(2)} / ${r.ratio.max.toFixed(2)} | ${r.publishedBytesPerEvent} | ${r.applierBytesPerEventPerNode} |`,
   );
+}
+console.log("\nCPU per event per node (ms), floor ping vs event: appliers' processes, nats-server, planner side");
+for (const r of results as any[]) {
+  const c = r.cpuMsPerEventPerNode;
+  const x = (v: number) => v.toFixed(3);
+  const line = (p: Record<string, number>) =>
+    `${x(p.workers!)} (sys ${x(p.workersSys!)}) / ${x(p.server!)} / ${x(p.planner!)}`;
+  console.log(`${r.nodes} appliers: floor ${line(c.floor)}; event ${line(c.fanout)}`);
 }
