@@ -21,6 +21,7 @@ import {
 import { openIpvs } from '../../libs/netlink/index.ts';
 import { tuneV8ForApplier } from '../../services/applier/v8-tiering.ts';
 import { GcAfterBigApply } from '../../services/applier/gc-after-big-apply.ts';
+import { startCpuProfile } from '../cpu-profile.ts';
 import { PhaseTimingKernel } from './phase-timing-kernel.ts';
 import {
   cpuDelta,
@@ -428,15 +429,9 @@ if (process.env.BENCH_STEADY_PROF === '1') {
 }
 /** Starts a V8 CPU profile (250 µs sampling); the function returned writes it to /tmp/sb-prof/NAME.cpuprofile. */
 async function startProfile(): Promise<(name: string) => Promise<void>> {
-  const { Session } = await import('node:inspector/promises');
-  const session = new Session();
-  session.connect();
-  await session.post('Profiler.enable');
-  await session.post('Profiler.setSamplingInterval', { interval: 250 });
-  await session.post('Profiler.start');
+  const stop = await startCpuProfile();
   return async (name) => {
-    const { profile } = await session.post('Profiler.stop');
-    session.disconnect();
+    const profile = await stop();
     mkdirSync('/tmp/sb-prof', { recursive: true });
     writeFileSync(`/tmp/sb-prof/${name}.cpuprofile`, JSON.stringify(profile));
   };

@@ -5,12 +5,12 @@
  * connections. Prints "ready" when every session is started; exits when stdin closes.
  */
 import { writeFileSync } from 'node:fs';
-import { Session } from 'node:inspector/promises';
 import path from 'node:path';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { ApplierSession } from '../../libs/applier/index.ts';
 import { verifierFromPem } from '../../libs/bus/index.ts';
 import { DryRunDataplane } from '../../libs/dataplane/index.ts';
+import { startCpuProfile } from '../cpu-profile.ts';
 import { tuneV8ForApplier } from '../../services/applier/v8-tiering.ts';
 
 const [url, countArg, firstArg, publicKeyPem, cpuProfDir, applierV8] = process.argv.slice(2);
@@ -25,7 +25,8 @@ const sessions: ApplierSession[] = [];
 
 async function startOne(i: number): Promise<void> {
   const name = `node-${i}`;
-  const nc = await connect({ servers: url!, name, maxReconnectAttempts: -1 });
+  // a long connect timeout: 250 connections per process start together on a loaded host
+  const nc = await connect({ servers: url!, name, maxReconnectAttempts: -1, timeout: 60_000 });
   conns.push(nc);
   nc.subscribe('bench.ping', {
     callback: (_e, m) => {
@@ -45,21 +46,16 @@ await Promise.all(conns.map((c) => c.flush()));
 
 // With a profile directory: profile the events window only (between the parent's two counter
 // reads), so start-up and shutdown never mix into the per-event profile.
-let profiler: Session | undefined;
+let stopProfile: (() => Promise<object>) | undefined;
 let profileWritten: Promise<void> = Promise.resolve();
 async function toggleProfile(): Promise<void> {
   if (!cpuProfDir) return;
-  if (!profiler) {
-    profiler = new Session();
-    profiler.connect();
-    await profiler.post('Profiler.enable');
-    await profiler.post('Profiler.setSamplingInterval', { interval: 250 });
-    await profiler.post('Profiler.start');
+  if (!stopProfile) {
+    stopProfile = await startCpuProfile();
     return;
   }
-  const { profile } = await profiler.post('Profiler.stop');
+  const profile = await stopProfile();
   writeFileSync(path.join(cpuProfDir, `fanout-worker-${first}-${process.pid}.cpuprofile`), JSON.stringify(profile));
-  profiler.disconnect();
 }
 
 // byte counters, asked for by the parent over NATS on a connection of their own, so the

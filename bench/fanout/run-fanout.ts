@@ -10,13 +10,13 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { Session } from 'node:inspector/promises';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { generateKeyPairSync } from 'node:crypto';
 import { AckCollector, signerFromKey, TargetStore, VersionPublisher } from '../../libs/bus/index.ts';
+import { startCpuProfile } from '../cpu-profile.ts';
 import { startNatsServer } from '../../test/support/nats-server.ts';
 import { node, service, VersionMaker } from '../../test/libs/bus/fixtures.ts';
 
@@ -186,7 +186,8 @@ async function runScale(n: number): Promise<Record<string, unknown>> {
       for (const k of Object.keys(into) as (keyof typeof into)[]) into[k] += b[k] - a[k];
     };
     const before = await byteCounters(nc, workers, per, n, true);
-    const plannerProfile = cpuProf ? await startProfile() : undefined;
+    // the planner side's profile (this process), over the same window as the workers'
+    const plannerProfile = cpuProf ? await startCpuProfile() : undefined;
     let c0 = await cpuNow();
     for (let e = 0; e < events; e++) {
       floor.push(await pingAll(nc, n));
@@ -206,7 +207,11 @@ async function runScale(n: number): Promise<Record<string, unknown>> {
       c0 = c2;
     }
     const after = await byteCounters(nc, workers, per, n, true);
-    if (plannerProfile) await plannerProfile(path.join(cpuProf!, `planner-${n}-${process.pid}.cpuprofile`));
+    if (plannerProfile)
+      writeFileSync(
+        path.join(cpuProf!, `planner-${n}-${process.pid}.cpuprofile`),
+        JSON.stringify(await plannerProfile()),
+      );
     collector.stop();
     await nc.close();
     const f = stats(floor);
@@ -285,20 +290,6 @@ async function pingAll(nc: NatsConnection, n: number): Promise<number> {
   const ms = performance.now() - t;
   sub.unsubscribe();
   return ms;
-}
-
-/** Profiles this process (the planner side) until the returned function writes the profile to a file. */
-async function startProfile(): Promise<(file: string) => Promise<void>> {
-  const session = new Session();
-  session.connect();
-  await session.post('Profiler.enable');
-  await session.post('Profiler.setSamplingInterval', { interval: 250 });
-  await session.post('Profiler.start');
-  return async (file) => {
-    const { profile } = await session.post('Profiler.stop');
-    writeFileSync(file, JSON.stringify(profile));
-    session.disconnect();
-  };
 }
 
 /** The nats-server process started for `storeDir` (its config file sits beside the store). */
