@@ -9,6 +9,7 @@ import type {
   NodeState,
   NodeTarget,
   NoticeDelta,
+  ProxyConfig,
 } from '../model/index.ts';
 import { MAX_REPORT_DETAIL, MAX_REPORT_ERROR, truncateReportText } from '../model/index.ts';
 import { NodeStateRenderer, type ClusterDataIndex } from '../planner/index.ts';
@@ -52,6 +53,8 @@ export type SessionEvent =
        * ports are served from it). It moves with the next version: read it in the handler.
        */
       readonly data: ClusterDataIndex;
+      /** The proxy config of the revision just ACKed (where health check node ports listen: nodePortAddresses). */
+      readonly config: ProxyConfig;
     }
   | { readonly type: 'nack'; readonly nack: Nack }
   | { readonly type: 'error'; readonly error: string }
@@ -417,7 +420,15 @@ export class ApplierSession {
       at: new Date(t4).toISOString(),
     };
     this.publish(ackSubject(this.options.node), ack);
-    this.emit({ type: 'ack', ack, path: data.path, bytes: data.bytes, skipped, data: this.sync.data });
+    this.emit({
+      type: 'ack',
+      ack,
+      path: data.path,
+      bytes: data.bytes,
+      skipped,
+      data: this.sync.data,
+      config: this.config.config,
+    });
   }
 
   private forgetProgrammed(): void {

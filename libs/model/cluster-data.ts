@@ -1,4 +1,4 @@
-import type { Protocol, TrafficPolicy } from './kube-objects.ts';
+import type { NodeObject, Protocol, TrafficPolicy } from './kube-objects.ts';
 
 /**
  * Cluster data: the node-independent content of a data version. One entry per proxied service
@@ -54,6 +54,12 @@ export interface NodeFacts {
   /** InternalIP and ExternalIP addresses, sorted, unique. */
   readonly addresses: readonly string[];
   readonly zone: string;
+  /**
+   * What marks the Node as on its way out (NodeObject.beingRemoved); absent when nothing does, so
+   * a Node that is not leaving hashes as it did before this field existed (replayed versions keep
+   * their hashes).
+   */
+  readonly beingRemoved?: Exclude<NodeObject['beingRemoved'], ''>;
 }
 
 /** A whole data version's content, as plain sorted arrays (checkpoint form). */

@@ -90,7 +90,16 @@ export interface NodeObject {
   readonly meta: ObjectMeta;
   readonly addresses: readonly NodeAddress[];
   readonly zone: string; // topology.kubernetes.io/zone label, '' when absent
+  /**
+   * What marks the Node as on its way out, '' when nothing does: kube-proxy's proxier health
+   * (proxy_health.go SyncNode) answers 503 on /healthz for a Node with a deletionTimestamp or the
+   * cluster autoscaler's taint, so load balancers drain it before it goes.
+   */
+  readonly beingRemoved: '' | 'deletionTimestamp' | typeof TO_BE_DELETED_TAINT;
 }
+
+/** The taint the cluster autoscaler puts on a Node it is about to remove (kube-proxy reads it too). */
+export const TO_BE_DELETED_TAINT = 'ToBeDeletedByClusterAutoscaler';
 
 export type KubeObject = ServiceObject | EndpointSliceObject | NodeObject;
 

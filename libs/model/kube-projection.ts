@@ -67,8 +67,9 @@ const ANNOTATIONS: StringsKeep = {
     [MANIFEST_FILE_ANNOTATION]: 4096,
   },
 };
-const metaKeeping = (labels: StringsKeep) =>
+const metaKeeping = (labels: StringsKeep, more: Record<string, Keep> = {}) =>
   fields({
+    ...more,
     name: true,
     namespace: true,
     uid: true,
@@ -85,9 +86,15 @@ const META = metaKeeping({
  * A Node keeps every label: `planner --node-selector` (the fleet: which Nodes run an applier) may
  * name any of them. Node labels are written by the kubelet (the NodeRestriction admission plugin
  * bounds which), node controllers and admins, never by a tenant, and each value is at most 63
- * characters, so this cannot grow the log the way a tenant's annotation could.
+ * characters, so this cannot grow the log the way a tenant's annotation could. Its
+ * deletionTimestamp and its taints' keys are read too (a Node on its way out: kube-readers.ts).
  */
-const NODE_META = metaKeeping({ strings: { [SERVICE_NAME_LABEL]: ALL, [ZONE_LABEL]: ALL }, others: true });
+const NODE_META = metaKeeping(
+  { strings: { [SERVICE_NAME_LABEL]: ALL, [ZONE_LABEL]: ALL }, others: true },
+  {
+    deletionTimestamp: true,
+  },
+);
 
 const SERVICE = fields({
   apiVersion: true,
@@ -131,6 +138,8 @@ const NODE = fields({
   apiVersion: true,
   kind: true,
   metadata: NODE_META,
+  // the readers look for the cluster autoscaler's taint by its key alone
+  spec: fields({ taints: each(fields({ key: true })) }),
   status: fields({ addresses: each(fields({ type: true, address: true })) }),
 });
 

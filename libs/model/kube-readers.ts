@@ -3,6 +3,7 @@ import { canonicalIp, ipFamily, parseCidr } from './ip-address.ts';
 import {
   PROTOCOLS,
   SERVICE_NAME_LABEL,
+  TO_BE_DELETED_TAINT,
   ZONE_LABEL,
   type Endpoint,
   type EndpointPort,
@@ -292,7 +293,21 @@ function readNode(o: Raw): NodeObject {
       return { type: a.type, address: ip(a.address, `status.addresses[${i}]`) };
     })
     .filter((a): a is NodeAddress => a !== undefined);
-  return { kind: 'Node', meta, addresses, zone: meta.labels[ZONE_LABEL] ?? '' };
+  return { kind: 'Node', meta, addresses, zone: meta.labels[ZONE_LABEL] ?? '', beingRemoved: nodeBeingRemoved(o) };
+}
+
+/**
+ * kube-proxy's test (proxy_health.go SyncNode): a deletionTimestamp, or a taint keyed
+ * ToBeDeletedByClusterAutoscaler. Never a reason to refuse the Node: the API server validates
+ * both fields, and a value of another shape is read as not set.
+ */
+function nodeBeingRemoved(o: Raw): NodeObject['beingRemoved'] {
+  const m = isObj(o.metadata) ? o.metadata : {};
+  if (typeof m.deletionTimestamp === 'string' && m.deletionTimestamp !== '') return 'deletionTimestamp';
+  const taints = isObj(o.spec) ? o.spec.taints : undefined;
+  if (Array.isArray(taints) && taints.some((t) => isObj(t) && t.key === TO_BE_DELETED_TAINT))
+    return TO_BE_DELETED_TAINT;
+  return '';
 }
 
 /** Everything read from one or more manifest texts: the good objects and the refused ones. */

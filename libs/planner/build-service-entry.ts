@@ -130,6 +130,8 @@ function uniqueSorted(xs: readonly string[]): string[] {
 export function buildNodeFacts(node: NodeObject): NodeFacts {
   return Object.freeze({
     addresses: uniqueSorted(node.addresses.map((a) => a.address)),
+    // only when set: a Node that is not leaving hashes as before the field existed
+    ...(node.beingRemoved ? { beingRemoved: node.beingRemoved } : {}),
     name: node.meta.name,
     zone: node.zone,
   });

@@ -17,8 +17,9 @@ import { refuseUnfitNode, withKubeProxyLeftoverCheck, withKubeProxyTakeOver } fr
 import { ApplierMetrics } from './applier-metrics.ts';
 import { AppliedStateFile } from './applied-state-file.ts';
 import { GcAfterBigApply, type GcAfterBigApplyOptions } from './gc-after-big-apply.ts';
+import { renderContext } from '../../libs/planner/index.ts';
 import { startHttpEndpoint } from './http-endpoint.ts';
-import { healthCheckPorts, HealthCheckNodePorts } from './health-check-node-ports.ts';
+import { healthCheckListenAddresses, healthCheckPorts, HealthCheckNodePorts } from './health-check-node-ports.ts';
 import { DEFAULT_HEALTHZ_TIMEOUT_MS, isOnTarget, ProxierHealth, serveProxierHealth } from './proxier-health.ts';
 
 /** How often an applier re-reads its kernel state and repairs drift (`--resync-interval`). */
@@ -179,14 +180,18 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
     const s = session?.status();
     return isOnTarget(s?.applied, s?.target);
   };
-  /** What the node now runs: the ports it answers load balancers on, and whether its Node still exists. */
+  /** What the node now runs: the ports it answers load balancers on and where, and whether its Node still takes traffic. */
   const servePortsOf = (e: SessionEvent & { type: 'ack' }) => {
+    const facts = e.data.node(o.node);
     proxierHealth.nodeEligible(
-      e.data.node(o.node) !== undefined,
-      `Node ${o.node} is not in the cluster data this node runs (deleted)`,
+      facts !== undefined && facts.beingRemoved === undefined,
+      !facts
+        ? `Node ${o.node} is not in the cluster data this node runs (deleted)`
+        : `Node ${o.node} is being removed (${facts.beingRemoved === 'deletionTimestamp' ? 'it has a deletionTimestamp' : `taint ${facts.beingRemoved}`})`,
     );
     if (!healthChecks) return;
-    void healthChecks.sync(healthCheckPorts(e.data.services(), o.node)).then(() => {
+    const where = healthCheckListenAddresses(e.config, renderContext(e.data, o.node, e.config).nodePortIPs);
+    void healthChecks.sync(healthCheckPorts(e.data.services(), o.node), where).then(() => {
       const st = healthChecks.status();
       metrics.healthCheckNodePorts(st.serving.length, st.failed.length);
     });

@@ -133,6 +133,7 @@ const NODE = {
     name: 'node-1',
     uid: '6f1c2d3e-0000-4000-8000-000000000003',
     resourceVersion: '4713',
+    deletionTimestamp: '2026-12-01T11:00:00Z',
     labels: {
       'kubernetes.io/hostname': 'node-1',
       'topology.kubernetes.io/zone': 'a',
@@ -141,7 +142,15 @@ const NODE = {
     annotations: { 'node.alpha.kubernetes.io/ttl': '0', [MANIFEST_FILE_ANNOTATION]: 'nodes/node-1.yaml' },
     managedFields,
   },
-  spec: { podCIDR: '10.244.1.0/24', podCIDRs: ['10.244.1.0/24'], taints: [{ key: 'k', effect: 'NoSchedule' }] },
+  spec: {
+    podCIDR: '10.244.1.0/24',
+    podCIDRs: ['10.244.1.0/24'],
+    // the readers look for the cluster autoscaler's taint (a Node on its way out)
+    taints: [
+      { key: 'k', effect: 'NoSchedule' },
+      { key: 'ToBeDeletedByClusterAutoscaler', value: '1796200000', effect: 'NoSchedule' },
+    ],
+  },
   status: {
     addresses: [
       { type: 'InternalIP', address: '192.168.0.1' },

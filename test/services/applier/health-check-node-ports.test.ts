@@ -3,13 +3,22 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer, type Server } from 'node:net';
 import path from 'node:path';
 import pino from 'pino';
-import type { EndpointEntry, ServiceEntry } from '../../../libs/model/index.ts';
+import {
+  contentHash,
+  DEFAULT_PROXY_CONFIG,
+  projectKubeObject,
+  readKubeObject,
+  type EndpointEntry,
+  type NodeObject,
+  type ServiceEntry,
+} from '../../../libs/model/index.ts';
+import { buildNodeFacts } from '../../../libs/planner/index.ts';
 import {
   startApplierService,
   type ApplierService,
   type ApplierServiceOptions,
 } from '../../../services/applier/applier-service.ts';
-import { healthCheckPorts } from '../../../services/applier/health-check-node-ports.ts';
+import { healthCheckListenAddresses, healthCheckPorts } from '../../../services/applier/health-check-node-ports.ts';
 import { nodeCred, startBusWorld, WatchedDataplane, type BusWorld } from '../../libs/bus/bus-harness.ts';
 import { node, serviceEntry, VersionMaker } from '../../libs/bus/fixtures.ts';
 import { freePort } from '../../support/nats-server.ts';
@@ -47,9 +56,9 @@ function etpLocal(key: string, i: number, hcPort: number, endpoints: EndpointEnt
 }
 
 /** GET, or the connection error's code (ECONNREFUSED once a port is closed). */
-async function get(port: number, path = '/'): Promise<{ status: number; body: any } | string> {
+async function get(port: number, path = '/', host = '127.0.0.1'): Promise<{ status: number; body: any } | string> {
   try {
-    const r = await fetch(`http://127.0.0.1:${port}${path}`);
+    const r = await fetch(`http://${host}:${port}${path}`);
     return { status: r.status, body: await r.json() };
   } catch (e) {
     return ((e as Error).cause as { code?: string } | undefined)?.code ?? String(e);
@@ -201,7 +210,7 @@ describe('health check node ports (kube-proxy service_health.go)', () => {
     blockers.length = 0;
     expect(await until('taken over', () => get(port), status(200))).toMatchObject({ body: { localEndpoints: 1 } });
     expect((await health()).healthCheckNodePorts).toEqual({
-      serving: [{ service: 'ns/loc', port, localEndpoints: 1 }],
+      serving: [{ service: 'ns/loc', port, localEndpoints: 1, addresses: ['127.0.0.1'] }],
       failed: [],
     });
   });
@@ -242,5 +251,101 @@ describe('health check node ports (kube-proxy service_health.go)', () => {
     });
     expect(await new Promise((res) => u.once('exit', res))).toBe(2);
     expect(err).toMatch(/--healthz-bind-address "nowhere": not an address/);
+  });
+
+  it("where they listen: every address unless nodePortAddresses selects some (a /0 selects every one, as kube-proxy's MatchAll)", () => {
+    // the node port addresses the CIDRs select (render-node-state.ts renderContext's nodePortIPs)
+    const selected = ['10.0.0.5', 'fd00::5'];
+    const where = (nodePortAddresses: string[]) =>
+      healthCheckListenAddresses({ ...DEFAULT_PROXY_CONFIG, nodePortAddresses }, selected);
+    expect(where([])).toBeUndefined();
+    expect(where(['0.0.0.0/0'])).toBeUndefined();
+    expect(where(['10.0.0.0/8', '::/0'])).toBeUndefined();
+    expect(where(['10.0.0.0/8', 'fd00::/8'])).toEqual(selected);
+  });
+
+  it('nodePortAddresses: an applier listens only on the node port addresses it selects, and moves when the config revision changes', async () => {
+    world = await startBusWorld({ nodes: ['n1'] });
+    const port = await freePort();
+    // two of this host's loopback addresses stand for the Node's two addresses
+    const n1 = { name: 'n1', addresses: ['127.0.0.1', '127.0.0.2'], zone: '' };
+    const config = { ...DEFAULT_PROXY_CONFIG, nodePortAddresses: ['127.0.0.2/32'] };
+    await world.targets.putConfigRevision({
+      revision: 1,
+      config,
+      hash: contentHash(config),
+      reason: 'np',
+      createdAt: 'x',
+    });
+    const m = new VersionMaker();
+    const v = m.next({ upsertServices: [etpLocal('ns/loc', 1, port, [ep('10.1.0.1', 'n1')])], upsertNodes: [n1] });
+    await world.publisher.publishNext({ header: v.delta, delta: v.delta.delta, data: () => v.checkpoint().data });
+    await world.targets.setDefaultTarget({ version: 1, configRevision: 1 });
+    applier = await startApplier(world, { healthCheckNodePorts: { retryMs: 100 } });
+
+    expect(await until('selected address', () => get(port, '/', '127.0.0.2'), status(200))).toMatchObject({
+      body: { localEndpoints: 1 },
+    });
+    expect(await get(port, '/', '127.0.0.1')).toBe('ECONNREFUSED');
+    const hc = async (): Promise<any> =>
+      ((await (await fetch(`http://127.0.0.1:${applier!.httpPort}/healthz`)).json()) as any).healthCheckNodePorts;
+    expect(await hc()).toEqual({
+      serving: [{ service: 'ns/loc', port, localEndpoints: 1, addresses: ['127.0.0.2'] }],
+      failed: [],
+    });
+
+    // back to the default revision (no nodePortAddresses): every address
+    await world.targets.setDefaultTarget({ version: 1, configRevision: 0 });
+    await until('every address', () => get(port, '/', '127.0.0.1'), status(200));
+    expect(await get(port, '/', '127.0.0.2')).toMatchObject({ status: 200 });
+    expect((await hc()).serving).toEqual([{ service: 'ns/loc', port, localEndpoints: 1, addresses: ['*'] }]);
+  });
+
+  it("/healthz 503 (not /livez) while this node's Node is on its way out: a deletionTimestamp or the cluster autoscaler's taint, read from the Node object through the planner's projection", async () => {
+    const nodeObject = (o: { deletionTimestamp?: string; taints?: object[] }): NodeObject => {
+      const raw = {
+        apiVersion: 'v1',
+        kind: 'Node',
+        metadata: { name: 'n1', ...(o.deletionTimestamp ? { deletionTimestamp: o.deletionTimestamp } : {}) },
+        spec: { taints: o.taints ?? [] },
+        status: { addresses: [{ type: 'InternalIP', address: '192.168.0.1' }] },
+      };
+      // what the planner logs and reads (kube-projection.ts, kube-readers.ts)
+      const r = readKubeObject(projectKubeObject(raw));
+      if (!r.ok || r.object.kind !== 'Node') throw new Error(`not read: ${JSON.stringify(r)}`);
+      return r.object;
+    };
+    const plain = buildNodeFacts(nodeObject({ taints: [{ key: 'k', effect: 'NoSchedule' }] }));
+    expect(plain).toEqual(node('n1')); // a Node not leaving: the facts (and their hash) as before
+    const tainted = buildNodeFacts(
+      nodeObject({ taints: [{ key: 'ToBeDeletedByClusterAutoscaler', value: '1796200000', effect: 'NoSchedule' }] }),
+    );
+    const deleting = buildNodeFacts(nodeObject({ deletionTimestamp: '2026-12-02T16:00:00Z' }));
+    expect([tainted.beingRemoved, deleting.beingRemoved]).toEqual([
+      'ToBeDeletedByClusterAutoscaler',
+      'deletionTimestamp',
+    ]);
+
+    world = await startBusWorld({ nodes: ['n1'] });
+    const healthzPort = await freePort();
+    const publish = publisher(world);
+    await publish({ upsertServices: [], upsertNodes: [plain] });
+    applier = await startApplier(world, { healthzBindAddress: `127.0.0.1:${healthzPort}` });
+    await until('eligible', () => get(healthzPort, '/healthz'), status(200));
+
+    await publish({ upsertNodes: [tainted] });
+    expect(await until('tainted', () => get(healthzPort, '/healthz'), status(503))).toMatchObject({
+      body: { nodeEligible: false, reason: 'Node n1 is being removed (taint ToBeDeletedByClusterAutoscaler)' },
+    });
+    expect(await get(healthzPort, '/livez')).toMatchObject({ status: 200 });
+
+    await publish({ upsertNodes: [plain] }); // the autoscaler changed its mind: the taint is gone
+    await until('eligible again', () => get(healthzPort, '/healthz'), status(200));
+
+    await publish({ upsertNodes: [deleting] });
+    expect(await until('deleting', () => get(healthzPort, '/healthz'), status(503))).toMatchObject({
+      body: { nodeEligible: false, reason: 'Node n1 is being removed (it has a deletionTimestamp)' },
+    });
+    expect(await get(healthzPort, '/livez')).toMatchObject({ status: 200 });
   });
 });
