@@ -1,11 +1,5 @@
-import { readFileSync } from 'node:fs';
-import {
-  connect,
-  credsAuthenticator,
-  nkeyAuthenticator,
-  type ConnectionOptions,
-  type NatsConnection,
-} from '@nats-io/transport-node';
+import { connect, type ConnectionOptions, type NatsConnection } from '@nats-io/transport-node';
+import { fileAuthenticator } from './bus-auth-files.ts';
 import { nodeInboxPrefix } from './subjects.ts';
 
 export interface BusAuth {
@@ -30,6 +24,7 @@ export const RECONNECT_CAP_MS = 5000;
  */
 export async function connectBus(o: ConnectBusOptions): Promise<NatsConnection> {
   const a = o.auth ?? {};
+  const authenticator = fileAuthenticator(a);
   let tries = 0;
   const opts: ConnectionOptions = {
     servers: o.servers,
@@ -38,11 +33,7 @@ export async function connectBus(o: ConnectBusOptions): Promise<NatsConnection> 
     reconnectDelayHandler: () => Math.min(RECONNECT_CAP_MS, 250 * 2 ** Math.min(tries++, 5)),
     ...(o.node ? { inboxPrefix: nodeInboxPrefix(o.node) } : {}),
     ...(a.user !== undefined ? { user: a.user, pass: a.password ?? '' } : {}),
-    // read at every (re)connect: short-lived node credentials are renewed in place (libs/nodecreds)
-    ...(a.credsFile ? { authenticator: credsAuthenticator(() => readFileSync(a.credsFile!)) } : {}),
-    ...(a.nkeySeedFile
-      ? { authenticator: nkeyAuthenticator(new TextEncoder().encode(readFileSync(a.nkeySeedFile, 'utf8').trim())) }
-      : {}),
+    ...(authenticator ? { authenticator } : {}),
     ...(a.tls ? { tls: { caFile: a.tls.caFile, certFile: a.tls.certFile, keyFile: a.tls.keyFile } } : {}),
     ...o.extra,
   };

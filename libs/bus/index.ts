@@ -43,6 +43,7 @@ export {
   type Permissions,
 } from './server-config.ts';
 export { connectBus, connectBusWaiting, checkServerUrls, serversText, type BusAuth } from './bus-connection.ts';
+export { checkAuthFiles } from './bus-auth-files.ts';
 export {
   artifactStatement,
   configStatement,
@@ -54,6 +55,7 @@ export {
   groupTermClaimStatement,
   defaultSigningKeyFile,
   loadOrCreateSigningKey,
+  readSigningKeyFile,
   readVerifierFile,
   signerFromKey,
   verifierFromPem,

@@ -218,20 +218,8 @@ export function loadOrCreateSigningKey(
           ? ' (the log already holds versions: appliers given an earlier key drop every target until they get this one)'
           : ''),
     );
-  } else {
-    const mode = statSync(file).mode & 0o777;
-    const octal = mode.toString(8).padStart(4, '0');
-    if (mode & 0o002) throw new Error(`signing key ${file}: mode ${octal} lets anyone replace it; chmod 600 it`);
-    const exposure = secretFileExposure(mode);
-    if (exposure) o.say?.(`warning: signing key ${file} is ${exposure} (mode ${octal}); chmod 600 it`);
   }
-  let key: KeyObject;
-  try {
-    key = createPrivateKey(readFileSync(file, 'utf8'));
-  } catch (e) {
-    throw new Error(`signing key ${file}: not a PEM private key (${(e as Error).message})`);
-  }
-  const signer = signerFromKey(key);
+  const signer = signerFromKey(readSigningKeyFile(file, o.say));
   const pub = `${file}.pub`;
   // tmp + rename: an applier waiting for this file never reads it half-written
   if (!existsSync(pub) || readFileSync(pub, 'utf8') !== signer.publicKeyPem)
@@ -256,6 +244,24 @@ function writeAtomically(file: string, text: string, mode: number): void {
 }
 
 /** Where the planner keeps its key when --signing-key is not given: beside the log. */
+/**
+ * An existing signing key as the planner reads it: refused when anyone may write it or it is not a
+ * PEM private key, one line naming the file (`planner` checks it so before anything starts: bad
+ * input, exit 2); `say` gets the warning for a key others may read or its group write.
+ */
+export function readSigningKeyFile(file: string, say?: (line: string) => void): KeyObject {
+  const mode = statSync(file).mode & 0o777;
+  const octal = mode.toString(8).padStart(4, '0');
+  if (mode & 0o002) throw new Error(`signing key ${file}: mode ${octal} lets anyone replace it; chmod 600 it`);
+  const exposure = secretFileExposure(mode);
+  if (exposure) say?.(`warning: signing key ${file} is ${exposure} (mode ${octal}); chmod 600 it`);
+  try {
+    return createPrivateKey(readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw new Error(`signing key ${file}: not a PEM private key (${(e as Error).message})`);
+  }
+}
+
 export function defaultSigningKeyFile(db: string): string {
   return `${db}.signing-key.pem`;
 }

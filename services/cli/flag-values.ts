@@ -126,6 +126,26 @@ function inputPath(v: string, kind: 'file' | 'directory'): string {
 }
 
 export const inputFile = (v: string): string => inputPath(v, 'file');
+
+/**
+ * inputFile, then `read` reads it as the flag takes it (a token file, an nkey seed, a .creds
+ * file): a file that is there but malformed is bad input too, a usage error (exit 2) in one line
+ * naming the flag, the file and what is wrong, before anything starts (before: exit 1 after the
+ * log was opened, or a process waiting for ever on a server that could never accept the file).
+ * `read` comes from the command's module, so this file stays light for ctl.
+ */
+export function inputFileAs(read: (file: string) => unknown): (v: string) => string {
+  return (v) => {
+    inputFile(v);
+    try {
+      read(v);
+    } catch (e) {
+      const why = (e as Error).message.split('\n')[0]!.replace(/\.$/, '');
+      throw new InvalidArgumentError(`${why.startsWith(`${v}: `) ? why.slice(v.length + 2) : why}.`);
+    }
+    return v;
+  };
+}
 export const inputDir = (v: string): string => inputPath(v, 'directory');
 
 /** inputFile for a flag whose need depends on the subcommand (`db migrate` creates its --db). */

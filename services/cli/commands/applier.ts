@@ -1,7 +1,7 @@
 import { Option, type Command } from 'commander';
 import { startApplierService } from '../../applier/applier-service.ts';
 import { tuneV8ForApplier } from '../../applier/v8-tiering.ts';
-import { checkServerUrls, nodeToken, readVerifierFile } from '../../../libs/bus/index.ts';
+import { checkAuthFiles, checkServerUrls, nodeToken, readVerifierFile } from '../../../libs/bus/index.ts';
 import { existsSync } from 'node:fs';
 import { UsageError } from '../cli-errors.ts';
 import { refuseModeFlags } from '../flag-rules.ts';
@@ -9,7 +9,7 @@ import { ipvsRateEstimation, ipvsRateEstimationOption } from '../ipvs-rate-estim
 import { parseListenAddress } from '../../planner/listen-address.ts';
 import type { SetExit } from './index.ts';
 import { untilSignalThenStop } from '../graceful-stop.ts';
-import { inputFile, parseDuration } from '../flag-values.ts';
+import { inputFile, inputFileAs, parseDuration } from '../flag-values.ts';
 import { DEFAULT_PROBE_SETTINGS } from '../../../libs/applier/index.ts';
 import { DEFAULT_HEALTHZ_BIND_ADDRESS } from '../../applier/proxier-health.ts';
 
@@ -77,8 +77,16 @@ export function registerApplier(program: Command, setExit: SetExit): void {
     )
     .option('--user <user>', 'NATS user')
     .option('--password <password>', 'NATS password (or SWITCHBOARD_NATS_PASSWORD)')
-    .option('--creds <file>', 'NATS .creds file (JWT auth)', inputFile)
-    .option('--nkey-seed <file>', "file holding this node's nkey seed", inputFile)
+    .option(
+      '--creds <file>',
+      'NATS .creds file (JWT auth)',
+      inputFileAs((f) => checkAuthFiles({ credsFile: f })),
+    )
+    .option(
+      '--nkey-seed <file>',
+      "file holding this node's nkey seed",
+      inputFileAs((f) => checkAuthFiles({ nkeySeedFile: f })),
+    )
     .option('--tls-ca <file>', 'CA bundle for the NATS server certificate', inputFile)
     .option('--tls-cert <file>', 'client certificate', inputFile)
     .option('--tls-key <file>', 'client key', inputFile)

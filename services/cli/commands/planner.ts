@@ -1,8 +1,17 @@
 import type { Command } from 'commander';
+import { existsSync } from 'node:fs';
 import { runPlanner } from '../../planner/run-planner.ts';
 import type { RetentionPolicy } from '../../../libs/eventlog/index.ts';
-import { checkGroupName, checkServerUrls, ReplicasRefused } from '../../../libs/bus/index.ts';
-import { inputFile, parseDuration, serverUrl } from '../flag-values.ts';
+import {
+  checkAuthFiles,
+  checkGroupName,
+  checkServerUrls,
+  defaultSigningKeyFile,
+  readSigningKeyFile,
+  ReplicasRefused,
+} from '../../../libs/bus/index.ts';
+import { readTokenFile } from '../../planner/bearer-auth.ts';
+import { inputFile, inputFileAs, parseDuration, serverUrl } from '../flag-values.ts';
 import { UsageError } from '../cli-errors.ts';
 import { refuseFlags } from '../flag-rules.ts';
 import { checkOpenApi, parseListenAddress } from '../../planner/listen-address.ts';
@@ -57,7 +66,7 @@ export function registerPlanner(program: Command, setExit: SetExit): void {
     .option(
       '--token-file <file>',
       'bearer tokens for the HTTP API, one "TOKEN IDENTITY [viewer|operator]" a line (reloaded on change)',
-      inputFile,
+      inputFileAs(readTokenFile),
     )
     .option('--insecure-open-api', 'serve the API without tokens on a non-loopback --http address')
     .option('--config <file>', 'proxy config (YAML/JSON) for the first config revision', inputFile)
@@ -86,8 +95,16 @@ export function registerPlanner(program: Command, setExit: SetExit): void {
     )
     .option('--nats-user <user>', 'NATS user (the planner role in deploy/nats)')
     .option('--nats-password <password>', 'NATS password (or SWITCHBOARD_NATS_PASSWORD)')
-    .option('--nats-creds <file>', 'NATS .creds file (JWT auth)', inputFile)
-    .option('--nats-nkey-seed <file>', "file holding the planner's nkey seed", inputFile)
+    .option(
+      '--nats-creds <file>',
+      'NATS .creds file (JWT auth)',
+      inputFileAs((f) => checkAuthFiles({ credsFile: f })),
+    )
+    .option(
+      '--nats-nkey-seed <file>',
+      "file holding the planner's nkey seed",
+      inputFileAs((f) => checkAuthFiles({ nkeySeedFile: f })),
+    )
     .option('--tls-ca <file>', 'CA bundle for the NATS server certificate', inputFile)
     .option('--tls-cert <file>', 'client certificate', inputFile)
     .option('--tls-key <file>', 'client key', inputFile)
@@ -199,6 +216,17 @@ export function registerPlanner(program: Command, setExit: SetExit): void {
           checkOpenApi(parseListenAddress(o.http), o);
         } catch (e) {
           throw new UsageError((e as Error).message);
+        }
+        // An existing signing key that the planner could not use (created when missing)
+        const keyFile = o.signingKey ?? defaultSigningKeyFile(o.db);
+        if (existsSync(keyFile)) {
+          try {
+            readSigningKeyFile(keyFile);
+          } catch (e) {
+            throw new UsageError(
+              `${o.signingKey ? '--signing-key' : 'the signing key beside --db'}: ${(e as Error).message}`,
+            );
+          }
         }
         // The cluster's credentials too: read only when this planner first leads, a bad file left a
         // planner holding its group's lease without a source (review5 F7).

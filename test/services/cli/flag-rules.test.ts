@@ -10,6 +10,9 @@ const manifests = path.join(dir, 'manifests');
 mkdirSync(manifests);
 const file = path.join(dir, 'a-file');
 writeFileSync(file, '');
+// a token file is read as one when the flag is parsed (a malformed one is a usage error of its own)
+const tokens = path.join(dir, 'tokens');
+writeFileSync(tokens, 'a-long-enough-token-value alice operator\n', { mode: 0o600 });
 
 /** A usage error: exit 2, nothing on stdout, one line on stderr matching `line`. */
 function expectUsage(r: CliResult, line: RegExp, what: string): void {
@@ -129,7 +132,7 @@ describe('a flag that does not apply is a usage error naming it and why', () => 
         /--max-manifest-bytes does not apply to planner --kubeconfig/,
       ],
       [
-        [...planner, '--manifests', manifests, '--token-file', file, '--insecure-open-api'],
+        [...planner, '--manifests', manifests, '--token-file', tokens, '--insecure-open-api'],
         /--insecure-open-api does not apply to planner --token-file/,
       ],
       [

@@ -212,8 +212,11 @@ describe('planner HTTP API with roles (real planner, SQLite, nats-server)', () =
       () => ({ code: 0, stderr: '' }),
       (e: { code: number; stderr: string }) => e,
     );
-    expect(r.code).toBe(1);
-    expect(r.stderr).toBe(`switchboard: ${tokenFile}:2: role "superuser" must be viewer or operator\n`);
+    // bad input: a usage error (exit 2), checked while the flags are read
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe(
+      `error: option '--token-file <file>' argument '${tokenFile}' is invalid. ${tokenFile}:2: role "superuser" must be viewer or operator.\n`,
+    );
   });
 
   it('the CLI refuses a non-loopback address without --token-file and a bad --http, exit 2, before touching the log', async () => {
