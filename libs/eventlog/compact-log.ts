@@ -5,6 +5,9 @@ import { writeCheckpoint } from './checkpoints.ts';
 import { contentSource, rebuildAtSeq, replayVersion, type RebuildResult } from './replay.ts';
 import { lastReportIds } from './audit-queries.ts';
 import { databaseOf } from './database-handle.ts';
+import type { CompactionRecord } from './compaction-record.ts';
+
+export { describeCompaction, type CompactionRecord } from './compaction-record.ts';
 
 export interface CompactResult {
   /** Events up to this seq were removed; the chain now starts after it (its anchor). */
@@ -40,25 +43,6 @@ export interface CompactionLimits {
   /** Who runs it, as recorded in the compactions table (default 'db compact'). */
   readonly by?: string;
   readonly now?: () => Date;
-}
-
-/** A run's record in the compactions table (migration 0007). */
-export interface CompactionRecord {
-  readonly id: number;
-  readonly startedAt: string;
-  /** Undefined: the run is under way, or a crash or a refusal stopped it (its rows so far are removed). */
-  readonly finishedAt?: string;
-  readonly by: string;
-  readonly beforeVersion: number;
-  readonly cutSeq: number;
-  readonly acksCutId: number;
-  readonly eventsRemoved: number;
-  readonly acksRemoved: number;
-  readonly checkpointsRemoved: number;
-  readonly checkpointsWritten: number;
-  readonly steps: number;
-  /** The longest of its transactions, in ms (what it held the writer, and the planner's thread, for). */
-  readonly longestStepMs: number;
 }
 
 type Phase = 'checkpoints' | 'events' | 'acks' | 'done';
@@ -490,15 +474,6 @@ export function compactionRecords(log: EventLog, limit = 1): CompactionRecord[] 
     steps: r.steps,
     longestStepMs: r.longest_step_ms,
   }));
-}
-
-/** One line for a run (db status, the planner's log): when, by whom, what it removed, whether it finished. */
-export function describeCompaction(r: CompactionRecord): string {
-  const what = `${r.eventsRemoved} events (up to seq ${r.cutSeq}) and ${r.acksRemoved} ACK/NACK rows removed, keeping versions from ${r.beforeVersion} on`;
-  const how = `${r.steps} steps, the longest ${Math.round(r.longestStepMs * 10) / 10} ms`;
-  return r.finishedAt
-    ? `${r.finishedAt} by ${r.by}: ${what} (${how})`
-    : `${r.startedAt} by ${r.by}, UNFINISHED (stopped part way; the next run goes on): ${what} so far (${how})`;
 }
 
 /** A consistent copy of the log (VACUUM INTO), safe while the planner keeps writing. */

@@ -19,6 +19,8 @@ const ALLOWED: ReadonlyMap<string, string> = new Map([
   ['services/cli/flag-values.ts -> libs/control/parse-waves.ts', 'ctl path: no zod'],
   ['services/cli/rollout-flags.ts -> libs/control/wave-policy.ts', 'ctl path: no zod'],
   ['services/cli/config-fields.ts -> libs/model/proxy-config.ts', 'ctl path: no zod'],
+  ['services/cli/commands/ctl.ts -> libs/eventlog/compaction-record.ts', 'ctl path: no SQLite'],
+  ['services/cli/commands/ctl.ts -> libs/control/wave-policy.ts', 'ctl path: no zod'],
   [
     'test/fixtures/previous-release/wire-schemas.ts -> libs/model/proxy-config.ts',
     "a verbatim copy of the previous release's wire schemas (interop tests): its imports stay as shipped",

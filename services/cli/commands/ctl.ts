@@ -9,6 +9,9 @@ import { duration } from '../flag-values.ts';
 import { UsageError } from '../cli-errors.ts';
 import { refuseInvertedRange } from '../flag-rules.ts';
 import type { SetExit } from './index.ts';
+// leaves, not the indexes: ctl loads no SQLite and no zod (test/build/dist.test.ts)
+import { describeCompaction, type CompactionRecord } from '../../../libs/eventlog/compaction-record.ts';
+import { formatMs } from '../../../libs/control/wave-policy.ts';
 
 /** What every ctl subcommand gets: where the planner is, who is asking, how to print. */
 export interface CtlContext extends PlannerConnection {
@@ -56,6 +59,7 @@ export function registerCtl(program: Command, setExit: SetExit): void {
           ((s.storage as { warning?: string } | null)?.warning
             ? `WARNING: ${(s.storage as { warning: string }).warning}\n`
             : '') +
+          retentionLine(s) +
           groupLine(s);
         // REASON says why a node has its word (the NACK's error for ERROR); -o wide adds the rest.
         const cols = [
@@ -244,6 +248,41 @@ export function formatDiff(d: DiffAnswer): string {
   group('-', 'node', d.removedNodes);
   group('~', 'node', d.changedNodes, d.nodeChanges);
   return lines.length ? lines.join('\n') + '\n' : `no differences between version ${d.a} and ${d.b}\n`;
+}
+
+/**
+ * What the planner's log keeps, in one line (/status `retention`, online retention: docs/eventlog.md):
+ * the policy, the oldest version the log still rebuilds (pins and rollbacks reach back to it), the
+ * last compaction as `db status` describes it, and what held a run back or made it fail. Absent when
+ * /status has no `retention` (an older planner) or retention is off and never ran. `ctl status
+ * --json` carries it as it is.
+ */
+function retentionLine(s: Record<string, unknown>): string {
+  const r = s.retention as
+    | {
+        policy: { versions?: number; ageMs?: number } | null;
+        oldestVersion: number | null;
+        lastCompaction: CompactionRecord | null;
+        heldBy?: string;
+        error?: string;
+      }
+    | null
+    | undefined;
+  // nothing to say while retention is off and the log was never compacted (the table stays as it was)
+  if (!r || (!r.policy && !r.lastCompaction && !r.error)) return '';
+  const p = r.policy;
+  const kept = [
+    p?.versions !== undefined ? `the newest ${p.versions} versions` : '',
+    p?.ageMs !== undefined ? `every version current within ${formatMs(p.ageMs)}` : '',
+  ].filter(Boolean);
+  const policy =
+    kept.length === 0
+      ? 'off (the log keeps every version)'
+      : `keeps ${kept.join(' or ')}${kept.length > 1 ? ', whichever keeps more' : ''}`;
+  return (
+    `retention: ${policy}; oldest version ${r.oldestVersion ?? 'none'}; last compaction ${r.lastCompaction ? describeCompaction(r.lastCompaction) : 'never'}` +
+    `${r.heldBy ? `; held back by ${r.heldBy}` : ''}${r.error ? `; FAILING: ${r.error}` : ''}\n`
+  );
 }
 
 /**

@@ -323,4 +323,70 @@ describe('ctl refuses a /status of another shape in one line (review5 F6)', () =
       server.close();
     }
   });
+
+  it("status prints the planner's retention in one line (policy, oldest version, last compaction, what holds it); --json keeps it as /status has it", async () => {
+    const { createServer } = await import('node:http');
+    const retention = {
+      policy: { versions: 100, ageMs: 7 * 86_400_000 },
+      oldestVersion: 12,
+      oldestSeq: 340,
+      oldestAckId: 77,
+      lastCompaction: {
+        id: 3,
+        startedAt: '2026-12-02T16:00:00.000Z',
+        finishedAt: '2026-12-02T16:00:01.000Z',
+        by: 'planner',
+        beforeVersion: 12,
+        cutSeq: 339,
+        acksCutId: 76,
+        eventsRemoved: 339,
+        acksRemoved: 76,
+        checkpointsRemoved: 1,
+        checkpointsWritten: 1,
+        steps: 2,
+        longestStepMs: 4.26,
+      },
+      heldBy: 'the version node-1 last ACKed',
+    };
+    let answer: Record<string, unknown> = {};
+    const server = createServer((_req, res) =>
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(answer)),
+    );
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+    const status = (policy: unknown, more: object = {}) => {
+      answer = {
+        latestVersion: 40,
+        rejectedTotal: 0,
+        synced: true,
+        config: { defaultRevision: 1 },
+        nodes: [],
+        retention: { ...retention, policy, ...more },
+      };
+    };
+    try {
+      status(retention.policy);
+      const r = await sbIn(['ctl', '--server', url, 'status']);
+      expect(r.code).toBe(0);
+      expect(r.stdout.split('\n').slice(0, 2)).toEqual([
+        'version 40, config revision 1, rejected objects 0',
+        'retention: keeps the newest 100 versions or every version current within 7d, whichever keeps more; oldest version 12; ' +
+          'last compaction 2026-12-02T16:00:01.000Z by planner: 339 events (up to seq 339) and 76 ACK/NACK rows removed, keeping versions from 12 on (2 steps, the longest 4.3 ms); ' +
+          'held back by the version node-1 last ACKed',
+      ]);
+      expect(JSON.parse((await sbIn(['ctl', '--server', url, 'status', '--json'])).stdout).retention).toEqual(
+        retention,
+      );
+
+      status(null, { lastCompaction: null, heldBy: undefined, error: 'database is locked' });
+      expect((await sbIn(['ctl', '--server', url, 'status'])).stdout.split('\n')[1]).toBe(
+        'retention: off (the log keeps every version); oldest version 12; last compaction never; FAILING: database is locked',
+      );
+      // off and never run: nothing to say, the table follows the first line as before
+      status(null, { lastCompaction: null, heldBy: undefined });
+      expect((await sbIn(['ctl', '--server', url, 'status'])).stdout.split('\n')[1]).toMatch(/^NODE\s+STATUS/);
+    } finally {
+      server.close();
+    }
+  });
 });

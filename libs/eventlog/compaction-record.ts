@@ -1,0 +1,31 @@
+// A compaction run's record and its one-line description: a leaf without SQLite, so `ctl status`
+// (which must load no heavy module: test/build/dist.test.ts) describes /status `retention` as
+// `db status` does.
+
+/** A run's record in the compactions table (migration 0007). */
+export interface CompactionRecord {
+  readonly id: number;
+  readonly startedAt: string;
+  /** Undefined: the run is under way, or a crash or a refusal stopped it (its rows so far are removed). */
+  readonly finishedAt?: string;
+  readonly by: string;
+  readonly beforeVersion: number;
+  readonly cutSeq: number;
+  readonly acksCutId: number;
+  readonly eventsRemoved: number;
+  readonly acksRemoved: number;
+  readonly checkpointsRemoved: number;
+  readonly checkpointsWritten: number;
+  readonly steps: number;
+  /** The longest of its transactions, in ms (what it held the writer, and the planner's thread, for). */
+  readonly longestStepMs: number;
+}
+
+/** One line for a run (db status, the planner's log): when, by whom, what it removed, whether it finished. */
+export function describeCompaction(r: CompactionRecord): string {
+  const what = `${r.eventsRemoved} events (up to seq ${r.cutSeq}) and ${r.acksRemoved} ACK/NACK rows removed, keeping versions from ${r.beforeVersion} on`;
+  const how = `${r.steps} steps, the longest ${Math.round(r.longestStepMs * 10) / 10} ms`;
+  return r.finishedAt
+    ? `${r.finishedAt} by ${r.by}: ${what} (${how})`
+    : `${r.startedAt} by ${r.by}, UNFINISHED (stopped part way; the next run goes on): ${what} so far (${how})`;
+}
