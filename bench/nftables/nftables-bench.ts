@@ -20,11 +20,11 @@
 // nf_tables' notifications named), foreignResyncMs (after a commit to another table: reads
 // nothing), fullReadbackMs (a resync after a commit moved it, notifications off: the whole
 // table read back), nftListMs, and the ratios.
+import { benchArgs } from '../bench-cli.ts'; // first: bad input is one line, exit 2
 import { execFileSync, spawnSync } from 'node:child_process';
 import { loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import type { NodeState } from '../../libs/model/index.ts';
 import {
   inventoryOf,
@@ -37,7 +37,7 @@ import {
 } from '../../libs/dataplane/index.ts';
 import { benchState } from './bench-state.ts';
 
-const { values } = parseArgs({
+const { values } = benchArgs({
   options: {
     services: { type: 'string', default: '10000' },
     endpoints: { type: 'string', default: '10' },

@@ -7,12 +7,12 @@
 // Ours is split into render (NodeState → objects), plan (objects → transaction), compile
 // (transaction → netlink messages and batches) and each batch from send to ack (the kernel's
 // commit). `--read` also times a whole-table read-back of ours and `nft -j list table`.
+import { benchArgs } from '../bench-cli.ts'; // first: bad input is one line, exit 2
 import { spawnSync } from 'node:child_process';
-import { parseArgs } from 'node:util';
 import { NftNetlinkRunner, planFullLoad, renderNftObjects, renderNftRuleset } from '../../libs/dataplane/index.ts';
 import { benchState } from './bench-state.ts';
 
-const { values } = parseArgs({
+const { values } = benchArgs({
   options: {
     services: { type: 'string', default: '10000' },
     endpoints: { type: 'string', default: '10' },

@@ -5,12 +5,12 @@
 // netns of its own:
 //
 //   ip netns add p && ip netns exec p npx tsx bench/nftables/nftables-read-probe.ts --sets 10000; ip netns del p
+import { benchArgs } from '../bench-cli.ts'; // first: bad input is one line, exit 2
 import { spawnSync } from 'node:child_process';
-import { parseArgs } from 'node:util';
 import { RawNetlinkSocket } from 'netlink';
 import { NetlinkConnection, NFT_MSG, dumpRequest, nftType, NFPROTO } from '../../libs/netlink/index.ts';
 
-const { values } = parseArgs({
+const { values } = benchArgs({
   options: {
     sets: { type: 'string', default: '10000' },
     elements: { type: 'string', default: '10' },

@@ -11,14 +11,14 @@
  * build was sliced, the stall was the build plus one node (newBuildMs + newPerNodeMs).
  *   npx tsx --expose-gc bench/planner/node-check-bench.ts [--services 10000] [--endpoints 10] [--nodes 100] [--old-sample 4] [--versions 3]
  */
+import { benchArgs } from '../bench-cli.ts'; // first: bad input is one line, exit 2
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { parseArgs } from 'node:util';
 import { DEFAULT_PROXY_CONFIG, readKubeObject, type KubeObject } from '../../libs/model/index.ts';
 import { ClusterState, ExpectedNodeStateHashes, nodeStateHash, renderNodeState } from '../../libs/planner/index.ts';
 import { ExpectedHashCache, NodeHashChecks } from '../../services/planner/node-hash-checks.ts';
 import { generateCluster, makeSlice } from './generate-cluster.ts';
 
-const { values } = parseArgs({
+const { values } = benchArgs({
   options: {
     services: { type: 'string', default: '10000' },
     endpoints: { type: 'string', default: '10' },

@@ -5,12 +5,12 @@
  * objects (one pass that touches every byte), and for per-event cost, a full rebuild.
  *   npx tsx bench/planner/planner-bench.ts [--services 10000] [--endpoints 10] [--nodes 100] [--events 2000]
  */
-import { parseArgs } from 'node:util';
+import { benchArgs } from '../bench-cli.ts'; // first: bad input is one line, exit 2
 import { DEFAULT_PROXY_CONFIG, readKubeObject, type KubeObject } from '../../libs/model/index.ts';
 import { ClusterState, nodeStateHash, renderNodeState } from '../../libs/planner/index.ts';
 import { generateCluster, makeSlice } from './generate-cluster.ts';
 
-const { values } = parseArgs({
+const { values } = benchArgs({
   options: {
     services: { type: 'string', default: '10000' },
     endpoints: { type: 'string', default: '10' },

@@ -10,11 +10,11 @@
  * the longest the event loop was held (perf_hooks.monitorEventLoopDelay max) while they ran.
  *   node --import tsx bench/planner/status-bench.ts [--nodes 200] [--live 10] [--services 1000] [--acks 10]
  */
+import { benchArgs } from '../bench-cli.ts'; // first: bad input is one line, exit 2
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { parseArgs } from 'node:util';
 import { EventLog } from '../../libs/eventlog/index.ts';
 import { ManifestsSource } from '../../libs/kube/index.ts';
 import { type Ack, type AckOrNack, DEFAULT_PROXY_CONFIG } from '../../libs/model/index.ts';
@@ -23,7 +23,7 @@ import { knownObjectsFromLog, manifestsSource } from '../../services/planner/eve
 import { Planner } from '../../services/planner/planner.ts';
 import type { PlannerBus } from '../../services/planner/planner-bus.ts';
 
-const { values } = parseArgs({
+const { values } = benchArgs({
   options: {
     nodes: { type: 'string', default: '200' },
     live: { type: 'string', default: '10' },

@@ -24,11 +24,11 @@
  * over that baseline, wall and CPU ms, and the error when a codec fails (e.g. V8's
  * `Invalid string length` past 2^29 − 24 characters). Last stdout line: JSON of every row.
  */
+import { benchArgs } from '../bench-cli.ts'; // first: bad input is one line, exit 2
 import { spawnSync } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync, readSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { artifactMessages, CheckpointDecoder, encodeArtifact } from '../../libs/bus/index.ts';
 import { indexFromCheckpoint } from '../../libs/applier/index.ts';
 import {
@@ -51,7 +51,7 @@ import { generateCluster, makeService, makeSlice } from '../planner/generate-clu
 type Checkpoint = VersionArtifact & { form: 'checkpoint' };
 const MB = 1048576;
 
-const { values } = parseArgs({
+const { values } = benchArgs({
   options: {
     services: { type: 'string', default: '2000,10000' },
     endpoints: { type: 'string', default: '250' },

@@ -19,8 +19,8 @@
  * plain parsed objects). Last stdout line: JSON with every figure and the least-squares slope
  * per service of each.
  */
+import { benchArgs } from '../bench-cli.ts'; // first: bad input is one line, exit 2
 import { writeFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
 import { decodeDelta, encodeArtifact, H, payloadDigest } from '../../libs/bus/index.ts';
 import {
   DEFAULT_PROXY_CONFIG,
@@ -32,7 +32,7 @@ import {
 import { ClusterDataIndex, ClusterState, NodeStateRenderer } from '../../libs/planner/index.ts';
 import { generateCluster, makeSlice } from '../planner/generate-cluster.ts';
 
-const { values } = parseArgs({
+const { values } = benchArgs({
   options: {
     endpoints: { type: 'string', default: '250' },
     nodes: { type: 'string', default: '5000' },

@@ -15,18 +15,18 @@
  * 3. Planner RSS at --planner-services services (× --endpoints endpoints) 5 s after /readyz
  *    turns 200 (version 1 recorded and published); budget 400 MB.
  */
+import { benchArgs } from '../bench-cli.ts'; // first: bad input is one line, exit 2
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import { KubeApiServer, type KubeObject } from '../../test/support/kube-api-server/index.ts';
 import { writeKubeconfig } from '../../test/support/kubeconfig.ts';
 import { freePort, startNatsServer, type NatsServerHandle } from '../../test/support/nats-server.ts';
 import { generateCluster } from '../planner/generate-cluster.ts';
 
-const { values } = parseArgs({
+const { values } = benchArgs({
   options: {
     runs: { type: 'string', default: '15' },
     'applier-services': { type: 'string', default: '1000' },
