@@ -1,4 +1,4 @@
-import { connect, type ConnectionOptions, type NatsConnection } from '@nats-io/transport-node';
+import { connect, type ConnectionOptions, type NatsConnection, type Server } from '@nats-io/transport-node';
 import { fileAuthenticator } from './bus-auth-files.ts';
 import { nodeInboxPrefix } from './subjects.ts';
 
@@ -16,11 +16,29 @@ export interface BusAuth {
 export const RECONNECT_CAP_MS = 5000;
 
 /**
+ * The client PINGs its server this often and drops it (reconnecting to another of the list) once
+ * MAX_PINGS_OUT PINGs are unanswered at the next: a frozen server (SIGSTOP, a hung host, a link
+ * that drops everything without a reset) keeps the socket open and tells the client nothing, so
+ * the PINGs are the only way to notice it. The client's defaults (every 2 min, 2 out) left a
+ * planner or applier attached to it for 4-6 minutes; now it leaves within 4-6 s. A PING costs the
+ * server a few bytes: N clients send N/2 a second.
+ */
+export const PING_INTERVAL_MS = 2000;
+export const MAX_PINGS_OUT = 2;
+/**
+ * How long one connection attempt (TCP, INFO, CONNECT, the first PONG) may take. A frozen server's
+ * kernel still accepts the TCP connection, so an attempt on it waits this long before the next
+ * server is tried (the client's default is 20 s).
+ */
+export const CONNECT_TIMEOUT_MS = 5000;
+
+/**
  * Connects to NATS for a role. Nodes get their own inbox prefix (the server only lets a node
  * subscribe below it). Every role reconnects forever over the whole server list (`--nats
  * URL,URL,URL`, plus the cluster's other members learnt from INFO): each server is retried after a
  * capped exponential backoff (250 ms doubling to RECONNECT_CAP_MS, reset once reconnected), so a
- * component outlives any number of server restarts and moves to a live server when one dies.
+ * component outlives any number of server restarts and moves to a live server when one dies, or
+ * stops answering (PING_INTERVAL_MS).
  */
 export async function connectBus(o: ConnectBusOptions): Promise<NatsConnection> {
   const a = o.auth ?? {};
@@ -30,6 +48,10 @@ export async function connectBus(o: ConnectBusOptions): Promise<NatsConnection> 
     servers: o.servers,
     name: o.name,
     maxReconnectAttempts: -1,
+    pingInterval: PING_INTERVAL_MS,
+    maxPingOut: MAX_PINGS_OUT,
+    timeout: CONNECT_TIMEOUT_MS,
+    reconnectToServer: leastRecentlyTried,
     reconnectDelayHandler: () => Math.min(RECONNECT_CAP_MS, 250 * 2 ** Math.min(tries++, 5)),
     ...(o.node ? { inboxPrefix: nodeInboxPrefix(o.node) } : {}),
     ...(a.user !== undefined ? { user: a.user, pass: a.password ?? '' } : {}),
@@ -46,6 +68,15 @@ export async function connectBus(o: ConnectBusOptions): Promise<NatsConnection> 
   } catch (e) {
     throw new Error(`NATS at ${serversText(o.servers)}: ${describe(e)}`);
   }
+}
+
+/**
+ * The next server to dial: the one tried longest ago (never tried first). The client's own pick
+ * after its first connection is the server it was on: a client that dropped a frozen server dialed
+ * it again first and waited out CONNECT_TIMEOUT_MS there (11 s to leave it, measured).
+ */
+function leastRecentlyTried(pool: readonly Server[]): Server | null {
+  return pool.reduce<Server | null>((a, s) => (a === null || s.lastConnect < a.lastConnect ? s : a), null);
 }
 
 export interface ConnectBusOptions {
