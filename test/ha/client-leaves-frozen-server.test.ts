@@ -1,8 +1,6 @@
-import type { NatsConnection } from '@nats-io/transport-node';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { connectBus } from '../../libs/bus/index.ts';
-import { freezeNats } from '../libs/bus/nats-freeze.ts';
-import { startNatsCluster, type NatsClusterHandle } from '../support/nats-cluster.ts';
+import { clusterWithFreeze } from './cluster-with-freeze.ts';
 
 /**
  * A frozen nats-server (SIGSTOP: its sockets stay open, nothing is answered, nobody is told) is
@@ -11,35 +9,20 @@ import { startNatsCluster, type NatsClusterHandle } from '../support/nats-cluste
  * component connects through connectBus, which PINGs every 2 s and drops the server after 2
  * unanswered: it must be on a live server and answering within a few seconds.
  */
-let cluster: NatsClusterHandle;
-const conns: NatsConnection[] = [];
-let thaw = () => {};
-
-beforeAll(async () => {
-  cluster = await startNatsCluster();
-}, 60_000);
-afterAll(async () => {
-  thaw();
-  for (const nc of conns) await nc.close().catch(() => undefined);
-  await cluster?.stop();
-});
+const nats = clusterWithFreeze();
 
 /** Stale after 2 unanswered PINGs (4-6 s), a reconnect, and 4 s for a loaded host. */
 const BOUND_MS = 10_000;
 
 describe('a client attached to a nats-server that freezes', () => {
   it('moves to a live server of the list within seconds, and its requests are answered there', async () => {
-    const servers = cluster.servers;
-    const nc = await connectBus({ servers: cluster.urls.split(','), name: 'frozen-client' });
-    conns.push(nc);
-    const other = await connectBus({ servers: cluster.urls.split(','), name: 'responder' });
-    conns.push(other);
+    const servers = nats.cluster().servers;
+    const nc = nats.keep(await connectBus({ servers: nats.cluster().urls.split(','), name: 'frozen-client' }));
     const attached = servers.findIndex((s) => s.port === Number(nc.getServer().split(':').pop()));
     expect(attached).toBeGreaterThanOrEqual(0);
     // a responder on another live server: a request answered proves the client is back in the cluster
     const answering = servers.findIndex((_, i) => i !== attached);
-    const responder = await connectBus({ servers: servers[answering]!.url, name: 'responder-pinned' });
-    conns.push(responder);
+    const responder = nats.keep(await connectBus({ servers: servers[answering]!.url, name: 'responder' }));
     responder.subscribe('frozen.echo', { callback: (_e, m) => void m.respond('here') });
     await responder.flush();
     const echo = () =>
@@ -49,7 +32,7 @@ describe('a client attached to a nats-server that freezes', () => {
       );
     await expect.poll(echo, { timeout: 10_000, interval: 100 }).toBe('here'); // interest crosses the routes
 
-    thaw = freezeNats(servers[attached]!).thaw;
+    nats.freeze(servers[attached]!);
     const t0 = Date.now();
     await expect
       .poll(
