@@ -28,6 +28,7 @@ import {
 } from './log-rows.ts';
 import { H, LogStreamReader, encodeBatch, encodeTerm, type WireMessage } from './replication-codec.ts';
 import type { ReplicationMark } from './replication-mark.ts';
+import { CHAIN_NAMES } from './row-chain.ts';
 import { SnapshotStore, type Snapshot } from './replication-snapshots.ts';
 
 /** Another leader appended to the log stream: the caller must stop acting, then follow(). */
@@ -114,6 +115,9 @@ const STREAM_NOT_FOUND = 10059;
 const HEADER_ROOM = 8 * 1024;
 /** The leader persists its stream mark at most this often (a restart re-reads at most that much). */
 const MARK_EVERY_MS = 1000;
+/** The code of the error that refuses a file whose rows end before the group's compaction cut (refuseBehindCut). */
+export const BEHIND_CUT = 'BEHIND_CUT';
+
 /** A consumer that delivers nothing this long while the stream has more is replaced. */
 const STALL_MS = 5000;
 
@@ -363,7 +367,8 @@ class StreamLogReplicator implements LogReplicator {
           failures++;
           if (failures >= 2) problem = (e as Error).message;
           this.say(`log stream ${this.stream}: following failed (${(e as Error).message}); retrying`);
-          if (failures >= 3 && (e as { code?: string }).code === 'DIVERGED') rejectCaughtUp(e);
+          const code = (e as { code?: string }).code;
+          if (failures >= 3 && (code === 'DIVERGED' || code === BEHIND_CUT)) rejectCaughtUp(e);
           // a pause between retries that stop() can cut short
           await new Promise<void>((res) => {
             wake = res;
@@ -770,7 +775,10 @@ class StreamLogReplicator implements LogReplicator {
     const before = rowCount(this.log.position());
     if (!this.log.holds(b.to)) {
       if (this.isEmpty()) this.log.importRows(b, { mark, adoptAnchors: true });
-      else this.log.importRows(sliceBatch(b, this.log.position()), { mark });
+      else {
+        this.refuseBehindCut(s);
+        this.log.importRows(sliceBatch(b, this.log.position()), { mark });
+      }
     }
     this.seq = s.streamSeq;
     this.groupEnd = b.to;
@@ -778,6 +786,26 @@ class StreamLogReplicator implements LogReplicator {
     this.markDirty = true;
     this.say(
       `log stream ${this.stream}: caught up from snapshot seq-${s.streamSeq} (${rowCount(this.log.position()) - before} rows added)`,
+    );
+  }
+
+  /**
+   * A file whose rows end before the snapshot's first row on some chain cannot take it: the rows
+   * between were compacted away from the group's log (the leader's retention, `db compact`) and
+   * their batches trimmed from the stream while this replica was away, so nothing holds them. This
+   * failed as "row N of this log is not the snapshot's (another history)", which is not what
+   * happened and says nothing of what to do. The file's own rows stay as they are.
+   */
+  private refuseBehindCut(s: Snapshot): void {
+    const at = this.log.position().chains;
+    const start = s.batch.from.chains;
+    const chain = CHAIN_NAMES.find((c) => at[c].id < start[c].id);
+    if (!chain) return;
+    throw Object.assign(
+      new Error(
+        `log stream ${this.stream}: this file's ${chain} end at row ${at[chain].id}, but the group's log was compacted past it while this replica was away: its newest snapshot (seq-${s.streamSeq}) starts after row ${start[chain].id} and the stream no longer holds the batches between; move this file aside (or start with an empty --db) to bootstrap from the snapshot`,
+      ),
+      { code: BEHIND_CUT },
     );
   }
 

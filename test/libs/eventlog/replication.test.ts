@@ -5,6 +5,7 @@ import { connect, headers as natsHeaders, type NatsConnection } from '@nats-io/t
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   FencedError,
+  compactLog,
   createLogReplicator,
   logStreamName,
   logSubject,
@@ -435,16 +436,7 @@ describe('replicated event log (one nats-server, real SQLite files)', () => {
 
   it('a trimmed stream: a new replica starts from the newest snapshot plus the tail, and one that stopped before the trim catches up the same way', async () => {
     const g = group();
-    const a = await replica(g, tmp.file(), 40);
-    const b = await replica(g);
-    await a.r.claim(1);
-    const fb = b.r.follow();
-    await fb.caughtUp;
-    await writeHistory(a.log, { seed: 41, steps: 8, after: () => a.r.flush() });
-    await until(() => samePosition(a.log.position(), b.log.position()), 'the follower to reach the leader');
-    await fb.stop();
-    await b.r.close();
-    b.log.close();
+    const { a, b } = await leaderAndStoppedFollower(g, 41);
     const bLog = await openLog(b.file);
     const bMark = bLog.replicationMark()!;
     bLog.close();
@@ -471,6 +463,68 @@ describe('replicated event log (one nats-server, real SQLite files)', () => {
     expect(lines.filter((l) => l.includes(`SB_LOG_${g}: caught up from snapshot`)).length).toBe(2);
     await fc.stop();
     await fb2.stop();
+    for (const x of [a, b2, c]) {
+      await x.r.close();
+      x.log.close();
+    }
+  }, 90_000);
+});
+
+/**
+ * A leader snapshotting every 40 rows and a follower that followed `seed`'s history to its end,
+ * then stopped and closed its file (`bAt`: where that file stands).
+ */
+async function leaderAndStoppedFollower(g: string, seed: number) {
+  const a = await replica(g, tmp.file(), 40);
+  const b = await replica(g);
+  await a.r.claim(1);
+  const fb = b.r.follow();
+  await fb.caughtUp;
+  await writeHistory(a.log, { seed, steps: 8, after: () => a.r.flush() });
+  await until(() => samePosition(a.log.position(), b.log.position()), 'the follower to reach the leader');
+  await fb.stop();
+  await b.r.close();
+  const bAt = b.log.position();
+  b.log.close();
+  return { a, b, bAt };
+}
+
+describe('replicated event log: a follower away past the compaction cut', () => {
+  it("one whose rows end before the group's compacted snapshot is refused in words that say what to do, its file untouched", async () => {
+    const g = group();
+    const { a, b, bAt } = await leaderAndStoppedFollower(g, 61);
+    // while b is away the leader's log is compacted past b's rows, then snapshotted (twice: the
+    // stream keeps batches from the second newest snapshot) and its stream trimmed
+    await writeHistory(a.log, { seed: 62, steps: 20, after: () => a.r.flush() });
+    expect(compactLog(a.log, a.log.latestVersion()!.version).eventsRemoved).toBeGreaterThan(0);
+    expect(a.log.oldestSeq()).toBeGreaterThan(bAt.chains.events.id + 1);
+    // then ACKs only (a compacted log rebuilds no version before its cut, which a random history's
+    // pins ask for), until two snapshots of the compacted log are made
+    const snapshots = () => lines.filter((l) => l.includes(`SB_LOG_${g}: snapshot at seq`)).length;
+    const before = snapshots();
+    const version = a.log.latestVersion()!.version;
+    for (let i = 0; snapshots() < before + 2; i++) {
+      if (i > 5000) throw new Error('no two snapshots after 5000 ACK rows');
+      const at = new Date(Date.UTC(2025, 1, 1, 0, 0, i)).toISOString();
+      a.log.recordAck({ type: 'ACK', node: `node-${i % 3}`, version, configRevision: 0, at } as never);
+      if (i % 10 === 9) await a.r.flush();
+    }
+
+    const b2 = await replica(g, b.file);
+    const fb2 = b2.r.follow();
+    await expect(fb2.caughtUp).rejects.toThrow(
+      /this file's events end at row \d+, but the group's log was compacted past it while this replica was away: .*move this file aside \(or start with an empty --db\) to bootstrap from the snapshot/,
+    );
+    expect(fb2.problem()).toMatch(/compacted past it while this replica was away/);
+    await fb2.stop();
+    expect(b2.log.position()).toEqual(bAt);
+    expect(b2.log.truncations()).toEqual([]);
+    // as told: an empty file bootstraps from the snapshot and agrees with the leader
+    const c = await replica(g);
+    const fc = c.r.follow();
+    await fc.caughtUp;
+    expect(c.log.position()).toEqual(a.log.position());
+    await fc.stop();
     for (const x of [a, b2, c]) {
       await x.r.close();
       x.log.close();
