@@ -12,7 +12,8 @@ import { LEASE_TTL_MS, startHaFleet, type HaFleet } from './ha-fleet.ts';
  * probe5 H1 with a frozen server instead of a killed one (failover.test.ts kills it): a SIGSTOPed
  * nats-server keeps its sockets open and answers nothing, so no client or peer is told it is gone.
  * The leader's planner is connected to it (its lease cannot be renewed: it stops acting at 3/4
- * TTL); the other planner, connected to a live server, wins the lease and claims while the streams
+ * TTL; its client moves to a live server after 4-6 s, so it may win again); the other planner,
+ * connected to a live server, wins the lease and claims while the streams
  * the frozen server led have not yet elected new Raft leaders. Its claim makes no consumer and
  * retries its steps within the term (services/planner/claim-step.ts), so it must publish the next
  * change without giving a term up.
@@ -40,12 +41,14 @@ const DIRECT_GET_TIMEOUT_MS = 5000;
  * winner giving its term up (probe5 H1), is also checked on its own: no "cannot lead term" line.
  */
 /**
- * A lease request gives up after TTL/4 (libs/bus/planner-lease.ts requestTimeoutMs); two may meet
- * the frozen server while it still leads the lease bucket. They waited the JetStream API's 5 s each
- * before, and the bound counted 10 s for them (40 s; 27.3 s measured once on a quiet host).
+ * Two JetStream API requests of the claim's path that still make consumers (server-side objects a
+ * frozen server delays: the replicated log's catch-up, the snapshot listing, seen as `cannot list
+ * snapshots (timeout)`) wait the API's 5 s each. The lease's own requests give up after TTL/4 now
+ * (libs/bus/planner-lease.ts requestTimeoutMs); the bound counted two 5 s lease reads for this
+ * before, but is not lower: 37.9 s was measured at a load of 20 with the lease bounded.
  */
-const LEASE_REQUEST_MS = LEASE_TTL_MS / 4;
-const BOUND_MS = 2 * LEASE_TTL_MS + RAFT_ELECTION_MAX_MS + 2 * DIRECT_GET_TIMEOUT_MS + 2 * LEASE_REQUEST_MS + 7000;
+const JS_API_TIMEOUT_MS = 5000;
+const BOUND_MS = 2 * LEASE_TTL_MS + RAFT_ELECTION_MAX_MS + 2 * DIRECT_GET_TIMEOUT_MS + 2 * JS_API_TIMEOUT_MS + 7000;
 /** The old leader's client drops the frozen server after 2 unanswered PINGs (4-6 s) and reconnects elsewhere. */
 const LEAVE_FROZEN_MS = 10_000;
 
@@ -58,7 +61,7 @@ afterAll(async () => {
 });
 
 describe('planner group with one nats-server of three frozen (SIGSTOP)', () => {
-  it("the leader's server frozen: the other planner leads and publishes the next change within the bound, no term given up; SIGCONT after", async () => {
+  it("the leader's server frozen: a planner on a live server leads and publishes the next change within the bound, no term given up; SIGCONT after", async () => {
     const servers = fleet.cluster.servers;
     // a connects to server 0 and b to server 1 (a client moves elsewhere only when its server
     // fails); started together to save time, so either may lead: the leader's server is frozen.
@@ -101,12 +104,13 @@ describe('planner group with one nats-server of three frozen (SIGSTOP)', () => {
         .toBe(3);
       took = Date.now() - t0;
       expect(await left).toBeUndefined();
-      next = await fleet.leader(5000, lead);
+      next = await fleet.leader(5000);
       console.log(`server of ${lead} frozen: ${next.name} published version 3 in ${took} ms`);
     } finally {
       ice.thaw();
     }
-    expect(next.name).toBe(follow);
+    // either planner: the old leader's moves to a live server within seconds and may win the term
+    // (before, its client stayed on the frozen server for minutes)
     expect(next.term).toBeGreaterThan(before.self.term);
     expect(took).toBeLessThan(BOUND_MS);
     expect(givenUp()).toEqual([]);
@@ -131,8 +135,15 @@ describe('planner group with one nats-server of three frozen (SIGSTOP)', () => {
       // a term after the freeze: never the frozen side's (under CI load the new leader may have
       // stepped down and won again since `next` was read: term 33 against 11 once)
       .toBeGreaterThanOrEqual(next.term);
-    // thawed, the old leader does not lead (the term it shows follows once its server's JetStream has
+    // thawed, one planner leads (the term the other shows follows once its server's JetStream has
     // caught up, which took over 30 s under CI load once: not asserted here)
-    await expect.poll(async () => (await fleet.status(lead))?.self.leader, { timeout: 30_000 }).toBe(false);
+    await expect
+      .poll(
+        async () => (await Promise.all(['a', 'b'].map((n) => fleet.status(n)))).filter((x) => x?.self.leader).length,
+        {
+          timeout: 30_000,
+        },
+      )
+      .toBe(1);
   }, 180_000);
 });
