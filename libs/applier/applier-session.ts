@@ -26,7 +26,7 @@ import {
 } from '../bus/index.ts';
 import { DataSync } from './data-sync.ts';
 import { TargetWatcher } from './target-watcher.ts';
-import { judgeHealth, type HealthProbe } from './health-verdict.ts';
+import { blamesDataplane, judgeHealth, type HealthProbe } from './health-verdict.ts';
 
 export interface BusClock {
   now(): number;
@@ -74,6 +74,8 @@ export type SessionEvent =
    */
   | {
       readonly type: 'resync';
+      /** What asked for it: `periodic` (the interval), a drift signal of the dataplane, or a probe that blamed the dataplane. */
+      readonly trigger: string;
       readonly kernelWrites: number;
       readonly verified: boolean;
       readonly notes: readonly string[];
@@ -153,6 +155,17 @@ export class ApplierSession {
   private programmedState: NodeState | undefined;
   private probing = false;
   private resyncDue = false;
+  /** What asked for the resync that is due (the first since the last one ran). */
+  private resyncTrigger = 'periodic';
+  /** Re-probe as soon as the due resync ran: it was asked for because the dataplane looked broken. */
+  private reprobeAfterResync = false;
+  /**
+   * A probe blamed the dataplane and the resync that followed found nothing to repair: the fault
+   * is outside what we programmed (a foreign drop rule, routing), so further failing re-probes
+   * leave it to the periodic resync instead of making every re-probe a kernel read. Reset by a
+   * passing probe or a resync that repaired something.
+   */
+  private faultResyncSpent = false;
   /** Why the last periodic resync failed ('' once one succeeded or an apply verified again). */
   private resyncError = '';
   /**
@@ -194,7 +207,7 @@ export class ApplierSession {
     const every = o.probeIntervalMs ?? 10_000;
     if (o.probe && every > 0) s.timers.push(setInterval(() => void s.reprobe(), every));
     const resyncEvery = o.resyncIntervalMs ?? 0;
-    if (resyncEvery > 0) s.timers.push(setInterval(() => s.requestResync(), resyncEvery));
+    if (resyncEvery > 0) s.timers.push(setInterval(() => s.requestResync('periodic'), resyncEvery));
     return s;
   }
 
@@ -261,7 +274,12 @@ export class ApplierSession {
     return verdict;
   }
 
-  /** The periodic re-probe of what is programmed; a changed verdict is heartbeated at once. */
+  /**
+   * The periodic re-probe of what is programmed; a changed verdict is heartbeated at once. Its
+   * `stateVerified` is what the newest kernel read-back found (the apply's verify, or a resync
+   * since: a failed one says why), not a claim about the kernel now. A probe that blames the
+   * dataplane asks for a resync at once (once per fault: see faultResyncSpent) and re-probes after it.
+   */
   private async reprobe(): Promise<void> {
     const state = this.programmedState;
     const hash = this.programmedHash;
@@ -271,10 +289,22 @@ export class ApplierSession {
       const before = this.health?.verdict;
       const outcome = await this.options.probe!.probe(state);
       if (this.programmedHash !== hash || this.stopped) return; // an apply moved on meanwhile: its verdict stands
-      const verdict = judgeHealth({ stateVerified: true, outcome, at: new Date(this.clock.now()).toISOString() });
+      const problem = this.resyncError;
+      const verdict = judgeHealth({
+        stateVerified: problem === '',
+        ...(problem ? { stateProblem: problem } : {}),
+        outcome,
+        at: new Date(this.clock.now()).toISOString(),
+      });
       this.health = { verdict, hash };
       this.emit({ type: 'verdict', verdict });
       if (verdict.verdict !== before?.verdict) this.heartbeat();
+      if (!blamesDataplane(outcome)) this.faultResyncSpent = false;
+      else if (!this.faultResyncSpent) {
+        this.faultResyncSpent = true;
+        this.reprobeAfterResync = true;
+        this.requestResync(`probe: ${verdict.reason}`);
+      }
     } finally {
       this.probing = false;
     }
@@ -286,11 +316,26 @@ export class ApplierSession {
     this.drive();
   }
 
-  /** Asks for a periodic resync; it runs in the same loop as applies, so never beside one. */
-  requestResync(): void {
+  /**
+   * Asks for a resync (`trigger` says why, for the event); it runs in the same loop as applies,
+   * so never beside one, and requests made before it starts are one resync.
+   */
+  requestResync(trigger = 'periodic'): void {
     if (this.stopped || !this.applied) return;
+    if (!this.resyncDue) this.resyncTrigger = trigger;
     this.resyncDue = true;
     this.drive();
+  }
+
+  /**
+   * The dataplane saw what it programmed damaged (nftables: a notification that our table or a
+   * base chain was deleted — `nft flush ruleset`, a firewall reload —, or lost notifications):
+   * resync now rather than at the next interval, and re-probe once it ran so the verdict follows.
+   */
+  driftSignalled(why: string): void {
+    if (this.stopped || !this.applied) return;
+    if (this.options.probe) this.reprobeAfterResync = true;
+    this.requestResync(`drift signal: ${why}`);
   }
 
   /** One loop runs applies and resyncs one at a time; an apply that is due goes first. */
@@ -311,6 +356,10 @@ export class ApplierSession {
         }
       }
       this.running = undefined;
+      if (this.reprobeAfterResync && !this.stopped && this.options.probe) {
+        this.reprobeAfterResync = false;
+        void this.reprobe();
+      }
     })();
   }
 
@@ -318,15 +367,18 @@ export class ApplierSession {
     // kernel unknown: the retry of the apply (a full cycle) is the repair; lastError says why
     if (!this.applied || this.kernelUnknown) return;
     const wasHealthy = this.resyncError === '';
+    const trigger = this.resyncTrigger;
+    this.resyncTrigger = 'periodic';
     try {
       const r = await this.options.dataplane.resync();
       this.resyncError = r.verified
         ? ''
         : `resync: the kernel does not match version ${this.applied.version} after a repair`;
-      this.emit({ type: 'resync', kernelWrites: r.kernelWrites, verified: r.verified, notes: r.notes });
+      if (r.kernelWrites > 0) this.faultResyncSpent = false; // a later probe failure is a new fault
+      this.emit({ type: 'resync', trigger, kernelWrites: r.kernelWrites, verified: r.verified, notes: r.notes });
     } catch (e) {
       this.resyncError = `resync: ${(e as Error).message}`;
-      this.emit({ type: 'resync', kernelWrites: 0, verified: false, notes: [], error: (e as Error).message });
+      this.emit({ type: 'resync', trigger, kernelWrites: 0, verified: false, notes: [], error: (e as Error).message });
     }
     if ((this.resyncError === '') !== wasHealthy) this.heartbeat(); // say it now, not at the next beat
   }

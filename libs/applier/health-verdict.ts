@@ -17,7 +17,13 @@ export interface HealthProbe {
  * dataplane. A probe that could not run, or found no virtual server whose endpoint answered
  * directly, makes the node `unprobed`: it says so and is never counted healthy by probe. Pure.
  */
-export function judgeHealth(o: { stateVerified: boolean; outcome: ProbeOutcome; at: string }): HealthVerdict {
+export function judgeHealth(o: {
+  stateVerified: boolean;
+  /** Why the state is not verified (the reason then names it); default: the read-back differed. */
+  stateProblem?: string;
+  outcome: ProbeOutcome;
+  at: string;
+}): HealthVerdict {
   const { outcome, at } = o;
   const probe = outcome.kind === 'report' ? outcome.report : null;
   // Bounded as the wire schema bounds it: an over-long reason would make the planner drop the whole message.
@@ -29,7 +35,8 @@ export function judgeHealth(o: { stateVerified: boolean; outcome: ProbeOutcome; 
     ...(outcome.kind === 'injected' ? { injected: true } : {}),
     at,
   });
-  if (!o.stateVerified) return v('unhealthy', 'the programmed state read back differs from the desired state');
+  if (!o.stateVerified)
+    return v('unhealthy', o.stateProblem ?? 'the programmed state read back differs from the desired state');
   if (outcome.kind === 'injected') return v(outcome.verdict, `${outcome.reason} (injected by --test-verdict-file)`);
   if (outcome.kind === 'unavailable') return v('unprobed', outcome.reason);
   const r = outcome.report;
@@ -53,3 +60,13 @@ export function judgeHealth(o: { stateVerified: boolean; outcome: ProbeOutcome; 
 }
 
 const fmt = (ms: number) => `${ms < 10 ? ms.toFixed(1) : Math.round(ms)}ms`;
+
+/**
+ * The probe found a virtual server that failed through the dataplane while its endpoint answered
+ * a direct connection: the node's own forwarding is broken (its state lost or overridden), not an
+ * endpoint. What makes the applier resync at once rather than at the next interval. Injected
+ * verdicts never do: they say nothing about the kernel.
+ */
+export function blamesDataplane(outcome: ProbeOutcome): boolean {
+  return outcome.kind === 'report' && outcome.report.failed > 0;
+}

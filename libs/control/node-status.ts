@@ -102,7 +102,11 @@ export interface NodeStatusRow {
  *            the target echoes a data or node-state hash other than the planner expects
  *            (ackMismatch), or its newest report (heartbeat, or an ACK with `healthy: false`)
  *            says it is unhealthy (unless the complaint is a NACK for a target it no longer has),
- *            or two applier processes report as the node (`twin`)
+ *            or its newest health verdict (heartbeat, else ACK: newestHealth) is `unhealthy` — a
+ *            data-path probe that failed through the dataplane while the endpoint answered
+ *            directly, or a state not verified: the dataplane itself is broken, whatever version
+ *            it runs (C1: a flushed ruleset showed SYNCED for a resync interval) —, or two applier
+ *            processes report as the node (`twin`)
  *  SYNCED    it runs exactly the target (version and config revision), and its ACK of it echoes
  *            the hashes the planner expects (those it knows)
  *  APPLYING  it runs something else, and the target is younger than `applyTimeoutMs`; or its ACK
@@ -175,6 +179,10 @@ export function nodeStatus(
     const aboutOldTarget = onTarget && nack && !nackForTarget && hb.detail === nack.error;
     if (!aboutOldTarget) return row('ERROR', `unhealthy: ${hb.detail}`);
   }
+  // The probe connects from the node through the dataplane to an endpoint it just reached directly:
+  // a failure there is the dataplane's, so running the target is no proof that services work.
+  const verdict = newestHealth(o);
+  if (verdict?.verdict === 'unhealthy') return row('ERROR', `dataplane unhealthy: ${verdict.reason}`);
   // Not SYNCED on an ACK whose node-state hash is still to be checked: SYNCED says it was checked.
   if (onTarget && forTarget && o.nodeStateChecking)
     return row('APPLYING', `acked version ${t.version} config ${t.configRevision}; checking its node-state hash`);

@@ -38,6 +38,11 @@ export interface CreateDataplaneOptions {
    * the node cannot run it; the applier passes refuseUnfitNode (node-preflight.ts). None: no check.
    */
   readonly preflight?: (mode: 'ipvs' | 'nftables') => Promise<void>;
+  /**
+   * nftables mode: called (why) when change notifications say our table or a base chain was
+   * deleted (NftablesDataplaneOptions.onDrift); the applier resyncs at once.
+   */
+  readonly onDrift?: (why: string) => void;
 }
 
 export const DEFAULT_STATE_DIR = '/var/lib/switchboard';
@@ -57,7 +62,11 @@ export async function createDataplane(o: CreateDataplaneOptions): Promise<Datapl
   if (o.mode === 'dry-run') return new DryRunDataplane();
   if (o.mode === 'nftables') {
     await o.preflight?.('nftables');
-    return new NftablesDataplane({ backend: o.nftBackend, changeNotifications: o.nftChangeNotifications });
+    return new NftablesDataplane({
+      backend: o.nftBackend,
+      changeNotifications: o.nftChangeNotifications,
+      onDrift: o.onDrift,
+    });
   }
   const caps = await detectIpvsCapabilities({ scheduler: o.scheduler });
   const ipvsOk = caps.ipvs && caps.dummy;

@@ -345,6 +345,8 @@ export type NftNotification =
       readonly kind: 'table' | 'other';
       readonly family: number;
       readonly table: string;
+      /** A DELTABLE (a table notification only). */
+      readonly deleted?: true;
     }
   | {
       readonly kind: 'chain' | 'set';
@@ -356,6 +358,8 @@ export type NftNotification =
        * notification carries only the new name (nf_tables_commit), so the old one goes unnamed.
        */
       readonly newChain?: true;
+      /** A DELCHAIN or DELRULE: the chain, or rules of it, were deleted. */
+      readonly deleted?: true;
     }
   | {
       readonly kind: 'elements';
@@ -380,17 +384,23 @@ export function decodeNotification(type: number, payload: Buffer): NftNotificati
     name === undefined ? { kind: 'other', family, table } : { kind, family, table, name };
   switch (msg) {
     case NFT_MSG.NEWTABLE:
-    case NFT_MSG.DELTABLE:
       return { kind: 'table', family, table };
+    case NFT_MSG.DELTABLE:
+      return { kind: 'table', family, table, deleted: true };
     case NFT_MSG.NEWCHAIN: {
       const n = named('chain', optStr(m, 3)); // NFTA_CHAIN_NAME
       return n.kind === 'chain' ? { ...n, newChain: true } : n;
     }
-    case NFT_MSG.DELCHAIN:
-      return named('chain', optStr(m, 3));
+    case NFT_MSG.DELCHAIN: {
+      const n = named('chain', optStr(m, 3));
+      return n.kind === 'chain' ? { ...n, deleted: true } : n;
+    }
     case NFT_MSG.NEWRULE:
-    case NFT_MSG.DELRULE:
       return named('chain', optStr(m, 2)); // NFTA_RULE_CHAIN
+    case NFT_MSG.DELRULE: {
+      const n = named('chain', optStr(m, 2));
+      return n.kind === 'chain' ? { ...n, deleted: true } : n;
+    }
     case NFT_MSG.NEWSET:
     case NFT_MSG.DELSET:
       return named('set', optStr(m, 2)); // NFTA_SET_NAME

@@ -114,6 +114,11 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
       ipvsRateEstimation: o.ipvsRateEstimation,
       preflight: (mode) => refuseUnfitNode(mode),
       log: (m) => log.info(m),
+      // our table (or a base chain) deleted: every service fails until repaired, so resync now
+      onDrift: (why) => {
+        log.warn({ why }, 'kernel drift signalled: resync now');
+        session?.driftSignalled(why);
+      },
     }));
   const takenOver = o.takeOverKubeProxy ? withKubeProxyTakeOver(created, { log: (m) => log.info(m) }) : created;
   // kube-proxy's leftovers (any mode) are named at the first apply and every resync; those that
@@ -259,7 +264,10 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
         else if (onTarget()) proxierHealth.updated();
         if (e.error) log.warn({ error: e.error }, 'resync failed');
         else if (e.kernelWrites > 0 || !e.verified)
-          log.warn({ kernelWrites: e.kernelWrites, verified: e.verified, notes: e.notes }, 'resync repaired drift');
+          log.warn(
+            { trigger: e.trigger, kernelWrites: e.kernelWrites, verified: e.verified, notes: e.notes },
+            'resync repaired drift',
+          );
         break;
     }
   };

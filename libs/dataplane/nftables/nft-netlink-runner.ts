@@ -52,6 +52,7 @@ import { isEndpointMap, isLearnedSet } from './nft-objects.ts';
 import type { NftReadScope, NftRunner } from './nft-runner.ts';
 import { NftChangeLog, type NftChangeEntry, type NftTableChanges } from './nft-change-log.ts';
 import { NftNotificationListener } from './nft-notification-listener.ts';
+import { nftDriftSignal } from './nft-drift-signal.ts';
 import { describeOp, invalidObjectName, type NftOp, type NftTransaction } from './nft-transaction.ts';
 import type { NftObjects } from './nft-objects.ts';
 import { emitFullLoad } from './plan-nft-update.ts';
@@ -162,8 +163,14 @@ export class NftNetlinkRunner implements NftRunner {
     const compileMs = performance.now() - t0;
     let bytes = 0;
     const batchMs: number[] = [];
-    if (messages.length > UNMONITORED_RUN_MESSAGES)
-      this.listener?.stop(`our own transaction of ${messages.length} messages ran unmonitored`);
+    if (messages.length > UNMONITORED_RUN_MESSAGES) {
+      this.ownStop = true; // a loss we caused, of notifications about our own commits: no drift signal
+      try {
+        this.listener?.stop(`our own transaction of ${messages.length} messages ran unmonitored`);
+      } finally {
+        this.ownStop = false;
+      }
+    }
     for (const b of batches) {
       bytes += b.reduce((a, m) => a + m.payload.length + 16, 0);
       const framed = [batchBegin(), ...b, batchEnd()];
@@ -176,6 +183,10 @@ export class NftNetlinkRunner implements NftRunner {
 
   /** Change logs of the watched tables, by `family table`. */
   private readonly logs = new Map<string, NftChangeLog>();
+  /** Who hears of drift signals per watched table (see watch), by `family table`. */
+  private readonly driftHooks = new Map<string, { family: number; table: string; call: (why: string) => void }>();
+  /** run() is stopping the listener itself (see run): that loss is no drift signal. */
+  private ownStop = false;
 
   /**
    * Starts recording which objects of the table commits change (nf_tables notifications on a
@@ -183,9 +194,10 @@ export class NftNetlinkRunner implements NftRunner {
    * once this resolves, changesSince can vouch for every commit after the generation it read.
    * Cheap when already recording (no request).
    */
-  async watch(family: string, table: string): Promise<void> {
+  async watch(family: string, table: string, onDrift?: (why: string) => void): Promise<void> {
     const t = tableRef(family, table);
     const key = `${family} ${table}`;
+    if (onDrift) this.driftHooks.set(key, { family: t.family, table, call: onDrift });
     let log = this.logs.get(key);
     if (!log) this.logs.set(key, (log = new NftChangeLog(t.family, table, classifyChange)));
     try {
@@ -228,9 +240,15 @@ export class NftNetlinkRunner implements NftRunner {
     this.listener ??= new NftNotificationListener(
       (n) => {
         for (const log of this.logs.values()) log.note(n);
+        for (const h of this.driftHooks.values()) {
+          const why = nftDriftSignal(n, h.family, h.table);
+          if (why) h.call(why);
+        }
       },
       (why) => {
         for (const log of this.logs.values()) log.lose(why);
+        // A table deleted while notifications were lost would go unheard: resync to find out.
+        if (!this.ownStop) for (const h of this.driftHooks.values()) h.call(`notifications lost (${why})`);
       },
       {
         recvBufferSize: this.options.monitorRecvBufferSize ?? 8 * 1024 * 1024,

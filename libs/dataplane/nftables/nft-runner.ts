@@ -33,9 +33,12 @@ export interface NftRunner {
   /**
    * Starts (or, after lost notifications, restarts) recording which objects of the table
    * commits change, from nf_tables' notifications; with `generation`. Resolves once every
-   * commit after the generation it read is recorded.
+   * commit after the generation it read is recorded. `onDrift`, when given, is called (why)
+   * for every notification that says the table or one of its base chains was deleted
+   * (nftDriftSignal), and when notifications were lost (not by our own large transaction): the
+   * caller debounces.
    */
-  watch?(family: string, table: string): Promise<void>;
+  watch?(family: string, table: string, onDrift?: (why: string) => void): Promise<void>;
   /**
    * What the commits after generation `since` up to `now` changed in the table, from that
    * record; `{ unknown }` (why) when the record cannot vouch for the range.

@@ -52,6 +52,14 @@ export interface NftablesDataplaneOptions {
    * before carrying on without it (default 1 s; see watch).
    */
   readonly listenerRetryWaitMs?: number;
+  /**
+   * Called (why) when nf_tables' notifications say our table or a base chain was deleted, or
+   * notifications were lost, while there is an applied state to repair towards: the applier then
+   * resyncs at once rather than at its next interval (probe7 C1). Debounced by DRIFT_SETTLE_MS.
+   * Needs the change-notification listener (netlink runner, changeNotifications on); without it
+   * the applier's re-probe is what notices.
+   */
+  readonly onDrift?: (why: string) => void;
 }
 
 const WHOLE_READ_EVERY_MS = 10 * 60 * 1000;
@@ -59,6 +67,13 @@ const WHOLE_READ_EVERY_MS = 10 * 60 * 1000;
 const WATCH_RETRY_MS = 60 * 1000;
 /** The longest an apply or resync waits for such a retry before it carries on uncovered (see watch). */
 const LISTENER_RETRY_WAIT_MS = 1000;
+/**
+ * A drift signal is passed on this long after its first notification, once per burst: a flush
+ * notifies every object it deletes (one signal each), and a reload that is two commits (`systemctl
+ * restart nftables`: flush, then load) should be read back after both, not raced between them.
+ * Short against what it saves (the rest of a 60 s resync interval).
+ */
+const DRIFT_SETTLE_MS = 200;
 
 export type NftBackend = 'auto' | 'netlink' | 'nft';
 export const NFT_BACKENDS: readonly NftBackend[] = ['auto', 'netlink', 'nft'];
@@ -114,6 +129,11 @@ export class NftablesDataplane implements Dataplane {
   /** A retry of the listener still starting, in the background (see watch). */
   private retrying: Promise<void> | undefined;
   private readonly clock: () => number;
+  /** A drift signal waiting out DRIFT_SETTLE_MS (see onDrift). */
+  private driftTimer: NodeJS.Timeout | undefined;
+  private closed = false;
+  /** Applies and resyncs in flight: their own commits notify too (a full load deletes and recreates the table). */
+  private writing = 0;
 
   constructor(private readonly options: NftablesDataplaneOptions = {}) {
     this.table = options.table ?? NFT_TABLE;
@@ -150,6 +170,20 @@ export class NftablesDataplane implements Dataplane {
   }
 
   async apply(state: NodeState): Promise<ApplyResult> {
+    return this.ownWrite(() => this.applyState(state));
+  }
+
+  /** Runs one apply or resync, counted in `writing` (see signalDrift). */
+  private async ownWrite<T>(fn: () => Promise<T>): Promise<T> {
+    this.writing++;
+    try {
+      return await fn();
+    } finally {
+      this.writing--;
+    }
+  }
+
+  private async applyState(state: NodeState): Promise<ApplyResult> {
     const t0 = performance.now();
     const known = this.doubtful ? undefined : this.applied;
     const lastState = this.applied?.state; // known.state is patched in place below
@@ -225,6 +259,10 @@ export class NftablesDataplane implements Dataplane {
    * (see knownGeneration) and the read-back is skipped.
    */
   async resync(): Promise<ApplyResult> {
+    return this.ownWrite(() => this.resyncApplied());
+  }
+
+  private async resyncApplied(): Promise<ApplyResult> {
     if (!this.applied) return { kernelWrites: 0, verified: false, durationMs: 0, notes: [NOTHING_VERIFIED] };
     try {
       const r = await this.resyncTable(this.applied.objects);
@@ -356,7 +394,8 @@ export class NftablesDataplane implements Dataplane {
     if (this.retrying || this.clock() < this.watchRetryAt) return; // a retry in flight is not waited for twice
     const retry = this.listenerTrouble !== undefined;
     const t0 = performance.now();
-    const started = r.watch(NFT_FAMILY, this.table).then(
+    const onDrift = this.options.onDrift ? (why: string) => this.signalDrift(why) : undefined;
+    const started = r.watch(NFT_FAMILY, this.table, onDrift).then(
       () => {
         this.watchRetryAt = Number.NEGATIVE_INFINITY;
         if (this.listenerTrouble === undefined) return;
@@ -420,7 +459,34 @@ export class NftablesDataplane implements Dataplane {
     };
   }
 
+  /**
+   * Passes a drift signal on after DRIFT_SETTLE_MS, once per burst, while there is a state to
+   * repair towards — unless it came from our own commits: a full load starts by deleting the
+   * table (emitFullLoad), and notifications reach us after the commit. Those are told apart by
+   * the generation: once no apply or resync of ours is in flight, a ruleset generation equal to
+   * knownGeneration means no commit since the one at which our table was known to match.
+   */
+  private signalDrift(why: string): void {
+    if (this.driftTimer || this.closed || !this.applied) return;
+    this.driftTimer = setTimeout(() => {
+      this.driftTimer = undefined;
+      void this.passDrift(why);
+    }, DRIFT_SETTLE_MS);
+    this.driftTimer.unref();
+  }
+
+  private async passDrift(why: string): Promise<void> {
+    if (this.closed || !this.applied) return;
+    if (this.writing > 0) return this.signalDrift(why); // ours may still be committing: look again after it
+    const known = this.knownGeneration;
+    const now = await this.generation().catch(() => undefined);
+    if (now !== undefined && now === known && this.writing === 0) return; // our own commit: nothing since
+    if (!this.closed && this.applied) this.options.onDrift?.(why);
+  }
+
   async close(): Promise<void> {
+    this.closed = true;
+    clearTimeout(this.driftTimer);
     if (this.runnerChoice) (await this.runnerChoice.catch(() => undefined))?.close();
   }
 

@@ -269,8 +269,27 @@ describe('newestHealth: the verdict shown and gated on', () => {
     expect(newestHealth({ last: nack(5, 2, 'x', [4, 1]), lastAt: 1000 })).toBeUndefined();
     expect(nodeStatus(at({ target, last: ack(5, 2), lastAt: 1500 }), NOW).health).toBeNull();
   });
-  it('does not change the status word: a node on its target with an unhealthy verdict is SYNCED, the verdict beside it', () => {
+  it('a node on its target whose newest verdict is unhealthy is ERROR, never SYNCED (C1: the dataplane itself is broken)', () => {
     const row = nodeStatus(at({ target, last: { ...ack(5, 2), health: sick }, lastAt: 1500 }), NOW);
-    expect(row).toMatchObject({ status: 'SYNCED', health: { verdict: 'unhealthy' } });
+    expect(row).toMatchObject({
+      status: 'ERROR',
+      reason: 'dataplane unhealthy: probe failed',
+      health: { verdict: 'unhealthy' },
+    });
+    // the heartbeat's verdict is the newest: a healthy ACK followed by an unhealthy re-probe is ERROR ...
+    const hbSick = { ...hb(5, 2), health: sick };
+    const later = {
+      target,
+      last: { ...ack(5, 2), health: healthy },
+      lastAt: 1000,
+      heartbeat: hbSick,
+      heartbeatAt: 1500,
+    };
+    expect(nodeStatus(at(later), NOW).status).toBe('ERROR');
+    // ... and a healthy re-probe after it makes the node SYNCED again; unprobed does not count against it
+    const well = { ...later, heartbeat: { ...hb(5, 2), health: healthy }, heartbeatAt: 2000 };
+    expect(nodeStatus(at(well), NOW).status).toBe('SYNCED');
+    const unprobed = { ...healthy, verdict: 'unprobed' as const, reason: 'no probe possible' };
+    expect(nodeStatus(at({ ...well, heartbeat: { ...hb(5, 2), health: unprobed } }), NOW).status).toBe('SYNCED');
   });
 });

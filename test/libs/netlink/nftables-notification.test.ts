@@ -8,6 +8,7 @@ import {
   decodeNotification,
   decodeNotifications,
   delChain,
+  flushRules,
   newChain,
   delTable,
   newRule,
@@ -41,6 +42,7 @@ describe('decodeNotification', () => {
       datagram([
         of(newRule(t, 'service-X', [], '')),
         of(delChain(t, 'external-Y', '')),
+        of(flushRules(t, 'nat-output', '')),
         of(newChain(t, 'renamed-W', undefined, '')),
         of(newSet(t, { name: 'endpoints-Z', id: 1, flags: 0xc, keyType: 0, keyLen: 4 }, '')),
         of(elems),
@@ -50,15 +52,17 @@ describe('decodeNotification', () => {
     );
     expect(got.map((n) => ({ ...n, elements: undefined }))).toEqual([
       { kind: 'chain', family: 1, table: 'sb', name: 'service-X', elements: undefined },
-      { kind: 'chain', family: 1, table: 'sb', name: 'external-Y', elements: undefined },
+      // DELCHAIN (and DELRULE): deleted, what makes a base chain's notification a drift signal.
+      { kind: 'chain', family: 1, table: 'sb', name: 'external-Y', deleted: true, elements: undefined },
+      { kind: 'chain', family: 1, table: 'sb', name: 'nat-output', deleted: true, elements: undefined },
       // NEWCHAIN: created, updated or renamed (a rename names only the new chain).
       { kind: 'chain', family: 1, table: 'sb', name: 'renamed-W', newChain: true, elements: undefined },
       { kind: 'set', family: 1, table: 'sb', name: 'endpoints-Z', elements: undefined },
       { kind: 'elements', family: 1, table: 'sb', name: 'service-ips', elements: undefined },
-      { kind: 'table', family: 1, table: 'sb', elements: undefined },
+      { kind: 'table', family: 1, table: 'sb', deleted: true, elements: undefined },
       { kind: 'gen', gen: 42, elements: undefined },
     ]);
-    const el = got[4] as { readonly elements: readonly { key: Buffer }[] };
+    const el = got[5] as { readonly elements: readonly { key: Buffer }[] };
     expect(el.elements.map((e) => [...e.key])).toEqual([[10, 96, 0, 1, 6, 0, 0, 0, 0, 80, 0, 0]]);
   });
 

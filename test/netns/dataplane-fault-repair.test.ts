@@ -1,0 +1,243 @@
+// probe7 C1 with real processes: nats-server and the planner in a LAN namespace, an nftables
+// applier in the node's namespace, a pod answering TCP behind it (support/rollout-lab.ts). When
+// something removes our table (`nft flush ruleset`: Debian's nftables.service, firewalld's
+// reload), the applier repairs it at once — from nf_tables' notification, or, where it has none
+// (notifications off here; ipvs mode), from its re-probe that blames the dataplane — instead of
+// at its next --resync-interval (60 s here, as by default); and a node whose probe fails through
+// the dataplane is ERROR in `ctl status`, never SYNCED.
+import { execFile, type ChildProcess } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { API_URL, NATS_URL, RolloutLab } from './support/rollout-lab.ts';
+
+const pexec = promisify(execFile);
+const CLIENT = fileURLToPath(new URL('./support/echo-client.mjs', import.meta.url));
+const lab = new RolloutLab();
+const VIP = '10.100.0.11';
+
+interface NodeRow {
+  node: string;
+  status: string;
+  reason: string;
+  health: { verdict: string; reason: string; stateVerified: boolean } | null;
+}
+const row = async (): Promise<NodeRow | undefined> => {
+  const r = await lab.ctl('status', '-o', 'json');
+  if (r.code !== 0) throw new Error(`ctl status: ${r.stderr}`);
+  return (JSON.parse(r.stdout) as { nodes: NodeRow[] }).nodes.find((n) => n.node === 'node-1');
+};
+async function until<T>(f: () => Promise<T | undefined | false>, ms: number, what: string, everyMs = 300): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await f().catch(() => undefined);
+    if (v) return v;
+    if (Date.now() > end)
+      throw new Error(
+        `timed out after ${ms} ms waiting for ${what}\n--- applier ---\n${lab.log(applierLog).slice(-3000)}`,
+      );
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+const ns = () => lab.nodes[0]!.ns;
+const nft = (...args: string[]) => pexec('ip', ['netns', 'exec', ns(), 'nft', ...args], { encoding: 'utf8' });
+const tablePresent = () =>
+  nft('list', 'table', 'inet', 'switchboard').then(
+    (r) => r.stdout.includes('chain nat-output'),
+    () => false,
+  );
+/** One TCP connection from the node to the Service's ClusterIP: the pod's answer, or null. */
+const viaClusterIp = async (): Promise<string | null> => {
+  const r = await pexec('ip', ['netns', 'exec', ns(), process.execPath, CLIENT, 'tcp', VIP, '80', '1', '500'], {
+    encoding: 'utf8',
+  });
+  return (JSON.parse(r.stdout) as (string | null)[])[0] ?? null;
+};
+
+let applier: ChildProcess | undefined;
+let applierLog = 'applier-0';
+let starts = 0;
+function startApplier(extra: readonly string[]): void {
+  applierLog = `applier-${starts++}`;
+  applier = lab.switchboard(ns(), applierLog, [
+    'applier',
+    '--node',
+    'node-1',
+    '--nats',
+    NATS_URL,
+    '--mode',
+    'nftables',
+    '--state-dir',
+    join(lab.work, 'state'),
+    '--heartbeat',
+    '500',
+    '--probe-timeout',
+    '1000',
+    '--planner-key',
+    join(lab.work, 'log.db.signing-key.pem.pub'),
+    // the default: only a trigger can make the repair come sooner than a minute
+    '--resync-interval',
+    '60s',
+    ...extra,
+  ]);
+}
+/** Stops the applier by its PID (SIGTERM: fail-static, the table stays) and waits for it to exit. */
+async function stopApplier(): Promise<void> {
+  const p = applier;
+  if (!p || p.exitCode !== null || p.signalCode !== null) return;
+  await new Promise<void>((resolve) => {
+    p.once('exit', () => resolve());
+    p.kill('SIGTERM');
+  });
+}
+const syncedAndHealthy = (what: string) =>
+  until(
+    async () => {
+      const r = await row();
+      return r?.status === 'SYNCED' && r.health?.verdict === 'healthy' && r;
+    },
+    90_000,
+    what,
+  );
+
+/** Flushes the whole ruleset in the node and measures how long until the table and the traffic are back. */
+async function flushAndTimeRepair(): Promise<{ tableMs: number; trafficMs: number }> {
+  expect(await viaClusterIp()).toMatch(/^pod-node-1 /);
+  const t0 = Date.now();
+  await nft('flush', 'ruleset');
+  expect(await tablePresent()).toBe(false);
+  await until(tablePresent, 20_000, 'the table back', 50);
+  const tableMs = Date.now() - t0;
+  await until(
+    async () => (await viaClusterIp())?.startsWith('pod-node-1 '),
+    20_000,
+    'traffic through the ClusterIP',
+    50,
+  );
+  return { tableMs, trafficMs: Date.now() - t0 };
+}
+
+beforeAll(async () => {
+  await lab.start(['node-1']);
+  const n = lab.nodes[0]!;
+  const dir = join(lab.work, 'manifests');
+  mkdirSync(dir);
+  writeFileSync(
+    join(dir, 'cluster.yaml'),
+    `apiVersion: v1
+kind: Node
+metadata: {name: ${n.name}}
+status: {addresses: [{type: InternalIP, address: ${n.ip}}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: default}
+spec: {type: ClusterIP, clusterIP: ${VIP}, clusterIPs: [${VIP}], ports: [{name: http, protocol: TCP, port: 80, targetPort: 8080}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: web-abc, namespace: default, labels: {kubernetes.io/service-name: web}}
+addressType: IPv4
+ports: [{name: http, protocol: TCP, port: 8080}]
+endpoints: [{addresses: [${n.podIp}], conditions: {ready: true}, nodeName: ${n.name}}]
+`,
+  );
+  writeFileSync(join(lab.work, 'config.yaml'), 'mode: nftables\n');
+  lab.startNats();
+  lab.switchboard(lab.lan, 'planner', [
+    'planner',
+    '--manifests',
+    dir,
+    '--nats',
+    NATS_URL,
+    '--db',
+    join(lab.work, 'log.db'),
+    '--http',
+    API_URL.replace('http://', ''),
+    '--insecure-open-api',
+    '--config',
+    join(lab.work, 'config.yaml'),
+  ]);
+}, 120_000);
+
+afterAll(async () => {
+  await lab.cleanup();
+}, 60_000);
+
+describe('our table removed by `nft flush ruleset` (probe7 C1), --resync-interval 60s', () => {
+  it("is repaired within seconds from nf_tables' notification (the re-probe is a minute away too)", async () => {
+    startApplier(['--probe-interval', '60000']);
+    await syncedAndHealthy('node-1 SYNCED and healthy');
+    const t = await flushAndTimeRepair();
+    console.log(`notification path: table back after ${t.tableMs} ms, traffic after ${t.trafficMs} ms`);
+    // Before: back only at the periodic resync, up to 60 s later (47 s seen by probe7).
+    expect(t.trafficMs).toBeLessThan(10_000);
+    // Our own full loads (the first apply, the repair) delete and recreate the table too: no signal
+    // for them, only for the flush (a signal is passed on DRIFT_SETTLE_MS after its notification).
+    await new Promise((r) => setTimeout(r, 1000));
+    const log = lab.log(applierLog);
+    const signals = log.split('\n').filter((l) => l.includes('"msg":"kernel drift signalled: resync now"'));
+    expect(signals).toHaveLength(1);
+    expect(signals[0]).toMatch(
+      /"why":"(table switchboard deleted|base chain [a-z-]+ of table switchboard deleted or flushed)"/,
+    );
+    expect(log).toMatch(/"trigger":"drift signal: [^"]+".*"msg":"resync repaired drift"/);
+    await stopApplier();
+  }, 150_000);
+
+  it('without notifications (as in ipvs mode) the re-probe blames the dataplane and resyncs at once', async () => {
+    startApplier(['--nft-notifications', 'off', '--probe-interval', '1000']);
+    // its own first ACK, not the first applier's last report (the planner keeps that until silence)
+    await until(async () => lab.log(applierLog).includes('"msg":"applied"'), 60_000, "the second applier's ACK");
+    await syncedAndHealthy('node-1 SYNCED and healthy under the second applier');
+    const t = await flushAndTimeRepair();
+    console.log(`re-probe path: table back after ${t.tableMs} ms, traffic after ${t.trafficMs} ms`);
+    expect(t.trafficMs).toBeLessThan(15_000);
+    expect(lab.log(applierLog)).toMatch(
+      /"trigger":"probe: probe: 1 of 1 virtual server\(s\) failed through the dataplane[^"]*".*"msg":"resync repaired drift"/,
+    );
+    // the re-probe after the repair clears the verdict: SYNCED and healthy again, its state read back
+    const back = await syncedAndHealthy('node-1 SYNCED and healthy after the repair');
+    expect(back.health!.stateVerified).toBe(true);
+  }, 150_000);
+
+  it('a foreign table dropping service traffic makes the node ERROR while it lasts, never SYNCED; SYNCED again after', async () => {
+    // (the second applier still runs: probe every second, notifications off)
+    // Priority -300: before our DNAT (dstnat, -100), as another firewall's drop may come.
+    await nft('add', 'table', 'inet', 'sb-test-blocker');
+    try {
+      await nft(
+        'add',
+        'chain',
+        'inet',
+        'sb-test-blocker',
+        'out',
+        '{ type filter hook output priority -300; policy accept; }',
+      );
+      await nft('add', 'rule', 'inet', 'sb-test-blocker', 'out', 'ip', 'daddr', VIP, 'tcp', 'dport', '80', 'drop');
+      expect(await viaClusterIp()).toBeNull();
+      const sick = await until(
+        async () => {
+          const r = await row();
+          return r?.health?.verdict === 'unhealthy' && r;
+        },
+        30_000,
+        'the unhealthy verdict in status',
+      );
+      // Before: SYNCED beside the unhealthy verdict (C1: `ctl wait --for=synced` passed).
+      expect(sick.status).toBe('ERROR');
+      expect(sick.reason).toMatch(
+        /^dataplane unhealthy: probe: 1 of 1 virtual server\(s\) failed through the dataplane: tcp\/10\.100\.0\.11:80: no answer within 1000ms \(endpoint 10\.50\.1\.10:8080 answers directly\)/,
+      );
+      // our own state still reads back right: the resync the failure asked for repaired nothing
+      expect(sick.health!.stateVerified).toBe(true);
+      for (let i = 0; i < 3; i++) expect((await row())?.status).toBe('ERROR');
+    } finally {
+      await nft('delete', 'table', 'inet', 'sb-test-blocker').catch(() => undefined);
+    }
+    await syncedAndHealthy('node-1 SYNCED and healthy once the blocker is gone');
+    expect(await viaClusterIp()).toMatch(/^pod-node-1 /);
+  }, 120_000);
+});
