@@ -10,7 +10,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { API_URL, NATS_URL, RolloutLab } from './support/rollout-lab.ts';
 
 const pexec = promisify(execFile);
@@ -43,10 +43,11 @@ async function until<T>(f: () => Promise<T | undefined | false>, ms: number, wha
 }
 const ns = () => lab.nodes[0]!.ns;
 const nft = (...args: string[]) => pexec('ip', ['netns', 'exec', ns(), 'nft', ...args], { encoding: 'utf8' });
-const tablePresent = () =>
-  nft('list', 'table', 'inet', 'switchboard').then(
-    (r) => r.stdout.includes('chain nat-output'),
-    () => false,
+/** The handle of our table (a new one each time it is created), undefined while it is missing or empty. */
+const tableHandle = () =>
+  nft('-a', 'list', 'table', 'inet', 'switchboard').then(
+    (r) => (r.stdout.includes('chain nat-output') ? /# handle (\d+)/.exec(r.stdout)?.[1] : undefined),
+    () => undefined,
   );
 /** One TCP connection from the node to the Service's ClusterIP: the pod's answer, or null. */
 const viaClusterIp = async (): Promise<string | null> => {
@@ -92,6 +93,15 @@ async function stopApplier(): Promise<void> {
     p.kill('SIGTERM');
   });
 }
+/**
+ * Starts an applier and waits for its own first ACK (not a stopped one's last report, which the
+ * planner keeps until silence) and for the node SYNCED and healthy.
+ */
+async function freshApplier(extra: readonly string[]): Promise<void> {
+  startApplier(extra);
+  await until(async () => lab.log(applierLog).includes('"msg":"applied"'), 90_000, "the applier's first ACK");
+  await syncedAndHealthy('node-1 SYNCED and healthy');
+}
 const syncedAndHealthy = (what: string) =>
   until(
     async () => {
@@ -105,10 +115,12 @@ const syncedAndHealthy = (what: string) =>
 /** Flushes the whole ruleset in the node and measures how long until the table and the traffic are back. */
 async function flushAndTimeRepair(): Promise<{ tableMs: number; trafficMs: number }> {
   expect(await viaClusterIp()).toMatch(/^pod-node-1 /);
+  const before = await tableHandle();
+  expect(before).toBeDefined();
   const t0 = Date.now();
   await nft('flush', 'ruleset');
-  expect(await tablePresent()).toBe(false);
-  await until(tablePresent, 20_000, 'the table back', 50);
+  // (it may be back before `nft` can look: a new table, with a new handle)
+  await until(async () => ((await tableHandle()) ?? before) !== before, 20_000, 'the table back', 50);
   const tableMs = Date.now() - t0;
   await until(
     async () => (await viaClusterIp())?.startsWith('pod-node-1 '),
@@ -162,14 +174,16 @@ endpoints: [{addresses: [${n.podIp}], conditions: {ready: true}, nodeName: ${n.n
   ]);
 }, 120_000);
 
+afterEach(async () => {
+  await stopApplier();
+}, 30_000);
 afterAll(async () => {
   await lab.cleanup();
 }, 60_000);
 
 describe('our table removed by `nft flush ruleset` (probe7 C1), --resync-interval 60s', () => {
   it("is repaired within seconds from nf_tables' notification (the re-probe is a minute away too)", async () => {
-    startApplier(['--probe-interval', '60000']);
-    await syncedAndHealthy('node-1 SYNCED and healthy');
+    await freshApplier(['--probe-interval', '60000']);
     const t = await flushAndTimeRepair();
     console.log(`notification path: table back after ${t.tableMs} ms, traffic after ${t.trafficMs} ms`);
     // Before: back only at the periodic resync, up to 60 s later (47 s seen by probe7).
@@ -184,14 +198,10 @@ describe('our table removed by `nft flush ruleset` (probe7 C1), --resync-interva
       /"why":"(table switchboard deleted|base chain [a-z-]+ of table switchboard deleted or flushed)"/,
     );
     expect(log).toMatch(/"trigger":"drift signal: [^"]+".*"msg":"resync repaired drift"/);
-    await stopApplier();
   }, 150_000);
 
   it('without notifications (as in ipvs mode) the re-probe blames the dataplane and resyncs at once', async () => {
-    startApplier(['--nft-notifications', 'off', '--probe-interval', '1000']);
-    // its own first ACK, not the first applier's last report (the planner keeps that until silence)
-    await until(async () => lab.log(applierLog).includes('"msg":"applied"'), 60_000, "the second applier's ACK");
-    await syncedAndHealthy('node-1 SYNCED and healthy under the second applier');
+    await freshApplier(['--nft-notifications', 'off', '--probe-interval', '1000']);
     const t = await flushAndTimeRepair();
     console.log(`re-probe path: table back after ${t.tableMs} ms, traffic after ${t.trafficMs} ms`);
     expect(t.trafficMs).toBeLessThan(15_000);
@@ -204,7 +214,7 @@ describe('our table removed by `nft flush ruleset` (probe7 C1), --resync-interva
   }, 150_000);
 
   it('a foreign table dropping service traffic makes the node ERROR while it lasts, never SYNCED; SYNCED again after', async () => {
-    // (the second applier still runs: probe every second, notifications off)
+    await freshApplier(['--nft-notifications', 'off', '--probe-interval', '1000']);
     // Priority -300: before our DNAT (dstnat, -100), as another firewall's drop may come.
     await nft('add', 'table', 'inet', 'sb-test-blocker');
     try {
