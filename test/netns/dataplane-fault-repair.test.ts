@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { API_URL, NATS_URL, RolloutLab } from './support/rollout-lab.ts';
+import { RolloutLab } from './support/rollout-lab.ts';
 
 const pexec = promisify(execFile);
 const CLIENT = fileURLToPath(new URL('./support/echo-client.mjs', import.meta.url));
@@ -63,21 +63,11 @@ let starts = 0;
 function startApplier(extra: readonly string[]): void {
   applierLog = `applier-${starts++}`;
   applier = lab.switchboard(ns(), applierLog, [
-    'applier',
-    '--node',
-    'node-1',
-    '--nats',
-    NATS_URL,
-    '--mode',
-    'nftables',
-    '--state-dir',
-    join(lab.work, 'state'),
+    ...lab.applierArgs('node-1'),
     '--heartbeat',
     '500',
     '--probe-timeout',
     '1000',
-    '--planner-key',
-    join(lab.work, 'log.db.signing-key.pem.pub'),
     // the default: only a trigger can make the repair come sooner than a minute
     '--resync-interval',
     '60s',
@@ -156,22 +146,7 @@ ports: [{name: http, protocol: TCP, port: 8080}]
 endpoints: [{addresses: [${n.podIp}], conditions: {ready: true}, nodeName: ${n.name}}]
 `,
   );
-  writeFileSync(join(lab.work, 'config.yaml'), 'mode: nftables\n');
-  lab.startNats();
-  lab.switchboard(lab.lan, 'planner', [
-    'planner',
-    '--manifests',
-    dir,
-    '--nats',
-    NATS_URL,
-    '--db',
-    join(lab.work, 'log.db'),
-    '--http',
-    API_URL.replace('http://', ''),
-    '--insecure-open-api',
-    '--config',
-    join(lab.work, 'config.yaml'),
-  ]);
+  lab.startControlPlane(dir);
 }, 120_000);
 
 afterEach(async () => {
