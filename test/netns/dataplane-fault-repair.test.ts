@@ -35,9 +35,7 @@ async function until<T>(f: () => Promise<T | undefined | false>, ms: number, wha
     const v = await f().catch(() => undefined);
     if (v) return v;
     if (Date.now() > end)
-      throw new Error(
-        `timed out after ${ms} ms waiting for ${what}\n--- applier ---\n${lab.log(applierLog).slice(-3000)}`,
-      );
+      throw new Error(`timed out after ${ms} ms waiting for ${what}\n--- applier ---\n${applierLog().slice(-3000)}`);
     await new Promise((r) => setTimeout(r, everyMs));
   }
 }
@@ -58,14 +56,13 @@ const viaClusterIp = async (): Promise<string | null> => {
 };
 
 let applier: ChildProcess | undefined;
-let applierLog = 'applier-0';
-let starts = 0;
+/** Where this test's applier starts in the (appended) log `applier-node-1`. */
+let logFrom = 0;
+/** The log of the applier started last. */
+const applierLog = () => lab.log('applier-node-1').slice(logFrom);
 function startApplier(extra: readonly string[]): void {
-  applierLog = `applier-${starts++}`;
-  applier = lab.switchboard(ns(), applierLog, [
-    ...lab.applierArgs('node-1'),
-    '--heartbeat',
-    '500',
+  logFrom = lab.log('applier-node-1').length;
+  applier = lab.startApplier('node-1', [
     '--probe-timeout',
     '1000',
     // the default: only a trigger can make the repair come sooner than a minute
@@ -89,7 +86,7 @@ async function stopApplier(): Promise<void> {
  */
 async function freshApplier(extra: readonly string[]): Promise<void> {
   startApplier(extra);
-  await until(async () => lab.log(applierLog).includes('"msg":"applied"'), 90_000, "the applier's first ACK");
+  await until(async () => applierLog().includes('"msg":"applied"'), 90_000, "the applier's first ACK");
   await syncedAndHealthy('node-1 SYNCED and healthy');
 }
 const syncedAndHealthy = (what: string) =>
@@ -146,7 +143,9 @@ ports: [{name: http, protocol: TCP, port: 8080}]
 endpoints: [{addresses: [${n.podIp}], conditions: {ready: true}, nodeName: ${n.name}}]
 `,
   );
-  lab.startControlPlane(dir);
+  writeFileSync(join(lab.work, 'config.yaml'), 'mode: nftables\n');
+  lab.startNats();
+  lab.startPlanner(dir, join(lab.work, 'config.yaml'));
 }, 120_000);
 
 afterEach(async () => {
@@ -166,7 +165,7 @@ describe('our table removed by `nft flush ruleset` (probe7 C1), --resync-interva
     // Our own full loads (the first apply, the repair) delete and recreate the table too: no signal
     // for them, only for the flush (a signal is passed on DRIFT_SETTLE_MS after its notification).
     await new Promise((r) => setTimeout(r, 1000));
-    const log = lab.log(applierLog);
+    const log = applierLog();
     const signals = log.split('\n').filter((l) => l.includes('"msg":"kernel drift signalled: resync now"'));
     expect(signals).toHaveLength(1);
     expect(signals[0]).toMatch(
@@ -180,7 +179,7 @@ describe('our table removed by `nft flush ruleset` (probe7 C1), --resync-interva
     const t = await flushAndTimeRepair();
     console.log(`re-probe path: table back after ${t.tableMs} ms, traffic after ${t.trafficMs} ms`);
     expect(t.trafficMs).toBeLessThan(15_000);
-    expect(lab.log(applierLog)).toMatch(
+    expect(applierLog()).toMatch(
       /"trigger":"probe: probe: 1 of 1 virtual server\(s\) failed through the dataplane[^"]*".*"msg":"resync repaired drift"/,
     );
     // the re-probe after the repair clears the verdict: SYNCED and healthy again, its state read back

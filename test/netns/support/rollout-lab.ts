@@ -15,7 +15,7 @@
 // masqueradeAll programs cleanly but drops every reply to a connection the node makes to a
 // ClusterIP, which is what the data-path probe must catch.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -120,46 +120,6 @@ export class RolloutLab {
 
   startNats(): ChildProcess {
     return this.spawnIn(this.lan, 'nats', NATS_BIN, ['-a', LAN_IP, '-p', '4222', '-js', '-sd', join(this.work, 'js')]);
-  }
-
-  /**
-   * nats-server and the planner in the LAN namespace: cluster data from `manifestsDir`, config
-   * revision 1 in nftables mode, its API open (no tokens) on API_URL, its log in work/log.db.
-   */
-  startControlPlane(manifestsDir: string): void {
-    writeFileSync(join(this.work, 'config.yaml'), 'mode: nftables\n');
-    this.startNats();
-    this.switchboard(this.lan, 'planner', [
-      'planner',
-      '--manifests',
-      manifestsDir,
-      '--nats',
-      NATS_URL,
-      '--db',
-      join(this.work, 'log.db'),
-      '--http',
-      API_URL.replace('http://', ''),
-      '--insecure-open-api',
-      '--config',
-      join(this.work, 'config.yaml'),
-    ]);
-  }
-
-  /** The arguments of an nftables applier for `node` against startControlPlane's planner (its key, its NATS). */
-  applierArgs(node: string): string[] {
-    return [
-      'applier',
-      '--node',
-      node,
-      '--nats',
-      NATS_URL,
-      '--mode',
-      'nftables',
-      '--state-dir',
-      join(this.work, `state-${node}`),
-      '--planner-key',
-      join(this.work, 'log.db.signing-key.pem.pub'),
-    ];
   }
 
   /** `switchboard ARGS` as a long-running process in `ns`. */
