@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { RolloutLab } from './support/rollout-lab.ts';
+import { labManifests, RolloutLab } from './support/rollout-lab.ts';
 
 const pexec = promisify(execFile);
 const CLIENT = fileURLToPath(new URL('./support/echo-client.mjs', import.meta.url));
@@ -120,29 +120,10 @@ async function flushAndTimeRepair(): Promise<{ tableMs: number; trafficMs: numbe
 
 beforeAll(async () => {
   await lab.start(['node-1']);
-  const n = lab.nodes[0]!;
   const dir = join(lab.work, 'manifests');
   mkdirSync(dir);
-  writeFileSync(
-    join(dir, 'cluster.yaml'),
-    `apiVersion: v1
-kind: Node
-metadata: {name: ${n.name}}
-status: {addresses: [{type: InternalIP, address: ${n.ip}}]}
----
-apiVersion: v1
-kind: Service
-metadata: {name: web, namespace: default}
-spec: {type: ClusterIP, clusterIP: ${VIP}, clusterIPs: [${VIP}], ports: [{name: http, protocol: TCP, port: 80, targetPort: 8080}]}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: web-abc, namespace: default, labels: {kubernetes.io/service-name: web}}
-addressType: IPv4
-ports: [{name: http, protocol: TCP, port: 8080}]
-endpoints: [{addresses: [${n.podIp}], conditions: {ready: true}, nodeName: ${n.name}}]
-`,
-  );
+  // Service web-1, ClusterIP 10.100.0.11:80, its endpoint the node's pod 10.50.1.10:8080
+  writeFileSync(join(dir, 'cluster.yaml'), labManifests(lab.nodes));
   writeFileSync(join(lab.work, 'config.yaml'), 'mode: nftables\n');
   lab.startNats();
   lab.startPlanner(dir, join(lab.work, 'config.yaml'));
