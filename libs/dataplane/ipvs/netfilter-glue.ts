@@ -167,8 +167,10 @@ export function glueChains(glue: NetfilterGlue): Record<string, string[]> {
 }
 
 /**
- * Extracts from `iptables-save` text the rules of `ours` chains and the jumps into them from
- * built-in chains. Returns table → chain → lines (without "-A CHAIN ").
+ * Extracts from `iptables-save` text the rules of `ours` chains and every rule of another chain
+ * that jumps into one of them. Returns table → chain → lines (without "-A CHAIN "). Of the rules
+ * outside our chains, planNetfilter manages only those in the built-in chains; the others belong
+ * to other programs and only keep the chain they jump to from being deleted.
  */
 export function parseIptablesSave(
   text: string,
@@ -191,10 +193,15 @@ export function parseIptablesSave(
     const sp = line.indexOf(' ', 3);
     const chain = line.slice(3, sp);
     const rule = line.slice(sp + 1);
-    const target = /-j (\S+)$/.exec(rule)?.[1];
+    const target = jumpTarget(rule);
     if (mine.has(chain) || (target !== undefined && mine.has(target))) ((out[table] ??= {})[chain] ??= []).push(rule);
   }
   return out;
+}
+
+/** The chain a rule line jumps (-j) or goes (-g) to, if any. */
+export function jumpTarget(rule: string): string | undefined {
+  return /-[jg] (\S+)$/.exec(rule)?.[1];
 }
 
 /** Names of the ipsets the glue's rules match on (iptables refuses a rule whose set is missing). */

@@ -31,7 +31,7 @@ export interface ObservedKernel {
   readonly ipsets: readonly ObservedIpset[];
   /**
    * Our netfilter rules as `iptables-save` prints them, per table: the "-A CHAIN ..." lines of our
-   * chains, and the jump lines from built-in chains into them. Missing chains are absent keys.
+   * chains, and the jump lines from other chains into them. Missing chains are absent keys.
    */
   readonly netfilter: NetfilterObservation;
   /** Current values of the sysctls we manage (absent when the key does not exist). */
@@ -39,7 +39,10 @@ export interface ObservedKernel {
 }
 
 export interface NetfilterObservation {
-  /** table → chain → rule lines (without the "-A CHAIN " prefix). Only our chains and built-in jumps. */
+  /**
+   * table → chain → rule lines (without the "-A CHAIN " prefix): our chains, and the rules of
+   * other chains that jump into them (built-in chains' jumps are ours; any other chain's are not).
+   */
   readonly tables: Readonly<Record<string, Readonly<Record<string, readonly string[]>>>>;
 }
 

@@ -117,6 +117,33 @@ describe.each(BOTH)('netfilter glue on a real kernel (%s)', (family) => {
     expect(await restore(family, all, ours)).toBeUndefined();
   });
 
+  // probe7 C2: the CNI portmap plugin (externalSetMarkChain: KUBE-MARK-MASQ), kubelet's hostport
+  // chains and kube-proxy write such jumps; the glue deleted them at every apply and resync.
+  it("leaves another program's chain that jumps to KUBE-MARK-MASQ alone: apply, resync, cleanup", async () => {
+    const x = (...argv: string[]) => inNs([tool(family, 'iptables'), '-t', 'nat', ...argv]);
+    const pod = family === 'IPv4' ? '10.244.1.5/32' : 'fd00:10:244::5/128';
+    const cni = `-A CNI-DN-1234 -s ${pod} -p tcp -m tcp --dport 8080 -j KUBE-MARK-MASQ`;
+    // As the plugin does on a node where kube-proxy made KUBE-MARK-MASQ before us.
+    x('-N', 'KUBE-MARK-MASQ');
+    x('-A', 'KUBE-MARK-MASQ', '-j', 'MARK', '--set-xmark', '0x4000/0x4000');
+    x('-N', 'CNI-DN-1234');
+    x(...cni.split(' '));
+    x('-A', 'PREROUTING', '-j', 'CNI-DN-1234');
+    expect(await restore(family, glue, {})).not.toContain('CNI-DN-1234');
+    expect(save('nat')).toContain(cni);
+    expect(await restore(family, glue, ours)).toBeUndefined();
+    expect(await restore(family, glue, ours)).toBeUndefined();
+    expect(save('nat')).toContain(cni);
+    // Cleanup removes every chain of ours but the one still referenced (its -X would fail the
+    // whole table's restore), which keeps setting the mark the plugin relies on.
+    await restore(family, undefined, ours);
+    const left = save();
+    expect(left).toContain(cni);
+    expect(left).toContain('-A KUBE-MARK-MASQ -j MARK --set-xmark 0x4000/0x4000');
+    expect(left.match(/^:KUBE-\S+/gm)).toEqual([':KUBE-MARK-MASQ']);
+    expect(await restore(family, undefined, ours)).toBeUndefined();
+  });
+
   it('cleanup removes only our chains and jumps', async () => {
     await restore(family, glue, {});
     await restore(family, undefined, ours);
