@@ -1,4 +1,4 @@
-import type { IpFamily, IpsetType, Protocol } from '../model/index.ts';
+import { parseCidr, type IpFamily, type IpsetType, type Protocol } from '../model/index.ts';
 
 /**
  * The ipsets kube-proxy's ipvs mode keeps, with their types, in kube-proxy's order. IPv6 sets carry
@@ -44,4 +44,15 @@ export function nodePortSetBase(protocol: Protocol, local: boolean): IpsetBaseNa
 /** "10.0.0.1,tcp:80" — the `ipset save` form of a hash:ip,port member. */
 export function ipPortEntry(ip: string, protocol: Protocol, port: number): string {
   return `${ip},${protocol.toLowerCase()}:${port}`;
+}
+
+/**
+ * "203.0.113.9,tcp:80,192.0.2.0/24" — the `ipset save` form of a hash:ip,port,net member. A
+ * host-length network (x/32, x/128) is written without its prefix, as the kernel reads it back
+ * (libs/netlink/ipset-entry-text.ts), so verification and resync compare equal text.
+ */
+export function ipPortNetEntry(ip: string, protocol: Protocol, port: number, cidr: string): string {
+  const net = parseCidr(cidr);
+  const host = net !== undefined && net.prefix === (net.family === 'IPv4' ? 32 : 128);
+  return `${ipPortEntry(ip, protocol, port)},${host ? net.text.slice(0, net.text.indexOf('/')) : (net?.text ?? cidr)}`;
 }

@@ -20,7 +20,14 @@ import {
   type VirtualServerRole,
 } from '../model/index.ts';
 import type { ClusterDataSource } from './cluster-data-index.ts';
-import { IPSET_TABLE, ipPortEntry, ipsetName, nodePortSetBase, type IpsetBaseName } from './ipset-names.ts';
+import {
+  IPSET_TABLE,
+  ipPortEntry,
+  ipPortNetEntry,
+  ipsetName,
+  nodePortSetBase,
+  type IpsetBaseName,
+} from './ipset-names.ts';
 import { selectEndpoints, type EndpointSelection } from './select-endpoints.ts';
 
 /** What one service contributes to a node's state; merged by renderNodeState. */
@@ -217,7 +224,7 @@ function renderFamily(svc: ServiceEntry, clusterIP: string, ctx: RenderContext, 
       if (externalLocal) set('KUBE-LOAD-BALANCER-LOCAL', entry(ip));
       if (ranges.length > 0) {
         set('KUBE-LOAD-BALANCER-FW', entry(ip));
-        for (const r of ranges) set('KUBE-LOAD-BALANCER-SOURCE-CIDR', `${entry(ip)},${r}`);
+        for (const r of ranges) set('KUBE-LOAD-BALANCER-SOURCE-CIDR', ipPortNetEntry(ip, port.protocol, port.port, r));
         // Traffic from the node itself to its LB VIP must pass the firewall when a range covers it.
         const cidrs = ranges.map((r) => parseCidr(r)!);
         if (nodeIPs.some((n) => cidrs.some((c) => cidrContains(c, n))))

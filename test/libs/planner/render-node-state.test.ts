@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { NODES, planFor, service, slice } from '../../support/plan-fixture.ts';
+import { entryFromText, entryToText } from '../../../libs/netlink/index.ts';
 
 const HTTP = '[{name: http, port: 8080, protocol: TCP}]';
 const ep = (ip: string, node: string, cond = '{ready: true}', extra = '') =>
@@ -508,5 +509,30 @@ describe('VIP:port claims (review3 K1)', () => {
     expect(b.ipvsadm).toContain('-A -u 192.0.2.10:53 -s rr');
     expect(b.state.boundAddresses).toContain('192.0.2.10');
     expect(b.conflicts.filter((c) => c.includes('192.0.2.10'))).toEqual([]);
+  });
+});
+
+// A single-address source range went into the hash:ip,port,net set as "x/32" ("x/128"); the kernel
+// reads it back without the prefix, so in ipvs mode every cycle failed verification ("ipset …
+// has 1 entries, want 1"). Every rendered entry must be the text the kernel reads back.
+describe('ipset entries in the form the kernel reads back', () => {
+  const yaml =
+    NODES +
+    service(
+      'host-ranges',
+      'type: LoadBalancer\n  ipFamilies: [IPv4, IPv6]\n  clusterIPs: [10.96.0.11, "fd00::11"]\n  clusterIP: 10.96.0.11\n  loadBalancerSourceRanges: [198.51.100.7/32, 192.0.2.0/24, "2001:db8:aaaa::7/128", "2001:db8:bbbb::/48"]\n  ports: [{name: http, port: 80, nodePort: 31091}]',
+      'status: {loadBalancer: {ingress: [{ip: 203.0.113.21}, {ip: "2001:db8:1::21"}]}}',
+    );
+  it('a host-length source range has no prefix; every entry survives the read-back unchanged', () => {
+    const r = planFor(yaml);
+    expect(r.ipsetAdds).toContain('add KUBE-LOAD-BALANCER-SOURCE-CIDR 203.0.113.21,tcp:80,198.51.100.7');
+    expect(r.ipsetAdds).toContain('add KUBE-LOAD-BALANCER-SOURCE-CIDR 203.0.113.21,tcp:80,192.0.2.0/24');
+    expect(r.ipsetAdds).toContain('add KUBE-6-LOAD-BALANCER-SOURCE-CID 2001:db8:1::21,tcp:80,2001:db8:aaaa::7');
+    expect(r.ipsetAdds).toContain('add KUBE-6-LOAD-BALANCER-SOURCE-CID 2001:db8:1::21,tcp:80,2001:db8:bbbb::/48');
+    const sets = r.state.ipsets.filter((s) => s.entries.length > 0);
+    expect(sets.length).toBeGreaterThan(5);
+    for (const s of sets)
+      for (const e of s.entries)
+        expect(`${s.name} ${entryToText(s.type, entryFromText(s.type, e))}`).toBe(`${s.name} ${e}`);
   });
 });

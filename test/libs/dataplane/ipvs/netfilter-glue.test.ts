@@ -12,6 +12,7 @@ import {
 } from '../../../../libs/dataplane/ipvs/netfilter-glue.ts';
 import { planNetfilter } from '../../../../libs/dataplane/ipvs/plan-netfilter.ts';
 import type { IpFamily, NodeState } from '../../../../libs/model/index.ts';
+import { ipPortNetEntry } from '../../../../libs/planner/ipset-names.ts';
 import { childNodeArgs } from '../../../support/child-node-args.ts';
 
 const ns = `sbglue${process.pid}`;
@@ -142,6 +143,20 @@ describe.each(BOTH)('netfilter glue on a real kernel (%s)', (family) => {
     expect(left).toContain('-A KUBE-MARK-MASQ -j MARK --set-xmark 0x4000/0x4000');
     expect(left.match(/^:KUBE-\S+/gm)).toEqual([':KUBE-MARK-MASQ']);
     expect(await restore(family, undefined, ours)).toBeUndefined();
+  });
+
+  it('a host-length loadBalancerSourceRanges entry is rendered as the kernel reads it back', () => {
+    const set = family === 'IPv4' ? 'KUBE-LOAD-BALANCER-SOURCE-CIDR' : 'KUBE-6-LOAD-BALANCER-SOURCE-CID';
+    const [lb, host, net] =
+      family === 'IPv4'
+        ? ['203.0.113.21', '198.51.100.7/32', '192.0.2.0/24']
+        : ['2001:db8:1::21', '2001:db8:aaaa::7/128', '2001:db8:bbbb::/48'];
+    const entries = [host, net].map((r) => ipPortNetEntry(lb, 'TCP', 80, r));
+    for (const e of entries) inNs(['ipset', 'add', set, e]);
+    const back = inNs(['ipset', 'save', set])
+      .split('\n')
+      .filter((l) => l.startsWith('add '));
+    expect(back.sort()).toEqual(entries.map((e) => `add ${set} ${e}`).sort());
   });
 
   it('cleanup removes only our chains and jumps', async () => {
