@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { Kvm, type KV } from '@nats-io/kv';
-import { jetstream, JetStreamApiError, type JetStreamManager } from '@nats-io/jetstream';
+import type { KV } from '@nats-io/kv';
+import { JetStreamApiError, type JetStreamManager } from '@nats-io/jetstream';
 import { z } from 'zod';
 import { parseWire } from '../model/index.ts';
 import { replicatedBucket } from './target-store.ts';
@@ -119,36 +119,8 @@ export class LeaderLease {
   /** Opens (or creates) the group's lease bucket; call start() to take part in elections. */
   static async open(o: LeaderLeaseOptions): Promise<LeaderLease> {
     const l = new LeaderLease(o);
-    l.kv = await l.openBucket();
+    l.kv = await replicatedBucket(o.nc, leaseBucket(o.group), { history: 1, ttl: l.ttlMs, replicas: o.replicas });
     return l;
-  }
-
-  /**
-   * How long one lease request (a read, a claim, a renewal, a release) may take: TTL/4, the
-   * interval of the looks. One unanswered by then is given up and made again at the next look. With
-   * the JetStream API's own 5 s, a follower's read that met a frozen or slow server held the
-   * election tick for 5 s (CI: an election after kill -9 of the leader took 7 s against a bound of
-   * 2 x TTL + 1.5 s).
-   */
-  requestTimeoutMs(): number {
-    return Math.max(200, Math.floor(this.ttlMs / 4));
-  }
-
-  /**
-   * The lease bucket, made or brought to this TTL and replica count with the client's default
-   * timeouts (startup and recovery, not the election path), then seen through a JetStream context
-   * whose every request gives up after requestTimeoutMs, and whose reads go to the bucket's Raft
-   * leader rather than by direct get. A direct get is answered by any replica, a frozen one
-   * included: with the bucket's old leader frozen (SIGSTOP), 1 read in 3 from a client on a live
-   * server waited out its timeout, for a minute on end, often several in a row; a read from the
-   * leader meets a frozen server only while that one still leads, when the lease cannot be
-   * written either.
-   */
-  private async openBucket(): Promise<KV> {
-    const { nc, group, replicas } = this.options;
-    await replicatedBucket(nc, leaseBucket(group), { history: 1, ttl: this.ttlMs, replicas });
-    const bounded = jetstream(nc, { timeout: this.requestTimeoutMs(), checkAPI: false });
-    return new Kvm(bounded).open(leaseBucket(group), { allow_direct: false });
   }
 
   private now(): number {
@@ -268,9 +240,8 @@ export class LeaderLease {
 
   /**
    * Records how long this leader may act, and deposes it the moment that ends. The tick cannot be
-   * relied on for that: a renewal sent while NATS is unreachable waits out its request timeout (and
-   * then, before re-opens were kept to a lost store, the bucket's re-open waited out the JetStream
-   * API's), and no tick runs meanwhile — a leader
+   * relied on for that: a renewal sent while NATS is unreachable waits out its request timeout and
+   * then the bucket's re-open waits out the JetStream API's, and no tick runs meanwhile — a leader
    * was seen reporting itself deposed ~6.7 s after its last renewal with a 3 s TTL, while its
    * status named no trouble. isLeader() already refused acting; this makes the step-down (and what
    * hangs on it: the planner's role, its status) happen on time too.
@@ -295,7 +266,12 @@ export class LeaderLease {
     }
     const sent = this.now();
     try {
-      this.revision = await this.kv.update(KEY, JSON.stringify(this.record()), this.revision);
+      this.revision = await this.kv.update(
+        KEY,
+        JSON.stringify(this.record()),
+        this.revision,
+        Math.max(200, Math.floor(this.ttlMs / 4)),
+      );
       this.lastContact = this.now();
       this.troubled = false;
       this.seen = this.record();
@@ -317,15 +293,16 @@ export class LeaderLease {
 
   /**
    * After a failed request: NATS may have lost its store (the bucket is gone; a write then meets
-   * no responders, a read may even answer "no key"): make the bucket again. The lease is then
-   * contended afresh. Only then: after a timeout (a frozen or slow server) the re-open's requests
-   * (stream info and create, through the meta leader and the bucket's Raft leader, 5 s each) held
-   * the election tick for seconds more.
+   * no responders, a read may even answer "no key"): make the bucket again (a no-op when it is
+   * there; fails fast while NATS is away). The lease is then contended afresh.
    */
-  private async reopenIfLost(e: unknown): Promise<void> {
-    if (!isStoreLost(e)) return;
+  private async reopenIfLost(_e: unknown): Promise<void> {
     try {
-      this.kv = await this.openBucket();
+      this.kv = await replicatedBucket(this.options.nc, leaseBucket(this.options.group), {
+        history: 1,
+        ttl: this.ttlMs,
+        replicas: this.options.replicas,
+      });
     } catch {
       // still away: the next tick tries again
     }
