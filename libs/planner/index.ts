@@ -13,7 +13,7 @@ export {
   type ServiceContribution,
 } from './render-node-state.ts';
 export { selectEndpoints } from './select-endpoints.ts';
-export { IPSET_TABLE, ipsetName, nodePortSetBase, type IpsetBaseName } from './ipset-names.ts';
+export { IPSET_TABLE, ipPortNetEntry, ipsetName, nodePortSetBase, type IpsetBaseName } from './ipset-names.ts';
 export { formatIpvsadm, ipvsadmServiceArg } from './format-ipvsadm.ts';
 export { formatIpsetSave, ipsetCreateLine } from './format-ipset.ts';
 export { nodeStateHash } from './node-state-hash.ts';

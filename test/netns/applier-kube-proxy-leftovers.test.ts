@@ -57,8 +57,11 @@ describe.skipIf(!isRoot)('applier: kube-proxy leftovers reported (needs root for
     await inNs(lab.nodes[0]!.ns, 'nft', ['-f', '-'], KUBE_PROXY_TABLE);
     const bad = await until(
       async () => {
+        // The data-path probe may report first (its verdict is ERROR too: the kube-proxy table's
+        // DNAT wins, so the service fails through the dataplane); the resync's reason, which names
+        // the table and the flag, follows within a resync interval.
         const r = await row();
-        return r?.status === 'ERROR' && r;
+        return r?.status === 'ERROR' && /kube-proxy's rules compete/.test(r.reason ?? '') && r;
       },
       30_000,
       'node-1 ERROR for the kube-proxy table',

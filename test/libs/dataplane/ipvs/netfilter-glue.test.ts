@@ -12,7 +12,7 @@ import {
 } from '../../../../libs/dataplane/ipvs/netfilter-glue.ts';
 import { planNetfilter } from '../../../../libs/dataplane/ipvs/plan-netfilter.ts';
 import type { IpFamily, NodeState } from '../../../../libs/model/index.ts';
-import { ipPortNetEntry } from '../../../../libs/planner/ipset-names.ts';
+import { ipPortNetEntry } from '../../../../libs/planner/index.ts';
 import { childNodeArgs } from '../../../support/child-node-args.ts';
 
 const ns = `sbglue${process.pid}`;
