@@ -77,6 +77,7 @@ const alive = (pid: number) => {
 };
 
 describe('scripts/demo.sh', () => {
+  // Skipped unless root: the demo makes network namespaces (CI runs as root, so it runs there).
   it.skipIf(!root)(
     'spreads real requests over the pods, halts the refused rollout by itself; --keep leaves it serving, --cleanup removes it',
     async () => {

@@ -39,6 +39,8 @@ async function until<T>(f: () => Promise<T | undefined | false>, ms: number, wha
   }
 }
 
+// Skipped unless root: `ip netns add` and nft/iptables inside a namespace need CAP_SYS_ADMIN and
+// CAP_NET_ADMIN (CI runs as root, so it runs there).
 describe.skipIf(!isRoot)('applier: kube-proxy leftovers reported (needs root for ip netns)', () => {
   beforeAll(async () => {
     await lab.start(['node-1']);

@@ -50,6 +50,8 @@ const rules = (save: string) =>
     .sort();
 const exec = (cmd: string, args: readonly string[], input?: string) => inNs(NS, cmd, args, input);
 
+// Skipped unless root: `ip netns add` and nft/iptables inside a namespace need CAP_SYS_ADMIN and
+// CAP_NET_ADMIN (CI runs as root, so it runs there).
 describe.skipIf(!isRoot)('kube-proxy leftovers in a netns (needs root for ip netns)', () => {
   const before: Record<string, string> = {};
   beforeAll(async () => {
