@@ -96,20 +96,7 @@ beforeAll(async () => {
   // NodePorts and health check node ports on the InternalIP only (kube-proxy's nodePortAddresses)
   writeFileSync(join(lab.work, 'config.yaml'), `mode: nftables\nnodePortAddresses: [${lab.nodes[0]!.ip}/32]\n`);
   lab.startNats();
-  lab.switchboard(lab.lan, 'planner', [
-    'planner',
-    '--manifests',
-    dir,
-    '--nats',
-    NATS_URL,
-    '--db',
-    join(lab.work, 'log.db'),
-    '--http',
-    API_URL.replace('http://', ''),
-    '--insecure-open-api',
-    '--config',
-    join(lab.work, 'config.yaml'),
-  ]);
+  lab.startPlanner(dir, join(lab.work, 'config.yaml'));
   const n = lab.nodes[0]!;
   // health check node ports are on by default outside dry-run; :10256 is kube-proxy's default address
   lab.switchboard(n.ns, 'applier', [
