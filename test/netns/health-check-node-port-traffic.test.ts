@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fileURLToPath } from 'node:url';
 import { inNs } from './support/netns-lab.ts';
-import { API_URL, NATS_URL, RolloutLab } from './support/rollout-lab.ts';
+import { NATS_URL, RolloutLab } from './support/rollout-lab.ts';
 
 const ECHO_CLIENT = fileURLToPath(new URL('./support/echo-client.mjs', import.meta.url));
 const lab = new RolloutLab();
