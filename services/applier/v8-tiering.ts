@@ -12,7 +12,7 @@ import v8 from 'node:v8';
  * that run code the load never ran (the change's diff, slice, read-back check). Without a vector
  * that code's every property access takes V8's generic path until the vector comes, and
  * baseline (Sparkplug) and optimized code wait for it too: the first tens of changes after a
- * load ran about twice as slow as later ones (docs/benchmarks.md, "Applier (ipvs)", seventh
+ * load ran about twice as slow as later ones (docs/benchmarks-history.md, "Applier (ipvs)", seventh
  * round). The cost is a feedback vector for every function that runs once (start-up code).
  */
 export const APPLIER_V8_FLAGS: readonly string[] = ['--no-lazy-feedback-allocation'];

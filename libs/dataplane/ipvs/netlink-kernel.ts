@@ -66,7 +66,7 @@ export interface NetlinkKernelOptions {
    * endpoint change's read-back (a service's destinations) comes as one datagram and NLMSG_DONE
    * instead of three. IPVS answers are bounded by it (NetlinkConnectionOptions.receiveBuffer).
    * Off by default: in the VM bench no gain showed through a loaded host, and each datagram then
-   * holds a buffer of this size until collected (docs/benchmarks.md, Applier (ipvs), eighth round).
+   * holds a buffer of this size until collected (docs/benchmarks-history.md, Applier (ipvs), eighth round).
    */
   readonly ipvsReceiveBuffer?: number | false;
 }
