@@ -22,6 +22,8 @@ export interface LeftoverCheckOptions {
    * so a short --resync-interval does not spawn the five tools every second.
    */
   readonly minCheckIntervalMs?: number;
+  /** Told each finding (`apply --once` fails on competing leftovers: it has no resync to report them). */
+  readonly onChecked?: (c: { readonly report?: string; readonly competing: boolean }) => void;
 }
 
 /** The one-line report of what kube-proxy left, or undefined when it left nothing. */
@@ -65,6 +67,7 @@ export function withKubeProxyLeftoverCheck(dp: Dataplane, o: LeftoverCheckOption
     if (report !== lastLogged && !report && lastLogged) o.log?.("kube-proxy's leftovers are gone");
     lastLogged = report;
     last = { at: now, mode, report, competing: competingLeftovers(found).length > 0 };
+    o.onChecked?.(last);
     return last;
   };
   return {

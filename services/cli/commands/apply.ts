@@ -5,7 +5,7 @@ import { maxManifestBytesOption, parseMaxManifestBytes } from '../max-manifest-b
 import { ClusterState, renderNodeState } from '../../../libs/planner/index.ts';
 import { applyNodeState } from '../../../libs/dataplane/index.ts';
 import { createDataplane, DEFAULT_STATE_DIR, type DataplaneChoice } from '../../../libs/dataplane/index.ts';
-import { withKubeProxyTakeOver } from '../../../libs/dataplane/index.ts';
+import { refuseUnfitNode, withKubeProxyLeftoverCheck, withKubeProxyTakeOver } from '../../../libs/dataplane/index.ts';
 import { NFT_BACKENDS, type NftBackend } from '../../../libs/dataplane/index.ts';
 import { UsageError } from '../cli-errors.ts';
 import { inputDir, inputFile } from '../flag-values.ts';
@@ -87,11 +87,24 @@ export function registerApply(program: Command, setExit: SetExit): void {
         nftBackend: o.nftBackend,
         nftChangeNotifications: false, // one apply, no later resync: no listener child to start
         ipvsRateEstimation: ipvsRateEstimation(o.ipvsRateEstimation),
+        // the long-running applier's node checks (node-preflight.ts): an unfit node is refused
+        // (exit 1, one line) before the kernel is touched
+        preflight: (mode) => refuseUnfitNode(mode),
         log: (m) => process.stderr.write(`${m}\n`),
       });
-      const dp = o.takeOverKubeProxy
+      const takenOver = o.takeOverKubeProxy
         ? withKubeProxyTakeOver(created, { log: (m) => process.stderr.write(`${m}\n`) })
         : created;
+      // kube-proxy's leftovers, as the applier checks them (kube-proxy-leftover-check.ts): named in
+      // the notes; competing ones fail the run (exit 1, the report as the error line), since there
+      // is no later resync here to report the node unhealthy
+      let competing: string | undefined;
+      const dp = withKubeProxyLeftoverCheck(takenOver, {
+        takeOver: !!o.takeOverKubeProxy,
+        onChecked: (c) => {
+          competing = c.competing ? c.report : undefined;
+        },
+      });
       try {
         const s = await applyNodeState(dp, state);
         // Settings the mode cannot honour travel in the summary's notes, where a script reads them.
@@ -112,6 +125,7 @@ export function registerApply(program: Command, setExit: SetExit): void {
           process.stderr.write(
             `${s.mode} ${s.node}: ${s.virtualServers} virtual servers, ${s.realServers} real servers, ${s.writes} writes, verified=${s.verified}, hash ${s.hash}\n${summary.notes.map((n) => `  ${n}\n`).join('')}`,
           );
+        if (competing) throw new Error(competing); // after the summary: what was programmed is in the kernel
         setExit(s.verified ? 0 : 1);
       } finally {
         await dp.close();
