@@ -17,6 +17,7 @@ export { ModeSwitchError, switchMode, type SwitchModeOptions, type SwitchModeRes
 export {
   KUBE_PROXY_NFT_TABLES,
   removeKubeProxyNftTables,
+  takeOverLeftovers,
   withKubeProxyTakeOver,
   type TakeOverOptions,
 } from './kube-proxy-takeover.ts';
@@ -24,12 +25,14 @@ export {
   competingLeftovers,
   describeLeftovers,
   findKubeProxyLeftovers,
+  ipv6GlueChains,
   isKubeProxyChain,
   isLeftoverChain,
   planIptablesLeftovers,
   removeKubeProxyLeftovers,
   type IptablesBackend,
   type IptablesLeftoverTable,
+  type Ipv6GlueChains,
   type KubeProxyLeftovers,
 } from './kube-proxy-leftovers.ts';
 export { leftoverReport, withKubeProxyLeftoverCheck, type LeftoverCheckOptions } from './kube-proxy-leftover-check.ts';

@@ -41,7 +41,8 @@ const KUBE_PROXY_SETS = new Set(IPSET_TABLE.flatMap(([base]) => [ipsetName(base,
  *    and KUBE-FIREWALL stay) that our glue does not declare, with every rule jumping to them; then
  *    kube-proxy's ipsets (IPSET_TABLE names, both families) our state and glue do not use.
  * Foreign objects (IPVS services on other addresses, other chains and sets) are never touched.
- * IPv4 tables only (ip6tables leftovers are named in the notes as not handled).
+ * IPv4 tables here; kube-proxy's ip6tables chains our IPv6 glue does not declare (all of them on a
+ * node without IPv6 services) are removed with its other leftovers (kube-proxy-leftovers.ts).
  */
 export interface KubeProxyIpvsSnapshot {
   /** "TCP/10.96.0.10:80" keys of kube-proxy's IPVS services, with the ipvsadm service flag. */

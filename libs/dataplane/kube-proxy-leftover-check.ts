@@ -6,6 +6,8 @@ import {
   describeLeftovers,
   execIn,
   findKubeProxyLeftovers,
+  ipv6GlueChains,
+  type Ipv6GlueChains,
   type KubeProxyLeftovers,
 } from './kube-proxy-leftovers.ts';
 
@@ -54,19 +56,22 @@ export function withKubeProxyLeftoverCheck(dp: Dataplane, o: LeftoverCheckOption
   let lastLogged: string | undefined;
   let checkedAtStart = false;
   const every = o.minCheckIntervalMs ?? 10_000;
-  let last: { at: number; mode: string; report?: string; competing: boolean } | undefined;
+  let last: { at: number; key: string; report?: string; competing: boolean } | undefined;
+  // ipvs mode: which of kube-proxy's IPv6 chains are our glue's depends on the state applied
+  let ipv6Glue: Ipv6GlueChains | undefined;
   const check = async (): Promise<{ report?: string; competing: boolean }> => {
     const mode = checkedMode(dp.mode);
     if (!mode) return { competing: false };
     const now = performance.now();
-    if (last && last.mode === mode && now - last.at < every) return last;
-    const found = await findKubeProxyLeftovers(mode, exec);
+    const key = `${mode} ${JSON.stringify(ipv6Glue)}`;
+    if (last && last.key === key && now - last.at < every) return last;
+    const found = await findKubeProxyLeftovers(mode, exec, mode === 'ipvs' ? ipv6Glue : undefined);
     const report = leftoverReport(found, !!o.takeOver);
     // said once per change (and once more each resync while it competes, through the resync error)
     if (report !== lastLogged && report) o.log?.(report);
     if (report !== lastLogged && !report && lastLogged) o.log?.("kube-proxy's leftovers are gone");
     lastLogged = report;
-    last = { at: now, mode, report, competing: competingLeftovers(found).length > 0 };
+    last = { at: now, key, report, competing: competingLeftovers(found).length > 0 };
     o.onChecked?.(last);
     return last;
   };
@@ -76,6 +81,7 @@ export function withKubeProxyLeftoverCheck(dp: Dataplane, o: LeftoverCheckOption
     },
     apply: async (s, change): Promise<ApplyResult> => {
       const r = await dp.apply(s, change);
+      if (r.verified && dp.mode === 'ipvs') ipv6Glue = ipv6GlueChains(s);
       if (checkedAtStart || !r.verified) return r;
       checkedAtStart = true;
       const { report } = await check();

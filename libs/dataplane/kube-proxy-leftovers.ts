@@ -1,4 +1,6 @@
+import type { IpFamily, NodeState } from '../model/index.ts';
 import type { DataplaneMode } from './dataplane.ts';
+import { glueChains, glueFamilies, netfilterGlue, splitTableKey } from './ipvs/netfilter-glue.ts';
 import { defaultExec, KUBE_PROXY_CHAINS, type Exec } from './kube-proxy-ipvs-takeover.ts';
 
 /**
@@ -13,8 +15,11 @@ import { defaultExec, KUBE_PROXY_CHAINS, type Exec } from './kube-proxy-ipvs-tak
  *  - iptables mode (pkg/proxy/iptables/proxier.go) and ipvs mode (KUBE_PROXY_CHAINS): its chains
  *    by name, in iptables-nft and iptables-legacy, IPv4 and IPv6. Not the kubelet's
  *    (KUBE-KUBELET-CANARY, KUBE-IPTABLES-HINT, filter KUBE-FIREWALL, KUBE-MARK-DROP) nor anything
- *    else. In ipvs mode the ipvs-mode names in iptables-nft are our glue's (adopted in place, the
- *    rest removed by kube-proxy-ipvs-takeover.ts), so they are not leftovers there.
+ *    else. In ipvs mode the ipvs-mode names in iptables-nft (IPv4) are our glue's (adopted in
+ *    place, the rest removed by kube-proxy-ipvs-takeover.ts), so they are not leftovers there; in
+ *    ip6tables-nft only those our glue declares for IPv6 are (its IPv6 half exists only on nodes
+ *    with IPv6 services: a dual-stack kube-proxy's IPv6 chains on a node we serve over IPv4 only
+ *    are all leftovers, and hooked ones compete).
  * A leftover chain that a foreign chain still jumps to (a CNI's portmap chain jumping to
  * KUBE-MARK-MASQ) is kept, with every leftover it reaches: deleting it would need deleting
  * another program's rule (kube-proxy's own cleanup does; we do not).
@@ -44,10 +49,10 @@ export type IptablesBackend = 'nft' | 'legacy';
 
 /** The iptables tool sets whose state is looked at: both backends, both families. */
 export const IPTABLES_TOOLS = [
-  { backend: 'nft', save: 'iptables-nft-save', restore: 'iptables-nft-restore' },
-  { backend: 'nft', save: 'ip6tables-nft-save', restore: 'ip6tables-nft-restore' },
-  { backend: 'legacy', save: 'iptables-legacy-save', restore: 'iptables-legacy-restore' },
-  { backend: 'legacy', save: 'ip6tables-legacy-save', restore: 'ip6tables-legacy-restore' },
+  { backend: 'nft', family: 'IPv4', save: 'iptables-nft-save', restore: 'iptables-nft-restore' },
+  { backend: 'nft', family: 'IPv6', save: 'ip6tables-nft-save', restore: 'ip6tables-nft-restore' },
+  { backend: 'legacy', family: 'IPv4', save: 'iptables-legacy-save', restore: 'iptables-legacy-restore' },
+  { backend: 'legacy', family: 'IPv6', save: 'ip6tables-legacy-save', restore: 'ip6tables-legacy-restore' },
 ] as const;
 export type IptablesTool = (typeof IPTABLES_TOOLS)[number];
 
@@ -57,10 +62,36 @@ export function isKubeProxyChain(table: string, chain: string): boolean {
   return table === 'nat' && SERVICE_CHAIN_PREFIXES.some((p) => chain.startsWith(p));
 }
 
-/** Whether a kube-proxy chain is a leftover for a node running `mode` (see the module note). */
-export function isLeftoverChain(mode: 'ipvs' | 'nftables', backend: IptablesBackend, table: string, chain: string) {
+/** The chains our ipvs glue declares in ip6tables for `state`, per table ({} when it has no IPv6 half). */
+export type Ipv6GlueChains = Readonly<Record<string, readonly string[]>>;
+
+/** Pure: the IPv6 chains the ipvs glue programs for `state` (netfilter-glue.ts), per table. */
+export function ipv6GlueChains(state: NodeState): Ipv6GlueChains {
+  const out: Record<string, string[]> = {};
+  for (const [key, chains] of Object.entries(glueChains(netfilterGlue(state.settings, glueFamilies(state))))) {
+    const { family, table } = splitTableKey(key);
+    if (family === 'IPv6') out[table] = chains;
+  }
+  return out;
+}
+
+/**
+ * Whether a kube-proxy chain is a leftover for a node running `mode` (see the module note).
+ * `ipv6Glue`: ipvs mode, what our glue declares in ip6tables; undefined when not known (no state
+ * applied yet): then every ipvs-mode name counts as the glue's, as in IPv4 (nothing is removed or
+ * reported that could be ours).
+ */
+export function isLeftoverChain(
+  mode: 'ipvs' | 'nftables',
+  backend: IptablesBackend,
+  table: string,
+  chain: string,
+  family: IpFamily = 'IPv4',
+  ipv6Glue?: Ipv6GlueChains,
+) {
   if (!isKubeProxyChain(table, chain)) return false;
-  return !(mode === 'ipvs' && backend === 'nft' && KUBE_PROXY_CHAINS[table]?.includes(chain));
+  if (mode !== 'ipvs' || backend !== 'nft' || !KUBE_PROXY_CHAINS[table]?.includes(chain)) return true;
+  return family === 'IPv6' && ipv6Glue !== undefined && !ipv6Glue[table]?.includes(chain);
 }
 
 /** One table of one iptables tool: its leftover chains and how to remove them. */
@@ -138,10 +169,15 @@ export interface KubeProxyLeftovers {
 
 export const NO_LEFTOVERS: KubeProxyLeftovers = { nftTables: [], iptables: [] };
 
-/** Reads the node (nft list tables, the four iptables saves; a missing tool counts as empty). */
+/**
+ * Reads the node (nft list tables, the four iptables saves; a missing tool counts as empty).
+ * `ipv6Glue`: ipvs mode, the chains our glue declares in ip6tables (ipv6GlueChains of the state
+ * applied), see isLeftoverChain.
+ */
 export async function findKubeProxyLeftovers(
   mode: 'ipvs' | 'nftables',
   exec: Exec = defaultExec,
+  ipv6Glue?: Ipv6GlueChains,
 ): Promise<KubeProxyLeftovers> {
   const listed = await exec('nft', ['list', 'tables']).catch(() => '');
   const nftTables = KUBE_PROXY_NFT_TABLES.filter(([fam, name]) =>
@@ -151,7 +187,9 @@ export async function findKubeProxyLeftovers(
   for (const tool of IPTABLES_TOOLS) {
     // a tool that is missing, or a kernel without that backend, holds nothing of kube-proxy's
     const save = await exec(tool.save, []).catch(() => '');
-    const tables = planIptablesLeftovers(save, (t, c) => isLeftoverChain(mode, tool.backend, t, c));
+    const tables = planIptablesLeftovers(save, (t, c) =>
+      isLeftoverChain(mode, tool.backend, t, c, tool.family, ipv6Glue),
+    );
     if (tables.length) iptables.push({ tool, tables });
   }
   return { nftTables, iptables };

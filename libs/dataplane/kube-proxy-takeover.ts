@@ -6,7 +6,13 @@ import {
   type Exec,
   type KubeProxyIpvsSnapshot,
 } from './kube-proxy-ipvs-takeover.ts';
-import { execIn, findKubeProxyLeftovers, NO_LEFTOVERS, removeKubeProxyLeftovers } from './kube-proxy-leftovers.ts';
+import {
+  execIn,
+  findKubeProxyLeftovers,
+  ipv6GlueChains,
+  NO_LEFTOVERS,
+  removeKubeProxyLeftovers,
+} from './kube-proxy-leftovers.ts';
 
 /**
  * Moving a node off kube-proxy, make-before-break (docs/migrate-from-kube-proxy.md): the wrapped
@@ -42,9 +48,16 @@ export async function removeKubeProxyNftTables(o: TakeOverOptions = {}): Promise
   return [...found.nftTables];
 }
 
-/** Removes kube-proxy's leftovers of every mode for a node running `mode`; the notes say what went and what stayed. */
-async function takeOverLeftovers(mode: 'ipvs' | 'nftables', exec: Exec): Promise<{ notes: string[]; wrote: boolean }> {
-  const found = await findKubeProxyLeftovers(mode, exec);
+/**
+ * Removes kube-proxy's leftovers of every mode for a node running `mode` (ipvs: `state`, the state
+ * applied, says which of its IPv6 chains our glue declares); the notes say what went and what stayed.
+ */
+export async function takeOverLeftovers(
+  mode: 'ipvs' | 'nftables',
+  exec: Exec,
+  state?: NodeState,
+): Promise<{ notes: string[]; wrote: boolean }> {
+  const found = await findKubeProxyLeftovers(mode, exec, mode === 'ipvs' && state ? ipv6GlueChains(state) : undefined);
   const { removed, kept } = await removeKubeProxyLeftovers(found, exec);
   const tables = removed.filter((r) => r.startsWith('table ')).map((r) => r.slice('table '.length));
   const chains = removed.filter((r) => !r.startsWith('table '));
@@ -81,7 +94,7 @@ export function withKubeProxyTakeOver(dp: Dataplane, o: TakeOverOptions = {}): D
     try {
       // the other modes' leftovers first: a legacy rule that names one of kube-proxy's ipsets
       // would keep the ipvs removal from destroying that set
-      const other = await takeOverLeftovers(mode, exec);
+      const other = await takeOverLeftovers(mode, exec, lastState);
       notes = other.notes;
       wrote = other.wrote;
       if (mode === 'ipvs') notes.push(...(await removeKubeProxyIpvs(ipvsSnapshot!, lastState!)));

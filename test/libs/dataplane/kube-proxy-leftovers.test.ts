@@ -52,6 +52,12 @@ describe('kube-proxy leftovers: which chains, per mode and backend', () => {
     expect(isLeftoverChain('ipvs', 'nft', 'nat', 'KUBE-SVC-ABC')).toBe(true);
     expect(isLeftoverChain('ipvs', 'legacy', 'nat', 'KUBE-SERVICES')).toBe(true);
   });
+  it('ipvs mode, ip6tables-nft: only the names our IPv6 glue declares are ours (none without IPv6 services; unknown: all)', () => {
+    expect(isLeftoverChain('ipvs', 'nft', 'nat', 'KUBE-SERVICES', 'IPv6', {})).toBe(true);
+    expect(isLeftoverChain('ipvs', 'nft', 'nat', 'KUBE-SERVICES', 'IPv6', { nat: ['KUBE-SERVICES'] })).toBe(false);
+    expect(isLeftoverChain('ipvs', 'nft', 'nat', 'KUBE-SERVICES', 'IPv6')).toBe(false);
+    expect(isLeftoverChain('ipvs', 'nft', 'nat', 'KUBE-SERVICES', 'IPv4', {})).toBe(false);
+  });
 });
 
 describe('planIptablesLeftovers', () => {
