@@ -70,3 +70,8 @@ const fmt = (ms: number) => `${ms < 10 ? ms.toFixed(1) : Math.round(ms)}ms`;
 export function blamesDataplane(outcome: ProbeOutcome): boolean {
   return outcome.kind === 'report' && outcome.report.failed > 0;
 }
+
+/** blamesDataplane, read from a verdict (what the session's `verdict` event carries). */
+export function verdictBlamesDataplane(v: HealthVerdict): boolean {
+  return !v.injected && !!v.probe && v.probe.failed > 0;
+}

@@ -9,6 +9,7 @@ import {
   type HealthProbe,
   type ProbeSettings,
   type SessionEvent,
+  verdictBlamesDataplane,
 } from '../../libs/applier/index.ts';
 import { connectBusWaiting, serversText, type BusAuth, readVerifierFile, type Verifier } from '../../libs/bus/index.ts';
 import { createDataplane, DEFAULT_STATE_DIR, type DataplaneChoice } from '../../libs/dataplane/index.ts';
@@ -103,6 +104,7 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
   const log = o.logger ?? pino({ name: 'switchboard-applier', base: { node: o.node } });
   const stateDir = o.stateDir ?? DEFAULT_STATE_DIR;
   const metrics = new ApplierMetrics();
+  const proxierHealth = new ProxierHealth(o.healthzTimeoutMs ?? DEFAULT_HEALTHZ_TIMEOUT_MS);
   const created =
     o.dataplane ??
     (await createDataplane({
@@ -117,6 +119,7 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
       // our table (or a base chain) deleted: every service fails until repaired, so resync now
       onDrift: (why) => {
         log.warn({ why }, 'kernel drift signalled: resync now');
+        proxierHealth.dataplaneFault('drift', why); // /healthz 503 until the resync repairs it
         session?.driftSignalled(why);
       },
     }));
@@ -172,12 +175,14 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
     onFailed: (e) => log.warn({ err: e.message }, 'full GC after a big apply failed; not tried again'),
   });
 
-  const proxierHealth = new ProxierHealth(o.healthzTimeoutMs ?? DEFAULT_HEALTHZ_TIMEOUT_MS);
   const healthChecks = o.healthCheckNodePorts
     ? new HealthCheckNodePorts({
         host: o.healthCheckNodePorts.host,
         retryMs: o.healthCheckNodePorts.retryMs,
-        proxierHealthy: () => proxierHealth.verdict().healthy,
+        proxierHealthy: () => {
+          const v = proxierHealth.verdict();
+          return v.healthy && v.dataplaneOk;
+        },
         log,
       })
     : undefined;
@@ -236,6 +241,7 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
           log.warn({ err: (err as Error).message }, 'could not persist applied state');
         }
         proxierHealth.updated();
+        proxierHealth.dataplaneRepaired('drift'); // a verified apply: our state is in the kernel
         // the target moved on during the apply: that change is pending from now
         if (session && !onTarget()) proxierHealth.queued('a newer target');
         servePortsOf(e);
@@ -243,6 +249,8 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
         void gcAfterApply.afterApply();
         break;
       case 'verdict':
+        if (verdictBlamesDataplane(e.verdict)) proxierHealth.dataplaneFault('probe', e.verdict.reason);
+        else proxierHealth.dataplaneRepaired('probe');
         if (e.verdict.verdict === 'unhealthy')
           log.warn({ reason: e.verdict.reason, probe: e.verdict.probe }, 'health verdict: unhealthy');
         break;
@@ -261,7 +269,10 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
       case 'resync':
         // kube-proxy's periodic sync: a clean one is an update, a failed one leaves a change pending
         if (e.error || !e.verified) proxierHealth.queued('a repair of the kernel state (resync)');
-        else if (onTarget()) proxierHealth.updated();
+        else {
+          proxierHealth.dataplaneRepaired('drift');
+          if (onTarget()) proxierHealth.updated();
+        }
         if (e.error) log.warn({ error: e.error }, 'resync failed');
         else if (e.kernelWrites > 0 || !e.verified)
           log.warn(

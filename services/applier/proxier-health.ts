@@ -14,11 +14,16 @@ export function isOnTarget(applied: AppliedState | undefined, target: NodeTarget
   );
 }
 
+/** Where the applier learned that its dataplane does not forward (see ProxierHealth.dataplaneFault). */
+export type DataplaneFaultSource = 'drift' | 'probe';
+
 export interface ProxierVerdict {
   /** No change has waited longer than the timeout (kube-proxy's IsHealthy, /livez). */
   readonly healthy: boolean;
-  /** /healthz: healthy and the node is still one to send traffic to. */
+  /** /healthz: healthy, the dataplane not known broken, and the node still one to send traffic to. */
   readonly healthz: boolean;
+  /** No fault of the dataplane is known now (a drift signal or a probe that blamed it, not yet repaired). */
+  readonly dataplaneOk: boolean;
   readonly nodeEligible: boolean;
   readonly reason: string;
   readonly lastUpdated: string | null;
@@ -33,12 +38,21 @@ export interface ProxierVerdict {
  * `timeoutMs`. Not unhealthy merely because nothing happens: with NATS or the planner gone the
  * node keeps running what it applied (fail-static), as kube-proxy keeps its rules without an API
  * server. Feeds the :10256 server below and every health check node port's `serviceProxyHealthy`.
+ *
+ * One step past kube-proxy: a dataplane the applier KNOWS does not forward (its nftables table or
+ * a base chain deleted, or the data-path probe failing through it while the endpoint answers
+ * directly) makes /healthz (and the health check node ports) 503 at once, until a resync repairs
+ * it or a probe passes (probe7 C1). kube-proxy's healthz only times out a pending sync (60 s),
+ * because its stale rules still forward; rules known gone do not, and a load balancer that keeps
+ * sending to the node meanwhile loses every connection. /livez stays as kube-proxy's: a restart
+ * would not repair faster than the resync already under way.
  */
 export class ProxierHealth {
   private pendingSince: number | undefined;
   private pendingWhat = '';
   private lastUpdated: number | undefined;
   private eligible = { ok: true, reason: '' };
+  private readonly faults = new Map<DataplaneFaultSource, string>();
 
   constructor(
     private readonly timeoutMs: number = DEFAULT_HEALTHZ_TIMEOUT_MS,
@@ -67,16 +81,30 @@ export class ProxierHealth {
     this.eligible = { ok, reason: ok ? '' : reason };
   }
 
+  /** The dataplane does not forward, as `source` found (`why`); the first reason per source is kept. */
+  dataplaneFault(source: DataplaneFaultSource, why: string): void {
+    if (!this.faults.has(source)) this.faults.set(source, why);
+  }
+
+  /** `source` finds the dataplane forwarding again (a clean resync or apply; a probe that passed). */
+  dataplaneRepaired(source: DataplaneFaultSource): void {
+    this.faults.delete(source);
+  }
+
   verdict(): ProxierVerdict {
     const now = this.now();
     const late = this.pendingSince !== undefined && now - this.pendingSince >= this.timeoutMs;
     const healthy = !late;
+    const fault = this.faults.values().next().value;
     const reason = late
       ? `${this.pendingWhat} not programmed for ${Math.round((now - this.pendingSince!) / 1000)}s (timeout ${Math.round(this.timeoutMs / 1000)}s)`
-      : this.eligible.reason;
+      : fault !== undefined
+        ? `dataplane not forwarding: ${fault}; repairing`
+        : this.eligible.reason;
     return {
       healthy,
-      healthz: healthy && this.eligible.ok,
+      healthz: healthy && fault === undefined && this.eligible.ok,
+      dataplaneOk: fault === undefined,
       nodeEligible: this.eligible.ok,
       reason,
       // kube-proxy's compatibility rule: a healthy proxier reports lastUpdated = now
