@@ -71,7 +71,13 @@ export function blamesDataplane(outcome: ProbeOutcome): boolean {
   return outcome.kind === 'report' && outcome.report.failed > 0;
 }
 
-/** blamesDataplane, read from a verdict (what the session's `verdict` event carries). */
-export function verdictBlamesDataplane(v: HealthVerdict): boolean {
-  return !v.injected && !!v.probe && v.probe.failed > 0;
+/**
+ * The verdict's probe found the node's dataplane down as a whole: EVERY virtual server it tried
+ * failed through the dataplane while its endpoint answered directly (C1: a lost table fails them
+ * all). Narrower than blamesDataplane (one failure asks for a resync): one failing Service among
+ * working ones says something about that Service's path, not that the node forwards nothing, so
+ * it does not fail the node's /healthz (services/applier/proxier-health.ts).
+ */
+export function verdictSaysDataplaneDown(v: HealthVerdict): boolean {
+  return !v.injected && !!v.probe && v.probe.attempted > 0 && v.probe.failed === v.probe.attempted;
 }

@@ -10,7 +10,7 @@ export { planFetch, type FetchPlan } from './fetch-plan.ts';
 export { applyDeltaChain, applyWithUndo, indexFromCheckpoint, type ChainResult } from './version-chain.ts';
 export { TargetView, signedTargetFault } from './target-view.ts';
 export { TargetWatcher, type TargetWatcherOptions } from './target-watcher.ts';
-export { judgeHealth, verdictBlamesDataplane, type HealthProbe, type ProbeOutcome } from './health-verdict.ts';
+export { judgeHealth, verdictSaysDataplaneDown, type HealthProbe, type ProbeOutcome } from './health-verdict.ts';
 export {
   DataplaneProbe,
   DEFAULT_PROBE_SETTINGS,

@@ -9,7 +9,7 @@ import {
   type HealthProbe,
   type ProbeSettings,
   type SessionEvent,
-  verdictBlamesDataplane,
+  verdictSaysDataplaneDown,
 } from '../../libs/applier/index.ts';
 import { connectBusWaiting, serversText, type BusAuth, readVerifierFile, type Verifier } from '../../libs/bus/index.ts';
 import { createDataplane, DEFAULT_STATE_DIR, type DataplaneChoice } from '../../libs/dataplane/index.ts';
@@ -249,7 +249,7 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
         void gcAfterApply.afterApply();
         break;
       case 'verdict':
-        if (verdictBlamesDataplane(e.verdict)) proxierHealth.dataplaneFault('probe', e.verdict.reason);
+        if (verdictSaysDataplaneDown(e.verdict)) proxierHealth.dataplaneFault('probe', e.verdict.reason);
         else proxierHealth.dataplaneRepaired('probe');
         if (e.verdict.verdict === 'unhealthy')
           log.warn({ reason: e.verdict.reason, probe: e.verdict.probe }, 'health verdict: unhealthy');

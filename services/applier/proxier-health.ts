@@ -40,8 +40,8 @@ export interface ProxierVerdict {
  * server. Feeds the :10256 server below and every health check node port's `serviceProxyHealthy`.
  *
  * One step past kube-proxy: a dataplane the applier KNOWS does not forward (its nftables table or
- * a base chain deleted, or the data-path probe failing through it while the endpoint answers
- * directly) makes /healthz (and the health check node ports) 503 at once, until a resync repairs
+ * a base chain deleted, or the data-path probe failing through it for every virtual server it
+ * tried while their endpoints answer directly: verdictSaysDataplaneDown) makes /healthz (and the health check node ports) 503 at once, until a resync repairs
  * it or a probe passes (probe7 C1). kube-proxy's healthz only times out a pending sync (60 s),
  * because its stale rules still forward; rules known gone do not, and a load balancer that keeps
  * sending to the node meanwhile loses every connection. /livez stays as kube-proxy's: a restart
