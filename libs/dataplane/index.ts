@@ -37,6 +37,14 @@ export {
 } from './kube-proxy-leftovers.ts';
 export { leftoverReport, withKubeProxyLeftoverCheck, type LeftoverCheckOptions } from './kube-proxy-leftover-check.ts';
 export {
+  findForwardDrops,
+  forwardDropReport,
+  legacyForwardDrops,
+  nftForwardDropChains,
+  withForwardDropCheck,
+  type ForwardDropCheckOptions,
+} from './forward-drop-check.ts';
+export {
   chooseIptablesBackend,
   detectIptablesBackend,
   NFTABLES_MIN_KERNEL,

@@ -14,7 +14,12 @@ import {
 import { connectBusWaiting, serversText, type BusAuth, readVerifierFile, type Verifier } from '../../libs/bus/index.ts';
 import { createDataplane, DEFAULT_STATE_DIR, type DataplaneChoice } from '../../libs/dataplane/index.ts';
 import type { Dataplane } from '../../libs/dataplane/index.ts';
-import { refuseUnfitNode, withKubeProxyLeftoverCheck, withKubeProxyTakeOver } from '../../libs/dataplane/index.ts';
+import {
+  refuseUnfitNode,
+  withForwardDropCheck,
+  withKubeProxyLeftoverCheck,
+  withKubeProxyTakeOver,
+} from '../../libs/dataplane/index.ts';
 import { ApplierMetrics } from './applier-metrics.ts';
 import { AppliedStateFile } from './applied-state-file.ts';
 import { GcAfterBigApply, type GcAfterBigApplyOptions } from './gc-after-big-apply.ts';
@@ -129,10 +134,14 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
   const dataplane =
     o.dataplane || o.checkKubeProxyLeftovers === false
       ? takenOver
-      : withKubeProxyLeftoverCheck(takenOver, {
-          takeOver: !!o.takeOverKubeProxy,
-          log: (m) => log.warn({ kubeProxyLeftovers: true }, m),
-        });
+      : withForwardDropCheck(
+          withKubeProxyLeftoverCheck(takenOver, {
+            takeOver: !!o.takeOverKubeProxy,
+            log: (m) => log.warn({ kubeProxyLeftovers: true }, m),
+          }),
+          // another table's forward drop policy: a warning in the log (forward-drop-check.ts)
+          { log: (m) => log.warn({ forwardDrop: true }, m) },
+        );
   const probeSettings: ProbeSettings = { ...DEFAULT_PROBE_SETTINGS, ...o.probe };
   let probe: HealthProbe =
     dataplane.mode === 'dry-run'

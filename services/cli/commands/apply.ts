@@ -5,7 +5,12 @@ import { maxManifestBytesOption, parseMaxManifestBytes } from '../max-manifest-b
 import { ClusterState, renderNodeState } from '../../../libs/planner/index.ts';
 import { applyNodeState } from '../../../libs/dataplane/index.ts';
 import { createDataplane, DEFAULT_STATE_DIR, type DataplaneChoice } from '../../../libs/dataplane/index.ts';
-import { refuseUnfitNode, withKubeProxyLeftoverCheck, withKubeProxyTakeOver } from '../../../libs/dataplane/index.ts';
+import {
+  refuseUnfitNode,
+  withForwardDropCheck,
+  withKubeProxyLeftoverCheck,
+  withKubeProxyTakeOver,
+} from '../../../libs/dataplane/index.ts';
 import { NFT_BACKENDS, type NftBackend } from '../../../libs/dataplane/index.ts';
 import { UsageError } from '../cli-errors.ts';
 import { inputDir, inputFile } from '../flag-values.ts';
@@ -99,12 +104,15 @@ export function registerApply(program: Command, setExit: SetExit): void {
       // the notes; competing ones fail the run (exit 1, the report as the error line), since there
       // is no later resync here to report the node unhealthy
       let competing: string | undefined;
-      const dp = withKubeProxyLeftoverCheck(takenOver, {
-        takeOver: !!o.takeOverKubeProxy,
-        onChecked: (c) => {
-          competing = c.competing ? c.report : undefined;
-        },
-      });
+      // another table's forward drop policy: a warning in the notes (forward-drop-check.ts)
+      const dp = withForwardDropCheck(
+        withKubeProxyLeftoverCheck(takenOver, {
+          takeOver: !!o.takeOverKubeProxy,
+          onChecked: (c) => {
+            competing = c.competing ? c.report : undefined;
+          },
+        }),
+      );
       try {
         const s = await applyNodeState(dp, state);
         // Settings the mode cannot honour travel in the summary's notes, where a script reads them.

@@ -5,7 +5,8 @@
 //    os.release(), then says 2.6.x), a real old-kernel answer without a test hook;
 //  - a kube-proxy nftables table beside ours fails the run (exit 1, the report naming the table
 //    and --take-over-kube-proxy as the one error line, after the JSON summary); with the flag the
-//    table goes and the run passes.
+//    table goes and the run passes;
+//  - another table's forward drop policy (docker's) is named in the notes, the run passes.
 import { execFile } from 'node:child_process';
 import { arch } from 'node:os';
 import path from 'node:path';
@@ -78,5 +79,17 @@ describe.skipIf(!isRoot)('apply --once runs the node preflight and the kube-prox
       "take-over: removed kube-proxy's tables ip kube-proxy",
     );
     expect(await tables()).toBe('table inet switchboard\n');
+  });
+
+  it("names another table's forward drop policy in the notes (a warning: exit 0)", async () => {
+    await run('ip', ['netns', 'exec', ns, 'iptables-nft', '-P', 'FORWARD', 'DROP']); // as dockerd does
+    const r = await apply([]);
+    expect(r.code).toBe(0);
+    expect((JSON.parse(r.stdout) as { notes: string[] }).notes).toEqual([
+      'adopted existing table',
+      expect.stringMatching(
+        /may be dropped on this node by table ip filter chain FORWARD \(forward hook, policy drop\)/,
+      ),
+    ]);
   });
 });
