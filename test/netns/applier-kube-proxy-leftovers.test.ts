@@ -4,11 +4,9 @@
 // restarted kube-proxy pod, or one never cleaned up, leaves it: base chains at our hook
 // priorities): within a resync `ctl status` shows it ERROR, its reason naming the table and
 // --take-over-kube-proxy, and the applier log says it once; with the table gone it is SYNCED again.
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inNs } from './support/netns-lab.ts';
-import { labManifests, RolloutLab } from './support/rollout-lab.ts';
+import { RolloutLab } from './support/rollout-lab.ts';
 
 const lab = new RolloutLab();
 const isRoot = process.getuid?.() === 0;
@@ -28,36 +26,20 @@ const row = async () => {
   if (r.code !== 0) throw new Error(`ctl status: ${r.stderr}`);
   return (JSON.parse(r.stdout) as { nodes: { node: string; status: string; reason: string }[] }).nodes[0];
 };
-async function until<T>(f: () => Promise<T | undefined | false>, ms: number, what: string): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await f().catch(() => undefined);
-    if (v) return v;
-    if (Date.now() > end)
-      throw new Error(`timed out waiting for ${what}\n--- applier ---\n${lab.log('applier-node-1').slice(-3000)}`);
-    await new Promise((r) => setTimeout(r, 300));
-  }
-}
-
 // Skipped unless root: `ip netns add` and nft/iptables inside a namespace need CAP_SYS_ADMIN and
 // CAP_NET_ADMIN (CI runs as root, so it runs there).
 describe.skipIf(!isRoot)('applier: kube-proxy leftovers reported (needs root for ip netns)', () => {
   beforeAll(async () => {
-    await lab.start(['node-1']);
-    const dir = join(lab.work, 'manifests');
-    mkdirSync(dir);
-    writeFileSync(join(dir, 'cluster.yaml'), labManifests(lab.nodes)); // Service web-1 10.100.0.11:80
-    writeFileSync(join(lab.work, 'config.yaml'), 'mode: nftables\n');
-    lab.startNats();
-    lab.startPlanner(dir, join(lab.work, 'config.yaml'));
+    await lab.startOneNodeCluster(); // Service web-1 10.100.0.11:80
     lab.startApplier('node-1', ['--resync-interval', '1s']);
   }, 120_000);
   afterAll(() => lab.cleanup(), 60_000);
 
   it('ERROR naming the table and the flag while it is there, SYNCED once it is gone', async () => {
-    await until(async () => (await row())?.status === 'SYNCED', 60_000, 'node-1 SYNCED');
+    await lab.until('node-1 SYNCED', async () => (await row())?.status === 'SYNCED', 60_000);
     await inNs(lab.nodes[0]!.ns, 'nft', ['-f', '-'], KUBE_PROXY_TABLE);
-    const bad = await until(
+    const bad = await lab.until(
+      'node-1 ERROR for the kube-proxy table',
       async () => {
         // The data-path probe may report first (its verdict is ERROR too: the kube-proxy table's
         // DNAT wins, so the service fails through the dataplane); the resync's reason, which names
@@ -66,14 +48,13 @@ describe.skipIf(!isRoot)('applier: kube-proxy leftovers reported (needs root for
         return r?.status === 'ERROR' && /kube-proxy's rules compete/.test(r.reason ?? '') && r;
       },
       30_000,
-      'node-1 ERROR for the kube-proxy table',
     );
     expect(bad.reason).toMatch(
       /^unhealthy: resync: kube-proxy's rules compete with this node's \(table ip kube-proxy: .*remove them: restart the applier with --take-over-kube-proxy/,
     );
     expect(lab.log('applier-node-1').match(/"kubeProxyLeftovers":true/g)).toHaveLength(1);
     await inNs(lab.nodes[0]!.ns, 'nft', ['delete', 'table', 'ip', 'kube-proxy']);
-    await until(async () => (await row())?.status === 'SYNCED', 30_000, 'node-1 SYNCED again');
+    await lab.until('node-1 SYNCED again', async () => (await row())?.status === 'SYNCED', 30_000);
     expect(lab.log('applier-node-1')).toContain("kube-proxy's leftovers are gone");
   }, 150_000);
 });

@@ -4,22 +4,13 @@
 // forward chain with policy accept and our own table are not named. Once they are gone, the
 // next resync says so.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ApplyResult, Dataplane } from '../../libs/dataplane/index.ts';
 import { withForwardDropCheck } from '../../libs/dataplane/index.ts';
 import type { NodeState } from '../../libs/model/index.ts';
+import { fakeDataplane } from './support/fake-dataplane.ts';
 import { inNs, sh } from './support/netns-lab.ts';
 
 const NS = `sbfwd${process.pid % 100000}`;
 const isRoot = process.getuid?.() === 0;
-const ok: ApplyResult = { kernelWrites: 0, verified: true, durationMs: 0, notes: [] };
-/** Stands for our nftables dataplane: applies verify; the real one is not what this test is about. */
-const fakeNftables = (): Dataplane => ({
-  mode: 'nftables',
-  apply: async () => ok,
-  resync: async () => ok,
-  cleanup: async () => ok,
-  close: async () => {},
-});
 const RULESET = `table inet fwtest {
 \tchain filter_FORWARD { type filter hook forward priority filter + 10; policy drop; ct state established,related accept; }
 \tchain open { type filter hook forward priority filter + 20; policy accept; }
@@ -44,7 +35,11 @@ describe.skipIf(!isRoot)('forward-hook drop policies of other tables (needs root
 
   it('named in the first apply and the log, once; gone at a later resync', async () => {
     const logs: string[] = [];
-    const dp = withForwardDropCheck(fakeNftables(), { netns: NS, log: (l) => logs.push(l), minCheckIntervalMs: 0 });
+    const dp = withForwardDropCheck(fakeDataplane('nftables'), {
+      netns: NS,
+      log: (l) => logs.push(l),
+      minCheckIntervalMs: 0,
+    });
     const r = await dp.apply({} as NodeState);
     expect(r.verified).toBe(true);
     expect(r.notes).toHaveLength(1);

@@ -8,7 +8,6 @@
 //  2. the take-over's leftover removal (ipvs mode) removes exactly kube-proxy's IPv6 chains, keeps
 //     KUBE-MARK-MASQ (the CNI chain jumps to it) and every foreign rule.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ApplyResult, Dataplane } from '../../libs/dataplane/index.ts';
 import {
   findKubeProxyLeftovers,
   ipv6GlueChains,
@@ -16,6 +15,7 @@ import {
   withKubeProxyLeftoverCheck,
 } from '../../libs/dataplane/index.ts';
 import type { NodeState } from '../../libs/model/index.ts';
+import { fakeDataplane, saveLines } from './support/fake-dataplane.ts';
 import { inNs, sh } from './support/netns-lab.ts';
 import { nodeState } from './support/node-state-builder.ts';
 
@@ -73,27 +73,11 @@ const KUBE_PROXY_IPTABLES_V6_LEGACY = `*filter
 COMMIT
 `;
 const isRoot = process.getuid?.() === 0;
-const ok: ApplyResult = { kernelWrites: 0, verified: true, durationMs: 0, notes: [] };
-/** Stands for our ipvs dataplane (no IPVS in this kernel): applies verify, nothing is written. */
-const fakeIpvs = (): Dataplane => ({
-  mode: 'ipvs',
-  apply: async () => ok,
-  resync: async () => ok,
-  cleanup: async () => ok,
-  close: async () => {},
-});
 const V4_ONLY = nodeState([]); // no KUBE-6-* sets: our glue has no IPv6 half
 const DUAL_STACK: NodeState = {
   ...V4_ONLY,
   ipsets: [{ name: 'KUBE-6-CLUSTER-IP', type: 'hash:ip,port', family: 'inet6', entries: [] }],
 };
-/** save text as a sorted list of chain declarations and rules (no counters). */
-const rules = (save: string) =>
-  save
-    .split('\n')
-    .filter((l) => /^(\*|:|-A )/.test(l))
-    .map((l) => l.replace(/ \[\d+:\d+\]$/, ''))
-    .sort();
 const exec = (cmd: string, args: readonly string[], input?: string) => inNs(NS, cmd, args, input);
 
 // Skipped unless root: `ip netns add` and ip6tables inside a namespace need CAP_SYS_ADMIN and
@@ -111,7 +95,10 @@ describe.skipIf(!isRoot)("kube-proxy's IPv6 leftovers in a netns (needs root for
 
   it('ipvs mode, IPv4-only node: the check names the ip6tables chains and fails the resync; dual-stack: the glue keeps its own', async () => {
     const logs: string[] = [];
-    const dp = withKubeProxyLeftoverCheck(fakeIpvs(), { exec, log: (l) => logs.push(l) });
+    const dp = withKubeProxyLeftoverCheck(fakeDataplane('ipvs') /* no IPVS in this kernel */, {
+      exec,
+      log: (l) => logs.push(l),
+    });
     expect((await dp.apply(V4_ONLY)).notes.join('\n')).toMatch(
       /kube-proxy's rules compete with this node's \(ip6tables-nft filter\/KUBE-FORWARD, ip6tables-nft filter\/KUBE-IPVS-FILTER, ip6tables-nft nat\/KUBE-POSTROUTING, ip6tables-nft nat\/KUBE-SERVICES and 1 more/,
     );
@@ -131,7 +118,7 @@ describe.skipIf(!isRoot)("kube-proxy's IPv6 leftovers in a netns (needs root for
   });
 
   it("the take-over (ipvs mode, IPv4-only node) removes exactly kube-proxy's IPv6 chains", async () => {
-    const before = rules(await inNs(NS, 'ip6tables-nft-save', []));
+    const before = saveLines(await inNs(NS, 'ip6tables-nft-save', []));
     const { notes } = await takeOverLeftovers('ipvs', exec, V4_ONLY);
     expect(notes.join('\n')).toMatch(
       /take-over: removed kube-proxy's 8 iptables chains: ip6tables-nft mangle\/KUBE-PROXY-CANARY, /,
@@ -139,12 +126,12 @@ describe.skipIf(!isRoot)("kube-proxy's IPv6 leftovers in a netns (needs root for
     expect(notes).toContain(
       "take-over: kept kube-proxy's chains a foreign chain jumps to: ip6tables-nft nat/KUBE-MARK-MASQ (jumped to from CNI-DN-1)",
     );
-    const after = rules(await inNs(NS, 'ip6tables-nft-save', []));
+    const after = saveLines(await inNs(NS, 'ip6tables-nft-save', []));
     // what stays: every foreign line, the kept KUBE-MARK-MASQ, nothing else of kube-proxy's
     expect(after).toEqual(
       before.filter((l) => !/KUBE-(SERVICES|NODE-PORT|POSTROUTING|FORWARD|IPVS-FILTER|PROXY-CANARY)/.test(l)),
     );
-    expect(after).toEqual(expect.arrayContaining(rules(FOREIGN_V6)));
+    expect(after).toEqual(expect.arrayContaining(saveLines(FOREIGN_V6)));
     expect(await inNs(NS, 'ip6tables-legacy-save', [])).not.toMatch(/KUBE-/);
     const left = await findKubeProxyLeftovers('ipvs', exec, ipv6GlueChains(V4_ONLY));
     expect(left.iptables.flatMap((x) => x.tables.flatMap((t) => t.hooked))).toEqual([]);

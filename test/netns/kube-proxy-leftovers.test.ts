@@ -8,13 +8,13 @@
 //     foreign table, chain and rule is still there, KUBE-MARK-MASQ is kept because the CNI chain
 //     jumps to it; afterwards the check lets the resync pass.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ApplyResult, Dataplane } from '../../libs/dataplane/index.ts';
 import {
   findKubeProxyLeftovers,
   withKubeProxyLeftoverCheck,
   withKubeProxyTakeOver,
 } from '../../libs/dataplane/index.ts';
 import type { NodeState } from '../../libs/model/index.ts';
+import { fakeDataplane, saveLines } from './support/fake-dataplane.ts';
 import { inNs, sh } from './support/netns-lab.ts';
 import { FOREIGN_IPTABLES, KUBE_PROXY_IPTABLES_MODE } from './support/kube-proxy-iptables.ts';
 import { kubeProxyNftRuleset } from './support/kube-proxy-nft.ts';
@@ -31,23 +31,7 @@ const KUBE_PROXY_LEGACY = `*filter
 COMMIT
 `;
 const isRoot = process.getuid?.() === 0;
-const ok: ApplyResult = { kernelWrites: 0, verified: true, durationMs: 0, notes: [] };
-/** Stands for our nftables dataplane: applies verify; the real one is not what this test is about. */
-const fakeNftables = (): Dataplane => ({
-  mode: 'nftables',
-  apply: async () => ok,
-  resync: async () => ok,
-  cleanup: async () => ok,
-  close: async () => {},
-});
 const STATE = {} as NodeState; // unused by the fake and by the nftables take-over
-/** iptables-save text as a sorted list of chain declarations and rules (no counters, no comments). */
-const rules = (save: string) =>
-  save
-    .split('\n')
-    .filter((l) => /^(\*|:|-A )/.test(l))
-    .map((l) => l.replace(/ \[\d+:\d+\]$/, ''))
-    .sort();
 const exec = (cmd: string, args: readonly string[], input?: string) => inNs(NS, cmd, args, input);
 
 // Skipped unless root: `ip netns add` and nft/iptables inside a namespace need CAP_SYS_ADMIN and
@@ -100,7 +84,7 @@ describe.skipIf(!isRoot)('kube-proxy leftovers in a netns (needs root for ip net
     expect(named.filter((c) => /KUBELET|HINT|DOCKER|CNI|filter\/KUBE-FIREWALL/.test(c.split(' ')[0]!))).toEqual([]);
 
     const logs: string[] = [];
-    const dp = withKubeProxyLeftoverCheck(fakeNftables(), { exec, log: (l) => logs.push(l) });
+    const dp = withKubeProxyLeftoverCheck(fakeDataplane('nftables'), { exec, log: (l) => logs.push(l) });
     const applied = await dp.apply(STATE);
     expect(applied.verified).toBe(true);
     expect(applied.notes.join('\n')).toMatch(/kube-proxy's rules compete .*table ip kube-proxy/);
@@ -112,7 +96,7 @@ describe.skipIf(!isRoot)('kube-proxy leftovers in a netns (needs root for ip net
 
   it("--take-over-kube-proxy removes exactly kube-proxy's objects; the check then passes", async () => {
     const logs: string[] = [];
-    const dp = withKubeProxyLeftoverCheck(withKubeProxyTakeOver(fakeNftables(), { netns: NS }), {
+    const dp = withKubeProxyLeftoverCheck(withKubeProxyTakeOver(fakeDataplane('nftables'), { netns: NS }), {
       exec,
       takeOver: true,
       log: (l) => logs.push(l),
@@ -129,15 +113,15 @@ describe.skipIf(!isRoot)('kube-proxy leftovers in a netns (needs root for ip net
     expect(tables).not.toMatch(/kube-proxy/);
     expect(await inNs(NS, 'nft', ['list', 'table', 'inet', 'foreign-fw'])).toBe(before.foreignTable);
     // iptables-nft: what is left is exactly the foreign state plus the kept KUBE-MARK-MASQ
-    const afterNft = rules(await inNs(NS, 'iptables-nft-save', []));
-    const expected = rules(before.nft!).filter((l) => {
+    const afterNft = saveLines(await inNs(NS, 'iptables-nft-save', []));
+    const expected = saveLines(before.nft!).filter((l) => {
       if (/KUBE-MARK-MASQ|^\*/.test(l) && !/KUBE-(EXT|SEP)-/.test(l)) return true;
       return !/KUBE-(SERVICES|NODEPORTS|POSTROUTING|PROXY-CANARY|SEP-|SVC-|EXT-|EXTERNAL-SERVICES|FORWARD|PROXY-FIREWALL)/.test(
         l,
       );
     });
     expect(afterNft).toEqual(expected);
-    expect(afterNft).toEqual(expect.arrayContaining(rules(FOREIGN_IPTABLES)));
+    expect(afterNft).toEqual(expect.arrayContaining(saveLines(FOREIGN_IPTABLES)));
     // legacy: kube-proxy's chains and jump gone, the built-in chains stay
     expect(await inNs(NS, 'iptables-legacy-save', [])).not.toMatch(/KUBE-/);
 

@@ -7,11 +7,9 @@
 // `inet switchboard` table with `flags owner` held by an `nft -i` process: only that process's
 // socket may change it, so every repair fails until it exits (the kernel then drops its table).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inNs } from './support/netns-lab.ts';
-import { labManifests, RolloutLab } from './support/rollout-lab.ts';
+import { RolloutLab } from './support/rollout-lab.ts';
 
 const lab = new RolloutLab();
 const isRoot = process.getuid?.() === 0;
@@ -25,29 +23,13 @@ async function get(path: string): Promise<{ status: number; body: { reason?: str
   if (nl < 0) return undefined;
   return { status: Number(out.slice(nl + 1)), body: JSON.parse(out.slice(0, nl)) as { reason?: string } };
 }
-async function until<T>(what: string, f: () => Promise<T | undefined | false>, ms: number): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await f().catch(() => undefined);
-    if (v) return v;
-    if (Date.now() > end)
-      throw new Error(`timed out waiting for ${what}\n--- applier ---\n${lab.log('applier-node-1').slice(-3000)}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 const tables = () => inNs(lab.nodes[0]!.ns, 'nft', ['list', 'tables']);
 
 // Skipped unless root: `ip netns add` and nft inside a namespace need CAP_SYS_ADMIN and
 // CAP_NET_ADMIN (CI runs as root, so it runs there).
 describe.skipIf(!isRoot)('proxier /healthz when the dataplane is lost (needs root for ip netns)', () => {
   beforeAll(async () => {
-    await lab.start(['node-1']);
-    const dir = join(lab.work, 'manifests');
-    mkdirSync(dir);
-    writeFileSync(join(dir, 'cluster.yaml'), labManifests(lab.nodes));
-    writeFileSync(join(lab.work, 'config.yaml'), 'mode: nftables\n');
-    lab.startNats();
-    lab.startPlanner(dir, join(lab.work, 'config.yaml'));
+    await lab.startOneNodeCluster();
     lab.startApplier('node-1', ['--resync-interval', '3s']);
   }, 120_000);
   afterAll(async () => {
@@ -56,14 +38,14 @@ describe.skipIf(!isRoot)('proxier /healthz when the dataplane is lost (needs roo
   }, 60_000);
 
   it('503 naming the lost table while it cannot be repaired, /livez 200; 200 once repaired', async () => {
-    await until(
+    await lab.until(
       'our table and /healthz 200',
       async () => /inet switchboard/.test(await tables()) && (await get('/healthz'))?.status === 200,
       60_000,
     );
     holder = spawn('ip', ['netns', 'exec', lab.nodes[0]!.ns, 'nft', '-i'], { stdio: ['pipe', 'ignore', 'ignore'] });
     holder.stdin!.write('delete table inet switchboard; add table inet switchboard { flags owner; }\n');
-    const down = await until(
+    const down = await lab.until(
       '/healthz 503',
       async () => {
         const r = await get('/healthz');
@@ -76,11 +58,11 @@ describe.skipIf(!isRoot)('proxier /healthz when the dataplane is lost (needs roo
     );
     expect((await get('/livez'))?.status).toBe(200);
     // still held: every repair fails (EPERM), the answer stays 503
-    await until('a failed repair', async () => /resync failed/.test(lab.log('applier-node-1')), 15_000);
+    await lab.until('a failed repair', async () => /resync failed/.test(lab.log('applier-node-1')), 15_000);
     expect((await get('/healthz'))?.status).toBe(503);
 
     holder.stdin!.end(); // nft exits; the kernel drops its owner table; the applier repairs ours
-    await until('/healthz 200 again', async () => (await get('/healthz'))?.status === 200, 30_000);
+    await lab.until('/healthz 200 again', async () => (await get('/healthz'))?.status === 200, 30_000);
     expect(await inNs(lab.nodes[0]!.ns, 'nft', ['list', 'chain', 'inet', 'switchboard', 'nat-output'])).toMatch(
       /type nat hook output/,
     );

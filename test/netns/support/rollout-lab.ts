@@ -15,7 +15,7 @@
 // masqueradeAll programs cleanly but drops every reply to a connection the node makes to a
 // ClusterIP, which is what the data-path probe must catch.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -188,6 +188,37 @@ export class RolloutLab {
         }),
       );
     });
+  }
+
+  /**
+   * One node (node-1) with nats-server and the planner running labManifests in nftables mode; the
+   * applier is the caller's to start (startApplier).
+   */
+  async startOneNodeCluster(): Promise<void> {
+    await this.start(['node-1']);
+    const dir = join(this.work, 'manifests');
+    mkdirSync(dir);
+    writeFileSync(join(dir, 'cluster.yaml'), labManifests(this.nodes)); // Service web-1 10.100.0.11:80
+    writeFileSync(join(this.work, 'config.yaml'), 'mode: nftables\n');
+    this.startNats();
+    this.startPlanner(dir, join(this.work, 'config.yaml'));
+  }
+
+  /** Polls `f` (every 100 ms) until it gives a value; past `ms` fails with the tail of process `logName`'s log. */
+  async until<T>(
+    what: string,
+    f: () => Promise<T | undefined | false>,
+    ms: number,
+    logName = 'applier-node-1',
+  ): Promise<T> {
+    const end = Date.now() + ms;
+    for (;;) {
+      const v = await f().catch(() => undefined);
+      if (v) return v;
+      if (Date.now() > end)
+        throw new Error(`timed out waiting for ${what}\n--- ${logName} ---\n${this.log(logName).slice(-3000)}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
   }
 
   /** Stops every process it started (SIGTERM by PID, SIGKILL after 5 s), deletes its namespaces and work dir. */
