@@ -53,7 +53,7 @@ export function legacyForwardDrops(save: string): boolean {
 /** The one-line warning, or undefined when nothing was found. */
 export function forwardDropReport(chains: readonly string[]): string | undefined {
   if (chains.length === 0) return undefined;
-  return `forwarded Service traffic (NodePort/LoadBalancer/external IP to an endpoint in a pod or on another node) may be dropped on this node by ${chains.join(', ')} (forward hook, policy drop): an accept in our table cannot override another table's drop; unless that chain accepts it (e.g. ct status dnat accept, or the pod CIDR), load balancer and NodePort traffic through this node fails while its own probe passes (docs/nftables-mode.md "Node requirements and neighbours")`;
+  return `forwarded Service traffic (NodePort/LoadBalancer/external IP to an endpoint in a pod or on another node) may be dropped on this node by ${chains.join(', ')} (forward hook, policy drop): an accept in our table cannot override another table's drop; unless that chain accepts it (e.g. ct status dnat accept, or the pod CIDR), load balancer and NodePort traffic through this node fails while its own probe passes (docs/nftables-mode.md "Firewalls and reloads")`;
 }
 
 /** Reads the node: `nft list chains`, iptables-legacy-save, ip6tables-legacy-save (a missing tool counts as empty). */
