@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
 import type { NatsConnection } from '@nats-io/transport-node';
-import type { KV } from '@nats-io/kv';
-import { JetStreamApiError, type JetStreamManager } from '@nats-io/jetstream';
+import { Kvm, type KV } from '@nats-io/kv';
+import { jetstream, JetStreamApiError, type JetStreamManager } from '@nats-io/jetstream';
 import { z } from 'zod';
 import { parseWire } from '../model/index.ts';
 import { replicatedBucket } from './target-store.ts';
@@ -44,6 +44,11 @@ const LeaseHolderSchema = z.object({
   api: z.string().optional(),
 });
 export type LeaseHolder = z.infer<typeof LeaseHolderSchema>;
+/** The lease key as read: its revision, and its record (undefined when it does not parse). */
+interface LeaseEntry {
+  readonly revision: number;
+  readonly holder: LeaseHolder | undefined;
+}
 
 export interface LeaderLeaseOptions {
   readonly nc: NatsConnection;
@@ -76,7 +81,9 @@ export interface LeaderLeaseOptions {
  *   compare means someone else holds the lease: it steps down at once.
  * - It acts only while `isLeader()`: until 3/4 of the TTL after it *sent* its last successful
  *   renewal (the server's expiry counts from when it stored it, later), so a leader that cannot
- *   renew stops before its lease can pass to another, even when it was stopped (SIGSTOP) mid-way.
+ *   renew stops before its lease can pass to another, even when it was stopped (SIGSTOP) mid-way;
+ *   and not from the moment its connection drops until a renewal is answered again (NATS may
+ *   have come back without its store: see `suspended`).
  * - Followers look every TTL/4 and contend (create) once the key has expired or been released.
  * What a stale leader might still have in flight is fenced by the conditional writes on the
  * versions stream and the targets bucket (version-publisher.ts, target-store.ts).
@@ -87,6 +94,16 @@ export class LeaderLease {
   private myTerm = 0;
   private validUntil = 0;
   private leading = false;
+  /**
+   * The leader's connection dropped since its last answered renewal: it does not act until one is
+   * answered again (renewed at once on reconnect). Every server restarted empty (NATS lost its
+   * store) drops every connection first, and the lease key is gone with the bucket: without this,
+   * the old leader acted for the rest of its validity (up to 3/4 TTL) in the new store while a
+   * planner that came along meanwhile found no key and was elected (two leaders; the first in term
+   * 18, the other in term 1: terms restart with the bucket). Now the old leader's first renewal
+   * there fails (no bucket, then its revision unknown) and deposes it before it acts again.
+   */
+  private suspended = false;
   private seen: LeaseHolder | undefined;
   /** The lease key's revision as last read, and when (monotonic) a read found it moved: a live leader moves it every TTL/4. */
   private seenRevision = 0;
@@ -96,10 +113,12 @@ export class LeaderLease {
   private timer: NodeJS.Timeout | undefined;
   private validityTimer: NodeJS.Timeout | undefined;
   private ticking = false;
+  private tickAgain = false;
   private holdOffUntil = 0;
   private lastContact: number;
   private closed = false;
   private firstRound: Promise<void> | undefined;
+  private stopWatching: () => void = () => undefined;
   private troubled = false;
   readonly ttlMs: number;
   readonly me: Omit<LeaseHolder, 'term' | 'renewedAt'>;
@@ -119,8 +138,52 @@ export class LeaderLease {
   /** Opens (or creates) the group's lease bucket; call start() to take part in elections. */
   static async open(o: LeaderLeaseOptions): Promise<LeaderLease> {
     const l = new LeaderLease(o);
-    l.kv = await replicatedBucket(o.nc, leaseBucket(o.group), { history: 1, ttl: l.ttlMs, replicas: o.replicas });
+    l.kv = await l.openBucket();
+    l.watchConnection();
     return l;
+  }
+
+  /** Suspends a leader when its connection drops; renews at once when it is back (see `suspended`). */
+  private watchConnection(): void {
+    const events = this.options.nc.status();
+    this.stopWatching = () => (events as { stop?: () => void }).stop?.();
+    void (async () => {
+      for await (const s of events) {
+        if (this.closed) return;
+        if (s.type === 'disconnect' && this.leading && !this.suspended) {
+          this.suspended = true;
+          this.options.onTrouble?.('disconnected from NATS: not acting until the lease is renewed');
+        } else if (s.type === 'reconnect') this.tickSoon();
+      }
+    })();
+  }
+
+  /**
+   * How long one lease request (a read, a claim, a renewal, a release) may take: TTL/4, the
+   * interval of the looks. One unanswered by then is given up and made again at the next look. With
+   * the JetStream API's own 5 s, a follower's read that met a frozen or slow server held the
+   * election tick for 5 s (CI: an election after kill -9 of the leader took 7 s against a bound of
+   * 2 x TTL + 1.5 s).
+   */
+  requestTimeoutMs(): number {
+    return Math.max(200, Math.floor(this.ttlMs / 4));
+  }
+
+  /**
+   * The lease bucket, made or brought to this TTL and replica count with the client's default
+   * timeouts (startup and recovery, not the election path), then seen through a JetStream context
+   * whose every request gives up after requestTimeoutMs, and whose reads go to the bucket's Raft
+   * leader rather than by direct get. A direct get is answered by any replica, a frozen one
+   * included: with the bucket's old leader frozen (SIGSTOP), 1 read in 3 from a client on a live
+   * server waited out its timeout, for a minute on end, often several in a row; a read from the
+   * leader meets a frozen server only while that one still leads, when the lease cannot be
+   * written either.
+   */
+  private async openBucket(): Promise<KV> {
+    const { nc, group, replicas } = this.options;
+    await replicatedBucket(nc, leaseBucket(group), { history: 1, ttl: this.ttlMs, replicas });
+    const bounded = jetstream(nc, { timeout: this.requestTimeoutMs(), checkAPI: false });
+    return new Kvm(bounded).open(leaseBucket(group), { allow_direct: false });
   }
 
   private now(): number {
@@ -139,6 +202,11 @@ export class LeaderLease {
 
   /** True while this planner leads and its lease is surely still its own. */
   isLeader(): boolean {
+    return this.valid() && !this.suspended;
+  }
+
+  /** Leading, and within the window its last answered renewal allows (suspended or not). */
+  private valid(): boolean {
     return this.leading && this.now() < this.validUntil;
   }
 
@@ -167,7 +235,7 @@ export class LeaderLease {
   lastLeader(): { holder: LeaseHolder; current: boolean; why: string } | undefined {
     const h = this.seen;
     if (!h) return undefined;
-    const own = h.id === this.me.id && h.host === this.me.host && h.pid === process.pid && h.since === this.me.since;
+    const own = this.isThisLease(h);
     const current =
       this.leading ||
       (!own && !this.seenGone && this.now() - this.seenMovedAt <= this.ttlMs && this.sinceContactMs() <= this.ttlMs);
@@ -193,7 +261,7 @@ export class LeaderLease {
     if (!this.leading) return;
     const rev = this.revision;
     this.lose(why);
-    await this.kv.delete(KEY, { previousSeq: rev }).catch(() => undefined); // taken over already, or NATS away: the TTL frees it
+    await this.release(rev);
   }
 
   /**
@@ -202,14 +270,12 @@ export class LeaderLease {
    */
   async close(waitMs = 1000): Promise<void> {
     this.closed = true;
+    this.stopWatching();
     clearInterval(this.timer);
     clearTimeout(this.validityTimer);
     if (this.leading) {
       this.leading = false;
-      await atMost(
-        this.kv.delete(KEY, { previousSeq: this.revision }).catch(() => undefined),
-        waitMs,
-      );
+      await atMost(this.release(this.revision), waitMs);
     }
   }
 
@@ -220,6 +286,7 @@ export class LeaderLease {
   private lose(why: string): void {
     if (!this.leading) return;
     this.leading = false;
+    this.suspended = false;
     this.options.onDeposed?.(why);
   }
 
@@ -232,6 +299,19 @@ export class LeaderLease {
     } finally {
       this.ticking = false;
     }
+    if (this.tickAgain) {
+      this.tickAgain = false;
+      await this.tick();
+    }
+  }
+
+  /**
+   * A look now, or as soon as the one in flight ends: after a reconnect, where a request sent while
+   * away waits out its timeout, and a suspended leader should renew without waiting for the next tick.
+   */
+  private tickSoon(): void {
+    if (this.ticking) this.tickAgain = true;
+    else void this.tick();
   }
 
   private expired(): string {
@@ -240,8 +320,9 @@ export class LeaderLease {
 
   /**
    * Records how long this leader may act, and deposes it the moment that ends. The tick cannot be
-   * relied on for that: a renewal sent while NATS is unreachable waits out its request timeout and
-   * then the bucket's re-open waits out the JetStream API's, and no tick runs meanwhile — a leader
+   * relied on for that: a renewal sent while NATS is unreachable waits out its request timeout (and
+   * then, before re-opens were kept to a lost store, the bucket's re-open waited out the JetStream
+   * API's), and no tick runs meanwhile — a leader
    * was seen reporting itself deposed ~6.7 s after its last renewal with a 3 s TTL, while its
    * status named no trouble. isLeader() already refused acting; this makes the step-down (and what
    * hangs on it: the planner's role, its status) happen on time too.
@@ -251,7 +332,7 @@ export class LeaderLease {
     clearTimeout(this.validityTimer);
     const check = () => {
       if (!this.leading || this.closed) return;
-      if (this.isLeader()) this.validityTimer = setTimeout(check, Math.max(0, this.validUntil - this.now()) + 1);
+      if (this.valid()) this.validityTimer = setTimeout(check, Math.max(0, this.validUntil - this.now()) + 1);
       else this.lose(this.expired());
       this.validityTimer?.unref?.();
     };
@@ -259,52 +340,78 @@ export class LeaderLease {
     this.validityTimer.unref?.();
   }
 
-  private async renew(): Promise<void> {
-    if (!this.isLeader()) {
+  /**
+   * Renews with a compare-and-set on the revision last written, once a read found this lease's
+   * own record at that revision: after NATS lost its store, the bucket made again numbers its
+   * writes from 1, so the revision alone may name another planner's record there (seen: an old
+   * leader's renewal, conditional on revision 2, overwrote the record of the planner elected in
+   * the new bucket meanwhile, and both led). `again`: once more at once after the bucket was found
+   * gone and made again, so the old leader learns its record is gone within one tick instead of
+   * renewing in vain to the end of its validity.
+   */
+  private async renew(again = false): Promise<void> {
+    if (!this.valid()) {
       this.lose(this.expired());
       return;
     }
-    const sent = this.now();
     try {
-      this.revision = await this.kv.update(
-        KEY,
-        JSON.stringify(this.record()),
-        this.revision,
-        Math.max(200, Math.floor(this.ttlMs / 4)),
-      );
+      const cur = await this.readEntry();
+      if (cur?.revision !== this.revision || !cur.holder || !this.isThisLease(cur.holder)) {
+        this.lastContact = this.now();
+        this.loseRecord(cur);
+        return;
+      }
+      const sent = this.now();
+      this.revision = await this.kv.update(KEY, JSON.stringify(this.record()), this.revision);
       this.lastContact = this.now();
       this.troubled = false;
       this.seen = this.record();
       this.seenMovedAt = this.lastContact;
-      if (this.leading) this.holdUntil(sent + 0.75 * this.ttlMs);
-      else await this.releaseLate(this.revision, 'its renewal was answered');
+      if (this.leading) {
+        this.suspended = false;
+        this.holdUntil(sent + 0.75 * this.ttlMs);
+      } else await this.releaseLate(this.revision, 'its renewal was answered');
     } catch (e) {
       if (!this.troubled) this.options.onTrouble?.(`lease renewal failed: ${(e as Error).message}`);
       this.troubled = true;
       if (isWrongSequence(e)) {
         this.lastContact = this.now();
-        const cur = await this.read().catch(() => undefined);
-        this.lose(`lease taken over${cur ? ` by ${describeHolder(cur)}` : ''}`);
+        this.loseRecord(await this.readEntry().catch(() => undefined));
+        return;
       }
-      await this.reopenIfLost(e);
+      if ((await this.reopenIfLost(e)) && !again && this.leading) await this.renew(true);
       // otherwise NATS is away: the next tick renews, or stops acting once validity ends
     }
   }
 
+  /** Deposes this leader: the lease key does not hold its record at the revision it last wrote. */
+  private loseRecord(cur: LeaseEntry | undefined): void {
+    if (!cur) {
+      this.lose(`lease record gone (revision ${this.revision} unknown to the bucket: NATS lost its store?)`);
+      this.tickAgain = true; // contend at once in the bucket made again
+    } else if (cur.holder && !this.isThisLease(cur.holder)) {
+      this.lose(`lease taken over by ${describeHolder(cur.holder)}`);
+      this.seen = cur.holder; // named as the leader from now, not at the next look
+      this.seenRevision = cur.revision;
+      this.seenMovedAt = this.now();
+      this.seenGone = false;
+    } else this.lose(`lease record at revision ${cur.revision}, not ${this.revision} (a write answered late?)`);
+  }
+
   /**
    * After a failed request: NATS may have lost its store (the bucket is gone; a write then meets
-   * no responders, a read may even answer "no key"): make the bucket again (a no-op when it is
-   * there; fails fast while NATS is away). The lease is then contended afresh.
+   * no responders, a read may even answer "no key"): make the bucket again. The lease is then
+   * contended afresh. Only then: after a timeout (a frozen or slow server) the re-open's requests
+   * (stream info and create, through the meta leader and the bucket's Raft leader, 5 s each) held
+   * the election tick for seconds more. Resolves true once made again.
    */
-  private async reopenIfLost(_e: unknown): Promise<void> {
+  private async reopenIfLost(e: unknown): Promise<boolean> {
+    if (!isStoreLost(e)) return false;
     try {
-      this.kv = await replicatedBucket(this.options.nc, leaseBucket(this.options.group), {
-        history: 1,
-        ttl: this.ttlMs,
-        replicas: this.options.replicas,
-      });
+      this.kv = await this.openBucket();
+      return true;
     } catch {
-      // still away: the next tick tries again
+      return false; // still away: the next tick tries again
     }
   }
 
@@ -328,7 +435,7 @@ export class LeaderLease {
       }
       // This very lease's record while it does not lead: a renewal (or a win) NATS stored after
       // this planner gave up on it (the request timed out, or the validity window closed first).
-      if (holder && this.isMine(holder) && holder.since === this.me.since && holder.pid === process.pid) {
+      if (holder && this.isThisLease(holder)) {
         await this.releaseLate(entry.revision, 'it found its own record');
         return;
       }
@@ -346,6 +453,11 @@ export class LeaderLease {
     return h.id === this.me.id && h.host === this.me.host;
   }
 
+  /** This very lease's record (this process, this run), not only this planner's --id and host. */
+  private isThisLease(h: LeaseHolder): boolean {
+    return this.isMine(h) && h.pid === process.pid && h.since === this.me.since;
+  }
+
   /**
    * A lease write of this planner's was stored after it had stopped leading (NATS answered late:
    * a frozen or flapping link). Taking the fresh record back at once (as before) re-elected it in
@@ -359,7 +471,7 @@ export class LeaderLease {
     this.options.onTrouble?.(
       `a lease write was stored after this planner stopped leading (${how}): released it; not contending for ${this.ttlMs} ms`,
     );
-    await this.kv.delete(KEY, { previousSeq: revision }).catch(() => undefined); // someone wrote since, or NATS away: the TTL frees it
+    await this.release(revision);
   }
 
   /** Writes the claim; on success the revision is the term, recorded in the lease right away. */
@@ -388,11 +500,26 @@ export class LeaderLease {
     this.options.onElected?.(this.myTerm);
   }
 
-  private async read(): Promise<LeaseHolder | undefined> {
+  /** The lease key's record and revision; undefined when there is none (expired, released, or a new bucket). */
+  private async readEntry(): Promise<LeaseEntry | undefined> {
     const e = await this.kv.get(KEY);
     if (!e || e.operation !== 'PUT') return undefined;
     const h = parseWire(LeaseHolderSchema, e.value, 'planner lease');
-    return 'value' in h ? { ...h.value, term: h.value.term || e.revision } : undefined;
+    return {
+      revision: e.revision,
+      holder: 'value' in h ? { ...h.value, term: h.value.term || e.revision } : undefined,
+    };
+  }
+
+  /**
+   * Deletes this lease's record if the key holds it at `revision`, read first: a revision alone may
+   * be another planner's record after NATS lost its store (see renew). Someone wrote since, or
+   * NATS is away: nothing deleted (the TTL frees it).
+   */
+  private async release(revision: number): Promise<void> {
+    const cur = await this.readEntry().catch(() => undefined);
+    if (cur?.revision !== revision || !cur.holder || !this.isThisLease(cur.holder)) return;
+    await this.kv.delete(KEY, { previousSeq: revision }).catch(() => undefined);
   }
 }
 
@@ -407,14 +534,23 @@ export function describeHolder(h: LeaseHolder): string {
   return `planner ${h.id} (term ${h.term}, pid ${h.pid} on ${h.host}${h.api ? `, API ${h.api}` : ''})`;
 }
 
-/** The bucket's stream is gone (NATS lost its store): JetStream says so, or nobody answers its subject. */
+/**
+ * The bucket's stream is gone (NATS lost its store): JetStream says so, or nobody answers its
+ * subject. A write nobody answers comes back from the JetStream client as "jetstream is not
+ * enabled" (JetStreamNotEnabled, the no-responders error as its cause): not seen as a loss, the
+ * bucket was never made again and the old leader renewed in vain until its validity ended.
+ */
 export function isStoreLost(e: unknown): boolean {
   if (e instanceof JetStreamApiError && e.code === 10059) return true;
-  const err = e as { message?: string; isNoResponders?: () => boolean };
-  return (
-    /stream not found|no responders|503/i.test(err?.message ?? '') ||
-    (typeof err?.isNoResponders === 'function' && err.isNoResponders())
-  );
+  const noResponders = (x: unknown) => {
+    const err = x as { message?: string; name?: string; isNoResponders?: () => boolean } | undefined;
+    return (
+      err?.name === 'JetStreamNotEnabled' ||
+      /stream not found|no responders|503/i.test(err?.message ?? '') ||
+      (typeof err?.isNoResponders === 'function' && err.isNoResponders())
+    );
+  };
+  return noResponders(e) || noResponders((e as { cause?: unknown })?.cause);
 }
 
 function isWrongSequence(e: unknown): boolean {

@@ -43,9 +43,9 @@ const DIRECT_GET_TIMEOUT_MS = 5000;
 /**
  * Two JetStream API requests of the claim's path that still make consumers (server-side objects a
  * frozen server delays: the replicated log's catch-up, the snapshot listing, seen as `cannot list
- * snapshots (timeout)`) wait the API's 5 s each, and so do lease reads that land on the frozen
- * replica (not bounded: a bounded lease was tried and reverted, docs/ha.md); 37.9 s was measured
- * once at a load of 20.
+ * snapshots (timeout)`) wait the API's 5 s each. The lease's own requests give up after TTL/4
+ * (libs/bus/planner-lease.ts requestTimeoutMs); the bound counted two 5 s lease reads for this
+ * before, but is not lower: 37.9 s was measured at a load of 20 with the lease bounded.
  */
 const JS_API_TIMEOUT_MS = 5000;
 const BOUND_MS = 2 * LEASE_TTL_MS + RAFT_ELECTION_MAX_MS + 2 * DIRECT_GET_TIMEOUT_MS + 2 * JS_API_TIMEOUT_MS + 7000;
