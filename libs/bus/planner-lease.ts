@@ -205,6 +205,14 @@ export class LeaderLease {
     return this.valid() && !this.suspended;
   }
 
+  /**
+   * Leads, within its validity, but its connection dropped since its last answered renewal: it
+   * does not act (isLeader() is false) until a renewal is answered, or it is deposed.
+   */
+  isSuspended(): boolean {
+    return this.valid() && this.suspended;
+  }
+
   /** Leading, and within the window its last answered renewal allows (suspended or not). */
   private valid(): boolean {
     return this.leading && this.now() < this.validUntil;
@@ -395,7 +403,8 @@ export class LeaderLease {
       this.seenRevision = cur.revision;
       this.seenMovedAt = this.now();
       this.seenGone = false;
-    } else this.lose(`lease record at revision ${cur.revision}, not ${this.revision} (a write answered late?)`);
+    } else if (!cur.holder) this.lose(`lease record at revision ${cur.revision} does not parse`);
+    else this.lose(`lease record at revision ${cur.revision}, not ${this.revision} (a write answered late?)`);
   }
 
   /**

@@ -198,7 +198,14 @@ export class PlannerGroup {
   }
 
   private async lead(term: number): Promise<void> {
-    if (!this.options.lease.isLeader() || this.options.lease.term() !== term) return; // lost again before its turn
+    if (!this.options.lease.isLeader() || this.options.lease.term() !== term) {
+      // lost again before its turn (deposed: a step down is queued), or its connection dropped
+      // since the win: not known to be its lease any more, and a lease held by a planner that
+      // never took the leader role would stay held; given back (it holds off one TTL)
+      if (this.options.lease.isSuspended() && this.options.lease.term() === term)
+        await this.options.lease.stepDown(`cannot lead term ${term}: disconnected from NATS since it was elected`);
+      return;
+    }
     this.options.say(`elected leader of group ${this.options.group} in term ${term}`);
     clearInterval(this.refreshTimer);
     const heard = this.current?.nodes.lastHeard() ?? []; // what this follower heard, for the log (recordHeard)
