@@ -1,17 +1,16 @@
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { LeaderLease, leaseBucket } from '../../libs/bus/index.ts';
-import { freezeNats } from '../libs/bus/nats-freeze.ts';
-import { startNatsCluster, type NatsClusterHandle } from '../support/nats-cluster.ts';
+import { clusterWithFreeze } from './cluster-with-freeze.ts';
 
 /**
  * The lease's election path with one replica of its bucket frozen (SIGSTOP: sockets open, nothing
- * answered). A lease read is a direct get, answered by any replica of the bucket; once the bucket's
- * Raft leader is frozen, reads from a client on a live server land on it now and then (1 in 3
- * measured) and wait out their timeout. That timeout was the JetStream API's 5 s, during which the
- * follower looked no more, so a hand-over took 5 s longer than the TTL/4 poll (CI: a 7 s failover
- * against 2 x TTL + 1.5 s). Every lease request now gives up after TTL/4.
+ * answered). A lease read was a direct get, answered by any replica of the bucket; once the bucket's
+ * Raft leader is frozen, such reads from a client on a live server land on it now and then (1 in 3
+ * measured) and waited out the JetStream API's 5 s, during which the follower looked no more, so a
+ * hand-over took 5 s longer than the TTL/4 poll (CI: a 7 s failover against 2 x TTL + 1.5 s). Lease
+ * reads now go to the bucket's Raft leader, and every lease request gives up after TTL/4.
  */
 const TTL_MS = 2000;
 const GROUP = 'frozen-replica';
@@ -23,31 +22,20 @@ const ROUNDS = 6;
  */
 const HANDOVER_BOUND_MS = 3 * (TTL_MS / 4) + 1000;
 
-let cluster: NatsClusterHandle;
-const conns: NatsConnection[] = [];
+const nats = clusterWithFreeze();
 const leases: LeaderLease[] = [];
-let thaw = () => {};
-
-beforeAll(async () => {
-  cluster = await startNatsCluster();
-}, 60_000);
 afterAll(async () => {
-  thaw();
   for (const l of leases) await l.close(0).catch(() => undefined);
-  for (const nc of conns) await nc.close().catch(() => undefined);
-  await cluster?.stop();
 });
 
-const client = async (url: string) => {
-  const nc = await connect({ servers: url, maxReconnectAttempts: -1, reconnectTimeWait: 200 });
-  conns.push(nc);
-  return nc;
-};
+const client = async (url: string) =>
+  nats.keep(await connect({ servers: url, maxReconnectAttempts: -1, reconnectTimeWait: 200 }));
 
 describe('lease election with the bucket leader frozen', () => {
   it('a follower whose reads land on the frozen replica takes over within TTL/4 polls, not the JetStream API timeout', async () => {
-    const servers = cluster.servers;
-    const names = await Promise.all(servers.map(async (s) => (await client(s.url)).info?.server_name));
+    const servers = nats.cluster().servers;
+    const byServer = await Promise.all(servers.map((s) => client(s.url)));
+    const names = byServer.map((nc) => nc.info?.server_name);
     const open = async (id: string, url: string) => {
       const l = await LeaderLease.open({ nc: await client(url), group: GROUP, id, ttlMs: TTL_MS, replicas: 3 });
       leases.push(l);
@@ -57,8 +45,8 @@ describe('lease election with the bucket leader frozen', () => {
     const bucketLeader = async (nc: NatsConnection) =>
       (await (await jetstreamManager(nc, { timeout: 1000 })).streams.info(`KV_${leaseBucket(GROUP)}`)).cluster?.leader;
     // (a bucket just made may not have elected its Raft leader yet)
-    await expect.poll(() => bucketLeader(conns[0]!).catch(() => undefined), { timeout: 15_000 }).toBeTruthy();
-    const frozen = names.indexOf(await bucketLeader(conns[0]!));
+    await expect.poll(() => bucketLeader(byServer[0]!).catch(() => undefined), { timeout: 15_000 }).toBeTruthy();
+    const frozen = names.indexOf(await bucketLeader(byServer[0]!));
     expect(frozen).toBeGreaterThanOrEqual(0);
     const [g, h] = servers.filter((_, i) => i !== frozen);
     const witness = await client(g!.url);
@@ -68,7 +56,7 @@ describe('lease election with the bucket leader frozen', () => {
     await first.close();
     await a.start();
     await b.start();
-    thaw = freezeNats(servers[frozen]!).thaw;
+    nats.freeze(servers[frozen]!);
     // the bucket elects a new Raft leader (4-9 s); then one of them leads (a, the leader before,
     // still says so until its validity lapses: waited out)
     await expect
