@@ -25,12 +25,16 @@ export const CHILD_ENTRIES = [
   'test/vm/mode-switch/switch-driver.ts',
 ];
 
-/** Bundles CHILD_ENTRIES into outDir, each at its repo-relative path with .ts -> .mjs. */
-export async function buildChildBundles(outDir) {
+/**
+ * Bundles `entries` (repo-relative .ts paths; CHILD_ENTRIES by default) into outDir, each at its
+ * repo-relative path with .ts -> .mjs. outDir must lie inside the repo, so that the bundles'
+ * imports of npm packages resolve from its node_modules.
+ */
+export async function buildChildBundles(outDir, entries = CHILD_ENTRIES) {
   const { build } = await import('esbuild');
   await build({
     absWorkingDir: root,
-    entryPoints: CHILD_ENTRIES,
+    entryPoints: entries,
     outbase: '.',
     outdir: outDir,
     outExtension: { '.js': '.mjs' },

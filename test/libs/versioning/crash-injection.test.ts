@@ -1,12 +1,19 @@
 import { spawn } from 'node:child_process';
 import path from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { bundledChildren, type BundledChildren } from '../../support/child-node-args.ts';
 import { openLog, tempDir } from '../eventlog/support/temp-log.ts';
 import { operatorState } from './support/operator-state.ts';
 
 const tmp = tempDir();
 afterAll(() => tmp.cleanup());
 const CHILD = path.join(import.meta.dirname, 'support/crash-child.ts');
+// ~25 children: bundled once, each starts with plain node (not ~1.5 s of CPU in tsx first).
+let children: BundledChildren | undefined;
+beforeAll(async () => {
+  children = await bundledChildren([CHILD]);
+});
+afterAll(() => children?.cleanup());
 
 interface ChildRun {
   signal: NodeJS.Signals | null;
@@ -18,7 +25,7 @@ interface ChildRun {
 /** Runs the child on a fresh real SQLite file; it SIGKILLs itself before its K-th write of the operation. */
 function runChild(file: string, op: string, k: number): Promise<ChildRun> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', CHILD, file, op, String(k)], {
+    const child = spawn(process.execPath, [...children!.args(CHILD), file, op, String(k)], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let out = '';
