@@ -77,9 +77,37 @@ const alive = (pid: number) => {
 };
 
 describe('scripts/demo.sh', () => {
+  // The dry-run demo (no namespaces, NATS on a free loopback port, its own work dir) runs beside the
+  // --keep one: both wait on their processes most of the time. Two demos with namespaces cannot
+  // overlap (each puts the host on 10.99.0.1/24), so the SIGTERM one runs after them, alone.
+  it('without namespaces (--dry-run) says why, tells the same story with dry-run appliers, and stops what it started', {
+    concurrent: true,
+    timeout: 320_000,
+  }, async () => {
+    let pids: number[] = [];
+    let dir = '';
+    const r = await demo(['--dry-run'], 300_000, (line) => {
+      dir ||= workDir(line) ?? '';
+      if (line.includes('every node SYNCED at version 1')) {
+        pids = (
+          JSON.parse(readFileSync(`${dir}/demo-state.json`, 'utf8')) as { processes: { pid: number }[] }
+        ).processes.map((p) => p.pid);
+      }
+    });
+    expect(r.code, r.err + r.out.slice(-3000)).toBe(0);
+    expect(r.out).toMatch(/No real traffic: --dry-run was given/);
+    expect(r.out).toMatch(/every node SYNCED at version 1/);
+    expect(r.out).toMatch(/completed, then rolled back/);
+    expect(r.out).toMatch(/ok: events \d+/);
+    expect(existsSync(workDir(r.out)!)).toBe(false);
+    expect(pids).toHaveLength(5); // nats, planner, 3 appliers
+    expect(pids.filter(alive)).toEqual([]);
+  });
+
   // Skipped unless root: the demo makes network namespaces (CI runs as root, so it runs there).
   it.skipIf(!root)(
     'spreads real requests over the pods, halts the refused rollout by itself; --keep leaves it serving, --cleanup removes it',
+    { concurrent: true, timeout: 480_000 },
     async () => {
       const r = await demo(['--keep'], 400_000);
       expect(r.code, r.err + r.out.slice(-3000)).toBe(0);
@@ -115,7 +143,6 @@ describe('scripts/demo.sh', () => {
       expect(leftoverNamespaces(`${prefix}-`)).toEqual([]);
       expect(existsSync(`/sys/class/net/${prefix}up`)).toBe(false);
     },
-    480_000,
   );
 
   it.skipIf(!root)(
@@ -146,25 +173,4 @@ describe('scripts/demo.sh', () => {
     },
     320_000,
   );
-
-  it('without namespaces (--dry-run) says why, tells the same story with dry-run appliers, and stops what it started', async () => {
-    let pids: number[] = [];
-    let dir = '';
-    const r = await demo(['--dry-run'], 300_000, (line) => {
-      dir ||= workDir(line) ?? '';
-      if (line.includes('every node SYNCED at version 1')) {
-        pids = (
-          JSON.parse(readFileSync(`${dir}/demo-state.json`, 'utf8')) as { processes: { pid: number }[] }
-        ).processes.map((p) => p.pid);
-      }
-    });
-    expect(r.code, r.err + r.out.slice(-3000)).toBe(0);
-    expect(r.out).toMatch(/No real traffic: --dry-run was given/);
-    expect(r.out).toMatch(/every node SYNCED at version 1/);
-    expect(r.out).toMatch(/completed, then rolled back/);
-    expect(r.out).toMatch(/ok: events \d+/);
-    expect(existsSync(workDir(r.out)!)).toBe(false);
-    expect(pids).toHaveLength(5); // nats, planner, 3 appliers
-    expect(pids.filter(alive)).toEqual([]);
-  }, 320_000);
 });
