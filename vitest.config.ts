@@ -24,7 +24,7 @@ const testFiles = (dir: string): string[] =>
 const mocksModules = testFiles('test').filter((f) =>
   /\bvi\.(mock|doMock)\(/.test(readFileSync(path.join(root, f), 'utf8')),
 );
-const isolated = [...mocksModules, 'test/libs/eventlog/**', 'test/ha/**'];
+const isolated = [...mocksModules, 'test/libs/eventlog/**/*.test.ts', 'test/ha/**/*.test.ts'];
 
 const common = {
   testTimeout: 30_000,
