@@ -6,6 +6,7 @@ import * as m0004 from './0004-checkpoint-pieces.ts';
 import * as m0005 from './0005-ack-received-at.ts';
 import * as m0006 from './0006-replication-stream-created.ts';
 import * as m0007 from './0007-compactions.ts';
+import * as m0008 from './0008-reading-revision.ts';
 
 /**
  * Every migration, listed statically: a folder scan breaks under bundlers and differs between
@@ -20,6 +21,7 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = {
   '0005-ack-received-at': m0005,
   '0006-replication-stream-created': m0006,
   '0007-compactions': m0007,
+  '0008-reading-revision': m0008,
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -1,8 +1,17 @@
 import { createHash, type Hash } from 'node:crypto';
 import type Database from 'better-sqlite3';
-import { byCodeUnit, keyOf, sha256Hex, type KubeObject } from '../model/index.ts';
+import {
+  byCodeUnit,
+  keyOf,
+  LATEST_READING_REVISION,
+  readingRevisionOf,
+  sha256Hex,
+  type KubeObject,
+  type ReadingRevision,
+} from '../model/index.ts';
 import type { ClusterState, ObjectRejection } from '../planner/index.ts';
 import { EventLogError } from './event-log-error.ts';
+import { readingRevisionColumn } from './version-record.ts';
 
 /** A full-state checkpoint: the objects of ClusterState after every event up to `seq`. */
 export interface Checkpoint {
@@ -13,6 +22,8 @@ export interface Checkpoint {
   readonly dataHash: string;
   readonly objectCount: number;
   readonly createdAt: string;
+  /** The reading revision its objects were read (and dataHash built) with. */
+  readonly readingRevision: ReadingRevision;
 }
 
 export interface CheckpointWithObjects extends Checkpoint {
@@ -32,6 +43,8 @@ interface CheckpointRow {
   created_at: string;
   /** 0: `objects` holds them all (one text); N > 0: N rows of checkpoint_pieces do. */
   pieces: number;
+  /** NULL: revision 1 (rows older than migration 0008, and revision-1 rows since, stored as before). */
+  reading_revision: number | null;
 }
 
 /**
@@ -102,6 +115,7 @@ export function writeCheckpoint(
     dataHash: opts.state.hash(),
     objectCount: objects.length,
     createdAt: opts.createdAt,
+    readingRevision: opts.state.readingRevision,
   };
   const hash = new PiecewiseCheckpointHash();
   const putPiece = db.prepare('INSERT INTO checkpoint_pieces (seq, piece, objects) VALUES (?, ?, ?)');
@@ -124,8 +138,8 @@ export function writeCheckpoint(
   const last = `[${piece.join(',')}]`;
   if (stored > 0) putPiece.run(cp.seq, stored++, last);
   db.prepare(`INSERT OR REPLACE INTO checkpoints
-    (seq, version, data_hash, object_count, objects, objects_hash, rejections, created_at, pieces)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`).run(
+    (seq, version, data_hash, object_count, objects, objects_hash, rejections, created_at, pieces, reading_revision)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`).run(
     cp.seq,
     cp.version,
     cp.dataHash,
@@ -135,22 +149,35 @@ export function writeCheckpoint(
     rejections,
     cp.createdAt,
     stored,
+    readingRevisionColumn(cp.readingRevision),
   );
   return cp;
 }
 
 export function listCheckpoints(db: Database.Database): Checkpoint[] {
   const rows = db
-    .prepare('SELECT seq, version, data_hash, object_count, created_at FROM checkpoints ORDER BY seq')
+    .prepare('SELECT seq, version, data_hash, object_count, created_at, reading_revision FROM checkpoints ORDER BY seq')
     .all() as CheckpointRow[];
   return rows.map(toCheckpoint);
 }
 
-/** The nearest checkpoint at or before `seq`, with its objects (undefined: start from empty). */
-export function checkpointAtOrBefore(db: Database.Database, seq: number): CheckpointWithObjects | undefined {
-  const row = db.prepare('SELECT * FROM checkpoints WHERE seq <= ? ORDER BY seq DESC LIMIT 1').get(seq) as
-    | CheckpointRow
-    | undefined;
+/**
+ * The nearest checkpoint at or before `seq` made under reading revision `revision` (with
+ * `olderRevisions`: under an older one), with its objects (undefined: start from empty). A fold
+ * at one revision never starts from another's objects unless it must (replay.ts).
+ */
+export function checkpointAtOrBefore(
+  db: Database.Database,
+  seq: number,
+  revision: ReadingRevision = LATEST_READING_REVISION,
+  opts: { olderRevisions?: boolean } = {},
+): CheckpointWithObjects | undefined {
+  const row = db
+    .prepare(
+      `SELECT * FROM checkpoints WHERE seq <= ? AND coalesce(reading_revision, 1) ${opts.olderRevisions ? '<' : '='} ?
+       ORDER BY seq DESC LIMIT 1`,
+    )
+    .get(seq, revision) as CheckpointRow | undefined;
   if (!row) return undefined;
   const read = readCheckpointObjects(db, row);
   if ('problem' in read)
@@ -221,5 +248,6 @@ function toCheckpoint(r: CheckpointRow): Checkpoint {
     dataHash: r.data_hash,
     objectCount: r.object_count,
     createdAt: r.created_at,
+    readingRevision: readingRevisionOf(r.reading_revision, `checkpoint at seq ${r.seq}`),
   };
 }

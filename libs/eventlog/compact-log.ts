@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import type { ReadingRevision } from '../model/index.ts';
 import { EventLogError, translateSqliteError } from './event-log-error.ts';
 import type { EventLog } from './event-log.ts';
 import { writeCheckpoint } from './checkpoints.ts';
@@ -80,7 +81,7 @@ export class Compaction {
     readonly cut: number,
     private readonly cutHash: string,
     private readonly needed: ReadonlySet<number>,
-    private readonly toWrite: readonly number[],
+    private readonly toWrite: readonly { readonly seq: number; readonly readingRevision: ReadingRevision }[],
     private readonly acks: { cutId: number; cutHash: string; heldBy?: { node: string; id: number } },
     private readonly limits: CompactionLimits,
   ) {}
@@ -103,19 +104,37 @@ export class Compaction {
       if (cp !== null && cp > anchor) cut = cp;
     }
     const keepsFrom = cut === target.seqTo ? before : firstVersionEndingAtOrAfter(log, cut, before);
-    const needed = new Set<number>([cut]);
+    // Each checkpoint is written under the reading revision of the versions that fold from it: the
+    // one at the cut under the latest version's (what a restart and every version since the last
+    // upgrade read with), one at a pin's older content under that content's. A retained version of
+    // an older revision whose fold starts at the cut then replays only from a checkpoint of its own
+    // revision past the cut, else is refused (COMPACTED): one seq holds one checkpoint.
+    const revisionAt = new Map<number, ReadingRevision>([
+      [cut, contentSource(log, log.latestVersion()!.version).readingRevision],
+    ]);
     const pins = db
       .prepare('SELECT version FROM versions WHERE version >= ? AND content_of IS NOT NULL ORDER BY version')
       .pluck()
       .all(keepsFrom) as number[];
     for (const v of [keepsFrom, ...pins]) {
-      const src = contentSource(log, v).seqTo;
-      if (src < cut) needed.add(src);
+      const src = contentSource(log, v);
+      if (src.seqTo < cut) revisionAt.set(src.seqTo, src.readingRevision);
     }
+    const needed = new Set(revisionAt.keys());
     const have = new Set(
-      (db.prepare('SELECT seq FROM checkpoints').pluck().all() as number[]).filter((s) => needed.has(s)),
+      (
+        db.prepare('SELECT seq, coalesce(reading_revision, 1) AS r FROM checkpoints').all() as {
+          seq: number;
+          r: number;
+        }[]
+      )
+        .filter((c) => revisionAt.get(c.seq) === c.r)
+        .map((c) => c.seq),
     );
-    const toWrite = [...needed].filter((s) => !have.has(s)).sort((a, b) => a - b);
+    const toWrite = [...needed]
+      .filter((s) => !have.has(s))
+      .sort((a, b) => a - b)
+      .map((seq) => ({ seq, readingRevision: revisionAt.get(seq)! }));
     const cutHash = cut > anchor ? rowHash(log, 'events', cut) : chainAnchorHash(log, 'events');
     const a = acksCut(log, keepsFrom, limits.clusterHas);
     const acksAnchor = chainAnchor(log, 'acks');
@@ -151,7 +170,11 @@ export class Compaction {
     const log = this.log;
     const db = databaseOf(log);
     // The fold reads only; done before the transaction so the writer is held for the write alone.
-    if (this.phase === 'checkpoints') this.folds ??= this.toWrite.map((seq) => ({ seq, fold: rebuildAtSeq(log, seq) }));
+    if (this.phase === 'checkpoints')
+      this.folds ??= this.toWrite.map(({ seq, readingRevision }) => ({
+        seq,
+        fold: rebuildAtSeq(log, seq, { readingRevision }),
+      }));
     const t0 = performance.now();
     const folds = this.folds;
     this.folds = undefined; // written by this step, or folded afresh by the next try

@@ -4,6 +4,7 @@ import type Database from 'better-sqlite3';
 import {
   canonicalJson,
   contentHash,
+  LATEST_READING_REVISION,
   type AckOrNack,
   type ConfigRevision,
   type DataDelta,
@@ -11,13 +12,14 @@ import {
   type LoggedWatchEvent,
   type Operation,
   type ProxyConfig,
+  type ReadingRevision,
   type WatchEvent,
 } from '../model/index.ts';
 import { EventLogError, translateSqliteError } from './event-log-error.ts';
 import { openDatabase, type SchemaStatus } from './open-database.ts';
 import { chainHash, linkFields, type ChainName } from './row-chain.ts';
 import { CLOCK_STEP_BOUND_MS, hasClockStep, nextStamp, placeInTime } from './stamp-order.ts';
-import { rowToVersion, type VersionRecord, type VersionRow } from './version-record.ts';
+import { readingRevisionColumn, rowToVersion, type VersionRecord, type VersionRow } from './version-record.ts';
 import { prepareEventRow, rowToEvent, type EventRow, type PreparedEventRow } from './event-row.ts';
 import { writeCheckpoint, listCheckpoints, type Checkpoint } from './checkpoints.ts';
 import { SqliteResumeStore } from './sqlite-resume-store.ts';
@@ -82,6 +84,8 @@ export interface RecordVersionInput {
   readonly delta?: DataDelta;
   /** Canonical texts already made for objects of `delta` (its entries, when just hashed): spliced in, not redone. */
   readonly deltaTexts?: KnownTexts;
+  /** The reading revision the content was read with (default: the latest; libs/model/reading-revision.ts). */
+  readonly readingRevision?: ReadingRevision;
 }
 
 export interface OperationRecord extends Operation {
@@ -174,8 +178,8 @@ export class EventLog {
         d.prepare(`INSERT INTO events (seq, received_at, kind, type, origin, namespace, name, uid, resource_version, service, object, row_hash)
         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
       insertVersion:
-        d.prepare(`INSERT INTO versions (version, parent, hash, reason, created_at, seq_from, seq_to, content_of, delta, row_hash)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+        d.prepare(`INSERT INTO versions (version, parent, hash, reason, created_at, seq_from, seq_to, content_of, delta, reading_revision, row_hash)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
       version: d.prepare('SELECT * FROM versions WHERE version = ?'),
       insertConfig: d.prepare(
         'INSERT INTO config_revisions (revision, hash, reason, created_at, config, row_hash) VALUES (?, ?, ?, ?, ?, ?)',
@@ -389,6 +393,8 @@ export class EventLog {
         input.seqTo,
         input.contentOf ?? null,
         delta,
+        // revision 1 as NULL: such a row is the one an earlier release wrote (row-chain.ts optional tail)
+        readingRevisionColumn(input.readingRevision ?? LATEST_READING_REVISION),
       ]);
       return this.version(version)!;
     });
@@ -410,7 +416,7 @@ export class EventLog {
    */
   versions(opts: { from?: number; to?: number; newest?: number } = {}): VersionRecord[] {
     const range = [opts.from ?? 0, opts.to ?? Number.MAX_SAFE_INTEGER];
-    const cols = 'version, parent, hash, reason, created_at, seq_from, seq_to, content_of';
+    const cols = 'version, parent, hash, reason, created_at, seq_from, seq_to, content_of, reading_revision';
     const rows = (
       opts.newest === undefined
         ? this.db
@@ -636,8 +642,18 @@ export class EventLog {
   }
 
   /** True when at least `every` events were appended since the last checkpoint (the planner's cue). */
-  checkpointDue(every: number): boolean {
-    const last = (this.db.prepare('SELECT max(seq) AS s FROM checkpoints').get() as { s: number | null }).s ?? 0;
+  checkpointDue(every: number, readingRevision: ReadingRevision = LATEST_READING_REVISION): boolean {
+    // Only checkpoints of the live state's reading revision count: after an upgrade the live fold
+    // cannot start from an older one's objects, so the first one of the new revision is due soon.
+    // But never over another at the last seq (one seq holds one checkpoint): one of an older
+    // revision there is what the versions made under it replay from.
+    if (this.db.prepare('SELECT 1 FROM checkpoints WHERE seq = ?').get(this.lastSeq())) return false;
+    const last =
+      (
+        this.db
+          .prepare('SELECT max(seq) AS s FROM checkpoints WHERE coalesce(reading_revision, 1) = ?')
+          .get(readingRevision) as { s: number | null }
+      ).s ?? 0;
     return this.lastSeq() - last >= every;
   }
 

@@ -2,12 +2,13 @@ import { setImmediate as nextTurn } from 'node:timers/promises';
 import Database from 'better-sqlite3';
 import { EventLogError, translateSqliteError } from './event-log-error.ts';
 import {
-  CHECKPOINT_COLUMNS,
+  CHECKPOINT_SELECT,
   PIECES,
   PIECE_COLUMNS,
   hashAt,
   heads,
   shipped,
+  shippedCheckpoint,
   type ChainHead,
   type LogPosition,
   type RawRow,
@@ -82,7 +83,7 @@ export async function* wholeLogSlices(file: string, upTo: LogPosition, o: SliceO
     }
     let pieced = false;
     const checkpoints = db
-      .prepare(`SELECT ${CHECKPOINT_COLUMNS.join(', ')}, pieces FROM checkpoints WHERE seq <= ? ORDER BY seq`)
+      .prepare(`SELECT ${CHECKPOINT_SELECT} FROM checkpoints WHERE seq <= ? ORDER BY seq`)
       .raw(true)
       .iterate(upTo.checkpointSeq) as IterableIterator<RawRow>;
     // pieces = 0: the one-text row as it always was (log-rows.ts exportRows)
@@ -90,9 +91,8 @@ export async function* wholeLogSlices(file: string, upTo: LogPosition, o: SliceO
       'checkpoints',
       checkpoints,
       (r) => {
-        if (r[PIECES] === 0) return r.slice(0, PIECES);
-        pieced = true;
-        return r;
+        if (r[PIECES] !== 0) pieced = true;
+        return shippedCheckpoint(r);
       },
       o,
     );

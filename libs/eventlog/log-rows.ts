@@ -57,6 +57,20 @@ export const CHECKPOINT_COLUMNS = [
 ] as const;
 /** A pieced checkpoint row's extra cell: how many PIECE_COLUMNS rows hold its objects. */
 export const PIECES = CHECKPOINT_COLUMNS.length;
+/** The cell after it: the reading revision (migration 0008), shipped only when not NULL. */
+export const READING_REVISION = PIECES + 1;
+/** What a checkpoint row is selected as, to ship it with shippedCheckpoint. */
+export const CHECKPOINT_SELECT = `${CHECKPOINT_COLUMNS.join(', ')}, pieces, reading_revision`;
+
+/**
+ * A checkpoint row (CHECKPOINT_SELECT) as shipped: the trailing cells that hold their defaults left
+ * out, so a revision-1 one-text row is the 8 cells every release has taken and a revision-1 pieced
+ * one the 9; a row of another revision carries both (an older release refuses it).
+ */
+export function shippedCheckpoint(r: RawRow): RawRow {
+  if (r[READING_REVISION] !== null) return r;
+  return r[PIECES] === 0 ? r.slice(0, PIECES) : r.slice(0, READING_REVISION);
+}
 export const PIECE_COLUMNS = ['seq', 'piece', 'objects'] as const;
 export const RESUME_COLUMNS = ['kind', 'resource_version', 'updated_at'] as const;
 
@@ -239,13 +253,11 @@ export function exportRows(
   const cpTo = opts.upTo?.checkpointSeq ?? Number.MAX_SAFE_INTEGER;
   const checkpoints = (
     db
-      .prepare(
-        `SELECT ${CHECKPOINT_COLUMNS.join(', ')}, pieces FROM checkpoints WHERE seq > ? AND seq <= ? ORDER BY seq`,
-      )
+      .prepare(`SELECT ${CHECKPOINT_SELECT} FROM checkpoints WHERE seq > ? AND seq <= ? ORDER BY seq`)
       .raw(true)
       .all(cpFrom, cpTo) as RawRow[]
-  ).map((r) => (r[PIECES] === 0 ? r.slice(0, PIECES) : r)); // pieces = 0: the one-text row as it always was
-  const pieced = checkpoints.some((r) => r.length > PIECES);
+  ).map(shippedCheckpoint);
+  const pieced = checkpoints.some((r) => r.length > PIECES && r[PIECES] !== 0);
   const checkpointPieces = pieced
     ? (db
         .prepare(
@@ -337,7 +349,7 @@ export function importRows(db: Database.Database, b: RowBatch, opts: { adoptAnch
  * replay does (the same objects_hash as the one-text form). Anything else is refused: INVALID.
  */
 function importCheckpoints(db: Database.Database, rows: readonly RawRow[], pieces: readonly RawRow[]): void {
-  const cols = [...CHECKPOINT_COLUMNS, 'pieces'];
+  const cols = [...CHECKPOINT_COLUMNS, 'pieces', 'reading_revision'];
   const putCp = db.prepare(
     `INSERT OR REPLACE INTO checkpoints (${cols.join(', ')}) VALUES (${cols.map(() => '?').join(', ')})`,
   );
@@ -347,13 +359,17 @@ function importCheckpoints(db: Database.Database, rows: readonly RawRow[], piece
   );
   let next = 0; // pieces[next]: the first piece not yet stored
   for (const r of rows) {
-    if (r.length !== PIECES && r.length !== PIECES + 1)
+    if (r.length < PIECES || r.length > READING_REVISION + 1)
       throw new EventLogError(
         'INVALID',
-        `import: a checkpoint row has ${r.length} columns, expected ${PIECES} (or ${PIECES + 1} when in pieces)`,
+        `import: a checkpoint row has ${r.length} columns, expected ${PIECES} (or ${PIECES + 1} when in pieces, ${READING_REVISION + 1} with a reading revision)`,
       );
     const [seq, , , , objects, objectsHash, rejections] = r;
     const n = r.length > PIECES ? r[PIECES] : 0;
+    const revision = r.length > READING_REVISION ? r[READING_REVISION] : null;
+    if (revision !== null && (typeof revision !== 'number' || !Number.isSafeInteger(revision) || revision < 1))
+      throw new EventLogError('INVALID', `import: checkpoint at seq ${String(seq)} has a bad reading revision`);
+    const row = [...r.slice(0, PIECES), n, revision];
     if (typeof seq !== 'number' || typeof objects !== 'string' || typeof rejections !== 'string')
       throw new EventLogError('INVALID', `import: checkpoint at seq ${String(seq)} is malformed`);
     if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0)
@@ -363,10 +379,10 @@ function importCheckpoints(db: Database.Database, rows: readonly RawRow[], piece
     if (n === 0) {
       if (checkpointHash(objects, rejections) !== objectsHash)
         throw new EventLogError('INVALID', `import: checkpoint at seq ${seq} does not match its hash`);
-      putCp.run(...r, 0);
+      putCp.run(...row);
       continue;
     }
-    putCp.run(...r);
+    putCp.run(...row);
     for (let i = 0; i < n; i++, next++) {
       const p = pieces[next];
       if (!p || p.length !== PIECE_COLUMNS.length || p[0] !== seq || p[1] !== i || typeof p[2] !== 'string')

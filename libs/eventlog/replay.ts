@@ -1,4 +1,4 @@
-import type { VersionArtifact } from '../model/index.ts';
+import { LATEST_READING_REVISION, type ReadingRevision, type VersionArtifact } from '../model/index.ts';
 import {
   ClusterState,
   rejectionKey,
@@ -34,6 +34,11 @@ export interface RebuildOptions {
   readonly sequential?: boolean;
   /** Ignore checkpoints and fold from the first event (the cold scan benchmarks compare against). */
   readonly ignoreCheckpoints?: boolean;
+  /**
+   * The reading revision to read the events with (default: the latest, what a planner reads new
+   * events with). replayVersion passes the one the version was made under.
+   */
+  readonly readingRevision?: ReadingRevision;
 }
 
 /**
@@ -46,17 +51,25 @@ export function rebuildAtSeq(log: EventLog, seq: number, opts: RebuildOptions = 
   const last = log.lastSeq();
   if (!Number.isInteger(seq) || seq < 0 || seq > last)
     throw new EventLogError('NOT_FOUND', `seq ${seq} is not in the log (last seq ${last})`);
-  const cp = opts.ignoreCheckpoints ? undefined : checkpointAtOrBefore(databaseOf(log), seq);
-  const from = cp?.seq ?? 0;
+  const revision = opts.readingRevision ?? LATEST_READING_REVISION;
   const anchor = (
     databaseOf(log).prepare(`SELECT anchor_id AS a FROM chain_heads WHERE chain = 'events'`).get() as { a: number }
   ).a;
+  let cp = opts.ignoreCheckpoints ? undefined : checkpointAtOrBefore(databaseOf(log), seq, revision);
+  // A checkpoint holds objects as read under its revision. A fold at a newer revision therefore
+  // starts from one of its own revision, or from the first event; only where the events before
+  // every such start were compacted away does it start from a checkpoint of an older revision:
+  // those objects keep the reading they were checkpointed with until their next event (the entry
+  // builder's rules apply to all). Deterministic for a given log, so what it made replays alike.
+  if (!opts.ignoreCheckpoints && (cp?.seq ?? 0) < anchor && seq > (cp?.seq ?? 0))
+    cp = checkpointAtOrBefore(databaseOf(log), seq, revision, { olderRevisions: true }) ?? cp;
+  const from = cp?.seq ?? 0;
   if (from < anchor && seq > from)
     throw new EventLogError(
       'COMPACTED',
       `events up to seq ${anchor} were compacted and no checkpoint covers seq ${seq}`,
     );
-  const state = cp ? ClusterState.fromObjects(cp.objects) : new ClusterState();
+  const state = cp ? ClusterState.fromObjects(cp.objects, revision) : new ClusterState(revision);
   const rejections = new Map((cp?.rejections ?? []).map((r) => [rejectionKey(r), r]));
   const sql = opts.sequential
     ? 'SELECT seq, kind, type, namespace, name, object FROM events WHERE seq > ? AND seq <= ? ORDER BY seq'
@@ -65,13 +78,16 @@ export function rebuildAtSeq(log: EventLog, seq: number, opts: RebuildOptions = 
        ORDER BY e.seq`;
   type Row = Pick<EventRow, 'seq' | 'kind' | 'type' | 'namespace' | 'name' | 'object'>;
   const outcome = (r: Row): WatchEventOutcome =>
-    watchEventChange({
-      kind: r.kind,
-      type: r.type,
-      namespace: r.namespace,
-      name: r.name,
-      object: JSON.parse(r.object),
-    });
+    watchEventChange(
+      {
+        kind: r.kind,
+        type: r.type,
+        namespace: r.namespace,
+        name: r.name,
+        object: JSON.parse(r.object),
+      },
+      revision,
+    );
   // When an object's last event was rejected, its state is decided by an earlier event: walk back.
   const older = databaseOf(log).prepare(`SELECT seq, kind, type, namespace, name, object FROM events
     WHERE kind = ? AND namespace = ? AND name = ? AND seq > ? AND seq < ? ORDER BY seq DESC`);
@@ -122,13 +138,20 @@ export interface VersionReplay extends RebuildResult {
   readonly source: VersionRecord;
 }
 
-/** Rebuilds version n from the log; `hash` must equal the hash recorded for n. */
+/**
+ * Rebuilds version n from the log, reading its events with the reading revision its content was
+ * made under (its content source's); `hash` must equal the hash recorded for n.
+ */
 export function replayVersion(log: EventLog, n: number, opts: RebuildOptions = {}): VersionReplay {
   const version = log.version(n);
   if (!version)
     throw new EventLogError('NOT_FOUND', `version ${n} does not exist (latest ${log.latestVersion()?.version ?? 0})`);
   const source = contentSource(log, n);
-  return { ...rebuildAtSeq(log, source.seqTo, opts), version, source };
+  return {
+    ...rebuildAtSeq(log, source.seqTo, { ...opts, readingRevision: source.readingRevision }),
+    version,
+    source,
+  };
 }
 
 /** Rebuilds the version that was current at `at` (ISO-8601). */

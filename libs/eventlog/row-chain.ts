@@ -46,9 +46,22 @@ export const CHAINS: Readonly<Record<ChainName, ChainSpec>> = {
       'object',
     ],
   },
+  // reading_revision: migration 0008 (NULL on older rows: revision 1)
   versions: {
     id: 'version',
-    columns: ['version', 'parent', 'hash', 'reason', 'created_at', 'seq_from', 'seq_to', 'content_of', 'delta'],
+    columns: [
+      'version',
+      'parent',
+      'hash',
+      'reason',
+      'created_at',
+      'seq_from',
+      'seq_to',
+      'content_of',
+      'delta',
+      'reading_revision',
+    ],
+    optional: 1,
   },
   config_revisions: { id: 'revision', columns: ['revision', 'hash', 'reason', 'created_at', 'config'] },
   // received_at: migration 0005 (the planner's time; NULL on older rows)

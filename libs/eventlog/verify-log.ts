@@ -1,4 +1,5 @@
 import { HASH_MISMATCH, readCheckpointObjects } from './checkpoints.ts';
+import { readingRevisionOf } from '../model/index.ts';
 import { ClusterState } from '../planner/index.ts';
 import type { EventLog } from './event-log.ts';
 import { replayVersion } from './replay.ts';
@@ -39,10 +40,13 @@ export function verifyLog(log: EventLog, opts: { deep?: boolean } = {}): VerifyR
   const db = databaseOf(log);
   const seqs = db.prepare('SELECT seq FROM checkpoints ORDER BY seq').pluck().all() as number[];
   const getRow = db.prepare(
-    'SELECT seq, data_hash, objects, objects_hash, rejections, pieces FROM checkpoints WHERE seq = ?',
+    'SELECT seq, data_hash, objects, objects_hash, rejections, pieces, reading_revision FROM checkpoints WHERE seq = ?',
   );
   for (const seq of seqs) {
-    const r = getRow.get(seq) as Parameters<typeof readCheckpointObjects>[1] & { data_hash: string };
+    const r = getRow.get(seq) as Parameters<typeof readCheckpointObjects>[1] & {
+      data_hash: string;
+      reading_revision: number | null;
+    };
     cps++;
     // one text or pieces (checkpoints.ts); parsed only when rebuilt
     const read = readCheckpointObjects(db, r, { parse: opts.deep === true });
@@ -51,7 +55,8 @@ export function verifyLog(log: EventLog, opts: { deep?: boolean } = {}): VerifyR
       problems.push({ table: 'checkpoints', row: r.seq, problem });
       break;
     }
-    if (opts.deep && ClusterState.fromObjects(read.objects).hash() !== r.data_hash) {
+    const revision = readingRevisionOf(r.reading_revision, `checkpoint at seq ${r.seq}`);
+    if (opts.deep && ClusterState.fromObjects(read.objects, revision).hash() !== r.data_hash) {
       problems.push({ table: 'checkpoints', row: r.seq, problem: 'objects do not rebuild to the recorded data hash' });
       break;
     }

@@ -1,4 +1,4 @@
-import type { DataVersionHeader } from '../model/index.ts';
+import { readingRevisionOf, type DataVersionHeader, type ReadingRevision } from '../model/index.ts';
 
 /** A data version as the log records it: the protocol header plus where its content comes from. */
 export interface VersionRecord extends DataVersionHeader {
@@ -7,6 +7,8 @@ export interface VersionRecord extends DataVersionHeader {
   readonly seqTo: number;
   /** Pins and rollbacks: the version whose content this one repeats. */
   readonly contentOf: number | undefined;
+  /** The reading revision its content was read with (its content source's, for a pin: replay.ts). */
+  readonly readingRevision: ReadingRevision;
 }
 
 export interface VersionRow {
@@ -19,6 +21,8 @@ export interface VersionRow {
   seq_to: number;
   content_of: number | null;
   delta: string | null;
+  /** NULL on rows older than migration 0008: revision 1. */
+  reading_revision: number | null;
   row_hash: string;
 }
 
@@ -32,5 +36,9 @@ export function rowToVersion(r: VersionRow): VersionRecord {
     seqFrom: r.seq_from,
     seqTo: r.seq_to,
     contentOf: r.content_of ?? undefined,
+    readingRevision: readingRevisionOf(r.reading_revision, `version ${r.version}`),
   };
 }
+
+/** How a row (version or checkpoint) stores a reading revision: 1 as NULL, the value of rows older than migration 0008. */
+export const readingRevisionColumn = (r: ReadingRevision): number | null => (r === 1 ? null : r);

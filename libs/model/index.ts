@@ -2,6 +2,7 @@ export * from './content-hash.ts';
 export * from './ip-address.ts';
 export * from './kube-objects.ts';
 export * from './kube-readers.ts';
+export * from './reading-revision.ts';
 export * from './kube-projection.ts';
 export * from './kernel-model.ts';
 export * from './proxy-config.ts';

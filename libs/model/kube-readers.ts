@@ -19,6 +19,12 @@ import {
   type TrafficPolicy,
 } from './kube-objects.ts';
 import { TOPOLOGY_ANNOTATIONS } from './kube-projection.ts';
+import {
+  LATEST_READING_REVISION,
+  readsServingNilAsTrue,
+  skipsEndpointPortsWithoutNameOrNumber,
+  type ReadingRevision,
+} from './reading-revision.ts';
 
 /** One object the readers refused, with a reason that names it. */
 export interface Rejection {
@@ -41,9 +47,14 @@ const isObj = (v: unknown): v is Raw => typeof v === 'object' && v !== null && !
  * Validates one raw API object (as decoded from JSON/YAML or a watch event). A field read here
  * must also be kept by projectKubeObject (kube-projection.ts), which is what the planner logs. Kinds other than the
  * three we read are rejected too: a manifests directory may hold them, and saying so beats
- * silently ignoring a typo in `kind`.
+ * silently ignoring a typo in `kind`. `revision`: the reading revision's rules (reading-revision.ts);
+ * replay passes the one a version was made under, everything else reads with the latest.
  */
-export function readKubeObject(raw: unknown, source = 'input'): ReadResult {
+export function readKubeObject(
+  raw: unknown,
+  source = 'input',
+  revision: ReadingRevision = LATEST_READING_REVISION,
+): ReadResult {
   const ref = describe(raw);
   try {
     if (!isObj(raw)) fail('not an object');
@@ -52,7 +63,7 @@ export function readKubeObject(raw: unknown, source = 'input'): ReadResult {
       case 'Service':
         return { ok: true, object: readService(o) };
       case 'EndpointSlice':
-        return { ok: true, object: readEndpointSlice(o) };
+        return { ok: true, object: readEndpointSlice(o, revision) };
       case 'Node':
         return { ok: true, object: readNode(o) };
       default:
@@ -232,21 +243,31 @@ function readService(o: Raw): ServiceObject {
   };
 }
 
-function readEndpointSlice(o: Raw): EndpointSliceObject {
+function readEndpointSlice(o: Raw, revision: ReadingRevision): EndpointSliceObject {
   apiVersion(o, 'discovery.k8s.io/v1');
   const meta = readMeta(o, true);
   const serviceName = meta.labels[SERVICE_NAME_LABEL] ?? fail(`missing label ${SERVICE_NAME_LABEL}`);
   const addressType = oneOf(o.addressType, ['IPv4', 'IPv6', 'FQDN'] as const, 'IPv4', 'addressType');
   if (o.addressType === undefined) fail('missing addressType');
-  const ports = list(o.ports, 'ports').map((p, i): EndpointPort => {
+  const skipsIncomplete = skipsEndpointPortsWithoutNameOrNumber(revision);
+  const ports = list(o.ports, 'ports').flatMap((p, i): EndpointPort[] => {
     if (!isObj(p)) return fail(`ports[${i}] must be an object`);
+    // Revision 2, as kube-proxy's endpointInfoByServicePort: a port with a nil name ("Ignoring port
+    // with nil name") or without a number, or 0 ("Ignoring invalid endpoint port"), is skipped
+    // alone; the slice's other ports stay. Revision 1 read a nil name as "" (the unnamed Service
+    // port) and refused the whole slice for a missing number.
+    if (
+      skipsIncomplete &&
+      (p.name === undefined || p.name === null || p.port === undefined || p.port === null || p.port === 0)
+    )
+      return [];
     const name =
       p.name === undefined || p.name === null
         ? ''
         : typeof p.name === 'string'
           ? p.name
           : fail(`ports[${i}].name must be a string`);
-    return { name, protocol: protocol(p.protocol, `ports[${i}]`), port: port(p.port, `ports[${i}]`) };
+    return [{ name, protocol: protocol(p.protocol, `ports[${i}]`), port: port(p.port, `ports[${i}]`) }];
   });
   const endpoints = list(o.endpoints, 'endpoints').map((e, i): Endpoint => {
     if (!isObj(e)) return fail(`endpoints[${i}] must be an object`);
@@ -261,9 +282,12 @@ function readEndpointSlice(o: Raw): EndpointSliceObject {
             return c;
           });
     const cond = isObj(e.conditions) ? e.conditions : {};
-    // API semantics: a nil ready means ready; a nil serving means "same as ready".
+    // A nil ready means ready. A nil serving: revision 2 reads it as true, as kube-proxy
+    // (endpointslicecache.go: `Serving == nil || *Serving`), so a terminating endpoint without it
+    // is a fallback; revision 1 read it as "same as ready" (an older API comment's wording).
     const ready = cond.ready === undefined || cond.ready === null ? true : cond.ready === true;
-    const serving = cond.serving === undefined || cond.serving === null ? ready : cond.serving === true;
+    const servingNil = cond.serving === undefined || cond.serving === null;
+    const serving = servingNil ? readsServingNilAsTrue(revision) || ready : cond.serving === true;
     const hintNames = (field: 'forZones' | 'forNodes'): string[] =>
       (isObj(e.hints) ? list(e.hints[field], `endpoints[${i}].hints.${field}`) : []).map((h) =>
         isObj(h) && typeof h.name === 'string' ? h.name : fail(`endpoints[${i}].hints.${field}: bad entry`),

@@ -1,6 +1,9 @@
 import {
   byCodeUnit,
   HEADLESS_LABEL,
+  LATEST_READING_REVISION,
+  prefersNonTerminatingDuplicate,
+  type ReadingRevision,
   SERVICE_PROXY_NAME_LABEL,
   type EndpointEntry,
   type EndpointSliceObject,
@@ -16,9 +19,14 @@ import {
  * carry. Returns undefined for services the proxy ignores (ExternalName, headless, no cluster IP
  * allocated yet) — as kube-proxy's ShouldSkipService does — and for those labelled with another
  * proxy's name; slices so labelled, or labelled headless, are not read either (kube-proxy's
- * informers select `!service-proxy-name,!headless`).
+ * informers select `!service-proxy-name,!headless`). `revision`: the reading revision whose rules
+ * decide between duplicates (libs/model/reading-revision.ts).
  */
-export function buildServiceEntry(svc: ServiceObject, slices: Iterable<EndpointSliceObject>): ServiceEntry | undefined {
+export function buildServiceEntry(
+  svc: ServiceObject,
+  slices: Iterable<EndpointSliceObject>,
+  revision: ReadingRevision = LATEST_READING_REVISION,
+): ServiceEntry | undefined {
   if (svc.type === 'ExternalName' || svc.headless || svc.clusterIPs.length === 0) return undefined;
   if (notOurs(svc.meta.labels)) return undefined;
   const sliceList = [...slices].filter((s) => s.addressType !== 'FQDN' && !notOurs(s.meta.labels));
@@ -28,7 +36,7 @@ export function buildServiceEntry(svc: ServiceObject, slices: Iterable<EndpointS
   // walking the finished entry, which then sees a frozen top and stops there.
   const ports: ServicePortEntry[] = svc.ports.map((p) =>
     Object.freeze({
-      endpoints: endpointsFor(p.name, p.protocol, sliceList),
+      endpoints: endpointsFor(p.name, p.protocol, sliceList, prefersNonTerminatingDuplicate(revision) ? rank : rankV1),
       name: p.name,
       nodePort: svc.type === 'NodePort' || svc.type === 'LoadBalancer' ? p.nodePort : 0,
       port: p.port,
@@ -56,11 +64,15 @@ export function buildServiceEntry(svc: ServiceObject, slices: Iterable<EndpointS
 /**
  * Endpoints of one service port across all slices, matched by port name and protocol the way the
  * endpoint slice cache does. The same ip:port in two slices (possible during slice moves) is kept
- * once: a non-terminating copy over a terminating one, as kube-proxy (a new pod reusing a
- * terminating pod's IP wins, even before it is ready), then the more usable copy (ready over
- * serving over neither), so the result does not depend on slice order.
+ * once, the copy of higher `rank` (then the tieBreakText), so the result does not depend on slice
+ * order.
  */
-function endpointsFor(portName: string, protocol: string, slices: EndpointSliceObject[]): EndpointEntry[] {
+function endpointsFor(
+  portName: string,
+  protocol: string,
+  slices: EndpointSliceObject[],
+  rank: (e: EndpointEntry) => number,
+): EndpointEntry[] {
   const byAddr = new Map<string, EndpointEntry>();
   for (const slice of slices) {
     const sp = slice.ports.find((p) => p.name === portName && p.protocol === protocol);
@@ -97,7 +109,15 @@ function endpointsFor(portName: string, protocol: string, slices: EndpointSliceO
 const notOurs = (labels: Readonly<Record<string, string>>): boolean =>
   Object.hasOwn(labels, SERVICE_PROXY_NAME_LABEL) || Object.hasOwn(labels, HEADLESS_LABEL);
 
-const rank = (e: EndpointEntry): number => (e.terminating ? 0 : 4) + (e.ready ? 2 : e.serving ? 1 : 0);
+/**
+ * Reading revision 2: a non-terminating copy over a terminating one, as kube-proxy's addEndpoints
+ * (`!exists || !terminating`: a new pod reusing a terminating pod's IP wins, even before it is
+ * ready), then the more usable copy (ready over serving over neither); among non-terminating
+ * copies kube-proxy's choice is a map's order, ours the more usable one.
+ */
+const rank = (e: EndpointEntry): number => (e.terminating ? 0 : 4) + rankV1(e);
+/** Reading revision 1: the more usable copy (ready over serving over neither). */
+const rankV1 = (e: EndpointEntry): number => (e.ready ? 2 : e.serving ? 1 : 0);
 
 /**
  * Which of two equally usable copies of one ip:port wins: the smaller of these texts. The field

@@ -1,5 +1,7 @@
 import {
+  LATEST_READING_REVISION,
   serviceKey,
+  type ReadingRevision,
   type DataDelta,
   type EndpointSliceObject,
   type KubeKind,
@@ -41,6 +43,9 @@ export class ClusterState {
   private readonly pending = new Map<string, string | undefined>();
   /** Canonical texts of the entries hashed since the last take (only once keepCanonicalTexts() was called). */
   private texts: WeakMap<object, string> | undefined;
+
+  /** `readingRevision`: whose rules build the service entries (libs/model/reading-revision.ts). */
+  constructor(readonly readingRevision: ReadingRevision = LATEST_READING_REVISION) {}
 
   /**
    * From now on, keeps the canonical text of every entry hashed, until takeCanonicalTexts(): the
@@ -151,6 +156,7 @@ export class ClusterState {
       ? buildServiceEntry(
           svc,
           [...sliceKeys].map((s) => this.slices.get(s)!),
+          this.readingRevision,
         )
       : undefined;
   }
@@ -222,10 +228,13 @@ export class ClusterState {
   }
 
   /** Builds a state from a full object set, as a relist or a replay from checkpoint does. */
-  static fromObjects(objects: Iterable<KubeObject>): ClusterState {
+  static fromObjects(
+    objects: Iterable<KubeObject>,
+    readingRevision: ReadingRevision = LATEST_READING_REVISION,
+  ): ClusterState {
     // Bulk path: index every object first, then build each service entry once (the per-event
     // path would rebuild a service once per slice and track every item as a pending change).
-    const s = new ClusterState();
+    const s = new ClusterState(readingRevision);
     for (const o of objects) {
       if (o.kind === 'Service') s.services.set(serviceKey(o.meta.namespace, o.meta.name), o);
       else if (o.kind === 'Node') s.nodes.set(o.meta.name, o);
@@ -247,6 +256,7 @@ export class ClusterState {
         buildServiceEntry(
           svc,
           [...sliceKeys].map((x) => s.slices.get(x)!),
+          readingRevision,
         ),
       );
     }

@@ -1,4 +1,4 @@
-import { readKubeObject, type WatchEvent } from '../model/index.ts';
+import { LATEST_READING_REVISION, readKubeObject, type ReadingRevision, type WatchEvent } from '../model/index.ts';
 import type { ObjectChange } from './cluster-state.ts';
 
 /** What one logged watch event does to the object state. */
@@ -10,14 +10,20 @@ export type WatchEventOutcome = { readonly change: ObjectChange } | { readonly r
  * good state stays in every later snapshot (an update that breaks a Service must not take the
  * Service down) until a valid update or a DELETED event for it arrives. Deletions always apply.
  * Consequence for replay: an object's state is decided by its last event that is valid or a
- * deletion (see libs/eventlog/replay.ts).
+ * deletion (see libs/eventlog/replay.ts). `revision`: the reading revision to read it with (replay:
+ * the one its version was made under).
  */
 export function watchEventChange(
   event: Pick<WatchEvent, 'kind' | 'type' | 'namespace' | 'name' | 'object'>,
+  revision: ReadingRevision = LATEST_READING_REVISION,
 ): WatchEventOutcome {
   if (event.type === 'DELETED')
     return { change: { op: 'delete', kind: event.kind, namespace: event.namespace, name: event.name } };
-  const r = readKubeObject(event.object, `${event.kind} ${event.namespace ? event.namespace + '/' : ''}${event.name}`);
+  const r = readKubeObject(
+    event.object,
+    `${event.kind} ${event.namespace ? event.namespace + '/' : ''}${event.name}`,
+    revision,
+  );
   if (!r.ok) return { rejected: r.rejection.reason };
   const o = r.object;
   // An object whose identity differs from the event's would be filed under another key.

@@ -2,10 +2,13 @@ import type { EventLog, OperationRecord, PreparedEventRow, VersionRecord } from 
 import { contentSource, prepareEventRow, rebuildAtSeq } from '../eventlog/index.ts';
 import { decidePin, decideSync, decideUnpin, type DataPin } from '../control/index.ts';
 import {
+  LATEST_READING_REVISION,
   projectKubeObject,
+  READING_REVISION_CHANGES,
   type ClusterData,
   type DataDelta,
   type KnownTexts,
+  type ReadingRevision,
   type WatchEvent,
 } from '../model/index.ts';
 import {
@@ -55,6 +58,11 @@ export interface DataOperation {
  */
 export class DataAxis {
   private eventsSinceVersion = 0;
+  /**
+   * Set when the latest version was made under an older reading revision (a planner upgraded
+   * since): the next version says in its reason that the reading changed, and from what.
+   */
+  private readingChange: string | undefined;
 
   private constructor(
     private readonly log: EventLog,
@@ -71,6 +79,8 @@ export class DataAxis {
      * version N's number with N-1's content (every node ERROR "the planner renders …", probe3 U1).
      */
     private head: VersionRecord | undefined,
+    /** The reading revision new events are read, and new versions made, with. */
+    readonly readingRevision: ReadingRevision,
   ) {}
 
   /**
@@ -78,22 +88,39 @@ export class DataAxis {
    * event, published content at the last version (the live content itself unless held or behind),
    * pin from the last data operation. Cost: the nearest checkpoint plus the objects changed since.
    */
-  static restore(log: EventLog): DataAxis {
+  static restore(log: EventLog, opts: RestoreOptions = {}): DataAxis {
     const pin = restorePin(log);
     const latest = log.latestVersion();
-    const live = rebuildAtSeq(log, log.lastSeq());
+    const readingRevision = opts.readingRevision ?? LATEST_READING_REVISION;
+    // Live state: every event read with this release's rules. Published: the latest version's
+    // content, read with the rules it was made under (libs/model/reading-revision.ts).
+    const live = rebuildAtSeq(log, log.lastSeq(), { readingRevision });
     let published: ClusterDataIndex;
     if (!latest) published = new ClusterDataIndex();
     else if (latest.hash === live.hash) published = copyData(live.state.data);
-    else published = rebuildAtSeq(log, contentSource(log, latest.version).seqTo).state.data;
+    else {
+      const source = contentSource(log, latest.version);
+      published = rebuildAtSeq(log, source.seqTo, { readingRevision: source.readingRevision }).state.data;
+    }
     if (latest && published.hash() !== latest.hash) {
       throw new Error(
         `event log: rebuilt content of version ${latest.version} has hash ${published.hash().slice(0, 12)}, the log recorded ${latest.hash.slice(0, 12)}`,
       );
     }
     live.state.keepCanonicalTexts(); // each version's delta is recorded from the texts its entries were hashed from
-    const axis = new DataAxis(log, live.state, published, pin, live.rejections, live.hash === published.hash(), latest);
+    const axis = new DataAxis(
+      log,
+      live.state,
+      published,
+      pin,
+      live.rejections,
+      live.hash === published.hash(),
+      latest,
+      readingRevision,
+    );
     axis.eventsSinceVersion = log.lastSeq() - (latest?.seqTo ?? 0);
+    if (latest && latest.readingRevision < readingRevision)
+      axis.readingChange = `reading revision ${readingRevision} (was ${latest.readingRevision}): ${READING_REVISION_CHANGES[readingRevision]}`;
     return axis;
   }
 
@@ -133,7 +160,7 @@ export class DataAxis {
    */
   prepare(event: WatchEvent, i = 0): PreparedEvent {
     const kept = keptEvent(event);
-    return { row: prepareEventRow(kept, i), outcome: watchEventChange(kept) };
+    return { row: prepareEventRow(kept, i), outcome: watchEventChange(kept, this.readingRevision) };
   }
 
   /**
@@ -200,7 +227,7 @@ export class DataAxis {
 
   /** Writes a checkpoint of the live state (and its rejections) when `every` events passed since the last. */
   checkpointIfDue(every: number): void {
-    if (every > 0 && this.log.checkpointDue(every))
+    if (every > 0 && this.log.checkpointDue(every, this.readingRevision))
       this.log.checkpoint(this.live, { rejections: this.rejections.values() });
   }
 
@@ -220,10 +247,12 @@ export class DataAxis {
   }): NewVersion & { operation?: OperationRecord } {
     const last = this.log.latestVersion();
     const seqTo = o.contentOf === undefined ? this.log.lastSeq() : (last?.seqTo ?? 0);
+    const reason = this.readingChange === undefined ? o.reason : `${o.reason}; ${this.readingChange}`;
     const { record, operation } = this.log.atomically(() => {
       const record = this.log.recordVersion({
         hash: o.hash,
-        reason: o.reason,
+        reason,
+        readingRevision: this.readingRevision,
         seqTo,
         contentOf: o.contentOf,
         // The first version's delta is its whole content, which the log already holds as the
@@ -240,6 +269,7 @@ export class DataAxis {
     if (this.published.hash() !== o.hash)
       throw new Error(`version ${record.version}: published content hash drifted (bug)`);
     this.head = record;
+    this.readingChange = undefined;
     this.publishedIsLive = o.isLive;
     if (o.contentOf === undefined) this.eventsSinceVersion = 0;
     return { record, delta: o.delta, texts: o.texts, operation };
@@ -248,7 +278,8 @@ export class DataAxis {
   /** The content of version n (a copy), rebuilt from the log with the one checkpoint-aware fold. */
   contentOf(n: number): ClusterDataIndex {
     if (n === this.head?.version) return copyData(this.published);
-    const r = rebuildAtSeq(this.log, contentSource(this.log, n).seqTo);
+    const source = contentSource(this.log, n);
+    const r = rebuildAtSeq(this.log, source.seqTo, { readingRevision: source.readingRevision });
     if (r.hash !== this.log.version(n)!.hash)
       throw new Error(`cannot reproduce version ${n}: rebuilt hash differs from the recorded one`);
     return r.state.data;
@@ -342,6 +373,14 @@ export class DataAxis {
   fullData(n: number): ClusterData {
     return (this.head?.version === n ? this.published : this.contentOf(n)).toClusterData();
   }
+}
+
+export interface RestoreOptions {
+  /**
+   * The reading revision to read new events with (default: the latest). A planner always reads
+   * with its release's; an older one is for tests that play a planner of an older release.
+   */
+  readonly readingRevision?: ReadingRevision;
 }
 
 /** The event as the log keeps it: its object projected (what is not an object is checked as it came). */

@@ -1,2 +1,8 @@
-export { DataAxis, type NewVersion, type DataOperation, type PreparedEvent } from './data-axis.ts';
+export {
+  DataAxis,
+  type NewVersion,
+  type DataOperation,
+  type PreparedEvent,
+  type RestoreOptions,
+} from './data-axis.ts';
 export { ConfigAxis, type Actor, type RolloutRequest } from './config-axis.ts';

@@ -4,7 +4,13 @@ import { Migrator } from 'kysely/migration';
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import { migrationProvider } from '../../../migrations/index.ts';
 import { chainHash, EventLog, GENESIS_HASH, nodeAt, replayVersion, verifyLog } from '../../../libs/eventlog/index.ts';
-import { canonicalJson, DEFAULT_PROXY_CONFIG, type Ack, type WatchEvent } from '../../../libs/model/index.ts';
+import {
+  canonicalJson,
+  DEFAULT_PROXY_CONFIG,
+  type Ack,
+  type ReadingRevision,
+  type WatchEvent,
+} from '../../../libs/model/index.ts';
 import { nodeStateHash, renderNodeState } from '../../../libs/planner/index.ts';
 import { DataAxis } from '../../../libs/versioning/index.ts';
 import { main } from '../../../services/cli/main.ts';
@@ -52,12 +58,15 @@ function ackOf(log: EventLog, version: number, at: string): Ack {
 }
 
 /** A log at planner time T0 with v1 (web .10) and v2 (web .99), and a clock the test moves. */
-async function twoVersions(name: string): Promise<{ log: EventLog; file: string; set: (iso: string) => void }> {
+async function twoVersions(
+  name: string,
+  readingRevision?: ReadingRevision,
+): Promise<{ log: EventLog; file: string; set: (iso: string) => void }> {
   let t = Date.parse(T0);
   const file = tmp.file(name);
   const log = await openLog(file, () => new Date(t));
   log.recordConfigRevision({ config: DEFAULT_PROXY_CONFIG, reason: 'initial' });
-  const axis = DataAxis.restore(log);
+  const axis = DataAxis.restore(log, readingRevision ? { readingRevision } : {});
   axis.ingest([web('10.96.0.10', 1)]);
   axis.sync();
   axis.ingest([web('10.96.0.99', 2)]);
@@ -132,9 +141,10 @@ describe('audit node places ACKs on the planner clock', () => {
   });
 
   it('a log of an older release: old ACK rows verify, read on their `at`, ship as before; new rows carry received_at', async () => {
-    // A log as a release before 0005 left it: v1 written, the schema taken back to 0004 (0005's
-    // down, possible while no row carries received_at), one ACK row written the way it wrote them.
-    const { log: first, file } = await twoVersions('older.db');
+    // A log as a release before 0005 left it: v1 written (as it read, reading revision 1), the
+    // schema taken back to 0004 (0005's and 0008's down, possible while no row carries received_at
+    // or a reading revision), one ACK row written the way it wrote them.
+    const { log: first, file } = await twoVersions('older.db', 1);
     const old: Ack = { ...ackOf(first, 1, T0), node: 'n0' };
     first.close();
     const db = new Database(file);
@@ -155,7 +165,12 @@ describe('audit node places ACKs on the planner clock', () => {
     const log = await openLog(file, () => new Date(plus(T0, 1_000))); // migrates to 0005
     expect(log.schema.pending).toEqual([]);
     // what the planner names in its one line "event log migrated: …" (probe3 U4)
-    expect(log.migrated).toEqual(['0005-ack-received-at', '0006-replication-stream-created', '0007-compactions']);
+    expect(log.migrated).toEqual([
+      '0005-ack-received-at',
+      '0006-replication-stream-created',
+      '0007-compactions',
+      '0008-reading-revision',
+    ]);
     expect(verifyLog(log)).toMatchObject({ ok: true, rowsChecked: { acks: 1 } });
     const r = nodeAt(log, 'n0', T0);
     expect(r.ack?.at).toBe(T0);

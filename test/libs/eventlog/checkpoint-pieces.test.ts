@@ -3,7 +3,8 @@ import { rebuildAtSeq, replayVersion, verifyLog, type EventLog } from '../../../
 import { checkpointAtOrBefore, writeCheckpoint } from '../../../libs/eventlog/checkpoints.ts';
 import { databaseOf } from '../../../libs/eventlog/database-handle.ts';
 import { exportRows, importRows, EMPTY_POSITION } from '../../../libs/eventlog/log-rows.ts';
-import { byCodeUnit, keyOf, sha256Hex } from '../../../libs/model/index.ts';
+import { byCodeUnit, keyOf, sha256Hex, type ReadingRevision } from '../../../libs/model/index.ts';
+import { DataAxis } from '../../../libs/versioning/index.ts';
 import { driveDataAxis, randomHistory } from './support/random-history.ts';
 import { openLog, steppingClock, tempDir } from './support/temp-log.ts';
 
@@ -11,8 +12,8 @@ const tmp = tempDir();
 afterAll(() => tmp.cleanup());
 
 /** Writes a checkpoint of the state at `seq` (as the planner would), in pieces of `pieceChars`. */
-function checkpointAt(log: EventLog, seq: number, pieceChars?: number) {
-  const r = rebuildAtSeq(log, seq);
+function checkpointAt(log: EventLog, seq: number, pieceChars?: number, readingRevision?: ReadingRevision) {
+  const r = rebuildAtSeq(log, seq, readingRevision ? { readingRevision } : {});
   return writeCheckpoint(databaseOf(log), {
     state: r.state,
     rejections: r.rejections.values(),
@@ -108,11 +109,14 @@ describe('event-log checkpoints stored in pieces', () => {
   it('a row written before pieces (one text, no pieces column) still reads and verifies', async () => {
     const log = await openLog(tmp.file(), steppingClock());
     try {
-      const recorded = driveDataAxis(log, randomHistory({ seed: 6, steps: 120 }));
+      // the previous release read with reading revision 1 (libs/model/reading-revision.ts)
+      const recorded = driveDataAxis(log, randomHistory({ seed: 6, steps: 120 }), {
+        axis: DataAxis.restore(log, { readingRevision: 1 }),
+      });
       const seq = Math.floor(log.lastSeq() / 2);
-      const r = rebuildAtSeq(log, seq);
-      checkpointAt(log, seq, 500);
-      const expected = checkpointAtOrBefore(databaseOf(log), seq);
+      const r = rebuildAtSeq(log, seq, { readingRevision: 1 });
+      checkpointAt(log, seq, 500, 1);
+      const expected = checkpointAtOrBefore(databaseOf(log), seq, 1);
       // the previous release's writeCheckpoint, verbatim (migration 0004 gives such rows pieces = 0)
       const db = databaseOf(log);
       db.prepare('DELETE FROM checkpoints').run();
@@ -130,7 +134,7 @@ describe('event-log checkpoints stored in pieces', () => {
         '2025-01-01T00:00:00.000Z',
       );
       expect(row(log, seq).pieces).toBe(0);
-      expect(checkpointAtOrBefore(db, seq)).toEqual(expected);
+      expect(checkpointAtOrBefore(db, seq, 1)).toEqual(expected);
       for (const { version, hash } of recorded) expect(replayVersion(log, version).hash).toBe(hash);
       expect(verifyLog(log, { deep: true }).ok).toBe(true);
     } finally {

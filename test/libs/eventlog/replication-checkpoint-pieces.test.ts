@@ -61,8 +61,10 @@ describe('a checkpoint stored in pieces, shipped to a replica (rows and wire for
       const b = exportRows(databaseOf(log), EMPTY_POSITION, { whole: true });
       const [cp] = b.checkpoints;
       expect(b.checkpoints).toHaveLength(1);
-      // the stored row, objects '' and its piece count; its pieces alongside, as stored
-      expect(cp).toHaveLength(9);
+      // the stored row, objects '' and its piece count, then its reading revision (2: not the
+      // default, so shipped); its pieces alongside, as stored
+      expect(cp).toHaveLength(10);
+      expect(cp![9]).toBe(2);
       expect(cp!.slice(0, 5)).toEqual([seq, expect.any(Number), expect.any(String), expect.any(Number), '']);
       expect(cp![8]).toBe(leader.row.pieces);
       expect(b.checkpointPieces?.map((p) => p[2])).toEqual(leader.pieces);
@@ -116,13 +118,16 @@ describe('a checkpoint stored in pieces, shipped to a replica (rows and wire for
       expect(checkpointAtOrBefore(databaseOf(replica), seq)).toEqual(checkpointAtOrBefore(databaseOf(log), seq));
       expect(verifyLog(replica, { deep: true })).toMatchObject({ ok: true, rowsChecked: { checkpoints: 1 } });
 
-      // a checkpoint that fits one piece keeps the wire form of the previous release: 8 cells, no pieces, no layout
+      // a checkpoint that fits one piece keeps the wire form of the previous release: no pieces, no
+      // layout; 8 cells, and 2 more (pieces 0, reading revision 2) since it is of reading revision 2
+      // (a revision-1 one ships the 8: reading-revision.test.ts)
       const one = await openLog(tmp.file(), steppingClock());
       try {
         driveDataAxis(one, randomHistory({ seed: 11, steps: 150 }));
         piecedCheckpointAt(one, seq, 1 << 30);
         const ob = exportRows(databaseOf(one), EMPTY_POSITION, { whole: true });
-        expect(ob.checkpoints[0]).toHaveLength(8);
+        expect(ob.checkpoints[0]).toHaveLength(10);
+        expect(ob.checkpoints[0]!.slice(8)).toEqual([0, 2]);
         expect(ob.checkpoints[0]![5]).toBe(leader.row.objects_hash);
         expect('checkpointPieces' in ob).toBe(false);
         expect(batchJson(ob).layout).toBeUndefined();

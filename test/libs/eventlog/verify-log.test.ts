@@ -125,7 +125,18 @@ describe('verifyLog', () => {
       string | number | null
     >[];
     let prev = '0'.repeat(64);
-    const cols = ['version', 'parent', 'hash', 'reason', 'created_at', 'seq_from', 'seq_to', 'content_of', 'delta'];
+    const cols = [
+      'version',
+      'parent',
+      'hash',
+      'reason',
+      'created_at',
+      'seq_from',
+      'seq_to',
+      'content_of',
+      'delta',
+      'reading_revision', // migration 0008; written on every new row
+    ];
     for (const r of rows) {
       if (r.version === 3) r.hash = 'b'.repeat(64);
       const h = chainHash(prev, cols.map((c) => r[c]!) as never);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseManifestText, readKubeObject } from '../../../libs/model/index.ts';
+import { parseManifestText, readKubeObject, type ReadingRevision } from '../../../libs/model/index.ts';
 
 const svc = (spec: Record<string, unknown>, meta: Record<string, unknown> = {}) => ({
   apiVersion: 'v1',
@@ -98,19 +98,33 @@ describe('readKubeObject rejections name the object and the reason', () => {
     expect(r.object.sessionAffinity).toBe('None');
   });
 
-  it('applies the API defaults of endpoint conditions', () => {
-    const r = readKubeObject({
+  it('applies the API defaults of endpoint conditions (a nil serving: kube-proxy true, reading revision 1 as ready)', () => {
+    const slice = {
       apiVersion: 'discovery.k8s.io/v1',
       kind: 'EndpointSlice',
       metadata: { name: 's', labels: { 'kubernetes.io/service-name': 'web' } },
       addressType: 'IPv4',
       ports: [{ name: 'http', port: 80 }],
-      endpoints: [{ addresses: ['10.0.0.1'] }, { addresses: ['10.0.0.2'], conditions: { ready: false } }],
-    });
-    if (!r.ok || r.object.kind !== 'EndpointSlice') throw new Error('expected a slice');
-    expect(r.object.endpoints.map((e) => [e.ready, e.serving, e.terminating])).toEqual([
+      endpoints: [
+        { addresses: ['10.0.0.1'] },
+        { addresses: ['10.0.0.2'], conditions: { ready: false } },
+        { addresses: ['10.0.0.3'], conditions: { ready: false, terminating: true } },
+      ],
+    };
+    const conditions = (revision: ReadingRevision) => {
+      const r = readKubeObject(slice, 'input', revision);
+      if (!r.ok || r.object.kind !== 'EndpointSlice') throw new Error('expected a slice');
+      return r.object.endpoints.map((e) => [e.ready, e.serving, e.terminating]);
+    };
+    expect(conditions(1)).toEqual([
       [true, true, false],
       [false, false, false],
+      [false, false, true],
+    ]);
+    expect(conditions(2)).toEqual([
+      [true, true, false],
+      [false, true, false],
+      [false, true, true],
     ]);
   });
 });

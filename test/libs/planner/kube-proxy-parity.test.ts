@@ -195,3 +195,45 @@ describe('the same ip:port in two slices (probe6 P11: kube-proxy prefers the non
     expect(planFor(yaml).ipvsadm).toContain('-a -t 10.96.0.30:80 -r 10.244.2.30:8080 -m -w 1');
   });
 });
+
+describe('an endpoint without conditions.serving (probe6 P9: kube-proxy reads a nil serving as true)', () => {
+  it('a terminating endpoint with serving omitted is the fallback when none is ready (reading revision 2)', () => {
+    const yaml =
+      NODES +
+      service('t3', 'clusterIP: 10.96.0.43\n  ports: [{name: http, port: 80}]') +
+      slice('t3', HTTP, [ep('10.244.2.43', 'node-b', '{ready: false, terminating: true}')]);
+    expect(planFor(yaml).ipvsadm).toContain('-a -t 10.96.0.43:80 -r 10.244.2.43:8080 -m -w 1');
+  });
+
+  it('a not-ready endpoint that is not terminating stays unused (serving counts only when terminating)', () => {
+    const yaml =
+      NODES +
+      service('t4', 'clusterIP: 10.96.0.44\n  ports: [{name: http, port: 80}]') +
+      slice('t4', HTTP, [ep('10.244.2.44', 'node-b', '{ready: false}')]);
+    expect(planFor(yaml).ipvsadm.filter((l) => l.startsWith('-a '))).toEqual([]);
+  });
+});
+
+describe('EndpointSlice ports without a number or a name (probe6 P10: kube-proxy skips only those ports)', () => {
+  it('a port without a number is skipped; the slice and its other ports stay', () => {
+    const yaml =
+      NODES +
+      service('np', 'clusterIP: 10.96.0.50\n  ports: [{name: a, port: 80}, {name: b, port: 81}]') +
+      slice('np', '[{name: a, port: 8080}, {name: b}]', [ep('10.50.1.73', 'node-b')]);
+    const plan = planFor(yaml);
+    expect(plan.rejected).toEqual([]);
+    expect(plan.ipvsadm).toContain('-a -t 10.96.0.50:80 -r 10.50.1.73:8080 -m -w 1');
+    expect(plan.ipvsadm.filter((l) => l.startsWith('-a -t 10.96.0.50:81 '))).toEqual([]);
+  });
+
+  it('a port whose name is omitted is not matched to the unnamed Service port', () => {
+    const yaml =
+      NODES +
+      service('un', 'clusterIP: 10.96.0.51\n  ports: [{port: 80}]') +
+      slice('un', '[{port: 8080}]', [ep('10.50.1.72', 'node-b')]) +
+      slice('un', '[{name: "", port: 8081}]', [ep('10.50.1.74', 'node-b')], { name: 'un-2' });
+    const plan = planFor(yaml);
+    expect(plan.rejected).toEqual([]);
+    expect(plan.ipvsadm.filter((l) => l.startsWith('-a '))).toEqual(['-a -t 10.96.0.51:80 -r 10.50.1.74:8081 -m -w 1']);
+  });
+});
