@@ -120,23 +120,13 @@ describe('verifyLog', () => {
     // An attacker who also recomputes the chain defeats the chain, not replay.
     const log = await openLog(file);
     const { chainHash } = await import('../../../libs/eventlog/index.ts');
+    const { CHAINS } = await import('../../../libs/eventlog/row-chain.ts');
     const rows = databaseOf(log).prepare('SELECT * FROM versions ORDER BY version').all() as Record<
       string,
       string | number | null
     >[];
     let prev = '0'.repeat(64);
-    const cols = [
-      'version',
-      'parent',
-      'hash',
-      'reason',
-      'created_at',
-      'seq_from',
-      'seq_to',
-      'content_of',
-      'delta',
-      'reading_revision', // migration 0008; written on every new row
-    ];
+    const cols = CHAINS.versions.columns; // reading_revision (migration 0008) included: set on every new row
     for (const r of rows) {
       if (r.version === 3) r.hash = 'b'.repeat(64);
       const h = chainHash(prev, cols.map((c) => r[c]!) as never);
