@@ -164,6 +164,32 @@ describe('reading revisions', () => {
     }
   });
 
+  it('an upgrade of a log compacted under revision 1 starts from its revision-1 checkpoint: objects keep their reading until their next event', async () => {
+    const { log, made } = await previousReleaseLog();
+    try {
+      const c = Compaction.plan(log, made.at(-1)!.version); // cut at the revision-1 checkpoint: events up to it go
+      while (c.step()) {
+        // one small transaction per step
+      }
+      expect(log.events()).toHaveLength(0); // no event left to read again with revision 2
+      const upgraded = DataAxis.restore(log);
+      const up = upgraded.sync()!.record;
+      expect(up.reason).toMatch(/reading revision 2 \(was 1\)/);
+      // P9 and P10 were read (and checkpointed) under revision 1; the entry builder's P11 rule applies to all
+      expect(readings(upgraded.publishedData())).toEqual({ ...REVISION_1, p11: REVISION_2.p11 });
+      expect(replayVersion(log, up.version).hash).toBe(up.hash);
+      expect(replayVersion(log, made.at(-1)!.version).hash).toBe(made.at(-1)!.hash);
+      // the next event of an object reads it with revision 2 (a relist resends it)
+      upgraded.ingest([HISTORY[0]![1]!, HISTORY[1]![1]!].map((e) => ({ ...e, resourceVersion: String(++rv) })));
+      const next = upgraded.sync()!.record;
+      expect(readings(upgraded.publishedData())).toEqual(REVISION_2);
+      expect(DataAxis.restore(log).publishedHash()).toBe(next.hash);
+      for (const m of [up, next]) expect(replayVersion(log, m.version).hash, `version ${m.version}`).toBe(m.hash);
+    } finally {
+      log.close();
+    }
+  });
+
   it('a replica and a compaction keep both revisions: revision-1 rows ship as before, replay as recorded', async () => {
     const { log, made } = await previousReleaseLog();
     const replica = await openLog(tmp.file(), steppingClock());
