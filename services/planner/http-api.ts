@@ -101,6 +101,47 @@ export function plannerRoutes(
     if (!Number.isSafeInteger(n) || (n as number) < 1) throw new HttpError(400, `${name} must be a positive integer`);
     return n as number;
   };
+  /**
+   * Why this planner's view is not current, or undefined when it is: /readyz answers 503 with it,
+   * and /status carries it (`notReady`) so `ctl wait --for=synced` never passes while the newest
+   * cluster state cannot become a version (a full disk, a failing source: probe8 R2).
+   */
+  const notReadyReason = (): string | undefined => {
+    const sourceError = p.sourceProblem();
+    // A failing source means stale data; so does a log that cannot take the events it sees
+    // (a full disk): nothing after them becomes a version until the append works again.
+    const appendError = p.failure('append') ?? p.failure('log file');
+    // A leader whose versions the bus refuses for a while (JetStream full, a lost stream) moves
+    // no node; a retry or two (a NATS restart) is not worth a readiness flap (review4 G2).
+    const publishError =
+      (p.failingFor('publish') ?? 0) >= PUBLISH_FAILING_NOT_READY_MS ? p.failure('publish') : undefined;
+    // Node reports the log cannot take (a full disk, review4 G5): the view still has them, the
+    // audit trail does not, and a quiet cluster never tries an append to show it.
+    const ackLogError = p.failure('ack log');
+    // A follower whose copy of the group's log keeps failing to take rows (a full disk): it is
+    // behind and will stay so; "ready once the replicated log caught up" no longer holds (probe5 H4).
+    const followError = p.failure('cannot follow');
+    const revoked = o.tokensRevoked?.();
+    // A planner of this group watching another cluster (cluster-guard.ts) serves no view of it.
+    const clusterError = p.failure('cluster');
+    return sourceError !== undefined
+      ? `event source failing: ${sourceError}`
+      : appendError !== undefined
+        ? `cannot log the events it sees: ${appendError}`
+        : publishError !== undefined
+          ? `cannot publish versions: ${publishError}`
+          : ackLogError !== undefined
+            ? `cannot log node reports: ${ackLogError}`
+            : followError !== undefined
+              ? followError
+              : revoked !== undefined
+                ? `every API request is refused (401): ${revoked}`
+                : clusterError !== undefined
+                  ? clusterError
+                  : p.isSynced
+                    ? undefined
+                    : 'event source not synced yet';
+  };
   return [
     {
       // Liveness: the process answers. Not NATS, not the source: a restart fixes neither, and
@@ -135,40 +176,7 @@ export function plannerRoutes(
           return WROTE_RESPONSE;
         }
         const sourceError = p.sourceProblem();
-        // A failing source means stale data; so does a log that cannot take the events it sees
-        // (a full disk): nothing after them becomes a version until the append works again.
-        const appendError = p.failure('append') ?? p.failure('log file');
-        // A leader whose versions the bus refuses for a while (JetStream full, a lost stream) moves
-        // no node; a retry or two (a NATS restart) is not worth a readiness flap (review4 G2).
-        const publishError =
-          (p.failingFor('publish') ?? 0) >= PUBLISH_FAILING_NOT_READY_MS ? p.failure('publish') : undefined;
-        // Node reports the log cannot take (a full disk, review4 G5): the view still has them, the
-        // audit trail does not, and a quiet cluster never tries an append to show it.
-        const ackLogError = p.failure('ack log');
-        // A follower whose copy of the group's log keeps failing to take rows (a full disk): it is
-        // behind and will stay so; "ready once the replicated log caught up" no longer holds (probe5 H4).
-        const followError = p.failure('cannot follow');
-        const revoked = o.tokensRevoked?.();
-        // A planner of this group watching another cluster (cluster-guard.ts) serves no view of it.
-        const clusterError = p.failure('cluster');
-        const reason =
-          sourceError !== undefined
-            ? `event source failing: ${sourceError}`
-            : appendError !== undefined
-              ? `cannot log the events it sees: ${appendError}`
-              : publishError !== undefined
-                ? `cannot publish versions: ${publishError}`
-                : ackLogError !== undefined
-                  ? `cannot log node reports: ${ackLogError}`
-                  : followError !== undefined
-                    ? followError
-                    : revoked !== undefined
-                      ? `every API request is refused (401): ${revoked}`
-                      : clusterError !== undefined
-                        ? clusterError
-                        : p.isSynced
-                          ? undefined
-                          : 'event source not synced yet';
+        const reason = notReadyReason();
         const ready = reason === undefined;
         send(res, ready ? 200 : 503, {
           ready,
@@ -215,6 +223,8 @@ export function plannerRoutes(
           ],
           rejectedTotal: p.data.rejectedCount + p.sourceRejections.length + p.vipConflicts().length,
           lastError: p.lastError ?? null,
+          // the reason /readyz gives (null when ready): what `ctl wait --for=synced` also waits out
+          notReady: notReadyReason() ?? null,
           // versions a republish left out (compacted from the log: review2 R8), said once in the log too
           republished: p.republished ?? null,
           sourceError: p.sourceProblem() ?? null,

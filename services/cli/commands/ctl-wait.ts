@@ -28,8 +28,15 @@ const seconds = (ms: number) =>
     ? `${Math.round(ms / 1000)}s`
     : `${Math.floor(ms / 60_000)}m${String(Math.round((ms % 60_000) / 1000)).padStart(2, '0')}s`;
 
-/** Every node runs its target: the planner synced and each node's word is SYNCED. */
+/** Every node runs its target: the planner synced and ready, its group led, and each node's word is SYNCED. */
 export const untilSynced: Check = (s) => {
+  // Nodes SYNCED on the newest version prove nothing while that version is not the cluster's newest
+  // state: a planner that cannot log or publish what it sees, or a group nobody leads (probe8 R2,
+  // J1). Not done, so a deploy's `ctl wait` waits it out or times out naming it. (An older planner's
+  // /status has no `notReady`: nothing to add then.)
+  if (typeof s.notReady === 'string') return { done: false, line: `planner not ready: ${s.notReady}` };
+  if (typeof s.group === 'string' && s.leader === null)
+    return { done: false, line: `no planner leads group ${s.group}: cluster changes are not versioned` };
   const nodes = fleetRows(s);
   const notSynced = nodes.filter((n) => n.status !== 'SYNCED');
   if (s.synced && notSynced.length === 0)

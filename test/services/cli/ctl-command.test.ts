@@ -186,7 +186,7 @@ describe('ctl against a real planner, nats-server and dry-run appliers', () => {
       stderr: 'switchboard: planner: proxy config: flag sh-port does not apply to scheduler rr\n',
     });
     expect((await ctl('config', 'show', '--revision', '2')).stdout).toMatch(
-      /^config revision 2 \(hash [0-9a-f]{16}\)\n(.*\n)*  scheduler: wrr\n/,
+      /^config revision 2 \(hash [0-9a-f]{16}\)\n(.*\n)* {2}scheduler: wrr\n/,
     );
 
     const rollout = await ctl('rollout', '--config-revision', '2', '--waves', '1,100%', '--wait', '--timeout', '60s');
@@ -274,6 +274,27 @@ describe('ctl against a real planner, nats-server and dry-run appliers', () => {
     expect(r.stderr).toMatch(
       /switchboard: rollout of revision 2 halted at wave 1\/1, 0\/2 nodes on revision 2: node-2 failed: nft: table refused\n$/,
     );
+  });
+
+  it('wait --for=synced does not pass on SYNCED nodes while the planner is not ready or its group has no leader (probe8 R2, J1)', () => {
+    const node = { node: 'node-1', status: 'SYNCED', appliedConfigRevision: 1, lastError: null };
+    const base = { synced: true, latestVersion: 4, nodes: [node] };
+    expect(untilSynced({ ...base, notReady: null })).toMatchObject({ done: true, ok: true });
+    expect(untilSynced(base)).toMatchObject({ done: true, ok: true }); // an older planner's /status
+    expect(untilSynced({ ...base, notReady: 'cannot log the events it sees: append: disk full' })).toEqual({
+      done: false,
+      line: 'planner not ready: cannot log the events it sees: append: disk full',
+    });
+    expect(untilSynced({ ...base, notReady: null, group: 'g1', leader: null })).toEqual({
+      done: false,
+      line: 'no planner leads group g1: cluster changes are not versioned',
+    });
+    expect(
+      untilSynced({ ...base, notReady: null, group: 'g1', leader: { id: 'p1', term: 3, api: null } }),
+    ).toMatchObject({
+      done: true,
+      ok: true,
+    });
   });
 
   it('shows progress in place with escape codes on a terminal only', async () => {

@@ -7,6 +7,7 @@ import { DEFAULT_WAVE_POLICY } from '../../../libs/control/index.ts';
 import { EventLog, EventLogError, nodesBehind } from '../../../libs/eventlog/index.ts';
 import { DEFAULT_PROXY_CONFIG } from '../../../libs/model/index.ts';
 import { nodeStateHash, renderNodeState } from '../../../libs/planner/index.ts';
+import { untilSynced } from '../../../services/cli/commands/ctl-wait.ts';
 import { main } from '../../../services/cli/main.ts';
 import { runPlanner, type RunningPlanner, type RunPlannerOptions } from '../../../services/planner/run-planner.ts';
 import { KubeApiServer } from '../../support/kube-api-server/index.ts';
@@ -145,8 +146,17 @@ describe('planner source errors', () => {
       /^log file: .* was deleted while open: what is written now is lost at exit/,
     );
     expect(said.filter((l) => l.includes('was deleted while open'))).toHaveLength(1); // said once, not every check
+    // /status says it too, and `ctl wait --for=synced` does not pass on it (probe8 R2: it did, nodes SYNCED)
+    const status = async () => (await (await fetch(`${planner!.url}/status`)).json()) as Record<string, unknown>;
+    const during = await status();
+    expect(during.notReady).toMatch(/^cannot log the events it sees: log file: .* was deleted while open/);
+    expect(untilSynced(during)).toMatchObject({
+      done: false,
+      line: expect.stringMatching(/^planner not ready: cannot log the events/),
+    });
     renameSync(`${env.db}.away`, env.db);
     await expect.poll(readyz, { timeout: 10_000 }).toBe('200 ');
+    expect((await status()).notReady).toBeNull();
     expect(planner.planner.lastError).toBeUndefined();
   });
 
