@@ -131,6 +131,11 @@ export interface OnlineRetentionOptions {
   /** Told after each step that removed rows (metrics). */
   readonly onRemoved?: (table: 'events' | 'acks' | 'checkpoints', n: number) => void;
   readonly now?: () => Date;
+  /**
+   * The monotonic clock (default performance.now). An age cut is measured at the wall clock, but
+   * never past where this clock moved since the retention started; given with `now` in tests.
+   */
+  readonly monoNow?: () => number;
 }
 
 /**
@@ -148,7 +153,42 @@ export class OnlineRetention {
   private error: string | undefined;
   private last: RetentionRun | undefined;
 
-  constructor(private readonly o: OnlineRetentionOptions) {}
+  /** Both clocks read together at the start: see ageNow(). */
+  private readonly anchor: { readonly wallMs: number; readonly monoMs: number };
+  private saidStep = false;
+
+  constructor(private readonly o: OnlineRetentionOptions) {
+    this.anchor = { wallMs: this.wallNow().getTime(), monoMs: this.monoNow() };
+  }
+
+  private wallNow(): Date {
+    return this.o.now?.() ?? new Date();
+  }
+
+  private monoNow(): number {
+    // an injected wall clock without a monotonic one is a test that moves time by hand: follow it
+    return this.o.monoNow?.() ?? (this.o.now ? Number.NaN : performance.now());
+  }
+
+  /**
+   * The time an age cut is measured at: the wall clock, but never ahead of the start's wall time
+   * plus the monotonic time since. A forward wall-clock step (NTP, an RTC wrong until it syncs, a
+   * VM restored) would otherwise make rows inside the promised window look old and remove them for
+   * good (probe8 C1: a +2 d step removed the last hour's versions); a backward step only keeps more.
+   */
+  private ageNow(say: (line: string) => void): Date {
+    const wall = this.wallNow();
+    const steady = this.anchor.wallMs + (this.monoNow() - this.anchor.monoMs);
+    if (!(wall.getTime() > steady)) return wall; // NaN (a hand-moved test clock) or not ahead: the wall clock
+    const aheadMs = wall.getTime() - steady;
+    if (aheadMs > 60_000 && !this.saidStep) {
+      this.saidStep = true;
+      say(
+        `retention: the wall clock is ${Math.round(aheadMs / 1000)} s ahead of the time measured since this planner started (a clock step?): ages are measured on the latter`,
+      );
+    }
+    return new Date(steady);
+  }
 
   start(): void {
     if (this.timer || this.stopped) return;
@@ -190,7 +230,7 @@ export class OnlineRetention {
     try {
       const bounds = this.o.bounds();
       if (!bounds) return;
-      const now = this.o.now?.() ?? new Date();
+      const now = this.ageNow(say);
       const target = retentionTarget(log, this.o.policy, bounds, now);
       this.heldBy = target?.heldBy;
       // at or below what the log already keeps from (a floor that came later, a node that fell behind): nothing to do

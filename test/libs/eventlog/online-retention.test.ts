@@ -131,6 +131,41 @@ describe('online retention (review4 G8)', () => {
     }
   });
 
+  it('a forward wall-clock step does not make the promised window look old: ages follow the monotonic clock (probe8 C1)', async () => {
+    const log = await openLog(tmp.file(), steppingClock());
+    try {
+      retentionHistory(log, { seed: 5, steps: 80, checkpointEvery: 10 });
+      const latest = log.latestVersion()!;
+      let wallMs = Date.parse(latest.createdAt) + 1000;
+      let monoMs = 0;
+      const said: string[] = [];
+      const r = new OnlineRetention({
+        log,
+        policy: { ageMs: 3_600_000 }, // the whole history is minutes old
+        bounds: () => ({ floors: [] }),
+        now: () => new Date(wallMs),
+        monoNow: () => monoMs,
+        say: (l) => said.push(l),
+      });
+      await r.runOnce();
+      expect(r.status()).toMatchObject({ oldestVersion: 1, lastCompaction: null });
+      wallMs += 2 * 86_400_000; // the clock steps 2 days ahead; 30 s pass
+      monoMs += 30_000;
+      await r.runOnce();
+      expect(r.status()).toMatchObject({ oldestVersion: 1, lastCompaction: null }); // nothing removed
+      expect(said).toEqual([
+        expect.stringMatching(/^retention: the wall clock is 172770 s ahead of the time measured since/),
+      ]);
+      // time really passing still ages rows: 2 hours on the monotonic clock
+      monoMs += 2 * 3_600_000;
+      await r.runOnce();
+      expect(r.status().oldestVersion).toBeGreaterThan(1);
+      expect(said.filter((l) => l.includes('wall clock is'))).toHaveLength(1); // said once
+    } finally {
+      log.close();
+    }
+  });
+
   it('growth: rows and bytes added over the window, per hour and per version', async () => {
     const log = await openLog(tmp.file(), steppingClock());
     try {
