@@ -8,6 +8,7 @@ export {
   rebuildAtSeq,
   replayVersion,
   replayAt,
+  readingRevisionAtSeq,
   contentSource,
   versionArtifact,
   type RebuildResult,

@@ -1,4 +1,9 @@
-import { LATEST_READING_REVISION, type ReadingRevision, type VersionArtifact } from '../model/index.ts';
+import {
+  LATEST_READING_REVISION,
+  readingRevisionOf,
+  type ReadingRevision,
+  type VersionArtifact,
+} from '../model/index.ts';
 import {
   ClusterState,
   rejectionKey,
@@ -113,6 +118,23 @@ export function rebuildAtSeq(log: EventLog, seq: number, opts: RebuildOptions = 
   }
   state.commit();
   return { seq, hash: state.hash(), state, rejections, checkpointSeq: from, eventsApplied: n };
+}
+
+/**
+ * The reading revision the planner read the events up to `seq` with: that of the first version
+ * made from events that covers `seq` (its seq range ends at or after it), or the latest revision
+ * when no version covers it yet (a planner reads new events with the latest). `replay --to-seq`
+ * folds with it, so a seq inside a revision-1 stretch of an upgraded log rebuilds what that
+ * planner saw, not what this release would read.
+ */
+export function readingRevisionAtSeq(log: EventLog, seq: number): ReadingRevision {
+  const row = databaseOf(log)
+    .prepare(
+      `SELECT coalesce(reading_revision, 1) AS r FROM versions
+        WHERE seq_to >= ? AND content_of IS NULL ORDER BY version LIMIT 1`,
+    )
+    .get(seq) as { r: number } | undefined;
+  return row ? readingRevisionOf(row.r, `the version covering seq ${seq}`) : LATEST_READING_REVISION;
 }
 
 /** Follows pins/rollbacks (contentOf) to the version whose content came from events. */

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { EventLog, rebuildAtSeq, replayAt, replayVersion } from '../../../libs/eventlog/index.ts';
+import { EventLog, readingRevisionAtSeq, rebuildAtSeq, replayAt, replayVersion } from '../../../libs/eventlog/index.ts';
 import { canonicalJson } from '../../../libs/model/index.ts';
 import { UsageError } from '../cli-errors.ts';
 import { inputFile, time } from '../flag-values.ts';
@@ -45,8 +45,17 @@ export function registerReplay(program: Command, setExit: SetExit): void {
       try {
         const opts = { sequential: o.sequential };
         if (o.toSeq !== undefined) {
-          const r = rebuildAtSeq(log, count(o.toSeq, '--to-seq'), opts);
-          const out = { seq: r.seq, hash: r.hash, checkpointSeq: r.checkpointSeq, eventsApplied: r.eventsApplied };
+          const seq = count(o.toSeq, '--to-seq');
+          // Read with the rules the planner read those events with (an upgraded log holds both).
+          const readingRevision = readingRevisionAtSeq(log, seq);
+          const r = rebuildAtSeq(log, seq, { ...opts, readingRevision });
+          const out = {
+            seq: r.seq,
+            hash: r.hash,
+            checkpointSeq: r.checkpointSeq,
+            eventsApplied: r.eventsApplied,
+            readingRevision,
+          };
           process.stdout.write(o.json ? canonicalJson(out) + '\n' : `seq ${r.seq} hash ${r.hash}\n`);
           setExit(0);
           return;

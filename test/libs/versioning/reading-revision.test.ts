@@ -1,5 +1,13 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { Compaction, EMPTY_POSITION, replayVersion, verifyLog, type EventLog } from '../../../libs/eventlog/index.ts';
+import {
+  Compaction,
+  EMPTY_POSITION,
+  readingRevisionAtSeq,
+  rebuildAtSeq,
+  replayVersion,
+  verifyLog,
+  type EventLog,
+} from '../../../libs/eventlog/index.ts';
 import { databaseOf } from '../../../libs/eventlog/database-handle.ts';
 import { exportRows, importRows } from '../../../libs/eventlog/log-rows.ts';
 import type { ClusterDataIndex } from '../../../libs/planner/index.ts';
@@ -129,6 +137,29 @@ describe('reading revisions', () => {
       expect(readings(replayVersion(log, made.at(-1)!.version).state.data)).toEqual(REVISION_1);
       expect(replayVersion(log, v!.record.version).hash).toBe(v!.record.hash);
       expect(verifyLog(log, { deep: true }).ok).toBe(true);
+    } finally {
+      log.close();
+    }
+  });
+
+  it('replay --to-seq reads a seq with the revision of the version that covers it (revision 1 before the upgrade, 2 after)', async () => {
+    const { log, made } = await previousReleaseLog();
+    try {
+      const upgraded = DataAxis.restore(log);
+      upgraded.sync();
+      upgraded.ingest([service('after', '10.96.0.99', [{ name: 'http', port: 80 }])]);
+      const after = upgraded.sync()!;
+      for (const m of made) {
+        const seq = log.version(m.version)!.seqTo;
+        expect(readingRevisionAtSeq(log, seq), `seq ${seq}`).toBe(1);
+        // the state after the version's last event is the version: bit for bit under its revision
+        expect(rebuildAtSeq(log, seq, { readingRevision: readingRevisionAtSeq(log, seq) }).hash).toBe(m.hash);
+      }
+      // the latest rules read the revision-1 stretch differently (P9/P10/P11), so the choice matters
+      const lastOld = log.version(made.at(-1)!.version)!.seqTo;
+      expect(rebuildAtSeq(log, lastOld).hash).not.toBe(made.at(-1)!.hash);
+      expect(readingRevisionAtSeq(log, after.record.seqTo)).toBe(2);
+      expect(readingRevisionAtSeq(log, log.lastSeq() + 1)).toBe(2); // not covered yet: the latest
     } finally {
       log.close();
     }
