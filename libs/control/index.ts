@@ -47,6 +47,8 @@ export {
   ackMismatch,
   newestHealth,
   summarizeStatus,
+  canaryBlocker,
+  notCanaryNodes,
   DEFAULT_NODE_STATUS_THRESHOLDS,
   type ExpectedHashes,
   type NodeObservation,

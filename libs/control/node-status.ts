@@ -231,3 +231,30 @@ export function summarizeStatus(rows: readonly Pick<NodeStatusRow, 'status'>[]):
   for (const r of rows) out[r.status] += 1;
   return out;
 }
+
+/**
+ * Why a node may not be a rollout's canary (its status word and reason), or undefined when it may:
+ * its applier must be live and in sync. SYNCED is; so is APPLYING while the node runs its target's
+ * config revision (it is only taking a newer data version, which a busy cluster publishes every
+ * few seconds, so SYNCED alone would refuse rollouts at random). UNKNOWN (no applier, silent),
+ * STALE and ERROR are not: a canary that cannot answer proves nothing about the revision (W1).
+ */
+export function canaryBlocker(
+  row: Pick<NodeStatusRow, 'status' | 'reason' | 'appliedConfigRevision' | 'targetConfigRevision'>,
+): string | undefined {
+  if (row.status === 'SYNCED') return undefined;
+  if (row.status === 'APPLYING' && row.appliedConfigRevision === row.targetConfigRevision) return undefined;
+  return `${row.status} (${row.reason})`;
+}
+
+/** The nodes of `rows` that may not be a canary, with why (planWaves' `notCanary`). */
+export function notCanaryNodes(
+  rows: readonly Pick<NodeStatusRow, 'node' | 'status' | 'reason' | 'appliedConfigRevision' | 'targetConfigRevision'>[],
+): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const r of rows) {
+    const why = canaryBlocker(r);
+    if (why !== undefined) out.set(r.node, why);
+  }
+  return out;
+}

@@ -30,6 +30,11 @@ import {
 export interface RolloutRequest {
   readonly waves: readonly WaveSpec[];
   readonly nodes: readonly string[];
+  /**
+   * Fleet nodes that may not be the canary, with why (notCanaryNodes over the nodes' status): the
+   * first wave is taken among the others, or the rollout is refused (planWaves, W1).
+   */
+  readonly notCanary: ReadonlyMap<string, string>;
   readonly pauseOnError: boolean;
   /** Bake, wave timeout, failure budget and gates; DEFAULT_WAVE_POLICY when absent. */
   readonly policy?: WavePolicy;
@@ -173,7 +178,7 @@ export class ConfigAxis {
 
   startRollout(o: RolloutRequest & { revision: number }, who: Actor): ConfigTargetState {
     if (!this.log.configRevision(o.revision)) throw new Error(`config revision ${o.revision} does not exist`);
-    const waves = planWaves(o.nodes, o.waves);
+    const waves = planWaves(o.nodes, o.waves, o.notCanary);
     const now = this.read();
     const next = startRollout(this.targetState, {
       configRevision: o.revision,

@@ -2,6 +2,7 @@ import type { EventLog } from '../../libs/eventlog/index.ts';
 import { nodesBehind, replayableFrom, type RetentionFloor } from '../../libs/eventlog/index.ts';
 import {
   monoOfWall,
+  notCanaryNodes,
   type ExpectedHashes,
   type NodeReport,
   type NodeStatusRow,
@@ -619,6 +620,11 @@ export class Planner {
     return [...this.fleetView(nowMs).nodes];
   }
 
+  /** The fleet a rollout waves over, and those of its nodes that may not be its canary (W1). */
+  private waveFleet(): { nodes: string[]; notCanary: Map<string, string> } {
+    return { nodes: this.fleet(), notCanary: notCanaryNodes(this.status()) };
+  }
+
   /** The fleet, and the nodes outside the selector that report anyway (shown in status, never counted). */
   private fleetView(nowMs: number): Fleet {
     const live = this.data.live;
@@ -869,7 +875,7 @@ export class Planner {
     rollout?: { waves: WaveSpec[]; pauseOnError: boolean; policy?: WavePolicy },
   ) {
     return this.serial(async () => {
-      const rev = this.config.newRevision(change, who, kind, rollout && { ...rollout, nodes: this.fleet() });
+      const rev = this.config.newRevision(change, who, kind, rollout && { ...rollout, ...this.waveFleet() });
       await this.committed(`config revision ${rev.revision} (${kind})`);
       if (this.config.state.rollout?.configRevision === rev.revision) await this.publishAndTarget();
       return { revision: rev.revision, hash: rev.hash, config: rev.config, state: this.config.state };
@@ -904,7 +910,7 @@ export class Planner {
           {
             revision: o.revision,
             waves: o.waves,
-            nodes: this.fleet(),
+            ...this.waveFleet(),
             pauseOnError: !!o.pauseOnError,
             policy: o.policy,
           },

@@ -26,6 +26,7 @@ async function axisWithClocks(policy: Partial<WavePolicy>) {
       { kind: 'percent', p: 100 },
     ],
     nodes: ['a', 'b'],
+    notCanary: new Map(),
     pauseOnError: false,
     policy: { ...DEFAULT_WAVE_POLICY, ...policy },
   });

@@ -10,6 +10,7 @@ const who = { actor: 'test', reason: 'test' };
 const rollout = {
   waves: [{ kind: 'percent' as const, p: 100 }],
   nodes: ['a', 'b'],
+  notCanary: new Map<string, string>(),
   pauseOnError: false,
   policy: DEFAULT_WAVE_POLICY,
 };
@@ -34,5 +35,31 @@ it('a change equal to the default makes nothing; one equal to another revision r
   expect(axis.newestRevision()).toBe(2);
   expect(axis.state.rollout).toMatchObject({ configRevision: 2, status: 'running' });
   expect(log.operations().find((o) => o.kind === 'config' && (o.params as { reused?: boolean }).reused)).toBeDefined();
+  log.close();
+});
+
+// W1: a rollout whose first wave can only take nodes without a live applier is refused, and the
+// revision it would have made is not recorded (the operation is one transaction).
+it('refuses a rollout with no eligible canary, recording nothing', async () => {
+  const log = await openLog(tmp.file());
+  const axis = ConfigAxis.restore(log, { ...DEFAULT_PROXY_CONFIG, scheduler: 'rr' }, () => new Date());
+  const opsBefore = log.operations().length;
+  const waves = [
+    { kind: 'count' as const, n: 1 },
+    { kind: 'percent' as const, p: 100 },
+  ];
+  const notCanary = new Map([
+    ['a', 'UNKNOWN (never heard from)'],
+    ['c', 'STALE (running version 1 config 1, target 2 config 1 set 61 s ago)'],
+  ]);
+  expect(() =>
+    axis.newRevision({ scheduler: 'wrr' }, who, 'config', { ...rollout, waves, nodes: ['a', 'c'], notCanary }),
+  ).toThrow(/^no canary: .* none of the 2 fleet nodes is: a UNKNOWN \(never heard from\); c STALE/);
+  expect(axis.newestRevision()).toBe(1);
+  expect(log.operations().length).toBe(opsBefore);
+  expect(axis.state.rollout).toBeUndefined();
+  // with b live, b is the canary although a sorts first
+  axis.newRevision({ scheduler: 'wrr' }, who, 'config', { ...rollout, waves, nodes: ['c', 'b', 'a'], notCanary });
+  expect(axis.state.rollout?.waves).toEqual([['b'], ['b', 'a', 'c']]);
   log.close();
 });

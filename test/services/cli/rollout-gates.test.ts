@@ -177,9 +177,20 @@ describe('rollout gates with a real planner, nats-server and dry-run appliers', 
   });
 
   it('rollout --pause stops a running rollout where it is (recorded with its reason); --resume goes on', async () => {
-    await start(); // no appliers: the wave's node never ACKs, so the rollout stays running until paused
+    await start();
     expect((await ctl('config', 'set', 'scheduler=wrr')).code).toBe(0);
-    expect((await ctl('rollout', '--config-revision', '2', '--waves', '1,100%')).code).toBe(0);
+    // No applier runs yet: no node may be the canary, so the rollout is refused in one line (W1;
+    // before, node-1 was the canary by name and the rollout waited on it for its wave timeout).
+    expect(await ctl('rollout', '--config-revision', '2', '--waves', '1,100%')).toEqual({
+      code: 1,
+      stdout: '',
+      stderr:
+        'switchboard: planner: no canary: the first wave takes 1 node(s) whose applier is live and in sync, and none of the 2 fleet nodes is: node-1 UNKNOWN (never heard from); node-2 UNKNOWN (never heard from)\n',
+    });
+    expect(planner!.planner.config.state.rollout).toBeUndefined();
+    await startAppliers('node-1'); // the canary; a long bake keeps the rollout running until paused
+    await until(async () => (await appliedRevision('node-1')) === 1, 15_000, 'node-1 on revision 1');
+    expect((await ctl('rollout', '--config-revision', '2', '--waves', '1,100%', '--bake', '10m')).code).toBe(0);
     const paused = await ctl('--actor', 'alice', 'rollout', '--pause', '--reason', 'pager went off');
     expect(paused).toEqual({
       code: 0,

@@ -89,6 +89,10 @@ describe('the planner checks the hashes an ACK echoes', () => {
 
   it('a rollout wave does not pass on an ACK whose node-state hash is not the planner rendering', async () => {
     const p = planner!.planner;
+    // the canary must be a node whose applier is live and in sync (W1): node-1 runs revision 1
+    const runs = nodeStateHash(renderNodeState(p.data.publishedData(), 'node-1', p.config.revision(1)!.config));
+    await sendAck(env.nc, ack('node-1', 1, 1, runs, p.data.latest()!.hash));
+    await until(() => p.status().find((n) => n.node === 'node-1')?.status === 'SYNCED', 3000, 'node-1 SYNCED');
     const res = await fetch(`${planner!.url}/mode`, {
       method: 'POST',
       body: JSON.stringify({ mode: 'nftables', waves: '1,100%', reason: 'try nftables' }),
@@ -297,7 +301,9 @@ describe('the fleet is the cluster, not every node ever heard (review4 G1)', () 
     // a restart seeds node-3's logged ACK, dated when it was heard: still gone
     p = await restart();
     expect(names()).toEqual(['node-1', 'node-2']);
-    // a rollout waves over the cluster's nodes only, so it can complete
+    // a rollout waves over the cluster's nodes only, so it can complete (node-1, live, is its canary: W1)
+    await sendAck(env.nc, ack('node-1', 1, 1, rendered('node-1'), hash));
+    await until(() => p.status().find((r) => r.node === 'node-1')?.status === 'SYNCED', 3000, 'node-1 SYNCED');
     const res = await fetch(`${planner!.url}/mode`, {
       method: 'POST',
       body: JSON.stringify({ mode: 'nftables', waves: '1,100%', reason: 'after a scale-down' }),

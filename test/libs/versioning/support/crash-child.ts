@@ -57,7 +57,12 @@ data.ingest([service('10.96.0.1', 1)]);
 data.sync();
 data.ingest([service('10.96.0.2', 2)]);
 data.sync();
-const rollout = { waves: [{ kind: 'count' as const, n: 1 }], nodes: ['n1', 'n2'], pauseOnError: true };
+const rollout = {
+  waves: [{ kind: 'count' as const, n: 1 }],
+  nodes: ['n1', 'n2'],
+  notCanary: new Map(),
+  pauseOnError: true,
+};
 if (op === 'unpin') data.holdAt(1, 'pin', who);
 if (op === 'config-rollback') config.newRevision({ mode: 'nftables' }, who, 'mode', rollout);
 process.stdout.write(`before ${JSON.stringify(operatorState(real))}\n`);
