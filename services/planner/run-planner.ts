@@ -38,10 +38,11 @@ import {
   GroupMembers,
   LeaderLease,
   loadOrCreateSigningKey,
+  VERSIONS_STREAM,
 } from '../../libs/bus/index.ts';
 import { PlannerGroup, STOP_GRACE_MS } from './planner-group.ts';
 import { clusterGuard, withoutSupersededResume } from './cluster-guard.ts';
-import { createLogReplicator, versionAnchor, type LogReplicator } from '../../libs/eventlog/index.ts';
+import { createLogReplicator, logStreamName, versionAnchor, type LogReplicator } from '../../libs/eventlog/index.ts';
 import { retryTransient, type BusAuth } from '../../libs/bus/index.ts';
 import { Planner } from './planner.ts';
 import { plannerMetrics } from './planner-metrics.ts';
@@ -144,7 +145,11 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
   // unusable address stops the planner before it appends, publishes or moves any target.
   let group: PlannerGroup | undefined;
   const current = () => group?.planner();
-  const metrics = plannerMetrics({ sourceProblem: () => current()?.sourceProblem(), group: () => group?.view() });
+  const metrics = plannerMetrics({
+    sourceProblem: () => current()?.sourceProblem(),
+    group: () => group?.view(),
+    nodes: () => current()?.status(),
+  });
   let serving = false;
   // The API's /status, its redirect of writes and the console all show the group from this one view.
   const groupView = () => (group ? { ...group.view(), planners: members?.list() ?? [] } : undefined);
@@ -216,6 +221,7 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
   try {
     log = await EventLog.open({ file: o.db, writer: 'a planner' });
     if (log.migrated.length > 0) say(`event log migrated: ${log.migrated.join(', ')}`);
+    metrics.attach({ storage: () => logStorage(log.file), retained: () => retentionStatus(log, null) });
   } catch (e) {
     server.close();
     tokens?.close();
@@ -261,6 +267,7 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
       { say },
     );
     const nc = bus.connection();
+    metrics.attach({ streams: { nc: () => nc, names: () => [VERSIONS_STREAM, logStreamName(groupName)] } });
     // A flush that cannot reach the group gives up within half a lease TTL: a leader never blocks
     // longer than it may act (its lease runs out at 3/4 TTL without renewals anyway).
     replicator = await startupStep(

@@ -72,6 +72,11 @@ describe('applier service', () => {
       const metrics = await (await fetch(`http://127.0.0.1:${svc.httpPort}/metrics`)).text();
       expect(metrics).toMatch(/^switchboard_applier_applied_version 1$/m);
       expect(metrics).toMatch(/^switchboard_applier_acks_total\{path="checkpoint",skipped="false"\} 1$/m);
+      // prom-client's default metrics on the same registry, and no metric family twice (O1)
+      expect(metrics).toMatch(/^# TYPE process_cpu_user_seconds_total counter$/m);
+      expect(metrics).toMatch(/^# TYPE nodejs_heap_size_used_bytes gauge$/m);
+      const families = [...metrics.matchAll(/^# TYPE (\S+) /gm)].map((m) => m[1]);
+      expect(families.filter((n, i) => families.indexOf(n) !== i)).toEqual([]);
       // A dry-run node has no dataplane to probe: it says so with the ACK, on /healthz and in /metrics.
       expect(ack.kind === 'ack' && ack.v.health).toMatchObject({
         verdict: 'unprobed',
