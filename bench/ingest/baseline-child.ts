@@ -84,7 +84,7 @@ async function main(): Promise<void> {
   }
   let events = 0;
   const informer = new ClusterInformer({
-    kubeConfig: loadKubeConfig({ kubeconfig: args.kubeconfig }),
+    kubeConfig: await loadKubeConfig({ kubeconfig: args.kubeconfig }),
     sink: () => {
       events += 1;
     },

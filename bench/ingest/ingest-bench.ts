@@ -310,7 +310,7 @@ async function main(): Promise<void> {
   const sinkSeen = new Map<string, number>();
   let sinkEvents = 0;
   informer = new ClusterInformer({
-    kubeConfig: loadKubeConfig({ kubeconfig: kc.path }),
+    kubeConfig: await loadKubeConfig({ kubeconfig: kc.path }),
     sink: (e) => {
       sinkEvents += 1;
       if (!e.relist) sinkSeen.set(e.resourceVersion, now());

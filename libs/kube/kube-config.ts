@@ -1,8 +1,13 @@
 // Picks the cluster credentials the way kubectl users expect: an explicit --kubeconfig
 // file, else in-cluster service account when asked, else KUBECONFIG / ~/.kube/config.
+//
+// @kubernetes/client-node is imported here, when credentials are loaded, and nowhere else as a
+// value: loading it costs ~1 s of CPU (about 2,000 modules), which every command that reaches
+// libs/kube (`plan`, `apply`, `planner --manifests`, `planner --help`) paid without ever talking to
+// Kubernetes. test/build/dist.test.ts fails when `plan` loads it again.
 
 import { accessSync, constants, existsSync } from 'node:fs';
-import { KubeConfig } from '@kubernetes/client-node';
+import type { KubeConfig } from '@kubernetes/client-node';
 
 /** Where a pod's service account is mounted (what KubeConfig.loadFromCluster reads). */
 export const SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
@@ -16,11 +21,12 @@ export interface LoadKubeConfigOptions {
   context?: string;
 }
 
-export function loadKubeConfig(options: LoadKubeConfigOptions = {}): KubeConfig {
-  const kc = new KubeConfig();
+export async function loadKubeConfig(options: LoadKubeConfigOptions = {}): Promise<KubeConfig> {
   if (options.kubeconfig !== undefined && options.inCluster) {
     throw new Error('choose either a kubeconfig file or in-cluster configuration, not both');
   }
+  const { KubeConfig } = await import('@kubernetes/client-node');
+  const kc = new KubeConfig();
   if (options.kubeconfig !== undefined) {
     if (!existsSync(options.kubeconfig)) throw new Error(`kubeconfig file not found: ${options.kubeconfig}`);
     try {

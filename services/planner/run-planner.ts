@@ -1,4 +1,5 @@
 import type { Server } from 'node:http';
+import type { KubeConfig } from '@kubernetes/client-node';
 import {
   EventLog,
   logGrowth,
@@ -193,10 +194,10 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
   // A Kubernetes source's cluster, read before the log is opened: a planner that cannot tell which
   // cluster it watches must not join a group (cluster-guard.ts). A kubeconfig that cannot be loaded
   // (the CLI refuses it up front) fails the source when this planner leads, as before (review5 F7).
-  let kubeConfig: ReturnType<typeof loadKubeConfig> | Error | undefined;
+  let kubeConfig: KubeConfig | Error | undefined;
   if (o.manifests === undefined)
     try {
-      kubeConfig = loadKubeConfig({ kubeconfig: o.kubeconfig, inCluster: o.inCluster });
+      kubeConfig = await loadKubeConfig({ kubeconfig: o.kubeconfig, inCluster: o.inCluster });
     } catch (e) {
       kubeConfig = e as Error;
     }
@@ -477,11 +478,7 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
 }
 
 /** Reads the kube-system Namespace's uid once; every failure names the step. */
-async function readCluster(
-  kc: ReturnType<typeof loadKubeConfig>,
-  say: (line: string) => void,
-  retryMs?: number,
-): Promise<ClusterIdentity> {
+async function readCluster(kc: KubeConfig, say: (line: string) => void, retryMs?: number): Promise<ClusterIdentity> {
   const server = kc.getCurrentCluster()!.server;
   const step = `reading the cluster's identity (the kube-system Namespace) from ${server}`;
   try {

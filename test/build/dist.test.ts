@@ -82,6 +82,39 @@ describe('npm run build (dist/)', { timeout: 90_000 }, () => {
     expect(heavyLoaded(db.loaded).some((u) => u.includes('/better-sqlite3/'))).toBe(true);
   });
 
+  it('plan and planner --help load no Kubernetes client; a planner reading a kubeconfig does', () => {
+    // @kubernetes/client-node is ~2,000 modules (~1 s of CPU): only a kubeconfig or in-cluster
+    // source loads it (libs/kube/kube-config.ts); `plan` loaded it through libs/kube before
+    const kube = (loaded: string[]) => loaded.filter((u) => u.includes('/node_modules/@kubernetes/client-node/'));
+    const plan = runRecorded([
+      'plan',
+      '--manifests',
+      path.join(root, 'examples/demo'),
+      '--node',
+      'node-a',
+      '--format',
+      'json',
+    ]);
+    expect(plan.code).toBe(0);
+    expect(JSON.parse(plan.stdout)).toHaveProperty('boundAddresses');
+    expect(kube(plan.loaded)).toEqual([]);
+    expect(plan.loaded.some((u) => /\/dist\/chunks\/plan-\w+\.js$/.test(u))).toBe(true);
+    const help = runRecorded(['planner', '--help']);
+    expect(help.code).toBe(0);
+    expect(kube(help.loaded)).toEqual([]);
+    // the recorder sees it where it is needed (so the checks above can fail)
+    const junk = path.join(work, 'junk.kubeconfig');
+    writeFileSync(junk, 'not: [a kubeconfig\n');
+    const db = path.join(work, 'never.db');
+    const planner = runRecorded(['planner', '--kubeconfig', junk, '--nats', 'nats://127.0.0.1:1', '--db', db]);
+    expect(planner.code).toBe(2);
+    expect(planner.stderr).toMatch(
+      /^switchboard: --kubeconfig: kubeconfig \S+junk.kubeconfig: cannot read it as a kubeconfig/,
+    );
+    expect(kube(planner.loaded).length).toBeGreaterThan(100);
+    expect(existsSync(db)).toBe(false);
+  });
+
   it('every command module in services/cli/commands is registered (lazily) in index.ts', () => {
     // a command module exports `registerX(program: Command, setExit)`; helpers (ctl-wait.ts...) do not
     const dir = path.join(root, 'services/cli/commands');

@@ -111,7 +111,7 @@ export function registerCredentials(program: Command, setExit: SetExit): void {
         const { kubeJwks, nodeExists } = await import('../../../libs/nodecreds/index.ts');
         const { serveCredentialRequests } = await import('../../../libs/nodecreds/index.ts');
         const { connectBus } = await import('../../../libs/bus/index.ts');
-        const http = kubeHttpFromConfig(loadKubeConfig({ inCluster: o.inCluster, kubeconfig: o.kubeconfig }));
+        const http = kubeHttpFromConfig(await loadKubeConfig({ inCluster: o.inCluster, kubeconfig: o.kubeconfig }));
         const fileJwks = o.jwksFile ? (JSON.parse(readFileSync(o.jwksFile, 'utf8')) as JSONWebKeySet) : undefined;
         const nc = await connectBus({
           servers: o.nats.split(','),

@@ -232,7 +232,7 @@ export function registerPlanner(program: Command, setExit: SetExit): void {
         // planner holding its group's lease without a source (review5 F7).
         if (o.kubeconfig !== undefined || o.inCluster) {
           try {
-            loadKubeConfig({ kubeconfig: o.kubeconfig, inCluster: o.inCluster });
+            await loadKubeConfig({ kubeconfig: o.kubeconfig, inCluster: o.inCluster });
           } catch (e) {
             throw new UsageError(`${o.inCluster ? '--in-cluster' : '--kubeconfig'}: ${(e as Error).message}`);
           }

@@ -16,7 +16,7 @@ let a: KubeApiServer;
 let b: KubeApiServer;
 let kcA: WrittenKubeconfig;
 let kcB: WrittenKubeconfig;
-const http = (kc: WrittenKubeconfig) => kubeHttpFromConfig(loadKubeConfig({ kubeconfig: kc.path }));
+const http = async (kc: WrittenKubeconfig) => kubeHttpFromConfig(await loadKubeConfig({ kubeconfig: kc.path }));
 const isIdentityRead = (e: { path: string }) => e.path === CLUSTER_IDENTITY_PATH;
 
 beforeAll(async () => {
@@ -34,20 +34,22 @@ afterAll(async () => {
 
 describe('readClusterIdentity', () => {
   it("reads the kube-system Namespace's uid: one per cluster", async () => {
-    expect(await readClusterIdentity(http(kcA), { server: a.url })).toEqual({ uid: a.clusterUid, server: a.url });
-    expect(await readClusterIdentity(http(kcB), { server: b.url })).toEqual({ uid: b.clusterUid, server: b.url });
+    expect(await readClusterIdentity(await http(kcA), { server: a.url })).toEqual({ uid: a.clusterUid, server: a.url });
+    expect(await readClusterIdentity(await http(kcB), { server: b.url })).toEqual({ uid: b.clusterUid, server: b.url });
     expect(a.clusterUid).not.toBe(b.clusterUid);
   });
 
   it('a refusal is one line naming what to fix, not retried: 403 names the permission, 401 the credentials', async () => {
     const retries: string[] = [];
     a.failNext(1, { status: 403, match: isIdentityRead });
-    await expect(readClusterIdentity(http(kcA), { server: a.url, onRetry: (w) => retries.push(w) })).rejects.toThrow(
+    await expect(
+      readClusterIdentity(await http(kcA), { server: a.url, onRetry: (w) => retries.push(w) }),
+    ).rejects.toThrow(
       /403 Forbidden.*the planner needs "get" on namespaces, resourceNames \["kube-system"\] \(deploy\/kubernetes\/base\/rbac\.yaml\)$/,
     );
     const noToken = await writeKubeconfig({ server: b.url });
     try {
-      await expect(readClusterIdentity(http(noToken), { server: b.url })).rejects.toThrow(
+      await expect(readClusterIdentity(await http(noToken), { server: b.url })).rejects.toThrow(
         /401 Unauthorized.*does not accept the kubeconfig's credentials$/,
       );
     } finally {
@@ -59,7 +61,7 @@ describe('readClusterIdentity', () => {
   it('a 5xx or 429 is retried with each retry said; no answer at all gives up after withinMs naming the request', async () => {
     const retries: number[] = [];
     a.failNext(2, { status: 503, match: isIdentityRead });
-    const got = await readClusterIdentity(http(kcA), {
+    const got = await readClusterIdentity(await http(kcA), {
       server: a.url,
       onRetry: (_w, n) => retries.push(n),
       sleep: async () => {},
@@ -71,7 +73,7 @@ describe('readClusterIdentity', () => {
     await gone.stop();
     try {
       await expect(
-        readClusterIdentity(http(kc), { server: gone.url, withinMs: 600, sleep: async () => {} }),
+        readClusterIdentity(await http(kc), { server: gone.url, withinMs: 600, sleep: async () => {} }),
       ).rejects.toThrow(/ECONNREFUSED.*\(retried for 1 s\)$/);
     } finally {
       await kc.cleanup();

@@ -44,12 +44,14 @@ const summary = (events: KubeEvent[]) =>
 describe('ClusterInformer', () => {
   let server: KubeApiServer;
   let kubeconfig: WrittenKubeconfig;
+  let kubeConfig: Awaited<ReturnType<typeof loadKubeConfig>>;
   const informers: ClusterInformer[] = [];
   let events: KubeEvent[];
 
   beforeEach(async () => {
     server = await KubeApiServer.start({ token: 'secret', bookmarkIntervalMs: 100 });
     kubeconfig = await writeKubeconfig({ server: server.url, token: 'secret' });
+    kubeConfig = await loadKubeConfig({ kubeconfig: kubeconfig.path });
     events = [];
   });
   afterEach(async () => {
@@ -60,7 +62,7 @@ describe('ClusterInformer', () => {
 
   function startInformer(extra: Partial<ClusterInformerOptions> = {}): ClusterInformer {
     const informer = new ClusterInformer({
-      kubeConfig: loadKubeConfig({ kubeconfig: kubeconfig.path }),
+      kubeConfig,
       sink: (e) => {
         events.push(e);
       },
@@ -327,7 +329,7 @@ describe('ClusterInformer', () => {
       http410.compact();
       const store = new MemoryResumeStore({ Node: '1' });
       const informer = startInformer({
-        kubeConfig: loadKubeConfig({ kubeconfig: config.path }),
+        kubeConfig: await loadKubeConfig({ kubeconfig: config.path }),
         resumeStore: store,
         kinds: ['Node'],
       });
@@ -533,8 +535,10 @@ describe('ClusterInformer', () => {
     expect(server.requestsOf('list', 'Node')).toHaveLength(1);
   });
 
-  it('rejects a missing kubeconfig clearly', () => {
-    expect(() => loadKubeConfig({ kubeconfig: '/nonexistent/kubeconfig' })).toThrow(/kubeconfig file not found/);
-    expect(() => loadKubeConfig({ kubeconfig: kubeconfig.path, inCluster: true })).toThrow(/not both/);
+  it('rejects a missing kubeconfig clearly', async () => {
+    await expect(loadKubeConfig({ kubeconfig: '/nonexistent/kubeconfig' })).rejects.toThrow(
+      /kubeconfig file not found/,
+    );
+    await expect(loadKubeConfig({ kubeconfig: kubeconfig.path, inCluster: true })).rejects.toThrow(/not both/);
   });
 });

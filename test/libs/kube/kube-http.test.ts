@@ -43,7 +43,7 @@ describe('kubeHttpFromConfig connections', () => {
   });
 
   it('lists every page of a paged LIST over one kept connection', async () => {
-    const http = kubeHttpFromConfig(loadKubeConfig({ kubeconfig: kubeconfig.path }));
+    const http = kubeHttpFromConfig(await loadKubeConfig({ kubeconfig: kubeconfig.path }));
     const before = server.connectionsAccepted;
     let pages = 0;
     let names = 0;
@@ -66,7 +66,7 @@ describe('kubeHttpFromConfig connections', () => {
   it('an informer lists and watches every kind on at most one connection per kind', async () => {
     const events: KubeEvent[] = [];
     const informer = new ClusterInformer({
-      kubeConfig: loadKubeConfig({ kubeconfig: kubeconfig.path }),
+      kubeConfig: await loadKubeConfig({ kubeconfig: kubeconfig.path }),
       sink: (e) => {
         events.push(e);
       },

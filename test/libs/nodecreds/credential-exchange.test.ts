@@ -91,7 +91,7 @@ async function world(nodes: string[]): Promise<{ keys: AccountKeys; issuer: Issu
   kube = await KubeApiServer.start();
   for (const name of nodes) kube.create('Node', { apiVersion: 'v1', kind: 'Node', metadata: { name } });
   kubeconfig = await writeKubeconfig({ server: kube.url });
-  const http = kubeHttpFromConfig(loadKubeConfig({ kubeconfig: kubeconfig.path }));
+  const http = kubeHttpFromConfig(await loadKubeConfig({ kubeconfig: kubeconfig.path }));
   const issuer: IssuerOptions = {
     // what renderInstallSecrets gives the issuer: the readers account (nodes have no JetStream API)
     accountPublicKey: readersAccountPublicKey(keys),
