@@ -47,8 +47,14 @@ function noCanary(
 ): string {
   const shown = [...notCanary].sort(([a], [b]) => byCodeUnit(a, b)).slice(0, 3);
   const others = notCanary.size - shown.length;
-  const why = shown.map(([n, w]) => `${n} ${w}`).join('; ') + (others > 0 ? `; and ${others} more` : '');
+  const why = shown.map(([n, w]) => `${n} ${oneLine(w)}`).join('; ') + (others > 0 ? `; and ${others} more` : '');
   const names = eligible.slice(0, 3).join(', ') + (eligible.length > 3 ? ', …' : '');
   const have = eligible.length === 0 ? 'none' : `only ${eligible.length} (${names})`;
   return `no canary: the first wave takes ${size} node(s) whose applier is live and in sync, and ${have} of the ${fleet} fleet nodes is: ${why}`;
+}
+
+/** A reason on one short line: a node's NACK error (its words) may hold newlines or run long. */
+function oneLine(text: string): string {
+  const t = text.replace(/\s+/g, ' ');
+  return t.length > 160 ? `${t.slice(0, 159)}…` : t;
 }

@@ -70,6 +70,18 @@ describe('planWaves picks the canary among nodes whose applier is live and in sy
       /only 1 \(node-00\) of the 3 fleet nodes/,
     );
   });
+  it('keeps the refusal on one line whatever a node wrote in its NACK', () => {
+    const notCanary = new Map(fleet(2).map((n) => [n, `ERROR (NACK: line one\nline two ${'x'.repeat(300)})`]));
+    let message = '';
+    try {
+      planWaves(fleet(2), parseWaves('1,100%'), notCanary);
+    } catch (e) {
+      message = (e as Error).message;
+    }
+    expect(message).toMatch(/^no canary: .*node-00 ERROR \(NACK: line one line two x+…; node-01 ERROR/);
+    expect(message).not.toContain('\n');
+    expect(message.length).toBeLessThan(500);
+  });
   it('a single wave (the whole fleet at once) has no canary to choose', () => {
     const all = new Map(fleet(2).map((n) => [n, 'UNKNOWN (never heard from)']));
     expect(planWaves(fleet(2), parseWaves('100%'), all)).toEqual([['node-00', 'node-01']]);
