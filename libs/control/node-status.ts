@@ -87,6 +87,8 @@ export interface NodeStatusRow {
   readonly heartbeatAt: string | null;
   /** The node's newest health verdict (from its ACK or a later heartbeat) and the revision it is about; null: none sent. */
   readonly health: (HealthVerdict & { readonly configRevision: number }) | null;
+  /** What the node's newest heartbeat warns of (no failure: `ctl status` prints them under the table); [] when none. */
+  readonly warnings: readonly string[];
 }
 
 /**
@@ -155,6 +157,7 @@ export function nodeStatus(
     lastReportAt: last?.at ?? null,
     heartbeatAt: o.heartbeat?.at ?? null,
     health: newestHealth(o) ?? null,
+    warnings: o.heartbeat?.warnings ?? [],
   });
   if (o.viewStale) return row('UNKNOWN', `planner view stale: ${o.viewStale}`);
   const lastHeard = Math.max(o.lastAt ?? -Infinity, o.heartbeatAt ?? -Infinity);

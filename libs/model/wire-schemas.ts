@@ -62,6 +62,9 @@ export const MAX_REPORT_BYTES = 64 * 1024;
 export const MAX_REPORT_ERROR = 2000;
 /** Longest heartbeat/ACK detail and verdict reason kept. */
 export const MAX_REPORT_DETAIL = 1000;
+/** Most warnings one heartbeat carries, and the longest one (HeartbeatSchema.warnings). */
+export const MAX_NODE_WARNINGS = 8;
+export const MAX_NODE_WARNING = 1000;
 
 /**
  * `s` cut to at most `max` characters, the cut marked with how much was left out; shorter text
@@ -193,6 +196,14 @@ export const HeartbeatSchema = z.object({
    * applier with the same --node) show as two ids. Absent from appliers older than the field.
    */
   instance: z.string().max(64).optional(),
+  /**
+   * What the node wants an operator to know that is no failure (services/applier/node-warnings.ts:
+   * its change-notification listener down, a forward drop policy): shown under `ctl status` and in
+   * the console. Absent from appliers older than the field (and when there is nothing to say).
+   * Bounded, and refused over its bounds rather than cut: the applier cuts each entry before it
+   * sends (truncateReportText), so only a broken or hostile sender exceeds them.
+   */
+  warnings: z.array(z.string().max(MAX_NODE_WARNING)).max(MAX_NODE_WARNINGS).optional(),
   at: reportTime,
 });
 

@@ -107,7 +107,8 @@ export function registerCtl(program: Command, setExit: SetExit): void {
               (n.reason as string | undefined) ?? (n.lastError as string),
             ]),
             wide,
-          )
+          ) +
+          warningLines(nodes)
         );
       });
       setExit(0);
@@ -304,4 +305,20 @@ function groupLine(s: Record<string, unknown>): string {
     .map((p) => `${p.id}${p.id === self.id ? ' (this one)' : ''} ${p.leader ? 'leader' : 'follower'}${lag(p.lagRows)}`)
     .join('; ');
   return `group ${String(s.group)}: ${leader ? `planner ${leader.id} leads in term ${leader.term}` : noLeader}; planners: ${members}\n`;
+}
+
+/**
+ * `WARN NODE: text` lines under the status table, one per warning a node's newest heartbeat carries
+ * (/status `nodes[].warnings`, services/applier/node-warnings.ts): what is no failure yet wants an
+ * operator (a change-notification listener down, a forward drop policy). Each is one line (the
+ * table's rule for cells) and whole, also without -o wide: a warning cut short says too little.
+ * Nothing from a planner older than the field.
+ */
+export function warningLines(nodes: readonly Record<string, unknown>[]): string {
+  let out = '';
+  for (const n of nodes) {
+    const ws = Array.isArray(n.warnings) ? n.warnings : [];
+    for (const w of ws) out += `WARN ${String(n.node)}: ${String(w).replace(/\s*\n\s*/g, ' ')}\n`;
+  }
+  return out;
 }

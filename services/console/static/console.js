@@ -267,6 +267,13 @@
           `<td>${n.targetVersion}</td><td>${n.appliedVersion ?? '-'}</td><td>${cfg(n)}</td><td>${esc(n.mode ?? '-')}</td><td>${n.lag}</td><td>${verdict(n.health)}</td><td class="err">${esc(n.lastError ?? '')}</td></tr>`,
       )
       .join('');
+    // What the nodes' heartbeats warn of (no failure: listener down, a forward drop policy), as
+    // `ctl status` prints them under its table. Node-written text: escaped, never markup.
+    const warned = rows.flatMap((n) => (n.warnings ?? []).map((w) => ({ node: n.node, w })));
+    $('node-warnings').innerHTML = warned
+      .map(({ node, w }) => `<li data-node="${esc(node)}"><b>WARN</b> ${esc(node)}: ${esc(w)}</li>`)
+      .join('');
+    $('node-warnings').hidden = warned.length === 0;
     // The next frame after the rows exist is the one that paints them (bench/console reads this).
     if (first && rows.length)
       requestAnimationFrame(() => requestAnimationFrame(() => performance.mark('sb-grid-painted')));

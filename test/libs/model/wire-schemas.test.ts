@@ -11,6 +11,8 @@ import {
   AckOrNackSchema,
   checkWire,
   HeartbeatSchema,
+  MAX_NODE_WARNING,
+  MAX_NODE_WARNINGS,
   MAX_REPORT_DETAIL,
   MAX_REPORT_ERROR,
   parseWire,
@@ -301,5 +303,22 @@ describe('node reports are bounded (review3 N2)', () => {
     expect(checkWire(HeartbeatSchema, { ...beat, mode: 'm'.repeat(33) }, 'hb')).toMatchObject({
       error: expect.stringMatching(/^hb: mode: /),
     });
+  });
+
+  it('a heartbeat carries up to 8 warnings of up to 1000 characters; more is refused with one line; none still parses', () => {
+    expect(checkWire(HeartbeatSchema, beat, 'hb')).toEqual({ value: beat }); // an older applier's
+    const warnings = ['<b>listener down</b>', 'w'.repeat(MAX_NODE_WARNING), ...Array(6).fill('x')];
+    expect(checkWire(HeartbeatSchema, { ...beat, warnings }, 'hb')).toEqual({ value: { ...beat, warnings } });
+    for (const [bad, where] of [
+      [[...warnings, 'ninth'], /^hb: warnings: Too big: .*8/],
+      [['w'.repeat(MAX_NODE_WARNING + 1)], /^hb: warnings\.0: Too big: .*1000/],
+      [[42], /^hb: warnings\.0: /],
+      ['not a list', /^hb: warnings: /],
+    ] as const) {
+      const r = checkWire(HeartbeatSchema, { ...beat, warnings: bad }, 'hb');
+      expect(r).toMatchObject({ error: expect.stringMatching(where) });
+      expect((r as { error: string }).error).not.toContain('\n');
+    }
+    expect(MAX_NODE_WARNINGS).toBe(8);
   });
 });

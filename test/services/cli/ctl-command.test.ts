@@ -410,4 +410,52 @@ describe('ctl refuses a /status of another shape in one line (review5 F6)', () =
       server.close();
     }
   });
+
+  it('status prints each node warning as a WARN NODE: text line under the table, whole and on one line; --json keeps them', async () => {
+    const { createServer } = await import('node:http');
+    const row = (node: string, warnings?: string[]) => ({
+      node,
+      status: 'SYNCED',
+      mode: 'ipvs',
+      targetVersion: 4,
+      appliedVersion: 4,
+      appliedConfigRevision: 1,
+      targetConfigRevision: 1,
+      lag: 0,
+      reason: 'running version 4 config 1',
+      ...(warnings ? { warnings } : {}),
+    });
+    const long = `forward drop ${'x'.repeat(200)}`;
+    const answer = {
+      latestVersion: 4,
+      rejectedTotal: 0,
+      synced: true,
+      config: { defaultRevision: 1 },
+      // node-c: a planner older than the field sends no warnings at all
+      nodes: [row('node-a', ['listener down', `two\nlines`]), row('node-b', []), row('node-c'), row('node-d', [long])],
+    };
+    const server = createServer((_req, res) =>
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(answer)),
+    );
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+    try {
+      const r = await sbIn(['ctl', '--server', url, 'status']);
+      expect(r.code).toBe(0);
+      const lines = r.stdout.trimEnd().split('\n');
+      expect(lines[0]).toBe('version 4, config revision 1, rejected objects 0');
+      expect(lines[1]).toMatch(/^NODE\s+STATUS\s+MODE/);
+      expect(lines.slice(2, 6).map((l) => l.split(/\s+/)[0])).toEqual(['node-a', 'node-b', 'node-c', 'node-d']);
+      expect(lines.slice(6)).toEqual(['WARN node-a: listener down', 'WARN node-a: two lines', `WARN node-d: ${long}`]);
+      const json = JSON.parse((await sbIn(['ctl', '--server', url, 'status', '--json'])).stdout);
+      expect(json.nodes.map((n: { warnings?: string[] }) => n.warnings)).toEqual([
+        ['listener down', 'two\nlines'],
+        [],
+        undefined,
+        [long],
+      ]);
+    } finally {
+      server.close();
+    }
+  });
 });

@@ -310,6 +310,43 @@ describe.skipIf(!CHROMIUM)('console at /ui', () => {
     await c.screenshot(page, 'console-1000-nodes');
   }, 180_000);
 
+  it("shows a node's heartbeat warnings under the grid as text, never as markup", async () => {
+    c = await consoleEnv(2);
+    await c.ackAll();
+    const p = c.planner.planner;
+    const page = await c.open(TOKENS.viewer);
+    await page.waitForFunction("document.querySelectorAll('#nodes .w-SYNCED').length === 2", undefined, {
+      timeout: 30_000,
+    });
+    expect(await page.locator('#node-warnings').isHidden()).toBe(true);
+    const t = p.targetOf('node-1');
+    const hostile = `<img src=x onerror="window.pwned=1"><b id="injected">bold</b> & 'quoted'`;
+    const hb = {
+      node: 'node-1',
+      appliedVersion: t.version,
+      appliedConfigRevision: t.configRevision,
+      mode: 'nftables',
+      healthy: true,
+      detail: '',
+      warnings: ['nftables change-notification listener down since 12:00:00', hostile],
+      at: new Date().toISOString(),
+    };
+    c.env.nc.publish(heartbeatSubject('node-1'), JSON.stringify(hb));
+    const items = page.locator('#node-warnings li');
+    await items.nth(1).waitFor({ timeout: 30_000 });
+    expect(await items.allTextContents()).toEqual([
+      'WARN node-1: nftables change-notification listener down since 12:00:00',
+      `WARN node-1: ${hostile}`,
+    ]);
+    expect(await page.locator('#injected').count()).toBe(0);
+    expect(await page.locator('#node-warnings img').count()).toBe(0);
+    expect(await page.evaluate('window.pwned')).toBeUndefined();
+    expect(await page.locator('#nodes .w-SYNCED').count()).toBe(2); // a warning is no failure
+    // The node says nothing more: the list goes.
+    c.env.nc.publish(heartbeatSubject('node-1'), JSON.stringify({ ...hb, warnings: [], at: new Date().toISOString() }));
+    await page.locator('#node-warnings').waitFor({ state: 'hidden', timeout: 30_000 });
+  }, 120_000);
+
   it('asks for a token when it has none, and says when one is refused', async () => {
     c = await consoleEnv(1);
     const page = await c.open('wrong-token');
