@@ -17,14 +17,22 @@ import { NFT_FAMILY, NFT_TABLE } from './nftables/index.ts';
  * chains hooked at forward, in any table but ours (native nft and iptables-nft alike: `nft list
  * chains` shows both), and iptables-legacy's FORWARD, whose POLICY is drop. Such a chain may
  * still accept our traffic in a rule (docker's DOCKER-USER, a firewalld zone), so it is named as
- * a warning — in the apply's notes and the log, once per change — never as a failure.
- * nftables mode only: in ipvs mode the glue's KUBE-FORWARD accepts at the top of iptables-nft's
- * FORWARD (a native nft drop chain would still win there: not checked, see docs/nftables-mode.md).
+ * a warning — in the apply's notes, the log once per change, and the node's heartbeat (onReport:
+ * `ctl status` shows it) — never as a failure.
+ *
+ * ipvs mode (node10 part 3): the glue's KUBE-FORWARD accepts marked and established traffic from
+ * iptables' own FORWARD chain (`iptables`, iptables-nft on Debian), so a DROP policy there is
+ * harmless while our jump is in it. What our rules cannot answer is named: a FORWARD with policy
+ * DROP and no jump to KUBE-FORWARD in iptables-nft or iptables-legacy, IPv4 or IPv6 (docker's on
+ * the variant we do not program, or ours not in place), and a native nft base chain at the forward
+ * hook with policy drop in any other table (firewalld's): each base chain decides on its own.
  */
 export interface ForwardDropCheckOptions {
   readonly netns?: string;
   readonly exec?: Exec;
   readonly log?: (line: string) => void;
+  /** Each check's result when it differs from the last one's (undefined: nothing found); the node warning. */
+  readonly onReport?: (report: string | undefined) => void;
   /** Look again at most this often (ms; default 10 000), as the leftover check. */
   readonly minCheckIntervalMs?: number;
 }
@@ -50,15 +58,50 @@ export function legacyForwardDrops(save: string): boolean {
   return !!filter && /^:FORWARD DROP /m.test(filter);
 }
 
+/**
+ * Pure: whether an iptables-save text's filter FORWARD policy is DROP with no rule of FORWARD
+ * jumping to KUBE-FORWARD (our ipvs glue's accepts): then nothing of ours accepts forwarded
+ * Service traffic in that chain.
+ */
+export function forwardDropsWithoutOurAccept(save: string): boolean {
+  if (!legacyForwardDrops(save)) return false;
+  const filter = save.split(/^\*/m).find((p) => p.startsWith('filter\n'))!;
+  return !/^-A FORWARD\b.* -j KUBE-FORWARD\b/m.test(filter);
+}
+
+/** iptables-nft's own FORWARD chains as `nft list chains` names them: checked through its save tool in ipvs mode. */
+const IPTABLES_NFT_FORWARD = new Set(['table ip filter chain FORWARD', 'table ip6 filter chain FORWARD']);
+
 /** The one-line warning, or undefined when nothing was found. */
-export function forwardDropReport(chains: readonly string[]): string | undefined {
+export function forwardDropReport(
+  chains: readonly string[],
+  mode: 'nftables' | 'ipvs' = 'nftables',
+): string | undefined {
   if (chains.length === 0) return undefined;
+  if (mode === 'ipvs')
+    return `forwarded Service traffic (NodePort/LoadBalancer/external IP to an endpoint in a pod or on another node, and IPVS replies) may be dropped on this node by ${chains.join(', ')} (forward hook, policy drop) and nothing of ours accepts it there: our KUBE-FORWARD accepts only from iptables' own FORWARD chain, through its jump; unless that chain accepts it, load balancer and NodePort traffic through this node fails while its own probe passes (docs/applier-ipvs.md "Forward drop")`;
   return `forwarded Service traffic (NodePort/LoadBalancer/external IP to an endpoint in a pod or on another node) may be dropped on this node by ${chains.join(', ')} (forward hook, policy drop): an accept in our table cannot override another table's drop; unless that chain accepts it (e.g. ct status dnat accept, or the pod CIDR), load balancer and NodePort traffic through this node fails while its own probe passes (docs/nftables-mode.md "Firewalls and reloads")`;
 }
 
-/** Reads the node: `nft list chains`, iptables-legacy-save, ip6tables-legacy-save (a missing tool counts as empty). */
-export async function findForwardDrops(exec: Exec): Promise<string[]> {
+/**
+ * Reads the node (a missing tool counts as empty). nftables mode: `nft list chains`,
+ * iptables-legacy-save, ip6tables-legacy-save. ipvs mode: `nft list chains` but iptables-nft's own
+ * FORWARD, and the four save tools' FORWARD without our jump (forwardDropsWithoutOurAccept).
+ */
+export async function findForwardDrops(exec: Exec, mode: 'nftables' | 'ipvs' = 'nftables'): Promise<string[]> {
   const found = nftForwardDropChains(await exec('nft', ['list', 'chains']).catch(() => ''));
+  if (mode === 'ipvs') {
+    const foreign = found.filter((c) => !IPTABLES_NFT_FORWARD.has(c));
+    for (const [tool, name] of [
+      ['iptables-nft-save', 'iptables-nft'],
+      ['ip6tables-nft-save', 'ip6tables-nft'],
+      ['iptables-legacy-save', 'iptables-legacy'],
+      ['ip6tables-legacy-save', 'ip6tables-legacy'],
+    ] as const)
+      if (forwardDropsWithoutOurAccept(await exec(tool, ['-t', 'filter']).catch(() => '')))
+        foreign.push(`${name} filter FORWARD (no jump to KUBE-FORWARD)`);
+    return foreign;
+  }
   for (const [tool, name] of [
     ['iptables-legacy-save', 'iptables-legacy'],
     ['ip6tables-legacy-save', 'ip6tables-legacy'],
@@ -71,18 +114,20 @@ export async function findForwardDrops(exec: Exec): Promise<string[]> {
 export function withForwardDropCheck(dp: Dataplane, o: ForwardDropCheckOptions = {}): Dataplane {
   const exec = o.exec ?? execIn(o.netns);
   const every = o.minCheckIntervalMs ?? 10_000;
-  let last: { at: number; report?: string } | undefined;
+  let last: { at: number; mode: string; report?: string } | undefined;
   let checkedAtStart = false;
   const check = async (): Promise<string | undefined> => {
-    if (dp.mode !== 'nftables') return undefined;
+    const mode = dp.mode; // `--mode auto` switches: a check of the other mode's is stale
+    if (mode !== 'nftables' && mode !== 'ipvs') return undefined;
     const now = performance.now();
-    if (last && now - last.at < every) return last.report;
-    const report = forwardDropReport(await findForwardDrops(exec));
+    if (last && last.mode === mode && now - last.at < every) return last.report;
+    const report = forwardDropReport(await findForwardDrops(exec, mode), mode);
     if (report !== last?.report) {
       if (report) o.log?.(report);
       else if (last?.report) o.log?.('the forward-hook drop policies named before are gone');
+      o.onReport?.(report);
     }
-    last = { at: now, report };
+    last = { at: now, mode, report };
     return report;
   };
   const noted = (r: ApplyResult, report: string | undefined): ApplyResult =>

@@ -39,6 +39,7 @@ export { leftoverReport, withKubeProxyLeftoverCheck, type LeftoverCheckOptions }
 export {
   findForwardDrops,
   forwardDropReport,
+  forwardDropsWithoutOurAccept,
   legacyForwardDrops,
   nftForwardDropChains,
   withForwardDropCheck,

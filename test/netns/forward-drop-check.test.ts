@@ -54,4 +54,46 @@ describe.skipIf(!isRoot)('forward-hook drop policies of other tables (needs root
     expect((await dp.resync()).notes).toEqual([]);
     expect(logs.at(-1)).toBe('the forward-hook drop policies named before are gone');
   });
+
+  // ipvs mode (node10 part 3): docker's FORWARD DROP is harmless once our glue's jump to
+  // KUBE-FORWARD is in that chain; named while nothing of ours accepts there, and for a native
+  // table's drop chain and the other iptables variant's FORWARD DROP, which our rules cannot answer.
+  it('ipvs mode: names a FORWARD DROP without our KUBE-FORWARD jump, and other tables; not once our jump is in it', async () => {
+    await inNs(NS, 'nft', ['-f', '-'], RULESET.split('table inet switchboard')[0]!); // fwtest again
+    await inNs(NS, 'iptables-nft', ['-P', 'FORWARD', 'DROP']);
+    await inNs(NS, 'iptables-legacy', ['-P', 'FORWARD', 'DROP']);
+    const reports: (string | undefined)[] = [];
+    const dp = withForwardDropCheck(fakeDataplane('ipvs'), {
+      netns: NS,
+      minCheckIntervalMs: 0,
+      onReport: (r) => reports.push(r),
+    });
+    const r = await dp.apply({} as NodeState);
+    expect(r.notes).toHaveLength(1);
+    expect(r.notes[0]).toMatch(
+      /^forwarded Service traffic .* may be dropped on this node by table inet fwtest chain filter_FORWARD, iptables-nft filter FORWARD \(no jump to KUBE-FORWARD\), iptables-legacy filter FORWARD \(no jump to KUBE-FORWARD\) \(forward hook, policy drop\) and nothing of ours accepts it there/,
+    );
+    expect(reports).toEqual([r.notes[0]]);
+    // our glue's accept chain and jump, as the ipvs dataplane programs them (netfilter-glue.ts)
+    await inNs(NS, 'iptables-nft', ['-N', 'KUBE-FORWARD']);
+    await inNs(NS, 'iptables-nft', ['-A', 'KUBE-FORWARD', '-m', 'mark', '--mark', '0x4000/0x4000', '-j', 'ACCEPT']);
+    await inNs(NS, 'iptables-nft', [
+      '-I',
+      'FORWARD',
+      '-m',
+      'comment',
+      '--comment',
+      'kubernetes forwarding rules',
+      '-j',
+      'KUBE-FORWARD',
+    ]);
+    await inNs(NS, 'nft', ['delete', 'table', 'inet', 'fwtest']);
+    const second = (await dp.resync()).notes;
+    expect(second).toEqual([
+      expect.stringMatching(/by iptables-legacy filter FORWARD \(no jump to KUBE-FORWARD\) \(forward hook/),
+    ]);
+    await inNs(NS, 'iptables-legacy', ['-P', 'FORWARD', 'ACCEPT']);
+    expect((await dp.resync()).notes).toEqual([]); // iptables-nft's FORWARD still DROP: our jump accepts
+    expect(reports).toEqual([r.notes[0], second[0], undefined]);
+  });
 });
