@@ -111,6 +111,11 @@ export interface ApplierSessionOptions {
    * Without it, only objects a later apply touches are ever compared with the kernel again.
    */
   readonly resyncIntervalMs?: number;
+  /**
+   * What the node warns of now (services/applier/node-warnings.ts: already bounded and cut), sent
+   * in every heartbeat; none: the field is left out, as by appliers older than it.
+   */
+  readonly warnings?: () => readonly string[];
 }
 
 /**
@@ -244,6 +249,7 @@ export class ApplierSession {
   }
 
   heartbeat(): void {
+    const warnings = this.options.warnings?.() ?? [];
     const hb: Heartbeat = {
       node: this.options.node,
       appliedVersion: this.applied?.version ?? 0,
@@ -254,6 +260,7 @@ export class ApplierSession {
       detail: truncateReportText(this.problem() || this.resyncError, MAX_REPORT_DETAIL),
       ...(this.health ? { health: this.health.verdict } : {}),
       instance: this.instance,
+      ...(warnings.length > 0 ? { warnings: [...warnings] } : {}),
       at: new Date(this.clock.now()).toISOString(),
     };
     this.publish(heartbeatSubject(this.options.node), hb);

@@ -43,6 +43,10 @@ export interface CreateDataplaneOptions {
    * deleted (NftablesDataplaneOptions.onDrift); the applier resyncs at once.
    */
   readonly onDrift?: (why: string) => void;
+  /** nftables mode: the change-notification listener down (why) or running again (undefined); NftablesDataplaneOptions. */
+  readonly onListenerState?: (down: string | undefined) => void;
+  /** nftables mode: a lost listener was restarted, resync now (it reads the whole table); NftablesDataplaneOptions. */
+  readonly onResyncWanted?: (why: string) => void;
 }
 
 export const DEFAULT_STATE_DIR = '/var/lib/switchboard';
@@ -66,6 +70,8 @@ export async function createDataplane(o: CreateDataplaneOptions): Promise<Datapl
       backend: o.nftBackend,
       changeNotifications: o.nftChangeNotifications,
       onDrift: o.onDrift,
+      onListenerState: o.onListenerState,
+      onResyncWanted: o.onResyncWanted,
     });
   }
   const caps = await detectIpvsCapabilities({ scheduler: o.scheduler });

@@ -27,6 +27,7 @@ import { renderContext } from '../../libs/planner/index.ts';
 import { startHttpEndpoint } from './http-endpoint.ts';
 import { healthCheckListenAddresses, healthCheckPorts, HealthCheckNodePorts } from './health-check-node-ports.ts';
 import { DEFAULT_HEALTHZ_TIMEOUT_MS, isOnTarget, ProxierHealth, serveProxierHealth } from './proxier-health.ts';
+import { NodeWarnings, type NodeWarningHooks } from './node-warnings.ts';
 
 /** How often an applier re-reads its kernel state and repairs drift (`--resync-interval`). */
 export const DEFAULT_RESYNC_INTERVAL_MS = 60_000;
@@ -44,8 +45,11 @@ export interface ApplierServiceOptions {
   readonly stateDir?: string;
   readonly heartbeatMs?: number;
   readonly logger?: Logger;
-  /** Tests and benches pass their own dataplane. */
-  readonly dataplane?: Dataplane;
+  /**
+   * Tests and benches pass their own dataplane, or a function that makes one given the hooks the
+   * node's warnings come from (node-warnings.ts), as createDataplane is given them.
+   */
+  readonly dataplane?: Dataplane | ((hooks: NodeWarningHooks) => Dataplane);
   /** The planner's public key (--planner-key); without it nothing on the bus is authenticated. */
   /**
    * Where the planner's public key will appear, when `verifier` is not given yet: an applier started
@@ -110,8 +114,13 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
   const stateDir = o.stateDir ?? DEFAULT_STATE_DIR;
   const metrics = new ApplierMetrics();
   const proxierHealth = new ProxierHealth(o.healthzTimeoutMs ?? DEFAULT_HEALTHZ_TIMEOUT_MS);
+  let session: ApplierSession | undefined;
+  // what the node warns of goes out at once, not at the next beat (node-warnings.ts)
+  const warnings = new NodeWarnings(() => session?.heartbeat());
+  const hooks = warnings.hooks();
+  const given = typeof o.dataplane === 'function' ? o.dataplane(hooks) : o.dataplane;
   const created =
-    o.dataplane ??
+    given ??
     (await createDataplane({
       mode: o.mode,
       node: o.node,
@@ -127,12 +136,19 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
         proxierHealth.dataplaneFault('drift', why); // /healthz 503 until the resync repairs it
         session?.driftSignalled(why);
       },
+      onListenerState: (down) => {
+        if (down) log.warn({ why: down }, 'nftables change-notification listener down');
+        else log.info('nftables change-notification listener running');
+        hooks.onListenerState(down);
+      },
+      // a lost listener restarted: what changed meanwhile is unknown, so resync (a whole read) now
+      onResyncWanted: (why) => session?.driftSignalled(why),
     }));
   const takenOver = o.takeOverKubeProxy ? withKubeProxyTakeOver(created, { log: (m) => log.info(m) }) : created;
   // kube-proxy's leftovers (any mode) are named at the first apply and every resync; those that
   // compete make the resync, so the node's report, unhealthy (kube-proxy-leftover-check.ts)
   const dataplane =
-    o.dataplane || o.checkKubeProxyLeftovers === false
+    given || o.checkKubeProxyLeftovers === false
       ? takenOver
       : withForwardDropCheck(
           withKubeProxyLeftoverCheck(takenOver, {
@@ -140,7 +156,7 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
             log: (m) => log.warn({ kubeProxyLeftovers: true }, m),
           }),
           // another table's forward drop policy: a warning in the log (forward-drop-check.ts)
-          { log: (m) => log.warn({ forwardDrop: true }, m) },
+          { log: (m) => log.warn({ forwardDrop: true }, m), onReport: hooks.onForwardDrop },
         );
   const probeSettings: ProbeSettings = { ...DEFAULT_PROBE_SETTINGS, ...o.probe };
   let probe: HealthProbe =
@@ -169,7 +185,6 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
     );
   const servers = Array.isArray(o.nats) ? o.nats : [o.nats];
   let waiting: string | undefined = `NATS at ${serversText(servers)}`;
-  let session: ApplierSession | undefined;
   let nc: NatsConnection | undefined;
   const abort = new AbortController();
   const gcAfterApply = new GcAfterBigApply({
@@ -373,6 +388,7 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
       probe,
       probeIntervalMs: probeSettings.intervalMs,
       resyncIntervalMs: o.resyncIntervalMs ?? DEFAULT_RESYNC_INTERVAL_MS,
+      warnings: () => warnings.list(),
     });
     const w = session.status().waitingFor;
     if (w) log.warn({ waitingFor: w }, 'waiting for the planner');

@@ -185,6 +185,8 @@ export class NftNetlinkRunner implements NftRunner {
   private readonly logs = new Map<string, NftChangeLog>();
   /** Who hears of drift signals per watched table (see watch), by `family table`. */
   private readonly driftHooks = new Map<string, { family: number; table: string; call: (why: string) => void }>();
+  /** Who hears that the running listener was lost (see watch), by `family table`. */
+  private readonly lostHooks = new Map<string, (why: string) => void>();
   /** run() is stopping the listener itself (see run): that loss is no drift signal. */
   private ownStop = false;
 
@@ -194,10 +196,16 @@ export class NftNetlinkRunner implements NftRunner {
    * once this resolves, changesSince can vouch for every commit after the generation it read.
    * Cheap when already recording (no request).
    */
-  async watch(family: string, table: string, onDrift?: (why: string) => void): Promise<void> {
+  async watch(
+    family: string,
+    table: string,
+    onDrift?: (why: string) => void,
+    onLost?: (why: string) => void,
+  ): Promise<void> {
     const t = tableRef(family, table);
     const key = `${family} ${table}`;
     if (onDrift) this.driftHooks.set(key, { family: t.family, table, call: onDrift });
+    if (onLost) this.lostHooks.set(key, onLost);
     let log = this.logs.get(key);
     if (!log) this.logs.set(key, (log = new NftChangeLog(t.family, table, classifyChange)));
     try {
@@ -249,6 +257,7 @@ export class NftNetlinkRunner implements NftRunner {
         for (const log of this.logs.values()) log.lose(why);
         // A table deleted while notifications were lost would go unheard: resync to find out.
         if (!this.ownStop) for (const h of this.driftHooks.values()) h.call(`notifications lost (${why})`);
+        if (!this.ownStop) for (const h of this.lostHooks.values()) h(why);
       },
       {
         recvBufferSize: this.options.monitorRecvBufferSize ?? 8 * 1024 * 1024,

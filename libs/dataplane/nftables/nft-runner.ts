@@ -36,9 +36,11 @@ export interface NftRunner {
    * commit after the generation it read is recorded. `onDrift`, when given, is called (why)
    * for every notification that says the table or one of its base chains was deleted
    * (nftDriftSignal), and when notifications were lost (not by our own large transaction): the
-   * caller debounces.
+   * caller debounces. `onLost`, when given, is called (why) when the running listener is lost
+   * (it exited or failed; not when our own large transaction stopped it): nothing restarts it
+   * but the next watch (nft-listener-supervisor.ts).
    */
-  watch?(family: string, table: string, onDrift?: (why: string) => void): Promise<void>;
+  watch?(family: string, table: string, onDrift?: (why: string) => void, onLost?: (why: string) => void): Promise<void>;
   /**
    * What the commits after generation `since` up to `now` changed in the table, from that
    * record; `{ unknown }` (why) when the record cannot vouch for the range.

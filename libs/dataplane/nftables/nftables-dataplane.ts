@@ -14,6 +14,7 @@ import { sliceChange } from './nft-state-slice.ts';
 import type { NftReadBack } from './read-nft-table.ts';
 import { scopeIsEmpty, scopedDrift, touchedScope } from './nft-verify.ts';
 import { changesScope, narrowToScope, scopedInventory } from './nft-changed-scope.ts';
+import { NftListenerSupervisor, type NftListenerSupervisorOptions } from './nft-listener-supervisor.ts';
 
 export interface NftablesDataplaneOptions {
   /** Program the table inside this network namespace (`ip netns exec NS nft`). */
@@ -60,6 +61,23 @@ export interface NftablesDataplaneOptions {
    * the applier's re-probe is what notices.
    */
   readonly onDrift?: (why: string) => void;
+  /**
+   * Called (why) when the change-notification listener is down — the running one lost, or a start
+   * that failed — and (undefined) when it runs again or the dataplane closes: the applier turns it
+   * into a node warning (services/applier/node-warnings.ts). Only while notifications are on.
+   */
+  readonly onListenerState?: (down: string | undefined) => void;
+  /**
+   * Called (why) after the supervisor restarted a lost listener (nft-listener-supervisor.ts):
+   * commits while it was down went unrecorded, so the applier resyncs now, and that resync reads
+   * the whole table back and repairs it. Not a drift signal: nothing is known to be wrong.
+   */
+  readonly onResyncWanted?: (why: string) => void;
+  /** The supervisor's delays (tests shorten them) and where its two lines go (default stderr). */
+  readonly listenerSupervisor?: Pick<
+    NftListenerSupervisorOptions,
+    'initialDelayMs' | 'maxDelayMs' | 'healthyMs' | 'say'
+  >;
 }
 
 const WHOLE_READ_EVERY_MS = 10 * 60 * 1000;
@@ -134,10 +152,61 @@ export class NftablesDataplane implements Dataplane {
   private closed = false;
   /** Applies and resyncs in flight: their own commits notify too (a full load deletes and recreates the table). */
   private writing = 0;
+  /** Restarts a lost listener with backoff (nft-listener-supervisor.ts). */
+  private readonly supervisor: NftListenerSupervisor;
+  /**
+   * Why the next resync must read the whole table whatever the generation and the record say: the
+   * listener was lost, and a full resync after its restart was promised. Cleared by that read.
+   */
+  private wholeReadDue: string | undefined;
+  /** What onListenerState last said (undefined: running, or never started). */
+  private listenerDown: string | undefined;
 
   constructor(private readonly options: NftablesDataplaneOptions = {}) {
     this.table = options.table ?? NFT_TABLE;
     this.clock = options.clock ?? (() => performance.now());
+    this.supervisor = new NftListenerSupervisor({
+      ...options.listenerSupervisor,
+      clock: this.clock,
+      start: () => this.restartListener(),
+      onBack: (downMs, why) => {
+        if (this.closed || !this.applied) return;
+        this.options.onResyncWanted?.(
+          `notification listener restarted after ${downMs} ms (${why}): full resync, commits meanwhile were not recorded`,
+        );
+      },
+    });
+  }
+
+  /** Tells onListenerState when the listener's state changes (undefined: running). */
+  private listenerState(down: string | undefined): void {
+    if (down === this.listenerDown) return;
+    this.listenerDown = down;
+    this.options.onListenerState?.(down);
+  }
+
+  /** The runner lost the running listener (not by our own large transaction): see the supervisor. */
+  private listenerLost(why: string): void {
+    if (this.closed) return;
+    this.wholeReadDue = why;
+    this.listenerState(why);
+    this.supervisor.lost(why);
+  }
+
+  /** The supervisor's restart: the runner's watch, as watch() calls it. */
+  private async restartListener(): Promise<void> {
+    const r = await this.runner();
+    if (this.closed || !r.watch) return;
+    const onDrift = this.options.onDrift ? (why: string) => this.signalDrift(why) : undefined;
+    await r.watch(NFT_FAMILY, this.table, onDrift, (why) => this.listenerLost(why));
+    this.watchRetryAt = Number.NEGATIVE_INFINITY;
+    if (this.listenerTrouble !== undefined) {
+      this.startNotes.push(
+        `change notifications available again: the listener restarted (it had failed: ${this.listenerTrouble}); resyncs read back what they name from its next record on`,
+      );
+      this.listenerTrouble = undefined;
+    }
+    this.listenerState(undefined);
   }
 
   /** The runner in use, chosen on first use (see NftablesDataplaneOptions.backend). */
@@ -280,15 +349,20 @@ export class NftablesDataplane implements Dataplane {
     const notes: string[] = this.takeStartNotes();
     const now = await this.generation();
     const since = this.knownGeneration;
-    if (now !== undefined && now === since) {
+    // The listener was lost since: its restart promised a read of everything (the generation would
+    // vouch too, but the supervisor's promise is the simpler one to keep; a lost listener is rare).
+    const due = this.wholeReadDue;
+    if (due !== undefined) notes.push(`whole read: the notification listener was lost (${due})`);
+    else if (now !== undefined && now === since) {
       notes.push(`ruleset generation ${now} unchanged since verified: no read-back`);
       return { kernelWrites: 0, verified: true, durationMs: performance.now() - t0, notes };
     }
-    if (now !== undefined && since !== undefined) {
+    if (due === undefined && now !== undefined && since !== undefined) {
       const done = await this.resyncNotified(since, now, objects, notes);
       if (done) return { ...done, durationMs: performance.now() - t0 };
     }
     const { rb, generation } = await this.readBackAt();
+    if (this.wholeReadDue === due) this.wholeReadDue = undefined; // read; a loss during the read asks again
     let tx: NftTransaction;
     let base: number | undefined;
     if (!rb) {
@@ -395,26 +469,31 @@ export class NftablesDataplane implements Dataplane {
     const retry = this.listenerTrouble !== undefined;
     const t0 = performance.now();
     const onDrift = this.options.onDrift ? (why: string) => this.signalDrift(why) : undefined;
-    const started = r.watch(NFT_FAMILY, this.table, onDrift).then(
-      () => {
-        this.watchRetryAt = Number.NEGATIVE_INFINITY;
-        if (this.listenerTrouble === undefined) return;
-        this.startNotes.push(
-          `change notifications available again: the listener started (${Math.round(performance.now() - t0)} ms; it had failed: ${this.listenerTrouble}); resyncs read back what they name from its next record on`,
-        );
-        this.listenerTrouble = undefined;
-      },
-      (e: Error) => {
-        // Our own large transaction stopped it before it was ready: the next call starts it again.
-        if (e.name === 'ListenerStoppedError') return;
-        const why = e.message.split('\n')[0]!;
-        this.watchRetryAt = this.clock() + WATCH_RETRY_MS;
-        this.listenerTrouble = why;
-        this.startNotes.push(
-          `change notifications unavailable (${why}): resyncs read the whole table until the listener starts (retried in ${WATCH_RETRY_MS / 1000} s)`,
-        );
-      },
-    );
+    const started = r
+      .watch(NFT_FAMILY, this.table, onDrift, (why) => this.listenerLost(why))
+      .then(
+        () => {
+          this.watchRetryAt = Number.NEGATIVE_INFINITY;
+          this.listenerState(undefined);
+          this.supervisor.started(); // a lost listener this call started again: the outage ends here
+          if (this.listenerTrouble === undefined) return;
+          this.startNotes.push(
+            `change notifications available again: the listener started (${Math.round(performance.now() - t0)} ms; it had failed: ${this.listenerTrouble}); resyncs read back what they name from its next record on`,
+          );
+          this.listenerTrouble = undefined;
+        },
+        (e: Error) => {
+          // Our own large transaction stopped it before it was ready: the next call starts it again.
+          if (e.name === 'ListenerStoppedError') return;
+          const why = e.message.split('\n')[0]!;
+          this.watchRetryAt = this.clock() + WATCH_RETRY_MS;
+          this.listenerTrouble = why;
+          this.listenerState(why);
+          this.startNotes.push(
+            `change notifications unavailable (${why}): resyncs read the whole table until the listener starts (retried in ${WATCH_RETRY_MS / 1000} s)`,
+          );
+        },
+      );
     // The first start, and a restart after lost notifications, are waited for (up to the
     // listener's ready timeout): coverage must begin before the read that follows. A retry after a
     // failed start is not: a child that hung once may hang again, and waiting out its ready
@@ -486,6 +565,8 @@ export class NftablesDataplane implements Dataplane {
 
   async close(): Promise<void> {
     this.closed = true;
+    this.supervisor.close();
+    this.listenerState(undefined); // no listener to miss: nothing to warn of
     clearTimeout(this.driftTimer);
     if (this.runnerChoice) (await this.runnerChoice.catch(() => undefined))?.close();
   }
