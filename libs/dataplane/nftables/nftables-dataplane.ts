@@ -362,7 +362,6 @@ export class NftablesDataplane implements Dataplane {
       if (done) return { ...done, durationMs: performance.now() - t0 };
     }
     const { rb, generation } = await this.readBackAt();
-    if (this.wholeReadDue === due) this.wholeReadDue = undefined; // read; a loss during the read asks again
     let tx: NftTransaction;
     let base: number | undefined;
     if (!rb) {
@@ -657,9 +656,13 @@ export class NftablesDataplane implements Dataplane {
   private async readBackAt(): Promise<{ rb: NftReadBack | undefined; generation: number | undefined }> {
     // A record of changes that lost its coverage restarts here, so that it covers this read's generation.
     await this.watch();
+    // A listener lost before this read: the read sees what its outage's commits did (the full
+    // read its restart promised). One lost during the read asks for another.
+    const due = this.wholeReadDue;
     const before = await this.generation();
     const rb = await this.readBack();
     const after = before === undefined ? undefined : await this.generation();
+    if (this.wholeReadDue === due) this.wholeReadDue = undefined;
     this.wholeKnownAt = this.clock();
     return { rb, generation: before !== undefined && before === after ? before : undefined };
   }

@@ -109,6 +109,8 @@ export async function runningListenerKilled(): Promise<ListenerKillStep[]> {
     await record('back to the first state', dp.apply(state));
     nft('delete', 'element', 'inet', TABLE, 'service-ips', '{ 10.96.0.1 . tcp . 80 }');
     await record('a foreign change after the apply restarted it', dp.resync());
+    nft('delete', 'element', 'inet', TABLE, 'service-ips', '{ 10.96.0.1 . tcp . 80 }');
+    await record('a foreign change after that whole read', dp.resync());
     return out;
   } finally {
     await dp.cleanup().catch(() => undefined);
