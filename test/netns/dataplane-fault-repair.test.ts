@@ -5,8 +5,11 @@
 // (notifications off here; ipvs mode), from its re-probe that blames the dataplane — instead of
 // at its next --resync-interval (60 s here, as by default); and a node whose probe fails through
 // the dataplane is ERROR in `ctl status`, never SYNCED.
+// node10 L1 here too (it shares this lab): the applier's notification listener child killed by PID
+// is restarted by its supervisor, so a table deleted afterwards and a chain flushed while it was
+// dead are still repaired, with no periodic resync or re-probe within the test.
 import { execFile, type ChildProcess } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -204,5 +207,66 @@ describe('our table removed by `nft flush ruleset` (probe7 C1), --resync-interva
     }
     await syncedAndHealthy('node-1 SYNCED and healthy once the blocker is gone');
     expect(await viaClusterIp()).toMatch(/^pod-node-1 /);
+  }, 120_000);
+});
+
+/** Lines of the listener's supervisor (stderr, in the same log as the applier's JSON lines). */
+const said = (what: 'down' | 'back') =>
+  applierLog()
+    .split('\n')
+    .filter((l) => l.startsWith(`nftables change-notification listener ${what}`));
+
+/** PIDs of the processes below `root` whose command line is the listener child's (its `-e` code joins the group). */
+function listenerPids(root: number): number[] {
+  const parent = new Map<number, number>();
+  const listeners: number[] = [];
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
+      parent.set(Number(d), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
+      if (readFileSync(`/proc/${d}/cmdline`, 'utf8').includes('addMembership')) listeners.push(Number(d));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  const below = (p: number): boolean => {
+    for (let q = parent.get(p); q !== undefined && q > 1; q = parent.get(q)) if (q === root) return true;
+    return false;
+  };
+  return listeners.filter(below);
+}
+const servicesChainFilled = async () =>
+  (await nft('list', 'chain', 'inet', 'switchboard', 'services')).stdout.includes('vmap');
+
+describe('the notification listener killed (node10 L1), --resync-interval 60s, no re-probe', () => {
+  it('is restarted (said once each way on stderr); our table deleted after, and a chain flushed while it was dead, are repaired', async () => {
+    startApplier(['--probe-interval', '600000']);
+    await until(async () => applierLog().includes('"msg":"applied"'), 90_000, "the applier's first ACK");
+    const root = applier!.pid!;
+    const first = await until(async () => listenerPids(root)[0], 10_000, 'the listener child');
+    process.kill(first, 'SIGKILL');
+    await until(async () => said('back').length === 1, 10_000, 'the restart');
+    const second = listenerPids(root)[0];
+    expect(second).toBeGreaterThan(0);
+    expect(second).not.toBe(first);
+    expect(said('down')).toEqual([
+      'nftables change-notification listener down (notification listener exited (SIGKILL)): restarting in 500 ms; a full resync follows its restart',
+    ]);
+    // After the restart the new child hears the table go, and the applier puts it back. Before,
+    // the dead child stayed dead until the periodic resync: nothing was repaired here (seen).
+    await nft('delete', 'table', 'inet', 'switchboard');
+    await until(servicesChainFilled, 15_000, 'the table back');
+    // While the child is dead (killed again at once, its restart now waits 1 s) a chain of ours is
+    // flushed: the resync the restart asks for reads the whole table and refills it.
+    process.kill(second!, 'SIGKILL');
+    await nft('flush', 'chain', 'inet', 'switchboard', 'services');
+    await until(async () => said('back').length === 2, 10_000, 'the second restart');
+    await until(servicesChainFilled, 15_000, 'the services chain refilled');
+    expect(said('down')).toHaveLength(2);
+    expect(said('down')[1]).toMatch(/restarting in 1000 ms/);
+    expect(said('back')[1]).toMatch(
+      /^nftables change-notification listener back after \d+ ms \(1 restart attempt; lost: notification listener exited \(SIGKILL\)\): full resync$/,
+    );
   }, 120_000);
 });

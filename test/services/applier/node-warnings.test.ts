@@ -1,8 +1,9 @@
 // Node warnings in heartbeats (node10): an applier whose nftables change-notification listener is
 // lost says so in its next heartbeat at once (`warnings`), while the supervisor's restarts fail;
 // once one works the warning goes and a resync reads the whole table. In-process applier on a
-// real nats-server; the kernel is the recording fake with a scripted listener (the real child on
-// a real kernel: test/netns/nft-listener-supervisor.test.ts). Short intervals: a few seconds.
+// real nats-server; the kernel is the recording fake with a scripted listener (the real child on a
+// real kernel: test/netns/dataplane-fault-repair.test.ts, "the notification listener killed").
+// Short intervals: a few seconds.
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { NftablesDataplane, type NftReadBack } from '../../../libs/dataplane/index.ts';

@@ -1,7 +1,8 @@
 // The supervisor of the change-notification listener (node10 L1): restarts after 500 ms, doubling
 // to 30 s while restarts fail or the listener dies again soon, back to 500 ms after a healthy
 // period; one line when it dies and one when it is back; a full resync asked after each restart.
-// Fake timers and a scripted start; the real child on a real kernel: test/netns/nft-listener-supervisor.test.ts.
+// Fake timers and a scripted start; the real child on a real kernel:
+// test/netns/dataplane-fault-repair.test.ts, "the notification listener killed".
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { NftListenerSupervisor } from '../../../../libs/dataplane/nftables/nft-listener-supervisor.ts';
 
