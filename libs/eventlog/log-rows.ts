@@ -464,3 +464,28 @@ export function sliceBatch(b: RowBatch, from: LogPosition): RowBatch {
   const pieces = b.checkpointPieces?.filter((r) => (r[0] as number) > from.checkpointSeq);
   return pieces?.length ? { ...out, checkpointPieces: pieces } : out;
 }
+
+/**
+ * The checkpoints of `b` newer than this log's (at `here`, whose chains hold b.to's), as a batch
+ * from `here` with no chain rows; undefined when there are none. A batch whose chain rows a log
+ * already holds can still carry a checkpoint it lacks (the leader's retention writes one at its
+ * cut and ships it alone): taken for "already here", the log's position fell behind the group's
+ * (probe9 G1). The resume points go along only when `here` stands exactly at b.to.
+ */
+export function checkpointsAfter(b: RowBatch, here: LogPosition): RowBatch | undefined {
+  if (b.to.checkpointSeq <= here.checkpointSeq) return undefined;
+  const checkpoints = b.checkpoints.filter((r) => (r[0] as number) > here.checkpointSeq);
+  if (checkpoints.length === 0) return undefined;
+  const atEnd = CHAIN_NAMES.every(
+    (c) => here.chains[c].id === b.to.chains[c].id && here.chains[c].hash === b.to.chains[c].hash,
+  );
+  const out: RowBatch = {
+    from: here,
+    to: { chains: here.chains, checkpointSeq: Math.max(...checkpoints.map((r) => r[0] as number)) },
+    rows: Object.fromEntries(CHAIN_NAMES.map((c) => [c, []])) as unknown as Record<ChainName, RawRow[]>,
+    checkpoints,
+    resumePoints: atEnd ? b.resumePoints : [],
+  };
+  const pieces = b.checkpointPieces?.filter((r) => (r[0] as number) > here.checkpointSeq);
+  return pieces?.length ? { ...out, checkpointPieces: pieces } : out;
+}

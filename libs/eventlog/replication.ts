@@ -19,6 +19,7 @@ import { asRefusal, ReplicasRefused, refuseUnclustered } from '../bus/stream-rep
 import type { EventLog } from './event-log.ts';
 import {
   batchRows,
+  checkpointsAfter,
   rowCount,
   samePosition,
   sliceBatch,
@@ -117,6 +118,11 @@ const HEADER_ROOM = 8 * 1024;
 const MARK_EVERY_MS = 1000;
 /** The code of the error that refuses a file whose rows end before the group's compaction cut (refuseBehindCut). */
 export const BEHIND_CUT = 'BEHIND_CUT';
+/**
+ * The code of the error that stops a follower at a batch that neither continues its copy of the
+ * group's log nor lies within it (see refusal()): it missed batches, or its file is another history.
+ */
+export const NOT_CONNECTED = 'NOT_CONNECTED';
 
 /** A consumer that delivers nothing this long while the stream has more is replaced. */
 const STALL_MS = 5000;
@@ -186,6 +192,21 @@ class StreamLogReplicator implements LogReplicator {
    * Only moves forward: apply() takes a batch only when it starts exactly here.
    */
   private groupEnd: LogPosition | undefined;
+  /**
+   * The first batch read since the last one applied that does not continue this file's copy of the
+   * group's log and is no copy of an earlier batch (refusal()). While set, `seq` (and so the mark)
+   * stays before it: a batch that continues the group's end clears it (the stream went on from
+   * here: the batch was not the group's), a snapshot past it restarts from there, else following
+   * and claiming fail with NOT_CONNECTED (probe9 G1: every such batch was skipped while the mark
+   * moved past it, and the replica, elected later, forked the group's log from its stale end).
+   */
+  private unconnected: { readonly seq: number; readonly why: string } | undefined;
+  /**
+   * The term this process last claimed: only it writes batches of that term (the lease gives a
+   * term one holder; appends are conditional), so one it reads that does not continue its log is
+   * no leader's, and a claim after a fence skips it rather than stop at it.
+   */
+  private ownTerm = 0;
   /** The resume points of the group's last batch; undefined until one is read (a truncation then keeps none). */
   private groupResume: readonly RawRow[] | undefined;
   private markDirty = false;
@@ -320,6 +341,7 @@ class StreamLogReplicator implements LogReplicator {
     this.groupEnd = undefined;
     this.groupResume = undefined;
     this.streamRows = 0;
+    this.unconnected = undefined;
   }
 
   follow(onApplied?: () => void): { caughtUp: Promise<void>; stop(): Promise<void>; problem(): string | undefined } {
@@ -368,7 +390,8 @@ class StreamLogReplicator implements LogReplicator {
           if (failures >= 2) problem = (e as Error).message;
           this.say(`log stream ${this.stream}: following failed (${(e as Error).message}); retrying`);
           const code = (e as { code?: string }).code;
-          if (failures >= 3 && (code === 'DIVERGED' || code === BEHIND_CUT)) rejectCaughtUp(e);
+          if (failures >= 3 && (code === 'DIVERGED' || code === BEHIND_CUT || code === NOT_CONNECTED))
+            rejectCaughtUp(e);
           // a pause between retries that stop() can cut short
           await new Promise<void>((res) => {
             wake = res;
@@ -418,6 +441,7 @@ class StreamLogReplicator implements LogReplicator {
     this.seq = seq;
     this.streamSeq = Math.max(this.streamSeq, seq);
     this.term = term;
+    this.ownTerm = term;
     this.flushedAt = flushed;
     this.snapshotRows = baseline;
     this.mode = 'leader';
@@ -455,8 +479,14 @@ class StreamLogReplicator implements LogReplicator {
     // caller's only safe reaction is the same: publish nothing derived from these rows.
     if (this.mode !== 'leader' || !this.flushedAt)
       throw new FencedError(`log stream ${this.stream}: flush() while not leading (claim() first)`);
-    const batch = this.log.exportRows(this.flushedAt);
+    let batch = this.log.exportRows(this.flushedAt);
     if (batchRows(batch) === 0) return;
+    if (batch.to.checkpointSeq < batch.from.checkpointSeq) {
+      // This file lacks the group's newest checkpoint (a release before this one took a batch of
+      // checkpoints alone for rows already here, probe9 G1): the group's position never moves
+      // back, or every replica refuses this batch and all after it as not continuing its log.
+      batch = { ...batch, to: { ...batch.to, checkpointSeq: batch.from.checkpointSeq } };
+    }
     const epoch = this.epoch;
     let seq = this.seq;
     try {
@@ -631,6 +661,8 @@ class StreamLogReplicator implements LogReplicator {
         this.streamSeq = Math.max(this.streamSeq, m.seq + m.info.pending);
         this.onMessage(m.seq, (k) => m.headers?.get(k), m.data);
         if (until !== undefined && m.seq >= until) return true;
+        // live: said (and the mark held) through a catch-up, which also looks for a snapshot past it
+        if (until === undefined && this.unconnected) throw this.notConnected(this.unconnected);
         this.persistMark(true);
         onApplied?.();
       }
@@ -673,11 +705,18 @@ class StreamLogReplicator implements LogReplicator {
       }
       this.applySnapshot(snap);
     }
-    if (this.seq < last) {
-      this.reader = new LogStreamReader();
-      if (!(await this.consumeFrom(this.seq + 1, last, () => false))) {
-        throw new Error(`log stream ${this.stream}: reading stalled before seq ${last} (at ${this.readSeq})`);
-      }
+    await this.readTo(last);
+    if (this.unconnected) {
+      // Re-bootstrap: a snapshot written after the batch says where the group's log stands there.
+      const snap = await this.snapshots.newest(this.unconnected.seq);
+      if (!snap) throw this.notConnected(this.unconnected);
+      this.say(
+        `log stream ${this.stream}: seq ${this.unconnected.seq} does not continue this file (${this.unconnected.why}); starting again from snapshot seq-${snap.streamSeq}`,
+      );
+      this.unconnected = undefined;
+      this.applySnapshot(snap); // refused (BEHIND_CUT, DIVERGED) when this file is not on its history either
+      await this.readTo(last);
+      if (this.unconnected) throw this.notConnected(this.unconnected);
     }
     this.readSeq = last;
     if (this.groupEnd && this.log.isAhead(this.groupEnd)) {
@@ -685,6 +724,25 @@ class StreamLogReplicator implements LogReplicator {
     }
     this.markDirty = true;
     this.persistMark(false);
+  }
+
+  /** Reads from after `seq` to `last`, from a fresh reader. */
+  private async readTo(last: number): Promise<void> {
+    if (this.seq >= last) return;
+    this.reader = new LogStreamReader();
+    this.unconnected = undefined; // judged afresh from the messages after the mark
+    if (!(await this.consumeFrom(this.seq + 1, last, () => false))) {
+      throw new Error(`log stream ${this.stream}: reading stalled before seq ${last} (at ${this.readSeq})`);
+    }
+  }
+
+  private notConnected(u: { seq: number; why: string }): Error {
+    return Object.assign(
+      new Error(
+        `log stream ${this.stream} seq ${u.seq}: ${u.why}; this replica stays at seq ${this.seq} (it missed batches, or its file is another history) and cannot lead; a snapshot written after it restarts it, or move this file aside (or start with an empty --db) to bootstrap afresh`,
+      ),
+      { code: NOT_CONNECTED },
+    );
   }
 
   private onMessage(seq: number, header: (k: string) => string | undefined, data: Uint8Array): void {
@@ -696,7 +754,7 @@ class StreamLogReplicator implements LogReplicator {
       else if (item.kind === 'term') this.term = item.term;
       else this.apply(item.batch, item.seq, item.term);
     }
-    if (!this.reader.midBatch) {
+    if (!this.reader.midBatch && !this.unconnected) {
       this.seq = seq;
       this.markDirty = true;
     }
@@ -704,13 +762,22 @@ class StreamLogReplicator implements LogReplicator {
 
   private apply(b: RowBatch, seq: number, term: number): void {
     const refused = this.refusal(b, term);
+    if (refused?.connects === false) return this.notApplied(seq, refused.why);
     if (refused) {
-      this.say(`log stream ${this.stream} seq ${seq}: skipped: ${refused}`);
+      this.say(`log stream ${this.stream} seq ${seq}: skipped: ${refused.why}`);
       return;
     }
     const mark: ReplicationMark = { ...this.markBase(), streamSeq: seq, position: b.to };
     if (this.log.holds(b.to)) {
-      // Already here (a restart re-reading after its mark, or the leader's own batch).
+      // Its chain rows are here (a restart re-reading after its mark, the leader's own batch, or a
+      // batch of checkpoints alone: the leader's retention writes one at its cut). Its checkpoints
+      // newer than this file's are stored; taken for "already here", this file's position fell
+      // behind the group end it marked, and the next leader's first batch moved backwards (probe9 G1).
+      const cps = checkpointsAfter(b, this.log.position());
+      if (cps) {
+        this.log.importRows(cps, { mark });
+        this.markDirty = false;
+      }
     } else if (this.log.holds(b.from)) {
       if (this.log.isAhead(b.from))
         this.truncate(b.from, "rows past the group's position, replaced by the group's next batch");
@@ -725,6 +792,16 @@ class StreamLogReplicator implements LogReplicator {
       // lost its store, from a file compacted less): when its head is one of the batch's rows, by
       // id and chained hash, the rest of the batch continues it.
       const rest = this.restOf(b);
+      const end = this.groupEnd;
+      if (!rest && end && !samePosition(b.from, end) && term === this.ownTerm)
+        return this.say(
+          `log stream ${this.stream} seq ${seq}: skipped: a batch past the group's log of this replica's own term ${term}, which it never wrote (not applied)`,
+        );
+      if (!rest && end && !samePosition(b.from, end))
+        return this.notApplied(
+          seq,
+          `a batch from ${rowCount(b.from)} rows, past the group's log at ${rowCount(end)} rows (batches between were missed)`,
+        );
       if (!rest)
         throw Object.assign(
           new Error(
@@ -737,6 +814,19 @@ class StreamLogReplicator implements LogReplicator {
     }
     this.groupEnd = b.to;
     this.groupResume = b.resumePoints;
+    if (this.unconnected) {
+      this.say(
+        `log stream ${this.stream} seq ${seq}: continues this file's copy of the group's log: seq ${this.unconnected.seq} was not the group's (${this.unconnected.why})`,
+      );
+      this.unconnected = undefined;
+    }
+  }
+
+  /** A batch that does not continue this file: the first one since the last applied holds `seq` (and the mark) before it. */
+  private notApplied(seq: number, why: string): void {
+    if (this.unconnected) return;
+    this.unconnected = { seq, why };
+    this.say(`log stream ${this.stream} seq ${seq}: not applied: ${why}; this replica's mark stays before it`);
   }
 
   /**
@@ -746,17 +836,26 @@ class StreamLogReplicator implements LogReplicator {
    * needs no expected sequence) passes every other check: applied, it moved every replica's group
    * end back and each truncated acknowledged rows to it (review2 R7).
    */
-  private refusal(b: RowBatch, term: number): string | undefined {
-    if (term < this.term) return `a batch of term ${term} after a term ${this.term} claim (a copy; not applied)`;
+  private refusal(b: RowBatch, term: number): { why: string; connects?: false } | undefined {
+    if (term < this.term)
+      return { why: `a batch of term ${term} after a term ${this.term} claim (a copy; not applied)` };
     if (!covers(b.to, b.from) || samePosition(b.to, b.from))
-      return 'a batch whose end is not past its start (not applied)';
+      return { why: 'a batch whose end is not past its start (not applied)' };
     const end = this.groupEnd;
     if (!end || samePosition(b.from, end)) return undefined;
     // Past the group's end in every chain: batches were missed (a gap) or this file is another
     // history; apply() says which, loudly, as before.
     if (covers(b.from, end) && (rowCount(b.from) > rowCount(end) || b.from.checkpointSeq > end.checkpointSeq))
       return undefined;
-    return `a batch from ${rowCount(b.from)} rows that does not continue the group's log at ${rowCount(end)} rows (a copy of an earlier batch, or a fork; not applied)`;
+    const why = `a batch from ${rowCount(b.from)} rows that does not continue the group's log at ${rowCount(end)} rows`;
+    // Ending at or before the group's end in every chain: a copy of an earlier batch, no row this
+    // file lacks (ids only: rows its retention removed cannot be compared, and a replayed copy must
+    // never stop a replica, least of all a leader's claim).
+    if (covers(end, b.to)) return { why: `${why} (a copy of an earlier batch; not applied)` };
+    if (term === this.ownTerm)
+      return { why: `${why} (of this replica's own term ${term}, which it never wrote; not applied)` };
+    // Neither: skipped, the group end (and mark) moved past rows this file never stored (probe9 G1).
+    return { why: `${why} nor lies within it`, connects: false };
   }
 
   /** The part of `b` after this file's head when that head is one of b's rows (else undefined). */
@@ -779,6 +878,9 @@ class StreamLogReplicator implements LogReplicator {
         this.refuseBehindCut(s);
         this.log.importRows(sliceBatch(b, this.log.position()), { mark });
       }
+    } else {
+      const cps = checkpointsAfter(b, this.log.position()); // as apply(): its chains are here, maybe not its checkpoints
+      if (cps) this.log.importRows(cps, { mark });
     }
     this.seq = s.streamSeq;
     this.groupEnd = b.to;

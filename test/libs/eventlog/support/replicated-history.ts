@@ -15,16 +15,17 @@ import { driveDataAxis, randomHistory } from './random-history.ts';
 /**
  * Writes a random history into `log` through the planner's real data axis, in steps, with an ACK
  * and now and then a config revision per step: every table the planner restores from gets rows.
- * `after` runs after each step's writes (the leader's flush).
+ * `after` runs after each step's writes (the leader's flush). `checkpointEvery`: the planner's
+ * periodic checkpoints (default every 7 events; 0: none).
  */
 export async function writeHistory(
   log: EventLog,
-  o: { seed: number; steps: number; after: () => Promise<void>; axis?: DataAxis },
+  o: { seed: number; steps: number; after: () => Promise<void>; axis?: DataAxis; checkpointEvery?: number },
 ): Promise<void> {
   const axis = o.axis ?? DataAxis.restore(log);
   let i = 0;
   for (const step of randomHistory({ seed: o.seed, steps: o.steps })) {
-    driveDataAxis(log, [step], { checkpointEvery: 7, axis });
+    driveDataAxis(log, [step], { checkpointEvery: o.checkpointEvery ?? 7, axis });
     const v = log.latestVersion();
     if (v)
       log.recordAck({
