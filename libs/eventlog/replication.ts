@@ -207,6 +207,8 @@ class StreamLogReplicator implements LogReplicator {
    * no leader's, and a claim after a fence skips it rather than stop at it.
    */
   private ownTerm = 0;
+  /** Whether seq and groupEnd are the file's mark, not yet checked against the stream (catchUp). */
+  private markFromFile = false;
   /** The resume points of the group's last batch; undefined until one is read (a truncation then keeps none). */
   private groupResume: readonly RawRow[] | undefined;
   private markDirty = false;
@@ -251,6 +253,7 @@ class StreamLogReplicator implements LogReplicator {
       this.seq = mark.streamSeq;
       this.term = mark.term;
       this.groupEnd = mark.position;
+      this.markFromFile = true;
       // which stream that seq counts in: a restart after NATS lost its store finds another one
       this.streamCreated = mark.streamCreated;
     }
@@ -342,6 +345,7 @@ class StreamLogReplicator implements LogReplicator {
     this.groupResume = undefined;
     this.streamRows = 0;
     this.unconnected = undefined;
+    this.markFromFile = false;
   }
 
   follow(onApplied?: () => void): { caughtUp: Promise<void>; stop(): Promise<void>; problem(): string | undefined } {
@@ -705,7 +709,10 @@ class StreamLogReplicator implements LogReplicator {
       }
       this.applySnapshot(snap);
     }
+    const markedEnd = this.markFromFile && this.groupEnd !== undefined && this.seq === last && last > 0;
+    this.markFromFile = false;
     await this.readTo(last);
+    if (markedEnd) await this.checkMarkAtEnd(last, this.groupEnd!);
     if (this.unconnected) {
       // Re-bootstrap: a snapshot written after the batch says where the group's log stands there.
       const snap = await this.snapshots.newest(this.unconnected.seq);
@@ -724,6 +731,21 @@ class StreamLogReplicator implements LogReplicator {
     }
     this.markDirty = true;
     this.persistMark(false);
+  }
+
+  /**
+   * A mark at the stream's end has no batch after it to show that it does not connect: the end's
+   * own row count does. A release before this one moved the mark past batches it never stored
+   * (probe9 G1), and such a replica, elected before the next batch, led from its stale end.
+   */
+  private async checkMarkAtEnd(last: number, end: LogPosition): Promise<void> {
+    const m = await this.jsm.streams.getMessage(this.stream, { seq: last }).catch(() => null);
+    const rows = Number(m?.header.get(H.rows));
+    if (!Number.isSafeInteger(rows) || rows <= rowCount(end)) return;
+    this.unconnected = {
+      seq: last,
+      why: `the stream's last message leaves the group's log at ${rows} rows, this file's mark at ${rowCount(end)} rows at that seq (it passed batches it never stored)`,
+    };
   }
 
   /** Reads from after `seq` to `last`, from a fresh reader. */

@@ -162,10 +162,22 @@ describe("the leader's retention checkpoint across failovers (probe9 G1)", () =>
     stale.close();
     b = await replica(g, fileB);
     follow = b.r.follow();
+    const problem = async (re: RegExp) => {
+      const end = Date.now() + 15_000;
+      while (!re.test(follow.problem() ?? '') && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
+      expect(follow.problem()).toMatch(re);
+    };
+    // at the stream's end: the end's row count says so
+    await problem(
+      new RegExp(
+        `seq ${skipped}: the stream's last message leaves the group's log at \\d+ rows, this file's mark at \\d+ rows at that seq \\(it passed batches it never stored\\); .* cannot lead`,
+      ),
+    );
+    await expect(b.r.claim(4)).rejects.toThrow(/it passed batches it never stored.*cannot lead/);
+    follow = b.r.follow();
+    // a batch after it: it does not continue the file
     await writeHistory(a.log, { seed: 96, steps: 2, after: () => a.r.flush() });
-    const end = Date.now() + 15_000;
-    while (follow.problem() === undefined && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
-    expect(follow.problem()).toMatch(
+    await problem(
       new RegExp(
         `seq ${skipped + 1}: a batch from \\d+ rows, past the group's log at \\d+ rows \\(batches between were missed\\); this replica stays at seq ${skipped}`,
       ),
