@@ -1,5 +1,7 @@
+import { jetstreamManager } from '@nats-io/jetstream';
+import { connect } from '@nats-io/transport-node';
 import { afterEach, beforeEach, expect, it } from 'vitest';
-import { EventLog } from '../../libs/eventlog/index.ts';
+import { EventLog, logStreamName } from '../../libs/eventlog/index.ts';
 import type { RunningPlanner } from '../../services/planner/run-planner.ts';
 import { nodeYaml, plannerEnv, sliceYaml, svcYaml, type PlannerEnv } from '../services/planner/planner-support.ts';
 import { startGroupPlanner } from './in-process-group.ts';
@@ -24,7 +26,9 @@ afterEach(async () => {
   await env.cleanup();
 });
 
-const startPlanner = (id: string, db: string) => startGroupPlanner(env, stops, { id, db });
+const lines: string[] = [];
+const startPlanner = (id: string, db: string) =>
+  startGroupPlanner(env, stops, { id, db, say: (l) => lines.push(`${id}: ${l}`) });
 
 const readyz = async (p: RunningPlanner) => {
   const r = await fetch(`${p.url}/readyz`);
@@ -53,4 +57,40 @@ it('a follower whose imports fail: /readyz 503 and lastError "cannot follow: ...
   await expect.poll(async () => (await readyz(b)).status, { timeout: 20_000, interval: 100 }).toBe(200);
   expect(b.planner.lastError).toBeUndefined();
   expect(b.planner.data.latest()?.version).toBe(a.planner.data.latest()?.version);
+}, 90_000);
+
+it("a follower whose file's mark passed batches it never stored (probe9 G1): /readyz 503 naming why; it never leads with that file", async () => {
+  const a = await startPlanner('a', `${env.db}.a`);
+  await expect.poll(() => a.group.role(), { timeout: 20_000 }).toBe('leader');
+  const bDb = `${env.db}.b`;
+  const b = await startPlanner('b', bDb);
+  await expect.poll(async () => (await readyz(b)).status, { timeout: 20_000 }).toBe(200);
+  await b.stop();
+  const before = a.planner.data.latest()?.version ?? 0;
+  env.write('b.yaml', svcYaml('b', '10.96.0.2') + '---\n' + sliceYaml('b', ['10.0.0.2'])); // batches b misses
+  await expect.poll(() => a.planner.data.latest()?.version ?? 0, { timeout: 20_000 }).toBeGreaterThan(before);
+  // what a release before this one left in b's file: a mark at the stream's end, without its rows
+  const nc = await connect({ servers: env.nats.url });
+  const last = (await (await jetstreamManager(nc)).streams.info(logStreamName('switchboard'))).state.last_seq;
+  await nc.close();
+  const log = await EventLog.open({ file: bDb });
+  log.setReplicationMark({ ...log.replicationMark()!, streamSeq: last });
+  log.close();
+
+  const b2 = await startPlanner('b', bDb);
+  await expect
+    .poll(async () => readyz(b2), { timeout: 20_000, interval: 100 })
+    .toMatchObject({
+      status: 503,
+      reason: expect.stringMatching(/^cannot follow: .*it passed batches it never stored.*cannot lead/),
+    });
+  // the leader goes: b is elected, and gives the term up rather than lead from its stale file
+  await a.stop();
+  await expect
+    .poll(() => lines.some((l) => /^b: cannot lead term \d+: .*it passed batches it never stored/.test(l)), {
+      timeout: 20_000,
+      interval: 100,
+    })
+    .toBe(true);
+  expect(b2.group.role()).toBe('follower');
 }, 90_000);
