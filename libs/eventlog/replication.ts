@@ -394,8 +394,8 @@ class StreamLogReplicator implements LogReplicator {
           if (failures >= 2) problem = (e as Error).message;
           this.say(`log stream ${this.stream}: following failed (${(e as Error).message}); retrying`);
           const code = (e as { code?: string }).code;
-          if (failures >= 3 && (code === 'DIVERGED' || code === BEHIND_CUT || code === NOT_CONNECTED))
-            rejectCaughtUp(e);
+          // (NOT_CONNECTED is not final: a batch that continues this file, or a snapshot, ends it)
+          if (failures >= 3 && (code === 'DIVERGED' || code === BEHIND_CUT)) rejectCaughtUp(e);
           // a pause between retries that stop() can cut short
           await new Promise<void>((res) => {
             wake = res;
