@@ -72,6 +72,7 @@ export {
   leaseGroups,
   type LeaseHolder,
   type LeaderLeaseOptions,
+  type NoLeader,
 } from './planner-lease.ts';
 export {
   GroupMembers,
@@ -87,4 +88,11 @@ export {
   retryTransient,
   type RetryTransientOptions,
 } from './jetstream-transient.ts';
+export {
+  describeJetStreamFailure,
+  explainJetStreamFailure,
+  namingJetStreamSilence,
+  type CoreNats,
+  type JetStreamFailure,
+} from './jetstream-refusal.ts';
 export { newestPublishedAnchor, type PublishedAnchor } from './published-anchor.ts';

@@ -4,6 +4,7 @@ import { Kvm, type KV } from '@nats-io/kv';
 import { jetstream, JetStreamApiError, type JetStreamManager } from '@nats-io/jetstream';
 import { z } from 'zod';
 import { parseWire } from '../model/index.ts';
+import { explainJetStreamFailure, type JetStreamFailure } from './jetstream-refusal.ts';
 import { replicatedBucket } from './target-store.ts';
 
 const KEY = 'leader';
@@ -50,6 +51,16 @@ interface LeaseEntry {
   readonly holder: LeaseHolder | undefined;
 }
 
+/** No current leader, as one planner sees its group (LeaderLease.noLeader). */
+export interface NoLeader {
+  /** How long this planner has known no current leader (monotonic ms). */
+  readonly forMs: number;
+  /** Why, as far as it can tell: JetStream refused or did not answer its own lease requests, or the lease's state. */
+  readonly cause: string;
+  /** The cause will not clear by itself: an operator must act (JetStream storage full, JetStream disabled, ...). */
+  readonly lasting: boolean;
+}
+
 export interface LeaderLeaseOptions {
   readonly nc: NatsConnection;
   readonly group: string;
@@ -62,7 +73,10 @@ export interface LeaderLeaseOptions {
   readonly api?: string;
   readonly onElected?: (term: number) => void;
   readonly onDeposed?: (why: string) => void;
-  /** Told the first time a renewal fails after one that worked (NATS away, a slow server). */
+  /**
+   * Told the first time a renewal fails after one that worked (NATS away, a slow server); and once
+   * when a follower's look (a read or a claim of the lease) fails for a new cause, once when one works again.
+   */
   readonly onTrouble?: (line: string) => void;
   /** Monotonic milliseconds (default performance.now: it keeps counting while the process is stopped). */
   readonly now?: () => number;
@@ -120,6 +134,12 @@ export class LeaderLease {
   private firstRound: Promise<void> | undefined;
   private stopWatching: () => void = () => undefined;
   private troubled = false;
+  /** Why the last look (a read or claim of the lease) failed, until one works; said once (see lookFailed). */
+  private lookTrouble: JetStreamFailure | undefined;
+  /** Counts the looks that worked: a failure explained after a later look worked is dropped. */
+  private looksWorked = 0;
+  /** When (monotonic) this planner last knew its group led: leading, or a current record read (see noLeader). */
+  private ledAt: number;
   readonly ttlMs: number;
   readonly me: Omit<LeaseHolder, 'term' | 'renewedAt'>;
 
@@ -133,6 +153,7 @@ export class LeaderLease {
       ...(options.api ? { api: options.api } : {}),
     };
     this.lastContact = this.now();
+    this.ledAt = this.lastContact;
   }
 
   /** Opens (or creates) the group's lease bucket; call start() to take part in elections. */
@@ -260,6 +281,32 @@ export class LeaderLease {
   }
 
   /**
+   * No current leader (leader() is undefined): since when this planner has known none and why, as
+   * far as it can tell: JetStream refusing or not answering its own reads or claims of the lease
+   * (the storage full, JetStream disabled or hung: probe8 J1, J2), else the lease's state;
+   * undefined while a leader is known. Before, a group whose lease JetStream refused had no
+   * leader while every planner said it was ready, and nothing said why.
+   */
+  noLeader(): NoLeader | undefined {
+    const now = this.now();
+    if (this.leader()) {
+      this.ledAt = now;
+      return undefined;
+    }
+    const t = this.lookTrouble;
+    const since = this.sinceContactMs();
+    const h = this.seen;
+    const cause =
+      t?.cause ??
+      (since > this.ttlMs
+        ? `no answer from the group's lease bucket for ${Math.round(since)} ms`
+        : this.seenGone || !h
+          ? 'the lease is free and no planner of the group has claimed it'
+          : `planner ${h.id} (term ${h.term}) has not renewed its lease for ${Math.round((Date.now() - Date.parse(h.renewedAt)) / 1000) || 0} s`);
+    return { forMs: now - this.ledAt, cause, lasting: t?.lasting ?? false };
+  }
+
+  /**
    * Gives up leadership (a fence was seen, or the planner cannot lead: its log is behind): the
    * lease is released so another planner can take it, and this one waits `holdOffMs` (default
    * one TTL) before contending again.
@@ -293,6 +340,7 @@ export class LeaderLease {
 
   private lose(why: string): void {
     if (!this.leading) return;
+    this.ledAt = this.now(); // it led until now
     this.leading = false;
     this.suspended = false;
     this.options.onDeposed?.(why);
@@ -306,6 +354,7 @@ export class LeaderLease {
       else await this.contend();
     } finally {
       this.ticking = false;
+      this.noLeader(); // notes when a leader was last known
     }
     if (this.tickAgain) {
       this.tickAgain = false;
@@ -430,8 +479,8 @@ export class LeaderLease {
       entry = await this.kv.get(KEY);
       this.lastContact = this.now();
     } catch (e) {
-      await this.reopenIfLost(e);
-      return; // NATS away
+      if (!(await this.reopenIfLost(e))) this.lookFailed('read', e);
+      return; // NATS away, or JetStream refused the read
     }
     this.seenGone = !(entry && entry.operation === 'PUT');
     if (entry && entry.operation === 'PUT') {
@@ -445,17 +494,50 @@ export class LeaderLease {
       // This very lease's record while it does not lead: a renewal (or a win) NATS stored after
       // this planner gave up on it (the request timed out, or the validity window closed first).
       if (holder && this.isThisLease(holder)) {
+        this.lookWorked();
         await this.releaseLate(entry.revision, 'it found its own record');
         return;
       }
       // This planner's own record, left by a run that died on this host: take it back at once.
       const mine = holder && this.isMine(holder) && (holder.pid === process.pid || !alive(holder.pid));
-      if (!mine || this.now() < this.holdOffUntil) return;
+      if (!mine) return this.lookWorked();
+      if (this.now() < this.holdOffUntil) return; // no claim tried: a claim's failure still stands
       await this.win(() => this.kv.update(KEY, JSON.stringify({ ...this.record(), term: 0 }), entry.revision));
       return;
     }
     if (this.now() < this.holdOffUntil) return;
     await this.win(() => this.kv.create(KEY, JSON.stringify({ ...this.record(), term: 0 })));
+  }
+
+  /**
+   * A follower's read or claim of the lease failed. Said in one line when its cause is new (not on
+   * every look, TTL/4 apart) and kept for noLeader until a look works: JetStream's refusal in
+   * words (jetstream-refusal.ts), and for an unanswered request whether core NATS still answers on
+   * that server. That PING runs on without holding the election tick; a failure explained after a
+   * later look worked is dropped.
+   */
+  private lookFailed(what: 'read' | 'claim', e: unknown): void {
+    const worked = this.looksWorked;
+    void explainJetStreamFailure(e, this.options.nc, Math.max(200, Math.min(1000, this.requestTimeoutMs()))).then(
+      (f) => {
+        if (worked !== this.looksWorked || this.closed) return;
+        const before = this.lookTrouble;
+        this.lookTrouble = f;
+        if (before?.cause !== f.cause)
+          this.options.onTrouble?.(
+            `cannot ${what} the group's lease: ${f.cause}${f.lasting ? '; no planner of the group can lead until this is fixed' : ''}`,
+          );
+      },
+    );
+  }
+
+  /** A look worked (the lease read, and claimed if it was free): a failure said before is over, said once. */
+  private lookWorked(): void {
+    this.looksWorked++;
+    const t = this.lookTrouble;
+    if (!t) return;
+    this.lookTrouble = undefined;
+    this.options.onTrouble?.(`the group's lease answers again (it failed: ${t.cause})`);
   }
 
   private isMine(h: LeaseHolder): boolean {
@@ -490,9 +572,12 @@ export class LeaderLease {
     try {
       rev = await write();
     } catch (e) {
-      if (!isWrongSequence(e)) await this.reopenIfLost(e);
-      return; // another planner won the race (or NATS away): follow
+      // another planner won the race (the look worked: follow), or JetStream refused or did not answer
+      if (isWrongSequence(e)) this.lookWorked();
+      else if (!(await this.reopenIfLost(e))) this.lookFailed('claim', e);
+      return;
     }
+    this.lookWorked();
     this.lastContact = this.now();
     this.revision = rev;
     this.myTerm = rev;

@@ -8,7 +8,7 @@ import { operationRoutes } from './operation-routes.ts';
 import { guardRequest } from './request-guard.ts';
 import type { Planner } from './planner.ts';
 import { versionDiff } from './version-diff.ts';
-import type { GroupView } from './planner-group.ts';
+import { unledReason, type GroupView } from './planner-group.ts';
 import type { GroupMember } from '../../libs/bus/index.ts';
 import type { LogGrowth, LogStorage, RetentionStatus } from '../../libs/eventlog/index.ts';
 
@@ -107,6 +107,11 @@ export function plannerRoutes(
    * cluster state cannot become a version (a full disk, a failing source: probe8 R2).
    */
   const notReadyReason = (): string | undefined => {
+    // A group nobody leads makes no version of what the cluster changes, whatever this planner's
+    // own state: every planner of it says so (probe8 J1: each said 200 with JetStream refusing the lease).
+    const g = group();
+    const unled = g && unledReason(g);
+    if (unled !== undefined) return unled;
     const sourceError = p.sourceProblem();
     // A failing source means stale data; so does a log that cannot take the events it sees
     // (a full disk): nothing after them becomes a version until the append works again.
@@ -362,6 +367,11 @@ export function groupStatus(g: NonNullable<ReturnType<NonNullable<HttpApiOptions
     self: { ...g.self, lagRows: g.lagRows },
     leader: g.leader ? { id: g.leader.id, term: g.leader.term, api: g.leader.api ?? null } : null,
     ...(g.lastLeader ? { lastLeader: g.lastLeader } : {}),
+    // no current leader as this planner sees it (null while one is known): how long, why, and
+    // whether the cause lasts until an operator acts (probe8 J1)
+    noLeader: g.noLeader
+      ? { forS: Math.round(g.noLeader.forMs / 1000), cause: g.noLeader.cause, lasting: g.noLeader.lasting }
+      : null,
     planners: g.planners.map((m) => ({
       id: m.id,
       leader: m.leader,
@@ -384,11 +394,14 @@ function redirectWritesToLeader(
 ): void {
   if (!g || g.self.leader) return;
   const l = g.leader && g.leader.id !== g.self.id ? g.leader : undefined;
-  if (!l)
+  if (!l) {
+    // the cause, when this planner knows one; "retry shortly" only where it clears by itself (probe8 J1)
+    const n = g.noLeader;
     throw new HttpError(
       503,
-      `planner ${g.self.id} follows in group ${g.group} and no leader is known right now; retry shortly`,
+      `planner ${g.self.id} follows in group ${g.group} and no leader is known right now${n ? `: ${n.cause}` : ''}${n?.lasting ? '' : '; retry shortly'}`,
     );
+  }
   if (l.api) res.setHeader('location', new URL(url.pathname + url.search, l.api).toString());
   throw new HttpError(
     307,

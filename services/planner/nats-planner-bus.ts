@@ -5,6 +5,7 @@ import {
   AckCollector,
   checkReplicas,
   connectBusWaiting,
+  namingJetStreamSilence,
   StaleLeaderError,
   TARGETS_STREAM,
   TargetStore,
@@ -108,8 +109,10 @@ export class NatsPlannerBus implements PlannerBus {
       bus.watchConnection();
       return bus;
     } catch (e) {
+      // a bare "timeout" said neither that JetStream is hung nor that the server is (probe8 J2)
+      const named = await namingJetStreamSilence(e, nc);
       if (!o.nc) await nc.close();
-      throw e;
+      throw named;
     }
   }
 

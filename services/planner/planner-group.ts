@@ -1,4 +1,4 @@
-import type { GroupMember, LeaderLease, LeaseHolder } from '../../libs/bus/index.ts';
+import type { GroupMember, LeaderLease, LeaseHolder, NoLeader } from '../../libs/bus/index.ts';
 import type { LogReplicator } from '../../libs/eventlog/index.ts';
 import type { ClusterGuard } from './cluster-guard.ts';
 import type { NatsPlannerBus } from './nats-planner-bus.ts';
@@ -60,6 +60,22 @@ export interface GroupView {
   readonly lagRows: number | null;
   /** Why this planner is cut off from its group (the lease bucket has not answered for a TTL). */
   readonly cutOff: string | undefined;
+  /** No current leader as this planner sees it: for how long, why, whether it lasts; undefined while one is known. */
+  readonly noLeader: NoLeader | undefined;
+  /** The lease TTL: a group without a leader for longer is not ready (unledReason). */
+  readonly ttlMs: number;
+}
+
+/**
+ * Why every planner of the group is not ready: no planner has led it for longer than its lease
+ * TTL (a crash's hand-over takes at most TTL + TTL/4 from the last renewal, so this does not flap
+ * on a failover). Undefined otherwise. Before (probe8 J1), a group whose lease JetStream refused
+ * (its storage full) had no leader while each planner's /readyz said 200.
+ */
+export function unledReason(v: Pick<GroupView, 'group' | 'noLeader' | 'ttlMs'>): string | undefined {
+  const n = v.noLeader;
+  if (!n || n.forMs <= v.ttlMs) return undefined;
+  return `no planner has led group ${v.group} for longer than its lease TTL (${n.cause})`;
 }
 
 /**
@@ -118,6 +134,8 @@ export class PlannerGroup {
         since > this.options.lease.ttlMs
           ? `no answer from the group's lease bucket on NATS for ${Math.round(since)} ms (TTL ${this.options.lease.ttlMs} ms)`
           : undefined,
+      noLeader: this.options.lease.noLeader(),
+      ttlMs: this.options.lease.ttlMs,
     };
   }
 
@@ -386,6 +404,7 @@ export class PlannerGroup {
         if (this.current === p) {
           p.markStale(this.viewStale());
           this.showFollowing(p);
+          this.showNoLeader(p);
         }
       } catch (e) {
         // A timer must never throw: uncaught, it ends the process (a log closed under it did).
@@ -425,6 +444,18 @@ export class PlannerGroup {
     const shown = p.failure('cannot follow');
     if (problem !== undefined && shown !== `cannot follow: ${problem}`) p.noteFailure('cannot follow', problem);
     else if (problem === undefined && shown !== undefined) p.noteRecovered('cannot follow');
+  }
+
+  /**
+   * Follower: a group nobody has led for longer than a TTL is shown in lastError as `no leader:
+   * CAUSE` (the lease's own line said it once on stderr) until a leader is known again.
+   */
+  private showNoLeader(p: Planner): void {
+    const v = this.view();
+    const shown = p.failure('no leader');
+    const cause = unledReason(v) === undefined ? undefined : v.noLeader?.cause;
+    if (cause !== undefined && shown !== `no leader: ${cause}`) p.noteFailure('no leader', cause);
+    else if (cause === undefined && shown !== undefined) p.noteRecovered('no leader');
   }
 
   /** Follower: reloads its view once the replicated log applied new rows. */

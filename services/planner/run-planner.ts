@@ -44,7 +44,7 @@ import {
 import { PlannerGroup, STOP_GRACE_MS } from './planner-group.ts';
 import { clusterGuard, withoutSupersededResume } from './cluster-guard.ts';
 import { createLogReplicator, logStreamName, versionAnchor, type LogReplicator } from '../../libs/eventlog/index.ts';
-import { retryTransient, type BusAuth } from '../../libs/bus/index.ts';
+import { namingJetStreamSilence, retryTransient, type BusAuth, type CoreNats } from '../../libs/bus/index.ts';
 import { Planner } from './planner.ts';
 import { plannerMetrics } from './planner-metrics.ts';
 
@@ -283,7 +283,7 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
           logger: say,
           appendTimeoutMs: Math.floor((o.leaseTtlMs ?? 15_000) / 2),
         }),
-      { say },
+      { say, nc },
     );
     lease = await startupStep(
       `opening the group's leader lease (${groupName})`,
@@ -299,7 +299,7 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
           onDeposed: (why) => group?.deposed(why),
           onTrouble: say,
         }),
-      { say },
+      { say, nc },
     );
     let relistPending = o.relist === true;
     // Sources start from the objects the log holds (read when the planner makes the source, after it restored).
@@ -374,7 +374,7 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
           replicas: o.replicas,
           self: () => g.member(api),
         }),
-      { say },
+      { say, nc },
     );
     members.start();
     await lease.start();
@@ -502,15 +502,18 @@ export const STARTUP_RETRY_MS = 30_000;
  * cluster still electing its meta leader, or another planner creating the same stream at the same
  * instant) is retried with backoff for up to `retryMs`, each retry said; every step is an
  * idempotent open-or-create that releases what a failed attempt took. Flag errors (messages that
- * start with the flag) keep their text.
+ * start with the flag) keep their text. With `nc` (the connection the step uses), an unanswered
+ * request whose server still answers core NATS says `JetStream not answering on HOST:PORT while
+ * core NATS does` (probe8 J2), not a bare "timeout".
  */
 export async function startupStep<T>(
   step: string,
   run: () => Promise<T>,
-  o: { say?: (line: string) => void; retryMs?: number } = {},
+  o: { say?: (line: string) => void; retryMs?: number; nc?: CoreNats } = {},
 ): Promise<T> {
+  const named = o.nc ? (e: unknown) => namingJetStreamSilence(e, o.nc!) : async (e: unknown) => e;
   try {
-    return await retryTransient(run, {
+    return await retryTransient(async () => run().catch(async (e: unknown) => Promise.reject(await named(e))), {
       withinMs: o.retryMs ?? STARTUP_RETRY_MS,
       onRetry: (e, attempt) => o.say?.(`${step}: ${e.message} (attempt ${attempt}); retrying`),
     });

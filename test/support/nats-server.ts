@@ -13,6 +13,10 @@ import path from 'node:path';
  */
 export interface NatsServerOptions {
   readonly jetstream?: boolean;
+  /** Text inside the jetstream block, e.g. `max_file_store: 65536` (a server whose JetStream storage fills up). */
+  readonly jetstreamLimits?: string;
+  /** Listen on this port instead of a free one (another server in its place, e.g. one without JetStream). */
+  readonly port?: number;
   /** Extra server config text (accounts, authorization, max_payload, ...), appended verbatim. */
   readonly config?: string;
   /** Extra config text that may reference the chosen port (e.g. a generated config). */
@@ -43,12 +47,12 @@ process.once('exit', () => {
 
 export async function startNatsServer(opts: NatsServerOptions = {}): Promise<NatsServerHandle> {
   const dir = mkdtempSync(path.join(tmpdir(), 'sb-nats-'));
-  const port = await freePort();
+  const port = opts.port ?? (await freePort());
   const storeDir = path.join(dir, 'js');
   const conf = path.join(dir, 'server.conf');
   const text = [
     `listen: "127.0.0.1:${port}"`,
-    opts.jetstream ? `jetstream { store_dir: ${JSON.stringify(storeDir)} }` : '',
+    opts.jetstream ? `jetstream { store_dir: ${JSON.stringify(storeDir)}\n${opts.jetstreamLimits ?? ''} }` : '',
     opts.config ?? '',
     opts.configFor?.(port) ?? '',
   ].join('\n');

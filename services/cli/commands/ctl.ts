@@ -54,7 +54,7 @@ export function registerCtl(program: Command, setExit: SetExit): void {
           (cfg.rollout
             ? `, rollout of ${cfg.rollout.configRevision} ${cfg.rollout.status} (wave ${cfg.rollout.wave + 1}/${cfg.rollout.waves.length})`
             : '') +
-          `, rejected objects ${s.rejectedTotal}${s.synced ? '' : ', NOT SYNCED'}${s.sourceError ? `, SOURCE FAILING: ${s.sourceError}` : ''}\n` +
+          `, rejected objects ${s.rejectedTotal}${s.synced ? '' : ', NOT SYNCED'}${s.sourceError ? `, SOURCE FAILING: ${s.sourceError}` : ''}${notCurrent(s)}\n` +
           (s.lastError ? `last error: ${String(s.lastError)}\n` : '') +
           ((s.storage as { warning?: string } | null)?.warning
             ? `WARNING: ${(s.storage as { warning: string }).warning}\n`
@@ -284,6 +284,18 @@ function retentionLine(s: Record<string, unknown>): string {
     `retention: ${policy}; oldest version ${r.oldestVersion ?? 'none'}; last compaction ${r.lastCompaction ? describeCompaction(r.lastCompaction) : 'never'}` +
     `${r.heldBy ? `; held back by ${r.heldBy}` : ''}${r.error ? `; FAILING: ${r.error}` : ''}\n`
   );
+}
+
+/**
+ * `, NOT CURRENT: why` on the head line while the planner asked knows no leader of its group
+ * (/status `noLeader`): nothing the cluster changes becomes a version then, whatever the table
+ * says (probe8 J1: the head line looked as usual while JetStream refused the lease). Empty otherwise,
+ * and for a planner of a release without `noLeader`.
+ */
+export function notCurrent(s: Record<string, unknown>): string {
+  const n = s.noLeader as { forS: number; cause: string; lasting: boolean } | null | undefined;
+  if (!n || typeof n !== 'object') return '';
+  return `, NOT CURRENT: no planner leads group ${String(s.group)} (for ${n.forS} s: ${n.cause})`;
 }
 
 /**

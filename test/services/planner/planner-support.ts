@@ -9,7 +9,7 @@ import { DEFAULT_PROXY_CONFIG, type Ack, type Nack } from '../../../libs/model/i
 import { knownObjectsFromLog, manifestsSource } from '../../../services/planner/event-source.ts';
 import { NatsPlannerBus } from '../../../services/planner/nats-planner-bus.ts';
 import { Planner, type PlannerOptions } from '../../../services/planner/planner.ts';
-import { startNatsServer, type NatsServerHandle } from '../../support/nats-server.ts';
+import { startNatsServer, type NatsServerHandle, type NatsServerOptions } from '../../support/nats-server.ts';
 
 /** Shared setup for planner tests: a temp dir, a real JetStream nats-server, a client connection. */
 export interface PlannerEnv {
@@ -22,23 +22,24 @@ export interface PlannerEnv {
   cleanup(): Promise<void>;
 }
 
-export async function plannerEnv(): Promise<PlannerEnv> {
+/** `nats`: more for its nats-server (e.g. `jetstreamLimits`: a JetStream storage that fills up). */
+export async function plannerEnv(nats: Omit<NatsServerOptions, 'jetstream'> = {}): Promise<PlannerEnv> {
   const dir = mkdtempSync(path.join(tmpdir(), 'sb-planner-'));
   const manifests = path.join(dir, 'manifests');
   const { mkdirSync } = await import('node:fs');
   mkdirSync(manifests);
-  const nats = await startNatsServer({ jetstream: true });
-  const nc = await connect({ servers: nats.url });
+  const server = await startNatsServer({ ...nats, jetstream: true });
+  const nc = await connect({ servers: server.url });
   return {
     dir,
     manifests,
     db: path.join(dir, 'log.db'),
-    nats,
+    nats: server,
     nc,
     write: (file, text) => writeFileSync(path.join(manifests, file), text),
     cleanup: async () => {
       await nc.close();
-      await nats.stop();
+      await server.stop();
       rmSync(dir, { recursive: true, force: true });
     },
   };
