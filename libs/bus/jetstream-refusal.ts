@@ -89,7 +89,12 @@ export async function explainJetStreamFailure(e: unknown, nc: CoreNats, waitMs =
   const f = describeJetStreamFailure(e);
   if (!timedOut(e)) return f;
   const server = nc.getServer();
-  return (await answersWithin(nc.rtt(), waitMs))
+  // rtt() of a closed connection may throw at once: a PING not answered either
+  const coreAnswers = await answersWithin(
+    Promise.resolve().then(() => nc.rtt()),
+    waitMs,
+  );
+  return coreAnswers
     ? { cause: `JetStream not answering on ${server} while core NATS does`, lasting: false }
     : { cause: `no answer from NATS on ${server} (not even a core NATS PING within ${waitMs} ms)`, lasting: false };
 }

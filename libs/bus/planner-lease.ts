@@ -528,6 +528,7 @@ export class LeaderLease {
             `cannot ${what} the group's lease: ${f.cause}${f.lasting ? '; no planner of the group can lead until this is fixed' : ''}`,
           );
       },
+      () => undefined, // explaining never throws; a closed connection's PING counts as unanswered
     );
   }
 
