@@ -138,6 +138,8 @@ export class LeaderLease {
   private lookTrouble: JetStreamFailure | undefined;
   /** Counts the looks that worked: a failure explained after a later look worked is dropped. */
   private looksWorked = 0;
+  /** The causes said since the last look that worked (each once). */
+  private readonly causesSaid = new Set<string>();
   /** When (monotonic) this planner last knew its group led: leading, or a current record read (see noLeader). */
   private ledAt: number;
   readonly ttlMs: number;
@@ -510,23 +512,27 @@ export class LeaderLease {
   }
 
   /**
-   * A follower's read or claim of the lease failed. Said in one line when its cause is new (not on
-   * every look, TTL/4 apart) and kept for noLeader until a look works: JetStream's refusal in
-   * words (jetstream-refusal.ts), and for an unanswered request whether core NATS still answers on
-   * that server. That PING runs on without holding the election tick; a failure explained after a
-   * later look worked is dropped.
+   * A follower's read or claim of the lease failed. Each cause is said in one line once until a
+   * look works again (not on every look, TTL/4 apart, nor again when a timeout on a loaded host
+   * comes in between) and kept for noLeader: JetStream's refusal in words (jetstream-refusal.ts),
+   * and for an unanswered request whether core NATS still answers on that server. A lasting cause
+   * is not replaced by a passing one (a timeout tells less than the refusal it interrupts). The
+   * PING runs on without holding the election tick; a failure explained after a later look worked
+   * is dropped.
    */
   private lookFailed(what: 'read' | 'claim', e: unknown): void {
     const worked = this.looksWorked;
     void explainJetStreamFailure(e, this.options.nc, Math.max(200, Math.min(1000, this.requestTimeoutMs()))).then(
       (f) => {
         if (worked !== this.looksWorked || this.closed) return;
-        const before = this.lookTrouble;
+        if (this.lookTrouble?.lasting && !f.lasting) return;
         this.lookTrouble = f;
-        if (before?.cause !== f.cause)
+        if (!this.causesSaid.has(f.cause)) {
+          this.causesSaid.add(f.cause);
           this.options.onTrouble?.(
             `cannot ${what} the group's lease: ${f.cause}${f.lasting ? '; no planner of the group can lead until this is fixed' : ''}`,
           );
+        }
       },
       () => undefined, // explaining never throws; a closed connection's PING counts as unanswered
     );
@@ -535,6 +541,7 @@ export class LeaderLease {
   /** A look worked (the lease read, and claimed if it was free): a failure said before is over, said once. */
   private lookWorked(): void {
     this.looksWorked++;
+    this.causesSaid.clear();
     const t = this.lookTrouble;
     if (!t) return;
     this.lookTrouble = undefined;

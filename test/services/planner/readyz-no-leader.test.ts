@@ -100,7 +100,9 @@ it('no planner leads for longer than the TTL: /readyz 503 on every planner namin
   expect((await status(follower)).noLeader).toBeNull();
   expect(await ctlStatusHead(follower.url)).not.toMatch(/NOT CURRENT/);
   for (const id of ['a', 'b'])
-    expect(said[id]!.filter((l) => l.startsWith("the group's lease answers again"))).toHaveLength(1);
+    expect(said[id]!.filter((l) => l.startsWith(`the group's lease answers again (it failed: ${cause})`))).toHaveLength(
+      1,
+    );
 }, 40_000);
 
 function regexOf(s: string): string {
