@@ -22,7 +22,14 @@ export interface JetStreamFailure {
  */
 const API_CODES: ReadonlyMap<number, { readonly words: string; readonly lasting: boolean }> = new Map([
   [10002, { words: "the account's JetStream resource limits are exceeded", lasting: true }],
-  [10008, { words: 'JetStream is temporarily unavailable (a cluster electing its meta leader)', lasting: false }],
+  [
+    10008,
+    {
+      words:
+        'JetStream is temporarily unavailable (no meta leader: an election, or too few servers of the cluster for a quorum)',
+      lasting: false,
+    },
+  ],
   [
     10009,
     { words: 'the JetStream cluster cannot handle the request (no leader: an election, or no quorum)', lasting: false },
