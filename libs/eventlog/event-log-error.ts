@@ -14,6 +14,8 @@ export type EventLogErrorCode =
   | 'IO'
   /** Another process holds the file's writer lock (writer-lock.ts). */
   | 'LOCKED'
+  /** The file turned unusable under this process (damaged, truncated, its -wal deleted): writes are refused for good (EventLog.fileProblem). */
+  | 'UNUSABLE'
   /** Rows offered for import, export or truncation do not continue this file's chains (another history). */
   | 'DIVERGED';
 

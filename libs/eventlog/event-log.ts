@@ -16,6 +16,7 @@ import {
   type WatchEvent,
 } from '../model/index.ts';
 import { EventLogError, translateSqliteError } from './event-log-error.ts';
+import { damageOf, fdUsage, headerDamage, watchStatements } from './file-health.ts';
 import { openDatabase, type SchemaStatus } from './open-database.ts';
 import { chainHash, linkFields, type ChainName } from './row-chain.ts';
 import { CLOCK_STEP_BOUND_MS, hasClockStep, nextStamp, placeInTime } from './stamp-order.ts';
@@ -70,6 +71,20 @@ export interface EventLogOptions {
    * EventLogError 'LOCKED' while another process holds it.
    */
   readonly writer?: string;
+  /**
+   * Told once when writes start failing for lack of disk space (SQLITE_FULL) or of file
+   * descriptors (EMFILE), and once when they work again; default: one line on stderr.
+   */
+  readonly say?: (line: string) => void;
+  /** A commit taking longer than this (ms) counts as a slow write (slowWrites(); default 1000). */
+  readonly slowWriteMs?: number;
+}
+
+/** Commits slower than the log's slowWriteMs: how many, the slowest, and when the last one ended. */
+export interface SlowWrites {
+  readonly count: number;
+  readonly maxMs: number;
+  readonly lastAt: string | null;
 }
 
 export interface RecordVersionInput {
@@ -123,6 +138,9 @@ export class EventLog {
     now?: () => Date,
   ) {
     registerDatabase(this, db);
+    // Damage is latched and named (with the file) wherever a statement meets it; other errors
+    // pass as they are, for the write or the caller around them to name in its own context.
+    watchStatements(db, (e) => (damageOf(e) === undefined ? e : this.failed(e, `event log ${file}`)));
     this.now = now ?? (() => new Date());
     this.stmt = this.prepare();
   }
@@ -139,6 +157,9 @@ export class EventLog {
       });
       const log = new EventLog(opts.file, db, schema, opts.now);
       if (opts.onClockStep) log.onClockStep = opts.onClockStep;
+      if (opts.say) log.say = opts.say;
+      if (opts.slowWriteMs !== undefined) log.slowWriteMs = opts.slowWriteMs;
+      log.watchSidecars = !opts.readOnly;
       log.migrated = migrated;
       log.writerLock = lock;
       log.opened = fileIdentity(opts.file);
@@ -155,18 +176,99 @@ export class EventLog {
   /** The file this log opened (device and inode), to notice it deleted or replaced under us. */
   private opened: string | undefined;
 
+  /** Set (once, for good) when the file turned unusable: every write is refused with UNUSABLE after it. */
+  private unusableWhy: string | undefined;
+  /** The -wal and -shm files this log uses (device and inode), to notice them deleted (watched when writable). */
+  private watchSidecars = false;
+  private readonly sidecars = new Map<string, string>();
+  /** The largest size the file was seen at (headerDamage: it never shrinks under its writer). */
+  private bytesSeen = 0;
+  private say = (line: string) => console.warn(line);
+  /** What makes writes fail now (disk full, out of file descriptors), said when it starts and ends. */
+  private writeTrouble: string | undefined;
+  private slowWriteMs = 1000;
+  private slow: SlowWrites = { count: 0, maxMs: 0, lastAt: null };
+
   /**
-   * Whether the path still names the file this log writes. Deleted or replaced under a running
-   * planner (an operator's `rm`, a restore copied over it), the log keeps writing to an inode no
-   * one will open again, and nothing else would say so until a restart.
+   * Why the log file cannot be trusted now, one line, or undefined. Unusable (for good: writes are
+   * refused, code UNUSABLE, until a restart opens the file again): a statement met a damaged file
+   * (SQLITE_CORRUPT, NOTADB, a short read: probe8 D1), its header says it was truncated or
+   * overwritten, or its -wal or -shm was deleted under this process (probe8 D2; the WAL's committed
+   * rows are first copied into the file by a rescue checkpoint). Deleted or replaced (while the
+   * path does not name the file opened; an operator's `rm`, a restore copied over it): the log
+   * keeps writing to an inode no one will open again, and nothing else would say so until a restart.
    */
   fileProblem(): string | undefined {
+    if (this.unusableWhy !== undefined) return this.unusableWhy;
     if (this.opened === undefined) return undefined; // in memory
     const now = fileIdentity(this.file);
-    if (now === this.opened) return undefined;
+    if (now === this.opened) {
+      const lost = this.lostSidecar();
+      if (lost !== undefined) this.rescue(lost);
+      else {
+        const damage = headerDamage(this.file, this.bytesSeen);
+        if (damage !== undefined) this.markUnusable(damage);
+        else this.bytesSeen = Math.max(this.bytesSeen, fileBytes(this.file));
+      }
+      return this.unusableWhy;
+    }
     return now === undefined
       ? `${this.file} was deleted while open: what is written now is lost at exit; restart the planner (a group member rebuilds the file from the group's log stream)`
       : `${this.file} was replaced by another file while open: what is written now goes to the old one; restart the planner`;
+  }
+
+  /** The latched reason alone (see fileProblem): the log refuses writes for good. */
+  get unusable(): string | undefined {
+    return this.unusableWhy;
+  }
+
+  /** Commits slower than slowWriteMs so far (EventLogOptions.slowWriteMs). */
+  slowWrites(): SlowWrites {
+    return this.slow;
+  }
+
+  private markUnusable(cause: string): void {
+    this.unusableWhy ??= `${this.file} is unusable: ${cause}; writes are refused, restart the planner on a sound file (db verify; a group member rebuilds it from the group's log stream)`;
+  }
+
+  /** The error to throw for a failed statement, latching the log unusable when it shows damage. */
+  private failed(e: unknown, context: string): unknown {
+    const damage = damageOf(e);
+    if (damage !== undefined) this.markUnusable(`damaged (${damage})`);
+    return translateSqliteError(e, context);
+  }
+
+  /** The -wal or -shm path that no longer names the file this log had there, if any. */
+  private lostSidecar(): string | undefined {
+    if (!this.watchSidecars) return undefined;
+    for (const side of [`${this.file}-wal`, `${this.file}-shm`]) {
+      const id = fileIdentity(side);
+      const seen = this.sidecars.get(side);
+      if (seen === undefined) {
+        if (id !== undefined) this.sidecars.set(side, id); // made by SQLite at the first read or write
+      } else if (id !== seen) return side;
+    }
+    return undefined;
+  }
+
+  /**
+   * A -wal or -shm deleted while open: this process still has both open, so a checkpoint copies
+   * every committed frame of the WAL into the database file (and fsyncs it) before anything is
+   * lost; a crash now would otherwise lose every commit since the last checkpoint, and another
+   * process opening the file makes a new, empty WAL beside ours. Then the log is unusable.
+   */
+  private rescue(side: string): void {
+    let how: string;
+    try {
+      const [r] = this.db.pragma('wal_checkpoint(TRUNCATE)') as { busy: number; log: number; checkpointed: number }[];
+      how =
+        r && r.busy === 0 && r.checkpointed >= r.log
+          ? `a rescue checkpoint copied what it held (${Math.max(0, r.log)} pages) into ${this.file}: nothing committed is lost`
+          : `the rescue checkpoint copied ${r?.checkpointed ?? 0} of ${r?.log ?? '?'} pages: rows committed since the last checkpoint may be lost`;
+    } catch (e) {
+      how = `the rescue checkpoint failed (${(e as Error).message}): rows committed since the last checkpoint are lost at exit`;
+    }
+    this.markUnusable(`${side} was deleted while open; ${how}`);
   }
 
   private prepare() {
@@ -216,12 +318,50 @@ export class EventLog {
     );
   }
 
+  /**
+   * Runs `fn` as one write transaction: refused once the file is unusable; a failure for lack of
+   * disk or file descriptors is said once, and once more when a write works again (probe8 R3/F1);
+   * a commit slower than slowWriteMs is counted (probe8 S1).
+   */
   private write<T>(context: string, fn: () => T): T {
+    if (this.unusableWhy !== undefined)
+      throw new EventLogError('UNUSABLE', `event log ${this.file}: ${context} refused: ${this.unusableWhy}`);
+    const t0 = performance.now();
+    let out: T;
     try {
-      return this.db.transaction(fn).immediate();
+      out = this.db.transaction(fn).immediate();
     } catch (e) {
-      throw translateSqliteError(e, `event log ${this.file}: ${context}`);
+      const err = this.failed(e, `event log ${this.file}: ${context}`);
+      const trouble = this.troubleOf(err);
+      if (trouble !== undefined && trouble !== this.writeTrouble)
+        this.say(
+          `event log ${this.file}: writes fail: ${trouble} (${err instanceof Error ? err.message : String(err)}); retried, nothing committed before is lost`,
+        );
+      if (trouble !== undefined) this.writeTrouble = trouble;
+      throw err;
     }
+    const ms = performance.now() - t0;
+    if (ms > this.slowWriteMs)
+      this.slow = {
+        count: this.slow.count + 1,
+        maxMs: Math.max(this.slow.maxMs, Math.round(ms)),
+        lastAt: this.now().toISOString(),
+      };
+    if (this.writeTrouble !== undefined) {
+      this.say(`event log ${this.file}: writes work again (they failed: ${this.writeTrouble})`);
+      this.writeTrouble = undefined;
+    }
+    return out;
+  }
+
+  /** 'disk full' or 'too many open files' when that is why a write failed, else undefined. */
+  private troubleOf(err: unknown): string | undefined {
+    if (!(err instanceof EventLogError)) return undefined;
+    if (err.code === 'DISK_FULL') return 'disk full';
+    const fds = err.code === 'IO' ? fdUsage() : undefined;
+    // SQLite says only SQLITE_CANTOPEN (or an I/O error) when open() fails with EMFILE
+    if (fds && fds.open >= fds.limit - 2) return `too many open files (${fds.open} of ${fds.limit})`;
+    return undefined;
   }
 
   /**
@@ -777,6 +917,14 @@ export class EventLog {
     this.resume?.discardPending();
     this.db.close();
     this.writerLock?.release();
+  }
+}
+
+function fileBytes(file: string): number {
+  try {
+    return statSync(file).size;
+  } catch {
+    return 0;
   }
 }
 

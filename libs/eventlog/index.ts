@@ -1,4 +1,11 @@
-export { EventLog, type EventLogOptions, type RecordVersionInput, type OperationRecord } from './event-log.ts';
+export {
+  EventLog,
+  type EventLogOptions,
+  type RecordVersionInput,
+  type OperationRecord,
+  type SlowWrites,
+} from './event-log.ts';
+export { fdUsage, fdWarning } from './file-health.ts';
 export { prepareEventRow, rowToEvent, type EventRow, type PreparedEventRow } from './event-row.ts';
 export { EventLogError, type EventLogErrorCode } from './event-log-error.ts';
 export type { VersionRecord } from './version-record.ts';

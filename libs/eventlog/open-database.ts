@@ -4,6 +4,7 @@ import { Kysely, SqliteDialect } from 'kysely';
 import { Migrator } from 'kysely/migration';
 import { MIGRATIONS, migrationProvider } from '../../migrations/index.ts';
 import { EventLogError, translateSqliteError } from './event-log-error.ts';
+import { headerDamage } from './file-health.ts';
 
 type Db = Database.Database;
 
@@ -61,6 +62,11 @@ export async function openDatabase(
   }
   try {
     const schema = inspect(db, file);
+    // A truncated file opens (its first page is there) and fails at the first read past the cut.
+    // (An empty file is a new log here: the WAL pragma below writes its first page.)
+    const onDisk = file !== ':memory:' && file !== '' && fs.existsSync(file);
+    const damage = onDisk && fs.statSync(file).size > 0 ? headerDamage(file) : undefined;
+    if (damage !== undefined) throw new EventLogError('NOT_A_DATABASE', `${file}: not a usable event log: ${damage}`);
     // WAL before the migrations: a fresh file's ~30 migration statements then cost one WAL fsync
     // per commit instead of a rollback journal's several (116 fsyncs per fresh file before).
     if (!opts.readOnly) {

@@ -10,7 +10,7 @@ import type { Planner } from './planner.ts';
 import { versionDiff } from './version-diff.ts';
 import { unledReason, type GroupView } from './planner-group.ts';
 import type { GroupMember } from '../../libs/bus/index.ts';
-import type { LogGrowth, LogStorage, RetentionStatus } from '../../libs/eventlog/index.ts';
+import type { LogGrowth, LogStorage, RetentionStatus, SlowWrites } from '../../libs/eventlog/index.ts';
 
 /** A publish failing this long makes /readyz 503 (retries run every second). */
 export const PUBLISH_FAILING_NOT_READY_MS = 10_000;
@@ -85,7 +85,13 @@ export interface HttpApiOptions {
    * The event log's disk use and free space (logStorage) and how fast it grows (logGrowth), for
    * /status; absent: shown as null.
    */
-  readonly storage?: () => (LogStorage & { readonly growth?: LogGrowth }) | undefined;
+  readonly storage?: () =>
+    | (LogStorage & {
+        readonly growth?: LogGrowth;
+        readonly fileProblem?: string | null;
+        readonly slowWrites?: SlowWrites;
+      })
+    | undefined;
   /** What the log keeps (retention: policy, oldest version, last compaction), for /status; absent: null. */
   readonly retention?: () => RetentionStatus | undefined;
 }

@@ -512,6 +512,10 @@ export class Planner {
     const latest = this.data.latest();
     if (!latest) return;
     try {
+      // A log file that cannot be trusted (deleted, replaced, damaged: probe8 D1/D2) moves no node:
+      // what it holds may not survive a restart. Nodes keep what they run; retried every second.
+      const fileProblem = this.options.log.fileProblem();
+      if (fileProblem !== undefined) throw new Error(`not publishing: log file: ${fileProblem}`);
       // A log behind the stream must never move a node back (a fresh or stale --db): only the
       // replicated log's catch-up, before a planner leads, brings the log level with the stream.
       const published = this.options.bus.lastPublishedVersion();

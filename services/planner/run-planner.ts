@@ -2,6 +2,8 @@ import type { Server } from 'node:http';
 import type { KubeConfig } from '@kubernetes/client-node';
 import {
   EventLog,
+  fdUsage,
+  fdWarning,
   logGrowth,
   logStorage,
   OnlineRetention,
@@ -170,7 +172,8 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
     started: () => serving,
     storage: () => {
       const s = log && logStorage(log.file);
-      return s && { ...s, growth: growth() };
+      // fileProblem: the file deleted, replaced or unusable (probe8 D1/D2); slowWrites: probe8 S1
+      return s && { ...s, growth: growth(), fileProblem: log.fileProblem() ?? null, slowWrites: log.slowWrites() };
     },
     // a planner without a policy still says what its file keeps (a `db compact` shows there)
     retention: () => retention?.status() ?? (log ? retentionStatus(log, null) : undefined),
@@ -220,7 +223,7 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
     return grown.value;
   };
   try {
-    log = await EventLog.open({ file: o.db, writer: 'a planner' });
+    log = await EventLog.open({ file: o.db, writer: 'a planner', say });
     if (log.migrated.length > 0) say(`event log migrated: ${log.migrated.join(', ')}`);
     metrics.attach({ storage: () => logStorage(log.file), retained: () => retentionStatus(log, null) });
   } catch (e) {
@@ -411,8 +414,11 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
     }
     // A --db deleted or replaced under us: shown (lastError, /readyz) and said once, until it is back.
     // Little disk left (review4 G8): said when it starts and when it ends (/status shows it meanwhile).
+    // So are file descriptors near RLIMIT_NOFILE (probe8 F1: EMFILE broke NATS, watches and the log).
     let fileSaid: string | undefined;
     let lowDisk = false;
+    let fdsLow = false;
+    let leftElections = false;
     const fileCheck = setInterval(() => {
       const low = logStorage(log.file)?.warning;
       if ((low !== undefined) !== lowDisk)
@@ -420,6 +426,14 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
           (lowDisk = low !== undefined)
             ? `warning: ${low}`
             : 'disk space for the event log is back above the warning threshold',
+        );
+      const fds = fdUsage();
+      const fdLine = fds && fdWarning(fds);
+      if ((fdLine !== undefined) !== fdsLow)
+        say(
+          (fdsLow = fdLine !== undefined)
+            ? `warning: ${fdLine}`
+            : 'open file descriptors are back below 95 % of the limit',
         );
       const problem = log.fileProblem();
       const p = g.planner();
@@ -430,6 +444,12 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
       }
       if (fileSaid !== problem) say((fileSaid = problem));
       if (p && p.failure('log file') === undefined) p.noteFailure('log file', problem);
+      // An unusable log (probe8 D1/D2) stays so until a restart: a leader hands the group to a
+      // replica with a sound file, and this planner never stands again (as a wrong cluster's).
+      if (log.unusable !== undefined && !leftElections) {
+        leftElections = true;
+        void lease?.stepDown(`log file: ${log.unusable}`, Number.POSITIVE_INFINITY);
+      }
     }, o.logFileCheckMs ?? 2000);
     fileCheck.unref();
     const s = server;
