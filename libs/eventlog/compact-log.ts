@@ -498,14 +498,3 @@ export function compactionRecords(log: EventLog, limit = 1): CompactionRecord[] 
     longestStepMs: r.longest_step_ms,
   }));
 }
-
-/** A consistent copy of the log (VACUUM INTO), safe while the planner keeps writing. */
-export function backupLog(log: EventLog, out: string): { bytes: number } {
-  if (fs.existsSync(out)) throw new EventLogError('INVALID', `backup: ${out} already exists; not overwriting`);
-  try {
-    databaseOf(log).prepare('VACUUM INTO ?').run(out);
-  } catch (e) {
-    throw translateSqliteError(e, `backup to ${out}`);
-  }
-  return { bytes: fs.statSync(out).size };
-}

@@ -28,7 +28,6 @@ export { verifyLog, type VerifyReport, type VerifyProblem } from './verify-log.t
 export { CLOCK_STEP_BOUND_MS, placeInTime } from './stamp-order.ts';
 export {
   compactLog,
-  backupLog,
   replayableFrom,
   compactionRecords,
   describeCompaction,
@@ -51,6 +50,7 @@ export {
 } from './audit-queries.ts';
 export { eventChurn, type EventChurn, type NamespaceChurn } from './churn-query.ts';
 export { EventAppender } from './event-appender.ts';
+export { backupLog } from './backup-log.ts';
 export {
   logStorage,
   logGrowth,
