@@ -1,4 +1,3 @@
-import fs from 'node:fs';
 import type { ReadingRevision } from '../model/index.ts';
 import { EventLogError, translateSqliteError } from './event-log-error.ts';
 import type { EventLog } from './event-log.ts';
