@@ -126,6 +126,8 @@ export class LeaderLease {
   private seenGone = false;
   private timer: NodeJS.Timeout | undefined;
   private validityTimer: NodeJS.Timeout | undefined;
+  /** When (now()) the validity timer is due: how late it runs says how long the event loop was blocked. */
+  private validityDue = Number.POSITIVE_INFINITY;
   private ticking = false;
   private tickAgain = false;
   private holdOffUntil = 0;
@@ -374,7 +376,14 @@ export class LeaderLease {
   }
 
   private expired(): string {
-    return `lease not renewed for ${Math.round(this.now() - (this.validUntil - 0.75 * this.ttlMs))} ms (TTL ${this.ttlMs} ms): stopped acting before it could expire`;
+    // The validity timer fires about a millisecond after its due time unless the thread was busy:
+    // past due by much, the renewals were late because the event loop was blocked (probe8 S1).
+    const late = Math.round(this.now() - this.validityDue);
+    const blocked =
+      late >= 100
+        ? `; the event loop was blocked for at least ${late} ms (a long synchronous step: a slow log write, a GC pause)`
+        : '';
+    return `lease not renewed for ${Math.round(this.now() - (this.validUntil - 0.75 * this.ttlMs))} ms (TTL ${this.ttlMs} ms): stopped acting before it could expire${blocked}`;
   }
 
   /**
@@ -391,10 +400,13 @@ export class LeaderLease {
     clearTimeout(this.validityTimer);
     const check = () => {
       if (!this.leading || this.closed) return;
-      if (this.valid()) this.validityTimer = setTimeout(check, Math.max(0, this.validUntil - this.now()) + 1);
-      else this.lose(this.expired());
+      if (this.valid()) {
+        this.validityDue = Math.max(this.now(), this.validUntil) + 1;
+        this.validityTimer = setTimeout(check, Math.max(0, this.validUntil - this.now()) + 1);
+      } else this.lose(this.expired());
       this.validityTimer?.unref?.();
     };
+    this.validityDue = Math.max(this.now(), validUntil) + 1;
     this.validityTimer = setTimeout(check, Math.max(0, validUntil - this.now()) + 1);
     this.validityTimer.unref?.();
   }
