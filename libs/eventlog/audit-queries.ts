@@ -168,6 +168,12 @@ export interface NodeAtTime {
    * state hash the node reported; undefined when the config revision is not in the log.
    */
   readonly nodeStateVerified: boolean | undefined;
+  /**
+   * Why the log cannot say what the node ran at `at` (probe8 C2), or absent when it can: `at` is
+   * before the log's history, the node's earlier reports were compacted away, or the acked
+   * version's content is no longer in the log. `ack` and `services` are then not an answer.
+   */
+  readonly unknown?: string;
 }
 
 /** Per log: how far its acks' received_at were checked for a clock step (stamp-order.ts), and the result. */
@@ -244,7 +250,10 @@ export function nodeAt(log: EventLog, node: string, at?: string): NodeAtTime {
       .prepare(`SELECT count(*) AS n FROM acks WHERE node = ? AND type = 'NACK' AND id > ? AND ${inTime}`)
       .get(node, row?.id ?? 0, cut ?? when) as { n: number }
   ).n;
-  if (!ack) return { node, at: when, ack, nacksSince, services: [], nodeStateVerified: undefined };
+  if (!ack) {
+    const unknown = noReportWhy(log, node, at === undefined ? undefined : when);
+    return { node, at: when, ack, nacksSince, services: [], nodeStateVerified: undefined, ...(unknown && { unknown }) };
+  }
   const skew = row.received_at === null ? Number.NaN : Date.parse(ack.at) - Date.parse(row.received_at);
   const received =
     row.received_at === null
@@ -252,7 +261,15 @@ export function nodeAt(log: EventLog, node: string, at?: string): NodeAtTime {
       : Number.isFinite(skew)
         ? { receivedAt: row.received_at, clockSkewMs: skew }
         : { receivedAt: row.received_at };
-  const r = replayVersion(log, ack.version);
+  let r: ReturnType<typeof replayVersion>;
+  try {
+    r = replayVersion(log, ack.version);
+  } catch (e) {
+    // its events compacted without a checkpoint, or a version this log never had
+    if (!(e instanceof EventLogError)) throw e;
+    const unknown = `node ${node} acked version ${ack.version}, whose content the log cannot rebuild (${e.message})`;
+    return { node, at: when, ack, ...received, nacksSince, services: [], nodeStateVerified: undefined, unknown };
+  }
   const services = [...r.state.data.services()].map((s) => s.key).sort();
   const config = log.configRevision(ack.configRevision)?.config;
   let verified: boolean | undefined;
@@ -264,6 +281,28 @@ export function nodeAt(log: EventLog, node: string, at?: string): NodeAtTime {
     }
   }
   return { node, at: when, ack, ...received, nacksSince, services, nodeStateVerified: verified };
+}
+
+/**
+ * Why "no ACK of `node` up to `at`" is not knowledge (undefined when it is): the acks chain was
+ * compacted (a prefix: its ACKs before the cut may be what it ran at `at`), or `at` (undefined:
+ * now) lies before the first row the log holds of versions and reports (the log did not exist).
+ */
+function noReportWhy(log: EventLog, node: string, at: string | undefined): string | undefined {
+  const db = databaseOf(log);
+  const cut = (db.prepare(`SELECT anchor_id AS a FROM chain_heads WHERE chain = 'acks'`).get() as { a: number }).a;
+  if (cut > 0)
+    return `the reports up to row ${cut} were compacted (db compact, retention): ${node}'s ACKs from before may be what it ran`;
+  if (at === undefined) return undefined;
+  const first = (
+    db
+      .prepare(`SELECT min(t) AS t FROM (SELECT min(created_at) AS t FROM versions
+        UNION ALL SELECT min(coalesce(received_at, at)) FROM acks)`)
+      .get() as { t: string | null }
+  ).t;
+  if (first === null) return 'the log holds no version and no node report yet';
+  if (at < first) return `the log begins at ${first}, after ${at}`;
+  return undefined;
 }
 
 export interface VersionDiff {

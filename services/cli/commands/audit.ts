@@ -120,12 +120,14 @@ export function registerAudit(program: Command, setExit: SetExit): void {
         const r = nodeAt(log, args[0]!, o.at);
         const when = o.at === undefined ? 'now' : r.at;
         out(r, () =>
-          !r.ack
-            ? `node ${r.node} had acknowledged nothing by ${when}\n`
-            : `node ${r.node} at ${when}: version ${r.ack.version} config revision ${r.ack.configRevision} mode ${r.ack.mode}\n` +
-              `acked at ${r.ack.at}${r.receivedAt ? ` (node clock), received ${r.receivedAt}${skewNote(r.clockSkewMs)}` : ' (node clock)'}, node state hash ${r.ack.nodeStateHash} (${r.nodeStateVerified === undefined ? 'config revision not in log' : r.nodeStateVerified ? 'verified by re-rendering' : 'DOES NOT MATCH re-rendering'})\n` +
-              (r.nacksSince ? `${r.nacksSince} NACK(s) since\n` : '') +
-              `services (${r.services.length}): ${r.services.join(' ')}\n`,
+          r.unknown !== undefined
+            ? `node ${r.node} at ${when}: unknown: ${r.unknown}\n`
+            : !r.ack
+              ? `node ${r.node} had acknowledged nothing by ${when}\n`
+              : `node ${r.node} at ${when}: version ${r.ack.version} config revision ${r.ack.configRevision} mode ${r.ack.mode}\n` +
+                `acked at ${r.ack.at}${r.receivedAt ? ` (node clock), received ${r.receivedAt}${skewNote(r.clockSkewMs)}` : ' (node clock)'}, node state hash ${r.ack.nodeStateHash} (${r.nodeStateVerified === undefined ? 'config revision not in log' : r.nodeStateVerified ? 'verified by re-rendering' : 'DOES NOT MATCH re-rendering'})\n` +
+                (r.nacksSince ? `${r.nacksSince} NACK(s) since\n` : '') +
+                `services (${r.services.length}): ${r.services.join(' ')}\n`,
         );
       } else if (query === 'ops') {
         const ops = log.operations();
