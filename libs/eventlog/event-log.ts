@@ -140,9 +140,9 @@ export class EventLog {
     registerDatabase(this, db);
     // Damage is latched and named (with the file) wherever a statement meets it; other errors
     // pass as they are, for the write or the caller around them to name in its own context.
-    watchStatements(db, (e) => (damageOf(e) === undefined ? e : this.failed(e, `event log ${file}`)));
+    const unwatched = watchStatements(db, (e) => (damageOf(e) === undefined ? e : this.failed(e, `event log ${file}`)));
     this.now = now ?? (() => new Date());
-    this.stmt = this.prepare();
+    this.stmt = this.prepare(unwatched);
   }
 
   static async open(opts: EventLogOptions): Promise<EventLog> {
@@ -271,13 +271,14 @@ export class EventLog {
     this.markUnusable(`${side} was deleted while open; ${how}`);
   }
 
-  private prepare() {
+  /** `unwatched`: for the one statement run per row, only ever inside write(), which watches for damage itself. */
+  private prepare(unwatched: Database.Database['prepare']) {
     const d = this.db;
     return {
       head: d.prepare('SELECT head_id AS id, head_hash AS hash FROM chain_heads WHERE chain = ?'),
       setHead: d.prepare('UPDATE chain_heads SET head_id = ?, head_hash = ? WHERE chain = ?'),
       insertEvent:
-        d.prepare(`INSERT INTO events (seq, received_at, kind, type, origin, namespace, name, uid, resource_version, service, object, row_hash)
+        unwatched(`INSERT INTO events (seq, received_at, kind, type, origin, namespace, name, uid, resource_version, service, object, row_hash)
         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
       insertVersion:
         d.prepare(`INSERT INTO versions (version, parent, hash, reason, created_at, seq_from, seq_to, content_of, delta, reading_revision, row_hash)

@@ -64,8 +64,9 @@ function walBytes(file: string): number {
  * Makes every statement prepared on `db` (the log's own and those of the modules reading through
  * databaseOf) hand its error to `onError` first, which returns the error to throw: the first
  * statement meeting damage latches the log unusable, wherever it runs. Iterators are not watched.
+ * Returns the unwatched prepare, for a hot statement whose caller watches for damage itself.
  */
-export function watchStatements(db: Database.Database, onError: (e: unknown) => unknown): void {
+export function watchStatements(db: Database.Database, onError: (e: unknown) => unknown): Database.Database['prepare'] {
   const prepare = db.prepare.bind(db);
   db.prepare = ((sql: string) => {
     let stmt: Database.Statement;
@@ -87,6 +88,7 @@ export function watchStatements(db: Database.Database, onError: (e: unknown) => 
     }
     return stmt;
   }) as typeof db.prepare;
+  return prepare;
 }
 
 /** This process's open file descriptors and their soft limit (Linux /proc), or undefined elsewhere. */
