@@ -110,6 +110,7 @@ export interface OperationRecord extends Operation {
 }
 
 const HEX64 = /^[0-9a-f]{64}$/;
+const EMFILE = 'too many open files (EMFILE)';
 /** SQLite's default automatic checkpoint threshold (pages), and the one while a bulk load holds it. */
 const DEFAULT_WAL_PAGES = 1000;
 const HELD_WAL_PAGES = 25_000;
@@ -334,9 +335,10 @@ export class EventLog {
     } catch (e) {
       const err = this.failed(e, `event log ${this.file}: ${context}`);
       const trouble = this.troubleOf(err);
+      const fds = trouble === EMFILE ? fdUsage() : undefined;
       if (trouble !== undefined && trouble !== this.writeTrouble)
         this.say(
-          `event log ${this.file}: writes fail: ${trouble} (${err instanceof Error ? err.message : String(err)}); retried, nothing committed before is lost`,
+          `event log ${this.file}: writes fail: ${trouble}${fds ? ` (${fds.open} of ${fds.limit} file descriptors open)` : ''} (${err instanceof Error ? err.message : String(err)}); retried, nothing committed before is lost`,
         );
       if (trouble !== undefined) this.writeTrouble = trouble;
       throw err;
@@ -355,13 +357,13 @@ export class EventLog {
     return out;
   }
 
-  /** 'disk full' or 'too many open files' when that is why a write failed, else undefined. */
+  /** 'disk full' or EMFILE when that is why a write failed (said once while it lasts), else undefined. */
   private troubleOf(err: unknown): string | undefined {
     if (!(err instanceof EventLogError)) return undefined;
     if (err.code === 'DISK_FULL') return 'disk full';
     const fds = err.code === 'IO' ? fdUsage() : undefined;
     // SQLite says only SQLITE_CANTOPEN (or an I/O error) when open() fails with EMFILE
-    if (fds && fds.open >= fds.limit - 2) return `too many open files (${fds.open} of ${fds.limit})`;
+    if (fds && fds.open >= fds.limit - 2) return EMFILE;
     return undefined;
   }
 
