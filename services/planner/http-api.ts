@@ -115,6 +115,10 @@ export function plannerRoutes(
   const notReadyReason = (): string | undefined => {
     // A group nobody leads makes no version of what the cluster changes, whatever this planner's
     // own state: every planner of it says so (probe8 J1: each said 200 with JetStream refusing the lease).
+    // Its own unusable log file comes first: that planner has left the lease for good, so the
+    // group may be unled because of it, and the file is what the operator must fix.
+    const fileError = p.failure('log file');
+    if (fileError !== undefined) return `cannot log the events it sees: ${fileError}`;
     const g = group();
     const unled = g && unledReason(g);
     if (unled !== undefined) return unled;
