@@ -19,6 +19,9 @@ export interface CompactResult {
   /** ACK/NACK rows up to this id were removed; the acks chain now starts after it (its anchor). */
   readonly acksCutId: number;
   readonly acksRemoved: number;
+  /** Version rows up to this one were removed; the versions chain now starts after it (its anchor). */
+  readonly versionsCutId: number;
+  readonly versionsRemoved: number;
   /**
    * The node whose last report (or last ACK) held the acks cut below the first report of version
    * `before`; undefined when nothing did.
@@ -38,6 +41,8 @@ export interface CompactionLimits {
   readonly atCheckpoint?: boolean;
   /** Never cut the acks chain past this row id (what the group's log acknowledged). */
   readonly maxAcksId?: number;
+  /** Never cut the versions chain past this version (what the group's log acknowledged). */
+  readonly maxVersionsId?: number;
   /** Whether a node is one of the cluster's (default: the Nodes of the latest version, replayed). */
   readonly clusterHas?: (node: string) => boolean;
   /** Who runs it, as recorded in the compactions table (default 'db compact'). */
@@ -45,15 +50,15 @@ export interface CompactionLimits {
   readonly now?: () => Date;
 }
 
-type Phase = 'checkpoints' | 'events' | 'acks' | 'done';
+type Phase = 'checkpoints' | 'events' | 'acks' | 'versions' | 'done';
 
 /**
  * One compaction, planned from the log as it stands and carried out in small transactions
  * (`step`), each of which leaves a log that verifies and replays: (1) the checkpoints the retained
  * versions need are written; (2) events are removed a slice at a time from the chain's anchor up
  * to the cut, each slice moving the anchor to its last removed row (and removing the checkpoints
- * below it that no retained version reads); (3) ACK/NACK rows likewise up to the acks cut. A
- * crash between (or inside) steps leaves a log compacted up to the last committed slice: every
+ * below it that no retained version reads); (3) ACK/NACK rows likewise up to the acks cut; (4) the
+ * versions rows no kept version, pin or ACK/NACK row needs (versionsCut), likewise. A crash between (or inside) steps leaves a log compacted up to the last committed slice: every
  * version it still rebuilds rebuilds exactly (rebuildAtSeq refuses, COMPACTED, a version whose
  * nearest checkpoint lies below the anchor), and `replayableFrom` says which those are. Each step
  * first checks that the plan still holds (the row at the cut and the checkpoints it keeps are
@@ -66,6 +71,7 @@ export class Compaction {
   private record = 0;
   private eventsRemoved = 0;
   private acksRemoved = 0;
+  private versionsRemoved = 0;
   private checkpointsRemoved = 0;
   private checkpointsWritten = 0;
   private steps = 0;
@@ -82,6 +88,8 @@ export class Compaction {
     private readonly needed: ReadonlySet<number>,
     private readonly toWrite: readonly { readonly seq: number; readonly readingRevision: ReadingRevision }[],
     private readonly acks: { cutId: number; cutHash: string; heldBy?: { node: string; id: number } },
+    /** latest: the newest version when planned (pins after it are read at each step). */
+    private readonly versions: { cutId: number; cutHash: string; latest: number },
     private readonly limits: CompactionLimits,
   ) {}
 
@@ -143,7 +151,14 @@ export class Compaction {
       cutHash: cutId > acksAnchor ? rowHash(log, 'acks', cutId) : chainAnchorHash(log, 'acks'),
       ...(a.heldBy ? { heldBy: a.heldBy } : {}),
     };
-    return new Compaction(log, before, keepsFrom, cut, cutHash, needed, toWrite, acks, limits);
+    const vAnchor = chainAnchor(log, 'versions');
+    const vCut = Math.max(vAnchor, Math.min(versionsCut(log, cut), limits.maxVersionsId ?? Number.MAX_SAFE_INTEGER));
+    const versions = {
+      cutId: vCut,
+      cutHash: vCut > vAnchor ? rowHash(log, 'versions', vCut) : chainAnchorHash(log, 'versions'),
+      latest: log.latestVersion()!.version,
+    };
+    return new Compaction(log, before, keepsFrom, cut, cutHash, needed, toWrite, acks, versions, limits);
   }
 
   /** Whether the plan removes or writes anything (an idle retention run makes no record). */
@@ -151,7 +166,8 @@ export class Compaction {
     return (
       this.toWrite.length > 0 ||
       this.cut > chainAnchor(this.log, 'events') ||
-      this.acks.cutId > chainAnchor(this.log, 'acks')
+      this.acks.cutId > chainAnchor(this.log, 'acks') ||
+      this.versions.cutId > chainAnchor(this.log, 'versions')
     );
   }
 
@@ -178,10 +194,19 @@ export class Compaction {
     const folds = this.folds;
     this.folds = undefined; // written by this step, or folded afresh by the next try
     // Counters and the phase move only once the transaction committed.
-    const n: { phase: Phase; events: number; acks: number; checkpoints: number; written: number; record: number } = {
+    const n: {
+      phase: Phase;
+      events: number;
+      acks: number;
+      versions: number;
+      checkpoints: number;
+      written: number;
+      record: number;
+    } = {
       phase: this.phase,
       events: this.eventsRemoved,
       acks: this.acksRemoved,
+      versions: this.versionsRemoved,
       checkpoints: this.checkpointsRemoved,
       written: this.checkpointsWritten,
       record: this.record,
@@ -218,10 +243,15 @@ export class Compaction {
               .run(to, ...keep).changes;
           }
           if (to >= this.cut) n.phase = 'acks';
-        } else {
+        } else if (n.phase === 'acks') {
           const to = Math.min(this.acks.cutId, chainAnchor(log, 'acks') + maxRows);
           if (to > chainAnchor(log, 'acks')) n.acks += cutChain(log, 'acks', to);
-          if (to >= this.acks.cutId) n.phase = 'done';
+          if (to >= this.acks.cutId) n.phase = 'versions';
+        } else {
+          const upTo = this.versionsUpTo();
+          const to = Math.min(upTo, chainAnchor(log, 'versions') + maxRows);
+          if (to > chainAnchor(log, 'versions')) n.versions += cutChain(log, 'versions', to);
+          if (to >= upTo) n.phase = 'done';
         }
         db.prepare(`UPDATE compactions SET events_removed = ?, acks_removed = ?, checkpoints_removed = ?,
             checkpoints_written = ?, steps = ?, longest_step_ms = ?, finished_at = ? WHERE id = ?`).run(
@@ -241,6 +271,7 @@ export class Compaction {
     this.phase = n.phase;
     this.eventsRemoved = n.events;
     this.acksRemoved = n.acks;
+    this.versionsRemoved = n.versions;
     this.checkpointsRemoved = n.checkpoints;
     this.checkpointsWritten = n.written;
     this.record = n.record;
@@ -267,8 +298,30 @@ export class Compaction {
       checkpointsWritten: this.checkpointsWritten,
       acksCutId: chainAnchor(this.log, 'acks'),
       acksRemoved: this.acksRemoved,
+      versionsCutId: chainAnchor(this.log, 'versions'),
+      versionsRemoved: this.versionsRemoved,
       ...(this.acks.heldBy ? { acksHeldBy: this.acks.heldBy } : {}),
     };
+  }
+
+  /**
+   * How far the versions step may cut now: the plan's cut, below the oldest version an ACK/NACK
+   * row still reports (after the acks step those are the ones kept: a cluster node's last
+   * reports; one index probe), and below the content source of a pin or rollback recorded since
+   * the plan (an operator may pin a version the plan would remove whose content a kept checkpoint
+   * still gives).
+   */
+  private versionsUpTo(): number {
+    const db = databaseOf(this.log);
+    let upTo = this.versions.cutId;
+    const reported = db.prepare('SELECT min(version) FROM acks WHERE version > 0').pluck().get() as number | null;
+    if (reported !== null) upTo = Math.min(upTo, reported - 1);
+    const late = db
+      .prepare('SELECT version FROM versions WHERE version > ? AND content_of IS NOT NULL')
+      .pluck()
+      .all(this.versions.latest) as number[];
+    for (const v of late) upTo = Math.min(upTo, contentSource(this.log, v).version - 1);
+    return upTo;
   }
 
   /** Refuses a step when the file moved under the plan (a replicated-log truncation, another history). */
@@ -277,12 +330,12 @@ export class Compaction {
     const db = databaseOf(log);
     const stale = (what: string) =>
       new EventLogError('DIVERGED', `compact: ${what} changed since this compaction was planned; plan it again`);
-    const at = (chain: 'events' | 'acks', id: number) =>
+    const at = (chain: CutChain, id: number) =>
       id === chainAnchor(log, chain)
         ? chainAnchorHash(log, chain)
         : id > chainAnchor(log, chain)
           ? (
-              db.prepare(`SELECT row_hash FROM ${chain} WHERE ${chain === 'events' ? 'seq' : 'id'} = ?`).get(id) as
+              db.prepare(`SELECT row_hash FROM ${chain} WHERE ${ID_COLUMN[chain]} = ?`).get(id) as
                 | { row_hash: string }
                 | undefined
             )?.row_hash
@@ -291,6 +344,11 @@ export class Compaction {
     if (this.cut >= anchor && at('events', this.cut) !== this.cutHash) throw stale(`event ${this.cut}`);
     if (this.acks.cutId >= chainAnchor(log, 'acks') && at('acks', this.acks.cutId) !== this.acks.cutHash)
       throw stale(`acks row ${this.acks.cutId}`);
+    if (
+      this.versions.cutId >= chainAnchor(log, 'versions') &&
+      at('versions', this.versions.cutId) !== this.versions.cutHash
+    )
+      throw stale(`version ${this.versions.cutId}`);
     if (this.phase !== 'checkpoints') {
       const keep = [...this.needed];
       const n = db
@@ -378,7 +436,7 @@ export function replayableFrom(log: EventLog): number | undefined {
  */
 function firstVersionEndingAtOrAfter(log: EventLog, seq: number, hi: number): number {
   const seqTo = databaseOf(log).prepare('SELECT seq_to AS s FROM versions WHERE version = ?').pluck();
-  let lo = 1;
+  let lo = chainAnchor(log, 'versions') + 1; // the rows below were compacted
   while (lo < hi) {
     const mid = Math.floor((lo + hi) / 2);
     if ((seqTo.get(mid) as number) >= seq) hi = mid;
@@ -387,22 +445,49 @@ function firstVersionEndingAtOrAfter(log: EventLog, seq: number, hi: number): nu
   return lo;
 }
 
+/**
+ * The newest version whose row a compaction cutting the events at `cut` may remove (the versions
+ * chain is cut as a prefix, like the events): below the first version ending at or after the cut
+ * (the content of every one before it is gone with its events: none rebuilds) and its parent (a
+ * versions stream that ends at the parent, a leader's held by "not on the stream yet", is still
+ * checked against the log's row before the next is published as a delta on it), and below the
+ * content source of every pin or rollback kept (replay follows content_of to its row), again for
+ * the pins that lowering keeps. The step lowers it further below the oldest version an ACK/NACK
+ * row kept reports.
+ */
+function versionsCut(log: EventLog, cut: number): number {
+  const latest = log.latestVersion()?.version ?? 0;
+  const pins = databaseOf(log)
+    .prepare('SELECT version FROM versions WHERE version > ? AND content_of IS NOT NULL')
+    .pluck();
+  let upTo = firstVersionEndingAtOrAfter(log, cut, latest + 1) - 2;
+  for (;;) {
+    let low = upTo;
+    for (const v of pins.all(upTo) as number[]) low = Math.min(low, contentSource(log, v).version - 1);
+    if (low === upTo) return upTo;
+    upTo = low;
+  }
+}
+
 /** The events chain's anchor: events up to it were compacted (0: none). */
 function eventsAnchor(log: EventLog): number {
   return chainAnchor(log, 'events');
 }
 
-function chainAnchor(log: EventLog, chain: 'events' | 'acks'): number {
+/** The chains compaction cuts as a prefix (config revisions and operations are kept whole). */
+type CutChain = 'events' | 'acks' | 'versions';
+
+function chainAnchor(log: EventLog, chain: CutChain): number {
   return databaseOf(log).prepare('SELECT anchor_id FROM chain_heads WHERE chain = ?').pluck().get(chain) as number;
 }
 
-function chainAnchorHash(log: EventLog, chain: 'events' | 'acks'): string {
+function chainAnchorHash(log: EventLog, chain: CutChain): string {
   return databaseOf(log).prepare('SELECT anchor_hash FROM chain_heads WHERE chain = ?').pluck().get(chain) as string;
 }
 
-const ID_COLUMN = { events: 'seq', acks: 'id' } as const;
+const ID_COLUMN = { events: 'seq', acks: 'id', versions: 'version' } as const;
 
-function rowHash(log: EventLog, chain: 'events' | 'acks', id: number): string {
+function rowHash(log: EventLog, chain: CutChain, id: number): string {
   const h = databaseOf(log).prepare(`SELECT row_hash FROM ${chain} WHERE ${ID_COLUMN[chain]} = ?`).pluck().get(id) as
     | string
     | undefined;
@@ -451,7 +536,7 @@ function acksCut(
  * Deletes a chain's rows up to `cutId` and anchors it at that row (inside the caller's
  * transaction; a no-op at or below its anchor). Ids are contiguous from the anchor up.
  */
-function cutChain(log: EventLog, chain: 'events' | 'acks', cutId: number): number {
+function cutChain(log: EventLog, chain: CutChain, cutId: number): number {
   const db = databaseOf(log);
   if (cutId <= chainAnchor(log, chain)) return 0;
   const last = rowHash(log, chain, cutId);

@@ -90,11 +90,15 @@ export function retentionTarget(
   return heldBy === undefined ? { before } : { before, heldBy };
 }
 
+/** The tables a run removes rows from (the metric's `table` label). */
+export type RemovedTable = 'events' | 'acks' | 'versions' | 'checkpoints';
+
 export interface RetentionRun {
   readonly at: string;
   readonly before: number;
   readonly eventsRemoved: number;
   readonly acksRemoved: number;
+  readonly versionsRemoved: number;
   readonly checkpointsRemoved: number;
   readonly steps: number;
   readonly ms: number;
@@ -129,7 +133,7 @@ export interface OnlineRetentionOptions {
   readonly sliceRows?: number;
   readonly say?: (line: string) => void;
   /** Told after each step that removed rows (metrics). */
-  readonly onRemoved?: (table: 'events' | 'acks' | 'checkpoints', n: number) => void;
+  readonly onRemoved?: (table: RemovedTable, n: number) => void;
   readonly now?: () => Date;
   /**
    * The monotonic clock (default performance.now). An age cut is measured at the wall clock, but
@@ -241,7 +245,12 @@ export class OnlineRetention {
       const c = Compaction.plan(log, target.before, {
         atCheckpoint: true,
         by: 'planner',
-        ...(bounds.acknowledged ? { maxAcksId: bounds.acknowledged.chains.acks.id } : {}),
+        ...(bounds.acknowledged
+          ? {
+              maxAcksId: bounds.acknowledged.chains.acks.id,
+              maxVersionsId: bounds.acknowledged.chains.versions.id,
+            }
+          : {}),
         ...(bounds.clusterHas ? { clusterHas: bounds.clusterHas } : {}),
         now: () => this.o.now?.() ?? new Date(),
       });
@@ -250,12 +259,17 @@ export class OnlineRetention {
         return;
       }
       const t0 = performance.now();
-      let before = { events: 0, acks: 0, checkpoints: 0 };
+      let before: Record<RemovedTable, number> = { events: 0, acks: 0, versions: 0, checkpoints: 0 };
       for (;;) {
         const more = c.step(this.o.sliceRows ?? 500);
         const r = c.result();
-        const now = { events: r.eventsRemoved, acks: r.acksRemoved, checkpoints: r.checkpointsRemoved };
-        for (const k of ['events', 'acks', 'checkpoints'] as const)
+        const now = {
+          events: r.eventsRemoved,
+          acks: r.acksRemoved,
+          versions: r.versionsRemoved,
+          checkpoints: r.checkpointsRemoved,
+        };
+        for (const k of ['events', 'acks', 'versions', 'checkpoints'] as const)
           if (now[k] > before[k]) this.o.onRemoved?.(k, now[k] - before[k]);
         before = now;
         if (!more || this.stopped) break;
@@ -267,15 +281,16 @@ export class OnlineRetention {
         before: target.before,
         eventsRemoved: r.eventsRemoved,
         acksRemoved: r.acksRemoved,
+        versionsRemoved: r.versionsRemoved,
         checkpointsRemoved: r.checkpointsRemoved,
         steps: c.stepCount,
         ms: Math.round(performance.now() - t0),
         longestStepMs: Math.round(c.longestStepMs * 10) / 10,
       };
       this.error = undefined;
-      if (r.eventsRemoved + r.acksRemoved > 0)
+      if (r.eventsRemoved + r.acksRemoved + r.versionsRemoved > 0)
         say(
-          `retention: removed ${r.eventsRemoved} events (up to seq ${r.cutSeq}) and ${r.acksRemoved} ACK/NACK rows; the log rebuilds versions from ${replayableFrom(log) ?? '-'} on (${this.last.steps} steps in ${this.last.ms} ms, the longest ${this.last.longestStepMs} ms)${target.heldBy ? `; held back by ${target.heldBy}` : ''}`,
+          `retention: removed ${r.eventsRemoved} events (up to seq ${r.cutSeq}), ${r.acksRemoved} ACK/NACK rows and ${r.versionsRemoved} version rows (up to version ${r.versionsCutId}); the log rebuilds versions from ${replayableFrom(log) ?? '-'} on (${this.last.steps} steps in ${this.last.ms} ms, the longest ${this.last.longestStepMs} ms)${target.heldBy ? `; held back by ${target.heldBy}` : ''}`,
         );
     } catch (e) {
       const why = e instanceof Error ? e.message : String(e);

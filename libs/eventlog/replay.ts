@@ -137,18 +137,39 @@ export function readingRevisionAtSeq(log: EventLog, seq: number): ReadingRevisio
   return row ? readingRevisionOf(row.r, `the version covering seq ${seq}`) : LATEST_READING_REVISION;
 }
 
+/**
+ * Why version n has no row: retention removed it (COMPACTED, one line naming the oldest row kept),
+ * or it never existed (NOT_FOUND).
+ */
+export function missingVersion(log: EventLog, n: number): EventLogError {
+  const anchor = versionsAnchor(log);
+  if (Number.isInteger(n) && n >= 1 && n <= anchor)
+    return new EventLogError(
+      'COMPACTED',
+      `version ${n} was compacted from the log (retention removed versions up to ${anchor}; the oldest kept is ${anchor + 1})`,
+    );
+  return new EventLogError('NOT_FOUND', `version ${n} does not exist (latest ${log.latestVersion()?.version ?? 0})`);
+}
+
+/** The versions chain's anchor: retention removed the version rows up to it (0: none). */
+function versionsAnchor(log: EventLog): number {
+  return databaseOf(log).prepare(`SELECT anchor_id FROM chain_heads WHERE chain = 'versions'`).pluck().get() as number;
+}
+
 /** Follows pins/rollbacks (contentOf) to the version whose content came from events. */
 export function contentSource(log: EventLog, n: number): VersionRecord {
   let v = log.version(n);
-  if (!v)
-    throw new EventLogError('NOT_FOUND', `version ${n} does not exist (latest ${log.latestVersion()?.version ?? 0})`);
+  if (!v) throw missingVersion(log, n);
   const seen = new Set<number>();
   while (v.contentOf !== undefined) {
     if (seen.has(v.version) || v.contentOf >= v.version)
       throw new EventLogError('INVALID', `version ${n}: content_of chain is not well founded at ${v.version}`);
     seen.add(v.version);
     const src: VersionRecord | undefined = log.version(v.contentOf);
-    if (!src) throw new EventLogError('NOT_FOUND', `version ${v.version} copies missing version ${v.contentOf}`);
+    if (!src) {
+      const why = missingVersion(log, v.contentOf);
+      throw new EventLogError(why.code, `version ${v.version} copies version ${v.contentOf}: ${why.message}`);
+    }
     v = src;
   }
   return v;
@@ -166,8 +187,7 @@ export interface VersionReplay extends RebuildResult {
  */
 export function replayVersion(log: EventLog, n: number, opts: RebuildOptions = {}): VersionReplay {
   const version = log.version(n);
-  if (!version)
-    throw new EventLogError('NOT_FOUND', `version ${n} does not exist (latest ${log.latestVersion()?.version ?? 0})`);
+  if (!version) throw missingVersion(log, n);
   const source = contentSource(log, n);
   return {
     ...rebuildAtSeq(log, source.seqTo, { ...opts, readingRevision: source.readingRevision }),
@@ -180,7 +200,17 @@ export function replayVersion(log: EventLog, n: number, opts: RebuildOptions = {
 export function replayAt(log: EventLog, at: string, opts: RebuildOptions = {}): VersionReplay {
   if (Number.isNaN(Date.parse(at))) throw new EventLogError('INVALID', `--at ${at}: not an ISO-8601 time`);
   const v = log.versionAt(new Date(at).toISOString());
-  if (!v) throw new EventLogError('NOT_FOUND', `no version existed at ${at}`);
+  if (!v) {
+    // before the oldest row kept: the version current then, if any, was compacted
+    const anchor = versionsAnchor(log);
+    const oldest = anchor > 0 ? log.version(anchor + 1) : undefined;
+    if (oldest)
+      throw new EventLogError(
+        'COMPACTED',
+        `the version current at ${at} was compacted from the log (the oldest kept, ${oldest.version}, was made at ${oldest.createdAt})`,
+      );
+    throw new EventLogError('NOT_FOUND', `no version existed at ${at}`);
+  }
   return replayVersion(log, v.version, opts);
 }
 
@@ -190,7 +220,7 @@ export function replayAt(log: EventLog, at: string, opts: RebuildOptions = {}): 
  */
 export function versionArtifact(log: EventLog, n: number): VersionArtifact {
   const v = log.version(n);
-  if (!v) throw new EventLogError('NOT_FOUND', `version ${n} does not exist`);
+  if (!v) throw missingVersion(log, n);
   const header = { version: v.version, parent: v.parent, hash: v.hash, reason: v.reason, createdAt: v.createdAt };
   const delta = log.versionDelta(n);
   if (delta) return { ...header, form: 'delta', delta };
