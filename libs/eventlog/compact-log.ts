@@ -161,6 +161,31 @@ export class Compaction {
     return new Compaction(log, before, keepsFrom, cut, cutHash, needed, toWrite, acks, versions, limits);
   }
 
+  /**
+   * Plans removing only the version rows before what the log already rebuilds (versionsCut at the
+   * events' anchor; nothing of the other tables): what a run left when a crash
+   * cut it short in its last phase, or what a release before probe9 V1 never removed, while the
+   * policy's target stays at or below `replayableFrom` (no event is removed, no checkpoint
+   * written). The steps, the record and the checks are a Compaction's.
+   */
+  static planVersionRows(log: EventLog, limits: CompactionLimits = {}): Compaction {
+    const from = replayableFrom(log) ?? (log.latestVersion()?.version ?? 0) + 1;
+    const anchor = chainAnchor(log, 'events');
+    const keeps = { cutId: chainAnchor(log, 'acks'), cutHash: chainAnchorHash(log, 'acks') };
+    const vAnchor = chainAnchor(log, 'versions');
+    const vCut = Math.max(
+      vAnchor,
+      Math.min(versionsCut(log, anchor), from - 2, limits.maxVersionsId ?? Number.MAX_SAFE_INTEGER),
+    );
+    const versions = {
+      cutId: vCut,
+      cutHash: vCut > vAnchor ? rowHash(log, 'versions', vCut) : chainAnchorHash(log, 'versions'),
+      latest: log.latestVersion()?.version ?? 0,
+    };
+    const cutHash = chainAnchorHash(log, 'events');
+    return new Compaction(log, from, from, anchor, cutHash, new Set(), [], keeps, versions, limits);
+  }
+
   /** Whether the plan removes or writes anything (an idle retention run makes no record). */
   get hasWork(): boolean {
     return (
@@ -451,22 +476,21 @@ function firstVersionEndingAtOrAfter(log: EventLog, seq: number, hi: number): nu
  * (the content of every one before it is gone with its events: none rebuilds) and its parent (a
  * versions stream that ends at the parent, a leader's held by "not on the stream yet", is still
  * checked against the log's row before the next is published as a delta on it), and below the
- * content source of every pin or rollback kept (replay follows content_of to its row), again for
- * the pins that lowering keeps. The step lowers it further below the oldest version an ACK/NACK
- * row kept reports.
+ * content source of every pin or rollback from that first version on (replay follows content_of
+ * to its row; a pin before it that this lowering keeps does not rebuild: its source's checkpoint
+ * is not kept). The step lowers it further below the oldest version an ACK/NACK row kept reports.
  */
 function versionsCut(log: EventLog, cut: number): number {
   const latest = log.latestVersion()?.version ?? 0;
+  const first = firstVersionEndingAtOrAfter(log, cut, latest + 1);
+  let upTo = first - 2;
+  // the rows between a source and its pin stay too (a prefix is cut), content_of chains included
   const pins = databaseOf(log)
-    .prepare('SELECT version FROM versions WHERE version > ? AND content_of IS NOT NULL')
-    .pluck();
-  let upTo = firstVersionEndingAtOrAfter(log, cut, latest + 1) - 2;
-  for (;;) {
-    let low = upTo;
-    for (const v of pins.all(upTo) as number[]) low = Math.min(low, contentSource(log, v).version - 1);
-    if (low === upTo) return upTo;
-    upTo = low;
-  }
+    .prepare('SELECT version FROM versions WHERE version >= ? AND content_of IS NOT NULL')
+    .pluck()
+    .all(first) as number[];
+  for (const v of pins) upTo = Math.min(upTo, contentSource(log, v).version - 1);
+  return upTo;
 }
 
 /** The events chain's anchor: events up to it were compacted (0: none). */

@@ -238,11 +238,11 @@ export class OnlineRetention {
       const target = retentionTarget(log, this.o.policy, bounds, now);
       this.heldBy = target?.heldBy;
       // at or below what the log already keeps from (a floor that came later, a node that fell behind): nothing to do
-      if (!target || target.before <= (replayableFrom(log) ?? 1)) {
+      if (!target || target.before === 0) {
         this.error = undefined;
         return;
       }
-      const c = Compaction.plan(log, target.before, {
+      const limits = {
         atCheckpoint: true,
         by: 'planner',
         ...(bounds.acknowledged
@@ -253,7 +253,13 @@ export class OnlineRetention {
           : {}),
         ...(bounds.clusterHas ? { clusterHas: bounds.clusterHas } : {}),
         now: () => this.o.now?.() ?? new Date(),
-      });
+      };
+      // At or below what the log already keeps from (a floor that came later, a node that fell
+      // behind): no event goes, but version rows a crash or an older release left may (probe9 V1).
+      const c =
+        target.before <= (replayableFrom(log) ?? 1)
+          ? Compaction.planVersionRows(log, limits)
+          : Compaction.plan(log, target.before, limits);
       if (!c.hasWork) {
         this.error = undefined;
         return;
