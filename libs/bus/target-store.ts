@@ -107,6 +107,37 @@ export class TargetStore {
   }
 
   /**
+   * Removes the override keys of nodes that are gone from the cluster (probe9 K1): every
+   * `node.<token>` key this store knows (the bucket's, listed at open and at each claim, and those
+   * it wrote since) whose node is not in `keep` (node names). Clearing an override leaves a signed
+   * `cleared` entry on purpose (appliers order by `issued`), so before this the key of every Node
+   * ever overridden stayed in the bucket for good, and a cluster whose node names churn grew it
+   * without bound. The key's messages are purged from the bucket's stream up to the revision this
+   * store knows and no further: a newer leader's write of it (a node of that name back) survives,
+   * and this store's next write of the key then fails as stale, as any other would. An applier
+   * still running on a deleted Node finds no entry and keeps what it followed (the key was
+   * `cleared`, or its override ended with the rollout). Returns the keys removed.
+   */
+  async removeNodeTargets(keep: Iterable<string>): Promise<string[]> {
+    const gone = this.goneNodeKeys(keep).map((k) => [k, this.revisions.get(k)!] as const);
+    if (gone.length === 0) return [];
+    const jsm = await jetstreamManager(this.nc);
+    for (const [key, revision] of gone) {
+      // seq: purges the subject's messages below it, so only those up to the revision known
+      if (revision > 0)
+        await jsm.streams.purge(TARGETS_STREAM, { filter: `$KV.${TARGETS_BUCKET}.${key}`, seq: revision + 1 });
+      this.revisions.delete(key);
+    }
+    return gone.map(([k]) => k);
+  }
+
+  /** The `node.` keys this store knows whose node is not in `keep` (what removeNodeTargets removes; no I/O). */
+  goneNodeKeys(keep: Iterable<string>): string[] {
+    const kept = new Set([...keep].map(nodeTargetKey));
+    return [...this.revisions.keys()].filter((k) => k.startsWith('node.') && !kept.has(k));
+  }
+
+  /**
    * KV first (the durable truth, read at start, after reconnects and periodically), then a
    * core-NATS notice carrying the same signed entry: appliers act on the notice at once.
    */

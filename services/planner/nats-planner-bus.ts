@@ -210,6 +210,13 @@ export class NatsPlannerBus implements PlannerBus {
     });
   }
 
+  async removeNodeTargets(keep: Iterable<string>): Promise<void> {
+    const nodes = [...keep];
+    // asked at every target move: a write (and its log flush) only when a key is to go
+    if (this.targets.goneNodeKeys(nodes).length === 0) return;
+    await this.guard(() => this.targets.removeNodeTargets(nodes));
+  }
+
   listen(hooks: Parameters<PlannerBus['listen']>[0]): void {
     const previous = this.collector;
     void previous?.then(

@@ -43,6 +43,11 @@ export interface PlannerBus {
   setDefaultTarget(target: NodeTarget): Promise<void>;
   /** Sets (or with undefined, removes) one node's override. */
   setNodeTarget(node: string, target: NodeTarget | undefined): Promise<void>;
+  /**
+   * Removes the override keys of every node not in `keep` (a Node deleted from the cluster:
+   * probe9 K1). Optional: a bus without per-node keys has nothing to remove.
+   */
+  removeNodeTargets?(keep: Iterable<string>): Promise<void>;
   /** Starts delivering acks and heartbeats; callbacks are awaited one at a time. */
   listen(hooks: {
     onAck: (a: AckOrNack) => Promise<void> | void;

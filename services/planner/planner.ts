@@ -678,6 +678,9 @@ export class Planner {
     for (const [node, rev] of overrides) await this.options.bus.setNodeTarget(node, { version, configRevision: rev });
     for (const node of this.overridden) if (!overrides.has(node)) await this.options.bus.setNodeTarget(node, undefined);
     this.overridden = new Set(overrides.keys());
+    // A Node gone from the cluster (not in the published data) and no longer overridden: its key
+    // goes (probe9 K1); one kept while the Node exists or a rollout still names it.
+    await this.options.bus.removeNodeTargets?.([...this.data.publishedData().nodeNames(), ...overrides.keys()]);
     const nowMs = performance.now();
     this.forgetDeparted(nowMs);
     const f = this.fleetView(nowMs);
