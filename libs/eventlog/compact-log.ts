@@ -58,7 +58,8 @@ type Phase = 'checkpoints' | 'events' | 'acks' | 'versions' | 'done';
  * versions need are written; (2) events are removed a slice at a time from the chain's anchor up
  * to the cut, each slice moving the anchor to its last removed row (and removing the checkpoints
  * below it that no retained version reads); (3) ACK/NACK rows likewise up to the acks cut; (4) the
- * versions rows no kept version, pin or ACK/NACK row needs (versionsCut), likewise. A crash between (or inside) steps leaves a log compacted up to the last committed slice: every
+ * versions rows no kept version, pin or ACK/NACK row needs (versionsCut), likewise. A crash
+ * between (or inside) steps leaves a log compacted up to the last committed slice: every
  * version it still rebuilds rebuilds exactly (rebuildAtSeq refuses, COMPACTED, a version whose
  * nearest checkpoint lies below the anchor), and `replayableFrom` says which those are. Each step
  * first checks that the plan still holds (the row at the cut and the checkpoints it keeps are
@@ -163,27 +164,32 @@ export class Compaction {
 
   /**
    * Plans removing only the version rows before what the log already rebuilds (versionsCut at the
-   * events' anchor; nothing of the other tables): what a run left when a crash
-   * cut it short in its last phase, or what a release before probe9 V1 never removed, while the
-   * policy's target stays at or below `replayableFrom` (no event is removed, no checkpoint
-   * written). The steps, the record and the checks are a Compaction's.
+   * events' anchor; nothing of the other tables): what a run left when a crash cut it short in
+   * its last phase, or what a release before probe9 V1 never removed, while the policy's target
+   * stays at or below `replayableFrom` (no event is removed, no checkpoint written). The steps,
+   * the record and the checks are a Compaction's.
    */
   static planVersionRows(log: EventLog, limits: CompactionLimits = {}): Compaction {
-    const from = replayableFrom(log) ?? (log.latestVersion()?.version ?? 0) + 1;
+    const from = replayableFrom(log);
     const anchor = chainAnchor(log, 'events');
     const keeps = { cutId: chainAnchor(log, 'acks'), cutHash: chainAnchorHash(log, 'acks') };
     const vAnchor = chainAnchor(log, 'versions');
-    const vCut = Math.max(
-      vAnchor,
-      Math.min(versionsCut(log, anchor), from - 2, limits.maxVersionsId ?? Number.MAX_SAFE_INTEGER),
-    );
+    // nothing rebuilds past the anchor (a damaged log: db verify --deep): no row goes
+    const vCut =
+      from === undefined
+        ? vAnchor
+        : Math.max(
+            vAnchor,
+            Math.min(versionsCut(log, anchor), from - 2, limits.maxVersionsId ?? Number.MAX_SAFE_INTEGER),
+          );
     const versions = {
       cutId: vCut,
       cutHash: vCut > vAnchor ? rowHash(log, 'versions', vCut) : chainAnchorHash(log, 'versions'),
       latest: log.latestVersion()?.version ?? 0,
     };
     const cutHash = chainAnchorHash(log, 'events');
-    return new Compaction(log, from, from, anchor, cutHash, new Set(), [], keeps, versions, limits);
+    const at = from ?? versions.latest;
+    return new Compaction(log, at, at, anchor, cutHash, new Set(), [], keeps, versions, limits);
   }
 
   /** Whether the plan removes or writes anything (an idle retention run makes no record). */

@@ -108,7 +108,9 @@ describe('planner --retain-versions (online retention, review4 G8)', () => {
     try {
       expect(verifyLog(log, { deep: true })).toMatchObject({ ok: true });
       const from = replayableFrom(log)!;
-      expect(from).toBe(s.retention.oldestVersion);
+      // runs went on after that status (every 100 ms, as the group's mark moved): never back
+      expect(from).toBeGreaterThanOrEqual(s.retention.oldestVersion!);
+      expect(from).toBeLessThanOrEqual(latest - 2);
       for (let v = from; v <= latest; v++) expect(replayVersion(log, v).hash).toBe(hashes.get(v));
       expect(() => replayVersion(log, from - 1)).toThrow(/compacted/);
     } finally {
