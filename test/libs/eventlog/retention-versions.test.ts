@@ -86,7 +86,7 @@ describe('retention removes version rows (probe9 V1)', () => {
       });
       const recorded: DrivenVersion[] = [];
       const rows: number[] = [];
-      for (let round = 0; round < 16; round++) {
+      for (let round = 0; round < 12; round++) {
         const acked = (log.latestVersion()?.version ?? 0) + 1;
         recorded.push(...driveDataAxis(log, take(log, history, 60), { checkpointEvery: 30, axis }));
         ackAll(log, acked, rev);
