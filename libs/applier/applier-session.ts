@@ -55,13 +55,18 @@ export type SessionEvent =
       readonly data: ClusterDataIndex;
       /** The proxy config of the revision just ACKed (where health check node ports listen: nodePortAddresses). */
       readonly config: ProxyConfig;
+      /** The `issued` of each target key followed now: persisted, it is the next process's followedBefore. */
+      readonly followed: Readonly<Record<string, number>>;
     }
   | { readonly type: 'nack'; readonly nack: Nack }
   | { readonly type: 'error'; readonly error: string }
-  /** A message dropped as not the planner's (unsigned, badly signed, malformed, foreign). */
+  /**
+   * A message dropped as not the planner's (unsigned, badly signed, malformed, foreign), or
+   * (`old-target`) a signed target older than the one this node followed before its restart.
+   */
   | {
       readonly type: 'rejected';
-      readonly kind: 'target' | 'artifact' | 'config';
+      readonly kind: 'target' | 'artifact' | 'config' | 'old-target';
       readonly where: string;
       readonly reason: string;
     }
@@ -116,6 +121,8 @@ export interface ApplierSessionOptions {
    * in every heartbeat; none: the field is left out, as by appliers older than it.
    */
   readonly warnings?: () => readonly string[];
+  /** The `issued` of each target key the previous process followed (the ack event's `followed`, persisted). */
+  readonly followedBefore?: Readonly<Record<string, number>>;
 }
 
 /**
@@ -203,8 +210,10 @@ export class ApplierSession {
       onError: (e) => s.emit({ type: 'error', error: e }),
       onRejected: (where, reason) =>
         s.emit({ type: 'rejected', kind: /^config/.test(where) ? 'config' : 'target', where, reason }),
+      onRefused: (where, reason) => s.emit({ type: 'rejected', kind: 'old-target', where, reason }),
       refreshMs: o.targetRefreshMs,
       verifier: o.verifier,
+      followedBefore: o.followedBefore,
     });
     s.kick();
     const hb = o.heartbeatMs ?? 5000;
@@ -487,6 +496,7 @@ export class ApplierSession {
       skipped,
       data: this.sync.data,
       config: this.config.config,
+      followed: this.watcher?.followed() ?? {},
     });
   }
 

@@ -46,6 +46,13 @@ export interface TargetWatcherOptions {
   /** The planner's public key; without it entries are taken unverified. */
   readonly verifier?: Verifier;
   readonly timeoutMs?: number;
+  /**
+   * The `issued` of each key the previous process of this node followed (TargetView): an older
+   * entry is refused (a replayed old target), said once per entry through onRefused.
+   */
+  readonly followedBefore?: Readonly<Record<string, number>>;
+  /** A signed but old target refused (see followedBefore); once per entry. */
+  readonly onRefused?: (where: string, reason: string) => void;
 }
 
 /**
@@ -75,11 +82,15 @@ export class TargetWatcher {
    * (heartbeat, /healthz) rather than look healthy while it runs nothing new (probe3 U3).
    */
   private distrust: string | undefined;
+  /** Why a key's newest entry is refused as older than followed before the restart (undefined once one is taken). */
+  private refusal: string | undefined;
+  /** The refusals said already (key and issued), so a poll re-reading the same entry says nothing new. */
+  private readonly said = new Set<string>();
 
   private constructor(private readonly options: TargetWatcherOptions) {
     const own = nodeTargetKey(options.node);
     this.keys = [own, DEFAULT_TARGET_KEY];
-    this.view = new TargetView(own);
+    this.view = new TargetView(own, options.followedBefore);
   }
 
   /** Never fails for a missing bucket or target: it waits for them (see waitingFor()). */
@@ -98,12 +109,19 @@ export class TargetWatcher {
 
   /** What the node still waits for before it has a target (undefined once it has one). */
   waitingFor(): string | undefined {
-    return this.current() ? undefined : this.distrust ? 'a target signed with --planner-key' : this.waiting;
+    if (this.current()) return undefined;
+    if (this.distrust) return 'a target signed with --planner-key';
+    return this.refusal ? 'a target not older than the one followed before this restart' : this.waiting;
   }
 
-  /** Set while the targets offered are dropped for their signature (undefined once one passes). */
+  /** Set while the targets offered are dropped for their signature or age (undefined once one passes). */
   dropping(): string | undefined {
-    return this.distrust;
+    return this.distrust ?? this.refusal;
+  }
+
+  /** The `issued` of each key followed now: persisted with the ACK, the floor of the next process. */
+  followed(): Record<string, number> {
+    return this.view.followed();
   }
 
   private schedule(): void {
@@ -184,7 +202,18 @@ export class TargetWatcher {
       return this.reject(where, `${fault} target`);
     }
     this.distrust = undefined;
-    if (!this.view.observe(key, entry)) return;
+    const seen = this.view.observe(key, entry);
+    if (typeof seen === 'object') {
+      this.refusal = `refusing targets: ${seen.refused}`;
+      const id = `${key}@${entry.issued}`;
+      if (!this.said.has(id)) {
+        this.said.add(id);
+        this.options.onRefused?.(where, seen.refused);
+      }
+      return;
+    }
+    if (seen !== 'newer') return;
+    if (!this.view.refusing()) this.refusal = undefined;
     const eff = this.view.effective();
     const s = eff ? `${eff.version}/${eff.configRevision}` : '';
     if (eff && s !== this.lastEffective) {

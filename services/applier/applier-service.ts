@@ -179,6 +179,8 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
   // only what differs (nothing, over an unchanged kernel) before it ACKs.
   if (before)
     log.info({ lastAcked: before }, 'last ACKed before this start: the first apply checks the kernel against it');
+  // what the last process followed, per target key: an older (replayed) signed target is refused (probe10 H1)
+  const followedBefore = before?.followed;
   if (!o.verifier && !o.plannerKeyFile)
     log.warn(
       'no --planner-key: targets and versions on the bus are NOT authenticated (anyone who can publish there can move this node)',
@@ -260,6 +262,7 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
             configRevision: e.ack.configRevision,
             dataHash: e.ack.dataHash,
             nodeStateHash: e.ack.nodeStateHash,
+            followed: e.followed,
           });
         } catch (err) {
           log.warn({ err: (err as Error).message }, 'could not persist applied state');
@@ -285,7 +288,10 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
         log.warn({ error: e.error }, 'bus error');
         break;
       case 'rejected':
-        log.warn({ kind: e.kind, where: e.where, reason: e.reason }, "dropped a message that is not the planner's");
+        if (e.kind === 'old-target')
+          log.warn({ where: e.where, reason: e.reason }, 'refused a target older than this node followed before');
+        else
+          log.warn({ kind: e.kind, where: e.where, reason: e.reason }, "dropped a message that is not the planner's");
         break;
       case 'connection':
         if (e.status !== 'pingTimer') log.info({ status: e.status }, 'nats connection');
@@ -389,6 +395,7 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
       probeIntervalMs: probeSettings.intervalMs,
       resyncIntervalMs: o.resyncIntervalMs ?? DEFAULT_RESYNC_INTERVAL_MS,
       warnings: () => warnings.list(),
+      followedBefore,
     });
     const w = session.status().waitingFor;
     if (w) log.warn({ waitingFor: w }, 'waiting for the planner');

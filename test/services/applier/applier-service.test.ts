@@ -91,6 +91,7 @@ describe('applier service', () => {
         configRevision: 0,
         dataHash: ack.kind === 'ack' ? ack.v.dataHash : '',
         nodeStateHash: ack.kind === 'ack' ? ack.v.nodeStateHash : '',
+        followed: { default: expect.any(Number) }, // the order a restart holds targets to (probe10 H1)
       });
     } finally {
       await svc.stop();
