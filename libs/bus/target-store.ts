@@ -14,7 +14,13 @@ import {
   type NoticeDelta,
   type SignedTarget,
 } from '../model/index.ts';
-import { configStatement, targetNoticeStatement, targetStatement, type Signer } from './planner-signature.ts';
+import {
+  configStatement,
+  targetNoticeStatement,
+  targetStatement,
+  verifierFromPem,
+  type Signer,
+} from './planner-signature.ts';
 import {
   configKey,
   DEFAULT_TARGET_KEY,
@@ -54,6 +60,8 @@ export class TargetStore {
   private issued = 0;
   /** The KV revision of each key as this store last wrote or read it: every write expects it (0: absent). */
   private readonly revisions = new Map<string, number>();
+  /** The entry this store last put in each target key (restoreOverwritten's reference). */
+  private readonly mine = new Map<string, { revision: number; text: string; issued: number }>();
 
   private constructor(
     private readonly nc: NatsConnection,
@@ -150,6 +158,7 @@ export class TargetStore {
         : { version: t.version, configRevision: t.configRevision, issued: this.issued, sig };
     const text = JSON.stringify(entry);
     const revision = await this.conditionalPut(key, text);
+    this.mine.set(key, { revision, text, issued: this.issued });
     // one signature over target and delta together: a node verifies one instead of two per event
     const statement = delta && this.options.signer ? targetNoticeStatement(key, entry, delta) : undefined;
     const noticeSig = statement ? this.options.signer!.sign(statement) : undefined;
@@ -181,9 +190,44 @@ export class TargetStore {
     }
   }
 
+  /**
+   * Puts this store's own entry back into each target key it wrote that now holds another one
+   * (probe10 H1: a verbatim copy of an old signed target from the key's history, a delete, any
+   * foreign text); returns the keys restored with the foreign entry's revision. An entry with a
+   * newer `issued` (signed with this planner's key, when it signs) is a newer leader's and is left
+   * alone: the next write meets it as a fence. Keys this store has since written otherwise, or lost
+   * track of (a fenced write), are not checked. The notice goes out again for nodes that followed
+   * the foreign entry.
+   */
+  async restoreOverwritten(): Promise<{ key: string; revision: number }[]> {
+    const restored: { key: string; revision: number }[] = [];
+    const verifier = this.options.signer ? verifierFromPem(this.options.signer.publicKeyPem) : undefined;
+    for (const [key, m] of [...this.mine]) {
+      if (this.revisions.get(key) !== m.revision) {
+        this.mine.delete(key);
+        continue;
+      }
+      const e = await this.kv.get(key);
+      if (!e || e.revision === m.revision) continue;
+      const t = e.operation === 'PUT' ? parseWire(SignedTargetSchema, e.value, key) : undefined;
+      if (t && 'value' in t && t.value.issued > m.issued) {
+        const entry = t.value;
+        const statement = targetStatement(key, 'cleared' in entry ? 'cleared' : entry, entry.issued);
+        if (!verifier || verifier.verify(statement, entry.sig)) continue;
+      }
+      this.revisions.set(key, e.revision);
+      const revision = await this.conditionalPut(key, m.text);
+      this.mine.set(key, { ...m, revision });
+      this.nc.publish(targetNoticeSubject(key), JSON.stringify({ revision, target: JSON.parse(m.text) }));
+      restored.push({ key, revision: e.revision });
+    }
+    return restored;
+  }
+
   /** The newest `issued` already in the bucket (another run of this planner wrote it), and each key's revision. */
   private async learnIssued(): Promise<void> {
     this.revisions.clear();
+    this.mine.clear();
     for (const k of [DEFAULT_TARGET_KEY, ...(await this.nodeKeys())]) {
       const e = await this.kv.get(k);
       if (e) this.revisions.set(k, e.revision);

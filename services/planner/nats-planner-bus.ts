@@ -48,6 +48,14 @@ export interface NatsPlannerBusOptions {
   readonly replicas?: number;
   /** Asked before every message of a version is sent (VersionPublisherOptions.mayAppend). */
   readonly mayAppend?: () => string | undefined;
+  /**
+   * How often the target keys this planner wrote are compared with what it put (ms; 0 = never;
+   * default 10 000): another entry there (a replayed old signed target, probe10 H1) is replaced
+   * by its own (TargetStore.restoreOverwritten), and `onTargetRestored` told.
+   */
+  readonly targetCheckMs?: number;
+  /** A target key held another entry than this planner's (`revision`: that entry's) and was restored. */
+  readonly onTargetRestored?: (key: string, revision: number) => void;
 }
 
 /**
@@ -71,6 +79,7 @@ export class NatsPlannerBus implements PlannerBus {
   private reader: VersionReader | undefined;
   /** Rejects every guarded write in flight (abandonWrites); replaced after each use. */
   private abandoned = abandonSignal();
+  private targetCheck: NodeJS.Timeout | undefined;
 
   private constructor(
     private readonly nc: NatsConnection,
@@ -107,6 +116,7 @@ export class NatsPlannerBus implements PlannerBus {
       const bus = new NatsPlannerBus(nc, publisher, targets, !o.nc, o);
       bus.streamCreated = await publisher.streamCreated();
       bus.watchConnection();
+      bus.checkTargetsEvery(o.targetCheckMs ?? 10_000);
       return bus;
     } catch (e) {
       // a bare "timeout" said neither that JetStream is hung nor that the server is (probe8 J2)
@@ -217,6 +227,28 @@ export class NatsPlannerBus implements PlannerBus {
     await this.guard(() => this.targets.removeNodeTargets(nodes));
   }
 
+  /**
+   * The periodic check of the target keys this planner wrote (a write like any other: only while
+   * it may write; a newer leader's entry fences it). A failed check is retried at the next tick.
+   */
+  private checkTargetsEvery(ms: number): void {
+    if (ms <= 0) return;
+    let running = false;
+    this.targetCheck = setInterval(() => {
+      if (running || this.closed || this.options.mayWrite?.()) return;
+      running = true;
+      void this.guard(() => this.targets.restoreOverwritten())
+        .then((restored) => {
+          for (const r of restored) this.options.onTargetRestored?.(r.key, r.revision);
+        })
+        .catch(() => undefined)
+        .finally(() => {
+          running = false;
+        });
+    }, ms);
+    this.targetCheck.unref?.();
+  }
+
   listen(hooks: Parameters<PlannerBus['listen']>[0]): void {
     const previous = this.collector;
     void previous?.then(
@@ -245,6 +277,7 @@ export class NatsPlannerBus implements PlannerBus {
    */
   async close(drainMs = 1000): Promise<void> {
     this.closed = true;
+    clearInterval(this.targetCheck);
     this.abandonWrites('the bus is closing');
     (await Promise.race([this.collector?.catch(() => undefined), sleep(drainMs)]))?.stop();
     if (!this.ownsConnection) return;

@@ -267,6 +267,10 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
           mayAppend: () => (lease && !lease.isLeader() ? 'this planner no longer holds its lease' : undefined),
           // the group's log holds every row a version or target names before that goes on the bus
           beforeWrite: () => replicator?.flush() ?? Promise.resolve(),
+          onTargetRestored: (key, revision) =>
+            say(
+              `target ${key === 'default' ? 'default (every node)' : `for node ${key.slice('node.'.length)}`} was overwritten by someone else (revision ${revision}); restored`,
+            ),
         }),
       { say },
     );

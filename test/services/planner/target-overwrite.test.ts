@@ -1,0 +1,62 @@
+// probe10 H1, the planner's side: someone with the planner's NATS credentials (not its signing
+// key) copies an old signed target from the key's KV history back into the key. The planner never
+// noticed (nodes STALE for ever, running the old version after a restart). Now its bus compares
+// the keys it wrote with what it put and puts its own entry back, telling the planner once per
+// incident; a newer leader's entry (newer `issued`, signed with the planner key) is left alone.
+// A real nats-server with the generated permissions.
+import { afterEach, describe, expect, it } from 'vitest';
+import { Kvm } from '@nats-io/kv';
+import { DEFAULT_TARGET_KEY, nodeTargetKey, TARGETS_BUCKET, TargetStore } from '../../../libs/bus/index.ts';
+import { NatsPlannerBus } from '../../../services/planner/nats-planner-bus.ts';
+import { Events, startBusWorld, type BusWorld } from '../../libs/bus/bus-harness.ts';
+
+let world: BusWorld | undefined;
+let bus: NatsPlannerBus | undefined;
+afterEach(async () => {
+  await bus?.close();
+  bus = undefined;
+  await world?.close();
+  world = undefined;
+});
+
+describe('the planner restores a target key someone else wrote (probe10 H1)', () => {
+  it('puts its own entry back over a replayed old one, and leaves a newer leader’s alone', async () => {
+    const w = await startBusWorld({ nodes: ['n1'] });
+    world = w;
+    const restored = new Events<{ key: string; revision: number }>();
+    bus = await NatsPlannerBus.open({
+      nc: w.planner,
+      signer: w.signer,
+      targetCheckMs: 50,
+      onTargetRestored: (key, revision) => restored.push({ key, revision }),
+    });
+    const kv = await new Kvm(w.planner).open(TARGETS_BUCKET);
+    const nodeKey = nodeTargetKey('n1');
+    await bus.setDefaultTarget({ version: 1, configRevision: 0 });
+    const old = (await kv.get(DEFAULT_TARGET_KEY))!.string();
+    await bus.setDefaultTarget({ version: 2, configRevision: 0 });
+    await bus.setNodeTarget('n1', { version: 2, configRevision: 0 });
+    const ours = (await kv.get(DEFAULT_TARGET_KEY))!.string();
+
+    const foreign = await kv.put(DEFAULT_TARGET_KEY, old); // the replay, verbatim
+    const r = await restored.waitFor((e) => e.key === DEFAULT_TARGET_KEY, 'the default restored');
+    expect(r.revision).toBe(foreign);
+    const back = await kv.get(DEFAULT_TARGET_KEY);
+    expect(back!.string()).toBe(ours);
+    expect(back!.revision).toBeGreaterThan(foreign);
+
+    // the planner can still write there (its store follows the revision it restored at)
+    await bus.setDefaultTarget({ version: 3, configRevision: 0 });
+    expect(JSON.parse((await kv.get(DEFAULT_TARGET_KEY))!.string()).version).toBe(3);
+
+    // a newer leader (a store of its own, the same key) writes: not undone
+    const leader = await TargetStore.open({ nc: w.planner, signer: w.signer });
+    await leader.setDefaultTarget({ version: 4, configRevision: 0 });
+    const mark = restored.mark();
+    await kv.put(nodeKey, 'not a target');
+    await restored.waitFor((e) => e.key === nodeKey, 'the node key restored', { from: mark });
+    expect(restored.all.slice(mark).map((e) => e.key)).toEqual([nodeKey]); // the default was checked in the same pass
+    expect(JSON.parse((await kv.get(DEFAULT_TARGET_KEY))!.string()).version).toBe(4);
+    expect(JSON.parse((await kv.get(nodeKey))!.string()).version).toBe(2);
+  });
+});
