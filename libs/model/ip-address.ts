@@ -172,3 +172,32 @@ export function bytesToIp(bytes: Uint8Array): string {
   for (let i = 0; i < 16; i += 2) groups.push(((bytes[i]! << 8) | bytes[i + 1]!).toString(16));
   return canonicalIpv6(groups.join(':'));
 }
+
+/**
+ * Why `ip` (canonical) cannot be a Service's external or load balancer address, else undefined:
+ * the ranges the API server's ValidateNonSpecialIP refuses (unspecified, loopback, link-local),
+ * and like the probe10 H5 fix also broadcast and every multicast range: programmed, such an
+ * address captures the node's own traffic (localhost:80 DNATed or rejected). An IPv4-mapped IPv6
+ * address is judged as the IPv4 address it carries, as Go's net.IP does.
+ */
+export function specialIpKind(
+  ip: string,
+): 'unspecified' | 'loopback' | 'link-local' | 'multicast' | 'broadcast' | undefined {
+  let b = ipBytes(ip);
+  if (b.length === 16 && b.subarray(0, 10).every((x) => x === 0) && b[10] === 0xff && b[11] === 0xff)
+    b = b.subarray(12);
+  const zero = b.every((x) => x === 0);
+  if (b.length === 4) {
+    if (zero) return 'unspecified';
+    if (b[0] === 127) return 'loopback';
+    if (b[0] === 169 && b[1] === 254) return 'link-local';
+    if (b.every((x) => x === 255)) return 'broadcast';
+    if (b[0]! >= 224 && b[0]! <= 239) return 'multicast';
+    return undefined;
+  }
+  if (zero) return 'unspecified';
+  if (b.subarray(0, 15).every((x) => x === 0) && b[15] === 1) return 'loopback';
+  if (b[0] === 0xfe && (b[1]! & 0xc0) === 0x80) return 'link-local';
+  if (b[0] === 0xff) return 'multicast';
+  return undefined;
+}

@@ -1,5 +1,5 @@
 import { parseAllDocuments } from 'yaml';
-import { canonicalIp, ipFamily, parseCidr } from './ip-address.ts';
+import { canonicalIp, ipFamily, parseCidr, specialIpKind } from './ip-address.ts';
 import {
   PROTOCOLS,
   SERVICE_NAME_LABEL,
@@ -22,6 +22,7 @@ import { TOPOLOGY_ANNOTATIONS } from './kube-projection.ts';
 import {
   LATEST_READING_REVISION,
   readsServingNilAsTrue,
+  refusesSpecialServiceIps,
   skipsEndpointPortsWithoutNameOrNumber,
   type ReadingRevision,
 } from './reading-revision.ts';
@@ -61,7 +62,7 @@ export function readKubeObject(
     const o = raw as Raw;
     switch (o.kind) {
       case 'Service':
-        return { ok: true, object: readService(o) };
+        return { ok: true, object: readService(o, revision) };
       case 'EndpointSlice':
         return { ok: true, object: readEndpointSlice(o, revision) };
       case 'Node':
@@ -124,6 +125,17 @@ function ip(v: unknown, what: string): string {
   return c ?? fail(`${what}: invalid IP address ${JSON.stringify(v)}`);
 }
 
+/**
+ * An external or load balancer address: from revision 3 one the node itself answers on, or that
+ * is no unicast address (specialIpKind), rejects the Service, as the API server does (the whole
+ * object, like any other invalid field here: probe10 H5).
+ */
+function serviceIp(v: unknown, what: string, revision: ReadingRevision): string {
+  const c = ip(v, what);
+  const kind = refusesSpecialServiceIps(revision) ? specialIpKind(c) : undefined;
+  return kind ? fail(`${what} ${c} is ${kind}`) : c;
+}
+
 function port(v: unknown, what: string, allowZero = false): number {
   if (v === undefined && allowZero) return 0;
   if (typeof v !== 'number' || !Number.isInteger(v) || v < (allowZero ? 0 : 1) || v > 65535) {
@@ -149,7 +161,7 @@ function oneOf<T extends string>(v: unknown, allowed: readonly T[], dflt: T, wha
     : fail(`${what}: must be one of ${allowed.join('|')}, got ${JSON.stringify(v)}`);
 }
 
-function readService(o: Raw): ServiceObject {
+function readService(o: Raw, revision: ReadingRevision): ServiceObject {
   apiVersion(o, 'v1');
   const meta = readMeta(o, true);
   const spec = isObj(o.spec) ? o.spec : fail('missing spec');
@@ -198,7 +210,7 @@ function readService(o: Raw): ServiceObject {
     .filter(
       (g) => isObj(g) && g.ip !== undefined && (g.ipMode === undefined || g.ipMode === null || g.ipMode === 'VIP'),
     )
-    .map((g, i) => ip((g as Raw).ip, `status.loadBalancer.ingress[${i}].ip`));
+    .map((g, i) => serviceIp((g as Raw).ip, `status.loadBalancer.ingress[${i}].ip`, revision));
   const ranges = list(spec.loadBalancerSourceRanges, 'spec.loadBalancerSourceRanges').map((r, i) => {
     const c = typeof r === 'string' ? parseCidr(r) : undefined;
     return c?.text ?? fail(`spec.loadBalancerSourceRanges[${i}]: invalid CIDR ${JSON.stringify(r)}`);
@@ -221,7 +233,9 @@ function readService(o: Raw): ServiceObject {
     clusterIPs,
     headless,
     ports,
-    externalIPs: list(spec.externalIPs, 'spec.externalIPs').map((t, i) => ip(t, `spec.externalIPs[${i}]`)),
+    externalIPs: list(spec.externalIPs, 'spec.externalIPs').map((t, i) =>
+      serviceIp(t, `spec.externalIPs[${i}]`, revision),
+    ),
     loadBalancerIngress: type === 'LoadBalancer' ? ingress : [],
     loadBalancerSourceRanges: ranges,
     sessionAffinity: affinity,

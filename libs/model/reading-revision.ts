@@ -8,9 +8,9 @@
  * reads new events with the latest revision; its first version after an upgrade says so in its
  * reason (libs/versioning/data-axis.ts). docs/versioning.md, "Reading revisions".
  */
-export type ReadingRevision = 1 | 2;
+export type ReadingRevision = 1 | 2 | 3;
 
-export const LATEST_READING_REVISION: ReadingRevision = 2;
+export const LATEST_READING_REVISION: ReadingRevision = 3;
 
 /** What each revision changed, for the reason of the first version made under it. */
 export const READING_REVISION_CHANGES: Readonly<Record<ReadingRevision, string>> = {
@@ -19,12 +19,15 @@ export const READING_REVISION_CHANGES: Readonly<Record<ReadingRevision, string>>
     'kube-proxy parity (probe6 P9-P11): an endpoint without conditions.serving is serving; an EndpointSlice ' +
     'port without a name or a number is skipped instead of refusing the slice; of the same ip:port in two ' +
     'slices a non-terminating copy wins',
+  3:
+    'API server validation (probe10 H5): a Service whose spec.externalIPs or LoadBalancer ingress IP is ' +
+    'unspecified, loopback, link-local, multicast or broadcast is rejected',
 };
 
 /** The revision a stored row records: NULL (rows older than revisions) is revision 1. */
 export function readingRevisionOf(stored: number | null | undefined, what: string): ReadingRevision {
   if (stored === null || stored === undefined) return 1;
-  if (stored === 1 || stored === 2) return stored;
+  if (stored === 1 || stored === 2 || stored === 3) return stored;
   throw new Error(
     `${what} was read with reading revision ${stored}, newer than this release's ${LATEST_READING_REVISION}: replay it with the release that wrote it or a newer one`,
   );
@@ -34,3 +37,4 @@ export function readingRevisionOf(stored: number | null | undefined, what: strin
 export const readsServingNilAsTrue = (revision: ReadingRevision): boolean => revision >= 2;
 export const skipsEndpointPortsWithoutNameOrNumber = (revision: ReadingRevision): boolean => revision >= 2;
 export const prefersNonTerminatingDuplicate = (revision: ReadingRevision): boolean => revision >= 2;
+export const refusesSpecialServiceIps = (revision: ReadingRevision): boolean => revision >= 3;

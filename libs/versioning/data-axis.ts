@@ -120,7 +120,11 @@ export class DataAxis {
     );
     axis.eventsSinceVersion = log.lastSeq() - (latest?.seqTo ?? 0);
     if (latest && latest.readingRevision < readingRevision)
-      axis.readingChange = `reading revision ${readingRevision} (was ${latest.readingRevision}): ${READING_REVISION_CHANGES[readingRevision]}`;
+      // every revision passed over is named (an upgrade may skip releases)
+      axis.readingChange = `reading revision ${readingRevision} (was ${latest.readingRevision}): ${Array.from(
+        { length: readingRevision - latest.readingRevision },
+        (_, i) => READING_REVISION_CHANGES[(latest.readingRevision + 1 + i) as ReadingRevision],
+      ).join('; ')}`;
     return axis;
   }
 

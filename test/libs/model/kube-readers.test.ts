@@ -85,6 +85,31 @@ describe('readKubeObject rejections name the object and the reason', () => {
     );
   });
 
+  it('rejects a Service with an external or load balancer IP the node itself answers on (probe10 H5)', () => {
+    const cases: [Record<string, unknown>, string][] = [
+      [{ externalIPs: ['192.0.2.1', '127.0.0.1'] }, 'spec.externalIPs[1] 127.0.0.1 is loopback'],
+      [{ externalIPs: ['0.0.0.0'] }, 'spec.externalIPs[0] 0.0.0.0 is unspecified'],
+      [{ externalIPs: ['255.255.255.255'] }, 'spec.externalIPs[0] 255.255.255.255 is broadcast'],
+      [{ externalIPs: ['169.254.169.254'] }, 'spec.externalIPs[0] 169.254.169.254 is link-local'],
+      [{ externalIPs: ['239.1.1.1'] }, 'spec.externalIPs[0] 239.1.1.1 is multicast'],
+      [{ externalIPs: ['::'] }, 'spec.externalIPs[0] :: is unspecified'],
+      [{ externalIPs: ['::1'] }, 'spec.externalIPs[0] ::1 is loopback'],
+      [{ externalIPs: ['FE80::1'] }, 'spec.externalIPs[0] fe80::1 is link-local'],
+      [{ externalIPs: ['ff02::1'] }, 'spec.externalIPs[0] ff02::1 is multicast'],
+      [{ externalIPs: ['::ffff:127.0.0.1'] }, 'spec.externalIPs[0] ::ffff:7f00:1 is loopback'],
+    ];
+    for (const [spec, reason] of cases) {
+      const r = readKubeObject(svc(spec));
+      expect(r.ok ? 'accepted' : `${r.rejection.ref}: ${r.rejection.reason}`).toBe(`Service prod/web: ${reason}`);
+    }
+    const lb = { ...svc({ type: 'LoadBalancer' }), status: { loadBalancer: { ingress: [{ ip: '127.0.0.2' }] } } };
+    const r = readKubeObject(lb);
+    expect(r.ok ? 'accepted' : r.rejection.reason).toBe('status.loadBalancer.ingress[0].ip 127.0.0.2 is loopback');
+    // ordinary unicast addresses pass; logs made before reading revision 3 replay as they were read
+    expect(readKubeObject(svc({ externalIPs: ['192.0.2.1', '2001:db8::1', '100.64.0.1'] })).ok).toBe(true);
+    expect(readKubeObject(svc({ externalIPs: ['127.0.0.1'] }), 'input', 2).ok).toBe(true);
+  });
+
   it('accepts a valid service and normalises it', () => {
     const r = readKubeObject(
       svc({ clusterIPs: ['10.96.0.1', 'FD00:0:0::1'], ports: [{ name: 'http', port: 80, protocol: 'UDP' }] }),
