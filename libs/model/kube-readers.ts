@@ -22,6 +22,7 @@ import { TOPOLOGY_ANNOTATIONS } from './kube-projection.ts';
 import {
   LATEST_READING_REVISION,
   readsServingNilAsTrue,
+  refusesDuplicateServicePorts,
   refusesSpecialServiceIps,
   skipsEndpointPortsWithoutNameOrNumber,
   type ReadingRevision,
@@ -126,6 +127,23 @@ function ip(v: unknown, what: string): string {
 }
 
 /**
+ * Two ports of one Service with the same port and protocol, or the same nodePort and protocol,
+ * reject it, as the API server does: only one of them could be programmed, and which one was a
+ * silent accident of the rendering (probe10 H6).
+ */
+function duplicatePorts(ports: readonly ServicePort[]): void {
+  const first = new Map<string, number>();
+  ports.forEach((p, i) => {
+    const keys = [`port ${p.port}/${p.protocol}`, ...(p.nodePort ? [`nodePort ${p.nodePort}/${p.protocol}`] : [])];
+    for (const k of keys) {
+      const j = first.get(k);
+      if (j !== undefined) fail(`spec.ports[${i}] duplicates ${k} of spec.ports[${j}]`);
+      first.set(k, i);
+    }
+  });
+}
+
+/**
  * An external or load balancer address: from revision 3 one the node itself answers on, or that
  * is no unicast address (specialIpKind), rejects the Service, as the API server does (the whole
  * object, like any other invalid field here: probe10 H5).
@@ -200,6 +218,7 @@ function readService(o: Raw, revision: ReadingRevision): ServiceObject {
     if (seen.has(k)) fail(`spec.ports: duplicate port name ${JSON.stringify(p.name)}`);
     seen.add(k);
   }
+  if (refusesDuplicateServicePorts(revision)) duplicatePorts(ports);
   const status = isObj(o.status) ? o.status : {};
   const lb = isObj(status.loadBalancer) ? status.loadBalancer : {};
   // Hostname-only ingress has no VIP to program. An ipMode other than VIP (KEP-1860: `Proxy`, the

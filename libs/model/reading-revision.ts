@@ -21,7 +21,8 @@ export const READING_REVISION_CHANGES: Readonly<Record<ReadingRevision, string>>
     'slices a non-terminating copy wins',
   3:
     'API server validation (probe10 H5): a Service whose spec.externalIPs or LoadBalancer ingress IP is ' +
-    'unspecified, loopback, link-local, multicast or broadcast is rejected',
+    'unspecified, loopback, link-local, multicast or broadcast is rejected; so is one with two spec.ports of ' +
+    'the same port (or nodePort) and protocol (probe10 H6)',
 };
 
 /** The revision a stored row records: NULL (rows older than revisions) is revision 1. */
@@ -38,3 +39,4 @@ export const readsServingNilAsTrue = (revision: ReadingRevision): boolean => rev
 export const skipsEndpointPortsWithoutNameOrNumber = (revision: ReadingRevision): boolean => revision >= 2;
 export const prefersNonTerminatingDuplicate = (revision: ReadingRevision): boolean => revision >= 2;
 export const refusesSpecialServiceIps = (revision: ReadingRevision): boolean => revision >= 3;
+export const refusesDuplicateServicePorts = (revision: ReadingRevision): boolean => revision >= 3;

@@ -308,7 +308,8 @@ function virtualServer(i: VsInput): VirtualServer {
 /**
  * Every claim the rendering leaves out, as rejections naming the Service that lost, what it
  * claimed and why (review3 K1): a VIP:port another service port won by claimOrder, and an
- * externalIP that is any node's address (served on no node: probe6 P7). Node-independent claims
+ * externalIP that is any node's address (served on no node: probe6 P7), a NodePort (protocol and
+ * port) another Service's port won, on every node alike (probe10 H6). Node-independent claims
  * (ClusterIPs, externalIPs, LB addresses) are resolved as every node resolves them; a claim a
  * service makes twice on itself (its own ClusterIP listed in externalIPs) is no conflict. Pure,
  * O(cluster): the planner computes it once per published version.
@@ -318,8 +319,15 @@ export function vipConflicts(data: ClusterDataSource, config: ProxyConfig = DEFA
   const byAddress = data.nodeAddressOwners();
   const ctx = neutralContext(config, byAddress);
   const claims = new Map<string, { vs: VirtualServer; service: string }[]>();
+  const nodePorts = new Map<string, { servicePort: string; service: string }[]>();
   const out: Rejection[] = [];
   for (const svc of data.services()) {
+    // NodePorts are rendered per node, so claimed here by protocol/port alone (probe10 H6)
+    for (const p of svc.nodePorts ? svc.ports : [])
+      if (p.nodePort !== 0) {
+        const k = `${p.protocol}/:${p.nodePort}`;
+        nodePorts.set(k, [...(nodePorts.get(k) ?? []), { servicePort: `${svc.key}:${p.name}`, service: svc.key }]);
+      }
     for (const vs of renderServiceForNode(svc, ctx).virtualServers) {
       const k = virtualServerKey(vs);
       const list = claims.get(k);
@@ -350,6 +358,19 @@ export function vipConflicts(data: ClusterDataSource, config: ProxyConfig = DEFA
         ),
       );
     }
+  }
+  // every node's NodePort virtual servers: the same role, so claimOrder's service-port order decides
+  for (const [k, list] of nodePorts) {
+    if (list.length < 2) continue;
+    const win = list.reduce((best, c) => (byCodeUnit(c.servicePort, best.servicePort) < 0 ? c : best));
+    for (const c of list)
+      if (c.service !== win.service)
+        out.push(
+          rejection(
+            c.service,
+            `node-port claim on ${k} (port ${c.servicePort.slice(c.service.length + 1)}) lost to ${win.servicePort}`,
+          ),
+        );
   }
   return out.sort((a, b) => byCodeUnit(a.ref, b.ref) || byCodeUnit(a.reason, b.reason));
 }

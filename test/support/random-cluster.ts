@@ -53,12 +53,15 @@ const rawService = fc
       spec: {
         type: s.type,
         clusterIP: s.headless ? 'None' : `10.96.0.${s.ip}`,
-        ports: s.ports.map((p, i) => ({
-          name: p.name,
-          port: 80 + p.port,
-          protocol: p.proto,
-          nodePort: s.type === 'ClusterIP' ? undefined : 30000 + i,
-        })),
+        // one port per port/protocol: the readers refuse duplicates (reading revision 3, probe10 H6)
+        ports: s.ports
+          .filter((p, i) => s.ports.findIndex((q) => q.port === p.port && q.proto === p.proto) === i)
+          .map((p, i) => ({
+            name: p.name,
+            port: 80 + p.port,
+            protocol: p.proto,
+            nodePort: s.type === 'ClusterIP' ? undefined : 30000 + i,
+          })),
         externalIPs: s.ext ? ['203.0.113.1'] : [],
         sessionAffinity: s.affinity ? 'ClientIP' : 'None',
         externalTrafficPolicy: s.etpLocal ? 'Local' : 'Cluster',

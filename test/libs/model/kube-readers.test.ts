@@ -110,6 +110,36 @@ describe('readKubeObject rejections name the object and the reason', () => {
     expect(readKubeObject(svc({ externalIPs: ['127.0.0.1'] }), 'input', 2).ok).toBe(true);
   });
 
+  it('rejects a Service with two ports of the same port or nodePort and protocol (probe10 H6)', () => {
+    const dup = svc({
+      ports: [
+        { name: 'a', port: 80 },
+        { name: 'b', port: 80, protocol: 'TCP' },
+      ],
+    });
+    const r = readKubeObject(dup);
+    expect(r.ok ? 'accepted' : `${r.rejection.ref}: ${r.rejection.reason}`).toBe(
+      'Service prod/web: spec.ports[1] duplicates port 80/TCP of spec.ports[0]',
+    );
+    const np = svc({
+      type: 'NodePort',
+      ports: [
+        { name: 'a', port: 80, nodePort: 31000 },
+        { name: 'b', port: 81, nodePort: 31000 },
+      ],
+    });
+    const n = readKubeObject(np);
+    expect(n.ok ? 'accepted' : n.rejection.reason).toBe('spec.ports[1] duplicates nodePort 31000/TCP of spec.ports[0]');
+    const udp = svc({
+      ports: [
+        { name: 'a', port: 53 },
+        { name: 'b', port: 53, protocol: 'UDP' },
+      ],
+    });
+    expect(readKubeObject(udp).ok).toBe(true); // another protocol: no duplicate
+    expect(readKubeObject(dup, 'input', 2).ok).toBe(true); // replay of logs read before revision 3
+  });
+
   it('accepts a valid service and normalises it', () => {
     const r = readKubeObject(
       svc({ clusterIPs: ['10.96.0.1', 'FD00:0:0::1'], ports: [{ name: 'http', port: 80, protocol: 'UDP' }] }),

@@ -480,6 +480,20 @@ describe('VIP:port claims (review3 K1)', () => {
     );
   });
 
+  it('reports the Service that loses a NodePort another Service holds (probe10 H6)', () => {
+    const np = (name: string, ip: string, end: string) =>
+      service(name, `type: NodePort\n  clusterIP: ${ip}\n  ports: [{name: http, port: 80, nodePort: 31000}]`) +
+      slice(name, '[{name: http, port: 8080}]', [ep(end, 'node-a')]);
+    const r = planFor(NODES + np('web', '10.96.0.20', '10.244.1.2') + np('dup', '10.96.0.21', '10.244.1.7'));
+    // "default/dup:http" sorts first: its endpoint serves the NodePort, web's does not
+    expect(r.ipvsadm.filter((l) => l.startsWith('-a -t 192.0.2.10:31000 '))).toEqual([
+      '-a -t 192.0.2.10:31000 -r 10.244.1.7:8080 -m -w 1',
+    ]);
+    expect(r.conflicts).toEqual([
+      'Service default/web: node-port claim on TCP/:31000 (port http) lost to default/dup:http',
+    ]);
+  });
+
   // probe6 P7: served on the other nodes, node-b's address would be bound to their kube-ipvs0
   // (ipvs) or captured (nftables): their connections to node-b on any other port (kubelet, ssh,
   // the overlay) would end in KUBE-IPVS-FILTER's drop. So no node serves it.

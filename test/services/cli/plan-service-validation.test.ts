@@ -35,4 +35,23 @@ describe('switchboard plan refuses what the API server refuses in a Service', ()
       /^rejected Service default\/extip-bad \(extip\.yaml\): spec\.externalIPs\[1\] 127\.0\.0\.1 is loopback$/m,
     );
   });
+
+  it('a NodePort another Service holds, and a Service with two ports of one port/protocol, are said (H6)', async () => {
+    writeFileSync(
+      path.join(dir, 'h6.yaml'),
+      service('np', 'type: NodePort\n  clusterIP: 10.96.0.30\n  ports: [{name: http, port: 80, nodePort: 31000}]') +
+        service('np2', 'type: NodePort\n  clusterIP: 10.96.0.31\n  ports: [{name: http, port: 80, nodePort: 31000}]') +
+        service('dupport', 'clusterIP: 10.96.0.32\n  ports: [{name: a, port: 80}, {name: b, port: 80, protocol: TCP}]'),
+    );
+    const r = await sbIn(['plan', '--manifests', dir, '--node', 'node-a', '--format', 'ipvsadm']);
+    expect(r.code).toBe(0);
+    // the service-port order the renderer keeps ("default/np2:http" < "default/np:http": '2' < ':')
+    expect(r.stderr).toMatch(
+      /^rejected Service default\/np \(VIP claims\): node-port claim on TCP\/:31000 \(port http\) lost to default\/np2:http$/m,
+    );
+    expect(r.stderr).toMatch(
+      /^rejected Service default\/dupport \(h6\.yaml\): spec\.ports\[1\] duplicates port 80\/TCP of spec\.ports\[0\]$/m,
+    );
+    expect(r.stdout).not.toContain('10.96.0.32:80');
+  });
 });
