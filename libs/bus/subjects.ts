@@ -56,6 +56,11 @@ export function nodeToken(node: string): string {
   return node.replaceAll('.', '_');
 }
 
+/** The node an sb.ack.<token> / sb.hb.<token> subject names (nodeToken reversed; unchecked). */
+export function nodeOfReportSubject(subject: string): string {
+  return subject.split('.').slice(2).join('.').replaceAll('_', '.');
+}
+
 export function nodeTargetKey(node: string): string {
   return `node.${nodeToken(node)}`;
 }

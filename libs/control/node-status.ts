@@ -89,6 +89,8 @@ export interface NodeStatusRow {
   readonly health: (HealthVerdict & { readonly configRevision: number }) | null;
   /** What the node's newest heartbeat warns of (no failure: `ctl status` prints them under the table); [] when none. */
   readonly warnings: readonly string[];
+  /** The node's newest report the planner dropped as not valid, within the silence threshold (probe10 H2). */
+  readonly lastInvalidReport?: string;
 }
 
 /**

@@ -6,6 +6,7 @@ import {
   checkReplicas,
   connectBusWaiting,
   namingJetStreamSilence,
+  nodeOfReportSubject,
   StaleLeaderError,
   TARGETS_STREAM,
   TargetStore,
@@ -266,6 +267,8 @@ export class NatsPlannerBus implements PlannerBus {
         onAck: (a) => queue(() => hooks.onAck(a)),
         onNack: (n) => queue(() => hooks.onAck(n)),
         onHeartbeat: (h) => queue(() => hooks.onHeartbeat(h)),
+        // Said at once (not queued): it changes nothing the planner knows of the node.
+        onInvalid: (subject, error) => hooks.onInvalid?.(nodeOfReportSubject(subject), error),
       },
     });
     this.collector.catch(() => undefined); // NATS away while subscribing: close() and the next listen() see it

@@ -26,6 +26,8 @@ interface NodeSeen {
   /** When an older instance id came back after another one (two processes alternate). */
   twinAt?: number;
   twinIds?: [string, string];
+  /** The newest report dropped as not valid (probe10 H2), with when (monotonic). */
+  invalid?: { error: string; at: number };
 }
 
 /**
@@ -51,6 +53,16 @@ export class NodeTracker {
     s.last = a;
     s.lastAt = nowMs;
     this.noteInstance(s, a.instance, nowMs);
+  }
+
+  /** Notes a report of a known node dropped as not valid; shown on its row (lastInvalidReport). */
+  onInvalid(node: string, error: string, nowMs: number): void {
+    this.seen(node).invalid = { error: error.slice(0, 200), at: nowMs };
+  }
+
+  /** Whether this tracker keeps anything of `node` (a fleet node, or one that reported). */
+  has(node: string): boolean {
+    return this.nodes.has(node);
   }
 
   onHeartbeat(h: Heartbeat, nowMs: number): void {
@@ -164,7 +176,7 @@ export class NodeTracker {
   row(node: string, target: NodeTarget, expected: ExpectedHashes, nowMs: number, viewStale?: string): NodeStatusRow {
     const s = this.nodes.get(node) ?? {};
     const twin = this.twin(node, s, nowMs);
-    return nodeStatus(
+    const row = nodeStatus(
       {
         node,
         target,
@@ -182,5 +194,8 @@ export class NodeTracker {
       nowMs,
       this.thresholds,
     );
+    // Kept for the silence threshold: a clue to why a node whose reports all fail looks silent.
+    const bad = s.invalid && nowMs - s.invalid.at <= this.window() ? s.invalid.error : undefined;
+    return bad ? { ...row, lastInvalidReport: bad } : row;
   }
 }

@@ -52,6 +52,8 @@ export interface PlannerBus {
   listen(hooks: {
     onAck: (a: AckOrNack) => Promise<void> | void;
     onHeartbeat: (h: Heartbeat) => Promise<void> | void;
+    /** A report dropped as not valid; `node`: the node its subject names (whatever its payload says). */
+    onInvalid?: (node: string, error: string) => void;
   }): void;
   close(): Promise<void>;
 }

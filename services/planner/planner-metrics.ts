@@ -108,7 +108,15 @@ export function plannerMetrics(sources: PlannerMetricSources = {}): {
     registers: [registry],
   });
   logGauges(registry, o);
+  // probe10 H2: node only when the planner knows it ('' otherwise), reason one of a fixed few
+  const invalid = new Counter({
+    name: 'switchboard_planner_invalid_reports_total',
+    help: 'ACKs, NACKs and heartbeats dropped as not valid, by node (known nodes only) and reason',
+    labelNames: ['node', 'reason'],
+    registers: [registry],
+  });
   const hooks: PlannerHooks = {
+    onInvalidReport: (node, reason) => invalid.inc({ node: node ?? '', reason }),
     onEvents: (n) => events.inc(n),
     onRejected: () => rejected.inc(),
     onVersion: (v, ms) => {

@@ -36,6 +36,7 @@ import { NodeTracker } from './node-tracker.ts';
 import { EventBatcher } from './event-batcher.ts';
 import type { PlannerBus } from './planner-bus.ts';
 import { ReportLogGate } from './report-log-gate.ts';
+import { InvalidReportLimiter, invalidReason, type InvalidReason } from './invalid-reports.ts';
 
 /** Optional hooks for metrics and audit; none may throw into the planner. */
 export interface PlannerHooks {
@@ -45,6 +46,8 @@ export interface PlannerHooks {
   onError?(where: string, err: unknown): void;
   /** Something an operator must know that is not a failure (said once, e.g. versions not republished). */
   onNote?(message: string): void;
+  /** A report dropped as not valid; `node` only when the planner knows the node its subject names. */
+  onInvalidReport?(node: string | undefined, reason: InvalidReason): void;
 }
 
 export interface PlannerOptions {
@@ -159,6 +162,7 @@ export class Planner {
   /** When each failing step started failing (performance.now(): a clock step cannot move it). */
   private readonly failingSince = new Map<string, number>();
   sourceRejections: Rejection[] = [];
+  private readonly invalidReports = new InvalidReportLimiter();
   /** vipConflicts() of the published content with that content's hash. */
   private conflicts:
     | { readonly hash: string; readonly revision: number; readonly list: readonly Rejection[] }
@@ -198,6 +202,7 @@ export class Planner {
           this.checkLater(a);
         },
         onHeartbeat: (h) => this.nodes.onHeartbeat(h, performance.now()),
+        onInvalid: (node, error) => this.onInvalidReport(node, error),
       });
       return;
     }
@@ -210,6 +215,7 @@ export class Planner {
         return this.onAck(a);
       },
       onHeartbeat: (h) => this.onHeartbeat(h),
+      onInvalid: (node, error) => this.onInvalidReport(node, error),
     });
     this.batcher = new EventBatcher<WatchEvent | PreparedEvent>({
       serial: (fn) => this.serial(fn),
@@ -657,7 +663,11 @@ export class Planner {
   private forgetDeparted(nowMs: number): void {
     const f = this.fleetView(nowMs);
     const shown = new Set([...f.nodes, ...f.outside]);
-    for (const n of this.nodes.known()) if (!shown.has(n)) this.nodes.forget(n);
+    for (const n of this.nodes.known())
+      if (!shown.has(n)) {
+        this.nodes.forget(n);
+        this.invalidReports.forget(n);
+      }
     for (const n of this.reportGate.gated()) if (!shown.has(n)) this.reportGate.forget(n);
   }
 
@@ -711,6 +721,20 @@ export class Planner {
       wait,
     );
     this.rolloutClock.unref?.();
+  }
+
+  /**
+   * A report dropped as not valid (probe10 H2): counted, said (rate-limited) and kept on the row of
+   * the node its subject names. A node the planner does not know is counted without its name: a
+   * hostile subject must not grow the metric's labels or this planner's memory.
+   */
+  private onInvalidReport(subjectNode: string, error: string): void {
+    const node = this.nodes.has(subjectNode) ? subjectNode : undefined;
+    const now = performance.now();
+    if (node) this.nodes.onInvalid(node, error, now);
+    this.options.hooks?.onInvalidReport?.(node, invalidReason(error));
+    const line = this.invalidReports.offer(node, subjectNode, error, now);
+    if (line) this.options.hooks?.onNote?.(line);
   }
 
   private onAck(a: AckOrNack): Promise<void> {
