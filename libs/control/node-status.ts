@@ -40,6 +40,11 @@ export interface NodeObservation {
   readonly viewStale?: string;
   /** Two applier processes report as this node (NodeTracker: their instance ids alternate). */
   readonly twin?: string;
+  /**
+   * The newest data version the planner's log holds: a report of a later one names a version that
+   * never existed and proves nothing (probe10 H3). Undefined: not checked (a view that may lag).
+   */
+  readonly newestVersion?: number;
 }
 
 /** The hashes the planner expects an ACK to echo; an undefined one is not checked. */
@@ -48,6 +53,8 @@ export interface ExpectedHashes {
   readonly dataHash?: string;
   /** The node-state hash is to be checked but not computed yet (nodeStateHash then undefined). */
   readonly nodeStateChecking?: boolean;
+  /** The newest version the log holds: an ACK of a later one is of a version never made (probe10 H3). */
+  readonly newestVersion?: number;
 }
 
 const shortHash = (h: string) => (h === '' ? '(empty)' : h.slice(0, 12));
@@ -59,12 +66,17 @@ const shortHash = (h: string) => (h === '' ? '(empty)' : h.slice(0, 12));
  * own rendering (an applier release or node facts that render differently). Pure, one line.
  */
 export function ackMismatch(a: Ack, expected: ExpectedHashes): string | undefined {
+  if (expected.newestVersion !== undefined && a.version > expected.newestVersion)
+    return neverMade(a.version, expected.newestVersion);
   if (expected.dataHash !== undefined && a.dataHash !== expected.dataHash)
     return `runs version ${a.version} with data hash ${shortHash(a.dataHash)}, the log recorded ${shortHash(expected.dataHash)}`;
   if (expected.nodeStateHash !== undefined && a.nodeStateHash !== expected.nodeStateHash)
     return `runs version ${a.version} config ${a.configRevision} with node-state hash ${shortHash(a.nodeStateHash)}, the planner renders ${shortHash(expected.nodeStateHash)}`;
   return undefined;
 }
+
+const neverMade = (version: number, newest: number) =>
+  `reports version ${version}, which the log never produced (newest ${newest})`;
 
 /** One line of `ctl status`: the word, what the node runs, and why. */
 export interface NodeStatusRow {
@@ -123,7 +135,11 @@ export function nodeStatus(
   nowMs: number,
   thresholds: NodeStatusThresholds = DEFAULT_NODE_STATUS_THRESHOLDS,
 ): NodeStatusRow {
-  const runs = running(o);
+  // A report of a version the log never made is not what the node runs (it may run anything).
+  const claimed = running(o);
+  const neverExisted =
+    claimed && o.newestVersion !== undefined && claimed.version > o.newestVersion ? claimed.version : undefined;
+  const runs = neverExisted === undefined ? claimed : undefined;
   const t = o.target;
   const last = o.last;
   const forTarget =
@@ -168,6 +184,7 @@ export function nodeStatus(
     return row('UNKNOWN', `silent for ${Math.round((nowMs - lastHeard) / 1000)} s`);
   if (!t) return row('UNKNOWN', 'no target set');
   if (o.twin) return row('ERROR', o.twin); // whose report is whose is unknown: none proves what runs
+  if (neverExisted !== undefined) return row('ERROR', neverMade(neverExisted, o.newestVersion!));
   const nack = last?.type === 'NACK' ? last : undefined;
   const nackForTarget = nack && nack.version === t.version && nack.configRevision === t.configRevision;
   if (nackForTarget && !onTarget)

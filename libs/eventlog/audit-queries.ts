@@ -261,6 +261,13 @@ export function nodeAt(log: EventLog, node: string, at?: string): NodeAtTime {
       : Number.isFinite(skew)
         ? { receivedAt: row.received_at, clockSkewMs: skew }
         : { receivedAt: row.received_at };
+  // A version the log never produced (a forged or buggy ACK an older planner recorded, probe10 H3):
+  // what the node said is shown, what it ran is unknown; not a failure of the whole query.
+  const newest = log.latestVersion()?.version ?? 0;
+  if (ack.version > newest) {
+    const unknown = `node ${node} acked version ${ack.version}, which the log never produced (newest ${newest})`;
+    return { node, at: when, ack, ...received, nacksSince, services: [], nodeStateVerified: undefined, unknown };
+  }
   let r: ReturnType<typeof replayVersion>;
   try {
     r = replayVersion(log, ack.version);

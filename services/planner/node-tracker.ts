@@ -190,6 +190,7 @@ export class NodeTracker {
         expectedDataHash: expected.dataHash,
         viewStale,
         twin,
+        newestVersion: expected.newestVersion,
       },
       nowMs,
       this.thresholds,

@@ -1091,14 +1091,18 @@ export class Planner {
    * (`acked`; a node that did not has nothing to check: a departed one is never rendered).
    */
   private expectedOf(node: string, t: NodeTarget, latest: number | undefined, acked: boolean): ExpectedHashes {
+    // A leader's log holds every version it published: a later one was never made (probe10 H3). A
+    // follower's view may lag the group's log (it rebuilds on a report of a newer one: viewBehind).
+    const newestVersion = this.role === 'leader' ? latest : undefined;
     const dataHash = this.logHash(t.version);
     // Version 0, or a revision this planner's log does not hold: nothing to compare (as before).
-    if (t.version !== latest || t.version === 0 || !this.config.revision(t.configRevision)) return { dataHash };
+    if (t.version !== latest || t.version === 0 || !this.config.revision(t.configRevision))
+      return { dataHash, newestVersion };
     const nodeStateHash = this.hashChecks.get(node, t.version, t.configRevision);
-    if (nodeStateHash !== undefined) return { dataHash, nodeStateHash };
-    if (!acked) return { dataHash };
+    if (nodeStateHash !== undefined) return { dataHash, nodeStateHash, newestVersion };
+    if (!acked) return { dataHash, newestVersion };
     this.hashChecks.want(node, t.version, t.configRevision);
-    return { dataHash, nodeStateChecking: true };
+    return { dataHash, nodeStateChecking: true, newestVersion };
   }
 
   /** An ACK of the latest version: its node-state hash is computed now, off the read paths, not when first read. */

@@ -141,3 +141,32 @@ describe('audit service: ACKs count only for versions whose content holds the ev
     expect(json[1]!.ackedBy[0]).not.toHaveProperty('contentOf');
   });
 });
+
+describe('an ACK of a version the log never produced (probe10 H3)', () => {
+  it('audit node --at says what the node ran is unknown instead of failing; audit service still answers', async () => {
+    const log = await EventLog.open({ file, migrate: false });
+    try {
+      log.recordAck({
+        type: 'ACK',
+        node: 'n5',
+        version: 99,
+        configRevision: 1,
+        dataHash: 'f'.repeat(64),
+        nodeStateHash: 'e'.repeat(64),
+        mode: 'ipvs',
+        kernelWrites: 1,
+        timings: { fetchMs: 1, renderMs: 1, applyMs: 1 },
+        at: new Date().toISOString(),
+      });
+    } finally {
+      log.close();
+    }
+    const r = await cli('audit', '--db', file, 'node', 'n5', '--at', new Date(Date.now() + 60_000).toISOString());
+    expect(r.code).toBe(0);
+    expect(r.out).toContain('node n5 at ');
+    expect(r.out).toContain('unknown: node n5 acked version 99, which the log never produced (newest 5)');
+    const json = await cli('audit', '--db', file, 'node', 'n5', '-o', 'json');
+    expect(JSON.parse(json.out)).toMatchObject({ services: [], unknown: expect.stringContaining('version 99, which the log never produced') });
+    expect((await cli('audit', '--db', file, 'service', 'default/web')).code).toBe(0);
+  });
+});

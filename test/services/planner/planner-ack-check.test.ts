@@ -118,6 +118,34 @@ describe('the planner checks the hashes an ACK echoes', () => {
     expect(p.config.state.defaultRevision).toBe(1);
   });
 
+  it('an ACK of a version the log never produced is ERROR, not what the node runs, and passes no wave (probe10 H3)', async () => {
+    const p = planner!.planner;
+    const rendered = nodeStateHash(renderNodeState(p.data.publishedData(), 'node-1', p.config.revision(1)!.config));
+    const latest = p.data.latest()!.version;
+    await sendAck(env.nc, ack('node-1', 99, 1, 'f'.repeat(64), 'e'.repeat(64)));
+    const row = () => p.status().find((n) => n.node === 'node-1')!;
+    await until(() => row().status !== 'UNKNOWN', 3000, 'heard');
+    expect(row()).toMatchObject({
+      status: 'ERROR',
+      reason: `reports version 99, which the log never produced (newest ${latest})`,
+      appliedVersion: null,
+      lag: latest,
+    });
+    // a wave is not passed by it either
+    const res = await fetch(`${planner!.url}/mode`, {
+      method: 'POST',
+      body: JSON.stringify({ mode: 'nftables', waves: '1,100%', reason: 'try nftables' }),
+      headers: { 'x-switchboard-actor': 'tester' },
+    });
+    expect(res.status).toBe(200);
+    await sendAck(env.nc, ack('node-1', 99, 2, rendered, 'e'.repeat(64)));
+    await until(() => p.config.state.rollout?.status !== 'running', 3000, 'the rollout stops');
+    expect(p.config.state.rollout!.haltedBy).toEqual({
+      node: 'node-1',
+      error: `reports version 99, which the log never produced (newest ${latest})`,
+    });
+  });
+
   it('an ACK that says the node is unhealthy (its resync failed) is ERROR, not SYNCED until its next heartbeat', async () => {
     const p = planner!.planner;
     const rendered = (node: string) =>
