@@ -189,6 +189,8 @@ function verifiesWith(key: KeyObject, data: Buffer, signature: Buffer): boolean 
 export function readVerifierFile(file: string): Verifier {
   let pem: string;
   try {
+    // reading a FIFO blocks until a writer comes: the applier hung silently (probe10 H10)
+    if (!statSync(file).isFile()) throw new Error('not a regular file');
     pem = readFileSync(file, 'utf8');
   } catch (e) {
     throw new Error(`--planner-key ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
@@ -250,7 +252,10 @@ function writeAtomically(file: string, text: string, mode: number): void {
  * input, exit 2); `say` gets the warning for a key others may read or its group write.
  */
 export function readSigningKeyFile(file: string, say?: (line: string) => void): KeyObject {
-  const mode = statSync(file).mode & 0o777;
+  const st = statSync(file);
+  // reading a FIFO blocks until a writer comes: the planner hung silently (probe10 H10)
+  if (!st.isFile()) throw new Error(`signing key ${file}: not a regular file`);
+  const mode = st.mode & 0o777;
   const octal = mode.toString(8).padStart(4, '0');
   if (mode & 0o002) throw new Error(`signing key ${file}: mode ${octal} lets anyone replace it; chmod 600 it`);
   const exposure = secretFileExposure(mode);

@@ -107,8 +107,12 @@ export function time(v: string): string {
 function inputPath(v: string, kind: 'file' | 'directory'): string {
   let isDir: boolean;
   try {
-    isDir = statSync(v).isDirectory();
+    const st = statSync(v);
+    isDir = st.isDirectory();
+    // A FIFO (or a device) would block the read or never end it: the command hung silently (probe10 H10).
+    if (!isDir && !st.isFile()) throw new InvalidArgumentError(`not a regular file (a FIFO, socket or device).`);
   } catch (e) {
+    if (e instanceof InvalidArgumentError) throw e;
     const code = (e as NodeJS.ErrnoException).code;
     throw new InvalidArgumentError(
       code === 'ENOENT' || code === 'ENOTDIR'

@@ -23,6 +23,11 @@ export async function main(argv: string[]): Promise<number> {
       },
       argv,
     );
+    // No command at all: one line naming them (the 29-line help on stderr read as an error; probe10 H10).
+    if (argv.length === 0)
+      throw new UsageError(
+        `give a command: ${program.commands.map((c) => c.name()).join('|')} (switchboard --help says what each does)`,
+      );
     refuseRepeatedFlags(program);
     await program.parseAsync(argv, { from: 'user' });
     return code;
@@ -30,7 +35,7 @@ export async function main(argv: string[]): Promise<number> {
     if (e instanceof CommanderError) {
       if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version') return 0;
       // `switchboard help` asks for the help (exit code 0); a command that needs a subcommand and
-      // got none (`switchboard`, `switchboard ctl`) printed its help to stderr as the error.
+      // got none (`switchboard ctl`) printed its help to stderr as the error.
       if (e.code === 'commander.help') return e.exitCode === 0 ? 0 : 2;
       return 2; // commander already printed its one-line message
     }

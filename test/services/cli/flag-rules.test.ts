@@ -1,8 +1,18 @@
+import { execFile, execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { sb, sbIn, type CliResult } from './cli-support.ts';
+import { BIN, sb, sbIn, type CliResult } from './cli-support.ts';
+
+/** The real binary, killed after `ms` (code null then). */
+function sbWithin(args: string[], ms: number): Promise<CliResult> {
+  return new Promise((resolve) => {
+    execFile(BIN, args, { timeout: ms }, (e, stdout, stderr) =>
+      resolve({ code: e ? ((e as { code?: number }).code ?? -1) : 0, stdout, stderr }),
+    );
+  });
+}
 
 const dir = mkdtempSync(path.join(tmpdir(), 'sb-flag-rules-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -24,9 +34,13 @@ function expectUsage(r: CliResult, line: RegExp, what: string): void {
 const CTL = ['ctl', '--server', 'http://127.0.0.1:1'];
 
 describe('no subcommand is a usage error; --help is not', () => {
-  it('bare switchboard and bare ctl print usage to stderr and exit 2 (the real binary)', async () => {
-    for (const [i, args] of [[], ['ctl'], ['ctl', '--server', 'http://127.0.0.1:1'], ['ctl', 'config']].entries()) {
-      const r = await (i < 2 ? sb : sbIn)(args); // two through the real binary: the code its users get
+  it('bare switchboard says so in one line naming the commands, exit 2 (probe10 H10; the real binary)', async () => {
+    expectUsage(await sb([]), /^switchboard: give a command: .*\bplanner\b.*--help/, 'bare');
+  });
+
+  it('bare ctl prints usage to stderr and exit 2 (the real binary)', async () => {
+    for (const [i, args] of [['ctl'], ['ctl', '--server', 'http://127.0.0.1:1'], ['ctl', 'config']].entries()) {
+      const r = await (i < 1 ? sb : sbIn)(args); // one through the real binary: the code its users get
       expect({ args, code: r.code, stdout: r.stdout }).toEqual({ args, code: 2, stdout: '' });
       expect(r.stderr).toMatch(/^Usage: switchboard/);
     }
@@ -220,5 +234,32 @@ describe('a missing input file named on the command line is a usage error naming
       expectUsage(r, /./, args.join(' '));
       expect(r.stderr).toContain(line);
     }
+  });
+});
+
+describe('a FIFO given as a file flag is a usage error, not a hang (probe10 H10)', () => {
+  // --keys stands for every flag inputFile checks (--token-file, --creds, --db, …: one function)
+  it('exit 2, one line, for flags checked up front and for --signing-key / --planner-key', {
+    timeout: 40_000,
+  }, async () => {
+    const fifo = path.join(dir, 'fifo');
+    execFileSync('mkfifo', [fifo]);
+    const nats = ['--nats', 'nats://127.0.0.1:1'];
+    const db = path.join(dir, 'fifo-x.db');
+    const cases: [string[], RegExp][] = [
+      [['credentials', 'mint', '--keys', fifo, '--role', 'planner'], /'--keys <file>' argument .* not a regular file/],
+      [
+        ['planner', '--manifests', manifests, ...nats, '--db', db, '--signing-key', fifo],
+        /--signing-key: .*not a regular/,
+      ],
+      [
+        ['applier', '--node', 'n', ...nats, '--mode', 'dry-run', '--planner-key', fifo],
+        /--planner-key .*not a regular/,
+      ],
+    ];
+    // The old code blocked in open() for ever: each runs as its own process with a timeout (killed,
+    // it has no exit code), so a hang fails the test instead of stopping the suite. In parallel: time.
+    const runs = await Promise.all(cases.map(([args]) => sbWithin(args, 20_000)));
+    for (const [i, [args, line]] of cases.entries()) expectUsage(runs[i]!, line, args.join(' '));
   });
 });
