@@ -222,9 +222,10 @@ export class TargetWatcher {
     }
   }
 
+  /** One report per dropped message: the rejection, else (no onRejected) an error (probe10 H12: both, logged twice). */
   private reject(where: string, reason: string): void {
-    this.options.onRejected?.(where, reason);
-    this.options.onError?.(`ignored ${reason} (${where})`);
+    if (this.options.onRejected) this.options.onRejected(where, reason);
+    else this.options.onError?.(`ignored ${reason} (${where})`);
   }
 
   async stop(): Promise<void> {

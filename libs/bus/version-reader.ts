@@ -160,7 +160,9 @@ export class VersionReader {
     m: { subject: string; data: Uint8Array | string; header(k: string): string | undefined },
     version: number,
   ): string | undefined {
-    if (m.header(H.version) !== String(version)) return `header says version ${m.header(H.version)}`;
+    // An absent header reads as '' (probe10 H12: 'header says version ' named nothing).
+    const said = m.header(H.version);
+    if (said !== String(version)) return said ? `header says version ${said}, not ${version}` : 'no version header';
     const v = this.opts.verifier;
     if (!v) {
       const digest = m.header(H.payloadDigest); // '' or undefined when absent (planners before it)

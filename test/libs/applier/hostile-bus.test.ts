@@ -75,6 +75,8 @@ describe('the bus cannot roll nodes back or wedge the planner', () => {
     });
     const rejected = a.events.all.slice(mark).filter((e) => e.type === 'rejected' && e.kind === 'target');
     expect(rejected.length).toBe(3);
+    // each is reported once: not again as a bus error (two log lines per dropped notice: probe10 H12)
+    expect(a.events.all.slice(mark).filter((e) => e.type === 'error')).toEqual([]);
     expect(a.session.status()).toMatchObject({ applied: { version: 2 }, target: { version: 2 } });
     // genuine targets still move the node (the forged revision did not raise the bar)
     await publish(world, m, { upsertServices: [service(3)] });
@@ -198,6 +200,10 @@ describe('the bus cannot roll nodes back or wedge the planner', () => {
     const ack = await world.received.waitFor(ackFor('n1', 2), 'ack 2 past the garbage');
     expect(ack.kind === 'ack' && ack.v.dataHash).toBe(m.index.hash());
     expect(a.events.all.some((e) => e.type === 'rejected' && e.kind === 'artifact')).toBe(true);
+    // the core-published delta has no headers at all: said so, not 'header says version ' (probe10 H12)
+    const reasons = a.events.all.flatMap((e) => (e.type === 'rejected' ? [e.reason] : []));
+    expect(reasons).toContain('no version header');
+    expect(reasons.filter((r) => /header says version $/.test(r))).toEqual([]);
     const jsm = await jetstreamManager(world.planner);
     expect((await jsm.streams.info('SB_VERSIONS')).state.messages).toBeGreaterThan(4);
   });
