@@ -166,7 +166,10 @@ describe('an ACK of a version the log never produced (probe10 H3)', () => {
     expect(r.out).toContain('node n5 at ');
     expect(r.out).toContain('unknown: node n5 acked version 99, which the log never produced (newest 5)');
     const json = await cli('audit', '--db', file, 'node', 'n5', '-o', 'json');
-    expect(JSON.parse(json.out)).toMatchObject({ services: [], unknown: expect.stringContaining('version 99, which the log never produced') });
+    expect(JSON.parse(json.out)).toMatchObject({
+      services: [],
+      unknown: expect.stringContaining('version 99, which the log never produced'),
+    });
     expect((await cli('audit', '--db', file, 'service', 'default/web')).code).toBe(0);
   });
 });

@@ -131,7 +131,9 @@ describe('the planner checks the hashes an ACK echoes', () => {
       appliedVersion: null,
       lag: latest,
     });
-    // a wave is not passed by it either
+    // a wave is not passed by it either; the canary must first be live and in sync (W1)
+    await sendAck(env.nc, ack('node-1', latest, 1, rendered, p.data.latest()!.hash));
+    await until(() => row().status === 'SYNCED', 3000, 'node-1 SYNCED');
     const res = await fetch(`${planner!.url}/mode`, {
       method: 'POST',
       body: JSON.stringify({ mode: 'nftables', waves: '1,100%', reason: 'try nftables' }),
