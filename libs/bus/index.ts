@@ -53,6 +53,7 @@ export {
   targetStatement,
   termClaimStatement,
   groupTermClaimStatement,
+  logMessageStatement,
   defaultSigningKeyFile,
   loadOrCreateSigningKey,
   readSigningKeyFile,

@@ -26,6 +26,9 @@ import { secretFileExposure } from './secret-file-mode.ts';
  *   term       sb-term / term / planner id / at   (a new leader's claim on the versions stream; the
  *              release before's form, still signed for its planners, see version-publisher.ts)
  *   group term sb-group-term / group / term / planner id / at   (the same claim naming its group)
+ *   log        sb-log / group / kind / term / seq / rows / sha256(payload)   (a message of the group's
+ *              replicated log stream: a batch (kind rows; seq is its first part's, the payload all parts
+ *              joined) or a term marker (kind term); replication.ts)
  *
  * The notice statement lets a node verify one signature per event instead of two (the target's
  * and the delta's) when the default target's notice carries the version's delta; both parts keep
@@ -63,6 +66,23 @@ export function termClaimStatement(c: { term: number; id: string; at: string }):
  */
 export function groupTermClaimStatement(c: { group: string; term: number; id: string; at: string }): string {
   return `sb-group-term\n${c.group}\n${c.term}\n${c.id}\n${c.at}`;
+}
+
+/**
+ * A message of a group's replicated log stream (libs/eventlog/replication.ts): its content (the
+ * payload's digest and the rows it leaves the group at), its group, its term and the stream seq it
+ * lands at (appends are conditional on the seq before, so the leader knows it), so a signed batch
+ * or marker cannot be replayed at another seq, into another group or under another term.
+ */
+export function logMessageStatement(m: {
+  group: string;
+  kind: 'rows' | 'term';
+  term: number;
+  seq: number;
+  rows: string;
+  payload: Uint8Array;
+}): string {
+  return `sb-log\n${m.group}\n${m.kind}\n${m.term}\n${m.seq}\n${m.rows}\n${payloadDigest(m.payload)}`;
 }
 
 /** `payload` as bytes, or as text (hashed as its UTF-8 bytes: the same digest as the bytes it was decoded from). */

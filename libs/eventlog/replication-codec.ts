@@ -17,7 +17,29 @@ export const H = {
   rows: 'Sb-Log-Rows',
   /** Where a batch's checkpoint pieces lie in its payload (batchJson): read one at a time. */
   layout: 'Sb-Log-Layout',
+  /**
+   * The leader's signature (planner key) over logMessageStatement (libs/bus/planner-signature.ts):
+   * on a term marker, and on the part that completes a batch (over all parts joined). A header, so
+   * a replica of a release before this reads the message as before (docs/ha.md, "Signed log").
+   */
+  sig: 'Sb-Log-Sig',
 } as const;
+
+/** What a log message's signature covers, less the group and seq the replicator adds (see H.sig). */
+export interface LogSigned {
+  readonly kind: 'rows' | 'term';
+  readonly term: number;
+  /** The Sb-Log-Rows header as sent. */
+  readonly rows: string;
+  /** The payload: a batch's parts joined. */
+  readonly payload: Uint8Array;
+}
+/** Signs a log message; undefined: messages go unsigned (no signing key). */
+export type LogSign = ((m: LogSigned) => string) | undefined;
+/** Why a complete log message (seq: its first part's) is not the group's leader's; undefined when it is. */
+export type LogCheck =
+  | ((m: LogSigned & { readonly seq: number }, sig: string | undefined) => string | undefined)
+  | undefined;
 
 export interface WireMessage {
   readonly headers: Readonly<Record<string, string>>;
@@ -26,10 +48,17 @@ export interface WireMessage {
   readonly msgId: string;
 }
 
-export function encodeTerm(term: number, holder: string, rows: number, afterSeq: number): WireMessage {
+export function encodeTerm(term: number, holder: string, rows: number, afterSeq: number, sign?: LogSign): WireMessage {
+  const payload = new TextEncoder().encode(JSON.stringify({ term, holder }));
+  const signed: LogSigned = { kind: 'term', term, rows: String(rows), payload };
   return {
-    headers: { [H.kind]: 'term', [H.term]: String(term), [H.rows]: String(rows) },
-    payload: new TextEncoder().encode(JSON.stringify({ term, holder })),
+    headers: {
+      [H.kind]: 'term',
+      [H.term]: String(term),
+      [H.rows]: String(rows),
+      ...(sign ? { [H.sig]: sign(signed) } : {}),
+    },
+    payload,
     msgId: `term-${term}-${holder}-${afterSeq}`,
   };
 }
@@ -114,10 +143,11 @@ const MAX_LAYOUT_CHARS = 4096;
 const PIECES_KEY = Buffer.from(',"checkpointPieces":[');
 
 /** One batch as parts of at most `maxPart` payload bytes each. */
-export function encodeBatch(batch: RowBatch, term: number, maxPart: number): WireMessage[] {
+export function encodeBatch(batch: RowBatch, term: number, maxPart: number, sign?: LogSign): WireMessage[] {
   const { bytes, layout } = batchJson(batch);
   const id = createHash('sha256').update(String(term)).update(bytes).digest('hex').slice(0, 32);
   const n = Math.max(1, Math.ceil(bytes.length / maxPart));
+  const sig = sign?.({ kind: 'rows', term, rows: String(rowCount(batch.to)), payload: bytes });
   return Array.from({ length: n }, (_, i) => ({
     headers: {
       [H.kind]: 'rows',
@@ -127,6 +157,7 @@ export function encodeBatch(batch: RowBatch, term: number, maxPart: number): Wir
       [H.rows]: String(rowCount(batch.to)),
       // on the part that completes the batch, where the reader joins it
       ...(layout && i === n - 1 ? { [H.layout]: layout } : {}), // (a NATS header absent reads as '')
+      ...(sig !== undefined && i === n - 1 ? { [H.sig]: sig } : {}),
     },
     payload: bytes.subarray(i * maxPart, (i + 1) * maxPart),
     msgId: `${id}.${i + 1}`,
@@ -208,6 +239,9 @@ export type ReadItem =
  * when whole, so a replica never applies part of a write batch.
  */
 export class LogStreamReader {
+  /** `check`: refuses what the group's leader did not sign (undefined: nothing is checked). */
+  constructor(private readonly check?: LogCheck) {}
+
   private parts: { id: string; n: number; term: number; chunks: Uint8Array[]; firstSeq: number } | undefined;
 
   /** Items this message completes (an abandoned batch is reported as a skip before it). */
@@ -226,8 +260,13 @@ export class LogStreamReader {
     };
     if (kind === 'term') {
       abandon('left incomplete before a term marker');
+      const refused =
+        Number.isSafeInteger(term) && term >= 1
+          ? this.check?.({ kind: 'term', term, rows: header(H.rows) ?? '', payload: data, seq }, header(H.sig))
+          : undefined;
       if (!Number.isSafeInteger(term) || term < 1)
         out.push({ kind: 'skip', seq, why: `term marker with bad term ${JSON.stringify(header(H.term))}` });
+      else if (refused) out.push({ kind: 'skip', seq, why: `term marker ${term} refused: ${refused}` });
       else out.push({ kind: 'term', seq, term });
       return out;
     }
@@ -250,7 +289,16 @@ export class LogStreamReader {
     this.parts!.chunks.push(data);
     if (i < n) return out;
     const whole = Buffer.concat(this.parts!.chunks);
+    const firstSeq = this.parts!.firstSeq;
     this.parts = undefined;
+    const refused = this.check?.(
+      { kind: 'rows', term, rows: header(H.rows) ?? '', payload: whole, seq: firstSeq },
+      header(H.sig),
+    );
+    if (refused) {
+      out.push({ kind: 'skip', seq, why: `batch ${id} from seq ${firstSeq} refused: ${refused} (not applied)` });
+      return out;
+    }
     try {
       out.push({ kind: 'batch', seq, term, batch: parseBatch(whole, `batch ${id}`, header(H.layout) || undefined) });
     } catch (e) {

@@ -10,12 +10,15 @@ import {
   type ConsumerMessages,
   type JetStreamClient,
   type JetStreamManager,
+  type StoredMsg,
   type StreamInfo,
 } from '@nats-io/jetstream';
 import { headers as natsHeaders, type NatsConnection } from '@nats-io/transport-node';
 // A deep import kept on purpose (test/build/import-boundaries.test.ts says why).
 import { abandonSignal, retryTransient } from '../bus/jetstream-transient.ts';
 import { asRefusal, ReplicasRefused, refuseUnclustered } from '../bus/stream-replicas.ts';
+// (the same: planner-signature.ts imports no lib that imports this one)
+import { logMessageStatement, verifierFromPem, type Signer } from '../bus/planner-signature.ts';
 import type { EventLog } from './event-log.ts';
 import {
   batchRows,
@@ -27,7 +30,15 @@ import {
   type RawRow,
   type RowBatch,
 } from './log-rows.ts';
-import { H, LogStreamReader, encodeBatch, encodeTerm, type WireMessage } from './replication-codec.ts';
+import {
+  H,
+  LogStreamReader,
+  encodeBatch,
+  encodeTerm,
+  type LogCheck,
+  type LogSign,
+  type WireMessage,
+} from './replication-codec.ts';
 import type { ReplicationMark } from './replication-mark.ts';
 import { CHAIN_NAMES } from './row-chain.ts';
 import { SnapshotStore, type Snapshot } from './replication-snapshots.ts';
@@ -92,6 +103,13 @@ export interface LogReplicatorOptions {
   readonly snapshotEveryRows?: number;
   /** How often a follower asks for the stream's end, for position().lagRows (default 1 s). */
   readonly lagRefreshMs?: number;
+  /**
+   * The planner's signing key (planners of a group share it): every batch and term marker this
+   * replica appends is signed with it, and every one it reads must be signed by it, or it is
+   * skipped with one line and not applied (probe10 H11: the chain alone let anyone who may publish
+   * on the subject write rows into every replica's history). Absent: nothing is signed or checked.
+   */
+  readonly signer?: Signer;
 }
 
 /** Whether `a` is at or past `b` in every chain and in checkpoints (ids only: holds() checks hashes). */
@@ -176,7 +194,9 @@ class StreamLogReplicator implements LogReplicator {
   private mode: Mode = 'idle';
   private readonly log: EventLog;
   private readonly say: (line: string) => void;
-  private reader = new LogStreamReader();
+  private readonly sign: LogSign;
+  private readonly check: LogCheck;
+  private reader: LogStreamReader;
   /** Last stream seq fully processed (never inside a half-read batch): where reading resumes. */
   private seq = 0;
   /** Last stream seq read at all (parts of a batch its writer never finished included): what a claim must follow. */
@@ -243,6 +263,20 @@ class StreamLogReplicator implements LogReplicator {
     this.stream = logStreamName(options.group);
     this.subject = logSubject(options.group);
     this.say = options.logger ?? (() => {});
+    const signer = options.signer;
+    const statement = (m: Parameters<NonNullable<LogSign>>[0], seq: number) =>
+      logMessageStatement({ ...m, group: options.group, seq });
+    this.sign = signer && ((m) => signer.sign(statement(m, this.signingSeq)));
+    const verifier = signer && verifierFromPem(signer.publicKeyPem, 'log signing key');
+    this.check =
+      verifier &&
+      ((m, sig) =>
+        !sig
+          ? "not signed (no Sb-Log-Sig header: not this group's leader, or a release before signed logs)"
+          : verifier.verify(statement(m, m.seq), sig)
+            ? undefined
+            : "its signature is not the group's signing key's over it (forged, altered, or replayed at another seq)");
+    this.reader = new LogStreamReader(this.check);
     this.maxPart = Math.max(4096, (options.nc.info?.max_payload ?? 1024 * 1024) - HEADER_ROOM);
     this.refresher = setInterval(() => {
       if (this.mode !== 'leader') void this.refreshEnd();
@@ -376,7 +410,7 @@ class StreamLogReplicator implements LogReplicator {
           resolveCaughtUp();
           failures = 0;
           problem = undefined;
-          this.reader = new LogStreamReader();
+          this.reader = new LogStreamReader(this.check);
           // Returns when stopped, or when the consumer stalled (then: catch up afresh).
           await this.consumeFrom(
             this.seq + 1,
@@ -437,8 +471,9 @@ class StreamLogReplicator implements LogReplicator {
     const baseline = await this.snapshotBaseline(rowCount(flushed));
     // After the stream's real end: parts of a batch its writer never finished are given up by this marker.
     const after = Math.max(this.seq, this.readSeq);
+    this.signingSeq = after + 1; // a conditional append lands right after `after`, or not at all
     const seq = await this.append(
-      encodeTerm(term, this.options.id ?? hostname(), rowCount(flushed), after),
+      encodeTerm(term, this.options.id ?? hostname(), rowCount(flushed), after, this.sign),
       after,
       epoch,
     );
@@ -455,6 +490,8 @@ class StreamLogReplicator implements LogReplicator {
   }
 
   private flushedAt: LogPosition | undefined;
+  /** The stream seq the message being encoded will land at (its first part's): signed with it. */
+  private signingSeq = 0;
 
   /**
    * One flush runs at a time, and callers arriving while one waits to start share it: it exports
@@ -494,7 +531,9 @@ class StreamLogReplicator implements LogReplicator {
     const epoch = this.epoch;
     let seq = this.seq;
     try {
-      for (const part of encodeBatch(batch, this.term, this.maxPart)) seq = await this.append(part, seq, epoch);
+      this.signingSeq = seq + 1; // the first part's: each part is appended conditional on the one before
+      for (const part of encodeBatch(batch, this.term, this.maxPart, this.sign))
+        seq = await this.append(part, seq, epoch);
     } catch (e) {
       if (epoch !== this.epoch) throw e; // abandoned: this replica follows or claims now, its state is theirs
       if (!(e instanceof FencedError)) {
@@ -680,10 +719,13 @@ class StreamLogReplicator implements LogReplicator {
   /** Learns the stream's last seq and the rows its newest message leaves the group at. */
   private async refreshEnd(): Promise<void> {
     try {
-      const m = await this.jsm.streams.getMessage(this.stream, { last_by_subj: this.subject });
-      if (!m) return;
-      this.streamSeq = Math.max(this.streamSeq, m.seq);
-      const rows = Number(m.header.get(H.rows));
+      const last = await this.jsm.streams.getMessage(this.stream, { last_by_subj: this.subject });
+      if (!last) return;
+      this.streamSeq = Math.max(this.streamSeq, last.seq);
+      // a message not signed by the group's key says nothing of where the group is (one part of a
+      // batch of several cannot be checked alone: lag then shows once the batch is read)
+      const m = await this.genuine(last.seq, 1);
+      const rows = Number(m?.header.get(H.rows));
       if (Number.isSafeInteger(rows)) this.streamRows = Math.max(this.streamRows, rows);
     } catch {
       // NATS unreachable for a moment: lag stays as last known; the follow loop reports failures.
@@ -739,7 +781,8 @@ class StreamLogReplicator implements LogReplicator {
    * (probe9 G1), and such a replica, elected before the next batch, led from its stale end.
    */
   private async checkMarkAtEnd(last: number, end: LogPosition): Promise<void> {
-    const m = await this.jsm.streams.getMessage(this.stream, { seq: last }).catch(() => null);
+    // (a forgery there, refused when read, must not make this replica unable to lead)
+    const m = await this.genuine(last, Number.POSITIVE_INFINITY).catch(() => undefined);
     const rows = Number(m?.header.get(H.rows));
     if (!Number.isSafeInteger(rows) || rows <= rowCount(end)) return;
     this.unconnected = {
@@ -748,10 +791,29 @@ class StreamLogReplicator implements LogReplicator {
     };
   }
 
+  /**
+   * The stream's message at `seq` when it is the group leader's (signed by its key: with the
+   * batch's earlier parts, at most `maxParts` in all), else undefined. Without a key: the message.
+   */
+  private async genuine(seq: number, maxParts: number): Promise<StoredMsg | undefined> {
+    const m = await this.jsm.streams.getMessage(this.stream, { seq }).catch(() => null);
+    if (!m || !this.check) return m ?? undefined;
+    const n = m.header.get(H.kind) === 'rows' ? Number(/^\d+\/(\d+)$/.exec(m.header.get(H.part))?.[1]) : 1;
+    if (!Number.isSafeInteger(n) || n < 1 || n > maxParts || n > seq) return undefined;
+    const reader = new LogStreamReader(this.check);
+    let items: ReturnType<LogStreamReader['read']> = [];
+    for (let s = seq - n + 1; s <= seq; s++) {
+      const p = s === seq ? m : await this.jsm.streams.getMessage(this.stream, { seq: s }).catch(() => null);
+      if (!p) return undefined;
+      items = reader.read(s, (k) => p.header.get(k), p.data);
+    }
+    return items.some((i) => i.kind !== 'skip') ? m : undefined;
+  }
+
   /** Reads from after `seq` to `last`, from a fresh reader. */
   private async readTo(last: number): Promise<void> {
     if (this.seq >= last) return;
-    this.reader = new LogStreamReader();
+    this.reader = new LogStreamReader(this.check);
     this.unconnected = undefined; // judged afresh from the messages after the mark
     if (!(await this.consumeFrom(this.seq + 1, last, () => false))) {
       throw new Error(`log stream ${this.stream}: reading stalled before seq ${last} (at ${this.readSeq})`);
@@ -769,9 +831,11 @@ class StreamLogReplicator implements LogReplicator {
 
   private onMessage(seq: number, header: (k: string) => string | undefined, data: Uint8Array): void {
     this.readSeq = seq;
-    const rows = Number(header(H.rows));
+    const items = this.reader.read(seq, header, data);
+    // with a key, only the leader's own messages say how far the group is (a forged count held followers unready)
+    const rows = !this.check || items.some((i) => i.kind !== 'skip') ? Number(header(H.rows)) : Number.NaN;
     if (Number.isSafeInteger(rows)) this.streamRows = Math.max(this.streamRows, rows);
-    for (const item of this.reader.read(seq, header, data)) {
+    for (const item of items) {
       if (item.kind === 'skip') this.say(`log stream ${this.stream} seq ${item.seq}: skipped: ${item.why}`);
       else if (item.kind === 'term') this.term = item.term;
       else this.apply(item.batch, item.seq, item.term);

@@ -288,6 +288,8 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
           replicas: o.replicas ?? 1,
           id,
           logger: say,
+          // batches and term markers signed and checked with the group's key (probe10 H11)
+          signer,
           appendTimeoutMs: Math.floor((o.leaseTtlMs ?? 15_000) / 2),
         }),
       { say, nc },
