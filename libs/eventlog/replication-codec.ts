@@ -231,7 +231,13 @@ export type ReadItem =
   | { readonly kind: 'batch'; readonly seq: number; readonly term: number; readonly batch: RowBatch }
   | { readonly kind: 'term'; readonly seq: number; readonly term: number }
   /** A message that is not (a complete part of) ours, or an incomplete batch given up: applied as nothing. */
-  | { readonly kind: 'skip'; readonly seq: number; readonly why: string };
+  | {
+      readonly kind: 'skip';
+      readonly seq: number;
+      readonly why: string;
+      /** Whole and well-formed, but not signed by the group's key (LogCheck). */
+      readonly refused?: true;
+    };
 
 /**
  * Reads the stream in order: joins parts, checks shapes, and gives up an incomplete batch (its
@@ -266,7 +272,7 @@ export class LogStreamReader {
           : undefined;
       if (!Number.isSafeInteger(term) || term < 1)
         out.push({ kind: 'skip', seq, why: `term marker with bad term ${JSON.stringify(header(H.term))}` });
-      else if (refused) out.push({ kind: 'skip', seq, why: `term marker ${term} refused: ${refused}` });
+      else if (refused) out.push({ kind: 'skip', seq, why: `term marker ${term} refused: ${refused}`, refused: true });
       else out.push({ kind: 'term', seq, term });
       return out;
     }
@@ -296,7 +302,12 @@ export class LogStreamReader {
       header(H.sig),
     );
     if (refused) {
-      out.push({ kind: 'skip', seq, why: `batch ${id} from seq ${firstSeq} refused: ${refused} (not applied)` });
+      out.push({
+        kind: 'skip',
+        seq,
+        why: `batch ${id} from seq ${firstSeq} refused: ${refused} (not applied)`,
+        refused: true,
+      });
       return out;
     }
     try {

@@ -227,6 +227,8 @@ class StreamLogReplicator implements LogReplicator {
    * no leader's, and a claim after a fence skips it rather than stop at it.
    */
   private ownTerm = 0;
+  /** Whether a message was refused (not signed by the group's key) since this file's copy last moved. */
+  private refusedBeforeEnd = false;
   /** Whether seq and groupEnd are the file's mark, not yet checked against the stream (catchUp). */
   private markFromFile = false;
   /** The resume points of the group's last batch; undefined until one is read (a truncation then keeps none). */
@@ -380,6 +382,7 @@ class StreamLogReplicator implements LogReplicator {
     this.streamRows = 0;
     this.unconnected = undefined;
     this.markFromFile = false;
+    this.refusedBeforeEnd = false;
   }
 
   follow(onApplied?: () => void): { caughtUp: Promise<void>; stop(): Promise<void>; problem(): string | undefined } {
@@ -836,8 +839,10 @@ class StreamLogReplicator implements LogReplicator {
     const rows = !this.check || items.some((i) => i.kind !== 'skip') ? Number(header(H.rows)) : Number.NaN;
     if (Number.isSafeInteger(rows)) this.streamRows = Math.max(this.streamRows, rows);
     for (const item of items) {
-      if (item.kind === 'skip') this.say(`log stream ${this.stream} seq ${item.seq}: skipped: ${item.why}`);
-      else if (item.kind === 'term') this.term = item.term;
+      if (item.kind === 'skip') {
+        this.say(`log stream ${this.stream} seq ${item.seq}: skipped: ${item.why}`);
+        if (item.refused) this.refusedBeforeEnd = true;
+      } else if (item.kind === 'term') this.term = item.term;
       else this.apply(item.batch, item.seq, item.term);
     }
     if (!this.reader.midBatch && !this.unconnected) {
@@ -869,6 +874,13 @@ class StreamLogReplicator implements LogReplicator {
         this.truncate(b.from, "rows past the group's position, replaced by the group's next batch");
       this.log.importRows(b, { mark });
       this.markDirty = false;
+    } else if (this.isEmpty() && this.refusedBeforeEnd && !this.groupEnd) {
+      // Taking its anchors would make the batch this file's first rows, the rows before it (in a
+      // refused message: unsigned, of a release before signed logs?) left out without a word.
+      return this.notApplied(
+        seq,
+        `a batch from ${rowCount(b.from)} rows after messages refused as not the group's; an empty file does not start its copy there`,
+      );
     } else if (this.isEmpty()) {
       // A new replica and a group seeded from a compacted log: take its anchors.
       this.log.importRows(b, { mark, adoptAnchors: true });
@@ -900,6 +912,7 @@ class StreamLogReplicator implements LogReplicator {
     }
     this.groupEnd = b.to;
     this.groupResume = b.resumePoints;
+    this.refusedBeforeEnd = false;
     if (this.unconnected) {
       this.say(
         `log stream ${this.stream} seq ${seq}: continues this file's copy of the group's log: seq ${this.unconnected.seq} was not the group's (${this.unconnected.why})`,
@@ -971,6 +984,7 @@ class StreamLogReplicator implements LogReplicator {
     this.seq = s.streamSeq;
     this.groupEnd = b.to;
     this.groupResume = b.resumePoints;
+    this.refusedBeforeEnd = false;
     this.markDirty = true;
     this.say(
       `log stream ${this.stream}: caught up from snapshot seq-${s.streamSeq} (${rowCount(this.log.position()) - before} rows added)`,

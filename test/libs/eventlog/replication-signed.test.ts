@@ -120,6 +120,39 @@ describe('signed log stream (one nats-server, real SQLite files)', () => {
     }
   }, 30_000);
 
+  it('a new empty replica does not start its copy at the first signed batch after unsigned ones (a release before signed logs): it says so and takes nothing', async () => {
+    const g = `upgraded-${process.pid}`;
+    const lines: string[] = [];
+    const old = await replica(g, [], false);
+    await old.r.claim(1);
+    await writeHistory(old.log, { seed: 9, steps: 3, after: () => old.r.flush() });
+    await old.r.close();
+    // the same file, upgraded in place: it leads the next term and signs
+    const a = {
+      log: old.log,
+      r: await createLogReplicator({ log: old.log, nc, group: g, replicas: 1, signer: groupKey }),
+    };
+    const n = await replica(g, lines, true);
+    try {
+      await a.r.claim(2);
+      a.log.appendEvents([nodeEvent('after-upgrade', 9100)]);
+      await a.r.flush();
+      const fn = n.r.follow();
+      const said = () => lines.find((l) => /not applied: a batch from \d+ rows after messages refused/.test(l));
+      const deadline = Date.now() + 10_000;
+      while (!said() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20)); // polling the replica's log lines
+      expect(said(), lines.join('\n')).toBeDefined();
+      expect(lines.filter((l) => / refused: not signed/.test(l)).length).toBeGreaterThan(0);
+      expect(n.log.events()).toEqual([]);
+      await fn.stop();
+    } finally {
+      for (const x of [a, n]) {
+        await x.r.close();
+        x.log.close();
+      }
+    }
+  }, 30_000);
+
   it('a batch in several parts is signed once and checked once joined, with its first seq; one part altered, it is refused', async () => {
     const log = groupKey;
     const signed: string[] = [];
@@ -150,6 +183,8 @@ describe('signed log stream (one nats-server, real SQLite files)', () => {
         sig === log.sign(`${m.term}/${m.rows}/${Buffer.from(m.payload).toString('base64')}`) ? undefined : 'bad',
       true,
     );
-    expect(altered).toEqual([{ kind: 'skip', seq: 10 + parts.length - 1, why: expect.stringMatching(/refused: bad/) }]);
+    expect(altered).toEqual([
+      { kind: 'skip', seq: 10 + parts.length - 1, why: expect.stringMatching(/refused: bad/), refused: true },
+    ]);
   });
 });
