@@ -37,6 +37,8 @@ interface TrackedFile {
   items: readonly unknown[] | undefined;
   /** Why the file's current content is refused. */
   problem: string | undefined;
+  /** Documents of the accepted content refused alone (the file's other documents are used). */
+  docProblems: readonly { readonly document: number; readonly reason: string }[];
   /** Read too soon after its mtime: read again even if the signature is unchanged. */
   racy: boolean;
   /** Seen on disk by this process (files known only from the log are dropped at once when missing). */
@@ -82,6 +84,7 @@ export class ManifestFileTracker {
       hash: '',
       items,
       problem: undefined,
+      docProblems: [],
       racy: false,
       seen: false,
       pending: undefined,
@@ -119,15 +122,19 @@ export class ManifestFileTracker {
       .map(([file, f]) => ({ file, items: f.items! }));
   }
 
-  /** Files refused as a whole right now. */
+  /** Files refused as a whole right now, and documents refused alone in the files that are used. */
   problems(): Rejection[] {
-    return [...this.files.entries()]
-      .filter(([, f]) => f.problem !== undefined)
-      .map(([file, f]) => ({
-        ref: 'file',
-        source: file,
-        reason: `${f.problem}; ${f.items?.length ? 'keeping its previous objects' : 'none of its objects are used'}`,
-      }));
+    return [...this.files.entries()].flatMap(([file, f]): Rejection[] =>
+      f.problem !== undefined
+        ? [
+            {
+              ref: 'file',
+              source: file,
+              reason: `${f.problem}; ${f.items?.length ? 'keeping its previous objects' : 'none of its objects are used'}`,
+            },
+          ]
+        : f.docProblems.map((d) => ({ ref: `document ${d.document}`, source: file, reason: d.reason })),
+    );
   }
 
   private missing(file: string): number | undefined {
@@ -158,6 +165,7 @@ export class ManifestFileTracker {
         hash: '',
         items: undefined,
         problem: undefined,
+        docProblems: [],
         racy: false,
         seen: true,
         pending: undefined,
@@ -203,6 +211,7 @@ export class ManifestFileTracker {
     if (parsed.ok) {
       f.items = parsed.items;
       f.problem = undefined;
+      f.docProblems = parsed.rejected;
     } else {
       f.problem = parsed.reason;
     }

@@ -2,8 +2,9 @@
 // `apply --once` and the planner's manifests source, so all of them see the same files.
 
 import type { Dirent } from 'node:fs';
-import { readdir, realpath, stat } from 'node:fs/promises';
+import { lstat, readdir, realpath, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { Rejection } from '../model/index.ts';
 
 const MANIFEST_EXTENSION = /\.(ya?ml|json)$/i;
 
@@ -21,9 +22,41 @@ export interface ManifestTree {
   readonly files: readonly string[];
   /** Every directory visited, absolute, the root first (what a watcher watches). */
   readonly dirs: readonly string[];
+  /**
+   * Entries with a manifest's name that are not read, relative, in walk order, and why: a fifo (opening
+   * it would block), a socket or device, a dangling or looping symlink. Probably a mistake (a broken
+   * ConfigMap mount, a half-done deploy), so callers list these rejections with their others.
+   */
+  readonly skipped: readonly Rejection[];
 }
 
 const byCodeUnit = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+
+function fileTypeName(st: {
+  isFIFO(): boolean;
+  isSocket(): boolean;
+  isCharacterDevice(): boolean;
+  isBlockDevice(): boolean;
+}): string {
+  if (st.isFIFO()) return 'fifo';
+  if (st.isSocket()) return 'socket';
+  if (st.isCharacterDevice()) return 'character device';
+  if (st.isBlockDevice()) return 'block device';
+  return 'unknown type';
+}
+
+/** Why a symlink that does not lead to a file or directory is skipped; undefined when it vanished. */
+async function brokenLinkReason(path: string): Promise<string | undefined> {
+  try {
+    const target = await stat(path);
+    return `not a regular file (${fileTypeName(target)})`;
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ELOOP') return 'symlink loop';
+    if (code !== 'ENOENT') return `cannot follow symlink: ${(e as Error).message}`;
+    return (await lstat(path).catch(() => undefined)) ? 'symlink target missing' : undefined;
+  }
+}
 
 async function statOrUndefined(path: string) {
   try {
@@ -44,6 +77,7 @@ export async function walkManifestDir(root: string): Promise<ManifestTree> {
   if (!top.isDirectory()) throw new Error(`manifests directory ${root} is not a directory`);
   const files: string[] = [];
   const dirs: string[] = [];
+  const skipped: Rejection[] = [];
   const seen = new Set<string>();
   const visit = async (abs: string, rel: string): Promise<void> => {
     const real = await realpath(abs).catch(() => undefined);
@@ -74,9 +108,17 @@ export async function walkManifestDir(root: string): Promise<ManifestTree> {
         isFile = target?.isFile() ?? false;
       }
       if (isDir) await visit(childAbs, childRel);
-      else if (isFile && isManifestFileName(entry.name)) files.push(childRel);
+      else if (!isManifestFileName(entry.name)) continue;
+      else if (isFile) files.push(childRel);
+      else {
+        // Never opened: a fifo would block the read. Named so the operator sees it.
+        const reason = entry.isSymbolicLink()
+          ? await brokenLinkReason(childAbs)
+          : `not a regular file (${fileTypeName(entry)})`;
+        if (reason !== undefined) skipped.push({ ref: 'file', source: childRel, reason: `skipped: ${reason}` });
+      }
     }
   };
   await visit(root, '');
-  return { files: files.sort(byCodeUnit), dirs };
+  return { files: files.sort(byCodeUnit), dirs, skipped };
 }

@@ -9,25 +9,41 @@ import { isKubeKind, KUBE_KIND_INFO, type KubeKind } from './kube-kind.ts';
 /** Default for --max-manifest-bytes: larger files are refused unread (YAML parsing is memory-hungry). */
 export const DEFAULT_MAX_MANIFEST_BYTES = 8 * 1024 * 1024;
 
-/** The objects of one file, or why the file as a whole is refused. */
+/**
+ * The objects of one file and its documents refused alone (index and why), or why the file as a
+ * whole is refused.
+ */
 export type ManifestFileParse =
-  | { readonly ok: true; readonly items: readonly unknown[] }
+  | {
+      readonly ok: true;
+      readonly items: readonly unknown[];
+      readonly rejected: readonly { readonly document: number; readonly reason: string }[];
+    }
   | { readonly ok: false; readonly reason: string };
 
 /**
  * Parses one file's text. A file is the unit of editing, so a file with any document that is not
- * YAML (or whose decoding throws: an alias bomb, too deep nesting) is refused as a whole; the
- * caller decides what that file then contributes (nothing for `plan`, its last good objects for
- * the planner). Never throws.
+ * YAML (most often a file caught half-written) is refused as a whole, as is a file none of whose
+ * documents decodes (an alias bomb): the caller decides what that file then contributes (nothing
+ * for `plan`, its last good objects for the planner). A document that is YAML but cannot be
+ * decoded while others can (an alias to another document's anchor: anchors do not cross
+ * documents) is refused alone and the file's other documents are used, as kubectl would.
+ * Never throws.
  */
 export function parseManifestFile(text: string): ManifestFileParse {
   try {
-    const { items, yamlErrors } = splitManifestText(text);
+    const { items, yamlErrors, decodeErrors, decoded } = splitManifestText(text);
     if (yamlErrors.length > 0) {
       const e = yamlErrors[0]!;
       return { ok: false, reason: `YAML error in document ${e.document}: ${e.message}` };
     }
-    return { ok: true, items };
+    if (decodeErrors.length > 0 && decoded === 0)
+      return { ok: false, reason: `cannot decode: ${decodeErrors[0]!.message}` };
+    return {
+      ok: true,
+      items,
+      rejected: decodeErrors.map((e) => ({ document: e.document, reason: `cannot decode: ${e.message}` })),
+    };
   } catch (e) {
     return { ok: false, reason: `cannot decode: ${e instanceof Error ? e.message.split('\n')[0] : String(e)}` };
   }

@@ -229,7 +229,7 @@ export class ManifestsSource {
     this.watchDirs(tree.dirs);
     this.recheckInMs = recheckInMs;
     if (recheckInMs !== undefined) this.requestScan(recheckInMs);
-    const problems = [...this.tracker.problems(), ...rejected];
+    const problems = [...tree.skipped, ...this.tracker.problems(), ...rejected];
     this.stats.scans += 1;
     this.stats.rejected = problems.length;
     delete this.stats.lastError;

@@ -23,7 +23,7 @@ export async function readManifestDir(dir: string, options: ReadManifestDirOptio
   const maxBytes = options.maxManifestBytes ?? DEFAULT_MAX_MANIFEST_BYTES;
   const tree = await walkManifestDir(dir);
   const files: ManifestFileItems[] = [];
-  const rejected: Rejection[] = [];
+  const rejected: Rejection[] = [...tree.skipped];
   for (const file of tree.files) {
     const abs = join(dir, file);
     const size = (await stat(abs)).size;
@@ -33,8 +33,10 @@ export async function readManifestDir(dir: string, options: ReadManifestDirOptio
       continue;
     }
     const parsed = parseManifestFile(bytes.toString('utf8'));
-    if (parsed.ok) files.push({ file, items: parsed.items });
-    else rejected.push({ ref: 'file', source: file, reason: `${parsed.reason}; none of its objects are used` });
+    if (parsed.ok) {
+      files.push({ file, items: parsed.items });
+      for (const d of parsed.rejected) rejected.push({ ref: `document ${d.document}`, source: file, reason: d.reason });
+    } else rejected.push({ ref: 'file', source: file, reason: `${parsed.reason}; none of its objects are used` });
   }
   const collected = collectManifestObjects(files);
   rejected.push(...collected.rejected);

@@ -373,10 +373,17 @@ export interface ManifestReadResult {
   readonly rejected: Rejection[];
 }
 
-/** The raw API objects of a YAML/JSON text (List kinds expanded) and its unparseable documents. */
+/**
+ * The raw API objects of a YAML/JSON text (List kinds expanded), its unparseable documents, and
+ * the documents that parse but cannot be decoded (an alias to an anchor of another document, an
+ * alias bomb over the yaml package's alias limit): each of those is refused alone, by index.
+ */
 export interface SplitManifest {
   readonly items: unknown[];
   readonly yamlErrors: { readonly document: number; readonly message: string }[];
+  readonly decodeErrors: { readonly document: number; readonly message: string }[];
+  /** Documents that decoded (empty ones included). */
+  readonly decoded: number;
 }
 
 /**
@@ -386,6 +393,8 @@ export interface SplitManifest {
 export function splitManifestText(text: string): SplitManifest {
   const items: unknown[] = [];
   const yamlErrors: SplitManifest['yamlErrors'] = [];
+  const decodeErrors: SplitManifest['decodeErrors'] = [];
+  let decoded = 0;
   const docs = parseAllDocuments(text);
   (Array.isArray(docs) ? docs : [docs]).forEach((doc, i) => {
     if (doc.errors.length > 0) {
@@ -393,10 +402,17 @@ export function splitManifestText(text: string): SplitManifest {
       yamlErrors.push({ document: i + 1, message: doc.errors[0]!.message.split('\n')[0]!.replace(/:\s*$/, '') });
       return;
     }
-    const raw: unknown = doc.toJS();
+    let raw: unknown;
+    try {
+      raw = doc.toJS(); // the default maxAliasCount (100) still refuses alias bombs, now per document
+    } catch (e) {
+      decodeErrors.push({ document: i + 1, message: e instanceof Error ? e.message.split('\n')[0]! : String(e) });
+      return;
+    }
+    decoded += 1;
     if (raw !== null && raw !== undefined) items.push(...expandLists(raw)); // skip empty documents
   });
-  return { items, yamlErrors };
+  return { items, yamlErrors, decodeErrors, decoded };
 }
 
 /**
@@ -405,7 +421,7 @@ export function splitManifestText(text: string): SplitManifest {
  */
 export function parseManifestText(text: string, source: string): ManifestReadResult {
   const objects: KubeObject[] = [];
-  const { items, yamlErrors } = splitManifestText(text);
+  const { items, yamlErrors, decodeErrors } = splitManifestText(text);
   const rejected: Rejection[] = [];
   for (const item of items) {
     const r = readKubeObject(item, source);
@@ -413,6 +429,8 @@ export function parseManifestText(text: string, source: string): ManifestReadRes
     else rejected.push(r.rejection);
   }
   for (const e of yamlErrors) rejected.push({ ref: `document ${e.document}`, source, reason: `YAML: ${e.message}` });
+  for (const e of decodeErrors)
+    rejected.push({ ref: `document ${e.document}`, source, reason: `cannot decode: ${e.message}` });
   return { objects, rejected };
 }
 

@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { mkdir, mkdtemp, rm, symlink, unlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -159,6 +160,28 @@ describe('ManifestsSource', () => {
     expect(rejected[0]).toMatchObject({ ref: 'file', source: 'bomb.yaml' });
     expect(rejected[0]!.reason).toMatch(/^cannot decode: .*alias/i);
     expect(source!.health().lastError).toBeUndefined();
+  });
+
+  it('probe10 H7/H8: uses a file’s decodable documents, rejects the other alone, and names a fifo and a link loop', async () => {
+    const anchored = service('web').replace('metadata:\n', 'metadata: &m\n');
+    await writeFile(join(dir, 'anchors.yaml'), `${anchored}---\nkind: Service\nmetadata:\n  <<: *m\n`);
+    execFileSync('mkfifo', [join(dir, 'fifo.yaml')]);
+    await symlink('loop.yaml', join(dir, 'loop.yaml'));
+    await open();
+    expect(summary()).toEqual(['ADDED Service web rv=1 relist']);
+    expect(rejected.map((r) => `${r.ref} ${r.source}: ${r.reason}`)).toEqual([
+      'file fifo.yaml: skipped: not a regular file (fifo)',
+      'file loop.yaml: skipped: symlink loop',
+      expect.stringMatching(/^document 2 anchors\.yaml: cannot decode: Unresolved alias/),
+    ]);
+    // fixed: the file's documents all count again, and the rejection goes away
+    await writeFile(join(dir, 'anchors.yaml'), `${service('web')}---\n${service('db', 5432)}`);
+    await unlink(join(dir, 'fifo.yaml'));
+    await unlink(join(dir, 'loop.yaml'));
+    events = [];
+    await source!.rescan();
+    expect(summary()).toEqual(['ADDED Service db rv=2']);
+    expect(rejected).toEqual([]);
   });
 
   it('refuses a file over the size limit with a clear error, keeping its previous objects', async () => {

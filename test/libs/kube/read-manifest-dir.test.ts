@@ -1,7 +1,8 @@
 // `plan`/`apply --once` read a directory with the same walk, file filter, parse and duplicate
 // rule as the planner's manifests source: both must resolve a directory to the same objects.
 
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -73,6 +74,49 @@ describe('readManifestDir (plan, apply --once)', () => {
       ),
       expect.stringMatching(/^bomb\.yaml: cannot decode: .*alias.*; none of its objects are used$/i),
       expect.stringMatching(/^half\.yaml: YAML error in document 2: .*[^:]; none of its objects are used$/), // no ":;"
+    ]);
+  });
+
+  it('probe10 H7: refuses an undecodable document alone and uses the file’s other documents', async () => {
+    // anchors do not cross documents: document 2's alias to document 1's anchor cannot be decoded
+    const anchored = service('web').replace('metadata:\n', 'metadata: &m\n');
+    await writeFile(
+      join(dir, 'anchors.yaml'),
+      `${anchored}---\nkind: Service\nmetadata:\n  <<: *m\n---\n${service('db', 5432)}`,
+    );
+    const read = await readManifestDir(dir);
+    expect(read.objects.map(keyOf)).toEqual(['Service default/web', 'Service default/db']);
+    expect(read.rejected.map((r) => `rejected ${r.ref} (${r.source}): ${r.reason}`)).toEqual([
+      expect.stringMatching(/^rejected document 2 \(anchors\.yaml\): cannot decode: Unresolved alias.*m$/),
+    ]);
+  });
+
+  it('probe10 H8: names fifos and dangling or looping links with a manifest name, never opening them', async () => {
+    await writeFile(join(dir, 'a.yaml'), service('web'));
+    await writeFile(join(dir, 'target.txt'), service('linked', 81));
+    await symlink('target.txt', join(dir, 'linked.yaml')); // a ConfigMap mount: still read
+    execFileSync('mkfifo', [join(dir, 'fifo.yaml')]);
+    await symlink('loop2.yaml', join(dir, 'loop1.yaml'));
+    await symlink('loop1.yaml', join(dir, 'loop2.yaml'));
+    await symlink('gone.yaml', join(dir, 'dangling.yml'));
+    execFileSync('mkfifo', [join(dir, 'fifo.txt')]); // not a manifest name: not mentioned
+    await mkdir(join(dir, 'dir.yaml')); // a directory is walked, whatever its name
+    await writeFile(
+      join(dir, 'dir.yaml', 'inner.json'),
+      JSON.stringify({
+        apiVersion: 'v1',
+        kind: 'Service',
+        metadata: { name: 'inner' },
+        spec: { clusterIP: '10.96.0.9', ports: [{ port: 9 }] },
+      }),
+    );
+    const read = await readManifestDir(dir);
+    expect(read.objects.map(keyOf)).toEqual(['Service default/web', 'Service default/inner', 'Service default/linked']);
+    expect(read.rejected.map((r) => `${r.ref} ${r.source}: ${r.reason}`)).toEqual([
+      'file dangling.yml: skipped: symlink target missing',
+      'file fifo.yaml: skipped: not a regular file (fifo)',
+      'file loop1.yaml: skipped: symlink loop',
+      'file loop2.yaml: skipped: symlink loop',
     ]);
   });
 
