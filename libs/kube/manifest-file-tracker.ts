@@ -209,7 +209,13 @@ export class ManifestFileTracker {
     f.racy = age < settleMs;
     const parsed = parseManifestFile(text);
     if (parsed.ok) {
-      f.items = parsed.items;
+      // A document that no longer decodes is most often an object edited in place (a typo): keep
+      // what the file defined before and its decoded documents no longer name, rather than delete
+      // it from every node (as kubectl apply leaves the live object when one document fails).
+      f.items =
+        parsed.rejected.length > 0 && f.items?.length
+          ? [...parsed.items, ...f.items.filter((i) => !new Set(parsed.items.map(objectKey)).has(objectKey(i)))]
+          : parsed.items;
       f.problem = undefined;
       f.docProblems = parsed.rejected;
     } else {
@@ -226,4 +232,10 @@ export class ManifestFileTracker {
     f.problem = problem;
     return undefined;
   }
+}
+
+/** Kind, namespace and name of a raw manifest item ('' parts when absent: such items never match a decoded one by chance). */
+function objectKey(item: unknown): string {
+  const o = (item ?? {}) as { kind?: unknown; metadata?: { namespace?: unknown; name?: unknown } };
+  return JSON.stringify([o.kind ?? '', o.metadata?.namespace ?? '', o.metadata?.name ?? '']);
 }

@@ -182,6 +182,13 @@ describe('ManifestsSource', () => {
     await source!.rescan();
     expect(summary()).toEqual(['ADDED Service db rv=2']);
     expect(rejected).toEqual([]);
+    // an edit that breaks db's document (a typo) does not delete db: what the file defined before
+    // and its decoded documents no longer name is kept, as kubectl apply leaves the live object
+    await writeFile(join(dir, 'anchors.yaml'), `${anchored}---\nkind: Service\nmetadata:\n  <<: *m\n`);
+    events = [];
+    await source!.rescan();
+    expect(summary()).toEqual([]);
+    expect(rejected.map((r) => `${r.ref} ${r.source}`)).toEqual(['document 2 anchors.yaml']);
   });
 
   it('refuses a file over the size limit with a clear error, keeping its previous objects', async () => {
