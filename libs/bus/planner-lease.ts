@@ -4,6 +4,7 @@ import { Kvm, type KV } from '@nats-io/kv';
 import { jetstream, JetStreamApiError, type JetStreamManager } from '@nats-io/jetstream';
 import { z } from 'zod';
 import { parseWire } from '../model/index.ts';
+import { leaseStatement, verifierFromPem, type Signer, type Verifier } from './planner-signature.ts';
 import { explainJetStreamFailure, type JetStreamFailure } from './jetstream-refusal.ts';
 import { replicatedBucket } from './target-store.ts';
 
@@ -43,12 +44,21 @@ const LeaseHolderSchema = z.object({
   since: z.string(),
   renewedAt: z.string(),
   api: z.string().optional(),
+  /** The group's key's signature over leaseStatement (planner-signature.ts); absent before this release. */
+  sig: z.string().optional(),
 });
 export type LeaseHolder = z.infer<typeof LeaseHolderSchema>;
-/** The lease key as read: its revision, and its record (undefined when it does not parse). */
+/**
+ * The lease key as read: its revision, and its record when it parses and is signed by the group's
+ * key (else undefined: `ignored` says why in words, `raw` is what parsed, unchecked).
+ */
 interface LeaseEntry {
   readonly revision: number;
   readonly holder: LeaseHolder | undefined;
+  /** The term field as written (0 in a claim: the term is then the revision). */
+  readonly rawTerm?: number;
+  readonly raw?: LeaseHolder;
+  readonly ignored?: string;
 }
 
 /** No current leader, as one planner sees its group (LeaderLease.noLeader). */
@@ -71,6 +81,12 @@ export interface LeaderLeaseOptions {
   readonly replicas?: number;
   /** This planner's API URL, recorded in the lease so followers can name where writes go. */
   readonly api?: string;
+  /**
+   * The group's signing key: this planner signs the records it writes and takes only records that
+   * verify with it as a leader's (probe10 H4). The planner always passes it; without one (tests,
+   * tools) records are neither signed nor checked, as before.
+   */
+  readonly signer?: Signer;
   readonly onElected?: (term: number) => void;
   readonly onDeposed?: (why: string) => void;
   /**
@@ -145,7 +161,10 @@ export class LeaderLease {
   /** When (monotonic) this planner last knew its group led: leading, or a current record read (see noLeader). */
   private ledAt: number;
   readonly ttlMs: number;
-  readonly me: Omit<LeaseHolder, 'term' | 'renewedAt'>;
+  readonly me: Omit<LeaseHolder, 'term' | 'renewedAt' | 'sig'>;
+  private readonly verifier: Verifier | undefined;
+  /** The last record ignored as said on stderr (once until a record verifies again). */
+  private ignoredSaid: string | undefined;
 
   private constructor(private readonly options: LeaderLeaseOptions) {
     this.ttlMs = options.ttlMs ?? 15_000;
@@ -158,6 +177,7 @@ export class LeaderLease {
     };
     this.lastContact = this.now();
     this.ledAt = this.lastContact;
+    this.verifier = options.signer ? verifierFromPem(options.signer.publicKeyPem, 'planner key') : undefined;
   }
 
   /** Opens (or creates) the group's lease bucket; call start() to take part in elections. */
@@ -338,8 +358,58 @@ export class LeaderLease {
     }
   }
 
-  private record(): LeaseHolder {
-    return { ...this.me, term: this.myTerm, renewedAt: new Date().toISOString() };
+  /** This planner's record, signed with the group's key when it has one; `term` 0 in a claim. */
+  private record(term = this.myTerm): LeaseHolder {
+    const r: LeaseHolder = { ...this.me, term, renewedAt: new Date().toISOString() };
+    const signer = this.options.signer;
+    return signer ? { ...r, sig: signer.sign(leaseStatement({ group: this.options.group, ...r })) } : r;
+  }
+
+  /**
+   * The lease key's value read at `revision`. A record that does not parse, or (with the group's
+   * key) is not signed by it, names no leader: anyone with the planner's NATS user could write one
+   * (probe10 H4). Said once on stderr until a record verifies again.
+   */
+  private entryOf(value: Uint8Array, revision: number): LeaseEntry {
+    const h = parseWire(LeaseHolderSchema, value, 'planner lease');
+    let entry: LeaseEntry;
+    if (!('value' in h))
+      entry = { revision, holder: undefined, ignored: `lease record at revision ${revision} does not parse; ignored` };
+    else {
+      const raw = h.value;
+      const signed =
+        !this.verifier ||
+        (raw.sig !== undefined && this.verifier.verify(leaseStatement({ group: this.options.group, ...raw }), raw.sig));
+      const holder = { ...raw, term: raw.term || revision };
+      entry = signed
+        ? { revision, holder, rawTerm: raw.term, raw: holder }
+        : {
+            revision,
+            holder: undefined,
+            rawTerm: raw.term,
+            raw: holder,
+            ignored: `lease record of ${JSON.stringify(raw.id).replace(/^"|"$/g, "'")} is not signed by the group's key; ignored`,
+          };
+    }
+    if (entry.holder) this.ignoredSaid = undefined;
+    else if (entry.ignored && entry.ignored !== this.ignoredSaid) {
+      this.ignoredSaid = entry.ignored;
+      this.options.onTrouble?.(entry.ignored);
+    }
+    return entry;
+  }
+
+  /**
+   * A write this leader takes back rather than be deposed by: a record that names no leader (see
+   * entryOf), or a signed one of an earlier term (replayed). Only while it leads unsuspended: its
+   * record cannot have expired then (it acts 3/4 TTL, the key lives a TTL) and a genuine planner
+   * claims only a free key, so the write is nobody's lease. Suspended, NATS may have lost its
+   * store, and a record there may be a planner's elected meanwhile: deposed as before.
+   */
+  private takesBack(cur: LeaseEntry): boolean {
+    if (!this.valid() || this.suspended || cur.revision === this.revision) return false;
+    if (!cur.holder) return true;
+    return !this.isThisLease(cur.holder) && cur.rawTerm !== 0 && cur.holder.term < this.myTerm;
   }
 
   private lose(why: string): void {
@@ -427,13 +497,14 @@ export class LeaderLease {
     }
     try {
       const cur = await this.readEntry();
-      if (cur?.revision !== this.revision || !cur.holder || !this.isThisLease(cur.holder)) {
+      const back = cur !== undefined && this.takesBack(cur);
+      if (!back && (cur?.revision !== this.revision || !cur.holder || !this.isThisLease(cur.holder))) {
         this.lastContact = this.now();
         this.loseRecord(cur);
         return;
       }
       const sent = this.now();
-      this.revision = await this.kv.update(KEY, JSON.stringify(this.record()), this.revision);
+      this.revision = await this.kv.update(KEY, JSON.stringify(this.record()), back ? cur.revision : this.revision);
       this.lastContact = this.now();
       this.troubled = false;
       this.seen = this.record();
@@ -447,7 +518,10 @@ export class LeaderLease {
       this.troubled = true;
       if (isWrongSequence(e)) {
         this.lastContact = this.now();
-        this.loseRecord(await this.readEntry().catch(() => undefined));
+        const cur = await this.readEntry().catch(() => undefined);
+        if (cur && !again && this.takesBack(cur))
+          await this.renew(true); // written between read and renewal
+        else this.loseRecord(cur);
         return;
       }
       if ((await this.reopenIfLost(e)) && !again && this.leading) await this.renew(true);
@@ -466,7 +540,7 @@ export class LeaderLease {
       this.seenRevision = cur.revision;
       this.seenMovedAt = this.now();
       this.seenGone = false;
-    } else if (!cur.holder) this.lose(`lease record at revision ${cur.revision} does not parse`);
+    } else if (!cur.holder) this.lose(cur.ignored ?? `lease record at revision ${cur.revision} does not parse`);
     else this.lose(`lease record at revision ${cur.revision}, not ${this.revision} (a write answered late?)`);
   }
 
@@ -498,9 +572,19 @@ export class LeaderLease {
     }
     this.seenGone = !(entry && entry.operation === 'PUT');
     if (entry && entry.operation === 'PUT') {
-      const h = parseWire(LeaseHolderSchema, entry.value, 'planner lease');
-      const holder = 'value' in h ? { ...h.value, term: h.value.term || entry.revision } : undefined;
-      this.seen = holder ?? this.seen;
+      const read = this.entryOf(entry.value, entry.revision);
+      const holder = read.holder;
+      // A record that names no leader is not contended either: the bucket's TTL frees it unless the
+      // leader takes it back first. Claiming it at once made this planner lead while the genuine
+      // leader (or one of a release before, whose records are unsigned) still acted.
+      if (!holder) {
+        const r = read.raw;
+        const mine = r && this.isMine(r) && !this.isThisLease(r) && (r.pid === process.pid || !alive(r.pid));
+        if (!mine || this.now() < this.holdOffUntil) return this.lookWorked();
+        await this.win(() => this.kv.update(KEY, JSON.stringify(this.record(0)), entry.revision));
+        return;
+      }
+      this.seen = holder;
       if (entry.revision !== this.seenRevision) {
         this.seenRevision = entry.revision;
         this.seenMovedAt = this.now();
@@ -516,11 +600,11 @@ export class LeaderLease {
       const mine = holder && this.isMine(holder) && (holder.pid === process.pid || !alive(holder.pid));
       if (!mine) return this.lookWorked();
       if (this.now() < this.holdOffUntil) return; // no claim tried: a claim's failure still stands
-      await this.win(() => this.kv.update(KEY, JSON.stringify({ ...this.record(), term: 0 }), entry.revision));
+      await this.win(() => this.kv.update(KEY, JSON.stringify(this.record(0)), entry.revision));
       return;
     }
     if (this.now() < this.holdOffUntil) return;
-    await this.win(() => this.kv.create(KEY, JSON.stringify({ ...this.record(), term: 0 })));
+    await this.win(() => this.kv.create(KEY, JSON.stringify(this.record(0))));
   }
 
   /**
@@ -618,11 +702,7 @@ export class LeaderLease {
   private async readEntry(): Promise<LeaseEntry | undefined> {
     const e = await this.kv.get(KEY);
     if (!e || e.operation !== 'PUT') return undefined;
-    const h = parseWire(LeaseHolderSchema, e.value, 'planner lease');
-    return {
-      revision: e.revision,
-      holder: 'value' in h ? { ...h.value, term: h.value.term || e.revision } : undefined,
-    };
+    return this.entryOf(e.value, e.revision);
   }
 
   /**

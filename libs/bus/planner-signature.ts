@@ -26,6 +26,8 @@ import { secretFileExposure } from './secret-file-mode.ts';
  *   term       sb-term / term / planner id / at   (a new leader's claim on the versions stream; the
  *              release before's form, still signed for its planners, see version-publisher.ts)
  *   group term sb-group-term / group / term / planner id / at   (the same claim naming its group)
+ *   lease      sb-lease / group / id / host / pid / term / since / renewedAt / api   (the group's leader
+ *              lease record, planner-lease.ts: a record that does not verify names no leader)
  *   log        sb-log / group / kind / term / seq / rows / sha256(payload)   (a message of the group's
  *              replicated log stream: a batch (kind rows; seq is its first part's, the payload all parts
  *              joined) or a term marker (kind term); replication.ts)
@@ -66,6 +68,25 @@ export function termClaimStatement(c: { term: number; id: string; at: string }):
  */
 export function groupTermClaimStatement(c: { group: string; term: number; id: string; at: string }): string {
   return `sb-group-term\n${c.group}\n${c.term}\n${c.id}\n${c.at}`;
+}
+
+/**
+ * A planner's leader lease record (planner-lease.ts) in its group's lease bucket: without it, anyone
+ * with the planner's NATS user wrote a record that deposed the leader and named its own API as
+ * where writes (and the operator token) go (probe10 H4). `term` as written (0 in a claim, the
+ * claim's revision from the next write on); `api` empty when none is advertised.
+ */
+export function leaseStatement(l: {
+  group: string;
+  id: string;
+  host: string;
+  pid: number;
+  term: number;
+  since: string;
+  renewedAt: string;
+  api?: string | undefined;
+}): string {
+  return `sb-lease\n${l.group}\n${l.id}\n${l.host}\n${l.pid}\n${l.term}\n${l.since}\n${l.renewedAt}\n${l.api ?? ''}`;
 }
 
 /**

@@ -304,6 +304,8 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
           ttlMs: o.leaseTtlMs,
           replicas: o.replicas,
           api,
+          // the record is signed, and only signed records name a leader (probe10 H4)
+          signer,
           onElected: (term) => group?.elected(term),
           onDeposed: (why) => group?.deposed(why),
           onTrouble: say,
