@@ -401,15 +401,16 @@ export class LeaderLease {
 
   /**
    * A write this leader takes back rather than be deposed by: a record that names no leader (see
-   * entryOf), or a signed one of an earlier term (replayed). Only while it leads unsuspended: its
-   * record cannot have expired then (it acts 3/4 TTL, the key lives a TTL) and a genuine planner
-   * claims only a free key, so the write is nobody's lease. Suspended, NATS may have lost its
+   * entryOf), or another planner's signed one of this term or an earlier one (a replay: no two
+   * leaders share a term). Only while it leads unsuspended: its record cannot have expired then (it
+   * acts 3/4 TTL, the key lives a TTL) and a genuine planner claims only a free key, so the write
+   * is nobody's lease. Suspended, NATS may have lost its
    * store, and a record there may be a planner's elected meanwhile: deposed as before.
    */
   private takesBack(cur: LeaseEntry): boolean {
     if (!this.valid() || this.suspended || cur.revision === this.revision) return false;
     if (!cur.holder) return true;
-    return !this.isThisLease(cur.holder) && cur.rawTerm !== 0 && cur.holder.term < this.myTerm;
+    return !this.isThisLease(cur.holder) && cur.rawTerm !== 0 && cur.holder.term <= this.myTerm;
   }
 
   private lose(why: string): void {

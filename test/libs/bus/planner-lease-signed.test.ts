@@ -99,6 +99,21 @@ describe('LeaderLease: only records signed by the group key name a leader', () =
     });
   }
 
+  it('a leader is not deposed by a replayed signed record of an earlier term', async () => {
+    const group = 'h4replay';
+    const a = await open(group, 'a', 1200);
+    await a.l.start();
+    const term = a.l.term();
+    const now = new Date().toISOString();
+    const r = { id: 'old', host: 'old', pid: 1, since: now, term: 1, renewedAt: now, api: 'http://127.0.0.1:18999' };
+    const sig = groupKey.sign(`sb-lease\n${group}\nold\nold\n1\n1\n${now}\n${now}\n${r.api}`);
+    await (await new Kvm(nc).open(leaseBucket(group))).put('leader', JSON.stringify({ ...r, sig }));
+    await expect.poll(async () => (await holderId(group))?.id, { timeout: 10_000, interval: 50 }).toBe('a');
+    expect(a.deposed).toEqual([]);
+    expect(a.l.isLeader()).toBe(true);
+    expect(a.l.term()).toBe(term);
+  });
+
   it('planners sharing the group key follow each other; one with another key ignores them', async () => {
     const a = await open('h4share', 'a', 60_000);
     await a.l.start();
