@@ -284,6 +284,12 @@ export class Compaction {
           if (to > chainAnchor(log, 'versions')) n.versions += cutChain(log, 'versions', to);
           if (to >= upTo) n.phase = 'done';
         }
+        // A phase with nothing left is passed in the same transaction, so the step that removes the
+        // last rows also finishes the record: a crash just after it left a record unfinished for
+        // good, since the next run, with nothing to do, makes no record and finishes none.
+        if (n.phase === 'events' && this.cut <= chainAnchor(log, 'events')) n.phase = 'acks';
+        if (n.phase === 'acks' && this.acks.cutId <= chainAnchor(log, 'acks')) n.phase = 'versions';
+        if (n.phase === 'versions' && this.versionsUpTo() <= chainAnchor(log, 'versions')) n.phase = 'done';
         db.prepare(`UPDATE compactions SET events_removed = ?, acks_removed = ?, checkpoints_removed = ?,
             checkpoints_written = ?, steps = ?, longest_step_ms = ?, finished_at = ? WHERE id = ?`).run(
           n.events,

@@ -122,13 +122,13 @@ describe('TargetView', () => {
   it('prefers the node override, orders by the signed issued stamp, falls back to default when cleared', () => {
     const v = new TargetView('node.n1');
     expect(v.effective()).toBeUndefined();
-    expect(v.observe('default', t(5, 1, 3))).toBe(true);
-    expect(v.observe('node.n1', t(4, 2, 4))).toBe(true);
+    expect(v.observe('default', t(5, 1, 3))).toBe('newer');
+    expect(v.observe('node.n1', t(4, 2, 4))).toBe('newer');
     expect(v.effective()).toEqual({ version: 4, configRevision: 2 });
-    expect(v.observe('node.n1', t(9, 9, 4))).toBe(false); // redelivery
-    expect(v.observe('default', t(1, 1, 2))).toBe(false); // stale get or replay
-    expect(v.observe('node.n2', t(9, 9, 9))).toBe(false); // not ours
-    expect(v.observe('node.n1', { cleared: true, issued: 6, sig: '' })).toBe(true);
+    expect(v.observe('node.n1', t(9, 9, 4))).toBe('not newer'); // redelivery
+    expect(v.observe('default', t(1, 1, 2))).toBe('not newer'); // stale get or replay
+    expect(v.observe('node.n2', t(9, 9, 9))).toBe('not newer'); // not ours
+    expect(v.observe('node.n1', { cleared: true, issued: 6, sig: '' })).toBe('newer');
     expect(v.effective()).toEqual({ version: 5, configRevision: 1 });
   });
 });
