@@ -116,6 +116,8 @@ describe('planner against the test Kubernetes API server', () => {
         kubeconfig: otherKc.path,
         nats: nats.url,
         db: path.join(dir, 'b.db'),
+        // one signing key per group (docs/ha.md): the first planner's, created beside its log
+        signingKey: `${path.join(dir, 'log.db')}.signing-key.pem`,
         http: '127.0.0.1:0',
         config: DEFAULT_PROXY_CONFIG,
         say: (line) => said.push(line),
