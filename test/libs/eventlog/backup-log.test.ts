@@ -7,7 +7,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { EventLog, EventLogError, backupLog } from '../../../libs/eventlog/index.ts';
 import type { WatchEvent } from '../../../libs/model/index.ts';
-import { openLog, tempDir } from './support/temp-log.ts';
+import { openLog, tempDir, tinyTmpfs } from './support/temp-log.ts';
 
 const tmp = tempDir();
 afterAll(() => tmp.cleanup());
@@ -62,15 +62,8 @@ describe('db backup (backupLog)', () => {
 
   // A real ENOSPC needs a tiny filesystem: mounting tmpfs needs root (CAP_SYS_ADMIN). Elsewhere
   // this case is skipped, with the reason printed.
-  const mountDir = path.join(tmp.dir, 'tiny');
-  fs.mkdirSync(mountDir);
-  const mounted = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=256k', 'tmpfs', mountDir], { encoding: 'utf8' });
-  const mountReason =
-    mounted.status === 0 ? '' : `cannot mount a tmpfs here (${(mounted.stderr || String(mounted.error)).trim()})`;
-  if (mountReason) console.warn(`skipping the full-disk backup case: ${mountReason}`);
-  afterAll(() => {
-    if (!mountReason) spawnSync('umount', [mountDir]);
-  });
+  const { dir: mountDir, reason: mountReason, unmount } = tinyTmpfs(tmp.dir, '256k', 'the full-disk backup case');
+  afterAll(unmount);
   it.skipIf(mountReason !== '')(
     'a full disk: one-line DISK_FULL, no file at the target, nothing left behind',
     async () => {

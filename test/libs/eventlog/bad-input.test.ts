@@ -10,7 +10,7 @@ import { afterAll, describe, expect, it, vi } from 'vitest';
 import { EventLog, EventLogError, verifyLog } from '../../../libs/eventlog/index.ts';
 import type { WatchEvent } from '../../../libs/model/index.ts';
 import { main } from '../../../services/cli/main.ts';
-import { openLog, tempDir } from './support/temp-log.ts';
+import { openLog, tempDir, tinyTmpfs } from './support/temp-log.ts';
 import { databaseOf } from '../../../libs/eventlog/database-handle.ts'; // reaching inside on purpose
 
 const tmp = tempDir();
@@ -209,15 +209,8 @@ describe('bad input: one clear line, nothing written', () => {
 
   // A real ENOSPC needs a tiny filesystem: mounting tmpfs needs root (CAP_SYS_ADMIN). Elsewhere
   // this case is skipped, with the reason printed; the max_page_count case above still runs.
-  const mountDir = path.join(tmp.dir, 'tiny');
-  fs.mkdirSync(mountDir);
-  const mounted = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=512k', 'tmpfs', mountDir], { encoding: 'utf8' });
-  const mountReason =
-    mounted.status === 0 ? '' : `cannot mount a tmpfs here (${(mounted.stderr || String(mounted.error)).trim()})`;
-  if (mountReason) console.warn(`skipping the tmpfs disk-full case: ${mountReason}`);
-  afterAll(() => {
-    if (!mountReason) spawnSync('umount', [mountDir]);
-  });
+  const { dir: mountDir, reason: mountReason, unmount } = tinyTmpfs(tmp.dir, '512k', 'the tmpfs disk-full case');
+  afterAll(unmount);
   it.skipIf(mountReason !== '')(
     'a really full disk (512 KiB tmpfs): one-line error, the log still opens and verifies',
     async () => {
