@@ -212,10 +212,8 @@ export class ManifestFileTracker {
       // A document that no longer decodes is most often an object edited in place (a typo): keep
       // what the file defined before and its decoded documents no longer name, rather than delete
       // it from every node (as kubectl apply leaves the live object when one document fails).
-      f.items =
-        parsed.rejected.length > 0 && f.items?.length
-          ? [...parsed.items, ...f.items.filter((i) => !new Set(parsed.items.map(objectKey)).has(objectKey(i)))]
-          : parsed.items;
+      const named = parsed.rejected.length > 0 && f.items?.length ? new Set(parsed.items.map(objectKey)) : undefined;
+      f.items = named ? [...parsed.items, ...f.items!.filter((i) => !named.has(objectKey(i)))] : parsed.items;
       f.problem = undefined;
       f.docProblems = parsed.rejected;
     } else {
