@@ -12,6 +12,7 @@ declare -A need=(
   [qemu-system-x86_64]=qemu-system-x86 [modprobe]=kmod [cpio]=cpio
   [docker-compose]=docker-compose  # test/compose.test.ts validates compose.yaml (no engine needed)
   [chromium]=chromium  # the console's browser tests (headless, driven by playwright-core)
+  [sqlite3]=sqlite3  # an operator's shell reading the live log (test/libs/eventlog/foreign-reader.test.ts)
 )
 missing=()
 for cmd in "${!need[@]}"; do

@@ -16,7 +16,7 @@ import {
   type WatchEvent,
 } from '../model/index.ts';
 import { EventLogError, translateSqliteError } from './event-log-error.ts';
-import { damageOf, fdUsage, headerDamage, watchStatements } from './file-health.ts';
+import { closeHeaderReader, damageOf, fdUsage, headerDamage, watchStatements } from './file-health.ts';
 import { openDatabase, type SchemaStatus } from './open-database.ts';
 import { chainHash, linkFields, type ChainName } from './row-chain.ts';
 import { CLOCK_STEP_BOUND_MS, hasClockStep, nextStamp, placeInTime } from './stamp-order.ts';
@@ -150,7 +150,7 @@ export class EventLog {
     // Before the database is opened: a second writer must not even run the migrations.
     const lock = opts.writer === undefined ? undefined : acquireWriterLock(opts.file, opts.writer);
     try {
-      const { db, schema, migrated } = await openDatabase({
+      const { db, schema, migrated, headerFd } = await openDatabase({
         file: opts.file,
         migrate: opts.migrate,
         sync: opts.sync,
@@ -164,6 +164,7 @@ export class EventLog {
       log.migrated = migrated;
       log.writerLock = lock;
       log.opened = fileIdentity(opts.file);
+      log.headerFd = headerFd;
       return log;
     } catch (e) {
       lock?.release();
@@ -182,6 +183,8 @@ export class EventLog {
   /** The -wal and -shm files this log uses (device and inode), to notice them deleted (watched when writable). */
   private watchSidecars = false;
   private readonly sidecars = new Map<string, string>();
+  /** The file's descriptor for header checks, held until close (file-health.ts openHeaderReader: probe11 K6). */
+  private headerFd: number | undefined;
   /** The largest size the file was seen at (headerDamage: it never shrinks under its writer). */
   private bytesSeen = 0;
   private say = (line: string) => console.warn(line);
@@ -207,7 +210,7 @@ export class EventLog {
       const lost = this.lostSidecar();
       if (lost !== undefined) this.rescue(lost);
       else {
-        const damage = headerDamage(this.file, this.bytesSeen);
+        const damage = this.headerFd === undefined ? undefined : headerDamage(this.headerFd, this.file, this.bytesSeen);
         if (damage !== undefined) this.markUnusable(damage);
         else this.bytesSeen = Math.max(this.bytesSeen, fileBytes(this.file));
       }
@@ -919,6 +922,8 @@ export class EventLog {
     if (!this.db.open) return;
     this.resume?.discardPending();
     this.db.close();
+    closeHeaderReader(this.headerFd);
+    this.headerFd = undefined;
     this.writerLock?.release();
   }
 }

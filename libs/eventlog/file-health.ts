@@ -1,4 +1,4 @@
-import { closeSync, openSync, readdirSync, readFileSync, readSync, statSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readdirSync, readFileSync, readSync, statSync } from 'node:fs';
 import type Database from 'better-sqlite3';
 
 /**
@@ -21,35 +21,60 @@ export function damageOf(e: unknown): string | undefined {
 const MAGIC = 'SQLite format 3\0';
 
 /**
- * What is wrong with `file`'s SQLite header or length, or undefined when it looks whole (or it
- * cannot be read: a deleted file is another check's). Shorter than `atLeast` (bytes this process
+ * A descriptor of the log file held open for as long as the log's connection is (probe11 K6):
+ * POSIX record locks belong to the process and ANY close() of a descriptor of the file drops them
+ * all, SQLite's included. In WAL mode a connection holds a SHARED lock on the file until it
+ * closes, which is what tells another process (an operator's `sqlite3` shell) that it is not the
+ * last user: opening and closing the file for a header check every 2 s dropped that lock, so the
+ * shell's close checkpointed and deleted the running planner's -wal and -shm. So the descriptor
+ * is opened once and closed only after the connection is (EventLog.close).
+ */
+export function openHeaderReader(file: string): number | undefined {
+  if (file === ':memory:' || file === '') return undefined;
+  try {
+    return openSync(file, 'r');
+  } catch {
+    return undefined; // not there (yet): a deleted file is another check's
+  }
+}
+
+/** Closes a descriptor openHeaderReader gave: only once the file's SQLite connection is closed. */
+export function closeHeaderReader(fd: number | undefined): void {
+  if (fd === undefined) return;
+  try {
+    closeSync(fd);
+  } catch {
+    // already closed: nothing held
+  }
+}
+
+/**
+ * What is wrong with the SQLite header or length of the file `fd` reads (openHeaderReader: never
+ * a descriptor opened and closed for the check), or undefined when it looks whole. `file` names
+ * the -wal beside it. Shorter than `atLeast` (bytes this process
  * saw it hold: a log's file never shrinks under its writer, nothing here runs VACUUM) is a cut.
  * With no WAL beside it, the header's page count (valid when "version-valid-for" equals the change
  * counter) is a floor too; with one, the missing pages may be WAL frames a checkpoint could not
  * copy yet (a full disk), which SQLite reads from there.
  */
-export function headerDamage(file: string, atLeast = 0): string | undefined {
-  let fd: number;
+export function headerDamage(fd: number, file: string, atLeast = 0): string | undefined {
+  const h = Buffer.alloc(100);
+  let n: number;
+  let size: number;
   try {
-    fd = openSync(file, 'r');
+    n = readSync(fd, h, 0, 100, 0);
+    size = fstatSync(fd).size;
   } catch {
-    return undefined;
+    return undefined; // unreadable now: a statement's error says what it is
   }
-  try {
-    const h = Buffer.alloc(100);
-    const n = readSync(fd, h, 0, 100, 0);
-    const size = statSync(file).size;
-    if (n < 100) return `truncated to ${size} bytes (not even an SQLite header)`;
-    if (h.toString('latin1', 0, 16) !== MAGIC) return 'its header was overwritten (not an SQLite file any more)';
-    if (size < atLeast) return `truncated to ${size} bytes (it held ${atLeast})`;
-    const pageSize = h.readUInt16BE(16) === 1 ? 65536 : h.readUInt16BE(16);
-    const pages = h.readUInt32BE(28);
-    if (h.readUInt32BE(24) === h.readUInt32BE(92) && size < pages * pageSize && walBytes(file) === 0)
-      return `truncated to ${size} bytes (its header says ${pages * pageSize})`;
-    return undefined;
-  } finally {
-    closeSync(fd);
-  }
+  if (n < 100) return `truncated to ${size} bytes (not even an SQLite header)`;
+  if (h.toString('latin1', 0, 16) !== MAGIC) return 'its header was overwritten (not an SQLite file any more)';
+  if (size < atLeast) return `truncated to ${size} bytes (it held ${atLeast})`;
+  const pageSize = h.readUInt16BE(16) === 1 ? 65536 : h.readUInt16BE(16);
+  const pages = h.readUInt32BE(28);
+  if (h.readUInt32BE(24) === h.readUInt32BE(92) && size < pages * pageSize && walBytes(file) === 0)
+    return `truncated to ${size} bytes (its header says ${pages * pageSize})`;
+  return undefined;
 }
 
 function walBytes(file: string): number {

@@ -4,7 +4,7 @@ import { Kysely, SqliteDialect } from 'kysely';
 import { Migrator } from 'kysely/migration';
 import { MIGRATIONS, migrationProvider } from '../../migrations/index.ts';
 import { EventLogError, translateSqliteError } from './event-log-error.ts';
-import { headerDamage } from './file-health.ts';
+import { closeHeaderReader, headerDamage, openHeaderReader } from './file-health.ts';
 
 type Db = Database.Database;
 
@@ -44,9 +44,13 @@ export interface SchemaStatus {
  * and sets the pragmas durability depends on (WAL, synchronous=FULL: a commit is on disk when
  * it returns).
  */
-export async function openDatabase(
-  opts: OpenDatabaseOptions,
-): Promise<{ db: Db; schema: SchemaStatus; migrated: readonly string[] }> {
+export async function openDatabase(opts: OpenDatabaseOptions): Promise<{
+  db: Db;
+  schema: SchemaStatus;
+  migrated: readonly string[];
+  /** A descriptor of the file for header checks, to close only after `db` (file-health.ts openHeaderReader). */
+  headerFd: number | undefined;
+}> {
   const migrate = !opts.readOnly && (opts.migrate ?? true);
   const file = opts.file;
   if (!migrate && !fs.existsSync(file)) throw new EventLogError('NOT_FOUND', `${file}: no such event log`);
@@ -54,18 +58,20 @@ export async function openDatabase(
   // a header), so a read-only tool would have changed what it was asked to read.
   if (!migrate && fs.statSync(file).size === 0)
     throw new EventLogError('NOT_A_DATABASE', `${file}: empty file, not an event log`);
+  // Opened before SQLite's own and closed only after it (closing one drops the process's locks).
+  let headerFd = fs.existsSync(file) ? openHeaderReader(file) : undefined;
   let db: Db;
   try {
     db = opts.readOnly ? new Database(file, { readonly: true, fileMustExist: true }) : new Database(file);
   } catch (e) {
+    closeHeaderReader(headerFd);
     throw translateSqliteError(e, file);
   }
   try {
     const schema = inspect(db, file);
     // A truncated file opens (its first page is there) and fails at the first read past the cut.
     // (An empty file is a new log here: the WAL pragma below writes its first page.)
-    const onDisk = file !== ':memory:' && file !== '' && fs.existsSync(file);
-    const damage = onDisk && fs.statSync(file).size > 0 ? headerDamage(file) : undefined;
+    const damage = headerFd !== undefined && fs.fstatSync(headerFd).size > 0 ? headerDamage(headerFd, file) : undefined;
     if (damage !== undefined) throw new EventLogError('NOT_A_DATABASE', `${file}: not a usable event log: ${damage}`);
     // WAL before the migrations: a fresh file's ~30 migration statements then cost one WAL fsync
     // per commit instead of a rollback journal's several (116 fsyncs per fresh file before).
@@ -84,9 +90,17 @@ export async function openDatabase(
     }
     db.pragma('busy_timeout = 5000');
     // What this open migrated in a file that had a schema already (an upgrade), for one line.
-    return { db, schema: inspect(db, file), migrated: schema.applied.length > 0 ? schema.pending : [] };
+    // a new file exists now (opening a descriptor takes no lock away; only closing one does)
+    headerFd ??= openHeaderReader(file);
+    return {
+      db,
+      schema: inspect(db, file),
+      migrated: schema.applied.length > 0 ? schema.pending : [],
+      headerFd,
+    };
   } catch (e) {
     db.close();
+    closeHeaderReader(headerFd);
     throw translateSqliteError(e, file);
   }
 }
