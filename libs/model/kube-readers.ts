@@ -23,6 +23,7 @@ import {
   LATEST_READING_REVISION,
   readsServingNilAsTrue,
   refusesDuplicateServicePorts,
+  refusesOversizedEndpointSlices,
   refusesSpecialServiceIps,
   skipsEndpointPortsWithoutNameOrNumber,
   type ReadingRevision,
@@ -276,6 +277,13 @@ function readService(o: Raw, revision: ReadingRevision): ServiceObject {
   };
 }
 
+/**
+ * The API server refuses an EndpointSlice with more endpoints than this (validation.go,
+ * maxEndpoints), so a cluster never holds one; a manifests file can. From revision 4 the reader
+ * refuses it too, before reading any endpoint (probe10 H9: one slice of 100 000 endpoints).
+ */
+const MAX_SLICE_ENDPOINTS = 1000;
+
 function readEndpointSlice(o: Raw, revision: ReadingRevision): EndpointSliceObject {
   apiVersion(o, 'discovery.k8s.io/v1');
   const meta = readMeta(o, true);
@@ -302,7 +310,10 @@ function readEndpointSlice(o: Raw, revision: ReadingRevision): EndpointSliceObje
           : fail(`ports[${i}].name must be a string`);
     return [{ name, protocol: protocol(p.protocol, `ports[${i}]`), port: port(p.port, `ports[${i}]`) }];
   });
-  const endpoints = list(o.endpoints, 'endpoints').map((e, i): Endpoint => {
+  const rawEndpoints = list(o.endpoints, 'endpoints');
+  if (refusesOversizedEndpointSlices(revision) && rawEndpoints.length > MAX_SLICE_ENDPOINTS)
+    fail(`${rawEndpoints.length} endpoints, over ${MAX_SLICE_ENDPOINTS} (the API server's limit)`);
+  const endpoints = rawEndpoints.map((e, i): Endpoint => {
     if (!isObj(e)) return fail(`endpoints[${i}] must be an object`);
     const addresses = list(e.addresses, `endpoints[${i}].addresses`);
     if (addresses.length === 0) fail(`endpoints[${i}].addresses must not be empty`);

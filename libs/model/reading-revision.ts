@@ -8,9 +8,9 @@
  * reads new events with the latest revision; its first version after an upgrade says so in its
  * reason (libs/versioning/data-axis.ts). docs/versioning.md, "Reading revisions".
  */
-export type ReadingRevision = 1 | 2 | 3;
+export type ReadingRevision = 1 | 2 | 3 | 4;
 
-export const LATEST_READING_REVISION: ReadingRevision = 3;
+export const LATEST_READING_REVISION: ReadingRevision = 4;
 
 /** What each revision changed, for the reason of the first version made under it. */
 export const READING_REVISION_CHANGES: Readonly<Record<ReadingRevision, string>> = {
@@ -23,12 +23,13 @@ export const READING_REVISION_CHANGES: Readonly<Record<ReadingRevision, string>>
     'API server validation (probe10 H5): a Service whose spec.externalIPs or LoadBalancer ingress IP is ' +
     'unspecified, loopback, link-local, multicast or broadcast is rejected; so is one with two spec.ports of ' +
     'the same port (or nodePort) and protocol (probe10 H6)',
+  4: 'API server validation (probe10 H9): an EndpointSlice with more than 1000 endpoints is rejected',
 };
 
 /** The revision a stored row records: NULL (rows older than revisions) is revision 1. */
 export function readingRevisionOf(stored: number | null | undefined, what: string): ReadingRevision {
   if (stored === null || stored === undefined) return 1;
-  if (stored === 1 || stored === 2 || stored === 3) return stored;
+  if (stored === 1 || stored === 2 || stored === 3 || stored === 4) return stored;
   throw new Error(
     `${what} was read with reading revision ${stored}, newer than this release's ${LATEST_READING_REVISION}: replay it with the release that wrote it or a newer one`,
   );
@@ -40,3 +41,4 @@ export const skipsEndpointPortsWithoutNameOrNumber = (revision: ReadingRevision)
 export const prefersNonTerminatingDuplicate = (revision: ReadingRevision): boolean => revision >= 2;
 export const refusesSpecialServiceIps = (revision: ReadingRevision): boolean => revision >= 3;
 export const refusesDuplicateServicePorts = (revision: ReadingRevision): boolean => revision >= 3;
+export const refusesOversizedEndpointSlices = (revision: ReadingRevision): boolean => revision >= 4;

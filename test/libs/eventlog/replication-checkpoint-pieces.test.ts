@@ -64,7 +64,7 @@ describe('a checkpoint stored in pieces, shipped to a replica (rows and wire for
       // the stored row, objects '' and its piece count, then its reading revision (3, the latest: not the
       // default, so shipped); its pieces alongside, as stored
       expect(cp).toHaveLength(10);
-      expect(cp![9]).toBe(3);
+      expect(cp![9]).toBe(4);
       expect(cp!.slice(0, 5)).toEqual([seq, expect.any(Number), expect.any(String), expect.any(Number), '']);
       expect(cp![8]).toBe(leader.row.pieces);
       expect(b.checkpointPieces?.map((p) => p[2])).toEqual(leader.pieces);
@@ -119,7 +119,7 @@ describe('a checkpoint stored in pieces, shipped to a replica (rows and wire for
       expect(verifyLog(replica, { deep: true })).toMatchObject({ ok: true, rowsChecked: { checkpoints: 1 } });
 
       // a checkpoint that fits one piece keeps the wire form of the previous release: no pieces, no
-      // layout; 8 cells, and 2 more (pieces 0, reading revision 3) since it is of the latest reading revision
+      // layout; 8 cells, and 2 more (pieces 0, reading revision 4) since it is of the latest reading revision
       // (a revision-1 one ships the 8: reading-revision.test.ts)
       const one = await openLog(tmp.file(), steppingClock());
       try {
@@ -127,7 +127,7 @@ describe('a checkpoint stored in pieces, shipped to a replica (rows and wire for
         piecedCheckpointAt(one, seq, 1 << 30);
         const ob = exportRows(databaseOf(one), EMPTY_POSITION, { whole: true });
         expect(ob.checkpoints[0]).toHaveLength(10);
-        expect(ob.checkpoints[0]!.slice(8)).toEqual([0, 3]);
+        expect(ob.checkpoints[0]!.slice(8)).toEqual([0, 4]);
         expect(ob.checkpoints[0]![5]).toBe(leader.row.objects_hash);
         expect('checkpointPieces' in ob).toBe(false);
         expect(batchJson(ob).layout).toBeUndefined();

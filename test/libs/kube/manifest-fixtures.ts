@@ -12,3 +12,17 @@ spec:
     port: ${port}
     protocol: TCP
 `;
+
+/** An EndpointSlice manifest of `service` with `count` IPv4 endpoints from 10.<first>.0.0 upwards, one per line. */
+export const endpointSlice = (name: string, serviceName: string, count: number, first = 1) =>
+  `---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: ${name}
+  namespace: default
+  labels: {kubernetes.io/service-name: ${serviceName}}
+addressType: IPv4
+ports: [{name: http, port: 8080, protocol: TCP}]
+endpoints:
+${Array.from({ length: count }, (_, i) => `- {addresses: [10.${first + (i >> 16)}.${(i >> 8) & 255}.${i & 255}], conditions: {ready: true}}\n`).join('')}`;

@@ -140,6 +140,23 @@ describe('readKubeObject rejections name the object and the reason', () => {
     expect(readKubeObject(dup, 'input', 2).ok).toBe(true); // replay of logs read before revision 3
   });
 
+  it('refuses an EndpointSlice over the API server limit of 1000 endpoints (probe10 H9), from reading revision 4', () => {
+    const slice = (n: number) => ({
+      apiVersion: 'discovery.k8s.io/v1',
+      kind: 'EndpointSlice',
+      metadata: { name: 'big', namespace: 'prod', labels: { 'kubernetes.io/service-name': 'web' } },
+      addressType: 'IPv4',
+      ports: [{ name: 'http', port: 80 }],
+      endpoints: Array.from({ length: n }, (_, i) => ({ addresses: [`10.1.${i >> 8}.${i & 255}`] })),
+    });
+    expect(readKubeObject(slice(1000)).ok).toBe(true);
+    const r = readKubeObject(slice(1001), 'big.yaml');
+    expect(r.ok ? 'accepted' : `${r.rejection.ref}: ${r.rejection.reason}`).toBe(
+      "EndpointSlice prod/big: 1001 endpoints, over 1000 (the API server's limit)",
+    );
+    expect(readKubeObject(slice(1001), 'input', 3).ok).toBe(true); // replay of logs read before revision 4
+  });
+
   it('accepts a valid service and normalises it', () => {
     const r = readKubeObject(
       svc({ clusterIPs: ['10.96.0.1', 'FD00:0:0::1'], ports: [{ name: 'http', port: 80, protocol: 'UDP' }] }),

@@ -16,7 +16,7 @@ import { DataAxis } from '../../../libs/versioning/index.ts';
 import { openLog, steppingClock, tempDir } from '../eventlog/support/temp-log.ts';
 
 // The reading revision (libs/model/reading-revision.ts): versions made under revision 1 replay bit
-// for bit after the planner reads with revision 2 (now 3: the latest); the upgrade is a version of its own that says
+// for bit after the planner reads with revision 2 (now 4: the latest); the upgrade is a version of its own that says
 // so; a restarted upgraded planner stays on revision 2. The events are probe6 P9, P10 and P11.
 
 const tmp = tempDir();
@@ -124,13 +124,13 @@ describe('reading revisions', () => {
     try {
       expect(made.map((m) => log.version(m.version)!.readingRevision)).toEqual([1, 1, 1]);
       const upgraded = DataAxis.restore(log); // this release: revision 2
-      expect(upgraded.readingRevision).toBe(3);
+      expect(upgraded.readingRevision).toBe(4);
       expect(upgraded.publishedHash()).toBe(made.at(-1)!.hash); // still serving what was published
       const v = upgraded.sync();
       expect(v?.record.reason).toMatch(
-        /^0 events; reading revision 3 \(was 1\): kube-proxy parity.*; API server validation/,
+        /^0 events; reading revision 4 \(was 1\): kube-proxy parity.*; API server validation/,
       );
-      expect(v?.record.readingRevision).toBe(3);
+      expect(v?.record.readingRevision).toBe(4);
       expect(readings(upgraded.publishedData())).toEqual(REVISION_2);
       for (const m of made) {
         const r = replayVersion(log, m.version);
@@ -160,8 +160,8 @@ describe('reading revisions', () => {
       // the latest rules read the revision-1 stretch differently (P9/P10/P11), so the choice matters
       const lastOld = log.version(made.at(-1)!.version)!.seqTo;
       expect(rebuildAtSeq(log, lastOld).hash).not.toBe(made.at(-1)!.hash);
-      expect(readingRevisionAtSeq(log, after.record.seqTo)).toBe(3);
-      expect(readingRevisionAtSeq(log, log.lastSeq() + 1)).toBe(3); // not covered yet: the latest
+      expect(readingRevisionAtSeq(log, after.record.seqTo)).toBe(4);
+      expect(readingRevisionAtSeq(log, log.lastSeq() + 1)).toBe(4); // not covered yet: the latest
     } finally {
       log.close();
     }
@@ -179,7 +179,7 @@ describe('reading revisions', () => {
       upgraded.checkpointIfDue(5); // 8 events since none of revision 2: due, though revision 1's is 1 event old
       expect(log.checkpoints().map((c) => [c.seq, c.readingRevision])).toEqual([
         [7, 1],
-        [8, 3],
+        [8, 4],
       ]);
 
       const restarted = DataAxis.restore(log);
@@ -188,7 +188,7 @@ describe('reading revisions', () => {
       restarted.ingest([service('later', '10.96.0.61', [{ name: 'http', port: 80 }])]);
       const next = restarted.sync()!.record;
       expect(next.reason).toBe('1 events');
-      expect(next.readingRevision).toBe(3);
+      expect(next.readingRevision).toBe(4);
       expect(readings(restarted.publishedData())).toEqual(REVISION_2);
       for (const m of [...made, up, later, next])
         expect(replayVersion(log, m.version).hash, `version ${m.version}`).toBe(m.hash);
@@ -207,7 +207,7 @@ describe('reading revisions', () => {
       expect(log.events()).toHaveLength(0); // no event left to read again with revision 2
       const upgraded = DataAxis.restore(log);
       const up = upgraded.sync()!.record;
-      expect(up.reason).toMatch(/reading revision 3 \(was 1\)/);
+      expect(up.reason).toMatch(/reading revision 4 \(was 1\)/);
       // P9 and P10 were read (and checkpointed) under revision 1; the entry builder's P11 rule applies to all
       expect(readings(upgraded.publishedData())).toEqual({ ...REVISION_1, p11: REVISION_2.p11 });
       expect(replayVersion(log, up.version).hash).toBe(up.hash);

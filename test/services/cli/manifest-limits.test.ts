@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { main } from '../../../services/cli/main.ts';
-import { service } from '../../libs/kube/manifest-fixtures.ts';
+import { endpointSlice, service } from '../../libs/kube/manifest-fixtures.ts';
 
 describe('plan --max-manifest-bytes', () => {
   let dir: string;
@@ -38,5 +38,23 @@ describe('plan --max-manifest-bytes', () => {
     expect(stderr).toBe('');
     expect(await main(['plan', '--manifests', dir, '--node', 'n1', '--max-manifest-bytes', '10MB'])).toBe(2);
     expect(stderr).toBe('switchboard: --max-manifest-bytes must be a whole number of bytes, got "10MB"\n');
+  });
+
+  it('rejects an EndpointSlice over 1000 endpoints alone, with one line; the file’s other slice is used (probe10 H9)', async () => {
+    let stdout = '';
+    vi.spyOn(process.stdout, 'write').mockImplementation((s) => {
+      stdout += String(s);
+      return true;
+    });
+    await writeFile(
+      join(dir, 'web.yaml'),
+      `${service('web')}${endpointSlice('web-big', 'web', 1001)}${endpointSlice('web-ok', 'web', 2, 200)}`,
+    );
+    expect(await main(['plan', '--manifests', dir, '--node', 'n1', '--format', 'ipvsadm'])).toBe(0);
+    expect(stderr).toBe(
+      "rejected EndpointSlice default/web-big (web.yaml): 1001 endpoints, over 1000 (the API server's limit)\n",
+    );
+    expect(stdout).toContain('-a -t 10.96.0.80:80 -r 10.200.0.1:8080');
+    expect(stdout).not.toContain('10.1.0.1:8080');
   });
 });
