@@ -38,7 +38,8 @@ export async function build({ ifStale = false, quiet = false } = {}) {
   try {
     const result = await esbuild({
       absWorkingDir: root,
-      entryPoints: { main: 'services/cli/main.ts' },
+      // the manifest decoder's worker thread is loaded by path (libs/kube/manifest-decoder.ts)
+      entryPoints: { main: 'services/cli/main.ts', 'manifest-decode-worker': 'libs/kube/manifest-decode-worker.ts' },
       outdir: tmp,
       bundle: true,
       splitting: true,

@@ -13,18 +13,24 @@
 // Unchanged files (same stat signature) are not re-read, so a periodic rescan costs one stat per file.
 // Racy reads (git's term): content read within `settleMs` of its mtime is read again later, because
 // a second write in the same timestamp tick with the same size would leave the signature unchanged.
+// Settled content is decoded by a ManifestDecoder (off the event loop, cached by content hash), and
+// the file's state changes only once its decode is back.
 
 import { createHash } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Rejection } from '../model/index.ts';
-import { parseManifestFile, sizeRefusal, type ManifestFileItems } from './manifest-objects.ts';
+import type { ManifestDecoder } from './manifest-decoder.ts';
+import { sizeRefusal, type ManifestFileItems } from './manifest-objects.ts';
 
 export interface ManifestFileTrackerOptions {
   readonly dir: string;
   readonly settleMs: number;
   readonly emptyFileGraceMs: number;
   readonly maxBytes: number;
+  readonly decoder: ManifestDecoder;
+  /** Aborts a refresh waiting for a decode (the source stops; the decode itself finishes and is cached). */
+  readonly signal?: AbortSignal;
   readonly now?: () => number;
 }
 
@@ -92,6 +98,9 @@ export class ManifestFileTracker {
     });
   }
 
+  /** Files whose settled content is being decoded right now. */
+  decoding = 0;
+
   /** Files whose latest change has not settled yet. */
   get unsettled(): number {
     let n = 0;
@@ -111,6 +120,7 @@ export class ManifestFileTracker {
     const here = new Set(present);
     for (const file of present) sooner(await this.check(file));
     for (const file of [...this.files.keys()]) if (!here.has(file)) sooner(this.missing(file));
+    this.options.decoder.retain(new Set(present.map((file) => join(this.options.dir, file))));
     return recheck;
   }
 
@@ -203,11 +213,14 @@ export class ManifestFileTracker {
       if (!samePending) f.pending = { sig: before.sig, hash, since: readAt };
       return needMs - Math.max(age, stableFor, 0);
     }
+    this.decoding += 1;
+    const parsed = await untilAborted(this.options.decoder.decode(path, hash, text), this.options.signal).finally(
+      () => (this.decoding -= 1),
+    );
     f.sig = before.sig;
     f.hash = hash;
     f.pending = undefined;
     f.racy = age < settleMs;
-    const parsed = parseManifestFile(text);
     if (parsed.ok) {
       // A document that no longer decodes is most often an object edited in place (a typo): keep
       // what the file defined before and its decoded documents no longer name, rather than delete
@@ -236,4 +249,15 @@ export class ManifestFileTracker {
 function objectKey(item: unknown): string {
   const o = (item ?? {}) as { kind?: unknown; metadata?: { namespace?: unknown; name?: unknown } };
   return JSON.stringify([o.kind ?? '', o.metadata?.namespace ?? '', o.metadata?.name ?? '']);
+}
+
+/** `p`, or a rejection once `signal` aborts (p still runs to its end). */
+function untilAborted<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return p;
+  return new Promise<T>((resolve, reject) => {
+    const abort = () => reject(signal.reason);
+    if (signal.aborted) return abort();
+    signal.addEventListener('abort', abort, { once: true });
+    p.then(resolve, reject).finally(() => signal.removeEventListener('abort', abort));
+  });
 }

@@ -24,6 +24,7 @@ import { MANIFEST_FILE_ANNOTATION, projectKubeObject, type Rejection } from '../
 import type { KubeEventSink, RawKubeObject } from './kube-event.ts';
 import { KUBE_KINDS, type KubeKind } from './kube-kind.ts';
 import type { KnownObjects } from './known-objects.ts';
+import { ManifestDecoder } from './manifest-decoder.ts';
 import { ManifestFileTracker } from './manifest-file-tracker.ts';
 import { walkManifestDir } from './manifest-files.ts';
 import { collectManifestObjects, DEFAULT_MAX_MANIFEST_BYTES, manifestKey } from './manifest-objects.ts';
@@ -54,6 +55,12 @@ export interface ManifestsSourceOptions {
   maxManifestBytes?: number;
   /** Longest start() waits for files caught mid-write to settle before it reports synced (default 10 s). */
   initialSettleMaxMs?: number;
+  /**
+   * Decodes files off the event loop and remembers each file's last decode. Pass one that outlives
+   * the source (the planner makes a source per leadership term) so a new term does not decode
+   * unchanged files again; the caller closes it. Default: the source's own, closed by stop().
+   */
+  decoder?: ManifestDecoder;
 }
 
 export interface ManifestsSourceHealth {
@@ -67,6 +74,8 @@ export interface ManifestsSourceHealth {
   rejected: number;
   /** Files whose latest change has not settled yet. */
   unsettledFiles: number;
+  /** Files being decoded right now (off the event loop: a large file takes seconds). */
+  decodingFiles: number;
   /** Why the last scan failed; absent once a scan succeeds again. */
   lastError?: string;
   lastErrorAt?: number;
@@ -103,6 +112,8 @@ const rvNumber = (rv: unknown): number => (typeof rv === 'string' && /^\d+$/.tes
 export class ManifestsSource {
   private readonly options: ManifestsSourceOptions;
   private readonly tracker: ManifestFileTracker;
+  private readonly ownDecoder: ManifestDecoder | undefined;
+  private readonly stopping = new AbortController();
   private readonly current = new Map<string, Entry>();
   private rv: number;
   private chain: Promise<void> = Promise.resolve();
@@ -114,7 +125,10 @@ export class ManifestsSource {
   private stopped = false;
   private resolveSynced!: () => void;
   readonly synced: Promise<void>;
-  private readonly stats: Omit<ManifestsSourceHealth, 'objects' | 'resourceVersion' | 'unsettledFiles'> = {
+  private readonly stats: Omit<
+    ManifestsSourceHealth,
+    'objects' | 'resourceVersion' | 'unsettledFiles' | 'decodingFiles'
+  > = {
     synced: false,
     scans: 0,
     events: 0,
@@ -124,8 +138,11 @@ export class ManifestsSource {
 
   constructor(options: ManifestsSourceOptions) {
     this.options = options;
+    this.ownDecoder = options.decoder ? undefined : new ManifestDecoder();
     this.tracker = new ManifestFileTracker({
       dir: options.dir,
+      decoder: options.decoder ?? this.ownDecoder!,
+      signal: this.stopping.signal,
       settleMs: options.settleMs ?? 100,
       emptyFileGraceMs: options.emptyFileGraceMs ?? 2000,
       maxBytes: options.maxManifestBytes ?? DEFAULT_MAX_MANIFEST_BYTES,
@@ -155,6 +172,7 @@ export class ManifestsSource {
       objects: this.current.size,
       resourceVersion: String(this.rv),
       unsettledFiles: this.tracker.unsettled,
+      decodingFiles: this.tracker.decoding,
     };
   }
 
@@ -187,7 +205,9 @@ export class ManifestsSource {
     this.watchers.clear();
     clearTimeout(this.timer);
     clearInterval(this.poll);
+    this.stopping.abort(new Error('the manifests source stopped'));
     await this.chain;
+    await this.ownDecoder?.close();
   }
 
   /** Reads the directory now and emits the difference. Scans never overlap. */

@@ -56,6 +56,28 @@ describe('npm run build (dist/)', { timeout: 90_000 }, () => {
     }
   });
 
+  it('the manifest decoder finds its worker in the build and the worker decodes (probe10 H9)', () => {
+    // ManifestDecoder (libs/kube/manifest-decoder.ts) looks beside or one folder above its chunk
+    const holders = ['main.js', ...readdirSync(path.join(root, 'dist/chunks')).map((c) => `chunks/${c}`)].filter(
+      (f) =>
+        f.endsWith('.js') && readFileSync(path.join(root, 'dist', f), 'utf8').includes('manifest-decode-worker.js'),
+    );
+    expect(holders).toHaveLength(1);
+    expect(existsSync(path.join(root, 'dist', path.dirname(holders[0]!), '..', 'manifest-decode-worker.js'))).toBe(
+      holders[0]!.startsWith('chunks/'),
+    );
+    const script = `import { Worker } from 'node:worker_threads';
+const w = new Worker(${JSON.stringify(path.join(root, 'dist/manifest-decode-worker.js'))}, { execArgv: [] });
+w.on('message', (m) => { process.stdout.write(JSON.stringify(m)); void w.terminate(); });
+w.postMessage({ id: 7, text: 'kind: Service\\nmetadata: {name: a}\\n---\\nb: *nowhere\\n' });`;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 60_000 });
+    expect(r.stderr).toBe('');
+    const m = JSON.parse(r.stdout) as { id: number; parse: { ok: boolean; items: unknown[]; rejected: unknown[] } };
+    expect(m.id).toBe(7);
+    expect(m.parse.items).toEqual([{ kind: 'Service', metadata: { name: 'a' } }]);
+    expect(m.parse.rejected).toHaveLength(1);
+  });
+
   it('bin/switchboard runs dist/, not the sources, when dist/ is current', () => {
     const r = runRecorded(['--help']);
     expect(r.code).toBe(0);

@@ -1,0 +1,135 @@
+/**
+ * Manifests decode bench (probe10 H9): the longest the planner's event loop is held
+ * (perf_hooks.monitorEventLoopDelay max) while a large manifests change goes from the file to a
+ * version. A real Planner on a real SQLite log and the manifests source; the bus is an in-memory
+ * fake. The same change twice in one run, each on a fresh log: the file decoded on the event loop
+ * (`caller`, the code before probe10 H9) and on the decoder's worker thread (`worker`, now). The
+ * planner renews its leader lease on that loop: a block past the lease TTL (15 s by default) is a
+ * step-down.
+ *   node --import tsx bench/sources/manifests-decode-bench.ts [--slices 100] [--endpoints 1000]
+ * --slices 1 --endpoints 100000 is probe10's file (the slice is now rejected: over 1000 endpoints).
+ */
+import { benchArgs } from '../bench-cli.ts'; // first: bad input is one line, exit 2
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { EventLog } from '../../libs/eventlog/index.ts';
+import { ManifestDecoder, ManifestsSource } from '../../libs/kube/index.ts';
+import { DEFAULT_PROXY_CONFIG } from '../../libs/model/index.ts';
+import { knownObjectsFromLog, manifestsSource } from '../../services/planner/event-source.ts';
+import { Planner } from '../../services/planner/planner.ts';
+import type { PlannerBus } from '../../services/planner/planner-bus.ts';
+
+const { values } = benchArgs({
+  options: {
+    slices: { type: 'string', default: '100' },
+    endpoints: { type: 'string', default: '1000' },
+  },
+});
+const SLICES = Number(values.slices);
+const ENDPOINTS = Number(values.endpoints);
+
+const slice = (s: number) =>
+  `---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: big-${s}, namespace: default, labels: {kubernetes.io/service-name: big}}
+addressType: IPv4
+ports: [{name: http, port: 8080, protocol: TCP}]
+endpoints:
+${Array.from({ length: ENDPOINTS }, (_, i) => {
+  const n = s * ENDPOINTS + i;
+  return `- {addresses: [10.${1 + (n >> 16)}.${(n >> 8) & 255}.${n & 255}], conditions: {ready: true}, nodeName: node-1}\n`;
+}).join('')}`;
+const BIG = `apiVersion: v1
+kind: Service
+metadata: {name: big, namespace: default}
+spec: {clusterIP: 10.96.0.10, ports: [{name: http, port: 80, protocol: TCP}]}
+${Array.from({ length: SLICES }, (_, s) => slice(s)).join('')}`;
+const NODE = `apiVersion: v1
+kind: Node
+metadata: {name: node-1}
+status: {addresses: [{type: InternalIP, address: 192.0.2.1}]}
+`;
+
+let published = 0;
+const bus: PlannerBus = {
+  lastPublishedVersion: () => published,
+  publishedHash: async () => undefined,
+  publish: async (a) => {
+    published = a.version;
+  },
+  publishBase: async (h) => {
+    published = h.version;
+  },
+  putConfigRevision: async () => {},
+  setDefaultTarget: async () => {},
+  setNodeTarget: async () => {},
+  listen: () => {},
+  close: async () => {},
+};
+const until = async (ok: () => boolean, what: string) => {
+  const t0 = Date.now();
+  while (!ok()) {
+    if (Date.now() - t0 > 600_000) throw new Error(`timed out: ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+};
+
+async function round(thread: 'caller' | 'worker') {
+  const dir = mkdtempSync(join(tmpdir(), 'manifests-decode-bench-'));
+  const manifests = join(dir, 'manifests');
+  mkdirSync(manifests);
+  writeFileSync(join(manifests, 'nodes.yaml'), NODE);
+  const decoder = new ManifestDecoder({ thread });
+  const log = await EventLog.open({ file: join(dir, 'log.db') });
+  const p = new Planner({
+    log,
+    bus,
+    initialConfig: DEFAULT_PROXY_CONFIG,
+    debounceMs: 10,
+    checkpointEvery: 0,
+    source: (sink, hooks) =>
+      manifestsSource(
+        (m) => new ManifestsSource({ dir: manifests, ...m, known: knownObjectsFromLog(log), debounceMs: 10, decoder }),
+        sink,
+        hooks,
+      ),
+  });
+  try {
+    await p.start();
+    await p.synced;
+    const v1 = p.data.latest()!.version;
+    const loop = monitorEventLoopDelay({ resolution: 1 });
+    loop.enable();
+    const t = performance.now();
+    writeFileSync(join(manifests, 'big.yaml'), BIG);
+    await until(() => (p.data.latest()?.version ?? 0) > v1, 'the version of big.yaml');
+    const changeMs = performance.now() - t;
+    loop.disable();
+    return {
+      thread,
+      changeMs: Math.round(changeMs),
+      longestLoopBlockMs: Math.round(loop.max / 1e6),
+    };
+  } finally {
+    await p.stop();
+    log.close();
+    await decoder.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const rounds = [await round('caller'), await round('worker')];
+console.log(
+  JSON.stringify({
+    load: loadavg()
+      .map((x) => x.toFixed(1))
+      .join(' '),
+    slices: SLICES,
+    endpointsPerSlice: ENDPOINTS,
+    fileBytes: Buffer.byteLength(BIG),
+    rounds,
+  }),
+);

@@ -1,0 +1,135 @@
+// Decodes manifest files for the planner's manifests source off its event loop, and keeps the last
+// decode of each file so a new source (the next leadership term) does not decode it again.
+//
+// Why a worker thread, not chunk-and-yield (probe10 H9): the yaml package composes and converts
+// each document in one synchronous call, so one large document (a 5.7 MB EndpointSlice of 100 000
+// endpoints) blocks for seconds however the file is cut, and the parse's garbage (a syntax tree
+// several times the text) is then collected in pauses of the same loop. The planner's loop renews
+// its leader lease; blocked past the lease TTL it stepped down, and every new term decoded the same
+// file again. On a worker the parse and its garbage stay on the worker's heap; the loop receives the
+// decoded items (a structured clone: one pass over the objects) and stays free meanwhile.
+//
+// Cache: per file path, the content hash and its decode (the promise, so a second request for a
+// decode in flight shares it). One entry per file, the one its tracker holds anyway, so it costs
+// no memory beyond the current files; `retain` forgets files no longer in the directory. A failed
+// decode (the worker died, out of memory on a hostile file) is a refusal of that content, cached
+// like any other: the same bytes are not decoded again until they change.
+
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { pathToFileURL } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import { parseManifestFile, type ManifestFileParse } from './manifest-objects.ts';
+
+interface Pending {
+  readonly resolve: (parse: ManifestFileParse) => void;
+}
+
+export interface ManifestDecoderOptions {
+  /**
+   * 'worker' (default); 'caller' decodes on the calling thread, as before probe10 H9: the baseline
+   * of bench/sources/manifests-decode-bench.ts.
+   */
+  readonly thread?: 'worker' | 'caller';
+}
+
+export class ManifestDecoder {
+  private worker: Worker | undefined;
+  private nextId = 1;
+  private readonly pending = new Map<number, Pending>();
+  private readonly cache = new Map<string, { hash: string; parse: Promise<ManifestFileParse> }>();
+  private closed = false;
+  /** Texts decoded (cache misses), for tests. */
+  decodes = 0;
+
+  constructor(private readonly options: ManifestDecoderOptions = {}) {}
+
+  /** The decode of `text`, the content of `path` whose SHA-256 is `hash`. Never rejects. */
+  decode(path: string, hash: string, text: string): Promise<ManifestFileParse> {
+    const hit = this.cache.get(path);
+    if (hit?.hash === hash) return hit.parse;
+    const parse = this.run(text);
+    this.cache.set(path, { hash, parse });
+    return parse;
+  }
+
+  /** Forgets the decodes of files other than `paths`. */
+  retain(paths: ReadonlySet<string>): void {
+    for (const p of [...this.cache.keys()]) if (!paths.has(p)) this.cache.delete(p);
+  }
+
+  /** Stops the worker; decodes in flight are refused. */
+  async close(): Promise<void> {
+    this.closed = true;
+    const w = this.worker;
+    this.worker = undefined;
+    this.fail('the decoder was closed');
+    await w?.terminate();
+  }
+
+  private run(text: string): Promise<ManifestFileParse> {
+    if (this.closed) return Promise.resolve({ ok: false, reason: 'cannot decode: the decoder was closed' });
+    this.decodes += 1;
+    if (this.options.thread === 'caller') return Promise.resolve(parseManifestFile(text));
+    let w: Worker;
+    try {
+      w = this.thread();
+    } catch (e) {
+      return Promise.resolve({ ok: false, reason: `cannot decode: ${e instanceof Error ? e.message : String(e)}` });
+    }
+    const id = this.nextId++;
+    const answer = new Promise<ManifestFileParse>((resolve) => this.pending.set(id, { resolve }));
+    w.ref(); // unref'd again once idle (the 'message' handler)
+    w.postMessage({ id, text });
+    return answer;
+  }
+
+  private thread(): Worker {
+    if (this.worker) return this.worker;
+    const w = startWorker();
+    w.on('message', (m: { id: number; parse: ManifestFileParse }) => {
+      const p = this.pending.get(m.id);
+      this.pending.delete(m.id);
+      p?.resolve(m.parse);
+      if (this.pending.size === 0) w.unref(); // an idle decoder never keeps the process alive
+    });
+    const died = (why: string) => {
+      if (this.worker !== w) return;
+      this.worker = undefined; // the next decode starts a fresh one
+      this.fail(`the decoder thread ${why}`);
+    };
+    w.on('error', (e) => died(`failed: ${e.message.split('\n')[0]}`));
+    w.on('exit', (code) => died(`exited (code ${code})`));
+    this.worker = w;
+    return w;
+  }
+
+  private fail(why: string): void {
+    for (const p of this.pending.values()) p.resolve({ ok: false, reason: `cannot decode: ${why}` });
+    this.pending.clear();
+  }
+}
+
+/**
+ * The worker, from wherever this module runs: from the TypeScript sources (tsx, vitest) the worker
+ * is TypeScript too and needs tsx's loader, which a worker does not inherit on Node 20; from the
+ * build it is its own entry, dist/manifest-decode-worker.js (scripts/build.mjs), beside main.js
+ * while this code sits in main.js or a chunk below it. The worker gets no node options of this
+ * process (`execArgv: []`): some are refused in a worker (--input-type), none is needed to decode.
+ */
+function startWorker(): Worker {
+  const here = import.meta.url;
+  if (here.endsWith('.ts')) {
+    const tsxApi = createRequire(here)
+      .resolve('tsx/esm/api')
+      .replace(/\.cjs$/, '.mjs');
+    const entry = new URL('./manifest-decode-worker.ts', here).href;
+    const boot = `import(${JSON.stringify(pathToFileURL(tsxApi).href)}).then((t) => { t.register(); return import(${JSON.stringify(entry)}); })`;
+    return new Worker(boot, { eval: true, execArgv: [] });
+  }
+  for (const rel of ['./manifest-decode-worker.js', '../manifest-decode-worker.js']) {
+    const url = new URL(rel, here);
+    if (existsSync(url)) return new Worker(url, { execArgv: [] });
+  }
+  throw new Error(`manifest-decode-worker.js is missing beside ${here} (rebuild: npm run build)`);
+}
