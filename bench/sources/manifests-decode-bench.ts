@@ -6,7 +6,8 @@
  * (`caller`, the code before probe10 H9) and on the decoder's worker thread (`worker`, now). The
  * planner renews its leader lease on that loop: a block past the lease TTL (15 s by default) is a
  * step-down.
- *   node --import tsx bench/sources/manifests-decode-bench.ts [--slices 100] [--endpoints 1000]
+ *   node --import tsx bench/sources/manifests-decode-bench.ts [--slices 100] [--endpoints 1000] [--profile FILE]
+ * --profile: a CPU profile of the `worker` round's change (where the loop's remaining time goes).
  * --slices 1 --endpoints 100000 is probe10's file (the slice is now rejected: over 1000 endpoints).
  */
 import { benchArgs } from '../bench-cli.ts'; // first: bad input is one line, exit 2
@@ -14,6 +15,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { startCpuProfile } from '../cpu-profile.ts';
 import { EventLog } from '../../libs/eventlog/index.ts';
 import { ManifestDecoder, ManifestsSource } from '../../libs/kube/index.ts';
 import { DEFAULT_PROXY_CONFIG } from '../../libs/model/index.ts';
@@ -25,6 +27,7 @@ const { values } = benchArgs({
   options: {
     slices: { type: 'string', default: '100' },
     endpoints: { type: 'string', default: '1000' },
+    profile: { type: 'string' },
   },
 });
 const SLICES = Number(values.slices);
@@ -103,11 +106,13 @@ async function round(thread: 'caller' | 'worker') {
     const v1 = p.data.latest()!.version;
     const loop = monitorEventLoopDelay({ resolution: 1 });
     loop.enable();
+    const profiling = values.profile && thread === 'worker' ? await startCpuProfile() : undefined;
     const t = performance.now();
     writeFileSync(join(manifests, 'big.yaml'), BIG);
     await until(() => (p.data.latest()?.version ?? 0) > v1, 'the version of big.yaml');
     const changeMs = performance.now() - t;
     loop.disable();
+    if (profiling) writeFileSync(values.profile!, JSON.stringify(await profiling()));
     return {
       thread,
       changeMs: Math.round(changeMs),

@@ -31,6 +31,8 @@ export interface ManifestDecoderOptions {
    * of bench/sources/manifests-decode-bench.ts.
    */
   readonly thread?: 'worker' | 'caller';
+  /** The worker's heap limit (V8 old generation, MB; default: node's); past it the content is refused. */
+  readonly heapMb?: number;
 }
 
 export class ManifestDecoder {
@@ -86,7 +88,7 @@ export class ManifestDecoder {
 
   private thread(): Worker {
     if (this.worker) return this.worker;
-    const w = startWorker();
+    const w = startWorker(this.options.heapMb);
     w.on('message', (m: { id: number; parse: ManifestFileParse }) => {
       const p = this.pending.get(m.id);
       this.pending.delete(m.id);
@@ -117,7 +119,8 @@ export class ManifestDecoder {
  * while this code sits in main.js or a chunk below it. The worker gets no node options of this
  * process (`execArgv: []`): some are refused in a worker (--input-type), none is needed to decode.
  */
-function startWorker(): Worker {
+function startWorker(heapMb: number | undefined): Worker {
+  const limits = heapMb ? { resourceLimits: { maxOldGenerationSizeMb: heapMb } } : {};
   const here = import.meta.url;
   if (here.endsWith('.ts')) {
     const tsxApi = createRequire(here)
@@ -125,11 +128,11 @@ function startWorker(): Worker {
       .replace(/\.cjs$/, '.mjs');
     const entry = new URL('./manifest-decode-worker.ts', here).href;
     const boot = `import(${JSON.stringify(pathToFileURL(tsxApi).href)}).then((t) => { t.register(); return import(${JSON.stringify(entry)}); })`;
-    return new Worker(boot, { eval: true, execArgv: [] });
+    return new Worker(boot, { eval: true, execArgv: [], ...limits });
   }
   for (const rel of ['./manifest-decode-worker.js', '../manifest-decode-worker.js']) {
     const url = new URL(rel, here);
-    if (existsSync(url)) return new Worker(url, { execArgv: [] });
+    if (existsSync(url)) return new Worker(url, { execArgv: [], ...limits });
   }
   throw new Error(`manifest-decode-worker.js is missing beside ${here} (rebuild: npm run build)`);
 }

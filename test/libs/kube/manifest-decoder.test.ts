@@ -33,7 +33,7 @@ const decoder = () => {
 describe('ManifestDecoder', () => {
   it('decodes on another thread, to what parseManifestFile gives, a bad document refused alone', async () => {
     const d = decoder();
-    const text = `${service('web')}${endpointSlice('web-1', 'web', 1000)}---\nkind: [unclosed\n---\na: *nowhere\n`;
+    const text = `${service('web')}${endpointSlice('web-1', 'web', 200)}---\nkind: [unclosed\n---\na: *nowhere\n`;
     let turns = 0;
     let pending = true;
     const tick = setInterval(() => (turns += pending ? 1 : 0), 1);
@@ -62,6 +62,18 @@ describe('ManifestDecoder', () => {
     d.retain(new Set(['/m/other.yaml'])); // a.yaml left the directory
     await d.decode('/m/a.yaml', sha(two), two);
     expect(d.decodes).toBe(3);
+  });
+
+  it('a file that kills the decoder thread (out of memory) is refused; the next file decodes on a fresh thread', async () => {
+    const d = new ManifestDecoder({ heapMb: 20 });
+    cleanups.push(() => d.close());
+    const big = `a:\n${'- 1\n'.repeat(100_000)}`; // its syntax tree does not fit in 20 MB
+    const refused = await d.decode('/m/big.yaml', sha(big), big);
+    expect(refused).toEqual({ ok: false, reason: expect.stringMatching(/^cannot decode: the decoder thread /) });
+    expect(await d.decode('/m/big.yaml', sha(big), big)).toBe(refused); // the same bytes: not decoded again
+    const small = service('small');
+    expect(await d.decode('/m/small.yaml', sha(small), small)).toEqual(parseManifestFile(small));
+    expect(d.decodes).toBe(2);
   });
 
   it('a new source sharing the decoder (the next leadership term) does not decode unchanged files again', async () => {
