@@ -21,12 +21,13 @@ afterEach(async () => {
 
 interface Status {
   self: { leader: boolean; term: number };
+  rejected: { kind?: string; name?: string; reason?: string }[];
   latestVersion: number;
   source: { decodingFiles?: number };
 }
 
 describe('a planner given a large manifests file', () => {
-  it('answers /status while the file is decoded and keeps its lease: no step-down, same term', async () => {
+  it('answers /status while the file is decoded and keeps its lease (no step-down, same term); a slice over 1000 endpoints is rejected alone', async () => {
     env = await plannerEnv();
     env.write('nodes.yaml', nodeYaml('node-1', '192.0.2.1'));
     env.write('a.yaml', svcYaml('a', '10.96.0.1'));
@@ -51,7 +52,9 @@ describe('a planner given a large manifests file', () => {
 
     env.write(
       'big.yaml',
-      service('big') + Array.from({ length: 10 }, (_, s) => endpointSlice(`big-${s}`, 'big', 1000, 1 + s)).join(''),
+      service('big') +
+        Array.from({ length: 10 }, (_, s) => endpointSlice(`big-${s}`, 'big', 1000, 1 + s)).join('') +
+        endpointSlice('big-over', 'big', 1001, 50), // over the API server's limit: rejected alone
     );
     let answeredWhileDecoding = 0;
     let after = before;
@@ -65,5 +68,13 @@ describe('a planner given a large manifests file', () => {
     expect(said.filter((l) => l.startsWith('stepping down'))).toEqual([]);
     expect([after.self.leader, after.self.term]).toEqual([true, before.self.term]); // never lost the lease
     expect(planner.planner.data.latest()!.version).toBe(after.latestVersion);
+    await expect
+      .poll(async () => (await status()).rejected.filter((r) => r.name === 'big-over'), { timeout: 10_000 })
+      .toEqual([
+        expect.objectContaining({
+          kind: 'EndpointSlice',
+          reason: "1001 endpoints, over 1000 (the API server's limit)",
+        }),
+      ]);
   }, 60_000);
 });
