@@ -11,15 +11,19 @@
 //
 // Cache: per file path, the content hash and its decode (the promise, so a second request for a
 // decode in flight shares it). One entry per file, the one its tracker holds anyway, so it costs
-// no memory beyond the current files; `retain` forgets files no longer in the directory. A failed
+// no memory beyond the current files; `retain` forgets files no longer in the directory. Sources
+// share the process's decoder (`shared()`) unless given one. A failed
 // decode (the worker died, out of memory on a hostile file) is a refusal of that content, cached
 // like any other: the same bytes are not decoded again until they change.
 
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { sep } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { parseManifestFile, type ManifestFileParse } from './manifest-objects.ts';
+
+let shared: ManifestDecoder | undefined;
 
 interface Pending {
   readonly resolve: (parse: ManifestFileParse) => void;
@@ -55,9 +59,20 @@ export class ManifestDecoder {
     return parse;
   }
 
-  /** Forgets the decodes of files other than `paths`. */
-  retain(paths: ReadonlySet<string>): void {
-    for (const p of [...this.cache.keys()]) if (!paths.has(p)) this.cache.delete(p);
+  /** Forgets the decodes of files under `dir` other than `paths` (those still there). */
+  retain(dir: string, paths: ReadonlySet<string>): void {
+    const under = dir.endsWith(sep) ? dir : dir + sep;
+    for (const p of [...this.cache.keys()]) if (p.startsWith(under) && !paths.has(p)) this.cache.delete(p);
+  }
+
+  /**
+   * The process's decoder, made on first use and never closed (its idle worker does not keep the
+   * process alive): every manifests source that is given none shares it, so a planner's next
+   * leadership term finds its files decoded, and a process starts one worker, not one per source.
+   */
+  static shared(): ManifestDecoder {
+    shared ??= new ManifestDecoder();
+    return shared;
   }
 
   /** Stops the worker; decodes in flight are refused. */

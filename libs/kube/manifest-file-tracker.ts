@@ -120,7 +120,7 @@ export class ManifestFileTracker {
     const here = new Set(present);
     for (const file of present) sooner(await this.check(file));
     for (const file of [...this.files.keys()]) if (!here.has(file)) sooner(this.missing(file));
-    this.options.decoder.retain(new Set(present.map((file) => join(this.options.dir, file))));
+    this.options.decoder.retain(this.options.dir, new Set(present.map((file) => join(this.options.dir, file))));
     return recheck;
   }
 

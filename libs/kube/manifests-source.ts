@@ -56,9 +56,9 @@ export interface ManifestsSourceOptions {
   /** Longest start() waits for files caught mid-write to settle before it reports synced (default 10 s). */
   initialSettleMaxMs?: number;
   /**
-   * Decodes files off the event loop and remembers each file's last decode. Pass one that outlives
-   * the source (the planner makes a source per leadership term) so a new term does not decode
-   * unchanged files again; the caller closes it. Default: the source's own, closed by stop().
+   * Decodes files off the event loop and remembers each file's last decode, across sources (the
+   * planner makes a source per leadership term: a new term does not decode unchanged files again).
+   * Default: the process's shared decoder (ManifestDecoder.shared()).
    */
   decoder?: ManifestDecoder;
 }
@@ -112,7 +112,6 @@ const rvNumber = (rv: unknown): number => (typeof rv === 'string' && /^\d+$/.tes
 export class ManifestsSource {
   private readonly options: ManifestsSourceOptions;
   private readonly tracker: ManifestFileTracker;
-  private readonly ownDecoder: ManifestDecoder | undefined;
   private readonly stopping = new AbortController();
   private readonly current = new Map<string, Entry>();
   private rv: number;
@@ -138,10 +137,9 @@ export class ManifestsSource {
 
   constructor(options: ManifestsSourceOptions) {
     this.options = options;
-    this.ownDecoder = options.decoder ? undefined : new ManifestDecoder();
     this.tracker = new ManifestFileTracker({
       dir: options.dir,
-      decoder: options.decoder ?? this.ownDecoder!,
+      decoder: options.decoder ?? ManifestDecoder.shared(),
       signal: this.stopping.signal,
       settleMs: options.settleMs ?? 100,
       emptyFileGraceMs: options.emptyFileGraceMs ?? 2000,
@@ -207,7 +205,6 @@ export class ManifestsSource {
     clearInterval(this.poll);
     this.stopping.abort(new Error('the manifests source stopped'));
     await this.chain;
-    await this.ownDecoder?.close();
   }
 
   /** Reads the directory now and emits the difference. Scans never overlap. */

@@ -13,7 +13,6 @@ import {
 } from '../../libs/eventlog/index.ts';
 import {
   ClusterInformer,
-  ManifestDecoder,
   ManifestsSource,
   kubeHttpFromConfig,
   loadKubeConfig,
@@ -314,8 +313,6 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
       { say, nc },
     );
     let relistPending = o.relist === true;
-    // One decoder for every term's source: a new term does not decode unchanged files again (probe10 H9).
-    const decoder = o.manifests ? new ManifestDecoder() : undefined;
     // Sources start from the objects the log holds (read when the planner makes the source, after it restored).
     const source: EventSourceFactory = o.manifests
       ? (sink, hooks) =>
@@ -328,7 +325,6 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
                 pollIntervalMs: o.pollMs ?? 2000,
                 debounceMs: 20,
                 maxManifestBytes: o.maxManifestBytes,
-                decoder,
               }),
             sink,
             hooks,
@@ -487,7 +483,6 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
         const until = performance.now() + STOP_GRACE_MS;
         const left = () => Math.max(0, until - performance.now());
         await g.stop(STOP_GRACE_MS);
-        await decoder?.close();
         await Promise.all([m.close(left()), l.close(left())]);
         await atMost(
           r.close().catch((e: Error) => say(`replicated log close: ${e.message}`)),

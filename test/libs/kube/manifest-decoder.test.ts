@@ -59,7 +59,10 @@ describe('ManifestDecoder', () => {
     expect(d.decodes).toBe(1);
     await d.decode('/m/a.yaml', sha(two), two);
     expect(d.decodes).toBe(2);
-    d.retain(new Set(['/m/other.yaml'])); // a.yaml left the directory
+    d.retain('/n', new Set()); // another directory: nothing of /m forgotten
+    await d.decode('/m/a.yaml', sha(two), two);
+    expect(d.decodes).toBe(2);
+    d.retain('/m', new Set(['/m/other.yaml'])); // a.yaml left the directory
     await d.decode('/m/a.yaml', sha(two), two);
     expect(d.decodes).toBe(3);
   });
