@@ -186,10 +186,12 @@ export class ManifestsSource {
    */
   async start(): Promise<void> {
     const deadline = Date.now() + (this.options.initialSettleMaxMs ?? 10_000);
-    await this.rescan();
+    // stop() during a scan aborts the decode it waits for: that is no failure of start()
+    const scan = () => this.rescan().catch((e: unknown) => (this.stopped ? undefined : Promise.reject(e)));
+    await scan();
     while (this.tracker.unsettled > 0 && !this.stopped && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, Math.min(this.recheckInMs ?? 10, Math.max(1, deadline - Date.now()))));
-      await this.rescan();
+      await scan();
     }
     if (this.stopped) return;
     this.stats.synced = true;
@@ -215,6 +217,7 @@ export class ManifestsSource {
   }
 
   private recordError(err: unknown): void {
+    if (this.stopped) return; // a scan cut short by stop()
     this.stats.errors += 1;
     this.stats.lastError = err instanceof Error ? err.message : String(err);
     this.stats.lastErrorAt = Date.now();

@@ -104,4 +104,23 @@ describe('ManifestDecoder', () => {
     expect(events).toHaveLength(3); // nothing changed
     expect(d.decodes).toBe(2); // and nothing was decoded again
   });
+
+  it('a source stopped during a decode stops without error; the next source gets that decode without decoding again', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'sb-decoder-'));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    await writeFile(join(dir, 'big.yaml'), service('big') + endpointSlice('big-1', 'big', 1000));
+    const d = decoder();
+    const first = new ManifestsSource({ dir, sink: () => {}, watch: false, decoder: d });
+    const started = first.start();
+    while (first.health().decodingFiles === 0) await new Promise((r) => setTimeout(r, 5));
+    await first.stop(); // a step-down while the file decodes
+    await expect(started).resolves.toBeUndefined();
+    expect(first.health().errors).toBe(0);
+    const events: KubeEvent[] = [];
+    const next = new ManifestsSource({ dir, sink: (e) => void events.push(e), watch: false, decoder: d });
+    await next.start();
+    await next.stop();
+    expect(events.map((e) => `${e.type} ${e.object.metadata.name}`).sort()).toEqual(['ADDED big', 'ADDED big-1']);
+    expect(d.decodes).toBe(1);
+  });
 });
