@@ -54,6 +54,7 @@ export {
   termClaimStatement,
   groupTermClaimStatement,
   logMessageStatement,
+  logSnapshotStatement,
   defaultSigningKeyFile,
   loadOrCreateSigningKey,
   readSigningKeyFile,

@@ -31,6 +31,9 @@ import { secretFileExposure } from './secret-file-mode.ts';
  *   log        sb-log / group / kind / term / seq / rows / sha256(payload)   (a message of the group's
  *              replicated log stream: a batch (kind rows; seq is its first part's, the payload all parts
  *              joined) or a term marker (kind term); replication.ts)
+ *   snapshot   sb-log-snapshot / group / seq / term / rows / format / digest   (a snapshot of the group's
+ *              log in its object store: the object's SHA-256 digest as the store names it, which its
+ *              reader checks the chunks against; replication-snapshots.ts)
  *
  * The notice statement lets a node verify one signature per event instead of two (the target's
  * and the delta's) when the default target's notice carries the version's delta; both parts keep
@@ -104,6 +107,23 @@ export function logMessageStatement(m: {
   payload: Uint8Array;
 }): string {
   return `sb-log\n${m.group}\n${m.kind}\n${m.term}\n${m.seq}\n${m.rows}\n${payloadDigest(m.payload)}`;
+}
+
+/**
+ * A snapshot of a group's replicated log (libs/eventlog/replication-snapshots.ts), object `seq-<seq>`:
+ * its content by the object store's digest (`SHA-256=…` of the stored bytes, checked by the
+ * reader against every chunk), and the metadata a reader acts on, so a signed snapshot cannot be
+ * altered, renamed to another seq, moved into another group or given another term.
+ */
+export function logSnapshotStatement(s: {
+  group: string;
+  seq: number;
+  term: number;
+  rows: string;
+  format: string;
+  digest: string;
+}): string {
+  return `sb-log-snapshot\n${s.group}\n${s.seq}\n${s.term}\n${s.rows}\n${s.format}\n${s.digest}`;
 }
 
 /** `payload` as bytes, or as text (hashed as its UTF-8 bytes: the same digest as the bytes it was decoded from). */

@@ -1,6 +1,6 @@
 import { gunzipSync } from 'node:zlib';
 import type { JetStreamManager } from '@nats-io/jetstream';
-import { Objm, type ObjectStore } from '@nats-io/obj';
+import { Objm, type ObjectInfo, type ObjectStore } from '@nats-io/obj';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { rowCount, type LogPosition, type RawRow, type RowBatch } from './log-rows.ts';
 import type { RowSlice } from './log-row-slices.ts';
@@ -29,6 +29,19 @@ import {
  * (zlib's thread pool); the reader gunzips and parses line by line. An object becomes visible only
  * with its metadata, which the object store publishes after the last chunk: a write that fails or
  * is abandoned half way purges its chunks, and one whose process dies leaves only unnamed chunks.
+ *
+ * Signed (probe10 H11's class, for snapshots): a replica far behind (or new) takes the newest
+ * snapshot as its whole log, so whoever may write the bucket gave it another history. With the
+ * group's key the metadata carries `sig` over logSnapshotStatement (libs/bus/planner-signature.ts:
+ * group, seq, term, rows, format and the object store's SHA-256 digest of the stored bytes, which
+ * the store's reader checks every chunk against before the data stream ends), and a reader refuses
+ * an object whose `sig` is missing or does not verify, in one line naming it, and tries the next
+ * older one. The digest is known only once the last chunk is sent (the text is streamed), and the
+ * metadata is given to `put` before the first: so the object is put under a name no reader takes
+ * (`writing-seq-S`), then renamed to `seq-S` with its signed metadata (one meta write; the old
+ * name's meta is purged). Signing a hash of the text computed while writing would need the same
+ * late metadata, and the store's own digest is what a reader gets checked for free. A writer
+ * killed between the put and the rename leaves a `writing-` object, removed by the next write.
  */
 export interface Snapshot {
   readonly streamSeq: number;
@@ -37,7 +50,23 @@ export interface Snapshot {
 }
 
 const NAME = /^seq-(\d+)$/;
+/** An object put but not yet signed and named (see above): no reader takes it. */
+const WRITING = /^writing-seq-(\d+)$/;
 const KEEP = 2;
+
+/** What a snapshot's signature covers, less the group the replicator adds (logSnapshotStatement). */
+export interface SnapshotSigned {
+  readonly seq: number;
+  readonly term: number;
+  readonly rows: string;
+  readonly format: string;
+  /** The object store's digest of the stored (gzipped) bytes, as it names it (`SHA-256=…`). */
+  readonly digest: string;
+}
+/** Signs a snapshot; the store passes it when it has a key. */
+export type SnapshotSign = (s: SnapshotSigned) => string;
+/** Why a snapshot is not the group's leader's (undefined: it is); `sig` as its metadata has it. */
+export type SnapshotCheck = (s: SnapshotSigned, sig: string | undefined) => string | undefined;
 
 export function snapshotBucket(group: string): string {
   return `sb_logsnap_${group.replace(/[^A-Za-z0-9_-]/g, '_')}`;
@@ -66,6 +95,7 @@ export class SnapshotStore {
     private readonly jsm: JetStreamManager,
     private readonly stream: string,
     private readonly maxLineBytes: number | undefined,
+    private readonly signing: { sign?: SnapshotSign; check?: SnapshotCheck; say: (line: string) => void },
   ) {}
 
   static async open(o: {
@@ -76,42 +106,87 @@ export class SnapshotStore {
     replicas: number;
     /** The longest line a reader makes into one string (tests; default V8's longest string). */
     maxLineBytes?: number;
+    /** Signs what it writes (the group's key; absent: unsigned, as before). */
+    sign?: SnapshotSign;
+    /** Refuses what the group's leader did not sign (absent: nothing is checked, as before). */
+    check?: SnapshotCheck;
+    /** Gets the line for each snapshot refused. */
+    say?: (line: string) => void;
   }): Promise<SnapshotStore> {
     const os = await new Objm(o.nc).create(snapshotBucket(o.group), { replicas: o.replicas });
-    return new SnapshotStore(os, o.jsm, o.stream, o.maxLineBytes);
+    return new SnapshotStore(os, o.jsm, o.stream, o.maxLineBytes, {
+      ...(o.sign ? { sign: o.sign } : {}),
+      ...(o.check ? { check: o.check } : {}),
+      say: o.say ?? (() => {}),
+    });
   }
 
-  /** Snapshot seqs held, newest first. */
+  /** Snapshot seqs held (signed by the group's key, with one), newest first. */
   async seqs(): Promise<number[]> {
-    return (await this.held()).map((s) => s.seq);
+    return (await this.held()).filter((s) => s.refused === undefined).map((s) => s.seq);
   }
 
-  /** Snapshots held with the rows each covers (metadata `rows`; NaN when absent), newest first. */
-  private async held(): Promise<{ seq: number; rows: number }[]> {
+  /**
+   * Snapshots held with the rows each covers (metadata `rows`; NaN when absent), newest first, and
+   * why one is not the group's leader's (its signature; checked from the listing's metadata).
+   */
+  private async held(): Promise<{ seq: number; rows: number; refused: string | undefined }[]> {
     const list = await this.os.list();
     return list
-      .map((i) => ({ seq: Number(NAME.exec(i.name)?.[1] ?? NaN), rows: Number(i.metadata?.rows ?? NaN) }))
+      .map((i) => {
+        const seq = Number(NAME.exec(i.name)?.[1] ?? NaN);
+        return { seq, rows: Number(i.metadata?.rows ?? NaN), refused: this.refusal(seq, i) };
+      })
       .filter((s) => Number.isSafeInteger(s.seq))
       .sort((a, b) => b.seq - a.seq);
+  }
+
+  /** Why object `seq-S` (its info) is not signed by the group's key; undefined when it is, or nothing is checked. */
+  private refusal(seq: number, info: ObjectInfo): string | undefined {
+    const m = info.metadata ?? {};
+    return this.signing.check?.(
+      { seq, term: Number(m.term ?? 0), rows: m.rows ?? '', format: m.format ?? '', digest: info.digest },
+      m.sig,
+    );
   }
 
   /**
    * The rows the newest snapshot covers (0: none held): a new leader's snapshot baseline, so the
    * spacing of snapshots (every doubling of the log) does not start again at each claim (review4 G4).
+   * With a key only signed ones count: a group upgraded from unsigned snapshots writes a signed one
+   * at the first flush of a new term.
    */
   async newestRows(): Promise<number> {
-    const rows = (await this.held()).find((s) => Number.isSafeInteger(s.rows))?.rows;
+    const rows = (await this.held()).find((s) => s.refused === undefined && Number.isSafeInteger(s.rows))?.rows;
     return rows ?? 0;
   }
 
-  /** The newest snapshot at or after `minSeq` (undefined: none). */
+  /**
+   * The newest snapshot at or after `minSeq` (undefined: none). One not signed by the group's key
+   * is refused in one line and the next older one tried: nothing of it is read.
+   */
   async newest(minSeq: number): Promise<Snapshot | undefined> {
-    for (const seq of await this.seqs()) {
+    const refuse = (what: string, why: string) =>
+      this.signing.say(`${what} refused: ${why}; not used (an older one, or the stream, is read instead)`);
+    for (const held of await this.held()) {
+      const seq = held.seq;
       if (seq < minSeq) return undefined;
       const name = `seq-${seq}`;
+      const what = `log snapshot ${name}`;
+      if (held.refused) {
+        refuse(what, held.refused);
+        continue;
+      }
       const r = await this.os.get(name);
       if (!r) continue; // deleted between list and get
-      const what = `log snapshot ${name}`;
+      // checked again on the info the data comes with (the listing's may have been replaced since)
+      const refused = this.refusal(seq, r.info);
+      if (refused) {
+        r.error.catch(() => {});
+        await r.data.cancel().catch(() => {});
+        refuse(what, refused);
+        continue;
+      }
       const meta = r.info.metadata ?? {};
       const settled = r.error.then(
         (e) => e,
@@ -155,21 +230,23 @@ export class SnapshotStore {
         }
       },
     });
+    const name = `seq-${s.streamSeq}`;
+    const metadata = { term: String(s.term), rows: String(rows), format: SNAPSHOT_TEXT_FORMAT };
+    const sign = this.signing.sign;
     let info;
     try {
       info = await this.os.put(
-        {
-          name: `seq-${s.streamSeq}`,
-          metadata: { term: String(s.term), rows: String(rows), format: SNAPSHOT_TEXT_FORMAT },
-        },
+        { name: sign ? `writing-${name}` : name, metadata },
         body.pipeThrough(new CompressionStream('gzip')),
       );
     } finally {
       // the object store does not cancel its source when a publish fails: end the reading (its transaction)
       if (!ended) await slices.return?.(undefined);
     }
+    if (sign) await this.signAndName(info, name, s.streamSeq, metadata, sign);
     if (!s.leading()) return { rows, trimmedBelow: 0, bytes: info.size };
-    const seqs = await this.seqs();
+    const held = await this.held();
+    const seqs = held.filter((h) => h.refused === undefined).map((h) => h.seq);
     let trimmedBelow = 0;
     const previous = seqs.find((x) => x < s.streamSeq);
     if (previous !== undefined) {
@@ -178,7 +255,54 @@ export class SnapshotStore {
       trimmedBelow = previous + 1;
     }
     for (const old of seqs.slice(KEEP)) await this.os.delete(`seq-${old}`);
+    // Refused objects below the oldest kept snapshot (unsigned ones of the release before, forgeries)
+    // are never read; those above stay (each refused when met) and the kept count only signed ones,
+    // so a forged `seq-N` past the leader's seq cannot make it delete its own snapshots.
+    const oldest = seqs[Math.min(KEEP, seqs.length) - 1];
+    if (oldest !== undefined)
+      for (const h of held) if (h.refused !== undefined && h.seq < oldest) await this.os.delete(`seq-${h.seq}`);
     return { rows, trimmedBelow, bytes: info.size };
+  }
+
+  /**
+   * Signs the object just put as `writing-seq-S` (its digest is now known) and renames it to
+   * `seq-S` with the signature in its metadata; drops `writing-` objects of lower seqs that writers
+   * killed before this step left. An object already named `seq-S` that is not the group's
+   * (a forgery put ahead of the leader) is deleted and the rename made again; a signed one (the
+   * same seq written twice) stays and this copy is dropped.
+   */
+  private async signAndName(
+    info: ObjectInfo,
+    name: string,
+    seq: number,
+    metadata: { term: string; rows: string; format: string },
+    sign: SnapshotSign,
+  ): Promise<void> {
+    const temp = `writing-${name}`;
+    const sig = sign({
+      seq,
+      term: Number(metadata.term),
+      rows: metadata.rows,
+      format: metadata.format,
+      digest: info.digest,
+    });
+    const rename = () => this.os.update(temp, { name, metadata: { ...metadata, sig }, options: info.options });
+    try {
+      await rename();
+    } catch (e) {
+      const there = await this.os.info(name);
+      if (!there || there.deleted) throw e;
+      if (this.refusal(seq, there) === undefined) {
+        await this.os.delete(temp);
+        return;
+      }
+      await this.os.delete(name);
+      await rename();
+    }
+    for (const i of await this.os.list()) {
+      const w = Number(WRITING.exec(i.name)?.[1] ?? NaN);
+      if (w < seq) await this.os.delete(i.name);
+    }
   }
 }
 

@@ -18,7 +18,7 @@ import { headers as natsHeaders, type NatsConnection } from '@nats-io/transport-
 import { abandonSignal, retryTransient } from '../bus/jetstream-transient.ts';
 import { asRefusal, ReplicasRefused, refuseUnclustered } from '../bus/stream-replicas.ts';
 // (the same: planner-signature.ts imports no lib that imports this one)
-import { logMessageStatement, verifierFromPem, type Signer } from '../bus/planner-signature.ts';
+import { logMessageStatement, logSnapshotStatement, verifierFromPem, type Signer } from '../bus/planner-signature.ts';
 import type { EventLog } from './event-log.ts';
 import {
   batchRows,
@@ -41,7 +41,13 @@ import {
 } from './replication-codec.ts';
 import type { ReplicationMark } from './replication-mark.ts';
 import { CHAIN_NAMES } from './row-chain.ts';
-import { SnapshotStore, type Snapshot } from './replication-snapshots.ts';
+import {
+  SnapshotStore,
+  type Snapshot,
+  type SnapshotCheck,
+  type SnapshotSign,
+  type SnapshotSigned,
+} from './replication-snapshots.ts';
 
 /** Another leader appended to the log stream: the caller must stop acting, then follow(). */
 export class FencedError extends Error {
@@ -161,6 +167,8 @@ export async function createLogReplicator(o: LogReplicatorOptions): Promise<LogR
         group: o.group,
         stream: r.stream,
         replicas: o.replicas,
+        ...r.snapshotSigning,
+        say: r.say,
       }).catch((e: Error) => {
         throw new Error(
           `log snapshots of ${o.group}: cannot open their object store with ${o.replicas} replicas: ${e.message}`,
@@ -193,7 +201,7 @@ class StreamLogReplicator implements LogReplicator {
   readonly subject: string;
   private mode: Mode = 'idle';
   private readonly log: EventLog;
-  private readonly say: (line: string) => void;
+  readonly say: (line: string) => void;
   private readonly sign: LogSign;
   private readonly check: LogCheck;
   private reader: LogStreamReader;
@@ -248,6 +256,8 @@ class StreamLogReplicator implements LogReplicator {
   private flushing: Promise<unknown> = Promise.resolve();
   private readonly maxPart: number;
   snapshots!: SnapshotStore;
+  /** The group key's signature on the snapshots it writes, and the check of those it reads (as for messages). */
+  readonly snapshotSigning: { sign?: SnapshotSign; check?: SnapshotCheck } = {};
   private snapshotRows = 0;
   private snapshotting: Promise<unknown> = Promise.resolve();
   /** Asks for the stream's end apart from the batches applied, so a backlog (or a stopped follower) shows as lagRows. */
@@ -278,6 +288,18 @@ class StreamLogReplicator implements LogReplicator {
           : verifier.verify(statement(m, m.seq), sig)
             ? undefined
             : "its signature is not the group's signing key's over it (forged, altered, or replayed at another seq)");
+    if (signer && verifier) {
+      const of = (m: SnapshotSigned) => logSnapshotStatement({ ...m, group: options.group });
+      this.snapshotSigning = {
+        sign: (m) => signer.sign(of(m)),
+        check: (m, sig) =>
+          !sig
+            ? "not signed (no sig in its metadata: not this group's leader's, or a release before signed snapshots)"
+            : verifier.verify(of(m), sig)
+              ? undefined
+              : "its signature is not the group's signing key's over it (forged, altered, or renamed)",
+      };
+    }
     this.reader = new LogStreamReader(this.check);
     this.maxPart = Math.max(4096, (options.nc.info?.max_payload ?? 1024 * 1024) - HEADER_ROOM);
     this.refresher = setInterval(() => {

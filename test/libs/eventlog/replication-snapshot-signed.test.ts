@@ -1,0 +1,148 @@
+import { generateKeyPairSync } from 'node:crypto';
+import { gzipSync } from 'node:zlib';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { Objm } from '@nats-io/obj';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { logSnapshotStatement, signerFromKey } from '../../../libs/bus/index.ts';
+import {
+  createLogReplicator,
+  logStreamName,
+  rowCount,
+  type EventLog,
+  type LogReplicator,
+} from '../../../libs/eventlog/index.ts';
+import { SnapshotTextWriter, SNAPSHOT_TEXT_FORMAT } from '../../../libs/eventlog/replication-snapshot-text.ts';
+import { snapshotBucket } from '../../../libs/eventlog/replication-snapshots.ts';
+import { startNatsServer, type NatsServerHandle } from '../../support/nats-server.ts';
+import { nodeEvent } from './support/node-event.ts';
+import { caughtUpWith } from './support/replicated-history.ts';
+import { openLog, tempDir } from './support/temp-log.ts';
+
+// The log stream is signed (probe10 H11), its snapshots were not: a new or far-behind replica takes
+// the newest `seq-N` object of `sb_logsnap_<group>` as its whole log, so whoever may write that
+// bucket gave it another history (rows no leader wrote, imported as real watch events).
+
+const tmp = tempDir();
+let nats: NatsServerHandle;
+let nc: NatsConnection;
+beforeAll(async () => {
+  nats = await startNatsServer({ jetstream: true });
+  nc = await connect({ servers: nats.url });
+});
+afterAll(async () => {
+  await nc?.close();
+  await nats?.stop();
+  tmp.cleanup();
+});
+
+const groupKey = signerFromKey(generateKeyPairSync('ed25519').privateKey);
+const otherKey = signerFromKey(generateKeyPairSync('ed25519').privateKey);
+
+async function replica(group: string, lines: string[], signed: boolean): Promise<{ log: EventLog; r: LogReplicator }> {
+  const log = await openLog(tmp.file());
+  const r = await createLogReplicator({
+    log,
+    nc,
+    group,
+    replicas: 1,
+    id: `r${lines.length}`,
+    logger: (l) => lines.push(l),
+    appendTimeoutMs: 2000,
+    snapshotEveryRows: 20,
+    ...(signed ? { signer: groupKey } : {}),
+  });
+  return { log, r };
+}
+
+/** A snapshot's text (gzipped) of the whole of `log`, as a leader writes it. */
+async function snapshotOf(log: EventLog): Promise<Uint8Array> {
+  const to = log.position();
+  const w = new SnapshotTextWriter();
+  let text = '';
+  const resume = log.exportRows(to, { whole: true }).resumePoints;
+  for await (const s of log.wholeSlices(to))
+    text += s.kind === 'head' ? w.head(s.from, s.to, resume) : w.rows(s.section, s.rows);
+  return gzipSync(text + w.end());
+}
+
+describe('signed log snapshots (one nats-server, real SQLite files)', () => {
+  it('a new replica refuses unsigned, foreign-signed and altered snapshots, one line each, and bootstraps from the genuine one', async () => {
+    const g = `snapsig-${process.pid}`;
+    const leaderLines: string[] = [];
+    const a = await replica(g, leaderLines, true);
+    // the forger holds NATS credentials, not the key: it follows the stream (it checks nothing)
+    const f = await replica(g, [], false);
+    const lines: string[] = [];
+    let n: { log: EventLog; r: LogReplicator } | undefined;
+    try {
+      await a.r.claim(1);
+      const ff = f.r.follow();
+      await ff.caughtUp;
+      for (let i = 0; i < 12; i++) {
+        a.log.appendEvents(Array.from({ length: 10 }, (_, k) => nodeEvent(`n${k}`, i * 10 + k + 1)));
+        await a.r.flush();
+      }
+      await caughtUpWith(f, a, "the forger's copy");
+      await ff.stop();
+      await a.r.close(); // waits for the snapshot under way
+      const taken = leaderLines.filter((l) => l.includes(': snapshot at seq'));
+      expect(taken.length, leaderLines.join('\n')).toBeGreaterThanOrEqual(3);
+      const jsm = await jetstreamManager(nc);
+      const first = (await jsm.streams.info(logStreamName(g))).state.first_seq;
+      expect(first).toBeGreaterThan(1); // trimmed: a new replica must start from a snapshot
+
+      const os = await new Objm(nc).open(snapshotBucket(g));
+      const genuine = (await os.list()).filter((i) => /^seq-\d+$/.test(i.name));
+      expect(genuine.every((i) => typeof i.metadata?.sig === 'string')).toBe(true);
+      const newest = Math.max(...genuine.map((i) => Number(i.name.slice(4))));
+
+      // the forger's history: the group's log and one row no leader wrote
+      f.log.appendEvents([{ ...nodeEvent('forged', 9001), uid: 'u-forged' }]);
+      const forged = await snapshotOf(f.log);
+      const meta = (seq: number) => ({
+        term: '1',
+        rows: String(rowCount(f.log.position())),
+        format: SNAPSHOT_TEXT_FORMAT,
+        seq,
+      });
+      // 1. unsigned, far ahead of the leader's snapshots
+      const m1 = meta(newest + 100);
+      await os.putBlob(
+        { name: `seq-${m1.seq}`, metadata: { term: m1.term, rows: m1.rows, format: m1.format } },
+        forged,
+      );
+      // 2. signed with another key (its digest as the store computed it)
+      const m2 = meta(newest + 50);
+      const put2 = await os.putBlob(
+        { name: `seq-${m2.seq}`, metadata: { term: m2.term, rows: m2.rows, format: m2.format } },
+        forged,
+      );
+      const sig2 = otherKey.sign(logSnapshotStatement({ group: g, ...m2, term: 1, digest: put2.digest }));
+      await os.update(`seq-${m2.seq}`, { metadata: { term: m2.term, rows: m2.rows, format: m2.format, sig: sig2 } });
+      // 3. the leader's newest snapshot, its content replaced, its signed metadata kept
+      const real = await os.info(`seq-${newest}`);
+      expect(real?.metadata?.sig).toEqual(expect.any(String));
+      await os.putBlob({ name: `seq-${newest}`, metadata: real?.metadata ?? {} }, forged);
+
+      n = await replica(g, lines, true);
+      const fn = n.r.follow();
+      await fn.caughtUp;
+      await fn.stop();
+      const refused = lines.filter((l) => / refused: /.test(l));
+      expect(refused, lines.join('\n')).toEqual([
+        expect.stringMatching(new RegExp(`^log snapshot seq-${m1.seq} refused: not signed .*; not used`)),
+        expect.stringMatching(new RegExp(`^log snapshot seq-${m2.seq} refused: its signature is not the group's`)),
+        expect.stringMatching(new RegExp(`^log snapshot seq-${newest} refused: its signature is not the group's`)),
+      ]);
+      expect(lines.some((l) => /caught up from snapshot seq-\d+/.test(l))).toBe(true);
+      expect(n.log.events().map((e) => e.name)).not.toContain('forged');
+      expect(n.log.position()).toEqual(a.log.position());
+    } finally {
+      for (const x of [a, f, ...(n ? [n] : [])]) {
+        await x.r.close();
+        x.log.close();
+      }
+    }
+  }, 30_000);
+});
