@@ -59,6 +59,8 @@ interface LeaseEntry {
   readonly rawTerm?: number;
   readonly raw?: LeaseHolder;
   readonly ignored?: string;
+  /** Signed, but a claim without its term or older than a term seen (see staleness): never claimed as this planner's own. */
+  readonly replay?: true;
 }
 
 /** No current leader, as one planner sees its group (LeaderLease.noLeader). */
@@ -87,6 +89,13 @@ export interface LeaderLeaseOptions {
    * tools) records are neither signed nor checked, as before.
    */
   readonly signer?: Signer;
+  /**
+   * The newest term this planner knows from its own storage, across restarts (the planner passes its
+   * replicated log's newest term marker, which the group's key signed): a record of its own dead
+   * run with an older term is not taken back at once (it may be a replayed one; see staleness), the
+   * bucket's TTL frees it.
+   */
+  readonly knownTerm?: number;
   readonly onElected?: (term: number) => void;
   readonly onDeposed?: (why: string) => void;
   /**
@@ -165,6 +174,13 @@ export class LeaderLease {
   private readonly verifier: Verifier | undefined;
   /** The last record ignored as said on stderr (once until a record verifies again). */
   private ignoredSaid: string | undefined;
+  /**
+   * The highest term of a signed record read or written in this bucket, and the revision it was
+   * read at: a signed record of a lower term at a later revision is a replay (see staleness). In
+   * memory: a floor kept across restarts would refuse every leader of a bucket made again after
+   * NATS lost its store once its revisions passed the old ones (knownTerm only holds back claims).
+   */
+  private highest: { term: number; revision: number } | undefined;
 
   private constructor(private readonly options: LeaderLeaseOptions) {
     this.ttlMs = options.ttlMs ?? 15_000;
@@ -381,22 +397,61 @@ export class LeaderLease {
         !this.verifier ||
         (raw.sig !== undefined && this.verifier.verify(leaseStatement({ group: this.options.group, ...raw }), raw.sig));
       const holder = { ...raw, term: raw.term || revision };
-      entry = signed
-        ? { revision, holder, rawTerm: raw.term, raw: holder }
-        : {
-            revision,
-            holder: undefined,
-            rawTerm: raw.term,
-            raw: holder,
-            ignored: `lease record of ${JSON.stringify(raw.id).replace(/^"|"$/g, "'")} is not signed by the group's key; ignored`,
-          };
+      const stale = signed ? this.staleness(raw, revision) : undefined;
+      entry = stale
+        ? { revision, holder: undefined, rawTerm: raw.term, raw: holder, ignored: stale, replay: true }
+        : signed
+          ? { revision, holder, rawTerm: raw.term, raw: holder }
+          : {
+              revision,
+              holder: undefined,
+              rawTerm: raw.term,
+              raw: holder,
+              ignored: `lease record of ${JSON.stringify(raw.id).replace(/^"|"$/g, "'")} is not signed by the group's key; ignored`,
+            };
     }
-    if (entry.holder) this.ignoredSaid = undefined;
-    else if (entry.ignored && entry.ignored !== this.ignoredSaid) {
+    if (entry.holder) {
+      this.ignoredSaid = undefined;
+      if (entry.rawTerm) this.noteTerm(entry.rawTerm, revision);
+    } else if (entry.ignored && entry.ignored !== this.ignoredSaid) {
       this.ignoredSaid = entry.ignored;
       this.options.onTrouble?.(entry.ignored);
     }
     return entry;
+  }
+
+  /**
+   * Why a record signed by the group's key names no leader all the same, or undefined (without the
+   * key nothing is checked, as before). Anyone who may write the key can copy back a record the
+   * group's key once signed: followers named its planner (and its API) until the leader rewrote
+   * the key, TTL/4 later, and a copy of a claim (term 0, read as the term of the revision it lands
+   * at) even deposed the leader. So:
+   * - a record of a term below the highest this planner has seen in this bucket, at a later
+   *   revision, is a replay (the terms of one bucket grow with its revisions). A revision below the
+   *   one that term was read at means the bucket was made again (NATS lost its store: terms restart
+   *   at 1), and the floor is dropped;
+   * - a claim record (term 0, written at a revision its writer does not know yet, and rewritten
+   *   with its term at once) names no leader unless it is this very lease's own write: between a
+   *   genuine claim and its rewrite (milliseconds; a TTL/4 when the rewrite failed) followers name
+   *   none, which a copy of a claim can then no longer turn into a leader.
+   * The leader takes such a record back as it does any record that names no leader (takesBack).
+   */
+  private staleness(raw: LeaseHolder, revision: number): string | undefined {
+    if (!this.verifier) return undefined;
+    const who = JSON.stringify(raw.id).replace(/^"|"$/g, "'");
+    if (raw.term === 0)
+      return this.isThisLease(raw) && (!this.leading || revision === this.revision)
+        ? undefined
+        : `lease record of ${who} at revision ${revision} is a claim without its term (term 0: a claim in progress, or a copy of one); not named until its holder writes its term`;
+    if (this.highest && revision < this.highest.revision) this.highest = undefined; // the bucket was made again
+    if (this.highest && raw.term < this.highest.term)
+      return `lease record of ${who} names term ${raw.term}, older than term ${this.highest.term} already seen (a copy of an old record); ignored`;
+    return undefined;
+  }
+
+  /** A term read or won at `revision` (see highest). */
+  private noteTerm(term: number, revision: number): void {
+    if (!this.highest || term >= this.highest.term) this.highest = { term, revision };
   }
 
   /**
@@ -556,6 +611,7 @@ export class LeaderLease {
     if (!isStoreLost(e)) return false;
     try {
       this.kv = await this.openBucket();
+      this.highest = undefined; // a bucket made again numbers its writes, and so its terms, from 1
       return true;
     } catch {
       return false; // still away: the next tick tries again
@@ -580,7 +636,14 @@ export class LeaderLease {
       // leader (or one of a release before, whose records are unsigned) still acted.
       if (!holder) {
         const r = read.raw;
-        const mine = r && this.isMine(r) && !this.isThisLease(r) && (r.pid === process.pid || !alive(r.pid));
+        const mine =
+          r &&
+          !read.replay &&
+          read.rawTerm !== 0 &&
+          r.term >= (this.options.knownTerm ?? 0) &&
+          this.isMine(r) &&
+          !this.isThisLease(r) &&
+          (r.pid === process.pid || !alive(r.pid));
         if (!mine || this.now() < this.holdOffUntil) return this.lookWorked();
         await this.win(() => this.kv.update(KEY, JSON.stringify(this.record(0)), entry.revision));
         return;
@@ -598,7 +661,12 @@ export class LeaderLease {
         return;
       }
       // This planner's own record, left by a run that died on this host: take it back at once.
-      const mine = holder && this.isMine(holder) && (holder.pid === process.pid || !alive(holder.pid));
+      // (not one older than this planner's log knows: a copy of its old record, it may not be the lease)
+      const mine =
+        holder &&
+        holder.term >= (this.options.knownTerm ?? 0) &&
+        this.isMine(holder) &&
+        (holder.pid === process.pid || !alive(holder.pid));
       if (!mine) return this.lookWorked();
       if (this.now() < this.holdOffUntil) return; // no claim tried: a claim's failure still stands
       await this.win(() => this.kv.update(KEY, JSON.stringify(this.record(0)), entry.revision));
@@ -688,10 +756,11 @@ export class LeaderLease {
     this.myTerm = rev;
     this.leading = true;
     this.holdUntil(sent + 0.75 * this.ttlMs);
+    this.noteTerm(rev, rev);
     try {
       this.revision = await this.kv.update(KEY, JSON.stringify(this.record()), rev);
     } catch {
-      // the next renewal tries again; followers read term 0 as "the entry's revision"
+      // the next renewal tries again; followers name no leader for a claim record (term 0) meanwhile (see staleness)
     }
     this.seen = this.record();
     this.seenMovedAt = this.now();

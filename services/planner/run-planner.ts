@@ -306,6 +306,9 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
           api,
           // the record is signed, and only signed records name a leader (probe10 H4)
           signer,
+          // the newest term this file's log of this group knows (signed markers): a copy of an older
+          // record of this planner's own dead run is not taken back at once after a restart
+          knownTerm: ((m) => (m?.stream === logStreamName(groupName) ? m.term : 0))(log.replicationMark()),
           onElected: (term) => group?.elected(term),
           onDeposed: (why) => group?.deposed(why),
           onTrouble: say,
