@@ -4,7 +4,7 @@ import { jetstreamManager } from '@nats-io/jetstream';
 import { Objm } from '@nats-io/obj';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { logSnapshotStatement, signerFromKey } from '../../../libs/bus/index.ts';
+import { logSnapshotStatement, signerFromKey, verifierFromPem } from '../../../libs/bus/index.ts';
 import {
   createLogReplicator,
   logStreamName,
@@ -13,7 +13,7 @@ import {
   type LogReplicator,
 } from '../../../libs/eventlog/index.ts';
 import { SnapshotTextWriter, SNAPSHOT_TEXT_FORMAT } from '../../../libs/eventlog/replication-snapshot-text.ts';
-import { snapshotBucket } from '../../../libs/eventlog/replication-snapshots.ts';
+import { SnapshotStore, snapshotBucket, type SnapshotSigned } from '../../../libs/eventlog/replication-snapshots.ts';
 import { startNatsServer, type NatsServerHandle } from '../../support/nats-server.ts';
 import { nodeEvent } from './support/node-event.ts';
 import { caughtUpWith } from './support/replicated-history.ts';
@@ -145,4 +145,57 @@ describe('signed log snapshots (one nats-server, real SQLite files)', () => {
       }
     }
   }, 30_000);
+
+  it("the leader's retention counts only signed snapshots; a forgery at the name it writes next is replaced", async () => {
+    const g = `snapkeep-${process.pid}`;
+    const jsm = await jetstreamManager(nc);
+    const stream = logStreamName(g);
+    await jsm.streams.add({ name: stream, subjects: [`sb.log.${g}`] });
+    const of = (m: SnapshotSigned) => logSnapshotStatement({ ...m, group: g });
+    const verifier = verifierFromPem(groupKey.publicKeyPem);
+    const lines: string[] = [];
+    const store = await SnapshotStore.open({
+      nc,
+      jsm,
+      group: g,
+      stream,
+      replicas: 1,
+      sign: (m) => groupKey.sign(of(m)),
+      check: (m, sig) => (!sig ? 'not signed' : verifier.verify(of(m), sig) ? undefined : 'badly signed'),
+      say: (l) => lines.push(l),
+    });
+    const log = await openLog(tmp.file());
+    try {
+      log.appendEvents(Array.from({ length: 30 }, (_, k) => nodeEvent(`n${k}`, k + 1)));
+      const to = log.position();
+      const forged = await snapshotOf(log);
+      const os = await new Objm(nc).open(snapshotBucket(g));
+      // forgeries far ahead, and one at the very name the leader writes next
+      for (const seq of [1000, 1001, 30])
+        await os.putBlob(
+          { name: `seq-${seq}`, metadata: { term: '1', rows: '30', format: SNAPSHOT_TEXT_FORMAT } },
+          forged,
+        );
+      const write = (streamSeq: number) =>
+        store.write({
+          streamSeq,
+          term: 1,
+          to,
+          resumePoints: [],
+          slices: log.wholeSlices(to),
+          leading: () => true,
+        });
+      for (const seq of [10, 20, 30]) await write(seq);
+      expect(await store.seqs()).toEqual([30, 20]); // the two newest signed: its own, none deleted for the forgeries
+      const names = (await os.list()).map((i) => i.name).sort();
+      expect(names).toEqual(['seq-1000', 'seq-1001', 'seq-20', 'seq-30']); // no writing- object left
+      expect((await store.newest(0))?.streamSeq).toBe(30);
+      expect(lines).toEqual([
+        expect.stringMatching(/^log snapshot seq-1001 refused: not signed/),
+        expect.stringMatching(/^log snapshot seq-1000 refused: not signed/),
+      ]);
+    } finally {
+      log.close();
+    }
+  });
 });
