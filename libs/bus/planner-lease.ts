@@ -178,9 +178,12 @@ export class LeaderLease {
    * The highest term of a signed record read or written in this bucket, and the revision it was
    * read at: a signed record of a lower term at a later revision is a replay (see staleness). In
    * memory: a floor kept across restarts would refuse every leader of a bucket made again after
-   * NATS lost its store once its revisions passed the old ones (knownTerm only holds back claims).
+   * NATS lost its store once its revisions passed the old ones (knownTerm only holds back claims);
+   * for the same reason it is dropped after a TTL without a read, and replaced by a term won.
    */
   private highest: { term: number; revision: number } | undefined;
+  /** When (monotonic) the lease key was last read: a floor older than a TTL is dropped (see staleness). */
+  private lastRead = Number.NEGATIVE_INFINITY;
 
   private constructor(private readonly options: LeaderLeaseOptions) {
     this.ttlMs = options.ttlMs ?? 15_000;
@@ -438,6 +441,11 @@ export class LeaderLease {
    */
   private staleness(raw: LeaseHolder, revision: number): string | undefined {
     if (!this.verifier) return undefined;
+    // Not read for a TTL (cut off, or the process stopped): the bucket may have been made again and
+    // have numbered past the floor's revision meanwhile, so the floor is dropped, as at start.
+    const readAt = this.lastRead;
+    this.lastRead = this.now();
+    if (this.highest && this.lastRead - readAt > this.ttlMs) this.highest = undefined;
     const who = JSON.stringify(raw.id).replace(/^"|"$/g, "'");
     if (raw.term === 0)
       return this.isThisLease(raw) && (!this.leading || revision === this.revision)
@@ -756,7 +764,8 @@ export class LeaderLease {
     this.myTerm = rev;
     this.leading = true;
     this.holdUntil(sent + 0.75 * this.ttlMs);
-    this.noteTerm(rev, rev);
+    // the term just won is the newest of this bucket, whatever was seen before (it may be one made again)
+    this.highest = { term: rev, revision: rev };
     try {
       this.revision = await this.kv.update(KEY, JSON.stringify(this.record()), rev);
     } catch {
