@@ -451,6 +451,11 @@ export class LeaderLease {
       return this.isThisLease(raw) && (!this.leading || revision === this.revision)
         ? undefined
         : `lease record of ${who} at revision ${revision} is a claim without its term (term 0: a claim in progress, or a copy of one); not named until its holder writes its term`;
+    // A term is the revision of its claim, so every record of it is written at that revision or
+    // later: one of a higher term is from a bucket since made again (and would raise the floor
+    // over every genuine term of this one).
+    if (raw.term > revision)
+      return `lease record of ${who} names term ${raw.term}, past its revision ${revision} (a copy from before the bucket was made again); ignored`;
     if (this.highest && revision < this.highest.revision) this.highest = undefined; // the bucket was made again
     if (this.highest && raw.term < this.highest.term)
       return `lease record of ${who} names term ${raw.term}, older than term ${this.highest.term} already seen (a copy of an old record); ignored`;

@@ -121,6 +121,7 @@ describe('LeaderLease: a copy of an older signed record names no leader', () => 
     await c.l.start();
     expect(c.l.leader()?.id).toBe('b');
     const term = b.l.term();
+    const old = (await (await kv(group)).get('leader'))?.string();
     await b.l.close();
     await (await kv(group)).destroy(); // as after a restart without the store
     const d = await open(group, 'd'); // makes the bucket again and wins its first term
@@ -129,17 +130,25 @@ describe('LeaderLease: a copy of an older signed record names no leader', () => 
     await look(c.l); // c's last read was at a later revision than d's record: a new bucket, not a copy
     expect(c.l.leader()).toMatchObject({ id: 'd', term: d.l.term() });
     expect(c.said).toEqual([]);
+    // a copy of b's record from the bucket before: its term is past the revision it lands at
+    await (await kv(group)).put('leader', old ?? '');
+    await look(c.l);
+    expect(c.l.leader()?.id).toBe('d');
+    expect(c.said).toEqual([expect.stringMatching(/^lease record of 'b' names term \d+, past its revision \d+/)]);
+    await look(d.l);
+    expect(d.deposed).toEqual([]);
+    expect(await holder(group)).toMatchObject({ id: 'd', term: d.l.term() });
   });
 
   it("a restarted planner does not take back at once a record of its own dead run older than its log's term", async () => {
     const dead = spawnSync(process.execPath, ['-e', '']).pid; // exited: its pid names no process
     expect(dead).toBeGreaterThan(0);
     for (const [group, knownTerm, leads] of [
-      ['ownold', 1_000_000, false], // a copy of an old record of its own: left to the bucket's TTL
+      ['ownold', 1_000_000, false], // a copy of an old record of its own (term 1, lands at revision 1): left to the TTL
       ['owncurrent', 1, true], // its record as its dead run left it: taken back at once, as before
     ] as const) {
       await open(group, 'x'); // makes the bucket; never starts
-      await (await kv(group)).put('leader', signed(group, { id: 'p', host: hostname(), pid: dead, term: 5 }));
+      await (await kv(group)).put('leader', signed(group, { id: 'p', host: hostname(), pid: dead, term: 1 }));
       const p = await open(group, 'p', knownTerm);
       await p.l.start();
       expect(p.l.isLeader(), group).toBe(leads);
