@@ -153,8 +153,8 @@ export class SnapshotStore {
   /**
    * The rows the newest snapshot covers (0: none held): a new leader's snapshot baseline, so the
    * spacing of snapshots (every doubling of the log) does not start again at each claim (review4 G4).
-   * With a key only signed ones count: a group upgraded from unsigned snapshots writes a signed one
-   * at the first flush of a new term.
+   * With a key only signed ones count: the first leader of a group upgraded from unsigned snapshots
+   * writes a signed one at its first flush once the log holds `snapshotEveryRows` rows.
    */
   async newestRows(): Promise<number> {
     const rows = (await this.held()).find((s) => s.refused === undefined && Number.isSafeInteger(s.rows))?.rows;
