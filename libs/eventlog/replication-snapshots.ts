@@ -133,11 +133,9 @@ export class SnapshotStore {
   private async held(): Promise<{ seq: number; rows: number; refused: string | undefined }[]> {
     const list = await this.os.list();
     return list
-      .map((i) => {
-        const seq = Number(NAME.exec(i.name)?.[1] ?? NaN);
-        return { seq, rows: Number(i.metadata?.rows ?? NaN), refused: this.refusal(seq, i) };
-      })
+      .map((i) => ({ i, seq: Number(NAME.exec(i.name)?.[1] ?? NaN) }))
       .filter((s) => Number.isSafeInteger(s.seq))
+      .map(({ i, seq }) => ({ seq, rows: Number(i.metadata?.rows ?? NaN), refused: this.refusal(seq, i) }))
       .sort((a, b) => b.seq - a.seq);
   }
 
