@@ -168,7 +168,7 @@ export async function createLogReplicator(o: LogReplicatorOptions): Promise<LogR
         stream: r.stream,
         replicas: o.replicas,
         ...r.snapshotSigning,
-        say: r.say,
+        ...(o.logger ? { say: o.logger } : {}),
       }).catch((e: Error) => {
         throw new Error(
           `log snapshots of ${o.group}: cannot open their object store with ${o.replicas} replicas: ${e.message}`,
@@ -201,7 +201,7 @@ class StreamLogReplicator implements LogReplicator {
   readonly subject: string;
   private mode: Mode = 'idle';
   private readonly log: EventLog;
-  readonly say: (line: string) => void;
+  private readonly say: (line: string) => void;
   private readonly sign: LogSign;
   private readonly check: LogCheck;
   private reader: LogStreamReader;
