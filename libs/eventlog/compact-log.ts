@@ -581,10 +581,43 @@ function cutChain(log: EventLog, chain: CutChain, cutId: number): number {
   return removed;
 }
 
+/**
+ * Finishes the newest compaction record when its run stopped with what it planned done, as a later
+ * run sees it: that run (`by`, at `at`) found nothing to remove, and the events and acks chains'
+ * anchors reached the record's cuts. A SIGKILL after the last removal step and before the record
+ * was marked finished leaves exactly this; nothing continues such a run, so its record said
+ * UNFINISHED for good. A record whose cuts were not reached (a run stopped part way, a floor now
+ * holding the rest) stays unfinished: it did stop part way. One transaction; returns the record's
+ * id when it finished one.
+ */
+export function finishLeftRecord(log: EventLog, by: string, at: Date): number | undefined {
+  const db = databaseOf(log);
+  try {
+    return db
+      .transaction(() => {
+        const r = db
+          .prepare('SELECT id, finished_at, cut_seq, acks_cut_id FROM compactions ORDER BY id DESC LIMIT 1')
+          .get() as Pick<CompactionRow, 'id' | 'finished_at' | 'cut_seq' | 'acks_cut_id'> | undefined;
+        if (!r || r.finished_at !== null) return undefined;
+        if (chainAnchor(log, 'events') < r.cut_seq || chainAnchor(log, 'acks') < r.acks_cut_id) return undefined;
+        db.prepare('UPDATE compactions SET finished_at = ?, finished_by = ? WHERE id = ?').run(
+          at.toISOString(),
+          by,
+          r.id,
+        );
+        return r.id;
+      })
+      .immediate();
+  } catch (e) {
+    throw translateSqliteError(e, `compact ${log.file}`);
+  }
+}
+
 interface CompactionRow {
   id: number;
   started_at: string;
   finished_at: string | null;
+  finished_by: string | null;
   by: string;
   before_version: number;
   cut_seq: number;
@@ -606,6 +639,7 @@ export function compactionRecords(log: EventLog, limit = 1): CompactionRecord[] 
     id: r.id,
     startedAt: r.started_at,
     ...(r.finished_at === null ? {} : { finishedAt: r.finished_at }),
+    ...(r.finished_by === null ? {} : { finishedBy: r.finished_by }),
     by: r.by,
     beforeVersion: r.before_version,
     cutSeq: r.cut_seq,

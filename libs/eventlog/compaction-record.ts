@@ -8,6 +8,12 @@ export interface CompactionRecord {
   readonly startedAt: string;
   /** Undefined: the run is under way, or a crash or a refusal stopped it (its rows so far are removed). */
   readonly finishedAt?: string;
+  /**
+   * Set when a later run (this names who ran it) finished the record: its own run was stopped
+   * after its last removal step, before marking it (migration 0009); finishedAt is then that later
+   * run's time. Undefined: the run finished itself (or has not finished).
+   */
+  readonly finishedBy?: string;
   readonly by: string;
   readonly beforeVersion: number;
   readonly cutSeq: number;
@@ -25,7 +31,8 @@ export interface CompactionRecord {
 export function describeCompaction(r: CompactionRecord): string {
   const what = `${r.eventsRemoved} events (up to seq ${r.cutSeq}) and ${r.acksRemoved} ACK/NACK rows removed, keeping versions from ${r.beforeVersion} on`;
   const how = `${r.steps} steps, the longest ${Math.round(r.longestStepMs * 10) / 10} ms`;
+  const later = r.finishedBy ? `; stopped after its last removal, marked finished by a later ${r.finishedBy} run` : '';
   return r.finishedAt
-    ? `${r.finishedAt} by ${r.by}: ${what} (${how})`
+    ? `${r.finishedAt} by ${r.by}: ${what} (${how}${later})`
     : `${r.startedAt} by ${r.by}, UNFINISHED (stopped part way; the next run goes on): ${what} so far (${how})`;
 }

@@ -1,5 +1,11 @@
 import { setImmediate as nextTurn } from 'node:timers/promises';
-import { Compaction, compactionRecords, replayableFrom, type CompactionRecord } from './compact-log.ts';
+import {
+  Compaction,
+  compactionRecords,
+  finishLeftRecord,
+  replayableFrom,
+  type CompactionRecord,
+} from './compact-log.ts';
 import { databaseOf } from './database-handle.ts';
 import type { EventLog } from './event-log.ts';
 import type { LogPosition } from './log-rows.ts';
@@ -261,6 +267,10 @@ export class OnlineRetention {
           ? Compaction.planVersionRows(log, limits)
           : Compaction.plan(log, target.before, limits);
       if (!c.hasWork) {
+        // a run killed after its last removal step left its record unfinished: nothing else finishes it
+        const id = finishLeftRecord(log, 'planner', this.o.now?.() ?? new Date());
+        if (id !== undefined)
+          say(`retention: compaction record ${id} was left unfinished after its last removal; marked finished`);
         this.error = undefined;
         return;
       }

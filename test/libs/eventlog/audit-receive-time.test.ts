@@ -170,6 +170,7 @@ describe('audit node places ACKs on the planner clock', () => {
       '0006-replication-stream-created',
       '0007-compactions',
       '0008-reading-revision',
+      '0009-compaction-finished-by',
     ]);
     expect(verifyLog(log)).toMatchObject({ ok: true, rowsChecked: { acks: 1 } });
     const r = nodeAt(log, 'n0', T0);

@@ -111,7 +111,7 @@ describe('switchboard db / replay / audit', () => {
 
   it('db status and verify on a good log; verify names a tampered row and exits 1', async () => {
     const status = (await sb('db', 'status', '--db', file)).out;
-    expect(status).toMatch(/schemaVersion: 8/);
+    expect(status).toMatch(/schemaVersion: 9/);
     expect(status).toMatch(/^fileBytes: [1-9]\d*$/m); // review4 G8: disk use and space left
     expect(status).toMatch(/^freeBytes: \d+$/m);
     // what retention keeps and how fast the log grows (review4 G8)

@@ -1,0 +1,113 @@
+import Database from 'better-sqlite3';
+import { afterAll, describe, expect, it } from 'vitest';
+import {
+  Compaction,
+  compactionRecords,
+  describeCompaction,
+  OnlineRetention,
+  replayableFrom,
+} from '../../../libs/eventlog/index.ts';
+import { retentionHistory } from './support/retention-history.ts';
+import { openLog, steppingClock, tempDir } from './support/temp-log.ts';
+
+// A SIGKILL after a compaction's last removal step, before its record was marked finished, left the
+// `compactions` row unfinished for good: the next run had nothing to remove and made no record
+// (retention-crash.test.ts hit it in CI). The state such a kill leaves is written here directly (the
+// run's removals committed, its record's finished_at NULL), so the case is deterministic.
+
+const tmp = tempDir();
+afterAll(() => tmp.cleanup());
+
+/** Clears the newest record's finished_at, in the file itself (the log closed): what the kill leaves. */
+function leaveUnfinished(file: string): void {
+  const db = new Database(file);
+  try {
+    db.prepare('UPDATE compactions SET finished_at = NULL WHERE id = (SELECT max(id) FROM compactions)').run();
+  } finally {
+    db.close();
+  }
+}
+
+describe('a compaction record left unfinished after its last removal (retention-crash gap)', () => {
+  it('the next run, with nothing to remove, marks it finished and names itself; the record says so', async () => {
+    const file = tmp.file();
+    let log = await openLog(file, steppingClock());
+    retentionHistory(log, { seed: 5, steps: 120, checkpointEvery: 40 });
+    const retention = (l: typeof log) =>
+      new OnlineRetention({ log: l, policy: { versions: 10 }, bounds: () => ({ floors: [] }), sliceRows: 50 });
+    // until a run finds nothing more (a second one may cut at the checkpoint the first wrote)
+    for (let id = 0; compactionRecords(log)[0]?.id !== id; ) {
+      id = compactionRecords(log)[0]?.id ?? 0;
+      await retention(log).runOnce();
+    }
+    const done = compactionRecords(log)[0]!;
+    expect(done.finishedAt).toBeDefined();
+    expect(done.finishedBy).toBeUndefined();
+    expect(done.eventsRemoved).toBeGreaterThan(0);
+    log.close();
+
+    leaveUnfinished(file);
+    log = await openLog(file, steppingClock(Date.parse('2026-01-01T00:00:00Z')));
+    try {
+      expect(compactionRecords(log)[0]!.finishedAt).toBeUndefined();
+      expect(describeCompaction(compactionRecords(log)[0]!)).toMatch(/UNFINISHED/);
+      const oldest = log.oldestSeq();
+      const lines: string[] = [];
+      const r = new OnlineRetention({
+        log,
+        policy: { versions: 10 },
+        bounds: () => ({ floors: [] }),
+        say: (l) => lines.push(l),
+      });
+      await r.runOnce();
+      expect(r.status().error).toBeUndefined();
+      // nothing was removed and no new record was made: the left one is finished
+      expect(log.oldestSeq()).toBe(oldest);
+      expect(r.lastRun()).toBeUndefined();
+      const recs = compactionRecords(log);
+      expect(recs[0]).toMatchObject({
+        id: done.id,
+        finishedBy: 'planner',
+        eventsRemoved: done.eventsRemoved,
+        steps: done.steps,
+      });
+      expect(recs[0]!.finishedAt! >= '2026-01-01').toBe(true);
+      expect(describeCompaction(recs[0]!)).toMatch(/marked finished by a later planner run/);
+      expect(lines).toEqual([
+        `retention: compaction record ${done.id} was left unfinished after its last removal; marked finished`,
+      ]);
+      // said once: the next idle run finds nothing left
+      await r.runOnce();
+      expect(lines).toHaveLength(1);
+    } finally {
+      log.close();
+    }
+  });
+
+  it('a record whose run stopped part way (its cut not reached) stays unfinished while a floor holds the rest', async () => {
+    const log = await openLog(tmp.file(), steppingClock());
+    try {
+      retentionHistory(log, { seed: 6, steps: 120, checkpointEvery: 40 });
+      const latest = log.latestVersion()!.version;
+      const c = Compaction.plan(log, latest - 10, { by: 'planner' });
+      c.step(); // the checkpoints and the record
+      c.step(20); // 20 events: the run is cut there
+      expect(c.finished).toBe(false);
+      const left = compactionRecords(log)[0]!;
+      expect(left.finishedAt).toBeUndefined();
+      expect(log.oldestSeq()).toBeLessThan(left.cutSeq);
+      // a node still runs version 2: nothing more may go, and the stopped run is not finished either
+      const from = replayableFrom(log)!;
+      const r = new OnlineRetention({
+        log,
+        policy: { versions: 10 },
+        bounds: () => ({ floors: [{ version: Math.min(2, from), why: 'node node-9' }] }),
+      });
+      await r.runOnce();
+      expect(r.status().error).toBeUndefined();
+      expect(compactionRecords(log, 5)).toEqual([left]);
+    } finally {
+      log.close();
+    }
+  });
+});
