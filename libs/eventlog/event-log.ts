@@ -810,6 +810,14 @@ export class EventLog {
     return positionOf(this.db);
   }
 
+  /**
+   * The chain rows this file holds (each chain's head id less its anchor's): what a snapshot of it
+   * carries, which compaction bounds, while position()'s ids count every row ever written.
+   */
+  heldRows(): number {
+    return this.db.prepare('SELECT coalesce(sum(head_id - anchor_id), 0) FROM chain_heads').pluck().get() as number;
+  }
+
   /** True when this log holds `p` exactly (the row at each chain's head id carries p's hash). */
   holds(p: LogPosition): boolean {
     return holdsPosition(this.db, p);

@@ -259,6 +259,8 @@ class StreamLogReplicator implements LogReplicator {
   /** The group key's signature on the snapshots it writes, and the check of those it reads (as for messages). */
   readonly snapshotSigning: { sign?: SnapshotSign; check?: SnapshotCheck } = {};
   private snapshotRows = 0;
+  /** The rows the file held at the last snapshot (heldRows): the next one's spacing (probe9 J3). */
+  private snapshotHeld = 0;
   private snapshotting: Promise<unknown> = Promise.resolve();
   /** Asks for the stream's end apart from the batches applied, so a backlog (or a stopped follower) shows as lagRows. */
   private readonly refresher: NodeJS.Timeout;
@@ -508,6 +510,7 @@ class StreamLogReplicator implements LogReplicator {
     this.ownTerm = term;
     this.flushedAt = flushed;
     this.snapshotRows = baseline;
+    this.snapshotHeld = Math.min(baseline, this.log.heldRows());
     this.mode = 'leader';
     this.markDirty = true;
     this.persistMark(false);
@@ -634,9 +637,12 @@ class StreamLogReplicator implements LogReplicator {
   private snapshotIfDue(flushed: RowBatch): void {
     const every = this.options.snapshotEveryRows ?? 50_000;
     const rows = rowCount(flushed.to);
-    // A snapshot costs O(log); spacing them at least the log's size apart keeps that O(1) per row.
-    if (every <= 0 || rows - this.snapshotRows < Math.max(every, this.snapshotRows)) return;
+    // A snapshot costs O(rows it holds); spacing them at least that many written rows apart keeps
+    // it O(1) per row. Held, not ever written (probe9 J3): under retention the spacing, hence the
+    // stream (one to two spacings), stays bounded by what the file keeps instead of doubling.
+    if (every <= 0 || rows - this.snapshotRows < Math.max(every, this.snapshotHeld)) return;
     this.snapshotRows = rows;
+    this.snapshotHeld = this.log.heldRows();
     const seq = this.seq;
     const term = this.term;
     const leading = () => this.mode === 'leader' && this.term === term;

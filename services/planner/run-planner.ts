@@ -291,6 +291,10 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
           // batches and term markers signed and checked with the group's key (probe10 H11)
           signer,
           appendTimeoutMs: Math.floor((o.leaseTtlMs ?? 15_000) / 2),
+          // Under a retention policy the file stays small, and snapshots are spaced by the rows it
+          // holds: a small floor lets the stream (one to two spacings) follow the policy instead of
+          // keeping 50,000 rows or more whatever it keeps (probe9 J3; docs/ha.md).
+          ...(o.retain ? { snapshotEveryRows: SNAPSHOT_FLOOR_UNDER_RETENTION } : {}),
         }),
       { say, nc },
     );
@@ -522,6 +526,13 @@ async function readCluster(kc: KubeConfig, say: (line: string) => void, retryMs?
     throw new Error(`${step}: ${(e as Error).message}`);
   }
 }
+
+/**
+ * The fewest rows between two snapshots of the group's log under --retain-*: each snapshot costs
+ * what the file holds, spaced at least that far apart anyway; this only keeps a nearly empty log
+ * from snapshotting at every flush.
+ */
+export const SNAPSHOT_FLOOR_UNDER_RETENTION = 1_000;
 
 /** How long a startup step keeps retrying a transient JetStream failure before the planner exits. */
 export const STARTUP_RETRY_MS = 30_000;
