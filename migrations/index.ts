@@ -8,6 +8,7 @@ import * as m0006 from './0006-replication-stream-created.ts';
 import * as m0007 from './0007-compactions.ts';
 import * as m0008 from './0008-reading-revision.ts';
 import * as m0009 from './0009-compaction-finished-by.ts';
+import * as m0010 from './0010-compaction-versions-removed.ts';
 
 /**
  * Every migration, listed statically: a folder scan breaks under bundlers and differs between
@@ -24,6 +25,7 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = {
   '0007-compactions': m0007,
   '0008-reading-revision': m0008,
   '0009-compaction-finished-by': m0009,
+  '0010-compaction-versions-removed': m0010,
 };
 
 export const migrationProvider: MigrationProvider = {

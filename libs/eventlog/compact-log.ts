@@ -249,8 +249,8 @@ export class Compaction {
           const startedAt = this.stamp();
           n.record = Number(
             db
-              .prepare(`INSERT INTO compactions (started_at, by, before_version, cut_seq, acks_cut_id)
-                VALUES (?, ?, ?, ?, ?)`)
+              .prepare(`INSERT INTO compactions (started_at, by, before_version, cut_seq, acks_cut_id, versions_removed)
+                VALUES (?, ?, ?, ?, ?, 0)`)
               .run(startedAt, this.limits.by ?? 'db compact', this.before, this.cut, this.acks.cutId).lastInsertRowid,
           );
           for (const w of folds ?? [])
@@ -290,10 +290,12 @@ export class Compaction {
         if (n.phase === 'events' && this.cut <= chainAnchor(log, 'events')) n.phase = 'acks';
         if (n.phase === 'acks' && this.acks.cutId <= chainAnchor(log, 'acks')) n.phase = 'versions';
         if (n.phase === 'versions' && this.versionsUpTo() <= chainAnchor(log, 'versions')) n.phase = 'done';
-        db.prepare(`UPDATE compactions SET events_removed = ?, acks_removed = ?, checkpoints_removed = ?,
-            checkpoints_written = ?, steps = ?, longest_step_ms = ?, finished_at = ? WHERE id = ?`).run(
+        db.prepare(`UPDATE compactions SET events_removed = ?, acks_removed = ?, versions_removed = ?,
+            checkpoints_removed = ?, checkpoints_written = ?, steps = ?, longest_step_ms = ?, finished_at = ?
+            WHERE id = ?`).run(
           n.events,
           n.acks,
+          n.versions,
           n.checkpoints,
           n.written,
           this.steps + 1,
@@ -624,6 +626,7 @@ interface CompactionRow {
   acks_cut_id: number;
   events_removed: number;
   acks_removed: number;
+  versions_removed: number | null;
   checkpoints_removed: number;
   checkpoints_written: number;
   steps: number;
@@ -646,6 +649,7 @@ export function compactionRecords(log: EventLog, limit = 1): CompactionRecord[] 
     acksCutId: r.acks_cut_id,
     eventsRemoved: r.events_removed,
     acksRemoved: r.acks_removed,
+    ...(r.versions_removed === null ? {} : { versionsRemoved: r.versions_removed }),
     checkpointsRemoved: r.checkpoints_removed,
     checkpointsWritten: r.checkpoints_written,
     steps: r.steps,

@@ -2,7 +2,7 @@
 // (which must load no heavy module: test/build/dist.test.ts) describes /status `retention` as
 // `db status` does.
 
-/** A run's record in the compactions table (migration 0007). */
+/** A run's record in the compactions table (migrations 0007, 0009, 0010). */
 export interface CompactionRecord {
   readonly id: number;
   readonly startedAt: string;
@@ -20,6 +20,8 @@ export interface CompactionRecord {
   readonly acksCutId: number;
   readonly eventsRemoved: number;
   readonly acksRemoved: number;
+  /** Version rows removed (its fourth phase); undefined on a record made before migration 0010. */
+  readonly versionsRemoved?: number;
   readonly checkpointsRemoved: number;
   readonly checkpointsWritten: number;
   readonly steps: number;
@@ -29,7 +31,11 @@ export interface CompactionRecord {
 
 /** One line for a run (db status, the planner's log): when, by whom, what it removed, whether it finished. */
 export function describeCompaction(r: CompactionRecord): string {
-  const what = `${r.eventsRemoved} events (up to seq ${r.cutSeq}) and ${r.acksRemoved} ACK/NACK rows removed, keeping versions from ${r.beforeVersion} on`;
+  const rows =
+    r.versionsRemoved === undefined
+      ? `${r.eventsRemoved} events (up to seq ${r.cutSeq}) and ${r.acksRemoved} ACK/NACK rows`
+      : `${r.eventsRemoved} events (up to seq ${r.cutSeq}), ${r.acksRemoved} ACK/NACK rows and ${r.versionsRemoved} version rows`;
+  const what = `${rows} removed, keeping versions from ${r.beforeVersion} on`;
   const how = `${r.steps} steps, the longest ${Math.round(r.longestStepMs * 10) / 10} ms`;
   const later = r.finishedBy ? `; stopped after its last removal, marked finished by a later ${r.finishedBy} run` : '';
   return r.finishedAt

@@ -171,6 +171,7 @@ describe('audit node places ACKs on the planner clock', () => {
       '0007-compactions',
       '0008-reading-revision',
       '0009-compaction-finished-by',
+      '0010-compaction-versions-removed',
     ]);
     expect(verifyLog(log)).toMatchObject({ ok: true, rowsChecked: { acks: 1 } });
     const r = nodeAt(log, 'n0', T0);

@@ -111,7 +111,7 @@ describe('switchboard db / replay / audit', () => {
 
   it('db status and verify on a good log; verify names a tampered row and exits 1', async () => {
     const status = (await sb('db', 'status', '--db', file)).out;
-    expect(status).toMatch(/schemaVersion: 9/);
+    expect(status).toMatch(/schemaVersion: 10/);
     expect(status).toMatch(/^fileBytes: [1-9]\d*$/m); // review4 G8: disk use and space left
     expect(status).toMatch(/^freeBytes: \d+$/m);
     // what retention keeps and how fast the log grows (review4 G8)
@@ -205,12 +205,13 @@ describe('switchboard db / replay / audit', () => {
       by: 'db compact',
       beforeVersion: mid.version,
       eventsRemoved: JSON.parse(r.out).eventsRemoved,
+      versionsRemoved: JSON.parse(r.out).versionsRemoved,
       finishedAt: expect.any(String),
     });
     expect(st.oldestVersion).toBeLessThanOrEqual(mid.version);
     expect((await sb('db', 'status', '--db', copy)).out).toMatch(
       new RegExp(
-        `^lastCompaction: \\S+ by db compact: \\d+ events \\(up to seq \\d+\\) and \\d+ ACK/NACK rows removed, keeping versions from ${mid.version} on`,
+        `^lastCompaction: \\S+ by db compact: \\d+ events \\(up to seq \\d+\\), \\d+ ACK/NACK rows and ${JSON.parse(r.out).versionsRemoved} version rows removed, keeping versions from ${mid.version} on`,
         'm',
       ),
     );
