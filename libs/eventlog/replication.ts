@@ -48,6 +48,7 @@ import {
   type SnapshotSign,
   type SnapshotSigned,
 } from './replication-snapshots.ts';
+import { FailureLines } from './failure-lines.ts';
 
 /** Another leader appended to the log stream: the caller must stop acting, then follow(). */
 export class FencedError extends Error {
@@ -431,10 +432,13 @@ class StreamLogReplicator implements LogReplicator {
     let wake: (() => void) | undefined;
     const loop = (async () => {
       let failures = 0;
+      const lines = new FailureLines(`log stream ${this.stream}: following`);
       while (!stopped) {
         try {
           await this.catchUp();
           resolveCaughtUp();
+          const worked = lines.worked(performance.now());
+          if (worked) this.say(worked);
           failures = 0;
           problem = undefined;
           this.reader = new LogStreamReader(this.check);
@@ -453,7 +457,8 @@ class StreamLogReplicator implements LogReplicator {
           if (stopped) break;
           failures++;
           if (failures >= 2) problem = (e as Error).message;
-          this.say(`log stream ${this.stream}: following failed (${(e as Error).message}); retrying`);
+          const line = lines.failed((e as Error).message, performance.now());
+          if (line) this.say(line);
           const code = (e as { code?: string }).code;
           // (NOT_CONNECTED is not final: a batch that continues this file, or a snapshot, ends it)
           if (failures >= 3 && (code === 'DIVERGED' || code === BEHIND_CUT)) rejectCaughtUp(e);
