@@ -21,16 +21,35 @@ describe('FailureLines (pure, a hand-moved clock)', () => {
     say(l.worked(300_500));
     expect(said).toEqual([
       'following failed (disk I/O error); retrying (said again at most once a minute while it fails)',
-      'following still failing (disk I/O error): 60 more failures since the last line, 61 in 60 s; retrying',
-      'following still failing (disk I/O error): 60 more failures since the last line, 121 in 120 s; retrying',
-      'following still failing (disk I/O error): 60 more failures since the last line, 181 in 180 s; retrying',
-      'following still failing (disk I/O error): 60 more failures since the last line, 241 in 240 s; retrying',
+      'following still failing (disk I/O error): 60 failures since the last line, 61 in 60 s; retrying',
+      'following still failing (disk I/O error): 60 failures since the last line, 121 in 120 s; retrying',
+      'following still failing (disk I/O error): 60 failures since the last line, 181 in 180 s; retrying',
+      'following still failing (disk I/O error): 60 failures since the last line, 241 in 240 s; retrying',
       'following works again after 300 failures in 301 s',
     ]);
-    // working: nothing to say; a new failure is said at once
+    // working: nothing to say
     expect(l.worked(301_000)).toBeUndefined();
-    expect(l.failed('full', 302_000)).toMatch(/^following failed \(full\)/);
-    expect(l.worked(302_100)).toBe('following works again after 1 failure in 0 s');
+    // failing and working by turns (a consumer stalling every 5 s): about one of each a minute
+    said.length = 0;
+    const turns = new FailureLines('following');
+    for (let t = 0; t < 120_000; t += 5000) {
+      say(turns.failed('the consumer stalled or ended', t));
+      say(turns.worked(t + 10));
+    }
+    expect(said).toEqual([
+      'following failed (the consumer stalled or ended); retrying (said again at most once a minute while it fails)',
+      'following works again after 1 failure in 0 s',
+      'following failed (the consumer stalled or ended); retrying (said again at most once a minute while it fails)',
+      'following works again after 1 failure in 0 s',
+    ]);
+    // a run that started quietly (within a minute of the last line) is said once the minute is up, with its count
+    const q = new FailureLines('following');
+    expect(q.failed('a', 0)).toBeDefined();
+    expect(q.worked(1000)).toBeDefined();
+    for (let t = 2000; t < 61_000; t += 1000) expect(q.failed('b', t)).toBeUndefined();
+    expect(q.failed('b', 61_000)).toBe(
+      'following failed (b) (60 in 59 s); retrying (said again at most once a minute while it fails)',
+    );
   });
 });
 
