@@ -262,8 +262,14 @@ export class OnlineRetention {
       };
       // At or below what the log already keeps from (a floor that came later, a node that fell
       // behind): no event goes, but version rows a crash or an older release left may (probe9 V1).
+      // Except a run killed part way at this very target: it wrote its checkpoints first, so the log
+      // already rebuilds from the target, yet events up to its cut remain; planned again, its cut
+      // (the same checkpoint) still lies ahead, so this run goes on with it.
+      const from = replayableFrom(log) ?? 1;
+      const left = compactionRecords(log)[0];
+      const resumes = target.before === from && left?.finishedAt === undefined && left?.beforeVersion === from;
       const c =
-        target.before <= (replayableFrom(log) ?? 1)
+        target.before <= from && !resumes
           ? Compaction.planVersionRows(log, limits)
           : Compaction.plan(log, target.before, limits);
       if (!c.hasWork) {

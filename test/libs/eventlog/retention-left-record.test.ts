@@ -5,6 +5,7 @@ import {
   compactionRecords,
   describeCompaction,
   OnlineRetention,
+  policyKeepsFrom,
   replayableFrom,
 } from '../../../libs/eventlog/index.ts';
 import { retentionHistory } from './support/retention-history.ts';
@@ -79,6 +80,37 @@ describe('a compaction record left unfinished after its last removal (retention-
       // said once: the next idle run finds nothing left
       await r.runOnce();
       expect(lines).toHaveLength(1);
+    } finally {
+      log.close();
+    }
+  });
+
+  it('a run killed part way at the target the log already rebuilds from is gone on with by the next run', async () => {
+    // What retention-crash.test.ts met now and then: the killed run wrote its checkpoints first, so
+    // replayableFrom already reached its target while events up to its cut remained; the next run
+    // at the same target planned only version rows, so they (and its unfinished record) stayed.
+    const log = await openLog(tmp.file(), steppingClock());
+    try {
+      // no periodic checkpoint: the one the run writes at its cut is the first past the anchor
+      retentionHistory(log, { seed: 7, steps: 120, checkpointEvery: 100_000 });
+      const policy = { versions: 10 };
+      const target = policyKeepsFrom(log, policy, new Date())!;
+      const c = Compaction.plan(log, target, { by: 'planner' });
+      c.step(); // the checkpoints (one at the cut) and the record
+      c.step(20); // 20 events, past the checkpoints it wrote for pins of old content: killed here
+      const left = compactionRecords(log)[0]!;
+      expect(left.finishedAt).toBeUndefined();
+      expect(log.oldestSeq()).toBeLessThan(left.cutSeq);
+      expect(replayableFrom(log)).toBe(target); // the state: nothing below the target looks left to do
+      const r = new OnlineRetention({ log, policy, bounds: () => ({ floors: [] }) });
+      await r.runOnce();
+      expect(r.status().error).toBeUndefined();
+      expect(log.oldestSeq()).toBe(left.cutSeq + 1);
+      expect(replayableFrom(log)).toBe(target);
+      const [now, before] = compactionRecords(log, 2);
+      expect(now).toMatchObject({ beforeVersion: target, finishedAt: expect.any(String) });
+      expect(now!.eventsRemoved).toBe(left.cutSeq - 20);
+      expect(before).toEqual(left); // the killed run's record says what it did: stopped part way
     } finally {
       log.close();
     }
