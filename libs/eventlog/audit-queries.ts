@@ -6,6 +6,11 @@ import { rowToEvent, type EventRow } from './event-row.ts';
 import { contentSource, replayVersion } from './replay.ts';
 import { databaseOf } from './database-handle.ts';
 import { CLOCK_STEP_BOUND_MS, placeInTime } from './stamp-order.ts';
+import {
+  serviceOperationVersions,
+  type ServiceNow,
+  type ServiceOperationVersion,
+} from './service-operation-versions.ts';
 
 export interface ServiceHistoryEntry {
   readonly event: LoggedWatchEvent;
@@ -19,6 +24,14 @@ export interface ServiceHistoryEntry {
    * events), when the ACKed version is a pin or rollback.
    */
   readonly ackedBy: readonly AckedBy[];
+  /**
+   * Versions a pin/rollback/unpin made after this event (and before the service's next one) that
+   * changed the service against the version before (probe11 K4: a rollback serving a deleted
+   * Service again). Absent when none.
+   */
+  readonly after?: readonly ServiceOperationVersion[];
+  /** On the newest entry only: what the latest version serves for the service. */
+  readonly now?: ServiceNow;
 }
 
 export interface AckedBy {
@@ -130,7 +143,34 @@ export function serviceHistory(
       });
     out[i] = { event: rowToEvent(r), version: v, ackedBy };
   }
-  return out;
+  return withOperationVersions(log, ns, name, out);
+}
+
+/**
+ * Hangs each operation version that changed the service on the newest event received before it
+ * was made (one planner's clock stamps both), and what the latest version serves on the newest
+ * entry. Versions made before the first entry shown (a page of the newest) are left out.
+ */
+function withOperationVersions(
+  log: EventLog,
+  ns: string,
+  name: string,
+  entries: ServiceHistoryEntry[],
+): ServiceHistoryEntry[] {
+  const { versions, now } = serviceOperationVersions(log, ns, name);
+  const after = new Map<number, ServiceOperationVersion[]>();
+  let i = 0;
+  for (const v of versions) {
+    while (i + 1 < entries.length && entries[i + 1]!.event.receivedAt <= v.at) i++;
+    if (entries[i]!.event.receivedAt > v.at) continue;
+    after.set(i, [...(after.get(i) ?? []), v]);
+  }
+  const last = entries.length - 1;
+  return entries.map((e, k) => ({
+    ...e,
+    ...(after.has(k) ? { after: after.get(k) } : {}),
+    ...(k === last && now ? { now } : {}),
+  }));
 }
 
 /** Every pin/rollback version → the version its content came from (content_of followed to the end). */

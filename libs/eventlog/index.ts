@@ -48,6 +48,7 @@ export {
   type NodeLag,
   type NodeLagStatus,
 } from './audit-queries.ts';
+export type { ServiceNow, ServiceOperationVersion } from './service-operation-versions.ts';
 export { eventChurn, type EventChurn, type NamespaceChurn } from './churn-query.ts';
 export { EventAppender } from './event-appender.ts';
 export { backupLog } from './backup-log.ts';

@@ -6,6 +6,7 @@ import {
   nodeAt,
   nodesBehind,
   serviceHistory,
+  type ServiceOperationVersion,
 } from '../../../libs/eventlog/index.ts';
 import { canonicalJson } from '../../../libs/model/index.ts';
 import { UsageError } from '../cli-errors.ts';
@@ -97,24 +98,52 @@ export function registerAudit(program: Command, setExit: SetExit): void {
       if (query === 'service') {
         const [ns, name] = args[0]!.split('/') as [string, string];
         const h = serviceHistory(log, ns, name);
+        const nodes = (acked: readonly { node: string; version: number }[]) =>
+          acked.map((a) => `${a.node}@${a.version}`).join(',') || '-';
+        // A version an operation made that changed the service is a row where it falls in time
+        // (KIND operation), and a sentence below the table says what it did (probe11 K4).
+        const opRow = (v: ServiceOperationVersion) => [
+          '-',
+          v.at,
+          'operation',
+          v.operation.kind.toUpperCase(),
+          v.change,
+          '-',
+          v.version,
+          nodes(v.ackedBy),
+        ];
+        const sentence = (v: ServiceOperationVersion) =>
+          `v${v.version} ${v.operation.kind}${v.contentOf === undefined ? '' : ` to ${v.contentOf}`} by ${v.operation.actor} (${JSON.stringify(v.operation.reason)}): ${v.change}${v.latest && v.contentOf !== undefined ? ' (held: the latest version)' : ''}; acked by ${nodes(v.ackedBy)}\n`;
+        const now = h.at(-1)?.now;
         out(h, (wide) =>
           h.length === 0
             ? `no events for service ${args[0]}\n`
             : table(
                 cols('SEQ', 'RECEIVED', 'KIND', 'TYPE', ['NAME', 40], 'RV', 'VERSION', ['ACKED BY', 50]),
-                h.map((e) => [
-                  e.event.seq,
-                  e.event.receivedAt,
-                  e.event.kind,
-                  e.event.type,
-                  e.event.name,
-                  e.event.resourceVersion,
-                  e.version ?? '-',
-                  e.ackedBy.map((a) => `${a.node}@${a.version}${a.contentOf ? `(=v${a.contentOf})` : ''}`).join(',') ||
-                    '-',
+                h.flatMap((e) => [
+                  [
+                    e.event.seq,
+                    e.event.receivedAt,
+                    e.event.kind,
+                    e.event.type,
+                    e.event.name,
+                    e.event.resourceVersion,
+                    e.version ?? '-',
+                    e.ackedBy
+                      .map((a) => `${a.node}@${a.version}${a.contentOf ? `(=v${a.contentOf})` : ''}`)
+                      .join(',') || '-',
+                  ],
+                  ...(e.after ?? []).map(opRow),
                 ]),
                 wide,
-              ),
+              ) +
+              h
+                .flatMap((e) => e.after ?? [])
+                .map(sentence)
+                .join('') +
+              (now
+                ? `now: version ${now.version}${now.contentOf === undefined ? '' : ` (version ${now.contentOf}'s content, held by a pin/rollback)`}: Service ${args[0]} ${now.service}\n`
+                : ''),
         );
       } else if (query === 'node') {
         const r = nodeAt(log, args[0]!, o.at);
