@@ -12,3 +12,4 @@ export * from './event-schema.ts';
 export * from './wire-schemas.ts';
 export * from './json-value-splitter.ts';
 export * from './label-selector.ts';
+export * from './operation-outcome.ts';

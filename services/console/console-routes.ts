@@ -3,6 +3,7 @@ import { dirname, join } from 'node:path';
 import type { ServerResponse } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import { nodeAt, serviceHistory, type EventLog } from '../../libs/eventlog/index.ts';
+import { operationOutcome } from '../../libs/model/index.ts';
 import { HttpError, WROTE_RESPONSE, type ApiRoute } from '../planner/http-api.ts';
 import type { Planner } from '../planner/planner.ts';
 import { consoleSnapshot, snapshotText, type GroupSource } from './console-snapshot.ts';
@@ -218,7 +219,14 @@ export function consoleRoutes(o: ConsoleOptions): ApiRoute[] {
       method: 'GET',
       path: '/ui/api/audit/ops',
       access: 'read',
-      handle: () => ({ operations: o.log().operations({ newest: 200 }).reverse() }),
+      handle: () => ({
+        // outcome: accepted, or refused (CODE): why (probe11 K5)
+        operations: o
+          .log()
+          .operations({ newest: 200 })
+          .reverse()
+          .map((op) => ({ ...op, outcome: operationOutcome(op) })),
+      }),
     },
   ];
 }

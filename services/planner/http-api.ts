@@ -6,6 +6,7 @@ import type { Actor } from '../../libs/versioning/index.ts';
 import { HttpError, type Body } from './http-error.ts';
 import { operationRoutes } from './operation-routes.ts';
 import { guardRequest } from './request-guard.ts';
+import { DeniedRequests, RefusalRecorder } from './refused-operations.ts';
 import type { Planner } from './planner.ts';
 import { versionDiff } from './version-diff.ts';
 import { unledReason, type GroupView } from './planner-group.ts';
@@ -94,11 +95,16 @@ export interface HttpApiOptions {
     | undefined;
   /** What the log keeps (retention: policy, oldest version, last compaction), for /status; absent: null. */
   readonly retention?: () => RetentionStatus | undefined;
+  /** Where rare lines go (denied requests, unrecorded refusals); default stderr with "planner: ". */
+  readonly say?: (line: string) => void;
 }
 
 /** The routes every planner serves: probes, metrics, reads, and the operations. */
 export function plannerRoutes(
-  o: Pick<HttpApiOptions, 'planner' | 'registry' | 'group' | 'started' | 'tokensRevoked' | 'storage' | 'retention'>,
+  o: Pick<
+    HttpApiOptions,
+    'planner' | 'registry' | 'group' | 'started' | 'tokensRevoked' | 'storage' | 'retention' | 'say'
+  >,
 ): ApiRoute[] {
   const { planner: p, registry } = o;
   const group = o.group ?? (() => undefined);
@@ -291,13 +297,14 @@ export function plannerRoutes(
         return { a, b, ...versionDiff(p.data.contentOf(a), p.data.contentOf(b)) };
       },
     },
-    ...operationRoutes(p),
+    ...operationRoutes(p, new RefusalRecorder(p, { registry, say: o.say })),
   ];
 }
 
 /** The planner's HTTP API for ctl and the console; JSON in and out, errors as {"error": "..."}. */
 export function createHttpApi(o: HttpApiOptions): Server {
   const routes = [...plannerRoutes(o), ...(o.routes ?? [])];
+  const denied = new DeniedRequests({ registry: o.registry, say: o.say });
   const find = (method: string | undefined, path: string) => {
     const matches = routes.filter((r) => r.path === path || (r.path.endsWith('/') && path.startsWith(r.path)));
     const forMethod = matches.filter((r) => r.method === method);
@@ -332,11 +339,13 @@ export function createHttpApi(o: HttpApiOptions): Server {
     if (o.tokens && route.access !== 'public') {
       principal = authenticate(o.tokens(), req.headers.authorization);
       if (!principal) {
+        denied.note(401, `${req.method} ${url.pathname.slice(0, 100)} without a valid token`);
         res.setHeader('www-authenticate', 'Bearer realm="switchboard"');
         const revoked = o.tokensRevoked?.();
         throw new HttpError(401, revoked === undefined ? 'missing or wrong bearer token' : revoked);
       }
       if (route.access === 'operate' && principal.role !== 'operator') {
+        denied.note(403, `${principal.identity} (a viewer) ${req.method} ${url.pathname}`);
         throw new HttpError(
           403,
           `${principal.identity} is a viewer; ${req.method} ${url.pathname} needs an operator token`,

@@ -1,8 +1,9 @@
 import { parseWaves, readWavePolicy, type WavePolicy, type WaveSpec } from '../../libs/control/index.ts';
 import { readProxyConfig, type ProxyConfig } from '../../libs/model/index.ts';
-import type { ApiRoute } from './http-api.ts';
+import type { ApiRoute, RouteCall } from './http-api.ts';
 import { HttpError, type Body } from './http-error.ts';
 import { NotCommittedError, type Planner } from './planner.ts';
+import type { RefusalRecorder } from './refused-operations.ts';
 
 /** How a rollout is to run, as the API accepts it for /rollout, /mode and /config. */
 export interface RolloutRequest {
@@ -77,9 +78,15 @@ async function unlessNotCommitted(run: () => unknown): Promise<unknown> {
   }
 }
 
-/** Operations: each needs an operator token and is recorded with actor and reason. */
-export function operationRoutes(p: Planner): ApiRoute[] {
-  return operationRouteList(p).map((r) => ({ ...r, handle: (call) => unlessNotCommitted(() => r.handle(call)) }));
+/**
+ * Operations: each needs an operator token and is recorded with actor and reason; with `refusals`,
+ * a refused one is recorded too (refused-operations.ts, probe11 K5).
+ */
+export function operationRoutes(p: Planner, refusals?: RefusalRecorder): ApiRoute[] {
+  return operationRouteList(p).map((r) => {
+    const route = { ...r, handle: (call: RouteCall) => unlessNotCommitted(() => r.handle(call)) };
+    return refusals ? refusals.route(route) : route;
+  });
 }
 
 function operationRouteList(p: Planner): ApiRoute[] {

@@ -15,6 +15,7 @@ import type {
   Heartbeat,
   LabelSelector,
   NodeTarget,
+  Operation,
   ProxyConfig,
   Rejection,
   WatchEvent,
@@ -956,6 +957,17 @@ export class Planner {
       await this.committed(`the rollout ${o.resume ? 'resume' : o.promote ? 'promotion' : 'start'}`);
       await this.publishAndTarget();
       return this.config.state;
+    });
+  }
+
+  /**
+   * Records an operator action the API refused (refused-operations.ts, probe11 K5). A leader only
+   * (serial refuses on a follower); queued behind the operation in flight, not awaited for the
+   * group's flush: a refusal lost with a step-down changed nothing.
+   */
+  recordRefusal(op: Operation): Promise<void> {
+    return this.serial(() => {
+      this.options.log.recordOperation(op);
     });
   }
 

@@ -166,6 +166,7 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
     }),
     group: groupView,
     registry: metrics.registry,
+    say,
     tokens: tokens && (() => tokens.current()),
     tokensRevoked: tokens && (() => tokens.revoked()),
     loopbackOnly: !tokens && listen.loopback,

@@ -8,7 +8,7 @@ import {
   serviceHistory,
   type ServiceOperationVersion,
 } from '../../../libs/eventlog/index.ts';
-import { canonicalJson } from '../../../libs/model/index.ts';
+import { canonicalJson, operationOutcome } from '../../../libs/model/index.ts';
 import { UsageError } from '../cli-errors.ts';
 import { refuseFlags } from '../flag-rules.ts';
 import { inputFile, parseTime, time } from '../flag-values.ts';
@@ -159,13 +159,14 @@ export function registerAudit(program: Command, setExit: SetExit): void {
                 `services (${r.services.length}): ${r.services.join(' ')}\n`,
         );
       } else if (query === 'ops') {
-        const ops = log.operations();
+        // outcome: accepted, or refused (CODE): why (probe11 K5; the refusal is in params.refused)
+        const ops = log.operations().map((p) => ({ ...p, outcome: operationOutcome(p) }));
         // Reason before the long columns; params (config states, waves) are cut unless -o wide.
         out(ops, (wide) =>
           ops.length === 0
             ? 'no operations\n'
             : table(
-                cols('ID', 'AT', 'KIND', ['ACTOR', 24], 'VERSION', ['REASON', 60], ['PARAMS', 40]),
+                cols('ID', 'AT', 'KIND', ['ACTOR', 24], 'VERSION', ['REASON', 60], ['OUTCOME', 60], ['PARAMS', 40]),
                 ops.map((p) => [
                   p.id,
                   wide ? p.at : p.at.slice(0, 19).replace('T', ' ') + 'Z',
@@ -173,6 +174,7 @@ export function registerAudit(program: Command, setExit: SetExit): void {
                   p.actor,
                   p.version ?? '-',
                   p.reason,
+                  p.outcome,
                   canonicalJson(p.params),
                 ]),
                 wide,

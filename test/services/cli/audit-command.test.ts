@@ -31,12 +31,12 @@ describe('audit output', () => {
     const t = await sbIn(['audit', '--db', db, 'ops']);
     expect(t.code).toBe(0);
     const [head, first, second] = t.stdout.split('\n');
-    expect(head).toMatch(/^ID\s+AT\s+KIND\s+ACTOR\s+VERSION\s+REASON\s+PARAMS$/);
+    expect(head).toMatch(/^ID\s+AT\s+KIND\s+ACTOR\s+VERSION\s+REASON\s+OUTCOME\s+PARAMS$/);
     expect(first).toMatch(
-      /^1\s+\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}Z\s+rollout\s+ci\/alice\s+-\s+move every node to nftables because the ipvs scheduler \S*…\s+\{"configState":\{"defaultRevision":2,"\S*…$/,
+      /^1\s+\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}Z\s+rollout\s+ci\/alice\s+-\s+move every node to nftables because the ipvs scheduler \S*…\s+accepted\s+\{"configState":\{"defaultRevision":2,"\S*…$/,
     );
-    expect(second).toMatch(/^2\s+.*\s+pin\s+bob\s+-\s+hold\s+\{"axis":"data","version":1\}$/);
-    expect(first!.length).toBeLessThan(180);
+    expect(second).toMatch(/^2\s+.*\s+pin\s+bob\s+-\s+hold\s+accepted\s+\{"axis":"data","version":1\}$/);
+    expect(first!.length).toBeLessThan(190);
 
     const wide = await sbIn(['audit', '--db', db, 'ops', '-o', 'wide']);
     expect(wide.stdout).toContain(longReason);

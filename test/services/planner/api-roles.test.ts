@@ -3,7 +3,8 @@ import { renameSync, unlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { DEFAULT_PROXY_CONFIG } from '../../../libs/model/index.ts';
+import type { OperationRecord } from '../../../libs/eventlog/index.ts';
+import { DEFAULT_PROXY_CONFIG, operationOutcome } from '../../../libs/model/index.ts';
 import { authenticate, parseTokenFile } from '../../../services/planner/bearer-auth.ts';
 import { checkOpenApi, parseListenAddress } from '../../../services/planner/listen-address.ts';
 import { recordedActor } from '../../../services/planner/http-api.ts';
@@ -120,10 +121,12 @@ describe('planner HTTP API with roles (real planner, SQLite, nats-server)', () =
     const text = await res.text();
     return { code: res.status, json: (text.startsWith('{') ? JSON.parse(text) : { text }) as Record<string, unknown> };
   };
-  const ops = () =>
-    planner!.planner['options'].log
-      .operations()
-      .filter((o: { kind: string }) => o.kind === 'pin' || o.kind === 'unpin');
+  // accepted pins/unpins; refused ones are recorded too (probe11 K5), kept apart here
+  const allOps = () =>
+    (planner!.planner['options'].log.operations() as OperationRecord[]).filter(
+      (o) => o.kind === 'pin' || o.kind === 'unpin',
+    );
+  const ops = () => allOps().filter((o) => operationOutcome(o) === 'accepted');
 
   it('401 without a token, 403 for a viewer writing, operator acts as its identity', async () => {
     await start();
@@ -140,7 +143,7 @@ describe('planner HTTP API with roles (real planner, SQLite, nats-server)', () =
       json: { error: expect.stringMatching(/vera is a viewer; POST \/pin needs an operator token/) },
     });
     expect((await call('/pin', undefined, { version: 1 })).code).toBe(401);
-    expect(ops()).toHaveLength(0); // refused calls changed nothing
+    expect(allOps()).toHaveLength(0); // refused calls changed nothing; a 401/403 is not even recorded
     // A version is digits: Number() would read these as 1 (they were accepted and pinned to 1).
     for (const bad of ['0x1', '1e0', ' 1 ', '1abc', '0'])
       expect(await call('/pin', 'op-tok', { version: bad })).toMatchObject({
@@ -148,6 +151,8 @@ describe('planner HTTP API with roles (real planner, SQLite, nats-server)', () =
         json: { error: 'version must be a positive integer' },
       });
     expect(ops()).toHaveLength(0);
+    // an operator's refused request is in the log, as refused (probe11 K5)
+    expect(allOps().map(operationOutcome)).toEqual(Array(5).fill('refused (400): version must be a positive integer'));
 
     expect((await call('/pin', 'op-tok', { version: 1, reason: 'test' }, 'alice')).code).toBe(200);
     expect((await call('/unpin', 'op-tok', {})).code).toBe(200);
