@@ -59,24 +59,28 @@ interface VersionCut {
 }
 
 /**
- * Every version's content cut, oldest first: a version made from events is cut at its seq_to, a
- * pin/rollback at its content source's (content_of followed; content_of < version, so in order).
+ * A version's content cut, read by key (a busy log has 10^5 versions a day; only the operations'
+ * versions, the ones before them and the latest are asked): a version made from events is cut at
+ * its seq_to, a pin/rollback at its content source's (content_of followed). Undefined where a row
+ * on the way was compacted away.
  */
-function versionCuts(db: Sqlite.Database): VersionCut[] {
-  const rows = db
-    .prepare('SELECT version, seq_to AS seqTo, content_of AS c, created_at AS at FROM versions ORDER BY version')
-    .all() as { version: number; seqTo: number; c: number | null; at: string }[];
-  const byVersion = new Map<number, VersionCut>();
-  return rows.map((r) => {
-    const src = r.c === null ? undefined : byVersion.get(r.c);
-    // a source retention removed: the row's own seq_to is the best the log still knows
-    const cut: VersionCut =
-      r.c === null
-        ? { version: r.version, at: r.at, cut: r.seqTo }
-        : { version: r.version, at: r.at, cut: src?.cut ?? r.seqTo, contentOf: src?.contentOf ?? src?.version ?? r.c };
-    byVersion.set(r.version, cut);
+function versionCuts(db: Sqlite.Database): (version: number) => VersionCut | undefined {
+  const row = db.prepare('SELECT seq_to AS seqTo, content_of AS c, created_at AS at FROM versions WHERE version = ?');
+  const memo = new Map<number, VersionCut | undefined>();
+  const cutOf = (version: number): VersionCut | undefined => {
+    if (memo.has(version)) return memo.get(version);
+    const r = row.get(version) as { seqTo: number; c: number | null; at: string } | undefined;
+    // content_of < version (the log refuses others): the walk ends
+    const src = r && r.c !== null && r.c < version ? cutOf(r.c) : undefined;
+    const cut: VersionCut | undefined = !r
+      ? undefined
+      : r.c === null
+        ? { version, at: r.at, cut: r.seqTo }
+        : src && { version, at: r.at, cut: src.cut, contentOf: src.contentOf ?? src.version };
+    memo.set(version, cut);
     return cut;
-  });
+  };
+  return cutOf;
 }
 
 function serviceAt(db: Sqlite.Database, ns: string, name: string, seq: number): ServiceAt {
@@ -144,10 +148,10 @@ export function serviceOperationVersions(
 ): { versions: ServiceOperationVersion[]; now: ServiceNow | undefined } {
   const db = databaseOf(log);
   const anchor = db.prepare(`SELECT anchor_id FROM chain_heads WHERE chain = 'events'`).pluck().get() as number;
-  const cuts = versionCuts(db);
-  const latest = cuts.at(-1);
+  const cutOf = versionCuts(db);
+  const newest = db.prepare('SELECT max(version) FROM versions').pluck().get() as number | null;
+  const latest = newest === null ? undefined : cutOf(newest);
   if (!latest) return { versions: [], now: undefined };
-  const index = new Map(cuts.map((c, i) => [c.version, i]));
   const ops = db
     .prepare(
       `SELECT id, kind, actor, reason, version FROM operations
@@ -159,11 +163,11 @@ export function serviceOperationVersions(
   );
   const versions: ServiceOperationVersion[] = [];
   for (const op of ops) {
-    const i = index.get(op.version);
-    if (i === undefined || i === 0) continue; // compacted, or the first version (nothing before it)
-    const v = cuts[i]!;
+    const v = cutOf(op.version);
+    const before = cutOf(op.version - 1); // versions are numbered without gaps
+    if (!v || !before) continue; // compacted, or the first version (nothing before it)
     const after = serviceAt(db, ns, name, v.cut);
-    const change = changeOf(serviceAt(db, ns, name, cuts[i - 1]!.cut), after, anchor);
+    const change = changeOf(serviceAt(db, ns, name, before.cut), after, anchor);
     if (change === undefined) continue;
     const acks = firstAcks.all(v.version) as { node: string; version: number; at: string }[];
     versions.push({

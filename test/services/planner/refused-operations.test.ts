@@ -4,7 +4,9 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { EventLog } from '../../../libs/eventlog/index.ts';
 import { DEFAULT_PROXY_CONFIG, operationOutcome } from '../../../libs/model/index.ts';
 import { main } from '../../../services/cli/main.ts';
-import { REFUSALS_BURST } from '../../../services/planner/refused-operations.ts';
+import type { RouteCall } from '../../../services/planner/http-api.ts';
+import { HttpError } from '../../../services/planner/http-error.ts';
+import { REFUSALS_BURST, RefusalRecorder } from '../../../services/planner/refused-operations.ts';
 import { runPlanner, type RunningPlanner } from '../../../services/planner/run-planner.ts';
 import { nodeStateHash, renderNodeState } from '../../../libs/planner/index.ts';
 import { ack, nodeYaml, plannerEnv, sendAck, svcYaml, until, type PlannerEnv } from './planner-support.ts';
@@ -141,5 +143,42 @@ describe('refused operations in the audit trail (probe11 K5)', () => {
     // another operator still has its own budget
     expect((await call('/rollout', 'bob-tok', { promote: true, reason: 'bob too' })).code).toBe(409);
     expect(ops().at(-1)).toMatchObject({ actor: 'bob', reason: 'bob too' });
+  });
+});
+
+describe('RefusalRecorder (pure)', () => {
+  const call = {
+    body: { version: 3, reason: 'r' },
+    who: { actor: 'alice', reason: 'r' },
+    principal: undefined,
+  } as unknown as RouteCall;
+  const failing = (e: unknown) => ({
+    method: 'POST' as const,
+    path: '/pin',
+    access: 'operate' as const,
+    handle: () => Promise.reject(e),
+  });
+
+  it('a 5xx (may still land) is not a refusal; a follower that cannot record still answers the same refusal', async () => {
+    const recorded: unknown[] = [];
+    const r = new RefusalRecorder({ recordRefusal: async (op) => recorded.push(op) }, { say: () => {} });
+    await expect(r.route(failing(new HttpError(503, 'not confirmed'))).handle(call)).rejects.toThrow('not confirmed');
+    expect(recorded).toEqual([]);
+    const follower = new RefusalRecorder(
+      { recordRefusal: () => Promise.reject(new Error('this planner follows: operations go to the leader')) },
+      { say: () => {} },
+    );
+    await expect(
+      follower.route(failing(new Error('no rollout waits at a --pause-before gate'))).handle(call),
+    ).rejects.toThrow('no rollout waits at a --pause-before gate');
+    await expect(r.route(failing(new Error('version 3 was compacted\nsecond line'))).handle(call)).rejects.toThrow();
+    expect(recorded).toEqual([
+      {
+        kind: 'pin',
+        actor: 'alice',
+        reason: 'r',
+        params: { refused: { status: 409, error: 'version 3 was compacted', request: { version: 3 } } },
+      },
+    ]);
   });
 });
