@@ -485,10 +485,21 @@
             r.history
               .map(
                 (h) =>
-                  `<tr><td>${esc(new Date(h.event.receivedAt).toLocaleString())}</td><td>${esc(h.event.kind)} ${esc(h.event.type)} ${esc(h.event.name)}</td><td>${h.version ?? '-'}</td><td>${esc(h.ackedBy.map((a) => `${a.node}@${a.version}`).join(', ') || '-')}</td></tr>`,
+                  `<tr><td>${esc(new Date(h.event.receivedAt).toLocaleString())}</td><td>${esc(h.event.kind)} ${esc(h.event.type)} ${esc(h.event.name)}</td><td>${h.version ?? '-'}</td><td>${esc(h.ackedBy.map((a) => `${a.node}@${a.version}`).join(', ') || '-')}</td></tr>` +
+                  // versions a pin/rollback/unpin made that changed the service (probe11 K4)
+                  (h.after ?? [])
+                    .map(
+                      (v) =>
+                        `<tr class="operation"><td>${esc(new Date(v.at).toLocaleString())}</td><td>${esc(v.operation.kind)}${v.contentOf ? ` to ${v.contentOf}` : ''} by ${esc(v.operation.actor)}: ${esc(v.change)}</td><td>${v.version}</td><td>${esc(v.ackedBy.map((a) => `${a.node}@${a.version}`).join(', ') || '-')}</td></tr>`,
+                    )
+                    .join(''),
               )
               .join('') +
-            '</tbody></table>';
+            '</tbody></table>' +
+            ((n) =>
+              n
+                ? `<p>now: version ${n.version}${n.contentOf ? ` (version ${n.contentOf}'s content, held)` : ''}: ${esc(r.service)} ${esc(n.service)}</p>`
+                : '')(r.history.at(-1)?.now);
     } catch (e) {
       $('svc-history').innerHTML = `<span class="error">${esc(e.message)}</span>`;
     }
@@ -518,11 +529,11 @@
       $('ops').tBodies[0].innerHTML = r.operations
         .map(
           (o) =>
-            `<tr><td>${o.id}</td><td>${esc(new Date(o.at).toLocaleString())}</td><td>${esc(o.kind)}</td><td>${esc(o.actor)}</td><td class="reason">${esc(o.reason)}</td></tr>`,
+            `<tr><td>${o.id}</td><td>${esc(new Date(o.at).toLocaleString())}</td><td>${esc(o.kind)}</td><td>${esc(o.actor)}</td><td class="reason">${esc(o.reason)}</td><td>${esc(o.outcome ?? '')}</td></tr>`,
         )
         .join('');
     } catch (e) {
-      $('ops').tBodies[0].innerHTML = `<tr><td colspan="5" class="error">${esc(e.message)}</td></tr>`;
+      $('ops').tBodies[0].innerHTML = `<tr><td colspan="6" class="error">${esc(e.message)}</td></tr>`;
     }
   }
   $('ops-go').addEventListener('click', loadOps);
