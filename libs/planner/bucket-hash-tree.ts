@@ -5,6 +5,8 @@ const BUCKETS = 256;
 const EMPTY = sha256Hex('');
 /** One bucket's or group's hash in the joined text: 64 hex digits and the '\n' after it. */
 const LINE = 65;
+/** Buckets rehashed per step of rootSteps and overlayRootSteps (~1/16 of the tree's text). */
+const BUCKETS_PER_STEP = 16;
 
 export interface BucketHashTreeOptions {
   /** Version tag hashed into the root, so trees of different kinds never collide. */
@@ -35,6 +37,8 @@ export class BucketHashTree {
   private readonly groupText: Buffer;
   private readonly tag: Buffer;
   private readonly dirty = new Set<number>();
+  /** Groups whose buckets were rehashed by a rootSteps left unfinished (a set() came between its steps). */
+  private readonly dirtyGroups = new Set<number>();
   private rootCache: string | undefined;
   /**
    * Per bucket, its lines in sorted order as bytes with their offsets, kept only for overlayRoot
@@ -77,6 +81,16 @@ export class BucketHashTree {
    * state: shared items plus a few of its own) cost O(their own items) each, not O(all items).
    */
   overlayRoot(changes: Iterable<readonly [string, string | undefined]>): string {
+    return runSteps(this.overlayRootSteps(changes));
+  }
+
+  /**
+   * overlayRoot(changes) in steps of about BUCKETS_PER_STEP rehashed buckets, for a caller that
+   * must not block for all of them (a node's own items fall in every bucket of a large state: its
+   * whole text hashed again). Nothing may be set between its steps.
+   */
+  *overlayRootSteps(changes: Iterable<readonly [string, string | undefined]>): Generator<void, string, void> {
+    yield* this.rootSteps();
     const base = this.root();
     const byBucket = new Map<number, Map<string, string | undefined>>();
     for (const [k, v] of changes) {
@@ -88,7 +102,11 @@ export class BucketHashTree {
     if (byBucket.size === 0) return base;
     const g = this.options.groupSize;
     const bucketHashes = new Map<number, string>();
-    for (const [b, m] of byBucket) bucketHashes.set(b, this.overlayBucket(b, m));
+    let n = 0;
+    for (const [b, m] of byBucket) {
+      bucketHashes.set(b, this.overlayBucket(b, m));
+      if (++n % BUCKETS_PER_STEP === 0) yield;
+    }
     const patched = (text: Buffer, first: number, count: number, hashes: Map<number, string>) => {
       const copy = Buffer.from(text.subarray(first * LINE, (first + count) * LINE));
       for (const [i, h] of hashes) if (i >= first && i < first + count) writeLine(copy, i - first, h);
@@ -127,11 +145,22 @@ export class BucketHashTree {
   }
 
   root(): string {
+    return runSteps(this.rootSteps());
+  }
+
+  /**
+   * root() in steps of about BUCKETS_PER_STEP rehashed buckets (a first build dirties all 256:
+   * every item's line sorted and hashed), for a caller that must not block for all of them.
+   * Nothing may be set between its steps.
+   */
+  *rootSteps(): Generator<void, string, void> {
     if (this.rootCache) return this.rootCache;
     const g = this.options.groupSize;
-    const groups = new Set<number>();
+    let n = 0;
     for (const b of this.dirty) {
-      if (g) groups.add(Math.floor(b / g));
+      if (++n % BUCKETS_PER_STEP === 0) yield;
+      this.dirty.delete(b);
+      if (g) this.dirtyGroups.add(Math.floor(b / g));
       const bucket = this.buckets[b]!;
       if (bucket.size === 0) {
         writeLine(this.bucketText, b, EMPTY);
@@ -142,11 +171,19 @@ export class BucketHashTree {
       for (const k of keys) text += `${k}\t${bucket.get(k)!}\n`;
       writeLine(this.bucketText, b, sha256Hex(text));
     }
-    this.dirty.clear();
-    for (const i of groups) writeLine(this.groupText, i, sha256Hex(joined(this.bucketText, i * g, g)));
+    for (const i of this.dirtyGroups) writeLine(this.groupText, i, sha256Hex(joined(this.bucketText, i * g, g)));
+    this.dirtyGroups.clear();
     const top = g ? joined(this.groupText, 0, BUCKETS / g) : joined(this.bucketText, 0, BUCKETS);
     this.rootCache = createHash('sha256').update(this.tag).update(top).digest('hex');
     return this.rootCache;
+  }
+}
+
+/** A generator's return value, its steps run at once. */
+function runSteps<T>(steps: Generator<void, T, void>): T {
+  for (;;) {
+    const r = steps.next();
+    if (r.done) return r.value;
   }
 }
 

@@ -9,9 +9,8 @@ import {
 } from '../model/index.ts';
 import type { ClusterDataSource } from './cluster-data-index.ts';
 import { IPSET_TABLE, ipsetName } from './ipset-names.ts';
-import { NodeStateHashTree, nodeStateHash, nodeStateItem } from './node-state-hash.ts';
+import { NodeStateHashTree, nodeStateHash, nodeStateItem, virtualServerItemAt } from './node-state-hash.ts';
 import { changedKeys } from './node-state-renderer.ts';
-import { selectEndpoints } from './select-endpoints.ts';
 import {
   claimOrder,
   loopBackEntry,
@@ -37,6 +36,30 @@ interface Held {
   readonly shared: ServiceContribution;
   /** What its NodePorts add on any node's addresses (undefined: none, or not to be laid over: rendered per node). */
   readonly nodePorts: NodePortTemplate | undefined;
+  /**
+   * Its KUBE-LOOP-BACK members on each node its endpoints sit on ([set, entry]): what it adds
+   * there when laid over (every endpoint of the family on that node, whatever its condition, as
+   * selectEndpoints' allLocal), made once per version of the service instead of once per node.
+   */
+  readonly loopBack: ReadonlyMap<string, readonly (readonly [string, string])[]>;
+}
+
+/**
+ * The NodePort template virtual servers of every service whose copies on a node address share one
+ * key (same family, protocol and port): on a node that lays them all over, the claim on that key is
+ * theirs alone unless a shared or rendered claim sits on it too, so its winner is decided once per
+ * version (pick over the templates: claimOrder and content do not depend on the address, which the
+ * copies share) and each node only hashes the winner's copy on its address.
+ */
+interface NodePortGroup {
+  readonly family: IpFamily;
+  readonly protocol: VirtualServer['protocol'];
+  readonly port: number;
+  readonly members: Candidate[];
+  /** pick(members) as of the last settle: undefined only while members is empty. */
+  winner: Candidate | undefined | 'ambiguous';
+  /** The winner's node-state item on an address (virtualServerItemAt). */
+  itemAt: ((address: string) => [string, string]) | undefined;
 }
 
 /**
@@ -80,8 +103,8 @@ const SETS_OF = (f: IpFamily) =>
 /** Work units per updateSteps step: about 16 service renders (~0.5–2 ms), or 256 comparisons. */
 const STEP_WORK = 256;
 const RENDER_WORK = 16;
-/** Services a node's hashSteps looks at per step (laid over: ~1–5 µs each on a quiet host). */
-const HASH_STEP_SERVICES = 256;
+/** Groups, laid-over services or items per hashSteps step (~1–5 µs each); a service rendered again counts RENDER_WORK. */
+const HASH_STEP_WORK = 256;
 
 /** An item value computed once per virtual server object (versions share unchanged services' objects). */
 const vsItems = new WeakMap<VirtualServer, readonly [string, string]>();
@@ -130,7 +153,7 @@ export class ExpectedNodeStateHashes {
   private readonly touched = new Set<string>();
   /** VIP:ports claimed twice with equal rank and different content (see pick): every node is rendered in full. */
   private readonly ambiguous = new Set<string>();
-  // which services a node's facts or name reach (see sensitiveTo)
+  // which services a node's facts or name reach (see hashSteps)
   private readonly byEndpointNode = new Map<string, Set<string>>();
   /** Services by externalIP and ingress IP: rendered again when a node's address comes or goes. */
   private readonly byExternalIP = new Map<string, Set<string>>();
@@ -139,6 +162,18 @@ export class ExpectedNodeStateHashes {
   // services with zone hints (they read the node's zone) and with node hints (they read its name)
   private readonly zoneHinted = new Set<string>();
   private readonly nodeHinted = new Set<string>();
+  /** Services with NodePorts laid over from a template (the rest of withNodePorts is in untemplated). */
+  private readonly templated = new Set<string>();
+  private readonly untemplated = new Set<string>();
+  /** Templated services whose template has ipset members (SCTP NodePorts): few, copied per node. */
+  private readonly templateEntries = new Set<string>();
+  /** Services with a traffic policy Local: rendered again on a node with endpoints of theirs. */
+  private readonly localPolicy = new Set<string>();
+  /** Template virtual servers by the key of their copies less the address (see NodePortGroup). */
+  private readonly groups = new Map<string, NodePortGroup>();
+  private readonly touchedGroups = new Set<string>();
+  /** Template virtual servers per family: what laying every template over adds per node address of it. */
+  private readonly templateFamilyCount = new Map<IpFamily, number>();
   private last: ExpectedHashStats = { servicesRendered: 0, servicesLaidOver: 0, ownItems: 0, fullRender: false };
 
   constructor(readonly config: ProxyConfig) {
@@ -188,13 +223,14 @@ export class ExpectedNodeStateHashes {
       if (old?.entry !== svc || stale.has(svc.key)) {
         // the new contribution goes in before the old one comes out: shared members keep a count
         const shared = renderServiceForNode(svc, this.neutral);
-        this.held.set(svc.key, { entry: svc, shared, nodePorts: this.nodePortTemplate(svc, shared) });
+        const held = { entry: svc, shared, nodePorts: this.nodePortTemplate(svc, shared), loopBack: loopBackOf(svc) };
+        this.held.set(svc.key, held);
         this.apply(svc.key, shared, 1);
         if (old) {
           this.apply(svc.key, old.shared, -1);
-          this.index(old.entry, -1);
+          this.index(old, -1);
         }
-        this.index(svc, 1);
+        this.index(held, 1);
         work += RENDER_WORK;
       }
       if (work >= STEP_WORK) {
@@ -206,7 +242,7 @@ export class ExpectedNodeStateHashes {
       if (seen.has(key)) continue;
       this.held.delete(key);
       this.apply(key, old.shared, -1);
-      this.index(old.entry, -1);
+      this.index(old, -1);
       work += RENDER_WORK;
       if (work >= STEP_WORK) {
         work = 0;
@@ -222,7 +258,16 @@ export class ExpectedNodeStateHashes {
         yield;
       }
     }
-    this.tree.root(); // every changed bucket hashed here, not in the first node's hash()
+    for (const g of this.touchedGroups) {
+      this.settleGroup(g);
+      this.touchedGroups.delete(g);
+      work += RENDER_WORK;
+      if (work >= STEP_WORK) {
+        work = 0;
+        yield;
+      }
+    }
+    yield* this.tree.rootSteps(); // every changed bucket hashed here, not in the first node's hash()
     this.settledAddresses = addresses;
     this.unsettledAddresses.clear();
     this.data = data;
@@ -238,25 +283,55 @@ export class ExpectedNodeStateHashes {
   }
 
   /**
-   * hash(nodeName) in bounded steps (about HASH_STEP_SERVICES services each, then the overlay),
-   * for a caller that must not block for a whole node (~2 800 services reached at 10k × 100).
-   * Nothing here may change between its steps (no update).
+   * hash(nodeName) in bounded steps (about HASH_STEP_WORK units each, then the overlay in steps
+   * of 16 buckets), for a caller that must not block for a whole node. Nothing here may change
+   * between its steps (no update).
+   *
+   * O(the node's own items), not O(services it reaches): a service reaches a node through its
+   * NodePort addresses (NodePorts, LB source ranges), endpoints on it (KUBE-LOOP-BACK, traffic
+   * policy Local), its zone (zone hints) and its name (node hints): the complete list of what
+   * renderServiceForNode reads from the context besides the config (see the class note). Those
+   * the node changes by additions only are laid over without a render: NodePort copies of a
+   * template (their claims decided once per version by NodePortGroup, each copy on the node's
+   * addresses an own item) and KUBE-LOOP-BACK members (made once per version of the service, each
+   * an own item). The others (zones, node hints, LB source ranges, NodePorts without a template,
+   * Local policies with endpoints here) are rendered again: their shared contributions taken out
+   * of the merge and theirs put in.
    */
   *hashSteps(nodeName: string): Generator<void, string, void> {
     const data = this.data;
     if (!data) throw new Error('ExpectedNodeStateHashes: hash() before update() finished');
     const ctx = renderContext(data, nodeName, this.config);
-    const keys = this.sensitiveTo(ctx);
     const full = (): string => {
-      this.last = { servicesRendered: keys.size, servicesLaidOver: 0, ownItems: 0, fullRender: true };
+      this.last = { servicesRendered: this.held.size, servicesLaidOver: 0, ownItems: 0, fullRender: true };
       return nodeStateHash(renderNodeState(data, nodeName, this.config));
     };
     if (this.ambiguous.size > 0) return full();
+    const onNodePorts = ctx.nodePortIPs.length > 0;
+    const local = (nodeName !== '' && this.byEndpointNode.get(nodeName)) || NONE;
+    // the services this node changes by more than additions: rendered again
+    const rendered = new Set<string>();
+    const addAll = (xs: Iterable<string>) => {
+      for (const k of xs) rendered.add(k);
+    };
+    if (onNodePorts) {
+      addAll(this.withSourceRanges); // checked against the node's addresses
+      addAll(this.untemplated);
+    }
+    if (ctx.node?.zone) addAll(this.zoneHinted); // slice hints: zone hints read the node's zone (probe6 P5)
+    if (nodeName !== '') addAll(this.nodeHinted); // node hints its name
+    for (const k of local) if (this.localPolicy.has(k)) rendered.add(k);
+
     const removed = new Set<VirtualServer>();
     const added = new Map<string, Candidate[]>();
     const boundDelta = new Map<string, number>();
     const entryDelta = new Map<string, Map<string, number>>();
     const familyDelta = new Map<IpFamily, number>();
+    const addEntry = (set: string, e: string, sign: 1 | -1) => {
+      let m = entryDelta.get(set);
+      if (!m) entryDelta.set(set, (m = new Map()));
+      m.set(e, (m.get(e) ?? 0) + sign);
+    };
     const count = (c: ServiceContribution, service: string, sign: 1 | -1) => {
       c.virtualServers.forEach((vs, index) => {
         const fam = ipFamily(vs.address);
@@ -268,32 +343,88 @@ export class ExpectedNodeStateHashes {
         added.set(k, list); // a key with an empty list: touched, nothing of the node's own
       });
       for (const a of c.boundAddresses) boundDelta.set(a, (boundDelta.get(a) ?? 0) + sign);
-      for (const [set, e] of c.ipsetEntries) {
-        let m = entryDelta.get(set);
-        if (!m) entryDelta.set(set, (m = new Map()));
-        m.set(e, (m.get(e) ?? 0) + sign);
-      }
+      for (const [set, e] of c.ipsetEntries) addEntry(set, e, sign);
     };
-    let laidOver = 0;
-    let n = 0;
-    for (const key of keys) {
-      if (++n % HASH_STEP_SERVICES === 0) yield;
+    let work = 0;
+    for (const key of rendered) {
       const held = this.held.get(key)!;
-      const added = this.laidOver(held, ctx);
-      if (added) {
-        laidOver += 1;
-        count(added, key, 1);
-        continue;
-      }
       count(held.shared, key, -1);
       count(renderServiceForNode(held.entry, ctx), key, 1);
+      work += RENDER_WORK;
+      if (work >= HASH_STEP_WORK) {
+        work = 0;
+        yield;
+      }
+    }
+
+    const own: (readonly [string, string | undefined])[] = [nodeStateItem.node(nodeName)];
+    let laidOver = 0;
+    if (onNodePorts) {
+      // NodePort copies of every templated service not rendered here: by group, each claim on
+      // the node's address decided once per version unless something else claims its key here
+      const dirty = new Set<string>();
+      const excluded = new Map<IpFamily, number>();
+      let renderedTemplated = 0;
+      for (const k of rendered) {
+        const t = this.held.get(k)!.nodePorts;
+        if (!t) continue;
+        renderedTemplated += 1;
+        for (const { vs, family } of t.virtualServers) {
+          dirty.add(groupKey(family, vs));
+          excluded.set(family, (excluded.get(family) ?? 0) + 1);
+        }
+      }
+      laidOver += this.templated.size - renderedTemplated;
+      for (const ip of ctx.nodePortIPs) {
+        const family = ipFamily(ip);
+        const copies = (this.templateFamilyCount.get(family) ?? 0) - (excluded.get(family) ?? 0);
+        familyDelta.set(family, (familyDelta.get(family) ?? 0) + copies);
+        for (const [g, group] of this.groups) {
+          if (group.family !== family) continue;
+          if (++work >= HASH_STEP_WORK) {
+            work = 0;
+            yield;
+          }
+          const k = virtualServerKey({ protocol: group.protocol, address: ip, port: group.port });
+          if (!dirty.has(g) && group.itemAt && !this.candidates.has(k) && !added.has(k)) {
+            own.push(group.itemAt(ip));
+            continue;
+          }
+          const list = added.get(k) ?? [];
+          for (const m of group.members)
+            if (!rendered.has(m.service))
+              list.push({ vs: { ...m.vs, address: ip }, service: m.service, index: m.index });
+          added.set(k, list);
+        }
+      }
+      for (const k of this.templateEntries) {
+        if (rendered.has(k)) continue;
+        for (const ip of ctx.nodePortIPs) {
+          const family = ipFamily(ip);
+          for (const x of this.held.get(k)!.nodePorts!.ipsetEntries)
+            if (x.family === family) addEntry(x.set, x.entry.split(STAND_IN[family]).join(ip), 1);
+        }
+      }
+    }
+    // KUBE-LOOP-BACK members of the services with endpoints here, laid over
+    for (const k of local) {
+      if (rendered.has(k)) continue;
+      if (!(onNodePorts && this.templated.has(k))) laidOver += 1;
+      for (const [set, e] of this.held.get(k)!.loopBack.get(nodeName) ?? []) addEntry(set, e, 1);
+      if (++work >= HASH_STEP_WORK) {
+        work = 0;
+        yield;
+      }
     }
     // a family's ipsets come or go with its first or last virtual server: not laid over, rendered in full
     for (const [f, d] of familyDelta)
       if (d !== 0 && this.hasFamily(f) !== (this.familyCount.get(f) ?? 0) + d > 0) return full();
 
-    const own: (readonly [string, string | undefined])[] = [nodeStateItem.node(nodeName)];
     for (const [k, mine] of added) {
+      if (++work >= HASH_STEP_WORK) {
+        work = 0;
+        yield;
+      }
       const list = (this.candidates.get(k) ?? []).filter((c) => !removed.has(c.vs)).concat(mine);
       const best = pick(list);
       if (best === 'ambiguous') return full();
@@ -318,77 +449,19 @@ export class ExpectedNodeStateHashes {
       }
     }
     this.last = {
-      servicesRendered: keys.size - laidOver,
+      servicesRendered: rendered.size,
       servicesLaidOver: laidOver,
       ownItems: own.length,
       fullRender: false,
     };
     yield;
-    return this.tree.overlayRoot(own);
+    return yield* this.tree.overlayRootSteps(own);
   }
 
   /** How the last hash() was computed. */
   get lastStats(): ExpectedHashStats {
     return this.last;
   }
-
-  /**
-   * Every service whose rendering for this node may differ from its shared one: the complete list
-   * of what renderServiceForNode reads from the context besides the config (see the class note).
-   */
-  private sensitiveTo(ctx: RenderContext): Set<string> {
-    const keys = new Set<string>();
-    const add = (xs: Iterable<string> | undefined) => {
-      for (const k of xs ?? []) keys.add(k);
-    };
-    if (ctx.nodePortIPs.length > 0) {
-      add(this.withNodePorts);
-      add(this.withSourceRanges);
-    }
-    // topology follows the slice hints: zone hints read the node's zone, node hints its name
-    if (ctx.node?.zone) add(this.zoneHinted);
-    if (ctx.nodeName !== '') add(this.nodeHinted);
-    if (ctx.nodeName !== '') add(this.byEndpointNode.get(ctx.nodeName));
-    return keys;
-  }
-
-  /**
-   * What the service adds to its shared contribution on this node, without rendering it, when the
-   * node reaches it only through its NodePort addresses (the template's copies on them) and
-   * endpoints on it (their KUBE-LOOP-BACK members, under traffic policies that use no local
-   * endpoint set): the additions are then all that differs (renderFamily reads the node's name
-   * only to select endpoints, and a policy of Cluster uses only the selection's node-independent
-   * part). undefined: render it (zones, LB source ranges, Local policies with endpoints here). Additions only: nothing of the shared contribution goes.
-   */
-  private laidOver(held: Held, ctx: RenderContext): ServiceContribution | undefined {
-    const svc = held.entry;
-    // slice hints: zone hints read the node's zone, node hints its name (probe6 P5)
-    if (ctx.node?.zone && this.zoneHinted.has(svc.key)) return undefined;
-    if (ctx.nodeName !== '' && this.nodeHinted.has(svc.key)) return undefined;
-    const onNodePorts = ctx.nodePortIPs.length > 0;
-    if (onNodePorts && this.withSourceRanges.has(svc.key)) return undefined;
-    if (onNodePorts && this.withNodePorts.has(svc.key) && !held.nodePorts) return undefined;
-    const local = ctx.nodeName !== '' && this.byEndpointNode.get(ctx.nodeName)?.has(svc.key) === true;
-    if (local && (svc.internalTrafficPolicy === 'Local' || svc.externalTrafficPolicy === 'Local')) return undefined;
-    const out: ServiceContribution = { virtualServers: [], boundAddresses: [], ipsetEntries: [] };
-    const t = onNodePorts ? held.nodePorts : undefined;
-    for (const ip of t ? ctx.nodePortIPs : []) {
-      const family = ipFamily(ip);
-      for (const x of t!.virtualServers) if (x.family === family) out.virtualServers.push({ ...x.vs, address: ip });
-      for (const x of t!.ipsetEntries)
-        if (x.family === family) out.ipsetEntries.push([x.set, x.entry.split(STAND_IN[family]).join(ip)]);
-    }
-    if (local)
-      for (const clusterIP of svc.clusterIPs) {
-        const family = ipFamily(clusterIP);
-        const set = ipsetName('KUBE-LOOP-BACK', family);
-        for (const port of svc.ports)
-          for (const ep of selectEndpoints(port, family, ctx.nodeName, '').allLocal)
-            out.ipsetEntries.push([set, loopBackEntry(ep, port.protocol)]);
-      }
-    return out;
-  }
-
   /**
    * The service's NodePort template (see NodePortTemplate), or undefined when it has no NodePorts
    * or its rendering on the stand-ins is not the shared one plus stand-in items (LB source
@@ -433,12 +506,18 @@ export class ExpectedNodeStateHashes {
     return { virtualServers, ipsetEntries };
   }
 
-  private index(svc: ServiceEntry, sign: 1 | -1): void {
+  private index(held: Held, sign: 1 | -1): void {
+    const svc = held.entry;
     const mark = (set: Set<string>, on: boolean) => {
       if (on && sign > 0) set.add(svc.key);
       else if (on) set.delete(svc.key);
     };
-    mark(this.withNodePorts, svc.nodePorts && svc.ports.some((p) => p.nodePort !== 0));
+    const nodePorts = svc.nodePorts && svc.ports.some((p) => p.nodePort !== 0);
+    mark(this.withNodePorts, nodePorts);
+    mark(this.templated, nodePorts && held.nodePorts !== undefined);
+    mark(this.untemplated, nodePorts && held.nodePorts === undefined);
+    mark(this.templateEntries, (held.nodePorts?.ipsetEntries.length ?? 0) > 0);
+    mark(this.localPolicy, svc.internalTrafficPolicy === 'Local' || svc.externalTrafficPolicy === 'Local');
     mark(this.withSourceRanges, svc.loadBalancerIngress.length > 0 && svc.loadBalancerSourceRanges.length > 0);
     mark(
       this.zoneHinted,
@@ -448,6 +527,21 @@ export class ExpectedNodeStateHashes {
       this.nodeHinted,
       svc.ports.some((p) => p.endpoints.some((e) => (e.hintNodes?.length ?? 0) > 0)),
     );
+    held.nodePorts?.virtualServers.forEach(({ vs, family }, index) => {
+      const g = groupKey(family, vs);
+      let group = this.groups.get(g);
+      if (!group) {
+        group = { family, protocol: vs.protocol, port: vs.port, members: [], winner: undefined, itemAt: undefined };
+        this.groups.set(g, group);
+      }
+      if (sign > 0) group.members.push({ vs, service: svc.key, index });
+      else {
+        const i = group.members.findIndex((m) => m.vs === vs);
+        if (i >= 0) group.members.splice(i, 1);
+      }
+      this.templateFamilyCount.set(family, (this.templateFamilyCount.get(family) ?? 0) + sign);
+      this.touchedGroups.add(g);
+    });
     const by = (m: Map<string, Set<string>>, k: string) => {
       let s = m.get(k);
       if (sign > 0) {
@@ -520,6 +614,20 @@ export class ExpectedNodeStateHashes {
     }
   }
 
+  /** Decides one touched NodePort group's claim (pick over its templates) and how its winner's copies hash. */
+  private settleGroup(g: string): void {
+    const group = this.groups.get(g);
+    if (!group) return;
+    if (group.members.length === 0) {
+      this.groups.delete(g);
+      return;
+    }
+    const best = pick(group.members);
+    if (best === group.winner) return;
+    group.winner = best;
+    group.itemAt = best && best !== 'ambiguous' ? virtualServerItemAt(best.vs) : undefined;
+  }
+
   private hasFamily(f: IpFamily): boolean {
     return (this.familyCount.get(f) ?? 0) > 0;
   }
@@ -539,6 +647,31 @@ export class ExpectedNodeStateHashes {
       }
     }
   }
+}
+
+const NONE: ReadonlySet<string> = new Set();
+
+/** A NodePort group's key: its copies' virtual server key less the address. */
+const groupKey = (family: IpFamily, vs: VirtualServer) => `${family}|${vs.protocol}|${vs.port}`;
+
+/**
+ * The service's KUBE-LOOP-BACK members by the node its endpoints sit on: per cluster IP, per
+ * port, every endpoint of that family on the node (selectEndpoints' allLocal), as renderFamily adds them.
+ */
+function loopBackOf(svc: ServiceEntry): ReadonlyMap<string, readonly (readonly [string, string])[]> {
+  const byNode = new Map<string, (readonly [string, string])[]>();
+  for (const clusterIP of svc.clusterIPs) {
+    const family = ipFamily(clusterIP);
+    const set = ipsetName('KUBE-LOOP-BACK', family);
+    for (const port of svc.ports)
+      for (const ep of port.endpoints) {
+        if (ep.nodeName === '' || ipFamily(ep.ip) !== family) continue;
+        let list = byNode.get(ep.nodeName);
+        if (!list) byNode.set(ep.nodeName, (list = []));
+        list.push([set, loopBackEntry(ep, port.protocol)]);
+      }
+  }
+  return byNode;
 }
 
 /**

@@ -1,5 +1,7 @@
 import {
+  canonicalJson,
   contentHash,
+  sha256Hex,
   virtualServerKey,
   type IpsetState,
   type NodeProxySettings,
@@ -24,6 +26,22 @@ export const nodeStateItem = {
   ],
   ipsetEntry: (set: string, entry: string): [string, string] => [`entry:${set}:${entry}`, '1'],
 };
+
+/**
+ * nodeStateItem.virtualServer({ ...vs, address }) for many addresses of one virtual server (a
+ * NodePort's copies on every node's addresses): its canonical text is made once, `vs.address`
+ * standing in for the address, then each address costs one SHA-256 of that text with the address
+ * put in. The stand-in must appear in the text only as the address (else each copy is hashed whole).
+ */
+export function virtualServerItemAt(vs: VirtualServer): (address: string) => [string, string] {
+  const parts = canonicalJson(vs).split(JSON.stringify(vs.address));
+  if (parts.length !== 2) return (address) => nodeStateItem.virtualServer({ ...vs, address });
+  const [before, after] = parts as [string, string];
+  return (address) => [
+    `vs:${virtualServerKey({ protocol: vs.protocol, address, port: vs.port })}`,
+    sha256Hex(before + JSON.stringify(address) + after),
+  ];
+}
 
 /**
  * Tree hash over node state items: a BucketHashTree with 16 groups of 16 buckets (an applier
