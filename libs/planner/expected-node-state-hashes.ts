@@ -88,6 +88,10 @@ export interface ExpectedHashStats {
   readonly ownItems: number;
   /** True when the fast path could not tell and the node was rendered in full. */
   readonly fullRender: boolean;
+  /** NodePort claims on the node's addresses taken from their group's winner, decided once per version. */
+  readonly claimsDecidedOnce: number;
+  /** VIP:port claims merged for the node itself (something beyond one NodePort group claims the key here). */
+  readonly claimsMerged: number;
 }
 
 const SET_FAMILY = new Map<string, IpFamily>(
@@ -174,7 +178,14 @@ export class ExpectedNodeStateHashes {
   private readonly touchedGroups = new Set<string>();
   /** Template virtual servers per family: what laying every template over adds per node address of it. */
   private readonly templateFamilyCount = new Map<IpFamily, number>();
-  private last: ExpectedHashStats = { servicesRendered: 0, servicesLaidOver: 0, ownItems: 0, fullRender: false };
+  private last: ExpectedHashStats = {
+    servicesRendered: 0,
+    servicesLaidOver: 0,
+    ownItems: 0,
+    fullRender: false,
+    claimsDecidedOnce: 0,
+    claimsMerged: 0,
+  };
 
   constructor(readonly config: ProxyConfig) {
     this.neutral = neutralContext(config);
@@ -303,7 +314,14 @@ export class ExpectedNodeStateHashes {
     if (!data) throw new Error('ExpectedNodeStateHashes: hash() before update() finished');
     const ctx = renderContext(data, nodeName, this.config);
     const full = (): string => {
-      this.last = { servicesRendered: this.held.size, servicesLaidOver: 0, ownItems: 0, fullRender: true };
+      this.last = {
+        servicesRendered: this.held.size,
+        servicesLaidOver: 0,
+        ownItems: 0,
+        fullRender: true,
+        claimsDecidedOnce: 0,
+        claimsMerged: 0,
+      };
       return nodeStateHash(renderNodeState(data, nodeName, this.config));
     };
     if (this.ambiguous.size > 0) return full();
@@ -359,9 +377,12 @@ export class ExpectedNodeStateHashes {
 
     const own: (readonly [string, string | undefined])[] = [nodeStateItem.node(nodeName)];
     let laidOver = 0;
+    let decidedOnce = 0;
     if (onNodePorts) {
       // NodePort copies of every templated service not rendered here: by group, each claim on
       // the node's address decided once per version unless something else claims its key here
+      // (a member rendered here claims it in its rendering too, in every case known; `dirty` keeps
+      // the group's decision out of the node's claim even where its rendering would not)
       const dirty = new Set<string>();
       const excluded = new Map<IpFamily, number>();
       let renderedTemplated = 0;
@@ -388,6 +409,7 @@ export class ExpectedNodeStateHashes {
           const k = virtualServerKey({ protocol: group.protocol, address: ip, port: group.port });
           if (!dirty.has(g) && group.itemAt && !this.candidates.has(k) && !added.has(k)) {
             own.push(group.itemAt(ip));
+            decidedOnce += 1;
             continue;
           }
           const list = added.get(k) ?? [];
@@ -453,6 +475,8 @@ export class ExpectedNodeStateHashes {
       servicesLaidOver: laidOver,
       ownItems: own.length,
       fullRender: false,
+      claimsDecidedOnce: decidedOnce,
+      claimsMerged: added.size,
     };
     yield;
     return yield* this.tree.overlayRootSteps(own);

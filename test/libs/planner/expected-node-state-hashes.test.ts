@@ -170,10 +170,10 @@ describe('ExpectedNodeStateHashes equals nodeStateHash(renderNodeState(...)) for
     h.update(data);
     expect(h.hash('n1')).toBe(nodeStateHash(renderNodeState(data, 'n1', DEFAULT_PROXY_CONFIG)));
     // its node item and NodePort VS, laid over: s3 is not rendered again
-    expect(h.lastStats).toEqual({ servicesRendered: 0, servicesLaidOver: 1, ownItems: 2, fullRender: false });
+    expect(h.lastStats).toMatchObject({ servicesRendered: 0, servicesLaidOver: 1, ownItems: 2, fullRender: false });
     expect(h.hash('n2')).toBe(nodeStateHash(renderNodeState(data, 'n2', DEFAULT_PROXY_CONFIG)));
     // s3's NodePort, s4's endpoint on n2 (two KUBE-LOOP-BACK members)
-    expect(h.lastStats).toEqual({ servicesRendered: 0, servicesLaidOver: 2, ownItems: 4, fullRender: false });
+    expect(h.lastStats).toMatchObject({ servicesRendered: 0, servicesLaidOver: 2, ownItems: 4, fullRender: false });
     const d: DataDelta = {
       upsertServices: [svc('s7', { clusterIPs: ['10.96.0.8'], endpoints: 3 })],
       removeServices: ['ns/s9'],
@@ -183,6 +183,39 @@ describe('ExpectedNodeStateHashes equals nodeStateHash(renderNodeState(...)) for
     data.apply(d);
     h.update(data);
     expect(h.hash('n1')).toBe(nodeStateHash(renderNodeState(data, 'n1', DEFAULT_PROXY_CONFIG)));
+  });
+
+  // NodePort claims are decided once per version per group of templates sharing (family, protocol,
+  // port); a node merges a key itself only when more claims it there: a member rendered again for
+  // the node (LB source ranges, zone hints, a Local policy with endpoints here), a NodePort without
+  // a template, or a shared claim on the node's address (a cluster IP that is a node address).
+  it('decides NodePort claims once per group, and merges a key itself when more claims it on the node (property)', () => {
+    const seenHere = { once: 0, merged: 0 };
+    const nodes = [facts('n1', ['192.0.2.1', '10.96.0.1'], 'z1'), facts('n2', ['192.0.2.2'], 'z2'), facts('n3', [])];
+    fc.assert(
+      fc.property(fc.array(sharedNodePort, { minLength: 2, maxLength: 8 }), fc.nat(), (list, pickOne) => {
+        const services = [...new Map(list.map((s) => [s.key, s])).values()];
+        const h = new ExpectedNodeStateHashes(DEFAULT_PROXY_CONFIG);
+        let data = ClusterDataIndex.from({ services, nodes });
+        for (const round of [0, 1]) {
+          if (round === 1) {
+            // the next version: one service loses its NodePorts (its groups settled again)
+            const i = pickOne % services.length;
+            services[i] = { ...services[i]!, nodePorts: false };
+            data = ClusterDataIndex.from({ services, nodes });
+          }
+          h.update(data);
+          for (const n of nodes) {
+            expect(h.hash(n.name), n.name).toBe(nodeStateHash(renderNodeState(data, n.name, DEFAULT_PROXY_CONFIG)));
+            seenHere.once += h.lastStats.claimsDecidedOnce;
+            seenHere.merged += h.lastStats.claimsMerged;
+          }
+        }
+      }),
+      { numRuns: 60 },
+    );
+    expect(seenHere.once).toBeGreaterThan(100);
+    expect(seenHere.merged).toBeGreaterThan(100);
   });
 
   // probe6 P7: an externalIP that is any node's address is served nowhere, so a node's addresses
@@ -333,6 +366,44 @@ const serviceEntry = fc
         .sort((x, y) => (x.name < y.name ? -1 : 1)),
     }),
   );
+// Services sharing two NodePorts, each with one part that may make a node claim its key itself.
+const sharedNodePort: fc.Arbitrary<ServiceEntry> = fc
+  .record({
+    i: fc.integer({ min: 1, max: 12 }),
+    portName: fc.constantFrom('a', 'b'),
+    protocol: fc.constantFrom('TCP' as const, 'UDP' as const),
+    nodePort: fc.constantFrom(30001, 30002),
+    port: fc.constantFrom(80, 30001), // 30001: its cluster IP claims a node's address at a NodePort's key
+    clusterIP: fc.constantFrom('10.96.0.1', '10.96.0.2', '10.96.0.3'),
+    endpointNode: fc.constantFrom('', '', 'n1', 'n2'),
+    hint: fc.constantFrom<string[]>([], [], ['z1']),
+    part: fc.constantFrom('none', 'none', 'ranges', 'etpLocal', 'sctp'),
+  })
+  .map((o): ServiceEntry => {
+    const ep = (ip: string): EndpointEntry => ({
+      ip,
+      port: 8080,
+      nodeName: o.endpointNode,
+      zone: 'z1',
+      ready: true,
+      serving: true,
+      terminating: false,
+      hintZones: o.hint,
+    });
+    const endpoints = [ep(`10.244.0.${o.i}`), { ...ep(`10.244.1.${o.i}`), nodeName: '' }];
+    const base = plainService(
+      `ns/s${o.i}`,
+      [o.clusterIP],
+      [{ name: o.portName, protocol: o.protocol, port: o.port, nodePort: o.nodePort, endpoints }],
+      true,
+    );
+    if (o.part === 'ranges')
+      return { ...base, loadBalancerIngress: ['198.51.100.1'], loadBalancerSourceRanges: ['192.0.2.0/24'] };
+    if (o.part === 'etpLocal') return { ...base, externalTrafficPolicy: 'Local', healthCheckNodePort: 32000 };
+    // an SCTP NodePort: the template names the node address in ipset members as well
+    if (o.part === 'sctp') return { ...base, ports: [{ ...base.ports[0]!, protocol: 'SCTP' }] };
+    return base;
+  });
 const nodeFacts = fc
   .record({
     name: fc.constantFrom('n1', 'n2', 'n3', 'n4'),
