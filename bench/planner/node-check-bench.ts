@@ -9,10 +9,15 @@
  * for a fresh cache (the first build, in steps) and for a later version, with the event loop's
  * longest stall meanwhile (monitorEventLoopDelay, and a 1 ms timer's longest gap); before the
  * build was sliced, the stall was the build plus one node (newBuildMs + newPerNodeMs).
+ * Each phase also gives its process CPU time (process.cpuUsage: the machine is shared, so wall
+ * time alone mixes in other work), and the planner path its slices' CPU time (the longest
+ * slice's own, and the longest by CPU) and V8's longest GC pause meanwhile, which tell a slice
+ * that computed for long from one descheduled or paused by GC.
  *   npx tsx --expose-gc bench/planner/node-check-bench.ts [--services 10000] [--endpoints 10] [--nodes 100] [--old-sample 4] [--versions 3]
  */
 import { benchArgs } from '../bench-cli.ts'; // first: bad input is one line, exit 2
-import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { loadavg } from 'node:os';
+import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
 import { DEFAULT_PROXY_CONFIG, readKubeObject, type KubeObject } from '../../libs/model/index.ts';
 import { ClusterState, ExpectedNodeStateHashes, nodeStateHash, renderNodeState } from '../../libs/planner/index.ts';
 import { ExpectedHashCache, NodeHashChecks } from '../../services/planner/node-hash-checks.ts';
@@ -34,6 +39,11 @@ const SAMPLE = Math.min(N, Number(values['old-sample']));
 const VERSIONS = Number(values.versions);
 
 const ms = (t0: bigint) => Number(process.hrtime.bigint() - t0) / 1e6;
+const cpuMs = (c0: NodeJS.CpuUsage) => {
+  const c = process.cpuUsage(c0);
+  return (c.user + c.system) / 1000;
+};
+const loadBefore = loadavg()[0]!;
 const read = (raw: unknown): KubeObject => {
   const r = readKubeObject(raw);
   if (!r.ok) throw new Error(r.rejection.reason);
@@ -55,33 +65,41 @@ const sample = Array.from({ length: SAMPLE }, (_, i) => nodes[Math.floor((i * N)
 nodeStateHash(renderNodeState(data, sample[0]!, config));
 const oldHashes = new Map<string, string>();
 let t = process.hrtime.bigint();
+let c = process.cpuUsage();
 for (const n of sample) oldHashes.set(n, nodeStateHash(renderNodeState(data, n, config)));
 const oldPerNodeMs = ms(t) / SAMPLE;
+const oldPerNodeCpuMs = cpuMs(c) / SAMPLE;
 
 // new: built once for the version, then every node
 const heap0 = heap();
 const hashes = new ExpectedNodeStateHashes(config);
 t = process.hrtime.bigint();
+c = process.cpuUsage();
 hashes.update(data);
 const buildMs = ms(t);
+const buildCpuMs = cpuMs(c);
 t = process.hrtime.bigint();
+c = process.cpuUsage();
 const fast = new Map<string, string>();
 let rendered = 0;
 let laidOver = 0;
 let ownItems = 0;
+let decidedOnce = 0;
 for (const n of nodes) {
   fast.set(n, hashes.hash(n));
   rendered += hashes.lastStats.servicesRendered;
   laidOver += hashes.lastStats.servicesLaidOver;
   ownItems += hashes.lastStats.ownItems;
+  decidedOnce += hashes.lastStats.claimsDecidedOnce ?? 0; // absent before NodePort groups
 }
 const allNodesMs = ms(t);
+const allNodesCpuMs = cpuMs(c);
 const heldMb = (heap() - heap0) / 1048576;
 for (const [n, h] of oldHashes)
   if (fast.get(n) !== h) throw new Error(`node ${n}: fast hash ${fast.get(n)} != full render ${h}`);
 
 // later versions: one EndpointSlice changed each; moved there, every node again
-const next: { updateMs: number; allNodesMs: number }[] = [];
+const next: { updateMs: number; allNodesMs: number; allNodesCpuMs: number }[] = [];
 for (let v = 1; v <= VERSIONS; v++) {
   const s = (v * 7919) % S;
   state.apply({ op: 'upsert', object: read(makeSlice(`ns-${s % 50}`, s, E, N, v, s % 4 === 0)) });
@@ -90,8 +108,9 @@ for (let v = 1; v <= VERSIONS; v++) {
   hashes.update(data);
   const updateMs = ms(t);
   t = process.hrtime.bigint();
+  c = process.cpuUsage();
   for (const n of nodes) hashes.hash(n);
-  next.push({ updateMs, allNodesMs: ms(t) });
+  next.push({ updateMs, allNodesMs: ms(t), allNodesCpuMs: cpuMs(c) });
 }
 const check = sample[sample.length - 1]!;
 if (hashes.hash(check) !== nodeStateHash(renderNodeState(data, check, config)))
@@ -103,9 +122,38 @@ if (hashes.hash(check) !== nodeStateHash(renderNodeState(data, check, config)))
  */
 async function plannerChecks(cache: ExpectedHashCache, version: number) {
   const at = { version, revision: 1, config, data };
+  // the default scheduler's (setImmediate, or setTimeout for a rest), each slice timed in wall and CPU
+  const slices = { longestWallMs: 0, itsCpuMs: 0, longestCpuMs: 0, count: 0 };
+  const schedule = (fn: () => void, restMs: number) => {
+    const run = () => {
+      const w0 = performance.now();
+      const c0 = process.cpuUsage();
+      fn();
+      const wall = performance.now() - w0;
+      const cpu = cpuMs(c0);
+      slices.count += 1;
+      if (wall > slices.longestWallMs) Object.assign(slices, { longestWallMs: wall, itsCpuMs: cpu });
+      slices.longestCpuMs = Math.max(slices.longestCpuMs, cpu);
+    };
+    if (restMs <= 0) {
+      const h = setImmediate(run);
+      return { cancel: () => clearImmediate(h) };
+    }
+    const h = setTimeout(run, restMs);
+    return { cancel: () => clearTimeout(h) };
+  };
+  const gc = { maxMs: 0, totalMs: 0 };
+  const gcObserver = new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) {
+      gc.maxMs = Math.max(gc.maxMs, e.duration);
+      gc.totalMs += e.duration;
+    }
+  });
+  gcObserver.observe({ entryTypes: ['gc'] });
   const checks = new NodeHashChecks({
     compute: (node) => cache.hashSteps(node, at),
     prepare: () => cache.prepare(at),
+    schedule,
   });
   const delay = monitorEventLoopDelay({ resolution: 1 });
   let last = performance.now();
@@ -117,19 +165,30 @@ async function plannerChecks(cache: ExpectedHashCache, version: number) {
   }, 1);
   delay.enable();
   const t0 = process.hrtime.bigint();
+  const c0 = process.cpuUsage();
   for (const n of nodes) checks.want(n, version, 1);
   while (checks.pending > 0) await new Promise((r) => setTimeout(r, 5));
   const allMs = ms(t0);
+  const allCpuMs = cpuMs(c0);
   delay.disable();
   clearInterval(probe);
+  await new Promise((r) => setTimeout(r, 50)); // the last GC entries
+  gcObserver.disconnect();
   const check = nodes[version % N]!;
   if (checks.get(check, version, 1) !== nodeStateHash(renderNodeState(data, check, config)))
     throw new Error(`node ${check}: the planner path's hash differs from the full render`);
   return {
     allNodesMs: r(allMs),
+    allNodesCpuMs: r(allCpuMs),
     maxStallMs: r(delay.max / 1e6),
     maxTimerGapMs: r(maxGapMs),
     longestSliceMs: r(checks.longestSliceMs),
+    slices: slices.count,
+    longestSliceWallMs: r(slices.longestWallMs),
+    longestSliceItsCpuMs: r(slices.itsCpuMs),
+    longestSliceCpuMs: r(slices.longestCpuMs),
+    gcMaxPauseMs: r(gc.maxMs),
+    gcTotalMs: r(gc.totalMs),
     steps: checks.prepareSteps,
   };
 }
@@ -153,16 +212,25 @@ console.log(
     endpointsPerService: E,
     nodes: N,
     oldSample: SAMPLE,
+    loadAverage: [r(loadBefore), r(loadavg()[0]!)],
     oldPerNodeMs: r(oldPerNodeMs),
+    oldPerNodeCpuMs: r(oldPerNodeCpuMs),
     oldAllNodesMsProjected: r(oldAllMs),
     newBuildMs: r(buildMs),
+    newBuildCpuMs: r(buildCpuMs),
     newAllNodesMs: r(allNodesMs),
+    newAllNodesCpuMs: r(allNodesCpuMs),
     newPerNodeMs: r(allNodesMs / N),
     newFirstVersionMs: r(newFirstMs),
-    nextVersions: next.map((x) => ({ updateMs: r(x.updateMs), allNodesMs: r(x.allNodesMs) })),
+    nextVersions: next.map((x) => ({
+      updateMs: r(x.updateMs),
+      allNodesMs: r(x.allNodesMs),
+      allNodesCpuMs: r(x.allNodesCpuMs),
+    })),
     servicesRenderedPerNode: r(rendered / N),
     servicesLaidOverPerNode: r(laidOver / N),
     ownItemsPerNode: r(ownItems / N),
+    claimsDecidedOncePerNode: r(decidedOnce / N),
     heldMb: r(heldMb),
     ratioFirstVersion: r(oldAllMs / newFirstMs),
     // before the build was sliced, one slice held the whole build and the first node

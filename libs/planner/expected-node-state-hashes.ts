@@ -2,7 +2,9 @@ import {
   byCodeUnit,
   ipFamily,
   virtualServerKey,
+  type EndpointEntry,
   type IpFamily,
+  type Protocol,
   type ProxyConfig,
   type ServiceEntry,
   type VirtualServer,
@@ -37,11 +39,17 @@ interface Held {
   /** What its NodePorts add on any node's addresses (undefined: none, or not to be laid over: rendered per node). */
   readonly nodePorts: NodePortTemplate | undefined;
   /**
-   * Its KUBE-LOOP-BACK members on each node its endpoints sit on ([set, entry]): what it adds
-   * there when laid over (every endpoint of the family on that node, whatever its condition, as
-   * selectEndpoints' allLocal), made once per version of the service instead of once per node.
+   * Its endpoints by the node they sit on, with their port's protocol: what its KUBE-LOOP-BACK
+   * members on that node are made of when laid over (see loopBackMembers), found once per version
+   * of the service instead of by a walk of all its endpoints per node. References, no strings:
+   * the members themselves are the node's own items, made when the node is hashed.
    */
-  readonly loopBack: ReadonlyMap<string, readonly (readonly [string, string])[]>;
+  readonly onNode: ReadonlyMap<string, readonly LocalEndpoint[]>;
+}
+
+interface LocalEndpoint {
+  readonly protocol: Protocol;
+  readonly ep: EndpointEntry;
 }
 
 /**
@@ -234,7 +242,12 @@ export class ExpectedNodeStateHashes {
       if (old?.entry !== svc || stale.has(svc.key)) {
         // the new contribution goes in before the old one comes out: shared members keep a count
         const shared = renderServiceForNode(svc, this.neutral);
-        const held = { entry: svc, shared, nodePorts: this.nodePortTemplate(svc, shared), loopBack: loopBackOf(svc) };
+        const held = {
+          entry: svc,
+          shared,
+          nodePorts: this.nodePortTemplate(svc, shared),
+          onNode: endpointsByNode(svc),
+        };
         this.held.set(svc.key, held);
         this.apply(svc.key, shared, 1);
         if (old) {
@@ -428,11 +441,26 @@ export class ExpectedNodeStateHashes {
         }
       }
     }
-    // KUBE-LOOP-BACK members of the services with endpoints here, laid over
+    // KUBE-LOOP-BACK members of the services with endpoints here, laid over: each is an own item
+    // unless the shared items or a service rendered here have it (then counted as any other)
     for (const k of local) {
       if (rendered.has(k)) continue;
       if (!(onNodePorts && this.templated.has(k))) laidOver += 1;
-      for (const [set, e] of this.held.get(k)!.loopBack.get(nodeName) ?? []) addEntry(set, e, 1);
+      const held = this.held.get(k)!;
+      for (const clusterIP of held.entry.clusterIPs) {
+        const family = ipFamily(clusterIP);
+        const set = ipsetName('KUBE-LOOP-BACK', family);
+        if (!this.hasFamily(family)) continue; // no such set on this node (a family that comes is rendered in full)
+        const counts = this.entryCount.get(set)!;
+        const delta = entryDelta.get(set);
+        for (const { protocol, ep } of held.onNode.get(nodeName) ?? []) {
+          if (ipFamily(ep.ip) !== family) continue;
+          const e = loopBackEntry(ep, protocol);
+          if (counts.has(e) || delta?.has(e)) addEntry(set, e, 1);
+          else own.push(nodeStateItem.ipsetEntry(set, e));
+          work += 1;
+        }
+      }
       if (++work >= HASH_STEP_WORK) {
         work = 0;
         yield;
@@ -679,22 +707,18 @@ const NONE: ReadonlySet<string> = new Set();
 const groupKey = (family: IpFamily, vs: VirtualServer) => `${family}|${vs.protocol}|${vs.port}`;
 
 /**
- * The service's KUBE-LOOP-BACK members by the node its endpoints sit on: per cluster IP, per
- * port, every endpoint of that family on the node (selectEndpoints' allLocal), as renderFamily adds them.
+ * The service's endpoints by the node they sit on (selectEndpoints' allLocal there, for each
+ * family, is those of the family: every condition), as renderFamily makes KUBE-LOOP-BACK members of.
  */
-function loopBackOf(svc: ServiceEntry): ReadonlyMap<string, readonly (readonly [string, string])[]> {
-  const byNode = new Map<string, (readonly [string, string])[]>();
-  for (const clusterIP of svc.clusterIPs) {
-    const family = ipFamily(clusterIP);
-    const set = ipsetName('KUBE-LOOP-BACK', family);
-    for (const port of svc.ports)
-      for (const ep of port.endpoints) {
-        if (ep.nodeName === '' || ipFamily(ep.ip) !== family) continue;
-        let list = byNode.get(ep.nodeName);
-        if (!list) byNode.set(ep.nodeName, (list = []));
-        list.push([set, loopBackEntry(ep, port.protocol)]);
-      }
-  }
+function endpointsByNode(svc: ServiceEntry): ReadonlyMap<string, readonly LocalEndpoint[]> {
+  const byNode = new Map<string, LocalEndpoint[]>();
+  for (const port of svc.ports)
+    for (const ep of port.endpoints) {
+      if (ep.nodeName === '') continue;
+      let list = byNode.get(ep.nodeName);
+      if (!list) byNode.set(ep.nodeName, (list = []));
+      list.push({ protocol: port.protocol, ep });
+    }
   return byNode;
 }
 
