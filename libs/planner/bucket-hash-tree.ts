@@ -145,7 +145,7 @@ export class BucketHashTree {
   }
 
   root(): string {
-    return runSteps(this.rootSteps());
+    return this.rootCache ?? runSteps(this.rootSteps()); // no generator for a cached root (every event asks)
   }
 
   /**
