@@ -21,7 +21,7 @@ export { relistDiff } from './relist-diff.ts';
 export type { RelistChange } from './relist-diff.ts';
 export { ManifestsSource, MANIFEST_FILE_ANNOTATION } from './manifests-source.ts';
 export type { ManifestsSourceHealth, ManifestsSourceOptions } from './manifests-source.ts';
-export { ManifestDecoder } from './manifest-decoder.ts';
+export { INLINE_MAX_BYTES, ManifestDecoder } from './manifest-decoder.ts';
 export type { ManifestDecoderOptions } from './manifest-decoder.ts';
 export { isManifestFileName, walkManifestDir } from './manifest-files.ts';
 export type { ManifestTree } from './manifest-files.ts';

@@ -37,7 +37,17 @@ export interface ManifestDecoderOptions {
   readonly thread?: 'worker' | 'caller';
   /** The worker's heap limit (V8 old generation, MB; default: node's); past it the content is refused. */
   readonly heapMb?: number;
+  /**
+   * Texts of at most this many bytes decode on the calling thread (default INLINE_MAX_BYTES; 0:
+   * every text goes to the worker). A worker round trip costs more than decoding a small file, and
+   * a new leader's first decodes wait for the worker to start (0.6–2 s from the TypeScript sources):
+   * its console and /status said NOT SYNCED for that long after a failover.
+   */
+  readonly inlineMaxBytes?: number;
 }
+
+/** 32 KiB: ~550 endpoints of an EndpointSlice, tens of ms of YAML decoding on a quiet core. */
+export const INLINE_MAX_BYTES = 32 * 1024;
 
 export class ManifestDecoder {
   private worker: Worker | undefined;
@@ -47,6 +57,11 @@ export class ManifestDecoder {
   private closed = false;
   /** Texts decoded (cache misses), for tests. */
   decodes = 0;
+
+  /** Whether a worker thread runs now (small texts never start one). */
+  get threadRunning(): boolean {
+    return this.worker !== undefined;
+  }
 
   constructor(private readonly options: ManifestDecoderOptions = {}) {}
 
@@ -87,7 +102,11 @@ export class ManifestDecoder {
   private run(text: string): Promise<ManifestFileParse> {
     if (this.closed) return Promise.resolve({ ok: false, reason: 'cannot decode: the decoder was closed' });
     this.decodes += 1;
-    if (this.options.thread === 'caller') return Promise.resolve(parseManifestFile(text));
+    if (
+      this.options.thread === 'caller' ||
+      Buffer.byteLength(text) <= (this.options.inlineMaxBytes ?? INLINE_MAX_BYTES)
+    )
+      return Promise.resolve(parseManifestFile(text));
     let w: Worker;
     try {
       w = this.thread();

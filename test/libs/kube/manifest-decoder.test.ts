@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
+  INLINE_MAX_BYTES,
   ManifestDecoder,
   ManifestsSource,
   parseManifestFile,
@@ -24,8 +25,9 @@ const cleanups: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
+/** Every text to the worker: these cases are about the worker (small texts decode inline by default). */
 const decoder = () => {
-  const d = new ManifestDecoder();
+  const d = new ManifestDecoder({ inlineMaxBytes: 0 });
   cleanups.push(() => d.close());
   return d;
 };
@@ -50,6 +52,20 @@ describe('ManifestDecoder', () => {
     expect(alone.ok && alone.rejected.map((r) => r.document)).toEqual([2]);
   });
 
+  it('decodes a small text on the calling thread (no worker started), a larger one on the worker', async () => {
+    const d = new ManifestDecoder();
+    cleanups.push(() => d.close());
+    const small = service('web') + endpointSlice('web-1', 'web', 10);
+    expect(Buffer.byteLength(small)).toBeLessThanOrEqual(INLINE_MAX_BYTES);
+    expect(await d.decode('/m/small.yaml', sha(small), small)).toEqual(parseManifestFile(small));
+    expect(d.threadRunning).toBe(false);
+    const large = service('big') + endpointSlice('big-1', 'big', 1000);
+    expect(Buffer.byteLength(large)).toBeGreaterThan(INLINE_MAX_BYTES);
+    expect(await d.decode('/m/large.yaml', sha(large), large)).toEqual(parseManifestFile(large));
+    expect(d.threadRunning).toBe(true);
+    expect(d.decodes).toBe(2);
+  });
+
   it('keeps each file’s decode by content hash: the same bytes are decoded once, a change again', async () => {
     const d = decoder();
     const one = service('web');
@@ -68,7 +84,7 @@ describe('ManifestDecoder', () => {
   });
 
   it('a file that kills the decoder thread (out of memory) is refused; the next file decodes on a fresh thread', async () => {
-    const d = new ManifestDecoder({ heapMb: 20 });
+    const d = new ManifestDecoder({ heapMb: 20, inlineMaxBytes: 0 });
     cleanups.push(() => d.close());
     const big = `a:\n${'- 1\n'.repeat(100_000)}`; // its syntax tree does not fit in 20 MB
     const refused = await d.decode('/m/big.yaml', sha(big), big);
