@@ -19,7 +19,9 @@ export {
   pauseRollout,
   resumeRollout,
   rollbackConfig,
+  rollbackExpectationMiss,
   configOverrides,
+  type RollbackExpectation,
   type StartRolloutInput,
   type RolloutStep,
   type GateKind,
@@ -55,3 +57,10 @@ export {
   type NodeStatusRow,
   type NodeStatusThresholds,
 } from './node-status.ts';
+export {
+  configDelta,
+  unaskedChanges,
+  formatFieldChanges,
+  formatAssignments,
+  type FieldChange,
+} from './config-delta.ts';

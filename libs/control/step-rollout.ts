@@ -290,6 +290,42 @@ export function resumeRollout(state: ConfigTargetState, at: string): ConfigTarge
 }
 
 /**
+ * What a rollback's sender saw (probe11 K2): `fromRevision`, the cluster default; `rollout`, the
+ * revision of the unfinished rollout it means to stop. Absent fields are not checked, so a request
+ * without an expectation keeps its old meaning.
+ */
+export interface RollbackExpectation {
+  readonly fromRevision?: number;
+  readonly rollout?: number;
+}
+
+/**
+ * Why `state` is no longer what the rollback's sender saw, in one line; undefined: it still is.
+ * A double submit, a retry after an unconfirmed answer or a second operator would otherwise walk
+ * back one revision more than meant, and a rollback meant to stop a canary already stopped would
+ * move the stable default fleet-wide.
+ */
+export function rollbackExpectationMiss(state: ConfigTargetState, e: RollbackExpectation): string | undefined {
+  const r = state.rollout;
+  const unfinished = r && (isActive(r) || r.status === 'halted') ? r : undefined;
+  const def = state.defaultRevision;
+  if (e.rollout !== undefined) {
+    if (unfinished?.configRevision === e.rollout) return undefined;
+    const now = unfinished
+      ? `the rollout in flight is of revision ${unfinished.configRevision}`
+      : r?.configRevision === e.rollout
+        ? `it is ${r.status}`
+        : 'no rollout of it is in flight';
+    return `the rollout of config revision ${e.rollout} is no longer in flight (${now}); the cluster default stays revision ${def}: nothing rolled back`;
+  }
+  if (e.fromRevision !== undefined && def !== e.fromRevision)
+    return `the cluster default is config revision ${def}, not ${e.fromRevision} as this rollback expected (it moved meanwhile): nothing rolled back; see ctl status`;
+  if (e.fromRevision !== undefined && unfinished)
+    return `a rollout of config revision ${unfinished.configRevision} is ${unfinished.status} since this rollback read the state: nothing rolled back; run ctl rollback again to stop it`;
+  return undefined;
+}
+
+/**
  * Instant config rollback: the default goes to `to`, or without it, during a rollout to where the
  * rollout started, and otherwise to the default the current one replaced (popped from
  * `earlierDefaults`, so rollbacks walk back through history and never return to a revision just

@@ -1,18 +1,25 @@
 import type { EventLog } from '../eventlog/index.ts';
 import {
+  configDelta,
   configOverrides,
   decideRollout,
+  formatAssignments,
+  formatFieldChanges,
+  unaskedChanges,
   pauseRollout,
   planWaves,
   promoteRollout,
   resumeRollout,
   rollbackConfig,
+  rollbackExpectationMiss,
   rolloutElapsed,
   rolloutWaitMs,
   startRollout,
   type ClockReading,
   type ConfigTargetState,
+  type FieldChange,
   type NodeReport,
+  type RollbackExpectation,
   type RolloutAnchors,
   type RolloutElapsed,
   type WavePolicy,
@@ -38,6 +45,11 @@ export interface RolloutRequest {
   readonly pauseOnError: boolean;
   /** Bake, wave timeout, failure budget and gates; DEFAULT_WAVE_POLICY when absent. */
   readonly policy?: WavePolicy;
+  /**
+   * Roll out a revision made from an earlier default although it would also change fields its
+   * operator did not ask for (they go back to the values of the default it was made from; K1).
+   */
+  readonly force?: boolean;
 }
 
 export interface Actor {
@@ -160,7 +172,13 @@ export class ConfigAxis {
         kind,
         actor: who.actor,
         reason: who.reason,
-        params: { revision: rev.revision, change, ...(existing ? { reused: true } : {}) },
+        // base: the default the change was made over (K1: a rollout once another default is in force reverts it)
+        params: {
+          revision: rev.revision,
+          change,
+          base: this.targetState.defaultRevision,
+          ...(existing ? { reused: true } : {}),
+        },
       });
       if (rollout) this.startRollout({ ...rollout, revision: rev.revision }, who);
       return rev;
@@ -176,8 +194,22 @@ export class ConfigAxis {
     return undefined;
   }
 
+  /** What moving the default to revision `n` changes, field by field (empty: `n` does not exist). */
+  deltaTo(n: number): FieldChange[] {
+    const rev = this.log.configRevision(n);
+    return rev ? configDelta(filled(this.defaultConfig()), rev.config) : [];
+  }
+
+  /**
+   * Starts the rollout of a revision. One made from a default other than the one in force now
+   * would also change the fields its operator did not touch (back to that older default's
+   * values): refused in one line naming them, unless `force` (K1). Rebasing the revision instead
+   * would change what it means after it was shown and recorded; refusing keeps a revision's
+   * number naming one config. The operation records what changes against the current default.
+   */
   startRollout(o: RolloutRequest & { revision: number }, who: Actor): ConfigTargetState {
-    if (!this.log.configRevision(o.revision)) throw new Error(`config revision ${o.revision} does not exist`);
+    const rev = this.log.configRevision(o.revision);
+    if (!rev) throw new Error(`config revision ${o.revision} does not exist`);
     const waves = planWaves(o.nodes, o.waves, o.notCanary);
     const now = this.read();
     const next = startRollout(this.targetState, {
@@ -187,11 +219,52 @@ export class ConfigAxis {
       policy: o.policy,
       at: iso(now),
     });
+    const current = filled(this.defaultConfig());
+    const changes = configDelta(current, rev.config);
+    const made = this.madeAs(o.revision);
+    // made over the default in force: what it changes is what was asked
+    const stale = made && made.base !== this.targetState.defaultRevision;
+    const unasked = stale ? unaskedChanges(current, rev.config, Object.keys(made.change)) : [];
+    if (unasked.length > 0 && !o.force) throw new Error(this.staleBaseLine(o.revision, made!, unasked));
     return this.commit(next, now, 'rollout', who, {
       revision: o.revision,
       waves,
       policy: next.rollout?.policy ?? null,
+      changes,
+      ...(unasked.length > 0 ? { forced: unasked } : {}),
     });
+  }
+
+  /** `config revision 5 was made from revision 3, and revision 4 has become the default since: …`. */
+  private staleBaseLine(n: number, made: MadeAs, unasked: readonly FieldChange[]): string {
+    const def = this.targetState.defaultRevision;
+    const from =
+      made.base === undefined
+        ? `config revision ${n} was not made from the cluster default (revision ${def})`
+        : `config revision ${n} was made from revision ${made.base}, and revision ${def} has become the cluster default since`;
+    return (
+      `${from}: rolling it out would also change ${formatFieldChanges(unasked)}; ` +
+      `make the change again over the default (ctl config set ${formatAssignments(made.change)}) or roll it out with --force`
+    );
+  }
+
+  /**
+   * The change revision `n` was last asked as (its newest config or mode operation) and the
+   * default it was made over (absent in operations recorded before bases were; K1). Undefined
+   * for a revision no operation made (the initial one). Operators make revisions rarely, and this
+   * is read only when a rollout starts, so a scan of the operations is cheap enough.
+   */
+  private madeAs(n: number): MadeAs | undefined {
+    const ops = this.log.operations();
+    for (let i = ops.length - 1; i >= 0; i--) {
+      const { kind, params } = ops[i]!;
+      if ((kind !== 'config' && kind !== 'mode') || params.revision !== n) continue;
+      const change = params.change;
+      if (!change || typeof change !== 'object' || Array.isArray(change)) continue;
+      const base = typeof params.base === 'number' ? params.base : undefined;
+      return { change: change as Record<string, unknown>, base };
+    }
+    return undefined;
   }
 
   pause(who: Actor): ConfigTargetState {
@@ -211,13 +284,52 @@ export class ConfigAxis {
     return this.commit(next, now, 'rollout', who, { gate: 'promote', wave: next.rollout!.wave });
   }
 
-  rollback(to: number | undefined, who: Actor): ConfigTargetState {
+  /**
+   * Instant rollback (rollbackConfig). `expect`: what the sender saw; when the state moved since,
+   * refused in one line naming who moved it last, so a double submit or a retry does not walk
+   * back twice (K2). A named revision that never was the cluster default is refused unless
+   * `force`: the rollback would be its instant, unstaged rollout to every node (K7).
+   */
+  rollback(
+    to: number | undefined,
+    who: Actor,
+    o: { expect?: RollbackExpectation; force?: boolean } = {},
+  ): ConfigTargetState {
     if (to !== undefined && !this.log.configRevision(to)) throw new Error(`config revision ${to} does not exist`);
+    const miss = o.expect && rollbackExpectationMiss(this.targetState, o.expect);
+    if (miss) throw new Error(`${miss}${this.lastMoveText()}`);
+    if (to !== undefined && !o.force && !this.wasDefault(to))
+      throw new Error(
+        `config revision ${to} was never the cluster default: a rollback to it would roll it out to every node at once; ` +
+          `roll it out in waves (ctl rollout --config-revision ${to}) or pass --force`,
+      );
     const now = this.read();
     return this.commit(rollbackConfig(this.targetState, to, iso(now)), now, 'rollback', who, {
       axis: 'config',
       to: to ?? null,
+      ...(o.expect ? { expect: o.expect } : {}),
+      ...(o.force ? { force: true } : {}),
     });
+  }
+
+  /** Whether revision `n` is or was the cluster default (any recorded config state says so). */
+  private wasDefault(n: number): boolean {
+    const st = this.targetState;
+    if (st.defaultRevision === n || st.rollout?.fromRevision === n) return true;
+    return this.log
+      .operations()
+      .some((op) => (op.params.configState as ConfigTargetState | undefined)?.defaultRevision === n);
+  }
+
+  /** `; last config operation: rollback by bob at T ("undo")`, or '' when none by an operator. */
+  private lastMoveText(): string {
+    const ops = this.log.operations({ newest: 200 });
+    for (let i = ops.length - 1; i >= 0; i--) {
+      const op = ops[i]!;
+      if (op.actor === 'planner' || op.params.configState === undefined) continue;
+      return `; last config operation: ${op.kind} by ${op.actor} at ${op.at}${op.reason ? ` (${JSON.stringify(op.reason)})` : ''}`;
+    }
+    return '';
   }
 
   /** How long the running wave and its bake have lasted (monotonic; undefined: no rollout running). */
@@ -270,6 +382,23 @@ export class ConfigAxis {
   private read(): ClockReading {
     return { wallMs: this.now().getTime(), monoMs: this.mono() };
   }
+}
+
+/**
+ * A config with every field, as revisions made from a change have them (readProxyConfig fills the
+ * defaults): an initial config given partly must not read as a change of the fields it left out.
+ */
+function filled(config: ProxyConfig): ProxyConfig {
+  try {
+    return readProxyConfig({ ...config });
+  } catch {
+    return config; // one this version no longer reads as valid: compared as it is
+  }
+}
+
+interface MadeAs {
+  readonly change: Record<string, unknown>;
+  readonly base: number | undefined;
 }
 
 const iso = (now: ClockReading) => new Date(now.wallMs).toISOString();

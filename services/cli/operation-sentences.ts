@@ -1,3 +1,4 @@
+import { formatFieldChanges, type FieldChange } from '../../libs/control/index.ts';
 import { describeConfigChange } from './config-fields.ts';
 import type { Json } from './planner-client.ts';
 
@@ -25,6 +26,8 @@ interface ConfigState {
   defaultRevision: number;
   previousDefault?: number;
   rollout?: Rollout;
+  /** On a rollout's start: what it changes against the default it started from (K1). */
+  changes?: FieldChange[];
 }
 interface Pin {
   version: number;
@@ -50,7 +53,10 @@ export function rolloutSentence(st: ConfigState, did?: 'resumed' | 'promoted'): 
   // A gate means something only while the rollout can still go on (older logs kept it on rollback).
   const open = r.status === 'running' || r.status === 'paused';
   const gate = open && r.gate !== undefined ? `; wave ${r.gate} waits for \`ctl rollout --promote\`` : '';
-  return `rollout of config revision ${r.configRevision} ${verb} at ${waveText(r)}${halted}${gate}.\n`;
+  const changes = st.changes?.length
+    ? ` (${formatFieldChanges(st.changes)} against the default, revision ${r.fromRevision})`
+    : '';
+  return `rollout of config revision ${r.configRevision}${changes} ${verb} at ${waveText(r)}${halted}${gate}.\n`;
 }
 
 const clock = (ms: number) => {
@@ -132,13 +138,38 @@ export function pinSentence(kind: 'pin' | 'unpin' | 'rollback', r: Json): string
   }
   const what = kind === 'pin' ? 'pinned' : 'rolled back data';
   const held = pin ? `; new data is held until \`ctl unpin\`` : '';
+  // K2: last writer wins, said: the pin this one replaced, and who had set it
+  const was = r.replaced as { version: number; kind: string; actor: string | null; at: string | null } | undefined;
+  const replaced = was
+    ? `; it replaced the ${was.kind} to version ${was.version}${was.actor ? ` by ${was.actor} at ${was.at}` : ''}`
+    : '';
   return v === null
-    ? `${what}: the published content already is version ${pin?.version}'s (no new version)${held}.\n`
-    : `${what}: version ${v} publishes version ${pin?.version}'s content (hash ${hash})${held}.\n`;
+    ? `${what}: the published content already is version ${pin?.version}'s (no new version)${held}${replaced}.\n`
+    : `${what}: version ${v} publishes version ${pin?.version}'s content (hash ${hash})${held}${replaced}.\n`;
 }
 
-export function configRollbackSentence(st: ConfigState): string {
-  return `config rolled back: the cluster default is config revision ${st.defaultRevision} on every node${st.rollout?.status === 'rolled-back' ? ` (rollout of revision ${st.rollout.configRevision} rolled back)` : ''}.\n`;
+/**
+ * `config rolled back: the cluster default is config revision 5 on every node (from revision 9;
+ * rollout of revision 10 rolled back).` — the rollout is named only when this rollback stopped it
+ * (`stoppedRollout`; probe11 K8), the revision left when the planner says (`rolledBackFrom`).
+ */
+export function configRollbackSentence(st: ConfigState & { rolledBackFrom?: number; stoppedRollout?: number }): string {
+  const notes: string[] = [];
+  if (st.rolledBackFrom !== undefined)
+    notes.push(
+      st.rolledBackFrom === st.defaultRevision
+        ? `it already was (revision ${st.rolledBackFrom})`
+        : `from revision ${st.rolledBackFrom}`,
+    );
+  // an older planner answers without stoppedRollout: its rolled-back rollout, as before
+  const stopped =
+    st.rolledBackFrom !== undefined
+      ? st.stoppedRollout
+      : st.rollout?.status === 'rolled-back'
+        ? st.rollout.configRevision
+        : undefined;
+  if (stopped !== undefined) notes.push(`rollout of revision ${stopped} rolled back`);
+  return `config rolled back: the cluster default is config revision ${st.defaultRevision} on every node${notes.length ? ` (${notes.join('; ')})` : ''}.\n`;
 }
 
 /** After `mode` or `config set`: the revision made (or not), what changed, the rollout started. */
@@ -152,5 +183,11 @@ export function configChangeSentence(r: Json, wavesGiven: boolean): string {
   const head = `config revision ${rev}${r.reused === true ? ' (an existing revision with these values)' : ''}: ${change}.`;
   if (st.rollout && st.rollout.configRevision === rev && wavesGiven) return `${head} ${rolloutSentence(st)}`;
   if (st.defaultRevision === rev) return `${head} It already is the cluster default.\n`;
-  return `${head} Not rolled out yet: ctl rollout --config-revision ${rev} --waves 1,10%,50%,100%\n`;
+  // K1: made over the default while another revision rolls out; once that one is the default,
+  // rolling this one out would put its fields back, and the rollout is refused (or --force).
+  const other = st.rollout && ['running', 'paused'].includes(st.rollout.status) ? st.rollout.configRevision : 0;
+  const over = other
+    ? ` It is made over the default, revision ${st.defaultRevision}, not over revision ${other} (rolling out now).`
+    : '';
+  return `${head}${over} Not rolled out yet: ctl rollout --config-revision ${rev} --waves 1,10%,50%,100%\n`;
 }

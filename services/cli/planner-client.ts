@@ -28,7 +28,13 @@ export async function callPlanner(
   try {
     res = await send(url, method, headers, body === undefined ? undefined : JSON.stringify(body));
   } catch (e) {
-    throw new Error(`cannot reach planner at ${c.server}: ${(e as Error).message}`);
+    const why = (e as Error).message;
+    // node's HTTP parser on a server that speaks another protocol (probe11 K9: the NATS port)
+    if (/^Parse Error\b/.test(why))
+      throw new Error(
+        `planner at ${c.server} answered something that is not HTTP (is --server the NATS port?): ${why}`,
+      );
+    throw new Error(`cannot reach planner at ${c.server}: ${why}`);
   }
   const text = res.text;
   let json: Json;

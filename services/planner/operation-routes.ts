@@ -51,6 +51,18 @@ const positive = (v: unknown, name: string): number => {
 };
 const optPositive = (v: unknown, name: string) =>
   v === undefined || v === null || v === '' ? undefined : positive(v, name);
+/** `expectPin`: the pinned version the sender saw, 0 for none (K2); absent: not checked. */
+const expectPin = (b: Body): number | undefined => {
+  const v = b.expectPin;
+  if (v === undefined || v === null || v === '') return undefined;
+  if (v === 0 || v === '0') return 0;
+  return positive(v, 'expectPin');
+};
+const optFlag = (v: unknown, name: string): boolean => {
+  if (v !== undefined && v !== null && typeof v !== 'boolean')
+    throw new HttpError(400, `${name} must be true or false`);
+  return v === true;
+};
 
 /** Validates a config change over the current default; a bad field is a 400 naming it. */
 function checkedChange(p: Planner, change: unknown): Body {
@@ -109,17 +121,26 @@ function operationRouteList(p: Planner): ApiRoute[] {
       method: 'POST',
       path: '/pin',
       access: 'operate',
-      handle: ({ body, who }) => p.pin(positive(body.version, 'version'), who, 'pin'),
+      handle: ({ body, who }) => p.pin(positive(body.version, 'version'), who, 'pin', expectPin(body)),
     },
-    { method: 'POST', path: '/unpin', access: 'operate', handle: ({ who }) => p.unpin(who) },
+    { method: 'POST', path: '/unpin', access: 'operate', handle: ({ body, who }) => p.unpin(who, expectPin(body)) },
     {
       method: 'POST',
       path: '/rollback',
       access: 'operate',
       handle: ({ body, who }) => {
         if (body.toVersion !== undefined && body.toVersion !== null)
-          return p.pin(positive(body.toVersion, 'toVersion'), who, 'rollback');
-        return p.rollbackConfig(optPositive(body.configRevision, 'configRevision'), who);
+          return p.pin(positive(body.toVersion, 'toVersion'), who, 'rollback', expectPin(body));
+        // K2: what the sender saw (the default, the rollout it means to stop); absent: not checked
+        const expect = {
+          fromRevision: optPositive(body.fromRevision, 'fromRevision'),
+          rollout: optPositive(body.rollout, 'rollout'),
+        };
+        const expected = expect.fromRevision !== undefined || expect.rollout !== undefined;
+        return p.rollbackConfig(optPositive(body.configRevision, 'configRevision'), who, {
+          ...(expected ? { expect } : {}),
+          force: optFlag(body.force, 'force'),
+        });
       },
     },
     {
@@ -131,7 +152,11 @@ function operationRouteList(p: Planner): ApiRoute[] {
         if (body.pause === true) return p.rollout({ pause: true }, who);
         if (body.promote === true) return p.rollout({ promote: true }, who);
         return p.rollout(
-          { revision: optPositive(body.configRevision, 'configRevision'), ...readRolloutRequest(body) },
+          {
+            revision: optPositive(body.configRevision, 'configRevision'),
+            ...readRolloutRequest(body),
+            force: optFlag(body.force, 'force'),
+          },
           who,
         );
       },

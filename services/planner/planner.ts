@@ -4,7 +4,9 @@ import {
   monoOfWall,
   notCanaryNodes,
   type ExpectedHashes,
+  type FieldChange,
   type NodeReport,
+  type RollbackExpectation,
   type NodeStatusRow,
   type WavePolicy,
   type WaveSpec,
@@ -896,12 +898,46 @@ export class Planner {
     };
   }
 
-  pin(version: number, who: Actor, kind: 'pin' | 'rollback' = 'pin') {
-    return this.serial(() => this.finishData(this.data.holdAt(version, kind, who)));
+  /**
+   * Holds the data at `version`'s content. `expectPin`: the pinned version its sender saw (0: none);
+   * when another pin replaced it meanwhile, refused (409) naming that pin (probe11 K2). The answer
+   * names the pin this one replaced (`replaced`), so last-writer-wins is said, not silent.
+   */
+  pin(version: number, who: Actor, kind: 'pin' | 'rollback' = 'pin', expectPin?: number) {
+    return this.serial(async () => {
+      const earlier = this.pinHolder();
+      this.checkPinExpectation(expectPin, `this ${kind}`);
+      const out = await this.finishData(this.data.holdAt(version, kind, who));
+      const replaced = earlier && earlier.version !== version ? earlier : undefined;
+      return replaced ? { ...out, replaced } : out;
+    });
   }
 
-  unpin(who: Actor) {
-    return this.serial(() => this.finishData(this.data.release(who)));
+  unpin(who: Actor, expectPin?: number) {
+    return this.serial(() => {
+      this.checkPinExpectation(expectPin, 'this unpin');
+      return this.finishData(this.data.release(who));
+    });
+  }
+
+  /** The pin in force and who set it (the operation that recorded it), or undefined. */
+  private pinHolder() {
+    const pin = this.data.pin;
+    if (!pin) return undefined;
+    const op = this.options.log.latestOperationWith('pin');
+    const by = op && (op.params.pin as { version?: number } | null)?.version === pin.version ? op : undefined;
+    return { version: pin.version, kind: pin.kind, actor: by?.actor ?? null, at: by?.at ?? null };
+  }
+
+  private checkPinExpectation(expectPin: number | undefined, what: string): void {
+    if (expectPin === undefined) return;
+    const held = this.pinHolder();
+    if ((held?.version ?? 0) === expectPin) return;
+    const now = held
+      ? `the data is pinned to version ${held.version} (${held.kind}${held.actor ? ` by ${held.actor} at ${held.at}` : ''})`
+      : 'the data is not pinned';
+    const saw = expectPin === 0 ? 'no pin' : `a pin to version ${expectPin}`;
+    throw new Error(`${now}, not ${saw} as ${what} expected: nothing done; see ctl status`);
   }
 
   configChange(
@@ -927,6 +963,8 @@ export class Planner {
       resume?: boolean;
       pause?: boolean;
       promote?: boolean;
+      /** Roll out a revision made from an earlier default although it reverts fields (K1). */
+      force?: boolean;
     },
     who: Actor,
   ) {
@@ -937,11 +975,13 @@ export class Planner {
         await this.committed('the rollout pause'); // lost, the next leader would carry the rollout on
         return st;
       }
+      let changes: FieldChange[] | undefined;
       if (o.resume) this.config.resume(who);
       else if (o.promote) this.config.promote(who);
       else {
         if (o.revision === undefined || !o.waves)
           throw new Error('rollout needs a config revision and waves (or resume)');
+        changes = this.config.deltaTo(o.revision);
         this.config.startRollout(
           {
             revision: o.revision,
@@ -949,6 +989,7 @@ export class Planner {
             ...this.waveFleet(),
             pauseOnError: !!o.pauseOnError,
             policy: o.policy,
+            force: o.force,
           },
           who,
         );
@@ -956,7 +997,8 @@ export class Planner {
       this.stepRollout();
       await this.committed(`the rollout ${o.resume ? 'resume' : o.promote ? 'promotion' : 'start'}`);
       await this.publishAndTarget();
-      return this.config.state;
+      // changes: what the started rollout moves against the default it started from (K1)
+      return changes ? { ...this.config.state, changes } : this.config.state;
     });
   }
 
@@ -971,12 +1013,24 @@ export class Planner {
     });
   }
 
-  rollbackConfig(to: number | undefined, who: Actor) {
+  /**
+   * Instant config rollback. `o.expect`: the state its sender saw, checked (409 when it moved,
+   * probe11 K2); `o.force`: to a revision that never was the default (K7). The answer carries the
+   * default it moved from (`rolledBackFrom`) and the rollout it stopped, if any (`stoppedRollout`).
+   */
+  rollbackConfig(to: number | undefined, who: Actor, o: { expect?: RollbackExpectation; force?: boolean } = {}) {
     return this.serial(async () => {
-      this.config.rollback(to, who);
+      const before = this.config.state;
+      const r = before.rollout;
+      const st = this.config.rollback(to, who, o);
       await this.committed('the config rollback');
       await this.publishAndTarget();
-      return this.config.state;
+      const stopped = r && r.status !== st.rollout?.status && st.rollout?.status === 'rolled-back';
+      return {
+        ...st,
+        rolledBackFrom: before.defaultRevision,
+        ...(stopped ? { stoppedRollout: r.configRevision } : {}),
+      };
     });
   }
 

@@ -25,6 +25,29 @@ import type { CtlContext } from './ctl.ts';
 import { untilRolledOut, waitUntil } from './ctl-wait.ts';
 import type { SetExit } from './index.ts';
 
+/** `--expect-pin`: a version, or `none` (0 on the wire: no pin expected). */
+function expectedPin(v: string): number {
+  return v.trim() === 'none' ? 0 : positiveInt(v);
+}
+
+/**
+ * What `ctl rollback` (no target) saw: the default, and the unfinished rollout it would stop
+ * (`--from-revision` given: that default, and no rollout).
+ */
+async function rollbackExpectation(
+  c: CtlContext,
+  fromRevision: number | undefined,
+): Promise<{ fromRevision: number; rollout?: number }> {
+  if (fromRevision !== undefined) return { fromRevision };
+  const s = (await plannerStatus(c)).config as {
+    defaultRevision: number;
+    rollout?: { configRevision: number; status: string } | null;
+  };
+  const r = s.rollout;
+  const unfinished = r && ['running', 'paused', 'halted'].includes(r.status) ? r.configRevision : undefined;
+  return { fromRevision: s.defaultRevision, ...(unfinished !== undefined ? { rollout: unfinished } : {}) };
+}
+
 /** Operations: each prints a sentence (or the planner's answer with -o json|yaml). */
 export function registerCtlOperations(ctl: Command, config: Command, ctx: () => CtlContext, setExit: SetExit): void {
   const done = (c: CtlContext, answer: Json, sentence: string) => {
@@ -61,7 +84,11 @@ export function registerCtlOperations(ctl: Command, config: Command, ctx: () => 
           'pause the running rollout: no further wave starts; nodes keep what they run (--resume goes on)',
         )
         .option('--resume', 'resume a paused rollout')
-        .option('--promote', 'start the wave a --pause-before gate holds'),
+        .option('--promote', 'start the wave a --pause-before gate holds')
+        .option(
+          '--force',
+          'roll out a revision made from an earlier default although it also changes fields back to that default',
+        ),
     ),
     { defaultWaves: '1,10%,50%,100%', wavesHelp: 'cumulative waves: node counts or shares of the fleet' },
   ).action(
@@ -72,6 +99,7 @@ export function registerCtlOperations(ctl: Command, config: Command, ctx: () => 
         pause?: boolean;
         resume?: boolean;
         promote?: boolean;
+        force?: boolean;
         reason?: string;
       },
       cmd: Command,
@@ -88,6 +116,7 @@ export function registerCtlOperations(ctl: Command, config: Command, ctx: () => 
             '--wait',
             '--timeout',
             '--reason',
+            '--force',
           ],
           'rollout status',
           'it only shows the rollout',
@@ -102,7 +131,7 @@ export function registerCtlOperations(ctl: Command, config: Command, ctx: () => 
       if (verb !== undefined)
         refuseFlags(
           cmd,
-          ROLLOUT_POLICY_FLAGS,
+          [...ROLLOUT_POLICY_FLAGS, '--force'],
           `rollout ${verb}`,
           'it acts on the rollout in progress, whose waves and policy are set',
         );
@@ -130,6 +159,7 @@ export function registerCtlOperations(ctl: Command, config: Command, ctx: () => 
         pause: !!o.pause,
         resume: !!o.resume,
         promote: !!o.promote,
+        ...(o.force ? { force: true } : {}),
         reason: o.reason,
       });
       done(c, st, rolloutSentence(st as never, o.resume ? 'resumed' : o.promote ? 'promoted' : undefined));
@@ -137,42 +167,95 @@ export function registerCtlOperations(ctl: Command, config: Command, ctx: () => 
     },
   );
 
-  reason(
-    ctl
-      .command('rollback')
-      .description('instant rollback: config (default) or data (--to-version)')
-      .option('--to-version <n>', "publish version N's content as a new version and hold it", positiveInt)
-      .option('--config-revision <r>', 'config revision to return to (default: the previous one)', positiveInt),
-  ).action(async (o: { toVersion?: number; configRevision?: number; reason?: string }) => {
-    if (o.toVersion && o.configRevision)
-      throw new UsageError('rollback: give --to-version (data) or --config-revision (config), not both');
+  const expectPinOption = (cmd: Command) =>
+    cmd.option(
+      '--expect-pin <n|none>',
+      'refuse (exit 1) unless the data is pinned to version N (none: not pinned): another pin or unpin since is not overwritten',
+      expectedPin,
+    );
+
+  expectPinOption(
+    reason(
+      ctl
+        .command('rollback')
+        .description('instant rollback: config (default) or data (--to-version)')
+        .option('--to-version <n>', "publish version N's content as a new version and hold it", positiveInt)
+        .option('--config-revision <r>', 'config revision to return to (default: the previous one)', positiveInt)
+        .option(
+          '--from-revision <r>',
+          'roll back only if revision R is the cluster default and no rollout is in flight (default: the state ctl status shows now)',
+          positiveInt,
+        )
+        .option('--force', 'with --config-revision: roll back to a revision that never was the cluster default'),
+    ),
+  ).action(
+    async (o: {
+      toVersion?: number;
+      configRevision?: number;
+      fromRevision?: number;
+      force?: boolean;
+      expectPin?: number;
+      reason?: string;
+    }) => {
+      if (o.toVersion && o.configRevision)
+        throw new UsageError('rollback: give --to-version (data) or --config-revision (config), not both');
+      if (o.fromRevision !== undefined && (o.toVersion || o.configRevision))
+        throw new UsageError(
+          'rollback: --from-revision goes with a rollback without --to-version or --config-revision',
+        );
+      if (o.force && !o.configRevision) throw new UsageError('rollback: --force goes with --config-revision');
+      if (o.expectPin !== undefined && !o.toVersion)
+        throw new UsageError('rollback: --expect-pin goes with --to-version (data)');
+      const c = ctx();
+      // K2: a rollback without a target walks back from what the sender saw; sent along, the
+      // planner refuses it (409) when the state moved since (a double submit, a second operator).
+      const expect = o.toVersion || o.configRevision ? {} : await rollbackExpectation(c, o.fromRevision);
+      const r = await callPlanner(c, 'POST', '/rollback', {
+        toVersion: o.toVersion,
+        configRevision: o.configRevision,
+        ...expect,
+        ...(o.force ? { force: true } : {}),
+        ...(o.expectPin !== undefined ? { expectPin: o.expectPin } : {}),
+        reason: o.reason,
+      }).catch((e: Error) => {
+        // an answer lost or not confirmed may still land: a plain retry would walk back twice
+        if ('fromRevision' in expect && /not confirmed|cannot reach|timed out|timeout/i.test(e.message))
+          throw new Error(
+            `${e.message} (retry with \`ctl rollback --from-revision ${expect.fromRevision}\`: it is refused if this one landed)`,
+          );
+        throw e;
+      });
+      done(c, r, o.toVersion ? pinSentence('rollback', r) : configRollbackSentence(r as never));
+    },
+  );
+
+  expectPinOption(
+    reason(
+      ctl
+        .command('pin')
+        .requiredOption('--version <n>', 'the version whose content to hold', positiveInt)
+        .description("hold published data at version N's content"),
+    ),
+  ).action(async (o: { version: number; expectPin?: number; reason?: string }) => {
     const c = ctx();
-    const r = await callPlanner(c, 'POST', '/rollback', {
-      toVersion: o.toVersion,
-      configRevision: o.configRevision,
+    const r = await callPlanner(c, 'POST', '/pin', {
+      version: o.version,
+      ...(o.expectPin !== undefined ? { expectPin: o.expectPin } : {}),
       reason: o.reason,
     });
-    done(c, r, o.toVersion ? pinSentence('rollback', r) : configRollbackSentence(r as never));
-  });
-
-  reason(
-    ctl
-      .command('pin')
-      .requiredOption('--version <n>', 'the version whose content to hold', positiveInt)
-      .description("hold published data at version N's content"),
-  ).action(async (o: { version: number; reason?: string }) => {
-    const c = ctx();
-    const r = await callPlanner(c, 'POST', '/pin', { version: o.version, reason: o.reason });
     done(c, r, pinSentence('pin', r));
   });
 
-  reason(ctl.command('unpin').description('release the pin (publishes live content if it differs)')).action(
-    async (o: { reason?: string }) => {
-      const c = ctx();
-      const r = await callPlanner(c, 'POST', '/unpin', { reason: o.reason });
-      done(c, r, pinSentence('unpin', r));
-    },
-  );
+  expectPinOption(
+    reason(ctl.command('unpin').description('release the pin (publishes live content if it differs)')),
+  ).action(async (o: { expectPin?: number; reason?: string }) => {
+    const c = ctx();
+    const r = await callPlanner(c, 'POST', '/unpin', {
+      ...(o.expectPin !== undefined ? { expectPin: o.expectPin } : {}),
+      reason: o.reason,
+    });
+    done(c, r, pinSentence('unpin', r));
+  });
 
   addRolloutFlags(
     reason(

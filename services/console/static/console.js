@@ -321,9 +321,12 @@
     const r = s.config.rollout;
     const elsewhere = writesElsewhere(s.group);
     const op = state.role === 'operator' && !elsewhere;
-    $('pause').disabled = !op || r?.status !== 'running';
-    $('resume').disabled = !op || r?.status !== 'paused';
-    $('rollback').disabled = !op || !r || !['running', 'paused', 'halted'].includes(r.status);
+    // While an operation is in flight its buttons stay disabled: a double click sent two
+    // rollbacks, the second moving the stable default fleet-wide (probe11 K2).
+    const busy = state.operating === true;
+    $('pause').disabled = busy || !op || r?.status !== 'running';
+    $('resume').disabled = busy || !op || r?.status !== 'paused';
+    $('rollback').disabled = busy || !op || !r || !['running', 'paused', 'halted'].includes(r.status);
     for (const b of ['pause', 'resume', 'rollback'])
       $(b).title = state.role !== 'operator' ? 'needs an operator token' : (elsewhere?.text ?? '');
     $('op-note').hidden = !elsewhere;
@@ -379,13 +382,19 @@
   }
 
   async function operate(op) {
+    // The rollback names the rollout it means to stop and the default it saw: if another
+    // operator (or an earlier click) stopped it already, the planner refuses (409) instead of
+    // walking the stable default back (probe11 K2).
+    const cfg = state.snap?.config;
     const [path, body] =
       op === 'pause'
         ? ['/rollout', { pause: true }]
         : op === 'resume'
           ? ['/rollout', { resume: true }]
-          : ['/rollback', {}];
+          : ['/rollback', { rollout: cfg?.rollout?.configRevision, fromRevision: cfg?.defaultRevision }];
     $('op-result').textContent = `${op}…`;
+    state.operating = true;
+    for (const b of ['pause', 'resume', 'rollback']) $(b).disabled = true;
     try {
       // Not following a redirect: a follower's 307 names the leader's API, another origin that
       // neither answers this page nor gets its token (a bare "Failed to fetch" otherwise).
@@ -409,6 +418,9 @@
       $('op-result').innerHTML = `${esc(op)} not done here: ${
         writesElsewhere(g)?.html ?? 'this planner sent it to another one; see the group line'
       }`;
+    } finally {
+      state.operating = false;
+      if (state.snap) renderRollout(state.snap);
     }
   }
   for (const b of ['pause', 'resume', 'rollback']) $(b).addEventListener('click', () => operate(b));

@@ -191,7 +191,9 @@ describe('ctl against a real planner, nats-server and dry-run appliers', () => {
 
     const rollout = await ctl('rollout', '--config-revision', '2', '--waves', '1,100%', '--wait', '--timeout', '60s');
     expect(rollout.code).toBe(0);
-    expect(rollout.stdout).toBe('rollout of config revision 2 started at wave 1/2: 1/2 nodes (node-1).\n');
+    expect(rollout.stdout).toBe(
+      'rollout of config revision 2 (scheduler rr → wrr, tcpTimeout 0 → 900, excludeCIDRs (none) → 10.9.0.0/16 against the default, revision 1) started at wave 1/2: 1/2 nodes (node-1).\n',
+    );
     expect(rollout.stderr).toMatch(/rollout of revision 2 completed: every wave ACKed, it is the cluster default\n$/);
     expect(planner!.planner.config.state.defaultRevision).toBe(2);
 
@@ -206,7 +208,7 @@ describe('ctl against a real planner, nats-server and dry-run appliers', () => {
     );
     // Leaving revision 3, whose rollout had completed: that rollout is now marked rolled back.
     expect((await ctl('rollback', '--config-revision', '1')).stdout).toBe(
-      'config rolled back: the cluster default is config revision 1 on every node (rollout of revision 3 rolled back).\n',
+      'config rolled back: the cluster default is config revision 1 on every node (from revision 3; rollout of revision 3 rolled back).\n',
     );
     expect((await ctl('rollback', '--to-version', '2')).stdout).toBe(
       "rolled back data: the published content already is version 2's (no new version); new data is held until `ctl unpin`.\n",
