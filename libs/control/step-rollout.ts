@@ -20,11 +20,7 @@ export interface StartRolloutInput {
 
 /** Starts a rollout; refuses while another one is active (one rollout at a time keeps waves legible). */
 export function startRollout(state: ConfigTargetState, input: StartRolloutInput): ConfigTargetState {
-  if (isActive(state.rollout)) {
-    throw new Error(
-      `rollout of config revision ${state.rollout!.configRevision} is still ${state.rollout!.status}; roll back or wait for it`,
-    );
-  }
+  if (state.rollout && isActive(state.rollout)) throw new Error(busyLine(state.rollout, input.configRevision));
   if (input.configRevision === state.defaultRevision)
     throw new Error(`config revision ${input.configRevision} is already the cluster default`);
   if (input.waves.length === 0) {
@@ -49,6 +45,21 @@ export function startRollout(state: ConfigTargetState, input: StartRolloutInput)
     updatedAt: input.at,
   };
   return { ...state, rollout };
+}
+
+/**
+ * Why another rollout cannot start while `r` runs, and what moves `r` on (probe11 K9: "still
+ * paused; roll back or wait for it" at a gate, where waiting does nothing: it takes a promote).
+ */
+function busyLine(r: Rollout, asked: number): string {
+  const which = `the rollout of config revision ${r.configRevision}`;
+  const same = asked === r.configRevision ? ' (a repeat of the request that started it?)' : '';
+  const at = `wave ${r.wave + 1}/${r.waves.length}`;
+  if (r.status === 'paused' && r.gate !== undefined)
+    return `${which} waits at the gate before wave ${r.gate}${same}: promote it (ctl rollout --promote) or roll it back (ctl rollback) first`;
+  if (r.status === 'paused')
+    return `${which} is paused at ${at}${same}: resume it (ctl rollout --resume) or roll it back (ctl rollback) first`;
+  return `${which} is running at ${at}${same}: wait for it (ctl rollout status), pause it or roll it back first`;
 }
 
 /** A gate decision of a rollout step, recorded as an operation with its reason. */

@@ -89,8 +89,17 @@ describe('config rollout', () => {
 
   it('refuses a second rollout while one is active and a rollout to the default', () => {
     expect(() => startRollout(start(), { configRevision: 3, waves: [['a']], pauseOnError: false, at: t(1) })).toThrow(
-      /still running/,
+      /^the rollout of config revision 2 is running at wave 1\/\d+: wait for it \(ctl rollout status\), pause it or roll it back first$/,
     );
+    // probe11 K9: at a --pause-before gate, waiting does nothing: the line says promote (before:
+    // "is still paused; roll back or wait for it")
+    const gated = { ...start(), rollout: { ...start().rollout!, status: 'paused' as const, gate: 2 } };
+    expect(() => startRollout(gated, { configRevision: 2, waves: [['a']], pauseOnError: false, at: t(1) })).toThrow(
+      'the rollout of config revision 2 waits at the gate before wave 2 (a repeat of the request that started it?): promote it (ctl rollout --promote) or roll it back (ctl rollback) first',
+    );
+    expect(() =>
+      startRollout(pauseRollout(start(), t(1)), { configRevision: 3, waves: [['a']], pauseOnError: false, at: t(1) }),
+    ).toThrow(/is paused at wave 1\/\d+: resume it \(ctl rollout --resume\) or roll it back \(ctl rollback\) first$/);
     expect(() => startRollout(base, { configRevision: 1, waves: [['a']], pauseOnError: false, at: t(1) })).toThrow(
       /already the cluster default/,
     );
