@@ -151,9 +151,20 @@ describe.skipIf(!CHROMIUM)('console at /ui', () => {
     await op.locator('#halted-by').waitFor({ timeout: 30_000 });
     await c.screenshot(op, 'console-rollout-halted');
     expect(await op.locator('#rollback').isDisabled()).toBe(false);
-    await op.click('#rollback');
+    // probe11 K2: a double click sent two rollbacks (the second walked the stable default back):
+    // the button is disabled as soon as it is clicked, and the request names the rollout to stop.
+    const sent: string[] = [];
+    op.on('request', (r) => {
+      if (r.url().endsWith('/rollback')) sent.push(r.postData() ?? '');
+    });
+    expect(
+      await op.evaluate("{ const b = document.getElementById('rollback'); b.click(); b.click(); b.disabled }"),
+    ).toBe(true);
     await op.locator('#rollout-status', { hasText: 'rolled-back' }).waitFor({ timeout: 30_000 });
     expect(p.config.state.rollout!.status).toBe('rolled-back');
+    expect(sent.map((b) => JSON.parse(b))).toEqual([
+      { rollout: 2, fromRevision: 1, reason: 'rollback from the console' },
+    ]);
     // The viewer's page follows live.
     await viewer.locator('#rollout-status', { hasText: 'rolled-back' }).waitFor({ timeout: 30_000 });
     await op.click('#ops-go');
