@@ -154,21 +154,20 @@ export function pinSentence(kind: 'pin' | 'unpin' | 'rollback', r: Json): string
  * (`stoppedRollout`; probe11 K8), the revision left when the planner says (`rolledBackFrom`).
  */
 export function configRollbackSentence(st: ConfigState & { rolledBackFrom?: number; stoppedRollout?: number }): string {
-  const notes: string[] = [];
-  if (st.rolledBackFrom !== undefined)
-    notes.push(
-      st.rolledBackFrom === st.defaultRevision
-        ? `it already was (revision ${st.rolledBackFrom})`
-        : `from revision ${st.rolledBackFrom}`,
-    );
-  // an older planner answers without stoppedRollout: its rolled-back rollout, as before
+  // an older planner answers without rolledBackFrom/stoppedRollout: its rolled-back rollout, as before
   const stopped =
     st.rolledBackFrom !== undefined
       ? st.stoppedRollout
       : st.rollout?.status === 'rolled-back'
         ? st.rollout.configRevision
         : undefined;
-  if (stopped !== undefined) notes.push(`rollout of revision ${stopped} rolled back`);
+  const rollout = stopped !== undefined ? `rollout of revision ${stopped} rolled back` : '';
+  // K8: a rollback to the default in force moved nothing (unless it stopped a rollout)
+  if (st.rolledBackFrom === st.defaultRevision)
+    return stopped !== undefined
+      ? `config rolled back: the rollout of revision ${stopped} is rolled back; config revision ${st.defaultRevision} stays the cluster default on every node.\n`
+      : `config revision ${st.defaultRevision} already was the cluster default on every node: nothing moved.\n`;
+  const notes = [st.rolledBackFrom !== undefined ? `from revision ${st.rolledBackFrom}` : '', rollout].filter(Boolean);
   return `config rolled back: the cluster default is config revision ${st.defaultRevision} on every node${notes.length ? ` (${notes.join('; ')})` : ''}.\n`;
 }
 
