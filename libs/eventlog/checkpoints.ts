@@ -161,6 +161,23 @@ export function listCheckpoints(db: Database.Database): Checkpoint[] {
   return rows.map(toCheckpoint);
 }
 
+/** The seq of the checkpoint checkpointAtOrBefore would read (no objects read): replay's cheap test. */
+export function checkpointSeqAtOrBefore(
+  db: Database.Database,
+  seq: number,
+  revision: ReadingRevision = LATEST_READING_REVISION,
+  opts: { olderRevisions?: boolean } = {},
+): number | undefined {
+  return db
+    .prepare(`SELECT seq FROM checkpoints WHERE ${foldCheckpointWhere(opts)}`)
+    .pluck()
+    .get(seq, revision) as number | undefined;
+}
+
+function foldCheckpointWhere(opts: { olderRevisions?: boolean }): string {
+  return `seq <= ? AND coalesce(reading_revision, 1) ${opts.olderRevisions ? '<' : '='} ? ORDER BY seq DESC LIMIT 1`;
+}
+
 /**
  * The nearest checkpoint at or before `seq` made under reading revision `revision` (with
  * `olderRevisions`: under an older one), with its objects (undefined: start from empty). A fold
@@ -172,12 +189,9 @@ export function checkpointAtOrBefore(
   revision: ReadingRevision = LATEST_READING_REVISION,
   opts: { olderRevisions?: boolean } = {},
 ): CheckpointWithObjects | undefined {
-  const row = db
-    .prepare(
-      `SELECT * FROM checkpoints WHERE seq <= ? AND coalesce(reading_revision, 1) ${opts.olderRevisions ? '<' : '='} ?
-       ORDER BY seq DESC LIMIT 1`,
-    )
-    .get(seq, revision) as CheckpointRow | undefined;
+  const row = db.prepare(`SELECT * FROM checkpoints WHERE ${foldCheckpointWhere(opts)}`).get(seq, revision) as
+    | CheckpointRow
+    | undefined;
   if (!row) return undefined;
   const read = readCheckpointObjects(db, row);
   if ('problem' in read)

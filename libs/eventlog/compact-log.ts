@@ -2,12 +2,20 @@ import type { ReadingRevision } from '../model/index.ts';
 import { EventLogError, translateSqliteError } from './event-log-error.ts';
 import type { EventLog } from './event-log.ts';
 import { writeCheckpoint } from './checkpoints.ts';
-import { contentSource, rebuildAtSeq, replayVersion, type RebuildResult } from './replay.ts';
+import {
+  contentSource,
+  firstVersionEndingAtOrAfter,
+  rebuildAtSeq,
+  replayableFrom,
+  replayVersion,
+  type RebuildResult,
+} from './replay.ts';
 import { lastReportIds } from './audit-queries.ts';
 import { databaseOf } from './database-handle.ts';
 import type { CompactionRecord } from './compaction-record.ts';
 
 export { describeCompaction, type CompactionRecord } from './compaction-record.ts';
+export { replayableFrom } from './replay.ts';
 
 export interface CompactResult {
   /** Events up to this seq were removed; the chain now starts after it (its anchor). */
@@ -423,68 +431,6 @@ export function compactLog(
 }
 
 /**
- * The oldest version from which every later one can still be rebuilt from this log (its content,
- * hence its checkpoint form): 1 when nothing was compacted; after `compactLog(log, N)`, N or an
- * earlier version whose content the checkpoint at the cut still gives. Undefined: no version.
- * A planner whose versions stream lacks versions below it republishes from it (review2 R8).
- * Versions ending before the anchor are gone. Of those ending at or after it, the ones up to the
- * first checkpoint at or past the anchor are checked (after a whole compaction: those ending
- * exactly at the cut, a pin among them may copy a version before it; after a run a crash cut
- * short: those between the anchor and the cut, whose nearest checkpoint is below the anchor), and
- * every pin or rollback after them (one a run cut short did not keep may copy removed content):
- * every other version after them has its events from that checkpoint on.
- */
-export function replayableFrom(log: EventLog): number | undefined {
-  const latest = log.latestVersion();
-  if (!latest) return undefined;
-  const anchor = eventsAnchor(log);
-  if (anchor === 0) return 1;
-  const db = databaseOf(log);
-  const first = (db.prepare('SELECT min(seq) AS s FROM checkpoints WHERE seq >= ?').get(anchor) as { s: number | null })
-    .s;
-  if (first === null) return undefined; // nothing rebuilds past the anchor (run db verify --deep)
-  const seqTo = db.prepare('SELECT seq_to AS s FROM versions WHERE version = ?').pluck();
-  const lo = firstVersionEndingAtOrAfter(log, anchor, latest.version + 1);
-  let from = lo;
-  // The same test as rebuildAtSeq's: the nearest checkpoint is past the anchor, or exactly at seq.
-  const nearest = db.prepare('SELECT max(seq) AS s FROM checkpoints WHERE seq <= ?');
-  const rebuilds = (v: number) => {
-    const seq = contentSource(log, v).seqTo;
-    const cp = (nearest.get(seq) as { s: number | null }).s;
-    return seq === 0 || cp === seq || (cp !== null && cp >= anchor);
-  };
-  for (let v = lo; v <= latest.version && (seqTo.get(v) as number) <= first; v++) if (!rebuilds(v)) from = v + 1;
-  // Pins and rollbacks copy older content: a run cut short may have removed the events of one it
-  // does not keep (below the version it keeps from, above the anchor so far). Few rows: read them all.
-  const pins = db
-    .prepare('SELECT version FROM versions WHERE version >= ? AND content_of IS NOT NULL ORDER BY version DESC')
-    .pluck()
-    .all(from) as number[];
-  for (const v of pins)
-    if (!rebuilds(v)) {
-      from = Math.max(from, v + 1);
-      break;
-    }
-  return from <= latest.version ? from : undefined;
-}
-
-/**
- * The first version whose last event is at or after `seq`, found by bisection below `hi` (seq_to
- * never decreases along versions: a pin takes its parent's), without reading every version row;
- * `hi` when none is.
- */
-function firstVersionEndingAtOrAfter(log: EventLog, seq: number, hi: number): number {
-  const seqTo = databaseOf(log).prepare('SELECT seq_to AS s FROM versions WHERE version = ?').pluck();
-  let lo = chainAnchor(log, 'versions') + 1; // the rows below were compacted
-  while (lo < hi) {
-    const mid = Math.floor((lo + hi) / 2);
-    if ((seqTo.get(mid) as number) >= seq) hi = mid;
-    else lo = mid + 1;
-  }
-  return lo;
-}
-
-/**
  * The newest version whose row a compaction cutting the events at `cut` may remove (the versions
  * chain is cut as a prefix, like the events): below the first version ending at or after the cut
  * (the content of every one before it is gone with its events: none rebuilds) and its parent (a
@@ -505,11 +451,6 @@ function versionsCut(log: EventLog, cut: number): number {
     .all(first) as number[];
   for (const v of pins) upTo = Math.min(upTo, contentSource(log, v).version - 1);
   return upTo;
-}
-
-/** The events chain's anchor: events up to it were compacted (0: none). */
-function eventsAnchor(log: EventLog): number {
-  return chainAnchor(log, 'events');
 }
 
 /** The chains compaction cuts as a prefix (config revisions and operations are kept whole). */

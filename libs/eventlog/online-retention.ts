@@ -122,7 +122,7 @@ export interface RetentionStatus {
   readonly oldestAckId: number;
   /** The newest compaction recorded in the file (this planner's or `db compact`'s); null: never. */
   readonly lastCompaction: CompactionRecord | null;
-  /** Why the last run kept more than the policy asks (a floor); absent when nothing did. */
+  /** Why retention keeps more than the policy asks now (a floor); absent when nothing does. */
   readonly heldBy?: string;
   /** Why the last run failed; absent when it did not. */
   readonly error?: string;
@@ -186,12 +186,12 @@ export class OnlineRetention {
    * VM restored) would otherwise make rows inside the promised window look old and remove them for
    * good (probe8 C1: a +2 d step removed the last hour's versions); a backward step only keeps more.
    */
-  private ageNow(say: (line: string) => void): Date {
+  private ageNow(say?: (line: string) => void): Date {
     const wall = this.wallNow();
     const steady = this.anchor.wallMs + (this.monoNow() - this.anchor.monoMs);
     if (!(wall.getTime() > steady)) return wall; // NaN (a hand-moved test clock) or not ahead: the wall clock
     const aheadMs = wall.getTime() - steady;
-    if (aheadMs > 60_000 && !this.saidStep) {
+    if (aheadMs > 60_000 && say && !this.saidStep) {
       this.saidStep = true;
       say(
         `retention: the wall clock is ${Math.round(aheadMs / 1000)} s ahead of the time measured since this planner started (a clock step?): ages are measured on the latter`,
@@ -227,11 +227,27 @@ export class OnlineRetention {
   }
 
   status(): RetentionStatus {
+    const heldBy = this.heldByNow();
     return {
       ...retentionStatus(this.o.log, this.o.policy),
-      ...(this.heldBy === undefined ? {} : { heldBy: this.heldBy }),
+      ...(heldBy === undefined ? {} : { heldBy }),
       ...(this.error === undefined ? {} : { error: this.error }),
     };
+  }
+
+  /**
+   * What holds retention back now, read from today's floors (probe11 K3: the last run's reason
+   * stayed on /status for up to a whole interval after the pin it named had moved); the last run's
+   * when the bounds are not known now (not holding the group's log) or cannot be read.
+   */
+  private heldByNow(): string | undefined {
+    try {
+      const bounds = this.o.bounds();
+      if (!bounds) return this.heldBy;
+      return retentionTarget(this.o.log, this.o.policy, bounds, this.ageNow())?.heldBy;
+    } catch {
+      return this.heldBy;
+    }
   }
 
   private async run(): Promise<void> {

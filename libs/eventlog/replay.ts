@@ -11,7 +11,7 @@ import {
   type ObjectRejection,
   type WatchEventOutcome,
 } from '../planner/index.ts';
-import { checkpointAtOrBefore } from './checkpoints.ts';
+import { checkpointAtOrBefore, checkpointSeqAtOrBefore } from './checkpoints.ts';
 import { EventLogError } from './event-log-error.ts';
 import type { EventLog } from './event-log.ts';
 import type { EventRow } from './event-row.ts';
@@ -57,23 +57,17 @@ export function rebuildAtSeq(log: EventLog, seq: number, opts: RebuildOptions = 
   if (!Number.isInteger(seq) || seq < 0 || seq > last)
     throw new EventLogError('NOT_FOUND', `seq ${seq} is not in the log (last seq ${last})`);
   const revision = opts.readingRevision ?? LATEST_READING_REVISION;
-  const anchor = (
-    databaseOf(log).prepare(`SELECT anchor_id AS a FROM chain_heads WHERE chain = 'events'`).get() as { a: number }
-  ).a;
-  let cp = opts.ignoreCheckpoints ? undefined : checkpointAtOrBefore(databaseOf(log), seq, revision);
-  // A checkpoint holds objects as read under its revision. A fold at a newer revision therefore
-  // starts from one of its own revision, or from the first event; only where the events before
-  // every such start were compacted away does it start from a checkpoint of an older revision:
-  // those objects keep the reading they were checkpointed with until their next event (the entry
-  // builder's rules apply to all). Deterministic for a given log, so what it made replays alike.
-  if (!opts.ignoreCheckpoints && (cp?.seq ?? 0) < anchor && seq > (cp?.seq ?? 0))
-    cp = checkpointAtOrBefore(databaseOf(log), seq, revision, { olderRevisions: true }) ?? cp;
-  const from = cp?.seq ?? 0;
-  if (from < anchor && seq > from)
+  const start = foldStart(log, seq, revision, opts.ignoreCheckpoints);
+  if (start === 'compacted')
     throw new EventLogError(
       'COMPACTED',
-      `events up to seq ${anchor} were compacted and no checkpoint covers seq ${seq}`,
+      `events up to seq ${eventsAnchor(log)} were compacted and no checkpoint covers seq ${seq}`,
     );
+  const cp =
+    start.checkpoint === 'none'
+      ? undefined
+      : checkpointAtOrBefore(databaseOf(log), seq, revision, { olderRevisions: start.checkpoint === 'older' });
+  const from = cp?.seq ?? 0;
   const state = cp ? ClusterState.fromObjects(cp.objects, revision) : new ClusterState(revision);
   const rejections = new Map((cp?.rejections ?? []).map((r) => [rejectionKey(r), r]));
   const sql = opts.sequential
@@ -121,6 +115,36 @@ export function rebuildAtSeq(log: EventLog, seq: number, opts: RebuildOptions = 
 }
 
 /**
+ * Where the fold up to `seq` at `revision` starts (reads no checkpoint's objects), or 'compacted'
+ * when it cannot: the one test of "can this be rebuilt", which rebuildAtSeq applies and
+ * replayableFrom asks of versions. A checkpoint holds objects as read under its revision. A fold
+ * at a newer revision therefore starts from one of its own revision, or from the first event; only
+ * where the events before every such start were compacted away does it start from a checkpoint of
+ * an older revision: those objects keep the reading they were checkpointed with until their next
+ * event (the entry builder's rules apply to all). Deterministic for a given log, so what it made
+ * replays alike.
+ */
+function foldStart(
+  log: EventLog,
+  seq: number,
+  revision: ReadingRevision,
+  ignoreCheckpoints = false,
+): { readonly checkpoint: 'own' | 'older' | 'none' } | 'compacted' {
+  const anchor = eventsAnchor(log);
+  const db = databaseOf(log);
+  let at = ignoreCheckpoints ? undefined : checkpointSeqAtOrBefore(db, seq, revision);
+  let checkpoint: 'own' | 'older' | 'none' = at === undefined ? 'none' : 'own';
+  if (!ignoreCheckpoints && (at ?? 0) < anchor && seq > (at ?? 0)) {
+    const older = checkpointSeqAtOrBefore(db, seq, revision, { olderRevisions: true });
+    if (older !== undefined) {
+      at = older;
+      checkpoint = 'older';
+    }
+  }
+  return (at ?? 0) < anchor && seq > (at ?? 0) ? 'compacted' : { checkpoint };
+}
+
+/**
  * The reading revision the planner read the events up to `seq` with: that of the first version
  * made from events that covers `seq` (its seq range ends at or after it), or the latest revision
  * when no version covers it yet (a planner reads new events with the latest). `replay --to-seq`
@@ -138,17 +162,24 @@ export function readingRevisionAtSeq(log: EventLog, seq: number): ReadingRevisio
 }
 
 /**
- * Why version n has no row: retention removed it (COMPACTED, one line naming the oldest row kept),
- * or it never existed (NOT_FOUND).
+ * Why version n cannot be given: it is older than the oldest version the log rebuilds (COMPACTED,
+ * one line naming that version, whether retention removed n's row or kept it as the parent of the
+ * first rebuildable one or between a kept rollback and its source), or it never existed
+ * (NOT_FOUND). The sentence an operator gets for any version retention took, in the log's terms
+ * of versions, never of seqs and checkpoints.
  */
 export function missingVersion(log: EventLog, n: number): EventLogError {
-  const anchor = versionsAnchor(log);
-  if (Number.isInteger(n) && n >= 1 && n <= anchor)
+  const latest = log.latestVersion()?.version ?? 0;
+  if (Number.isInteger(n) && n >= 1 && n <= latest) {
+    const from = replayableFrom(log);
     return new EventLogError(
       'COMPACTED',
-      `version ${n} was compacted from the log (retention removed versions up to ${anchor}; the oldest kept is ${anchor + 1})`,
+      from === undefined
+        ? `version ${n} was compacted from the log (it rebuilds no version: run db verify --deep)`
+        : `version ${n} was compacted from the log (it rebuilds versions from ${from} on)`,
     );
-  return new EventLogError('NOT_FOUND', `version ${n} does not exist (latest ${log.latestVersion()?.version ?? 0})`);
+  }
+  return new EventLogError('NOT_FOUND', `version ${n} does not exist (latest ${latest})`);
 }
 
 /** The versions chain's anchor: retention removed the version rows up to it (0: none). */
@@ -156,20 +187,100 @@ function versionsAnchor(log: EventLog): number {
   return databaseOf(log).prepare(`SELECT anchor_id FROM chain_heads WHERE chain = 'versions'`).pluck().get() as number;
 }
 
+/** The events chain's anchor: events up to it were compacted (0: none). */
+function eventsAnchor(log: EventLog): number {
+  return databaseOf(log).prepare(`SELECT anchor_id FROM chain_heads WHERE chain = 'events'`).pluck().get() as number;
+}
+
+/**
+ * Whether version n's content rebuilds from this log: its row and its content source's are kept
+ * and the fold of that source is not refused (foldStart).
+ */
+function versionRebuilds(log: EventLog, n: number): boolean {
+  const src = followContent(log, n);
+  return 'version' in src && foldStart(log, src.seqTo, src.readingRevision) !== 'compacted';
+}
+
+/**
+ * The oldest version the log rebuilds, and every later one with it (probe11 K3: the one notion of
+ * it): what `/status` and `db status` call `retention.oldestVersion`, where `ctl versions` starts,
+ * what the COMPACTED sentence names, and the oldest version replay, pin, rollback and diff accept.
+ * 1 when nothing was compacted; after `compactLog(log, N)`, N or an earlier version whose content
+ * the checkpoint at the cut still gives. Undefined: no version. Rows kept below it (the parent of
+ * the first one, kept for the versions stream's check; the rows between a kept rollback and its
+ * source) are not rebuildable and answer COMPACTED. A planner whose versions stream lacks versions
+ * below it republishes from it (review2 R8). Versions ending before the anchor are gone. Of those
+ * ending at or after it, the ones up to the first checkpoint at or past the anchor are checked
+ * (after a whole compaction: those ending exactly at the cut, a pin among them may copy a version
+ * before it; after a run a crash cut short: those between the anchor and the cut, whose nearest
+ * checkpoint is below the anchor), and every pin or rollback after them (one a run cut short did
+ * not keep may copy removed content): every other version after them has its events from that
+ * checkpoint on.
+ */
+export function replayableFrom(log: EventLog): number | undefined {
+  const latest = log.latestVersion();
+  if (!latest) return undefined;
+  const anchor = eventsAnchor(log);
+  if (anchor === 0) return 1;
+  const db = databaseOf(log);
+  const first = (db.prepare('SELECT min(seq) AS s FROM checkpoints WHERE seq >= ?').get(anchor) as { s: number | null })
+    .s;
+  if (first === null) return undefined; // nothing rebuilds past the anchor (run db verify --deep)
+  const seqTo = db.prepare('SELECT seq_to AS s FROM versions WHERE version = ?').pluck();
+  const lo = firstVersionEndingAtOrAfter(log, anchor, latest.version + 1);
+  let from = lo;
+  for (let v = lo; v <= latest.version && (seqTo.get(v) as number) <= first; v++)
+    if (!versionRebuilds(log, v)) from = v + 1;
+  // Pins and rollbacks copy older content: a run cut short may have removed the events of one it
+  // does not keep (below the version it keeps from, above the anchor so far). Few rows: read them all.
+  const pins = db
+    .prepare('SELECT version FROM versions WHERE version >= ? AND content_of IS NOT NULL ORDER BY version DESC')
+    .pluck()
+    .all(from) as number[];
+  for (const v of pins)
+    if (!versionRebuilds(log, v)) {
+      from = Math.max(from, v + 1);
+      break;
+    }
+  return from <= latest.version ? from : undefined;
+}
+
+/**
+ * The first version whose last event is at or after `seq`, found by bisection below `hi` (seq_to
+ * never decreases along versions: a pin takes its parent's), without reading every version row;
+ * `hi` when none is.
+ */
+export function firstVersionEndingAtOrAfter(log: EventLog, seq: number, hi: number): number {
+  const seqTo = databaseOf(log).prepare('SELECT seq_to AS s FROM versions WHERE version = ?').pluck();
+  let lo = versionsAnchor(log) + 1; // the rows below were compacted
+  while (lo < hi) {
+    const mid = Math.floor((lo + hi) / 2);
+    if ((seqTo.get(mid) as number) >= seq) hi = mid;
+    else lo = mid + 1;
+  }
+  return lo;
+}
+
 /** Follows pins/rollbacks (contentOf) to the version whose content came from events. */
 export function contentSource(log: EventLog, n: number): VersionRecord {
+  const r = followContent(log, n);
+  if ('version' in r) return r;
+  const why = missingVersion(log, r.missing);
+  if (r.copiedBy === undefined) throw why;
+  throw new EventLogError(why.code, `version ${r.copiedBy} copies version ${r.missing}: ${why.message}`);
+}
+
+/** contentSource's walk, saying which row is missing instead of why (versionRebuilds asks it). */
+function followContent(log: EventLog, n: number): VersionRecord | { missing: number; copiedBy?: number } {
   let v = log.version(n);
-  if (!v) throw missingVersion(log, n);
+  if (!v) return { missing: n };
   const seen = new Set<number>();
   while (v.contentOf !== undefined) {
     if (seen.has(v.version) || v.contentOf >= v.version)
       throw new EventLogError('INVALID', `version ${n}: content_of chain is not well founded at ${v.version}`);
     seen.add(v.version);
     const src: VersionRecord | undefined = log.version(v.contentOf);
-    if (!src) {
-      const why = missingVersion(log, v.contentOf);
-      throw new EventLogError(why.code, `version ${v.version} copies version ${v.contentOf}: ${why.message}`);
-    }
+    if (!src) return { missing: v.contentOf, copiedBy: v.version };
     v = src;
   }
   return v;
@@ -189,6 +300,10 @@ export function replayVersion(log: EventLog, n: number, opts: RebuildOptions = {
   const version = log.version(n);
   if (!version) throw missingVersion(log, n);
   const source = contentSource(log, n);
+  // a row kept below the oldest rebuildable version (a parent, a rollback's span) says what an
+  // older one says, not the fold's seq and checkpoint terms (probe11 K3)
+  if (foldStart(log, source.seqTo, source.readingRevision, opts.ignoreCheckpoints) === 'compacted')
+    throw missingVersion(log, n);
   return {
     ...rebuildAtSeq(log, source.seqTo, { ...opts, readingRevision: source.readingRevision }),
     version,
@@ -202,12 +317,12 @@ export function replayAt(log: EventLog, at: string, opts: RebuildOptions = {}): 
   const v = log.versionAt(new Date(at).toISOString());
   if (!v) {
     // before the oldest row kept: the version current then, if any, was compacted
-    const anchor = versionsAnchor(log);
-    const oldest = anchor > 0 ? log.version(anchor + 1) : undefined;
+    const from = versionsAnchor(log) > 0 ? replayableFrom(log) : undefined;
+    const oldest = from === undefined ? undefined : log.version(from);
     if (oldest)
       throw new EventLogError(
         'COMPACTED',
-        `the version current at ${at} was compacted from the log (the oldest kept, ${oldest.version}, was made at ${oldest.createdAt})`,
+        `the version current at ${at} was compacted from the log (it rebuilds versions from ${oldest.version} on, made at ${oldest.createdAt})`,
       );
     throw new EventLogError('NOT_FOUND', `no version existed at ${at}`);
   }

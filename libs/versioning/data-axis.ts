@@ -1,5 +1,5 @@
 import type { EventLog, OperationRecord, PreparedEventRow, VersionRecord } from '../eventlog/index.ts';
-import { contentSource, prepareEventRow, rebuildAtSeq } from '../eventlog/index.ts';
+import { contentSource, prepareEventRow, rebuildAtSeq, replayVersion } from '../eventlog/index.ts';
 import { decidePin, decideSync, decideUnpin, type DataPin } from '../control/index.ts';
 import {
   LATEST_READING_REVISION,
@@ -282,8 +282,8 @@ export class DataAxis {
   /** The content of version n (a copy), rebuilt from the log with the one checkpoint-aware fold. */
   contentOf(n: number): ClusterDataIndex {
     if (n === this.head?.version) return copyData(this.published);
-    const source = contentSource(this.log, n);
-    const r = rebuildAtSeq(this.log, source.seqTo, { readingRevision: source.readingRevision });
+    // replayVersion: one the log no longer rebuilds answers its COMPACTED sentence (probe11 K3)
+    const r = replayVersion(this.log, n);
     if (r.hash !== this.log.version(n)!.hash)
       throw new Error(`cannot reproduce version ${n}: rebuilt hash differs from the recorded one`);
     return r.state.data;

@@ -1061,12 +1061,19 @@ export class Planner {
     return floors;
   }
 
+  /** The versions that can be pinned, rolled back to or diffed: from the oldest one the log rebuilds (probe11 K3). */
   versions(opts: { from?: number; to?: number; newest?: number } = {}) {
-    return this.options.log.versions(opts);
+    return this.options.log.versions(this.rebuildable(opts));
   }
 
   countVersions(range: { from?: number; to?: number } = {}): number {
-    return this.options.log.countVersions(range);
+    return this.options.log.countVersions(this.rebuildable(range));
+  }
+
+  /** A range of versions cut to what the log rebuilds (rows kept below it, a parent, are not listed). */
+  private rebuildable<R extends { from?: number }>(range: R): R {
+    const oldest = replayableFrom(this.options.log) ?? Number.MAX_SAFE_INTEGER;
+    return { ...range, from: Math.max(range.from ?? 0, oldest) };
   }
 
   /**
