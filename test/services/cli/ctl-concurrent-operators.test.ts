@@ -102,7 +102,10 @@ it('K2, K7: a rollback names where it went from, and one repeated or for a stopp
   );
   expect(state().defaultRevision).toBe(2);
 
-  // the console's Roll back clicked twice on a canary: one stops it, the other is refused
+  // the console's Roll back clicked twice on a canary: one stops it, the other is refused (the
+  // canary is chosen among in-sync nodes: wait for the rollback's version to be acked, which took
+  // longer than the next request under CI load once)
+  expect((await ctl('wait', '--for=synced', '--timeout', '30s')).code).toBe(0);
   expect((await ctl('config', 'set', 'udpTimeout=88', '--waves', '1,100%', '--pause-before', '2')).code).toBe(0);
   expect(state().rollout).toMatchObject({ configRevision: 5 });
   const body = { rollout: 5, fromRevision: 2, reason: 'rollback from the console' };
