@@ -6,13 +6,9 @@
  */
 
 import { DEFAULT_PROXY_CONFIG } from '../model/index.ts';
+import type { FieldChange } from './field-changes.ts';
 
-/** One field a config move changes. */
-export interface FieldChange {
-  readonly field: string;
-  readonly from: unknown;
-  readonly to: unknown;
-}
+export { formatAssignments, formatFieldChanges, type FieldChange } from './field-changes.ts';
 
 /** The config's field order (a revision read back from the log has its keys sorted). */
 const ORDER = Object.keys(DEFAULT_PROXY_CONFIG);
@@ -35,27 +31,4 @@ export function configDelta(before: object, after: object): FieldChange[] {
  */
 export function unaskedChanges(current: object, revision: object, asked: readonly string[]): FieldChange[] {
   return configDelta(current, revision).filter((c) => !asked.includes(c.field));
-}
-
-const show = (v: unknown) =>
-  v === undefined
-    ? '(unset)'
-    : Array.isArray(v)
-      ? v.length
-        ? v.join(',')
-        : '(none)'
-      : v === ''
-        ? '(none)'
-        : String(v);
-
-/** `scheduler wrr → rr, tcpTimeout 0 → 900`. */
-export function formatFieldChanges(changes: readonly FieldChange[]): string {
-  return changes.map((c) => `${c.field} ${show(c.from)} → ${show(c.to)}`).join(', ');
-}
-
-/** `tcpTimeout=900 scheduler=wrr`: a change as `ctl config set` takes it. */
-export function formatAssignments(change: Readonly<Record<string, unknown>>): string {
-  return Object.entries(change)
-    .map(([k, v]) => `${k}=${Array.isArray(v) ? v.join(',') : String(v)}`)
-    .join(' ');
 }

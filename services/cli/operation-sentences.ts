@@ -1,4 +1,4 @@
-import { formatFieldChanges, type FieldChange } from '../../libs/control/index.ts';
+import { formatFieldChanges, type FieldChange } from '../../libs/control/field-changes.ts';
 import { describeConfigChange } from './config-fields.ts';
 import type { Json } from './planner-client.ts';
 
