@@ -122,7 +122,8 @@ describe('planner restarts after db compact', () => {
     unlinkSync(path.join(env.manifests, 'b.yaml'));
     const p = await start();
     expect(services(p)).toEqual(['default/a']);
-    expect(p.planner.versions().map((v) => v.version)).toEqual([1, 2, 3]);
+    // version 1 is compacted (the log rebuilds from 2 on): listed no more since probe11 K3
+    expect(p.planner.versions().map((v) => v.version)).toEqual([2, 3]);
   });
 });
 
