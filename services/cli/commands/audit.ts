@@ -43,6 +43,19 @@ function skewNote(ms: number | undefined): string {
 }
 
 /** `audit --db FILE <query>`: who changed what, what each node ran, and who is behind. */
+/**
+ * The ops table's VERSION cell: the data version an operation made, or for a config rollback the
+ * revision it left as the cluster default (`→ rev 2`; probe11 K8): PARAMS is cut in the narrow
+ * table, and it alone said where each rollback went.
+ */
+function versionCell(p: { kind: string; version?: number | null; params: Record<string, unknown> }): string | number {
+  if (p.version != null) return p.version;
+  const st = p.params.configState as { defaultRevision?: unknown } | undefined;
+  if (p.kind === 'rollback' && p.params.axis === 'config' && typeof st?.defaultRevision === 'number')
+    return `→ rev ${st.defaultRevision}`;
+  return '-';
+}
+
 export function registerAudit(program: Command, setExit: SetExit): void {
   const audit = program
     .command('audit')
@@ -172,7 +185,7 @@ export function registerAudit(program: Command, setExit: SetExit): void {
                   wide ? p.at : p.at.slice(0, 19).replace('T', ' ') + 'Z',
                   p.kind,
                   p.actor,
-                  p.version ?? '-',
+                  versionCell(p),
                   p.reason,
                   p.outcome,
                   canonicalJson(p.params),

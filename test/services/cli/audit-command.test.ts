@@ -22,6 +22,13 @@ beforeAll(async () => {
   };
   log.recordOperation({ kind: 'rollout', actor: 'ci/alice', reason: longReason, params: { revision: 2, configState } });
   log.recordOperation({ kind: 'pin', actor: 'bob', reason: 'hold', params: { axis: 'data', version: 1 } });
+  const back = { defaultRevision: 1, previousDefault: undefined, earlierDefaults: [], rollout: undefined };
+  log.recordOperation({
+    kind: 'rollback',
+    actor: 'carol',
+    reason: 'undo',
+    params: { axis: 'config', to: null, configState: back },
+  });
   log.close();
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -30,13 +37,15 @@ describe('audit output', () => {
   it('ops: reason before the long columns, cut in the table, whole with -o wide, data with -o json|yaml', async () => {
     const t = await sbIn(['audit', '--db', db, 'ops']);
     expect(t.code).toBe(0);
-    const [head, first, second] = t.stdout.split('\n');
+    const [head, first, second, third] = t.stdout.split('\n');
     expect(head).toMatch(/^ID\s+AT\s+KIND\s+ACTOR\s+VERSION\s+REASON\s+OUTCOME\s+PARAMS$/);
     expect(first).toMatch(
       /^1\s+\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}Z\s+rollout\s+ci\/alice\s+-\s+move every node to nftables because the ipvs scheduler \S*…\s+accepted\s+\{"configState":\{"defaultRevision":2,"\S*…$/,
     );
     expect(second).toMatch(/^2\s+.*\s+pin\s+bob\s+-\s+hold\s+accepted\s+\{"axis":"data","version":1\}$/);
     expect(first!.length).toBeLessThan(190);
+    // probe11 K8: where a config rollback went, though PARAMS is cut
+    expect(third).toMatch(/^3\s+.*\s+rollback\s+carol\s+→ rev 1\s+undo\s+accepted\s/);
 
     const wide = await sbIn(['audit', '--db', db, 'ops', '-o', 'wide']);
     expect(wide.stdout).toContain(longReason);
@@ -44,7 +53,7 @@ describe('audit output', () => {
 
     const json = JSON.parse((await sbIn(['audit', '--db', db, 'ops', '--json'])).stdout) as { actor: string }[];
     const yaml = parseYaml((await sbIn(['audit', '--db', db, 'ops', '-o', 'yaml'])).stdout) as typeof json;
-    expect(json.map((o) => o.actor)).toEqual(['ci/alice', 'bob']);
+    expect(json.map((o) => o.actor)).toEqual(['ci/alice', 'bob', 'carol']);
     expect(yaml).toEqual(json);
   });
 
