@@ -14,6 +14,7 @@ interface Rollout {
   wave: number;
   waves: string[][];
   haltedBy?: { node: string; error: string };
+  pauseOnError?: boolean;
   policy?: { bakeMs: number; waveTimeoutMs: number; maxFailures: string; pauseBefore: number[] };
   waveStartedAt?: string;
   bakeStartedAt?: string;
@@ -41,6 +42,35 @@ function waveText(r: Rollout): string {
   const fleet = r.waves.at(-1)?.length ?? 0;
   const names = wave.length <= 3 ? ` (${wave.join(', ')})` : '';
   return `wave ${r.wave + 1}/${r.waves.length}: ${wave.length}/${plural(fleet, 'node')}${names}`;
+}
+
+/**
+ * How a rollout stopped (probe11 K8): a rollback keeps haltedBy on the rollout it marks rolled-back,
+ * and only a halt or a pause for failed nodes sets it (resume clears it), so a rolled-back rollout
+ * with haltedBy was halted (paused with --pause-on-error) by that node first. Undefined: no node stopped it.
+ */
+function stoppedBy(r: Pick<Rollout, 'status' | 'haltedBy' | 'pauseOnError'>): string | undefined {
+  if (!r.haltedBy) return undefined;
+  const stop = r.status === 'rolled-back' ? (r.pauseOnError ? 'paused' : 'halted') : r.status;
+  return `${stop} by ${r.haltedBy.node}`;
+}
+
+/**
+ * `ctl status`'s rollout words: `rollout of 13 halted by node-a, then rolled back (wave 1/2)`. A
+ * rolled-back rollout whose revision is the default again (a later rollback went back to it) says
+ * so, lest the revision in force read as the one rolled back (probe11 K8).
+ */
+export function rolloutHeadText(
+  r: Pick<Rollout, 'configRevision' | 'status' | 'wave' | 'waves' | 'haltedBy' | 'pauseOnError'>,
+  defaultRevision: number,
+): string {
+  const by = stoppedBy(r);
+  const words = r.status === 'rolled-back' && by ? `${by}, then rolled back` : (by ?? r.status);
+  const again =
+    r.status === 'rolled-back' && r.configRevision === defaultRevision
+      ? `, revision ${r.configRevision} made the default again since by a rollback`
+      : '';
+  return `rollout of ${r.configRevision} ${words} (wave ${r.wave + 1}/${r.waves.length})${again}`;
 }
 
 export function rolloutSentence(st: ConfigState, did?: 'resumed' | 'promoted'): string {
@@ -122,7 +152,10 @@ export function rolloutStatusText(st: ConfigState, nowMs: number, waveNodes: rea
   if (r.gate !== undefined && (r.status === 'running' || r.status === 'paused'))
     lines.push(`waiting before wave ${r.gate}: continue with \`ctl rollout --promote\``);
   for (const f of r.failed ?? []) lines.push(`failed: ${f.node}: ${f.error}`);
-  if (r.haltedBy) lines.push(`${r.status} by ${r.haltedBy.node}: ${r.haltedBy.error}`);
+  if (r.haltedBy)
+    lines.push(`${stoppedBy(r)}: ${r.haltedBy.error}${r.status === 'rolled-back' ? ', then rolled back' : ''}`);
+  if (r.status === 'rolled-back' && r.configRevision === st.defaultRevision)
+    lines.push(`revision ${r.configRevision} has since been made the cluster default again by a rollback`);
   lines.push(...waveNodeLines(waveNodes));
   return `${lines.join('\n')}\n`;
 }

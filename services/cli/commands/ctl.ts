@@ -5,6 +5,7 @@ import { addOutputOptions, emit, outputFormat, table, type OutputFlags } from '.
 import { callPlanner, plannerStatus, type PlannerConnection } from '../planner-client.ts';
 import { registerCtlOperations } from './ctl-operations.ts';
 import { untilSynced, waitUntil } from './ctl-wait.ts';
+import { rolloutHeadText } from '../operation-sentences.ts';
 import { duration } from '../flag-values.ts';
 import { UsageError } from '../cli-errors.ts';
 import { refuseInvertedRange } from '../flag-rules.ts';
@@ -47,13 +48,11 @@ export function registerCtl(program: Command, setExit: SetExit): void {
       emit(c.format, s, (wide) => {
         const cfg = s.config as {
           defaultRevision: number;
-          rollout?: { status: string; configRevision: number; wave: number; waves: unknown[] };
+          rollout?: Parameters<typeof rolloutHeadText>[0];
         };
         const head =
           `version ${s.latestVersion}${s.pinned ? ` (pinned to ${(s.pinned as { version: number }).version})` : ''}, config revision ${cfg.defaultRevision}` +
-          (cfg.rollout
-            ? `, rollout of ${cfg.rollout.configRevision} ${cfg.rollout.status} (wave ${cfg.rollout.wave + 1}/${cfg.rollout.waves.length})`
-            : '') +
+          (cfg.rollout ? `, ${rolloutHeadText(cfg.rollout, cfg.defaultRevision)}` : '') +
           `, rejected objects ${s.rejectedTotal}${s.synced ? '' : ', NOT SYNCED'}${s.sourceError ? `, SOURCE FAILING: ${s.sourceError}` : ''}${notCurrent(s)}\n` +
           (s.lastError ? `last error: ${String(s.lastError)}\n` : '') +
           ((s.storage as { warning?: string } | null)?.warning

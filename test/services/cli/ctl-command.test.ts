@@ -3,6 +3,13 @@ import path from 'node:path';
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
+import {
+  rollbackConfig,
+  startRollout,
+  stepRollout,
+  type ConfigTargetState,
+  type NodeReport,
+} from '../../../libs/control/index.ts';
 import { DEFAULT_PROXY_CONFIG } from '../../../libs/model/index.ts';
 import { startApplierService, type ApplierService } from '../../../services/applier/applier-service.ts';
 import { untilSynced, waitUntil } from '../../../services/cli/commands/ctl-wait.ts';
@@ -460,4 +467,59 @@ describe('ctl refuses a /status of another shape in one line (review5 F6)', () =
       server.close();
     }
   });
+
+  // probe11 K8: after a rollback back to 3 the head read "config revision 3, rollout of 3 rolled-back" (the revision
+  // in force shown as the one rolled back), and a rollback after a halt read "rolled-back", the halt by node-b gone.
+  it('status head: a rollout rolled back after a halt keeps the halt; a rolled-back revision made the default again says so', async () => {
+    const { createServer } = await import('node:http');
+    const four = ['a', 'b', 'c', 'd'];
+    const t = (i: number) => `2026-12-03T00:00:0${i}Z`;
+    const at1: ConfigTargetState = { defaultRevision: 1, previousDefault: undefined, rollout: undefined };
+    const complete = (s: ConfigTargetState, rev: number, i: number) =>
+      stepRollout(
+        startRollout(s, { configRevision: rev, waves: [four], pauseOnError: false, at: t(i) }),
+        acks(rev, four),
+        t(i),
+      );
+    const at3 = complete(complete(at1, 2, 1), 3, 2);
+    const backTo3 = rollbackConfig(rollbackConfig(at3, undefined, t(3)), 3, t(4));
+    // the state keeps the rolled-back rollout's own revision: it is 3, and 3 is in force again
+    expect(backTo3).toMatchObject({ defaultRevision: 3, rollout: { configRevision: 3, status: 'rolled-back' } });
+    let halted = startRollout(at3, { configRevision: 4, waves: [['b'], four], pauseOnError: false, at: t(5) });
+    halted = stepRollout(halted, new Map([['b', { type: 'NACK', configRevision: 4, error: 'nft: bad' }]]), t(6));
+    const haltedBack = rollbackConfig(halted, undefined, t(7));
+    expect(haltedBack.rollout).toMatchObject({ status: 'rolled-back', haltedBy: { node: 'b', error: 'nft: bad' } });
+
+    let config: ConfigTargetState = backTo3;
+    const server = createServer((_req, res) =>
+      res
+        .writeHead(200, { 'content-type': 'application/json' })
+        .end(JSON.stringify({ latestVersion: 4, rejectedTotal: 0, synced: true, config, nodes: [] })),
+    );
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+    const head = async () => (await sbIn(['ctl', '--server', url, 'status'])).stdout.split('\n')[0];
+    try {
+      expect(await head()).toBe(
+        'version 4, config revision 3, rollout of 3 rolled-back (wave 1/1), revision 3 made the default again since by a rollback, rejected objects 0',
+      );
+      config = haltedBack;
+      expect(await head()).toBe(
+        'version 4, config revision 3, rollout of 4 halted by b, then rolled back (wave 1/2), rejected objects 0',
+      );
+      config = halted;
+      expect(await head()).toBe(
+        'version 4, config revision 3, rollout of 4 halted by b (wave 1/2), rejected objects 0',
+      );
+      // -o json: the planner's state as it is (status rolled-back, haltedBy kept)
+      config = haltedBack;
+      const json = JSON.parse((await sbIn(['ctl', '--server', url, 'status', '--json'])).stdout);
+      expect(json.config.rollout).toMatchObject({ status: 'rolled-back', haltedBy: { node: 'b' } });
+    } finally {
+      server.close();
+    }
+  });
 });
+
+const acks = (rev: number, ns: readonly string[]) =>
+  new Map<string, NodeReport>(ns.map((n) => [n, { type: 'ACK', configRevision: rev }]));

@@ -1,5 +1,5 @@
 import { expect, it } from 'vitest';
-import { configRollbackSentence } from '../../../services/cli/operation-sentences.ts';
+import { configRollbackSentence, rolloutStatusText } from '../../../services/cli/operation-sentences.ts';
 
 const rollout = { configRevision: 10, fromRevision: 9, status: 'rolled-back', wave: 0, waves: [['a']] };
 const base = { startedAt: '', updatedAt: '' };
@@ -21,4 +21,23 @@ it('a config rollback sentence says where it moved from, and names a rollout onl
   expect(configRollbackSentence({ defaultRevision: 9, rollout: r })).toBe(
     'config rolled back: the cluster default is config revision 9 on every node (rollout of revision 10 rolled back).\n',
   );
+});
+
+// probe11 K8: `rollout status` after a rollback of a halted rollout read "rolled-back by b: …" (the halt unnamed),
+// and a rolled-back revision made the default again by a later rollback read as if it were not in force.
+it('rollout status: a halt a rollback stopped stays a halt; a rolled-back revision in force again says so', () => {
+  const haltedBy = { node: 'b', error: 'nft: bad' };
+  const r = { ...rollout, ...base, configRevision: 4, fromRevision: 3, haltedBy, pauseOnError: false };
+  expect(rolloutStatusText({ defaultRevision: 3, rollout: r }, 0).split('\n')).toContain(
+    'halted by b: nft: bad, then rolled back',
+  );
+  const paused = { ...r, pauseOnError: true };
+  expect(rolloutStatusText({ defaultRevision: 3, rollout: paused }, 0)).toContain(
+    'paused by b: nft: bad, then rolled back',
+  );
+  const again = { ...rollout, ...base, configRevision: 3, fromRevision: 2 };
+  expect(rolloutStatusText({ defaultRevision: 3, rollout: again }, 0)).toContain(
+    'revision 3 has since been made the cluster default again by a rollback',
+  );
+  expect(rolloutStatusText({ defaultRevision: 2, rollout: again }, 0)).not.toContain('again');
 });
