@@ -1,3 +1,5 @@
+import { RareLines } from './rare-lines.ts';
+
 /**
  * Reports (ACKs, NACKs, heartbeats) the planner drops as not valid (probe10 H2): each is counted
  * and said, so an applier whose every report fails the schema (a mixed-release fleet, a bug) does
@@ -16,9 +18,11 @@ export function invalidReason(error: string): InvalidReason {
 
 /** At most one line per node and reason per `everyMs`; the next line counts the ones not said. */
 export class InvalidReportLimiter {
-  private readonly said = new Map<string, { at: number; suppressed: number }>();
+  private readonly lines: RareLines;
 
-  constructor(private readonly everyMs = 60_000) {}
+  constructor(everyMs = 60_000) {
+    this.lines = new RareLines(everyMs);
+  }
 
   /**
    * The line to say for this report, or undefined while its node+reason was said within `everyMs`.
@@ -26,20 +30,15 @@ export class InvalidReportLimiter {
    */
   offer(node: string | undefined, subjectNode: string, error: string, nowMs: number): string | undefined {
     const reason = invalidReason(error);
-    const key = `${node ?? ''}|${reason}`;
-    const s = this.said.get(key);
-    if (s && nowMs - s.at < this.everyMs) {
-      s.suppressed++;
-      return undefined;
-    }
-    this.said.set(key, { at: nowMs, suppressed: 0 });
-    const who = node ?? `unknown node ${JSON.stringify(subjectNode.slice(0, 64))}`;
-    const more = s?.suppressed ? ` (${s.suppressed} more from it since the last such line)` : '';
-    return `dropped an invalid report from ${who} (${reason}): ${error.slice(0, 200)}${more}`;
+    return this.lines.note(`${node ?? ''}|${reason}`, nowMs, (unsaid) => {
+      const who = node ?? `unknown node ${JSON.stringify(subjectNode.slice(0, 64))}`;
+      const more = unsaid ? ` (${unsaid} more from it since the last such line)` : '';
+      return `dropped an invalid report from ${who} (${reason}): ${error.slice(0, 200)}${more}`;
+    });
   }
 
   /** Forgets a node no longer shown (node names churn; this must not grow with them). */
   forget(node: string): void {
-    for (const k of this.said.keys()) if (k.startsWith(`${node}|`)) this.said.delete(k);
+    this.lines.forget(`${node}|`);
   }
 }

@@ -2,6 +2,7 @@ import { Counter, type Registry } from 'prom-client';
 import { refusedOperation, type Operation, type OperationKind } from '../../libs/model/index.ts';
 import type { ApiRoute, RouteCall } from './http-api.ts';
 import { HttpError } from './http-error.ts';
+import { RareLines } from './rare-lines.ts';
 
 /**
  * What the API does with operator actions it refuses (probe11 K5).
@@ -41,19 +42,15 @@ function counter(registry: Registry | undefined, name: string, help: string, lab
 
 /** Says a running count on stderr at most once per SAY_EVERY_MS (the first one at once). */
 class RareLine {
-  private last = Number.NEGATIVE_INFINITY;
-  private since = 0;
+  private readonly lines = new RareLines(SAY_EVERY_MS);
   constructor(
     private readonly say: (line: string) => void,
     private readonly now: () => number,
   ) {}
+  /** `line` gets the count of notes this line stands for (this one and those not said before it). */
   note(line: (count: number) => string): void {
-    this.since++;
-    const t = this.now();
-    if (t - this.last < SAY_EVERY_MS) return;
-    this.say(line(this.since));
-    this.last = t;
-    this.since = 0;
+    const said = this.lines.note('', this.now(), (unsaid) => line(unsaid + 1));
+    if (said !== undefined) this.say(said);
   }
 }
 
