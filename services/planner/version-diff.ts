@@ -2,7 +2,7 @@ import type { ClusterDataIndex } from '../../libs/planner/index.ts';
 import type { EndpointEntry, NodeFacts, ServiceEntry, ServicePortEntry } from '../../libs/model/index.ts';
 
 /** One change inside a service or node: `what` names the place (`port http/TCP`, `endpoint 10.0.0.1:8080`). */
-export interface FieldChange {
+export interface ContentChange {
   readonly what: string;
   readonly change: 'added' | 'removed' | 'changed';
   readonly before?: unknown;
@@ -17,8 +17,8 @@ export interface VersionDiff {
   readonly removedNodes: string[];
   readonly changedNodes: string[];
   /** For each changed service, what changed inside it. */
-  readonly serviceChanges: Record<string, FieldChange[]>;
-  readonly nodeChanges: Record<string, FieldChange[]>;
+  readonly serviceChanges: Record<string, ContentChange[]>;
+  readonly nodeChanges: Record<string, ContentChange[]>;
 }
 
 /** What changed from content a to content b, by service key and node name, down to fields. */
@@ -42,8 +42,8 @@ export function versionDiff(a: ClusterDataIndex, b: ClusterDataIndex): VersionDi
 
 const same = (x: unknown, y: unknown) => JSON.stringify(x) === JSON.stringify(y);
 
-function fields<T extends object>(prefix: string, a: T, b: T, skip: readonly (keyof T)[]): FieldChange[] {
-  const out: FieldChange[] = [];
+function fields<T extends object>(prefix: string, a: T, b: T, skip: readonly (keyof T)[]): ContentChange[] {
+  const out: ContentChange[] = [];
   for (const k of Object.keys({ ...a, ...b }) as (keyof T)[]) {
     if (skip.includes(k) || same(a[k], b[k])) continue;
     out.push({ what: prefix ? `${prefix} ${String(k)}` : String(k), change: 'changed', before: a[k], after: b[k] });
@@ -57,11 +57,11 @@ function keyed<T>(
   a: readonly T[],
   b: readonly T[],
   key: (x: T) => string,
-  inner: (name: string, x: T, y: T) => FieldChange[],
-): FieldChange[] {
+  inner: (name: string, x: T, y: T) => ContentChange[],
+): ContentChange[] {
   const before = new Map(a.map((x) => [key(x), x]));
   const after = new Map(b.map((x) => [key(x), x]));
-  const out: FieldChange[] = [];
+  const out: ContentChange[] = [];
   for (const [k, x] of before) {
     const y = after.get(k);
     if (y === undefined) out.push({ what: `${label} ${k}`, change: 'removed' });
@@ -72,7 +72,7 @@ function keyed<T>(
 }
 
 /** What changed inside one service: its fields, its ports, and each port's endpoints. */
-export function serviceChanges(a: ServiceEntry, b: ServiceEntry): FieldChange[] {
+export function serviceChanges(a: ServiceEntry, b: ServiceEntry): ContentChange[] {
   const portKey = (p: ServicePortEntry) => `${p.name || '(unnamed)'}/${p.protocol}`;
   const endpoints = (where: string, x: readonly EndpointEntry[], y: readonly EndpointEntry[]) =>
     keyed(
@@ -91,13 +91,13 @@ export function serviceChanges(a: ServiceEntry, b: ServiceEntry): FieldChange[] 
   ];
 }
 
-export function nodeChanges(a: NodeFacts, b: NodeFacts): FieldChange[] {
+export function nodeChanges(a: NodeFacts, b: NodeFacts): ContentChange[] {
   return fields('', a, b, ['name']);
 }
 
 const show = (v: unknown) => (Array.isArray(v) ? `[${v.join(', ')}]` : String(v));
 
 /** One line per change: `port http/TCP endpoint 10.0.0.2:8080 added`, `clusterIPs [a] → [b]`. */
-export function formatFieldChange(c: FieldChange): string {
+export function formatContentChange(c: ContentChange): string {
   return c.change === 'changed' ? `${c.what}: ${show(c.before)} → ${show(c.after)}` : `${c.what} ${c.change}`;
 }

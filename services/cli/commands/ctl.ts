@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { formatFieldChange, type FieldChange } from '../../planner/version-diff.ts';
+import { formatContentChange, type ContentChange } from '../../planner/version-diff.ts';
 import { positiveInt, serverUrl } from '../flag-values.ts';
 import { addOutputOptions, emit, outputFormat, table, type OutputFlags } from '../output.ts';
 import { callPlanner, plannerStatus, type PlannerConnection } from '../planner-client.ts';
@@ -227,18 +227,20 @@ interface DiffAnswer {
   addedNodes: string[];
   removedNodes: string[];
   changedNodes: string[];
-  serviceChanges?: Record<string, FieldChange[]>;
-  nodeChanges?: Record<string, FieldChange[]>;
+  serviceChanges?: Record<string, ContentChange[]>;
+  nodeChanges?: Record<string, ContentChange[]>;
 }
 
 /** `+ service a`, `- node n`, `~ service b` followed by its field changes, indented. */
 export function formatDiff(d: DiffAnswer): string {
   const lines: string[] = [];
-  const group = (sign: string, kind: string, names: string[], changes?: Record<string, FieldChange[]>) => {
+  const group = (sign: string, kind: string, names: string[], changes?: Record<string, ContentChange[]>) => {
     for (const n of names) {
       lines.push(`${sign} ${kind} ${n}`);
       for (const ch of changes?.[n] ?? [])
-        lines.push(`    ${ch.change === 'added' ? '+' : ch.change === 'removed' ? '-' : '~'} ${formatFieldChange(ch)}`);
+        lines.push(
+          `    ${ch.change === 'added' ? '+' : ch.change === 'removed' ? '-' : '~'} ${formatContentChange(ch)}`,
+        );
     }
   };
   group('+', 'service', d.addedServices);
