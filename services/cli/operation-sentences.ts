@@ -56,6 +56,20 @@ function stoppedBy(r: Pick<Rollout, 'status' | 'haltedBy' | 'pauseOnError'>): st
 }
 
 /**
+ * The line naming the node that stopped a rollout and why, in parts: `ctl rollout status` joins
+ * them (`halted by b: nft: bad, then rolled back`), the console marks them up (its snapshot carries
+ * them, console-snapshot.ts: the page is plain browser JavaScript and cannot import this module).
+ * Undefined: no node stopped it.
+ */
+export function haltWords(
+  r: Pick<Rollout, 'status' | 'haltedBy' | 'pauseOnError'>,
+): { by: string; error: string; after: string } | undefined {
+  const by = stoppedBy(r);
+  if (!by || !r.haltedBy) return undefined;
+  return { by, error: r.haltedBy.error, after: r.status === 'rolled-back' ? ', then rolled back' : '' };
+}
+
+/**
  * `ctl status`'s rollout words: `rollout of 13 halted by node-a, then rolled back (wave 1/2)`. A
  * rolled-back rollout whose revision is the default again (a later rollback went back to it) says
  * so, lest the revision in force read as the one rolled back (probe11 K8).
@@ -152,8 +166,8 @@ export function rolloutStatusText(st: ConfigState, nowMs: number, waveNodes: rea
   if (r.gate !== undefined && (r.status === 'running' || r.status === 'paused'))
     lines.push(`waiting before wave ${r.gate}: continue with \`ctl rollout --promote\``);
   for (const f of r.failed ?? []) lines.push(`failed: ${f.node}: ${f.error}`);
-  if (r.haltedBy)
-    lines.push(`${stoppedBy(r)}: ${r.haltedBy.error}${r.status === 'rolled-back' ? ', then rolled back' : ''}`);
+  const halt = haltWords(r);
+  if (halt) lines.push(`${halt.by}: ${halt.error}${halt.after}`);
   if (r.status === 'rolled-back' && r.configRevision === st.defaultRevision)
     lines.push(`revision ${r.configRevision} has since been made the cluster default again by a rollback`);
   lines.push(...waveNodeLines(waveNodes));

@@ -357,8 +357,10 @@
         return `<div class="wave" data-wave="${i + 1}"><b>wave ${i + 1}${i === r.wave ? ' ▸' : ''}</b> ${acked}/${fresh.length} ACKed ${shown}${more}</div>`;
       })
       .join('');
-    const halted = r.haltedBy
-      ? `<div class="halted" id="halted-by"><b>${esc(r.status)}</b> by <b>${esc(r.haltedBy.node)}</b>: <span class="error">${esc(r.haltedBy.error)}</span></div>`
+    // The words come with the snapshot (services/cli/operation-sentences.ts haltWords), as ctl says them.
+    const h = s.halt;
+    const halted = h
+      ? `<div class="halted" id="halted-by"><b>${esc(h.by)}</b>: <span class="error">${esc(h.error)}</span>${esc(h.after)}</div>`
       : '';
     const probe = (p) =>
       p

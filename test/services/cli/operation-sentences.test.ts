@@ -1,5 +1,5 @@
 import { expect, it } from 'vitest';
-import { configRollbackSentence, rolloutStatusText } from '../../../services/cli/operation-sentences.ts';
+import { configRollbackSentence, haltWords, rolloutStatusText } from '../../../services/cli/operation-sentences.ts';
 
 const rollout = { configRevision: 10, fromRevision: 9, status: 'rolled-back', wave: 0, waves: [['a']] };
 const base = { startedAt: '', updatedAt: '' };
@@ -40,4 +40,8 @@ it('rollout status: a halt a rollback stopped stays a halt; a rolled-back revisi
     'revision 3 has since been made the cluster default again by a rollback',
   );
   expect(rolloutStatusText({ defaultRevision: 2, rollout: again }, 0)).not.toContain('again');
+  // the console shows the same words, in parts (console-snapshot.ts)
+  expect(haltWords(paused)).toEqual({ by: 'paused by b', error: 'nft: bad', after: ', then rolled back' });
+  expect(haltWords({ ...r, status: 'halted' })).toEqual({ by: 'halted by b', error: 'nft: bad', after: '' });
+  expect(haltWords(again)).toBeUndefined();
 });

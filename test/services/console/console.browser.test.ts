@@ -167,6 +167,10 @@ describe.skipIf(!CHROMIUM)('console at /ui', () => {
     ]);
     // The viewer's page follows live.
     await viewer.locator('#rollout-status', { hasText: 'rolled-back' }).waitFor({ timeout: 30_000 });
+    // probe11 K8: the node that stopped it stays named in ctl's words (the page said `rolled-back by …`)
+    expect(await viewer.locator('#halted-by').textContent()).toBe(
+      `paused by ${first}: ipvs: scheduler wrr not available, then rolled back`,
+    );
     await op.click('#ops-go');
     await op.locator('#ops tbody tr', { hasText: 'rollback from the console' }).waitFor();
     expect(await op.locator('#ops tbody tr', { hasText: 'rollback from the console' }).first().textContent()).toMatch(
