@@ -331,7 +331,14 @@ export function createHttpApi(o: HttpApiOptions): Server {
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://planner');
-    guardRequest(req.method, req.headers, { loopbackOnly: o.loopbackOnly === true });
+    try {
+      guardRequest(req.method, req.headers, { loopbackOnly: o.loopbackOnly === true });
+    } catch (e) {
+      // A cross-site write is a denial like a viewer's (K5): counted, said once a minute, never logged.
+      if (e instanceof HttpError && e.code === 403)
+        denied.note(403, `${req.method} ${url.pathname.slice(0, 100)} from another site's page`);
+      throw e;
+    }
     const route = find(req.method, url.pathname);
     if (o.started && !o.started() && route.access !== 'public')
       throw new HttpError(503, 'planner is starting (restoring from its log)');

@@ -1004,12 +1004,16 @@ export class Planner {
 
   /**
    * Records an operator action the API refused (refused-operations.ts, probe11 K5). A leader only
-   * (serial refuses on a follower); queued behind the operation in flight, not awaited for the
-   * group's flush: a refusal lost with a step-down changed nothing.
+   * (serial refuses on a follower); queued behind the operation in flight and, like an accepted
+   * operation, settled only once the group's log holds it: the refusal changed nothing, but its
+   * record is the audit trail, and one not yet flushed was lost with a step-down (the next leader
+   * answers `audit ops` without it). Rejects (NotCommittedError) when the flush fails; the API
+   * still answers the refusal as it would.
    */
   recordRefusal(op: Operation): Promise<void> {
-    return this.serial(() => {
+    return this.serial(async () => {
       this.options.log.recordOperation(op);
+      await this.committed(`the record of a refused ${op.kind}`);
     });
   }
 

@@ -19,9 +19,10 @@ import { RareLines } from './rare-lines.ts';
  * recorded="false") and said on stderr at most once a minute. The bucket is per token identity,
  * not per recorded actor: the client-sent actor suffix is free text.
  *
- * 401/403 (no token, a wrong one, a viewer trying to operate) are not operator actions and are
- * never written to the log (an unauthenticated client must not grow it): they are counted
- * (switchboard_planner_requests_denied_total) and said on stderr at most once a minute.
+ * 401/403 (no token, a wrong one, a viewer trying to operate, a write from another site's page:
+ * request-guard.ts) are not operator actions and are never written to the log (an unauthenticated
+ * client must not grow it): they are counted (switchboard_planner_requests_denied_total) and said
+ * on stderr at most once a minute.
  */
 export const REFUSALS_BURST = 20;
 export const REFUSAL_REFILL_MS = 30_000;
@@ -115,7 +116,8 @@ export class RefusalRecorder {
       error: e instanceof Error ? e.message : String(e),
       request: call.body,
     });
-    // A refusal that cannot be written (a follower, a full disk) still answers as it would.
+    // Awaited: the answer waits for the group's flush, as an accepted operation's does. A refusal that
+    // cannot be written or flushed (a follower, a full disk, a fenced leader) still answers as it would.
     await this.sink.recordRefusal(op).catch(() => {});
   }
 
@@ -140,7 +142,7 @@ export class DeniedRequests {
     this.counted = counter(
       o.registry,
       'switchboard_planner_requests_denied_total',
-      'API requests answered 401 (no or a wrong token) or 403 (a viewer token on an operation); not recorded in the log',
+      "API requests answered 401 (no or a wrong token) or 403 (a viewer token on an operation, a write from another site's page); not recorded in the log",
       ['status'],
     );
     this.line = new RareLine(o.say ?? ((l) => process.stderr.write(`planner: ${l}\n`)), o.now ?? Date.now);

@@ -124,7 +124,7 @@ export async function until<T>(fn: () => T | Promise<T>, ms = 5000, what = 'cond
 export async function startBarePlanner(
   env: PlannerEnv,
   file: string,
-  { signer, ...o }: Pick<PlannerOptions, 'statusThresholds'> & { signer?: Signer } = {},
+  { signer, ...o }: Pick<PlannerOptions, 'statusThresholds' | 'commit'> & { signer?: Signer } = {},
 ): Promise<{ log: EventLog; bus: NatsPlannerBus; planner: Planner; stop: () => Promise<void> }> {
   const log = await EventLog.open({ file: path.join(env.dir, file) });
   const bus = await NatsPlannerBus.open({ nc: env.nc, signer });

@@ -2,14 +2,23 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { EventLog } from '../../../libs/eventlog/index.ts';
-import { DEFAULT_PROXY_CONFIG, operationOutcome } from '../../../libs/model/index.ts';
+import { DEFAULT_PROXY_CONFIG, operationOutcome, refusedOperation } from '../../../libs/model/index.ts';
 import { main } from '../../../services/cli/main.ts';
 import type { RouteCall } from '../../../services/planner/http-api.ts';
 import { HttpError } from '../../../services/planner/http-error.ts';
 import { REFUSALS_BURST, RefusalRecorder } from '../../../services/planner/refused-operations.ts';
 import { runPlanner, type RunningPlanner } from '../../../services/planner/run-planner.ts';
 import { nodeStateHash, renderNodeState } from '../../../libs/planner/index.ts';
-import { ack, nodeYaml, plannerEnv, sendAck, svcYaml, until, type PlannerEnv } from './planner-support.ts';
+import {
+  ack,
+  nodeYaml,
+  plannerEnv,
+  sendAck,
+  startBarePlanner,
+  svcYaml,
+  until,
+  type PlannerEnv,
+} from './planner-support.ts';
 
 // probe11 K5: refused operations left no trace in `audit ops` (a second rollout colliding with
 // one at a gate, a failed promote). An authenticated operator's refusal is now recorded with its
@@ -118,10 +127,17 @@ describe('refused operations in the audit trail (probe11 K5)', () => {
     const before = ops().length;
     expect((await call('/pin', 'view-tok', { version: 1 })).code).toBe(403);
     for (let i = 0; i < 30; i++) expect((await call('/pin', undefined, { version: 1 })).code).toBe(401);
+    // a write from another site's page (request-guard.ts) is a 403 too, counted as one (K5 leftover)
+    const crossSite = await fetch(`${planner.url}/pin`, {
+      method: 'POST',
+      headers: { authorization: 'Bearer alice-tok', 'sec-fetch-site': 'cross-site' },
+      body: JSON.stringify({ version: 1 }),
+    });
+    expect(crossSite.status).toBe(403);
     expect(ops()).toHaveLength(before);
     expect(await metric('switchboard_planner_requests_denied_total')).toEqual(
       expect.arrayContaining([
-        'switchboard_planner_requests_denied_total{status="403"} 1',
+        'switchboard_planner_requests_denied_total{status="403"} 2',
         'switchboard_planner_requests_denied_total{status="401"} 30',
       ]),
     );
@@ -143,6 +159,34 @@ describe('refused operations in the audit trail (probe11 K5)', () => {
     // another operator still has its own budget
     expect((await call('/rollout', 'bob-tok', { promote: true, reason: 'bob too' })).code).toBe(409);
     expect(ops().at(-1)).toMatchObject({ actor: 'bob', reason: 'bob too' });
+  });
+});
+
+describe("a refusal's record and the group's log (K5 leftover)", () => {
+  it('is settled only once the group has flushed it, as an accepted operation is; a failed flush rejects', async () => {
+    // what the file held at each flush: the record must be written before, and awaited by, one
+    const flushed: number[] = [];
+    let fail = false;
+    const bare = await startBarePlanner(env, 'refusal-flush.db', {
+      commit: async () => {
+        flushed.push(bare.log.operations().length);
+        if (fail) throw new Error('timed out');
+      },
+    });
+    try {
+      const op = (reason: string) =>
+        refusedOperation({ kind: 'pin', actor: 'alice', reason, status: 409, error: 'no', request: {} });
+      const [ops0, flushes0] = [bare.log.operations().length, flushed.length];
+      await bare.planner.recordRefusal(op('first'));
+      expect(flushed.slice(flushes0)).toEqual([ops0 + 1]);
+      fail = true;
+      await expect(bare.planner.recordRefusal(op('second'))).rejects.toThrow(
+        /the record of a refused pin is not confirmed in the group's log \(timed out\)/,
+      );
+      expect(flushed.slice(flushes0)).toEqual([ops0 + 1, ops0 + 2]);
+    } finally {
+      await bare.stop();
+    }
   });
 });
 
