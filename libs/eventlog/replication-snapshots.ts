@@ -1,6 +1,6 @@
 import { gunzipSync } from 'node:zlib';
 import type { JetStreamManager } from '@nats-io/jetstream';
-import { Objm, type ObjectInfo, type ObjectStore } from '@nats-io/obj';
+import { Base64UrlPaddedCodec, Objm, type ObjectInfo, type ObjectStore } from '@nats-io/obj';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { rowCount, type LogPosition, type RawRow, type RowBatch } from './log-rows.ts';
 import type { RowSlice } from './log-row-slices.ts';
@@ -40,8 +40,16 @@ import {
  * metadata is given to `put` before the first: so the object is put under a name no reader takes
  * (`writing-seq-S`), then renamed to `seq-S` with its signed metadata (one meta write; the old
  * name's meta is purged). Signing a hash of the text computed while writing would need the same
- * late metadata, and the store's own digest is what a reader gets checked for free. A writer
- * killed between the put and the rename leaves a `writing-` object, removed by the next write.
+ * late metadata, and the store's own digest is what a reader gets checked for free.
+ *
+ * A writer killed between the put and the rename leaves a `writing-seq-S` object: no reader takes
+ * it (only `seq-S` names are listed as snapshots), and the next write removes every one up to its
+ * own seq before it puts its own. One killed inside the rename (the object store publishes the
+ * new name's metadata, then purges the old name's) leaves `writing-seq-S` and `seq-S` naming the
+ * same chunks: deleting the `writing-` object would purge them under the signed snapshot (and a
+ * put over that name would too), so only its name is purged, which is the rename finished.
+ * `writing-` objects past the writer's seq (none a writer of this group makes: seqs only grow)
+ * are left alone.
  */
 export interface Snapshot {
   readonly streamSeq: number;
@@ -92,6 +100,7 @@ export interface SnapshotSource {
 export class SnapshotStore {
   private constructor(
     private readonly os: ObjectStore,
+    private readonly bucket: string,
     private readonly jsm: JetStreamManager,
     private readonly stream: string,
     private readonly maxLineBytes: number | undefined,
@@ -113,8 +122,9 @@ export class SnapshotStore {
     /** Gets the line for each snapshot refused. */
     say?: (line: string) => void;
   }): Promise<SnapshotStore> {
-    const os = await new Objm(o.nc).create(snapshotBucket(o.group), { replicas: o.replicas });
-    return new SnapshotStore(os, o.jsm, o.stream, o.maxLineBytes, {
+    const bucket = snapshotBucket(o.group);
+    const os = await new Objm(o.nc).create(bucket, { replicas: o.replicas });
+    return new SnapshotStore(os, bucket, o.jsm, o.stream, o.maxLineBytes, {
       ...(o.sign ? { sign: o.sign } : {}),
       ...(o.check ? { check: o.check } : {}),
       say: o.say ?? (() => {}),
@@ -233,6 +243,7 @@ export class SnapshotStore {
     const sign = this.signing.sign;
     let info;
     try {
+      await this.dropWriting(s.streamSeq);
       info = await this.os.put(
         { name: sign ? `writing-${name}` : name, metadata },
         body.pipeThrough(new CompressionStream('gzip')),
@@ -263,11 +274,36 @@ export class SnapshotStore {
   }
 
   /**
+   * Drops the `writing-` objects up to `seq` that killed writers left (see the top of this file):
+   * deleted with their chunks, or, when another name holds the same chunks (a rename cut short),
+   * only their name is purged.
+   */
+  private async dropWriting(seq: number): Promise<void> {
+    const all = await this.os.list();
+    for (const i of all) {
+      const w = Number(WRITING.exec(i.name)?.[1] ?? NaN);
+      if (!(w <= seq)) continue;
+      if (all.some((o) => o.name !== i.name && o.nuid === i.nuid)) await this.purgeName(i.name);
+      else await this.os.delete(i.name);
+    }
+  }
+
+  /**
+   * Purges the metadata of object `name`, never its chunks: what the object store's rename does to
+   * the old name (its subjects as the object store spec, NATS ADR-20, names them; the client has no call for it).
+   */
+  private async purgeName(name: string): Promise<void> {
+    await this.jsm.streams.purge(`OBJ_${this.bucket}`, {
+      filter: `$O.${this.bucket}.M.${Base64UrlPaddedCodec.encode(name)}`,
+    });
+  }
+
+  /**
    * Signs the object just put as `writing-seq-S` (its digest is now known) and renames it to
-   * `seq-S` with the signature in its metadata; drops `writing-` objects of lower seqs that writers
-   * killed before this step left. An object already named `seq-S` that is not the group's
-   * (a forgery put ahead of the leader) is deleted and the rename made again; a signed one (the
-   * same seq written twice) stays and this copy is dropped.
+   * `seq-S` with the signature in its metadata. An object already named `seq-S` that is not the
+   * group's (a forgery put ahead of the leader) is deleted and the rename made again; a signed one
+   * (the same seq written twice) stays and this copy is dropped (by name only when the rename got
+   * as far as naming these very chunks `seq-S`).
    */
   private async signAndName(
     info: ObjectInfo,
@@ -291,15 +327,12 @@ export class SnapshotStore {
       const there = await this.os.info(name);
       if (!there || there.deleted) throw e;
       if (this.refusal(seq, there) === undefined) {
-        await this.os.delete(temp);
+        if (there.nuid === info.nuid) await this.purgeName(temp);
+        else await this.os.delete(temp);
         return;
       }
       await this.os.delete(name);
       await rename();
-    }
-    for (const i of await this.os.list()) {
-      const w = Number(WRITING.exec(i.name)?.[1] ?? NaN);
-      if (w < seq) await this.os.delete(i.name);
     }
   }
 }

@@ -1,7 +1,7 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { gzipSync } from 'node:zlib';
-import { jetstreamManager } from '@nats-io/jetstream';
-import { Objm } from '@nats-io/obj';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { Base64UrlPaddedCodec, Objm } from '@nats-io/obj';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { logSnapshotStatement, signerFromKey, verifierFromPem } from '../../../libs/bus/index.ts';
@@ -194,6 +194,84 @@ describe('signed log snapshots (one nats-server, real SQLite files)', () => {
         expect.stringMatching(/^log snapshot seq-1001 refused: not signed/),
         expect.stringMatching(/^log snapshot seq-1000 refused: not signed/),
       ]);
+    } finally {
+      log.close();
+    }
+  });
+
+  it("a killed writer's `writing-` object is never read and goes with the next write; one cut short inside the rename loses only its name, not the signed snapshot's chunks", async () => {
+    const g = `snapkill-${process.pid}`;
+    const jsm = await jetstreamManager(nc);
+    const stream = logStreamName(g);
+    await jsm.streams.add({ name: stream, subjects: [`sb.log.${g}`] });
+    const of = (m: SnapshotSigned) => logSnapshotStatement({ ...m, group: g });
+    const verifier = verifierFromPem(groupKey.publicKeyPem);
+    const store = await SnapshotStore.open({
+      nc,
+      jsm,
+      group: g,
+      stream,
+      replicas: 1,
+      sign: (m) => groupKey.sign(of(m)),
+      check: (m, sig) => (!sig ? 'not signed' : verifier.verify(of(m), sig) ? undefined : 'badly signed'),
+    });
+    const bucket = snapshotBucket(g);
+    const os = await new Objm(nc).open(bucket);
+    const meta = (name: string) => `$O.${bucket}.M.${Base64UrlPaddedCodec.encode(name)}`;
+    /** What a writer killed inside the rename of `seq-S` leaves: its old name, on the same chunks. */
+    const cutRename = async (seq: number) => {
+      const named = await jsm.streams.getMessage(`OBJ_${bucket}`, { last_by_subj: meta(`seq-${seq}`) });
+      const raw = named!.json<{ metadata: Record<string, string> }>();
+      const { sig: _sig, ...unsigned } = raw.metadata;
+      await jetstream(nc).publish(
+        meta(`writing-seq-${seq}`),
+        JSON.stringify({ ...raw, name: `writing-seq-${seq}`, metadata: unsigned }),
+      );
+    };
+    /** Chunks the stream still holds of object `name`, and how many it has. */
+    const chunks = async (name: string) => {
+      const i = await os.info(name);
+      const subject = `$O.${bucket}.C.${i?.nuid}`;
+      const st = await jsm.streams.info(`OBJ_${bucket}`, { subjects_filter: subject });
+      return { held: st.state.subjects?.[subject] ?? 0, of: i?.chunks };
+    };
+    const log = await openLog(tmp.file());
+    try {
+      log.appendEvents(Array.from({ length: 30 }, (_, k) => nodeEvent(`n${k}`, k + 1)));
+      const to = log.position();
+      const whole = log.exportRows(to, { whole: true });
+      const write = (streamSeq: number) =>
+        store.write({
+          streamSeq,
+          term: 1,
+          to,
+          resumePoints: whole.resumePoints,
+          slices: log.wholeSlices(to),
+          leading: () => true,
+        });
+      await write(10);
+      await cutRename(10);
+      // killed after the put of seq 15, before its rename: an object of its own, never signed
+      await os.putBlob(
+        { name: 'writing-seq-15', metadata: { term: '1', rows: '30', format: SNAPSHOT_TEXT_FORMAT } },
+        await snapshotOf(log),
+      );
+      expect(await store.seqs()).toEqual([10]);
+      expect((await store.newest(0))?.streamSeq).toBe(10);
+      expect((await chunks('seq-10')).held).toBeGreaterThan(0);
+
+      await write(20);
+      expect((await os.list()).map((i) => i.name).sort()).toEqual(['seq-10', 'seq-20']);
+      const ten = await chunks('seq-10');
+      expect(ten.held).toBe(ten.of); // the old code purged them with the `writing-` name
+
+      // the same seq written again over such a leftover (a put over a name purges its old chunks)
+      await cutRename(20);
+      await write(20);
+      expect((await os.list()).map((i) => i.name).sort()).toEqual(['seq-10', 'seq-20']);
+      const twenty = await chunks('seq-20');
+      expect(twenty.held).toBe(twenty.of);
+      expect(await store.newest(0)).toEqual({ streamSeq: 20, term: 1, batch: whole });
     } finally {
       log.close();
     }
