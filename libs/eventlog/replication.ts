@@ -306,6 +306,10 @@ class StreamLogReplicator implements LogReplicator {
     this.reader = new LogStreamReader(this.check);
     this.maxPart = Math.max(4096, (options.nc.info?.max_payload ?? 1024 * 1024) - HEADER_ROOM);
     this.refresher = setInterval(() => {
+      // A flush writes the mark at most once per MARK_EVERY_MS: without this trailing write the last
+      // flush of a burst stayed unmarked until the next write, and online retention, bounded by the
+      // mark, said it was held by the group's log for as long as nothing was written (a probe saw > 40 s).
+      this.persistMarkLate();
       if (this.mode !== 'leader') void this.refreshEnd();
     }, options.lagRefreshMs ?? 1000);
     this.refresher.unref();
@@ -1061,6 +1065,15 @@ class StreamLogReplicator implements LogReplicator {
     this.say(
       `log stream ${this.stream}: dropped ${rec?.rowsDropped ?? 0} rows this file held beyond the group (seq ${this.seq}): ${reason}; recorded as truncation ${rec?.id} in replication_truncations`,
     );
+  }
+
+  /** The mark a flush left unwritten (see the refresher); a write that fails is tried again next tick. */
+  private persistMarkLate(): void {
+    try {
+      this.persistMark(true);
+    } catch {
+      // the log reports its write trouble itself (the next flush's write fails too, and says why)
+    }
   }
 
   private persistMark(lazily: boolean): void {

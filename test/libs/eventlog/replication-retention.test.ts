@@ -99,3 +99,36 @@ describe("a follower's online retention", () => {
     a.log.close();
   }, 90_000);
 });
+
+describe("the leader's mark once nothing more is written", () => {
+  it("catches up with the last flush, so retention is no longer held by the group's log (a probe saw it held > 40 s)", async () => {
+    const a = await replica('idle');
+    try {
+      await a.r.claim(1);
+      const marked = () => samePosition(a.log.replicationMark()!.position, a.log.position());
+      const retention = new OnlineRetention({
+        log: a.log,
+        policy: { versions: 1 },
+        bounds: () => ({ floors: [], acknowledged: a.log.replicationMark()?.position ?? null }),
+      });
+      // two flushes close together: a flush writes the mark at most once a second, so the second
+      // one's rows are acknowledged by the group but not yet marked
+      const noFlush = async () => {};
+      await writeHistory(a.log, { seed: 35, steps: 4, after: noFlush });
+      await a.r.flush();
+      expect(marked()).toBe(true);
+      await writeHistory(a.log, { seed: 36, steps: 4, after: noFlush });
+      await a.r.flush();
+      expect(marked()).toBe(false);
+      expect(retention.status().heldBy).toMatch(/^the group's log \(it acknowledged events up to seq \d+\)$/);
+      // nothing more is written: the mark still catches up (the old code kept it until the next flush)
+      const end = Date.now() + 10_000;
+      while (!marked() && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
+      expect(a.log.replicationMark()!.position).toEqual(a.log.position());
+      expect(retention.status().heldBy).toBeUndefined();
+    } finally {
+      await a.r.close();
+      a.log.close();
+    }
+  });
+});
