@@ -6,11 +6,12 @@
  * (`caller`, the code before probe10 H9) and on the decoder's worker thread (`worker`, now). The
  * planner renews its leader lease on that loop: a block past the lease TTL (15 s by default) is a
  * step-down.
- *   node --import tsx bench/sources/manifests-decode-bench.ts [--slices 100] [--endpoints 1000] [--profile FILE]
+ *   node --import tsx bench/sources/manifests-decode-bench.ts [--slices 100] [--endpoints 1000] [--thread worker|caller] [--profile FILE]
+ * --thread: only that round (default both); `worker` alone measures the version build's blocks.
  * --profile: a CPU profile of the `worker` round's change (where the loop's remaining time goes).
  * --slices 1 --endpoints 100000 is probe10's file (the slice is now rejected: over 1000 endpoints).
  */
-import { benchArgs } from '../bench-cli.ts'; // first: bad input is one line, exit 2
+import { BenchUsageError, benchArgs } from '../bench-cli.ts'; // first: bad input is one line, exit 2
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -28,6 +29,7 @@ const { values } = benchArgs({
     slices: { type: 'string', default: '100' },
     endpoints: { type: 'string', default: '1000' },
     profile: { type: 'string' },
+    thread: { type: 'string' },
   },
 });
 const SLICES = Number(values.slices);
@@ -126,7 +128,10 @@ async function round(thread: 'caller' | 'worker') {
   }
 }
 
-const rounds = [await round('caller'), await round('worker')];
+if (values.thread !== undefined && values.thread !== 'worker' && values.thread !== 'caller')
+  throw new BenchUsageError(`--thread must be worker or caller, not ${values.thread}`);
+const rounds = [];
+for (const t of ['caller', 'worker'] as const) if ((values.thread ?? t) === t) rounds.push(await round(t));
 console.log(
   JSON.stringify({
     load: loadavg()

@@ -1,4 +1,5 @@
 export * from './content-hash.ts';
+export * from './run-steps.ts';
 export * from './ip-address.ts';
 export * from './kube-objects.ts';
 export * from './kube-readers.ts';

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { sha256Hex } from '../model/index.ts';
+import { runSteps, sha256Hex } from '../model/index.ts';
 
 const BUCKETS = 256;
 const EMPTY = sha256Hex('');
@@ -176,14 +176,6 @@ export class BucketHashTree {
     const top = g ? joined(this.groupText, 0, BUCKETS / g) : joined(this.bucketText, 0, BUCKETS);
     this.rootCache = createHash('sha256').update(this.tag).update(top).digest('hex');
     return this.rootCache;
-  }
-}
-
-/** A generator's return value, its steps run at once. */
-function runSteps<T>(steps: Generator<void, T, void>): T {
-  for (;;) {
-    const r = steps.next();
-    if (r.done) return r.value;
   }
 }
 

@@ -1,6 +1,7 @@
 import {
   byCodeUnit,
   canonicalJson,
+  canonicalJsonHashSteps,
   canonicalJsonOf,
   sha256Hex,
   type ClusterData,
@@ -100,6 +101,23 @@ export class ClusterDataIndex implements ClusterDataSource {
     const { text, stringified } = canonicalJsonOf(entry);
     if (stringified) this.texts.set(entry, text);
     return sha256Hex(text);
+  }
+
+  /** hashOf(entry) in steps: a large entry's text serialised and hashed a part a step (probe10 H9). */
+  private *hashOfSteps(entry: object): Generator<void, string, void> {
+    const { text, stringified, hash } = yield* canonicalJsonHashSteps(entry);
+    if (this.texts && stringified) this.texts.set(entry, text);
+    return hash;
+  }
+
+  /** setService(key, entry) in steps (hashOfSteps); the entry is set, and its hash returned, at the last. */
+  *setServiceSteps(key: string, entry: ServiceEntry | undefined): Generator<void, string | undefined, void> {
+    return this.setService(key, entry, undefined, entry && (yield* this.hashOfSteps(entry)));
+  }
+
+  /** hash() in steps (a first build rehashes all 256 buckets: BucketHashTree.rootSteps). */
+  *hashSteps(): Generator<void, string, void> {
+    return yield* this.tree.rootSteps();
   }
 
   /**

@@ -11,8 +11,11 @@ import {
   type ServiceEntry,
   type ServiceObject,
 } from '../model/index.ts';
-import { buildNodeFacts, buildServiceEntry } from './build-service-entry.ts';
+import { buildNodeFacts, buildServiceEntry, buildServiceEntrySteps } from './build-service-entry.ts';
 import { ClusterDataIndex, sortDelta } from './cluster-data-index.ts';
+
+/** Small services built and hashed per step of buildSteps (a large one takes steps of its own). */
+const SERVICES_PER_STEP = 64;
 
 /** One object-level change, as the change trackers see a watch event. */
 export type ObjectChange =
@@ -41,6 +44,8 @@ export class ClusterState {
   private readonly stale = new Set<string>();
   /** item key ("svc:k" | "node:n") → its hash at the last commit (undefined = absent then). */
   private readonly pending = new Map<string, string | undefined>();
+  /** Counts changes applied (rebuildService): a build in steps keeps nothing a change came between. */
+  private changes = 0;
   /** Canonical texts of the entries hashed since the last take (only once keepCanonicalTexts() was called). */
   private texts: WeakMap<object, string> | undefined;
 
@@ -161,7 +166,40 @@ export class ClusterState {
       : undefined;
   }
 
+  /**
+   * What the next read of `data` (and hash()) would do, in bounded steps: every changed service's
+   * entry built and hashed (one of 100 000 endpoints in many steps: buildServiceEntrySteps,
+   * canonicalJsonHashSteps), then the content hash. For a caller that must not block for all of it
+   * (the planner's version build, probe10 H9); the data and the next commit() are the same as
+   * without it. A read of `data` between steps builds the rest at once, as it always did; a change
+   * applied between steps leaves the service it came during stale (built again at the next read),
+   * never set from objects it changed.
+   */
+  *buildSteps(): Generator<void, string, void> {
+    let built = 0;
+    for (const k of [...this.stale]) {
+      if (!this.stale.has(k)) continue; // built meanwhile by a read of data
+      const changes = this.changes;
+      const svc = this.services.get(k);
+      const sliceKeys = this.slicesByService.get(k) ?? new Set<string>();
+      const entry = svc
+        ? yield* buildServiceEntrySteps(
+            svc,
+            [...sliceKeys].map((s) => this.slices.get(s)!),
+            this.readingRevision,
+          )
+        : undefined;
+      if (changes !== this.changes || !this.stale.has(k)) continue;
+      yield* this.index.setServiceSteps(k, entry);
+      if (changes === this.changes) this.stale.delete(k);
+      if (++built % SERVICES_PER_STEP === 0) yield;
+    }
+    yield;
+    return yield* this.data.hashSteps();
+  }
+
   private rebuildService(k: string): void {
+    this.changes++;
     const item = `svc:${k}`;
     // A stale service is already pending with its hash as of the last commit (first change wins).
     if (!this.pending.has(item)) this.pending.set(item, this.index.serviceHash(k));

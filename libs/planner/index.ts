@@ -1,4 +1,4 @@
-export { buildServiceEntry, buildNodeFacts } from './build-service-entry.ts';
+export { buildServiceEntry, buildServiceEntrySteps, buildNodeFacts } from './build-service-entry.ts';
 export { DataHashTree } from './data-hash-tree.ts';
 export { ClusterDataIndex, sortDelta, type ClusterDataSource } from './cluster-data-index.ts';
 export { ClusterState, type ObjectChange } from './cluster-state.ts';

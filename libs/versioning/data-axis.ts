@@ -5,6 +5,7 @@ import {
   LATEST_READING_REVISION,
   projectKubeObject,
   READING_REVISION_CHANGES,
+  runSteps,
   type ClusterData,
   type DataDelta,
   type KnownTexts,
@@ -52,12 +53,15 @@ export interface DataOperation {
  * The data axis: live cluster state (every logged event), the content of the latest version
  * (`published`), and the pin. Events go to the log first and only then into the state, so nothing
  * can reach a version that is not on disk. All methods are synchronous on purpose: the planner
- * serialises calls, and each call leaves log and memory consistent. A pin, rollback or unpin writes
+ * serialises calls, and each call leaves log and memory consistent (syncSteps, sync() in steps,
+ * changes nothing visible before its last step and refuses any other change between them). A pin, rollback or unpin writes
  * its version and its operation (which carries the resulting pin) in one transaction, so a crash
  * leaves either both or neither.
  */
 export class DataAxis {
   private eventsSinceVersion = 0;
+  /** True while syncSteps runs: nothing else may change the axis between its steps. */
+  private building = false;
   /**
    * Set when the latest version was made under an older reading revision (a planner upgraded
    * since): the next version says in its reason that the reading changed, and from what.
@@ -128,6 +132,11 @@ export class DataAxis {
     return axis;
   }
 
+  /** True between the first and the last step of syncSteps (publishedData() and latest() are still the previous version's). */
+  get buildUnderWay(): boolean {
+    return this.building;
+  }
+
   get pin(): DataPin | undefined {
     return this.pinned;
   }
@@ -177,6 +186,7 @@ export class DataAxis {
     events: readonly (WatchEvent | PreparedEvent)[],
     opts: { readonly resumePoints?: boolean } = {},
   ): ObjectRejection[] {
+    this.notBuilding('an append');
     // Raw events are checked and serialised before anything is written, as appendEvents does.
     const prepared = events.map((e, i) => ('outcome' in e ? e : this.prepare(e, i)));
     const seqs = this.log.appendPrepared(
@@ -208,6 +218,40 @@ export class DataAxis {
 
   /** Ends a batch: records a version when (and only when) the published content must change. */
   sync(): NewVersion | undefined {
+    return runSteps(this.syncSteps());
+  }
+
+  /**
+   * sync() in bounded steps, for a caller that must not block for a whole build (the planner:
+   * its lease, heartbeats and GET /status wait while it runs; a 100 000-endpoint change took
+   * seconds in one step, probe10 H9): the changed services' entries built and hashed, and the
+   * content hash, a step at a time (ClusterState.buildSteps); the version is recorded in the last
+   * step, at once (one transaction), and only then do publishedData() and latest() move. The same
+   * version, bit for bit, as sync(). Nothing else may change this axis between its steps: ingest,
+   * holdAt, release and another build throw while one is under way (the planner runs them all in
+   * one serial queue, so a change arriving mid-build waits for it).
+   */
+  *syncSteps(): Generator<void, NewVersion | undefined, void> {
+    this.enterBuild();
+    try {
+      yield* this.live.buildSteps();
+      return this.syncBuilt();
+    } finally {
+      this.building = false;
+    }
+  }
+
+  /** Refuses a change while a build runs in steps (a bug in the caller: it must serialise them). */
+  private enterBuild(): void {
+    this.notBuilding('a version build');
+    this.building = true;
+  }
+
+  private notBuilding(what: string): void {
+    if (this.building) throw new Error(`data axis: ${what} while a version build is under way (bug: not serialised)`);
+  }
+
+  private syncBuilt(): NewVersion | undefined {
     const commitDelta = this.live.commit();
     const texts = this.live.takeCanonicalTexts();
     const d = decideSync({ pin: this.pinned, liveHash: this.live.hash(), publishedHash: this.published.hash() });
@@ -231,6 +275,7 @@ export class DataAxis {
 
   /** Writes a checkpoint of the live state (and its rejections) when `every` events passed since the last. */
   checkpointIfDue(every: number): void {
+    this.notBuilding('a checkpoint');
     if (every > 0 && this.log.checkpointDue(every, this.readingRevision))
       this.log.checkpoint(this.live, { rejections: this.rejections.values() });
   }
@@ -294,6 +339,7 @@ export class DataAxis {
    * content moves, and the operation (carrying the new pin) in the same transaction.
    */
   holdAt(n: number, kind: DataPin['kind'], who: Actor): DataOperation {
+    this.notBuilding(kind);
     const target = this.contentOf(n);
     const hash = target.hash();
     this.live.commit(); // pending live changes are held, not published
@@ -328,6 +374,7 @@ export class DataAxis {
 
   /** Releases the pin; the live content becomes a new version if it differs from the held one. */
   release(who: Actor): DataOperation {
+    this.notBuilding('unpin');
     this.live.commit();
     const texts = this.live.takeCanonicalTexts();
     const { publish } = decideUnpin({

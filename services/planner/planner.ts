@@ -37,6 +37,7 @@ import { fleetNodes, outsideReason, type Fleet } from './fleet-nodes.ts';
 import { ExpectedHashCache, NodeHashChecks } from './node-hash-checks.ts';
 import { NodeTracker } from './node-tracker.ts';
 import { EventBatcher } from './event-batcher.ts';
+import { runInSlices } from './run-in-slices.ts';
 import type { PlannerBus } from './planner-bus.ts';
 import { ReportLogGate } from './report-log-gate.ts';
 import { InvalidReportLimiter, invalidReason, type InvalidReason } from './invalid-reports.ts';
@@ -62,6 +63,12 @@ export interface PlannerOptions {
   readonly debounceMs?: number;
   /** Longest a version may wait under sustained churn, however busy the source (default 250 ms). */
   readonly maxSyncDelayMs?: number;
+  /**
+   * Longest a slice of a version build runs before it yields to the event loop (default 10 ms;
+   * 0: one step a slice). The build of a 100 000-endpoint change held the loop for seconds in one
+   * step (probe10 H9): the lease renewal, heartbeats and GET /status run between its slices now.
+   */
+  readonly buildSliceMs?: number;
   /** Write an object-state checkpoint into the log every this many events (default 10000; 0 = never). */
   readonly checkpointEvery?: number;
   readonly statusThresholds?: NodeStatusThresholds;
@@ -496,7 +503,9 @@ export class Planner {
   private async syncNow(): Promise<void> {
     this.firstUnsyncedAt = undefined;
     this.batcher.flushNow(); // never make a version from events that are not durable yet
-    this.remember(this.data.sync());
+    // In slices: events that arrive meanwhile queue behind it in the serial queue (the batcher's
+    // flush), so they make the next version, never part of this one.
+    this.remember(await runInSlices(this.data.syncSteps(), { sliceMs: this.options.buildSliceMs ?? 10 }));
     await this.publishAndTarget();
     // A checkpoint only shortens a later restore: it is a step of its own, queued after the
     // version is on the bus, so the version (version 1 of a large cluster above all) never waits

@@ -1,0 +1,28 @@
+import { setImmediate as nextTurn } from 'node:timers/promises';
+
+export interface SliceOptions {
+  /** Longest a slice keeps stepping before it yields to the event loop, in ms (at least one step a slice). */
+  readonly sliceMs: number;
+  /** Clock for the budget (default performance.now). */
+  readonly nowMs?: () => number;
+}
+
+/**
+ * Runs a generator's steps (libs/model run-steps.ts) in slices of about sliceMs, waiting for the
+ * event loop's next turn between slices (setImmediate: timers, I/O and other callbacks go first),
+ * and resolves with its return value. So a build of seconds holds the planner's thread for one
+ * step past the budget at most, and its lease renewal, heartbeats, ACKs and GET /status run in
+ * between (probe10 H9). A step that throws rejects; the generator is then done.
+ */
+export async function runInSlices<T>(steps: Generator<void, T, void>, o: SliceOptions): Promise<T> {
+  const now = o.nowMs ?? (() => performance.now());
+  for (;;) {
+    const end = now() + o.sliceMs;
+    for (;;) {
+      const r = steps.next();
+      if (r.done) return r.value;
+      if (now() >= end) break;
+    }
+    await nextTurn();
+  }
+}

@@ -1,0 +1,137 @@
+// probe10 H9: the version build of a large change (here 30 000 endpoints; 100 000 in the bench)
+// yields to the planner's event loop in slices, so its lease renewal, heartbeats and GET /status
+// run during it; a change that arrives mid-build waits for it and makes the next version. Counted
+// without time: a setImmediate callback re-armed every turn runs once per slice (buildSliceMs 0:
+// one step a slice); the old build ran in one synchronous step, during which nothing ran.
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { EventLog, replayVersion } from '../../../libs/eventlog/index.ts';
+import type { KubeEvent, KubeEventSink, RawKubeObject } from '../../../libs/kube/index.ts';
+import { DEFAULT_PROXY_CONFIG } from '../../../libs/model/index.ts';
+import type { EventSource } from '../../../services/planner/event-source.ts';
+import { NatsPlannerBus } from '../../../services/planner/nats-planner-bus.ts';
+import { Planner } from '../../../services/planner/planner.ts';
+import { plannerEnv, until, type PlannerEnv } from './planner-support.ts';
+
+let env: PlannerEnv;
+const stops: (() => unknown)[] = [];
+beforeEach(async () => {
+  env = await plannerEnv();
+});
+afterEach(async () => {
+  for (const s of stops.splice(0).reverse()) await Promise.resolve(s()).catch(() => undefined);
+  await env.cleanup();
+});
+
+let rv = 0;
+const event = (object: Record<string, unknown>): KubeEvent => {
+  const kind = object.kind as KubeEvent['kind'];
+  const metadata = { namespace: 'default', resourceVersion: String(++rv), ...(object.metadata as object) };
+  return {
+    kind,
+    type: 'ADDED',
+    resourceVersion: String(rv),
+    relist: false,
+    object: { ...object, metadata } as RawKubeObject,
+  };
+};
+const service = (name: string, ip: string) =>
+  event({
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: { name, uid: `u-${name}` },
+    spec: { clusterIP: ip, ports: [{ name: 'http', port: 80, protocol: 'TCP' }] },
+  });
+/** Slice s of `big`: 1 000 endpoints (the most a slice may hold). */
+const slice = (s: number, ready = true) =>
+  event({
+    apiVersion: 'discovery.k8s.io/v1',
+    kind: 'EndpointSlice',
+    metadata: { name: `big-${s}`, uid: `u-big-${s}`, labels: { 'kubernetes.io/service-name': 'big' } },
+    addressType: 'IPv4',
+    ports: [{ name: 'http', port: 8080, protocol: 'TCP' }],
+    endpoints: Array.from({ length: 1000 }, (_, i) => {
+      const k = s * 1000 + i;
+      return {
+        addresses: [`10.${1 + (k >> 16)}.${(k >> 8) & 255}.${k & 255}`],
+        conditions: { ready },
+        nodeName: 'node-1',
+      };
+    }),
+  });
+
+describe('the planner builds a large version in slices (probe10 H9)', () => {
+  it('callbacks run during the build, once per slice; a change arriving mid-build makes the next version; replay rebuilds every version', async () => {
+    const log = await EventLog.open({ file: env.db });
+    stops.push(() => log.close());
+    const bus = await NatsPlannerBus.open({ nc: env.nc });
+    stops.push(() => bus.close());
+    let sink!: KubeEventSink;
+    const source = (s: KubeEventSink): EventSource => {
+      sink = s;
+      return {
+        origin: undefined,
+        synced: Promise.resolve(),
+        start: async () => void (await sink(service('big', '10.96.0.10'))),
+        stop: async () => {},
+        health: () => ({}),
+        problem: () => undefined,
+      };
+    };
+    const errors: string[] = [];
+    const planner = new Planner({
+      log,
+      bus,
+      initialConfig: DEFAULT_PROXY_CONFIG,
+      debounceMs: 0,
+      buildSliceMs: 0,
+      source,
+      hooks: { onError: (where, e) => errors.push(`${where}: ${String(e)}`) },
+    });
+    stops.push(() => planner.stop());
+    await planner.start();
+    await planner.synced;
+    expect(log.latestVersion()?.version).toBe(1);
+
+    // A callback re-armed every turn of the event loop, as a lease renewal or a heartbeat's handler
+    // would be; during the build it also reads what GET /status reads, and sends the second change.
+    let ranDuringBuild = 0;
+    let builtOn: number | undefined; // the version published when the build under way began
+    let statusMoved = false;
+    let secondSent = false;
+    let ticking = true;
+    const tick = () => {
+      if (!ticking) return;
+      if (!planner.data.buildUnderWay) builtOn = undefined;
+      else {
+        ranDuringBuild++;
+        planner.status();
+        builtOn ??= planner.data.latest()?.version;
+        statusMoved ||= planner.data.latest()?.version !== builtOn;
+        if (ranDuringBuild === 3 && !secondSent) {
+          secondSent = true;
+          void sink(slice(0, false)); // its 1 000 endpoints turn not ready: a change of its own
+        }
+      }
+      setImmediate(tick);
+    };
+    setImmediate(tick);
+    stops.push(() => (ticking = false));
+
+    for (let s = 0; s < 30; s++) void sink(slice(s));
+    await until(() => (log.latestVersion()?.version ?? 0) >= 2, 20_000, 'version 2');
+    if (secondSent) await until(() => (log.latestVersion()?.version ?? 0) >= 3, 20_000, 'version 3');
+    ticking = false;
+
+    // 30 000 endpoints: dozens of steps (2 000 endpoints read, then ~1 000 serialised and hashed, a step)
+    expect(ranDuringBuild).toBeGreaterThanOrEqual(20);
+    expect(statusMoved).toBe(false); // status read the published version, never a half-built one
+    expect(secondSent).toBe(true);
+    const [v2, v3] = [log.version(2)!, log.version(3)!];
+    const second = log.events().find((e) => e.name === 'big-0' && e.seq > 31)!;
+    expect(second.seq).toBeGreaterThan(v2.seqTo); // queued behind the build, not folded into it
+    expect(v3.seqTo).toBeGreaterThanOrEqual(second.seq);
+    for (const v of log.versions()) expect(replayVersion(log, v.version).hash).toBe(v.hash);
+    expect(planner.data.publishedHash()).toBe(planner.data.live.hash());
+    expect(errors).toEqual([]);
+  });
+});
