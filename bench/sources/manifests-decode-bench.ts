@@ -82,6 +82,37 @@ const until = async (ok: () => boolean, what: string) => {
   }
 };
 
+/**
+ * The longest the loop was held while the version was built: from the flush of the change's events
+ * (onEvents) until the turn after the version was published (onVersion), the longest gap between
+ * turns of a setImmediate callback re-armed every turn (the build's slices, its log write, GC).
+ */
+function buildBlocks(before: number) {
+  let last = 0;
+  const b = {
+    longestMs: 0,
+    done: false,
+    versionMade: false,
+    onEvents() {
+      if (last !== 0 || before === Number.MAX_SAFE_INTEGER) return; // started once, and not before the change
+      last = performance.now();
+      const tick = () => {
+        const now = performance.now();
+        b.longestMs = Math.max(b.longestMs, now - last);
+        last = now;
+        if (b.versionMade) b.done = true;
+        else setImmediate(tick);
+      };
+      setImmediate(tick);
+    },
+    onVersion(v: number) {
+      if (v > before) b.versionMade = true;
+    },
+  };
+  return b;
+}
+let build = buildBlocks(Number.MAX_SAFE_INTEGER);
+
 async function round(thread: 'caller' | 'worker') {
   const dir = mkdtempSync(join(tmpdir(), 'manifests-decode-bench-'));
   const manifests = join(dir, 'manifests');
@@ -95,6 +126,7 @@ async function round(thread: 'caller' | 'worker') {
     initialConfig: DEFAULT_PROXY_CONFIG,
     debounceMs: 10,
     checkpointEvery: 0,
+    hooks: { onEvents: () => build.onEvents(), onVersion: (v) => build.onVersion(v) },
     source: (sink, hooks) =>
       manifestsSource(
         (m) => new ManifestsSource({ dir: manifests, ...m, known: knownObjectsFromLog(log), debounceMs: 10, decoder }),
@@ -110,8 +142,9 @@ async function round(thread: 'caller' | 'worker') {
     loop.enable();
     const profiling = values.profile && thread === 'worker' ? await startCpuProfile() : undefined;
     const t = performance.now();
+    build = buildBlocks(v1);
     writeFileSync(join(manifests, 'big.yaml'), BIG);
-    await until(() => (p.data.latest()?.version ?? 0) > v1, 'the version of big.yaml');
+    await until(() => (p.data.latest()?.version ?? 0) > v1 && build.done, 'the version of big.yaml');
     const changeMs = performance.now() - t;
     loop.disable();
     if (profiling) writeFileSync(values.profile!, JSON.stringify(await profiling()));
@@ -119,6 +152,7 @@ async function round(thread: 'caller' | 'worker') {
       thread,
       changeMs: Math.round(changeMs),
       longestLoopBlockMs: Math.round(loop.max / 1e6),
+      longestBuildBlockMs: Math.round(build.longestMs),
     };
   } finally {
     await p.stop();
