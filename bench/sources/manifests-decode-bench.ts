@@ -32,6 +32,8 @@ const { values } = benchArgs({
     thread: { type: 'string' },
   },
 });
+if (values.thread !== undefined && values.thread !== 'worker' && values.thread !== 'caller')
+  throw new BenchUsageError(`--thread must be worker or caller, not ${values.thread}`);
 const SLICES = Number(values.slices);
 const ENDPOINTS = Number(values.endpoints);
 
@@ -162,8 +164,6 @@ async function round(thread: 'caller' | 'worker') {
   }
 }
 
-if (values.thread !== undefined && values.thread !== 'worker' && values.thread !== 'caller')
-  throw new BenchUsageError(`--thread must be worker or caller, not ${values.thread}`);
 const rounds = [];
 for (const t of ['caller', 'worker'] as const) if ((values.thread ?? t) === t) rounds.push(await round(t));
 console.log(
