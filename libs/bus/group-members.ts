@@ -3,6 +3,7 @@ import type { KV } from '@nats-io/kv';
 import { z } from 'zod';
 import { parseWire } from '../model/index.ts';
 import { atMost, checkGroupName } from './planner-lease.ts';
+import type { ServerClock } from './server-clock.ts';
 import { bucketKeys, replicatedBucket } from './target-store.ts';
 
 const MemberSchema = z.object({
@@ -22,6 +23,8 @@ interface MembersOptions {
   readonly ttlMs: number;
   readonly replicas?: number;
   readonly self: () => Omit<GroupMember, 'at'>;
+  /** Learns the offset to the NATS server's clock from the server's stamp on this planner's own record (probe12). */
+  readonly clock?: ServerClock;
 }
 
 export function membersBucket(group: string): string {
@@ -99,12 +102,17 @@ export class GroupMembers {
   /** Announces at once (after a role change), so the list does not wait for the next beat. */
   async beat(): Promise<void> {
     const me = { ...this.self(), at: new Date().toISOString() };
+    const mine = memberKey(me.id);
     try {
-      await this.kv.put(memberKey(me.id), JSON.stringify(me));
+      const sent = Date.now();
+      await this.kv.put(mine, JSON.stringify(me));
+      const answered = Date.now();
       const records: MemberRecord[] = [];
       for (const k of await bucketKeys(this.options.nc, membersBucket(this.options.group))) {
         const e = await this.kv.get(k);
         if (e && e.operation === 'PUT') records.push({ key: k, value: e.value });
+        // only this planner writes its key: the stamp is the server's time of the put just answered
+        if (e && k === mine) this.options.clock?.sample(sent, e.created.getTime(), answered);
       }
       this.cached = membersFromRecords(records);
     } catch (e) {

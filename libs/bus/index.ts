@@ -83,6 +83,7 @@ export {
   type GroupMember,
   type MemberRecord,
 } from './group-members.ts';
+export { ServerClock, SERVER_CLOCK_BOUND_MS } from './server-clock.ts';
 export { StaleLeaderError } from './stale-leader.ts';
 export {
   abandonSignal,

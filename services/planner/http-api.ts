@@ -95,6 +95,14 @@ export interface HttpApiOptions {
     | undefined;
   /** What the log keeps (retention: policy, oldest version, last compaction), for /status; absent: null. */
   readonly retention?: () => RetentionStatus | undefined;
+  /**
+   * The planner's time (its wall clock, or the NATS server's where they differ by more than the
+   * bound: libs/bus/server-clock.ts, probe12) and how far they differ, for /status; absent: the wall clock, null.
+   */
+  readonly clock?: {
+    readonly now: () => Date;
+    readonly status: () => { offsetMs: number | null; correctedMs: number; warning: string | null };
+  };
   /** Where rare lines go (denied requests, unrecorded refusals); default stderr with "planner: ". */
   readonly say?: (line: string) => void;
 }
@@ -103,7 +111,7 @@ export interface HttpApiOptions {
 export function plannerRoutes(
   o: Pick<
     HttpApiOptions,
-    'planner' | 'registry' | 'group' | 'started' | 'tokensRevoked' | 'storage' | 'retention' | 'say'
+    'planner' | 'registry' | 'group' | 'started' | 'tokensRevoked' | 'storage' | 'retention' | 'say' | 'clock'
   >,
 ): ApiRoute[] {
   const { planner: p, registry } = o;
@@ -230,11 +238,13 @@ export function plannerRoutes(
           latestVersion: latest?.version ?? 0,
           latestHash: latest?.hash ?? null,
           pinned: p.data.pin ?? null,
-          now: new Date().toISOString(),
+          now: (o.clock?.now() ?? new Date()).toISOString(),
+          // how far this planner's wall clock is from the NATS server's, and the correction it stamps with
+          clock: o.clock?.status() ?? null,
           // planner --node-selector (canonical text): nodes outside it are in no wave and no wait
           nodeSelector: p.nodeSelector ?? null,
           config: p.config.state,
-          rollout: rolloutView(p.config.state, Date.now(), nodes, p.config.elapsed()),
+          rollout: rolloutView(p.config.state, (o.clock?.now() ?? new Date()).getTime(), nodes, p.config.elapsed()),
           summary: summarizeStatus(nodes),
           nodes,
           rejected: [

@@ -302,7 +302,10 @@ export class Planner {
       // fall back to the node's `at`, never later than now. The tracker measures silence on the
       // monotonic clock (review4 G6): the wall-clock age of the row is taken once, here.
       const heard = Date.parse(n.receivedAt ?? n.lastReport.at);
-      this.nodes.onAck(report as AckOrNack, monoOfWall(heard, { wallMs: Date.now(), monoMs: performance.now() }));
+      this.nodes.onAck(
+        report as AckOrNack,
+        monoOfWall(heard, { wallMs: this.now().getTime(), monoMs: performance.now() }),
+      );
     }
   }
 

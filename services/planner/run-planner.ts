@@ -41,6 +41,7 @@ import {
   GroupMembers,
   LeaderLease,
   loadOrCreateSigningKey,
+  ServerClock,
   VERSIONS_STREAM,
 } from '../../libs/bus/index.ts';
 import { PlannerGroup, STOP_GRACE_MS } from './planner-group.ts';
@@ -156,6 +157,8 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
   let serving = false;
   // The API's /status, its redirect of writes and the console all show the group from this one view.
   const groupView = () => (group ? { ...group.view(), planners: members?.list() ?? [] } : undefined);
+  // Stamps and ages go by the NATS server's clock where this host's differs by more than 30 s (probe12 L1–L3).
+  const clock = new ServerClock();
   const server: Server = createHttpApi({
     // Before the planner exists (restoring its log, waiting for NATS): not synced, nothing failing yet.
     planner: lateBound(current, {
@@ -178,6 +181,14 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
     },
     // a planner without a policy still says what its file keeps (a `db compact` shows there)
     retention: () => retention?.status() ?? (log ? retentionStatus(log, null) : undefined),
+    clock: {
+      now: () => clock.now(),
+      status: () => ({
+        offsetMs: ((ms) => (ms === undefined ? null : Math.round(ms)))(clock.offsetMs()),
+        correctedMs: Math.round(clock.correctionMs()),
+        warning: clock.describe() ?? null,
+      }),
+    },
     // The console's data routes run only once serving (non-public routes answer 503 before).
     routes: consoleRoutes({
       planner: () => current()!,
@@ -224,7 +235,7 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
     return grown.value;
   };
   try {
-    log = await EventLog.open({ file: o.db, writer: 'a planner', say });
+    log = await EventLog.open({ file: o.db, writer: 'a planner', say, now: () => clock.now() });
     if (log.migrated.length > 0) say(`event log migrated: ${log.migrated.join(', ')}`);
     metrics.attach({ storage: () => logStorage(log.file), retained: () => retentionStatus(log, null) });
   } catch (e) {
@@ -365,6 +376,7 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
         nodeSelector: o.nodeSelector,
         hooks: { ...metrics.hooks, onNote: say },
         role,
+        now: () => clock.now(),
         // an operation is answered once the group's log holds it (review2 R4)
         commit: () => replicator?.flush() ?? Promise.resolve(),
       });
@@ -392,9 +404,14 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
           ttlMs,
           replicas: o.replicas,
           self: () => g.member(api),
+          clock,
         }),
       { say, nc },
     );
+    // the offset to the server's clock is known before this planner can lead (and stamp)
+    await members.beat();
+    const skew = clock.describe();
+    if (skew) say(skew);
     members.start();
     await lease.start();
     await g.settled(); // a lone planner (or one taking its own lease back) is the leader when this returns
@@ -406,6 +423,9 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
         log,
         policy: o.retain,
         intervalMs: o.retainEveryMs,
+        // ages by the group's time: a clock ahead at start removed versions inside the window (probe12 L3)
+        now: () => clock.now(),
+        monoNow: () => performance.now(),
         say,
         onRemoved: (table, n) => metrics.rowsCompacted.inc({ table }, n),
         bounds: () => {

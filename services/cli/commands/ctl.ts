@@ -58,6 +58,9 @@ export function registerCtl(program: Command, setExit: SetExit): void {
           ((s.storage as { warning?: string } | null)?.warning
             ? `WARNING: ${(s.storage as { warning: string }).warning}\n`
             : '') +
+          ((s.clock as { warning?: string | null } | null | undefined)?.warning
+            ? `WARNING: ${(s.clock as { warning: string }).warning}\n`
+            : '') +
           retentionLine(s) +
           groupLine(s);
         // REASON says why a node has its word (the NACK's error for ERROR); -o wide adds the rest.
