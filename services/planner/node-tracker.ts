@@ -28,7 +28,12 @@ interface NodeSeen {
   twinIds?: [string, string];
   /** The newest report dropped as not valid (probe10 H2), with when (monotonic). */
   invalid?: { error: string; at: number };
+  /** The newest heartbeat's `at` minus the planner's time on receipt (node clock skew plus transit). */
+  skewMs?: number;
 }
+
+/** A node clock further than this from the planner's is said under the status table (probe12 L4). */
+export const NODE_CLOCK_SKEW_WARN_MS = 30_000;
 
 /**
  * Per-node bookkeeping: latest ACK/NACK, heartbeat, and when its target last moved. Every time
@@ -65,10 +70,16 @@ export class NodeTracker {
     return this.nodes.has(node);
   }
 
-  onHeartbeat(h: Heartbeat, nowMs: number): void {
+  /**
+   * `wallMs`: the planner's wall time on receipt. The node's `at` is its own clock: LAST REPORT and
+   * HEARTBEAT show it as is, so a clock minutes off must be said beside them (probe12 L4).
+   */
+  onHeartbeat(h: Heartbeat, nowMs: number, wallMs?: number): void {
     const s = this.seen(h.node);
     s.heartbeat = h;
     s.heartbeatAt = nowMs;
+    const at = Date.parse(h.at);
+    s.skewMs = wallMs !== undefined && Number.isFinite(at) ? at - wallMs : undefined;
     this.noteInstance(s, h.instance, nowMs);
   }
 
@@ -197,6 +208,13 @@ export class NodeTracker {
     );
     // Kept for the silence threshold: a clue to why a node whose reports all fail looks silent.
     const bad = s.invalid && nowMs - s.invalid.at <= this.window() ? s.invalid.error : undefined;
-    return bad ? { ...row, lastInvalidReport: bad } : row;
+    const skew = s.skewMs !== undefined && Math.abs(s.skewMs) > NODE_CLOCK_SKEW_WARN_MS ? s.skewMs : undefined;
+    const seen = skew === undefined ? row : { ...row, warnings: [...row.warnings, skewWarning(skew)] };
+    return bad ? { ...seen, lastInvalidReport: bad } : seen;
   }
+}
+
+/** One warning line for a node clock off by `ms` (positive: ahead of the planner's). */
+export function skewWarning(ms: number): string {
+  return `node clock ${Math.round(Math.abs(ms) / 1000)} s ${ms > 0 ? 'ahead of' : 'behind'} the planner's: its LAST REPORT and HEARTBEAT times are its own (check its NTP)`;
 }

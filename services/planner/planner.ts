@@ -211,7 +211,7 @@ export class Planner {
           if (a.version > (this.data.latest()?.version ?? 0)) this.viewBehind?.(a.version);
           this.checkLater(a);
         },
-        onHeartbeat: (h) => this.nodes.onHeartbeat(h, performance.now()),
+        onHeartbeat: (h) => this.nodes.onHeartbeat(h, performance.now(), this.now().getTime()),
         onInvalid: (node, error) => this.onInvalidReport(node, error),
       });
       return;
@@ -868,7 +868,7 @@ export class Planner {
    */
   private onHeartbeat(h: Heartbeat): Promise<void> | void {
     const before = this.nodes.report(h.node)?.health?.verdict;
-    this.nodes.onHeartbeat(h, performance.now());
+    this.nodes.onHeartbeat(h, performance.now(), this.now().getTime());
     if (this.config.state.rollout?.status !== 'running' || !h.health || h.health.verdict === before) return;
     return this.serial(async () => {
       if (this.stepRollout()) await this.publishAndTarget();

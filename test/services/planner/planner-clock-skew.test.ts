@@ -120,3 +120,61 @@ it.skipIf(!existsSync(FAKETIME_LIB))(
   },
   40_000,
 );
+
+// probe12 L4: LAST REPORT and HEARTBEAT are the node's own clock; a node 10 min behind looked dead
+// to anyone reading them, one ahead reported from the future, and nothing said its clock was off.
+it.skipIf(!existsSync(FAKETIME_LIB))(
+  'a node whose clock is 10 min behind is flagged under the status table',
+  async () => {
+    const port = await freePort();
+    const api = `http://127.0.0.1:${port}`;
+    start([
+      'planner',
+      '--manifests',
+      env.manifests,
+      '--nats',
+      env.nats.url,
+      '--db',
+      env.db,
+      '--http',
+      `127.0.0.1:${port}`,
+    ]);
+    const applier = (node: string, clockEnv: Record<string, string> = {}) =>
+      start(
+        [
+          'applier',
+          '--node',
+          node,
+          '--nats',
+          env.nats.url,
+          '--mode',
+          'dry-run',
+          '--state-dir',
+          path.join(env.dir, `state-${node}`),
+          '--heartbeat',
+          '500',
+          '--healthz-bind-address',
+          'off',
+        ],
+        clockEnv,
+      );
+    applier('node-1');
+    applier('node-2', { LD_PRELOAD: FAKETIME_LIB, FAKETIME: '-10m', FAKETIME_DONT_FAKE_MONOTONIC: '1' });
+    type Row = { node: string; warnings: string[] };
+    const row = (st: Record<string, any>, node: string) => (st.nodes as Row[]).find((n) => n.node === node)!;
+    // heartbeats (every 500 ms) carry the node's clock; before, no warning ever came
+    const st = await until(
+      async () => {
+        const got = await status(api);
+        return got.summary?.SYNCED === 2 && row(got, 'node-2')?.warnings.length ? got : undefined;
+      },
+      15_000,
+      'a warning on node-2',
+    );
+    expect(row(st, 'node-2').warnings.join('\n')).toMatch(/node clock 600 s behind the planner's/);
+    expect(row(st, 'node-1').warnings).toEqual([]);
+    const text = spawnSync(process.execPath, [BIN, 'ctl', '--server', api, 'status'], { encoding: 'utf8' }).stdout;
+    expect(text).toMatch(/^WARN node-2: node clock 600 s behind the planner's/m);
+  },
+  30_000,
+);
