@@ -8,7 +8,7 @@ import { CREDENTIALS_REQUEST_SUBJECT } from './subjects.ts';
 /**
  * The node side: asks the issuer for this node's credential with the pod's projected token and a
  * user key made here (its seed never leaves this process and the file it writes), and keeps the
- * .creds file fresh: renews at half of the remaining lifetime, retries with backoff on failure.
+ * .creds file fresh: renews after half of its lifetime, retries with backoff on failure.
  * The file is replaced by rename, so a reader never sees half of it.
  */
 export interface FetcherOptions {
@@ -23,7 +23,7 @@ export interface FetcherOptions {
 export async function fetchNodeCredential(
   o: FetcherOptions,
   user: KeyPair = createUser(),
-): Promise<{ expiresAt: number }> {
+): Promise<{ expiresAt: number; renewInMs: number }> {
   const token = readFileSync(o.tokenFile, 'utf8').trim(); // read each time: the kubelet rotates it
   const msg = await o.nc.request(
     CREDENTIALS_REQUEST_SUBJECT,
@@ -36,7 +36,21 @@ export async function fetchNodeCredential(
   if (claims.sub !== user.getPublicKey() || claims.name !== o.node)
     throw new Error(`credential issuer answered for ${claims.name}/${claims.sub}, not this node's key`);
   writeCredsFile(o.out, fmtCreds(reply.jwt, user));
-  return { expiresAt: claims.exp ?? Number.MAX_SAFE_INTEGER };
+  return { expiresAt: claims.exp ?? Number.MAX_SAFE_INTEGER, renewInMs: renewalDelayMs(claims, Date.now()) };
+}
+
+/**
+ * When to renew a credential: after half its lifetime, `exp - iat`, both stamped by the issuer's
+ * clock, counted on this process's timer. The node's own clock never enters (probe12 L5): half of
+ * `exp - now` let a node whose clock ran an hour behind wait past a 1 h credential's expiry (NATS
+ * then closes its connection and refuses it until the renewal), and one ahead renew every second.
+ * A credential without `iat` falls back to half of what this clock says is left.
+ */
+export function renewalDelayMs(claims: { readonly iat?: number; readonly exp?: number }, nowMs: number): number {
+  const { iat, exp } = claims;
+  if (exp === undefined) return 2 ** 31 - 1; // never expires: setTimeout's longest wait
+  const half = iat !== undefined && exp > iat ? ((exp - iat) * 1000) / 2 : (exp * 1000 - nowMs) / 2;
+  return Math.min(2 ** 31 - 1, Math.max(1000, half));
 }
 
 /**
@@ -70,10 +84,11 @@ export function keepNodeCredentialFresh(o: FetcherOptions & { minRetryMs?: numbe
     if (stopped) return;
     let next: number;
     try {
-      ({ expiresAt } = await fetchNodeCredential(o, user));
+      const got = await fetchNodeCredential(o, user);
+      expiresAt = got.expiresAt;
       markReady();
       retryMs = o.minRetryMs ?? 2000;
-      next = Math.max(1000, (expiresAt * 1000 - Date.now()) / 2);
+      next = got.renewInMs;
       o.log?.(`node credential for ${o.node} written to ${o.out}, expires ${new Date(expiresAt * 1000).toISOString()}`);
     } catch (e) {
       o.log?.(`node credential: ${(e as Error).message}; retrying in ${retryMs} ms`);

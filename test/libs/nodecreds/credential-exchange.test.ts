@@ -22,7 +22,7 @@ import {
   serveCredentialRequests,
   type IssuerOptions,
 } from '../../../libs/nodecreds/issuer.ts';
-import { fetchNodeCredential } from '../../../libs/nodecreds/fetcher.ts';
+import { fetchNodeCredential, renewalDelayMs } from '../../../libs/nodecreds/fetcher.ts';
 import { nodeExists } from '../../../libs/nodecreds/kube-lookups.ts';
 import { BOOTSTRAP_INBOX_PREFIX, CREDENTIALS_REQUEST_SUBJECT } from '../../../libs/nodecreds/subjects.ts';
 import { startNatsServer, type NatsServerHandle } from '../../support/nats-server.ts';
@@ -120,13 +120,15 @@ describe('node credential exchange (issuer + fetcher, real nats-server, fake kub
       inboxPrefix: BOOTSTRAP_INBOX_PREFIX,
     });
     const out = file('node-a.creds', '');
-    const { expiresAt } = await fetchNodeCredential({
+    const { expiresAt, renewInMs } = await fetchNodeCredential({
       nc: boot,
       node: 'node-a',
       tokenFile: file('token-a', await saToken()),
       out,
     });
     expect(expiresAt).toBeGreaterThan(Date.now() / 1000);
+    // renewed after half its lifetime (ttlSeconds 600), whatever this clock says (probe12 L5)
+    expect(renewInMs).toBe(300_000);
 
     const planner = await connect('planner', await mintRoleCreds(keys, 'planner'));
     const acks: string[] = [];
@@ -233,4 +235,15 @@ describe('node credential exchange (issuer + fetcher, real nats-server, fake kub
     await a.flush();
     await expect.poll(() => acks).toEqual(['sb.ack.node-z']);
   });
+});
+
+// probe12 L5: the renewal was half of `exp - now` on the node's clock: a node 2 h behind the issuer
+// waited 1.5 h to renew a 1 h credential (NATS closed its connection at the expiry), one 2 h ahead
+// renewed every second.
+it('a node renews after half the credential lifetime whatever its own clock says', () => {
+  const iat = 1_800_000_000;
+  const claims = { iat, exp: iat + 3600 };
+  for (const skewS of [-7200, -600, 0, 600, 7200])
+    expect(renewalDelayMs(claims, (iat + skewS) * 1000), `node clock ${skewS} s off`).toBe(1_800_000);
+  expect(renewalDelayMs({ exp: iat + 3600 }, iat * 1000), 'no iat: half of what is left').toBe(1_800_000);
 });
