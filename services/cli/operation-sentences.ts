@@ -144,7 +144,18 @@ function waveNodeLines(nodes: readonly WaveNodeView[]): string[] {
   ];
 }
 
-export function rolloutStatusText(st: ConfigState, nowMs: number, waveNodes: readonly WaveNodeView[] = []): string {
+/**
+ * `elapsed`: the wave's and bake's durations as the planner measures them (/status rollout
+ * waveElapsedMs, bakeElapsedMs: what its gates go by); without them, from the wall stamps and
+ * `nowMs`. Both lines read one measure: a wave stamped by a planner whose clock was ahead read
+ * "wave started 0s ago, times out in 66m20s" (probe12 L6).
+ */
+export function rolloutStatusText(
+  st: ConfigState,
+  nowMs: number,
+  waveNodes: readonly WaveNodeView[] = [],
+  elapsed: { readonly waveMs?: number; readonly bakeMs?: number } = {},
+): string {
   const r = st.rollout;
   if (!r) return `no rollout; the cluster default is config revision ${st.defaultRevision}.\n`;
   const lines = [
@@ -156,10 +167,10 @@ export function rolloutStatusText(st: ConfigState, nowMs: number, waveNodes: rea
       `policy: bake ${clock(p.bakeMs)}, wave timeout ${clock(p.waveTimeoutMs)}, max failures ${p.maxFailures}${p.pauseBefore.length ? `, pause before wave ${p.pauseBefore.join(',')}` : ''}`,
     );
   if (r.status === 'running') {
-    const waveAge = nowMs - Date.parse(r.waveStartedAt ?? r.startedAt);
+    const waveAge = elapsed.waveMs ?? Math.max(0, nowMs - Date.parse(r.waveStartedAt ?? r.startedAt));
     lines.push(`wave started ${clock(waveAge)} ago${p ? `, times out in ${clock(p.waveTimeoutMs - waveAge)}` : ''}`);
     if (r.bakeStartedAt) {
-      const baked = nowMs - Date.parse(r.bakeStartedAt);
+      const baked = elapsed.bakeMs ?? Math.max(0, nowMs - Date.parse(r.bakeStartedAt));
       lines.push(`bake: ${clock(baked)} of ${clock(p?.bakeMs ?? 0)}`);
     } else lines.push('bake: not started (waiting for every node of the wave to ACK)');
   }

@@ -141,7 +141,10 @@ export function registerCtlOperations(ctl: Command, config: Command, ctx: () => 
       const c = ctx();
       if (show === 'status') {
         const s = await plannerStatus(c);
-        const view = s.rollout as { waveNodes?: WaveNodeView[] } | null | undefined;
+        const view = s.rollout as
+          | { waveNodes?: WaveNodeView[]; waveElapsedMs?: number | null; bakeElapsedMs?: number | null }
+          | null
+          | undefined;
         done(
           c,
           { config: s.config, rollout: s.rollout ?? null, nodes: s.nodes } as Json,
@@ -149,6 +152,8 @@ export function registerCtlOperations(ctl: Command, config: Command, ctx: () => 
             s.config as never,
             Date.parse(String(s.now ?? new Date().toISOString())),
             view?.waveNodes ?? [],
+            // what the planner's gates go by (its monotonic measure): probe12 L6
+            { waveMs: view?.waveElapsedMs ?? undefined, bakeMs: view?.bakeElapsedMs ?? undefined },
           ),
         );
         return;

@@ -45,3 +45,28 @@ it('rollout status: a halt a rollback stopped stays a halt; a rolled-back revisi
   expect(haltWords({ ...r, status: 'halted' })).toEqual({ by: 'halted by b', error: 'nft: bad', after: '' });
   expect(haltWords(again)).toBeUndefined();
 });
+
+// probe12 L6: after a planner whose clock was an hour ahead stamped the wave, `rollout status` read
+// "wave started 0s ago, times out in 66m20s": the age from the wall stamp, clamped on one line only.
+it('rollout status: wave and bake ages are the planner-measured ones, the same on both lines', () => {
+  const nowMs = Date.parse('2026-12-03T12:00:00Z');
+  const ahead = '2026-12-03T13:00:00.000Z'; // stamped by a planner an hour ahead
+  const r = {
+    ...rollout,
+    ...base,
+    status: 'running' as const,
+    configRevision: 4,
+    fromRevision: 3,
+    pauseOnError: false,
+    waveStartedAt: ahead,
+    bakeStartedAt: ahead,
+    policy: { bakeMs: 1_800_000, waveTimeoutMs: 600_000, maxFailures: '0', pauseBefore: [] },
+  };
+  const text = rolloutStatusText({ defaultRevision: 3, rollout: r }, nowMs, [], { waveMs: 20_000, bakeMs: 20_000 });
+  expect(text).toContain('wave started 20s ago, times out in 9m40s');
+  expect(text).toContain('bake: 20s of 30m00s');
+  // an older planner's /status (no elapsed): never a wave timeout longer than the timeout itself
+  expect(rolloutStatusText({ defaultRevision: 3, rollout: r }, nowMs)).toContain(
+    'wave started 0s ago, times out in 10m00s',
+  );
+});
