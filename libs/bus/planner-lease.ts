@@ -516,11 +516,12 @@ export class LeaderLease {
 
   private expired(): string {
     // The validity timer fires about a millisecond after its due time unless the thread was busy:
-    // past due by much, the renewals were late because the event loop was blocked (probe8 S1).
+    // past due by much, the renewals were late because the event loop was blocked (probe8 S1), or
+    // the whole process was stopped: the monotonic clock ran on meanwhile (probe12 L8).
     const late = Math.round(this.now() - this.validityDue);
     const blocked =
       late >= 100
-        ? `; the event loop was blocked for at least ${late} ms (a long synchronous step: a slow log write, a GC pause)`
+        ? `; the event loop was blocked for at least ${late} ms (a long synchronous step: a slow log write, a GC pause; or the process was stopped: SIGSTOP, a paused VM)`
         : '';
     return `lease not renewed for ${Math.round(this.now() - (this.validUntil - 0.75 * this.ttlMs))} ms (TTL ${this.ttlMs} ms): stopped acting before it could expire${blocked}`;
   }

@@ -39,7 +39,9 @@ const SKEW_FLAG_MS = 30_000;
 
 function skewNote(ms: number | undefined): string {
   if (ms === undefined || Math.abs(ms) < SKEW_FLAG_MS) return '';
-  return `; NODE CLOCK ${Math.round(Math.abs(ms) / 1000)} s ${ms > 0 ? 'AHEAD OF' : 'BEHIND'} the planner's`;
+  // Either clock may be the wrong one (probe12 L7: a planner an hour ahead recorded the ACK of a node
+  // whose clock was right, and the line blamed the node).
+  return `; NODE CLOCK ${Math.round(Math.abs(ms) / 1000)} s ${ms > 0 ? 'AHEAD OF' : 'BEHIND'} the recording planner's (one of the two is wrong)`;
 }
 
 /** `audit --db FILE <query>`: who changed what, what each node ran, and who is behind. */
