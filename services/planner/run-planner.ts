@@ -408,8 +408,9 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
         }),
       { say, nc },
     );
-    // the offset to the server's clock is known before this planner can lead (and stamp)
-    await members.beat();
+    // the offset to the server's clock is known before this planner can lead (and stamp); a NATS
+    // slow to answer delays the start by at most 2 s (the next beat, TTL/4 on, measures it then)
+    await atMost(members.beat(), 2000);
     const skew = clock.describe();
     if (skew) say(skew);
     members.start();
