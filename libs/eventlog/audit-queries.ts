@@ -214,10 +214,33 @@ export interface NodeAtTime {
    * version's content is no longer in the log. `ack` and `services` are then not an answer.
    */
   readonly unknown?: string;
+  /**
+   * Set when `at` falls where the ACK stamps step back by more than CLOCK_STEP_BOUND_MS (a planner
+   * whose clock was wrong recorded them): the rows are placed by their order (stamp-order.ts), and
+   * the answer may be off by up to the step. Before, such an answer read as certain (probe12 L2:
+   * "version 5" for a time the node ran version 12).
+   */
+  readonly clockStep?: string;
 }
 
-/** Per log: how far its acks' received_at were checked for a clock step (stamp-order.ts), and the result. */
-const ackSteps = new WeakMap<EventLog, { upTo: number; hash: string; high: number; step: boolean }>();
+/**
+ * Per log: how far its acks' received_at were checked for a clock step (stamp-order.ts), and the
+ * result: `from`..`to`, the stamps a step makes ambiguous (from where the stamps last jumped
+ * forward before a step back, or the lowest stamp after it, to the highest before it), and the
+ * largest step.
+ */
+interface StepScan {
+  upTo: number;
+  hash: string;
+  high: number;
+  step: boolean;
+  from: number;
+  to: number;
+  largest: number;
+  /** The highest stamp before the last forward jump past the bound (where a wrong clock may have begun). */
+  jumpFrom?: number;
+}
+const ackSteps = new WeakMap<EventLog, StepScan>();
 
 /**
  * Whether the acks' received_at ever step back by more than CLOCK_STEP_BOUND_MS (a clock fault).
@@ -227,7 +250,15 @@ const ackSteps = new WeakMap<EventLog, { upTo: number; hash: string; high: numbe
  */
 function acksHaveClockStep(log: EventLog): boolean {
   const db = databaseOf(log);
-  const fresh = { upTo: 0, hash: '', high: Number.NEGATIVE_INFINITY, step: false };
+  const fresh: StepScan = {
+    upTo: 0,
+    hash: '',
+    high: Number.NEGATIVE_INFINITY,
+    step: false,
+    from: Number.POSITIVE_INFINITY,
+    to: Number.NEGATIVE_INFINITY,
+    largest: 0,
+  };
   let seen = ackSteps.get(log) ?? fresh;
   const still = db.prepare('SELECT row_hash AS h FROM acks WHERE id = ?').get(seen.upTo) as { h: string } | undefined;
   if (seen.upTo > 0 && still?.h !== seen.hash) seen = fresh;
@@ -237,13 +268,27 @@ function acksHaveClockStep(log: EventLog): boolean {
     .iterate(seen.upTo) as Iterable<[number, string | null, string]>;
   for (const [id, r, hash] of rows) {
     const t = r === null ? Number.NaN : Date.parse(r);
-    if (t < seen.high - CLOCK_STEP_BOUND_MS) seen.step = true;
+    if (t > seen.high + CLOCK_STEP_BOUND_MS && Number.isFinite(seen.high)) seen.jumpFrom = seen.high;
+    if (t < seen.high - CLOCK_STEP_BOUND_MS) {
+      seen.step = true;
+      seen.from = Math.min(seen.from, t, seen.jumpFrom ?? t);
+      seen.to = Math.max(seen.to, seen.high);
+      seen.largest = Math.max(seen.largest, seen.high - t);
+    }
     if (t > seen.high) seen.high = t;
     seen.upTo = id;
     seen.hash = hash;
   }
   ackSteps.set(log, seen);
   return seen.step;
+}
+
+/** Why an answer at `when` is not certain (see NodeAtTime.clockStep), or undefined when it is. */
+function clockStepAt(log: EventLog, when: string): string | undefined {
+  const seen = ackSteps.get(log);
+  const t = Date.parse(when);
+  if (!seen?.step || t < seen.from || t > seen.to) return undefined;
+  return `the log's ACK stamps step back by up to ${Math.round(seen.largest / 1000)} s between ${new Date(seen.from).toISOString()} and ${new Date(seen.to).toISOString()} (a planner's clock was wrong): rows are placed by their order, and this answer may be off by that much`;
 }
 
 /**
@@ -327,7 +372,17 @@ export function nodeAt(log: EventLog, node: string, at?: string): NodeAtTime {
       verified = false;
     }
   }
-  return { node, at: when, ack, ...received, nacksSince, services, nodeStateVerified: verified };
+  const step = cut === undefined ? undefined : clockStepAt(log, when);
+  return {
+    node,
+    at: when,
+    ack,
+    ...received,
+    nacksSince,
+    services,
+    nodeStateVerified: verified,
+    ...(step && { clockStep: step }),
+  };
 }
 
 /**

@@ -171,7 +171,8 @@ export function registerAudit(program: Command, setExit: SetExit): void {
               : `node ${r.node} at ${when}: version ${r.ack.version} config revision ${r.ack.configRevision} mode ${r.ack.mode}\n` +
                 `acked at ${r.ack.at}${r.receivedAt ? ` (node clock), received ${r.receivedAt}${skewNote(r.clockSkewMs)}` : ' (node clock)'}, node state hash ${r.ack.nodeStateHash} (${r.nodeStateVerified === undefined ? 'config revision not in log' : r.nodeStateVerified ? 'verified by re-rendering' : 'DOES NOT MATCH re-rendering'})\n` +
                 (r.nacksSince ? `${r.nacksSince} NACK(s) since\n` : '') +
-                `services (${r.services.length}): ${r.services.join(' ')}\n`,
+                `services (${r.services.length}): ${r.services.join(' ')}\n` +
+                (r.clockStep ? `UNCERTAIN: ${r.clockStep}\n` : ''),
         );
       } else if (query === 'ops') {
         // outcome: accepted, or refused (CODE): why (probe11 K5; the refusal is in params.refused)

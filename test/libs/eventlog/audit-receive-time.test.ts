@@ -140,6 +140,24 @@ describe('audit node places ACKs on the planner clock', () => {
     log.close();
   });
 
+  // probe12 L2: a planner an hour ahead recorded ACKs, then one with the right clock: an answer for a
+  // time inside that step read as certain ("version 5" while the node ran 12); it now says it may be off.
+  it('--at inside a clock step of the planners: the answer says it is uncertain, and by how much', async () => {
+    const { log, set } = await twoVersions('step.db');
+    log.recordAck(ackOf(log, 1, T0));
+    set(plus(T0, 3_600_000)); // a planner an hour ahead records the next ACK
+    log.recordAck(ackOf(log, 2, plus(T0, 60_000)));
+    set(plus(T0, 120_000)); // one with the right clock records the one after
+    log.recordAck(ackOf(log, 1, plus(T0, 120_000)));
+    const inside = nodeAt(log, 'n1', plus(T0, 90_000));
+    expect(inside.clockStep).toMatch(/step back by up to 3480 s .* this answer may be off by that much/);
+    const { out } = await cli('audit', '--db', log.file, 'node', 'n1', '--at', plus(T0, 90_000));
+    expect(out).toMatch(/^UNCERTAIN: the log's ACK stamps step back by up to 3480 s/m);
+    expect(nodeAt(log, 'n1', plus(T0, -1_000)).clockStep).toBeUndefined(); // before the step: certain
+    expect(nodeAt(log, 'n1').clockStep).toBeUndefined(); // no --at: the last received, certain
+    log.close();
+  });
+
   it('a log of an older release: old ACK rows verify, read on their `at`, ship as before; new rows carry received_at', async () => {
     // A log as a release before 0005 left it: v1 written (as it read, reading revision 1), the
     // schema taken back to 0004 (0005's and 0008's down, possible while no row carries received_at
