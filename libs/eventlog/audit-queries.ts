@@ -5,7 +5,7 @@ import type { EventLog } from './event-log.ts';
 import { rowToEvent, type EventRow } from './event-row.ts';
 import { contentSource, replayVersion } from './replay.ts';
 import { databaseOf } from './database-handle.ts';
-import { CLOCK_STEP_BOUND_MS, placeInTime } from './stamp-order.ts';
+import { placeInTime, StepSpan } from './stamp-order.ts';
 import {
   serviceOperationVersions,
   type ServiceNow,
@@ -223,22 +223,11 @@ export interface NodeAtTime {
   readonly clockStep?: string;
 }
 
-/**
- * Per log: how far its acks' received_at were checked for a clock step (stamp-order.ts), and the
- * result: `from`..`to`, the stamps a step makes ambiguous (from where the stamps last jumped
- * forward before a step back, or the lowest stamp after it, to the highest before it), and the
- * largest step.
- */
+/** Per log: how far its acks' received_at were checked for a clock step (stamp-order.ts), and the result. */
 interface StepScan {
   upTo: number;
   hash: string;
-  high: number;
-  step: boolean;
-  from: number;
-  to: number;
-  largest: number;
-  /** The highest stamp before the last forward jump past the bound (where a wrong clock may have begun). */
-  jumpFrom?: number;
+  span: StepSpan;
 }
 const ackSteps = new WeakMap<EventLog, StepScan>();
 
@@ -250,45 +239,26 @@ const ackSteps = new WeakMap<EventLog, StepScan>();
  */
 function acksHaveClockStep(log: EventLog): boolean {
   const db = databaseOf(log);
-  const fresh: StepScan = {
-    upTo: 0,
-    hash: '',
-    high: Number.NEGATIVE_INFINITY,
-    step: false,
-    from: Number.POSITIVE_INFINITY,
-    to: Number.NEGATIVE_INFINITY,
-    largest: 0,
-  };
-  let seen = ackSteps.get(log) ?? fresh;
+  const fresh = (): StepScan => ({ upTo: 0, hash: '', span: new StepSpan() });
+  let seen = ackSteps.get(log) ?? fresh();
   const still = db.prepare('SELECT row_hash AS h FROM acks WHERE id = ?').get(seen.upTo) as { h: string } | undefined;
-  if (seen.upTo > 0 && still?.h !== seen.hash) seen = fresh;
+  if (seen.upTo > 0 && still?.h !== seen.hash) seen = fresh();
   const rows = db
     .prepare('SELECT id, received_at, row_hash FROM acks WHERE id > ? ORDER BY id')
     .raw()
     .iterate(seen.upTo) as Iterable<[number, string | null, string]>;
   for (const [id, r, hash] of rows) {
-    const t = r === null ? Number.NaN : Date.parse(r);
-    if (t > seen.high + CLOCK_STEP_BOUND_MS && Number.isFinite(seen.high)) seen.jumpFrom = seen.high;
-    if (t < seen.high - CLOCK_STEP_BOUND_MS) {
-      seen.step = true;
-      seen.from = Math.min(seen.from, t, seen.jumpFrom ?? t);
-      seen.to = Math.max(seen.to, seen.high);
-      seen.largest = Math.max(seen.largest, seen.high - t);
-    }
-    if (t > seen.high) seen.high = t;
+    seen.span.add(r === null ? Number.NaN : Date.parse(r));
     seen.upTo = id;
     seen.hash = hash;
   }
   ackSteps.set(log, seen);
-  return seen.step;
+  return seen.span.stepped();
 }
 
 /** Why an answer at `when` is not certain (see NodeAtTime.clockStep), or undefined when it is. */
 function clockStepAt(log: EventLog, when: string): string | undefined {
-  const seen = ackSteps.get(log);
-  const t = Date.parse(when);
-  if (!seen?.step || t < seen.from || t > seen.to) return undefined;
-  return `the log's ACK stamps step back by up to ${Math.round(seen.largest / 1000)} s between ${new Date(seen.from).toISOString()} and ${new Date(seen.to).toISOString()} (a planner's clock was wrong): rows are placed by their order, and this answer may be off by that much`;
+  return ackSteps.get(log)?.span.uncertainAt(Date.parse(when), "the log's ACK stamps");
 }
 
 /**

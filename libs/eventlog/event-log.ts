@@ -19,7 +19,7 @@ import { EventLogError, translateSqliteError } from './event-log-error.ts';
 import { closeHeaderReader, damageOf, fdUsage, headerDamage, watchStatements } from './file-health.ts';
 import { openDatabase, type SchemaStatus } from './open-database.ts';
 import { chainHash, linkFields, type ChainName } from './row-chain.ts';
-import { CLOCK_STEP_BOUND_MS, hasClockStep, nextStamp, placeInTime } from './stamp-order.ts';
+import { CLOCK_STEP_BOUND_MS, hasClockStep, nextStamp, placeInTime, StepSpan } from './stamp-order.ts';
 import { readingRevisionColumn, rowToVersion, type VersionRecord, type VersionRow } from './version-record.ts';
 import { prepareEventRow, rowToEvent, type EventRow, type PreparedEventRow } from './event-row.ts';
 import { writeCheckpoint, listCheckpoints, type Checkpoint } from './checkpoints.ts';
@@ -619,6 +619,20 @@ export class EventLog {
       return latest && latest.createdAt <= at ? latest : undefined;
     }
     return after.v > 1 ? this.version(after.v - 1) : undefined;
+  }
+
+  /**
+   * Why the version versionAt(`at`) finds may not be the one current then (probe12 L2), or
+   * undefined: `at` lies where the versions' stamps step back past the bound (StepSpan).
+   */
+  versionAtUncertain(at: string): string | undefined {
+    const span = new StepSpan();
+    for (const c of this.db
+      .prepare('SELECT created_at FROM versions ORDER BY version')
+      .pluck()
+      .iterate() as Iterable<string>)
+      span.add(Date.parse(c));
+    return span.uncertainAt(Date.parse(at), "the versions' stamps");
   }
 
   /** The stored delta of version n against its parent (undefined when none was recorded). */

@@ -25,7 +25,7 @@ export {
 export { GENESIS_HASH, chainHash } from './row-chain.ts';
 export { APPLICATION_ID, type SchemaStatus } from './open-database.ts';
 export { verifyLog, type VerifyReport, type VerifyProblem } from './verify-log.ts';
-export { CLOCK_STEP_BOUND_MS, placeInTime } from './stamp-order.ts';
+export { CLOCK_STEP_BOUND_MS, placeInTime, StepSpan } from './stamp-order.ts';
 export {
   compactLog,
   replayableFrom,

@@ -76,6 +76,46 @@ export function hasClockStep(stamps: readonly number[], boundMs = CLOCK_STEP_BOU
 }
 
 /**
+ * Where placeInTime guesses (probe12 L2): fed stamps in id order, the span of times a step back
+ * makes uncertain — from where the stamps last jumped forward past the bound before stepping back
+ * (where a wrong clock may have begun), or the lowest stamp after the step, to the highest stamp
+ * before it — and the largest step. An answer for a time inside it may be off by up to that step:
+ * with two wrong clocks in turn, the rows' order alone cannot say which side was wrong.
+ */
+export class StepSpan {
+  private high = Number.NEGATIVE_INFINITY;
+  private jumpFrom: number | undefined;
+  private from = Number.POSITIVE_INFINITY;
+  private to = Number.NEGATIVE_INFINITY;
+  private largest = 0;
+
+  constructor(private readonly boundMs = CLOCK_STEP_BOUND_MS) {}
+
+  /** The next row's stamp (ms; NaN: no stamp, skipped). */
+  add(t: number): void {
+    if (Number.isNaN(t)) return;
+    if (t > this.high + this.boundMs && Number.isFinite(this.high)) this.jumpFrom = this.high;
+    if (t < this.high - this.boundMs) {
+      this.from = Math.min(this.from, t, this.jumpFrom ?? t);
+      this.to = Math.max(this.to, this.high);
+      this.largest = Math.max(this.largest, this.high - t);
+    }
+    if (t > this.high) this.high = t;
+  }
+
+  /** Whether some stamp stepped back by more than the bound (hasClockStep). */
+  stepped(): boolean {
+    return this.largest > 0;
+  }
+
+  /** One line when `at` (ms) lies in the uncertain span, else undefined; `what` names the stamps. */
+  uncertainAt(at: number, what: string): string | undefined {
+    if (!this.stepped() || at < this.from || at > this.to) return undefined;
+    return `${what} step back by up to ${Math.round(this.largest / 1000)} s between ${new Date(this.from).toISOString()} and ${new Date(this.to).toISOString()} (a planner's clock was wrong): rows are placed by their order, and this answer may be off by that much`;
+  }
+}
+
+/**
  * The stamp of a new row after one stamped `prev` (ISO-8601 UTC), the writer's clock reading
  * `now`: `now`, or `prev` when that is ahead of `now` by at most the bound (monotonic along the
  * chain: review2 L3). A `prev` further ahead is a clock fault: `now` is kept and `aheadMs` says

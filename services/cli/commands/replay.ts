@@ -68,6 +68,7 @@ export function registerReplay(program: Command, setExit: SetExit): void {
           r = replayVersion(log, n, opts);
         }
         const match = r.hash === r.version.hash;
+        const uncertain = o.at === undefined ? undefined : log.versionAtUncertain(new Date(o.at).toISOString());
         const out = {
           version: r.version.version,
           hash: r.hash,
@@ -78,8 +79,11 @@ export function registerReplay(program: Command, setExit: SetExit): void {
           seq: r.seq,
           checkpointSeq: r.checkpointSeq,
           eventsApplied: r.eventsApplied,
+          ...(uncertain && { clockStep: uncertain }),
         };
         process.stdout.write(o.json ? canonicalJson(out) + '\n' : `version ${r.version.version} hash ${r.hash}\n`);
+        // stdout keeps its one line (`version N hash HEX`); the doubt goes beside it
+        if (uncertain && !o.json) process.stderr.write(`switchboard: replay: UNCERTAIN: ${uncertain}\n`);
         if (!match)
           process.stderr.write(
             `switchboard: replay: version ${r.version.version} rebuilt to ${r.hash} but the log recorded ${r.version.hash}\n`,

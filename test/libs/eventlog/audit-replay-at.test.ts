@@ -79,6 +79,41 @@ describe('replay --at on clocks that step back', () => {
     expect(await replayAtCli(file, '2026-01-01T10:02:00Z')).toEqual({ code: 0, version: 1 });
   });
 
+  // probe12 L2: a planner an hour ahead made versions, then one with the right clock: `replay --at`
+  // inside that step named a version as if certain; it now says (stderr, JSON clockStep) it may be off.
+  it('replay --at inside a clock step says it is uncertain, and by how much', async () => {
+    const file = tmp.file('uncertain.db');
+    const clock = manualClock('2026-01-01T10:00:00Z');
+    const log = await openLog(file, clock.now);
+    const axis = DataAxis.restore(log);
+    axis.ingest([svc('a')]);
+    axis.sync(); // v1 at 10:00
+    clock.set('2026-01-01T11:01:00Z'); // a planner an hour ahead
+    axis.ingest([svc('b')]);
+    axis.sync();
+    clock.set('2026-01-01T10:02:00Z'); // the right clock again
+    axis.ingest([svc('c')]);
+    axis.sync();
+    expect(log.versionAtUncertain('2026-01-01T10:01:30.000Z')).toMatch(
+      /the versions' stamps step back by up to 3540 s between 2026-01-01T10:00:00.000Z and 2026-01-01T11:01:00.000Z/,
+    );
+    expect(log.versionAtUncertain('2026-01-01T09:59:00.000Z')).toBeUndefined();
+    log.close();
+    let err = '';
+    const e = vi.spyOn(process.stderr, 'write').mockImplementation((t) => {
+      err += String(t);
+      return true;
+    });
+    const o = vi.spyOn(process.stdout, 'write').mockImplementation(() => true);
+    try {
+      expect(await main(['replay', '--db', file, '--at', '2026-01-01T10:01:30Z'])).toBe(0);
+    } finally {
+      e.mockRestore();
+      o.mockRestore();
+    }
+    expect(err).toMatch(/^switchboard: replay: UNCERTAIN: the versions' stamps step back by up to 3540 s/m);
+  });
+
   it('a log written before the fix, with stamps that go back: the version before the first one stamped after TIME', async () => {
     const file = tmp.file('legacy.db');
     const clock = manualClock('2026-01-01T10:00:00Z');
