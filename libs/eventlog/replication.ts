@@ -243,7 +243,7 @@ class StreamLogReplicator implements LogReplicator {
   /** The resume points of the group's last batch; undefined until one is read (a truncation then keeps none). */
   private groupResume: readonly RawRow[] | undefined;
   private markDirty = false;
-  private lastMarkAt = 0;
+  private lastMarkAt = Number.NEGATIVE_INFINITY;
   /** Stream end as last seen (seq, and rows it leaves the group at) for lag. */
   private streamSeq = 0;
   private streamRows = 0;
@@ -723,11 +723,12 @@ class StreamLogReplicator implements LogReplicator {
     });
     const msgs = await c.consume({ max_messages: 512 });
     onOpen?.(msgs);
-    let progressAt = Date.now();
+    // durations on the monotonic clock: a wall clock stepped back would silence the watchdog (probe12)
+    let progressAt = performance.now();
     const watchdog = setInterval(
       () => {
         const behind = until !== undefined || this.streamSeq > this.readSeq;
-        if (behind && Date.now() - progressAt > STALL_MS) {
+        if (behind && performance.now() - progressAt > STALL_MS) {
           this.say(
             `log stream ${this.stream}: no message for ${STALL_MS} ms at seq ${this.readSeq} (stream at ${Math.max(until ?? 0, this.streamSeq)}); reading afresh`,
           );
@@ -739,7 +740,7 @@ class StreamLogReplicator implements LogReplicator {
     try {
       if (stopped()) return false;
       for await (const m of msgs) {
-        progressAt = Date.now();
+        progressAt = performance.now();
         if (stopped()) return false;
         this.streamSeq = Math.max(this.streamSeq, m.seq + m.info.pending);
         this.onMessage(m.seq, (k) => m.headers?.get(k), m.data);
@@ -1078,14 +1079,14 @@ class StreamLogReplicator implements LogReplicator {
 
   private persistMark(lazily: boolean): void {
     if (!this.markDirty || this.mode === 'closed') return;
-    if (lazily && Date.now() - this.lastMarkAt < MARK_EVERY_MS) return;
+    if (lazily && performance.now() - this.lastMarkAt < MARK_EVERY_MS) return;
     // No batch seen yet: nothing to mark. A mark naming the empty position would make this file's
     // rows (a seed for the group, or rows a first batch will replace) look like rows past the
     // group's end on the next start, and be truncated before they could be sent.
     if (!this.groupEnd) return;
     this.log.setReplicationMark({ ...this.markBase(), streamSeq: this.seq, position: this.groupEnd });
     this.markDirty = false;
-    this.lastMarkAt = Date.now();
+    this.lastMarkAt = performance.now();
   }
 
   /**
@@ -1096,7 +1097,7 @@ class StreamLogReplicator implements LogReplicator {
   private async append(m: WireMessage, expectedLast: number, epoch: number): Promise<number> {
     const h = natsHeaders();
     for (const [k, v] of Object.entries(m.headers)) h.set(k, v);
-    const deadline = Date.now() + (this.options.appendTimeoutMs ?? 30_000);
+    const deadline = performance.now() + (this.options.appendTimeoutMs ?? 30_000);
     // Every wait races abandon(): an append nobody waits for any more must not hold the step-down.
     if (epoch !== this.epoch) throw new Error(`log stream ${this.stream}: append abandoned before it was sent`);
     const { promise: abandoned } = this.abandoned; // this epoch's: rejected by the next abandon()
@@ -1124,7 +1125,7 @@ class StreamLogReplicator implements LogReplicator {
             `log stream ${this.stream}: another writer appended after seq ${expectedLast}; this replica no longer leads`,
           );
         }
-        if (Date.now() > deadline) {
+        if (performance.now() > deadline) {
           throw new Error(
             `log stream ${this.stream}: append not acknowledged after ${attempt} tries: ${(e as Error).message}`,
             { cause: e },

@@ -425,7 +425,8 @@ export class PlannerGroup {
     const cutOff = this.view().cutOff;
     if (cutOff) return cutOff;
     const { localSeq, lagRows } = r.position();
-    const now = Date.now();
+    // a duration: monotonic (probe12: a wall clock stepped back an hour kept a stopped copy "fresh" for that hour)
+    const now = performance.now();
     if (lagRows === 0 || this.progress?.seq !== localSeq) this.progress = { seq: localSeq, since: now };
     if (lagRows > (this.options.maxLagRows ?? 100_000)) return `${lagRows} rows behind the group's log`;
     const still = now - this.progress.since;

@@ -1,4 +1,4 @@
-import { afterEach, beforeEach, expect, it } from 'vitest';
+import { afterEach, beforeEach, expect, it, vi } from 'vitest';
 import { DEFAULT_PROXY_CONFIG } from '../../../libs/model/index.ts';
 import { nodeStateHash, renderNodeState } from '../../../libs/planner/index.ts';
 import { runPlanner, type RunningPlanner } from '../../../services/planner/run-planner.ts';
@@ -16,6 +16,7 @@ beforeEach(async () => {
   env.write('a.yaml', svcYaml('a', '10.96.0.1') + '---\n' + sliceYaml('a', ['10.0.0.1']));
 });
 afterEach(async () => {
+  vi.restoreAllMocks();
   for (const s of stops.splice(0).reverse()) await s().catch(() => undefined);
   await env.cleanup();
 });
@@ -37,7 +38,7 @@ const start = async (id: string, db: string): Promise<RunningPlanner> => {
   return p;
 };
 
-it("a follower whose copy of the group's log stopped shows node words UNKNOWN (planner view stale), not SYNCED", async () => {
+async function staleFollower(afterStop: () => void = () => {}): Promise<void> {
   const leader = await start('first', 'first.db');
   await leader.planner.synced;
   const follower = await start('second', 'second.db');
@@ -56,10 +57,33 @@ it("a follower whose copy of the group's log stopped shows node words UNKNOWN (p
   env.write('a.yaml', svcYaml('a', '10.96.0.1') + '---\n' + sliceYaml('a', ['10.0.0.2']));
   await until(() => lp.data.latest()?.version === 2, 5000, 'version 2 on the leader');
   await until(async () => (await word(leader.url)).status === 'APPLYING', 5000, 'APPLYING on the leader');
+  // the follower has seen its copy behind (its /status measures since when), then the hook runs
+  const lag = async () =>
+    ((await (await fetch(`${follower.url}/status`)).json()) as { self: { lagRows: number } }).self;
+  await until(async () => (await lag()).lagRows > 0, 5000, 'the follower sees its copy behind');
+  afterStop();
   await until(async () => (await word(follower.url)).status === 'UNKNOWN', 12_000, 'UNKNOWN on the follower');
   expect((await word(follower.url)).reason).toMatch(
     /^planner view stale: its copy of the group's log has not moved for \d+ s, \d+ rows behind$/,
   );
   const { main } = await import('../../../services/cli/main.ts');
   expect(await main(['ctl', '--server', follower.url, 'wait', '--for=synced', '--timeout', '1s'])).toBe(1);
-}, 40_000);
+}
+
+it(
+  "a follower whose copy of the group's log stopped shows node words UNKNOWN (planner view stale), not SYNCED",
+  () => staleFollower(),
+  40_000,
+);
+
+// probe12: "has not moved for" was measured on the wall clock: stepped back an hour (NTP, a VM
+// restored) right after the copy stopped, the follower kept its stale words SYNCED for that hour.
+it(
+  'the same with the wall clock stepped back an hour when the copy stops',
+  () =>
+    staleFollower(() => {
+      const wall = Date.now.bind(Date);
+      vi.spyOn(Date, 'now').mockImplementation(() => wall() - 3_600_000);
+    }),
+  40_000,
+);
