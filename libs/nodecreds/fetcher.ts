@@ -23,7 +23,7 @@ export interface FetcherOptions {
 export async function fetchNodeCredential(
   o: FetcherOptions,
   user: KeyPair = createUser(),
-): Promise<{ expiresAt: number; renewInMs: number }> {
+): Promise<{ expiresAt: number; renewInMs: number; lifetimeMs: number | undefined }> {
   const token = readFileSync(o.tokenFile, 'utf8').trim(); // read each time: the kubelet rotates it
   const msg = await o.nc.request(
     CREDENTIALS_REQUEST_SUBJECT,
@@ -36,7 +36,13 @@ export async function fetchNodeCredential(
   if (claims.sub !== user.getPublicKey() || claims.name !== o.node)
     throw new Error(`credential issuer answered for ${claims.name}/${claims.sub}, not this node's key`);
   writeCredsFile(o.out, fmtCreds(reply.jwt, user));
-  return { expiresAt: claims.exp ?? Number.MAX_SAFE_INTEGER, renewInMs: renewalDelayMs(claims, Date.now()) };
+  const lifetimeMs =
+    claims.iat !== undefined && claims.exp !== undefined ? (claims.exp - claims.iat) * 1000 : undefined;
+  return {
+    expiresAt: claims.exp ?? Number.MAX_SAFE_INTEGER,
+    renewInMs: renewalDelayMs(claims, Date.now()),
+    lifetimeMs,
+  };
 }
 
 /**
@@ -69,12 +75,19 @@ export function writeCredsFile(out: string, text: string | Uint8Array): void {
 export function keepNodeCredentialFresh(o: FetcherOptions & { minRetryMs?: number; maxRetryMs?: number }): {
   ready: Promise<void>;
   expiresAt(): number | undefined;
+  /**
+   * Whether the credential written last is still within its lifetime, counted on the monotonic
+   * clock from when it arrived (probe12 L11: `exp` against the node's clock read a fresh credential
+   * as expired on a node an hour ahead, and the sidecar's /readyz never passed).
+   */
+  fresh(): boolean;
   stop(): void;
 } {
   const user = createUser();
   let stopped = false;
   let timer: NodeJS.Timeout | undefined;
   let expiresAt: number | undefined;
+  let validUntil: number | undefined; // monotonic ms
   let retryMs = o.minRetryMs ?? 2000;
   let markReady!: () => void;
   const ready = new Promise<void>((res) => {
@@ -86,6 +99,7 @@ export function keepNodeCredentialFresh(o: FetcherOptions & { minRetryMs?: numbe
     try {
       const got = await fetchNodeCredential(o, user);
       expiresAt = got.expiresAt;
+      validUntil = got.lifetimeMs === undefined ? undefined : performance.now() + got.lifetimeMs;
       markReady();
       retryMs = o.minRetryMs ?? 2000;
       next = got.renewInMs;
@@ -101,6 +115,7 @@ export function keepNodeCredentialFresh(o: FetcherOptions & { minRetryMs?: numbe
   return {
     ready,
     expiresAt: () => expiresAt,
+    fresh: () => (validUntil !== undefined ? performance.now() < validUntil : (expiresAt ?? 0) * 1000 > Date.now()),
     stop: () => {
       stopped = true;
       if (timer) clearTimeout(timer);

@@ -200,8 +200,13 @@ export function registerCredentials(program: Command, setExit: SetExit): void {
           return;
         }
         const keeper = keepNodeCredentialFresh(f);
-        const fresh = () => (keeper.expiresAt() ?? 0) * 1000 > Date.now();
-        const server = o.http ? await healthServer(o.http, () => !nc.isClosed(), fresh) : undefined;
+        const server = o.http
+          ? await healthServer(
+              o.http,
+              () => !nc.isClosed(),
+              () => keeper.fresh(),
+            )
+          : undefined;
         setExit(
           await untilSignalThenStop('credentials fetch', async () => {
             keeper.stop();

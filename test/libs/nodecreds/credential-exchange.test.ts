@@ -1,4 +1,5 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -26,6 +27,7 @@ import { fetchNodeCredential, renewalDelayMs } from '../../../libs/nodecreds/fet
 import { nodeExists } from '../../../libs/nodecreds/kube-lookups.ts';
 import { BOOTSTRAP_INBOX_PREFIX, CREDENTIALS_REQUEST_SUBJECT } from '../../../libs/nodecreds/subjects.ts';
 import { startNatsServer, type NatsServerHandle } from '../../support/nats-server.ts';
+import { BIN, freePort } from '../../faults/fleet.ts';
 import { KubeApiServer } from '../../support/kube-api-server/index.ts';
 import { writeKubeconfig, type WrittenKubeconfig } from '../../support/kubeconfig.ts';
 
@@ -69,7 +71,14 @@ let kube: KubeApiServer | undefined;
 let kubeconfig: WrittenKubeconfig | undefined;
 let dir: string | undefined;
 const conns: NatsConnection[] = [];
+const children = new Set<ChildProcess>();
 afterEach(async () => {
+  for (const c of children) {
+    const gone = new Promise((r) => c.once('exit', r));
+    if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+    await gone;
+  }
+  children.clear();
   for (const c of conns.splice(0)) await c.close().catch(() => {});
   await server?.stop();
   await kube?.stop();
@@ -247,3 +256,56 @@ it('a node renews after half the credential lifetime whatever its own clock says
     expect(renewalDelayMs(claims, (iat + skewS) * 1000), `node clock ${skewS} s off`).toBe(1_800_000);
   expect(renewalDelayMs({ exp: iat + 3600 }, iat * 1000), 'no iat: half of what is left').toBe(1_800_000);
 });
+
+// probe12 L11: the sidecar's /readyz (its startup probe in deploy/kubernetes) compared the issuer's
+// `exp` with the node's clock: on a node two hours ahead a credential just written read as expired,
+// /readyz stayed 503, and the kubelet restarted the sidecar for good: the applier never started.
+const FAKETIME_LIB = '/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1';
+// The shifted node clock needs libfaketime (Debian package libfaketime, installed by scripts/test.sh).
+it.skipIf(!existsSync(FAKETIME_LIB))(
+  'credentials fetch on a node whose clock is 2 h ahead is ready once its credential is written',
+  async () => {
+    const { keys, issuer } = await world(['node-a']);
+    const issuerNc = await connect('issuer', await mintRoleCreds(keys, 'issuer'));
+    serveCredentialRequests(issuerNc, issuer);
+    await issuerNc.flush();
+    const port = await freePort();
+    const out = file('node-a.creds', '');
+    const child = spawn(
+      process.execPath,
+      [
+        BIN,
+        'credentials',
+        'fetch',
+        '--node',
+        'node-a',
+        '--nats',
+        server!.url,
+        '--bootstrap-creds',
+        file('boot.creds', await mintRoleCreds(keys, 'bootstrap')),
+        '--token-file',
+        file('token-a', await saToken()),
+        '--out',
+        out,
+        '--http',
+        `127.0.0.1:${port}`,
+      ],
+      {
+        stdio: ['ignore', 'ignore', 'pipe'],
+        env: { ...process.env, LD_PRELOAD: FAKETIME_LIB, FAKETIME: '+2h', FAKETIME_DONT_FAKE_MONOTONIC: '1' },
+      },
+    );
+    children.add(child);
+    let err = '';
+    child.stderr!.setEncoding('utf8').on('data', (t: string) => (err += t));
+    const readyz = () =>
+      fetch(`http://127.0.0.1:${port}/readyz`)
+        .then((r) => r.status)
+        .catch(() => 0);
+    const end = Date.now() + 15_000;
+    while (!/written to/.test(err) && Date.now() < end) await new Promise((r) => setTimeout(r, 100));
+    expect(err, 'the credential was written').toMatch(/node credential for node-a written to/);
+    expect(await readyz()).toBe(200);
+  },
+  30_000,
+);
