@@ -23,6 +23,9 @@ export interface ProvenIdentity {
 
 export class TokenRefused extends Error {}
 
+/** Seconds of clock difference between the API server and the issuer tolerated on nbf and exp. */
+export const TOKEN_CLOCK_TOLERANCE_S = 60;
+
 export async function verifyNodeToken(
   token: string,
   jwks: JSONWebKeySet,
@@ -36,6 +39,9 @@ export async function verifyNodeToken(
       ...(p.issuer ? { issuer: p.issuer } : {}),
       algorithms: ['RS256', 'ES256', 'ES384', 'RS384', 'RS512', 'PS256'],
       requiredClaims: ['exp', 'sub'],
+      // the API server's clock stamps nbf/exp, the issuer's checks them: a pod uses its token at once,
+      // so an issuer seconds behind refused every fresh token (probe12 L12); kube allows skew too
+      clockTolerance: TOKEN_CLOCK_TOLERANCE_S,
       ...(now ? { currentDate: now } : {}),
     }));
   } catch (e) {

@@ -48,7 +48,16 @@ beforeAll(async () => {
 });
 
 function saToken(
-  o: { node?: string; sub?: string; aud?: string; expIn?: number; key?: CryptoKey; pod?: string | null } = {},
+  o: {
+    node?: string;
+    sub?: string;
+    aud?: string;
+    expIn?: number;
+    key?: CryptoKey;
+    pod?: string | null;
+    /** nbf this many seconds from now (the API server's clock ahead of the issuer's). */
+    nbfIn?: number;
+  } = {},
 ): Promise<string> {
   const k8s: Record<string, unknown> = {
     namespace: 'switchboard',
@@ -63,6 +72,7 @@ function saToken(
     .setAudience(o.aud ?? AUD)
     .setIssuedAt()
     .setExpirationTime(Math.floor(Date.now() / 1000) + (o.expIn ?? 600))
+    .setNotBefore(Math.floor(Date.now() / 1000) + (o.nbfIn ?? 0))
     .sign(o.key ?? apiKey);
 }
 
@@ -187,6 +197,20 @@ describe('node credential exchange (issuer + fetcher, real nats-server, fake kub
     expect(await decideCredentialRequest('not json', issuer)).toEqual({
       error: expect.stringMatching(/bad credential request/),
     });
+  });
+
+  // probe12 L12: the kube-apiserver stamps a projected token nbf = its now, and a pod's sidecar uses it
+  // at once: an issuer whose clock ran 30 s behind the API server refused every fresh token until it
+  // passed (no tolerance), so new nodes waited out the skew. Up to 60 s is tolerated now.
+  it('a token from an API server whose clock is up to 60 s ahead of the issuer is accepted', async () => {
+    const { issuer } = await world(['node-a']);
+    const ask = async (token: Promise<string>) =>
+      decideCredentialRequest(
+        JSON.stringify({ node: 'node-a', token: await token, publicKey: createUser().getPublicKey() }),
+        issuer,
+      );
+    expect(await ask(saToken({ nbfIn: 30 }))).toHaveProperty('jwt');
+    expect(await ask(saToken({ nbfIn: 600 }))).toEqual({ error: expect.stringMatching(/refused: .*nbf/) });
   });
 
   it('the bootstrap credential may only ask: it cannot read requests (tokens), forge replies, or ACK', async () => {
