@@ -304,18 +304,27 @@ export class LeaderLease {
    * The lease record last read, whether it is current (see leader()) and, when it is not, why in
    * words: `no leader known (last: planner pb, term 1015, renewed 12 s ago)`.
    */
-  lastLeader(): { holder: LeaseHolder; current: boolean; why: string } | undefined {
+  lastLeader(): { holder: LeaseHolder; current: boolean; why: string; renewedAgoS: number } | undefined {
     const h = this.seen;
     if (!h) return undefined;
     const own = this.isThisLease(h);
     const current =
       this.leading ||
       (!own && !this.seenGone && this.now() - this.seenMovedAt <= this.ttlMs && this.sinceContactMs() <= this.ttlMs);
-    const ago = Math.max(0, Math.round((Date.now() - Date.parse(h.renewedAt)) / 1000));
+    const ago = this.renewedAgoS();
     const why = current
       ? `planner ${h.id} leads in term ${h.term}`
-      : `no leader known (last: planner ${h.id}, term ${h.term}, renewed ${Number.isFinite(ago) ? ago : '?'} s ago)`;
-    return { holder: h, current, why };
+      : `no leader known (last: planner ${h.id}, term ${h.term}, renewed ${ago} s ago)`;
+    return { holder: h, current, why, renewedAgoS: ago };
+  }
+
+  /**
+   * Seconds since this planner saw the record last renewed (it moved), on its monotonic clock. The
+   * record's `renewedAt` is the writer's wall clock: read against this one, a leader an hour behind
+   * was "renewed 3600 s ago" while it renewed every TTL/4, one ahead "0 s ago" after it died (probe12).
+   */
+  private renewedAgoS(): number {
+    return Number.isFinite(this.seenMovedAt) ? Math.max(0, Math.round((this.now() - this.seenMovedAt) / 1000)) : 0;
   }
 
   /** Milliseconds since the lease bucket last answered (a planner cut off from NATS sees it grow). */
@@ -345,7 +354,7 @@ export class LeaderLease {
         ? `no answer from the group's lease bucket for ${Math.round(since)} ms`
         : this.seenGone || !h
           ? 'the lease is free and no planner of the group has claimed it'
-          : `planner ${h.id} (term ${h.term}) has not renewed its lease for ${Math.round((Date.now() - Date.parse(h.renewedAt)) / 1000) || 0} s`);
+          : `planner ${h.id} (term ${h.term}) has not renewed its lease for ${this.renewedAgoS()} s`);
     return { forMs: now - this.ledAt, cause, lasting: t?.lasting ?? false };
   }
 

@@ -119,7 +119,8 @@ export class PlannerGroup {
     const leader = this.role() === 'leader' && this.options.lease.isLeader();
     const since = this.options.lease.sinceContactMs();
     const current = this.options.lease.leader();
-    const last = current ? undefined : this.options.lease.lastLeader()?.holder;
+    const lastSeen = current ? undefined : this.options.lease.lastLeader();
+    const last = lastSeen?.holder;
     return {
       group: this.options.group,
       self: { id: this.options.id, leader, term: this.options.lease.term() },
@@ -127,7 +128,7 @@ export class PlannerGroup {
       lastLeader: last && {
         id: last.id,
         term: last.term,
-        renewedAgoS: Math.max(0, Math.round((Date.now() - Date.parse(last.renewedAt)) / 1000)) || 0,
+        renewedAgoS: lastSeen!.renewedAgoS,
       },
       lagRows: this.options.replicator ? this.options.replicator.position().lagRows : null,
       cutOff:

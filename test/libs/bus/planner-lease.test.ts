@@ -50,6 +50,9 @@ describe('LeaderLease.leader(): only a record that is surely current', () => {
     expect(last!.why).toMatch(
       new RegExp(`^no leader known \\(last: planner pb, term ${leader.term()}, renewed \\d+ s ago\\)$`),
     );
+    // how long this planner has not seen it move (its clock), not the record's renewedAt against this
+    // wall clock: planners an hour apart read "3600 s" or "0 s" there (probe12)
+    expect(last!.renewedAgoS).toBe(Math.round((TTL + 1) / 1000));
     expect(follower.term()).toBe(leader.term()); // the newest term seen is still known
   });
 
