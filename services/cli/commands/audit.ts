@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import {
+  CLOCK_STEP_BOUND_MS,
   diffVersions,
   eventChurn,
   EventLog,
@@ -177,6 +178,21 @@ export function registerAudit(program: Command, setExit: SetExit): void {
       } else if (query === 'ops') {
         // outcome: accepted, or refused (CODE): why (probe11 K5; the refusal is in params.refused)
         const ops = log.operations().map((p) => ({ ...p, outcome: operationOutcome(p) }));
+        // An operation stamped well before an earlier one: a planner's clock was wrong (probe12 L9:
+        // ops at 13:58 then 11:59, unmarked). The rows are in the order they happened; marked `*`.
+        let high = Number.NEGATIVE_INFINITY;
+        const stepped = new Set<number>();
+        for (const p of ops) {
+          const t = Date.parse(p.at);
+          if (t < high - CLOCK_STEP_BOUND_MS) stepped.add(p.id);
+          if (t > high) high = t;
+        }
+        const atCell = (p: { id: number; at: string }, wide: boolean) =>
+          (wide ? p.at : p.at.slice(0, 19).replace('T', ' ') + 'Z') + (stepped.has(p.id) ? '*' : '');
+        const footnote =
+          stepped.size > 0
+            ? `* stamped more than ${CLOCK_STEP_BOUND_MS / 1000} s before an earlier operation: a planner's clock was wrong (operations are listed in the order they happened)\n`
+            : '';
         // Reason before the long columns; params (config states, waves) are cut unless -o wide.
         out(ops, (wide) =>
           ops.length === 0
@@ -185,7 +201,7 @@ export function registerAudit(program: Command, setExit: SetExit): void {
                 cols('ID', 'AT', 'KIND', ['ACTOR', 24], 'VERSION', ['REASON', 60], ['OUTCOME', 60], ['PARAMS', 40]),
                 ops.map((p) => [
                   p.id,
-                  wide ? p.at : p.at.slice(0, 19).replace('T', ' ') + 'Z',
+                  atCell(p, wide),
                   p.kind,
                   p.actor,
                   versionCell(p),
@@ -194,7 +210,7 @@ export function registerAudit(program: Command, setExit: SetExit): void {
                   canonicalJson(p.params),
                 ]),
                 wide,
-              ),
+              ) + footnote,
         );
       } else if (query === 'diff') {
         const d = diffVersions(log, version(args[0]!, 'A'), version(args[1]!, 'B'));

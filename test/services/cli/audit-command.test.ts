@@ -57,6 +57,27 @@ describe('audit output', () => {
     expect(yaml).toEqual(json);
   });
 
+  // probe12 L9: a planner an hour ahead recorded operations, then one with the right clock: the
+  // table listed 13:58 then 11:59 with nothing to say the stamps had gone back.
+  it('ops: an operation stamped well before an earlier one is marked, with a footnote', async () => {
+    const file = path.join(dir, 'stepped.db');
+    let t = Date.parse('2026-12-03T13:58:00Z');
+    const log = await EventLog.open({ file, now: () => new Date(t) });
+    log.recordOperation({ kind: 'pin', actor: 'alice', reason: 'ahead', params: { axis: 'data', version: 1 } });
+    t = Date.parse('2026-12-03T11:59:00Z');
+    log.recordOperation({ kind: 'unpin', actor: 'alice', reason: 'right', params: { axis: 'data' } });
+    log.close();
+    const r = await sbIn(['audit', '--db', file, 'ops']);
+    const lines = r.stdout.split('\n');
+    expect(lines[1]).toMatch(/^1\s+2026-12-03 13:58:00Z\s+pin/);
+    expect(lines[2]).toMatch(/^2\s+2026-12-03 11:59:00Z\*\s+unpin/);
+    expect(r.stdout).toMatch(/^\* stamped more than 60 s before an earlier operation: a planner's clock was wrong/m);
+    // the data is what the log holds
+    expect((JSON.parse((await sbIn(['audit', '--db', file, 'ops', '--json'])).stdout) as { at: string }[])[1]!.at).toBe(
+      '2026-12-03T11:59:00.000Z',
+    );
+  });
+
   it('--at takes relative and local times; a bare clock time or nonsense is a usage error', async () => {
     const before = Date.now();
     const r = await sbIn(['audit', '--db', db, 'node', 'node-1', '--at', '10m', '-o', 'json']);
