@@ -96,6 +96,8 @@ export class VersionPublisher {
   private readonly storedCheckpoints: { readonly version: number; readonly firstSeq: number }[] = [];
   /** The stream sequence everything below which was purged by this process (0: none). */
   private purgedBelow = 0;
+  /** The creation time of the stream the two above are about (undefined: not read yet). */
+  private streamIdentity: string | undefined;
   /** The newest delta this process stored itself (stream ack, not a duplicate), for target notices. */
   private stored: { readonly version: number; readonly delta: NoticeDelta } | undefined;
   /** The stream's last sequence as this publisher knows it: every append expects exactly it. */
@@ -569,6 +571,15 @@ export class VersionPublisher {
    */
   private async recover(): Promise<void> {
     const info = await this.jsm.streams.info(this.stream);
+    if (this.streamIdentity !== undefined && info.created !== this.streamIdentity) {
+      // Made again (NATS lost its store, or the stream was deleted): the checkpoints stored and the
+      // sequence purged below were the old stream's. Kept, they made trim() purge the NEW stream
+      // below an old sequence while the republish refilled it, its checkpoints included (probe13 R3).
+      this.storedCheckpoints.length = 0;
+      this.purgedBelow = 0;
+      this.stored = undefined;
+    }
+    this.streamIdentity = info.created;
     this.last = 0;
     this.lastCheckpoint = 0;
     this.lastSeq = info.state.last_seq;
