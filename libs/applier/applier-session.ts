@@ -150,6 +150,8 @@ export class ApplierSession {
    * resync runs towards a state nobody verified.
    */
   private kernelUnknown = false;
+  /** A target was re-issued: check the data and config held against the bus before trusting the numbers. */
+  private recheck = false;
   private config: ConfigRevision | undefined;
   /** This node's rendered state for (data held, config revision), moved per delta: O(change). */
   private renderer: { readonly revision: number; readonly r: NodeStateRenderer } | undefined;
@@ -204,6 +206,10 @@ export class ApplierSession {
       node: o.node,
       onChange: (t) => {
         s.emit({ type: 'target', target: t });
+        s.kick();
+      },
+      onReissue: () => {
+        s.recheck = true;
         s.kick();
       },
       onDelta: (d, where, signed) => s.takeNoticeDelta(d, where, signed),
@@ -263,6 +269,7 @@ export class ApplierSession {
       node: this.options.node,
       appliedVersion: this.applied?.version ?? 0,
       appliedConfigRevision: this.applied?.configRevision ?? 0,
+      ...(this.applied ? { dataHash: this.applied.dataHash, nodeStateHash: this.applied.nodeStateHash } : {}),
       mode: this.options.dataplane.mode,
       healthy: this.problem() === '' && this.resyncError === '',
       // cut here, marked, rather than refused whole by the planner's report size bound
@@ -399,15 +406,38 @@ export class ApplierSession {
     if ((this.resyncError === '') !== wasHealthy) this.heartbeat(); // say it now, not at the next beat
   }
 
+  /**
+   * Whether the version or config revision this node runs is, on the bus now, other content under
+   * the same number (a restored planner log, a versions stream or bucket made again: probe13 R1).
+   * Numbers alone kept the node on the old content, ACKed, until a later version came. Drops what
+   * differs, so the apply that follows loads the bus's. A read that fails trusts what is held.
+   */
+  private async heldIsOther(target: NodeTarget): Promise<boolean> {
+    const data = await this.sync.verifyHeld(target.version);
+    let other = data === 'other';
+    if (this.config?.revision === target.configRevision && target.configRevision !== 0) {
+      const c = await this.watcher!.configRevision(target.configRevision);
+      if (!('error' in c) && c.hash !== this.config.hash) {
+        this.config = undefined;
+        other = true;
+      }
+    }
+    if (other) this.renderer = undefined; // rendered from what is dropped: start over
+    return other;
+  }
+
   private async reconcile(): Promise<void> {
     const target = this.watcher?.current();
     if (!target) return;
     const key = `${target.version}/${target.configRevision}`;
+    const recheck = this.recheck;
+    this.recheck = false;
     if (
       this.applied &&
       !this.kernelUnknown &&
       this.applied.version === target.version &&
-      this.applied.configRevision === target.configRevision
+      this.applied.configRevision === target.configRevision &&
+      !(recheck && (await this.heldIsOther(target)))
     )
       return;
     if (this.poisoned === key) return;

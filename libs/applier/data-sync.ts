@@ -79,6 +79,25 @@ export class DataSync {
     this.pushed.set(d.version, d);
   }
 
+  /**
+   * Whether the data held is the stream's `version` (its delta's or checkpoint's hash header):
+   * 'other' after a restored planner log or a versions stream made again gave the number other
+   * content (probe13 R1); the data is then dropped, so advanceTo loads the stream's from its
+   * checkpoint. An unreadable version leaves the data as it is (the error says why).
+   */
+  async verifyHeld(version: number): Promise<'same' | 'other' | { readonly error: string }> {
+    if (version !== this.at || version === 0) return 'same';
+    const head = await this.reader.delta(version);
+    const published = head.ok ? head.value.hash : head.checkpointOnly?.hash;
+    if (published === undefined) return { error: head.ok ? 'no hash' : head.error };
+    if (published === this.index.hash()) return 'same';
+    this.index = new ClusterDataIndex();
+    this.at = 0;
+    this.pushed.clear();
+    this.changed = 'all';
+    return 'other';
+  }
+
   async advanceTo(target: number): Promise<SyncResult> {
     const r = await this.advance(target);
     for (const v of this.pushed.keys()) if (v <= this.at) this.pushed.delete(v);

@@ -33,6 +33,13 @@ export interface TargetWatcherOptions {
   readonly node: string;
   readonly onChange: (t: NodeTarget) => void;
   /**
+   * A newer entry (a later `issued`) naming the target already followed: a planner that started,
+   * took over, or republished after NATS lost its store writes every target again. Its version N
+   * may be other content than the N this node holds (a restored log, a stream made again: probe13
+   * R1), so the node checks what it holds against the stream.
+   */
+  readonly onReissue?: (t: NodeTarget) => void;
+  /**
    * A delta carried by a notice; called before the notice's target is taken. `signed`: the
    * notice's one signature over target and delta verified, so the delta's own need not be checked;
    * otherwise it is unverified here.
@@ -219,7 +226,7 @@ export class TargetWatcher {
     if (eff && s !== this.lastEffective) {
       this.lastEffective = s;
       this.options.onChange(eff);
-    }
+    } else if (eff) this.options.onReissue?.(eff);
   }
 
   /** One report per dropped message: the rejection, else (no onRejected) an error (probe10 H12: both, logged twice). */

@@ -65,12 +65,19 @@ const shortHash = (h: string) => (h === '' ? '(empty)' : h.slice(0, 12));
  * that took another planner's content for the number), the node-state hash against the planner's
  * own rendering (an applier release or node facts that render differently). Pure, one line.
  */
-export function ackMismatch(a: Ack, expected: ExpectedHashes): string | undefined {
+export function ackMismatch(
+  a: Pick<Ack, 'version' | 'configRevision' | 'dataHash'> & { readonly nodeStateHash?: string },
+  expected: ExpectedHashes,
+): string | undefined {
   if (expected.newestVersion !== undefined && a.version > expected.newestVersion)
     return neverMade(a.version, expected.newestVersion);
   if (expected.dataHash !== undefined && a.dataHash !== expected.dataHash)
     return `runs version ${a.version} with data hash ${shortHash(a.dataHash)}, the log recorded ${shortHash(expected.dataHash)}`;
-  if (expected.nodeStateHash !== undefined && a.nodeStateHash !== expected.nodeStateHash)
+  if (
+    expected.nodeStateHash !== undefined &&
+    a.nodeStateHash !== undefined &&
+    a.nodeStateHash !== expected.nodeStateHash
+  )
     return `runs version ${a.version} config ${a.configRevision} with node-state hash ${shortHash(a.nodeStateHash)}, the planner renders ${shortHash(expected.nodeStateHash)}`;
   return undefined;
 }
@@ -116,7 +123,8 @@ export interface NodeStatusRow {
  *            (`viewStale`: what the node should run is not known here)
  *  ERROR     it does not run its target and its answer about that target is a NACK, or its ACK of
  *            the target echoes a data or node-state hash other than the planner expects
- *            (ackMismatch), or its newest report (heartbeat, or an ACK with `healthy: false`)
+ *            (ackMismatch; a heartbeat claiming the target with other hashes too), or its newest
+ *            report (heartbeat, or an ACK with `healthy: false`)
  *            says it is unhealthy (unless the complaint is a NACK for a target it no longer has),
  *            or its newest health verdict (heartbeat, else ACK: newestHealth) is `unhealthy` — a
  *            data-path probe that failed through the dataplane while the endpoint answered
@@ -124,7 +132,8 @@ export interface NodeStatusRow {
  *            it runs (C1: a flushed ruleset showed SYNCED for a resync interval) —, or two applier
  *            processes report as the node (`twin`)
  *  SYNCED    it runs exactly the target (version and config revision), and its ACK of it echoes
- *            the hashes the planner expects (those it knows)
+ *            the hashes the planner expects (those it knows); a newer heartbeat's hashes (or, with
+ *            no ACK of the target heard, the heartbeat's alone) are checked the same way
  *  APPLYING  it runs something else, and the target is younger than `applyTimeoutMs`; or its ACK
  *            of the target awaits the planner's node-state check (`nodeStateChecking`: never
  *            STALE for that, the wait is the planner's)
@@ -145,10 +154,30 @@ export function nodeStatus(
   const forTarget =
     !!t && last?.type === 'ACK' && last.version === t.version && last.configRevision === t.configRevision;
   const onTarget = !!t && runs?.version === t.version && runs.configRevision === t.configRevision;
+  // A heartbeat that claims the target with the hashes of what the node runs is checked as an ACK
+  // is, when no ACK of the target is heard or the heartbeat is newer: after a restored log or a
+  // lost versions stream the node's version N may be other content than the log's N, and the
+  // numbers alone said SYNCED (probe13 R2). Heartbeats of appliers older than the hashes carry none.
+  const hb = o.heartbeat;
+  const hbClaim =
+    onTarget &&
+    hb?.dataHash !== undefined &&
+    hb.appliedVersion === t.version &&
+    hb.appliedConfigRevision === t.configRevision &&
+    (!forTarget || (o.heartbeatAt ?? 0) > (o.lastAt ?? 0))
+      ? {
+          version: hb.appliedVersion,
+          configRevision: hb.appliedConfigRevision,
+          dataHash: hb.dataHash,
+          nodeStateHash: hb.nodeStateHash,
+        }
+      : undefined;
+  const expected = { nodeStateHash: o.expectedNodeStateHash, dataHash: o.expectedDataHash };
   // Only about the ACK of what the node still runs: a newer heartbeat saying it moved makes it moot.
-  const mismatch =
-    forTarget && onTarget
-      ? ackMismatch(last, { nodeStateHash: o.expectedNodeStateHash, dataHash: o.expectedDataHash })
+  const mismatch = hbClaim
+    ? ackMismatch(hbClaim, expected)
+    : forTarget && onTarget
+      ? ackMismatch(last, expected)
       : undefined;
   const row = (status: NodeStatusWord, reason: string): NodeStatusRow => ({
     node: o.node,
@@ -160,9 +189,11 @@ export function nodeStatus(
     appliedConfigRevision: runs?.configRevision ?? null,
     mode: runs?.mode ?? null,
     hashMatch:
-      forTarget && o.expectedNodeStateHash !== undefined
-        ? (last as { nodeStateHash: string }).nodeStateHash === o.expectedNodeStateHash
-        : null,
+      hbClaim?.nodeStateHash !== undefined && o.expectedNodeStateHash !== undefined
+        ? hbClaim.nodeStateHash === o.expectedNodeStateHash
+        : forTarget && o.expectedNodeStateHash !== undefined
+          ? (last as { nodeStateHash: string }).nodeStateHash === o.expectedNodeStateHash
+          : null,
     lag: Math.max(0, (t?.version ?? 0) - (runs?.version ?? 0)),
     lastError:
       last?.type === 'NACK'
@@ -194,7 +225,6 @@ export function nodeStatus(
   // as for heartbeats, so it is not SYNCED until a later report says it recovered.
   if (last?.type === 'ACK' && last.healthy === false && (o.lastAt ?? 0) >= (o.heartbeatAt ?? 0))
     return row('ERROR', `unhealthy: ${last.detail ?? 'said by its ACK'}`);
-  const hb = o.heartbeat;
   if (hb && !hb.healthy && (o.heartbeatAt ?? 0) >= (o.lastAt ?? 0)) {
     // After a halted rollout is rolled back, the node is on its target again but still repeats the
     // NACK of the revision it was moved off: that complaint is about a target it no longer has.

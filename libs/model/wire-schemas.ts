@@ -186,6 +186,14 @@ export const HeartbeatSchema = z.object({
   node: nodeName,
   appliedVersion: count,
   appliedConfigRevision: count,
+  /**
+   * The hashes of what the node runs (its last ACK's), so that a claim of version N is checked
+   * against the log's N as an ACK is: after a restore or a lost versions stream, the planner's N
+   * may be other content than the node's N, and numbers alone said SYNCED (probe13 R2). Absent
+   * from appliers older than the field, and before the node applied anything.
+   */
+  dataHash: reportHash.optional(),
+  nodeStateHash: reportHash.optional(),
   mode: modeName,
   healthy: z.boolean(),
   detail: reportText(MAX_REPORT_DETAIL),

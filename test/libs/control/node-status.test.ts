@@ -161,6 +161,29 @@ describe('nodeStatus: one function for the word, what runs, and why', () => {
     expect(r).toMatchObject({ status: 'SYNCED', appliedVersion: 6, appliedConfigRevision: 1, lag: 0 });
   });
 
+  it('a heartbeat claiming the target with a data hash the log did not record is ERROR, not SYNCED (probe13 R2)', () => {
+    const target = { version: 6, configRevision: 1 };
+    const claim = (dataHash: string, nodeStateHash = 'H') => ({ ...hb(6, 1), dataHash, nodeStateHash });
+    const seen = { target, last: ack(5, 1), lastAt: 1200, heartbeatAt: 1800, expectedDataHash: 'log6' };
+    expect(nodeStatus(at({ ...seen, heartbeat: claim('other6') }), NOW)).toMatchObject({
+      status: 'ERROR',
+      reason: 'runs version 6 with data hash other6, the log recorded log6',
+      appliedVersion: 6,
+    });
+    expect(nodeStatus(at({ ...seen, heartbeat: claim('log6') }), NOW).status).toBe('SYNCED');
+    // the node-state hash too, when the planner rendered the node
+    const rendered = { ...seen, expectedNodeStateHash: 'H' };
+    expect(nodeStatus(at({ ...rendered, heartbeat: claim('log6', 'X') }), NOW)).toMatchObject({
+      status: 'ERROR',
+      hashMatch: false,
+    });
+    // a heartbeat newer than the ACK of the target: its hashes are what the node runs now
+    const acked = { ...seen, last: { ...ack(6, 1), dataHash: 'log6' }, lastAt: 1200 };
+    expect(nodeStatus(at({ ...acked, heartbeat: claim('other6') }), NOW).status).toBe('ERROR');
+    // an applier older than the hashes: the numbers, as before
+    expect(nodeStatus(at({ ...seen, heartbeat: hb(6, 1) }), NOW).status).toBe('SYNCED');
+  });
+
   it('a node back on its target after a halted rollout was rolled back is SYNCED, not ERROR', () => {
     // node NACKed revision 2 (stays on 1); the rollout was rolled back: its target is revision 1
     // again, and its heartbeats still carry the old complaint.

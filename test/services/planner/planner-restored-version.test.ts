@@ -1,0 +1,92 @@
+// probe13 R1/R2: a planner started on a restored or fresh log makes versions of its own under
+// numbers the nodes already ran with other content. A node holding the old content of version N
+// was shown SYNCED on the planner's N from its heartbeat's numbers alone (R2), and when that
+// planner published its N (the stream made again, the way out of its refusal) the node compared
+// numbers only and kept the old content for good (R1).
+import { jetstreamManager } from '@nats-io/jetstream';
+import { connect } from '@nats-io/transport-node';
+import { afterEach, beforeEach, expect, it } from 'vitest';
+import { ApplierSession } from '../../../libs/applier/index.ts';
+import { DryRunDataplane } from '../../../libs/dataplane/index.ts';
+import {
+  nodeYaml,
+  plannerEnv,
+  sliceYaml,
+  startBarePlanner,
+  svcYaml,
+  until,
+  type PlannerEnv,
+} from './planner-support.ts';
+
+let env: PlannerEnv;
+const stops: (() => Promise<unknown>)[] = [];
+beforeEach(async () => {
+  env = await plannerEnv();
+});
+afterEach(async () => {
+  for (const s of stops.splice(0).reverse()) await s().catch(() => undefined);
+  await env.cleanup();
+});
+
+const svc = (eps: string[]) => svcYaml('s0', '10.96.0.1') + '---\n' + sliceYaml('s0', eps);
+
+async function start(db: string) {
+  const p = await startBarePlanner(env, db);
+  stops.push(p.stop);
+  return p;
+}
+
+it('a node holding another planner’s version N is not SYNCED on this planner’s N, and loads this N once it is published', async () => {
+  env.write('nodes.yaml', nodeYaml('node-1', '192.0.2.1'));
+  env.write('s0.yaml', svc(['10.0.0.1']));
+  const a = await start('a.db');
+  env.write('s0.yaml', svc(['10.0.0.2']));
+  await until(() => a.bus.lastPublishedVersion() === 2, 5000, 'A published v2');
+  const nc = await connect({ servers: env.nats.url });
+  const session = await ApplierSession.start({
+    nc,
+    node: 'node-1',
+    dataplane: new DryRunDataplane(),
+    heartbeatMs: 100,
+    retryMs: 200,
+  });
+  stops.push(async () => {
+    await session.stop();
+    await nc.close();
+  });
+  const aHash = a.log.version(2)!.hash;
+  await until(() => session.status().applied?.dataHash === aHash, 10_000, 'node-1 runs A’s version 2');
+  await a.stop();
+
+  // B: the log restored from before version 2 (here: a fresh one), the cluster moved on meanwhile
+  env.write('s0.yaml', svc(['10.0.0.3']));
+  const b = await start('b.db');
+  env.write('s0.yaml', svc(['10.0.0.4']));
+  await until(() => b.log.latestVersion()?.version === 2, 5000, 'B v2');
+  const bHash = b.log.version(2)!.hash;
+  expect(bHash).not.toBe(aHash); // the same number, other content
+  await until(() => b.planner.lastError?.includes('not moving any target'), 5000, 'B refuses');
+  // R2: node-1's heartbeats say version 2 (A's): not SYNCED on B's version 2
+  const row = await until(
+    () => b.planner.status().find((r) => r.node === 'node-1' && r.appliedVersion === 2 && r.status === 'ERROR'),
+    5000,
+    'node-1 ERROR on B’s version 2',
+  );
+  expect(row.reason).toBe(
+    `runs version 2 with data hash ${aHash.slice(0, 12)}, the log recorded ${bHash.slice(0, 12)}`,
+  );
+  await b.stop();
+
+  // The way out: the stream cleared, B started again republishes its own 1..2 and writes targets anew
+  await (await jetstreamManager(env.nc)).streams.delete('SB_VERSIONS');
+  const b2 = await start('b.db');
+  await until(() => b2.bus.lastPublishedVersion() === 2, 5000, 'B republished v2');
+  // R1: the re-issued target of version 2 makes node-1 check what it holds and load B's version 2
+  await until(() => session.status().applied?.dataHash === bHash, 10_000, 'node-1 runs B’s version 2');
+  const synced = await until(
+    () => b2.planner.status().find((r) => r.node === 'node-1' && r.status === 'SYNCED'),
+    5000,
+    'node-1 SYNCED',
+  );
+  expect(synced).toMatchObject({ appliedVersion: 2, lastError: null });
+});
