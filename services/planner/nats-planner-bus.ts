@@ -178,6 +178,10 @@ export class NatsPlannerBus implements PlannerBus {
     return this.publisher.lastPublishedVersion();
   }
 
+  storeLost(): Promise<boolean> {
+    return this.checkReset();
+  }
+
   async publishedHash(version: number): Promise<string | undefined> {
     const signer = this.options.signer;
     this.reader ??= new VersionReader(this.nc, {
@@ -188,6 +192,10 @@ export class NatsPlannerBus implements PlannerBus {
     if (got.ok) return got.value.hash;
     if (got.checkpointOnly) return got.checkpointOnly.hash;
     if (got.missing) return undefined;
+    // A stream deleted or lost under the planner answers reads with a timeout: found here as a
+    // write's failure finds it (guard), so the planner republishes (probe13 R5)
+    if (await this.checkReset().catch(() => false))
+      throw new Error(`NATS lost its versions stream; republishing (reading version ${version}: ${got.error})`);
     throw new Error(`reading version ${version} from the versions stream: ${got.error}`);
   }
 

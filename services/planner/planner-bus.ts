@@ -20,6 +20,14 @@ export interface PlannerBus {
    */
   publishedHash(version: number): Promise<string | undefined>;
   /**
+   * Whether the versions stream (or the targets bucket) is gone and was made again since it was
+   * last read: the planner is then told to republish (its reset hook). Asked while the planner
+   * holds targets back because its log and the stream disagree, so a stream an operator deleted
+   * (the way out of that, docs/operations.md "Restoring from a backup") is found without a restart
+   * (probe13 R5). Optional: a bus without a store to lose answers nothing.
+   */
+  storeLost?(): Promise<boolean>;
+  /**
    * Publishes one version; `data` builds the full form when the bus wants a checkpoint. `texts`:
    * JSON.stringify texts already made for some entries (the ones hashed for this version), so
    * they are not serialised again; the bytes published are the same without them.

@@ -97,6 +97,9 @@ export interface PlannerOptions {
  * An operation committed to this planner's file but not (known to be) in the group's log: the
  * caller must not take it as done. API: 503.
  */
+/** The log's version N is not the versions stream's N (checkStreamAgrees). */
+class StreamDisagrees extends Error {}
+
 export class NotCommittedError extends Error {
   constructor(message: string) {
     super(message);
@@ -141,6 +144,8 @@ export class Planner {
   private readonly logHashes = new Map<number, string>();
   /** The newest version known to hold the same content in the log and on the stream (checkStreamAgrees). */
   private agreedWithStream = 0;
+  /** Why no target moves because the log and the versions stream disagree (undefined: they agree). */
+  private streamDisagrees: string | undefined;
   private viewStale: string | undefined;
   /** The base version of the last republish that left out compacted versions, and what it said. */
   private republishedFrom: { readonly from: number; readonly note: string } | undefined;
@@ -540,11 +545,18 @@ export class Planner {
       // A log behind the stream must never move a node back (a fresh or stale --db): only the
       // replicated log's catch-up, before a planner leads, brings the log level with the stream.
       const published = this.options.bus.lastPublishedVersion();
-      if (latest.version < published)
-        throw new Error(
+      if (latest.version < published) {
+        await this.throwUnlessStoreLost(
           `the log ends at version ${latest.version} but the versions stream holds ${published}: not moving any target`,
         );
-      await this.checkStreamAgrees(Math.min(latest.version, published));
+      }
+      try {
+        await this.checkStreamAgrees(Math.min(latest.version, published));
+      } catch (e) {
+        if (!(e instanceof StreamDisagrees)) throw e;
+        await this.throwUnlessStoreLost(e.message);
+      }
+      this.streamDisagrees = undefined;
       await this.publishBaseIfCompacted(published, latest.version);
       for (let v = this.options.bus.lastPublishedVersion() + 1; v <= latest.version; v++) {
         const made = this.unpublished.get(v);
@@ -608,6 +620,31 @@ export class Planner {
     this.options.hooks?.onNote?.(note);
   }
 
+  /**
+   * The log and the versions stream disagree (`why`): no target moves. Unless the stream was
+   * deleted or lost meanwhile (an operator's way out: then the bus is reset and the planner
+   * republishes its own versions), throws `why`, kept for operations to refuse with (probe13 R5).
+   */
+  private async throwUnlessStoreLost(why: string): Promise<never> {
+    this.streamDisagrees = why;
+    if (await this.options.bus.storeLost?.().catch(() => false))
+      throw new Error(`the versions stream was made again; republishing (it said: ${why})`);
+    throw new Error(why);
+  }
+
+  /**
+   * Refuses an operation while no target moves because the log and the versions stream disagree
+   * (a restored or fresh log: docs/operations.md "Restoring from a backup"): it was recorded and
+   * answered "started … 3/3 nodes" although nothing it changes could reach a node (probe13 R5).
+   */
+  private refuseWhileStreamDisagrees(what: string): void {
+    const why = this.streamDisagrees;
+    if (why === undefined) return;
+    throw new Error(
+      `${what} refused: this planner moves no target (${why.replace(/: not moving any target$/, '')}); nothing it changes would reach a node (docs/operations.md "Restoring from a backup")`,
+    );
+  }
+
   /** Set once versions the log could no longer rebuild were left out of a republish (publishBaseIfCompacted). */
   get republished(): { readonly from: number; readonly note: string } | undefined {
     return this.republishedFrom;
@@ -630,7 +667,7 @@ export class Planner {
     // (publishBaseIfCompacted, next).
     const ours = this.options.log.version(version)?.hash;
     if (theirs !== undefined && ours !== undefined && theirs !== ours)
-      throw new Error(
+      throw new StreamDisagrees(
         `the log's version ${version} has hash ${ours.slice(0, 12)} but the versions stream's has ${theirs.slice(0, 12)}: not moving any target`,
       );
     this.agreedWithStream = version;
@@ -917,6 +954,7 @@ export class Planner {
    */
   pin(version: number, who: Actor, kind: 'pin' | 'rollback' = 'pin', expectPin?: number) {
     return this.serial(async () => {
+      this.refuseWhileStreamDisagrees(`this ${kind}`);
       const earlier = this.pinHolder();
       this.checkPinExpectation(expectPin, `this ${kind}`);
       const out = await this.finishData(this.data.holdAt(version, kind, who));
@@ -927,6 +965,7 @@ export class Planner {
 
   unpin(who: Actor, expectPin?: number) {
     return this.serial(() => {
+      this.refuseWhileStreamDisagrees('this unpin');
       this.checkPinExpectation(expectPin, 'this unpin');
       return this.finishData(this.data.release(who));
     });
@@ -959,6 +998,7 @@ export class Planner {
     rollout?: { waves: WaveSpec[]; pauseOnError: boolean; policy?: WavePolicy },
   ) {
     return this.serial(async () => {
+      this.refuseWhileStreamDisagrees(`this ${kind} change`);
       const rev = this.config.newRevision(change, who, kind, rollout && { ...rollout, ...this.waveFleet() });
       await this.committed(`config revision ${rev.revision} (${kind})`);
       if (this.config.state.rollout?.configRevision === rev.revision) await this.publishAndTarget();
@@ -987,6 +1027,7 @@ export class Planner {
         await this.committed('the rollout pause'); // lost, the next leader would carry the rollout on
         return st;
       }
+      this.refuseWhileStreamDisagrees(o.resume ? 'this resume' : o.promote ? 'this promotion' : 'this rollout');
       let changes: FieldChange[] | undefined;
       if (o.resume) this.config.resume(who);
       else if (o.promote) this.config.promote(who);
@@ -1036,6 +1077,7 @@ export class Planner {
    */
   rollbackConfig(to: number | undefined, who: Actor, o: { expect?: RollbackExpectation; force?: boolean } = {}) {
     return this.serial(async () => {
+      this.refuseWhileStreamDisagrees('this rollback');
       const before = this.config.state;
       const r = before.rollout;
       const st = this.config.rollback(to, who, o);

@@ -2,11 +2,13 @@
 // numbers the nodes already ran with other content. A node holding the old content of version N
 // was shown SYNCED on the planner's N from its heartbeat's numbers alone (R2), and when that
 // planner published its N (the stream made again, the way out of its refusal) the node compared
-// numbers only and kept the old content for good (R1).
+// numbers only and kept the old content for good (R1). Meanwhile operations were answered as if
+// they moved nodes, and the deleted stream went unnoticed until a restart (R5).
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import { afterEach, beforeEach, expect, it } from 'vitest';
 import { ApplierSession } from '../../../libs/applier/index.ts';
+import { VersionReader } from '../../../libs/bus/index.ts';
 import { DryRunDataplane } from '../../../libs/dataplane/index.ts';
 import {
   nodeYaml,
@@ -75,12 +77,26 @@ it('a node holding another planner’s version N is not SYNCED on this planner�
   expect(row.reason).toBe(
     `runs version 2 with data hash ${aHash.slice(0, 12)}, the log recorded ${bHash.slice(0, 12)}`,
   );
-  await b.stop();
+  // R5: an operation is refused while no target can move (it was answered "started … 3/3 nodes")
+  const who = { actor: 'op', reason: 'test' };
+  await expect(b.planner.configChange({ scheduler: 'wrr' }, who, 'config')).rejects.toThrow(
+    /^this config change refused: this planner moves no target \(the log's version 2 has hash /,
+  );
+  await expect(b.planner.pin(1, who)).rejects.toThrow(/^this pin refused: this planner moves no target/);
 
-  // The way out: the stream cleared, B started again republishes its own 1..2 and writes targets anew
+  // The way out: the stream deleted; B finds it gone without a restart, republishes its own 1..2
+  // and writes the targets anew
   await (await jetstreamManager(env.nc)).streams.delete('SB_VERSIONS');
-  const b2 = await start('b.db');
-  await until(() => b2.bus.lastPublishedVersion() === 2, 5000, 'B republished v2');
+  const b2 = b;
+  const reader = new VersionReader(env.nc);
+  await until(
+    async () => {
+      const d = await reader.delta(2);
+      return d.ok && d.value.hash === bHash;
+    },
+    20_000, // the first read of the deleted stream waits out its timeout (5 s)
+    'B republished its version 2',
+  );
   // R1: the re-issued target of version 2 makes node-1 check what it holds and load B's version 2
   await until(() => session.status().applied?.dataHash === bHash, 10_000, 'node-1 runs B’s version 2');
   const synced = await until(
