@@ -185,6 +185,16 @@ export class ConfigAxis {
     });
   }
 
+  /**
+   * The content hash of the revision newRevision(change) would record, or undefined when it would
+   * record none (the change leaves the default as it is, or equals an existing revision).
+   */
+  newRevisionHash(change: Record<string, unknown>): string | undefined {
+    const hash = contentHash(readProxyConfig({ ...this.defaultConfig(), ...change }));
+    if (hash === this.log.configRevision(this.targetState.defaultRevision)?.hash) return undefined;
+    return this.revisionWithHash(hash) ? undefined : hash;
+  }
+
   /** The newest revision with this content hash (revisions are few: operators make them). */
   private revisionWithHash(hash: string): ConfigRevision | undefined {
     for (let n = this.log.latestConfigRevision()?.revision ?? 0; n >= 1; n--) {

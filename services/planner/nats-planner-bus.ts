@@ -178,6 +178,10 @@ export class NatsPlannerBus implements PlannerBus {
     return this.publisher.lastPublishedVersion();
   }
 
+  async configRevisionHash(rev: number): Promise<string | undefined> {
+    return (await this.targets.getConfigRevision(rev))?.hash;
+  }
+
   storeLost(): Promise<boolean> {
     return this.checkReset();
   }

@@ -46,6 +46,12 @@ export interface PlannerBus {
     header: Omit<VersionArtifact, 'form' | 'delta' | 'data'>,
     data: () => (VersionArtifact & { form: 'checkpoint' })['data'],
   ): Promise<void>;
+  /**
+   * The content hash of config revision `rev` as the targets bucket holds it (undefined: none).
+   * A log behind the bus (restored, fresh) would otherwise make its next revision under a number
+   * the bucket holds with other content (probe13 R8). Optional: a bus without revisions has none.
+   */
+  configRevisionHash?(rev: number): Promise<string | undefined>;
   /** Makes a config revision readable by appliers (before any target names it). */
   putConfigRevision(rev: ConfigRevision): Promise<void>;
   setDefaultTarget(target: NodeTarget): Promise<void>;

@@ -645,6 +645,23 @@ export class Planner {
     );
   }
 
+  /**
+   * A log behind the targets bucket (restored, fresh, another group's) numbers its next config
+   * revision as one the bucket holds with other content: recorded, it could never be put, and
+   * from then on no target moved (`config revision 2 already exists with another hash`), every
+   * new data version stuck on the bus (probe13 R8). Refused before it is recorded.
+   */
+  private async refuseRevisionTheBusHolds(change: Record<string, unknown>, kind: string): Promise<void> {
+    const hash = this.config.newRevisionHash(change);
+    if (hash === undefined) return;
+    const next = this.config.newestRevision() + 1;
+    const held = await this.options.bus.configRevisionHash?.(next);
+    if (held === undefined || held === hash) return;
+    throw new Error(
+      `this ${kind} change refused: config revision ${next} already exists in the targets bucket with other content (hash ${held.slice(0, 12)}; this log ends at revision ${next - 1}: restored or fresh?), and a revision number names one config; see docs/operations.md "Restoring from a backup"`,
+    );
+  }
+
   /** Set once versions the log could no longer rebuild were left out of a republish (publishBaseIfCompacted). */
   get republished(): { readonly from: number; readonly note: string } | undefined {
     return this.republishedFrom;
@@ -999,6 +1016,7 @@ export class Planner {
   ) {
     return this.serial(async () => {
       this.refuseWhileStreamDisagrees(`this ${kind} change`);
+      await this.refuseRevisionTheBusHolds(change, kind);
       const rev = this.config.newRevision(change, who, kind, rollout && { ...rollout, ...this.waveFleet() });
       await this.committed(`config revision ${rev.revision} (${kind})`);
       if (this.config.state.rollout?.configRevision === rev.revision) await this.publishAndTarget();

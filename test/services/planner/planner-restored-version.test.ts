@@ -8,7 +8,8 @@ import { jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import { afterEach, beforeEach, expect, it } from 'vitest';
 import { ApplierSession } from '../../../libs/applier/index.ts';
-import { VersionReader } from '../../../libs/bus/index.ts';
+import { TargetStore, VersionReader } from '../../../libs/bus/index.ts';
+import { parseWaves } from '../../../libs/control/index.ts';
 import { DryRunDataplane } from '../../../libs/dataplane/index.ts';
 import {
   nodeYaml,
@@ -105,4 +106,30 @@ it('a node holding another plannerâ€™s version N is not SYNCED on this plannerâ€
     'node-1 SYNCED',
   );
   expect(synced).toMatchObject({ appliedVersion: 2, lastError: null });
+});
+
+it('a log behind the targets bucket does not make its next config revision under a number the bucket holds with other content (probe13 R8)', async () => {
+  env.write('nodes.yaml', nodeYaml('node-1', '192.0.2.1'));
+  env.write('s0.yaml', svc(['10.0.0.1']));
+  const a = await start('a.db');
+  const who = { actor: 'op', reason: 'test' };
+  await a.planner.configChange({ scheduler: 'wrr' }, who, 'config', { waves: parseWaves('100%'), pauseOnError: false });
+  const bucket = await TargetStore.open({ nc: env.nc });
+  await until(
+    async () => (await bucket.getConfigRevision(2))?.config.scheduler === 'wrr',
+    5000,
+    'revision 2 in the bucket',
+  );
+  await a.stop();
+  // B: A's log from before revision 2 (here: a fresh one), on the same NATS, the stream cleared
+  await (await jetstreamManager(env.nc)).streams.delete('SB_VERSIONS');
+  const b = await start('b.db');
+  await until(() => b.bus.lastPublishedVersion() === 1, 5000, 'B published v1');
+  await expect(b.planner.configChange({ tcpTimeout: 900 }, who, 'config')).rejects.toThrow(
+    /^this config change refused: config revision 2 already exists in the targets bucket with other content \(hash [0-9a-f]{12}; this log ends at revision 1/,
+  );
+  expect(b.planner.config.newestRevision()).toBe(1);
+  // the same content as the bucket's revision 2 is no collision
+  const same = await b.planner.configChange({ scheduler: 'wrr' }, who, 'config');
+  expect(same.revision).toBe(2);
 });
