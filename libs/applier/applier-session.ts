@@ -150,7 +150,7 @@ export class ApplierSession {
    * resync runs towards a state nobody verified.
    */
   private kernelUnknown = false;
-  /** A target was re-issued: check the data and config held against the bus before trusting the numbers. */
+  /** A new or re-issued target came: check the data (and config) held against the bus before trusting the numbers. */
   private recheck = false;
   private config: ConfigRevision | undefined;
   /** This node's rendered state for (data held, config revision), moved per delta: O(change). */
@@ -206,6 +206,7 @@ export class ApplierSession {
       node: o.node,
       onChange: (t) => {
         s.emit({ type: 'target', target: t });
+        s.recheck = true;
         s.kick();
       },
       onReissue: () => {
@@ -436,10 +437,15 @@ export class ApplierSession {
       this.applied &&
       !this.kernelUnknown &&
       this.applied.version === target.version &&
-      this.applied.configRevision === target.configRevision &&
-      !(recheck && (await this.heldIsOther(target)))
-    )
-      return;
+      this.applied.configRevision === target.configRevision
+    ) {
+      if (!recheck || !(await this.heldIsOther(target))) return;
+    } else if (recheck && this.sync.version === target.version) {
+      // A new target that moves only the config revision names the version held: after a restored
+      // log or a lost stream that number may be other content (probe13 R1: a restored planner's
+      // first target moved the config 2 → 1 on version 3, and the node kept the old 3)
+      await this.sync.verifyHeld(target.version);
+    }
     if (this.poisoned === key) return;
     const t0 = this.clock.now();
     const data = await this.sync.advanceTo(target.version);

@@ -191,6 +191,9 @@ export class NatsPlannerBus implements PlannerBus {
     this.reader ??= new VersionReader(this.nc, {
       verifier: signer ? verifierFromPem(signer.publicKeyPem) : undefined,
       onRejected: this.options.onForeign,
+      // as the publisher's own reads: a leader's, retried each second by the publish loop; a
+      // deleted stream answers these with a timeout, found to be gone only after it (probe13 R5)
+      timeoutMs: 1500,
     });
     const got = await this.reader.delta(version);
     if (got.ok) return got.value.hash;

@@ -95,7 +95,7 @@ it('a node holding another planner’s version N is not SYNCED on this planner�
       const d = await reader.delta(2);
       return d.ok && d.value.hash === bHash;
     },
-    20_000, // the first read of the deleted stream waits out its timeout (5 s)
+    20_000, // the first read of the deleted stream waits out its timeout (1.5 s)
     'B republished its version 2',
   );
   // R1: the re-issued target of version 2 makes node-1 check what it holds and load B's version 2
@@ -132,4 +132,40 @@ it('a log behind the targets bucket does not make its next config revision under
   // the same content as the bucket's revision 2 is no collision
   const same = await b.planner.configChange({ scheduler: 'wrr' }, who, 'config');
   expect(same.revision).toBe(2);
+});
+
+it('a first target that moves only the config revision onto a version held with other content makes the node load it (probe13 R1)', async () => {
+  env.write('nodes.yaml', nodeYaml('node-1', '192.0.2.1'));
+  env.write('s0.yaml', svc(['10.0.0.1']));
+  const a = await start('a.db');
+  env.write('s0.yaml', svc(['10.0.0.2']));
+  await until(() => a.bus.lastPublishedVersion() === 2, 5000, 'A published v2');
+  const who = { actor: 'op', reason: 'test' };
+  await a.planner.configChange({ scheduler: 'wrr' }, who, 'config', { waves: parseWaves('100%'), pauseOnError: false });
+  const nc = await connect({ servers: env.nats.url });
+  const session = await ApplierSession.start({ nc, node: 'node-1', dataplane: new DryRunDataplane(), heartbeatMs: 0 });
+  stops.push(async () => {
+    await session.stop();
+    await nc.close();
+  });
+  const aHash = a.log.version(2)!.hash;
+  await until(
+    () => session.status().applied?.dataHash === aHash && session.status().applied?.configRevision === 2,
+    10_000,
+    'node-1 runs A’s version 2 with revision 2',
+  );
+  await a.stop();
+  // B: a log without revision 2 and with its own version 2, published once the stream is cleared:
+  // its first target is (2, revision 1), a config move on the number node-1 holds
+  const b = await start('b.db');
+  env.write('s0.yaml', svc(['10.0.0.4']));
+  await until(() => b.log.latestVersion()?.version === 2, 5000, 'B v2');
+  const bHash = b.log.version(2)!.hash;
+  await until(() => b.planner.lastError?.includes('not moving any target'), 5000, 'B refuses');
+  await (await jetstreamManager(env.nc)).streams.delete('SB_VERSIONS');
+  await until(
+    () => session.status().applied?.dataHash === bHash && session.status().applied?.configRevision === 1,
+    20_000, // the first read of the deleted stream waits out its timeout (1.5 s)
+    'node-1 runs B’s version 2 with revision 1',
+  );
 });
