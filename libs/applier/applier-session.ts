@@ -141,6 +141,15 @@ export class ApplierSession {
   private readonly reader: VersionReader;
   private watcher: TargetWatcher | undefined;
   private applied: AppliedState | undefined;
+  /**
+   * The last ACK or NACK sent, sent again after every reconnect. Reports are core NATS (at most
+   * once): one written into a connection that turned out half-open (a link that drops everything
+   * without a reset, noticed only by the unanswered PINGs seconds later) is lost, and a heartbeat
+   * repairs only the status word; the rollout gate and the ack log read ACKs, so a canary that
+   * applied a revision was failed at the wave timeout and rolled back, and `audit node` named the
+   * revision before (probe14 P1). The planner takes a repeat as the same word (ReportLogGate).
+   */
+  private lastReport: Ack | Nack | undefined;
   /** The node state this process last applied AND verified; undefined while the kernel is unknown. */
   private programmedHash: string | undefined;
   /**
@@ -523,6 +532,7 @@ export class ApplierSession {
       instance: this.instance,
       at: new Date(t4).toISOString(),
     };
+    this.lastReport = ack;
     this.publish(ackSubject(this.options.node), ack);
     this.emit({
       type: 'ack',
@@ -571,6 +581,7 @@ export class ApplierSession {
       instance: this.instance,
       at: new Date(this.clock.now()).toISOString(),
     };
+    this.lastReport = nack;
     this.publish(ackSubject(this.options.node), nack);
     this.emit({ type: 'nack', nack });
     if (!permanent && !this.stopped) {
@@ -635,6 +646,9 @@ export class ApplierSession {
         if (s.type === 'reconnect' && !this.stopped) {
           // the planner may have moved the target while we were away; watches may have died
           await this.watcher?.refresh();
+          // first the last report as it was (it may have been lost with the old connection), then
+          // whatever the refreshed target makes: a newer report never lands before an older one
+          if (this.lastReport) this.publish(ackSubject(this.options.node), this.lastReport);
           this.kick();
           this.heartbeat();
         }
