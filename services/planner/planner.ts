@@ -207,6 +207,7 @@ export class Planner {
       // down (a new follower Planner) must not show nodes it heard seconds ago as never heard from.
       this.seedLastReports();
       this.checkSeeded();
+      this.noteTargets(this.data.latest()?.version ?? 0, performance.now());
       this.options.bus.listen({
         onAck: (a) => {
           this.nodes.onAck(a, performance.now());
@@ -353,6 +354,7 @@ export class Planner {
     // ACKs heard before the view held their version are checked now, not at the first status
     // read (which showed them APPLYING "awaiting the node-state check" meanwhile: probe5 H8).
     this.checkSeeded();
+    this.noteTargets(this.data.latest()?.version ?? 0, performance.now());
   }
 
   /** Follower: `hook` is called when a node reports a version newer than this view (the group reloads it). */
@@ -762,9 +764,19 @@ export class Planner {
     await this.options.bus.removeNodeTargets?.([...this.data.publishedData().nodeNames(), ...overrides.keys()]);
     const nowMs = performance.now();
     this.forgetDeparted(nowMs);
+    this.noteTargets(version, nowMs);
+    this.armRolloutClock();
+  }
+
+  /**
+   * Starts each fleet node's APPLYING→STALE clock when its target moves: on a leader once the
+   * targets are written, on a follower when its view of the log first holds them (refresh). A
+   * follower never wrote targets, so its clock never started and a node stuck on an old version
+   * read APPLYING for ever on every follower while the leader said STALE (probe14 P2: 190 s seen).
+   */
+  private noteTargets(version: number, nowMs: number): void {
     const f = this.fleetView(nowMs);
     for (const n of [...f.nodes, ...f.outside]) this.nodes.noteTarget(n, this.targetOf(n, version), nowMs);
-    this.armRolloutClock();
   }
 
   /**
