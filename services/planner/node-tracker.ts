@@ -110,6 +110,11 @@ export class NodeTracker {
     return `two appliers report as ${node} (instances ${s.twinIds!.join(', ')})`;
   }
 
+  /** The target last noted for a node (what a leader last wrote for it), if any. */
+  noted(node: string): NodeTarget | undefined {
+    return this.nodes.get(node)?.target;
+  }
+
   /** Notes a node's target; the APPLYING→STALE clock restarts only when it really moved. */
   noteTarget(node: string, target: NodeTarget, nowMs: number): void {
     const s = this.seen(node);

@@ -1177,7 +1177,12 @@ export class Planner {
     const fleet = this.fleetView(nowMs);
     const outside = new Set(fleet.outside);
     return [...fleet.nodes, ...fleet.outside].sort().map((node) => {
-      const target = this.targetOf(node, latest?.version ?? 0);
+      // A leader measures a node against what it told it (the targets it wrote), not a version it
+      // made but could not publish yet: cut off from NATS, every node read STALE "target N set 69 s
+      // ago" of a target never set, with the previous target's clock (probe14 P3). The version not
+      // out yet is the planner's own failure (lastError `publish: …`, notReady).
+      const target =
+        (this.role === 'leader' ? this.nodes.noted(node) : undefined) ?? this.targetOf(node, latest?.version ?? 0);
       const a = last.get(node);
       const acked = a?.type === 'ACK' && a.version === target.version && a.configRevision === target.configRevision;
       const row = this.nodes.row(

@@ -5,6 +5,7 @@ interface NodeRow {
   node: string;
   status: string;
   appliedConfigRevision: number | null;
+  targetVersion?: number;
   lastError: string | null;
   /** false: a node outside planner --node-selector that reports anyway; shown, not waited for. */
   fleet?: boolean;
@@ -38,7 +39,11 @@ export const untilSynced: Check = (s) => {
   if (typeof s.group === 'string' && s.leader === null)
     return { done: false, line: `no planner leads group ${s.group}: cluster changes are not versioned` };
   const nodes = fleetRows(s);
-  const notSynced = nodes.filter((n) => n.status !== 'SYNCED');
+  // A leader measures nodes against the targets it wrote (probe14 P3): SYNCED on an older target
+  // while the newest version is not published yet is not done.
+  const notSynced = nodes.filter(
+    (n) => n.status !== 'SYNCED' || (n.targetVersion ?? Infinity) < Number(s.latestVersion),
+  );
   if (s.synced && notSynced.length === 0)
     return {
       done: true,
@@ -48,7 +53,7 @@ export const untilSynced: Check = (s) => {
   const which =
     notSynced
       .slice(0, 4)
-      .map((n) => `${n.node} ${n.status}`)
+      .map((n) => (n.status === 'SYNCED' ? `${n.node} told version ${n.targetVersion} only` : `${n.node} ${n.status}`))
       .join(', ') + (notSynced.length > 4 ? `, +${notSynced.length - 4} more` : '');
   return {
     done: false,
