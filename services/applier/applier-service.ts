@@ -188,6 +188,14 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
   const servers = Array.isArray(o.nats) ? o.nats : [o.nats];
   let waiting: string | undefined = `NATS at ${serversText(servers)}`;
   let nc: NatsConnection | undefined;
+  /**
+   * Whether the connection is up now: from the first connect to a disconnect, and again from the
+   * reconnect. A reconnecting connection is not closed, so `!nc.isClosed()` said `connected: true`
+   * on /healthz through a whole partition while the gauge said 0 (probe14 P4).
+   */
+  let busUp = false;
+  /** When the connection dropped (for the reconnect line), undefined while it is up. */
+  let downSince: number | undefined;
   const abort = new AbortController();
   const gcAfterApply = new GcAfterBigApply({
     ...o.gcAfterBigApply,
@@ -294,7 +302,20 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
           log.warn({ kind: e.kind, where: e.where, reason: e.reason }, "dropped a message that is not the planner's");
         break;
       case 'connection':
-        if (e.status !== 'pingTimer') log.info({ status: e.status }, 'nats connection');
+        // The client reports every PING it sends ('ping', every 2 s: 43 200 lines a day per node,
+        // probe14 P5); a lost connection is a warning, its return says how long it lasted.
+        if (e.status === 'disconnect') {
+          busUp = false;
+          downSince = Date.now();
+          log.warn({ status: e.status }, 'nats connection lost: keeping what is programmed, reconnecting');
+        } else if (e.status === 'reconnect') {
+          busUp = true;
+          const downMs = downSince === undefined ? undefined : Date.now() - downSince;
+          downSince = undefined;
+          log.warn({ status: e.status, downMs }, 'nats connection back');
+        } else if (e.status === 'staleConnection')
+          log.warn({ status: e.status }, 'nats server stopped answering PINGs: dropping the connection');
+        else if (e.status !== 'ping' && e.status !== 'reconnecting') log.info({ status: e.status }, 'nats connection');
         break;
       case 'resync':
         // kube-proxy's periodic sync: a clean one is an update, a failed one leaves a change pending
@@ -324,7 +345,7 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
             healthy: !s || s.lastError === '',
             node: o.node,
             mode: dataplane.mode,
-            connected: !!nc && !nc.isClosed(),
+            connected: busUp && !!nc && !nc.isClosed(),
             applied: s?.applied,
             target: s?.target,
             lastError: s?.lastError ?? '',
@@ -378,6 +399,7 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
       },
     });
     nc = conn;
+    busUp = true;
     metrics.observe({ type: 'connection', status: 'reconnect' });
     log.info({ server: conn.getServer(), mode: dataplane.mode }, 'connected to NATS');
     const verifier = o.verifier ?? (o.plannerKeyFile ? await waitForPlannerKey(o.plannerKeyFile) : undefined);
