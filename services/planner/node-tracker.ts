@@ -110,6 +110,26 @@ export class NodeTracker {
     return `two appliers report as ${node} (instances ${s.twinIds!.join(', ')})`;
   }
 
+  /** Every node's newest heartbeat with when it came (this process's monotonic clock). */
+  heartbeatsHeard(): { heartbeat: Heartbeat; at: number }[] {
+    return [...this.nodes.values()].flatMap((s) =>
+      s.heartbeat && s.heartbeatAt !== undefined ? [{ heartbeat: s.heartbeat, at: s.heartbeatAt }] : [],
+    );
+  }
+
+  /**
+   * Takes over a heartbeat another tracker of this process heard (a Planner replaced on a role
+   * change), unless a newer one came meanwhile. Heartbeats are not logged: a new Planner seeded from
+   * the log alone knew only each node's last ACK, and said "silent for 170 s" of a node heard a
+   * second before, or UNKNOWN after a failover until the node's next heartbeat (probe14 P6).
+   */
+  adoptHeartbeat(h: Heartbeat, at: number): void {
+    const s = this.seen(h.node);
+    if ((s.heartbeatAt ?? -Infinity) >= at) return;
+    s.heartbeat = h;
+    s.heartbeatAt = at;
+  }
+
   /** The target last noted for a node (what a leader last wrote for it), if any. */
   noted(node: string): NodeTarget | undefined {
     return this.nodes.get(node)?.target;

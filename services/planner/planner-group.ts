@@ -228,6 +228,7 @@ export class PlannerGroup {
     this.options.say(`elected leader of group ${this.options.group} in term ${term}`);
     clearInterval(this.refreshTimer);
     const heard = this.current?.nodes.lastHeard() ?? []; // what this follower heard, for the log (recordHeard)
+    const beats = this.current?.nodes.heartbeatsHeard() ?? []; // not in the log: handed over (probe14 P6)
     await this.current?.stop();
     await this.following?.stop();
     this.following = undefined;
@@ -255,6 +256,7 @@ export class PlannerGroup {
     if (wrongCluster !== undefined) return this.refuseToLead(term, wrongCluster);
     if (this.stopped) return; // stopped while claiming: no leader Planner after stop()
     const p = this.options.makePlanner('leader');
+    for (const b of beats) p.nodes.adoptHeartbeat(b.heartbeat, b.at); // before anyone reads its status
     this.current = p;
     try {
       await p.start();
@@ -370,10 +372,12 @@ export class PlannerGroup {
   }
 
   private async becomeFollower(): Promise<void> {
+    const beats = this.current?.nodes.heartbeatsHeard() ?? []; // not in the log: handed over (probe14 P6)
     this.following = this.options.replicator?.follow(() => {
       if (this.current) this.refreshAhead(this.current);
     });
     const p = this.options.makePlanner('follower');
+    for (const b of beats) p.nodes.adoptHeartbeat(b.heartbeat, b.at);
     p.onViewBehind((version) => {
       this.ahead = { version: Math.max(version, this.ahead?.version ?? 0), untilMs: performance.now() + AHEAD_WAIT_MS };
       this.refreshAhead(p);
