@@ -22,6 +22,12 @@ export interface KubeRequest {
   signal?: AbortSignal;
   /** Abort when no bytes arrive for this long (default 60 s). */
   idleTimeoutMs?: number;
+  /**
+   * Called with the API server's clock as its `Date` header gave it (ms; the header has whole
+   * seconds, so the middle of that second) once a 200 arrives: a caller that stamps what the
+   * cluster checks (the credential issuer) measures its own clock against it.
+   */
+  onServerDate?: (serverMs: number) => void;
 }
 
 export interface KubeHttp {
@@ -100,6 +106,8 @@ export function kubeHttpFromConfig(kc: KubeConfig): KubeHttp {
       const retryAfter = res.headers['retry-after'];
       throw KubeApiError.fromStatus(res.statusCode ?? 0, body, context, retryAfter);
     }
+    const date = Date.parse(res.headers.date ?? '');
+    if (request.onServerDate && Number.isFinite(date)) request.onServerDate(date + 500);
     return { res, context };
   };
   return {

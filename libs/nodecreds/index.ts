@@ -24,6 +24,7 @@ export {
   type IssuerOptions,
 } from './issuer.ts';
 export { kubeJwks, nodeExists } from './kube-lookups.ts';
+export { IssuerClock } from './issuer-clock.ts';
 export { fetchNodeCredential, keepNodeCredentialFresh, type FetcherOptions } from './fetcher.ts';
 export { TokenRefused, verifyNodeToken, type ProvenIdentity, type TokenPolicy } from './sa-token.ts';
 export { BOOTSTRAP_INBOX_PREFIX, CREDENTIALS_REQUEST_SUBJECT, ISSUER_QUEUE } from './subjects.ts';

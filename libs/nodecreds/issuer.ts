@@ -23,6 +23,7 @@ export interface IssuerOptions {
   readonly nodeExists: (name: string) => Promise<boolean>;
   /** Lifetime of a minted node credential (default 1 h); the fetcher renews at half of it. */
   readonly ttlSeconds?: number;
+  /** The issuer's time (IssuerClock: the API server's when this host's is off); the wall clock by default. */
   readonly now?: () => Date;
   readonly log?: (line: string) => void;
 }
@@ -71,7 +72,8 @@ export async function decideCredentialRequest(raw: Uint8Array | string, o: Issue
       node: id.node,
       userPublicKey: req.publicKey,
       ttlSeconds: ttl,
-      now,
+      // read again: the Node lookup just checked the clock against the API server's (probe12 L13)
+      now: o.now?.() ?? new Date(),
     });
     return { jwt, expiresAt: decode(jwt).exp! };
   } catch (e) {

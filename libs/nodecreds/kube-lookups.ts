@@ -1,11 +1,19 @@
 import type { JSONWebKeySet } from 'jose';
 import { KubeApiError } from '../kube/index.ts';
 import type { KubeHttp } from '../kube/index.ts';
+import type { IssuerClock } from './issuer-clock.ts';
 
-/** GET /api/v1/nodes/NAME (the planner's ClusterRole allows it): false on 404, throws on anything else. */
-export async function nodeExists(http: KubeHttp, name: string): Promise<boolean> {
+/**
+ * GET /api/v1/nodes/NAME (the planner's ClusterRole allows it): false on 404, throws on anything
+ * else. With a clock, the answer's Date header checks the issuer's clock (probe12 L13).
+ */
+export async function nodeExists(http: KubeHttp, name: string, clock?: IssuerClock): Promise<boolean> {
   try {
-    await http.getJson({ path: `/api/v1/nodes/${encodeURIComponent(name)}`, idleTimeoutMs: 10_000 });
+    await http.getJson({
+      path: `/api/v1/nodes/${encodeURIComponent(name)}`,
+      idleTimeoutMs: 10_000,
+      onServerDate: clock?.learnFrom(),
+    });
     return true;
   } catch (e) {
     if (e instanceof KubeApiError && e.code === 404) return false;

@@ -108,10 +108,16 @@ export function registerCredentials(program: Command, setExit: SetExit): void {
         if (!Number.isInteger(ttl) || ttl < 60) throw new UsageError('--ttl must be whole seconds >= 60');
         const { loadKubeConfig } = await import('../../../libs/kube/index.ts');
         const { kubeHttpFromConfig } = await import('../../../libs/kube/index.ts');
-        const { kubeJwks, nodeExists } = await import('../../../libs/nodecreds/index.ts');
+        const { kubeJwks, nodeExists, IssuerClock } = await import('../../../libs/nodecreds/index.ts');
         const { serveCredentialRequests } = await import('../../../libs/nodecreds/index.ts');
         const { connectBus } = await import('../../../libs/bus/index.ts');
         const http = kubeHttpFromConfig(await loadKubeConfig({ inCluster: o.inCluster, kubeconfig: o.kubeconfig }));
+        const log = (l: string) => process.stderr.write(`${l}\n`);
+        // stamp credentials by the API server's clock when this host's is off (probe12 L13)
+        const clock = new IssuerClock(log);
+        await clock
+          .learn(http)
+          .catch((e: Error) => log(`credential issuer: cannot read the API server's clock yet: ${e.message}`));
         const fileJwks = o.jwksFile ? (JSON.parse(readFileSync(o.jwksFile, 'utf8')) as JSONWebKeySet) : undefined;
         const nc = await connectBus({
           servers: o.nats.split(','),
@@ -123,9 +129,10 @@ export function registerCredentials(program: Command, setExit: SetExit): void {
           signingKeySeed: readFileSync(o.accountSigningKey, 'utf8').trim(),
           policy: { audience: o.audience, serviceAccount: o.serviceAccount, issuer: o.tokenIssuer },
           jwks: fileJwks ? async () => fileJwks : kubeJwks(http),
-          nodeExists: (n) => nodeExists(http, n),
+          nodeExists: (n) => nodeExists(http, n, clock),
           ttlSeconds: ttl,
-          log: (l) => process.stderr.write(`${l}\n`),
+          now: () => clock.now(),
+          log,
         });
         await nc.flush();
         const server = o.http

@@ -333,3 +333,67 @@ it.skipIf(!existsSync(FAKETIME_LIB))(
   },
   30_000,
 );
+
+// probe12 L13: the issuer stamped `exp = its now + ttl`, and nats-server checks `exp` with its own clock:
+// an issuer two hours behind minted credentials expired on arrival (here it even refused the fresh
+// token: its `nbf` was two hours ahead). It now stamps by the API server's clock (its Date header).
+it.skipIf(!existsSync(FAKETIME_LIB))(
+  'credentials serve on a host whose clock is 2 h behind mints credentials NATS accepts',
+  async () => {
+    const { keys } = await world(['node-a']);
+    const child = spawn(
+      process.execPath,
+      [
+        BIN,
+        'credentials',
+        'serve',
+        '--nats',
+        server!.url,
+        '--nats-creds',
+        file('issuer.creds', await mintRoleCreds(keys, 'issuer')),
+        '--account-signing-key',
+        file('sk', keys.readersSigningKeySeed),
+        '--account-public-key',
+        file('pk', readersAccountPublicKey(keys)),
+        '--kubeconfig',
+        kubeconfig!.path,
+        '--jwks-file',
+        file('jwks.json', JSON.stringify(jwks)),
+        '--token-issuer',
+        'https://kubernetes.default.svc',
+        '--service-account',
+        SA,
+        '--ttl',
+        '600',
+      ],
+      {
+        stdio: ['ignore', 'ignore', 'pipe'],
+        env: { ...process.env, LD_PRELOAD: FAKETIME_LIB, FAKETIME: '-2h', FAKETIME_DONT_FAKE_MONOTONIC: '1' },
+      },
+    );
+    children.add(child);
+    let err = '';
+    child.stderr!.setEncoding('utf8').on('data', (t: string) => (err += t));
+    const end = Date.now() + 15_000;
+    while (!/answering on NATS/.test(err) && child.exitCode === null && Date.now() < end)
+      await new Promise((r) => setTimeout(r, 100));
+    const boot = await connect('boot-a', await mintRoleCreds(keys, 'bootstrap'), {
+      inboxPrefix: BOOTSTRAP_INBOX_PREFIX,
+    });
+    const out = file('node-a.creds', '');
+    const { expiresAt } = await fetchNodeCredential({
+      nc: boot,
+      node: 'node-a',
+      tokenFile: file('t', await saToken()),
+      out,
+    });
+    expect(expiresAt).toBeGreaterThan(Date.now() / 1000 + 500);
+    const a = await connectBus({ servers: server!.url, name: 'node-a', node: 'node-a', auth: { credsFile: out } });
+    conns.push(a);
+    await a.flush();
+    expect(err).toMatch(
+      /clock is \d+ s behind the API server's: node credentials are stamped by the API server's time/,
+    );
+  },
+  30_000,
+);
