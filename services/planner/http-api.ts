@@ -231,8 +231,20 @@ export function plannerRoutes(
       path: '/status',
       access: 'read',
       handle: () => {
-        const nodes = p.status();
-        const latest = p.data.latest();
+        // A part that cannot be read (a damaged log file: SQLITE_CORRUPT from a read) is null and
+        // `logError` says why in one line; the rest is still served, so the operator sees the
+        // fleet (probe13 R6: the whole answer was a 409 and `ctl status` showed no node).
+        let logError: string | null = null;
+        const part = <T>(read: () => T, instead: T): T => {
+          try {
+            return read();
+          } catch (e) {
+            logError ??= e instanceof Error ? e.message : String(e);
+            return instead;
+          }
+        };
+        const nodes = part(() => p.status(), []);
+        const latest = part(() => p.data.latest(), undefined);
         return {
           synced: p.isSynced,
           latestVersion: latest?.version ?? 0,
@@ -244,27 +256,34 @@ export function plannerRoutes(
           // planner --node-selector (canonical text): nodes outside it are in no wave and no wait
           nodeSelector: p.nodeSelector ?? null,
           config: p.config.state,
-          rollout: rolloutView(p.config.state, (o.clock?.now() ?? new Date()).getTime(), nodes, p.config.elapsed()),
+          rollout: part(
+            () => rolloutView(p.config.state, (o.clock?.now() ?? new Date()).getTime(), nodes, p.config.elapsed()),
+            null,
+          ),
           summary: summarizeStatus(nodes),
           nodes,
-          rejected: [
-            ...p.data.rejections.values(),
-            ...p.sourceRejections.slice(0, 100),
-            ...p.vipConflicts().slice(0, 100),
-          ],
-          rejectedTotal: p.data.rejectedCount + p.sourceRejections.length + p.vipConflicts().length,
+          rejected: part(
+            () => [
+              ...p.data.rejections.values(),
+              ...p.sourceRejections.slice(0, 100),
+              ...p.vipConflicts().slice(0, 100),
+            ],
+            [],
+          ),
+          rejectedTotal: part(() => p.data.rejectedCount + p.sourceRejections.length + p.vipConflicts().length, 0),
           lastError: p.lastError ?? null,
           // the reason /readyz gives (null when ready): what `ctl wait --for=synced` also waits out
-          notReady: notReadyReason() ?? null,
+          notReady: part(() => notReadyReason() ?? null, null),
           // versions a republish left out (compacted from the log: review2 R8), said once in the log too
           republished: p.republished ?? null,
           sourceError: p.sourceProblem() ?? null,
           source: p.sourceHealth(),
           // the log's disk use and the space left, with a warning when little is (review4 G8)
-          storage: o.storage?.() ?? null,
+          storage: part(() => o.storage?.() ?? null, null),
           // what the log keeps and when it was last compacted (--retain-versions/--retain-age, db compact)
-          retention: o.retention?.() ?? null,
-          ...groupStatusOf(group()),
+          retention: part(() => o.retention?.() ?? null, null),
+          ...part(() => groupStatusOf(group()), {}),
+          logError,
         };
       },
     },

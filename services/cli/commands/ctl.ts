@@ -55,6 +55,8 @@ export function registerCtl(program: Command, setExit: SetExit): void {
           (cfg.rollout ? `, ${rolloutHeadText(cfg.rollout, cfg.defaultRevision)}` : '') +
           `, rejected objects ${s.rejectedTotal}${s.synced ? '' : ', NOT SYNCED'}${s.sourceError ? `, SOURCE FAILING: ${s.sourceError}` : ''}${notCurrent(s)}\n` +
           (s.lastError ? `last error: ${String(s.lastError)}\n` : '') +
+          // a part of /status the planner could not read (a damaged log file: probe13 R6); the rest is shown
+          (s.logError ? `WARNING: status is partial: ${String(s.logError)}\n` : '') +
           ((s.storage as { warning?: string } | null)?.warning
             ? `WARNING: ${(s.storage as { warning: string }).warning}\n`
             : '') +
