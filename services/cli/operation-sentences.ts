@@ -70,6 +70,21 @@ export function haltWords(
 }
 
 /**
+ * The line `ctl rollout status` adds when a rolled-back rollout's revision is the cluster default
+ * again (a later rollback went back to it; probe11 K8), lest the revision in force read as the one
+ * rolled back. The console shows the same words (its snapshot carries them, console-snapshot.ts).
+ * Undefined otherwise.
+ */
+export function defaultAgainWords(
+  r: Pick<Rollout, 'configRevision' | 'status'> | undefined,
+  defaultRevision: number,
+): string | undefined {
+  return r?.status === 'rolled-back' && r.configRevision === defaultRevision
+    ? `revision ${r.configRevision} has since been made the cluster default again by a rollback`
+    : undefined;
+}
+
+/**
  * `ctl status`'s rollout words: `rollout of 13 halted by node-a, then rolled back (wave 1/2)`. A
  * rolled-back rollout whose revision is the default again (a later rollback went back to it) says
  * so, lest the revision in force read as the one rolled back (probe11 K8).
@@ -179,8 +194,8 @@ export function rolloutStatusText(
   for (const f of r.failed ?? []) lines.push(`failed: ${f.node}: ${f.error}`);
   const halt = haltWords(r);
   if (halt) lines.push(`${halt.by}: ${halt.error}${halt.after}`);
-  if (r.status === 'rolled-back' && r.configRevision === st.defaultRevision)
-    lines.push(`revision ${r.configRevision} has since been made the cluster default again by a rollback`);
+  const again = defaultAgainWords(r, st.defaultRevision);
+  if (again) lines.push(again);
   lines.push(...waveNodeLines(waveNodes));
   return `${lines.join('\n')}\n`;
 }

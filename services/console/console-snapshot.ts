@@ -1,6 +1,6 @@
 import { rolloutView, summarizeStatus } from '../../libs/control/index.ts';
 import type { EventLog } from '../../libs/eventlog/index.ts';
-import { haltWords } from '../cli/operation-sentences.ts';
+import { defaultAgainWords, haltWords } from '../cli/operation-sentences.ts';
 import { groupStatus, type HttpApiOptions } from '../planner/http-api.ts';
 import type { Planner } from '../planner/planner.ts';
 
@@ -30,6 +30,9 @@ export function consoleSnapshot(p: Planner, log: EventLog, group?: GroupSource) 
     // The words `ctl rollout status` says for the node that stopped the rollout (probe11 K8: the
     // page said `rolled-back by node-a` for a rollout node-a halted and an operator rolled back).
     halt: (p.config.state.rollout && haltWords(p.config.state.rollout)) ?? null,
+    // ctl's line for a rolled-back revision a later rollback made the default again (probe11 K8):
+    // the page showed `status rolled-back` for the revision in force, with nothing more.
+    defaultAgain: defaultAgainWords(p.config.state.rollout, p.config.state.defaultRevision) ?? null,
     summary: summarizeStatus(nodes),
     nodes,
     versions: versions.map((v) => ({

@@ -362,6 +362,8 @@
     const halted = h
       ? `<div class="halted" id="halted-by"><b>${esc(h.by)}</b>: <span class="error">${esc(h.error)}</span>${esc(h.after)}</div>`
       : '';
+    // A rolled-back revision in force again (a later rollback went back to it): ctl's words (defaultAgainWords).
+    const again = s.defaultAgain ? `<div class="again" id="default-again">${esc(s.defaultAgain)}</div>` : '';
     const probe = (p) =>
       p
         ? `${p.succeeded}/${p.attempted} ok${p.unreachable ? `, ${p.unreachable} unreachable` : ''}${p.latencyMs ? `, p50 ${p.latencyMs.p50}ms` : ''}`
@@ -379,7 +381,7 @@
           .join('')}</tbody></table>`
       : '';
     $('rollout').innerHTML =
-      `<div>revision <b>${r.configRevision}</b> (from ${r.fromRevision}) · status <b id="rollout-status">${esc(r.status)}</b> · since <time>${esc(r.startedAt)}</time></div><div id="rollout-clock"></div>${halted}${waves}${table}`;
+      `<div>revision <b>${r.configRevision}</b> (from ${r.fromRevision}) · status <b id="rollout-status">${esc(r.status)}</b> · since <time>${esc(r.startedAt)}</time></div><div id="rollout-clock"></div>${halted}${again}${waves}${table}`;
     renderRolloutClock();
   }
 

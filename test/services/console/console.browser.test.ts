@@ -171,6 +171,14 @@ describe.skipIf(!CHROMIUM)('console at /ui', () => {
     expect(await viewer.locator('#halted-by').textContent()).toBe(
       `paused by ${first}: ipvs: scheduler wrr not available, then rolled back`,
     );
+    expect(await viewer.locator('#default-again').count()).toBe(0);
+    // probe11 K8 on the page: a later rollback makes revision 2 the default again; ctl says so
+    // (`rollout status`), and the page read `status rolled-back` for the revision in force
+    await p.rollbackConfig(2, { actor: 'alice', reason: 'back to 2' }, { force: true });
+    await viewer.locator('#default-again').waitFor({ timeout: 30_000 });
+    expect(await viewer.locator('#default-again').textContent()).toBe(
+      'revision 2 has since been made the cluster default again by a rollback',
+    );
     await op.click('#ops-go');
     await op.locator('#ops tbody tr', { hasText: 'rollback from the console' }).waitFor();
     expect(await op.locator('#ops tbody tr', { hasText: 'rollback from the console' }).first().textContent()).toMatch(
