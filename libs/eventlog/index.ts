@@ -85,6 +85,7 @@ export {
 } from './log-rows.ts';
 export type { ReplicationMark, TruncationRecord } from './replication-mark.ts';
 export {
+  AHEAD_OF_NEW_STREAM,
   FencedError,
   createLogReplicator,
   logStreamName,

@@ -40,7 +40,7 @@ import {
   type WireMessage,
 } from './replication-codec.ts';
 import type { ReplicationMark } from './replication-mark.ts';
-import { CHAIN_NAMES } from './row-chain.ts';
+import { CHAIN_NAMES, type ChainName } from './row-chain.ts';
 import {
   SnapshotStore,
   type Snapshot,
@@ -117,6 +117,12 @@ export interface LogReplicatorOptions {
    * on the subject write rows into every replica's history). Absent: nothing is signed or checked.
    */
   readonly signer?: Signer;
+  /**
+   * Drop rows an earlier log stream of the group acknowledged when the stream read now was made
+   * again since and holds less (a whole-site restore whose older backup claimed first). Default:
+   * refused with AHEAD_OF_NEW_STREAM, nothing dropped (probe13 R4). The planner's --accept-truncation.
+   */
+  readonly acceptTruncation?: boolean;
 }
 
 /** Whether `a` is at or past `b` in every chain and in checkpoints (ids only: holds() checks hashes). */
@@ -125,6 +131,44 @@ function covers(a: LogPosition, b: LogPosition): boolean {
     a.checkpointSeq >= b.checkpointSeq &&
     Object.entries(b.chains).every(([c, h]) => (a.chains[c as keyof LogPosition['chains']]?.id ?? -1) >= h.id)
   );
+}
+
+/** Whether `a` is at or past `b` in every chain (ids only; checkpoints are not history an operator made). */
+function chainsCover(a: LogPosition, b: LogPosition): boolean {
+  return CHAIN_NAMES.every((c) => a.chains[c].id >= b.chains[c].id);
+}
+
+/**
+ * The chains on which truncating this file to `to` loses rows it held at `kept`: past `to`, and
+ * not carried again (same id, same chained hash) by `next`, the batch that replaces them.
+ */
+function droppedChains(kept: LogPosition, to: LogPosition, next: RowBatch | undefined): ChainName[] {
+  return CHAIN_NAMES.filter((c) => {
+    const k = kept.chains[c];
+    if (k.id <= to.chains[c].id) return false;
+    const row = next?.rows[c][k.id - to.chains[c].id - 1];
+    return !(row && row[0] === k.id && row[row.length - 1] === k.hash);
+  });
+}
+
+/** What a truncation from `head` to `to` drops, in an operator's words: `versions 7–8, config revision 2, … (17 rows)`. */
+function describeDrop(head: LogPosition, to: LogPosition): string {
+  const names: Record<ChainName, [string, string]> = {
+    versions: ['version', 'versions'],
+    config_revisions: ['config revision', 'config revisions'],
+    operations: ['operation', 'operations'],
+    events: ['event', 'events'],
+    acks: ['node report', 'node reports'],
+  };
+  const order: ChainName[] = ['versions', 'config_revisions', 'operations', 'events', 'acks'];
+  const parts = order
+    .filter((c) => head.chains[c].id > to.chains[c].id)
+    .map((c) => {
+      const a = to.chains[c].id + 1;
+      const b = head.chains[c].id;
+      return a === b ? `${names[c][0]} ${a}` : `${names[c][1]} ${a}–${b}`;
+    });
+  return `${parts.join(', ')} (${rowCount(head) - rowCount(to)} rows)`;
 }
 
 /** Stream and subject names of a group's log (JetStream names allow [A-Za-z0-9_-]). */
@@ -148,6 +192,11 @@ export const BEHIND_CUT = 'BEHIND_CUT';
  * group's log nor lies within it (see refusal()): it missed batches, or its file is another history.
  */
 export const NOT_CONNECTED = 'NOT_CONNECTED';
+/**
+ * The code of the error that refuses to drop rows an earlier stream of the group acknowledged
+ * because the stream read now, made again since (NATS lost its store), holds less (probe13 R4).
+ */
+export const AHEAD_OF_NEW_STREAM = 'AHEAD_OF_NEW_STREAM';
 
 /** A consumer that delivers nothing this long while the stream has more is replaced. */
 const STALL_MS = 5000;
@@ -254,6 +303,16 @@ class StreamLogReplicator implements LogReplicator {
    * sequences say nothing about where this file stands. Undefined until this process reads info.
    */
   private streamCreated: string | undefined;
+  /**
+   * This file's position when its mark turned out to name an earlier stream of the group (one
+   * NATS lost; this stream was made again since): its rows up to here were written under that
+   * stream, acknowledged there (published, rolled out), so they are not an unflushed tail. A
+   * truncation that would drop any of them is refused unless acceptTruncation (probe13 R4: a
+   * whole-site restore whose older backup claimed the new stream first silently took back a
+   * newer file's versions and its rolled-out config revision). Cleared once the group's log here
+   * reaches it, or when this replica leads (its file then seeds the stream).
+   */
+  private beforeNewStream: LogPosition | undefined;
   private flushing: Promise<unknown> = Promise.resolve();
   private readonly maxPart: number;
   snapshots!: SnapshotStore;
@@ -402,7 +461,18 @@ class StreamLogReplicator implements LogReplicator {
     };
   }
 
+  /**
+   * The mark to store with an import or truncation; none while this file holds rows of an earlier
+   * stream the group's log here does not reach (beforeNewStream): a mark in this stream would make
+   * the next start take them for an unflushed tail, and drop them unasked.
+   */
+  private markAt(streamSeq: number, position: LogPosition): ReplicationMark | undefined {
+    return this.beforeNewStream ? undefined : { ...this.markBase(), streamSeq, position };
+  }
+
   private resetMark(): void {
+    // (a mark that names an earlier stream: the file's rows were that stream's)
+    if (!this.isEmpty()) this.beforeNewStream = this.log.position();
     this.seq = 0;
     this.readSeq = 0;
     this.term = 0;
@@ -465,7 +535,8 @@ class StreamLogReplicator implements LogReplicator {
           if (line) this.say(line);
           const code = (e as { code?: string }).code;
           // (NOT_CONNECTED is not final: a batch that continues this file, or a snapshot, ends it)
-          if (failures >= 3 && (code === 'DIVERGED' || code === BEHIND_CUT)) rejectCaughtUp(e);
+          if (failures >= 3 && (code === 'DIVERGED' || code === BEHIND_CUT || code === AHEAD_OF_NEW_STREAM))
+            rejectCaughtUp(e);
           // a pause between retries that stop() can cut short
           await new Promise<void>((res) => {
             wake = res;
@@ -521,6 +592,7 @@ class StreamLogReplicator implements LogReplicator {
     this.snapshotRows = baseline;
     this.snapshotHeld = Math.min(baseline, this.log.heldRows());
     this.mode = 'leader';
+    this.beforeNewStream = undefined; // this file's rows are the group's now (its first flush sends what the stream lacks)
     this.markDirty = true;
     this.persistMark(false);
     this.say(`log stream ${this.stream}: leading as term ${term} from seq ${seq}`);
@@ -896,7 +968,7 @@ class StreamLogReplicator implements LogReplicator {
       this.say(`log stream ${this.stream} seq ${seq}: skipped: ${refused.why}`);
       return;
     }
-    const mark: ReplicationMark = { ...this.markBase(), streamSeq: seq, position: b.to };
+    const mark = this.markAt(seq, b.to);
     if (this.log.holds(b.to)) {
       // Its chain rows are here (a restart re-reading after its mark, the leader's own batch, or a
       // batch of checkpoints alone: the leader's retention writes one at its cut). Its checkpoints
@@ -909,7 +981,7 @@ class StreamLogReplicator implements LogReplicator {
       }
     } else if (this.log.holds(b.from)) {
       if (this.log.isAhead(b.from))
-        this.truncate(b.from, "rows past the group's position, replaced by the group's next batch");
+        this.truncate(b.from, "rows past the group's position, replaced by the group's next batch", b);
       this.log.importRows(b, { mark });
       this.markDirty = false;
     } else if (this.isEmpty() && this.refusedBeforeEnd && !this.groupEnd) {
@@ -951,6 +1023,10 @@ class StreamLogReplicator implements LogReplicator {
     this.groupEnd = b.to;
     this.groupResume = b.resumePoints;
     this.refusedBeforeEnd = false;
+    if (this.beforeNewStream && chainsCover(b.to, this.beforeNewStream)) {
+      this.beforeNewStream = undefined;
+      this.markDirty = true; // its import wrote no mark (markAt)
+    }
     if (this.unconnected) {
       this.say(
         `log stream ${this.stream} seq ${seq}: continues this file's copy of the group's log: seq ${this.unconnected.seq} was not the group's (${this.unconnected.why})`,
@@ -1007,7 +1083,7 @@ class StreamLogReplicator implements LogReplicator {
   private applySnapshot(s: Snapshot): void {
     const b = s.batch;
     this.term = s.term; // the claim the snapshot's batch was written under: the newest marker before it
-    const mark: ReplicationMark = { ...this.markBase(), streamSeq: s.streamSeq, position: b.to };
+    const mark = this.markAt(s.streamSeq, b.to);
     const before = rowCount(this.log.position());
     if (!this.log.holds(b.to)) {
       if (this.isEmpty()) this.log.importRows(b, { mark, adoptAnchors: true });
@@ -1054,8 +1130,23 @@ class StreamLogReplicator implements LogReplicator {
     return rowCount(p) === 0 && p.checkpointSeq === 0;
   }
 
-  private truncate(to: LogPosition, reason: string): void {
-    const mark: ReplicationMark = { ...this.markBase(), streamSeq: this.seq, position: to };
+  /**
+   * Drops this file's rows past `to` (`next`: the batch that replaces them). Refused, nothing
+   * dropped, when some of them were written under an earlier stream of the group (beforeNewStream)
+   * and `next` does not carry them again, unless acceptTruncation. An unflushed tail (a crash
+   * between commit and flush, a fenced leader's rows) lies past the mark of this very stream and
+   * is dropped as before.
+   */
+  private truncate(to: LogPosition, reason: string, next?: RowBatch): void {
+    const before = this.beforeNewStream;
+    const lost = before && droppedChains(before, to, next);
+    if (lost && lost.length > 0) {
+      const what = describeDrop(this.log.position(), to);
+      if (!this.options.acceptTruncation) throw this.aheadOfNewStream(to, what);
+      reason = `${reason}; written under an earlier stream of the group (${what}), dropped as --accept-truncation asked`;
+      this.beforeNewStream = undefined;
+    }
+    const mark = this.markAt(this.seq, to);
     const rec = this.log.truncateTo(to, {
       stream: this.stream,
       streamSeq: this.seq,
@@ -1065,6 +1156,16 @@ class StreamLogReplicator implements LogReplicator {
     });
     this.say(
       `log stream ${this.stream}: dropped ${rec?.rowsDropped ?? 0} rows this file held beyond the group (seq ${this.seq}): ${reason}; recorded as truncation ${rec?.id} in replication_truncations`,
+    );
+  }
+
+  private aheadOfNewStream(to: LogPosition, what: string): Error {
+    const end = `version ${to.chains.versions.id}, config revision ${to.chains.config_revisions.id}, operation ${to.chains.operations.id}`;
+    return Object.assign(
+      new Error(
+        `log stream ${this.stream} (made again since this file's rows were written: NATS lost its store?) ends at ${end}; this file holds ${what} beyond it, written under the earlier stream: not dropping them. To keep them, stop every planner of the group, delete the streams ${this.stream} and SB_VERSIONS and start this planner first (docs/operations.md, "Restoring from a backup"); to drop them, restart this planner with --accept-truncation`,
+      ),
+      { code: AHEAD_OF_NEW_STREAM },
     );
   }
 
@@ -1078,7 +1179,7 @@ class StreamLogReplicator implements LogReplicator {
   }
 
   private persistMark(lazily: boolean): void {
-    if (!this.markDirty || this.mode === 'closed') return;
+    if (!this.markDirty || this.mode === 'closed' || this.beforeNewStream) return;
     if (lazily && performance.now() - this.lastMarkAt < MARK_EVERY_MS) return;
     // No batch seen yet: nothing to mark. A mark naming the empty position would make this file's
     // rows (a seed for the group, or rows a first batch will replace) look like rows past the

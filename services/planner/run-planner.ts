@@ -119,6 +119,8 @@ export interface RunPlannerOptions {
   readonly relist?: boolean;
   /** --adopt-cluster: lead (and record this cluster) even when the group's log belongs to another. */
   readonly adoptCluster?: boolean;
+  /** Follow a group log stream made again after this file's rows were written though it holds less: those rows are dropped (probe13 R4). */
+  readonly acceptTruncation?: boolean;
   /** How long reading the cluster's identity at start retries no answer, 429 and 5xx (default 30 s). */
   readonly clusterIdentityRetryMs?: number;
 }
@@ -302,6 +304,8 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
           logger: say,
           // batches and term markers signed and checked with the group's key (probe10 H11)
           signer,
+          // a new stream (NATS lost its store) holding less than this file: refused unless asked (probe13 R4)
+          ...(o.acceptTruncation ? { acceptTruncation: true } : {}),
           appendTimeoutMs: Math.floor((o.leaseTtlMs ?? 15_000) / 2),
           // Under a retention policy the file stays small, and snapshots are spaced by the rows it
           // holds: a small floor lets the stream (one to two spacings) follow the policy instead of

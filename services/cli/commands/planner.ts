@@ -56,6 +56,10 @@ export function registerPlanner(program: Command, setExit: SetExit): void {
       '--adopt-cluster',
       "lead even when the group's log belongs to another Kubernetes cluster (a rebuilt one), and record this one",
     )
+    .option(
+      '--accept-truncation',
+      "follow the group's log stream though it was made again (NATS lost its store) and holds less than this file: drop the rows beyond it (recorded in replication_truncations)",
+    )
     .requiredOption('--db <file>', 'SQLite event log')
     .option('--http <addr>', 'HTTP API address (host:port)', '127.0.0.1:9440')
     .option(
@@ -145,6 +149,7 @@ export function registerPlanner(program: Command, setExit: SetExit): void {
           tlsKey?: string;
           signingKey?: string;
           adoptCluster?: boolean;
+          acceptTruncation?: boolean;
         },
         cmd: Command,
       ) => {
@@ -243,6 +248,7 @@ export function registerPlanner(program: Command, setExit: SetExit): void {
           id: o.id,
           leaseTtlMs,
           adoptCluster: o.adoptCluster,
+          acceptTruncation: o.acceptTruncation,
           manifests: o.manifests,
           kubeconfig: o.kubeconfig,
           inCluster: o.inCluster,

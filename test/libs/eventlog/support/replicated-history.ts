@@ -68,7 +68,7 @@ export function replicaDigest(log: EventLog): {
 export async function logReplica(
   nc: NatsConnection,
   group: string,
-  o: { file: string; lines: string[] },
+  o: { file: string; lines: string[]; acceptTruncation?: boolean },
 ): Promise<{ log: EventLog; r: LogReplicator }> {
   const log = await EventLog.open({ file: o.file, sync: 'normal' });
   const r = await createLogReplicator({
@@ -79,6 +79,7 @@ export async function logReplica(
     id: `r${o.lines.length}`,
     logger: (l) => o.lines.push(l),
     appendTimeoutMs: 2000,
+    ...(o.acceptTruncation ? { acceptTruncation: true } : {}),
   });
   return { log, r };
 }
