@@ -12,6 +12,11 @@ const MemberSchema = z.object({
   term: z.number().int(),
   lagRows: z.number().int().nullable(),
   api: z.string().optional(),
+  /**
+   * Why this planner cannot follow the group's log (its /readyz), absent while it can: the leader's
+   * status shows it, or a member refusing to drop its rows (probe13 R4) was seen on its own port only.
+   */
+  problem: z.string().optional(),
   at: z.string(),
 });
 /** One planner of a group as it last announced itself. */

@@ -433,6 +433,8 @@ export function groupStatus(g: NonNullable<ReturnType<NonNullable<HttpApiOptions
       term: m.term,
       lagRows: m.lagRows,
       api: m.api ?? null,
+      // why it cannot follow the group's log (its /readyz reason), null while it can
+      problem: m.problem ?? null,
       at: m.at,
     })),
   };

@@ -143,7 +143,15 @@ export class PlannerGroup {
   /** The member record this planner announces (group-members.ts). */
   member(api?: string): Omit<GroupMember, 'at'> {
     const v = this.view();
-    return { id: v.self.id, leader: v.self.leader, term: v.self.term, lagRows: v.lagRows, ...(api ? { api } : {}) };
+    const problem = this.role() === 'follower' ? this.following?.problem() : undefined;
+    return {
+      id: v.self.id,
+      leader: v.self.leader,
+      term: v.self.term,
+      lagRows: v.lagRows,
+      ...(api ? { api } : {}),
+      ...(problem ? { problem: `cannot follow: ${problem}` } : {}),
+    };
   }
 
   /** Starts following; the caller starts the lease (whose callbacks are elected/deposed). */

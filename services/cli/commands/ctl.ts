@@ -322,7 +322,12 @@ function groupLine(s: Record<string, unknown>): string {
   const members = planners
     .map((p) => `${p.id}${p.id === self.id ? ' (this one)' : ''} ${p.leader ? 'leader' : 'follower'}${lag(p.lagRows)}`)
     .join('; ');
-  return `group ${String(s.group)}: ${leader ? `planner ${leader.id} leads in term ${leader.term}` : noLeader}; planners: ${members}\n`;
+  // a member that cannot follow (its /readyz): seen here too, not only on its own port (probe13 R4)
+  const problems = (planners as { id: string; problem?: string | null }[])
+    .filter((p) => p.problem && p.id !== self.id)
+    .map((p) => `WARNING: planner ${p.id}: ${String(p.problem)}\n`)
+    .join('');
+  return `group ${String(s.group)}: ${leader ? `planner ${leader.id} leads in term ${leader.term}` : noLeader}; planners: ${members}\n${problems}`;
 }
 
 /**
