@@ -1,3 +1,4 @@
+import { jetstreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AHEAD_OF_NEW_STREAM, backupLog, type EventLog, type LogReplicator } from '../../../libs/eventlog/index.ts';
@@ -38,6 +39,21 @@ async function member(file: string, acceptTruncation = false) {
   return m;
 }
 
+/** After a restart JetStream answers a few seconds later; a replicator opened before gives up (appendTimeoutMs 2 s). */
+async function jetStreamAnswers(): Promise<void> {
+  const jsm = await jetstreamManager(nc, { checkAPI: false });
+  await expect
+    .poll(
+      () =>
+        jsm.getAccountInfo().then(
+          () => true,
+          () => false,
+        ),
+      { timeout: 30_000, interval: 200 },
+    )
+    .toBe(true);
+}
+
 async function closeMember(m: { log: EventLog; r: LogReplicator }) {
   open.splice(open.indexOf(m), 1);
   await m.r.close();
@@ -63,6 +79,7 @@ describe('a log stream made again after NATS lost its store, holding less than a
     site.log.close();
 
     await nats.restartEmpty();
+    await jetStreamAnswers();
     const p1 = await member(older); // started first: its file seeds the new stream
     await p1.r.claim(1);
     await p1.r.flush();
