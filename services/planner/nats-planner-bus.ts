@@ -191,9 +191,9 @@ export class NatsPlannerBus implements PlannerBus {
     this.reader ??= new VersionReader(this.nc, {
       verifier: signer ? verifierFromPem(signer.publicKeyPem) : undefined,
       onRejected: this.options.onForeign,
-      // as the publisher's own reads: a leader's, retried each second by the publish loop; a
-      // deleted stream answers these with a timeout, found to be gone only after it (probe13 R5)
-      timeoutMs: 1500,
+      // The reader's default timeout, not 1.5 s: a new leader's first reads under load took longer,
+      // and the timeout became the planner's lastError (the console's alert after a failover, CI).
+      // A deleted stream (probe13 R5) is found a few seconds later for it.
     });
     const got = await this.reader.delta(version);
     if (got.ok) return got.value.hash;
