@@ -250,6 +250,12 @@ export class OnlineRetention {
     }
   }
 
+  /** A floor below `before` the planner holds now (undefined: none, or the bounds cannot be read now). */
+  private floorBelow(before: number): RetentionFloor | undefined {
+    const floors = this.o.bounds()?.floors ?? [];
+    return floors.filter((f) => f.version < before).sort((a, b) => a.version - b.version)[0];
+  }
+
   private async run(): Promise<void> {
     const log = this.o.log;
     const say = this.o.say ?? (() => {});
@@ -312,6 +318,18 @@ export class OnlineRetention {
         before = now;
         if (!more || this.stopped) break;
         await nextTurn(); // appends, the lease and the API run between two steps
+        // A pin or rollback accepted between two steps was checked against what the log rebuilt
+        // then (it moves up in stages during a run, one checkpoint at a time), not against this
+        // run's target: going on would remove the content it holds (CI: the oldest listed version
+        // pinned mid-run, then /status had no rebuildable version at all).
+        const came = this.floorBelow(target.before);
+        if (came) {
+          this.heldBy = came.why;
+          say(
+            `retention: stopped the run to version ${target.before} after ${c.stepCount} steps: ${came.why} came during it (the next run plans again)`,
+          );
+          break;
+        }
       }
       const r = c.result();
       this.last = {

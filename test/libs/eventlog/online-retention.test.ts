@@ -192,4 +192,42 @@ describe('online retention (review4 G8)', () => {
       log.close();
     }
   });
+  it('a pin made between two steps of a run stops the run: the pinned version still rebuilds (CI: planner-retention-oldest)', async () => {
+    const log = await openLog(tmp.file(), steppingClock());
+    try {
+      // seed 3: the oldest rebuildable version moves up in stages during the run (1, 40, 51, …, 84)
+      const recorded = retentionHistory(log, { seed: 3, steps: 300, checkpointEvery: 40 });
+      const said: string[] = [];
+      let pinned: number | undefined;
+      const r = new OnlineRetention({
+        log,
+        policy: { versions: 10 },
+        bounds: () => ({ floors: pinned ? [{ version: pinned, why: `the data pin to version ${pinned}` }] : [] }),
+        sliceRows: 7,
+        say: (l) => said.push(l),
+      });
+      let done = false;
+      const run = r.runOnce().then(() => {
+        done = true;
+      });
+      // between two steps, once the run has moved the oldest rebuildable version up from 1 (and
+      // before it is done), an operator pins that version: what `ctl versions` lists first then
+      while (!done && (replayableFrom(log) ?? 1) === 1) await new Promise((resolve) => setImmediate(resolve));
+      expect(done).toBe(false);
+      pinned = replayableFrom(log)!;
+      await run;
+      const hash = recorded.find((v) => v.version === pinned)!.hash;
+      expect(replayVersion(log, pinned).hash).toBe(hash);
+      expect(replayableFrom(log)).toBeLessThanOrEqual(pinned);
+      expect(said.join('\n')).toMatch(`came during it`);
+      expect(verifyLog(log, { deep: true })).toMatchObject({ ok: true });
+      // the next run plans with the pin and keeps it
+      await r.runOnce();
+      expect(replayVersion(log, pinned).hash).toBe(hash);
+      expect(r.status().heldBy).toBe(`the data pin to version ${pinned}`);
+      expect(verifyLog(log, { deep: true })).toMatchObject({ ok: true });
+    } finally {
+      log.close();
+    }
+  });
 });
