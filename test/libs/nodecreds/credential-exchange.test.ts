@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -30,6 +30,7 @@ import { startNatsServer, type NatsServerHandle } from '../../support/nats-serve
 import { BIN, freePort } from '../../faults/fleet.ts';
 import { KubeApiServer } from '../../support/kube-api-server/index.ts';
 import { writeKubeconfig, type WrittenKubeconfig } from '../../support/kubeconfig.ts';
+import { skewedClockEnv, skewedClockMissing } from '../../support/skewed-clock.ts';
 
 // The exchange end to end: an applier pod's projected service-account token (signed here by a
 // key that plays the API server's; the fake kube API server serves Nodes) is traded through a
@@ -284,9 +285,8 @@ it('a node renews after half the credential lifetime whatever its own clock says
 // probe12 L11: the sidecar's /readyz (its startup probe in deploy/kubernetes) compared the issuer's
 // `exp` with the node's clock: on a node two hours ahead a credential just written read as expired,
 // /readyz stayed 503, and the kubelet restarted the sidecar for good: the applier never started.
-const FAKETIME_LIB = '/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1';
-// The shifted node clock needs libfaketime (Debian package libfaketime, installed by scripts/test.sh).
-it.skipIf(!existsSync(FAKETIME_LIB))(
+// Needs libfaketime for the shifted clock (test/support/skewed-clock.ts); skipped where it is absent.
+it.skipIf(skewedClockMissing !== '')(
   'credentials fetch on a node whose clock is 2 h ahead is ready once its credential is written',
   async () => {
     const { keys, issuer } = await world(['node-a']);
@@ -316,7 +316,7 @@ it.skipIf(!existsSync(FAKETIME_LIB))(
       ],
       {
         stdio: ['ignore', 'ignore', 'pipe'],
-        env: { ...process.env, LD_PRELOAD: FAKETIME_LIB, FAKETIME: '+2h', FAKETIME_DONT_FAKE_MONOTONIC: '1' },
+        env: { ...process.env, ...skewedClockEnv('+2h') },
       },
     );
     children.add(child);
@@ -337,7 +337,8 @@ it.skipIf(!existsSync(FAKETIME_LIB))(
 // probe12 L13: the issuer stamped `exp = its now + ttl`, and nats-server checks `exp` with its own clock:
 // an issuer two hours behind minted credentials expired on arrival (and refused every token younger
 // than its skew by `nbf`). It now checks and stamps by the API server's clock (its Date header).
-it.skipIf(!existsSync(FAKETIME_LIB))(
+// Needs libfaketime for the shifted clock (test/support/skewed-clock.ts); skipped where it is absent.
+it.skipIf(skewedClockMissing !== '')(
   'credentials serve on a host whose clock is 2 h behind mints credentials NATS accepts',
   async () => {
     const { keys } = await world(['node-a']);
@@ -368,7 +369,7 @@ it.skipIf(!existsSync(FAKETIME_LIB))(
       ],
       {
         stdio: ['ignore', 'ignore', 'pipe'],
-        env: { ...process.env, LD_PRELOAD: FAKETIME_LIB, FAKETIME: '-2h', FAKETIME_DONT_FAKE_MONOTONIC: '1' },
+        env: { ...process.env, ...skewedClockEnv('-2h') },
       },
     );
     children.add(child);

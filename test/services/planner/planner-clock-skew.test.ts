@@ -1,15 +1,14 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeEach, expect, it } from 'vitest';
 import { BIN, freePort } from '../../faults/fleet.ts';
 import { nodeYaml, plannerEnv, sliceYaml, svcYaml, until, type PlannerEnv } from './planner-support.ts';
+import { skewedClockEnv, skewedClockMissing } from '../../support/skewed-clock.ts';
 
 // probe12 L1–L3: a planner whose wall clock is an hour ahead (an RTC not synced yet, a replica on a
 // skewed host) ended a 30 min canary bake the moment it took over a rollout, and stamped versions,
 // ACKs and operations an hour in the future. The planner is a child process under libfaketime with
 // its wall clock shifted and its monotonic clock real (a skewed host); NATS keeps the real time.
-const FAKETIME_LIB = '/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1';
 
 let env: PlannerEnv;
 const procs = new Set<ChildProcess>();
@@ -47,8 +46,8 @@ async function status(api: string): Promise<Record<string, any>> {
   return r?.ok ? ((await r.json()) as Record<string, any>) : {};
 }
 
-// The shifted wall clock needs libfaketime (Debian package libfaketime, installed by scripts/test.sh).
-it.skipIf(!existsSync(FAKETIME_LIB))(
+// Needs libfaketime for the shifted clock (test/support/skewed-clock.ts); skipped where it is absent.
+it.skipIf(skewedClockMissing !== '')(
   'a planner whose clock is an hour ahead keeps a running bake and stamps with the NATS server time',
   async () => {
     const port = await freePort();
@@ -96,7 +95,7 @@ it.skipIf(!existsSync(FAKETIME_LIB))(
 
     // The same planner restarted on a host whose clock is an hour ahead (its monotonic clock real).
     await stop(p);
-    p = planner({ LD_PRELOAD: FAKETIME_LIB, FAKETIME: '+1h', FAKETIME_DONT_FAKE_MONOTONIC: '1' });
+    p = planner(skewedClockEnv('+1h'));
     const s = await until(async () => {
       const got = await status(api);
       return got.synced === true && got.summary?.SYNCED + got.summary?.APPLYING === 2 ? got : undefined;
@@ -123,7 +122,8 @@ it.skipIf(!existsSync(FAKETIME_LIB))(
 
 // probe12 L4: LAST REPORT and HEARTBEAT are the node's own clock; a node 10 min behind looked dead
 // to anyone reading them, one ahead reported from the future, and nothing said its clock was off.
-it.skipIf(!existsSync(FAKETIME_LIB))(
+// Needs libfaketime for the shifted clock (test/support/skewed-clock.ts); skipped where it is absent.
+it.skipIf(skewedClockMissing !== '')(
   'a node whose clock is 10 min behind is flagged under the status table',
   async () => {
     const port = await freePort();
@@ -159,7 +159,7 @@ it.skipIf(!existsSync(FAKETIME_LIB))(
         clockEnv,
       );
     applier('node-1');
-    applier('node-2', { LD_PRELOAD: FAKETIME_LIB, FAKETIME: '-10m', FAKETIME_DONT_FAKE_MONOTONIC: '1' });
+    applier('node-2', skewedClockEnv('-10m'));
     type Row = { node: string; warnings: string[] };
     const row = (st: Record<string, any>, node: string) => (st.nodes as Row[]).find((n) => n.node === node)!;
     // heartbeats (every 500 ms) carry the node's clock; before, no warning ever came
