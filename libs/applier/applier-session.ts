@@ -147,7 +147,7 @@ export class ApplierSession {
    * without a reset, noticed only by the unanswered PINGs seconds later) is lost, and a heartbeat
    * repairs only the status word; the rollout gate and the ack log read ACKs, so a canary that
    * applied a revision was failed at the wave timeout and rolled back, and `audit node` named the
-   * revision before (probe14 P1). The planner takes a repeat as the same word (ReportLogGate).
+   * revision before (probe14 P1). The planner records a repeat once (EventLog.recordAck is idempotent).
    */
   private lastReport: Ack | Nack | undefined;
   /** The node state this process last applied AND verified; undefined while the kernel is unknown. */

@@ -300,6 +300,8 @@ export class EventLog {
         'INSERT INTO acks (id, type, node, version, config_revision, at, body, received_at, row_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
       ),
       lastAckReceivedAt: d.prepare('SELECT received_at AS r FROM acks ORDER BY id DESC LIMIT 1'),
+      // one probe of acks_by_node (node, at, id): the node's rows of that instant, then the body
+      sameAck: d.prepare('SELECT id FROM acks WHERE node = ? AND at = ? AND body = ? ORDER BY id LIMIT 1'),
       insertOp: d.prepare(
         'INSERT INTO operations (id, kind, actor, reason, params, version, at, row_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
       ),
@@ -683,6 +685,15 @@ export class EventLog {
    * row's, whichever planner wrote it, unless that one is ahead by more than CLOCK_STEP_BOUND_MS:
    * a clock fault, see stamp-order.ts): audits place reports in time on it, not on the node's
    * clock (review 2, R3).
+   *
+   * Idempotent: a report equal to one already recorded for the node (the same body, its `at` and
+   * applier instance included: the node's own stamp of that report) is not a row again; the first
+   * row's id is returned and its received_at stays. An applier sends its last report again after
+   * every reconnect (probe14 P1); the planner's ReportLogGate drops such a repeat only in memory
+   * and for a minute, so a reconnect later than that, or one to a restarted or new leader, wrote
+   * it again, received then: `audit node` placed the node's ACK (or NACK) at the later time. A new
+   * report of the same version (a new `at`: an ACK after a NACK, a NACK still failing a minute on)
+   * is a row of its own.
    */
   recordAck(a: AckOrNack): number {
     if (a.type !== 'ACK' && a.type !== 'NACK')
@@ -690,7 +701,10 @@ export class EventLog {
     if (!a.node || !Number.isInteger(a.version))
       throw new EventLogError('INVALID', `recordAck: node and integer version required`);
     const now = this.now().toISOString();
+    const body = canonicalJson(a);
     return this.write('recordAck', () => {
+      const same = this.stmt.sameAck.get(a.node, a.at, body) as { id: number } | undefined;
+      if (same) return same.id;
       const prev = (this.stmt.lastAckReceivedAt.get() as { r: string | null } | undefined)?.r;
       const { stamp: receivedAt, aheadMs } = nextStamp(prev, now); // as recordVersion's created_at
       if (aheadMs !== undefined) this.clockStep(`the ${a.type} of ${a.node}`, prev!, now, aheadMs);
@@ -700,7 +714,7 @@ export class EventLog {
         a.version,
         a.configRevision,
         a.at,
-        canonicalJson(a),
+        body,
         receivedAt,
       ]);
     });

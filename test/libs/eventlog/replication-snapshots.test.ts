@@ -43,7 +43,7 @@ afterAll(async () => {
 const group = () => `sn${process.pid}-${++groups}`;
 
 const H = 'a'.repeat(64);
-/** `n` ACK rows of `nodes` nodes, one transaction per version (the planner's group commit). */
+/** `n` ACK rows (distinct reports) of `nodes` nodes, one transaction per version (the planner's group commit). */
 function acks(log: EventLog, n: number, nodes: number): void {
   const from = log.position().chains.acks.id;
   for (let done = 0; done < n; ) {
@@ -60,7 +60,8 @@ function acks(log: EventLog, n: number, nodes: number): void {
           mode: 'ipvs',
           kernelWrites: 3,
           timings: { fetchMs: 1, renderMs: 2, applyMs: 3 },
-          at: '2026-12-02T09:00:00.000Z',
+          // one instant per row: an identical report is recorded once (recordAck is idempotent)
+          at: new Date(Date.UTC(2026, 11, 2, 9) + from + done).toISOString(),
         } as never);
     });
   }
