@@ -123,6 +123,12 @@ export interface ApplierSessionOptions {
   readonly warnings?: () => readonly string[];
   /** The `issued` of each target key the previous process followed (the ack event's `followed`, persisted). */
   readonly followedBefore?: Readonly<Record<string, number>>;
+  /**
+   * What the previous process last ACKed (the persisted state): said, as not verified, in every
+   * heartbeat and in status() until this process's first apply verifies (lastAckedBeforeStart).
+   * Never a reason to skip that apply.
+   */
+  readonly lastAckedBefore?: Pick<AppliedState, 'version' | 'configRevision'>;
 }
 
 /**
@@ -248,9 +254,12 @@ export class ApplierSession {
     lastError: string;
     waitingFor: string | undefined;
     health: HealthVerdict | undefined;
+    /** Until an apply of this process verified: what the node last ACKed before it started (not checked). */
+    lastAckedBeforeStart: { version: number; configRevision: number } | undefined;
   } {
     return {
       applied: this.applied,
+      lastAckedBeforeStart: this.lastAckedBeforeStart(),
       target: this.watcher?.current(),
       lastError: this.problem(),
       waitingFor: this.watcher?.waitingFor(),
@@ -268,6 +277,16 @@ export class ApplierSession {
     await this.running;
   }
 
+  /**
+   * What the previous process last ACKed, while this one has verified nothing: the kernel may run
+   * it (fail-static) or not (a reboot); the first apply reads it back. appliedVersion 0 alone read
+   * as "runs nothing" in heartbeats and `ctl status`.
+   */
+  private lastAckedBeforeStart(): { version: number; configRevision: number } | undefined {
+    const b = this.options.lastAckedBefore;
+    return this.applied || !b ? undefined : { version: b.version, configRevision: b.configRevision };
+  }
+
   /** The apply's last error, else why targets are dropped (a planner key mismatch), else ''. */
   private problem(): string {
     return this.lastError || (this.watcher?.dropping() ?? '');
@@ -275,11 +294,13 @@ export class ApplierSession {
 
   heartbeat(): void {
     const warnings = this.options.warnings?.() ?? [];
+    const before = this.lastAckedBeforeStart();
     const hb: Heartbeat = {
       node: this.options.node,
       appliedVersion: this.applied?.version ?? 0,
       appliedConfigRevision: this.applied?.configRevision ?? 0,
       ...(this.applied ? { dataHash: this.applied.dataHash, nodeStateHash: this.applied.nodeStateHash } : {}),
+      ...(before ? { lastAckedBeforeStart: before } : {}),
       mode: this.options.dataplane.mode,
       healthy: this.problem() === '' && this.resyncError === '',
       // cut here, marked, rather than refused whole by the planner's report size bound

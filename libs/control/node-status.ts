@@ -145,7 +145,10 @@ export function nodeStatus(
   thresholds: NodeStatusThresholds = DEFAULT_NODE_STATUS_THRESHOLDS,
 ): NodeStatusRow {
   // A report of a version the log never made is not what the node runs (it may run anything).
-  const claimed = running(o);
+  // Version 0 config 0 is no version: the applier process that sent it has verified none yet
+  // (restarted, or never applied); not "runs version 0", which read as a node running nothing.
+  const newest = running(o);
+  const claimed = newest && (newest.version !== 0 || newest.configRevision !== 0) ? newest : undefined;
   const neverExisted =
     claimed && o.newestVersion !== undefined && claimed.version > o.newestVersion ? claimed.version : undefined;
   const runs = neverExisted === undefined ? claimed : undefined;
@@ -173,6 +176,8 @@ export function nodeStatus(
         }
       : undefined;
   const expected = { nodeStateHash: o.expectedNodeStateHash, dataHash: o.expectedDataHash };
+  // A restarted applier before its first verified apply: what it last ACKed before (not checked).
+  const before = !runs && !neverExisted ? hb?.lastAckedBeforeStart : undefined;
   // Only about the ACK of what the node still runs: a newer heartbeat saying it moved makes it moot.
   const mismatch = hbClaim
     ? ackMismatch(hbClaim, expected)
@@ -187,14 +192,15 @@ export function nodeStatus(
     targetConfigRevision: t?.configRevision ?? 0,
     appliedVersion: runs?.version ?? null,
     appliedConfigRevision: runs?.configRevision ?? null,
-    mode: runs?.mode ?? null,
+    mode: newest?.mode ?? null,
     hashMatch:
       hbClaim?.nodeStateHash !== undefined && o.expectedNodeStateHash !== undefined
         ? hbClaim.nodeStateHash === o.expectedNodeStateHash
         : forTarget && o.expectedNodeStateHash !== undefined
           ? (last as { nodeStateHash: string }).nodeStateHash === o.expectedNodeStateHash
           : null,
-    lag: Math.max(0, (t?.version ?? 0) - (runs?.version ?? 0)),
+    // from what it last ACKed before a restart while it verifies (said so in the reason)
+    lag: Math.max(0, (t?.version ?? 0) - (runs?.version ?? before?.version ?? 0)),
     lastError:
       last?.type === 'NACK'
         ? last.error
@@ -240,7 +246,13 @@ export function nodeStatus(
     return row('APPLYING', `acked version ${t.version} config ${t.configRevision}; checking its node-state hash`);
   if (onTarget) return row('SYNCED', `running version ${t.version} config ${t.configRevision}`);
   const age = nowMs - (o.targetSetAt ?? nowMs);
-  const what = runs ? `running version ${runs.version} config ${runs.configRevision}` : 'running nothing reported';
+  const what = runs
+    ? `running version ${runs.version} config ${runs.configRevision}`
+    : before
+      ? `restarted (last ACKed version ${before.version} config ${before.configRevision} before, not yet verified)`
+      : newest
+        ? 'no version verified since its applier started'
+        : 'running nothing reported';
   if (age > thresholds.applyTimeoutMs)
     return row('STALE', `${what}, target ${t.version} config ${t.configRevision} set ${Math.round(age / 1000)} s ago`);
   return row('APPLYING', `${what}, target ${t.version} config ${t.configRevision}`);

@@ -194,6 +194,14 @@ export const HeartbeatSchema = z.object({
    */
   dataHash: reportHash.optional(),
   nodeStateHash: reportHash.optional(),
+  /**
+   * Sent while this applier process has verified no apply yet (appliedVersion and
+   * appliedConfigRevision are then 0: not "runs version 0", which no version is): what the node
+   * last ACKed before this process started, from its --state-dir, not checked against the kernel
+   * yet (it may still run it, appliers being fail-static, or have lost it, a reboot). Absent once
+   * an apply verified, without a state file, and from appliers older than the field.
+   */
+  lastAckedBeforeStart: z.object({ version: count, configRevision: count }).optional(),
   mode: modeName,
   healthy: z.boolean(),
   detail: reportText(MAX_REPORT_DETAIL),

@@ -220,6 +220,15 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
         log,
       })
     : undefined;
+  /**
+   * Until this process's first apply verified (and before its session exists: NATS not reached
+   * yet): what the node last ACKed before this start, from --state-dir, marked not verified.
+   * `applied` alone was absent then and the heartbeat said version 0: read as "runs nothing".
+   */
+  const restartedWords = (s: ReturnType<ApplierSession['status']> | undefined) => {
+    const b = s ? s.lastAckedBeforeStart : before;
+    return b ? { lastAckedBeforeStart: { version: b.version, configRevision: b.configRevision, verified: false } } : {};
+  };
   const onTarget = () => {
     const s = session?.status();
     return isOnTarget(s?.applied, s?.target);
@@ -347,6 +356,7 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
             mode: dataplane.mode,
             connected: busUp && !!nc && !nc.isClosed(),
             applied: s?.applied,
+            ...restartedWords(s),
             target: s?.target,
             lastError: s?.lastError ?? '',
             waitingFor: waitingFor(),
@@ -366,7 +376,18 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
                 ? `not on target: ${s.lastError}`
                 : 'applying the target'
               : 'on target';
-          return { ready: onTarget && !w, node: o.node, reason, waitingFor: w, applied: s?.applied, target: s?.target };
+          const b = restartedWords(s).lastAckedBeforeStart;
+          const restarted = b
+            ? ` (restarted: last ACKed version ${b.version} config ${b.configRevision} before this start, not yet verified)`
+            : '';
+          return {
+            ready: onTarget && !w,
+            node: o.node,
+            reason: reason + restarted,
+            waitingFor: w,
+            applied: s?.applied,
+            target: s?.target,
+          };
         },
       })
     : undefined;
@@ -418,6 +439,7 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
       resyncIntervalMs: o.resyncIntervalMs ?? DEFAULT_RESYNC_INTERVAL_MS,
       warnings: () => warnings.list(),
       followedBefore,
+      lastAckedBefore: before,
     });
     const w = session.status().waitingFor;
     if (w) log.warn({ waitingFor: w }, 'waiting for the planner');

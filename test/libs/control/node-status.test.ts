@@ -39,6 +39,35 @@ const NOW = 2000;
 
 describe('nodeStatus: one function for the word, what runs, and why', () => {
   const target = { version: 5, configRevision: 2 };
+  it('version 0 config 0 is no version: a restarted applier that verified none yet says what it last ACKed before, not "running version 0"', () => {
+    // the previous process ACKed 5/2; the new one heartbeats before its first apply verified
+    const restarted = { ...hb(0, 0), lastAckedBeforeStart: { version: 4, configRevision: 2 } };
+    expect(
+      nodeStatus(at({ target, last: ack(4, 2), lastAt: 1200, heartbeat: restarted, heartbeatAt: 1500 }), NOW),
+    ).toMatchObject({
+      status: 'APPLYING',
+      appliedVersion: null,
+      appliedConfigRevision: null,
+      mode: 'ipvs',
+      lag: 1,
+      reason: 'restarted (last ACKed version 4 config 2 before, not yet verified), target 5 config 2',
+    });
+    // no state file (or an applier older than the field): nothing to say but that
+    expect(nodeStatus(at({ target, heartbeat: hb(0, 0), heartbeatAt: 1500 }), NOW)).toMatchObject({
+      status: 'APPLYING',
+      appliedVersion: null,
+      lag: 5,
+      reason: 'no version verified since its applier started, target 5 config 2',
+    });
+    // its first apply failed: the NACK's last good 0/0 is no version either
+    expect(
+      nodeStatus(
+        at({ target, last: nack(5, 2, 'boom', [0, 0]), lastAt: 1600, heartbeat: restarted, heartbeatAt: 1500 }),
+        NOW,
+      ),
+    ).toMatchObject({ status: 'ERROR', appliedVersion: null, reason: 'NACK for version 5 config 2: boom' });
+  });
+
   it('reports a hash match only for an ACK of the target', () => {
     expect(
       nodeStatus(at({ target, last: ack(5, 2, 'H'), lastAt: 1500, expectedNodeStateHash: 'H' }), NOW),
