@@ -327,6 +327,11 @@ export class Compaction {
     return this.phase !== 'done';
   }
 
+  /** The id of the run's record in `compactions` (0: none yet, the first step has not committed). */
+  get recordId(): number {
+    return this.record;
+  }
+
   /** Transactions run so far. */
   get stepCount(): number {
     return this.steps;
@@ -556,6 +561,54 @@ export function finishLeftRecord(log: EventLog, by: string, at: Date): number | 
   }
 }
 
+/**
+ * `finished_by` of a record whose run ended part way (finished_at NULL): `stopped at ISO: WHY`.
+ * No column of its own: a migration would make the file one an older release refuses to open
+ * (unknown migration), for a word of audit; an older release shows such a record as UNFINISHED,
+ * as it showed every stopped run, and may still finish it (finishLeftRecord).
+ */
+const STOPPED = /^stopped at (\S+): ([\s\S]*)$/;
+
+/**
+ * Marks record `id` as ended part way (`why`, at `at`), unless it is finished or marked already:
+ * what an operator reads in `db status`, `ctl status` and /status instead of a bare UNFINISHED
+ * that said "the next run goes on" while nothing did (a floor holding the rest, a stopped planner).
+ * Returns whether it marked it.
+ */
+export function markStopped(log: EventLog, id: number, why: string, at: Date): boolean {
+  try {
+    return (
+      databaseOf(log)
+        .prepare('UPDATE compactions SET finished_by = ? WHERE id = ? AND finished_at IS NULL AND finished_by IS NULL')
+        .run(`stopped at ${at.toISOString()}: ${why}`, id).changes > 0
+    );
+  } catch (e) {
+    throw translateSqliteError(e, `compact ${log.file}`);
+  }
+}
+
+/**
+ * Settles the newest record when a run of this process is about to start and none of its own is
+ * under way, so an unfinished unmarked one was left by a process that ended during its run (killed,
+ * crashed, or an older release stopped): finished when its cuts were reached (finishLeftRecord),
+ * else marked stopped. Returns what it did, or undefined when there was nothing to settle.
+ */
+export function settleLeftRecord(
+  log: EventLog,
+  by: string,
+  at: Date,
+): { id: number; how: 'finished' | 'stopped' } | undefined {
+  const finished = finishLeftRecord(log, by, at);
+  if (finished !== undefined) return { id: finished, how: 'finished' };
+  const r = databaseOf(log)
+    .prepare('SELECT id FROM compactions WHERE finished_at IS NULL AND finished_by IS NULL ORDER BY id DESC LIMIT 1')
+    .get() as { id: number } | undefined;
+  const newest = databaseOf(log).prepare('SELECT max(id) FROM compactions').pluck().get() as number | null;
+  if (!r || r.id !== newest) return undefined;
+  const why = 'its process ended during the run (killed, crashed, or stopped by an older release)';
+  return markStopped(log, r.id, why, at) ? { id: r.id, how: 'stopped' } : undefined;
+}
+
 interface CompactionRow {
   id: number;
   started_at: string;
@@ -583,7 +636,11 @@ export function compactionRecords(log: EventLog, limit = 1): CompactionRecord[] 
     id: r.id,
     startedAt: r.started_at,
     ...(r.finished_at === null ? {} : { finishedAt: r.finished_at }),
-    ...(r.finished_by === null ? {} : { finishedBy: r.finished_by }),
+    ...(r.finished_by === null
+      ? {}
+      : r.finished_at === null
+        ? stoppedOf(r.finished_by)
+        : { finishedBy: r.finished_by }),
     by: r.by,
     beforeVersion: r.before_version,
     cutSeq: r.cut_seq,
@@ -596,4 +653,9 @@ export function compactionRecords(log: EventLog, limit = 1): CompactionRecord[] 
     steps: r.steps,
     longestStepMs: r.longest_step_ms,
   }));
+}
+
+function stoppedOf(text: string): { stopped?: { at: string; why: string } } {
+  const m = STOPPED.exec(text);
+  return m ? { stopped: { at: m[1]!, why: m[2]! } } : {};
 }

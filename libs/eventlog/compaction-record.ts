@@ -14,6 +14,15 @@ export interface CompactionRecord {
    * run's time. Undefined: the run finished itself (or has not finished).
    */
   readonly finishedBy?: string;
+  /**
+   * Unfinished: when and why its run ended part way (a planner stopping, a floor that came during
+   * it, a failed step, or, said by the next run, its process ended during it). What it left is
+   * removed by later runs, each with a record of its own. Undefined on a finished record, on one
+   * under way, and on one whose process ended and no planner ran since.
+   */
+  readonly stopped?: { readonly at: string; readonly why: string };
+  /** Set by the running planner's /status on the record of its run in progress. */
+  readonly underWay?: boolean;
   readonly by: string;
   readonly beforeVersion: number;
   readonly cutSeq: number;
@@ -38,7 +47,9 @@ export function describeCompaction(r: CompactionRecord): string {
   const what = `${rows} removed, keeping versions from ${r.beforeVersion} on`;
   const how = `${r.steps} steps, the longest ${Math.round(r.longestStepMs * 10) / 10} ms`;
   const later = r.finishedBy ? `; stopped after its last removal, marked finished by a later ${r.finishedBy} run` : '';
-  return r.finishedAt
-    ? `${r.finishedAt} by ${r.by}: ${what} (${how}${later})`
-    : `${r.startedAt} by ${r.by}, UNFINISHED (stopped part way; the next run goes on): ${what} so far (${how})`;
+  if (r.finishedAt) return `${r.finishedAt} by ${r.by}: ${what} (${how}${later})`;
+  if (r.underWay) return `${r.startedAt} by ${r.by}, UNDER WAY: ${what} so far (${how})`;
+  if (r.stopped)
+    return `${r.startedAt} by ${r.by}, STOPPED part way at ${r.stopped.at} (${r.stopped.why}): ${what} so far (${how}); later runs remove the rest, each with its own record`;
+  return `${r.startedAt} by ${r.by}, UNFINISHED (under way, or its process ended during it; the next planner run says which): ${what} so far (${how})`;
 }

@@ -3,7 +3,9 @@ import {
   Compaction,
   compactionRecords,
   finishLeftRecord,
+  markStopped,
   replayableFrom,
+  settleLeftRecord,
   type CompactionRecord,
 } from './compact-log.ts';
 import { databaseOf } from './database-handle.ts';
@@ -162,6 +164,8 @@ export class OnlineRetention {
   private heldBy: string | undefined;
   private error: string | undefined;
   private last: RetentionRun | undefined;
+  /** The compaction of the run under way (its record is `underWay` on /status). */
+  private current: Compaction | undefined;
 
   /** Both clocks read together at the start: see ageNow(). */
   private readonly anchor: { readonly wallMs: number; readonly monoMs: number };
@@ -228,8 +232,15 @@ export class OnlineRetention {
 
   status(): RetentionStatus {
     const heldBy = this.heldByNow();
+    const s = retentionStatus(this.o.log, this.o.policy);
+    const last = s.lastCompaction;
+    const underWay =
+      last && last.finishedAt === undefined && !last.stopped && last.id === this.current?.recordId
+        ? { lastCompaction: { ...last, underWay: true } }
+        : {};
     return {
-      ...retentionStatus(this.o.log, this.o.policy),
+      ...s,
+      ...underWay,
       ...(heldBy === undefined ? {} : { heldBy }),
       ...(this.error === undefined ? {} : { error: this.error }),
     };
@@ -263,6 +274,15 @@ export class OnlineRetention {
       const bounds = this.o.bounds();
       if (!bounds) return;
       const now = this.ageNow(say);
+      // No run of this process is under way: an unfinished record no one marked was left by a
+      // process that ended during its run; said as such, not as a run that "goes on".
+      const settled = settleLeftRecord(log, 'planner', this.o.now?.() ?? new Date());
+      if (settled?.how === 'finished')
+        say(`retention: compaction record ${settled.id} was left unfinished after its last removal; marked finished`);
+      else if (settled)
+        say(
+          `retention: compaction record ${settled.id} was left unfinished by a process that ended during its run; marked stopped`,
+        );
       const target = retentionTarget(log, this.o.policy, bounds, now);
       this.heldBy = target?.heldBy;
       // at or below what the log already keeps from (a floor that came later, a node that fell behind): nothing to do
@@ -304,8 +324,18 @@ export class OnlineRetention {
       }
       const t0 = performance.now();
       let before: Record<RemovedTable, number> = { events: 0, acks: 0, versions: 0, checkpoints: 0 };
+      this.current = c;
+      /** Why the run ended part way (undefined: it finished). */
+      let stoppedWhy: string | undefined;
       for (;;) {
-        const more = c.step(this.o.sliceRows ?? 500);
+        let more: boolean;
+        try {
+          more = c.step(this.o.sliceRows ?? 500);
+        } catch (e) {
+          const why = e instanceof Error ? e.message : String(e);
+          if (c.recordId > 0) markStopped(log, c.recordId, `a step failed: ${why}`, this.o.now?.() ?? new Date());
+          throw e;
+        }
         const r = c.result();
         const now = {
           events: r.eventsRemoved,
@@ -316,7 +346,11 @@ export class OnlineRetention {
         for (const k of ['events', 'acks', 'versions', 'checkpoints'] as const)
           if (now[k] > before[k]) this.o.onRemoved?.(k, now[k] - before[k]);
         before = now;
-        if (!more || this.stopped) break;
+        if (!more) break;
+        if (this.stopped) {
+          stoppedWhy = 'the planner stopped (shut down, or stepped down as leader)';
+          break;
+        }
         await nextTurn(); // appends, the lease and the API run between two steps
         // A pin or rollback accepted between two steps was checked against what the log rebuilt
         // then (it moves up in stages during a run, one checkpoint at a time), not against this
@@ -325,12 +359,15 @@ export class OnlineRetention {
         const came = this.floorBelow(target.before);
         if (came) {
           this.heldBy = came.why;
+          stoppedWhy = `${came.why} came during it`;
           say(
             `retention: stopped the run to version ${target.before} after ${c.stepCount} steps: ${came.why} came during it (the next run plans again)`,
           );
           break;
         }
       }
+      if (stoppedWhy !== undefined && c.recordId > 0)
+        markStopped(log, c.recordId, stoppedWhy, this.o.now?.() ?? new Date());
       const r = c.result();
       this.last = {
         at: now.toISOString(),
@@ -352,6 +389,8 @@ export class OnlineRetention {
       const why = e instanceof Error ? e.message : String(e);
       if (why !== this.error) say(`retention: ${why}; tried again in the next run`);
       this.error = why;
+    } finally {
+      this.current = undefined;
     }
   }
 }

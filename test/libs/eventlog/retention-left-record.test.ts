@@ -110,13 +110,17 @@ describe('a compaction record left unfinished after its last removal (retention-
       const [now, before] = compactionRecords(log, 2);
       expect(now).toMatchObject({ beforeVersion: target, finishedAt: expect.any(String) });
       expect(now!.eventsRemoved).toBe(left.cutSeq - 20);
-      expect(before).toEqual(left); // the killed run's record says what it did: stopped part way
+      // the killed run's record says what it did, and that it stopped part way (the next run marks it)
+      expect(before).toEqual({
+        ...left,
+        stopped: { at: expect.any(String), why: expect.stringMatching(/^its process ended during the run/) },
+      });
     } finally {
       log.close();
     }
   });
 
-  it('a record whose run stopped part way (its cut not reached) stays unfinished while a floor holds the rest', async () => {
+  it('a record whose run stopped part way (its cut not reached) stays unfinished while a floor holds the rest, marked stopped by the next run', async () => {
     const log = await openLog(tmp.file(), steppingClock());
     try {
       retentionHistory(log, { seed: 6, steps: 120, checkpointEvery: 40 });
@@ -137,7 +141,13 @@ describe('a compaction record left unfinished after its last removal (retention-
       });
       await r.runOnce();
       expect(r.status().error).toBeUndefined();
-      expect(compactionRecords(log, 5)).toEqual([left]);
+      // it stays unfinished (nothing finished it), marked stopped: not "the next run goes on"
+      const why = 'its process ended during the run (killed, crashed, or stopped by an older release)';
+      expect(compactionRecords(log, 5)).toEqual([{ ...left, stopped: { at: expect.any(String), why } }]);
+      expect(describeCompaction(compactionRecords(log)[0]!)).toMatch(
+        new RegExp(`^${left.startedAt} by planner, STOPPED part way at \\S+ \\(its process ended during the run`),
+      );
+      expect(describeCompaction(compactionRecords(log)[0]!)).not.toMatch(/goes on|UNFINISHED/);
     } finally {
       log.close();
     }
