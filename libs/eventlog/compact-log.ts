@@ -430,9 +430,27 @@ export function compactLog(
   limits: CompactionLimits = {},
   maxRows = 50_000,
 ): CompactResult {
+  const at = () => limits.now?.() ?? new Date();
+  // no run of this process is under way: one left unfinished and unmarked was a process's that ended during it
+  settleLeftRecord(log, limits.by ?? 'db compact', at());
   const c = Compaction.plan(log, before, limits);
-  while (c.step(maxRows));
+  try {
+    while (c.step(maxRows));
+  } catch (e) {
+    markStoppedQuietly(log, c.recordId, `a step failed: ${e instanceof Error ? e.message : String(e)}`, at());
+    throw e;
+  }
   return c.result();
+}
+
+/** markStopped for a run that is failing anyway: its own failure (a full disk) must not hide the step's. */
+export function markStoppedQuietly(log: EventLog, id: number, why: string, at: Date): void {
+  if (id <= 0) return;
+  try {
+    markStopped(log, id, why, at);
+  } catch {
+    // the record stays unmarked: the next run marks it as left by a process that ended during it
+  }
 }
 
 /**

@@ -4,6 +4,7 @@ import {
   compactionRecords,
   finishLeftRecord,
   markStopped,
+  markStoppedQuietly,
   replayableFrom,
   settleLeftRecord,
   type CompactionRecord,
@@ -333,7 +334,7 @@ export class OnlineRetention {
           more = c.step(this.o.sliceRows ?? 500);
         } catch (e) {
           const why = e instanceof Error ? e.message : String(e);
-          if (c.recordId > 0) markStopped(log, c.recordId, `a step failed: ${why}`, this.o.now?.() ?? new Date());
+          markStoppedQuietly(log, c.recordId, `a step failed: ${why}`, this.o.now?.() ?? new Date());
           throw e;
         }
         const r = c.result();

@@ -1,5 +1,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import {
+  Compaction,
+  compactLog,
   compactionRecords,
   describeCompaction,
   OnlineRetention,
@@ -87,6 +89,32 @@ describe('a retention run that ends part way', () => {
       expect(rec.finishedAt).toBeUndefined();
       expect(rec.stopped).toEqual({ at: expect.any(String), why: 'the data pin to version P came during it' });
       expect(describeCompaction(rec)).toMatch(/STOPPED part way at \S+ \(the data pin to version P came during it\)/);
+    } finally {
+      log.close();
+    }
+  });
+
+  it('killed part way (a db compact interrupted): the next db compact marks its record stopped, then makes its own', async () => {
+    const log = await openLog(tmp.file(), steppingClock());
+    try {
+      retentionHistory(log, { seed: 8, steps: 120, checkpointEvery: 40 });
+      const target = log.latestVersion()!.version - 10;
+      const killed = Compaction.plan(log, target, { by: 'db compact' });
+      killed.step(); // the checkpoints and the record
+      killed.step(20); // 20 events: the process is killed here
+      const left = compactionRecords(log)[0]!;
+      expect(left.finishedAt).toBeUndefined();
+      expect(describeCompaction(left)).toMatch(/UNFINISHED \(under way, or its process ended during it/);
+      compactLog(log, target, { by: 'db compact' });
+      const [now, before] = compactionRecords(log, 2);
+      expect(now).toMatchObject({ by: 'db compact', finishedAt: expect.any(String) });
+      expect(before).toEqual({
+        ...left,
+        stopped: {
+          at: expect.any(String),
+          why: 'its process ended during the run (killed, crashed, or stopped by an older release)',
+        },
+      });
     } finally {
       log.close();
     }
