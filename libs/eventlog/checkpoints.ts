@@ -218,7 +218,7 @@ export function readCheckpointObjects(
   if (!Number.isSafeInteger(pieces) || pieces < 0) return { problem: `unknown storage form (pieces ${pieces})` };
   if (pieces === 0) {
     if (checkpointHash(row.objects, row.rejections) !== row.objects_hash) return { problem: HASH_MISMATCH };
-    return { objects: parse ? (JSON.parse(row.objects) as KubeObject[]) : [] };
+    return { objects: parse ? (JSON.parse(row.objects) as unknown[]).map(storedObject) : [] };
   }
   if (row.objects !== '') return { problem: `stored in ${pieces} pieces and as one text` };
   const hash = new PiecewiseCheckpointHash();
@@ -238,12 +238,29 @@ export function readCheckpointObjects(
     // the stored text itself is hashed (a run of objects' JSON between the brackets), as one-text rows are
     const body = p.objects.slice(1, -1);
     if (body !== '') hash.object(body);
-    for (const o of list) objects.push(o as KubeObject);
+    for (const o of list) objects.push(storedObject(o));
     n++;
   }
   if (n !== pieces) return { problem: `${pieces - n} of ${pieces} pieces are missing` };
   if (hash.digest(row.rejections) !== row.objects_hash) return { problem: HASH_MISMATCH };
   return { objects };
+}
+
+/**
+ * A checkpoint object as this release reads it. Checkpoints hold the parsed objects (KubeObject) as
+ * the release that wrote them had them, and fields were added since: an endpoint's `hintNodes`
+ * (6bf90a6, PreferSameNode hints) and a Node's `beingRemoved` (f78c342). A checkpoint written by a
+ * release before them (e.g. 0f3dc3b) lacks them, and the fold read `undefined.length`: a planner
+ * restarted on such a log, and every replay or audit through that checkpoint, failed with
+ * "Cannot read properties of undefined". A missing field means what that release did: no node
+ * hints, not being removed. The stored text and its hash are untouched.
+ */
+function storedObject(o: unknown): KubeObject {
+  const obj = o as KubeObject;
+  if (obj.kind === 'EndpointSlice' && obj.endpoints.some((e) => e.hintNodes === undefined))
+    return { ...obj, endpoints: obj.endpoints.map((e) => (e.hintNodes === undefined ? { ...e, hintNodes: [] } : e)) };
+  if (obj.kind === 'Node' && obj.beingRemoved === undefined) return { ...obj, beingRemoved: '' };
+  return obj;
 }
 
 /** readCheckpointObjects' problem when the stored objects do not match objects_hash. */

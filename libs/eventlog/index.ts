@@ -14,6 +14,7 @@ export { SqliteResumeStore } from './sqlite-resume-store.ts';
 export {
   rebuildAtSeq,
   replayVersion,
+  rebuildVersionContent,
   replayAt,
   readingRevisionAtSeq,
   contentSource,

@@ -17,6 +17,7 @@ import type { EventLog } from './event-log.ts';
 import type { EventRow } from './event-row.ts';
 import type { VersionRecord } from './version-record.ts';
 import { databaseOf } from './database-handle.ts';
+import { objectBeforeParity, rawBeforeParity } from './pre-parity-reading.ts';
 
 export interface RebuildResult {
   readonly seq: number;
@@ -44,6 +45,11 @@ export interface RebuildOptions {
    * events with). replayVersion passes the one the version was made under.
    */
   readonly readingRevision?: ReadingRevision;
+  /**
+   * Read as a release before the parity readings did (pre-parity-reading.ts): only for a
+   * revision-1 version whose recorded hash the present reading misses (replayVersion does that).
+   */
+  readonly beforeParity?: boolean;
 }
 
 /**
@@ -68,7 +74,8 @@ export function rebuildAtSeq(log: EventLog, seq: number, opts: RebuildOptions = 
       ? undefined
       : checkpointAtOrBefore(databaseOf(log), seq, revision, { olderRevisions: start.checkpoint === 'older' });
   const from = cp?.seq ?? 0;
-  const state = cp ? ClusterState.fromObjects(cp.objects, revision) : new ClusterState(revision);
+  const cpObjects = cp && opts.beforeParity ? cp.objects.map(objectBeforeParity) : cp?.objects;
+  const state = cpObjects ? ClusterState.fromObjects(cpObjects, revision) : new ClusterState(revision);
   const rejections = new Map((cp?.rejections ?? []).map((r) => [rejectionKey(r), r]));
   const sql = opts.sequential
     ? 'SELECT seq, kind, type, namespace, name, object FROM events WHERE seq > ? AND seq <= ? ORDER BY seq'
@@ -83,7 +90,7 @@ export function rebuildAtSeq(log: EventLog, seq: number, opts: RebuildOptions = 
         type: r.type,
         namespace: r.namespace,
         name: r.name,
-        object: JSON.parse(r.object),
+        object: opts.beforeParity ? rawBeforeParity(r.kind, JSON.parse(r.object)) : JSON.parse(r.object),
       },
       revision,
     );
@@ -305,10 +312,28 @@ export function replayVersion(log: EventLog, n: number, opts: RebuildOptions = {
   if (foldStart(log, source.seqTo, source.readingRevision, opts.ignoreCheckpoints) === 'compacted')
     throw missingVersion(log, n);
   return {
-    ...rebuildAtSeq(log, source.seqTo, { ...opts, readingRevision: source.readingRevision }),
+    ...rebuildVersionContent(log, source, source.hash, opts),
     version,
     source,
   };
+}
+
+/**
+ * The fold of a version's content at the rules it was made under: its reading revision, and for a
+ * revision-1 version that misses `recordedHash` so, the reading of a release before the parity
+ * readings (pre-parity-reading.ts) when that one gives the recorded hash. Otherwise the first fold
+ * (whose hash the caller compares and reports).
+ */
+export function rebuildVersionContent(
+  log: EventLog,
+  source: { readonly seqTo: number; readonly readingRevision: ReadingRevision },
+  recordedHash: string,
+  opts: RebuildOptions = {},
+): RebuildResult {
+  const r = rebuildAtSeq(log, source.seqTo, { ...opts, readingRevision: source.readingRevision });
+  if (r.hash === recordedHash || source.readingRevision !== 1 || opts.beforeParity) return r;
+  const before = rebuildAtSeq(log, source.seqTo, { ...opts, readingRevision: 1, beforeParity: true });
+  return before.hash === recordedHash ? before : r;
 }
 
 /** Rebuilds the version that was current at `at` (ISO-8601). */

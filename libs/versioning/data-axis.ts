@@ -1,5 +1,11 @@
 import type { EventLog, OperationRecord, PreparedEventRow, VersionRecord } from '../eventlog/index.ts';
-import { contentSource, prepareEventRow, rebuildAtSeq, replayVersion } from '../eventlog/index.ts';
+import {
+  contentSource,
+  prepareEventRow,
+  rebuildAtSeq,
+  rebuildVersionContent,
+  replayVersion,
+} from '../eventlog/index.ts';
 import { decidePin, decideSync, decideUnpin, type DataPin } from '../control/index.ts';
 import {
   LATEST_READING_REVISION,
@@ -104,7 +110,7 @@ export class DataAxis {
     else if (latest.hash === live.hash) published = copyData(live.state.data);
     else {
       const source = contentSource(log, latest.version);
-      published = rebuildAtSeq(log, source.seqTo, { readingRevision: source.readingRevision }).state.data;
+      published = rebuildVersionContent(log, source, source.hash).state.data;
     }
     if (latest && published.hash() !== latest.hash) {
       throw new Error(
