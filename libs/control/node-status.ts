@@ -82,6 +82,18 @@ export function ackMismatch(
   return undefined;
 }
 
+/**
+ * Why a node-state hash differs when the node's applier is of an older release (probe15 U2): its
+ * heartbeats lack the hashes every applier since cbbc59b (2026-12-03) sends once it has applied
+ * something. Such an applier renders the target by its own release's rules, so after a planner
+ * upgrade every node not yet upgraded is ERROR with a hash line that read as drift. '' otherwise.
+ */
+function olderApplierNote(o: NodeObservation, mismatch: string): string {
+  const hb = o.heartbeat;
+  if (!hb || hb.appliedVersion === 0 || hb.dataHash !== undefined || !mismatch.includes('node-state hash')) return '';
+  return ' (its heartbeats carry no dataHash: an applier of an older release, which renders by its own rules; upgrade it)';
+}
+
 const neverMade = (version: number, newest: number) =>
   `reports version ${version}, which the log never produced (newest ${newest})`;
 
@@ -179,11 +191,12 @@ export function nodeStatus(
   // A restarted applier before its first verified apply: what it last ACKed before (not checked).
   const before = !runs && !neverExisted ? hb?.lastAckedBeforeStart : undefined;
   // Only about the ACK of what the node still runs: a newer heartbeat saying it moved makes it moot.
-  const mismatch = hbClaim
+  const hashMismatch = hbClaim
     ? ackMismatch(hbClaim, expected)
     : forTarget && onTarget
       ? ackMismatch(last, expected)
       : undefined;
+  const mismatch = hashMismatch && hashMismatch + olderApplierNote(o, hashMismatch);
   const row = (status: NodeStatusWord, reason: string): NodeStatusRow => ({
     node: o.node,
     status,

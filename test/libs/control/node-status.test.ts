@@ -96,7 +96,7 @@ describe('nodeStatus: one function for the word, what runs, and why', () => {
         last: ack(5, 2, 'a'.repeat(64)),
         lastAt: 1500,
         expectedNodeStateHash,
-        heartbeat: hb(5, 2),
+        heartbeat: { ...hb(5, 2), dataHash: 'd', nodeStateHash: 'a'.repeat(64) },
         heartbeatAt: 1800,
       }),
       NOW,
@@ -109,6 +109,39 @@ describe('nodeStatus: one function for the word, what runs, and why', () => {
       reason: 'runs version 5 config 2 with node-state hash aaaaaaaaaaaa, the planner renders eeeeeeeeeeee',
     });
     expect(r.lastError).toBe(r.reason);
+    // An applier of a release before heartbeat hashes (e.g. 0f3dc3b, probe15 U2) renders by its own
+    // rules: after a planner upgrade its ERROR says so instead of reading as drift.
+    const older = nodeStatus(
+      at({
+        target,
+        last: ack(5, 2, 'a'.repeat(64)),
+        lastAt: 1500,
+        expectedNodeStateHash,
+        heartbeat: hb(5, 2),
+        heartbeatAt: 1800,
+      }),
+      NOW,
+    );
+    expect(older).toMatchObject({
+      status: 'ERROR',
+      reason:
+        'runs version 5 config 2 with node-state hash aaaaaaaaaaaa, the planner renders eeeeeeeeeeee (its heartbeats carry no dataHash: an applier of an older release, which renders by its own rules; upgrade it)',
+    });
+    expect(older.lastError).toBe(older.reason);
+    // a data hash mismatch is not about rendering rules: no note
+    expect(
+      nodeStatus(
+        at({
+          target,
+          last: { ...ack(5, 2), dataHash: 'x' },
+          lastAt: 1500,
+          expectedDataHash: 'd',
+          heartbeat: hb(5, 2),
+          heartbeatAt: 1800,
+        }),
+        NOW,
+      ).reason,
+    ).toBe('runs version 5 with data hash x, the log recorded d');
     // the matching hash is SYNCED; an ACK for an older version is not checked (it is APPLYING)
     expect(
       nodeStatus(at({ target, last: ack(5, 2, 'e'.repeat(64)), lastAt: 1500, expectedNodeStateHash }), NOW).status,
