@@ -175,6 +175,12 @@ export class LeaderLease {
   /** The last record ignored as said on stderr (once until a record verifies again). */
   private ignoredSaid: string | undefined;
   /**
+   * Why the record the lease key holds now names no leader (not signed by the group's key, a
+   * replayed copy, unparsable); undefined when it names one or the key is free. noLeader() says it:
+   * "the lease is free" was said while a planner of a release before signed leases led (probe15 U5).
+   */
+  private heldIgnored: string | undefined;
+  /**
    * The highest term of a signed record read or written in this bucket, and the revision it was
    * read at: a signed record of a lower term at a later revision is a replay (see staleness). In
    * memory: a floor kept across restarts would refuse every leader of a bucket made again after
@@ -352,9 +358,11 @@ export class LeaderLease {
       t?.cause ??
       (since > this.ttlMs
         ? `no answer from the group's lease bucket for ${Math.round(since)} ms`
-        : this.seenGone || !h
-          ? 'the lease is free and no planner of the group has claimed it'
-          : `planner ${h.id} (term ${h.term}) has not renewed its lease for ${this.renewedAgoS()} s`);
+        : this.heldIgnored !== undefined
+          ? `the lease key holds a record this planner does not follow (${this.heldIgnored}): a planner of a release before signed leases, or with another signing key, may lead; it is claimed once that record expires`
+          : this.seenGone || !h
+            ? 'the lease is free and no planner of the group has claimed it'
+            : `planner ${h.id} (term ${h.term}) has not renewed its lease for ${this.renewedAgoS()} s`);
     return { forMs: now - this.ledAt, cause, lasting: t?.lasting ?? false };
   }
 
@@ -651,9 +659,11 @@ export class LeaderLease {
       return; // NATS away, or JetStream refused the read
     }
     this.seenGone = !(entry && entry.operation === 'PUT');
+    this.heldIgnored = undefined;
     if (entry && entry.operation === 'PUT') {
       const read = this.entryOf(entry.value, entry.revision);
       const holder = read.holder;
+      if (!holder) this.heldIgnored = read.ignored;
       // A record that names no leader is not contended either: the bucket's TTL frees it unless the
       // leader takes it back first. Claiming it at once made this planner lead while the genuine
       // leader (or one of a release before, whose records are unsigned) still acted.
