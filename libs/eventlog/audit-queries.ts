@@ -1,4 +1,10 @@
-import type { Ack, AckOrNack, DataDelta, LoggedWatchEvent } from '../model/index.ts';
+import {
+  LATEST_READING_REVISION,
+  type Ack,
+  type AckOrNack,
+  type DataDelta,
+  type LoggedWatchEvent,
+} from '../model/index.ts';
 import { nodeStateHash, renderNodeState } from '../planner/index.ts';
 import { EventLogError } from './event-log-error.ts';
 import type { EventLog } from './event-log.ts';
@@ -209,6 +215,13 @@ export interface NodeAtTime {
    */
   readonly nodeStateVerified: boolean | undefined;
   /**
+   * Set when the acked version was made under an older reading revision than this release's: a
+   * planner of an older release made it, and the appliers of that time may have rendered it by
+   * older rules, so a false nodeStateVerified is not proof they ran something wrong (probe15: every
+   * ACK of a log from before an upgrade read "DOES NOT MATCH re-rendering").
+   */
+  readonly madeByOlderRelease?: { readonly readingRevision: number };
+  /**
    * Why the log cannot say what the node ran at `at` (probe8 C2), or absent when it can: `at` is
    * before the log's history, the node's earlier reports were compacted away, or the acked
    * version's content is no longer in the log. `ack` and `services` are then not an answer.
@@ -351,6 +364,9 @@ export function nodeAt(log: EventLog, node: string, at?: string): NodeAtTime {
     nacksSince,
     services,
     nodeStateVerified: verified,
+    ...(r.source.readingRevision < LATEST_READING_REVISION && {
+      madeByOlderRelease: { readingRevision: r.source.readingRevision },
+    }),
     ...(step && { clockStep: step }),
   };
 }

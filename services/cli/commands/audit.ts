@@ -170,7 +170,7 @@ export function registerAudit(program: Command, setExit: SetExit): void {
             : !r.ack
               ? `node ${r.node} had acknowledged nothing by ${when}\n`
               : `node ${r.node} at ${when}: version ${r.ack.version} config revision ${r.ack.configRevision} mode ${r.ack.mode}\n` +
-                `acked at ${r.ack.at}${r.receivedAt ? ` (node clock), received ${r.receivedAt}${skewNote(r.clockSkewMs)}` : ' (node clock)'}, node state hash ${r.ack.nodeStateHash} (${r.nodeStateVerified === undefined ? 'config revision not in log' : r.nodeStateVerified ? 'verified by re-rendering' : 'DOES NOT MATCH re-rendering'})\n` +
+                `acked at ${r.ack.at}${r.receivedAt ? ` (node clock), received ${r.receivedAt}${skewNote(r.clockSkewMs)}` : ' (node clock)'}, node state hash ${r.ack.nodeStateHash} (${r.nodeStateVerified === undefined ? 'config revision not in log' : r.nodeStateVerified ? 'verified by re-rendering' : r.madeByOlderRelease ? `does not match this release's re-rendering; version ${r.ack.version} was made by an older release (reading revision ${r.madeByOlderRelease.readingRevision}), whose appliers may have rendered it by older rules` : 'DOES NOT MATCH re-rendering'})\n` +
                 (r.nacksSince ? `${r.nacksSince} NACK(s) since\n` : '') +
                 `services (${r.services.length}): ${r.services.join(' ')}\n` +
                 (r.clockStep ? `UNCERTAIN: ${r.clockStep}\n` : ''),

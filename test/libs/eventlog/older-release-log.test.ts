@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, describe, expect, it } from 'vitest';
-import { replayVersion, verifyLog } from '../../../libs/eventlog/index.ts';
+import { nodeAt, replayVersion, verifyLog } from '../../../libs/eventlog/index.ts';
 import { DataAxis } from '../../../libs/versioning/index.ts';
 import { openLog, tempDir } from './support/temp-log.ts';
 
@@ -77,6 +77,41 @@ describe('a log written by release 0f3dc3b, opened by this release', () => {
       // This release reads the same events otherwise (the Proxy-mode ingress, the other proxy's
       // Service, the node hints, the taint): its first version after the upgrade changes content.
       expect(axis.live.hash()).not.toBe(RECORDED[3]);
+    } finally {
+      log.close();
+    }
+  });
+
+  it("audit node: an ACK of a version the older release made is flagged so (its appliers' rendering may differ), a new version's is not", async () => {
+    const log = await openLog(olderReleaseLog());
+    try {
+      log.recordConfigRevision({ config: { mode: 'ipvs' } as never, reason: 'initial' });
+      const ack = (version: number) =>
+        log.recordAck({
+          type: 'ACK',
+          node: 'node-a',
+          version,
+          configRevision: 2,
+          dataHash: log.version(version)!.hash,
+          nodeStateHash: 'f'.repeat(64), // an older applier's rendering
+          mode: 'ipvs',
+          kernelWrites: 0,
+          timings: { fetchMs: 0, renderMs: 0, applyMs: 0 },
+          at: new Date().toISOString(),
+        });
+      ack(3);
+      expect(nodeAt(log, 'node-a')).toMatchObject({
+        nodeStateVerified: false,
+        madeByOlderRelease: { readingRevision: 1 },
+      });
+      const axis = DataAxis.restore(log);
+      const v = axis.sync(); // this release's first version: its readings
+      expect(v?.record.version).toBe(4);
+      ack(4);
+      const r = nodeAt(log, 'node-a');
+      expect(r.ack?.version).toBe(4);
+      expect(r.nodeStateVerified).toBe(false);
+      expect(r.madeByOlderRelease).toBeUndefined();
     } finally {
       log.close();
     }
