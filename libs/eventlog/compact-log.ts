@@ -6,6 +6,7 @@ import {
   contentSource,
   firstVersionEndingAtOrAfter,
   rebuildAtSeq,
+  rebuildAtSeqAsWritten,
   replayableFrom,
   replayVersion,
   type RebuildResult,
@@ -227,7 +228,7 @@ export class Compaction {
     if (this.phase === 'checkpoints')
       this.folds ??= this.toWrite.map(({ seq, readingRevision }) => ({
         seq,
-        fold: rebuildAtSeq(log, seq, { readingRevision }),
+        fold: readingRevision === 1 ? rebuildAtSeqAsWritten(log, seq) : rebuildAtSeq(log, seq, { readingRevision }),
       }));
     const t0 = performance.now();
     const folds = this.folds;

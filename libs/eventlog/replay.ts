@@ -29,6 +29,8 @@ export interface RebuildResult {
   readonly checkpointSeq: number;
   /** Events read after the checkpoint. */
   readonly eventsApplied: number;
+  /** Read as a release before the parity readings (RebuildOptions.beforeParity). */
+  readonly beforeParity?: true;
 }
 
 export interface RebuildOptions {
@@ -118,7 +120,15 @@ export function rebuildAtSeq(log: EventLog, seq: number, opts: RebuildOptions = 
     if ('change' in o) state.apply(o.change); // else: the checkpoint's state of that object stands
   }
   state.commit();
-  return { seq, hash: state.hash(), state, rejections, checkpointSeq: from, eventsApplied: n };
+  return {
+    seq,
+    hash: state.hash(),
+    state,
+    rejections,
+    checkpointSeq: from,
+    eventsApplied: n,
+    ...(opts.beforeParity && { beforeParity: true as const }),
+  };
 }
 
 /**
@@ -365,4 +375,24 @@ export function versionArtifact(log: EventLog, n: number): VersionArtifact {
   const delta = log.versionDelta(n);
   if (delta) return { ...header, form: 'delta', delta };
   return { ...header, form: 'checkpoint', data: replayVersion(log, n).state.data.toClusterData() };
+}
+
+/**
+ * The fold at `seq` under reading revision 1, as the release that wrote the log read it: with the
+ * parity fields hidden when the newest revision-1 version up to `seq` rebuilds to its recorded hash
+ * only so (a pre-K3 log, pre-parity-reading.ts). A checkpoint a compaction writes for revision-1
+ * versions from it then rebuilds them (probe15 U8: the plain fold made their checkpoint, and every
+ * retained version, the latest too, rebuilt to another hash: the planner refused to start).
+ */
+export function rebuildAtSeqAsWritten(log: EventLog, seq: number): RebuildResult {
+  const v = databaseOf(log)
+    .prepare(
+      `SELECT seq_to AS seqTo, hash FROM versions
+       WHERE seq_to <= ? AND content_of IS NULL AND reading_revision IS NULL ORDER BY version DESC LIMIT 1`,
+    )
+    .get(seq) as { seqTo: number; hash: string } | undefined;
+  const plain = rebuildAtSeq(log, seq, { readingRevision: 1 });
+  if (!v || (v.seqTo === seq && plain.hash === v.hash)) return plain;
+  const its = rebuildVersionContent(log, { seqTo: v.seqTo, readingRevision: 1 }, v.hash);
+  return its.beforeParity ? rebuildAtSeq(log, seq, { readingRevision: 1, beforeParity: true }) : plain;
 }

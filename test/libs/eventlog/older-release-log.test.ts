@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, describe, expect, it } from 'vitest';
-import { nodeAt, replayVersion, verifyLog } from '../../../libs/eventlog/index.ts';
+import { compactLog, nodeAt, replayVersion, verifyLog } from '../../../libs/eventlog/index.ts';
 import { DataAxis } from '../../../libs/versioning/index.ts';
 import { openLog, tempDir } from './support/temp-log.ts';
 
@@ -28,13 +28,18 @@ const RECORDED: Record<number, string> = {
 const tmp = tempDir();
 afterAll(() => tmp.cleanup());
 
-/** The older release's file, as it left it (schema 0004, not yet migrated). */
-function olderReleaseLog(): string {
+/**
+ * The older release's file, as it left it (schema 0004, not yet migrated). `checkpoints: false`:
+ * without its checkpoints, as that release left a log shorter than its default --checkpoint-every
+ * (10 000 events); checkpoints are a cache of the fold, no chain covers them.
+ */
+function olderReleaseLog(opts: { checkpoints?: boolean } = {}): string {
   const file = tmp.file();
   const db = new Database(file);
   db.pragma('journal_mode = WAL');
   db.pragma('application_id = 1398227524');
   db.exec(fs.readFileSync(FIXTURE, 'utf8'));
+  if (opts.checkpoints === false) db.exec('DELETE FROM checkpoint_pieces; DELETE FROM checkpoints');
   db.close();
   return file;
 }
@@ -112,6 +117,21 @@ describe('a log written by release 0f3dc3b, opened by this release', () => {
       expect(r.ack?.version).toBe(4);
       expect(r.nodeStateVerified).toBe(false);
       expect(r.madeByOlderRelease).toBeUndefined();
+    } finally {
+      log.close();
+    }
+  });
+
+  it('db compact right after the upgrade (no version of this release yet) keeps every retained version rebuildable', async () => {
+    // probe15 U8: the checkpoint written at the cut was this release's fold of that release's
+    // events; versions 2 and 3 then rebuilt to other hashes, and the planner refused to start.
+    const log = await openLog(olderReleaseLog({ checkpoints: false }));
+    try {
+      expect(verifyLog(log, { deep: true }).problems).toEqual([]);
+      compactLog(log, 2);
+      for (const v of [2, 3]) expect(replayVersion(log, v).hash).toBe(log.version(v)!.hash);
+      expect(verifyLog(log, { deep: true }).problems).toEqual([]);
+      expect(DataAxis.restore(log).publishedHash()).toBe(RECORDED[3]);
     } finally {
       log.close();
     }
