@@ -106,11 +106,14 @@ export class DataAxis {
     // content, read with the rules it was made under (libs/model/reading-revision.ts).
     const live = rebuildAtSeq(log, log.lastSeq(), { readingRevision });
     let published: ClusterDataIndex;
+    let beforeParity = false;
     if (!latest) published = new ClusterDataIndex();
     else if (latest.hash === live.hash) published = copyData(live.state.data);
     else {
       const source = contentSource(log, latest.version);
-      published = rebuildVersionContent(log, source, source.hash).state.data;
+      const rebuilt = rebuildVersionContent(log, source, source.hash);
+      published = rebuilt.state.data;
+      beforeParity = rebuilt.beforeParity === true;
     }
     if (latest && published.hash() !== latest.hash) {
       throw new Error(
@@ -134,7 +137,7 @@ export class DataAxis {
       axis.readingChange = `reading revision ${readingRevision} (was ${latest.readingRevision}): ${Array.from(
         { length: readingRevision - latest.readingRevision },
         (_, i) => READING_REVISION_CHANGES[(latest.readingRevision + 1 + i) as ReadingRevision],
-      ).join('; ')}`;
+      ).join('; ')}${beforeParity ? `; ${BEFORE_PARITY_CHANGE}` : ''}`;
     return axis;
   }
 
@@ -431,6 +434,15 @@ export class DataAxis {
     return (this.head?.version === n ? this.published : this.contentOf(n)).toClusterData();
   }
 }
+
+/**
+ * Said with the first version after an upgrade from a release that logged whole objects and read
+ * them without the parity readings (the latest version rebuilt only so: pre-parity-reading.ts).
+ */
+const BEFORE_PARITY_CHANGE =
+  'and the readings the release that wrote this log lacked (probe6 P4, P5, P14; a Node on its way out): ' +
+  'a LoadBalancer ingress of ipMode Proxy is not programmed, Services and slices labelled ' +
+  'service-proxy-name or headless are not ours, hints.forNodes are followed, a tainted or deleted Node is marked';
 
 export interface RestoreOptions {
   /**

@@ -110,8 +110,12 @@ describe('a log written by release 0f3dc3b, opened by this release', () => {
         madeByOlderRelease: { readingRevision: 1 },
       });
       const axis = DataAxis.restore(log);
-      const v = axis.sync(); // this release's first version: its readings
+      const v = axis.sync(); // this release's first version: its readings, and why its content changed
       expect(v?.record.version).toBe(4);
+      expect(v?.record.reason).toContain('reading revision 4 (was 1)');
+      expect(v?.record.reason).toContain(
+        'and the readings the release that wrote this log lacked (probe6 P4, P5, P14; a Node on its way out)',
+      );
       ack(4);
       const r = nodeAt(log, 'node-a');
       expect(r.ack?.version).toBe(4);
