@@ -17,6 +17,13 @@ const MemberSchema = z.object({
    * status shows it, or a member refusing to drop its rows (probe13 R4) was seen on its own port only.
    */
   problem: z.string().optional(),
+  /**
+   * The log schema of this planner's release (the migrations it knows, LOG_SCHEMA_VERSION); absent
+   * from releases before the field (probe15 U10). The leader's status names a member whose schema
+   * is not its own: a follower of an older release cannot import newer rows and, older than
+   * member problems, never said so (`ctl status` showed it as a follower with a small lag).
+   */
+  logSchema: z.number().int().optional(),
   at: z.string(),
 });
 /** One planner of a group as it last announced itself. */

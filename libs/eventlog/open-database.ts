@@ -9,6 +9,12 @@ import { closeHeaderReader, headerDamage, openHeaderReader } from './file-health
 type Db = Database.Database;
 
 /** Marks a SQLite file as a Switchboard event log (PRAGMA application_id, "SWBD"). */
+/**
+ * The log schema this release writes: the number of migrations it knows. Each planner announces it
+ * in its group member record, so a leader can name a member of another release (probe15 U10).
+ */
+export const LOG_SCHEMA_VERSION = Object.keys(MIGRATIONS).length;
+
 export const APPLICATION_ID = 0x53574244;
 const MIGRATION_TABLE = 'kysely_migration';
 

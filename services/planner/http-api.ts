@@ -11,7 +11,13 @@ import type { Planner } from './planner.ts';
 import { versionDiff } from './version-diff.ts';
 import { unledReason, type GroupView } from './planner-group.ts';
 import type { GroupMember } from '../../libs/bus/index.ts';
-import type { LogGrowth, LogStorage, RetentionStatus, SlowWrites } from '../../libs/eventlog/index.ts';
+import {
+  LOG_SCHEMA_VERSION,
+  type LogGrowth,
+  type LogStorage,
+  type RetentionStatus,
+  type SlowWrites,
+} from '../../libs/eventlog/index.ts';
 
 /** A publish failing this long makes /readyz 503 (retries run every second). */
 export const PUBLISH_FAILING_NOT_READY_MS = 10_000;
@@ -415,6 +421,20 @@ function groupStatusOf(g: ReturnType<NonNullable<HttpApiOptions['group']>>) {
   return g ? groupStatus(g) : {};
 }
 
+/**
+ * What a member's announced log schema says when it is not this planner's: the member runs another
+ * release (probe15 U10: a follower of the release before the field stopped at `import: a acks row
+ * has 9 columns` and the leader listed it as a follower with a small lag, no word).
+ */
+export function releaseSkew(logSchema: number | undefined): string | undefined {
+  if (logSchema === LOG_SCHEMA_VERSION) return undefined;
+  if (logSchema === undefined)
+    return `runs an older release (its member record has no log schema; this planner's is ${LOG_SCHEMA_VERSION}): it may not import this release's log rows; upgrade it`;
+  return logSchema < LOG_SCHEMA_VERSION
+    ? `runs an older release (log schema ${logSchema}, this planner's ${LOG_SCHEMA_VERSION}): it cannot import rows of the migrations it lacks; upgrade it`
+    : `runs a newer release (log schema ${logSchema}, this planner's ${LOG_SCHEMA_VERSION}): upgrade this planner`;
+}
+
 /** GET /status's group part: this planner, the group's leader and every member with its lag (the console shows it too). */
 export function groupStatus(g: NonNullable<ReturnType<NonNullable<HttpApiOptions['group']>>>) {
   return {
@@ -433,8 +453,9 @@ export function groupStatus(g: NonNullable<ReturnType<NonNullable<HttpApiOptions
       term: m.term,
       lagRows: m.lagRows,
       api: m.api ?? null,
-      // why it cannot follow the group's log (its /readyz reason), null while it can
-      problem: m.problem ?? null,
+      // why it cannot follow the group's log (its /readyz reason), else a release other than this
+      // one's (its log schema), null while neither
+      problem: m.problem ?? releaseSkew(m.logSchema) ?? null,
       at: m.at,
     })),
   };

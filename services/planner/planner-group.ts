@@ -1,5 +1,5 @@
 import type { GroupMember, LeaderLease, LeaseHolder, NoLeader } from '../../libs/bus/index.ts';
-import type { LogReplicator } from '../../libs/eventlog/index.ts';
+import { LOG_SCHEMA_VERSION, type LogReplicator } from '../../libs/eventlog/index.ts';
 import type { ClusterGuard } from './cluster-guard.ts';
 import type { NatsPlannerBus } from './nats-planner-bus.ts';
 import type { Planner } from './planner.ts';
@@ -151,6 +151,7 @@ export class PlannerGroup {
       lagRows: v.lagRows,
       ...(api ? { api } : {}),
       ...(problem ? { problem: `cannot follow: ${problem}` } : {}),
+      logSchema: LOG_SCHEMA_VERSION,
     };
   }
 
