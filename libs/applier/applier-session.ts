@@ -70,7 +70,8 @@ export type SessionEvent =
       readonly where: string;
       readonly reason: string;
     }
-  | { readonly type: 'connection'; readonly status: string }
+  /** The client's connection status; `error`: what the server said (status `error`: a refused credential, a permission). */
+  | { readonly type: 'connection'; readonly status: string; readonly error?: string }
   /** A verdict computed anew (after an apply or on a re-probe; not when one is reused). */
   | { readonly type: 'verdict'; readonly verdict: HealthVerdict }
   /**
@@ -663,7 +664,8 @@ export class ApplierSession {
   private watchConnection(): void {
     void (async () => {
       for await (const s of this.options.nc.status()) {
-        this.emit({ type: 'connection', status: s.type });
+        const error = s.type === 'error' ? (s as { error?: Error }).error?.message : undefined;
+        this.emit({ type: 'connection', status: s.type, ...(error !== undefined ? { error } : {}) });
         if (s.type === 'reconnect' && !this.stopped) {
           // the planner may have moved the target while we were away; watches may have died
           await this.watcher?.refresh();

@@ -6,12 +6,39 @@ import type { BusAuth } from './bus-connection.ts';
  * The authenticator for a BusAuth's files, the one place they are read: a .creds file at every
  * (re)connect (short-lived node credentials are renewed in place: libs/nodecreds), an nkey seed
  * once (given both, the seed is used). Undefined when neither is given.
+ *
+ * A .creds file that cannot be read or parsed at a reconnect (removed, half-written by hand, a
+ * botched secret mount) is not thrown to the client: an authenticator that throws makes it close
+ * the connection for good, and the file's repair was never read (probe16 I2). The last file that
+ * parsed is used instead (NATS refuses it if it has expired; the next try reads the file again)
+ * and `onFileProblem` says what is wrong with the file. Only the first read throws
+ * (checkAuthFiles refuses such a file at start).
  */
-export function fileAuthenticator(a: BusAuth): Authenticator | undefined {
+export function fileAuthenticator(
+  a: BusAuth,
+  onFileProblem?: (problem: string | undefined) => void,
+): Authenticator | undefined {
   if (a.nkeySeedFile) return nkeyAuthenticator(new TextEncoder().encode(readFileSync(a.nkeySeedFile, 'utf8').trim()));
   if (a.credsFile) {
     const file = a.credsFile;
-    return credsAuthenticator(() => readFileSync(file));
+    let lastGood: Uint8Array | undefined;
+    return (nonce?: string) => {
+      let bytes: Uint8Array | undefined;
+      try {
+        bytes = readFileSync(file);
+        const auth = credsAuthenticator(() => bytes!)(nonce);
+        lastGood = bytes;
+        onFileProblem?.(undefined);
+        return auth;
+      } catch (e) {
+        if (!lastGood) throw e;
+        const err = e as NodeJS.ErrnoException;
+        onFileProblem?.(
+          `${file}: ${err.code && err.syscall ? err.code : `not a NATS .creds file (${err.message})`}; using the one read before`,
+        );
+        return credsAuthenticator(() => lastGood!)(nonce);
+      }
+    };
   }
   return undefined;
 }
@@ -31,5 +58,24 @@ export function checkAuthFiles(a: BusAuth): void {
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
     throw new Error(`${file}: ${err.code && err.syscall ? err.code : `not ${what} (${err.message})`}`);
+  }
+}
+
+/**
+ * When the credential in a .creds file expires (its JWT's `exp`, seconds since the epoch), or
+ * undefined when it never does or the file cannot be read: for the lines that say a refused
+ * credential has expired.
+ */
+export function credsFileExpiry(file: string): number | undefined {
+  try {
+    const m = /-----BEGIN NATS USER JWT-----\s*([A-Za-z0-9_.-]+)\s*------END NATS USER JWT------/.exec(
+      readFileSync(file, 'utf8'),
+    );
+    const payload = m?.[1]?.split('.')[1];
+    if (!payload) return undefined;
+    const exp = (JSON.parse(Buffer.from(payload, 'base64url').toString('utf8')) as { exp?: unknown }).exp;
+    return typeof exp === 'number' ? exp : undefined;
+  } catch {
+    return undefined;
   }
 }

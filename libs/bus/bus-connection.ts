@@ -42,7 +42,7 @@ export const CONNECT_TIMEOUT_MS = 5000;
  */
 export async function connectBus(o: ConnectBusOptions): Promise<NatsConnection> {
   const a = o.auth ?? {};
-  const authenticator = fileAuthenticator(a);
+  const authenticator = fileAuthenticator(a, o.onAuthFileProblem);
   let tries = 0;
   const opts: ConnectionOptions = {
     servers: o.servers,
@@ -53,6 +53,11 @@ export async function connectBus(o: ConnectBusOptions): Promise<NatsConnection> 
     timeout: CONNECT_TIMEOUT_MS,
     reconnectToServer: leastRecentlyTried,
     reconnectDelayHandler: () => Math.min(RECONNECT_CAP_MS, 250 * 2 ** Math.min(tries++, 5)),
+    // The client's default gives up for good after two authentication errors in a row: a node
+    // credential that expired once (the issuer or NATS away for half its lifetime) closed the
+    // applier's connection, and the renewed .creds file was never read again (probe16 I1). A
+    // refused credential is retried like an unreachable server: the file is read at every try.
+    ignoreAuthErrorAbort: true,
     ...(o.node ? { inboxPrefix: nodeInboxPrefix(o.node) } : {}),
     ...(a.user !== undefined ? { user: a.user, pass: a.password ?? '' } : {}),
     ...(authenticator ? { authenticator } : {}),
@@ -85,6 +90,11 @@ export interface ConnectBusOptions {
   readonly node?: string;
   readonly auth?: BusAuth;
   readonly extra?: Partial<ConnectionOptions>;
+  /**
+   * Called at every (re)connect with what is wrong with the .creds file (unreadable, not a .creds
+   * file: the one read before is used), or undefined when it was read and parsed.
+   */
+  readonly onAuthFileProblem?: (problem: string | undefined) => void;
 }
 
 /**

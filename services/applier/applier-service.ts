@@ -11,7 +11,14 @@ import {
   type SessionEvent,
   verdictSaysDataplaneDown,
 } from '../../libs/applier/index.ts';
-import { connectBusWaiting, serversText, type BusAuth, readVerifierFile, type Verifier } from '../../libs/bus/index.ts';
+import {
+  connectBusWaiting,
+  credsFileExpiry,
+  serversText,
+  type BusAuth,
+  readVerifierFile,
+  type Verifier,
+} from '../../libs/bus/index.ts';
 import { createDataplane, DEFAULT_STATE_DIR, type DataplaneChoice } from '../../libs/dataplane/index.ts';
 import type { Dataplane } from '../../libs/dataplane/index.ts';
 import {
@@ -196,6 +203,33 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
   let busUp = false;
   /** When the connection dropped (for the reconnect line), undefined while it is up. */
   let downSince: number | undefined;
+  /**
+   * Why NATS refuses this node's credential (expired, revoked, another operator's), from the
+   * server's error, until the connection is back; undefined otherwise. The client retries with the
+   * .creds file read again at each try (probe16 I1: it gave up for good, /healthz and /readyz said
+   * fine and the log blamed PINGs).
+   */
+  let refusedBy: string | undefined;
+  /** What is wrong with the .creds file at the last try (the one read before is used), if anything. */
+  let credsFileProblem: string | undefined;
+  let refusalLogged: string | undefined;
+  const refusal = (): string | undefined => (busUp ? undefined : refusalText());
+  const refusalText = (): string | undefined => {
+    if (refusedBy === undefined) return undefined;
+    const file = o.auth?.credsFile;
+    const exp = file ? credsFileExpiry(file) : undefined;
+    return [
+      `NATS refuses this node's credential (${refusedBy}); keeping what is programmed, taking no new target`,
+      ...(file
+        ? [
+            exp !== undefined
+              ? `the credential in ${file} expires at ${new Date(exp * 1000).toISOString()} (is its renewal, the credentials sidecar and the issuer, working?)`
+              : `retrying with ${file} as it is renewed`,
+          ]
+        : []),
+      ...(credsFileProblem ? [credsFileProblem] : []),
+    ].join('; ');
+  };
   const abort = new AbortController();
   const gcAfterApply = new GcAfterBigApply({
     ...o.gcAfterBigApply,
@@ -313,18 +347,27 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
       case 'connection':
         // The client reports every PING it sends ('ping', every 2 s: 43 200 lines a day per node,
         // probe14 P5); a lost connection is a warning, its return says how long it lasted.
-        if (e.status === 'disconnect') {
+        if (e.status === 'error' && e.error !== undefined && /authenticat|authoriz/i.test(e.error)) {
+          refusedBy = e.error;
+          const why = refusalText();
+          if (why !== undefined && why !== refusalLogged) log.warn({ status: e.status, error: e.error }, why);
+          refusalLogged = why;
+        } else if (e.status === 'disconnect') {
           busUp = false;
           downSince = Date.now();
           log.warn({ status: e.status }, 'nats connection lost: keeping what is programmed, reconnecting');
         } else if (e.status === 'reconnect') {
           busUp = true;
+          refusedBy = refusalLogged = undefined;
           const downMs = downSince === undefined ? undefined : Date.now() - downSince;
           downSince = undefined;
           log.warn({ status: e.status, downMs }, 'nats connection back');
-        } else if (e.status === 'staleConnection')
-          log.warn({ status: e.status }, 'nats server stopped answering PINGs: dropping the connection');
-        else if (e.status !== 'ping' && e.status !== 'reconnecting') log.info({ status: e.status }, 'nats connection');
+        } else if (e.status === 'staleConnection') {
+          // the client reports a refused credential's drop as a stale connection: the refusal said it
+          if (refusedBy === undefined)
+            log.warn({ status: e.status }, 'nats server stopped answering PINGs: dropping the connection');
+        } else if (e.status !== 'ping' && e.status !== 'reconnecting')
+          log.info({ status: e.status }, 'nats connection');
         break;
       case 'resync':
         // kube-proxy's periodic sync: a clean one is an update, a failed one leaves a change pending
@@ -350,11 +393,15 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
         registry: metrics.registry,
         health: () => {
           const s = session?.status();
+          const refused = refusal();
           return {
-            healthy: !s || s.lastError === '',
+            // a refused credential is this node's own fault (an outage of NATS is not): the pod
+            // leaves Ready (readinessProbe) and the reason is here
+            healthy: (!s || s.lastError === '') && refused === undefined,
             node: o.node,
             mode: dataplane.mode,
             connected: busUp && !!nc && !nc.isClosed(),
+            ...(refused !== undefined ? { connectionError: refused } : {}),
             applied: s?.applied,
             ...restartedWords(s),
             target: s?.target,
@@ -368,14 +415,17 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
         ready: () => {
           const s = session?.status();
           const w = waitingFor();
-          const onTarget = isOnTarget(s?.applied, s?.target);
+          const refused = refusal();
+          const onTarget = isOnTarget(s?.applied, s?.target) && refused === undefined;
           const reason = w
             ? `waiting for ${w}`
-            : !onTarget
-              ? s?.lastError
-                ? `not on target: ${s.lastError}`
-                : 'applying the target'
-              : 'on target';
+            : refused !== undefined
+              ? refused
+              : !onTarget
+                ? s?.lastError
+                  ? `not on target: ${s.lastError}`
+                  : 'applying the target'
+                : 'on target';
           const b = restartedWords(s).lastAckedBeforeStart;
           const restarted = b
             ? ` (restarted: last ACKed version ${b.version} config ${b.configRevision} before this start, not yet verified)`
@@ -411,6 +461,10 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
       auth: o.auth,
       signal: abort.signal,
       maxBackoffMs: o.maxBackoffMs,
+      onAuthFileProblem: (problem) => {
+        if (problem !== undefined && problem !== credsFileProblem) log.warn({ credsFile: o.auth?.credsFile }, problem);
+        credsFileProblem = problem;
+      },
       onWaiting: (what, attempt, retryInMs) => {
         waiting = what;
         metrics.observe({ type: 'connection', status: 'disconnect' });

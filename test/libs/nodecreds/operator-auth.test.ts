@@ -157,4 +157,62 @@ describe('operator-mode NATS with minted per-node user JWTs (Debian nats-server 
       }),
     ).rejects.toThrow(/Authorization/i);
   });
+
+  // probe16 I1/I2: the client closed the connection for good at the second refused credential in a
+  // row (an expired one: the issuer or NATS away for half its lifetime) and at a .creds file it
+  // could not parse at a reconnect: the renewed or repaired file was never read again.
+  it('a garbled .creds file or an expired credential at a reconnect does not end the connection; the renewed file is taken', async () => {
+    const { keys, planner, url } = await operatorServer();
+    const acks: string[] = [];
+    planner.subscribe('sb.ack.*', {
+      callback: (_e, m) => {
+        acks.push(m.subject);
+      },
+    });
+    const credsFile = file('node.creds', await mintNodeCreds(keys, 'node-a', 600));
+    const problems: (string | undefined)[] = [];
+    const a = await connectBus({
+      servers: url,
+      name: 'node-a',
+      auth: { credsFile },
+      onAuthFileProblem: (p) => problems.push(p),
+      extra: { reconnectDelayHandler: () => 100 },
+    });
+    conns.push(a);
+    const refusals: string[] = [];
+    const reconnects: number[] = [];
+    void (async () => {
+      for await (const s of a.status()) {
+        if (s.type === 'error') refusals.push(String((s as { error?: Error }).error?.message));
+        if (s.type === 'reconnect') reconnects.push(refusals.length);
+      }
+    })();
+
+    writeFileSync(credsFile, 'not a creds file\n');
+    await server!.restart();
+    await expect.poll(() => reconnects.length, { timeout: 10_000 }).toBe(1); // with the credential read before
+    expect(problems).toContain(
+      `${credsFile}: not a NATS .creds file (unable to parse credentials); using the one read before`,
+    );
+
+    writeFileSync(credsFile, await mintNodeCreds(keys, 'node-a', -60));
+    await server!.restart();
+    await expect.poll(() => refusals.length, { timeout: 10_000 }).toBeGreaterThanOrEqual(3);
+    expect(refusals.every((r) => /Authorization Violation|Authentication Expired/.test(r))).toBe(true);
+    expect(a.isClosed()).toBe(false);
+
+    // renewed, as another identity to tell which file is in use
+    writeFileSync(credsFile, await mintNodeCreds(keys, 'node-z', 600));
+    expect(problems.at(-1)).toBeUndefined();
+    await expect
+      .poll(
+        async () => {
+          a.publish('sb.ack.node-z', 'new identity');
+          await a.flush();
+          return acks.includes('sb.ack.node-z');
+        },
+        { timeout: 10_000 },
+      )
+      .toBe(true);
+  });
 });
