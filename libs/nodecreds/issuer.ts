@@ -14,6 +14,7 @@ export interface CredentialRequest {
 export type CredentialReply = { readonly jwt: string; readonly expiresAt: number } | { readonly error: string };
 
 export interface IssuerOptions {
+  /** Read at every request: `credentials serve` passes getters that read its key files (probe16 I3). */
   readonly accountPublicKey: string;
   readonly signingKeySeed: string;
   readonly policy: TokenPolicy;

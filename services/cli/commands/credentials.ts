@@ -125,8 +125,15 @@ export function registerCredentials(program: Command, setExit: SetExit): void {
           auth: { credsFile: o.natsCreds },
         });
         const sub = serveCredentialRequests(nc, {
-          accountPublicKey: readFileSync(o.accountPublicKey, 'utf8').trim(),
-          signingKeySeed: readFileSync(o.accountSigningKey, 'utf8').trim(),
+          // read at every request (probe16 I3): re-applied Secrets (a rotated readers signing key)
+          // take effect in the mounted files; read once, the issuer minted with the old key, which
+          // the NATS servers no longer accept, until its pod was deleted (planners are OnDelete)
+          get accountPublicKey() {
+            return readFileSync(o.accountPublicKey, 'utf8').trim();
+          },
+          get signingKeySeed() {
+            return readFileSync(o.accountSigningKey, 'utf8').trim();
+          },
           policy: { audience: o.audience, serviceAccount: o.serviceAccount, issuer: o.tokenIssuer },
           jwks: fileJwks ? async () => fileJwks : kubeJwks(http),
           nodeExists: (n) => nodeExists(http, n, clock),
