@@ -359,7 +359,7 @@ export class LeaderLease {
       (since > this.ttlMs
         ? `no answer from the group's lease bucket for ${Math.round(since)} ms`
         : this.heldIgnored !== undefined
-          ? `the lease key holds a record this planner does not follow (${this.heldIgnored}): a planner of a release before signed leases, or with another signing key, may lead; it is claimed once that record expires`
+          ? `the lease key holds a record this planner does not follow (${this.heldIgnored}): a planner of a release before signed leases, or with another --signing-key, may lead; it is claimed once that record expires`
           : this.seenGone || !h
             ? 'the lease is free and no planner of the group has claimed it'
             : `planner ${h.id} (term ${h.term}) has not renewed its lease for ${this.renewedAgoS()} s`);

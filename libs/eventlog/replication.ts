@@ -287,6 +287,8 @@ class StreamLogReplicator implements LogReplicator {
   private ownTerm = 0;
   /** Whether a message was refused (not signed by the group's key) since this file's copy last moved. */
   private refusedBeforeEnd = false;
+  /** The newest message refused as not signed by the group's key, with why. */
+  private lastRefused: { readonly seq: number; readonly why: string } | undefined;
   /** Whether seq and groupEnd are the file's mark, not yet checked against the stream (catchUp). */
   private markFromFile = false;
   /** The resume points of the group's last batch; undefined until one is read (a truncation then keeps none). */
@@ -560,7 +562,20 @@ class StreamLogReplicator implements LogReplicator {
       },
     };
     this.follower = handle;
-    return { caughtUp, stop: handle.stop, problem: () => problem };
+    return { caughtUp, stop: handle.stop, problem: () => problem ?? this.refusedProblem() };
+  }
+
+  /**
+   * Why this follower holds nothing of the group's log past a message it refused as not signed by
+   * its key, while no genuine batch came after it (undefined otherwise). A planner started with
+   * another key than its group's refuses every message, looked caught up (lag 0, no problem) and
+   * took the lease at the next failover with none of the group's history (probe16 I4); a forged
+   * message at the stream's end reads the same until the leader's next batch.
+   */
+  private refusedProblem(): string | undefined {
+    const r = this.lastRefused;
+    if (!this.refusedBeforeEnd || !r) return undefined;
+    return `log stream ${this.stream} seq ${r.seq}: ${r.why}; this replica takes nothing of the group's log after it (a planner of the group with another --signing-key than this one's, or a message forged by a holder of the planners' NATS user: every planner of a group needs the same key)`;
   }
 
   async claim(term: number): Promise<void> {
@@ -951,7 +966,10 @@ class StreamLogReplicator implements LogReplicator {
     for (const item of items) {
       if (item.kind === 'skip') {
         this.say(`log stream ${this.stream} seq ${item.seq}: skipped: ${item.why}`);
-        if (item.refused) this.refusedBeforeEnd = true;
+        if (item.refused) {
+          this.refusedBeforeEnd = true;
+          this.lastRefused = { seq: item.seq, why: item.why };
+        }
       } else if (item.kind === 'term') this.term = item.term;
       else this.apply(item.batch, item.seq, item.term);
     }

@@ -96,7 +96,7 @@ describe('LeaderLease: only records signed by the group key name a leader', () =
       expect(b.l.lastLeader()).toBeUndefined();
       // says why (probe15 U5: it said "the lease is free" while a planner of the release before led)
       expect(b.l.noLeader()?.cause).toBe(
-        "the lease key holds a record this planner does not follow (lease record of 'evil' is not signed by the group's key; ignored): a planner of a release before signed leases, or with another signing key, may lead; it is claimed once that record expires",
+        "the lease key holds a record this planner does not follow (lease record of 'evil' is not signed by the group's key; ignored): a planner of a release before signed leases, or with another --signing-key, may lead; it is claimed once that record expires",
       );
       expect((await holderId(group))?.id).toBe('evil'); // not claimed: the bucket's TTL frees it
     });
