@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { credsAuthenticator, nkeyAuthenticator, type Authenticator } from '@nats-io/transport-node';
 import type { BusAuth } from './bus-connection.ts';
+import { ackSubject } from './subjects.ts';
 
 /**
  * The authenticator for a BusAuth's files, the one place they are read: a .creds file at every
@@ -67,14 +68,42 @@ export function checkAuthFiles(a: BusAuth): void {
  * credential has expired.
  */
 export function credsFileExpiry(file: string): number | undefined {
+  const exp = credsClaims(file)?.exp;
+  return typeof exp === 'number' ? exp : undefined;
+}
+
+/**
+ * The ACK subjects a .creds file's credential may publish on (`sb.ack.<token>`, wildcards as
+ * written), or undefined when it names no publish permissions (may publish anything) or cannot
+ * be read. For the applier's start check: a node credential is for one node only.
+ */
+export function credsAckSubjects(file: string): string[] | undefined {
+  const allow = (credsClaims(file)?.nats as { pub?: { allow?: unknown } } | undefined)?.pub?.allow;
+  if (!Array.isArray(allow)) return undefined;
+  return allow.filter((s): s is string => typeof s === 'string' && (s === '>' || /^sb\.(ack\.|>|\*)/.test(s)));
+}
+
+/**
+ * Why a .creds file's credential cannot report as `node` (a node credential of another node: it
+ * may publish only that node's ACKs), or undefined when it can or says nothing of it (a role
+ * credential that may publish anything, a file without permissions).
+ */
+export function credsNodeMismatch(file: string, node: string): string | undefined {
+  const acks = credsAckSubjects(file);
+  if (!acks || acks.length === 0) return undefined;
+  if (acks.some((s) => s === ackSubject(node) || !s.startsWith('sb.ack.') || s.endsWith('*') || s.endsWith('>')))
+    return undefined;
+  return `a credential that may report only as ${acks.map((s) => s.slice('sb.ack.'.length).replaceAll('_', '.')).join(', ')}, not as --node ${node}`;
+}
+
+function credsClaims(file: string): Record<string, unknown> | undefined {
   try {
     const m = /-----BEGIN NATS USER JWT-----\s*([A-Za-z0-9_.-]+)\s*------END NATS USER JWT------/.exec(
       readFileSync(file, 'utf8'),
     );
     const payload = m?.[1]?.split('.')[1];
     if (!payload) return undefined;
-    const exp = (JSON.parse(Buffer.from(payload, 'base64url').toString('utf8')) as { exp?: unknown }).exp;
-    return typeof exp === 'number' ? exp : undefined;
+    return JSON.parse(Buffer.from(payload, 'base64url').toString('utf8')) as Record<string, unknown>;
   } catch {
     return undefined;
   }

@@ -43,7 +43,7 @@ export {
   type Permissions,
 } from './server-config.ts';
 export { connectBus, connectBusWaiting, checkServerUrls, serversText, type BusAuth } from './bus-connection.ts';
-export { checkAuthFiles, credsFileExpiry } from './bus-auth-files.ts';
+export { checkAuthFiles, credsFileExpiry, credsNodeMismatch } from './bus-auth-files.ts';
 export {
   artifactStatement,
   configStatement,

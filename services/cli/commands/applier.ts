@@ -1,7 +1,13 @@
 import { Option, type Command } from 'commander';
 import { startApplierService } from '../../applier/applier-service.ts';
 import { tuneV8ForApplier } from '../../applier/v8-tiering.ts';
-import { checkAuthFiles, checkServerUrls, nodeToken, readVerifierFile } from '../../../libs/bus/index.ts';
+import {
+  checkAuthFiles,
+  checkServerUrls,
+  credsNodeMismatch,
+  nodeToken,
+  readVerifierFile,
+} from '../../../libs/bus/index.ts';
 import { existsSync } from 'node:fs';
 import { UsageError } from '../cli-errors.ts';
 import { refuseModeFlags } from '../flag-rules.ts';
@@ -171,6 +177,10 @@ export function registerApplier(program: Command, setExit: SetExit): void {
       } catch (e) {
         throw new UsageError(`--node: ${(e as Error).message}`);
       }
+      // A node credential may report as one node only: another node's (a renamed host, a copied
+      // file) was refused every read and said only "Permissions Violation" (probe16 I5).
+      const mismatch = o.creds ? credsNodeMismatch(o.creds, o.node) : undefined;
+      if (mismatch) throw new UsageError(`--creds ${o.creds}: ${mismatch}`);
       // dry-run programs nothing: answering load balancers would draw traffic to a node on its say
       // so (and kube-proxy, which it shadows, holds these ports)
       const dryRun = o.mode === 'dry-run';

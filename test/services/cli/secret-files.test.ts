@@ -6,7 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createAccount, createUser, encodeUser, fmtCreds } from '@nats-io/jwt';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { checkAuthFiles } from '../../../libs/bus/index.ts';
+import { checkAuthFiles, credsNodeMismatch } from '../../../libs/bus/index.ts';
+import { generateAccountKeys, mintNodeCreds, mintRoleCreds } from '../../../libs/nodecreds/index.ts';
 import { sbIn } from './cli-support.ts';
 
 let dir = '';
@@ -71,6 +72,22 @@ describe('malformed secret files are usage errors (exit 2), named in one line', 
     badInput(await planner('--nats-creds', junk), /--nats-creds .* is invalid\. not a NATS \.creds file/);
     badInput(await applier('--nkey-seed', junk), /--nkey-seed .* is invalid\. not an nkey seed/);
     badInput(await applier('--creds', junk), /--creds .* is invalid\. not a NATS \.creds file/);
+  });
+
+  // probe16 I5: it started, was refused every read and said only "Permissions Violation"
+  it("applier --creds holding another node's credential: refused at once, naming the node it is for", async () => {
+    const keys = generateAccountKeys();
+    const other = file('old.creds', await mintNodeCreds(keys, 'node-old', 600));
+    badInput(
+      await applier('--creds', other),
+      new RegExp(`--creds ${other}: a credential that may report only as node-old, not as --node n1`),
+    );
+    // its own node's, and a role credential that may publish anything, pass
+    expect(credsNodeMismatch(file('n1.creds', await mintNodeCreds(keys, 'n1', 600)), 'n1')).toBeUndefined();
+    expect(credsNodeMismatch(file('planner.creds', await mintRoleCreds(keys, 'planner')), 'n1')).toBeUndefined();
+    expect(
+      credsNodeMismatch(file('dotted.creds', await mintNodeCreds(keys, 'n1.example', 600)), 'n1.example'),
+    ).toBeUndefined();
   });
 
   it('well-formed seed and .creds files pass the check', async () => {
