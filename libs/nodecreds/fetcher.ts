@@ -71,8 +71,20 @@ export function writeCredsFile(out: string, text: string | Uint8Array): void {
   renameSync(tmp, out);
 }
 
-/** Runs until stop(): first fetch, then renewals. `ready` resolves after the first success. */
-export function keepNodeCredentialFresh(o: FetcherOptions & { minRetryMs?: number; maxRetryMs?: number }): {
+/**
+ * Runs until stop(): first fetch, then renewals. `ready` resolves after the first success.
+ * `isRefused`: whether NATS now refuses the credential in a file; asked after each reconnect of
+ * `nc` (NATS restarted: maybe on a new resolver, or after an outage that outlived the credential),
+ * and a refused one is renewed at once. Without it a rotation of the NATS keys left every applier
+ * off the bus until the next renewal, up to half a lifetime later (probe16 I6).
+ */
+export function keepNodeCredentialFresh(
+  o: FetcherOptions & {
+    minRetryMs?: number;
+    maxRetryMs?: number;
+    isRefused?: (credsFile: string) => Promise<boolean>;
+  },
+): {
   ready: Promise<void>;
   expiresAt(): number | undefined;
   /**
@@ -93,8 +105,10 @@ export function keepNodeCredentialFresh(o: FetcherOptions & { minRetryMs?: numbe
   const ready = new Promise<void>((res) => {
     markReady = res;
   });
+  let inFlight = false;
   const attempt = async (): Promise<void> => {
     if (stopped) return;
+    inFlight = true;
     let next: number;
     try {
       const got = await fetchNodeCredential(o, user);
@@ -109,9 +123,23 @@ export function keepNodeCredentialFresh(o: FetcherOptions & { minRetryMs?: numbe
       next = retryMs;
       retryMs = Math.min(retryMs * 2, o.maxRetryMs ?? 60_000);
     }
+    inFlight = false;
     if (!stopped) timer = setTimeout(() => void attempt(), next);
   };
   void attempt();
+  if (o.isRefused) {
+    const isRefused = o.isRefused;
+    void (async () => {
+      for await (const s of o.nc.status()) {
+        if (stopped) return;
+        if (s.type !== 'reconnect' || expiresAt === undefined || inFlight) continue;
+        if (!(await isRefused(o.out).catch(() => false)) || stopped || inFlight) continue;
+        o.log?.(`node credential in ${o.out}: NATS refuses it after a reconnect; renewing now`);
+        if (timer) clearTimeout(timer);
+        void attempt();
+      }
+    })().catch(() => undefined);
+  }
   return {
     ready,
     expiresAt: () => expiresAt,

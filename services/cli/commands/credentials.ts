@@ -213,7 +213,22 @@ export function registerCredentials(program: Command, setExit: SetExit): void {
           }
           return;
         }
-        const keeper = keepNodeCredentialFresh(f);
+        const keeper = keepNodeCredentialFresh({
+          ...f,
+          // after NATS restarts (a new resolver, an outage longer than the credential): renew at
+          // once if it refuses the credential written last (probe16 I6)
+          isRefused: (credsFile) =>
+            connectBus({
+              servers: o.nats.split(','),
+              name: `credentials-check-${o.node}`,
+              node: o.node,
+              auth: { credsFile },
+              extra: { reconnect: false, maxReconnectAttempts: 0 },
+            }).then(
+              (c) => c.close().then(() => false),
+              (e: Error) => /authoriz|authenticat|expired/i.test(e.message),
+            ),
+        });
         const server = o.http
           ? await healthServer(
               o.http,

@@ -32,7 +32,7 @@ afterEach(async () => {
   for (const s of stops.splice(0).reverse()) await s().catch(() => undefined);
 });
 
-it('credentials serve takes rotated key files without a restart: a node gets a credential the new NATS accepts', async () => {
+it('after the NATS keys are rotated, a running issuer mints with the new key and a running sidecar renews at once: nodes get credentials the new NATS accepts', async () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'sb-issuer-keys-'));
   stops.push(async () => rmSync(dir, { recursive: true, force: true }));
   const file = (name: string, text: string) => {
@@ -147,6 +147,49 @@ it('credentials serve takes rotated key files without a restart: a node gets a c
   };
   await nodeGetsOn(before);
 
+  // the node's sidecar, as the DaemonSet runs it: its bootstrap file is the mounted Secret's
+  const sidecarOut = path.join(dir, 'sidecar-node-a.creds');
+  const sidecar: ChildProcess = spawn(
+    process.execPath,
+    [
+      BIN,
+      'credentials',
+      'fetch',
+      '--node',
+      'node-a',
+      '--nats',
+      nats.url,
+      '--bootstrap-creds',
+      path.join(dir, 'bootstrap.creds'),
+      '--token-file',
+      tokenFile,
+      '--out',
+      sidecarOut,
+    ],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
+  stops.push(async () => {
+    const gone = new Promise((r) => sidecar.once('exit', r));
+    if (sidecar.exitCode === null && sidecar.signalCode === null) sidecar.kill('SIGKILL');
+    await gone;
+  });
+  let sidecarErr = '';
+  sidecar.stderr!.setEncoding('utf8').on('data', (t: string) => (sidecarErr += t));
+  /** Whether the current NATS takes the credential the sidecar wrote last. */
+  const sidecarCredentialWorks = () =>
+    connectBus({
+      servers: nats.url,
+      name: 'node-a',
+      node: 'node-a',
+      auth: { credsFile: sidecarOut },
+      extra: { reconnect: false },
+    }).then(
+      (c) => c.close().then(() => true),
+      () => false,
+    );
+  await expect.poll(() => sidecarErr, { timeout: 15_000 }).toMatch(/node credential for node-a written to/);
+  expect(await sidecarCredentialWorks()).toBe(true);
+
   // `credentials init` again: new operator, accounts and keys; Secrets re-applied; NATS restarted
   // on the new resolver (same address); the issuer keeps running
   const after = generateAccountKeys();
@@ -159,4 +202,8 @@ it('credentials serve takes rotated key files without a restart: a node gets a c
     config: renderResolverConfig(await serverResolver(after)),
   });
   await nodeGetsOn(after);
+  // the sidecar's credential (600 s, renewal due in 300 s) is of the old account: refused after the
+  // restart, so it renews at once rather than leave its applier off the bus for minutes
+  await expect.poll(sidecarCredentialWorks, { timeout: 20_000 }).toBe(true);
+  expect(sidecarErr).toMatch(/NATS refuses it after a reconnect; renewing now/);
 }, 60_000);
