@@ -1,3 +1,4 @@
+import type { NatsConnection } from '@nats-io/transport-node';
 import type { Server } from 'node:http';
 import type { KubeConfig } from '@kubernetes/client-node';
 import {
@@ -289,6 +290,7 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
       { say },
     );
     const nc = bus.connection();
+    watchCredentialRefusals(nc, o.natsAuth?.credsFile, say, () => current());
     metrics.attach({ streams: { nc: () => nc, names: () => [VERSIONS_STREAM, logStreamName(groupName)] } });
     // A flush that cannot reach the group gives up within half a lease TTL: a leader never blocks
     // longer than it may act (its lease runs out at 3/4 TTL without renewals anyway).
@@ -604,4 +606,36 @@ function lateBound<T extends object>(get: () => T | undefined, before: Partial<T
       return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
     },
   });
+}
+
+/**
+ * NATS refusing the planner's own credential (expired, revoked, a new resolver after the keys
+ * were rotated) is said once per cause on stderr and kept in lastError (`nats: NATS refuses this
+ * planner's credential (…)`) until the connection is back. Before, the planner said only
+ * "disconnected from NATS" and "lease renewal failed: timeout" (probe16 I7); the client now
+ * retries such a refusal (connectBus), reading the .creds file again at each try.
+ */
+function watchCredentialRefusals(
+  nc: NatsConnection,
+  credsFile: string | undefined,
+  say: (line: string) => void,
+  current: () => { noteFailure(where: string, err: unknown): void; noteRecovered(where: string): void } | undefined,
+): void {
+  let said: string | undefined;
+  void (async () => {
+    for await (const s of nc.status()) {
+      if (s.type === 'reconnect') {
+        if (said !== undefined) say("NATS takes this planner's credential again");
+        said = undefined;
+        current()?.noteRecovered('nats');
+        continue;
+      }
+      const error = s.type === 'error' ? (s as { error?: Error }).error?.message : undefined;
+      if (error === undefined || !/authenticat|authoriz/i.test(error)) continue;
+      const line = `NATS refuses this planner's credential (${error}): it cannot lead or follow; retrying${credsFile ? ` with ${credsFile} as it is at each try` : ''}`;
+      if (line !== said) say(line);
+      said = line;
+      current()?.noteFailure('nats', line);
+    }
+  })().catch(() => undefined);
 }
