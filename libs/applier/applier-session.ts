@@ -257,6 +257,8 @@ export class ApplierSession {
     health: HealthVerdict | undefined;
     /** Until an apply of this process verified: what the node last ACKed before it started (not checked). */
     lastAckedBeforeStart: { version: number; configRevision: number } | undefined;
+    /** Why the targets offered now are dropped (their signature, their age): `target` is then the last one taken, not the planner's. */
+    dropping: string | undefined;
   } {
     return {
       applied: this.applied,
@@ -265,6 +267,7 @@ export class ApplierSession {
       lastError: this.problem(),
       waitingFor: this.watcher?.waitingFor(),
       health: this.health?.verdict,
+      dropping: this.watcher?.dropping(),
     };
   }
 

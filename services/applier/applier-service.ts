@@ -417,11 +417,17 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
           const w = waitingFor();
           const refused = refusal();
           const onTarget = isOnTarget(s?.applied, s?.target) && refused === undefined;
+          // the planner's targets dropped (signed with a key this node does not trust, older than
+          // one followed before): the target held is the last one taken, not the planner's, and
+          // "on target" of it said 200 while the node followed nothing (probe16 I8)
+          const dropping = w ? undefined : s?.dropping;
           const reason = w
             ? `waiting for ${w}`
             : refused !== undefined
               ? refused
-              : !onTarget
+              : dropping !== undefined
+                ? dropping
+                : !onTarget
                 ? s?.lastError
                   ? `not on target: ${s.lastError}`
                   : 'applying the target'
@@ -431,7 +437,7 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
             ? ` (restarted: last ACKed version ${b.version} config ${b.configRevision} before this start, not yet verified)`
             : '';
           return {
-            ready: onTarget && !w,
+            ready: onTarget && !w && dropping === undefined,
             node: o.node,
             reason: reason + restarted,
             waitingFor: w,
