@@ -428,10 +428,10 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
               : dropping !== undefined
                 ? dropping
                 : !onTarget
-                ? s?.lastError
-                  ? `not on target: ${s.lastError}`
-                  : 'applying the target'
-                : 'on target';
+                  ? s?.lastError
+                    ? `not on target: ${s.lastError}`
+                    : 'applying the target'
+                  : 'on target';
           const b = restartedWords(s).lastAckedBeforeStart;
           const restarted = b
             ? ` (restarted: last ACKed version ${b.version} config ${b.configRevision} before this start, not yet verified)`
