@@ -172,3 +172,32 @@ function describe(e: unknown): string {
   if (/ECONNREFUSED|CONNECTION_REFUSED/i.test(m + (err.code ?? ''))) return 'connection refused';
   return err.cause?.message ? `${m} (${err.cause.message})` : m;
 }
+
+/**
+ * Calls `onChange` with the server's words each time it refuses this connection's credential
+ * (`Authorization Violation`, `User Authentication Expired`: expired, revoked, another operator's)
+ * and with undefined when the connection is back after one. The client retries such a refusal
+ * (ignoreAuthErrorAbort), reading a .creds file again at each try; this is how a process says why
+ * it is away, where before it said only that it was disconnected (probe16 I7).
+ */
+export function watchCredentialRefusals(nc: NatsConnection, onChange: (refusal: string | undefined) => void): void {
+  let refused = false;
+  void (async () => {
+    for await (const s of nc.status()) {
+      if (s.type === 'reconnect') {
+        if (refused) onChange(undefined);
+        refused = false;
+        continue;
+      }
+      const error = s.type === 'error' ? (s as { error?: Error }).error?.message : undefined;
+      if (error === undefined || !isCredentialRefusal(error)) continue;
+      refused = true;
+      onChange(error);
+    }
+  })().catch(() => undefined);
+}
+
+/** Whether a server error refuses the credential (rather than a permission or the connection). */
+export function isCredentialRefusal(error: string): boolean {
+  return /authenticat|authoriz/i.test(error);
+}

@@ -42,7 +42,15 @@ export {
   type Credential,
   type Permissions,
 } from './server-config.ts';
-export { connectBus, connectBusWaiting, checkServerUrls, serversText, type BusAuth } from './bus-connection.ts';
+export {
+  connectBus,
+  connectBusWaiting,
+  checkServerUrls,
+  isCredentialRefusal,
+  serversText,
+  watchCredentialRefusals,
+  type BusAuth,
+} from './bus-connection.ts';
 export { checkAuthFiles, credsFileExpiry, credsNodeMismatch } from './bus-auth-files.ts';
 export {
   artifactStatement,

@@ -48,7 +48,13 @@ import {
 import { PlannerGroup, STOP_GRACE_MS } from './planner-group.ts';
 import { clusterGuard, withoutSupersededResume } from './cluster-guard.ts';
 import { createLogReplicator, logStreamName, versionAnchor, type LogReplicator } from '../../libs/eventlog/index.ts';
-import { namingJetStreamSilence, retryTransient, type BusAuth, type CoreNats } from '../../libs/bus/index.ts';
+import {
+  namingJetStreamSilence,
+  retryTransient,
+  watchCredentialRefusals,
+  type BusAuth,
+  type CoreNats,
+} from '../../libs/bus/index.ts';
 import { Planner } from './planner.ts';
 import { plannerMetrics } from './planner-metrics.ts';
 
@@ -290,7 +296,7 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
       { say },
     );
     const nc = bus.connection();
-    watchCredentialRefusals(nc, o.natsAuth?.credsFile, say, () => current());
+    sayCredentialRefusals(nc, o.natsAuth?.credsFile, say, () => current());
     metrics.attach({ streams: { nc: () => nc, names: () => [VERSIONS_STREAM, logStreamName(groupName)] } });
     // A flush that cannot reach the group gives up within half a lease TTL: a leader never blocks
     // longer than it may act (its lease runs out at 3/4 TTL without renewals anyway).
@@ -615,27 +621,23 @@ function lateBound<T extends object>(get: () => T | undefined, before: Partial<T
  * "disconnected from NATS" and "lease renewal failed: timeout" (probe16 I7); the client now
  * retries such a refusal (connectBus), reading the .creds file again at each try.
  */
-function watchCredentialRefusals(
+function sayCredentialRefusals(
   nc: NatsConnection,
   credsFile: string | undefined,
   say: (line: string) => void,
   current: () => { noteFailure(where: string, err: unknown): void; noteRecovered(where: string): void } | undefined,
 ): void {
   let said: string | undefined;
-  void (async () => {
-    for await (const s of nc.status()) {
-      if (s.type === 'reconnect') {
-        if (said !== undefined) say("NATS takes this planner's credential again");
-        said = undefined;
-        current()?.noteRecovered('nats');
-        continue;
-      }
-      const error = s.type === 'error' ? (s as { error?: Error }).error?.message : undefined;
-      if (error === undefined || !/authenticat|authoriz/i.test(error)) continue;
-      const line = `NATS refuses this planner's credential (${error}): it cannot lead or follow; retrying${credsFile ? ` with ${credsFile} as it is at each try` : ''}`;
-      if (line !== said) say(line);
-      said = line;
-      current()?.noteFailure('nats', line);
+  watchCredentialRefusals(nc, (error) => {
+    if (error === undefined) {
+      say("NATS takes this planner's credential again");
+      said = undefined;
+      current()?.noteRecovered('nats');
+      return;
     }
-  })().catch(() => undefined);
+    const line = `NATS refuses this planner's credential (${error}): it cannot lead or follow; retrying${credsFile ? ` with ${credsFile} as it is at each try` : ''}`;
+    if (line !== said) say(line);
+    said = line;
+    current()?.noteFailure('nats', line);
+  });
 }

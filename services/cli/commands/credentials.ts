@@ -110,7 +110,7 @@ export function registerCredentials(program: Command, setExit: SetExit): void {
         const { kubeHttpFromConfig } = await import('../../../libs/kube/index.ts');
         const { kubeJwks, nodeExists, IssuerClock } = await import('../../../libs/nodecreds/index.ts');
         const { serveCredentialRequests } = await import('../../../libs/nodecreds/index.ts');
-        const { connectBus } = await import('../../../libs/bus/index.ts');
+        const { connectBus, watchCredentialRefusals } = await import('../../../libs/bus/index.ts');
         const http = kubeHttpFromConfig(await loadKubeConfig({ inCluster: o.inCluster, kubeconfig: o.kubeconfig }));
         const log = (l: string) => process.stderr.write(`${l}\n`);
         // stamp credentials by the API server's clock when this host's is off (probe12 L13)
@@ -124,6 +124,14 @@ export function registerCredentials(program: Command, setExit: SetExit): void {
           name: 'credential-issuer',
           auth: { credsFile: o.natsCreds },
         });
+        // said, not only retried: refused, the issuer answers no node (probe16)
+        watchCredentialRefusals(nc, (why) =>
+          log(
+            why === undefined
+              ? "credential issuer: NATS takes the issuer's credential again"
+              : `credential issuer: NATS refuses the issuer's credential (${why}); retrying with ${o.natsCreds} as it is at each try`,
+          ),
+        );
         const sub = serveCredentialRequests(nc, {
           // read at every request (probe16 I3): re-applied Secrets (a rotated readers signing key)
           // take effect in the mounted files; read once, the issuer minted with the old key, which
@@ -187,13 +195,20 @@ export function registerCredentials(program: Command, setExit: SetExit): void {
           refuseFlags(cmd, ['--http'], 'credentials fetch --once', 'it serves health while the fetcher keeps running');
         const { BOOTSTRAP_INBOX_PREFIX } = await import('../../../libs/nodecreds/index.ts');
         const { fetchNodeCredential, keepNodeCredentialFresh } = await import('../../../libs/nodecreds/index.ts');
-        const { connectBus } = await import('../../../libs/bus/index.ts');
+        const { connectBus, watchCredentialRefusals } = await import('../../../libs/bus/index.ts');
         const nc = await connectBus({
           servers: o.nats.split(','),
           name: `credentials-${o.node}`,
           auth: { credsFile: o.bootstrapCreds },
           extra: { inboxPrefix: BOOTSTRAP_INBOX_PREFIX },
         });
+        watchCredentialRefusals(nc, (why) =>
+          process.stderr.write(
+            why === undefined
+              ? 'NATS takes the bootstrap credential again\n'
+              : `NATS refuses the bootstrap credential (${why}); retrying with ${o.bootstrapCreds} as it is at each try\n`,
+          ),
+        );
         const f = {
           nc,
           node: o.node,

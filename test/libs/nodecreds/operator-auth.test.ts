@@ -5,7 +5,13 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { Kvm } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
-import { connectBus, TargetStore, TARGETS_STREAM, VERSIONS_STREAM } from '../../../libs/bus/index.ts';
+import {
+  connectBus,
+  TargetStore,
+  TARGETS_STREAM,
+  VERSIONS_STREAM,
+  watchCredentialRefusals,
+} from '../../../libs/bus/index.ts';
 import {
   generateAccountKeys,
   mintNodeCreds,
@@ -179,6 +185,8 @@ describe('operator-mode NATS with minted per-node user JWTs (Debian nats-server 
       extra: { reconnectDelayHandler: () => 100 },
     });
     conns.push(a);
+    const said: (string | undefined)[] = [];
+    watchCredentialRefusals(a, (why) => said.push(why));
     const refusals: string[] = [];
     const reconnects: number[] = [];
     void (async () => {
@@ -204,6 +212,10 @@ describe('operator-mode NATS with minted per-node user JWTs (Debian nats-server 
     // renewed, as another identity to tell which file is in use
     writeFileSync(credsFile, await mintNodeCreds(keys, 'node-z', 600));
     expect(problems.at(-1)).toBeUndefined();
+    // what a process says: the server's words at each refusal, then undefined once taken again
+    await expect.poll(() => said.at(-1), { timeout: 10_000 }).toBeUndefined();
+    expect(said.length).toBeGreaterThan(1);
+    expect(said.slice(0, -1).every((w) => /Authorization Violation|Authentication Expired/.test(w ?? ''))).toBe(true);
     await expect
       .poll(
         async () => {
