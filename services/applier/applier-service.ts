@@ -14,6 +14,7 @@ import {
 import {
   connectBusWaiting,
   credsFileExpiry,
+  isCredentialRefusal,
   serversText,
   type BusAuth,
   readVerifierFile,
@@ -347,7 +348,7 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
       case 'connection':
         // The client reports every PING it sends ('ping', every 2 s: 43 200 lines a day per node,
         // probe14 P5); a lost connection is a warning, its return says how long it lasted.
-        if (e.status === 'error' && e.error !== undefined && /authenticat|authoriz/i.test(e.error)) {
+        if (e.status === 'error' && e.error !== undefined && isCredentialRefusal(e.error)) {
           refusedBy = e.error;
           const why = refusalText();
           if (why !== undefined && why !== refusalLogged) log.warn({ status: e.status, error: e.error }, why);
