@@ -200,6 +200,16 @@ export const AHEAD_OF_NEW_STREAM = 'AHEAD_OF_NEW_STREAM';
 
 /** A consumer that delivers nothing this long while the stream has more is replaced. */
 const STALL_MS = 5000;
+/**
+ * What one pull of a follower's consumer asks for, in max_payloads (probe17 N4). The server cuts
+ * a client whose unread data passes its max_pending ("Slow Consumer Detected"; 64 MB by default,
+ * less where an operator set it): a pull of 512 messages of up to max_payload each (512 MB at the
+ * 1 MB default) did while a follower stored a big batch, and its every fresh read was cut again,
+ * so it never caught up. Bounded by bytes instead: the client tops a pull up by what was read
+ * once a quarter of it is, so eight max_payloads make every top-up hold the largest message (a
+ * smaller one is refused, 409, and the consumer starves); 8 MB at the default max_payload.
+ */
+const PULL_PAYLOADS = 8;
 
 export async function createLogReplicator(o: LogReplicatorOptions): Promise<LogReplicator> {
   if (!Number.isInteger(o.replicas) || o.replicas < 1)
@@ -317,6 +327,8 @@ class StreamLogReplicator implements LogReplicator {
   private beforeNewStream: LogPosition | undefined;
   private flushing: Promise<unknown> = Promise.resolve();
   private readonly maxPart: number;
+  /** The bytes one pull of a follower's consumer asks for at most (see PULL_PAYLOADS). */
+  private readonly pullBytes: number;
   snapshots!: SnapshotStore;
   /** The group key's signature on the snapshots it writes, and the check of those it reads (as for messages). */
   readonly snapshotSigning: { sign?: SnapshotSign; check?: SnapshotCheck } = {};
@@ -366,6 +378,7 @@ class StreamLogReplicator implements LogReplicator {
     }
     this.reader = new LogStreamReader(this.check);
     this.maxPart = Math.max(4096, (options.nc.info?.max_payload ?? 1024 * 1024) - HEADER_ROOM);
+    this.pullBytes = PULL_PAYLOADS * (options.nc.info?.max_payload ?? 1024 * 1024);
     this.refresher = setInterval(() => {
       // A flush writes the mark at most once per MARK_EVERY_MS: without this trailing write the last
       // flush of a burst stayed unmarked until the next write, and online retention, bounded by the
@@ -808,7 +821,7 @@ class StreamLogReplicator implements LogReplicator {
       deliver_policy: DeliverPolicy.StartSequence,
       opt_start_seq: start,
     });
-    const msgs = await c.consume({ max_messages: 512 });
+    const msgs = await c.consume({ max_bytes: this.pullBytes });
     onOpen?.(msgs);
     // durations on the monotonic clock: a wall clock stepped back would silence the watchdog (probe12)
     let progressAt = performance.now();
