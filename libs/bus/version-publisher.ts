@@ -6,6 +6,7 @@ import {
   type JetStreamClient,
   type JetStreamManager,
   type PubAck,
+  type StreamInfo,
 } from '@nats-io/jetstream';
 import { StaleLeaderError } from './stale-leader.ts';
 import { appendChain } from './chained-append.ts';
@@ -68,6 +69,11 @@ export interface VersionPublisherOptions {
    * Each is still conditional on the one before it (see appendChain).
    */
   readonly pipeline?: number;
+  /**
+   * Told when the stream had limits of its own that drop or refuse versions (max_bytes, max_msgs,
+   * max_msgs_per_subject, max_msg_size, another max_age) and they were taken off (probe17 N1).
+   */
+  readonly onLimitsReset?: (line: string) => void;
 }
 
 export interface PublishResult {
@@ -552,8 +558,9 @@ export class VersionPublisher {
       max_age: (this.options.maxAgeMs ?? 0) * 1_000_000,
       num_replicas: this.options.replicas ?? 1,
     };
+    let info: StreamInfo | undefined;
     try {
-      await this.jsm.streams.info(this.stream);
+      info = await this.jsm.streams.info(this.stream);
     } catch (e) {
       if (!(e instanceof JetStreamApiError) || e.code !== 10059) throw e; // 10059: stream not found
       try {
@@ -562,7 +569,40 @@ export class VersionPublisher {
         throw asRefusal(this.options.nc, cfg.num_replicas, err);
       }
     }
+    if (info) await this.liftLimits(info, cfg.max_age);
     await ensureStreamReplicas(this.options.nc, this.jsm, this.stream, cfg.num_replicas);
+  }
+
+  /**
+   * Takes off limits the stream was given by someone else (`nats stream edit`, a config tool): the
+   * publisher trims the stream itself (keepCheckpoints), and a limit of JetStream's own drops
+   * what nodes still need or refuses what they need next. With max_bytes and discard old the
+   * stream dropped every version as it was stored, the planner saying all was well while a
+   * restarted node answered "version N is not published"; with discard new every publish failed
+   * with "maximum bytes exceeded" (probe17 N1). Checked whenever the stream is opened or claimed.
+   */
+  private async liftLimits(info: StreamInfo, maxAge: number): Promise<void> {
+    const c = info.config;
+    const set = (n: number | undefined) => n !== undefined && n > 0;
+    const found = [
+      set(c.max_bytes) ? `max_bytes ${c.max_bytes}` : '',
+      set(c.max_msgs) ? `max_msgs ${c.max_msgs}` : '',
+      set(c.max_msgs_per_subject) ? `max_msgs_per_subject ${c.max_msgs_per_subject}` : '',
+      set(c.max_msg_size) ? `max_msg_size ${c.max_msg_size}` : '',
+      (c.max_age ?? 0) !== maxAge ? `max_age ${Math.round((c.max_age ?? 0) / 1e9)} s` : '',
+    ].filter(Boolean);
+    if (found.length === 0) return;
+    await this.jsm.streams.update(this.stream, {
+      ...c,
+      max_bytes: -1,
+      max_msgs: -1,
+      max_msgs_per_subject: -1,
+      max_msg_size: -1,
+      max_age: maxAge,
+    });
+    this.options.onLimitsReset?.(
+      `stream ${this.stream} had limits of its own (${found.join(', ')}, discard ${c.discard}): they drop versions nodes still need or refuse new ones; taken off (the planner trims the stream itself: --versions-keep-checkpoints; bound JetStream's disk with max_file_store)`,
+    );
   }
 
   /**

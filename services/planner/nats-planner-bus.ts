@@ -57,6 +57,8 @@ export interface NatsPlannerBusOptions {
   readonly targetCheckMs?: number;
   /** A target key held another entry than this planner's (`revision`: that entry's) and was restored. */
   readonly onTargetRestored?: (key: string, revision: number) => void;
+  /** The versions stream had limits of its own, taken off (VersionPublisherOptions.onLimitsReset). */
+  readonly onLimitsReset?: (line: string) => void;
 }
 
 /**
@@ -112,6 +114,7 @@ export class NatsPlannerBus implements PlannerBus {
         onForeign: o.onForeign,
         replicas: o.replicas,
         mayAppend: o.mayAppend,
+        onLimitsReset: o.onLimitsReset,
       });
       const targets = await TargetStore.open({ nc, signer: o.signer, replicas: o.replicas });
       const bus = new NatsPlannerBus(nc, publisher, targets, !o.nc, o);

@@ -292,6 +292,7 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
             say(
               `target ${key === 'default' ? 'default (every node)' : `for node ${key.slice('node.'.length)}`} was overwritten by someone else (revision ${revision}); restored`,
             ),
+          onLimitsReset: say,
         }),
       { say },
     );

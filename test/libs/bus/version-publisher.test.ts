@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { jetstreamManager } from '@nats-io/jetstream';
+import { DiscardPolicy, jetstreamManager } from '@nats-io/jetstream';
 import { connectBus, VersionPublisher, VersionReader } from '../../../libs/bus/index.ts';
 import { DEFAULT_PROXY_CONFIG } from '../../../libs/model/index.ts';
 import { renderNodeState } from '../../../libs/planner/index.ts';
@@ -202,6 +202,51 @@ describe('VersionPublisher', () => {
     const ack10 = await world.received.waitFor(ackForHelper('n1', 10), 'ack 10');
     expect(ack10.kind === 'ack' && ack10.v.dataHash).toBe(m.index.hash());
     expect(a.dataplane.last).toEqual(renderNodeState(m.index, 'n1', DEFAULT_PROXY_CONFIG));
+  });
+
+  it('takes off limits someone gave the stream (max_bytes with discard old dropped every version as it was stored; probe17 N1)', async () => {
+    world = await startBusWorld({ nodes: [], checkpointEvery: 3 });
+    const m = new VersionMaker();
+    const v1 = m.next({ upsertServices: [service(1)] });
+    await world.publisher.publishNext({ header: v1.delta, delta: v1.delta.delta, data: () => v1.checkpoint().data });
+    // an operator bounds the stream (`nats stream edit SB_VERSIONS --max-bytes ... --discard old`)
+    const jsm = await jetstreamManager(world.planner);
+    const before = await jsm.streams.info('SB_VERSIONS');
+    await jsm.streams.update('SB_VERSIONS', {
+      ...before.config,
+      max_bytes: before.state.bytes + 2000,
+      max_msgs_per_subject: 5,
+      discard: DiscardPolicy.Old,
+    });
+    // the next planner to open (or claim) the stream
+    const said: string[] = [];
+    const p = await VersionPublisher.open({
+      nc: world.planner,
+      checkpointEvery: 3,
+      signer: world.signer,
+      onLimitsReset: (l) => said.push(l),
+    });
+    expect(said).toEqual([
+      expect.stringMatching(
+        /^stream SB_VERSIONS had limits of its own \(max_bytes \d+, max_msgs_per_subject 5, discard old\): .*taken off/,
+      ),
+    ]);
+    for (let i = 2; i <= 8; i++) {
+      const v = m.next({ upsertServices: Array.from({ length: 20 }, (_, j) => service(i * 100 + j, 4)) });
+      await p.publishNext({ header: v.delta, delta: v.delta.delta, data: () => v.checkpoint().data });
+    }
+    // a node that starts now loads the newest version: checkpoint 6 and the deltas after it
+    const reader = new VersionReader(world.planner, { verifier: world.verifier });
+    const d8 = await reader.delta(8);
+    expect(d8.ok && d8.baseCheckpoint).toBe(6);
+    expect((await reader.checkpoint(6)).ok).toBe(true);
+    expect((await jsm.streams.info('SB_VERSIONS')).config).toMatchObject({
+      max_bytes: -1,
+      max_msgs_per_subject: -1,
+    });
+    // nothing to take off: said once only
+    await VersionPublisher.open({ nc: world.planner, signer: world.signer, onLimitsReset: (l) => said.push(l) });
+    expect(said).toHaveLength(1);
   });
 
   it('chunks checkpoints larger than max_payload, and a node reassembles and verifies them', async () => {
