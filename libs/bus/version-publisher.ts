@@ -569,8 +569,17 @@ export class VersionPublisher {
         throw asRefusal(this.options.nc, cfg.num_replicas, err);
       }
     }
-    if (info) await this.liftLimits(info, cfg.max_age);
+    if (info) await this.liftLimits(info);
     await ensureStreamReplicas(this.options.nc, this.jsm, this.stream, cfg.num_replicas);
+  }
+
+  /**
+   * Takes off limits given to the stream since it was opened (see liftLimits): a leader checks
+   * now and then and after a refused publish, as an edit while it leads is otherwise found at the
+   * next claim only. Returns what it took off (undefined: nothing).
+   */
+  async checkLimits(): Promise<string | undefined> {
+    return this.liftLimits(await this.jsm.streams.info(this.stream));
   }
 
   /**
@@ -581,8 +590,9 @@ export class VersionPublisher {
    * restarted node answered "version N is not published"; with discard new every publish failed
    * with "maximum bytes exceeded" (probe17 N1). Checked whenever the stream is opened or claimed.
    */
-  private async liftLimits(info: StreamInfo, maxAge: number): Promise<void> {
+  private async liftLimits(info: StreamInfo): Promise<string | undefined> {
     const c = info.config;
+    const maxAge = (this.options.maxAgeMs ?? 0) * 1_000_000;
     const set = (n: number | undefined) => n !== undefined && n > 0;
     const found = [
       set(c.max_bytes) ? `max_bytes ${c.max_bytes}` : '',
@@ -591,7 +601,8 @@ export class VersionPublisher {
       set(c.max_msg_size) ? `max_msg_size ${c.max_msg_size}` : '',
       (c.max_age ?? 0) !== maxAge ? `max_age ${Math.round((c.max_age ?? 0) / 1e9)} s` : '',
     ].filter(Boolean);
-    if (found.length === 0) return;
+    if (found.length === 0) return undefined;
+    const what = `${found.join(', ')}, discard ${c.discard}`;
     await this.jsm.streams.update(this.stream, {
       ...c,
       max_bytes: -1,
@@ -601,8 +612,9 @@ export class VersionPublisher {
       max_age: maxAge,
     });
     this.options.onLimitsReset?.(
-      `stream ${this.stream} had limits of its own (${found.join(', ')}, discard ${c.discard}): they drop versions nodes still need or refuse new ones; taken off (the planner trims the stream itself: --versions-keep-checkpoints; bound JetStream's disk with max_file_store)`,
+      `stream ${this.stream} had limits of its own (${what}): they drop versions nodes still need or refuse new ones; taken off (the planner trims the stream itself: --versions-keep-checkpoints; bound JetStream's disk with max_file_store)`,
     );
+    return what;
   }
 
   /**

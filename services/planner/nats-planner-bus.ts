@@ -211,15 +211,35 @@ export class NatsPlannerBus implements PlannerBus {
 
   async publish(...[artifact, data, texts]: Parameters<PlannerBus['publish']>): Promise<void> {
     const { form: _f, delta, ...header } = artifact;
-    await this.guard(() =>
-      this.publisher.publishNext({ header, delta, data, anchor: this.options.anchorOf?.(artifact.version), texts }),
+    await this.limitsChecked(() =>
+      this.guard(() =>
+        this.publisher.publishNext({ header, delta, data, anchor: this.options.anchorOf?.(artifact.version), texts }),
+      ),
     );
   }
 
   async publishBase(...[header, data]: Parameters<PlannerBus['publishBase']>): Promise<void> {
-    await this.guard(() =>
-      this.publisher.publishBase({ header, data, anchor: this.options.anchorOf?.(header.version) }),
+    await this.limitsChecked(() =>
+      this.guard(() => this.publisher.publishBase({ header, data, anchor: this.options.anchorOf?.(header.version) })),
     );
+  }
+
+  /**
+   * A publish the stream refused because of limits someone gave it while this planner leads
+   * ("maximum bytes exceeded", probe17 N2): the limits are taken off (said through onLimitsReset)
+   * and the error names them, so the planner's retry a second later goes through.
+   */
+  private async limitsChecked(write: () => Promise<unknown>): Promise<void> {
+    try {
+      await write();
+    } catch (e) {
+      const lifted = this.options.mayWrite?.() ? undefined : await this.publisher.checkLimits().catch(() => undefined);
+      if (!lifted) throw e;
+      throw new Error(
+        `${e instanceof Error ? e.message : String(e)} (the versions stream's own limits refused it: ${lifted}; taken off, retrying)`,
+        { cause: e },
+      );
+    }
   }
 
   async putConfigRevision(rev: ConfigRevision): Promise<void> {
@@ -248,7 +268,9 @@ export class NatsPlannerBus implements PlannerBus {
 
   /**
    * The periodic check of the target keys this planner wrote (a write like any other: only while
-   * it may write; a newer leader's entry fences it). A failed check is retried at the next tick.
+   * it may write; a newer leader's entry fences it), and of the versions stream's limits (a limit
+   * given while this planner leads is taken off: VersionPublisher.checkLimits). A failed check is
+   * retried at the next tick.
    */
   private checkTargetsEvery(ms: number): void {
     if (ms <= 0) return;
@@ -260,6 +282,8 @@ export class NatsPlannerBus implements PlannerBus {
         .then((restored) => {
           for (const r of restored) this.options.onTargetRestored?.(r.key, r.revision);
         })
+        // limits given to the versions stream while this planner leads (said through onLimitsReset)
+        .then(() => this.publisher.checkLimits())
         .catch(() => undefined)
         .finally(() => {
           running = false;
