@@ -3,6 +3,7 @@ import { Kvm, type KV, type KvOptions } from '@nats-io/kv';
 import { jetstreamManager, JetStreamApiError, type JetStreamManager } from '@nats-io/jetstream';
 import { StaleLeaderError } from './stale-leader.ts';
 import { asRefusal, ensureStreamReplicas } from './stream-replicas.ts';
+import { liftStreamLimits } from './stream-limits.ts';
 import {
   checkWire,
   ConfigRevisionSchema,
@@ -54,6 +55,8 @@ export interface TargetStoreOptions {
   readonly now?: () => number;
   /** Copies of the bucket in the NATS cluster (--replicas; default 1). */
   readonly replicas?: number;
+  /** The bucket had limits of its own, taken off (replicatedBucket). */
+  readonly onLimitsReset?: (line: string) => void;
 }
 
 export class TargetStore {
@@ -70,14 +73,14 @@ export class TargetStore {
   ) {}
 
   static async open(o: TargetStoreOptions): Promise<TargetStore> {
-    const s = new TargetStore(o.nc, await createBucket(o.nc, o.history, o.replicas), o);
+    const s = new TargetStore(o.nc, await createBucket(o), o);
     await s.learnIssued();
     return s;
   }
 
   /** Recreates the bucket after NATS lost its store (idempotent when it exists). */
   async reopen(): Promise<void> {
-    this.kv = await createBucket(this.nc, this.options.history, this.options.replicas);
+    this.kv = await createBucket(this.options);
     await this.learnIssued();
   }
 
@@ -315,11 +318,16 @@ export async function bucketKeys(nc: NatsConnection, bucket: string, prefix = ''
     .map((s) => s.slice(subjects.length));
 }
 
-/** Creates (or opens) a KV bucket holding `replicas` copies; an existing bucket is brought to that count. */
+/**
+ * Creates (or opens) a KV bucket holding `replicas` copies; an existing bucket is brought to that
+ * count, and limits someone gave its stream (max_bytes, max_msgs, another history or lifetime) are
+ * taken off and said through `onLimitsReset` (probe17 N1: with max_bytes and discard old the
+ * targets bucket drops its oldest entries, the config revisions written once among them).
+ */
 export async function replicatedBucket(
   nc: NatsConnection,
   bucket: string,
-  o: Partial<KvOptions> & { replicas?: number },
+  { onLimitsReset, ...o }: Partial<KvOptions> & { replicas?: number; onLimitsReset?: (line: string) => void },
 ): Promise<KV> {
   const replicas = o.replicas ?? 1;
   let kv: KV;
@@ -331,6 +339,14 @@ export async function replicatedBucket(
   const jsm = await jetstreamManager(nc);
   await ensureStreamReplicas(nc, jsm, `KV_${bucket}`, replicas);
   if (o.ttl !== undefined) await ensureMaxAge(jsm, `KV_${bucket}`, o.ttl);
+  const lifted = await liftStreamLimits(jsm, `KV_${bucket}`, {
+    maxAge: o.ttl === undefined ? 0 : nanos(o.ttl),
+    perSubject: o.history ?? 1,
+  });
+  if (lifted)
+    onLimitsReset?.(
+      `bucket ${bucket} had limits of its own (${lifted}): they drop entries the planners and nodes still read; taken off (bound JetStream's disk with max_file_store)`,
+    );
   return kv;
 }
 
@@ -351,8 +367,13 @@ async function ensureMaxAge(jsm: JetStreamManager, stream: string, ttlMs: number
   });
 }
 
-function createBucket(nc: NatsConnection, history?: number, replicas?: number): Promise<KV> {
-  return replicatedBucket(nc, TARGETS_BUCKET, { history: history ?? 5, allow_direct: true, replicas });
+function createBucket(o: TargetStoreOptions): Promise<KV> {
+  return replicatedBucket(o.nc, TARGETS_BUCKET, {
+    history: o.history ?? 5,
+    allow_direct: true,
+    replicas: o.replicas,
+    onLimitsReset: o.onLimitsReset,
+  });
 }
 
 function checkTarget(t: NodeTarget): NodeTarget {

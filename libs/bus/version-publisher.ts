@@ -24,6 +24,7 @@ import {
 import { H, parseVersionSubject, TERM_SUBJECT, VERSIONS_STREAM, VERSIONS_SUBJECTS } from './subjects.ts';
 import { VersionReader } from './version-reader.ts';
 import { asRefusal, ensureStreamReplicas } from './stream-replicas.ts';
+import { liftStreamLimits } from './stream-limits.ts';
 
 /** Whether version `v` gets a full checkpoint when checkpoints are taken every `every` versions. */
 export function isCheckpointVersion(v: number, every: number): boolean {
@@ -583,37 +584,24 @@ export class VersionPublisher {
   }
 
   /**
-   * Takes off limits the stream was given by someone else (`nats stream edit`, a config tool): the
-   * publisher trims the stream itself (keepCheckpoints), and a limit of JetStream's own drops
-   * what nodes still need or refuses what they need next. With max_bytes and discard old the
-   * stream dropped every version as it was stored, the planner saying all was well while a
-   * restarted node answered "version N is not published"; with discard new every publish failed
-   * with "maximum bytes exceeded" (probe17 N1). Checked whenever the stream is opened or claimed.
+   * Takes off limits the stream was given by someone else (liftStreamLimits): the publisher trims
+   * the stream itself (keepCheckpoints), and a limit of JetStream's own drops what nodes still
+   * need or refuses what they need next. With max_bytes and discard old the stream dropped every
+   * version as it was stored, the planner saying all was well while a restarted node answered
+   * "version N is not published"; with discard new every publish failed with "maximum bytes
+   * exceeded" (probe17 N1). Checked whenever the stream is opened or claimed.
    */
   private async liftLimits(info: StreamInfo): Promise<string | undefined> {
-    const c = info.config;
-    const maxAge = (this.options.maxAgeMs ?? 0) * 1_000_000;
-    const set = (n: number | undefined) => n !== undefined && n > 0;
-    const found = [
-      set(c.max_bytes) ? `max_bytes ${c.max_bytes}` : '',
-      set(c.max_msgs) ? `max_msgs ${c.max_msgs}` : '',
-      set(c.max_msgs_per_subject) ? `max_msgs_per_subject ${c.max_msgs_per_subject}` : '',
-      set(c.max_msg_size) ? `max_msg_size ${c.max_msg_size}` : '',
-      (c.max_age ?? 0) !== maxAge ? `max_age ${Math.round((c.max_age ?? 0) / 1e9)} s` : '',
-    ].filter(Boolean);
-    if (found.length === 0) return undefined;
-    const what = `${found.join(', ')}, discard ${c.discard}`;
-    await this.jsm.streams.update(this.stream, {
-      ...c,
-      max_bytes: -1,
-      max_msgs: -1,
-      max_msgs_per_subject: -1,
-      max_msg_size: -1,
-      max_age: maxAge,
-    });
-    this.options.onLimitsReset?.(
-      `stream ${this.stream} had limits of its own (${what}): they drop versions nodes still need or refuse new ones; taken off (the planner trims the stream itself: --versions-keep-checkpoints; bound JetStream's disk with max_file_store)`,
+    const what = await liftStreamLimits(
+      this.jsm,
+      this.stream,
+      { maxAge: (this.options.maxAgeMs ?? 0) * 1_000_000 },
+      info,
     );
+    if (what)
+      this.options.onLimitsReset?.(
+        `stream ${this.stream} had limits of its own (${what}): they drop versions nodes still need or refuse new ones; taken off (the planner trims the stream itself: --versions-keep-checkpoints; bound JetStream's disk with max_file_store)`,
+      );
     return what;
   }
 

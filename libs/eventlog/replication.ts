@@ -17,6 +17,7 @@ import { headers as natsHeaders, type NatsConnection } from '@nats-io/transport-
 // A deep import kept on purpose (test/build/import-boundaries.test.ts says why).
 import { abandonSignal, retryTransient } from '../bus/jetstream-transient.ts';
 import { asRefusal, ReplicasRefused, refuseUnclustered } from '../bus/stream-replicas.ts';
+import { liftStreamLimits } from '../bus/stream-limits.ts';
 // (the same: planner-signature.ts imports no lib that imports this one)
 import { logMessageStatement, logSnapshotStatement, verifierFromPem, type Signer } from '../bus/planner-signature.ts';
 import type { EventLog } from './event-log.ts';
@@ -425,6 +426,15 @@ class StreamLogReplicator implements LogReplicator {
           { cause: e2 },
         );
       }
+    }
+    // Limits someone gave the stream drop batches replicas still need (discard old; only a snapshot
+    // bridges the gap) or refuse the next one (discard new): taken off, and said (probe17 N1).
+    const lifted = await liftStreamLimits(this.jsm, this.stream, { maxAge: 0 }, info);
+    if (lifted) {
+      this.say(
+        `log stream ${this.stream} had limits of its own (${lifted}): they drop or refuse the group's log; taken off (bound JetStream's disk with max_file_store)`,
+      );
+      info = await this.jsm.streams.info(this.stream);
     }
     if (info.config.num_replicas !== this.options.replicas) {
       try {

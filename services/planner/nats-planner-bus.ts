@@ -116,7 +116,12 @@ export class NatsPlannerBus implements PlannerBus {
         mayAppend: o.mayAppend,
         onLimitsReset: o.onLimitsReset,
       });
-      const targets = await TargetStore.open({ nc, signer: o.signer, replicas: o.replicas });
+      const targets = await TargetStore.open({
+        nc,
+        signer: o.signer,
+        replicas: o.replicas,
+        onLimitsReset: o.onLimitsReset,
+      });
       const bus = new NatsPlannerBus(nc, publisher, targets, !o.nc, o);
       bus.streamCreated = await publisher.streamCreated();
       bus.watchConnection();

@@ -62,6 +62,10 @@ const ALLOWED: ReadonlyMap<string, string> = new Map([
     'libs/eventlog/replication.ts -> libs/bus/planner-signature.ts',
     'the bus index imports libs/eventlog (published anchors): the index would make a cycle',
   ],
+  [
+    'libs/eventlog/replication.ts -> libs/bus/stream-limits.ts',
+    'the bus index imports libs/eventlog (published anchors): the index would make a cycle',
+  ],
 ]);
 
 /** `importer -> target` for every relative import that crosses into another lib past its index. */
