@@ -270,6 +270,8 @@ class StreamLogReplicator implements LogReplicator {
   private seq = 0;
   /** Last stream seq read at all (parts of a batch its writer never finished included): what a claim must follow. */
   private readSeq = 0;
+  /** Why the live consumer reads a stream that is not there any more (refreshEnd; its watchdog acts on it). */
+  private endBeforeRead: string | undefined;
   /**
    * The term of the newest marker read (or this leader's own): a batch of an older term is a copy
    * (a deposed leader's batch cannot land after a newer claim: appends are conditional). Newest,
@@ -837,6 +839,13 @@ class StreamLogReplicator implements LogReplicator {
     let progressAt = performance.now();
     const watchdog = setInterval(
       () => {
+        const gone = this.endBeforeRead;
+        if (until === undefined && gone) {
+          this.endBeforeRead = undefined;
+          this.say(`log stream ${this.stream}: ${gone}; reading afresh`);
+          closeConsumer(msgs);
+          return;
+        }
         const behind = until !== undefined || this.streamSeq > this.readSeq;
         if (behind && performance.now() - progressAt > STALL_MS) {
           this.say(
@@ -871,6 +880,11 @@ class StreamLogReplicator implements LogReplicator {
   private async refreshEnd(): Promise<void> {
     try {
       const last = await this.jsm.streams.getMessage(this.stream, { last_by_subj: this.subject });
+      // Ends before what was read: the stream was made again (NATS lost its store, or someone
+      // deleted it) and the live consumer, which the client re-creates on the new stream at the
+      // old position, waits there silently (probe17 N3): the watchdog replaces it.
+      if ((last?.seq ?? 0) < this.readSeq)
+        this.endBeforeRead = `the stream ends at seq ${last?.seq ?? 0}, before seq ${this.readSeq} this replica read (made again?)`;
       if (!last) return;
       this.streamSeq = Math.max(this.streamSeq, last.seq);
       // a message not signed by the group's key says nothing of where the group is (one part of a
@@ -878,7 +892,8 @@ class StreamLogReplicator implements LogReplicator {
       const m = await this.genuine(last.seq, 1);
       const rows = Number(m?.header.get(H.rows));
       if (Number.isSafeInteger(rows)) this.streamRows = Math.max(this.streamRows, rows);
-    } catch {
+    } catch (e) {
+      if (e instanceof JetStreamApiError && e.code === STREAM_NOT_FOUND) this.endBeforeRead = 'the stream is gone';
       // NATS unreachable for a moment: lag stays as last known; the follow loop reports failures.
     }
   }
@@ -919,6 +934,7 @@ class StreamLogReplicator implements LogReplicator {
       if (this.unconnected) throw this.notConnected(this.unconnected);
     }
     this.readSeq = last;
+    this.endBeforeRead = undefined; // judged afresh against what was read now
     if (this.groupEnd && this.log.isAhead(this.groupEnd)) {
       this.truncate(this.groupEnd, "rows past the end of the group's log stream (committed here, never appended)");
     }
