@@ -5,6 +5,7 @@ import {
   AckCollector,
   checkReplicas,
   connectBusWaiting,
+  describeJetStreamFailure,
   namingJetStreamSilence,
   nodeOfReportSubject,
   StaleLeaderError,
@@ -238,7 +239,11 @@ export class NatsPlannerBus implements PlannerBus {
     try {
       await write();
     } catch (e) {
-      const lifted = this.options.mayWrite?.() ? undefined : await this.publisher.checkLimits().catch(() => undefined);
+      // only for a refusal JetStream answered (not a timeout, not an abandoned write: a frozen
+      // server would hold the check, and a stop behind it)
+      const refusal = /\(JetStream error \d+: /.test(describeJetStreamFailure(e).cause);
+      const lifted =
+        !refusal || this.options.mayWrite?.() ? undefined : await this.publisher.checkLimits().catch(() => undefined);
       if (!lifted) throw e;
       throw new Error(
         `${e instanceof Error ? e.message : String(e)} (the versions stream's own limits refused it: ${lifted}; taken off, retrying)`,
@@ -362,7 +367,7 @@ export class NatsPlannerBus implements PlannerBus {
           throw e;
         }
         if (await this.checkReset()) throw new Error(`NATS lost its store; republishing (${(e as Error).message})`);
-        throw e;
+        throw inWords(e);
       }
     });
   }
@@ -431,4 +436,14 @@ function isFence(e: unknown): boolean {
 
 function sleep(ms: number): Promise<undefined> {
   return new Promise((r) => setTimeout(() => r(undefined), ms).unref?.());
+}
+
+/**
+ * A JetStream refusal in words an operator acts on, the refusal kept as the cause (transient checks
+ * walk causes): "insufficient resources" alone did not say that the server's JetStream storage is
+ * full (probe17 N5). Anything else is returned as it is.
+ */
+function inWords(e: unknown): unknown {
+  const f = describeJetStreamFailure(e);
+  return /\(JetStream error \d+: /.test(f.cause) ? new Error(f.cause, { cause: e }) : e;
 }

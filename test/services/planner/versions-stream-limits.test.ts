@@ -6,7 +6,7 @@ import { DEFAULT_PROXY_CONFIG } from '../../../libs/model/index.ts';
 import { startApplierService } from '../../../services/applier/applier-service.ts';
 import { runPlanner } from '../../../services/planner/run-planner.ts';
 import { WatchedDataplane } from '../../libs/bus/bus-harness.ts';
-import { nodeYaml, plannerEnv, sliceYaml, svcYaml, type PlannerEnv } from './planner-support.ts';
+import { nodeYaml, plannerEnv, sliceYaml, startBarePlanner, svcYaml, type PlannerEnv } from './planner-support.ts';
 
 /**
  * Limits someone gives the versions stream while a planner leads (`nats stream edit SB_VERSIONS
@@ -22,11 +22,12 @@ afterEach(async () => {
   await env?.cleanup();
 });
 
-const services = (prefix: string, n: number) =>
+/** `n` Services with two endpoints each, their cluster IPs in 10.96.`net`.0/24. */
+const services = (prefix: string, n: number, net = 1) =>
   Array.from(
     { length: n },
     (_, i) =>
-      `${svcYaml(`${prefix}${i}`, `10.96.${prefix === 'b' ? 1 : 2}.${i + 1}`)}---\n${sliceYaml(`${prefix}${i}`, [`10.0.${i}.1`, `10.0.${i}.2`])}`,
+      `${svcYaml(`${prefix}${i}`, `10.96.${net}.${i + 1}`)}---\n${sliceYaml(`${prefix}${i}`, [`10.0.${i}.1`, `10.0.${i}.2`])}`,
   ).join('---\n');
 
 it('a limit given to the versions stream while the planner leads is taken off: the refused version goes out, and it is said', async () => {
@@ -88,4 +89,19 @@ it('a limit given to the versions stream while the planner leads is taken off: t
     })
     .toBe(1);
   expect((await jsm.streams.info(VERSIONS_STREAM)).config.max_bytes).toBe(-1);
+}, 60_000);
+
+it("JetStream storage full: the refused write is said in JetStream's words for it, not the bare 'insufficient resources' (probe17 N5)", async () => {
+  env = await plannerEnv({ jetstreamLimits: 'max_file_store: 1MB' });
+  env.write('nodes.yaml', nodeYaml('node-1', '192.0.2.1'));
+  const p = await startBarePlanner(env, 'log.db');
+  stops.push(() => p.stop());
+  // versions of 200 services each until the server's JetStream storage is used up
+  for (let k = 0; k < 12 && !p.planner.lastError; k++) {
+    env.write(`big${k}.yaml`, services(`s${k}x`, 200, 10 + k));
+    await expect.poll(() => p.planner.data.latest()?.version, { timeout: 10_000 }).toBeGreaterThan(k);
+  }
+  await expect
+    .poll(() => p.planner.lastError, { timeout: 10_000 })
+    .toMatch(/^publish: JetStream storage is full on the server .*\(JetStream error 10023: insufficient resources\)$/);
 }, 60_000);
