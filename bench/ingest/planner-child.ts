@@ -17,6 +17,9 @@ import path from 'node:path';
 import { PerformanceObserver, constants as perfConstants, type PerformanceEntry } from 'node:perf_hooks';
 import { DEFAULT_PROXY_CONFIG } from '../../libs/model/index.ts';
 import { runPlanner, type RunningPlanner } from '../../services/planner/run-planner.ts';
+// Loaded before the clock starts, as the bare informer's child does: libs/kube imports the
+// client lazily (1d0e947), and the window measures work after module load, not module load.
+await import('@kubernetes/client-node');
 
 interface Args {
   kubeconfig: string;
