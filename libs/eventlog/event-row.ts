@@ -77,17 +77,18 @@ export function prepareEventRow(e: WatchEvent, i = 0): PreparedEventRow {
 }
 
 export function validateEvent(e: WatchEvent, i: number): void {
-  const bad = (why: string): never => {
-    throw new EventLogError('INVALID', `appendEvents: event ${i} ${why}; batch not written`);
-  };
-  if (!e || typeof e !== 'object') bad('is not an object');
-  if (!isKubeKind(e.kind)) bad(`has unknown kind ${JSON.stringify(e.kind)}`);
-  if (!isWatchEventType(e.type)) bad(`has unknown type ${JSON.stringify(e.type)}`);
-  if (!isWatchEventOrigin(e.origin)) bad(`has unknown origin ${JSON.stringify(e.origin)}`);
-  if (typeof e.name !== 'string' || e.name === '') bad('has no name');
+  if (!e || typeof e !== 'object') invalid(i, 'is not an object');
+  if (!isKubeKind(e.kind)) invalid(i, `has unknown kind ${JSON.stringify(e.kind)}`);
+  if (!isWatchEventType(e.type)) invalid(i, `has unknown type ${JSON.stringify(e.type)}`);
+  if (!isWatchEventOrigin(e.origin)) invalid(i, `has unknown origin ${JSON.stringify(e.origin)}`);
+  if (typeof e.name !== 'string' || e.name === '') invalid(i, 'has no name');
   if (typeof e.namespace !== 'string' || typeof e.uid !== 'string' || typeof e.resourceVersion !== 'string')
-    bad('has non-string namespace/uid/resourceVersion');
-  if (e.object === undefined) bad('has no object');
+    invalid(i, 'has non-string namespace/uid/resourceVersion');
+  if (e.object === undefined) invalid(i, 'has no object');
+}
+
+function invalid(i: number, why: string): never {
+  throw new EventLogError('INVALID', `appendEvents: event ${i} ${why}; batch not written`);
 }
 
 /** The service an event belongs to, for audit queries: the Service's name or a slice's owner label. */

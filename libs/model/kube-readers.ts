@@ -58,7 +58,6 @@ export function readKubeObject(
   source = 'input',
   revision: ReadingRevision = LATEST_READING_REVISION,
 ): ReadResult {
-  const ref = describe(raw);
   try {
     if (!isObj(raw)) fail('not an object');
     const o = raw as Raw;
@@ -78,7 +77,7 @@ export function readKubeObject(
     }
   } catch (e) {
     if (!(e instanceof Invalid)) throw e;
-    return { ok: false, rejection: { ref, source, reason: e.message } };
+    return { ok: false, rejection: { ref: describe(raw), source, reason: e.message } };
   }
 }
 
@@ -313,41 +312,67 @@ function readEndpointSlice(o: Raw, revision: ReadingRevision): EndpointSliceObje
   const rawEndpoints = list(o.endpoints, 'endpoints');
   if (refusesOversizedEndpointSlices(revision) && rawEndpoints.length > MAX_SLICE_ENDPOINTS)
     fail(`${rawEndpoints.length} endpoints, over ${MAX_SLICE_ENDPOINTS} (the API server's limit)`);
-  const endpoints = rawEndpoints.map((e, i): Endpoint => {
-    if (!isObj(e)) return fail(`endpoints[${i}] must be an object`);
-    const addresses = list(e.addresses, `endpoints[${i}].addresses`);
-    if (addresses.length === 0) fail(`endpoints[${i}].addresses must not be empty`);
-    const canon =
-      addressType === 'FQDN'
-        ? addresses.map(String)
-        : addresses.map((a, j) => {
-            const c = ip(a, `endpoints[${i}].addresses[${j}]`);
-            if (ipFamily(c) !== addressType) fail(`endpoints[${i}].addresses[${j}]: ${c} is not ${addressType}`);
-            return c;
-          });
-    const cond = isObj(e.conditions) ? e.conditions : {};
-    // A nil ready means ready. A nil serving: revision 2 reads it as true, as kube-proxy
-    // (endpointslicecache.go: `Serving == nil || *Serving`), so a terminating endpoint without it
-    // is a fallback; revision 1 read it as "same as ready" (an older API comment's wording).
-    const ready = cond.ready === undefined || cond.ready === null ? true : cond.ready === true;
-    const servingNil = cond.serving === undefined || cond.serving === null;
-    const serving = servingNil ? readsServingNilAsTrue(revision) || ready : cond.serving === true;
-    const hintNames = (field: 'forZones' | 'forNodes'): string[] =>
-      (isObj(e.hints) ? list(e.hints[field], `endpoints[${i}].hints.${field}`) : []).map((h) =>
-        isObj(h) && typeof h.name === 'string' ? h.name : fail(`endpoints[${i}].hints.${field}: bad entry`),
-      );
-    return {
-      addresses: canon,
-      ready,
-      serving,
-      terminating: cond.terminating === true,
-      nodeName: typeof e.nodeName === 'string' ? e.nodeName : '',
-      zone: typeof e.zone === 'string' ? e.zone : '',
-      hintZones: hintNames('forZones'),
-      hintNodes: hintNames('forNodes'),
-    };
-  });
+  const readsServingNil = readsServingNilAsTrue(revision);
+  const endpoints = new Array<Endpoint>(rawEndpoints.length);
+  for (let i = 0; i < rawEndpoints.length; i++)
+    endpoints[i] = readEndpoint(rawEndpoints[i], i, addressType, readsServingNil);
   return { kind: 'EndpointSlice', meta, serviceName, addressType, ports, endpoints };
+}
+
+/**
+ * One endpoint of a slice. The hot path of an initial list (every endpoint of the cluster): no
+ * closure or message text is made per endpoint unless it is refused (the messages are the same).
+ */
+function readEndpoint(
+  e: unknown,
+  i: number,
+  addressType: EndpointSliceObject['addressType'],
+  readsServingNil: boolean,
+): Endpoint {
+  if (!isObj(e)) return fail(`endpoints[${i}] must be an object`);
+  const addresses = Array.isArray(e.addresses) ? e.addresses : list(e.addresses, `endpoints[${i}].addresses`);
+  if (addresses.length === 0) fail(`endpoints[${i}].addresses must not be empty`);
+  const canon = new Array<string>(addresses.length);
+  for (let j = 0; j < addresses.length; j++) {
+    const a = addresses[j];
+    if (addressType === 'FQDN') {
+      canon[j] = String(a);
+      continue;
+    }
+    const c = typeof a === 'string' ? canonicalIp(a) : undefined;
+    if (c === undefined) return fail(`endpoints[${i}].addresses[${j}]: invalid IP address ${JSON.stringify(a)}`);
+    if (ipFamily(c) !== addressType) fail(`endpoints[${i}].addresses[${j}]: ${c} is not ${addressType}`);
+    canon[j] = c;
+  }
+  const cond = isObj(e.conditions) ? e.conditions : {};
+  // A nil ready means ready. A nil serving: revision 2 reads it as true, as kube-proxy
+  // (endpointslicecache.go: `Serving == nil || *Serving`), so a terminating endpoint without it
+  // is a fallback; revision 1 read it as "same as ready" (an older API comment's wording).
+  const ready = cond.ready === undefined || cond.ready === null ? true : cond.ready === true;
+  const servingNil = cond.serving === undefined || cond.serving === null;
+  const serving = servingNil ? readsServingNil || ready : cond.serving === true;
+  const hints = isObj(e.hints) ? e.hints : undefined;
+  return {
+    addresses: canon,
+    ready,
+    serving,
+    terminating: cond.terminating === true,
+    nodeName: typeof e.nodeName === 'string' ? e.nodeName : '',
+    zone: typeof e.zone === 'string' ? e.zone : '',
+    hintZones: hints ? hintNames(hints.forZones, i, 'forZones') : NO_HINTS,
+    hintNodes: hints ? hintNames(hints.forNodes, i, 'forNodes') : NO_HINTS,
+  };
+}
+
+/** An endpoint without hints (nearly all of them) shares this list rather than holding two empty ones. */
+const NO_HINTS: readonly string[] = Object.freeze([]);
+
+function hintNames(v: unknown, i: number, field: 'forZones' | 'forNodes'): readonly string[] {
+  const raw = list(v, `endpoints[${i}].hints.${field}`);
+  if (raw.length === 0) return NO_HINTS;
+  return raw.map((h) =>
+    isObj(h) && typeof h.name === 'string' ? h.name : fail(`endpoints[${i}].hints.${field}: bad entry`),
+  );
 }
 
 function readNode(o: Raw): NodeObject {
