@@ -18,7 +18,7 @@ import {
 import { EventLogError, translateSqliteError } from './event-log-error.ts';
 import { closeHeaderReader, damageOf, fdUsage, headerDamage, watchStatements } from './file-health.ts';
 import { openDatabase, type SchemaStatus } from './open-database.ts';
-import { chainHash, linkFields, type ChainName } from './row-chain.ts';
+import { CHAINS, chainHash, linkFields, type ChainName } from './row-chain.ts';
 import { CLOCK_STEP_BOUND_MS, hasClockStep, nextStamp, placeInTime, StepSpan } from './stamp-order.ts';
 import { readingRevisionColumn, rowToVersion, type VersionRecord, type VersionRow } from './version-record.ts';
 import { prepareEventRow, rowToEvent, type EventRow, type PreparedEventRow } from './event-row.ts';
@@ -110,6 +110,8 @@ export interface OperationRecord extends Operation {
 }
 
 const HEX64 = /^[0-9a-f]{64}$/;
+/** The events columns an events row's chain link covers (all but row_hash, which follows them). */
+const EVENT_LINK_COLUMNS = CHAINS.events.columns.length;
 const EMFILE = 'too many open files (EMFILE)';
 /** A version row's columns that make its VersionRecord (rowToVersion): all but the delta and the row hash. */
 const VERSION_HEADER_COLUMNS =
@@ -444,6 +446,8 @@ export class EventLog {
       let seq = h.id;
       const seqs: number[] = [];
       for (const e of events) {
+        // Made at its final length, row_hash last (set once hashed): a row grown by a push keeps
+        // a backing store of 32 slots, and up to 20 000 of them stay in recentEvents.
         const row: (string | number)[] = [
           ++seq,
           receivedAt,
@@ -456,9 +460,10 @@ export class EventLog {
           e.resourceVersion,
           e.service,
           e.object,
+          '',
         ];
-        prev = chainHash(prev, row);
-        row.push(prev);
+        prev = chainHash(prev, row, EVENT_LINK_COLUMNS);
+        row[EVENT_LINK_COLUMNS] = prev;
         this.stmt.insertEvent.run(row);
         stored.push(row);
         seqs.push(seq);

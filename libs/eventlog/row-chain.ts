@@ -10,10 +10,16 @@ export const GENESIS_HASH = '0'.repeat(64);
  * recomputes the link from the row alone, with no re-serialisation that could drift; and large
  * payloads are fed to the hash as they are rather than escaped into a JSON array first.
  */
-export function chainHash(prev: string, fields: readonly (string | number | null)[]): string {
+export function chainHash(
+  prev: string,
+  fields: readonly (string | number | null)[],
+  /** How many of `fields` the link covers (the first ones): a row may carry its own link after them. */
+  count = fields.length,
+): string {
   // One string, one native digest call: much cheaper per row than an update per column.
   let text = prev;
-  for (const f of fields) {
+  for (let i = 0; i < count; i++) {
+    const f = fields[i]!;
     if (f === null) text += '\nz';
     else if (typeof f === 'number') {
       const t = String(f);
