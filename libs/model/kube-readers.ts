@@ -106,15 +106,19 @@ function readMeta(o: Raw, namespaced: boolean): ObjectMeta {
   };
 }
 
-function stringMap(v: unknown, what: string): Record<string, string> {
-  if (v === undefined || v === null) return {};
+/** An absent or empty map of strings (most objects' annotations, once projected): one shared frozen value. */
+const NO_STRINGS: Readonly<Record<string, string>> = Object.freeze({});
+
+function stringMap(v: unknown, what: string): Readonly<Record<string, string>> {
+  if (v === undefined || v === null) return NO_STRINGS;
   if (!isObj(v)) return fail(`${what} must be a map of strings`);
-  const out: Record<string, string> = {};
+  let out: Record<string, string> | undefined;
   for (const [k, val] of Object.entries(v)) {
     if (typeof val !== 'string') fail(`${what}.${k} must be a string`);
+    out ??= {};
     out[k] = val as string;
   }
-  return out;
+  return out ?? NO_STRINGS;
 }
 
 function apiVersion(o: Raw, want: string): void {

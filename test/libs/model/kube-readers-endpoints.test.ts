@@ -159,3 +159,20 @@ describe('the endpoint reader', () => {
     expect(d!.hintZones).toEqual(['a']);
   });
 });
+
+describe('the metadata reader', () => {
+  it('an object without labels or annotations holds no maps of its own: one shared, frozen empty map', () => {
+    const projected = readKubeObject({
+      ...slice('IPv4', []),
+      metadata: { name: 'a', namespace: 'prod', labels: { 'kubernetes.io/service-name': 'web' }, annotations: {} },
+    });
+    const node = readKubeObject({ apiVersion: 'v1', kind: 'Node', metadata: { name: 'n1', labels: { zone: 'a' } } });
+    expect(projected.ok && node.ok).toBe(true);
+    if (!projected.ok || !node.ok) return;
+    const empty = node.object.meta.annotations;
+    expect(empty).toEqual({});
+    expect(Object.isFrozen(empty)).toBe(true);
+    expect(projected.object.meta.annotations).toBe(empty);
+    expect(node.object.meta.labels).toEqual({ zone: 'a' });
+  });
+});
