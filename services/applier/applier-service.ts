@@ -107,6 +107,8 @@ export interface ApplierService {
   proxierHealthPort(): number | undefined;
   /** What the applier waits for before it can be ready (undefined when it has a target). */
   waitingFor(): string | undefined;
+  /** The NATS connection once made (undefined while waiting for the first connect). */
+  connection(): NatsConnection | undefined;
   /** Graceful stop: session, HTTP, NATS, dataplane handles. The kernel state stays programmed. */
   stop(): Promise<void>;
 }
@@ -231,6 +233,10 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
       ...(credsFileProblem ? [credsFileProblem] : []),
     ].join('; ');
   };
+  /** Why the client closed the connection (it never dials again), once it has. */
+  let closedWhy: string | undefined;
+  /** Why the bus session could not start (the applier follows nothing until restarted). */
+  let startFailed: string | undefined;
   const abort = new AbortController();
   const gcAfterApply = new GcAfterBigApply({
     ...o.gcAfterBigApply,
@@ -388,6 +394,28 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
   };
 
   const waitingFor = (): string | undefined => (session ? session.status().waitingFor : waiting);
+  /**
+   * What keeps this process from ever following its target again, short of a restart: the client
+   * closed the NATS connection for good (it never dials again, e.g. after refused credentials), or
+   * the bus session failed to start. /livez answers 503 then, so the kubelet restarts the applier
+   * (fail-static: the kernel state stays); everything else (NATS away, a failing apply) is not
+   * fixed by a restart and keeps /livez 200.
+   */
+  const wedged = (): string | undefined => {
+    if (abort.signal.aborted) return undefined;
+    if (startFailed !== undefined) return `the bus session did not start: ${startFailed}`;
+    if (nc?.isClosed())
+      return `the NATS connection is closed for good (${closedWhy ?? 'closed'}); the client never dials again`;
+    return undefined;
+  };
+  /** Why this node is not following its target now (undefined while connected). */
+  const offBus = (): string | undefined => {
+    const w = wedged();
+    if (w) return w;
+    if (nc && !busUp)
+      return `NATS connection lost${downSince === undefined ? '' : ` ${Math.round((Date.now() - downSince) / 1000)} s ago`}, reconnecting (keeping what is programmed)`;
+    return undefined;
+  };
   const http = o.http
     ? await startHttpEndpoint({
         address: o.http,
@@ -413,6 +441,10 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
             ...(healthChecks ? { healthCheckNodePorts: healthChecks.status() } : {}),
           };
         },
+        live: () => {
+          const why = wedged();
+          return why === undefined ? { live: true, node: o.node } : { live: false, node: o.node, reason: why };
+        },
         ready: () => {
           const s = session?.status();
           const w = waitingFor();
@@ -422,23 +454,28 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
           // one followed before): the target held is the last one taken, not the planner's, and
           // "on target" of it said 200 while the node followed nothing (probe16 I8)
           const dropping = w ? undefined : s?.dropping;
+          // off the bus (connection lost, closed for good, session never started): not following
+          // its target, whatever it ran last (probe18 D1)
+          const off = w ? undefined : offBus();
           const reason = w
             ? `waiting for ${w}`
             : refused !== undefined
               ? refused
-              : dropping !== undefined
-                ? dropping
-                : !onTarget
-                  ? s?.lastError
-                    ? `not on target: ${s.lastError}`
-                    : 'applying the target'
-                  : 'on target';
+              : off
+                ? `not following its target: ${off}`
+                : dropping !== undefined
+                  ? dropping
+                  : !onTarget
+                    ? s?.lastError
+                      ? `not on target: ${s.lastError}`
+                      : 'applying the target'
+                    : 'on target';
           const b = restartedWords(s).lastAckedBeforeStart;
           const restarted = b
             ? ` (restarted: last ACKed version ${b.version} config ${b.configRevision} before this start, not yet verified)`
             : '';
           return {
-            ready: onTarget && !w && dropping === undefined,
+            ready: onTarget && !w && dropping === undefined && !off,
             node: o.node,
             reason: reason + restarted,
             waitingFor: w,
@@ -482,6 +519,9 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
     });
     nc = conn;
     busUp = true;
+    void conn.closed().then((err) => {
+      closedWhy = err ? err.message : 'closed';
+    });
     metrics.observe({ type: 'connection', status: 'reconnect' });
     log.info({ server: conn.getServer(), mode: dataplane.mode }, 'connected to NATS');
     const verifier = o.verifier ?? (o.plannerKeyFile ? await waitForPlannerKey(o.plannerKeyFile) : undefined);
@@ -530,7 +570,9 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
     }
   }
   connected.catch((e) => {
-    if (!abort.signal.aborted) log.error({ err: (e as Error).message }, 'applier could not start its bus session');
+    if (abort.signal.aborted) return;
+    startFailed = (e as Error).message;
+    log.error({ err: startFailed }, 'applier could not start its bus session; /livez answers 503 (restart it)');
   });
 
   return {
@@ -540,6 +582,7 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
     httpPort: http?.port,
     proxierHealthPort: () => proxierServer?.port(),
     waitingFor,
+    connection: () => nc,
     async stop() {
       abort.abort();
       gcAfterApply.stop();

@@ -54,14 +54,17 @@ export function writeJson(res: ServerResponse, status: number, body: unknown, he
 }
 
 /**
- * /readyz (200 once the node runs its target, else 503 saying what it waits for), /healthz (200 while the last reconcile succeeded or none was needed, else 503, with a JSON
- * status body either way) and /metrics (Prometheus text).
+ * /readyz (200 once the node runs its target and follows it, else 503 saying why), /livez (200
+ * unless the process can no longer follow anything short of a restart), /healthz (200 while the
+ * last reconcile succeeded or none was needed, else 503, with a JSON status body either way) and
+ * /metrics (Prometheus text). deploy/kubernetes probes readiness on /readyz, liveness on /livez.
  */
 export async function startHttpEndpoint(o: {
   address: string;
   registry: Registry;
   health: () => { healthy: boolean } & Record<string, unknown>;
   ready?: () => { ready: boolean } & Record<string, unknown>;
+  live?: () => { live: boolean } & Record<string, unknown>;
 }): Promise<HttpListener> {
   const { host, port } = parseListenAddress(o.address);
   return listenHttp(
@@ -74,6 +77,9 @@ export async function startHttpEndpoint(o: {
         } else if (url === '/readyz' && o.ready) {
           const r = o.ready();
           writeJson(res, r.ready ? 200 : 503, r);
+        } else if (url === '/livez' && o.live) {
+          const l = o.live();
+          writeJson(res, l.live ? 200 : 503, l);
         } else if (url === '/metrics') {
           res.writeHead(200, { 'content-type': o.registry.contentType });
           res.end(await o.registry.metrics());

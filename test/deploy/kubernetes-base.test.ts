@@ -194,8 +194,9 @@ describe('deploy/kubernetes base', () => {
     const lock = a.volumeMounts!.find((m) => m.mountPath === '/run/xtables.lock');
     expect(volume(pod, lock!.name).hostPath).toEqual({ path: '/run/xtables.lock', type: 'FileOrCreate' });
     expect(volume(pod, mountHolding(a, flag(a, '--planner-key')).name).secret).toBeDefined();
-    expect(a.readinessProbe.httpGet.path).toBe('/healthz');
-    expect(a.livenessProbe.httpGet).toBeDefined();
+    // ready = on target and following it; live = can still follow without a restart (test/deploy/applier-probes.test.ts)
+    expect(a.readinessProbe.httpGet.path).toBe('/readyz');
+    expect(a.livenessProbe.httpGet.path).toBe('/livez');
     expect(a.resources.requests.memory).toBeDefined();
     expect(a.resources.limits.memory).toBeDefined();
     // the only privileged step is the sysctl init container, which runs a fixed script and exits
