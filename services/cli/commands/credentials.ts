@@ -2,6 +2,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { Command } from 'commander';
 import type { JSONWebKeySet } from 'jose';
+import type { NatsConnection } from '@nats-io/transport-node';
 import { parseListenAddress } from '../../applier/http-endpoint.ts';
 import { UsageError } from '../cli-errors.ts';
 import { inputFile } from '../flag-values.ts';
@@ -110,7 +111,7 @@ export function registerCredentials(program: Command, setExit: SetExit): void {
         const { kubeHttpFromConfig } = await import('../../../libs/kube/index.ts');
         const { kubeJwks, nodeExists, IssuerClock } = await import('../../../libs/nodecreds/index.ts');
         const { serveCredentialRequests } = await import('../../../libs/nodecreds/index.ts');
-        const { connectBus, watchCredentialRefusals } = await import('../../../libs/bus/index.ts');
+        const { connectBusWaiting, watchCredentialRefusals } = await import('../../../libs/bus/index.ts');
         const http = kubeHttpFromConfig(await loadKubeConfig({ inCluster: o.inCluster, kubeconfig: o.kubeconfig }));
         const log = (l: string) => process.stderr.write(`${l}\n`);
         // stamp credentials by the API server's clock when this host's is off (probe12 L13)
@@ -119,52 +120,66 @@ export function registerCredentials(program: Command, setExit: SetExit): void {
           .learn(http)
           .catch((e: Error) => log(`credential issuer: cannot read the API server's clock yet: ${e.message}`));
         const fileJwks = o.jwksFile ? (JSON.parse(readFileSync(o.jwksFile, 'utf8')) as JSONWebKeySet) : undefined;
-        const nc = await connectBus({
-          servers: o.nats.split(','),
-          name: 'credential-issuer',
-          auth: { credsFile: o.natsCreds },
-        });
-        // said, not only retried: refused, the issuer answers no node (probe16)
-        watchCredentialRefusals(nc, (why) =>
-          log(
-            why === undefined
-              ? "credential issuer: NATS takes the issuer's credential again"
-              : `credential issuer: NATS refuses the issuer's credential (${why}); retrying with ${o.natsCreds} as it is at each try`,
-          ),
-        );
-        const sub = serveCredentialRequests(nc, {
-          // read at every request (probe16 I3): re-applied Secrets (a rotated readers signing key)
-          // take effect in the mounted files; read once, the issuer minted with the old key, which
-          // the NATS servers no longer accept, until its pod was deleted (planners are OnDelete)
-          get accountPublicKey() {
-            return readFileSync(o.accountPublicKey, 'utf8').trim();
-          },
-          get signingKeySeed() {
-            return readFileSync(o.accountSigningKey, 'utf8').trim();
-          },
-          policy: { audience: o.audience, serviceAccount: o.serviceAccount, issuer: o.tokenIssuer },
-          jwks: fileJwks ? async () => fileJwks : kubeJwks(http),
-          nodeExists: (n) => nodeExists(http, n, clock),
-          ttlSeconds: ttl,
-          now: () => clock.now(),
-          log,
-        });
-        await nc.flush();
+        // Health first, then NATS, waited for (probe18 D2): at install NATS comes up after the
+        // planner pods start, and an issuer that exited crash-looped, keeping its pod (the
+        // planner's) out of the planner Service for the kubelet's backoff. Alive while waiting,
+        // ready once connected.
+        let nc: NatsConnection | undefined;
+        let sub: { unsubscribe(): void } | undefined;
+        const abort = new AbortController();
         const server = o.http
           ? await healthServer(
               o.http,
-              () => !nc.isClosed(),
-              () => !nc.isClosed(),
+              () => !nc?.isClosed(),
+              () => nc !== undefined && !nc.isClosed(),
             )
           : undefined;
-        process.stderr.write(`credential issuer: answering on NATS${o.http ? `, health on ${o.http}` : ''}\n`);
-        setExit(
-          await untilSignalThenStop('credential issuer', async () => {
-            sub.unsubscribe();
-            server?.close();
-            await nc.close();
-          }),
-        );
+        const stopped = untilSignalThenStop('credential issuer', async () => {
+          abort.abort();
+          sub?.unsubscribe();
+          server?.close();
+          await nc?.close();
+        });
+        nc = await connectBusWaiting({
+          servers: o.nats.split(','),
+          name: 'credential-issuer',
+          auth: { credsFile: o.natsCreds },
+          signal: abort.signal,
+          onWaiting: waitingLine('credential issuer', log),
+        }).catch((e: Error) => {
+          if (abort.signal.aborted) return undefined;
+          throw e;
+        });
+        if (nc) {
+          // said, not only retried: refused, the issuer answers no node (probe16)
+          watchCredentialRefusals(nc, (why) =>
+            log(
+              why === undefined
+                ? "credential issuer: NATS takes the issuer's credential again"
+                : `credential issuer: NATS refuses the issuer's credential (${why}); retrying with ${o.natsCreds} as it is at each try`,
+            ),
+          );
+          sub = serveCredentialRequests(nc, {
+            // read at every request (probe16 I3): re-applied Secrets (a rotated readers signing key)
+            // take effect in the mounted files; read once, the issuer minted with the old key, which
+            // the NATS servers no longer accept, until its pod was deleted (planners are OnDelete)
+            get accountPublicKey() {
+              return readFileSync(o.accountPublicKey, 'utf8').trim();
+            },
+            get signingKeySeed() {
+              return readFileSync(o.accountSigningKey, 'utf8').trim();
+            },
+            policy: { audience: o.audience, serviceAccount: o.serviceAccount, issuer: o.tokenIssuer },
+            jwks: fileJwks ? async () => fileJwks : kubeJwks(http),
+            nodeExists: (n) => nodeExists(http, n, clock),
+            ttlSeconds: ttl,
+            now: () => clock.now(),
+            log,
+          });
+          await nc.flush();
+          log(`credential issuer: answering on NATS${o.http ? `, health on ${o.http}` : ''}`);
+        }
+        setExit(await stopped);
       },
     );
 
@@ -195,30 +210,33 @@ export function registerCredentials(program: Command, setExit: SetExit): void {
           refuseFlags(cmd, ['--http'], 'credentials fetch --once', 'it serves health while the fetcher keeps running');
         const { BOOTSTRAP_INBOX_PREFIX } = await import('../../../libs/nodecreds/index.ts');
         const { fetchNodeCredential, keepNodeCredentialFresh } = await import('../../../libs/nodecreds/index.ts');
-        const { connectBus, watchCredentialRefusals } = await import('../../../libs/bus/index.ts');
-        const nc = await connectBus({
+        const { connectBus, connectBusWaiting, watchCredentialRefusals } = await import('../../../libs/bus/index.ts');
+        const log = (l: string) => process.stderr.write(`${l}\n`);
+        const bus = {
           servers: o.nats.split(','),
           name: `credentials-${o.node}`,
           auth: { credsFile: o.bootstrapCreds },
           extra: { inboxPrefix: BOOTSTRAP_INBOX_PREFIX },
-        });
-        watchCredentialRefusals(nc, (why) =>
-          process.stderr.write(
-            why === undefined
-              ? 'NATS takes the bootstrap credential again\n'
-              : `NATS refuses the bootstrap credential (${why}); retrying with ${o.bootstrapCreds} as it is at each try\n`,
-          ),
-        );
-        const f = {
-          nc,
-          node: o.node,
-          tokenFile: o.tokenFile,
-          out: o.out,
-          log: (l: string) => process.stderr.write(`${l}\n`),
         };
+        const sayRefusals = (nc: NatsConnection) =>
+          watchCredentialRefusals(nc, (why) =>
+            log(
+              why === undefined
+                ? 'NATS takes the bootstrap credential again'
+                : `NATS refuses the bootstrap credential (${why}); retrying with ${o.bootstrapCreds} as it is at each try`,
+            ),
+          );
         if (o.once) {
+          const nc = await connectBus(bus);
+          sayRefusals(nc);
           try {
-            const { expiresAt } = await fetchNodeCredential(f);
+            const { expiresAt } = await fetchNodeCredential({
+              nc,
+              node: o.node,
+              tokenFile: o.tokenFile,
+              out: o.out,
+              log,
+            });
             process.stdout.write(
               `node credential for ${o.node} written to ${o.out}, expires ${new Date(expiresAt * 1000).toISOString()}\n`,
             );
@@ -228,38 +246,69 @@ export function registerCredentials(program: Command, setExit: SetExit): void {
           }
           return;
         }
-        const keeper = keepNodeCredentialFresh({
-          ...f,
-          // after NATS restarts (a new resolver, an outage longer than the credential): renew at
-          // once if it refuses the credential written last (probe16 I6)
-          isRefused: (credsFile) =>
-            connectBus({
-              servers: o.nats.split(','),
-              name: `credentials-check-${o.node}`,
-              node: o.node,
-              auth: { credsFile },
-              extra: { reconnect: false, maxReconnectAttempts: 0 },
-            }).then(
-              (c) => c.close().then(() => false),
-              (e: Error) => /authoriz|authenticat|expired/i.test(e.message),
-            ),
-        });
+        // Health first, then NATS, waited for (probe18 D2): the sidecar exited when NATS did not
+        // answer yet (a fresh install, a new node before DNS works) and crash-looped, its applier
+        // not started for the kubelet's backoff. Alive while waiting; ready once a credential is
+        // written (the startup probe).
+        let nc: NatsConnection | undefined;
+        let keeper: { stop(): void; fresh(): boolean } | undefined;
+        const abort = new AbortController();
         const server = o.http
           ? await healthServer(
               o.http,
-              () => !nc.isClosed(),
-              () => keeper.fresh(),
+              () => !nc?.isClosed(),
+              () => keeper?.fresh() ?? false,
             )
           : undefined;
-        setExit(
-          await untilSignalThenStop('credentials fetch', async () => {
-            keeper.stop();
-            server?.close();
-            await nc.close();
-          }),
-        );
+        const stopped = untilSignalThenStop('credentials fetch', async () => {
+          abort.abort();
+          keeper?.stop();
+          server?.close();
+          await nc?.close();
+        });
+        nc = await connectBusWaiting({
+          ...bus,
+          signal: abort.signal,
+          onWaiting: waitingLine('credentials fetch', log),
+        }).catch((e: Error) => {
+          if (abort.signal.aborted) return undefined;
+          throw e;
+        });
+        if (nc) {
+          sayRefusals(nc);
+          keeper = keepNodeCredentialFresh({
+            nc,
+            node: o.node,
+            tokenFile: o.tokenFile,
+            out: o.out,
+            log,
+            // after NATS restarts (a new resolver, an outage longer than the credential): renew at
+            // once if it refuses the credential written last (probe16 I6)
+            isRefused: (credsFile) =>
+              connectBus({
+                servers: o.nats.split(','),
+                name: `credentials-check-${o.node}`,
+                node: o.node,
+                auth: { credsFile },
+                extra: { reconnect: false, maxReconnectAttempts: 0 },
+              }).then(
+                (c) => c.close().then(() => false),
+                (e: Error) => /authoriz|authenticat|expired/i.test(e.message),
+              ),
+          });
+        }
+        setExit(await stopped);
       },
     );
+}
+
+/** The line a waiting issuer or fetcher writes: the first try, a change of reason, and every 20th try. */
+function waitingLine(who: string, log: (l: string) => void): (what: string, attempt: number) => void {
+  let last = '';
+  return (what, attempt) => {
+    if (what !== last || attempt % 20 === 0) log(`${who}: waiting for NATS: ${what} (attempt ${attempt}; retrying)`);
+    last = what;
+  };
 }
 
 function readKeys(file: string) {
