@@ -68,6 +68,7 @@ describe('deploy/kubernetes base', () => {
       'NetworkPolicy',
       'PodDisruptionBudget',
       'PodDisruptionBudget',
+      'ResourceQuota',
       'Service',
       'Service',
       'Service',
@@ -91,6 +92,30 @@ describe('deploy/kubernetes base', () => {
     delete ds.spec.template.spec.containers[0].name;
     const Model = await modelFor(ds);
     expect(() => new Model(ds).validate()).toThrow(/hostNetwork must be boolean|must have required property 'name'/);
+  });
+
+  // probe18 D4: clusters that limit the system-* priority classes (ResourceQuota admission
+  // limitedResources; GKE does) refuse such pods in a namespace without a quota naming the class:
+  // the applier DaemonSet made no pod at all ("insufficient quota to match these scopes").
+  it('every system-* priority class a pod asks for is admitted by a ResourceQuota of the namespace', () => {
+    const quotas = objects.filter((o) => o.kind === 'ResourceQuota');
+    const asked = objects
+      .filter((o) => o.spec?.template?.spec?.priorityClassName?.startsWith('system-'))
+      .map((o) => [o.metadata.name, o.spec.template.spec.priorityClassName as string] as const);
+    expect(asked).toEqual([['switchboard-applier', 'system-node-critical']]);
+    const nodes = 5000; // the largest cluster Kubernetes supports
+    for (const [name, cls] of asked) {
+      const q = quotas.find((x) =>
+        (x.spec.scopeSelector?.matchExpressions ?? []).some(
+          (m: { scopeName: string; operator: string; values: string[] }) =>
+            m.scopeName === 'PriorityClass' && m.operator === 'In' && m.values.includes(cls),
+        ),
+      );
+      expect(q, `${name}: a ResourceQuota scoped to PriorityClass ${cls}`).toBeDefined();
+      expect(q!.metadata.namespace).toBe('switchboard');
+      expect(Object.keys(q!.spec.hard)).toEqual(['pods']); // counts pods only: caps no cpu or memory
+      expect(Number(q!.spec.hard.pods), name).toBeGreaterThanOrEqual(nodes);
+    }
   });
 
   it('ships no key material: every Secret is made per install', () => {
