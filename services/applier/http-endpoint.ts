@@ -91,6 +91,8 @@ export async function startHttpEndpoint(o: {
       });
     },
     port,
-    host,
+    // "0.0.0.0" is every address of every family, as Go's is (kube-proxy): node's is IPv4 only,
+    // and the kubelet probes a pod's first IP, IPv6 on an IPv6-first cluster (probe18 D5)
+    host === '0.0.0.0' ? undefined : host,
   );
 }

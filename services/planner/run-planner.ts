@@ -209,7 +209,9 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
   try {
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen(listen.port, listen.host, resolve);
+      // "0.0.0.0" is every address of every family, as Go's is (kube-proxy, nats-server): node's
+      // is IPv4 only, and the kubelet probes a pod's first IP, IPv6 on an IPv6-first cluster (probe18 D5)
+      server.listen(listen.port, listen.host === '0.0.0.0' ? undefined : listen.host, resolve);
     });
   } catch (e) {
     tokens?.close();

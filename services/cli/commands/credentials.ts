@@ -339,7 +339,8 @@ async function healthServer(addr: string, alive: () => boolean, ready: () => boo
   });
   await new Promise<void>((res, rej) => {
     server.once('error', rej);
-    server.listen(port, host, () => res());
+    // "0.0.0.0": every address of every family, as for the planner and applier (probe18 D5)
+    server.listen(port, host === '0.0.0.0' ? undefined : host, () => res());
   });
   return server;
 }
