@@ -116,9 +116,6 @@ export function registerCredentials(program: Command, setExit: SetExit): void {
         const log = (l: string) => process.stderr.write(`${l}\n`);
         // stamp credentials by the API server's clock when this host's is off (probe12 L13)
         const clock = new IssuerClock(log);
-        await clock
-          .learn(http)
-          .catch((e: Error) => log(`credential issuer: cannot read the API server's clock yet: ${e.message}`));
         const fileJwks = o.jwksFile ? (JSON.parse(readFileSync(o.jwksFile, 'utf8')) as JSONWebKeySet) : undefined;
         // Health first, then NATS, waited for (probe18 D2): at install NATS comes up after the
         // planner pods start, and an issuer that exited crash-looped, keeping its pod (the
@@ -134,6 +131,10 @@ export function registerCredentials(program: Command, setExit: SetExit): void {
               () => nc !== undefined && !nc.isClosed(),
             )
           : undefined;
+        // after the health server: an API server that does not answer takes up to its 10 s timeout here
+        await clock
+          .learn(http)
+          .catch((e: Error) => log(`credential issuer: cannot read the API server's clock yet: ${e.message}`));
         const stopped = untilSignalThenStop('credential issuer', async () => {
           abort.abort();
           sub?.unsubscribe();
