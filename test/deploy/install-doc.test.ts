@@ -1,9 +1,12 @@
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { Command } from 'commander';
 import { describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { registerCommands } from '../../services/cli/commands/index.ts';
+import { parseLabelSelector } from '../../libs/model/index.ts';
 
 // The one-off cleanup pod docs/install.md ("Uninstall") tells an operator to run on each node, read
 // from the doc as written and checked against the image and the applier DaemonSet it cleans up
@@ -68,5 +71,47 @@ describe('docs/install.md uninstall: the cleanup pod', () => {
       ).toContain(w);
     const mode = cleanup!.options.find((o) => o.long === '--mode')!;
     expect(mode.argChoices).toContain(args[args.indexOf('--mode') + 1]);
+  });
+});
+
+// probe18 D8: docs/migrate-from-kube-proxy.md's overlay limited the applier DaemonSet to migrated
+// nodes by replacing its whole nodeSelector (the base's kubernetes.io/os: linux went) and left the
+// planner's --node-selector alone: every node still on kube-proxy stayed in the planner's fleet
+// without an applier, so every rollout halted at its wave timeout and `ctl wait` never finished
+// for the whole migration (install.md "Which nodes": change both together).
+describe('docs/migrate-from-kube-proxy.md: the migration overlay', () => {
+  it("keeps the base's nodeSelector, adds the migrated-node label, and gives the planner the same nodes", () => {
+    const m = /# overlay kustomization\.yaml\n((?: {6}.*\n|\n)+)/.exec(
+      readFileSync('docs/migrate-from-kube-proxy.md', 'utf8'),
+    );
+    expect(m, 'the overlay block in docs/migrate-from-kube-proxy.md').not.toBeNull();
+    const overlay = m![1]!.replace(/^ {6}/gm, '');
+    const dir = mkdtempSync(path.join(tmpdir(), 'sb-overlay-'));
+    try {
+      writeFileSync(
+        path.join(dir, 'kustomization.yaml'),
+        `resources: [${JSON.stringify(path.relative(dir, path.resolve('deploy/kubernetes/base')))}]\n${overlay}`,
+      );
+      const render = (d: string) =>
+        parseAllDocuments(execFileSync('kubectl', ['kustomize', d], { encoding: 'utf8' })).map((x) => x.toJS());
+      const base = render('deploy/kubernetes/base');
+      const objects = render(dir);
+      const ds = (os: any[]) =>
+        os.find((o) => o.kind === 'DaemonSet' && o.metadata.name === 'switchboard-applier').spec.template.spec;
+      const plannerArgs = (os: any[]) =>
+        os
+          .find((o) => o.kind === 'StatefulSet' && o.metadata.name === 'switchboard-planner')
+          .spec.template.spec.containers.find((c: { name: string }) => c.name === 'planner').args as string[];
+      const nodeSelector = ds(objects).nodeSelector as Record<string, string>;
+      expect(nodeSelector).toMatchObject(ds(base).nodeSelector); // Linux nodes only, still
+      expect(nodeSelector['switchboard.io/proxy']).toBe('switchboard');
+      expect(ds(objects).containers[0].args).toContain('--take-over-kube-proxy');
+      const args = plannerArgs(objects);
+      expect(args.length).toBe(plannerArgs(base).length);
+      const fleet = parseLabelSelector(args[args.indexOf('--node-selector') + 1]!);
+      expect(fleet.requirements).toEqual(Object.entries(nodeSelector).map(([key, value]) => ({ op: '=', key, value })));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
