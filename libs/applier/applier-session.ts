@@ -10,8 +10,15 @@ import type {
   NodeTarget,
   NoticeDelta,
   ProxyConfig,
+  UnknownTargetFields,
 } from '../model/index.ts';
-import { MAX_REPORT_DETAIL, MAX_REPORT_ERROR, truncateReportText } from '../model/index.ts';
+import {
+  MAX_REPORT_DETAIL,
+  MAX_REPORT_ERROR,
+  truncateReportText,
+  UnknownFieldsNote,
+  type ContentShapes,
+} from '../model/index.ts';
 import { NodeStateRenderer, type ClusterDataIndex } from '../planner/index.ts';
 import type { Dataplane } from '../dataplane/index.ts';
 import {
@@ -42,6 +49,11 @@ export interface AppliedState {
 
 export type SessionEvent =
   | { readonly type: 'target'; readonly target: NodeTarget }
+  /**
+   * The version just ACKed carried entry fields this release does not know (probe15 U7): applied
+   * without them. Once per version that brought any; `fields`: all noted since this process started.
+   */
+  | { readonly type: 'unknown-fields'; readonly version: number; readonly fields: UnknownTargetFields }
   | {
       readonly type: 'ack';
       readonly ack: Ack;
@@ -130,6 +142,11 @@ export interface ApplierSessionOptions {
    * Never a reason to skip that apply.
    */
   readonly lastAckedBefore?: Pick<AppliedState, 'version' | 'configRevision'>;
+  /**
+   * The entry fields this applier knows (libs/model/unknown-fields.ts); default: this release's
+   * schemas. A test passes fewer to stand for an applier of an older release.
+   */
+  readonly knownFields?: ContentShapes;
 }
 
 /**
@@ -204,6 +221,8 @@ export class ApplierSession {
    * on the planner (ERROR "two appliers report as NODE").
    */
   private readonly instance = randomBytes(8).toString('hex');
+  /** unknownFields.count when the last 'unknown-fields' event was emitted. */
+  private unknownSaid = 0;
 
   private constructor(private readonly options: ApplierSessionOptions) {
     this.clock = options.clock ?? { now: () => Date.now() };
@@ -211,7 +230,7 @@ export class ApplierSession {
       verifier: options.verifier,
       onRejected: (where, reason) => this.emit({ type: 'rejected', kind: 'artifact', where, reason }),
     });
-    this.sync = new DataSync(this.reader, options.maxDeltaChain ?? 50);
+    this.sync = new DataSync(this.reader, options.maxDeltaChain ?? 50, new UnknownFieldsNote(options.knownFields));
   }
 
   static async start(o: ApplierSessionOptions): Promise<ApplierSession> {
@@ -259,8 +278,11 @@ export class ApplierSession {
     lastAckedBeforeStart: { version: number; configRevision: number } | undefined;
     /** Why the targets offered now are dropped (their signature, their age): `target` is then the last one taken, not the planner's. */
     dropping: string | undefined;
+    /** Entry fields of the targets since this process started that its release does not know (none: undefined). */
+    unknownTargetFields: UnknownTargetFields | undefined;
   } {
     return {
+      unknownTargetFields: this.sync.unknownFields.value(),
       applied: this.applied,
       lastAckedBeforeStart: this.lastAckedBeforeStart(),
       target: this.watcher?.current(),
@@ -299,6 +321,7 @@ export class ApplierSession {
   heartbeat(): void {
     const warnings = this.options.warnings?.() ?? [];
     const before = this.lastAckedBeforeStart();
+    const unknownTargetFields = this.sync.unknownFields.value();
     const hb: Heartbeat = {
       node: this.options.node,
       appliedVersion: this.applied?.version ?? 0,
@@ -312,6 +335,7 @@ export class ApplierSession {
       ...(this.health ? { health: this.health.verdict } : {}),
       instance: this.instance,
       ...(warnings.length > 0 ? { warnings: [...warnings] } : {}),
+      ...(unknownTargetFields ? { unknownTargetFields } : {}),
       at: new Date(this.clock.now()).toISOString(),
     };
     this.publish(heartbeatSubject(this.options.node), hb);
@@ -569,6 +593,12 @@ export class ApplierSession {
       config: this.config.config,
       followed: this.watcher?.followed() ?? {},
     });
+    // said once per version that brought unknown keys (a failed apply of it is said with the next ACK)
+    const unknown = this.sync.unknownFields.value();
+    if (unknown && this.sync.unknownFields.count > this.unknownSaid) {
+      this.unknownSaid = this.sync.unknownFields.count;
+      this.emit({ type: 'unknown-fields', version: target.version, fields: unknown });
+    }
   }
 
   private forgetProgrammed(): void {

@@ -1,4 +1,11 @@
-import type { DataDelta, NodeFacts, ServiceEntry, VersionArtifact } from '../model/index.ts';
+import {
+  UnknownFieldsNote,
+  type ClusterData,
+  type DataDelta,
+  type NodeFacts,
+  type ServiceEntry,
+  type VersionArtifact,
+} from '../model/index.ts';
 import { ClusterDataIndex } from '../planner/index.ts';
 import { planFetch } from './fetch-plan.ts';
 import { applyDeltaChain, indexFromCheckpoint } from './version-chain.ts';
@@ -33,6 +40,11 @@ export class DataSync {
   constructor(
     private readonly reader: Pick<VersionReader, 'delta' | 'checkpoint'>,
     private readonly maxDeltaChain: number,
+    /**
+     * The entry keys this release does not know, in every version this process moved to (probe15
+     * U7): noted from each delta's upserts and each checkpoint's entries, O(change), bounded.
+     */
+    readonly unknownFields: UnknownFieldsNote = new UnknownFieldsNote(),
   ) {}
 
   get version(): number {
@@ -124,6 +136,7 @@ export class DataSync {
       }
       this.at = r.version;
       this.noteChanges(got.value);
+      this.noteUnknown(got.value);
       return { ok: true, version: r.version, hash: r.hash, bytes: got.bytes, path: 'deltas' };
     }
     return this.viaCheckpoint(target);
@@ -136,6 +149,7 @@ export class DataSync {
     const base = head.ok ? head.baseCheckpoint : target;
     let index = new ClusterDataIndex();
     let bytes = head.ok ? head.bytes : 0;
+    let checkpoint: ClusterData | undefined;
     if (base > 0) {
       // the head names the checkpoint's hash when it is the target's own; else the reader looks it up
       const hash = base === target ? (head.ok ? head.value.hash : head.checkpointOnly?.hash) : undefined;
@@ -145,6 +159,7 @@ export class DataSync {
       if ('error' in built) return { ok: false, error: built.error, permanent: true };
       index = built.index;
       bytes += cp.bytes;
+      checkpoint = cp.value.data;
     }
     const rest =
       base < target - 1 ? await this.fetchDeltas(base + 1, target - 1) : { ok: true as const, value: [], bytes: 0 };
@@ -154,7 +169,19 @@ export class DataSync {
     this.index = index;
     this.at = r.version;
     this.changed = 'all';
+    if (checkpoint) {
+      this.unknownFields.note('services', checkpoint.services);
+      this.unknownFields.note('nodes', checkpoint.nodes);
+    }
+    this.noteUnknown(head.ok && base < target ? [...rest.value, head.value] : []);
     return { ok: true, version: r.version, hash: r.hash, bytes: bytes + rest.bytes, path: 'checkpoint' };
+  }
+
+  private noteUnknown(deltas: readonly Delta[]): void {
+    for (const { delta: d } of deltas) {
+      this.unknownFields.note('services', d.upsertServices);
+      this.unknownFields.note('nodes', d.upsertNodes);
+    }
   }
 
   private noteChanges(deltas: readonly Delta[]): void {

@@ -51,6 +51,8 @@ export {
   summarizeStatus,
   canaryBlocker,
   notCanaryNodes,
+  unknownFieldsText,
+  unknownFieldsWarnings,
   DEFAULT_NODE_STATUS_THRESHOLDS,
   type ExpectedHashes,
   type NodeObservation,

@@ -1,4 +1,12 @@
-import type { Ack, AckOrNack, HealthVerdict, Heartbeat, NodeStatusWord, NodeTarget } from '../model/index.ts';
+import type {
+  Ack,
+  AckOrNack,
+  HealthVerdict,
+  Heartbeat,
+  NodeStatusWord,
+  NodeTarget,
+  UnknownTargetFields,
+} from '../model/index.ts';
 
 export interface NodeStatusThresholds {
   /** A node not heard from (heartbeat or ack) for this long is UNKNOWN. */
@@ -94,6 +102,48 @@ function olderApplierNote(o: NodeObservation, mismatch: string): string {
   return ' (its heartbeats carry no dataHash: an applier of an older release, which renders by its own rules; upgrade it)';
 }
 
+/**
+ * The fields an applier noted as not known, in words: `nodes[].beingRemoved,
+ * services[].ports[].endpoints[].hintNodes` and, past the paths named, how many other keys.
+ */
+export function unknownFieldsText(f: UnknownTargetFields): string {
+  const other = f.otherKeys > 0 ? ` and ${f.otherKeys} unknown key${f.otherKeys === 1 ? '' : 's'} at other paths` : '';
+  return `${f.paths.join(', ')}${other}`;
+}
+
+/** Most node names one unknown-fields warning lists (the rest are counted). */
+const NAMED_NODES = 5;
+
+/**
+ * `ctl status`'s WARNING lines (without the `WARNING: ` prefix) for nodes whose appliers do not know
+ * fields of their targets (probe15 U7): one line per distinct set of fields, naming the nodes
+ * (the first few, then how many more). An applier of an older release under a newer planner applies
+ * and ACKs a target whose new fields it ignores: what it renders differently shows as a node-state
+ * hash ERROR (probe15 U2), what it does not render at all (a Node's `beingRemoved` → its /healthz)
+ * shows only here. Rows may be /status JSON (ctl): anything without the field is skipped.
+ */
+export function unknownFieldsWarnings(
+  rows: readonly { readonly node: string; readonly unknownTargetFields?: UnknownTargetFields | null }[],
+): string[] {
+  const byFields = new Map<string, { nodes: string[]; fields: UnknownTargetFields }>();
+  for (const r of rows) {
+    const f = r.unknownTargetFields;
+    if (!f || !Array.isArray(f.paths) || f.paths.length === 0) continue;
+    const k = JSON.stringify([f.paths, f.otherKeys > 0]);
+    const g = byFields.get(k) ?? { nodes: [], fields: f };
+    g.nodes.push(r.node);
+    byFields.set(k, g);
+  }
+  return [...byFields.values()].map(({ nodes, fields }) => {
+    const one = nodes.length === 1;
+    const named = nodes.slice(0, NAMED_NODES).join(', ');
+    const more = nodes.length > NAMED_NODES ? ` and ${nodes.length - NAMED_NODES} more nodes` : '';
+    return one
+      ? `${named}'s applier does not know target fields ${unknownFieldsText(fields)} (it applies its targets without them): an applier of an older release than the planner; upgrade it`
+      : `${named}${more}: their appliers do not know target fields ${unknownFieldsText(fields)} (they apply their targets without them): appliers of an older release than the planner; upgrade them`;
+  });
+}
+
 const neverMade = (version: number, newest: number) =>
   `reports version ${version}, which the log never produced (newest ${newest})`;
 
@@ -120,6 +170,12 @@ export interface NodeStatusRow {
   readonly health: (HealthVerdict & { readonly configRevision: number }) | null;
   /** What the node's newest heartbeat warns of (no failure: `ctl status` prints them under the table); [] when none. */
   readonly warnings: readonly string[];
+  /**
+   * Target fields the node's applier does not know (its newest heartbeat's; probe15 U7): it applies
+   * the targets without them. No part of the word (the hashes say what differs in what it
+   * programmed); `ctl status` warns of it (unknownFieldsWarnings). null: none said.
+   */
+  readonly unknownTargetFields: UnknownTargetFields | null;
   /** The node's newest report the planner dropped as not valid, within the silence threshold (probe10 H2). */
   readonly lastInvalidReport?: string;
 }
@@ -226,6 +282,7 @@ export function nodeStatus(
     heartbeatAt: o.heartbeat?.at ?? null,
     health: newestHealth(o) ?? null,
     warnings: o.heartbeat?.warnings ?? [],
+    unknownTargetFields: o.heartbeat?.unknownTargetFields ?? null,
   });
   if (o.viewStale) return row('UNKNOWN', `planner view stale: ${o.viewStale}`);
   const lastHeard = Math.max(o.lastAt ?? -Infinity, o.heartbeatAt ?? -Infinity);

@@ -14,3 +14,4 @@ export * from './wire-schemas.ts';
 export * from './json-value-splitter.ts';
 export * from './label-selector.ts';
 export * from './operation-outcome.ts';
+export * from './unknown-fields.ts';

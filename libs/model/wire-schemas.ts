@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import type { NodeFacts, ServiceEntry } from './cluster-data.ts';
 import { readProxyConfig } from './proxy-config.ts';
 
 /**
@@ -182,6 +183,24 @@ export const NackSchema = z.object({
 
 export const AckOrNackSchema = z.discriminatedUnion('type', [AckSchema, NackSchema]);
 
+/** Most target field paths a node names as not known to it, and the longest one (UnknownTargetFieldsSchema). */
+export const MAX_UNKNOWN_FIELD_PATHS = 10;
+export const MAX_UNKNOWN_FIELD_PATH = 300;
+
+/**
+ * The fields of a version's entries that this applier's release does not know (probe15 U7): an
+ * applier applies and ACKs what it knows and ignores the rest, which a newer planner's target may
+ * need (a Node's `beingRemoved`, an endpoint's `hintNodes`). `paths`: distinct key paths
+ * (`nodes[].beingRemoved`), at most MAX_UNKNOWN_FIELD_PATHS; `otherKeys`: how many unknown keys
+ * were seen at paths not named (each occurrence counted: a count, never a list). See
+ * libs/model/unknown-fields.ts.
+ */
+export const UnknownTargetFieldsSchema = z.object({
+  paths: z.array(z.string().max(MAX_UNKNOWN_FIELD_PATH)).max(MAX_UNKNOWN_FIELD_PATHS),
+  otherKeys: count,
+});
+export type UnknownTargetFields = z.infer<typeof UnknownTargetFieldsSchema>;
+
 export const HeartbeatSchema = z.object({
   node: nodeName,
   appliedVersion: count,
@@ -220,8 +239,79 @@ export const HeartbeatSchema = z.object({
    * sends (truncateReportText), so only a broken or hostile sender exceeds them.
    */
   warnings: z.array(z.string().max(MAX_NODE_WARNING)).max(MAX_NODE_WARNINGS).optional(),
+  /**
+   * Fields of the targets this applier process was sent that its release does not know (it applies
+   * them without): `ctl status` names them in a WARNING. Absent when there were none, and from
+   * appliers older than the field (which cannot say); planners older than it drop it.
+   */
+  unknownTargetFields: UnknownTargetFieldsSchema.optional(),
   at: reportTime,
 });
+
+/*
+ * The fields of a version's entries, as this release knows them (cluster-data.ts). Entries are not
+ * parsed with these (see the note at the top: the content hash protects them, and the readers keep
+ * them whole); they say which keys this release reads, so that an applier notes the keys a newer
+ * planner sends that it does not (libs/model/unknown-fields.ts). The types below keep them equal,
+ * key for key, to the interfaces: a field added to an entry and not here does not compile.
+ */
+export const EndpointEntrySchema = z.object({
+  ip: z.string(),
+  port: z.number(),
+  nodeName: z.string(),
+  zone: z.string(),
+  ready: z.boolean(),
+  serving: z.boolean(),
+  terminating: z.boolean(),
+  hintZones: z.array(z.string()),
+  hintNodes: z.array(z.string()).optional(),
+});
+export const ServicePortEntrySchema = z.object({
+  name: z.string(),
+  protocol: z.string(),
+  port: z.number(),
+  nodePort: z.number(),
+  endpoints: z.array(EndpointEntrySchema),
+});
+export const ServiceEntrySchema = z.object({
+  key: z.string(),
+  clusterIPs: z.array(z.string()),
+  externalIPs: z.array(z.string()),
+  loadBalancerIngress: z.array(z.string()),
+  loadBalancerSourceRanges: z.array(z.string()),
+  affinityTimeoutSeconds: z.number(),
+  externalTrafficPolicy: z.string(),
+  internalTrafficPolicy: z.string(),
+  healthCheckNodePort: z.number(),
+  topologyAware: z.boolean(),
+  nodePorts: z.boolean(),
+  ports: z.array(ServicePortEntrySchema),
+});
+export const NodeFactsSchema = z.object({
+  name: z.string(),
+  addresses: z.array(z.string()),
+  zone: z.string(),
+  beingRemoved: z.string().optional(),
+});
+
+/** A type's field names, nested, every one required and every value a leaf or nested fields. */
+type FieldNames<T> = T extends readonly (infer E)[]
+  ? FieldNames<E>
+  : T extends object
+    ? { -readonly [K in keyof T]-?: FieldNames<NonNullable<T[K]>> }
+    : null;
+type SameFields<A, B> = [FieldNames<A>] extends [FieldNames<B>]
+  ? [FieldNames<B>] extends [FieldNames<A>]
+    ? true
+    : false
+  : false;
+/** Compiles only while the entry schemas name exactly the interfaces' fields (cluster-data.ts). */
+export type EntrySchemasMatchTypes = [
+  SameFields<ServiceEntry, z.output<typeof ServiceEntrySchema>>,
+  SameFields<NodeFacts, z.output<typeof NodeFactsSchema>>,
+];
+const entrySchemasMatchTypes: EntrySchemasMatchTypes = [true, true];
+void entrySchemasMatchTypes;
 
 /** One entry of a version's arrays: an object with its identity (see the note at the top). */
 export const ServiceEntryShapeSchema = z.looseObject({ key: z.string() });

@@ -32,6 +32,8 @@ import { ApplierMetrics } from './applier-metrics.ts';
 import { AppliedStateFile } from './applied-state-file.ts';
 import { GcAfterBigApply, type GcAfterBigApplyOptions } from './gc-after-big-apply.ts';
 import { renderContext } from '../../libs/planner/index.ts';
+import { unknownFieldsText } from '../../libs/control/index.ts';
+import type { ContentShapes } from '../../libs/model/index.ts';
 import { startHttpEndpoint } from './http-endpoint.ts';
 import { healthCheckListenAddresses, healthCheckPorts, HealthCheckNodePorts } from './health-check-node-ports.ts';
 import { DEFAULT_HEALTHZ_TIMEOUT_MS, isOnTarget, ProxierHealth, serveProxierHealth } from './proxier-health.ts';
@@ -94,6 +96,8 @@ export interface ApplierServiceOptions {
    * undefined: every node address. Undefined: not served (the CLI turns it on outside dry-run).
    */
   readonly healthCheckNodePorts?: { readonly host?: string; readonly retryMs?: number };
+  /** The entry fields this applier knows (ApplierSessionOptions.knownFields); tests stand for an older release with fewer. */
+  readonly knownFields?: ContentShapes;
 }
 
 export interface ApplierService {
@@ -339,6 +343,13 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
         if (e.verdict.verdict === 'unhealthy')
           log.warn({ reason: e.verdict.reason, probe: e.verdict.probe }, 'health verdict: unhealthy');
         break;
+      case 'unknown-fields':
+        // applied and ACKed without them: a newer planner's fields this release does not read (probe15 U7)
+        log.warn(
+          { version: e.version, unknownTargetFields: e.fields },
+          `version ${e.version} carries target fields this applier does not know (${unknownFieldsText(e.fields)}): applied without them; an applier of an older release than the planner, upgrade it`,
+        );
+        break;
       case 'nack':
         log.warn({ version: e.nack.version, error: e.nack.error, lastGoodVersion: e.nack.lastGoodVersion }, 'NACK');
         break;
@@ -437,6 +448,8 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
             lastError: s?.lastError ?? '',
             waitingFor: waitingFor(),
             verdict: s?.health ?? null,
+            // target fields this release does not know (no failure: `ctl status` warns of them)
+            unknownTargetFields: s?.unknownTargetFields ?? null,
             proxier: proxierHealth.verdict(),
             ...(healthChecks ? { healthCheckNodePorts: healthChecks.status() } : {}),
           };
@@ -541,6 +554,7 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
       warnings: () => warnings.list(),
       followedBefore,
       lastAckedBefore: before,
+      knownFields: o.knownFields,
     });
     const w = session.status().waitingFor;
     if (w) log.warn({ waitingFor: w }, 'waiting for the planner');

@@ -21,6 +21,7 @@ const ALLOWED: ReadonlyMap<string, string> = new Map([
   ['services/cli/config-fields.ts -> libs/model/proxy-config.ts', 'ctl path: no zod'],
   ['services/cli/commands/ctl.ts -> libs/eventlog/compaction-record.ts', 'ctl path: no SQLite'],
   ['services/cli/commands/ctl.ts -> libs/control/wave-policy.ts', 'ctl path: no zod'],
+  ['services/cli/commands/ctl.ts -> libs/control/node-status.ts', 'ctl path: no zod'],
   ['services/cli/operation-sentences.ts -> libs/control/field-changes.ts', 'ctl path: no zod'],
   [
     'test/libs/versioning/reading-revision.test.ts -> libs/eventlog/database-handle.ts',

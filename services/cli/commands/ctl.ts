@@ -13,6 +13,7 @@ import type { SetExit } from './index.ts';
 // leaves, not the indexes: ctl loads no SQLite and no zod (test/build/dist.test.ts)
 import { describeCompaction, type CompactionRecord } from '../../../libs/eventlog/compaction-record.ts';
 import { formatMs } from '../../../libs/control/wave-policy.ts';
+import { unknownFieldsWarnings } from '../../../libs/control/node-status.ts';
 
 /** What every ctl subcommand gets: where the planner is, who is asking, how to print. */
 export interface CtlContext extends PlannerConnection {
@@ -112,7 +113,11 @@ export function registerCtl(program: Command, setExit: SetExit): void {
             ]),
             wide,
           ) +
-          warningLines(nodes)
+          warningLines(nodes) +
+          // appliers that do not know fields of their targets (probe15 U7): the word stays the hashes'
+          unknownFieldsWarnings(nodes as { node: string }[])
+            .map((w) => `WARNING: ${w}\n`)
+            .join('')
         );
       });
       setExit(0);
