@@ -1,5 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { newestHealth, nodeStatus, summarizeStatus, type NodeObservation } from '../../../libs/control/index.ts';
+import {
+  newestHealth,
+  nodeStatus,
+  summarizeStatus,
+  unknownFieldsWarnings,
+  type NodeObservation,
+} from '../../../libs/control/index.ts';
 import type { Ack, Heartbeat, Nack } from '../../../libs/model/index.ts';
 
 const ack = (version: number, configRevision: number, nodeStateHash = 'H', mode = 'ipvs'): Ack => ({
@@ -376,5 +382,37 @@ describe('newestHealth: the verdict shown and gated on', () => {
     expect(nodeStatus(at(well), NOW).status).toBe('SYNCED');
     const unprobed = { ...healthy, verdict: 'unprobed' as const, reason: 'no probe possible' };
     expect(nodeStatus(at({ ...well, heartbeat: { ...hb(5, 2), health: unprobed } }), NOW).status).toBe('SYNCED');
+  });
+});
+
+// probe15 U7: appliers that do not know fields of their targets, one WARNING per set of fields
+describe('unknownFieldsWarnings', () => {
+  const f = { paths: ['nodes[].beingRemoved'], otherKeys: 0 };
+  it('names one node, or the first few nodes and how many more, per distinct set of fields', () => {
+    const rows = [
+      { node: 'a', unknownTargetFields: f },
+      { node: 'ok', unknownTargetFields: null },
+      { node: 'older', unknownTargetFields: undefined }, // a planner of the release before the field
+      ...['b', 'c', 'd', 'e', 'f', 'g'].map((node) => ({ node, unknownTargetFields: f })),
+      { node: 'h', unknownTargetFields: { paths: ['services[].x', 'nodes[].y'], otherKeys: 4990 } },
+    ];
+    expect(unknownFieldsWarnings(rows)).toEqual([
+      'a, b, c, d, e and 2 more nodes: their appliers do not know target fields nodes[].beingRemoved (they apply their targets without them): appliers of an older release than the planner; upgrade them',
+      "h's applier does not know target fields services[].x, nodes[].y and 4990 unknown keys at other paths (it applies its targets without them): an applier of an older release than the planner; upgrade it",
+    ]);
+    expect(unknownFieldsWarnings([{ node: 'ok', unknownTargetFields: null }])).toEqual([]);
+  });
+  it('is carried on the row from the newest heartbeat, and leaves the word alone', () => {
+    const o: NodeObservation = {
+      node: 'n1',
+      target: { version: 1, configRevision: 1 },
+      last: ack(1, 1),
+      lastAt: 0,
+      heartbeat: { ...hb(1, 1), unknownTargetFields: f },
+      heartbeatAt: 1,
+    };
+    const r = nodeStatus(o, 2);
+    expect(r.status).toBe('SYNCED');
+    expect(r.unknownTargetFields).toEqual(f);
   });
 });
