@@ -1,4 +1,4 @@
-import { rolloutView, summarizeStatus } from '../../libs/control/index.ts';
+import { rolloutView, summarizeStatus, unknownFieldsWarnings } from '../../libs/control/index.ts';
 import type { EventLog } from '../../libs/eventlog/index.ts';
 import { defaultAgainWords, haltWords } from '../cli/operation-sentences.ts';
 import { groupStatus, type HttpApiOptions } from '../planner/http-api.ts';
@@ -35,6 +35,8 @@ export function consoleSnapshot(p: Planner, log: EventLog, group?: GroupSource) 
     defaultAgain: defaultAgainWords(p.config.state.rollout, p.config.state.defaultRevision) ?? null,
     summary: summarizeStatus(nodes),
     nodes,
+    // ctl status's WARNING lines for appliers that do not know fields of their targets (probe15 U7)
+    unknownFields: unknownFieldsWarnings(nodes),
     versions: versions.map((v) => ({
       version: v.version,
       hash: v.hash,

@@ -270,10 +270,12 @@
     // What the nodes' heartbeats warn of (no failure: listener down, a forward drop policy), as
     // `ctl status` prints them under its table. Node-written text: escaped, never markup.
     const warned = rows.flatMap((n) => (n.warnings ?? []).map((w) => ({ node: n.node, w })));
-    $('node-warnings').innerHTML = warned
-      .map(({ node, w }) => `<li data-node="${esc(node)}"><b>WARN</b> ${esc(node)}: ${esc(w)}</li>`)
-      .join('');
-    $('node-warnings').hidden = warned.length === 0;
+    // appliers that do not know fields of their targets, in ctl status's words (probe15 U7)
+    const unknown = s.unknownFields ?? [];
+    $('node-warnings').innerHTML =
+      warned.map(({ node, w }) => `<li data-node="${esc(node)}"><b>WARN</b> ${esc(node)}: ${esc(w)}</li>`).join('') +
+      unknown.map((w) => `<li class="unknown-fields"><b>WARNING</b> ${esc(w)}</li>`).join('');
+    $('node-warnings').hidden = warned.length + unknown.length === 0;
     // The next frame after the rows exist is the one that paints them (bench/console reads this).
     if (first && rows.length)
       requestAnimationFrame(() => requestAnimationFrame(() => performance.mark('sb-grid-painted')));

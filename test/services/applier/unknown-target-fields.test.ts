@@ -6,7 +6,12 @@
 // the versions are published as a newer planner would (VersionMaker: entries hashed whole).
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import { MAX_UNKNOWN_FIELD_PATHS, type Heartbeat, type NodeFacts, type ServiceEntry } from '../../../libs/model/index.ts';
+import {
+  MAX_UNKNOWN_FIELD_PATHS,
+  type Heartbeat,
+  type NodeFacts,
+  type ServiceEntry,
+} from '../../../libs/model/index.ts';
 import { startApplierService, type ApplierService } from '../../../services/applier/applier-service.ts';
 import { nodeCred, startBusWorld, WatchedDataplane, type BusWorld } from '../../libs/bus/bus-harness.ts';
 import { node, service, VersionMaker } from '../../libs/bus/fixtures.ts';

@@ -365,6 +365,18 @@ describe.skipIf(!CHROMIUM)('console at /ui', () => {
     expect(await page.locator('#node-warnings img').count()).toBe(0);
     expect(await page.evaluate('window.pwned')).toBeUndefined();
     expect(await page.locator('#nodes .w-SYNCED').count()).toBe(2); // a warning is no failure
+    // An applier that does not know fields of its target (probe15 U7): ctl status's WARNING words.
+    const unknownTargetFields = { paths: ['nodes[].beingRemoved', `nodes[].${hostile.slice(0, 40)}`], otherKeys: 0 };
+    c.env.nc.publish(
+      heartbeatSubject('node-1'),
+      JSON.stringify({ ...hb, warnings: [], unknownTargetFields, at: new Date().toISOString() }),
+    );
+    const unknown = page.locator('#node-warnings li.unknown-fields');
+    await unknown.waitFor({ timeout: 30_000 });
+    expect(await unknown.textContent()).toBe(
+      `WARNING node-1's applier does not know target fields nodes[].beingRemoved, nodes[].${hostile.slice(0, 40)} (it applies its targets without them): an applier of an older release than the planner; upgrade it`,
+    );
+    expect(await page.locator('#node-warnings img').count()).toBe(0);
     // The node says nothing more: the list goes.
     c.env.nc.publish(heartbeatSubject('node-1'), JSON.stringify({ ...hb, warnings: [], at: new Date().toISOString() }));
     await page.locator('#node-warnings').waitFor({ state: 'hidden', timeout: 30_000 });
