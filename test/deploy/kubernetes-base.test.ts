@@ -118,6 +118,17 @@ describe('deploy/kubernetes base', () => {
     }
   });
 
+  it('pods with a volume and an fsGroup chown it only when its root is not theirs yet (a large JetStream store is not re-chowned at every start: probe18 D9)', () => {
+    const withFsGroup = objects.filter(
+      (o) =>
+        o.spec?.template?.spec?.securityContext?.fsGroup !== undefined &&
+        (o.spec.volumeClaimTemplates ?? []).length > 0,
+    );
+    expect(withFsGroup.map((o) => o.metadata.name).sort()).toEqual(['switchboard-nats', 'switchboard-planner']);
+    for (const o of withFsGroup)
+      expect(o.spec.template.spec.securityContext.fsGroupChangePolicy, o.metadata.name).toBe('OnRootMismatch');
+  });
+
   it('ships no key material: every Secret is made per install', () => {
     expect(objects.filter((o) => o.kind === 'Secret')).toEqual([]);
   });
