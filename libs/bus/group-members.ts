@@ -37,6 +37,8 @@ interface MembersOptions {
   readonly self: () => Omit<GroupMember, 'at'>;
   /** Learns the offset to the NATS server's clock from the server's stamp on this planner's own record (probe12). */
   readonly clock?: ServerClock;
+  /** The members bucket had limits of its own, taken off when it was opened (replicatedBucket). */
+  readonly onLimitsReset?: (line: string) => void;
 }
 
 export function membersBucket(group: string): string {
@@ -92,7 +94,12 @@ export class GroupMembers {
   }
 
   private static bucket(o: MembersOptions): Promise<KV> {
-    return replicatedBucket(o.nc, membersBucket(o.group), { history: 1, ttl: 2 * o.ttlMs, replicas: o.replicas });
+    return replicatedBucket(o.nc, membersBucket(o.group), {
+      history: 1,
+      ttl: 2 * o.ttlMs,
+      replicas: o.replicas,
+      onLimitsReset: o.onLimitsReset,
+    });
   }
 
   private self(): Omit<GroupMember, 'at'> {

@@ -103,6 +103,8 @@ export interface LeaderLeaseOptions {
    * when a follower's look (a read or a claim of the lease) fails for a new cause, once when one works again.
    */
   readonly onTrouble?: (line: string) => void;
+  /** The lease bucket had limits of its own, taken off when it was opened (replicatedBucket). */
+  readonly onLimitsReset?: (line: string) => void;
   /** Monotonic milliseconds (default performance.now: it keeps counting while the process is stopped). */
   readonly now?: () => number;
 }
@@ -250,8 +252,8 @@ export class LeaderLease {
    * written either.
    */
   private async openBucket(): Promise<KV> {
-    const { nc, group, replicas } = this.options;
-    await replicatedBucket(nc, leaseBucket(group), { history: 1, ttl: this.ttlMs, replicas });
+    const { nc, group, replicas, onLimitsReset } = this.options;
+    await replicatedBucket(nc, leaseBucket(group), { history: 1, ttl: this.ttlMs, replicas, onLimitsReset });
     const bounded = jetstream(nc, { timeout: this.requestTimeoutMs(), checkAPI: false });
     return new Kvm(bounded).open(leaseBucket(group), { allow_direct: false });
   }

@@ -48,3 +48,29 @@ export async function liftStreamLimits(
   await jsm.streams.update(stream, lifted);
   return `${found.join(', ')}, discard ${c.discard}`;
 }
+
+/** What limits of JetStream's own do to each kind of Switchboard store, and its name in the line. */
+const STORES = {
+  versions: {
+    name: 'stream',
+    loss: 'they drop versions nodes still need or refuse new ones',
+    hint: 'the planner trims the stream itself: --versions-keep-checkpoints; ',
+  },
+  bucket: { name: 'bucket', loss: 'they drop entries the planners and nodes still read', hint: '' },
+  log: { name: 'log stream', loss: "they drop or refuse the group's log", hint: '' },
+  snapshots: {
+    name: 'snapshot store',
+    loss: "they drop chunks of the group's log snapshots or refuse new ones",
+    hint: 'the leader keeps the two newest itself; ',
+  },
+} as const;
+
+/**
+ * The one line said when liftStreamLimits took limits off a store (`lifted`: what it returned):
+ * the versions stream, a KV bucket (targets, lease, members), the group's log stream or its
+ * snapshot object store (probe17 N1).
+ */
+export function limitsTakenOffLine(store: keyof typeof STORES, name: string, lifted: string): string {
+  const s = STORES[store];
+  return `${s.name} ${name} had limits of its own (${lifted}): ${s.loss}; taken off (${s.hint}bound JetStream's disk with max_file_store)`;
+}

@@ -3,7 +3,7 @@ import { Kvm, type KV, type KvOptions } from '@nats-io/kv';
 import { jetstreamManager, JetStreamApiError, type JetStreamManager } from '@nats-io/jetstream';
 import { StaleLeaderError } from './stale-leader.ts';
 import { asRefusal, ensureStreamReplicas } from './stream-replicas.ts';
-import { liftStreamLimits } from './stream-limits.ts';
+import { liftStreamLimits, limitsTakenOffLine } from './stream-limits.ts';
 import {
   checkWire,
   ConfigRevisionSchema,
@@ -343,10 +343,7 @@ export async function replicatedBucket(
     maxAge: o.ttl === undefined ? 0 : nanos(o.ttl),
     perSubject: o.history ?? 1,
   });
-  if (lifted)
-    onLimitsReset?.(
-      `bucket ${bucket} had limits of its own (${lifted}): they drop entries the planners and nodes still read; taken off (bound JetStream's disk with max_file_store)`,
-    );
+  if (lifted) onLimitsReset?.(limitsTakenOffLine('bucket', bucket, lifted));
   return kv;
 }
 

@@ -24,7 +24,7 @@ import {
 import { H, parseVersionSubject, TERM_SUBJECT, VERSIONS_STREAM, VERSIONS_SUBJECTS } from './subjects.ts';
 import { VersionReader } from './version-reader.ts';
 import { asRefusal, ensureStreamReplicas } from './stream-replicas.ts';
-import { liftStreamLimits } from './stream-limits.ts';
+import { liftStreamLimits, limitsTakenOffLine } from './stream-limits.ts';
 
 /** Whether version `v` gets a full checkpoint when checkpoints are taken every `every` versions. */
 export function isCheckpointVersion(v: number, every: number): boolean {
@@ -598,10 +598,7 @@ export class VersionPublisher {
       { maxAge: (this.options.maxAgeMs ?? 0) * 1_000_000 },
       info,
     );
-    if (what)
-      this.options.onLimitsReset?.(
-        `stream ${this.stream} had limits of its own (${what}): they drop versions nodes still need or refuse new ones; taken off (the planner trims the stream itself: --versions-keep-checkpoints; bound JetStream's disk with max_file_store)`,
-      );
+    if (what) this.options.onLimitsReset?.(limitsTakenOffLine('versions', this.stream, what));
     return what;
   }
 

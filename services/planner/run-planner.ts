@@ -343,6 +343,7 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
           onElected: (term) => group?.elected(term),
           onDeposed: (why) => group?.deposed(why),
           onTrouble: say,
+          onLimitsReset: say,
         }),
       { say, nc },
     );
@@ -420,6 +421,7 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
           replicas: o.replicas,
           self: () => g.member(api),
           clock,
+          onLimitsReset: say,
         }),
       { say, nc },
     );

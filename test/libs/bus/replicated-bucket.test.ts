@@ -4,7 +4,7 @@
 import { DiscardPolicy, jetstreamManager } from '@nats-io/jetstream';
 import { connect, nanos } from '@nats-io/transport-node';
 import { expect, it } from 'vitest';
-import { replicatedBucket } from '../../../libs/bus/index.ts';
+import { GroupMembers, LeaderLease, leaseBucket, membersBucket, replicatedBucket } from '../../../libs/bus/index.ts';
 import { startNatsServer } from '../../support/nats-server.ts';
 
 it('an existing bucket takes the key lifetime asked at each open, up and down', async () => {
@@ -63,6 +63,42 @@ it('an existing bucket loses limits given to it since (max_bytes, max_msgs, anot
     expect((await again.get('config.1'))?.string()).toBe('x'.repeat(500));
     await replicatedBucket(nc, 'sb_targets', { history: 5, onLimitsReset: (l) => said.push(l) });
     expect(said).toHaveLength(1); // nothing left to take off
+  } finally {
+    await nc.close();
+    await server.stop();
+  }
+});
+
+// The lease and members buckets had their limits taken off at open too, but without a word (the
+// targets bucket, the versions stream and the log stream said so on the planner's stderr).
+it('the lease and members buckets say, as the others do, that limits given to them were taken off', async () => {
+  const server = await startNatsServer({ jetstream: true });
+  const nc = await connect({ servers: server.url });
+  const said: string[] = [];
+  const onLimitsReset = (l: string) => said.push(l);
+  const self = () => ({ id: 'p1', leader: false, term: 0, lagRows: 0 });
+  try {
+    const jsm = await jetstreamManager(nc);
+    await (await LeaderLease.open({ nc, group: 'lim', id: 'p1', ttlMs: 2000 })).close();
+    await (await GroupMembers.open({ nc, group: 'lim', ttlMs: 2000, self })).close();
+    for (const bucket of [leaseBucket('lim'), membersBucket('lim')]) {
+      const info = await jsm.streams.info(`KV_${bucket}`);
+      await jsm.streams.update(`KV_${bucket}`, { ...info.config, max_bytes: 2000, discard: DiscardPolicy.Old });
+    }
+    const lease = await LeaderLease.open({ nc, group: 'lim', id: 'p1', ttlMs: 2000, onLimitsReset });
+    const members = await GroupMembers.open({ nc, group: 'lim', ttlMs: 2000, self, onLimitsReset });
+    expect(said).toEqual([
+      expect.stringMatching(
+        /^bucket sb_lease_lim had limits of its own \(max_bytes 2000, discard old\): .*; taken off \(bound JetStream's disk with max_file_store\)$/,
+      ),
+      expect.stringMatching(
+        /^bucket sb_members_lim had limits of its own \(max_bytes 2000, discard old\): .*; taken off/,
+      ),
+    ]);
+    for (const bucket of [leaseBucket('lim'), membersBucket('lim')])
+      expect((await jsm.streams.info(`KV_${bucket}`)).config.max_bytes).toBe(-1);
+    await members.close();
+    await lease.close();
   } finally {
     await nc.close();
     await server.stop();
