@@ -149,6 +149,21 @@ export class SnapshotStore {
       .sort((a, b) => b.seq - a.seq);
   }
 
+  /**
+   * Why the object's data is not all there (undefined: it is): a limit someone gave the object
+   * store's stream (max_bytes with discard old, probe17) dropped its first chunks while its
+   * metadata stayed, and the client's read of it then waited for ever for chunks that are gone.
+   */
+  private async lostChunks(info: ObjectInfo): Promise<string | undefined> {
+    if (info.chunks === 0) return undefined;
+    const subject = `$O.${this.bucket}.C.${info.nuid}`;
+    const s = await this.jsm.streams.info(`OBJ_${this.bucket}`, { subjects_filter: subject });
+    const held = s.state.subjects?.[subject] ?? 0;
+    return held >= info.chunks
+      ? undefined
+      : `${held} of its ${info.chunks} chunks are held (dropped by a limit on stream OBJ_${this.bucket}?)`;
+  }
+
   /** Why object `seq-S` (its info) is not signed by the group's key; undefined when it is, or nothing is checked. */
   private refusal(seq: number, info: ObjectInfo): string | undefined {
     const m = info.metadata ?? {};
@@ -187,6 +202,13 @@ export class SnapshotStore {
       }
       const r = await this.os.get(name);
       if (!r) continue; // deleted between list and get
+      const lost = await this.lostChunks(r.info);
+      if (lost) {
+        r.error.catch(() => {});
+        await r.data.cancel().catch(() => {});
+        refuse(what, lost);
+        continue;
+      }
       // checked again on the info the data comes with (the listing's may have been replaced since)
       const refused = this.refusal(seq, r.info);
       if (refused) {

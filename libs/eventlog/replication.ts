@@ -17,7 +17,7 @@ import { headers as natsHeaders, type NatsConnection } from '@nats-io/transport-
 // A deep import kept on purpose (test/build/import-boundaries.test.ts says why).
 import { abandonSignal, retryTransient } from '../bus/jetstream-transient.ts';
 import { asRefusal, ReplicasRefused, refuseUnclustered } from '../bus/stream-replicas.ts';
-import { liftStreamLimits } from '../bus/stream-limits.ts';
+import { liftStreamLimits, limitsTakenOffLine } from '../bus/stream-limits.ts';
 // (the same: planner-signature.ts imports no lib that imports this one)
 import { logMessageStatement, logSnapshotStatement, verifierFromPem, type Signer } from '../bus/planner-signature.ts';
 import type { EventLog } from './event-log.ts';
@@ -44,6 +44,7 @@ import type { ReplicationMark } from './replication-mark.ts';
 import { CHAIN_NAMES, type ChainName } from './row-chain.ts';
 import {
   SnapshotStore,
+  snapshotBucket,
   type Snapshot,
   type SnapshotCheck,
   type SnapshotSign,
@@ -236,6 +237,13 @@ export async function createLogReplicator(o: LogReplicatorOptions): Promise<LogR
           { cause: e },
         );
       });
+      // The same for the snapshots' object store (its stream OBJ_<bucket>): max_bytes with discard
+      // old drops chunks of a stored snapshot, so a replica starting from it cannot read it; with
+      // discard new (the object store's own) the next snapshot is refused and the log stream is
+      // never trimmed.
+      const objects = `OBJ_${snapshotBucket(o.group)}`;
+      const lifted = await liftStreamLimits(jsm, objects, { maxAge: 0 });
+      if (lifted) o.logger?.(limitsTakenOffLine('snapshots', objects, lifted));
       return r;
     },
     {
@@ -433,9 +441,7 @@ class StreamLogReplicator implements LogReplicator {
     // bridges the gap) or refuse the next one (discard new): taken off, and said (probe17 N1).
     const lifted = await liftStreamLimits(this.jsm, this.stream, { maxAge: 0 }, info);
     if (lifted) {
-      this.say(
-        `log stream ${this.stream} had limits of its own (${lifted}): they drop or refuse the group's log; taken off (bound JetStream's disk with max_file_store)`,
-      );
+      this.say(limitsTakenOffLine('log', this.stream, lifted));
       info = await this.jsm.streams.info(this.stream);
     }
     if (info.config.num_replicas !== this.options.replicas) {
