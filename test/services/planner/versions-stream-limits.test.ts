@@ -105,3 +105,40 @@ it("JetStream storage full: the refused write is said in JetStream's words for i
     .poll(() => p.planner.lastError, { timeout: 10_000 })
     .toMatch(/^publish: JetStream storage is full on the server .*\(JetStream error 10023: insufficient resources\)$/);
 }, 60_000);
+
+// The lease and members buckets and the log snapshots' object store lost such limits at open too,
+// but the planner said nothing (lease, members) or did not look (snapshots): each says its line now.
+it('limits given to the lease, members and snapshot stores are taken off when the planner starts, and said on its stderr', async () => {
+  env = await plannerEnv();
+  env.write('nodes.yaml', nodeYaml('node-1', '192.0.2.1'));
+  const said: string[] = [];
+  const start = () =>
+    runPlanner({
+      manifests: env.manifests,
+      nats: env.nats.url,
+      db: env.db,
+      http: '127.0.0.1:0',
+      config: DEFAULT_PROXY_CONFIG,
+      debounceMs: 20,
+      pollMs: 100,
+      leaseTtlMs: 3000,
+      say: (l) => said.push(l),
+    });
+  await (await start()).stop();
+  const jsm = await jetstreamManager(env.nc);
+  const stores = ['KV_sb_lease_switchboard', 'KV_sb_members_switchboard', 'OBJ_sb_logsnap_switchboard'];
+  for (const s of stores) {
+    const info = await jsm.streams.info(s);
+    await jsm.streams.update(s, { ...info.config, max_bytes: 100_000, discard: DiscardPolicy.Old });
+  }
+  const p = await start();
+  stops.push(() => p.stop());
+  expect(said.filter((l) => l.includes('had limits of its own')).sort()).toEqual([
+    expect.stringMatching(/^bucket sb_lease_switchboard had limits of its own \(max_bytes 100000, discard old\)/),
+    expect.stringMatching(/^bucket sb_members_switchboard had limits of its own \(max_bytes 100000, discard old\)/),
+    expect.stringMatching(
+      /^snapshot store OBJ_sb_logsnap_switchboard had limits of its own \(max_bytes 100000, discard old\)/,
+    ),
+  ]);
+  for (const s of stores) expect((await jsm.streams.info(s)).config.max_bytes).toBe(-1);
+}, 60_000);
