@@ -137,6 +137,10 @@ export function plannerRoutes(
     // own state: every planner of it says so (probe8 J1: each said 200 with JetStream refusing the lease).
     // Its own unusable log file comes first: that planner has left the lease for good, so the
     // group may be unled because of it, and the file is what the operator must fix.
+    // NATS refusing this planner's own credential comes before all: it can neither lead nor
+    // follow, and what follows from it (no leader, not synced) hid the cause (probe16).
+    const refusal = p.failure('nats');
+    if (refusal !== undefined) return refusal;
     const fileError = p.failure('log file');
     if (fileError !== undefined) return `cannot log the events it sees: ${fileError}`;
     const g = group();

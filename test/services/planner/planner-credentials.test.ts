@@ -23,7 +23,7 @@ afterEach(async () => {
   for (const s of stops.splice(0).reverse()) await s().catch(() => undefined);
 });
 
-it("a planner whose credential NATS refuses says so (stderr, lastError) and goes on with the file's next credential", async () => {
+it("a planner whose credential NATS refuses says so (stderr, lastError, /readyz first) and goes on with the file's next credential", async () => {
   const keys = generateAccountKeys();
   const nats = await startNatsServer({ jetstream: true, config: renderResolverConfig(await serverResolver(keys)) });
   stops.push(() => nats.stop());
@@ -62,8 +62,18 @@ it("a planner whose credential NATS refuses says so (stderr, lastError) and goes
       ),
     ]);
   await expect.poll(lastError, { timeout: 15_000 }).toMatch(/^nats: NATS refuses this planner's credential/);
+  // /readyz names the refusal first, not what follows from it (probe16: "event source not synced yet")
+  const readyz = async () => {
+    const r = await fetch(`${p.url}/readyz`);
+    return { status: r.status, reason: ((await r.json()) as { reason?: string }).reason };
+  };
+  await expect.poll(readyz, { timeout: 15_000 }).toEqual({
+    status: 503,
+    reason: expect.stringMatching(/^nats: NATS refuses this planner's credential \(Authorization Violation\)/),
+  });
 
   writeFileSync(creds, await mintRoleCreds(keys, 'planner')); // the Secret fixed
   await expect.poll(() => said, { timeout: 20_000 }).toContain("NATS takes this planner's credential again");
   await expect.poll(async () => (await lastError()) ?? '', { timeout: 20_000 }).not.toMatch(/NATS refuses/);
+  await expect.poll(async () => (await readyz()).reason ?? '', { timeout: 20_000 }).not.toMatch(/NATS refuses/);
 }, 60_000);
