@@ -121,14 +121,28 @@ export function registerCredentials(program: Command, setExit: SetExit): void {
         // planner pods start, and an issuer that exited crash-looped, keeping its pod (the
         // planner's) out of the planner Service for the kubelet's backoff. Alive while waiting,
         // ready once connected.
+        // Refused by NATS (its Secret not updated after the keys were rotated, a revoked account),
+        // the issuer answers no node: not ready, with the reason (before, probe16: 200, as the
+        // client retries a refusal for ever and so never closes). Still alive: a restart reads
+        // the same file, which each retry already reads again (docs/install.md "Probes").
         let nc: NatsConnection | undefined;
         let sub: { unsubscribe(): void } | undefined;
+        let refused: string | undefined;
+        let waitingFor = '';
         const abort = new AbortController();
+        const sayWaiting = waitingLine('credential issuer', log);
         const server = o.http
           ? await healthServer(
               o.http,
               () => !nc?.isClosed(),
-              () => nc !== undefined && !nc.isClosed(),
+              () =>
+                nc === undefined
+                  ? `waiting for NATS${waitingFor ? `: ${waitingFor}` : ''}`
+                  : nc.isClosed()
+                    ? 'NATS connection closed'
+                    : refused !== undefined
+                      ? `NATS refuses the issuer's credential (${refused}); retrying with ${o.natsCreds} as it is at each try`
+                      : undefined,
             )
           : undefined;
         // after the health server: an API server that does not answer takes up to its 10 s timeout here
@@ -146,20 +160,24 @@ export function registerCredentials(program: Command, setExit: SetExit): void {
           name: 'credential-issuer',
           auth: { credsFile: o.natsCreds },
           signal: abort.signal,
-          onWaiting: waitingLine('credential issuer', log),
+          onWaiting: (what, attempt) => {
+            waitingFor = what;
+            sayWaiting(what, attempt);
+          },
         }).catch((e: Error) => {
           if (abort.signal.aborted) return undefined;
           throw e;
         });
         if (nc) {
           // said, not only retried: refused, the issuer answers no node (probe16)
-          watchCredentialRefusals(nc, (why) =>
+          watchCredentialRefusals(nc, (why) => {
+            refused = why;
             log(
               why === undefined
                 ? "credential issuer: NATS takes the issuer's credential again"
                 : `credential issuer: NATS refuses the issuer's credential (${why}); retrying with ${o.natsCreds} as it is at each try`,
-            ),
-          );
+            );
+          });
           sub = serveCredentialRequests(nc, {
             // read at every request (probe16 I3): re-applied Secrets (a rotated readers signing key)
             // take effect in the mounted files; read once, the issuer minted with the old key, which
@@ -258,7 +276,7 @@ export function registerCredentials(program: Command, setExit: SetExit): void {
           ? await healthServer(
               o.http,
               () => !nc?.isClosed(),
-              () => keeper?.fresh() ?? false,
+              () => (keeper?.fresh() ? undefined : 'no fresh node credential written yet'),
             )
           : undefined;
         const stopped = untilSignalThenStop('credentials fetch', async () => {
@@ -327,16 +345,20 @@ function readKeys(file: string) {
   }
 }
 
-async function healthServer(addr: string, alive: () => boolean, ready: () => boolean): Promise<Server> {
+/** /healthz: 200 while alive(); /readyz: 200 unless notReady() gives a reason (then 503 with it). */
+async function healthServer(addr: string, alive: () => boolean, notReady: () => string | undefined): Promise<Server> {
   const { host, port } = parseListenAddress(addr);
   const server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
-    const ok = path === '/healthz' ? alive() : path === '/readyz' ? ready() : undefined;
+    const reason = path === '/readyz' ? notReady() : undefined;
+    const ok = path === '/healthz' ? alive() : path === '/readyz' ? reason === undefined : undefined;
     if (ok === undefined) {
       res.writeHead(404).end('not found\n');
       return;
     }
-    res.writeHead(ok ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify({ ok }) + '\n');
+    res
+      .writeHead(ok ? 200 : 503, { 'content-type': 'application/json' })
+      .end(JSON.stringify(reason === undefined ? { ok } : { ok, reason }) + '\n');
   });
   await new Promise<void>((res, rej) => {
     server.once('error', rej);
