@@ -81,6 +81,8 @@ export interface HttpApiOptions {
    * written, and until then only the probes answer (others get 503).
    */
   readonly started?: () => boolean;
+  /** While not started: what the wait for NATS last met (a refused credential, probe16), if any. */
+  readonly waitingFor?: () => string | undefined;
   /**
    * No token file and a loopback listen address: requests must name a loopback host (a web page
    * reaching the API through DNS rebinding names its own). See request-guard.ts.
@@ -117,7 +119,16 @@ export interface HttpApiOptions {
 export function plannerRoutes(
   o: Pick<
     HttpApiOptions,
-    'planner' | 'registry' | 'group' | 'started' | 'tokensRevoked' | 'storage' | 'retention' | 'say' | 'clock'
+    | 'planner'
+    | 'registry'
+    | 'group'
+    | 'started'
+    | 'waitingFor'
+    | 'tokensRevoked'
+    | 'storage'
+    | 'retention'
+    | 'say'
+    | 'clock'
   >,
 ): ApiRoute[] {
   const { planner: p, registry } = o;
@@ -211,7 +222,11 @@ export function plannerRoutes(
         // Before the planner exists (binding, restoring its log, waiting for NATS) it has nothing to
         // serve, and nothing of it is asked: until then `p` stands in with a few fields only.
         if (o.started !== undefined && !o.started()) {
-          send(res, 503, { ready: false, reason: 'planner is starting (restoring from its log, waiting for NATS)' });
+          const waiting = o.waitingFor?.();
+          send(res, 503, {
+            ready: false,
+            reason: `planner is starting (restoring from its log, waiting for NATS)${waiting ? `; last try: ${waiting}` : ''}`,
+          });
           return WROTE_RESPONSE;
         }
         const sourceError = p.sourceProblem();

@@ -164,6 +164,7 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
     nodes: () => current()?.status(),
   });
   let serving = false;
+  let busWaitingFor: string | undefined; // what the last try to reach NATS met, said in /readyz until serving
   // The API's /status, its redirect of writes and the console all show the group from this one view.
   const groupView = () => (group ? { ...group.view(), planners: members?.list() ?? [] } : undefined);
   // Stamps and ages go by the NATS server's clock where this host's differs by more than 30 s (probe12 L1–L3).
@@ -183,6 +184,7 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
     tokensRevoked: tokens && (() => tokens.revoked()),
     loopbackOnly: !tokens && listen.loopback,
     started: () => serving,
+    waitingFor: () => busWaitingFor,
     storage: () => {
       const s = log && logStorage(log.file);
       // fileProblem: the file deleted, replaced or unusable (probe8 D1/D2); slowWrites: probe8 S1
@@ -282,7 +284,10 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
           group: groupName,
           anchorOf: (v) => versionAnchor(log, v),
           keepCheckpoints: o.versionsKeepCheckpoints ?? 2,
-          onWaiting: o.onBusWaiting,
+          onWaiting: (what) => {
+            busWaitingFor = what;
+            o.onBusWaiting?.(what);
+          },
           replicas: o.replicas,
           mayWrite: () =>
             lease?.isLeader() && group?.role() === 'leader' ? undefined : 'this planner does not lead its group',

@@ -128,7 +128,10 @@ describe('start in any order, wait for what is missing', () => {
     const early = await fetch(`${api}/readyz`);
     expect({ status: early.status, body: await early.json() }).toEqual({
       status: 503,
-      body: { ready: false, reason: 'planner is starting (restoring from its log, waiting for NATS)' },
+      body: {
+        ready: false,
+        reason: `planner is starting (restoring from its log, waiting for NATS); last try: ${waits.at(-1)}`,
+      },
     });
     expect((await fetch(`${api}/livez`)).status).toBe(200);
     const status = await fetch(`${api}/status`);

@@ -9,6 +9,7 @@ import {
   renderResolverConfig,
   serverResolver,
 } from '../../../libs/nodecreds/index.ts';
+import { freePort } from '../../faults/fleet.ts';
 import { runPlanner } from '../../../services/planner/run-planner.ts';
 import { startNatsServer } from '../../support/nats-server.ts';
 import { nodeYaml, svcYaml } from './planner-support.ts';
@@ -77,3 +78,48 @@ it("a planner whose credential NATS refuses says so (stderr, lastError, /readyz 
   await expect.poll(async () => (await lastError()) ?? '', { timeout: 20_000 }).not.toMatch(/NATS refuses/);
   await expect.poll(async () => (await readyz()).reason ?? '', { timeout: 20_000 }).not.toMatch(/NATS refuses/);
 }, 60_000);
+
+it('a planner refused by NATS from its start says so on /readyz while it waits, and starts once the file holds a credential NATS takes', async () => {
+  const keys = generateAccountKeys();
+  const nats = await startNatsServer({ jetstream: true, config: renderResolverConfig(await serverResolver(keys)) });
+  stops.push(() => nats.stop());
+  const dir = mkdtempSync(path.join(tmpdir(), 'sb-planner-creds-'));
+  stops.push(async () => rmSync(dir, { recursive: true, force: true }));
+  const manifests = path.join(dir, 'manifests');
+  mkdirSync(manifests);
+  writeFileSync(path.join(manifests, 'node.yaml'), nodeYaml('node-1', '192.0.2.1'));
+  const creds = path.join(dir, 'planner.creds');
+  writeFileSync(creds, await mintRoleCreds(generateAccountKeys(), 'planner')); // another operator's
+  const port = await freePort();
+  const starting = runPlanner({
+    manifests,
+    nats: nats.url,
+    natsAuth: { credsFile: creds },
+    db: path.join(dir, 'log.db'),
+    http: `127.0.0.1:${port}`,
+    config: DEFAULT_PROXY_CONFIG,
+    debounceMs: 20,
+    pollMs: 100,
+    leaseTtlMs: 2000,
+    say: () => undefined,
+  });
+  const good = await mintRoleCreds(keys, 'planner');
+  // a planner still waiting only returns (to be stopped) once NATS takes its credential
+  stops.push(async () => {
+    writeFileSync(creds, good);
+    await (await starting).stop();
+  });
+  const readyz = () =>
+    fetch(`http://127.0.0.1:${port}/readyz`)
+      .then(async (r) => ({ status: r.status, reason: ((await r.json()) as { reason?: string }).reason }))
+      .catch((e: Error) => ({ status: 0, reason: e.message }));
+  // before: "planner is starting (restoring from its log, waiting for NATS)", the refusal on stderr only
+  await expect.poll(readyz, { timeout: 10_000 }).toEqual({
+    status: 503,
+    reason: expect.stringMatching(/^planner is starting .*; last try: .*Authorization Violation/),
+  });
+  writeFileSync(creds, good); // the Secret fixed
+  const p = await starting;
+  await p.planner.synced;
+  await expect.poll(readyz, { timeout: 10_000 }).toEqual({ status: 200, reason: undefined });
+}, 30_000);
