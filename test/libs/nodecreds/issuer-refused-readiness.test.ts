@@ -1,7 +1,3 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { afterEach, expect, it } from 'vitest';
 import {
   generateAccountKeys,
@@ -10,50 +6,27 @@ import {
   renderResolverConfig,
   serverResolver,
 } from '../../../libs/nodecreds/index.ts';
-import { BIN, freePort } from '../../faults/fleet.ts';
+import { freePort } from '../../faults/fleet.ts';
 import { KubeApiServer } from '../../support/kube-api-server/index.ts';
 import { writeKubeconfig, type WrittenKubeconfig } from '../../support/kubeconfig.ts';
+import { CredentialsCli, healthStatus } from '../../support/credentials-cli.ts';
 import { startNatsServer, type NatsServerHandle } from '../../support/nats-server.ts';
 
 const SA = 'switchboard:switchboard-applier';
 let nats: NatsServerHandle | undefined;
 let kube: KubeApiServer | undefined;
 let kubeconfig: WrittenKubeconfig | undefined;
-let dir: string | undefined;
-const children: ChildProcess[] = [];
+const cli = new CredentialsCli('sb-issuer-refused');
+const file = cli.file.bind(cli);
+const run = cli.run.bind(cli);
+const status = healthStatus;
 afterEach(async () => {
-  for (const c of children.splice(0)) {
-    if (c.exitCode !== null || c.signalCode !== null) continue;
-    const gone = new Promise((r) => c.once('exit', r));
-    c.kill('SIGKILL');
-    await gone;
-  }
+  await cli.stop();
   await nats?.stop();
   await kube?.stop();
   await kubeconfig?.cleanup();
-  if (dir) rmSync(dir, { recursive: true, force: true });
-  nats = kube = kubeconfig = dir = undefined;
+  nats = kube = kubeconfig = undefined;
 });
-
-function file(name: string, text: string): string {
-  dir ??= mkdtempSync(path.join(tmpdir(), 'sb-issuer-refused-'));
-  const f = path.join(dir, name);
-  writeFileSync(f, text, { mode: 0o600 });
-  return f;
-}
-
-function run(args: string[]): { child: ChildProcess; err: () => string } {
-  const child = spawn(process.execPath, [BIN, 'credentials', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
-  children.push(child);
-  let err = '';
-  child.stderr!.setEncoding('utf8').on('data', (t: string) => (err += t));
-  return { child, err: () => err };
-}
-
-const status = (port: number, p: string) =>
-  fetch(`http://127.0.0.1:${port}${p}`)
-    .then((r) => r.status)
-    .catch(() => 0);
 
 // probe16: the issuer's own credential refused by NATS (its Secret not updated after the keys were
 // rotated, a revoked account). The client retries a refusal for ever, so the connection never
