@@ -220,7 +220,13 @@ describe('leader lease', () => {
     closers.push(async () => frozen.thaw());
     await expect.poll(() => events.includes('a deposed'), { timeout: 5000 }).toBe(true);
     frozen.thaw();
-    await expect.poll(() => b.isLeader(), { timeout: 8000 }).toBe(true);
+    // on a miss, say what each planner heard (failed once in a fresh-clone CI, 2026-12-03, not reproduced in 11 runs)
+    await expect
+      .poll(() => b.isLeader(), {
+        timeout: 8000,
+        message: `b never led: events ${JSON.stringify(events)}, trouble ${JSON.stringify(trouble)}, b's no-leader cause ${JSON.stringify(b.noLeader())}`,
+      })
+      .toBe(true);
     expect(b.term()).toBeGreaterThan(termA);
     expect(trouble.some((l) => /^a: a lease write was stored after this planner stopped leading/.test(l))).toBe(true);
     // a holds off (at least one TTL) rather than taking its late record back: no bounce
