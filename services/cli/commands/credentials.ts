@@ -229,7 +229,9 @@ export function registerCredentials(program: Command, setExit: SetExit): void {
           refuseFlags(cmd, ['--http'], 'credentials fetch --once', 'it serves health while the fetcher keeps running');
         const { BOOTSTRAP_INBOX_PREFIX } = await import('../../../libs/nodecreds/index.ts');
         const { fetchNodeCredential, keepNodeCredentialFresh } = await import('../../../libs/nodecreds/index.ts');
-        const { connectBus, connectBusWaiting, watchCredentialRefusals } = await import('../../../libs/bus/index.ts');
+        const { connectBus, connectBusWaiting, isCredentialRefusal, watchCredentialRefusals } = await import(
+          '../../../libs/bus/index.ts'
+        );
         const log = (l: string) => process.stderr.write(`${l}\n`);
         const bus = {
           servers: o.nats.split(','),
@@ -312,7 +314,8 @@ export function registerCredentials(program: Command, setExit: SetExit): void {
                 extra: { reconnect: false, maxReconnectAttempts: 0 },
               }).then(
                 (c) => c.close().then(() => false),
-                (e: Error) => /authoriz|authenticat|expired/i.test(e.message),
+                // one rule with the bus's ('User Authentication Expired', 'Authorization Violation', …)
+                (e: Error) => isCredentialRefusal(e.message),
               ),
           });
         }
