@@ -98,7 +98,7 @@ if [ "${SWITCHBOARD_SKIP_VM:-}" != 1 ]; then
 fi
 
 node -e '
-  const fs = require("fs"); const dir = process.argv[1]; let p = 0, f = 0;
+  const fs = require("fs"); const dir = process.argv[1]; let p = 0, f = 0; const failures = [];
   for (const check of ["typecheck.rc", "lint.rc"]) {
     const rc = fs.existsSync(dir + "/" + check) ? fs.readFileSync(dir + "/" + check, "utf8").trim() : "";
     if (rc !== "0") f += 1;
@@ -107,6 +107,14 @@ node -e '
     if (fs.existsSync(dir + "/" + lane)) {
       const r = JSON.parse(fs.readFileSync(dir + "/" + lane, "utf8"));
       p += r.numPassedTests; f += r.numFailedTests;
+      // name each failure here, at the end, so a CI that keeps only the tail of the output still says which test failed
+      for (const file of r.testResults) {
+        const rel = file.name.replace(process.cwd() + "/", "");
+        for (const a of file.assertionResults.filter((a) => a.status === "failed"))
+          failures.push(`${rel} > ${a.fullName}: ${String(a.failureMessages?.[0] ?? "").split("\n")[0].slice(0, 300)}`);
+        if (file.status === "failed" && !file.assertionResults.some((a) => a.status === "failed"))
+          failures.push(`${rel}: ${String(file.message ?? "").split("\n")[0].slice(0, 300)}`);
+      }
       // a file that failed outside its tests (a beforeAll, an import) counts once: its tests show as skipped
       f += r.testResults.filter((t) => t.status === "failed" && !t.assertionResults.some((a) => a.status === "failed")).length;
     } else f += 1;
@@ -117,6 +125,9 @@ node -e '
     if (line) { p += Number(/(\d+) passed/.exec(line)?.[1] ?? 0); f += Number(/(\d+) failed/.exec(line)?.[1] ?? 0); }
     else f += 1; // the VM run ended before vitest reported: count it as a failure
   }
+  if (fs.existsSync(dir + "/vm.log"))
+    for (const l of fs.readFileSync(dir + "/vm.log", "utf8").split("\n").map((l) => l.replace(/\x1b\[[0-9;]*m/g, ""))) if (/^\s*(FAIL|×)\s/.test(l)) failures.push("vm: " + l.trim());
+  if (failures.length > 0) console.log("failed:\n" + failures.map((x) => "  " + x).join("\n"));
   console.log(`tests: ${p} passed, ${f} failed`);
 ' "$out"
 [ "$host_rc" -eq 0 ] && [ "$vm_rc" -eq 0 ] && [ "$check_rc" -eq 0 ]
