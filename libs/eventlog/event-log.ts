@@ -1,4 +1,9 @@
-import { statSync } from 'node:fs';
+/**
+ * EventLog, the class every caller holds: opening the file, the append path (each chained row
+ * written in one transaction), checkpoints, and the row copying the replicated log uses. Its
+ * reads are log-queries.ts, how a write runs is log-writes.ts, whether the file can be trusted is
+ * log-file-watch.ts: split out so this file stays the one home of what the log stores.
+ */
 import { acquireWriterLock, type WriterLock } from './writer-lock.ts';
 import type Database from 'better-sqlite3';
 import {
@@ -15,8 +20,24 @@ import {
   type ReadingRevision,
   type WatchEvent,
 } from '../model/index.ts';
-import { EventLogError, translateSqliteError } from './event-log-error.ts';
-import { closeHeaderReader, damageOf, fdUsage, headerDamage, watchStatements } from './file-health.ts';
+import { EventLogError } from './event-log-error.ts';
+import { damageOf, watchStatements } from './file-health.ts';
+import { LogFileWatch } from './log-file-watch.ts';
+import { LogWrites, type SlowWrites } from './log-writes.ts';
+import {
+  configRevision,
+  countVersions,
+  latestOperationWith,
+  liveObjectEvents,
+  readEvents,
+  readOperations,
+  readVersions,
+  versionAt,
+  versionAtUncertain,
+  versionDelta,
+  VERSION_HEADER_COLUMNS,
+  type OperationRecord,
+} from './log-queries.ts';
 import { openDatabase, type SchemaStatus } from './open-database.ts';
 import { CHAINS, chainHash, linkFields, type ChainName } from './row-chain.ts';
 import { CLOCK_STEP_BOUND_MS, hasClockStep, nextStamp, placeInTime, StepSpan } from './stamp-order.ts';
@@ -80,12 +101,7 @@ export interface EventLogOptions {
   readonly slowWriteMs?: number;
 }
 
-/** Commits slower than the log's slowWriteMs: how many, the slowest, and when the last one ended. */
-export interface SlowWrites {
-  readonly count: number;
-  readonly maxMs: number;
-  readonly lastAt: string | null;
-}
+export type { SlowWrites } from './log-writes.ts';
 
 export interface RecordVersionInput {
   /** ClusterState.hash() after the batch (for a pin: the hash of the version it copies). */
@@ -103,19 +119,11 @@ export interface RecordVersionInput {
   readonly readingRevision?: ReadingRevision;
 }
 
-export interface OperationRecord extends Operation {
-  readonly id: number;
-  readonly version: number | undefined;
-  readonly at: string;
-}
+export type { OperationRecord } from './log-queries.ts';
 
 const HEX64 = /^[0-9a-f]{64}$/;
 /** The events columns an events row's chain link covers (all but row_hash, which follows them). */
 const EVENT_LINK_COLUMNS = CHAINS.events.columns.length;
-const EMFILE = 'too many open files (EMFILE)';
-/** A version row's columns that make its VersionRecord (rowToVersion): all but the delta and the row hash. */
-const VERSION_HEADER_COLUMNS =
-  'version, parent, hash, reason, created_at, seq_from, seq_to, content_of, reading_revision';
 /** SQLite's default automatic checkpoint threshold (pages), and the one while a bulk load holds it. */
 const DEFAULT_WAL_PAGES = 1000;
 const HELD_WAL_PAGES = 25_000;
@@ -146,8 +154,12 @@ export class EventLog {
     registerDatabase(this, db);
     // Damage is latched and named (with the file) wherever a statement meets it; other errors
     // pass as they are, for the write or the caller around them to name in its own context.
-    const unwatched = watchStatements(db, (e) => (damageOf(e) === undefined ? e : this.failed(e, `event log ${file}`)));
+    this.fileWatch = new LogFileWatch(file, db);
+    const unwatched = watchStatements(db, (e) =>
+      damageOf(e) === undefined ? e : this.fileWatch.failed(e, `event log ${file}`),
+    );
     this.now = now ?? (() => new Date());
+    this.writes = new LogWrites(file, db, this.fileWatch, this.now);
     this.stmt = this.prepare(unwatched);
   }
 
@@ -163,13 +175,11 @@ export class EventLog {
       });
       const log = new EventLog(opts.file, db, schema, opts.now);
       if (opts.onClockStep) log.onClockStep = opts.onClockStep;
-      if (opts.say) log.say = opts.say;
-      if (opts.slowWriteMs !== undefined) log.slowWriteMs = opts.slowWriteMs;
-      log.watchSidecars = !opts.readOnly;
+      if (opts.say) log.writes.say = opts.say;
+      if (opts.slowWriteMs !== undefined) log.writes.slowWriteMs = opts.slowWriteMs;
+      log.fileWatch.watch({ sidecars: !opts.readOnly, headerFd });
       log.migrated = migrated;
       log.writerLock = lock;
-      log.opened = fileIdentity(opts.file);
-      log.headerFd = headerFd;
       return log;
     } catch (e) {
       lock?.release();
@@ -180,23 +190,10 @@ export class EventLog {
   private writerLock: WriterLock | undefined;
   /** Migrations this open applied to a file that had a schema (an upgrade); empty otherwise. */
   migrated: readonly string[] = [];
-  /** The file this log opened (device and inode), to notice it deleted or replaced under us. */
-  private opened: string | undefined;
-
-  /** Set (once, for good) when the file turned unusable: every write is refused with UNUSABLE after it. */
-  private unusableWhy: string | undefined;
-  /** The -wal and -shm files this log uses (device and inode), to notice them deleted (watched when writable). */
-  private watchSidecars = false;
-  private readonly sidecars = new Map<string, string>();
-  /** The file's descriptor for header checks, held until close (file-health.ts openHeaderReader: probe11 K6). */
-  private headerFd: number | undefined;
-  /** The largest size the file was seen at (headerDamage: it never shrinks under its writer). */
-  private bytesSeen = 0;
-  private say = (line: string) => console.warn(line);
-  /** What makes writes fail now (disk full, out of file descriptors), said when it starts and ends. */
-  private writeTrouble: string | undefined;
-  private slowWriteMs = 1000;
-  private slow: SlowWrites = { count: 0, maxMs: 0, lastAt: null };
+  /** Whether the file can still be trusted (deleted, replaced, damaged: the unusable latch). */
+  private readonly fileWatch: LogFileWatch;
+  /** How every write runs (refused once unusable, trouble said, slow commits counted). */
+  private readonly writes: LogWrites;
 
   /**
    * Why the log file cannot be trusted now, one line, or undefined. Unusable (for good: writes are
@@ -208,76 +205,17 @@ export class EventLog {
    * keeps writing to an inode no one will open again, and nothing else would say so until a restart.
    */
   fileProblem(): string | undefined {
-    if (this.unusableWhy !== undefined) return this.unusableWhy;
-    if (this.opened === undefined) return undefined; // in memory
-    const now = fileIdentity(this.file);
-    if (now === this.opened) {
-      const lost = this.lostSidecar();
-      if (lost !== undefined) this.rescue(lost);
-      else {
-        const damage = this.headerFd === undefined ? undefined : headerDamage(this.headerFd, this.file, this.bytesSeen);
-        if (damage !== undefined) this.markUnusable(damage);
-        else this.bytesSeen = Math.max(this.bytesSeen, fileBytes(this.file));
-      }
-      return this.unusableWhy;
-    }
-    return now === undefined
-      ? `${this.file} was deleted while open: what is written now is lost at exit; restart the planner (a group member rebuilds the file from the group's log stream)`
-      : `${this.file} was replaced by another file while open: what is written now goes to the old one; restart the planner`;
+    return this.fileWatch.problem();
   }
 
   /** The latched reason alone (see fileProblem): the log refuses writes for good. */
   get unusable(): string | undefined {
-    return this.unusableWhy;
+    return this.fileWatch.unusable;
   }
 
   /** Commits slower than slowWriteMs so far (EventLogOptions.slowWriteMs). */
   slowWrites(): SlowWrites {
-    return this.slow;
-  }
-
-  private markUnusable(cause: string): void {
-    this.unusableWhy ??= `${this.file} is unusable: ${cause}; writes are refused, restart the planner on a sound file (db verify; a group member rebuilds it from the group's log stream)`;
-  }
-
-  /** The error to throw for a failed statement, latching the log unusable when it shows damage. */
-  private failed(e: unknown, context: string): unknown {
-    const damage = damageOf(e);
-    if (damage !== undefined) this.markUnusable(`damaged (${damage})`);
-    return translateSqliteError(e, context);
-  }
-
-  /** The -wal or -shm path that no longer names the file this log had there, if any. */
-  private lostSidecar(): string | undefined {
-    if (!this.watchSidecars) return undefined;
-    for (const side of [`${this.file}-wal`, `${this.file}-shm`]) {
-      const id = fileIdentity(side);
-      const seen = this.sidecars.get(side);
-      if (seen === undefined) {
-        if (id !== undefined) this.sidecars.set(side, id); // made by SQLite at the first read or write
-      } else if (id !== seen) return side;
-    }
-    return undefined;
-  }
-
-  /**
-   * A -wal or -shm deleted while open: this process still has both open, so a checkpoint copies
-   * every committed frame of the WAL into the database file (and fsyncs it) before anything is
-   * lost; a crash now would otherwise lose every commit since the last checkpoint, and another
-   * process opening the file makes a new, empty WAL beside ours. Then the log is unusable.
-   */
-  private rescue(side: string): void {
-    let how: string;
-    try {
-      const [r] = this.db.pragma('wal_checkpoint(TRUNCATE)') as { busy: number; log: number; checkpointed: number }[];
-      how =
-        r && r.busy === 0 && r.checkpointed >= r.log
-          ? `a rescue checkpoint copied what it held (${Math.max(0, r.log)} pages) into ${this.file}: nothing committed is lost`
-          : `the rescue checkpoint copied ${r?.checkpointed ?? 0} of ${r?.log ?? '?'} pages: rows committed since the last checkpoint may be lost`;
-    } catch (e) {
-      how = `the rescue checkpoint failed (${(e as Error).message}): rows committed since the last checkpoint are lost at exit`;
-    }
-    this.markUnusable(`${side} was deleted while open; ${how}`);
+    return this.writes.slowWrites();
   }
 
   /** `unwatched`: for the one statement run per row, only ever inside write(), which watches for damage itself. */
@@ -333,58 +271,11 @@ export class EventLog {
   }
 
   /**
-   * Runs `fn` as one write transaction: refused once the file is unusable; a failure for lack of
-   * disk or file descriptors is said once, and once more when a write works again (probe8 R3/F1);
-   * a commit slower than slowWriteMs is counted (probe8 S1).
-   */
-  private write<T>(context: string, fn: () => T): T {
-    if (this.unusableWhy !== undefined)
-      throw new EventLogError('UNUSABLE', `event log ${this.file}: ${context} refused: ${this.unusableWhy}`);
-    const t0 = performance.now();
-    let out: T;
-    try {
-      out = this.db.transaction(fn).immediate();
-    } catch (e) {
-      const err = this.failed(e, `event log ${this.file}: ${context}`);
-      const trouble = this.troubleOf(err);
-      const fds = trouble === EMFILE ? fdUsage() : undefined;
-      if (trouble !== undefined && trouble !== this.writeTrouble)
-        this.say(
-          `event log ${this.file}: writes fail: ${trouble}${fds ? ` (${fds.open} of ${fds.limit} file descriptors open)` : ''} (${err instanceof Error ? err.message : String(err)}); retried, nothing committed before is lost`,
-        );
-      if (trouble !== undefined) this.writeTrouble = trouble;
-      throw err;
-    }
-    const ms = performance.now() - t0;
-    if (ms > this.slowWriteMs)
-      this.slow = {
-        count: this.slow.count + 1,
-        maxMs: Math.max(this.slow.maxMs, Math.round(ms)),
-        lastAt: this.now().toISOString(),
-      };
-    if (this.writeTrouble !== undefined) {
-      this.say(`event log ${this.file}: writes work again (they failed: ${this.writeTrouble})`);
-      this.writeTrouble = undefined;
-    }
-    return out;
-  }
-
-  /** 'disk full' or EMFILE when that is why a write failed (said once while it lasts), else undefined. */
-  private troubleOf(err: unknown): string | undefined {
-    if (!(err instanceof EventLogError)) return undefined;
-    if (err.code === 'DISK_FULL') return 'disk full';
-    const fds = err.code === 'IO' ? fdUsage() : undefined;
-    // SQLite says only SQLITE_CANTOPEN (or an I/O error) when open() fails with EMFILE
-    if (fds && fds.open >= fds.limit - 2) return EMFILE;
-    return undefined;
-  }
-
-  /**
    * Runs `fn`'s writes (recordVersion, recordOperation, ...) as one transaction: when it returns,
    * all of them are on disk; when it throws or the process dies inside it, none is.
    */
   atomically<T>(fn: () => T): T {
-    return this.write('transaction', fn);
+    return this.writes.run('transaction', fn);
   }
 
   /**
@@ -440,7 +331,7 @@ export class EventLog {
     const resume = opts.resumePoints === false ? undefined : this.resume;
     const receivedAt = this.now().toISOString();
     const stored: (string | number)[][] = [];
-    const out = this.write(`append of ${events.length} events`, () => {
+    const out = this.writes.run(`append of ${events.length} events`, () => {
       const h = this.head('events');
       let prev = h.hash;
       let seq = h.id;
@@ -479,10 +370,7 @@ export class EventLog {
 
   /** Events with fromSeq ≤ seq ≤ toSeq, in order. */
   events(opts: { fromSeq?: number; toSeq?: number; limit?: number } = {}): LoggedWatchEvent[] {
-    const rows = this.db
-      .prepare(`SELECT * FROM events WHERE seq >= ? AND seq <= ? ORDER BY seq LIMIT ?`)
-      .all(opts.fromSeq ?? 0, opts.toSeq ?? Number.MAX_SAFE_INTEGER, opts.limit ?? -1) as EventRow[];
-    return rows.map(rowToEvent);
+    return readEvents(this.db, opts);
   }
 
   /**
@@ -491,12 +379,7 @@ export class EventLog {
    * Uses the events_by_object index; objects whose events were all compacted away are not included.
    */
   liveObjectEvents(): LoggedWatchEvent[] {
-    const rows = this.db
-      .prepare(`SELECT e.* FROM events e
-      JOIN (SELECT MAX(seq) AS seq FROM events GROUP BY kind, namespace, name) last ON e.seq = last.seq
-      WHERE e.type != 'DELETED' ORDER BY e.seq`)
-      .all() as EventRow[];
-    return rows.map(rowToEvent);
+    return liveObjectEvents(this.db);
   }
 
   /** Records the next data version (number = last + 1, parent = last). */
@@ -509,7 +392,7 @@ export class EventLog {
     if (!Number.isInteger(input.seqTo) || input.seqTo < 0)
       throw new EventLogError('INVALID', `recordVersion: bad seqTo ${input.seqTo}`);
     const now = this.now().toISOString();
-    return this.write('recordVersion', () => {
+    return this.writes.run('recordVersion', () => {
       const last = this.latestVersion();
       // Monotonic along the chain: a planner whose clock is behind the previous writer's (a
       // failover, an NTP step back) must not stamp a version before its parent, or `replay --at`
@@ -573,59 +456,22 @@ export class EventLog {
    * The columns listed, not the deltas (a history of 10^5 versions is read for its headers).
    */
   versions(opts: { from?: number; to?: number; newest?: number } = {}): VersionRecord[] {
-    const range = [opts.from ?? 0, opts.to ?? Number.MAX_SAFE_INTEGER];
-    const cols = VERSION_HEADER_COLUMNS;
-    const rows = (
-      opts.newest === undefined
-        ? this.db
-            .prepare(`SELECT ${cols} FROM versions WHERE version >= ? AND version <= ? ORDER BY version`)
-            .all(...range)
-        : this.db
-            .prepare(`SELECT ${cols} FROM versions WHERE version >= ? AND version <= ? ORDER BY version DESC LIMIT ?`)
-            .all(...range, opts.newest)
-            .reverse()
-    ) as VersionRow[];
-    return rows.map(rowToVersion);
+    return readVersions(this.db, opts);
   }
 
   /** How many versions lie in [from, to]. */
   countVersions(opts: { from?: number; to?: number } = {}): number {
-    const r = this.db
-      .prepare('SELECT count(*) AS n FROM versions WHERE version >= ? AND version <= ?')
-      .get(opts.from ?? 0, opts.to ?? Number.MAX_SAFE_INTEGER) as { n: number };
-    return r.n;
+    return countVersions(this.db, opts);
   }
 
-  /**
-   * The version current at `at` (ISO-8601 UTC): the one before the first version stamped after
-   * `at`, or the latest when none is. Versions are stamped monotonic (recordVersion), where this
-   * is simply the last one stamped at or before `at`; logs written by earlier releases may hold
-   * stamps that go back (one planner's clock behind another's), and a version made later but
-   * stamped earlier is then not taken for one that existed at `at`. A log whose stamps step back
-   * by more than CLOCK_STEP_BOUND_MS (a clock fault) has its versions placed in time by
-   * placeInTime (stamp-order.ts: by their order around the step), read in full for that.
-   */
+  /** The version current at `at` (ISO-8601 UTC); how it is found, with stamps that step back: log-queries.ts versionAt. */
   versionAt(at: string): VersionRecord | undefined {
-    const stamps = this.db.prepare('SELECT version, created_at FROM versions ORDER BY version').raw().all() as [
-      number,
-      string,
-    ][];
-    const ms = stamps.map(([, c]) => Date.parse(c));
-    if (hasClockStep(ms)) {
-      const placed = placeInTime(ms);
-      const when = Date.parse(at);
-      let current: number | undefined;
-      for (let i = 0; i < placed.length && placed[i]! <= when; i++) current = stamps[i]![0];
-      return current === undefined ? undefined : this.version(current);
-    }
-    const after = this.db.prepare('SELECT min(version) AS v FROM versions WHERE created_at > ?').get(at) as {
-      v: number | null;
-    };
-    if (after.v === null) {
-      const latest = this.latestVersion();
-      return latest && latest.createdAt <= at ? latest : undefined;
-    }
-    return after.v > 1 ? this.version(after.v - 1) : undefined;
+    return versionAt(
+      this.db,
+      at,
+      (n) => this.version(n),
+      () => this.latestVersion(),
+    );
   }
 
   /**
@@ -633,27 +479,18 @@ export class EventLog {
    * undefined: `at` lies where the versions' stamps step back past the bound (StepSpan).
    */
   versionAtUncertain(at: string): string | undefined {
-    const span = new StepSpan();
-    for (const c of this.db
-      .prepare('SELECT created_at FROM versions ORDER BY version')
-      .pluck()
-      .iterate() as Iterable<string>)
-      span.add(Date.parse(c));
-    return span.uncertainAt(Date.parse(at), "the versions' stamps");
+    return versionAtUncertain(this.db, at);
   }
 
   /** The stored delta of version n against its parent (undefined when none was recorded). */
   versionDelta(n: number): DataDelta | undefined {
-    const row = this.db.prepare('SELECT delta FROM versions WHERE version = ?').get(n) as
-      | { delta: string | null }
-      | undefined;
-    return row?.delta ? (JSON.parse(row.delta) as DataDelta) : undefined;
+    return versionDelta(this.db, n);
   }
 
   recordConfigRevision(input: { config: ProxyConfig; reason: string }): ConfigRevision {
     const createdAt = this.now().toISOString();
     const hash = contentHash(input.config);
-    const revision = this.write('recordConfigRevision', () =>
+    const revision = this.writes.run('recordConfigRevision', () =>
       this.appendChained('config_revisions', this.stmt.insertConfig, [
         hash,
         input.reason,
@@ -665,18 +502,7 @@ export class EventLog {
   }
 
   configRevision(n: number): ConfigRevision | undefined {
-    const r = this.db.prepare('SELECT * FROM config_revisions WHERE revision = ?').get(n) as
-      | { revision: number; hash: string; reason: string; created_at: string; config: string }
-      | undefined;
-    return (
-      r && {
-        revision: r.revision,
-        hash: r.hash,
-        reason: r.reason,
-        createdAt: r.created_at,
-        config: JSON.parse(r.config) as ProxyConfig,
-      }
-    );
+    return configRevision(this.db, n);
   }
 
   latestConfigRevision(): ConfigRevision | undefined {
@@ -707,7 +533,7 @@ export class EventLog {
       throw new EventLogError('INVALID', `recordAck: node and integer version required`);
     const now = this.now().toISOString();
     const body = canonicalJson(a);
-    return this.write('recordAck', () => {
+    return this.writes.run('recordAck', () => {
       const same = this.stmt.sameAck.get(a.node, a.at, body) as { id: number } | undefined;
       if (same) return same.id;
       const prev = (this.stmt.lastAckReceivedAt.get() as { r: string | null } | undefined)?.r;
@@ -729,7 +555,7 @@ export class EventLog {
   recordOperation(op: Operation & { version?: number }): OperationRecord {
     if (!op.actor || !op.reason) throw new EventLogError('INVALID', `recordOperation: actor and reason are required`);
     const at = this.now().toISOString();
-    const id = this.write('recordOperation', () =>
+    const id = this.writes.run('recordOperation', () =>
       this.appendChained('operations', this.stmt.insertOp, [
         op.kind,
         op.actor,
@@ -744,56 +570,12 @@ export class EventLog {
 
   /** Every operation, oldest first; with `newest`, only the newest that many. */
   operations(opts: { newest?: number } = {}): OperationRecord[] {
-    const rows = (
-      opts.newest === undefined
-        ? this.db.prepare('SELECT * FROM operations ORDER BY id').all()
-        : this.db.prepare('SELECT * FROM operations ORDER BY id DESC LIMIT ?').all(opts.newest).reverse()
-    ) as {
-      id: number;
-      kind: Operation['kind'];
-      actor: string;
-      reason: string;
-      params: string;
-      version: number | null;
-      at: string;
-    }[];
-    return rows.map((r) => ({
-      id: r.id,
-      kind: r.kind,
-      actor: r.actor,
-      reason: r.reason,
-      params: JSON.parse(r.params),
-      version: r.version ?? undefined,
-      at: r.at,
-    }));
+    return readOperations(this.db, opts);
   }
 
   /** The latest operation whose params carry `param` (even as null): the state it left, in O(1) reads from the end. */
   latestOperationWith(param: string): OperationRecord | undefined {
-    const r = this.db
-      .prepare(`SELECT * FROM operations WHERE json_type(params, '$.' || ?) IS NOT NULL ORDER BY id DESC LIMIT 1`)
-      .get(param) as
-      | {
-          id: number;
-          kind: Operation['kind'];
-          actor: string;
-          reason: string;
-          params: string;
-          version: number | null;
-          at: string;
-        }
-      | undefined;
-    return (
-      r && {
-        id: r.id,
-        kind: r.kind,
-        actor: r.actor,
-        reason: r.reason,
-        params: JSON.parse(r.params),
-        version: r.version ?? undefined,
-        at: r.at,
-      }
-    );
+    return latestOperationWith(this.db, param);
   }
 
   /** The informer's resume points, stored in this log (saves ride on the next append; see SqliteResumeStore). */
@@ -810,7 +592,7 @@ export class EventLog {
     if (seq > this.lastSeq())
       throw new EventLogError('INVALID', `checkpoint: seq ${seq} is past the last event ${this.lastSeq()}`);
     const createdAt = this.now().toISOString();
-    return this.write('checkpoint', () =>
+    return this.writes.run('checkpoint', () =>
       writeCheckpoint(this.db, {
         state,
         rejections: opts.rejections ?? [],
@@ -893,7 +675,7 @@ export class EventLog {
   importRows(batch: RowBatch, opts: { mark?: ReplicationMark; adoptAnchors?: boolean } = {}): void {
     const at = this.now().toISOString();
     this.recentEvents.clear(); // rows written by another process from here on
-    this.write('import of replicated rows', () => {
+    this.writes.run('import of replicated rows', () => {
       importRows(this.db, batch, opts);
       if (opts.mark) writeMark(this.db, opts.mark, at);
     });
@@ -919,7 +701,7 @@ export class EventLog {
   ): TruncationRecord | undefined {
     const at = this.now().toISOString();
     const from = this.position();
-    const id = this.write('truncation to the replicated position', () => {
+    const id = this.writes.run('truncation to the replicated position', () => {
       if (!holdsPosition(this.db, to))
         throw new EventLogError('DIVERGED', 'truncate: this log does not hold the position to truncate to');
       this.recentEvents.clear();
@@ -956,7 +738,7 @@ export class EventLog {
 
   setReplicationMark(m: ReplicationMark): void {
     const at = this.now().toISOString();
-    this.write('replication mark', () => writeMark(this.db, m, at));
+    this.writes.run('replication mark', () => writeMark(this.db, m, at));
   }
 
   /**
@@ -968,27 +750,7 @@ export class EventLog {
     if (!this.db.open) return;
     this.resume?.discardPending();
     this.db.close();
-    closeHeaderReader(this.headerFd);
-    this.headerFd = undefined;
+    this.fileWatch.close();
     this.writerLock?.release();
-  }
-}
-
-function fileBytes(file: string): number {
-  try {
-    return statSync(file).size;
-  } catch {
-    return 0;
-  }
-}
-
-/** `dev:ino` of a file, or undefined when it is not there (or is not a file on disk). */
-function fileIdentity(file: string): string | undefined {
-  if (file === ':memory:' || file === '') return undefined;
-  try {
-    const st = statSync(file);
-    return `${st.dev}:${st.ino}`;
-  } catch {
-    return undefined;
   }
 }
