@@ -1,5 +1,5 @@
 import { connect } from '@nats-io/transport-node';
-import { jetstreamManager } from '@nats-io/jetstream';
+import { jetstreamManager, StorageType, type JetStreamManager } from '@nats-io/jetstream';
 import { freePort, startNatsServer, type NatsServerHandle } from './nats-server.ts';
 
 /**
@@ -106,7 +106,8 @@ export async function waitForJetStream(
       try {
         const jsm = await jetstreamManager(nc, { timeout: 2000 });
         await jsm.getAccountInfo();
-        return;
+        if (urls.length < 2 || (await placesEveryReplica(jsm, urls.length))) return;
+        last = `a stream of ${urls.length} replicas cannot be placed yet`;
       } catch (e) {
         last = (e as Error).message;
       }
@@ -116,4 +117,26 @@ export async function waitForJetStream(
   } finally {
     await nc.close();
   }
+}
+
+/**
+ * Whether the meta group places a stream on every server: a meta leader answers account info
+ * while the other servers are still joining, and a test's R3 stream then met "no suitable peers
+ * for placement" (a fresh-clone CI at load 14). A scratch memory stream is made and removed.
+ */
+async function placesEveryReplica(jsm: JetStreamManager, replicas: number): Promise<boolean> {
+  const name = `SB_TEST_PLACEMENT_${process.pid}_${Math.random().toString(36).slice(2, 8)}`;
+  try {
+    await jsm.streams.add({
+      name,
+      subjects: [`sb-test-placement.${name}`],
+      num_replicas: replicas,
+      storage: StorageType.Memory,
+    });
+  } catch (e) {
+    // a user not allowed to make streams cannot tell: account info answering is all it can wait for
+    return /permission|authorization/i.test((e as Error).message);
+  }
+  await jsm.streams.delete(name).catch(() => undefined);
+  return true;
 }
