@@ -381,13 +381,23 @@ export function canaryBlocker(
   return `${row.status} (${row.reason})`;
 }
 
-/** The nodes of `rows` that may not be a canary, with why (planWaves' `notCanary`). */
+/** Why a node without a Node object may not be a canary (probe20 P20-4). */
+export const NO_NODE_OBJECT_CANARY =
+  'no Node object of this name in the cluster (its applier renders no NodePorts: it would prove less than the fleet runs)';
+
+/**
+ * The nodes of `rows` that may not be a canary, with why (planWaves' `notCanary`). `hasNode`: whether
+ * the cluster has a Node of that name; an applier reporting as a name it does not have (a typo in
+ * `--node`, the stale pod of a renamed node) is SYNCED on what it renders, but renders no NodePorts
+ * and no externalTrafficPolicy Local paths, and came first in name order (probe20 P20-4).
+ */
 export function notCanaryNodes(
   rows: readonly Pick<NodeStatusRow, 'node' | 'status' | 'reason' | 'appliedConfigRevision' | 'targetConfigRevision'>[],
+  hasNode: (node: string) => boolean = () => true,
 ): Map<string, string> {
   const out = new Map<string, string>();
   for (const r of rows) {
-    const why = canaryBlocker(r);
+    const why = canaryBlocker(r) ?? (hasNode(r.node) ? undefined : NO_NODE_OBJECT_CANARY);
     if (why !== undefined) out.set(r.node, why);
   }
   return out;

@@ -90,6 +90,12 @@ export interface NodeReport {
   readonly mismatch?: string;
   /** The node's newest verdict on `configRevision` (from the ACK or a later heartbeat); absent: none sent. */
   readonly health?: NodeHealth;
+  /**
+   * Why what the node runs now is not known although it answered: it has not been heard from (no
+   * report, no heartbeat) for the silence threshold, e.g. `silent for 31 s` (probe20 P20-2). Its
+   * ACK then proves nothing about now, so it does not pass a wave or a bake; absent: heard.
+   */
+  readonly silent?: string;
 }
 
 export function isActive(r: Rollout | undefined): boolean {

@@ -96,7 +96,12 @@ function wallElapsed(r: Rollout, at: string): RolloutElapsed {
  * for promote at a `pauseBefore` gate; after the last wave the revision becomes the cluster
  * default. At most one decision per call: the next wave's nodes must be given their targets and
  * answer before it counts. Given `fleet` (the nodes the cluster now holds), a wave's node outside it
- * is passed over while it is gone (a deleted Node never ACKs), named in the decision's reason.
+ * is passed over while it is gone (a deleted Node never ACKs), named in the decision's reason, as
+ * long as a node of the wave still in the fleet ACKed R: a wave all of whose nodes left before one
+ * ACKed (a one-node canary scaled down) waits, and at the wave timeout its departed nodes fail
+ * (probe20 P20-1: it had passed, and the next wave took an untested revision). A node that ACKed R
+ * and then fell silent (`NodeReport.silent`) fails: its ACK says nothing of now (P20-2: a dead
+ * canary passed its bake).
  */
 export function decideRollout(
   state: ConfigTargetState,
@@ -120,16 +125,37 @@ export function decideRollout(
   const mismatched = (n: string) => ackedRevision(n) && !!reports.get(n)!.mismatch;
   const acked = (n: string) => ackedRevision(n) && !mismatched(n);
   const failed = new Map((r.failed ?? []).map((f) => [f.node, f]));
+  const wave = r.waves[r.wave]!;
+  // What the gate can still prove (probe20 P20-1): a node of the wave, in the fleet, that ACKed R.
+  // A wave whose nodes all left before one ACKed (a one-node canary scaled down) proves nothing:
+  // it is not passed over but waited for, and its departed nodes fail at the wave timeout.
+  const proven = wave.some((n) => !departed(n) && !failed.has(n) && acked(n) && !reports.get(n)!.silent);
   const fresh: NodeFailure[] = [];
   let timedOut = false;
-  for (const node of r.waves[r.wave]!) {
-    if (failed.has(node) || departed(node)) continue;
+  for (const node of wave) {
+    if (failed.has(node)) continue;
+    if (departed(node)) {
+      if (!proven && took.waveMs >= policy.waveTimeoutMs) {
+        fresh.push({
+          node,
+          error: `left the fleet, and no node of wave ${r.wave + 1} still in it ACKed revision ${r.configRevision} within the wave timeout of ${formatMs(policy.waveTimeoutMs)}`,
+        });
+        timedOut = true;
+      }
+      continue;
+    }
     const rep = reports.get(node);
     if (rep?.type === 'NACK' && rep.configRevision === r.configRevision)
       fresh.push({ node, error: rep.error ?? 'NACK' });
     else if (mismatched(node)) fresh.push({ node, error: rep!.mismatch! });
     else if (acked(node) && rep!.health?.verdict === 'unhealthy')
       fresh.push({ node, error: `unhealthy: ${rep!.health.reason}` });
+    // ACKed, then not heard from (probe20 P20-2): a bake over a dead node proved nothing.
+    else if (acked(node) && rep!.silent)
+      fresh.push({
+        node,
+        error: `${rep!.silent} after it ACKed revision ${r.configRevision}: what it runs now is not known`,
+      });
     else if (!acked(node) && took.waveMs >= policy.waveTimeoutMs) {
       fresh.push({
         node,
@@ -165,10 +191,10 @@ export function decideRollout(
       },
     };
   }
-  const ready = r.waves[r.wave]!.every((n) => failed.has(n) || departed(n) || acked(n));
+  const gone = wave.filter((n) => departed(n) && !failed.has(n) && !acked(n));
+  const ready = wave.every((n) => failed.has(n) || departed(n) || acked(n)) && (proven || gone.length === 0);
   if (!ready) return { state };
   const waveNo = r.wave + 1;
-  const gone = r.waves[r.wave]!.filter((n) => departed(n) && !failed.has(n) && !acked(n));
   const passedOver = gone.length ? ` (not waited for, no longer in the fleet: ${gone.join(', ')})` : '';
   if (policy.bakeMs > 0) {
     if (r.bakeStartedAt === undefined) {

@@ -425,7 +425,7 @@ export function diffVersions(log: EventLog, a: number, b: number): VersionDiff {
   };
 }
 
-export type NodeLagStatus = 'BEHIND' | 'FAILED' | 'CURRENT';
+export type NodeLagStatus = 'BEHIND' | 'FAILED' | 'CURRENT' | 'LEFT';
 
 export interface NodeLag {
   readonly node: string;
@@ -441,9 +441,26 @@ export interface NodeLag {
 }
 
 /**
+ * The nodes (Node objects) the newest version's data names, with that version; undefined when the
+ * log holds no version or cannot rebuild the newest one (compacted without a checkpoint).
+ */
+export function nodesOfNewestVersion(log: EventLog): { version: number; nodes: ReadonlySet<string> } | undefined {
+  const latest = log.latestVersion()?.version;
+  if (latest === undefined) return undefined;
+  try {
+    return { version: latest, nodes: new Set(replayVersion(log, latest).state.data.nodeNames()) };
+  } catch (e) {
+    if (e instanceof EventLogError) return undefined;
+    throw e;
+  }
+}
+
+/**
  * Every node that ever reported, with where it stands: FAILED when its last report is a NACK,
- * BEHIND when its last ACK is older than the latest version, else CURRENT. `all` false keeps
- * only the BEHIND and FAILED ones.
+ * BEHIND when its last ACK is older than the latest version, else CURRENT; given `cluster` (the
+ * nodes of the newest version's data, nodesOfNewestVersion), a node not CURRENT that the cluster no
+ * longer has is LEFT (probe20 P20-3: every node ever scaled away was BEHIND for ever). `all` false
+ * keeps only the BEHIND and FAILED ones.
  *
  * O(nodes × log(rows)) index probes, never a pass over the acks table (review4 G3: it fetched
  * every ACK row of every node, 14–23 s at 1M rows, at every planner start and twice at each
@@ -452,7 +469,7 @@ export interface NodeLag {
  * NACK from the max of `(node, type, id)`: "last" is the row order, the planner's receive order,
  * as in nodeAt (review 2, R3).
  */
-export function nodesBehind(log: EventLog, opts: { all?: boolean } = {}): NodeLag[] {
+export function nodesBehind(log: EventLog, opts: { all?: boolean; cluster?: ReadonlySet<string> } = {}): NodeLag[] {
   const latest = log.latestVersion()?.version ?? 0;
   const db = databaseOf(log);
   const heads = lastReportIds(log);
@@ -464,8 +481,9 @@ export function nodesBehind(log: EventLog, opts: { all?: boolean } = {}): NodeLa
     const last = JSON.parse(body) as AckOrNack;
     const ackedVersion =
       ackId === null ? 0 : ackId === lastId ? last.version : (byId.get(ackId) as { version: number }).version;
-    const status: NodeLagStatus = last.type === 'NACK' ? 'FAILED' : last.version < latest ? 'BEHIND' : 'CURRENT';
-    if (opts.all || status !== 'CURRENT')
+    const lag: NodeLagStatus = last.type === 'NACK' ? 'FAILED' : last.version < latest ? 'BEHIND' : 'CURRENT';
+    const status: NodeLagStatus = lag !== 'CURRENT' && opts.cluster && !opts.cluster.has(last.node) ? 'LEFT' : lag;
+    if (opts.all || (status !== 'CURRENT' && status !== 'LEFT'))
       out.push({
         node: last.node,
         status,

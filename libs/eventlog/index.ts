@@ -42,6 +42,7 @@ export {
   nodeAt,
   diffVersions,
   nodesBehind,
+  nodesOfNewestVersion,
   type ServiceHistoryEntry,
   type AckedBy,
   type NodeAtTime,

@@ -45,7 +45,15 @@ export const NODE_CLOCK_SKEW_WARN_MS = 30_000;
 export class NodeTracker {
   private readonly nodes = new Map<string, NodeSeen>();
 
-  constructor(private readonly thresholds?: NodeStatusThresholds) {}
+  /**
+   * `startedAtMs`: when this tracker began to listen (monotonic). A node is called silent to a
+   * rollout only after the silence threshold of listening: a restarted planner seeds each node's
+   * last report at its real age, and heartbeats are not logged (probe20 P20-2).
+   */
+  constructor(
+    private readonly thresholds?: NodeStatusThresholds,
+    private readonly startedAtMs = performance.now(),
+  ) {}
 
   private seen(node: string): NodeSeen {
     let s = this.nodes.get(node);
@@ -205,6 +213,17 @@ export class NodeTracker {
           ? undefined
           : (this.twin(node, s, nowMs) ?? (expect ? ackMismatch(s.last, expect(s.last)) : undefined)),
       health,
+      ...this.silence(s, nowMs),
+    };
+  }
+
+  /** `{silent}` when the node has not been heard for the silence threshold of listening, else {}. */
+  private silence(s: NodeSeen, nowMs: number): { silent?: string } {
+    const heard = Math.max(s.lastAt ?? -Infinity, s.heartbeatAt ?? -Infinity);
+    const quiet = nowMs - Math.max(heard, this.startedAtMs);
+    if (quiet <= this.window()) return {};
+    return {
+      silent: `silent for ${Math.round((nowMs - (Number.isFinite(heard) ? heard : this.startedAtMs)) / 1000)} s`,
     };
   }
 

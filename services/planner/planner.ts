@@ -707,7 +707,8 @@ export class Planner {
 
   /** The fleet a rollout waves over, and those of its nodes that may not be its canary (W1). */
   private waveFleet(): { nodes: string[]; notCanary: Map<string, string> } {
-    return { nodes: this.fleet(), notCanary: notCanaryNodes(this.status()) };
+    const inData = new Set(this.data.publishedData().nodeNames());
+    return { nodes: this.fleet(), notCanary: notCanaryNodes(this.status(), (n) => inData.has(n)) };
   }
 
   /** The fleet, and the nodes outside the selector that report anyway (shown in status, never counted). */

@@ -6,6 +6,7 @@ import {
   EventLog,
   nodeAt,
   nodesBehind,
+  nodesOfNewestVersion,
   serviceHistory,
   type ServiceOperationVersion,
 } from '../../../libs/eventlog/index.ts';
@@ -164,6 +165,12 @@ export function registerAudit(program: Command, setExit: SetExit): void {
       } else if (query === 'node') {
         const r = nodeAt(log, args[0]!, o.at);
         const when = o.at === undefined ? 'now' : r.at;
+        // Whether the cluster still has the node (probe20 P20-7): its last ACK alone read as a live node.
+        const cluster = o.at === undefined ? nodesOfNewestVersion(log) : undefined;
+        const gone =
+          cluster && !cluster.nodes.has(r.node)
+            ? `no Node object of this name in version ${cluster.version} (the newest): it left the cluster, or never had one\n`
+            : '';
         out(r, () =>
           r.unknown !== undefined
             ? `node ${r.node} at ${when}: unknown: ${r.unknown}\n`
@@ -173,7 +180,8 @@ export function registerAudit(program: Command, setExit: SetExit): void {
                 `acked at ${r.ack.at}${r.receivedAt ? ` (node clock), received ${r.receivedAt}${skewNote(r.clockSkewMs)}` : ' (node clock)'}, node state hash ${r.ack.nodeStateHash} (${r.nodeStateVerified === undefined ? 'config revision not in log' : r.nodeStateVerified ? 'verified by re-rendering' : r.madeByOlderRelease ? `does not match this release's re-rendering; version ${r.ack.version} was made by an older release (reading revision ${r.madeByOlderRelease.readingRevision}), whose appliers may have rendered it by older rules` : 'DOES NOT MATCH re-rendering'})\n` +
                 (r.nacksSince ? `${r.nacksSince} NACK(s) since\n` : '') +
                 `services (${r.services.length}): ${r.services.join(' ')}\n` +
-                (r.clockStep ? `UNCERTAIN: ${r.clockStep}\n` : ''),
+                (r.clockStep ? `UNCERTAIN: ${r.clockStep}\n` : '') +
+                gone,
         );
       } else if (query === 'ops') {
         // outcome: accepted, or refused (CODE): why (probe11 K5; the refusal is in params.refused)
@@ -247,11 +255,20 @@ export function registerAudit(program: Command, setExit: SetExit): void {
               ),
         );
       } else {
-        const lag = nodesBehind(log, { all: o.all });
+        // A node the newest version's data does not name left the cluster: not behind (probe20 P20-3).
+        const cluster = nodesOfNewestVersion(log);
+        const lag = nodesBehind(log, { all: o.all, cluster: cluster?.nodes });
+        const left = o.all
+          ? 0
+          : nodesBehind(log, { all: true, cluster: cluster?.nodes }).filter((l) => l.status === 'LEFT').length;
+        const leftNote = left
+          ? `${left} node(s) that reported once are not in version ${cluster!.version}'s data (their Node left the cluster): not listed (--all lists them as LEFT)\n`
+          : '';
         out(lag, (wide) =>
           lag.length === 0
-            ? 'no node is behind or failed\n'
-            : table(
+            ? `no node is behind or failed\n${leftNote}`
+            : leftNote +
+              table(
                 cols('NODE', 'STATUS', 'LAST REPORT', 'ACKED', 'LATEST', ['DETAIL', 60]),
                 lag.map((l) => [
                   l.node,

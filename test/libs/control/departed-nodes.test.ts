@@ -56,4 +56,50 @@ describe('rollout waves and nodes that left the fleet', () => {
     expect(back.decision).toBeUndefined();
     expect(back.state.rollout!.status).toBe('running');
   });
+
+  it('a wave all of whose nodes left before one ACKed is not passed (probe20 P20-1): it waits, then fails them at the timeout', () => {
+    // the canary a leaves before it ACKs: nothing proved revision 2, wave 2 must not start
+    const gone = new Set(['b', 'c', 'd']);
+    const early = decideRollout(start(), new Map(), at(5), undefined, gone);
+    expect(early.decision).toBeUndefined();
+    expect(early.state.rollout).toMatchObject({ wave: 0, status: 'running' });
+    const late = decideRollout(early.state, new Map(), at(61), undefined, gone);
+    expect(late.decision).toEqual({
+      kind: 'timeout',
+      reason:
+        'rollout halted: 1 failed node(s), 0 tolerated by --max-failures 0: a (left the fleet, and no node of wave 1 still in it ACKed revision 2 within the wave timeout of 1m)',
+    });
+    // a node of the wave still in the fleet that ACKed is proof enough: the departed one is passed over
+    const two = startRollout(base, {
+      configRevision: 2,
+      waves: planWaves(nodes, parseWaves('2,100%')),
+      pauseOnError: false,
+      at: at(0),
+      policy,
+    });
+    const passed = decideRollout(two, acks('b'), at(5), undefined, gone);
+    expect(passed.decision?.reason).toBe(
+      'wave 2 of 2 starts: wave 1 ACKed revision 2 (not waited for, no longer in the fleet: a)',
+    );
+  });
+
+  it('a node that ACKed and then fell silent fails its wave (probe20 P20-2): the bake proves nothing of it', () => {
+    const baking = { ...policy, bakeMs: 30_000 };
+    let s = startRollout(base, {
+      configRevision: 2,
+      waves: planWaves(nodes, parseWaves('1,100%')),
+      pauseOnError: false,
+      at: at(0),
+      policy: baking,
+    });
+    s = decideRollout(s, acks('a'), at(1), undefined, new Set(nodes)).state;
+    expect(s.rollout!.bakeStartedAt).toBe(at(1));
+    const silent = new Map<string, NodeReport>([['a', { type: 'ACK', configRevision: 2, silent: 'silent for 31 s' }]]);
+    const d = decideRollout(s, silent, at(32), undefined, new Set(nodes));
+    expect(d.decision).toEqual({
+      kind: 'halt',
+      reason:
+        'rollout halted: 1 failed node(s), 0 tolerated by --max-failures 0: a (silent for 31 s after it ACKed revision 2: what it runs now is not known)',
+    });
+  });
 });

@@ -1,6 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { formatWaves, parseWaves } from '../../../libs/control/parse-waves.ts';
-import { canaryBlocker, notCanaryNodes, type NodeStatusRow } from '../../../libs/control/node-status.ts';
+import {
+  canaryBlocker,
+  NO_NODE_OBJECT_CANARY,
+  notCanaryNodes,
+  type NodeStatusRow,
+} from '../../../libs/control/node-status.ts';
 import { planWaves } from '../../../libs/control/plan-waves.ts';
 
 const fleet = (n: number) => Array.from({ length: n }, (_, i) => `node-${String(i).padStart(2, '0')}`);
@@ -107,5 +112,16 @@ describe('canaryBlocker (libs/control/node-status.ts)', () => {
     expect([...notCanaryNodes([row('SYNCED', 1), { ...row('UNKNOWN', null), node: 'm' }])]).toEqual([
       ['m', 'UNKNOWN (why)'],
     ]);
+  });
+  it('a SYNCED node the cluster has no Node object of may not (probe20 P20-4: a typo in --node came first by name)', () => {
+    const rows = [{ ...row('SYNCED', 1), node: 'a-typo' }, row('SYNCED', 1)];
+    expect([...notCanaryNodes(rows, (n) => n !== 'a-typo')]).toEqual([['a-typo', NO_NODE_OBJECT_CANARY]]);
+    expect(
+      planWaves(
+        ['a-typo', 'n'],
+        parseWaves('1,100%'),
+        notCanaryNodes(rows, (n) => n !== 'a-typo'),
+      )[0],
+    ).toEqual(['n']);
   });
 });

@@ -8,6 +8,7 @@ import {
   compactLog,
   nodeAt,
   nodesBehind,
+  nodesOfNewestVersion,
   replayAt,
   replayVersion,
   verifyLog,
@@ -227,6 +228,31 @@ describe('EventLog', () => {
     expect(left).toEqual([...newer, { node: b!, version: latest }]);
     log.recordAck(ack(a!, latest));
     expect(verifyLog(log).ok).toBe(true);
+    log.close();
+  });
+
+  it('nodesBehind: a node not current that the newest version does not name LEFT the cluster, listed only with all (probe20 P20-3)', async () => {
+    const log = await openLog(tmp.file(), steppingClock());
+    const recorded = driveDataAxis(log, [{ batch: [node('member', 1)] }, { batch: [node('joined', 2)] }]);
+    const first = recorded[0]!.version;
+    const cluster = nodesOfNewestVersion(log)!;
+    expect(cluster).toEqual({ version: recorded.at(-1)!.version, nodes: new Set(['joined', 'member']) });
+    const member = 'member';
+    log.recordAck(ack(member, first));
+    log.recordAck(ack('scaled-away', first));
+    log.recordAck(nack('replaced', first));
+    // before: every node that ever reported and left stayed BEHIND (or FAILED) for ever
+    expect(nodesBehind(log).map((n) => [n.node, n.status])).toEqual([
+      [member, 'BEHIND'],
+      ['replaced', 'FAILED'],
+      ['scaled-away', 'BEHIND'],
+    ]);
+    expect(nodesBehind(log, { cluster: cluster.nodes }).map((n) => [n.node, n.status])).toEqual([[member, 'BEHIND']]);
+    expect(nodesBehind(log, { all: true, cluster: cluster.nodes }).map((n) => [n.node, n.status])).toEqual([
+      [member, 'BEHIND'],
+      ['replaced', 'LEFT'],
+      ['scaled-away', 'LEFT'],
+    ]);
     log.close();
   });
 
