@@ -138,7 +138,7 @@ export function decideRollout(
       if (!proven && took.waveMs >= policy.waveTimeoutMs) {
         fresh.push({
           node,
-          error: `left the fleet, and no node of wave ${r.wave + 1} still in it ACKed revision ${r.configRevision} within the wave timeout of ${formatMs(policy.waveTimeoutMs)}`,
+          error: `left the fleet before wave ${r.wave + 1} passed, and no node of the wave still in it ACKed revision ${r.configRevision}`,
         });
         timedOut = true;
       }

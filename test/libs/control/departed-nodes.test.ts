@@ -67,7 +67,7 @@ describe('rollout waves and nodes that left the fleet', () => {
     expect(late.decision).toEqual({
       kind: 'timeout',
       reason:
-        'rollout halted: 1 failed node(s), 0 tolerated by --max-failures 0: a (left the fleet, and no node of wave 1 still in it ACKed revision 2 within the wave timeout of 1m)',
+        'rollout halted: 1 failed node(s), 0 tolerated by --max-failures 0: a (left the fleet before wave 1 passed, and no node of the wave still in it ACKed revision 2)',
     });
     // a node of the wave still in the fleet that ACKed is proof enough: the departed one is passed over
     const two = startRollout(base, {
@@ -77,6 +77,19 @@ describe('rollout waves and nodes that left the fleet', () => {
       at: at(0),
       policy,
     });
+    // a canary that ACKed, baked a while and was then scaled away leaves nothing to prove R either
+    const baking = startRollout(base, {
+      configRevision: 2,
+      waves: planWaves(nodes, parseWaves('1,100%')),
+      pauseOnError: false,
+      at: at(0),
+      policy: { ...policy, bakeMs: 120_000 },
+    });
+    const baked = decideRollout(baking, acks('a'), at(1), undefined, new Set(nodes)).state;
+    expect(baked.rollout!.bakeStartedAt).toBe(at(1));
+    expect(decideRollout(baked, new Map(), at(121), undefined, gone).decision?.reason).toMatch(
+      /: a \(left the fleet before wave 1 passed, and no node of the wave still in it ACKed revision 2\)$/,
+    );
     const passed = decideRollout(two, acks('b'), at(5), undefined, gone);
     expect(passed.decision?.reason).toBe(
       'wave 2 of 2 starts: wave 1 ACKed revision 2 (not waited for, no longer in the fleet: a)',
