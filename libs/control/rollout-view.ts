@@ -40,12 +40,14 @@ export function rolloutView(
     failed: r.failed ?? [],
     haltedBy: r.haltedBy ?? null,
     updatedAt: r.updatedAt,
+    // A wave node without a status row left the fleet (its Node is gone and it is silent): LEFT,
+    // not UNKNOWN, so a wave waiting on a canary that left says so (probe20 P20-5).
     waveNodes: r.waves[r.wave]!.map((node) => {
       const row = byNode.get(node);
       const h = row?.health ?? null;
       return {
         node,
-        status: row?.status ?? 'UNKNOWN',
+        status: row?.status ?? ('LEFT' as const),
         appliedConfigRevision: row?.appliedConfigRevision ?? null,
         verdict: h?.verdict ?? null,
         verdictRevision: h?.configRevision ?? null,

@@ -151,9 +151,11 @@ function waveNodeLines(nodes: readonly WaveNodeView[]): string[] {
     ...nodes.map((n) => {
       const runs = n.appliedConfigRevision === null ? 'config ?' : `config ${n.appliedConfigRevision}`;
       const verdict =
-        n.verdict === null
-          ? 'no verdict (applier sends none)'
-          : `${n.verdict}${n.verdictRevision !== null && n.verdictRevision !== n.appliedConfigRevision ? ` (about config ${n.verdictRevision})` : ''}: ${n.reason ?? ''}`;
+        n.status === 'LEFT'
+          ? 'left the fleet (no Node object of this name, silent)'
+          : n.verdict === null
+            ? 'no verdict (applier sends none)'
+            : `${n.verdict}${n.verdictRevision !== null && n.verdictRevision !== n.appliedConfigRevision ? ` (about config ${n.verdictRevision})` : ''}: ${n.reason ?? ''}`;
       return `  ${n.node.padEnd(w)}  ${n.status.padEnd(8)}  ${runs.padEnd(9)}  ${verdict}`;
     }),
   ];

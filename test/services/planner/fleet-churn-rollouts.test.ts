@@ -127,6 +127,10 @@ describe('rollouts while nodes leave the fleet (probe20)', () => {
       ],
     });
     expect((await status()).config.defaultRevision).toBe(1);
+    // the wave's table says n1 left (it read UNKNOWN, config ?, "no verdict": P20-5)
+    expect((await ctl('rollout', 'status')).stdout).toMatch(
+      /^ {2}n1 +LEFT +config \? +left the fleet \(no Node object of this name, silent\)$/m,
+    );
 
     // The log's audit: n1 is not "behind" (the cluster has no n1 any more), it left.
     const db = path.join(dir, 'log.db');
