@@ -65,12 +65,14 @@ describe('LeaderLease.leader(): only a record that is surely current', () => {
     expect(a.leader()).toBeUndefined(); // its own record, but it does not lead
     expect(a.lastLeader()?.why).toMatch(/^no leader known \(last: planner b, term \d+, renewed \d+ s ago\)$/);
 
-    // a follower that read a leader, then finds the key released (short TTL: it looks every 100 ms;
-    // held off so that it does not win the free lease itself): nobody
-    const c = await LeaderLease.open({ nc, group: 'h3c', id: 'c1', ttlMs: 400 });
+    // a follower that read a leader, then finds the key released (short TTL: it looks every 500 ms;
+    // held off so that it does not win the free lease itself): nobody. Not shorter: at 400 ms, c1
+    // acts only 300 ms after a renewal and its key lives 400 ms, so a stall of this worker on a
+    // loaded host could free the key before f's first look, which must find c1.
+    const c = await LeaderLease.open({ nc, group: 'h3c', id: 'c1', ttlMs: 2000 });
     leases.push(c);
     await c.start();
-    const f = await LeaderLease.open({ nc, group: 'h3c', id: 'c2', ttlMs: 400 });
+    const f = await LeaderLease.open({ nc, group: 'h3c', id: 'c2', ttlMs: 2000 });
     leases.push(f);
     await f.stepDown('test: not contending', 60_000);
     await f.start();
