@@ -124,11 +124,14 @@ export async function startBusWorld(o: {
   });
   const closers: (() => Promise<unknown>)[] = [];
   try {
+    // Back 100 ms after a restart. Not `reconnectTimeWait: 100`, as it was: connectBus sets a
+    // reconnectDelayHandler (250 ms doubling to 5 s), which nats.js asks instead, so that setting did
+    // nothing and each restart test waited out the backoff (applier-session's two: ~5 s each).
     const planner = await connectBus({
       servers: server.url,
       name: 'planner',
       auth: PLANNER,
-      extra: { reconnectTimeWait: 100 },
+      extra: { reconnectDelayHandler: () => 100 },
     });
     closers.push(() => planner.close());
     const signs = o.unsigned ? undefined : signer;
@@ -162,7 +165,7 @@ export async function startBusWorld(o: {
           name: `applier-${node}`,
           node,
           auth: nodeCred(node),
-          extra: { reconnectTimeWait: 100 },
+          extra: { reconnectDelayHandler: () => 100 },
         });
         const dataplane = new WatchedDataplane();
         const events = new Events<SessionEvent>();

@@ -237,7 +237,11 @@ describe('node credential exchange (issuer + fetcher, real nats-server, fake kub
 
   it('an applier connection re-reads its .creds file at reconnect (renewed credentials take effect)', async () => {
     const { keys } = await world([]);
-    const planner = await connect('planner', await mintRoleCreds(keys, 'planner'), { reconnectTimeWait: 100 });
+    // connectBus sets its own reconnectDelayHandler (250 ms doubling to 5 s), which nats.js asks
+    // instead of reconnectTimeWait: the handler is what makes these connections come back at once
+    const planner = await connect('planner', await mintRoleCreds(keys, 'planner'), {
+      reconnectDelayHandler: () => 100,
+    });
     const acks: string[] = [];
     planner.subscribe('sb.ack.*', {
       callback: (_e, m) => {
@@ -249,7 +253,7 @@ describe('node credential exchange (issuer + fetcher, real nats-server, fake kub
       servers: server!.url,
       name: 'applier',
       auth: { credsFile },
-      extra: { reconnectTimeWait: 100 },
+      extra: { reconnectDelayHandler: () => 100 },
     });
     conns.push(a);
     // the renewal writes a credential for a different identity, so the test can tell which one is in use
