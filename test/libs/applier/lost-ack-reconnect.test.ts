@@ -93,7 +93,15 @@ describe('an ACK lost on a half-open connection', () => {
 
     const hole = await Blackhole.start({ host: '127.0.0.1', port: w.server.port });
     closers.push(() => hole.close());
-    const nc = await connectBus({ servers: hole.url, name: 'applier-n1', node: 'n1', auth: nodeCred('n1') });
+    // PINGs every 500 ms, not the 2 s connectBus sets: the client notices the silent link after
+    // ~1.5 s rather than ~6 s (what is tested is what the session does once it reconnected)
+    const nc = await connectBus({
+      servers: hole.url,
+      name: 'applier-n1',
+      node: 'n1',
+      auth: nodeCred('n1'),
+      extra: { pingInterval: 500 },
+    });
     closers.push(() => nc.close());
     const dataplane = new HeldDataplane();
     const events = new Events<SessionEvent>();
