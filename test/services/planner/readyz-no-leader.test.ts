@@ -72,9 +72,9 @@ it('no planner leads for longer than the TTL: /readyz 503 on every planner namin
   expect(s.noLeader).toEqual({ forS: expect.any(Number), cause, lasting: true });
   expect(s.notReady).toBe(reason);
   expect(s.leader).toBeNull();
-  // lastError follows on each follower's next refresh (every 500 ms)
+  // lastError follows on each follower's next refresh (every 500 ms; 5 s: ten of them, room for a loaded host)
   for (const p of [b, a]) // a: the deposed leader too
-    await expect.poll(() => p.planner.lastError, { timeout: 2000, interval: 50 }).toBe(`no leader: ${cause}`);
+    await expect.poll(() => p.planner.lastError, { timeout: 5000, interval: 50 }).toBe(`no leader: ${cause}`);
 
   // A write names the cause, without "retry shortly": it lasts until an operator frees space.
   const w = await fetch(`${b.url}/unpin`, { method: 'POST', body: '{}' });
@@ -96,7 +96,7 @@ it('no planner leads for longer than the TTL: /readyz 503 on every planner namin
     .poll(() => a.group.role() === 'leader' || b.group.role() === 'leader', { timeout: 10_000, interval: 100 })
     .toBe(true);
   const follower = a.group.role() === 'leader' ? b : a;
-  await expect.poll(() => follower.planner.failure('no leader'), { timeout: 2000, interval: 50 }).toBeUndefined();
+  await expect.poll(() => follower.planner.failure('no leader'), { timeout: 5000, interval: 50 }).toBeUndefined();
   expect((await status(follower)).noLeader).toBeNull();
   expect(await ctlStatusHead(follower.url)).not.toMatch(/NOT CURRENT/);
   for (const id of ['a', 'b'])
