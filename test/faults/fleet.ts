@@ -1,6 +1,5 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { NatsConnection } from '@nats-io/transport-node';
@@ -15,7 +14,9 @@ import {
 import { checkVersionAnchor, EventLog, verifyLog } from '../../libs/eventlog/index.ts';
 import { readManifestDir } from '../../libs/kube/index.ts';
 import { ClusterState } from '../../libs/planner/index.ts';
-import { startNatsServer, type NatsServerHandle } from '../support/nats-server.ts';
+import { freePort, startNatsServer, type NatsServerHandle } from '../support/nats-server.ts';
+
+export { freePort };
 
 /**
  * A whole Switchboard fleet as real processes, for the fault suite: nats-server with per-node
@@ -299,18 +300,6 @@ kind: Node
 metadata: {name: ${name}}
 status: {addresses: [{type: InternalIP, address: ${ip}}]}
 `;
-}
-
-export async function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.once('error', rej);
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      const port = typeof a === 'object' && a ? a.port : 0;
-      s.close(() => res(port));
-    });
-  });
 }
 
 /** p50 and max of a list of durations (ms). */

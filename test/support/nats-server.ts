@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, connect as tcpConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -127,14 +127,42 @@ export async function startNatsServer(opts: NatsServerOptions = {}): Promise<Nat
   };
 }
 
+/**
+ * A TCP port free on every address, taken below the kernel's ephemeral range: a port the kernel
+ * hands out for bind(0) or an outgoing connection could be handed to another test process between
+ * this call and its use (seen in a fresh-clone CI: a health check port the applier held on
+ * 127.0.0.2 only was given to another test's server on 127.0.0.1). Random in [10000, range start),
+ * checked by listening on every address; the kernel's pick where that range is too small.
+ */
 export async function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
+  const low = 10_000;
+  const high = ephemeralRangeStart();
+  for (let i = 0; high - low >= 1000 && i < 50; i++) {
+    const port = low + Math.floor(Math.random() * (high - low));
+    if (await listensOn(port)) return port;
+  }
+  const port = await listensOn(0);
+  if (port === false) throw new Error('no free TCP port');
+  return port;
+}
+
+function ephemeralRangeStart(): number {
+  try {
+    return Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]) || 0;
+  } catch {
+    return 0; // not Linux: the kernel's pick
+  }
+}
+
+/** Listens on every address at `port` (0: the kernel's pick) and closes; the port, or false if taken. */
+function listensOn(port: number): Promise<number | false> {
+  return new Promise((res) => {
     const s = createServer();
-    s.once('error', rej);
-    s.listen(0, '127.0.0.1', () => {
+    s.once('error', () => res(false));
+    s.listen(port, '0.0.0.0', () => {
       const a = s.address();
-      const port = typeof a === 'object' && a ? a.port : 0;
-      s.close(() => res(port));
+      const got = typeof a === 'object' && a ? a.port : 0;
+      s.close(() => res(got));
     });
   });
 }
