@@ -605,7 +605,9 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
       await http?.close();
       await proxierServer?.close();
       await healthChecks?.close();
-      if (nc) await nc.drain().catch(() => nc!.close());
+      // A drain with NATS away waits for a server that is not there (~10 s of a pod's grace
+      // period): there is nothing to flush then, so the connection is only closed.
+      if (nc) await (busUp ? nc.drain() : nc.close()).catch(() => nc!.close());
       await dataplane.close(); // closes handles only; never cleanup(): fail-static
       log.info('stopped; programmed state left in place');
     },
