@@ -28,6 +28,14 @@ export function checkpointSubject(version: number, chunk: number): string {
   return `sb.v.checkpoint.${version}.${chunk}`;
 }
 
+/** Every version's delta subject (a filter: stream info listing which versions the stream holds). */
+export const DELTA_SUBJECTS = 'sb.v.delta.*';
+
+/** Every chunk subject of version `version`'s checkpoint (a filter). */
+export function checkpointChunkSubjects(version: number): string {
+  return `sb.v.checkpoint.${version}.*`;
+}
+
 /** Parses sb.v.delta.<n> / sb.v.checkpoint.<n>.<i>; undefined for anything else. */
 export function parseVersionSubject(
   subject: string,

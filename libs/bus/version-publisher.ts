@@ -21,7 +21,16 @@ import {
   type Signer,
   type Verifier,
 } from './planner-signature.ts';
-import { H, parseVersionSubject, TERM_SUBJECT, VERSIONS_STREAM, VERSIONS_SUBJECTS } from './subjects.ts';
+import {
+  checkpointChunkSubjects,
+  DELTA_SUBJECTS,
+  deltaSubject,
+  H,
+  parseVersionSubject,
+  TERM_SUBJECT,
+  VERSIONS_STREAM,
+  VERSIONS_SUBJECTS,
+} from './subjects.ts';
 import { VersionReader } from './version-reader.ts';
 import { asRefusal, ensureStreamReplicas } from './stream-replicas.ts';
 import { liftStreamLimits, limitsTakenOffLine } from './stream-limits.ts';
@@ -113,6 +122,12 @@ export class VersionPublisher {
   private term = 0;
   /** When this publisher claimed its term (ms since the epoch; 0: none claimed). */
   private claimedAt = 0;
+  /**
+   * Set while rebase() sends: a suffix to every message id. JetStream remembers the ids of
+   * messages for its duplicate window even after a limit dropped them, so a copy sent again
+   * under the same id was answered "duplicate" and not stored.
+   */
+  private again: string | undefined;
   private readonly js: JetStreamClient;
   private readonly reader: VersionReader;
   /** The group's key (every planner of a group signs with the same one): checks term claims. */
@@ -246,6 +261,79 @@ export class VersionPublisher {
   }
 
   /**
+   * What the stream lacks of what a node needs to load the last published version (undefined:
+   * nothing): that version's delta (or marker), the checkpoint it names and the deltas between.
+   * With last 0, a stream that once held messages (its first sequence is past 1) and now holds
+   * no version. A limit of JetStream's own with discard old (probe17 N1) drops the oldest
+   * messages: taken off later (liftLimits), what it dropped stayed gone, and a node that starts
+   * or falls behind answered "version N is not published" for ever. Two stream-info requests
+   * listing subjects (no message is read): a checkpoint counts as held when its chunk 0 and every
+   * chunk up to the highest held are (a dropped prefix of the stream removes chunk 0 first).
+   */
+  async lacks(): Promise<string | undefined> {
+    const info = await this.jsm.streams.info(this.stream, { subjects_filter: DELTA_SUBJECTS });
+    const held = new Set(Object.keys(info.state.subjects ?? {}));
+    const last = this.last;
+    if (last === 0)
+      return info.state.first_seq > 1 && held.size === 0
+        ? `every version it held (its messages before sequence ${info.state.first_seq} are gone)`
+        : undefined;
+    const lost: string[] = [];
+    if (!held.has(deltaSubject(last))) lost.push(`version ${last}`);
+    const base = Math.min(this.lastCheckpoint, last);
+    if (base > 0) {
+      const filter = checkpointChunkSubjects(base);
+      const prefix = filter.slice(0, -1);
+      const cp = await this.jsm.streams.info(this.stream, { subjects_filter: filter });
+      const chunks = Object.keys(cp.state.subjects ?? {}).map((s) => Number(s.slice(prefix.length)));
+      const top = Math.max(-1, ...chunks);
+      if (!chunks.includes(0) || chunks.length !== top + 1) lost.push(`checkpoint ${base}`);
+    }
+    const gone: number[] = [];
+    for (let v = base + 1; v < last; v++) if (!held.has(deltaSubject(v))) gone.push(v);
+    if (gone.length > 0)
+      lost.push(gone.length === 1 ? `delta ${gone[0]}` : `${gone.length} deltas of versions ${gone[0]}-${gone.at(-1)}`);
+    return lost.length > 0 ? `${lost.join(', ')} (what a node needs to load version ${last})` : undefined;
+  }
+
+  /**
+   * Publishes the newest version again as a base (its checkpoint, then its checkpoint-only marker)
+   * when the stream lost what a node needs to load it (lacks()): one checkpoint, whatever the
+   * gap, never the versions before it one by one. A delta of it still there (naming a checkpoint
+   * that is gone) is purged first, so the marker takes its place; a node that runs the version
+   * keeps it (same hash), a node behind loads the checkpoint. Messages go under fresh ids (see
+   * `again`). Version `header.version` must be the last published or the next one above.
+   */
+  async rebase(a: {
+    header: Omit<VersionArtifact, 'form' | 'delta' | 'data'>;
+    data: () => (VersionArtifact & { form: 'checkpoint' })['data'];
+    anchor?: string;
+  }): Promise<PublishResult[]> {
+    const h = strip(a.header as VersionArtifact);
+    if (h.version < this.last)
+      throw new Error(`cannot publish version ${h.version} again as a base: the last published is ${this.last}`);
+    const refused = this.options.mayAppend?.();
+    if (refused) throw new Error(`not appending to ${this.stream}: ${refused}`);
+    await this.jsm.streams.purge(this.stream, { filter: deltaSubject(h.version) });
+    const before = this.last;
+    this.again = `again${this.lastSeq}`;
+    // below the version, so that its marker is sent rather than confirmed as already there
+    this.last = h.version - 1;
+    try {
+      const marker = { ...h, form: 'delta' as const, delta: EMPTY_DELTA };
+      return [
+        await this.publishVersion({ ...h, form: 'checkpoint', data: a.data() }, a.anchor, undefined, undefined, true),
+        await this.publishVersion(marker, a.anchor, undefined, undefined, true),
+      ];
+    } catch (e) {
+      this.last = before;
+      throw e;
+    } finally {
+      this.again = undefined;
+    }
+  }
+
+  /**
    * `encoded`: the artifact already serialized (artifactBytes), so a version is encoded once;
    * undefined for a delta lets encodeArtifact find it oversize without encoding it. `texts`: see
    * publishNext. `base`: see publishBase (the delta goes out as a marker, above a gap).
@@ -341,6 +429,7 @@ export class VersionPublisher {
       // Ed25519 is deterministic, so a retry dedupes; no one without the key can pre-empt the id.
       msgID = `${m.subject}:${sig.slice(0, 24)}`;
     }
+    if (this.again) msgID = `${msgID}:${this.again}`;
     // the term header is not signed (nor part of what a target notice carries)
     const term = this.term ? String(this.term) : undefined;
     return { subject: m.subject, payload: m.payload, msgID, headers, term };

@@ -77,6 +77,7 @@ export class NatsPlannerBus implements PlannerBus {
   private readonly configs = new Map<number, ConfigRevision>();
   private streamCreated: string | undefined;
   private resetHook: (() => void) | undefined;
+  private streamCheckHook: (() => void) | undefined;
   private checking: Promise<boolean> | undefined;
   private fencedHook: ((why: string) => void) | undefined;
   private closed = false;
@@ -139,6 +140,14 @@ export class NatsPlannerBus implements PlannerBus {
   /** Called after NATS lost its store and stream/bucket were recreated: republish everything. */
   onReset(hook: () => void): void {
     this.resetHook = hook;
+  }
+
+  /**
+   * Called at each periodic check while this planner may write (targetCheckMs), after the stream's
+   * limits were checked: the planner looks for versions the stream lost (streamLacks).
+   */
+  onStreamCheck(hook: () => void): void {
+    this.streamCheckHook = hook;
   }
 
   /** Called when a write met another leader's fence: the planner must step down. */
@@ -224,6 +233,16 @@ export class NatsPlannerBus implements PlannerBus {
     );
   }
 
+  streamLacks(): Promise<string | undefined> {
+    return this.publisher.lacks();
+  }
+
+  async rebase(...[header, data]: Parameters<NonNullable<PlannerBus['rebase']>>): Promise<void> {
+    await this.limitsChecked(() =>
+      this.guard(() => this.publisher.rebase({ header, data, anchor: this.options.anchorOf?.(header.version) })),
+    );
+  }
+
   async publishBase(...[header, data]: Parameters<PlannerBus['publishBase']>): Promise<void> {
     await this.limitsChecked(() =>
       this.guard(() => this.publisher.publishBase({ header, data, anchor: this.options.anchorOf?.(header.version) })),
@@ -278,9 +297,9 @@ export class NatsPlannerBus implements PlannerBus {
 
   /**
    * The periodic check of the target keys this planner wrote (a write like any other: only while
-   * it may write; a newer leader's entry fences it), and of the versions stream's limits (a limit
-   * given while this planner leads is taken off: VersionPublisher.checkLimits). A failed check is
-   * retried at the next tick.
+   * it may write; a newer leader's entry fences it), of the versions stream's limits (a limit
+   * given while this planner leads is taken off: VersionPublisher.checkLimits) and of what the
+   * stream lost (onStreamCheck). A failed check is retried at the next tick.
    */
   private checkTargetsEvery(ms: number): void {
     if (ms <= 0) return;
@@ -294,6 +313,8 @@ export class NatsPlannerBus implements PlannerBus {
         })
         // limits given to the versions stream while this planner leads (said through onLimitsReset)
         .then(() => this.publisher.checkLimits())
+        // then versions a limit dropped before it was found (the planner republishes: onStreamCheck)
+        .then(() => this.streamCheckHook?.())
         .catch(() => undefined)
         .finally(() => {
           running = false;

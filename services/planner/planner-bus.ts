@@ -47,6 +47,21 @@ export interface PlannerBus {
     data: () => (VersionArtifact & { form: 'checkpoint' })['data'],
   ): Promise<void>;
   /**
+   * What the versions stream lacks of what a node needs to load the last published version (its
+   * delta, the checkpoint it names, the deltas between; with none published, every version of a
+   * stream that held some), undefined when nothing: a limit with discard old dropped them
+   * (probe17 N1). Optional: a bus without a store that drops answers nothing.
+   */
+  streamLacks?(): Promise<string | undefined>;
+  /**
+   * Publishes the last published version (or, with none left, the newest the log holds) again as
+   * a base, its checkpoint and a marker naming it, in place of what streamLacks found gone.
+   */
+  rebase?(
+    header: Omit<VersionArtifact, 'form' | 'delta' | 'data'>,
+    data: () => (VersionArtifact & { form: 'checkpoint' })['data'],
+  ): Promise<void>;
+  /**
    * The content hash of config revision `rev` as the targets bucket holds it (undefined: none).
    * A log behind the bus (restored, fresh) would otherwise make its next revision under a number
    * the bucket holds with other content (probe13 R8). Optional: a bus without revisions has none.

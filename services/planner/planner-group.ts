@@ -161,6 +161,9 @@ export class PlannerGroup {
     this.options.bus.onReset(() => {
       if (this.role() === 'leader') void this.current?.republish().catch(() => undefined);
     });
+    this.options.bus.onStreamCheck(() => {
+      if (this.role() === 'leader') void this.current?.checkStream();
+    });
     await this.queue(() => this.becomeFollower());
   }
 

@@ -149,6 +149,10 @@ export class Planner {
   private viewStale: string | undefined;
   /** The base version of the last republish that left out compacted versions, and what it said. */
   private republishedFrom: { readonly from: number; readonly note: string } | undefined;
+  /** Whether this leader looked for versions the stream lost (repairStream) since it started leading. */
+  private streamChecked = false;
+  /** The version repairStream last said it cannot publish again (said once per version). */
+  private cannotRebase = 0;
   /** Versions made by this process and not yet on the bus, by number. */
   private readonly unpublished = new Map<number, NewVersion>();
   private stopped = false;
@@ -379,6 +383,55 @@ export class Planner {
     if (synced) this.resolveSynced();
   }
 
+  /**
+   * Leader, at the bus's periodic check: publishes again what the versions stream lost of what
+   * nodes need (repairStream). A failed check is shown until one succeeds.
+   */
+  checkStream(): Promise<void> {
+    return this.serial(() => this.repairStream()).then(
+      () => this.recovered('versions stream'),
+      (e) => this.fail('versions stream', e),
+    );
+  }
+
+  /**
+   * The versions stream lost versions nodes need (a limit of JetStream's own with discard old,
+   * dropping the oldest messages, taken off only later; a `nats stream purge`: probe17 N1): the
+   * last published version (or, with none left, the newest the log holds) is published again as
+   * a base, one checkpoint and its marker, never the versions before it one by one; said in one
+   * line. Once the stream holds it, the check finds nothing more: once per gap. A version the log
+   * no longer rebuilds (compacted) is not published: said once, and nodes behind stay so.
+   */
+  private async repairStream(): Promise<void> {
+    const bus = this.options.bus;
+    if (!bus.streamLacks || !bus.rebase) return;
+    const lacks = await bus.streamLacks();
+    if (lacks === undefined) return;
+    const v = bus.lastPublishedVersion() || (this.data.latest()?.version ?? 0);
+    if (v === 0) return;
+    const rec = this.options.log.version(v);
+    const from = replayableFrom(this.options.log);
+    if (rec === undefined || from === undefined || v < from) {
+      if (this.cannotRebase !== v)
+        this.options.hooks?.onNote?.(
+          `the versions stream lost ${lacks}; version ${v} is not published again: the log no longer rebuilds it`,
+        );
+      this.cannotRebase = v;
+      return;
+    }
+    const t0 = performance.now();
+    await bus.rebase(
+      { version: rec.version, parent: rec.parent, hash: rec.hash, reason: rec.reason, createdAt: rec.createdAt },
+      () => this.data.fullData(v),
+    );
+    for (const u of this.unpublished.keys()) if (u <= v) this.unpublished.delete(u);
+    this.agreedWithStream = v;
+    this.options.hooks?.onVersion?.(v, performance.now() - t0);
+    this.options.hooks?.onNote?.(
+      `the versions stream lost ${lacks}; version ${v} published again as a checkpoint (a node behind loads it)`,
+    );
+  }
+
   /** Publishes whatever the bus lacks and rewrites the targets (the bus lost its store). */
   republish(): Promise<void> {
     return this.serial(() => this.publishAndTarget());
@@ -559,7 +612,13 @@ export class Planner {
         await this.throwUnlessStoreLost(e.message);
       }
       this.streamDisagrees = undefined;
-      await this.publishBaseIfCompacted(published, latest.version);
+      // a new leader first: versions a limit of the stream dropped before it was taken off (at this
+      // leader's claim) are published again as one base, not one by one from version 1
+      if (!this.streamChecked) {
+        await this.repairStream();
+        this.streamChecked = true;
+      }
+      await this.publishBaseIfCompacted(this.options.bus.lastPublishedVersion(), latest.version);
       for (let v = this.options.bus.lastPublishedVersion() + 1; v <= latest.version; v++) {
         const made = this.unpublished.get(v);
         const rec = made?.record ?? this.options.log.version(v)!;

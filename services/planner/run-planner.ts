@@ -95,6 +95,11 @@ export interface RunPlannerOptions {
   readonly statusThresholds?: NodeStatusThresholds;
   /** Rescan interval for --manifests (fs.watch can miss changes). */
   readonly pollMs?: number;
+  /**
+   * How often the leader checks its target keys, the versions stream's limits and what the stream
+   * lost (NatsPlannerBusOptions.targetCheckMs; default 10 s; tests).
+   */
+  readonly targetCheckMs?: number;
   /** How often a follower rebuilds its view while the replicated log moves (PlannerGroupOptions.refreshMs; tests). */
   readonly followerRefreshMs?: number;
   /** --max-manifest-bytes: larger manifest files are refused. */
@@ -300,6 +305,7 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
               `target ${key === 'default' ? 'default (every node)' : `for node ${key.slice('node.'.length)}`} was overwritten by someone else (revision ${revision}); restored`,
             ),
           onLimitsReset: say,
+          targetCheckMs: o.targetCheckMs,
         }),
       { say },
     );
