@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { BIN } from '../faults/fleet.ts';
 
 /**
@@ -49,3 +50,32 @@ export const healthStatus = (port: number, p: string): Promise<number> =>
   fetch(`http://127.0.0.1:${port}${p}`)
     .then((r) => r.status)
     .catch(() => 0);
+
+/**
+ * A projected service-account token for the applier's sidecar on `node` (what the kubelet mounts)
+ * and the JWKS that verifies it (`credentials serve --jwks-file`), signed with a fresh key.
+ */
+export async function applierNodeToken(
+  node: string,
+  serviceAccount = 'switchboard:switchboard-applier',
+): Promise<{ token: string; jwks: { keys: Record<string, unknown>[] } }> {
+  const api = await generateKeyPair('RS256');
+  const jwks = { keys: [{ ...(await exportJWK(api.publicKey)), kid: 'api-1', alg: 'RS256', use: 'sig' }] };
+  const [namespace, name] = serviceAccount.split(':');
+  const token = await new SignJWT({
+    'kubernetes.io': {
+      namespace,
+      serviceaccount: { name, uid: 'u1' },
+      pod: { name: `${name}-x1`, uid: 'p1' },
+      node: { name: node, uid: 'n1' },
+    },
+  })
+    .setProtectedHeader({ alg: 'RS256', kid: 'api-1' })
+    .setIssuer('https://kubernetes.default.svc')
+    .setSubject(`system:serviceaccount:${serviceAccount}`)
+    .setAudience('switchboard-credentials')
+    .setIssuedAt()
+    .setExpirationTime(Math.floor(Date.now() / 1000) + 600)
+    .sign(api.privateKey);
+  return { token, jwks };
+}

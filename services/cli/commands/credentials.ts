@@ -239,14 +239,17 @@ export function registerCredentials(program: Command, setExit: SetExit): void {
           auth: { credsFile: o.bootstrapCreds },
           extra: { inboxPrefix: BOOTSTRAP_INBOX_PREFIX },
         };
+        // Refused by NATS (the applier Secret's bootstrap.creds not updated after the keys were
+        // rotated, a revoked account), the sidecar renews nothing: /readyz says so, as the issuer's
+        // and the planner's do (before: 200 while a credential written earlier was still fresh).
+        let refused: string | undefined;
+        const refusedLine = (why: string) =>
+          `NATS refuses the bootstrap credential (${why}); retrying with ${o.bootstrapCreds} as it is at each try`;
         const sayRefusals = (nc: NatsConnection) =>
-          watchCredentialRefusals(nc, (why) =>
-            log(
-              why === undefined
-                ? 'NATS takes the bootstrap credential again'
-                : `NATS refuses the bootstrap credential (${why}); retrying with ${o.bootstrapCreds} as it is at each try`,
-            ),
-          );
+          watchCredentialRefusals(nc, (why) => {
+            refused = why;
+            log(why === undefined ? 'NATS takes the bootstrap credential again' : refusedLine(why));
+          });
         if (o.once) {
           const nc = await connectBus(bus);
           sayRefusals(nc);
@@ -274,11 +277,22 @@ export function registerCredentials(program: Command, setExit: SetExit): void {
         let nc: NatsConnection | undefined;
         let keeper: { stop(): void; fresh(): boolean } | undefined;
         const abort = new AbortController();
+        let waitingFor = '';
+        const sayWaiting = waitingLine('credentials fetch', log);
         const server = o.http
           ? await healthServer(
               o.http,
               () => !nc?.isClosed(),
-              () => (keeper?.fresh() ? undefined : 'no fresh node credential written yet'),
+              () =>
+                nc === undefined
+                  ? `waiting for NATS${waitingFor ? `: ${waitingFor}` : ''}`
+                  : nc.isClosed()
+                    ? 'NATS connection closed'
+                    : refused !== undefined
+                      ? refusedLine(refused)
+                      : keeper?.fresh()
+                        ? undefined
+                        : 'no fresh node credential written yet',
             )
           : undefined;
         const stopped = untilSignalThenStop('credentials fetch', async () => {
@@ -290,7 +304,10 @@ export function registerCredentials(program: Command, setExit: SetExit): void {
         nc = await connectBusWaiting({
           ...bus,
           signal: abort.signal,
-          onWaiting: waitingLine('credentials fetch', log),
+          onWaiting: (what, attempt) => {
+            waitingFor = what;
+            sayWaiting(what, attempt);
+          },
         }).catch((e: Error) => {
           if (abort.signal.aborted) return undefined;
           throw e;
