@@ -1,4 +1,5 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { isIP } from 'node:net';
 import type { Registry } from 'prom-client';
 
 /** Parses "host:port", ":port" or "port". */
@@ -9,6 +10,24 @@ export function parseListenAddress(addr: string): { host: string; port: number }
     throw new Error(`invalid --http address ${JSON.stringify(addr)} (want HOST:PORT)`);
   const host = (m[1] ?? '').replace(/^\[(.*)\]$/, '$1');
   return { host: host === '' ? '0.0.0.0' : host, port };
+}
+
+/**
+ * Parses what parseListenAddress takes, and `[IP,IP,…]:PORT`: several addresses, one port (a
+ * dual-stack node's addresses from the downward API, `[$(HOST_IPS)]:9441` with status.hostIPs:
+ * probe18 D6). Hosts: undefined for "0.0.0.0", every address of every family (listenHttp).
+ */
+export function parseListenAddresses(addr: string): { hosts: (string | undefined)[]; port: number } {
+  const list = /^\[([^\]]*,[^\]]*)\]:(\d+)$/.exec(addr);
+  if (list) {
+    const hosts = list[1]!.split(',').map((h) => h.trim());
+    const bad = hosts.find((h) => isIP(h) === 0);
+    if (bad !== undefined)
+      throw new Error(`invalid --http address ${JSON.stringify(addr)}: ${JSON.stringify(bad)} is not an IP address`);
+    return { hosts, port: parseListenAddress(`:${list[2]}`).port };
+  }
+  const { host, port } = parseListenAddress(addr);
+  return { hosts: [host === '0.0.0.0' ? undefined : host], port };
 }
 
 /** A listening HTTP server and how to stop it (open connections are cut, not waited for). */
@@ -47,6 +66,31 @@ export async function listenHttp(
   };
 }
 
+/**
+ * listenHttp on each of `hosts` (parseListenAddresses), one port: port 0 is the one the first
+ * listener picked. A listen that fails closes the ones before it.
+ */
+export async function listenHttpOn(
+  handler: (req: IncomingMessage, res: ServerResponse) => void,
+  port: number,
+  hosts: readonly (string | undefined)[],
+): Promise<HttpListener> {
+  const all: HttpListener[] = [];
+  try {
+    for (const host of hosts) all.push(await listenHttp(handler, all[0]?.port ?? port, host));
+  } catch (e) {
+    await Promise.all(all.map((l) => l.close()));
+    throw e;
+  }
+  return {
+    server: all[0]!.server,
+    port: all[0]!.port,
+    close: async () => {
+      await Promise.all(all.map((l) => l.close()));
+    },
+  };
+}
+
 /** A JSON answer, one line, with kube-proxy's nosniff header. */
 export function writeJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}) {
   res.writeHead(status, { 'content-type': 'application/json', 'x-content-type-options': 'nosniff', ...headers });
@@ -66,8 +110,8 @@ export async function startHttpEndpoint(o: {
   ready?: () => { ready: boolean } & Record<string, unknown>;
   live?: () => { live: boolean } & Record<string, unknown>;
 }): Promise<HttpListener> {
-  const { host, port } = parseListenAddress(o.address);
-  return listenHttp(
+  const { hosts, port } = parseListenAddresses(o.address);
+  return listenHttpOn(
     (req, res) => {
       void (async () => {
         const url = (req.url ?? '/').split('?')[0];
@@ -93,6 +137,6 @@ export async function startHttpEndpoint(o: {
     port,
     // "0.0.0.0" is every address of every family, as Go's is (kube-proxy): node's is IPv4 only,
     // and the kubelet probes a pod's first IP, IPv6 on an IPv6-first cluster (probe18 D5)
-    host === '0.0.0.0' ? undefined : host,
+    hosts,
   );
 }

@@ -12,7 +12,7 @@ const HOSTNAME =
   /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
 
 /**
- * Parses `HOST:PORT`, `[IPv6]:PORT`, `:PORT` or `PORT` (the last two on 127.0.0.1); port 0 picks
+ * Parses `HOST:PORT`, `[IP]:PORT`, `:PORT` or `PORT` (the last two on 127.0.0.1); port 0 picks
  * a free one. Throws one line that names `flag` and says what was expected.
  */
 export function parseListenAddress(text: string, flag = '--http'): ListenAddress {
@@ -21,7 +21,8 @@ export function parseListenAddress(text: string, flag = '--http'): ListenAddress
   const m = /^(?:\[([^\]]*)\]|([^:]*)):(\d+)$/.exec(text) ?? /^()()(\d+)$/.exec(text);
   if (!m) throw bad('not an address');
   const host = m[1] ?? (m[2] || '127.0.0.1');
-  if (m[1] !== undefined && isIP(host) !== 6) throw bad(`${host} is not an IPv6 address`);
+  // brackets around an IPv4 address too: `[$(HOST_IP)]:PORT` from the downward API is either family
+  if (m[1] !== undefined && isIP(host) === 0) throw bad(`${host} is not an IP address`);
   if (!isIP(host) && !HOSTNAME.test(host)) throw bad(`${host} is not an IP address or host name`);
   const port = Number(m[3]);
   if (!Number.isInteger(port) || port > 65535) throw bad(`port ${m[3]} is out of range`);
@@ -47,4 +48,15 @@ export function checkOpenApi(
   throw new Error(
     `${flag} ${addr.host}:${addr.port} is not a loopback address and there is no --token-file: anyone who reaches it could operate the cluster; give --token-file FILE (or --insecure-open-api to allow it anyway)`,
   );
+}
+
+/**
+ * The applier's --http: what parseListenAddress takes, or `[IP,IP,…]:PORT`, several addresses on
+ * one port (`[$(HOST_IPS)]:9441` with the downward API's status.hostIPs on a dual-stack node:
+ * probe18 D6). Throws one line naming `flag`.
+ */
+export function parseListenAddressList(text: string, flag = '--http'): ListenAddress[] {
+  const m = /^\[([^\]]*,[^\]]*)\]:(\d+)$/.exec(text);
+  if (!m) return [parseListenAddress(text, flag)];
+  return m[1]!.split(',').map((h) => parseListenAddress(`[${h.trim()}]:${m[2]}`, flag));
 }

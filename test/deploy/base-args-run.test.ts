@@ -93,6 +93,11 @@ it('planner, issuer, credentials sidecar and applier run with the base args: the
         const p = await freePort();
         if (args.at(-1) === '--http') ports.set(name, p);
         args.push(`127.0.0.1:${p}`);
+      } else if (/^\[[^\]]+\]:\d+$/.test(w)) {
+        // the node's addresses from the downward API (HOST_IPS below), on a free port
+        const p = await freePort();
+        if (args.at(-1) === '--http') ports.set(name, p);
+        args.push(w.replace(/:\d+$/, `:${p}`));
       } else if (args.at(-1) === '--mode' && o.mode) args.push(o.mode);
       else if (w.startsWith('/')) args.push(path.join(root!, w));
       else args.push(w); // --advertise-url's http://... is only named, never dialled here
@@ -148,7 +153,8 @@ it('planner, issuer, credentials sidecar and applier run with the base args: the
     .setIssuedAt()
     .setExpirationTime(Math.floor(Date.now() / 1000) + 600)
     .sign(api.privateKey);
-  const node = { NODE_NAME: 'node-a' };
+  // a dual-stack node's status.hostIPs (loopback here): the sidecar and the applier listen on both
+  const node = { NODE_NAME: 'node-a', HOST_IPS: '127.0.0.1,::1' };
   const sidecar = await runContainer(applierPod, 'node-credentials', node, {
     files: { [path.join(tokenMount, 'token')]: token },
   });
@@ -157,4 +163,14 @@ it('planner, issuer, credentials sidecar and applier run with the base args: the
   const applier = await runContainer(applierPod, 'applier', node, { mode: 'dry-run' });
   await expect.poll(() => ready('applier'), { timeout: 30_000, interval: 500 }).toBe(200);
   expect(applier.child.exitCode, applier.err()).toBeNull();
+  // on each of the node's addresses, and on no other (probe18 D6: "0.0.0.0" answered on every
+  // interface of the host network): 127.0.0.2 is this host's too, but not one of the node's
+  for (const c of ['node-credentials', 'applier']) {
+    const at = (host: string) =>
+      fetch(`http://${host}:${ports.get(c)}/readyz`)
+        .then((r) => r.status)
+        .catch(() => 0);
+    expect(await at('[::1]'), c).toBe(200);
+    expect(await at('127.0.0.2'), c).toBe(0);
+  }
 }, 90_000);

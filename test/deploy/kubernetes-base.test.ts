@@ -256,6 +256,27 @@ describe('deploy/kubernetes base', () => {
     for (const c of JSON.stringify(pod).match(/SYS_[A-Z_]+/g) ?? []) throw new Error(`unexpected capability ${c}`);
   });
 
+  // probe18 D6: with hostNetwork, "0.0.0.0" put the applier's /healthz and /metrics and the
+  // sidecar's health on every address of the node, public interfaces included. They listen on the
+  // node's own addresses from the downward API (status.hostIPs: both families on a dual-stack
+  // node), where the kubelet probes a hostNetwork pod (its pod IP, the node's first address, with
+  // no probe `host` set). test/deploy/base-args-run.test.ts runs them with such a list.
+  it("applier and credentials sidecar listen on the node's addresses from the downward API, where the kubelet probes them", () => {
+    const pod = find('DaemonSet', 'switchboard-applier').spec.template.spec;
+    expect(pod.hostNetwork).toBe(true);
+    for (const c of [container(pod, 'applier'), container(pod, 'node-credentials', true)]) {
+      const m = /^\[\$\(([A-Z_]+)\)\]:(\d+)$/.exec(flag(c, '--http'));
+      expect(m, `${c.name} --http ${flag(c, '--http')}`).not.toBeNull();
+      expect(envFrom(c, m![1]!), c.name).toBe('status.hostIPs');
+      const probes = [c.startupProbe, c.readinessProbe, c.livenessProbe].filter(Boolean);
+      expect(probes.length, c.name).toBeGreaterThan(0);
+      for (const p of probes) {
+        expect(p.httpGet.port, c.name).toBe(Number(m![2]));
+        expect(p.httpGet.host, c.name).toBeUndefined(); // the pod IP: the node's first address
+      }
+    }
+  });
+
   it('nats: 3 JetStream servers behind a headless Service, routes to each of them, operator auth', () => {
     const sts = find('StatefulSet', 'switchboard-nats');
     expect(sts.spec.replicas).toBe(3);

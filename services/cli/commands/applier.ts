@@ -12,7 +12,7 @@ import { existsSync } from 'node:fs';
 import { UsageError } from '../cli-errors.ts';
 import { refuseModeFlags } from '../flag-rules.ts';
 import { ipvsRateEstimation, ipvsRateEstimationOption } from '../ipvs-rate-estimation.ts';
-import { parseListenAddress } from '../../planner/listen-address.ts';
+import { parseListenAddress, parseListenAddressList } from '../../planner/listen-address.ts';
 import type { SetExit } from './index.ts';
 import { untilSignalThenStop } from '../graceful-stop.ts';
 import { inputFile, inputFileAs, parseDuration } from '../flag-values.ts';
@@ -65,7 +65,10 @@ export function registerApplier(program: Command, setExit: SetExit): void {
     .addOption(
       new Option('--mode <mode>', 'dataplane').choices(['ipvs', 'nftables', 'auto', 'dry-run']).makeOptionMandatory(),
     )
-    .option('--http <addr>', '/healthz and /metrics address (host:port)')
+    .option(
+      '--http <addr>',
+      '/healthz, /readyz, /livez and /metrics address (host:port, or [ip,ip]:port for several: a dual-stack node)',
+    )
     .option(
       '--healthz-bind-address <addr>',
       `kube-proxy's proxier health server (/healthz, /livez) that load balancers probe; "" or off: none (default ${DEFAULT_HEALTHZ_BIND_ADDRESS}; dry-run: off)`,
@@ -192,7 +195,7 @@ export function registerApplier(program: Command, setExit: SetExit): void {
         );
       let servers: string[];
       try {
-        if (o.http !== undefined) parseListenAddress(o.http); // before connecting: NATS may keep it waiting
+        if (o.http !== undefined) parseListenAddressList(o.http); // before connecting: NATS may keep it waiting
         if (healthzBind !== '' && healthzBind !== 'off') parseListenAddress(healthzBind, '--healthz-bind-address');
         servers = checkServerUrls('--nats', o.nats);
       } catch (e) {

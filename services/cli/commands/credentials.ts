@@ -1,9 +1,8 @@
 import { readFileSync, writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
 import type { Command } from 'commander';
 import type { JSONWebKeySet } from 'jose';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { parseListenAddress } from '../../applier/http-endpoint.ts';
+import { listenHttpOn, parseListenAddresses } from '../../applier/http-endpoint.ts';
 import { UsageError } from '../cli-errors.ts';
 import { inputFile } from '../flag-values.ts';
 import { refuseFlags } from '../flag-rules.ts';
@@ -211,7 +210,10 @@ export function registerCredentials(program: Command, setExit: SetExit): void {
     .requiredOption('--token-file <file>', "this pod's projected service-account token", inputFile)
     .requiredOption('--out <file>', "where to write this node's .creds")
     .option('--once', 'fetch once and exit')
-    .option('--http <addr>', '/healthz and /readyz address (host:port); /readyz is 200 once a credential is written')
+    .option(
+      '--http <addr>',
+      '/healthz and /readyz address (host:port, or [ip,ip]:port); /readyz is 200 once a credential is written',
+    )
     .action(
       async (
         o: {
@@ -366,24 +368,29 @@ function readKeys(file: string) {
 }
 
 /** /healthz: 200 while alive(); /readyz: 200 unless notReady() gives a reason (then 503 with it). */
-async function healthServer(addr: string, alive: () => boolean, notReady: () => string | undefined): Promise<Server> {
-  const { host, port } = parseListenAddress(addr);
-  const server = createServer((req, res) => {
-    const path = (req.url ?? '/').split('?')[0];
-    const reason = path === '/readyz' ? notReady() : undefined;
-    const ok = path === '/healthz' ? alive() : path === '/readyz' ? reason === undefined : undefined;
-    if (ok === undefined) {
-      res.writeHead(404).end('not found\n');
-      return;
-    }
-    res
-      .writeHead(ok ? 200 : 503, { 'content-type': 'application/json' })
-      .end(JSON.stringify(reason === undefined ? { ok } : { ok, reason }) + '\n');
-  });
-  await new Promise<void>((res, rej) => {
-    server.once('error', rej);
-    // "0.0.0.0": every address of every family, as for the planner and applier (probe18 D5)
-    server.listen(port, host === '0.0.0.0' ? undefined : host, () => res());
-  });
-  return server;
+async function healthServer(
+  addr: string,
+  alive: () => boolean,
+  notReady: () => string | undefined,
+): Promise<{ close(): void }> {
+  const { hosts, port } = parseListenAddresses(addr);
+  const listener = await listenHttpOn(
+    (req, res) => {
+      const path = (req.url ?? '/').split('?')[0];
+      const reason = path === '/readyz' ? notReady() : undefined;
+      const ok = path === '/healthz' ? alive() : path === '/readyz' ? reason === undefined : undefined;
+      if (ok === undefined) {
+        res.writeHead(404).end('not found\n');
+        return;
+      }
+      res
+        .writeHead(ok ? 200 : 503, { 'content-type': 'application/json' })
+        .end(JSON.stringify(reason === undefined ? { ok } : { ok, reason }) + '\n');
+    },
+    port,
+    // "0.0.0.0": every address of every family, as for the planner and applier (probe18 D5);
+    // `[IP,IP]:PORT`: the node's addresses (status.hostIPs), not every interface (probe18 D6)
+    hosts,
+  );
+  return { close: () => void listener.close() };
 }

@@ -64,7 +64,7 @@ describe('listen address', () => {
     expect(parseListenAddress('10.1.2.3:9440')).toMatchObject({ loopback: false });
     expect(() => parseListenAddress('notanaddr')).toThrow(/^--http "notanaddr": not an address/);
     expect(() => parseListenAddress('1.2.3.4:99999')).toThrow(/port 99999 is out of range/);
-    expect(() => parseListenAddress('[nope]:1')).toThrow(/not an IPv6 address/);
+    expect(() => parseListenAddress('[nope]:1')).toThrow(/nope is not an IP address/);
   });
 
   it('refuses an open API off loopback unless told so', () => {
