@@ -183,6 +183,12 @@ export class LeaderLease {
    */
   private heldIgnored: string | undefined;
   /**
+   * The last lease record read that is not signed by this planner's key (a planner of the group
+   * with another --signing-key led, or a release before signed leases), until a record signed by
+   * it is read: kept after that record is released or expires (see foreignRecord).
+   */
+  private foreign: string | undefined;
+  /**
    * The highest term of a signed record read or written in this bucket, and the revision it was
    * read at: a signed record of a lower term at a later revision is a replay (see staleness). In
    * memory: a floor kept across restarts would refuse every leader of a bucket made again after
@@ -369,6 +375,15 @@ export class LeaderLease {
   }
 
   /**
+   * Why the group's leaders (as far as this planner read the lease key) sign with another key than
+   * this planner's: the last record it read was not signed by its key, and none signed by it came
+   * after (undefined otherwise; a record released or expired since still counts: probe16 I4).
+   */
+  foreignRecord(): string | undefined {
+    return this.foreign;
+  }
+
+  /**
    * Gives up leadership (a fence was seen, or the planner cannot lead: its log is behind): the
    * lease is released so another planner can take it, and this one waits `holdOffMs` (default
    * one TTL) before contending again.
@@ -432,6 +447,10 @@ export class LeaderLease {
               ignored: `lease record of ${JSON.stringify(raw.id).replace(/^"|"$/g, "'")} is not signed by the group's key; ignored`,
             };
     }
+    if (entry.holder) this.foreign = undefined;
+    else if (!('value' in h) || entry.replay) {
+      // not a leader's record at all: says nothing of the group's key
+    } else this.foreign = entry.ignored;
     if (entry.holder) {
       this.ignoredSaid = undefined;
       if (entry.rawTerm) this.noteTerm(entry.rawTerm, revision);

@@ -46,6 +46,13 @@ export interface LogReplicator {
   abandon(why: string): void;
   /** localSeq: the stream sequence this file has applied; streamSeq: the stream's last known; lagRows: rows behind. */
   position(): { localSeq: number; streamSeq: number; lagRows: number };
+  /**
+   * Why this replica holds nothing of the group's log past a message it refused as not signed by
+   * its key (another --signing-key than the group's, or a forged message: probe16 I4), undefined
+   * otherwise. The planner group keeps such a replica out of the lease when the lease records say
+   * the same (planner-group.ts checkKey); claim() itself goes on past a forged message.
+   */
+  refused(): string | undefined;
   close(): Promise<void>;
 }
 

@@ -275,6 +275,10 @@ class StreamLogReplicator implements LogReplicator {
     return { caughtUp, stop: handle.stop, problem: () => problem ?? this.follower.refusedProblem() };
   }
 
+  refused(): string | undefined {
+    return this.follower.refusedProblem();
+  }
+
   async claim(term: number): Promise<void> {
     if (this.state.mode === 'closed') throw new Error('log replicator is closed');
     if (!Number.isSafeInteger(term) || term < 1) throw new Error(`claim: term must be a positive integer, got ${term}`);

@@ -154,6 +154,9 @@ export function plannerRoutes(
     if (refusal !== undefined) return refusal;
     const fileError = p.failure('log file');
     if (fileError !== undefined) return `cannot log the events it sees: ${fileError}`;
+    // likewise a planner out of the lease for its --signing-key (planner-group checkKey: probe16 I4)
+    const keyHold = p.failure('signing key');
+    if (keyHold !== undefined) return keyHold;
     const g = group();
     const unled = g && unledReason(g);
     if (unled !== undefined) return unled;

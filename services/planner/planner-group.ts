@@ -89,6 +89,8 @@ export function unledReason(v: Pick<GroupView, 'group' | 'noLeader' | 'ttlMs'>):
 export class PlannerGroup {
   private current: Planner | undefined;
   private following: ReturnType<LogReplicator['follow']> | undefined;
+  /** The line checkKey said while this planner holds off the lease for its key (undefined: it does not). */
+  private keyHold: string | undefined;
   private chain: Promise<void> = Promise.resolve();
   private refreshTimer: NodeJS.Timeout | undefined;
   private refreshedAt = -1;
@@ -341,8 +343,8 @@ export class PlannerGroup {
       if (!c.adopts) void this.options.lease.stepDown(line, Number.POSITIVE_INFINITY);
     } else if (before?.line !== undefined) {
       p.noteRecovered('cluster');
-      // held off only by the mismatch (see above): contend again from now
-      if (!c.adopts && !this.options.lease.isLeader())
+      // held off only by the mismatch (see above): contend again from now, unless its key holds it off (checkKey)
+      if (!c.adopts && !this.options.lease.isLeader() && this.keyHold === undefined)
         void this.options.lease.stepDown("the group's log names this planner's cluster again", 0);
     }
   }
@@ -421,6 +423,7 @@ export class PlannerGroup {
         if (this.current === p) {
           p.markStale(this.viewStale());
           this.showFollowing(p);
+          this.checkKey(p);
           this.showNoLeader(p);
         }
       } catch (e) {
@@ -462,6 +465,44 @@ export class PlannerGroup {
     const shown = p.failure('cannot follow');
     if (problem !== undefined && shown !== `cannot follow: ${problem}`) p.noteFailure('cannot follow', problem);
     else if (problem === undefined && shown !== undefined) p.noteRecovered('cannot follow');
+  }
+
+  /**
+   * Follower: while its replica refuses the group's log past its copy (signed with another key
+   * than this planner's --signing-key: probe16 I4), it does not contend for the lease: elected at
+   * a failover it led with none of the group's history and signed versions with a key the
+   * group's appliers do not trust (they kept their rules and dropped every target: `bad
+   * signature`). Said once on stderr, shown in lastError and /readyz (`signing key: …`) while it
+   * lasts; it contends again once its replica takes the group's log (a planner of its key led).
+   * A key rotation (every planner restarted with the new key) is led by the planner whose copy
+   * holds the group's whole log: it refused nothing past it.
+   */
+  private checkKey(p: Planner): void {
+    // both say another key leads: the group's log past this copy and the lease's last record (a
+    // forged message alone, at the log's end, must not keep every replica out: claim steps over it)
+    const refused = this.options.replicator?.refused();
+    const foreign = refused === undefined ? undefined : this.options.lease.foreignRecord();
+    const line =
+      foreign === undefined
+        ? undefined
+        : `not contending for the lease of group ${this.options.group}: ${refused}; and the ${foreign.replace(/; ignored$/, '')}: fix this planner's --signing-key (docs/ha.md)`;
+    if (line !== undefined) {
+      // said once as the hold starts (the refused seq in the line moves with every batch the group writes)
+      if (this.keyHold === undefined) {
+        this.options.say(line);
+        void this.options.lease.stepDown(line, Number.POSITIVE_INFINITY);
+      }
+      this.keyHold = line;
+      if (p.failure('signing key') !== `signing key: ${line}`) p.noteFailure('signing key', line);
+      return;
+    }
+    if (p.failure('signing key') !== undefined) p.noteRecovered('signing key');
+    if (this.keyHold === undefined) return;
+    this.keyHold = undefined;
+    const c = this.options.cluster;
+    // held off by a cluster mismatch too: that one lifts it (checkCluster)
+    if ((c?.mismatch() === undefined || c.adopts) && !this.options.lease.isLeader())
+      void this.options.lease.stepDown("this planner's replica takes the group's log again", 0);
   }
 
   /**
