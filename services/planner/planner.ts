@@ -387,11 +387,17 @@ export class Planner {
    * Leader, at the bus's periodic check: publishes again what the versions stream lost of what
    * nodes need (repairStream). A failed check is shown until one succeeds.
    */
-  checkStream(): Promise<void> {
-    return this.serial(() => this.repairStream()).then(
-      () => this.recovered('versions stream'),
-      (e) => this.fail('versions stream', e),
-    );
+  async checkStream(): Promise<void> {
+    const bus = this.options.bus;
+    if (!bus.streamLacks || this.stopped) return;
+    try {
+      // looked at outside the serial queue (a server that does not answer must not hold versions
+      // or a stop behind it); what it finds is looked at again in the queue, between publishes
+      if ((await bus.streamLacks()) !== undefined) await this.serial(() => this.repairStream());
+      this.recovered('versions stream');
+    } catch (e) {
+      this.fail('versions stream', e);
+    }
   }
 
   /**
