@@ -189,6 +189,8 @@ export class ApplierSession {
   /** This node's rendered state for (data held, config revision), moved per delta: O(change). */
   private renderer: { readonly revision: number; readonly r: NodeStateRenderer } | undefined;
   private lastError = '';
+  /** setBusProblem's: what is wrong with the connection though it is up ('' when nothing). */
+  private busProblem = '';
   /** A target whose published content failed verification: not retried until the target moves. */
   private poisoned = '';
   private running: Promise<void> | undefined;
@@ -313,9 +315,21 @@ export class ApplierSession {
     return this.applied || !b ? undefined : { version: b.version, configRevision: b.configRevision };
   }
 
-  /** The apply's last error, else why targets are dropped (a planner key mismatch), else ''. */
+  /** The apply's last error, else what is wrong with the bus connection, else why targets are dropped (a planner key mismatch), else ''. */
   private problem(): string {
-    return this.lastError || (this.watcher?.dropping() ?? '');
+    return this.lastError || this.busProblem || (this.watcher?.dropping() ?? '');
+  }
+
+  /**
+   * What is wrong with this node's NATS connection though it is up (a subscription NATS refuses:
+   * probe19 P19-1), '' or undefined once it is over: in the heartbeat (unhealthy, the reason as its
+   * detail) at once, so the planner's row names it rather than "running version N, target N+1".
+   */
+  setBusProblem(why: string | undefined): void {
+    const next = why ?? '';
+    if (next === this.busProblem) return;
+    this.busProblem = next;
+    this.heartbeat();
   }
 
   heartbeat(): void {

@@ -69,6 +69,8 @@ export async function connectBus(o: ConnectBusOptions): Promise<NatsConnection> 
     void (async () => {
       for await (const s of nc.status()) if (s.type === 'reconnect') tries = 0;
     })().catch(() => undefined);
+    // attached before anything subscribes: the first subscriptions are the ones a limit refuses
+    if (o.onSubscriptionRefusal) watchSubscriptionRefusals(nc, o.onSubscriptionRefusal);
     return nc;
   } catch (e) {
     throw new Error(`NATS at ${serversText(o.servers)}: ${describe(e)}`);
@@ -95,6 +97,8 @@ export interface ConnectBusOptions {
    * file: the one read before is used), or undefined when it was read and parsed.
    */
   readonly onAuthFileProblem?: (problem: string | undefined) => void;
+  /** Told when NATS refuses a subscription of this connection, and when it no longer does (watchSubscriptionRefusals). */
+  readonly onSubscriptionRefusal?: (refusal: string | undefined) => void;
 }
 
 /**
@@ -200,4 +204,75 @@ export function watchCredentialRefusals(nc: NatsConnection, onChange: (refusal: 
 /** Whether a server error refuses the credential (rather than a permission or the connection). */
 export function isCredentialRefusal(error: string): boolean {
   return /authenticat|authoriz/i.test(error);
+}
+
+/** Whether a server error refuses a subscription (the account's or user's subscription limit) and keeps the connection. */
+export function isSubscriptionRefusal(error: string): boolean {
+  return /maximum subscriptions exceeded/i.test(error);
+}
+
+/** First wait before a connection whose subscription NATS refused reconnects to subscribe again; doubles to the cap. */
+export const SUBSCRIPTION_RETRY_MS = 2000;
+export const SUBSCRIPTION_RETRY_CAP_MS = 60_000;
+
+/**
+ * nats-server answers a subscription past the account's or user's limit (`limits.subs` of an
+ * account or user JWT) with `-ERR 'maximum subscriptions exceeded'` and keeps the connection: the
+ * client keeps the subscription on its side and nothing ever arrives on it. An applier whose
+ * target notices or reply inbox were refused stayed on its old target and said "on target"; a
+ * planner whose ACK and heartbeat subscriptions were refused showed every node UNKNOWN; neither
+ * said why (probe19 P19-1). This calls `onChange` with the server's words each time that happens
+ * (once per subscription refused, again after each retry while it lasts), makes
+ * the client reconnect (it then sends every subscription again) after a backoff
+ * (SUBSCRIPTION_RETRY_MS doubling to SUBSCRIPTION_RETRY_CAP_MS) for as long as the server refuses
+ * one, and calls `onChange(undefined)` once a reconnect drew no refusal: a limit lifted without a
+ * disconnect is taken up within a minute, no restart.
+ */
+export function watchSubscriptionRefusals(
+  nc: NatsConnection,
+  onChange: (refusal: string | undefined) => void,
+  o: { readonly retryMs?: number; readonly retryCapMs?: number } = {},
+): void {
+  const first = o.retryMs ?? SUBSCRIPTION_RETRY_MS;
+  let delay = first;
+  let refused: string | undefined;
+  let timer: NodeJS.Timeout | undefined;
+  /** Counts refusals: a reconnect is clean when none came between it and the answer to a PING sent after it. */
+  let seen = 0;
+  const resubscribeLater = () => {
+    if (timer) return;
+    timer = setTimeout(() => {
+      timer = undefined;
+      if (!nc.isClosed()) nc.reconnect().catch(() => undefined);
+    }, delay);
+    timer.unref?.();
+    delay = Math.min(delay * 2, o.retryCapMs ?? SUBSCRIPTION_RETRY_CAP_MS);
+  };
+  void (async () => {
+    for await (const s of nc.status()) {
+      if (s.type === 'error') {
+        const error = (s as { error?: Error }).error?.message;
+        if (error === undefined || !isSubscriptionRefusal(error)) continue;
+        seen++;
+        refused = error;
+        onChange(error);
+        resubscribeLater();
+      } else if (s.type === 'reconnect' && refused !== undefined) {
+        const at = seen;
+        // the client sent its subscriptions before saying it reconnected: the server answers them
+        // (and any refusal) before the PONG of this flush
+        void nc
+          .flush()
+          .then(() => new Promise((res) => setTimeout(res, 100)))
+          .then(() => {
+            if (seen !== at || refused === undefined) return;
+            refused = undefined;
+            delay = first;
+            onChange(undefined);
+          })
+          .catch(() => undefined);
+      }
+    }
+    if (timer) clearTimeout(timer);
+  })().catch(() => undefined);
 }

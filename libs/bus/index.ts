@@ -47,8 +47,10 @@ export {
   connectBusWaiting,
   checkServerUrls,
   isCredentialRefusal,
+  isSubscriptionRefusal,
   serversText,
   watchCredentialRefusals,
+  watchSubscriptionRefusals,
   type BusAuth,
 } from './bus-connection.ts';
 export { checkAuthFiles, credsFileExpiry, credsNodeMismatch } from './bus-auth-files.ts';

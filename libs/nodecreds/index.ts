@@ -12,6 +12,7 @@ export {
   rolePermissions,
   serverResolver,
   type AccountKeys,
+  type AccountLimits,
   type Role,
   type ServerResolver,
 } from './nats-accounts.ts';

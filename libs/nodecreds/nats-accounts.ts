@@ -75,12 +75,29 @@ export function readersAccountPublicKey(k: Pick<AccountKeys, 'readersAccountSeed
   return kp(k.readersAccountSeed).getPublicKey();
 }
 
+/** NATS account limits as an account JWT carries them (`nsc edit account --conns/--subs/--payload ...`). */
+export interface AccountLimits {
+  readonly conn?: number;
+  readonly subs?: number;
+  readonly payload?: number;
+  readonly data?: number;
+  readonly streams?: number;
+  readonly consumer?: number;
+  readonly disk_storage?: number;
+  readonly mem_storage?: number;
+}
+
 /**
  * Operator and account JWTs for the server's resolver: the Switchboard account with JetStream
  * (unlimited) and the readers account without, wired as accountWiring() says (public exports:
- * only accounts this operator signs exist on the server).
+ * only accounts this operator signs exist on the server). `limits` replaces some of an account's
+ * (none by default): what an operator sets with nsc, for tests of a fleet under such limits. A
+ * running server reloads new account JWTs but refuses another operator JWT: keep the first one.
  */
-export async function serverResolver(k: AccountKeys): Promise<ServerResolver> {
+export async function serverResolver(
+  k: AccountKeys,
+  limits: { readonly switchboard?: AccountLimits; readonly readers?: AccountLimits } = {},
+): Promise<ServerResolver> {
   const op = kp(k.operatorSeed);
   const sys = kp(k.systemAccountSeed);
   const acc = kp(k.accountSeed);
@@ -94,7 +111,7 @@ export async function serverResolver(k: AccountKeys): Promise<ServerResolver> {
     acc,
     {
       signing_keys: [kp(k.signingKeySeed).getPublicKey()],
-      limits: { ...natsLimits, mem_storage: -1, disk_storage: -1, streams: -1, consumer: -1 },
+      limits: { ...natsLimits, mem_storage: -1, disk_storage: -1, streams: -1, consumer: -1, ...limits.switchboard },
       exports: [
         ...w.services.map((subject) => ({ name: subject, subject, type: 'service' as const })),
         ...w.toReaders.map((subject) => ({ name: subject, subject, type: 'stream' as const })),
@@ -114,7 +131,7 @@ export async function serverResolver(k: AccountKeys): Promise<ServerResolver> {
     {
       signing_keys: [kp(k.readersSigningKeySeed).getPublicKey()],
       // no JetStream limits: JetStream stays off in this account
-      limits: { ...natsLimits, mem_storage: 0, disk_storage: 0, streams: 0, consumer: 0 },
+      limits: { ...natsLimits, mem_storage: 0, disk_storage: 0, streams: 0, consumer: 0, ...limits.readers },
       exports: w.fromReaders.map((subject) => ({ name: subject, subject, type: 'stream' as const })),
       imports: [
         ...w.services.map((subject) => ({

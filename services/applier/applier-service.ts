@@ -42,6 +42,13 @@ import { NodeWarnings, type NodeWarningHooks } from './node-warnings.ts';
 /** How often an applier re-reads its kernel state and repairs drift (`--resync-interval`). */
 export const DEFAULT_RESYNC_INTERVAL_MS = 60_000;
 
+/**
+ * Subscriptions an applier's connection holds: the notices of its two target keys and the reply
+ * inbox every read (direct get) answers into. An account or user subscription limit below this
+ * refuses one (docs/operations.md, "NATS limits").
+ */
+export const APPLIER_SUBSCRIPTIONS = 3;
+
 export interface ApplierServiceOptions {
   readonly node: string;
   readonly nats: string | string[];
@@ -217,6 +224,13 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
    * fine and the log blamed PINGs).
    */
   let refusedBy: string | undefined;
+  /**
+   * Why NATS refuses a subscription of this node's connection (the READERS account's or the
+   * user's subscription limit), until a reconnect draws no refusal (the bus reconnects, backing
+   * off). A refused target-notice or reply-inbox subscription left the node on its old target with
+   * /readyz 200 "on target" and nothing said (probe19 P19-1).
+   */
+  let subscriptionRefused: string | undefined;
   /** What is wrong with the .creds file at the last try (the one read before is used), if anything. */
   let credsFileProblem: string | undefined;
   let refusalLogged: string | undefined;
@@ -437,11 +451,12 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
           return {
             // a refused credential is this node's own fault (an outage of NATS is not): the pod
             // leaves Ready (readinessProbe) and the reason is here
-            healthy: (!s || s.lastError === '') && refused === undefined,
+            healthy: (!s || s.lastError === '') && refused === undefined && subscriptionRefused === undefined,
             node: o.node,
             mode: dataplane.mode,
             connected: busUp && !!nc && !nc.isClosed(),
             ...(refused !== undefined ? { connectionError: refused } : {}),
+            ...(subscriptionRefused !== undefined ? { subscriptionError: subscriptionRefused } : {}),
             applied: s?.applied,
             ...restartedWords(s),
             target: s?.target,
@@ -470,25 +485,28 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
           // off the bus (connection lost, closed for good, session never started): not following
           // its target, whatever it ran last (probe18 D1)
           const off = w ? undefined : offBus();
-          const reason = w
-            ? `waiting for ${w}`
-            : refused !== undefined
-              ? refused
-              : off
-                ? `not following its target: ${off}`
-                : dropping !== undefined
-                  ? dropping
-                  : !onTarget
-                    ? s?.lastError
-                      ? `not on target: ${s.lastError}`
-                      : 'applying the target'
-                    : 'on target';
+          // a refused subscription first: it is why a wait for the targets bucket gets no answer
+          const reason = subscriptionRefused
+            ? subscriptionRefused
+            : w
+              ? `waiting for ${w}`
+              : refused !== undefined
+                ? refused
+                : off
+                  ? `not following its target: ${off}`
+                  : dropping !== undefined
+                    ? dropping
+                    : !onTarget
+                      ? s?.lastError
+                        ? `not on target: ${s.lastError}`
+                        : 'applying the target'
+                      : 'on target';
           const b = restartedWords(s).lastAckedBeforeStart;
           const restarted = b
             ? ` (restarted: last ACKed version ${b.version} config ${b.configRevision} before this start, not yet verified)`
             : '';
           return {
-            ready: onTarget && !w && dropping === undefined && !off,
+            ready: onTarget && !w && dropping === undefined && !off && subscriptionRefused === undefined,
             node: o.node,
             reason: reason + restarted,
             waitingFor: w,
@@ -522,6 +540,17 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
         if (problem !== undefined && problem !== credsFileProblem) log.warn({ credsFile: o.auth?.credsFile }, problem);
         credsFileProblem = problem;
       },
+      onSubscriptionRefusal: (refusal) => {
+        const before = subscriptionRefused;
+        subscriptionRefused =
+          refusal === undefined
+            ? undefined
+            : `NATS refuses a subscription of this node (${refusal}): target notices or the replies its reads use are lost, so it may keep an old target; the READERS account's or this node's user subscription limit is too low (an applier holds ${APPLIER_SUBSCRIPTIONS}); reconnecting to subscribe again`;
+        if (subscriptionRefused === before) return;
+        if (subscriptionRefused) log.warn(subscriptionRefused);
+        else log.info('NATS takes every subscription of this node again');
+        session?.setBusProblem(subscriptionRefused);
+      },
       onWaiting: (what, attempt, retryInMs) => {
         waiting = what;
         metrics.observe({ type: 'connection', status: 'disconnect' });
@@ -541,7 +570,7 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
     // which keys a node trusts is what an operator checks during a key rotation (several: a bundle)
     if (verifier?.fingerprints) log.info({ plannerKeys: verifier.fingerprints }, 'trusting planner keys');
     waiting = 'targets bucket';
-    session = await ApplierSession.start({
+    const started = await ApplierSession.start({
       nc: conn,
       node: o.node,
       dataplane,
@@ -556,6 +585,9 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
       lastAckedBefore: before,
       knownFields: o.knownFields,
     });
+    // a refusal of the session's first subscriptions arrives while it starts
+    if (subscriptionRefused !== undefined) started.setBusProblem(subscriptionRefused);
+    session = started;
     const w = session.status().waitingFor;
     if (w) log.warn({ waitingFor: w }, 'waiting for the planner');
     return conn;

@@ -43,6 +43,8 @@ export interface NatsPlannerBusOptions {
   readonly beforeWrite?: () => Promise<void>;
   /** Reports each failed connection attempt while NATS is unreachable at start. */
   readonly onWaiting?: (what: string) => void;
+  /** NATS refuses a subscription of the planner's connection (its account's limit), and once it no longer does. */
+  readonly onSubscriptionRefusal?: (refusal: string | undefined) => void;
   /** Stored messages on the versions stream that are not ours (skipped). */
   readonly onForeign?: (subject: string, reason: string) => void;
   readonly signal?: AbortSignal;
@@ -104,6 +106,7 @@ export class NatsPlannerBus implements PlannerBus {
         auth: o.auth,
         signal: o.signal,
         onWaiting: (what) => o.onWaiting?.(what),
+        ...(o.onSubscriptionRefusal ? { onSubscriptionRefusal: o.onSubscriptionRefusal } : {}),
       }));
     try {
       checkReplicas(o.replicas ?? 1);

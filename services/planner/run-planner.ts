@@ -163,6 +163,8 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
   // unusable address stops the planner before it appends, publishes or moves any target.
   let group: PlannerGroup | undefined;
   const current = () => group?.planner();
+  /** The line said for a subscription NATS refuses, until a reconnect draws no refusal. */
+  let subscriptionRefusal: string | undefined;
   const metrics = plannerMetrics({
     sourceProblem: () => current()?.sourceProblem(),
     group: () => group?.view(),
@@ -292,6 +294,9 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
           onWaiting: (what) => {
             busWaitingFor = what;
             o.onBusWaiting?.(what);
+          },
+          onSubscriptionRefusal: (refusal) => {
+            subscriptionRefusal = saySubscriptionRefusal(refusal, subscriptionRefusal, say, () => current());
           },
           replicas: o.replicas,
           mayWrite: () =>
@@ -628,6 +633,30 @@ function lateBound<T extends object>(get: () => T | undefined, before: Partial<T
       return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
     },
   });
+}
+
+/**
+ * NATS refusing a subscription of the planner's connection (its account's or user's subscription
+ * limit): the ACK and heartbeat subscriptions among them left every node UNKNOWN "never heard from"
+ * with lastError null (probe19 P19-1). Said on stderr and kept in lastError until a reconnect (the
+ * bus makes one, backing off) draws no refusal.
+ */
+function saySubscriptionRefusal(
+  refusal: string | undefined,
+  said: string | undefined,
+  say: (line: string) => void,
+  current: () => { noteFailure(where: string, err: unknown): void; noteRecovered(where: string): void } | undefined,
+): string | undefined {
+  if (refusal === undefined) {
+    if (said !== undefined) say('NATS takes every subscription of this planner again');
+    current()?.noteRecovered('nats subscriptions');
+    return undefined;
+  }
+  const line = `NATS refuses a subscription of this planner (${refusal}): it may not hear node reports (ACKs, heartbeats) or its group; the SWITCHBOARD account's or the planner user's subscription limit is too low (docs/operations.md, "NATS limits"); reconnecting to subscribe again`;
+  if (line !== said) say(line);
+  // again at each refusal (the bus retries, backing off): the planner acting then may be a new one
+  current()?.noteFailure('nats subscriptions', line);
+  return line;
 }
 
 /**

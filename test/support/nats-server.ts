@@ -37,6 +37,14 @@ export interface NatsServerHandle {
   restart(): Promise<void>;
   /** kill(), delete the JetStream store, start(): NATS back with an EMPTY store. */
   restartEmpty(): Promise<void>;
+  /**
+   * Rewrites the `config` part of the server's config file and makes the running server reload it
+   * (SIGHUP to its PID, what `nats-server --signal reload=PID` sends), as an operator lifting or
+   * setting a limit does; resolves once the server logged the reload.
+   */
+  reconfigure(config: string): Promise<void>;
+  /** What the server wrote to stderr since it was last started (its last 64 kB). */
+  log(): string;
 }
 
 const BIN = process.env.NATS_SERVER_BIN ?? '/usr/sbin/nats-server';
@@ -50,24 +58,26 @@ export async function startNatsServer(opts: NatsServerOptions = {}): Promise<Nat
   const port = opts.port ?? (await freePort());
   const storeDir = path.join(dir, 'js');
   const conf = path.join(dir, 'server.conf');
-  const text = [
-    `listen: "127.0.0.1:${port}"`,
-    opts.jetstream ? `jetstream { store_dir: ${JSON.stringify(storeDir)}\n${opts.jetstreamLimits ?? ''} }` : '',
-    opts.config ?? '',
-    opts.configFor?.(port) ?? '',
-  ].join('\n');
-  writeFileSync(conf, text);
+  const render = (config: string | undefined) =>
+    [
+      `listen: "127.0.0.1:${port}"`,
+      opts.jetstream ? `jetstream { store_dir: ${JSON.stringify(storeDir)}\n${opts.jetstreamLimits ?? ''} }` : '',
+      config ?? '',
+      opts.configFor?.(port) ?? '',
+    ].join('\n');
+  writeFileSync(conf, render(opts.config));
   let proc: ChildProcess | undefined;
   let stopped = false;
+  let log = '';
 
   const start = async (): Promise<void> => {
     if (stopped) throw new Error('nats-server handle already stopped');
     const p = spawn(BIN, ['-c', conf], { stdio: ['ignore', 'ignore', 'pipe'] });
     live.add(p);
     proc = p;
-    let log = '';
+    log = '';
     p.stderr!.on('data', (b: Buffer) => {
-      log = (log + b.toString()).slice(-8000);
+      log = (log + b.toString()).slice(-64_000);
     });
     const exited = new Promise<never>((_, rej) =>
       p.once('exit', (c) => rej(new Error(`nats-server exited (${c}): ${log}`))),
@@ -124,6 +134,19 @@ export async function startNatsServer(opts: NatsServerOptions = {}): Promise<Nat
       rmSync(storeDir, { recursive: true, force: true });
       await start();
     },
+    reconfigure: async (config) => {
+      const p = proc;
+      if (!p || p.exitCode !== null) throw new Error('nats-server is not running');
+      writeFileSync(conf, render(config));
+      const before = (log.match(/Reloaded server configuration/g) ?? []).length;
+      p.kill('SIGHUP');
+      const deadline = Date.now() + 10_000;
+      while ((log.match(/Reloaded server configuration/g) ?? []).length === before) {
+        if (Date.now() > deadline) throw new Error(`nats-server did not reload its config: ${log.slice(-2000)}`);
+        await new Promise((r) => setTimeout(r, 25)); // the server's log is the only sign of a reload
+      }
+    },
+    log: () => log,
   };
 }
 

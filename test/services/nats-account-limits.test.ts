@@ -1,0 +1,160 @@
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import pino from 'pino';
+import { afterEach, expect, it } from 'vitest';
+import { readVerifierFile } from '../../libs/bus/index.ts';
+import { DEFAULT_PROXY_CONFIG } from '../../libs/model/index.ts';
+import {
+  generateAccountKeys,
+  mintNodeCreds,
+  mintRoleCreds,
+  renderResolverConfig,
+  serverResolver,
+  type AccountKeys,
+  type AccountLimits,
+} from '../../libs/nodecreds/index.ts';
+import { startApplierService } from '../../services/applier/applier-service.ts';
+import { runPlanner } from '../../services/planner/run-planner.ts';
+import { startNatsServer, type NatsServerHandle } from '../support/nats-server.ts';
+import { nodeYaml, svcYaml } from './planner/planner-support.ts';
+
+/**
+ * probe19: NATS account limits an operator sets on the accounts Switchboard uses (account JWT
+ * `limits`, as `nsc edit account` does), on a real operator-mode nats-server with the resolver
+ * `credentials init` makes, the planner and a dry-run applier with their own credentials.
+ */
+const stops: (() => Promise<unknown>)[] = [];
+afterEach(async () => {
+  for (const s of stops.splice(0).reverse()) await s().catch(() => undefined);
+});
+
+interface Limits {
+  readonly switchboard?: AccountLimits;
+  readonly readers?: AccountLimits;
+}
+
+async function fleet(limits: Limits = {}) {
+  const keys = generateAccountKeys();
+  const first = await serverResolver(keys, limits);
+  // a running server refuses another operator JWT at a reload: keep the first one
+  const config = async (l: Limits) =>
+    renderResolverConfig({ ...(await serverResolver(keys, l)), operatorJwt: first.operatorJwt });
+  const nats = await startNatsServer({ jetstream: true, config: renderResolverConfig(first) });
+  stops.push(() => nats.stop());
+  const dir = mkdtempSync(path.join(tmpdir(), 'sb-nats-limits-'));
+  stops.push(async () => rmSync(dir, { recursive: true, force: true }));
+  const manifests = path.join(dir, 'manifests');
+  mkdirSync(manifests);
+  writeFileSync(path.join(manifests, 'node.yaml'), nodeYaml('node-1', '192.0.2.1'));
+  writeFileSync(path.join(manifests, 'a.yaml'), svcYaml('a', '10.96.0.1'));
+  const plannerCreds = path.join(dir, 'planner.creds');
+  writeFileSync(plannerCreds, await mintRoleCreds(keys, 'planner'));
+  const db = path.join(dir, 'log.db');
+  const said: string[] = [];
+  const p = await runPlanner({
+    manifests,
+    nats: nats.url,
+    natsAuth: { credsFile: plannerCreds },
+    db,
+    http: '127.0.0.1:0',
+    config: DEFAULT_PROXY_CONFIG,
+    debounceMs: 20,
+    pollMs: 100,
+    say: (l) => said.push(l),
+  });
+  stops.push(() => p.stop());
+  await p.planner.synced;
+  const svc = await startApplier(keys, nats, dir, `${db}.signing-key.pem.pub`);
+  const status = async () =>
+    (await (await fetch(`${p.url}/status`)).json()) as {
+      latestVersion: number;
+      lastError: string | null;
+      nodes: { node: string; status: string; reason: string; appliedVersion: number | null }[];
+    };
+  const get = async (what: '/healthz' | '/readyz') => {
+    const r = await fetch(`http://127.0.0.1:${svc.httpPort}${what}`);
+    return {
+      code: r.status,
+      body: (await r.json()) as Record<string, unknown> & { applied?: { version: number }; reason?: string },
+    };
+  };
+  return {
+    nats,
+    said,
+    status,
+    get,
+    edit: (name: string, ip: string) => writeFileSync(path.join(manifests, `${name}.yaml`), svcYaml(name, ip)),
+    setLimits: async (l: Limits) => nats.reconfigure(await config(l)),
+  };
+}
+
+async function startApplier(keys: AccountKeys, nats: NatsServerHandle, dir: string, plannerKey: string) {
+  const creds = path.join(dir, 'node.creds');
+  writeFileSync(creds, await mintNodeCreds(keys, 'node-1', 600));
+  const svc = await startApplierService({
+    node: 'node-1',
+    nats: nats.url,
+    auth: { credsFile: creds },
+    mode: 'dry-run',
+    http: '127.0.0.1:0',
+    heartbeatMs: 200,
+    maxBackoffMs: 200,
+    verifier: readVerifierFile(plannerKey),
+    logger: pino({ level: 'silent' }),
+  });
+  stops.push(() => svc.stop());
+  return svc;
+}
+
+it('an applier whose subscriptions NATS refuses (READERS subscription limit) says so instead of "on target", and follows again once the limit is lifted', async () => {
+  const f = await fleet();
+  await expect.poll(async () => (await f.get('/readyz')).code, { timeout: 10_000 }).toBe(200);
+  const v1 = (await f.get('/readyz')).body.applied!.version;
+
+  // the operator sets a subscription limit below the applier's 3; at its next connect (a NATS
+  // restart here) the client subscribes again and the server refuses all but the first
+  await f.setLimits({ readers: { subs: 1 } });
+  await f.nats.restart();
+  f.edit('b', '10.96.0.2');
+  await expect.poll(async () => (await f.status()).latestVersion, { timeout: 10_000 }).toBeGreaterThan(v1);
+  // before: /readyz 200 "on target" of v1 (no target notice, every read timed out), nothing said
+  await expect
+    .poll(async () => (await f.get('/readyz')).body.reason, { timeout: 10_000 })
+    .toMatch(/NATS refuses a subscription of this node \(maximum subscriptions exceeded\)/);
+  expect((await f.get('/readyz')).code).toBe(503);
+  const health = await f.get('/healthz');
+  expect(health.code).toBe(503);
+  expect(String(health.body.subscriptionError)).toMatch(/subscription limit is too low/);
+  // its heartbeat says it, so the planner's row (and ctl status) names it
+  await expect
+    .poll(async () => (await f.status()).nodes.find((n) => n.node === 'node-1'), { timeout: 10_000 })
+    .toMatchObject({ status: 'ERROR', reason: expect.stringMatching(/maximum subscriptions exceeded/) });
+
+  // lifted: the node subscribes again (its own reconnects) and takes the new version, no restart
+  await f.setLimits({});
+  const latest = (await f.status()).latestVersion;
+  await expect.poll(async () => (await f.get('/readyz')).body.applied?.version, { timeout: 15_000 }).toBe(latest);
+  expect((await f.get('/readyz')).code).toBe(200);
+  expect((await f.get('/healthz')).body.subscriptionError).toBeUndefined();
+  await expect
+    .poll(async () => (await f.status()).nodes.find((n) => n.node === 'node-1')?.status, { timeout: 10_000 })
+    .toBe('SYNCED');
+}, 45_000);
+
+it('a planner whose subscriptions NATS refuses (SWITCHBOARD subscription limit) names it in lastError, and hears its nodes once the limit is lifted', async () => {
+  // 2: the planner's reply inbox and one more; its ACK and heartbeat subscriptions are refused
+  const f = await fleet({ switchboard: { subs: 2 } });
+  // before: every node UNKNOWN "never heard from", lastError null, nothing on stderr
+  await expect
+    .poll(async () => (await f.status()).lastError ?? '', { timeout: 15_000 })
+    .toMatch(/NATS refuses a subscription of this planner \(maximum subscriptions exceeded\)/);
+  expect(f.said.filter((l) => /NATS refuses a subscription of this planner/.test(l))).toHaveLength(1);
+  expect((await f.status()).nodes.find((n) => n.node === 'node-1')?.status).toBe('UNKNOWN');
+
+  await f.setLimits({});
+  await expect
+    .poll(async () => (await f.status()).nodes.find((n) => n.node === 'node-1')?.status, { timeout: 15_000 })
+    .toBe('SYNCED');
+  await expect.poll(async () => (await f.status()).lastError, { timeout: 10_000 }).toBeNull();
+}, 45_000);
