@@ -189,6 +189,8 @@ export class ApplierSession {
   /** This node's rendered state for (data held, config revision), moved per delta: O(change). */
   private renderer: { readonly revision: number; readonly r: NodeStateRenderer } | undefined;
   private lastError = '';
+  /** Per subject (ACK, heartbeat), why its last report could not be sent; absent once one was. */
+  private readonly unsent = new Map<string, string>();
   /** setBusProblem's: what is wrong with the connection though it is up ('' when nothing). */
   private busProblem = '';
   /** A target whose published content failed verification: not retried until the target moves. */
@@ -328,8 +330,12 @@ export class ApplierSession {
   setBusProblem(why: string | undefined): void {
     const next = why ?? '';
     if (next === this.busProblem) return;
+    const over = next === '' && this.busProblem !== '';
     this.busProblem = next;
     this.heartbeat();
+    // over: the notices of what moved meanwhile were lost, and the re-read after the reconnect
+    // may have run while the reply inbox was still refused: read the targets again now
+    if (over && !this.stopped) void this.watcher?.refresh().then(() => this.kick());
   }
 
   heartbeat(): void {
@@ -663,12 +669,32 @@ export class ApplierSession {
   }
 
   private publish(subject: string, v: unknown): void {
+    const text = JSON.stringify(v);
     try {
-      this.options.nc.publish(subject, JSON.stringify(v));
+      this.options.nc.publish(subject, text);
+      this.unsent.delete(subject);
     } catch (e) {
       // closed connection: acks are best effort, heartbeats repeat what we run
-      this.emit({ type: 'error', error: `publish ${subject}: ${(e as Error).message}` });
+      const error = `publish ${subject}: ${(e as Error).message}`;
+      this.emit({ type: 'error', error });
+      const max = this.options.nc.info?.max_payload;
+      this.unsent.set(
+        subject,
+        /max_payload|payload/i.test(error) && max !== undefined
+          ? `${error} (this report is ${Buffer.byteLength(text)} bytes, NATS takes at most ${max} on this connection: the server's max_payload or the READERS account's or user's payload limit)`
+          : error,
+      );
     }
+  }
+
+  /**
+   * Why this node's reports do not reach the planner (the last ACK or heartbeat could not be sent:
+   * larger than NATS takes on this connection, a closed connection), undefined once each subject's
+   * last report went out. An applier whose every report was refused for size said healthy and on
+   * target while the planner never heard of it (probe19 P19-2).
+   */
+  notReporting(): string | undefined {
+    return this.unsent.values().next().value;
   }
 
   /**

@@ -70,7 +70,7 @@ export async function connectBus(o: ConnectBusOptions): Promise<NatsConnection> 
       for await (const s of nc.status()) if (s.type === 'reconnect') tries = 0;
     })().catch(() => undefined);
     // attached before anything subscribes: the first subscriptions are the ones a limit refuses
-    if (o.onSubscriptionRefusal) watchSubscriptionRefusals(nc, o.onSubscriptionRefusal);
+    if (o.onSubscriptionRefusal) watchSubscriptionRefusals(nc, o.onSubscriptionRefusal, o.subscriptionRetry);
     return nc;
   } catch (e) {
     throw new Error(`NATS at ${serversText(o.servers)}: ${describe(e)}`);
@@ -99,6 +99,13 @@ export interface ConnectBusOptions {
   readonly onAuthFileProblem?: (problem: string | undefined) => void;
   /** Told when NATS refuses a subscription of this connection, and when it no longer does (watchSubscriptionRefusals). */
   readonly onSubscriptionRefusal?: (refusal: string | undefined) => void;
+  /** The backoff of the reconnects after a refused subscription (default SUBSCRIPTION_RETRY_MS to SUBSCRIPTION_RETRY_CAP_MS). */
+  readonly subscriptionRetry?: SubscriptionRetry;
+}
+
+export interface SubscriptionRetry {
+  readonly retryMs?: number;
+  readonly retryCapMs?: number;
 }
 
 /**
@@ -231,7 +238,7 @@ export const SUBSCRIPTION_RETRY_CAP_MS = 60_000;
 export function watchSubscriptionRefusals(
   nc: NatsConnection,
   onChange: (refusal: string | undefined) => void,
-  o: { readonly retryMs?: number; readonly retryCapMs?: number } = {},
+  o: SubscriptionRetry = {},
 ): void {
   const first = o.retryMs ?? SUBSCRIPTION_RETRY_MS;
   let delay = first;

@@ -52,6 +52,7 @@ export {
   watchCredentialRefusals,
   watchSubscriptionRefusals,
   type BusAuth,
+  type SubscriptionRetry,
 } from './bus-connection.ts';
 export { checkAuthFiles, credsFileExpiry, credsNodeMismatch } from './bus-auth-files.ts';
 export {

@@ -17,6 +17,7 @@ import {
   isCredentialRefusal,
   serversText,
   type BusAuth,
+  type SubscriptionRetry,
   readVerifierFile,
   type Verifier,
 } from '../../libs/bus/index.ts';
@@ -103,6 +104,8 @@ export interface ApplierServiceOptions {
    * undefined: every node address. Undefined: not served (the CLI turns it on outside dry-run).
    */
   readonly healthCheckNodePorts?: { readonly host?: string; readonly retryMs?: number };
+  /** Backoff of the reconnects after NATS refused a subscription (tests shorten it; libs/bus watchSubscriptionRefusals). */
+  readonly subscriptionRetry?: SubscriptionRetry;
   /** The entry fields this applier knows (ApplierSessionOptions.knownFields); tests stand for an older release with fewer. */
   readonly knownFields?: ContentShapes;
 }
@@ -451,12 +454,17 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
           return {
             // a refused credential is this node's own fault (an outage of NATS is not): the pod
             // leaves Ready (readinessProbe) and the reason is here
-            healthy: (!s || s.lastError === '') && refused === undefined && subscriptionRefused === undefined,
+            healthy:
+              (!s || s.lastError === '') &&
+              refused === undefined &&
+              subscriptionRefused === undefined &&
+              session?.notReporting() === undefined,
             node: o.node,
             mode: dataplane.mode,
             connected: busUp && !!nc && !nc.isClosed(),
             ...(refused !== undefined ? { connectionError: refused } : {}),
             ...(subscriptionRefused !== undefined ? { subscriptionError: subscriptionRefused } : {}),
+            ...(session?.notReporting() !== undefined ? { reportError: session.notReporting() } : {}),
             applied: s?.applied,
             ...restartedWords(s),
             target: s?.target,
@@ -485,6 +493,8 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
           // off the bus (connection lost, closed for good, session never started): not following
           // its target, whatever it ran last (probe18 D1)
           const off = w ? undefined : offBus();
+          // its ACKs and heartbeats not sent: the planner cannot know it is on target (probe19 P19-2)
+          const unsent = off ? undefined : session?.notReporting();
           // a refused subscription first: it is why a wait for the targets bucket gets no answer
           const reason = subscriptionRefused
             ? subscriptionRefused
@@ -494,19 +504,27 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
                 ? refused
                 : off
                   ? `not following its target: ${off}`
-                  : dropping !== undefined
-                    ? dropping
-                    : !onTarget
-                      ? s?.lastError
-                        ? `not on target: ${s.lastError}`
-                        : 'applying the target'
-                      : 'on target';
+                  : unsent !== undefined
+                    ? `not reporting to the planner: ${unsent}`
+                    : dropping !== undefined
+                      ? dropping
+                      : !onTarget
+                        ? s?.lastError
+                          ? `not on target: ${s.lastError}`
+                          : 'applying the target'
+                        : 'on target';
           const b = restartedWords(s).lastAckedBeforeStart;
           const restarted = b
             ? ` (restarted: last ACKed version ${b.version} config ${b.configRevision} before this start, not yet verified)`
             : '';
           return {
-            ready: onTarget && !w && dropping === undefined && !off && subscriptionRefused === undefined,
+            ready:
+              onTarget &&
+              !w &&
+              dropping === undefined &&
+              !off &&
+              subscriptionRefused === undefined &&
+              unsent === undefined,
             node: o.node,
             reason: reason + restarted,
             waitingFor: w,
@@ -540,6 +558,7 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
         if (problem !== undefined && problem !== credsFileProblem) log.warn({ credsFile: o.auth?.credsFile }, problem);
         credsFileProblem = problem;
       },
+      ...(o.subscriptionRetry ? { subscriptionRetry: o.subscriptionRetry } : {}),
       onSubscriptionRefusal: (refusal) => {
         const before = subscriptionRefused;
         subscriptionRefused =

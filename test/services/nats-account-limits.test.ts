@@ -102,6 +102,8 @@ async function startApplier(keys: AccountKeys, nats: NatsServerHandle, dir: stri
     maxBackoffMs: 200,
     verifier: readVerifierFile(plannerKey),
     logger: pino({ level: 'silent' }),
+    // the production backoff grows to a minute; a lifted limit is taken at the next reconnect
+    subscriptionRetry: { retryMs: 500, retryCapMs: 1000 },
   });
   stops.push(() => svc.stop());
   return svc;
@@ -112,10 +114,10 @@ it('an applier whose subscriptions NATS refuses (READERS subscription limit) say
   await expect.poll(async () => (await f.get('/readyz')).code, { timeout: 10_000 }).toBe(200);
   const v1 = (await f.get('/readyz')).body.applied!.version;
 
-  // the operator sets a subscription limit below the applier's 3; at its next connect (a NATS
-  // restart here) the client subscribes again and the server refuses all but the first
+  // the operator sets a subscription limit below the applier's 3; at its next connect (the
+  // reload of new account JWTs drops the account's connections) the client subscribes again and
+  // the server refuses all but the first
   await f.setLimits({ readers: { subs: 1 } });
-  await f.nats.restart();
   f.edit('b', '10.96.0.2');
   await expect.poll(async () => (await f.status()).latestVersion, { timeout: 10_000 }).toBeGreaterThan(v1);
   // before: /readyz 200 "on target" of v1 (no target notice, every read timed out), nothing said
@@ -135,7 +137,7 @@ it('an applier whose subscriptions NATS refuses (READERS subscription limit) say
   await f.setLimits({});
   const latest = (await f.status()).latestVersion;
   await expect.poll(async () => (await f.get('/readyz')).body.applied?.version, { timeout: 15_000 }).toBe(latest);
-  expect((await f.get('/readyz')).code).toBe(200);
+  await expect.poll(async () => (await f.get('/readyz')).code, { timeout: 10_000 }).toBe(200);
   expect((await f.get('/healthz')).body.subscriptionError).toBeUndefined();
   await expect
     .poll(async () => (await f.status()).nodes.find((n) => n.node === 'node-1')?.status, { timeout: 10_000 })
@@ -157,4 +159,25 @@ it('a planner whose subscriptions NATS refuses (SWITCHBOARD subscription limit) 
     .poll(async () => (await f.status()).nodes.find((n) => n.node === 'node-1')?.status, { timeout: 15_000 })
     .toBe('SYNCED');
   await expect.poll(async () => (await f.status()).lastError, { timeout: 10_000 }).toBeNull();
+}, 45_000);
+
+it('an applier whose ACKs and heartbeats are larger than NATS takes (READERS payload limit) is not ready and says why', async () => {
+  const f = await fleet({ readers: { payload: 256 } });
+  // before: /healthz 200 healthy and /readyz 200 "on target" while the planner never heard of it
+  await expect
+    .poll(async () => (await f.get('/readyz')).body.reason, { timeout: 10_000 })
+    .toMatch(/not reporting to the planner: publish sb\.(ack|hb)\.node-1: .*NATS takes at most 256 on this connection/);
+  expect((await f.get('/readyz')).code).toBe(503);
+  const health = await f.get('/healthz');
+  expect(health.code).toBe(503);
+  expect(String(health.body.reportError)).toMatch(/max_payload/);
+  // its first heartbeat (before any apply) was small enough: "no version verified", never SYNCED
+  expect((await f.status()).nodes.find((n) => n.node === 'node-1')?.status).not.toBe('SYNCED');
+
+  await f.setLimits({});
+  await expect
+    .poll(async () => (await f.status()).nodes.find((n) => n.node === 'node-1')?.status, { timeout: 15_000 })
+    .toBe('SYNCED');
+  await expect.poll(async () => (await f.get('/readyz')).code, { timeout: 10_000 }).toBe(200);
+  expect((await f.get('/healthz')).body.reportError).toBeUndefined();
 }, 45_000);
