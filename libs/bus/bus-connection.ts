@@ -1,5 +1,6 @@
 import { connect, type ConnectionOptions, type NatsConnection, type Server } from '@nats-io/transport-node';
 import { fileAuthenticator } from './bus-auth-files.ts';
+import { askServerRefusal } from './server-refusal.ts';
 import { nodeInboxPrefix } from './subjects.ts';
 
 export interface BusAuth {
@@ -73,7 +74,16 @@ export async function connectBus(o: ConnectBusOptions): Promise<NatsConnection> 
     if (o.onSubscriptionRefusal) watchSubscriptionRefusals(nc, o.onSubscriptionRefusal, o.subscriptionRetry);
     return nc;
   } catch (e) {
-    throw new Error(`NATS at ${serversText(o.servers)}: ${describe(e)}`);
+    const why = describe(e);
+    // a refusal for a limit reads as a timeout: ask the server what it said (probe19 P19-3)
+    if (/timeout/i.test(why)) {
+      for (const url of urls(o.servers)) {
+        const refusal = await askServerRefusal({ url, name: o.name, user: a.user, pass: a.password, authenticator });
+        if (refusal !== undefined)
+          throw new Error(`NATS at ${serversText(url)}: the server refuses this connection: ${refusal}`);
+      }
+    }
+    throw new Error(`NATS at ${serversText(o.servers)}: ${why}`);
   }
 }
 
@@ -281,5 +291,33 @@ export function watchSubscriptionRefusals(
       }
     }
     if (timer) clearTimeout(timer);
+  })().catch(() => undefined);
+}
+
+/**
+ * Calls `onChange` with the server's words each time it refuses this connection while it is away
+ * for anything but the credential (watchCredentialRefusals) or a subscription: a limit
+ * (`maximum connections exceeded`, `maximum account active connections exceeded`), and with
+ * undefined when the connection is back after one. Before, a process only said it was
+ * disconnected (probe19 P19-3).
+ */
+export function watchConnectionRefusals(nc: NatsConnection, onChange: (refusal: string | undefined) => void): void {
+  let down = false;
+  let refused = false;
+  void (async () => {
+    for await (const s of nc.status()) {
+      if (s.type === 'disconnect') down = true;
+      else if (s.type === 'reconnect') {
+        down = false;
+        if (refused) onChange(undefined);
+        refused = false;
+      } else if (s.type === 'error' && down) {
+        const error = (s as { error?: Error }).error?.message;
+        if (error === undefined || isCredentialRefusal(error) || isSubscriptionRefusal(error)) continue;
+        if (/permissions violation/i.test(error)) continue;
+        refused = true;
+        onChange(error);
+      }
+    }
   })().catch(() => undefined);
 }

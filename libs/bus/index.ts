@@ -49,6 +49,7 @@ export {
   isCredentialRefusal,
   isSubscriptionRefusal,
   serversText,
+  watchConnectionRefusals,
   watchCredentialRefusals,
   watchSubscriptionRefusals,
   type BusAuth,

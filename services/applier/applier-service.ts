@@ -15,6 +15,7 @@ import {
   connectBusWaiting,
   credsFileExpiry,
   isCredentialRefusal,
+  isSubscriptionRefusal,
   serversText,
   type BusAuth,
   type SubscriptionRetry,
@@ -234,6 +235,8 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
    * /readyz 200 "on target" and nothing said (probe19 P19-1).
    */
   let subscriptionRefused: string | undefined;
+  /** What the server said while this node was away (not a credential refusal), until it is back. */
+  let droppedBy: string | undefined;
   /** What is wrong with the .creds file at the last try (the one read before is used), if anything. */
   let credsFileProblem: string | undefined;
   let refusalLogged: string | undefined;
@@ -387,13 +390,28 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
           const why = refusalText();
           if (why !== undefined && why !== refusalLogged) log.warn({ status: e.status, error: e.error }, why);
           refusalLogged = why;
+        } else if (
+          e.status === 'error' &&
+          e.error !== undefined &&
+          !busUp &&
+          !isSubscriptionRefusal(e.error) &&
+          !/permissions violation/i.test(e.error)
+        ) {
+          // the server's words while this node is away: a limit refusing it (maximum connections
+          // exceeded, the account's), which only the server log named (probe19 P19-3)
+          if (e.error !== droppedBy)
+            log.warn(
+              { status: e.status, error: e.error },
+              `NATS refuses this node's connection (${e.error}): keeping what is programmed, retrying`,
+            );
+          droppedBy = e.error;
         } else if (e.status === 'disconnect') {
           busUp = false;
           downSince = Date.now();
           log.warn({ status: e.status }, 'nats connection lost: keeping what is programmed, reconnecting');
         } else if (e.status === 'reconnect') {
           busUp = true;
-          refusedBy = refusalLogged = undefined;
+          refusedBy = refusalLogged = droppedBy = undefined;
           const downMs = downSince === undefined ? undefined : Date.now() - downSince;
           downSince = undefined;
           log.warn({ status: e.status, downMs }, 'nats connection back');
@@ -441,7 +459,7 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
     const w = wedged();
     if (w) return w;
     if (nc && !busUp)
-      return `NATS connection lost${downSince === undefined ? '' : ` ${Math.round((Date.now() - downSince) / 1000)} s ago`}, reconnecting (keeping what is programmed)`;
+      return `NATS connection lost${downSince === undefined ? '' : ` ${Math.round((Date.now() - downSince) / 1000)} s ago`}, reconnecting (keeping what is programmed)${droppedBy ? `; the server refuses it: ${droppedBy}` : ''}`;
     return undefined;
   };
   const http = o.http

@@ -51,6 +51,7 @@ import { createLogReplicator, logStreamName, versionAnchor, type LogReplicator }
 import {
   namingJetStreamSilence,
   retryTransient,
+  watchConnectionRefusals,
   watchCredentialRefusals,
   type BusAuth,
   type CoreNats,
@@ -316,6 +317,7 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
     );
     const nc = bus.connection();
     sayCredentialRefusals(nc, o.natsAuth?.credsFile, say, () => current());
+    sayConnectionRefusals(nc, say, () => current());
     metrics.attach({ streams: { nc: () => nc, names: () => [VERSIONS_STREAM, logStreamName(groupName)] } });
     // A flush that cannot reach the group gives up within half a lease TTL: a leader never blocks
     // longer than it may act (its lease runs out at 3/4 TTL without renewals anyway).
@@ -632,6 +634,31 @@ function lateBound<T extends object>(get: () => T | undefined, before: Partial<T
       const v = Reflect.get(target, k) as unknown;
       return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
     },
+  });
+}
+
+/**
+ * NATS refusing the planner's connection while it is away for a limit (the server's or its
+ * account's connection limit): said once per cause and kept in lastError until it is back;
+ * before, only "disconnected from NATS" (probe19 P19-3).
+ */
+function sayConnectionRefusals(
+  nc: NatsConnection,
+  say: (line: string) => void,
+  current: () => { noteFailure(where: string, err: unknown): void; noteRecovered(where: string): void } | undefined,
+): void {
+  let said: string | undefined;
+  watchConnectionRefusals(nc, (error) => {
+    if (error === undefined) {
+      if (said !== undefined) say("NATS takes this planner's connection again");
+      said = undefined;
+      current()?.noteRecovered('nats connection');
+      return;
+    }
+    const line = `NATS refuses this planner's connection (${error}): it cannot lead or follow; retrying`;
+    if (line !== said) say(line);
+    said = line;
+    current()?.noteFailure('nats connection', line);
   });
 }
 

@@ -65,7 +65,8 @@ async function fleet(limits: Limits = {}) {
   });
   stops.push(() => p.stop());
   await p.planner.synced;
-  const svc = await startApplier(keys, nats, dir, `${db}.signing-key.pem.pub`);
+  const plannerKey = `${db}.signing-key.pem.pub`;
+  const svc = await startApplier(keys, nats, dir, plannerKey);
   const status = async () =>
     (await (await fetch(`${p.url}/status`)).json()) as {
       latestVersion: number;
@@ -80,6 +81,9 @@ async function fleet(limits: Limits = {}) {
     };
   };
   return {
+    keys,
+    dir,
+    plannerKey,
     nats,
     said,
     status,
@@ -89,11 +93,17 @@ async function fleet(limits: Limits = {}) {
   };
 }
 
-async function startApplier(keys: AccountKeys, nats: NatsServerHandle, dir: string, plannerKey: string) {
-  const creds = path.join(dir, 'node.creds');
-  writeFileSync(creds, await mintNodeCreds(keys, 'node-1', 600));
+async function startApplier(
+  keys: AccountKeys,
+  nats: NatsServerHandle,
+  dir: string,
+  plannerKey: string,
+  node = 'node-1',
+) {
+  const creds = path.join(dir, `${node}.creds`);
+  writeFileSync(creds, await mintNodeCreds(keys, node, 600));
   const svc = await startApplierService({
-    node: 'node-1',
+    node,
     nats: nats.url,
     auth: { credsFile: creds },
     mode: 'dry-run',

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { connectBus, serversText } from '../../../libs/bus/index.ts';
+import { startNatsServer } from '../../support/nats-server.ts';
 
 /** A password in a server URL is a node's credential: never in errors, logs or health answers (review3 L2). */
 describe('server URLs as text', () => {
@@ -17,4 +18,20 @@ describe('server URLs as text', () => {
     expect(e.message).toMatch(/^NATS at nats:\/\/\*\*\*@127\.0\.0\.1:1: /);
     expect(e.message).not.toContain('S3cret');
   });
+
+  it('a connection the server refuses for a limit names the limit, not a timeout (probe19 P19-3)', async () => {
+    const nats = await startNatsServer({
+      config: 'max_connections: 1\nauthorization { users = [ { user: node-a, password: S3cretPassw0rd } ] }',
+    });
+    const auth = { user: 'node-a', password: 'S3cretPassw0rd' };
+    const first = await connectBus({ servers: nats.url, name: 'first', auth });
+    try {
+      const e = (await connectBus({ servers: nats.url, name: 'second', auth }).catch((x: unknown) => x)) as Error;
+      // before: "NATS at nats://127.0.0.1:PORT: timeout"
+      expect(e.message).toBe(`NATS at ${nats.url}: the server refuses this connection: maximum connections exceeded`);
+    } finally {
+      await first.close();
+      await nats.stop();
+    }
+  }, 20_000);
 });

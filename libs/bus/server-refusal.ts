@@ -1,0 +1,100 @@
+import { connect as tcpConnect } from 'node:net';
+import type { Authenticator } from '@nats-io/transport-node';
+
+/**
+ * What a NATS server says when it refuses a connection, asked on a connection of our own: the
+ * client answers a first connect that the server refuses for a limit (`maximum connections
+ * exceeded`, `maximum account active connections exceeded`, `maximum control line exceeded`)
+ * with a bare "timeout" after CONNECT_TIMEOUT_MS: it sees the server's `-ERR` but only a refused
+ * credential ends the attempt, and the words are not in the error it throws. Every process then
+ * said "waiting for NATS at URL: timeout" while the server log named the limit (probe19 P19-3).
+ *
+ * Sends the same CONNECT the client would (the same credential, signed over this server's
+ * nonce), then a PING: returns the server's `-ERR` text, or undefined when it answers PONG (it
+ * takes a connection now), closes without a word, or does not answer within `timeoutMs`. TLS
+ * (tls://, or a server that requires it) and websocket servers are not asked (undefined).
+ */
+export async function askServerRefusal(o: {
+  readonly url: string;
+  readonly name: string;
+  readonly user?: string;
+  readonly pass?: string;
+  readonly authenticator?: Authenticator;
+  readonly timeoutMs?: number;
+}): Promise<string | undefined> {
+  const m = /^nats:\/\/(?:([^:@/]*)(?::([^@/]*))?@)?(\[[^\]]+\]|[^:/]+)(?::(\d+))?\/?$/i.exec(o.url.trim());
+  if (!m) return undefined;
+  const host = m[3]!.replace(/^\[|\]$/g, '');
+  const port = Number(m[4] ?? 4222);
+  const urlUser = m[1] ? decodeURIComponent(m[1]) : undefined;
+  const urlPass = m[2] ? decodeURIComponent(m[2]) : undefined;
+  return new Promise((resolve) => {
+    const socket = tcpConnect({ host, port });
+    let buffered = '';
+    let done = false;
+    const finish = (v: string | undefined) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(v);
+    };
+    const timer = setTimeout(() => finish(undefined), o.timeoutMs ?? 1500);
+    socket.once('error', () => finish(undefined));
+    socket.once('close', () => finish(undefined));
+    let connected = false;
+    socket.on('data', (b: Buffer) => {
+      buffered += b.toString('utf8');
+      for (;;) {
+        const nl = buffered.indexOf('\r\n');
+        if (nl < 0) {
+          if (buffered.length > 65_536) finish(undefined); // not a NATS server
+          return;
+        }
+        const line = buffered.slice(0, nl);
+        buffered = buffered.slice(nl + 2);
+        if (line.startsWith('-ERR'))
+          return finish(
+            line
+              .slice(4)
+              .trim()
+              .replace(/^'(.*)'$/, '$1'),
+          );
+        if (line === 'PONG') return finish(undefined);
+        if (line.startsWith('INFO ') && !connected) {
+          connected = true;
+          let info: { nonce?: string; tls_required?: boolean };
+          try {
+            info = JSON.parse(line.slice(5)) as typeof info;
+          } catch {
+            return finish(undefined);
+          }
+          if (info.tls_required) return finish(undefined);
+          let auth: Record<string, unknown> = {};
+          try {
+            auth = {
+              ...(o.user !== undefined || urlUser !== undefined
+                ? { user: o.user ?? urlUser, pass: o.pass ?? urlPass ?? '' }
+                : {}),
+              ...((o.authenticator?.(info.nonce) ?? {}) as Record<string, unknown>),
+            };
+          } catch {
+            return finish(undefined);
+          }
+          const connect = {
+            verbose: false,
+            pedantic: false,
+            protocol: 1,
+            lang: 'nats.js',
+            version: 'switchboard-refusal-check',
+            name: `${o.name} (why refused?)`,
+            headers: true,
+            no_responders: true,
+            ...auth,
+          };
+          socket.write(`CONNECT ${JSON.stringify(connect)}\r\nPING\r\n`);
+        }
+      }
+    });
+  });
+}
