@@ -39,7 +39,7 @@ export async function askServerRefusal(o: {
       socket.destroy();
       resolve(v);
     };
-    const timer = setTimeout(() => finish(undefined), o.timeoutMs ?? 1500);
+    const timer = setTimeout(() => finish(undefined), o.timeoutMs ?? 3000);
     socket.once('error', () => finish(undefined));
     socket.once('close', () => finish(undefined));
     let connected = false;
