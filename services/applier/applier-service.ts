@@ -85,6 +85,8 @@ export interface ApplierServiceOptions {
    * Default: on for a dataplane made here, off for one passed in (`dataplane`).
    */
   readonly checkKubeProxyLeftovers?: boolean;
+  /** Look for kube-proxy's leftovers at most this often (LeftoverCheckOptions.minCheckIntervalMs; default 10 s). */
+  readonly leftoverCheckIntervalMs?: number;
   /** Data-path probe settings (--probe-*); missing parts take DEFAULT_PROBE_SETTINGS. */
   readonly probe?: Partial<ProbeSettings>;
   /** Periodic drift check and repair (Dataplane.resync; ms, 0 = never). Default 60 s. */
@@ -178,6 +180,7 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
       : withForwardDropCheck(
           withKubeProxyLeftoverCheck(takenOver, {
             takeOver: !!o.takeOverKubeProxy,
+            minCheckIntervalMs: o.leftoverCheckIntervalMs,
             log: (m) => log.warn({ kubeProxyLeftovers: true }, m),
           }),
           // another table's forward drop policy: a warning in the log (forward-drop-check.ts)

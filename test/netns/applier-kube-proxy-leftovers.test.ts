@@ -31,7 +31,8 @@ const row = async () => {
 describe.skipIf(!isRoot)('applier: kube-proxy leftovers reported (needs root for ip netns)', () => {
   beforeAll(async () => {
     await lab.startOneNodeCluster(); // Service web-1 10.100.0.11:80
-    lab.startApplier('node-1', ['--resync-interval', '1s']);
+    // the tools run at every resync (default: at most every 10 s, which this test waited out twice)
+    lab.startApplier('node-1', ['--resync-interval', '1s', '--leftover-check-interval', '1s']);
   }, 120_000);
   afterAll(() => lab.cleanup(), 60_000);
 

@@ -37,6 +37,7 @@ interface ApplierFlags {
   nftNotifications: 'on' | 'off';
   ipvsRateEstimation: 'on' | 'off' | 'keep';
   resyncInterval: string;
+  leftoverCheckInterval: string;
   plannerKey?: string;
   probeSample: string;
   probeRate: string;
@@ -106,6 +107,11 @@ export function registerApplier(program: Command, setExit: SetExit): void {
       're-read what this node programmed and repair drift this often (e.g. 60s, 5m; 0 = never)',
       '60s',
     )
+    .option(
+      '--leftover-check-interval <duration>',
+      "look for kube-proxy's leftovers at most this often (a resync in between reuses the last finding)",
+      '10s',
+    )
     .addOption(
       new Option(
         '--nft-notifications <on|off>',
@@ -170,6 +176,11 @@ export function registerApplier(program: Command, setExit: SetExit): void {
         throw new UsageError(
           `--resync-interval must be a duration of at least 1s (e.g. 60s, 5m) or 0, got "${o.resyncInterval}"`,
         );
+      const leftoverCheckIntervalMs = parseDuration(o.leftoverCheckInterval);
+      if (leftoverCheckIntervalMs === undefined || leftoverCheckIntervalMs < 1000)
+        throw new UsageError(
+          `--leftover-check-interval must be a duration of at least 1s (e.g. 10s, 1m), got "${o.leftoverCheckInterval}"`,
+        );
       // The planner calls a node silent for 30 s UNKNOWN (DEFAULT_NODE_STATUS_THRESHOLDS): a
       // longer period would make a healthy node flap to UNKNOWN between heartbeats.
       const heartbeatMs = wholeFlag('--heartbeat', o.heartbeat, 100, 15_000, ' of ms');
@@ -224,6 +235,7 @@ export function registerApplier(program: Command, setExit: SetExit): void {
         nftChangeNotifications: o.nftNotifications === 'on',
         ipvsRateEstimation: ipvsRateEstimation(o.ipvsRateEstimation),
         resyncIntervalMs,
+        leftoverCheckIntervalMs,
         probe,
         testVerdictFile: o.testVerdictFile,
         healthzBindAddress: healthzBind === 'off' ? '' : healthzBind,

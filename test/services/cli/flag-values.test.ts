@@ -72,6 +72,16 @@ describe('flag values of the long-running commands are checked before they conne
     }
   });
 
+  it('applier --leftover-check-interval takes a duration of at least 1s (exit 2 naming the flag)', async () => {
+    for (const bad of ['10', '500ms', '0', 'often']) {
+      const r = await applier('--leftover-check-interval', bad);
+      expect({ bad, code: r.code, stdout: r.stdout }).toEqual({ bad, code: 2, stdout: '' });
+      expect(r.stderr).toBe(
+        `switchboard: --leftover-check-interval must be a duration of at least 1s (e.g. 10s, 1m), got "${bad}"\n`,
+      );
+    }
+  });
+
   it('applier --heartbeat is whole ms from 100 to 15000 (the planner calls 30 s of silence UNKNOWN)', async () => {
     for (const bad of ['99', '15001', '100000000000', '5s']) {
       const r = await applier('--heartbeat', bad);
