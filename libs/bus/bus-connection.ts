@@ -37,7 +37,7 @@ export const CONNECT_TIMEOUT_MS = 5000;
  * Connects to NATS for a role. Nodes get their own inbox prefix (the server only lets a node
  * subscribe below it). Every role reconnects forever over the whole server list (`--nats
  * URL,URL,URL`, plus the cluster's other members learnt from INFO): each server is retried after a
- * capped exponential backoff (250 ms doubling to RECONNECT_CAP_MS, reset once reconnected), so a
+ * capped exponential backoff (250 ms doubling to `maxBackoffMs`, default RECONNECT_CAP_MS, reset once reconnected), so a
  * component outlives any number of server restarts and moves to a live server when one dies, or
  * stops answering (PING_INTERVAL_MS).
  */
@@ -53,7 +53,7 @@ export async function connectBus(o: ConnectBusOptions): Promise<NatsConnection> 
     maxPingOut: MAX_PINGS_OUT,
     timeout: CONNECT_TIMEOUT_MS,
     reconnectToServer: leastRecentlyTried,
-    reconnectDelayHandler: () => Math.min(RECONNECT_CAP_MS, 250 * 2 ** Math.min(tries++, 5)),
+    reconnectDelayHandler: () => Math.min(o.maxBackoffMs ?? RECONNECT_CAP_MS, 250 * 2 ** Math.min(tries++, 5)),
     // The client's default gives up for good after two authentication errors in a row: a node
     // credential that expired once (the issuer or NATS away for half its lifetime) closed the
     // applier's connection, and the renewed .creds file was never read again (probe16 I1). A
@@ -111,6 +111,11 @@ export interface ConnectBusOptions {
   readonly onSubscriptionRefusal?: (refusal: string | undefined) => void;
   /** The backoff of the reconnects after a refused subscription (default SUBSCRIPTION_RETRY_MS to SUBSCRIPTION_RETRY_CAP_MS). */
   readonly subscriptionRetry?: SubscriptionRetry;
+  /**
+   * Longest wait before trying a server again (default RECONNECT_CAP_MS): the backoff's cap, for
+   * reconnects and for connectBusWaiting's first connection alike. Tests shorten it.
+   */
+  readonly maxBackoffMs?: number;
 }
 
 export interface SubscriptionRetry {
@@ -128,10 +133,9 @@ export async function connectBusWaiting(
   o: ConnectBusOptions & {
     onWaiting?: (what: string, attempt: number, retryInMs: number) => void;
     signal?: AbortSignal;
-    maxBackoffMs?: number;
   },
 ): Promise<NatsConnection> {
-  let delay = 250;
+  let delay = Math.min(250, o.maxBackoffMs ?? RECONNECT_CAP_MS);
   for (let attempt = 1; ; attempt++) {
     if (o.signal?.aborted) throw new Error('stopped while waiting for NATS');
     try {
@@ -149,7 +153,7 @@ export async function connectBusWaiting(
           { once: true },
         );
       });
-      delay = Math.min(delay * 2, o.maxBackoffMs ?? 5000);
+      delay = Math.min(delay * 2, o.maxBackoffMs ?? RECONNECT_CAP_MS);
     }
   }
 }

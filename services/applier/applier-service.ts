@@ -76,7 +76,7 @@ export interface ApplierServiceOptions {
    */
   readonly plannerKeyFile?: string;
   readonly verifier?: Verifier;
-  /** Longest wait between connection attempts while NATS is unreachable (default 5 s). */
+  /** Longest wait between connection attempts while NATS is unreachable, at start and at reconnects (default 5 s). */
   readonly maxBackoffMs?: number;
   /** After the first verified apply, remove kube-proxy's state (libs/dataplane/kube-proxy-takeover.ts). */
   readonly takeOverKubeProxy?: boolean;

@@ -45,6 +45,8 @@ export interface NatsPlannerBusOptions {
   readonly onWaiting?: (what: string) => void;
   /** NATS refuses a subscription of the planner's connection (its account's limit), and once it no longer does. */
   readonly onSubscriptionRefusal?: (refusal: string | undefined) => void;
+  /** Longest wait between connection attempts, at start and at reconnects (ConnectBusOptions.maxBackoffMs; default 5 s). */
+  readonly maxBackoffMs?: number;
   /** Stored messages on the versions stream that are not ours (skipped). */
   readonly onForeign?: (subject: string, reason: string) => void;
   readonly signal?: AbortSignal;
@@ -105,6 +107,7 @@ export class NatsPlannerBus implements PlannerBus {
         name: 'switchboard-planner',
         auth: o.auth,
         signal: o.signal,
+        maxBackoffMs: o.maxBackoffMs,
         onWaiting: (what) => o.onWaiting?.(what),
         ...(o.onSubscriptionRefusal ? { onSubscriptionRefusal: o.onSubscriptionRefusal } : {}),
       }));

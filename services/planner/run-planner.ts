@@ -111,6 +111,18 @@ export interface RunPlannerOptions {
   readonly signingKey?: string;
   /** Told each time a NATS connection attempt fails at start (the planner waits, never exits). */
   readonly onBusWaiting?: (what: string) => void;
+  /** Longest wait between NATS connection attempts, at start and at reconnects (default 5 s; tests shorten it). */
+  readonly busMaxBackoffMs?: number;
+  /**
+   * A follower behind the group's log whose copy has not moved for this long shows its node words
+   * UNKNOWN "planner view stale" (PlannerGroupOptions.staleAfterMs; default 5 s; tests shorten it).
+   */
+  readonly followerStaleAfterMs?: number;
+  /**
+   * How often the leader checks the target keys it wrote and the versions stream's limits
+   * (NatsPlannerBusOptions.targetCheckMs; default 10 s; tests shorten it).
+   */
+  readonly targetCheckMs?: number;
   /** Leader lease TTL on NATS (default 15 s): a silent leader is replaced within about this long. */
   readonly leaseTtlMs?: number;
   /** The planner group (default `switchboard`): planners of one group elect one leader. */
@@ -292,6 +304,8 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
           group: groupName,
           anchorOf: (v) => versionAnchor(log, v),
           keepCheckpoints: o.versionsKeepCheckpoints ?? 2,
+          maxBackoffMs: o.busMaxBackoffMs,
+          targetCheckMs: o.targetCheckMs,
           onWaiting: (what) => {
             busWaitingFor = what;
             o.onBusWaiting?.(what);
@@ -423,6 +437,7 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
       makePlanner,
       say,
       refreshMs: o.followerRefreshMs,
+      staleAfterMs: o.followerStaleAfterMs,
       onRoleChange: () => void members?.beat(),
       cluster: cluster && clusterGuard(log, cluster, { group: groupName, id, adopt: o.adoptCluster }),
     });

@@ -69,6 +69,7 @@ it('an applier whose credential NATS refuses keeps its rules, says so on /health
     config: DEFAULT_PROXY_CONFIG,
     debounceMs: 20,
     pollMs: 100,
+    busMaxBackoffMs: 200, // reconnects every 200 ms, not 250 ms doubling to 5 s
     say: () => {},
   });
   stops.push(() => p.stop());

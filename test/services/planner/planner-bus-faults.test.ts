@@ -48,6 +48,7 @@ const startPlanner = async (extra: Partial<Parameters<typeof runPlanner>[0]> = {
     debounceMs: 20,
     pollMs: 100,
     leaseTtlMs: 3000,
+    busMaxBackoffMs: 200, // retries every 200 ms, not 250 ms doubling to 5 s
     ...extra,
   });
   stops.push(() => p.stop());
@@ -162,7 +163,9 @@ describe('start in any order, wait for what is missing', () => {
   });
 
   it('NATS back with an EMPTY store: the planner recreates stream and bucket and republishes (from its compaction cut); the applier follows without a restart', async () => {
-    const p = await startPlanner();
+    // the default backoff: with a 200 ms one this failed once in 2 runs (the node reached version 3
+    // while `republished` stayed undefined); cause not investigated (suite-speed2)
+    const p = await startPlanner({ busMaxBackoffMs: undefined });
     const { svc } = await startApplier();
     await expect.poll(async () => (await readyz(svc)).status, { timeout: 20_000 }).toBe(200);
     env.write('b.yaml', svcYaml('b', '10.96.0.2'));
@@ -206,6 +209,7 @@ describe('start in any order, wait for what is missing', () => {
       config: DEFAULT_PROXY_CONFIG,
       id: 'second',
       signingKey: `${env.db}.signing-key.pem`,
+      busMaxBackoffMs: 200,
     }); // one group, one key
     stops.push(() => second.stop());
     expect(second.group.role()).toBe('follower');

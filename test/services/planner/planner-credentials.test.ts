@@ -47,6 +47,7 @@ it("a planner whose credential NATS refuses says so (stderr, lastError, /readyz 
     debounceMs: 20,
     pollMs: 100,
     leaseTtlMs: 2000,
+    busMaxBackoffMs: 200, // retries every 200 ms, not 250 ms doubling to 5 s
     say: (l) => said.push(l),
   });
   stops.push(() => p.stop());
@@ -101,6 +102,7 @@ it('a planner refused by NATS from its start says so on /readyz while it waits, 
     debounceMs: 20,
     pollMs: 100,
     leaseTtlMs: 2000,
+    busMaxBackoffMs: 200, // retries every 200 ms, not 250 ms doubling to 5 s
     say: () => undefined,
   });
   const good = await mintRoleCreds(keys, 'planner');

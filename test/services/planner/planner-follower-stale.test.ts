@@ -32,6 +32,7 @@ const start = async (id: string, db: string): Promise<RunningPlanner> => {
     pollMs: 100,
     id,
     signingKey: `${env.dir}/signing-key.pem`, // one group, one key
+    followerStaleAfterMs: 1500, // default 5 s, waited out in each test
     say: () => {},
   });
   stops.push(() => p.stop());

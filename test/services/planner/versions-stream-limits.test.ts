@@ -44,6 +44,7 @@ it('a limit given to the versions stream while the planner leads is taken off: t
     debounceMs: 20,
     pollMs: 100,
     leaseTtlMs: 3000,
+    targetCheckMs: 1000, // the periodic check that finds a 'discard old' limit (default every 10 s)
     say: (l) => said.push(l),
   });
   stops.push(() => p.stop());
