@@ -118,11 +118,6 @@ export interface RunPlannerOptions {
    * UNKNOWN "planner view stale" (PlannerGroupOptions.staleAfterMs; default 5 s; tests shorten it).
    */
   readonly followerStaleAfterMs?: number;
-  /**
-   * How often the leader checks the target keys it wrote and the versions stream's limits
-   * (NatsPlannerBusOptions.targetCheckMs; default 10 s; tests shorten it).
-   */
-  readonly targetCheckMs?: number;
   /** Leader lease TTL on NATS (default 15 s): a silent leader is replaced within about this long. */
   readonly leaseTtlMs?: number;
   /** The planner group (default `switchboard`): planners of one group elect one leader. */
@@ -325,7 +320,6 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
               `target ${key === 'default' ? 'default (every node)' : `for node ${key.slice('node.'.length)}`} was overwritten by someone else (revision ${revision}); restored`,
             ),
           onLimitsReset: say,
-          targetCheckMs: o.targetCheckMs,
         }),
       { say },
     );
