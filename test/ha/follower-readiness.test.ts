@@ -65,6 +65,9 @@ it("a follower whose file's mark passed batches it never stored (probe9 G1): /re
   const bDb = `${env.db}.b`;
   const b = await startPlanner('b', bDb);
   await expect.poll(async () => (await readyz(b)).status, { timeout: 20_000 }).toBe(200);
+  // b has taken the group's batches (its stop then marks its file): ready alone came before that
+  // once under load, and b's file had no mark to edit (NOT NULL constraint failed: replication_mark.stream)
+  await expect.poll(() => b.planner.data.latest()?.version, { timeout: 20_000 }).toBe(a.planner.data.latest()?.version);
   await b.stop();
   const before = a.planner.data.latest()?.version ?? 0;
   env.write('b.yaml', svcYaml('b', '10.96.0.2') + '---\n' + sliceYaml('b', ['10.0.0.2'])); // batches b misses
@@ -74,7 +77,9 @@ it("a follower whose file's mark passed batches it never stored (probe9 G1): /re
   const last = (await (await jetstreamManager(nc)).streams.info(logStreamName('switchboard'))).state.last_seq;
   await nc.close();
   const log = await EventLog.open({ file: bDb });
-  log.setReplicationMark({ ...log.replicationMark()!, streamSeq: last });
+  const mark = log.replicationMark();
+  expect(mark, "b's file holds no replication mark after its stop").toBeDefined();
+  log.setReplicationMark({ ...mark!, streamSeq: last });
   log.close();
 
   const b2 = await startPlanner('b', bDb);
