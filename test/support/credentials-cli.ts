@@ -3,16 +3,30 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
+import {
+  readersAccountPublicKey,
+  renderResolverConfig,
+  serverResolver,
+  type AccountKeys,
+} from '../../libs/nodecreds/index.ts';
 import { BIN } from '../faults/fleet.ts';
+import { KubeApiServer } from './kube-api-server/index.ts';
+import { writeKubeconfig, type WrittenKubeconfig } from './kubeconfig.ts';
+import { startNatsServer, type NatsServerHandle } from './nats-server.ts';
 
 /**
  * `switchboard credentials …` processes (the issuer and the node sidecar) run as the deploy runs
- * them, with the files their flags name in one scratch folder. stop() kills what is still running
- * (by PID) and removes the folder; call it from afterEach so a failed test leaves nothing behind.
+ * them, with the files their flags name in one scratch folder, and what they talk to: a fake kube
+ * API server with its kubeconfig (startKube) and an operator-mode nats-server (startNats). stop()
+ * kills what is still running (by PID), stops those servers and removes the folder; call it from
+ * afterEach so a failed test leaves nothing behind.
  */
 export class CredentialsCli {
   private dir: string | undefined;
   private readonly children: ChildProcess[] = [];
+  nats: NatsServerHandle | undefined;
+  kube: KubeApiServer | undefined;
+  kubeconfig: WrittenKubeconfig | undefined;
 
   constructor(private readonly prefix: string) {}
 
@@ -33,6 +47,69 @@ export class CredentialsCli {
     return { child, err: () => err };
   }
 
+  /** Starts the fake kube API server, serving a Node for each of `nodes`, and a kubeconfig for it. */
+  async startKube(nodes: string[] = []): Promise<{ kube: KubeApiServer; kubeconfig: WrittenKubeconfig }> {
+    const kube = (this.kube = await KubeApiServer.start());
+    for (const name of nodes) kube.create('Node', { apiVersion: 'v1', kind: 'Node', metadata: { name } });
+    const kubeconfig = (this.kubeconfig = await writeKubeconfig({ server: kube.url }));
+    return { kube, kubeconfig };
+  }
+
+  /** Starts a JetStream nats-server on the resolver of `keys` (on `port` when given). */
+  async startNats(keys: AccountKeys, port?: number): Promise<NatsServerHandle> {
+    this.nats = await startNatsServer({
+      port,
+      jetstream: true,
+      config: renderResolverConfig(await serverResolver(keys)),
+    });
+    return this.nats;
+  }
+
+  /**
+   * `credentials serve` flags as the deploy passes them: NATS at `nats` with the issuer credential
+   * file `creds`, the READERS account's keys of `keys`, the kubeconfig startKube wrote, `jwks`, the
+   * applier's service account `sa`, and a health server on loopback `http` when given.
+   */
+  serveArgs(o: { nats: string; creds: string; keys: AccountKeys; jwks: unknown; sa: string; http?: number }): string[] {
+    return [
+      'serve',
+      '--nats',
+      o.nats,
+      '--nats-creds',
+      o.creds,
+      '--account-signing-key',
+      this.file('sk', o.keys.readersSigningKeySeed),
+      '--account-public-key',
+      this.file('pk', readersAccountPublicKey(o.keys)),
+      '--kubeconfig',
+      this.kubeconfig!.path,
+      '--jwks-file',
+      this.file('jwks.json', JSON.stringify(o.jwks)),
+      '--service-account',
+      o.sa,
+      ...(o.http === undefined ? [] : ['--http', `127.0.0.1:${o.http}`]),
+    ];
+  }
+
+  /** `credentials fetch` flags: node `node`, NATS at `nats`, the bootstrap, token and out files, loopback health port. */
+  fetchArgs(o: { node: string; nats: string; bootstrap: string; token: string; out: string; http: number }): string[] {
+    return [
+      'fetch',
+      '--node',
+      o.node,
+      '--nats',
+      o.nats,
+      '--bootstrap-creds',
+      o.bootstrap,
+      '--token-file',
+      o.token,
+      '--out',
+      o.out,
+      '--http',
+      `127.0.0.1:${o.http}`,
+    ];
+  }
+
   async stop(): Promise<void> {
     for (const c of this.children.splice(0)) {
       if (c.exitCode !== null || c.signalCode !== null) continue;
@@ -40,6 +117,10 @@ export class CredentialsCli {
       c.kill('SIGKILL');
       await gone;
     }
+    await this.nats?.stop();
+    await this.kube?.stop();
+    await this.kubeconfig?.cleanup();
+    this.nats = this.kube = this.kubeconfig = undefined;
     if (this.dir) rmSync(this.dir, { recursive: true, force: true });
     this.dir = undefined;
   }
@@ -50,6 +131,12 @@ export const healthStatus = (port: number, p: string): Promise<number> =>
   fetch(`http://127.0.0.1:${port}${p}`)
     .then((r) => r.status)
     .catch(() => 0);
+
+/** A poller of the /readyz on loopback `port`: its status and JSON reason (status 0 while nothing listens). */
+export const readyzOf = (port: number) => (): Promise<{ status: number; reason: string | undefined }> =>
+  fetch(`http://127.0.0.1:${port}/readyz`)
+    .then(async (r) => ({ status: r.status, reason: ((await r.json()) as { reason?: string }).reason }))
+    .catch((e: Error) => ({ status: 0, reason: e.message }));
 
 /**
  * A projected service-account token for the applier's sidecar on `node` (what the kubelet mounts)
