@@ -135,13 +135,13 @@ export function registerCredentials(program: Command, setExit: SetExit): void {
               o.http,
               () => !nc?.isClosed(),
               () =>
-                nc === undefined
-                  ? `waiting for NATS${waitingFor ? `: ${waitingFor}` : ''}`
-                  : nc.isClosed()
-                    ? 'NATS connection closed'
-                    : refused !== undefined
-                      ? `NATS refuses the issuer's credential (${refused}); retrying with ${o.natsCreds} as it is at each try`
-                      : undefined,
+                natsNotReady(
+                  nc,
+                  waitingFor,
+                  refused,
+                  (why) =>
+                    `NATS refuses the issuer's credential (${why}); retrying with ${o.natsCreds} as it is at each try`,
+                ),
             )
           : undefined;
         // after the health server: an API server that does not answer takes up to its 10 s timeout here
@@ -286,15 +286,8 @@ export function registerCredentials(program: Command, setExit: SetExit): void {
               o.http,
               () => !nc?.isClosed(),
               () =>
-                nc === undefined
-                  ? `waiting for NATS${waitingFor ? `: ${waitingFor}` : ''}`
-                  : nc.isClosed()
-                    ? 'NATS connection closed'
-                    : refused !== undefined
-                      ? refusedLine(refused)
-                      : keeper?.fresh()
-                        ? undefined
-                        : 'no fresh node credential written yet',
+                natsNotReady(nc, waitingFor, refused, refusedLine) ??
+                (keeper?.fresh() ? undefined : 'no fresh node credential written yet'),
             )
           : undefined;
         const stopped = untilSignalThenStop('credentials fetch', async () => {
@@ -341,6 +334,22 @@ export function registerCredentials(program: Command, setExit: SetExit): void {
         setExit(await stopped);
       },
     );
+}
+
+/**
+ * Why an issuer or fetcher is not ready on NATS's side, for its /readyz: still waiting for its first
+ * connection (and why), the connection closed, or its credential refused (`refusedLine` says which
+ * file it retries with); undefined when none of these.
+ */
+function natsNotReady(
+  nc: NatsConnection | undefined,
+  waitingFor: string,
+  refused: string | undefined,
+  refusedLine: (why: string) => string,
+): string | undefined {
+  if (nc === undefined) return `waiting for NATS${waitingFor ? `: ${waitingFor}` : ''}`;
+  if (nc.isClosed()) return 'NATS connection closed';
+  return refused === undefined ? undefined : refusedLine(refused);
 }
 
 /** The line a waiting issuer or fetcher writes: the first try, a change of reason, and every 20th try. */
