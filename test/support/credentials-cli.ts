@@ -70,7 +70,14 @@ export class CredentialsCli {
    * file `creds`, the READERS account's keys of `keys`, the kubeconfig startKube wrote, `jwks`, the
    * applier's service account `sa`, and a health server on loopback `http` when given.
    */
-  serveArgs(o: { nats: string; creds: string; keys: AccountKeys; jwks: unknown; sa: string; http?: number }): string[] {
+  serveArgs(o: {
+    nats: string;
+    creds: string;
+    keys: AccountKeys;
+    jwks: unknown;
+    sa?: string;
+    http?: number;
+  }): string[] {
     return [
       'serve',
       '--nats',
@@ -86,7 +93,7 @@ export class CredentialsCli {
       '--jwks-file',
       this.file('jwks.json', JSON.stringify(o.jwks)),
       '--service-account',
-      o.sa,
+      o.sa ?? 'switchboard:switchboard-applier',
       ...(o.http === undefined ? [] : ['--http', `127.0.0.1:${o.http}`]),
     ];
   }

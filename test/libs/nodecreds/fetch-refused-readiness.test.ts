@@ -4,7 +4,6 @@ import { generateAccountKeys, mintRoleCreds } from '../../../libs/nodecreds/inde
 import { freePort } from '../../faults/fleet.ts';
 import { applierNodeToken, CredentialsCli, healthStatus, readyzOf } from '../../support/credentials-cli.ts';
 
-const SA = 'switchboard:switchboard-applier';
 const cli = new CredentialsCli('sb-fetch-refused');
 const file = cli.file.bind(cli);
 const run = cli.run.bind(cli);
@@ -18,14 +17,13 @@ it('credentials fetch refused by NATS: /readyz 503 naming the refusal while a fr
   const keys = generateAccountKeys();
   await cli.startKube(['node-a']);
   const nats = await cli.startNats(keys);
-  const { token, jwks } = await applierNodeToken('node-a', SA);
+  const { token, jwks } = await applierNodeToken('node-a');
   const issuer = run(
     cli.serveArgs({
       nats: nats.url,
       creds: file('issuer.creds', await mintRoleCreds(keys, 'issuer')),
       keys,
       jwks,
-      sa: SA,
     }),
   );
   // the issuer answering first: a request nobody answers yet would wait out the fetcher's backoff

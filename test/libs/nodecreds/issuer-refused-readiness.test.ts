@@ -3,10 +3,7 @@ import { generateAccountKeys, mintRoleCreds } from '../../../libs/nodecreds/inde
 import { freePort } from '../../faults/fleet.ts';
 import { CredentialsCli, healthStatus, readyzOf } from '../../support/credentials-cli.ts';
 
-const SA = 'switchboard:switchboard-applier';
 const cli = new CredentialsCli('sb-issuer-refused');
-const file = cli.file.bind(cli);
-const run = cli.run.bind(cli);
 afterEach(() => cli.stop());
 
 // probe16: the issuer's own credential refused by NATS (its Secret not updated after the keys were
@@ -20,8 +17,8 @@ it('credentials serve refused by NATS: /readyz 503 naming the refusal, /healthz 
   const nats = await cli.startNats(keys);
   const issuerHttp = await freePort();
   const other = generateAccountKeys(); // another operator's: NATS refuses its credentials
-  const creds = file('issuer.creds', await mintRoleCreds(other, 'issuer'));
-  const issuer = run(cli.serveArgs({ nats: nats.url, creds, keys, jwks: { keys: [] }, sa: SA, http: issuerHttp }));
+  const creds = cli.file('issuer.creds', await mintRoleCreds(other, 'issuer'));
+  const issuer = cli.run(cli.serveArgs({ nats: nats.url, creds, keys, jwks: { keys: [] }, http: issuerHttp }));
   const readyz = readyzOf(issuerHttp);
 
   // refused from the start: waiting, and the reason says why (40 s: the child's start alone took
@@ -32,11 +29,11 @@ it('credentials serve refused by NATS: /readyz 503 naming the refusal, /healthz 
   });
   expect(await healthStatus(issuerHttp, '/healthz')).toBe(200);
 
-  file('issuer.creds', await mintRoleCreds(keys, 'issuer')); // the Secret fixed
+  cli.file('issuer.creds', await mintRoleCreds(keys, 'issuer')); // the Secret fixed
   await expect.poll(readyz, { timeout: 15_000 }).toEqual({ status: 200, reason: undefined });
 
   // refused while connected (a new resolver after a key rotation): the connection stays open
-  file('issuer.creds', await mintRoleCreds(other, 'issuer'));
+  cli.file('issuer.creds', await mintRoleCreds(other, 'issuer'));
   await nats.restart();
   await expect.poll(readyz, { timeout: 15_000 }).toEqual({
     status: 503,
@@ -45,7 +42,7 @@ it('credentials serve refused by NATS: /readyz 503 naming the refusal, /healthz 
   expect(await healthStatus(issuerHttp, '/healthz')).toBe(200); // alive: a restart reads the same file
   expect(issuer.child.exitCode, issuer.err()).toBeNull();
 
-  file('issuer.creds', await mintRoleCreds(keys, 'issuer'));
+  cli.file('issuer.creds', await mintRoleCreds(keys, 'issuer'));
   await expect.poll(readyz, { timeout: 15_000 }).toEqual({ status: 200, reason: undefined });
   expect(issuer.err()).toMatch(/credential issuer: NATS takes the issuer's credential again/);
 }, 120_000);
