@@ -2,10 +2,9 @@ import { Writable } from 'node:stream';
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { readVerifierFile } from '../../../libs/bus/index.ts';
-import { DEFAULT_PROXY_CONFIG } from '../../../libs/model/index.ts';
 import { startApplierService, type ApplierService } from '../../../services/applier/applier-service.ts';
 import { runPlanner } from '../../../services/planner/run-planner.ts';
-import { nodeYaml, plannerEnv, svcYaml, type PlannerEnv } from '../planner/planner-support.ts';
+import { nodeYaml, plannerEnv, plannerOptions, svcYaml, type PlannerEnv } from '../planner/planner-support.ts';
 
 /**
  * probe14 P4/P5: while an applier is cut off from NATS its /healthz said `"connected": true` (a
@@ -30,13 +29,7 @@ const healthz = async (svc: ApplierService) =>
 describe('an applier cut off from NATS', () => {
   it('says so on /healthz and as a warning, and logs no PINGs', async () => {
     const p = await runPlanner({
-      manifests: env.manifests,
-      nats: env.nats.url,
-      db: env.db,
-      http: '127.0.0.1:0',
-      config: DEFAULT_PROXY_CONFIG,
-      debounceMs: 20,
-      pollMs: 100,
+      ...plannerOptions(env),
       say: () => {},
     });
     stops.push(() => p.stop());

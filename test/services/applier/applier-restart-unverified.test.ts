@@ -5,11 +5,18 @@ import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { readVerifierFile } from '../../../libs/bus/index.ts';
 import { DryRunDataplane } from '../../../libs/dataplane/index.ts';
-import { DEFAULT_PROXY_CONFIG, type NodeState } from '../../../libs/model/index.ts';
+import { type NodeState } from '../../../libs/model/index.ts';
 import { startApplierService, type ApplierService } from '../../../services/applier/applier-service.ts';
 import { runPlanner, type RunningPlanner } from '../../../services/planner/run-planner.ts';
 import { sbIn } from '../cli/cli-support.ts';
-import { nodeYaml, plannerEnv, sliceYaml, svcYaml, type PlannerEnv } from '../planner/planner-support.ts';
+import {
+  nodeYaml,
+  plannerEnv,
+  plannerOptions,
+  sliceYaml,
+  svcYaml,
+  type PlannerEnv,
+} from '../planner/planner-support.ts';
 
 /**
  * An applier restarted over a kernel that still holds its rules (appliers are fail-static) does
@@ -28,13 +35,7 @@ beforeEach(async () => {
   env.write('nodes.yaml', nodeYaml('node-1', '192.0.2.1'));
   env.write('a.yaml', svcYaml('a', '10.96.0.1') + '---\n' + sliceYaml('a', ['10.0.0.1']));
   planner = await runPlanner({
-    manifests: env.manifests,
-    nats: env.nats.url,
-    db: env.db,
-    http: '127.0.0.1:0',
-    config: DEFAULT_PROXY_CONFIG,
-    debounceMs: 20,
-    pollMs: 100,
+    ...plannerOptions(env),
     say: () => {},
   });
   stops.push(() => planner!.stop());

@@ -1,9 +1,16 @@
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { DEFAULT_PROXY_CONFIG } from '../../../libs/model/index.ts';
 import { startApplierService, type ApplierService } from '../../../services/applier/applier-service.ts';
 import { runPlanner, type RunningPlanner } from '../../../services/planner/run-planner.ts';
-import { nodeYaml, plannerEnv, sliceYaml, svcYaml, until, type PlannerEnv } from '../planner/planner-support.ts';
+import {
+  nodeYaml,
+  plannerEnv,
+  plannerOptions,
+  sliceYaml,
+  svcYaml,
+  until,
+  type PlannerEnv,
+} from '../planner/planner-support.ts';
 import { sbIn } from './cli-support.ts';
 
 // Rollout gates (issue 16) end to end: a real nats-server, a real planner on a real SQLite log,
@@ -27,13 +34,7 @@ afterEach(async () => {
 
 const start = async () => {
   planner = await runPlanner({
-    manifests: env.manifests,
-    nats: env.nats.url,
-    db: env.db,
-    http: '127.0.0.1:0',
-    config: DEFAULT_PROXY_CONFIG,
-    debounceMs: 20,
-    pollMs: 100,
+    ...plannerOptions(env),
     say: () => {},
   });
   await planner.planner.synced;

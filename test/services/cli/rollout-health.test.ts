@@ -3,10 +3,17 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { DEFAULT_PROXY_CONFIG } from '../../../libs/model/index.ts';
 import { startApplierService, type ApplierService } from '../../../services/applier/applier-service.ts';
 import { runPlanner, type RunningPlanner } from '../../../services/planner/run-planner.ts';
-import { nodeYaml, plannerEnv, sliceYaml, svcYaml, until, type PlannerEnv } from '../planner/planner-support.ts';
+import {
+  nodeYaml,
+  plannerEnv,
+  plannerOptions,
+  sliceYaml,
+  svcYaml,
+  until,
+  type PlannerEnv,
+} from '../planner/planner-support.ts';
 import { sbIn } from './cli-support.ts';
 
 // Health verdicts in rollout gates (issue 16 items 2-4) with real processes: a real nats-server, a
@@ -37,13 +44,7 @@ const verdictFile = (node: string) => join(verdictDir, node);
 const inject = (node: string, text: string) => writeFileSync(verdictFile(node), text);
 const start = async () => {
   planner = await runPlanner({
-    manifests: env.manifests,
-    nats: env.nats.url,
-    db: env.db,
-    http: '127.0.0.1:0',
-    config: DEFAULT_PROXY_CONFIG,
-    debounceMs: 20,
-    pollMs: 100,
+    ...plannerOptions(env),
     say: () => {},
   });
   await planner.planner.synced;

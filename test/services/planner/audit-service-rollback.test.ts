@@ -1,10 +1,9 @@
 import { rmSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { DEFAULT_PROXY_CONFIG } from '../../../libs/model/index.ts';
 import { main } from '../../../services/cli/main.ts';
 import { runPlanner, type RunningPlanner } from '../../../services/planner/run-planner.ts';
-import { nodeYaml, plannerEnv, svcYaml, until, type PlannerEnv } from './planner-support.ts';
+import { nodeYaml, plannerEnv, plannerOptions, svcYaml, until, type PlannerEnv } from './planner-support.ts';
 
 // probe11 K4 end to end: a Service deleted from the manifests, then `rollback --to-version` to a
 // version that had it: the planner serves it again, and `audit service` (read-only on the running
@@ -19,13 +18,7 @@ beforeAll(async () => {
   env.write('s1.yaml', svcYaml('s1', '10.100.11.1'));
   env.write('s2.yaml', svcYaml('s2', '10.100.11.2'));
   planner = await runPlanner({
-    manifests: env.manifests,
-    nats: env.nats.url,
-    db: env.db,
-    http: '127.0.0.1:0',
-    config: DEFAULT_PROXY_CONFIG,
-    debounceMs: 20,
-    pollMs: 100,
+    ...plannerOptions(env),
     say: () => {},
   });
   await planner.planner.synced;

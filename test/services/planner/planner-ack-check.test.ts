@@ -18,6 +18,7 @@ import {
   nack,
   nodeYaml,
   plannerEnv,
+  plannerOptions,
   sendAck,
   sliceYaml,
   svcYaml,
@@ -37,13 +38,7 @@ beforeEach(async () => {
   env.write('nodes.yaml', nodeYaml('node-1', '192.0.2.1') + '---\n' + nodeYaml('node-2', '192.0.2.2'));
   env.write('a.yaml', svcYaml('a', '10.96.0.1') + '---\n' + sliceYaml('a', ['10.0.0.1']));
   planner = await runPlanner({
-    manifests: env.manifests,
-    nats: env.nats.url,
-    db: env.db,
-    http: '127.0.0.1:0',
-    config: DEFAULT_PROXY_CONFIG,
-    debounceMs: 20,
-    pollMs: 100,
+    ...plannerOptions(env),
     say: () => {},
   });
   await planner.planner.synced;
@@ -301,13 +296,7 @@ describe('the fleet is the cluster, not every node ever heard (review4 G1)', () 
     const restart = async () => {
       await planner?.stop();
       planner = await runPlanner({
-        manifests: env.manifests,
-        nats: env.nats.url,
-        db: env.db,
-        http: '127.0.0.1:0',
-        config: DEFAULT_PROXY_CONFIG,
-        debounceMs: 20,
-        pollMs: 100,
+        ...plannerOptions(env),
         statusThresholds: { silenceMs: 800, applyTimeoutMs: 60_000 },
         say: () => {},
       });
@@ -362,13 +351,7 @@ describe('planner --node-selector: which Nodes are proxied (probe4 K8)', () => {
     await planner?.stop();
     const said: string[] = [];
     planner = await runPlanner({
-      manifests: env.manifests,
-      nats: env.nats.url,
-      db: env.db,
-      http: '127.0.0.1:0',
-      config: DEFAULT_PROXY_CONFIG,
-      debounceMs: 20,
-      pollMs: 100,
+      ...plannerOptions(env),
       nodeSelector: parseLabelSelector('kubernetes.io/os=linux'),
       say: (line) => said.push(line),
     });

@@ -1,7 +1,6 @@
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { EventLog, nodeAt } from '../../../libs/eventlog/index.ts';
-import { DEFAULT_PROXY_CONFIG } from '../../../libs/model/index.ts';
 import { nodeStateHash, renderNodeState } from '../../../libs/planner/index.ts';
 import { runPlanner, type RunningPlanner } from '../../../services/planner/run-planner.ts';
 import {
@@ -9,6 +8,7 @@ import {
   nack,
   nodeYaml,
   plannerEnv,
+  plannerOptions,
   sendAck,
   sliceYaml,
   svcYaml,
@@ -28,13 +28,7 @@ let planner: RunningPlanner | undefined;
 
 const start = () =>
   runPlanner({
-    manifests: env.manifests,
-    nats: env.nats.url,
-    db: env.db,
-    http: '127.0.0.1:0',
-    config: DEFAULT_PROXY_CONFIG,
-    debounceMs: 20,
-    pollMs: 100,
+    ...plannerOptions(env),
     say: () => {},
   });
 

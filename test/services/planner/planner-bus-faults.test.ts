@@ -20,7 +20,7 @@ import { DEFAULT_PROXY_CONFIG } from '../../../libs/model/index.ts';
 import { startApplierService, type ApplierService } from '../../../services/applier/applier-service.ts';
 import { runPlanner, type RunningPlanner } from '../../../services/planner/run-planner.ts';
 import { WatchedDataplane } from '../../libs/bus/bus-harness.ts';
-import { nodeYaml, plannerEnv, sliceYaml, svcYaml, type PlannerEnv } from './planner-support.ts';
+import { nodeYaml, plannerEnv, plannerOptions, sliceYaml, svcYaml, type PlannerEnv } from './planner-support.ts';
 
 const run = promisify(execFile);
 const BIN = new URL('../../../bin/switchboard', import.meta.url).pathname;
@@ -40,13 +40,7 @@ afterEach(async () => {
 
 const startPlanner = async (extra: Partial<Parameters<typeof runPlanner>[0]> = {}): Promise<RunningPlanner> => {
   const p = await runPlanner({
-    manifests: env.manifests,
-    nats: env.nats.url,
-    db: env.db,
-    http: '127.0.0.1:0',
-    config: DEFAULT_PROXY_CONFIG,
-    debounceMs: 20,
-    pollMs: 100,
+    ...plannerOptions(env),
     leaseTtlMs: 3000,
     busMaxBackoffMs: 200, // retries every 200 ms, not 250 ms doubling to 5 s
     ...extra,

@@ -1,9 +1,9 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ackSubject, heartbeatSubject } from '../../../libs/bus/index.ts';
-import { DEFAULT_PROXY_CONFIG, MAX_REPORT_BYTES } from '../../../libs/model/index.ts';
+import { MAX_REPORT_BYTES } from '../../../libs/model/index.ts';
 import { InvalidReportLimiter } from '../../../services/planner/invalid-reports.ts';
 import { runPlanner, type RunningPlanner } from '../../../services/planner/run-planner.ts';
-import { nodeYaml, plannerEnv, sliceYaml, svcYaml, until, type PlannerEnv } from './planner-support.ts';
+import { nodeYaml, plannerEnv, plannerOptions, sliceYaml, svcYaml, until, type PlannerEnv } from './planner-support.ts';
 
 // probe10 H2: reports the collector drops (not JSON, schema-wrong, too large, naming another node)
 // were dropped with no word; an applier whose every report fails looked merely silent.
@@ -18,13 +18,7 @@ beforeEach(async () => {
   env.write('nodes.yaml', nodeYaml('node-1', '192.0.2.1'));
   env.write('a.yaml', svcYaml('a', '10.96.0.1') + '---\n' + sliceYaml('a', ['10.0.0.1']));
   planner = await runPlanner({
-    manifests: env.manifests,
-    nats: env.nats.url,
-    db: env.db,
-    http: '127.0.0.1:0',
-    config: DEFAULT_PROXY_CONFIG,
-    debounceMs: 20,
-    pollMs: 100,
+    ...plannerOptions(env),
     say: (line) => said.push(line),
   });
   await planner.planner.synced;

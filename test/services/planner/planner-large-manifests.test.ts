@@ -5,10 +5,9 @@
 // (bench/sources/manifests-decode-bench.ts measures the longest block).
 
 import { afterEach, describe, expect, it } from 'vitest';
-import { DEFAULT_PROXY_CONFIG } from '../../../libs/model/index.ts';
 import { runPlanner, type RunningPlanner } from '../../../services/planner/run-planner.ts';
 import { endpointSlice, service } from '../../libs/kube/manifest-fixtures.ts';
-import { nodeYaml, plannerEnv, svcYaml, type PlannerEnv } from './planner-support.ts';
+import { nodeYaml, plannerEnv, plannerOptions, svcYaml, type PlannerEnv } from './planner-support.ts';
 
 let env: PlannerEnv | undefined;
 let planner: RunningPlanner | undefined;
@@ -33,13 +32,7 @@ describe('a planner given a large manifests file', () => {
     env.write('a.yaml', svcYaml('a', '10.96.0.1'));
     const said: string[] = [];
     planner = await runPlanner({
-      manifests: env.manifests,
-      nats: env.nats.url,
-      db: env.db,
-      http: '127.0.0.1:0',
-      config: DEFAULT_PROXY_CONFIG,
-      debounceMs: 20,
-      pollMs: 100,
+      ...plannerOptions(env),
       // a decode on the event loop of this file (10 000 endpoints: seconds on a loaded 2-core
       // machine) held it past 3/4 of this TTL
       leaseTtlMs: 3000,

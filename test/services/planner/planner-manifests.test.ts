@@ -2,7 +2,6 @@ import { execFile } from 'node:child_process';
 import { request } from 'node:http';
 import { promisify } from 'node:util';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { DEFAULT_PROXY_CONFIG } from '../../../libs/model/index.ts';
 import { nodeStateHash, renderNodeState } from '../../../libs/planner/index.ts';
 import { runPlanner, type RunningPlanner } from '../../../services/planner/run-planner.ts';
 import {
@@ -10,6 +9,7 @@ import {
   nack,
   nodeYaml,
   plannerEnv,
+  plannerOptions,
   sendAck,
   sliceYaml,
   svcYaml,
@@ -25,13 +25,7 @@ let planner: RunningPlanner | undefined;
 
 const start = async () => {
   planner = await runPlanner({
-    manifests: env.manifests,
-    nats: env.nats.url,
-    db: env.db,
-    http: '127.0.0.1:0',
-    config: DEFAULT_PROXY_CONFIG,
-    debounceMs: 20,
-    pollMs: 100,
+    ...plannerOptions(env),
   });
   await planner.planner.synced;
   return planner;

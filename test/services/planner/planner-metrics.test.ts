@@ -1,10 +1,19 @@
 import { statfsSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { DEFAULT_PROXY_CONFIG } from '../../../libs/model/index.ts';
 import { nodeStateHash, renderNodeState } from '../../../libs/planner/index.ts';
 import { runPlanner, type RunningPlanner } from '../../../services/planner/run-planner.ts';
-import { ack, nodeYaml, plannerEnv, sendAck, sliceYaml, svcYaml, until, type PlannerEnv } from './planner-support.ts';
+import {
+  ack,
+  nodeYaml,
+  plannerEnv,
+  plannerOptions,
+  sendAck,
+  sliceYaml,
+  svcYaml,
+  until,
+  type PlannerEnv,
+} from './planner-support.ts';
 
 // O1: /metrics of a running planner carries prom-client's process_* and nodejs_* metrics beside
 // its own (one registry, no name twice), and gauges read at scrape time for the event log's disk
@@ -18,13 +27,7 @@ beforeEach(async () => {
   env.write('nodes.yaml', nodeYaml('node-1', '192.0.2.1') + '---\n' + nodeYaml('node-2', '192.0.2.2'));
   env.write('a.yaml', svcYaml('a', '10.96.0.1') + '---\n' + sliceYaml('a', ['10.0.0.1']));
   planner = await runPlanner({
-    manifests: env.manifests,
-    nats: env.nats.url,
-    db: env.db,
-    http: '127.0.0.1:0',
-    config: DEFAULT_PROXY_CONFIG,
-    debounceMs: 20,
-    pollMs: 100,
+    ...plannerOptions(env),
     say: () => {},
   });
   await planner.planner.synced;

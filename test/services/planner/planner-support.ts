@@ -22,6 +22,23 @@ export interface PlannerEnv {
   cleanup(): Promise<void>;
 }
 
+/**
+ * What most planner tests run runPlanner with: env's manifests, NATS and log, an HTTP port of the
+ * kernel's choosing, the default config, short debounce and poll. Spread first, then what the
+ * test is about (its `say`, when it listens to the planner's stderr lines or drops them).
+ */
+export function plannerOptions(env: PlannerEnv) {
+  return {
+    manifests: env.manifests,
+    nats: env.nats.url,
+    db: env.db,
+    http: '127.0.0.1:0',
+    config: DEFAULT_PROXY_CONFIG,
+    debounceMs: 20,
+    pollMs: 100,
+  };
+}
+
 /** `nats`: more for its nats-server (e.g. `jetstreamLimits`: a JetStream storage that fills up). */
 export async function plannerEnv(nats: Omit<NatsServerOptions, 'jetstream'> = {}): Promise<PlannerEnv> {
   const dir = mkdtempSync(path.join(tmpdir(), 'sb-planner-'));

@@ -4,9 +4,8 @@
 
 import fs from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
-import { DEFAULT_PROXY_CONFIG } from '../../../libs/model/index.ts';
 import { runPlanner, type RunningPlanner } from '../../../services/planner/run-planner.ts';
-import { nodeYaml, plannerEnv, svcYaml, type PlannerEnv } from './planner-support.ts';
+import { nodeYaml, plannerEnv, plannerOptions, svcYaml, type PlannerEnv } from './planner-support.ts';
 
 let env: PlannerEnv | undefined;
 let planner: RunningPlanner | undefined;
@@ -34,13 +33,7 @@ describe('a planner whose log file turns unusable', () => {
     env.write('a.yaml', svcYaml('a', '10.96.0.1'));
     const said: string[] = [];
     planner = await runPlanner({
-      manifests: env.manifests,
-      nats: env.nats.url,
-      db: env.db,
-      http: '127.0.0.1:0',
-      config: DEFAULT_PROXY_CONFIG,
-      debounceMs: 20,
-      pollMs: 100,
+      ...plannerOptions(env),
       logFileCheckMs: 100,
       leaseTtlMs: 1000,
       say: (l) => said.push(l),

@@ -21,7 +21,7 @@ import {
 import { startApplierService, type ApplierService } from '../../../services/applier/applier-service.ts';
 import { runPlanner, type RunningPlanner } from '../../../services/planner/run-planner.ts';
 import { BIN } from '../../faults/fleet.ts';
-import { nodeYaml, plannerEnv, svcYaml, until, type PlannerEnv } from './planner-support.ts';
+import { nodeYaml, plannerEnv, plannerOptions, svcYaml, until, type PlannerEnv } from './planner-support.ts';
 
 let env: PlannerEnv;
 let planner: RunningPlanner | undefined;
@@ -56,13 +56,7 @@ endpoints: [{addresses: [10.0.0.1], conditions: {ready: true}, nodeName: node-2,
 `,
   );
   planner = await runPlanner({
-    manifests: env.manifests,
-    nats: env.nats.url,
-    db: env.db,
-    http: '127.0.0.1:0',
-    config: DEFAULT_PROXY_CONFIG,
-    debounceMs: 20,
-    pollMs: 100,
+    ...plannerOptions(env),
     say: () => {},
   });
   await planner.planner.synced;

@@ -2,11 +2,18 @@ import { afterEach, expect, it } from 'vitest';
 import pino from 'pino';
 import { DiscardPolicy, jetstreamManager } from '@nats-io/jetstream';
 import { readVerifierFile, VERSIONS_STREAM } from '../../../libs/bus/index.ts';
-import { DEFAULT_PROXY_CONFIG } from '../../../libs/model/index.ts';
 import { startApplierService } from '../../../services/applier/applier-service.ts';
 import { runPlanner } from '../../../services/planner/run-planner.ts';
 import { WatchedDataplane } from '../../libs/bus/bus-harness.ts';
-import { nodeYaml, plannerEnv, sliceYaml, startBarePlanner, svcYaml, type PlannerEnv } from './planner-support.ts';
+import {
+  nodeYaml,
+  plannerEnv,
+  plannerOptions,
+  sliceYaml,
+  startBarePlanner,
+  svcYaml,
+  type PlannerEnv,
+} from './planner-support.ts';
 
 /**
  * Limits someone gives the versions stream while a planner leads (`nats stream edit SB_VERSIONS
@@ -36,13 +43,7 @@ it('a limit given to the versions stream while the planner leads is taken off: t
   env.write('a.yaml', svcYaml('a', '10.96.0.1') + '---\n' + sliceYaml('a', ['10.0.0.1']));
   const said: string[] = [];
   const p = await runPlanner({
-    manifests: env.manifests,
-    nats: env.nats.url,
-    db: env.db,
-    http: '127.0.0.1:0',
-    config: DEFAULT_PROXY_CONFIG,
-    debounceMs: 20,
-    pollMs: 100,
+    ...plannerOptions(env),
     leaseTtlMs: 3000,
     targetCheckMs: 1000, // the periodic check that finds a 'discard old' limit (default every 10 s)
     say: (l) => said.push(l),
@@ -115,13 +116,7 @@ it('limits given to the lease, members and snapshot stores are taken off when th
   const said: string[] = [];
   const start = () =>
     runPlanner({
-      manifests: env.manifests,
-      nats: env.nats.url,
-      db: env.db,
-      http: '127.0.0.1:0',
-      config: DEFAULT_PROXY_CONFIG,
-      debounceMs: 20,
-      pollMs: 100,
+      ...plannerOptions(env),
       leaseTtlMs: 3000,
       say: (l) => said.push(l),
     });

@@ -2,11 +2,10 @@ import { afterEach, expect, it } from 'vitest';
 import pino from 'pino';
 import { DiscardPolicy, jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { readVerifierFile, VERSIONS_STREAM } from '../../../libs/bus/index.ts';
-import { DEFAULT_PROXY_CONFIG } from '../../../libs/model/index.ts';
 import { startApplierService } from '../../../services/applier/applier-service.ts';
 import { runPlanner } from '../../../services/planner/run-planner.ts';
 import { WatchedDataplane } from '../../libs/bus/bus-harness.ts';
-import { nodeYaml, plannerEnv, sliceYaml, svcYaml, type PlannerEnv } from './planner-support.ts';
+import { nodeYaml, plannerEnv, plannerOptions, sliceYaml, svcYaml, type PlannerEnv } from './planner-support.ts';
 
 /**
  * Versions a limit of the versions stream's own dropped before the leader took it off (probe17
@@ -45,13 +44,7 @@ it('versions a discard-old limit dropped are published again as one checkpoint: 
   const said: string[] = [];
   const start = (targetCheckMs?: number) =>
     runPlanner({
-      manifests: env.manifests,
-      nats: env.nats.url,
-      db: env.db,
-      http: '127.0.0.1:0',
-      config: DEFAULT_PROXY_CONFIG,
-      debounceMs: 20,
-      pollMs: 100,
+      ...plannerOptions(env),
       leaseTtlMs: 3000,
       targetCheckMs,
       say: (l) => said.push(l),
