@@ -27,6 +27,12 @@ export interface NodeObservation {
   readonly target: NodeTarget | undefined;
   /** When the planner set the current target (for the APPLYING → STALE deadline). */
   readonly targetSetAt?: number;
+  /**
+   * When a new applier process of the node (one that had verified no version yet) was first heard
+   * after the target was set, if its start granted the node a fresh apply timeout (ApplyClock): the
+   * APPLYING → STALE deadline counts from the later of this and `targetSetAt` (probe20 P20-6).
+   */
+  readonly sessionStartAt?: number;
   /** The node's latest ACK or NACK, whichever came last, and when it arrived. */
   readonly last?: AckOrNack;
   readonly lastAt?: number;
@@ -315,7 +321,14 @@ export function nodeStatus(
   if (onTarget && forTarget && o.nodeStateChecking)
     return row('APPLYING', `acked version ${t.version} config ${t.configRevision}; checking its node-state hash`);
   if (onTarget) return row('SYNCED', `running version ${t.version} config ${t.configRevision}`);
-  const age = nowMs - (o.targetSetAt ?? nowMs);
+  const targetAge = nowMs - (o.targetSetAt ?? nowMs);
+  // A new applier process heard after the target was set (its first one per target: ApplyClock)
+  // gets the whole apply timeout from its start: an applier rollout is not STALE (probe20 P20-6).
+  const sessionAge =
+    o.sessionStartAt !== undefined && o.sessionStartAt > (o.targetSetAt ?? nowMs)
+      ? nowMs - o.sessionStartAt
+      : undefined;
+  const age = sessionAge ?? targetAge;
   const what = runs
     ? `running version ${runs.version} config ${runs.configRevision}`
     : before
@@ -323,9 +336,52 @@ export function nodeStatus(
       : newest
         ? 'no version verified since its applier started'
         : 'running nothing reported';
-  if (age > thresholds.applyTimeoutMs)
-    return row('STALE', `${what}, target ${t.version} config ${t.configRevision} set ${Math.round(age / 1000)} s ago`);
+  if (age > thresholds.applyTimeoutMs) {
+    const started = sessionAge === undefined ? '' : `, its applier started ${Math.round(sessionAge / 1000)} s ago`;
+    return row(
+      'STALE',
+      `${what}, target ${t.version} config ${t.configRevision} set ${Math.round(targetAge / 1000)} s ago${started}`,
+    );
+  }
   return row('APPLYING', `${what}, target ${t.version} config ${t.configRevision}`);
+}
+
+/**
+ * The APPLYING → STALE clock of one node's current target (probe20 P20-6). It starts when the
+ * planner set the target (`targetSetAt`). A new applier process of the node, first heard after
+ * that and having verified no version yet (an applier DaemonSet upgrade, a reboot, a node's first
+ * applier), starts it again (`sessionStartAt`): each restarted applier fetches, applies and ACKs in
+ * seconds, and an alert on STALE fired for every node during every applier rollout. Only the first
+ * such start counts (`graceSpent`) until the node is seen running its target again: an applier
+ * that crash-loops before applying gets one apply timeout per target and then is STALE, while one
+ * that applied and restarts later (the next rollout) gets its own. Pure: NodeTracker keeps one per
+ * node and steps it with the functions below.
+ */
+export interface ApplyClock {
+  readonly targetSetAt: number;
+  readonly sessionStartAt?: number;
+  /** A start since the target was set (and since the node last ran it) had its apply timeout. */
+  readonly graceSpent: boolean;
+}
+
+/** A clock for a target set at `atMs`. */
+export function applyClock(atMs: number): ApplyClock {
+  return { targetSetAt: atMs, graceSpent: false };
+}
+
+/**
+ * A new applier process (one that verified no version yet) first heard at `atMs`: the clock starts
+ * again there, unless a start since the target was set already had its apply timeout and the node
+ * has not run the target since (a crash loop), or there is no target (no clock) yet.
+ */
+export function applyClockOnSessionStart(c: ApplyClock | undefined, atMs: number): ApplyClock | undefined {
+  if (!c || c.graceSpent || atMs < c.targetSetAt) return c;
+  return { targetSetAt: c.targetSetAt, sessionStartAt: atMs, graceSpent: true };
+}
+
+/** The node was seen running its target: its next applier start has an apply timeout again. */
+export function applyClockOnTarget(c: ApplyClock | undefined): ApplyClock | undefined {
+  return c?.graceSpent ? { ...c, graceSpent: false } : c;
 }
 
 /**

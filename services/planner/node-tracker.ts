@@ -1,4 +1,8 @@
 import {
+  type ApplyClock,
+  applyClock,
+  applyClockOnSessionStart,
+  applyClockOnTarget,
   DEFAULT_NODE_STATUS_THRESHOLDS,
   ackMismatch,
   newestHealth,
@@ -19,7 +23,8 @@ interface NodeSeen {
   heartbeat?: Heartbeat;
   heartbeatAt?: number;
   target?: NodeTarget;
-  targetSetAt?: number;
+  /** The APPLYING→STALE clock of `target` (libs/control ApplyClock). */
+  clock?: ApplyClock;
   /** Instance ids heard, with when (monotonic), and the one of the newest report. */
   instances?: Map<string, number>;
   lastInstance?: string;
@@ -66,6 +71,7 @@ export class NodeTracker {
     s.last = a;
     s.lastAt = nowMs;
     this.noteInstance(s, a.instance, nowMs);
+    if (a.type === 'ACK') this.noteRunning(s, a.version, a.configRevision);
   }
 
   /** Notes a report of a known node dropped as not valid; shown on its row (lastInvalidReport). */
@@ -88,25 +94,39 @@ export class NodeTracker {
     s.heartbeatAt = nowMs;
     const at = Date.parse(h.at);
     s.skewMs = wallMs !== undefined && Number.isFinite(at) ? at - wallMs : undefined;
-    this.noteInstance(s, h.instance, nowMs);
+    const fresh = this.noteInstance(s, h.instance, nowMs);
+    // A process not heard before that verified nothing yet: an applier (re)started (probe20 P20-6).
+    // One that already runs a version is not new to the node, only to this tracker (a new leader).
+    if (fresh && h.appliedVersion === 0 && h.appliedConfigRevision === 0)
+      s.clock = applyClockOnSessionStart(s.clock, nowMs);
+    this.noteRunning(s, h.appliedVersion, h.appliedConfigRevision);
+  }
+
+  /** The node runs `version`/`configRevision`: on its target, its next applier start has a fresh apply timeout. */
+  private noteRunning(s: NodeSeen, version: number, configRevision: number): void {
+    if (s.target?.version === version && s.target.configRevision === configRevision)
+      s.clock = applyClockOnTarget(s.clock);
   }
 
   /**
    * A restarted applier has a new instance id and the old one falls silent; two processes
    * reporting as one node alternate: an id heard within the window comes back after another one.
-   * That is flagged for a window (the silence threshold) after each alternation.
+   * That is flagged for a window (the silence threshold) after each alternation. True when `id`
+   * was not heard from the node before (neither its last instance nor one within the window).
    */
-  private noteInstance(s: NodeSeen, id: string | undefined, nowMs: number): void {
-    if (id === undefined) return;
+  private noteInstance(s: NodeSeen, id: string | undefined, nowMs: number): boolean {
+    if (id === undefined) return false;
     const windowMs = this.window();
     s.instances ??= new Map();
     for (const [other, at] of s.instances) if (nowMs - at > windowMs) s.instances.delete(other);
+    const fresh = s.lastInstance !== id && !s.instances.has(id);
     if (s.lastInstance !== undefined && s.lastInstance !== id && s.instances.has(id)) {
       s.twinAt = nowMs;
       s.twinIds = [s.lastInstance, id].sort() as [string, string];
     }
     s.instances.set(id, nowMs);
     s.lastInstance = id;
+    return fresh;
   }
 
   private window(): number {
@@ -148,7 +168,7 @@ export class NodeTracker {
     const s = this.seen(node);
     if (s.target?.version !== target.version || s.target?.configRevision !== target.configRevision) {
       s.target = target;
-      s.targetSetAt = nowMs;
+      s.clock = applyClock(nowMs);
     }
   }
 
@@ -235,7 +255,8 @@ export class NodeTracker {
       {
         node,
         target,
-        targetSetAt: s.targetSetAt,
+        targetSetAt: s.clock?.targetSetAt,
+        sessionStartAt: s.clock?.sessionStartAt,
         last: s.last,
         lastAt: s.lastAt,
         heartbeat: s.heartbeat,

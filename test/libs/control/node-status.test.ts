@@ -1,5 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import {
+  applyClock,
+  applyClockOnSessionStart,
+  applyClockOnTarget,
   newestHealth,
   nodeStatus,
   summarizeStatus,
@@ -333,6 +336,52 @@ describe('nodeStatus: one function for the word, what runs, and why', () => {
       nodeStatus(at({ target }), NOW),
     ];
     expect(summarizeStatus(rows)).toEqual({ SYNCED: 0, APPLYING: 0, STALE: 0, ERROR: 1, UNKNOWN: 1 });
+  });
+});
+
+describe('the APPLYING → STALE clock counts from a new applier start after the target was set (probe20 P20-6)', () => {
+  const target = { version: 5, configRevision: 2 };
+  const restarted = { ...hb(0, 0), lastAckedBeforeStart: { version: 4, configRevision: 2 } };
+  it('a restarted applier heard after its target aged past the timeout is APPLYING for the timeout from its start, then STALE', () => {
+    // target set at 1 s, the applier restarted at 100 s (the old rule: STALE at once, 99 s old)
+    const o = at({ target, sessionStartAt: 100_000, heartbeat: restarted, heartbeatAt: 119_000 });
+    expect(nodeStatus(o, 120_000)).toMatchObject({
+      status: 'APPLYING',
+      reason: 'restarted (last ACKed version 4 config 2 before, not yet verified), target 5 config 2',
+    });
+    expect(nodeStatus({ ...o, heartbeatAt: 160_500 }, 161_000)).toMatchObject({
+      status: 'STALE',
+      reason:
+        'restarted (last ACKed version 4 config 2 before, not yet verified), target 5 config 2 set 160 s ago, its applier started 61 s ago',
+    });
+  });
+
+  it('a node whose applier never restarted is STALE past the timeout from the target, as before', () => {
+    const o = at({ target, heartbeat: hb(4, 2), heartbeatAt: 119_000 });
+    expect(nodeStatus(o, 120_000)).toMatchObject({
+      status: 'STALE',
+      reason: 'running version 4 config 2, target 5 config 2 set 119 s ago',
+    });
+    // a start before the target was set does not move the clock
+    expect(nodeStatus({ ...o, sessionStartAt: 500 }, 120_000).status).toBe('STALE');
+  });
+
+  it('ApplyClock: the first start after the target counts; later ones (a crash loop) do not until the node ran its target', () => {
+    const set = applyClock(1000);
+    const first = applyClockOnSessionStart(set, 100_000);
+    expect(first).toEqual({ targetSetAt: 1000, sessionStartAt: 100_000, graceSpent: true });
+    // second and third restarts before it ever applied: the clock stays at the first
+    expect(applyClockOnSessionStart(applyClockOnSessionStart(first, 130_000), 170_000)).toEqual(first);
+    // it applied (ran its target): the next start (another applier rollout) counts again
+    const ran = applyClockOnTarget(first);
+    expect(applyClockOnSessionStart(ran, 300_000)).toEqual({
+      targetSetAt: 1000,
+      sessionStartAt: 300_000,
+      graceSpent: true,
+    });
+    // a start heard before the target was set, or with no target (no clock), changes nothing
+    expect(applyClockOnSessionStart(set, 500)).toEqual(set);
+    expect(applyClockOnSessionStart(undefined, 500)).toBeUndefined();
   });
 });
 

@@ -107,3 +107,74 @@ describe('NodeTracker: two applier processes reporting as one node', () => {
     expect(t.report('n1', undefined, 38_000)?.mismatch).toBeUndefined();
   });
 });
+
+describe('NodeTracker: the APPLYING → STALE clock across applier restarts (probe20 P20-6)', () => {
+  const target = { version: 5, configRevision: 2 };
+  const thresholds = { silenceMs: 30_000, applyTimeoutMs: 60_000 };
+  const beat = (instance: string, v: number, c: number): Heartbeat => ({
+    node: 'n1',
+    appliedVersion: v,
+    appliedConfigRevision: c,
+    mode: 'nftables',
+    healthy: true,
+    detail: '',
+    instance,
+    at: 'T',
+  });
+  const word = (t: NodeTracker, nowMs: number) => t.row('n1', target, {}, nowMs).status;
+  /** A tracker whose target for n1 was set at 0 and whose applier (instance a) ran 4/2 until it stopped. */
+  const aged = () => {
+    const t = new NodeTracker(thresholds, 0);
+    t.noteTarget('n1', target, 0);
+    t.onHeartbeat(beat('a', 4, 2), 1000);
+    return t;
+  };
+
+  it('a node whose applier never restarts goes STALE past the timeout, as before', () => {
+    const t = aged();
+    t.onHeartbeat(beat('a', 4, 2), 59_000);
+    expect(word(t, 59_500)).toBe('APPLYING');
+    t.onHeartbeat(beat('a', 4, 2), 100_000);
+    expect(word(t, 100_500)).toBe('STALE');
+  });
+
+  it('a new applier process heard after the target aged is APPLYING for the timeout from its start, then STALE', () => {
+    const t = aged();
+    t.onHeartbeat(beat('b', 0, 0), 100_000); // restarted (a DaemonSet upgrade): verified nothing yet
+    expect(word(t, 100_500)).toBe('APPLYING');
+    t.onHeartbeat(beat('b', 0, 0), 159_000);
+    expect(word(t, 159_500)).toBe('APPLYING');
+    t.onHeartbeat(beat('b', 0, 0), 161_000);
+    expect(t.row('n1', target, {}, 161_000)).toMatchObject({
+      status: 'STALE',
+      reason:
+        'no version verified since its applier started, target 5 config 2 set 161 s ago, its applier started 61 s ago',
+    });
+  });
+
+  it('second and later restarts before it ran the target (a crash loop) do not start the clock again', () => {
+    const t = aged();
+    t.onHeartbeat(beat('b', 0, 0), 100_000);
+    t.onHeartbeat(beat('c', 0, 0), 150_000);
+    t.onHeartbeat(beat('d', 0, 0), 161_000);
+    expect(word(t, 161_000)).toBe('STALE');
+  });
+
+  it('a restart after the node ran its target has its own timeout (the next applier rollout)', () => {
+    const t = aged();
+    t.onHeartbeat(beat('b', 0, 0), 100_000);
+    t.onHeartbeat(beat('b', 5, 2), 101_000);
+    expect(word(t, 101_000)).toBe('SYNCED');
+    t.onHeartbeat(beat('c', 0, 0), 300_000);
+    expect(word(t, 300_500)).toBe('APPLYING');
+    t.onHeartbeat(beat('c', 0, 0), 361_000);
+    expect(word(t, 361_000)).toBe('STALE');
+  });
+
+  it('a process new to this tracker that already runs a version did not just start (a new leader hearing it first)', () => {
+    const t = new NodeTracker(thresholds, 0);
+    t.noteTarget('n1', target, 0);
+    t.onHeartbeat(beat('a', 4, 2), 100_000);
+    expect(word(t, 100_500)).toBe('STALE');
+  });
+});
