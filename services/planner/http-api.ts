@@ -84,6 +84,12 @@ export interface HttpApiOptions {
   /** While not started: what the wait for NATS last met (a refused credential, probe16), if any. */
   readonly waitingFor?: () => string | undefined;
   /**
+   * Why NATS refuses a subscription of this planner's connection (its account's or user's
+   * subscription limit), until a reconnect draws no refusal: /readyz answers 503 with it. Its ACK
+   * and heartbeat subscriptions among those refused, it hears no node (probe19).
+   */
+  readonly subscriptionRefusal?: () => string | undefined;
+  /**
    * No token file and a loopback listen address: requests must name a loopback host (a web page
    * reaching the API through DNS rebinding names its own). See request-guard.ts.
    */
@@ -124,6 +130,7 @@ export function plannerRoutes(
     | 'group'
     | 'started'
     | 'waitingFor'
+    | 'subscriptionRefusal'
     | 'tokensRevoked'
     | 'storage'
     | 'retention'
@@ -152,6 +159,11 @@ export function plannerRoutes(
     // follow, and what follows from it (no leader, not synced) hid the cause (probe16).
     const refusal = p.failure('nats');
     if (refusal !== undefined) return refusal;
+    // Next, NATS refusing its subscriptions: with the ACK and heartbeat ones refused every node read
+    // UNKNOWN "never heard from" while /readyz said 200 (probe19; lastError named it). Kept by
+    // run-planner across role changes, not by the Planner acting (a new one starts without it).
+    const subscriptions = o.subscriptionRefusal?.();
+    if (subscriptions !== undefined) return subscriptions;
     const fileError = p.failure('log file');
     if (fileError !== undefined) return `cannot log the events it sees: ${fileError}`;
     // likewise a planner out of the lease for its --signing-key (planner-group checkKey: probe16 I4)

@@ -200,6 +200,7 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
     loopbackOnly: !tokens && listen.loopback,
     started: () => serving,
     waitingFor: () => busWaitingFor,
+    subscriptionRefusal: () => subscriptionRefusal, // /readyz 503 while NATS refuses one (probe19)
     storage: () => {
       const s = log && logStorage(log.file);
       // fileProblem: the file deleted, replaced or unusable (probe8 D1/D2); slowWrites: probe8 S1

@@ -80,10 +80,15 @@ async function fleet(limits: Limits = {}) {
       body: (await r.json()) as Record<string, unknown> & { applied?: { version: number }; reason?: string },
     };
   };
+  const plannerReadyz = async () => {
+    const r = await fetch(`${p.url}/readyz`);
+    return { code: r.status, body: (await r.json()) as { ready: boolean; reason?: string } };
+  };
   return {
     keys,
     dir,
     plannerKey,
+    plannerReadyz,
     nats,
     said,
     status,
@@ -154,7 +159,7 @@ it('an applier whose subscriptions NATS refuses (READERS subscription limit) say
     .toBe('SYNCED');
 }, 45_000);
 
-it('a planner whose subscriptions NATS refuses (SWITCHBOARD subscription limit) names it in lastError, and hears its nodes once the limit is lifted', async () => {
+it('a planner whose subscriptions NATS refuses (SWITCHBOARD subscription limit) names it in lastError and is not ready, and hears its nodes once the limit is lifted', async () => {
   // 2: the planner's reply inbox and one more; its ACK and heartbeat subscriptions are refused
   const f = await fleet({ switchboard: { subs: 2 } });
   // before: every node UNKNOWN "never heard from", lastError null, nothing on stderr
@@ -163,12 +168,19 @@ it('a planner whose subscriptions NATS refuses (SWITCHBOARD subscription limit) 
     .toMatch(/NATS refuses a subscription of this planner \(maximum subscriptions exceeded\)/);
   expect(f.said.filter((l) => /NATS refuses a subscription of this planner/.test(l))).toHaveLength(1);
   expect((await f.status()).nodes.find((n) => n.node === 'node-1')?.status).toBe('UNKNOWN');
+  // before: /readyz 200 while it heard no node (a load balancer kept sending ctl to it)
+  const notReady = await f.plannerReadyz();
+  expect(notReady.code).toBe(503);
+  expect(notReady.body.reason).toMatch(
+    /^NATS refuses a subscription of this planner \(maximum subscriptions exceeded\): it may not hear node reports/,
+  );
 
   await f.setLimits({});
   await expect
     .poll(async () => (await f.status()).nodes.find((n) => n.node === 'node-1')?.status, { timeout: 15_000 })
     .toBe('SYNCED');
   await expect.poll(async () => (await f.status()).lastError, { timeout: 10_000 }).toBeNull();
+  await expect.poll(async () => (await f.plannerReadyz()).code, { timeout: 10_000 }).toBe(200);
 }, 45_000);
 
 it('an applier whose ACKs and heartbeats are larger than NATS takes (READERS payload limit) is not ready and says why', async () => {
