@@ -107,6 +107,8 @@ export {
   describeJetStreamFailure,
   explainJetStreamFailure,
   namingJetStreamSilence,
+  PLANNER_STREAMS,
+  streamLimitRefusal,
   type CoreNats,
   type JetStreamFailure,
 } from './jetstream-refusal.ts';

@@ -80,6 +80,27 @@ export function describeJetStreamFailure(e: unknown): JetStreamFailure {
   return { cause: e instanceof Error ? e.message : String(e), lasting: false };
 }
 
+/** JetStream's code for "maximum number of streams reached" (the account's `streams` limit). */
+const MAX_STREAMS = 10027;
+
+/**
+ * The streams a planner group makes in its account: the versions stream and targets bucket (one
+ * per NATS account), and per group its log, the log's snapshots, the lease and the member list.
+ */
+export const PLANNER_STREAMS = 6;
+
+/**
+ * One line for a planner whose account may not make another stream (probe19 P19-4: a named crash
+ * loop, `…: maximum number of streams reached`, that said neither which limit nor what to do), or
+ * undefined when `e` (along its `cause` chain) is not that refusal.
+ */
+export function streamLimitRefusal(e: unknown): string | undefined {
+  for (let cur = e, depth = 0; cur instanceof Error && depth < 4; cur = cur.cause, depth++)
+    if (cur instanceof JetStreamApiError && cur.code === MAX_STREAMS)
+      return `NATS refuses another JetStream stream: the planner's NATS account has reached its maximum number of streams (JetStream error ${MAX_STREAMS}: ${cur.message}); a planner group needs ${PLANNER_STREAMS} streams in it (SB_VERSIONS and KV_sb_targets, and per group SB_LOG_, OBJ_sb_logsnap_, KV_sb_lease_ and KV_sb_members_ with the group's name): raise the account's JetStream streams limit (limits.streams of its account JWT, SWITCHBOARD's where credentials init made them) or delete streams it does not need, then start the planner again (docs/operations.md, "NATS limits")`;
+  return undefined;
+}
+
 /** The part of a NATS connection asked here: a core PING's round trip and the server it is on. */
 export interface CoreNats {
   rtt(): Promise<number>;

@@ -43,6 +43,7 @@ import {
   LeaderLease,
   loadOrCreateSigningKey,
   ServerClock,
+  streamLimitRefusal,
   VERSIONS_STREAM,
 } from '../../libs/bus/index.ts';
 import { PlannerGroup, STOP_GRACE_MS } from './planner-group.ts';
@@ -627,7 +628,9 @@ export async function startupStep<T>(
       onRetry: (e, attempt) => o.say?.(`${step}: ${e.message} (attempt ${attempt}); retrying`),
     });
   } catch (e) {
-    if (e instanceof Error && !e.message.startsWith('--')) e.message = `${step}: ${e.message}`;
+    // the account's stream limit: which limit and what to do, not the server's bare words (P19-4)
+    const streams = streamLimitRefusal(e);
+    if (e instanceof Error && !e.message.startsWith('--')) e.message = `${step}: ${streams ?? e.message}`;
     throw e;
   }
 }

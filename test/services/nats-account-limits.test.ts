@@ -1,6 +1,8 @@
+import { execFile } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import pino from 'pino';
 import { afterEach, expect, it } from 'vitest';
 import { readVerifierFile } from '../../libs/bus/index.ts';
@@ -16,6 +18,7 @@ import {
 } from '../../libs/nodecreds/index.ts';
 import { startApplierService } from '../../services/applier/applier-service.ts';
 import { runPlanner } from '../../services/planner/run-planner.ts';
+import { BIN } from '../faults/fleet.ts';
 import { startNatsServer, type NatsServerHandle } from '../support/nats-server.ts';
 import { nodeYaml, svcYaml } from './planner/planner-support.ts';
 
@@ -203,3 +206,34 @@ it('an applier whose ACKs and heartbeats are larger than NATS takes (READERS pay
   await expect.poll(async () => (await f.get('/readyz')).code, { timeout: 10_000 }).toBe(200);
   expect((await f.get('/healthz')).body.reportError).toBeUndefined();
 }, 45_000);
+
+it('a planner whose account may hold too few JetStream streams (SWITCHBOARD streams limit) exits 1 at start with one line naming the limit and what to do', async () => {
+  const keys = generateAccountKeys();
+  // 2: the versions stream and the targets bucket; the group's log is refused
+  const nats = await startNatsServer({
+    jetstream: true,
+    config: renderResolverConfig(await serverResolver(keys, { switchboard: { streams: 2 } })),
+  });
+  stops.push(() => nats.stop());
+  const dir = mkdtempSync(path.join(tmpdir(), 'sb-nats-limits-'));
+  stops.push(async () => rmSync(dir, { recursive: true, force: true }));
+  mkdirSync(path.join(dir, 'manifests'));
+  const creds = path.join(dir, 'planner.creds');
+  writeFileSync(creds, await mintRoleCreds(keys, 'planner'));
+  const args = ['planner', '--manifests', path.join(dir, 'manifests'), '--nats', nats.url, '--nats-creds', creds];
+  // not spawnSync: the nats-server answers from this process
+  const run = await promisify(execFile)(
+    process.execPath,
+    [BIN, ...args, '--db', path.join(dir, 'log.db'), '--http', '127.0.0.1:0'],
+    { encoding: 'utf8', timeout: 20_000 },
+  ).then(
+    () => ({ code: 0, stderr: '' }),
+    (e: { code: number; stderr: string }) => e,
+  );
+  expect(run.code).toBe(1);
+  // before: `switchboard: opening the group's replicated log (switchboard): log stream
+  // SB_LOG_switchboard: cannot create it with 1 replicas: maximum number of streams reached`
+  expect(run.stderr.split('\n').filter((l) => l.startsWith('switchboard: '))).toEqual([
+    "switchboard: opening the group's replicated log (switchboard): NATS refuses another JetStream stream: the planner's NATS account has reached its maximum number of streams (JetStream error 10027: maximum number of streams reached); a planner group needs 6 streams in it (SB_VERSIONS and KV_sb_targets, and per group SB_LOG_, OBJ_sb_logsnap_, KV_sb_lease_ and KV_sb_members_ with the group's name): raise the account's JetStream streams limit (limits.streams of its account JWT, SWITCHBOARD's where credentials init made them) or delete streams it does not need, then start the planner again (docs/operations.md, \"NATS limits\")",
+  ]);
+}, 30_000);
