@@ -379,9 +379,13 @@ export function applyClockOnSessionStart(c: ApplyClock | undefined, atMs: number
   return { targetSetAt: c.targetSetAt, sessionStartAt: atMs, graceSpent: true };
 }
 
-/** The node was seen running its target: its next applier start has an apply timeout again. */
-export function applyClockOnTarget(c: ApplyClock | undefined): ApplyClock | undefined {
-  return c?.graceSpent ? { ...c, graceSpent: false } : c;
+/**
+ * The node was seen running its target by a report heard at `atMs`: its next applier start has an
+ * apply timeout again. A report from before the start that had one (an ACK a planner taking over
+ * seeds from its log) says nothing of that start's process and changes nothing.
+ */
+export function applyClockOnTarget(c: ApplyClock | undefined, atMs: number): ApplyClock | undefined {
+  return c?.graceSpent && atMs >= (c.sessionStartAt ?? c.targetSetAt) ? { ...c, graceSpent: false } : c;
 }
 
 /**

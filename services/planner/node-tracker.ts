@@ -25,6 +25,8 @@ interface NodeSeen {
   target?: NodeTarget;
   /** The APPLYING→STALE clock of `target` (libs/control ApplyClock). */
   clock?: ApplyClock;
+  /** The applier processes (instance ids) heard from the node, the newest last (at most KEPT_IDS). */
+  heardIds?: Set<string>;
   /** Instance ids heard, with when (monotonic), and the one of the newest report. */
   instances?: Map<string, number>;
   lastInstance?: string;
@@ -35,6 +37,17 @@ interface NodeSeen {
   invalid?: { error: string; at: number };
   /** The newest heartbeat's `at` minus the planner's time on receipt (node clock skew plus transit). */
   skewMs?: number;
+}
+
+/** How many of a node's applier processes a tracker remembers (to tell a new one: ApplyClock). */
+const KEPT_IDS = 16;
+
+/** One node's target, its APPLYING→STALE clock and the applier processes heard, as handed over. */
+export interface HeldClock {
+  readonly node: string;
+  readonly target: NodeTarget;
+  readonly clock: ApplyClock;
+  readonly heardIds: readonly string[];
 }
 
 /** A node clock further than this from the planner's is said under the status table (probe12 L4). */
@@ -71,7 +84,7 @@ export class NodeTracker {
     s.last = a;
     s.lastAt = nowMs;
     this.noteInstance(s, a.instance, nowMs);
-    if (a.type === 'ACK') this.noteRunning(s, a.version, a.configRevision);
+    if (a.type === 'ACK') this.noteRunning(s, a.version, a.configRevision, nowMs);
   }
 
   /** Notes a report of a known node dropped as not valid; shown on its row (lastInvalidReport). */
@@ -99,13 +112,13 @@ export class NodeTracker {
     // One that already runs a version is not new to the node, only to this tracker (a new leader).
     if (fresh && h.appliedVersion === 0 && h.appliedConfigRevision === 0)
       s.clock = applyClockOnSessionStart(s.clock, nowMs);
-    this.noteRunning(s, h.appliedVersion, h.appliedConfigRevision);
+    this.noteRunning(s, h.appliedVersion, h.appliedConfigRevision, nowMs);
   }
 
   /** The node runs `version`/`configRevision`: on its target, its next applier start has a fresh apply timeout. */
-  private noteRunning(s: NodeSeen, version: number, configRevision: number): void {
+  private noteRunning(s: NodeSeen, version: number, configRevision: number, nowMs: number): void {
     if (s.target?.version === version && s.target.configRevision === configRevision)
-      s.clock = applyClockOnTarget(s.clock);
+      s.clock = applyClockOnTarget(s.clock, nowMs);
   }
 
   /**
@@ -119,7 +132,11 @@ export class NodeTracker {
     const windowMs = this.window();
     s.instances ??= new Map();
     for (const [other, at] of s.instances) if (nowMs - at > windowMs) s.instances.delete(other);
-    const fresh = s.lastInstance !== id && !s.instances.has(id);
+    const fresh = !s.heardIds?.has(id);
+    s.heardIds ??= new Set();
+    s.heardIds.delete(id); // re-inserted last: the oldest id goes first
+    s.heardIds.add(id);
+    if (s.heardIds.size > KEPT_IDS) s.heardIds.delete(s.heardIds.values().next().value!);
     if (s.lastInstance !== undefined && s.lastInstance !== id && s.instances.has(id)) {
       s.twinAt = nowMs;
       s.twinIds = [s.lastInstance, id].sort() as [string, string];
@@ -156,6 +173,29 @@ export class NodeTracker {
     if ((s.heartbeatAt ?? -Infinity) >= at) return;
     s.heartbeat = h;
     s.heartbeatAt = at;
+  }
+
+  /**
+   * Every node's target with its APPLYING→STALE clock and the applier processes heard, for a
+   * Planner replacing this one on a role change (adoptClocks): a new leader restarted every clock
+   * at its takeover (a node STALE on the follower read APPLYING again for the apply timeout), and
+   * took an applier process it had not heard itself for a new start (probe20 P20-6).
+   */
+  clocksHeld(): HeldClock[] {
+    return [...this.nodes].flatMap(([node, s]) =>
+      s.target && s.clock ? [{ node, target: s.target, clock: s.clock, heardIds: [...(s.heardIds ?? [])] }] : [],
+    );
+  }
+
+  /** Takes over clocks another tracker of this process kept (clocksHeld), for nodes with no target noted here yet. */
+  adoptClocks(held: readonly HeldClock[]): void {
+    for (const h of held) {
+      const s = this.seen(h.node);
+      if (s.target) continue;
+      s.target = h.target;
+      s.clock = h.clock;
+      s.heardIds = new Set([...h.heardIds, ...(s.heardIds ?? [])]);
+    }
   }
 
   /** The target last noted for a node (what a leader last wrote for it), if any. */

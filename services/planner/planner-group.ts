@@ -243,6 +243,7 @@ export class PlannerGroup {
     clearInterval(this.refreshTimer);
     const heard = this.current?.nodes.lastHeard() ?? []; // what this follower heard, for the log (recordHeard)
     const beats = this.current?.nodes.heartbeatsHeard() ?? []; // not in the log: handed over (probe14 P6)
+    const clocks = this.current?.nodes.clocksHeld() ?? []; // APPLYING→STALE goes on (probe20 P20-6)
     await this.current?.stop();
     await this.following?.stop();
     this.following = undefined;
@@ -271,6 +272,7 @@ export class PlannerGroup {
     if (this.stopped) return; // stopped while claiming: no leader Planner after stop()
     const p = this.options.makePlanner('leader');
     for (const b of beats) p.nodes.adoptHeartbeat(b.heartbeat, b.at); // before anyone reads its status
+    p.nodes.adoptClocks(clocks);
     this.current = p;
     try {
       await p.start();
@@ -387,11 +389,13 @@ export class PlannerGroup {
 
   private async becomeFollower(): Promise<void> {
     const beats = this.current?.nodes.heartbeatsHeard() ?? []; // not in the log: handed over (probe14 P6)
+    const clocks = this.current?.nodes.clocksHeld() ?? []; // APPLYING→STALE goes on (probe20 P20-6)
     this.following = this.options.replicator?.follow(() => {
       if (this.current) this.refreshAhead(this.current);
     });
     const p = this.options.makePlanner('follower');
     for (const b of beats) p.nodes.adoptHeartbeat(b.heartbeat, b.at);
+    p.nodes.adoptClocks(clocks);
     p.onViewBehind((version) => {
       this.ahead = { version: Math.max(version, this.ahead?.version ?? 0), untilMs: performance.now() + AHEAD_WAIT_MS };
       this.refreshAhead(p);

@@ -13,7 +13,8 @@ import { startGroupPlanner } from './in-process-group.ts';
  * applier restarted after its target had aged past the apply timeout (every node in an applier
  * DaemonSet upgrade) read STALE at once, before it had a chance to apply. Now a new applier
  * process heard after the target was set gets the apply timeout from its start, once per target
- * until the node runs it: a crash loop still goes STALE. Leader and follower say the same. Real
+ * until the node runs it: a crash loop still goes STALE. Leader and follower say the same, and so
+ * does the follower once it leads (it keeps its clocks). Real
  * nats-server, a planner group of two, dry-run appliers whose applies the test holds (a slow
  * apply) and whose NATS connection it closes (a crash: no goodbye). A short apply timeout.
  */
@@ -126,5 +127,12 @@ describe('an applier restarted after its target aged past the apply timeout', ()
     await crash(third);
     const fourth = await startApplier(true);
     for (const w of await wordsFrom(fourth, planners)) expect(w).toMatch(/^APPLYING: /);
+    for (const p of planners) await expect.poll(() => rowOf(p)?.status, { timeout: 10_000 }).toBe('STALE');
+
+    // the leader goes: b leads and keeps its clock (before, a new leader started every node's
+    // clock again at its takeover: STALE read APPLYING for another apply timeout)
+    await a.stop();
+    await expect.poll(() => b.group.role(), { timeout: 15_000 }).toBe('leader');
+    expect(rowOf(b)?.status).toBe('STALE');
   }, 60_000);
 });

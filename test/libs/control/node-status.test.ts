@@ -373,7 +373,9 @@ describe('the APPLYING → STALE clock counts from a new applier start after the
     // second and third restarts before it ever applied: the clock stays at the first
     expect(applyClockOnSessionStart(applyClockOnSessionStart(first, 130_000), 170_000)).toEqual(first);
     // it applied (ran its target): the next start (another applier rollout) counts again
-    const ran = applyClockOnTarget(first);
+    // a report of the target from before that start (an ACK a new leader seeds from its log) is not it
+    expect(applyClockOnTarget(first, 99_000)).toEqual(first);
+    const ran = applyClockOnTarget(first, 101_000);
     expect(applyClockOnSessionStart(ran, 300_000)).toEqual({
       targetSetAt: 1000,
       sessionStartAt: 300_000,

@@ -171,6 +171,34 @@ describe('NodeTracker: the APPLYING → STALE clock across applier restarts (pro
     expect(word(t, 361_000)).toBe('STALE');
   });
 
+  it('a planner taking over (a role change) keeps the clocks and the processes heard: STALE stays STALE', () => {
+    const follower = aged();
+    follower.onHeartbeat(beat('a', 4, 2), 100_000);
+    expect(word(follower, 100_000)).toBe('STALE');
+    const leader = new NodeTracker(thresholds, 100_000);
+    leader.adoptClocks(follower.clocksHeld());
+    leader.noteTarget('n1', target, 100_100); // the new leader writes the same target: the clock goes on
+    leader.onHeartbeat(beat('a', 4, 2), 100_200);
+    expect(word(leader, 100_200)).toBe('STALE');
+    // a new target starts its own clock
+    leader.noteTarget('n1', { version: 6, configRevision: 2 }, 100_300);
+    expect(leader.row('n1', { version: 6, configRevision: 2 }, {}, 100_300).status).toBe('APPLYING');
+  });
+
+  it('a process heard by the planner handed over from is no new start on the one taking over', () => {
+    // stuck before its first apply since before the target was set: no start after the target
+    const follower = new NodeTracker(thresholds, 0);
+    follower.onHeartbeat(beat('b', 0, 0), 500);
+    follower.noteTarget('n1', target, 1000);
+    follower.onHeartbeat(beat('b', 0, 0), 100_000);
+    expect(word(follower, 100_000)).toBe('STALE');
+    const leader = new NodeTracker(thresholds, 100_000);
+    leader.adoptClocks(follower.clocksHeld());
+    leader.noteTarget('n1', target, 100_100);
+    leader.onHeartbeat(beat('b', 0, 0), 100_200);
+    expect(word(leader, 100_200)).toBe('STALE');
+  });
+
   it('a process new to this tracker that already runs a version did not just start (a new leader hearing it first)', () => {
     const t = new NodeTracker(thresholds, 0);
     t.noteTarget('n1', target, 0);
