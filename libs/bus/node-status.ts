@@ -7,6 +7,8 @@ export { DEFAULT_NODE_STATUS_THRESHOLDS, type NodeStatusThresholds } from '../co
 export interface NodeStatusInput {
   readonly target: NodeTarget | undefined;
   readonly targetSetAt: number | undefined;
+  /** A new applier process's first report after the target was set, when it restarted the clock (ApplyClock). */
+  readonly sessionStartAt?: number;
   readonly lastAck: AckOrNack | undefined;
   readonly lastAckAt: number | undefined;
   readonly lastHeartbeat: Heartbeat | undefined;
@@ -30,6 +32,7 @@ export function computeNodeStatus(i: NodeStatusInput): NodeStatus {
       node: '',
       target: i.target,
       targetSetAt: i.targetSetAt,
+      sessionStartAt: i.sessionStartAt,
       last: i.lastAck,
       lastAt: i.lastAckAt,
       heartbeat: i.lastHeartbeat,
