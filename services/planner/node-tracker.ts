@@ -125,7 +125,8 @@ export class NodeTracker {
    * A restarted applier has a new instance id and the old one falls silent; two processes
    * reporting as one node alternate: an id heard within the window comes back after another one.
    * That is flagged for a window (the silence threshold) after each alternation. True when `id`
-   * was not heard from the node before (neither its last instance nor one within the window).
+   * was not heard from the node before (not among the last KEPT_IDS it used, at any age): a new
+   * applier process, or one new to this tracker.
    */
   private noteInstance(s: NodeSeen, id: string | undefined, nowMs: number): boolean {
     if (id === undefined) return false;
