@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { generateKeyPairSync } from 'node:crypto';
-import { headers as natsHeaders } from '@nats-io/transport-node';
+import { headers as natsHeaders, type NatsConnection } from '@nats-io/transport-node';
 import {
   connectBus,
   LeaderLease,
@@ -200,42 +200,51 @@ describe('leader lease', () => {
     const events: string[] = [];
     const trouble: string[] = [];
     let frozen: { thaw(): void } | undefined;
-    const open = async (id: string) => {
-      const l = await LeaderLease.open({
-        nc: await client(id),
+    // NATS is frozen the moment a sends its next lease write (a renewal), so that write waits in
+    // the frozen server's socket and is stored when it thaws: the key then holds a's record with a
+    // whole TTL to live, however late a's next look comes. Frozen at a moment of the test's own
+    // instead, the key held a's last renewal stored before the freeze, with only TTL/4 left when a
+    // was deposed (3/4 TTL after it sent that renewal), and a's first look after the thaw came up
+    // to TTL/4 later: when it came after the expiry, a found the key free and won it again
+    // (legitimately: nothing of its own to release; events `a elected, a deposed, a elected`), and
+    // b never led (the fresh-clone CI miss of 2026-12-03 20:10; forced by delaying a's look).
+    let freezeAtWrite = false;
+    const lease = (id: string, nc: NatsConnection) =>
+      LeaderLease.open({
+        nc,
         group: 'g4',
         id,
         ttlMs: 4000,
         onElected: () => events.push(`${id} elected`),
         onDeposed: () => {
           events.push(`${id} deposed`);
-          // Thawed the moment a stops acting (3/4 TTL after its last renewal was sent), so the
-          // record NATS stores (its last renewal, or one in flight) is still there: at least 1 s
-          // before the bucket's TTL frees it. Thawed by the test's poll instead, on a loaded host
-          // the record had expired by then, a's look found the key free and a won it again
-          // (legitimately: nothing of its own to release), and b never led (CI, twice).
-          frozen?.thaw();
+          frozen?.thaw(); // a has stopped acting: NATS comes back and stores the renewal it holds
         },
         onTrouble: (line) => trouble.push(`${id}: ${line}`),
       });
-      closers.push(() => l.close());
-      return l;
+    const ncA = await client('a');
+    const request = ncA.request.bind(ncA);
+    ncA.request = (subject, payload, opts) => {
+      if (freezeAtWrite && subject === '$KV.sb_lease_g4.leader') {
+        freezeAtWrite = false;
+        frozen = freezeNats(world!.server); // returns once the server is stopped: this write is not answered
+      }
+      return request(subject, payload, opts);
     };
-    const a = await open('a');
+    const a = await lease('a', ncA);
+    closers.push(() => a.close());
     await a.start();
-    const b = await open('b');
+    const b = await lease('b', await client('b'));
+    closers.push(() => b.close());
     await b.start();
     expect(a.isLeader()).toBe(true);
     const termA = a.term();
-    // Frozen, nothing is answered: a's next renewal (sent every TTL/4) waits in the server's
-    // socket, a is deposed when its validity (3/4 TTL) ends, and on thaw the server stores that
-    // renewal, or still holds the one before: the key holds a's record, newer than the deposition.
-    frozen = freezeNats(world.server);
+    freezeAtWrite = true;
     closers.push(async () => frozen?.thaw());
     await expect.poll(() => events.includes('a deposed'), { timeout: 8000 }).toBe(true);
-    // 20 s: the key expires at most one TTL after a's last stored write, so b can claim it well
-    // before; on a miss, what each planner heard at the end (a message string is made once, at the
-    // start: the first CI miss of the 10 s bound, 2026-12-03 20:10, showed only that state).
+    expect(frozen).toBeDefined(); // deposed because the write it sent into the frozen server went unanswered
+    // 20 s: a releases its late record at its next look (TTL/4), b claims at its own next look; a
+    // miss names what each planner heard at the end.
     const leads = await waitFor(() => b.isLeader(), 20_000);
     expect(
       leads,
