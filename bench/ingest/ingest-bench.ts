@@ -3,7 +3,13 @@
  *
  *   npx tsx bench/ingest/ingest-bench.ts [--services 10000] [--endpoints 10] [--nodes 100]
  *        [--rounds 30] [--bursts 10] [--burst-size 50] [--steady 300] [--steady-interval-ms 10] [--out file.json] [--cpu-prof DIR] [--profile DIR]
- *        [--planner-flag --trace-gc ...]
+ *        [--planner-flag --trace-gc ...] [--build]
+ *
+ * --build: both measured children (the bare informer's and the planner's) run bundled as
+ * scripts/build.mjs bundles what bin/switchboard runs (esbuild, no keepNames, through
+ * bench/applier/build-bench.mjs into .cache/bench-ingest/), with plain node, instead of under
+ * tsx, whose transform adds a defineProperty call per named closure that the shipped build does
+ * not make. The fetch+parse child runs under tsx either way (it runs none of our code).
  *
  * This process hosts test/support's KubeApiServer (objects created through its TS control API
  * from bench/planner/generate-cluster.ts) and a real nats-server (test/support/nats-server.ts).
@@ -24,8 +30,8 @@
  *    process (same client code, no planner). Then bursts and a steady stream for the
  *    events → versions ratio.
  */
-import { fork, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync, fork, type ChildProcess } from 'node:child_process';
+import { cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir, loadavg } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -58,6 +64,8 @@ const { values } = parseArgs({
     profile: { type: 'string' },
     /** Extra node flags for the planner child only (e.g. --trace-gc); repeatable. */
     'planner-flag': { type: 'string', multiple: true },
+    /** Runs the informer's and the planner's children bundled as shipped (see the header). */
+    build: { type: 'boolean', default: false },
     out: { type: 'string' },
   },
 });
@@ -89,9 +97,25 @@ type Msg = Record<string, unknown> & { op: string };
 // ---- children ------------------------------------------------------------------------------
 
 const children = new Set<ChildProcess>();
-function forkChild(file: string, arg: unknown, extraExecArgv: string[] = []): ChildProcess {
-  const c = fork(path.join(here, file), [JSON.stringify(arg)], {
-    execArgv: ['--import', 'tsx', '--expose-gc', ...extraExecArgv],
+/** --build: the children's bundles, made once per run (file.ts → .cache/bench-ingest/file.mjs). */
+const bundled = new Map<string, string>();
+function bundle(file: string): string {
+  let out = bundled.get(file);
+  if (out) return out;
+  out = path.resolve(here, '../../.cache/bench-ingest', file.replace(/\.ts$/, '.mjs'));
+  execFileSync(process.execPath, [path.join(here, '../applier/build-bench.mjs'), out, path.join(here, file)], {
+    stdio: 'inherit',
+  });
+  // the console's static files travel beside the bundle, as scripts/build.mjs copies them into dist/
+  cpSync(path.resolve(here, '../../services/console/static'), path.join(path.dirname(out), 'console-static'), {
+    recursive: true,
+  });
+  bundled.set(file, out);
+  return out;
+}
+function forkChild(file: string, arg: unknown, extraExecArgv: string[] = [], asBuilt = false): ChildProcess {
+  const c = fork(asBuilt ? bundle(file) : path.join(here, file), [JSON.stringify(arg)], {
+    execArgv: [...(asBuilt ? [] : ['--import', 'tsx']), '--expose-gc', ...extraExecArgv],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
   children.add(c);
@@ -136,7 +160,7 @@ async function killChild(c: ChildProcess): Promise<void> {
 }
 async function baseline(mode: 'fetch' | 'informer', server: string, kubeconfig: string): Promise<Msg> {
   const tFork = now();
-  const c = forkChild('baseline-child.ts', { mode, server, kubeconfig });
+  const c = forkChild('baseline-child.ts', { mode, server, kubeconfig }, [], mode === 'informer' && values.build);
   try {
     return { ...(await nextMessage(c, 'done', 600_000)), tFork };
   } finally {
@@ -159,6 +183,8 @@ const result: Record<string, unknown> = {
   loadavgAtStart: loadavg().map((x) => +x.toFixed(2)),
   size: { services: S, endpointsPerService: E, nodes: N },
   debounceMs: DEBOUNCE ?? 'default (30)',
+  // --build: the informer's and the planner's children ran bundled as shipped, with plain node
+  bundled: values.build,
 };
 
 async function cleanup(): Promise<void> {
@@ -232,6 +258,7 @@ async function main(): Promise<void> {
       ...(values['cpu-prof'] ? ['--cpu-prof', '--cpu-prof-dir', values['cpu-prof']] : []),
       ...(values['planner-flag'] ?? []),
     ],
+    values.build,
   );
   const ready = await nextMessage(planner, 'ready', 1_800_000);
   // TCP connections the API server accepted from start to synced (each list page opened one
@@ -279,6 +306,8 @@ async function main(): Promise<void> {
         : null,
       startToFirstVersionOnNatsMs: v1Seen !== undefined ? v1Seen - Number(ready.tStart) : null,
       cpuMs: ready.startCpuMs,
+      gc: ready.startGc,
+      execArgv: ready.execArgv,
       apiConnections: plannerConnections,
       eventsLogged: ready.eventsLogged,
       versions: ready.versions,

@@ -155,8 +155,38 @@ async function startProfile(dir: string): Promise<() => Promise<void>> {
   };
 }
 
+/** Every GC of start → synced, counted always (perf_hooks entries; cheap): scavenges and their ms, the rest and theirs. */
+function watchGc(): () => { scavenges: number; scavengeMs: number; otherGcs: number; otherGcMs: number } {
+  const seen = { scavenges: 0, scavengeMs: 0, otherGcs: 0, otherGcMs: 0 };
+  const observer = new PerformanceObserver((list) => {
+    for (const e of list.getEntries() as (PerformanceEntry & { detail?: { kind?: number } })[])
+      if (e.detail?.kind === perfConstants.NODE_PERFORMANCE_GC_MINOR) {
+        seen.scavenges += 1;
+        seen.scavengeMs += e.duration;
+      } else {
+        seen.otherGcs += 1;
+        seen.otherGcMs += e.duration;
+      }
+  });
+  observer.observe({ entryTypes: ['gc'] });
+  // entries are delivered asynchronously: read them on the next turn after synced
+  return () => {
+    for (const e of observer.takeRecords() as (PerformanceEntry & { detail?: { kind?: number } })[])
+      if (e.detail?.kind === perfConstants.NODE_PERFORMANCE_GC_MINOR) {
+        seen.scavenges += 1;
+        seen.scavengeMs += e.duration;
+      } else {
+        seen.otherGcs += 1;
+        seen.otherGcMs += e.duration;
+      }
+    observer.disconnect();
+    return { ...seen };
+  };
+}
+
 try {
   const stopProfile = args.profileDir ? await startProfile(args.profileDir) : undefined;
+  const gcTill = watchGc();
   const cpu0 = process.cpuUsage();
   const tStart = now();
   running = await runPlanner({
@@ -171,6 +201,7 @@ try {
   await running.planner.synced;
   const tSynced = now();
   const cpu = process.cpuUsage(cpu0);
+  const gc = gcTill();
   await stopProfile?.(); // after the CPU reading: writing the profile is not the planner's work
   const first = running.planner.versions()[0];
   const st = await stats();
@@ -183,6 +214,9 @@ try {
     tSynced,
     firstVersion: first ? { version: first.version, createdAt: Date.parse(first.createdAt), seqTo: first.seqTo } : null,
     startCpuMs: (cpu.user + cpu.system) / 1000,
+    startGc: gc,
+    // the planner child's node flags (--planner-flag), and whether it ran the bundle (--build)
+    execArgv: process.execArgv,
   });
 } catch (e) {
   send({ op: 'error', message: e instanceof Error ? (e.stack ?? e.message) : String(e) });
