@@ -38,3 +38,5 @@ export { NO_KNOWN_OBJECTS } from './known-objects.ts';
 export type { KnownObjects } from './known-objects.ts';
 export { CLUSTER_IDENTITY_PATH, describeCluster, readClusterIdentity } from './cluster-identity.ts';
 export type { ClusterIdentity, ReadClusterIdentityOptions } from './cluster-identity.ts';
+export { ListPrefetch } from './list-prefetch.ts';
+export type { ListPrefetchOptions } from './list-prefetch.ts';

@@ -14,6 +14,8 @@ import {
 } from '../../libs/eventlog/index.ts';
 import {
   ClusterInformer,
+  KUBE_KINDS,
+  ListPrefetch,
   ManifestsSource,
   kubeHttpFromConfig,
   loadKubeConfig,
@@ -144,6 +146,12 @@ export interface RunPlannerOptions {
   readonly acceptTruncation?: boolean;
   /** How long reading the cluster's identity at start retries no answer, 429 and 5xx (default 30 s). */
   readonly clusterIdentityRetryMs?: number;
+  /**
+   * Start the first LIST of each kind the log holds no resume point for while NATS answers (the
+   * lease, the claim), before this planner knows it leads (default true; libs/kube
+   * list-prefetch.ts): pages become events only in a leader's informer; a follower drops them.
+   */
+  readonly listBeforeLeading?: boolean;
 }
 
 export interface RunningPlanner {
@@ -273,6 +281,21 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
     tokens?.close();
     throw e;
   }
+  let relistPending = o.relist === true;
+  // Listing while NATS answers (issue 15 item 4, thirteenth round): the kinds this planner's first
+  // informer would list afresh (no resume point in the log, or --relist) are fetched ahead; only
+  // the first leader Planner's informer reads them (one whose claim brought resume points watches
+  // instead, and those kinds' pages are dropped); a planner that follows drops them.
+  let prefetch: ListPrefetch | undefined;
+  if (kubeConfig && !(kubeConfig instanceof Error) && o.listBeforeLeading !== false) {
+    const resume = withoutSupersededResume(log.resumeStore(), log);
+    const kinds = KUBE_KINDS.filter((k) => relistPending || !resume.load(k));
+    if (kinds.length > 0) prefetch = new ListPrefetch(kubeHttpFromConfig(kubeConfig), { kinds });
+  }
+  const dropPrefetch = () => {
+    prefetch?.drop();
+    prefetch = undefined;
+  };
   let bus: NatsPlannerBus | undefined;
   let lease: LeaderLease | undefined;
   let members: GroupMembers | undefined;
@@ -375,7 +398,6 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
         }),
       { say, nc },
     );
-    let relistPending = o.relist === true;
     // Sources start from the objects the log holds (read when the planner makes the source, after it restored).
     const source: EventSourceFactory = o.manifests
       ? (sink, hooks) =>
@@ -404,8 +426,13 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
           const freshList = relistPending;
           relistPending = false;
           if (freshList) say('--relist: listing every kind afresh, not resuming from the log');
+          // The first leader's informer reads the pages listed ahead (once: a later term lists anew).
+          const http = prefetch?.http();
+          prefetch = undefined;
           // The planner keeps the objects in its ClusterState: its informer remembers identities only.
-          return informerSource(new ClusterInformer({ kubeConfig, sink, resumeStore, identityOnly: true, freshList }));
+          return informerSource(
+            new ClusterInformer({ kubeConfig, http, sink, resumeStore, identityOnly: true, freshList }),
+          );
         };
     const b = bus;
     const makePlanner = (role: 'leader' | 'follower') =>
@@ -462,6 +489,8 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
     members.start();
     await lease.start();
     await g.settled(); // a lone planner (or one taking its own lease back) is the leader when this returns
+    // not leading now: what was listed ahead is never read (a later term lists anew)
+    if (g.role() !== 'leader') dropPrefetch();
     serving = true;
     // Online retention (review4 G8): in this process, which holds the file's writer lock, leading or
     // following; never past what the group's log acknowledged (the mark), nor a floor of the planner's.
@@ -547,6 +576,7 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
       url,
       stop: async () => {
         clearInterval(fileCheck);
+        dropPrefetch();
         await retention?.stop(); // between two of its steps: what it removed stays removed, consistently
         tokens?.close();
         await new Promise<void>((r) => {
@@ -568,6 +598,7 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
       },
     };
   } catch (e) {
+    dropPrefetch();
     server.close();
     await group?.stop().catch(() => {});
     await members?.close().catch(() => {});
