@@ -244,6 +244,7 @@ async function main(): Promise<void> {
 
   const db = path.join(tmp, 'planner.db');
   const plannerConnections0 = server.connectionsAccepted;
+  const plannerRequests0 = server.requests.length;
   t = now();
   planner = forkChild(
     'planner-child.ts',
@@ -264,6 +265,8 @@ async function main(): Promise<void> {
   // TCP connections the API server accepted from start to synced (each list page opened one
   // before the client kept its connections: issue 15 item 4, eleventh round).
   const plannerConnections = server.connectionsAccepted - plannerConnections0;
+  // When the API server saw the planner's first LIST (its clock: Date.now(), as the child's tStart)
+  const firstList = server.requests.slice(plannerRequests0).find((r) => r.verb === 'list');
   const v1Seen = versionSeen.get(1);
   const plannerMs = Number(ready.tSynced) - Number(ready.tStart);
   const fetchMs = Number(fetch1.tDone) - Number(fetch1.tStart);
@@ -301,6 +304,7 @@ async function main(): Promise<void> {
       startToSyncedMs: plannerMs,
       forkToSyncedMs: Number(ready.tSynced) - t,
       startToRunPlannerReturnedMs: Number(ready.tRunning) - Number(ready.tStart),
+      startToFirstListRequestMs: firstList ? firstList.at - Number(ready.tStart) : null,
       startToFirstVersionRecordedMs: ready.firstVersion
         ? (ready.firstVersion as { createdAt: number }).createdAt - Number(ready.tStart)
         : null,
