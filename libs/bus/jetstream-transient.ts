@@ -70,12 +70,59 @@ export async function retryTransient<T>(run: () => Promise<T>, o: RetryTransient
  * A promise that rejects when `abandon(e)` is called, and never otherwise: raced against a request
  * in flight, it lets its caller stop waiting (the request runs on, its answer unread). Its own
  * rejection is handled here, so one nobody raced does not become an unhandled rejection.
+ *
+ * Race requests with `race(p)`, never `Promise.race([p, promise])`: Promise.race adds a reaction to
+ * every racer, and `promise` stays pending for as long as the planner leads (weeks), so each
+ * request raced so left one on it, holding the race's promise and its answer (a PubAck, a
+ * publish result) until the next step-down: ~400 bytes per bus write and log append, for ever
+ * (probe21 P21-1). `race` holds a request only until it settles.
  */
-export function abandonSignal(): { promise: Promise<never>; abandon(e: Error): void } {
+export interface AbandonSignal {
+  readonly promise: Promise<never>;
+  abandon(e: Error): void;
+  /** `p`, or a rejection as soon as abandon() is called (p runs on); nothing of p is kept once it settled. */
+  race<T>(p: Promise<T>): Promise<T>;
+  /** Races not yet settled (what race() holds now). */
+  readonly pending: number;
+}
+
+export function abandonSignal(): AbandonSignal {
   let abandon!: (e: Error) => void;
   const promise = new Promise<never>((_, rej) => {
     abandon = rej;
   });
   promise.catch(() => {});
-  return { promise, abandon };
+  const waiting = new Set<(e: Error) => void>();
+  let reason: Error | undefined;
+  return {
+    promise,
+    abandon(e) {
+      reason ??= e;
+      abandon(e);
+      for (const reject of waiting) reject(e);
+      waiting.clear();
+    },
+    race<T>(p: Promise<T>): Promise<T> {
+      if (reason) {
+        p.catch(() => {});
+        return Promise.reject(reason);
+      }
+      return new Promise<T>((resolve, reject) => {
+        waiting.add(reject);
+        p.then(
+          (v) => {
+            waiting.delete(reject);
+            resolve(v);
+          },
+          (e) => {
+            waiting.delete(reject);
+            reject(e);
+          },
+        );
+      });
+    },
+    get pending() {
+      return waiting.size;
+    },
+  };
 }

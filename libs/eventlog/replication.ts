@@ -444,8 +444,10 @@ class StreamLogReplicator implements LogReplicator {
     const deadline = performance.now() + (this.options.appendTimeoutMs ?? 30_000);
     // Every wait races abandon(): an append nobody waits for any more must not hold the step-down.
     if (epoch !== this.epoch) throw new Error(`log stream ${this.state.stream}: append abandoned before it was sent`);
-    const { promise: abandoned } = this.abandoned; // this epoch's: rejected by the next abandon()
-    const unlessAbandoned = <T>(p: Promise<T>): Promise<T> => Promise.race([p, abandoned]);
+    const signal = this.abandoned; // this epoch's: rejected by the next abandon()
+    const abandoned = signal.promise;
+    // signal.race, not Promise.race: the epoch's promise is pending as long as this replica leads (P21-1)
+    const unlessAbandoned = <T>(p: Promise<T>): Promise<T> => signal.race(p);
     for (let attempt = 1; ; attempt++) {
       try {
         const ack = await unlessAbandoned(
