@@ -44,9 +44,22 @@ export class AckCollector {
   }
 
   static async start(o: { nc: NatsConnection; callbacks: AckCallbacks; now?: () => number }): Promise<AckCollector> {
-    const c = new AckCollector(o.nc, o.callbacks, o.now ?? (() => Date.now()));
-    await o.nc.flush(); // subscriptions are registered on the server when this resolves
+    const c = AckCollector.subscribe(o);
+    try {
+      await o.nc.flush(); // subscriptions are registered on the server when this resolves
+    } catch (e) {
+      c.stop(); // nobody gets the collector: its subscriptions must not outlive this failure
+      throw e;
+    }
     return c;
+  }
+
+  /**
+   * Subscribes at once, whether or not NATS is there (the client sends the subscriptions when it
+   * is, and again after every reconnect): the caller holds the collector, so it can always stop it.
+   */
+  static subscribe(o: { nc: NatsConnection; callbacks: AckCallbacks; now?: () => number }): AckCollector {
+    return new AckCollector(o.nc, o.callbacks, o.now ?? (() => Date.now()));
   }
 
   stop(): void {

@@ -77,7 +77,7 @@ export interface NatsPlannerBusOptions {
  * `onReset`, so the planner republishes every version and target.
  */
 export class NatsPlannerBus implements PlannerBus {
-  private collector: Promise<AckCollector> | undefined;
+  private collector: AckCollector | undefined;
   private readonly configs = new Map<number, ConfigRevision>();
   private streamCreated: string | undefined;
   private resetHook: (() => void) | undefined;
@@ -330,17 +330,19 @@ export class NatsPlannerBus implements PlannerBus {
   }
 
   listen(hooks: Parameters<PlannerBus['listen']>[0]): void {
+    // A new Planner (role change) takes over the reports. The previous collector stops once the
+    // new one's subscriptions are on the server (no report falls between the two), or as soon as
+    // that cannot be known: a role change comes when NATS went away, and the flush then fails.
+    // Stopping the previous one only after a flush that answered left its subscriptions on the
+    // connection for ever (re-sent at every reconnect), each report handled once per role change
+    // made while NATS was away (probe21 P21-1).
     const previous = this.collector;
-    void previous?.then(
-      (c) => c.stop(),
-      () => undefined,
-    ); // a new Planner (role change) takes over the reports
     // The planner awaits its hooks one at a time; chain them so reports are handled in arrival order.
     let chain: Promise<void> = Promise.resolve();
     const queue = (fn: () => Promise<void> | void) => {
       chain = chain.then(fn).catch(() => undefined); // the hook records its own failures
     };
-    this.collector = AckCollector.start({
+    this.collector = AckCollector.subscribe({
       nc: this.nc,
       callbacks: {
         onAck: (a) => queue(() => hooks.onAck(a)),
@@ -350,7 +352,12 @@ export class NatsPlannerBus implements PlannerBus {
         onInvalid: (subject, error) => hooks.onInvalid?.(nodeOfReportSubject(subject), error),
       },
     });
-    this.collector.catch(() => undefined); // NATS away while subscribing: close() and the next listen() see it
+    if (previous)
+      void this.nc
+        .flush()
+        .catch(() => undefined)
+        .then(() => previous.stop())
+        .catch(() => undefined); // the connection closed meanwhile: nothing is left to unsubscribe
   }
 
   /**
@@ -361,7 +368,7 @@ export class NatsPlannerBus implements PlannerBus {
     this.closed = true;
     clearInterval(this.targetCheck);
     this.abandonWrites('the bus is closing');
-    (await Promise.race([this.collector?.catch(() => undefined), sleep(drainMs)]))?.stop();
+    this.collector?.stop();
     if (!this.ownsConnection) return;
     const drained = this.nc.drain().then(
       () => true,
@@ -401,10 +408,7 @@ export class NatsPlannerBus implements PlannerBus {
 
   /** Runs `op`, rejecting as soon as abandonWrites() is called (op itself runs on, unawaited). */
   private unlessAbandoned<T>(op: () => Promise<T>): Promise<T> {
-    const { promise } = this.abandoned;
-    const run = op();
-    run.catch(() => {});
-    return Promise.race([run, promise]);
+    return this.abandoned.race(op());
   }
 
   private watchConnection(): void {
