@@ -124,6 +124,27 @@ export interface SubscriptionRetry {
 }
 
 /**
+ * Waits `ms`, or until `signal` aborts: true when the whole wait ran, false when it was cut short.
+ * The abort listener goes with the wait: one left per wait (a process retrying every 5 s for as
+ * long as NATS or a file is missing) piled up on the process's long-lived signal and made Node say
+ * "MaxListenersExceededWarning: Possible EventTarget memory leak detected" after 11 (probe21 P21-3).
+ */
+export function sleepUnlessAborted(ms: number, signal?: AbortSignal): Promise<boolean> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve(false);
+    const onAbort = () => {
+      clearTimeout(timer);
+      resolve(false);
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve(true);
+    }, ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+/**
  * Connects, waiting for as long as it takes: each failed attempt is reported (`onWaiting`, with
  * the URL and the reason) and retried after a capped exponential backoff (250 ms doubling to
  * `maxBackoffMs`, default 5 s). Gives up only when `signal` aborts. Credentials that the server
@@ -142,17 +163,7 @@ export async function connectBusWaiting(
       return await connectBus(o);
     } catch (e) {
       o.onWaiting?.((e as Error).message, attempt, delay);
-      await new Promise<void>((res) => {
-        const t = setTimeout(res, delay);
-        o.signal?.addEventListener(
-          'abort',
-          () => {
-            clearTimeout(t);
-            res();
-          },
-          { once: true },
-        );
-      });
+      await sleepUnlessAborted(delay, o.signal);
       delay = Math.min(delay * 2, o.maxBackoffMs ?? RECONNECT_CAP_MS);
     }
   }

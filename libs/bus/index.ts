@@ -49,6 +49,7 @@ export {
   isCredentialRefusal,
   isSubscriptionRefusal,
   serversText,
+  sleepUnlessAborted,
   watchConnectionRefusals,
   watchCredentialRefusals,
   watchSubscriptionRefusals,

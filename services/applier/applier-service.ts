@@ -17,6 +17,7 @@ import {
   isCredentialRefusal,
   isSubscriptionRefusal,
   serversText,
+  sleepUnlessAborted,
   type BusAuth,
   type SubscriptionRetry,
   readVerifierFile,
@@ -642,17 +643,8 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
         waiting = `planner key ${file} (${(e as Error).message})`;
         if (attempt % 20 === 0) log.warn({ waitingFor: waiting }, 'waiting for the planner key');
       }
-      await new Promise<void>((resolve, reject) => {
-        const t = setTimeout(resolve, delay);
-        abort.signal.addEventListener(
-          'abort',
-          () => {
-            clearTimeout(t);
-            reject(new Error('stopped'));
-          },
-          { once: true },
-        );
-      });
+      // one abort listener per wait, removed with it (probe21 P21-3: one was left per retry)
+      if (!(await sleepUnlessAborted(delay, abort.signal))) throw new Error('stopped');
     }
   }
   connected.catch((e) => {
