@@ -1,0 +1,77 @@
+// The growth mechanisms of a long-running fleet, at test speed, in one process: a planner group
+// of two (a, b) and SOAK_APPLIERS dry-run appliers on one nats-server, driven for SOAK_ROUNDS
+// rounds; each round restarts NATS (every reconnect, lease loss and re-election at once), writes
+// a few manifest changes, and polls /status, /metrics and the console snapshot. Heap after full
+// GC and active resources are sampled every 10 rounds (one process: any growth is then looked
+// for with a heap snapshot diff, SOAK_SNAPSHOTS=dir writes one at the first and the last sample).
+//
+//   SOAK_ROUNDS=100 node --expose-gc --import tsx bench/soak/reconnect-churn.ts
+import path from 'node:path';
+import v8 from 'node:v8';
+import { startDryRunApplier, startGroupPlanner } from '../../test/ha/in-process-group.ts';
+import { nodeYaml, plannerEnv, sliceYaml, svcYaml } from '../../test/services/planner/planner-support.ts';
+
+const ROUNDS = Number(process.env.SOAK_ROUNDS ?? 100);
+const APPLIERS = Number(process.env.SOAK_APPLIERS ?? 4);
+const gc = (globalThis as { gc?: () => void }).gc;
+if (!gc) throw new Error('run with node --expose-gc');
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+const env = await plannerEnv();
+const stops: (() => Promise<unknown>)[] = [];
+const nodes = Array.from({ length: APPLIERS }, (_, i) => `n${i + 1}`);
+env.write('nodes.yaml', nodes.map((n, i) => nodeYaml(n, `192.0.2.${i + 1}`)).join('---\n'));
+let gen = 0;
+const churn = () => {
+  gen++;
+  env.write(
+    'a.yaml',
+    `${svcYaml('a', '10.96.0.1')}---\n${sliceYaml('a', [`10.0.${(gen >> 8) % 250}.${(gen % 250) + 1}`])}`,
+  );
+};
+churn();
+const th = { statusThresholds: { silenceMs: 3000, applyTimeoutMs: 5000 } };
+const a = await startGroupPlanner(env, stops, { id: 'a', db: env.db, ...th });
+await sleep(1000);
+const b = await startGroupPlanner(env, stops, { id: 'b', db: path.join(env.dir, 'b.db'), ...th });
+for (const n of nodes) await startDryRunApplier(env, stops, n, 200);
+await sleep(3000);
+
+const sample = async (round: number) => {
+  await sleep(0);
+  gc();
+  gc();
+  const res: Record<string, number> = {};
+  for (const r of process.getActiveResourcesInfo()) res[r] = (res[r] ?? 0) + 1;
+  const s = (await (await fetch(`${a.url}/status`)).json()) as { nodes: { status: string }[]; latestVersion: number };
+  console.log(
+    JSON.stringify({
+      round,
+      heapMiB: +(process.memoryUsage().heapUsed / 2 ** 20).toFixed(2),
+      res,
+      latest: s.latestVersion,
+      statuses: s.nodes.map((n) => n.status).join(','),
+    }),
+  );
+  if (process.env.SOAK_SNAPSHOTS && (round === 10 || round === ROUNDS))
+    v8.writeHeapSnapshot(path.join(process.env.SOAK_SNAPSHOTS, `round-${round}.heapsnapshot`));
+};
+try {
+  for (let round = 1; round <= ROUNDS; round++) {
+    await env.nats.restart();
+    for (let i = 0; i < 5; i++) {
+      churn();
+      await sleep(150);
+      for (const p of [a, b])
+        for (const u of ['/status', '/metrics', '/ui/api/snapshot', '/readyz'])
+          await fetch(`${p.url}${u}`).then(
+            (r) => r.arrayBuffer(),
+            () => undefined,
+          );
+    }
+    if (round % 10 === 0) await sample(round);
+  }
+} finally {
+  for (const s of stops.reverse()) await s().catch(() => undefined);
+  await env.cleanup();
+}
