@@ -352,12 +352,20 @@ export class NatsPlannerBus implements PlannerBus {
         onInvalid: (subject, error) => hooks.onInvalid?.(nodeOfReportSubject(subject), error),
       },
     });
-    if (previous)
-      void this.nc
-        .flush()
-        .catch(() => undefined)
-        .then(() => previous.stop())
-        .catch(() => undefined); // the connection closed meanwhile: nothing is left to unsubscribe
+    if (previous) this.stopAfterFlush(previous);
+  }
+
+  /**
+   * A method of its own, not a closure in listen(): a closure there capturing `previous` puts it in
+   * the context listen()'s other closures share, so each collector's callbacks held the one before
+   * it, and with it every earlier Planner (probe21: 19 of them after 11 role changes).
+   */
+  private stopAfterFlush(previous: AckCollector): void {
+    void this.nc
+      .flush()
+      .catch(() => undefined)
+      .then(() => previous.stop())
+      .catch(() => undefined); // the connection closed meanwhile: nothing is left to unsubscribe
   }
 
   /**

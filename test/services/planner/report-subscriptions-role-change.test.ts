@@ -1,3 +1,5 @@
+import v8 from 'node:v8';
+import vm from 'node:vm';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterEach, expect, it } from 'vitest';
 import { heartbeatSubject } from '../../../libs/bus/index.ts';
@@ -11,6 +13,12 @@ import { plannerEnv, type PlannerEnv } from './planner-support.ts';
 // on the connection for ever (the client re-sends them on every reconnect), feeding every report
 // to a stopped Planner too. In the soak, after 15 min of NATS restarts and freezes each planner
 // connection held sb.ack.* and sb.hb.* 4–5 times over.
+
+// A first fix stopped the previous collector from a closure in listen(): V8 put `previous` in the
+// context listen()'s closures share, so each collector held the one before it and every earlier
+// Planner (19 after 11 role changes in the soak). Each role's hooks must be collectable once it ended.
+v8.setFlagsFromString('--expose-gc');
+const gc = vm.runInNewContext('gc') as () => void;
 
 let env: PlannerEnv | undefined;
 let nc: NatsConnection | undefined;
@@ -44,12 +52,17 @@ it('only the newest listener hears reports after role changes made while NATS wa
   nc = await connect({ servers: env.nats.url, reconnectTimeWait: 50, maxReconnectAttempts: -1 });
   const bus = await NatsPlannerBus.open({ nc });
   const heard: number[] = [];
-  const hooks = (i: number) => ({
-    onAck: async () => {},
-    onHeartbeat: async () => {
-      heard[i] = (heard[i] ?? 0) + 1;
-    },
-  });
+  const held: WeakRef<object>[] = [];
+  const hooks = (i: number) => {
+    const h = {
+      onAck: async () => {},
+      onHeartbeat: async () => {
+        heard[i] = (heard[i] ?? 0) + 1;
+      },
+    };
+    held[i] = new WeakRef(h);
+    return h;
+  };
   const ROLE_CHANGES = 5;
   try {
     bus.listen(hooks(0));
@@ -75,6 +88,9 @@ it('only the newest listener hears reports after role changes made while NATS wa
     await expect.poll(() => heard[last] ?? 0).toBe(1);
     await nc.flush();
     expect(Array.from(heard, (n) => n ?? 0)).toEqual([...Array(last).fill(0), 1]);
+    await new Promise((r) => setTimeout(r, 0)); // WeakRefs let go after the job that made them
+    gc();
+    expect(held.map((w) => w.deref() !== undefined)).toEqual([...Array(last).fill(false), true]);
   } finally {
     await bus.close(100);
   }
