@@ -75,15 +75,13 @@ export async function retryTransient<T>(run: () => Promise<T>, o: RetryTransient
  * every racer, and `promise` stays pending for as long as the planner leads (weeks), so each
  * request raced so left one on it, holding the race's promise and its answer (a PubAck, a
  * publish result) until the next step-down: ~400 bytes per bus write and log append, for ever
- * (probe21 P21-1). `race` holds a request only until it settles.
+ * (probe21 P21-2). `race` holds a request only until it settles.
  */
 export interface AbandonSignal {
   readonly promise: Promise<never>;
   abandon(e: Error): void;
   /** `p`, or a rejection as soon as abandon() is called (p runs on); nothing of p is kept once it settled. */
   race<T>(p: Promise<T>): Promise<T>;
-  /** Races not yet settled (what race() holds now). */
-  readonly pending: number;
 }
 
 export function abandonSignal(): AbandonSignal {
@@ -120,9 +118,6 @@ export function abandonSignal(): AbandonSignal {
           },
         );
       });
-    },
-    get pending() {
-      return waiting.size;
     },
   };
 }

@@ -446,7 +446,7 @@ class StreamLogReplicator implements LogReplicator {
     if (epoch !== this.epoch) throw new Error(`log stream ${this.state.stream}: append abandoned before it was sent`);
     const signal = this.abandoned; // this epoch's: rejected by the next abandon()
     const abandoned = signal.promise;
-    // signal.race, not Promise.race: the epoch's promise is pending as long as this replica leads (P21-1)
+    // signal.race, not Promise.race: the epoch's promise is pending as long as this replica leads (probe21 P21-2)
     const unlessAbandoned = <T>(p: Promise<T>): Promise<T> => signal.race(p);
     for (let attempt = 1; ; attempt++) {
       try {
