@@ -43,17 +43,19 @@ const sample = async (round: number) => {
   gc();
   const res: Record<string, number> = {};
   for (const r of process.getActiveResourcesInfo()) res[r] = (res[r] ?? 0) + 1;
-  const s = (await (await fetch(`${a.url}/status`)).json()) as { nodes: { status: string }[]; latestVersion: number };
+  type Status = { nodes: { status: string }[]; latestVersion: number; leader: { id: string } | null };
+  const [s, sb] = (await Promise.all([a, b].map(async (p) => (await fetch(`${p.url}/status`)).json()))) as Status[];
   console.log(
     JSON.stringify({
       round,
       heapMiB: +(process.memoryUsage().heapUsed / 2 ** 20).toFixed(2),
       res,
-      latest: s.latestVersion,
-      statuses: s.nodes.map((n) => n.status).join(','),
+      latest: [s!.latestVersion, sb!.latestVersion],
+      leader: [s!.leader?.id ?? null, sb!.leader?.id ?? null],
+      statuses: [s!, sb!].map((x) => x.nodes.map((n) => n.status).join(',')),
     }),
   );
-  if (process.env.SOAK_SNAPSHOTS && (round === 10 || round === ROUNDS))
+  if (process.env.SOAK_SNAPSHOTS && (round === 10 || round === ROUNDS + 1))
     v8.writeHeapSnapshot(path.join(process.env.SOAK_SNAPSHOTS, `round-${round}.heapsnapshot`));
 };
 try {
@@ -69,8 +71,11 @@ try {
             () => undefined,
           );
     }
-    if (round % 10 === 0) await sample(round);
+    if (round % Number(process.env.SOAK_EVERY ?? 10) === 0) await sample(round);
   }
+  // then quiet: every node SYNCED on both planners' views and both views equal, or what is left
+  await sleep(Number(process.env.SOAK_SETTLE_MS ?? 15_000));
+  await sample(ROUNDS + 1);
 } finally {
   for (const s of stops.reverse()) await s().catch(() => undefined);
   await env.cleanup();
