@@ -6,7 +6,8 @@ import { RareLines } from './rare-lines.ts';
  * not just go STALE/UNKNOWN with no clue. Saying is rate-limited per node and reason, since a node
  * may flood its own subject; the reason is one of a fixed few (a metric label).
  */
-export type InvalidReason = 'too_large' | 'not_json' | 'schema' | 'wrong_node';
+export const INVALID_REASONS = ['too_large', 'not_json', 'schema', 'wrong_node'] as const;
+export type InvalidReason = (typeof INVALID_REASONS)[number];
 
 /** The reason of a collector's error text (libs/bus ack-collector.ts, parseWire). */
 export function invalidReason(error: string): InvalidReason {

@@ -4,6 +4,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import { summarizeStatus } from '../../libs/control/index.ts';
 import type { LogStorage } from '../../libs/eventlog/index.ts';
 import type { NodeStatusWord } from '../../libs/model/index.ts';
+import { INVALID_REASONS } from './invalid-reports.ts';
 import type { PlannerHooks } from './planner.ts';
 import type { GroupView } from './planner-group.ts';
 
@@ -117,6 +118,10 @@ export function plannerMetrics(sources: PlannerMetricSources = {}): {
   });
   const hooks: PlannerHooks = {
     onInvalidReport: (node, reason) => invalid.inc({ node: node ?? '', reason }),
+    // a departed node's series go with it: node names churn (autoscaling), series must not pile up (probe21 P21-5)
+    onNodeForgotten: (node) => {
+      for (const reason of INVALID_REASONS) invalid.remove({ node, reason });
+    },
     onEvents: (n) => events.inc(n),
     onRejected: () => rejected.inc(),
     onVersion: (v, ms) => {

@@ -52,6 +52,8 @@ export interface PlannerHooks {
   onNote?(message: string): void;
   /** A report dropped as not valid; `node` only when the planner knows the node its subject names. */
   onInvalidReport?(node: string | undefined, reason: InvalidReason): void;
+  /** A node the planner no longer keeps anything of (it left the cluster's data and is silent). */
+  onNodeForgotten?(node: string): void;
 }
 
 export interface PlannerOptions {
@@ -804,6 +806,7 @@ export class Planner {
       if (!shown.has(n)) {
         this.nodes.forget(n);
         this.invalidReports.forget(n);
+        this.options.hooks?.onNodeForgotten?.(n);
       }
     for (const n of this.reportGate.gated()) if (!shown.has(n)) this.reportGate.forget(n);
   }
