@@ -41,6 +41,7 @@ import { runInSlices } from './run-in-slices.ts';
 import type { PlannerBus } from './planner-bus.ts';
 import { ReportLogGate } from './report-log-gate.ts';
 import { InvalidReportLimiter, invalidReason, type InvalidReason } from './invalid-reports.ts';
+import { StepFailures } from './step-failures.ts';
 
 /** Optional hooks for metrics and audit; none may throw into the planner. */
 export interface PlannerHooks {
@@ -178,10 +179,6 @@ export class Planner {
   isSynced = false;
   /** Follower: told when a node reports a version this view does not hold yet (onViewBehind). */
   private viewBehind: ((version: number) => void) | undefined;
-  /** Each step's failure (append, sync, publish, source, ...) until that step next succeeds. */
-  private readonly failures = new Map<string, string>();
-  /** When each failing step started failing (performance.now(): a clock step cannot move it). */
-  private readonly failingSince = new Map<string, number>();
   sourceRejections: Rejection[] = [];
   private readonly invalidReports = new InvalidReportLimiter();
   /** vipConflicts() of the published content with that content's hash. */
@@ -191,7 +188,10 @@ export class Planner {
   readonly synced: Promise<void>;
   private resolveSynced!: () => void;
 
+  private readonly failures: StepFailures;
+
   constructor(private readonly options: PlannerOptions) {
+    this.failures = new StepFailures((where, err) => this.options.hooks?.onError?.(where, err));
     this.nodes = new NodeTracker(options.statusThresholds);
     this.synced = new Promise((r) => (this.resolveSynced = r));
   }
@@ -501,25 +501,21 @@ export class Planner {
 
   /** The most recent failure still current, or undefined once every step that failed has worked again. */
   get lastError(): string | undefined {
-    return [...this.failures.values()].at(-1);
+    return this.failures.last;
   }
 
   /** The failure of one step (e.g. 'append', 'source') while it lasts, else undefined. */
   failure(where: string): string | undefined {
-    return this.failures.get(where);
+    return this.failures.of(where);
   }
 
   /** How long (ms) a step has failed without a success in between; undefined: it is not failing. */
   failingFor(where: string, nowMs = performance.now()): number | undefined {
-    const since = this.failingSince.get(where);
-    return since === undefined ? undefined : nowMs - since;
+    return this.failures.failingFor(where, nowMs);
   }
 
   private fail(where: string, err: unknown): void {
-    if (!this.failingSince.has(where)) this.failingSince.set(where, performance.now());
-    this.failures.delete(where); // re-inserted last: the newest failure is the one shown
-    this.failures.set(where, `${where}: ${err instanceof Error ? err.message : String(err)}`);
-    this.options.hooks?.onError?.(where, err);
+    this.failures.fail(where, err);
   }
 
   /** Records a failure seen outside the planner's own steps (the group's, e.g. a step-down), shown until it recovers. */
@@ -533,8 +529,7 @@ export class Planner {
   }
 
   private recovered(where: string): void {
-    this.failures.delete(where);
-    this.failingSince.delete(where);
+    this.failures.recovered(where);
   }
 
   /**
