@@ -41,6 +41,7 @@ import { runInSlices } from './run-in-slices.ts';
 import type { PlannerBus } from './planner-bus.ts';
 import { ReportLogGate } from './report-log-gate.ts';
 import { InvalidReportLimiter, invalidReason, type InvalidReason } from './invalid-reports.ts';
+import { ReportWriter } from './report-writer.ts';
 import { StepFailures } from './step-failures.ts';
 
 /** Optional hooks for metrics and audit; none may throw into the planner. */
@@ -159,19 +160,8 @@ export class Planner {
   /** Versions made by this process and not yet on the bus, by number. */
   private readonly unpublished = new Map<number, NewVersion>();
   private stopped = false;
-  /** Which ACK/NACKs reach the log (review3 N2); held ones are written by reportFlush. */
+  /** Which ACK/NACKs reach the log (review3 N2); held ones are written by `reports`. */
   readonly reportGate = new ReportLogGate();
-  private reportFlush: NodeJS.Timeout | undefined;
-  /**
-   * Reports the log could not take (a full disk), newest per node in arrival order, written again
-   * by a retry every second until the log takes them (review4 G5).
-   */
-  private readonly unlogged = new Map<string, AckOrNack>();
-  private unloggedRetry: NodeJS.Timeout | undefined;
-  /** Reports to write at the next group commit, in arrival order (every one is a row). */
-  private pendingReports: AckOrNack[] = [];
-  /** The step that writes queued reports in one transaction (armReportWrite). */
-  private reportWrite: NodeJS.Immediate | undefined;
   private firstUnsyncedAt: number | undefined;
   private batcher!: EventBatcher<WatchEvent | PreparedEvent>;
   /** Ends the initial list's hold on WAL checkpoints (see EventLog.holdWalCheckpoints). */
@@ -189,9 +179,18 @@ export class Planner {
   private resolveSynced!: () => void;
 
   private readonly failures: StepFailures;
+  /** Writes the reports the gate lets through, and those the log refused, to the log. */
+  private readonly reports: ReportWriter;
 
   constructor(private readonly options: PlannerOptions) {
     this.failures = new StepFailures((where, err) => this.options.hooks?.onError?.(where, err));
+    this.reports = new ReportWriter({
+      log: options.log,
+      gate: () => this.reportGate,
+      serial: (fn) => this.serial(fn),
+      failures: this.failures,
+      stopped: () => this.stopped,
+    });
     this.nodes = new NodeTracker(options.statusThresholds);
     this.synced = new Promise((r) => (this.resolveSynced = r));
   }
@@ -342,7 +341,7 @@ export class Planner {
         this.nodes.onAck(a, performance.now());
         missing.push(a);
       }
-      this.logReports(missing); // one commit for them all (review4 G9)
+      this.reports.log(missing); // one commit for them all (review4 G9)
     });
   }
 
@@ -451,18 +450,16 @@ export class Planner {
     clearTimeout(this.retry);
     clearTimeout(this.sourceRetry);
     clearTimeout(this.rolloutClock);
-    clearTimeout(this.reportFlush);
+    this.reports.stop();
     this.hashChecks.stop();
-    clearTimeout(this.unloggedRetry);
-    clearImmediate(this.reportWrite);
     await this.source?.stop();
     if (this.batcher) await this.batcher.drain(); // what the source delivered is logged before we go
     this.batcher?.stop();
     await this.chain.catch(() => {});
     // Reports the gate still holds are the nodes' last words: written now, over budget or not
     // (a few rows once), before the log closes (and, in a group, before the leader's last flush).
-    // Reports the log refused before (a full disk) are tried once more with them (logReports).
-    this.logReports(this.reportGate.takeAll(performance.now()));
+    // Reports the log refused before (a full disk) are tried once more with them (ReportWriter.log).
+    this.reports.log(this.reportGate.takeAll(performance.now()));
     try {
       this.releaseWal?.(); // stopped before synced: the file is checkpointed as usual from here on
     } catch (e) {
@@ -892,104 +889,13 @@ export class Planner {
       // its own).
       this.nodes.onAck(a, now);
       const logged = this.reportGate.offer(a, now);
-      if (logged === 'record') this.logReports([a], 'soon');
-      else if (logged === 'held') this.armReportFlush(now);
+      if (logged === 'record') this.reports.log([a], 'soon');
+      else if (logged === 'held') this.reports.armFlush(now);
       if (this.stepRollout()) await this.publishAndTarget();
     }).then(
       () => this.recovered('ack'),
       (e) => this.fail('ack', e),
     );
-  }
-
-  /** Writes the held reports (ReportLogGate) once their nodes' budgets allow. */
-  private armReportFlush(now: number): void {
-    if (this.reportFlush || this.stopped) return;
-    const due = this.reportGate.nextDueAt(now);
-    if (due === undefined) return;
-    this.reportFlush = setTimeout(
-      () =>
-        void this.serial(() => {
-          this.reportFlush = undefined;
-          this.logReports(this.reportGate.takeDue(performance.now()));
-          this.armReportFlush(performance.now());
-        }).then(
-          () => this.recovered('ack'),
-          (e) => this.fail('ack', e),
-        ),
-      Math.max(0, due - now),
-    );
-    this.reportFlush.unref?.();
-  }
-
-  /**
-   * Writes reports to the log (in the serial queue). One the log refuses (a full disk: nothing was
-   * written) is kept as its node's unlogged report, replacing an older one (the log's last report
-   * for a node stays the node's last word, as the gate's held slot does), and the failure shows as
-   * `ack log` (lastError, /readyz 503) while any report waits; a retry every second writes them in
-   * arrival order once the log takes them again; stop() tries once more, and what still waits is
-   * lost with the process (the failure says so until then).
-   */
-  private logReports(reports: readonly AckOrNack[], when: 'now' | 'soon' = 'now'): void {
-    this.pendingReports.push(...reports);
-    if (when === 'soon') this.armReportWrite();
-    else this.writeUnlogged();
-  }
-
-  /**
-   * Group commit (review4 G9): every report was its own transaction, one fsync each, back to back
-   * on the planner's thread; a fleet ACKing a version within milliseconds then held the thread for
-   * nodes × fsync latency (20 nodes at a 1 s fsync, 600 at 20 ms), past the lease renewal: the
-   * leader stepped down, was re-elected, wrote them again and stepped down again, for ever. ACKs
-   * that arrive together (one socket read delivers many) are queued by their steps and written
-   * by one step after them, in one transaction; all or none, so a refused write keeps them all.
-   */
-  private armReportWrite(): void {
-    if (this.reportWrite || this.stopped) return;
-    this.reportWrite = setImmediate(
-      () =>
-        void this.serial(() => {
-          this.reportWrite = undefined;
-          this.writeUnlogged();
-        }).catch((e) => this.fail('ack log', e)),
-    );
-  }
-
-  /** Writes the reports refused before, then the pending ones, in arrival order, as one transaction. */
-  private writeUnlogged(): void {
-    const pending = this.pendingReports;
-    this.pendingReports = [];
-    if (this.unlogged.size === 0 && pending.length === 0) return this.recovered('ack log');
-    try {
-      const log = this.options.log;
-      log.atomically(() => {
-        for (const a of this.unlogged.values()) log.recordAck(a);
-        for (const a of pending) log.recordAck(a);
-      });
-    } catch (e) {
-      // nothing was written: each node keeps its newest report for the retry
-      for (const a of pending) {
-        if (this.unlogged.delete(a.node)) this.reportGate.notRecorded++; // replaced before it was written
-        this.unlogged.set(a.node, a);
-      }
-      this.fail('ack log', e);
-      this.armUnloggedRetry();
-      return;
-    }
-    this.unlogged.clear();
-    this.recovered('ack log');
-  }
-
-  private armUnloggedRetry(): void {
-    if (this.unloggedRetry || this.stopped) return;
-    this.unloggedRetry = setTimeout(
-      () =>
-        void this.serial(() => {
-          this.unloggedRetry = undefined;
-          this.logReports([]);
-        }).catch((e) => this.fail('ack log', e)),
-      1000,
-    );
-    this.unloggedRetry.unref?.();
   }
 
   /**
