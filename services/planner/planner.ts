@@ -28,7 +28,6 @@ import {
   DataAxis,
   type Actor,
   type DataOperation,
-  type NewVersion,
   type PreparedEvent,
 } from '../../libs/versioning/index.ts';
 import { toWatchEvent } from './event-change.ts';
@@ -43,6 +42,7 @@ import { ReportLogGate } from './report-log-gate.ts';
 import { InvalidReportLimiter, invalidReason, type InvalidReason } from './invalid-reports.ts';
 import { ReportWriter } from './report-writer.ts';
 import { StepFailures } from './step-failures.ts';
+import { VersionsStreamSync } from './versions-stream-sync.ts';
 
 /** Optional hooks for metrics and audit; none may throw into the planner. */
 export interface PlannerHooks {
@@ -101,9 +101,6 @@ export interface PlannerOptions {
  * An operation committed to this planner's file but not (known to be) in the group's log: the
  * caller must not take it as done. API: 503.
  */
-/** The log's version N is not the versions stream's N (checkStreamAgrees). */
-class StreamDisagrees extends Error {}
-
 export class NotCommittedError extends Error {
   constructor(message: string) {
     super(message);
@@ -146,19 +143,7 @@ export class Planner {
   private readonly expectedHashes = new ExpectedHashCache();
   /** The data hash the log recorded per version (a version's hash never changes), for ACK checks. */
   private readonly logHashes = new Map<number, string>();
-  /** The newest version known to hold the same content in the log and on the stream (checkStreamAgrees). */
-  private agreedWithStream = 0;
-  /** Why no target moves because the log and the versions stream disagree (undefined: they agree). */
-  private streamDisagrees: string | undefined;
   private viewStale: string | undefined;
-  /** The base version of the last republish that left out compacted versions, and what it said. */
-  private republishedFrom: { readonly from: number; readonly note: string } | undefined;
-  /** Whether this leader looked for versions the stream lost (repairStream) since it started leading. */
-  private streamChecked = false;
-  /** The version repairStream last said it cannot publish again (said once per version). */
-  private cannotRebase = 0;
-  /** Versions made by this process and not yet on the bus, by number. */
-  private readonly unpublished = new Map<number, NewVersion>();
   private stopped = false;
   /** Which ACK/NACKs reach the log (review3 N2); held ones are written by `reports`. */
   readonly reportGate = new ReportLogGate();
@@ -179,11 +164,19 @@ export class Planner {
   private resolveSynced!: () => void;
 
   private readonly failures: StepFailures;
+  /** Publishes to the versions stream what it lacks of the log, and again what it lost. */
+  private readonly stream: VersionsStreamSync;
   /** Writes the reports the gate lets through, and those the log refused, to the log. */
   private readonly reports: ReportWriter;
 
   constructor(private readonly options: PlannerOptions) {
     this.failures = new StepFailures((where, err) => this.options.hooks?.onError?.(where, err));
+    this.stream = new VersionsStreamSync({
+      log: options.log,
+      bus: options.bus,
+      hooks: options.hooks,
+      data: () => this.data,
+    });
     this.reports = new ReportWriter({
       log: options.log,
       gate: () => this.reportGate,
@@ -394,49 +387,11 @@ export class Planner {
     try {
       // looked at outside the serial queue (a server that does not answer must not hold versions
       // or a stop behind it); what it finds is looked at again in the queue, between publishes
-      if ((await bus.streamLacks()) !== undefined) await this.serial(() => this.repairStream());
+      if ((await bus.streamLacks()) !== undefined) await this.serial(() => this.stream.repair());
       this.recovered('versions stream');
     } catch (e) {
       this.fail('versions stream', e);
     }
-  }
-
-  /**
-   * The versions stream lost versions nodes need (a limit of JetStream's own with discard old,
-   * dropping the oldest messages, taken off only later; a `nats stream purge`: probe17 N1): the
-   * last published version (or, with none left, the newest the log holds) is published again as
-   * a base, one checkpoint and its marker, never the versions before it one by one; said in one
-   * line. Once the stream holds it, the check finds nothing more: once per gap. A version the log
-   * no longer rebuilds (compacted) is not published: said once, and nodes behind stay so.
-   */
-  private async repairStream(): Promise<void> {
-    const bus = this.options.bus;
-    if (!bus.streamLacks || !bus.rebase) return;
-    const lacks = await bus.streamLacks();
-    if (lacks === undefined) return;
-    const v = bus.lastPublishedVersion() || (this.data.latest()?.version ?? 0);
-    if (v === 0) return;
-    const rec = this.options.log.version(v);
-    const from = replayableFrom(this.options.log);
-    if (rec === undefined || from === undefined || v < from) {
-      if (this.cannotRebase !== v)
-        this.options.hooks?.onNote?.(
-          `the versions stream lost ${lacks}; version ${v} is not published again: the log no longer rebuilds it`,
-        );
-      this.cannotRebase = v;
-      return;
-    }
-    const t0 = performance.now();
-    await bus.rebase(
-      { version: rec.version, parent: rec.parent, hash: rec.hash, reason: rec.reason, createdAt: rec.createdAt },
-      () => this.data.fullData(v),
-    );
-    for (const u of this.unpublished.keys()) if (u <= v) this.unpublished.delete(u);
-    this.agreedWithStream = v;
-    this.options.hooks?.onVersion?.(v, performance.now() - t0);
-    this.options.hooks?.onNote?.(
-      `the versions stream lost ${lacks}; version ${v} published again as a checkpoint (a node behind loads it)`,
-    );
   }
 
   /** Publishes whatever the bus lacks and rewrites the targets (the bus lost its store). */
@@ -568,7 +523,7 @@ export class Planner {
     this.batcher.flushNow(); // never make a version from events that are not durable yet
     // In slices: events that arrive meanwhile queue behind it in the serial queue (the batcher's
     // flush), so they make the next version, never part of this one.
-    this.remember(await runInSlices(this.data.syncSteps(), { sliceMs: this.options.buildSliceMs ?? 10 }));
+    this.stream.remember(await runInSlices(this.data.syncSteps(), { sliceMs: this.options.buildSliceMs ?? 10 }));
     await this.publishAndTarget();
     // A checkpoint only shortens a later restore: it is a step of its own, queued after the
     // version is on the bus, so the version (version 1 of a large cluster above all) never waits
@@ -579,68 +534,15 @@ export class Planner {
     );
   }
 
-  /** Keeps a version just made, so it is published from memory rather than re-read from the log. */
-  private remember(v: NewVersion | undefined): void {
-    if (v) this.unpublished.set(v.record.version, v);
-  }
-
   /**
-   * Publishes every recorded version the stream lacks, in order, then moves the targets. Versions
-   * this process made are published from the value built (record + delta); only after a restart
-   * (or for ones a previous run left unpublished) are they read back from the log.
+   * Publishes every recorded version the stream lacks, in order (VersionsStreamSync), then moves
+   * the targets; on failure retried every second (the version is durable in the log).
    */
   private async publishAndTarget(): Promise<void> {
     const latest = this.data.latest();
     if (!latest) return;
     try {
-      // A log file that cannot be trusted (deleted, replaced, damaged: probe8 D1/D2) moves no node:
-      // what it holds may not survive a restart. Nodes keep what they run; retried every second.
-      const fileProblem = this.options.log.fileProblem();
-      if (fileProblem !== undefined) throw new Error(`not publishing: log file: ${fileProblem}`);
-      // A log behind the stream must never move a node back (a fresh or stale --db): only the
-      // replicated log's catch-up, before a planner leads, brings the log level with the stream.
-      const published = this.options.bus.lastPublishedVersion();
-      if (latest.version < published) {
-        await this.throwUnlessStoreLost(
-          `the log ends at version ${latest.version} but the versions stream holds ${published}: not moving any target`,
-        );
-      }
-      try {
-        await this.checkStreamAgrees(Math.min(latest.version, published));
-      } catch (e) {
-        if (!(e instanceof StreamDisagrees)) throw e;
-        await this.throwUnlessStoreLost(e.message);
-      }
-      this.streamDisagrees = undefined;
-      // a new leader first: versions a limit of the stream dropped before it was taken off (at this
-      // leader's claim) are published again as one base, not one by one from version 1
-      if (!this.streamChecked) {
-        await this.repairStream();
-        this.streamChecked = true;
-      }
-      await this.publishBaseIfCompacted(this.options.bus.lastPublishedVersion(), latest.version);
-      for (let v = this.options.bus.lastPublishedVersion() + 1; v <= latest.version; v++) {
-        const made = this.unpublished.get(v);
-        const rec = made?.record ?? this.options.log.version(v)!;
-        const delta = made?.delta ?? this.data.deltaOf(v);
-        const t0 = performance.now();
-        await this.options.bus.publish(
-          {
-            version: rec.version,
-            parent: rec.parent,
-            hash: rec.hash,
-            reason: rec.reason,
-            createdAt: rec.createdAt,
-            form: 'delta',
-            delta,
-          },
-          () => this.data.fullData(v),
-          made?.texts,
-        );
-        this.unpublished.delete(v);
-        this.agreedWithStream = v; // published (or confirmed equal) by this process
-        this.options.hooks?.onVersion?.(v, performance.now() - t0);
-      }
+      await this.stream.publishUpTo(latest.version);
       await this.writeTargets(latest.version);
       this.recovered('publish');
     } catch (e) {
@@ -649,61 +551,6 @@ export class Planner {
       clearTimeout(this.retry);
       if (!this.stopped) this.retry = setTimeout(() => void this.serial(() => this.publishAndTarget()), 1000);
     }
-  }
-
-  /**
-   * The stream lacks versions the log can no longer rebuild (NATS lost its store, or this is a new
-   * NATS, after `db compact`: review2 R8): they cannot be republished, and the versions after them
-   * need a parent the stream does not hold. The oldest version the log still rebuilds goes out as
-   * a base (its checkpoint, which nodes load without a parent); the loop after it publishes the
-   * rest as usual. What was left out is said once and shown on /status (`republished`).
-   */
-  private async publishBaseIfCompacted(published: number, latest: number): Promise<void> {
-    if (published >= latest) return;
-    const from = replayableFrom(this.options.log);
-    if (from === undefined || published + 1 >= from) return;
-    const rec = this.options.log.version(from)!;
-    const t0 = performance.now();
-    await this.options.bus.publishBase(
-      { version: rec.version, parent: rec.parent, hash: rec.hash, reason: rec.reason, createdAt: rec.createdAt },
-      () => this.data.fullData(from),
-    );
-    for (const v of this.unpublished.keys()) if (v <= from) this.unpublished.delete(v);
-    this.agreedWithStream = from;
-    this.options.hooks?.onVersion?.(from, performance.now() - t0);
-    const left =
-      published + 1 === from - 1
-        ? `version ${from - 1} was compacted from the log and is`
-        : `versions ${published + 1}-${from - 1} were compacted from the log and are`;
-    const stream = published ? `goes on from version ${published} at` : 'starts at';
-    const note = `${left} not republished: the versions stream ${stream} version ${from}, published as a checkpoint`;
-    this.republishedFrom = { from, note };
-    this.options.hooks?.onNote?.(note);
-  }
-
-  /**
-   * The log and the versions stream disagree (`why`): no target moves. Unless the stream was
-   * deleted or lost meanwhile (an operator's way out: then the bus is reset and the planner
-   * republishes its own versions), throws `why`, kept for operations to refuse with (probe13 R5).
-   */
-  private async throwUnlessStoreLost(why: string): Promise<never> {
-    this.streamDisagrees = why;
-    if (await this.options.bus.storeLost?.().catch(() => false))
-      throw new Error(`the versions stream was made again; republishing (it said: ${why})`);
-    throw new Error(why);
-  }
-
-  /**
-   * Refuses an operation while no target moves because the log and the versions stream disagree
-   * (a restored or fresh log: docs/operations.md "Restoring from a backup"): it was recorded and
-   * answered "started … 3/3 nodes" although nothing it changes could reach a node (probe13 R5).
-   */
-  private refuseWhileStreamDisagrees(what: string): void {
-    const why = this.streamDisagrees;
-    if (why === undefined) return;
-    throw new Error(
-      `${what} refused: this planner moves no target (${why.replace(/: not moving any target$/, '')}); nothing it changes would reach a node (docs/operations.md "Restoring from a backup")`,
-    );
   }
 
   /**
@@ -723,32 +570,9 @@ export class Planner {
     );
   }
 
-  /** Set once versions the log could no longer rebuild were left out of a republish (publishBaseIfCompacted). */
+  /** Set once versions the log could no longer rebuild were left out of a republish (VersionsStreamSync). */
   get republished(): { readonly from: number; readonly note: string } | undefined {
-    return this.republishedFrom;
-  }
-
-  /**
-   * A log behind the stream reaches the stream's numbers with content of its own (a fresh or
-   * restored --db on a NATS another planner published to): the same number, other content. Before
-   * targets move, the log's hash of the newest version both hold must be the stream's, or nodes
-   * would be told the planner's version N while they load the stream's N (review F5). Checked once
-   * per version (the first call after a start or a reset); versions this process published or
-   * confirmed itself agree by construction. A version the stream no longer holds is not checked.
-   */
-  private async checkStreamAgrees(version: number): Promise<void> {
-    if (version <= 0 || this.agreedWithStream === version) return;
-    const theirs = await this.options.bus.publishedHash(version);
-    // Retention removed that version's row (a follower compacts by its policy alone): it keeps the
-    // row before the oldest version it rebuilds, so the log rebuilds only from past version + 1 and
-    // the republish starts with a base, never with a delta on the stream's content
-    // (publishBaseIfCompacted, next).
-    const ours = this.options.log.version(version)?.hash;
-    if (theirs !== undefined && ours !== undefined && theirs !== ours)
-      throw new StreamDisagrees(
-        `the log's version ${version} has hash ${ours.slice(0, 12)} but the versions stream's has ${theirs.slice(0, 12)}: not moving any target`,
-      );
-    this.agreedWithStream = version;
+    return this.stream.republished;
   }
 
   /**
@@ -935,7 +759,7 @@ export class Planner {
   }
 
   private async finishData(d: DataOperation) {
-    this.remember(d.version);
+    this.stream.remember(d.version);
     await this.committed(`operation ${d.operation.id} (${d.operation.kind})`);
     await this.publishAndTarget();
     return {
@@ -953,7 +777,7 @@ export class Planner {
    */
   pin(version: number, who: Actor, kind: 'pin' | 'rollback' = 'pin', expectPin?: number) {
     return this.serial(async () => {
-      this.refuseWhileStreamDisagrees(`this ${kind}`);
+      this.stream.refuseWhileDisagreeing(`this ${kind}`);
       const earlier = this.pinHolder();
       this.checkPinExpectation(expectPin, `this ${kind}`);
       const out = await this.finishData(this.data.holdAt(version, kind, who));
@@ -964,7 +788,7 @@ export class Planner {
 
   unpin(who: Actor, expectPin?: number) {
     return this.serial(() => {
-      this.refuseWhileStreamDisagrees('this unpin');
+      this.stream.refuseWhileDisagreeing('this unpin');
       this.checkPinExpectation(expectPin, 'this unpin');
       return this.finishData(this.data.release(who));
     });
@@ -997,7 +821,7 @@ export class Planner {
     rollout?: { waves: WaveSpec[]; pauseOnError: boolean; policy?: WavePolicy },
   ) {
     return this.serial(async () => {
-      this.refuseWhileStreamDisagrees(`this ${kind} change`);
+      this.stream.refuseWhileDisagreeing(`this ${kind} change`);
       await this.refuseRevisionTheBusHolds(change, kind);
       const rev = this.config.newRevision(change, who, kind, rollout && { ...rollout, ...this.waveFleet() });
       await this.committed(`config revision ${rev.revision} (${kind})`);
@@ -1027,7 +851,7 @@ export class Planner {
         await this.committed('the rollout pause'); // lost, the next leader would carry the rollout on
         return st;
       }
-      this.refuseWhileStreamDisagrees(o.resume ? 'this resume' : o.promote ? 'this promotion' : 'this rollout');
+      this.stream.refuseWhileDisagreeing(o.resume ? 'this resume' : o.promote ? 'this promotion' : 'this rollout');
       let changes: FieldChange[] | undefined;
       if (o.resume) this.config.resume(who);
       else if (o.promote) this.config.promote(who);
@@ -1077,7 +901,7 @@ export class Planner {
    */
   rollbackConfig(to: number | undefined, who: Actor, o: { expect?: RollbackExpectation; force?: boolean } = {}) {
     return this.serial(async () => {
-      this.refuseWhileStreamDisagrees('this rollback');
+      this.stream.refuseWhileDisagreeing('this rollback');
       const before = this.config.state;
       const r = before.rollout;
       const st = this.config.rollback(to, who, o);
