@@ -3,7 +3,6 @@ import { nodesBehind, replayableFrom, type RetentionFloor } from '../../libs/eve
 import {
   monoOfWall,
   notCanaryNodes,
-  type ExpectedHashes,
   type FieldChange,
   type NodeReport,
   type RollbackExpectation,
@@ -33,9 +32,10 @@ import {
 import { toWatchEvent } from './event-change.ts';
 import type { EventSource, EventSourceFactory } from './event-source.ts';
 import { fleetNodes, outsideReason, type Fleet } from './fleet-nodes.ts';
-import { ExpectedHashCache, NodeHashChecks } from './node-hash-checks.ts';
+import type { NodeHashChecks } from './node-hash-checks.ts';
 import { NodeTracker } from './node-tracker.ts';
 import { EventBatcher } from './event-batcher.ts';
+import { AckExpectations } from './ack-expectations.ts';
 import { runInSlices } from './run-in-slices.ts';
 import type { PlannerBus } from './planner-bus.ts';
 import { ReportLogGate } from './report-log-gate.ts';
@@ -126,23 +126,8 @@ export class Planner {
   private rolloutClock: NodeJS.Timeout | undefined;
   private overridden = new Set<string>();
   private putRevisions = new Set<number>();
-  /**
-   * The node-state hashes ACKs of the latest version must echo, rendered off the read paths, only
-   * for nodes that ACKed that version, in slices that yield (review4 G7).
-   */
-  readonly hashChecks = new NodeHashChecks({
-    compute: (node, version, revision) => this.renderHash(node, version, revision),
-    prepare: (version, revision) => this.prepareHashes(version, revision),
-    onChecked: (nodes) => {
-      this.recovered('node-state check');
-      this.checkedWave(nodes);
-    },
-    onError: (node, e) => this.fail('node-state check', new Error(`rendering ${node}: ${errorText(e)}`)),
-  });
-  /** What hashChecks computes from: the shared part of every node's rendering, once per version and revision. */
-  private readonly expectedHashes = new ExpectedHashCache();
-  /** The data hash the log recorded per version (a version's hash never changes), for ACK checks. */
-  private readonly logHashes = new Map<number, string>();
+  /** What ACKs must echo: the log's data hash, and the node-state hashes rendered off the read paths. */
+  private readonly expectations: AckExpectations;
   private viewStale: string | undefined;
   private stopped = false;
   /** Which ACK/NACKs reach the log (review3 N2); held ones are written by `reports`. */
@@ -171,6 +156,17 @@ export class Planner {
 
   constructor(private readonly options: PlannerOptions) {
     this.failures = new StepFailures((where, err) => this.options.hooks?.onError?.(where, err));
+    this.expectations = new AckExpectations({
+      log: options.log,
+      data: () => this.data,
+      config: () => this.config,
+      role: () => this.role,
+      onChecked: (nodes) => {
+        this.recovered('node-state check');
+        this.checkedWave(nodes);
+      },
+      onError: (node, e) => this.fail('node-state check', new Error(`rendering ${node}: ${errorText(e)}`)),
+    });
     this.stream = new VersionsStreamSync({
       log: options.log,
       bus: options.bus,
@@ -204,7 +200,7 @@ export class Planner {
       // Every node's last report in the log, as a leader seeds them: a leader that just stepped
       // down (a new follower Planner) must not show nodes it heard seconds ago as never heard from.
       this.seedLastReports();
-      this.checkSeeded();
+      this.expectations.checkAll(this.nodes.lastHeard());
       this.noteTargets(this.data.latest()?.version ?? 0, performance.now());
       this.options.bus.listen({
         onAck: (a) => {
@@ -213,7 +209,7 @@ export class Planner {
           // publishes) but the view is rebuilt on a timer; until then the word was APPLYING
           // (probe5 H8). The group rebuilds it now, and the ACK is checked against it below.
           if (a.version > (this.data.latest()?.version ?? 0)) this.viewBehind?.(a.version);
-          this.checkLater(a);
+          this.expectations.checkLater(a);
         },
         onHeartbeat: (h) => this.nodes.onHeartbeat(h, performance.now(), this.now().getTime()),
         onInvalid: (node, error) => this.onInvalidReport(node, error),
@@ -221,11 +217,11 @@ export class Planner {
       return;
     }
     this.seedLastReports();
-    this.checkSeeded();
+    this.expectations.checkAll(this.nodes.lastHeard());
     await this.serial(() => this.publishAndTarget());
     this.options.bus.listen({
       onAck: (a) => {
-        this.checkLater(a);
+        this.expectations.checkLater(a);
         return this.onAck(a);
       },
       onHeartbeat: (h) => this.onHeartbeat(h),
@@ -351,7 +347,7 @@ export class Planner {
     });
     // ACKs heard before the view held their version are checked now, not at the first status
     // read (which showed them APPLYING "awaiting the node-state check" meanwhile: probe5 H8).
-    this.checkSeeded();
+    this.expectations.checkAll(this.nodes.lastHeard());
     this.noteTargets(this.data.latest()?.version ?? 0, performance.now());
   }
 
@@ -406,7 +402,7 @@ export class Planner {
     clearTimeout(this.sourceRetry);
     clearTimeout(this.rolloutClock);
     this.reports.stop();
-    this.hashChecks.stop();
+    this.expectations.checks.stop();
     await this.source?.stop();
     if (this.batcher) await this.batcher.drain(); // what the source delivered is logged before we go
     this.batcher?.stop();
@@ -420,6 +416,14 @@ export class Planner {
     } catch (e) {
       this.fail('wal checkpoint', e);
     }
+  }
+
+  /**
+   * The node-state hashes ACKs of the latest version must echo, rendered off the read paths, only
+   * for nodes that ACKed that version, in slices that yield (review4 G7).
+   */
+  get hashChecks(): NodeHashChecks {
+    return this.expectations.checks;
   }
 
   sourceHealth(): unknown {
@@ -982,7 +986,7 @@ export class Planner {
       const row = this.nodes.row(
         node,
         target,
-        this.expectedOf(node, target, latest?.version, acked),
+        this.expectations.expectedOf(node, target, latest?.version, acked),
         nowMs,
         this.viewStale,
       );
@@ -1020,7 +1024,7 @@ export class Planner {
     const unchecked: string[] = [];
     const reports = this.nodes.reports((a) => {
       if (!wave.has(a.node)) return {};
-      const e = this.expectedOf(a.node, a, latest, true);
+      const e = this.expectations.expectedOf(a.node, a, latest, true);
       if (e.nodeStateChecking) unchecked.push(a.node);
       return e;
     });
@@ -1041,94 +1045,6 @@ export class Planner {
       () => this.recovered('rollout'),
       (e) => this.fail('rollout', e),
     );
-  }
-
-  /**
-   * What an ACK of `t` by `node` must echo, as far as the planner can check: the data hash its
-   * log recorded for that version, and for the latest version (the content it holds) its own
-   * rendering of the node's state — as computed by hashChecks, never here: until then the
-   * expectation says `nodeStateChecking`, and the check is asked for when the node ACKed `t`
-   * (`acked`; a node that did not has nothing to check: a departed one is never rendered).
-   */
-  private expectedOf(node: string, t: NodeTarget, latest: number | undefined, acked: boolean): ExpectedHashes {
-    // A leader's log holds every version it published: a later one was never made (probe10 H3). A
-    // follower's view may lag the group's log (it rebuilds on a report of a newer one: viewBehind).
-    const newestVersion = this.role === 'leader' ? latest : undefined;
-    const dataHash = this.logHash(t.version);
-    // Version 0, or a revision this planner's log does not hold: nothing to compare (as before).
-    if (t.version !== latest || t.version === 0 || !this.config.revision(t.configRevision))
-      return { dataHash, newestVersion };
-    const nodeStateHash = this.hashChecks.get(node, t.version, t.configRevision);
-    if (nodeStateHash !== undefined) return { dataHash, nodeStateHash, newestVersion };
-    if (!acked) return { dataHash, newestVersion };
-    this.hashChecks.want(node, t.version, t.configRevision);
-    return { dataHash, nodeStateChecking: true, newestVersion };
-  }
-
-  /** An ACK of the latest version: its node-state hash is computed now, off the read paths, not when first read. */
-  private checkLater(a: AckOrNack): void {
-    if (a.type !== 'ACK' || a.version !== this.data.latest()?.version) return;
-    if (this.config.revision(a.configRevision)) this.hashChecks.want(a.node, a.version, a.configRevision);
-  }
-
-  /** The ACKs heard (or seeded) of the latest version are checked now, not from the first read. */
-  private checkSeeded(): void {
-    for (const a of this.nodes.lastHeard()) this.checkLater(a);
-  }
-
-  /** hashChecks' one hash: `node`'s state at the latest version under `revision` (undefined once that moved). */
-  private renderHash(node: string, version: number, revision: number): Iterator<void, string | undefined> | undefined {
-    if (this.data.latest()?.version !== version) return undefined;
-    const rev = this.config.revision(revision);
-    if (!rev) return undefined;
-    const steps = this.expectedHashes.hashSteps(node, {
-      version,
-      revision,
-      config: rev.config,
-      data: this.data.publishedData(),
-    });
-    const latest = () => this.data.latest()?.version;
-    // stops as soon as the published data moves to another version (the check is dropped)
-    return (function* () {
-      while (latest() === version) {
-        const r = steps.next();
-        if (r.done) return r.value;
-        yield;
-      }
-      return undefined;
-    })();
-  }
-
-  /**
-   * hashChecks' preparation: the shared rendering of the latest version under `revision`, in
-   * steps that stop as soon as the version moves on (the published data then is another
-   * version's; a newer version's checks start their own).
-   */
-  private prepareHashes(version: number, revision: number): Iterator<void> | undefined {
-    const rev = this.config.revision(revision);
-    if (this.data.latest()?.version !== version || !rev) return undefined;
-    const steps = this.expectedHashes.prepare({
-      version,
-      revision,
-      config: rev.config,
-      data: this.data.publishedData(),
-    });
-    if (!steps) return undefined;
-    const latest = () => this.data.latest()?.version;
-    return (function* () {
-      while (latest() === version && !steps.next().done) yield;
-    })();
-  }
-
-  private logHash(version: number): string | undefined {
-    let h = this.logHashes.get(version);
-    if (h === undefined && version > 0) {
-      h = this.options.log.version(version)?.hash;
-      if (h === undefined) return undefined;
-      if (this.logHashes.size > 10_000) this.logHashes.clear();
-      this.logHashes.set(version, h);
-    }
-    return h;
   }
 }
 
