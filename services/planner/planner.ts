@@ -1,15 +1,6 @@
 import type { EventLog } from '../../libs/eventlog/index.ts';
 import { nodesBehind, replayableFrom, type RetentionFloor } from '../../libs/eventlog/index.ts';
-import {
-  monoOfWall,
-  notCanaryNodes,
-  type FieldChange,
-  type NodeReport,
-  type RollbackExpectation,
-  type NodeStatusRow,
-  type WavePolicy,
-  type WaveSpec,
-} from '../../libs/control/index.ts';
+import { monoOfWall, notCanaryNodes, type NodeReport, type NodeStatusRow } from '../../libs/control/index.ts';
 import type { NodeStatusThresholds } from '../../libs/bus/index.ts';
 import type {
   AckOrNack,
@@ -22,13 +13,7 @@ import type {
   WatchEvent,
 } from '../../libs/model/index.ts';
 import { vipConflicts, type ObjectRejection } from '../../libs/planner/index.ts';
-import {
-  ConfigAxis,
-  DataAxis,
-  type Actor,
-  type DataOperation,
-  type PreparedEvent,
-} from '../../libs/versioning/index.ts';
+import { ConfigAxis, DataAxis, type PreparedEvent } from '../../libs/versioning/index.ts';
 import { toWatchEvent } from './event-change.ts';
 import type { EventSource, EventSourceFactory } from './event-source.ts';
 import { fleetNodes, outsideReason, type Fleet } from './fleet-nodes.ts';
@@ -40,6 +25,7 @@ import { runInSlices } from './run-in-slices.ts';
 import type { PlannerBus } from './planner-bus.ts';
 import { ReportLogGate } from './report-log-gate.ts';
 import { InvalidReportLimiter, invalidReason, type InvalidReason } from './invalid-reports.ts';
+import { PlannerOperations } from './planner-operations.ts';
 import { ReportWriter } from './report-writer.ts';
 import { StepFailures } from './step-failures.ts';
 import { VersionsStreamSync } from './versions-stream-sync.ts';
@@ -97,16 +83,7 @@ export interface PlannerOptions {
   readonly commit?: () => Promise<void>;
 }
 
-/**
- * An operation committed to this planner's file but not (known to be) in the group's log: the
- * caller must not take it as done. API: 503.
- */
-export class NotCommittedError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'NotCommittedError';
-  }
-}
+export { NotCommittedError } from './planner-operations.ts';
 
 /**
  * The planner: source → event log → ClusterState → debounced sync → version → bus. Every
@@ -151,6 +128,8 @@ export class Planner {
   private readonly failures: StepFailures;
   /** Publishes to the versions stream what it lacks of the log, and again what it lost. */
   private readonly stream: VersionsStreamSync;
+  /** The operator's operations (pin, rollout, rollback, ...). */
+  private readonly operations: PlannerOperations;
   /** Writes the reports the gate lets through, and those the log refused, to the log. */
   private readonly reports: ReportWriter;
 
@@ -172,6 +151,18 @@ export class Planner {
       bus: options.bus,
       hooks: options.hooks,
       data: () => this.data,
+    });
+    this.operations = new PlannerOperations({
+      log: options.log,
+      bus: options.bus,
+      commit: options.commit,
+      axes: this,
+      stream: this.stream,
+      serial: (fn) => this.serial(fn),
+      publishAndTarget: () => this.publishAndTarget(),
+      stepRollout: () => this.stepRollout(),
+      armRolloutClock: () => this.armRolloutClock(),
+      waveFleet: () => this.waveFleet(),
     });
     this.reports = new ReportWriter({
       log: options.log,
@@ -557,23 +548,6 @@ export class Planner {
     }
   }
 
-  /**
-   * A log behind the targets bucket (restored, fresh, another group's) numbers its next config
-   * revision as one the bucket holds with other content: recorded, it could never be put, and
-   * from then on no target moved (`config revision 2 already exists with another hash`), every
-   * new data version stuck on the bus (probe13 R8). Refused before it is recorded.
-   */
-  private async refuseRevisionTheBusHolds(change: Record<string, unknown>, kind: string): Promise<void> {
-    const hash = this.config.newRevisionHash(change);
-    if (hash === undefined) return;
-    const next = this.config.newestRevision() + 1;
-    const held = await this.options.bus.configRevisionHash?.(next);
-    if (held === undefined || held === hash) return;
-    throw new Error(
-      `this ${kind} change refused: config revision ${next} already exists in the targets bucket with other content (hash ${held.slice(0, 12)}; this log ends at revision ${next - 1}: restored or fresh?), and a revision number names one config; see docs/operations.md "Restoring from a backup"`,
-    );
-  }
-
   /** Set once versions the log could no longer rebuild were left out of a republish (VersionsStreamSync). */
   get republished(): { readonly from: number; readonly note: string } | undefined {
     return this.stream.republished;
@@ -741,183 +715,30 @@ export class Planner {
 
   // ---- operations (each recorded with actor and reason) ----
 
-  /**
-   * Awaited by every operation right after its local commit, before it publishes or answers: a
-   * row only this file holds is dropped by a step-down's truncation (follow() keeps what the
-   * group holds), so an operation answered before its flush could vanish from the group's history
-   * while the operator holds its id (review2 R4). A fenced flush means another leader wrote: this
-   * planner steps down (the group's flush timer sees the same fence) and the rows are dropped; a
-   * flush that timed out or was abandoned may still land, so the caller is told to check.
-   */
-  private async committed(what: string): Promise<void> {
-    try {
-      await this.options.commit?.();
-    } catch (e) {
-      const why = e instanceof Error ? e.message : String(e);
-      throw new NotCommittedError(
-        e instanceof Error && e.name === 'FencedError'
-          ? `${what} is not committed to the group's log (${why}): this planner steps down and drops it; retry against the leader`
-          : `${what} is not confirmed in the group's log (${why}): it is lost if this planner steps down before its next flush; check the leader's 'audit ops' before retrying`,
-      );
-    }
+  // ---- operations (each recorded with actor and reason: PlannerOperations) ----
+
+  pin(...a: Parameters<PlannerOperations['pin']>) {
+    return this.operations.pin(...a);
   }
 
-  private async finishData(d: DataOperation) {
-    this.stream.remember(d.version);
-    await this.committed(`operation ${d.operation.id} (${d.operation.kind})`);
-    await this.publishAndTarget();
-    return {
-      operation: d.operation.id,
-      version: d.version?.record.version ?? null,
-      hash: this.data.publishedHash(),
-      pinned: this.data.pin ?? null,
-    };
+  unpin(...a: Parameters<PlannerOperations['unpin']>) {
+    return this.operations.unpin(...a);
   }
 
-  /**
-   * Holds the data at `version`'s content. `expectPin`: the pinned version its sender saw (0: none);
-   * when another pin replaced it meanwhile, refused (409) naming that pin (probe11 K2). The answer
-   * names the pin this one replaced (`replaced`), so last-writer-wins is said, not silent.
-   */
-  pin(version: number, who: Actor, kind: 'pin' | 'rollback' = 'pin', expectPin?: number) {
-    return this.serial(async () => {
-      this.stream.refuseWhileDisagreeing(`this ${kind}`);
-      const earlier = this.pinHolder();
-      this.checkPinExpectation(expectPin, `this ${kind}`);
-      const out = await this.finishData(this.data.holdAt(version, kind, who));
-      const replaced = earlier && earlier.version !== version ? earlier : undefined;
-      return replaced ? { ...out, replaced } : out;
-    });
+  configChange(...a: Parameters<PlannerOperations['configChange']>) {
+    return this.operations.configChange(...a);
   }
 
-  unpin(who: Actor, expectPin?: number) {
-    return this.serial(() => {
-      this.stream.refuseWhileDisagreeing('this unpin');
-      this.checkPinExpectation(expectPin, 'this unpin');
-      return this.finishData(this.data.release(who));
-    });
+  rollout(...a: Parameters<PlannerOperations['rollout']>) {
+    return this.operations.rollout(...a);
   }
 
-  /** The pin in force and who set it (the operation that recorded it), or undefined. */
-  private pinHolder() {
-    const pin = this.data.pin;
-    if (!pin) return undefined;
-    const op = this.options.log.latestOperationWith('pin');
-    const by = op && (op.params.pin as { version?: number } | null)?.version === pin.version ? op : undefined;
-    return { version: pin.version, kind: pin.kind, actor: by?.actor ?? null, at: by?.at ?? null };
-  }
-
-  private checkPinExpectation(expectPin: number | undefined, what: string): void {
-    if (expectPin === undefined) return;
-    const held = this.pinHolder();
-    if ((held?.version ?? 0) === expectPin) return;
-    const now = held
-      ? `the data is pinned to version ${held.version} (${held.kind}${held.actor ? ` by ${held.actor} at ${held.at}` : ''})`
-      : 'the data is not pinned';
-    const saw = expectPin === 0 ? 'no pin' : `a pin to version ${expectPin}`;
-    throw new Error(`${now}, not ${saw} as ${what} expected: nothing done; see ctl status`);
-  }
-
-  configChange(
-    change: Record<string, unknown>,
-    who: Actor,
-    kind: 'mode' | 'config',
-    rollout?: { waves: WaveSpec[]; pauseOnError: boolean; policy?: WavePolicy },
-  ) {
-    return this.serial(async () => {
-      this.stream.refuseWhileDisagreeing(`this ${kind} change`);
-      await this.refuseRevisionTheBusHolds(change, kind);
-      const rev = this.config.newRevision(change, who, kind, rollout && { ...rollout, ...this.waveFleet() });
-      await this.committed(`config revision ${rev.revision} (${kind})`);
-      if (this.config.state.rollout?.configRevision === rev.revision) await this.publishAndTarget();
-      return { revision: rev.revision, hash: rev.hash, config: rev.config, state: this.config.state };
-    });
-  }
-
-  rollout(
-    o: {
-      revision?: number;
-      waves?: WaveSpec[];
-      pauseOnError?: boolean;
-      policy?: WavePolicy;
-      resume?: boolean;
-      pause?: boolean;
-      promote?: boolean;
-      /** Roll out a revision made from an earlier default although it reverts fields (K1). */
-      force?: boolean;
-    },
-    who: Actor,
-  ) {
-    return this.serial(async () => {
-      if (o.pause) {
-        const st = this.config.pause(who); // overrides stay as they are: nothing to publish
-        this.armRolloutClock(); // a paused rollout has no deadline
-        await this.committed('the rollout pause'); // lost, the next leader would carry the rollout on
-        return st;
-      }
-      this.stream.refuseWhileDisagreeing(o.resume ? 'this resume' : o.promote ? 'this promotion' : 'this rollout');
-      let changes: FieldChange[] | undefined;
-      if (o.resume) this.config.resume(who);
-      else if (o.promote) this.config.promote(who);
-      else {
-        if (o.revision === undefined || !o.waves)
-          throw new Error('rollout needs a config revision and waves (or resume)');
-        changes = this.config.deltaTo(o.revision);
-        this.config.startRollout(
-          {
-            revision: o.revision,
-            waves: o.waves,
-            ...this.waveFleet(),
-            pauseOnError: !!o.pauseOnError,
-            policy: o.policy,
-            force: o.force,
-          },
-          who,
-        );
-      }
-      this.stepRollout();
-      await this.committed(`the rollout ${o.resume ? 'resume' : o.promote ? 'promotion' : 'start'}`);
-      await this.publishAndTarget();
-      // changes: what the started rollout moves against the default it started from (K1)
-      return changes ? { ...this.config.state, changes } : this.config.state;
-    });
-  }
-
-  /**
-   * Records an operator action the API refused (refused-operations.ts, probe11 K5). A leader only
-   * (serial refuses on a follower); queued behind the operation in flight and, like an accepted
-   * operation, settled only once the group's log holds it: the refusal changed nothing, but its
-   * record is the audit trail, and one not yet flushed was lost with a step-down (the next leader
-   * answers `audit ops` without it). Rejects (NotCommittedError) when the flush fails; the API
-   * still answers the refusal as it would.
-   */
   recordRefusal(op: Operation): Promise<void> {
-    return this.serial(async () => {
-      this.options.log.recordOperation(op);
-      await this.committed(`the record of a refused ${op.kind}`);
-    });
+    return this.operations.recordRefusal(op);
   }
 
-  /**
-   * Instant config rollback. `o.expect`: the state its sender saw, checked (409 when it moved,
-   * probe11 K2); `o.force`: to a revision that never was the default (K7). The answer carries the
-   * default it moved from (`rolledBackFrom`) and the rollout it stopped, if any (`stoppedRollout`).
-   */
-  rollbackConfig(to: number | undefined, who: Actor, o: { expect?: RollbackExpectation; force?: boolean } = {}) {
-    return this.serial(async () => {
-      this.stream.refuseWhileDisagreeing('this rollback');
-      const before = this.config.state;
-      const r = before.rollout;
-      const st = this.config.rollback(to, who, o);
-      await this.committed('the config rollback');
-      await this.publishAndTarget();
-      const stopped = r && r.status !== st.rollout?.status && st.rollout?.status === 'rolled-back';
-      return {
-        ...st,
-        rolledBackFrom: before.defaultRevision,
-        ...(stopped ? { stoppedRollout: r.configRevision } : {}),
-      };
-    });
+  rollbackConfig(...a: Parameters<PlannerOperations['rollbackConfig']>) {
+    return this.operations.rollbackConfig(...a);
   }
 
   // ---- queries ----
