@@ -1,6 +1,6 @@
 import type { EventLog } from '../../libs/eventlog/index.ts';
 import { nodesBehind, replayableFrom, type RetentionFloor } from '../../libs/eventlog/index.ts';
-import { monoOfWall, notCanaryNodes, type NodeReport, type NodeStatusRow } from '../../libs/control/index.ts';
+import { monoOfWall, type NodeReport } from '../../libs/control/index.ts';
 import type { NodeStatusThresholds } from '../../libs/bus/index.ts';
 import type {
   AckOrNack,
@@ -16,7 +16,7 @@ import { vipConflicts, type ObjectRejection } from '../../libs/planner/index.ts'
 import { ConfigAxis, DataAxis, type PreparedEvent } from '../../libs/versioning/index.ts';
 import { toWatchEvent } from './event-change.ts';
 import type { EventSource, EventSourceFactory } from './event-source.ts';
-import { fleetNodes, outsideReason, type Fleet } from './fleet-nodes.ts';
+import { FleetStatus, type PlannerStatusRow } from './fleet-status.ts';
 import type { NodeHashChecks } from './node-hash-checks.ts';
 import { NodeTracker } from './node-tracker.ts';
 import { EventBatcher } from './event-batcher.ts';
@@ -128,12 +128,15 @@ export class Planner {
   private readonly failures: StepFailures;
   /** Publishes to the versions stream what it lacks of the log, and again what it lost. */
   private readonly stream: VersionsStreamSync;
+  /** The fleet, each node's target and its status row. */
+  private readonly fleetStatus: FleetStatus;
   /** The operator's operations (pin, rollout, rollback, ...). */
   private readonly operations: PlannerOperations;
   /** Writes the reports the gate lets through, and those the log refused, to the log. */
   private readonly reports: ReportWriter;
 
   constructor(private readonly options: PlannerOptions) {
+    this.nodes = new NodeTracker(options.statusThresholds);
     this.failures = new StepFailures((where, err) => this.options.hooks?.onError?.(where, err));
     this.expectations = new AckExpectations({
       log: options.log,
@@ -152,6 +155,17 @@ export class Planner {
       hooks: options.hooks,
       data: () => this.data,
     });
+    this.fleetStatus = new FleetStatus({
+      axes: this,
+      nodes: this.nodes,
+      nodeSelector: options.nodeSelector,
+      invalidReports: this.invalidReports,
+      reportGate: () => this.reportGate,
+      role: () => this.role,
+      expectations: this.expectations,
+      viewStale: () => this.viewStale,
+      onNodeForgotten: (n) => this.options.hooks?.onNodeForgotten?.(n),
+    });
     this.operations = new PlannerOperations({
       log: options.log,
       bus: options.bus,
@@ -162,7 +176,7 @@ export class Planner {
       publishAndTarget: () => this.publishAndTarget(),
       stepRollout: () => this.stepRollout(),
       armRolloutClock: () => this.armRolloutClock(),
-      waveFleet: () => this.waveFleet(),
+      waveFleet: () => this.fleetStatus.waveFleet(),
     });
     this.reports = new ReportWriter({
       log: options.log,
@@ -171,7 +185,6 @@ export class Planner {
       failures: this.failures,
       stopped: () => this.stopped,
     });
-    this.nodes = new NodeTracker(options.statusThresholds);
     this.synced = new Promise((r) => (this.resolveSynced = r));
   }
 
@@ -192,7 +205,7 @@ export class Planner {
       // down (a new follower Planner) must not show nodes it heard seconds ago as never heard from.
       this.seedLastReports();
       this.expectations.checkAll(this.nodes.lastHeard());
-      this.noteTargets(this.data.latest()?.version ?? 0, performance.now());
+      this.fleetStatus.noteTargets(this.data.latest()?.version ?? 0, performance.now());
       this.options.bus.listen({
         onAck: (a) => {
           this.nodes.onAck(a, performance.now());
@@ -339,7 +352,7 @@ export class Planner {
     // ACKs heard before the view held their version are checked now, not at the first status
     // read (which showed them APPLYING "awaiting the node-state check" meanwhile: probe5 H8).
     this.expectations.checkAll(this.nodes.lastHeard());
-    this.noteTargets(this.data.latest()?.version ?? 0, performance.now());
+    this.fleetStatus.noteTargets(this.data.latest()?.version ?? 0, performance.now());
   }
 
   /** Follower: `hook` is called when a node reports a version newer than this view (the group reloads it). */
@@ -554,60 +567,26 @@ export class Planner {
   }
 
   /**
-   * The nodes status lists and rollouts wave over: every node the cluster's data names, silent or
-   * not, and a node it does not name (an applier without a Node object, or one whose Node was
-   * deleted) only while that node still reports. A node that left the cluster and stopped
-   * reporting falls out after the silence threshold: before, every node ever heard stayed for
-   * ever, also across restarts (seeded from the log), UNKNOWN in status, so `ctl wait` could never
-   * finish, and in every later rollout's waves, which then halted on its wave timeout (review4 G1).
-   * Nodes `--node-selector` leaves out are not in it (fleetNodes, probe4 K8).
+   * The nodes status lists and rollouts wave over (FleetStatus.fleet): every node the cluster's
+   * data names, and one it does not name only while it still reports; not those `--node-selector`
+   * leaves out.
    */
   fleet(nowMs = performance.now()): string[] {
-    return [...this.fleetView(nowMs).nodes];
+    return this.fleetStatus.fleet(nowMs);
   }
 
-  /** The fleet a rollout waves over, and those of its nodes that may not be its canary (W1). */
-  private waveFleet(): { nodes: string[]; notCanary: Map<string, string> } {
-    const inData = new Set(this.data.publishedData().nodeNames());
-    return { nodes: this.fleet(), notCanary: notCanaryNodes(this.status(), (n) => inData.has(n)) };
+  /** Every fleet node's row (FleetStatus.status); renders nothing. */
+  status(): PlannerStatusRow[] {
+    return this.fleetStatus.status();
   }
 
-  /** The fleet, and the nodes outside the selector that report anyway (shown in status, never counted). */
-  private fleetView(nowMs: number): Fleet {
-    const live = this.data.live;
-    return fleetNodes({
-      dataNodes: this.data.publishedData().nodeNames(),
-      heard: this.nodes.heardSince(nowMs - this.nodes.silenceMs()),
-      selector: this.options.nodeSelector,
-      labelsOf: (n) => live.nodeLabels(n),
-    });
+  targetOf(node: string, version = this.data.latest()?.version ?? 0): NodeTarget {
+    return this.fleetStatus.targetOf(node, version);
   }
 
   /** `--node-selector`'s canonical text, or undefined when every Node is in the fleet. */
   get nodeSelector(): string | undefined {
     return this.options.nodeSelector?.text || undefined;
-  }
-
-  /**
-   * Forgets what is kept in memory of nodes no longer shown (tracker entries and report gates),
-   * so a cluster whose node names churn (autoscaling, replacements) does not grow the planner.
-   * The log keeps their history for audit; a node that comes back is heard afresh.
-   */
-  private forgetDeparted(nowMs: number): void {
-    const f = this.fleetView(nowMs);
-    const shown = new Set([...f.nodes, ...f.outside]);
-    for (const n of this.nodes.known())
-      if (!shown.has(n)) {
-        this.nodes.forget(n);
-        this.invalidReports.forget(n);
-        this.options.hooks?.onNodeForgotten?.(n);
-      }
-    for (const n of this.reportGate.gated()) if (!shown.has(n)) this.reportGate.forget(n);
-  }
-
-  targetOf(node: string, version = this.data.latest()?.version ?? 0): NodeTarget {
-    const o = this.config.overrides().get(node);
-    return { version, configRevision: o ?? this.config.state.defaultRevision };
   }
 
   private async writeTargets(version: number): Promise<void> {
@@ -626,20 +605,9 @@ export class Planner {
     // goes (probe9 K1); one kept while the Node exists or a rollout still names it.
     await this.options.bus.removeNodeTargets?.([...this.data.publishedData().nodeNames(), ...overrides.keys()]);
     const nowMs = performance.now();
-    this.forgetDeparted(nowMs);
-    this.noteTargets(version, nowMs);
+    this.fleetStatus.forgetDeparted(nowMs);
+    this.fleetStatus.noteTargets(version, nowMs);
     this.armRolloutClock();
-  }
-
-  /**
-   * Starts each fleet node's APPLYING→STALE clock when its target moves: on a leader once the
-   * targets are written, on a follower when its view of the log first holds them (refresh). A
-   * follower never wrote targets, so its clock never started and a node stuck on an old version
-   * read APPLYING for ever on every follower while the leader said STALE (probe14 P2: 190 s seen).
-   */
-  private noteTargets(version: number, nowMs: number): void {
-    const f = this.fleetView(nowMs);
-    for (const n of [...f.nodes, ...f.outside]) this.nodes.noteTarget(n, this.targetOf(n, version), nowMs);
   }
 
   /**
@@ -781,47 +749,6 @@ export class Planner {
   private rebuildable<R extends { from?: number }>(range: R): R {
     const oldest = replayableFrom(this.options.log) ?? Number.MAX_SAFE_INTEGER;
     return { ...range, from: Math.max(range.from ?? 0, oldest) };
-  }
-
-  /**
-   * Every fleet node's row. Renders nothing (review4 G7): the node-state hash an ACK of the latest
-   * version must echo is one hashChecks already computed, or the row says it is being checked.
-   */
-  status(): (NodeStatusRow & { reason: string; hashMatch: boolean | null; fleet?: false })[] {
-    const latest = this.data.latest();
-    const nowMs = performance.now();
-    this.forgetDeparted(nowMs);
-    const last = new Map(this.nodes.lastHeard().map((a) => [a.node, a]));
-    const inData = new Set(this.data.publishedData().nodeNames());
-    const fleet = this.fleetView(nowMs);
-    const outside = new Set(fleet.outside);
-    return [...fleet.nodes, ...fleet.outside].sort().map((node) => {
-      // A leader measures a node against what it told it (the targets it wrote), not a version it
-      // made but could not publish yet: cut off from NATS, every node read STALE "target N set 69 s
-      // ago" of a target never set, with the previous target's clock (probe14 P3). The version not
-      // out yet is the planner's own failure (lastError `publish: …`, notReady).
-      const target =
-        (this.role === 'leader' ? this.nodes.noted(node) : undefined) ?? this.targetOf(node, latest?.version ?? 0);
-      const a = last.get(node);
-      const acked = a?.type === 'ACK' && a.version === target.version && a.configRevision === target.configRevision;
-      const row = this.nodes.row(
-        node,
-        target,
-        this.expectations.expectedOf(node, target, latest?.version, acked),
-        nowMs,
-        this.viewStale,
-      );
-      // Reporting although --node-selector leaves its Node out: shown, never counted (probe4 K8).
-      if (outside.has(node)) {
-        const note = outsideReason(this.options.nodeSelector!);
-        return { ...row, reason: row.reason ? `${row.reason}; ${note}` : note, fleet: false as const };
-      }
-      if (inData.has(node)) return row;
-      // It runs what it was given, but that has no NodePorts: they are rendered on the addresses of
-      // the node's Node object (its Node was deleted, or --node names no Node: probe4 K3).
-      const note = 'no Node object of this name in the cluster: no NodePorts are rendered for it';
-      return { ...row, reason: row.reason ? `${row.reason}; ${note}` : note };
-    });
   }
 
   /**
