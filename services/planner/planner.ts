@@ -1,6 +1,6 @@
 import type { EventLog } from '../../libs/eventlog/index.ts';
 import { nodesBehind, replayableFrom, type RetentionFloor } from '../../libs/eventlog/index.ts';
-import { monoOfWall, type NodeReport } from '../../libs/control/index.ts';
+import { monoOfWall } from '../../libs/control/index.ts';
 import type { NodeStatusThresholds } from '../../libs/bus/index.ts';
 import type {
   AckOrNack,
@@ -27,6 +27,7 @@ import { ReportLogGate } from './report-log-gate.ts';
 import { InvalidReportLimiter, invalidReason, type InvalidReason } from './invalid-reports.ts';
 import { PlannerOperations } from './planner-operations.ts';
 import { ReportWriter } from './report-writer.ts';
+import { RolloutDriver } from './rollout-driver.ts';
 import { StepFailures } from './step-failures.ts';
 import { VersionsStreamSync } from './versions-stream-sync.ts';
 
@@ -99,8 +100,6 @@ export class Planner {
   private timer: NodeJS.Timeout | undefined;
   private retry: NodeJS.Timeout | undefined;
   private sourceRetry: NodeJS.Timeout | undefined;
-  /** Wakes the rollout when a wave times out or its bake ends without any report arriving. */
-  private rolloutClock: NodeJS.Timeout | undefined;
   private overridden = new Set<string>();
   private putRevisions = new Set<number>();
   /** What ACKs must echo: the log's data hash, and the node-state hashes rendered off the read paths. */
@@ -130,6 +129,8 @@ export class Planner {
   private readonly stream: VersionsStreamSync;
   /** The fleet, each node's target and its status row. */
   private readonly fleetStatus: FleetStatus;
+  /** Steps the running rollout and wakes it at its deadlines. */
+  private readonly rollouts: RolloutDriver;
   /** The operator's operations (pin, rollout, rollback, ...). */
   private readonly operations: PlannerOperations;
   /** Writes the reports the gate lets through, and those the log refused, to the log. */
@@ -145,7 +146,7 @@ export class Planner {
       role: () => this.role,
       onChecked: (nodes) => {
         this.recovered('node-state check');
-        this.checkedWave(nodes);
+        this.rollouts.checkedWave(nodes);
       },
       onError: (node, e) => this.fail('node-state check', new Error(`rendering ${node}: ${errorText(e)}`)),
     });
@@ -166,6 +167,17 @@ export class Planner {
       viewStale: () => this.viewStale,
       onNodeForgotten: (n) => this.options.hooks?.onNodeForgotten?.(n),
     });
+    this.rollouts = new RolloutDriver({
+      axes: this,
+      nodes: this.nodes,
+      fleet: () => this.fleet(),
+      expectations: this.expectations,
+      serial: (fn) => this.serial(fn),
+      publishAndTarget: () => this.publishAndTarget(),
+      failures: this.failures,
+      stopped: () => this.stopped,
+      role: () => this.role,
+    });
     this.operations = new PlannerOperations({
       log: options.log,
       bus: options.bus,
@@ -174,8 +186,8 @@ export class Planner {
       stream: this.stream,
       serial: (fn) => this.serial(fn),
       publishAndTarget: () => this.publishAndTarget(),
-      stepRollout: () => this.stepRollout(),
-      armRolloutClock: () => this.armRolloutClock(),
+      stepRollout: () => this.rollouts.step(),
+      armRolloutClock: () => this.rollouts.armClock(),
       waveFleet: () => this.fleetStatus.waveFleet(),
     });
     this.reports = new ReportWriter({
@@ -404,7 +416,7 @@ export class Planner {
     clearTimeout(this.timer);
     clearTimeout(this.retry);
     clearTimeout(this.sourceRetry);
-    clearTimeout(this.rolloutClock);
+    this.rollouts.stop();
     this.reports.stop();
     this.expectations.checks.stop();
     await this.source?.stop();
@@ -607,32 +619,7 @@ export class Planner {
     const nowMs = performance.now();
     this.fleetStatus.forgetDeparted(nowMs);
     this.fleetStatus.noteTargets(version, nowMs);
-    this.armRolloutClock();
-  }
-
-  /**
-   * Sets the one rollout timer to the next deadline of the running rollout, measured on the
-   * monotonic clock from the wave and bake start (ConfigAxis.waitMs; a restarted planner takes
-   * their elapsed time from the persisted wall stamps once, see rolloutElapsed).
-   */
-  private armRolloutClock(): void {
-    clearTimeout(this.rolloutClock);
-    const due = this.config.waitMs();
-    if (due === undefined || this.stopped) return;
-    // +5 ms: a timer may fire a hair early; 2^31-1 ms is the longest a Node timer can wait.
-    const wait = Math.min(due + 5, 2_147_483_647);
-    this.rolloutClock = setTimeout(
-      () =>
-        void this.serial(async () => {
-          if (this.stepRollout()) await this.publishAndTarget();
-          else this.armRolloutClock();
-        }).then(
-          () => this.recovered('rollout'),
-          (e) => this.fail('rollout', e),
-        ),
-      wait,
-    );
-    this.rolloutClock.unref?.();
+    this.rollouts.armClock();
   }
 
   /**
@@ -661,7 +648,7 @@ export class Planner {
       const logged = this.reportGate.offer(a, now);
       if (logged === 'record') this.reports.log([a], 'soon');
       else if (logged === 'held') this.reports.armFlush(now);
-      if (this.stepRollout()) await this.publishAndTarget();
+      if (this.rollouts.step()) await this.publishAndTarget();
     }).then(
       () => this.recovered('ack'),
       (e) => this.fail('ack', e),
@@ -677,7 +664,7 @@ export class Planner {
     this.nodes.onHeartbeat(h, performance.now(), this.now().getTime());
     if (this.config.state.rollout?.status !== 'running' || !h.health || h.health.verdict === before) return;
     return this.serial(async () => {
-      if (this.stepRollout()) await this.publishAndTarget();
+      if (this.rollouts.step()) await this.publishAndTarget();
     }).catch((e) => this.fail('heartbeat', e));
   }
 
@@ -749,50 +736,6 @@ export class Planner {
   private rebuildable<R extends { from?: number }>(range: R): R {
     const oldest = replayableFrom(this.options.log) ?? Number.MAX_SAFE_INTEGER;
     return { ...range, from: Math.max(range.from ?? 0, oldest) };
-  }
-
-  /**
-   * The reports a rollout step reads. While a rollout runs, each ACK is checked against the
-   * hashes the planner expects (expectedOf): a node that ACKs the revision but runs something
-   * else fails the wave instead of passing it. An ACK whose node-state hash is still being
-   * checked is left out (not answered yet, as far as the wave can tell): it neither passes nor
-   * fails the wave until hashChecks has it, and then steps the rollout (checkedWave). Without a
-   * running rollout no step reads them.
-   */
-  /** One step of the running rollout from the nodes' reports and the fleet now (see decideRollout). */
-  private stepRollout(): boolean {
-    return this.config.step(this.rolloutReports(), new Set(this.fleet()));
-  }
-
-  private rolloutReports(): Map<string, NodeReport> {
-    const r = this.config.state.rollout;
-    if (r?.status !== 'running') return this.nodes.reports();
-    const latest = this.data.latest()?.version;
-    const wave = new Set(r.waves[r.wave]); // the only nodes a step reads: check no others
-    const unchecked: string[] = [];
-    const reports = this.nodes.reports((a) => {
-      if (!wave.has(a.node)) return {};
-      const e = this.expectations.expectedOf(a.node, a, latest, true);
-      if (e.nodeStateChecking) unchecked.push(a.node);
-      return e;
-    });
-    // A mismatch already known (data hash, two appliers) fails the node whatever its node state.
-    for (const n of unchecked) if (!reports.get(n)?.mismatch) reports.delete(n);
-    return reports;
-  }
-
-  /** A slice of hashChecks finished: a running wave whose nodes' ACKs were waiting for it steps. */
-  private checkedWave(nodes: readonly string[]): void {
-    const r = this.config.state.rollout;
-    if (this.role !== 'leader' || this.stopped || r?.status !== 'running') return;
-    const wave = new Set(r.waves[r.wave]);
-    if (!nodes.some((n) => wave.has(n))) return;
-    void this.serial(async () => {
-      if (this.stepRollout()) await this.publishAndTarget();
-    }).then(
-      () => this.recovered('rollout'),
-      (e) => this.fail('rollout', e),
-    );
   }
 }
 
