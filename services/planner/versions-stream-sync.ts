@@ -2,7 +2,7 @@ import type { EventLog } from '../../libs/eventlog/index.ts';
 import { replayableFrom } from '../../libs/eventlog/index.ts';
 import type { DataAxis, NewVersion } from '../../libs/versioning/index.ts';
 import type { PlannerBus } from './planner-bus.ts';
-import type { PlannerHooks } from './planner.ts';
+import type { PlannerHooks } from './planner-options.ts';
 
 /** The log's version N is not the versions stream's N (checkStreamAgrees). */
 class StreamDisagrees extends Error {}
