@@ -1,14 +1,12 @@
 import { nodesBehind, replayableFrom, type RetentionFloor } from '../../libs/eventlog/index.ts';
 import { monoOfWall } from '../../libs/control/index.ts';
-import type { AckOrNack, Heartbeat, NodeTarget, Operation, Rejection, WatchEvent } from '../../libs/model/index.ts';
+import type { AckOrNack, Heartbeat, NodeTarget, Operation, Rejection } from '../../libs/model/index.ts';
 import { vipConflicts } from '../../libs/planner/index.ts';
-import { ConfigAxis, DataAxis, type PreparedEvent } from '../../libs/versioning/index.ts';
-import { toWatchEvent } from './event-change.ts';
-import type { EventSource } from './event-source.ts';
+import { ConfigAxis, DataAxis } from '../../libs/versioning/index.ts';
 import { FleetStatus, type PlannerStatusRow } from './fleet-status.ts';
 import type { NodeHashChecks } from './node-hash-checks.ts';
 import { NodeTracker } from './node-tracker.ts';
-import { EventBatcher } from './event-batcher.ts';
+import { EventIntake } from './event-intake.ts';
 import { AckExpectations } from './ack-expectations.ts';
 import { runInSlices } from './run-in-slices.ts';
 import { ReportLogGate } from './report-log-gate.ts';
@@ -32,11 +30,9 @@ export class Planner {
   data!: DataAxis;
   config!: ConfigAxis;
   readonly nodes: NodeTracker;
-  private source!: EventSource;
   private chain: Promise<unknown> = Promise.resolve();
   private timer: NodeJS.Timeout | undefined;
   private retry: NodeJS.Timeout | undefined;
-  private sourceRetry: NodeJS.Timeout | undefined;
   private overridden = new Set<string>();
   private putRevisions = new Set<number>();
   /** What ACKs must echo: the log's data hash, and the node-state hashes rendered off the read paths. */
@@ -46,13 +42,11 @@ export class Planner {
   /** Which ACK/NACKs reach the log (review3 N2); held ones are written by `reports`. */
   readonly reportGate = new ReportLogGate();
   private firstUnsyncedAt: number | undefined;
-  private batcher!: EventBatcher<WatchEvent | PreparedEvent>;
   /** Ends the initial list's hold on WAL checkpoints (see EventLog.holdWalCheckpoints). */
   private releaseWal: (() => void) | undefined;
   isSynced = false;
   /** Follower: told when a node reports a version this view does not hold yet (onViewBehind). */
   private viewBehind: ((version: number) => void) | undefined;
-  sourceRejections: Rejection[] = [];
   private readonly invalidReports = new InvalidReportLimiter();
   /** vipConflicts() of the published content with that content's hash. */
   private conflicts:
@@ -68,6 +62,8 @@ export class Planner {
   private readonly fleetStatus: FleetStatus;
   /** Steps the running rollout and wakes it at its deadlines. */
   private readonly rollouts: RolloutDriver;
+  /** The event source and the batcher that appends what it delivers to the log. */
+  private readonly intake: EventIntake;
   /** The operator's operations (pin, rollout, rollback, ...). */
   private readonly operations: PlannerOperations;
   /** Writes the reports the gate lets through, and those the log refused, to the log. */
@@ -103,6 +99,16 @@ export class Planner {
       expectations: this.expectations,
       viewStale: () => this.viewStale,
       onNodeForgotten: (n) => this.options.hooks?.onNodeForgotten?.(n),
+    });
+    this.intake = new EventIntake({
+      source: options.source,
+      hooks: options.hooks,
+      data: () => this.data,
+      serial: (fn) => this.serial(fn),
+      failures: this.failures,
+      stopped: () => this.stopped,
+      isSynced: () => this.isSynced,
+      appended: () => this.scheduleSync(),
     });
     this.rollouts = new RolloutDriver({
       axes: this,
@@ -180,36 +186,14 @@ export class Planner {
       onHeartbeat: (h) => this.onHeartbeat(h),
       onInvalid: (node, error) => this.onInvalidReport(node, error),
     });
-    this.batcher = new EventBatcher<WatchEvent | PreparedEvent>({
-      serial: (fn) => this.serial(fn),
-      flush: (events, emptiesQueue) => {
-        const rejected = this.data.ingest(events, { resumePoints: emptiesQueue });
-        // Before the first sync (the initial list), entries are built batch by batch while the
-        // next pages are on their way, not all at once after the last page (version 1 waits for them).
-        if (!this.isSynced) this.data.live.buildReady();
-        for (const r of rejected) this.options.hooks?.onRejected?.(r);
-        this.recovered('append');
-        this.options.hooks?.onEvents?.(events.length);
-        this.scheduleSync();
-      },
-      onError: (e) => this.fail('append', e),
-      holdWhile: () => !this.isSynced, // the initial list: appended in full batches, then all before version 1
-    });
-    this.source = this.options.source((e) => this.batcher.push(this.queued(toWatchEvent(e, this.source.origin))), {
-      // Each scan reports everything it refused; count only what is new, keep only the current list.
-      onSourceRejections: (list) => {
-        const seen = new Set(this.sourceRejections.map((r) => `${r.ref}|${r.reason}`));
-        for (const r of list) if (!seen.has(`${r.ref}|${r.reason}`)) this.options.hooks?.onRejected?.(r);
-        this.sourceRejections = [...list];
-      },
-    });
+    this.intake.open();
     // The initial list is a bulk load into the log: its WAL is copied into the file once, in a
     // step of its own after version 1 (and its checkpoint), not every few MB while the list pages in.
     this.releaseWal = log.holdWalCheckpoints();
-    this.startSource(0);
-    void this.source.synced.then(() =>
+    this.intake.start();
+    void this.intake.synced.then(() =>
       this.serial(async () => {
-        this.batcher.flushNow(); // the initial list must be durable and applied before version 1
+        this.intake.flushNow(); // the initial list must be durable and applied before version 1
         this.isSynced = true;
         await this.syncNow();
         this.resolveSynced();
@@ -218,21 +202,6 @@ export class Planner {
           (e) => this.fail('wal checkpoint', e),
         );
       }),
-    );
-  }
-
-  /**
-   * Starts the source; one whose start fails (a manifests directory not there yet) is shown as
-   * failing and retried with capped backoff: the planner waits for what is missing.
-   */
-  private startSource(attempt: number): void {
-    this.source.start().then(
-      () => this.recovered('source'),
-      (e) => {
-        this.fail('source', e);
-        if (!this.stopped)
-          this.sourceRetry = setTimeout(() => this.startSource(attempt + 1), Math.min(250 * 2 ** attempt, 5000));
-      },
     );
   }
 
@@ -352,13 +321,10 @@ export class Planner {
     this.stopped = true;
     clearTimeout(this.timer);
     clearTimeout(this.retry);
-    clearTimeout(this.sourceRetry);
     this.rollouts.stop();
     this.reports.stop();
     this.expectations.checks.stop();
-    await this.source?.stop();
-    if (this.batcher) await this.batcher.drain(); // what the source delivered is logged before we go
-    this.batcher?.stop();
+    await this.intake.stop(); // what the source delivered is logged before we go
     await this.chain.catch(() => {});
     // Reports the gate still holds are the nodes' last words: written now, over budget or not
     // (a few rows once), before the log closes (and, in a group, before the leader's last flush).
@@ -379,8 +345,13 @@ export class Planner {
     return this.expectations.checks;
   }
 
+  /** What the source's last scan refused (the current list). */
+  get sourceRejections(): Rejection[] {
+    return this.intake.sourceRejections;
+  }
+
   sourceHealth(): unknown {
-    return this.source?.health();
+    return this.intake.health();
   }
 
   /**
@@ -398,7 +369,7 @@ export class Planner {
 
   /** Why the event source is failing right now, or undefined while it works (owner: sources). */
   sourceProblem(): string | undefined {
-    return this.source?.problem();
+    return this.intake.problem();
   }
 
   private serial<T>(fn: () => Promise<T> | T): Promise<T> {
@@ -441,20 +412,6 @@ export class Planner {
     this.failures.recovered(where);
   }
 
-  /**
-   * What the batcher holds for one event: prepared as it arrives (its row text and its reading
-   * into the model), so the raw object is dropped with its list page instead of living through
-   * scavenges until its batch is appended. An event that cannot be prepared is queued raw: its
-   * batch's append then fails (and retries) exactly as it did before, the sink never throws.
-   */
-  private queued(e: WatchEvent): WatchEvent | PreparedEvent {
-    try {
-      return this.data.prepare(e);
-    } catch {
-      return e;
-    }
-  }
-
   private scheduleSync(): void {
     if (!this.isSynced || this.stopped) return; // no version before every informer synced once
     clearTimeout(this.timer);
@@ -477,7 +434,7 @@ export class Planner {
 
   private async syncNow(): Promise<void> {
     this.firstUnsyncedAt = undefined;
-    this.batcher.flushNow(); // never make a version from events that are not durable yet
+    this.intake.flushNow(); // never make a version from events that are not durable yet
     // In slices: events that arrive meanwhile queue behind it in the serial queue (the batcher's
     // flush), so they make the next version, never part of this one.
     this.stream.remember(await runInSlices(this.data.syncSteps(), { sliceMs: this.options.buildSliceMs ?? 10 }));
