@@ -1,6 +1,5 @@
 import { nodesBehind, replayableFrom, type RetentionFloor } from '../../libs/eventlog/index.ts';
-import { monoOfWall } from '../../libs/control/index.ts';
-import type { AckOrNack, Heartbeat, NodeTarget, Operation, Rejection } from '../../libs/model/index.ts';
+import type { AckOrNack, NodeTarget, Operation, Rejection } from '../../libs/model/index.ts';
 import { vipConflicts } from '../../libs/planner/index.ts';
 import { ConfigAxis, DataAxis } from '../../libs/versioning/index.ts';
 import { FleetStatus, type PlannerStatusRow } from './fleet-status.ts';
@@ -10,8 +9,9 @@ import { EventIntake } from './event-intake.ts';
 import { AckExpectations } from './ack-expectations.ts';
 import { runInSlices } from './run-in-slices.ts';
 import { ReportLogGate } from './report-log-gate.ts';
-import { InvalidReportLimiter, invalidReason } from './invalid-reports.ts';
+import { InvalidReportLimiter } from './invalid-reports.ts';
 import { PlannerOperations } from './planner-operations.ts';
+import { ReportIntake } from './report-intake.ts';
 import { ReportWriter } from './report-writer.ts';
 import { RolloutDriver } from './rollout-driver.ts';
 import type { PlannerOptions } from './planner-options.ts';
@@ -66,6 +66,8 @@ export class Planner {
   private readonly intake: EventIntake;
   /** The operator's operations (pin, rollout, rollback, ...). */
   private readonly operations: PlannerOperations;
+  /** Takes in the nodes' reports (and seeds them from the log). */
+  private readonly reportIntake: ReportIntake;
   /** Writes the reports the gate lets through, and those the log refused, to the log. */
   private readonly reports: ReportWriter;
 
@@ -140,6 +142,20 @@ export class Planner {
       failures: this.failures,
       stopped: () => this.stopped,
     });
+    this.reportIntake = new ReportIntake({
+      log: options.log,
+      hooks: options.hooks,
+      nodes: this.nodes,
+      gate: () => this.reportGate,
+      writer: this.reports,
+      invalidReports: this.invalidReports,
+      axes: this,
+      rollouts: this.rollouts,
+      serial: (fn) => this.serial(fn),
+      publishAndTarget: () => this.publishAndTarget(),
+      failures: this.failures,
+      now: () => this.now(),
+    });
     this.synced = new Promise((r) => (this.resolveSynced = r));
   }
 
@@ -158,7 +174,7 @@ export class Planner {
     if (this.role === 'follower') {
       // Every node's last report in the log, as a leader seeds them: a leader that just stepped
       // down (a new follower Planner) must not show nodes it heard seconds ago as never heard from.
-      this.seedLastReports();
+      this.reportIntake.seedLastReports();
       this.expectations.checkAll(this.nodes.lastHeard());
       this.fleetStatus.noteTargets(this.data.latest()?.version ?? 0, performance.now());
       this.options.bus.listen({
@@ -171,20 +187,20 @@ export class Planner {
           this.expectations.checkLater(a);
         },
         onHeartbeat: (h) => this.nodes.onHeartbeat(h, performance.now(), this.now().getTime()),
-        onInvalid: (node, error) => this.onInvalidReport(node, error),
+        onInvalid: (node, error) => this.reportIntake.onInvalid(node, error),
       });
       return;
     }
-    this.seedLastReports();
+    this.reportIntake.seedLastReports();
     this.expectations.checkAll(this.nodes.lastHeard());
     await this.serial(() => this.publishAndTarget());
     this.options.bus.listen({
       onAck: (a) => {
         this.expectations.checkLater(a);
-        return this.onAck(a);
+        return this.reportIntake.onAck(a);
       },
-      onHeartbeat: (h) => this.onHeartbeat(h),
-      onInvalid: (node, error) => this.onInvalidReport(node, error),
+      onHeartbeat: (h) => this.reportIntake.onHeartbeat(h),
+      onInvalid: (node, error) => this.reportIntake.onInvalid(node, error),
     });
     this.intake.open();
     // The initial list is a bulk load into the log: its WAL is copied into the file once, in a
@@ -206,54 +222,11 @@ export class Planner {
   }
 
   /**
-   * A restarted planner seeds the tracker with each node's last logged ACK/NACK. Nodes do not ACK
-   * again until their target moves, so without it a restarted planner mid-rollout saw a baking
-   * wave as silent (it would time out), and every node's status lost the hashes its ACK proved
-   * (HASH and LAST REPORT "-", the word by heartbeat numbers alone) until the next version. The
-   * seed is dated when the node says it made it, never later than now, and carries no health
-   * verdict: that one may be stale (heartbeats, not logged, may have turned it since), and an
-   * unhealthy verdict that counted is already in a rollout's failed list. The node's next
-   * heartbeat (within seconds) brings its current verdict.
-   */
-  private seedLastReports(): void {
-    for (const n of nodesBehind(this.options.log, { all: true })) {
-      const { health: _stale, ...report } = n.lastReport as AckOrNack & { health?: unknown };
-      // Dated when a planner received it (the log's received_at), not by the node's own clock:
-      // a clock behind would make a node heard seconds ago look silent, one ahead would outrank
-      // every later report and hide silence (review F4). Rows logged before received_at existed
-      // fall back to the node's `at`, never later than now. The tracker measures silence on the
-      // monotonic clock (review4 G6): the wall-clock age of the row is taken once, here.
-      const heard = Date.parse(n.receivedAt ?? n.lastReport.at);
-      this.nodes.onAck(
-        report as AckOrNack,
-        monoOfWall(heard, { wallMs: this.now().getTime(), monoMs: performance.now() }),
-      );
-    }
-  }
-
-  /**
-   * Leader, just elected: records the reports its follower view heard that its log lacks (review2
-   * L2). ACK/NACK rows the previous leader recorded in its last flush interval are dropped by its
-   * step-down truncation, and nodes do not report again until their target moves; every replica
-   * hears every report, so the new leader writes them back. A report the log already holds, or
-   * one older than the log's last for that node, is skipped.
+   * Leader, just elected: records the reports its follower view heard that its log lacks
+   * (ReportIntake.recordHeard, review2 L2).
    */
   recordHeard(heard: readonly AckOrNack[]): Promise<void> {
-    return this.serial(() => {
-      const logged = new Map(nodesBehind(this.options.log, { all: true }).map((n) => [n.node, n.lastReport]));
-      const missing: AckOrNack[] = [];
-      for (const a of heard) {
-        const l = logged.get(a.node);
-        if (
-          l &&
-          (Date.parse(l.at) > Date.parse(a.at) || (l.at === a.at && l.version === a.version && l.type === a.type))
-        )
-          continue;
-        this.nodes.onAck(a, performance.now());
-        missing.push(a);
-      }
-      this.reports.log(missing); // one commit for them all (review4 G9)
-    });
+    return this.reportIntake.recordHeard(heard);
   }
 
   get role(): 'leader' | 'follower' {
@@ -514,52 +487,6 @@ export class Planner {
     this.fleetStatus.forgetDeparted(nowMs);
     this.fleetStatus.noteTargets(version, nowMs);
     this.rollouts.armClock();
-  }
-
-  /**
-   * A report dropped as not valid (probe10 H2): counted, said (rate-limited) and kept on the row of
-   * the node its subject names. A node the planner does not know is counted without its name: a
-   * hostile subject must not grow the metric's labels or this planner's memory.
-   */
-  private onInvalidReport(subjectNode: string, error: string): void {
-    const node = this.nodes.has(subjectNode) ? subjectNode : undefined;
-    const now = performance.now();
-    if (node) this.nodes.onInvalid(node, error, now);
-    this.options.hooks?.onInvalidReport?.(node, invalidReason(error));
-    const line = this.invalidReports.offer(node, subjectNode, error, now);
-    if (line) this.options.hooks?.onNote?.(line);
-  }
-
-  private onAck(a: AckOrNack): Promise<void> {
-    return this.serial(async () => {
-      const now = performance.now(); // durations (silence, the gate's budget) are monotonic: review4 G6
-      // Every report moves the in-memory view, first: whether the log takes it or not (review4 G5:
-      // a write that failed on a full disk dropped the ACK from the view too, and a rollout wave
-      // whose nodes had ACKed timed out once space was back). The log gets what the gate lets
-      // through (a repeat of the node's last logged word, or more than its budget, is not a row of
-      // its own).
-      this.nodes.onAck(a, now);
-      const logged = this.reportGate.offer(a, now);
-      if (logged === 'record') this.reports.log([a], 'soon');
-      else if (logged === 'held') this.reports.armFlush(now);
-      if (this.rollouts.step()) await this.publishAndTarget();
-    }).then(
-      () => this.recovered('ack'),
-      (e) => this.fail('ack', e),
-    );
-  }
-
-  /**
-   * Heartbeats carry the node's re-probed verdict: while a rollout runs, a verdict that turned
-   * unhealthy must fail the wave now, not at the next ACK or deadline.
-   */
-  private onHeartbeat(h: Heartbeat): Promise<void> | void {
-    const before = this.nodes.report(h.node)?.health?.verdict;
-    this.nodes.onHeartbeat(h, performance.now(), this.now().getTime());
-    if (this.config.state.rollout?.status !== 'running' || !h.health || h.health.verdict === before) return;
-    return this.serial(async () => {
-      if (this.rollouts.step()) await this.publishAndTarget();
-    }).catch((e) => this.fail('heartbeat', e));
   }
 
   // ---- operations (each recorded with actor and reason) ----
