@@ -16,6 +16,7 @@ import { ReportWriter } from './report-writer.ts';
 import { RolloutDriver } from './rollout-driver.ts';
 import type { PlannerOptions } from './planner-options.ts';
 import { StepFailures } from './step-failures.ts';
+import { TargetWriter } from './target-writer.ts';
 import { VersionsStreamSync } from './versions-stream-sync.ts';
 
 export type { PlannerHooks, PlannerOptions } from './planner-options.ts';
@@ -33,8 +34,6 @@ export class Planner {
   private chain: Promise<unknown> = Promise.resolve();
   private timer: NodeJS.Timeout | undefined;
   private retry: NodeJS.Timeout | undefined;
-  private overridden = new Set<string>();
-  private putRevisions = new Set<number>();
   /** What ACKs must echo: the log's data hash, and the node-state hashes rendered off the read paths. */
   private readonly expectations: AckExpectations;
   private viewStale: string | undefined;
@@ -58,6 +57,8 @@ export class Planner {
   private readonly failures: StepFailures;
   /** Publishes to the versions stream what it lacks of the log, and again what it lost. */
   private readonly stream: VersionsStreamSync;
+  /** Writes config revisions and targets to the bus. */
+  private readonly targets: TargetWriter;
   /** The fleet, each node's target and its status row. */
   private readonly fleetStatus: FleetStatus;
   /** Steps the running rollout and wakes it at its deadlines. */
@@ -91,6 +92,7 @@ export class Planner {
       hooks: options.hooks,
       data: () => this.data,
     });
+    this.targets = new TargetWriter({ bus: options.bus, axes: this });
     this.fleetStatus = new FleetStatus({
       axes: this,
       nodes: this.nodes,
@@ -468,28 +470,14 @@ export class Planner {
     return this.options.nodeSelector?.text || undefined;
   }
 
+  /** Writes the targets of `version` (TargetWriter), then starts the nodes' clocks and the rollout's. */
   private async writeTargets(version: number): Promise<void> {
-    const st = this.config.state;
-    const overrides = this.config.overrides();
-    for (const rev of [st.defaultRevision, ...overrides.values()]) {
-      if (this.putRevisions.has(rev)) continue;
-      await this.options.bus.putConfigRevision(this.config.revision(rev)!);
-      this.putRevisions.add(rev);
-    }
-    await this.options.bus.setDefaultTarget({ version, configRevision: st.defaultRevision });
-    for (const [node, rev] of overrides) await this.options.bus.setNodeTarget(node, { version, configRevision: rev });
-    for (const node of this.overridden) if (!overrides.has(node)) await this.options.bus.setNodeTarget(node, undefined);
-    this.overridden = new Set(overrides.keys());
-    // A Node gone from the cluster (not in the published data) and no longer overridden: its key
-    // goes (probe9 K1); one kept while the Node exists or a rollout still names it.
-    await this.options.bus.removeNodeTargets?.([...this.data.publishedData().nodeNames(), ...overrides.keys()]);
+    await this.targets.write(version);
     const nowMs = performance.now();
     this.fleetStatus.forgetDeparted(nowMs);
     this.fleetStatus.noteTargets(version, nowMs);
     this.rollouts.armClock();
   }
-
-  // ---- operations (each recorded with actor and reason) ----
 
   // ---- operations (each recorded with actor and reason: PlannerOperations) ----
 
