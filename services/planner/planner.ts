@@ -1,4 +1,4 @@
-import { nodesBehind, replayableFrom, type RetentionFloor } from '../../libs/eventlog/index.ts';
+import type { RetentionFloor } from '../../libs/eventlog/index.ts';
 import type { AckOrNack, NodeTarget, Operation, Rejection } from '../../libs/model/index.ts';
 import { vipConflicts } from '../../libs/planner/index.ts';
 import { ConfigAxis, DataAxis } from '../../libs/versioning/index.ts';
@@ -15,6 +15,7 @@ import { ReportIntake } from './report-intake.ts';
 import { ReportWriter } from './report-writer.ts';
 import { RolloutDriver } from './rollout-driver.ts';
 import type { PlannerOptions } from './planner-options.ts';
+import { rebuildable, retentionFloors } from './retained-versions.ts';
 import { StepFailures } from './step-failures.ts';
 import { TargetWriter } from './target-writer.ts';
 import { VersionsStreamSync } from './versions-stream-sync.ts';
@@ -507,44 +508,24 @@ export class Planner {
 
   // ---- queries ----
 
-  /**
-   * What online retention must keep replayable, as this planner knows it (libs/eventlog
-   * online-retention.ts): the pinned version, the version each fleet node last ACKed (it runs that
-   * one; a node silent since holds it, said as the floor on /status), and, leading, every version
-   * not yet on the versions stream (published in their checkpoint form, they are rebuilt). Config
-   * revisions (a rollout's previous one included) are never compacted.
-   */
+  /** What online retention must keep replayable, as this planner knows it (retained-versions.ts). */
   retentionFloors(): RetentionFloor[] {
-    const floors: RetentionFloor[] = [];
-    const pin = this.data.pin;
-    if (pin) floors.push({ version: pin.version, why: `the data ${pin.kind} to version ${pin.version}` });
-    const fleet = new Set(this.fleet());
-    for (const n of nodesBehind(this.options.log, { all: true }))
-      if (fleet.has(n.node) && n.ackedVersion > 0)
-        floors.push({ version: n.ackedVersion, why: `node ${n.node} (it runs version ${n.ackedVersion})` });
-    const latest = this.data.latest()?.version ?? 0;
-    const published = this.options.bus.lastPublishedVersion();
-    if (this.role === 'leader' && published < latest)
-      floors.push({
-        version: published + 1,
-        why: `version ${published + 1} (not on the versions stream yet)`,
-      });
-    return floors;
+    return retentionFloors({
+      data: this.data,
+      fleet: () => this.fleet(),
+      log: this.options.log,
+      bus: this.options.bus,
+      role: this.role,
+    });
   }
 
   /** The versions that can be pinned, rolled back to or diffed: from the oldest one the log rebuilds (probe11 K3). */
   versions(opts: { from?: number; to?: number; newest?: number } = {}) {
-    return this.options.log.versions(this.rebuildable(opts));
+    return this.options.log.versions(rebuildable(this.options.log, opts));
   }
 
   countVersions(range: { from?: number; to?: number } = {}): number {
-    return this.options.log.countVersions(this.rebuildable(range));
-  }
-
-  /** A range of versions cut to what the log rebuilds (rows kept below it, a parent, are not listed). */
-  private rebuildable<R extends { from?: number }>(range: R): R {
-    const oldest = replayableFrom(this.options.log) ?? Number.MAX_SAFE_INTEGER;
-    return { ...range, from: Math.max(range.from ?? 0, oldest) };
+    return this.options.log.countVersions(rebuildable(this.options.log, range));
   }
 }
 
