@@ -6,9 +6,8 @@ import { ExpectedHashCache, NodeHashChecks } from './node-hash-checks.ts';
 
 export interface AckExpectationsOptions {
   readonly log: EventLog;
-  /** The planner's axes (read at each use: a follower's are rebuilt by refresh). */
-  readonly data: () => DataAxis;
-  readonly config: () => ConfigAxis;
+  /** The planner's data and config (read at each use: a follower's are rebuilt by refresh). */
+  readonly axes: { readonly data: DataAxis; readonly config: ConfigAxis };
   readonly role: () => 'leader' | 'follower';
   /** A slice of checks finished for these nodes. */
   readonly onChecked: (nodes: readonly string[]) => void;
@@ -54,7 +53,7 @@ export class AckExpectations {
     const newestVersion = this.o.role() === 'leader' ? latest : undefined;
     const dataHash = this.logHash(t.version);
     // Version 0, or a revision this planner's log does not hold: nothing to compare (as before).
-    if (t.version !== latest || t.version === 0 || !this.o.config().revision(t.configRevision))
+    if (t.version !== latest || t.version === 0 || !this.o.axes.config.revision(t.configRevision))
       return { dataHash, newestVersion };
     const nodeStateHash = this.checks.get(node, t.version, t.configRevision);
     if (nodeStateHash !== undefined) return { dataHash, nodeStateHash, newestVersion };
@@ -65,8 +64,8 @@ export class AckExpectations {
 
   /** An ACK of the latest version: its node-state hash is computed now, off the read paths, not when first read. */
   checkLater(a: AckOrNack): void {
-    if (a.type !== 'ACK' || a.version !== this.o.data().latest()?.version) return;
-    if (this.o.config().revision(a.configRevision)) this.checks.want(a.node, a.version, a.configRevision);
+    if (a.type !== 'ACK' || a.version !== this.o.axes.data.latest()?.version) return;
+    if (this.o.axes.config.revision(a.configRevision)) this.checks.want(a.node, a.version, a.configRevision);
   }
 
   /** The ACKs heard (or seeded) of the latest version are checked now, not from the first read. */
@@ -76,9 +75,9 @@ export class AckExpectations {
 
   /** checks' one hash: `node`'s state at the latest version under `revision` (undefined once that moved). */
   private renderHash(node: string, version: number, revision: number): Iterator<void, string | undefined> | undefined {
-    const data = this.o.data();
+    const data = this.o.axes.data;
     if (data.latest()?.version !== version) return undefined;
-    const rev = this.o.config().revision(revision);
+    const rev = this.o.axes.config.revision(revision);
     if (!rev) return undefined;
     const steps = this.expectedHashes.hashSteps(node, {
       version,
@@ -86,7 +85,7 @@ export class AckExpectations {
       config: rev.config,
       data: data.publishedData(),
     });
-    const latest = () => this.o.data().latest()?.version;
+    const latest = () => this.o.axes.data.latest()?.version;
     // stops as soon as the published data moves to another version (the check is dropped)
     return (function* () {
       while (latest() === version) {
@@ -104,8 +103,8 @@ export class AckExpectations {
    * version's; a newer version's checks start their own).
    */
   private prepareHashes(version: number, revision: number): Iterator<void> | undefined {
-    const rev = this.o.config().revision(revision);
-    const data = this.o.data();
+    const rev = this.o.axes.config.revision(revision);
+    const data = this.o.axes.data;
     if (data.latest()?.version !== version || !rev) return undefined;
     const steps = this.expectedHashes.prepare({
       version,
@@ -114,7 +113,7 @@ export class AckExpectations {
       data: data.publishedData(),
     });
     if (!steps) return undefined;
-    const latest = () => this.o.data().latest()?.version;
+    const latest = () => this.o.axes.data.latest()?.version;
     return (function* () {
       while (latest() === version && !steps.next().done) yield;
     })();

@@ -9,8 +9,8 @@ import type { StepFailures } from './step-failures.ts';
 export interface EventIntakeOptions {
   readonly source: EventSourceFactory;
   readonly hooks?: PlannerHooks;
-  /** The planner's data axis (read at each use). */
-  readonly data: () => DataAxis;
+  /** The planner's data (read at each use). */
+  readonly axes: { readonly data: DataAxis };
   /** The planner's serial queue: every batch is appended in it. */
   readonly serial: <T>(fn: () => Promise<T> | T) => Promise<T>;
   readonly failures: StepFailures;
@@ -40,10 +40,10 @@ export class EventIntake {
     this.batcher = new EventBatcher<WatchEvent | PreparedEvent>({
       serial: (fn) => this.o.serial(fn),
       flush: (events, emptiesQueue) => {
-        const rejected = this.o.data().ingest(events, { resumePoints: emptiesQueue });
+        const rejected = this.o.axes.data.ingest(events, { resumePoints: emptiesQueue });
         // Before the first sync (the initial list), entries are built batch by batch while the
         // next pages are on their way, not all at once after the last page (version 1 waits for them).
-        if (!this.o.isSynced()) this.o.data().live.buildReady();
+        if (!this.o.isSynced()) this.o.axes.data.live.buildReady();
         for (const r of rejected) this.o.hooks?.onRejected?.(r);
         this.o.failures.recovered('append');
         this.o.hooks?.onEvents?.(events.length);
@@ -117,7 +117,7 @@ export class EventIntake {
    */
   private queued(e: WatchEvent): WatchEvent | PreparedEvent {
     try {
-      return this.o.data().prepare(e);
+      return this.o.axes.data.prepare(e);
     } catch {
       return e;
     }

@@ -55,6 +55,7 @@ export class Planner {
   readonly synced: Promise<void>;
   private resolveSynced!: () => void;
 
+  /** Each step's failure while it lasts (lastError, failure, failingFor). */
   private readonly failures: StepFailures;
   /** Publishes to the versions stream what it lacks of the log, and again what it lost. */
   private readonly stream: VersionsStreamSync;
@@ -78,8 +79,7 @@ export class Planner {
     this.failures = new StepFailures((where, err) => this.options.hooks?.onError?.(where, err));
     this.expectations = new AckExpectations({
       log: options.log,
-      data: () => this.data,
-      config: () => this.config,
+      axes: this,
       role: () => this.role,
       onChecked: (nodes) => {
         this.recovered('node-state check');
@@ -91,7 +91,7 @@ export class Planner {
       log: options.log,
       bus: options.bus,
       hooks: options.hooks,
-      data: () => this.data,
+      axes: this,
     });
     this.targets = new TargetWriter({ bus: options.bus, axes: this });
     this.fleetStatus = new FleetStatus({
@@ -108,7 +108,7 @@ export class Planner {
     this.intake = new EventIntake({
       source: options.source,
       hooks: options.hooks,
-      data: () => this.data,
+      axes: this,
       serial: (fn) => this.serial(fn),
       failures: this.failures,
       stopped: () => this.stopped,

@@ -11,8 +11,8 @@ export interface VersionsStreamSyncOptions {
   readonly log: EventLog;
   readonly bus: PlannerBus;
   readonly hooks?: PlannerHooks;
-  /** The planner's data axis (read at each use: a follower's is rebuilt by refresh). */
-  readonly data: () => DataAxis;
+  /** The planner's data (read at each use). */
+  readonly axes: { readonly data: DataAxis };
 }
 
 /**
@@ -60,7 +60,7 @@ export class VersionsStreamSync {
     if (!bus.streamLacks || !bus.rebase) return;
     const lacks = await bus.streamLacks();
     if (lacks === undefined) return;
-    const v = bus.lastPublishedVersion() || (this.o.data().latest()?.version ?? 0);
+    const v = bus.lastPublishedVersion() || (this.o.axes.data.latest()?.version ?? 0);
     if (v === 0) return;
     const rec = this.o.log.version(v);
     const from = replayableFrom(this.o.log);
@@ -75,7 +75,7 @@ export class VersionsStreamSync {
     const t0 = performance.now();
     await bus.rebase(
       { version: rec.version, parent: rec.parent, hash: rec.hash, reason: rec.reason, createdAt: rec.createdAt },
-      () => this.o.data().fullData(v),
+      () => this.o.axes.data.fullData(v),
     );
     for (const u of this.unpublished.keys()) if (u <= v) this.unpublished.delete(u);
     this.agreedWithStream = v;
@@ -122,7 +122,7 @@ export class VersionsStreamSync {
     for (let v = bus.lastPublishedVersion() + 1; v <= latest; v++) {
       const made = this.unpublished.get(v);
       const rec = made?.record ?? log.version(v)!;
-      const delta = made?.delta ?? this.o.data().deltaOf(v);
+      const delta = made?.delta ?? this.o.axes.data.deltaOf(v);
       const t0 = performance.now();
       await bus.publish(
         {
@@ -134,7 +134,7 @@ export class VersionsStreamSync {
           form: 'delta',
           delta,
         },
-        () => this.o.data().fullData(v),
+        () => this.o.axes.data.fullData(v),
         made?.texts,
       );
       this.unpublished.delete(v);
@@ -158,7 +158,7 @@ export class VersionsStreamSync {
     const t0 = performance.now();
     await this.o.bus.publishBase(
       { version: rec.version, parent: rec.parent, hash: rec.hash, reason: rec.reason, createdAt: rec.createdAt },
-      () => this.o.data().fullData(from),
+      () => this.o.axes.data.fullData(from),
     );
     for (const v of this.unpublished.keys()) if (v <= from) this.unpublished.delete(v);
     this.agreedWithStream = from;
