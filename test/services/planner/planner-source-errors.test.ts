@@ -193,9 +193,13 @@ describe('planner source errors', () => {
       const res = await fetch(`${planner!.url}/readyz`);
       return `${res.status} ${((await res.json()) as { reason?: string }).reason ?? ''}`;
     };
-    expect(await readyz()).toBe(
-      '503 cannot log node reports: ack log: recordAck: disk full (database or disk is full); nothing was written',
-    );
+    // The wave can complete before the reports' log write runs (it waits its turn behind a
+    // publish): wait for the refused write, then hold it there until space is back.
+    await expect
+      .poll(readyz, { timeout: 10_000 })
+      .toBe(
+        '503 cannot log node reports: ack log: recordAck: disk full (database or disk is full); nothing was written',
+      );
     expect(p.lastError).toMatch(/^ack log: recordAck: disk full/);
     full.mockRestore(); // space is back: the retry writes what waited, and the failure ends
     await expect.poll(readyz, { timeout: 10_000 }).toBe('200 ');
