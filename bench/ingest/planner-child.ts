@@ -158,8 +158,8 @@ async function startProfile(dir: string): Promise<() => Promise<void>> {
 /** Every GC of start → synced, counted always (perf_hooks entries; cheap): scavenges and their ms, the rest and theirs. */
 function watchGc(): () => { scavenges: number; scavengeMs: number; otherGcs: number; otherGcMs: number } {
   const seen = { scavenges: 0, scavengeMs: 0, otherGcs: 0, otherGcMs: 0 };
-  const observer = new PerformanceObserver((list) => {
-    for (const e of list.getEntries() as (PerformanceEntry & { detail?: { kind?: number } })[])
+  const count = (entries: PerformanceEntry[]) => {
+    for (const e of entries as (PerformanceEntry & { detail?: { kind?: number } })[])
       if (e.detail?.kind === perfConstants.NODE_PERFORMANCE_GC_MINOR) {
         seen.scavenges += 1;
         seen.scavengeMs += e.duration;
@@ -167,18 +167,12 @@ function watchGc(): () => { scavenges: number; scavengeMs: number; otherGcs: num
         seen.otherGcs += 1;
         seen.otherGcMs += e.duration;
       }
-  });
+  };
+  const observer = new PerformanceObserver((list) => count(list.getEntries()));
   observer.observe({ entryTypes: ['gc'] });
   // entries are delivered asynchronously: read them on the next turn after synced
   return () => {
-    for (const e of observer.takeRecords() as (PerformanceEntry & { detail?: { kind?: number } })[])
-      if (e.detail?.kind === perfConstants.NODE_PERFORMANCE_GC_MINOR) {
-        seen.scavenges += 1;
-        seen.scavengeMs += e.duration;
-      } else {
-        seen.otherGcs += 1;
-        seen.otherGcMs += e.duration;
-      }
+    count(observer.takeRecords());
     observer.disconnect();
     return { ...seen };
   };

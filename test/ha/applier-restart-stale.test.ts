@@ -1,10 +1,9 @@
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { readVerifierFile } from '../../libs/bus/index.ts';
-import { DryRunDataplane } from '../../libs/dataplane/index.ts';
-import type { NodeState } from '../../libs/model/index.ts';
 import { startApplierService, type ApplierService } from '../../services/applier/applier-service.ts';
 import type { RunningPlanner } from '../../services/planner/run-planner.ts';
+import { HeldDataplane } from '../libs/bus/bus-harness.ts';
 import { nodeYaml, plannerEnv, sliceYaml, svcYaml, type PlannerEnv } from '../services/planner/planner-support.ts';
 import { startGroupPlanner } from './in-process-group.ts';
 
@@ -20,23 +19,6 @@ import { startGroupPlanner } from './in-process-group.ts';
  */
 const APPLY_TIMEOUT_MS = 3000;
 const THRESHOLDS = { silenceMs: 30_000, applyTimeoutMs: APPLY_TIMEOUT_MS };
-
-/** A dry-run dataplane whose applies wait, while `held`, until unstick(). */
-class HeldDataplane extends DryRunDataplane {
-  private release!: () => void;
-  private readonly released = new Promise<void>((r) => (this.release = r));
-  constructor(private held: boolean) {
-    super();
-  }
-  override async apply(state: NodeState) {
-    if (this.held) await this.released;
-    return super.apply(state);
-  }
-  unstick(): void {
-    this.held = false;
-    this.release();
-  }
-}
 
 let env: PlannerEnv;
 const stops: (() => Promise<unknown>)[] = [];

@@ -1,10 +1,9 @@
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { readVerifierFile } from '../../libs/bus/index.ts';
-import type { NodeState } from '../../libs/model/index.ts';
 import { startApplierService } from '../../services/applier/applier-service.ts';
 import type { RunningPlanner } from '../../services/planner/run-planner.ts';
-import { WatchedDataplane } from '../libs/bus/bus-harness.ts';
+import { HeldDataplane } from '../libs/bus/bus-harness.ts';
 import { nodeYaml, plannerEnv, sliceYaml, svcYaml, type PlannerEnv } from '../services/planner/planner-support.ts';
 import { startGroupPlanner } from './in-process-group.ts';
 
@@ -14,21 +13,6 @@ import { startGroupPlanner } from './in-process-group.ts';
  * APPLYING→STALE clock (when it wrote the targets). A short apply timeout keeps the test short.
  */
 const THRESHOLDS = { silenceMs: 30_000, applyTimeoutMs: 1500 };
-
-/** Applies block once `held` is set, until the test ends: the node heartbeats on, never ACKs. */
-class StuckDataplane extends WatchedDataplane {
-  held = false;
-  private release!: () => void;
-  private readonly released = new Promise<void>((r) => (this.release = r));
-  override async apply(state: NodeState) {
-    if (this.held) await this.released;
-    return super.apply(state);
-  }
-  unstick(): void {
-    this.held = false;
-    this.release();
-  }
-}
 
 let env: PlannerEnv;
 const stops: (() => Promise<unknown>)[] = [];
@@ -54,7 +38,7 @@ describe('a node stuck on an old version', () => {
       statusThresholds: THRESHOLDS,
     });
     expect(b.group.role()).toBe('follower');
-    const dataplane = new StuckDataplane();
+    const dataplane = new HeldDataplane();
     const svc = await startApplierService({
       node: 'node-1',
       nats: env.nats.url,

@@ -73,6 +73,23 @@ export class WatchedDataplane extends DryRunDataplane {
   }
 }
 
+/** Applies wait while `held` (set it, or pass it at construction) until unstick(): a node that heartbeats and never ACKs. */
+export class HeldDataplane extends WatchedDataplane {
+  private release!: () => void;
+  private readonly released = new Promise<void>((r) => (this.release = r));
+  constructor(public held = false) {
+    super();
+  }
+  override async apply(state: NodeState) {
+    if (this.held) await this.released;
+    return super.apply(state);
+  }
+  unstick(): void {
+    this.held = false;
+    this.release();
+  }
+}
+
 /** Resolves on the connection's next reconnect; call it before causing the disconnect. */
 export function nextReconnect(nc: NatsConnection): Promise<void> {
   return (async () => {
