@@ -44,8 +44,14 @@ export interface LogReplicator {
    * but the step-down no longer waits out NATS timeouts for it. follow(), claim() and close() do it too.
    */
   abandon(why: string): void;
-  /** localSeq: the stream sequence this file has applied; streamSeq: the stream's last known; lagRows: rows behind. */
-  position(): { localSeq: number; streamSeq: number; lagRows: number };
+  /**
+   * localSeq: the stream sequence this file has applied; streamSeq: the stream's last known; lagRows:
+   * rows behind; groupVersion: the newest version the group's log holds as this replica last knew it
+   * (a leader: what its last flush shipped; absent before it knows the group's end). A file whose
+   * newest version is past it holds versions made here that the group never took (a leader's not
+   * flushed yet; a deposed leader's until its follow() drops them).
+   */
+  position(): { localSeq: number; streamSeq: number; lagRows: number; groupVersion?: number };
   /**
    * Why this replica holds nothing of the group's log past a message it refused as not signed by
    * its key (another --signing-key than the group's, or a forged message: probe16 I4), undefined

@@ -405,13 +405,17 @@ class StreamLogReplicator implements LogReplicator {
     return true;
   }
 
-  position(): { localSeq: number; streamSeq: number; lagRows: number } {
-    if (this.state.mode === 'leader') return { localSeq: this.state.seq, streamSeq: this.state.seq, lagRows: 0 };
+  position(): { localSeq: number; streamSeq: number; lagRows: number; groupVersion?: number } {
+    const end = this.state.mode === 'leader' ? this.flushedAt : this.state.groupEnd;
+    const groupVersion = end ? { groupVersion: end.chains.versions.id } : {};
+    if (this.state.mode === 'leader')
+      return { localSeq: this.state.seq, streamSeq: this.state.seq, lagRows: 0, ...groupVersion };
     const local = rowCount(this.state.log.position());
     return {
       localSeq: this.state.seq,
       streamSeq: Math.max(this.state.streamSeq, this.state.seq),
       lagRows: Math.max(0, this.state.streamRows - local),
+      ...groupVersion,
     };
   }
 

@@ -289,6 +289,9 @@ export function plannerRoutes(
           synced: p.isSynced,
           latestVersion: latest?.version ?? 0,
           latestHash: latest?.hash ?? null,
+          // versions of this file the group's log does not hold: never published (a version goes to
+          // the versions stream only after the flush that ships it), dropped if another planner leads
+          notInGroupLog: notInGroupLog(latest?.version, group()),
           pinned: p.data.pin ?? null,
           now: (o.clock?.now() ?? new Date()).toISOString(),
           // how far this planner's wall clock is from the NATS server's, and the correction it stamps with
@@ -449,6 +452,25 @@ export function createHttpApi(o: HttpApiOptions): Server {
     });
     if (answer !== WROTE_RESPONSE) send(res, 200, answer);
   }
+}
+
+/**
+ * The versions this planner's file holds past the newest one the group's log holds (a leader's made
+ * while its flush cannot reach NATS; a deposed leader's until its follow() drops them), or null.
+ * Such a version was never published: its number may yet name other content (the next leader's).
+ */
+export function notInGroupLog(
+  latest: number | undefined,
+  g: Pick<GroupView, 'groupVersion'> | undefined,
+): { from: number; to: number; why: string } | null {
+  const held = g?.groupVersion;
+  if (latest === undefined || held === undefined || latest <= held) return null;
+  const which = latest === held + 1 ? `version ${latest} is` : `versions ${held + 1}-${latest} are`;
+  return {
+    from: held + 1,
+    to: latest,
+    why: `${which} in this planner's file only, not in the group's log (newest there: ${held}): not published; dropped if another planner leads`,
+  };
 }
 
 function groupStatusOf(g: ReturnType<NonNullable<HttpApiOptions['group']>>) {

@@ -58,6 +58,8 @@ export interface GroupView {
   /** With no current leader: the lease record last read (expired, released, or this planner cut off). */
   readonly lastLeader: { readonly id: string; readonly term: number; readonly renewedAgoS: number } | undefined;
   readonly lagRows: number | null;
+  /** The newest version the group's log holds as this planner last knew it (undefined: not known, or no replicated log). */
+  readonly groupVersion: number | undefined;
   /** Why this planner is cut off from its group (the lease bucket has not answered for a TTL). */
   readonly cutOff: string | undefined;
   /** No current leader as this planner sees it: for how long, why, whether it lasts; undefined while one is known. */
@@ -133,6 +135,7 @@ export class PlannerGroup {
         renewedAgoS: lastSeen!.renewedAgoS,
       },
       lagRows: this.options.replicator ? this.options.replicator.position().lagRows : null,
+      groupVersion: this.options.replicator?.position().groupVersion,
       cutOff:
         since > this.options.lease.ttlMs
           ? `no answer from the group's lease bucket on NATS for ${Math.round(since)} ms (TTL ${this.options.lease.ttlMs} ms)`

@@ -41,6 +41,7 @@ describe('group status: a member of another release is named', () => {
     leader: undefined,
     lastLeader: undefined,
     lagRows: 0,
+    groupVersion: undefined,
     cutOff: undefined,
     noLeader: undefined,
     ttlMs: 15_000,
