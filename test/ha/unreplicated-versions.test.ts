@@ -1,8 +1,11 @@
+import { execFile } from 'node:child_process';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { BIN } from '../faults/fleet.ts';
 import type { RunningPlanner } from '../../services/planner/run-planner.ts';
 import { nodeYaml, plannerEnv, sliceYaml, svcYaml, type PlannerEnv } from '../services/planner/planner-support.ts';
 import { startDryRunApplier, startGroupPlanner } from './in-process-group.ts';
@@ -71,6 +74,13 @@ describe('versions made while the group log is out of reach', () => {
     const local = await status(a);
     expect(local.notInGroupLog).toMatchObject({ from: 2, to: local.latestVersion });
     expect(local.notInGroupLog?.why).toContain("not in the group's log (newest there: 1)");
+    // ctl status says it too, in the planner's words
+    const { stdout } = await promisify(execFile)(process.execPath, [BIN, 'ctl', '--server', a.url, 'status'], {
+      encoding: 'utf8',
+    });
+    expect(stdout).toMatch(
+      /^WARNING: versions? 2(-\d+)? (is|are) in this planner's file only, not in the group's log \(newest there: 1\)/m,
+    );
     const aOwn = fileVersions(dbs.a).get(2);
     expect(aOwn).toBeDefined();
     for (const svc of appliers) expect(svc.session()?.status().applied?.version).toBe(1);
