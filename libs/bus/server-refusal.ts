@@ -14,6 +14,9 @@ import type { Authenticator } from '@nats-io/transport-node';
  * takes a connection now), closes without a word, or does not answer within `timeoutMs`. TLS
  * (tls://, or a server that requires it) and websocket servers are not asked (undefined).
  */
+/** How long the check waits for the server's answer after INFO and again after CONNECT before its next write. */
+const STEP_PAUSE_MS = 150;
+
 export async function askServerRefusal(o: {
   readonly url: string;
   readonly name: string;
@@ -36,10 +39,14 @@ export async function askServerRefusal(o: {
       if (done) return;
       done = true;
       clearTimeout(timer);
+      for (const t of steps) clearTimeout(t);
       socket.destroy();
       resolve(v);
     };
     const timer = setTimeout(() => finish(undefined), o.timeoutMs ?? 3000);
+    const steps: NodeJS.Timeout[] = [];
+    /** Runs `f` after `ms` unless the answer came first. */
+    const after = (ms: number, f: () => void) => steps.push(setTimeout(() => done || f(), ms));
     socket.once('error', () => finish(undefined));
     socket.once('close', () => finish(undefined));
     let connected = false;
@@ -92,7 +99,16 @@ export async function askServerRefusal(o: {
             no_responders: true,
             ...auth,
           };
-          socket.write(`CONNECT ${JSON.stringify(connect)}\r\nPING\r\n`);
+          // In steps, each after a pause: a server over its own connection limit sends INFO and
+          // then -ERR and closes without reading; bytes we write into that closed socket make its
+          // kernel answer RST, and a RST can drop the -ERR still unread here (seen once in CI:
+          // "timeout" again). So: CONNECT only once nothing follows INFO for a moment, and the
+          // PING only once nothing follows the CONNECT (an account limit's -ERR comes after it).
+          const connectLine = `CONNECT ${JSON.stringify(connect)}\r\n`;
+          after(STEP_PAUSE_MS, () => {
+            socket.write(connectLine);
+            after(STEP_PAUSE_MS, () => socket.write('PING\r\n'));
+          });
         }
       }
     });
