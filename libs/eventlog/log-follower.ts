@@ -5,9 +5,11 @@
  * which only calls catchUp() before a claim and runs the follow loop over consumeFrom(); the state
  * both move is replica-state.ts.
  */
+import { randomBytes } from 'node:crypto';
 import {
   DeliverPolicy,
   JetStreamApiError,
+  type Consumer,
   type ConsumerMessages,
   type JetStreamClient,
   type StoredMsg,
@@ -31,6 +33,13 @@ const STALL_MS = 5000;
  * smaller one is refused, 409, and the consumer starves); 8 MB at the default max_payload.
  */
 const PULL_PAYLOADS = 8;
+/**
+ * How long the server keeps a follower's consumer that nobody pulls from (the client's default is
+ * 5 min): a reader that ended without deleting it (a crash, NATS away at the end) leaves it this
+ * long past its last pull's expiry. A reading one always has a pull waiting, so is never idle; one
+ * the server dropped all the same (a client stuck past it) is made again by the client.
+ */
+export const READER_IDLE_MS = 30_000;
 /** JetStream's "stream not found" (both sides meet it once NATS lost its store). */
 export const STREAM_NOT_FOUND = 10059;
 
@@ -92,11 +101,27 @@ export class LogFollower {
     onOpen?: (c: ConsumerMessages) => void,
     onApplied?: () => void,
   ): Promise<boolean> {
-    const c = await this.js.consumers.get(this.state.stream, {
-      deliver_policy: DeliverPolicy.StartSequence,
-      opt_start_seq: start,
-    });
-    const msgs = await c.consume({ max_bytes: this.pullBytes });
+    // named by us: a create whose answer is lost (a frozen or restarting server) may still have made it
+    const prefix = `sb_follow_${randomBytes(8).toString('hex')}`;
+    let c: Consumer;
+    try {
+      c = await this.js.consumers.get(this.state.stream, {
+        deliver_policy: DeliverPolicy.StartSequence,
+        opt_start_seq: start,
+        name_prefix: prefix,
+        inactive_threshold: READER_IDLE_MS,
+      });
+    } catch (e) {
+      this.dropConsumer(() => this.state.jsm.consumers.delete(this.state.stream, `${prefix}_1`));
+      throw e;
+    }
+    let msgs: ConsumerMessages;
+    try {
+      msgs = await c.consume({ max_bytes: this.pullBytes });
+    } catch (e) {
+      this.dropConsumer(() => c.delete());
+      throw e;
+    }
     onOpen?.(msgs);
     // durations on the monotonic clock: a wall clock stepped back would silence the watchdog (probe12)
     let progressAt = performance.now();
@@ -136,7 +161,20 @@ export class LogFollower {
     } finally {
       clearInterval(watchdog);
       closeConsumer(msgs);
+      // the one the client holds now (it makes another after a server restart or a gap, and deletes the one before)
+      this.dropConsumer(() => c.delete());
     }
+  }
+
+  /**
+   * Deletes a consumer this reader is done with, in the background (P21-4): nats.js only stops
+   * reading, and the server kept each catch-up's and each stopped follow's consumer until its
+   * inactive threshold. Never awaited (a role change does not wait on NATS); bounded by the
+   * client's request timeout; a failure (NATS away, frozen) leaves it to READER_IDLE_MS, or to
+   * the server's restart (the client makes them in memory, so a restart does not bring them back).
+   */
+  private dropConsumer(del: () => Promise<unknown>): void {
+    del().catch(() => {});
   }
 
   /** Learns the stream's last seq and the rows its newest message leaves the group at. */

@@ -1,5 +1,6 @@
+import { createHash } from 'node:crypto';
 import { gunzipSync } from 'node:zlib';
-import type { JetStreamManager } from '@nats-io/jetstream';
+import type { JetStreamManager, MsgRequest } from '@nats-io/jetstream';
 import { Base64UrlPaddedCodec, Objm, type ObjectInfo, type ObjectStore } from '@nats-io/obj';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { rowCount, type LogPosition, type RawRow, type RowBatch } from './log-rows.ts';
@@ -26,15 +27,16 @@ import {
  *
  * Written and read as streams (review4 G4): the writer pulls the log in slices from a connection
  * of its own (log-row-slices.ts) as the object store takes chunks, gzipped by a CompressionStream
- * (zlib's thread pool); the reader gunzips and parses line by line. An object becomes visible only
- * with its metadata, which the object store publishes after the last chunk: a write that fails or
+ * (zlib's thread pool); the reader gunzips and parses line by line. Listed and read without a
+ * consumer (objects(), chunks(): direct gets; P21-4), so no reader leaves one on the server. An
+ * object becomes visible only with its metadata, which the object store publishes after the last chunk: a write that fails or
  * is abandoned half way purges its chunks, and one whose process dies leaves only unnamed chunks.
  *
  * Signed (probe10 H11's class, for snapshots): a replica far behind (or new) takes the newest
  * snapshot as its whole log, so whoever may write the bucket gave it another history. With the
  * group's key the metadata carries `sig` over logSnapshotStatement (libs/bus/planner-signature.ts:
  * group, seq, term, rows, format and the object store's SHA-256 digest of the stored bytes, which
- * the store's reader checks every chunk against before the data stream ends), and a reader refuses
+ * the reader checks the chunks against before the data stream ends), and a reader refuses
  * an object whose `sig` is missing or does not verify, in one line naming it, and tries the next
  * older one. The digest is known only once the last chunk is sent (the text is streamed), and the
  * metadata is given to `put` before the first: so the object is put under a name no reader takes
@@ -56,6 +58,9 @@ export interface Snapshot {
   readonly term: number;
   readonly batch: RowBatch;
 }
+
+/** What this file reads of an object's metadata (the object store's ObjectInfo, as the bucket holds it). */
+type StoredObject = Pick<ObjectInfo, 'name' | 'nuid' | 'chunks' | 'size' | 'digest' | 'metadata' | 'options'>;
 
 const NAME = /^seq-(\d+)$/;
 /** An object put but not yet signed and named (see above): no reader takes it. */
@@ -137,11 +142,73 @@ export class SnapshotStore {
   }
 
   /**
+   * The objects the bucket names, deleted ones left out (the object store's list() without its
+   * consumer, P21-4): the metadata subjects from the stream's per-subject counts (one stream-info
+   * request, paged by the client), then each one's last message by a direct get. list() makes an
+   * ordered push consumer per call that nobody deletes: file-stored, it outlived the listing by
+   * its 5 min inactive threshold, and every nats-server restart made it again with a fresh clock,
+   * so with NATS restarted more often than that each role change's listing stayed for good.
+   */
+  private async objects(): Promise<StoredObject[]> {
+    const prefix = `$O.${this.bucket}.M.`;
+    const stream = `OBJ_${this.bucket}`;
+    const s = await this.jsm.streams.info(stream, { subjects_filter: `${prefix}>` });
+    const subjects = Object.keys(s.state.subjects ?? {}).filter((subj) => subj.startsWith(prefix));
+    const held = await Promise.all(subjects.map((subj) => this.jsm.streams.getMessage(stream, { last_by_subj: subj })));
+    const out: StoredObject[] = [];
+    for (const m of held) {
+      const i = m ? objectOf(m.data) : undefined; // purged since the counts (a rename's old name), or not an object's metadata
+      if (i) out.push(i);
+    }
+    return out;
+  }
+
+  /**
+   * The object's data, read chunk by chunk with direct gets (`next_by_subj` from the last chunk's
+   * seq): no consumer, so nothing outlives the read, whatever ends it (P21-4: the object store's
+   * get() makes an ordered push consumer that stays as its list() did). Errors the stream when a
+   * chunk is gone before it is read (deleted or replaced meanwhile) and when the data is not the
+   * one the metadata's digest names (checked as the last chunk arrives, as get() does).
+   */
+  private chunks(info: StoredObject, what: string): ReadableStream<Uint8Array> {
+    const stream = `OBJ_${this.bucket}`;
+    const subject = `$O.${this.bucket}.C.${info.nuid}`;
+    const jsm = this.jsm;
+    const hash = createHash('sha256');
+    let seq = 0;
+    let read = 0;
+    let bytes = 0;
+    return new ReadableStream<Uint8Array>({
+      async pull(c) {
+        if (read === info.chunks) {
+          const want = Buffer.from(info.digest.replace(/^SHA-256=/, ''), 'base64url');
+          if (bytes !== info.size || !hash.digest().equals(want))
+            throw new Error(
+              `${what}: its data is not what its metadata's digest and size name (corrupt, or replaced while read)`,
+            );
+          c.close();
+          return;
+        }
+        // next_by_subj: STREAM.MSG.GET has it since nats-server 2.9; the client's type names seq and last_by_subj only
+        const query = { seq: seq + 1, next_by_subj: subject } as unknown as MsgRequest;
+        const m = await jsm.streams.getMessage(stream, query);
+        if (!m)
+          throw new Error(`${what}: chunk ${read + 1} of ${info.chunks} is gone (deleted or replaced while read)`);
+        seq = m.seq;
+        read++;
+        bytes += m.data.length;
+        hash.update(m.data);
+        c.enqueue(m.data);
+      },
+    });
+  }
+
+  /**
    * Snapshots held with the rows each covers (metadata `rows`; NaN when absent), newest first, and
    * why one is not the group's leader's (its signature; checked from the listing's metadata).
    */
   private async held(): Promise<{ seq: number; rows: number; refused: string | undefined }[]> {
-    const list = await this.os.list();
+    const list = await this.objects();
     return list
       .map((i) => ({ i, seq: Number(NAME.exec(i.name)?.[1] ?? NaN) }))
       .filter((s) => Number.isSafeInteger(s.seq))
@@ -154,7 +221,7 @@ export class SnapshotStore {
    * store's stream (max_bytes with discard old, probe17) dropped its first chunks while its
    * metadata stayed, and the client's read of it then waited for ever for chunks that are gone.
    */
-  private async lostChunks(info: ObjectInfo): Promise<string | undefined> {
+  private async lostChunks(info: StoredObject): Promise<string | undefined> {
     if (info.chunks === 0) return undefined;
     const subject = `$O.${this.bucket}.C.${info.nuid}`;
     const s = await this.jsm.streams.info(`OBJ_${this.bucket}`, { subjects_filter: subject });
@@ -165,7 +232,7 @@ export class SnapshotStore {
   }
 
   /** Why object `seq-S` (its info) is not signed by the group's key; undefined when it is, or nothing is checked. */
-  private refusal(seq: number, info: ObjectInfo): string | undefined {
+  private refusal(seq: number, info: StoredObject): string | undefined {
     const m = info.metadata ?? {};
     return this.signing.check?.(
       { seq, term: Number(m.term ?? 0), rows: m.rows ?? '', format: m.format ?? '', digest: info.digest },
@@ -200,35 +267,30 @@ export class SnapshotStore {
         refuse(what, held.refused);
         continue;
       }
-      const r = await this.os.get(name);
-      if (!r) continue; // deleted between list and get
-      const lost = await this.lostChunks(r.info);
+      const info = await this.os.info(name); // a direct get of its metadata: no consumer
+      if (!info || info.deleted) continue; // deleted between list and get
+      if (info.options?.link) {
+        refuse(what, 'a link to another object, not a snapshot');
+        continue;
+      }
+      const lost = await this.lostChunks(info);
       if (lost) {
-        r.error.catch(() => {});
-        await r.data.cancel().catch(() => {});
         refuse(what, lost);
         continue;
       }
-      // checked again on the info the data comes with (the listing's may have been replaced since)
-      const refused = this.refusal(seq, r.info);
+      // checked again on the info the data is read by (the listing's may have been replaced since)
+      const refused = this.refusal(seq, info);
       if (refused) {
-        r.error.catch(() => {});
-        await r.data.cancel().catch(() => {});
         refuse(what, refused);
         continue;
       }
-      const meta = r.info.metadata ?? {};
-      const settled = r.error.then(
-        (e) => e,
-        (e: unknown) => e,
-      );
+      const meta = info.metadata ?? {};
+      const data = this.chunks(info, what);
       // the digest is checked as the last chunk arrives: a mismatch errors the data stream
       const batch =
         meta.format === SNAPSHOT_TEXT_FORMAT
-          ? await readText(r.data, what, this.maxLineBytes)
-          : parseBatch(gunzipSync(await collect(r.data)), what, meta.layout); // written before the text form
-      const failed = await settled;
-      if (failed) throw failed;
+          ? await readText(data, what, this.maxLineBytes)
+          : parseBatch(gunzipSync(await collect(data)), what, meta.layout); // written before the text form
       return { streamSeq: seq, term: Number(meta.term ?? 0), batch };
     }
     return undefined;
@@ -301,7 +363,7 @@ export class SnapshotStore {
    * only their name is purged.
    */
   private async dropWriting(seq: number): Promise<void> {
-    const all = await this.os.list();
+    const all = await this.objects();
     for (const i of all) {
       const w = Number(WRITING.exec(i.name)?.[1] ?? NaN);
       if (!(w <= seq)) continue;
@@ -372,6 +434,26 @@ async function readText(
   const rest = lines.end();
   if (rest !== '') reader.line(rest);
   return reader.end();
+}
+
+/** An object's metadata message as the object store writes it; undefined when deleted or not one. */
+function objectOf(data: Uint8Array): StoredObject | undefined {
+  let o: Partial<StoredObject & { deleted: boolean }>;
+  try {
+    o = JSON.parse(Buffer.from(data).toString('utf8'));
+  } catch {
+    return undefined;
+  }
+  if (typeof o !== 'object' || o === null || o.deleted || typeof o.name !== 'string') return undefined;
+  return {
+    name: o.name,
+    nuid: String(o.nuid ?? ''),
+    chunks: Number(o.chunks ?? 0),
+    size: Number(o.size ?? 0),
+    digest: String(o.digest ?? ''),
+    metadata: o.metadata ?? {},
+    ...(o.options ? { options: o.options } : {}),
+  };
 }
 
 async function collect(data: ReadableStream<Uint8Array>): Promise<Buffer> {
