@@ -154,11 +154,15 @@ export class SnapshotStore {
     const stream = `OBJ_${this.bucket}`;
     const s = await this.jsm.streams.info(stream, { subjects_filter: `${prefix}>` });
     const subjects = Object.keys(s.state.subjects ?? {}).filter((subj) => subj.startsWith(prefix));
-    const held = await Promise.all(subjects.map((subj) => this.jsm.streams.getMessage(stream, { last_by_subj: subj })));
     const out: StoredObject[] = [];
-    for (const m of held) {
-      const i = m ? objectOf(m.data) : undefined; // purged since the counts (a rename's old name), or not an object's metadata
-      if (i) out.push(i);
+    // a deleted object's metadata stays (a subject per snapshot ever dropped): asked 32 at a time
+    for (let at = 0; at < subjects.length; at += 32) {
+      const batch = subjects.slice(at, at + 32);
+      const held = await Promise.all(batch.map((subj) => this.jsm.streams.getMessage(stream, { last_by_subj: subj })));
+      for (const m of held) {
+        const i = m ? objectOf(m.data) : undefined; // purged since the counts (a rename's old name), or not an object's metadata
+        if (i) out.push(i);
+      }
     }
     return out;
   }

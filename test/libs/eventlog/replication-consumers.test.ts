@@ -2,7 +2,13 @@ import { jetstream, jetstreamManager, type JetStreamManager } from '@nats-io/jet
 import { Base64UrlPaddedCodec } from '@nats-io/obj';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createLogReplicator, logStreamName, type EventLog, type LogReplicator } from '../../../libs/eventlog/index.ts';
+import {
+  createLogReplicator,
+  logStreamName,
+  samePosition,
+  type EventLog,
+  type LogReplicator,
+} from '../../../libs/eventlog/index.ts';
 import { READER_IDLE_MS } from '../../../libs/eventlog/log-follower.ts';
 import { SnapshotStore, snapshotBucket } from '../../../libs/eventlog/replication-snapshots.ts';
 import { startNatsServer, type NatsServerHandle } from '../../support/nats-server.ts';
@@ -56,9 +62,24 @@ async function consumers(stream: string): Promise<{ name: string; idleNs: number
   return out;
 }
 
-/** Polls `f` until it holds (the deletes are sent in the background) or 3 s passed; returns its last value. */
-async function settled<T>(f: () => Promise<T>, done: (v: T) => boolean): Promise<T> {
-  const end = Date.now() + 3000;
+/** Restarts nats-server (kill -9, same store) and waits until JetStream answers for `stream` again. */
+async function restarted(stream: string): Promise<void> {
+  const back = (async () => {
+    for await (const s of nc.status()) if (s.type === 'reconnect') return;
+  })();
+  await nats.restart();
+  await back; // a request sent while the client is away waits out its timeout
+  const up = () =>
+    jsm.streams.info(stream).then(
+      () => true,
+      () => false,
+    );
+  await settled(up, (ok) => ok);
+}
+
+/** Polls `f` until it holds (the deletes are sent in the background) or `ms` passed; returns its last value. */
+async function settled<T>(f: () => Promise<T>, done: (v: T) => boolean, ms = 5000): Promise<T> {
+  const end = Date.now() + ms;
   for (;;) {
     const v = await f();
     if (done(v) || Date.now() > end) return v;
@@ -113,15 +134,7 @@ describe('consumers a replica leaves on the server (nats-server)', () => {
         [leader, follower] = [follower, leader];
         await write(leader, 2);
         if (round === 1) {
-          await nats.restart();
-          await settled(
-            async () =>
-              await jsm.streams.info(stream).then(
-                () => true,
-                () => false,
-              ),
-            (up) => up,
-          );
+          await restarted(stream);
           await write(leader, 1); // retried through the reconnect
         }
       }
@@ -132,12 +145,29 @@ describe('consumers a replica leaves on the server (nats-server)', () => {
       // one running follower: it holds its one consumer (its catch-up's deleted), which the server drops soon after it is left
       const live = follower.r.follow();
       await live.caughtUp;
-      const running = await settled(
+      const one = [{ name: expect.stringMatching(/^sb_follow_/), idleNs: READER_IDLE_MS * 1e6 }];
+      expect(
+        await settled(
+          () => consumers(stream),
+          (cs) => cs.length === 1,
+        ),
+      ).toEqual(one);
+      expect(await consumers(bucketStream)).toEqual([]);
+      // it follows across a restart (the client makes its consumer again: the server's was in memory)
+      await restarted(stream);
+      await write(leader, 2);
+      // (the client's consumer went silent with the server: the follower's 5 s stall watchdog replaces it)
+      await settled(
+        async () => samePosition(leader.log.position(), follower.log.position()),
+        (same) => same,
+        15_000,
+      );
+      expect(samePosition(leader.log.position(), follower.log.position()), lines.slice(-15).join('\n')).toBe(true);
+      const after = await settled(
         () => consumers(stream),
         (cs) => cs.length === 1,
       );
-      expect(running).toEqual([{ name: expect.stringMatching(/^sb_follow_/), idleNs: READER_IDLE_MS * 1e6 }]);
-      expect(await consumers(bucketStream)).toEqual([]);
+      expect(after).toEqual([{ name: expect.stringMatching(/^sb_follow_/), idleNs: expect.any(Number) }]);
       await live.stop();
       expect(
         await settled(
@@ -146,15 +176,7 @@ describe('consumers a replica leaves on the server (nats-server)', () => {
         ),
       ).toEqual([]);
       // and none comes back with a restart (the object store's came back with a fresh clock)
-      await nats.restart();
-      await settled(
-        async () =>
-          await jsm.streams.info(stream).then(
-            () => true,
-            () => false,
-          ),
-        (up) => up,
-      );
+      await restarted(stream);
       expect(await consumers(stream)).toEqual([]);
       expect(await consumers(bucketStream)).toEqual([]);
     } finally {
