@@ -187,7 +187,7 @@ describe('consumers a replica leaves on the server (nats-server)', () => {
     }
   }, 30_000);
 
-  it('a snapshot whose data is not what its metadata names is refused when read', async () => {
+  it("a snapshot is read by direct gets, or the stream leader's message gets without allow_direct; one whose data is not what its metadata names is refused", async () => {
     const g = `consdigest${process.pid}`;
     const stream = logStreamName(g);
     await jsm.streams.add({ name: stream, subjects: [`sb.log.${g}`] });
@@ -204,13 +204,26 @@ describe('consumers a replica leaves on the server (nats-server)', () => {
         slices: log.wholeSlices(to),
         leading: () => true,
       });
-      expect((await store.newest(1))?.streamSeq).toBe(4);
+      const whole = log.exportRows(to, { whole: true });
+      const read = await store.newest(1);
+      expect(read).toEqual({ streamSeq: 4, term: 1, batch: { ...whole, resumePoints: [] } });
       // its metadata republished with another digest (what a chunk replaced under it reads as)
       const bucket = snapshotBucket(g);
       const meta = `$O.${bucket}.M.${Base64UrlPaddedCodec.encode('seq-4')}`;
       const raw = (await jsm.streams.getMessage(`OBJ_${bucket}`, { last_by_subj: meta }))!.json<{ digest: string }>();
-      await jetstream(nc).publish(meta, JSON.stringify({ ...raw, digest: `SHA-256=${'A'.repeat(43)}=` }));
-      await expect(store.newest(1)).rejects.toThrow(/^log snapshot seq-4: its data is not what its metadata's digest/);
+      const js = jetstream(nc);
+      const refused = /^log snapshot seq-4: its data is not what its metadata's digest/;
+      await js.publish(meta, JSON.stringify({ ...raw, digest: `SHA-256=${'A'.repeat(43)}=` }));
+      await expect(store.newest(1)).rejects.toThrow(refused);
+      // the same through the stream leader's message gets (a bucket stream without allow_direct)
+      await js.publish(meta, JSON.stringify(raw));
+      const si = await jsm.streams.info(`OBJ_${bucket}`);
+      expect(si.config.allow_direct).toBe(true);
+      await jsm.streams.update(`OBJ_${bucket}`, { ...si.config, allow_direct: false });
+      const leaderRead = await SnapshotStore.open({ nc, jsm, group: g, stream, replicas: 1 });
+      expect(await leaderRead.newest(1)).toEqual(read);
+      await js.publish(meta, JSON.stringify({ ...raw, digest: `SHA-256=${'A'.repeat(43)}=` }));
+      await expect(leaderRead.newest(1)).rejects.toThrow(refused);
       expect(await consumers(`OBJ_${bucket}`)).toEqual([]);
     } finally {
       log.close();
