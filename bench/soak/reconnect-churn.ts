@@ -9,28 +9,16 @@
 import path from 'node:path';
 import v8 from 'node:v8';
 import { startDryRunApplier, startGroupPlanner } from '../../test/ha/in-process-group.ts';
-import { nodeYaml, plannerEnv, sliceYaml, svcYaml } from '../../test/services/planner/planner-support.ts';
+import { churnEnv, sleep, soakThresholds as th } from './soak-support.ts';
 
 const ROUNDS = Number(process.env.SOAK_ROUNDS ?? 100);
 const APPLIERS = Number(process.env.SOAK_APPLIERS ?? 4);
 const gc = (globalThis as { gc?: () => void }).gc;
 if (!gc) throw new Error('run with node --expose-gc');
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-const env = await plannerEnv();
-const stops: (() => Promise<unknown>)[] = [];
 const nodes = Array.from({ length: APPLIERS }, (_, i) => `n${i + 1}`);
-env.write('nodes.yaml', nodes.map((n, i) => nodeYaml(n, `192.0.2.${i + 1}`)).join('---\n'));
-let gen = 0;
-const churn = () => {
-  gen++;
-  env.write(
-    'a.yaml',
-    `${svcYaml('a', '10.96.0.1')}---\n${sliceYaml('a', [`10.0.${(gen >> 8) % 250}.${(gen % 250) + 1}`])}`,
-  );
-};
-churn();
-const th = { statusThresholds: { silenceMs: 3000, applyTimeoutMs: 5000 } };
+const { env, churn } = await churnEnv(nodes);
+const stops: (() => Promise<unknown>)[] = [];
 const a = await startGroupPlanner(env, stops, { id: 'a', db: env.db, ...th });
 await sleep(1000);
 const b = await startGroupPlanner(env, stops, { id: 'b', db: path.join(env.dir, 'b.db'), ...th });

@@ -9,26 +9,14 @@ import Database from 'better-sqlite3';
 import { connect } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { startDryRunApplier, startGroupPlanner } from '../../test/ha/in-process-group.ts';
-import { nodeYaml, plannerEnv, sliceYaml, svcYaml } from '../../test/services/planner/planner-support.ts';
+import { churnEnv, sleep, soakThresholds as th } from './soak-support.ts';
 
 const ROUNDS = Number(process.env.TRACE_ROUNDS ?? 12);
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const t0 = Date.now();
 const T = () => ((Date.now() - t0) / 1000).toFixed(2);
-const env = await plannerEnv();
-const stops: (() => Promise<unknown>)[] = [];
 const nodes = ['n1', 'n2', 'n3', 'n4'];
-env.write('nodes.yaml', nodes.map((n, i) => nodeYaml(n, `192.0.2.${i + 1}`)).join('---\n'));
-let gen = 0;
-const churn = () => {
-  gen++;
-  env.write(
-    'a.yaml',
-    `${svcYaml('a', '10.96.0.1')}---\n${sliceYaml('a', [`10.0.${(gen >> 8) % 250}.${(gen % 250) + 1}`])}`,
-  );
-};
-churn();
-const th = { statusThresholds: { silenceMs: 3000, applyTimeoutMs: 5000 } };
+const { env, churn } = await churnEnv(nodes);
+const stops: (() => Promise<unknown>)[] = [];
 const sayAs = (id: string) => (l: string) => console.log(`${T()} say ${id}: ${l}`);
 const dbs = { a: env.db, b: path.join(env.dir, 'b.db') };
 const a = await startGroupPlanner(env, stops, { id: 'a', db: dbs.a, ...th, say: sayAs('a') });
