@@ -28,9 +28,10 @@ import {
  * Written and read as streams (review4 G4): the writer pulls the log in slices from a connection
  * of its own (log-row-slices.ts) as the object store takes chunks, gzipped by a CompressionStream
  * (zlib's thread pool); the reader gunzips and parses line by line. Listed and read without a
- * consumer (objects(), chunks(): direct gets; P21-4), so no reader leaves one on the server. An
- * object becomes visible only with its metadata, which the object store publishes after the last chunk: a write that fails or
- * is abandoned half way purges its chunks, and one whose process dies leaves only unnamed chunks.
+ * consumer (objects(), chunks(): message gets; P21-4), so no reader leaves one on the server. An
+ * object becomes visible only with its metadata, which the object store publishes after the last
+ * chunk: a write that fails or is abandoned half way purges its chunks, and one whose process dies
+ * leaves only unnamed chunks.
  *
  * Signed (probe10 H11's class, for snapshots): a replica far behind (or new) takes the newest
  * snapshot as its whole log, so whoever may write the bucket gave it another history. With the
@@ -155,7 +156,7 @@ export class SnapshotStore {
   /**
    * The objects the bucket names, deleted ones left out (the object store's list() without its
    * consumer, P21-4): the metadata subjects from the stream's per-subject counts (one stream-info
-   * request, paged by the client), then each one's last message by a direct get. list() makes an
+   * request, paged by the client), then each one's last message (STREAM.MSG.GET). list() makes an
    * ordered push consumer per call that nobody deletes: file-stored, it outlived the listing by
    * its 5 min inactive threshold, and every nats-server restart made it again with a fresh clock,
    * so with NATS restarted more often than that each role change's listing stayed for good.
@@ -299,7 +300,7 @@ export class SnapshotStore {
         refuse(what, held.refused);
         continue;
       }
-      const info = await this.os.info(name); // a direct get of its metadata: no consumer
+      const info = await this.os.info(name); // a message get of its metadata: no consumer
       if (!info || info.deleted) continue; // deleted between list and get
       if (info.options?.link) {
         refuse(what, 'a link to another object, not a snapshot');
