@@ -114,6 +114,8 @@ export interface ApplierSessionOptions {
   readonly onEvent?: (e: SessionEvent) => void;
   /** Period of the safety re-read of the target keys (ms; 0 = never). Default 30 000. */
   readonly targetRefreshMs?: number;
+  /** How long a read of a target key waits for its answer (TargetWatcherOptions.timeoutMs; default 2 s, 5 s for a config revision). */
+  readonly targetReadTimeoutMs?: number;
   /** The planner's public key: unsigned or badly signed targets and artifacts are dropped. */
   readonly verifier?: Verifier;
   /**
@@ -258,6 +260,7 @@ export class ApplierSession {
         s.emit({ type: 'rejected', kind: /^config/.test(where) ? 'config' : 'target', where, reason }),
       onRefused: (where, reason) => s.emit({ type: 'rejected', kind: 'old-target', where, reason }),
       refreshMs: o.targetRefreshMs,
+      ...(o.targetReadTimeoutMs !== undefined ? { timeoutMs: o.targetReadTimeoutMs } : {}),
       verifier: o.verifier,
       followedBefore: o.followedBefore,
     });
@@ -734,19 +737,35 @@ export class ApplierSession {
     this.sync.offer(a);
   }
 
+  /**
+   * Reports every status of the connection as it comes, and after each reconnect re-reads the
+   * targets, then sends the last report again. The re-read is not awaited here: it waits up to its
+   * read timeout per key when nothing answers (a reply inbox NATS refuses, probe19 P19-1), and
+   * every status behind it waited too: the applier's /readyz and /healthz (`connected`) and its
+   * log followed the connection seconds to minutes late, one re-read per reconnect queued, and
+   * the re-read of the reconnect that would work waited behind the ones that could not (a node on
+   * its old target long after a subscription limit was lifted).
+   */
   private watchConnection(): void {
+    let reconnects = 0;
     void (async () => {
       for await (const s of this.options.nc.status()) {
         const error = s.type === 'error' ? (s as { error?: Error }).error?.message : undefined;
         this.emit({ type: 'connection', status: s.type, ...(error !== undefined ? { error } : {}) });
         if (s.type === 'reconnect' && !this.stopped) {
+          const n = ++reconnects;
           // the planner may have moved the target while we were away; watches may have died
-          await this.watcher?.refresh();
-          // first the last report as it was (it may have been lost with the old connection), then
-          // whatever the refreshed target makes: a newer report never lands before an older one
-          if (this.lastReport) this.publish(ackSubject(this.options.node), this.lastReport);
-          this.kick();
-          this.heartbeat();
+          void Promise.resolve(this.watcher?.refresh())
+            .catch(() => undefined)
+            .then(() => {
+              // a later reconnect's re-read does the rest (this one's requests went with its connection)
+              if (n !== reconnects || this.stopped) return;
+              // first the last report as it was (it may have been lost with the old connection), then
+              // whatever the refreshed target makes: a newer report never lands before an older one
+              if (this.lastReport) this.publish(ackSubject(this.options.node), this.lastReport);
+              this.kick();
+              this.heartbeat();
+            });
         }
       }
     })();

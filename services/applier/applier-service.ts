@@ -110,6 +110,8 @@ export interface ApplierServiceOptions {
   readonly healthCheckNodePorts?: { readonly host?: string; readonly retryMs?: number };
   /** Backoff of the reconnects after NATS refused a subscription (tests shorten it; libs/bus watchSubscriptionRefusals). */
   readonly subscriptionRetry?: SubscriptionRetry;
+  /** How long a read of a target key waits for its answer (ApplierSessionOptions.targetReadTimeoutMs); tests lengthen it. */
+  readonly targetReadTimeoutMs?: number;
   /** The entry fields this applier knows (ApplierSessionOptions.knownFields); tests stand for an older release with fewer. */
   readonly knownFields?: ContentShapes;
 }
@@ -625,6 +627,7 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
       followedBefore,
       lastAckedBefore: before,
       knownFields: o.knownFields,
+      ...(o.targetReadTimeoutMs !== undefined ? { targetReadTimeoutMs: o.targetReadTimeoutMs } : {}),
     });
     // a refusal of the session's first subscriptions arrives while it starts
     if (subscriptionRefused !== undefined) started.setBusProblem(subscriptionRefused);

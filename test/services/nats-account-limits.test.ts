@@ -16,7 +16,7 @@ import {
   type AccountKeys,
   type AccountLimits,
 } from '../../libs/nodecreds/index.ts';
-import { startApplierService } from '../../services/applier/applier-service.ts';
+import { startApplierService, type ApplierServiceOptions } from '../../services/applier/applier-service.ts';
 import { runPlanner } from '../../services/planner/run-planner.ts';
 import { BIN } from '../faults/fleet.ts';
 import { startNatsServer, type NatsServerHandle } from '../support/nats-server.ts';
@@ -37,7 +37,7 @@ interface Limits {
   readonly readers?: AccountLimits;
 }
 
-async function fleet(limits: Limits = {}) {
+async function fleet(limits: Limits = {}, applier: ApplierOptions = {}) {
   const keys = generateAccountKeys();
   const first = await serverResolver(keys, limits);
   // a running server refuses another operator JWT at a reload: keep the first one
@@ -69,7 +69,7 @@ async function fleet(limits: Limits = {}) {
   stops.push(() => p.stop());
   await p.planner.synced;
   const plannerKey = `${db}.signing-key.pem.pub`;
-  const svc = await startApplier(keys, nats, dir, plannerKey);
+  const svc = await startApplier(keys, nats, dir, plannerKey, 'node-1', applier);
   const status = async () =>
     (await (await fetch(`${p.url}/status`)).json()) as {
       latestVersion: number;
@@ -101,12 +101,15 @@ async function fleet(limits: Limits = {}) {
   };
 }
 
+type ApplierOptions = Pick<ApplierServiceOptions, 'targetReadTimeoutMs'>;
+
 async function startApplier(
   keys: AccountKeys,
   nats: NatsServerHandle,
   dir: string,
   plannerKey: string,
   node = 'node-1',
+  more: ApplierOptions = {},
 ) {
   const creds = path.join(dir, `${node}.creds`);
   writeFileSync(creds, await mintNodeCreds(keys, node, 600));
@@ -122,6 +125,7 @@ async function startApplier(
     logger: pino({ level: 'silent' }),
     // the production backoff grows to a minute; a lifted limit is taken at the next reconnect
     subscriptionRetry: { retryMs: 500, retryCapMs: 1000 },
+    ...more,
   });
   stops.push(() => svc.stop());
   return svc;
@@ -161,6 +165,34 @@ it('an applier whose subscriptions NATS refuses (READERS subscription limit) say
     .poll(async () => (await f.status()).nodes.find((n) => n.node === 'node-1')?.status, { timeout: 10_000 })
     .toBe('SYNCED');
 }, 45_000);
+
+it('an applier whose target reads go unanswered after a reconnect (READERS subscription limit: its reply inbox refused) still says when its connection is lost and back, and follows once the limit is lifted', async () => {
+  // a read waits a minute for its answer (2 s in production): each status of the connection
+  // waited behind the re-read of the targets that follows a reconnect, one 2-4 s re-read per
+  // reconnect queued while the limit lasted
+  const f = await fleet({}, { targetReadTimeoutMs: 60_000 });
+  await expect.poll(async () => (await f.get('/readyz')).code, { timeout: 10_000 }).toBe(200);
+  const v1 = (await f.get('/readyz')).body.applied!.version;
+  await f.setLimits({ readers: { subs: 1 } });
+  f.edit('b', '10.96.0.2');
+  await expect.poll(async () => (await f.status()).latestVersion, { timeout: 10_000 }).toBeGreaterThan(v1);
+  await expect
+    .poll(async () => (await f.get('/readyz')).body.reason, { timeout: 10_000 })
+    .toMatch(/NATS refuses a subscription of this node \(maximum subscriptions exceeded\)/);
+
+  // NATS goes away while the re-reads after the limit's reconnects wait for answers that never come
+  await f.nats.kill();
+  // before: /healthz connected true and /readyz without "connection lost" for the minute the re-read waited
+  await expect.poll(async () => (await f.get('/healthz')).body.connected, { timeout: 10_000 }).toBe(false);
+  await f.nats.start();
+  await expect.poll(async () => (await f.get('/healthz')).body.connected, { timeout: 10_000 }).toBe(true);
+
+  await f.setLimits({});
+  const latest = (await f.status()).latestVersion;
+  await expect.poll(async () => (await f.get('/readyz')).body.applied?.version, { timeout: 15_000 }).toBe(latest);
+  await expect.poll(async () => (await f.get('/readyz')).code, { timeout: 10_000 }).toBe(200);
+  expect((await f.get('/healthz')).body.subscriptionError).toBeUndefined();
+}, 60_000);
 
 it('a planner whose subscriptions NATS refuses (SWITCHBOARD subscription limit) names it in lastError and is not ready, and hears its nodes once the limit is lifted', async () => {
   // 2: the planner's reply inbox and one more; its ACK and heartbeat subscriptions are refused
