@@ -3,133 +3,23 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import pino from 'pino';
 import { afterEach, expect, it } from 'vitest';
-import { readVerifierFile } from '../../libs/bus/index.ts';
-import { DEFAULT_PROXY_CONFIG } from '../../libs/model/index.ts';
 import {
   generateAccountKeys,
-  mintNodeCreds,
   mintRoleCreds,
   renderResolverConfig,
   serverResolver,
-  type AccountKeys,
-  type AccountLimits,
 } from '../../libs/nodecreds/index.ts';
-import { startApplierService, type ApplierServiceOptions } from '../../services/applier/applier-service.ts';
-import { runPlanner } from '../../services/planner/run-planner.ts';
 import { BIN } from '../faults/fleet.ts';
-import { startNatsServer, type NatsServerHandle } from '../support/nats-server.ts';
-import { nodeYaml, svcYaml } from './planner/planner-support.ts';
+import { startNatsServer } from '../support/nats-server.ts';
+import { fleet, stopAll, stops } from './nats-limits-fleet.ts';
 
 /**
  * probe19: NATS account limits an operator sets on the accounts Switchboard uses (account JWT
  * `limits`, as `nsc edit account` does), on a real operator-mode nats-server with the resolver
  * `credentials init` makes, the planner and a dry-run applier with their own credentials.
  */
-const stops: (() => Promise<unknown>)[] = [];
-afterEach(async () => {
-  for (const s of stops.splice(0).reverse()) await s().catch(() => undefined);
-});
-
-interface Limits {
-  readonly switchboard?: AccountLimits;
-  readonly readers?: AccountLimits;
-}
-
-async function fleet(limits: Limits = {}, applier: ApplierOptions = {}) {
-  const keys = generateAccountKeys();
-  const first = await serverResolver(keys, limits);
-  // a running server refuses another operator JWT at a reload: keep the first one
-  const config = async (l: Limits) =>
-    renderResolverConfig({ ...(await serverResolver(keys, l)), operatorJwt: first.operatorJwt });
-  const nats = await startNatsServer({ jetstream: true, config: renderResolverConfig(first) });
-  stops.push(() => nats.stop());
-  const dir = mkdtempSync(path.join(tmpdir(), 'sb-nats-limits-'));
-  stops.push(async () => rmSync(dir, { recursive: true, force: true }));
-  const manifests = path.join(dir, 'manifests');
-  mkdirSync(manifests);
-  writeFileSync(path.join(manifests, 'node.yaml'), nodeYaml('node-1', '192.0.2.1'));
-  writeFileSync(path.join(manifests, 'a.yaml'), svcYaml('a', '10.96.0.1'));
-  const plannerCreds = path.join(dir, 'planner.creds');
-  writeFileSync(plannerCreds, await mintRoleCreds(keys, 'planner'));
-  const db = path.join(dir, 'log.db');
-  const said: string[] = [];
-  const p = await runPlanner({
-    manifests,
-    nats: nats.url,
-    natsAuth: { credsFile: plannerCreds },
-    db,
-    http: '127.0.0.1:0',
-    config: DEFAULT_PROXY_CONFIG,
-    debounceMs: 20,
-    pollMs: 100,
-    say: (l) => said.push(l),
-  });
-  stops.push(() => p.stop());
-  await p.planner.synced;
-  const plannerKey = `${db}.signing-key.pem.pub`;
-  const svc = await startApplier(keys, nats, dir, plannerKey, 'node-1', applier);
-  const status = async () =>
-    (await (await fetch(`${p.url}/status`)).json()) as {
-      latestVersion: number;
-      lastError: string | null;
-      nodes: { node: string; status: string; reason: string; appliedVersion: number | null }[];
-    };
-  const get = async (what: '/healthz' | '/readyz') => {
-    const r = await fetch(`http://127.0.0.1:${svc.httpPort}${what}`);
-    return {
-      code: r.status,
-      body: (await r.json()) as Record<string, unknown> & { applied?: { version: number }; reason?: string },
-    };
-  };
-  const plannerReadyz = async () => {
-    const r = await fetch(`${p.url}/readyz`);
-    return { code: r.status, body: (await r.json()) as { ready: boolean; reason?: string } };
-  };
-  return {
-    keys,
-    dir,
-    plannerKey,
-    plannerReadyz,
-    nats,
-    said,
-    status,
-    get,
-    edit: (name: string, ip: string) => writeFileSync(path.join(manifests, `${name}.yaml`), svcYaml(name, ip)),
-    setLimits: async (l: Limits) => nats.reconfigure(await config(l)),
-  };
-}
-
-type ApplierOptions = Pick<ApplierServiceOptions, 'targetReadTimeoutMs'>;
-
-async function startApplier(
-  keys: AccountKeys,
-  nats: NatsServerHandle,
-  dir: string,
-  plannerKey: string,
-  node = 'node-1',
-  more: ApplierOptions = {},
-) {
-  const creds = path.join(dir, `${node}.creds`);
-  writeFileSync(creds, await mintNodeCreds(keys, node, 600));
-  const svc = await startApplierService({
-    node,
-    nats: nats.url,
-    auth: { credsFile: creds },
-    mode: 'dry-run',
-    http: '127.0.0.1:0',
-    heartbeatMs: 200,
-    maxBackoffMs: 200,
-    verifier: readVerifierFile(plannerKey),
-    logger: pino({ level: 'silent' }),
-    // the production backoff grows to a minute; a lifted limit is taken at the next reconnect
-    subscriptionRetry: { retryMs: 500, retryCapMs: 1000 },
-    ...more,
-  });
-  stops.push(() => svc.stop());
-  return svc;
-}
+afterEach(stopAll);
 
 it('an applier whose subscriptions NATS refuses (READERS subscription limit) says so instead of "on target", and follows again once the limit is lifted', async () => {
   const f = await fleet();
@@ -165,34 +55,6 @@ it('an applier whose subscriptions NATS refuses (READERS subscription limit) say
     .poll(async () => (await f.status()).nodes.find((n) => n.node === 'node-1')?.status, { timeout: 10_000 })
     .toBe('SYNCED');
 }, 45_000);
-
-it('an applier whose target reads go unanswered after a reconnect (READERS subscription limit: its reply inbox refused) still says when its connection is lost and back, and follows once the limit is lifted', async () => {
-  // a read waits a minute for its answer (2 s in production): each status of the connection
-  // waited behind the re-read of the targets that follows a reconnect, one 2-4 s re-read per
-  // reconnect queued while the limit lasted
-  const f = await fleet({}, { targetReadTimeoutMs: 60_000 });
-  await expect.poll(async () => (await f.get('/readyz')).code, { timeout: 10_000 }).toBe(200);
-  const v1 = (await f.get('/readyz')).body.applied!.version;
-  await f.setLimits({ readers: { subs: 1 } });
-  f.edit('b', '10.96.0.2');
-  await expect.poll(async () => (await f.status()).latestVersion, { timeout: 10_000 }).toBeGreaterThan(v1);
-  await expect
-    .poll(async () => (await f.get('/readyz')).body.reason, { timeout: 10_000 })
-    .toMatch(/NATS refuses a subscription of this node \(maximum subscriptions exceeded\)/);
-
-  // NATS goes away while the re-reads after the limit's reconnects wait for answers that never come
-  await f.nats.kill();
-  // before: /healthz connected true and /readyz without "connection lost" for the minute the re-read waited
-  await expect.poll(async () => (await f.get('/healthz')).body.connected, { timeout: 10_000 }).toBe(false);
-  await f.nats.start();
-  await expect.poll(async () => (await f.get('/healthz')).body.connected, { timeout: 10_000 }).toBe(true);
-
-  await f.setLimits({});
-  const latest = (await f.status()).latestVersion;
-  await expect.poll(async () => (await f.get('/readyz')).body.applied?.version, { timeout: 15_000 }).toBe(latest);
-  await expect.poll(async () => (await f.get('/readyz')).code, { timeout: 10_000 }).toBe(200);
-  expect((await f.get('/healthz')).body.subscriptionError).toBeUndefined();
-}, 60_000);
 
 it('a planner whose subscriptions NATS refuses (SWITCHBOARD subscription limit) names it in lastError and is not ready, and hears its nodes once the limit is lifted', async () => {
   // 2: the planner's reply inbox and one more; its ACK and heartbeat subscriptions are refused
