@@ -257,8 +257,9 @@ export const SUBSCRIPTION_RETRY_CAP_MS = 60_000;
  * (once per subscription refused, again after each retry while it lasts), makes
  * the client reconnect (it then sends every subscription again) after a backoff
  * (SUBSCRIPTION_RETRY_MS doubling to SUBSCRIPTION_RETRY_CAP_MS) for as long as the server refuses
- * one, and calls `onChange(undefined)` once a reconnect drew no refusal: a limit lifted without a
- * disconnect is taken up within a minute, no restart.
+ * one (a reconnect for any reason, e.g. the reload that lifts the limit, stands for the retry
+ * pending then), and calls `onChange(undefined)` once a reconnect drew no refusal: a limit lifted
+ * without a disconnect is taken up within a minute, no restart.
  */
 export function watchSubscriptionRefusals(
   nc: NatsConnection,
@@ -290,6 +291,11 @@ export function watchSubscriptionRefusals(
         onChange(error);
         resubscribeLater();
       } else if (s.type === 'reconnect' && refused !== undefined) {
+        // this reconnect sent every subscription again, which is what the pending retry was for: a
+        // refusal of it schedules the next; one left pending dropped the connection of every node
+        // once more, up to a minute after a reconnect had found the limit lifted
+        if (timer) clearTimeout(timer);
+        timer = undefined;
         const at = seen;
         // the client sent its subscriptions before saying it reconnected: the server answers them
         // (and any refusal) before the PONG of this flush
