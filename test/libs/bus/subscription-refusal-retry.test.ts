@@ -64,9 +64,7 @@ it('a reconnect that NATS takes whole (the limit lifted by a reload) stands for 
 
   // lifted (a running server keeps its operator JWT): the reload drops the account's connections
   const dropped = next(nc, 'disconnect');
-  await nats.reconfigure(
-    renderResolverConfig({ ...(await serverResolver(keys, {})), operatorJwt: first.operatorJwt }),
-  );
+  await nats.reconfigure(renderResolverConfig({ ...(await serverResolver(keys, {})), operatorJwt: first.operatorJwt }));
   await dropped;
   await expect.poll(() => said.at(-1), { timeout: 10_000 }).toBeUndefined();
   const after = disconnects;
