@@ -5,7 +5,7 @@ import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { readVerifierFile } from '../../../libs/bus/index.ts';
 import { DryRunDataplane } from '../../../libs/dataplane/index.ts';
-import type { NodeState } from '../../../libs/model/index.ts';
+import { type NodeState } from '../../../libs/model/index.ts';
 import { startApplierService, type ApplierService } from '../../../services/applier/applier-service.ts';
 import { runPlanner, type RunningPlanner } from '../../../services/planner/run-planner.ts';
 import { sbIn } from '../cli/cli-support.ts';

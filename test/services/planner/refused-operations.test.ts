@@ -1,7 +1,7 @@
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import type { EventLog } from '../../../libs/eventlog/index.ts';
+import { EventLog } from '../../../libs/eventlog/index.ts';
 import { DEFAULT_PROXY_CONFIG, operationOutcome, refusedOperation } from '../../../libs/model/index.ts';
 import { main } from '../../../services/cli/main.ts';
 import type { RouteCall } from '../../../services/planner/http-api.ts';
