@@ -45,6 +45,11 @@ type EncodeOptions = {
    * published on a stream that lacks its parent (VersionPublisher.publishBase).
    */
   checkpointOnly?: boolean;
+  /**
+   * Where a checkpoint's chunk of `bytes` bytes is written (ChunkBuffers.take: a buffer the sender
+   * had stored, reused); every byte of it is written before it is yielded. Default: a new one.
+   */
+  chunkBuffer?: (bytes: number) => Uint8Array;
 };
 
 /**
@@ -76,7 +81,9 @@ export function* artifactMessages(
   };
   const size = Math.max(1024, Math.floor(opts.chunkBytes));
   if (a.form === 'checkpoint') {
-    const { chunks, payloads } = encoded ? splitBytes(encoded, size) : checkpointPayloads(a, size, opts.texts);
+    const { chunks, payloads } = encoded
+      ? splitBytes(encoded, size)
+      : checkpointPayloads(a, size, opts.texts, opts.chunkBuffer);
     let i = 0;
     for (const payload of payloads) {
       const subject = checkpointSubject(a.version, i);
@@ -143,6 +150,7 @@ export function checkpointPayloads(
   a: Checkpoint,
   size: number,
   texts?: KnownTexts,
+  chunkBuffer: (bytes: number) => Uint8Array = (n) => new Uint8Array(n),
 ): { chunks: number; payloads: Iterable<Uint8Array> } {
   const entryJson = (e: object): string => texts?.get(e) ?? JSON.stringify(e) ?? 'null';
   const outer = splitAtHoles(JSON.stringify({ ...a, data: HOLE }), 1);
@@ -170,7 +178,7 @@ export function checkpointPayloads(
     }
   }
   function* payloads(): Generator<Uint8Array> {
-    let buf = new Uint8Array(Math.min(size, total));
+    let buf = chunkBuffer(Math.min(size, total));
     let fill = 0;
     let left = total;
     for (const t of pieces()) {
@@ -185,7 +193,7 @@ export function checkpointPayloads(
           left -= fill;
           if (left < 0) throw new Error('checkpoint encoding: the document grew while it was written');
           yield buf;
-          buf = new Uint8Array(Math.min(size, left));
+          buf = chunkBuffer(Math.min(size, left));
           fill = 0;
           continue;
         }
@@ -202,7 +210,7 @@ export function checkpointPayloads(
           left -= fill;
           if (left < 0) throw new Error('checkpoint encoding: the document grew while it was written');
           yield buf;
-          buf = new Uint8Array(Math.min(size, left));
+          buf = chunkBuffer(Math.min(size, left));
           fill = 0;
         }
       }
@@ -210,6 +218,33 @@ export function checkpointPayloads(
     if (left !== 0 || fill !== 0) throw new Error('checkpoint encoding: the document changed while it was written');
   }
   return { chunks, payloads: payloads() };
+}
+
+/**
+ * Buffers for a checkpoint's chunks, each used again once the stream answered the chunk written in
+ * it: an acknowledged chunk was sent (the NATS client copies what it writes), so it is no longer
+ * read. A new buffer per chunk (512 KiB, ~30 of them for version 1 at 10k services) cost a fresh
+ * mapping, its page faults and its zeroing each; reused, a checkpoint touches as many as it has in
+ * flight plus one. A chunk refused or unanswered is never given back (it may be sent again, or sit
+ * in the client's queue until a reconnect).
+ */
+export class ChunkBuffers {
+  private readonly free: ArrayBuffer[] = [];
+  private readonly lent = new Set<ArrayBuffer>();
+
+  /** A buffer of exactly `bytes` bytes (its previous content is overwritten by the codec). */
+  readonly take = (bytes: number): Uint8Array => {
+    const i = this.free.findIndex((b) => b.byteLength >= bytes);
+    const b = i >= 0 ? this.free.splice(i, 1)[0]! : new ArrayBuffer(bytes);
+    this.lent.add(b);
+    return new Uint8Array(b, 0, bytes);
+  };
+
+  /** The chunk in `payload` was answered by the stream: its buffer may be taken again (others are ignored). */
+  giveBack(payload: Uint8Array): void {
+    const b = payload.buffer as ArrayBuffer;
+    if (this.lent.delete(b)) this.free.push(b);
+  }
 }
 
 function splitAtHoles(json: string, holes: number): string[] {

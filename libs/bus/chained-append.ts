@@ -33,6 +33,8 @@ export interface ChainAppender<M extends ChainMessage> {
   alone(m: M): Promise<PubAck>;
   /** Asked before every send: a reason stops the chain (nothing further is sent; it is thrown as the error's message). */
   mayAppend?(): string | undefined;
+  /** The stream answered `m` with an ack (stored or a duplicate): it is never sent again. */
+  acked?(m: M): void;
 }
 
 /**
@@ -96,6 +98,7 @@ export async function appendChain<M extends ChainMessage>(
     const f = flights.shift();
     if (f) {
       const a = await f.answer;
+      if (a.ok) o.acked?.(f.m);
       if (a.ok && !a.ack.duplicate && a.ack.seq === f.expect + 1) {
         o.stored(a.ack.seq);
         continue;
@@ -117,6 +120,7 @@ export async function appendChain<M extends ChainMessage>(
       // the first refused one alone: it learns what moved the stream (a fence throws); the rest
       // go through the window again behind it
       const ack = await o.alone(m);
+      o.acked?.(m);
       duplicate ||= ack.duplicate;
     } else if (exhausted) return { duplicate };
     open = true;

@@ -11,7 +11,7 @@ import {
 import { StaleLeaderError } from './stale-leader.ts';
 import { appendChain } from './chained-append.ts';
 import type { KnownTexts, NoticeDelta, VersionArtifact } from '../model/index.ts';
-import { artifactBytes, artifactMessages, deltaExceeds, type EncodedMessage } from './artifact-codec.ts';
+import { artifactBytes, artifactMessages, ChunkBuffers, deltaExceeds, type EncodedMessage } from './artifact-codec.ts';
 import { leaseGroups } from './planner-lease.ts';
 import {
   artifactStatement,
@@ -128,6 +128,10 @@ export class VersionPublisher {
    * under the same id was answered "duplicate" and not stored.
    */
   private again: string | undefined;
+  /** Counts recover() calls (each claim, each reopen after a lost store): an answer asked before one is void. */
+  private recovers = 0;
+  /** lacks() asked ahead (askLacksAhead), with the state it was asked in (lacksKey). */
+  private lacksAhead: { readonly key: string; readonly answer: Promise<string | undefined> } | undefined;
   private readonly js: JetStreamClient;
   private readonly reader: VersionReader;
   /** The group's key (every planner of a group signs with the same one): checks term claims. */
@@ -270,7 +274,48 @@ export class VersionPublisher {
    * listing subjects (no message is read): a checkpoint counts as held when its chunk 0 and every
    * chunk up to the highest held are (a dropped prefix of the stream removes chunk 0 first).
    */
-  async lacks(): Promise<string | undefined> {
+  async lacks(o: { askedAhead?: boolean } = {}): Promise<string | undefined> {
+    const ahead = this.lacksAhead;
+    this.lacksAhead = undefined;
+    if (o.askedAhead && ahead) {
+      const answer = await ahead.answer.then(
+        (a) => ({ a }),
+        () => undefined,
+      );
+      // void once anything this publisher knows of the stream moved since it was asked: a claim, a
+      // reopen (NATS lost its store, the stream was made again), an append or a purge of its own
+      if (answer && ahead.key === this.lacksKey()) return answer.a;
+    }
+    return this.askLacks();
+  }
+
+  /**
+   * Asks lacks() now, for a new leader's first look (lacks({ askedAhead: true })) while its source
+   * lists: the claim fences the stream, so only this publisher appends to it, and the answer holds
+   * until what this publisher knows of the stream moves (see lacks). What someone else does to the
+   * stream meanwhile (a purge, a limit's drop) is found by the next periodic check, as it is when
+   * it happens just after the look. Resolves once answered (never rejects: a failed answer is
+   * asked again at the look).
+   */
+  askLacksAhead(): Promise<void> {
+    const key = this.lacksKey();
+    const answer = this.askLacks().then((a) => {
+      if (this.lacksKey() !== key) throw new Error('the stream moved while asked');
+      return a;
+    });
+    this.lacksAhead = { key, answer };
+    return answer.then(
+      () => undefined,
+      () => undefined,
+    );
+  }
+
+  /** What lacks() answers from: the stream's identity, its end and versions as this publisher knows them, its term. */
+  private lacksKey(): string {
+    return `${this.recovers} ${this.streamIdentity} ${this.lastSeq} ${this.last} ${this.lastCheckpoint} ${this.term} ${this.purgedBelow}`;
+  }
+
+  private async askLacks(): Promise<string | undefined> {
     const info = await this.jsm.streams.info(this.stream, { subjects_filter: DELTA_SUBJECTS });
     const held = new Set(Object.keys(info.state.subjects ?? {}));
     const last = this.last;
@@ -358,10 +403,19 @@ export class VersionPublisher {
     }
     if (base && a.form === 'delta' && this.lastCheckpoint !== a.version)
       throw new Error(`base version ${a.version}: publish its checkpoint first`);
-    // a checkpoint's chunks are encoded as they are sent (artifactMessages): at most `pipeline` held
+    // a checkpoint's chunks are encoded as they are sent (artifactMessages): at most `pipeline` held,
+    // each written into the buffer of one the stream acknowledged (ChunkBuffers)
+    const buffers = a.form === 'checkpoint' ? new ChunkBuffers() : undefined;
     const msgs = artifactMessages(
       a,
-      { chunkBytes: this.chunkBytes, baseCheckpoint: this.lastCheckpoint, anchor, texts, checkpointOnly: base },
+      {
+        chunkBytes: this.chunkBytes,
+        baseCheckpoint: this.lastCheckpoint,
+        anchor,
+        texts,
+        checkpointOnly: base,
+        chunkBuffer: buffers?.take,
+      },
       encoded,
     );
     let bytes = 0;
@@ -376,7 +430,7 @@ export class VersionPublisher {
     if (a.form === 'checkpoint') {
       // every chunk's append expects the stream's last sequence: the first new one is the next
       const firstSeq = this.lastSeq + 1;
-      const { duplicate } = await this.appendChunks(outgoing);
+      const { duplicate } = await this.appendChunks(outgoing, buffers);
       this.lastCheckpoint = Math.max(this.lastCheckpoint, a.version);
       if (!duplicate) this.storedCheckpoints.push({ version: a.version, firstSeq });
       return { version: a.version, form: a.form, bytes, messages, duplicate };
@@ -441,9 +495,10 @@ export class VersionPublisher {
    * chunk stored by an earlier attempt dedupes. The caller appends the delta, which names the
    * checkpoint, only once every chunk is stored: a partial checkpoint is never a version.
    */
-  private appendChunks(chunks: Iterable<Outgoing>): Promise<{ duplicate: boolean }> {
+  private appendChunks(chunks: Iterable<Outgoing>, buffers?: ChunkBuffers): Promise<{ duplicate: boolean }> {
     const mayAppend = this.options.mayAppend;
     return appendChain(chunks, {
+      acked: buffers && ((m) => buffers.giveBack(m.payload)),
       width: this.options.pipeline ?? DEFAULT_PIPELINE,
       lastSeq: () => this.lastSeq,
       stored: (seq) => {
@@ -696,6 +751,7 @@ export class VersionPublisher {
    * chunk of N means a planner died mid-version, so N-1 is the last one and N will be redone.
    */
   private async recover(): Promise<void> {
+    this.recovers++;
     const info = await this.jsm.streams.info(this.stream);
     if (this.streamIdentity !== undefined && info.created !== this.streamIdentity) {
       // Made again (NATS lost its store, or the stream was deleted): the checkpoints stored and the

@@ -183,6 +183,9 @@ export class NatsPlannerBus implements PlannerBus {
       );
       this.streamCreated = created;
     });
+    // what the stream lacks, asked while the new leader's source lists (its first publish looks:
+    // VersionsStreamSync.repair): the claim fences the stream, and a reopen or an append since voids it
+    void this.publisher.askLacksAhead();
   }
 
   /**
@@ -239,8 +242,8 @@ export class NatsPlannerBus implements PlannerBus {
     );
   }
 
-  streamLacks(): Promise<string | undefined> {
-    return this.publisher.lacks();
+  streamLacks(o?: { askedAhead?: boolean }): Promise<string | undefined> {
+    return this.publisher.lacks(o);
   }
 
   async rebase(...[header, data]: Parameters<NonNullable<PlannerBus['rebase']>>): Promise<void> {

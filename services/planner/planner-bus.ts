@@ -50,9 +50,11 @@ export interface PlannerBus {
    * What the versions stream lacks of what a node needs to load the last published version (its
    * delta, the checkpoint it names, the deltas between; with none published, every version of a
    * stream that held some), undefined when nothing: a limit with discard old dropped them
-   * (probe17 N1). Optional: a bus without a store that drops answers nothing.
+   * (probe17 N1). Optional: a bus without a store that drops answers nothing. `askedAhead`: a new
+   * leader's first look may take the answer its claim asked ahead, unless the bus's view of the
+   * stream moved since (NatsPlannerBus: a reopen after a lost store, an append, a new claim).
    */
-  streamLacks?(): Promise<string | undefined>;
+  streamLacks?(o?: { askedAhead?: boolean }): Promise<string | undefined>;
   /**
    * Publishes the last published version (or, with none left, the newest the log holds) again as
    * a base, its checkpoint and a marker naming it, in place of what streamLacks found gone.

@@ -55,10 +55,10 @@ export class VersionsStreamSync {
    * line. Once the stream holds it, the check finds nothing more: once per gap. A version the log
    * no longer rebuilds (compacted) is not published: said once, and nodes behind stay so.
    */
-  async repair(): Promise<void> {
+  async repair(o: { askedAhead?: boolean } = {}): Promise<void> {
     const bus = this.o.bus;
     if (!bus.streamLacks || !bus.rebase) return;
-    const lacks = await bus.streamLacks();
+    const lacks = await bus.streamLacks(o);
     if (lacks === undefined) return;
     const v = bus.lastPublishedVersion() || (this.o.axes.data.latest()?.version ?? 0);
     if (v === 0) return;
@@ -115,7 +115,7 @@ export class VersionsStreamSync {
     // a new leader first: versions a limit of the stream dropped before it was taken off (at this
     // leader's claim) are published again as one base, not one by one from version 1
     if (!this.streamChecked) {
-      await this.repair();
+      await this.repair({ askedAhead: true }); // asked at the claim, unless the stream moved since
       this.streamChecked = true;
     }
     await this.publishBaseIfCompacted(bus.lastPublishedVersion(), latest);

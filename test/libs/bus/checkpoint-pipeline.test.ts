@@ -3,6 +3,7 @@ import { jetstreamManager } from '@nats-io/jetstream';
 import type { Msg, NatsConnection } from '@nats-io/transport-node';
 import {
   connectBus,
+  encodeArtifact,
   signerFromKey,
   StaleLeaderError,
   VersionPublisher,
@@ -204,6 +205,37 @@ describe('pipelined checkpoint publish', () => {
       expect(cp2.ok ? cp2.value.hash : cp2.error).toBe(v2b.delta.hash);
     },
   );
+
+  it("writes a chunk into a buffer again only once the stream acknowledged the chunk it held: every chunk stored is the codec's bytes", async () => {
+    const { w, v1, v2 } = await setUp();
+    // the chunks' payloads as the publisher hands them to the connection, which sends them later
+    // (its writes are flushed in a microtask): a buffer written again before the stream answered
+    // the chunk in it would reach the server holding the next chunk's bytes
+    const buffers = new Set<ArrayBufferLike>();
+    const nc = w.planner;
+    const publishOf = nc.publish.bind(nc);
+    nc.publish = (subject, payload, opts) => {
+      if (chunkOf(subject)?.version === 2 && payload instanceof Uint8Array) buffers.add(payload.buffer);
+      return publishOf(subject, payload, opts);
+    };
+    const p = await VersionPublisher.open({ nc, signer: w.signer, checkpointEvery: 100, pipeline: 4 });
+    await p.claim(3, 'a');
+    await publish(p, v1);
+    const [cp] = await publish(p, v2);
+    const want = encodeArtifact(v2.checkpoint(), { chunkBytes: 32 * 1024, baseCheckpoint: 1 }).map((m) => m.payload);
+    expect(cp!.messages).toBe(want.length);
+    expect(want.length).toBeGreaterThan(12);
+    const jsm = await jetstreamManager(w.planner);
+    for (let i = 0; i < want.length; i++) {
+      const stored = await jsm.streams.getMessage('SB_VERSIONS', { last_by_subj: `sb.v.checkpoint.2.${i}` });
+      expect(Buffer.from(stored!.data).equals(Buffer.from(want[i]!)), `chunk ${i}`).toBe(true);
+    }
+    // 4 in flight and the one being written: 5 buffers for the whole checkpoint, not one per chunk
+    expect(buffers.size).toBeGreaterThan(0);
+    expect(buffers.size).toBeLessThanOrEqual(5);
+    const got = await new VersionReader(w.planner, { verifier: w.verifier }).checkpoint(2);
+    expect(got.ok && got.value.hash).toBe(v2.delta.hash);
+  });
 
   it('a foreign message landing mid-checkpoint is stepped over: the rest is appended, the checkpoint reads whole', async () => {
     const { w, v1, v2 } = await setUp();
