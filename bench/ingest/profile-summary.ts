@@ -4,6 +4,11 @@
  * timeline of phases, and the GC entries.
  *
  *   npx tsx bench/ingest/profile-summary.ts DIR [--top 30] [--bin-ms 500] [--json out.json]
+ *        [--from-ms A] [--to-ms B]
+ *
+ * --from-ms / --to-ms: only the samples between A and B ms after the profile's start (say, the
+ * window after version 1 is recorded: the run's JSON has startToFirstVersionRecordedMs); the GC
+ * entries are not cut.
  *
  * A sample's phase is that of the nearest frame (leaf → root) that names one; samples under none
  * are "other". GC, idle and (program) are V8's own pseudo-frames. The GC entries come from
@@ -81,6 +86,8 @@ function main(): void {
       top: { type: 'string', default: '30' },
       'bin-ms': { type: 'string', default: '500' },
       json: { type: 'string' },
+      'from-ms': { type: 'string', default: '0' },
+      'to-ms': { type: 'string', default: 'Infinity' },
     },
   });
   const dir = positionals[0];
@@ -108,9 +115,16 @@ function main(): void {
   const phases = new Map<string, number>();
   const binMs = Number(values['bin-ms']);
   const timeline: Map<string, number>[] = [];
+  const fromMs = Number(values['from-ms']);
+  const toMs = Number(values['to-ms']);
+  const inWindow: boolean[] = [];
   let t = 0;
+  let at = 0;
   profile.samples.forEach((id, i) => {
     const d = profile.timeDeltas[i]! / 1000;
+    at += d;
+    inWindow[i] = at >= fromMs && at < toMs;
+    if (!inWindow[i]) return;
     t += d;
     const f = byId.get(id)!.callFrame;
     const name =
@@ -118,7 +132,7 @@ function main(): void {
     self.set(name, (self.get(name) ?? 0) + d);
     const p = nodePhase(id);
     phases.set(p, (phases.get(p) ?? 0) + d);
-    const bin = (timeline[Math.floor(t / binMs)] ??= new Map());
+    const bin = (timeline[Math.floor((at - Math.max(0, fromMs)) / binMs)] ??= new Map());
     bin.set(p, (bin.get(p) ?? 0) + d);
   });
   const total = t;
@@ -128,7 +142,7 @@ function main(): void {
   for (const [p, v] of sorted(phases)) console.log(`${ms(v)} ms ${((100 * v) / total).toFixed(1).padStart(5)} %  ${p}`);
   const other = new Map<string, number>();
   profile.samples.forEach((id, i) => {
-    if (nodePhase(id) !== 'other') return;
+    if (!inWindow[i] || nodePhase(id) !== 'other') return;
     const f = byId.get(id)!.callFrame;
     const name = `${f.functionName || '(anonymous)'} ${f.url.replace(/^.*\//, '')}`;
     other.set(name, (other.get(name) ?? 0) + profile.timeDeltas[i]! / 1000);
@@ -154,7 +168,7 @@ function main(): void {
   console.log(`\ntimeline (${binMs} ms bins; ms per phase): ${shown.map((p, i) => `${i}=${p}`).join(', ')}`);
   timeline.forEach((bin, i) => {
     const cells = shown.map((p) => (bin.get(p) ?? 0).toFixed(0).padStart(4));
-    console.log(`${String(i * binMs).padStart(6)} ${cells.join(' ')}`);
+    console.log(`${String(Math.max(0, fromMs) + i * binMs).padStart(6)} ${cells.join(' ')}`);
   });
   if (values.json)
     writeFileSync(
