@@ -224,8 +224,8 @@ export function checkpointPayloads(
  * Buffers for a checkpoint's chunks, each used again once the stream answered the chunk written in
  * it: an acknowledged chunk was sent (the NATS client copies what it writes), so it is no longer
  * read. A new buffer per chunk (512 KiB, ~30 of them for version 1 at 10k services) cost a fresh
- * mapping, its page faults and its zeroing each; reused, a checkpoint touches as many as it has in
- * flight plus one. A chunk refused or unanswered is never given back (it may be sent again, or sit
+ * mapping, its page faults and its zeroing each; reused, a checkpoint touches about as many as it
+ * has in flight (the next chunk is written once the oldest is answered). A chunk refused or unanswered is never given back (it may be sent again, or sit
  * in the client's queue until a reconnect).
  */
 export class ChunkBuffers {
