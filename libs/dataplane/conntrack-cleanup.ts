@@ -44,6 +44,117 @@ export function staleFlows(prev: NodeState | undefined, next: NodeState): StaleF
   return out;
 }
 
+/** One conntrack entry as `conntrack -L` prints it: its original destination and its reply source. */
+export interface ConntrackEntry {
+  readonly protocol: Protocol;
+  readonly origDst: string;
+  readonly origDport: number;
+  readonly replySrc: string;
+  readonly replySport: number;
+}
+
+/** The canonical text of an address (IPv6 compressed, lower case), so model and tool agree. */
+function canonical(address: string): string {
+  if (!address.includes(':')) return address;
+  try {
+    return new URL(`http://[${address}]/`).hostname.slice(1, -1);
+  } catch {
+    return address.toLowerCase();
+  }
+}
+
+/**
+ * Parses `conntrack -L` output (one entry a line: `udp 17 29 src=… dst=… sport=… dport=… [UNREPLIED]
+ * src=… dst=… sport=… dport=… …`; the first tuple is the original direction, the second the
+ * reply); lines of other protocols or without both tuples are skipped.
+ */
+export function parseConntrackList(text: string): ConntrackEntry[] {
+  const out: ConntrackEntry[] = [];
+  for (const line of text.split('\n')) {
+    const proto = /(?:^|\s)(udp|sctp)\s+\d+\s/.exec(line)?.[1];
+    if (!proto) continue;
+    const src = [...line.matchAll(/\bsrc=(\S+)/g)].map((m) => m[1]!);
+    const dst = [...line.matchAll(/\bdst=(\S+)/g)].map((m) => m[1]!);
+    const sport = [...line.matchAll(/\bsport=(\d+)/g)].map((m) => Number(m[1]));
+    const dport = [...line.matchAll(/\bdport=(\d+)/g)].map((m) => Number(m[1]));
+    if (src.length < 2 || dst.length < 1 || sport.length < 2 || dport.length < 1) continue;
+    out.push({
+      protocol: proto === 'udp' ? 'UDP' : 'SCTP',
+      origDst: canonical(dst[0]!),
+      origDport: dport[0]!,
+      replySrc: canonical(src[1]!),
+      replySport: sport[1]!,
+    });
+  }
+  return out;
+}
+
+/**
+ * What an applier that knows no last state (just started, or restarted after a crash mid-apply)
+ * clears after its first apply, from the conntrack table itself, as kube-proxy >= 1.31 filters the
+ * whole table against the current endpoints: each UDP/SCTP entry to one of `state`'s virtual
+ * servers NATed to an address and port that is none of its endpoints now (removed while the
+ * applier was down: the flow would stay on it), and each entry to a virtual server with endpoints
+ * that was never NATed (made while nothing answered). One flow per virtual server and endpoint.
+ */
+export function staleFlowsInTable(state: NodeState, entries: readonly ConntrackEntry[]): StaleFlow[] {
+  const servers = new Map<string, { vs: NodeState['virtualServers'][number]; endpoints: Set<string> }>();
+  for (const vs of state.virtualServers) {
+    if (vs.protocol === 'TCP') continue;
+    const all = [...vs.realServers, ...(vs.localRealServers ?? []), ...(vs.clusterRealServers ?? [])];
+    servers.set(virtualServerKey({ protocol: vs.protocol, address: canonical(vs.address), port: vs.port }), {
+      vs,
+      endpoints: new Set(all.map((rs) => realServerKey({ address: canonical(rs.address), port: rs.port }))),
+    });
+  }
+  const out = new Map<string, StaleFlow>();
+  for (const e of entries) {
+    const s = servers.get(virtualServerKey({ protocol: e.protocol, address: e.origDst, port: e.origDport }));
+    if (!s) continue;
+    const { vs, endpoints } = s;
+    const natted = e.replySrc !== e.origDst || e.replySport !== e.origDport;
+    const server = { protocol: vs.protocol, address: e.origDst, port: vs.port };
+    let f: StaleFlow | undefined;
+    if (natted && !endpoints.has(realServerKey({ address: e.replySrc, port: e.replySport })))
+      f = { ...server, endpoint: { address: e.replySrc, port: e.replySport } };
+    else if (!natted && endpoints.size > 0) f = server;
+    if (f) out.set(describeFlow(f), f);
+  }
+  return [...out.values()];
+}
+
+/**
+ * Lists the UDP/SCTP conntrack entries of the families and protocols `state` has such virtual
+ * servers of (none: no spawn) and returns the stale flows among them (staleFlowsInTable). A
+ * failure to list is a note, never thrown.
+ */
+export async function staleFlowsOnStart(
+  state: NodeState,
+  netns?: string,
+): Promise<{ flows: StaleFlow[]; notes: string[] }> {
+  const wanted = new Set<string>();
+  for (const vs of state.virtualServers)
+    if (vs.protocol !== 'TCP') wanted.add(`${vs.address.includes(':') ? 'ipv6' : 'ipv4'} ${vs.protocol.toLowerCase()}`);
+  const entries: ConntrackEntry[] = [];
+  const notes: string[] = [];
+  for (const w of wanted) {
+    const [family, proto] = w.split(' ') as [string, string];
+    const args = ['-L', '-f', family, '-p', proto];
+    const [cmd, argv] = netns ? ['ip', ['netns', 'exec', netns, 'conntrack', ...args]] : ['conntrack', args];
+    try {
+      const text = await new Promise<string>((resolve, reject) => {
+        execFile(cmd, argv as string[], { maxBuffer: 1 << 30 }, (err, stdout, stderr) =>
+          err ? reject(new Error((stderr || err.message).trim().split('\n')[0])) : resolve(stdout),
+        );
+      });
+      entries.push(...parseConntrackList(text));
+    } catch (e) {
+      notes.push(`conntrack: could not list ${family} ${proto} entries to clear stale flows: ${(e as Error).message}`);
+    }
+  }
+  return { flows: staleFlowsInTable(state, entries), notes };
+}
+
 /** `conntrack -D` arguments deleting `f`'s entries (IPv6 named: the tool assumes IPv4). */
 export function conntrackDeleteArgs(f: StaleFlow): string[] {
   const args = ['-D'];

@@ -1,5 +1,5 @@
 import type { NodeState } from '../../model/index.ts';
-import { deleteStaleFlows, staleFlows } from '../conntrack-cleanup.ts';
+import { deleteStaleFlows, staleFlows, staleFlowsOnStart } from '../conntrack-cleanup.ts';
 import { NOTHING_VERIFIED, type ApplyResult, type Dataplane } from '../dataplane.ts';
 import { summarizeRules } from './nft-chain-summary.ts';
 import { NFT_FAMILY, NFT_TABLE } from './nft-names.ts';
@@ -317,8 +317,14 @@ export class NftablesDataplane implements Dataplane {
     this.doubtful = !verified;
     notes.push(...this.takeStartNotes()); // a listener that failed in the adopt or verify read
     // After the table sends new flows right: the entries of old ones would keep UDP clients on a
-    // removed endpoint (probe6 P13). A restarted applier knows no last state: nothing to compare.
-    notes.push(...(await deleteStaleFlows(staleFlows(lastState, state), this.options.netns)));
+    // removed endpoint (probe6 P13). A restarted applier knows no last state: it filters the
+    // conntrack table against the endpoints it just programmed (probe22 T1: an endpoint removed
+    // while it was down kept its UDP flows for as long as their clients kept sending).
+    if (lastState) notes.push(...(await deleteStaleFlows(staleFlows(lastState, state), this.options.netns)));
+    else {
+      const found = await staleFlowsOnStart(state, this.options.netns);
+      notes.push(...found.notes, ...(await deleteStaleFlows(found.flows, this.options.netns)));
+    }
     return { kernelWrites: tx.writes, verified, durationMs: performance.now() - t0, notes };
   }
 

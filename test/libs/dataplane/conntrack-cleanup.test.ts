@@ -1,5 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { conntrackDeleteArgs, describeFlow, staleFlows } from '../../../libs/dataplane/conntrack-cleanup.ts';
+import {
+  conntrackDeleteArgs,
+  describeFlow,
+  parseConntrackList,
+  staleFlows,
+  staleFlowsInTable,
+} from '../../../libs/dataplane/conntrack-cleanup.ts';
 import { nodeState, type VsSpec } from '../../netns/support/node-state-builder.ts';
 
 const dns = (endpoints: string[], address = '10.96.0.53'): VsSpec => ({
@@ -49,5 +55,37 @@ describe('stale UDP/SCTP flows after an apply (probe6 P13, like kube-proxy connt
     const s = nodeState([dns(['10.1.0.1:53'])]);
     expect(staleFlows(undefined, s)).toEqual([]);
     expect(staleFlows(s, s)).toEqual([]);
+  });
+
+  it('a restarted applier (no last state) filters the listed conntrack table against the endpoints it programmed (probe22 T1)', () => {
+    const listed = [
+      // NATed to an endpoint that is gone: stale
+      'udp      17 29 src=10.2.0.9 dst=10.96.0.53 sport=40053 dport=53 src=10.1.0.1 dst=10.2.0.9 sport=53 dport=40053 mark=0 use=1',
+      // the same endpoint from another client: one flow, deduplicated
+      'udp      17 12 src=10.2.0.8 dst=10.96.0.53 sport=5000 dport=53 src=10.1.0.1 dst=10.2.0.8 sport=53 dport=5000 [ASSURED] mark=0 use=1',
+      // NATed to an endpoint still there: kept
+      'udp      17 29 src=10.2.0.9 dst=10.96.0.53 sport=40054 dport=53 src=10.1.0.2 dst=10.2.0.9 sport=53 dport=40054 mark=0 use=1',
+      // not NATed (made while nothing served it) to a server that has endpoints now: stale
+      'udp      17 29 src=10.2.0.9 dst=10.96.0.53 sport=40055 dport=53 [UNREPLIED] src=10.96.0.53 dst=10.2.0.9 sport=53 dport=40055 mark=0 use=1',
+      // not a service of ours: left alone
+      'udp      17 29 src=10.2.0.9 dst=8.8.8.8 sport=40056 dport=53 src=8.8.8.8 dst=10.2.0.9 sport=53 dport=40056 mark=0 use=1',
+      // IPv6, the tool's compressed text against the model's: stale
+      'udp      17 29 src=fd00:2::9 dst=fd00::a sport=4000 dport=53 src=fd00:1::1 dst=fd00:2::9 sport=53 dport=4000 mark=0 use=1',
+      'tcp      6 117 TIME_WAIT src=10.2.0.9 dst=10.96.0.10 sport=4000 dport=80 src=10.1.0.1 dst=10.2.0.9 sport=8080 dport=4000 [ASSURED] mark=0 use=1',
+      'conntrack v1.4.7 (conntrack-tools): 7 flow entries have been shown.',
+    ].join('\n');
+    const entries = parseConntrackList(listed);
+    expect(entries).toHaveLength(6);
+    const now = nodeState([dns(['10.1.0.2:53']), web(['10.1.0.2:8080']), dns(['[fd00:1::2]:53'], 'fd00:0::a')]);
+    expect(staleFlowsInTable(now, entries).map(describeFlow).sort()).toEqual([
+      'UDP/10.96.0.53:53',
+      'UDP/10.96.0.53:53 → 10.1.0.1:53',
+      'UDP/[fd00::a]:53 → [fd00:1::1]:53',
+    ]);
+    // a server without endpoints: its un-NATed entries are what the reject made, nothing to clear
+    expect(staleFlowsInTable(nodeState([dns([])]), entries).map(describeFlow)).toEqual([
+      'UDP/10.96.0.53:53 → 10.1.0.1:53',
+      'UDP/10.96.0.53:53 → 10.1.0.2:53',
+    ]);
   });
 });
