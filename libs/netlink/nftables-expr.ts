@@ -34,6 +34,7 @@ export const NF_NAT_RANGE_PROTO_SPECIFIED = 0x2;
 export const NF_NAT_RANGE_PROTO_RANDOM_FULLY = 0x10;
 export const NFT_REJECT_ICMPX_UNREACH = 2;
 export const NFT_REJECT_ICMPX_PORT_UNREACH = 1;
+export const NFT_REJECT_TCP_RST = 1;
 export const NFT_CT_STATE = 0;
 export const NFT_CT_STATUS = 2;
 export const NFT_BYTEORDER_HTON = 1;

@@ -19,6 +19,7 @@ import {
   NFT_REG_VERDICT,
   NFT_REJECT_ICMPX_PORT_UNREACH,
   NFT_REJECT_ICMPX_UNREACH,
+  NFT_REJECT_TCP_RST,
   NF_NAT_RANGE_PROTO_RANDOM_FULLY,
   NF_NAT_RANGE_PROTO_SPECIFIED,
   NG_RANDOM,
@@ -251,6 +252,8 @@ export function compileRule(rule: string, alloc: AllocAnonymousSet): NftExpr[] {
   if (rule === 'masquerade fully-random') return [{ type: 'masq', flags: NF_NAT_RANGE_PROTO_RANDOM_FULLY }];
   if (rule === 'reject')
     return [{ type: 'reject', rejectType: NFT_REJECT_ICMPX_UNREACH, icmpCode: NFT_REJECT_ICMPX_PORT_UNREACH }];
+  if (rule === 'meta l4proto tcp reject with tcp reset')
+    return [...l4proto('tcp'), { type: 'reject', rejectType: NFT_REJECT_TCP_RST, icmpCode: 0 }];
   if ((m = /^(jump|goto) (\S+)$/.exec(rule))) return [verdictExpr(parseVerdict(rule))];
   if ((m = /^ct state new (jump \S+)$/.exec(rule))) {
     return [

@@ -38,6 +38,7 @@ describe('compileRule', () => {
     ['meta mark & 0x4000 == 0 return', 'meta bitwise cmp immediate'],
     ['masquerade fully-random', 'masq'],
     ['reject', 'reject'],
+    ['meta l4proto tcp reject with tcp reset', 'meta cmp reject'],
     ['ip saddr 10.1.0.1 jump mark-for-masquerade', 'meta cmp payload cmp immediate'],
     ['update @aff { ip6 saddr }', 'meta cmp payload dynset'],
     ['meta l4proto tcp dnat ip6 to [fd01::1]:80', 'meta cmp immediate immediate nat'],
