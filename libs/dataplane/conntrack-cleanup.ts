@@ -94,8 +94,9 @@ export function parseConntrackList(text: string): ConntrackEntry[] {
  * clears after its first apply, from the conntrack table itself, as kube-proxy >= 1.31 filters the
  * whole table against the current endpoints: each UDP/SCTP entry to one of `state`'s virtual
  * servers NATed to an address and port that is none of its endpoints now (removed while the
- * applier was down: the flow would stay on it), and each entry to a virtual server with endpoints
- * that was never NATed (made while nothing answered). One flow per virtual server and endpoint.
+ * applier was down: the flow would stay on it), and the entries to a virtual server with endpoints
+ * that were never NATed (made while nothing answered; deleted by their reply source, the server's
+ * own address, so the flows NATed to its endpoints stay). One flow per virtual server and endpoint.
  */
 export function staleFlowsInTable(state: NodeState, entries: readonly ConntrackEntry[]): StaleFlow[] {
   const servers = new Map<string, { vs: NodeState['virtualServers'][number]; endpoints: Set<string> }>();
@@ -117,7 +118,8 @@ export function staleFlowsInTable(state: NodeState, entries: readonly ConntrackE
     let f: StaleFlow | undefined;
     if (natted && !endpoints.has(realServerKey({ address: e.replySrc, port: e.replySport })))
       f = { ...server, endpoint: { address: e.replySrc, port: e.replySport } };
-    else if (!natted && endpoints.size > 0) f = server;
+    // reply source = the server itself: only the un-NATed entries, never the flows NATed to endpoints
+    else if (!natted && endpoints.size > 0) f = { ...server, endpoint: { address: e.origDst, port: vs.port } };
     if (f) out.set(describeFlow(f), f);
   }
   return [...out.values()];

@@ -77,10 +77,25 @@ describe('stale UDP/SCTP flows after an apply (probe6 P13, like kube-proxy connt
     const entries = parseConntrackList(listed);
     expect(entries).toHaveLength(6);
     const now = nodeState([dns(['10.1.0.2:53']), web(['10.1.0.2:8080']), dns(['[fd00:1::2]:53'], 'fd00:0::a')]);
-    expect(staleFlowsInTable(now, entries).map(describeFlow).sort()).toEqual([
-      'UDP/10.96.0.53:53',
+    const flows = staleFlowsInTable(now, entries);
+    expect(flows.map(describeFlow).sort()).toEqual([
       'UDP/10.96.0.53:53 → 10.1.0.1:53',
+      // the un-NATed entries only (reply source: the server itself), not the flows NATed to 10.1.0.2
+      'UDP/10.96.0.53:53 → 10.96.0.53:53',
       'UDP/[fd00::a]:53 → [fd00:1::1]:53',
+    ]);
+    expect(flows.map(conntrackDeleteArgs)).toContainEqual([
+      '-D',
+      '-p',
+      'udp',
+      '--orig-dst',
+      '10.96.0.53',
+      '--orig-port-dst',
+      '53',
+      '--reply-src',
+      '10.96.0.53',
+      '--reply-port-src',
+      '53',
     ]);
     // a server without endpoints: its un-NATed entries are what the reject made, nothing to clear
     expect(staleFlowsInTable(nodeState([dns([])]), entries).map(describeFlow)).toEqual([
