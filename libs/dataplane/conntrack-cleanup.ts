@@ -21,6 +21,8 @@ export interface StaleFlow {
   readonly port: number;
   /** The endpoint the entries were NATed to; absent: every entry to address:port. */
   readonly endpoint?: { readonly address: string; readonly port: number };
+  /** TCP: only the entries in this state (`SYN_SENT`). */
+  readonly state?: string;
 }
 
 export function staleFlows(prev: NodeState | undefined, next: NodeState): StaleFlow[] {
@@ -47,6 +49,8 @@ export function staleFlows(prev: NodeState | undefined, next: NodeState): StaleF
 /** One conntrack entry as `conntrack -L` prints it: its original destination and its reply source. */
 export interface ConntrackEntry {
   readonly protocol: Protocol;
+  /** TCP only: the entry's state (`SYN_SENT`, `ESTABLISHED`, …). */
+  readonly state?: string;
   readonly origDst: string;
   readonly origDport: number;
   readonly replySrc: string;
@@ -71,15 +75,17 @@ function canonical(address: string): string {
 export function parseConntrackList(text: string): ConntrackEntry[] {
   const out: ConntrackEntry[] = [];
   for (const line of text.split('\n')) {
-    const proto = /(?:^|\s)(udp|sctp)\s+\d+\s/.exec(line)?.[1];
-    if (!proto) continue;
+    const head = /(?:^|\s)(udp|sctp|tcp)\s+\d+\s+\d+\s+(?:([A-Z_]+)\s)?/.exec(line);
+    const proto = head?.[1];
+    if (!head || !proto) continue;
     const src = [...line.matchAll(/\bsrc=(\S+)/g)].map((m) => m[1]!);
     const dst = [...line.matchAll(/\bdst=(\S+)/g)].map((m) => m[1]!);
     const sport = [...line.matchAll(/\bsport=(\d+)/g)].map((m) => Number(m[1]));
     const dport = [...line.matchAll(/\bdport=(\d+)/g)].map((m) => Number(m[1]));
     if (src.length < 2 || dst.length < 1 || sport.length < 2 || dport.length < 1) continue;
     out.push({
-      protocol: proto === 'udp' ? 'UDP' : 'SCTP',
+      protocol: proto === 'udp' ? 'UDP' : proto === 'tcp' ? 'TCP' : 'SCTP',
+      ...(proto === 'tcp' && head[2] ? { state: head[2] } : {}),
       origDst: canonical(dst[0]!),
       origDport: dport[0]!,
       replySrc: canonical(src[1]!),
@@ -101,7 +107,6 @@ export function parseConntrackList(text: string): ConntrackEntry[] {
 export function staleFlowsInTable(state: NodeState, entries: readonly ConntrackEntry[]): StaleFlow[] {
   const servers = new Map<string, { vs: NodeState['virtualServers'][number]; endpoints: Set<string> }>();
   for (const vs of state.virtualServers) {
-    if (vs.protocol === 'TCP') continue;
     const all = [...vs.realServers, ...(vs.localRealServers ?? []), ...(vs.clusterRealServers ?? [])];
     servers.set(virtualServerKey({ protocol: vs.protocol, address: canonical(vs.address), port: vs.port }), {
       vs,
@@ -114,6 +119,22 @@ export function staleFlowsInTable(state: NodeState, entries: readonly ConntrackE
     if (!s) continue;
     const { vs, endpoints } = s;
     const natted = e.replySrc !== e.origDst || e.replySport !== e.origDport;
+    if (vs.protocol === 'TCP') {
+      // TCP: only an un-NATed attempt that never got an answer (SYN_SENT), made while the table
+      // was missing: a client reusing its 5-tuple matched it as a retransmission, never NATed,
+      // for the entry's 120 s, refreshed by every try (probe22 T4). Connections are never touched.
+      if (!natted && e.state === 'SYN_SENT' && endpoints.size > 0) {
+        const f: StaleFlow = {
+          protocol: vs.protocol,
+          address: e.origDst,
+          port: vs.port,
+          endpoint: { address: e.origDst, port: vs.port },
+          state: 'SYN_SENT',
+        };
+        out.set(describeFlow(f), f);
+      }
+      continue;
+    }
     const server = { protocol: vs.protocol, address: e.origDst, port: vs.port };
     let f: StaleFlow | undefined;
     if (natted && !endpoints.has(realServerKey({ address: e.replySrc, port: e.replySport })))
@@ -136,12 +157,13 @@ export async function staleFlowsOnStart(
 ): Promise<{ flows: StaleFlow[]; notes: string[] }> {
   const wanted = new Set<string>();
   for (const vs of state.virtualServers)
-    if (vs.protocol !== 'TCP') wanted.add(`${vs.address.includes(':') ? 'ipv6' : 'ipv4'} ${vs.protocol.toLowerCase()}`);
+    wanted.add(`${vs.address.includes(':') ? 'ipv6' : 'ipv4'} ${vs.protocol.toLowerCase()}`);
   const entries: ConntrackEntry[] = [];
   const notes: string[] = [];
   for (const w of wanted) {
     const [family, proto] = w.split(' ') as [string, string];
-    const args = ['-L', '-f', family, '-p', proto];
+    // TCP: the connection attempts only (few), never the whole table
+    const args = ['-L', '-f', family, '-p', proto, ...(proto === 'tcp' ? ['--state', 'SYN_SENT'] : [])];
     const [cmd, argv] = netns ? ['ip', ['netns', 'exec', netns, 'conntrack', ...args]] : ['conntrack', args];
     try {
       const text = await new Promise<string>((resolve, reject) => {
@@ -163,6 +185,7 @@ export function conntrackDeleteArgs(f: StaleFlow): string[] {
   if (f.address.includes(':')) args.push('-f', 'ipv6');
   args.push('-p', f.protocol.toLowerCase(), '--orig-dst', f.address, '--orig-port-dst', String(f.port));
   if (f.endpoint) args.push('--reply-src', f.endpoint.address, '--reply-port-src', String(f.endpoint.port));
+  if (f.state) args.push('--state', f.state);
   return args;
 }
 
@@ -195,7 +218,13 @@ export async function deleteStaleFlows(flows: readonly StaleFlow[], netns?: stri
   if (flows.length === 0) return [];
   const failed: string[] = [];
   await Promise.all(flows.map((f) => deleteFlow(f, netns).catch((e) => failed.push((e as Error).message))));
-  const notes = [`conntrack: cleared the entries of ${flows.length - failed.length} stale UDP/SCTP flow(s)`];
+  const tcp = flows.filter((f) => f.protocol === 'TCP').length;
+  const cleared = flows.length - failed.length;
+  const notes = [
+    tcp === 0
+      ? `conntrack: cleared the entries of ${cleared} stale UDP/SCTP flow(s)`
+      : `conntrack: cleared the entries of ${cleared} stale flow(s), ${tcp} of them un-NATed TCP connection attempts`,
+  ];
   if (failed.length) notes.push(`conntrack: ${failed.length} cleanup(s) failed, first: ${failed[0]}`);
   return notes;
 }

@@ -320,12 +320,17 @@ export class NftablesDataplane implements Dataplane {
     // removed endpoint (probe6 P13). A restarted applier knows no last state: it filters the
     // conntrack table against the endpoints it just programmed (probe22 T1: an endpoint removed
     // while it was down kept its UDP flows for as long as their clients kept sending).
+    // An apply that did not know the table (first after start, last one unverified, table
+    // created) also clears what was made while the table was missing or wrong (probe22 T4).
     if (lastState) notes.push(...(await deleteStaleFlows(staleFlows(lastState, state), this.options.netns)));
-    else {
-      const found = await staleFlowsOnStart(state, this.options.netns);
-      notes.push(...found.notes, ...(await deleteStaleFlows(found.flows, this.options.netns)));
-    }
+    if (!known) notes.push(...(await this.clearFlowsAgainstTable(state)));
     return { kernelWrites: tx.writes, verified, durationMs: performance.now() - t0, notes };
+  }
+
+  /** Lists conntrack and clears the entries `state` makes stale (staleFlowsInTable); notes, never throws. */
+  private async clearFlowsAgainstTable(state: NodeState): Promise<string[]> {
+    const found = await staleFlowsOnStart(state, this.options.netns);
+    return [...found.notes, ...(await deleteStaleFlows(found.flows, this.options.netns))];
   }
 
   /**
@@ -342,6 +347,11 @@ export class NftablesDataplane implements Dataplane {
     try {
       const r = await this.resyncTable(this.applied.objects);
       if (!r.verified) this.doubtful = true; // drift it could not repair: the next apply reads back
+      // A repair (the table deleted, flushed or edited): connection attempts made meanwhile were
+      // not NATed and conntrack keeps them so: a UDP flow for as long as it keeps sending, a TCP
+      // 5-tuple for 120 s (SYN_SENT), refreshed whenever a client reuses it (probe22 T4).
+      if (r.kernelWrites > 0)
+        return { ...r, notes: [...r.notes, ...(await this.clearFlowsAgainstTable(this.applied.state))] };
       return r;
     } catch (e) {
       this.doubtful = true;

@@ -72,17 +72,42 @@ describe('stale UDP/SCTP flows after an apply (probe6 P13, like kube-proxy connt
       // IPv6, the tool's compressed text against the model's: stale
       'udp      17 29 src=fd00:2::9 dst=fd00::a sport=4000 dport=53 src=fd00:1::1 dst=fd00:2::9 sport=53 dport=4000 mark=0 use=1',
       'tcp      6 117 TIME_WAIT src=10.2.0.9 dst=10.96.0.10 sport=4000 dport=80 src=10.1.0.1 dst=10.2.0.9 sport=8080 dport=4000 [ASSURED] mark=0 use=1',
-      'conntrack v1.4.7 (conntrack-tools): 7 flow entries have been shown.',
+      // TCP (probe22 T4): an un-NATed attempt made while the table was missing: stale; an un-NATed
+      // established connection (to a real host then) is never touched
+      'tcp      6 118 SYN_SENT src=10.2.0.9 dst=10.96.0.10 sport=4001 dport=80 [UNREPLIED] src=10.96.0.10 dst=10.2.0.9 sport=80 dport=4001 mark=0 use=1',
+      'tcp      6 431999 ESTABLISHED src=10.2.0.9 dst=10.96.0.10 sport=4002 dport=80 src=10.96.0.10 dst=10.2.0.9 sport=80 dport=4002 [ASSURED] mark=0 use=1',
+      'conntrack v1.4.7 (conntrack-tools): 9 flow entries have been shown.',
     ].join('\n');
     const entries = parseConntrackList(listed);
-    expect(entries).toHaveLength(6);
+    expect(entries).toHaveLength(9);
+    expect(entries.filter((e) => e.protocol === 'TCP').map((e) => e.state)).toEqual([
+      'TIME_WAIT',
+      'SYN_SENT',
+      'ESTABLISHED',
+    ]);
     const now = nodeState([dns(['10.1.0.2:53']), web(['10.1.0.2:8080']), dns(['[fd00:1::2]:53'], 'fd00:0::a')]);
     const flows = staleFlowsInTable(now, entries);
     expect(flows.map(describeFlow).sort()).toEqual([
+      'TCP/10.96.0.10:80 → 10.96.0.10:80',
       'UDP/10.96.0.53:53 → 10.1.0.1:53',
       // the un-NATed entries only (reply source: the server itself), not the flows NATed to 10.1.0.2
       'UDP/10.96.0.53:53 → 10.96.0.53:53',
       'UDP/[fd00::a]:53 → [fd00:1::1]:53',
+    ]);
+    expect(flows.map(conntrackDeleteArgs)).toContainEqual([
+      '-D',
+      '-p',
+      'tcp',
+      '--orig-dst',
+      '10.96.0.10',
+      '--orig-port-dst',
+      '80',
+      '--reply-src',
+      '10.96.0.10',
+      '--reply-port-src',
+      '80',
+      '--state',
+      'SYN_SENT',
     ]);
     expect(flows.map(conntrackDeleteArgs)).toContainEqual([
       '-D',
