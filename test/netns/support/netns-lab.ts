@@ -139,6 +139,33 @@ export class NetnsLab {
     });
   }
 
+  /**
+   * One TCP connection or UDP exchange (on a connected socket, so an ICMP error reaches it) from
+   * `ns`, and how it ended: 'reply', the socket's error code (e.g. 'ECONNREFUSED': a TCP reset, or
+   * for UDP an ICMP port unreachable; 'EHOSTUNREACH'/'ENETUNREACH': other ICMP errors), or 'timeout'.
+   */
+  async attempt(ns: string, proto: 'tcp' | 'udp', host: string, port: number, timeoutMs = 2000): Promise<string> {
+    const script = `
+      const net = require('node:net');
+      const dgram = require('node:dgram');
+      const [host, port, ms] = [${JSON.stringify(host)}, ${port}, ${timeoutMs}];
+      new Promise((resolve) => {
+        const t = setTimeout(() => resolve('timeout'), ms);
+        const done = (v) => { clearTimeout(t); resolve(v); };
+        if (${JSON.stringify(proto)} === 'tcp') {
+          const s = net.connect({ host, port });
+          s.on('data', () => { s.destroy(); done('reply'); });
+          s.on('error', (e) => done(e.code));
+        } else {
+          const s = dgram.createSocket('udp4');
+          s.on('message', () => done('reply'));
+          s.on('error', (e) => done(e.code));
+          s.connect(port, host, () => s.send('x'));
+        }
+      }).then((r) => { console.log(r); process.exit(0); });`;
+    return (await inNs(ns, process.execPath, ['-e', script])).trim();
+  }
+
   async cleanup(): Promise<void> {
     for (const s of this.servers) {
       s.stdin?.end();
