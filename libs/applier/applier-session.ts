@@ -740,7 +740,7 @@ export class ApplierSession {
   /**
    * Reports every status of the connection as it comes, and after each reconnect re-reads the
    * targets, then sends the last report again. The re-read is not awaited here: it waits up to its
-   * read timeout per key when nothing answers (a reply inbox NATS refuses, probe19 P19-1), and
+   * read timeout (both keys are read at once) when nothing answers (a reply inbox NATS refuses, probe19 P19-1), and
    * every status behind it waited too: the applier's /readyz and /healthz (`connected`) and its
    * log followed the connection seconds to minutes late, one re-read per reconnect queued, and
    * the re-read of the reconnect that would work waited behind the ones that could not (a node on

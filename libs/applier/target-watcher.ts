@@ -156,16 +156,21 @@ export class TargetWatcher {
     this.subs.push(sub);
   }
 
-  /** Re-reads both keys (at start, after a reconnect, periodically). */
+  /**
+   * Re-reads both keys (at start, after a reconnect, periodically). Both reads are sent at once, so
+   * a re-read nothing answers ends after one read timeout, not one per key (they were read one
+   * after the other: 2 × 2 s after each reconnect while a reply inbox was refused, probe19 P19-1).
+   * The answers are taken in key order (the node's own, then the default) whatever order they come
+   * in, as before: the last failure says what the node waits for, and each failure is said.
+   */
   async refresh(): Promise<void> {
-    for (const k of this.keys) {
-      const m = await directGet(
-        this.options.nc,
-        TARGETS_STREAM,
-        { last: kvSubject(k) },
-        this.options.timeoutMs ?? 2000,
-      );
-      if (this.stopped) return;
+    const timeout = this.options.timeoutMs ?? 2000;
+    const reads = await Promise.all(
+      this.keys.map((k) => directGet(this.options.nc, TARGETS_STREAM, { last: kvSubject(k) }, timeout)),
+    );
+    if (this.stopped) return;
+    for (const [i, k] of this.keys.entries()) {
+      const m = reads[i]!;
       if (!m.ok) {
         if (m.absentStream) this.waiting = `targets bucket ${TARGETS_BUCKET} (no planner has run on this NATS yet)`;
         else if (m.missing) this.waiting = 'a target (the planner has not published one yet)';
