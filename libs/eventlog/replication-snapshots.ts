@@ -67,6 +67,8 @@ const NAME = /^seq-(\d+)$/;
 /** An object put but not yet signed and named (see above): no reader takes it. */
 const WRITING = /^writing-seq-(\d+)$/;
 const KEEP = 2;
+/** A chunks' nuid as the object store makes it (one subject token: a marker naming `>` purges no other object's chunks). */
+const NUID = /^[A-Za-z0-9]+$/;
 
 /** What a snapshot's signature covers, less the group the replicator adds (logSnapshotStatement). */
 export interface SnapshotSigned {
@@ -162,21 +164,54 @@ export class SnapshotStore {
    * so with NATS restarted more often than that each role change's listing stayed for good.
    */
   private async objects(): Promise<StoredObject[]> {
+    return (await this.metadata()).live;
+  }
+
+  /**
+   * The bucket's metadata subjects' last messages: the objects (`live`) and the deletion markers
+   * (`deleted`: what the object store's delete leaves, with the marker's stream seq), asked 32 at a time.
+   */
+  private async metadata(): Promise<{ live: StoredObject[]; deleted: DeletedMarker[] }> {
     const prefix = `$O.${this.bucket}.M.`;
     const stream = `OBJ_${this.bucket}`;
     const s = await this.jsm.streams.info(stream, { subjects_filter: `${prefix}>` });
     const subjects = Object.keys(s.state.subjects ?? {}).filter((subj) => subj.startsWith(prefix));
-    const out: StoredObject[] = [];
-    // a deleted object's metadata stays (a subject per snapshot ever dropped): asked 32 at a time
+    const live: StoredObject[] = [];
+    const deleted: DeletedMarker[] = [];
     for (let at = 0; at < subjects.length; at += 32) {
       const batch = subjects.slice(at, at + 32);
       const held = await Promise.all(batch.map((subj) => this.jsm.streams.getMessage(stream, { last_by_subj: subj })));
-      for (const m of held) {
-        const i = m ? objectOf(m.data) : undefined; // purged since the counts (a rename's old name), or not an object's metadata
-        if (i) out.push(i);
-      }
+      held.forEach((m, k) => {
+        if (!m) return; // purged since the counts (a rename's old name, a deletion marker swept)
+        const o = metadataOf(m.data);
+        if (o?.deleted) deleted.push({ subject: batch[k] as string, seq: m.seq, nuid: o.deleted.nuid });
+        else if (o) live.push(o);
+      });
     }
-    return out;
+    return { live, deleted };
+  }
+
+  /**
+   * Removes what deleted objects left: each deletion marker (the object store's delete publishes
+   * it, then purges the chunks, and the marker stayed for good: a subject per snapshot ever
+   * dropped, listed at every listing). The chunks are purged again first (a delete cut short
+   * between its two steps left them), unless a live object names them (two names on the same
+   * chunks: a rename cut short, whose other name the delete already emptied); then the marker,
+   * only up to its own seq, so metadata a put published on that name since stays. Cut short here,
+   * a marker stays (still saying deleted) and the next sweep takes it; a missing marker means
+   * gone to every reader (what a rename leaves of the old name), this release's and older ones.
+   */
+  private async sweep(m: { live: StoredObject[]; deleted: DeletedMarker[] }): Promise<void> {
+    if (m.deleted.length === 0) return;
+    const stream = `OBJ_${this.bucket}`;
+    const s = await this.jsm.streams.info(stream, { subjects_filter: `$O.${this.bucket}.C.>` });
+    const held = new Set(Object.keys(s.state.subjects ?? {})); // chunk subjects (the kept objects' and a cut-short delete's)
+    for (const d of m.deleted) {
+      const chunks = `$O.${this.bucket}.C.${d.nuid}`;
+      if (NUID.test(d.nuid) && held.has(chunks) && !m.live.some((o) => o.nuid === d.nuid))
+        await this.jsm.streams.purge(stream, { filter: chunks });
+      await this.jsm.streams.purge(stream, { filter: d.subject, seq: d.seq + 1 });
+    }
   }
 
   /**
@@ -387,6 +422,10 @@ export class SnapshotStore {
     const oldest = seqs[Math.min(KEEP, seqs.length) - 1];
     if (oldest !== undefined)
       for (const h of held) if (h.refused !== undefined && h.seq < oldest) await this.os.delete(`seq-${h.seq}`);
+    // Best-effort: the snapshot is stored and trimmed; a marker left now is taken at the next write.
+    await this.metadata()
+      .then((m) => this.sweep(m))
+      .catch(() => {});
     return { rows, trimmedBelow, bytes: info.size };
   }
 
@@ -469,15 +508,26 @@ async function readText(
   return reader.end();
 }
 
-/** An object's metadata message as the object store writes it; undefined when deleted or not one. */
-function objectOf(data: Uint8Array): StoredObject | undefined {
+/** A deleted object's marker on its metadata subject: its stream seq and the chunks' nuid it names. */
+interface DeletedMarker {
+  readonly subject: string;
+  readonly seq: number;
+  readonly nuid: string;
+}
+
+/** An object's metadata message, or its deletion marker (`deleted`, with the nuid it names); undefined: not one. */
+function metadataOf(
+  data: Uint8Array,
+): (StoredObject & { deleted?: undefined }) | { deleted: { nuid: string } } | undefined {
   let o: Partial<StoredObject & { deleted: boolean }>;
   try {
     o = JSON.parse(Buffer.from(data).toString('utf8'));
   } catch {
     return undefined;
   }
-  if (typeof o !== 'object' || o === null || o.deleted || typeof o.name !== 'string') return undefined;
+  if (typeof o !== 'object' || o === null || typeof o.name !== 'string') return undefined;
+  if (o.deleted === true) return { deleted: { nuid: typeof o.nuid === 'string' ? o.nuid : '' } };
+  if (o.deleted) return undefined;
   return {
     name: o.name,
     nuid: String(o.nuid ?? ''),

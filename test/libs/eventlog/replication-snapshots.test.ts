@@ -1,6 +1,6 @@
 import { gzipSync } from 'node:zlib';
-import { jetstreamManager } from '@nats-io/jetstream';
-import { Objm } from '@nats-io/obj';
+import { jetstream, jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
+import { Base64UrlPaddedCodec, Objm } from '@nats-io/obj';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -229,6 +229,79 @@ describe('log snapshots in the object store (nats-server)', () => {
       log.close();
     }
   });
+});
+
+/** The subjects stream `OBJ_<bucket>` holds under `$O.<bucket>.<kind>.>`, sorted (one stream-info request). */
+async function bucketSubjects(jsm: JetStreamManager, bucket: string, kind: 'M' | 'C'): Promise<string[]> {
+  const s = await jsm.streams.info(`OBJ_${bucket}`, { subjects_filter: `$O.${bucket}.${kind}.>` });
+  return Object.keys(s.state.subjects ?? {}).sort();
+}
+
+describe('deleted snapshots leave nothing in the bucket (nats-server)', () => {
+  // The object store's delete publishes a `deleted` marker on the object's metadata subject and
+  // purges its chunks: the marker stayed for good, so the bucket's listing (a subject each) grew
+  // by one per snapshot ever dropped. The leader now sweeps the markers (and the chunks of a
+  // delete cut short) after its trimming.
+  for (const signed of [false, true])
+    it(`after ${signed ? 'signed' : 'unsigned'} snapshots are trimmed to the two kept, the bucket holds the metadata and chunks of those two only`, async () => {
+      const g = group();
+      const jsm = await jetstreamManager(nc);
+      const stream = logStreamName(g);
+      await jsm.streams.add({ name: stream, subjects: [`sb.log.${g}`] });
+      const store = await SnapshotStore.open({
+        nc,
+        jsm,
+        group: g,
+        stream,
+        replicas: 1,
+        ...(signed ? { sign: (s: { seq: number }) => `sig-${s.seq}` } : {}),
+      });
+      const bucket = snapshotBucket(g);
+      const meta = (name: string) => `$O.${bucket}.M.${Base64UrlPaddedCodec.encode(name)}`;
+      const os = await new Objm(nc).open(bucket);
+      // what a release before this one left: a deleted snapshot's marker, and a delete cut short
+      // between its marker and its chunks' purge (the marker says deleted, the chunks are there)
+      await os.putBlob({ name: 'seq-1', metadata: { term: '1', rows: '1' } }, new Uint8Array(10));
+      await os.delete('seq-1');
+      const js = jetstream(nc);
+      /** Publishes a deletion marker for `name` as the object store writes it, naming the chunks `of` names. */
+      const marker = async (name: string, of: string) => {
+        const raw = (await jsm.streams.getMessage(`OBJ_${bucket}`, { last_by_subj: meta(of) }))?.json<object>();
+        await js.publish(meta(name), JSON.stringify({ ...raw, name, deleted: true, size: 0, chunks: 0, digest: '' }));
+      };
+      const cut = await os.putBlob({ name: 'seq-2', metadata: { term: '1', rows: '1' } }, new Uint8Array(10));
+      await marker('seq-2', 'seq-2');
+      expect(await os.info('seq-2')).toMatchObject({ deleted: true });
+      // a marker naming chunks a live object holds (two names on the same chunks, one deleted cut
+      // short): the marker goes, the chunks stay under the live name
+      const other = await os.putBlob({ name: 'other' }, new Uint8Array(10));
+      await marker('other-old', 'other');
+      const chunks = (...nuids: string[]) => nuids.map((n) => `$O.${bucket}.C.${n}`).sort();
+      expect(await bucketSubjects(jsm, bucket, 'C')).toEqual(chunks(cut.nuid, other.nuid));
+      const log = await sampleLog(40);
+      try {
+        const to = log.position();
+        for (const seq of [10, 20, 30, 40, 50])
+          await store.write({
+            streamSeq: seq,
+            term: 1,
+            to,
+            resumePoints: [],
+            slices: log.wholeSlices(to),
+            leading: () => true,
+          });
+        expect(await store.seqs()).toEqual([50, 40]);
+        expect(await bucketSubjects(jsm, bucket, 'M')).toEqual([meta('seq-40'), meta('seq-50'), meta('other')].sort());
+        const kept = await Promise.all(['seq-40', 'seq-50'].map((n) => os.info(n)));
+        expect(await bucketSubjects(jsm, bucket, 'C')).toEqual(chunks(...kept.map((i) => String(i?.nuid)), other.nuid));
+        expect((await os.getBlob('other'))?.length).toBe(10);
+        // a swept name reads as gone, to this release's reader and the object store's own
+        expect(await os.info('seq-30')).toBeNull();
+        expect((await store.newest(1))?.streamSeq).toBe(50);
+      } finally {
+        log.close();
+      }
+    });
 });
 
 describe('log snapshots of a leader (nats-server)', () => {
