@@ -91,6 +91,12 @@ describe('a leader stepping down while its bus writes hang', () => {
     expect(b.group.role()).toBe('follower');
     const svc = await startApplier();
     await expect.poll(() => applied(svc), { timeout: 20_000 }).toBe(1);
+    // The leader heard the node's ACK before NATS freezes: the applier's /readyz moves when it
+    // applied, before its ACK reached the leader (a CI run under load froze NATS in between, and
+    // the step-down's follower rightly had nothing to show).
+    await expect
+      .poll(() => a.planner.status().find((r) => r.node === 'node-1')?.appliedVersion, { timeout: 5000 })
+      .toBe(1);
     const termA = a.group.view().self.term;
 
     await editWhileFrozen(a);
