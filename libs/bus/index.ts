@@ -110,6 +110,7 @@ export {
   namingJetStreamSilence,
   PLANNER_STREAMS,
   streamLimitRefusal,
+  consumerLimitRefusal,
   type CoreNats,
   type JetStreamFailure,
 } from './jetstream-refusal.ts';

@@ -41,6 +41,7 @@ const API_CODES: ReadonlyMap<number, { readonly words: string; readonly lasting:
       lasting: true,
     },
   ],
+  [10026, { words: 'the account or stream has reached its maximum number of consumers', lasting: true }],
   [10027, { words: 'the account has reached its maximum number of streams', lasting: true }],
   [10028, { words: "the account's or server's JetStream memory limit is reached", lasting: true }],
   [10039, { words: 'JetStream is not enabled for this account', lasting: true }],
@@ -98,6 +99,22 @@ export function streamLimitRefusal(e: unknown): string | undefined {
   for (let cur = e, depth = 0; cur instanceof Error && depth < 4; cur = cur.cause, depth++)
     if (cur instanceof JetStreamApiError && cur.code === MAX_STREAMS)
       return `NATS refuses another JetStream stream: the planner's NATS account has reached its maximum number of streams (JetStream error ${MAX_STREAMS}: ${cur.message}); a planner group needs ${PLANNER_STREAMS} streams in it (SB_VERSIONS and KV_sb_targets, and per group SB_LOG_, OBJ_sb_logsnap_, KV_sb_lease_ and KV_sb_members_ with the group's name): raise the account's JetStream streams limit (limits.streams of its account JWT, SWITCHBOARD's where credentials init made them) or delete streams it does not need, then start the planner again (docs/operations.md, "NATS limits")`;
+  return undefined;
+}
+
+/** JetStream's code for "maximum consumers limit reached" (the account's `consumer` limit, or a stream's max_consumers). */
+const MAX_CONSUMERS = 10026;
+
+/**
+ * One line for a follower planner whose account may not make another consumer (a follower reads
+ * its group's log with one; the server's bare `maximum consumers limit reached` said neither which
+ * limit nor how many a group needs), or undefined when `e` (along its `cause` chain) is not that
+ * refusal. The follower retries on its own: a consumer left by a killed planner goes after 30 s.
+ */
+export function consumerLimitRefusal(e: unknown): string | undefined {
+  for (let cur = e, depth = 0; cur instanceof Error && depth < 4; cur = cur.cause, depth++)
+    if (cur instanceof JetStreamApiError && cur.code === MAX_CONSUMERS)
+      return `NATS refuses another JetStream consumer: the planner's NATS account has reached its maximum number of consumers (JetStream error ${MAX_CONSUMERS}: ${cur.message}); a group of N planners holds N - 1 (one per follower, on its SB_LOG_ stream) and one more during a hand-over: raise the account's JetStream consumers limit (limits.consumer of its account JWT, SWITCHBOARD's where credentials init made them) to at least the number of planners (docs/operations.md, "NATS limits")`;
   return undefined;
 }
 

@@ -18,6 +18,7 @@ import {
 } from '@nats-io/jetstream';
 import { headers as natsHeaders } from '@nats-io/transport-node';
 // A deep import kept on purpose (test/build/import-boundaries.test.ts says why).
+import { consumerLimitRefusal } from '../bus/jetstream-refusal.ts';
 import { abandonSignal, retryTransient } from '../bus/jetstream-transient.ts';
 import { asRefusal, ReplicasRefused, refuseUnclustered } from '../bus/stream-replicas.ts';
 import { liftStreamLimits, limitsTakenOffLine } from '../bus/stream-limits.ts';
@@ -242,8 +243,10 @@ class StreamLogReplicator implements LogReplicator {
         } catch (e) {
           if (stopped) break;
           failures++;
-          if (failures >= 2) problem = (e as Error).message;
-          const line = lines.failed((e as Error).message, performance.now());
+          // the account's consumer limit: which limit and what to do, not the server's bare words
+          const why = consumerLimitRefusal(e) ?? (e as Error).message;
+          if (failures >= 2) problem = why;
+          const line = lines.failed(why, performance.now());
           if (line) this.state.say(line);
           const code = (e as { code?: string }).code;
           // (NOT_CONNECTED is not final: a batch that continues this file, or a snapshot, ends it)

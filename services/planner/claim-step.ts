@@ -1,4 +1,4 @@
-import { isTransientJetStreamError } from '../../libs/bus/index.ts';
+import { consumerLimitRefusal, isTransientJetStreamError } from '../../libs/bus/index.ts';
 
 /** How long a new leader retries one step of its claim at most, however long its lease holds. */
 export const CLAIM_RETRY_MS = 30_000;
@@ -31,7 +31,7 @@ export async function claimStep<T>(step: string, run: () => Promise<T>, o: Claim
     try {
       return await run();
     } catch (e) {
-      const msg = (e as Error).message;
+      const msg = consumerLimitRefusal(e) ?? (e as Error).message; // a catch-up's consumer refused: which limit
       const tries = attempt === 1 ? '' : ` (${attempt} tries in ${Math.round((performance.now() - t0) / 1000)} s)`;
       const stop = o.stopIf();
       if (

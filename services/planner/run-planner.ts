@@ -46,6 +46,7 @@ import {
   loadOrCreateSigningKey,
   ServerClock,
   streamLimitRefusal,
+  consumerLimitRefusal,
   VERSIONS_STREAM,
 } from '../../libs/bus/index.ts';
 import { PlannerGroup, STOP_GRACE_MS } from './planner-group.ts';
@@ -660,8 +661,8 @@ export async function startupStep<T>(
     });
   } catch (e) {
     // the account's stream limit: which limit and what to do, not the server's bare words (P19-4)
-    const streams = streamLimitRefusal(e);
-    if (e instanceof Error && !e.message.startsWith('--')) e.message = `${step}: ${streams ?? e.message}`;
+    const limit = streamLimitRefusal(e) ?? consumerLimitRefusal(e);
+    if (e instanceof Error && !e.message.startsWith('--')) e.message = `${step}: ${limit ?? e.message}`;
     throw e;
   }
 }

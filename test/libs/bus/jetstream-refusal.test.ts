@@ -1,7 +1,12 @@
 import { JetStreamApiError } from '@nats-io/jetstream';
 import { TimeoutError } from '@nats-io/transport-node';
 import { describe, expect, it } from 'vitest';
-import { describeJetStreamFailure, explainJetStreamFailure, namingJetStreamSilence } from '../../../libs/bus/index.ts';
+import {
+  consumerLimitRefusal,
+  describeJetStreamFailure,
+  explainJetStreamFailure,
+  namingJetStreamSilence,
+} from '../../../libs/bus/index.ts';
 
 /**
  * JetStream's refusals in words, and which last until an operator acts (probe8 J1); an unanswered
@@ -25,6 +30,7 @@ describe('describeJetStreamFailure', () => {
       [503, 10077, 'maximum bytes exceeded'],
       [503, 10039, 'JetStream not enabled for account'],
       [503, 10076, 'JetStream not enabled'],
+      [400, 10026, 'maximum consumers limit reached'],
     ] as const) {
       const f = describeJetStreamFailure(apiError(status, code, text));
       expect(f.lasting, `${code}`).toBe(true);
@@ -63,6 +69,17 @@ describe('describeJetStreamFailure', () => {
       lasting: false,
     });
     expect(describeJetStreamFailure(new Error('disk on fire'))).toEqual({ cause: 'disk on fire', lasting: false });
+  });
+});
+
+describe('consumerLimitRefusal', () => {
+  it("names the account's consumer limit and what a group needs, through wrappers; other errors are not it", () => {
+    const refused = new Error('catching up', { cause: apiError(400, 10026, 'maximum consumers limit reached') });
+    expect(consumerLimitRefusal(refused)).toMatch(
+      /^NATS refuses another JetStream consumer: .*\(JetStream error 10026: maximum consumers limit reached\); a group of N planners holds N - 1 .*"NATS limits"\)$/,
+    );
+    expect(consumerLimitRefusal(apiError(400, 10027, 'maximum number of streams reached'))).toBeUndefined();
+    expect(consumerLimitRefusal(new Error('maximum consumers limit reached'))).toBeUndefined();
   });
 });
 
