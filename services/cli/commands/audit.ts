@@ -5,9 +5,11 @@ import {
   eventChurn,
   EventLog,
   nodeAt,
+  nodeLifecycle,
   nodesBehind,
   nodesOfNewestVersion,
   serviceHistory,
+  type NodeLifecycleEntry,
   type ServiceOperationVersion,
 } from '../../../libs/eventlog/index.ts';
 import { canonicalJson, operationOutcome } from '../../../libs/model/index.ts';
@@ -44,6 +46,27 @@ function skewNote(ms: number | undefined): string {
   // Either clock may be the wrong one (probe12 L7: a planner an hour ahead recorded the ACK of a node
   // whose clock was right, and the line blamed the node).
   return `; NODE CLOCK ${Math.round(Math.abs(ms) / 1000)} s ${ms > 0 ? 'AHEAD OF' : 'BEHIND'} the recording planner's (one of the two is wrong)`;
+}
+
+/** How many lifecycle entries `audit node` prints (the newest; -o json has them all). */
+const LIFECYCLE_SHOWN = 10;
+
+/** The Node's lifecycle lines of `audit node` (probe20 P20-7), newest last. */
+function lifecycleText(entries: readonly NodeLifecycleEntry[], oldestSeq: number): string {
+  // a log compacted away its oldest events (db compact, retention): what it no longer holds is not "never"
+  const cut = oldestSeq > 1 ? ` (events before seq ${oldestSeq} were compacted away)` : '';
+  if (entries.length === 0) return `Node object: no event of this name in the log${cut}\n`;
+  const hidden = entries.length - LIFECYCLE_SHOWN;
+  return (
+    `Node object (${entries.length} change(s) in the log${hidden > 0 ? `, the newest ${LIFECYCLE_SHOWN} shown; -o json lists all` : ''}):\n` +
+    entries
+      .slice(-LIFECYCLE_SHOWN)
+      .map(
+        (e) =>
+          `  ${e.receivedAt.slice(0, 19).replace('T', ' ')}Z seq ${e.seq} ${e.change} (uid ${e.uid}${e.addresses.length ? `, ${e.addresses.join(' ')}` : ''})\n`,
+      )
+      .join('')
+  );
 }
 
 /** `audit --db FILE <query>`: who changed what, what each node ran, and who is behind. */
@@ -171,17 +194,20 @@ export function registerAudit(program: Command, setExit: SetExit): void {
           cluster && !cluster.nodes.has(r.node)
             ? `no Node object of this name in version ${cluster.version} (the newest): it left the cluster, or never had one\n`
             : '';
-        out(r, () =>
-          r.unknown !== undefined
-            ? `node ${r.node} at ${when}: unknown: ${r.unknown}\n`
-            : !r.ack
-              ? `node ${r.node} had acknowledged nothing by ${when}\n`
-              : `node ${r.node} at ${when}: version ${r.ack.version} config revision ${r.ack.configRevision} mode ${r.ack.mode}\n` +
-                `acked at ${r.ack.at}${r.receivedAt ? ` (node clock), received ${r.receivedAt}${skewNote(r.clockSkewMs)}` : ' (node clock)'}, node state hash ${r.ack.nodeStateHash} (${r.nodeStateVerified === undefined ? 'config revision not in log' : r.nodeStateVerified ? 'verified by re-rendering' : r.madeByOlderRelease ? `does not match this release's re-rendering; version ${r.ack.version} was made by an older release (reading revision ${r.madeByOlderRelease.readingRevision}), whose appliers may have rendered it by older rules` : 'DOES NOT MATCH re-rendering'})\n` +
-                (r.nacksSince ? `${r.nacksSince} NACK(s) since\n` : '') +
-                `services (${r.services.length}): ${r.services.join(' ')}\n` +
-                (r.clockStep ? `UNCERTAIN: ${r.clockStep}\n` : '') +
-                gone,
+        const lifecycle = nodeLifecycle(log, r.node, o.at === undefined ? undefined : r.at);
+        out(
+          { ...r, lifecycle },
+          () =>
+            (r.unknown !== undefined
+              ? `node ${r.node} at ${when}: unknown: ${r.unknown}\n`
+              : !r.ack
+                ? `node ${r.node} had acknowledged nothing by ${when}\n`
+                : `node ${r.node} at ${when}: version ${r.ack.version} config revision ${r.ack.configRevision} mode ${r.ack.mode}\n` +
+                  `acked at ${r.ack.at}${r.receivedAt ? ` (node clock), received ${r.receivedAt}${skewNote(r.clockSkewMs)}` : ' (node clock)'}, node state hash ${r.ack.nodeStateHash} (${r.nodeStateVerified === undefined ? 'config revision not in log' : r.nodeStateVerified ? 'verified by re-rendering' : r.madeByOlderRelease ? `does not match this release's re-rendering; version ${r.ack.version} was made by an older release (reading revision ${r.madeByOlderRelease.readingRevision}), whose appliers may have rendered it by older rules` : 'DOES NOT MATCH re-rendering'})\n` +
+                  (r.nacksSince ? `${r.nacksSince} NACK(s) since\n` : '') +
+                  `services (${r.services.length}): ${r.services.join(' ')}\n` +
+                  (r.clockStep ? `UNCERTAIN: ${r.clockStep}\n` : '') +
+                  gone) + lifecycleText(lifecycle, log.oldestSeq()),
         );
       } else if (query === 'ops') {
         // outcome: accepted, or refused (CODE): why (probe11 K5; the refusal is in params.refused)
