@@ -86,6 +86,23 @@ describe('deploy/kubernetes base', () => {
     }
   });
 
+  // probe18: the monitoring port 8222 was open to every pod (/connz names every applier's connection).
+  it("NATS's NetworkPolicy: clients on 4222 from anywhere, routes from NATS pods only, monitoring from no pod", () => {
+    const np = find('NetworkPolicy', 'switchboard-nats-routes');
+    expect(np.spec.policyTypes).toEqual(['Ingress']);
+    const rules = (np.spec.ingress as { from?: unknown[]; ports: { port: number }[] }[]).map((r) => ({
+      from: r.from ?? 'anywhere',
+      ports: r.ports.map((p) => p.port),
+    }));
+    expect(rules).toEqual([
+      { from: 'anywhere', ports: [4222] },
+      { from: [{ podSelector: { matchLabels: { 'app.kubernetes.io/name': 'switchboard-nats' } } }], ports: [6222] },
+    ]);
+    // the probes the kubelet sends (from the pod's node, always let in) are what reach 8222
+    const nats = find('StatefulSet', 'switchboard-nats').spec.template.spec.containers[0];
+    expect([nats.readinessProbe?.httpGet?.port, nats.livenessProbe?.httpGet?.port]).toEqual(['monitor', 'monitor']);
+  });
+
   it('the validator rejects a broken object (so the check above can fail)', async () => {
     const ds = structuredClone(find('DaemonSet', 'switchboard-applier'));
     ds.spec.template.spec.hostNetwork = 'yes';
