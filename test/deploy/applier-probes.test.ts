@@ -39,7 +39,7 @@ afterEach(async () => {
 describe('deploy/kubernetes applier probes', () => {
   it('every probe of every Switchboard container asks the port its --http serves', () => {
     let checked = 0;
-    for (const o of rendered().filter((x) => x.kind === 'StatefulSet' || x.kind === 'DaemonSet')) {
+    for (const o of rendered().filter((x) => ['Deployment', 'StatefulSet', 'DaemonSet'].includes(x.kind))) {
       const pod = o.spec.template.spec;
       for (const c of [...(pod.initContainers ?? []), ...pod.containers] as Container[]) {
         const i = c.args?.indexOf('--http') ?? -1;

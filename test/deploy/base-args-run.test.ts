@@ -118,10 +118,15 @@ it('planner, issuer, credentials sidecar and applier run with the base args: the
   const podName = { POD_NAME: 'switchboard-planner-0' };
   const planner = await runContainer(plannerPod, 'planner', podName);
   // the fake API server serves no /openid/v1/jwks: the keys its tokens are signed with, as a file
-  const issuer = await runContainer(plannerPod, 'credential-issuer', podName, {
-    extraArgs: ['--jwks-file', path.join(root, 'jwks.json')],
-    files: { 'jwks.json': JSON.stringify(jwks) },
-  });
+  const issuer = await runContainer(
+    podOf('Deployment', 'switchboard-credential-issuer'),
+    'credential-issuer',
+    {},
+    {
+      extraArgs: ['--jwks-file', path.join(root, 'jwks.json')],
+      files: { 'jwks.json': JSON.stringify(jwks) },
+    },
+  );
   await expect.poll(() => ready('planner'), { timeout: 45_000, interval: 500 }).toBe(200);
   expect(planner.child.exitCode, planner.err()).toBeNull();
   await expect.poll(() => ready('credential-issuer'), { timeout: 15_000, interval: 500 }).toBe(200);

@@ -61,17 +61,22 @@ describe('deploy/kubernetes base', () => {
   it('renders, and every object is valid against the Kubernetes OpenAPI schema', async () => {
     expect(objects.map((o) => o.kind).sort()).toEqual([
       'ClusterRole',
+      'ClusterRole',
+      'ClusterRoleBinding',
       'ClusterRoleBinding',
       'ConfigMap',
       'DaemonSet',
+      'Deployment',
       'Namespace',
       'NetworkPolicy',
+      'PodDisruptionBudget',
       'PodDisruptionBudget',
       'PodDisruptionBudget',
       'ResourceQuota',
       'Service',
       'Service',
       'Service',
+      'ServiceAccount',
       'ServiceAccount',
       'ServiceAccount',
       'ServiceAccount',
@@ -150,31 +155,41 @@ describe('deploy/kubernetes base', () => {
     expect(objects.filter((o) => o.kind === 'Secret')).toEqual([]);
   });
 
-  it('RBAC: the planner may get/list/watch services, endpointslices and nodes, get the kube-system Namespace (the cluster identity), and nothing else', () => {
+  it('RBAC: the planner may get/list/watch services, endpointslices and nodes, get the kube-system Namespace (the cluster identity), and nothing else; the issuer may get nodes', () => {
     const roles = objects.filter((o) => o.kind === 'ClusterRole' || o.kind === 'Role');
-    expect(roles.map((r) => r.metadata.name)).toEqual(['switchboard-planner']);
-    const grants = new Set<string>();
-    for (const r of roles[0]!.rules as {
-      apiGroups: string[];
-      resources: string[];
-      verbs: string[];
-      resourceNames?: string[];
-      nonResourceURLs?: string[];
-    }[]) {
-      expect(r.nonResourceURLs).toBeUndefined();
-      for (const g of r.apiGroups)
-        for (const res of r.resources)
-          for (const v of r.verbs) for (const name of r.resourceNames ?? ['*']) grants.add(`${g}/${res}/${name}:${v}`);
-    }
+    expect(roles.map((r) => r.metadata.name).sort()).toEqual(['switchboard-credential-issuer', 'switchboard-planner']);
+    const grantsOf = (name: string) => {
+      const grants = new Set<string>();
+      for (const r of roles.find((x) => x.metadata.name === name)!.rules as {
+        apiGroups: string[];
+        resources: string[];
+        verbs: string[];
+        resourceNames?: string[];
+        nonResourceURLs?: string[];
+      }[]) {
+        expect(r.nonResourceURLs).toBeUndefined();
+        for (const g of r.apiGroups)
+          for (const res of r.resources)
+            for (const v of r.verbs)
+              for (const name of r.resourceNames ?? ['*']) grants.add(`${g}/${res}/${name}:${v}`);
+      }
+      return [...grants].sort();
+    };
     const want = [
       ...['/services/*', '/nodes/*', 'discovery.k8s.io/endpointslices/*'].flatMap((r) =>
         ['get', 'list', 'watch'].map((v) => `${r}:${v}`),
       ),
       '/namespaces/kube-system:get',
     ];
-    expect([...grants].sort()).toEqual(want.sort());
+    expect(grantsOf('switchboard-planner')).toEqual(want.sort());
+    // a node credential only for a Node that exists; the token keys (/openid/v1/jwks) need no role of ours
+    expect(grantsOf('switchboard-credential-issuer')).toEqual(['/nodes/*:get']);
     const bindings = objects.filter((o) => o.kind === 'ClusterRoleBinding' || o.kind === 'RoleBinding');
-    expect(bindings.map((b) => [b.roleRef.name, b.subjects])).toEqual([
+    expect(bindings.map((b) => [b.roleRef.name, b.subjects]).sort()).toEqual([
+      [
+        'switchboard-credential-issuer',
+        [{ kind: 'ServiceAccount', name: 'switchboard-credential-issuer', namespace: 'switchboard' }],
+      ],
       ['switchboard-planner', [{ kind: 'ServiceAccount', name: 'switchboard-planner', namespace: 'switchboard' }]],
     ]);
   });
@@ -207,14 +222,41 @@ describe('deploy/kubernetes base', () => {
       expect(c.resources.requests.memory, c.name).toBeDefined();
       expect(c.resources.limits.memory, c.name).toBeDefined();
     }
-    // the account signing key (mints node credentials) is mounted into the issuer only
+    // the issuer is not in the planner's pod (probe18 D7: its readiness took the planner out of its Service)
+    expect((pod.containers as Container[]).map((c) => c.name)).toEqual(['planner']);
+    expect((pod.volumes as { secret?: { secretName: string } }[]).map((v) => v.secret?.secretName)).not.toContain(
+      'switchboard-credential-issuer',
+    );
+  });
+
+  it('credential issuer: its own Deployment, service account and PodDisruptionBudget; the account signing key only there', () => {
+    const dep = find('Deployment', 'switchboard-credential-issuer');
+    const pod = dep.spec.template.spec;
+    expect(dep.spec.replicas).toBeGreaterThanOrEqual(2);
+    expect(pod.serviceAccountName).toBe('switchboard-credential-issuer');
+    // the Secret's 0400 files are readable by uid 10001 only through the fsGroup (kubelet adds group read)
+    expect(pod.securityContext).toMatchObject({ runAsNonRoot: true, runAsUser: 10001, fsGroup: 10001 });
     const issuer = container(pod, 'credential-issuer');
+    expectHardened(issuer);
+    expect(issuer.readinessProbe.httpGet.path).toBe('/readyz');
+    expect(issuer.livenessProbe.httpGet.path).toBe('/healthz');
     expect(volume(pod, mountHolding(issuer, flag(issuer, '--account-signing-key')).name).secret.secretName).toBe(
       'switchboard-credential-issuer',
     );
-    expect(planner.volumeMounts!.map((m) => m.name)).not.toContain(
-      mountHolding(issuer, flag(issuer, '--account-signing-key')).name,
+    expect(flag(issuer, '--service-account')).toBe('switchboard:switchboard-applier');
+    const pdb = objects.find(
+      (o) => o.kind === 'PodDisruptionBudget' && o.metadata.name === 'switchboard-credential-issuer',
     );
+    expect(pdb?.spec).toEqual({
+      maxUnavailable: 1,
+      selector: { matchLabels: dep.spec.selector.matchLabels },
+    });
+    // no other workload mounts the account signing key's Secret
+    for (const o of objects.filter((x) => ['StatefulSet', 'DaemonSet'].includes(x.kind)))
+      expect(
+        (o.spec.template.spec.volumes as { secret?: { secretName: string } }[]).map((v) => v.secret?.secretName),
+        o.metadata.name,
+      ).not.toContain('switchboard-credential-issuer');
   });
 
   it('applier: host network, NET_ADMIN+NET_RAW only, node name from the downward API, critical, tolerates everything', () => {
@@ -316,7 +358,7 @@ describe('deploy/kubernetes base', () => {
     );
     expectHardened(nats);
     // every client points at the three servers by their headless names (no ClusterIP in the way)
-    for (const o of objects.filter((x) => x.kind === 'StatefulSet' || x.kind === 'DaemonSet')) {
+    for (const o of objects.filter((x) => ['Deployment', 'StatefulSet', 'DaemonSet'].includes(x.kind))) {
       for (const c of [
         ...(o.spec.template.spec.initContainers ?? []),
         ...o.spec.template.spec.containers,
@@ -339,7 +381,7 @@ describe('deploy/kubernetes base', () => {
     }
     const byName = new Map(secrets.map((s) => [s.metadata.name, s.stringData as Record<string, string>]));
     let files = 0;
-    for (const o of objects.filter((x) => x.kind === 'StatefulSet' || x.kind === 'DaemonSet')) {
+    for (const o of objects.filter((x) => ['Deployment', 'StatefulSet', 'DaemonSet'].includes(x.kind))) {
       const pod = o.spec.template.spec;
       for (const c of [...(pod.initContainers ?? []), ...pod.containers] as Container[]) {
         for (const m of c.volumeMounts ?? []) {
@@ -400,7 +442,7 @@ describe('deploy/kubernetes base', () => {
     const program = new Command();
     await registerCommands(program, () => undefined);
     let checked = 0;
-    for (const o of objects.filter((x) => x.kind === 'StatefulSet' || x.kind === 'DaemonSet')) {
+    for (const o of objects.filter((x) => ['Deployment', 'StatefulSet', 'DaemonSet'].includes(x.kind))) {
       for (const c of [
         ...(o.spec.template.spec.initContainers ?? []),
         ...o.spec.template.spec.containers,

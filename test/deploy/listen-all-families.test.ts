@@ -31,11 +31,11 @@ it('the base listens on 0.0.0.0, and planner, applier and credentials sidecar an
     execFileSync('kubectl', ['kustomize', 'deploy/kubernetes/base'], { encoding: 'utf8' }),
   ).map((d) => d.toJS());
   const listens = objects
-    .filter((o) => o.kind === 'StatefulSet' || o.kind === 'DaemonSet')
+    .filter((o) => ['Deployment', 'StatefulSet', 'DaemonSet'].includes(o.kind))
     .flatMap((o) => [...(o.spec.template.spec.initContainers ?? []), ...o.spec.template.spec.containers])
     .filter((c: { args?: string[] }) => c.args?.includes('--http'))
     .map((c: { args: string[] }) => c.args[c.args.indexOf('--http') + 1]!.replace(/:\d+$/, ''));
-  // planner, issuer, sidecar, applier; the last two (host network) on the node's addresses, each
+  // issuer, planner, sidecar, applier; the last two (host network) on the node's addresses, each
   // family listed by the downward API (probe18 D6: kubernetes-base.test.ts, base-args-run.test.ts)
   expect(listens).toEqual(['0.0.0.0', '0.0.0.0', '[$(HOST_IPS)]', '[$(HOST_IPS)]']);
 
