@@ -37,7 +37,13 @@ export {
   type CompactionLimits,
   type CompactionRecord,
 } from './compact-log.ts';
-export { nodeLifecycle, nodeLifecycleOf, type NodeLifecycleEntry, type NodeChange, type NodeEventRow } from './node-lifecycle.ts';
+export {
+  nodeLifecycle,
+  nodeLifecycleOf,
+  type NodeLifecycleEntry,
+  type NodeChange,
+  type NodeEventRow,
+} from './node-lifecycle.ts';
 export {
   serviceHistory,
   nodeAt,
