@@ -23,10 +23,17 @@ export async function renderInstallSecrets(o: {
   namespace: string;
   keys: AccountKeys;
   apiToken?: string;
+  /**
+   * A rotation of the NATS keys alone keeps what is in force: the planner's public signing key
+   * (PEM; then no switchboard-signing-key Secret is rendered, the one in the cluster stays) and
+   * the API token file's text. Without them every node would drop targets signed by the old key
+   * and every ctl user's token would be revoked (docs/install.md "Rotating the NATS keys").
+   */
+  keep?: { plannerKeyPub?: string; apiTokens?: string };
 }): Promise<string> {
   const { privateKey, publicKey } = generateKeyPairSync('ed25519');
   const signingPem = privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
-  const publicPem = publicKey.export({ type: 'spki', format: 'pem' }).toString();
+  const publicPem = o.keep?.plannerKeyPub ?? publicKey.export({ type: 'spki', format: 'pem' }).toString();
   const apiToken = o.apiToken ?? randomBytes(24).toString('base64url');
   const secret = (name: string, data: Record<string, string>) => ({
     apiVersion: 'v1',
@@ -39,9 +46,11 @@ export async function renderInstallSecrets(o: {
     secret('switchboard-nats-resolver', { 'resolver.conf': renderResolverConfig(await serverResolver(o.keys)) }),
     secret('switchboard-planner', {
       'planner.creds': await mintRoleCreds(o.keys, 'planner'),
-      'api-tokens': `${apiToken} admin operator\n`,
+      'api-tokens': o.keep?.apiTokens ?? `${apiToken} admin operator\n`,
     }),
-    secret('switchboard-signing-key', { 'planner.key': signingPem, 'planner.key.pub': publicPem }),
+    ...(o.keep?.plannerKeyPub === undefined
+      ? [secret('switchboard-signing-key', { 'planner.key': signingPem, 'planner.key.pub': publicPem })]
+      : []),
     secret('switchboard-credential-issuer', {
       'account-signing.nk': o.keys.readersSigningKeySeed + '\n',
       'account.pub': readersAccountPublicKey(o.keys) + '\n',

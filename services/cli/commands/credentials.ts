@@ -1,4 +1,5 @@
 import { readFileSync, writeFileSync } from 'node:fs';
+import { createPublicKey } from 'node:crypto';
 import type { Command } from 'commander';
 import type { JSONWebKeySet } from 'jose';
 import type { NatsConnection } from '@nats-io/transport-node';
@@ -17,6 +18,32 @@ import type { SetExit } from './index.ts';
  *   credentials fetch  the node side: keep this node's .creds file fresh
  * Heavy modules load inside the actions, so other commands do not pay for them.
  */
+/** The text of an Ed25519 public key file (PEM), or a usage error naming the flag and what is wrong. */
+function plannerPublicKeyIn(file: string): string {
+  const text = readFileSync(file, 'utf8');
+  let type: string | undefined;
+  try {
+    type = createPublicKey(text).asymmetricKeyType;
+  } catch (e) {
+    throw new UsageError(`--keep-planner-key-pub ${file}: not a public key in PEM (${(e as Error).message})`);
+  }
+  if (type !== 'ed25519')
+    throw new UsageError(`--keep-planner-key-pub ${file}: a ${type} key; the planner signs with Ed25519`);
+  return text.endsWith('\n') ? text : `${text}\n`;
+}
+
+/** The text of an API token file the planner accepts, or a usage error naming its first bad line. */
+async function apiTokensIn(file: string): Promise<string> {
+  const { parseTokenFile } = await import('../../planner/bearer-auth.ts');
+  const text = readFileSync(file, 'utf8');
+  try {
+    parseTokenFile(text, file);
+  } catch (e) {
+    throw new UsageError(`--keep-api-tokens ${(e as Error).message}`);
+  }
+  return text;
+}
+
 export function registerCredentials(program: Command, setExit: SetExit): void {
   const cmd = program
     .command('credentials')
@@ -27,9 +54,24 @@ export function registerCredentials(program: Command, setExit: SetExit): void {
     .description('make NATS account keys and print the per-install Secrets for deploy/kubernetes (YAML on stdout)')
     .option('--namespace <ns>', 'namespace of the Secrets', 'switchboard')
     .requiredOption('--keys-out <file>', 'where to save the account keys (keep offline; `credentials mint` needs them)')
-    .action(async (o: { namespace: string; keysOut: string }) => {
+    .option(
+      '--keep-planner-key-pub <file>',
+      "rotating the NATS keys only: the planner's public signing key in force (planner.key.pub); no new signing key Secret",
+      inputFile,
+    )
+    .option(
+      '--keep-api-tokens <file>',
+      "rotating the NATS keys only: the planner's API token file in force (api-tokens), kept as it is",
+      inputFile,
+    )
+    .action(async (o: { namespace: string; keysOut: string; keepPlannerKeyPub?: string; keepApiTokens?: string }) => {
       const { generateAccountKeys } = await import('../../../libs/nodecreds/index.ts');
       const { renderInstallSecrets } = await import('../../../libs/nodecreds/index.ts');
+      // checked before any key is made or written: a wrong file must leave nothing behind
+      const keep = {
+        plannerKeyPub: o.keepPlannerKeyPub === undefined ? undefined : plannerPublicKeyIn(o.keepPlannerKeyPub),
+        apiTokens: o.keepApiTokens === undefined ? undefined : await apiTokensIn(o.keepApiTokens),
+      };
       const keys = generateAccountKeys();
       try {
         writeFileSync(o.keysOut, JSON.stringify(keys, null, 2) + '\n', { mode: 0o600, flag: 'wx' });
@@ -38,7 +80,7 @@ export function registerCredentials(program: Command, setExit: SetExit): void {
           `--keys-out ${o.keysOut}: ${(e as NodeJS.ErrnoException).code === 'EEXIST' ? 'exists (refusing to replace account keys)' : (e as Error).message}`,
         );
       }
-      process.stdout.write(await renderInstallSecrets({ namespace: o.namespace, keys }));
+      process.stdout.write(await renderInstallSecrets({ namespace: o.namespace, keys, keep }));
       setExit(0);
     });
 
