@@ -95,6 +95,8 @@ export type SessionEvent =
       /** What asked for it: `periodic` (the interval), a drift signal of the dataplane, or a probe that blamed the dataplane. */
       readonly trigger: string;
       readonly kernelWrites: number;
+      /** Of kernelWrites, those the dataplane scheduled itself (ended drains): not drift. */
+      readonly scheduledWrites?: number;
       readonly verified: boolean;
       readonly notes: readonly string[];
       readonly error?: string;
@@ -480,7 +482,14 @@ export class ApplierSession {
         ? ''
         : `resync: the kernel does not match version ${this.applied.version} after a repair`;
       if (r.kernelWrites > 0) this.faultResyncSpent = false; // a later probe failure is a new fault
-      this.emit({ type: 'resync', trigger, kernelWrites: r.kernelWrites, verified: r.verified, notes: r.notes });
+      this.emit({
+        type: 'resync',
+        trigger,
+        kernelWrites: r.kernelWrites,
+        ...(r.scheduledWrites ? { scheduledWrites: r.scheduledWrites } : {}),
+        verified: r.verified,
+        notes: r.notes,
+      });
     } catch (e) {
       this.resyncError = `resync: ${(e as Error).message}`;
       this.emit({ type: 'resync', trigger, kernelWrites: 0, verified: false, notes: [], error: (e as Error).message });

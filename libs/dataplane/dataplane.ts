@@ -11,6 +11,12 @@ export interface ApplyResult {
   readonly durationMs: number;
   /** Human-readable notes (fallbacks, drained real servers pending, ...). */
   readonly notes: readonly string[];
+  /**
+   * Of kernelWrites, those that carried out the dataplane's own schedule rather than repair
+   * anything: deleting real servers whose drain, started by an earlier cycle, has ended (ipvs
+   * mode). A resync's writes beyond these repaired drift. Absent: none.
+   */
+  readonly scheduledWrites?: number;
 }
 
 /**

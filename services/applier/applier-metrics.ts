@@ -111,7 +111,9 @@ export class ApplierMetrics {
   observe(e: SessionEvent): void {
     switch (e.type) {
       case 'resync':
-        this.resyncs.inc({ outcome: e.error || !e.verified ? 'failed' : e.kernelWrites > 0 ? 'repaired' : 'clean' });
+        this.resyncs.inc({
+          outcome: e.error || !e.verified ? 'failed' : e.kernelWrites > (e.scheduledWrites ?? 0) ? 'repaired' : 'clean',
+        });
         break;
       case 'target':
         this.targetVersion.set(e.target.version);

@@ -436,11 +436,13 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
           if (onTarget()) proxierHealth.updated();
         }
         if (e.error) log.warn({ error: e.error }, 'resync failed');
-        else if (e.kernelWrites > 0 || !e.verified)
+        else if (e.kernelWrites > (e.scheduledWrites ?? 0) || !e.verified)
           log.warn(
             { trigger: e.trigger, kernelWrites: e.kernelWrites, verified: e.verified, notes: e.notes },
             'resync repaired drift',
           );
+        else if (e.kernelWrites > 0)
+          log.info({ trigger: e.trigger, kernelWrites: e.kernelWrites, notes: e.notes }, 'resync ended drains');
         break;
     }
   };

@@ -106,10 +106,13 @@ export class IpvsDataplane implements Dataplane {
       // Nothing verified here yet: the kernel was never compared with anything, so say so.
       if (!this.last) return { kernelWrites: 0, verified: false, durationMs: 0, notes: [NOTHING_VERIFIED] };
       const r = await this.sync(this.last, true);
-      if (r.kernelWrites > 0) {
+      // A drain that ended (probe23: every removed TCP endpoint's, once its connections closed)
+      // is deleted by whichever cycle comes next, often a resync: not drift.
+      const repairs = r.kernelWrites - (r.scheduledWrites ?? 0);
+      if (repairs > 0) {
         this.driftRepairs++;
         this.drift.inc({ mode: 'ipvs' });
-        this.options.log?.(`resync repaired drift with ${r.kernelWrites} writes`);
+        this.options.log?.(`resync repaired drift with ${repairs} writes`);
       }
       return r;
     });
@@ -209,7 +212,12 @@ export class IpvsDataplane implements Dataplane {
       // desired = wanted + the glue's sets: the model shares what the kernel was verified to hold
       this.base = { indexed, model: KernelModel.fromObserved(back, { state: desired, byKey: indexed.byKey }) };
     }
-    return { kernelWrites: plan.ops.length, verified, notes };
+    return {
+      kernelWrites: plan.ops.length,
+      verified,
+      notes,
+      ...(plan.drainsEnded > 0 ? { scheduledWrites: plan.drainsEnded } : {}),
+    };
   }
 
   /**

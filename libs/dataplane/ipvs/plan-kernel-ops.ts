@@ -53,6 +53,11 @@ export interface Plan {
   readonly recordAfter: OwnershipRecord;
   /** Real servers still draining (weight 0, connections open). */
   readonly draining: number;
+  /**
+   * Of `ops`, the deletions of real servers whose drain an earlier cycle started and which has
+   * now ended (no connections left, or the deadline): the dataplane's own schedule, not drift.
+   */
+  readonly drainsEnded: number;
   readonly notes: string[];
 }
 
@@ -131,6 +136,7 @@ export function planKernelOps(i: PlanInput): Plan {
   // (forEach, map, filter, concat), not for-loops of this function's own: see BULK_LOOPS.
   const observedVs = new Map(i.observed.virtualServers.map((v) => [virtualServerKey(v), v]));
   const draining: Record<string, number> = {};
+  let drainsEnded = 0;
   (d?.virtualServers ?? []).forEach((vs) => {
     const key = virtualServerKey(vs);
     const have = observedVs.get(key);
@@ -143,7 +149,7 @@ export function planKernelOps(i: PlanInput): Plan {
     }
     if (!ownedVs.has(key)) notes.push(`adopted existing IPVS service ${key}`);
     if (!sameVsSpec(have, vsSpec(vs))) vsOps.push({ verb: 'edit', kind: 'virtual-server', vs: vsSpec(vs) });
-    planRealServers(vs, have, i, rsOps, draining);
+    drainsEnded += planRealServers(vs, have, i, rsOps, draining);
   });
   const desiredVs = new Set((d?.virtualServers ?? []).map((v) => virtualServerKey(v)));
   observedVs.forEach((have, key) => {
@@ -204,7 +210,7 @@ export function planKernelOps(i: PlanInput): Plan {
   // Order: settings and device, sets (rules may reference them), services, their real servers,
   // removed services, addresses (a VIP is bound once its service exists), glue, set teardown.
   const ops = pre.concat(sets, vsOps, rsOps, vsDel, addrOps, nf, post);
-  return { ops, recordBefore, recordAfter, draining: Object.keys(draining).length, notes };
+  return { ops, recordBefore, recordAfter, draining: Object.keys(draining).length, drainsEnded, notes };
 }
 
 function planRealServers(
@@ -213,8 +219,9 @@ function planRealServers(
   i: PlanInput,
   out: KernelOp[],
   draining: Record<string, number>,
-): void {
+): number {
   const vsKey = virtualServerKey(vs);
+  let drainsEnded = 0;
   const observed = new Map(have.realServers.map((r) => [realServerKey(r), r]));
   for (const rs of vs.realServers) {
     const cur = observed.get(realServerKey(rs));
@@ -236,6 +243,7 @@ function planRealServers(
     switch (r.action) {
       case 'delete':
         out.push({ verb: 'delete', kind: 'real-server', vs, rs });
+        if (i.record.draining[dk] !== undefined) drainsEnded++;
         break;
       case 'delete-and-flush-conntrack':
         out.push(
@@ -252,6 +260,7 @@ function planRealServers(
         break;
     }
   }
+  return drainsEnded;
 }
 
 function planSet(

@@ -208,7 +208,7 @@ describe('IpvsDataplane on the recording fake', () => {
   });
 
   it('drains a removed TCP real server: weight 0, waits for connections, then deletes', async () => {
-    const { kernel, dp } = setup(undefined, undefined, { drainTimeoutMs: 60_000 });
+    const { kernel, dp, registry } = setup(undefined, undefined, { drainTimeoutMs: 60_000 });
     await dp.apply(base());
     kernel.setConnections('TCP/10.96.0.10:80', '10.244.1.3:8080', 1, 0);
     const s = base();
@@ -224,6 +224,14 @@ describe('IpvsDataplane on the recording fake', () => {
     r = await dp.resync();
     expect(ops(kernel)).toEqual(['delete real server 10.244.1.3:8080 of TCP/10.96.0.10:80']);
     expect(kernel.ipvsadmSave()).toBe(formatIpvsadm(removed));
+    // probe23: the drain's end is the dataplane's own schedule, not drift: no repair counted or
+    // logged (each removed TCP endpoint made a resync warn "repaired drift" and count one)
+    expect(r.kernelWrites).toBe(1);
+    expect(r.scheduledWrites).toBe(1);
+    expect(dp.driftRepairs).toBe(0);
+    expect(await registry.getSingleMetric('switchboard_applier_drift_repairs_total')!.get()).toMatchObject({
+      values: [],
+    });
   });
 
   it('deletes a draining TCP real server at the deadline even with open connections', async () => {
@@ -238,8 +246,9 @@ describe('IpvsDataplane on the recording fake', () => {
     now += 59_999;
     expect((await dp.resync()).kernelWrites).toBe(0);
     now += 1;
-    await dp.resync();
+    expect(await dp.resync()).toMatchObject({ kernelWrites: 1, scheduledWrites: 1 });
     expect(ops(kernel)).toEqual(['delete real server 10.244.1.3:8080 of TCP/10.96.0.10:80']);
+    expect(dp.driftRepairs).toBe(0);
   });
 
   it('restores a returning endpoint to weight 1 and forgets its drain', async () => {
