@@ -140,7 +140,12 @@ function familyGlue(
           `${set('KUBE-EXTERNAL-IP', 'dst,dst')} -j RETURN`,
           `${set('KUBE-EXTERNAL-IP-LOCAL', 'dst,dst')} -j RETURN`,
           `${set('KUBE-HEALTH-CHECK-NODE-PORT', 'dst')} -j RETURN`,
-          `-m conntrack --ctstate NEW ${set('KUBE-IPVS-IPS', 'dst')} -j DROP`,
+          // Refused, not dropped (kube-proxy REJECTs here): a client of a port no service serves
+          // (a port changed or removed, a typo) fails at once instead of timing out. TCP gets a
+          // reset, which the kernel does not rate-limit; the rest ICMP port unreachable, which it
+          // does (net.ipv4.icmp_ratelimit: about 1 per second per client after a burst of 6).
+          `-p tcp -m conntrack --ctstate NEW ${set('KUBE-IPVS-IPS', 'dst')} -j REJECT --reject-with tcp-reset`,
+          `-m conntrack --ctstate NEW ${set('KUBE-IPVS-IPS', 'dst')} -j REJECT --reject-with ${family === 'IPv4' ? 'icmp-port-unreachable' : 'icmp6-port-unreachable'}`,
         ],
       },
     },

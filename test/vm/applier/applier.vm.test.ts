@@ -163,6 +163,15 @@ describe('ipvs applier in a node netns', () => {
     await foreignIntact();
   });
 
+  // probe23: KUBE-IPVS-FILTER dropped these, so a client of a port no service serves (a service
+  // port changed or removed) hung until its connect timeout; kube-proxy REJECTs them.
+  it('a port of a bound VIP that no service serves is refused (TCP reset, UDP port unreachable), not dropped', async () => {
+    await expect(tcpRequest(client.ns, VIP, 81, { timeoutMs: 8000 })).rejects.toThrow(/Connection refused/);
+    await expect(udpRequest(client.ns, VIP, 54, { timeoutMs: 8000 })).rejects.toThrow(/Connection refused/);
+    // the served ports still answer
+    expect(['web-a', 'web-b', 'web-c']).toContain((await tcpRequest(client.ns, VIP, 80)).pod);
+  });
+
   it('NodePort answers from the client netns; affinity sticks to one pod', async () => {
     const s = state([
       vs(VIP, 80, pods, { persistenceTimeout: 600 }),

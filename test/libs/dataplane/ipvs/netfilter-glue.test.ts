@@ -96,7 +96,15 @@ describe.each(BOTH)('netfilter glue on a real kernel (%s)', (family) => {
     const v6 = family === 'IPv6';
     expect(nat).toContain(`--match-set ${v6 ? 'KUBE-6-LOOP-BACK' : 'KUBE-LOOP-BACK'} dst,dst,src -j MASQUERADE`);
     expect(nat).toContain(`--match-set ${v6 ? 'KUBE-6-LOAD-BALANCER-SOURCE-CID' : 'KUBE-LOAD-BALANCER-SOURCE-CIDR'} `);
-    expect(filter).toContain(`--match-set ${v6 ? 'KUBE-6-IPVS-IPS' : 'KUBE-IPVS-IPS'} dst -j DROP`);
+    // probe23: refused, not dropped (a TCP reset first, ICMP for the rest), as read back in this text.
+    const ips = v6 ? 'KUBE-6-IPVS-IPS' : 'KUBE-IPVS-IPS';
+    expect(filter).toContain(
+      `-p tcp -m conntrack --ctstate NEW -m set --match-set ${ips} dst -j REJECT --reject-with tcp-reset`,
+    );
+    expect(filter).toContain(
+      `--ctstate NEW -m set --match-set ${ips} dst -j REJECT --reject-with ${v6 ? 'icmp6' : 'icmp'}-port-unreachable`,
+    );
+    expect(filter).not.toContain(`--match-set ${ips} dst -j DROP`);
     expect(/--match-set KUBE-(?!6-)/.test(nat + filter)).toBe(!v6);
   });
 
