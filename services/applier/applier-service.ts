@@ -41,6 +41,7 @@ import { startHttpEndpoint } from './http-endpoint.ts';
 import { healthCheckListenAddresses, healthCheckPorts, HealthCheckNodePorts } from './health-check-node-ports.ts';
 import { DEFAULT_HEALTHZ_TIMEOUT_MS, isOnTarget, ProxierHealth, serveProxierHealth } from './proxier-health.ts';
 import { NodeWarnings, type NodeWarningHooks } from './node-warnings.ts';
+import { withFixedModeCheck } from './fixed-mode-check.ts';
 
 /** How often an applier re-reads its kernel state and repairs drift (`--resync-interval`). */
 export const DEFAULT_RESYNC_INTERVAL_MS = 60_000;
@@ -177,11 +178,19 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
   const takenOver = o.takeOverKubeProxy ? withKubeProxyTakeOver(created, { log: (m) => log.info(m) }) : created;
   // kube-proxy's leftovers (any mode) are named at the first apply and every resync; those that
   // compete make the resync, so the node's report, unhealthy (kube-proxy-leftover-check.ts)
+  // a fixed --mode ignores the config's mode: say so when the config asks for the other one (probe24 F1)
+  const modeChecked =
+    o.mode === 'ipvs' || o.mode === 'nftables'
+      ? withFixedModeCheck(takenOver, o.mode, (text) => {
+          if (text && !warnings.list().includes(text)) log.warn({ fixedMode: o.mode }, text);
+          warnings.set('fixed-mode', text);
+        })
+      : takenOver;
   const dataplane =
     given || o.checkKubeProxyLeftovers === false
-      ? takenOver
+      ? modeChecked
       : withForwardDropCheck(
-          withKubeProxyLeftoverCheck(takenOver, {
+          withKubeProxyLeftoverCheck(modeChecked, {
             takeOver: !!o.takeOverKubeProxy,
             minCheckIntervalMs: o.leftoverCheckIntervalMs,
             log: (m) => log.warn({ kubeProxyLeftovers: true }, m),

@@ -9,9 +9,10 @@ import { MAX_NODE_WARNING, MAX_NODE_WARNINGS, truncateReportText } from '../../l
  *
  * Sources today: the nftables change-notification listener down (drift of our table goes
  * unsignalled until its restart; nft-listener-supervisor.ts), and another program's forward drop
- * policy (forward-drop-check.ts, both modes).
+ * policy (forward-drop-check.ts, both modes), and a config asking for another mode than the
+ * applier's fixed `--mode ipvs|nftables` (fixed-mode-check.ts).
  */
-export type NodeWarningSource = 'nft-listener' | 'forward-drop';
+export type NodeWarningSource = 'nft-listener' | 'forward-drop' | 'fixed-mode';
 
 /** The hooks a dataplane's conditions reach the warnings through (createDataplane's options, the forward drop check's onReport). */
 export interface NodeWarningHooks {

@@ -7,6 +7,7 @@
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { NftablesDataplane, type NftReadBack } from '../../../libs/dataplane/index.ts';
+import { contentHash, DEFAULT_PROXY_CONFIG } from '../../../libs/model/index.ts';
 import { startApplierService } from '../../../services/applier/applier-service.ts';
 import { NodeWarnings } from '../../../services/applier/node-warnings.ts';
 import { nodeCred, startBusWorld, type BusWorld } from '../../libs/bus/bus-harness.ts';
@@ -40,7 +41,16 @@ describe('node warnings in heartbeats', () => {
     const m = new VersionMaker();
     const v = m.next({ upsertServices: [service(1)], upsertNodes: [node('n1')] });
     await world.publisher.publishNext({ header: v.delta, delta: v.delta.delta, data: () => v.checkpoint().data });
-    await world.targets.setDefaultTarget({ version: 1, configRevision: 0 });
+    // a config asking for nftables, the mode this applier is fixed to (else it warns of that too: fixed-mode-warning.test.ts)
+    const nft = { ...DEFAULT_PROXY_CONFIG, mode: 'nftables' as const };
+    await world.targets.putConfigRevision({
+      revision: 1,
+      config: nft,
+      hash: contentHash(nft),
+      reason: 'nft',
+      createdAt: 'x',
+    });
+    await world.targets.setDefaultTarget({ version: 1, configRevision: 1 });
     const runner = new ListenedRunner();
     const said: string[] = [];
     const svc = await startApplierService({
