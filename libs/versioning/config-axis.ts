@@ -360,7 +360,12 @@ export class ConfigAxis {
    * each gate decision (advance, bake, gate, tolerate, timeout, halt, complete) with its reason,
    * the resulting state in the same operation, so a restarted planner resumes the bake clock.
    */
-  step(reports: ReadonlyMap<string, NodeReport>, fleet?: ReadonlySet<string>): boolean {
+  step(
+    reports: ReadonlyMap<string, NodeReport>,
+    fleet?: ReadonlySet<string>,
+    /** Which planner decides, in which term (a group's leader): recorded as the operation's `by`. */
+    by?: { readonly planner: string; readonly term: number },
+  ): boolean {
     const now = this.read();
     const { state: next, decision } = decideRollout(this.targetState, reports, iso(now), this.elapsed(now), fleet);
     if (next === this.targetState || !decision) return false;
@@ -370,7 +375,7 @@ export class ConfigAxis {
       now,
       'rollout',
       { actor: 'planner', reason: decision.reason },
-      { gate: decision.kind, revision: r.configRevision, wave: r.wave, status: r.status },
+      { gate: decision.kind, revision: r.configRevision, wave: r.wave, status: r.status, ...(by ? { by } : {}) },
     );
     return true;
   }

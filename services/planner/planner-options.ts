@@ -57,4 +57,10 @@ export interface PlannerOptions {
    * answered only after it resolved (review2 R4). Absent: the file is all there is.
    */
   readonly commit?: () => Promise<void>;
+  /**
+   * Who this planner is in its group, in which lease term: stamped as `params.by` on the rollout
+   * gate decisions it records, so `audit ops` tells which leader took each step across a failover
+   * (probe24 F2). Undefined: not stamped.
+   */
+  readonly decider?: () => { planner: string; term: number } | undefined;
 }

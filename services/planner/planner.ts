@@ -125,6 +125,7 @@ export class Planner {
       failures: this.failures,
       stopped: () => this.stopped,
       role: () => this.role,
+      decider: options.decider,
     });
     this.operations = new PlannerOperations({
       log: options.log,

@@ -17,6 +17,8 @@ export interface RolloutDriverOptions {
   readonly failures: StepFailures;
   readonly stopped: () => boolean;
   readonly role: () => 'leader' | 'follower';
+  /** This planner's id and lease term, stamped on each gate decision it records (probe24 F2). */
+  readonly decider?: () => { planner: string; term: number } | undefined;
 }
 
 /**
@@ -62,7 +64,7 @@ export class RolloutDriver {
 
   /** One step of the running rollout from the nodes' reports and the fleet now (see decideRollout). */
   step(): boolean {
-    return this.o.axes.config.step(this.rolloutReports(), new Set(this.o.fleet()));
+    return this.o.axes.config.step(this.rolloutReports(), new Set(this.o.fleet()), this.o.decider?.());
   }
 
   /**

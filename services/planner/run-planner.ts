@@ -451,6 +451,8 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
         now: () => clock.now(),
         // an operation is answered once the group's log holds it (review2 R4)
         commit: () => replicator?.flush() ?? Promise.resolve(),
+        // gate decisions name the planner and term that took them (probe24 F2)
+        decider: () => (lease ? { planner: id, term: lease.term() } : undefined),
       });
     const g = new PlannerGroup({
       group: groupName,
