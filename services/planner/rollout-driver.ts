@@ -89,7 +89,35 @@ export class RolloutDriver {
     });
     // A mismatch already known (data hash, two appliers) fails the node whatever its node state.
     for (const n of unchecked) if (!reports.get(n)?.mismatch) reports.delete(n);
+    this.failModeNotRun(r, wave, reports);
     return reports;
+  }
+
+  /**
+   * A rollout that changes the proxy mode passes a node only once it runs that mode: an ACK of the
+   * revision from a node whose applier runs another real mode (`--mode ipvs|nftables` ignores the
+   * config's mode; `--mode auto` without IPVS runs nftables) fails it like a mismatching ACK. Before
+   * 2026-12-04 such a rollout completed with every node SYNCED and none switched (probe24 F1).
+   * Dry-run appliers (mode `dry-run`) run no mode and are not judged.
+   */
+  private failModeNotRun(
+    r: { configRevision: number; fromRevision: number },
+    wave: ReadonlySet<string>,
+    reports: Map<string, NodeReport>,
+  ): void {
+    const asked = this.o.axes.config.revision(r.configRevision)?.config.mode;
+    const before = this.o.axes.config.revision(r.fromRevision)?.config.mode;
+    if (!asked || asked === before) return;
+    for (const a of this.o.nodes.lastHeard()) {
+      const rep = reports.get(a.node);
+      if (!wave.has(a.node) || a.type !== 'ACK' || a.configRevision !== r.configRevision) continue;
+      if (!rep || rep.type !== 'ACK' || rep.mismatch || (a.mode !== 'ipvs' && a.mode !== 'nftables')) continue;
+      if (a.mode === asked) continue;
+      reports.set(a.node, {
+        ...rep,
+        mismatch: `ACKed config revision ${r.configRevision} (mode ${asked}) but runs ${a.mode}: its applier's --mode is fixed (only --mode auto follows the config's mode) or it fell back (no IPVS in its kernel)`,
+      });
+    }
   }
 
   /** A slice of hashChecks finished: a running wave whose nodes' ACKs were waiting for it steps. */
