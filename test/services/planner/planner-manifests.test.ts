@@ -234,7 +234,8 @@ describe('planner with a manifests directory, SQLite and nats-server', () => {
     expect(p.targetOf('node-1').configRevision).toBe(2);
     expect(p.targetOf('node-2').configRevision).toBe(1);
 
-    await sendAck(env.nc, ack('node-1', 1, 2, expected('node-1', 2), p.data.latest()!.hash));
+    // it runs the revision's mode: an ACK naming another mode fails the wave (probe24 F1)
+    await sendAck(env.nc, { ...ack('node-1', 1, 2, expected('node-1', 2), p.data.latest()!.hash), mode: 'nftables' });
     await until(() => p.config.state.rollout?.wave === 1, 3000, 'wave 2');
     expect(p.targetOf('node-2').configRevision).toBe(2);
     await sendAck(env.nc, nack('node-2', 1, 2, 'nft: no such table'));
