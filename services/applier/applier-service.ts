@@ -176,8 +176,6 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
       onResyncWanted: (why) => session?.driftSignalled(why),
     }));
   const takenOver = o.takeOverKubeProxy ? withKubeProxyTakeOver(created, { log: (m) => log.info(m) }) : created;
-  // kube-proxy's leftovers (any mode) are named at the first apply and every resync; those that
-  // compete make the resync, so the node's report, unhealthy (kube-proxy-leftover-check.ts)
   // a fixed --mode ignores the config's mode: say so when the config asks for the other one (probe24 F1)
   const modeChecked =
     o.mode === 'ipvs' || o.mode === 'nftables'
@@ -186,6 +184,8 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
           warnings.set('fixed-mode', text);
         })
       : takenOver;
+  // kube-proxy's leftovers (any mode) are named at the first apply and every resync; those that
+  // compete make the resync, so the node's report, unhealthy (kube-proxy-leftover-check.ts)
   const dataplane =
     given || o.checkKubeProxyLeftovers === false
       ? modeChecked
