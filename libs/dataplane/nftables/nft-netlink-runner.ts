@@ -244,6 +244,11 @@ export class NftNetlinkRunner implements NftRunner {
 
   private listener: NftNotificationListener | undefined;
 
+  /** The notification listener child's PID while it runs (see NftNotificationListener.pid). */
+  get notificationListenerPid(): number | undefined {
+    return this.listener?.pid;
+  }
+
   private async subscribe(): Promise<void> {
     this.listener ??= new NftNotificationListener(
       (n) => {

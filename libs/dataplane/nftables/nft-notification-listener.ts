@@ -142,6 +142,11 @@ export class NftNotificationListener {
     return ready;
   }
 
+  /** The running child's PID (diagnostics; the tests stop it to make its socket overflow for sure). */
+  get pid(): number | undefined {
+    return this.current?.child.pid;
+  }
+
   /** Ends the child (a pending start rejects); `why` is reported as a loss when given. */
   stop(why?: string): void {
     const c = this.current;

@@ -155,16 +155,26 @@ export async function lostNotificationsAndRestart(): Promise<NotifiedStep[]> {
     // The first apply's read started the listener; this resync confirms nothing moved.
     const first = await dp.resync();
     if (first.kernelWrites !== 0) throw new Error(`first resync wrote: ${first.notes}`);
+    // The listener is stopped (SIGSTOP) during the burst: its 4 KiB socket then overflows for
+    // sure. A running one could keep up with the kernel (it did on a loaded CI machine, coalesced
+    // element notifications read as fast as they came), and the step would be a scoped read.
+    const listenerPid = small.notificationListenerPid;
+    if (listenerPid === undefined) throw new Error('the first apply started no notification listener');
     const elements = Array.from(
       { length: 20_000 },
       (_, i) => `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`,
     ).join(', ');
-    nftScript(
-      [
-        `table inet ${TABLE}-other {\n set s {\n type ipv4_addr\n elements = { ${elements} }\n }\n}`,
-        `delete element inet ${TABLE} service-ips { 10.96.0.2 . tcp . 80 }`,
-      ].join('\n'),
-    );
+    process.kill(listenerPid, 'SIGSTOP');
+    try {
+      nftScript(
+        [
+          `table inet ${TABLE}-other {\n set s {\n type ipv4_addr\n elements = { ${elements} }\n }\n}`,
+          `delete element inet ${TABLE} service-ips { 10.96.0.2 . tcp . 80 }`,
+        ].join('\n'),
+      );
+    } finally {
+      process.kill(listenerPid, 'SIGCONT');
+    }
     await record('notifications overflowed', dp.resync());
     nft('add', 'chain', 'inet', `${TABLE}-other`, 'c');
     await record('another table changed after the overflow', dp.resync());
