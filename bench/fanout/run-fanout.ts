@@ -9,7 +9,7 @@
  * Prints a markdown table (ratios against the floor) and writes JSON to FILE (default bench/fanout/last-run.json).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -30,6 +30,7 @@ const services = Number(args.get('services') ?? 50);
 const signed = args.get('signed') === '1';
 const signer = signed ? signerFromKey(generateKeyPairSync('ed25519').privateKey) : undefined;
 const cpuProf = args.get('cpu-prof');
+if (cpuProf) mkdirSync(cpuProf, { recursive: true }); // the workers and the planner side write their profiles there
 /** Node-events each worker process handles before the measured events (unmeasured; 0 = none). */
 const warmupNodeEvents = Number(args.get('warmup') ?? 0);
 /** `--applier-v8 0`: the workers run without the applier process's V8 flags (services/applier/v8-tiering.ts). */
