@@ -16,7 +16,7 @@ export {
   type Role,
   type ServerResolver,
 } from './nats-accounts.ts';
-export { renderInstallSecrets } from './install-secrets.ts';
+export { renderInstallSecrets, renderReadersKeyRotation, withNewReadersSigningKey } from './install-secrets.ts';
 export {
   decideCredentialRequest,
   serveCredentialRequests,

@@ -1,4 +1,5 @@
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { createAccount } from '@nats-io/jwt';
 import { stringify } from 'yaml';
 import {
   mintRoleCreds,
@@ -19,6 +20,35 @@ import {
  *  - switchboard-applier: the planner's public key and the bootstrap credential (may only ask).
  * The operator and account identity keys are not put in the cluster at all.
  */
+/** One Secret of the install (stringData), labelled as part of Switchboard. */
+function secretDoc(namespace: string, name: string, data: Record<string, string>) {
+  return {
+    apiVersion: 'v1',
+    kind: 'Secret',
+    type: 'Opaque',
+    metadata: { name, namespace, labels: { 'app.kubernetes.io/part-of': 'switchboard' } },
+    stringData: data,
+  };
+}
+
+const yamlStream = (docs: readonly object[]) => docs.map((d) => stringify(d, { lineWidth: 0 })).join('---\n');
+
+/** The NATS servers' resolver: operator and account JWTs (public). */
+async function resolverSecret(namespace: string, keys: AccountKeys) {
+  return secretDoc(namespace, 'switchboard-nats-resolver', {
+    'resolver.conf': renderResolverConfig(await serverResolver(keys)),
+  });
+}
+
+/** The credential issuer's: the readers account's signing key and public key, its own NATS credential. */
+async function issuerSecret(namespace: string, keys: AccountKeys) {
+  return secretDoc(namespace, 'switchboard-credential-issuer', {
+    'account-signing.nk': keys.readersSigningKeySeed + '\n',
+    'account.pub': readersAccountPublicKey(keys) + '\n',
+    'issuer.creds': await mintRoleCreds(keys, 'issuer'),
+  });
+}
+
 export async function renderInstallSecrets(o: {
   namespace: string;
   keys: AccountKeys;
@@ -35,15 +65,9 @@ export async function renderInstallSecrets(o: {
   const signingPem = privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
   const publicPem = o.keep?.plannerKeyPub ?? publicKey.export({ type: 'spki', format: 'pem' }).toString();
   const apiToken = o.apiToken ?? randomBytes(24).toString('base64url');
-  const secret = (name: string, data: Record<string, string>) => ({
-    apiVersion: 'v1',
-    kind: 'Secret',
-    type: 'Opaque',
-    metadata: { name, namespace: o.namespace, labels: { 'app.kubernetes.io/part-of': 'switchboard' } },
-    stringData: data,
-  });
-  const docs = [
-    secret('switchboard-nats-resolver', { 'resolver.conf': renderResolverConfig(await serverResolver(o.keys)) }),
+  const secret = (name: string, data: Record<string, string>) => secretDoc(o.namespace, name, data);
+  return yamlStream([
+    await resolverSecret(o.namespace, o.keys),
     secret('switchboard-planner', {
       'planner.creds': await mintRoleCreds(o.keys, 'planner'),
       'api-tokens': o.keep?.apiTokens ?? `${apiToken} admin operator\n`,
@@ -51,15 +75,30 @@ export async function renderInstallSecrets(o: {
     ...(o.keep?.plannerKeyPub === undefined
       ? [secret('switchboard-signing-key', { 'planner.key': signingPem, 'planner.key.pub': publicPem })]
       : []),
-    secret('switchboard-credential-issuer', {
-      'account-signing.nk': o.keys.readersSigningKeySeed + '\n',
-      'account.pub': readersAccountPublicKey(o.keys) + '\n',
-      'issuer.creds': await mintRoleCreds(o.keys, 'issuer'),
-    }),
+    await issuerSecret(o.namespace, o.keys),
     secret('switchboard-applier', {
       'planner.key.pub': publicPem,
       'bootstrap.creds': await mintRoleCreds(o.keys, 'bootstrap'),
     }),
-  ];
-  return docs.map((d) => stringify(d, { lineWidth: 0 })).join('---\n');
+  ]);
+}
+
+/**
+ * The readers account's signing key made anew, all else kept (the operator, both accounts, the
+ * Switchboard account's signing key): for a leaked or retired issuer key. The accounts keep their
+ * identity, so JetStream's streams and buckets stay where they are (a full `credentials init`
+ * makes new accounts, and the planner republishes into an empty NATS). The readers account's JWT
+ * then names only the new key: node and observer credentials signed with the old one are refused.
+ */
+export function withNewReadersSigningKey(keys: AccountKeys): AccountKeys {
+  return { ...keys, readersSigningKeySeed: new TextDecoder().decode(createAccount().getSeed()) };
+}
+
+/**
+ * The two Secrets a readers signing key rotation changes (docs/install.md "Rotating the readers
+ * signing key"): the resolver (the readers account's JWT with the new key) and the issuer's (the
+ * new key). The planner's, the signing key's and the appliers' Secrets stay as they are in force.
+ */
+export async function renderReadersKeyRotation(o: { namespace: string; keys: AccountKeys }): Promise<string> {
+  return yamlStream([await resolverSecret(o.namespace, o.keys), await issuerSecret(o.namespace, o.keys)]);
 }

@@ -43,6 +43,11 @@ export interface NatsServerHandle {
    * setting a limit does; resolves once the server logged the reload.
    */
   reconfigure(config: string): Promise<void>;
+  /**
+   * kill(), the `config` part rewritten, start(): a pod restarted with a changed Secret (a new
+   * operator JWT, which a running server will not reload), the JetStream store kept.
+   */
+  restartWith(config: string): Promise<void>;
   /** What the server wrote to stderr since it was last started (its last 64 kB). */
   log(): string;
 }
@@ -132,6 +137,11 @@ export async function startNatsServer(opts: NatsServerOptions = {}): Promise<Nat
     restartEmpty: async () => {
       await kill();
       rmSync(storeDir, { recursive: true, force: true });
+      await start();
+    },
+    restartWith: async (config) => {
+      await kill();
+      writeFileSync(conf, render(config));
       await start();
     },
     reconfigure: async (config) => {

@@ -13,6 +13,7 @@ import type { SetExit } from './index.ts';
 /**
  * Per-node NATS credentials (docs/install.md, "Per-node NATS credentials"):
  *   credentials init   make the account keys and print the per-install Kubernetes Secrets
+ *   credentials rotate-readers-key   a new signing key for node and observer credentials, all else kept
  *   credentials mint   print one .creds file (a node, or a fixed role) from saved account keys
  *   credentials serve  the issuer: node credentials for appliers that prove their node
  *   credentials fetch  the node side: keep this node's .creds file fresh
@@ -73,14 +74,28 @@ export function registerCredentials(program: Command, setExit: SetExit): void {
         apiTokens: o.keepApiTokens === undefined ? undefined : await apiTokensIn(o.keepApiTokens),
       };
       const keys = generateAccountKeys();
-      try {
-        writeFileSync(o.keysOut, JSON.stringify(keys, null, 2) + '\n', { mode: 0o600, flag: 'wx' });
-      } catch (e) {
-        throw new UsageError(
-          `--keys-out ${o.keysOut}: ${(e as NodeJS.ErrnoException).code === 'EEXIST' ? 'exists (refusing to replace account keys)' : (e as Error).message}`,
-        );
-      }
+      writeNewKeysFile(o.keysOut, keys);
       process.stdout.write(await renderInstallSecrets({ namespace: o.namespace, keys, keep }));
+      setExit(0);
+    });
+
+  cmd
+    .command('rotate-readers-key')
+    .description(
+      "make the readers account's signing key (the issuer's) anew, all else kept; print the resolver and issuer Secrets (YAML on stdout)",
+    )
+    .option('--namespace <ns>', 'namespace of the Secrets', 'switchboard')
+    .requiredOption('--keys <file>', 'account keys in force, saved by `credentials init`', inputFile)
+    .requiredOption('--keys-out <file>', 'where to save the account keys with the new signing key (keep offline)')
+    .action(async (o: { namespace: string; keys: string; keysOut: string }) => {
+      const { renderReadersKeyRotation, withNewReadersSigningKey } = await import('../../../libs/nodecreds/index.ts');
+      const keys = withNewReadersSigningKey(readKeys(o.keys, ALL_KEY_FIELDS));
+      // rendered before the keys file is written: nothing is left behind if it fails
+      const yaml = await renderReadersKeyRotation({ namespace: o.namespace, keys }).catch((e: Error) => {
+        throw new UsageError(`--keys ${o.keys}: ${e.message}`); // a seed that is not one
+      });
+      writeNewKeysFile(o.keysOut, keys);
+      process.stdout.write(yaml);
       setExit(0);
     });
 
@@ -403,8 +418,25 @@ function waitingLine(who: string, log: (l: string) => void): (what: string, atte
   };
 }
 
-function readKeys(file: string) {
-  const fields = ['accountSeed', 'signingKeySeed', 'readersAccountSeed', 'readersSigningKeySeed'] as const;
+/** Writes account keys to a file that must not exist yet (owner-only), or a usage error naming --keys-out. */
+function writeNewKeysFile(file: string, keys: object): void {
+  try {
+    writeFileSync(file, JSON.stringify(keys, null, 2) + '\n', { mode: 0o600, flag: 'wx' });
+  } catch (e) {
+    throw new UsageError(
+      `--keys-out ${file}: ${(e as NodeJS.ErrnoException).code === 'EEXIST' ? 'exists (refusing to replace account keys)' : (e as Error).message}`,
+    );
+  }
+}
+
+/** What minting needs of the keys file. */
+const MINT_KEY_FIELDS = ['accountSeed', 'signingKeySeed', 'readersAccountSeed', 'readersSigningKeySeed'] as const;
+/** Everything `credentials init` saves: a resolver (operator and account JWTs) needs it all. */
+const ALL_KEY_FIELDS = ['operatorSeed', 'systemAccountSeed', ...MINT_KEY_FIELDS] as const;
+
+function readKeys<F extends string>(file: string, fields: readonly F[]): Record<F, string>;
+function readKeys(file: string): Record<(typeof MINT_KEY_FIELDS)[number], string>;
+function readKeys(file: string, fields: readonly string[] = MINT_KEY_FIELDS) {
   try {
     const k = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
     const missing = fields.filter((f) => typeof k[f] !== 'string');
@@ -412,7 +444,7 @@ function readKeys(file: string) {
       throw new Error(
         `missing ${missing.join('/')}${missing.includes('readersAccountSeed') && missing.length < fields.length ? ' (keys made before nodes and observers got their own account: run `credentials init` again and apply its Secrets)' : ''}`,
       );
-    return Object.fromEntries(fields.map((f) => [f, k[f] as string])) as Record<(typeof fields)[number], string>;
+    return Object.fromEntries(fields.map((f) => [f, k[f] as string]));
   } catch (e) {
     throw new UsageError(`--keys ${file}: ${(e as Error).message}`);
   }
