@@ -67,13 +67,15 @@ export function applyWithUndo(index: ClusterDataIndex, delta: DataDelta, carried
   const removeServices: string[] = [];
   const upsertNodes: NodeFacts[] = [];
   const removeNodes: string[] = [];
-  const svcKeys = new Set([...delta.removeServices, ...delta.upsertServices.map((s) => s.key)]);
+  const svcKeys = new Set(delta.removeServices);
+  for (const s of delta.upsertServices) svcKeys.add(s.key);
   for (const k of svcKeys) {
     const prev = index.service(k);
     if (prev) upsertServices.push(prev);
     else removeServices.push(k);
   }
-  const nodeKeys = new Set([...delta.removeNodes, ...delta.upsertNodes.map((n) => n.name)]);
+  const nodeKeys = new Set(delta.removeNodes);
+  for (const n of delta.upsertNodes) nodeKeys.add(n.name);
   for (const k of nodeKeys) {
     const prev = index.node(k);
     if (prev) upsertNodes.push(prev);

@@ -33,9 +33,15 @@ export class BucketHashTree {
    * in place, so a root hashes a slice of it instead of joining 256 strings and encoding the
    * result again (this runs on every node for every event). Same bytes as `join('\n')`.
    */
-  private readonly bucketText = Buffer.alloc(BUCKETS * LINE);
+  private readonly bucketText: Buffer;
   private readonly groupText: Buffer;
   private readonly tag: Buffer;
+  /**
+   * The text the root hashes: the tag, then the top-level hashes (bucketText without groups,
+   * groupText with them, each a view into this buffer), so a root is one one-shot SHA-256 over a
+   * slice of it instead of a Hash object fed twice.
+   */
+  private readonly rootText: Buffer;
   private readonly dirty = new Set<number>();
   /** Groups whose buckets were rehashed by a rootSteps left unfinished (a set() came between its steps). */
   private readonly dirtyGroups = new Set<number>();
@@ -51,9 +57,14 @@ export class BucketHashTree {
     if (options.groupSize !== 0 && BUCKETS % options.groupSize !== 0)
       throw new Error(`groupSize must divide ${BUCKETS}`);
     this.tag = Buffer.from(options.tag, 'utf8');
-    for (let b = 0; b < BUCKETS; b++) writeLine(this.bucketText, b, EMPTY);
     const groups = options.groupSize ? BUCKETS / options.groupSize : 0;
-    this.groupText = Buffer.alloc(groups * LINE);
+    const topLines = groups || BUCKETS;
+    this.rootText = Buffer.alloc(this.tag.length + topLines * LINE);
+    this.tag.copy(this.rootText);
+    const top = this.rootText.subarray(this.tag.length);
+    this.bucketText = groups ? Buffer.alloc(BUCKETS * LINE) : top;
+    this.groupText = groups ? top : Buffer.alloc(0);
+    for (let b = 0; b < BUCKETS; b++) writeLine(this.bucketText, b, EMPTY);
     if (groups) {
       const emptyGroup = sha256Hex(new Array<string>(options.groupSize).fill(EMPTY).join('\n'));
       for (let i = 0; i < groups; i++) writeLine(this.groupText, i, emptyGroup);
@@ -144,8 +155,11 @@ export class BucketHashTree {
     return h.digest('hex');
   }
 
+  /** rootSteps() in one call, without a generator (every node asks on every event). */
   root(): string {
-    return this.rootCache ?? runSteps(this.rootSteps()); // no generator for a cached root (every event asks)
+    if (this.rootCache) return this.rootCache;
+    for (const b of this.dirty) this.rehashBucket(b);
+    return this.finishRoot();
   }
 
   /**
@@ -155,26 +169,36 @@ export class BucketHashTree {
    */
   *rootSteps(): Generator<void, string, void> {
     if (this.rootCache) return this.rootCache;
-    const g = this.options.groupSize;
     let n = 0;
     for (const b of this.dirty) {
       if (++n % BUCKETS_PER_STEP === 0) yield;
-      this.dirty.delete(b);
-      if (g) this.dirtyGroups.add(Math.floor(b / g));
-      const bucket = this.buckets[b]!;
-      if (bucket.size === 0) {
-        writeLine(this.bucketText, b, EMPTY);
-        continue;
-      }
-      const keys = [...bucket.keys()].sort();
-      let text = '';
-      for (const k of keys) text += `${k}\t${bucket.get(k)!}\n`;
-      writeLine(this.bucketText, b, sha256Hex(text));
+      this.rehashBucket(b);
     }
+    return this.finishRoot();
+  }
+
+  /** Bucket b's hash from its sorted lines, into bucketText; b is no longer dirty, its group is. */
+  private rehashBucket(b: number): void {
+    this.dirty.delete(b);
+    const g = this.options.groupSize;
+    if (g) this.dirtyGroups.add(Math.floor(b / g));
+    const bucket = this.buckets[b]!;
+    if (bucket.size === 0) {
+      writeLine(this.bucketText, b, EMPTY);
+      return;
+    }
+    const keys = [...bucket.keys()].sort();
+    let text = '';
+    for (const k of keys) text += `${k}\t${bucket.get(k)!}\n`;
+    writeLine(this.bucketText, b, sha256Hex(text));
+  }
+
+  /** The root once every bucket is rehashed: the dirty groups' hashes, then the tag and the top level. */
+  private finishRoot(): string {
+    const g = this.options.groupSize;
     for (const i of this.dirtyGroups) writeLine(this.groupText, i, sha256Hex(joined(this.bucketText, i * g, g)));
     this.dirtyGroups.clear();
-    const top = g ? joined(this.groupText, 0, BUCKETS / g) : joined(this.bucketText, 0, BUCKETS);
-    this.rootCache = createHash('sha256').update(this.tag).update(top).digest('hex');
+    this.rootCache = sha256Hex(this.rootText.subarray(0, this.rootText.length - 1)); // the last '\n' left out
     return this.rootCache;
   }
 }

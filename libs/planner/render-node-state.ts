@@ -289,19 +289,27 @@ function endpointLists(i: VsInput): Pick<VirtualServer, 'realServers' | 'localRe
   return { realServers: local, clusterRealServers: cluster };
 }
 
+/**
+ * Built with its keys in code-unit order (as a RealServer's are): its canonical text is then
+ * JSON.stringify's, which contentHash takes natively (canonicalJsonOf) instead of sorting every
+ * object's keys; a node hashes each virtual server it renders, on every event.
+ */
 function virtualServer(i: VsInput): VirtualServer {
+  const { realServers, localRealServers, clusterRealServers } = endpointLists(i);
   return {
-    protocol: i.protocol,
     address: i.address,
+    ...(clusterRealServers ? { clusterRealServers } : {}),
+    localOnly: i.localOnly,
+    ...(localRealServers ? { localRealServers } : {}),
+    persistenceTimeout: i.svc.affinityTimeoutSeconds,
     port: i.port,
+    protocol: i.protocol,
+    realServers,
+    role: i.role,
     scheduler: i.ctx.config.scheduler,
     schedulerFlags: i.ctx.config.schedulerFlags,
-    persistenceTimeout: i.svc.affinityTimeoutSeconds,
-    role: i.role,
     servicePort: i.servicePort,
-    localOnly: i.localOnly,
     sourceRanges: i.sourceRanges,
-    ...endpointLists(i),
   };
 }
 

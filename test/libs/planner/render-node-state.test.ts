@@ -380,6 +380,25 @@ describe('renderNodeState (kube-proxy ipvs semantics)', () => {
     );
     expect(r.ipvsadm).toEqual(['-A -t 10.96.0.2:80 -s rr']);
   });
+
+  // contentHash takes JSON.stringify natively only for values whose keys all come in code-unit
+  // order; a node hashes every virtual server it renders, on every event
+  it("builds every virtual server with its keys (and its real servers' keys) in code-unit order", () => {
+    const unsorted = (v: unknown, path: string): string[] => {
+      if (typeof v !== 'object' || v === null) return [];
+      if (Array.isArray(v)) return v.flatMap((x, i) => unsorted(x, `${path}[${i}]`));
+      const keys = Object.keys(v);
+      const here = keys.join() === [...keys].sort().join() ? [] : [`${path}: ${keys.join()}`];
+      return [...here, ...keys.flatMap((k) => unsorted((v as Record<string, unknown>)[k], `${path}.${k}`))];
+    };
+    let seen = 0;
+    for (const c of cases) {
+      const r = planFor(c.yaml, c.node ?? 'node-a', c.config ?? {});
+      seen += r.state.virtualServers.length;
+      expect(unsorted(r.state.virtualServers, c.name)).toEqual([]);
+    }
+    expect(seen).toBeGreaterThan(20);
+  });
 });
 
 // k3s servicelb and MetalLB publish node addresses as LoadBalancer ingress IPs. Bound on their
