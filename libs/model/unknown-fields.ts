@@ -101,7 +101,9 @@ function walk(shape: Shape, v: unknown, path: string, found: (path: string) => v
     return;
   }
   if (typeof v !== 'object' || v === null || Array.isArray(v)) return; // the content hash protects values
-  for (const k of Object.keys(v)) {
+  // own keys as Object.keys gives them, without its array per object (every entry of every delta)
+  for (const k in v) {
+    if (!Object.hasOwn(v, k)) continue;
     if (!shape.fields.has(k)) {
       found(`${path}.${keyName(k)}`);
       continue;

@@ -102,6 +102,32 @@ describe('ClusterState builds entries in canonical key order', () => {
   });
 });
 
+describe('ClusterDataIndex', () => {
+  it('freezes the entries it holds at every depth, parsed JSON as an applier gets them included', () => {
+    const deeplyFrozen = (v: unknown): boolean =>
+      v === null || typeof v !== 'object' || (Object.isFrozen(v) && Object.values(v).every(deeplyFrozen));
+    const cluster = ClusterState.fromObjects(
+      parseManifestText(
+        NODES +
+          service('web', 'clusterIP: 10.96.0.9\n  ports: [{name: http, port: 80}]') +
+          slice('web', '[{name: http, port: 8080, protocol: TCP}]', [
+            '{addresses: [10.244.1.2], nodeName: node-a, conditions: {ready: true}}',
+            '{addresses: [10.244.2.2], nodeName: node-b, conditions: {ready: true}}',
+          ]),
+        'test.yaml',
+      ).objects,
+    );
+    const data = JSON.parse(JSON.stringify(cluster.data.toClusterData())) as ReturnType<
+      ClusterDataIndex['toClusterData']
+    >;
+    expect(data.services[0]!.ports[0]!.endpoints.length).toBeGreaterThan(0);
+    const index = ClusterDataIndex.from(data);
+    const held = index.toClusterData(); // fresh arrays of the entries held
+    expect([...held.services, ...held.nodes].every(deeplyFrozen)).toBe(true);
+    expect(index.hash()).toBe(cluster.data.hash());
+  });
+});
+
 describe('buildServiceEntry / buildNodeFacts', () => {
   it('return values frozen at every depth, as built (property)', () => {
     const deeplyFrozen = (v: unknown): boolean =>
