@@ -3,12 +3,15 @@
  * same connections, in the same run. Usage:
  *   npx tsx bench/fanout/run-fanout.ts [--nodes 100,1000] [--events 40] [--workers 4] [--services 50] [--warmup 0] [--cpu-prof DIR] [--out FILE] [--signed 1]
  * (--warmup K: unmeasured events first, until each worker process has handled K node-events;
- * --applier-v8 0: the workers run without the V8 flags the applier process sets.)
+ * --applier-v8 0: the workers run without the V8 flags the applier process sets;
+ * --build 1: the workers run bundled as scripts/build.mjs bundles what bin/switchboard runs
+ * (esbuild, no keepNames; .cache/bench-fanout/), with plain node, instead of under tsx, whose
+ * transform adds a defineProperty call per named closure made, which the shipped applier does not.)
  * (--cpu-prof DIR: each applier worker process writes a V8 CPU profile of the events window only,
  * from the first counters read to the last, into DIR; summarize with bench/fanout/profile-summary.ts.)
  * Prints a markdown table (ratios against the floor) and writes JSON to FILE (default bench/fanout/last-run.json).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
@@ -37,6 +40,18 @@ const warmupNodeEvents = Number(args.get('warmup') ?? 0);
 const applierV8 = args.get('applier-v8') !== '0';
 const outFile = args.get('out');
 const here = path.dirname(fileURLToPath(import.meta.url));
+/** `--build 1`: the applier workers run as shipped (bundled, no keepNames), not under tsx's transform. */
+const built = args.get('build') === '1';
+/** How a worker process starts: node's arguments before the worker's own. */
+const workerEntry = built ? bundledWorker() : ['--import', 'tsx', path.join(here, 'fanout-worker.ts')];
+
+function bundledWorker(): string[] {
+  // Inside the repo, so npm packages resolve from its node_modules (kept external, as shipped).
+  const out = path.resolve(here, '../../.cache/bench-fanout/fanout-worker.mjs');
+  const bundler = path.resolve(here, '../applier/build-bench.mjs'); // the shipped-build options
+  execFileSync(process.execPath, [bundler, out, path.join(here, 'fanout-worker.ts')], { stdio: 'inherit' });
+  return [out];
+}
 
 interface Stats {
   p50: number;
@@ -126,9 +141,7 @@ async function runScale(n: number): Promise<Record<string, unknown>> {
         const p = spawn(
           process.execPath,
           [
-            '--import',
-            'tsx',
-            path.join(here, 'fanout-worker.ts'),
+            ...workerEntry,
             server.url,
             String(count),
             String(w * per),
@@ -227,6 +240,7 @@ async function runScale(n: number): Promise<Record<string, unknown>> {
       warmupEvents,
       startupNacks,
       applierV8,
+      built,
       floorMs: f,
       fanoutMs: s,
       breakdown: {
