@@ -114,7 +114,7 @@ export function registerCredentials(program: Command, setExit: SetExit): void {
       if (o.role) refuseFlags(cmd, ['--ttl'], 'credentials mint --role', 'only a node credential expires');
       const ttl = Number(o.ttl);
       if (!Number.isInteger(ttl) || ttl <= 0) throw new UsageError('--ttl must be whole seconds > 0');
-      const keys = readKeys(o.keys);
+      const keys = readKeys(o.keys, MINT_KEY_FIELDS);
       if (o.role && !['planner', 'observer', 'issuer', 'bootstrap'].includes(o.role))
         throw new UsageError(`--role must be planner, observer, issuer or bootstrap, not ${JSON.stringify(o.role)}`);
       process.stdout.write(
@@ -434,17 +434,16 @@ const MINT_KEY_FIELDS = ['accountSeed', 'signingKeySeed', 'readersAccountSeed', 
 /** Everything `credentials init` saves: a resolver (operator and account JWTs) needs it all. */
 const ALL_KEY_FIELDS = ['operatorSeed', 'systemAccountSeed', ...MINT_KEY_FIELDS] as const;
 
-function readKeys<F extends string>(file: string, fields: readonly F[]): Record<F, string>;
-function readKeys(file: string): Record<(typeof MINT_KEY_FIELDS)[number], string>;
-function readKeys(file: string, fields: readonly string[] = MINT_KEY_FIELDS) {
+/** The named seeds of a keys file saved by `credentials init`, or a usage error naming what is missing. */
+function readKeys<F extends string>(file: string, fields: readonly F[]): Record<F, string> {
   try {
     const k = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
-    const missing = fields.filter((f) => typeof k[f] !== 'string');
+    const missing: string[] = fields.filter((f) => typeof k[f] !== 'string');
     if (missing.length > 0)
       throw new Error(
         `missing ${missing.join('/')}${missing.includes('readersAccountSeed') && missing.length < fields.length ? ' (keys made before nodes and observers got their own account: run `credentials init` again and apply its Secrets)' : ''}`,
       );
-    return Object.fromEntries(fields.map((f) => [f, k[f] as string]));
+    return Object.fromEntries(fields.map((f) => [f, k[f] as string])) as Record<F, string>;
   } catch (e) {
     throw new UsageError(`--keys ${file}: ${(e as Error).message}`);
   }
