@@ -14,7 +14,14 @@ import type { Authenticator } from '@nats-io/transport-node';
  * takes a connection now), closes without a word, or does not answer within `timeoutMs`. TLS
  * (tls://, or a server that requires it) and websocket servers are not asked (undefined).
  */
-/** How long the check waits for the server's answer after INFO and again after CONNECT before its next write. */
+/**
+ * How long the check reads, writing nothing, after INFO: a server over its connection limit sends
+ * -ERR and closes within this (a FIN, as nothing was written to it: the -ERR is read whole). 150 ms
+ * was too short on a loaded CI host (the -ERR came later, the CONNECT written meanwhile drew a RST
+ * that dropped it: "timeout" again). Only paid on a first connect that already timed out.
+ */
+const QUIET_AFTER_INFO_MS = 1000;
+/** How long it waits after CONNECT before the PING (an account limit's -ERR comes after CONNECT). */
 const STEP_PAUSE_MS = 150;
 
 export async function askServerRefusal(o: {
@@ -105,7 +112,7 @@ export async function askServerRefusal(o: {
           // "timeout" again). So: CONNECT only once nothing follows INFO for a moment, and the
           // PING only once nothing follows the CONNECT (an account limit's -ERR comes after it).
           const connectLine = `CONNECT ${JSON.stringify(connect)}\r\n`;
-          after(STEP_PAUSE_MS, () => {
+          after(QUIET_AFTER_INFO_MS, () => {
             socket.write(connectLine);
             after(STEP_PAUSE_MS, () => socket.write('PING\r\n'));
           });
