@@ -106,6 +106,11 @@ describe('credentials rotate-readers-key', () => {
 
     // The NATS pods restarted with the new resolver Secret (a running nats-server reloads account
     // JWTs but refuses a re-signed operator JWT); the planner reconnects with its credential.
+    // The node's ACK is core NATS: it reaches the planner only once the planner has reconnected and
+    // its subscription is back on the server (under load the node was quicker, CI).
+    const reconnected = (async () => {
+      for await (const s of planner.status()) if (s.type === 'reconnect') return;
+    })();
     await server.restartWith(rotated.get('switchboard-nats-resolver')!.stringData['resolver.conf']!);
     // The old key's node credential is refused; one minted with the new key connects and ACKs.
     expect(isCredentialRefusal((await refusal(oldCreds)) ?? 'taken')).toBe(true);
@@ -116,6 +121,8 @@ describe('credentials rotate-readers-key', () => {
       auth: { credsFile: await nodeCreds(f('k1.json'), 'node-a', 'new.creds') },
     });
     conns.push(node);
+    await reconnected;
+    await planner.flush();
     node.publish('sb.ack.node-a', 'after the rotation');
     await node.flush();
     await expect.poll(() => acks).toEqual(['sb.ack.node-a after the rotation']);

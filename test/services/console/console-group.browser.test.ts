@@ -169,6 +169,9 @@ describe.skipIf(!CHROMIUM)('console of a planner group', () => {
       window.groupSeen = [];
       const el = document.getElementById('group');
       new MutationObserver(() => window.groupSeen.push(el.textContent)).observe(el, { childList: true, characterData: true, subtree: true });
+      window.alertSeen = [];
+      const al = document.getElementById('planner-alert');
+      new MutationObserver(() => window.alertSeen.push((al.hidden ? 'hidden ' : '') + al.textContent)).observe(al, { attributes: true, childList: true, characterData: true, subtree: true });
     }`);
     const killedAt = performance.now();
     await stopProc(lead.proc);
@@ -187,13 +190,23 @@ describe.skipIf(!CHROMIUM)('console of a planner group', () => {
       `this planner ${F} (follows planner ${L} \\(leader, term ${term}\\)|follows; no planner leads|won the lease \\(term ${newTerm}\\) and is taking over|leads \\(term ${newTerm}\\)$)`,
     );
     for (const t of seen) expect(t).toMatch(states);
-    expect(await page.locator('#op-note').isHidden()).toBe(true);
-    expect(await page.locator('#planner-alert').isHidden()).toBe(true);
+    expect(await page.locator('#op-note').isHidden(), `op-note: ${await page.locator('#op-note').textContent()}`).toBe(
+      true,
+    );
+    // The new leader lists the cluster itself before it plans: NOT SYNCED until that first list is
+    // done (the nodes keep the last version meanwhile; under load that took a second, CI), then no
+    // alert. Nothing else is shown on the way: not a read's timeout, not a lease failure.
+    const alert = page.locator('#planner-alert');
+    await alert.waitFor({ state: 'hidden', timeout: 15_000 });
+    const alerts = (await page.evaluate('window.alertSeen')) as string[];
+    const allowed = new RegExp(
+      `^(hidden |NOT SYNCED: the planner has not finished reading the cluster|NO LEADER in group console \\(last: planner ${L}, term ${term}, renewed \\d+ s ago\\): .*)$`,
+    );
+    for (const line of alerts.flatMap((t) => t.split('\n'))) expect(line, JSON.stringify(alerts)).toMatch(allowed);
 
     // NATS stops answering: the leader can no longer renew, steps down, and nobody leads. The red
     // banner says writes are impossible and names the last leader.
     thaw = freezeNats(env.nats).thaw;
-    const alert = page.locator('#planner-alert');
     await alert.filter({ hasText: 'NO LEADER' }).waitFor({ timeout: 15_000 });
     expect(await alert.textContent()).toMatch(
       new RegExp(
