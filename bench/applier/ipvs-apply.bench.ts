@@ -21,6 +21,7 @@ import {
 import { openIpvs } from '../../libs/netlink/index.ts';
 import { tuneV8ForApplier } from '../../services/applier/v8-tiering.ts';
 import { GcAfterBigApply } from '../../services/applier/gc-after-big-apply.ts';
+import { fullGc } from '../../services/cli/full-gc.ts';
 import { startCpuProfile } from '../cpu-profile.ts';
 import { PhaseTimingKernel } from './phase-timing-kernel.ts';
 import {
@@ -50,7 +51,10 @@ for (const flag of V8_EXTRA) v8.setFlagsFromString(flag);
 // before the state is built, as the applier makes it at its start, before any data came.
 // BENCH_GC_AFTER_LOAD=0 leaves it out (every run before the tenth round).
 const GC_AFTER_LOAD = process.env.BENCH_GC_AFTER_LOAD !== '0';
-const gcHook = GC_AFTER_LOAD ? new GcAfterBigApply() : undefined;
+// Since the eleventh round the hook's collection sweeps before it returns (fullGc's
+// finishSweeping); BENCH_GC_FINISH_SWEEPING=0 leaves the sweeping to V8's threads, as before.
+const GC_FINISH_SWEEPING = process.env.BENCH_GC_FINISH_SWEEPING !== '0';
+const gcHook = GC_AFTER_LOAD ? new GcAfterBigApply(GC_FINISH_SWEEPING ? {} : { collect: () => fullGc() }) : undefined;
 const services = Number(process.argv[2] ?? 1000);
 const endpoints = Number(process.argv[3] ?? 10);
 const sh = (cmd: string) => execFileSync('sh', ['-c', cmd], { stdio: ['ignore', 'pipe', 'inherit'] }).toString();
@@ -529,6 +533,7 @@ const out = {
   // and the heap before and after it, between the load and the changes (in no other figure), and
   // how many times it ran after a change (keyed by set: 9000 right after the load, warmup, 9001)
   gcAfterBigApply: GC_AFTER_LOAD,
+  gcFinishSweeping: GC_AFTER_LOAD && GC_FINISH_SWEEPING,
   ...(gcAfterLoad
     ? {
         gcAfterLoadMs: r(gcAfterLoad.ms),

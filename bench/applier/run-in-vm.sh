@@ -15,7 +15,8 @@
 # BENCH_IPVS_RUN_ESTIMATION=0|1 sets net.ipv4.vs.run_estimation in the bench's netns and in the
 # baseline's, before either loads (unset: the kernel's default, 1); the result says it (ipvsRunEstimation).
 # The bench runs the applier's full GC after a big apply (services/applier/gc-after-big-apply.ts) after
-# the load and after each change, outside every timing (gcAfterLoadMs); BENCH_GC_AFTER_LOAD=0 leaves it out.
+# the load and after each change, outside every timing (gcAfterLoadMs); BENCH_GC_AFTER_LOAD=0 leaves it out;
+# BENCH_GC_FINISH_SWEEPING=0 leaves its sweeping to V8's threads (as before the eleventh round).
 # BENCH_AB="A|B" runs the bench once per variant, BENCH_AB_ROUNDS times (default 1), alternating,
 # in ONE boot, each in a fresh netns: a variant is space-separated NAME=VALUE settings of the
 # environment (or "-" for none), e.g. BENCH_AB="BENCH_IPVS_RECV_BUFFER=0|-". Each run prints its
@@ -52,6 +53,6 @@ fi
 # The VM's output passes through emulator-cpu.sh, which writes the emulator's CPU time over the
 # baseline and over our load to stderr (the bench marks both on its stderr); the exit code is the VM's.
 set +e
-"$repo/test/vm/harness/run-in-vm.sh" --mem "${VM_MEM:-4096}" --timeout "${VM_TIMEOUT:-3600}" --env "BENCH_PHASES=${BENCH_PHASES:-0}" --env "BENCH_SETTLE_MS=${BENCH_SETTLE_MS:-}" --env "BENCH_WARMUP=${BENCH_WARMUP:-}" --env "BENCH_WINDOW=${BENCH_WINDOW:-}" --env "BENCH_BATCH=${BENCH_BATCH:-}" --env "BENCH_DUMP_SOCKETS=${BENCH_DUMP_SOCKETS:-}" --env "BENCH_STEADY_PROF=${BENCH_STEADY_PROF:-0}" --env "BENCH_FIRST_PROF=${BENCH_FIRST_PROF:-0}" --env "BENCH_TRACE=${BENCH_TRACE:-0}" --env "BENCH_NO_HINT=${BENCH_NO_HINT:-0}" --env "BENCH_V8_DEFAULTS=${BENCH_V8_DEFAULTS:-0}" --env "BENCH_IPVS_RECV_BUFFER=${BENCH_IPVS_RECV_BUFFER:-}" --env "BENCH_V8_FLAGS=${BENCH_V8_FLAGS:-}" --env "BENCH_IPVS_RUN_ESTIMATION=${BENCH_IPVS_RUN_ESTIMATION:-}" --env "BENCH_GC_AFTER_LOAD=${BENCH_GC_AFTER_LOAD:-}" -- \
+"$repo/test/vm/harness/run-in-vm.sh" --mem "${VM_MEM:-4096}" --timeout "${VM_TIMEOUT:-3600}" --env "BENCH_PHASES=${BENCH_PHASES:-0}" --env "BENCH_SETTLE_MS=${BENCH_SETTLE_MS:-}" --env "BENCH_WARMUP=${BENCH_WARMUP:-}" --env "BENCH_WINDOW=${BENCH_WINDOW:-}" --env "BENCH_BATCH=${BENCH_BATCH:-}" --env "BENCH_DUMP_SOCKETS=${BENCH_DUMP_SOCKETS:-}" --env "BENCH_STEADY_PROF=${BENCH_STEADY_PROF:-0}" --env "BENCH_FIRST_PROF=${BENCH_FIRST_PROF:-0}" --env "BENCH_TRACE=${BENCH_TRACE:-0}" --env "BENCH_NO_HINT=${BENCH_NO_HINT:-0}" --env "BENCH_V8_DEFAULTS=${BENCH_V8_DEFAULTS:-0}" --env "BENCH_IPVS_RECV_BUFFER=${BENCH_IPVS_RECV_BUFFER:-}" --env "BENCH_V8_FLAGS=${BENCH_V8_FLAGS:-}" --env "BENCH_IPVS_RUN_ESTIMATION=${BENCH_IPVS_RUN_ESTIMATION:-}" --env "BENCH_GC_AFTER_LOAD=${BENCH_GC_AFTER_LOAD:-}" --env "BENCH_GC_FINISH_SWEEPING=${BENCH_GC_FINISH_SWEEPING:-}" -- \
   bash -c "$cmd" | "$repo/bench/applier/emulator-cpu.sh"
 exit "${PIPESTATUS[0]}"

@@ -9,7 +9,7 @@ export interface GcAfterBigApplyOptions {
   readonly minGrowthBytes?: number;
   /** Tests pass their own; default: V8's used heap size. */
   readonly heapUsedBytes?: () => number;
-  /** Tests pass their own; default: one full, compacting GC (services/cli/full-gc.ts). */
+  /** Tests pass their own; default: one full, compacting GC that sweeps before it returns (services/cli/full-gc.ts). */
   readonly collect?: () => { beforeBytes: number; afterBytes: number };
   /** Told after each collection (the applier logs it). */
   readonly onCollected?: (c: GcAfterApply) => void;
@@ -36,9 +36,10 @@ export interface GcAfterApply {
  * changes; the first changes after a 10k × 10 load that met it ran 2–3× slower than those that did
  * not (docs/benchmarks.md, "Applier (ipvs)", tenth round). Collecting once, right after the big
  * apply, returns the heap to the OS (as the planner does after its sync) and takes that marking
- * out of the changes that follow. It is a memory measure, not a latency fix: after it V8's worker
- * threads still used 1.0–1.4 s of CPU beside the first changes in the VM (its sweeping is the
- * candidate), and those changes were no faster than without it.
+ * out of the changes that follow. The collection also sweeps the freed pages before it returns
+ * (fullGc's finishSweeping): left to V8's sweeper threads, as a collection does by default, that
+ * sweeping used 1.0–1.4 s of the VM's CPU beside the first changes, and those changes were no
+ * faster than without the collection (docs/benchmarks.md, tenth and eleventh rounds).
  *
  * Bounded: only when the heap grew by `minGrowthBytes` since the last collection made here (a
  * small change grows it by kilobytes, so steady-state changes never pay for one), at most one
@@ -56,7 +57,7 @@ export class GcAfterBigApply {
   constructor(private readonly options: GcAfterBigApplyOptions = {}) {
     this.minGrowth = options.minGrowthBytes ?? DEFAULT_GC_MIN_HEAP_GROWTH_BYTES;
     this.heapUsed = options.heapUsedBytes ?? (() => v8.getHeapStatistics().used_heap_size);
-    this.collect = options.collect ?? fullGc;
+    this.collect = options.collect ?? (() => fullGc({ finishSweeping: true }));
     this.baseline = this.heapUsed();
   }
 
