@@ -35,27 +35,43 @@ export async function fetchNodeCredential(
   const claims = decode<{ type?: string }>(reply.jwt);
   if (claims.sub !== user.getPublicKey() || claims.name !== o.node)
     throw new Error(`credential issuer answered for ${claims.name}/${claims.sub}, not this node's key`);
+  const told = reply.lifetimeSeconds;
+  if (told !== undefined && !(typeof told === 'number' && Number.isFinite(told) && told > 0))
+    throw new Error(`credential issuer answered a bad lifetimeSeconds: ${JSON.stringify(told)}`);
   writeCredsFile(o.out, fmtCreds(reply.jwt, user));
   const lifetimeMs =
-    claims.iat !== undefined && claims.exp !== undefined ? (claims.exp - claims.iat) * 1000 : undefined;
+    told !== undefined
+      ? told * 1000
+      : claims.iat !== undefined && claims.exp !== undefined
+        ? (claims.exp - claims.iat) * 1000
+        : undefined;
   return {
     expiresAt: claims.exp ?? Number.MAX_SAFE_INTEGER,
-    renewInMs: renewalDelayMs(claims, Date.now()),
+    renewInMs: renewalDelayMs(told === undefined ? claims : { ...claims, lifetimeSeconds: told }, Date.now()),
     lifetimeMs,
   };
 }
 
 /**
- * When to renew a credential: after half its lifetime, `exp - iat`, both stamped by the issuer's
- * clock, counted on this process's timer. The node's own clock never enters (probe12 L5): half of
- * `exp - now` let a node whose clock ran an hour behind wait past a 1 h credential's expiry (NATS
- * then closes its connection and refuses it until the renewal), and one ahead renew every second.
- * A credential without `iat` falls back to half of what this clock says is left.
+ * When to renew a credential: after half its lifetime, counted on this process's timer: the
+ * `lifetimeSeconds` the issuer says it minted for, else (an issuer before it) `exp - iat`. The
+ * node's own clock never enters (probe12 L5): half of `exp - now` let a node whose clock ran an
+ * hour behind wait past a 1 h credential's expiry (NATS then closes its connection and refuses it
+ * until the renewal), and one ahead renew every second. A credential without either falls back to
+ * half of what this clock says is left.
  */
-export function renewalDelayMs(claims: { readonly iat?: number; readonly exp?: number }, nowMs: number): number {
-  const { iat, exp } = claims;
+export function renewalDelayMs(
+  claims: { readonly iat?: number; readonly exp?: number; readonly lifetimeSeconds?: number },
+  nowMs: number,
+): number {
+  const { iat, exp, lifetimeSeconds } = claims;
   if (exp === undefined) return 2 ** 31 - 1; // never expires: setTimeout's longest wait
-  const half = iat !== undefined && exp > iat ? ((exp - iat) * 1000) / 2 : (exp * 1000 - nowMs) / 2;
+  const half =
+    lifetimeSeconds !== undefined
+      ? (lifetimeSeconds * 1000) / 2
+      : iat !== undefined && exp > iat
+        ? ((exp - iat) * 1000) / 2
+        : (exp * 1000 - nowMs) / 2;
   return Math.min(2 ** 31 - 1, Math.max(1000, half));
 }
 

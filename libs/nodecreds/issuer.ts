@@ -11,7 +11,16 @@ export interface CredentialRequest {
   readonly token: string;
   readonly publicKey: string;
 }
-export type CredentialReply = { readonly jwt: string; readonly expiresAt: number } | { readonly error: string };
+/**
+ * The issuer's answer. `lifetimeSeconds` (the ttl it minted for; absent from issuers before it) is
+ * what the node renews by, at half of it: the JWT's own `iat` is stamped by the JWT library with
+ * the issuer host's clock, while `exp` is counted from the API server's when that clock is off
+ * (issuer-clock.ts), so `exp - iat` was off by the host's skew (an issuer 2 h behind: a node
+ * renewed a 10 min credential after 65 min) and by a second when one ticked between the two.
+ */
+export type CredentialReply =
+  | { readonly jwt: string; readonly expiresAt: number; readonly lifetimeSeconds?: number }
+  | { readonly error: string };
 
 export interface IssuerOptions {
   /** Read at every request: `credentials serve` passes getters that read its key files (probe16 I3). */
@@ -76,7 +85,7 @@ export async function decideCredentialRequest(raw: Uint8Array | string, o: Issue
       // read again: the Node lookup just checked the clock against the API server's (probe12 L13)
       now: o.now?.() ?? new Date(),
     });
-    return { jwt, expiresAt: decode(jwt).exp! };
+    return { jwt, expiresAt: decode(jwt).exp!, lifetimeSeconds: ttl };
   } catch (e) {
     return { error: `cannot mint: ${(e as Error).message}` };
   }

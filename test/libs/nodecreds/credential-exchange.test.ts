@@ -1,10 +1,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { exportJWK, generateKeyPair, SignJWT, type JSONWebKeySet, type CryptoKey } from 'jose';
-import { createUser } from '@nats-io/jwt';
+import { createUser, decode } from '@nats-io/jwt';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { connectBus } from '../../../libs/bus/index.ts';
 import { kubeHttpFromConfig } from '../../../libs/kube/index.ts';
@@ -13,6 +13,7 @@ import {
   readersAccountPublicKey,
   generateAccountKeys,
   mintNodeCreds,
+  mintNodeJwt,
   mintRoleCreds,
   renderResolverConfig,
   serverResolver,
@@ -164,6 +165,41 @@ describe('node credential exchange (issuer + fetcher, real nats-server, fake kub
     a.publish('sb.ack.node-a', 'mine');
     await a.flush();
     await expect.poll(() => acks).toEqual(['sb.ack.node-a']);
+  });
+
+  it("renews by the issuer's lifetimeSeconds, not exp - iat; a reply with a bad one is refused and writes nothing", async () => {
+    const { keys } = await world(['node-a']);
+    const issuerNc = await connect('issuer', await mintRoleCreds(keys, 'issuer'));
+    // An issuer that stamps `exp` an hour past the JWT's `iat` (its clock corrected by the API
+    // server's) for a 600 s credential, then says what it minted for: first good, then garbage.
+    const told: unknown[] = [600, -1, 'soon', 0];
+    issuerNc.subscribe(CREDENTIALS_REQUEST_SUBJECT, {
+      callback: (_e, m) => {
+        const req = JSON.parse(m.string()) as { node: string; publicKey: string };
+        void mintNodeJwt({
+          accountPublicKey: readersAccountPublicKey(keys),
+          signingKeySeed: keys.readersSigningKeySeed,
+          node: req.node,
+          userPublicKey: req.publicKey,
+          ttlSeconds: 600,
+          now: new Date(Date.now() + 3_000_000),
+        }).then((jwt) => m.respond(JSON.stringify({ jwt, expiresAt: decode(jwt).exp, lifetimeSeconds: told.shift() })));
+      },
+    });
+    await issuerNc.flush();
+    const boot = await connect('boot-a', await mintRoleCreds(keys, 'bootstrap'), {
+      inboxPrefix: BOOTSTRAP_INBOX_PREFIX,
+    });
+    const fetch = (out: string) =>
+      fetchNodeCredential({ nc: boot, node: 'node-a', tokenFile: file('token-a', 'unread by this issuer'), out });
+    const got = await fetch(path.join(dir!, 'good.creds'));
+    expect(got.lifetimeMs).toBe(600_000);
+    expect(got.renewInMs).toBe(300_000); // exp - iat says 3 600 s: renewing after 30 min, 20 min too late
+    for (const bad of ['-1', '"soon"', '0']) {
+      const out = path.join(dir!, `bad-${bad}.creds`);
+      await expect(fetch(out)).rejects.toThrow(`credential issuer answered a bad lifetimeSeconds: ${bad}`);
+      expect(existsSync(out)).toBe(false);
+    }
   });
 
   it("refuses: another node's name, another service account, another audience, expired, foreign signer, a pod-less or node-less token, a deleted node, garbage", async () => {
@@ -390,7 +426,7 @@ it.skipIf(skewedClockMissing !== '')(
       inboxPrefix: BOOTSTRAP_INBOX_PREFIX,
     });
     const out = file('node-a.creds', '');
-    const { expiresAt } = await fetchNodeCredential({
+    const { expiresAt, renewInMs, lifetimeMs } = await fetchNodeCredential({
       nc: boot,
       node: 'node-a',
       // valid since 2 h 2 min (kubelet's token of a pod running that long), so the old issuer took it
@@ -399,6 +435,11 @@ it.skipIf(skewedClockMissing !== '')(
       out,
     });
     expect(expiresAt).toBeGreaterThan(Date.now() / 1000 + 500);
+    // renewed after half its 600 s, not half of `exp` (the API server's time) less the JWT's `iat`
+    // (stamped by the JWT library with this host's clock, 2 h behind): that was 65 min, and the
+    // node lost NATS at the expiry, 55 min before it renewed
+    expect(lifetimeMs).toBe(600_000);
+    expect(renewInMs).toBe(300_000);
     const a = await connectBus({ servers: server!.url, name: 'node-a', node: 'node-a', auth: { credsFile: out } });
     conns.push(a);
     await a.flush();
