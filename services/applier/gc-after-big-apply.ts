@@ -38,13 +38,15 @@ export interface GcAfterApply {
  * apply, returns the heap to the OS (as the planner does after its sync) and takes that marking
  * out of the changes that follow. The collection also sweeps the freed pages before it returns
  * (fullGc's finishSweeping): left to V8's sweeper threads, as a collection does by default, that
- * sweeping used 1.0–1.4 s of the VM's CPU beside the first changes, and those changes were no
- * faster than without the collection (docs/benchmarks.md, tenth and eleventh rounds).
+ * sweeping used 1.0–1.4 s of the VM's CPU beside the first changes, which were no faster than
+ * without the collection; finished here, those changes were a little faster (0.125–0.170× of an
+ * `ipvsadm -a` process against 0.155–0.203×: docs/benchmarks.md, tenth and eleventh rounds).
  *
  * Bounded: only when the heap grew by `minGrowthBytes` since the last collection made here (a
  * small change grows it by kilobytes, so steady-state changes never pay for one), at most one
  * collection pending at a time, none after stop(), and none again once one threw. Its cost: the
- * event loop blocked for the collection (0.7–1.0 s in the VM at 10k, under TCG).
+ * event loop blocked for the collection, its sweeping included (0.4–0.6 s in the quiet VM at 10k under
+ * TCG; 0.7–1.0 s under host load).
  */
 export class GcAfterBigApply {
   private readonly minGrowth: number;
