@@ -500,9 +500,12 @@ describe('replicated event log: a follower away past the compaction cut', () => 
     expect(a.log.oldestSeq()).toBeGreaterThan(bAt.chains.events.id + 1);
     // then ACKs only (a compacted log rebuilds no version before its cut, which a random history's
     // pins ask for), until two snapshots of the compacted log are made
-    // made ones only: a snapshot that failed (a timeout under load) says 'snapshot at seq N failed' and trims nothing
+    // made ones that trimmed the stream only: a snapshot that failed (a timeout under load) says
+    // 'snapshot at seq N failed', and one that could not list the earlier ones trims nothing; both
+    // leave b's next batches in the stream, and b then rightly catches up from them (CI, not reproduced)
     const snapshots = () =>
-      lines.filter((l) => l.includes(`SB_LOG_${g}: snapshot at seq`) && !l.includes(' failed: ')).length;
+      lines.filter((l) => l.includes(`SB_LOG_${g}: snapshot at seq`) && l.includes('; stream trimmed below seq'))
+        .length;
     const before = snapshots();
     const version = a.log.latestVersion()!.version;
     for (let i = 0; snapshots() < before + 2; i++) {

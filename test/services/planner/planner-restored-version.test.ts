@@ -5,10 +5,11 @@
 // numbers only and kept the old content for good (R1). Meanwhile operations were answered as if
 // they moved nodes, and the deleted stream went unnoticed until a restart (R5).
 import { jetstreamManager } from '@nats-io/jetstream';
+import { Kvm } from '@nats-io/kv';
 import { connect } from '@nats-io/transport-node';
 import { afterEach, beforeEach, expect, it } from 'vitest';
 import { ApplierSession } from '../../../libs/applier/index.ts';
-import { TargetStore, VersionReader } from '../../../libs/bus/index.ts';
+import { nodeTargetKey, TargetStore, VersionReader } from '../../../libs/bus/index.ts';
 import { parseWaves } from '../../../libs/control/index.ts';
 import { DryRunDataplane } from '../../../libs/dataplane/index.ts';
 import {
@@ -95,7 +96,7 @@ it('a node holding another planner’s version N is not SYNCED on this planner�
       const d = await reader.delta(2);
       return d.ok && d.value.hash === bHash;
     },
-    20_000, // the first read of the deleted stream waits out its timeout (1.5 s)
+    20_000, // the first read of the deleted stream waits out its timeout (5 s)
     'B republished its version 2',
   );
   // R1: the re-issued target of version 2 makes node-1 check what it holds and load B's version 2
@@ -154,6 +155,16 @@ it('a first target that moves only the config revision onto a version held with 
     10_000,
     'node-1 runs A’s version 2 with revision 2',
   );
+  // A's rollout ends (revision 2 the default, node-1's override cleared) before A stops: stopped
+  // mid-rollout, it left node-1 an override of revision 2 that B's log does not hold and B does
+  // not clear, and node-1 followed it (CI; the closing note of 2026-12-04's second session).
+  const kv = await new Kvm(env.nc).open('sb_targets');
+  const entry = async (key: string) => (await kv.get(key))?.json<Record<string, unknown>>();
+  await until(
+    async () => (await entry('default'))?.configRevision === 2 && (await entry(nodeTargetKey('node-1')))?.cleared,
+    10_000,
+    'A’s rollout of revision 2 ended',
+  );
   await a.stop();
   // B: a log without revision 2 and with its own version 2, published once the stream is cleared:
   // its first target is (2, revision 1), a config move on the number node-1 holds
@@ -165,7 +176,7 @@ it('a first target that moves only the config revision onto a version held with 
   await (await jetstreamManager(env.nc)).streams.delete('SB_VERSIONS');
   await until(
     () => session.status().applied?.dataHash === bHash && session.status().applied?.configRevision === 1,
-    20_000, // the first read of the deleted stream waits out its timeout (1.5 s)
+    20_000, // the first read of the deleted stream waits out its timeout (5 s)
     'node-1 runs B’s version 2 with revision 1',
   );
 });
