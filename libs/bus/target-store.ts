@@ -65,6 +65,8 @@ export class TargetStore {
   private readonly revisions = new Map<string, number>();
   /** The entry this store last put in each target key (restoreOverwritten's reference). */
   private readonly mine = new Map<string, { revision: number; text: string; issued: number }>();
+  /** The `node.` keys that hold a target (not `cleared`), as read at open or claim and written since. */
+  private readonly liveOverrides = new Set<string>();
 
   private constructor(
     private readonly nc: NatsConnection,
@@ -118,6 +120,27 @@ export class TargetStore {
   }
 
   /**
+   * Clears every override that names a node not in `keep` (the nodes the writer overrides now),
+   * whoever wrote it: a planner restored from a backup, or one whose predecessor was stopped in
+   * the middle of a rollout its log does not hold, found that predecessor's overrides in the
+   * bucket, never cleared them (it clears only those it wrote), and those nodes ran a config
+   * revision its log did not hold (CI, 2026-12-04). Returns the keys cleared.
+   */
+  async clearOverridesExcept(keep: Iterable<string>): Promise<string[]> {
+    const kept = new Set([...keep].map(nodeTargetKey));
+    const stray = [...this.liveOverrides].filter((k) => !kept.has(k));
+    for (const key of stray) await this.write(key, 'cleared');
+    return stray;
+  }
+
+  /** Whether clearOverridesExcept(keep) would write anything (no I/O). */
+  hasOverridesBeyond(keep: Iterable<string>): boolean {
+    const kept = new Set([...keep].map(nodeTargetKey));
+    for (const k of this.liveOverrides) if (!kept.has(k)) return true;
+    return false;
+  }
+
+  /**
    * Removes the override keys of nodes that are gone from the cluster (probe9 K1): every
    * `node.<token>` key this store knows (the bucket's, listed at open and at each claim, and those
    * it wrote since) whose node is not in `keep` (node names). Clearing an override leaves a signed
@@ -138,6 +161,7 @@ export class TargetStore {
       if (revision > 0)
         await jsm.streams.purge(TARGETS_STREAM, { filter: `$KV.${TARGETS_BUCKET}.${key}`, seq: revision + 1 });
       this.revisions.delete(key);
+      this.liveOverrides.delete(key);
     }
     return gone.map(([k]) => k);
   }
@@ -162,6 +186,10 @@ export class TargetStore {
     const text = JSON.stringify(entry);
     const revision = await this.conditionalPut(key, text);
     this.mine.set(key, { revision, text, issued: this.issued });
+    if (key.startsWith('node.')) {
+      if (t === 'cleared') this.liveOverrides.delete(key);
+      else this.liveOverrides.add(key);
+    }
     // one signature over target and delta together: a node verifies one instead of two per event
     const statement = delta && this.options.signer ? targetNoticeStatement(key, entry, delta) : undefined;
     const noticeSig = statement ? this.options.signer!.sign(statement) : undefined;
@@ -231,11 +259,15 @@ export class TargetStore {
   private async learnIssued(): Promise<void> {
     this.revisions.clear();
     this.mine.clear();
+    this.liveOverrides.clear();
     for (const k of [DEFAULT_TARGET_KEY, ...(await this.nodeKeys())]) {
       const e = await this.kv.get(k);
       if (e) this.revisions.set(k, e.revision);
       const t = e && e.operation === 'PUT' ? parseWire(SignedTargetSchema, e.value, k) : undefined;
       if (t && 'value' in t) this.issued = Math.max(this.issued, t.value.issued);
+      // anything but a valid `cleared` may steer a node: an override to clear unless the writer keeps it
+      if (k.startsWith('node.') && e?.operation === 'PUT' && !(t && 'value' in t && 'cleared' in t.value))
+        this.liveOverrides.add(k);
     }
   }
 

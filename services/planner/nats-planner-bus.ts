@@ -297,6 +297,12 @@ export class NatsPlannerBus implements PlannerBus {
     });
   }
 
+  async clearOverridesExcept(keep: Iterable<string>): Promise<void> {
+    const nodes = [...keep];
+    if (!this.targets.hasOverridesBeyond(nodes)) return; // the usual case: no write at all
+    await this.guard(() => this.targets.clearOverridesExcept(nodes));
+  }
+
   async removeNodeTargets(keep: Iterable<string>): Promise<void> {
     const nodes = [...keep];
     // asked at every target move: a write (and its log flush) only when a key is to go

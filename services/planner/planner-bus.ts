@@ -79,6 +79,12 @@ export interface PlannerBus {
    * probe9 K1). Optional: a bus without per-node keys has nothing to remove.
    */
   removeNodeTargets?(keep: Iterable<string>): Promise<void>;
+  /**
+   * Clears every override in the bus for a node not in `keep`, this planner's or not (one left by a
+   * planner stopped mid-rollout whose log this one does not have). Optional: without it the writer
+   * clears only the overrides it wrote.
+   */
+  clearOverridesExcept?(keep: Iterable<string>): Promise<void>;
   /** Starts delivering acks and heartbeats; callbacks are awaited one at a time. */
   listen(hooks: {
     onAck: (a: AckOrNack) => Promise<void> | void;

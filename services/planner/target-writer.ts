@@ -28,7 +28,10 @@ export class TargetWriter {
     }
     await this.o.bus.setDefaultTarget({ version, configRevision: st.defaultRevision });
     for (const [node, rev] of overrides) await this.o.bus.setNodeTarget(node, { version, configRevision: rev });
-    for (const node of this.overridden) if (!overrides.has(node)) await this.o.bus.setNodeTarget(node, undefined);
+    // every override but this planner's goes, another planner's too (the bus knows them); a bus
+    // that cannot tell clears those this writer made
+    if (this.o.bus.clearOverridesExcept) await this.o.bus.clearOverridesExcept(overrides.keys());
+    else for (const node of this.overridden) if (!overrides.has(node)) await this.o.bus.setNodeTarget(node, undefined);
     this.overridden = new Set(overrides.keys());
     // A Node gone from the cluster (not in the published data) and no longer overridden: its key
     // goes (probe9 K1); one kept while the Node exists or a rollout still names it.

@@ -180,3 +180,36 @@ it('a first target that moves only the config revision onto a version held with 
     'node-1 runs B’s version 2 with revision 1',
   );
 });
+
+it('a planner clears an override it finds in the targets bucket that its log does not hold (one left by a planner stopped mid-rollout, or any other writer)', async () => {
+  env.write('nodes.yaml', nodeYaml('node-1', '192.0.2.1'));
+  env.write('s0.yaml', svc(['10.0.0.1']));
+  const a = await start('a.db');
+  const who = { actor: 'op', reason: 'test' };
+  await a.planner.configChange({ scheduler: 'wrr' }, who, 'config', { waves: parseWaves('100%'), pauseOnError: false });
+  const nc = await connect({ servers: env.nats.url });
+  const session = await ApplierSession.start({ nc, node: 'node-1', dataplane: new DryRunDataplane(), heartbeatMs: 0 });
+  stops.push(async () => {
+    await session.stop();
+    await nc.close();
+  });
+  const kv = await new Kvm(env.nc).open('sb_targets');
+  const entry = async (key: string) => (await kv.get(key))?.json<Record<string, unknown>>();
+  await until(async () => (await entry('default'))?.configRevision === 2, 10_000, 'revision 2 the default');
+  await until(() => session.status().applied?.configRevision === 2, 10_000, 'node-1 runs revision 2');
+  const version = a.log.latestVersion()!.version;
+  await a.stop();
+  // Another writer leaves node-1 an override (revision 1) that a's log does not hold.
+  const other = await TargetStore.open({ nc: env.nc });
+  await other.setNodeTarget('node-1', { version, configRevision: 1 });
+  await until(() => session.status().applied?.configRevision === 1, 10_000, 'node-1 follows the stray override');
+  // The planner started again on its log: its first target write clears the override it did not make.
+  await start('a.db');
+  await until(
+    async () => (await entry(nodeTargetKey('node-1')))?.cleared === true,
+    10_000,
+    'the stray override cleared',
+  );
+  await until(() => session.status().applied?.configRevision === 2, 10_000, 'node-1 follows the default again');
+  expect(session.status().target).toEqual({ version, configRevision: 2 });
+});
