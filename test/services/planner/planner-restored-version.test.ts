@@ -155,9 +155,9 @@ it('a first target that moves only the config revision onto a version held with 
     10_000,
     'node-1 runs A’s version 2 with revision 2',
   );
-  // A's rollout ends (revision 2 the default, node-1's override cleared) before A stops: stopped
-  // mid-rollout, it left node-1 an override of revision 2 that B's log does not hold and B does
-  // not clear, and node-1 followed it (CI; the closing note of 2026-12-04's second session).
+  // A's rollout ends (revision 2 the default, node-1's override cleared) before A stops, so this
+  // case is the default target's alone: stopped mid-rollout, A left node-1 an override of revision
+  // 2 that B's log lacks (CI); B clears such an override now (the last case in this file).
   const kv = await new Kvm(env.nc).open('sb_targets');
   const entry = async (key: string) => (await kv.get(key))?.json<Record<string, unknown>>();
   await until(
