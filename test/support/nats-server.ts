@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, connect as tcpConnect } from 'node:net';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 
@@ -81,14 +81,30 @@ export async function startNatsServer(opts: NatsServerOptions = {}): Promise<Nat
     live.add(p);
     proc = p;
     log = '';
+    // Ready when it says so: a probe connection to the port was a client the server counted until
+    // it saw it close, and under load a test's own connection to a server with max_connections
+    // met it and was refused (servers-text, CI).
+    let ready: () => void = () => {};
+    const said = new Promise<void>((res) => {
+      ready = res;
+    });
     p.stderr!.on('data', (b: Buffer) => {
       log = (log + b.toString()).slice(-64_000);
+      if (log.includes('Server is ready')) ready();
     });
     const exited = new Promise<never>((_, rej) =>
       p.once('exit', (c) => rej(new Error(`nats-server exited (${c}): ${log}`))),
     );
     exited.catch(() => {});
-    await Promise.race([waitForPort(port, 10_000), exited]);
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, rej) => {
+      timer = setTimeout(() => rej(new Error(`nats-server on ${port} not ready in 10 s: ${log}`)), 10_000);
+    });
+    try {
+      await Promise.race([said, exited, late]);
+    } finally {
+      clearTimeout(timer);
+    }
   };
 
   const kill = async (): Promise<void> => {
@@ -201,19 +217,3 @@ function listensOn(port: number): Promise<number | false> {
 }
 
 /** Resolves once the port accepts TCP connections (the server is ready to serve clients). */
-async function waitForPort(port: number, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const ok = await new Promise<boolean>((res) => {
-      const c = tcpConnect(port, '127.0.0.1');
-      c.once('connect', () => {
-        c.destroy();
-        res(true);
-      });
-      c.once('error', () => res(false));
-    });
-    if (ok) return;
-    if (Date.now() > deadline) throw new Error(`nats-server did not listen on ${port} in ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 25)); // polling a port: there is no event to await
-  }
-}
