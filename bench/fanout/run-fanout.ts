@@ -7,6 +7,8 @@
  * --build 1: the workers run bundled as scripts/build.mjs bundles what bin/switchboard runs
  * (esbuild, no keepNames; .cache/bench-fanout/), with plain node, instead of under tsx, whose
  * transform adds a defineProperty call per named closure made, which the shipped applier does not.)
+ * (--worker-script FILE: the workers run from FILE with plain node, a bundle that
+ * bench/fanout/build-portable.mjs made, for a machine without this repo's node_modules.)
  * (--cpu-prof DIR: each applier worker process writes a V8 CPU profile of the events window only,
  * from the first counters read to the last, into DIR; summarize with bench/fanout/profile-summary.ts.)
  * Prints a markdown table (ratios against the floor) and writes JSON to FILE (default bench/fanout/last-run.json).
@@ -18,6 +20,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { generateKeyPairSync } from 'node:crypto';
+import { availableParallelism } from 'node:os';
 import { AckCollector, signerFromKey, TargetStore, VersionPublisher } from '../../libs/bus/index.ts';
 import { startCpuProfile } from '../cpu-profile.ts';
 import { startNatsServer } from '../../test/support/nats-server.ts';
@@ -43,7 +46,12 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 /** `--build 1`: the applier workers run as shipped (bundled, no keepNames), not under tsx's transform. */
 const built = args.get('build') === '1';
 /** How a worker process starts: node's arguments before the worker's own. */
-const workerEntry = built ? bundledWorker() : ['--import', 'tsx', path.join(here, 'fanout-worker.ts')];
+const workerScript = args.get('worker-script');
+const workerEntry = workerScript
+  ? [path.resolve(workerScript)]
+  : built
+    ? bundledWorker()
+    : ['--import', 'tsx', path.join(here, 'fanout-worker.ts')];
 
 function bundledWorker(): string[] {
   // Inside the repo, so npm packages resolve from its node_modules (kept external, as shipped).
@@ -240,7 +248,8 @@ async function runScale(n: number): Promise<Record<string, unknown>> {
       warmupEvents,
       startupNacks,
       applierV8,
-      built,
+      built: built || workerScript !== undefined,
+      host: { cpus: availableParallelism(), node: process.version },
       floorMs: f,
       fanoutMs: s,
       breakdown: {

@@ -32,7 +32,7 @@
  */
 import { execFileSync, fork, type ChildProcess } from 'node:child_process';
 import { cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir, loadavg } from 'node:os';
+import { availableParallelism, tmpdir, loadavg } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -66,6 +66,11 @@ const { values } = parseArgs({
     'planner-flag': { type: 'string', multiple: true },
     /** Runs the informer's and the planner's children bundled as shipped (see the header). */
     build: { type: 'boolean', default: false },
+    /**
+     * Every child runs from DIR/<child>.mjs with plain node: bundles that
+     * bench/build-portable.mjs made, for a machine without this repo's node_modules.
+     */
+    'children-dir': { type: 'string' },
     out: { type: 'string' },
   },
 });
@@ -114,8 +119,14 @@ function bundle(file: string): string {
   return out;
 }
 function forkChild(file: string, arg: unknown, extraExecArgv: string[] = [], asBuilt = false): ChildProcess {
-  const c = fork(asBuilt ? bundle(file) : path.join(here, file), [JSON.stringify(arg)], {
-    execArgv: [...(asBuilt ? [] : ['--import', 'tsx']), '--expose-gc', ...extraExecArgv],
+  const portable = values['children-dir'];
+  const script = portable
+    ? path.resolve(portable, file.replace(/\.ts$/, '.mjs'))
+    : asBuilt
+      ? bundle(file)
+      : path.join(here, file);
+  const c = fork(script, [JSON.stringify(arg)], {
+    execArgv: [...(asBuilt || portable ? [] : ['--import', 'tsx']), '--expose-gc', ...extraExecArgv],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
   children.add(c);
@@ -177,14 +188,15 @@ let nc: NatsConnection | undefined;
 let informer: ClusterInformer | undefined;
 let planner: ChildProcess | undefined;
 const result: Record<string, unknown> = {
-  command: `npx tsx bench/ingest/ingest-bench.ts ${process.argv.slice(2).join(' ')}`.trim(),
+  command:
+    `${values['children-dir'] ? `node ${path.basename(process.argv[1]!)}` : 'npx tsx bench/ingest/ingest-bench.ts'} ${process.argv.slice(2).join(' ')}`.trim(),
   node: process.version,
-  cpus: 2,
+  cpus: availableParallelism(),
   loadavgAtStart: loadavg().map((x) => +x.toFixed(2)),
   size: { services: S, endpointsPerService: E, nodes: N },
   debounceMs: DEBOUNCE ?? 'default (30)',
   // --build: the informer's and the planner's children ran bundled as shipped, with plain node
-  bundled: values.build,
+  bundled: values.build || values['children-dir'] !== undefined,
 };
 
 async function cleanup(): Promise<void> {
