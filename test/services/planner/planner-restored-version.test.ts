@@ -40,24 +40,30 @@ async function start(db: string) {
   return p;
 }
 
+/** A node on its own connection, stopped after the test. */
+async function startNode(node: string, opts: { heartbeatMs: number; retryMs?: number }) {
+  const nc = await connect({ servers: env.nats.url });
+  const session = await ApplierSession.start({ nc, node, dataplane: new DryRunDataplane(), ...opts });
+  stops.push(async () => {
+    await session.stop();
+    await nc.close();
+  });
+  return session;
+}
+
+/** Reads one key of the targets bucket as its JSON (undefined when absent). */
+async function targetsEntry() {
+  const kv = await new Kvm(env.nc).open('sb_targets');
+  return async (key: string) => (await kv.get(key))?.json<Record<string, unknown>>();
+}
+
 it('a node holding another planner’s version N is not SYNCED on this planner’s N, and loads this N once it is published', async () => {
   env.write('nodes.yaml', nodeYaml('node-1', '192.0.2.1'));
   env.write('s0.yaml', svc(['10.0.0.1']));
   const a = await start('a.db');
   env.write('s0.yaml', svc(['10.0.0.2']));
   await until(() => a.bus.lastPublishedVersion() === 2, 5000, 'A published v2');
-  const nc = await connect({ servers: env.nats.url });
-  const session = await ApplierSession.start({
-    nc,
-    node: 'node-1',
-    dataplane: new DryRunDataplane(),
-    heartbeatMs: 100,
-    retryMs: 200,
-  });
-  stops.push(async () => {
-    await session.stop();
-    await nc.close();
-  });
+  const session = await startNode('node-1', { heartbeatMs: 100, retryMs: 200 });
   const aHash = a.log.version(2)!.hash;
   await until(() => session.status().applied?.dataHash === aHash, 10_000, 'node-1 runs A’s version 2');
   await a.stop();
@@ -143,12 +149,7 @@ it('a first target that moves only the config revision onto a version held with 
   await until(() => a.bus.lastPublishedVersion() === 2, 5000, 'A published v2');
   const who = { actor: 'op', reason: 'test' };
   await a.planner.configChange({ scheduler: 'wrr' }, who, 'config', { waves: parseWaves('100%'), pauseOnError: false });
-  const nc = await connect({ servers: env.nats.url });
-  const session = await ApplierSession.start({ nc, node: 'node-1', dataplane: new DryRunDataplane(), heartbeatMs: 0 });
-  stops.push(async () => {
-    await session.stop();
-    await nc.close();
-  });
+  const session = await startNode('node-1', { heartbeatMs: 0 });
   const aHash = a.log.version(2)!.hash;
   await until(
     () => session.status().applied?.dataHash === aHash && session.status().applied?.configRevision === 2,
@@ -158,8 +159,7 @@ it('a first target that moves only the config revision onto a version held with 
   // A's rollout ends (revision 2 the default, node-1's override cleared) before A stops, so this
   // case is the default target's alone: stopped mid-rollout, A left node-1 an override of revision
   // 2 that B's log lacks (CI); B clears such an override now (the last case in this file).
-  const kv = await new Kvm(env.nc).open('sb_targets');
-  const entry = async (key: string) => (await kv.get(key))?.json<Record<string, unknown>>();
+  const entry = await targetsEntry();
   await until(
     async () => (await entry('default'))?.configRevision === 2 && (await entry(nodeTargetKey('node-1')))?.cleared,
     10_000,
@@ -187,14 +187,8 @@ it('a planner clears an override it finds in the targets bucket that its log doe
   const a = await start('a.db');
   const who = { actor: 'op', reason: 'test' };
   await a.planner.configChange({ scheduler: 'wrr' }, who, 'config', { waves: parseWaves('100%'), pauseOnError: false });
-  const nc = await connect({ servers: env.nats.url });
-  const session = await ApplierSession.start({ nc, node: 'node-1', dataplane: new DryRunDataplane(), heartbeatMs: 0 });
-  stops.push(async () => {
-    await session.stop();
-    await nc.close();
-  });
-  const kv = await new Kvm(env.nc).open('sb_targets');
-  const entry = async (key: string) => (await kv.get(key))?.json<Record<string, unknown>>();
+  const session = await startNode('node-1', { heartbeatMs: 0 });
+  const entry = await targetsEntry();
   await until(async () => (await entry('default'))?.configRevision === 2, 10_000, 'revision 2 the default');
   await until(() => session.status().applied?.configRevision === 2, 10_000, 'node-1 runs revision 2');
   const version = a.log.latestVersion()!.version;
