@@ -82,21 +82,29 @@ async function runScale(n: number): Promise<Record<string, unknown>> {
     const targets = await TargetStore.open({ nc, signer });
     const m = new VersionMaker();
     const publish = async (delta: Parameters<VersionMaker['next']>[0]) => {
+      const t0 = performance.now();
       const v = m.next(delta);
       const r = await publisher.publishNext({ header: v.delta, delta: v.delta.delta, data: () => v.checkpoint().data });
+      const stored = performance.now() - t0; // the delta's store acknowledgement, before the notice
       // as NatsPlannerBus does: the notice carries the delta the stream just stored
       await targets.setDefaultTarget(
         { version: v.delta.version, configRevision: 0 },
         publisher.storedDelta(v.delta.version),
       );
-      return { version: v.delta.version, bytes: r.reduce((s, x) => s + x.bytes, 0) };
+      return { version: v.delta.version, bytes: r.reduce((s, x) => s + x.bytes, 0), storedMs: stored };
     };
     const nodes = Array.from({ length: n }, (_, i) => node(`node-${i}`));
     await publish({ upsertServices: Array.from({ length: services }, (_, i) => service(i, 5)), upsertNodes: nodes });
 
     const fetchMs: number[] = [];
+    // every ACK's arrival after its event's start, and each event's first: measured events only
+    // (`measuredVersion` is the one in flight; warm-up events set none)
+    const ackArrivalMs: number[] = [];
     const firstAckMs: number[] = [];
+    let measuredVersion = 0;
+    let firstSeen = 0;
     const publishMs: number[] = [];
+    const deltaStoredMs: number[] = [];
     let eventStart = 0;
     const acked = new Map<number, { count: number; done: () => void }>();
     let startupNacks = 0;
@@ -110,9 +118,14 @@ async function runScale(n: number): Promise<Record<string, unknown>> {
       callbacks: {
         onAck: (a) => {
           const w = acked.get(a.version);
-          if (w && a.version > 1) {
+          if (w && a.version === measuredVersion) {
+            const at = performance.now() - eventStart;
             fetchMs.push(a.timings.fetchMs);
-            firstAckMs.push(performance.now() - eventStart);
+            ackArrivalMs.push(at);
+            if (firstSeen !== a.version) {
+              firstSeen = a.version;
+              firstAckMs.push(at);
+            }
           }
           if (w && ++w.count === n) w.done();
         },
@@ -218,9 +231,11 @@ async function runScale(n: number): Promise<Record<string, unknown>> {
       const t = performance.now();
       eventStart = t;
       const version = m.version + 1;
+      measuredVersion = version;
       const all = waitAll(version);
       const p = await publish({ upsertServices: [service(change % services, 5, ++change)] }); // one endpoint set changes
       publishMs.push(performance.now() - t);
+      deltaStoredMs.push(p.storedMs);
       await all;
       fanout.push(performance.now() - t);
       bytes.push(p.bytes);
@@ -254,8 +269,10 @@ async function runScale(n: number): Promise<Record<string, unknown>> {
       fanoutMs: s,
       breakdown: {
         plannerPublishMs: stats(publishMs),
+        deltaStoredMs: stats(deltaStoredMs),
         applierFetchMs: stats(fetchMs),
-        ackArrivalMs: stats(firstAckMs),
+        ackArrivalMs: stats(ackArrivalMs),
+        firstAckMs: stats(firstAckMs),
       },
       ratio: { p50: s.p50 / f.p50, p99: s.p99 / f.p99, max: s.max / f.max },
       publishedBytesPerEvent: Math.round(bytes.reduce((a, b) => a + b, 0) / bytes.length),
