@@ -124,7 +124,10 @@ describe.sequential('planner group failover (real processes, 3 nats-servers)', (
     await oneDeltaPerVersion(after.version);
     await server.start();
     const nc = await fleet.client();
-    const jsm = await jetstreamManager(nc);
+    // no API check on creation: that is a request of its own, and the client may sit on the server
+    // just restarted, whose JetStream answers only once it has caught up (a 5 s timeout under load,
+    // CI-like run of test/ha with 2 busy loops); the poll below retries its reads until then
+    const jsm = await jetstreamManager(nc, { checkAPI: false });
     await expect
       .poll(
         async () => {
