@@ -193,6 +193,16 @@ describe('start in any order, wait for what is missing', () => {
     );
     expect(told, `the planner said:\n${said.join('\n')}`).not.toEqual([]);
     if (p.planner.republished) expect(p.planner.republished.from).toBe(2);
+    // ... and never a delta whose parent the new stream lacks: the oldest version on it has its
+    // checkpoint (the base), every later one its delta
+    const nc = await connect({ servers: env.nats.url }); // env.nc's own may still be reconnecting
+    stops.push(() => nc.close());
+    const info = await (await jetstreamManager(nc)).streams.info('SB_VERSIONS', { subjects_filter: 'sb.v.>' });
+    const subjects = Object.keys(info.state.subjects ?? {}).filter((k) => k !== 'sb.v.term');
+    const versions = subjects.map((k) => Number(k.split('.')[3])).filter((v) => v > 0);
+    const base = Math.min(...versions);
+    expect(subjects, `the planner said:\n${said.join('\n')}`).toContain(`sb.v.checkpoint.${base}.0`);
+    for (let v = base + 1; v <= 3; v++) expect(subjects).toContain(`sb.v.delta.${v}`);
     // what a node that never saw the lost stream needs: a base on the new one it can reach 3 from
     await svc.stop();
     const fresh = await startApplier();
