@@ -40,6 +40,20 @@ async function start(db: string) {
   return p;
 }
 
+const who = { actor: 'op', reason: 'test' };
+
+/** Planner A on a.db, the cluster node-1 and service s0 (one endpoint, 10.0.0.1). */
+async function startFirst() {
+  env.write('nodes.yaml', nodeYaml('node-1', '192.0.2.1'));
+  env.write('s0.yaml', svc(['10.0.0.1']));
+  return start('a.db');
+}
+
+/** Config revision 2 (scheduler wrr), rolled out to every node in one wave. */
+async function rollOutWrr(p: Awaited<ReturnType<typeof start>>) {
+  await p.planner.configChange({ scheduler: 'wrr' }, who, 'config', { waves: parseWaves('100%'), pauseOnError: false });
+}
+
 /** A node on its own connection, stopped after the test. */
 async function startNode(node: string, opts: { heartbeatMs: number; retryMs?: number }) {
   const nc = await connect({ servers: env.nats.url });
@@ -58,9 +72,7 @@ async function targetsEntry() {
 }
 
 it('a node holding another planner’s version N is not SYNCED on this planner’s N, and loads this N once it is published', async () => {
-  env.write('nodes.yaml', nodeYaml('node-1', '192.0.2.1'));
-  env.write('s0.yaml', svc(['10.0.0.1']));
-  const a = await start('a.db');
+  const a = await startFirst();
   env.write('s0.yaml', svc(['10.0.0.2']));
   await until(() => a.bus.lastPublishedVersion() === 2, 5000, 'A published v2');
   const session = await startNode('node-1', { heartbeatMs: 100, retryMs: 200 });
@@ -86,7 +98,6 @@ it('a node holding another planner’s version N is not SYNCED on this planner�
     `runs version 2 with data hash ${aHash.slice(0, 12)}, the log recorded ${bHash.slice(0, 12)}`,
   );
   // R5: an operation is refused while no target can move (it was answered "started … 3/3 nodes")
-  const who = { actor: 'op', reason: 'test' };
   await expect(b.planner.configChange({ scheduler: 'wrr' }, who, 'config')).rejects.toThrow(
     /^this config change refused: this planner moves no target \(the log's version 2 has hash /,
   );
@@ -116,11 +127,8 @@ it('a node holding another planner’s version N is not SYNCED on this planner�
 });
 
 it('a log behind the targets bucket does not make its next config revision under a number the bucket holds with other content (probe13 R8)', async () => {
-  env.write('nodes.yaml', nodeYaml('node-1', '192.0.2.1'));
-  env.write('s0.yaml', svc(['10.0.0.1']));
-  const a = await start('a.db');
-  const who = { actor: 'op', reason: 'test' };
-  await a.planner.configChange({ scheduler: 'wrr' }, who, 'config', { waves: parseWaves('100%'), pauseOnError: false });
+  const a = await startFirst();
+  await rollOutWrr(a);
   const bucket = await TargetStore.open({ nc: env.nc });
   await until(
     async () => (await bucket.getConfigRevision(2))?.config.scheduler === 'wrr',
@@ -142,13 +150,10 @@ it('a log behind the targets bucket does not make its next config revision under
 });
 
 it('a first target that moves only the config revision onto a version held with other content makes the node load it (probe13 R1)', async () => {
-  env.write('nodes.yaml', nodeYaml('node-1', '192.0.2.1'));
-  env.write('s0.yaml', svc(['10.0.0.1']));
-  const a = await start('a.db');
+  const a = await startFirst();
   env.write('s0.yaml', svc(['10.0.0.2']));
   await until(() => a.bus.lastPublishedVersion() === 2, 5000, 'A published v2');
-  const who = { actor: 'op', reason: 'test' };
-  await a.planner.configChange({ scheduler: 'wrr' }, who, 'config', { waves: parseWaves('100%'), pauseOnError: false });
+  await rollOutWrr(a);
   const session = await startNode('node-1', { heartbeatMs: 0 });
   const aHash = a.log.version(2)!.hash;
   await until(
@@ -182,11 +187,8 @@ it('a first target that moves only the config revision onto a version held with 
 });
 
 it('a planner clears an override it finds in the targets bucket that its log does not hold (one left by a planner stopped mid-rollout, or any other writer)', async () => {
-  env.write('nodes.yaml', nodeYaml('node-1', '192.0.2.1'));
-  env.write('s0.yaml', svc(['10.0.0.1']));
-  const a = await start('a.db');
-  const who = { actor: 'op', reason: 'test' };
-  await a.planner.configChange({ scheduler: 'wrr' }, who, 'config', { waves: parseWaves('100%'), pauseOnError: false });
+  const a = await startFirst();
+  await rollOutWrr(a);
   const session = await startNode('node-1', { heartbeatMs: 0 });
   const entry = await targetsEntry();
   await until(async () => (await entry('default'))?.configRevision === 2, 10_000, 'revision 2 the default');
