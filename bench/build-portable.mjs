@@ -10,6 +10,7 @@
 import { cpSync, existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { SHIPPED_BUILD_OPTIONS } from './shipped-build-options.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const [outDir, ...entries] = process.argv.slice(2);
@@ -26,20 +27,16 @@ const used = new Set();
 const { build } = await import('esbuild');
 for (const entry of entries) {
   await build({
+    ...SHIPPED_BUILD_OPTIONS,
     absWorkingDir: root,
     entryPoints: [path.resolve(entry)],
     outfile: path.resolve(outDir, `${path.basename(entry).replace(/\.[cm]?ts$/, '')}.mjs`),
-    bundle: true,
-    format: 'esm',
-    platform: 'node',
-    target: 'node20',
     // CommonJS packages inlined into an ES module still call require() for node's builtins
     banner: {
       js: "import { createRequire as __sbRequire } from 'node:module'; const require = __sbRequire(import.meta.url);",
     },
     external: NATIVE,
     metafile: true,
-    logLevel: 'warning',
   }).then((r) => {
     for (const out of Object.values(r.metafile.outputs))
       for (const i of out.imports) if (i.external && NATIVE.includes(i.path)) used.add(i.path);
