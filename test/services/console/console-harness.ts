@@ -82,6 +82,14 @@ export async function consoleEnv(
         env.nc.publish(ackSubject(n), JSON.stringify(ack(n, t.version, t.configRevision, hash, p.data.latest()!.hash)));
       }
       await env.nc.flush();
+      // flush() means the server has them, not that the planner has read them: a rollout started
+      // right after saw every node UNKNOWN under load (CI-like run, 2 busy loops).
+      const synced = new Set(which);
+      await until(
+        () => p.status().filter((r) => synced.has(r.node) && r.status === 'SYNCED').length === synced.size,
+        10_000,
+        `the planner saw ${synced.size} ACK(s)`,
+      );
     },
     nack: async (node, error) => {
       const t = p.targetOf(node);
