@@ -199,9 +199,11 @@ describe('compose.yaml dry-run profile, run as processes', () => {
         { encoding: 'utf8' },
       );
     let last = '';
+    let lastJson = '';
     for (const deadline = Date.now() + 100_000; Date.now() < deadline; ) {
       const r = status();
-      last = r.stdout + r.stderr;
+      last = r.stdout + r.stderr; // what a failure shows; the status is stdout alone (stderr may warn)
+      lastJson = r.status === 0 ? r.stdout : '';
       if (r.status === 0) {
         const s = JSON.parse(r.stdout) as { nodes: { node: string; status: string }[] };
         if (['node-a', 'node-b'].every((name) => s.nodes.some((n) => n.node === name && n.status === 'SYNCED'))) break;
@@ -209,8 +211,8 @@ describe('compose.yaml dry-run profile, run as processes', () => {
       await new Promise((res) => setTimeout(res, 250));
     }
     // the example manifests may name more nodes than the profile runs appliers for
-    const synced = last.startsWith('{')
-      ? (JSON.parse(last) as { nodes: { node: string; status: string }[] }).nodes
+    const synced = lastJson.startsWith('{')
+      ? (JSON.parse(lastJson) as { nodes: { node: string; status: string }[] }).nodes
           .filter((n) => ['node-a', 'node-b'].includes(n.node))
           .map((n) => `${n.node} ${n.status}`)
       : [last];

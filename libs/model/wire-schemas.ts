@@ -381,7 +381,8 @@ export type NoticeDelta = z.infer<typeof NoticeDeltaSchema>;
 
 /*
  * Hand-written checks for the two messages every node parses on every event: the default target's
- * notice and the delta it carries (also every fetched delta). Each returns true only for a value
+ * notice and the delta it carries (also every fetched delta), and for the one the planner parses
+ * from every node on every event: its ACK. Each returns true only for a value
  * its schema accepts AND whose schema output equals the value itself (every key known, so none
  * stripped; no own `__proto__`, which zod drops), so checkWire can hand back the parsed JSON as
  * it is instead of zod's copy of the notice, the delta and each entry. False means "not shown
@@ -476,9 +477,67 @@ function isDeltaArtifact(v: unknown): boolean {
   );
 }
 
+/** A string zod keeps as it is: within `max` (free text over it would be cut, an identity refused). */
+const isTextWithin = (v: unknown, max: number) => typeof v === 'string' && v.length <= max;
+const isNonNegative = (v: unknown) => Number.isFinite(v) && (v as number) >= 0;
+const isBoolean = (v: unknown) => typeof v === 'boolean';
+const VERDICTS: ReadonlySet<unknown> = new Set(HealthVerdictSchema.shape.verdict.options);
+
+function isProbeReport(v: unknown): boolean {
+  if (!exactObject(v, ['attempted', 'succeeded', 'failed', 'unreachable', 'latencyMs', 'failures', 'at'])) return false;
+  if (!isCount(v.attempted) || !isCount(v.succeeded) || !isCount(v.failed) || !isCount(v.unreachable)) return false;
+  const l = v.latencyMs;
+  if (l !== null && !(exactObject(l, ['p50', 'max']) && isNonNegative(l.p50) && isNonNegative(l.max))) return false;
+  const f = v.failures;
+  if (!Array.isArray(f) || f.length > 8) return false;
+  for (const x of f)
+    if (!(exactObject(x, ['target', 'error']) && isTextWithin(x.target, 200) && isTextWithin(x.error, 500)))
+      return false;
+  return isTextWithin(v.at, 40);
+}
+
+function isHealthVerdict(v: unknown): boolean {
+  return (
+    exactObject(v, ['verdict', 'stateVerified', 'reason', 'probe', 'at'], ['injected']) &&
+    VERDICTS.has(v.verdict) &&
+    isBoolean(v.stateVerified) &&
+    isTextWithin(v.reason, MAX_REPORT_DETAIL) &&
+    (v.probe === null || isProbeReport(v.probe)) &&
+    (!Object.hasOwn(v, 'injected') || isBoolean(v.injected)) &&
+    isTextWithin(v.at, 40)
+  );
+}
+
+/**
+ * An ACK, which the planner parses from every node on every event (at 5,000 nodes, 5,000 per
+ * event on its one thread). NACKs, rarer, are left to zod.
+ */
+const ACK_KEYS = ['type', 'node', 'version', 'configRevision', 'dataHash', 'nodeStateHash', 'mode', 'kernelWrites'];
+const ACK_REQUIRED = [...ACK_KEYS, 'timings', 'at'];
+const ACK_OPTIONAL = ['health', 'healthy', 'detail', 'instance'];
+
+function isAck(v: unknown): boolean {
+  if (!exactObject(v, ACK_REQUIRED, ACK_OPTIONAL)) return false;
+  if (v.type !== 'ACK' || !isTextWithin(v.node, 253) || !isCount(v.version) || !isCount(v.configRevision)) return false;
+  if (!isTextWithin(v.dataHash, 128) || !isTextWithin(v.nodeStateHash, 128) || !isTextWithin(v.mode, 32)) return false;
+  if (!isCount(v.kernelWrites) || !isTextWithin(v.at, 40)) return false;
+  const t = v.timings;
+  if (!exactObject(t, ['fetchMs', 'renderMs', 'applyMs'], ['probeMs'])) return false;
+  if (!Number.isFinite(t.fetchMs) || !Number.isFinite(t.renderMs) || !Number.isFinite(t.applyMs)) return false;
+  if (Object.hasOwn(t, 'probeMs') && !Number.isFinite(t.probeMs)) return false;
+  return (
+    (!Object.hasOwn(v, 'health') || isHealthVerdict(v.health)) &&
+    (!Object.hasOwn(v, 'healthy') || isBoolean(v.healthy)) &&
+    (!Object.hasOwn(v, 'detail') || isTextWithin(v.detail, MAX_REPORT_DETAIL)) &&
+    (!Object.hasOwn(v, 'instance') || isTextWithin(v.instance, 64))
+  );
+}
+
 const shownAsIs = new Map<z.ZodType, (v: unknown) => boolean>([
   [TargetNoticeSchema, isTargetNotice],
   [VersionArtifactSchema, isDeltaArtifact],
+  [AckOrNackSchema, isAck],
+  [AckSchema, isAck],
 ]);
 
 /** Stateless (fatal, not streaming): one for all calls instead of one per message. */
@@ -501,8 +560,8 @@ export function parseWire<S extends z.ZodType>(
 
 /**
  * Like parseWire for an already-decoded value. The value returned is zod's output; for a target
- * notice or a delta artifact that passes the hand-written check above it is `v` itself (equal to
- * zod's output, without the copy).
+ * notice, a delta artifact or an ACK that passes the hand-written check above it is `v` itself
+ * (equal to zod's output, without the copy).
  */
 export function checkWire<S extends z.ZodType>(
   schema: S,

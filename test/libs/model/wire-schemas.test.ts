@@ -1,14 +1,15 @@
-// checkWire's hand-written checks for the per-event messages (a target notice and a delta artifact)
-// against the zod schemas they stand in for: whatever the input, checkWire accepts exactly what
+// checkWire's hand-written checks for the per-event messages (a target notice, a delta artifact
+// and an ACK) against the zod schemas they stand in for: whatever the input, checkWire accepts exactly what
 // the schema accepts, returns a value equal to the schema's output and, on a refusal, the same
 // error; and the messages a planner really sends take the fast path (the value is handed back
-// as parsed, not copied).
+// as parsed, not copied), as do the ACKs an applier sends.
 
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { encodeArtifact } from '../../../libs/bus/index.ts';
 import {
   AckOrNackSchema,
+  AckSchema,
   checkWire,
   HeartbeatSchema,
   MAX_NODE_WARNING,
@@ -23,7 +24,7 @@ import {
 } from '../../../libs/model/index.ts';
 import { node, service, VersionMaker } from '../bus/fixtures.ts';
 
-type Schema = typeof TargetNoticeSchema | typeof VersionArtifactSchema;
+type Schema = typeof TargetNoticeSchema | typeof VersionArtifactSchema | typeof AckOrNackSchema | typeof AckSchema;
 
 /** checkWire against zod itself on one value; true when checkWire took its fast path. */
 function agrees(schema: Schema, v: unknown): boolean {
@@ -75,6 +76,31 @@ const KEYS = [
   'nodes',
   'key',
   'name',
+  'type',
+  'node',
+  'dataHash',
+  'nodeStateHash',
+  'mode',
+  'kernelWrites',
+  'timings',
+  'fetchMs',
+  'probeMs',
+  'health',
+  'healthy',
+  'detail',
+  'instance',
+  'at',
+  'verdict',
+  'stateVerified',
+  'probe',
+  'injected',
+  'attempted',
+  'latencyMs',
+  'failures',
+  'p50',
+  'max',
+  'target',
+  'error',
 ];
 /** Values a mutation may put anywhere: every JSON kind, and the edges of the schemas' checks. */
 const ODD: unknown[] = [
@@ -105,6 +131,12 @@ const ODD: unknown[] = [
   { name: 'n' },
   [{ key: 'k' }],
   [{ name: 'n' }],
+  'ACK',
+  'NACK',
+  'unprobed',
+  'x'.repeat(41),
+  { target: 't', error: 'e' },
+  { p50: 1, max: 2 },
 ];
 
 /** Defines an own enumerable property, as JSON.parse does (an assignment to __proto__ would not). */
@@ -156,6 +188,69 @@ const deltaArtifact = fc.record(
   { requiredKeys: ['version', 'parent', 'hash', 'reason', 'createdAt', 'form', 'delta'] },
 );
 
+/** A string mostly short, sometimes exactly at its bound or one over it (zod refuses or cuts that). */
+const within = (max: number) =>
+  fc.oneof(
+    { arbitrary: text, weight: 40 },
+    { arbitrary: fc.constantFrom(max, max + 1).map((n) => 'é'.repeat(n)), weight: 1 },
+  );
+const ms = fc.oneof(fc.double({ min: 0, max: 1e4, noNaN: true }), safe, fc.constant(-0.5));
+const probeReport = fc.record({
+  attempted: safe,
+  succeeded: safe,
+  failed: safe,
+  unreachable: safe,
+  latencyMs: fc.option(fc.record({ p50: ms, max: ms }), { nil: null }),
+  failures: fc.array(fc.record({ target: within(200), error: within(500) }), { maxLength: 9 }),
+  at: within(40),
+});
+const healthVerdict = fc.record(
+  {
+    verdict: fc.constantFrom('healthy', 'unhealthy', 'unprobed', 'healthy', 'unhealthy', 'unprobed', 'sick'),
+    stateVerified: fc.boolean(),
+    reason: within(1000),
+    probe: fc.option(probeReport, { nil: null }),
+    injected: fc.boolean(),
+    at: within(40),
+  },
+  { requiredKeys: ['verdict', 'stateVerified', 'reason', 'probe', 'at'] },
+);
+const ackReport = fc.record(
+  {
+    type: fc.constant('ACK'),
+    node: within(253),
+    version: safe,
+    configRevision: safe,
+    dataHash: fc.oneof(sha, within(128)),
+    nodeStateHash: fc.oneof(sha, within(128)),
+    mode: fc.oneof(fc.constantFrom('ipvs', 'nftables'), within(32)),
+    kernelWrites: safe,
+    timings: fc.record(
+      { fetchMs: ms, renderMs: ms, applyMs: ms, probeMs: ms },
+      { requiredKeys: ['fetchMs', 'renderMs', 'applyMs'] },
+    ),
+    health: healthVerdict,
+    healthy: fc.boolean(),
+    detail: within(1000),
+    instance: within(64),
+    at: within(40),
+  },
+  {
+    requiredKeys: [
+      'type',
+      'node',
+      'version',
+      'configRevision',
+      'dataHash',
+      'nodeStateHash',
+      'mode',
+      'kernelWrites',
+      'timings',
+      'at',
+    ],
+  },
+);
+
 /** Every object and array inside v (v included), in a fixed order. */
 function containers(
   v: unknown,
@@ -199,6 +294,8 @@ describe('checkWire fast path = the zod schema', () => {
   for (const [name, schema, gen] of [
     ['target notice', TargetNoticeSchema, notice],
     ['delta artifact', VersionArtifactSchema, deltaArtifact],
+    ['ACK or NACK', AckOrNackSchema, ackReport],
+    ['ACK', AckSchema, ackReport],
   ] as const) {
     it(`${name}: accepts and refuses exactly what zod does, with zod's value and error (property, mutations)`, () => {
       let fast = 0;
