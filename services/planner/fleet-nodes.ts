@@ -34,11 +34,27 @@ export function fleetNodes(i: FleetInput): Fleet {
   const nodes: string[] = [];
   const outside: string[] = [];
   for (const node of new Set([...i.dataNodes, ...heard])) {
-    const labels = i.selector ? i.labelsOf(node) : undefined;
-    if (labels === undefined || matchesLabelSelector(i.selector!, labels)) nodes.push(node);
-    else if (heard.has(node)) outside.push(node);
+    const place = fleetPlace(node, heard.has(node), i);
+    if (place === 'fleet') nodes.push(node);
+    else if (place === 'outside') outside.push(node);
   }
   return { nodes: nodes.sort(), outside: outside.sort() };
+}
+
+/**
+ * fleetNodes' rule for one node the data names or that was heard (`heard`): in the fleet, or
+ * outside it (the selector leaves its Node out, yet it reports), or neither (left out and
+ * silent). For a caller that asks about a few nodes (a rollout's wave, on every ACK) without
+ * building the whole fleet.
+ */
+export function fleetPlace(
+  node: string,
+  heard: boolean,
+  i: Pick<FleetInput, 'selector' | 'labelsOf'>,
+): 'fleet' | 'outside' | undefined {
+  const labels = i.selector ? i.labelsOf(node) : undefined;
+  if (labels === undefined || matchesLabelSelector(i.selector!, labels)) return 'fleet';
+  return heard ? 'outside' : undefined;
 }
 
 /** The reason on an outside node's status row. */

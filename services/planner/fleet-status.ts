@@ -2,7 +2,7 @@ import { notCanaryNodes, type NodeStatusRow } from '../../libs/control/index.ts'
 import type { LabelSelector, NodeTarget } from '../../libs/model/index.ts';
 import type { ConfigAxis, DataAxis } from '../../libs/versioning/index.ts';
 import type { AckExpectations } from './ack-expectations.ts';
-import { fleetNodes, outsideReason, type Fleet } from './fleet-nodes.ts';
+import { fleetNodes, fleetPlace, outsideReason, type Fleet } from './fleet-nodes.ts';
 import type { InvalidReportLimiter } from './invalid-reports.ts';
 import type { NodeTracker } from './node-tracker.ts';
 import type { ReportLogGate } from './report-log-gate.ts';
@@ -45,6 +45,14 @@ export class FleetStatus {
    */
   fleet(nowMs = performance.now()): string[] {
     return [...this.fleetView(nowMs).nodes];
+  }
+
+  /** Whether `node` is in fleet() now, without building the fleet (O(1): a rollout step asks per wave node). */
+  inFleet(node: string, nowMs = performance.now()): boolean {
+    const heard = this.o.nodes.heardAt(node) >= nowMs - this.o.nodes.silenceMs();
+    if (!heard && this.o.axes.data.publishedData().node(node) === undefined) return false;
+    const live = this.o.axes.data.live;
+    return fleetPlace(node, heard, { selector: this.o.nodeSelector, labelsOf: (n) => live.nodeLabels(n) }) === 'fleet';
   }
 
   /** The fleet a rollout waves over, and those of its nodes that may not be its canary (W1). */

@@ -218,9 +218,13 @@ export class NodeTracker {
    * cluster's data does not name is in the fleet only while it reports (review4 G1).
    */
   heardSince(sinceMs: number): string[] {
-    return [...this.nodes]
-      .filter(([, s]) => Math.max(s.lastAt ?? -Infinity, s.heartbeatAt ?? -Infinity) >= sinceMs)
-      .map(([n]) => n);
+    return [...this.nodes].filter(([, s]) => lastWordAt(s) >= sinceMs).map(([n]) => n);
+  }
+
+  /** When `node` was last heard (an ACK/NACK or a heartbeat); -Infinity: never. */
+  heardAt(node: string): number {
+    const s = this.nodes.get(node);
+    return s ? lastWordAt(s) : -Infinity;
   }
 
   /** Every node this tracker keeps anything of. */
@@ -256,6 +260,11 @@ export class NodeTracker {
   /** Every node's last ACK/NACK as heard (or seeded), for a planner taking over this one's view. */
   lastHeard(): AckOrNack[] {
     return [...this.nodes.values()].flatMap((s) => (s.last ? [s.last] : []));
+  }
+
+  /** A node's last ACK/NACK as heard (or seeded); undefined: none. */
+  lastReport(node: string): AckOrNack | undefined {
+    return this.nodes.get(node)?.last;
   }
 
   /** One node's entry of reports() (undefined: it never answered). */
@@ -323,4 +332,8 @@ export class NodeTracker {
 /** One warning line for a node clock off by `ms` (positive: ahead of the planner's). */
 export function skewWarning(ms: number): string {
   return `node clock ${Math.round(Math.abs(ms) / 1000)} s ${ms > 0 ? 'ahead of' : 'behind'} the planner's: its LAST REPORT and HEARTBEAT times are its own (check its NTP)`;
+}
+
+function lastWordAt(s: NodeSeen): number {
+  return Math.max(s.lastAt ?? -Infinity, s.heartbeatAt ?? -Infinity);
 }

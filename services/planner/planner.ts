@@ -118,7 +118,7 @@ export class Planner {
     this.rollouts = new RolloutDriver({
       axes: this,
       nodes: this.nodes,
-      fleet: () => this.fleet(),
+      inFleet: (node) => this.fleetStatus.inFleet(node),
       expectations: this.expectations,
       serial: (fn) => this.serial(fn),
       publishAndTarget: () => this.publishAndTarget(),

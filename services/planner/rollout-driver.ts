@@ -1,4 +1,5 @@
-import type { NodeReport } from '../../libs/control/index.ts';
+import type { NodeReport, Rollout } from '../../libs/control/index.ts';
+import type { Ack } from '../../libs/model/index.ts';
 import type { ConfigAxis, DataAxis } from '../../libs/versioning/index.ts';
 import type { AckExpectations } from './ack-expectations.ts';
 import type { NodeTracker } from './node-tracker.ts';
@@ -8,8 +9,8 @@ export interface RolloutDriverOptions {
   /** The planner's data and config (read at each use). */
   readonly axes: { readonly data: DataAxis; readonly config: ConfigAxis };
   readonly nodes: NodeTracker;
-  /** The fleet now (Planner.fleet). */
-  readonly fleet: () => string[];
+  /** Whether a node is in the fleet now (FleetStatus.inFleet). */
+  readonly inFleet: (node: string) => boolean;
   readonly expectations: AckExpectations;
   /** The planner's serial queue: every step runs in it. */
   readonly serial: <T>(fn: () => Promise<T> | T) => Promise<T>;
@@ -62,31 +63,43 @@ export class RolloutDriver {
     this.clock.unref?.();
   }
 
-  /** One step of the running rollout from the nodes' reports and the fleet now (see decideRollout). */
+  /**
+   * One step of the running rollout from the nodes' reports and the fleet now (see decideRollout).
+   * Without a running rollout there is nothing to decide, and nothing is built: every ACK steps,
+   * and the reports and the fleet are O(nodes) each, so a version's ACKs from 2,000 nodes cost
+   * the planner's thread ~1.9 s of that alone (bench/planner/ack-intake-bench.ts).
+   */
   step(): boolean {
-    return this.o.axes.config.step(this.rolloutReports(), new Set(this.o.fleet()), this.o.decider?.());
+    const r = this.o.axes.config.state.rollout;
+    if (r?.status !== 'running') return false;
+    // A step reads the wave's nodes only (decideRollout): their reports and which of them are
+    // still in the fleet, not every node's (O(wave) per ACK, not O(fleet)).
+    const wave = r.waves[r.wave] ?? [];
+    const inFleet = new Set(wave.filter((n) => this.o.inFleet(n)));
+    return this.o.axes.config.step(this.waveReports(r, wave), inFleet, this.o.decider?.());
   }
 
   /**
-   * The reports a rollout step reads. While a rollout runs, each ACK is checked against the
-   * hashes the planner expects (expectedOf): a node that ACKs the revision but runs something
+   * The reports a rollout step reads: the running rollout's wave's. Each ACK is checked against
+   * the hashes the planner expects (expectedOf): a node that ACKs the revision but runs something
    * else fails the wave instead of passing it. An ACK whose node-state hash is still being
    * checked is left out (not answered yet, as far as the wave can tell): it neither passes nor
-   * fails the wave until hashChecks has it, and then steps the rollout (checkedWave). Without a
-   * running rollout no step reads them.
+   * fails the wave until hashChecks has it, and then steps the rollout (checkedWave).
    */
-  private rolloutReports(): Map<string, NodeReport> {
-    const r = this.o.axes.config.state.rollout;
-    if (r?.status !== 'running') return this.o.nodes.reports();
+  private waveReports(r: Rollout, wave: readonly string[]): Map<string, NodeReport> {
     const latest = this.o.axes.data.latest()?.version;
-    const wave = new Set(r.waves[r.wave]); // the only nodes a step reads: check no others
     const unchecked: string[] = [];
-    const reports = this.o.nodes.reports((a) => {
-      if (!wave.has(a.node)) return {};
+    const expect = (a: Ack) => {
       const e = this.o.expectations.expectedOf(a.node, a, latest, true);
       if (e.nodeStateChecking) unchecked.push(a.node);
       return e;
-    });
+    };
+    const reports = new Map<string, NodeReport>();
+    const nowMs = performance.now();
+    for (const n of wave) {
+      const rep = this.o.nodes.report(n, expect, nowMs);
+      if (rep) reports.set(n, rep);
+    }
     // A mismatch already known (data hash, two appliers) fails the node whatever its node state.
     for (const n of unchecked) if (!reports.get(n)?.mismatch) reports.delete(n);
     this.failModeNotRun(r, wave, reports);
@@ -102,15 +115,16 @@ export class RolloutDriver {
    */
   private failModeNotRun(
     r: { configRevision: number; fromRevision: number },
-    wave: ReadonlySet<string>,
+    wave: readonly string[],
     reports: Map<string, NodeReport>,
   ): void {
     const asked = this.o.axes.config.revision(r.configRevision)?.config.mode;
     const before = this.o.axes.config.revision(r.fromRevision)?.config.mode;
     if (!asked || asked === before) return;
-    for (const a of this.o.nodes.lastHeard()) {
-      const rep = reports.get(a.node);
-      if (!wave.has(a.node) || a.type !== 'ACK' || a.configRevision !== r.configRevision) continue;
+    for (const node of wave) {
+      const a = this.o.nodes.lastReport(node);
+      const rep = reports.get(node);
+      if (a?.type !== 'ACK' || a.configRevision !== r.configRevision) continue;
       if (!rep || rep.type !== 'ACK' || rep.mismatch || (a.mode !== 'ipvs' && a.mode !== 'nftables')) continue;
       if (a.mode === asked) continue;
       reports.set(a.node, {

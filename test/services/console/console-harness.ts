@@ -7,8 +7,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { ackSubject } from '../../../libs/bus/index.ts';
-import { DEFAULT_PROXY_CONFIG } from '../../../libs/model/index.ts';
+import { DEFAULT_PROXY_CONFIG, type NodeTarget } from '../../../libs/model/index.ts';
 import { nodeStateHash, renderNodeState } from '../../../libs/planner/index.ts';
+import type { PlannerStatusRow } from '../../../services/planner/fleet-status.ts';
 import { runPlanner, type RunningPlanner, type RunPlannerOptions } from '../../../services/planner/run-planner.ts';
 import { ack, nack, nodeYaml, plannerEnv, sendAck, until, type PlannerEnv } from '../planner/planner-support.ts';
 
@@ -77,18 +78,25 @@ export async function consoleEnv(
     nodes,
     ackAll: async (which = nodes) => {
       await until(() => p.data.latest(), 5000, 'a version');
+      const sent = new Map<string, NodeTarget>();
       for (const n of which) {
         const { t, hash } = expected(n);
+        sent.set(n, t);
         env.nc.publish(ackSubject(n), JSON.stringify(ack(n, t.version, t.configRevision, hash, p.data.latest()!.hash)));
       }
       await env.nc.flush();
       // flush() means the server has them, not that the planner has read them: a rollout started
-      // right after saw every node UNKNOWN under load (CI-like run, 2 busy loops).
-      const synced = new Set(which);
+      // right after saw every node UNKNOWN under load (CI-like run, 2 busy loops). Read, and
+      // checked: SYNCED, unless the ACKs moved a rollout on and with it the node's target.
+      const done = (r: PlannerStatusRow) => {
+        const t = sent.get(r.node);
+        if (!t || r.appliedVersion !== t.version || r.appliedConfigRevision !== t.configRevision) return false;
+        return r.status === 'SYNCED' || r.targetVersion !== t.version || r.targetConfigRevision !== t.configRevision;
+      };
       await until(
-        () => p.status().filter((r) => synced.has(r.node) && r.status === 'SYNCED').length === synced.size,
+        () => p.status().filter(done).length === sent.size,
         10_000,
-        `the planner saw ${synced.size} ACK(s)`,
+        `the planner read and checked ${sent.size} ACK(s)`,
       );
     },
     nack: async (node, error) => {

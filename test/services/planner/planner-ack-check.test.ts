@@ -25,6 +25,7 @@ import {
   until,
   type PlannerEnv,
 } from './planner-support.ts';
+import type { FleetStatus } from '../../../services/planner/fleet-status.ts';
 
 // What the planner can check of an ACK (review finding F3 and its dataHash addendum): a node that
 // ACKs its target with a node-state hash other than the planner's rendering, or a data hash other
@@ -375,6 +376,9 @@ describe('planner --node-selector: which Nodes are proxied (probe4 K8)', () => {
       ['node-1', 'SYNCED', true],
       ['node-3', 'ERROR', false], // node-2: silent and outside, not shown (before: UNKNOWN)
     ]);
+    // What a rollout step asks of its wave's nodes, one at a time, is what the whole fleet says.
+    const inFleet = (n: string) => (p as unknown as { fleetStatus: FleetStatus }).fleetStatus.inFleet(n);
+    expect(['node-1', 'node-2', 'node-3', 'no-such-node'].filter(inFleet)).toEqual(p.fleet());
     expect(rows()[1]!.reason).toMatch(
       /^runs version 2 config 1 with node-state hash .*; outside the fleet: its Node does not match --node-selector 'kubernetes\.io\/os=linux' \(in no rollout wave and no ctl wait\)$/,
     );
