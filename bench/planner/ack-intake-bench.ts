@@ -10,8 +10,9 @@
  * expects (computed before the window), measured until the log holds every row and no check is
  * pending. Prints a table; the last stdout line is JSON (medians over rounds).
  * `--rollout 1`: after the warm-up round a config rollout runs through every measured round
- * (waves `1,100%`; its canary never ACKs the new revision, so it stays in its first wave), so
- * every ACK steps a running rollout, as during a staged change.
+ * (waves `--waves`, default `1,100%`; no node ACKs the new revision, so it stays in its first
+ * wave), so every ACK steps a running rollout, as during a staged change; `--waves 100%` puts
+ * every node in that wave.
  */
 import { benchArgs } from '../bench-cli.ts'; // first: bad input is one line, exit 2
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -33,6 +34,7 @@ const { values } = benchArgs({
     services: { type: 'string', default: '20' },
     rounds: { type: 'string', default: '5' },
     rollout: { type: 'string', default: '0' },
+    waves: { type: 'string', default: '1,100%' },
     out: { type: 'string' },
   },
 });
@@ -173,7 +175,7 @@ async function main() {
         // warm-up: the JIT's first pass over every path; every node now ACKed, so a canary can be chosen
         if (ROLLOUT)
           await p.configChange({ scheduler: 'wrr' }, { actor: 'bench', reason: 'bench' }, 'config', {
-            waves: parseWaves('1,100%'),
+            waves: parseWaves(values.waves),
             pauseOnError: false,
           });
         continue;

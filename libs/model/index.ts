@@ -1,5 +1,6 @@
 export * from './content-hash.ts';
 export * from './run-steps.ts';
+export * from './deep-freeze.ts';
 export * from './ip-address.ts';
 export * from './kube-objects.ts';
 export * from './kube-readers.ts';

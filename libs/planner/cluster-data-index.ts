@@ -3,6 +3,7 @@ import {
   canonicalJson,
   canonicalJsonHashSteps,
   canonicalJsonOf,
+  deepFreeze,
   sha256Hex,
   type ClusterData,
   type DataDelta,
@@ -214,17 +215,4 @@ export function sortDelta(d: DataDelta): DataDelta {
 
 function sameList(a: readonly string[] | undefined, b: readonly string[] | undefined): boolean {
   return a === b || (!!a && !!b && a.length === b.length && a.every((x, i) => x === b[i]));
-}
-
-/**
- * Freezes v and everything under it (an entry is frozen whole, unless it already is). Walks own
- * enumerable keys as Object.values does, without its array per object: every applier freezes the
- * entries of every delta it applies (~2.5 µs less per 5-endpoint service entry here).
- */
-function deepFreeze<T>(v: T): T {
-  if (typeof v !== 'object' || v === null || Object.isFrozen(v)) return v;
-  Object.freeze(v);
-  if (Array.isArray(v)) for (let i = 0; i < v.length; i++) deepFreeze(v[i]);
-  else for (const k in v) if (Object.hasOwn(v, k)) deepFreeze((v as Record<string, unknown>)[k]);
-  return v;
 }

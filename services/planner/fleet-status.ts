@@ -34,6 +34,9 @@ export type PlannerStatusRow = NodeStatusRow & { reason: string; hashMatch: bool
 export class FleetStatus {
   constructor(private readonly o: FleetStatusOptions) {}
 
+  /** The labels of a node's current Node object (the live view: a follower's is rebuilt by refresh). */
+  private readonly labelsOf = (node: string) => this.o.axes.data.live.nodeLabels(node);
+
   /**
    * The nodes status lists and rollouts wave over: every node the cluster's data names, silent or
    * not, and a node it does not name (an applier without a Node object, or one whose Node was
@@ -51,8 +54,7 @@ export class FleetStatus {
   inFleet(node: string, nowMs = performance.now()): boolean {
     const heard = this.o.nodes.heardAt(node) >= nowMs - this.o.nodes.silenceMs();
     if (!heard && this.o.axes.data.publishedData().node(node) === undefined) return false;
-    const live = this.o.axes.data.live;
-    return fleetPlace(node, heard, { selector: this.o.nodeSelector, labelsOf: (n) => live.nodeLabels(n) }) === 'fleet';
+    return fleetPlace(node, heard, { selector: this.o.nodeSelector, labelsOf: this.labelsOf }) === 'fleet';
   }
 
   /** The fleet a rollout waves over, and those of its nodes that may not be its canary (W1). */
@@ -63,12 +65,11 @@ export class FleetStatus {
 
   /** The fleet, and the nodes outside the selector that report anyway (shown in status, never counted). */
   fleetView(nowMs: number): Fleet {
-    const live = this.o.axes.data.live;
     return fleetNodes({
       dataNodes: this.o.axes.data.publishedData().nodeNames(),
       heard: this.o.nodes.heardSince(nowMs - this.o.nodes.silenceMs()),
       selector: this.o.nodeSelector,
-      labelsOf: (n) => live.nodeLabels(n),
+      labelsOf: this.labelsOf,
     });
   }
 
