@@ -116,7 +116,7 @@ export class ReportIntake {
         const logged = this.o.gate().offer(a, now);
         if (logged === 'record') this.o.writer.log([a], 'soon');
         else if (logged === 'held') this.o.writer.armFlush(now);
-        if (this.o.rollouts.step()) await this.o.publishAndTarget();
+        this.o.rollouts.stepSoon();
       })
       .then(
         () => this.o.failures.recovered('ack'),

@@ -29,11 +29,38 @@ export interface RolloutDriverOptions {
 export class RolloutDriver {
   /** Wakes the rollout when a wave times out or its bake ends without any report arriving. */
   private clock: NodeJS.Timeout | undefined;
+  /** The one step a burst of ACKs asked for (stepSoon), not run yet. */
+  private soon: NodeJS.Immediate | undefined;
 
   constructor(private readonly o: RolloutDriverOptions) {}
 
   stop(): void {
     clearTimeout(this.clock);
+    clearImmediate(this.soon);
+  }
+
+  /**
+   * One step for the ACKs that arrive together: a version's ACKs from a fleet come in bursts (NATS
+   * hands the planner many in one read), and a step reads every node of the wave, so a step per
+   * ACK cost O(wave) each, O(wave²) a version (1.1 ms an ACK in a 100% wave of 2,000 nodes). The
+   * step runs once the burst's reports are in (after the I/O callbacks of this turn), in the
+   * serial queue, as a step per ACK did; what it decides is the same, from the newest reports.
+   */
+  stepSoon(): void {
+    if (this.soon || this.o.stopped() || this.o.axes.config.state.rollout?.status !== 'running') return;
+    this.soon = setImmediate(
+      () =>
+        void this.o
+          .serial(async () => {
+            this.soon = undefined;
+            // a leader that stepped down since the burst decides nothing: the new leader steps
+            if (!this.o.stopped() && this.o.role() === 'leader' && this.step()) await this.o.publishAndTarget();
+          })
+          .then(
+            () => this.o.failures.recovered('rollout'),
+            (e) => this.o.failures.fail('rollout', e),
+          ),
+    );
   }
 
   /**
