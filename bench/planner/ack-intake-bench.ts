@@ -20,13 +20,10 @@ import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseAckOrNack } from '../../libs/bus/index.ts';
 import { EventLog } from '../../libs/eventlog/index.ts';
-import { ManifestsSource } from '../../libs/kube/index.ts';
 import { parseWaves } from '../../libs/control/index.ts';
-import { type Ack, type AckOrNack, DEFAULT_PROXY_CONFIG } from '../../libs/model/index.ts';
+import { type Ack } from '../../libs/model/index.ts';
 import { nodeStateHash, renderNodeState } from '../../libs/planner/index.ts';
-import { knownObjectsFromLog, manifestsSource } from '../../services/planner/event-source.ts';
-import { Planner } from '../../services/planner/planner.ts';
-import type { PlannerBus } from '../../services/planner/planner-bus.ts';
+import { manifestsPlanner, memoryPlannerBus, until } from './bench-planner.ts';
 
 const { values } = benchArgs({
   options: {
@@ -66,33 +63,8 @@ const svcDoc = (i: number) =>
     },
   });
 
-let hear: ((a: AckOrNack) => unknown) | undefined;
-let published = 0;
-const bus: PlannerBus = {
-  lastPublishedVersion: () => published,
-  publishedHash: async () => undefined,
-  publish: async (a) => {
-    published = a.version;
-  },
-  publishBase: async (h) => {
-    published = h.version;
-  },
-  putConfigRevision: async () => {},
-  setDefaultTarget: async () => {},
-  setNodeTarget: async () => {},
-  listen: (h) => {
-    hear = h.onAck;
-  },
-  close: async () => {},
-};
+const { bus, hear } = memoryPlannerBus();
 
-const until = async (ok: () => boolean, what: string) => {
-  const t0 = Date.now();
-  while (!ok()) {
-    if (Date.now() - t0 > 300_000) throw new Error(`timed out: ${what}`);
-    await new Promise((r) => setTimeout(r, 2));
-  }
-};
 const cpuMs = () => {
   const u = process.cpuUsage();
   return (u.user + u.system) / 1000;
@@ -106,19 +78,7 @@ async function main() {
   writeFileSync(join(manifests, 'nodes.yaml'), Array.from({ length: N }, (_, i) => nodeDoc(i)).join('\n---\n'));
   writeFileSync(join(manifests, 'svcs.yaml'), Array.from({ length: S }, (_, i) => svcDoc(i)).join('\n---\n'));
   const log = await EventLog.open({ file: join(dir, 'log.db') });
-  const p = new Planner({
-    log,
-    bus,
-    initialConfig: DEFAULT_PROXY_CONFIG,
-    debounceMs: 10,
-    checkpointEvery: 0,
-    source: (sink, hooks) =>
-      manifestsSource(
-        (m) => new ManifestsSource({ dir: manifests, ...m, known: knownObjectsFromLog(log), debounceMs: 10 }),
-        sink,
-        hooks,
-      ),
-  });
+  const p = manifestsPlanner({ log, bus, manifests });
   const rows: { baselineUs: number; intakeUs: number; intakeWallMs: number; checksUs: number; synced: number }[] = [];
   try {
     await p.start();
@@ -127,7 +87,7 @@ async function main() {
     for (let round = 0; round < ROUNDS + 1; round++) {
       const before = p.data.latest()!.version;
       writeFileSync(join(manifests, `more-${round}.yaml`), svcDoc(S + round));
-      await until(() => p.data.latest()!.version > before, `version after ${before}`);
+      await until(() => p.data.latest()!.version > before, `version after ${before}`, 300_000);
       const v = p.data.latest()!;
       const data = p.data.publishedData();
       const bytes = Array.from({ length: N }, (_, i) => {
@@ -160,14 +120,14 @@ async function main() {
       for (const b of bytes) {
         const r = parseAckOrNack(b);
         if ('error' in r) throw new Error(r.error);
-        handled.push(hear!(r.value));
+        handled.push(hear(r.value));
       }
       await Promise.all(handled);
-      await until(() => log.position().chains.acks.id >= acksBefore.chains.acks.id + N, 'every ACK a row');
+      await until(() => log.position().chains.acks.id >= acksBefore.chains.acks.id + N, 'every ACK a row', 300_000);
       const intakeWallMs = performance.now() - t;
       const intakeMs = cpuMs() - c;
       c = cpuMs();
-      await until(() => p.hashChecks.pending === 0, 'checks done');
+      await until(() => p.hashChecks.pending === 0, 'checks done', 300_000);
       const checksMs = cpuMs() - c;
       const synced = p.status().filter((r) => r.status === 'SYNCED').length;
       if (sink !== v.version * N) throw new Error('baseline parsed something else');

@@ -16,12 +16,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { EventLog } from '../../libs/eventlog/index.ts';
-import { ManifestsSource } from '../../libs/kube/index.ts';
-import { type Ack, type AckOrNack, DEFAULT_PROXY_CONFIG } from '../../libs/model/index.ts';
+import { type Ack } from '../../libs/model/index.ts';
 import { nodeStateHash, renderNodeState } from '../../libs/planner/index.ts';
-import { knownObjectsFromLog, manifestsSource } from '../../services/planner/event-source.ts';
-import { Planner } from '../../services/planner/planner.ts';
-import type { PlannerBus } from '../../services/planner/planner-bus.ts';
+import { manifestsPlanner, memoryPlannerBus, until } from './bench-planner.ts';
 
 const { values } = benchArgs({
   options: {
@@ -59,25 +56,7 @@ const svcDoc = (i: number) =>
     },
   });
 
-let hear: ((a: AckOrNack) => unknown) | undefined;
-let published = 0;
-const bus: PlannerBus = {
-  lastPublishedVersion: () => published,
-  publishedHash: async () => undefined,
-  publish: async (a) => {
-    published = a.version;
-  },
-  publishBase: async (h) => {
-    published = h.version;
-  },
-  putConfigRevision: async () => {},
-  setDefaultTarget: async () => {},
-  setNodeTarget: async () => {},
-  listen: (h) => {
-    hear = h.onAck;
-  },
-  close: async () => {},
-};
+const { bus, hear } = memoryPlannerBus();
 const ack = (node: string, version: number, nodeStateHash: string, dataHash: string): Ack => ({
   type: 'ACK',
   node,
@@ -90,13 +69,6 @@ const ack = (node: string, version: number, nodeStateHash: string, dataHash: str
   timings: { fetchMs: 0, renderMs: 0, applyMs: 0 },
   at: new Date().toISOString(),
 });
-const until = async (ok: () => boolean, what: string) => {
-  const t0 = Date.now();
-  while (!ok()) {
-    if (Date.now() - t0 > 120_000) throw new Error(`timed out: ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-};
 
 async function main() {
   const { mkdirSync } = await import('node:fs');
@@ -104,31 +76,19 @@ async function main() {
   writeFileSync(join(manifests, 'nodes.yaml'), Array.from({ length: LIVE }, (_, i) => nodeDoc(i)).join('\n---\n'));
   writeFileSync(join(manifests, 'svcs.yaml'), Array.from({ length: S }, (_, i) => svcDoc(i)).join('\n---\n'));
   const log = await EventLog.open({ file: join(dir, 'log.db') });
-  const p = new Planner({
-    log,
-    bus,
-    initialConfig: DEFAULT_PROXY_CONFIG,
-    debounceMs: 10,
-    checkpointEvery: 0,
-    source: (sink, hooks) =>
-      manifestsSource(
-        (m) => new ManifestsSource({ dir: manifests, ...m, known: knownObjectsFromLog(log), debounceMs: 10 }),
-        sink,
-        hooks,
-      ),
-  });
+  const p = manifestsPlanner({ log, bus, manifests });
   try {
     await p.start();
     await p.synced;
     // the fleet: every node ACKs version 1 once (the departed ones with a junk hash), then is checked
     const v1 = p.data.latest()!;
     for (let i = 0; i < N; i++)
-      await hear!(ack(i < LIVE ? `live-${i}` : `gone-${i}`, v1.version, 'x'.repeat(64), v1.hash));
-    await until(() => p.hashChecks.pending === 0 && p.fleet().length === N, 'fleet checked at version 1');
+      await hear(ack(i < LIVE ? `live-${i}` : `gone-${i}`, v1.version, 'x'.repeat(64), v1.hash));
+    await until(() => p.hashChecks.pending === 0 && p.fleet().length === N, 'fleet checked at version 1', 120_000);
 
     // a new version (one more live node), as in review4's reproduction
     writeFileSync(join(manifests, 'churn.yaml'), nodeDoc(LIVE));
-    await until(() => p.data.latest()!.version > v1.version, 'version 2');
+    await until(() => p.data.latest()!.version > v1.version, 'version 2', 120_000);
     const v2 = p.data.latest()!;
     const fleet = p.fleet();
     const cfg = p.config.revision(1)!.config;
@@ -155,8 +115,8 @@ async function main() {
     const loop = monitorEventLoopDelay({ resolution: 1 });
     loop.enable();
     t = performance.now();
-    for (const [node, h] of expected) void hear!(ack(node, v2.version, h, v2.hash));
-    await until(() => p.hashChecks.pending === 0, 'checks of version 2');
+    for (const [node, h] of expected) void hear(ack(node, v2.version, h, v2.hash));
+    await until(() => p.hashChecks.pending === 0, 'checks of version 2', 120_000);
     const checksMs = performance.now() - t;
     loop.disable();
     const synced = p.status().filter((r) => r.status === 'SYNCED').length;

@@ -18,11 +18,8 @@ import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { startCpuProfile } from '../cpu-profile.ts';
 import { EventLog } from '../../libs/eventlog/index.ts';
-import { ManifestDecoder, ManifestsSource } from '../../libs/kube/index.ts';
-import { DEFAULT_PROXY_CONFIG } from '../../libs/model/index.ts';
-import { knownObjectsFromLog, manifestsSource } from '../../services/planner/event-source.ts';
-import { Planner } from '../../services/planner/planner.ts';
-import type { PlannerBus } from '../../services/planner/planner-bus.ts';
+import { ManifestDecoder } from '../../libs/kube/index.ts';
+import { manifestsPlanner, memoryPlannerBus, until } from '../planner/bench-planner.ts';
 
 const { values } = benchArgs({
   options: {
@@ -60,29 +57,7 @@ metadata: {name: node-1}
 status: {addresses: [{type: InternalIP, address: 192.0.2.1}]}
 `;
 
-let published = 0;
-const bus: PlannerBus = {
-  lastPublishedVersion: () => published,
-  publishedHash: async () => undefined,
-  publish: async (a) => {
-    published = a.version;
-  },
-  publishBase: async (h) => {
-    published = h.version;
-  },
-  putConfigRevision: async () => {},
-  setDefaultTarget: async () => {},
-  setNodeTarget: async () => {},
-  listen: () => {},
-  close: async () => {},
-};
-const until = async (ok: () => boolean, what: string) => {
-  const t0 = Date.now();
-  while (!ok()) {
-    if (Date.now() - t0 > 600_000) throw new Error(`timed out: ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-};
+const { bus } = memoryPlannerBus();
 
 /**
  * The longest the loop was held while the version was built: from the flush of the change's events
@@ -122,19 +97,12 @@ async function round(thread: 'caller' | 'worker') {
   writeFileSync(join(manifests, 'nodes.yaml'), NODE);
   const decoder = new ManifestDecoder({ thread });
   const log = await EventLog.open({ file: join(dir, 'log.db') });
-  const p = new Planner({
+  const p = manifestsPlanner({
     log,
     bus,
-    initialConfig: DEFAULT_PROXY_CONFIG,
-    debounceMs: 10,
-    checkpointEvery: 0,
+    manifests,
+    decoder,
     hooks: { onEvents: () => build.onEvents(), onVersion: (v) => build.onVersion(v) },
-    source: (sink, hooks) =>
-      manifestsSource(
-        (m) => new ManifestsSource({ dir: manifests, ...m, known: knownObjectsFromLog(log), debounceMs: 10, decoder }),
-        sink,
-        hooks,
-      ),
   });
   try {
     await p.start();
@@ -146,7 +114,7 @@ async function round(thread: 'caller' | 'worker') {
     const t = performance.now();
     build = buildBlocks(v1);
     writeFileSync(join(manifests, 'big.yaml'), BIG);
-    await until(() => (p.data.latest()?.version ?? 0) > v1 && build.done, 'the version of big.yaml');
+    await until(() => (p.data.latest()?.version ?? 0) > v1 && build.done, 'the version of big.yaml', 600_000);
     const changeMs = performance.now() - t;
     loop.disable();
     if (profiling) writeFileSync(values.profile!, JSON.stringify(await profiling()));
