@@ -13,13 +13,40 @@ export class LeaderSnapshots {
   /** The rows the file held at the last snapshot (heldRows): the next one's spacing (probe9 J3). */
   private held = 0;
   private running: Promise<unknown> = Promise.resolve();
+  /** Bumped at each new start of the spacing (a claim, a snapshot): a late listing never moves a newer one. */
+  private starts = 0;
+  /** The last batch flushed in this term, with the seq it ended at: what a snapshot due late is taken of. */
+  private lastFlush: { batch: RowBatch; seq: number; term: number } | undefined;
 
   constructor(private readonly state: ReplicaState) {}
 
-  /** After a claim: the spacing starts at `baseline` (see baseline()). */
-  startAt(baseline: number): void {
+  /**
+   * After a claim: the spacing starts at `rows` (the file's rows: the conservative start, a
+   * snapshot once the log has grown by its size again) and moves to the group's newest snapshot
+   * once its metadata is listed (see baseline()). The listing runs beside the claim, not before
+   * it: a store slow to answer (its request timeout is 5 s) held the new leader's term marker,
+   * hence its first version, past twice the lease on a loaded failover. A snapshot that the earlier
+   * start makes due is taken then, at the last batch flushed meanwhile.
+   */
+  claimed(rows: number): void {
+    const claim = this.startAt(rows);
+    const term = this.state.term;
+    const leading = () => this.state.mode === 'leader' && this.state.term === term;
+    void this.baseline(rows, leading).then((baseline) => {
+      // not if a snapshot was taken (or another claim made) meanwhile, nor after a step-down
+      if (claim !== this.starts || !leading() || baseline >= rows) return;
+      const flushed = this.lastFlush;
+      this.startAt(baseline);
+      if (flushed) this.check(flushed);
+    });
+  }
+
+  /** Starts the spacing at `baseline`; returns the count of starts, which a later listing compares. */
+  private startAt(baseline: number): number {
     this.rows = baseline;
     this.held = Math.min(baseline, this.state.log.heldRows());
+    this.lastFlush = undefined;
+    return ++this.starts;
   }
 
   /** Settles once the snapshot in flight, if any, is written or has failed. */
@@ -33,13 +60,14 @@ export class LeaderSnapshots {
    * log doubles would never snapshot, nor trim the stream, again (review4 G4). At most `rows` (a
    * snapshot of a stream NATS since lost says nothing of this one); `rows` when the store does not answer.
    */
-  async baseline(rows: number): Promise<number> {
+  private async baseline(rows: number, leading: () => boolean): Promise<number> {
     try {
       return Math.min(rows, await this.state.snapshots.newestRows());
     } catch (e) {
-      this.state.say(
-        `log stream ${this.state.stream}: cannot list snapshots (${(e as Error).message}); next one after ${rows} more rows`,
-      );
+      if (leading())
+        this.state.say(
+          `log stream ${this.state.stream}: cannot list snapshots (${(e as Error).message}); next one after ${rows} more rows`,
+        );
       return rows;
     }
   }
@@ -53,16 +81,19 @@ export class LeaderSnapshots {
    * failure is logged and retried after the next interval.
    */
   ifDue(flushed: RowBatch): void {
+    this.lastFlush = { batch: flushed, seq: this.state.seq, term: this.state.term };
+    this.check(this.lastFlush);
+  }
+
+  private check({ batch: flushed, seq, term }: { batch: RowBatch; seq: number; term: number }): void {
     const every = this.state.options.snapshotEveryRows ?? 50_000;
     const rows = rowCount(flushed.to);
     // A snapshot costs O(rows it holds); spacing them at least that many written rows apart keeps
     // it O(1) per row. Held, not ever written (probe9 J3): under retention the spacing, hence the
     // stream (one to two spacings), stays bounded by what the file keeps instead of doubling.
     if (every <= 0 || rows - this.rows < Math.max(every, this.held)) return;
-    this.rows = rows;
+    this.startAt(rows);
     this.held = this.state.log.heldRows();
-    const seq = this.state.seq;
-    const term = this.state.term;
     const leading = () => this.state.mode === 'leader' && this.state.term === term;
     this.running = this.running.then(async () => {
       if (!leading()) return;

@@ -294,7 +294,6 @@ class StreamLogReplicator implements LogReplicator {
     // forged marker with a huge term cannot lock leaders out. The conditional append is the fence.
     // No batch in the stream and no mark: this file's rows seed the group (its first flush sends them).
     const flushed = this.state.groupEnd ?? this.state.log.exportRows(this.state.log.position(), { whole: true }).from;
-    const baseline = await this.snapshots.baseline(rowCount(flushed));
     // After the stream's real end: parts of a batch its writer never finished are given up by this marker.
     const after = Math.max(this.state.seq, this.state.readSeq);
     this.signingSeq = after + 1; // a conditional append lands right after `after`, or not at all
@@ -308,7 +307,7 @@ class StreamLogReplicator implements LogReplicator {
     this.state.term = term;
     this.state.ownTerm = term;
     this.flushedAt = flushed;
-    this.snapshots.startAt(baseline);
+    this.snapshots.claimed(rowCount(flushed)); // the newest snapshot's listing refines it, off the claim's path
     this.state.mode = 'leader';
     this.state.beforeNewStream = undefined; // this file's rows are the group's now (its first flush sends what the stream lacks)
     this.state.markDirty = true;

@@ -2,7 +2,7 @@ import { gzipSync } from 'node:zlib';
 import { jetstream, jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { Base64UrlPaddedCodec, Objm } from '@nats-io/obj';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
   EMPTY_POSITION,
   GENESIS_HASH,
@@ -367,6 +367,58 @@ describe('log snapshots of a leader (nats-server)', () => {
     } finally {
       await r.close();
       log.close();
+    }
+  }, 60_000);
+
+  it('a claim does not wait for the snapshot listing; the spacing moves to it when it answers, late or not', async () => {
+    const g = group();
+    const file = tmp.file();
+    const lines: string[] = [];
+    const flushRows = async (p: { log: EventLog; r: LogReplicator }, flushes: number) => {
+      for (let i = 0; i < flushes; i++) {
+        p.log.appendEvents(Array.from({ length: 10 }, (_, k) => nodeEvent(`n${k}`, rv++)));
+        await p.r.flush();
+      }
+    };
+    let rv = 1;
+    let p = await leader(g, file, lines, 40);
+    await p.r.claim(1);
+    await flushRows(p, 10); // snapshots at 40 and 80 rows; the file holds 100
+    await p.r.close();
+    p.log.close();
+    const taken = () =>
+      lines.filter((l) => l.includes('snapshot at seq')).map((l) => Number(/\((\d+) rows/.exec(l)?.[1]));
+    expect(taken()).toEqual([40, 80]);
+
+    // The store answers the listing 4 s late (as when it times out under load).
+    const LATE_MS = 4000;
+    const newestRows = SnapshotStore.prototype.newestRows;
+    let answered = false;
+    const late = vi.spyOn(SnapshotStore.prototype, 'newestRows').mockImplementation(async function (
+      this: SnapshotStore,
+    ) {
+      await new Promise((res) => setTimeout(res, LATE_MS));
+      const rows = await newestRows.call(this);
+      answered = true;
+      return rows;
+    });
+    try {
+      p = await leader(g, file, lines, 40);
+      const started = performance.now();
+      await p.r.claim(2);
+      expect(performance.now() - started).toBeLessThan(LATE_MS - 1000);
+      // From the newest snapshot (80 rows) the next is due at 160; from the file's 100 rows, at 200.
+      await flushRows(p, 7); // 170 rows, all flushed before the listing answers
+      expect(answered).toBe(false);
+      expect(taken()).toEqual([40, 80]);
+      const deadline = performance.now() + LATE_MS + 10_000;
+      while (taken().length < 3 && performance.now() < deadline) await new Promise((res) => setTimeout(res, 50));
+      expect(answered).toBe(true);
+      expect(taken()).toEqual([40, 80, 170]); // taken at the last flush once the listing moved the spacing
+      await p.r.close();
+      p.log.close();
+    } finally {
+      late.mockRestore();
     }
   }, 60_000);
 
