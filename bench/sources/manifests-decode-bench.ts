@@ -57,8 +57,6 @@ metadata: {name: node-1}
 status: {addresses: [{type: InternalIP, address: 192.0.2.1}]}
 `;
 
-const { bus } = memoryPlannerBus();
-
 /**
  * The longest the loop was held while the version was built: from the flush of the change's events
  * (onEvents) until the turn after the version was published (onVersion), the longest gap between
@@ -97,6 +95,9 @@ async function round(thread: 'caller' | 'worker') {
   writeFileSync(join(manifests, 'nodes.yaml'), NODE);
   const decoder = new ManifestDecoder({ thread });
   const log = await EventLog.open({ file: join(dir, 'log.db') });
+  // a bus of the round's own: one that holds the previous round's versions 1 and 2 made this
+  // round's fresh log publish nothing new (no onVersion), and the round never ended
+  const { bus } = memoryPlannerBus();
   const p = manifestsPlanner({
     log,
     bus,

@@ -224,7 +224,8 @@ export class TargetStore {
   /**
    * Puts this store's own entry back into each target key it wrote that now holds another one
    * (probe10 H1: a verbatim copy of an old signed target from the key's history, a delete, any
-   * foreign text); returns the keys restored with the foreign entry's revision. An entry with a
+   * foreign text) or none (purged by hand: see below); returns the keys restored with the foreign
+   * entry's revision (0: purged). An entry with a
    * newer `issued` (signed with this planner's key, when it signs) is a newer leader's and is left
    * alone: the next write meets it as a fence. Keys this store has since written otherwise, or lost
    * track of (a fenced write), are not checked. The notice goes out again for nodes that followed
@@ -233,13 +234,30 @@ export class TargetStore {
   async restoreOverwritten(): Promise<{ key: string; revision: number }[]> {
     const restored: { key: string; revision: number }[] = [];
     const verifier = this.options.signer ? verifierFromPem(this.options.signer.publicKeyPem) : undefined;
-    for (const [key, m] of [...this.mine]) {
+    // the default first: whether it is absent tells who removed the node keys that are (below)
+    const keys = [...this.mine].sort(([a], [b]) => Number(b === DEFAULT_TARGET_KEY) - Number(a === DEFAULT_TARGET_KEY));
+    let defaultPurged = false;
+    for (const [key, m] of keys) {
       if (this.revisions.get(key) !== m.revision) {
         this.mine.delete(key);
         continue;
       }
       const e = await this.kv.get(key);
-      if (!e || e.revision === m.revision) continue;
+      if (e?.revision === m.revision) continue;
+      if (!e) {
+        // No entry at all: its messages were purged (`nats stream purge KV_sb_targets`, `nats kv
+        // purge`), and a fresh node would find no target. A planner never purges the default; it
+        // purges the key of a Node gone from the cluster (removeNodeTargets), a newer leader
+        // perhaps, so an absent node key is put back only when the default was purged too.
+        if (key === DEFAULT_TARGET_KEY) defaultPurged = true;
+        else if (!defaultPurged) continue;
+        this.revisions.set(key, 0);
+        const revision = await this.conditionalPut(key, m.text);
+        this.mine.set(key, { ...m, revision });
+        this.nc.publish(targetNoticeSubject(key), JSON.stringify({ revision, target: JSON.parse(m.text) }));
+        restored.push({ key, revision: 0 });
+        continue;
+      }
       const t = e.operation === 'PUT' ? parseWire(SignedTargetSchema, e.value, key) : undefined;
       if (t && 'value' in t && t.value.issued > m.issued) {
         const entry = t.value;
@@ -253,6 +271,16 @@ export class TargetStore {
       restored.push({ key, revision: e.revision });
     }
     return restored;
+  }
+
+  /** The config revisions the targets this store wrote name (what a node following them fetches). */
+  targetedConfigRevisions(): Set<number> {
+    const named = new Set<number>();
+    for (const m of this.mine.values()) {
+      const t = JSON.parse(m.text) as { configRevision?: number };
+      if (t.configRevision !== undefined) named.add(t.configRevision);
+    }
+    return named;
   }
 
   /** The newest `issued` already in the bucket (another run of this planner wrote it), and each key's revision. */

@@ -326,6 +326,8 @@ export class NatsPlannerBus implements PlannerBus {
         .then((restored) => {
           for (const r of restored) this.options.onTargetRestored?.(r.key, r.revision);
         })
+        // the config revisions those targets name, purged with them (a node could not load its target)
+        .then(() => this.guard(() => this.restoreConfigRevisions()))
         // limits given to the versions stream while this planner leads (said through onLimitsReset)
         .then(() => this.publisher.checkLimits())
         // then versions a limit dropped before it was found (the planner republishes: onStreamCheck)
@@ -336,6 +338,18 @@ export class NatsPlannerBus implements PlannerBus {
         });
     }, ms);
     this.targetCheck.unref?.();
+  }
+
+  /**
+   * Puts back each config revision this planner published that its targets name and the bucket
+   * no longer holds (a purge of KV_sb_targets by hand): putConfigRevision reads it first and
+   * writes only when it is absent (or unsigned where this planner signs).
+   */
+  private async restoreConfigRevisions(): Promise<void> {
+    for (const revision of this.targets.targetedConfigRevisions()) {
+      const r = this.configs.get(revision);
+      if (r) await this.targets.putConfigRevision(r);
+    }
   }
 
   listen(hooks: Parameters<PlannerBus['listen']>[0]): void {

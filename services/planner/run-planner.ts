@@ -343,7 +343,7 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
           beforeWrite: () => replicator?.flush() ?? Promise.resolve(),
           onTargetRestored: (key, revision) =>
             say(
-              `target ${key === 'default' ? 'default (every node)' : `for node ${key.slice('node.'.length)}`} was overwritten by someone else (revision ${revision}); restored`,
+              `target ${key === 'default' ? 'default (every node)' : `for node ${key.slice('node.'.length)}`} ${revision === 0 ? 'was purged from the targets bucket by someone else' : `was overwritten by someone else (revision ${revision})`}; restored`,
             ),
           onLimitsReset: say,
         }),

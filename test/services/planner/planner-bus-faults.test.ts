@@ -14,6 +14,7 @@ import {
   readVerifierFile,
   TARGETS_BUCKET,
   TARGETS_STREAM,
+  VERSIONS_STREAM,
 } from '../../../libs/bus/index.ts';
 import { checkVersionAnchor, compactLog, EventLog } from '../../../libs/eventlog/index.ts';
 import { DEFAULT_PROXY_CONFIG } from '../../../libs/model/index.ts';
@@ -208,6 +209,66 @@ describe('start in any order, wait for what is missing', () => {
     const fresh = await startApplier();
     await expect.poll(async () => (await readyz(fresh.svc)).body.applied?.version, { timeout: 30_000 }).toBe(3);
   }, 90_000); // the planner steps down when its lease bucket is gone, and is elected again
+
+  it('a quiet cluster whose versions stream and targets bucket are purged by hand: the periodic check puts back a base and the targets; a fresh node loads them', async () => {
+    const said: string[] = [];
+    const p = await startPlanner({ targetCheckMs: 500, say: (line) => said.push(line) });
+    const { svc } = await startApplier();
+    env.write('b.yaml', svcYaml('b', '10.96.0.2'));
+    await expect.poll(async () => (await readyz(svc)).body.applied?.version, { timeout: 20_000 }).toBe(2);
+    const jsm = await jetstreamManager(env.nc);
+    // `nats stream purge` of both: the streams stay (same creation time), their messages go
+    await jsm.streams.purge(VERSIONS_STREAM);
+    await jsm.streams.purge(TARGETS_STREAM);
+    expect((await jsm.streams.info(VERSIONS_STREAM)).state.messages).toBe(0);
+    // no change follows: only the periodic check can find it
+    await expect
+      .poll(
+        async () => (await jsm.streams.info(VERSIONS_STREAM, { subjects_filter: 'sb.v.checkpoint.>' })).state.subjects,
+        {
+          timeout: 20_000,
+        },
+      )
+      .toHaveProperty('sb.v.checkpoint.2.0');
+    const kv = await new Kvm(env.nc).open(TARGETS_BUCKET);
+    await expect
+      .poll(async () => (await kv.get(DEFAULT_TARGET_KEY))?.string() ?? '', { timeout: 20_000 })
+      .toMatch(/"version":2\b/);
+    const target = JSON.parse((await kv.get(DEFAULT_TARGET_KEY))!.string()) as { configRevision: number };
+    await expect
+      .poll(async () => (await kv.get(`config.${target.configRevision}`))?.operation, { timeout: 20_000 })
+      .toBe('PUT');
+    // the running node kept what it runs; a node that never saw the purged stream loads version 2
+    expect((await readyz(svc)).body.applied?.version).toBe(2);
+    await svc.stop();
+    const fresh = await startApplier();
+    await expect.poll(async () => (await readyz(fresh.svc)).body.applied?.version, { timeout: 30_000 }).toBe(2);
+    expect((await readyz(fresh.svc)).status).toBe(200);
+    expect(p.planner.data.latest()?.version).toBe(2); // put back, not a new version
+    expect(said.join('\n')).toMatch(/versions stream lost/);
+    expect(said).toContain('target default (every node) was purged from the targets bucket by someone else; restored');
+  }, 90_000);
+
+  it('a quiet cluster whose versions stream and targets bucket are deleted by hand: the periodic check makes them again and republishes; a fresh node loads them', async () => {
+    const said: string[] = [];
+    const p = await startPlanner({ targetCheckMs: 500, say: (line) => said.push(line) });
+    const { svc } = await startApplier();
+    env.write('b.yaml', svcYaml('b', '10.96.0.2'));
+    await expect.poll(async () => (await readyz(svc)).body.applied?.version, { timeout: 20_000 }).toBe(2);
+    const jsm = await jetstreamManager(env.nc);
+    await jsm.streams.delete(VERSIONS_STREAM);
+    await jsm.streams.delete(TARGETS_STREAM);
+    // no change follows: only the periodic check can find it
+    const kv = await new Kvm(env.nc).open(TARGETS_BUCKET);
+    await expect
+      .poll(async () => (await kv.get(DEFAULT_TARGET_KEY).catch(() => null))?.string() ?? '', { timeout: 20_000 })
+      .toMatch(/"version":2\b/);
+    await svc.stop();
+    const fresh = await startApplier();
+    await expect.poll(async () => (await readyz(fresh.svc)).body.applied?.version, { timeout: 30_000 }).toBe(2);
+    expect((await readyz(fresh.svc)).status).toBe(200);
+    expect(p.planner.data.latest()?.version).toBe(2);
+  }, 90_000);
 
   it("a failed publish shows as the planner's lastError while NATS is down, and clears once the version is published", async () => {
     const p = await startPlanner();

@@ -6,7 +6,14 @@
 // A real nats-server with the generated permissions.
 import { afterEach, describe, expect, it } from 'vitest';
 import { Kvm } from '@nats-io/kv';
-import { DEFAULT_TARGET_KEY, nodeTargetKey, TARGETS_BUCKET, TargetStore } from '../../../libs/bus/index.ts';
+import { jetstreamManager } from '@nats-io/jetstream';
+import {
+  DEFAULT_TARGET_KEY,
+  nodeTargetKey,
+  TARGETS_BUCKET,
+  TARGETS_STREAM,
+  TargetStore,
+} from '../../../libs/bus/index.ts';
 import { NatsPlannerBus } from '../../../services/planner/nats-planner-bus.ts';
 import { Events, startBusWorld, type BusWorld } from '../../libs/bus/bus-harness.ts';
 
@@ -58,5 +65,43 @@ describe('the planner restores a target key someone else wrote (probe10 H1)', ()
     expect(restored.all.slice(mark).map((e) => e.key)).toEqual([nodeKey]); // the default was checked in the same pass
     expect(JSON.parse((await kv.get(DEFAULT_TARGET_KEY))!.string()).version).toBe(4);
     expect(JSON.parse((await kv.get(nodeKey))!.string()).version).toBe(2);
+  });
+
+  it('puts back keys purged with the default (a purge of the whole bucket), not a node key purged alone (what removeNodeTargets does)', async () => {
+    const w = await startBusWorld({ nodes: ['n1'] });
+    world = w;
+    const restored = new Events<{ key: string; revision: number }>();
+    bus = await NatsPlannerBus.open({
+      nc: w.planner,
+      signer: w.signer,
+      targetCheckMs: 50,
+      onTargetRestored: (key, revision) => restored.push({ key, revision }),
+    });
+    const kv = await new Kvm(w.planner).open(TARGETS_BUCKET);
+    const jsm = await jetstreamManager(w.planner);
+    const nodeKey = nodeTargetKey('n1');
+    await bus.setDefaultTarget({ version: 1, configRevision: 0 });
+    await bus.setNodeTarget('n1', { version: 2, configRevision: 0 });
+    const ours = { default: (await kv.get(DEFAULT_TARGET_KEY))!.string(), node: (await kv.get(nodeKey))!.string() };
+
+    // the node key alone: a leader removing a gone Node's key leaves it so; not undone
+    await jsm.streams.purge(TARGETS_STREAM, { filter: `$KV.${TARGETS_BUCKET}.${nodeKey}` });
+    await new Promise((res) => setTimeout(res, 500)); // ten checks
+    expect(await kv.get(nodeKey)).toBeNull();
+    expect(restored.all).toEqual([]);
+
+    // everything (`nats stream purge KV_sb_targets`): the default gone says it was not a planner,
+    // so the node key, purged before, is put back with it
+    await jsm.streams.purge(TARGETS_STREAM);
+    await restored.waitFor((e) => e.key === nodeKey, 'the node key restored');
+    expect(restored.all).toEqual([
+      { key: DEFAULT_TARGET_KEY, revision: 0 },
+      { key: nodeKey, revision: 0 },
+    ]);
+    expect((await kv.get(DEFAULT_TARGET_KEY))!.string()).toBe(ours.default);
+    expect((await kv.get(nodeKey))!.string()).toBe(ours.node);
+    // and the store writes on from the revisions it put back (no false fence, no step-down)
+    await bus.setDefaultTarget({ version: 3, configRevision: 0 });
+    expect(JSON.parse((await kv.get(DEFAULT_TARGET_KEY))!.string()).version).toBe(3);
   });
 });
