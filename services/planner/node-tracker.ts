@@ -242,21 +242,6 @@ export class NodeTracker {
     return this.window();
   }
 
-  /**
-   * Latest answer per node, as rollouts read it, with the newest verdict about the revision it
-   * answered for (a heartbeat's verdict turns it unhealthy during a bake). `expect`: the hashes an
-   * ACK must echo; an ACK that differs carries the mismatch and does not count as done, and so
-   * does the ACK of a node that two applier processes report as (it proves neither runs it).
-   */
-  reports(expect?: ExpectAck, nowMs = performance.now()): Map<string, NodeReport> {
-    const out = new Map<string, NodeReport>();
-    for (const n of this.nodes.keys()) {
-      const r = this.report(n, expect, nowMs);
-      if (r) out.set(n, r);
-    }
-    return out;
-  }
-
   /** Every node's last ACK/NACK as heard (or seeded), for a planner taking over this one's view. */
   lastHeard(): AckOrNack[] {
     return [...this.nodes.values()].flatMap((s) => (s.last ? [s.last] : []));
@@ -267,7 +252,13 @@ export class NodeTracker {
     return this.nodes.get(node)?.last;
   }
 
-  /** One node's entry of reports() (undefined: it never answered). */
+  /**
+   * A node's latest answer, as rollouts read it (undefined: it never answered), with the newest
+   * verdict about the revision it answered for (a heartbeat's verdict turns it unhealthy during a
+   * bake). `expect`: the hashes an ACK must echo; an ACK that differs carries the mismatch and does
+   * not count as done, and so does the ACK of a node that two applier processes report as (it
+   * proves neither runs it). One node at a time: a rollout step reads only its wave's nodes.
+   */
   report(node: string, expect?: ExpectAck, nowMs = performance.now()): NodeReport | undefined {
     const s = this.nodes.get(node);
     if (!s?.last) return undefined;

@@ -33,11 +33,11 @@ const hb = (appliedConfigRevision: number, health: ReturnType<typeof verdict>): 
   at: 'T',
 });
 
-describe('NodeTracker.reports: the verdict rollouts gate on', () => {
+describe('NodeTracker.report: the verdict rollouts gate on', () => {
   it("carries the ACK's verdict, then a newer heartbeat's about the same revision", () => {
     const t = new NodeTracker();
     t.onAck(ack(2, verdict('healthy', 'ok')), 1000);
-    expect(t.reports().get('n1')).toEqual({
+    expect(t.report('n1')).toEqual({
       type: 'ACK',
       configRevision: 2,
       error: undefined,
@@ -61,7 +61,7 @@ describe('NodeTracker.reports: the verdict rollouts gate on', () => {
   });
 });
 
-describe('NodeTracker.reports: ACKs checked against the hashes the planner expects', () => {
+describe('NodeTracker.report: ACKs checked against the hashes the planner expects', () => {
   it('marks an ACK whose node-state or data hash differs, and leaves a matching one alone', () => {
     const t = new NodeTracker();
     t.onAck(ack(2), 1000);
@@ -69,7 +69,7 @@ describe('NodeTracker.reports: ACKs checked against the hashes the planner expec
     expect(t.report('n1', () => ({ nodeStateHash: 'e' }))?.mismatch).toBe(
       'runs version 3 config 2 with node-state hash h, the planner renders e',
     );
-    expect(t.reports(() => ({ dataHash: 'f' })).get('n1')?.mismatch).toBe(
+    expect(t.report('n1', () => ({ dataHash: 'f' }))?.mismatch).toBe(
       'runs version 3 with data hash d, the log recorded f',
     );
     expect(t.report('n1')?.mismatch).toBeUndefined(); // nothing expected: nothing checked
@@ -100,7 +100,7 @@ describe('NodeTracker: two applier processes reporting as one node', () => {
     });
     // a rollout wave does not count the ACK either: the node's report carries it as a mismatch
     expect(t.report('n1', undefined, 3000)?.mismatch).toBe('two appliers report as n1 (instances a, b)');
-    expect(t.reports(undefined, 3000).get('n1')?.mismatch).toBe('two appliers report as n1 (instances a, b)');
+    expect(t.report('n1', undefined, 3000)?.mismatch).toBe('two appliers report as n1 (instances a, b)');
     // only b from now on: the flag ends one window after the last alternation
     for (let at = 8000; at <= 38_000; at += 5000) t.onHeartbeat(beat('b'), at);
     expect(t.row('n1', target, {}, 38_000).status).toBe('SYNCED');
