@@ -5,6 +5,7 @@ import type { ObjectRejection } from '../../libs/planner/index.ts';
 import type { EventSourceFactory } from './event-source.ts';
 import type { InvalidReason } from './invalid-reports.ts';
 import type { PlannerBus } from './planner-bus.ts';
+import type { StepFailureChange } from './step-failures.ts';
 
 /** Optional hooks for metrics and audit; none may throw into the planner. */
 export interface PlannerHooks {
@@ -12,6 +13,11 @@ export interface PlannerHooks {
   onRejected?(r: ObjectRejection | Rejection): void;
   onVersion?(version: number, publishMs: number): void;
   onError?(where: string, err: unknown): void;
+  /**
+   * One of the planner's own steps (source, append, publish, ...) started failing, failed
+   * differently, or works again: said on stderr (StepFailures says when; not every retry).
+   */
+  onStepFailure?(c: StepFailureChange): void;
   /** Something an operator must know that is not a failure (said once, e.g. versions not republished). */
   onNote?(message: string): void;
   /** A report dropped as not valid; `node` only when the planner knows the node its subject names. */

@@ -76,7 +76,10 @@ export class Planner {
 
   constructor(private readonly options: PlannerOptions) {
     this.nodes = new NodeTracker(options.statusThresholds);
-    this.failures = new StepFailures((where, err) => this.options.hooks?.onError?.(where, err));
+    this.failures = new StepFailures({
+      onError: (where, err) => this.options.hooks?.onError?.(where, err),
+      onChange: (c) => this.options.hooks?.onStepFailure?.(c),
+    });
     this.expectations = new AckExpectations({
       log: options.log,
       axes: this,
@@ -377,7 +380,7 @@ export class Planner {
 
   /** Records a failure seen outside the planner's own steps (the group's, e.g. a step-down), shown until it recovers. */
   noteFailure(where: string, err: unknown): void {
-    this.fail(where, err);
+    this.failures.fail(where, err, false); // the group says its own (lease, cluster, signing key)
   }
 
   /** Ends a failure noted with noteFailure (the group's, once what it names is over). */

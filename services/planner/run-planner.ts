@@ -446,7 +446,18 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
         debounceMs: o.debounceMs,
         statusThresholds: o.statusThresholds,
         nodeSelector: o.nodeSelector,
-        hooks: { ...metrics.hooks, onNote: say },
+        hooks: {
+          ...metrics.hooks,
+          onNote: say,
+          // a failure was only in /status, lastError and a counter: `kubectl logs` showed a planner
+          // with a mistyped --manifests, or a NATS refusing its publishes, as a healthy one
+          onStepFailure: (c) =>
+            say(
+              c.failing !== undefined
+                ? `${c.where} failing: ${c.failing} (retried; /status shows it while it lasts)`
+                : `${c.where} works again (it failed for ${(c.failedForMs / 1000).toFixed(1)} s)`,
+            ),
+        },
         role,
         now: () => clock.now(),
         // an operation is answered once the group's log holds it (review2 R4)
