@@ -1,3 +1,7 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { createUser } from '@nats-io/jwt';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { Kvm } from '@nats-io/kv';
@@ -209,6 +213,63 @@ describe('per-node NATS permissions (generated server config)', () => {
     } finally {
       for (const nc of readers) await nc.close();
       await planner.close();
+    }
+  });
+
+  it('a node that authenticates with an nkey seed file (--nkey-seed) follows its target and ACKs, only as itself', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'sb-nkey-'));
+    try {
+      const n1 = createUser();
+      const other = createUser(); // a seed no user of the config names
+      const seed = (kp: typeof n1, name: string) => {
+        const file = path.join(dir, name);
+        writeFileSync(file, `${new TextDecoder().decode(kp.getSeed())}\n`, { mode: 0o600 });
+        return file;
+      };
+      server = await startNatsServer({
+        jetstream: true,
+        config: renderServerAuthConfig({ planner: PLANNER, nodes: [{ name: 'n1', nkey: n1.getPublicKey() }] }),
+      });
+      const planner = await connectBus({ servers: server.url, name: 'planner', auth: PLANNER });
+      try {
+        const targets = await TargetStore.open({ nc: planner });
+        await targets.setDefaultTarget({ version: 1, configRevision: 0 });
+        const nc = await connectBus({
+          servers: server.url,
+          name: 'n1',
+          node: 'n1',
+          auth: { nkeySeedFile: seed(n1, 'n1.nk') },
+        });
+        try {
+          const seen = violations(nc);
+          const kv = await new Kvm(nc).open(TARGETS_BUCKET, { allow_direct: true });
+          expect((await kv.get('default'))?.json()).toMatchObject({ version: 1, configRevision: 0 });
+          const acks = planner.subscribe('sb.ack.*');
+          const got = (async () => {
+            for await (const m of acks) return m.subject;
+          })();
+          await planner.flush();
+          nc.publish('sb.ack.n2', 'forged');
+          nc.publish('sb.ack.n1', 'mine');
+          await nc.flush();
+          expect(await got).toBe('sb.ack.n1'); // the forged one never reached the planner
+          await expect.poll(() => seen.some((x) => x.includes('"sb.ack.n2"'))).toBe(true);
+        } finally {
+          await nc.close();
+        }
+        await expect(
+          connectBus({
+            servers: server.url,
+            name: 'x',
+            auth: { nkeySeedFile: seed(other, 'other.nk') },
+            extra: { maxReconnectAttempts: 0, reconnect: false },
+          }),
+        ).rejects.toThrow(/Authorization/i);
+      } finally {
+        await planner.close();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 
