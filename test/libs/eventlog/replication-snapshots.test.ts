@@ -428,21 +428,40 @@ describe('log snapshots of a leader (nats-server)', () => {
     const lines: string[] = [];
     let term = 0;
     let rv = 0;
-    let p = await leader(g, file, lines, 40);
-    await p.r.claim(++term);
-    // 40 flushes of 10 rows; from row 60 on, a restart (and a new claim) every 30 rows
-    for (let i = 0; i < 40; i++) {
-      if (i >= 6 && i % 3 === 0) {
-        await p.r.close();
-        p.log.close();
-        p = await leader(g, file, lines, 40);
-        await p.r.claim(++term);
+    // A claim lists the newest snapshot beside it, not before it: each round waits for that listing
+    // (and the turn that moves the spacing), so the snapshots land at the flush they are due at,
+    // not a flush later when the listing is slow (under load: 170 and 350 rows).
+    const newestRows = SnapshotStore.prototype.newestRows;
+    let listed: Promise<unknown> = Promise.resolve();
+    const watched = vi.spyOn(SnapshotStore.prototype, 'newestRows').mockImplementation(function (this: SnapshotStore) {
+      const rows = newestRows.call(this);
+      listed = rows.catch(() => undefined);
+      return rows;
+    });
+    const claim = async (r: LogReplicator) => {
+      await r.claim(++term);
+      await listed;
+      await new Promise((res) => setImmediate(res));
+    };
+    try {
+      let p = await leader(g, file, lines, 40);
+      await claim(p.r);
+      // 40 flushes of 10 rows; from row 60 on, a restart (and a new claim) every 30 rows
+      for (let i = 0; i < 40; i++) {
+        if (i >= 6 && i % 3 === 0) {
+          await p.r.close();
+          p.log.close();
+          p = await leader(g, file, lines, 40);
+          await claim(p.r);
+        }
+        p.log.appendEvents(Array.from({ length: 10 }, () => nodeEvent(`n${rv % 7}`, ++rv)));
+        await p.r.flush();
       }
-      p.log.appendEvents(Array.from({ length: 10 }, () => nodeEvent(`n${rv % 7}`, ++rv)));
-      await p.r.flush();
+      await p.r.close();
+      p.log.close();
+    } finally {
+      watched.mockRestore();
     }
-    await p.r.close();
-    p.log.close();
     // snapshots at 40, 80, 160 and 320 rows, as without restarts (before: none after the first restart)
     const taken = lines.filter((l) => l.includes('snapshot at seq')).map((l) => Number(/\((\d+) rows/.exec(l)?.[1]));
     expect(taken).toEqual([40, 80, 160, 320]);

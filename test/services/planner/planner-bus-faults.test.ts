@@ -210,12 +210,18 @@ describe('start in any order, wait for what is missing', () => {
     await expect.poll(async () => (await readyz(fresh.svc)).body.applied?.version, { timeout: 30_000 }).toBe(3);
   }, 90_000); // the planner steps down when its lease bucket is gone, and is elected again
 
-  it('a quiet cluster whose versions stream and targets bucket are purged by hand: the periodic check puts back a base and the targets; a fresh node loads them', async () => {
+  /** A planner checking stream and bucket every 500 ms, and a node that runs its version 2. */
+  const quietAtVersion2 = async () => {
     const said: string[] = [];
     const p = await startPlanner({ targetCheckMs: 500, say: (line) => said.push(line) });
     const { svc } = await startApplier();
     env.write('b.yaml', svcYaml('b', '10.96.0.2'));
     await expect.poll(async () => (await readyz(svc)).body.applied?.version, { timeout: 20_000 }).toBe(2);
+    return { p, svc, said };
+  };
+
+  it('a quiet cluster whose versions stream and targets bucket are purged by hand: the periodic check puts back a base and the targets; a fresh node loads them', async () => {
+    const { p, svc, said } = await quietAtVersion2();
     const jsm = await jetstreamManager(env.nc);
     // `nats stream purge` of both: the streams stay (same creation time), their messages go
     await jsm.streams.purge(VERSIONS_STREAM);
@@ -250,11 +256,7 @@ describe('start in any order, wait for what is missing', () => {
   }, 90_000);
 
   it('a quiet cluster whose versions stream and targets bucket are deleted by hand: the periodic check makes them again and republishes; a fresh node loads them', async () => {
-    const said: string[] = [];
-    const p = await startPlanner({ targetCheckMs: 500, say: (line) => said.push(line) });
-    const { svc } = await startApplier();
-    env.write('b.yaml', svcYaml('b', '10.96.0.2'));
-    await expect.poll(async () => (await readyz(svc)).body.applied?.version, { timeout: 20_000 }).toBe(2);
+    const { p, svc } = await quietAtVersion2();
     const jsm = await jetstreamManager(env.nc);
     await jsm.streams.delete(VERSIONS_STREAM);
     await jsm.streams.delete(TARGETS_STREAM);

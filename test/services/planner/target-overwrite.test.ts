@@ -26,18 +26,24 @@ afterEach(async () => {
   world = undefined;
 });
 
+/** A bus world with one node and the planner's bus checking its target keys every 50 ms. */
+async function checkingBus() {
+  const w = await startBusWorld({ nodes: ['n1'] });
+  world = w;
+  const restored = new Events<{ key: string; revision: number }>();
+  const b = await NatsPlannerBus.open({
+    nc: w.planner,
+    signer: w.signer,
+    targetCheckMs: 50,
+    onTargetRestored: (key, revision) => restored.push({ key, revision }),
+  });
+  bus = b;
+  return { w, bus: b, restored, kv: await new Kvm(w.planner).open(TARGETS_BUCKET) };
+}
+
 describe('the planner restores a target key someone else wrote (probe10 H1)', () => {
   it('puts its own entry back over a replayed old one, and leaves a newer leader’s alone', async () => {
-    const w = await startBusWorld({ nodes: ['n1'] });
-    world = w;
-    const restored = new Events<{ key: string; revision: number }>();
-    bus = await NatsPlannerBus.open({
-      nc: w.planner,
-      signer: w.signer,
-      targetCheckMs: 50,
-      onTargetRestored: (key, revision) => restored.push({ key, revision }),
-    });
-    const kv = await new Kvm(w.planner).open(TARGETS_BUCKET);
+    const { w, bus, restored, kv } = await checkingBus();
     const nodeKey = nodeTargetKey('n1');
     await bus.setDefaultTarget({ version: 1, configRevision: 0 });
     const old = (await kv.get(DEFAULT_TARGET_KEY))!.string();
@@ -68,16 +74,7 @@ describe('the planner restores a target key someone else wrote (probe10 H1)', ()
   });
 
   it('puts back keys purged with the default (a purge of the whole bucket), not a node key purged alone (what removeNodeTargets does)', async () => {
-    const w = await startBusWorld({ nodes: ['n1'] });
-    world = w;
-    const restored = new Events<{ key: string; revision: number }>();
-    bus = await NatsPlannerBus.open({
-      nc: w.planner,
-      signer: w.signer,
-      targetCheckMs: 50,
-      onTargetRestored: (key, revision) => restored.push({ key, revision }),
-    });
-    const kv = await new Kvm(w.planner).open(TARGETS_BUCKET);
+    const { w, bus, restored, kv } = await checkingBus();
     const jsm = await jetstreamManager(w.planner);
     const nodeKey = nodeTargetKey('n1');
     await bus.setDefaultTarget({ version: 1, configRevision: 0 });
