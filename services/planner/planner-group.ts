@@ -293,7 +293,10 @@ export class PlannerGroup {
       this.options.onRoleChange?.();
       return;
     }
-    await p.recordHeard(heard).catch((e) => p.noteFailure('ack', e));
+    await p.recordHeard(heard).catch((e) => {
+      this.options.say(`recording the reports heard before this role change: ${(e as Error).message}`);
+      p.noteFailure('ack', e);
+    });
     // stop() waits for a role change only its grace long: one that finishes later must not leave
     // a timer reading a log that is closed by then.
     if (this.stopped) return void (await p.stop().catch(() => undefined));
