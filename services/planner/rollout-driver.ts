@@ -58,7 +58,10 @@ export class RolloutDriver {
           })
           .then(
             () => this.o.failures.recovered('rollout'),
-            (e) => this.o.failures.fail('rollout', e),
+            (e) => {
+              this.soon = undefined; // refused before it ran (the queue of a follower): a later burst steps
+              this.o.failures.fail('rollout', e);
+            },
           ),
     );
   }
@@ -83,7 +86,10 @@ export class RolloutDriver {
           })
           .then(
             () => this.o.failures.recovered('rollout'),
-            (e) => this.o.failures.fail('rollout', e),
+            (e) => {
+              this.soon = undefined; // refused before it ran (the queue of a follower): a later burst steps
+              this.o.failures.fail('rollout', e);
+            },
           ),
       wait,
     );
