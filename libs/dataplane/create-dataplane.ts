@@ -108,6 +108,9 @@ export function withNotes(dp: Dataplane, notes: readonly string[]): Dataplane {
   };
   return {
     mode: dp.mode,
+    get draining() {
+      return dp.draining;
+    },
     apply: (s, change) => add(dp.apply(s, change)),
     resync: () => add(dp.resync()),
     cleanup: () => add(dp.cleanup()),

@@ -62,4 +62,24 @@ export interface Dataplane {
   /** Removes everything this dataplane owns (mode switch, `switchboard cleanup`). */
   cleanup(): Promise<ApplyResult>;
   close(): Promise<void>;
+  /**
+   * Where a mode switch keeps the old mode's state for established connections (ipvs behind
+   * nftables: ModeFollowingDataplane), that old mode until it is removed. What it still holds is
+   * ours, not kube-proxy's, to the leftover check and the take-over.
+   */
+  readonly draining?: DataplaneMode;
+  /**
+   * Optional (ipvs mode): stop taking new connections but keep those made, for a mode switch away
+   * from this mode (another mode serves `state` now). Each call moves the drain on; the mode's
+   * state is removed, as by cleanup(), once no connection is left or the drain timeout passed.
+   */
+  retire?(state: NodeState): Promise<RetireResult>;
+}
+
+/** What a retire() left. */
+export interface RetireResult extends ApplyResult {
+  /** Nothing of the mode is left (verified, as a cleanup()). */
+  readonly removed: boolean;
+  /** Connections (active + inactive) still held by the mode's draining endpoints; 0 once removed. */
+  readonly connections: number;
 }

@@ -136,6 +136,9 @@ export function withForwardDropCheck(dp: Dataplane, o: ForwardDropCheckOptions =
     get mode() {
       return dp.mode;
     },
+    get draining() {
+      return dp.draining;
+    },
     apply: async (s, change) => {
       const r = await dp.apply(s, change);
       if (checkedAtStart || !r.verified) return r;

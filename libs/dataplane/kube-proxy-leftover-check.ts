@@ -60,7 +60,8 @@ export function withKubeProxyLeftoverCheck(dp: Dataplane, o: LeftoverCheckOption
   // ipvs mode: which of kube-proxy's IPv6 chains are our glue's depends on the state applied
   let ipv6Glue: Ipv6GlueChains | undefined;
   const check = async (): Promise<{ report?: string; competing: boolean }> => {
-    const mode = checkedMode(dp.mode);
+    // while ipvs mode retires behind nftables, its glue (kube-proxy's ipvs-mode names) is ours
+    const mode = checkedMode(dp.draining === 'ipvs' ? 'ipvs' : dp.mode);
     if (!mode) return { competing: false };
     const now = performance.now();
     const key = `${mode} ${JSON.stringify(ipv6Glue)}`;
@@ -78,6 +79,9 @@ export function withKubeProxyLeftoverCheck(dp: Dataplane, o: LeftoverCheckOption
   return {
     get mode() {
       return dp.mode;
+    },
+    get draining() {
+      return dp.draining;
     },
     apply: async (s, change): Promise<ApplyResult> => {
       const r = await dp.apply(s, change);

@@ -87,6 +87,9 @@ export function withKubeProxyTakeOver(dp: Dataplane, o: TakeOverOptions = {}): D
     if (done || !r.verified) return r;
     const mode = dp.mode;
     if (mode !== 'ipvs' && mode !== 'nftables') return r;
+    // ipvs mode retiring behind nftables: its glue has kube-proxy's ipvs-mode names and is ours;
+    // the take-over waits until it is removed (a later resync)
+    if (dp.draining === 'ipvs') return r;
     if (mode === 'ipvs' && (!ipvsSnapshot || !lastState)) return r;
     const t0 = performance.now();
     let notes: string[];
@@ -115,6 +118,9 @@ export function withKubeProxyTakeOver(dp: Dataplane, o: TakeOverOptions = {}): D
   return {
     get mode() {
       return dp.mode;
+    },
+    get draining() {
+      return dp.draining;
     },
     apply: async (s, change) => {
       await before();

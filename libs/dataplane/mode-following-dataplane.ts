@@ -1,5 +1,5 @@
 import type { NodeState, ProxyMode } from '../model/index.ts';
-import type { ApplyResult, Dataplane, DataplaneMode, NodeStateChange } from './dataplane.ts';
+import type { ApplyResult, Dataplane, DataplaneMode, NodeStateChange, RetireResult } from './dataplane.ts';
 import { NOTHING_VERIFIED } from './dataplane.ts';
 import { ModeSwitchError, switchMode } from './switch-mode.ts';
 
@@ -25,16 +25,32 @@ const HASHING_SCHEDULERS = new Map([
  * to nftables where IPVS is missing, and switches make-before-break with switchMode. On its
  * first apply it also removes what the other mode may have left (an applier restarted mid-switch),
  * and so does the first apply after a switch that failed once the old mode's removal had begun.
+ *
+ * ipvs → nftables keeps the connections IPVS made: ipvs mode retires (Dataplane.retire: its TCP
+ * endpoints at weight 0, kept until their connections close or the drain timeout passes) rather
+ * than going at once, and every resync moves the drain on until it is removed. A restart or a
+ * failed switch finds its leftovers the same way (the drain's start is in ipvs mode's ownership
+ * record), and a switch back to ipvs while it drains takes up the draining dataplane.
  */
 export class ModeFollowingDataplane implements Dataplane {
   private current: Dataplane | undefined;
   /** The other mode may still hold state (a switch failed while removing it): remove it next apply. */
   private leftover: ProxyMode | undefined;
+  /** The old mode, retiring behind `current` while its connections drain. */
+  private retiring: Dataplane | undefined;
+  /** The last state `current` was given: what a retiring mode retires behind. */
+  private lastState: NodeState | undefined;
+  /** The retiring mode's connection count last said, so a drain is logged when it moves. */
+  private saidConnections: number | undefined;
 
   constructor(private readonly options: ModeFollowingOptions) {}
 
   get mode(): DataplaneMode {
     return this.current?.mode ?? (this.options.ipvsAvailable ? 'ipvs' : 'nftables');
+  }
+
+  get draining(): DataplaneMode | undefined {
+    return this.retiring?.mode;
   }
 
   async apply(state: NodeState, change?: NodeStateChange): Promise<ApplyResult> {
@@ -59,33 +75,41 @@ export class ModeFollowingDataplane implements Dataplane {
     if (!this.current) {
       this.current = await this.options.open(want);
       const r = await this.current.apply(state);
+      this.lastState = state;
       const other: ProxyMode | undefined =
         want === 'ipvs' ? 'nftables' : this.options.ipvsAvailable ? 'ipvs' : undefined;
-      if (other) await this.removeLeftovers(other, notes);
+      if (other) await this.removeLeftovers(other, state, notes);
       return { ...r, notes: [...notes, ...r.notes] };
     }
     if (this.current.mode === want) {
       const r = await this.current.apply(state, change);
+      this.lastState = state;
       const other = this.leftover;
       if (other && r.verified) {
         // what a failed switch may have left of the other mode goes once this mode verified
-        const gone = await this.removeLeftovers(other, notes);
+        const gone = await this.removeLeftovers(other, state, notes);
         if (gone) this.leftover = undefined;
         return { ...r, verified: gone, notes: [...notes, ...r.notes] };
       }
       return notes.length ? { ...r, notes: [...notes, ...r.notes] } : r;
     }
     const from = this.current;
-    const to = await this.options.open(want);
+    // a switch back to the mode that is still retiring takes it up: its state is there, in part
+    const resumed = this.retiring?.mode === want ? this.retiring : undefined;
+    this.retiring = undefined;
+    this.saidConnections = undefined;
+    const to = resumed ?? (await this.options.open(want));
     let res;
     try {
-      res = await switchMode({ from, to, state });
+      res = await switchMode({ from, to, state, drain: true });
+      this.lastState = state;
     } catch (e) {
       if (e instanceof ModeSwitchError && e.newModeServing) {
         // The old mode's removal ran (in part or whole): the node is in the new mode now. It is
         // the current dataplane from here on, so the failure is reported against it and its
         // next apply (the retry, or a rollback's switch back) repairs the node from there.
         this.current = to;
+        this.lastState = state;
         this.leftover = from.mode as ProxyMode;
         await from.close().catch(() => undefined);
         throw e;
@@ -95,40 +119,114 @@ export class ModeFollowingDataplane implements Dataplane {
     }
     this.leftover = undefined;
     this.current = to;
-    await from.close().catch(() => undefined);
-    this.options.log?.(`switched ${from.mode} → ${to.mode} in ${res.durationMs.toFixed(0)} ms`);
+    const switched = `switched ${from.mode} → ${to.mode}`;
+    if (res.draining) {
+      this.retiring = from;
+      notes.push(this.sayDrain(from.mode, (res.removed as RetireResult).connections));
+    } else await from.close().catch(() => undefined);
+    this.options.log?.(`${switched} in ${res.durationMs.toFixed(0)} ms`);
     return {
       kernelWrites: res.applied.kernelWrites + res.removed.kernelWrites + res.recheck.kernelWrites,
       verified: res.applied.verified && res.removed.verified && res.recheck.verified,
       durationMs: performance.now() - t0,
-      notes: [...notes, `switched ${from.mode} → ${to.mode}`, ...res.applied.notes],
+      notes: [...notes, switched, ...res.applied.notes],
     };
   }
 
   async resync(): Promise<ApplyResult> {
     if (!this.current) return { kernelWrites: 0, verified: false, durationMs: 0, notes: [NOTHING_VERIFIED] };
-    return this.current.resync();
+    // the drain first, so the resync below also proves that its writes left the serving mode alone
+    const drained = this.retiring && this.lastState ? await this.moveDrainOn(this.retiring, this.lastState) : undefined;
+    const r = await this.current.resync();
+    if (!drained) return r;
+    return {
+      ...r,
+      kernelWrites: r.kernelWrites + drained.kernelWrites,
+      // the drain's writes are its schedule, not a repair of drift
+      scheduledWrites: (r.scheduledWrites ?? 0) + drained.kernelWrites,
+      notes: [...r.notes, ...drained.notes],
+    };
   }
 
-  /** Removes what `mode` owns (opened for that alone); whether its removal verified. */
-  private async removeLeftovers(mode: ProxyMode, notes: string[]): Promise<boolean> {
-    const dp = await this.options.open(mode);
+  /**
+   * One step of the retiring mode's drain. A failure is a note (and said): the serving mode is
+   * not at fault, and the next resync tries again.
+   */
+  private async moveDrainOn(dp: Dataplane, state: NodeState): Promise<{ kernelWrites: number; notes: string[] }> {
     try {
+      const r = await dp.retire!(state);
+      if (r.removed) {
+        this.retiring = undefined;
+        this.saidConnections = undefined;
+        await dp.close().catch(() => undefined);
+        const line = `${dp.mode} mode removed: its connections are closed or past the drain timeout`;
+        this.options.log?.(line);
+        return { kernelWrites: r.kernelWrites, notes: [line] };
+      }
+      const notes = r.verified ? [] : [`${dp.mode} mode did not verify while retiring: ${r.notes.join('; ')}`];
+      if (r.connections !== this.saidConnections) notes.push(this.sayDrain(dp.mode, r.connections));
+      return { kernelWrites: r.kernelWrites, notes };
+    } catch (e) {
+      const line = `${dp.mode} mode retiring failed (tried again at the next resync): ${(e as Error).message}`;
+      this.options.log?.(line);
+      return { kernelWrites: 0, notes: [line] };
+    }
+  }
+
+  /** Says how many connections keep the retiring mode (the caller says it once per count); returns the line. */
+  private sayDrain(mode: DataplaneMode, connections: number): string {
+    this.saidConnections = connections;
+    const line = `${mode} mode kept for ${connections} established connection(s) until they close (at most the drain timeout)`;
+    this.options.log?.(line);
+    return line;
+  }
+
+  /**
+   * Removes what `mode` owns (opened for that alone); whether its removal verified. A mode that can
+   * retire (ipvs) retires behind `state` instead, and stays open, retiring, while connections hold it.
+   */
+  private async removeLeftovers(mode: ProxyMode, state: NodeState, notes: string[]): Promise<boolean> {
+    const dp = await this.options.open(mode);
+    let keep = false;
+    try {
+      if (dp.retire) {
+        const r = await dp.retire(state);
+        if (r.kernelWrites > 0)
+          notes.push(`${r.removed ? 'removed' : 'retired'} ${r.kernelWrites} leftovers of ${mode} mode`);
+        if (!r.verified) notes.push(`${mode} mode did not verify while retiring: ${r.notes.join('; ')}`);
+        if (r.verified && !r.removed) {
+          keep = true;
+          this.retiring = dp;
+          notes.push(this.sayDrain(mode, r.connections));
+        }
+        return r.verified;
+      }
       const c = await dp.cleanup();
       if (c.kernelWrites > 0) notes.push(`removed ${c.kernelWrites} leftovers of ${mode} mode`);
       if (!c.verified) notes.push(`${mode} mode left state behind: ${c.notes.join('; ')}`);
       return c.verified;
     } finally {
-      await dp.close();
+      if (!keep) await dp.close();
     }
   }
 
   async cleanup(): Promise<ApplyResult> {
-    if (!this.current) return { kernelWrites: 0, verified: true, durationMs: 0, notes: [] };
-    return this.current.cleanup();
+    const retiring = this.retiring;
+    this.retiring = undefined;
+    const old = retiring ? await retiring.cleanup().finally(() => retiring.close().catch(() => undefined)) : undefined;
+    if (!this.current) return old ?? { kernelWrites: 0, verified: true, durationMs: 0, notes: [] };
+    const r = await this.current.cleanup();
+    if (!old) return r;
+    return {
+      ...r,
+      kernelWrites: r.kernelWrites + old.kernelWrites,
+      verified: r.verified && old.verified,
+      notes: [...old.notes, ...r.notes],
+    };
   }
 
   async close(): Promise<void> {
+    await this.retiring?.close().catch(() => undefined);
     await this.current?.close();
   }
 }

@@ -6,13 +6,20 @@ export interface SwitchModeOptions {
   readonly from: Dataplane;
   readonly to: Dataplane;
   readonly state: NodeState;
+  /**
+   * Retire the old mode (`from.retire`, where it has one) rather than remove it at once: it keeps
+   * what established connections need, and later retire() calls remove it (ModeFollowingDataplane).
+   */
+  readonly drain?: boolean;
 }
 
 export interface SwitchModeResult {
   /** `to.apply(state)`. */
   readonly applied: ApplyResult;
-  /** `from.cleanup()`. */
+  /** `from.cleanup()`, or `from.retire(state)` when draining. */
   readonly removed: ApplyResult;
+  /** The old mode still holds established connections (`drain`): retire it again later. */
+  readonly draining: boolean;
   /** `to.resync()` after the old mode left: proves its removal did not disturb the new mode. */
   readonly recheck: ApplyResult;
   readonly durationMs: number;
@@ -35,7 +42,8 @@ export class ModeSwitchError extends Error {
  * Make-before-break mode switch on a live node. Both modes can be programmed at once (nftables
  * DNATs in prerouting before IPVS sees a packet at local-in, so new connections follow the new
  * mode as soon as it is loaded), so the order is: program and verify the new mode; only then
- * remove the old one; then resync the new one. If the new mode cannot be verified, it is removed
+ * remove the old one (or, with `drain`, retire it: see Dataplane.retire); then resync the new one.
+ * If the new mode cannot be verified, it is removed
  * again and the old mode keeps serving untouched. Once the old mode's removal has begun there is
  * no going back untouched: a failure from there on (the removal, or the new mode's recheck)
  * throws with `newModeServing`, and the caller treats the node as in the new mode, which its
@@ -56,13 +64,21 @@ export async function switchMode(o: SwitchModeOptions): Promise<SwitchModeResult
   }
   const serving = { newModeServing: true };
   let removed: ApplyResult;
+  let draining = false;
   try {
-    removed = await o.from.cleanup();
+    if (o.drain && o.from.retire) {
+      const retired = await o.from.retire(o.state);
+      draining = !retired.removed;
+      removed = retired;
+    } else removed = await o.from.cleanup();
   } catch (e) {
     throw new ModeSwitchError(`${o.from.mode} mode removal failed: ${(e as Error).message}`, serving);
   }
   if (!removed.verified)
-    throw new ModeSwitchError(`${o.from.mode} mode left state behind: ${removed.notes.join('; ')}`, serving);
+    throw new ModeSwitchError(
+      `${o.from.mode} mode ${draining ? 'did not verify while retiring' : 'left state behind'}: ${removed.notes.join('; ')}`,
+      serving,
+    );
   let recheck: ApplyResult;
   try {
     recheck = await o.to.resync();
@@ -74,5 +90,5 @@ export async function switchMode(o: SwitchModeOptions): Promise<SwitchModeResult
       `${o.to.mode} mode drifted while ${o.from.mode} was removed: ${recheck.notes.join('; ')}`,
       serving,
     );
-  return { applied, removed, recheck, durationMs: performance.now() - t0 };
+  return { applied, removed, draining, recheck, durationMs: performance.now() - t0 };
 }

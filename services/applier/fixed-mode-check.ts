@@ -28,6 +28,9 @@ export function withFixedModeCheck(
     get mode() {
       return dp.mode;
     },
+    get draining() {
+      return dp.draining;
+    },
     apply: async (s, change) => check(s, await dp.apply(s, change)),
     resync: () => dp.resync(),
     cleanup: () => dp.cleanup(),

@@ -1,7 +1,13 @@
 import { release } from 'node:os';
 import { Counter, register as defaultRegistry, type Registry } from 'prom-client';
 import { IPVS_DUMMY_DEVICE, realServerKey, virtualServerKey, type NodeState } from '../../model/index.ts';
-import { NOTHING_VERIFIED, type ApplyResult, type Dataplane, type NodeStateChange } from '../dataplane.ts';
+import {
+  NOTHING_VERIFIED,
+  type ApplyResult,
+  type Dataplane,
+  type NodeStateChange,
+  type RetireResult,
+} from '../dataplane.ts';
 import { extendsRecord, ownedIndex, recordAfterChange, sliceChange, type OwnedIndex } from './change-slice.ts';
 import { DEFAULT_DRAIN_TIMEOUT_MS } from './graceful-termination.ts';
 import { KernelModel } from './kernel-model.ts';
@@ -23,6 +29,7 @@ import { mergeRecords, type OwnershipRecord, type OwnershipStore } from './owner
 import { planKernelOps, type Plan } from './plan-kernel-ops.ts';
 import { advanceIndex, diffStates, indexState, type IndexedState, type StateChange } from './state-change.ts';
 import { validateParts, validateShape } from './validate-node-state.ts';
+import { drainingLeft, retiringState, type DrainingLeft } from './retiring-state.ts';
 import { verifyKernelState } from './verify-kernel-state.ts';
 
 export interface IpvsDataplaneOptions {
@@ -118,6 +125,38 @@ export class IpvsDataplane implements Dataplane {
     });
   }
 
+  /**
+   * Moves on the drain of ipvs mode behind another mode that serves `state` (retiring-state.ts):
+   * each TCP service still holding real servers keeps them at weight 0 until their connections
+   * close or the drain timeout passes; everything else goes. Once no real server is left, the
+   * rest goes as in cleanup(). Nothing here is a state to resync towards.
+   */
+  retire(state: NodeState): Promise<RetireResult> {
+    const bad = validateShape(state);
+    if (bad) return Promise.reject(new Error(`refusing invalid node state: ${bad}`));
+    return this.serial(async () => {
+      const t0 = performance.now();
+      this.last = undefined;
+      const r = await this.sync(state, true, undefined, true);
+      this.base = undefined; // a retiring state is no base for an incremental apply
+      const left = r.left ?? { realServers: 0, connections: 0 };
+      if (!r.verified || left.realServers > 0) {
+        const { left: _, ...rest } = r;
+        return { ...rest, removed: false, connections: left.connections, durationMs: performance.now() - t0 };
+      }
+      const c = await this.sync(undefined, true);
+      return {
+        kernelWrites: r.kernelWrites + c.kernelWrites,
+        scheduledWrites: (r.scheduledWrites ?? 0) + c.kernelWrites,
+        verified: c.verified,
+        notes: [...r.notes, ...c.notes],
+        removed: c.verified,
+        connections: 0,
+        durationMs: performance.now() - t0,
+      };
+    });
+  }
+
   cleanup(): Promise<ApplyResult> {
     return this.serial(async () => {
       const r = await this.sync(undefined, true);
@@ -137,7 +176,12 @@ export class IpvsDataplane implements Dataplane {
     return p;
   }
 
-  private async sync(requested: NodeState | undefined, full: boolean, hint?: NodeStateChange): Promise<ApplyResult> {
+  private async sync(
+    requested: NodeState | undefined,
+    full: boolean,
+    hint?: NodeStateChange,
+    retiring = false,
+  ): Promise<ApplyResult & { left?: DrainingLeft }> {
     const t0 = performance.now();
     this.owned ??= ownedIndex(await this.options.store.load());
     const servable = requested && (await this.servable(requested));
@@ -155,7 +199,7 @@ export class IpvsDataplane implements Dataplane {
         throw new Error(`refusing invalid node state: ${bad}`);
       }
     }
-    const r = change && base ? await this.syncChange(wanted!, change, base) : await this.syncFull(wanted);
+    const r = change && base ? await this.syncChange(wanted!, change, base) : await this.syncFull(wanted, retiring);
     const notes = servable?.note ? [...r.notes, servable.note] : r.notes;
     return { ...r, notes, durationMs: performance.now() - t0 };
   }
@@ -182,14 +226,13 @@ export class IpvsDataplane implements Dataplane {
    * A full cycle (first apply, resync, cleanup, anything after a failure or an unverified cycle,
    * a settings change): dumps the kernel, plans everything, runs, dumps again and verifies.
    */
-  private async syncFull(wanted: NodeState | undefined): Promise<Omit<ApplyResult, 'durationMs'>> {
+  private async syncFull(
+    requested: NodeState | undefined,
+    retiring = false,
+  ): Promise<Omit<ApplyResult, 'durationMs'> & { left?: DrainingLeft }> {
     const { record, forgotten } = await this.reachableRecord(this.owned!.record);
-    const glue: NetfilterGlue | undefined =
-      wanted && this.options.netfilter !== false ? netfilterGlue(wanted.settings, glueFamilies(wanted)) : undefined;
-    const desired = wanted && withGlueSets(wanted, glue);
-    const sysctls = desired
-      ? nodeSysctls(desired.settings, this.options.kernelRelease ?? release(), this.options.rateEstimation)
-      : {};
+    let wanted = requested;
+    let { glue, desired, sysctls } = this.withGlue(wanted);
     const readOpts = {
       ipsets: [...new Set([...(desired?.ipsets ?? []).map((s) => s.name), ...record.ipsets])],
       device: this.device,
@@ -197,6 +240,11 @@ export class IpvsDataplane implements Dataplane {
       netfilterChains: mergeChains(glue ? glueChains(glue) : {}, record.netfilterChains),
     };
     const observed = await this.options.kernel.read(readOpts);
+    if (retiring && wanted) {
+      // what is kept depends on what the kernel holds (read with what `requested` names: a superset)
+      wanted = retiringState(wanted, observed);
+      ({ glue, desired, sysctls } = this.withGlue(wanted));
+    }
     const plan = this.plan(desired, observed, record, glue, sysctls);
     await this.run(plan.ops, plan.recordBefore);
     if (JSON.stringify(plan.recordAfter) !== JSON.stringify(this.owned!.record)) await this.save(plan.recordAfter);
@@ -207,17 +255,37 @@ export class IpvsDataplane implements Dataplane {
     const mismatches = verifyKernelState(desired, back, glue, sysctls);
     notes.push(...mismatches.slice(0, 10).map((m) => `verify: ${m}`));
     const verified = mismatches.length === 0;
-    if (verified) {
+    if (verified && !retiring) {
       const indexed = indexState(wanted!);
       // desired = wanted + the glue's sets: the model shares what the kernel was verified to hold
       this.base = { indexed, model: KernelModel.fromObserved(back, { state: desired, byKey: indexed.byKey }) };
     }
     return {
       kernelWrites: plan.ops.length,
+      // a retiring cycle's writes are its schedule, never a repair
+      ...(retiring
+        ? { scheduledWrites: plan.ops.length, left: drainingLeft(desired, back) }
+        : plan.drainsEnded > 0
+          ? { scheduledWrites: plan.drainsEnded }
+          : {}),
       verified,
       notes,
-      ...(plan.drainsEnded > 0 ? { scheduledWrites: plan.drainsEnded } : {}),
     };
+  }
+
+  /** `wanted` with the netfilter glue, its sets and the sysctls ipvs mode sets for it. */
+  private withGlue(wanted: NodeState | undefined): {
+    glue: NetfilterGlue | undefined;
+    desired: NodeState | undefined;
+    sysctls: Readonly<Record<string, string>>;
+  } {
+    const glue: NetfilterGlue | undefined =
+      wanted && this.options.netfilter !== false ? netfilterGlue(wanted.settings, glueFamilies(wanted)) : undefined;
+    const desired = wanted && withGlueSets(wanted, glue);
+    const sysctls = desired
+      ? nodeSysctls(desired.settings, this.options.kernelRelease ?? release(), this.options.rateEstimation)
+      : {};
+    return { glue, desired, sysctls };
   }
 
   /**

@@ -4,6 +4,7 @@ import {
   type ApplyResult,
   type Dataplane,
   type NodeStateChange,
+  type RetireResult,
 } from '../../../libs/dataplane/dataplane.ts';
 import { ModeFollowingDataplane } from '../../../libs/dataplane/mode-following-dataplane.ts';
 import { readProxyConfig, type NodeState, type ProxyMode } from '../../../libs/model/index.ts';
@@ -19,12 +20,17 @@ class FakeKernel {
   /** Modes whose cleanup removes only part of what they own and says so (once per entry). */
   failCleanup = new Set<ProxyMode>();
   changes: (NodeStateChange | undefined)[] = [];
+  /** Established connections each mode's state holds (only a mode with retire() keeps them). */
+  connections = new Map<ProxyMode, number>();
+  /** Modes whose next retire throws (once per entry). */
+  failRetire = new Set<ProxyMode>();
+  opened: FakeModeDataplane[] = [];
 }
 
 class FakeModeDataplane implements Dataplane {
   constructor(
     readonly mode: ProxyMode,
-    private readonly k: FakeKernel,
+    protected readonly k: FakeKernel,
   ) {}
   private result(writes: number): ApplyResult {
     return { kernelWrites: writes, verified: true, durationMs: 0, notes: [] };
@@ -47,7 +53,23 @@ class FakeModeDataplane implements Dataplane {
     if (this.k.failCleanup.delete(this.mode)) return { ...this.result(1), verified: false, notes: ['EBUSY'] };
     return this.result(this.k.programmed.delete(this.mode) ? 1 : 0);
   }
-  async close(): Promise<void> {}
+  closed = false;
+  async close(): Promise<void> {
+    this.closed = true;
+  }
+}
+
+/** ipvs mode as it retires: kept while its connections last, removed (as a cleanup) once none is left. */
+class FakeRetiringDataplane extends FakeModeDataplane {
+  async retire(_state: NodeState): Promise<RetireResult> {
+    this.k.log.push(`retire ${this.mode}`);
+    if (this.k.failRetire.delete(this.mode)) throw new Error('netlink: EBUSY');
+    const connections = this.k.connections.get(this.mode) ?? 0;
+    if (connections > 0)
+      return { kernelWrites: 1, verified: true, durationMs: 0, notes: [], removed: false, connections };
+    const removed = this.k.programmed.delete(this.mode);
+    return { kernelWrites: removed ? 1 : 0, verified: true, durationMs: 0, notes: [], removed: true, connections: 0 };
+  }
 }
 
 const stateFor = (mode: ProxyMode) => renderNodeState(new ClusterDataIndex(), 'n1', readProxyConfig({ mode }));
@@ -179,5 +201,133 @@ describe('ModeFollowingDataplane (applier --mode auto)', () => {
     // A non-hashing scheduler falls back as before.
     await dp.apply({ ...base, virtualServers: [{ ...vs, scheduler: 'rr' }] });
     expect(k.programmed.get('nftables')!.virtualServers[0]!.scheduler).toBe('rr');
+  });
+
+  describe('ipvs → nftables keeps the connections IPVS made (ipvs mode retires)', () => {
+    const makeRetiring = () => {
+      const k = new FakeKernel();
+      const logged: string[] = [];
+      const dp = new ModeFollowingDataplane({
+        ipvsAvailable: true,
+        open: async (m) => {
+          const d = m === 'ipvs' ? new FakeRetiringDataplane(m, k) : new FakeModeDataplane(m, k);
+          k.opened.push(d);
+          return d;
+        },
+        log: (l) => logged.push(l),
+      });
+      return { k, dp, logged };
+    };
+
+    it('keeps ipvs mode while its connections last, moves the drain on at each resync, and removes it once they are gone', async () => {
+      const { k, dp, logged } = makeRetiring();
+      await dp.apply(stateFor('ipvs'));
+      const ipvs = k.opened[0]!;
+      k.connections.set('ipvs', 3);
+      k.log = [];
+      const r = await dp.apply(stateFor('nftables'));
+      expect(k.log).toEqual(['apply nftables', 'retire ipvs', 'resync nftables']);
+      expect(r.verified).toBe(true);
+      expect(r.notes).toContain('switched ipvs → nftables');
+      expect(r.notes.join(' ')).toMatch(/ipvs mode kept for 3 established connection\(s\) until they close/);
+      expect(dp.mode).toBe('nftables');
+      expect(dp.draining).toBe('ipvs');
+      expect([...k.programmed.keys()].sort()).toEqual(['ipvs', 'nftables']);
+      expect(ipvs.closed).toBe(false);
+
+      // an apply in the serving mode leaves the drain alone; a resync moves it on, before the resync
+      k.log = [];
+      await dp.apply(stateFor('nftables'));
+      expect(k.log).toEqual(['apply nftables']);
+      k.connections.set('ipvs', 1);
+      const still = await dp.resync();
+      expect(k.log).toEqual(['apply nftables', 'retire ipvs', 'resync nftables']);
+      expect(still).toMatchObject({ verified: true, kernelWrites: 1, scheduledWrites: 1 });
+      expect(still.notes.join(' ')).toMatch(/kept for 1 established/);
+      expect(dp.draining).toBe('ipvs');
+      const quiet = await dp.resync(); // the same count: not said again
+      expect(quiet.notes).toEqual([]);
+
+      k.connections.set('ipvs', 0);
+      k.log = [];
+      const gone = await dp.resync();
+      expect(k.log).toEqual(['retire ipvs', 'resync nftables']);
+      expect(gone.notes.join(' ')).toMatch(/ipvs mode removed/);
+      expect(dp.draining).toBeUndefined();
+      expect(ipvs.closed).toBe(true);
+      expect([...k.programmed.keys()]).toEqual(['nftables']);
+      expect(logged.filter((l) => /kept for|removed/.test(l))).toHaveLength(3);
+      k.log = [];
+      await dp.resync();
+      expect(k.log).toEqual(['resync nftables']);
+    });
+
+    it('removes ipvs mode at once when no connection holds it', async () => {
+      const { k, dp } = makeRetiring();
+      await dp.apply(stateFor('ipvs'));
+      await dp.apply(stateFor('nftables'));
+      expect(dp.draining).toBeUndefined();
+      expect(k.opened[0]!.closed).toBe(true);
+      expect([...k.programmed.keys()]).toEqual(['nftables']);
+    });
+
+    it('a switch back while ipvs mode drains takes the draining dataplane up again', async () => {
+      const { k, dp } = makeRetiring();
+      await dp.apply(stateFor('ipvs'));
+      k.connections.set('ipvs', 2);
+      await dp.apply(stateFor('nftables'));
+      k.log = [];
+      const back = await dp.apply(stateFor('ipvs'));
+      expect(back.verified).toBe(true);
+      expect(k.log).toEqual(['apply ipvs', 'cleanup nftables', 'resync ipvs']);
+      expect(k.opened.filter((d) => d.mode === 'ipvs')).toHaveLength(1);
+      expect(dp.mode).toBe('ipvs');
+      expect(dp.draining).toBeUndefined();
+      expect([...k.programmed.keys()]).toEqual(['ipvs']);
+    });
+
+    it('an applier restarted in nftables mode finds ipvs mode still holding connections and drains it (no removal at once)', async () => {
+      const { k, dp } = makeRetiring();
+      k.programmed.set('ipvs', stateFor('ipvs')); // the previous applier switched, then died
+      k.connections.set('ipvs', 4);
+      const r = await dp.apply(stateFor('nftables'));
+      expect(r.verified).toBe(true);
+      expect(r.notes.join(' ')).toMatch(/retired 1 leftovers of ipvs mode.*kept for 4 established/);
+      expect(dp.draining).toBe('ipvs');
+      expect(k.log).not.toContain('cleanup ipvs');
+      k.connections.set('ipvs', 0);
+      await dp.resync();
+      expect(dp.draining).toBeUndefined();
+      expect([...k.programmed.keys()]).toEqual(['nftables']);
+    });
+
+    it('a retire that fails is a note, the serving mode still verifies, and the next resync tries again', async () => {
+      const { k, dp, logged } = makeRetiring();
+      await dp.apply(stateFor('ipvs'));
+      k.connections.set('ipvs', 1);
+      await dp.apply(stateFor('nftables'));
+      k.failRetire.add('ipvs');
+      const r = await dp.resync();
+      expect(r.verified).toBe(true);
+      expect(r.notes.join(' ')).toMatch(/ipvs mode retiring failed \(tried again at the next resync\): netlink: EBUSY/);
+      expect(logged.join('\n')).toMatch(/retiring failed/);
+      expect(dp.draining).toBe('ipvs');
+      k.connections.set('ipvs', 0);
+      await dp.resync();
+      expect(dp.draining).toBeUndefined();
+    });
+
+    it('cleanup removes the retiring mode as well as the serving one', async () => {
+      const { k, dp } = makeRetiring();
+      await dp.apply(stateFor('ipvs'));
+      k.connections.set('ipvs', 1);
+      await dp.apply(stateFor('nftables'));
+      k.log = [];
+      const c = await dp.cleanup();
+      expect(c.verified).toBe(true);
+      expect(k.log).toEqual(['cleanup ipvs', 'cleanup nftables']);
+      expect([...k.programmed.keys()]).toEqual([]);
+      expect(dp.draining).toBeUndefined();
+    });
   });
 });

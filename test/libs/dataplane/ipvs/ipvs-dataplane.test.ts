@@ -6,6 +6,7 @@ import { describeOp } from '../../../../libs/dataplane/ipvs/kernel-op.ts';
 import { MemoryOwnershipStore } from '../../../../libs/dataplane/ipvs/ownership-record.ts';
 import { formatIpvsadm } from '../../../../libs/planner/index.ts';
 import type { NodeState } from '../../../../libs/model/index.ts';
+import { NOTHING_VERIFIED as NOTHING_VERIFIED_NOTE } from '../../../../libs/dataplane/dataplane.ts';
 import { formatIpsetSave, nodeState, vs } from './node-state-fixture.ts';
 
 let now = 1_000_000;
@@ -402,5 +403,110 @@ describe('IpvsDataplane on the recording fake', () => {
     expect(d.some((x) => x.startsWith('delete ') && x.includes('in ipset KUBE-CLUSTER-IP'))).toBe(false);
     expect(kernel.ipsetSave()).toBe(formatIpsetSave(s));
     expect((await dp.apply(s)).kernelWrites).toBe(0);
+  });
+});
+
+describe('IpvsDataplane.retire: ipvs mode behind nftables keeps what established connections need', () => {
+  const VS = 'TCP/10.96.0.10:80';
+  const withThird = (): NodeState =>
+    nodeState([
+      vs('10.96.0.10', 80, [
+        ['10.244.1.2', 8080],
+        ['10.244.1.3', 8080],
+      ]),
+      vs('10.96.0.11', 53, [['10.244.1.4', 53]], { protocol: 'UDP' }),
+      vs('10.96.0.12', 443, [['10.244.1.5', 8443]]),
+    ]);
+
+  it('keeps a TCP service only while a connection holds it: that endpoint at weight 0, the rest removed at once', async () => {
+    const { kernel, dp, store } = setup(undefined, undefined, { drainTimeoutMs: 60_000 });
+    const s = withThird();
+    await dp.apply(s);
+    kernel.setConnections(VS, '10.244.1.3:8080', 1, 0);
+    // a UDP flow: nothing to wait for (it re-balances onto nftables once IPVS lets it go)
+    kernel.setConnections('UDP/10.96.0.11:53', '10.244.1.4:53', 1, 0);
+    const r = await dp.retire(s);
+    expect(r).toMatchObject({ verified: true, removed: false, connections: 1 });
+    expect(r.scheduledWrites).toBe(r.kernelWrites);
+    // the held service stays, its VIP bound; its idle endpoint, the UDP and the idle TCP service go
+    expect(kernel.ipvsadmSave()).toBe(`-A -t 10.96.0.10:80 -s rr\n-a -t 10.96.0.10:80 -r 10.244.1.3:8080 -m -w 0\n`);
+    expect(kernel.addresses()).toEqual(['10.96.0.10']);
+    expect(Object.keys(store.record.draining)).toEqual([`${VS}>10.244.1.3:8080`]);
+    expect(kernel.iptablesSave()).toContain('-A KUBE-SERVICES'); // the glue stays while it drains
+
+    // the connection still open: nothing to do; then closed: everything of ours goes
+    now += 1000;
+    expect(await dp.retire(s)).toMatchObject({ verified: true, removed: false, connections: 1, kernelWrites: 0 });
+    kernel.setConnections(VS, '10.244.1.3:8080', 0, 0);
+    const gone = await dp.retire(s);
+    expect(gone).toMatchObject({ verified: true, removed: true, connections: 0 });
+    expect(kernel.ipvsadmSave()).toBe('');
+    expect(kernel.addresses()).toEqual([]);
+    expect(kernel.ipsetSave()).toBe('');
+    expect(kernel.iptablesSave()).not.toMatch(/KUBE-/);
+    expect(store.record).toMatchObject({ virtualServers: [], addresses: [], ipsets: [], draining: {} });
+  });
+
+  it('removes everything at once when no connection is open', async () => {
+    const { kernel, dp } = setup();
+    await dp.apply(withThird());
+    const r = await dp.retire(withThird());
+    expect(r).toMatchObject({ verified: true, removed: true, connections: 0 });
+    expect(kernel.ipvsadmSave()).toBe('');
+    expect(kernel.addresses()).toEqual([]);
+  });
+
+  it('adds nothing while retiring and deletes a service gone from the state at once', async () => {
+    const { kernel, dp } = setup(undefined, undefined, { drainTimeoutMs: 60_000 });
+    await dp.apply(withThird());
+    kernel.setConnections(VS, '10.244.1.2:8080', 1, 0);
+    kernel.setConnections('TCP/10.96.0.12:443', '10.244.1.5:8443', 1, 0);
+    const later = nodeState([
+      vs('10.96.0.10', 80, [['10.244.1.9', 8080]]), // endpoints changed since the switch
+      vs('10.96.0.13', 80, [['10.244.1.7', 8080]]), // a service new since the switch
+    ]);
+    const r = await dp.retire(later);
+    expect(r).toMatchObject({ verified: true, removed: false, connections: 1 });
+    expect(kernel.ipvsadmSave()).toBe(`-A -t 10.96.0.10:80 -s rr\n-a -t 10.96.0.10:80 -r 10.244.1.2:8080 -m -w 0\n`);
+    expect(kernel.addresses()).toEqual(['10.96.0.10']);
+  });
+
+  it('keeps the drain deadline across a restart (the ownership record), then removes all with connections open', async () => {
+    const kernel = new FakeIpvsKernel();
+    const store = new MemoryOwnershipStore();
+    const first = setup(kernel, store, { drainTimeoutMs: 60_000 });
+    await first.dp.apply(withThird());
+    kernel.setConnections(VS, '10.244.1.3:8080', 2, 1);
+    expect(await first.dp.retire(withThird())).toMatchObject({ removed: false, connections: 3 });
+    await first.dp.close();
+    const restarted = setup(kernel, store, { drainTimeoutMs: 60_000 }).dp;
+    now += 59_999;
+    const r = await restarted.retire(withThird());
+    expect(r).toMatchObject({ removed: false, kernelWrites: 0 });
+    now += 1;
+    expect(await restarted.retire(withThird())).toMatchObject({ verified: true, removed: true });
+    expect(kernel.ipvsadmSave()).toBe('');
+  });
+
+  it('a switch back while retiring restores the state in full (the draining endpoint at its weight again)', async () => {
+    const { kernel, dp, store } = setup(undefined, undefined, { drainTimeoutMs: 60_000 });
+    const s = withThird();
+    await dp.apply(s);
+    kernel.setConnections(VS, '10.244.1.3:8080', 1, 0);
+    await dp.retire(s);
+    const r = await dp.apply(s);
+    expect(r.verified).toBe(true);
+    expect(kernel.ipvsadmSave()).toBe(formatIpvsadm(s));
+    expect(kernel.addresses()).toEqual(['10.96.0.10', '10.96.0.11', '10.96.0.12']);
+    expect(store.record.draining).toEqual({});
+    expect((await dp.resync()).kernelWrites).toBe(0);
+  });
+
+  it('a resync after retire has no state to repair towards', async () => {
+    const { kernel, dp } = setup();
+    await dp.apply(withThird());
+    kernel.setConnections(VS, '10.244.1.3:8080', 1, 0);
+    await dp.retire(withThird());
+    expect(await dp.resync()).toMatchObject({ verified: false, kernelWrites: 0, notes: [NOTHING_VERIFIED_NOTE] });
   });
 });
