@@ -23,6 +23,7 @@ export const CHILD_ENTRIES = [
   'test/libs/netlink/support/ipset-scenarios.ts',
   'test/vm/applier/applier-driver.ts',
   'test/vm/mode-switch/switch-driver.ts',
+  'test/vm/mode-switch/auto-driver.ts',
 ];
 
 /**

@@ -59,6 +59,8 @@ export interface PodOptions {
   ip?: string;
   /** TCP and UDP ports the echo server listens on (default 8080). */
   ports?: readonly number[];
+  /** TCP ports whose connections stay open, answering each line (echo-server.mjs "keep ports"). */
+  keepPorts?: readonly number[];
 }
 
 export class NetnsLab {
@@ -107,7 +109,7 @@ export class NetnsLab {
     await execIn(ns, ['ip', 'link', 'set', 'eth0', 'up']);
     await execIn(ns, ['ip', 'route', 'add', POD_GATEWAY, 'dev', 'eth0']);
     await execIn(ns, ['ip', 'route', 'add', 'default', 'via', POD_GATEWAY, 'dev', 'eth0']);
-    await this.startEchoServer(ns, opts.name, ports);
+    await this.startEchoServer(ns, opts.name, ports, opts.keepPorts ?? []);
     return { ns, name: opts.name, ip, ports };
   }
 
@@ -131,9 +133,15 @@ export class NetnsLab {
     return { ns, ip, nodeIp };
   }
 
-  private async startEchoServer(ns: string, pod: string, ports: readonly number[]): Promise<void> {
+  private async startEchoServer(
+    ns: string,
+    pod: string,
+    ports: readonly number[],
+    keepPorts: readonly number[],
+  ): Promise<void> {
     // `ip netns exec` execs node in place, so killing this child kills the server.
-    const child = spawn('ip', ['netns', 'exec', ns, process.execPath, ECHO_SERVER, pod, ports.join(',')], {
+    const keep = keepPorts.length ? [keepPorts.join(',')] : [];
+    const child = spawn('ip', ['netns', 'exec', ns, process.execPath, ECHO_SERVER, pod, ports.join(','), ...keep], {
       stdio: ['pipe', 'pipe', 'pipe'],
     });
     this.servers.push(child);
