@@ -45,6 +45,11 @@ export interface CreateDataplaneOptions {
   readonly onDrift?: (why: string) => void;
   /** nftables mode: the change-notification listener down (why) or running again (undefined); NftablesDataplaneOptions. */
   readonly onListenerState?: (down: string | undefined) => void;
+  /**
+   * auto: keep ipvs mode for its established connections after a switch to nftables (default true;
+   * ModeFollowingOptions.drain). A one-shot apply passes false: nothing would finish the drain.
+   */
+  readonly modeSwitchDrain?: boolean;
   /** nftables mode: a lost listener was restarted, resync now (it reads the whole table); NftablesDataplaneOptions. */
   readonly onResyncWanted?: (why: string) => void;
 }
@@ -85,6 +90,7 @@ export async function createDataplane(o: CreateDataplaneOptions): Promise<Datapl
       ipvsUnavailableReason: `ipvs is unavailable (${caps.notes.join('; ')})`,
       open: (mode) => createDataplane({ ...o, mode }),
       log: o.log,
+      drain: o.modeSwitchDrain,
     });
   }
   if (!ipvsOk) throw new Error(`ipvs mode unavailable: ${caps.notes.join('; ')}`);

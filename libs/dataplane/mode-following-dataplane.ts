@@ -10,6 +10,11 @@ export interface ModeFollowingOptions {
   readonly ipvsAvailable: boolean;
   readonly ipvsUnavailableReason?: string;
   readonly log?: (msg: string) => void;
+  /**
+   * Retire ipvs mode behind nftables while its connections drain (default true). False: remove it at
+   * once, as a one-shot apply must (no later resync would finish the drain).
+   */
+  readonly drain?: boolean;
 }
 
 /** IPVS schedulers whose choice is a promise about who gets which endpoint. */
@@ -101,7 +106,7 @@ export class ModeFollowingDataplane implements Dataplane {
     const to = resumed ?? (await this.options.open(want));
     let res;
     try {
-      res = await switchMode({ from, to, state, drain: true });
+      res = await switchMode({ from, to, state, drain: this.options.drain !== false });
       this.lastState = state;
     } catch (e) {
       if (e instanceof ModeSwitchError && e.newModeServing) {
@@ -189,7 +194,7 @@ export class ModeFollowingDataplane implements Dataplane {
     const dp = await this.options.open(mode);
     let keep = false;
     try {
-      if (dp.retire) {
+      if (dp.retire && this.options.drain !== false) {
         const r = await dp.retire(state);
         if (r.kernelWrites > 0)
           notes.push(`${r.removed ? 'removed' : 'retired'} ${r.kernelWrites} leftovers of ${mode} mode`);

@@ -91,6 +91,7 @@ export function registerApply(program: Command, setExit: SetExit): void {
         scheduler: config.scheduler,
         nftBackend: o.nftBackend,
         nftChangeNotifications: false, // one apply, no later resync: no listener child to start
+        modeSwitchDrain: false, // nor a resync to finish ipvs mode's drain: auto removes it at once
         ipvsRateEstimation: ipvsRateEstimation(o.ipvsRateEstimation),
         // the long-running applier's node checks (node-preflight.ts): an unfit node is refused
         // (exit 1, one line) before the kernel is touched

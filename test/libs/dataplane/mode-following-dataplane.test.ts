@@ -317,6 +317,32 @@ describe('ModeFollowingDataplane (applier --mode auto)', () => {
       expect(dp.draining).toBeUndefined();
     });
 
+    it('without drain (a one-shot apply: nothing would finish it) ipvs mode goes at once, connections or not', async () => {
+      const k = new FakeKernel();
+      const dp = new ModeFollowingDataplane({
+        ipvsAvailable: true,
+        drain: false,
+        open: async (m) => (m === 'ipvs' ? new FakeRetiringDataplane(m, k) : new FakeModeDataplane(m, k)),
+      });
+      await dp.apply(stateFor('ipvs'));
+      k.connections.set('ipvs', 2);
+      k.log = [];
+      await dp.apply(stateFor('nftables'));
+      expect(k.log).toEqual(['apply nftables', 'cleanup ipvs', 'resync nftables']);
+      expect(dp.draining).toBeUndefined();
+      // and an applier started in nftables mode removes ipvs mode's leftovers as before
+      k.programmed.set('ipvs', stateFor('ipvs'));
+      const fresh = new ModeFollowingDataplane({
+        ipvsAvailable: true,
+        drain: false,
+        open: async (m) => (m === 'ipvs' ? new FakeRetiringDataplane(m, k) : new FakeModeDataplane(m, k)),
+      });
+      k.log = [];
+      await fresh.apply(stateFor('nftables'));
+      expect(k.log).toEqual(['apply nftables', 'cleanup ipvs']);
+      expect([...k.programmed.keys()]).toEqual(['nftables']);
+    });
+
     it('cleanup removes the retiring mode as well as the serving one', async () => {
       const { k, dp } = makeRetiring();
       await dp.apply(stateFor('ipvs'));
