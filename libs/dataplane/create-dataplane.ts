@@ -50,6 +50,8 @@ export interface CreateDataplaneOptions {
    * ModeFollowingOptions.drain). A one-shot apply passes false: nothing would finish the drain.
    */
   readonly modeSwitchDrain?: boolean;
+  /** auto: what the retiring mode still holds (ModeFollowingOptions.onDrain), undefined once it is gone. */
+  readonly onModeDrain?: (text: string | undefined) => void;
   /** nftables mode: a lost listener was restarted, resync now (it reads the whole table); NftablesDataplaneOptions. */
   readonly onResyncWanted?: (why: string) => void;
 }
@@ -91,6 +93,7 @@ export async function createDataplane(o: CreateDataplaneOptions): Promise<Datapl
       open: (mode) => createDataplane({ ...o, mode }),
       log: o.log,
       drain: o.modeSwitchDrain,
+      onDrain: o.onModeDrain,
     });
   }
   if (!ipvsOk) throw new Error(`ipvs mode unavailable: ${caps.notes.join('; ')}`);

@@ -15,6 +15,11 @@ export interface ModeFollowingOptions {
    * once, as a one-shot apply must (no later resync would finish the drain).
    */
   readonly drain?: boolean;
+  /**
+   * Told what the retiring mode still holds whenever that changes (the applier's node warnings, so
+   * `ctl status` and the console show it), and undefined once it is removed or taken up again.
+   */
+  readonly onDrain?: (text: string | undefined) => void;
 }
 
 /** IPVS schedulers whose choice is a promise about who gets which endpoint. */
@@ -101,8 +106,7 @@ export class ModeFollowingDataplane implements Dataplane {
     const from = this.current;
     // a switch back to the mode that is still retiring takes it up: its state is there, in part
     const resumed = this.retiring?.mode === want ? this.retiring : undefined;
-    this.retiring = undefined;
-    this.saidConnections = undefined;
+    this.endDrain();
     const to = resumed ?? (await this.options.open(want));
     let res;
     try {
@@ -161,8 +165,7 @@ export class ModeFollowingDataplane implements Dataplane {
     try {
       const r = await dp.retire!(state);
       if (r.removed) {
-        this.retiring = undefined;
-        this.saidConnections = undefined;
+        this.endDrain();
         await dp.close().catch(() => undefined);
         const line = `${dp.mode} mode removed: its connections are closed or past the drain timeout`;
         this.options.log?.(line);
@@ -183,6 +186,7 @@ export class ModeFollowingDataplane implements Dataplane {
     this.saidConnections = connections;
     const line = `${mode} mode kept for ${connections} established connection(s) until they close (at most the drain timeout)`;
     this.options.log?.(line);
+    this.options.onDrain?.(`${line}: ${mode} still programmed behind ${this.current?.mode ?? 'the serving mode'}`);
     return line;
   }
 
@@ -215,9 +219,16 @@ export class ModeFollowingDataplane implements Dataplane {
     }
   }
 
+  /** The retiring mode is no longer retiring (removed, taken up again, or being removed). */
+  private endDrain(): void {
+    if (this.retiring) this.options.onDrain?.(undefined);
+    this.retiring = undefined;
+    this.saidConnections = undefined;
+  }
+
   async cleanup(): Promise<ApplyResult> {
     const retiring = this.retiring;
-    this.retiring = undefined;
+    this.endDrain();
     const old = retiring ? await retiring.cleanup().finally(() => retiring.close().catch(() => undefined)) : undefined;
     if (!this.current) return old ?? { kernelWrites: 0, verified: true, durationMs: 0, notes: [] };
     const r = await this.current.cleanup();

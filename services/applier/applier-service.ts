@@ -161,6 +161,7 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
       ipvsRateEstimation: o.ipvsRateEstimation,
       preflight: (mode) => refuseUnfitNode(mode),
       log: (m) => log.info(m),
+      onModeDrain: hooks.onModeDrain,
       // our table (or a base chain) deleted: every service fails until repaired, so resync now
       onDrift: (why) => {
         log.warn({ why }, 'kernel drift signalled: resync now');

@@ -10,14 +10,16 @@ import { MAX_NODE_WARNING, MAX_NODE_WARNINGS, truncateReportText } from '../../l
  * Sources today: the nftables change-notification listener down (drift of our table goes
  * unsignalled until its restart; nft-listener-supervisor.ts), and another program's forward drop
  * policy (forward-drop-check.ts, both modes), and a config asking for another mode than the
- * applier's fixed `--mode ipvs|nftables` (fixed-mode-check.ts).
+ * applier's fixed `--mode ipvs|nftables` (fixed-mode-check.ts), and ipvs mode still programmed
+ * behind nftables for the connections it made (ModeFollowingDataplane's drain after a switch).
  */
-export type NodeWarningSource = 'nft-listener' | 'forward-drop' | 'fixed-mode';
+export type NodeWarningSource = 'nft-listener' | 'forward-drop' | 'fixed-mode' | 'mode-drain';
 
 /** The hooks a dataplane's conditions reach the warnings through (createDataplane's options, the forward drop check's onReport). */
 export interface NodeWarningHooks {
   readonly onListenerState: (down: string | undefined) => void;
   readonly onForwardDrop: (report: string | undefined) => void;
+  readonly onModeDrain: (text: string | undefined) => void;
 }
 
 export class NodeWarnings {
@@ -59,6 +61,7 @@ export class NodeWarnings {
             : `nftables change-notification listener down since ${this.now().toISOString()} (${down}): our table deleted or flushed is not noticed at once; restarting with backoff, a full resync follows`,
         ),
       onForwardDrop: (report) => this.set('forward-drop', report),
+      onModeDrain: (text) => this.set('mode-drain', text),
     };
   }
 }
