@@ -2,7 +2,8 @@
 // applier's `--mode auto` dataplane (auto-driver.ts, one process as an applier): the connections
 // IPVS made keep their pod across the switch and across an applier crash (ipvs mode retires:
 // their endpoints at weight 0, everything else of it removed at once), new connections take
-// nftables, and once the last of them is closed the next resync removes what is left of ipvs mode
+// nftables, a rollback to ipvs mid-drain takes the retiring state up again (and the next switch
+// drains it again), and once the last of them is closed the next resync removes what is left of ipvs mode
 // (before this, probe23: the switch reset them). The connections close with a reset (RST) so IPVS
 // forgets them after its 10 s CLOSE timeout, not TIME_WAIT's 2 minutes.
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
@@ -205,7 +206,7 @@ afterAll(async () => {
 });
 
 describe('ipvs → nftables keeps the connections IPVS made', () => {
-  let first: LongConnection, second: LongConnection, later: LongConnection;
+  let first: LongConnection, second: LongConnection, third: LongConnection, later: LongConnection;
   const served: string[] = [];
 
   it('ipvs serves two long-lived connections', async () => {
@@ -248,9 +249,34 @@ describe('ipvs → nftables keeps the connections IPVS made', () => {
     expect(await driver.resync()).toMatchObject({ result: { verified: true }, draining: 'ipvs' });
   });
 
+  it('a rollback to ipvs while it drains takes ipvs mode up again, and the next switch drains it again', async () => {
+    const back = await driver.apply('ipvs');
+    expect(back.error).toBeUndefined();
+    expect(back).toMatchObject({ result: { verified: true }, draining: null });
+    expect(back.result!.notes).toContain('switched nftables → ipvs');
+    expect([await first.ask(), await second.ask()].sort()).toEqual(served);
+    // whole again: both services, every endpoint at weight 1, and nothing of nftables mode
+    const ipvs = await execIn(node.ns, ['ipvsadm', '-Sn']);
+    expect(ipvs.match(/-a -t 10\.96\.0\.20:8[01] -r \S+ -m -w 1/g)).toHaveLength(4);
+    expect(await execIn(node.ns, ['nft', 'list', 'tables'])).not.toContain('switchboard');
+    // a new connection goes through IPVS again (a long one: short ones would leave IPVS entries in
+    // TIME_WAIT, which hold a drain for 2 minutes)
+    third = connection(81);
+    expect(['web-a', 'web-b']).toContain(await third.ask());
+    expect(await ipvsConnections(81)).toBe(3);
+    expect(['web-a', 'web-b']).toContain(await later.ask()); // made through nftables: conntrack keeps its NAT
+
+    const again = await driver.apply('nftables');
+    expect(again).toMatchObject({ result: { verified: true }, draining: 'ipvs' });
+    expect(again.result!.notes.join('\n')).toMatch(/ipvs mode kept for 3 established connection\(s\)/);
+    expect([await first.ask(), await second.ask()].sort()).toEqual(served);
+    expect(['web-a', 'web-b']).toContain(await third.ask());
+  });
+
   it('once they are closed, a resync removes what is left of ipvs mode; nftables connections are untouched', async () => {
     await first.reset();
     await second.reset();
+    await third.reset();
     // IPVS forgets a reset connection after its CLOSE timeout (10 s)
     let last: DriverReply | undefined;
     const deadline = Date.now() + 90_000;
