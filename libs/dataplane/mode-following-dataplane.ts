@@ -108,9 +108,16 @@ export class ModeFollowingDataplane implements Dataplane {
     const resumed = this.retiring?.mode === want ? this.retiring : undefined;
     this.endDrain();
     const to = resumed ?? (await this.options.open(want));
+    // a retiring mode that cannot be taken up again retires on (what held it still does)
+    let retiredAgain: RetireResult | undefined;
+    const undo = resumed?.retire
+      ? async () => {
+          retiredAgain = await resumed.retire!(this.lastState ?? state);
+        }
+      : undefined;
     let res;
     try {
-      res = await switchMode({ from, to, state, drain: this.options.drain !== false });
+      res = await switchMode({ from, to, state, drain: this.options.drain !== false, undo });
       this.lastState = state;
     } catch (e) {
       if (e instanceof ModeSwitchError && e.newModeServing) {
@@ -123,7 +130,10 @@ export class ModeFollowingDataplane implements Dataplane {
         await from.close().catch(() => undefined);
         throw e;
       }
-      await to.close().catch(() => undefined);
+      if (retiredAgain?.verified && !retiredAgain.removed) {
+        this.retiring = to;
+        this.sayDrain(to.mode, retiredAgain.connections);
+      } else await to.close().catch(() => undefined);
       throw e; // switchMode left the old mode serving; the applier NACKs and keeps it
     }
     this.leftover = undefined;

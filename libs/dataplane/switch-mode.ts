@@ -11,6 +11,11 @@ export interface SwitchModeOptions {
    * what established connections need, and later retire() calls remove it (ModeFollowingDataplane).
    */
   readonly drain?: boolean;
+  /**
+   * How to take back a new mode that did not verify (default `to.cleanup()`). A mode that was
+   * retiring and is being taken up again retires again instead: its connections still need it.
+   */
+  readonly undo?: () => Promise<unknown>;
 }
 
 export interface SwitchModeResult {
@@ -57,7 +62,8 @@ export async function switchMode(o: SwitchModeOptions): Promise<SwitchModeResult
     applied = await o.to.apply(o.state);
     if (!applied.verified) throw new ModeSwitchError(`${o.to.mode} mode did not verify: ${applied.notes.join('; ')}`);
   } catch (e) {
-    await o.to.cleanup().catch(() => undefined); // best effort; the old mode was never touched
+    // best effort; the old mode was never touched
+    await (o.undo ? o.undo() : o.to.cleanup()).catch(() => undefined);
     throw e instanceof ModeSwitchError
       ? e
       : new ModeSwitchError(`${o.to.mode} mode failed to apply: ${(e as Error).message}`);

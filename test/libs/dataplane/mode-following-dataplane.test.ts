@@ -286,6 +286,24 @@ describe('ModeFollowingDataplane (applier --mode auto)', () => {
       expect([...k.programmed.keys()]).toEqual(['ipvs']);
     });
 
+    it('a switch back that fails leaves the retiring mode retiring (its connections still need it), nftables serving', async () => {
+      const { k, dp } = makeRetiring();
+      await dp.apply(stateFor('ipvs'));
+      k.connections.set('ipvs', 2);
+      await dp.apply(stateFor('nftables'));
+      k.failApply.add('ipvs');
+      k.log = [];
+      await expect(dp.apply(stateFor('ipvs'))).rejects.toThrow(/ipvs mode failed to apply: ipvs refused the state/);
+      expect(k.log).toEqual(['apply ipvs', 'retire ipvs']); // not 'cleanup ipvs'
+      expect(dp.mode).toBe('nftables');
+      expect(dp.draining).toBe('ipvs');
+      expect(k.opened[0]!.closed).toBe(false);
+      k.connections.set('ipvs', 0);
+      await dp.resync();
+      expect(dp.draining).toBeUndefined();
+      expect([...k.programmed.keys()]).toEqual(['nftables']);
+    });
+
     it('an applier restarted in nftables mode finds ipvs mode still holding connections and drains it (no removal at once)', async () => {
       const { k, dp } = makeRetiring();
       k.programmed.set('ipvs', stateFor('ipvs')); // the previous applier switched, then died
