@@ -20,6 +20,11 @@ export interface ModeFollowingOptions {
    * `ctl status` and the console show it), and undefined once it is removed or taken up again.
    */
   readonly onDrain?: (text: string | undefined) => void;
+  /**
+   * How often the retiring mode's drain moves on by itself (ms; default 30 000; 0: only at resyncs),
+   * so that it ends soon after its last connection whatever `--resync-interval` is (0: never).
+   */
+  readonly drainStepMs?: number;
 }
 
 /** IPVS schedulers whose choice is a promise about who gets which endpoint. */
@@ -50,6 +55,9 @@ export class ModeFollowingDataplane implements Dataplane {
   private retiring: Dataplane | undefined;
   /** The last state `current` was given: what a retiring mode retires behind. */
   private lastState: NodeState | undefined;
+  /** The drain step in flight (a resync's or the timer's): one at a time, and awaited before the retiring mode is touched. */
+  private drainStep: Promise<{ kernelWrites: number; notes: string[] } | undefined> | undefined;
+  private drainTimer: ReturnType<typeof setTimeout> | undefined;
   /** The retiring mode's connection count last said, so a drain is logged when it moves. */
   private saidConnections: number | undefined;
 
@@ -104,6 +112,7 @@ export class ModeFollowingDataplane implements Dataplane {
       return notes.length ? { ...r, notes: [...notes, ...r.notes] } : r;
     }
     const from = this.current;
+    await this.drainStep; // not beside a step of the drain: the retiring mode may be taken up
     // a switch back to the mode that is still retiring takes it up: its state is there, in part
     const resumed = this.retiring?.mode === want ? this.retiring : undefined;
     this.endDrain();
@@ -130,19 +139,15 @@ export class ModeFollowingDataplane implements Dataplane {
         await from.close().catch(() => undefined);
         throw e;
       }
-      if (retiredAgain?.verified && !retiredAgain.removed) {
-        this.retiring = to;
-        this.sayDrain(to.mode, retiredAgain.connections);
-      } else await to.close().catch(() => undefined);
+      if (retiredAgain?.verified && !retiredAgain.removed) this.startDrain(to, retiredAgain.connections);
+      else await to.close().catch(() => undefined);
       throw e; // switchMode left the old mode serving; the applier NACKs and keeps it
     }
     this.leftover = undefined;
     this.current = to;
     const switched = `switched ${from.mode} → ${to.mode}`;
-    if (res.draining) {
-      this.retiring = from;
-      notes.push(this.sayDrain(from.mode, (res.removed as RetireResult).connections));
-    } else await from.close().catch(() => undefined);
+    if (res.draining) notes.push(this.startDrain(from, (res.removed as RetireResult).connections));
+    else await from.close().catch(() => undefined);
     this.options.log?.(`${switched} in ${res.durationMs.toFixed(0)} ms`);
     return {
       kernelWrites: res.applied.kernelWrites + res.removed.kernelWrites + res.recheck.kernelWrites,
@@ -155,7 +160,7 @@ export class ModeFollowingDataplane implements Dataplane {
   async resync(): Promise<ApplyResult> {
     if (!this.current) return { kernelWrites: 0, verified: false, durationMs: 0, notes: [NOTHING_VERIFIED] };
     // the drain first, so the resync below also proves that its writes left the serving mode alone
-    const drained = this.retiring && this.lastState ? await this.moveDrainOn(this.retiring, this.lastState) : undefined;
+    const drained = await this.stepDrain();
     const r = await this.current.resync();
     if (!drained) return r;
     return {
@@ -167,13 +172,44 @@ export class ModeFollowingDataplane implements Dataplane {
     };
   }
 
+  /** One step of the drain, or the one in flight; undefined when nothing retires. */
+  private stepDrain(): Promise<{ kernelWrites: number; notes: string[] } | undefined> {
+    if (this.drainStep) return this.drainStep;
+    const dp = this.retiring;
+    const state = this.lastState;
+    if (!dp || !state) return Promise.resolve(undefined);
+    const step = this.moveDrainOn(dp, state).finally(() => {
+      this.drainStep = undefined;
+    });
+    this.drainStep = step;
+    return step;
+  }
+
+  /** `dp` retires from now on, its drain moved on by resyncs and by its own timer; returns the line said. */
+  private startDrain(dp: Dataplane, connections: number): string {
+    this.retiring = dp;
+    this.scheduleDrainStep();
+    return this.sayDrain(dp.mode, connections);
+  }
+
+  private scheduleDrainStep(): void {
+    clearTimeout(this.drainTimer);
+    const every = this.options.drainStepMs ?? 30_000;
+    if (!this.retiring || every <= 0) return;
+    this.drainTimer = setTimeout(() => {
+      void this.stepDrain().then(() => this.scheduleDrainStep());
+    }, every);
+    this.drainTimer.unref?.();
+  }
+
   /**
    * One step of the retiring mode's drain. A failure is a note (and said): the serving mode is
-   * not at fault, and the next resync tries again.
+   * not at fault, and the next step (the timer's or a resync's) tries again.
    */
   private async moveDrainOn(dp: Dataplane, state: NodeState): Promise<{ kernelWrites: number; notes: string[] }> {
     try {
       const r = await dp.retire!(state);
+      if (this.retiring !== dp) return { kernelWrites: r.kernelWrites, notes: [] }; // closed meanwhile
       if (r.removed) {
         this.endDrain();
         await dp.close().catch(() => undefined);
@@ -185,7 +221,7 @@ export class ModeFollowingDataplane implements Dataplane {
       if (r.connections !== this.saidConnections) notes.push(this.sayDrain(dp.mode, r.connections));
       return { kernelWrites: r.kernelWrites, notes };
     } catch (e) {
-      const line = `${dp.mode} mode retiring failed (tried again at the next resync): ${(e as Error).message}`;
+      const line = `${dp.mode} mode retiring failed (tried again at its next step): ${(e as Error).message}`;
       this.options.log?.(line);
       return { kernelWrites: 0, notes: [line] };
     }
@@ -215,8 +251,7 @@ export class ModeFollowingDataplane implements Dataplane {
         if (!r.verified) notes.push(`${mode} mode did not verify while retiring: ${r.notes.join('; ')}`);
         if (r.verified && !r.removed) {
           keep = true;
-          this.retiring = dp;
-          notes.push(this.sayDrain(mode, r.connections));
+          notes.push(this.startDrain(dp, r.connections));
         }
         return r.verified;
       }
@@ -232,11 +267,14 @@ export class ModeFollowingDataplane implements Dataplane {
   /** The retiring mode is no longer retiring (removed, taken up again, or being removed). */
   private endDrain(): void {
     if (this.retiring) this.options.onDrain?.(undefined);
+    clearTimeout(this.drainTimer);
+    this.drainTimer = undefined;
     this.retiring = undefined;
     this.saidConnections = undefined;
   }
 
   async cleanup(): Promise<ApplyResult> {
+    await this.drainStep;
     const retiring = this.retiring;
     this.endDrain();
     const old = retiring ? await retiring.cleanup().finally(() => retiring.close().catch(() => undefined)) : undefined;
@@ -252,7 +290,12 @@ export class ModeFollowingDataplane implements Dataplane {
   }
 
   async close(): Promise<void> {
-    await this.retiring?.close().catch(() => undefined);
+    clearTimeout(this.drainTimer);
+    await this.drainStep;
+    const retiring = this.retiring;
+    this.retiring = undefined; // closed, not ended: a restarted applier drains on from the kernel
+    clearTimeout(this.drainTimer);
+    await retiring?.close().catch(() => undefined);
     await this.current?.close();
   }
 }

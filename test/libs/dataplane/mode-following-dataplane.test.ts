@@ -215,6 +215,7 @@ describe('ModeFollowingDataplane (applier --mode auto)', () => {
           return d;
         },
         log: (l) => logged.push(l),
+        drainStepMs: 0, // steps at resyncs only: each test says when
       });
       return { k, dp, logged };
     };
@@ -327,7 +328,7 @@ describe('ModeFollowingDataplane (applier --mode auto)', () => {
       k.failRetire.add('ipvs');
       const r = await dp.resync();
       expect(r.verified).toBe(true);
-      expect(r.notes.join(' ')).toMatch(/ipvs mode retiring failed \(tried again at the next resync\): netlink: EBUSY/);
+      expect(r.notes.join(' ')).toMatch(/ipvs mode retiring failed \(tried again at its next step\): netlink: EBUSY/);
       expect(logged.join('\n')).toMatch(/retiring failed/);
       expect(dp.draining).toBe('ipvs');
       k.connections.set('ipvs', 0);
@@ -359,6 +360,36 @@ describe('ModeFollowingDataplane (applier --mode auto)', () => {
       await fresh.apply(stateFor('nftables'));
       expect(k.log).toEqual(['apply nftables', 'cleanup ipvs']);
       expect([...k.programmed.keys()]).toEqual(['nftables']);
+    });
+
+    it('the drain moves on by itself between resyncs (resync off or rare), and stops when the dataplane closes', async () => {
+      const k = new FakeKernel();
+      const logged: string[] = [];
+      const open = async (m: ProxyMode) =>
+        m === 'ipvs' ? new FakeRetiringDataplane(m, k) : new FakeModeDataplane(m, k);
+      const dp = new ModeFollowingDataplane({ ipvsAvailable: true, drainStepMs: 20, open, log: (l) => logged.push(l) });
+      await dp.apply(stateFor('ipvs'));
+      k.connections.set('ipvs', 1);
+      await dp.apply(stateFor('nftables'));
+      expect(dp.draining).toBe('ipvs');
+      k.connections.set('ipvs', 0);
+      const until = Date.now() + 5000;
+      while (dp.draining && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
+      expect(dp.draining).toBeUndefined(); // no resync ran: the drain's own step removed it
+      expect(k.log.filter((l) => l === 'resync nftables')).toHaveLength(1); // the switch's recheck only
+      expect([...k.programmed.keys()]).toEqual(['nftables']);
+      expect(logged.join('\n')).toMatch(/ipvs mode removed/);
+
+      // closed mid-drain: no step after it (the next applier drains on from the kernel)
+      const again = new ModeFollowingDataplane({ ipvsAvailable: true, drainStepMs: 20, open });
+      await again.apply(stateFor('ipvs'));
+      k.connections.set('ipvs', 1);
+      await again.apply(stateFor('nftables'));
+      await again.close();
+      const retires = k.log.filter((l) => l === 'retire ipvs').length;
+      await new Promise((r) => setTimeout(r, 100));
+      expect(k.log.filter((l) => l === 'retire ipvs')).toHaveLength(retires);
+      expect(k.programmed.has('ipvs')).toBe(true);
     });
 
     it('cleanup removes the retiring mode as well as the serving one', async () => {
