@@ -294,7 +294,7 @@ export class ModeFollowingDataplane implements Dataplane {
     await this.drainStep;
     const retiring = this.retiring;
     this.retiring = undefined; // closed, not ended: a restarted applier drains on from the kernel
-    clearTimeout(this.drainTimer);
+    clearTimeout(this.drainTimer); // one the step in flight may have set as it ended
     await retiring?.close().catch(() => undefined);
     await this.current?.close();
   }
