@@ -3,12 +3,12 @@
 // name it as kube-proxy's (that would fail every resync: "compete"), and the take-over must not
 // remove it; both act as before once the retiring mode is gone.
 import { describe, expect, it } from 'vitest';
-import type { ApplyResult, Dataplane, DataplaneMode } from '../../../libs/dataplane/dataplane.ts';
+import type { Dataplane, DataplaneMode } from '../../../libs/dataplane/dataplane.ts';
 import { withKubeProxyLeftoverCheck } from '../../../libs/dataplane/kube-proxy-leftover-check.ts';
 import { withKubeProxyTakeOver } from '../../../libs/dataplane/kube-proxy-takeover.ts';
 import type { NodeState } from '../../../libs/model/index.ts';
+import { fakeDataplane } from '../../netns/support/fake-dataplane.ts';
 
-const VERIFIED: ApplyResult = { kernelWrites: 0, verified: true, durationMs: 0, notes: [] };
 // our ipvs glue's nat chains as iptables-nft-save shows them (hooked: they see traffic)
 const GLUE = `*nat
 :PREROUTING ACCEPT [0:0]
@@ -23,15 +23,16 @@ const exec = async (cmd: string) => (cmd === 'iptables-nft-save' ? GLUE : '');
 
 /** nftables mode serving, ipvs mode retiring behind it while `retiring.ipvs` is true. */
 function nftablesWithRetiringIpvs(retiring: { ipvs: boolean }): Dataplane {
+  const dp = fakeDataplane('nftables');
   return {
-    mode: 'nftables',
+    mode: dp.mode,
     get draining(): DataplaneMode | undefined {
       return retiring.ipvs ? 'ipvs' : undefined;
     },
-    apply: async () => VERIFIED,
-    resync: async () => VERIFIED,
-    cleanup: async () => VERIFIED,
-    close: async () => {},
+    apply: dp.apply,
+    resync: dp.resync,
+    cleanup: dp.cleanup,
+    close: dp.close,
   };
 }
 

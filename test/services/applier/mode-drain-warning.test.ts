@@ -2,14 +2,10 @@ import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { readVerifierFile } from '../../../libs/bus/index.ts';
 import { parseWaves } from '../../../libs/control/index.ts';
-import {
-  ModeFollowingDataplane,
-  type ApplyResult,
-  type Dataplane,
-  type RetireResult,
-} from '../../../libs/dataplane/index.ts';
+import { ModeFollowingDataplane, type Dataplane, type RetireResult } from '../../../libs/dataplane/index.ts';
 import type { NodeState, ProxyMode } from '../../../libs/model/index.ts';
 import { startApplierService } from '../../../services/applier/applier-service.ts';
+import { fakeDataplane, VERIFIED } from '../../netns/support/fake-dataplane.ts';
 import { runPlanner, type RunningPlanner } from '../../../services/planner/run-planner.ts';
 import {
   nodeYaml,
@@ -43,21 +39,12 @@ afterEach(async () => {
   await env.cleanup();
 });
 
-const VERIFIED: ApplyResult = { kernelWrites: 0, verified: true, durationMs: 0, notes: [] };
-
-/** A mode's dataplane that verifies everything (the kernel is not what this test is about). */
+/** A mode's dataplane that verifies everything (the kernel is not what this test is about); ipvs retires while connections hold it. */
 function fakeMode(mode: ProxyMode, held: { connections: number }): Dataplane {
-  const dp: Dataplane = {
-    mode,
-    apply: async () => VERIFIED,
-    resync: async () => VERIFIED,
-    cleanup: async () => VERIFIED,
-    close: async () => {},
-  };
+  const dp = fakeDataplane(mode);
   if (mode !== 'ipvs') return dp;
   return {
     ...dp,
-    // ipvs mode retiring: kept while connections hold it
     retire: async (_s: NodeState): Promise<RetireResult> => ({
       ...VERIFIED,
       removed: held.connections === 0,
