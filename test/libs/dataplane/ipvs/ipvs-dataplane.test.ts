@@ -502,6 +502,22 @@ describe('IpvsDataplane.retire: ipvs mode behind nftables keeps what established
     expect((await dp.resync()).kernelWrites).toBe(0);
   });
 
+  it('a corrupt state to retire behind is refused without a write: what drains keeps draining', async () => {
+    const { kernel, dp } = setup(undefined, undefined, { drainTimeoutMs: 60_000 });
+    await dp.apply(withThird());
+    kernel.setConnections(VS, '10.244.1.3:8080', 1, 0);
+    await dp.retire(withThird());
+    const before = kernel.ipvsadmSave();
+    const n = kernel.transactions;
+    await expect(dp.retire({ ...withThird(), virtualServers: undefined } as unknown as NodeState)).rejects.toThrow(
+      /invalid node state/,
+    );
+    await expect(dp.retire(nodeState([vs('10.96.0.300', 80, [])]))).rejects.toThrow(/invalid/);
+    expect(kernel.transactions).toBe(n);
+    expect(kernel.ipvsadmSave()).toBe(before);
+    expect(await dp.retire(withThird())).toMatchObject({ verified: true, removed: false, connections: 1 });
+  });
+
   it('a resync after retire has no state to repair towards', async () => {
     const { kernel, dp } = setup();
     await dp.apply(withThird());
