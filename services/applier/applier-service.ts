@@ -38,6 +38,7 @@ import { renderContext } from '../../libs/planner/index.ts';
 import { unknownFieldsText } from '../../libs/control/index.ts';
 import type { ContentShapes } from '../../libs/model/index.ts';
 import { startHttpEndpoint } from './http-endpoint.ts';
+import { takeNodeLock } from './node-lock.ts';
 import { healthCheckListenAddresses, healthCheckPorts, HealthCheckNodePorts } from './health-check-node-ports.ts';
 import { DEFAULT_HEALTHZ_TIMEOUT_MS, isOnTarget, ProxierHealth, serveProxierHealth } from './proxier-health.ts';
 import { NodeWarnings, type NodeWarningHooks } from './node-warnings.ts';
@@ -143,6 +144,8 @@ export interface ApplierService {
 export async function startApplierService(o: ApplierServiceOptions): Promise<ApplierService> {
   const log = o.logger ?? pino({ name: 'switchboard-applier', base: { node: o.node } });
   const stateDir = o.stateDir ?? DEFAULT_STATE_DIR;
+  // One process programs this node (node-lock.ts): a second applier stops here, before the kernel.
+  const nodeLock = o.dataplane || o.mode === 'dry-run' ? undefined : takeNodeLock(stateDir, o.node, 'applier');
   const metrics = new ApplierMetrics();
   const proxierHealth = new ProxierHealth(o.healthzTimeoutMs ?? DEFAULT_HEALTHZ_TIMEOUT_MS);
   let session: ApplierSession | undefined;
@@ -688,6 +691,7 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
       // period): there is nothing to flush then, so the connection is only closed.
       if (nc) await (busUp ? nc.drain() : nc.close()).catch(() => nc!.close());
       await dataplane.close(); // closes handles only; never cleanup(): fail-static
+      nodeLock?.release();
       log.info('stopped; programmed state left in place');
     },
   };

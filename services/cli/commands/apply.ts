@@ -20,6 +20,7 @@ import { requireKnownNode } from '../known-node.ts';
 import { loadProxyConfig } from '../load-proxy-config.ts';
 import { settingsIgnoredByMode } from '../../../libs/model/index.ts';
 import type { SetExit } from './index.ts';
+import { takeNodeLock } from '../../applier/node-lock.ts';
 
 interface ApplyOpts {
   manifests: string;
@@ -84,6 +85,8 @@ export function registerApply(program: Command, setExit: SetExit): void {
       for (const r of rejected) process.stderr.write(`rejected ${r.ref} (${r.source}): ${r.reason}\n`);
       const state = renderNodeState(cluster.data, o.node, config);
       const renderMs = performance.now() - t0;
+      // one process programs a node (node-lock.ts): refused while its applier runs
+      const nodeLock = takeNodeLock(o.stateDir, o.node, 'apply --once');
       const created = await createDataplane({
         mode: o.mode,
         node: o.node,
@@ -97,6 +100,9 @@ export function registerApply(program: Command, setExit: SetExit): void {
         // (exit 1, one line) before the kernel is touched
         preflight: (mode) => refuseUnfitNode(mode),
         log: (m) => process.stderr.write(`${m}\n`),
+      }).catch((e: unknown) => {
+        nodeLock.release();
+        throw e;
       });
       const takenOver = o.takeOverKubeProxy
         ? withKubeProxyTakeOver(created, { log: (m) => process.stderr.write(`${m}\n`) })
@@ -138,6 +144,7 @@ export function registerApply(program: Command, setExit: SetExit): void {
         setExit(s.verified ? 0 : 1);
       } finally {
         await dp.close();
+        nodeLock.release();
       }
     });
 }

@@ -4,6 +4,7 @@ import type { ApplyResult, Dataplane } from '../../../libs/dataplane/index.ts';
 import { NftablesDataplane } from '../../../libs/dataplane/index.ts';
 import { UsageError } from '../cli-errors.ts';
 import type { SetExit } from './index.ts';
+import { takeNodeLock } from '../../applier/node-lock.ts';
 
 export type CleanupMode = 'ipvs' | 'nftables';
 
@@ -99,7 +100,11 @@ export function registerCleanup(program: Command, setExit: SetExit): void {
         json?: boolean;
       }) => {
         const modes: CleanupMode[] = o.mode === 'all' ? ['nftables', 'ipvs'] : [o.mode];
-        const reports = await cleanupModes(modes, { stateDir: o.stateDir, node: o.node, netns: o.netns });
+        // refused while this node's applier runs: it would program again what this removes (node-lock.ts)
+        const nodeLock = takeNodeLock(o.stateDir, o.node, 'cleanup');
+        const reports = await cleanupModes(modes, { stateDir: o.stateDir, node: o.node, netns: o.netns }).finally(() =>
+          nodeLock.release(),
+        );
         if (o.json) process.stdout.write(JSON.stringify(reports) + '\n');
         else
           for (const r of reports) {

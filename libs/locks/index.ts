@@ -1,0 +1,2 @@
+// Public surface of libs/locks: one process at a time, by a lock the kernel frees with its holder.
+export { tryProcessLock, type LockAttempt, type ProcessLock } from './process-lock.ts';

@@ -1,0 +1,60 @@
+// One process at a time: an exclusive lock on a file, held for as long as the process keeps it.
+//
+// The lock is SQLite's own file lock on a small database (`FILE`) held in EXCLUSIVE locking mode:
+// a POSIX advisory lock, so the kernel drops it when the holder dies however it dies (kill -9
+// included), and it holds across containers that share the file (a hostPath): no stale lock to
+// clean up, and no PID to trust (every container's first process is PID 1). Who holds it is
+// written beside it (`FILE.holder`, JSON) after it was taken, only to name the holder in a refusal.
+// Users: the event log's writer (libs/eventlog/writer-lock.ts), a node's applier (one per node).
+
+import fs from 'node:fs';
+import { hostname } from 'node:os';
+import Database from 'better-sqlite3';
+
+export interface ProcessLock {
+  release(): void;
+}
+
+/** Taken, or held by another process (`heldBy` names it: purpose, pid, host, since). */
+export type LockAttempt = { readonly lock: ProcessLock } | { readonly heldBy: string };
+
+/**
+ * Tries to take `lockFile` (in a directory that exists) for `purpose`, said to whoever is refused.
+ * Throws when the file cannot be opened or locked for another reason than a holder.
+ */
+export function tryProcessLock(lockFile: string, purpose: string): LockAttempt {
+  const holderFile = `${lockFile}.holder`;
+  let db: Database.Database;
+  try {
+    db = new Database(lockFile, { timeout: 0 });
+    db.pragma('locking_mode = EXCLUSIVE');
+    // The first write takes the EXCLUSIVE lock; in this locking mode it is kept until close.
+    db.exec('CREATE TABLE IF NOT EXISTS holder (id INTEGER PRIMARY KEY); BEGIN EXCLUSIVE; COMMIT;');
+  } catch (e) {
+    const code = (e as { code?: string }).code;
+    if (code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED') return { heldBy: describeHolder(holderFile) };
+    throw new Error(`${lockFile}: cannot take the lock: ${(e as Error).message}`);
+  }
+  const holder = { pid: process.pid, host: hostname(), purpose, since: new Date().toISOString() };
+  fs.writeFileSync(holderFile, `${JSON.stringify(holder)}\n`);
+  let held = true;
+  return {
+    lock: {
+      release() {
+        if (!held) return;
+        held = false;
+        fs.rmSync(holderFile, { force: true });
+        db.close();
+      },
+    },
+  };
+}
+
+function describeHolder(holderFile: string): string {
+  try {
+    const h = JSON.parse(fs.readFileSync(holderFile, 'utf8')) as Record<string, unknown>;
+    return `${String(h.purpose)}, pid ${String(h.pid)} on ${String(h.host)} since ${String(h.since)}`;
+  } catch {
+    return 'holder not recorded';
+  }
+}
