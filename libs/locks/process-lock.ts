@@ -24,16 +24,31 @@ export type LockAttempt = { readonly lock: ProcessLock } | { readonly heldBy: st
  */
 export function tryProcessLock(lockFile: string, purpose: string): LockAttempt {
   const holderFile = `${lockFile}.holder`;
-  let db: Database.Database;
-  try {
-    db = new Database(lockFile, { timeout: 0 });
-    db.pragma('locking_mode = EXCLUSIVE');
-    // The first write takes the EXCLUSIVE lock; in this locking mode it is kept until close.
-    db.exec('CREATE TABLE IF NOT EXISTS holder (id INTEGER PRIMARY KEY); BEGIN EXCLUSIVE; COMMIT;');
-  } catch (e) {
-    const code = (e as { code?: string }).code;
-    if (code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED') return { heldBy: describeHolder(holderFile) };
-    throw new Error(`${lockFile}: cannot take the lock: ${(e as Error).message}`);
+  let db: Database.Database | undefined;
+  for (let attempt = 1; !db; attempt++) {
+    let opened: Database.Database | undefined;
+    try {
+      opened = new Database(lockFile, { timeout: 0 });
+      opened.pragma('locking_mode = EXCLUSIVE');
+      // The first write takes the EXCLUSIVE lock; in this locking mode it is kept until close.
+      opened.exec('CREATE TABLE IF NOT EXISTS holder (id INTEGER PRIMARY KEY); BEGIN EXCLUSIVE; COMMIT;');
+      db = opened;
+    } catch (e) {
+      opened?.close();
+      const code = (e as { code?: string }).code;
+      if (code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED') return { heldBy: describeHolder(holderFile) };
+      // Not a database (a torn first write, something else's file): no process can hold a lock
+      // through it, and left there it would refuse every start. Set aside (kept for a look), once.
+      if ((code === 'SQLITE_NOTADB' || code === 'SQLITE_CORRUPT') && attempt === 1) {
+        try {
+          fs.renameSync(lockFile, `${lockFile}.not-a-lock-${Date.now()}`);
+        } catch (r) {
+          if ((r as { code?: string }).code !== 'ENOENT') throw r; // another taker set it aside first
+        }
+        continue;
+      }
+      throw new Error(`${lockFile}: cannot take the lock: ${(e as Error).message}`);
+    }
   }
   const holder = { pid: process.pid, host: hostname(), purpose, since: new Date().toISOString() };
   fs.writeFileSync(holderFile, `${JSON.stringify(holder)}\n`);
