@@ -36,6 +36,7 @@ import {
   renderNftRuleset,
 } from '../../libs/dataplane/index.ts';
 import { benchState } from './bench-state.ts';
+import { tuneV8ForApplier } from '../../services/applier/v8-tiering.ts';
 
 const { values } = benchArgs({
   options: {
@@ -61,6 +62,10 @@ function nft(args: string[], input?: string): string {
 }
 
 async function inside(): Promise<void> {
+  // The V8 flags the applier command sets in its process (services/applier/v8-tiering.ts), before
+  // any dataplane code runs, as the applier (ipvs) bench does; BENCH_V8_DEFAULTS=1: V8's defaults.
+  const applierV8 = process.env.BENCH_V8_DEFAULTS !== '1';
+  if (applierV8) tuneV8ForApplier();
   const loadStart = loadavg()[0];
   const before = state(false);
   // As the applier's incremental renderer hands it over: unchanged services are the same objects.
@@ -234,6 +239,8 @@ async function inside(): Promise<void> {
     loadAverage1m: [loadStart, loadavg()[0]],
     // Bundled as shipped (--build) or under tsx's transform.
     bundled: values.build,
+    // The applier's V8 flags set (services/applier/v8-tiering.ts; since 2026-12-05), or V8's defaults.
+    applierV8,
     services: N,
     endpoints: E,
     chains: N, // one service chain per service: without affinity there are no endpoint chains
