@@ -39,6 +39,7 @@ import { unknownFieldsText } from '../../libs/control/index.ts';
 import type { ContentShapes } from '../../libs/model/index.ts';
 import { startHttpEndpoint } from './http-endpoint.ts';
 import { takeNodeLock } from './node-lock.ts';
+import type { ProcessLock } from '../../libs/locks/index.ts';
 import { healthCheckListenAddresses, healthCheckPorts, HealthCheckNodePorts } from './health-check-node-ports.ts';
 import { DEFAULT_HEALTHZ_TIMEOUT_MS, isOnTarget, ProxierHealth, serveProxierHealth } from './proxier-health.ts';
 import { NodeWarnings, type NodeWarningHooks } from './node-warnings.ts';
@@ -142,10 +143,23 @@ export interface ApplierService {
  * target (polling); /readyz and the log say what it waits for, and it never exits for that.
  */
 export async function startApplierService(o: ApplierServiceOptions): Promise<ApplierService> {
-  const log = o.logger ?? pino({ name: 'switchboard-applier', base: { node: o.node } });
   const stateDir = o.stateDir ?? DEFAULT_STATE_DIR;
   // One process programs this node (node-lock.ts): a second applier stops here, before the kernel.
   const nodeLock = o.dataplane || o.mode === 'dry-run' ? undefined : takeNodeLock(stateDir, o.node, 'applier');
+  try {
+    return await startLocked(o, stateDir, nodeLock);
+  } catch (e) {
+    nodeLock?.release(); // a start that failed (a busy --http port, an unfit node) holds nothing
+    throw e;
+  }
+}
+
+async function startLocked(
+  o: ApplierServiceOptions,
+  stateDir: string,
+  nodeLock: ProcessLock | undefined,
+): Promise<ApplierService> {
+  const log = o.logger ?? pino({ name: 'switchboard-applier', base: { node: o.node } });
   const metrics = new ApplierMetrics();
   const proxierHealth = new ProxierHealth(o.healthzTimeoutMs ?? DEFAULT_HEALTHZ_TIMEOUT_MS);
   let session: ApplierSession | undefined;

@@ -6,9 +6,12 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { nodeLockFile } from '../../../services/applier/node-lock.ts';
+import { TestNetns } from '../../libs/netlink/support/netns.ts';
+import type { failedStartHoldsNothing } from './support/node-lock-scenarios.ts';
 
 const pexec = promisify(execFile);
 const BIN = path.resolve('bin/switchboard');
@@ -110,4 +113,27 @@ describe('one process per node (node-lock.ts)', () => {
     expect(clean.code, clean.stderr).toBe(0);
     expect(await tables()).not.toContain('switchboard');
   }, 120_000);
+
+  it('an applier whose start fails after it took the lock (its --http port taken) holds nothing; stop() frees it', async () => {
+    const netns = await TestNetns.create('nodelock');
+    try {
+      const dir = mkdtempSync(path.join(tmpdir(), 'sb-nodelock-inproc-'));
+      try {
+        const r = await netns.run<Awaited<ReturnType<typeof failedStartHoldsNothing>>>(
+          fileURLToPath(new URL('./support/node-lock-scenarios.ts', import.meta.url)),
+          'failedStartHoldsNothing',
+          [dir],
+          { timeoutMs: 60_000 },
+        );
+        expect(r.failure).toMatch(/EADDRINUSE|address already in use/);
+        expect(r.freeAfterFailure).toBe(true);
+        expect(r.heldWhileRunning).toMatch(/^applier of node n1, pid \d+ on /);
+        expect(r.freeAfterStop).toBe(true);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    } finally {
+      await netns.destroy();
+    }
+  }, 90_000);
 });

@@ -1,0 +1,45 @@
+// Runs inside a netns (TestNetns.run): an in-process nftables applier whose start fails after it
+// took the node's lock (its --http port is taken) must hold nothing afterwards.
+import { createServer } from 'node:net';
+import pino from 'pino';
+import { startApplierService } from '../../../../services/applier/applier-service.ts';
+import { nodeLockFile } from '../../../../services/applier/node-lock.ts';
+import { tryProcessLock } from '../../../../libs/locks/index.ts';
+
+export async function failedStartHoldsNothing(
+  stateDir: string,
+): Promise<{ failure: string; freeAfterFailure: boolean; heldWhileRunning: string; freeAfterStop: boolean }> {
+  const busy = createServer();
+  const port = await new Promise<number>((resolve) =>
+    busy.listen(0, '127.0.0.1', () => resolve((busy.address() as { port: number }).port)),
+  );
+  const base = {
+    node: 'n1',
+    nats: 'nats://127.0.0.1:1',
+    mode: 'nftables' as const,
+    stateDir,
+    logger: pino({ level: 'silent' }),
+    checkKubeProxyLeftovers: false,
+  };
+  const file = nodeLockFile(stateDir, 'n1');
+  const free = () => {
+    const a = tryProcessLock(file, 'the test');
+    if ('lock' in a) a.lock.release();
+    return 'lock' in a;
+  };
+  const failure = await startApplierService({ ...base, http: `127.0.0.1:${port}` }).then(
+    async (svc) => {
+      await svc.stop();
+      return 'started';
+    },
+    (e: Error) => e.message,
+  );
+  busy.close();
+  const freeAfterFailure = free();
+  const svc = await startApplierService({ ...base, http: '127.0.0.1:0' });
+  const held = tryProcessLock(file, 'the test');
+  const heldWhileRunning = 'heldBy' in held ? held.heldBy : 'not held';
+  if ('lock' in held) held.lock.release();
+  await svc.stop();
+  return { failure, freeAfterFailure, heldWhileRunning, freeAfterStop: free() };
+}
