@@ -146,10 +146,17 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
   const stateDir = o.stateDir ?? DEFAULT_STATE_DIR;
   // One process programs this node (node-lock.ts): a second applier stops here, before the kernel.
   const nodeLock = o.dataplane || o.mode === 'dry-run' ? undefined : takeNodeLock(stateDir, o.node, 'applier');
+  // A start that fails (a busy --http port, an unfit node, a bad address) holds nothing after it:
+  // what it opened is closed, newest first, and the lock released.
+  const undo: (() => unknown)[] = [];
   try {
-    return await startLocked(o, stateDir, nodeLock);
+    return await startLocked(o, stateDir, nodeLock, undo);
   } catch (e) {
-    nodeLock?.release(); // a start that failed (a busy --http port, an unfit node) holds nothing
+    for (const close of undo.reverse())
+      await Promise.resolve()
+        .then(close)
+        .catch(() => undefined);
+    nodeLock?.release();
     throw e;
   }
 }
@@ -158,6 +165,7 @@ async function startLocked(
   o: ApplierServiceOptions,
   stateDir: string,
   nodeLock: ProcessLock | undefined,
+  undo: (() => unknown)[],
 ): Promise<ApplierService> {
   const log = o.logger ?? pino({ name: 'switchboard-applier', base: { node: o.node } });
   const metrics = new ApplierMetrics();
@@ -216,6 +224,7 @@ async function startLocked(
           // another table's forward drop policy: a warning in the log (forward-drop-check.ts)
           { log: (m) => log.warn({ forwardDrop: true }, m), onReport: hooks.onForwardDrop },
         );
+  undo.push(() => dataplane.close());
   const probeSettings: ProbeSettings = { ...DEFAULT_PROBE_SETTINGS, ...o.probe };
   let probe: HealthProbe =
     dataplane.mode === 'dry-run'
@@ -307,6 +316,7 @@ async function startLocked(
     onFailed: (e) => log.warn({ err: e.message }, 'full GC after a big apply failed; not tried again'),
   });
 
+  undo.push(() => gcAfterApply.stop());
   const healthChecks = o.healthCheckNodePorts
     ? new HealthCheckNodePorts({
         host: o.healthCheckNodePorts.host,
@@ -318,6 +328,7 @@ async function startLocked(
         log,
       })
     : undefined;
+  undo.push(() => healthChecks?.close());
   /**
    * Until this process's first apply verified (and before its session exists: NATS not reached
    * yet): what the node last ACKed before this start, from --state-dir, marked not verified.
@@ -587,6 +598,7 @@ async function startLocked(
         },
       })
     : undefined;
+  undo.push(() => http?.close());
   if (http) log.info({ port: http.port }, 'http listening');
   const proxierServer = o.healthzBindAddress
     ? serveProxierHealth({
@@ -596,6 +608,7 @@ async function startLocked(
         onListenError: (error) => log.warn({ error }, 'proxier health server not listening; retrying in 5s'),
       })
     : undefined;
+  undo.push(() => proxierServer?.close());
   await proxierServer?.started;
 
   let lastLogged = '';

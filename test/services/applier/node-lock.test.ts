@@ -11,7 +11,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { nodeLockFile } from '../../../services/applier/node-lock.ts';
 import { TestNetns } from '../../libs/netlink/support/netns.ts';
-import type { failedStartHoldsNothing } from './support/node-lock-scenarios.ts';
+import type { failedStartHoldsNothing, lateFailureClosesWhatItOpened } from './support/node-lock-scenarios.ts';
 
 const pexec = promisify(execFile);
 const BIN = path.resolve('bin/switchboard');
@@ -114,7 +114,7 @@ describe('one process per node (node-lock.ts)', () => {
     expect(await tables()).not.toContain('switchboard');
   }, 120_000);
 
-  it('an applier whose start fails after it took the lock (its --http port taken) holds nothing; stop() frees it', async () => {
+  it('an applier whose start fails after it took the lock (its --http port taken, its health address refused) holds nothing and leaves nothing listening; stop() frees it', async () => {
     const netns = await TestNetns.create('nodelock');
     try {
       const dir = mkdtempSync(path.join(tmpdir(), 'sb-nodelock-inproc-'));
@@ -129,6 +129,13 @@ describe('one process per node (node-lock.ts)', () => {
         expect(r.freeAfterFailure).toBe(true);
         expect(r.heldWhileRunning).toMatch(/^applier of node n1, pid \d+ on /);
         expect(r.freeAfterStop).toBe(true);
+        const late = await netns.run<Awaited<ReturnType<typeof lateFailureClosesWhatItOpened>>>(
+          fileURLToPath(new URL('./support/node-lock-scenarios.ts', import.meta.url)),
+          'lateFailureClosesWhatItOpened',
+          [dir],
+          { timeoutMs: 60_000 },
+        );
+        expect(late).toEqual({ failure: expect.stringMatching(/no address/), listeningAfter: false, lockFree: true });
       } finally {
         rmSync(dir, { recursive: true, force: true });
       }

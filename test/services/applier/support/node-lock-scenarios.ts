@@ -1,6 +1,6 @@
 // Runs inside a netns (TestNetns.run): an in-process nftables applier whose start fails after it
 // took the node's lock (its --http port is taken) must hold nothing afterwards.
-import { createServer } from 'node:net';
+import { connect, createServer } from 'node:net';
 import pino from 'pino';
 import { startApplierService } from '../../../../services/applier/applier-service.ts';
 import { nodeLockFile } from '../../../../services/applier/node-lock.ts';
@@ -42,4 +42,48 @@ export async function failedStartHoldsNothing(
   if ('lock' in held) held.lock.release();
   await svc.stop();
   return { failure, freeAfterFailure, heldWhileRunning, freeAfterStop: free() };
+}
+
+/** Whether something listens on 127.0.0.1:port. */
+const listening = (port: number) =>
+  new Promise<boolean>((resolve) => {
+    const c = connect(port, '127.0.0.1');
+    c.once('connect', () => {
+      c.destroy();
+      resolve(true);
+    });
+    c.once('error', () => resolve(false));
+  });
+
+/**
+ * A start that fails late (its health address refused, after its --http server listens) closes what
+ * it opened and frees the lock: nothing listens on its port afterwards.
+ */
+export async function lateFailureClosesWhatItOpened(
+  stateDir: string,
+): Promise<{ failure: string; listeningAfter: boolean; lockFree: boolean }> {
+  const probe = createServer();
+  const port = await new Promise<number>((resolve) =>
+    probe.listen(0, '127.0.0.1', () => resolve((probe.address() as { port: number }).port)),
+  );
+  await new Promise((r) => probe.close(r));
+  const failure = await startApplierService({
+    node: 'n2',
+    nats: 'nats://127.0.0.1:1',
+    mode: 'nftables',
+    stateDir,
+    logger: pino({ level: 'silent' }),
+    checkKubeProxyLeftovers: false,
+    http: `127.0.0.1:${port}`,
+    healthzBindAddress: 'no address',
+  }).then(
+    async (svc) => {
+      await svc.stop();
+      return 'started';
+    },
+    (e: Error) => e.message,
+  );
+  const a = tryProcessLock(nodeLockFile(stateDir, 'n2'), 'the test');
+  if ('lock' in a) a.lock.release();
+  return { failure, listeningAfter: await listening(port), lockFree: 'lock' in a };
 }
