@@ -276,6 +276,9 @@ describe('deploy/kubernetes base', () => {
     );
     expect(ds.spec.updateStrategy.type).toBe('RollingUpdate');
     expect(ds.spec.updateStrategy.rollingUpdate.maxUnavailable).toBeDefined();
+    // No surge: a surged pod's applier would find its node's lock held by the old one and exit,
+    // never becoming available, and a surging rollout waits for it before it stops the old pod.
+    expect(ds.spec.updateStrategy.rollingUpdate.maxSurge ?? 0).toBe(0);
     expect(pod.automountServiceAccountToken).toBe(false);
     const a = container(pod, 'applier');
     expect(a.securityContext.privileged).toBe(false);
