@@ -42,7 +42,7 @@ describe('tryProcessLock', () => {
     const lock = taken(tryProcessLock(file, 'after the garbage'));
     const aside = readdirSync(dir).filter((f) => f.startsWith('b.lock.not-a-lock-'));
     expect(aside).toHaveLength(1);
-    expect(readFileSync(path.join(dir, aside[0]!), 'utf8')).toBe(garbage);
+    expect(readFileSync(path.join(dir, String(aside[0])), 'utf8')).toBe(garbage);
     expect(tryProcessLock(file, 'a second')).toMatchObject({ heldBy: expect.stringMatching(/^after the garbage, /) });
     lock.release();
   });

@@ -103,8 +103,9 @@ describe('one process per node (node-lock.ts)', () => {
     expect(JSON.parse(other.stdout)).toMatchObject({ mode: 'nftables', verified: true });
 
     // The kernel frees the lock of a process however it dies.
-    const exited = new Promise((resolve) => holder!.once('exit', resolve));
-    process.kill(holder.pid!, 'SIGKILL');
+    const held = holder;
+    const exited = new Promise((resolve) => held.once('exit', resolve));
+    process.kill(Number(held.pid), 'SIGKILL');
     await exited;
     const after = await applyOnce('node-a');
     expect(after.code, after.stderr).toBe(0);
