@@ -21,6 +21,25 @@ function setup(
   open.push(dp);
   return { kernel, store, dp, registry };
 }
+
+/**
+ * `run` refuses a state without its shape and one with a bad address (`good` is the shape to break)
+ * before any kernel write: no transaction, the kernel's listing as it was.
+ */
+async function expectCorruptRefused(
+  kernel: FakeIpvsKernel,
+  run: (s: NodeState) => Promise<unknown>,
+  good: NodeState,
+): Promise<void> {
+  const before = kernel.ipvsadmSave();
+  const n = kernel.transactions;
+  await expect(run({ ...good, virtualServers: undefined } as unknown as NodeState)).rejects.toThrow(
+    /invalid node state/,
+  );
+  await expect(run(nodeState([vs('10.96.0.300', 80, [])]))).rejects.toThrow(/invalid/);
+  expect(kernel.transactions).toBe(n);
+  expect(kernel.ipvsadmSave()).toBe(before);
+}
 afterEach(async () => {
   for (const d of open.splice(0)) await d.close();
 });
@@ -382,14 +401,7 @@ describe('IpvsDataplane on the recording fake', () => {
   it('refuses a corrupt state without writing anything', async () => {
     const { kernel, dp } = setup();
     await dp.apply(base());
-    const before = kernel.ipvsadmSave();
-    const n = kernel.transactions;
-    await expect(dp.apply({ ...base(), virtualServers: undefined } as unknown as NodeState)).rejects.toThrow(
-      /invalid node state/,
-    );
-    await expect(dp.apply(nodeState([vs('10.96.0.300', 80, [])]))).rejects.toThrow(/invalid/);
-    expect(kernel.transactions).toBe(n);
-    expect(kernel.ipvsadmSave()).toBe(before);
+    await expectCorruptRefused(kernel, (s) => dp.apply(s), base());
   });
 
   it('rebuilds a large membership change in a temp set and swaps it in', async () => {
@@ -507,14 +519,7 @@ describe('IpvsDataplane.retire: ipvs mode behind nftables keeps what established
     await dp.apply(withThird());
     kernel.setConnections(VS, '10.244.1.3:8080', 1, 0);
     await dp.retire(withThird());
-    const before = kernel.ipvsadmSave();
-    const n = kernel.transactions;
-    await expect(dp.retire({ ...withThird(), virtualServers: undefined } as unknown as NodeState)).rejects.toThrow(
-      /invalid node state/,
-    );
-    await expect(dp.retire(nodeState([vs('10.96.0.300', 80, [])]))).rejects.toThrow(/invalid/);
-    expect(kernel.transactions).toBe(n);
-    expect(kernel.ipvsadmSave()).toBe(before);
+    await expectCorruptRefused(kernel, (s) => dp.retire(s), withThird());
     expect(await dp.retire(withThird())).toMatchObject({ verified: true, removed: false, connections: 1 });
   });
 
