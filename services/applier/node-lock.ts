@@ -1,5 +1,6 @@
 // One process programs a node's kernel at a time: the applier, `apply --once` and `cleanup` take
-// the node's lock in the state directory (a hostPath in the DaemonSet, so it holds across pods).
+// the node's lock in the state directory (a hostPath in the DaemonSet, so it holds across pods),
+// and the lock of the network namespace they program, beside it.
 //
 // Two appliers on one node (a second one started by hand, a unit file left beside the DaemonSet,
 // an `apply --once` while the applier runs) each program the kernel from their own target: one
@@ -8,8 +9,18 @@
 // reported; the lock refuses the second before it touches the kernel. The kernel frees it when the
 // holder dies, kill -9 included (libs/locks/process-lock.ts), so a crashed applier never blocks its
 // successor.
+//
+// Two locks, because a node has two names for what it owns:
+// - the node's name keys its files in the state directory (applied-NODE.json, the ipvs ownership
+//   record), so the node lock keeps two processes of one name apart;
+// - the kernel state (the IPVS services, ipsets and kube-ipvs0, or the one nftables table) belongs
+//   to a network namespace, whatever node name a process was given: a unit file that defaults
+//   --node to the host name (`node-1`) beside a DaemonSet that uses the Kubernetes name
+//   (`node-1.example.internal`) took two node locks and fought over one table. The namespace
+//   lock is keyed by the namespace's inode (what `ip netns identify` and /proc/PID/ns/net name),
+//   the same for every process in it, a hostNetwork pod's included.
 
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { tryProcessLock, type ProcessLock } from '../../libs/locks/index.ts';
 
@@ -17,18 +28,62 @@ import { tryProcessLock, type ProcessLock } from '../../libs/locks/index.ts';
 export const nodeLockFile = (stateDir: string, node: string): string =>
   path.join(stateDir, `node-${node.replace(/[^A-Za-z0-9_.-]/g, '_')}.lock`);
 
-/** Takes the node's lock for `purpose` (`applier`, `apply --once`, `cleanup`); throws, one line, when held. */
-export function takeNodeLock(stateDir: string, node: string, purpose: string): ProcessLock {
-  const file = nodeLockFile(stateDir, node);
+/** The lock file of the network namespace with inode `inode` in `stateDir`. */
+export const netnsLockFile = (stateDir: string, inode: number): string => path.join(stateDir, `netns-${inode}.lock`);
+
+/**
+ * The inode of the network namespace a command programs: the one `ip netns` calls `netns`
+ * (/run/netns/NAME), or this process's own. Throws, one line, when the named one does not exist.
+ */
+export function networkNamespaceInode(netns?: string): number {
+  const file = netns === undefined ? '/proc/self/ns/net' : path.join('/run/netns', netns);
+  try {
+    return statSync(file).ino;
+  } catch (e) {
+    if (netns !== undefined)
+      throw new Error(`network namespace ${netns}: not found (${file}: ${(e as NodeJS.ErrnoException).code})`);
+    throw new Error(`cannot tell this process's network namespace (${file}): ${(e as Error).message}`);
+  }
+}
+
+/**
+ * Takes the node's lock and its network namespace's (`netns`: the `ip netns` name the command
+ * programs; default this process's) for `purpose` (`applier`, `apply --once`, `cleanup`); throws,
+ * one line naming the holder, when either is held. Releasing the result releases both.
+ */
+export function takeNodeLock(stateDir: string, node: string, purpose: string, netns?: string): ProcessLock {
+  const inode = networkNamespaceInode(netns);
   try {
     mkdirSync(stateDir, { recursive: true });
   } catch (e) {
     throw new Error(`${stateDir}: cannot create the state directory: ${(e as Error).message}`);
   }
-  const attempt = tryProcessLock(file, `${purpose} of node ${node}`);
-  if ('heldBy' in attempt)
+  const file = nodeLockFile(stateDir, node);
+  const holder = `${purpose} of node ${node}`;
+  const nodeAttempt = tryProcessLock(file, holder);
+  if ('heldBy' in nodeAttempt)
     throw new Error(
-      `node ${node} is programmed by another process (${attempt.heldBy}; lock ${file}): stop it first, one process per node`,
+      `node ${node} is programmed by another process (${nodeAttempt.heldBy}; lock ${file}): stop it first, one process per node`,
     );
-  return attempt.lock;
+  const nsFile = netnsLockFile(stateDir, inode);
+  let nsAttempt: ReturnType<typeof tryProcessLock>;
+  try {
+    nsAttempt = tryProcessLock(nsFile, holder);
+  } catch (e) {
+    nodeAttempt.lock.release();
+    throw e;
+  }
+  if ('heldBy' in nsAttempt) {
+    nodeAttempt.lock.release();
+    const which = netns === undefined ? "this process's network namespace" : `network namespace ${netns}`;
+    throw new Error(
+      `${which} (net:[${inode}]) is programmed by another process (${nsAttempt.heldBy}; lock ${nsFile}): stop it first, one process per network namespace`,
+    );
+  }
+  const locks = [nsAttempt.lock, nodeAttempt.lock];
+  return {
+    release() {
+      for (const l of locks) l.release();
+    },
+  };
 }

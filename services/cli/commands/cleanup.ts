@@ -100,8 +100,9 @@ export function registerCleanup(program: Command, setExit: SetExit): void {
         json?: boolean;
       }) => {
         const modes: CleanupMode[] = o.mode === 'all' ? ['nftables', 'ipvs'] : [o.mode];
-        // refused while this node's applier runs: it would program again what this removes (node-lock.ts)
-        const nodeLock = takeNodeLock(o.stateDir, o.node, 'cleanup');
+        // refused while this node's applier runs, or another's in that namespace: it would program
+        // again what this removes (node-lock.ts)
+        const nodeLock = takeNodeLock(o.stateDir, o.node, 'cleanup', o.netns);
         const reports = await cleanupModes(modes, { stateDir: o.stateDir, node: o.node, netns: o.netns }).finally(() =>
           nodeLock.release(),
         );

@@ -1,15 +1,16 @@
 // One process programs a node's kernel (services/applier/node-lock.ts): with a real applier
 // holding node-a in a netns this test creates, a second applier, `apply --once` and `cleanup` for
-// node-a are refused (exit 1, one line naming the holder) before they touch the kernel; node-b in
-// the same state directory is not; kill -9 of the holder frees node-a at once.
+// node-a are refused (exit 1, one line naming the holder) before they touch the kernel; so are
+// node-b's in the same netns (another name for the same kernel state), but not node-b in another
+// netns with the same state directory; kill -9 of the holder frees node-a at once.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { nodeLockFile } from '../../../services/applier/node-lock.ts';
+import { netnsLockFile, nodeLockFile } from '../../../services/applier/node-lock.ts';
 import { TestNetns } from '../../libs/netlink/support/netns.ts';
 import type { failedStartHoldsNothing, lateFailureClosesWhatItOpened } from './support/node-lock-scenarios.ts';
 
@@ -19,9 +20,11 @@ const ns = `sb-nodelock-${process.pid}`;
 const stateDir = mkdtempSync(path.join(tmpdir(), 'sb-nodelock-'));
 let holder: ChildProcess | undefined;
 
-/** Runs bin/switchboard in the netns; resolves its exit code and output (killed after 30 s). */
-const sb = (...args: string[]) =>
-  pexec('ip', ['netns', 'exec', ns, BIN, ...args], { timeout: 30_000 }).then(
+const ns2 = `sb-nodelock2-${process.pid}`;
+
+/** Runs bin/switchboard in the netns (`in`: the first); resolves its exit code and output (killed after 30 s). */
+const sbIn = (inNs: string, ...args: string[]) =>
+  pexec('ip', ['netns', 'exec', inNs, BIN, ...args], { timeout: 30_000 }).then(
     (r) => ({ code: 0, stdout: r.stdout, stderr: r.stderr }),
     (e: { code?: number; stdout: string; stderr: string; killed?: boolean }) => ({
       code: e.killed ? -1 : (e.code ?? -1),
@@ -29,9 +32,11 @@ const sb = (...args: string[]) =>
       stderr: e.stderr,
     }),
   );
-const tables = async () => (await pexec('ip', ['netns', 'exec', ns, 'nft', 'list', 'tables'])).stdout;
-const applyOnce = (node: string) =>
-  sb(
+const sb = (...args: string[]) => sbIn(ns, ...args);
+const tables = async (inNs = ns) => (await pexec('ip', ['netns', 'exec', inNs, 'nft', 'list', 'tables'])).stdout;
+const applyOnce = (node: string, inNs = ns) =>
+  sbIn(
+    inNs,
     'apply',
     '--manifests',
     'examples/demo',
@@ -47,15 +52,17 @@ const applyOnce = (node: string) =>
 
 beforeAll(async () => {
   await pexec('ip', ['netns', 'add', ns]);
+  await pexec('ip', ['netns', 'add', ns2]);
 });
 afterAll(async () => {
   if (holder?.exitCode === null) holder.kill('SIGKILL');
   await pexec('ip', ['netns', 'del', ns]).catch(() => undefined);
+  await pexec('ip', ['netns', 'del', ns2]).catch(() => undefined);
   rmSync(stateDir, { recursive: true, force: true });
 });
 
 describe('one process per node (node-lock.ts)', () => {
-  it('a second applier, apply --once and cleanup are refused naming the holder; another node is not; kill -9 frees it', async () => {
+  it('a second applier, apply --once and cleanup are refused naming the holder, for another node name in the same netns too, not in another netns; kill -9 frees it', async () => {
     // The holder: a real nftables applier for node-a, waiting for a NATS that is not there.
     holder = spawn(
       'ip',
@@ -97,10 +104,56 @@ describe('one process per node (node-lock.ts)', () => {
     expect(cleanup.code, cleanup.stderr).toBe(1);
     expect(cleanup.stderr).toMatch(refusal);
 
-    // Another node's lock is its own (several nodes' appliers may share a state directory).
-    const other = await applyOnce('node-b');
+    // Another node name in the same netns programs the same kernel state (a unit file that names
+    // the node by its host name beside a DaemonSet that uses the Kubernetes name): refused too,
+    // naming the holder and the namespace by its inode.
+    const inode = statSync(`/run/netns/${ns}`).ino;
+    const holderPid = holder.pid;
+    const nsRefusal = (which: string) =>
+      new RegExp(
+        `(^|\\n)switchboard: ${which} \\(net:\\[${inode}\\]\\) is programmed by another process \\(applier of node node-a, pid ${holderPid} on ${hostname()} since \\d{4}-[^;]*; lock ${netnsLockFile(stateDir, inode).replaceAll('.', '\\.')}\\): stop it first, one process per network namespace\\n$`,
+      );
+    const otherName = await applyOnce('node-b');
+    expect(otherName.code, otherName.stderr).toBe(1);
+    expect(otherName.stderr).toMatch(nsRefusal("this process's network namespace"));
+    expect(await tables()).not.toContain('switchboard');
+    const otherApplier = await sb(
+      ...['applier', '--node', 'node-b', '--nats', 'nats://127.0.0.1:1', '--mode', 'nftables'],
+      ...['--state-dir', stateDir, '--healthz-bind-address', 'off'],
+    );
+    expect(otherApplier.code, otherApplier.stderr).toBe(1);
+    expect(otherApplier.stderr).toMatch(nsRefusal("this process's network namespace"));
+    // cleanup from outside the namespace, naming it with --netns
+    const otherCleanup = await pexec(
+      BIN,
+      ['cleanup', '--mode', 'nftables', '--netns', ns, '--node', 'node-b', '--state-dir', stateDir],
+      { timeout: 30_000 },
+    ).then(
+      () => ({ code: 0, stderr: '' }),
+      (e: { code?: number; stderr: string }) => ({ code: e.code, stderr: e.stderr }),
+    );
+    expect(otherCleanup.code, otherCleanup.stderr).toBe(1);
+    expect(otherCleanup.stderr).toMatch(nsRefusal(`network namespace ${ns}`));
+    const missing = await pexec(
+      BIN,
+      ['cleanup', '--mode', 'nftables', '--netns', `${ns}-none`, '--node', 'node-b', '--state-dir', stateDir],
+      { timeout: 30_000 },
+    ).then(
+      () => ({ code: 0, stderr: '' }),
+      (e: { code?: number; stderr: string }) => ({ code: e.code, stderr: e.stderr }),
+    );
+    expect(missing.code, missing.stderr).toBe(1);
+    expect(missing.stderr).toBe(
+      `switchboard: network namespace ${ns}-none: not found (/run/netns/${ns}-none: ENOENT)\n`,
+    );
+
+    // node-b in another netns has a namespace lock of its own, in the same state directory
+    const other = await applyOnce('node-b', ns2);
     expect(other.code, other.stderr).toBe(0);
     expect(JSON.parse(other.stdout)).toMatchObject({ mode: 'nftables', verified: true });
+    expect(await tables(ns2)).toContain('switchboard');
+    const otherClean = await sbIn(ns2, 'cleanup', '--mode', 'nftables', '--node', 'node-b', '--state-dir', stateDir);
+    expect(otherClean.code, otherClean.stderr).toBe(0);
 
     // The kernel frees the lock of a process however it dies.
     const held = holder;

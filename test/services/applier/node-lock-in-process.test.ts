@@ -1,0 +1,62 @@
+// takeNodeLock (services/applier/node-lock.ts) in one process, where SQLite refuses a second
+// connection a lock its first holds as it refuses another process's: the node's lock and its
+// network namespace's are both taken, a refusal of either leaves neither held, and a release
+// frees both. test/services/applier/node-lock.test.ts takes them from processes in netns.
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { tryProcessLock } from '../../../libs/locks/index.ts';
+import {
+  netnsLockFile,
+  networkNamespaceInode,
+  nodeLockFile,
+  takeNodeLock,
+} from '../../../services/applier/node-lock.ts';
+
+const dir = mkdtempSync(path.join(tmpdir(), 'sb-nodelock-unit-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe('takeNodeLock', () => {
+  it("takes the node's lock and its namespace's; another name in the namespace is refused and holds nothing", () => {
+    const inode = networkNamespaceInode();
+    expect(inode).toBe(statSync('/proc/self/ns/net').ino);
+    const a = takeNodeLock(dir, 'node-a', 'applier');
+    const nsFile = netnsLockFile(dir, inode);
+    expect(JSON.parse(readFileSync(`${nsFile}.holder`, 'utf8'))).toMatchObject({ purpose: 'applier of node node-a' });
+
+    expect(() => takeNodeLock(dir, 'node-a', 'apply --once')).toThrow(
+      new RegExp(`^node node-a is programmed by another process \\(applier of node node-a, pid ${process.pid} on `),
+    );
+    expect(() => takeNodeLock(dir, 'node-b', 'apply --once')).toThrow(
+      new RegExp(
+        `^this process's network namespace \\(net:\\[${inode}\\]\\) is programmed by another process \\(applier of node node-a, pid ${process.pid} on [^;]*; lock ${nsFile.replaceAll('.', '\\.')}\\): stop it first, one process per network namespace$`,
+      ),
+    );
+    // node-b's own lock was let go when the namespace's was refused: taken now by name, not refused
+    const bOnly = takeNodeLockFileOnly('node-b');
+    bOnly.release();
+
+    a.release();
+    const b = takeNodeLock(dir, 'node-b', 'cleanup');
+    expect(JSON.parse(readFileSync(`${nsFile}.holder`, 'utf8'))).toMatchObject({ purpose: 'cleanup of node node-b' });
+    b.release();
+    // released twice: nothing left to release, no error
+    b.release();
+    expect(() => takeNodeLock(dir, 'node-a', 'applier').release()).not.toThrow();
+  });
+
+  it('a named namespace that does not exist is one line naming it', () => {
+    expect(() => takeNodeLock(dir, 'node-a', 'cleanup', `sb-none-${process.pid}`)).toThrow(
+      `network namespace sb-none-${process.pid}: not found (/run/netns/sb-none-${process.pid}: ENOENT)`,
+    );
+  });
+});
+
+/** The node's lock file alone (what takeNodeLock takes first), to see whether a refusal left it held. */
+function takeNodeLockFileOnly(node: string) {
+  const file = nodeLockFile(dir, node);
+  const a = tryProcessLock(file, 'probe');
+  if (!('lock' in a)) throw new Error(`${file} still held: ${a.heldBy}`);
+  return a.lock;
+}
