@@ -8,21 +8,28 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 export PATH="$PATH:/usr/sbin:/sbin"
 
-bash scripts/install-deps.sh || exit 1
+# The packages first, their native parts (better-sqlite3's SQLite: ~80 s of one core) beside the
+# typecheck and lint below, which need the packages but not the native parts (both ~75 s in lane 2
+# before 2026-12-05, where they ran beside lane 1).
+native_later=0
+[ "${SWITCHBOARD_SKIP_NPM_CI:-}" = 1 ] || native_later=1
+SWITCHBOARD_NATIVE_LATER=$native_later bash scripts/install-deps.sh || exit 1
+
+out="$(mktemp -d)"
+native_pid=""
+trap '[ -z "$native_pid" ] || kill "$native_pid" 2>/dev/null; rm -rf "$out"' EXIT
 
 echo "== build (dist/)"
 npm run --silent build || { echo "tests: 0 passed, 1 failed"; exit 1; }
 
-out="$(mktemp -d)"
-trap 'rm -rf "$out"' EXIT
-
 # Two lanes on CI's 2 cores. vitest runs one worker there (its default: cores - 1), so host test
 # files never overlap each other; the host suite spends much of its time waiting on processes and
-# timers. Lane 1: the host tests but those of lane 2. Lane 2, beside it: typecheck and lint, the VM
-# part (IPVS, qemu: one TCG thread, so about one core), then the rest of the host tests, so the core
+# timers. Lane 1: the host tests but those of lane 2. Lane 2, beside it: the VM part (IPVS, qemu:
+# one TCG thread, so about one core), then the rest of the host tests, so the core
 # the VM frees is not left idle while lane 1 runs on alone.
-# - Typecheck and lint (~40 s of CPU) ran before both lanes until 2026-12-02; in lane 2 they no
-#   longer hold lane 1 back. Their output is printed at the end, and a failure fails the run.
+# - Typecheck and lint (~40 s of CPU) ran before both lanes until 2026-12-02, then first in lane 2;
+#   since 2026-12-05 they run before the lanes again, beside the native build they do not need.
+#   Their output is printed at the end, and a failure fails the run.
 # - Lane 2's host tests: test/libs/eventlog/ (mostly CPU: the 545 M-character checkpoints) but
 #   checkpoint-crash and replication-cluster (they wait more than they compute), and test/ha/
 #   (planner groups on nats clusters; ~100 s in lane 1 of the fresh clone of 2026-12-02 08:21
@@ -31,7 +38,7 @@ trap 'rm -rf "$out"' EXIT
 #   under TCG), bundled since (test/support/child-bundles.mjs).
 # The lanes share nothing but loopback ports the kernel hands out (freePort) and temp dirs.
 # SWITCHBOARD_VM_SERIAL=1 runs everything one part after the other; SWITCHBOARD_SKIP_VM=1 starts
-# lane 2's checks and host tests at once beside lane 1.
+# lane 2's host tests at once beside lane 1.
 lane2_files=()
 for f in test/libs/eventlog/*.test.ts; do
   case "$f" in *checkpoint-crash.test.ts | *replication-cluster.test.ts) ;; *) lane2_files+=("$f") ;; esac
@@ -59,18 +66,34 @@ run_lane2_host() {
     >"$out/host-lane2.log" 2>&1
   echo $? >"$out/host-lane2.rc"
 }
+if [ "$native_later" = 1 ]; then
+  echo "== native modules (scripts/build-native.sh), typecheck and lint: side by side, their output below when the tests end"
+  bash scripts/build-native.sh >"$out/native.log" 2>&1 &
+  native_pid=$!
+else
+  echo "== typecheck and lint: output below when the tests end"
+fi
+run_checks
+if [ -n "$native_pid" ]; then
+  native_rc=0
+  wait "$native_pid" || native_rc=$?
+  native_pid=""
+  if [ "$native_rc" -ne 0 ]; then
+    cat "$out/native.log"
+    echo "tests: 0 passed, 1 failed"
+    exit 1
+  fi
+fi
 if [ "${SWITCHBOARD_VM_SERIAL:-}" != 1 ]; then
   if [ "${SWITCHBOARD_SKIP_VM:-}" = 1 ]; then
     echo "SWITCHBOARD_SKIP_VM=1: VM tests not run"
-    echo "== typecheck, lint, host tests ($lane2_what): started next to the other host tests, output below when they end"
-    { run_checks; run_lane2_host; } &
+    echo "== host tests ($lane2_what): started next to the other host tests, output below when they end"
+    { run_lane2_host; } &
   else
-    echo "== typecheck, lint, VM tests (IPVS), host tests ($lane2_what): started next to the other host tests, output below when they end"
-    { run_checks; run_vm; run_lane2_host; } &
+    echo "== VM tests (IPVS), host tests ($lane2_what): started next to the other host tests, output below when they end"
+    { run_vm; run_lane2_host; } &
   fi
   lane_pid=$!
-else
-  run_checks
 fi
 
 echo "== host tests (all but $lane2_what)"
