@@ -100,6 +100,10 @@ export function registerCleanup(program: Command, setExit: SetExit): void {
         json?: boolean;
       }) => {
         const modes: CleanupMode[] = o.mode === 'all' ? ['nftables', 'ipvs'] : [o.mode];
+        // before anything is taken or removed (`--mode all --netns` used to clean the nftables
+        // table and then stop at ipvs)
+        if (o.netns !== undefined && o.mode !== 'nftables')
+          throw new UsageError(`--netns is supported for --mode nftables only, not --mode ${o.mode}`);
         // refused while this node's applier runs, or another's in that namespace: it would program
         // again what this removes (node-lock.ts)
         const nodeLock = takeNodeLock(o.stateDir, o.node, 'cleanup', o.netns);
