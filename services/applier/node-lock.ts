@@ -17,8 +17,8 @@
 //   to a network namespace, whatever node name a process was given: a unit file that defaults
 //   --node to the host name (`node-1`) beside a DaemonSet that uses the Kubernetes name
 //   (`node-1.example.internal`) took two node locks and fought over one table. The namespace
-//   lock is keyed by the namespace's inode (what `ip netns identify` and /proc/PID/ns/net name),
-//   the same for every process in it, a hostNetwork pod's included.
+//   lock is keyed by the namespace's inode (the number in `readlink /proc/PID/ns/net`,
+//   `net:[INODE]`), the same for every process in it, a hostNetwork pod's included.
 
 import { mkdirSync, statSync } from 'node:fs';
 import path from 'node:path';
