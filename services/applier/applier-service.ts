@@ -38,7 +38,7 @@ import { renderContext } from '../../libs/planner/index.ts';
 import { unknownFieldsText } from '../../libs/control/index.ts';
 import type { ContentShapes } from '../../libs/model/index.ts';
 import { startHttpEndpoint } from './http-endpoint.ts';
-import { takeNodeLock } from './node-lock.ts';
+import { takeNodeFilesLock, takeNodeLock } from './node-lock.ts';
 import type { ProcessLock } from '../../libs/locks/index.ts';
 import { healthCheckListenAddresses, healthCheckPorts, HealthCheckNodePorts } from './health-check-node-ports.ts';
 import { DEFAULT_HEALTHZ_TIMEOUT_MS, isOnTarget, ProxierHealth, serveProxierHealth } from './proxier-health.ts';
@@ -136,6 +136,15 @@ export interface ApplierService {
   stop(): Promise<void>;
 }
 
+/** The locks this applier holds while it runs (node-lock.ts), or none. */
+function takeApplierLock(o: ApplierServiceOptions, stateDir: string): ProcessLock | undefined {
+  if (o.dataplane) return undefined; // a dataplane the caller made (tests): the caller's to guard
+  // A dry-run applier programs nothing; one given a state directory writes the node's applied
+  // record there (as `persisted` in startLocked) and ACKs as the node: the node's lock alone.
+  if (o.mode === 'dry-run') return o.stateDir ? takeNodeFilesLock(stateDir, o.node, 'applier (dry-run)') : undefined;
+  return takeNodeLock(stateDir, o.node, 'applier');
+}
+
 /**
  * The long-running applier: bus session + rendering + dataplane, with /healthz, /readyz and
  * /metrics. Wiring only; the protocol lives in libs/applier. It starts in any order: HTTP comes
@@ -145,7 +154,7 @@ export interface ApplierService {
 export async function startApplierService(o: ApplierServiceOptions): Promise<ApplierService> {
   const stateDir = o.stateDir ?? DEFAULT_STATE_DIR;
   // One process programs this node (node-lock.ts): a second applier stops here, before the kernel.
-  const nodeLock = o.dataplane || o.mode === 'dry-run' ? undefined : takeNodeLock(stateDir, o.node, 'applier');
+  const nodeLock = takeApplierLock(o, stateDir);
   // A start that fails (a busy --http port, an unfit node, a bad address) holds nothing after it:
   // what it opened is closed, newest first, and the lock released.
   const undo: (() => unknown)[] = [];

@@ -47,40 +47,49 @@ export function networkNamespaceInode(netns?: string): number {
 }
 
 /**
- * Takes the node's lock and its network namespace's (`netns`: the `ip netns` name the command
- * programs; default this process's) for `purpose` (`applier`, `apply --once`, `cleanup`); throws,
- * one line naming the holder, when either is held. Releasing the result releases both.
+ * Takes the node's lock alone, for a process that keeps the node's files but programs no kernel (a
+ * dry-run applier given --state-dir: it writes applied-NODE.json, and ACKs as the node); throws,
+ * one line naming the holder, when it is held.
  */
-export function takeNodeLock(stateDir: string, node: string, purpose: string, netns?: string): ProcessLock {
-  const inode = networkNamespaceInode(netns);
+export function takeNodeFilesLock(stateDir: string, node: string, purpose: string): ProcessLock {
   try {
     mkdirSync(stateDir, { recursive: true });
   } catch (e) {
     throw new Error(`${stateDir}: cannot create the state directory: ${(e as Error).message}`);
   }
   const file = nodeLockFile(stateDir, node);
-  const holder = `${purpose} of node ${node}`;
-  const nodeAttempt = tryProcessLock(file, holder);
-  if ('heldBy' in nodeAttempt)
+  const attempt = tryProcessLock(file, `${purpose} of node ${node}`);
+  if ('heldBy' in attempt)
     throw new Error(
-      `node ${node} is programmed by another process (${nodeAttempt.heldBy}; lock ${file}): stop it first, one process per node`,
+      `node ${node} is programmed by another process (${attempt.heldBy}; lock ${file}): stop it first, one process per node`,
     );
+  return attempt.lock;
+}
+
+/**
+ * Takes the node's lock and its network namespace's (`netns`: the `ip netns` name the command
+ * programs; default this process's) for `purpose` (`applier`, `apply --once`, `cleanup`); throws,
+ * one line naming the holder, when either is held. Releasing the result releases both.
+ */
+export function takeNodeLock(stateDir: string, node: string, purpose: string, netns?: string): ProcessLock {
+  const inode = networkNamespaceInode(netns);
+  const nodeLock = takeNodeFilesLock(stateDir, node, purpose);
   const nsFile = netnsLockFile(stateDir, inode);
   let nsAttempt: ReturnType<typeof tryProcessLock>;
   try {
-    nsAttempt = tryProcessLock(nsFile, holder);
+    nsAttempt = tryProcessLock(nsFile, `${purpose} of node ${node}`);
   } catch (e) {
-    nodeAttempt.lock.release();
+    nodeLock.release();
     throw e;
   }
   if ('heldBy' in nsAttempt) {
-    nodeAttempt.lock.release();
+    nodeLock.release();
     const which = netns === undefined ? "this process's network namespace" : `network namespace ${netns}`;
     throw new Error(
       `${which} (net:[${inode}]) is programmed by another process (${nsAttempt.heldBy}; lock ${nsFile}): stop it first, one process per network namespace`,
     );
   }
-  const locks = [nsAttempt.lock, nodeAttempt.lock];
+  const locks = [nsAttempt.lock, nodeLock];
   return {
     release() {
       for (const l of locks) l.release();

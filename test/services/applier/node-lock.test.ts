@@ -2,9 +2,10 @@
 // holding node-a in a netns this test creates, a second applier, `apply --once` and `cleanup` for
 // node-a are refused (exit 1, one line naming the holder) before they touch the kernel; so are
 // node-b's in the same netns (another name for the same kernel state), but not node-b in another
-// netns with the same state directory; kill -9 of the holder frees node-a at once.
+// netns with the same state directory; a dry-run applier given the state directory takes the
+// node's lock only; kill -9 of the holder frees node-a at once.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -33,6 +34,18 @@ const sbIn = (inNs: string, ...args: string[]) =>
     }),
   );
 const sb = (...args: string[]) => sbIn(ns, ...args);
+/** An applier in the netns, with the state directory, waiting for a NATS that is not there. */
+const spawnApplier = (node: string, mode: 'nftables' | 'dry-run') =>
+  spawn(
+    'ip',
+    ['netns', 'exec', ns, BIN, 'applier', '--node', node, '--nats', 'nats://127.0.0.1:1', '--mode', mode].concat([
+      '--state-dir',
+      stateDir,
+      '--healthz-bind-address',
+      'off',
+    ]),
+    { stdio: 'ignore' },
+  );
 const tables = async (inNs = ns) => (await pexec('ip', ['netns', 'exec', inNs, 'nft', 'list', 'tables'])).stdout;
 const applyOnce = (node: string, inNs = ns) =>
   sbIn(
@@ -64,23 +77,7 @@ afterAll(async () => {
 describe('one process per node (node-lock.ts)', () => {
   it('a second applier, apply --once and cleanup are refused naming the holder, for another node name in the same netns too, not in another netns; kill -9 frees it', async () => {
     // The holder: a real nftables applier for node-a, waiting for a NATS that is not there.
-    holder = spawn(
-      'ip',
-      [
-        'netns',
-        'exec',
-        ns,
-        BIN,
-        'applier',
-        '--node',
-        'node-a',
-        '--nats',
-        'nats://127.0.0.1:1',
-        '--mode',
-        'nftables',
-      ].concat(['--state-dir', stateDir, '--healthz-bind-address', 'off']),
-      { stdio: 'ignore' },
-    );
+    holder = spawnApplier('node-a', 'nftables');
     const holderFile = `${nodeLockFile(stateDir, 'node-a')}.holder`;
     await expect.poll(() => existsSync(holderFile), { timeout: 30_000, interval: 100 }).toBe(true);
     // The refusal is the last line (apply names the manifests it rejected before it).
@@ -146,6 +143,33 @@ describe('one process per node (node-lock.ts)', () => {
     expect(missing.stderr).toBe(
       `switchboard: network namespace ${ns}-none: not found (/run/netns/${ns}-none: ENOENT)\n`,
     );
+
+    // A dry-run applier programs nothing, but one given the state directory writes the node's
+    // applied record there and ACKs as the node: node-a's is refused; node-b's takes node-b's lock
+    // alone (not the namespace's, which node-a's applier holds).
+    const dryA = await sb(
+      ...['applier', '--node', 'node-a', '--nats', 'nats://127.0.0.1:1', '--mode', 'dry-run'],
+      ...['--state-dir', stateDir],
+    );
+    expect(dryA.code, dryA.stderr).toBe(1);
+    expect(dryA.stderr).toMatch(refusal);
+    const dryB = spawnApplier('node-b', 'dry-run');
+    try {
+      const dryHolder = `${nodeLockFile(stateDir, 'node-b')}.holder`;
+      await expect
+        .poll(() => (existsSync(dryHolder) ? JSON.parse(readFileSync(dryHolder, 'utf8')).purpose : undefined), {
+          timeout: 30_000,
+          interval: 100,
+        })
+        .toBe('applier (dry-run) of node node-b');
+      expect(dryB.exitCode).toBe(null);
+    } finally {
+      if (dryB.exitCode === null && dryB.signalCode === null) {
+        const gone = new Promise((resolve) => dryB.once('exit', resolve));
+        process.kill(Number(dryB.pid), 'SIGKILL');
+        await gone;
+      }
+    }
 
     // node-b in another netns has a namespace lock of its own, in the same state directory
     const other = await applyOnce('node-b', ns2);
