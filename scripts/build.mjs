@@ -38,8 +38,12 @@ export async function build({ ifStale = false, quiet = false } = {}) {
   try {
     const result = await esbuild({
       absWorkingDir: root,
-      // the manifest decoder's worker thread is loaded by path (libs/kube/manifest-decoder.ts)
-      entryPoints: { main: 'services/cli/main.ts', 'manifest-decode-worker': 'libs/kube/manifest-decode-worker.ts' },
+      // worker threads are loaded by path, beside main.js (libs/threads/module-worker.ts)
+      entryPoints: {
+        main: 'services/cli/main.ts',
+        'manifest-decode-worker': 'libs/kube/manifest-decode-worker.ts',
+        'nft-dump-worker': 'libs/dataplane/nftables/nft-dump-worker.ts',
+      },
       outdir: tmp,
       bundle: true,
       splitting: true,

@@ -211,6 +211,20 @@ async function inside(): Promise<void> {
   nft(['delete', 'table', 'inet', 'bench-other']);
   if (skipped(fullResync.notes) || notified(fullResync.notes))
     throw new Error(`unexpected whole resync path: ${JSON.stringify(fullResync.notes)}`);
+  // The same whole read with every dump in this thread (no dump thread: every round before
+  // 2026-12-05 10:00 UTC read this way), for the same-run A/B.
+  const soloRunner = new NftNetlinkRunner({ dumpThread: false });
+  const solo = new NftablesDataplane({ runner: soloRunner, verifyAfterApply: false, changeNotifications: false });
+  await solo.apply(after);
+  nft(['add', 'table', 'inet', 'bench-other']);
+  t = now();
+  const soloResync = await solo.resync();
+  const fullReadbackInThreadMs = now() - t;
+  const fullReadbackInThreadSplit = soloRunner.lastRead;
+  nft(['delete', 'table', 'inet', 'bench-other']);
+  soloRunner.close();
+  if (skipped(soloResync.notes) || notified(soloResync.notes) || soloResync.kernelWrites !== 0)
+    throw new Error(`unexpected in-thread whole resync: ${JSON.stringify(soloResync)}`);
   for (const x of [resync, fullResync, reapply, movedResync, foreignResync, afterDelete])
     if (x.kernelWrites !== 0) throw new Error(`a resync or no-op apply wrote to the kernel: ${JSON.stringify(x)}`);
   // The same change with verifyAfterApply on (the default), by a dataplane that adopted the table
@@ -273,6 +287,9 @@ async function inside(): Promise<void> {
     fullReadbackMs,
     ratioFullReadbackVsNftList: fullReadbackMs / nftListMs,
     fullReadbackSplit,
+    fullReadbackInThreadMs,
+    ratioFullReadbackInThreadVsNftList: fullReadbackInThreadMs / nftListMs,
+    fullReadbackInThreadSplit,
     renderMs,
     initialWrites: initial.kernelWrites,
     initialBatches,
@@ -300,7 +317,8 @@ async function inside(): Promise<void> {
     `resync, generation moved (our table)    ${fmt(movedResyncMs)}  = ${r.ratioMovedResyncVsNftList.toFixed(4)} × nft -j list  (reads what notifications named: ${movedResyncDatagrams} datagrams; 0 writes)`,
     `resync, generation moved (other table)  ${fmt(foreignResyncMs)}  = ${r.ratioForeignResyncVsNftList.toFixed(4)} × nft -j list  (no read-back; 0 writes)`,
     `resync, generation moved: whole read    ${fmt(fullReadbackMs)}  = ${r.ratioFullReadbackVsNftList.toFixed(3)} × nft -j list  (notifications off; 0 writes)`,
-    `  … of which list ${fmt(fullReadbackSplit.listMs)}, ${fullReadbackSplit.dumps} dumps ${fmt(fullReadbackSplit.dumpsMs)}, digest ${fmt(fullReadbackSplit.digestMs)}`,
+    `  … of which list ${fmt(fullReadbackSplit.listMs)}, ${fullReadbackSplit.dumps} dumps ${fmt(fullReadbackSplit.dumpsMs)} (${fullReadbackSplit.threadDumps} on the dump thread${fullReadbackSplit.threadError ? `; it failed: ${fullReadbackSplit.threadError}` : ''}), digest ${fmt(fullReadbackSplit.digestMs)}`,
+    `  the same read, every dump in-thread   ${fmt(fullReadbackInThreadMs)}  = ${r.ratioFullReadbackInThreadVsNftList.toFixed(3)} × nft -j list  (dumps ${fmt(fullReadbackInThreadSplit.dumpsMs)})`,
     `no-op resync, generation unchanged      ${fmt(noopResyncMs)}  = ${r.ratioNoopResyncVsNftList.toFixed(4)} × nft -j list  (0 writes, no read-back; median of 5)`,
   ];
   process.stdout.write(`${lines.join('\n')}\n${JSON.stringify(r)}\n`);
@@ -319,6 +337,11 @@ if (values.inside) {
       const out = path.resolve(path.dirname(self), '../../.cache/bench-nftables/nftables-bench.mjs');
       const bundler = path.resolve(path.dirname(self), '../applier/build-bench.mjs'); // the shipped-build options
       execFileSync(process.execPath, [bundler, out, self], { stdio: 'inherit' });
+      // the whole read's dump thread, where startModuleWorker looks from the bench's bundle
+      const worker = path.resolve(path.dirname(self), '../../libs/dataplane/nftables/nft-dump-worker.ts');
+      execFileSync(process.execPath, [bundler, path.join(path.dirname(out), 'nft-dump-worker.js'), worker], {
+        stdio: 'inherit',
+      });
       self = out;
       execArgv = [];
     }

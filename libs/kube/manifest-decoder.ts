@@ -16,11 +16,9 @@
 // decode (the worker died, out of memory on a hostile file) is a refusal of that content, cached
 // like any other: the same bytes are not decoded again until they change.
 
-import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { sep } from 'node:path';
-import { pathToFileURL } from 'node:url';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
+import { startModuleWorker } from '../threads/index.ts';
 import { parseManifestFile, type ManifestFileParse } from './manifest-objects.ts';
 
 let shared: ManifestDecoder | undefined;
@@ -146,27 +144,11 @@ export class ManifestDecoder {
   }
 }
 
-/**
- * The worker, from wherever this module runs: from the TypeScript sources (tsx, vitest) the worker
- * is TypeScript too and needs tsx's loader, which a worker does not inherit on Node 20; from the
- * build it is its own entry, dist/manifest-decode-worker.js (scripts/build.mjs), beside main.js
- * while this code sits in main.js or a chunk below it. The worker gets no node options of this
- * process (`execArgv: []`): some are refused in a worker (--input-type), none is needed to decode.
- */
+/** The worker (libs/threads/module-worker.ts says where it is found from sources and from the build). */
 function startWorker(heapMb: number | undefined): Worker {
-  const limits = heapMb ? { resourceLimits: { maxOldGenerationSizeMb: heapMb } } : {};
-  const here = import.meta.url;
-  if (here.endsWith('.ts')) {
-    const tsxApi = createRequire(here)
-      .resolve('tsx/esm/api')
-      .replace(/\.cjs$/, '.mjs');
-    const entry = new URL('./manifest-decode-worker.ts', here).href;
-    const boot = `import(${JSON.stringify(pathToFileURL(tsxApi).href)}).then((t) => { t.register(); return import(${JSON.stringify(entry)}); })`;
-    return new Worker(boot, { eval: true, execArgv: [], ...limits });
-  }
-  for (const rel of ['./manifest-decode-worker.js', '../manifest-decode-worker.js']) {
-    const url = new URL(rel, here);
-    if (existsSync(url)) return new Worker(url, { execArgv: [], ...limits });
-  }
-  throw new Error(`manifest-decode-worker.js is missing beside ${here} (rebuild: npm run build)`);
+  return startModuleWorker(
+    import.meta.url,
+    'manifest-decode-worker',
+    heapMb ? { resourceLimits: { maxOldGenerationSizeMb: heapMb } } : {},
+  );
 }

@@ -56,16 +56,21 @@ describe('npm run build (dist/)', { timeout: 90_000 }, () => {
     }
   });
 
-  it('the manifest decoder finds its worker in the build and the worker decodes (probe10 H9)', () => {
-    // ManifestDecoder (libs/kube/manifest-decoder.ts) looks beside or one folder above its chunk
+  /** The build's worker entries sit where startModuleWorker (libs/threads/module-worker.ts) looks from the chunk that names them. */
+  const expectWorkerBesideCaller = (name: string) => {
     const holders = ['main.js', ...readdirSync(path.join(root, 'dist/chunks')).map((c) => `chunks/${c}`)].filter(
-      (f) =>
-        f.endsWith('.js') && readFileSync(path.join(root, 'dist', f), 'utf8').includes('manifest-decode-worker.js'),
+      (f) => f.endsWith('.js') && readFileSync(path.join(root, 'dist', f), 'utf8').includes(`"${name}"`),
     );
-    expect(holders).toHaveLength(1);
-    expect(existsSync(path.join(root, 'dist', path.dirname(holders[0]!), '..', 'manifest-decode-worker.js'))).toBe(
-      holders[0]!.startsWith('chunks/'),
-    );
+    expect(holders, name).toHaveLength(1);
+    const beside = path.dirname(holders[0]!);
+    expect(
+      existsSync(path.join(root, 'dist', beside, holders[0]!.startsWith('chunks/') ? '..' : '.', `${name}.js`)),
+      name,
+    ).toBe(true);
+  };
+
+  it('the manifest decoder finds its worker in the build and the worker decodes (probe10 H9)', () => {
+    expectWorkerBesideCaller('manifest-decode-worker');
     const script = `import { Worker } from 'node:worker_threads';
 const w = new Worker(${JSON.stringify(path.join(root, 'dist/manifest-decode-worker.js'))}, { execArgv: [] });
 w.on('message', (m) => { process.stdout.write(JSON.stringify(m)); void w.terminate(); });
@@ -76,6 +81,29 @@ w.postMessage({ id: 7, text: 'kind: Service\\nmetadata: {name: a}\\n---\\nb: *no
     expect(m.id).toBe(7);
     expect(m.parse.items).toEqual([{ kind: 'Service', metadata: { name: 'a' } }]);
     expect(m.parse.rejected).toHaveLength(1);
+  });
+
+  it("the nftables whole read's dump thread finds its worker in the build, and the worker answers", () => {
+    expectWorkerBesideCaller('nft-dump-worker');
+    // no netns here: a dump of a table that is not there, in this process's namespace, is a set
+    // gone (null), which is all this asks of the bundled worker (test/netns/nft-dump-thread.test.ts
+    // reads a real table through it from the sources)
+    const script = `import { Worker } from 'node:worker_threads';
+const w = new Worker(${JSON.stringify(path.join(root, 'dist/nft-dump-worker.js'))}, { execArgv: [] });
+const got = [];
+w.on('message', (m) => { got.push(m); if (m.done || m.error) w.postMessage({ close: true }); });
+w.on('exit', (code) => process.stdout.write(JSON.stringify({ got, code })));
+w.postMessage({ id: 3, table: { family: 1, table: 'sb-dist-test-${process.pid}' }, sets: ['nope'] });`;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 60_000 });
+    expect(r.stderr).toBe('');
+    // the set's chunk, done, and the thread ends by itself once told to close
+    expect(JSON.parse(r.stdout)).toEqual({
+      got: [
+        { id: 3, from: 0, payloads: [null] },
+        { id: 3, done: true },
+      ],
+      code: 0,
+    });
   });
 
   it('bin/switchboard runs dist/, not the sources, when dist/ is current', () => {

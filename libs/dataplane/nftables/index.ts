@@ -5,6 +5,7 @@ export {
   type NftBackend,
 } from './nftables-dataplane.ts';
 export { NftNetlinkRunner, type NftNetlinkRunnerOptions } from './nft-netlink-runner.ts';
+export { NftDumpThread } from './nft-dump-thread.ts';
 export { renderNftRuleset, formatNftTable, type RulesetTextOptions } from './render-nft-ruleset.ts';
 export { renderNftObjects, type NftObjects } from './nft-objects.ts';
 export { planNftUpdate, planFullLoad, inventoryOf, type NftInventory } from './plan-nft-update.ts';

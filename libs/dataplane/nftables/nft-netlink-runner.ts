@@ -1,9 +1,7 @@
 // NftRunner over nf_tables netlink: a transaction becomes one NFNL batch (BEGIN, ops, END) in
 // one datagram, which the kernel applies atomically like `nft -f`; the table is read back with
 // dumps. No `nft` process, no full-ruleset cache: an endpoint change costs its own few messages.
-import { RawNetlinkSocket } from 'netlink';
-import { NetlinkConnection } from '../../netlink/index.ts';
-import type { NetlinkSocket } from '../../netlink/index.ts';
+import type { NetlinkConnection } from '../../netlink/index.ts';
 import type { NetlinkRequest } from '../../netlink/index.ts';
 import { NetlinkError } from '../../netlink/index.ts';
 import {
@@ -58,8 +56,10 @@ import type { NftObjects } from './nft-objects.ts';
 import { emitFullLoad } from './plan-nft-update.ts';
 import { checkSkeleton, SKELETON_CHAINS, SKELETON_MAPS, SKELETON_SETS } from './nft-skeleton.ts';
 import type { NftReadBack } from './read-nft-table.ts';
+import { nfnetlinkConnection } from './nft-socket.ts';
+import { NftDumpThread } from './nft-dump-thread.ts';
+import { availableParallelism } from 'node:os';
 
-const NETLINK_NETFILTER = 12;
 // NFTA_SET_ELEM_LIST_ELEMENTS is a nested attribute: its length field is 16 bits.
 const MAX_ELEMENTS_BYTES = 60_000;
 /** Most bytes of a set declaration and its elements glued into one batch (far below any batch). */
@@ -67,15 +67,8 @@ const MAX_GLUED_BYTES = 1024 * 1024;
 const READER_SOCKETS = 16;
 /** Above this many chains a read-back dumps rules chain by chain (see listTable). */
 const TABLE_WIDE_RULE_DUMP_CHAINS = 30_000;
-/**
- * Receive buffer passed to each recvmsg. The kernel sizes a dump's datagrams by the largest
- * buffer the reader has passed (up to 32 KiB); the `netlink` package's default peek-then-read
- * passes 1 byte, then the datagram's size, so dumps came in ~4 KiB pieces. nf_tables resumes a
- * rule or chain dump by walking again from the table's first rule to where it stopped, so the
- * number of pieces multiplies: a 10k-service read-back spent minutes there. 68 KiB also holds
- * the largest error ack (it echoes our largest message, < 64 KiB).
- */
-export const RECV_DATAGRAM_BYTES = 68 * 1024;
+// the receive buffer each recvmsg passes (why: nft-socket.ts); tests read it from here
+export { RECV_DATAGRAM_BYTES } from './nft-socket.ts';
 
 export interface NftNetlinkRunnerOptions {
   /** Socket send buffer to ask for; the largest atomic batch is what the kernel grants (2 × wmem_max). */
@@ -91,6 +84,26 @@ export interface NftNetlinkRunnerOptions {
   readonly monitorExecPath?: string;
   /** How long watch waits for the listener to join the group (default 10 s). */
   readonly monitorReadyTimeoutMs?: number;
+  /**
+   * The whole read's second reader (nft-dump-thread.ts): default one where the machine has more
+   * than one CPU; false: none. Tests pass one whose worker fails.
+   */
+  readonly dumpThread?: NftDumpThread | false;
+  /** Fewest sets a whole read hands a share of to the dump thread (default DUMP_THREAD_MIN_SETS). */
+  readonly dumpThreadMinSets?: number;
+}
+
+/**
+ * Below this many sets a whole read dumps them all in-thread: the hand-over costs more than the
+ * second core saves while the kernel's walks are short (1k endpoint maps: 215 ms with the thread
+ * against 190 ms without; 10k: 4.8–5.6 s against 6.7–7.3 s; docs/benchmarks.md, nftables).
+ */
+const DUMP_THREAD_MIN_SETS = 4096;
+
+/** One dump of a whole read and what to do with its messages. */
+interface DumpJob {
+  readonly request: NetlinkRequest;
+  readonly take: (msgs: { payload: Buffer }[]) => void;
 }
 
 /** How long changesSince waits for the notifications of a generation GETGEN already reports. */
@@ -111,6 +124,10 @@ export interface NetlinkReadStats {
   /** Digesting chains and turning elements into text. */
   readonly digestMs: number;
   readonly dumps: number;
+  /** Of those, the set dumps the dump thread read (nft-dump-thread.ts). */
+  readonly threadDumps: number;
+  /** Why the dump thread's share was dumped here instead, when it was. */
+  readonly threadError?: string;
 }
 
 /** How the last run was sent, for tests and benchmarks. */
@@ -127,11 +144,17 @@ export interface NetlinkRunStats {
 export class NftNetlinkRunner implements NftRunner {
   readonly backend = 'netlink';
   lastRun: NetlinkRunStats = { messages: 0, batches: 0, bytes: 0, compileMs: 0, batchMs: [] };
-  lastRead: NetlinkReadStats = { listMs: 0, dumpsMs: 0, digestMs: 0, dumps: 0 };
+  lastRead: NetlinkReadStats = { listMs: 0, dumpsMs: 0, digestMs: 0, dumps: 0, threadDumps: 0 };
+  /** The whole read's second reader (nft-dump-thread.ts), where there is a second core. */
+  private readonly dumpThread: NftDumpThread | undefined;
   private readonly conn: NetlinkConnection;
 
   constructor(private readonly options: NftNetlinkRunnerOptions = {}) {
     this.conn = this.connection(options.recvBufferSize ?? 16 * 1024 * 1024, options.sendBufferSize ?? 64 * 1024 * 1024);
+    this.dumpThread =
+      options.dumpThread === false
+        ? undefined
+        : (options.dumpThread ?? (availableParallelism() > 1 ? new NftDumpThread() : undefined));
   }
 
   /** Opens a socket and proves nf_tables answers (a table lookup), so callers can fall back to `nft`. */
@@ -327,51 +350,72 @@ export class NftNetlinkRunner implements NftRunner {
       }
     }
     const chainJobs = perChain ? chainNames : [];
-    const jobs: (() => NetlinkRequest)[] = [
-      ...chainJobs.map((chain) => () => ({
-        type: nftType(NFT_MSG.GETRULE),
-        payload: dumpRequest(t, chain),
-        dump: true,
-        operation: `dump rules of chain ${chain}`,
-      })),
-      ...sets.map((s) => () => ({
+    // The set dumps: every other one to the dump thread (nft-dump-thread.ts), the rest here. The
+    // kernel's walk to a set grows with its place in the table's set list, so interleaving shares
+    // the work about evenly; a read of few sets stays here (a thread's start is not worth it).
+    const thread =
+      this.dumpThread && sets.length >= (this.options.dumpThreadMinSets ?? DUMP_THREAD_MIN_SETS)
+        ? this.dumpThread
+        : undefined;
+    const threaded = thread ? sets.filter((_, i) => i % 2 === 1) : [];
+    const here = thread ? sets.filter((_, i) => i % 2 === 0) : sets;
+    const setJob = (s: { name: string }): DumpJob => ({
+      request: {
         type: nftType(NFT_MSG.GETSETELEM),
         payload: dumpRequest(t, s.name),
         dump: true,
         operation: `dump elements of ${s.name}`,
-      })),
-    ];
-    const t1 = performance.now();
-    const take = (i: number, msgs: { payload: Buffer }[]) => {
-      if (i < chainJobs.length) {
-        rules.set(
-          chainJobs[i]!,
-          msgs.map((m) => scanRule(m.payload)),
-        );
-      } else {
-        const s = sets[i - chainJobs.length]!;
+      },
+      take: (msgs) =>
         elementsOf.set(
           s.name,
           msgs.flatMap((m) => decodeSetElems(m.payload).elements),
-        );
-      }
-    };
-    let next = 0;
-    await Promise.all(
-      this.readerConnections().map(async (conn) => {
-        while (next < jobs.length) {
-          const i = next++;
-          try {
-            take(i, await conn.request(jobs[i]!()));
-          } catch (e) {
-            // A set deleted since the set dump by someone else's commit: read as absent (a chain
-            // deleted meanwhile dumps as empty). The generation check around a read-back tells
-            // the caller such a read was not consistent.
-            if (!(e instanceof NetlinkError && e.code === 'ENOENT')) throw e;
-          }
-        }
-      }),
-    );
+        ),
+    });
+    const jobs: DumpJob[] = [
+      ...chainJobs.map(
+        (chain): DumpJob => ({
+          request: {
+            type: nftType(NFT_MSG.GETRULE),
+            payload: dumpRequest(t, chain),
+            dump: true,
+            operation: `dump rules of chain ${chain}`,
+          },
+          take: (msgs) =>
+            rules.set(
+              chain,
+              msgs.map((m) => scanRule(m.payload)),
+            ),
+        }),
+      ),
+      ...here.map(setJob),
+    ];
+    const t1 = performance.now();
+    let threadError: string | undefined;
+    const fromThreadSets = new Array<boolean>(threaded.length).fill(false);
+    const fromThread = thread
+      ?.dump(
+        t,
+        threaded.map((s) => s.name),
+        (from, payloads) =>
+          payloads.forEach((msgs, k) => {
+            fromThreadSets[from + k] = true;
+            const set = threaded[from + k];
+            // null: gone since the set dump, read as absent (as ENOENT here)
+            if (msgs && set)
+              elementsOf.set(
+                set.name,
+                msgs.flatMap((m) => decodeSetElems(m).elements),
+              );
+          }),
+      )
+      .catch((e: unknown) => {
+        threadError = (e as Error).message;
+      });
+    await this.dumpOnReaders(jobs);
+    await fromThread;
+    // the thread failed (could not start, died, a dump refused): what it did not hand over is dumped here
+    if (threadError !== undefined) await this.dumpOnReaders(threaded.filter((_, k) => !fromThreadSets[k]).map(setJob));
 
     const t2 = performance.now();
     const skeleton = new Set(SKELETON_CHAINS.map((c) => c.name));
@@ -400,7 +444,14 @@ export class NftNetlinkRunner implements NftRunner {
       (c) => rules.get(c)?.length,
       (s) => elements.has(s),
     );
-    this.lastRead = { listMs: t1 - t0, dumpsMs: t2 - t1, digestMs: performance.now() - t2, dumps: jobs.length };
+    this.lastRead = {
+      listMs: t1 - t0,
+      dumpsMs: t2 - t1,
+      digestMs: performance.now() - t2,
+      dumps: jobs.length + threaded.length,
+      threadDumps: fromThreadSets.filter(Boolean).length,
+      ...(threadError === undefined ? {} : { threadError }),
+    };
     return {
       tableHandle: Number(head.handle),
       inventory: { chains, sets: namedSets, elements },
@@ -528,29 +579,39 @@ export class NftNetlinkRunner implements NftRunner {
     this.conn.close();
     for (const c of this.readers) c.close();
     this.listener?.stop();
+    this.dumpThread?.close();
+  }
+
+  /** Runs `jobs` over the reader sockets, one dump at a time on each. */
+  private async dumpOnReaders(jobs: readonly DumpJob[]): Promise<void> {
+    let next = 0;
+    await Promise.all(
+      this.readerConnections().map(async (conn) => {
+        while (next < jobs.length) {
+          const job = jobs[next++]!;
+          try {
+            job.take(await conn.request(job.request));
+          } catch (e) {
+            // A set deleted since the set dump by someone else's commit: read as absent (a chain
+            // deleted meanwhile dumps as empty). The generation check around a read-back tells
+            // the caller such a read was not consistent.
+            if (!(e instanceof NetlinkError && e.code === 'ENOENT')) throw e;
+          }
+        }
+      }),
+    );
   }
 
   private readers: NetlinkConnection[] = [];
   /** Datagrams and bytes received on all sockets (tests check dump piece sizes). */
   readonly received = { datagrams: 0, bytes: 0 };
 
-  /**
-   * `large`: receive into RECV_DATAGRAM_BYTES buffers (table-wide dumps in 32 KiB pieces); else
-   * peek each datagram's size first (many small per-chain / per-set dumps: a large buffer per
-   * datagram would be allocated and zeroed for a few hundred bytes).
-   */
+  /** A socket of this runner (nft-socket.ts), its datagrams counted in `received`. */
   private connection(recvBufferSize: number, sendBufferSize: number, large = true): NetlinkConnection {
-    const raw = new RawNetlinkSocket(NETLINK_NETFILTER, {
-      messagePeeking: !large,
-      msgBufferSize: RECV_DATAGRAM_BYTES,
-      recvBufferSize,
-      sendBufferSize,
-    });
-    raw.on('message', (msg: Buffer) => {
+    return nfnetlinkConnection(recvBufferSize, sendBufferSize, large, (msg) => {
       this.received.datagrams++;
       this.received.bytes += msg.length;
     });
-    return new NetlinkConnection({ protocol: NETLINK_NETFILTER, socket: raw satisfies NetlinkSocket });
   }
 
   /** The main socket plus a few more for parallel dumps (at most `jobs` in all), opened on first use. */

@@ -1,0 +1,89 @@
+// Worker thread of the whole-table read (NftNetlinkRunner.listTable, through NftDumpThread): dumps
+// the elements of the sets it is handed over sockets of its own and hands back each set's raw
+// messages. nf_tables finds each set by a walk of the table's set list inside the reading thread's
+// recvmsg (~n²/2 set visits for a whole read of n endpoint maps), so a share of the dumps read here
+// runs on another core beside the main thread's share (bench/nftables/parallel-read-probe.ts: two
+// whole reads at once took about as long as one alone). Decoding stays with the caller.
+//   request  { id, table: TableRef, sets: string[] }
+//   replies  { id, from, payloads: (Uint8Array[] | null)[] }  sets[from..] in order, a chunk at a time
+//              (null: the set is gone, ENOENT), so the caller decodes them while it dumps its own;
+//            then { id, done: true }, or { id, error: string } (the caller reads the rest itself)
+//   { close: true }: closes the sockets and ends the thread
+import { parentPort } from 'node:worker_threads';
+import { NetlinkError, NFT_MSG, dumpRequest, nftType, type TableRef } from '../../netlink/index.ts';
+import { nfnetlinkConnection } from './nft-socket.ts';
+
+/** Sockets this thread spreads its dumps over (one dump at a time per socket, as in the runner). */
+const SOCKETS = 8;
+
+export interface DumpWorkerRequest {
+  readonly id: number;
+  readonly table: TableRef;
+  readonly sets: readonly string[];
+}
+export type DumpWorkerReply =
+  | { readonly id: number; readonly from: number; readonly payloads: (Uint8Array[] | null)[] }
+  | { readonly id: number; readonly done: true }
+  | { readonly id: number; readonly error: string };
+
+/** Sets per chunk of replies. */
+const CHUNK = 256;
+
+const conns = Array.from({ length: SOCKETS }, () => nfnetlinkConnection(4 * 1024 * 1024, 1024 * 1024, false));
+
+/** Dumps `req.sets` over the sockets and posts them in order, a chunk at a time as each completes. */
+async function dumpAll(req: DumpWorkerRequest): Promise<void> {
+  const out: (Uint8Array[] | null | undefined)[] = new Array(req.sets.length).fill(undefined);
+  let next = 0;
+  let posted = 0;
+  const postReady = () => {
+    let end = posted;
+    while (end < out.length && out[end] !== undefined && end - posted < CHUNK) end++;
+    if (end - posted === CHUNK || (end === out.length && end > posted)) {
+      const payloads = out.slice(posted, end) as (Uint8Array[] | null)[];
+      parentPort?.postMessage({ id: req.id, from: posted, payloads } satisfies DumpWorkerReply);
+      out.fill(null, posted, end); // posted: let go here
+      posted = end;
+      postReady();
+    }
+  };
+  await Promise.all(
+    conns.map(async (conn) => {
+      for (;;) {
+        const i = next++;
+        const set = req.sets[i];
+        if (set === undefined) return; // every set taken
+        try {
+          const msgs = await conn.request({
+            type: nftType(NFT_MSG.GETSETELEM),
+            payload: dumpRequest(req.table, set),
+            dump: true,
+            operation: `dump elements of ${set}`,
+          });
+          // a copy of each: a payload is a view into its datagram's buffer, which a post would clone whole
+          out[i] = msgs.map((m) => new Uint8Array(m.payload));
+        } catch (e) {
+          // a set deleted since the caller's set dump: absent, as the runner reads it
+          if (!(e instanceof NetlinkError && e.code === 'ENOENT')) throw e;
+          out[i] = null;
+        }
+        postReady();
+      }
+    }),
+  );
+}
+
+parentPort?.on('message', (req: DumpWorkerRequest | { close: true }) => {
+  if ('close' in req) {
+    // Sockets first, then the port: the thread ends once nothing is left on its loop. (A
+    // terminate() while a socket's callback may run into JavaScript killed the process in the
+    // netlink addon: FATAL ERROR napi_define_properties.)
+    for (const c of conns) c.close();
+    parentPort?.close();
+    return;
+  }
+  dumpAll(req).then(
+    () => parentPort?.postMessage({ id: req.id, done: true } satisfies DumpWorkerReply),
+    (e: unknown) => parentPort?.postMessage({ id: req.id, error: (e as Error).message } satisfies DumpWorkerReply),
+  );
+});

@@ -1,0 +1,47 @@
+// Runs inside a netns (TestNetns.run): loads one table, then reads it whole three ways — every
+// dump in the calling thread, a share on the dump thread (nft-dump-thread.ts), and with a dump
+// thread whose worker fails — and returns the read-backs as text with each read's stats.
+import { Worker } from 'node:worker_threads';
+import { NftDumpThread, NftNetlinkRunner, planFullLoad, renderNftObjects } from '../../../libs/dataplane/index.ts';
+import { nodeState } from './node-state-builder.ts';
+
+function readText(rb: Awaited<ReturnType<NftNetlinkRunner['listTable']>>): string {
+  if (!rb) return 'absent';
+  const sorted = (m: ReadonlyMap<string, unknown>) => [...m].sort(([a], [b]) => (a < b ? -1 : 1));
+  return JSON.stringify({
+    chains: sorted(rb.inventory.chains),
+    sets: [...rb.inventory.sets].sort(),
+    elements: sorted(rb.inventory.elements).map(([k, v]) => [k, sorted(v as Map<string, string>)]),
+    problems: rb.skeletonProblems,
+  });
+}
+
+export async function readThreeWays(services: number) {
+  const state = nodeState(
+    Array.from({ length: services }, (_, i) => ({
+      servicePort: `ns/svc${i}:p`,
+      address: `10.96.${i >> 8}.${i & 255}`,
+      port: 80,
+      endpoints: Array.from({ length: 1 + (i % 3) }, (_, e) => `10.${64 + e}.${i >> 8}.${i & 255}:8080`),
+    })),
+  );
+  const loader = new NftNetlinkRunner({ dumpThread: false });
+  await loader.run(planFullLoad(renderNftObjects(state), 'dumps'));
+  loader.close();
+  const read = async (runner: NftNetlinkRunner) => {
+    try {
+      return { text: readText(await runner.listTable('inet', 'dumps')), stats: runner.lastRead };
+    } finally {
+      runner.close();
+    }
+  };
+  const inThread = await read(new NftNetlinkRunner({ dumpThread: false }));
+  const shared = await read(new NftNetlinkRunner({ dumpThread: new NftDumpThread(), dumpThreadMinSets: 1 }));
+  const failing = await read(
+    new NftNetlinkRunner({
+      dumpThread: new NftDumpThread(() => new Worker('throw new Error("no dumps today")', { eval: true })),
+      dumpThreadMinSets: 1,
+    }),
+  );
+  return { inThread, shared, failing, endpointMaps: (inThread.text.match(/endpoints-/g) ?? []).length };
+}
