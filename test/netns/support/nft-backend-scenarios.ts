@@ -26,7 +26,8 @@ const listTable = (table: string): string =>
     'table inet T {',
   );
 
-function inventoryText(rb: Awaited<ReturnType<NftNetlinkRunner['listTable']>>): string {
+/** A read-back as text, maps sorted: equal texts, equal reads. */
+export function inventoryText(rb: Awaited<ReturnType<NftNetlinkRunner['listTable']>>): string {
   if (!rb) return 'absent';
   const sortMap = (m: ReadonlyMap<string, unknown>) => [...m].sort(([a], [b]) => (a < b ? -1 : 1));
   return JSON.stringify({

@@ -3,18 +3,8 @@
 // thread whose worker fails — and returns the read-backs as text with each read's stats.
 import { Worker } from 'node:worker_threads';
 import { NftDumpThread, NftNetlinkRunner, planFullLoad, renderNftObjects } from '../../../libs/dataplane/index.ts';
+import { inventoryText } from './nft-backend-scenarios.ts';
 import { nodeState } from './node-state-builder.ts';
-
-function readText(rb: Awaited<ReturnType<NftNetlinkRunner['listTable']>>): string {
-  if (!rb) return 'absent';
-  const sorted = (m: ReadonlyMap<string, unknown>) => [...m].sort(([a], [b]) => (a < b ? -1 : 1));
-  return JSON.stringify({
-    chains: sorted(rb.inventory.chains),
-    sets: [...rb.inventory.sets].sort(),
-    elements: sorted(rb.inventory.elements).map(([k, v]) => [k, sorted(v as Map<string, string>)]),
-    problems: rb.skeletonProblems,
-  });
-}
 
 export async function readThreeWays(services: number) {
   const state = nodeState(
@@ -30,7 +20,7 @@ export async function readThreeWays(services: number) {
   loader.close();
   const read = async (runner: NftNetlinkRunner) => {
     try {
-      return { text: readText(await runner.listTable('inet', 'dumps')), stats: runner.lastRead };
+      return { text: inventoryText(await runner.listTable('inet', 'dumps')), stats: runner.lastRead };
     } finally {
       runner.close();
     }
