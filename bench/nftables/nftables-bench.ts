@@ -200,32 +200,28 @@ async function inside(): Promise<void> {
   if (!skipped(resync.notes)) throw new Error(`unexpected resync path: ${JSON.stringify(resync.notes)}`);
   // The whole read, as every resync after a moved generation made before notifications: a
   // dataplane with them off adopts the table (one untimed whole read), then resyncs after a
-  // commit to another table.
-  const whole = new NftablesDataplane({ runner, verifyAfterApply: false, changeNotifications: false });
-  await whole.apply(after);
-  nft(['add', 'table', 'inet', 'bench-other']);
-  t = now();
-  const fullResync = await whole.resync();
-  const fullReadbackMs = now() - t;
-  const fullReadbackSplit = runner.lastRead;
-  nft(['delete', 'table', 'inet', 'bench-other']);
-  if (skipped(fullResync.notes) || notified(fullResync.notes))
-    throw new Error(`unexpected whole resync path: ${JSON.stringify(fullResync.notes)}`);
-  // The same whole read with every dump in this thread (no dump thread: every round before
-  // 2026-12-05 10:00 UTC read this way), for the same-run A/B.
+  // commit to another table. Timed with the dump thread (as the applier reads) and without (every
+  // round before 2026-12-05 10:00 UTC read this way), for the same-run A/B.
+  const timedWholeRead = async (reader: NftNetlinkRunner) => {
+    const dp = new NftablesDataplane({ runner: reader, verifyAfterApply: false, changeNotifications: false });
+    await dp.apply(after);
+    nft(['add', 'table', 'inet', 'bench-other']);
+    const t0 = now();
+    const result = await dp.resync();
+    const ms = now() - t0;
+    nft(['delete', 'table', 'inet', 'bench-other']);
+    if (skipped(result.notes) || notified(result.notes))
+      throw new Error(`unexpected whole resync path: ${JSON.stringify(result.notes)}`);
+    return { result, ms, split: reader.lastRead };
+  };
+  const { result: fullResync, ms: fullReadbackMs, split: fullReadbackSplit } = await timedWholeRead(runner);
   const soloRunner = new NftNetlinkRunner({ dumpThread: false });
-  const solo = new NftablesDataplane({ runner: soloRunner, verifyAfterApply: false, changeNotifications: false });
-  await solo.apply(after);
-  nft(['add', 'table', 'inet', 'bench-other']);
-  t = now();
-  const soloResync = await solo.resync();
-  const fullReadbackInThreadMs = now() - t;
-  const fullReadbackInThreadSplit = soloRunner.lastRead;
-  nft(['delete', 'table', 'inet', 'bench-other']);
-  soloRunner.close();
-  if (skipped(soloResync.notes) || notified(soloResync.notes) || soloResync.kernelWrites !== 0)
-    throw new Error(`unexpected in-thread whole resync: ${JSON.stringify(soloResync)}`);
-  for (const x of [resync, fullResync, reapply, movedResync, foreignResync, afterDelete])
+  const {
+    result: soloResync,
+    ms: fullReadbackInThreadMs,
+    split: fullReadbackInThreadSplit,
+  } = await timedWholeRead(soloRunner).finally(() => soloRunner.close());
+  for (const x of [resync, fullResync, soloResync, reapply, movedResync, foreignResync, afterDelete])
     if (x.kernelWrites !== 0) throw new Error(`a resync or no-op apply wrote to the kernel: ${JSON.stringify(x)}`);
   // The same change with verifyAfterApply on (the default), by a dataplane that adopted the table
   // (a restarted applier: one whole-table read, no writes), changing the service back.
