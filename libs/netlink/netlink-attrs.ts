@@ -59,16 +59,29 @@ export interface NlAttribute {
   readonly data: Buffer;
 }
 
+/**
+ * The length of the attribute at `off` among the attributes in buf[start, end), checked: throws
+ * on one shorter than its header or running past `end` (offsets in the message count from
+ * `start`). Hot decoders walk attributes in place with it, without a list or view per attribute.
+ */
+export function attrLength(buf: Buffer, off: number, start: number, end: number): number {
+  const len = buf.readUInt16LE(off);
+  if (len < NLA_HDRLEN || off + len > end) {
+    throw new Error(`malformed netlink attribute at offset ${off - start}: length ${len}, ${end - off} bytes left`);
+  }
+  return len;
+}
+
+/** The attribute type at `off`, without the NESTED / NET_BYTEORDER flags. */
+export const attrType = (buf: Buffer, off: number): number => buf.readUInt16LE(off + 2) & NLA_TYPE_MASK;
+
 /** Splits a buffer into attributes; throws on a length that runs past the end. */
 export function decodeAttrList(buf: Buffer): NlAttribute[] {
   const out: NlAttribute[] = [];
   let off = 0;
   while (off + NLA_HDRLEN <= buf.length) {
-    const len = buf.readUInt16LE(off);
+    const len = attrLength(buf, off, 0, buf.length);
     const rawType = buf.readUInt16LE(off + 2);
-    if (len < NLA_HDRLEN || off + len > buf.length) {
-      throw new Error(`malformed netlink attribute at offset ${off}: length ${len}, ${buf.length - off} bytes left`);
-    }
     out.push({
       type: rawType & NLA_TYPE_MASK,
       nested: (rawType & NLA_F_NESTED) !== 0,
@@ -88,10 +101,7 @@ export function findAttr(buf: Buffer, type: number, from = 0): Buffer | undefine
   let found: Buffer | undefined;
   let off = from;
   while (off + NLA_HDRLEN <= buf.length) {
-    const len = buf.readUInt16LE(off);
-    if (len < NLA_HDRLEN || off + len > buf.length) {
-      throw new Error(`malformed netlink attribute at offset ${off}: length ${len}, ${buf.length - off} bytes left`);
-    }
+    const len = attrLength(buf, off, 0, buf.length);
     if ((buf.readUInt16LE(off + 2) & NLA_TYPE_MASK) === type) found = buf.subarray(off + NLA_HDRLEN, off + len);
     off += align4(len);
   }
