@@ -6,7 +6,6 @@ import {
   align4,
   attrLength,
   attrType,
-  decodeAttrList,
   decodeAttrs,
   getBe32,
   getStr,
@@ -15,15 +14,7 @@ import {
   strAttr,
 } from './netlink-attrs.ts';
 import { NlWriter } from './netlink-writer.ts';
-import {
-  decodeData,
-  decodeDataAt,
-  decodeExprs,
-  writeData,
-  writeExprs,
-  type NftData,
-  type NftExpr,
-} from './nftables-expr.ts';
+import { decodeDataAt, decodeExprs, writeData, writeExprs, type NftData, type NftExpr } from './nftables-expr.ts';
 import { decodeMessages, NLM_F_APPEND, NLM_F_CREATE, NLM_F_EXCL } from './netlink-message.ts';
 
 export const NFNL_SUBSYS_NFTABLES = 10;

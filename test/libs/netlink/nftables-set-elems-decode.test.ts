@@ -9,12 +9,13 @@ import {
   decodeAttrList,
   decodeAttrs,
   getBe32,
+  getStr,
   nlAttr,
   nlNested,
   optStr,
   strAttr,
 } from '../../../libs/netlink/netlink-attrs.ts';
-import { decodeData, VERDICT_CODES } from '../../../libs/netlink/nftables-expr.ts';
+import { decodeData, type NftData, VERDICT_CODES } from '../../../libs/netlink/nftables-expr.ts';
 
 /** The attribute-map reading (decodeSetElems before it read in place). */
 function byAttributeMaps(payload: Buffer): { set: string; elements: DumpedElement[] } {
@@ -25,14 +26,32 @@ function byAttributeMaps(payload: Buffer): { set: string; elements: DumpedElemen
       ? []
       : decodeAttrList(list).map((el) => {
           const e = decodeAttrs(el.data);
-          const key = e.has(1) ? decodeData(e.get(1)!) : { value: Buffer.alloc(0) };
+          const k = e.get(1);
+          const d = e.get(2);
+          const key = k ? dataByAttributeMaps(k) : { value: Buffer.alloc(0) };
           return {
             key: 'value' in key ? key.value : Buffer.alloc(0),
-            ...(e.has(2) ? { data: decodeData(e.get(2)!) } : {}),
+            ...(d ? { data: dataByAttributeMaps(d) } : {}),
             intervalEnd: e.has(3) ? (getBe32(e, 3) & 1) !== 0 : false,
           };
         });
   return { set: optStr(m, 2) ?? '', elements };
+}
+
+/** The attribute-map reading of an NFTA_DATA_* nest (decodeData before it read in place). */
+function dataByAttributeMaps(buf: Buffer): NftData {
+  const m = decodeAttrs(buf);
+  const v = m.get(2);
+  if (v) {
+    const vm = decodeAttrs(v);
+    const code = getBe32(vm, 1, 'NFTA_VERDICT_CODE') | 0;
+    const name = (Object.keys(VERDICT_CODES) as (keyof typeof VERDICT_CODES)[]).find((k) => VERDICT_CODES[k] === code);
+    if (name === 'jump' || name === 'goto')
+      return { verdict: { code: name, chain: getStr(vm, 2, 'NFTA_VERDICT_CHAIN') } };
+    if (name === undefined || name === 'break') throw new Error(`unknown verdict code ${code}`);
+    return { verdict: { code: name } };
+  }
+  return { value: Buffer.from(m.get(1) ?? Buffer.alloc(0)) };
 }
 
 const be32 = (type: number, v: number) => {
@@ -124,6 +143,18 @@ describe('decodeSetElems (read in place)', () => {
     );
   });
 
+  it('reads every NFTA_DATA nest as the attribute maps do (decodeData: rules read them too)', () => {
+    fc.assert(
+      fc.property(dataNest, fc.nat(), (attrs, cut) => {
+        const nest = Buffer.concat(attrs);
+        const short = nest.subarray(0, cut % (nest.length + 1));
+        expect(outcome(decodeData, nest)).toEqual(outcome(dataByAttributeMaps, nest));
+        expect(outcome(decodeData, short)).toEqual(outcome(dataByAttributeMaps, short));
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
   it('copies keys and values out of the reply', () => {
     const p = Buffer.concat([
       nfgenmsg(1),
@@ -134,7 +165,6 @@ describe('decodeSetElems (read in place)', () => {
     ]);
     const [e] = decodeSetElems(p).elements;
     p.fill(0xff);
-    expect([...e!.key]).toEqual([10, 0, 0, 1]);
-    expect(e!.data).toEqual({ value: Buffer.from([7]) });
+    expect(e).toEqual({ key: Buffer.from([10, 0, 0, 1]), data: { value: Buffer.from([7]) }, intervalEnd: false });
   });
 });
