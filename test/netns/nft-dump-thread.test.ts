@@ -18,7 +18,7 @@ afterAll(async () => {
 
 describe('whole-table read with the dump thread', () => {
   it('reads what an in-thread read reads; a failed worker hands its share back', async () => {
-    const r = await netns.run<Awaited<ReturnType<typeof readThreeWays>>>(SCENARIOS, 'readThreeWays', [60], {
+    const r = await netns.run<Awaited<ReturnType<typeof readThreeWays>>>(SCENARIOS, 'readThreeWays', [600], {
       timeoutMs: 60_000,
     });
     expect(r.inThread.text).not.toBe('absent');
@@ -33,5 +33,11 @@ describe('whole-table read with the dump thread', () => {
     expect(r.failing.stats.threadError).toMatch(/no dumps today/);
     expect(r.failing.stats.threadDumps).toBe(0);
     expect(r.failing.text).toBe(r.inThread.text);
+    // the worker that dies mid-read (its first chunk handed over, dumps in flight): the process
+    // lives on, what the worker handed over stands, the rest is dumped in-thread, the same read
+    expect(r.dying.stats.threadError).toMatch(/worker died mid-read/);
+    expect(r.dying.stats.threadDumps).toBeGreaterThan(0);
+    expect(r.dying.stats.threadDumps).toBeLessThan(r.shared.stats.threadDumps);
+    expect(r.dying.text).toBe(r.inThread.text);
   }, 90_000);
 });

@@ -8,7 +8,8 @@
 //   replies  { id, from, payloads: (Uint8Array[] | null)[] }  sets[from..] in order, a chunk at a time
 //              (null: the set is gone, ENOENT), so the caller decodes them while it dumps its own;
 //            then { id, done: true }, or { id, error: string } (the caller reads the rest itself)
-//   { close: true }: closes the sockets and ends the thread
+//   { close: true }: closes the sockets and ends the thread (so does an uncaught error, after
+//              { id, error } to every request in flight)
 import { parentPort } from 'node:worker_threads';
 import { NetlinkError, NFT_MSG, dumpRequest, nftType, type TableRef } from '../../netlink/index.ts';
 import { nfnetlinkConnection } from './nft-socket.ts';
@@ -73,17 +74,43 @@ async function dumpAll(req: DumpWorkerRequest): Promise<void> {
   );
 }
 
+/** Requests being dumped, told of a fatal error. */
+const inFlight = new Set<number>();
+let ended = false;
+
+/**
+ * Closes the sockets, then the port: the thread ends once nothing is left on its loop. Nothing
+ * else may end it while a socket is open: a thread ended while a socket's callback can still run
+ * into JavaScript takes the whole process down inside the netlink addon (a terminate() did, with
+ * FATAL ERROR napi_define_properties; an uncaught error mid-read did, with SIGABRT on a
+ * Napi::Error).
+ */
+function end(): void {
+  if (ended) return;
+  ended = true;
+  for (const c of conns) c.close();
+  parentPort?.close();
+}
+
+// An error nothing caught (a bug here, a callback that throws): every read waiting on this
+// thread is told, and the thread ends the safe way; each caller dumps what it was not handed.
+function fatal(e: unknown): void {
+  if (ended) return;
+  const error = `died: ${e instanceof Error ? e.message : String(e)}`;
+  for (const id of inFlight) parentPort?.postMessage({ id, error } satisfies DumpWorkerReply);
+  inFlight.clear();
+  end();
+}
+process.on('uncaughtException', fatal);
+process.on('unhandledRejection', fatal);
+
 parentPort?.on('message', (req: DumpWorkerRequest | { close: true }) => {
-  if ('close' in req) {
-    // Sockets first, then the port: the thread ends once nothing is left on its loop. (A
-    // terminate() while a socket's callback may run into JavaScript killed the process in the
-    // netlink addon: FATAL ERROR napi_define_properties.)
-    for (const c of conns) c.close();
-    parentPort?.close();
-    return;
-  }
+  if ('close' in req) return end();
+  inFlight.add(req.id);
   dumpAll(req).then(
-    () => parentPort?.postMessage({ id: req.id, done: true } satisfies DumpWorkerReply),
-    (e: unknown) => parentPort?.postMessage({ id: req.id, error: (e as Error).message } satisfies DumpWorkerReply),
+    () => inFlight.delete(req.id) && parentPort?.postMessage({ id: req.id, done: true } satisfies DumpWorkerReply),
+    (e: unknown) =>
+      inFlight.delete(req.id) &&
+      parentPort?.postMessage({ id: req.id, error: (e as Error).message } satisfies DumpWorkerReply),
   );
 });

@@ -1,6 +1,8 @@
 // Runs inside a netns (TestNetns.run): loads one table, then reads it whole three ways — every
 // dump in the calling thread, a share on the dump thread (nft-dump-thread.ts), and with a dump
 // thread whose worker fails — and returns the read-backs as text with each read's stats.
+import { createRequire } from 'node:module';
+import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { NftDumpThread, NftNetlinkRunner, planFullLoad, renderNftObjects } from '../../../libs/dataplane/index.ts';
 import { inventoryText } from './nft-backend-scenarios.ts';
@@ -33,5 +35,29 @@ export async function readThreeWays(services: number) {
       dumpThreadMinSets: 1,
     }),
   );
-  return { inThread, shared, failing, endpointMaps: (inThread.text.match(/endpoints-/g) ?? []).length };
+  const dying = await read(new NftNetlinkRunner({ dumpThread: new NftDumpThread(dyingWorker), dumpThreadMinSets: 1 }));
+  return { inThread, shared, failing, dying, endpointMaps: (inThread.text.match(/endpoints-/g) ?? []).length };
+}
+
+/**
+ * The real dump worker (nft-dump-worker.ts), which dies of an uncaught exception right after it
+ * handed its first chunk over: mid-read, its sockets open and dumps in flight.
+ */
+function dyingWorker(): Worker {
+  const here = import.meta.url;
+  const tsxApi = pathToFileURL(
+    createRequire(here)
+      .resolve('tsx/esm/api')
+      .replace(/\.cjs$/, '.mjs'),
+  ).href;
+  const entry = new URL('../../../libs/dataplane/nftables/nft-dump-worker.ts', here).href;
+  const boot = `
+    const { parentPort } = require('node:worker_threads');
+    const post = parentPort.postMessage.bind(parentPort);
+    parentPort.postMessage = (m) => {
+      post(m);
+      if (m.payloads) setImmediate(() => { throw new Error('worker died mid-read'); });
+    };
+    import(${JSON.stringify(tsxApi)}).then((t) => { t.register(); return import(${JSON.stringify(entry)}); });`;
+  return new Worker(boot, { eval: true, execArgv: [] });
 }
