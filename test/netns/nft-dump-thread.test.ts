@@ -39,5 +39,10 @@ describe('whole-table read with the dump thread', () => {
     expect(r.dying.stats.threadDumps).toBeGreaterThan(0);
     expect(r.dying.stats.threadDumps).toBeLessThan(r.shared.stats.threadDumps);
     expect(r.dying.text).toBe(r.inThread.text);
+    // and the same runner's next whole read starts another worker, which reads its share again
+    expect(r.workersStarted).toBe(2);
+    expect(r.next.stats.threadError).toBeUndefined();
+    expect(r.next.stats.threadDumps).toBe(r.shared.stats.threadDumps);
+    expect(r.next.text).toBe(r.inThread.text);
   }, 90_000);
 });

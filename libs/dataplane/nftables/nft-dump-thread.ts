@@ -64,6 +64,8 @@ export class NftDumpThread {
         return;
       }
       this.pending.delete(m.id);
+      // a thread that is ending takes no more work: the next call starts another
+      if ('error' in m && m.fatal && this.worker === w) this.worker = undefined;
       if ('error' in m) p.reject(new Error(`nftables dump thread: ${m.error}`));
       else p.resolve();
     });

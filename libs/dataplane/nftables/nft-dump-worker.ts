@@ -9,7 +9,7 @@
 //              (null: the set is gone, ENOENT), so the caller decodes them while it dumps its own;
 //            then { id, done: true }, or { id, error: string } (the caller reads the rest itself)
 //   { close: true }: closes the sockets and ends the thread (so does an uncaught error, after
-//              { id, error } to every request in flight)
+//              { id, error, fatal: true } to every request in flight)
 import { parentPort } from 'node:worker_threads';
 import { NetlinkError, NFT_MSG, dumpRequest, nftType, type TableRef } from '../../netlink/index.ts';
 import { nfnetlinkConnection } from './nft-socket.ts';
@@ -25,7 +25,7 @@ export interface DumpWorkerRequest {
 export type DumpWorkerReply =
   | { readonly id: number; readonly from: number; readonly payloads: (Uint8Array[] | null)[] }
   | { readonly id: number; readonly done: true }
-  | { readonly id: number; readonly error: string };
+  | { readonly id: number; readonly error: string; readonly fatal?: true };
 
 /** Sets per chunk of replies. */
 const CHUNK = 256;
@@ -97,7 +97,7 @@ function end(): void {
 function fatal(e: unknown): void {
   if (ended) return;
   const error = `died: ${e instanceof Error ? e.message : String(e)}`;
-  for (const id of inFlight) parentPort?.postMessage({ id, error } satisfies DumpWorkerReply);
+  for (const id of inFlight) parentPort?.postMessage({ id, error, fatal: true } satisfies DumpWorkerReply);
   inFlight.clear();
   end();
 }

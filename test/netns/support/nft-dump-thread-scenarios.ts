@@ -20,9 +20,13 @@ export async function readThreeWays(services: number) {
   const loader = new NftNetlinkRunner({ dumpThread: false });
   await loader.run(planFullLoad(renderNftObjects(state), 'dumps'));
   loader.close();
+  const readOnce = async (runner: NftNetlinkRunner) => ({
+    text: inventoryText(await runner.listTable('inet', 'dumps')),
+    stats: runner.lastRead,
+  });
   const read = async (runner: NftNetlinkRunner) => {
     try {
-      return { text: inventoryText(await runner.listTable('inet', 'dumps')), stats: runner.lastRead };
+      return await readOnce(runner);
     } finally {
       runner.close();
     }
@@ -35,8 +39,46 @@ export async function readThreeWays(services: number) {
       dumpThreadMinSets: 1,
     }),
   );
-  const dying = await read(new NftNetlinkRunner({ dumpThread: new NftDumpThread(dyingWorker), dumpThreadMinSets: 1 }));
-  return { inThread, shared, failing, dying, endpointMaps: (inThread.text.match(/endpoints-/g) ?? []).length };
+  // the first worker dies mid-read; the same runner's next read starts another, as the applier's would
+  let started = 0;
+  const afterDeath = new NftNetlinkRunner({
+    dumpThread: new NftDumpThread(() => (started++ === 0 ? dyingWorker() : realWorker())),
+    dumpThreadMinSets: 1,
+  });
+  let dying: Awaited<ReturnType<typeof readOnce>>;
+  let next: Awaited<ReturnType<typeof readOnce>>;
+  try {
+    dying = await readOnce(afterDeath);
+    next = await readOnce(afterDeath);
+  } finally {
+    afterDeath.close();
+  }
+  return {
+    inThread,
+    shared,
+    failing,
+    dying,
+    next,
+    workersStarted: started,
+    endpointMaps: (inThread.text.match(/endpoints-/g) ?? []).length,
+  };
+}
+
+const WORKER_ENTRY = new URL('../../../libs/dataplane/nftables/nft-dump-worker.ts', import.meta.url).href;
+
+/** The real dump worker, started as startModuleWorker starts it from the sources. */
+function realWorker(): Worker {
+  return new Worker(`${tsxBoot()} return import(${JSON.stringify(WORKER_ENTRY)}); });`, { eval: true, execArgv: [] });
+}
+
+/** The start of an eval worker's code that registers tsx: `…then((t) => { t.register();` */
+function tsxBoot(): string {
+  const tsxApi = pathToFileURL(
+    createRequire(import.meta.url)
+      .resolve('tsx/esm/api')
+      .replace(/\.cjs$/, '.mjs'),
+  ).href;
+  return `import(${JSON.stringify(tsxApi)}).then((t) => { t.register();`;
 }
 
 /**
@@ -44,13 +86,6 @@ export async function readThreeWays(services: number) {
  * handed its first chunk over: mid-read, its sockets open and dumps in flight.
  */
 function dyingWorker(): Worker {
-  const here = import.meta.url;
-  const tsxApi = pathToFileURL(
-    createRequire(here)
-      .resolve('tsx/esm/api')
-      .replace(/\.cjs$/, '.mjs'),
-  ).href;
-  const entry = new URL('../../../libs/dataplane/nftables/nft-dump-worker.ts', here).href;
   const boot = `
     const { parentPort } = require('node:worker_threads');
     const post = parentPort.postMessage.bind(parentPort);
@@ -58,6 +93,6 @@ function dyingWorker(): Worker {
       post(m);
       if (m.payloads) setImmediate(() => { throw new Error('worker died mid-read'); });
     };
-    import(${JSON.stringify(tsxApi)}).then((t) => { t.register(); return import(${JSON.stringify(entry)}); });`;
+    ${tsxBoot()} return import(${JSON.stringify(WORKER_ENTRY)}); });`;
   return new Worker(boot, { eval: true, execArgv: [] });
 }
