@@ -67,6 +67,8 @@ it("a follower whose file's mark passed batches it never stored (probe9 G1): /re
   await expect.poll(async () => (await readyz(b)).status, { timeout: 20_000 }).toBe(200);
   // b has taken the group's batches (its stop then marks its file): ready alone came before that
   // once under load, and b's file had no mark to edit (NOT NULL constraint failed: replication_mark.stream)
+  // (a's version first: under load both were still undefined, "equal", and b stopped before any batch)
+  await expect.poll(() => a.planner.data.latest()?.version ?? 0, { timeout: 20_000 }).toBeGreaterThan(0);
   await expect.poll(() => b.planner.data.latest()?.version, { timeout: 20_000 }).toBe(a.planner.data.latest()?.version);
   await b.stop();
   const before = a.planner.data.latest()?.version ?? 0;

@@ -28,13 +28,20 @@ async function world(): Promise<{ p: VersionPublisher; jsm: JetStreamManager; in
   // every stream-info request the publisher sends (the server delivers a request to each subscriber)
   let seen = 0;
   observer.subscribe(`$JS.API.STREAM.INFO.${VERSIONS_STREAM}`, { callback: () => void seen++ });
+  // A marker the publisher's connection sends after its requests reaches the observer after them:
+  // the server handles one connection's messages in order. (The observer's own flush did not
+  // order them: once under load a request answered before the count reached the observer after it.)
+  const marked: (() => void)[] = [];
+  observer.subscribe('test.marker', { callback: () => marked.shift()?.() });
   await observer.flush();
   const p = await VersionPublisher.open({ nc, checkpointEvery: 2 });
   return {
     p,
     jsm: await jetstreamManager(nc),
     infos: async () => {
-      await observer.flush(); // the requests answered so far have reached the observer
+      const arrived = new Promise<void>((resolve) => marked.push(resolve));
+      nc.publish('test.marker');
+      await arrived;
       return seen;
     },
   };
