@@ -327,8 +327,9 @@ const NFTA_SET_ELEM_FLAGS = 3;
 
 /**
  * Elements of one GETSETELEM dump message, read in place: a whole-table read decodes ~300k
- * elements at 10k services, and an attribute map and list per element and per nest made that
- * ~0.6 s of the read's thread and most of its garbage.
+ * elements at 10k services, and an attribute map and list per element and per nest made
+ * decoding them (with their text) about three times as costly, mostly in garbage
+ * (docs/benchmarks.md, nftables, "Where the whole read's time goes").
  */
 export function decodeSetElems(payload: Buffer): { set: string; elements: DumpedElement[] } {
   let set = '';
