@@ -107,10 +107,12 @@ process.on('unhandledRejection', fatal);
 parentPort?.on('message', (req: DumpWorkerRequest | { close: true }) => {
   if ('close' in req) return end();
   inFlight.add(req.id);
+  // a request a fatal error already answered is not answered again
+  const reply = (m: DumpWorkerReply) => {
+    if (inFlight.delete(req.id)) parentPort?.postMessage(m);
+  };
   dumpAll(req).then(
-    () => inFlight.delete(req.id) && parentPort?.postMessage({ id: req.id, done: true } satisfies DumpWorkerReply),
-    (e: unknown) =>
-      inFlight.delete(req.id) &&
-      parentPort?.postMessage({ id: req.id, error: (e as Error).message } satisfies DumpWorkerReply),
+    () => reply({ id: req.id, done: true }),
+    (e: unknown) => reply({ id: req.id, error: (e as Error).message }),
   );
 });

@@ -1,10 +1,10 @@
-// Runs inside a netns (TestNetns.run): loads one table, then reads it whole three ways — every
-// dump in the calling thread, a share on the dump thread (nft-dump-thread.ts), and with a dump
-// thread whose worker fails — and returns the read-backs as text with each read's stats.
-import { createRequire } from 'node:module';
-import { pathToFileURL } from 'node:url';
+// Runs inside a netns (TestNetns.run): loads one table, then reads it whole — every dump in the
+// calling thread, a share on the dump thread (nft-dump-thread.ts), with a dump thread whose worker
+// fails at start, and with one whose worker dies mid-read (then that runner's next read) — and
+// returns the read-backs as text with each read's stats.
 import { Worker } from 'node:worker_threads';
 import { NftDumpThread, NftNetlinkRunner, planFullLoad, renderNftObjects } from '../../../libs/dataplane/index.ts';
+import { startModuleWorker } from '../../../libs/threads/index.ts';
 import { inventoryText } from './nft-backend-scenarios.ts';
 import { nodeState } from './node-state-builder.ts';
 
@@ -64,35 +64,12 @@ export async function readThreeWays(services: number) {
   };
 }
 
-const WORKER_ENTRY = new URL('../../../libs/dataplane/nftables/nft-dump-worker.ts', import.meta.url).href;
+/** The real dump worker, started as NftDumpThread starts it. */
+const realWorker = (): Worker =>
+  startModuleWorker(
+    new URL('../../../libs/dataplane/nftables/nft-dump-thread.ts', import.meta.url).href,
+    'nft-dump-worker',
+  );
 
-/** The real dump worker, started as startModuleWorker starts it from the sources. */
-function realWorker(): Worker {
-  return new Worker(`${tsxBoot()} return import(${JSON.stringify(WORKER_ENTRY)}); });`, { eval: true, execArgv: [] });
-}
-
-/** The start of an eval worker's code that registers tsx: `…then((t) => { t.register();` */
-function tsxBoot(): string {
-  const tsxApi = pathToFileURL(
-    createRequire(import.meta.url)
-      .resolve('tsx/esm/api')
-      .replace(/\.cjs$/, '.mjs'),
-  ).href;
-  return `import(${JSON.stringify(tsxApi)}).then((t) => { t.register();`;
-}
-
-/**
- * The real dump worker (nft-dump-worker.ts), which dies of an uncaught exception right after it
- * handed its first chunk over: mid-read, its sockets open and dumps in flight.
- */
-function dyingWorker(): Worker {
-  const boot = `
-    const { parentPort } = require('node:worker_threads');
-    const post = parentPort.postMessage.bind(parentPort);
-    parentPort.postMessage = (m) => {
-      post(m);
-      if (m.payloads) setImmediate(() => { throw new Error('worker died mid-read'); });
-    };
-    ${tsxBoot()} return import(${JSON.stringify(WORKER_ENTRY)}); });`;
-  return new Worker(boot, { eval: true, execArgv: [] });
-}
+/** The real dump worker, made to die right after its first chunk (dying-dump-worker.ts). */
+const dyingWorker = (): Worker => startModuleWorker(import.meta.url, 'dying-dump-worker');
