@@ -72,4 +72,8 @@ const realWorker = (): Worker =>
   );
 
 /** The real dump worker, made to die right after its first chunk (dying-dump-worker.ts). */
-const dyingWorker = (): Worker => startModuleWorker(import.meta.url, 'dying-dump-worker');
+const dyingWorker = (): Worker =>
+  startModuleWorker(
+    new URL('../../libs/dataplane/nftables/support/dying-dump-worker.ts', import.meta.url).href,
+    'dying-dump-worker',
+  );

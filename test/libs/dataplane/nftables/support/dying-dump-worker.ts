@@ -1,6 +1,7 @@
 // The real dump worker (nft-dump-worker.ts), made to die of an uncaught exception right after it
 // hands its first chunk over: mid-read, its sockets open and dumps in flight. Started by
-// nft-dump-thread-scenarios.ts with startModuleWorker, as the runner starts the real one.
+// test/netns/support/nft-dump-thread-scenarios.ts with startModuleWorker, as the runner starts
+// the real one. (Here, beside the lib's tests: only those import its modules by path.)
 import { parentPort } from 'node:worker_threads';
 
 if (parentPort) {
@@ -14,4 +15,4 @@ if (parentPort) {
   };
 }
 // after the patch: the worker posts through it
-await import('../../../libs/dataplane/nftables/nft-dump-worker.ts');
+await import('../../../../../libs/dataplane/nftables/nft-dump-worker.ts');
