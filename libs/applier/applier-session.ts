@@ -20,7 +20,7 @@ import {
   type ContentShapes,
 } from '../model/index.ts';
 import { NodeStateRenderer, type ClusterDataIndex } from '../planner/index.ts';
-import type { Dataplane } from '../dataplane/index.ts';
+import { ResyncYielded, type Dataplane } from '../dataplane/index.ts';
 import {
   ackSubject,
   decodeDelta,
@@ -100,7 +100,12 @@ export type SessionEvent =
       readonly verified: boolean;
       readonly notes: readonly string[];
       readonly error?: string;
-    };
+    }
+  /**
+   * A periodic resync gave way to an apply that arrived while it read the kernel (`afterMs` into
+   * it, nothing written); it runs again, to its end, once that apply is done.
+   */
+  | { readonly type: 'resync-yielded'; readonly trigger: string; readonly afterMs: number };
 
 export interface ApplierSessionOptions {
   /** Connected with inboxPrefix = nodeInboxPrefix(node) when server permissions are on. */
@@ -212,6 +217,10 @@ export class ApplierSession {
   private resyncDue = false;
   /** What asked for the resync that is due (the first since the last one ran). */
   private resyncTrigger = 'periodic';
+  /** Fired by kick() while a resync that may give way runs (see resyncOnce). */
+  private resyncGiveWay: AbortController | undefined;
+  /** The due resync already gave way once: it runs to its end now. */
+  private resyncGaveWay = false;
   /** Re-probe as soon as the due resync ran: it was asked for because the dataplane looked broken. */
   private reprobeAfterResync = false;
   /**
@@ -420,6 +429,7 @@ export class ApplierSession {
   private kick(): void {
     if (this.stopped) return;
     this.dirty = true;
+    this.resyncGiveWay?.abort();
     this.drive();
   }
 
@@ -476,8 +486,15 @@ export class ApplierSession {
     const wasHealthy = this.resyncError === '';
     const trigger = this.resyncTrigger;
     this.resyncTrigger = 'periodic';
+    // A routine resync gives way once to an apply that arrives while it reads the kernel: a whole
+    // read takes seconds at 10k services (nftables ~5 s here), and a new version should not wait
+    // for a check that found nothing the last time. The resync after that apply runs to its end,
+    // so applies arriving without pause never starve it. One asked for because something looks
+    // broken (a drift signal, a probe) never gives way: its repair comes first.
+    const giveWay = trigger === 'periodic' && !this.resyncGaveWay ? new AbortController() : undefined;
+    this.resyncGiveWay = giveWay;
     try {
-      const r = await this.options.dataplane.resync();
+      const r = await this.options.dataplane.resync(giveWay ? { yieldTo: giveWay.signal } : undefined);
       this.resyncError = r.verified
         ? ''
         : `resync: the kernel does not match version ${this.applied.version} after a repair`;
@@ -491,9 +508,20 @@ export class ApplierSession {
         notes: r.notes,
       });
     } catch (e) {
+      if (e instanceof ResyncYielded) {
+        // it compared nothing: the node's health stays what the last resync or apply found
+        this.resyncGaveWay = true;
+        if (!this.resyncDue) this.resyncTrigger = trigger; // a request made meanwhile names its own
+        this.resyncDue = true;
+        this.emit({ type: 'resync-yielded', trigger, afterMs: e.afterMs });
+        return;
+      }
       this.resyncError = `resync: ${(e as Error).message}`;
       this.emit({ type: 'resync', trigger, kernelWrites: 0, verified: false, notes: [], error: (e as Error).message });
+    } finally {
+      this.resyncGiveWay = undefined;
     }
+    this.resyncGaveWay = false;
     if ((this.resyncError === '') !== wasHealthy) this.heartbeat(); // say it now, not at the next beat
   }
 

@@ -121,7 +121,7 @@ export function withNotes(dp: Dataplane, notes: readonly string[]): Dataplane {
       return dp.draining;
     },
     apply: (s, change) => add(dp.apply(s, change)),
-    resync: () => add(dp.resync()),
+    resync: (o) => add(dp.resync(o)),
     cleanup: () => add(dp.cleanup()),
     close: () => dp.close(),
   };

@@ -25,6 +25,28 @@ export interface ApplyResult {
  */
 export const NOTHING_VERIFIED = 'nothing applied and verified yet: no state to compare the kernel with';
 
+/** How a resync() may be asked to give way (see Dataplane.resync). */
+export interface ResyncOptions {
+  /**
+   * Fired when something more urgent than this resync is waiting (an apply of a new version): a
+   * resync that has written nothing yet may stop reading and throw ResyncYielded. Ignored once
+   * a repair has begun, and by dataplanes whose reads are short (they finish instead).
+   */
+  readonly yieldTo?: AbortSignal;
+}
+
+/**
+ * What a resync() throws when it gave way to `yieldTo` before writing anything: it compared
+ * nothing and changed nothing, so it says nothing about the kernel; the caller runs what it gave
+ * way to and resyncs again.
+ */
+export class ResyncYielded extends Error {
+  constructor(readonly afterMs: number) {
+    super(`resync gave way after ${Math.round(afterMs)} ms, before it wrote anything`);
+    this.name = 'ResyncYielded';
+  }
+}
+
 /**
  * How a NodeState differs from the one it was made from, in its virtual servers, when its producer
  * knows (the incremental renderer, NodeStateRenderer.changeOf): a dataplane that last applied
@@ -56,9 +78,10 @@ export interface Dataplane {
   apply(state: NodeState, change?: NodeStateChange): Promise<ApplyResult>;
   /**
    * Re-reads the kernel and repairs drift against the last state an apply verified (NOTHING_VERIFIED,
-   * unverified, when there is none).
+   * unverified, when there is none). A whole read of a large table takes seconds (nftables at 10k
+   * services: ~5 s here); `options.yieldTo` lets an apply that arrives meanwhile go first.
    */
-  resync(): Promise<ApplyResult>;
+  resync(options?: ResyncOptions): Promise<ApplyResult>;
   /** Removes everything this dataplane owns (mode switch, `switchboard cleanup`). */
   cleanup(): Promise<ApplyResult>;
   close(): Promise<void>;

@@ -145,8 +145,8 @@ export function withForwardDropCheck(dp: Dataplane, o: ForwardDropCheckOptions =
       checkedAtStart = true;
       return noted(r, await check());
     },
-    resync: async () => {
-      const r = await dp.resync();
+    resync: async (o) => {
+      const r = await dp.resync(o);
       return noted(r, await check());
     },
     cleanup: () => dp.cleanup(),

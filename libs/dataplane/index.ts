@@ -1,7 +1,14 @@
 // Public surface of libs/dataplane: the Dataplane interface and its backends (IPVS, nftables,
 // dry run), the factory that picks one, mode switching and kube-proxy take-over.
-export type { ApplyResult, Dataplane, DataplaneMode, NodeStateChange, RetireResult } from './dataplane.ts';
-export { NOTHING_VERIFIED } from './dataplane.ts';
+export type {
+  ApplyResult,
+  Dataplane,
+  DataplaneMode,
+  NodeStateChange,
+  ResyncOptions,
+  RetireResult,
+} from './dataplane.ts';
+export { NOTHING_VERIFIED, ResyncYielded } from './dataplane.ts';
 export { applyNodeState, type ApplySummary } from './apply-node-state.ts';
 export {
   createDataplane,

@@ -91,11 +91,11 @@ export function withKubeProxyLeftoverCheck(dp: Dataplane, o: LeftoverCheckOption
       const { report } = await check();
       return report ? { ...r, notes: [...r.notes, report] } : r;
     },
-    resync: async (): Promise<ApplyResult> => {
+    resync: async (o): Promise<ApplyResult> => {
       // looked at first: a repair then reaches its result (and the caller's log) without this delay,
       // and our repair never touches kube-proxy's objects
       const { report, competing } = await check();
-      const r = await dp.resync();
+      const r = await dp.resync(o);
       // an unverified resync already reports the node unhealthy, with its own reason
       if (report && competing && r.verified) {
         const repaired =

@@ -127,7 +127,7 @@ export function withKubeProxyTakeOver(dp: Dataplane, o: TakeOverOptions = {}): D
       lastState = s;
       return after(await dp.apply(s, change));
     },
-    resync: async () => after(await dp.resync()),
+    resync: async (o) => after(await dp.resync(o)),
     cleanup: () => dp.cleanup(),
     close: () => dp.close(),
   };

@@ -1,5 +1,12 @@
 import type { NodeState, ProxyMode } from '../model/index.ts';
-import type { ApplyResult, Dataplane, DataplaneMode, NodeStateChange, RetireResult } from './dataplane.ts';
+import type {
+  ApplyResult,
+  Dataplane,
+  DataplaneMode,
+  NodeStateChange,
+  ResyncOptions,
+  RetireResult,
+} from './dataplane.ts';
 import { NOTHING_VERIFIED } from './dataplane.ts';
 import { ModeSwitchError, switchMode } from './switch-mode.ts';
 
@@ -157,11 +164,12 @@ export class ModeFollowingDataplane implements Dataplane {
     };
   }
 
-  async resync(): Promise<ApplyResult> {
+  async resync(options?: ResyncOptions): Promise<ApplyResult> {
     if (!this.current) return { kernelWrites: 0, verified: false, durationMs: 0, notes: [NOTHING_VERIFIED] };
     // the drain first, so the resync below also proves that its writes left the serving mode alone
     const drained = await this.stepDrain();
-    const r = await this.current.resync();
+    // a step that wrote is reported with this resync's result: it no longer gives way
+    const r = await this.current.resync(drained && drained.kernelWrites > 0 ? undefined : options);
     if (!drained) return r;
     return {
       ...r,

@@ -21,7 +21,7 @@ export class ApplierMetrics {
   });
   private readonly resyncs = new Counter({
     name: 'switchboard_applier_resyncs_total',
-    help: 'periodic resyncs by outcome: clean (kernel as applied), repaired (drift found and repaired), failed',
+    help: 'periodic resyncs by outcome: clean (kernel as applied), repaired (drift found and repaired), failed, yielded (gave way to an apply before writing; it runs again)',
     labelNames: ['outcome'],
     registers: [this.registry],
   });
@@ -99,7 +99,7 @@ export class ApplierMetrics {
     this.connected.set(0);
     for (const kind of ['target', 'artifact', 'config']) this.rejected.inc({ kind }, 0);
     for (const result of ['ok', 'failed', 'unreachable']) this.probed.inc({ result }, 0);
-    for (const outcome of ['clean', 'repaired', 'failed']) this.resyncs.inc({ outcome }, 0);
+    for (const outcome of ['clean', 'repaired', 'failed', 'yielded']) this.resyncs.inc({ outcome }, 0);
     this.healthCheckNodePorts(0, 0);
   }
 
@@ -114,6 +114,9 @@ export class ApplierMetrics {
         this.resyncs.inc({
           outcome: e.error || !e.verified ? 'failed' : e.kernelWrites > (e.scheduledWrites ?? 0) ? 'repaired' : 'clean',
         });
+        break;
+      case 'resync-yielded':
+        this.resyncs.inc({ outcome: 'yielded' });
         break;
       case 'target':
         this.targetVersion.set(e.target.version);

@@ -491,6 +491,12 @@ async function startLocked(
         else if (e.kernelWrites > 0)
           log.info({ trigger: e.trigger, kernelWrites: e.kernelWrites, notes: e.notes }, 'resync ended drains');
         break;
+      case 'resync-yielded':
+        log.info(
+          { trigger: e.trigger, afterMs: Math.round(e.afterMs) },
+          'resync gave way to an apply; it runs again after it',
+        );
+        break;
     }
   };
 

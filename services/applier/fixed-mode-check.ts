@@ -32,7 +32,7 @@ export function withFixedModeCheck(
       return dp.draining;
     },
     apply: async (s, change) => check(s, await dp.apply(s, change)),
-    resync: () => dp.resync(),
+    resync: (o) => dp.resync(o),
     cleanup: () => dp.cleanup(),
     close: () => dp.close(),
   };

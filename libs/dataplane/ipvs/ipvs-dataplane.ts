@@ -3,9 +3,11 @@ import { Counter, register as defaultRegistry, type Registry } from 'prom-client
 import { IPVS_DUMMY_DEVICE, realServerKey, virtualServerKey, type NodeState } from '../../model/index.ts';
 import {
   NOTHING_VERIFIED,
+  ResyncYielded,
   type ApplyResult,
   type Dataplane,
   type NodeStateChange,
+  type ResyncOptions,
   type RetireResult,
 } from '../dataplane.ts';
 import { extendsRecord, ownedIndex, recordAfterChange, sliceChange, type OwnedIndex } from './change-slice.ts';
@@ -108,11 +110,15 @@ export class IpvsDataplane implements Dataplane {
     });
   }
 
-  resync(): Promise<ApplyResult> {
+  /**
+   * `yieldTo`: gives way once the kernel is read, before it plans, compares and writes (the read
+   * itself, a few large dumps at once, runs to its end).
+   */
+  resync(options?: ResyncOptions): Promise<ApplyResult> {
     return this.serial(async () => {
       // Nothing verified here yet: the kernel was never compared with anything, so say so.
       if (!this.last) return { kernelWrites: 0, verified: false, durationMs: 0, notes: [NOTHING_VERIFIED] };
-      const r = await this.sync(this.last, true);
+      const r = await this.sync(this.last, true, undefined, false, options?.yieldTo);
       // A drain that ended (probe23: every removed TCP endpoint's, once its connections closed)
       // is deleted by whichever cycle comes next, often a resync: not drift.
       const repairs = r.kernelWrites - (r.scheduledWrites ?? 0);
@@ -181,6 +187,7 @@ export class IpvsDataplane implements Dataplane {
     full: boolean,
     hint?: NodeStateChange,
     retiring = false,
+    yieldTo?: AbortSignal,
   ): Promise<ApplyResult & { left?: DrainingLeft }> {
     const t0 = performance.now();
     this.owned ??= ownedIndex(await this.options.store.load());
@@ -199,7 +206,18 @@ export class IpvsDataplane implements Dataplane {
         throw new Error(`refusing invalid node state: ${bad}`);
       }
     }
-    const r = change && base ? await this.syncChange(wanted!, change, base) : await this.syncFull(wanted, retiring);
+    let r: Awaited<ReturnType<typeof this.syncFull>>;
+    try {
+      r =
+        change && base
+          ? await this.syncChange(wanted!, change, base)
+          : await this.syncFull(wanted, retiring, () => {
+              if (yieldTo?.aborted) throw new ResyncYielded(performance.now() - t0);
+            });
+    } catch (e) {
+      if (e instanceof ResyncYielded) this.base = base; // nothing was written: the base still holds
+      throw e;
+    }
     const notes = servable?.note ? [...r.notes, servable.note] : r.notes;
     return { ...r, notes, durationMs: performance.now() - t0 };
   }
@@ -229,6 +247,7 @@ export class IpvsDataplane implements Dataplane {
   private async syncFull(
     requested: NodeState | undefined,
     retiring = false,
+    mayGiveWay?: () => void,
   ): Promise<Omit<ApplyResult, 'durationMs'> & { left?: DrainingLeft }> {
     const { record, forgotten } = await this.reachableRecord(this.owned!.record);
     let wanted = requested;
@@ -240,6 +259,7 @@ export class IpvsDataplane implements Dataplane {
       netfilterChains: mergeChains(glue ? glueChains(glue) : {}, record.netfilterChains),
     };
     const observed = await this.options.kernel.read(readOpts);
+    mayGiveWay?.(); // the last point before anything is written
     if (retiring && wanted) {
       // what is kept depends on what the kernel holds (read with what `requested` names: a superset)
       wanted = retiringState(wanted, observed);

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { NftError, type NftRunner } from './nft-runner.ts';
+import { NftError, type NftReadScope, type NftRunner } from './nft-runner.ts';
 import type { NftTransaction } from './nft-transaction.ts';
 import { readNftTable, type NftReadBack } from './read-nft-table.ts';
 
@@ -22,8 +22,13 @@ export class NftCliRunner implements NftRunner {
     if (script !== '') await this.runScript(script);
   }
 
-  async listTable(family: string, table: string): Promise<NftReadBack | undefined> {
-    const json = await this.listTableJson(family, table);
+  async listTable(
+    family: string,
+    table: string,
+    _scope?: NftReadScope,
+    signal?: AbortSignal,
+  ): Promise<NftReadBack | undefined> {
+    const json = await this.listTableJson(family, table, signal);
     return json === undefined ? undefined : readNftTable(json);
   }
 
@@ -35,22 +40,23 @@ export class NftCliRunner implements NftRunner {
   }
 
   /** `nft -j list table FAMILY NAME`; undefined when the table does not exist. */
-  async listTableJson(family: string, table: string): Promise<string | undefined> {
+  async listTableJson(family: string, table: string, signal?: AbortSignal): Promise<string | undefined> {
     try {
-      return await this.exec(['-j', 'list', 'table', family, table]);
+      return await this.exec(['-j', 'list', 'table', family, table], undefined, signal);
     } catch (e) {
       if (e instanceof NftError && /No such file or directory/.test(e.stderr)) return undefined;
       throw e;
     }
   }
 
-  async exec(args: readonly string[], stdin?: string): Promise<string> {
+  /** Runs `nft args`; `signal` (reads only: `nft` is killed) ends it early, rejecting with its reason. */
+  async exec(args: readonly string[], stdin?: string, signal?: AbortSignal): Promise<string> {
     const nft = this.options.nftPath ?? 'nft';
     const [cmd, argv] = this.options.netns
       ? ['ip', ['netns', 'exec', this.options.netns, nft, ...args]]
       : [nft, [...args]];
     return new Promise((resolve, reject) => {
-      const child = spawn(cmd, argv, { stdio: ['pipe', 'pipe', 'pipe'] });
+      const child = spawn(cmd, argv, { stdio: ['pipe', 'pipe', 'pipe'], ...(signal ? { signal } : {}) });
       const out: Buffer[] = [];
       const err: Buffer[] = [];
       child.stdout.on('data', (b: Buffer) => out.push(b));

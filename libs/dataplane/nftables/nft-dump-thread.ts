@@ -23,9 +23,11 @@ export class NftDumpThread {
    * Dumps the elements of `sets` and hands their raw messages to `onChunk` a chunk at a time, in
    * order (`from`: the index in `sets` of the chunk's first; null: the set is gone). Resolves once
    * all were handed over; rejects when the thread cannot start, dies, or a dump fails otherwise
-   * than ENOENT (the chunks handed over before stand).
+   * than ENOENT (the chunks handed over before stand). Once `signal` fires the thread takes no
+   * more of the sets; the call resolves when its dumps in flight ended (so the next call never
+   * shares the thread's sockets with this one), having handed over only some.
    */
-  dump(table: TableRef, sets: readonly string[], onChunk: Chunk): Promise<void> {
+  dump(table: TableRef, sets: readonly string[], onChunk: Chunk, signal?: AbortSignal): Promise<void> {
     let w: Worker;
     try {
       w = this.running();
@@ -33,10 +35,15 @@ export class NftDumpThread {
       return Promise.reject(new Error(`nftables dump thread: ${(e as Error).message}`));
     }
     const id = this.nextId++;
-    return new Promise((resolve, reject) => {
+    const cancel = () => w.postMessage({ cancel: id });
+    const done = new Promise<void>((resolve, reject) => {
       this.pending.set(id, { onChunk, resolve, reject });
       w.postMessage({ id, table, sets } satisfies DumpWorkerRequest);
     });
+    if (!signal) return done;
+    if (signal.aborted) cancel();
+    else signal.addEventListener('abort', cancel, { once: true });
+    return done.finally(() => signal.removeEventListener('abort', cancel));
   }
 
   /** Ends the thread (it closes its sockets first: see the worker); calls waiting on it fail. */

@@ -8,6 +8,8 @@
 //   replies  { id, from, payloads: (Uint8Array[] | null)[] }  sets[from..] in order, a chunk at a time
 //              (null: the set is gone, ENOENT), so the caller decodes them while it dumps its own;
 //            then { id, done: true }, or { id, error: string } (the caller reads the rest itself)
+//   { cancel: id }: takes no more of that request's sets; the dumps in flight end, then { id, done: true }
+//              (the caller gave up the read: a resync giving way to an apply)
 //   { close: true }: closes the sockets and ends the thread (so does an uncaught error, after
 //              { id, error, fatal: true } to every request in flight)
 import { parentPort } from 'node:worker_threads';
@@ -32,6 +34,9 @@ const CHUNK = 256;
 
 const conns = Array.from({ length: SOCKETS }, () => nfnetlinkConnection(4 * 1024 * 1024, 1024 * 1024, false));
 
+/** Requests whose caller gave up: no more of their sets are taken. */
+const cancelled = new Set<number>();
+
 /** Dumps `req.sets` over the sockets and posts them in order, a chunk at a time as each completes. */
 async function dumpAll(req: DumpWorkerRequest): Promise<void> {
   const out: (Uint8Array[] | null | undefined)[] = new Array(req.sets.length).fill(undefined);
@@ -51,6 +56,7 @@ async function dumpAll(req: DumpWorkerRequest): Promise<void> {
   await Promise.all(
     conns.map(async (conn) => {
       for (;;) {
+        if (cancelled.has(req.id)) return;
         const i = next++;
         const set = req.sets[i];
         if (set === undefined) return; // every set taken
@@ -104,11 +110,16 @@ function fatal(e: unknown): void {
 process.on('uncaughtException', fatal);
 process.on('unhandledRejection', fatal);
 
-parentPort?.on('message', (req: DumpWorkerRequest | { close: true }) => {
+parentPort?.on('message', (req: DumpWorkerRequest | { close: true } | { cancel: number }) => {
   if ('close' in req) return end();
+  if ('cancel' in req) {
+    if (inFlight.has(req.cancel)) cancelled.add(req.cancel);
+    return;
+  }
   inFlight.add(req.id);
   // a request a fatal error already answered is not answered again
   const reply = (m: DumpWorkerReply) => {
+    cancelled.delete(req.id);
     if (inFlight.delete(req.id)) parentPort?.postMessage(m);
   };
   dumpAll(req).then(

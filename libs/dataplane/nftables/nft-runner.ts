@@ -19,9 +19,16 @@ export interface NftRunner {
   /**
    * Our table as the kernel holds it now; undefined when it does not exist. With `scope`, a
    * runner may read only those objects (the read-back is then `scoped`: it says nothing about
-   * other objects, nor about the skeleton); runners that cannot return the whole table.
+   * other objects, nor about the skeleton); runners that cannot return the whole table. Once
+   * `signal` fires, a read may stop at its next step and reject with the signal's reason (a
+   * resync giving way to an apply); what it was reading in the kernel is left whole.
    */
-  listTable(family: string, table: string, scope?: NftReadScope): Promise<NftReadBack | undefined>;
+  listTable(
+    family: string,
+    table: string,
+    scope?: NftReadScope,
+    signal?: AbortSignal,
+  ): Promise<NftReadBack | undefined>;
   close(): void;
   /**
    * The netns' nf_tables ruleset generation (NFT_MSG_GETGEN), for runners that can read it

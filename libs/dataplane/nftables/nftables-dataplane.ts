@@ -1,6 +1,6 @@
 import type { NodeState } from '../../model/index.ts';
 import { deleteStaleFlows, staleFlows, staleFlowsOnStart } from '../conntrack-cleanup.ts';
-import { NOTHING_VERIFIED, type ApplyResult, type Dataplane } from '../dataplane.ts';
+import { NOTHING_VERIFIED, ResyncYielded, type ApplyResult, type Dataplane, type ResyncOptions } from '../dataplane.ts';
 import { summarizeRules } from './nft-chain-summary.ts';
 import { NFT_FAMILY, NFT_TABLE } from './nft-names.ts';
 import { renderNftObjects, SHARED_SETS, type NftObjects } from './nft-objects.ts';
@@ -338,14 +338,18 @@ export class NftablesDataplane implements Dataplane {
    * one at which the table was known to match what we applied: then nothing can have changed it
    * (see knownGeneration) and the read-back is skipped.
    */
-  async resync(): Promise<ApplyResult> {
-    return this.ownWrite(() => this.resyncApplied());
+  /**
+   * `yieldTo`: gives way while it reads the whole table (the seconds at 10k services); the
+   * generation check and a read of what notifications named are short, and run to their end.
+   */
+  async resync(options?: ResyncOptions): Promise<ApplyResult> {
+    return this.ownWrite(() => this.resyncApplied(options?.yieldTo));
   }
 
-  private async resyncApplied(): Promise<ApplyResult> {
+  private async resyncApplied(yieldTo?: AbortSignal): Promise<ApplyResult> {
     if (!this.applied) return { kernelWrites: 0, verified: false, durationMs: 0, notes: [NOTHING_VERIFIED] };
     try {
-      const r = await this.resyncTable(this.applied.objects);
+      const r = await this.resyncTable(this.applied.objects, yieldTo);
       if (!r.verified) this.doubtful = true; // drift it could not repair: the next apply reads back
       // A repair (the table deleted, flushed or edited): connection attempts made meanwhile were
       // not NATed and conntrack keeps them so: a UDP flow for as long as it keeps sending, a TCP
@@ -354,12 +358,12 @@ export class NftablesDataplane implements Dataplane {
         return { ...r, notes: [...r.notes, ...(await this.clearFlowsAgainstTable(this.applied.state))] };
       return r;
     } catch (e) {
-      this.doubtful = true;
+      if (!(e instanceof ResyncYielded)) this.doubtful = true; // gave way: it learned nothing
       throw e;
     }
   }
 
-  private async resyncTable(objects: NftObjects): Promise<ApplyResult> {
+  private async resyncTable(objects: NftObjects, yieldTo?: AbortSignal): Promise<ApplyResult> {
     const t0 = performance.now();
     await this.watch();
     const notes: string[] = this.takeStartNotes();
@@ -377,7 +381,16 @@ export class NftablesDataplane implements Dataplane {
       const done = await this.resyncNotified(since, now, objects, notes);
       if (done) return { ...done, durationMs: performance.now() - t0 };
     }
-    const { rb, generation } = await this.readBackAt();
+    let read: Awaited<ReturnType<typeof this.readBackAt>>;
+    try {
+      read = await this.readBackAt(yieldTo);
+    } catch (e) {
+      if (yieldTo?.aborted) throw new ResyncYielded(performance.now() - t0);
+      throw e;
+    }
+    // nothing written yet: the last moment it may give way
+    if (yieldTo?.aborted) throw new ResyncYielded(performance.now() - t0);
+    const { rb, generation } = read;
     let tx: NftTransaction;
     let base: number | undefined;
     if (!rb) {
@@ -586,9 +599,9 @@ export class NftablesDataplane implements Dataplane {
     if (this.runnerChoice) (await this.runnerChoice.catch(() => undefined))?.close();
   }
 
-  /** The table as the kernel holds it now; undefined when absent. */
-  async readBack(): Promise<NftReadBack | undefined> {
-    return (await this.runner()).listTable(NFT_FAMILY, this.table);
+  /** The table as the kernel holds it now; undefined when absent. `signal`: see NftRunner.listTable. */
+  async readBack(signal?: AbortSignal): Promise<NftReadBack | undefined> {
+    return (await this.runner()).listTable(NFT_FAMILY, this.table, undefined, signal);
   }
 
   private fullLoad(objects: NftObjects): NftTransaction {
@@ -669,14 +682,16 @@ export class NftablesDataplane implements Dataplane {
    * Reads the table back, with the generation the read reflects: the same generation before
    * and after means no commit ran in between, so the dumps saw one consistent table.
    */
-  private async readBackAt(): Promise<{ rb: NftReadBack | undefined; generation: number | undefined }> {
+  private async readBackAt(
+    signal?: AbortSignal,
+  ): Promise<{ rb: NftReadBack | undefined; generation: number | undefined }> {
     // A record of changes that lost its coverage restarts here, so that it covers this read's generation.
     await this.watch();
     // A listener lost before this read: the read sees what its outage's commits did (the full
     // read its restart promised). One lost during the read asks for another.
     const due = this.wholeReadDue;
     const before = await this.generation();
-    const rb = await this.readBack();
+    const rb = await this.readBack(signal);
     const after = before === undefined ? undefined : await this.generation();
     if (this.wholeReadDue === due) this.wholeReadDue = undefined;
     this.wholeKnownAt = this.clock();

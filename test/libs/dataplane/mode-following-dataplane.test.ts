@@ -4,6 +4,7 @@ import {
   type ApplyResult,
   type Dataplane,
   type NodeStateChange,
+  type ResyncOptions,
   type RetireResult,
 } from '../../../libs/dataplane/dataplane.ts';
 import { ModeFollowingDataplane } from '../../../libs/dataplane/mode-following-dataplane.ts';
@@ -25,6 +26,8 @@ class FakeKernel {
   /** Modes whose next retire throws (once per entry). */
   failRetire = new Set<ProxyMode>();
   opened: FakeModeDataplane[] = [];
+  /** Per resync, whether it was allowed to give way (ResyncOptions.yieldTo passed down). */
+  mayGiveWay: boolean[] = [];
 }
 
 class FakeModeDataplane implements Dataplane {
@@ -43,8 +46,9 @@ class FakeModeDataplane implements Dataplane {
     this.k.programmed.set(this.mode, state);
     return this.result(same ? 0 : 1);
   }
-  async resync(): Promise<ApplyResult> {
+  async resync(options?: ResyncOptions): Promise<ApplyResult> {
     this.k.log.push(`resync ${this.mode}`);
+    this.k.mayGiveWay.push(options?.yieldTo !== undefined);
     if (this.k.failResync.delete(this.mode)) return { ...this.result(0), verified: false, notes: ['drift'] };
     return this.result(0);
   }
@@ -219,6 +223,22 @@ describe('ModeFollowingDataplane (applier --mode auto)', () => {
       });
       return { k, dp, logged };
     };
+
+    it('a resync may give way only when the drain step before it wrote nothing (what it wrote is reported with that resync)', async () => {
+      const { k, dp } = makeRetiring();
+      await dp.apply(stateFor('ipvs'));
+      k.connections.set('ipvs', 2);
+      await dp.apply(stateFor('nftables'));
+      expect(dp.draining).toBe('ipvs');
+      k.mayGiveWay = [];
+      const yieldTo = new AbortController().signal;
+      expect(await dp.resync({ yieldTo })).toMatchObject({ kernelWrites: 1, scheduledWrites: 1 });
+      k.connections.set('ipvs', 0);
+      await dp.resync({ yieldTo }); // the drain ends: ipvs removed, a write
+      expect(dp.draining).toBeUndefined();
+      await dp.resync({ yieldTo }); // nothing retires
+      expect(k.mayGiveWay).toEqual([false, false, true]);
+    });
 
     it('keeps ipvs mode while its connections last, moves the drain on at each resync, and removes it once they are gone', async () => {
       const { k, dp, logged } = makeRetiring();

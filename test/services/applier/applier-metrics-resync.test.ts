@@ -16,6 +16,13 @@ describe('switchboard_applier_resyncs_total', () => {
     m.observe({ ...resync, kernelWrites: 3, scheduledWrites: 1 });
     m.observe({ ...resync, kernelWrites: 2 });
     m.observe({ ...resync, kernelWrites: 0 });
-    expect(await outcomes(m)).toEqual({ clean: 2, repaired: 2, failed: 0 });
+    expect(await outcomes(m)).toEqual({ clean: 2, repaired: 2, failed: 0, yielded: 0 });
+  });
+
+  it('counts a resync that gave way to an apply apart: it compared nothing', async () => {
+    const m = new ApplierMetrics();
+    m.observe({ type: 'resync-yielded', trigger: 'periodic', afterMs: 120 });
+    m.observe({ type: 'resync', trigger: 'periodic', verified: true, notes: [], kernelWrites: 0 });
+    expect(await outcomes(m)).toEqual({ clean: 1, repaired: 0, failed: 0, yielded: 1 });
   });
 });

@@ -6,7 +6,7 @@ import { describeOp } from '../../../../libs/dataplane/ipvs/kernel-op.ts';
 import { MemoryOwnershipStore } from '../../../../libs/dataplane/ipvs/ownership-record.ts';
 import { formatIpvsadm } from '../../../../libs/planner/index.ts';
 import type { NodeState } from '../../../../libs/model/index.ts';
-import { NOTHING_VERIFIED as NOTHING_VERIFIED_NOTE } from '../../../../libs/dataplane/dataplane.ts';
+import { NOTHING_VERIFIED as NOTHING_VERIFIED_NOTE, ResyncYielded } from '../../../../libs/dataplane/dataplane.ts';
 import { formatIpsetSave, nodeState, vs } from './node-state-fixture.ts';
 
 let now = 1_000_000;
@@ -388,6 +388,52 @@ describe('IpvsDataplane on the recording fake', () => {
     expect((await registry.getSingleMetric('switchboard_applier_drift_repairs_total')!.get()).values[0]!.value).toBe(1);
     expect((await dp.resync()).kernelWrites).toBe(0);
     expect(dp.driftRepairs).toBe(1);
+  });
+
+  it('a resync asked to give way stops after its read, before any write; the next apply is still a change, the next resync repairs', async () => {
+    const kernel = new FakeIpvsKernel();
+    let fullReads = 0;
+    const giveWay = new AbortController();
+    const counting = Object.assign(Object.create(kernel) as FakeIpvsKernel, {
+      read: async (o: Parameters<FakeIpvsKernel['read']>[0]) => {
+        fullReads++;
+        const r = await kernel.read(o);
+        giveWay.abort(); // the apply arrives while the resync reads
+        return r;
+      },
+      run: (tx: Parameters<FakeIpvsKernel['run']>[0]) => kernel.run(tx),
+    });
+    const { dp } = setup(counting);
+    await dp.apply(base());
+    kernel.external({
+      verb: 'delete',
+      kind: 'virtual-server',
+      vs: { protocol: 'TCP', address: '10.96.0.10', port: 80 },
+    });
+    const drifted = kernel.ipvsadmSave();
+    const transactions = kernel.transactions;
+    fullReads = 0;
+    await expect(dp.resync({ yieldTo: giveWay.signal })).rejects.toBeInstanceOf(ResyncYielded);
+    expect(fullReads).toBe(1);
+    expect(kernel.transactions).toBe(transactions);
+    expect(kernel.ipvsadmSave()).toBe(drifted);
+    // the apply it gave way to is planned against the model, as before the resync: no full read
+    fullReads = 0;
+    const s = base();
+    const next = {
+      ...s,
+      virtualServers: [
+        ...s.virtualServers.slice(0, 1),
+        vs('10.96.0.11', 53, [['10.244.1.5', 53]], { protocol: 'UDP' }),
+      ],
+    };
+    expect((await dp.apply(next)).verified).toBe(true);
+    expect(fullReads).toBe(0);
+    // the resync after it runs to its end and repairs the drift
+    const r = await dp.resync({ yieldTo: new AbortController().signal });
+    expect(r).toMatchObject({ verified: true });
+    expect(r.kernelWrites).toBeGreaterThan(0);
+    expect(kernel.ipvsadmSave()).toBe(formatIpvsadm(next));
   });
 
   it('a restarted applier (new instance, same record) makes zero writes', async () => {
