@@ -482,7 +482,10 @@ export class ApplierSession {
 
   private async resyncOnce(): Promise<void> {
     // kernel unknown: the retry of the apply (a full cycle) is the repair; lastError says why
-    if (!this.applied || this.kernelUnknown) return;
+    if (!this.applied || this.kernelUnknown) {
+      this.resyncGaveWay = false; // the resync that gave way is dropped: the next one may again
+      return;
+    }
     const wasHealthy = this.resyncError === '';
     const trigger = this.resyncTrigger;
     this.resyncTrigger = 'periodic';
