@@ -41,9 +41,10 @@ const changedVs = benchState(S, E, true).virtualServers;
 // as the applier's incremental renderer hands it over: unchanged services are the same objects
 const after: NodeState = {
   ...before,
-  virtualServers: before.virtualServers.map((v, i) =>
-    JSON.stringify(v) === JSON.stringify(changedVs[i]) ? v : changedVs[i]!,
-  ),
+  virtualServers: before.virtualServers.map((v, i) => {
+    const c = changedVs[i] ?? v;
+    return JSON.stringify(v) === JSON.stringify(c) ? v : c;
+  }),
 };
 const load0 = loadavg()[0];
 const runner = new NftNetlinkRunner();

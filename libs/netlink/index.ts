@@ -57,3 +57,6 @@ export * from './nftables-expr.ts';
 export { scanRule, type RuleDigestParts } from './nftables-rule-scan.ts';
 export { be32Attr, decodeAttrs } from './netlink-attrs.ts';
 export { encodeMessage } from './netlink-message.ts';
+
+// Who holds a unix socket: the kernel's sock_diag (libs/locks' abstract name claims).
+export { listListeningUnixSockets, type UnixSocketInfo } from './sock-diag.ts';

@@ -38,8 +38,7 @@ import { renderContext } from '../../libs/planner/index.ts';
 import { unknownFieldsText } from '../../libs/control/index.ts';
 import type { ContentShapes } from '../../libs/model/index.ts';
 import { startHttpEndpoint } from './http-endpoint.ts';
-import { takeNodeFilesLock, takeNodeLock } from './node-lock.ts';
-import type { ProcessLock } from '../../libs/locks/index.ts';
+import { takeNodeFilesLock, takeNodeLock, type NodeLock } from './node-lock.ts';
 import { healthCheckListenAddresses, healthCheckPorts, HealthCheckNodePorts } from './health-check-node-ports.ts';
 import { DEFAULT_HEALTHZ_TIMEOUT_MS, isOnTarget, ProxierHealth, serveProxierHealth } from './proxier-health.ts';
 import { NodeWarnings, type NodeWarningHooks } from './node-warnings.ts';
@@ -137,11 +136,12 @@ export interface ApplierService {
 }
 
 /** The locks this applier holds while it runs (node-lock.ts), or none. */
-function takeApplierLock(o: ApplierServiceOptions, stateDir: string): ProcessLock | undefined {
+async function takeApplierLock(o: ApplierServiceOptions, stateDir: string): Promise<NodeLock | undefined> {
   if (o.dataplane) return undefined; // a dataplane the caller made (tests): the caller's to guard
   // A dry-run applier programs nothing; one given a state directory writes the node's applied
   // record there (as `persisted` in startLocked) and ACKs as the node: the node's lock alone.
-  if (o.mode === 'dry-run') return o.stateDir ? takeNodeFilesLock(stateDir, o.node, 'applier (dry-run)') : undefined;
+  if (o.mode === 'dry-run')
+    return o.stateDir ? { ...takeNodeFilesLock(stateDir, o.node, 'applier (dry-run)'), notes: [] } : undefined;
   return takeNodeLock(stateDir, o.node, 'applier');
 }
 
@@ -154,7 +154,7 @@ function takeApplierLock(o: ApplierServiceOptions, stateDir: string): ProcessLoc
 export async function startApplierService(o: ApplierServiceOptions): Promise<ApplierService> {
   const stateDir = o.stateDir ?? DEFAULT_STATE_DIR;
   // One process programs this node (node-lock.ts): a second applier stops here, before the kernel.
-  const nodeLock = takeApplierLock(o, stateDir);
+  const nodeLock = await takeApplierLock(o, stateDir);
   // A start that fails (a busy --http port, an unfit node, a bad address) holds nothing after it:
   // what it opened is closed, newest first, and the lock released.
   const undo: (() => unknown)[] = [];
@@ -173,10 +173,11 @@ export async function startApplierService(o: ApplierServiceOptions): Promise<App
 async function startLocked(
   o: ApplierServiceOptions,
   stateDir: string,
-  nodeLock: ProcessLock | undefined,
+  nodeLock: NodeLock | undefined,
   undo: (() => unknown)[],
 ): Promise<ApplierService> {
   const log = o.logger ?? pino({ name: 'switchboard-applier', base: { node: o.node } });
+  for (const note of nodeLock?.notes ?? []) log.warn({ note }, 'network namespace claim');
   const metrics = new ApplierMetrics();
   const proxierHealth = new ProxierHealth(o.healthzTimeoutMs ?? DEFAULT_HEALTHZ_TIMEOUT_MS);
   let session: ApplierSession | undefined;

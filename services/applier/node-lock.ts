@@ -19,10 +19,26 @@
 //   (`node-1.example.internal`) took two node locks and fought over one table. The namespace
 //   lock is keyed by the namespace's inode (the number in `readlink /proc/PID/ns/net`,
 //   `net:[INODE]`), the same for every process in it, a hostNetwork pod's included.
+//
+// Lock files keep apart only processes that share the state directory. A process that programs
+// its own namespace also claims an abstract unix socket name there (NAMESPACE_CLAIM,
+// libs/locks/abstract-name-claim.ts), which every process in the namespace sees whatever its
+// files: a unit file given another --state-dir beside a DaemonSet pod is refused too. A holder
+// that is neither root nor this process's uid is ignored with a note (anyone may bind the name
+// first; such a process cannot program the kernel state). A command that programs another named
+// namespace (`cleanup --netns`) relies on the files alone: the name lives inside that namespace.
 
 import { mkdirSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { tryProcessLock, type ProcessLock } from '../../libs/locks/index.ts';
+import { claimAbstractName, tryProcessLock, type ProcessLock } from '../../libs/locks/index.ts';
+
+/** The abstract unix socket name a process that programs its network namespace claims there. */
+export const NAMESPACE_CLAIM = 'switchboard/programs-this-network-namespace';
+
+/** The node's locks; `notes`: a claim holder that was ignored, to be logged. */
+export interface NodeLock extends ProcessLock {
+  readonly notes: readonly string[];
+}
 
 /** The lock file of `node` in `stateDir`. */
 export const nodeLockFile = (stateDir: string, node: string): string =>
@@ -68,10 +84,45 @@ export function takeNodeFilesLock(stateDir: string, node: string, purpose: strin
 
 /**
  * Takes the node's lock and its network namespace's (`netns`: the `ip netns` name the command
- * programs; default this process's) for `purpose` (`applier`, `apply --once`, `cleanup`); throws,
- * one line naming the holder, when either is held. Releasing the result releases both.
+ * programs; default this process's, which is then also claimed by name: NAMESPACE_CLAIM) for
+ * `purpose` (`applier`, `apply --once`, `cleanup`); throws, one line naming the holder, when any
+ * is held. Releasing the result releases all. `claimName`: tests use their own.
  */
-export function takeNodeLock(stateDir: string, node: string, purpose: string, netns?: string): ProcessLock {
+export async function takeNodeLock(
+  stateDir: string,
+  node: string,
+  purpose: string,
+  netns?: string,
+  claimName = NAMESPACE_CLAIM,
+): Promise<NodeLock> {
+  const files = takeNodeLockFiles(stateDir, node, purpose, netns);
+  if (netns !== undefined) return { release: () => files.release(), notes: [] };
+  let claim: Awaited<ReturnType<typeof claimAbstractName>>;
+  try {
+    claim = await claimAbstractName(claimName, `${purpose} of node ${node}`);
+  } catch (e) {
+    files.release();
+    throw e;
+  }
+  if ('heldBy' in claim) {
+    files.release();
+    throw new Error(
+      `this process's network namespace (net:[${networkNamespaceInode()}]) is programmed by another process (${claim.heldBy}): stop it first, one process per network namespace`,
+    );
+  }
+  if ('ignored' in claim) return { release: () => files.release(), notes: [claim.ignored] };
+  const held = claim.lock;
+  return {
+    release() {
+      held.release();
+      files.release();
+    },
+    notes: [],
+  };
+}
+
+/** The lock files of takeNodeLock: the node's, then its namespace's. */
+function takeNodeLockFiles(stateDir: string, node: string, purpose: string, netns?: string): ProcessLock {
   const inode = networkNamespaceInode(netns);
   const nodeLock = takeNodeFilesLock(stateDir, node, purpose);
   const nsFile = netnsLockFile(stateDir, inode);

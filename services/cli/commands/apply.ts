@@ -86,7 +86,8 @@ export function registerApply(program: Command, setExit: SetExit): void {
       const state = renderNodeState(cluster.data, o.node, config);
       const renderMs = performance.now() - t0;
       // one process programs a node (node-lock.ts): refused while its applier runs
-      const nodeLock = takeNodeLock(o.stateDir, o.node, 'apply --once');
+      const nodeLock = await takeNodeLock(o.stateDir, o.node, 'apply --once');
+      for (const note of nodeLock.notes) process.stderr.write(`warning: ${note}\n`);
       const created = await createDataplane({
         mode: o.mode,
         node: o.node,

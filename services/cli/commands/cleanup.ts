@@ -106,7 +106,8 @@ export function registerCleanup(program: Command, setExit: SetExit): void {
           throw new UsageError(`--netns is supported for --mode nftables only, not --mode ${o.mode}`);
         // refused while this node's applier runs, or another's in that namespace: it would program
         // again what this removes (node-lock.ts)
-        const nodeLock = takeNodeLock(o.stateDir, o.node, 'cleanup', o.netns);
+        const nodeLock = await takeNodeLock(o.stateDir, o.node, 'cleanup', o.netns);
+        for (const note of nodeLock.notes) process.stderr.write(`warning: ${note}\n`);
         const reports = await cleanupModes(modes, { stateDir: o.stateDir, node: o.node, netns: o.netns }).finally(() =>
           nodeLock.release(),
         );

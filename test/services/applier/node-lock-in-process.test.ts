@@ -15,20 +15,22 @@ import {
 } from '../../../services/applier/node-lock.ts';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'sb-nodelock-unit-'));
+/** This test's own namespace claim name: the vitest worker runs in the host's namespace. */
+const CLAIM = `switchboard-test/node-lock-${process.pid}`;
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 describe('takeNodeLock', () => {
-  it("takes the node's lock and its namespace's; another name in the namespace is refused and holds nothing", () => {
+  it("takes the node's lock and its namespace's; another name in the namespace is refused and holds nothing", async () => {
     const inode = networkNamespaceInode();
     expect(inode).toBe(statSync('/proc/self/ns/net').ino);
-    const a = takeNodeLock(dir, 'node-a', 'applier');
+    const a = await takeNodeLock(dir, 'node-a', 'applier', undefined, CLAIM);
     const nsFile = netnsLockFile(dir, inode);
     expect(JSON.parse(readFileSync(`${nsFile}.holder`, 'utf8'))).toMatchObject({ purpose: 'applier of node node-a' });
 
-    expect(() => takeNodeLock(dir, 'node-a', 'apply --once')).toThrow(
+    await expect(takeNodeLock(dir, 'node-a', 'apply --once', undefined, CLAIM)).rejects.toThrow(
       new RegExp(`^node node-a is programmed by another process \\(applier of node node-a, pid ${process.pid} on `),
     );
-    expect(() => takeNodeLock(dir, 'node-b', 'apply --once')).toThrow(
+    await expect(takeNodeLock(dir, 'node-b', 'apply --once', undefined, CLAIM)).rejects.toThrow(
       new RegExp(
         `^this process's network namespace \\(net:\\[${inode}\\]\\) is programmed by another process \\(applier of node node-a, pid ${process.pid} on [^;]*; lock ${nsFile.replaceAll('.', '\\.')}\\): stop it first, one process per network namespace$`,
       ),
@@ -38,16 +40,16 @@ describe('takeNodeLock', () => {
     bOnly.release();
 
     a.release();
-    const b = takeNodeLock(dir, 'node-b', 'cleanup');
+    const b = await takeNodeLock(dir, 'node-b', 'cleanup', undefined, CLAIM);
     expect(JSON.parse(readFileSync(`${nsFile}.holder`, 'utf8'))).toMatchObject({ purpose: 'cleanup of node node-b' });
     b.release();
     // released twice: nothing left to release, no error
     b.release();
-    expect(() => takeNodeLock(dir, 'node-a', 'applier').release()).not.toThrow();
+    (await takeNodeLock(dir, 'node-a', 'applier', undefined, CLAIM)).release();
   });
 
-  it('a named namespace that does not exist is one line naming it', () => {
-    expect(() => takeNodeLock(dir, 'node-a', 'cleanup', `sb-none-${process.pid}`)).toThrow(
+  it('a named namespace that does not exist is one line naming it', async () => {
+    await expect(takeNodeLock(dir, 'node-a', 'cleanup', `sb-none-${process.pid}`)).rejects.toThrow(
       `network namespace sb-none-${process.pid}: not found (/run/netns/sb-none-${process.pid}: ENOENT)`,
     );
   });

@@ -11,7 +11,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { netnsLockFile, nodeLockFile } from '../../../services/applier/node-lock.ts';
+import { NAMESPACE_CLAIM, netnsLockFile, nodeLockFile } from '../../../services/applier/node-lock.ts';
 import { TestNetns } from '../../libs/netlink/support/netns.ts';
 import type { failedStartHoldsNothing, lateFailureClosesWhatItOpened } from './support/node-lock-scenarios.ts';
 
@@ -192,6 +192,90 @@ describe('one process per node (node-lock.ts)', () => {
     expect(await tables()).not.toContain('switchboard');
   }, 120_000);
 
+  it('another --state-dir in the same netns is refused by the namespace claim, naming the holder; a claim squatted by another uid is ignored with a warning', async () => {
+    const dirA = mkdtempSync(path.join(tmpdir(), 'sb-nodelock-a-'));
+    const dirB = mkdtempSync(path.join(tmpdir(), 'sb-nodelock-b-'));
+    const claimed = async () =>
+      (await pexec('ip', ['netns', 'exec', ns2, 'ss', '-xlH'])).stdout.includes(`@${NAMESPACE_CLAIM}`);
+    const stop = async (p: ChildProcess) => {
+      if (p.exitCode !== null || p.signalCode !== null) return;
+      const gone = new Promise((r) => p.once('exit', r));
+      process.kill(Number(p.pid), 'SIGKILL');
+      await gone;
+    };
+    const onceWith = (dir: string, node: string) =>
+      sbIn(
+        ns2,
+        ...['apply', '--manifests', 'examples/demo', '--node', node, '--once', '--mode', 'nftables', '--json'],
+        ...['--state-dir', dir],
+      );
+    let first: ChildProcess | undefined;
+    let squatter: ChildProcess | undefined;
+    try {
+      // node-b's applier with state directory A, in ns2
+      first = spawn(
+        'ip',
+        ['netns', 'exec', ns2, BIN, 'applier', '--node', 'node-b', '--nats', 'nats://127.0.0.1:1'].concat([
+          '--mode',
+          'nftables',
+          '--state-dir',
+          dirA,
+          '--healthz-bind-address',
+          'off',
+        ]),
+        { stdio: 'ignore' },
+      );
+      await expect.poll(claimed, { timeout: 30_000, interval: 200 }).toBe(true);
+      const inode = statSync(`/run/netns/${ns2}`).ino;
+      const refusal = new RegExp(
+        `(^|\\n)switchboard: this process's network namespace \\(net:\\[${inode}\\]\\) is programmed by another process \\(applier of node node-b, pid ${first.pid} on ${hostname()} since \\d{4}-[^;]*; it holds @${NAMESPACE_CLAIM}, socket inode \\d+\\): stop it first, one process per network namespace\\n$`,
+      );
+      // `apply --once` and a second applier with state directory B: no lock file in common
+      const once = await onceWith(dirB, 'node-c');
+      expect(once.code, once.stderr).toBe(1);
+      expect(once.stderr).toMatch(refusal);
+      expect(once.stdout).toBe('');
+      expect(await tables(ns2)).not.toContain('switchboard');
+      const second = await sbIn(
+        ns2,
+        ...['applier', '--node', 'node-c', '--nats', 'nats://127.0.0.1:1', '--mode', 'nftables'],
+        ...['--state-dir', dirB, '--healthz-bind-address', 'off'],
+      );
+      expect(second.code, second.stderr).toBe(1);
+      expect(second.stderr).toMatch(refusal);
+      // the refused ones released B's files: none left held
+      expect(existsSync(`${nodeLockFile(dirB, 'node-c')}.holder`)).toBe(false);
+      await stop(first);
+      await expect.poll(claimed, { timeout: 10_000, interval: 100 }).toBe(false);
+
+      // a process of another uid squats the name first: it cannot program the namespace, ignored
+      squatter = spawn(
+        'ip',
+        ['netns', 'exec', ns2, 'setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', process.execPath].concat([
+          '-e',
+          `require('net').createServer((c) => c.destroy()).listen({ path: '\\0${NAMESPACE_CLAIM}' })`,
+        ]),
+        { stdio: 'ignore' },
+      );
+      await expect.poll(claimed, { timeout: 10_000, interval: 100 }).toBe(true);
+      const despite = await onceWith(dirB, 'node-c');
+      expect(despite.code, despite.stderr).toBe(0);
+      expect(despite.stderr).toMatch(
+        new RegExp(
+          `warning: @${NAMESPACE_CLAIM} is held by uid 65534, socket inode \\d+, which cannot program this network namespace: ignored`,
+        ),
+      );
+      expect(JSON.parse(despite.stdout)).toMatchObject({ mode: 'nftables', verified: true });
+      const clean = await sbIn(ns2, 'cleanup', '--mode', 'nftables', '--node', 'node-c', '--state-dir', dirB);
+      expect(clean.code, clean.stderr).toBe(0);
+    } finally {
+      if (first) await stop(first);
+      if (squatter) await stop(squatter);
+      rmSync(dirA, { recursive: true, force: true });
+      rmSync(dirB, { recursive: true, force: true });
+    }
+  }, 120_000);
+
   it('an applier whose start fails after it took the lock (its --http port taken, its health address refused) holds nothing and leaves nothing listening; stop() frees it', async () => {
     const netns = await TestNetns.create('nodelock');
     try {
@@ -206,6 +290,9 @@ describe('one process per node (node-lock.ts)', () => {
         expect(r.failure).toMatch(/EADDRINUSE|address already in use/);
         expect(r.freeAfterFailure).toBe(true);
         expect(r.heldWhileRunning).toMatch(/^applier of node n1, pid \d+ on /);
+        expect(r.claimedWhileRunning).toMatch(
+          new RegExp(`^applier of node n1, pid \\d+ on .*; it holds @${NAMESPACE_CLAIM}, socket inode \\d+$`),
+        );
         expect(r.freeAfterStop).toBe(true);
         const late = await netns.run<Awaited<ReturnType<typeof lateFailureClosesWhatItOpened>>>(
           fileURLToPath(new URL('./support/node-lock-scenarios.ts', import.meta.url)),

@@ -3,12 +3,16 @@
 import { connect, createServer } from 'node:net';
 import pino from 'pino';
 import { startApplierService } from '../../../../services/applier/applier-service.ts';
-import { nodeLockFile } from '../../../../services/applier/node-lock.ts';
-import { tryProcessLock } from '../../../../libs/locks/index.ts';
+import { NAMESPACE_CLAIM, nodeLockFile } from '../../../../services/applier/node-lock.ts';
+import { claimAbstractName, tryProcessLock } from '../../../../libs/locks/index.ts';
 
-export async function failedStartHoldsNothing(
-  stateDir: string,
-): Promise<{ failure: string; freeAfterFailure: boolean; heldWhileRunning: string; freeAfterStop: boolean }> {
+export async function failedStartHoldsNothing(stateDir: string): Promise<{
+  failure: string;
+  freeAfterFailure: boolean;
+  heldWhileRunning: string;
+  claimedWhileRunning: string;
+  freeAfterStop: boolean;
+}> {
   const busy = createServer();
   const port = await new Promise<number>((resolve) =>
     busy.listen(0, '127.0.0.1', () => resolve((busy.address() as { port: number }).port)),
@@ -22,10 +26,13 @@ export async function failedStartHoldsNothing(
     checkKubeProxyLeftovers: false,
   };
   const file = nodeLockFile(stateDir, 'n1');
-  const free = () => {
+  // the node's lock file, and the namespace's claim (node-lock.ts)
+  const free = async () => {
     const a = tryProcessLock(file, 'the test');
     if ('lock' in a) a.lock.release();
-    return 'lock' in a;
+    const c = await claimAbstractName(NAMESPACE_CLAIM, 'the test');
+    if ('lock' in c) c.lock.release();
+    return 'lock' in a && 'lock' in c;
   };
   const failure = await startApplierService({ ...base, http: `127.0.0.1:${port}` }).then(
     async (svc) => {
@@ -35,13 +42,16 @@ export async function failedStartHoldsNothing(
     (e: Error) => e.message,
   );
   busy.close();
-  const freeAfterFailure = free();
+  const freeAfterFailure = await free();
   const svc = await startApplierService({ ...base, http: '127.0.0.1:0' });
   const held = tryProcessLock(file, 'the test');
   const heldWhileRunning = 'heldBy' in held ? held.heldBy : 'not held';
   if ('lock' in held) held.lock.release();
+  const claim = await claimAbstractName(NAMESPACE_CLAIM, 'the test');
+  const claimedWhileRunning = 'heldBy' in claim ? claim.heldBy : 'not held';
+  if ('lock' in claim) claim.lock.release();
   await svc.stop();
-  return { failure, freeAfterFailure, heldWhileRunning, freeAfterStop: free() };
+  return { failure, freeAfterFailure, heldWhileRunning, claimedWhileRunning, freeAfterStop: await free() };
 }
 
 /** Whether something listens on 127.0.0.1:port. */
