@@ -62,8 +62,11 @@ export async function claimAbstractName(name: string, purpose: string): Promise<
   const who = `${JSON.stringify({ purpose, pid: process.pid, host: hostname(), since: new Date().toISOString() })}\n`;
   const server = net.createServer((c) => {
     c.on('error', () => undefined); // a peer gone before the greeting: nothing to do
+    // a peer that never closes its end would keep the socket: it gets 1 s to read the greeting
+    c.setTimeout(1000, () => c.destroy());
     c.end(who);
   });
+  server.maxConnections = 16; // anyone in the namespace may connect: a flood is dropped, not served
   server.on('error', () => undefined); // after listening: nothing it could report to
   const listened = await new Promise<NodeJS.ErrnoException | undefined>((resolve) => {
     server.once('error', resolve);
