@@ -62,9 +62,9 @@ export async function claimAbstractName(name: string, purpose: string): Promise<
   const who = `${JSON.stringify({ purpose, pid: process.pid, host: hostname(), since: new Date().toISOString() })}\n`;
   const server = net.createServer((c) => {
     c.on('error', () => undefined); // a peer gone before the greeting: nothing to do
-    // a peer that never closes its end would keep the socket: it gets 1 s to read the greeting
-    c.setTimeout(1000, () => c.destroy());
-    c.end(who);
+    // closed once the greeting is written (the peer still reads it): a peer that never closes its
+    // end keeps nothing here
+    c.end(who, () => c.destroy());
   });
   server.maxConnections = 16; // anyone in the namespace may connect: a flood is dropped, not served
   server.on('error', () => undefined); // after listening: nothing it could report to

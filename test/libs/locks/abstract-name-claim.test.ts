@@ -4,6 +4,7 @@
 // made in this process's namespace under names unique to this run; the squatters are processes of
 // this test, stopped by PID.
 import { spawn, type ChildProcess } from 'node:child_process';
+import net from 'node:net';
 import { hostname } from 'node:os';
 import { afterEach, describe, expect, it } from 'vitest';
 import { claimAbstractName, describeGreeting, judgeClaimHolder } from '../../../libs/locks/index.ts';
@@ -57,6 +58,31 @@ describe('claimAbstractName', () => {
     const again = await claimAbstractName(n, 'apply --once of node node-b');
     expect('lock' in again).toBe(true);
     if ('lock' in again) again.lock.release();
+  });
+
+  it('a peer that connects to the claim and never closes is dropped; the claim still answers the next one', async () => {
+    const n = name('lingering');
+    const held = await claimAbstractName(n, 'applier of node node-a');
+    if (!('lock' in held)) throw new Error(`not claimed: ${JSON.stringify(held)}`);
+    try {
+      const peers = Array.from({ length: 4 }, () => {
+        const c = net.createConnection({ path: `\0${n}`, allowHalfOpen: true }); // never ends its side
+        let greeting = '';
+        c.setEncoding('utf8');
+        c.on('data', (d: string) => (greeting += d));
+        // once the greeting ended, the holder's side is closed: a write meets EPIPE
+        const closed = new Promise<string>((resolve) => {
+          c.on('error', (e: NodeJS.ErrnoException) => resolve(`${greeting.length > 0}:${e.code}`));
+          c.once('end', () => c.write('x'));
+        });
+        return Promise.race([closed, new Promise<string>((r) => setTimeout(() => r('still open after 5 s'), 5000))]);
+      });
+      expect(await Promise.all(peers)).toEqual(Array(4).fill('true:EPIPE'));
+      const second = await claimAbstractName(n, 'apply --once of node node-b');
+      expect('heldBy' in second && second.heldBy).toMatch(/^applier of node node-a, pid /);
+    } finally {
+      held.lock.release();
+    }
   });
 
   it.skipIf(!isRoot)(
