@@ -9,7 +9,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { constants, PerformanceObserver } from 'node:perf_hooks';
 import v8 from 'node:v8';
-import type { NodeState, VirtualServer } from '../../libs/model/index.ts';
+import type { NodeState } from '../../libs/model/index.ts';
 import { formatIpsetSave, formatIpvsadm } from '../../libs/planner/index.ts';
 import {
   type ApplyResult,
@@ -24,6 +24,7 @@ import { GcAfterBigApply } from '../../services/applier/gc-after-big-apply.ts';
 import { fullGc } from '../../services/cli/full-gc.ts';
 import { startCpuProfile } from '../cpu-profile.ts';
 import { PhaseTimingKernel } from './phase-timing-kernel.ts';
+import { ipvsBenchState } from './bench-state.ts';
 import {
   cpuDelta,
   endChange,
@@ -80,55 +81,7 @@ sh('modprobe ip_vs 2>/dev/null || true');
 if (RUN_ESTIMATION !== undefined) writeFileSync(RUN_ESTIMATION_SYSCTL, `${RUN_ESTIMATION}\n`);
 const runEstimation = Number(readFileSync(RUN_ESTIMATION_SYSCTL, 'utf8').trim());
 
-function build(extra = 0): NodeState {
-  const vss: VirtualServer[] = [];
-  for (let s = 0; s < services; s++) {
-    const address = `10.96.${s >> 8}.${s & 255}`;
-    const n = endpoints + (s === 0 ? extra : 0);
-    vss.push({
-      protocol: 'TCP',
-      address,
-      port: 80,
-      scheduler: 'rr',
-      schedulerFlags: [],
-      persistenceTimeout: 0,
-      role: 'cluster-ip',
-      servicePort: `default/s${s}:http`,
-      localOnly: false,
-      sourceRanges: [],
-      realServers: Array.from({ length: n }, (_, e) => ({
-        address: `10.${128 + (e >> 4)}.${s >> 8}.${s & 255}`,
-        port: 8000 + (e & 15),
-        weight: 1,
-      })).sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : a.port - b.port)),
-    });
-  }
-  vss.sort((a, b) => (`${a.address}` < `${b.address}` ? -1 : 1));
-  const vips = vss.map((v) => v.address).sort();
-  return {
-    node: 'bench',
-    virtualServers: vss,
-    boundAddresses: vips,
-    ipsets: [
-      {
-        name: 'KUBE-CLUSTER-IP',
-        type: 'hash:ip,port',
-        family: 'inet',
-        entries: vss.map((v) => `${v.address},tcp:80`).sort(),
-      },
-      { name: 'KUBE-IPVS-IPS', type: 'hash:ip', family: 'inet', entries: vips },
-    ],
-    settings: {
-      strictARP: false,
-      masqueradeAll: false,
-      clusterCIDR: '',
-      tcpTimeout: 0,
-      tcpFinTimeout: 0,
-      udpTimeout: 0,
-      excludeCIDRs: [],
-    },
-  };
-}
+const build = (extra = 0): NodeState => ipvsBenchState(services, endpoints, extra);
 
 /**
  * Waits until the guest's CPUs were at least 90 % idle over one second (at most 120 s); returns
