@@ -4,7 +4,7 @@
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TestNetns } from '../libs/netlink/support/netns.ts';
-import type { readGivingWay, resyncGivingWay } from './support/nft-give-way-scenarios.ts';
+import type { giveWayAfterTheRead, readGivingWay, resyncGivingWay } from './support/nft-give-way-scenarios.ts';
 
 const SCENARIOS = fileURLToPath(new URL('./support/nft-give-way-scenarios.ts', import.meta.url));
 let netns: TestNetns;
@@ -48,5 +48,20 @@ describe('a whole nftables read that gives way', () => {
     expect(r.gaveWay).toEqual({ outcome: 'yielded', writes: 0 });
     expect(r.afterGiveWay).toEqual({ generationMoved: false, elementBack: false });
     expect(r.repaired).toEqual({ writes: 1, verified: true, elementBack: true });
+  }, 90_000);
+
+  it('a resync asked to give way once its whole read is done still gives way, and that whole read stays owed', async () => {
+    const r = await netns.run<Awaited<ReturnType<typeof giveWayAfterTheRead>>>(
+      SCENARIOS,
+      'giveWayAfterTheRead',
+      [300],
+      {
+        timeoutMs: 60_000,
+      },
+    );
+    expect(r.late).toBe('yielded');
+    // the retry reads the whole table (not only what notifications named): the read that gave way counted for nothing
+    expect(r.retryNotes).toContain('whole read: the table was last known whole over 1 s ago');
+    expect(r).toMatchObject({ retryVerified: true, retryWrites: 0 });
   }, 90_000);
 });

@@ -336,11 +336,9 @@ export class NftablesDataplane implements Dataplane {
   /**
    * Re-reads the table and repairs drift, unless the netns' ruleset generation still equals the
    * one at which the table was known to match what we applied: then nothing can have changed it
-   * (see knownGeneration) and the read-back is skipped.
-   */
-  /**
-   * `yieldTo`: gives way while it reads the whole table (the seconds at 10k services); the
-   * generation check and a read of what notifications named are short, and run to their end.
+   * (see knownGeneration) and the read-back is skipped. `yieldTo`: gives way while it reads the
+   * whole table (the seconds at 10k services); the generation check and a read of what
+   * notifications named are short, and run to their end.
    */
   async resync(options?: ResyncOptions): Promise<ApplyResult> {
     return this.ownWrite(() => this.resyncApplied(options?.yieldTo));
@@ -388,8 +386,6 @@ export class NftablesDataplane implements Dataplane {
       if (yieldTo?.aborted) throw new ResyncYielded(performance.now() - t0);
       throw e;
     }
-    // nothing written yet: the last moment it may give way
-    if (yieldTo?.aborted) throw new ResyncYielded(performance.now() - t0);
     const { rb, generation } = read;
     let tx: NftTransaction;
     let base: number | undefined;
@@ -692,6 +688,9 @@ export class NftablesDataplane implements Dataplane {
     const due = this.wholeReadDue;
     const before = await this.generation();
     const rb = await this.readBack(signal);
+    // Gave way: a read nobody compares proves nothing, so the whole read it owed is still owed
+    // (a lost listener's, the periodic one). The last point a resync may give way.
+    signal?.throwIfAborted();
     const after = before === undefined ? undefined : await this.generation();
     if (this.wholeReadDue === due) this.wholeReadDue = undefined;
     this.wholeKnownAt = this.clock();

@@ -170,3 +170,47 @@ export async function resyncGivingWay(services: number) {
     nft('delete', 'table', 'inet', `${table}-other`);
   }
 }
+
+/**
+ * A resync whose whole read was due (the table last known whole over `wholeReadEveryMs` ago) is
+ * asked to give way only once that read is complete: it still gives way, and the whole read stays
+ * owed, so the resync after the apply reads the whole table again, not what notifications named.
+ */
+export async function giveWayAfterTheRead(services: number) {
+  const table = 'givewaylate';
+  const real = new NftNetlinkRunner({ dumpThreadMinSets: 1 });
+  let afterWholeRead: (() => void) | undefined;
+  // the real runner, calling afterWholeRead once a whole read (no scope) returned
+  const runner = new Proxy(real, {
+    get(target, prop) {
+      if (prop === 'listTable')
+        return async (...args: Parameters<NftNetlinkRunner['listTable']>) => {
+          const rb = await target.listTable(...args);
+          if (args[2] === undefined) afterWholeRead?.();
+          return rb;
+        };
+      const v = Reflect.get(target, prop, target);
+      return typeof v === 'function' ? v.bind(target) : v;
+    },
+  });
+  let now = 0;
+  const dp = new NftablesDataplane({ runner, table, clock: () => now, wholeReadEveryMs: 1000 });
+  try {
+    await dp.apply(stateOf(services));
+    now += 2000; // the periodic whole read is due
+    nft('add', 'table', 'inet', `${table}-other`); // the generation moves: no skipping the read
+    const giveWay = new AbortController();
+    afterWholeRead = () => giveWay.abort();
+    const late = await dp.resync({ yieldTo: giveWay.signal }).then(
+      (r) => `finished: ${r.notes.join('; ')}`,
+      (e: Error) => (e instanceof ResyncYielded ? 'yielded' : e.message),
+    );
+    afterWholeRead = undefined;
+    const retry = await dp.resync();
+    return { late, retryNotes: retry.notes, retryVerified: retry.verified, retryWrites: retry.kernelWrites };
+  } finally {
+    await dp.cleanup().catch(() => undefined);
+    await dp.close();
+    nft('delete', 'table', 'inet', `${table}-other`);
+  }
+}
