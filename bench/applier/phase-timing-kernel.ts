@@ -26,8 +26,8 @@ export class PhaseTimingKernel implements KernelInterface {
     return out;
   }
 
-  async read(opts: Parameters<KernelInterface['read']>[0]): Promise<ObservedKernel> {
-    return this.timed('read', () => this.inner.read(opts));
+  async read(opts: Parameters<KernelInterface['read']>[0], signal?: AbortSignal): Promise<ObservedKernel> {
+    return this.timed('read', () => this.inner.read(opts, signal));
   }
 
   async readVirtualServers(keys: readonly VsKey[]): Promise<ObservedVirtualServer[]> {

@@ -111,8 +111,8 @@ export class IpvsDataplane implements Dataplane {
   }
 
   /**
-   * `yieldTo`: gives way once the kernel is read, before it plans, compares and writes (the read
-   * itself, a few large dumps at once, runs to its end).
+   * `yieldTo`: gives way while it reads the kernel (between the read's steps: each dump in flight
+   * ends first) or once it is read, before it plans, compares and writes.
    */
   resync(options?: ResyncOptions): Promise<ApplyResult> {
     return this.serial(async () => {
@@ -211,9 +211,7 @@ export class IpvsDataplane implements Dataplane {
       r =
         change && base
           ? await this.syncChange(wanted!, change, base)
-          : await this.syncFull(wanted, retiring, () => {
-              if (yieldTo?.aborted) throw new ResyncYielded(performance.now() - t0);
-            });
+          : await this.syncFull(wanted, retiring, yieldTo && { signal: yieldTo, since: t0 });
     } catch (e) {
       if (e instanceof ResyncYielded) this.base = base; // nothing was written: the base still holds
       throw e;
@@ -247,7 +245,7 @@ export class IpvsDataplane implements Dataplane {
   private async syncFull(
     requested: NodeState | undefined,
     retiring = false,
-    mayGiveWay?: () => void,
+    giveWay?: { readonly signal: AbortSignal; readonly since: number },
   ): Promise<Omit<ApplyResult, 'durationMs'> & { left?: DrainingLeft }> {
     const { record, forgotten } = await this.reachableRecord(this.owned!.record);
     let wanted = requested;
@@ -258,8 +256,15 @@ export class IpvsDataplane implements Dataplane {
       sysctls: Object.keys(sysctls),
       netfilterChains: mergeChains(glue ? glueChains(glue) : {}, record.netfilterChains),
     };
-    const observed = await this.options.kernel.read(readOpts);
-    mayGiveWay?.(); // the last point before anything is written
+    let observed: ObservedKernel;
+    try {
+      observed = await this.options.kernel.read(readOpts, giveWay?.signal);
+    } catch (e) {
+      if (giveWay?.signal.aborted) throw new ResyncYielded(performance.now() - giveWay.since);
+      throw e;
+    }
+    // the last point before anything is written
+    if (giveWay?.signal.aborted) throw new ResyncYielded(performance.now() - giveWay.since);
     if (retiring && wanted) {
       // what is kept depends on what the kernel holds (read with what `requested` names: a superset)
       wanted = retiringState(wanted, observed);

@@ -47,13 +47,20 @@ export class TransactionError extends Error {
 
 /** What runs transactions and reads the kernel: the netlink implementation or the recording fake. */
 export interface KernelInterface {
-  /** Reads the kernel; `sets` limits which ipsets are listed (ours by name/record). */
-  read(opts: {
-    readonly ipsets: readonly string[];
-    readonly device: string;
-    readonly sysctls: readonly string[];
-    readonly netfilterChains: Readonly<Record<string, readonly string[]>>;
-  }): Promise<ObservedKernel>;
+  /**
+   * Reads the kernel; `sets` limits which ipsets are listed (ours by name/record). Once `signal`
+   * fires, a read may stop between its steps and reject with the signal's reason (a resync giving
+   * way to an apply).
+   */
+  read(
+    opts: {
+      readonly ipsets: readonly string[];
+      readonly device: string;
+      readonly sysctls: readonly string[];
+      readonly netfilterChains: Readonly<Record<string, readonly string[]>>;
+    },
+    signal?: AbortSignal,
+  ): Promise<ObservedKernel>;
   /** Just these IPVS services with their real servers and counters (absent ones are left out). */
   readVirtualServers(keys: readonly VsKey[]): Promise<ObservedVirtualServer[]>;
   /**

@@ -19,9 +19,9 @@ const t0 = Date.now();
 const trace = (m: string) => process.stderr.write(`[driver ${((Date.now() - t0) / 1000).toFixed(1)} s] ${m}\n`);
 // Traces every kernel read and transaction (what the test output shows when a step is slow).
 const kernel: KernelInterface = {
-  async read(o) {
+  async read(o, signal) {
     const t = Date.now();
-    const r = await real.read(o);
+    const r = await real.read(o, signal);
     trace(`read ${r.virtualServers.length} services in ${Date.now() - t} ms`);
     return r;
   },

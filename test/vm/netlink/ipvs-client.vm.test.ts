@@ -231,6 +231,7 @@ describe('IpvsClient in the VM', () => {
         const v6 = r.doctored.find((v: any) => v.address === 'fd00:100::1');
         expect(v6).toEqual(r.withDumps.find((v: any) => v.address === 'fd00:100::1'));
         expect(v6.realServers).toHaveLength(1);
+        expect(r.givingWay).toEqual({ outcome: 'AbortError', after: 6 });
       },
     );
   });

@@ -335,6 +335,22 @@ export async function listingVsDumps(): Promise<Record<string, unknown>> {
       .map((l) => (l.startsWith('  -> 0A320202:2328') ? l.replace(/Masq {4}0 /, 'Masq    7 ') : l))
       .join('\n');
     writeFileSync('/tmp/ip_vs.doctored', doctored);
+    // A read asked to give way (a resync yielding to an apply): it rejects, it does not fall back
+    // to a dump per service; the same kernel then reads everything.
+    const givingWay = async () => {
+      const k = await NetlinkKernel.open({ ipvsListing: IPVS_LISTING_PATH });
+      try {
+        const fired = new AbortController();
+        fired.abort();
+        const outcome = await k.read(opts, fired.signal).then(
+          () => 'read',
+          (e: Error) => e.name,
+        );
+        return { outcome, after: (await k.read(opts)).virtualServers.length };
+      } finally {
+        await k.close();
+      }
+    };
     writeFileSync('/tmp/ip_vs.garbage', 'not a listing\n');
     return {
       listed,
@@ -343,6 +359,7 @@ export async function listingVsDumps(): Promise<Record<string, unknown>> {
       withDumps: await read(false),
       doctored: await read('/tmp/ip_vs.doctored'),
       garbage: await read('/tmp/ip_vs.garbage'),
+      givingWay: await givingWay(),
     };
   } finally {
     c.close();

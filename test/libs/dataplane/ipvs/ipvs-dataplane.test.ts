@@ -436,6 +436,32 @@ describe('IpvsDataplane on the recording fake', () => {
     expect(kernel.ipvsadmSave()).toBe(formatIpvsadm(next));
   });
 
+  it('a resync whose kernel read stops when asked to give way (AbortError) gives way, nothing written; a read that fails on its own fails the resync', async () => {
+    const kernel = new FakeIpvsKernel();
+    const giveWay = new AbortController();
+    let reads = 0;
+    let failRead = false;
+    const stopping = Object.assign(Object.create(kernel) as FakeIpvsKernel, {
+      read: async (o: Parameters<FakeIpvsKernel['read']>[0], signal?: AbortSignal) => {
+        reads++;
+        if (failRead) throw new Error('netlink: EPERM');
+        giveWay.abort(); // the apply arrives during the read, which stops between its steps
+        signal?.throwIfAborted();
+        return kernel.read(o);
+      },
+      run: (tx: Parameters<FakeIpvsKernel['run']>[0]) => kernel.run(tx),
+    });
+    const { dp } = setup(stopping);
+    await dp.apply(base());
+    const transactions = kernel.transactions;
+    reads = 0;
+    await expect(dp.resync({ yieldTo: giveWay.signal })).rejects.toBeInstanceOf(ResyncYielded);
+    expect(reads).toBe(1);
+    expect(kernel.transactions).toBe(transactions);
+    failRead = true;
+    await expect(dp.resync({ yieldTo: new AbortController().signal })).rejects.toThrow(/^netlink: EPERM$/);
+  });
+
   it('a restarted applier (new instance, same record) makes zero writes', async () => {
     const kernel = new FakeIpvsKernel();
     const store = new MemoryOwnershipStore();
