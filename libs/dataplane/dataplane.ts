@@ -48,6 +48,14 @@ export class ResyncYielded extends Error {
 }
 
 /**
+ * What a resync's read that failed with `e` throws: ResyncYielded when `yieldTo` fired (the read
+ * stopped to give way; `since`: when the resync began, performance.now()), else `e` itself.
+ */
+export function gaveWayOr(e: unknown, yieldTo: AbortSignal | undefined, since: number): unknown {
+  return yieldTo?.aborted ? new ResyncYielded(performance.now() - since) : e;
+}
+
+/**
  * How a NodeState differs from the one it was made from, in its virtual servers, when its producer
  * knows (the incremental renderer, NodeStateRenderer.changeOf): a dataplane that last applied
  * exactly `previous` need not compare every service to find the few that changed. Optional

@@ -15,7 +15,7 @@
 import net from 'node:net';
 import { hostname } from 'node:os';
 import { listListeningUnixSockets } from '../netlink/index.ts';
-import type { ProcessLock } from './process-lock.ts';
+import { holderText, type ProcessLock } from './process-lock.ts';
 
 /** What the holder found when the name was taken: its uid and what it says it is. */
 export interface ClaimHolder {
@@ -128,7 +128,7 @@ export function describeGreeting(text: string): string | undefined {
   try {
     const h = JSON.parse(text.split('\n')[0] ?? '') as Record<string, unknown>;
     if (typeof h.purpose !== 'string' || typeof h.pid !== 'number') return undefined;
-    return `${h.purpose}, pid ${h.pid} on ${String(h.host)} since ${String(h.since)}`;
+    return holderText(h);
   } catch {
     return undefined;
   }

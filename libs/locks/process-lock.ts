@@ -67,9 +67,13 @@ export function tryProcessLock(lockFile: string, purpose: string): LockAttempt {
 
 function describeHolder(holderFile: string): string {
   try {
-    const h = JSON.parse(fs.readFileSync(holderFile, 'utf8')) as Record<string, unknown>;
-    return `${String(h.purpose)}, pid ${String(h.pid)} on ${String(h.host)} since ${String(h.since)}`;
+    return holderText(JSON.parse(fs.readFileSync(holderFile, 'utf8')) as Record<string, unknown>);
   } catch {
     return 'holder not recorded';
   }
+}
+
+/** A holder record ({ purpose, pid, host, since }) as a refusal names it. */
+export function holderText(h: Record<string, unknown>): string {
+  return `${String(h.purpose)}, pid ${String(h.pid)} on ${String(h.host)} since ${String(h.since)}`;
 }

@@ -2,6 +2,7 @@ import { release } from 'node:os';
 import { Counter, register as defaultRegistry, type Registry } from 'prom-client';
 import { IPVS_DUMMY_DEVICE, realServerKey, virtualServerKey, type NodeState } from '../../model/index.ts';
 import {
+  gaveWayOr,
   NOTHING_VERIFIED,
   ResyncYielded,
   type ApplyResult,
@@ -256,13 +257,9 @@ export class IpvsDataplane implements Dataplane {
       sysctls: Object.keys(sysctls),
       netfilterChains: mergeChains(glue ? glueChains(glue) : {}, record.netfilterChains),
     };
-    let observed: ObservedKernel;
-    try {
-      observed = await this.options.kernel.read(readOpts, giveWay?.signal);
-    } catch (e) {
-      if (giveWay?.signal.aborted) throw new ResyncYielded(performance.now() - giveWay.since);
-      throw e;
-    }
+    const observed = await this.options.kernel.read(readOpts, giveWay?.signal).catch((e: unknown) => {
+      throw gaveWayOr(e, giveWay?.signal, giveWay?.since ?? 0);
+    });
     // the last point before anything is written
     if (giveWay?.signal.aborted) throw new ResyncYielded(performance.now() - giveWay.since);
     if (retiring && wanted) {

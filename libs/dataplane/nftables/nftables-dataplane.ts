@@ -1,6 +1,13 @@
 import type { NodeState } from '../../model/index.ts';
 import { deleteStaleFlows, staleFlows, staleFlowsOnStart } from '../conntrack-cleanup.ts';
-import { NOTHING_VERIFIED, ResyncYielded, type ApplyResult, type Dataplane, type ResyncOptions } from '../dataplane.ts';
+import {
+  gaveWayOr,
+  NOTHING_VERIFIED,
+  ResyncYielded,
+  type ApplyResult,
+  type Dataplane,
+  type ResyncOptions,
+} from '../dataplane.ts';
 import { summarizeRules } from './nft-chain-summary.ts';
 import { NFT_FAMILY, NFT_TABLE } from './nft-names.ts';
 import { renderNftObjects, SHARED_SETS, type NftObjects } from './nft-objects.ts';
@@ -379,14 +386,9 @@ export class NftablesDataplane implements Dataplane {
       const done = await this.resyncNotified(since, now, objects, notes);
       if (done) return { ...done, durationMs: performance.now() - t0 };
     }
-    let read: Awaited<ReturnType<typeof this.readBackAt>>;
-    try {
-      read = await this.readBackAt(yieldTo);
-    } catch (e) {
-      if (yieldTo?.aborted) throw new ResyncYielded(performance.now() - t0);
-      throw e;
-    }
-    const { rb, generation } = read;
+    const { rb, generation } = await this.readBackAt(yieldTo).catch((e: unknown) => {
+      throw gaveWayOr(e, yieldTo, t0);
+    });
     let tx: NftTransaction;
     let base: number | undefined;
     if (!rb) {

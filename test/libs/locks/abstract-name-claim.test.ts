@@ -85,6 +85,8 @@ describe('claimAbstractName', () => {
     }
   });
 
+  // The squatters run as uid 65534 (setpriv) and as another root process: switching users needs
+  // root. CI runs as root; elsewhere this case is skipped, and the pure cases below still run.
   it.skipIf(!isRoot)(
     'a holder of another uid is ignored with a note; a root holder that says nothing is refused by its uid (needs root: the squatters run as other users)',
     async () => {
