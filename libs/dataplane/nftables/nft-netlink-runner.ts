@@ -62,7 +62,10 @@ import { availableParallelism } from 'node:os';
 
 // NFTA_SET_ELEM_LIST_ELEMENTS is a nested attribute: its length field is 16 bits.
 const MAX_ELEMENTS_BYTES = 60_000;
-/** Most bytes of a set declaration and its elements glued into one batch (far below any batch). */
+/**
+ * Most bytes of a set declaration and its elements glued into one batch; a runner lowers it to a
+ * quarter of its largest batch (gluedBytesFor), which at the kernel's default wmem_max is ~100 KiB.
+ */
 const MAX_GLUED_BYTES = 1024 * 1024;
 const READER_SOCKETS = 16;
 /** Above this many chains a read-back dumps rules chain by chain (see listTable). */
@@ -175,14 +178,21 @@ export class NftNetlinkRunner implements NftRunner {
     return Math.min(socket, this.options.maxBatchBytes ?? socket);
   }
 
+  /** Most bytes glued to one set declaration in this runner's batches (see gluedBytesFor). */
+  get maxGluedBytes(): number {
+    return gluedBytesFor(this.maxBatchBytes);
+  }
+
   async run(tx: NftTransaction): Promise<void> {
     const load = tx.fullLoad;
     if (!load && tx.error) throw tx.error;
     const t0 = performance.now();
     // Grammar errors surface here, before any send.
-    const compiled = load ? compileFullLoad(tx.family, tx.table, load) : compileTransaction(tx);
+    const maxBytes = this.maxBatchBytes;
+    const glued = gluedBytesFor(maxBytes);
+    const compiled = load ? compileFullLoad(tx.family, tx.table, load, glued) : compileTransaction(tx, glued);
     const { messages } = compiled;
-    const batches = splitBatches(compiled, this.maxBatchBytes);
+    const batches = splitBatches(compiled, maxBytes);
     const compileMs = performance.now() - t0;
     let bytes = 0;
     const batchMs: number[] = [];
@@ -733,8 +743,8 @@ interface Compiled {
  * to life (base chains with hooks and their rules): when a transaction is too large for one
  * batch, those go last, so a table loaded in several batches stays inert until complete.
  */
-export function compileTransaction(tx: NftTransaction): Compiled {
-  const c = new OpCompiler(tx.family, tx.table);
+export function compileTransaction(tx: NftTransaction, maxGluedBytes = MAX_GLUED_BYTES): Compiled {
+  const c = new OpCompiler(tx.family, tx.table, maxGluedBytes);
   for (const op of tx.ops) c.op(op);
   return c.finish();
 }
@@ -746,8 +756,13 @@ export function compileTransaction(tx: NftTransaction): Compiled {
  * is ~250k operation objects that all lived until the load was compiled; here each dies young.
  * Names are checked as the queue checks them; keys and values by the compile grammar.
  */
-export function compileFullLoad(family: string, table: string, objects: NftObjects): Compiled {
-  const c = new OpCompiler(family, table);
+export function compileFullLoad(
+  family: string,
+  table: string,
+  objects: NftObjects,
+  maxGluedBytes = MAX_GLUED_BYTES,
+): Compiled {
+  const c = new OpCompiler(family, table, maxGluedBytes);
   emitFullLoad(objects, (verb, object) => {
     if (object.kind === 'chain' || object.kind === 'set' || object.kind === 'map') {
       const why = invalidObjectName(object.name);
@@ -776,6 +791,7 @@ class OpCompiler {
   constructor(
     private readonly family: string,
     private readonly table: string,
+    private readonly maxGluedBytes: number,
   ) {
     this.t = tableRef(family, table);
   }
@@ -797,7 +813,7 @@ class OpCompiler {
     // valid in the batch that declares the set, so the two are glued (splitBatches keeps them
     // together); a run too large to glue goes by name.
     const d = this.justDeclared;
-    if (d && p.verb === 'new' && p.map === d.name && d.bytes + p.bytes <= MAX_GLUED_BYTES) {
+    if (d && p.verb === 'new' && p.map === d.name && d.bytes + p.bytes <= this.maxGluedBytes) {
       const m = setElems('new', this.t, p.map, p.items, op, { setId: d.id, byIdOnly: true });
       this.withNext[this.withNext.length - 1] = true;
       this.push(m);
@@ -886,13 +902,32 @@ class OpCompiler {
 }
 
 /**
+ * A datagram's bytes for a message in a batch: its header (16) and payload padded to 4, rounded
+ * up. Every batch's sum stays at most the runner's maxBatchBytes, 4 KiB under the send buffer,
+ * which also holds BATCH_BEGIN and BATCH_END.
+ */
+const batchedSize = (m: NftMessage) => m.payload.length + 20;
+
+/**
+ * Glue cap for batches of at most `maxBatchBytes`: a quarter of a batch (at the kernel's default
+ * wmem_max, 2 × 212,992 bytes of send buffer, ~100 KiB: a map of ~1,700 endpoints glued, its
+ * further elements by name), so a glued run is small against the batch it must fit in whole.
+ */
+export function gluedBytesFor(maxBatchBytes: number): number {
+  return Math.max(0, Math.min(MAX_GLUED_BYTES, Math.floor(maxBatchBytes / 4)));
+}
+
+/**
  * One batch when it fits; otherwise in order, with the staged (hooking) messages last in a batch
- * of their own, never cutting between messages that must share a batch.
+ * of their own. Messages that must share a batch (withNext) go as one unit, cut before when the
+ * unit does not fit what is left of the batch: no batch is over `maxBytes` (a cut inside a glued
+ * run made one larger than the socket's send buffer, refused with EMSGSIZE, whenever such a
+ * run straddled the limit: a service of a few hundred endpoints at the default wmem_max). A
+ * unit larger than a whole batch is refused here, naming it, before anything is sent.
  */
 export function splitBatches(c: Compiled, maxBytes: number): NftMessage[][] {
-  const size = (m: NftMessage) => m.payload.length + 20;
-  const total = c.messages.reduce((a, m) => a + size(m), 0);
   if (c.messages.length === 0) return [];
+  const total = c.messages.reduce((a, m) => a + batchedSize(m), 0);
   if (total <= maxBytes) return [c.messages];
   const order = [...c.messages.keys()]
     .filter((i) => !c.staged[i])
@@ -901,17 +936,28 @@ export function splitBatches(c: Compiled, maxBytes: number): NftMessage[][] {
   const batches: NftMessage[][] = [];
   let cur: NftMessage[] = [];
   let bytes = 0;
-  order.forEach((idx, pos) => {
-    const m = c.messages[idx]!;
-    const prevGlued = pos > 0 && c.withNext[order[pos - 1]!] === true;
-    if (cur.length > 0 && !prevGlued && (bytes + size(m) > maxBytes || pos === firstStaged)) {
+  for (let pos = 0; pos < order.length; ) {
+    // the unit: this message and every one glued after it
+    let end = pos;
+    let unitBytes = batchedSize(c.messages[order[pos]!]!);
+    while (end + 1 < order.length && c.withNext[order[end]!] === true)
+      unitBytes += batchedSize(c.messages[order[++end]!]!);
+    if (unitBytes > maxBytes) {
+      const first = c.messages[order[pos]!]!.operation;
+      const more = end > pos ? ` and the ${end - pos} message(s) that must share its batch` : '';
+      throw new Error(
+        `nftables batch: ${first}${more} take ${unitBytes} bytes, more than one batch can carry (${maxBytes}: the socket send buffer, 2 × net.core.wmem_max)`,
+      );
+    }
+    if (cur.length > 0 && (bytes + unitBytes > maxBytes || pos === firstStaged)) {
       batches.push(cur);
       cur = [];
       bytes = 0;
     }
-    cur.push(m);
-    bytes += size(m);
-  });
+    for (let k = pos; k <= end; k++) cur.push(c.messages[order[k]!]!);
+    bytes += unitBytes;
+    pos = end + 1;
+  }
   if (cur.length > 0) batches.push(cur);
   return batches;
 }

@@ -14,6 +14,7 @@ import {
 import {
   compileFullLoad,
   compileTransaction,
+  gluedBytesFor,
   splitBatches,
 } from '../../../../libs/dataplane/nftables/nft-netlink-runner.ts';
 import { planFullLoad } from '../../../../libs/dataplane/nftables/plan-nft-update.ts';
@@ -296,9 +297,11 @@ describe('compileFullLoad', () => {
     const objects = renderNftObjects(state);
     const tx = planFullLoad(objects, 't');
     expect(tx.fullLoad).toBe(objects);
-    const direct = compileFullLoad('inet', 't', objects);
+    // glue sized for the 64 KiB batches below, as a runner sizes it for its own
+    const glue = gluedBytesFor(64 * 1024);
+    const direct = compileFullLoad('inet', 't', objects, glue);
     const size = tx.size; // announced before the operations are queued
-    const queued = compileTransaction(tx);
+    const queued = compileTransaction(tx, glue);
     expect(tx.ops).toHaveLength(size);
     expect(direct.messages.length).toBe(queued.messages.length);
     direct.messages.forEach((m, i) => {
