@@ -5,7 +5,7 @@
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TestNetns } from '../libs/netlink/support/netns.ts';
-import type { readThreeWays } from './support/nft-dump-thread-scenarios.ts';
+import type { readPastWorkerHeap, readThreeWays } from './support/nft-dump-thread-scenarios.ts';
 
 const SCENARIOS = fileURLToPath(new URL('./support/nft-dump-thread-scenarios.ts', import.meta.url));
 let netns: TestNetns;
@@ -45,4 +45,20 @@ describe('whole-table read with the dump thread', () => {
     expect(r.next.stats.threadDumps).toBe(r.shared.stats.threadDumps);
     expect(r.next.text).toBe(r.inThread.text);
   }, 90_000);
+
+  it('a worker that runs out of heap mid-read costs that worker: the read is whole, no socket is left open, the process lives on', async () => {
+    const r = await netns.run<Awaited<ReturnType<typeof readPastWorkerHeap>>>(SCENARIOS, 'readPastWorkerHeap', [4], {
+      timeoutMs: 90_000,
+    });
+    expect(r.inThread).not.toBe('absent');
+    expect(r.reads).toHaveLength(4);
+    for (const read of r.reads) {
+      expect(read.stats.threadError).toMatch(/memory limit/);
+      expect(read.text).toBe(r.inThread);
+    }
+    // each whole read started a worker of its own (the one before had ended)
+    expect(r.workersStarted).toBe(4);
+    // the ended workers' sockets went with them: the count after the first read holds
+    expect(new Set(r.reads.map((read) => read.fds)).size).toBe(1);
+  }, 120_000);
 });

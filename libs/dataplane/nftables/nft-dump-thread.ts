@@ -9,6 +9,14 @@ import { startModuleWorker } from '../../threads/index.ts';
 import type { DumpWorkerReply, DumpWorkerRequest } from './nft-dump-worker.ts';
 
 type Chunk = (from: number, payloads: (Buffer[] | null)[]) => void;
+
+/**
+ * The worker's heap, capped far above what it holds (a chunk of 256 sets' messages: ~20 MB of RSS
+ * at 10k services) so that a runaway thread costs a thread, not the node's memory: V8 ends a
+ * worker at its limit (ERR_WORKER_OUT_OF_MEMORY), its sockets are closed with it, the read goes on
+ * in the calling thread and the next whole read starts another (test/netns/nft-dump-thread.test.ts).
+ */
+export const DUMP_WORKER_LIMITS = { maxOldGenerationSizeMb: 512 } as const;
 type Pending = { onChunk: Chunk; resolve: () => void; reject: (e: Error) => void };
 
 export class NftDumpThread {
@@ -16,8 +24,11 @@ export class NftDumpThread {
   private nextId = 1;
   private readonly pending = new Map<number, Pending>();
 
-  /** `start`: how to start the worker (tests pass one that fails). */
-  constructor(private readonly start: () => Worker = () => startModuleWorker(import.meta.url, 'nft-dump-worker')) {}
+  /** `start`: how to start the worker (tests pass one that fails, or one with a tiny heap). */
+  constructor(
+    private readonly start: () => Worker = () =>
+      startModuleWorker(import.meta.url, 'nft-dump-worker', { resourceLimits: DUMP_WORKER_LIMITS }),
+  ) {}
 
   /**
    * Dumps the elements of `sets` and hands their raw messages to `onChunk` a chunk at a time, in
