@@ -14,7 +14,7 @@ import {
   type VersionArtifact,
 } from '../model/index.ts';
 import { payloadDigest } from './planner-signature.ts';
-import { checkpointSubject, deltaSubject, H } from './subjects.ts';
+import { checkpointSubject, deltaPartSubject, deltaSubject, H } from './subjects.ts';
 
 /** One message to put on the versions stream. */
 export interface EncodedMessage {
@@ -45,6 +45,12 @@ type EncodeOptions = {
    * published on a stream that lacks its parent (VersionPublisher.publishBase).
    */
   checkpointOnly?: boolean;
+  /**
+   * Most messages of `chunkBytes` a delta may take (default 1). A delta over one message but
+   * within this many goes out as parts on deltaPartSubject, then its delta message with no
+   * payload naming their count (H.deltaParts); only a larger one needs a checkpoint of its own.
+   */
+  deltaParts?: number;
   /**
    * Where a checkpoint's chunk of `bytes` bytes is written (ChunkBuffers.take: a buffer the sender
    * had stored, reused); every byte of it is written before it is yielded. Default: a new one.
@@ -100,11 +106,12 @@ export function* artifactMessages(
     return;
   }
   // undefined: an oversize delta, known from a prefix of its entries without encoding all of it.
+  const most = deltaBytesLimit(opts.chunkBytes, opts.deltaParts);
   const bytes =
-    opts.checkpointOnly || (encoded === undefined && deltaExceeds(a, opts.chunkBytes, opts.texts))
+    opts.checkpointOnly || (encoded === undefined && deltaExceeds(a, most, opts.texts))
       ? undefined
-      : (encoded ?? artifactBytes(a, opts.chunkBytes));
-  if (bytes === undefined || bytes.length > opts.chunkBytes) {
+      : (encoded ?? artifactBytes(a, most));
+  if (bytes === undefined || bytes.length > most) {
     // Too big for one message (an initial sync, a mass change): the version's checkpoint, which
     // the publisher must have stored first, carries it; the delta is a marker naming it.
     if (opts.baseCheckpoint !== a.version)
@@ -119,12 +126,48 @@ export function* artifactMessages(
     };
     return;
   }
+  if (bytes.length > opts.chunkBytes) {
+    // A few messages' worth (a change to a service of thousands of endpoints): in parts, each
+    // signed and digested as a delta is, then the delta message naming their count. Without
+    // parts such a delta forced a checkpoint of the whole cluster, for every change of that
+    // service, and every node loaded it.
+    const { chunks, payloads } = splitBytes(bytes, size);
+    let i = 0;
+    for (const payload of payloads) {
+      const subject = deltaPartSubject(a.version, i);
+      yield {
+        subject,
+        // qualified by the content, as a checkpoint's chunks are (a deposed leader's parts of N)
+        msgId: `${subject}:${a.hash}`,
+        payload,
+        headers: {
+          ...common,
+          [H.chunk]: String(i),
+          [H.chunks]: String(chunks),
+          [H.payloadDigest]: payloadDigest(payload),
+        },
+      };
+      i++;
+    }
+    yield {
+      subject: deltaSubject(a.version),
+      msgId: deltaSubject(a.version),
+      payload: new Uint8Array(0),
+      headers: { ...common, [H.checkpoint]: String(opts.baseCheckpoint), [H.deltaParts]: String(chunks) },
+    };
+    return;
+  }
   yield {
     subject: deltaSubject(a.version),
     msgId: deltaSubject(a.version),
     payload: bytes,
     headers: { ...common, [H.checkpoint]: String(opts.baseCheckpoint), [H.payloadDigest]: payloadDigest(bytes) },
   };
+}
+
+/** The most bytes a delta may take as `parts` messages of `chunkBytes` (at least one message). */
+export function deltaBytesLimit(chunkBytes: number, parts = 1): number {
+  return chunkBytes * Math.max(1, Math.floor(parts));
 }
 
 function splitBytes(bytes: Uint8Array, size: number): { chunks: number; payloads: Iterable<Uint8Array> } {

@@ -3,6 +3,8 @@
  * permissions can never disagree.
  *
  *   stream SB_VERSIONS   sb.v.delta.<n>                 one delta per version (published last)
+ *                        sb.v.dpart.<n>.<part>          a delta too large for one message, in parts
+ *                                                       (before its delta, which then has no payload)
  *                        sb.v.checkpoint.<n>.<chunk>    full data every K versions, chunked
  *   KV sb_targets        default | node.<token> -> NodeTarget;  config.<rev> -> ConfigRevision
  *   core NATS            sb.ack.<token> (ACK/NACK), sb.hb.<token> (heartbeats)
@@ -28,6 +30,23 @@ export function checkpointSubject(version: number, chunk: number): string {
   return `sb.v.checkpoint.${version}.${chunk}`;
 }
 
+/**
+ * Part `part` of version `version`'s delta when it is too large for one message (a change to a
+ * service of thousands of endpoints): the parts are stored before the delta message, which names
+ * how many there are (H.deltaParts) and carries no payload.
+ */
+export function deltaPartSubject(version: number, part: number): string {
+  return `sb.v.dpart.${version}.${part}`;
+}
+
+/** Every part subject of version `version`'s delta (a filter). */
+export function deltaPartSubjects(version: number): string {
+  return `sb.v.dpart.${version}.*`;
+}
+
+/** Every version's delta parts (a filter). */
+export const DELTA_PART_SUBJECTS = 'sb.v.dpart.*.*';
+
 /** Every version's delta subject (a filter: stream info listing which versions the stream holds). */
 export const DELTA_SUBJECTS = 'sb.v.delta.*';
 
@@ -36,10 +55,13 @@ export function checkpointChunkSubjects(version: number): string {
   return `sb.v.checkpoint.${version}.*`;
 }
 
-/** Parses sb.v.delta.<n> / sb.v.checkpoint.<n>.<i>; undefined for anything else. */
+/**
+ * Parses sb.v.delta.<n> / sb.v.checkpoint.<n>.<i> / sb.v.dpart.<n>.<i> (form 'part', its part in
+ * `chunk`); undefined for anything else.
+ */
 export function parseVersionSubject(
   subject: string,
-): { form: 'delta' | 'checkpoint'; version: number; chunk: number } | undefined {
+): { form: 'delta' | 'checkpoint' | 'part'; version: number; chunk: number } | undefined {
   const p = subject.split('.');
   if (p[0] !== 'sb' || p[1] !== 'v') return undefined;
   const version = Number(p[3]);
@@ -48,6 +70,8 @@ export function parseVersionSubject(
   const chunk = Number(p[4]);
   if (p[2] === 'checkpoint' && p.length === 5 && Number.isSafeInteger(chunk) && chunk >= 0)
     return { form: 'checkpoint', version, chunk };
+  if (p[2] === 'dpart' && p.length === 5 && Number.isSafeInteger(chunk) && chunk >= 0)
+    return { form: 'part', version, chunk };
   return undefined;
 }
 
@@ -117,6 +141,11 @@ export const H = {
   chunks: 'Sb-Chunks',
   /** On a delta too large for one message: no payload; the version's checkpoint has the content. */
   checkpointOnly: 'Sb-Checkpoint-Only',
+  /**
+   * On a delta too large for one message but not for a few: no payload; its content is the
+   * payloads of parts 0..N-1 (deltaPartSubject) joined, each of which carries Sb-Chunk / Sb-Chunks.
+   */
+  deltaParts: 'Sb-Delta-Parts',
   parent: 'Sb-Parent',
   /** The event log's chain anchor for this version (`db verify --nats` checks the log against it). */
   anchor: 'Sb-Anchor',

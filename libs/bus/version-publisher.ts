@@ -11,7 +11,14 @@ import {
 import { StaleLeaderError } from './stale-leader.ts';
 import { appendChain } from './chained-append.ts';
 import type { KnownTexts, NoticeDelta, VersionArtifact } from '../model/index.ts';
-import { artifactBytes, artifactMessages, ChunkBuffers, deltaExceeds, type EncodedMessage } from './artifact-codec.ts';
+import {
+  artifactBytes,
+  artifactMessages,
+  ChunkBuffers,
+  deltaBytesLimit,
+  deltaExceeds,
+  type EncodedMessage,
+} from './artifact-codec.ts';
 import { leaseGroups } from './planner-lease.ts';
 import {
   artifactStatement,
@@ -24,6 +31,8 @@ import {
 import {
   checkpointChunkSubjects,
   DELTA_SUBJECTS,
+  DELTA_PART_SUBJECTS,
+  deltaPartSubjects,
   deltaSubject,
   H,
   parseVersionSubject,
@@ -40,12 +49,23 @@ export function isCheckpointVersion(v: number, every: number): boolean {
   return v === 1 || (every > 0 && v % every === 0);
 }
 
+/** Most parts one delta may take (VersionPublisherOptions.deltaParts). */
+const DEFAULT_DELTA_PARTS = 16;
+
 export interface VersionPublisherOptions {
   readonly nc: NatsConnection;
   /** A full checkpoint every this many versions (and at version 1). Default 50. */
   readonly checkpointEvery?: number;
   /** Checkpoint chunk size; default: half the server's max_payload. */
   readonly chunkBytes?: number;
+  /**
+   * Most messages of `chunkBytes` one delta may take as parts (default 16: 8 MB at the default
+   * max_payload). A delta over one message (a change to a service of thousands of endpoints) goes
+   * out in parts; only one over this many forces a checkpoint of its version (an initial sync, a
+   * mass change), which every node behind then loads. 1: every oversize delta forces one (before
+   * 2026-12-05, when each change of such a service made a checkpoint of the whole cluster).
+   */
+  readonly deltaParts?: number;
   readonly stream?: string;
   /** Stream retention; 0 = unlimited (default). Old deltas expiring only forces checkpoint jumps. */
   readonly maxAgeMs?: number;
@@ -137,6 +157,8 @@ export class VersionPublisher {
   /** The group's key (every planner of a group signs with the same one): checks term claims. */
   private readonly verifier: Verifier | undefined;
   readonly checkpointEvery: number;
+  /** See VersionPublisherOptions.deltaParts. */
+  private readonly deltaParts: number;
 
   private constructor(
     private readonly options: VersionPublisherOptions,
@@ -144,6 +166,7 @@ export class VersionPublisher {
     private readonly chunkBytes: number,
   ) {
     this.js = jetstream(options.nc);
+    this.deltaParts = Math.max(1, Math.floor(options.deltaParts ?? DEFAULT_DELTA_PARTS));
     const verifier = options.signer ? verifierFromPem(options.signer.publicKeyPem) : undefined;
     this.verifier = verifier;
     // A direct get is answered by any replica of the stream, a frozen one included (its route is
@@ -207,11 +230,11 @@ export class VersionPublisher {
     const h = a.header as VersionArtifact;
     const delta = { ...strip(h), form: 'delta' as const, delta: a.delta };
     // An oversize delta (an initial sync: the whole cluster) is never encoded: it goes out as a
-    // marker naming its checkpoint, and deciding that needs only a prefix of its entries.
-    const deltaBytes = deltaExceeds(delta, this.chunkBytes, a.texts)
-      ? undefined
-      : artifactBytes(delta, this.chunkBytes);
-    if (this.checkpointDue(h.version) || deltaBytes === undefined || deltaBytes.length > this.chunkBytes) {
+    // marker naming its checkpoint, and deciding that needs only a prefix of its entries. One
+    // over a message but within `deltaParts` of them goes out in parts (artifactMessages).
+    const most = deltaBytesLimit(this.chunkBytes, this.deltaParts);
+    const deltaBytes = deltaExceeds(delta, most, a.texts) ? undefined : artifactBytes(delta, most);
+    if (this.checkpointDue(h.version) || deltaBytes === undefined || deltaBytes.length > most) {
       out.push(
         await this.publishVersion({ ...strip(h), form: 'checkpoint', data: a.data() }, a.anchor, undefined, a.texts),
       );
@@ -334,6 +357,17 @@ export class VersionPublisher {
       const top = Math.max(-1, ...chunks);
       if (!chunks.includes(0) || chunks.length !== top + 1) lost.push(`checkpoint ${base}`);
     }
+    // a delta in parts needs every part: listed parts of a version from 0 up without a hole (a
+    // dropped prefix of the stream takes part 0 first; anything before the checkpoint is not needed)
+    const partInfo = await this.jsm.streams.info(this.stream, { subjects_filter: DELTA_PART_SUBJECTS });
+    const partsOf = new Map<number, number[]>();
+    for (const subject of Object.keys(partInfo.state.subjects ?? {})) {
+      const p = parseVersionSubject(subject);
+      if (p?.form === 'part' && p.version > base && p.version <= last)
+        partsOf.set(p.version, [...(partsOf.get(p.version) ?? []), p.chunk]);
+    }
+    for (const [v, parts] of [...partsOf].sort(([a], [b]) => a - b))
+      if (!parts.includes(0) || parts.length !== Math.max(...parts) + 1) lost.push(`parts of delta ${v}`);
     const gone: number[] = [];
     for (let v = base + 1; v < last; v++) if (!held.has(deltaSubject(v))) gone.push(v);
     if (gone.length > 0)
@@ -360,6 +394,7 @@ export class VersionPublisher {
     const refused = this.options.mayAppend?.();
     if (refused) throw new Error(`not appending to ${this.stream}: ${refused}`);
     await this.jsm.streams.purge(this.stream, { filter: deltaSubject(h.version) });
+    await this.jsm.streams.purge(this.stream, { filter: deltaPartSubjects(h.version) });
     const before = this.last;
     this.again = `again${this.lastSeq}`;
     // below the version, so that its marker is sent rather than confirmed as already there
@@ -414,6 +449,7 @@ export class VersionPublisher {
         anchor,
         texts,
         checkpointOnly: base,
+        deltaParts: this.deltaParts,
         chunkBuffer: buffers?.take,
       },
       encoded,
@@ -435,10 +471,18 @@ export class VersionPublisher {
       if (!duplicate) this.storedCheckpoints.push({ version: a.version, firstSeq });
       return { version: a.version, form: a.form, bytes, messages, duplicate };
     }
-    // a delta is one message
+    // a delta is one message, or its parts and then that message (no payload: it names them)
     let duplicate = false;
     let first: Outgoing | undefined;
-    for (const m of outgoing) {
+    const all = [...outgoing];
+    const parts = all.slice(0, -1);
+    if (parts.length > 0) {
+      // like a checkpoint's chunks: each conditional on the one before, a stored one deduped by
+      // its content-qualified id; the delta message below names them only once all are stored
+      const stored = await this.appendChunks(parts);
+      duplicate = stored.duplicate;
+    }
+    for (const m of all.slice(-1)) {
       first ??= m;
       try {
         const ack = await this.append(m.subject, m.payload, m.msgID, natsHeadersOf(m.headers, m.term), 0);
@@ -801,14 +845,14 @@ export class VersionPublisher {
         : 'not a version subject';
       if (fault === undefined && parsed) {
         if (parsed.form === 'delta') return parsed.version;
-        // A checkpoint chunk of N: a planner died before N's delta. N-1 is the last version,
+        // A checkpoint chunk or delta part of N: a planner died before N's delta. N-1 is the last version,
         // unless N was a base above a gap (publishBase): then it is the newest delta before N's
         // chunks, which this walk goes on to find.
         const before = parsed.version - 1;
         if (before === 0) return 0;
         const d = await this.reader.delta(before);
         if (d.ok || d.checkpointOnly) return before;
-        seq -= parsed.chunk; // chunk i of a checkpoint is i messages after its chunk 0
+        seq -= parsed.chunk; // chunk (part) i is i messages after chunk (part) 0
         continue;
       }
       this.options.onForeign?.(m.subject, fault ?? 'unknown');

@@ -2,7 +2,7 @@ import type { VersionArtifact } from '../model/index.ts';
 import { CheckpointDecoder, decodeDelta, withoutUnvouchedHashes } from './artifact-codec.ts';
 import { directGet, type DirectGot, type Requester } from './direct-get.ts';
 import { artifactStatement, payloadDigest, type Verifier } from './planner-signature.ts';
-import { checkpointSubject, deltaSubject, H, VERSIONS_STREAM } from './subjects.ts';
+import { checkpointSubject, deltaPartSubject, deltaSubject, H, VERSIONS_STREAM } from './subjects.ts';
 
 export type { Requester, ReplyMsg } from './direct-get.ts';
 
@@ -62,10 +62,26 @@ export class VersionReader {
 
   async delta(version: number): Promise<Fetched<Delta>> {
     let decoded: Delta | undefined;
-    const r = await this.first(deltaSubject(version), version, (m) => {
+    let partsBytes = 0;
+    let partsFailure: { missing: boolean; error: string; cause?: unknown } | undefined;
+    const r = await this.first(deltaSubject(version), version, async (m) => {
       if (m.header(H.checkpointOnly) === '1')
         return m.data.length === 0 ? undefined : 'checkpoint-only marker with a payload';
-      const d = decodeDelta(m.data);
+      let payload: Uint8Array = m.data;
+      let vouched = this.vouches(m.header);
+      const parts = m.header(H.deltaParts);
+      if (parts !== undefined && parts !== '') {
+        if (m.data.length !== 0) return 'delta in parts with a payload';
+        const joined = await this.parts(version, m.header(H.hash) ?? '', parts);
+        if (!joined.ok) {
+          partsFailure = joined;
+          return undefined; // the genuine delta message is this one: its parts are what failed
+        }
+        payload = joined.payload;
+        vouched = joined.vouched;
+        partsBytes = payload.length;
+      }
+      const d = decodeDelta(payload);
       if (!d.ok) return d.error;
       if (d.value.version !== version) return `payload says version ${d.value.version}`;
       if (this.opts.verifier && (d.value.hash !== m.header(H.hash) || String(d.value.parent) !== m.header(H.parent)))
@@ -76,10 +92,11 @@ export class VersionReader {
       const base = Number(m.header(H.checkpoint));
       if (Number.isSafeInteger(base) && base > version)
         return `checkpoint header ${base} is above the version ${version}`;
-      decoded = withoutUnvouchedHashes(d.value, this.vouches(m.header));
+      decoded = withoutUnvouchedHashes(d.value, vouched);
       return undefined;
     });
     if (!r.ok) return r;
+    if (partsFailure) return { ok: false, ...partsFailure };
     const anchor = r.header(H.anchor) ?? '';
     if (r.header(H.checkpointOnly) === '1') {
       return {
@@ -93,10 +110,41 @@ export class VersionReader {
     return {
       ok: true,
       value: decoded!,
-      bytes: r.data.length,
+      bytes: r.data.length + partsBytes,
       baseCheckpoint: Number.isSafeInteger(base) && base >= 0 ? base : 0,
       anchor,
     };
+  }
+
+  /**
+   * A delta's parts 0..n-1 (n as its delta message says), joined: each the first genuine one of
+   * its subject carrying the version's hash and the same count (a deposed leader's parts of the
+   * version, other content, may be stored before them). Vouched when every part is.
+   */
+  private async parts(
+    version: number,
+    hash: string,
+    count: string,
+  ): Promise<
+    | { ok: true; payload: Uint8Array; vouched: boolean }
+    | { ok: false; missing: boolean; error: string; cause?: unknown }
+  > {
+    const n = Number(count);
+    if (!Number.isSafeInteger(n) || n < 2 || n > 10_000)
+      return { ok: false, missing: false, error: `delta ${version}: bad part count ${JSON.stringify(count)}` };
+    const payloads: Uint8Array[] = [];
+    let vouched = true;
+    for (let i = 0; i < n; i++) {
+      const p = await this.first(deltaPartSubject(version, i), version, (m) =>
+        m.header(H.hash) === hash && m.header(H.chunks) === count && m.header(H.chunk) === String(i)
+          ? undefined
+          : 'part of another delta',
+      );
+      if (!p.ok) return { ...p, error: `delta ${version} part ${i} of ${n}: ${p.error}` };
+      vouched &&= this.vouches(p.header);
+      payloads.push(p.data);
+    }
+    return { ok: true, payload: Buffer.concat(payloads), vouched };
   }
 
   /**
@@ -193,7 +241,7 @@ export class VersionReader {
   private async first(
     subject: string,
     version: number,
-    accept: (m: Got) => string | undefined,
+    accept: (m: Got) => string | undefined | Promise<string | undefined>,
   ): Promise<Got | { ok: false; missing: boolean; error: string; cause?: unknown }> {
     let seq = 1;
     let skipped = 0;
@@ -204,7 +252,7 @@ export class VersionReader {
         return skipped > 0 && m.missing
           ? { ok: false, missing: true, error: `${subject}: no genuine artifact (${skipped} foreign messages skipped)` }
           : m;
-      const fault = this.genuine({ subject: m.subject, data: m.data, header: m.header }, version) ?? accept(m);
+      const fault = this.genuine({ subject: m.subject, data: m.data, header: m.header }, version) ?? (await accept(m));
       if (fault === undefined) return m;
       this.opts.onRejected?.(subject, fault);
       if (++skipped >= max)

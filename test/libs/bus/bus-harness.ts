@@ -128,6 +128,8 @@ export async function startBusWorld(o: {
   maxPayload?: number;
   /** Nothing signed and nothing verified (planner without --signing-key, appliers without --planner-key). */
   unsigned?: boolean;
+  /** The publisher's VersionPublisherOptions.deltaParts (default: its own). */
+  deltaParts?: number;
 }): Promise<BusWorld> {
   const signer = signerFromKey(generateKeyPairSync('ed25519').privateKey);
   const verifier = verifierFromPem(signer.publicKeyPem);
@@ -156,6 +158,7 @@ export async function startBusWorld(o: {
       nc: planner,
       checkpointEvery: o.checkpointEvery ?? 5,
       signer: signs,
+      deltaParts: o.deltaParts,
     });
     const targets = await TargetStore.open({ nc: planner, signer: signs });
     const received: BusWorld['received'] = new Events();

@@ -1,3 +1,5 @@
+// Every publisher here has deltaParts 1: version 2's oversize delta forces its checkpoint, whose
+// chunks this file follows (a delta in parts goes through the same chain: delta-parts.test.ts).
 import { afterEach, describe, expect, it } from 'vitest';
 import { jetstreamManager } from '@nats-io/jetstream';
 import type { Msg, NatsConnection } from '@nats-io/transport-node';
@@ -60,7 +62,7 @@ const chunkOf = (subject: string) => {
 
 /** A world whose chunks are 32 KiB, and two versions: v1 small, v2 a checkpoint of many chunks. */
 async function setUp() {
-  world = await startBusWorld({ nodes: [], checkpointEvery: 100, maxPayload: 64 * 1024 });
+  world = await startBusWorld({ nodes: [], checkpointEvery: 100, deltaParts: 1, maxPayload: 64 * 1024 });
   const m = new VersionMaker();
   const v1 = m.next({ upsertServices: [service(1)] });
   const v2 = m.next({ upsertServices: Array.from({ length: 400 }, (_, i) => service(i + 2, 10)) });
@@ -86,7 +88,7 @@ async function subjectCounts(nc: NatsConnection, filter: string): Promise<Record
 async function newLeaderClaimingAtChunk5(w: BusWorld, signer: BusWorld['signer'] | undefined) {
   const other = await connectBus({ servers: w.server.url, name: 'new-leader', auth: PLANNER });
   closers.push(() => other.close());
-  const next = await VersionPublisher.open({ nc: other, signer, checkpointEvery: 100 });
+  const next = await VersionPublisher.open({ nc: other, signer, checkpointEvery: 100, deltaParts: 1 });
   let claim: Promise<void> | undefined;
   const nc = intercepted(w.planner, async (subject, send) => {
     const c = chunkOf(subject);
@@ -113,7 +115,7 @@ describe('pipelined checkpoint publish', () => {
         inFlight--;
       }
     });
-    const p = await VersionPublisher.open({ nc, signer: w.signer, checkpointEvery: 100, pipeline: 6 });
+    const p = await VersionPublisher.open({ nc, signer: w.signer, checkpointEvery: 100, deltaParts: 1, pipeline: 6 });
     await p.claim(3, 'a');
     await publish(p, v1);
     const [cp] = await publish(p, v2);
@@ -134,7 +136,13 @@ describe('pipelined checkpoint publish', () => {
   it('a newer leader claiming the stream mid-checkpoint fails the publish: nothing of it after the claim, readers stay on version 1', async () => {
     const { w, v1, v2 } = await setUp();
     const { next, nc, claimed } = await newLeaderClaimingAtChunk5(w, w.signer);
-    const old = await VersionPublisher.open({ nc, signer: w.signer, checkpointEvery: 100, pipeline: 8 });
+    const old = await VersionPublisher.open({
+      nc,
+      signer: w.signer,
+      checkpointEvery: 100,
+      deltaParts: 1,
+      pipeline: 8,
+    });
     await old.claim(5, 'old');
     await publish(old, v1);
     await expect(publish(old, v2)).rejects.toThrow(StaleLeaderError);
@@ -158,7 +166,7 @@ describe('pipelined checkpoint publish', () => {
     expect((await reader.checkpoint(2)).ok).toBe(false);
     const d1 = await reader.delta(1);
     expect(d1.ok && d1.value.hash).toBe(v1.delta.hash);
-    const fresh = await VersionPublisher.open({ nc: w.planner, signer: w.signer, checkpointEvery: 100 });
+    const fresh = await VersionPublisher.open({ nc: w.planner, signer: w.signer, checkpointEvery: 100, deltaParts: 1 });
     expect(fresh.lastPublishedVersion()).toBe(1);
 
     // the new leader publishes version 2 (the same content, as its caught-up log has it) whole
@@ -176,7 +184,7 @@ describe('pipelined checkpoint publish', () => {
   ])(
     "%s: after a partial checkpoint from a deposed leader, the new leader's version 2 with OTHER content reads whole",
     async (_mode, unsigned) => {
-      world = await startBusWorld({ nodes: [], checkpointEvery: 100, maxPayload: 64 * 1024, unsigned });
+      world = await startBusWorld({ nodes: [], checkpointEvery: 100, deltaParts: 1, maxPayload: 64 * 1024, unsigned });
       const w = world;
       const signer = unsigned ? undefined : w.signer;
       const verifier = unsigned ? undefined : w.verifier;
@@ -190,7 +198,7 @@ describe('pipelined checkpoint publish', () => {
       expect(v2b.delta.hash).not.toBe(v2.delta.hash);
 
       const { next, nc } = await newLeaderClaimingAtChunk5(w, signer);
-      const old = await VersionPublisher.open({ nc, signer, checkpointEvery: 100, pipeline: 8 });
+      const old = await VersionPublisher.open({ nc, signer, checkpointEvery: 100, deltaParts: 1, pipeline: 8 });
       await old.claim(5, 'old');
       await publish(old, v1);
       await expect(publish(old, v2)).rejects.toThrow(StaleLeaderError);
@@ -218,7 +226,7 @@ describe('pipelined checkpoint publish', () => {
       if (chunkOf(subject)?.version === 2 && payload instanceof Uint8Array) buffers.add(payload.buffer);
       return publishOf(subject, payload, opts);
     };
-    const p = await VersionPublisher.open({ nc, signer: w.signer, checkpointEvery: 100, pipeline: 4 });
+    const p = await VersionPublisher.open({ nc, signer: w.signer, checkpointEvery: 100, deltaParts: 1, pipeline: 4 });
     await p.claim(3, 'a');
     await publish(p, v1);
     const [cp] = await publish(p, v2);
@@ -257,6 +265,7 @@ describe('pipelined checkpoint publish', () => {
       nc,
       signer: w.signer,
       checkpointEvery: 100,
+      deltaParts: 1,
       pipeline: 8,
       onForeign: (s, why) => foreign.push(`${s}: ${why}`),
     });
@@ -281,7 +290,7 @@ describe('pipelined checkpoint publish', () => {
       if (c?.version === 2 && c.chunk === 6 && lost++ === 0) throw new Error('simulated: the ack of chunk 6 was lost');
       return answer;
     });
-    const p = await VersionPublisher.open({ nc, signer: w.signer, checkpointEvery: 100, pipeline: 8 });
+    const p = await VersionPublisher.open({ nc, signer: w.signer, checkpointEvery: 100, deltaParts: 1, pipeline: 8 });
     await p.claim(3, 'a');
     await publish(p, v1);
     await expect(publish(p, v2)).rejects.toThrow(/ack of chunk 6 was lost/);
@@ -313,7 +322,7 @@ describe('pipelined checkpoint publish on a 3-server cluster (R3 stream: expecta
     const m = new VersionMaker();
     const v1 = m.next({ upsertServices: Array.from({ length: 300 }, (_, i) => service(i, 10)) });
     const v2 = m.next({ upsertServices: Array.from({ length: 300 }, (_, i) => service(i, 10, 2)) });
-    const next = await VersionPublisher.open({ nc: b, signer, checkpointEvery: 100, replicas: 3 });
+    const next = await VersionPublisher.open({ nc: b, signer, checkpointEvery: 100, deltaParts: 1, replicas: 3 });
     let claimed: Promise<void> | undefined;
     const nc = intercepted(a, async (subject, send) => {
       const c = chunkOf(subject);
@@ -323,7 +332,14 @@ describe('pipelined checkpoint publish on a 3-server cluster (R3 stream: expecta
       }
       return send();
     });
-    const old = await VersionPublisher.open({ nc, signer, checkpointEvery: 100, replicas: 3, pipeline: 8 });
+    const old = await VersionPublisher.open({
+      nc,
+      signer,
+      checkpointEvery: 100,
+      deltaParts: 1,
+      replicas: 3,
+      pipeline: 8,
+    });
     await old.claim(5, 'a');
     const [cp1] = await publish(old, v1);
     expect(cp1!.messages).toBeGreaterThan(10);

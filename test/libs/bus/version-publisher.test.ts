@@ -40,8 +40,9 @@ describe('VersionPublisher', () => {
   });
 
   it('publishes an oversize delta as a marker after its checkpoint, never encoding the whole delta', async () => {
-    // chunks of 32 KiB; version 2 upserts ~100 KiB of entries and is not a checkpoint version
-    world = await startBusWorld({ nodes: [], checkpointEvery: 100, maxPayload: 64 * 1024 });
+    // chunks of 32 KiB, a delta in at most 2 of them; version 2 upserts ~100 KiB of entries and is
+    // not a checkpoint version (a delta within the parts: delta-parts.test.ts)
+    world = await startBusWorld({ nodes: [], checkpointEvery: 100, maxPayload: 64 * 1024, deltaParts: 2 });
     const m = new VersionMaker();
     const v1 = m.next({ upsertServices: [service(1)] });
     await world.publisher.publishNext({ header: v1.delta, delta: v1.delta.delta, data: () => v1.checkpoint().data });
@@ -250,7 +251,8 @@ describe('VersionPublisher', () => {
   });
 
   it('chunks checkpoints larger than max_payload, and a node reassembles and verifies them', async () => {
-    world = await startBusWorld({ nodes: ['n1'], checkpointEvery: 10, maxPayload: 64 * 1024 });
+    // a delta in at most 2 messages: the mass change below forces a checkpoint
+    world = await startBusWorld({ nodes: ['n1'], checkpointEvery: 10, maxPayload: 64 * 1024, deltaParts: 2 });
     const m = new VersionMaker();
     const v1 = m.next({
       upsertServices: Array.from({ length: 300 }, (_, i) => service(i, 10)),
