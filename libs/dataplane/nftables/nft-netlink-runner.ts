@@ -929,34 +929,41 @@ export function splitBatches(c: Compiled, maxBytes: number): NftMessage[][] {
   if (c.messages.length === 0) return [];
   const total = c.messages.reduce((a, m) => a + batchedSize(m), 0);
   if (total <= maxBytes) return [c.messages];
-  const order = [...c.messages.keys()]
-    .filter((i) => !c.staged[i])
-    .concat([...c.messages.keys()].filter((i) => c.staged[i]));
-  const firstStaged = c.staged.filter((x) => !x).length;
+  // units of messages that must share a batch (each glued to the next), unstaged ones first
+  const units: { messages: NftMessage[]; bytes: number; staged: boolean }[] = [];
+  for (const staged of [false, true]) {
+    let unit: NftMessage[] = [];
+    let unitBytes = 0;
+    c.messages.forEach((m, i) => {
+      if (c.staged[i] !== staged) return;
+      unit.push(m);
+      unitBytes += batchedSize(m);
+      if (c.withNext[i] === true && c.staged[i + 1] === staged) return;
+      units.push({ messages: unit, bytes: unitBytes, staged });
+      unit = [];
+      unitBytes = 0;
+    });
+  }
   const batches: NftMessage[][] = [];
   let cur: NftMessage[] = [];
   let bytes = 0;
-  for (let pos = 0; pos < order.length; ) {
-    // the unit: this message and every one glued after it
-    let end = pos;
-    let unitBytes = batchedSize(c.messages[order[pos]!]!);
-    while (end + 1 < order.length && c.withNext[order[end]!] === true)
-      unitBytes += batchedSize(c.messages[order[++end]!]!);
-    if (unitBytes > maxBytes) {
-      const first = c.messages[order[pos]!]!.operation;
-      const more = end > pos ? ` and the ${end - pos} message(s) that must share its batch` : '';
+  let prevStaged = false;
+  for (const unit of units) {
+    if (unit.bytes > maxBytes) {
+      const more =
+        unit.messages.length > 1 ? ` and the ${unit.messages.length - 1} message(s) that must share its batch` : '';
       throw new Error(
-        `nftables batch: ${first}${more} take ${unitBytes} bytes, more than one batch can carry (${maxBytes}: the socket send buffer, 2 × net.core.wmem_max)`,
+        `nftables batch: ${unit.messages[0]?.operation}${more} take ${unit.bytes} bytes, more than one batch can carry (${maxBytes}: the socket send buffer, 2 × net.core.wmem_max)`,
       );
     }
-    if (cur.length > 0 && (bytes + unitBytes > maxBytes || pos === firstStaged)) {
+    if (cur.length > 0 && (bytes + unit.bytes > maxBytes || unit.staged !== prevStaged)) {
       batches.push(cur);
       cur = [];
       bytes = 0;
     }
-    for (let k = pos; k <= end; k++) cur.push(c.messages[order[k]!]!);
-    bytes += unitBytes;
-    pos = end + 1;
+    cur.push(...unit.messages);
+    bytes += unit.bytes;
+    prevStaged = unit.staged;
   }
   if (cur.length > 0) batches.push(cur);
   return batches;
