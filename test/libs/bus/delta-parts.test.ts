@@ -55,56 +55,62 @@ async function subjects(w: BusWorld): Promise<Record<string, number>> {
 }
 
 describe('a delta in parts', () => {
-  it('a change to a service of 1,000 endpoints: parts then the delta, no checkpoint; a node applies it as a delta', async () => {
-    world = await startBusWorld({ nodes: ['n1'], checkpointEvery: 100, maxPayload: 64 * 1024 });
-    const m = new VersionMaker();
-    const v1 = m.next({ upsertServices: [service(1), giant('ns/big', 1000)], upsertNodes: [node('n1')] });
-    await world.publisher.publishNext({ header: v1.delta, delta: v1.delta.delta, data: () => v1.checkpoint().data });
-    await world.targets.setDefaultTarget({ version: 1, configRevision: 0 });
-    const a = await world.startApplier('n1');
-    await world.received.waitFor(ackForHelper('n1', 1), 'ack 1');
+  it.each([
+    ['signed', false],
+    ['unsigned (each part vouched for by its payload digest)', true],
+  ])(
+    'a change to a service of 1,000 endpoints: parts then the delta, no checkpoint; a node applies it as a delta: %s',
+    async (_how, unsigned) => {
+      world = await startBusWorld({ nodes: ['n1'], checkpointEvery: 100, maxPayload: 64 * 1024, unsigned });
+      const m = new VersionMaker();
+      const v1 = m.next({ upsertServices: [service(1), giant('ns/big', 1000)], upsertNodes: [node('n1')] });
+      await world.publisher.publishNext({ header: v1.delta, delta: v1.delta.delta, data: () => v1.checkpoint().data });
+      await world.targets.setDefaultTarget({ version: 1, configRevision: 0 });
+      const a = await world.startApplier('n1');
+      await world.received.waitFor(ackForHelper('n1', 1), 'ack 1');
 
-    // every endpoint moves by 10: the service's entry, ~100 KB, is the delta
-    const v2 = m.next({ upsertServices: [giant('ns/big', 1000, 10)] });
-    const r2 = await world.publisher.publishNext({
-      header: v2.delta,
-      delta: v2.delta.delta,
-      data: () => {
-        throw new Error('no checkpoint of version 2 may be built');
-      },
-    });
-    expect(r2.map((r) => r.form)).toEqual(['delta']);
-    const messages = r2[0]?.messages ?? 0;
-    expect(messages).toBeGreaterThanOrEqual(4); // its parts and the delta message
-    expect(world.publisher.lastCheckpointVersion()).toBe(1);
-    const held = await subjects(world);
-    const parts = Object.keys(held).filter((s) => {
-      const p = parseVersionSubject(s);
-      return p?.form === 'part' && p.version === 2;
-    });
-    expect(parts.length).toBe(messages - 1);
-    expect(parts.every((s) => held[s] === 1)).toBe(true);
-    expect(Object.keys(held).some((s) => s.startsWith('sb.v.checkpoint.2.'))).toBe(false);
+      // every endpoint moves by 10: the service's entry, ~100 KB, is the delta
+      const v2 = m.next({ upsertServices: [giant('ns/big', 1000, 10)] });
+      const r2 = await world.publisher.publishNext({
+        header: v2.delta,
+        delta: v2.delta.delta,
+        data: () => {
+          throw new Error('no checkpoint of version 2 may be built');
+        },
+      });
+      expect(r2.map((r) => r.form)).toEqual(['delta']);
+      const messages = r2[0]?.messages ?? 0;
+      expect(messages).toBeGreaterThanOrEqual(4); // its parts and the delta message
+      expect(world.publisher.lastCheckpointVersion()).toBe(1);
+      const held = await subjects(world);
+      const parts = Object.keys(held).filter((s) => {
+        const p = parseVersionSubject(s);
+        return p?.form === 'part' && p.version === 2;
+      });
+      expect(parts.length).toBe(messages - 1);
+      expect(parts.every((s) => held[s] === 1)).toBe(true);
+      expect(Object.keys(held).some((s) => s.startsWith('sb.v.checkpoint.2.'))).toBe(false);
 
-    // read back: the same delta, its entry hashes vouched (every part is signed)
-    const reader = new VersionReader(world.planner, { verifier: world.verifier });
-    const got = await reader.delta(2);
-    expect(got.ok).toBe(true);
-    if (!got.ok) return;
-    expect(got.value.hash).toBe(v2.delta.hash);
-    expect(got.value.delta).toEqual(v2.delta.delta);
-    expect(got.value.entryHashes?.services).toHaveLength(1);
-    expect(got.baseCheckpoint).toBe(1);
-    expect(got.bytes).toBeGreaterThan(3 * 32 * 1024);
+      // read back: the same delta, its entry hashes vouched (every part is signed, or digested)
+      const reader = new VersionReader(world.planner, unsigned ? {} : { verifier: world.verifier });
+      const got = await reader.delta(2);
+      expect(got.ok).toBe(true);
+      if (!got.ok) return;
+      expect(got.value.hash).toBe(v2.delta.hash);
+      expect(got.value.delta).toEqual(v2.delta.delta);
+      expect(got.value.entryHashes?.services).toHaveLength(1);
+      expect(got.baseCheckpoint).toBe(1);
+      expect(got.bytes).toBeGreaterThan(3 * 32 * 1024);
 
-    // the node one version behind takes it as a delta, not a checkpoint
-    await world.targets.setDefaultTarget({ version: 2, configRevision: 0 });
-    const ack2 = await world.received.waitFor(ackForHelper('n1', 2), 'ack 2');
-    expect(ack2.kind === 'ack' && ack2.v.dataHash).toBe(m.index.hash());
-    const ev = await a.events.waitFor((e) => e.type === 'ack' && e.ack.version === 2, 'session ack 2');
-    expect(ev.type === 'ack' && ev.path).not.toBe('checkpoint');
-    expect(a.dataplane.last).toEqual(renderNodeState(m.index, 'n1', DEFAULT_PROXY_CONFIG));
-  });
+      // the node one version behind takes it as a delta, not a checkpoint
+      await world.targets.setDefaultTarget({ version: 2, configRevision: 0 });
+      const ack2 = await world.received.waitFor(ackForHelper('n1', 2), 'ack 2');
+      expect(ack2.kind === 'ack' && ack2.v.dataHash).toBe(m.index.hash());
+      const ev = await a.events.waitFor((e) => e.type === 'ack' && e.ack.version === 2, 'session ack 2');
+      expect(ev.type === 'ack' && ev.path).not.toBe('checkpoint');
+      expect(a.dataplane.last).toEqual(renderNodeState(m.index, 'n1', DEFAULT_PROXY_CONFIG));
+    },
+  );
 
   it('a planner that stopped between the parts and the delta message publishes the version again: no part twice', async () => {
     world = await startBusWorld({ nodes: [], checkpointEvery: 100, maxPayload: 64 * 1024 });
