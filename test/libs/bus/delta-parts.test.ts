@@ -5,10 +5,10 @@ import { jetstreamManager, jetstream } from '@nats-io/jetstream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { artifactBytes, deltaBytesLimit } from '../../../libs/bus/artifact-codec.ts';
 import { deltaPartSubject, H, parseVersionSubject, VersionPublisher, VersionReader } from '../../../libs/bus/index.ts';
-import { DEFAULT_PROXY_CONFIG, type ServiceEntry } from '../../../libs/model/index.ts';
+import { DEFAULT_PROXY_CONFIG } from '../../../libs/model/index.ts';
 import { renderNodeState } from '../../../libs/planner/index.ts';
 import { startBusWorld, type BusWorld } from './bus-harness.ts';
-import { node, service, serviceEntry, VersionMaker } from './fixtures.ts';
+import { largeService, node, service, VersionMaker } from './fixtures.ts';
 import { ackForHelper } from './publisher-helpers.ts';
 
 let world: BusWorld | undefined;
@@ -16,36 +16,6 @@ afterEach(async () => {
   await world?.close();
   world = undefined;
 });
-
-/** A ClusterIP service `key` with `n` ready endpoints on node n1, shifted by `shift`. */
-function giant(key: string, n: number, shift = 0): ServiceEntry {
-  const entry = serviceEntry(
-    key,
-    ['10.97.0.1'],
-    [
-      {
-        name: 'http',
-        protocol: 'TCP',
-        port: 80,
-        nodePort: 0,
-        endpoints: Array.from({ length: n }, (_, i) => {
-          const e = i + shift;
-          return {
-            ip: `10.${100 + (e >> 16)}.${(e >> 8) & 255}.${e & 255}`,
-            port: 8080,
-            nodeName: 'n1',
-            zone: '',
-            ready: true,
-            serving: true,
-            terminating: false,
-            hintZones: [],
-          };
-        }),
-      },
-    ],
-  );
-  return entry;
-}
 
 /** Subjects of stream SB_VERSIONS with how many messages each holds. */
 async function subjects(w: BusWorld): Promise<Record<string, number>> {
@@ -63,14 +33,14 @@ describe('a delta in parts', () => {
     async (_how, unsigned) => {
       world = await startBusWorld({ nodes: ['n1'], checkpointEvery: 100, maxPayload: 64 * 1024, unsigned });
       const m = new VersionMaker();
-      const v1 = m.next({ upsertServices: [service(1), giant('ns/big', 1000)], upsertNodes: [node('n1')] });
+      const v1 = m.next({ upsertServices: [service(1), largeService('ns/big', 1000)], upsertNodes: [node('n1')] });
       await world.publisher.publishNext({ header: v1.delta, delta: v1.delta.delta, data: () => v1.checkpoint().data });
       await world.targets.setDefaultTarget({ version: 1, configRevision: 0 });
       const a = await world.startApplier('n1');
       await world.received.waitFor(ackForHelper('n1', 1), 'ack 1');
 
       // every endpoint moves by 10: the service's entry, ~100 KB, is the delta
-      const v2 = m.next({ upsertServices: [giant('ns/big', 1000, 10)] });
+      const v2 = m.next({ upsertServices: [largeService('ns/big', 1000, 10)] });
       const r2 = await world.publisher.publishNext({
         header: v2.delta,
         delta: v2.delta.delta,
@@ -117,7 +87,7 @@ describe('a delta in parts', () => {
     const m = new VersionMaker();
     const v1 = m.next({ upsertServices: [service(1)] });
     await world.publisher.publishNext({ header: v1.delta, delta: v1.delta.delta, data: () => v1.checkpoint().data });
-    const v2 = m.next({ upsertServices: [giant('ns/big', 1000)] });
+    const v2 = m.next({ upsertServices: [largeService('ns/big', 1000)] });
     // a publisher whose lease ends once its parts are stored: asked before each part, once more as
     // its chain finds no further part, then before the delta message, which it refuses
     const parts = Math.ceil(artifactBytes(v2.delta, deltaBytesLimit(32 * 1024, 16)).length / (32 * 1024));
@@ -167,7 +137,7 @@ describe('a delta in parts', () => {
     h.set(H.chunk, '0');
     h.set(H.chunks, '2');
     await js.publish(deltaPartSubject(2, 0), new TextEncoder().encode('{"junk":'), { headers: h });
-    const v2 = m.next({ upsertServices: [giant('ns/big', 1000)] });
+    const v2 = m.next({ upsertServices: [largeService('ns/big', 1000)] });
     await world.publisher.publishNext({ header: v2.delta, delta: v2.delta.delta, data: () => v2.checkpoint().data });
     const rejected: string[] = [];
     const reader = new VersionReader(world.planner, {
@@ -193,7 +163,7 @@ describe('a delta in parts', () => {
     const v1 = m.next({ upsertServices: [service(1)] });
     await world.publisher.publishNext({ header: v1.delta, delta: v1.delta.delta, data: () => v1.checkpoint().data });
     // ~100 KB: more than 2 messages of 32 KiB
-    const v2 = m.next({ upsertServices: [giant('ns/big', 1000)] });
+    const v2 = m.next({ upsertServices: [largeService('ns/big', 1000)] });
     const r2 = await world.publisher.publishNext({
       header: v2.delta,
       delta: v2.delta.delta,

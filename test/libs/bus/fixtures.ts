@@ -24,19 +24,19 @@ export function serviceEntry(
   };
 }
 
-/** A ClusterIP service with `endpoints` ready TCP endpoints; `gen` varies the endpoint IPs. */
-export function service(i: number, endpoints = 2, gen = 0): ServiceEntry {
+/** A ClusterIP service `key` on port 80 whose ready TCP endpoints (:8080, on node n1) have the IPs `ips`. */
+function httpService(key: string, clusterIP: string, ips: readonly string[]): ServiceEntry {
   return serviceEntry(
-    `ns/svc-${i}`,
-    [`10.96.${Math.floor(i / 250)}.${(i % 250) + 1}`],
+    key,
+    [clusterIP],
     [
       {
         name: 'http',
         protocol: 'TCP',
         port: 80,
         nodePort: 0,
-        endpoints: Array.from({ length: endpoints }, (_, e) => ({
-          ip: `10.${1 + (gen % 200)}.${i % 250}.${e + 1}`,
+        endpoints: ips.map((ip) => ({
+          ip,
           port: 8080,
           nodeName: 'n1',
           zone: '',
@@ -47,6 +47,27 @@ export function service(i: number, endpoints = 2, gen = 0): ServiceEntry {
         })),
       },
     ],
+  );
+}
+
+/** A ClusterIP service with `endpoints` ready TCP endpoints; `gen` varies the endpoint IPs. */
+export function service(i: number, endpoints = 2, gen = 0): ServiceEntry {
+  return httpService(
+    `ns/svc-${i}`,
+    `10.96.${Math.floor(i / 250)}.${(i % 250) + 1}`,
+    Array.from({ length: endpoints }, (_, e) => `10.${1 + (gen % 200)}.${i % 250}.${e + 1}`),
+  );
+}
+
+/** A ClusterIP service `key` with `n` ready endpoints (any number: 10.100.0.0 up), shifted by `shift`. */
+export function largeService(key: string, n: number, shift = 0): ServiceEntry {
+  return httpService(
+    key,
+    '10.97.0.1',
+    Array.from({ length: n }, (_, i) => {
+      const e = i + shift;
+      return `10.${100 + (e >> 16)}.${(e >> 8) & 255}.${e & 255}`;
+    }),
   );
 }
 

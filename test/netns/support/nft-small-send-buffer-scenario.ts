@@ -5,21 +5,7 @@
 import { execFileSync } from 'node:child_process';
 import { NftNetlinkRunner, planFullLoad, renderNftObjects } from '../../../libs/dataplane/index.ts';
 import { inventoryText } from './nft-backend-scenarios.ts';
-import { nodeState } from './node-state-builder.ts';
-
-/** A node state of `services` ClusterIP services with `endpoints` endpoints each. */
-const bigServices = (services: number, endpoints: number) =>
-  nodeState(
-    Array.from({ length: services }, (_, i) => ({
-      servicePort: `ns/svc${i}:p`,
-      address: `10.96.${i >> 8}.${i & 255}`,
-      port: 80,
-      endpoints: Array.from(
-        { length: endpoints },
-        (_, e) => `10.${64 + (e >> 16)}.${(e >> 8) & 255}.${e & 255}:${8000 + i}`,
-      ),
-    })),
-  );
+import { servicesWithEndpoints } from './node-state-builder.ts';
 
 export async function loadThroughSmallSendBuffer(shapes: [services: number, endpoints: number][]) {
   const small = new NftNetlinkRunner({ sendBufferSize: 212_992, dumpThread: false });
@@ -27,7 +13,7 @@ export async function loadThroughSmallSendBuffer(shapes: [services: number, endp
   const out = [];
   try {
     for (const [services, endpoints] of shapes) {
-      const objects = renderNftObjects(bigServices(services, endpoints));
+      const objects = renderNftObjects(servicesWithEndpoints(services, endpoints));
       const loaded = await small.run(planFullLoad(objects, 'small')).then(
         () => 'loaded',
         (e: Error) => e.message.slice(0, 300),

@@ -63,3 +63,21 @@ export function nodeState(specs: VsSpec[], settings: Partial<NodeState['settings
     },
   };
 }
+
+/**
+ * `services` ClusterIP services (10.96.x.y:80) of `endpoints` endpoints each, any number of them
+ * (10.64.0.0 up, port 8000 + the service's index): large endpoint maps and sets for scale cases.
+ */
+export function servicesWithEndpoints(services: number, endpoints: number): NodeState {
+  return nodeState(
+    Array.from({ length: services }, (_, i) => ({
+      servicePort: `ns/svc${i}:p`,
+      address: `10.96.${i >> 8}.${i & 255}`,
+      port: 80,
+      endpoints: Array.from(
+        { length: endpoints },
+        (_, e) => `10.${64 + (e >> 16)}.${(e >> 8) & 255}.${e & 255}:${8000 + i}`,
+      ),
+    })),
+  );
+}

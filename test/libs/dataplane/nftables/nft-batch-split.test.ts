@@ -12,7 +12,7 @@ import {
 } from '../../../../libs/dataplane/nftables/nft-netlink-runner.ts';
 import { renderNftObjects } from '../../../../libs/dataplane/nftables/nft-objects.ts';
 import type { NftMessage } from '../../../../libs/netlink/index.ts';
-import { nodeState } from '../../../netns/support/node-state-builder.ts';
+import { servicesWithEndpoints } from '../../../netns/support/node-state-builder.ts';
 
 /** What the runner counts for a message in a batch (header and padding, rounded up). */
 const cost = (m: NftMessage) => m.payload.length + 20;
@@ -20,20 +20,6 @@ const bytesOf = (b: readonly NftMessage[]) => b.reduce((a, m) => a + cost(m), 0)
 
 /** The largest batch a socket grants at the kernel's default wmem_max (2 × 212,992), less the runner's 4 KiB. */
 const DEFAULT_WMEM_BATCH = 2 * 212_992 - 4096;
-
-/** A node state of `services` ClusterIP services with `endpoints` endpoints each. */
-const bigServices = (services: number, endpoints: number) =>
-  nodeState(
-    Array.from({ length: services }, (_, i) => ({
-      servicePort: `ns/svc${i}:p`,
-      address: `10.96.${i >> 8}.${i & 255}`,
-      port: 80,
-      endpoints: Array.from(
-        { length: endpoints },
-        (_, e) => `10.${64 + (e >> 16)}.${(e >> 8) & 255}.${e & 255}:${8000 + i}`,
-      ),
-    })),
-  );
 
 /** Checks every promise splitBatches makes of `batches` cut from `c` at `maxBytes`. */
 function expectSound(
@@ -67,7 +53,12 @@ describe('splitBatches', () => {
     // glued (~36 KB each). Cutting inside such a run made batches up to ~26 KB over the limit,
     // past the 4 KiB the runner keeps under the send buffer: the kernel refused the datagram
     // (EMSGSIZE) and the load failed on every try.
-    const c = compileFullLoad('inet', 't', renderNftObjects(bigServices(100, 600)), gluedBytesFor(DEFAULT_WMEM_BATCH));
+    const c = compileFullLoad(
+      'inet',
+      't',
+      renderNftObjects(servicesWithEndpoints(100, 600)),
+      gluedBytesFor(DEFAULT_WMEM_BATCH),
+    );
     expect(c.withNext.filter(Boolean).length).toBeGreaterThanOrEqual(100); // maps glued to their elements
     const batches = splitBatches(c, DEFAULT_WMEM_BATCH);
     expect(batches.length).toBeGreaterThan(5);
@@ -78,7 +69,7 @@ describe('splitBatches', () => {
     const glue = gluedBytesFor(DEFAULT_WMEM_BATCH);
     expect(glue).toBe(Math.floor(DEFAULT_WMEM_BATCH / 4));
     expect(gluedBytesFor(64 * 1024 * 1024)).toBe(1024 * 1024); // never more than 1 MiB
-    const c = compileFullLoad('inet', 't', renderNftObjects(bigServices(1, 20_000)), glue);
+    const c = compileFullLoad('inet', 't', renderNftObjects(servicesWithEndpoints(1, 20_000)), glue);
     let run = 0;
     c.messages.forEach((m, i) => {
       run += cost(m);
@@ -91,7 +82,7 @@ describe('splitBatches', () => {
   });
 
   it('refuses, naming it, a run of glued messages larger than a whole batch, before anything is sent', () => {
-    const c = compileFullLoad('inet', 't', renderNftObjects(bigServices(3, 4000)), 1024 * 1024);
+    const c = compileFullLoad('inet', 't', renderNftObjects(servicesWithEndpoints(3, 4000)), 1024 * 1024);
     expect(() => splitBatches(c, 100_000)).toThrow(
       /^nftables batch: add map inet t endpoints-[^ ]+ \{ .* \} and the \d+ message\(s\) that must share its batch take \d+ bytes, more than one batch can carry \(100000: /,
     );
