@@ -4,10 +4,19 @@
 import { jetstreamManager, jetstream } from '@nats-io/jetstream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { artifactBytes, deltaBytesLimit } from '../../../libs/bus/artifact-codec.ts';
-import { deltaPartSubject, H, parseVersionSubject, VersionPublisher, VersionReader } from '../../../libs/bus/index.ts';
+import type { Msg, NatsConnection } from '@nats-io/transport-node';
+import {
+  connectBus,
+  deltaPartSubject,
+  H,
+  parseVersionSubject,
+  StaleLeaderError,
+  VersionPublisher,
+  VersionReader,
+} from '../../../libs/bus/index.ts';
 import { DEFAULT_PROXY_CONFIG } from '../../../libs/model/index.ts';
 import { renderNodeState } from '../../../libs/planner/index.ts';
-import { startBusWorld, type BusWorld } from './bus-harness.ts';
+import { PLANNER, startBusWorld, type BusWorld } from './bus-harness.ts';
 import { largeService, node, service, VersionMaker } from './fixtures.ts';
 import { ackForHelper } from './publisher-helpers.ts';
 
@@ -122,6 +131,55 @@ describe('a delta in parts', () => {
     const got = await new VersionReader(world.planner, { verifier: world.verifier }).delta(2);
     expect(got.ok && got.value.hash).toBe(v2.delta.hash);
     expect(await restarted.lacks()).toBeUndefined();
+  });
+
+  it('a newer leader claiming the stream mid-parts fences the old one: its delta message is never stored; readers get the version 2 of the new leader', async () => {
+    world = await startBusWorld({ nodes: [], checkpointEvery: 100, maxPayload: 64 * 1024 });
+    const w = world;
+    const m = new VersionMaker();
+    const v1 = m.next({ upsertServices: [service(1)] });
+    const other = await connectBus({ servers: w.server.url, name: 'new-leader', auth: PLANNER });
+    try {
+      const next = await VersionPublisher.open({ nc: other, signer: w.signer, checkpointEvery: 100 });
+      // the old leader's connection: its part 2 of version 2 (and any later one) reaches the server
+      // only after the new leader's claim (term 9) is stored
+      let claim: Promise<void> | undefined;
+      const nc = new Proxy(w.planner, {
+        get(target, prop) {
+          if (prop === 'request')
+            return async (subject: string, payload: Uint8Array, opts: Parameters<NatsConnection['request']>[2]) => {
+              const p = parseVersionSubject(subject);
+              if (p?.form === 'part' && p.version === 2 && p.chunk >= 2) await (claim ??= next.claim(9, 'new'));
+              return target.request(subject, payload, opts) as Promise<Msg>;
+            };
+          const v = Reflect.get(target, prop, target) as unknown;
+          return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+        },
+      });
+      const old = await VersionPublisher.open({ nc, signer: w.signer, checkpointEvery: 100 });
+      await old.claim(5, 'old');
+      await old.publishNext({ header: v1.delta, delta: v1.delta.delta, data: () => v1.checkpoint().data });
+      const oldV2 = m.next({ upsertServices: [largeService('ns/big', 1000)] });
+      await expect(
+        old.publishNext({ header: oldV2.delta, delta: oldV2.delta.delta, data: () => oldV2.checkpoint().data }),
+      ).rejects.toThrow(StaleLeaderError);
+      expect(claim).toBeDefined();
+      const held = await subjects(w);
+      expect(held['sb.v.delta.2']).toBeUndefined();
+      // the new leader's version 2, other content (its own change): parts of both are stored, the
+      // reader takes the ones carrying the hash the stored delta message names
+      const m2 = new VersionMaker();
+      m2.next({ upsertServices: [service(1)] });
+      const newV2 = m2.next({ upsertServices: [largeService('ns/big', 1000, 7)] });
+      await next.claim(9, 'new');
+      await next.publishNext({ header: newV2.delta, delta: newV2.delta.delta, data: () => newV2.checkpoint().data });
+      const got = await new VersionReader(w.planner, { verifier: w.verifier }).delta(2);
+      expect(got.ok && got.value.hash).toBe(newV2.delta.hash);
+      expect(newV2.delta.hash).not.toBe(oldV2.delta.hash);
+      expect(await next.lacks()).toBeUndefined();
+    } finally {
+      await other.close();
+    }
   });
 
   it('a foreign message stored on a part subject before the planner is skipped; a lost part is a lack', async () => {
