@@ -112,3 +112,17 @@ export function byCodeUnit(a: string, b: string): number {
 
 /** Name of the dummy device the service addresses are bound to, as in kube-proxy. */
 export const IPVS_DUMMY_DEVICE = 'kube-ipvs0';
+
+/** The kernel's maxelem for a hash set created without one (kube-proxy creates its sets with it too). */
+export const DEFAULT_IPSET_MAXELEM = 65_536;
+
+/**
+ * The maxelem to create a hash set of `entries` entries with: undefined (the kernel's default)
+ * while they fit it, else twice as many, to the next power of two. A set over its maxelem refuses
+ * every further entry ("hash is full"): KUBE-CLUSTER-IP holds one per service port, KUBE-EXTERNAL-IP
+ * one per external IP and port, and kube-proxy's fixed 65,536 is a known ceiling (kubernetes
+ * issue 129389: thousands of ports times external IPs).
+ */
+export function ipsetRoomFor(entries: number): number | undefined {
+  return entries <= DEFAULT_IPSET_MAXELEM ? undefined : 2 ** Math.ceil(Math.log2(entries * 2));
+}

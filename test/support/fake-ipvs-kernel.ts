@@ -318,7 +318,13 @@ function applyOp(s: FakeState, op: KernelOp): Error | undefined {
     case 'ipset':
       if (op.verb === 'create') {
         if (s.sets.has(op.set.name)) return fail('EEXIST');
-        s.sets.set(op.set.name, { ...op.set, entries: [] });
+        // as the kernel: a hash set takes at most its maxelem entries (65,536 unless given; the
+        // kernel may take a few more before it refuses: this fake never does)
+        s.sets.set(op.set.name, {
+          ...op.set,
+          entries: [],
+          ...(op.set.type === 'bitmap:port' ? {} : { maxElem: op.maxElem ?? 65_536 }),
+        });
         return undefined;
       }
       if (op.verb === 'destroy') {
@@ -331,20 +337,26 @@ function applyOp(s: FakeState, op: KernelOp): Error | undefined {
           b = s.sets.get(op.other);
         if (!a || !b) return fail('ENOENT');
         if (a.type !== b.type || a.family !== b.family) return fail('IPSET_ERR_TYPE_MISMATCH');
+        // the kernel swaps the sets under the names, their sizes with them
         [a.entries, b.entries] = [b.entries, a.entries];
+        const room = a.maxElem;
+        s.sets.set(op.name, { ...a, maxElem: b.maxElem });
+        s.sets.set(op.other, { ...b, maxElem: room });
         return undefined;
       }
     case 'ipset-entry': {
       const set = s.sets.get(op.set);
       if (!set) return fail('ENOENT');
-      const i = set.entries.indexOf(op.entry);
+      // kept sorted: where the entry is or goes (a set of 70,000 entries loads in sorted order, at the end)
+      const i = sortedIndex(set.entries, op.entry);
+      const held = set.entries[i] === op.entry;
       if (op.verb === 'add') {
-        if (i >= 0) return fail('IPSET_ERR_EXIST');
-        set.entries.push(op.entry);
-        set.entries.sort(byCodeUnit);
+        if (held) return fail('IPSET_ERR_EXIST');
+        if (set.maxElem !== undefined && set.entries.length >= set.maxElem) return fail('IPSET_ERR_HASH_FULL');
+        set.entries.splice(i, 0, op.entry);
         return undefined;
       }
-      if (i < 0) return fail('IPSET_ERR_EXIST');
+      if (!held) return fail('IPSET_ERR_EXIST');
       set.entries.splice(i, 1);
       return undefined;
     }
@@ -409,4 +421,16 @@ function restore(s: FakeState, family: IpFamily, text: string): string | undefin
   }
   s.netfilter = next;
   return undefined;
+}
+
+/** The first index of sorted `xs` (by code unit) whose entry is not below `x`. */
+function sortedIndex(xs: readonly string[], x: string): number {
+  let lo = 0;
+  let hi = xs.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (byCodeUnit(xs[mid] ?? '', x) < 0) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }

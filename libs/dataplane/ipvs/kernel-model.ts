@@ -1,4 +1,11 @@
-import { byCodeUnit, realServerKey, virtualServerKey, type RealServer, type VirtualServer } from '../../model/index.ts';
+import {
+  byCodeUnit,
+  DEFAULT_IPSET_MAXELEM,
+  realServerKey,
+  virtualServerKey,
+  type RealServer,
+  type VirtualServer,
+} from '../../model/index.ts';
 import { describeOp, type IpsetSpec, type KernelOp, type VirtualServerSpec } from './kernel-op.ts';
 import { vsSpec } from './plan-kernel-ops.ts';
 import type { IndexedState } from './state-change.ts';
@@ -28,7 +35,7 @@ interface ModelVirtualServer extends VirtualServerSpec {
 export class KernelModel {
   private readonly vs = new Map<string, ModelVirtualServer>();
   private readonly addresses = new Set<string>();
-  private readonly sets = new Map<string, { readonly spec: IpsetSpec; entries: Set<string> }>();
+  private readonly sets = new Map<string, { readonly spec: IpsetSpec; entries: Set<string>; maxElem?: number }>();
   private device = false;
 
   /**
@@ -58,7 +65,7 @@ export class KernelModel {
     for (const s of o.ipsets) {
       const d = wantedSets.get(s.name);
       const entries = d && sameEntries(d.entries, s.entries) ? d.entries : s.entries;
-      m.sets.set(s.name, { spec: specOfSet(s), entries: new Set(entries) });
+      m.sets.set(s.name, { spec: specOfSet(s), entries: new Set(entries), ...roomOf(s.maxElem) });
     }
     return m;
   }
@@ -104,7 +111,7 @@ export class KernelModel {
   /** The set as `ipset save` would list it (entries sorted): O(set size), for a set that changes. */
   ipset(name: string): ObservedIpset | undefined {
     const s = this.sets.get(name);
-    return s && { ...s.spec, entries: [...s.entries].sort(byCodeUnit) };
+    return s && { ...s.spec, entries: [...s.entries].sort(byCodeUnit), ...roomOf(s.maxElem) };
   }
 
   /**
@@ -166,14 +173,18 @@ export class KernelModel {
       case 'ipset': {
         if (op.verb === 'create') {
           if (this.sets.has(op.set.name)) return 'exists in the model';
-          this.sets.set(op.set.name, { spec: specOfSet(op.set), entries: new Set() });
+          // as the kernel makes it: a hash set without a maxelem gets the default
+          const maxElem = op.set.type === 'bitmap:port' ? undefined : (op.maxElem ?? DEFAULT_IPSET_MAXELEM);
+          this.sets.set(op.set.name, { spec: specOfSet(op.set), entries: new Set(), ...roomOf(maxElem) });
           return undefined;
         }
         if (op.verb === 'destroy') return this.sets.delete(op.name) ? undefined : 'absent from the model';
         const a = this.sets.get(op.name),
           b = this.sets.get(op.other);
         if (!a || !b) return 'absent from the model';
+        // the kernel swaps the sets under their names, each with its own size
         [a.entries, b.entries] = [b.entries, a.entries];
+        [a.maxElem, b.maxElem] = [b.maxElem, a.maxElem];
         return undefined;
       }
       case 'ipset-entry': {
@@ -262,3 +273,5 @@ function isSorted(xs: readonly string[]): boolean {
 function specOfSet(s: IpsetSpec): IpsetSpec {
   return { name: s.name, type: s.type, ...(s.family ? { family: s.family } : {}) };
 }
+
+const roomOf = (maxElem: number | undefined) => (maxElem === undefined ? {} : { maxElem });

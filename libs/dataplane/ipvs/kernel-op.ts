@@ -35,7 +35,13 @@ export type KernelOp =
     }
   | { readonly verb: 'create' | 'delete'; readonly kind: 'dummy-device'; readonly name: string }
   | { readonly verb: 'add' | 'delete'; readonly kind: 'address'; readonly device: string; readonly address: string }
-  | { readonly verb: 'create'; readonly kind: 'ipset'; readonly set: IpsetSpec }
+  | {
+      readonly verb: 'create';
+      readonly kind: 'ipset';
+      readonly set: IpsetSpec;
+      /** Room for more than the kernel's default 65,536 entries (ipsetRoomFor); absent: the default. */
+      readonly maxElem?: number;
+    }
   | { readonly verb: 'destroy'; readonly kind: 'ipset'; readonly name: string }
   | { readonly verb: 'swap'; readonly kind: 'ipset'; readonly name: string; readonly other: string }
   | {

@@ -357,6 +357,7 @@ export class NetlinkKernel implements KernelInterface {
             type,
             ...(type === 'bitmap:port' ? {} : { family: set.header.family ?? 'inet' }),
             entries: set.entries.map((e) => entryToText(type, e)).sort(byCodeUnit),
+            ...(set.header.maxElem === undefined ? {} : { maxElem: set.header.maxElem }),
           };
         } catch (e) {
           if (
@@ -424,7 +425,7 @@ export class NetlinkKernel implements KernelInterface {
             type: op.set.type,
             ...(op.set.type === 'bitmap:port'
               ? { range: { from: 0, to: 65535 } }
-              : { family: op.set.family ?? 'inet' }),
+              : { family: op.set.family ?? 'inet', ...(op.maxElem === undefined ? {} : { maxElem: op.maxElem }) }),
           });
         }
         return op.verb === 'destroy' ? this.ipset.destroy(op.name) : this.ipset.swap(op.name, op.other);

@@ -20,6 +20,8 @@ export interface ObservedVirtualServer extends VirtualServerSpec {
 export interface ObservedIpset extends IpsetSpec {
   /** `ipset save` element text, sorted. */
   readonly entries: readonly string[];
+  /** The most entries the kernel takes in it (its header's maxelem; absent: unknown or none, bitmap:port). */
+  readonly maxElem?: number;
 }
 
 export interface ObservedKernel {

@@ -2,6 +2,8 @@ import { createHash } from 'node:crypto';
 import {
   byCodeUnit,
   cidrContains,
+  DEFAULT_IPSET_MAXELEM,
+  ipsetRoomFor,
   parseCidr,
   realServerKey,
   virtualServerKey,
@@ -285,8 +287,10 @@ function planSet(
     out.push({ verb: 'destroy', kind: 'ipset', name: set.name });
     have = undefined;
   }
+  const maxElem = set.type === 'bitmap:port' ? undefined : ipsetRoomFor(set.entries.length);
+  const room = maxElem === undefined ? {} : { maxElem };
   if (!have) {
-    out.push({ verb: 'create', kind: 'ipset', set: spec });
+    out.push({ verb: 'create', kind: 'ipset', set: spec, ...room });
     set.entries.forEach((e) => {
       out.push(add(set.name, e));
     });
@@ -296,11 +300,18 @@ function planSet(
   const want = new Set(set.entries);
   const adds = set.entries.filter((e) => !cur.has(e));
   const dels = have.entries.filter((e) => !want.has(e));
-  if (adds.length + dels.length > threshold && adds.length + dels.length > set.entries.length / 2) {
+  // a set created for fewer entries than now wanted would refuse the rest: rebuilt with room
+  const full =
+    set.type !== 'bitmap:port' && set.entries.length > (have.maxElem ?? DEFAULT_IPSET_MAXELEM) && adds.length > 0;
+  if (full)
+    notes.push(
+      `ipset ${set.name} takes at most ${have.maxElem ?? DEFAULT_IPSET_MAXELEM} entries, ${set.entries.length} wanted: rebuilt with maxelem ${maxElem ?? DEFAULT_IPSET_MAXELEM}`,
+    );
+  if (full || (adds.length + dels.length > threshold && adds.length + dels.length > set.entries.length / 2)) {
     // Rebuild aside and swap: referencing rules see the old or the new set, never a half-changed one.
     const tmp = tempSetName(set.name);
     temps.push(tmp);
-    out.push({ verb: 'create', kind: 'ipset', set: { ...spec, name: tmp } });
+    out.push({ verb: 'create', kind: 'ipset', set: { ...spec, name: tmp }, ...room });
     set.entries.forEach((e) => {
       out.push(add(tmp, e));
     });

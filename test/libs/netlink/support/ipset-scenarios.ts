@@ -261,3 +261,50 @@ export async function batchCases(): Promise<Record<string, unknown>> {
     c.close();
   }
 }
+
+/**
+ * A hash set's maxelem as the kernel holds it: one made with the default takes 65,536 entries
+ * and refuses the next; one made with room takes more; a swap exchanges the sets under the names,
+ * each keeping its own maxelem. Entries go in batches of 100, as the applier sends them.
+ */
+export async function setRoom(): Promise<Record<string, unknown>> {
+  const c = await openIpset();
+  const el = (i: number) => ({
+    ip: `10.${1 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}`,
+    proto: 'tcp' as const,
+    port: 80,
+  });
+  const fill = async (name: string, from: number, to: number) => {
+    for (let i = from; i < to; i += 100)
+      await c.addBatch(
+        name,
+        Array.from({ length: Math.min(100, to - i) }, (_, k) => el(i + k)),
+      );
+  };
+  const head = async (name: string) => {
+    const [s] = await c.list(name);
+    return { maxElem: s?.header.maxElem, entries: s?.entries.length };
+  };
+  try {
+    await c.create({ name: 'DEFAULT-SIZE', type: 'hash:ip,port' });
+    await fill('DEFAULT-SIZE', 0, 65_536);
+    let refused: unknown = 'none';
+    let taken = 65_536;
+    for (; taken < 70_000; taken++) {
+      try {
+        await c.add('DEFAULT-SIZE', el(taken));
+      } catch (e) {
+        refused = e instanceof NetlinkError ? e.code : String(e);
+        break;
+      }
+    }
+    await c.create({ name: 'WITH-ROOM', type: 'hash:ip,port', maxElem: 262_144 });
+    await fill('WITH-ROOM', 0, 70_000);
+    const before = { defaultSize: await head('DEFAULT-SIZE'), withRoom: await head('WITH-ROOM') };
+    await c.swap('DEFAULT-SIZE', 'WITH-ROOM');
+    const swapped = { defaultSize: await head('DEFAULT-SIZE'), withRoom: await head('WITH-ROOM') };
+    return { refused, taken, before, swapped };
+  } finally {
+    c.close();
+  }
+}
