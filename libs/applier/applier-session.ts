@@ -24,6 +24,7 @@ import { ResyncYielded, type Dataplane } from '../dataplane/index.ts';
 import {
   ackSubject,
   decodeDelta,
+  decodePatchedDelta,
   deltaSubject,
   withoutUnvouchedHashes,
   H,
@@ -247,7 +248,18 @@ export class ApplierSession {
       verifier: options.verifier,
       onRejected: (where, reason) => this.emit({ type: 'rejected', kind: 'artifact', where, reason }),
     });
-    this.sync = new DataSync(this.reader, options.maxDeltaChain ?? 50, new UnknownFieldsNote(options.knownFields));
+    this.sync = new DataSync(
+      this.reader,
+      options.maxDeltaChain ?? 50,
+      new UnknownFieldsNote(options.knownFields),
+      (version, reason) =>
+        this.emit({
+          type: 'rejected',
+          kind: 'artifact',
+          where: deltaSubject(version),
+          reason: `notice patch: ${reason} (fetching the delta)`,
+        }),
+    );
   }
 
   static async start(o: ApplierSessionOptions): Promise<ApplierSession> {
@@ -266,6 +278,7 @@ export class ApplierSession {
         s.kick();
       },
       onDelta: (d, where, signed) => s.takeNoticeDelta(d, where, signed),
+      onPatch: (p, where, signed) => s.takeNoticePatch(p, where, signed),
       onError: (e) => s.emit({ type: 'error', error: e }),
       onRejected: (where, reason) =>
         s.emit({ type: 'rejected', kind: /^config/.test(where) ? 'config' : 'target', where, reason }),
@@ -775,6 +788,27 @@ export class ApplierSession {
       });
     }
     this.sync.offer(a);
+  }
+
+  /**
+   * Push path for a version told as patches (a large service's few changed endpoints instead of
+   * its whole entry: service-patch.ts). A patch has no signature of its own, so with a verifier
+   * only a notice whose one signature verified brings one; without, the hashes alone protect it,
+   * as they protect an unsigned delta. It is rebuilt and hash-checked when applied (DataSync).
+   */
+  private takeNoticePatch(p: NoticeDelta, where: string, signed: boolean): void {
+    const reject = (reason: string) => this.emit({ type: 'rejected', kind: 'artifact', where, reason });
+    if (this.options.verifier && !signed) return reject('notice patch: not signed by the planner');
+    const decoded = decodePatchedDelta(p.payload);
+    if (!decoded.ok) return reject(`notice patch: ${decoded.error}`);
+    const a = decoded.value;
+    if (
+      String(a.version) !== p.headers[H.version] ||
+      a.hash !== p.headers[H.hash] ||
+      String(a.parent) !== p.headers[H.parent]
+    )
+      return reject('notice patch: payload and signed headers disagree');
+    this.sync.offerPatched(a);
   }
 
   /**

@@ -1,4 +1,5 @@
 import {
+  contentHash,
   UnknownFieldsNote,
   type ClusterData,
   type DataDelta,
@@ -8,8 +9,8 @@ import {
 } from '../model/index.ts';
 import { ClusterDataIndex } from '../planner/index.ts';
 import { planFetch } from './fetch-plan.ts';
-import { applyDeltaChain, indexFromCheckpoint } from './version-chain.ts';
-import type { Fetched, VersionReader } from '../bus/index.ts';
+import { applyDeltaChain, expandPatchedDelta, indexFromCheckpoint, type HeldEntry } from './version-chain.ts';
+import type { Fetched, PatchedDeltaArtifact, VersionReader } from '../bus/index.ts';
 
 type Delta = VersionArtifact & { form: 'delta' };
 
@@ -34,6 +35,8 @@ export class DataSync {
   private at = 0;
   /** Deltas carried by target notices (push path), so a node one step behind fetches nothing. */
   private readonly pushed = new Map<number, Delta>();
+  /** Versions notices brought as patches (service-patch.ts), rebuilt against this data when applied. */
+  private readonly pushedPatches = new Map<number, PatchedDeltaArtifact>();
   /** What moved since the last takeChanges(): touched keys, or everything (new index). */
   private changed: { services: Set<string>; nodes: Set<string> } | 'all' = 'all';
 
@@ -45,6 +48,8 @@ export class DataSync {
      * U7): noted from each delta's upserts and each checkpoint's entries, O(change), bounded.
      */
     readonly unknownFields: UnknownFieldsNote = new UnknownFieldsNote(),
+    /** Said when a pushed patch does not fit the data held (the version is then fetched instead). */
+    private readonly onPatchRefused?: (version: number, reason: string) => void,
   ) {}
 
   get version(): number {
@@ -92,6 +97,16 @@ export class DataSync {
   }
 
   /**
+   * Offers a version a target notice brought as patches: kept like offer()'s deltas, and rebuilt
+   * only when the node moves to it from the version before, every entry checked by its hash.
+   */
+  offerPatched(p: PatchedDeltaArtifact): void {
+    const v = p.version;
+    if (v <= this.at || v > this.at + this.maxDeltaChain || this.pushed.has(v) || this.pushedPatches.has(v)) return;
+    this.pushedPatches.set(v, p);
+  }
+
+  /**
    * Whether the data held is the stream's `version` (its delta's or checkpoint's hash header):
    * 'other' after a restored planner log or a versions stream made again gave the number other
    * content (probe13 R1); the data is then dropped, so advanceTo loads the stream's from its
@@ -106,6 +121,7 @@ export class DataSync {
     this.index = new ClusterDataIndex();
     this.at = 0;
     this.pushed.clear();
+    this.pushedPatches.clear();
     this.changed = 'all';
     return 'other';
   }
@@ -113,6 +129,7 @@ export class DataSync {
   async advanceTo(target: number): Promise<SyncResult> {
     const r = await this.advance(target);
     for (const v of this.pushed.keys()) if (v <= this.at) this.pushed.delete(v);
+    for (const v of this.pushedPatches.keys()) if (v <= this.at) this.pushedPatches.delete(v);
     return r;
   }
 
@@ -131,6 +148,7 @@ export class DataSync {
         // node never held) must not block the node until it falls maxDeltaChain behind: drop
         // what notices brought and try once from the newest checkpoint, fetched anew.
         this.pushed.clear();
+        this.pushedPatches.clear();
         const again = await this.viaCheckpoint(target);
         return again.ok ? again : { ...again, error: `${r.error}; then from the checkpoint: ${again.error}` };
       }
@@ -195,12 +213,41 @@ export class DataSync {
     }
   }
 
-  /** Deltas from..to when notices brought every one of them, else undefined. */
+  /**
+   * Deltas from..to when notices brought every one of them, else undefined. A version brought as
+   * patches is rebuilt from the entries as they stand after the versions before it (held data,
+   * then the deltas taken so far); one that does not fit is dropped and said, and the caller
+   * fetches the stream's delta instead.
+   */
   private heldDeltas(from: number, to: number): { ok: true; value: Delta[]; bytes: number } | undefined {
     const value: Delta[] = [];
+    // entries the deltas taken so far set (a hash only when one carried it: hashed when asked)
+    const since = new Map<string, { entry: ServiceEntry; hash: string | undefined } | undefined>();
+    const held = (key: string): HeldEntry | undefined => {
+      if (!since.has(key)) {
+        const entry = this.index.service(key);
+        return entry && { entry, hash: this.index.serviceHash(key)! };
+      }
+      const e = since.get(key);
+      return e && { entry: e.entry, hash: e.hash ?? contentHash(e.entry) };
+    };
     for (let v = from; v <= to; v++) {
-      const d = this.pushed.get(v);
+      let d = this.pushed.get(v);
+      const patched = d ? undefined : this.pushedPatches.get(v);
+      if (patched) {
+        this.pushedPatches.delete(v);
+        const r = expandPatchedDelta(patched, held);
+        if ('error' in r) {
+          this.onPatchRefused?.(v, r.error);
+          return undefined;
+        }
+        this.pushed.set(v, r.delta); // rebuilt once: a fetch of the versions around it takes it as it is
+        d = r.delta;
+      }
       if (!d) return undefined;
+      for (const k of d.delta.removeServices) since.set(k, undefined);
+      const hashes = d.entryHashes?.services;
+      for (const [i, entry] of d.delta.upsertServices.entries()) since.set(entry.key, { entry, hash: hashes?.[i] });
       value.push(d);
     }
     return { ok: true, value, bytes: 0 };

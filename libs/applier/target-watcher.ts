@@ -21,6 +21,7 @@ import {
   kvSubject,
   nodeTargetKey,
   targetNoticeStatement,
+  targetPatchStatement,
   targetNoticeSubject,
   TARGETS_BUCKET,
   TARGETS_STREAM,
@@ -45,6 +46,11 @@ export interface TargetWatcherOptions {
    * otherwise it is unverified here.
    */
   readonly onDelta?: (d: NoticeDelta, where: string, signed: boolean) => void;
+  /**
+   * The version as patches, carried by a notice instead of its delta; `signed` as for onDelta
+   * (a patch has no signature of its own: unsigned with a verifier, it must be dropped).
+   */
+  readonly onPatch?: (p: NoticeDelta, where: string, signed: boolean) => void;
   readonly onError?: (e: string) => void;
   /** A message dropped as unsigned, badly signed or malformed (counted in a metric). */
   readonly onRejected?: (what: string, reason: string) => void;
@@ -147,9 +153,10 @@ export class TargetWatcher {
         if (err) return;
         const n = parseWire(TargetNoticeSchema, m.data, `target notice on ${subject}`);
         if ('error' in n) return this.reject(subject, n.error);
-        const { target, delta } = n.value;
-        const signed = delta !== undefined && this.signedTogether(key, n.value);
+        const { target, delta, patch } = n.value;
+        const signed = (delta !== undefined || patch !== undefined) && this.signedTogether(key, n.value);
         if (delta) this.options.onDelta?.(delta, subject, signed);
+        else if (patch) this.options.onPatch?.(patch, subject, signed);
         this.offer(key, target, subject, signed);
       },
     });
@@ -196,10 +203,15 @@ export class TargetWatcher {
    */
   private signedTogether(key: string, n: TargetNotice): boolean {
     const v = this.options.verifier;
-    if (!v || !n.sig || !n.delta) return false;
-    const statement = targetNoticeStatement(key, n.target, n.delta);
+    if (!v || !n.sig || !(n.delta || n.patch)) return false;
+    const statement = n.delta
+      ? targetNoticeStatement(key, n.target, n.delta)
+      : targetPatchStatement(key, n.target, n.patch!);
     if (statement && v.verify(statement, n.sig)) return true;
-    this.options.onRejected?.(targetNoticeSubject(key), 'bad notice signature (target and delta checked on their own)');
+    this.options.onRejected?.(
+      targetNoticeSubject(key),
+      `bad notice signature (target checked on its own; ${n.delta ? 'delta checked on its own' : 'patch dropped'})`,
+    );
     return false;
   }
 

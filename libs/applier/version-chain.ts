@@ -1,5 +1,14 @@
-import type { DataDelta, EntryHashes, NodeFacts, ServiceEntry, VersionArtifact } from '../model/index.ts';
+import {
+  applyServicePatch,
+  contentHash,
+  type DataDelta,
+  type EntryHashes,
+  type NodeFacts,
+  type ServiceEntry,
+  type VersionArtifact,
+} from '../model/index.ts';
 import { ClusterDataIndex } from '../planner/index.ts';
+import type { PatchedDeltaArtifact } from '../bus/index.ts';
 
 type Delta = VersionArtifact & { form: 'delta' };
 type Checkpoint = VersionArtifact & { form: 'checkpoint' };
@@ -89,4 +98,46 @@ export function applyWithUndo(index: ClusterDataIndex, delta: DataDelta, carried
     throw e;
   }
   return undo;
+}
+
+/** A service entry a node holds, with its content hash. */
+export interface HeldEntry {
+  readonly entry: ServiceEntry;
+  readonly hash: string;
+}
+
+/**
+ * The full delta a patched one stands for, its service entries rebuilt from those `held` finds
+ * (the node's, at the version before). Every rebuilt entry must hash to its patch's `hash`; the
+ * entry hashes returned are this node's own (computed here, so the version hash check that
+ * follows uses them instead of hashing again). An error names the first patch that does not fit.
+ */
+export function expandPatchedDelta(
+  p: PatchedDeltaArtifact,
+  held: (key: string) => HeldEntry | undefined,
+): { delta: Delta } | { error: string } {
+  const upsertServices = [...p.delta.upsertServices];
+  const services = upsertServices.map((e) => contentHash(e));
+  for (const patch of p.servicePatches) {
+    const base = held(patch.key);
+    if (base && base.hash !== patch.base)
+      return {
+        error: `patch of ${patch.key}: this node holds ${base.hash.slice(0, 12)}, not ${patch.base.slice(0, 12)}`,
+      };
+    let entry: ServiceEntry;
+    try {
+      entry = applyServicePatch(base?.entry, patch);
+    } catch (e) {
+      return { error: (e as Error).message };
+    }
+    const hash = contentHash(entry);
+    if (hash !== patch.hash)
+      return { error: `patch of ${patch.key}: made ${hash.slice(0, 12)}, not ${patch.hash.slice(0, 12)}` };
+    upsertServices.push(entry);
+    services.push(hash);
+  }
+  const { servicePatches: _patches, ...artifact } = p;
+  const delta = { ...p.delta, upsertServices };
+  const entryHashes: EntryHashes = { services, nodes: p.delta.upsertNodes.map((f) => contentHash(f)) };
+  return { delta: { ...artifact, delta, entryHashes } };
 }

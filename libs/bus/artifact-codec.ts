@@ -5,12 +5,15 @@ import {
   JsonValueSplitter,
   NodeFactsShapeSchema,
   parseWire,
+  PatchedDeltaSchema,
   ServiceEntryShapeSchema,
   VersionArtifactSchema,
   type ClusterData,
   type EntryHashes,
   type JsonPath,
   type KnownTexts,
+  type NoticeDelta,
+  type ServicePatch,
   type VersionArtifact,
 } from '../model/index.ts';
 import { payloadDigest } from './planner-signature.ts';
@@ -363,6 +366,50 @@ export function withoutUnvouchedHashes<T extends VersionArtifact & { form: 'delt
   if (vouched || !d.entryHashes) return d;
   const { entryHashes: _dropped, ...rest } = d;
   return rest as T;
+}
+
+/** A delta with its large service entries as patches (PatchedDeltaSchema), decoded. */
+export type PatchedDeltaArtifact = VersionArtifact & {
+  form: 'delta';
+  readonly servicePatches: readonly ServicePatch[];
+};
+
+/**
+ * The patch a target notice carries for delta `a` (see PatchedDeltaSchema): its headers name the
+ * version as the stored delta's do, its payload is the delta with the patched services' entries
+ * left out and `patches` in their place. Undefined when there are none.
+ */
+export function patchNotice(
+  a: VersionArtifact & { form: 'delta' },
+  patches: readonly ServicePatch[] | undefined,
+  anchor = '',
+): NoticeDelta | undefined {
+  if (!patches || patches.length === 0) return undefined;
+  const patched = new Set(patches.map((p) => p.key));
+  const { entryHashes: _carried, ...artifact } = a;
+  const payload = JSON.stringify({
+    ...artifact,
+    delta: { ...a.delta, upsertServices: a.delta.upsertServices.filter((e) => !patched.has(e.key)) },
+    servicePatches: patches,
+  });
+  const headers: Record<string, string> = {
+    [H.version]: String(a.version),
+    [H.parent]: String(a.parent),
+    [H.form]: a.form,
+    [H.hash]: a.hash,
+    ...(anchor ? { [H.anchor]: anchor } : {}),
+  };
+  return { headers, payload };
+}
+
+/** Decodes a notice's patch payload. Never throws; a service both upserted and patched is refused. */
+export function decodePatchedDelta(payload: string): Decoded<PatchedDeltaArtifact> {
+  const r = parseWire(PatchedDeltaSchema, payload, 'patch');
+  if ('error' in r) return { ok: false, error: r.error };
+  const upserted = new Set(r.value.delta.upsertServices.map((e) => e.key));
+  for (const p of r.value.servicePatches)
+    if (upserted.has(p.key)) return { ok: false, error: `patch: ${p.key} is both upserted and patched` };
+  return { ok: true, value: r.value as unknown as PatchedDeltaArtifact };
 }
 
 /** Decodes a chunked checkpoint (chunks in order); see CheckpointDecoder. */

@@ -8,6 +8,9 @@ export {
   checkpointPayloads,
   CheckpointDecoder,
   withoutUnvouchedHashes,
+  patchNotice,
+  decodePatchedDelta,
+  type PatchedDeltaArtifact,
   type EncodedMessage,
   type Decoded,
 } from './artifact-codec.ts';
@@ -74,6 +77,7 @@ export {
   readVerifierFile,
   signerFromKey,
   verifierFromPem,
+  targetPatchStatement,
   type Signer,
   type Verifier,
 } from './planner-signature.ts';

@@ -23,6 +23,9 @@ import { secretFileExposure } from './secret-file-mode.ts';
  *   artifact   sb-artifact / subject / version / parent / hash / anchor / sha256(payload)
  *   config     sb-config / revision / hash
  *   notice     sb-notice / <the target statement> / <the artifact statement of the carried delta>
+ *   notice patch  sb-notice-patch / <the target statement> / version / parent / hash / anchor /
+ *              sha256(patch payload)   (a notice carrying the version as patches, service-patch.ts;
+ *              the only signature a patch has: it is never stored)
  *   term       sb-term / term / planner id / at   (a new leader's claim on the versions stream; the
  *              release before's form, still signed for its planners, see version-publisher.ts)
  *   group term sb-group-term / group / term / planner id / at   (the same claim naming its group)
@@ -170,6 +173,18 @@ export function targetNoticeStatement(key: string, entry: SignedTarget, delta: N
       payload: delta.payload,
     }),
   );
+}
+
+/**
+ * The statement over a target entry and the patched delta its notice carries (`patch`), from the
+ * carried headers and payload as a node checks them. Undefined when the patch has no version header.
+ */
+export function targetPatchStatement(key: string, entry: SignedTarget, patch: NoticeDelta): string | undefined {
+  const version = Number(patch.headers[H.version]);
+  if (!Number.isSafeInteger(version) || version < 1) return undefined;
+  const target = targetStatement(key, 'cleared' in entry ? 'cleared' : entry, entry.issued);
+  const h = patch.headers;
+  return `sb-notice-patch\n${target}\n${version}\n${Number(h[H.parent])}\n${h[H.hash] ?? ''}\n${h[H.anchor] ?? ''}\n${payloadDigest(patch.payload)}`;
 }
 
 export function configStatement(revision: number, hash: string): string {

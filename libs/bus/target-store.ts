@@ -18,6 +18,7 @@ import {
 import {
   configStatement,
   targetNoticeStatement,
+  targetPatchStatement,
   targetStatement,
   verifierFromPem,
   type Signer,
@@ -106,9 +107,11 @@ export class TargetStore {
    * Moves the cluster default. `delta`: the target version's delta as the versions stream stored
    * it (VersionPublisher.storedDelta), carried on the notice so a node has the target and its data
    * in one message; every node follows the default, so it rides there and on no override notice.
+   * `patch`: the same version with its large services as patches (VersionPublisher.storedPatch),
+   * carried instead of the delta when it fits: a few endpoints per node instead of whole entries.
    */
-  async setDefaultTarget(t: NodeTarget, delta?: NoticeDelta): Promise<number> {
-    return this.write(DEFAULT_TARGET_KEY, checkTarget(t), delta);
+  async setDefaultTarget(t: NodeTarget, delta?: NoticeDelta, patch?: NoticeDelta): Promise<number> {
+    return this.write(DEFAULT_TARGET_KEY, checkTarget(t), { delta, patch });
   }
 
   async setNodeTarget(node: string, t: NodeTarget): Promise<number> {
@@ -176,7 +179,11 @@ export class TargetStore {
    * KV first (the durable truth, read at start, after reconnects and periodically), then a
    * core-NATS notice carrying the same signed entry: appliers act on the notice at once.
    */
-  private async write(key: string, t: NodeTarget | 'cleared', delta?: NoticeDelta): Promise<number> {
+  private async write(
+    key: string,
+    t: NodeTarget | 'cleared',
+    data: { delta?: NoticeDelta; patch?: NoticeDelta } = {},
+  ): Promise<number> {
     this.issued = Math.max(this.issued + 1, this.options.now?.() ?? Date.now());
     const sig = this.options.signer?.sign(targetStatement(key, t, this.issued)) ?? '';
     const entry: SignedTarget =
@@ -190,10 +197,21 @@ export class TargetStore {
       if (t === 'cleared') this.liveOverrides.delete(key);
       else this.liveOverrides.add(key);
     }
-    // one signature over target and delta together: a node verifies one instead of two per event
-    const statement = delta && this.options.signer ? targetNoticeStatement(key, entry, delta) : undefined;
-    const noticeSig = statement ? this.options.signer!.sign(statement) : undefined;
-    this.nc.publish(targetNoticeSubject(key), noticeText(revision, entry, delta, noticeSig, this.nc.info?.max_payload));
+    // One signature over target and data together: a node verifies one instead of two per event.
+    // The patch when there is one and it fits, else the delta when it fits, else neither.
+    const max = (this.nc.info?.max_payload ?? 1024 * 1024) / 2;
+    const fits = (d: NoticeDelta | undefined) => d !== undefined && noticeBytes(revision, entry, d) <= max;
+    const patch = fits(data.patch) ? data.patch : undefined;
+    const delta = patch === undefined && fits(data.delta) ? data.delta : undefined;
+    const signer = this.options.signer;
+    const statement = !signer
+      ? undefined
+      : patch
+        ? targetPatchStatement(key, entry, patch)
+        : delta && targetNoticeStatement(key, entry, delta);
+    const noticeSig = statement ? signer!.sign(statement) : undefined;
+    const notice = { revision, target: entry, ...(delta ? { delta } : {}), ...(patch ? { patch } : {}) };
+    this.nc.publish(targetNoticeSubject(key), JSON.stringify({ ...notice, ...(noticeSig ? { sig: noticeSig } : {}) }));
     return revision;
   }
 
@@ -344,20 +362,12 @@ export class TargetStore {
 }
 
 /**
- * The notice; a delta that would not fit stays off it (nodes then fetch it from the stream), and
- * so does the signature over both (`sig`), which covers the delta.
+ * The length of a notice carrying `data` (a delta or a patch), bounded to fit under half the
+ * server's max_payload: a larger one stays off the notice, and nodes fetch the delta.
  */
-function noticeText(
-  revision: number,
-  target: SignedTarget,
-  delta: NoticeDelta | undefined,
-  sig: string | undefined,
-  maxPayload = 1024 * 1024,
-): string {
-  const plain = JSON.stringify({ revision, target });
-  if (!delta) return plain;
-  const withDelta = JSON.stringify({ revision, target, delta, ...(sig ? { sig } : {}) });
-  return Buffer.byteLength(withDelta) <= maxPayload / 2 ? withDelta : plain;
+function noticeBytes(revision: number, target: SignedTarget, data: NoticeDelta): number {
+  // the signature's 88 base64 characters and its key are added later; counted here as 100 bytes
+  return Buffer.byteLength(JSON.stringify({ revision, target, delta: data })) + 100;
 }
 
 /**

@@ -10,13 +10,14 @@ import {
 } from '@nats-io/jetstream';
 import { StaleLeaderError } from './stale-leader.ts';
 import { appendChain } from './chained-append.ts';
-import type { KnownTexts, NoticeDelta, VersionArtifact } from '../model/index.ts';
+import type { KnownTexts, NoticeDelta, ServicePatch, VersionArtifact } from '../model/index.ts';
 import {
   artifactBytes,
   artifactMessages,
   ChunkBuffers,
   deltaBytesLimit,
   deltaExceeds,
+  patchNotice,
   type EncodedMessage,
 } from './artifact-codec.ts';
 import { leaseGroups } from './planner-lease.ts';
@@ -136,6 +137,8 @@ export class VersionPublisher {
   private streamIdentity: string | undefined;
   /** The newest delta this process stored itself (stream ack, not a duplicate), for target notices. */
   private stored: { readonly version: number; readonly delta: NoticeDelta } | undefined;
+  /** The same version as patches (publishNext's `patches`), when this process stored its delta. */
+  private storedPatches: { readonly version: number; readonly patch: NoticeDelta } | undefined;
   /** The stream's last sequence as this publisher knows it: every append expects exactly it. */
   private lastSeq = 0;
   /** The term this publisher writes for (0: none claimed; appends are still conditional). */
@@ -205,6 +208,15 @@ export class VersionPublisher {
     return this.stored?.version === version ? this.stored.delta : undefined;
   }
 
+  /**
+   * Version `version` with its large services as patches (service-patch.ts), when this process
+   * stored its delta just now and was given patches for it: a target notice carries it instead
+   * of the delta, so each node gets a few endpoints instead of every large entry whole.
+   */
+  storedPatch(version: number): NoticeDelta | undefined {
+    return this.storedPatches?.version === version ? this.storedPatches.patch : undefined;
+  }
+
   lastCheckpointVersion(): number {
     return this.lastCheckpoint;
   }
@@ -225,6 +237,8 @@ export class VersionPublisher {
     data: () => (VersionArtifact & { form: 'checkpoint' })['data'];
     anchor?: string;
     texts?: KnownTexts;
+    /** The version's large services as patches (NewVersion.patches), for storedPatch. */
+    patches?: readonly ServicePatch[];
   }): Promise<PublishResult[]> {
     const out: PublishResult[] = [];
     const h = a.header as VersionArtifact;
@@ -239,7 +253,12 @@ export class VersionPublisher {
         await this.publishVersion({ ...strip(h), form: 'checkpoint', data: a.data() }, a.anchor, undefined, a.texts),
       );
     }
-    out.push(await this.publishVersion(delta, a.anchor, deltaBytes));
+    const stored = await this.publishVersion(delta, a.anchor, deltaBytes);
+    out.push(stored);
+    // only a delta this process stored itself (not a duplicate, not a marker naming a checkpoint)
+    const patch = !stored.duplicate && deltaBytes !== undefined && deltaBytes.length <= most;
+    const notice = patch ? patchNotice(delta, a.patches, a.anchor) : undefined;
+    this.storedPatches = notice ? { version: h.version, patch: notice } : undefined;
     if (out.length > 1) await this.trim();
     return out;
   }

@@ -16,3 +16,4 @@ export * from './json-value-splitter.ts';
 export * from './label-selector.ts';
 export * from './operation-outcome.ts';
 export * from './unknown-fields.ts';
+export * from './service-patch.ts';

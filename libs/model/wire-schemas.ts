@@ -44,6 +44,13 @@ export const TargetNoticeSchema = z.object({
   revision: count,
   target: SignedTargetSchema,
   delta: NoticeDeltaSchema.optional(),
+  /**
+   * The version's delta with its large service entries told as patches (PatchedDeltaSchema):
+   * headers version, parent, hash (and anchor) as the stored delta's, the payload a patched
+   * delta. Sent instead of `delta` when the planner made patches; `sig` then covers target and
+   * patch (planner-signature.ts, "notice patch"). Older appliers drop it and fetch the delta.
+   */
+  patch: NoticeDeltaSchema.optional(),
   sig: z.string().optional(),
 });
 
@@ -330,6 +337,42 @@ const artifactHeader = { version: positive, parent: count, hash: sha256Hex, reas
 /** See EntryHashes (libs/model/cluster-data.ts); their count is checked against the entries on decode. */
 export const EntryHashesSchema = z.object({ services: z.array(sha256Hex), nodes: z.array(sha256Hex) });
 
+const portNumber = z.number().int().min(0).max(65535);
+
+/**
+ * A service entry as a change from the one before it (libs/model/service-patch.ts). Endpoints are
+ * looseObjects like entries (the hash protects their content); the shape applyServicePatch walks
+ * is checked here.
+ */
+export const ServicePatchSchema = z.object({
+  key: z.string(),
+  base: sha256Hex,
+  hash: sha256Hex,
+  head: z.looseObject({
+    key: z.string(),
+    ports: z.array(z.looseObject({ endpoints: z.array(z.never()).max(0) })),
+  }),
+  ports: z.array(
+    z.object({
+      from: z.number().int().min(-1),
+      remove: z.array(z.tuple([z.string(), portNumber])),
+      upsert: z.array(z.looseObject({ ip: z.string(), port: portNumber })),
+    }),
+  ),
+});
+
+/**
+ * A delta whose large service entries are patches (`servicePatches`, none of them also in
+ * `delta.upsertServices`): what a target notice's `patch` carries. No entry hashes: the node
+ * hashes what it rebuilds.
+ */
+export const PatchedDeltaSchema = z.object({
+  ...artifactHeader,
+  form: z.literal('delta'),
+  delta: DataDeltaSchema,
+  servicePatches: z.array(ServicePatchSchema).min(1),
+});
+
 /** A version artifact's envelope and array structure (see the note at the top on entries). */
 export const VersionArtifactSchema = z.discriminatedUnion('form', [
   z.object({
@@ -378,6 +421,7 @@ export const ConfigRevisionSchema = z.object({
 export type SignedTarget = z.infer<typeof SignedTargetSchema>;
 export type TargetNotice = z.infer<typeof TargetNoticeSchema>;
 export type NoticeDelta = z.infer<typeof NoticeDeltaSchema>;
+export type PatchedDelta = z.infer<typeof PatchedDeltaSchema>;
 
 /*
  * Hand-written checks for the two messages every node parses on every event: the default target's
@@ -450,10 +494,11 @@ function isNoticeDelta(v: unknown): boolean {
 
 function isTargetNotice(v: unknown): boolean {
   return (
-    exactObject(v, ['revision', 'target'], ['delta', 'sig']) &&
+    exactObject(v, ['revision', 'target'], ['delta', 'patch', 'sig']) &&
     isCount(v.revision) &&
     isSignedTarget(v.target) &&
     (!Object.hasOwn(v, 'delta') || isNoticeDelta(v.delta)) &&
+    (!Object.hasOwn(v, 'patch') || isNoticeDelta(v.patch)) &&
     (!Object.hasOwn(v, 'sig') || typeof v.sig === 'string')
   );
 }

@@ -8,7 +8,10 @@ import {
 } from '../eventlog/index.ts';
 import { decidePin, decideSync, decideUnpin, type DataPin } from '../control/index.ts';
 import {
+  diffServiceEntry,
+  endpointCount,
   LATEST_READING_REVISION,
+  PATCH_MIN_ENDPOINTS,
   projectKubeObject,
   READING_REVISION_CHANGES,
   runSteps,
@@ -16,6 +19,8 @@ import {
   type DataDelta,
   type KnownTexts,
   type ReadingRevision,
+  type ServiceEntry,
+  type ServicePatch,
   type WatchEvent,
 } from '../model/index.ts';
 import {
@@ -38,6 +43,11 @@ export interface NewVersion {
    * the entries again. Held only until the version is published.
    */
   readonly texts?: KnownTexts;
+  /**
+   * Large upserted services as patches against the version before (service-patch.ts), for target
+   * notices; the delta above stays whole. Held only until the version is published.
+   */
+  readonly patches?: readonly ServicePatch[];
 }
 
 /**
@@ -322,15 +332,28 @@ export class DataAxis {
       });
       return { record, operation: o.operation && this.log.recordOperation(o.operation(record.version)) };
     });
+    // large services as they were before this version: what its patches are made against
+    const bases: [ServiceEntry, string][] = [];
+    if (last)
+      for (const e of o.delta.upsertServices) {
+        const base = endpointCount(e) >= PATCH_MIN_ENDPOINTS ? this.published.service(e.key) : undefined;
+        if (base) bases.push([base, this.published.serviceHash(e.key)!]);
+      }
     // The delta's entries are live's own frozen objects (usually): reuse their hashes.
     this.published.apply(o.delta, this.live.data);
     if (this.published.hash() !== o.hash)
       throw new Error(`version ${record.version}: published content hash drifted (bug)`);
+    const patches: ServicePatch[] = [];
+    for (const [base, hash] of bases) {
+      const next = this.published.service(base.key)!;
+      const p = diffServiceEntry(base, next, hash, this.published.serviceHash(base.key)!);
+      if (p) patches.push(p);
+    }
     this.head = record;
     this.readingChange = undefined;
     this.publishedIsLive = o.isLive;
     if (o.contentOf === undefined) this.eventsSinceVersion = 0;
-    return { record, delta: o.delta, texts: o.texts, operation };
+    return { record, delta: o.delta, texts: o.texts, operation, ...(patches.length ? { patches } : {}) };
   }
 
   /** The content of version n (a copy), rebuilt from the log with the one checkpoint-aware fold. */

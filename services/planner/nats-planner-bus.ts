@@ -233,12 +233,11 @@ export class NatsPlannerBus implements PlannerBus {
     throw new Error(`reading version ${version} from the versions stream: ${got.error}`);
   }
 
-  async publish(...[artifact, data, texts]: Parameters<PlannerBus['publish']>): Promise<void> {
+  async publish(...[artifact, data, texts, patches]: Parameters<PlannerBus['publish']>): Promise<void> {
     const { form: _f, delta, ...header } = artifact;
+    const anchor = this.options.anchorOf?.(artifact.version);
     await this.limitsChecked(() =>
-      this.guard(() =>
-        this.publisher.publishNext({ header, delta, data, anchor: this.options.anchorOf?.(artifact.version), texts }),
-      ),
+      this.guard(() => this.publisher.publishNext({ header, delta, data, anchor, texts, patches })),
     );
   }
 
@@ -286,8 +285,11 @@ export class NatsPlannerBus implements PlannerBus {
   }
 
   async setDefaultTarget(t: Parameters<PlannerBus['setDefaultTarget']>[0]): Promise<void> {
-    // The delta rides on the notice only when this process stored it on the stream just now.
-    await this.guard(() => this.targets.setDefaultTarget(t, this.publisher.storedDelta(t.version)));
+    // The delta (or its patches) rides on the notice only when this process stored it on the stream just now.
+    const v = t.version;
+    await this.guard(() =>
+      this.targets.setDefaultTarget(t, this.publisher.storedDelta(v), this.publisher.storedPatch(v)),
+    );
   }
 
   async setNodeTarget(...[node, t]: Parameters<PlannerBus['setNodeTarget']>): Promise<void> {

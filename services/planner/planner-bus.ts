@@ -4,6 +4,7 @@ import type {
   Heartbeat,
   KnownTexts,
   NodeTarget,
+  ServicePatch,
   VersionArtifact,
 } from '../../libs/model/index.ts';
 
@@ -30,12 +31,14 @@ export interface PlannerBus {
   /**
    * Publishes one version; `data` builds the full form when the bus wants a checkpoint. `texts`:
    * JSON.stringify texts already made for some entries (the ones hashed for this version), so
-   * they are not serialised again; the bytes published are the same without them.
+   * they are not serialised again; the bytes published are the same without them. `patches`: its
+   * large services as patches (NewVersion.patches), for the target notice that follows.
    */
   publish(
     artifact: VersionArtifact & { form: 'delta' },
     data: () => (VersionArtifact & { form: 'checkpoint' })['data'],
     texts?: KnownTexts,
+    patches?: readonly ServicePatch[],
   ): Promise<void>;
   /**
    * Publishes one version as a base: its checkpoint (built by `data`) and a marker naming it, on a

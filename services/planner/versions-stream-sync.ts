@@ -136,6 +136,7 @@ export class VersionsStreamSync {
         },
         () => this.o.axes.data.fullData(v),
         made?.texts,
+        made?.patches,
       );
       this.unpublished.delete(v);
       this.agreedWithStream = v; // published (or confirmed equal) by this process

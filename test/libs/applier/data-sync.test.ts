@@ -1,9 +1,15 @@
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_PROXY_CONFIG } from '../../../libs/model/index.ts';
+import {
+  byEndpointAddress,
+  contentHash,
+  DEFAULT_PROXY_CONFIG,
+  diffServiceEntry,
+  type ServiceEntry,
+} from '../../../libs/model/index.ts';
 import { DataSync } from '../../../libs/applier/index.ts';
-import type { VersionReader } from '../../../libs/bus/index.ts';
+import { decodePatchedDelta, patchNotice, type VersionReader } from '../../../libs/bus/index.ts';
 import { NodeStateRenderer, nodeStateHash, renderNodeState } from '../../../libs/planner/index.ts';
-import { node, service, VersionMaker } from '../bus/fixtures.ts';
+import { largeService, node, service, VersionMaker } from '../bus/fixtures.ts';
 
 /** Serves a VersionMaker's history as the reader would (every version also has a checkpoint). */
 function reader(
@@ -116,5 +122,50 @@ describe('DataSync with deltas offered by notices', () => {
     const bad = await tampered.advanceTo(9);
     expect(bad.ok || bad.error).toMatch(/^hash mismatch at version 9: .*; then from the checkpoint: no checkpoint 9$/);
     expect(tampered.version).toBe(8);
+  });
+});
+
+describe('DataSync with versions offered as patches', () => {
+  /** A 300-endpoint service in entry order, its endpoints shifted by `shift`. */
+  const big = (shift: number) => {
+    const e = largeService('ns/big', 300, shift);
+    return { ...e, ports: [{ ...e.ports[0]!, endpoints: [...e.ports[0]!.endpoints].sort(byEndpointAddress) }] };
+  };
+  /** Version `v` of `m` as a notice's patch would bring it (ns/big patched against v - 1). */
+  const asPatch = (m: VersionMaker, v: number, base: ServiceEntry) => {
+    const next = m.history[v - 1]!.delta;
+    const entry = next.delta.upsertServices.find((e) => e.key === 'ns/big')!;
+    const p = diffServiceEntry(base, entry, contentHash(base), contentHash(entry))!;
+    const d = decodePatchedDelta(patchNotice(next, [p])!.payload);
+    if (!d.ok) throw new Error(d.error);
+    return d.value;
+  };
+
+  it('rebuilds a run of patched versions from the data held, each on the one before, without a read', async () => {
+    const m = new VersionMaker();
+    m.next({ upsertServices: [service(1), big(0)], upsertNodes: [node('n1')] });
+    const reads: number[] = [];
+    const r = reader(m);
+    const refused: string[] = [];
+    const sync = new DataSync({ ...r, delta: (v) => (reads.push(v), r.delta(v)) }, 10, undefined, (v, why) =>
+      refused.push(`${v}: ${why}`),
+    );
+    await sync.advanceTo(1);
+    reads.length = 0;
+    m.next({ upsertServices: [big(1), service(2)] });
+    m.next({ upsertServices: [big(2)], removeServices: ['ns/svc-1'] });
+    sync.offerPatched(asPatch(m, 2, big(0)));
+    sync.offerPatched(asPatch(m, 3, big(1)));
+    expect(await sync.advanceTo(3)).toEqual({ ok: true, version: 3, hash: m.index.hash(), bytes: 0, path: 'deltas' });
+    expect(reads).toEqual([]);
+    expect(refused).toEqual([]);
+    expect(sync.data.service('ns/big')).toEqual(big(2));
+
+    // a patch made against other content than the node holds: refused and said, the version read
+    m.next({ upsertServices: [big(3)] });
+    sync.offerPatched(asPatch(m, 4, big(0)));
+    expect(await sync.advanceTo(4)).toMatchObject({ ok: true, version: 4, hash: m.index.hash(), path: 'deltas' });
+    expect(reads).toEqual([4]);
+    expect(refused).toEqual([expect.stringMatching(/^4: patch of ns\/big: this node holds \w+, not \w+$/)]);
   });
 });

@@ -1,6 +1,6 @@
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import { EMPTY_POSITION, rebuildAtSeq, verifyLog } from '../../../libs/eventlog/index.ts';
-import { canonicalJson, type WatchEvent } from '../../../libs/model/index.ts';
+import { applyServicePatch, canonicalJson, contentHash, type WatchEvent } from '../../../libs/model/index.ts';
 import { DataAxis, type PreparedEvent } from '../../../libs/versioning/index.ts';
 import { driveDataAxis, prng, randomHistory } from '../eventlog/support/random-history.ts';
 import { openLog, steppingClock, tempDir } from '../eventlog/support/temp-log.ts';
@@ -257,6 +257,56 @@ describe('DataAxis: the latest version and its content come from one snapshot', 
     expect(view.contentOf(1).hash()).toBe(v1.hash);
     expect(DataAxis.restore(log).latest()).toEqual(v2); // refreshed: both move together
     expect(leader.latest()).toEqual(v2);
+    log.close();
+  });
+});
+
+describe('DataAxis: versions tell large services as patches too', () => {
+  const slice = (ready: (i: number) => boolean, rv: number): WatchEvent => ({
+    kind: 'EndpointSlice',
+    type: 'MODIFIED',
+    origin: 'watch',
+    namespace: 'default',
+    name: 'big-1',
+    uid: 'u-big-1',
+    resourceVersion: String(rv),
+    object: {
+      apiVersion: 'discovery.k8s.io/v1',
+      kind: 'EndpointSlice',
+      addressType: 'IPv4',
+      metadata: { name: 'big-1', namespace: 'default', labels: { 'kubernetes.io/service-name': 'big' } },
+      ports: [{ name: '', protocol: 'TCP', port: 8080 }],
+      endpoints: Array.from({ length: 300 }, (_, i) => ({
+        addresses: [`10.244.${i >> 8}.${i & 255}`],
+        conditions: { ready: ready(i) },
+        nodeName: 'n1',
+      })),
+    },
+  });
+
+  it('one endpoint of 300 changes: the version carries its patch, which rebuilds the entry published; small services go whole', async () => {
+    const log = await openLog(tmp.file(), steppingClock());
+    const axis = DataAxis.restore(log);
+    axis.ingest([service('big', '10.96.0.10', 1), slice(() => true, 2), service('small', '10.96.0.11', 3)]);
+    const first = axis.sync()!;
+    expect(first.patches).toBeUndefined(); // version 1 is the whole cluster, published as a checkpoint
+    const before = first.delta.upsertServices.find((e) => e.key === 'default/big')!;
+    expect(before.ports[0]!.endpoints).toHaveLength(300);
+
+    axis.ingest([slice((i) => i !== 7, 4), service('small', '10.96.0.12', 5)]);
+    const made = axis.sync()!;
+    expect(made.delta.upsertServices.map((e) => e.key).sort()).toEqual(['default/big', 'default/small']);
+    expect(made.patches?.map((p) => p.key)).toEqual(['default/big']);
+    const p = made.patches![0]!;
+    expect(p.ports.map((q) => q.upsert.length + q.remove.length)).toEqual([1]);
+    const after = made.delta.upsertServices.find((e) => e.key === 'default/big')!;
+    expect(applyServicePatch(before, p)).toEqual(after);
+    expect(p.base).toBe(contentHash(before));
+    expect(p.hash).toBe(contentHash(after));
+
+    // a change to the small service alone makes no patch
+    axis.ingest([service('small', '10.96.0.13', 6)]);
+    expect(axis.sync()!.patches).toBeUndefined();
     log.close();
   });
 });

@@ -1,0 +1,160 @@
+import type { EndpointEntry, ServiceEntry, ServicePortEntry } from './cluster-data.ts';
+import { byCodeUnit } from './kernel-model.ts';
+
+/**
+ * A service entry told as its change from the entry before it (issue 15, "bytes per event follow
+ * the service"): one endpoint of a 5,000-endpoint service moving sent the whole entry, ~631 kB, to
+ * every node for every event. A patch carries the entry without its endpoints (`head`) and, per
+ * port, the endpoints removed and added or changed against a port of the base entry. It rides
+ * only on target notices, beside the stream's full delta, which stays the one truth: a node
+ * rebuilds the entry from the one it holds, and keeps the result only if it hashes to `hash`
+ * (and the version to the version's hash); anything else and it fetches the delta instead.
+ */
+export interface ServicePatch {
+  readonly key: string;
+  /** contentHash of the entry the patch applies to (the node's must be this one). */
+  readonly base: string;
+  /** contentHash of the entry the patch makes. */
+  readonly hash: string;
+  /** The new entry with every port's endpoints empty; ports in the new entry's order. */
+  readonly head: ServiceEntry;
+  /** One per port of `head`, in the same order. */
+  readonly ports: readonly EndpointPatch[];
+}
+
+export interface EndpointPatch {
+  /** The index of the base port whose endpoints this one starts from; -1: none (a new port). */
+  readonly from: number;
+  /** ip:port of base endpoints that are gone. */
+  readonly remove: readonly (readonly [ip: string, port: number])[];
+  /** Endpoints added or changed (any field), sorted as entries keep them. */
+  readonly upsert: readonly EndpointEntry[];
+}
+
+/** Services with fewer endpoints than this always travel whole: their entry is already small. */
+export const PATCH_MIN_ENDPOINTS = 128;
+/** A patch is made only when it touches at most this share of the new entry's endpoints. */
+export const PATCH_MAX_SHARE = 0.25;
+
+/** The order entries keep their endpoints in (libs/planner/build-service-entry.ts). */
+export function byEndpointAddress(a: EndpointEntry, b: EndpointEntry): number {
+  return byCodeUnit(a.ip, b.ip) || a.port - b.port;
+}
+
+export function endpointCount(e: ServiceEntry): number {
+  let n = 0;
+  for (const p of e.ports) n += p.endpoints.length;
+  return n;
+}
+
+/**
+ * The patch from `base` to `next` (same key), or undefined when `next` is small or the change is
+ * not (then the whole entry is about as cheap). O(endpoints). `baseHash`, `nextHash`: the entries'
+ * content hashes, which the caller holds already. `limits`: the two thresholds above.
+ */
+export function diffServiceEntry(
+  base: ServiceEntry,
+  next: ServiceEntry,
+  baseHash: string,
+  nextHash: string,
+  limits = { minEndpoints: PATCH_MIN_ENDPOINTS, maxShare: PATCH_MAX_SHARE },
+): ServicePatch | undefined {
+  const total = endpointCount(next);
+  if (base.key !== next.key || total < limits.minEndpoints) return undefined;
+  const budget = Math.floor(total * limits.maxShare);
+  let touched = 0;
+  const ports: EndpointPatch[] = [];
+  for (const p of next.ports) {
+    const from = base.ports.findIndex((b) => b.name === p.name && b.protocol === p.protocol);
+    const before = new Map<string, EndpointEntry>();
+    if (from >= 0) for (const e of base.ports[from]!.endpoints) before.set(addressOf(e), e);
+    const upsert: EndpointEntry[] = [];
+    for (const e of p.endpoints) {
+      const key = addressOf(e);
+      const old = before.get(key);
+      before.delete(key);
+      if (!old || !sameFlat(old, e)) upsert.push(e);
+    }
+    const remove = [...before.values()].map((e) => [e.ip, e.port] as const);
+    touched += upsert.length + remove.length;
+    if (touched > budget) return undefined;
+    ports.push({ from, remove, upsert });
+  }
+  return {
+    key: next.key,
+    base: baseHash,
+    hash: nextHash,
+    head: { ...next, ports: next.ports.map((p) => ({ ...p, endpoints: [] })) },
+    ports,
+  };
+}
+
+/**
+ * The entry `patch` makes from `base`. Throws one line naming what does not fit (no base, a port
+ * out of range, a removal of an endpoint the base lacks, an upsert listed twice); a base other
+ * than the planner's is not always caught here, which is why the caller checks the result's hash.
+ * O(endpoints): the base's endpoints are sorted already and merged with the sorted upserts.
+ */
+export function applyServicePatch(base: ServiceEntry | undefined, patch: ServicePatch): ServiceEntry {
+  const what = `patch of ${patch.key}`;
+  if (!base) throw new Error(`${what}: this node holds no entry to patch`);
+  if (patch.head.key !== patch.key) throw new Error(`${what}: its entry is ${patch.head.key}`);
+  if (patch.head.ports.length !== patch.ports.length)
+    throw new Error(`${what}: ${patch.ports.length} port patches for ${patch.head.ports.length} ports`);
+  const ports: ServicePortEntry[] = patch.head.ports.map((head, i) => {
+    const p = patch.ports[i]!;
+    if (head.endpoints.length !== 0) throw new Error(`${what}: port ${i} of its entry lists endpoints`);
+    if (p.from < -1 || p.from >= base.ports.length || !Number.isInteger(p.from))
+      throw new Error(`${what}: port ${i} starts from port ${p.from} of ${base.ports.length}`);
+    const before = p.from === -1 ? [] : base.ports[p.from]!.endpoints;
+    return { ...head, endpoints: mergeEndpoints(before, p, `${what}: port ${i}`) };
+  });
+  return { ...patch.head, ports };
+}
+
+function mergeEndpoints(before: readonly EndpointEntry[], p: EndpointPatch, what: string): EndpointEntry[] {
+  const gone = new Set<string>();
+  for (const [ip, port] of p.remove) gone.add(`${ip}|${port}`);
+  const upsert = [...p.upsert].sort(byEndpointAddress);
+  for (let i = 1; i < upsert.length; i++)
+    if (byEndpointAddress(upsert[i - 1]!, upsert[i]!) === 0)
+      throw new Error(`${what}: endpoint ${addressOf(upsert[i]!)} is upserted twice`);
+  const replaced = new Set(upsert.map(addressOf));
+  const out: EndpointEntry[] = [];
+  let removed = 0;
+  let u = 0;
+  for (const e of before) {
+    const key = addressOf(e);
+    if (gone.has(key)) {
+      removed++;
+      continue;
+    }
+    if (replaced.has(key)) continue; // its new copy is among the upserts
+    while (u < upsert.length && byEndpointAddress(upsert[u]!, e) < 0) out.push(upsert[u++]!);
+    out.push(e);
+  }
+  while (u < upsert.length) out.push(upsert[u++]!);
+  if (removed !== gone.size) throw new Error(`${what}: removes ${gone.size - removed} endpoints its base lacks`);
+  return out;
+}
+
+function addressOf(e: Pick<EndpointEntry, 'ip' | 'port'>): string {
+  return `${e.ip}|${e.port}`;
+}
+
+/**
+ * Equality of two endpoint entries: the same keys with equal values, where a value is a scalar or
+ * an array of scalars (hint lists). Any field this release does not know counts too.
+ */
+function sameFlat(a: EndpointEntry, b: EndpointEntry): boolean {
+  const ka = Object.keys(a);
+  if (ka.length !== Object.keys(b).length) return false;
+  for (const k of ka) {
+    const x: unknown = (a as unknown as Record<string, unknown>)[k];
+    const y: unknown = (b as unknown as Record<string, unknown>)[k];
+    if (x === y) continue;
+    if (!Array.isArray(x) || !Array.isArray(y) || x.length !== y.length) return false;
+    for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
+  }
+  return true;
+}
