@@ -793,8 +793,9 @@ export class ApplierSession {
   /**
    * Push path for a version told as patches (a large service's few changed endpoints instead of
    * its whole entry: service-patch.ts). A patch has no signature of its own, so with a verifier
-   * only a notice whose one signature verified brings one; without, the hashes alone protect it,
-   * as they protect an unsigned delta. It is rebuilt and hash-checked when applied (DataSync).
+   * only a notice whose one signature verified brings one (and the patch's entry hashes are then
+   * taken as a signed delta's are); without, every rebuilt entry is hashed, and the hashes alone
+   * protect it, as they protect an unsigned delta. It is rebuilt and checked when applied (DataSync).
    */
   private takeNoticePatch(p: NoticeDelta, where: string, signed: boolean): void {
     const reject = (reason: string) => this.emit({ type: 'rejected', kind: 'artifact', where, reason });
@@ -808,7 +809,7 @@ export class ApplierSession {
       String(a.parent) !== p.headers[H.parent]
     )
       return reject('notice patch: payload and signed headers disagree');
-    this.sync.offerPatched(a);
+    this.sync.offerPatched(a, signed);
   }
 
   /**

@@ -36,7 +36,7 @@ export class DataSync {
   /** Deltas carried by target notices (push path), so a node one step behind fetches nothing. */
   private readonly pushed = new Map<number, Delta>();
   /** Versions notices brought as patches (service-patch.ts), rebuilt against this data when applied. */
-  private readonly pushedPatches = new Map<number, PatchedDeltaArtifact>();
+  private readonly pushedPatches = new Map<number, { patched: PatchedDeltaArtifact; vouched: boolean }>();
   /** What moved since the last takeChanges(): touched keys, or everything (new index). */
   private changed: { services: Set<string>; nodes: Set<string> } | 'all' = 'all';
 
@@ -98,12 +98,13 @@ export class DataSync {
 
   /**
    * Offers a version a target notice brought as patches: kept like offer()'s deltas, and rebuilt
-   * only when the node moves to it from the version before, every entry checked by its hash.
+   * only when the node moves to it from the version before, checked by hashes (expandPatchedDelta;
+   * `vouched`: the planner's signature covers it).
    */
-  offerPatched(p: PatchedDeltaArtifact): void {
+  offerPatched(p: PatchedDeltaArtifact, vouched: boolean): void {
     const v = p.version;
     if (v <= this.at || v > this.at + this.maxDeltaChain || this.pushed.has(v) || this.pushedPatches.has(v)) return;
-    this.pushedPatches.set(v, p);
+    this.pushedPatches.set(v, { patched: p, vouched });
   }
 
   /**
@@ -233,10 +234,10 @@ export class DataSync {
     };
     for (let v = from; v <= to; v++) {
       let d = this.pushed.get(v);
-      const patched = d ? undefined : this.pushedPatches.get(v);
-      if (patched) {
+      const offered = d ? undefined : this.pushedPatches.get(v);
+      if (offered) {
         this.pushedPatches.delete(v);
-        const r = expandPatchedDelta(patched, held);
+        const r = expandPatchedDelta(offered.patched, held, offered.vouched);
         if ('error' in r) {
           this.onPatchRefused?.(v, r.error);
           return undefined;

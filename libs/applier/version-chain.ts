@@ -108,13 +108,17 @@ export interface HeldEntry {
 
 /**
  * The full delta a patched one stands for, its service entries rebuilt from those `held` finds
- * (the node's, at the version before). Every rebuilt entry must hash to its patch's `hash`; the
- * entry hashes returned are this node's own (computed here, so the version hash check that
- * follows uses them instead of hashing again). An error names the first patch that does not fit.
+ * (the node's, at the version before, whose hash must be the patch's `base`). `vouched` (the
+ * planner's signature covers the patch): a rebuilt entry's hash is taken from its patch, as a
+ * signed delta's carried entry hashes are (the planner checked that the patch rebuilds the entry:
+ * diffServiceEntry), so a node spends O(change) and one copy of the endpoints, not a hash of the
+ * whole service. Otherwise each rebuilt entry is hashed here and must match. Either way the
+ * version hash is checked after. An error names the first patch that does not fit.
  */
 export function expandPatchedDelta(
   p: PatchedDeltaArtifact,
   held: (key: string) => HeldEntry | undefined,
+  vouched = false,
 ): { delta: Delta } | { error: string } {
   const upsertServices = [...p.delta.upsertServices];
   const services = upsertServices.map((e) => contentHash(e));
@@ -130,7 +134,7 @@ export function expandPatchedDelta(
     } catch (e) {
       return { error: (e as Error).message };
     }
-    const hash = contentHash(entry);
+    const hash = vouched ? patch.hash : contentHash(entry);
     if (hash !== patch.hash)
       return { error: `patch of ${patch.key}: made ${hash.slice(0, 12)}, not ${patch.hash.slice(0, 12)}` };
     upsertServices.push(entry);

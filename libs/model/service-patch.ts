@@ -80,13 +80,30 @@ export function diffServiceEntry(
     if (touched > budget) return undefined;
     ports.push({ from, remove, upsert });
   }
-  return {
+  const patch = {
     key: next.key,
     base: baseHash,
     hash: nextHash,
     head: { ...next, ports: next.ports.map((p) => ({ ...p, endpoints: [] })) },
     ports,
   };
+  // Checked once here, so that a node that has the patch signed may take `hash` for the entry it
+  // rebuilds instead of hashing it (O(service) on every node for every event): endpoint by endpoint,
+  // cheaper than hashing. A base out of entry order (never the planner's) would fail it.
+  return rebuilds(base, patch, next) ? patch : undefined;
+}
+
+function rebuilds(base: ServiceEntry, patch: ServicePatch, next: ServiceEntry): boolean {
+  let made: ServiceEntry;
+  try {
+    made = applyServicePatch(base, patch);
+  } catch {
+    return false;
+  }
+  return made.ports.every((p, i) => {
+    const want = next.ports[i]!.endpoints;
+    return p.endpoints.length === want.length && p.endpoints.every((e, k) => e === want[k] || sameFlat(e, want[k]!));
+  });
 }
 
 /**

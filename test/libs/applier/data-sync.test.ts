@@ -154,8 +154,8 @@ describe('DataSync with versions offered as patches', () => {
     reads.length = 0;
     m.next({ upsertServices: [big(1), service(2)] });
     m.next({ upsertServices: [big(2)], removeServices: ['ns/svc-1'] });
-    sync.offerPatched(asPatch(m, 2, big(0)));
-    sync.offerPatched(asPatch(m, 3, big(1)));
+    sync.offerPatched(asPatch(m, 2, big(0)), false);
+    sync.offerPatched(asPatch(m, 3, big(1)), true);
     expect(await sync.advanceTo(3)).toEqual({ ok: true, version: 3, hash: m.index.hash(), bytes: 0, path: 'deltas' });
     expect(reads).toEqual([]);
     expect(refused).toEqual([]);
@@ -163,9 +163,29 @@ describe('DataSync with versions offered as patches', () => {
 
     // a patch made against other content than the node holds: refused and said, the version read
     m.next({ upsertServices: [big(3)] });
-    sync.offerPatched(asPatch(m, 4, big(0)));
+    sync.offerPatched(asPatch(m, 4, big(0)), true);
     expect(await sync.advanceTo(4)).toMatchObject({ ok: true, version: 4, hash: m.index.hash(), path: 'deltas' });
     expect(reads).toEqual([4]);
     expect(refused).toEqual([expect.stringMatching(/^4: patch of ns\/big: this node holds \w+, not \w+$/)]);
+
+    // a patch whose entry hash lies: unvouched, the rebuilt entry is hashed and refused (the
+    // version read); vouched, its hash is taken, and the version hash check refuses the version
+    // (the node goes to the checkpoint, fetched anew): it never holds content the stream does not
+    for (const [version, vouched] of [
+      [5, false],
+      [6, true],
+    ] as const) {
+      m.next({ upsertServices: [big(version)] });
+      const lying = asPatch(m, version, sync.data.service('ns/big')!);
+      const p = { ...lying.servicePatches[0]!, hash: contentHash(big(99)) };
+      sync.offerPatched({ ...lying, servicePatches: [p] }, vouched);
+      reads.length = 0;
+      refused.length = 0;
+      const r = await sync.advanceTo(version);
+      expect(r).toMatchObject({ ok: true, version, hash: m.index.hash(), path: vouched ? 'checkpoint' : 'deltas' });
+      expect(reads).toEqual([version]);
+      expect(refused).toEqual(vouched ? [] : [expect.stringMatching(/^5: patch of ns\/big: made \w+, not \w+$/)]);
+      expect(sync.data.service('ns/big')).toEqual(big(version));
+    }
   });
 });

@@ -16,6 +16,13 @@ import {
 import { decodePatchedDelta, patchNotice } from '../../../libs/bus/index.ts';
 import { largeService, VersionMaker } from '../bus/fixtures.ts';
 
+/** largeService with its endpoints in entry order (the planner sorts them; the fixture does not). */
+function big(n: number, shift = 0): ServiceEntry {
+  const e = largeService('ns/big', n, shift);
+  const p = e.ports[0]!;
+  return { ...e, ports: [{ ...p, endpoints: [...p.endpoints].sort(byEndpointAddress) }] };
+}
+
 const ipOf = (i: number) => `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`;
 
 const endpointArb = (ip: string, port: number): fc.Arbitrary<EndpointEntry> =>
@@ -51,7 +58,7 @@ const port = (name: string, endpoints: EndpointEntry[]): ServicePortEntry => ({
 });
 
 const entry = (ports: ServicePortEntry[], extra: Partial<ServiceEntry> = {}): ServiceEntry => ({
-  ...largeService('ns/big', 0),
+  ...big(0),
   ports,
   ...extra,
 });
@@ -140,7 +147,7 @@ describe('service patches', () => {
   });
 
   it('a patch is a few hundred bytes where the entry is the whole service', () => {
-    const base = largeService('ns/big', 5000);
+    const base = big(5000);
     const eps = base.ports[0]!.endpoints;
     const next = entry([
       { ...base.ports[0]!, endpoints: [...eps.slice(0, 10), { ...eps[10]!, ready: false }, ...eps.slice(11)] },
@@ -153,23 +160,23 @@ describe('service patches', () => {
   });
 
   it('is not made for a small service, nor for a change of more than a quarter of the endpoints', () => {
-    const small = largeService('ns/big', PATCH_MIN_ENDPOINTS - 1);
-    const smallNext = largeService('ns/big', PATCH_MIN_ENDPOINTS - 1, 1);
+    const small = big(PATCH_MIN_ENDPOINTS - 1);
+    const smallNext = big(PATCH_MIN_ENDPOINTS - 1, 1);
     expect(diffServiceEntry(small, smallNext, contentHash(small), contentHash(smallNext))).toBeUndefined();
-    const big = largeService('ns/big', 400);
-    const moved = largeService('ns/big', 400, 60); // 60 removed, 60 added: 120 of 400 touched
-    expect(diffServiceEntry(big, moved, contentHash(big), contentHash(moved))).toBeUndefined();
-    const nudged = largeService('ns/big', 400, 40); // 80 of 400
-    expect(diffServiceEntry(big, nudged, contentHash(big), contentHash(nudged))).toBeDefined();
+    const wide = big(400);
+    const moved = big(400, 60); // 60 removed, 60 added: 120 of 400 touched
+    expect(diffServiceEntry(wide, moved, contentHash(wide), contentHash(moved))).toBeUndefined();
+    const nudged = big(400, 40); // 80 of 400
+    expect(diffServiceEntry(wide, nudged, contentHash(wide), contentHash(nudged))).toBeDefined();
   });
 
   it('refuses, with one line each, a patch that does not fit the base it is given', () => {
-    const base = largeService('ns/big', 300);
-    const next = largeService('ns/big', 300, 5);
+    const base = big(300);
+    const next = big(300, 5);
     const p = diffServiceEntry(base, next, contentHash(base), contentHash(next))!;
     const cases: [ServiceEntry | undefined, typeof p, RegExp][] = [
       [undefined, p, /patch of ns\/big: this node holds no entry to patch/],
-      [largeService('ns/big', 300, 100), p, /removes 5 endpoints its base lacks/],
+      [big(300, 100), p, /removes 5 endpoints its base lacks/],
       [base, { ...p, ports: [{ ...p.ports[0]!, from: 3 }] }, /port 0 starts from port 3 of 1/],
       [base, { ...p, ports: [] }, /0 port patches for 1 ports/],
       [base, { ...p, head: { ...p.head, key: 'ns/other' } }, /its entry is ns\/other/],
@@ -193,8 +200,8 @@ describe('service patches', () => {
   });
 
   it('decoding refuses a malformed patch payload with one line naming the field', () => {
-    const base = largeService('ns/big', 300);
-    const next = largeService('ns/big', 300, 5);
+    const base = big(300);
+    const next = big(300, 5);
     const m = new VersionMaker();
     m.next({ upsertServices: [base] });
     const v = m.next({ upsertServices: [next] }).delta;
