@@ -3,7 +3,7 @@
  * endpoints per service, so the curves can be extrapolated to Kubernetes' envelope (5,000 nodes,
  * 10,000 services, 250 endpoints per service). Usage:
  *   node --expose-gc --import tsx bench/scale/scale-probe.ts [--endpoints 250] [--nodes 5000]
- *        [--services 125,250,500,1000] [--events 100] [--out FILE]
+ *        [--services 125,250,500,1000] [--events 100] [--event whole-slice|one-endpoint] [--out FILE]
  *
  * For each size S (services × E endpoints over N nodes, bench/planner/generate-cluster.ts):
  *  - planner: heap of the ClusterState built from the objects (the planner's own state; its
@@ -14,17 +14,32 @@
  *  - applier (one node): heap of its data index + incremental renderer, and CPU per event
  *    (decode the delta message + check its payload digest + apply with the carried entry hashes
  *    + verify the data hash + incremental render + node-state hash), and, same run, the same
- *    events on a node that hashes every changed entry itself (`applierHashingEntriesCpuPerEventMs`).
+ *    events on a node that hashes every changed entry itself (`applierHashingEntriesCpuPerEventMs`);
+ *  - patches (docs/distribution.md, "Patches for large services"): the default notice carrying the
+ *    event's service as a patch instead (`patchNoticeBytes`, 0 when no patch is made: fewer than
+ *    128 endpoints, or over a quarter of them changed), the planner's CPU to make it (diff + its
+ *    check, `plannerPatchCpuPerEventMs`), and a third node taking the same events as signed
+ *    patches (decode + rebuild + apply + verify + render + hash, `applierPatchCpuPerEventMs`).
  * Baseline for every heap figure, same run: `JSON.parse` of the same objects' JSON (heap of the
  * plain parsed objects). Last stdout line: JSON with every figure and the least-squares slope
  * per service of each.
  */
 import { benchArgs } from '../bench-cli.ts'; // first: bad input is one line, exit 2
 import { writeFileSync } from 'node:fs';
-import { decodeDelta, encodeArtifact, H, payloadDigest } from '../../libs/bus/index.ts';
+import {
+  decodeDelta,
+  decodePatchedDelta,
+  encodeArtifact,
+  H,
+  patchNotice,
+  payloadDigest,
+} from '../../libs/bus/index.ts';
+import { expandPatchedDelta } from '../../libs/applier/version-chain.ts';
 import {
   DEFAULT_PROXY_CONFIG,
+  diffServiceEntry,
   readKubeObject,
+  type ServiceEntry,
   type DataDelta,
   type KubeObject,
   type VersionArtifact,
@@ -38,6 +53,8 @@ const { values } = benchArgs({
     nodes: { type: 'string', default: '5000' },
     services: { type: 'string', default: '125,250,500,1000' },
     events: { type: 'string', default: '100' },
+    /** What one event does: rewrite a slice whole (every endpoint's port moves), or flip one endpoint. */
+    event: { type: 'string', default: 'whole-slice' },
     out: { type: 'string' },
   },
 });
@@ -45,6 +62,11 @@ const E = Number(values.endpoints),
   N = Number(values.nodes),
   EVENTS = Number(values.events);
 const sizes = values.services.split(',').map(Number);
+if (values.event !== 'whole-slice' && values.event !== 'one-endpoint') {
+  process.stderr.write(`--event: whole-slice or one-endpoint, not ${values.event}\n`);
+  process.exit(2);
+}
+const ONE_ENDPOINT = values.event === 'one-endpoint';
 if (!global.gc) throw new Error('run with node --expose-gc');
 const gc = global.gc;
 
@@ -80,6 +102,28 @@ interface Row {
   applierCpuPerEventMs: number;
   /** The same events on a node that hashes every changed entry itself (no carried hashes). */
   applierHashingEntriesCpuPerEventMs: number;
+  /** The default notice with the event's service as a patch (0: no patch made). */
+  patchNoticeBytes: number;
+  plannerPatchCpuPerEventMs: number;
+  /** The same events as signed patches, on a third node. */
+  applierPatchCpuPerEventMs: number;
+}
+
+/**
+ * The slice of service `s` for event `i`: rewritten whole (generation i + 1), or as generated with
+ * one endpoint's readiness flipped (a pod going unready: the common event; with the previous
+ * event's flip on this service undone, one or two endpoints change).
+ */
+function eventSlice(s: number, i: number): unknown {
+  if (!ONE_ENDPOINT) return makeSlice(`ns-${s % 50}`, s, E, N, i + 1, s % 4 === 0);
+  const slice = makeSlice(`ns-${s % 50}`, s, E, N, 0, s % 4 === 0) as {
+    metadata: { resourceVersion: string };
+    endpoints: { conditions: { ready: boolean } }[];
+  };
+  slice.metadata.resourceVersion = String(1_000_000 + i);
+  const e = slice.endpoints[i % E]!;
+  e.conditions.ready = !e.conditions.ready;
+  return slice;
 }
 
 function probe(S: number): Row {
@@ -106,7 +150,7 @@ function probe(S: number): Row {
   let lastDelta: DataDelta | undefined;
   const step = (i: number) => {
     const s = (i * 7919) % S;
-    state.apply({ op: 'upsert', object: read(makeSlice(`ns-${s % 50}`, s, E, N, i + 1, s % 4 === 0)) });
+    state.apply({ op: 'upsert', object: read(eventSlice(s, i)) });
     lastDelta = state.commit();
     state.hash();
   };
@@ -135,6 +179,26 @@ function probe(S: number): Row {
       delta: { headers, payload: new TextDecoder().decode(msg!.payload) },
     }),
   );
+  const notice = (data: object) =>
+    Buffer.byteLength(
+      JSON.stringify({
+        revision: version,
+        target: { version, configRevision: 0, issued: Date.now(), sig: 'x'.repeat(88) },
+        ...data,
+        sig: 'x'.repeat(88),
+      }),
+    );
+  // the patches of an event's services against the entries before it, as DataAxis.record makes them
+  const held = new Map<string, readonly [ServiceEntry, string]>();
+  for (const e of state.data.services()) held.set(e.key, [e, state.data.serviceHash(e.key)!]);
+  const patchesOf = (d: DataDelta) =>
+    d.upsertServices.flatMap((e) => {
+      const b = held.get(e.key);
+      const hash = state.data.serviceHash(e.key)!;
+      held.set(e.key, [e, hash]);
+      const p = b && diffServiceEntry(b[0], e, b[1], hash);
+      return p ? [p] : [];
+    });
   const data = state.data.toClusterData();
   const checkpointBytes = Buffer.byteLength(JSON.stringify({ ...artifact, form: 'checkpoint', data }));
 
@@ -147,14 +211,23 @@ function probe(S: number): Row {
   renderer.hash();
   const applierMb = (heap() - a0) / MB;
   // Each event's delta message as the planner publishes it (entry hashes carried, payload digest).
-  const messages: { payload: Uint8Array; digest: string }[] = [];
+  const messages: { payload: Uint8Array; digest: string; patch: string | undefined }[] = [];
+  let patchNoticeBytes = 0;
+  let plannerPatchMs = 0;
   for (let i = 0; i < EVENTS; i++) {
     step(20 + EVENTS + i);
     version += 1;
     const a = { ...artifact, version, parent: version - 1, hash: state.hash(), delta: lastDelta! };
     const [m] = encodeArtifact(a, { chunkBytes: 4 * MB, baseCheckpoint: 1 });
-    messages.push({ payload: m!.payload, digest: m!.headers[H.payloadDigest]! });
+    let patches: ReturnType<typeof patchesOf> = [];
+    plannerPatchMs += cpuMs(() => {
+      patches = patchesOf(lastDelta!);
+    });
+    const patch = patchNotice(a, patches);
+    if (patch) patchNoticeBytes = notice({ patch });
+    messages.push({ payload: m!.payload, digest: m!.headers[H.payloadDigest]!, patch: patch?.payload });
   }
+  const plannerPatchCpuPerEventMs = plannerPatchMs / EVENTS;
   // A second node, same data, that hashes every changed entry itself (as before entry hashes were
   // carried, and as now when nothing vouches for them): the baseline of the same run.
   const idx = index;
@@ -163,6 +236,15 @@ function probe(S: number): Row {
   const r2 = new NodeStateRenderer('node-0', DEFAULT_PROXY_CONFIG);
   r2.reset(idx2);
   r2.hash();
+  // A third node, same data, taking each event's patch where one was made (signed: vouched)
+  const idx3 = ClusterDataIndex.from(JSON.parse(cpJson));
+  const r3 = new NodeStateRenderer('node-0', DEFAULT_PROXY_CONFIG);
+  r3.reset(idx3);
+  r3.hash();
+  const heldBy3 = (key: string) => {
+    const entry = idx3.service(key);
+    return entry && { entry, hash: idx3.serviceHash(key)! };
+  };
   const decoded = (payload: Uint8Array) => {
     const d = decodeDelta(payload);
     if (!d.ok) throw new Error(d.error);
@@ -173,6 +255,7 @@ function probe(S: number): Row {
   const WARM = Math.min(10, Math.floor(EVENTS / 5));
   let carriedMs = 0;
   let hashingMs = 0;
+  let patchMs = 0;
   messages.forEach((m, i) => {
     const a = cpuMs(() => {
       if (payloadDigest(m.payload) !== m.digest) throw new Error('payload digest');
@@ -189,16 +272,32 @@ function probe(S: number): Row {
       r2.update(idx2, d.delta);
       r2.hash();
     });
+    const c = cpuMs(() => {
+      let d: { delta: DataDelta; entryHashes?: { services: readonly string[]; nodes: readonly string[] } };
+      if (m.patch) {
+        const p = decodePatchedDelta(m.patch);
+        if (!p.ok) throw new Error(p.error);
+        const x = expandPatchedDelta(p.value, heldBy3, true);
+        if ('error' in x) throw new Error(x.error);
+        d = x.delta;
+      } else d = decoded(m.payload);
+      idx3.apply(d.delta, undefined, d.entryHashes);
+      idx3.hash();
+      r3.update(idx3, d.delta);
+      r3.hash();
+    });
     if (i >= WARM) {
       carriedMs += a;
       hashingMs += b;
+      patchMs += c;
     }
   });
   const applierCpuPerEventMs = carriedMs / (EVENTS - WARM);
   const applierHashingEntriesCpuPerEventMs = hashingMs / (EVENTS - WARM);
   if (idx.hash() !== state.hash()) throw new Error('applier data hash differs from the planner');
   if (idx2.hash() !== state.hash()) throw new Error('applier data hash differs from the planner');
-  if (idx.hash() !== state.hash()) throw new Error('applier data hash differs from the planner');
+  if (idx3.hash() !== state.hash()) throw new Error('applier data hash differs from the planner (patches)');
+  if (r3.hash() !== r.hash()) throw new Error('node-state hash from patches differs');
   index = undefined;
   renderer = undefined;
   return {
@@ -214,6 +313,9 @@ function probe(S: number): Row {
     applierMb,
     applierCpuPerEventMs,
     applierHashingEntriesCpuPerEventMs,
+    patchNoticeBytes,
+    plannerPatchCpuPerEventMs,
+    applierPatchCpuPerEventMs: patchMs / (EVENTS - WARM),
   };
 }
 
@@ -248,6 +350,9 @@ const keys = [
   'applierMb',
   'applierCpuPerEventMs',
   'applierHashingEntriesCpuPerEventMs',
+  'patchNoticeBytes',
+  'plannerPatchCpuPerEventMs',
+  'applierPatchCpuPerEventMs',
 ] as const;
 const at10k: Record<string, number> = {};
 const slopes: Record<string, { a: number; b: number }> = {};
@@ -259,17 +364,17 @@ for (const k of keys) {
   at10k[k] = slopes[k]!.a + slopes[k]!.b * 10_000;
 }
 console.log(
-  '| services × endpoints | planner state MB | planner CPU/event ms | delta B | notice B | checkpoint MB | applier MB | applier CPU/event ms | same, hashing entries |',
+  '| services × endpoints | planner state MB | planner CPU/event ms | delta B | notice B | checkpoint MB | applier MB | applier CPU/event ms | same, hashing entries | patch notice B | planner patch ms | applier CPU/event from patches ms |',
 );
-console.log('|---|---|---|---|---|---|---|---|---|');
+console.log('|---|---|---|---|---|---|---|---|---|---|---|---|');
 for (const r of rows) {
   console.log(
-    `| ${r.services} × ${r.endpoints} | ${r.plannerStateMb.toFixed(0)} | ${r.plannerCpuPerEventMs.toFixed(2)} | ${r.deltaBytes} | ${r.noticeBytes} | ${(r.checkpointBytes / MB).toFixed(1)} | ${r.applierMb.toFixed(0)} | ${r.applierCpuPerEventMs.toFixed(2)} | ${r.applierHashingEntriesCpuPerEventMs.toFixed(2)} |`,
+    `| ${r.services} × ${r.endpoints} | ${r.plannerStateMb.toFixed(0)} | ${r.plannerCpuPerEventMs.toFixed(2)} | ${r.deltaBytes} | ${r.noticeBytes} | ${(r.checkpointBytes / MB).toFixed(1)} | ${r.applierMb.toFixed(0)} | ${r.applierCpuPerEventMs.toFixed(2)} | ${r.applierHashingEntriesCpuPerEventMs.toFixed(2)} | ${r.patchNoticeBytes} | ${r.plannerPatchCpuPerEventMs.toFixed(2)} | ${r.applierPatchCpuPerEventMs.toFixed(2)} |`,
   );
 }
 console.log(
-  `| 10000 × ${E} (fit) | ${at10k.plannerStateMb!.toFixed(0)} | ${at10k.plannerCpuPerEventMs!.toFixed(2)} | ${at10k.deltaBytes!.toFixed(0)} | ${at10k.noticeBytes!.toFixed(0)} | ${(at10k.checkpointBytes! / MB).toFixed(0)} | ${at10k.applierMb!.toFixed(0)} | ${at10k.applierCpuPerEventMs!.toFixed(2)} | ${at10k.applierHashingEntriesCpuPerEventMs!.toFixed(2)} |`,
+  `| 10000 × ${E} (fit) | ${at10k.plannerStateMb!.toFixed(0)} | ${at10k.plannerCpuPerEventMs!.toFixed(2)} | ${at10k.deltaBytes!.toFixed(0)} | ${at10k.noticeBytes!.toFixed(0)} | ${(at10k.checkpointBytes! / MB).toFixed(0)} | ${at10k.applierMb!.toFixed(0)} | ${at10k.applierCpuPerEventMs!.toFixed(2)} | ${at10k.applierHashingEntriesCpuPerEventMs!.toFixed(2)} | ${at10k.patchNoticeBytes!.toFixed(0)} | ${at10k.plannerPatchCpuPerEventMs!.toFixed(2)} | ${at10k.applierPatchCpuPerEventMs!.toFixed(2)} |`,
 );
-const result = { at: new Date().toISOString(), endpoints: E, nodes: N, rows, slopes, at10k };
+const result = { at: new Date().toISOString(), endpoints: E, nodes: N, event: values.event, rows, slopes, at10k };
 if (values.out) writeFileSync(values.out, JSON.stringify(result, null, 2) + '\n');
 console.log(JSON.stringify(result));

@@ -37,7 +37,10 @@ export const PATCH_MIN_ENDPOINTS = 128;
 export const PATCH_MAX_SHARE = 0.25;
 
 /** The order entries keep their endpoints in (libs/planner/build-service-entry.ts). */
-export function byEndpointAddress(a: EndpointEntry, b: EndpointEntry): number {
+export function byEndpointAddress(
+  a: Pick<EndpointEntry, 'ip' | 'port'>,
+  b: Pick<EndpointEntry, 'ip' | 'port'>,
+): number {
   return byCodeUnit(a.ip, b.ip) || a.port - b.port;
 }
 
@@ -66,18 +69,28 @@ export function diffServiceEntry(
   const ports: EndpointPatch[] = [];
   for (const p of next.ports) {
     const from = base.ports.findIndex((b) => b.name === p.name && b.protocol === p.protocol);
-    const before = new Map<string, EndpointEntry>();
-    if (from >= 0) for (const e of base.ports[from]!.endpoints) before.set(addressOf(e), e);
+    const before = from >= 0 ? base.ports[from]!.endpoints : [];
+    const after = p.endpoints;
     const upsert: EndpointEntry[] = [];
-    for (const e of p.endpoints) {
-      const key = addressOf(e);
-      const old = before.get(key);
-      before.delete(key);
-      if (!old || !sameFlat(old, e)) upsert.push(e);
+    const remove: [string, number][] = [];
+    // both lists are in entry order: one walk, no lookups (a base out of order fails the check below)
+    let i = 0;
+    let j = 0;
+    while (i < before.length || j < after.length) {
+      const c = i >= before.length ? 1 : j >= after.length ? -1 : byEndpointAddress(before[i]!, after[j]!);
+      if (c < 0) {
+        remove.push([before[i]!.ip, before[i]!.port]);
+        i++;
+      } else if (c > 0) {
+        upsert.push(after[j++]!);
+      } else {
+        if (before[i] !== after[j] && !sameFlat(before[i]!, after[j]!)) upsert.push(after[j]!);
+        i++;
+        j++;
+      }
+      if (touched + upsert.length + remove.length > budget) return undefined;
     }
-    const remove = [...before.values()].map((e) => [e.ip, e.port] as const);
     touched += upsert.length + remove.length;
-    if (touched > budget) return undefined;
     ports.push({ from, remove, upsert });
   }
   const patch = {
@@ -130,28 +143,31 @@ export function applyServicePatch(base: ServiceEntry | undefined, patch: Service
 }
 
 function mergeEndpoints(before: readonly EndpointEntry[], p: EndpointPatch, what: string): EndpointEntry[] {
-  const gone = new Set<string>();
-  for (const [ip, port] of p.remove) gone.add(`${ip}|${port}`);
   const upsert = [...p.upsert].sort(byEndpointAddress);
   for (let i = 1; i < upsert.length; i++)
     if (byEndpointAddress(upsert[i - 1]!, upsert[i]!) === 0)
       throw new Error(`${what}: endpoint ${addressOf(upsert[i]!)} is upserted twice`);
-  const replaced = new Set(upsert.map(addressOf));
+  const remove = p.remove.map(([ip, port]) => ({ ip, port })).sort(byEndpointAddress);
+  // One walk over the three sorted lists: a removed endpoint is dropped, an upserted one takes
+  // its base copy's place (or its own, when new), every other base endpoint is kept as it is.
   const out: EndpointEntry[] = [];
-  let removed = 0;
+  let lacking = 0;
   let u = 0;
+  let r = 0;
   for (const e of before) {
-    const key = addressOf(e);
-    if (gone.has(key)) {
-      removed++;
-      continue;
-    }
-    if (replaced.has(key)) continue; // its new copy is among the upserts
     while (u < upsert.length && byEndpointAddress(upsert[u]!, e) < 0) out.push(upsert[u++]!);
-    out.push(e);
+    while (r < remove.length && byEndpointAddress(remove[r]!, e) < 0) {
+      lacking++;
+      r++;
+    }
+    const removed = r < remove.length && byEndpointAddress(remove[r]!, e) === 0;
+    if (removed) r++;
+    if (u < upsert.length && byEndpointAddress(upsert[u]!, e) === 0) out.push(upsert[u++]!);
+    else if (!removed) out.push(e);
   }
   while (u < upsert.length) out.push(upsert[u++]!);
-  if (removed !== gone.size) throw new Error(`${what}: removes ${gone.size - removed} endpoints its base lacks`);
+  lacking += remove.length - r;
+  if (lacking > 0) throw new Error(`${what}: removes ${lacking} endpoints its base lacks`);
   return out;
 }
 
@@ -164,14 +180,17 @@ function addressOf(e: Pick<EndpointEntry, 'ip' | 'port'>): string {
  * an array of scalars (hint lists). Any field this release does not know counts too.
  */
 function sameFlat(a: EndpointEntry, b: EndpointEntry): boolean {
-  const ka = Object.keys(a);
-  if (ka.length !== Object.keys(b).length) return false;
-  for (const k of ka) {
-    const x: unknown = (a as unknown as Record<string, unknown>)[k];
-    const y: unknown = (b as unknown as Record<string, unknown>)[k];
-    if (x === y) continue;
-    if (!Array.isArray(x) || !Array.isArray(y) || x.length !== y.length) return false;
-    for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
+  const x = a as unknown as Record<string, unknown>;
+  const y = b as unknown as Record<string, unknown>;
+  let keys = 0;
+  for (const k in x) {
+    keys++;
+    const u = x[k];
+    const v = y[k];
+    if (u === v) continue;
+    if (!Array.isArray(u) || !Array.isArray(v) || u.length !== v.length) return false;
+    for (let i = 0; i < u.length; i++) if (u[i] !== v[i]) return false;
   }
-  return true;
+  for (const _ in y) keys--;
+  return keys === 0;
 }
