@@ -29,6 +29,7 @@ import {
   withoutUnvouchedHashes,
   H,
   heartbeatSubject,
+  payloadDigest,
   VersionReader,
   type Verifier,
 } from '../bus/index.ts';
@@ -793,13 +794,19 @@ export class ApplierSession {
   /**
    * Push path for a version told as patches (a large service's few changed endpoints instead of
    * its whole entry: service-patch.ts). A patch has no signature of its own, so with a verifier
-   * only a notice whose one signature verified brings one (and the patch's entry hashes are then
-   * taken as a signed delta's are); without, every rebuilt entry is hashed, and the hashes alone
-   * protect it, as they protect an unsigned delta. It is rebuilt and checked when applied (DataSync).
+   * only a notice whose one signature verified brings one; without, the payload digest header
+   * vouches as it does for an unsigned delta. Vouched, the patch's entry hashes are taken as a
+   * delta's carried ones are; otherwise every rebuilt entry is hashed. It is rebuilt and checked
+   * when applied (DataSync).
    */
   private takeNoticePatch(p: NoticeDelta, where: string, signed: boolean): void {
     const reject = (reason: string) => this.emit({ type: 'rejected', kind: 'artifact', where, reason });
     if (this.options.verifier && !signed) return reject('notice patch: not signed by the planner');
+    // unsigned, the payload's digest vouches for the entry hashes the patches carry, as a delta's
+    // digest does for its carried hashes (an altered payload no longer matches it)
+    const digest = p.headers[H.payloadDigest];
+    if (!signed && digest && digest !== payloadDigest(p.payload))
+      return reject('notice patch: payload does not match its digest');
     const decoded = decodePatchedDelta(p.payload);
     if (!decoded.ok) return reject(`notice patch: ${decoded.error}`);
     const a = decoded.value;
@@ -809,7 +816,7 @@ export class ApplierSession {
       String(a.parent) !== p.headers[H.parent]
     )
       return reject('notice patch: payload and signed headers disagree');
-    this.sync.offerPatched(a, signed);
+    this.sync.offerPatched(a, signed || !!digest);
   }
 
   /**

@@ -376,7 +376,7 @@ export type PatchedDeltaArtifact = VersionArtifact & {
 
 /**
  * The patch a target notice carries for delta `a` (see PatchedDeltaSchema): its headers name the
- * version as the stored delta's do, its payload is the delta with the patched services' entries
+ * version as the stored delta's do (and the patch payload's digest), its payload is the delta with the patched services' entries
  * left out and `patches` in their place. Undefined when there are none.
  */
 export function patchNotice(
@@ -398,6 +398,8 @@ export function patchNotice(
     [H.form]: a.form,
     [H.hash]: a.hash,
     ...(anchor ? { [H.anchor]: anchor } : {}),
+    // unsigned, what vouches for the entry hashes the patches carry (as for a delta's)
+    [H.payloadDigest]: payloadDigest(payload),
   };
   return { headers, payload };
 }

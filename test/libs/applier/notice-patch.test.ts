@@ -4,7 +4,7 @@
 // node's data is dropped, and the node fetches the version's delta from the stream instead.
 // Real nats-server, a signed (or unsigned) publisher and target store, a real applier session.
 import { afterEach, describe, expect, it } from 'vitest';
-import { H, targetPatchStatement, targetStatement } from '../../../libs/bus/index.ts';
+import { H, payloadDigest, targetPatchStatement, targetStatement } from '../../../libs/bus/index.ts';
 import { byEndpointAddress, contentHash, diffServiceEntry, type ServiceEntry } from '../../../libs/model/index.ts';
 import { startBusWorld, type BusWorld } from '../bus/bus-harness.ts';
 import { largeService, node, service, VersionMaker } from '../bus/fixtures.ts';
@@ -159,6 +159,27 @@ describe('target notices carry large services as patches', () => {
     expect(ev.type === 'ack' && ev.bytes).toBeGreaterThan(90_000); // the whole entry, from the stream
   });
 
+  it('unsigned: a patch altered on the way no longer matches its digest: dropped, and the node fetches the delta', async () => {
+    const { w, m, a } = await startAtVersion1(true);
+    const mark = a.events.mark();
+    const v = await publishWithPatches(w, m, [oneEndpointDown(10)]);
+    const patch = w.publisher.storedPatch(2)!;
+    expect(patch.headers[H.payloadDigest]).toBe(payloadDigest(patch.payload));
+    const altered = { ...patch, payload: patch.payload.replace('"ready":false', '"ready":true') };
+    expect(altered.payload).not.toBe(patch.payload);
+    const target = { version: 2, configRevision: 0, issued: Date.now() + 60_000, sig: '' };
+    w.planner.publish('sb.target.default', JSON.stringify({ revision: 0, target, patch: altered }));
+    const ack = await w.received.waitFor(ackFor('n1', 2), 'ack 2');
+    expect(dataHashOf(ack)).toBe(v.hash);
+    await a.events.waitFor(
+      (e) => e.type === 'rejected' && e.reason === 'notice patch: payload does not match its digest',
+      'altered patch rejected',
+      { from: mark },
+    );
+    const ev = await a.events.waitFor((e) => e.type === 'ack' && e.ack.version === 2, 'session ack 2', { from: mark });
+    expect(ev.type === 'ack' && ev.bytes).toBeGreaterThan(90_000);
+  });
+
   it.each([
     ['signed', false],
     ['unsigned', true],
@@ -173,7 +194,9 @@ describe('target notices carry large services as patches', () => {
       // ns/big is not its base, so rebuilding refuses it before anything is applied
       const wrong = JSON.parse(patch.payload) as { servicePatches: { base: string }[] };
       wrong.servicePatches[0]!.base = contentHash(big(999));
-      const forged = { headers: patch.headers, payload: JSON.stringify(wrong) };
+      // its digest made for it (what a forked planner would send)
+      const payload = JSON.stringify(wrong);
+      const forged = { headers: { ...patch.headers, [H.payloadDigest]: payloadDigest(payload) }, payload };
       const issued = Date.now() + 60_000;
       const t = { version: 2, configRevision: 0 };
       const target = { ...t, issued, sig: unsigned ? '' : w.signer.sign(targetStatement('default', t, issued)) };
