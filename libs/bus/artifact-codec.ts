@@ -404,13 +404,17 @@ export function patchNotice(
   return { headers, payload };
 }
 
-/** Decodes a notice's patch payload. Never throws; a service both upserted and patched is refused. */
+/** Decodes a notice's patch payload. Never throws; a service both upserted and patched, or patched twice, is refused. */
 export function decodePatchedDelta(payload: string): Decoded<PatchedDeltaArtifact> {
   const r = parseWire(PatchedDeltaSchema, payload, 'patch');
   if ('error' in r) return { ok: false, error: r.error };
   const upserted = new Set(r.value.delta.upsertServices.map((e) => e.key));
-  for (const p of r.value.servicePatches)
+  const patched = new Set<string>();
+  for (const p of r.value.servicePatches) {
     if (upserted.has(p.key)) return { ok: false, error: `patch: ${p.key} is both upserted and patched` };
+    if (patched.has(p.key)) return { ok: false, error: `patch: ${p.key} is patched twice` };
+    patched.add(p.key);
+  }
   return { ok: true, value: r.value as unknown as PatchedDeltaArtifact };
 }
 

@@ -219,6 +219,7 @@ describe('service patches', () => {
         JSON.stringify({ ...good, delta: { ...v.delta, upsertServices: [next] } }),
         /ns\/big is both upserted and patched/,
       ],
+      [JSON.stringify({ ...good, servicePatches: [p, p] }), /^patch: ns\/big is patched twice$/],
     ];
     for (const [payload, message] of bad) {
       const r = decodePatchedDelta(payload);
