@@ -7,6 +7,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { H, payloadDigest, targetPatchStatement, targetStatement } from '../../../libs/bus/index.ts';
 import { byEndpointAddress, contentHash, diffServiceEntry, type ServiceEntry } from '../../../libs/model/index.ts';
 import { startBusWorld, type BusWorld } from '../bus/bus-harness.ts';
+import { ackForHelper } from '../bus/publisher-helpers.ts';
 import { largeService, node, service, VersionMaker } from '../bus/fixtures.ts';
 
 let world: BusWorld | undefined;
@@ -15,10 +16,8 @@ afterEach(async () => {
   world = undefined;
 });
 
-type Received = BusWorld['received']['all'][number];
-const ackFor = (n: string, version: number) => (e: Received) =>
-  e.kind === 'ack' && e.v.node === n && e.v.version === version;
-const dataHashOf = (e: Received) => (e.kind === 'ack' ? e.v.dataHash : undefined);
+const ackFor = ackForHelper;
+const dataHashOf = (e: BusWorld['received']['all'][number]) => (e.kind === 'ack' ? e.v.dataHash : undefined);
 
 /** The next version upserting `entries`, published with its patches (as the planner's data axis makes them). */
 async function publishWithPatches(w: BusWorld, m: VersionMaker, entries: ServiceEntry[]) {
