@@ -4,6 +4,8 @@
 # Real nats-server (monitoring on), planner from manifests, one dry-run applier (signed).
 set -u
 # REPO: the checkout to run (default: this one), e.g. a worktree of an older commit for "before".
+# APPLIER_REPO (absolute): another checkout whose applier to run instead (release skew: an older
+# applier under this planner), built (npm run build) like REPO.
 cd "${REPO:-$(dirname "$0")/../..}"
 D=$(mktemp -d)
 free() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
@@ -29,7 +31,7 @@ gen 0
 sleep 0.5
 bin/switchboard planner --manifests $D/m --nats nats://127.0.0.1:$PORT --db $D/p.db --signing-key $D/key > $D/planner.log 2>&1 & P=$!
 for i in $(seq 100); do [ -f $D/key.pub ] && break; sleep 0.2; done
-bin/switchboard applier --node n1 --nats nats://127.0.0.1:$PORT --mode dry-run --planner-key $D/key.pub > $D/applier.log 2>&1 & A=$!
+${APPLIER_REPO:-.}/bin/switchboard applier --node n1 --nats nats://127.0.0.1:$PORT --mode dry-run --planner-key $D/key.pub > $D/applier.log 2>&1 & A=$!
 waitack() { for i in $(seq 300); do grep -q "\"version\":$1,.*\"msg\":\"applied\"" $D/applier.log && return 0; sleep 0.2; done; return 1; }
 connz() { curl -s "http://127.0.0.1:$MPORT/connz?limit=100" | python3 -c 'import json,sys;c=[x for x in json.load(sys.stdin)["connections"] if "n1" in (x.get("name") or "")];print(c[0]["out_bytes"], c[0]["out_msgs"])'; }
 waitack 1 || echo "no ack 1"

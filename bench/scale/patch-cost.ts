@@ -13,7 +13,7 @@
  * Last stdout line: JSON with the medians, their ratios to hashMs, and the bytes of both messages.
  */
 import { benchArgs } from '../bench-cli.ts'; // first: bad input is one line, exit 2
-import { expandPatchedDelta } from '../../libs/applier/version-chain.ts';
+import { expandPatchedDelta } from '../../libs/applier/index.ts';
 import { decodePatchedDelta, patchNotice } from '../../libs/bus/index.ts';
 import { byEndpointAddress, contentHash, diffServiceEntry, type ServiceEntry } from '../../libs/model/index.ts';
 import { largeService, VersionMaker } from '../../test/libs/bus/fixtures.ts';

@@ -34,7 +34,7 @@ import {
   patchNotice,
   payloadDigest,
 } from '../../libs/bus/index.ts';
-import { expandPatchedDelta } from '../../libs/applier/version-chain.ts';
+import { expandPatchedDelta } from '../../libs/applier/index.ts';
 import {
   DEFAULT_PROXY_CONFIG,
   diffServiceEntry,

@@ -7,7 +7,14 @@ export {
 } from './applier-session.ts';
 export { DataSync, type SyncResult } from './data-sync.ts';
 export { planFetch, type FetchPlan } from './fetch-plan.ts';
-export { applyDeltaChain, applyWithUndo, indexFromCheckpoint, type ChainResult } from './version-chain.ts';
+export {
+  applyDeltaChain,
+  applyWithUndo,
+  expandPatchedDelta,
+  indexFromCheckpoint,
+  type ChainResult,
+  type HeldEntry,
+} from './version-chain.ts';
 export { TargetView, signedTargetFault } from './target-view.ts';
 export { TargetWatcher, type TargetWatcherOptions } from './target-watcher.ts';
 export { judgeHealth, verdictSaysDataplaneDown, type HealthProbe, type ProbeOutcome } from './health-verdict.ts';
