@@ -44,5 +44,7 @@ AF=$(connz)
 echo "before: $B  after: $AF"
 python3 -c "b=list(map(int,'$B'.split()));a=list(map(int,'$AF'.split()));print('node inbound for version 2:',a[0]-b[0],'bytes in',a[1]-b[1],'messages')"
 grep -a '"version":2' $D/applier.log | head -3 | cut -c1-400
+echo "applier warnings and errors: $(grep -ac '"level":[456]0' $D/applier.log)"
+grep -a '"level":[456]0' $D/applier.log | head -3 | cut -c1-300
 kill $A $P; wait $A $P 2>/dev/null; kill $NATS; wait $NATS 2>/dev/null
 rm -rf $D
