@@ -76,11 +76,13 @@ export type SessionEvent =
   | { readonly type: 'error'; readonly error: string }
   /**
    * A message dropped as not the planner's (unsigned, badly signed, malformed, foreign), or
-   * (`old-target`) a signed target older than the one this node followed before its restart.
+   * (`old-target`) a signed target older than the one this node followed before its restart, or
+   * (`patch`) a notice's patch not taken: unvouched, malformed, or not fitting this node's data
+   * when rebuilt (the node then fetches the version's delta; docs/distribution.md).
    */
   | {
       readonly type: 'rejected';
-      readonly kind: 'target' | 'artifact' | 'config' | 'old-target';
+      readonly kind: 'target' | 'artifact' | 'config' | 'old-target' | 'patch';
       readonly where: string;
       readonly reason: string;
     }
@@ -256,7 +258,7 @@ export class ApplierSession {
       (version, reason) =>
         this.emit({
           type: 'rejected',
-          kind: 'artifact',
+          kind: 'patch',
           where: deltaSubject(version),
           reason: `notice patch: ${reason} (fetching the delta)`,
         }),
@@ -800,7 +802,7 @@ export class ApplierSession {
    * when applied (DataSync).
    */
   private takeNoticePatch(p: NoticeDelta, where: string, signed: boolean): void {
-    const reject = (reason: string) => this.emit({ type: 'rejected', kind: 'artifact', where, reason });
+    const reject = (reason: string) => this.emit({ type: 'rejected', kind: 'patch', where, reason });
     if (this.options.verifier && !signed) return reject('notice patch: not signed by the planner');
     // unsigned, the payload's digest vouches for the entry hashes the patches carry, as a delta's
     // digest does for its carried hashes (an altered payload no longer matches it)

@@ -151,9 +151,13 @@ describe('target notices carry large services as patches', () => {
       'altered patch rejected',
       { from: mark },
     );
-    await a.events.waitFor((e) => e.type === 'rejected' && /notice patch: not signed/.test(e.reason), 'patch refused', {
-      from: mark,
-    });
+    await a.events.waitFor(
+      (e) => e.type === 'rejected' && e.kind === 'patch' && /notice patch: not signed/.test(e.reason),
+      'patch refused',
+      {
+        from: mark,
+      },
+    );
     const ev = await a.events.waitFor((e) => e.type === 'ack' && e.ack.version === 2, 'session ack 2', { from: mark });
     expect(ev.type === 'ack' && ev.bytes).toBeGreaterThan(90_000); // the whole entry, from the stream
   });
@@ -171,7 +175,8 @@ describe('target notices carry large services as patches', () => {
     const ack = await w.received.waitFor(ackFor('n1', 2), 'ack 2');
     expect(dataHashOf(ack)).toBe(v.hash);
     await a.events.waitFor(
-      (e) => e.type === 'rejected' && e.reason === 'notice patch: payload does not match its digest',
+      (e) =>
+        e.type === 'rejected' && e.kind === 'patch' && e.reason === 'notice patch: payload does not match its digest',
       'altered patch rejected',
       { from: mark },
     );
@@ -206,6 +211,7 @@ describe('target notices carry large services as patches', () => {
       await a.events.waitFor(
         (e) =>
           e.type === 'rejected' &&
+          e.kind === 'patch' &&
           /notice patch: patch of ns\/big: this node holds .*fetching the delta/.test(e.reason),
         'patch refused at rebuild',
         { from: mark },
