@@ -59,7 +59,7 @@ export class ApplierMetrics {
   });
   private readonly rejected = new Counter({
     name: 'switchboard_applier_rejected_messages_total',
-    help: "Bus messages dropped as not the planner's (unsigned, badly signed, malformed, foreign)",
+    help: "Bus messages dropped as not the planner's (unsigned, badly signed, malformed, foreign); kind=patch: a notice's patch not taken (the version fetched whole)",
     labelNames: ['kind'],
     registers: [this.registry],
   });
