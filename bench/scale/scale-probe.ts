@@ -17,7 +17,7 @@
  *    events on a node that hashes every changed entry itself (`applierHashingEntriesCpuPerEventMs`);
  *  - patches (docs/distribution.md, "Patches for large services"): the default notice carrying the
  *    event's service as a patch instead (`patchNoticeBytes`, 0 when no patch is made: fewer than
- *    128 endpoints, or over a quarter of them changed), the planner's CPU to make it (diff + its
+ *    128 endpoints, or a change over about half the entry: PATCH_MAX_SHARE), the planner's CPU to make it (diff + its
  *    check, `plannerPatchCpuPerEventMs`), and a third node taking the same events as signed
  *    patches (decode + rebuild + apply + verify + render + hash, `applierPatchCpuPerEventMs`).
  * Baseline for every heap figure, same run: `JSON.parse` of the same objects' JSON (heap of the

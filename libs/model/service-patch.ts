@@ -33,8 +33,13 @@ export interface EndpointPatch {
 
 /** Services with fewer endpoints than this always travel whole: their entry is already small. */
 export const PATCH_MIN_ENDPOINTS = 128;
-/** A patch is made only when it touches at most this share of the new entry's endpoints. */
-export const PATCH_MAX_SHARE = 0.25;
+/**
+ * A patch is made only when its size, in endpoints, is at most this share of the new entry's
+ * endpoint count: each added or changed endpoint counts 1, each removed one 1/4 (a removal is its
+ * address, about a quarter of an endpoint's bytes). A rolling update's step that replaces a
+ * quarter of the pods (Kubernetes' default maxSurge and maxUnavailable) counts ~0.31 and is patched.
+ */
+export const PATCH_MAX_SHARE = 0.5;
 
 /** The order entries keep their endpoints in (libs/planner/build-service-entry.ts). */
 export function byEndpointAddress(
@@ -64,8 +69,8 @@ export function diffServiceEntry(
 ): ServicePatch | undefined {
   const total = endpointCount(next);
   if (base.key !== next.key || total < limits.minEndpoints) return undefined;
-  const budget = Math.floor(total * limits.maxShare);
-  let touched = 0;
+  const budget = total * limits.maxShare;
+  let size = 0;
   const ports: EndpointPatch[] = [];
   for (const p of next.ports) {
     const from = base.ports.findIndex((b) => b.name === p.name && b.protocol === p.protocol);
@@ -88,9 +93,9 @@ export function diffServiceEntry(
         i++;
         j++;
       }
-      if (touched + upsert.length + remove.length > budget) return undefined;
+      if (size + upsert.length + remove.length / 4 > budget) return undefined;
     }
-    touched += upsert.length + remove.length;
+    size += upsert.length + remove.length / 4;
     ports.push({ from, remove, upsert });
   }
   const patch = {
