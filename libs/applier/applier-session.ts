@@ -61,6 +61,8 @@ export type SessionEvent =
       readonly ack: Ack;
       readonly path: string;
       readonly bytes: number;
+      /** Services rebuilt from target notices' patches to reach this version (0: none). */
+      readonly patched: number;
       readonly skipped: boolean;
       /**
        * The cluster data of the version just ACKed: what the node now runs (health check node
@@ -667,6 +669,7 @@ export class ApplierSession {
       ack,
       path: data.path,
       bytes: data.bytes,
+      patched: data.patched,
       skipped,
       data: this.sync.data,
       config: this.config.config,

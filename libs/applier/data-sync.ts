@@ -21,6 +21,8 @@ export type SyncResult =
       readonly hash: string;
       readonly bytes: number;
       readonly path: 'none' | 'deltas' | 'checkpoint';
+      /** Services rebuilt from target notices' patches in this move instead of taken whole. */
+      readonly patched: number;
     }
   /** `permanent`: the published content itself is bad (hash mismatch, broken chain): retrying cannot help. */
   | { readonly ok: false; readonly error: string; readonly permanent: boolean };
@@ -37,6 +39,8 @@ export class DataSync {
   private readonly pushed = new Map<number, Delta>();
   /** Versions notices brought as patches (service-patch.ts), rebuilt against this data when applied. */
   private readonly pushedPatches = new Map<number, { patched: PatchedDeltaArtifact; vouched: boolean }>();
+  /** Of the pushed deltas, those rebuilt from patches: how many services each rebuilt. */
+  private readonly rebuilt = new Map<number, number>();
   /** What moved since the last takeChanges(): touched keys, or everything (new index). */
   private changed: { services: Set<string>; nodes: Set<string> } | 'all' = 'all';
 
@@ -123,6 +127,7 @@ export class DataSync {
     this.at = 0;
     this.pushed.clear();
     this.pushedPatches.clear();
+    this.rebuilt.clear();
     this.changed = 'all';
     return 'other';
   }
@@ -131,12 +136,14 @@ export class DataSync {
     const r = await this.advance(target);
     for (const v of this.pushed.keys()) if (v <= this.at) this.pushed.delete(v);
     for (const v of this.pushedPatches.keys()) if (v <= this.at) this.pushedPatches.delete(v);
+    for (const v of this.rebuilt.keys()) if (!this.pushed.has(v)) this.rebuilt.delete(v);
     return r;
   }
 
   private async advance(target: number): Promise<SyncResult> {
     const plan = planFetch({ applied: this.at, target, maxDeltaChain: this.maxDeltaChain });
-    if (plan.kind === 'none') return { ok: true, version: this.at, hash: this.index.hash(), bytes: 0, path: 'none' };
+    if (plan.kind === 'none')
+      return { ok: true, version: this.at, hash: this.index.hash(), bytes: 0, path: 'none', patched: 0 };
     if (plan.kind === 'deltas') {
       // one step behind with the notice's delta in hand (every event on a healthy node): no fetch to wait for
       const got = this.heldDeltas(plan.from, plan.to) ?? (await this.fetchDeltas(plan.from, plan.to));
@@ -150,13 +157,15 @@ export class DataSync {
         // what notices brought and try once from the newest checkpoint, fetched anew.
         this.pushed.clear();
         this.pushedPatches.clear();
+        this.rebuilt.clear();
         const again = await this.viaCheckpoint(target);
         return again.ok ? again : { ...again, error: `${r.error}; then from the checkpoint: ${again.error}` };
       }
       this.at = r.version;
       this.noteChanges(got.value);
       this.noteUnknown(got.value);
-      return { ok: true, version: r.version, hash: r.hash, bytes: got.bytes, path: 'deltas' };
+      const patched = got.value.reduce((n, d) => n + (this.rebuilt.get(d.version) ?? 0), 0);
+      return { ok: true, version: r.version, hash: r.hash, bytes: got.bytes, path: 'deltas', patched };
     }
     return this.viaCheckpoint(target);
   }
@@ -193,7 +202,7 @@ export class DataSync {
       this.unknownFields.note('nodes', checkpoint.nodes);
     }
     this.noteUnknown(head.ok && base < target ? [...rest.value, head.value] : []);
-    return { ok: true, version: r.version, hash: r.hash, bytes: bytes + rest.bytes, path: 'checkpoint' };
+    return { ok: true, version: r.version, hash: r.hash, bytes: bytes + rest.bytes, path: 'checkpoint', patched: 0 };
   }
 
   private noteUnknown(deltas: readonly Delta[]): void {
@@ -243,6 +252,7 @@ export class DataSync {
           return undefined;
         }
         this.pushed.set(v, r.delta); // rebuilt once: a fetch of the versions around it takes it as it is
+        this.rebuilt.set(v, offered.patched.servicePatches.length);
         d = r.delta;
       }
       if (!d) return undefined;

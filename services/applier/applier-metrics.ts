@@ -46,6 +46,11 @@ export class ApplierMetrics {
     help: 'Artifact bytes fetched',
     registers: [this.registry],
   });
+  private readonly patchedServices = new Counter({
+    name: 'switchboard_applier_patched_services_total',
+    help: "Large services rebuilt from a target notice's patch instead of fetched or carried whole",
+    registers: [this.registry],
+  });
   private readonly kernelWrites = new Counter({
     name: 'switchboard_applier_kernel_writes_total',
     help: 'Kernel writes performed',
@@ -126,6 +131,7 @@ export class ApplierMetrics {
         this.appliedConfig.set(e.ack.configRevision);
         this.acks.inc({ path: e.path, skipped: String(e.skipped) });
         this.fetchedBytes.inc(e.bytes);
+        this.patchedServices.inc(e.patched);
         this.kernelWrites.inc(e.ack.kernelWrites);
         const t = e.ack.timings;
         this.applySeconds.observe((t.fetchMs + t.renderMs + t.applyMs) / 1000);

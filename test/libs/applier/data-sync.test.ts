@@ -92,7 +92,14 @@ describe('DataSync with deltas offered by notices', () => {
     for (let i = 2; i <= 4; i++) m.next({ upsertServices: [service(i)] });
     for (const v of [2, 3, 4]) sync.offer(m.history[v - 1]!.delta);
     const all = await sync.advanceTo(4);
-    expect(all).toEqual({ ok: true, version: 4, hash: m.history[3]!.delta.hash, bytes: 0, path: 'deltas' });
+    expect(all).toEqual({
+      ok: true,
+      version: 4,
+      hash: m.history[3]!.delta.hash,
+      bytes: 0,
+      path: 'deltas',
+      patched: 0,
+    });
     expect(reads).toEqual([]);
 
     for (let i = 5; i <= 7; i++) m.next({ upsertServices: [service(i)] });
@@ -156,7 +163,15 @@ describe('DataSync with versions offered as patches', () => {
     m.next({ upsertServices: [big(2)], removeServices: ['ns/svc-1'] });
     sync.offerPatched(asPatch(m, 2, big(0)), false);
     sync.offerPatched(asPatch(m, 3, big(1)), true);
-    expect(await sync.advanceTo(3)).toEqual({ ok: true, version: 3, hash: m.index.hash(), bytes: 0, path: 'deltas' });
+    // two versions, each rebuilding ns/big from its patch
+    expect(await sync.advanceTo(3)).toEqual({
+      ok: true,
+      version: 3,
+      hash: m.index.hash(),
+      bytes: 0,
+      path: 'deltas',
+      patched: 2,
+    });
     expect(reads).toEqual([]);
     expect(refused).toEqual([]);
     expect(sync.data.service('ns/big')).toEqual(big(2));
@@ -164,7 +179,13 @@ describe('DataSync with versions offered as patches', () => {
     // a patch made against other content than the node holds: refused and said, the version read
     m.next({ upsertServices: [big(3)] });
     sync.offerPatched(asPatch(m, 4, big(0)), true);
-    expect(await sync.advanceTo(4)).toMatchObject({ ok: true, version: 4, hash: m.index.hash(), path: 'deltas' });
+    expect(await sync.advanceTo(4)).toMatchObject({
+      ok: true,
+      version: 4,
+      hash: m.index.hash(),
+      path: 'deltas',
+      patched: 0,
+    });
     expect(reads).toEqual([4]);
     expect(refused).toEqual([expect.stringMatching(/^4: patch of ns\/big: this node holds \w+, not \w+$/)]);
 
@@ -182,7 +203,13 @@ describe('DataSync with versions offered as patches', () => {
       reads.length = 0;
       refused.length = 0;
       const r = await sync.advanceTo(version);
-      expect(r).toMatchObject({ ok: true, version, hash: m.index.hash(), path: vouched ? 'checkpoint' : 'deltas' });
+      expect(r).toMatchObject({
+        ok: true,
+        version,
+        hash: m.index.hash(),
+        path: vouched ? 'checkpoint' : 'deltas',
+        patched: 0,
+      });
       expect(reads).toEqual([version]);
       expect(refused).toEqual(vouched ? [] : [expect.stringMatching(/^5: patch of ns\/big: made \w+, not \w+$/)]);
       expect(sync.data.service('ns/big')).toEqual(big(version));

@@ -108,7 +108,11 @@ describe('target notices carry large services as patches', () => {
             from: mark,
           },
         );
-        expect(ev.type === 'ack' && { path: ev.path, bytes: ev.bytes }).toEqual({ path: 'deltas', bytes: 0 });
+        expect(ev.type === 'ack' && { path: ev.path, bytes: ev.bytes, patched: ev.patched }).toEqual({
+          path: 'deltas',
+          bytes: 0,
+          patched: 1,
+        });
         expect(a.nc.stats().inMsgs - before).toBe(1);
       }
       await w.planner.flush();
@@ -159,7 +163,8 @@ describe('target notices carry large services as patches', () => {
       },
     );
     const ev = await a.events.waitFor((e) => e.type === 'ack' && e.ack.version === 2, 'session ack 2', { from: mark });
-    expect(ev.type === 'ack' && ev.bytes).toBeGreaterThan(90_000); // the whole entry, from the stream
+    expect(ev.type === 'ack' && ev.bytes).toBeGreaterThan(90_000);
+    expect(ev.type === 'ack' && ev.patched).toBe(0); // the whole entry, from the stream
   });
 
   it('unsigned: a patch altered on the way no longer matches its digest: dropped, and the node fetches the delta', async () => {
@@ -182,6 +187,7 @@ describe('target notices carry large services as patches', () => {
     );
     const ev = await a.events.waitFor((e) => e.type === 'ack' && e.ack.version === 2, 'session ack 2', { from: mark });
     expect(ev.type === 'ack' && ev.bytes).toBeGreaterThan(90_000);
+    expect(ev.type === 'ack' && ev.patched).toBe(0);
   });
 
   it.each([
@@ -220,6 +226,7 @@ describe('target notices carry large services as patches', () => {
         from: mark,
       });
       expect(ev.type === 'ack' && ev.bytes).toBeGreaterThan(90_000);
+      expect(ev.type === 'ack' && ev.patched).toBe(0);
       expect(patch.headers[H.version]).toBe('2');
     },
   );

@@ -42,7 +42,7 @@ describe('a checkpoint longer than V8 can hold in one string', () => {
 
     const sync = new DataSync(new VersionReader(world.planner, { verifier: world.verifier }), 50);
     const r = await sync.advanceTo(1);
-    expect(r).toEqual({ ok: true, version: 1, hash: header.hash, bytes: cp!.bytes, path: 'checkpoint' });
+    expect(r).toEqual({ ok: true, version: 1, hash: header.hash, bytes: cp!.bytes, path: 'checkpoint', patched: 0 });
     expect(sync.data.serviceCount).toBe(13_500);
     expect(sync.data.service('ns/svc-13499')?.ports[0]?.name).toBe(pad);
   });

@@ -8,6 +8,7 @@ import { generateKeyPairSync } from 'node:crypto';
 import { ApplierSession, type SessionEvent } from '../../../libs/applier/index.ts';
 import { signerFromKey, VersionReader, verifierFromPem } from '../../../libs/bus/index.ts';
 import { DryRunDataplane } from '../../../libs/dataplane/index.ts';
+import { ApplierMetrics } from '../../../services/applier/applier-metrics.ts';
 import { nodeYaml, plannerEnv, startBarePlanner, svcYaml, until, type PlannerEnv } from './planner-support.ts';
 
 let env: PlannerEnv;
@@ -43,13 +44,17 @@ it('one endpoint of 300 changes: the node gets a patch on the notice, applies it
   stops.push(p.stop);
   const nc = await connect({ servers: env.nats.url });
   const events: SessionEvent[] = [];
+  const metrics = new ApplierMetrics();
   const session = await ApplierSession.start({
     nc,
     node: 'node-1',
     dataplane: new DryRunDataplane(),
     heartbeatMs: 200,
     verifier: verifierFromPem(signer.publicKeyPem),
-    onEvent: (e) => events.push(e),
+    onEvent: (e) => {
+      events.push(e);
+      metrics.observe(e);
+    },
   });
   stops.push(async () => {
     await session.stop();
@@ -68,8 +73,14 @@ it('one endpoint of 300 changes: the node gets a patch on the notice, applies it
   expect(session.status().applied?.dataHash).toBe(hash);
 
   const ack = events.find((e) => e.type === 'ack' && e.ack.version === v2);
-  expect(ack?.type === 'ack' && { path: ack.path, bytes: ack.bytes }).toEqual({ path: 'deltas', bytes: 0 });
+  expect(ack?.type === 'ack' && { path: ack.path, bytes: ack.bytes, patched: ack.patched }).toEqual({
+    path: 'deltas',
+    bytes: 0,
+    patched: 1,
+  });
   expect(events.filter((e) => e.type === 'rejected')).toEqual([]);
+  const patched = await metrics.registry.getSingleMetric('switchboard_applier_patched_services_total')!.get();
+  expect(patched.values.map((v) => v.value)).toEqual([1]);
   const notice = notices.find((n) => n.target.version === v2)!;
   expect(notice.delta).toBeUndefined();
   expect(JSON.stringify(notice.patch).length).toBeLessThan(3000);
