@@ -384,6 +384,7 @@ async function startLocked(
             configRevision: e.ack.configRevision,
             path: e.path,
             bytes: e.bytes,
+            ...(e.patched > 0 ? { patched: e.patched } : {}),
             skipped: e.skipped,
             kernelWrites: e.ack.kernelWrites,
             timings: e.ack.timings,
