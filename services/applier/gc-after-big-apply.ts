@@ -5,7 +5,11 @@ import { fullGc } from '../cli/full-gc.ts';
 export const DEFAULT_GC_MIN_HEAP_GROWTH_BYTES = 64 * 1024 * 1024;
 
 export interface GcAfterBigApplyOptions {
-  /** Collect only when the V8 heap in use grew by at least this much since the last collection here. */
+  /**
+   * Collect only when the V8 heap in use grew by at least this much since the last collection here;
+   * 0 (or less): after every apply, whatever the heap did (it can shrink while V8's sweeper threads
+   * finish an earlier collection).
+   */
   readonly minGrowthBytes?: number;
   /** Tests pass their own; default: V8's used heap size. */
   readonly heapUsedBytes?: () => number;
@@ -70,7 +74,8 @@ export class GcAfterBigApply {
    */
   afterApply(): Promise<GcAfterApply | undefined> {
     if (this.pending) return this.pending;
-    if (this.stopped || this.heapUsed() - this.baseline < this.minGrowth) return Promise.resolve(undefined);
+    if (this.stopped || (this.minGrowth > 0 && this.heapUsed() - this.baseline < this.minGrowth))
+      return Promise.resolve(undefined);
     this.pending = new Promise<GcAfterApply | undefined>((resolve) =>
       setImmediate(() => {
         this.pending = undefined;

@@ -48,6 +48,16 @@ describe('GcAfterBigApply', () => {
     expect(h.collections).toBe(2);
   });
 
+  it('with no threshold (0), collects after every apply, a heap that shrank since included (CI, 2026-12-05: sweeper threads freed pages between the two reads)', async () => {
+    const h = fakeHeap(200 * MB);
+    const gc = new GcAfterBigApply({ minGrowthBytes: 0, heapUsedBytes: () => h.used, collect: h.collect });
+    h.used -= 5 * MB;
+    h.live = 100 * MB;
+    expect(await gc.afterApply()).toMatchObject({ beforeBytes: 195 * MB, afterBytes: 100 * MB });
+    expect(await gc.afterApply()).toMatchObject({ beforeBytes: 100 * MB });
+    expect(h.collections).toBe(2);
+  });
+
   it('collects nothing after stop(), not even one already scheduled; gives up after a collector error', async () => {
     const h = fakeHeap(0);
     const gc = new GcAfterBigApply({ minGrowthBytes: 1, heapUsedBytes: () => h.used, collect: h.collect });
