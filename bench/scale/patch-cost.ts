@@ -15,8 +15,8 @@
 import { benchArgs } from '../bench-cli.ts'; // first: bad input is one line, exit 2
 import { expandPatchedDelta } from '../../libs/applier/index.ts';
 import { decodePatchedDelta, patchNotice } from '../../libs/bus/index.ts';
-import { byEndpointAddress, contentHash, diffServiceEntry, type ServiceEntry } from '../../libs/model/index.ts';
-import { largeService, VersionMaker } from '../../test/libs/bus/fixtures.ts';
+import { contentHash, diffServiceEntry, type ServiceEntry } from '../../libs/model/index.ts';
+import { sortedLargeService, VersionMaker } from '../../test/libs/bus/fixtures.ts';
 
 const { values } = benchArgs({
   options: {
@@ -29,9 +29,9 @@ const ROUNDS = Number(values.rounds);
 
 /** The service as the planner keeps it (endpoints in entry order), endpoint `down` not ready. */
 function entry(down: number): ServiceEntry {
-  const e = largeService('ns/big', N);
+  const e = sortedLargeService('ns/big', N);
   const p = e.ports[0]!;
-  const endpoints = [...p.endpoints].sort(byEndpointAddress).map((x, i) => (i === down ? { ...x, ready: false } : x));
+  const endpoints = p.endpoints.map((x, i) => (i === down ? { ...x, ready: false } : x));
   return JSON.parse(JSON.stringify({ ...e, ports: [{ ...p, endpoints }] })) as ServiceEntry; // as parsed from the wire
 }
 

@@ -1,15 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import {
-  byEndpointAddress,
-  contentHash,
-  DEFAULT_PROXY_CONFIG,
-  diffServiceEntry,
-  type ServiceEntry,
-} from '../../../libs/model/index.ts';
+import { contentHash, DEFAULT_PROXY_CONFIG, diffServiceEntry, type ServiceEntry } from '../../../libs/model/index.ts';
 import { DataSync } from '../../../libs/applier/index.ts';
 import { decodePatchedDelta, patchNotice, type VersionReader } from '../../../libs/bus/index.ts';
 import { NodeStateRenderer, nodeStateHash, renderNodeState } from '../../../libs/planner/index.ts';
-import { largeService, node, service, VersionMaker } from '../bus/fixtures.ts';
+import { node, service, sortedLargeService, VersionMaker } from '../bus/fixtures.ts';
 
 /** Serves a VersionMaker's history as the reader would (every version also has a checkpoint). */
 function reader(
@@ -134,10 +128,7 @@ describe('DataSync with deltas offered by notices', () => {
 
 describe('DataSync with versions offered as patches', () => {
   /** A 300-endpoint service in entry order, its endpoints shifted by `shift`. */
-  const big = (shift: number) => {
-    const e = largeService('ns/big', 300, shift);
-    return { ...e, ports: [{ ...e.ports[0]!, endpoints: [...e.ports[0]!.endpoints].sort(byEndpointAddress) }] };
-  };
+  const big = (shift: number) => sortedLargeService('ns/big', 300, shift);
   /** Version `v` of `m` as a notice's patch would bring it (ns/big patched against v - 1). */
   const asPatch = (m: VersionMaker, v: number, base: ServiceEntry) => {
     const next = m.history[v - 1]!.delta;

@@ -5,10 +5,10 @@
 // Real nats-server, a signed (or unsigned) publisher and target store, a real applier session.
 import { afterEach, describe, expect, it } from 'vitest';
 import { H, payloadDigest, targetPatchStatement, targetStatement } from '../../../libs/bus/index.ts';
-import { byEndpointAddress, contentHash, diffServiceEntry, type ServiceEntry } from '../../../libs/model/index.ts';
+import { contentHash, diffServiceEntry, type ServiceEntry } from '../../../libs/model/index.ts';
 import { startBusWorld, type BusWorld } from '../bus/bus-harness.ts';
 import { ackForHelper } from '../bus/publisher-helpers.ts';
-import { largeService, node, service, VersionMaker } from '../bus/fixtures.ts';
+import { node, service, sortedLargeService, VersionMaker } from '../bus/fixtures.ts';
 
 let world: BusWorld | undefined;
 afterEach(async () => {
@@ -48,12 +48,7 @@ function noticeLog(w: BusWorld) {
   return { notices, stop: () => sub.unsubscribe() };
 }
 
-/** largeService with its endpoints in the order entries keep them (the planner sorts; the fixture does not). */
-function big(n: number, shift = 0): ServiceEntry {
-  const e = largeService('ns/big', n, shift);
-  const p = e.ports[0]!;
-  return { ...e, ports: [{ ...p, endpoints: [...p.endpoints].sort(byEndpointAddress) }] };
-}
+const big = (n: number, shift = 0) => sortedLargeService('ns/big', n, shift);
 
 /** A 1,000-endpoint service and a small one, node n1; the applier at version 1. */
 async function startAtVersion1(unsigned = false) {

@@ -1,4 +1,10 @@
-import type { DataDelta, NodeFacts, ServiceEntry, VersionArtifact } from '../../../libs/model/index.ts';
+import {
+  byEndpointAddress,
+  type DataDelta,
+  type NodeFacts,
+  type ServiceEntry,
+  type VersionArtifact,
+} from '../../../libs/model/index.ts';
 import { ClusterDataIndex } from '../../../libs/planner/index.ts';
 
 /** A plain ClusterIP service entry: every policy at its default, the given key, IPs and ports. */
@@ -69,6 +75,16 @@ export function largeService(key: string, n: number, shift = 0): ServiceEntry {
       return `10.${100 + (e >> 16)}.${(e >> 8) & 255}.${e & 255}`;
     }),
   );
+}
+
+/**
+ * largeService with its endpoints in the order entries keep them, by (ip, port) in code-unit order
+ * (the planner sorts them; largeService lists them as generated): what patches are made against.
+ */
+export function sortedLargeService(key: string, n: number, shift = 0): ServiceEntry {
+  const e = largeService(key, n, shift);
+  const p = e.ports[0]!;
+  return { ...e, ports: [{ ...p, endpoints: [...p.endpoints].sort(byEndpointAddress) }] };
 }
 
 export function node(name: string): NodeFacts {

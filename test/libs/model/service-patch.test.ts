@@ -14,14 +14,9 @@ import {
   type ServicePortEntry,
 } from '../../../libs/model/index.ts';
 import { decodePatchedDelta, patchNotice } from '../../../libs/bus/index.ts';
-import { largeService, VersionMaker } from '../bus/fixtures.ts';
+import { sortedLargeService, VersionMaker } from '../bus/fixtures.ts';
 
-/** largeService with its endpoints in entry order (the planner sorts them; the fixture does not). */
-function big(n: number, shift = 0): ServiceEntry {
-  const e = largeService('ns/big', n, shift);
-  const p = e.ports[0]!;
-  return { ...e, ports: [{ ...p, endpoints: [...p.endpoints].sort(byEndpointAddress) }] };
-}
+const big = (n: number, shift = 0) => sortedLargeService('ns/big', n, shift);
 
 const ipOf = (i: number) => `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`;
 
