@@ -4,7 +4,14 @@
 // node's data is dropped, and the node fetches the version's delta from the stream instead.
 // Real nats-server, a signed (or unsigned) publisher and target store, a real applier session.
 import { afterEach, describe, expect, it } from 'vitest';
-import { H, payloadDigest, targetPatchStatement, targetStatement } from '../../../libs/bus/index.ts';
+import {
+  decodePatchedDelta,
+  H,
+  payloadDigest,
+  targetPatchStatement,
+  targetStatement,
+  VersionPublisher,
+} from '../../../libs/bus/index.ts';
 import { contentHash, diffServiceEntry, type ServiceEntry } from '../../../libs/model/index.ts';
 import { startBusWorld, type BusWorld } from '../bus/bus-harness.ts';
 import { ackForHelper } from '../bus/publisher-helpers.ts';
@@ -225,4 +232,22 @@ describe('target notices carry large services as patches', () => {
       expect(patch.headers[H.version]).toBe('2');
     },
   );
+
+  it('a version found already on the stream (a restarted or second planner publishing it again) carries no patch', async () => {
+    const { w, m } = await startAtVersion1();
+    const v = await publishWithPatches(w, m, [oneEndpointDown(10)]);
+    const decoded = decodePatchedDelta(w.publisher.storedPatch(2)!.payload);
+    expect(decoded.ok).toBe(true);
+    if (!decoded.ok) return;
+    const again = await VersionPublisher.open({ nc: w.planner, checkpointEvery: 5, signer: w.signer });
+    const r = await again.publishNext({
+      header: v,
+      delta: v.delta,
+      data: () => m.history[1]!.checkpoint().data,
+      patches: decoded.value.servicePatches,
+    });
+    expect(r.at(-1)?.duplicate).toBe(true);
+    expect(again.storedDelta(2)).toBeUndefined();
+    expect(again.storedPatch(2)).toBeUndefined();
+  });
 });
