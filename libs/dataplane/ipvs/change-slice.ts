@@ -1,6 +1,7 @@
 import { byCodeUnit, virtualServerKey, type NodeState, type VirtualServer } from '../../model/index.ts';
 import type { KernelModel } from './kernel-model.ts';
 import type { ObservedKernel, ObservedVirtualServer } from './observed-kernel.ts';
+import type { NarrowedService } from './narrowed-service.ts';
 import type { OwnershipRecord } from './ownership-record.ts';
 import type { StateChange } from './state-change.ts';
 
@@ -39,7 +40,8 @@ export function ownedIndex(record: OwnershipRecord): OwnedIndex {
 
 /**
  * `next` is the whole next state; `byKey` the previous state's services by key (for services
- * that did not change but still have draining real servers to finish).
+ * that did not change but still have draining real servers to finish). A service `narrowed`
+ * names enters the slice with only its narrowed real servers, on both sides (narrowed-service.ts).
  */
 export function sliceChange(
   next: NodeState,
@@ -47,6 +49,7 @@ export function sliceChange(
   byKey: ReadonlyMap<string, VirtualServer>,
   model: KernelModel,
   owned: OwnedIndex,
+  narrowed: ReadonlyMap<string, NarrowedService> = new Map(),
 ): ChangeSlice {
   const removed = new Set(change.removedVirtualServers);
   const wanted = new Map<string, VirtualServer>();
@@ -56,6 +59,7 @@ export function sliceChange(
     const v = byKey.get(k);
     if (v && !wanted.has(k) && !removed.has(k)) wanted.set(k, v);
   }
+  for (const [k, n] of narrowed) if (wanted.has(k)) wanted.set(k, n.desired);
   const keys = [...wanted.keys(), ...removed];
   const addresses = [...change.addedAddresses, ...change.removedAddresses];
   const setNames = new Set(change.ipsets.map((s) => s.name));
@@ -69,7 +73,9 @@ export function sliceChange(
       ipsets: change.ipsets,
     },
     observed: {
-      virtualServers: keys.map((k) => model.virtualServer(k)).filter((v): v is ObservedVirtualServer => !!v),
+      virtualServers: keys
+        .map((k) => model.virtualServer(k, narrowed.get(k)?.keys))
+        .filter((v): v is ObservedVirtualServer => !!v),
       dummyDevice: model.dummyDevice,
       boundAddresses: addresses.filter((a) => model.hasAddress(a)),
       ipsets: change.ipsets.map((s) => model.ipset(s.name)).filter((s) => !!s),

@@ -1,6 +1,12 @@
 import { release } from 'node:os';
 import { Counter, register as defaultRegistry, type Registry } from 'prom-client';
-import { IPVS_DUMMY_DEVICE, realServerKey, virtualServerKey, type NodeState } from '../../model/index.ts';
+import {
+  IPVS_DUMMY_DEVICE,
+  realServerKey,
+  virtualServerKey,
+  type NodeState,
+  type VirtualServer,
+} from '../../model/index.ts';
 import {
   gaveWayOr,
   NOTHING_VERIFIED,
@@ -14,6 +20,7 @@ import {
 import { extendsRecord, ownedIndex, recordAfterChange, sliceChange, type OwnedIndex } from './change-slice.ts';
 import { DEFAULT_DRAIN_TIMEOUT_MS } from './graceful-termination.ts';
 import { KernelModel } from './kernel-model.ts';
+import { narrowChange, type NarrowedService } from './narrowed-service.ts';
 import type { KernelOp, VsKey } from './kernel-op.ts';
 import { KernelTransaction, type KernelInterface } from './kernel-transaction.ts';
 import type { ObservedKernel, ObservedRealServer, ObservedVirtualServer } from './observed-kernel.ts';
@@ -198,9 +205,19 @@ export class IpvsDataplane implements Dataplane {
     // Whatever happens below, only a verified cycle leaves a base to plan the next one from.
     this.base = undefined;
     const change = wanted && !full && base ? diffStates(base.indexed, wanted, hint) : undefined;
+    // a large service's change is planned and checked on the real servers it touches
+    const narrowed =
+      change && base
+        ? narrowChange(change, base.indexed.byKey, base.model, this.owned.record.draining)
+        : new Map<string, NarrowedService>();
     if (wanted) {
+      // (a narrowed service's other real servers are the verified state's: validated then)
       const bad = change
-        ? validateParts(change.virtualServers, change.addedAddresses, change.ipsets)
+        ? validateParts(
+            change.virtualServers.map((v) => narrowed.get(keyOf(v))?.desired ?? v),
+            change.addedAddresses,
+            change.ipsets,
+          )
         : validateParts(wanted.virtualServers, wanted.boundAddresses, wanted.ipsets);
       if (bad) {
         if (change) this.base = base; // nothing was touched: the base still holds
@@ -211,7 +228,7 @@ export class IpvsDataplane implements Dataplane {
     try {
       r =
         change && base
-          ? await this.syncChange(wanted!, change, base)
+          ? await this.syncChange(wanted!, change, base, narrowed)
           : await this.syncFull(wanted, retiring, yieldTo && { signal: yieldTo, since: t0 });
     } catch (e) {
       if (e instanceof ResyncYielded) this.base = base; // nothing was written: the base still holds
@@ -342,15 +359,19 @@ export class IpvsDataplane implements Dataplane {
     wanted: NodeState,
     change: StateChange,
     base: NonNullable<IpvsDataplane['base']>,
+    narrowed: ReadonlyMap<string, NarrowedService>,
   ): Promise<Omit<ApplyResult, 'durationMs'>> {
     const { model } = base;
     const owned = this.owned!;
-    const slice = sliceChange(wanted, change, base.indexed.byKey, model, owned);
+    const slice = sliceChange(wanted, change, base.indexed.byKey, model, owned, narrowed);
     let observed = slice.observed;
     // (an endpoint added reads nothing: no kernel call, not even an empty one, which costs an
     // await chain of its own)
     const losing = shrinking(slice.desired, observed);
-    const live = losing.length > 0 ? await this.options.kernel.readVirtualServers(losing) : [];
+    const live =
+      losing.length > 0
+        ? (await this.options.kernel.readVirtualServers(losing)).map((v) => narrowedRead(v, narrowed))
+        : [];
     if (live.length > 0) observed = { ...observed, virtualServers: replaceByKey(observed.virtualServers, live) };
     const plan = this.plan(slice.desired, observed, slice.record, undefined, {});
     const after = recordAfterChange(owned, slice, plan.recordAfter, change);
@@ -388,8 +409,10 @@ export class IpvsDataplane implements Dataplane {
     const read = new Map<string, ObservedVirtualServer>();
     for (const v of back) {
       const key = virtualServerKey(v);
-      read.set(key, v);
-      if (!model.holds(v)) notes.push(`verify: read-back of ${key} differs from what was written`);
+      const keys = narrowed.get(key)?.keys;
+      read.set(key, keys ? narrowedRead(v, narrowed) : v);
+      if (!(keys ? model.holdsPart(v, keys) : model.holds(v)))
+        notes.push(`verify: read-back of ${key} differs from what was written`);
     }
     if (back.length !== touched.filter((k) => model.hasVirtualServer(virtualServerKey(k))).length)
       notes.push('verify: read-back service count differs');
@@ -400,7 +423,7 @@ export class IpvsDataplane implements Dataplane {
         virtualServers: slice.desired.virtualServers
           .map((v) => {
             const key = virtualServerKey(v);
-            return read.get(key) ?? model.virtualServer(key);
+            return read.get(key) ?? model.virtualServer(key, narrowed.get(key)?.keys);
           })
           .filter((v): v is ObservedVirtualServer => !!v),
         boundAddresses: slice.desired.boundAddresses.filter((a) => model.hasAddress(a)),
@@ -500,6 +523,16 @@ function shrinking(desired: NodeState, observed: ObservedKernel): VsKey[] {
   }
   return out;
 }
+
+/** A service as read, with only the real servers its narrowing keeps (as read when not narrowed). */
+function narrowedRead(v: ObservedVirtualServer, narrowed: ReadonlyMap<string, NarrowedService>): ObservedVirtualServer {
+  const keys = narrowed.get(virtualServerKey(v))?.keys;
+  return keys ? { ...v, realServers: v.realServers.filter((r) => keys.has(r)) } : v;
+}
+
+/** A service's key, or '' for an object validation will refuse. */
+const keyOf = (v: VirtualServer): string =>
+  v && typeof v === 'object' && typeof v.address === 'string' ? virtualServerKey(v) : '';
 
 /** Services the ops write real servers of and nothing else, that the model holds. */
 function realServersOnly(ops: readonly KernelOp[], touched: readonly VsKey[], model: KernelModel): VsKey[] {

@@ -8,6 +8,7 @@ import {
 } from '../../model/index.ts';
 import { describeOp, type IpsetSpec, type KernelOp, type VirtualServerSpec } from './kernel-op.ts';
 import { vsSpec } from './plan-kernel-ops.ts';
+import type { RealServerSet } from './narrowed-service.ts';
 import type { IndexedState } from './state-change.ts';
 import type { ObservedIpset, ObservedKernel, ObservedRealServer, ObservedVirtualServer } from './observed-kernel.ts';
 
@@ -74,10 +75,20 @@ export class KernelModel {
     return this.device;
   }
 
-  /** The service as the kernel holds it, connection counters 0 (not modelled). */
-  virtualServer(key: string): ObservedVirtualServer | undefined {
+  /**
+   * The service as the kernel holds it, connection counters 0 (not modelled); with `only`, just
+   * those of its real servers (a narrowed service: see narrowed-service.ts).
+   */
+  virtualServer(key: string, only?: RealServerSet): ObservedVirtualServer | undefined {
     const v = this.vs.get(key);
-    return v && { ...specOf(v), realServers: v.realServers.map(withoutCounters) };
+    if (!v) return undefined;
+    const realServers = only ? v.realServers.filter((r) => only.has(r)) : v.realServers;
+    return { ...specOf(v), realServers: realServers.map(withoutCounters) };
+  }
+
+  /** The real servers the model holds for the service (shared, never changed in place). */
+  realServers(key: string): readonly RealServer[] | undefined {
+    return this.vs.get(key)?.realServers;
   }
 
   /**
@@ -98,6 +109,20 @@ export class KernelModel {
   holds(read: ObservedVirtualServer): boolean {
     const v = this.vs.get(virtualServerKey(read));
     return !!v && sameContent(v, read);
+  }
+
+  /**
+   * holds() for a narrowed service: the spec, the number of real servers, and the real servers of
+   * `keys` (same weights) compared. The read-back of a change to a large service: the real servers
+   * the cycle did not look at are only counted, so a swap of one of them behind our back waits for
+   * the next full read (the periodic resync), as it would between changes.
+   */
+  holdsPart(read: ObservedVirtualServer, keys: RealServerSet): boolean {
+    const v = this.vs.get(virtualServerKey(read));
+    if (!v || !sameSpec(v, read) || v.realServers.length !== read.realServers.length) return false;
+    const mine = v.realServers.filter((r) => keys.has(r));
+    const theirs = read.realServers.filter((r) => keys.has(r));
+    return mine.length === theirs.length && mine.every((r) => theirs.some((h) => sameServer(r, h)));
   }
 
   hasVirtualServer(key: string): boolean {
@@ -227,21 +252,12 @@ function withoutCounters(r: RealServer): ObservedRealServer {
  * lists destinations it was given in order); a Map otherwise.
  */
 function sameContent(want: ModelVirtualServer, have: ObservedVirtualServer): boolean {
-  if (
-    want.scheduler !== have.scheduler ||
-    want.persistenceTimeout !== have.persistenceTimeout ||
-    !isSorted(want.schedulerFlags) ||
-    !sameEntries(
-      want.schedulerFlags,
-      isSorted(have.schedulerFlags) ? have.schedulerFlags : [...have.schedulerFlags].sort(byCodeUnit),
-    )
-  )
-    return false;
+  if (!sameSpec(want, have)) return false;
   const a = want.realServers,
     b = have.realServers;
   const n = a.length;
   if (b.length !== n) return false;
-  const same = (x: RealServer, y: RealServer) => x.address === y.address && x.port === y.port && x.weight === y.weight;
+  const same = sameServer;
   let forward = true,
     backward = true;
   for (let i = 0; i < n && (forward || backward); i++) {
@@ -258,6 +274,22 @@ function sameContent(want: ModelVirtualServer, have: ObservedVirtualServer): boo
     })
   );
 }
+
+/** Scheduler, flags and persistence as the model keeps them (flags sorted) against a read service's. */
+function sameSpec(want: ModelVirtualServer, have: ObservedVirtualServer): boolean {
+  return (
+    want.scheduler === have.scheduler &&
+    want.persistenceTimeout === have.persistenceTimeout &&
+    isSorted(want.schedulerFlags) &&
+    sameEntries(
+      want.schedulerFlags,
+      isSorted(have.schedulerFlags) ? have.schedulerFlags : [...have.schedulerFlags].sort(byCodeUnit),
+    )
+  );
+}
+
+const sameServer = (x: RealServer, y: RealServer) =>
+  x.address === y.address && x.port === y.port && x.weight === y.weight;
 
 function sameEntries(a: readonly string[], b: readonly string[]): boolean {
   if (a.length !== b.length) return false;

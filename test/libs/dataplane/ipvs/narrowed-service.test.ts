@@ -1,0 +1,290 @@
+// A change to a large service is planned and read back on the real servers it touches
+// (narrowed-service.ts). Two claims, each shown here: planning the narrowed service writes exactly
+// what planning the whole one writes (property, against planKernelOps on whole services), and the
+// dataplane takes that path for large services with the same end state as a full cycle, its
+// read-back still catching a destination added behind its back (the count) on the real fake kernel.
+import fc from 'fast-check';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { IpvsDataplane } from '../../../../libs/dataplane/ipvs/ipvs-dataplane.ts';
+import { KernelModel } from '../../../../libs/dataplane/ipvs/kernel-model.ts';
+import { describeOp } from '../../../../libs/dataplane/ipvs/kernel-op.ts';
+import {
+  NARROW_MIN_REAL_SERVERS,
+  narrowService,
+  type NarrowedService,
+} from '../../../../libs/dataplane/ipvs/narrowed-service.ts';
+import type { ObservedRealServer, ObservedVirtualServer } from '../../../../libs/dataplane/ipvs/observed-kernel.ts';
+import { MemoryOwnershipStore } from '../../../../libs/dataplane/ipvs/ownership-record.ts';
+import { planKernelOps } from '../../../../libs/dataplane/ipvs/plan-kernel-ops.ts';
+import { virtualServerKey, type NodeState, type RealServer, type VirtualServer } from '../../../../libs/model/index.ts';
+import { formatIpvsadm } from '../../../../libs/planner/index.ts';
+import { FakeIpvsKernel } from '../../../support/fake-ipvs-kernel.ts';
+import { nodeState, vs } from './node-state-fixture.ts';
+
+const NOW = 10_000_000;
+const DRAIN_MS = 60_000;
+const byKey = (a: RealServer, b: RealServer) =>
+  a.address < b.address ? -1 : a.address > b.address ? 1 : a.port - b.port;
+const addr = (i: number) => `10.1.${i >> 8}.${i & 255}`;
+const sorted = (rs: RealServer[]) => [...rs].sort(byKey);
+
+/** A service's plan as comparable text: every op and the draining record it leaves. */
+function planOf(desired: VirtualServer, observed: ObservedVirtualServer, draining: Record<string, number>) {
+  const d: NodeState = { ...nodeState([desired]), ipsets: [], boundAddresses: [] };
+  const p = planKernelOps({
+    desired: d,
+    observed: {
+      virtualServers: [observed],
+      dummyDevice: true,
+      boundAddresses: [],
+      ipsets: [],
+      netfilter: { tables: {} },
+      sysctls: {},
+    },
+    record: {
+      version: 1,
+      virtualServers: [virtualServerKey(desired)],
+      addresses: [],
+      ipsets: [],
+      dummyDevice: true,
+      netfilterChains: {},
+      draining,
+    },
+    glue: undefined,
+    sysctls: {},
+    device: 'kube-ipvs0',
+    now: NOW,
+    drainTimeoutMs: DRAIN_MS,
+    swapThreshold: 1000,
+  });
+  return { ops: p.ops.map(describeOp), draining: p.recordAfter.draining, drainsEnded: p.drainsEnded };
+}
+
+/**
+ * A verified previous service, the kernel after it (its real servers plus some at weight 0, some
+ * of those in the record as draining since a time before or after the deadline), and a next
+ * version: some removed, reweighted, added (some of the added ones held at weight 0: returning).
+ */
+const scenario = fc
+  .record({
+    size: fc.integer({ min: NARROW_MIN_REAL_SERVERS, max: 140 }),
+    edits: fc.array(
+      fc.tuple(fc.constantFrom('remove', 'weight', 'add', 'return'), fc.nat(), fc.integer({ min: 0, max: 3 })),
+      { maxLength: 8 },
+    ),
+    held0: fc.array(fc.tuple(fc.nat(), fc.boolean(), fc.integer({ min: 0, max: 2 * DRAIN_MS })), { maxLength: 5 }),
+    conns: fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 3 })), { maxLength: 6 }),
+  })
+  .map(({ size, edits, held0, conns }) => {
+    const prev: RealServer[] = Array.from({ length: size }, (_, i) => ({ address: addr(i), port: 8080, weight: 1 }));
+    // weight-0 real servers the kernel holds beyond the previous state (draining or left over)
+    const zero: RealServer[] = held0.map(([n]) => ({ address: addr(1000 + (n % 50)), port: 8080, weight: 0 }));
+    const zeroUnique = [...new Map(zero.map((r) => [r.address, r])).values()];
+    const key = `TCP/10.96.0.1:80`;
+    const draining: Record<string, number> = {};
+    held0.forEach(([n, inRecord, age]) => {
+      if (inRecord) draining[`${key}>${addr(1000 + (n % 50))}:8080`] = NOW - age;
+    });
+    let next = [...prev];
+    for (const [verb, n, w] of edits) {
+      const i = n % Math.max(1, next.length);
+      if (verb === 'remove' && next.length > 0) next.splice(i, 1);
+      else if (verb === 'weight' && next.length > 0) next[i] = { ...next[i]!, weight: w };
+      else if (verb === 'add') next.push({ address: addr(2000 + (n % 100)), port: 9090, weight: 1 });
+      else if (verb === 'return' && zeroUnique.length > 0)
+        next.push({ ...zeroUnique[n % zeroUnique.length]!, weight: 1 });
+    }
+    next = sorted([...new Map(next.map((r) => [`${r.address}:${r.port}`, r])).values()]);
+    const counters = new Map(conns.map(([n, c]) => [addr(n % size), c]));
+    const observedRs: ObservedRealServer[] = [...prev, ...zeroUnique].map((r) => ({
+      ...r,
+      activeConns: counters.get(r.address) ?? 0,
+      inactiveConns: 0,
+    }));
+    const spec = vs('10.96.0.1', 80, []);
+    return {
+      prevVs: { ...spec, realServers: sorted(prev) },
+      nextVs: { ...spec, realServers: next },
+      held: observedRs,
+      draining,
+    };
+  });
+
+const narrowedObserved = (o: ObservedVirtualServer, n: NarrowedService): ObservedVirtualServer => ({
+  ...o,
+  realServers: o.realServers.filter((r) => n.keys.has(r)),
+});
+
+describe('narrowService', () => {
+  it('plans exactly the writes and drains that planning the whole service plans', () => {
+    fc.assert(
+      fc.property(scenario, ({ prevVs, nextVs, held, draining }) => {
+        const observed: ObservedVirtualServer = { ...vs('10.96.0.1', 80, []), realServers: held };
+        const n = narrowService(prevVs, nextVs, held);
+        expect(n).toBeDefined();
+        expect(planOf(n!.desired, narrowedObserved(observed, n!), draining)).toEqual(
+          planOf(nextVs, observed, draining),
+        );
+        // and it narrows: the kept real servers are the changed ones and those at weight 0
+        expect(n!.desired.realServers.length).toBeLessThanOrEqual(nextVs.realServers.length);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('finds the same real servers whatever the order of the lists (the renderer sorts; anything else is walked by address)', () => {
+    fc.assert(
+      fc.property(scenario, fc.nat(), ({ prevVs, nextVs, held }, seed) => {
+        const shuffle = <T>(xs: readonly T[]) =>
+          xs
+            .map((x, i) => [((i + 1) * 2654435761 + seed) % 4294967296, x] as const)
+            .sort((a, b) => a[0] - b[0])
+            .map(([, x]) => x);
+        const inOrder = narrowService(prevVs, nextVs, held)!;
+        const shuffled = narrowService(
+          { ...prevVs, realServers: shuffle(prevVs.realServers) },
+          { ...nextVs, realServers: shuffle(nextVs.realServers) },
+          held,
+        )!;
+        const candidates = [...prevVs.realServers, ...nextVs.realServers, ...held];
+        expect(candidates.map((r) => shuffled.keys.has(r))).toEqual(candidates.map((r) => inOrder.keys.has(r)));
+        expect(sorted([...shuffled.desired.realServers])).toEqual(inOrder.desired.realServers);
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  it('keeps a one-endpoint change to one real server, and leaves a malformed service whole for validation', () => {
+    const prev = vs(
+      '10.96.0.1',
+      80,
+      Array.from({ length: 500 }, (_, i): [string, number] => [addr(i), 8080]),
+    );
+    const next = {
+      ...prev,
+      realServers: sorted([...prev.realServers, { address: '10.2.0.1', port: 8080, weight: 1 }]),
+    };
+    const n = narrowService(prev, next, prev.realServers)!;
+    expect(n.desired.realServers).toEqual([{ address: '10.2.0.1', port: 8080, weight: 1 }]);
+    expect(n.keys.size).toBe(1);
+    const broken = { ...next, realServers: [...next.realServers, null] } as unknown as VirtualServer;
+    expect(narrowService(prev, broken, prev.realServers)).toBeUndefined();
+  });
+});
+
+describe('IpvsDataplane with a large service', () => {
+  const open: IpvsDataplane[] = [];
+  afterEach(async () => {
+    vi.restoreAllMocks();
+    for (const d of open.splice(0)) await d.close();
+  });
+  let now = NOW;
+  const setup = () => {
+    const kernel = new FakeIpvsKernel();
+    const dp = new IpvsDataplane({
+      kernel,
+      store: new MemoryOwnershipStore(),
+      clock: () => now,
+      kernelRelease: '6.1.0',
+      drainTimeoutMs: DRAIN_MS,
+    });
+    open.push(dp);
+    return { kernel, dp };
+  };
+  const big = (n: number, extra: RealServer[] = []) =>
+    sorted([...Array.from({ length: n }, (_, i) => ({ address: addr(i), port: 8080, weight: 1 })), ...extra]);
+  const stateOf = (realServers: RealServer[]) =>
+    nodeState(
+      [vs('10.96.0.10', 80, []), vs('10.96.0.11', 53, [['10.244.1.4', 53]], { protocol: 'UDP' })].map((v, i) =>
+        i === 0 ? { ...v, realServers } : v,
+      ),
+    );
+
+  it('applies one-endpoint changes narrowed, to the same kernel text as a full cycle, draining as before', async () => {
+    const { kernel, dp } = setup();
+    const narrowedChecks = vi.spyOn(KernelModel.prototype, 'holdsPart');
+    let s = stateOf(big(300));
+    expect((await dp.apply(s)).verified).toBe(true);
+    const step = async (realServers: RealServer[]) => {
+      const next = stateOf(realServers);
+      const change = {
+        previous: s,
+        virtualServers: [next.virtualServers.find((v) => v.address === '10.96.0.10')!],
+        removedVirtualServers: [],
+      };
+      const r = await dp.apply(next, change);
+      s = next;
+      return r;
+    };
+    // added
+    let r = await step(big(300, [{ address: '10.2.0.1', port: 8080, weight: 1 }]));
+    expect(r).toMatchObject({ verified: true, kernelWrites: 1 });
+    expect(kernel.ipvsadmSave()).toBe(formatIpvsadm(s));
+    // reweighted
+    r = await step(big(300, [{ address: '10.2.0.1', port: 8080, weight: 3 }]));
+    expect(r).toMatchObject({ verified: true, kernelWrites: 1 });
+    expect(kernel.ipvsadmSave()).toBe(formatIpvsadm(s));
+    expect(narrowedChecks).toHaveBeenCalledTimes(2);
+    // removed with a connection open: weight 0 and a drain in the record, then its end
+    kernel.setConnections('TCP/10.96.0.10:80', '10.2.0.1:8080', 1, 0);
+    r = await step(big(300));
+    expect(r.verified).toBe(true);
+    expect(r.notes).toContain('1 real server(s) draining');
+    expect(kernel.ipvsadmSave()).toContain('-a -t 10.96.0.10:80 -r 10.2.0.1:8080 -m -w 0');
+    // another endpoint comes while it drains: the draining one is looked at again (and kept)
+    r = await step(big(300, [{ address: '10.2.0.2', port: 8080, weight: 1 }]));
+    expect(r).toMatchObject({ verified: true, kernelWrites: 1 });
+    expect(kernel.ipvsadmSave()).toContain('-a -t 10.96.0.10:80 -r 10.2.0.1:8080 -m -w 0');
+    kernel.setConnections('TCP/10.96.0.10:80', '10.2.0.1:8080', 0, 0);
+    r = await step(
+      big(300, [
+        { address: '10.2.0.2', port: 8080, weight: 1 },
+        { address: '10.2.0.3', port: 8080, weight: 1 },
+      ]),
+    );
+    expect(r).toMatchObject({ verified: true, kernelWrites: 2 }); // the new one, and the drained one deleted
+    expect(kernel.ipvsadmSave()).toBe(formatIpvsadm(s));
+    expect(narrowedChecks.mock.calls.length).toBeGreaterThanOrEqual(5);
+    // a full cycle now has nothing to do
+    expect((await dp.resync()).kernelWrites).toBe(0);
+  });
+
+  it('a destination added to the service behind its back fails the read-back count, and the next cycle (full) removes it', async () => {
+    const { kernel, dp } = setup();
+    const s = stateOf(big(200));
+    await dp.apply(s);
+    kernel.external({
+      verb: 'add',
+      kind: 'real-server',
+      vs: s.virtualServers.find((v) => v.address === '10.96.0.10')!,
+      rs: { address: '10.9.9.9', port: 8080, weight: 1 },
+    });
+    const next = stateOf(big(200, [{ address: '10.2.0.1', port: 8080, weight: 1 }]));
+    const r = await dp.apply(next, {
+      previous: s,
+      virtualServers: [next.virtualServers.find((v) => v.address === '10.96.0.10')!],
+      removedVirtualServers: [],
+    });
+    expect(r.verified).toBe(false);
+    expect(r.notes).toContain('verify: read-back of TCP/10.96.0.10:80 differs from what was written');
+    const again = await dp.apply(next);
+    expect(again).toMatchObject({ verified: true, kernelWrites: 1 });
+    expect(kernel.ipvsadmSave()).toBe(formatIpvsadm(next));
+  });
+
+  it('a service under the threshold is still read back whole', async () => {
+    const { kernel, dp } = setup();
+    const narrowedChecks = vi.spyOn(KernelModel.prototype, 'holdsPart');
+    const s = stateOf(big(NARROW_MIN_REAL_SERVERS - 2));
+    await dp.apply(s);
+    const next = stateOf(big(NARROW_MIN_REAL_SERVERS - 2, [{ address: '10.2.0.1', port: 8080, weight: 1 }]));
+    const r = await dp.apply(next, {
+      previous: s,
+      virtualServers: [next.virtualServers.find((v) => v.address === '10.96.0.10')!],
+      removedVirtualServers: [],
+    });
+    expect(r).toMatchObject({ verified: true, kernelWrites: 1 });
+    expect(narrowedChecks).not.toHaveBeenCalled();
+    expect(kernel.ipvsadmSave()).toBe(formatIpvsadm(next));
+  });
+});
