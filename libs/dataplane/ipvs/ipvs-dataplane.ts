@@ -379,7 +379,13 @@ export class IpvsDataplane implements Dataplane {
     // Services written only real servers of are read back as their destinations, the first read
     // sent right behind the writes (one round trip); their spec is the model's, which the
     // transaction did not change (computed now: model.apply below does not change it either).
-    const touched = touchedServices(plan.ops);
+    // A narrowed (large) service is not read back: dumping its thousands of destinations made a
+    // one-endpoint change O(service) in the kernel and here (a 5,000-destination dump: ~0.3 s
+    // under the test VM's emulation). The kernel's answer to each write checks what the model
+    // believed of exactly that real server (IPVS refuses to add a destination it has, to edit or
+    // delete one it lacks: the transaction fails, the base is dropped); the rest of the service is
+    // compared by the next full read, as every untouched service is (the periodic resync).
+    const touched = touchedServices(plan.ops).filter((k) => !narrowed.has(virtualServerKey(k)));
     const destinationsOnly = realServersOnly(plan.ops, touched, model);
     const dests = await this.run(
       plan.ops,
@@ -409,10 +415,8 @@ export class IpvsDataplane implements Dataplane {
     const read = new Map<string, ObservedVirtualServer>();
     for (const v of back) {
       const key = virtualServerKey(v);
-      const keys = narrowed.get(key)?.keys;
-      read.set(key, keys ? narrowedRead(v, narrowed) : v);
-      if (!(keys ? model.holdsPart(v, keys) : model.holds(v)))
-        notes.push(`verify: read-back of ${key} differs from what was written`);
+      read.set(key, v);
+      if (!model.holds(v)) notes.push(`verify: read-back of ${key} differs from what was written`);
     }
     if (back.length !== touched.filter((k) => model.hasVirtualServer(virtualServerKey(k))).length)
       notes.push('verify: read-back service count differs');

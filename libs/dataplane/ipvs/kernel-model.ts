@@ -111,20 +111,6 @@ export class KernelModel {
     return !!v && sameContent(v, read);
   }
 
-  /**
-   * holds() for a narrowed service: the spec, the number of real servers, and the real servers of
-   * `keys` (same weights) compared. The read-back of a change to a large service: the real servers
-   * the cycle did not look at are only counted, so a swap of one of them behind our back waits for
-   * the next full read (the periodic resync), as it would between changes.
-   */
-  holdsPart(read: ObservedVirtualServer, keys: RealServerSet): boolean {
-    const v = this.vs.get(virtualServerKey(read));
-    if (!v || !sameSpec(v, read) || v.realServers.length !== read.realServers.length) return false;
-    const mine = v.realServers.filter((r) => keys.has(r));
-    const theirs = read.realServers.filter((r) => keys.has(r));
-    return mine.length === theirs.length && mine.every((r) => theirs.some((h) => sameServer(r, h)));
-  }
-
   hasVirtualServer(key: string): boolean {
     return this.vs.has(key);
   }

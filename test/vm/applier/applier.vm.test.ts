@@ -330,6 +330,55 @@ describe('ipvs applier in a node netns', () => {
     await expect(tcpRequest(client.ns, LB6, 80, { timeoutMs: 5000 })).rejects.toThrow(NoReplyError);
   });
 
+  // A service of more real servers than NARROW_MIN_REAL_SERVERS: its changes are planned on the
+  // real servers they touch and checked by the kernel's answer to each write, not read back
+  // (narrowed-service.ts); the kernel's EEXIST/ENOENT are what that relies on.
+  it('a service of 150 real servers changes one endpoint at a time (added, reweighted, removed): each verified, the listing equal to the rendering; a real server deleted behind our back makes the kernel refuse the edit, one added is removed by the resync', async () => {
+    const many = (extra: { address: string; port: number; weight: number }[]) =>
+      [
+        ...Array.from({ length: 150 }, (_, i) => ({ address: `10.250.0.${i + 1}`, port: 8080, weight: 1 })),
+        ...extra,
+      ].sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : a.port - b.port));
+    const at = (extra: { address: string; port: number; weight: number }[]) =>
+      state([{ ...vs(VIP, 8443, []), realServers: many(extra) }, vs(VIP, 80, pods)]);
+    const ours = async () =>
+      (await ipvsadm())
+        .split('\n')
+        .filter((l) => l.includes(VIP))
+        .map((l) => l + '\n')
+        .join('');
+    expect((await applier.apply(at([]))).verified).toBe(true);
+    for (const extra of [
+      [{ address: '10.250.1.1', port: 8080, weight: 1 }],
+      [{ address: '10.250.1.1', port: 8080, weight: 2 }],
+      [],
+    ]) {
+      const s = at(extra);
+      const r = await applier.apply(s);
+      expect(r.notes.filter((n) => n.startsWith('verify'))).toEqual([]);
+      expect(r).toMatchObject({ verified: true, kernelWrites: 1 });
+      expect(await ours()).toBe(formatIpvsadm(s));
+    }
+    // gone behind our back, then reweighted by us: IPVS refuses to edit what it lacks
+    await execIn(node.ns, ['ipvsadm', '-d', '-t', `${VIP}:8443`, '-r', '10.250.0.7:8080']);
+    const reweighted = state([
+      {
+        ...vs(VIP, 8443, []),
+        realServers: many([]).map((r) => (r.address === '10.250.0.7' ? { ...r, weight: 2 } : r)),
+      },
+      vs(VIP, 80, pods),
+    ]);
+    await expect(applier.apply(reweighted)).rejects.toThrow(/10\.250\.0\.7/);
+    expect(await applier.apply(reweighted)).toMatchObject({ verified: true, kernelWrites: 1 }); // full: put back
+    expect(await ours()).toBe(formatIpvsadm(reweighted));
+    // added behind our back: a change elsewhere in the service does not see it, the resync does
+    await execIn(node.ns, ['ipvsadm', '-a', '-t', `${VIP}:8443`, '-r', '10.250.9.9:8080', '-m', '-w', '1']);
+    const next = at([{ address: '10.250.1.2', port: 8080, weight: 1 }]);
+    expect(await applier.apply(next)).toMatchObject({ verified: true });
+    expect(await applier.resync()).toMatchObject({ verified: true, kernelWrites: 1 });
+    expect(await ours()).toBe(formatIpvsadm(next));
+  });
+
   it('cleanup removes what we created and leaves foreign rules', async () => {
     const r = await applier.cleanup();
     expect(r.kernelWrites).toBeGreaterThan(0);

@@ -6,7 +6,6 @@
 import fc from 'fast-check';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { IpvsDataplane } from '../../../../libs/dataplane/ipvs/ipvs-dataplane.ts';
-import { KernelModel } from '../../../../libs/dataplane/ipvs/kernel-model.ts';
 import { describeOp } from '../../../../libs/dataplane/ipvs/kernel-op.ts';
 import {
   NARROW_MIN_REAL_SERVERS,
@@ -178,18 +177,25 @@ describe('IpvsDataplane with a large service', () => {
     vi.restoreAllMocks();
     for (const d of open.splice(0)) await d.close();
   });
-  let now = NOW;
   const setup = () => {
     const kernel = new FakeIpvsKernel();
     const dp = new IpvsDataplane({
       kernel,
       store: new MemoryOwnershipStore(),
-      clock: () => now,
+      clock: () => NOW,
       kernelRelease: '6.1.0',
       drainTimeoutMs: DRAIN_MS,
     });
     open.push(dp);
-    return { kernel, dp };
+    // every read of the kernel the dataplane makes after its first load
+    const reads = [
+      vi.spyOn(kernel, 'runThenReadRealServers'),
+      vi.spyOn(kernel, 'readVirtualServers'),
+      vi.spyOn(kernel, 'readRealServers'),
+      vi.spyOn(kernel, 'read'),
+    ];
+    const readCount = () => reads.reduce((n, r) => n + r.mock.calls.length, 0);
+    return { kernel, dp, readCount };
   };
   const big = (n: number, extra: RealServer[] = []) =>
     sorted([...Array.from({ length: n }, (_, i) => ({ address: addr(i), port: 8080, weight: 1 })), ...extra]);
@@ -199,57 +205,74 @@ describe('IpvsDataplane with a large service', () => {
         i === 0 ? { ...v, realServers } : v,
       ),
     );
+  const LARGE = 'TCP/10.96.0.10:80';
+  /** Applies `next` as the applier session hands it (the change named). */
+  const applyAfter = (dp: IpvsDataplane, previous: NodeState, next: NodeState) =>
+    dp.apply(next, {
+      previous,
+      virtualServers: [next.virtualServers.find((v) => v.address === '10.96.0.10')!],
+      removedVirtualServers: [],
+    });
 
-  it('applies one-endpoint changes narrowed, to the same kernel text as a full cycle, draining as before', async () => {
-    const { kernel, dp } = setup();
-    const narrowedChecks = vi.spyOn(KernelModel.prototype, 'holdsPart');
+  it('applies one-endpoint changes without reading the service back, to the same kernel text as a full cycle, draining as before', async () => {
+    const { kernel, dp, readCount } = setup();
     let s = stateOf(big(300));
     expect((await dp.apply(s)).verified).toBe(true);
+    const loadReads = readCount();
     const step = async (realServers: RealServer[]) => {
       const next = stateOf(realServers);
-      const change = {
-        previous: s,
-        virtualServers: [next.virtualServers.find((v) => v.address === '10.96.0.10')!],
-        removedVirtualServers: [],
-      };
-      const r = await dp.apply(next, change);
+      const r = await applyAfter(dp, s, next);
       s = next;
       return r;
     };
-    // added
+    // added, then reweighted: one write each, nothing read
     let r = await step(big(300, [{ address: '10.2.0.1', port: 8080, weight: 1 }]));
     expect(r).toMatchObject({ verified: true, kernelWrites: 1 });
     expect(kernel.ipvsadmSave()).toBe(formatIpvsadm(s));
-    // reweighted
     r = await step(big(300, [{ address: '10.2.0.1', port: 8080, weight: 3 }]));
     expect(r).toMatchObject({ verified: true, kernelWrites: 1 });
     expect(kernel.ipvsadmSave()).toBe(formatIpvsadm(s));
-    expect(narrowedChecks).toHaveBeenCalledTimes(2);
-    // removed with a connection open: weight 0 and a drain in the record, then its end
-    kernel.setConnections('TCP/10.96.0.10:80', '10.2.0.1:8080', 1, 0);
+    expect(readCount()).toBe(loadReads);
+    // removed with a connection open: the service's counters are read live (the drain decision
+    // needs them), then weight 0 and a drain in the record
+    kernel.setConnections(LARGE, '10.2.0.1:8080', 1, 0);
     r = await step(big(300));
     expect(r.verified).toBe(true);
     expect(r.notes).toContain('1 real server(s) draining');
     expect(kernel.ipvsadmSave()).toContain('-a -t 10.96.0.10:80 -r 10.2.0.1:8080 -m -w 0');
-    // another endpoint comes while it drains: the draining one is looked at again (and kept)
+    expect(readCount()).toBe(loadReads + 1);
+    // another endpoint comes while it drains: the draining one is decided again (kept)
     r = await step(big(300, [{ address: '10.2.0.2', port: 8080, weight: 1 }]));
     expect(r).toMatchObject({ verified: true, kernelWrites: 1 });
     expect(kernel.ipvsadmSave()).toContain('-a -t 10.96.0.10:80 -r 10.2.0.1:8080 -m -w 0');
-    kernel.setConnections('TCP/10.96.0.10:80', '10.2.0.1:8080', 0, 0);
+    // its connection closes: the next change deletes it
+    kernel.setConnections(LARGE, '10.2.0.1:8080', 0, 0);
     r = await step(
       big(300, [
         { address: '10.2.0.2', port: 8080, weight: 1 },
         { address: '10.2.0.3', port: 8080, weight: 1 },
       ]),
     );
-    expect(r).toMatchObject({ verified: true, kernelWrites: 2 }); // the new one, and the drained one deleted
+    expect(r).toMatchObject({ verified: true, kernelWrites: 2 });
     expect(kernel.ipvsadmSave()).toBe(formatIpvsadm(s));
-    expect(narrowedChecks.mock.calls.length).toBeGreaterThanOrEqual(5);
-    // a full cycle now has nothing to do
+    // a full cycle finds nothing to do
     expect((await dp.resync()).kernelWrites).toBe(0);
   });
 
-  it('a destination added to the service behind its back fails the read-back count, and the next cycle (full) removes it', async () => {
+  it('a real server gone behind its back: the kernel refuses the edit, the cycle fails, and the next one (full) puts it back', async () => {
+    const { kernel, dp } = setup();
+    const s = stateOf(big(200));
+    await dp.apply(s);
+    const victim = s.virtualServers.find((v) => v.address === '10.96.0.10')!;
+    kernel.external({ verb: 'delete', kind: 'real-server', vs: victim, rs: { address: addr(7), port: 8080 } });
+    const next = stateOf(big(200).map((r) => (r.address === addr(7) ? { ...r, weight: 2 } : r)));
+    await expect(applyAfter(dp, s, next)).rejects.toThrow(/ENOENT|No such|absent|not exist/i);
+    const again = await dp.apply(next);
+    expect(again).toMatchObject({ verified: true, kernelWrites: 1 });
+    expect(kernel.ipvsadmSave()).toBe(formatIpvsadm(next));
+  });
+
+  it('a real server added behind its back is left to the periodic full read, which removes it', async () => {
     const { kernel, dp } = setup();
     const s = stateOf(big(200));
     await dp.apply(s);
@@ -260,31 +283,28 @@ describe('IpvsDataplane with a large service', () => {
       rs: { address: '10.9.9.9', port: 8080, weight: 1 },
     });
     const next = stateOf(big(200, [{ address: '10.2.0.1', port: 8080, weight: 1 }]));
-    const r = await dp.apply(next, {
-      previous: s,
-      virtualServers: [next.virtualServers.find((v) => v.address === '10.96.0.10')!],
-      removedVirtualServers: [],
-    });
-    expect(r.verified).toBe(false);
-    expect(r.notes).toContain('verify: read-back of TCP/10.96.0.10:80 differs from what was written');
-    const again = await dp.apply(next);
-    expect(again).toMatchObject({ verified: true, kernelWrites: 1 });
+    expect(await applyAfter(dp, s, next)).toMatchObject({ verified: true, kernelWrites: 1 });
+    expect(kernel.ipvsadmSave()).toContain('-r 10.9.9.9:8080');
+    const resync = await dp.resync();
+    expect(resync).toMatchObject({ verified: true, kernelWrites: 1 });
     expect(kernel.ipvsadmSave()).toBe(formatIpvsadm(next));
   });
 
-  it('a service under the threshold is still read back whole', async () => {
-    const { kernel, dp } = setup();
-    const narrowedChecks = vi.spyOn(KernelModel.prototype, 'holdsPart');
+  it('a service under the threshold is still read back whole, and drift in it fails the cycle', async () => {
+    const { kernel, dp, readCount } = setup();
     const s = stateOf(big(NARROW_MIN_REAL_SERVERS - 2));
     await dp.apply(s);
-    const next = stateOf(big(NARROW_MIN_REAL_SERVERS - 2, [{ address: '10.2.0.1', port: 8080, weight: 1 }]));
-    const r = await dp.apply(next, {
-      previous: s,
-      virtualServers: [next.virtualServers.find((v) => v.address === '10.96.0.10')!],
-      removedVirtualServers: [],
+    const loadReads = readCount();
+    kernel.external({
+      verb: 'add',
+      kind: 'real-server',
+      vs: s.virtualServers.find((v) => v.address === '10.96.0.10')!,
+      rs: { address: '10.9.9.9', port: 8080, weight: 1 },
     });
-    expect(r).toMatchObject({ verified: true, kernelWrites: 1 });
-    expect(narrowedChecks).not.toHaveBeenCalled();
-    expect(kernel.ipvsadmSave()).toBe(formatIpvsadm(next));
+    const next = stateOf(big(NARROW_MIN_REAL_SERVERS - 2, [{ address: '10.2.0.1', port: 8080, weight: 1 }]));
+    const r = await applyAfter(dp, s, next);
+    expect(readCount()).toBeGreaterThan(loadReads);
+    expect(r.verified).toBe(false);
+    expect(r.notes).toContain(`verify: read-back of ${LARGE} differs from what was written`);
   });
 });

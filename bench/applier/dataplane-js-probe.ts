@@ -1,0 +1,81 @@
+// The ipvs dataplane's own JS per one-endpoint change, on the host, against the test double of
+// the kernel (test/support/fake-ipvs-kernel.ts: its cost is inside the figures, the real kernel's
+// is not): S services × 10 real servers, and with --large L one more service of L real servers
+// that every change goes to. Each change adds one real server (sorted in, as the renderer sorts)
+// and is applied with the change handed over, as the applier session does. Prints p50/p90 of N
+// changes after N warm-up ones, then writes a CPU profile of N more to --profile FILE if given.
+//   node --import tsx bench/applier/dataplane-js-probe.ts [--services 10000] [--large 5000] [--changes 500] [--profile FILE]
+import { writeFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { IpvsDataplane, MemoryOwnershipStore } from '../../libs/dataplane/index.ts';
+import type { NodeState, RealServer } from '../../libs/model/index.ts';
+import { FakeIpvsKernel } from '../../test/support/fake-ipvs-kernel.ts';
+import { startCpuProfile } from '../cpu-profile.ts';
+import { ipvsBenchState } from './bench-state.ts';
+
+const { values } = parseArgs({
+  options: {
+    services: { type: 'string', default: '10000' },
+    large: { type: 'string', default: '0' },
+    changes: { type: 'string', default: '500' },
+    profile: { type: 'string' },
+  },
+});
+const S = Number(values.services),
+  L = Number(values.large),
+  N = Number(values.changes);
+if (!(S > 0 && L >= 0 && L <= 32_000 && N > 0)) {
+  process.stderr.write(
+    'usage: dataplane-js-probe.ts [--services S>0] [--large 0..32000] [--changes N>0] [--profile FILE]\n',
+  );
+  process.exit(2);
+}
+const order = (a: RealServer, b: RealServer) =>
+  a.address < b.address ? -1 : a.address > b.address ? 1 : a.port - b.port;
+const small = ipvsBenchState(S, 10);
+let current: NodeState =
+  L > 0
+    ? {
+        ...small,
+        virtualServers: small.virtualServers.map((v, j) =>
+          j !== 0
+            ? v
+            : {
+                ...v,
+                realServers: Array.from({ length: L }, (_, e) => ({
+                  address: `10.${128 + (e >> 8)}.${e & 255}.1`,
+                  port: 8000,
+                  weight: 1,
+                })).sort(order),
+              },
+        ),
+      }
+    : small;
+const dp = new IpvsDataplane({ kernel: new FakeIpvsKernel(), store: new MemoryOwnershipStore(), netfilter: false });
+if (!(await dp.apply(current)).verified) throw new Error('load not verified');
+
+let made = 0;
+async function round(profile?: string) {
+  const times: number[] = [];
+  const stop = profile ? await startCpuProfile() : undefined;
+  for (let c = 0; c < N; c++, made++) {
+    const i = L > 0 ? 0 : (made * 7919 + 5) % S;
+    const previous = current;
+    const vss = previous.virtualServers.slice();
+    const v = vss[i]!;
+    const rs = { address: `10.200.${(made >> 8) & 255}.${made & 255}`, port: 9000 + (made >> 16), weight: 1 };
+    vss[i] = { ...v, realServers: [...v.realServers, rs].sort(order) };
+    current = { ...previous, virtualServers: vss };
+    const t = performance.now();
+    const r = await dp.apply(current, { previous, virtualServers: [vss[i]!], removedVirtualServers: [] });
+    times.push(performance.now() - t);
+    if (!r.verified || r.kernelWrites !== 1) throw new Error(`change ${made}: ${JSON.stringify(r)}`);
+  }
+  if (stop && profile) writeFileSync(profile, JSON.stringify(await stop()));
+  times.sort((a, b) => a - b);
+  return { p50Ms: +times[Math.floor(N / 2)]!.toFixed(4), p90Ms: +times[Math.floor(N * 0.9)]!.toFixed(4) };
+}
+const warm = await round();
+const measured = await round();
+if (values.profile) await round(values.profile);
+console.log(JSON.stringify({ services: S, large: L, changes: N, warm, measured }));
