@@ -5,15 +5,15 @@
 // and is applied with the change handed over, as the applier session does. Prints p50/p90 of N
 // changes after N warm-up ones, then writes a CPU profile of N more to --profile FILE if given.
 //   node --import tsx bench/applier/dataplane-js-probe.ts [--services 10000] [--large 5000] [--changes 500] [--profile FILE]
+import { BenchUsageError, benchArgs } from '../bench-cli.ts'; // first: bad input is one line, exit 2
 import { writeFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
 import { IpvsDataplane, MemoryOwnershipStore } from '../../libs/dataplane/index.ts';
 import type { NodeState, RealServer } from '../../libs/model/index.ts';
 import { FakeIpvsKernel } from '../../test/support/fake-ipvs-kernel.ts';
 import { startCpuProfile } from '../cpu-profile.ts';
 import { ipvsBenchState } from './bench-state.ts';
 
-const { values } = parseArgs({
+const { values } = benchArgs({
   options: {
     services: { type: 'string', default: '10000' },
     large: { type: 'string', default: '0' },
@@ -24,12 +24,8 @@ const { values } = parseArgs({
 const S = Number(values.services),
   L = Number(values.large),
   N = Number(values.changes);
-if (!(S > 0 && L >= 0 && L <= 32_000 && N > 0)) {
-  process.stderr.write(
-    'usage: dataplane-js-probe.ts [--services S>0] [--large 0..32000] [--changes N>0] [--profile FILE]\n',
-  );
-  process.exit(2);
-}
+if (!(S > 0 && L <= 32_000 && N > 0))
+  throw new BenchUsageError('--services and --changes must be over 0, --large at most 32000');
 const order = (a: RealServer, b: RealServer) =>
   a.address < b.address ? -1 : a.address > b.address ? 1 : a.port - b.port;
 const small = ipvsBenchState(S, 10);
