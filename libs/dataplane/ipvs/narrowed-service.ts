@@ -1,4 +1,4 @@
-import { byCodeUnit, virtualServerKey, type RealServer, type VirtualServer } from '../../model/index.ts';
+import { virtualServerKey, type RealServer, type VirtualServer } from '../../model/index.ts';
 import type { KernelModel } from './kernel-model.ts';
 import type { StateChange } from './state-change.ts';
 
@@ -92,39 +92,95 @@ export function narrowService(
   next: VirtualServer,
   held: readonly RealServer[],
 ): NarrowedService | undefined {
+  const walked = mergeWalk(prev.realServers, next.realServers);
+  if (walked) {
+    // the usual case: the changed entries came out of the walk; the few held at weight 0 are
+    // looked up in the sorted next list
+    const { keys, changed } = walked;
+    let extra = false;
+    for (const r of held) {
+      if (r.weight !== 0 || keys.has(r)) continue;
+      keys.add(r.address, r.port);
+      const same = findSorted(next.realServers, r);
+      if (same) {
+        changed.push(same);
+        extra = true;
+      }
+    }
+    if (extra) changed.sort(compareRealServers);
+    return { desired: { ...next, realServers: changed }, keys };
+  }
+  // (a loop, not every(): every skips the holes of a sparse array)
+  for (let k = 0; k < next.realServers.length; k++) if (!isRealServer(next.realServers[k])) return undefined;
   const keys = new RealServerSet();
-  if (!changedRealServers(prev.realServers, next.realServers, keys)) return undefined;
+  changedByAddress(prev.realServers, next.realServers, keys);
   for (const r of held) if (r.weight === 0) keys.add(r.address, r.port);
   return { desired: { ...next, realServers: next.realServers.filter((r) => keys.has(r)) }, keys };
 }
 
-/** Adds to `out` the real servers that differ between `prev` and `next`; false when `next` has a malformed entry. */
-function changedRealServers(prev: readonly RealServer[], next: readonly RealServer[], out: RealServerSet): boolean {
-  if (prev === next) return true;
-  if (!next.every(isRealServer)) return false;
-  if (sortedByKey(prev) && sortedByKey(next)) {
-    // the renderer's order (address, then port): one merge walk, nothing allocated
-    let i = 0,
-      j = 0;
-    while (i < prev.length || j < next.length) {
-      const a = prev[i],
-        b = next[j];
-      const c = !a ? 1 : !b ? -1 : compareRealServers(a, b);
-      if (c < 0) {
-        out.add(a!.address, a!.port);
-        i++;
-      } else if (c > 0) {
-        out.add(b!.address, b!.port);
-        j++;
-      } else {
-        if (a!.weight !== b!.weight) out.add(b!.address, b!.port);
-        i++;
-        j++;
+/** Lists seen in the renderer's order (address, then port): a verified state's list is checked once, as the next one. */
+const inOrder = new WeakSet<readonly RealServer[]>();
+
+/**
+ * One merge walk over the two lists in the renderer's order, nothing allocated per unchanged
+ * entry: the real servers that differ (added, removed, reweighted) and the next list's entries
+ * among them; undefined when either list is not in that order or `next` holds something else.
+ */
+function mergeWalk(
+  prev: readonly RealServer[],
+  next: readonly RealServer[],
+): { keys: RealServerSet; changed: RealServer[] } | undefined {
+  if (!inOrder.has(prev) && !sortedByKey(prev)) return undefined;
+  const keys = new RealServerSet();
+  const changed: RealServer[] = [];
+  let i = 0,
+    j = 0;
+  let last: RealServer | undefined;
+  while (i < prev.length || j < next.length) {
+    const a = prev[i];
+    const b = next[j];
+    if (b !== undefined) {
+      // next is new: its shape and order are checked as the walk reaches each entry
+      if (!isRealServer(b) || (last !== undefined && compareRealServers(last, b) >= 0)) return undefined;
+      last = b;
+    } else if (j < next.length) return undefined; // a hole
+    const c = a === undefined ? 1 : b === undefined ? -1 : compareRealServers(a, b);
+    if (c < 0) {
+      keys.add(a!.address, a!.port);
+      i++;
+    } else if (c > 0) {
+      keys.add(b!.address, b!.port);
+      changed.push(b!);
+      j++;
+    } else {
+      if (a!.weight !== b!.weight) {
+        keys.add(b!.address, b!.port);
+        changed.push(b!);
       }
+      i++;
+      j++;
     }
-    return true;
   }
-  // any other order: by address, then port
+  inOrder.add(next);
+  return { keys, changed };
+}
+
+/** The entry of a list in the renderer's order with r's address and port (binary search). */
+function findSorted(list: readonly RealServer[], r: { address: string; port: number }): RealServer | undefined {
+  let lo = 0,
+    hi = list.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    const c = compareRealServers(list[mid]!, r);
+    if (c === 0) return list[mid];
+    if (c < 0) lo = mid + 1;
+    else hi = mid;
+  }
+  return undefined;
+}
+
+/** Adds to `out` the real servers that differ between `prev` and `next`, in any order. */
+function changedByAddress(prev: readonly RealServer[], next: readonly RealServer[], out: RealServerSet): void {
   const before = new Map<string, Map<number, number>>();
   for (const r of prev) {
     let ports = before.get(r.address);
@@ -141,10 +197,11 @@ function changedRealServers(prev: readonly RealServer[], next: readonly RealServ
     }
   }
   for (const [address, ports] of before) for (const port of ports.keys()) out.add(address, port);
-  return true;
 }
 
-const compareRealServers = (a: RealServer, b: RealServer) => byCodeUnit(a.address, b.address) || a.port - b.port;
+/** The renderer's order; the equal case first, as a walk over an unchanged list meets it most. */
+const compareRealServers = (a: { address: string; port: number }, b: { address: string; port: number }) =>
+  a.address === b.address ? a.port - b.port : a.address < b.address ? -1 : 1;
 
 function sortedByKey(rs: readonly RealServer[]): boolean {
   for (let i = 1; i < rs.length; i++) if (compareRealServers(rs[i - 1]!, rs[i]!) >= 0) return false;

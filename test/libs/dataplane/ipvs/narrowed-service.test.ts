@@ -140,14 +140,18 @@ describe('narrowService', () => {
             .sort((a, b) => a[0] - b[0])
             .map(([, x]) => x);
         const inOrder = narrowService(prevVs, nextVs, held)!;
-        const shuffled = narrowService(
-          { ...prevVs, realServers: shuffle(prevVs.realServers) },
-          { ...nextVs, realServers: shuffle(nextVs.realServers) },
-          held,
-        )!;
         const candidates = [...prevVs.realServers, ...nextVs.realServers, ...held];
-        expect(candidates.map((r) => shuffled.keys.has(r))).toEqual(candidates.map((r) => inOrder.keys.has(r)));
-        expect(sorted([...shuffled.desired.realServers])).toEqual(inOrder.desired.realServers);
+        const shuffledPrev = { ...prevVs, realServers: shuffle(prevVs.realServers) };
+        const shuffledNext = { ...nextVs, realServers: shuffle(nextVs.realServers) };
+        for (const [p, n] of [
+          [shuffledPrev, nextVs],
+          [prevVs, shuffledNext],
+          [shuffledPrev, shuffledNext],
+        ] as const) {
+          const other = narrowService(p, n, held)!;
+          expect(candidates.map((r) => other.keys.has(r))).toEqual(candidates.map((r) => inOrder.keys.has(r)));
+          expect(sorted([...other.desired.realServers])).toEqual(inOrder.desired.realServers);
+        }
       }),
       { numRuns: 200 },
     );
@@ -168,6 +172,10 @@ describe('narrowService', () => {
     expect(n.keys.size).toBe(1);
     const broken = { ...next, realServers: [...next.realServers, null] } as unknown as VirtualServer;
     expect(narrowService(prev, broken, prev.realServers)).toBeUndefined();
+    const holes: RealServer[] = [...next.realServers];
+    holes.length += 2; // a sparse array: holes, which every() and forEach() skip
+    expect(narrowService(prev, { ...next, realServers: holes }, prev.realServers)).toBeUndefined();
+    expect(narrowService(prev, { ...next, realServers: [...holes].reverse() }, prev.realServers)).toBeUndefined();
   });
 });
 
