@@ -1,7 +1,7 @@
 import { byCodeUnit, virtualServerKey, type NodeState, type VirtualServer } from '../../model/index.ts';
 import type { KernelModel } from './kernel-model.ts';
 import type { ObservedKernel, ObservedVirtualServer } from './observed-kernel.ts';
-import type { NarrowedService } from './narrowed-service.ts';
+import { drainingInSlice, type NarrowedService } from './narrowed-service.ts';
 import type { OwnershipRecord } from './ownership-record.ts';
 import type { StateChange } from './state-change.ts';
 
@@ -89,7 +89,10 @@ export function sliceChange(
       ipsets: [...setNames].filter((n) => owned.ipsets.has(n)),
       dummyDevice: owned.record.dummyDevice,
       netfilterChains: {},
-      draining: Object.fromEntries(Object.entries(owned.record.draining).filter(([dk]) => inSlice(dk))),
+      // (a narrowed service's drains that it does not decide again stay as they are)
+      draining: Object.fromEntries(
+        Object.entries(owned.record.draining).filter(([dk]) => inSlice(dk) && drainingInSlice(dk, narrowed)),
+      ),
     },
   };
 }

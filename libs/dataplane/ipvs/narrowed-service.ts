@@ -38,14 +38,20 @@ export class RealServerSet {
 
 /**
  * The part of a large service an incremental cycle looks at: the real servers that differ between
- * the last verified state and the next (added, removed, weight changed) and those the kernel holds
- * at weight 0 (draining: a drain starts by setting weight 0, and each cycle decides again).
+ * the last verified state and the next (added, removed, weight changed) and, when the change
+ * removes one, those the kernel holds at weight 0 (draining: a drain starts by setting weight 0).
  *
  * Why that is enough: after a verified cycle the model (the kernel) holds every real server of the
  * last state with its weight and, besides them, only real servers at weight 0. So a real server
  * outside these keys is held as desired, and planning the whole service would write nothing for
- * it: planning and verifying only the keys gives the same writes and drains (test/libs/dataplane/
- * ipvs/narrowed-service.test.ts checks that against planKernelOps on whole services).
+ * it. The draining ones are the exception, by choice: deciding them needs the service's live
+ * connection counters, one dump of its thousands of destinations, which a change that removes a
+ * real server reads anyway (then they are decided with it) and any other change would read only
+ * for them (every change to the node, while something drains in a large service: a rolling
+ * update's whole length). Otherwise they wait, at weight 0 taking no new connection, for the next
+ * full cycle (the periodic resync, 60 s by default; kube-proxy checks its drains every minute).
+ * test/libs/dataplane/ipvs/narrowed-service.test.ts checks both against planKernelOps on whole
+ * services.
  */
 export interface NarrowedService {
   /** The next state's service with only the real servers of `keys` (its spec as the next state's). */
@@ -96,25 +102,26 @@ export function narrowService(
   if (walked) {
     // the usual case: the changed entries came out of the walk; the few held at weight 0 are
     // looked up in the sorted next list
-    const { keys, changed } = walked;
+    const { keys, changed, removed } = walked;
     let extra = false;
-    for (const r of held) {
-      if (r.weight !== 0 || keys.has(r)) continue;
-      keys.add(r.address, r.port);
-      const same = findSorted(next.realServers, r);
-      if (same) {
-        changed.push(same);
-        extra = true;
+    if (removed)
+      for (const r of held) {
+        if (r.weight !== 0 || keys.has(r)) continue;
+        keys.add(r.address, r.port);
+        const same = findSorted(next.realServers, r);
+        if (same) {
+          changed.push(same);
+          extra = true;
+        }
       }
-    }
     if (extra) changed.sort(compareRealServers);
     return { desired: { ...next, realServers: changed }, keys };
   }
   // (a loop, not every(): every skips the holes of a sparse array)
   for (let k = 0; k < next.realServers.length; k++) if (!isRealServer(next.realServers[k])) return undefined;
   const keys = new RealServerSet();
-  changedByAddress(prev.realServers, next.realServers, keys);
-  for (const r of held) if (r.weight === 0) keys.add(r.address, r.port);
+  const removed = changedByAddress(prev.realServers, next.realServers, keys);
+  if (removed) for (const r of held) if (r.weight === 0) keys.add(r.address, r.port);
   return { desired: { ...next, realServers: next.realServers.filter((r) => keys.has(r)) }, keys };
 }
 
@@ -126,27 +133,33 @@ const inOrder = new WeakSet<readonly RealServer[]>();
  * entry: the real servers that differ (added, removed, reweighted) and the next list's entries
  * among them; undefined when either list is not in that order or `next` holds something else.
  */
-function mergeWalk(
+export function mergeWalk(
   prev: readonly RealServer[],
   next: readonly RealServer[],
-): { keys: RealServerSet; changed: RealServer[] } | undefined {
+): { keys: RealServerSet; changed: RealServer[]; removed: boolean } | undefined {
   if (!inOrder.has(prev) && !sortedByKey(prev)) return undefined;
   const keys = new RealServerSet();
   const changed: RealServer[] = [];
+  let removed = false;
   let i = 0,
     j = 0;
   let last: RealServer | undefined;
+  let checked = -1;
   while (i < prev.length || j < next.length) {
     const a = prev[i];
     const b = next[j];
     if (b !== undefined) {
-      // next is new: its shape and order are checked as the walk reaches each entry
-      if (!isRealServer(b) || (last !== undefined && compareRealServers(last, b) >= 0)) return undefined;
-      last = b;
+      // next is new: its shape and order are checked once, as the walk reaches each entry
+      if (j !== checked) {
+        if (!isRealServer(b) || (last !== undefined && compareRealServers(last, b) >= 0)) return undefined;
+        last = b;
+        checked = j;
+      }
     } else if (j < next.length) return undefined; // a hole
     const c = a === undefined ? 1 : b === undefined ? -1 : compareRealServers(a, b);
     if (c < 0) {
       keys.add(a!.address, a!.port);
+      removed = true;
       i++;
     } else if (c > 0) {
       keys.add(b!.address, b!.port);
@@ -162,7 +175,7 @@ function mergeWalk(
     }
   }
   inOrder.add(next);
-  return { keys, changed };
+  return { keys, changed, removed };
 }
 
 /** The entry of a list in the renderer's order with r's address and port (binary search). */
@@ -179,8 +192,8 @@ function findSorted(list: readonly RealServer[], r: { address: string; port: num
   return undefined;
 }
 
-/** Adds to `out` the real servers that differ between `prev` and `next`, in any order. */
-function changedByAddress(prev: readonly RealServer[], next: readonly RealServer[], out: RealServerSet): void {
+/** Adds to `out` the real servers that differ between `prev` and `next`, in any order; whether any was removed. */
+function changedByAddress(prev: readonly RealServer[], next: readonly RealServer[], out: RealServerSet): boolean {
   const before = new Map<string, Map<number, number>>();
   for (const r of prev) {
     let ports = before.get(r.address);
@@ -196,7 +209,13 @@ function changedByAddress(prev: readonly RealServer[], next: readonly RealServer
       ports!.delete(r.port);
     }
   }
-  for (const [address, ports] of before) for (const port of ports.keys()) out.add(address, port);
+  let removed = false;
+  for (const [address, ports] of before)
+    for (const port of ports.keys()) {
+      out.add(address, port);
+      removed = true;
+    }
+  return removed;
 }
 
 /** The renderer's order; the equal case first, as a walk over an unchanged list meets it most. */
@@ -220,4 +239,19 @@ function isRealServer(r: unknown): r is RealServer {
 
 function isKeyed(v: unknown): v is VirtualServer {
   return !!v && typeof v === 'object' && typeof (v as VirtualServer).address === 'string';
+}
+
+/**
+ * Whether an ownership record's draining key ("vsKey>rsKey") is one the narrowing of its service
+ * keeps (then the cycle decides it again), or belongs to a service not narrowed.
+ */
+export function drainingInSlice(drainingKey: string, narrowed: ReadonlyMap<string, NarrowedService>): boolean {
+  const cut = drainingKey.indexOf('>');
+  const n = narrowed.get(drainingKey.slice(0, cut));
+  if (!n) return true;
+  const rs = drainingKey.slice(cut + 1);
+  const colon = rs.lastIndexOf(':');
+  const host = rs.slice(0, colon);
+  const address = host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host;
+  return n.keys.has({ address, port: Number(rs.slice(colon + 1)) });
 }

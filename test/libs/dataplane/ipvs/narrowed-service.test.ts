@@ -8,6 +8,8 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { IpvsDataplane } from '../../../../libs/dataplane/ipvs/ipvs-dataplane.ts';
 import { describeOp } from '../../../../libs/dataplane/ipvs/kernel-op.ts';
 import {
+  drainingInSlice,
+  mergeWalk,
   NARROW_MIN_REAL_SERVERS,
   narrowService,
   type NarrowedService,
@@ -56,7 +58,11 @@ function planOf(desired: VirtualServer, observed: ObservedVirtualServer, drainin
     drainTimeoutMs: DRAIN_MS,
     swapThreshold: 1000,
   });
-  return { ops: p.ops.map(describeOp), draining: p.recordAfter.draining, drainsEnded: p.drainsEnded };
+  return {
+    ops: p.ops.map((op) => ({ op: describeOp(op), rs: op.kind === 'real-server' ? op.rs : undefined })),
+    draining: p.recordAfter.draining,
+    drainsEnded: p.drainsEnded,
+  };
 }
 
 /**
@@ -115,20 +121,45 @@ const narrowedObserved = (o: ObservedVirtualServer, n: NarrowedService): Observe
 });
 
 describe('narrowService', () => {
-  it('plans exactly the writes and drains that planning the whole service plans', () => {
+  it('plans the writes and drains that planning the whole service plans (drains already running: decided again when the change removes a real server)', () => {
+    let removing = 0;
     fc.assert(
       fc.property(scenario, ({ prevVs, nextVs, held, draining }) => {
         const observed: ObservedVirtualServer = { ...vs('10.96.0.1', 80, []), realServers: held };
         const n = narrowService(prevVs, nextVs, held);
         expect(n).toBeDefined();
-        expect(planOf(n!.desired, narrowedObserved(observed, n!), draining)).toEqual(
-          planOf(nextVs, observed, draining),
+        // lists in the renderer's order take the one-walk path, removals and all
+        expect(mergeWalk(prevVs.realServers, nextVs.realServers)).toBeDefined();
+        // the dataplane's slice carries only the drains the narrowing keeps (sliceChange)
+        const narrowedMap = new Map([[virtualServerKey(nextVs), n!]]);
+        const kept = Object.fromEntries(Object.entries(draining).filter(([dk]) => drainingInSlice(dk, narrowedMap)));
+        const part = planOf(n!.desired, narrowedObserved(observed, n!), kept);
+        const whole = planOf(nextVs, observed, draining);
+        const removes = prevVs.realServers.some(
+          (p) => !nextVs.realServers.some((r) => r.address === p.address && r.port === p.port),
         );
-        // and it narrows: the kept real servers are the changed ones and those at weight 0
+        if (removes) {
+          removing++;
+          expect(part).toEqual(whole);
+        } else {
+          // the same, less what the whole plan decides for real servers already draining
+          const inKeys = (o: { rs?: { address: string; port: number } }) => !o.rs || n!.keys.has(o.rs);
+          expect(part.ops).toEqual(whole.ops.filter(inKeys));
+          expect(part.draining).toEqual(
+            Object.fromEntries(Object.entries(whole.draining).filter(([dk]) => drainingInSlice(dk, narrowedMap))),
+          );
+          // and nothing held at weight 0 outside the change is looked at
+          expect(
+            held
+              .filter((r) => r.weight === 0 && n!.keys.has(r))
+              .every((r) => nextVs.realServers.some((x) => x.address === r.address && x.port === r.port)),
+          ).toBe(true);
+        }
         expect(n!.desired.realServers.length).toBeLessThanOrEqual(nextVs.realServers.length);
       }),
-      { numRuns: 300 },
+      { numRuns: 400 },
     );
+    expect(removing).toBeGreaterThan(50); // both branches ran
   });
 
   it('finds the same real servers whatever the order of the lists (the renderer sorts; anything else is walked by address)', () => {
@@ -185,12 +216,15 @@ describe('IpvsDataplane with a large service', () => {
     vi.restoreAllMocks();
     for (const d of open.splice(0)) await d.close();
   });
+  let now = NOW;
   const setup = () => {
+    now = NOW;
     const kernel = new FakeIpvsKernel();
+    const store = new MemoryOwnershipStore();
     const dp = new IpvsDataplane({
       kernel,
-      store: new MemoryOwnershipStore(),
-      clock: () => NOW,
+      store,
+      clock: () => now,
       kernelRelease: '6.1.0',
       drainTimeoutMs: DRAIN_MS,
     });
@@ -203,7 +237,7 @@ describe('IpvsDataplane with a large service', () => {
       vi.spyOn(kernel, 'read'),
     ];
     const readCount = () => reads.reduce((n, r) => n + r.mock.calls.length, 0);
-    return { kernel, dp, readCount };
+    return { kernel, dp, store, readCount };
   };
   const big = (n: number, extra: RealServer[] = []) =>
     sorted([...Array.from({ length: n }, (_, i) => ({ address: addr(i), port: 8080, weight: 1 })), ...extra]);
@@ -223,7 +257,7 @@ describe('IpvsDataplane with a large service', () => {
     });
 
   it('applies one-endpoint changes without reading the service back, to the same kernel text as a full cycle, draining as before', async () => {
-    const { kernel, dp, readCount } = setup();
+    const { kernel, dp, store, readCount } = setup();
     let s = stateOf(big(300));
     expect((await dp.apply(s)).verified).toBe(true);
     const loadReads = readCount();
@@ -249,11 +283,14 @@ describe('IpvsDataplane with a large service', () => {
     expect(r.notes).toContain('1 real server(s) draining');
     expect(kernel.ipvsadmSave()).toContain('-a -t 10.96.0.10:80 -r 10.2.0.1:8080 -m -w 0');
     expect(readCount()).toBe(loadReads + 1);
-    // another endpoint comes while it drains: the draining one is decided again (kept)
+    // another endpoint comes while it drains: nothing read, the drain left as it is
+    const draining = { ...store.record.draining };
     r = await step(big(300, [{ address: '10.2.0.2', port: 8080, weight: 1 }]));
     expect(r).toMatchObject({ verified: true, kernelWrites: 1 });
+    expect(readCount()).toBe(loadReads + 1);
     expect(kernel.ipvsadmSave()).toContain('-a -t 10.96.0.10:80 -r 10.2.0.1:8080 -m -w 0');
-    // its connection closes: the next change deletes it
+    expect(store.record.draining).toEqual(draining);
+    // its connection closes: a change that only adds still does not look (no dump for it)...
     kernel.setConnections(LARGE, '10.2.0.1:8080', 0, 0);
     r = await step(
       big(300, [
@@ -261,10 +298,36 @@ describe('IpvsDataplane with a large service', () => {
         { address: '10.2.0.3', port: 8080, weight: 1 },
       ]),
     );
-    expect(r).toMatchObject({ verified: true, kernelWrites: 2 });
+    expect(r).toMatchObject({ verified: true, kernelWrites: 1 });
+    expect(readCount()).toBe(loadReads + 1);
+    expect(kernel.ipvsadmSave()).toContain('-r 10.2.0.1:8080 -m -w 0');
+    // ...a change that removes a real server reads the service and decides the drain with it
+    r = await step(big(300, [{ address: '10.2.0.3', port: 8080, weight: 1 }]));
+    expect(r).toMatchObject({ verified: true, kernelWrites: 2 }); // 10.2.0.2 and the drained 10.2.0.1
+    expect(readCount()).toBe(loadReads + 2);
     expect(kernel.ipvsadmSave()).toBe(formatIpvsadm(s));
+    expect(store.record.draining).toEqual({});
     // a full cycle finds nothing to do
     expect((await dp.resync()).kernelWrites).toBe(0);
+  });
+
+  it('a drain in a large service that no removal revisits ends at the next full cycle (the periodic resync), deadline included', async () => {
+    const { kernel, dp, store } = setup();
+    let s = stateOf(big(100, [{ address: '10.2.0.1', port: 8080, weight: 1 }]));
+    await dp.apply(s);
+    kernel.setConnections(LARGE, '10.2.0.1:8080', 2, 0);
+    const next = stateOf(big(100));
+    expect((await applyAfter(dp, s, next)).notes).toContain('1 real server(s) draining');
+    s = next;
+    expect(Object.keys(store.record.draining)).toEqual([`${LARGE}>10.2.0.1:8080`]);
+    // connections still open: the resync keeps it draining
+    expect(await dp.resync()).toMatchObject({ verified: true, kernelWrites: 0 });
+    expect(kernel.ipvsadmSave()).toContain('-r 10.2.0.1:8080 -m -w 0');
+    // past the drain timeout: the resync deletes it, connections or not
+    now += DRAIN_MS;
+    expect(await dp.resync()).toMatchObject({ verified: true, kernelWrites: 1 });
+    expect(kernel.ipvsadmSave()).toBe(formatIpvsadm(s));
+    expect(store.record.draining).toEqual({});
   });
 
   it('a real server gone behind its back: the kernel refuses the edit, the cycle fails, and the next one (full) puts it back', async () => {
