@@ -98,6 +98,9 @@ export function narrowService(
   next: VirtualServer,
   held: readonly RealServer[],
 ): NarrowedService | undefined {
+  // an unchanged service (carried for its drains): nothing to look at until a removal or a full cycle
+  if (prev.realServers === next.realServers)
+    return { desired: { ...next, realServers: [] }, keys: new RealServerSet() };
   const walked = mergeWalk(prev.realServers, next.realServers);
   if (walked) {
     // the usual case: the changed entries came out of the walk; the few held at weight 0 are

@@ -320,6 +320,26 @@ describe('IpvsDataplane with a large service', () => {
     expect((await applyAfter(dp, s, next)).notes).toContain('1 real server(s) draining');
     s = next;
     expect(Object.keys(store.record.draining)).toEqual([`${LARGE}>10.2.0.1:8080`]);
+    // a change to another service while it drains: the large one is neither read nor decided
+    const live = vi.spyOn(kernel, 'readVirtualServers'); // (the spy setup made: its calls so far)
+    const liveBefore = live.mock.calls.length;
+    const other = {
+      ...s,
+      virtualServers: s.virtualServers.map((v) =>
+        v.address === '10.96.0.11'
+          ? { ...v, realServers: [...v.realServers, { address: '10.244.1.5', port: 53, weight: 1 }] }
+          : v,
+      ),
+    };
+    const r = await dp.apply(other, {
+      previous: s,
+      virtualServers: [other.virtualServers.find((v) => v.address === '10.96.0.11')!],
+      removedVirtualServers: [],
+    });
+    expect(r).toMatchObject({ verified: true, kernelWrites: 1 });
+    expect(live.mock.calls.length).toBe(liveBefore);
+    expect(Object.keys(store.record.draining)).toEqual([`${LARGE}>10.2.0.1:8080`]);
+    s = other;
     // connections still open: the resync keeps it draining
     expect(await dp.resync()).toMatchObject({ verified: true, kernelWrites: 0 });
     expect(kernel.ipvsadmSave()).toContain('-r 10.2.0.1:8080 -m -w 0');
