@@ -105,6 +105,15 @@ export function hostPort(address: string, port: number): string {
   return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
 }
 
+/** hostPort's text back to address and port (undefined when it is not that form). */
+export function parseHostPort(text: string): { address: string; port: number } | undefined {
+  const colon = text.lastIndexOf(':');
+  const port = Number(text.slice(colon + 1));
+  if (colon <= 0 || !Number.isInteger(port)) return undefined;
+  const host = text.slice(0, colon);
+  return { address: host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host, port };
+}
+
 /** Compares strings by UTF-16 code unit, the same order as `LC_ALL=C sort` for ASCII. */
 export function byCodeUnit(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;

@@ -1,4 +1,5 @@
 import { byCodeUnit, virtualServerKey, type NodeState, type VirtualServer } from '../../model/index.ts';
+import { splitDrainingKey } from './graceful-termination.ts';
 import type { KernelModel } from './kernel-model.ts';
 import type { ObservedKernel, ObservedVirtualServer } from './observed-kernel.ts';
 import { drainingInSlice, type NarrowedService } from './narrowed-service.ts';
@@ -55,7 +56,7 @@ export function sliceChange(
   const wanted = new Map<string, VirtualServer>();
   for (const v of change.virtualServers) wanted.set(virtualServerKey(v), v);
   for (const dk of Object.keys(owned.record.draining)) {
-    const k = dk.split('>')[0]!;
+    const k = splitDrainingKey(dk).vsKey;
     const v = byKey.get(k);
     if (v && !wanted.has(k) && !removed.has(k)) wanted.set(k, v);
   }
@@ -63,8 +64,10 @@ export function sliceChange(
   const keys = [...wanted.keys(), ...removed];
   const addresses = [...change.addedAddresses, ...change.removedAddresses];
   const setNames = new Set(change.ipsets.map((s) => s.name));
-  const inSlice = (drainingKey: string) =>
-    wanted.has(drainingKey.split('>')[0]!) || removed.has(drainingKey.split('>')[0]!);
+  const inSlice = (drainingKey: string) => {
+    const { vsKey } = splitDrainingKey(drainingKey);
+    return wanted.has(vsKey) || removed.has(vsKey);
+  };
   return {
     desired: {
       ...next,

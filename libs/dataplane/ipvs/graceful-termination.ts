@@ -40,5 +40,11 @@ export function drainingKey(vsKey: string, rsKey: string): string {
   return `${vsKey}>${rsKey}`;
 }
 
+/** A draining key's service key and real server key (drainingKey's parts). */
+export function splitDrainingKey(key: string): { vsKey: string; rsKey: string } {
+  const cut = key.indexOf('>');
+  return cut < 0 ? { vsKey: key, rsKey: '' } : { vsKey: key.slice(0, cut), rsKey: key.slice(cut + 1) };
+}
+
 /** Default deadline after which a draining TCP real server is deleted even with connections. */
 export const DEFAULT_DRAIN_TIMEOUT_MS = 5 * 60_000;

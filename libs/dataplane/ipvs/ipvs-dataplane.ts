@@ -37,7 +37,7 @@ import {
 import { nodeSysctls } from './node-sysctls.ts';
 import { mergeRecords, type OwnershipRecord, type OwnershipStore } from './ownership-record.ts';
 import { planKernelOps, type Plan } from './plan-kernel-ops.ts';
-import { advanceIndex, diffStates, indexState, type IndexedState, type StateChange } from './state-change.ts';
+import { advanceIndex, diffStates, indexState, isKeyed, type IndexedState, type StateChange } from './state-change.ts';
 import { validateParts, validateShape } from './validate-node-state.ts';
 import { drainingLeft, retiringState, type DrainingLeft } from './retiring-state.ts';
 import { verifyKernelState } from './verify-kernel-state.ts';
@@ -214,7 +214,7 @@ export class IpvsDataplane implements Dataplane {
       // (a narrowed service's other real servers are the verified state's: validated then)
       const bad = change
         ? validateParts(
-            change.virtualServers.map((v) => narrowed.get(keyOf(v))?.desired ?? v),
+            change.virtualServers.map((v) => (isKeyed(v) && narrowed.get(virtualServerKey(v))?.desired) || v),
             change.addedAddresses,
             change.ipsets,
           )
@@ -533,10 +533,6 @@ function narrowedRead(v: ObservedVirtualServer, narrowed: ReadonlyMap<string, Na
   const keys = narrowed.get(virtualServerKey(v))?.keys;
   return keys ? { ...v, realServers: v.realServers.filter((r) => keys.has(r)) } : v;
 }
-
-/** A service's key, or '' for an object validation will refuse. */
-const keyOf = (v: VirtualServer): string =>
-  v && typeof v === 'object' && typeof v.address === 'string' ? virtualServerKey(v) : '';
 
 /** Services the ops write real servers of and nothing else, that the model holds. */
 function realServersOnly(ops: readonly KernelOp[], touched: readonly VsKey[], model: KernelModel): VsKey[] {

@@ -238,12 +238,21 @@ function withoutCounters(r: RealServer): ObservedRealServer {
  * lists destinations it was given in order); a Map otherwise.
  */
 function sameContent(want: ModelVirtualServer, have: ObservedVirtualServer): boolean {
-  if (!sameSpec(want, have)) return false;
+  if (
+    want.scheduler !== have.scheduler ||
+    want.persistenceTimeout !== have.persistenceTimeout ||
+    !isSorted(want.schedulerFlags) ||
+    !sameEntries(
+      want.schedulerFlags,
+      isSorted(have.schedulerFlags) ? have.schedulerFlags : [...have.schedulerFlags].sort(byCodeUnit),
+    )
+  )
+    return false;
   const a = want.realServers,
     b = have.realServers;
   const n = a.length;
   if (b.length !== n) return false;
-  const same = sameServer;
+  const same = (x: RealServer, y: RealServer) => x.address === y.address && x.port === y.port && x.weight === y.weight;
   let forward = true,
     backward = true;
   for (let i = 0; i < n && (forward || backward); i++) {
@@ -260,22 +269,6 @@ function sameContent(want: ModelVirtualServer, have: ObservedVirtualServer): boo
     })
   );
 }
-
-/** Scheduler, flags and persistence as the model keeps them (flags sorted) against a read service's. */
-function sameSpec(want: ModelVirtualServer, have: ObservedVirtualServer): boolean {
-  return (
-    want.scheduler === have.scheduler &&
-    want.persistenceTimeout === have.persistenceTimeout &&
-    isSorted(want.schedulerFlags) &&
-    sameEntries(
-      want.schedulerFlags,
-      isSorted(have.schedulerFlags) ? have.schedulerFlags : [...have.schedulerFlags].sort(byCodeUnit),
-    )
-  );
-}
-
-const sameServer = (x: RealServer, y: RealServer) =>
-  x.address === y.address && x.port === y.port && x.weight === y.weight;
 
 function sameEntries(a: readonly string[], b: readonly string[]): boolean {
   if (a.length !== b.length) return false;

@@ -1,6 +1,7 @@
-import { virtualServerKey, type RealServer, type VirtualServer } from '../../model/index.ts';
+import { parseHostPort, virtualServerKey, type RealServer, type VirtualServer } from '../../model/index.ts';
+import { splitDrainingKey } from './graceful-termination.ts';
 import type { KernelModel } from './kernel-model.ts';
-import type { StateChange } from './state-change.ts';
+import { isKeyed, type StateChange } from './state-change.ts';
 
 /**
  * Services with at least this many real servers (in the last verified state or the next) are
@@ -82,7 +83,7 @@ export function narrowChange(
   };
   for (const v of change.virtualServers) if (isKeyed(v)) consider(virtualServerKey(v), v);
   for (const dk of Object.keys(draining)) {
-    const k = dk.slice(0, dk.indexOf('>'));
+    const k = splitDrainingKey(dk).vsKey;
     const v = byKey.get(k);
     if (v && !out.has(k)) consider(k, v);
   }
@@ -240,21 +241,14 @@ function isRealServer(r: unknown): r is RealServer {
   );
 }
 
-function isKeyed(v: unknown): v is VirtualServer {
-  return !!v && typeof v === 'object' && typeof (v as VirtualServer).address === 'string';
-}
-
 /**
  * Whether an ownership record's draining key ("vsKey>rsKey") is one the narrowing of its service
  * keeps (then the cycle decides it again), or belongs to a service not narrowed.
  */
 export function drainingInSlice(drainingKey: string, narrowed: ReadonlyMap<string, NarrowedService>): boolean {
-  const cut = drainingKey.indexOf('>');
-  const n = narrowed.get(drainingKey.slice(0, cut));
+  const { vsKey, rsKey } = splitDrainingKey(drainingKey);
+  const n = narrowed.get(vsKey);
   if (!n) return true;
-  const rs = drainingKey.slice(cut + 1);
-  const colon = rs.lastIndexOf(':');
-  const host = rs.slice(0, colon);
-  const address = host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host;
-  return n.keys.has({ address, port: Number(rs.slice(colon + 1)) });
+  const rs = parseHostPort(rsKey);
+  return rs !== undefined && n.keys.has(rs);
 }

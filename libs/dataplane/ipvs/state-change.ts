@@ -145,6 +145,6 @@ function diffAddresses(
 }
 
 /** Enough of a service to compute its key; anything else is left for validation to refuse. */
-function isKeyed(v: unknown): v is VirtualServer {
+export function isKeyed(v: unknown): v is VirtualServer {
   return !!v && typeof v === 'object' && typeof (v as VirtualServer).address === 'string';
 }
