@@ -11,8 +11,11 @@
 // fresh netns of the VM (the repo is read-only there; .cache/wt-before may hold a worktree of an
 // older commit with this file copied in, to run the same probe on the code before):
 //   test/vm/harness/run-in-vm.sh --mem 4096 -- bash -c 'ip netns add p && ip netns exec p node --import tsx bench/applier/large-service-change.ts 1000 5000'
+// BENCH_IPVS_RECV_BUFFER=N: the IPVS sockets' fixed receive buffer (0: peek each datagram's size),
+// as in ipvs-apply.bench.ts; unset: NetlinkKernel's default. The result says which (ipvsReceiveBuffer).
 import { execFileSync } from 'node:child_process';
 import {
+  DEFAULT_IPVS_RECEIVE_BUFFER,
   IpvsDataplane,
   MemoryOwnershipStore,
   NetlinkKernel,
@@ -63,7 +66,15 @@ let current: NodeState = {
   ),
 };
 
-const kernel = await NetlinkKernel.open();
+const recvEnv = process.env.BENCH_IPVS_RECV_BUFFER;
+const recvBuffer = recvEnv ? Number(recvEnv) : undefined;
+if (recvBuffer !== undefined && !(Number.isInteger(recvBuffer) && recvBuffer >= 0)) {
+  process.stderr.write(`BENCH_IPVS_RECV_BUFFER must be a byte count, got ${recvEnv}\n`);
+  process.exit(2);
+}
+const kernel = await NetlinkKernel.open(
+  recvBuffer === undefined ? {} : { ipvsReceiveBuffer: recvBuffer === 0 ? false : recvBuffer },
+);
 const dp = new IpvsDataplane({ kernel, store: new MemoryOwnershipStore(), netfilter: false });
 const t0 = performance.now();
 const load = await dp.apply(current);
@@ -132,6 +143,7 @@ console.log(
   JSON.stringify({
     services: S,
     largeEndpoints: L,
+    ipvsReceiveBuffer: recvBuffer ?? DEFAULT_IPVS_RECEIVE_BUFFER,
     loadMs: Math.round(loadMs),
     largeAddMs: largeAdd.median,
     largeAddColdMs: largeAdd.first,

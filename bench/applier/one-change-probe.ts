@@ -2,7 +2,7 @@
 // ipvsadm -R, then takes the median of 21 of each (each on another service, its undo outside the
 // timing): (a) one `ipvsadm -a` process; (b) IpvsClient.addDestination + listDestinations sent in
 // the same tick (one datagram out); (c) the same on a fresh event loop turn after a 5 ms pause;
-// (d) NetlinkKernel.runThenReadRealServers of one op; (e) an empty setImmediate round and an
+// (d) NetlinkKernel.run of one op (what the dataplane sends for one endpoint added); (e) an empty setImmediate round and an
 // empty 0 ms timer (the event loop's own cost). Run INSIDE a fresh netns of the VM:
 //   test/vm/harness/run-in-vm.sh -- bash -c 'ip netns add p && ip netns exec p node --import tsx bench/applier/one-change-probe.ts 1000'
 import { execFileSync } from 'node:child_process';
@@ -76,16 +76,15 @@ await med('(b3) client list alone', (i) => c.listDestinations(svc(i), { stats: f
 c.close();
 const k = await NetlinkKernel.open();
 await med(
-  '(d) NetlinkKernel.runThenReadRealServers',
+  '(d) NetlinkKernel.run of one op',
   (i) =>
-    k.runThenReadRealServers(
+    k.run(
       new KernelTransaction().add({
         kind: 'real-server',
         verb: 'add',
         vs: svc(i),
         rs: { address: `10.200.0.${i + 1}`, port: 9000, weight: 1 },
       }),
-      [svc(i)],
     ),
   (i) =>
     k.run(

@@ -7,7 +7,6 @@ import {
   type KernelInterface,
   type KernelOp,
   type ObservedKernel,
-  type ObservedRealServer,
   type ObservedVirtualServer,
   type VsKey,
 } from '../../libs/dataplane/index.ts';
@@ -32,17 +31,6 @@ export class PhaseTimingKernel implements KernelInterface {
 
   async readVirtualServers(keys: readonly VsKey[]): Promise<ObservedVirtualServer[]> {
     return this.timed('readVirtualServers', () => this.inner.readVirtualServers(keys));
-  }
-
-  async readRealServers(keys: readonly VsKey[]): Promise<Map<string, ObservedRealServer[]>> {
-    return this.timed('readRealServers', () => this.inner.readRealServers(keys));
-  }
-
-  async runThenReadRealServers(
-    tx: KernelTransaction,
-    keys: readonly VsKey[],
-  ): Promise<Map<string, ObservedRealServer[]>> {
-    return this.timed(`run+readRealServers`, () => this.inner.runThenReadRealServers(tx, keys));
   }
 
   async run(tx: KernelTransaction): Promise<void> {

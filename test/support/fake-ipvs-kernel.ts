@@ -117,23 +117,6 @@ export class FakeIpvsKernel implements KernelInterface {
     return structuredClone(keys.map((k) => this.state.vs.get(virtualServerKey(k))).filter((v) => !!v));
   }
 
-  async readRealServers(keys: readonly VsKey[]): Promise<Map<string, ObservedRealServer[]>> {
-    return new Map(
-      keys.map((k) => [
-        virtualServerKey(k),
-        structuredClone(this.state.vs.get(virtualServerKey(k))?.realServers ?? []),
-      ]),
-    );
-  }
-
-  async runThenReadRealServers(
-    tx: KernelTransaction,
-    keys: readonly VsKey[],
-  ): Promise<Map<string, ObservedRealServer[]>> {
-    await this.run(tx);
-    return this.readRealServers(keys);
-  }
-
   async run(tx: KernelTransaction): Promise<void> {
     const err = tx.validate();
     if (err) throw new TransactionError(err, 0);

@@ -23,7 +23,7 @@ import { KernelModel } from './kernel-model.ts';
 import { narrowChange, type NarrowedService } from './narrowed-service.ts';
 import type { KernelOp, VsKey } from './kernel-op.ts';
 import { KernelTransaction, type KernelInterface } from './kernel-transaction.ts';
-import type { ObservedKernel, ObservedRealServer, ObservedVirtualServer } from './observed-kernel.ts';
+import type { ObservedKernel, ObservedVirtualServer } from './observed-kernel.ts';
 import {
   glueChains,
   glueFamilies,
@@ -376,22 +376,19 @@ export class IpvsDataplane implements Dataplane {
     const plan = this.plan(slice.desired, observed, slice.record, undefined, {});
     const after = recordAfterChange(owned, slice, plan.recordAfter, change);
     const before = after ? mergeRecords(mergeRecords(owned.record, after), plan.recordBefore) : plan.recordBefore;
-    // Services written only real servers of are read back as their destinations, the first read
-    // sent right behind the writes (one round trip); their spec is the model's, which the
-    // transaction did not change (computed now: model.apply below does not change it either).
-    // A narrowed (large) service is not read back: dumping its thousands of destinations made a
-    // one-endpoint change O(service) in the kernel and here (a 5,000-destination dump: ~0.3 s
-    // under the test VM's emulation). The kernel's answer to each write checks what the model
-    // believed of exactly that real server (IPVS refuses to add a destination it has, to edit or
-    // delete one it lacks: the transaction fails, the base is dropped); the rest of the service is
-    // compared by the next full read, as every untouched service is (the periodic resync).
-    const touched = touchedServices(plan.ops).filter((k) => !narrowed.has(virtualServerKey(k)));
-    const destinationsOnly = realServersOnly(plan.ops, touched, model);
-    const dests = await this.run(
-      plan.ops,
-      extendsRecord(owned, before) ? mergeRecords(owned.record, before) : undefined,
-      destinationsOnly,
-    );
+    // What checks a change's real-server writes is the kernel's answer to each: IPVS refuses to
+    // add a destination it has and to edit or delete one it lacks, so a write accepted confirms
+    // what the model believed of exactly that real server, and one refused fails the transaction
+    // (the base is dropped, the next cycle is full and repairs). They are not read back: the
+    // dump of the service's destinations sent behind them was half of a one-endpoint change (~5 of
+    // ~10 ms at 10k services in the test VM) and checked only the real servers the change did not
+    // write, which the next full read compares (the periodic resync), as it does every untouched
+    // service. A service whose spec the transaction wrote (added, edited) is read back whole: its
+    // attributes are what the kernel may hold otherwise than written. A narrowed (large) service
+    // is not, even then: reading it whole is dumping its thousands of destinations; its spec is
+    // compared at the next full read.
+    const touched = specWritten(plan.ops).filter((k) => !narrowed.has(virtualServerKey(k)));
+    await this.run(plan.ops, extendsRecord(owned, before) ? mergeRecords(owned.record, before) : undefined);
     if (after) await this.save(after);
     const notes = notesOf(plan);
     if (plan.ops.length === 0) {
@@ -411,7 +408,7 @@ export class IpvsDataplane implements Dataplane {
     // objects (the model's for the rest of it), not against copies of the model's entries. A
     // read-back that differs leaves the cycle unverified, and with it the model is dropped (only
     // a verified cycle keeps a base): nothing to correct in it.
-    const back = await this.readBack(touched, model, dests);
+    const back = touched.length > 0 ? await this.options.kernel.readVirtualServers(touched) : [];
     const read = new Map<string, ObservedVirtualServer>();
     for (const v of back) {
       const key = virtualServerKey(v);
@@ -442,25 +439,6 @@ export class IpvsDataplane implements Dataplane {
     return { kernelWrites: plan.ops.length, verified, notes };
   }
 
-  /**
-   * The services a transaction touched, as the kernel holds them now: `dests` (read with the
-   * writes) for those it wrote only real servers of, with the spec the model holds; the others
-   * read whole.
-   */
-  private async readBack(
-    touched: readonly VsKey[],
-    model: KernelModel,
-    dests: ReadonlyMap<string, ObservedRealServer[]>,
-  ): Promise<ObservedVirtualServer[]> {
-    const whole = touched.filter((k) => !dests.has(virtualServerKey(k)));
-    const out = whole.length > 0 ? [...(await this.options.kernel.readVirtualServers(whole))] : [];
-    for (const [key, realServers] of dests) {
-      const v = model.withRealServers(key, realServers);
-      if (v) out.push(v);
-    }
-    return out;
-  }
-
   private plan(
     desired: NodeState | undefined,
     observed: ObservedKernel,
@@ -488,19 +466,13 @@ export class IpvsDataplane implements Dataplane {
    * up and, the base being gone, the next cycle is a full one that reads what is there.
    * Returns the real servers of `readAfter` as the kernel holds them after the writes.
    */
-  private async run(
-    ops: readonly KernelOp[],
-    recordBefore: OwnershipRecord | undefined,
-    readAfter: readonly VsKey[] = [],
-  ): Promise<Map<string, ObservedRealServer[]>> {
-    if (ops.length === 0) return new Map();
+  private async run(ops: readonly KernelOp[], recordBefore: OwnershipRecord | undefined): Promise<void> {
+    if (ops.length === 0) return;
     const tx = new KernelTransaction().addAll(ops);
     const bad = tx.validate();
     if (bad) throw new Error(`refusing transaction: ${bad}`);
     if (recordBefore) await this.save(recordBefore);
-    if (readAfter.length > 0) return this.options.kernel.runThenReadRealServers(tx, readAfter);
     await this.options.kernel.run(tx);
-    return new Map();
   }
 
   private async save(record: OwnershipRecord): Promise<void> {
@@ -535,16 +507,10 @@ function narrowedRead(v: ObservedVirtualServer, narrowed: ReadonlyMap<string, Na
 }
 
 /** Services the ops write real servers of and nothing else, that the model holds. */
-function realServersOnly(ops: readonly KernelOp[], touched: readonly VsKey[], model: KernelModel): VsKey[] {
-  const whole = new Set<string>();
-  for (const op of ops) if (op.kind === 'virtual-server') whole.add(virtualServerKey(op.vs));
-  return touched.filter((k) => !whole.has(virtualServerKey(k)) && model.hasVirtualServer(virtualServerKey(k)));
-}
-
-function touchedServices(ops: readonly KernelOp[]): VsKey[] {
+/** The services whose spec a transaction writes (added, edited or deleted), once each. */
+function specWritten(ops: readonly KernelOp[]): VsKey[] {
   const keys = new Map<string, VsKey>();
-  for (const op of ops)
-    if (op.kind === 'virtual-server' || op.kind === 'real-server') keys.set(virtualServerKey(op.vs), op.vs);
+  for (const op of ops) if (op.kind === 'virtual-server') keys.set(virtualServerKey(op.vs), op.vs);
   return [...keys.values()];
 }
 

@@ -92,18 +92,8 @@ export class KernelModel {
   }
 
   /**
-   * The service with `realServers` as read (counters included), the spec as the model holds it;
-   * undefined when the model lacks it. For the read-back of a service whose real servers alone
-   * were written: no copy of the model's own real servers.
-   */
-  withRealServers(key: string, realServers: ObservedRealServer[]): ObservedVirtualServer | undefined {
-    const v = this.vs.get(key);
-    return v && { ...specOf(v), realServers };
-  }
-
-  /**
    * Whether the model holds exactly `read` (same spec, same real servers with the same weights,
-   * in any order), compared in place: the read-back check of every change, so it copies nothing
+   * in any order), compared in place: the read-back check of a service a change wrote the spec of, so it copies nothing
    * for the kernel's usual order (the reverse of the model's).
    */
   holds(read: ObservedVirtualServer): boolean {

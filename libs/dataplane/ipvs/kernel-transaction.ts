@@ -1,7 +1,7 @@
 import { isIPv4, isIPv6 } from 'node:net';
 import { ipFamily } from '../../model/index.ts';
 import { describeOp, type KernelOp, type VsKey } from './kernel-op.ts';
-import type { ObservedKernel, ObservedRealServer, ObservedVirtualServer } from './observed-kernel.ts';
+import type { ObservedKernel, ObservedVirtualServer } from './observed-kernel.ts';
 
 /**
  * A queue of kernel writes in the knftables style: queuing never throws (the first invalid op is
@@ -63,20 +63,8 @@ export interface KernelInterface {
   ): Promise<ObservedKernel>;
   /** Just these IPVS services with their real servers and counters (absent ones are left out). */
   readVirtualServers(keys: readonly VsKey[]): Promise<ObservedVirtualServer[]>;
-  /**
-   * Just the real servers of these services, by virtualServerKey (one dump each, no service
-   * lookup). A missing service reads as no real servers: the kernel does not tell them apart.
-   */
-  readRealServers(keys: readonly VsKey[]): Promise<Map<string, ObservedRealServer[]>>;
   /** Validates, then applies every op in order. Throws TransactionError (with how many ops were applied). */
   run(tx: KernelTransaction): Promise<void>;
-  /**
-   * run(tx), then readRealServers(keys): what the kernel holds after every write of tx. The
-   * netlink kernel sends the first read right behind the last writes on the same socket, so a
-   * one-service change costs one round trip instead of two. Throws like run when an op is
-   * refused (the reads are then dropped: the caller reads in full next time).
-   */
-  runThenReadRealServers(tx: KernelTransaction, keys: readonly VsKey[]): Promise<Map<string, ObservedRealServer[]>>;
   /**
    * Why the IPv6 netfilter glue cannot be programmed here (no IPv6, no ip6tables), or undefined
    * when it can. Absent = it can.

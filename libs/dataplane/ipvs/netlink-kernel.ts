@@ -167,55 +167,16 @@ export class NetlinkKernel implements KernelInterface {
     return out.filter((v): v is ObservedVirtualServer => !!v);
   }
 
-  async readRealServers(keys: readonly VsKey[]): Promise<Map<string, ObservedRealServer[]>> {
-    const out = await Promise.all(
-      keys.map(
-        async (k) =>
-          [virtualServerKey(k), (await this.dumper().listDestinations(k, NO_STATS)).map(observedDest)] as const,
-      ),
-    );
-    return new Map(out);
-  }
-
-  async run(tx: KernelTransaction): Promise<void> {
-    await this.runGroups(tx, undefined);
-  }
-
-  async runThenReadRealServers(
-    tx: KernelTransaction,
-    keys: readonly VsKey[],
-  ): Promise<Map<string, ObservedRealServer[]>> {
-    const [head, ...rest] = keys;
-    if (!head) {
-      await this.run(tx);
-      return new Map();
-    }
-    const pipelined = await this.runGroups(tx, head);
-    const [first, others] = await Promise.all([
-      pipelined ?? this.dumper().listDestinations(head, NO_STATS),
-      this.readRealServers(rest),
-    ]);
-    if (first instanceof Error) throw first;
-    return new Map([[virtualServerKey(head), first.map(observedDest)], ...others]);
-  }
-
   /**
-   * Runs the groups of tx; with `readAfter`, queues that service's destination dump on the IPVS
-   * socket right behind the last group's writes when those go out on it (same datagram: the
-   * kernel handles it after them), and returns its pending result.
+   * Runs the groups of tx in order: each goes out at once, bounded by the socket window; a
+   * failure stops before the next group, and what the kernel accepted stays applied (netlink has
+   * no transactions).
    */
-  private async runGroups(
-    tx: KernelTransaction,
-    readAfter: VsKey | undefined,
-  ): Promise<Promise<IpvsDestination[] | Error> | undefined> {
+  async run(tx: KernelTransaction): Promise<void> {
     const err = tx.validate();
     if (err) throw new TransactionError(err, 0);
     let applied = 0;
-    let read: Promise<IpvsDestination[] | Error> | undefined;
-    const groups = concurrentGroups(tx.ops);
-    // Each group goes out at once, bounded by the socket window; a failure stops before the next
-    // group, and what the kernel accepted stays applied (netlink has no transactions).
-    for (const [i, group] of groups.entries()) {
+    for (const group of concurrentGroups(tx.ops)) {
       // One lookup of the device for a run of address ops, not one per address.
       const first = group[0]!;
       const link = first.kind === 'address' ? await this.links.getLink(first.device) : undefined;
@@ -223,11 +184,7 @@ export class NetlinkKernel implements KernelInterface {
       if (first.kind === 'ipset-entry') {
         results = await this.runSetEntries(group as SetEntryOp[]);
       } else if (group.length <= this.maxQueued) {
-        const writes = group.map((op) => this.applyOp(op, link));
-        // applyOp queued its request synchronously; a dump queued now follows them on the socket.
-        if (readAfter && i === groups.length - 1 && onIpvsSocket(first))
-          read = this.ipvs.listDestinations(readAfter, NO_STATS).catch((e: Error) => e);
-        results = await Promise.allSettled(writes);
+        results = await Promise.allSettled(group.map((op) => this.applyOp(op, link)));
       } else {
         // A bulk group (a from-empty load: 100k real servers) is fed a bounded number at a time:
         // queued all at once, its 100k requests, payloads and promises were live together and
@@ -242,7 +199,6 @@ export class NetlinkKernel implements KernelInterface {
         throw new TransactionError(`${describeOp(group[failed]!)}: ${reason.message}`, applied);
       }
     }
-    return read;
   }
 
   /**
@@ -481,11 +437,6 @@ export async function settleInLanes<T>(
 
 /** Listings for the dataplane: it reads specs and connection counts, never traffic counters. */
 const NO_STATS = { stats: false } as const;
-
-/** Ops that IpvsClient writes on its main socket (flush-conntrack runs a tool). */
-function onIpvsSocket(op: KernelOp): boolean {
-  return op.kind === 'virtual-server' || (op.kind === 'real-server' && op.verb !== 'flush-conntrack');
-}
 
 function observedDest(d: Omit<IpvsDestination, 'upperThreshold' | 'lowerThreshold'>): ObservedRealServer {
   return {

@@ -35,19 +35,7 @@ const kernel: KernelInterface = {
       throw e;
     }
   },
-  async runThenReadRealServers(tx, keys) {
-    const t = Date.now();
-    try {
-      const r = await real.runThenReadRealServers(tx, keys);
-      trace(`ran ${tx.size} ops and read ${keys.length} services back in ${Date.now() - t} ms`);
-      return r;
-    } catch (e) {
-      trace(`run failed after ${Date.now() - t} ms: ${(e as Error).message}`);
-      throw e;
-    }
-  },
   readVirtualServers: (keys) => real.readVirtualServers(keys),
-  readRealServers: (keys) => real.readRealServers(keys),
   ipv6Unsupported: () => real.ipv6Unsupported(),
   close: () => real.close(),
 };

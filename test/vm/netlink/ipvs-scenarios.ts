@@ -249,13 +249,18 @@ export async function coalescedWrites(): Promise<Record<string, unknown>> {
     try {
       const rs = (address: string) => ({ address, port: 80, weight: 1 });
       const add = (address: string): KernelOp => ({ kind: 'real-server', verb: 'add', vs: key, rs: rs(address) });
-      const back = await kernel.runThenReadRealServers(new KernelTransaction().add(add('10.50.5.1')), [key]);
-      const readBack = [...back.values()]
-        .flat()
-        .map((d) => `${d.address}:${d.port}`)
-        .sort();
-      const refused = await outcome(
-        kernel.runThenReadRealServers(new KernelTransaction().add(add('10.50.5.1')), [key]),
+      await kernel.run(new KernelTransaction().add(add('10.50.5.1')));
+      const afterRun = (await c.listDestinations(s)).map((d) => `${d.address}:${d.port}`).sort();
+      // What checks a change's writes (the dataplane reads no real server back): the kernel
+      // refuses to add a destination it has and to edit or delete one it lacks, by name.
+      const refused = await outcome(kernel.run(new KernelTransaction().add(add('10.50.5.1'))));
+      const refusedMissing = await outcome(
+        kernel.run(new KernelTransaction().add({ kind: 'real-server', verb: 'delete', vs: key, rs: rs('10.50.5.2') })),
+      );
+      const refusedEdit = await outcome(
+        kernel.run(
+          new KernelTransaction().add({ kind: 'real-server', verb: 'edit', vs: key, rs: { ...rs('10.50.5.2'), weight: 3 } }),
+        ),
       );
       // Set entries go 32 to a message: 40 adds are two messages; the 5th element is already in,
       // so the kernel stops the first message there (1-4 in, 6-32 not tried) and runs the second.
@@ -277,7 +282,7 @@ export async function coalescedWrites(): Promise<Record<string, unknown>> {
       } catch (e) {
         setRefused = { message: (e as Error).message, applied: (e as { applied?: number }).applied };
       }
-      return { outcomes, datagrams, dests, readBack, readBackKeys: [...back.keys()], refused, setRefused };
+      return { outcomes, datagrams, dests, afterRun, refused, refusedMissing, refusedEdit, setRefused };
     } finally {
       await kernel.close();
     }

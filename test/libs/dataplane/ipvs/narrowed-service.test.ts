@@ -230,12 +230,7 @@ describe('IpvsDataplane with a large service', () => {
     });
     open.push(dp);
     // every read of the kernel the dataplane makes after its first load
-    const reads = [
-      vi.spyOn(kernel, 'runThenReadRealServers'),
-      vi.spyOn(kernel, 'readVirtualServers'),
-      vi.spyOn(kernel, 'readRealServers'),
-      vi.spyOn(kernel, 'read'),
-    ];
+    const reads = [vi.spyOn(kernel, 'readVirtualServers'), vi.spyOn(kernel, 'read')];
     const readCount = () => reads.reduce((n, r) => n + r.mock.calls.length, 0);
     return { kernel, dp, store, readCount };
   };
@@ -363,27 +358,14 @@ describe('IpvsDataplane with a large service', () => {
     expect(kernel.ipvsadmSave()).toBe(formatIpvsadm(next));
   });
 
-  it('a real server added behind its back is left to the periodic full read, which removes it', async () => {
-    const { kernel, dp } = setup();
-    const s = stateOf(big(200));
-    await dp.apply(s);
-    kernel.external({
-      verb: 'add',
-      kind: 'real-server',
-      vs: s.virtualServers.find((v) => v.address === '10.96.0.10')!,
-      rs: { address: '10.9.9.9', port: 8080, weight: 1 },
-    });
-    const next = stateOf(big(200, [{ address: '10.2.0.1', port: 8080, weight: 1 }]));
-    expect(await applyAfter(dp, s, next)).toMatchObject({ verified: true, kernelWrites: 1 });
-    expect(kernel.ipvsadmSave()).toContain('-r 10.9.9.9:8080');
-    const resync = await dp.resync();
-    expect(resync).toMatchObject({ verified: true, kernelWrites: 1 });
-    expect(kernel.ipvsadmSave()).toBe(formatIpvsadm(next));
-  });
-
-  it('a service under the threshold is still read back whole, and drift in it fails the cycle', async () => {
+  // the same whether the service is narrowed or not: no service is read back after a change that
+  // writes only real servers of it
+  it.each([
+    ['a large service', 200],
+    ['a service under the threshold', NARROW_MIN_REAL_SERVERS - 2],
+  ])('%s: a real server added behind its back is left to the periodic full read, which removes it', async (_, n) => {
     const { kernel, dp, readCount } = setup();
-    const s = stateOf(big(NARROW_MIN_REAL_SERVERS - 2));
+    const s = stateOf(big(n));
     await dp.apply(s);
     const loadReads = readCount();
     kernel.external({
@@ -392,10 +374,12 @@ describe('IpvsDataplane with a large service', () => {
       vs: s.virtualServers.find((v) => v.address === '10.96.0.10')!,
       rs: { address: '10.9.9.9', port: 8080, weight: 1 },
     });
-    const next = stateOf(big(NARROW_MIN_REAL_SERVERS - 2, [{ address: '10.2.0.1', port: 8080, weight: 1 }]));
-    const r = await applyAfter(dp, s, next);
-    expect(readCount()).toBeGreaterThan(loadReads);
-    expect(r.verified).toBe(false);
-    expect(r.notes).toContain(`verify: read-back of ${LARGE} differs from what was written`);
+    const next = stateOf(big(n, [{ address: '10.2.0.1', port: 8080, weight: 1 }]));
+    expect(await applyAfter(dp, s, next)).toMatchObject({ verified: true, kernelWrites: 1 });
+    expect(readCount()).toBe(loadReads);
+    expect(kernel.ipvsadmSave()).toContain('-r 10.9.9.9:8080');
+    const resync = await dp.resync();
+    expect(resync).toMatchObject({ verified: true, kernelWrites: 1 });
+    expect(kernel.ipvsadmSave()).toBe(formatIpvsadm(next));
   });
 });
