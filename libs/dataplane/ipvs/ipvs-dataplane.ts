@@ -351,7 +351,8 @@ export class IpvsDataplane implements Dataplane {
   /**
    * An incremental cycle: plans only the change from the last verified state against the model
    * (no dump); reads live only the services losing real servers (the drain decision needs real
-   * connection counters) and, afterwards, the services it touched, compared with the model.
+   * connection counters) and, afterwards, the services whose spec it wrote, compared with the
+   * model (its real-server writes are checked by the kernel's answer to each; see below).
    * O(change), apart from the pointer walk that finds the change when the caller did not hand it
    * over (see diffStates).
    */
@@ -464,7 +465,6 @@ export class IpvsDataplane implements Dataplane {
    * mid-run can make us believe we own something absent, never forget something we created).
    * A refused op leaves the ops before it applied (netlink has no transactions); the error goes
    * up and, the base being gone, the next cycle is a full one that reads what is there.
-   * Returns the real servers of `readAfter` as the kernel holds them after the writes.
    */
   private async run(ops: readonly KernelOp[], recordBefore: OwnershipRecord | undefined): Promise<void> {
     if (ops.length === 0) return;
@@ -506,7 +506,6 @@ function narrowedRead(v: ObservedVirtualServer, narrowed: ReadonlyMap<string, Na
   return keys ? { ...v, realServers: v.realServers.filter((r) => keys.has(r)) } : v;
 }
 
-/** Services the ops write real servers of and nothing else, that the model holds. */
 /** The services whose spec a transaction writes (added, edited or deleted), once each. */
 function specWritten(ops: readonly KernelOp[]): VsKey[] {
   const keys = new Map<string, VsKey>();

@@ -93,8 +93,8 @@ export class KernelModel {
 
   /**
    * Whether the model holds exactly `read` (same spec, same real servers with the same weights,
-   * in any order), compared in place: the read-back check of a service a change wrote the spec of, so it copies nothing
-   * for the kernel's usual order (the reverse of the model's).
+   * in any order), compared in place: the read-back check of a service whose spec a change wrote,
+   * so it copies nothing for the kernel's usual order (the reverse of the model's).
    */
   holds(read: ObservedVirtualServer): boolean {
     const v = this.vs.get(virtualServerKey(read));
