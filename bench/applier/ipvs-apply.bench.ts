@@ -416,9 +416,7 @@ for (let c = 0; c <= CHANGES; c++) {
     upperThreshold: 0,
     lowerThreshold: 0,
   };
-  bareTimes.push(
-    (await time(() => bare.addDestination(key, d)))[1],
-  );
+  bareTimes.push((await time(() => bare.addDestination(key, d)))[1]);
   await bare.deleteDestination(key, d);
 }
 bare.close();

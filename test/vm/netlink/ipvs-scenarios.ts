@@ -259,7 +259,12 @@ export async function coalescedWrites(): Promise<Record<string, unknown>> {
       );
       const refusedEdit = await outcome(
         kernel.run(
-          new KernelTransaction().add({ kind: 'real-server', verb: 'edit', vs: key, rs: { ...rs('10.50.5.2'), weight: 3 } }),
+          new KernelTransaction().add({
+            kind: 'real-server',
+            verb: 'edit',
+            vs: key,
+            rs: { ...rs('10.50.5.2'), weight: 3 },
+          }),
         ),
       );
       // Set entries go 32 to a message: 40 adds are two messages; the 5th element is already in,
