@@ -20,6 +20,13 @@ export function sliceChange(prev: NodeState, next: NodeState): StateSlice | unde
   if (next.settings !== prev.settings && JSON.stringify(next.settings) !== JSON.stringify(prev.settings))
     return undefined;
   const touched = new Set<string>();
+  // A group's members share its service port: the walks below look that (existing) string up
+  // first, so they build no key for the services of other ports (all but a few of a large state).
+  const ports = new Set<string>();
+  const touch = (v: VirtualServer) => {
+    touched.add(groupKey(v));
+    ports.add(v.servicePort);
+  };
   const a = prev.virtualServers;
   const b = next.virtualServers;
   if (a !== b) {
@@ -30,25 +37,29 @@ export function sliceChange(prev: NodeState, next: NodeState): StateSlice | unde
       if (x === y) continue;
       // Same service, new object (its endpoints changed): both versions' groups are touched.
       if (virtualServerKey(x) !== virtualServerKey(y)) aligned = false;
-      else touched.add(groupKey(x)).add(groupKey(y));
+      else {
+        touch(x);
+        touch(y);
+      }
     }
     if (!aligned) {
       // Services added or removed: compare by key.
       touched.clear();
+      ports.clear();
       const before = new Map(a.map((v) => [virtualServerKey(v), v]));
       for (const v of b) {
         const k = virtualServerKey(v);
         const old = before.get(k);
         before.delete(k);
         if (old === v) continue;
-        touched.add(groupKey(v));
-        if (old) touched.add(groupKey(old));
+        touch(v);
+        if (old) touch(old);
       }
-      for (const gone of before.values()) touched.add(groupKey(gone));
+      for (const gone of before.values()) touch(gone);
     }
   }
   const members = (vs: readonly VirtualServer[]) =>
-    touched.size === 0 ? [] : vs.filter((v) => touched.has(groupKey(v)));
+    touched.size === 0 ? [] : vs.filter((v) => ports.has(v.servicePort) && touched.has(groupKey(v)));
   return {
     prev: { ...prev, virtualServers: members(a) },
     next: { ...next, virtualServers: members(b) },

@@ -329,7 +329,10 @@ export class NftablesDataplane implements Dataplane {
     // while it was down kept its UDP flows for as long as their clients kept sending).
     // An apply that did not know the table (first after start, last one unverified, table
     // created) also clears what was made while the table was missing or wrong (probe22 T4).
-    if (lastState) notes.push(...(await deleteStaleFlows(staleFlows(lastState, state), this.options.netns)));
+    // (a sliced change: only its groups' services can differ, so only they can leave flows stale;
+    // the others are the same objects in both states)
+    const flows = slice ? staleFlows(slice.prev, slice.next) : staleFlows(lastState, state);
+    if (lastState) notes.push(...(await deleteStaleFlows(flows, this.options.netns)));
     if (!known) notes.push(...(await this.clearFlowsAgainstTable(state)));
     return { kernelWrites: tx.writes, verified, durationMs: performance.now() - t0, notes };
   }
