@@ -5,7 +5,7 @@
 // each way after N untimed, and prints p50/p90; with --profile FILE, a CPU profile of N more.
 // Run INSIDE a network namespace of its own:
 //   ip netns add p && ip netns exec p node --import tsx bench/nftables/one-change-probe.ts \
-//     [--services 10000] [--endpoints 10] [--changes 20] [--no-verify] [--profile FILE]; ip netns del p
+//     [--services 10000] [--endpoints 10] [--changes 20] [--no-verify] [--adopt] [--profile FILE]; ip netns del p
 import { BenchUsageError, benchArgs } from '../bench-cli.ts'; // first: bad input is one line, exit 2
 import { writeFileSync } from 'node:fs';
 import { NftablesDataplane, NftNetlinkRunner } from '../../libs/dataplane/index.ts';
@@ -20,6 +20,7 @@ const { values } = benchArgs({
     endpoints: { type: 'string', default: '10' },
     changes: { type: 'string', default: '20' },
     'no-verify': { type: 'boolean', default: false },
+    adopt: { type: 'boolean', default: false },
     profile: { type: 'string' },
   },
 });
@@ -41,9 +42,14 @@ const after: NodeState = {
 };
 const changed = after.virtualServers.filter((v, i) => v !== before.virtualServers[i]).length;
 if (changed !== 1) throw new Error(`expected one changed service (the middle one, ${mid}), got ${changed}`);
-const dp = new NftablesDataplane({ runner: new NftNetlinkRunner(), verifyAfterApply: !values['no-verify'] });
-const load = await dp.apply(before);
+const runner = new NftNetlinkRunner();
+const loader = new NftablesDataplane({ runner, verifyAfterApply: !values['no-verify'] });
+const load = await loader.apply(before);
 if (!load.verified) throw new Error(`load not verified: ${load.notes.join('; ')}`);
+// --adopt: the changes go through another dataplane that adopted the loaded table (one whole
+// read, as a restarted applier; the bench's verified changes run so)
+const dp = values.adopt ? new NftablesDataplane({ runner, verifyAfterApply: !values['no-verify'] }) : loader;
+if (dp !== loader && (await dp.apply(before)).kernelWrites !== 0) throw new Error('the adoption wrote');
 
 async function round(): Promise<number[]> {
   const times: number[] = [];
