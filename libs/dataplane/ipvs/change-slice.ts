@@ -14,7 +14,7 @@ import type { StateChange } from './state-change.ts';
  * a removed one is deleted when the record says it is ours; nothing outside the slice is seen.
  */
 export interface ChangeSlice {
-  /** Changed services and those with real servers still draining, added addresses, changed sets. */
+  /** Changed services (their drains decided again with them), added addresses, changed sets. */
   readonly desired: NodeState;
   /** The model's view of the same objects, and of the removed services and addresses. */
   readonly observed: ObservedKernel;
@@ -40,14 +40,14 @@ export function ownedIndex(record: OwnershipRecord): OwnedIndex {
 }
 
 /**
- * `next` is the whole next state; `byKey` the previous state's services by key (for services
- * that did not change but still have draining real servers to finish). A service `narrowed`
- * names enters the slice with only its narrowed real servers, on both sides (narrowed-service.ts).
+ * `next` is the whole next state. A service `narrowed` names enters the slice with only its
+ * narrowed real servers, on both sides (narrowed-service.ts). A service the change leaves alone
+ * does not enter it, drains in it included: they are decided again by a change that removes one
+ * of its real servers (which reads its connection counters anyway) or by the next full cycle.
  */
 export function sliceChange(
   next: NodeState,
   change: StateChange,
-  byKey: ReadonlyMap<string, VirtualServer>,
   model: KernelModel,
   owned: OwnedIndex,
   narrowed: ReadonlyMap<string, NarrowedService> = new Map(),
@@ -55,11 +55,6 @@ export function sliceChange(
   const removed = new Set(change.removedVirtualServers);
   const wanted = new Map<string, VirtualServer>();
   for (const v of change.virtualServers) wanted.set(virtualServerKey(v), v);
-  for (const dk of Object.keys(owned.record.draining)) {
-    const k = splitDrainingKey(dk).vsKey;
-    const v = byKey.get(k);
-    if (v && !wanted.has(k) && !removed.has(k)) wanted.set(k, v);
-  }
   for (const [k, n] of narrowed) if (wanted.has(k)) wanted.set(k, n.desired);
   const keys = [...wanted.keys(), ...removed];
   const addresses = [...change.addedAddresses, ...change.removedAddresses];

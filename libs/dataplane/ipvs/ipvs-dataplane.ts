@@ -207,9 +207,7 @@ export class IpvsDataplane implements Dataplane {
     const change = wanted && !full && base ? diffStates(base.indexed, wanted, hint) : undefined;
     // a large service's change is planned and checked on the real servers it touches
     const narrowed =
-      change && base
-        ? narrowChange(change, base.indexed.byKey, base.model, this.owned.record.draining)
-        : new Map<string, NarrowedService>();
+      change && base ? narrowChange(change, base.indexed.byKey, base.model) : new Map<string, NarrowedService>();
     if (wanted) {
       // (a narrowed service's other real servers are the verified state's: validated then)
       const bad = change
@@ -364,7 +362,7 @@ export class IpvsDataplane implements Dataplane {
   ): Promise<Omit<ApplyResult, 'durationMs'>> {
     const { model } = base;
     const owned = this.owned!;
-    const slice = sliceChange(wanted, change, base.indexed.byKey, model, owned, narrowed);
+    const slice = sliceChange(wanted, change, model, owned, narrowed);
     let observed = slice.observed;
     // (an endpoint added reads nothing: no kernel call, not even an empty one, which costs an
     // await chain of its own)

@@ -61,31 +61,25 @@ export interface NarrowedService {
 }
 
 /**
- * Narrows each service of the change, and each unchanged one with real servers draining (the
- * slice carries those too), that has a verified previous version, is held by the model and is
- * large. `draining`: the ownership record's draining keys ("vsKey>rsKey"). Entries of a service
- * that do not look like real servers leave that service whole, for validation to refuse.
+ * Narrows each service of the change that has a verified previous version, is held by the model
+ * and is large. Entries of a service that do not look like real servers leave that service
+ * whole, for validation to refuse.
  */
 export function narrowChange(
   change: StateChange,
   byKey: ReadonlyMap<string, VirtualServer>,
   model: KernelModel,
-  draining: Readonly<Record<string, number>>,
 ): Map<string, NarrowedService> {
   const out = new Map<string, NarrowedService>();
-  const consider = (key: string, next: VirtualServer) => {
+  for (const next of change.virtualServers) {
+    if (!isKeyed(next)) continue;
+    const key = virtualServerKey(next);
     const prev = byKey.get(key);
     const held = model.realServers(key);
-    if (!prev || !held || !Array.isArray(next.realServers)) return;
-    if (Math.max(prev.realServers.length, next.realServers.length) < NARROW_MIN_REAL_SERVERS) return;
+    if (!prev || !held || !Array.isArray(next.realServers)) continue;
+    if (Math.max(prev.realServers.length, next.realServers.length) < NARROW_MIN_REAL_SERVERS) continue;
     const n = narrowService(prev, next, held);
     if (n) out.set(key, n);
-  };
-  for (const v of change.virtualServers) if (isKeyed(v)) consider(virtualServerKey(v), v);
-  for (const dk of Object.keys(draining)) {
-    const k = splitDrainingKey(dk).vsKey;
-    const v = byKey.get(k);
-    if (v && !out.has(k)) consider(k, v);
   }
   return out;
 }
@@ -99,7 +93,7 @@ export function narrowService(
   next: VirtualServer,
   held: readonly RealServer[],
 ): NarrowedService | undefined {
-  // an unchanged service (carried for its drains): nothing to look at until a removal or a full cycle
+  // the same real servers (a change to its spec alone): nothing of them to look at
   if (prev.realServers === next.realServers)
     return { desired: { ...next, realServers: [] }, keys: new RealServerSet() };
   const walked = mergeWalk(prev.realServers, next.realServers);

@@ -306,44 +306,51 @@ describe('IpvsDataplane with a large service', () => {
     expect((await dp.resync()).kernelWrites).toBe(0);
   });
 
-  it('a drain in a large service that no removal revisits ends at the next full cycle (the periodic resync), deadline included', async () => {
-    const { kernel, dp, store } = setup();
-    let s = stateOf(big(100, [{ address: '10.2.0.1', port: 8080, weight: 1 }]));
-    await dp.apply(s);
-    kernel.setConnections(LARGE, '10.2.0.1:8080', 2, 0);
-    const next = stateOf(big(100));
-    expect((await applyAfter(dp, s, next)).notes).toContain('1 real server(s) draining');
-    s = next;
-    expect(Object.keys(store.record.draining)).toEqual([`${LARGE}>10.2.0.1:8080`]);
-    // a change to another service while it drains: the large one is neither read nor decided
-    const live = vi.spyOn(kernel, 'readVirtualServers'); // (the spy setup made: its calls so far)
-    const liveBefore = live.mock.calls.length;
-    const other = {
-      ...s,
-      virtualServers: s.virtualServers.map((v) =>
-        v.address === '10.96.0.11'
-          ? { ...v, realServers: [...v.realServers, { address: '10.244.1.5', port: 53, weight: 1 }] }
-          : v,
-      ),
-    };
-    const r = await dp.apply(other, {
-      previous: s,
-      virtualServers: [other.virtualServers.find((v) => v.address === '10.96.0.11')!],
-      removedVirtualServers: [],
-    });
-    expect(r).toMatchObject({ verified: true, kernelWrites: 1 });
-    expect(live.mock.calls.length).toBe(liveBefore);
-    expect(Object.keys(store.record.draining)).toEqual([`${LARGE}>10.2.0.1:8080`]);
-    s = other;
-    // connections still open: the resync keeps it draining
-    expect(await dp.resync()).toMatchObject({ verified: true, kernelWrites: 0 });
-    expect(kernel.ipvsadmSave()).toContain('-r 10.2.0.1:8080 -m -w 0');
-    // past the drain timeout: the resync deletes it, connections or not
-    now += DRAIN_MS;
-    expect(await dp.resync()).toMatchObject({ verified: true, kernelWrites: 1 });
-    expect(kernel.ipvsadmSave()).toBe(formatIpvsadm(s));
-    expect(store.record.draining).toEqual({});
-  });
+  // the same for a service under the narrowing threshold: a change elsewhere reads no draining service
+  it.each([
+    ['a large service', 100],
+    ['a service under the threshold', NARROW_MIN_REAL_SERVERS - 2],
+  ])(
+    'a drain in %s that no removal revisits ends at the next full cycle (the periodic resync), deadline included',
+    async (_, n) => {
+      const { kernel, dp, store } = setup();
+      let s = stateOf(big(n, [{ address: '10.2.0.1', port: 8080, weight: 1 }]));
+      await dp.apply(s);
+      kernel.setConnections(LARGE, '10.2.0.1:8080', 2, 0);
+      const next = stateOf(big(n));
+      expect((await applyAfter(dp, s, next)).notes).toContain('1 real server(s) draining');
+      s = next;
+      expect(Object.keys(store.record.draining)).toEqual([`${LARGE}>10.2.0.1:8080`]);
+      // a change to another service while it drains: the draining one is neither read nor decided
+      const live = vi.spyOn(kernel, 'readVirtualServers'); // (the spy setup made: its calls so far)
+      const liveBefore = live.mock.calls.length;
+      const other = {
+        ...s,
+        virtualServers: s.virtualServers.map((v) =>
+          v.address === '10.96.0.11'
+            ? { ...v, realServers: [...v.realServers, { address: '10.244.1.5', port: 53, weight: 1 }] }
+            : v,
+        ),
+      };
+      const r = await dp.apply(other, {
+        previous: s,
+        virtualServers: [other.virtualServers.find((v) => v.address === '10.96.0.11')!],
+        removedVirtualServers: [],
+      });
+      expect(r).toMatchObject({ verified: true, kernelWrites: 1 });
+      expect(live.mock.calls.length).toBe(liveBefore);
+      expect(Object.keys(store.record.draining)).toEqual([`${LARGE}>10.2.0.1:8080`]);
+      s = other;
+      // connections still open: the resync keeps it draining
+      expect(await dp.resync()).toMatchObject({ verified: true, kernelWrites: 0 });
+      expect(kernel.ipvsadmSave()).toContain('-r 10.2.0.1:8080 -m -w 0');
+      // past the drain timeout: the resync deletes it, connections or not
+      now += DRAIN_MS;
+      expect(await dp.resync()).toMatchObject({ verified: true, kernelWrites: 1 });
+      expect(kernel.ipvsadmSave()).toBe(formatIpvsadm(s));
+      expect(store.record.draining).toEqual({});
+    },
+  );
 
   it('a real server gone behind its back: the kernel refuses the edit, the cycle fails, and the next one (full) puts it back', async () => {
     const { kernel, dp } = setup();
