@@ -4,7 +4,9 @@
 // that every change goes to. Each change adds one real server (sorted in, as the renderer sorts)
 // and is applied with the change handed over, as the applier session does. Prints p50/p90 of N
 // changes after N warm-up ones, then writes a CPU profile of N more to --profile FILE if given.
-//   node --import tsx bench/applier/dataplane-js-probe.ts [--services 10000] [--large 5000] [--changes 500] [--profile FILE]
+// With --draining D, D other services each have one real server draining (removed while it held a
+// connection) before the changes start, as during a rollout of many services.
+//   node --import tsx bench/applier/dataplane-js-probe.ts [--services 10000] [--large 5000] [--changes 500] [--draining 0] [--profile FILE]
 import { BenchUsageError, benchArgs } from '../bench-cli.ts'; // first: bad input is one line, exit 2
 import { writeFileSync } from 'node:fs';
 import { IpvsDataplane, MemoryOwnershipStore } from '../../libs/dataplane/index.ts';
@@ -18,14 +20,18 @@ const { values } = benchArgs({
     services: { type: 'string', default: '10000' },
     large: { type: 'string', default: '0' },
     changes: { type: 'string', default: '500' },
+    draining: { type: 'string', default: '0' },
     profile: { type: 'string' },
   },
 });
 const S = Number(values.services),
   L = Number(values.large),
-  N = Number(values.changes);
-if (!(S > 0 && L <= 32_000 && N > 0))
-  throw new BenchUsageError('--services and --changes must be over 0, --large at most 32000');
+  N = Number(values.changes),
+  D = Number(values.draining);
+if (!(S > 0 && L <= 32_000 && N > 0 && D >= 0 && D < S / 2))
+  throw new BenchUsageError(
+    '--services and --changes must be over 0, --large at most 32000, --draining under half the services',
+  );
 const order = (a: RealServer, b: RealServer) =>
   a.address < b.address ? -1 : a.address > b.address ? 1 : a.port - b.port;
 const small = ipvsBenchState(S, 10);
@@ -47,15 +53,28 @@ let current: NodeState =
         ),
       }
     : small;
-const dp = new IpvsDataplane({ kernel: new FakeIpvsKernel(), store: new MemoryOwnershipStore(), netfilter: false });
+const kernel = new FakeIpvsKernel();
+const dp = new IpvsDataplane({ kernel, store: new MemoryOwnershipStore(), netfilter: false });
 if (!(await dp.apply(current)).verified) throw new Error('load not verified');
+// --draining: the last D services each lose their first real server while it holds a connection
+for (let j = S - D; j < S; j++) {
+  const previous = current;
+  const vss = previous.virtualServers.slice();
+  const v = vss[j]!;
+  const [gone, ...kept] = v.realServers;
+  kernel.setConnections(`${v.protocol}/${v.address}:${v.port}`, `${gone!.address}:${gone!.port}`, 1, 0);
+  vss[j] = { ...v, realServers: kept };
+  current = { ...previous, virtualServers: vss };
+  const r = await dp.apply(current, { previous, virtualServers: [vss[j]!], removedVirtualServers: [] });
+  if (!r.verified || !r.notes.some((n) => n.includes('draining'))) throw new Error(`drain ${j}: ${JSON.stringify(r)}`);
+}
 
 let made = 0;
 async function round(profile?: string) {
   const times: number[] = [];
   const stop = profile ? await startCpuProfile() : undefined;
   for (let c = 0; c < N; c++, made++) {
-    const i = L > 0 ? 0 : (made * 7919 + 5) % S;
+    const i = L > 0 ? 0 : (made * 7919 + 5) % (S - D);
     const previous = current;
     const vss = previous.virtualServers.slice();
     const v = vss[i]!;
@@ -74,4 +93,4 @@ async function round(profile?: string) {
 const warm = await round();
 const measured = await round();
 if (values.profile) await round(values.profile);
-console.log(JSON.stringify({ services: S, large: L, changes: N, warm, measured }));
+console.log(JSON.stringify({ services: S, large: L, draining: D, changes: N, warm, measured }));
