@@ -42,8 +42,9 @@ export function ownedIndex(record: OwnershipRecord): OwnedIndex {
 /**
  * `next` is the whole next state. A service `narrowed` names enters the slice with only its
  * narrowed real servers, on both sides (narrowed-service.ts). A service the change leaves alone
- * does not enter it, drains in it included: they are decided again by a change that removes one
- * of its real servers (which reads its connection counters anyway) or by the next full cycle.
+ * does not enter it, drains in it included: they are decided again by the next change to that
+ * service (a large one's: one that removes a real server, which reads its connection counters
+ * anyway) or by the next full cycle.
  */
 export function sliceChange(
   next: NodeState,

@@ -331,8 +331,10 @@ export class NftablesDataplane implements Dataplane {
     // created) also clears what was made while the table was missing or wrong (probe22 T4).
     // (a sliced change: only its groups' services can differ, so only they can leave flows stale;
     // the others are the same objects in both states)
-    const flows = slice ? staleFlows(slice.prev, slice.next) : staleFlows(lastState, state);
-    if (lastState) notes.push(...(await deleteStaleFlows(flows, this.options.netns)));
+    if (lastState) {
+      const flows = slice ? staleFlows(slice.prev, slice.next) : staleFlows(lastState, state);
+      notes.push(...(await deleteStaleFlows(flows, this.options.netns)));
+    }
     if (!known) notes.push(...(await this.clearFlowsAgainstTable(state)));
     return { kernelWrites: tx.writes, verified, durationMs: performance.now() - t0, notes };
   }
