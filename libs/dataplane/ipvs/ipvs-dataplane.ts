@@ -1,12 +1,6 @@
 import { release } from 'node:os';
 import { Counter, register as defaultRegistry, type Registry } from 'prom-client';
-import {
-  IPVS_DUMMY_DEVICE,
-  realServerKey,
-  virtualServerKey,
-  type NodeState,
-  type VirtualServer,
-} from '../../model/index.ts';
+import { IPVS_DUMMY_DEVICE, realServerKey, virtualServerKey, type NodeState } from '../../model/index.ts';
 import {
   gaveWayOr,
   NOTHING_VERIFIED,

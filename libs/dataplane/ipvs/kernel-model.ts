@@ -4,7 +4,6 @@ import {
   realServerKey,
   virtualServerKey,
   type RealServer,
-  type VirtualServer,
 } from '../../model/index.ts';
 import { describeOp, type IpsetSpec, type KernelOp, type VirtualServerSpec } from './kernel-op.ts';
 import { vsSpec } from './plan-kernel-ops.ts';
