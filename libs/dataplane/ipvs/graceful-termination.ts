@@ -6,6 +6,7 @@ import type { ObservedRealServer } from './observed-kernel.ts';
  * graceful_termination.go, as a pure state machine with the clock passed in):
  *  - TCP: weight 0 first, so no new connection picks it; delete once its active + inactive
  *    connections reach 0 (read back from the kernel's dest counters) or the deadline passes.
+ *    Counters that were not read (`countersUnknown`) count as connections: it drains.
  *  - UDP/SCTP: no connection state to wait for; delete at once and clear conntrack so clients
  *    stop being NATed to the dead endpoint.
  * A real server that comes back while draining is simply desired again: the diff restores its
@@ -29,8 +30,11 @@ export interface RemovalInput {
 export function decideRemoval(i: RemovalInput): RemovalAction {
   if (i.protocol !== 'TCP') return { action: 'delete-and-flush-conntrack' };
   const since = i.drainingSince ?? i.now;
-  const conns = i.observed.activeConns + i.observed.inactiveConns;
-  if (conns === 0 || i.now - since >= i.drainTimeoutMs) return { action: 'delete' };
+  if (i.now - since >= i.drainTimeoutMs) return { action: 'delete' };
+  // Counters not read (a large service's change, planned from the model): it may have
+  // connections, so it drains, and the next read of its counters decides (the full cycle's).
+  if (!i.observed.countersUnknown && i.observed.activeConns + i.observed.inactiveConns === 0)
+    return { action: 'delete' };
   // Weight may have been raised behind our back (drift): lower it again.
   return i.observed.weight !== 0 ? { action: 'set-weight-zero', since } : { action: 'wait', since };
 }

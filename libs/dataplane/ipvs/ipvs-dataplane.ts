@@ -342,9 +342,10 @@ export class IpvsDataplane implements Dataplane {
 
   /**
    * An incremental cycle: plans only the change from the last verified state against the model
-   * (no dump); reads live only the services losing real servers (the drain decision needs real
-   * connection counters) and, afterwards, the services whose spec it wrote, compared with the
-   * model (its real-server writes are checked by the kernel's answer to each; see below).
+   * (no dump); reads live only the small services losing real servers (the drain decision needs
+   * real connection counters; a large one drains them unread) and, afterwards, the services whose
+   * spec it wrote, compared with the model (its real-server writes are checked by the kernel's
+   * answer to each; see below).
    * O(change), apart from the pointer walk that finds the change when the caller did not hand it
    * over (see diffStates).
    */
@@ -359,12 +360,10 @@ export class IpvsDataplane implements Dataplane {
     const slice = sliceChange(wanted, change, model, owned, narrowed);
     let observed = slice.observed;
     // (an endpoint added reads nothing: no kernel call, not even an empty one, which costs an
-    // await chain of its own)
-    const losing = shrinking(slice.desired, observed);
-    const live =
-      losing.length > 0
-        ? (await this.options.kernel.readVirtualServers(losing)).map((v) => narrowedRead(v, narrowed))
-        : [];
+    // await chain of its own). A large service is not read even then: its removed real servers
+    // drain on unknown counters, decided at the next full cycle (narrowed-service.ts).
+    const losing = shrinking(slice.desired, observed).filter((k) => !narrowed.has(virtualServerKey(k)));
+    const live = losing.length > 0 ? await this.options.kernel.readVirtualServers(losing) : [];
     if (live.length > 0) observed = { ...observed, virtualServers: replaceByKey(observed.virtualServers, live) };
     const plan = this.plan(slice.desired, observed, slice.record, undefined, {});
     const after = recordAfterChange(owned, slice, plan.recordAfter, change);
@@ -490,12 +489,6 @@ function shrinking(desired: NodeState, observed: ObservedKernel): VsKey[] {
     if (h.realServers.some((r) => !want.has(realServerKey(r)))) out.push(vs);
   }
   return out;
-}
-
-/** A service as read, with only the real servers its narrowing keeps (as read when not narrowed). */
-function narrowedRead(v: ObservedVirtualServer, narrowed: ReadonlyMap<string, NarrowedService>): ObservedVirtualServer {
-  const keys = narrowed.get(virtualServerKey(v))?.keys;
-  return keys ? { ...v, realServers: v.realServers.filter((r) => keys.has(r)) } : v;
 }
 
 /** The services whose spec a transaction writes (added, edited or deleted), once each. */

@@ -29,7 +29,8 @@ interface ModelVirtualServer extends VirtualServerSpec {
  * addresses, and our ipsets (what an incremental cycle plans against). Netfilter and sysctls are
  * not modelled: they change only with the settings, and a settings change runs a full cycle.
  * Connection counters are not modelled either (they move without us): `virtualServer()` reports
- * 0, and an incremental cycle reads live every service it removes real servers from.
+ * them unknown; an incremental cycle reads live a small service it removes real servers from, and
+ * drains those of a large one without reading (narrowed-service.ts).
  * Tests run the dataplane against test/support/fake-ipvs-kernel.ts, a separate double.
  */
 export class KernelModel {
@@ -75,7 +76,7 @@ export class KernelModel {
   }
 
   /**
-   * The service as the kernel holds it, connection counters 0 (not modelled); with `only`, just
+   * The service as the kernel holds it, connection counters unknown (not modelled); with `only`, just
    * those of its real servers (a narrowed service: see narrowed-service.ts).
    */
   virtualServer(key: string, only?: RealServerSet): ObservedVirtualServer | undefined {
@@ -83,11 +84,6 @@ export class KernelModel {
     if (!v) return undefined;
     const realServers = only ? v.realServers.filter((r) => only.has(r)) : v.realServers;
     return { ...specOf(v), realServers: realServers.map(withoutCounters) };
-  }
-
-  /** The real servers the model holds for the service (shared, never changed in place). */
-  realServers(key: string): readonly RealServer[] | undefined {
-    return this.vs.get(key)?.realServers;
   }
 
   /**
@@ -218,7 +214,14 @@ function modelEntry(v: ObservedVirtualServer): ModelVirtualServer {
 }
 
 function withoutCounters(r: RealServer): ObservedRealServer {
-  return { address: r.address, port: r.port, weight: r.weight, activeConns: 0, inactiveConns: 0 };
+  return {
+    address: r.address,
+    port: r.port,
+    weight: r.weight,
+    activeConns: 0,
+    inactiveConns: 0,
+    countersUnknown: true,
+  };
 }
 
 /**

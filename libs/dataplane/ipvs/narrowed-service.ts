@@ -39,19 +39,19 @@ export class RealServerSet {
 
 /**
  * The part of a large service an incremental cycle looks at: the real servers that differ between
- * the last verified state and the next (added, removed, weight changed) and, when the change
- * removes one, those the kernel holds at weight 0 (draining: a drain starts by setting weight 0).
+ * the last verified state and the next (added, removed, weight changed).
  *
  * Why that is enough: after a verified cycle the model (the kernel) holds every real server of the
  * last state with its weight and, besides them, only real servers at weight 0. So a real server
  * outside these keys is held as desired, and planning the whole service would write nothing for
- * it. The draining ones are the exception, by choice: deciding them needs the service's live
- * connection counters, one dump of its thousands of destinations, which a change that removes a
- * real server reads anyway (then they are decided with it) and any other change would read only
- * for them (every change to the node, while something drains in a large service: a rolling
- * update's whole length). Otherwise they wait, at weight 0 taking no new connection, for the next
- * full cycle (the periodic resync, 60 s by default; kube-proxy checks its drains every minute).
- * test/libs/dataplane/ipvs/narrowed-service.test.ts checks both against planKernelOps on whole
+ * it. The ones at weight 0 are drains, and deciding a drain needs the service's live connection
+ * counters: one dump of its thousands of destinations, which no change reads, not even one that
+ * removes a real server (it was a whole dump per removal, O(service): a rolling update of the
+ * service paid it once per endpoint). A removed real server is planned from the model, its
+ * counters unknown, so it drains (weight 0, no new connections: graceful-termination.ts) even
+ * when it has none; every drain of the service is decided at the next full cycle, which reads the
+ * counters (the periodic resync, 60 s by default; kube-proxy checks its drains every minute).
+ * test/libs/dataplane/ipvs/narrowed-service.test.ts checks this against planKernelOps on whole
  * services.
  */
 export interface NarrowedService {
@@ -75,10 +75,9 @@ export function narrowChange(
     if (!isKeyed(next)) continue;
     const key = virtualServerKey(next);
     const prev = byKey.get(key);
-    const held = model.realServers(key);
-    if (!prev || !held || !Array.isArray(next.realServers)) continue;
+    if (!prev || !model.hasVirtualServer(key) || !Array.isArray(next.realServers)) continue;
     if (Math.max(prev.realServers.length, next.realServers.length) < NARROW_MIN_REAL_SERVERS) continue;
-    const n = narrowService(prev, next, held);
+    const n = narrowService(prev, next);
     if (n) out.set(key, n);
   }
   return out;
@@ -88,38 +87,17 @@ export function narrowChange(
  * One service narrowed (see NarrowedService), or undefined when an entry of `next` is not a real
  * server at all (left whole: validation refuses it).
  */
-export function narrowService(
-  prev: VirtualServer,
-  next: VirtualServer,
-  held: readonly RealServer[],
-): NarrowedService | undefined {
+export function narrowService(prev: VirtualServer, next: VirtualServer): NarrowedService | undefined {
   // the same real servers (a change to its spec alone): nothing of them to look at
   if (prev.realServers === next.realServers)
     return { desired: { ...next, realServers: [] }, keys: new RealServerSet() };
   const walked = mergeWalk(prev.realServers, next.realServers);
-  if (walked) {
-    // the usual case: the changed entries came out of the walk; the few held at weight 0 are
-    // looked up in the sorted next list
-    const { keys, changed, removed } = walked;
-    let extra = false;
-    if (removed)
-      for (const r of held) {
-        if (r.weight !== 0 || keys.has(r)) continue;
-        keys.add(r.address, r.port);
-        const same = findSorted(next.realServers, r);
-        if (same) {
-          changed.push(same);
-          extra = true;
-        }
-      }
-    if (extra) changed.sort(compareRealServers);
-    return { desired: { ...next, realServers: changed }, keys };
-  }
+  // the usual case: the changed entries came out of the walk
+  if (walked) return { desired: { ...next, realServers: walked.changed }, keys: walked.keys };
   // (a loop, not every(): every skips the holes of a sparse array)
   for (let k = 0; k < next.realServers.length; k++) if (!isRealServer(next.realServers[k])) return undefined;
   const keys = new RealServerSet();
-  const removed = changedByAddress(prev.realServers, next.realServers, keys);
-  if (removed) for (const r of held) if (r.weight === 0) keys.add(r.address, r.port);
+  changedByAddress(prev.realServers, next.realServers, keys);
   return { desired: { ...next, realServers: next.realServers.filter((r) => keys.has(r)) }, keys };
 }
 
@@ -134,11 +112,10 @@ const inOrder = new WeakSet<readonly RealServer[]>();
 export function mergeWalk(
   prev: readonly RealServer[],
   next: readonly RealServer[],
-): { keys: RealServerSet; changed: RealServer[]; removed: boolean } | undefined {
+): { keys: RealServerSet; changed: RealServer[] } | undefined {
   if (!inOrder.has(prev) && !sortedByKey(prev)) return undefined;
   const keys = new RealServerSet();
   const changed: RealServer[] = [];
-  let removed = false;
   let i = 0,
     j = 0;
   let last: RealServer | undefined;
@@ -157,7 +134,6 @@ export function mergeWalk(
     const c = a === undefined ? 1 : b === undefined ? -1 : compareRealServers(a, b);
     if (c < 0) {
       keys.add(a!.address, a!.port);
-      removed = true;
       i++;
     } else if (c > 0) {
       keys.add(b!.address, b!.port);
@@ -173,25 +149,11 @@ export function mergeWalk(
     }
   }
   inOrder.add(next);
-  return { keys, changed, removed };
+  return { keys, changed };
 }
 
-/** The entry of a list in the renderer's order with r's address and port (binary search). */
-function findSorted(list: readonly RealServer[], r: { address: string; port: number }): RealServer | undefined {
-  let lo = 0,
-    hi = list.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >> 1;
-    const c = compareRealServers(list[mid]!, r);
-    if (c === 0) return list[mid];
-    if (c < 0) lo = mid + 1;
-    else hi = mid;
-  }
-  return undefined;
-}
-
-/** Adds to `out` the real servers that differ between `prev` and `next`, in any order; whether any was removed. */
-function changedByAddress(prev: readonly RealServer[], next: readonly RealServer[], out: RealServerSet): boolean {
+/** Adds to `out` the real servers that differ between `prev` and `next`, in any order. */
+function changedByAddress(prev: readonly RealServer[], next: readonly RealServer[], out: RealServerSet): void {
   const before = new Map<string, Map<number, number>>();
   for (const r of prev) {
     let ports = before.get(r.address);
@@ -207,13 +169,7 @@ function changedByAddress(prev: readonly RealServer[], next: readonly RealServer
       ports!.delete(r.port);
     }
   }
-  let removed = false;
-  for (const [address, ports] of before)
-    for (const port of ports.keys()) {
-      out.add(address, port);
-      removed = true;
-    }
-  return removed;
+  for (const [address, ports] of before) for (const port of ports.keys()) out.add(address, port);
 }
 
 /** The renderer's order; the equal case first, as a walk over an unchanged list meets it most. */

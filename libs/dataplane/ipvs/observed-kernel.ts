@@ -11,6 +11,11 @@ export interface ObservedRealServer {
   /** Connection counters, for draining removed TCP real servers. */
   readonly activeConns: number;
   readonly inactiveConns: number;
+  /**
+   * The counters above were not read (0 stands in): a real server from the dataplane's model of
+   * the kernel, not from a dump. A removal decided on it drains (graceful-termination.ts).
+   */
+  readonly countersUnknown?: true;
 }
 
 export interface ObservedVirtualServer extends VirtualServerSpec {

@@ -333,7 +333,7 @@ describe('ipvs applier in a node netns', () => {
   // A service of more real servers than NARROW_MIN_REAL_SERVERS: its changes are planned on the
   // real servers they touch and checked by the kernel's answer to each write, not read back
   // (narrowed-service.ts); the kernel's EEXIST/ENOENT are what that relies on.
-  it('a service of 150 real servers changes one endpoint at a time (added, reweighted, removed): each verified, the listing equal to the rendering; a real server deleted behind our back makes the kernel refuse the edit, one added is removed by the resync', async () => {
+  it('a service of 150 real servers changes one endpoint at a time (added, reweighted, removed: drained until the resync): each verified, the listing equal to the rendering; a real server deleted behind our back makes the kernel refuse the edit, one added is removed by the resync', async () => {
     const many = (extra: { address: string; port: number; weight: number }[]) =>
       [
         ...Array.from({ length: 150 }, (_, i) => ({ address: `10.250.0.${i + 1}`, port: 8080, weight: 1 })),
@@ -351,7 +351,6 @@ describe('ipvs applier in a node netns', () => {
     for (const extra of [
       [{ address: '10.250.1.1', port: 8080, weight: 1 }],
       [{ address: '10.250.1.1', port: 8080, weight: 2 }],
-      [],
     ]) {
       const s = at(extra);
       const r = await applier.apply(s);
@@ -359,6 +358,15 @@ describe('ipvs applier in a node netns', () => {
       expect(r).toMatchObject({ verified: true, kernelWrites: 1 });
       expect(await ours()).toBe(formatIpvsadm(s));
     }
+    // removed: a change does not read the service's counters, so it drains at weight 0; the
+    // resync reads them and deletes it (no connection)
+    const removed = at([]);
+    const r = await applier.apply(removed);
+    expect(r.notes.filter((n) => n.startsWith('verify'))).toEqual([]);
+    expect(r).toMatchObject({ verified: true, kernelWrites: 1 });
+    expect(await ours()).toContain(`-a -t ${VIP}:8443 -r 10.250.1.1:8080 -m -w 0\n`);
+    expect(await applier.resync()).toMatchObject({ verified: true, kernelWrites: 1 });
+    expect(await ours()).toBe(formatIpvsadm(removed));
     // gone behind our back, then reweighted by us: IPVS refuses to edit what it lacks
     await execIn(node.ns, ['ipvsadm', '-d', '-t', `${VIP}:8443`, '-r', '10.250.0.7:8080']);
     const reweighted = state([

@@ -41,6 +41,19 @@ describe('decideRemoval', () => {
       decideRemoval({ protocol: 'TCP', observed: rs(3, 1, 0), drainingSince: 1000, now: 1100, drainTimeoutMs: 500 }),
     ).toEqual({ action: 'set-weight-zero', since: 1000 });
   });
+  it('counts counters it was not given (countersUnknown, the model of a large service) as connections: drains, and deletes only at the deadline', () => {
+    const unknown = { ...rs(1, 0, 0), countersUnknown: true as const };
+    const at = (now: number, observed: typeof unknown, drainingSince?: number) =>
+      decideRemoval({ protocol: 'TCP', observed, drainingSince, now, drainTimeoutMs: 500 });
+    expect(at(1000, unknown)).toEqual({ action: 'set-weight-zero', since: 1000 });
+    expect(at(1400, { ...unknown, weight: 0 }, 1000)).toEqual({ action: 'wait', since: 1000 });
+    expect(at(1500, { ...unknown, weight: 0 }, 1000)).toEqual({ action: 'delete' });
+    expect(
+      decideRemoval({ protocol: 'UDP', observed: unknown, drainingSince: undefined, now: 0, drainTimeoutMs: 1e9 }),
+    ).toEqual({
+      action: 'delete-and-flush-conntrack',
+    });
+  });
   it('deletes UDP and SCTP at once and flushes conntrack', () => {
     for (const protocol of ['UDP', 'SCTP'] as const) {
       expect(

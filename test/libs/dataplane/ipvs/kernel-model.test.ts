@@ -45,7 +45,7 @@ describe('KernelModel', () => {
     vs('10.96.0.2', 53, [['10.244.1.3', 53]], { protocol: 'UDP' }),
   ]);
 
-  it('built from a dump and the state it verified: what the dump holds, counters 0 (not modelled)', () => {
+  it('built from a dump and the state it verified: what the dump holds, counters unknown (not modelled)', () => {
     const m = KernelModel.fromObserved(observedOf(s), indexState(s));
     expect(m.virtualServer('TCP/10.96.0.1:80')).toEqual({
       protocol: 'TCP',
@@ -55,8 +55,8 @@ describe('KernelModel', () => {
       schedulerFlags: [],
       persistenceTimeout: 0,
       realServers: [
-        { address: '10.244.1.1', port: 8080, weight: 1, activeConns: 0, inactiveConns: 0 },
-        { address: '10.244.1.2', port: 8080, weight: 1, activeConns: 0, inactiveConns: 0 },
+        { address: '10.244.1.1', port: 8080, weight: 1, activeConns: 0, inactiveConns: 0, countersUnknown: true },
+        { address: '10.244.1.2', port: 8080, weight: 1, activeConns: 0, inactiveConns: 0, countersUnknown: true },
       ],
     });
     expect(m.hasAddress('10.96.0.2')).toBe(true);
