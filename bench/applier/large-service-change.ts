@@ -3,7 +3,8 @@
 // applier session hands it). Loads S services × 10 real servers plus one service of L real
 // servers, then, each the median of 21 after a first (cold) one reported apart:
 //   largeAddMs     one endpoint added to the large service
-//   largeRemoveMs  one endpoint removed from it (no connections: deleted at once)
+//   largeRemoveMs  one endpoint removed from it (no connections; since 2026-12-06 it drains at weight 0,
+//                  the counters not read, until a full cycle: one write either way)
 //   smallAddMs     one endpoint added to a 10-endpoint service (the same run's reference)
 //   ipvsadmAddProcessMs  one `ipvsadm -a` process adding a real server to the large service
 //                  (spawned directly; the matching `-d` outside the timing)
