@@ -5,11 +5,15 @@
 // and is applied with the change handed over, as the applier session does. Prints p50/p90 of N
 // changes after N warm-up ones, then writes a CPU profile of N more to --profile FILE if given.
 // With --draining D, D other services each have one real server draining (removed while it held a
-// connection) before the changes start, as during a rollout of many services.
-//   node --import tsx bench/applier/dataplane-js-probe.ts [--services 10000] [--large 5000] [--changes 500] [--draining 0] [--profile FILE]
+// connection) before the changes start, as during a rollout of many services. With --remove each
+// change removes a real server instead (one holding a connection, so it drains: the ownership
+// record's draining map changes, and the record is saved). With --state-dir DIR the ownership
+// record goes to a file there, as the applier keeps it (FileOwnershipStore), not to memory.
+//   node --import tsx bench/applier/dataplane-js-probe.ts [--services 10000] [--large 5000] [--changes 500] [--draining 0] [--remove] [--state-dir DIR] [--profile FILE]
 import { BenchUsageError, benchArgs } from '../bench-cli.ts'; // first: bad input is one line, exit 2
 import { writeFileSync } from 'node:fs';
-import { IpvsDataplane, MemoryOwnershipStore } from '../../libs/dataplane/index.ts';
+import { join } from 'node:path';
+import { FileOwnershipStore, IpvsDataplane, MemoryOwnershipStore } from '../../libs/dataplane/index.ts';
 import type { NodeState, RealServer } from '../../libs/model/index.ts';
 import { FakeIpvsKernel } from '../../test/support/fake-ipvs-kernel.ts';
 import { startCpuProfile } from '../cpu-profile.ts';
@@ -21,6 +25,8 @@ const { values } = benchArgs({
     large: { type: 'string', default: '0' },
     changes: { type: 'string', default: '500' },
     draining: { type: 'string', default: '0' },
+    remove: { type: 'boolean', default: false },
+    'state-dir': { type: 'string' },
     profile: { type: 'string' },
   },
 });
@@ -32,6 +38,8 @@ if (!(S > 0 && L <= 32_000 && N > 0 && D >= 0 && D < S / 2))
   throw new BenchUsageError(
     '--services and --changes must be over 0, --large at most 32000, --draining under half the services',
   );
+if (values.remove && (L > 0 ? L : 10) * (L > 0 ? 1 : S - D) < 3 * N)
+  throw new BenchUsageError('--remove needs at least 3 × --changes real servers to remove');
 const order = (a: RealServer, b: RealServer) =>
   a.address < b.address ? -1 : a.address > b.address ? 1 : a.port - b.port;
 const small = ipvsBenchState(S, 10);
@@ -54,7 +62,10 @@ let current: NodeState =
       }
     : small;
 const kernel = new FakeIpvsKernel();
-const dp = new IpvsDataplane({ kernel, store: new MemoryOwnershipStore(), netfilter: false });
+const store = values['state-dir']
+  ? new FileOwnershipStore(join(values['state-dir'], 'ipvs-record.json'))
+  : new MemoryOwnershipStore();
+const dp = new IpvsDataplane({ kernel, store, netfilter: false });
 if (!(await dp.apply(current)).verified) throw new Error('load not verified');
 // --draining: the last D services each lose their first real server while it holds a connection
 for (let j = S - D; j < S; j++) {
@@ -78,8 +89,15 @@ async function round(profile?: string) {
     const previous = current;
     const vss = previous.virtualServers.slice();
     const v = vss[i]!;
-    const rs = { address: `10.200.${(made >> 8) & 255}.${made & 255}`, port: 9000 + (made >> 16), weight: 1 };
-    vss[i] = { ...v, realServers: [...v.realServers, rs].sort(order) };
+    if (values.remove) {
+      // the service's first real server, holding a connection: it drains
+      const [gone, ...kept] = v.realServers;
+      kernel.setConnections(`${v.protocol}/${v.address}:${v.port}`, `${gone!.address}:${gone!.port}`, 1, 0);
+      vss[i] = { ...v, realServers: kept };
+    } else {
+      const rs = { address: `10.200.${(made >> 8) & 255}.${made & 255}`, port: 9000 + (made >> 16), weight: 1 };
+      vss[i] = { ...v, realServers: [...v.realServers, rs].sort(order) };
+    }
     current = { ...previous, virtualServers: vss };
     const t = performance.now();
     const r = await dp.apply(current, { previous, virtualServers: [vss[i]!], removedVirtualServers: [] });
@@ -93,4 +111,15 @@ async function round(profile?: string) {
 const warm = await round();
 const measured = await round();
 if (values.profile) await round(values.profile);
-console.log(JSON.stringify({ services: S, large: L, draining: D, changes: N, warm, measured }));
+console.log(
+  JSON.stringify({
+    services: S,
+    large: L,
+    draining: D,
+    changes: N,
+    remove: values.remove,
+    store: values['state-dir'] ? 'file' : 'memory',
+    warm,
+    measured,
+  }),
+);

@@ -3,7 +3,7 @@ import { splitDrainingKey } from './graceful-termination.ts';
 import type { KernelModel } from './kernel-model.ts';
 import type { ObservedKernel, ObservedVirtualServer } from './observed-kernel.ts';
 import { drainingInSlice, type NarrowedService } from './narrowed-service.ts';
-import type { OwnershipRecord } from './ownership-record.ts';
+import { EMPTY_RECORD, mergeRecords, type OwnershipRecord } from './ownership-record.ts';
 import type { StateChange } from './state-change.ts';
 
 /**
@@ -30,21 +30,62 @@ export interface OwnedIndex {
   readonly ipsets: ReadonlySet<string>;
 }
 
-export function ownedIndex(record: OwnershipRecord): OwnedIndex {
-  return {
-    record,
-    virtualServers: new Set(record.virtualServers),
-    addresses: new Set(record.addresses),
-    ipsets: new Set(record.ipsets),
+export function ownedIndex(record: OwnershipRecord, prev?: OwnedIndex): OwnedIndex {
+  // A list the previous record shares (the same array: records are never changed in place) keeps
+  // its set: a drain that starts or ends changes the record's draining map alone, and rebuilding
+  // sets of every service and address for it made a removal O(services).
+  const keep = <K extends 'virtualServers' | 'addresses' | 'ipsets'>(k: K): ReadonlySet<string> =>
+    prev && prev.record[k] === record[k] ? prev[k] : new Set(record[k]);
+  return { record, virtualServers: keep('virtualServers'), addresses: keep('addresses'), ipsets: keep('ipsets') };
+}
+
+/**
+ * The record with `extra`'s objects and drains added (mergeRecords' union), in O(extra) where
+ * `extra` adds nothing to a list: that list is the record's own array. Only a list that gains an
+ * object is copied and sorted.
+ */
+export function recordWith(owned: OwnedIndex, extra: OwnershipRecord): OwnershipRecord {
+  const r = owned.record;
+  const add = (have: readonly string[], index: ReadonlySet<string>, more: readonly string[]): readonly string[] => {
+    const fresh = more.filter((k) => !index.has(k));
+    return fresh.length === 0 ? have : [...new Set([...have, ...fresh])].sort(byCodeUnit);
   };
+  const newDrains = Object.entries(extra.draining).filter(([k, since]) => r.draining[k] !== since);
+  return {
+    ...r,
+    virtualServers: add(r.virtualServers, owned.virtualServers, extra.virtualServers),
+    addresses: add(r.addresses, owned.addresses, extra.addresses),
+    ipsets: add(r.ipsets, owned.ipsets, extra.ipsets),
+    dummyDevice: r.dummyDevice || extra.dummyDevice,
+    netfilterChains: Object.entries(extra.netfilterChains).every(([t, cs]) =>
+      cs.every((c) => r.netfilterChains[t]?.includes(c)),
+    )
+      ? r.netfilterChains
+      : mergeRecords(r, { ...EMPTY_RECORD, netfilterChains: extra.netfilterChains }).netfilterChains,
+    draining: newDrains.length === 0 ? r.draining : { ...r.draining, ...Object.fromEntries(newDrains) },
+  };
+}
+
+/** Whether two records hold the same, where the lists are compared by identity (as recordWith and recordAfterChange keep them). */
+export function sameRecord(a: OwnershipRecord, b: OwnershipRecord): boolean {
+  if (
+    a.virtualServers !== b.virtualServers ||
+    a.addresses !== b.addresses ||
+    a.ipsets !== b.ipsets ||
+    a.netfilterChains !== b.netfilterChains ||
+    a.dummyDevice !== b.dummyDevice
+  )
+    return false;
+  const keys = Object.keys(a.draining);
+  return keys.length === Object.keys(b.draining).length && keys.every((k) => a.draining[k] === b.draining[k]);
 }
 
 /**
  * `next` is the whole next state. A service `narrowed` names enters the slice with only its
  * narrowed real servers, on both sides (narrowed-service.ts). A service the change leaves alone
  * does not enter it, drains in it included: they are decided again by the next change to that
- * service (a large one's: one that removes a real server, which reads its connection counters
- * anyway) or by the next full cycle.
+ * service that removes a real server (a small one's: it reads the service's connection counters
+ * then; a large one's never) or by the next full cycle.
  */
 export function sliceChange(
   next: NodeState,
@@ -122,10 +163,17 @@ export function recordAfterChange(
   const gone = new Set(removedVs),
     goneAddr = new Set(removedAddr);
   const draining = Object.fromEntries(Object.entries(r.draining).filter(([k]) => !(k in before)));
+  // (a list nothing came to or went from stays the same array: see ownedIndex)
   return {
     ...r,
-    virtualServers: [...r.virtualServers.filter((k) => !gone.has(k)), ...addedVs].sort(byCodeUnit),
-    addresses: [...r.addresses.filter((a) => !goneAddr.has(a)), ...addedAddr].sort(byCodeUnit),
+    virtualServers:
+      addedVs.length + removedVs.length === 0
+        ? r.virtualServers
+        : [...r.virtualServers.filter((k) => !gone.has(k)), ...addedVs].sort(byCodeUnit),
+    addresses:
+      addedAddr.length + removedAddr.length === 0
+        ? r.addresses
+        : [...r.addresses.filter((a) => !goneAddr.has(a)), ...addedAddr].sort(byCodeUnit),
     draining: { ...draining, ...after },
   };
 }

@@ -11,7 +11,15 @@ import {
   type ResyncOptions,
   type RetireResult,
 } from '../dataplane.ts';
-import { extendsRecord, ownedIndex, recordAfterChange, sliceChange, type OwnedIndex } from './change-slice.ts';
+import {
+  extendsRecord,
+  ownedIndex,
+  recordAfterChange,
+  recordWith,
+  sameRecord,
+  sliceChange,
+  type OwnedIndex,
+} from './change-slice.ts';
 import { DEFAULT_DRAIN_TIMEOUT_MS } from './graceful-termination.ts';
 import { KernelModel } from './kernel-model.ts';
 import { narrowChange, type NarrowedService } from './narrowed-service.ts';
@@ -367,7 +375,11 @@ export class IpvsDataplane implements Dataplane {
     if (live.length > 0) observed = { ...observed, virtualServers: replaceByKey(observed.virtualServers, live) };
     const plan = this.plan(slice.desired, observed, slice.record, undefined, {});
     const after = recordAfterChange(owned, slice, plan.recordAfter, change);
-    const before = after ? mergeRecords(mergeRecords(owned.record, after), plan.recordBefore) : plan.recordBefore;
+    // Saved before the run when it may create or start something the record lacks: the record
+    // with the slice's superset (which holds whatever `after` adds), O(change) unless a list
+    // gains an object. A drain that starts makes it equal to `after`, saved once.
+    const before =
+      plan.ops.length > 0 && extendsRecord(owned, plan.recordBefore) ? recordWith(owned, plan.recordBefore) : undefined;
     // What checks a change's real-server writes is the kernel's answer to each: IPVS refuses to
     // add a destination it has and to edit or delete one it lacks, so a write accepted confirms
     // what the model believed of exactly that real server, and one refused fails the transaction
@@ -380,8 +392,8 @@ export class IpvsDataplane implements Dataplane {
     // is not, even then: reading it whole is dumping its thousands of destinations; its spec is
     // compared at the next full read.
     const touched = specWritten(plan.ops).filter((k) => !narrowed.has(virtualServerKey(k)));
-    await this.run(plan.ops, extendsRecord(owned, before) ? mergeRecords(owned.record, before) : undefined);
-    if (after) await this.save(after);
+    await this.run(plan.ops, before);
+    if (after && !(before && sameRecord(before, after))) await this.save(after);
     const notes = notesOf(plan);
     if (plan.ops.length === 0) {
       this.base = { indexed: advanceIndex(base.indexed, wanted, change), model };
@@ -468,7 +480,7 @@ export class IpvsDataplane implements Dataplane {
 
   private async save(record: OwnershipRecord): Promise<void> {
     await this.options.store.save(record);
-    this.owned = ownedIndex(record);
+    this.owned = ownedIndex(record, this.owned);
   }
 }
 

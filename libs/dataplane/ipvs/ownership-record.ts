@@ -63,10 +63,37 @@ export class FileOwnershipStore implements OwnershipStore {
   async save(record: OwnershipRecord): Promise<void> {
     await mkdir(dirname(this.path), { recursive: true });
     const tmp = `${this.path}.${process.pid}.tmp`;
-    await writeFile(tmp, JSON.stringify(record, null, 1) + '\n');
+    await writeFile(tmp, recordBytes(record));
     await rename(tmp, this.path);
   }
 }
+
+/** A record's lists as JSON bytes (recordBytes' pieces), by the list: records are never changed in place. */
+const listBytes = new WeakMap<readonly string[], Buffer>();
+
+/**
+ * The record as the file holds it, `JSON.stringify(record, null, 1)` and a newline, in UTF-8,
+ * put together from each list's bytes as last serialised: a drain that starts or ends saves the
+ * record with only its draining map changed, and serialising and encoding every service and
+ * address again for it was most of an endpoint removal at 10k services (~4 of ~5 ms on the host).
+ */
+export function recordBytes(record: OwnershipRecord): Buffer {
+  const parts: Buffer[] = [];
+  for (const [key, value] of Object.entries(record)) {
+    parts.push(Buffer.from(`${parts.length === 0 ? '{\n' : ',\n'} ${JSON.stringify(key)}: `));
+    let bytes = Array.isArray(value) ? listBytes.get(value) : undefined;
+    if (!bytes) {
+      bytes = Buffer.from(indented(value));
+      if (Array.isArray(value)) listBytes.set(value, bytes);
+    }
+    parts.push(bytes);
+  }
+  parts.push(Buffer.from(parts.length === 0 ? '{}\n' : '\n}\n'));
+  return Buffer.concat(parts);
+}
+
+/** A value as JSON.stringify(value, null, 1) writes it one level down. */
+const indented = (value: unknown) => JSON.stringify(value, null, 1).replaceAll('\n', '\n ');
 
 /** Refuses a record it does not understand rather than guessing (a wrong guess could delete foreign objects). */
 export function parseRecord(text: string, where: string): OwnershipRecord {
