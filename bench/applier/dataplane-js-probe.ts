@@ -8,8 +8,10 @@
 // connection) before the changes start, as during a rollout of many services. With --remove each
 // change removes a real server instead (one holding a connection, so it drains: the ownership
 // record's draining map changes, and the record is saved). With --state-dir DIR the ownership
-// record goes to a file there, as the applier keeps it (FileOwnershipStore), not to memory.
-//   node --import tsx bench/applier/dataplane-js-probe.ts [--services 10000] [--large 5000] [--changes 500] [--draining 0] [--remove] [--state-dir DIR] [--profile FILE]
+// record goes to a file there, as the applier keeps it (FileOwnershipStore), not to memory. With
+// --new-services each change adds a service of one real server on an address of its own instead
+// (the record's service and address lists change; the probe's sets do not).
+//   node --import tsx bench/applier/dataplane-js-probe.ts [--services 10000] [--large 5000] [--changes 500] [--draining 0] [--remove | --new-services] [--state-dir DIR] [--profile FILE]
 import { BenchUsageError, benchArgs } from '../bench-cli.ts'; // first: bad input is one line, exit 2
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -26,6 +28,7 @@ const { values } = benchArgs({
     changes: { type: 'string', default: '500' },
     draining: { type: 'string', default: '0' },
     remove: { type: 'boolean', default: false },
+    'new-services': { type: 'boolean', default: false },
     'state-dir': { type: 'string' },
     profile: { type: 'string' },
   },
@@ -38,10 +41,12 @@ if (!(S > 0 && L <= 32_000 && N > 0 && D >= 0 && D < S / 2))
   throw new BenchUsageError(
     '--services and --changes must be over 0, --large at most 32000, --draining under half the services',
   );
+if (values.remove && values['new-services']) throw new BenchUsageError('--remove and --new-services: one or the other');
 if (values.remove && (L > 0 ? L : 10) * (L > 0 ? 1 : S - D) < 3 * N)
   throw new BenchUsageError('--remove needs at least 3 × --changes real servers to remove');
 const order = (a: RealServer, b: RealServer) =>
   a.address < b.address ? -1 : a.address > b.address ? 1 : a.port - b.port;
+const order2 = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 const small = ipvsBenchState(S, 10);
 let current: NodeState =
   L > 0
@@ -87,6 +92,24 @@ async function round(profile?: string) {
   for (let c = 0; c < N; c++, made++) {
     const i = L > 0 ? 0 : (made * 7919 + 5) % (S - D);
     const previous = current;
+    if (values['new-services']) {
+      const added = {
+        ...previous.virtualServers[0]!,
+        address: `10.99.${(made >> 8) & 255}.${made & 255}`,
+        servicePort: `default/new-${made}:http`,
+        realServers: [{ address: '10.201.0.1', port: 8080, weight: 1 }],
+      };
+      current = {
+        ...previous,
+        virtualServers: [...previous.virtualServers, added],
+        boundAddresses: [...previous.boundAddresses, added.address].sort(order2),
+      };
+      const t = performance.now();
+      const r = await dp.apply(current, { previous, virtualServers: [added], removedVirtualServers: [] });
+      times.push(performance.now() - t);
+      if (!r.verified) throw new Error(`change ${made}: ${JSON.stringify(r)}`);
+      continue;
+    }
     const vss = previous.virtualServers.slice();
     const v = vss[i]!;
     if (values.remove) {
@@ -118,6 +141,7 @@ console.log(
     draining: D,
     changes: N,
     remove: values.remove,
+    newServices: values['new-services'],
     store: values['state-dir'] ? 'file' : 'memory',
     warm,
     measured,

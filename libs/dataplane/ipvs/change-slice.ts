@@ -22,20 +22,25 @@ export interface ChangeSlice {
   readonly record: OwnershipRecord;
 }
 
-/** The record's keys as sets, for O(1) ownership checks (rebuilt only when the record changes). */
+/** Whether a record list holds a key. */
+export interface Membership {
+  has(key: string): boolean;
+}
+
+/** The record's lists indexed for ownership checks (made again only for a list that changed). */
 export interface OwnedIndex {
   readonly record: OwnershipRecord;
-  readonly virtualServers: ReadonlySet<string>;
-  readonly addresses: ReadonlySet<string>;
-  readonly ipsets: ReadonlySet<string>;
+  readonly virtualServers: Membership;
+  readonly addresses: Membership;
+  readonly ipsets: Membership;
 }
 
 export function ownedIndex(record: OwnershipRecord, prev?: OwnedIndex): OwnedIndex {
   // A list the previous record shares (the same array: records are never changed in place) keeps
   // its set: a drain that starts or ends changes the record's draining map alone, and rebuilding
   // sets of every service and address for it made a removal O(services).
-  const keep = <K extends 'virtualServers' | 'addresses' | 'ipsets'>(k: K): ReadonlySet<string> =>
-    prev && prev.record[k] === record[k] ? prev[k] : new Set(record[k]);
+  const keep = <K extends 'virtualServers' | 'addresses' | 'ipsets'>(k: K): Membership =>
+    prev && prev.record[k] === record[k] ? prev[k] : membership(record[k]);
   return { record, virtualServers: keep('virtualServers'), addresses: keep('addresses'), ipsets: keep('ipsets') };
 }
 
@@ -46,10 +51,12 @@ export function ownedIndex(record: OwnershipRecord, prev?: OwnedIndex): OwnedInd
  */
 export function recordWith(owned: OwnedIndex, extra: OwnershipRecord): OwnershipRecord {
   const r = owned.record;
-  const add = (have: readonly string[], index: ReadonlySet<string>, more: readonly string[]): readonly string[] => {
-    const fresh = more.filter((k) => !index.has(k));
-    return fresh.length === 0 ? have : [...new Set([...have, ...fresh])].sort(byCodeUnit);
-  };
+  const add = (have: readonly string[], index: Membership, more: readonly string[]): readonly string[] =>
+    edited(
+      have,
+      more.filter((k) => !index.has(k)),
+      [],
+    );
   const newDrains = Object.entries(extra.draining).filter(([k, since]) => r.draining[k] !== since);
   return {
     ...r,
@@ -64,6 +71,18 @@ export function recordWith(owned: OwnedIndex, extra: OwnershipRecord): Ownership
       : mergeRecords(r, { ...EMPTY_RECORD, netfilterChains: extra.netfilterChains }).netfilterChains,
     draining: newDrains.length === 0 ? r.draining : { ...r.draining, ...Object.fromEntries(newDrains) },
   };
+}
+
+/**
+ * `after` with each list that holds what `before`'s holds (in order) replaced by `before`'s array:
+ * a service that comes is in both the superset saved before the run and the record after it, and
+ * with one array the two are sameRecord (one save, one index).
+ */
+export function sharingLists(after: OwnershipRecord, before: OwnershipRecord): OwnershipRecord {
+  const same = (a: readonly string[], b: readonly string[]) =>
+    a === b || (a.length === b.length && a.every((k, i) => k === b[i]));
+  const pick = (k: 'virtualServers' | 'addresses' | 'ipsets') => (same(after[k], before[k]) ? before[k] : after[k]);
+  return { ...after, virtualServers: pick('virtualServers'), addresses: pick('addresses'), ipsets: pick('ipsets') };
 }
 
 /** Whether two records hold the same, where the lists are compared by identity (as recordWith and recordAfterChange keep them). */
@@ -160,22 +179,69 @@ export function recordAfterChange(
     Object.entries(after).some(([k, since]) => before[k] !== since);
   if (addedVs.length + removedVs.length + addedAddr.length + removedAddr.length === 0 && !drainingChanged)
     return undefined;
-  const gone = new Set(removedVs),
-    goneAddr = new Set(removedAddr);
   const draining = Object.fromEntries(Object.entries(r.draining).filter(([k]) => !(k in before)));
   // (a list nothing came to or went from stays the same array: see ownedIndex)
   return {
     ...r,
-    virtualServers:
-      addedVs.length + removedVs.length === 0
-        ? r.virtualServers
-        : [...r.virtualServers.filter((k) => !gone.has(k)), ...addedVs].sort(byCodeUnit),
-    addresses:
-      addedAddr.length + removedAddr.length === 0
-        ? r.addresses
-        : [...r.addresses.filter((a) => !goneAddr.has(a)), ...addedAddr].sort(byCodeUnit),
+    virtualServers: edited(r.virtualServers, addedVs, removedVs),
+    addresses: edited(r.addresses, addedAddr, removedAddr),
     draining: { ...draining, ...after },
   };
+}
+
+/** Record lists seen in code-unit order without duplicates (each checked once: lists are never changed in place). */
+const sortedLists = new WeakSet<readonly string[]>();
+
+/**
+ * A record list (code-unit order, as planKernelOps writes it) with `add` put in and `remove`
+ * taken out: one copy and a binary search per key, not a sort of the whole list (a service that
+ * comes or goes at 10k services); the list itself when both are empty. A list out of order (a
+ * record file edited by hand) is rebuilt and sorted instead.
+ */
+export function edited(list: readonly string[], add: readonly string[], remove: readonly string[]): readonly string[] {
+  if (add.length + remove.length === 0) return list;
+  if (!isSortedList(list)) {
+    const gone = new Set(remove);
+    return [...new Set([...list.filter((k) => !gone.has(k)), ...add])].sort(byCodeUnit);
+  }
+  const out = list.slice();
+  for (const k of remove) {
+    const i = lowerBound(out, k);
+    if (out[i] === k) out.splice(i, 1);
+  }
+  for (const k of add) {
+    const i = lowerBound(out, k);
+    if (out[i] !== k) out.splice(i, 0, k);
+  }
+  sortedLists.add(out);
+  return out;
+}
+
+/**
+ * Membership in a record list: a binary search where the list is in code-unit order without
+ * duplicates (as planKernelOps and edited write it: nothing to build for a list that changed),
+ * a set of it otherwise.
+ */
+function membership(list: readonly string[]): Membership {
+  return isSortedList(list) ? { has: (k) => list[lowerBound(list, k)] === k } : new Set(list);
+}
+
+function isSortedList(list: readonly string[]): boolean {
+  if (sortedLists.has(list)) return true;
+  for (let i = 1; i < list.length; i++) if (!(list[i - 1]! < list[i]!)) return false;
+  sortedLists.add(list);
+  return true;
+}
+
+function lowerBound(list: readonly string[], k: string): number {
+  let lo = 0,
+    hi = list.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (list[mid]! < k) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }
 
 /** Whether saving `superset` would add anything to the record (new objects we may create). */

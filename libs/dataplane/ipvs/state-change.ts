@@ -137,8 +137,47 @@ function diffAddresses(
   old: readonly string[],
   next: readonly string[],
 ): Pick<StateChange, 'addedAddresses' | 'removedAddresses'> {
-  if (next === old || (next.length === old.length && next.every((a, i) => a === old[i])))
-    return { addedAddresses: [], removedAddresses: [] };
+  if (next === old) return { addedAddresses: [], removedAddresses: [] };
+  return sortedDiff(old, next) ?? setDiff(old, next);
+}
+
+/**
+ * One merge walk over two lists in code-unit order (the renderer's), nothing allocated per
+ * address both hold: a service that comes or goes changes one address of thousands, and two sets
+ * of every address were most of such a change's bookkeeping at 10k services. Undefined when
+ * either list is out of order (or holds a duplicate): then setDiff.
+ */
+function sortedDiff(
+  old: readonly string[],
+  next: readonly string[],
+): Pick<StateChange, 'addedAddresses' | 'removedAddresses'> | undefined {
+  const addedAddresses: string[] = [],
+    removedAddresses: string[] = [];
+  let i = 0,
+    j = 0;
+  while (i < old.length || j < next.length) {
+    const a = old[i],
+      b = next[j];
+    if (i + 1 < old.length && !(old[i]! < old[i + 1]!)) return undefined;
+    if (j + 1 < next.length && !(next[j]! < next[j + 1]!)) return undefined;
+    if (b === undefined || (a !== undefined && a < b)) {
+      removedAddresses.push(a!);
+      i++;
+    } else if (a === undefined || b < a) {
+      addedAddresses.push(b);
+      j++;
+    } else {
+      i++;
+      j++;
+    }
+  }
+  return { addedAddresses, removedAddresses };
+}
+
+function setDiff(
+  old: readonly string[],
+  next: readonly string[],
+): Pick<StateChange, 'addedAddresses' | 'removedAddresses'> {
   const o = new Set(old),
     n = new Set(next);
   return { addedAddresses: next.filter((a) => !o.has(a)), removedAddresses: old.filter((a) => !n.has(a)) };

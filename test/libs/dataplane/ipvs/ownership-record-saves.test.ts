@@ -8,9 +8,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { ownedIndex, recordWith, sameRecord } from '../../../../libs/dataplane/ipvs/change-slice.ts';
+import { edited, ownedIndex, recordWith, sameRecord } from '../../../../libs/dataplane/ipvs/change-slice.ts';
 import { IpvsDataplane } from '../../../../libs/dataplane/ipvs/ipvs-dataplane.ts';
 import {
+  EMPTY_RECORD,
   FileOwnershipStore,
   MemoryOwnershipStore,
   mergeRecords,
@@ -55,10 +56,19 @@ describe('ownership record bookkeeping', () => {
           if (b[k].every((x) => a[k].includes(x))) expect(got[k]).toBe(a[k]);
           else expect(got[k]).not.toBe(a[k]);
         }
-        // the index of the result shares the sets of the lists it shares
+        // the index of the result answers for its lists, and shares the index of the lists it shares
         const next = ownedIndex(got, owned);
+        const probe = [
+          ...a.virtualServers,
+          ...b.virtualServers,
+          ...a.addresses,
+          ...b.addresses,
+          ...a.ipsets,
+          ...b.ipsets,
+          'x',
+        ];
         for (const k of ['virtualServers', 'addresses', 'ipsets'] as const) {
-          expect([...next[k]].sort()).toEqual([...got[k]].sort());
+          expect(probe.filter((x) => next[k].has(x)).sort()).toEqual(probe.filter((x) => got[k].includes(x)).sort());
           if (got[k] === a[k]) expect(next[k]).toBe(owned[k]);
         }
         // nothing new: the record itself, as sameRecord sees it
@@ -71,6 +81,23 @@ describe('ownership record bookkeeping', () => {
             (a.dummyDevice || !b.dummyDevice) &&
             Object.entries(b.draining).every(([k, v]) => a.draining[k] === v),
         );
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('edited puts keys in and takes keys out of a list in code-unit order, in order or not', () => {
+    const key = fc.integer({ min: 0, max: 30 }).map((n) => `k${n}`);
+    fc.assert(
+      fc.property(fc.array(key), fc.boolean(), fc.array(key), fc.array(key), (raw, inOrder, add, remove) => {
+        const list = inOrder ? [...new Set(raw)].sort() : raw;
+        const got = edited(list, add, remove);
+        const want = [...new Set([...list.filter((k) => !remove.includes(k)), ...add])].sort();
+        expect(got).toEqual(add.length + remove.length === 0 ? list : want);
+        if (add.length + remove.length === 0) expect(got).toBe(list);
+        // and the index of the result answers as the list does
+        const owned = ownedIndex({ ...EMPTY_RECORD, virtualServers: got });
+        for (const k of [...raw, ...add, ...remove, 'k99']) expect(owned.virtualServers.has(k)).toBe(got.includes(k));
       }),
       { numRuns: 300 },
     );

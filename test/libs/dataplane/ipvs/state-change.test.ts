@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { Registry } from 'prom-client';
 import { IpvsDataplane } from '../../../../libs/dataplane/ipvs/ipvs-dataplane.ts';
@@ -20,6 +21,22 @@ const withEndpoint = (s: NodeState, i: number): NodeState => ({
 });
 
 describe('diffStates', () => {
+  it('finds the added and removed addresses whether the lists are in order or not (a merge walk, a set diff otherwise)', () => {
+    const addr = fc.integer({ min: 0, max: 40 }).map((n) => `10.96.${n >> 4}.${n & 15}`);
+    fc.assert(
+      fc.property(fc.uniqueArray(addr), fc.uniqueArray(addr), fc.boolean(), (a, b, inOrder) => {
+        const order = (xs: string[]) => (inOrder ? [...xs].sort() : xs);
+        const base = many(3);
+        const prev = { ...base, boundAddresses: order(a) };
+        const next = { ...base, boundAddresses: order(b) };
+        const d = diffStates(indexState(prev), next);
+        expect(d?.addedAddresses.slice().sort()).toEqual(b.filter((x) => !a.includes(x)).sort());
+        expect(d?.removedAddresses.slice().sort()).toEqual(a.filter((x) => !b.includes(x)).sort());
+      }),
+      { numRuns: 300 },
+    );
+  });
+
   it('finds a changed service by identity, and added/removed services and addresses', () => {
     const s = many(300);
     const prev = indexState(s);
