@@ -37,7 +37,7 @@ export interface OwnedIndex {
 
 export function ownedIndex(record: OwnershipRecord, prev?: OwnedIndex): OwnedIndex {
   // A list the previous record shares (the same array: records are never changed in place) keeps
-  // its set: a drain that starts or ends changes the record's draining map alone, and rebuilding
+  // its index: a drain that starts or ends changes the record's draining map alone, and building
   // sets of every service and address for it made a removal O(services).
   const keep = <K extends 'virtualServers' | 'addresses' | 'ipsets'>(k: K): Membership =>
     prev && prev.record[k] === record[k] ? prev[k] : membership(record[k]);
@@ -46,8 +46,8 @@ export function ownedIndex(record: OwnershipRecord, prev?: OwnedIndex): OwnedInd
 
 /**
  * The record with `extra`'s objects and drains added (mergeRecords' union), in O(extra) where
- * `extra` adds nothing to a list: that list is the record's own array. Only a list that gains an
- * object is copied and sorted.
+ * `extra` adds nothing to a list: that list is the record's own array. A list that gains an
+ * object is copied once, the object put in by binary search (edited).
  */
 export function recordWith(owned: OwnedIndex, extra: OwnershipRecord): OwnershipRecord {
   const r = owned.record;
