@@ -43,11 +43,24 @@ export function sliceChange(prev: NodeState, next: NodeState): StateSlice | unde
       }
     }
     if (!aligned) {
-      // Services added or removed: compare by key.
+      // Services added or removed: compare by key, between the runs both lists start and end with
+      // (the same objects, in the same order: every service but the few around the ones added or
+      // removed). Keys are unique in a state, so no key of those runs is between them on the other
+      // side. Keying every service made a service added O(services): ~10 ms at 10k on the host.
       touched.clear();
       ports.clear();
-      const before = new Map(a.map((v) => [virtualServerKey(v), v]));
-      for (const v of b) {
+      let lo = 0;
+      while (lo < a.length && lo < b.length && a[lo] === b[lo]) lo++;
+      let endA = a.length,
+        endB = b.length;
+      while (endA > lo && endB > lo && a[endA - 1] === b[endB - 1]) {
+        endA--;
+        endB--;
+      }
+      const before = new Map<string, VirtualServer>();
+      for (let i = lo; i < endA; i++) before.set(virtualServerKey(a[i]!), a[i]!);
+      for (let j = lo; j < endB; j++) {
+        const v = b[j]!;
         const k = virtualServerKey(v);
         const old = before.get(k);
         before.delete(k);
