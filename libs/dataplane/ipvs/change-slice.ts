@@ -74,23 +74,18 @@ export function recordWith(owned: OwnedIndex, extra: OwnershipRecord): Ownership
 }
 
 /**
- * `after` with each list that holds what `before`'s holds (in order) replaced by `before`'s array:
- * a service that comes is in both the superset saved before the run and the record after it, and
- * with one array the two are sameRecord (one save, one index).
+ * Whether two records hold the same: lists by identity first (recordWith and recordAfterChange
+ * keep unchanged ones), else element by element (a service that comes is in both the superset
+ * saved before a run and the record after it, as two arrays); then the record saved before the
+ * run needs no second save.
  */
-export function sharingLists(after: OwnershipRecord, before: OwnershipRecord): OwnershipRecord {
-  const same = (a: readonly string[], b: readonly string[]) =>
-    a === b || (a.length === b.length && a.every((k, i) => k === b[i]));
-  const pick = (k: 'virtualServers' | 'addresses' | 'ipsets') => (same(after[k], before[k]) ? before[k] : after[k]);
-  return { ...after, virtualServers: pick('virtualServers'), addresses: pick('addresses'), ipsets: pick('ipsets') };
-}
-
-/** Whether two records hold the same, where the lists are compared by identity (as recordWith and recordAfterChange keep them). */
 export function sameRecord(a: OwnershipRecord, b: OwnershipRecord): boolean {
+  const same = (x: readonly string[], y: readonly string[]) =>
+    x === y || (x.length === y.length && x.every((k, i) => k === y[i]));
   if (
-    a.virtualServers !== b.virtualServers ||
-    a.addresses !== b.addresses ||
-    a.ipsets !== b.ipsets ||
+    !same(a.virtualServers, b.virtualServers) ||
+    !same(a.addresses, b.addresses) ||
+    !same(a.ipsets, b.ipsets) ||
     a.netfilterChains !== b.netfilterChains ||
     a.dummyDevice !== b.dummyDevice
   )

@@ -17,7 +17,6 @@ import {
   recordAfterChange,
   recordWith,
   sameRecord,
-  sharingLists,
   sliceChange,
   type OwnedIndex,
 } from './change-slice.ts';
@@ -394,9 +393,7 @@ export class IpvsDataplane implements Dataplane {
     // compared at the next full read.
     const touched = specWritten(plan.ops).filter((k) => !narrowed.has(virtualServerKey(k)));
     await this.run(plan.ops, before);
-    // (the record after the run shares the saved superset's lists where it holds the same)
-    const afterRun = after && before ? sharingLists(after, before) : after;
-    if (afterRun && !(before && sameRecord(before, afterRun))) await this.save(afterRun);
+    if (after && !(before && sameRecord(before, after))) await this.save(after);
     const notes = notesOf(plan);
     if (plan.ops.length === 0) {
       this.base = { indexed: advanceIndex(base.indexed, wanted, change), model };
