@@ -168,6 +168,11 @@ export function sha256Hex(data: string | Uint8Array): string {
   return oneShot ? oneShot('sha256', data, 'hex') : createHash('sha256').update(data).digest('hex');
 }
 
+/** sha256Hex's digest as its 32 bytes. */
+export function sha256Bytes(data: string | Uint8Array): Buffer {
+  return oneShot ? oneShot('sha256', data, 'buffer') : createHash('sha256').update(data).digest();
+}
+
 /** SHA-256 of the canonical JSON of a value. */
 export function contentHash(value: unknown): string {
   return sha256Hex(canonicalJson(value));

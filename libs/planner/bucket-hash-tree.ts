@@ -1,5 +1,5 @@
-import { createHash } from 'node:crypto';
-import { runSteps, sha256Hex } from '../model/index.ts';
+import { createHash, type Hash } from 'node:crypto';
+import { runSteps, sha256Bytes, sha256Hex } from '../model/index.ts';
 
 const BUCKETS = 256;
 const EMPTY = sha256Hex('');
@@ -52,6 +52,11 @@ export class BucketHashTree {
    * between its own lines instead of sorting and joining the bucket again.
    */
   private readonly sortedLines: (SortedLines | undefined)[] = new Array(BUCKETS);
+  /** Changes made by set() so far, and per bucket the count at its last change (OverlayMemo's clock). */
+  private changes = 0;
+  private readonly bucketChangedAt = new Float64Array(BUCKETS);
+  private topScratch: Buffer | undefined;
+  private groupScratch: Buffer | undefined;
 
   constructor(private readonly options: BucketHashTreeOptions) {
     if (options.groupSize !== 0 && BUCKETS % options.groupSize !== 0)
@@ -83,6 +88,7 @@ export class BucketHashTree {
     this.dirty.add(b);
     this.sortedLines[b] = undefined;
     this.rootCache = undefined;
+    this.bucketChangedAt[b] = ++this.changes;
   }
 
   /**
@@ -90,9 +96,10 @@ export class BucketHashTree {
    * key given twice: the last value), leaving the tree as it is. Rehashes only the buckets the
    * changes fall in, their groups and the root: many variants of one large item set (every node's
    * state: shared items plus a few of its own) cost O(their own items) each, not O(all items).
+   * With a memo of the same caller's last overlay (groups only), only what moved since is hashed.
    */
-  overlayRoot(changes: Iterable<readonly [string, string | undefined]>): string {
-    return runSteps(this.overlayRootSteps(changes));
+  overlayRoot(changes: Iterable<readonly [string, string | undefined]>, memo?: OverlayMemo): string {
+    return runSteps(this.overlayRootSteps(changes, memo));
   }
 
   /**
@@ -100,22 +107,20 @@ export class BucketHashTree {
    * must not block for all of them (a node's own items fall in every bucket of a large state: its
    * whole text hashed again). Nothing may be set between its steps.
    */
-  *overlayRootSteps(changes: Iterable<readonly [string, string | undefined]>): Generator<void, string, void> {
+  *overlayRootSteps(
+    changes: Iterable<readonly [string, string | undefined]>,
+    memo?: OverlayMemo,
+  ): Generator<void, string, void> {
     yield* this.rootSteps();
+    if (memo && this.options.groupSize) return yield* this.memoOverlaySteps([...changes], memo);
     const base = this.root();
-    const byBucket = new Map<number, Map<string, string | undefined>>();
-    for (const [k, v] of changes) {
-      const b = bucketOf(k);
-      let m = byBucket.get(b);
-      if (!m) byBucket.set(b, (m = new Map()));
-      m.set(k, v);
-    }
+    const byBucket = byBucketOf(changes);
     if (byBucket.size === 0) return base;
     const g = this.options.groupSize;
     const bucketHashes = new Map<number, string>();
     let n = 0;
     for (const [b, m] of byBucket) {
-      bucketHashes.set(b, this.overlayBucket(b, m));
+      bucketHashes.set(b, this.overlayBucket(b, m).digest('hex'));
       if (++n % BUCKETS_PER_STEP === 0) yield;
     }
     const patched = (text: Buffer, first: number, count: number, hashes: Map<number, string>) => {
@@ -136,8 +141,117 @@ export class BucketHashTree {
     return createHash('sha256').update(this.tag).update(top).digest('hex');
   }
 
+  /**
+   * overlayRootSteps with the memo of this caller's last overlay on this tree: a bucket is hashed
+   * again only where the caller's changes in it differ from last time or the tree's own lines in
+   * it changed since (set() after the memo was filled), a group only where one of its buckets'
+   * hashes moved; the rest is taken from the memo. The caller's changes are digested whole
+   * (O(them)), and bucket by bucket only when that digest moved; what is saved is hashing the
+   * tree's text again, O(its items), for the buckets that did not move. A run left unfinished
+   * leaves the memo marked incomplete: the next one starts over.
+   */
+  private *memoOverlaySteps(
+    changes: readonly (readonly [string, string | undefined])[],
+    memo: OverlayMemo,
+  ): Generator<void, string, void> {
+    const g = this.options.groupSize;
+    const groups = BUCKETS / g;
+    memo.fit(groups);
+    const fresh = memo.owner !== this || !memo.complete;
+    memo.owner = this;
+    memo.complete = false;
+    // In the caller's order: the same changes in another order only take the slower path below.
+    let text = '';
+    for (const [k, v] of changes) text += v === undefined ? `${k}\n` : `${k}\t${v}\n`;
+    const whole = sha256Bytes(text);
+    const sameChanges = !fresh && whole.equals(memo.whole);
+    whole.copy(memo.whole);
+    const moved = (b: number) => fresh || this.bucketChangedAt[b]! > memo.at;
+    const dirtyGroups = new Uint8Array(groups);
+    let hashed = 0;
+    if (sameChanges) {
+      // the buckets with changes are those of last time: only where the tree moved is one hashed
+      const rehash = new Set<number>();
+      for (let b = 0; b < BUCKETS; b++) {
+        if (!moved(b)) continue;
+        dirtyGroups[Math.floor(b / g)] = 1;
+        if (memo.own[b]) rehash.add(b);
+      }
+      if (rehash.size > 0) {
+        const byBucket = byBucketOf(changes, rehash);
+        for (const [b, m] of byBucket) {
+          this.overlayBucket(b, m)
+            .digest()
+            .copy(memo.hashes, b * 32);
+          if (++hashed % BUCKETS_PER_STEP === 0) yield;
+        }
+      }
+    } else {
+      // bucket by bucket; a first call keeps no digests (most later ones take the path above),
+      // and the first later one whose changes moved hashes every bucket of them once more
+      const compare = !fresh && memo.digestsKnown;
+      const byBucket = byBucketOf(changes);
+      for (let b = 0; b < BUCKETS; b++) {
+        const m = byBucket.get(b);
+        if (!m) {
+          if (memo.own[b] || moved(b)) dirtyGroups[Math.floor(b / g)] = 1;
+          memo.own[b] = 0;
+          continue;
+        }
+        const digest = fresh ? undefined : changesDigest(m);
+        const at = b * DIGEST;
+        const same =
+          compare &&
+          !moved(b) &&
+          memo.own[b] &&
+          digest!.subarray(0, DIGEST).equals(memo.digests.subarray(at, at + DIGEST));
+        digest?.copy(memo.digests, at, 0, DIGEST);
+        if (same) continue;
+        this.overlayBucket(b, m)
+          .digest()
+          .copy(memo.hashes, b * 32);
+        memo.own[b] = 1;
+        dirtyGroups[Math.floor(b / g)] = 1;
+        if (++hashed % BUCKETS_PER_STEP === 0) yield;
+      }
+      memo.digestsKnown = !fresh;
+    }
+    memo.bucketsHashed = hashed;
+    const top = this.scratchTop();
+    const groupText = this.scratchGroup(g);
+    for (let i = 0; i < groups; i++) {
+      if (dirtyGroups[i]) {
+        this.bucketText.copy(groupText, 0, i * g * LINE, (i + 1) * g * LINE);
+        for (let b = i * g; b < (i + 1) * g; b++)
+          if (memo.own[b])
+            groupText.write(memo.hashes.toString('hex', b * 32, b * 32 + 32), (b - i * g) * LINE, 64, 'latin1');
+        sha256Bytes(groupText.subarray(0, g * LINE - 1)).copy(memo.groups, i * 32);
+      }
+      top.write(memo.groups.toString('hex', i * 32, i * 32 + 32), this.tag.length + i * LINE, 64, 'latin1');
+    }
+    memo.at = this.changes;
+    memo.complete = true;
+    return sha256Hex(top.subarray(0, top.length - 1));
+  }
+
+  /** A buffer laid out as rootText, for a memo overlay's root (its lines overwritten; no step between uses). */
+  private scratchTop(): Buffer {
+    if (!this.topScratch) {
+      this.topScratch = Buffer.alloc(this.rootText.length);
+      this.tag.copy(this.topScratch);
+      for (let i = this.tag.length + LINE - 1; i < this.topScratch.length; i += LINE) this.topScratch[i] = 0x0a;
+    }
+    return this.topScratch;
+  }
+
+  /** A buffer for one group's bucket lines, for a memo overlay (no step between uses). */
+  private scratchGroup(g: number): Buffer {
+    this.groupScratch ??= Buffer.alloc(g * LINE);
+    return this.groupScratch;
+  }
+
   /** Bucket b's hash with `changes` applied: its stored lines hashed span by span around theirs. */
-  private overlayBucket(b: number, changes: Map<string, string | undefined>): string {
+  private overlayBucket(b: number, changes: Map<string, string | undefined>): Hash {
     const lines = (this.sortedLines[b] ??= sortedLinesOf(this.buckets[b]!));
     const h = createHash('sha256');
     let pos = 0;
@@ -152,7 +266,7 @@ export class BucketHashTree {
       if (v !== undefined) h.update(`${k}\t${v}\n`, 'utf8');
     }
     if (pos < lines.text.length) h.update(lines.text.subarray(pos));
-    return h.digest('hex');
+    return h;
   }
 
   /** rootSteps() in one call, without a generator (every node asks on every event). */
@@ -211,6 +325,80 @@ function writeLine(text: Buffer, i: number, hash: string): void {
 /** Lines first..first+count-1 joined by '\n' (the last line's '\n' left out). */
 function joined(text: Buffer, first: number, count: number): Buffer {
   return text.subarray(first * LINE, (first + count) * LINE - 1);
+}
+
+/** Bytes kept per bucket of an OverlayMemo's digest of the caller's changes (of SHA-256's 32). */
+const DIGEST = 16;
+
+/**
+ * What one caller's last overlayRootSteps on a tree with groups computed (the planner keeps one
+ * per node: its own items change little from version to version, the shared items in few
+ * buckets), for the next call to reuse (see memoOverlaySteps). About 13 kB, one allocation: per bucket whether
+ * the caller had changes there, a digest of them and the bucket's hash with them; per group its
+ * hash. Belongs to one tree; given to another, it starts over.
+ */
+export class OverlayMemo {
+  owner: BucketHashTree | undefined;
+  /** The tree's change count when the memo was last completed. */
+  at = -1;
+  complete = false;
+  /** Whether `digests` hold the last changes' (not filled by a first call: a later one that needs them does). */
+  digestsKnown = false;
+  /** Buckets hashed again by the last call (tests and metrics). */
+  bucketsHashed = 0;
+  // views into one allocation, made for the tree's group count at the first call
+  whole = EMPTY_BYTES; // digest of all the caller's changes, in its order, last time
+  own = EMPTY_BYTES; // per bucket: 1 when the caller had changes there
+  digests = EMPTY_BYTES; // per bucket: DIGEST bytes of changesDigest
+  hashes = EMPTY_BYTES; // per bucket: its hash with the caller's changes
+  groups = EMPTY_BYTES; // per group: its hash
+
+  /** Sizes the memo for `groups` groups; false (and empty: start over) when it was not already. */
+  fit(groups: number): boolean {
+    if (this.groups.length === groups * 32) return true;
+    const store = Buffer.alloc(32 + BUCKETS * (1 + DIGEST + 32) + groups * 32);
+    let at = 0;
+    const take = (n: number) => store.subarray(at, (at += n));
+    this.whole = take(32);
+    this.own = take(BUCKETS);
+    this.digests = take(BUCKETS * DIGEST);
+    this.hashes = take(BUCKETS * 32);
+    this.groups = take(groups * 32);
+    this.complete = false;
+    this.digestsKnown = false;
+    return false;
+  }
+}
+
+const EMPTY_BYTES = Buffer.alloc(0);
+
+/**
+ * A digest of one bucket's changes, independent of their order (keys sorted; a removal is its key
+ * alone: keys hold no tab or newline, as the bucket lines they become).
+ */
+function changesDigest(m: Map<string, string | undefined>): Buffer {
+  let text = '';
+  for (const k of [...m.keys()].sort()) {
+    const v = m.get(k);
+    text += v === undefined ? `${k}\n` : `${k}\t${v}\n`;
+  }
+  return sha256Bytes(text);
+}
+
+/** Changes by bucket (a key given twice: the last value), only those in `only` when given. */
+function byBucketOf(
+  changes: Iterable<readonly [string, string | undefined]>,
+  only?: ReadonlySet<number>,
+): Map<number, Map<string, string | undefined>> {
+  const byBucket = new Map<number, Map<string, string | undefined>>();
+  for (const [k, v] of changes) {
+    const b = bucketOf(k);
+    if (only && !only.has(b)) continue;
+    let m = byBucket.get(b);
+    if (!m) byBucket.set(b, (m = new Map()));
+    m.set(k, v);
+  }
+  return byBucket;
 }
 
 interface SortedLines {

@@ -9,6 +9,7 @@ import {
 } from '../model/index.ts';
 import type { ClusterDataSource } from './cluster-data-index.ts';
 import { IPSET_TABLE, ipsetName } from './ipset-names.ts';
+import { OverlayMemo } from './bucket-hash-tree.ts';
 import { NodeStateHashTree, nodeStateHash, nodeStateItem, virtualServerItemAt } from './node-state-hash.ts';
 import { changedKeys } from './node-state-renderer.ts';
 import {
@@ -82,6 +83,11 @@ export interface ExpectedHashStats {
   readonly ownItems: number;
   /** True when the fast path could not tell and the node was rendered in full. */
   readonly fullRender: boolean;
+  /**
+   * Buckets of the node's state hashed again for its overlay (of 256): those its own items fall
+   * in, on its first hash; later, only those where its own items or the shared items moved.
+   */
+  readonly bucketsHashed: number;
   /** NodePort claims on the node's addresses taken from their group's winner, decided once per version. */
   readonly claimsDecidedOnce: number;
   /** VIP:port claims merged for the node itself (something beyond one NodePort group claims the key here). */
@@ -179,7 +185,15 @@ export class ExpectedNodeStateHashes {
     fullRender: false,
     claimsDecidedOnce: 0,
     claimsMerged: 0,
+    bucketsHashed: 0,
   };
+  /**
+   * Each node's last overlay (OverlayMemo, ~13 kB a node): a later version hashes again only the
+   * buckets where the node's own items or the shared items moved, not every bucket its own items
+   * fall in (~2.4 ms of a node's ~3.6 ms at 10k services). Nodes the data no longer has are
+   * dropped at each update's end.
+   */
+  private readonly overlays = new Map<string, OverlayMemo>();
 
   constructor(readonly config: ProxyConfig) {
     this.neutral = neutralContext(config);
@@ -277,6 +291,7 @@ export class ExpectedNodeStateHashes {
       }
     }
     yield* this.tree.rootSteps(); // every changed bucket hashed here, not in the first node's hash()
+    for (const n of this.overlays.keys()) if (!data.node(n)) this.overlays.delete(n);
     this.settledAddresses = addresses;
     this.unsettledAddresses.clear();
     this.data = data;
@@ -319,6 +334,7 @@ export class ExpectedNodeStateHashes {
         fullRender: true,
         claimsDecidedOnce: 0,
         claimsMerged: 0,
+        bucketsHashed: 256,
       };
       return nodeStateHash(renderNodeState(data, nodeName, this.config));
     };
@@ -486,6 +502,10 @@ export class ExpectedNodeStateHashes {
         own.push(n + d > 0 ? item : [item[0], undefined]);
       }
     }
+    let memo = this.overlays.get(nodeName);
+    if (!memo) this.overlays.set(nodeName, (memo = new OverlayMemo()));
+    yield;
+    const root = yield* this.tree.overlayRootSteps(own, memo);
     this.last = {
       servicesRendered: rendered.size,
       servicesLaidOver: laidOver,
@@ -493,9 +513,9 @@ export class ExpectedNodeStateHashes {
       fullRender: false,
       claimsDecidedOnce: decidedOnce,
       claimsMerged: added.size,
+      bucketsHashed: memo.bucketsHashed,
     };
-    yield;
-    return yield* this.tree.overlayRootSteps(own);
+    return root;
   }
 
   /** How the last hash() was computed. */

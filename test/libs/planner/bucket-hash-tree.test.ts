@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
+import { OverlayMemo } from '../../../libs/planner/bucket-hash-tree.ts';
 import { DataHashTree } from '../../../libs/planner/data-hash-tree.ts';
 import { NodeStateHashTree } from '../../../libs/planner/node-state-hash.ts';
 
@@ -102,6 +103,113 @@ describe('BucketHashTree roots equal the documented definitions', () => {
       }
     });
   }
+
+  // The planner keeps one memo per node across versions: each later overlay reuses the buckets
+  // where neither the node's changes nor the tree's items moved. Several callers (nodes) share the
+  // tree; items are set between their overlays; a caller's changes drift a little or stay; an
+  // overlay is sometimes left unfinished. Every root must still be the definition's.
+  it('node state hash: overlayRoot with a memo per caller equals the definition across sets, drifting changes and unfinished runs', () => {
+    let seed = 23;
+    const rand = (n: number) => {
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+      return (seed >>> 16) % n;
+    };
+    const tree = new NodeStateHashTree();
+    const items = new Map<string, string>();
+    for (let i = 0; i < 3000; i++) {
+      const key = `vs:10.96.${rand(8)}.${rand(250)}`;
+      items.set(key, sha(`i${i}`));
+      tree.set(key, items.get(key)!);
+    }
+    const callers = Array.from({ length: 4 }, (_, c) => ({
+      memo: new OverlayMemo(),
+      changes: new Map<string, string | undefined>(
+        Array.from({ length: 200 }, (_, i) => [`entry:n${c}:${i}`, '1'] as [string, string | undefined]),
+      ),
+    }));
+    let reused = 0;
+    let unfinished = 0;
+    for (let round = 0; round < 40; round++) {
+      // the shared items move in a few buckets (sometimes none)
+      for (let i = rand(4); i > 0; i--) {
+        const key = `vs:10.96.${rand(8)}.${rand(250)}`;
+        if (rand(4) === 0) {
+          items.delete(key);
+          tree.set(key, undefined);
+        } else {
+          items.set(key, sha(`r${round}/${i}`));
+          tree.set(key, items.get(key)!);
+        }
+      }
+      for (const caller of callers) {
+        // its own changes: mostly the same, some replaced, removed (of a shared item too) or added
+        for (let i = rand(3); i > 0; i--) {
+          const r = rand(4);
+          if (r === 0) caller.changes.delete([...caller.changes.keys()][rand(caller.changes.size)]!);
+          else if (r === 1) caller.changes.set([...items.keys()][rand(items.size)]!, undefined);
+          else caller.changes.set(`entry:x${rand(1000)}`, sha(`c${round}`));
+        }
+        if (rand(8) === 0) {
+          // many of its changes move, then an overlay is left unfinished after its first 16
+          // buckets (a newer version superseded it); the next one, with the same changes and
+          // nothing set, must not take those buckets' groups from the memo
+          for (let i = 0; i < 60; i++) caller.changes.set(`entry:m${rand(5000)}`, sha(`m${round}`));
+          const steps = tree.overlayRootSteps(caller.changes, caller.memo);
+          expect(steps.next().done).toBe(false);
+          steps.return('');
+          unfinished += 1;
+        }
+        const expected = new Map(items);
+        for (const [k, v] of caller.changes) {
+          if (v === undefined) expected.delete(k);
+          else expected.set(k, v);
+        }
+        expect(tree.overlayRoot(caller.changes, caller.memo)).toBe(
+          reference(expected, 'switchboard-node-state-v2\n', 16),
+        );
+        expect(caller.memo.bucketsHashed).toBeLessThanOrEqual(256);
+        if (caller.memo.bucketsHashed < 20) reused += 1;
+      }
+      expect(tree.root()).toBe(reference(items, 'switchboard-node-state-v2\n', 16));
+    }
+    // the memo does save work: most overlays after the first hash few buckets again
+    expect(reused).toBeGreaterThan(100);
+    expect(unfinished).toBeGreaterThan(5);
+    // exactly what moved is hashed again: one changed item of the caller's, one set in the tree
+    const memo0 = new OverlayMemo();
+    const mine = new Map<string, string | undefined>(Array.from({ length: 300 }, (_, i) => [`entry:y${i}`, '1']));
+    const root0 = () => tree.overlayRoot(mine, memo0);
+    const expectDefinition = (root: string) => {
+      const expected = new Map(items);
+      for (const [k, v] of mine) v === undefined ? expected.delete(k) : expected.set(k, v);
+      expect(root).toBe(reference(expected, 'switchboard-node-state-v2\n', 16));
+    };
+    expectDefinition(root0());
+    expect(memo0.bucketsHashed).toBeGreaterThan(150);
+    expectDefinition(root0());
+    expect(memo0.bucketsHashed).toBe(0); // the same changes, nothing set
+    mine.set('entry:y7', '2');
+    expectDefinition(root0());
+    // the first call whose changes moved takes the per-bucket digests a first call leaves out:
+    // every bucket of its changes hashed once more
+    expect(memo0.bucketsHashed).toBeGreaterThan(150);
+    mine.set('entry:y7', '3');
+    expectDefinition(root0());
+    expect(memo0.bucketsHashed).toBe(1); // its one changed item's bucket
+    mine.delete('entry:y8'); // a bucket left with fewer of its changes, or none
+    expectDefinition(root0());
+    expect(memo0.bucketsHashed).toBeLessThanOrEqual(1);
+    items.set('entry:y9', 'x'); // the tree moves under one of its changes: that bucket again
+    tree.set('entry:y9', 'x');
+    expectDefinition(root0());
+    expect(memo0.bucketsHashed).toBe(1);
+    // a memo given to another tree starts over, and is right there too
+    const other = new NodeStateHashTree();
+    const memo = callers[0]!.memo;
+    expect(other.overlayRoot([['entry:a', '1']], memo)).toBe(
+      reference(new Map([['entry:a', '1']]), 'switchboard-node-state-v2\n', 16),
+    );
+  });
 
   // rootSteps run in steps by the planner's build: one left unfinished (a newer version's update
   // sets items between its steps) must leave no bucket or group stale for the next root

@@ -187,6 +187,66 @@ describe('ExpectedNodeStateHashes equals nodeStateHash(renderNodeState(...)) for
     expect(h.hash('n1')).toBe(nodeStateHash(renderNodeState(data, 'n1', DEFAULT_PROXY_CONFIG)));
   });
 
+  it("hashes again, in a later version, only the buckets of a node's state where its own items or the shared items moved", () => {
+    // n2 holds an endpoint of each of 80 services: 80 KUBE-LOOP-BACK members of its own, in most buckets
+    const local = Array.from({ length: 80 }, (_, i) => {
+      const s = svc(`l${i}`, { clusterIPs: [`10.96.1.${i + 1}`], endpointNode: 'n2', endpoints: 1 });
+      return {
+        ...s,
+        ports: s.ports.map((p) => ({ ...p, endpoints: p.endpoints.map((e) => ({ ...e, ip: `10.244.1.${i + 1}` })) })),
+      };
+    });
+    const others = Array.from({ length: 20 }, (_, i) => svc(`s${i}`, { clusterIPs: [`10.96.0.${i + 1}`] }));
+    const data = ClusterDataIndex.from({
+      services: [...local, ...others],
+      nodes: [facts('n1', ['192.0.2.1']), facts('n2', ['192.0.2.2'])],
+    });
+    const h = new ExpectedNodeStateHashes(DEFAULT_PROXY_CONFIG);
+    h.update(data);
+    const full = (node: string) => nodeStateHash(renderNodeState(data, node, DEFAULT_PROXY_CONFIG));
+    expect(h.hash('n2')).toBe(full('n2'));
+    const first = h.lastStats.bucketsHashed;
+    expect(first).toBeGreaterThan(40); // its own items' buckets, all hashed the first time
+    // a version that changes one service the node does not reach: a few buckets moved
+    data.apply({
+      upsertServices: [svc('s7', { clusterIPs: ['10.96.0.8'], endpoints: 3 })],
+      removeServices: [],
+      upsertNodes: [],
+      removeNodes: [],
+    });
+    h.update(data);
+    expect(h.hash('n2')).toBe(full('n2'));
+    expect(h.lastStats.bucketsHashed).toBeLessThanOrEqual(4);
+    // nothing moved: no bucket hashed again
+    expect(h.hash('n2')).toBe(full('n2'));
+    expect(h.lastStats.bucketsHashed).toBe(0);
+    // one of its own items goes (its endpoint moves to n1): the first such version hashes every
+    // bucket of its own items once more (OverlayMemo's digests are taken then), a later one only
+    // its bucket and the moved shared ones
+    const toN1 = (i: number) => ({
+      ...local[i]!,
+      ports: local[i]!.ports.map((p) => ({ ...p, endpoints: p.endpoints.map((e) => ({ ...e, nodeName: 'n1' })) })),
+    });
+    for (const [i, most] of [
+      [5, 80],
+      [6, 6],
+    ] as const) {
+      data.apply({ upsertServices: [toN1(i)], removeServices: [], upsertNodes: [], removeNodes: [] });
+      h.update(data);
+      expect(h.hash('n2')).toBe(full('n2'));
+      expect(h.lastStats.bucketsHashed).toBeGreaterThan(0);
+      expect(h.lastStats.bucketsHashed).toBeLessThanOrEqual(most);
+    }
+    expect(h.hash('n1')).toBe(full('n1'));
+    // a node the data no longer has loses its memo at the next update: it starts over if it comes back
+    data.apply({ upsertServices: [], removeServices: [], upsertNodes: [], removeNodes: ['n2'] });
+    h.update(data);
+    data.apply({ upsertServices: [], removeServices: [], upsertNodes: [facts('n2', ['192.0.2.2'])], removeNodes: [] });
+    h.update(data);
+    expect(h.hash('n2')).toBe(full('n2'));
+    expect(h.lastStats.bucketsHashed).toBeGreaterThan(40);
+  });
+
   // NodePort claims are decided once per version per group of templates sharing (family, protocol,
   // port); a node merges a key itself only when more claims it there: a member rendered again for
   // the node (LB source ranges, zone hints, a Local policy with endpoints here), a NodePort without
