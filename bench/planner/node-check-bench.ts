@@ -72,6 +72,7 @@ const oldPerNodeCpuMs = cpuMs(c) / SAMPLE;
 
 // new: built once for the version, then every node
 const heap0 = heap();
+const buffers0 = process.memoryUsage().arrayBuffers;
 const hashes = new ExpectedNodeStateHashes(config);
 t = process.hrtime.bigint();
 c = process.cpuUsage();
@@ -95,6 +96,8 @@ for (const n of nodes) {
 const allNodesMs = ms(t);
 const allNodesCpuMs = cpuMs(c);
 const heldMb = (heap() - heap0) / 1048576;
+// Buffers outside the JS heap (the per-node overlay memos since 2026-12-06), measured after heap()'s GC
+const heldBuffersMb = (process.memoryUsage().arrayBuffers - buffers0) / 1048576;
 for (const [n, h] of oldHashes)
   if (fast.get(n) !== h) throw new Error(`node ${n}: fast hash ${fast.get(n)} != full render ${h}`);
 
@@ -232,6 +235,7 @@ console.log(
     ownItemsPerNode: r(ownItems / N),
     claimsDecidedOncePerNode: r(decidedOnce / N),
     heldMb: r(heldMb),
+    heldBuffersMb: r(heldBuffersMb),
     ratioFirstVersion: r(oldAllMs / newFirstMs),
     // before the build was sliced, one slice held the whole build and the first node
     oldStallMs: r(buildMs + allNodesMs / N),
