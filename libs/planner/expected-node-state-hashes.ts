@@ -85,7 +85,8 @@ export interface ExpectedHashStats {
   readonly fullRender: boolean;
   /**
    * Buckets of the node's state hashed again for its overlay (of 256): those its own items fall
-   * in, on its first hash; later, only those where its own items or the shared items moved.
+   * in, on its first hash; later, only those where its own items or the shared items moved. -1
+   * for a node the data does not have (no memo kept: every bucket of its own items each time).
    */
   readonly bucketsHashed: number;
   /** NodePort claims on the node's addresses taken from their group's winner, decided once per version. */
@@ -502,8 +503,9 @@ export class ExpectedNodeStateHashes {
         own.push(n + d > 0 ? item : [item[0], undefined]);
       }
     }
+    // only nodes the data has get a memo (one for each name asked about would grow without bound)
     let memo = this.overlays.get(nodeName);
-    if (!memo) this.overlays.set(nodeName, (memo = new OverlayMemo()));
+    if (!memo && ctx.node) this.overlays.set(nodeName, (memo = new OverlayMemo()));
     yield;
     const root = yield* this.tree.overlayRootSteps(own, memo);
     this.last = {
@@ -513,9 +515,14 @@ export class ExpectedNodeStateHashes {
       fullRender: false,
       claimsDecidedOnce: decidedOnce,
       claimsMerged: added.size,
-      bucketsHashed: memo.bucketsHashed,
+      bucketsHashed: memo ? memo.bucketsHashed : -1,
     };
     return root;
+  }
+
+  /** Nodes with an overlay memo (metrics, tests): at most the nodes of the data last moved to, and those asked about since. */
+  get memoizedNodes(): number {
+    return this.overlays.size;
   }
 
   /** How the last hash() was computed. */

@@ -238,9 +238,15 @@ describe('ExpectedNodeStateHashes equals nodeStateHash(renderNodeState(...)) for
       expect(h.lastStats.bucketsHashed).toBeLessThanOrEqual(most);
     }
     expect(h.hash('n1')).toBe(full('n1'));
+    // a name the data does not have gets no memo (ACKs of any name must not grow them), and is right
+    expect(h.memoizedNodes).toBe(2);
+    expect(h.hash('ghost')).toBe(full('ghost'));
+    expect(h.lastStats.bucketsHashed).toBe(-1);
+    expect(h.memoizedNodes).toBe(2);
     // a node the data no longer has loses its memo at the next update: it starts over if it comes back
     data.apply({ upsertServices: [], removeServices: [], upsertNodes: [], removeNodes: ['n2'] });
     h.update(data);
+    expect(h.memoizedNodes).toBe(1);
     data.apply({ upsertServices: [], removeServices: [], upsertNodes: [facts('n2', ['192.0.2.2'])], removeNodes: [] });
     h.update(data);
     expect(h.hash('n2')).toBe(full('n2'));
