@@ -333,9 +333,9 @@ const DIGEST = 16;
 /**
  * What one caller's last overlayRootSteps on a tree with groups computed (the planner keeps one
  * per node: its own items change little from version to version, the shared items in few
- * buckets), for the next call to reuse (see memoOverlaySteps). About 13 kB, one allocation: per bucket whether
- * the caller had changes there, a digest of them and the bucket's hash with them; per group its
- * hash. Belongs to one tree; given to another, it starts over.
+ * buckets), for the next call to reuse (see memoOverlaySteps). About 13 kB in one allocation: per
+ * bucket whether the caller had changes there, a digest of them and the bucket's hash with them;
+ * per group its hash. Belongs to one tree; given to another, it starts over.
  */
 export class OverlayMemo {
   owner: BucketHashTree | undefined;
