@@ -5,19 +5,6 @@ const BUCKETS = 256;
 const EMPTY = sha256Hex('');
 /** One bucket's or group's hash in the joined text: 64 hex digits and the '\n' after it. */
 const LINE = 65;
-/**
- * An overlay item's value computed only if its bucket is hashed (a NodePort copy's SHA-256, for
- * every node at every version): `stamp` names it (equal stamps under the same key: equal values),
- * so a memo can tell whether it moved without computing it.
- */
-export interface LazyValue {
-  readonly stamp: string;
-  value(): string;
-}
-
-/** An overlay change: a value, undefined (the item removed), or a value made when needed. */
-export type OverlayChange = readonly [string, string | undefined | LazyValue];
-
 /** Buckets rehashed per step of rootSteps and overlayRootSteps (~1/16 of the tree's text). */
 const BUCKETS_PER_STEP = 16;
 
@@ -111,7 +98,7 @@ export class BucketHashTree {
    * state: shared items plus a few of its own) cost O(their own items) each, not O(all items).
    * With a memo of the same caller's last overlay (groups only), only what moved since is hashed.
    */
-  overlayRoot(changes: Iterable<OverlayChange>, memo?: OverlayMemo): string {
+  overlayRoot(changes: Iterable<readonly [string, string | undefined]>, memo?: OverlayMemo): string {
     return runSteps(this.overlayRootSteps(changes, memo));
   }
 
@@ -120,7 +107,10 @@ export class BucketHashTree {
    * must not block for all of them (a node's own items fall in every bucket of a large state: its
    * whole text hashed again). Nothing may be set between its steps.
    */
-  *overlayRootSteps(changes: Iterable<OverlayChange>, memo?: OverlayMemo): Generator<void, string, void> {
+  *overlayRootSteps(
+    changes: Iterable<readonly [string, string | undefined]>,
+    memo?: OverlayMemo,
+  ): Generator<void, string, void> {
     yield* this.rootSteps();
     if (memo && this.options.groupSize) return yield* this.memoOverlaySteps([...changes], memo);
     const base = this.root();
@@ -160,7 +150,10 @@ export class BucketHashTree {
    * tree's text again, O(its items), for the buckets that did not move. A run left unfinished
    * leaves the memo marked incomplete: the next one starts over.
    */
-  private *memoOverlaySteps(changes: readonly OverlayChange[], memo: OverlayMemo): Generator<void, string, void> {
+  private *memoOverlaySteps(
+    changes: readonly (readonly [string, string | undefined])[],
+    memo: OverlayMemo,
+  ): Generator<void, string, void> {
     const g = this.options.groupSize;
     const groups = BUCKETS / g;
     memo.fit(groups);
@@ -169,7 +162,7 @@ export class BucketHashTree {
     memo.complete = false;
     // In the caller's order: the same changes in another order only take the slower path below.
     let text = '';
-    for (const [k, v] of changes) text += changeLine(k, v);
+    for (const [k, v] of changes) text += v === undefined ? `${k}\n` : `${k}\t${v}\n`;
     const whole = sha256Bytes(text);
     const sameChanges = !fresh && whole.equals(memo.whole);
     whole.copy(memo.whole);
@@ -258,7 +251,7 @@ export class BucketHashTree {
   }
 
   /** Bucket b's hash with `changes` applied: its stored lines hashed span by span around theirs. */
-  private overlayBucket(b: number, changes: Map<string, string | undefined | LazyValue>): Hash {
+  private overlayBucket(b: number, changes: Map<string, string | undefined>): Hash {
     const lines = (this.sortedLines[b] ??= sortedLinesOf(this.buckets[b]!));
     const h = createHash('sha256');
     let pos = 0;
@@ -270,7 +263,7 @@ export class BucketHashTree {
       pos = at;
       if (lines.keys[i] === k) pos = lines.offsets[++i]!; // replaced or removed: its stored line goes
       const v = changes.get(k);
-      if (v !== undefined) h.update(`${k}\t${typeof v === 'string' ? v : v.value()}\n`, 'utf8');
+      if (v !== undefined) h.update(`${k}\t${v}\n`, 'utf8');
     }
     if (pos < lines.text.length) h.update(lines.text.subarray(pos));
     return h;
@@ -383,23 +376,21 @@ const EMPTY_BYTES = Buffer.alloc(0);
  * A digest of one bucket's changes, independent of their order (keys sorted; a removal is its key
  * alone: keys hold no tab or newline, as the bucket lines they become).
  */
-function changesDigest(m: Map<string, string | undefined | LazyValue>): Buffer {
+function changesDigest(m: Map<string, string | undefined>): Buffer {
   let text = '';
-  for (const k of [...m.keys()].sort()) text += changeLine(k, m.get(k));
+  for (const k of [...m.keys()].sort()) {
+    const v = m.get(k);
+    text += v === undefined ? `${k}\n` : `${k}\t${v}\n`;
+  }
   return sha256Bytes(text);
-}
-
-/** A change as digested: a lazy value by its stamp (after a byte no value or stamp holds), never computed. */
-function changeLine(k: string, v: string | undefined | LazyValue): string {
-  return v === undefined ? `${k}\n` : typeof v === 'string' ? `${k}\t${v}\n` : `${k}\t\u0001${v.stamp}\n`;
 }
 
 /** Changes by bucket (a key given twice: the last value), only those in `only` when given. */
 function byBucketOf(
-  changes: Iterable<OverlayChange>,
+  changes: Iterable<readonly [string, string | undefined]>,
   only?: ReadonlySet<number>,
-): Map<number, Map<string, string | undefined | LazyValue>> {
-  const byBucket = new Map<number, Map<string, string | undefined | LazyValue>>();
+): Map<number, Map<string, string | undefined>> {
+  const byBucket = new Map<number, Map<string, string | undefined>>();
   for (const [k, v] of changes) {
     const b = bucketOf(k);
     if (only && !only.has(b)) continue;

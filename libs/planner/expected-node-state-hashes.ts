@@ -9,7 +9,7 @@ import {
 } from '../model/index.ts';
 import type { ClusterDataSource } from './cluster-data-index.ts';
 import { IPSET_TABLE, ipsetName } from './ipset-names.ts';
-import { OverlayMemo, type LazyValue, type OverlayChange } from './bucket-hash-tree.ts';
+import { OverlayMemo } from './bucket-hash-tree.ts';
 import { NodeStateHashTree, nodeStateHash, nodeStateItem, virtualServerItemAt } from './node-state-hash.ts';
 import { changedKeys } from './node-state-renderer.ts';
 import {
@@ -55,8 +55,6 @@ interface NodePortGroup {
   winner: Candidate | undefined | 'ambiguous';
   /** The winner's node-state item on an address (virtualServerItemAt). */
   itemAt: ((address: string) => [string, string]) | undefined;
-  /** Names itemAt: a new one for each itemAt made (OverlayMemo tells a copy's value by it, uncomputed). */
-  stamp: string;
 }
 
 /**
@@ -197,8 +195,6 @@ export class ExpectedNodeStateHashes {
    * the data has; those it no longer has are dropped at each update's end.
    */
   private readonly overlays = new Map<string, OverlayMemo>();
-  /** NodePortGroup stamps made so far. */
-  private groupStamps = 0;
 
   constructor(readonly config: ProxyConfig) {
     this.neutral = neutralContext(config);
@@ -394,7 +390,7 @@ export class ExpectedNodeStateHashes {
       }
     }
 
-    const own: OverlayChange[] = [nodeStateItem.node(nodeName)];
+    const own: (readonly [string, string | undefined])[] = [nodeStateItem.node(nodeName)];
     let laidOver = 0;
     let decidedOnce = 0;
     if (onNodePorts) {
@@ -427,8 +423,7 @@ export class ExpectedNodeStateHashes {
           }
           const k = virtualServerKey({ protocol: group.protocol, address: ip, port: group.port });
           if (!dirty.has(g) && group.itemAt && !this.candidates.has(k) && !added.has(k)) {
-            // its SHA-256 only if the overlay hashes its bucket (later versions: few of them)
-            own.push([`vs:${k}`, copyValue(group.itemAt, group.stamp, ip)]);
+            own.push(group.itemAt(ip));
             decidedOnce += 1;
             continue;
           }
@@ -603,15 +598,7 @@ export class ExpectedNodeStateHashes {
       const g = groupKey(family, vs);
       let group = this.groups.get(g);
       if (!group) {
-        group = {
-          family,
-          protocol: vs.protocol,
-          port: vs.port,
-          members: [],
-          winner: undefined,
-          itemAt: undefined,
-          stamp: '',
-        };
+        group = { family, protocol: vs.protocol, port: vs.port, members: [], winner: undefined, itemAt: undefined };
         this.groups.set(g, group);
       }
       if (sign > 0) group.members.push({ vs, service: svc.key, index });
@@ -706,7 +693,6 @@ export class ExpectedNodeStateHashes {
     if (best === group.winner) return;
     group.winner = best;
     group.itemAt = best && best !== 'ambiguous' ? virtualServerItemAt(best.vs) : undefined;
-    group.stamp = `np${++this.groupStamps}`;
   }
 
   private hasFamily(f: IpFamily): boolean {
@@ -731,11 +717,6 @@ export class ExpectedNodeStateHashes {
 }
 
 const NONE: ReadonlySet<string> = new Set();
-
-/** A NodePort copy's item value on `address`, made only when asked (itemAt is the group's at that time). */
-function copyValue(itemAt: (address: string) => [string, string], stamp: string, address: string): LazyValue {
-  return { stamp: `${stamp}@${address}`, value: () => itemAt(address)[1] };
-}
 
 /** A NodePort group's key: its copies' virtual server key less the address. */
 const groupKey = (family: IpFamily, vs: VirtualServer) => `${family}|${vs.protocol}|${vs.port}`;
