@@ -4,6 +4,7 @@ import type { KernelModel } from './kernel-model.ts';
 import type { ObservedKernel, ObservedVirtualServer } from './observed-kernel.ts';
 import { drainingInSlice, type NarrowedService } from './narrowed-service.ts';
 import { EMPTY_RECORD, mergeRecords, type OwnershipRecord } from './ownership-record.ts';
+import { noteEdited, type ListStep } from './record-list-bytes.ts';
 import type { StateChange } from './state-change.ts';
 
 /**
@@ -200,15 +201,21 @@ export function edited(list: readonly string[], add: readonly string[], remove: 
     return [...new Set([...list.filter((k) => !gone.has(k)), ...add])].sort(byCodeUnit);
   }
   const out = list.slice();
+  const steps: ListStep[] = [];
   for (const k of remove) {
     const i = lowerBound(out, k);
-    if (out[i] === k) out.splice(i, 1);
+    if (out[i] !== k) continue;
+    out.splice(i, 1);
+    steps.push({ at: i });
   }
   for (const k of add) {
     const i = lowerBound(out, k);
-    if (out[i] !== k) out.splice(i, 0, k);
+    if (out[i] === k) continue;
+    out.splice(i, 0, k);
+    steps.push({ at: i, insert: k });
   }
   sortedLists.add(out);
+  noteEdited(out, list, steps); // its bytes for the state file: the list's spliced, not all serialised
   return out;
 }
 

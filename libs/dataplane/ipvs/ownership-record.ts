@@ -1,5 +1,6 @@
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import { indented, listBytes } from './record-list-bytes.ts';
 
 /**
  * What this applier created in one node/netns, so it never touches foreign objects: IPVS services
@@ -68,12 +69,10 @@ export class FileOwnershipStore implements OwnershipStore {
   }
 }
 
-/** A record's lists as JSON bytes (recordBytes' pieces), by the list: records are never changed in place. */
-const listBytes = new WeakMap<readonly string[], Buffer>();
-
 /**
  * The record as the file holds it, `JSON.stringify(record, null, 1)` and a newline, in UTF-8,
- * put together from each list's bytes as last serialised: a drain that starts or ends saves the
+ * put together from each list's bytes as last made (record-list-bytes.ts: kept by the list, and
+ * for a list edited from another, spliced from that one's): a drain that starts or ends saves the
  * record with only its draining map changed, and serialising and encoding every service and
  * address again for it was most of an endpoint removal at 10k services (~4 of ~5 ms on the host).
  */
@@ -81,19 +80,11 @@ export function recordBytes(record: OwnershipRecord): Buffer {
   const parts: Buffer[] = [];
   for (const [key, value] of Object.entries(record)) {
     parts.push(Buffer.from(`${parts.length === 0 ? '{\n' : ',\n'} ${JSON.stringify(key)}: `));
-    let bytes = Array.isArray(value) ? listBytes.get(value) : undefined;
-    if (!bytes) {
-      bytes = Buffer.from(indented(value));
-      if (Array.isArray(value)) listBytes.set(value, bytes);
-    }
-    parts.push(bytes);
+    parts.push(Array.isArray(value) ? listBytes(value) : Buffer.from(indented(value)));
   }
   parts.push(Buffer.from(parts.length === 0 ? '{}\n' : '\n}\n'));
   return Buffer.concat(parts);
 }
-
-/** A value as JSON.stringify(value, null, 1) writes it one level down. */
-const indented = (value: unknown) => JSON.stringify(value, null, 1).replaceAll('\n', '\n ');
 
 /** Refuses a record it does not understand rather than guessing (a wrong guess could delete foreign objects). */
 export function parseRecord(text: string, where: string): OwnershipRecord {

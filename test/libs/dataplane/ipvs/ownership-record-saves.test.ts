@@ -115,6 +115,38 @@ describe('ownership record bookkeeping', () => {
     );
   });
 
+  // A list `edited` from another gets its bytes spliced from that list's (record-list-bytes.ts):
+  // any chain of edits, saved or not between them, from a list whose bytes were made or not, with
+  // strings JSON escapes (quotes, backslashes, control characters, non-ASCII), must give
+  // JSON.stringify's text.
+  it('recordBytes of lists edited from others (bytes spliced) writes JSON.stringify(record, null, 1)', () => {
+    const key = fc.oneof(
+      fc.integer({ min: 0, max: 30 }).map((n) => `TCP/10.96.0.${n}:80`),
+      fc.constantFrom('a"quote', 'back\\slash', 'new\nline', 'tab\t', 'ünï', '日本', '\u2028', ''),
+    );
+    const base = fc.uniqueArray(key, { maxLength: 12 }).map((ks) => ks.sort());
+    const edit = fc.record({
+      add: fc.array(key, { maxLength: 4 }),
+      remove: fc.array(key, { maxLength: 4 }),
+      save: fc.boolean(),
+    });
+    fc.assert(
+      fc.property(base, fc.boolean(), fc.array(edit, { minLength: 1, maxLength: 8 }), (start, savedFirst, edits) => {
+        let list: readonly string[] = start;
+        if (savedFirst) recordBytes({ ...EMPTY_RECORD, virtualServers: list });
+        for (const e of edits) {
+          list = edited(list, e.add, e.remove);
+          if (!e.save) continue;
+          const r = { ...EMPTY_RECORD, virtualServers: list, addresses: list };
+          expect(recordBytes(r).toString('utf8')).toBe(`${JSON.stringify(r, null, 1)}\n`);
+        }
+        const r = { ...EMPTY_RECORD, virtualServers: list };
+        expect(recordBytes(r).toString('utf8')).toBe(`${JSON.stringify(r, null, 1)}\n`);
+      }),
+      { numRuns: 500 },
+    );
+  });
+
   describe('IpvsDataplane', () => {
     const dirs: string[] = [];
     afterEach(() => {
