@@ -202,6 +202,49 @@ describe('ownership record bookkeeping', () => {
       expect(JSON.parse(readFileSync(store.path, 'utf8')).virtualServers).toEqual(firstLists);
     });
 
+    it('the state file holds exactly the record, as JSON.stringify writes it, while services come and go (lists spliced)', async () => {
+      const dir = mkdtempSync(join(tmpdir(), 'sb-own-splice-'));
+      dirs.push(dir);
+      const store = new FileOwnershipStore(join(dir, 'ipvs.json'));
+      const dp = new IpvsDataplane({ kernel: new FakeIpvsKernel(), store, kernelRelease: '6.1.0' });
+      const svc = (i: number) => vs(`10.96.${i % 3}.${i}`, 80 + (i % 2), [[`10.1.0.${i}`, 8080]]);
+      let live = [1, 2, 3, 4, 5].map(svc);
+      let s = nodeState(live);
+      expect((await dp.apply(s)).verified).toBe(true);
+      const fileIsRecord = () => {
+        const text = readFileSync(store.path, 'utf8');
+        expect(text).toBe(`${JSON.stringify(JSON.parse(text), null, 1)}\n`);
+        const r = JSON.parse(text) as OwnershipRecord;
+        expect(r.virtualServers).toEqual(live.map((v) => `TCP/${v.address}:${v.port}`).sort());
+        expect(r.addresses).toEqual([...new Set(live.map((v) => v.address))].sort());
+      };
+      fileIsRecord();
+      // first, last, middle; added and removed, one or more at a time
+      for (const [add, remove] of [
+        [[], [5]], // the last of both lists
+        [[0], []],
+        [[9], []],
+        [[6], [0]],
+        [[], [9]],
+        [[7, 8], [3]],
+        [[], [1, 2, 4, 6, 7]],
+        [[10], [8]],
+      ] as const) {
+        const added = add.map(svc);
+        const gone = live.filter((v) => remove.some((i) => v.address === svc(i).address));
+        const next = nodeState([...live.filter((v) => !gone.includes(v)), ...added]);
+        const r = await dp.apply(next, {
+          previous: s,
+          virtualServers: added,
+          removedVirtualServers: gone.map((v) => `TCP/${v.address}:${v.port}`),
+        });
+        expect(r.verified).toBe(true);
+        live = next.virtualServers as typeof live;
+        s = next;
+        fileIsRecord();
+      }
+    });
+
     it('a service that comes or goes still saves the superset first and the record after (a crash mid-run never forgets what it created)', async () => {
       const store = new MemoryOwnershipStore();
       const kernel = new FakeIpvsKernel();
