@@ -27,6 +27,9 @@ interface Bytes {
 const made = new WeakMap<readonly string[], Bytes>();
 const derivations = new WeakMap<readonly string[], Derivation>();
 
+/** Steps spliced at most; more, and the list is serialised. */
+export const MAX_STEPS = 16;
+
 const OPEN = Buffer.from('[');
 const CLOSE = Buffer.from('\n ]');
 const COMMA = Buffer.from(',');
@@ -34,11 +37,14 @@ const EMPTY = Buffer.from('[]');
 
 /**
  * Notes that `out` is `base` after `steps`. A base whose bytes were never made is replaced by its
- * own base (steps joined), so a chain of unsaved edits never keeps more than one older list alive.
+ * own base (steps joined), so a chain of unsaved edits never keeps more than one older list alive;
+ * past MAX_STEPS nothing is noted.
  */
 export function noteEdited(out: readonly string[], base: readonly string[], steps: readonly ListStep[]): void {
   const d = made.has(base) ? undefined : derivations.get(base);
-  derivations.set(out, d ? { base: d.base, steps: [...d.steps, ...steps] } : { base, steps });
+  const joined = d ? [...d.steps, ...steps] : steps;
+  if (joined.length > MAX_STEPS) return; // serialised when saved (spliced: more copying)
+  derivations.set(out, { base: d ? d.base : base, steps: joined });
 }
 
 /** The list's bytes: kept, spliced from the list it was edited from, or serialised. */
@@ -61,9 +67,13 @@ export const indented = (value: unknown) => JSON.stringify(value, null, 1).repla
 
 /**
  * `base`'s bytes after `steps`, each an O(bytes) copy (no string serialised but the inserted
- * ones). Undefined where the base's bytes do not have one line per element (not made here).
+ * ones). Undefined for more than MAX_STEPS steps, or where the base's bytes do not have one line
+ * per element (not made here).
  */
 function spliced(base: readonly string[], from: Bytes, steps: readonly ListStep[]): Bytes | undefined {
+  // each step copies the whole list's bytes: past a few, serialising it once is cheaper (a change
+  // of hundreds of services would copy them hundreds of times)
+  if (steps.length > MAX_STEPS) return undefined;
   let offsets = offsetsOf(base, from);
   if (!offsets) return undefined;
   let bytes = from.bytes;

@@ -147,6 +147,18 @@ describe('ownership record bookkeeping', () => {
     );
   });
 
+  it('recordBytes of a list edited by many steps at once (serialised, not spliced) is JSON.stringify too', () => {
+    const base = Array.from({ length: 500 }, (_, i) => `TCP/10.96.${Math.floor(i / 250)}.${i % 250}:80`).sort();
+    recordBytes({ ...EMPTY_RECORD, virtualServers: base });
+    const many = edited(
+      base,
+      Array.from({ length: 300 }, (_, i) => `UDP/10.97.0.${i}:53`),
+      base.filter((_, i) => i % 3 === 0),
+    );
+    const r = { ...EMPTY_RECORD, virtualServers: many };
+    expect(recordBytes(r).toString('utf8')).toBe(`${JSON.stringify(r, null, 1)}\n`);
+  });
+
   describe('IpvsDataplane', () => {
     const dirs: string[] = [];
     afterEach(() => {
