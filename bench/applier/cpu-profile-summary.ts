@@ -17,9 +17,10 @@ interface Profile {
   timeDeltas: number[];
 }
 
-const [file, topArg] = process.argv.slice(2);
-if (!file) {
-  console.error('usage: cpu-profile-summary.ts FILE.cpuprofile [TOP]');
+const [file, topArg, ...extra] = process.argv.slice(2);
+// one file: a glob matching two (tsx's loader thread writes a profile too) would make the second TOP
+if (!file || extra.length > 0 || (topArg !== undefined && !/^[1-9][0-9]*$/.test(topArg))) {
+  console.error('usage: cpu-profile-summary.ts FILE.cpuprofile [TOP] (one file; TOP a positive integer)');
   process.exit(2);
 }
 const p = JSON.parse(readFileSync(file, 'utf8')) as Profile;
