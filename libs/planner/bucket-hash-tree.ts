@@ -112,7 +112,8 @@ export class BucketHashTree {
     memo?: OverlayMemo,
   ): Generator<void, string, void> {
     yield* this.rootSteps();
-    if (memo && this.options.groupSize) return yield* this.memoOverlaySteps([...changes], memo);
+    if (memo && this.options.groupSize)
+      return yield* this.memoOverlaySteps(Array.isArray(changes) ? changes : [...changes], memo);
     const base = this.root();
     const byBucket = byBucketOf(changes);
     if (byBucket.size === 0) return base;
@@ -353,9 +354,9 @@ export class OverlayMemo {
   hashes = EMPTY_BYTES; // per bucket: its hash with the caller's changes
   groups = EMPTY_BYTES; // per group: its hash
 
-  /** Sizes the memo for `groups` groups; false (and empty: start over) when it was not already. */
-  fit(groups: number): boolean {
-    if (this.groups.length === groups * 32) return true;
+  /** Sizes the memo for `groups` groups (made anew, empty: the next call starts over, when it was not). */
+  fit(groups: number): void {
+    if (this.groups.length === groups * 32) return;
     const store = Buffer.alloc(32 + BUCKETS * (1 + DIGEST + 32) + groups * 32);
     let at = 0;
     const take = (n: number) => store.subarray(at, (at += n));
@@ -366,7 +367,6 @@ export class OverlayMemo {
     this.groups = take(groups * 32);
     this.complete = false;
     this.digestsKnown = false;
-    return false;
   }
 }
 
