@@ -58,8 +58,12 @@ describe('planners started together on a cluster still electing its meta leader'
         started.flatMap((s) => (s.status === 'rejected' ? [String(s.reason)] : [])),
         said.join('\n'),
       ).toEqual([]);
-      const roles = planners.map((p: RunningPlanner) => p.group.role()).sort();
-      expect(roles).toEqual(['follower', 'leader']);
+      // one leader and one follower once the group settles: on a loaded host a 2 s lease claimed
+      // while the meta leader is still being elected can lapse once and be claimed again (a CI run
+      // read both as followers in that moment), as other HA tests wait for their leader
+      await expect
+        .poll(() => planners.map((p: RunningPlanner) => p.group.role()).sort(), { timeout: 15_000 })
+        .toEqual(['follower', 'leader']);
       const leader = planners.find((p) => p.group.role() === 'leader')!;
       await leader.planner.synced;
       const nc = await connect({ servers: cluster.urls.split(',') });
