@@ -10,7 +10,13 @@ import {
 import type { ClusterDataSource } from './cluster-data-index.ts';
 import { IPSET_TABLE, ipsetName } from './ipset-names.ts';
 import { OverlayMemo } from './bucket-hash-tree.ts';
-import { NodeStateHashTree, nodeStateHash, nodeStateItem, virtualServerItemAt } from './node-state-hash.ts';
+import {
+  NodeStateHashTree,
+  nodeStateHash,
+  nodeStateItem,
+  virtualServerCopies,
+  type VirtualServerCopies,
+} from './node-state-hash.ts';
 import { changedKeys } from './node-state-renderer.ts';
 import {
   claimOrder,
@@ -53,8 +59,58 @@ interface NodePortGroup {
   readonly members: Candidate[];
   /** pick(members) as of the last settle: undefined only while members is empty. */
   winner: Candidate | undefined | 'ambiguous';
-  /** The winner's node-state item on an address (virtualServerItemAt). */
-  itemAt: ((address: string) => [string, string]) | undefined;
+  /** The winner's node-state items on the nodes' addresses (undefined: no winner, or ambiguous). */
+  copies: VirtualServerCopies | undefined;
+  /** The group's place in each node's CopyDigests, free again when the group goes. */
+  readonly slot: number;
+  /** Unique among every group's: a new one each time copies changes (a digest kept under an older one is stale). */
+  stamp: number;
+}
+
+/**
+ * One node address's NodePort copy digests, by group slot, each kept with the stamp of its
+ * group's copies when made: a later version hashes only the copies whose winner changed instead
+ * of every group's (~400 SHA-256 of ~1 kB a node at 10k services). 40 bytes a group.
+ */
+class CopyDigests {
+  private stamps: Float64Array;
+  private digests: Buffer;
+
+  constructor(slots: number) {
+    this.stamps = new Float64Array(slots);
+    this.digests = Buffer.alloc(slots * 32);
+  }
+
+  /** The group's copy value kept for this address, if kept under the group's current stamp. */
+  kept(group: NodePortGroup): string | undefined {
+    const { slot, stamp } = group;
+    if (this.stamps[slot] !== stamp) return undefined; // never kept, kept under an older stamp, or past the end
+    return this.digests.toString('hex', slot * 32, slot * 32 + 32);
+  }
+
+  keep(group: NodePortGroup, value: string): void {
+    const { slot, stamp } = group;
+    if (slot >= this.stamps.length) this.grow(slot + 1);
+    this.digests.write(value, slot * 32, 'hex');
+    this.stamps[slot] = stamp;
+  }
+
+  private grow(slots: number): void {
+    const n = Math.max(slots, this.stamps.length * 2);
+    const stamps = new Float64Array(n);
+    stamps.set(this.stamps);
+    const digests = Buffer.alloc(n * 32);
+    this.digests.copy(digests);
+    this.stamps = stamps;
+    this.digests = digests;
+  }
+}
+
+/** What is kept per node between versions (only for nodes the data has). */
+interface NodeMemo {
+  readonly overlay: OverlayMemo;
+  /** By NodePort address of the node; addresses it no longer has are dropped at its next hash. */
+  readonly copies: Map<string, CopyDigests>;
 }
 
 /**
@@ -91,6 +147,12 @@ export interface ExpectedHashStats {
   readonly bucketsHashed: number;
   /** NodePort claims on the node's addresses taken from their group's winner, decided once per version. */
   readonly claimsDecidedOnce: number;
+  /**
+   * Of those, the copies hashed (SHA-256 of the winner's text on the address): on a node's first
+   * hash all, later only those whose group's winner changed since (the rest kept per node). Every
+   * one for a node the data does not have.
+   */
+  readonly copiesHashed: number;
   /** VIP:port claims merged for the node itself (something beyond one NodePort group claims the key here). */
   readonly claimsMerged: number;
 }
@@ -150,6 +212,12 @@ export class ExpectedNodeStateHashes {
   private readonly unsettledAddresses = new Set<string>();
   private readonly held = new Map<string, Held>();
   private readonly candidates = new Map<string, Candidate[]>();
+  /**
+   * How many VIP:port keys of candidates each address has: a node address with none (nearly
+   * every one) lets hashSteps take each NodePort group's decided copy without building its key
+   * and looking it up.
+   */
+  private readonly claimedAddresses = new Map<string, number>();
   private readonly winners = new Map<string, VirtualServer>();
   private readonly bound = new Map<string, number>();
   private readonly entryCount = new Map<string, Map<string, number>>();
@@ -185,16 +253,22 @@ export class ExpectedNodeStateHashes {
     ownItems: 0,
     fullRender: false,
     claimsDecidedOnce: 0,
+    copiesHashed: 0,
     claimsMerged: 0,
     bucketsHashed: 0,
   };
   /**
-   * Each node's last overlay (OverlayMemo, ~13 kB a node): a later version hashes again only the
+   * Per node: its last overlay (OverlayMemo, ~13 kB a node): a later version hashes again only the
    * buckets where the node's own items or the shared items moved, not every bucket its own items
-   * fall in (~2.4 ms of a node's ~3.6 ms at 10k services and 1,000 nodes). Kept only for nodes
-   * the data has; those it no longer has are dropped at each update's end.
+   * fall in (~2.4 ms of a node's ~3.6 ms at 10k services and 1,000 nodes); and its NodePort
+   * copies' digests (CopyDigests, 40 bytes a NodePort group). Kept only for nodes the data has;
+   * those it no longer has are dropped at each update's end.
    */
-  private readonly overlays = new Map<string, OverlayMemo>();
+  private readonly nodeMemos = new Map<string, NodeMemo>();
+  /** Group slots free for the next new group, and the last stamp given (see NodePortGroup). */
+  private readonly freeSlots: number[] = [];
+  private slots = 0;
+  private lastStamp = 0;
 
   constructor(readonly config: ProxyConfig) {
     this.neutral = neutralContext(config);
@@ -292,7 +366,7 @@ export class ExpectedNodeStateHashes {
       }
     }
     yield* this.tree.rootSteps(); // every changed bucket hashed here, not in the first node's hash()
-    for (const n of this.overlays.keys()) if (!data.node(n)) this.overlays.delete(n);
+    for (const n of this.nodeMemos.keys()) if (!data.node(n)) this.nodeMemos.delete(n);
     this.settledAddresses = addresses;
     this.unsettledAddresses.clear();
     this.data = data;
@@ -334,6 +408,7 @@ export class ExpectedNodeStateHashes {
         ownItems: 0,
         fullRender: true,
         claimsDecidedOnce: 0,
+        copiesHashed: 0,
         claimsMerged: 0,
         bucketsHashed: 256,
       };
@@ -357,6 +432,8 @@ export class ExpectedNodeStateHashes {
 
     const removed = new Set<VirtualServer>();
     const added = new Map<string, Candidate[]>();
+    /** The addresses of added's keys. */
+    const addedAddresses = new Set<string>();
     const boundDelta = new Map<string, number>();
     const entryDelta = new Map<string, Map<string, number>>();
     const familyDelta = new Map<IpFamily, number>();
@@ -374,6 +451,7 @@ export class ExpectedNodeStateHashes {
         const list = added.get(k) ?? [];
         if (sign > 0) list.push({ vs, service, index });
         added.set(k, list); // a key with an empty list: touched, nothing of the node's own
+        addedAddresses.add(vs.address);
       });
       for (const a of c.boundAddresses) boundDelta.set(a, (boundDelta.get(a) ?? 0) + sign);
       for (const [set, e] of c.ipsetEntries) addEntry(set, e, sign);
@@ -390,9 +468,16 @@ export class ExpectedNodeStateHashes {
       }
     }
 
+    // only nodes the data has get a memo (one for each name asked about would grow without bound)
+    let nodeMemo = this.nodeMemos.get(nodeName);
+    if (!nodeMemo && ctx.node)
+      this.nodeMemos.set(nodeName, (nodeMemo = { overlay: new OverlayMemo(), copies: new Map() }));
+    if (nodeMemo && nodeMemo.copies.size > ctx.nodePortIPs.length)
+      for (const ip of nodeMemo.copies.keys()) if (!ctx.nodePortIPs.includes(ip)) nodeMemo.copies.delete(ip);
     const own: (readonly [string, string | undefined])[] = [nodeStateItem.node(nodeName)];
     let laidOver = 0;
     let decidedOnce = 0;
+    let copiesHashed = 0;
     if (onNodePorts) {
       // NodePort copies of every templated service not rendered here: by group, each claim on
       // the node's address decided once per version unless something else claims its key here
@@ -415,15 +500,35 @@ export class ExpectedNodeStateHashes {
         const family = ipFamily(ip);
         const copies = (this.templateFamilyCount.get(family) ?? 0) - (excluded.get(family) ?? 0);
         familyDelta.set(family, (familyDelta.get(family) ?? 0) + copies);
+        // no claim of anything else on this address (the usual case): no group's copy key to look up
+        const unclaimed = !this.claimedAddresses.has(ip) && !addedAddresses.has(ip);
+        let digests = nodeMemo?.copies.get(ip);
+        if (!digests && nodeMemo) nodeMemo.copies.set(ip, (digests = new CopyDigests(this.slots)));
+        const copyOf = (group: NodePortGroup): [string, string] => {
+          const copies = group.copies!;
+          let value = digests?.kept(group);
+          if (value === undefined) {
+            value = copies.value(ip);
+            digests?.keep(group, value);
+            copiesHashed += 1;
+          }
+          return [copies.key(ip), value];
+        };
         for (const [g, group] of this.groups) {
           if (group.family !== family) continue;
           if (++work >= HASH_STEP_WORK) {
             work = 0;
             yield;
           }
+          const decided = group.copies !== undefined && !dirty.has(g);
+          if (decided && unclaimed) {
+            own.push(copyOf(group));
+            decidedOnce += 1;
+            continue;
+          }
           const k = virtualServerKey({ protocol: group.protocol, address: ip, port: group.port });
-          if (!dirty.has(g) && group.itemAt && !this.candidates.has(k) && !added.has(k)) {
-            own.push(group.itemAt(ip));
+          if (decided && !this.candidates.has(k) && !added.has(k)) {
+            own.push(copyOf(group));
             decidedOnce += 1;
             continue;
           }
@@ -432,6 +537,7 @@ export class ExpectedNodeStateHashes {
             if (!rendered.has(m.service))
               list.push({ vs: { ...m.vs, address: ip }, service: m.service, index: m.index });
           added.set(k, list);
+          addedAddresses.add(ip);
         }
       }
       for (const k of this.templateEntries) {
@@ -503,10 +609,8 @@ export class ExpectedNodeStateHashes {
         own.push(n + d > 0 ? item : [item[0], undefined]);
       }
     }
-    // only nodes the data has get a memo (one for each name asked about would grow without bound)
-    let memo = this.overlays.get(nodeName);
-    if (!memo && ctx.node) this.overlays.set(nodeName, (memo = new OverlayMemo()));
     yield;
+    const memo = nodeMemo?.overlay;
     const root = yield* this.tree.overlayRootSteps(own, memo);
     this.last = {
       servicesRendered: rendered.size,
@@ -514,6 +618,7 @@ export class ExpectedNodeStateHashes {
       ownItems: own.length,
       fullRender: false,
       claimsDecidedOnce: decidedOnce,
+      copiesHashed,
       claimsMerged: added.size,
       bucketsHashed: memo ? memo.bucketsHashed : -1,
     };
@@ -522,7 +627,7 @@ export class ExpectedNodeStateHashes {
 
   /** Nodes with an overlay memo (metrics, tests): at most the nodes of the data last moved to, and those asked about since. */
   get memoizedNodes(): number {
-    return this.overlays.size;
+    return this.nodeMemos.size;
   }
 
   /** How the last hash() was computed. */
@@ -598,7 +703,17 @@ export class ExpectedNodeStateHashes {
       const g = groupKey(family, vs);
       let group = this.groups.get(g);
       if (!group) {
-        group = { family, protocol: vs.protocol, port: vs.port, members: [], winner: undefined, itemAt: undefined };
+        const slot = this.freeSlots.pop() ?? this.slots++;
+        group = {
+          family,
+          protocol: vs.protocol,
+          port: vs.port,
+          members: [],
+          winner: undefined,
+          copies: undefined,
+          slot,
+          stamp: 0,
+        };
         this.groups.set(g, group);
       }
       if (sign > 0) group.members.push({ vs, service: svc.key, index });
@@ -633,7 +748,8 @@ export class ExpectedNodeStateHashes {
       const fam = ipFamily(vs.address);
       this.setFamilyCount(fam, (this.familyCount.get(fam) ?? 0) + sign);
       const k = virtualServerKey(vs);
-      const list = this.candidates.get(k) ?? [];
+      const had = this.candidates.get(k);
+      const list = had ?? [];
       if (sign > 0) list.push({ vs, service, index });
       else {
         const i = list.findIndex((x) => x.vs === vs);
@@ -641,6 +757,9 @@ export class ExpectedNodeStateHashes {
       }
       if (list.length > 0) this.candidates.set(k, list);
       else this.candidates.delete(k);
+      const claims = (this.claimedAddresses.get(vs.address) ?? 0) + (list.length > 0 ? 1 : 0) - (had ? 1 : 0);
+      if (claims > 0) this.claimedAddresses.set(vs.address, claims);
+      else this.claimedAddresses.delete(vs.address);
       this.touched.add(k);
     });
     for (const a of c.boundAddresses) {
@@ -687,12 +806,14 @@ export class ExpectedNodeStateHashes {
     if (!group) return;
     if (group.members.length === 0) {
       this.groups.delete(g);
+      this.freeSlots.push(group.slot);
       return;
     }
     const best = pick(group.members);
     if (best === group.winner) return;
     group.winner = best;
-    group.itemAt = best && best !== 'ambiguous' ? virtualServerItemAt(best.vs) : undefined;
+    group.copies = best && best !== 'ambiguous' ? virtualServerCopies(best.vs) : undefined;
+    group.stamp = ++this.lastStamp;
   }
 
   private hasFamily(f: IpFamily): boolean {

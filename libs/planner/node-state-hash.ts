@@ -1,6 +1,7 @@
 import {
   canonicalJson,
   contentHash,
+  hostPort,
   sha256Hex,
   virtualServerKey,
   type IpsetState,
@@ -27,21 +28,46 @@ export const nodeStateItem = {
   ipsetEntry: (set: string, entry: string): [string, string] => [`entry:${set}:${entry}`, '1'],
 };
 
-/**
- * nodeStateItem.virtualServer({ ...vs, address }) for many addresses of one virtual server (a
- * NodePort's copies on every node's addresses): its canonical text is made once, `vs.address`
- * standing in for the address, then each address costs one SHA-256 of that text with the address
- * put in. The stand-in must appear in the text only as the address (else each copy is hashed whole).
- */
-export function virtualServerItemAt(vs: VirtualServer): (address: string) => [string, string] {
-  const parts = canonicalJson(vs).split(JSON.stringify(vs.address));
-  if (parts.length !== 2) return (address) => nodeStateItem.virtualServer({ ...vs, address });
-  const [before, after] = parts as [string, string];
-  return (address) => [
-    `vs:${virtualServerKey({ protocol: vs.protocol, address, port: vs.port })}`,
-    sha256Hex(before + JSON.stringify(address) + after),
-  ];
+/** nodeStateItem.virtualServer({ ...vs, address }) for many addresses of one virtual server: virtualServerCopies. */
+export interface VirtualServerCopies {
+  /** The item's key on `address`. */
+  key(address: string): string;
+  /** The item's value on `address` (a SHA-256 in hex). */
+  value(address: string): string;
 }
+
+/**
+ * The items of one virtual server's copies on many addresses (a NodePort's on every node's
+ * addresses): its canonical text is made once, `vs.address` standing in for the address, and its
+ * UTF-8 bytes kept; each address is written between them, so a copy costs one SHA-256 of those
+ * bytes and no string of the whole text (~1 kB a NodePort, per node per version). The stand-in
+ * must appear in the text only as the address (else each copy is hashed whole).
+ */
+export function virtualServerCopies(vs: VirtualServer): VirtualServerCopies {
+  const keyHead = `vs:${vs.protocol}/`; // virtualServerKey's, the address put in
+  const key = (address: string) => keyHead + hostPort(address, vs.port);
+  const parts = canonicalJson(vs).split(JSON.stringify(vs.address));
+  if (parts.length !== 2) return { key, value: (address) => contentHash({ ...vs, address }) };
+  const [before, after] = parts as [string, string];
+  const head = Buffer.from(before);
+  const tail = Buffer.from(after);
+  const text = Buffer.alloc(head.length + ADDRESS_ROOM + tail.length);
+  head.copy(text);
+  return {
+    key,
+    value: (address) => {
+      const quoted = JSON.stringify(address);
+      // an address (validated) is ASCII and short; anything else takes the text's own path
+      if (quoted.length > ADDRESS_ROOM || Buffer.byteLength(quoted) !== quoted.length)
+        return sha256Hex(before + quoted + after);
+      const n = head.length + text.write(quoted, head.length, 'latin1');
+      tail.copy(text, n);
+      return sha256Hex(text.subarray(0, n + tail.length));
+    },
+  };
+}
+
+const ADDRESS_ROOM = 64;
 
 /**
  * Tree hash over node state items: a BucketHashTree with 16 groups of 16 buckets (an applier

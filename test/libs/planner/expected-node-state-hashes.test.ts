@@ -286,6 +286,98 @@ describe('ExpectedNodeStateHashes equals nodeStateHash(renderNodeState(...)) for
     expect(seenHere.merged).toBeGreaterThan(100);
   });
 
+  // A cluster IP that is a node's address, at a NodePort's port, is a claim on that node's copy key:
+  // the node must merge that key itself (the cluster IP wins) while any claim there is left. Two
+  // services share the claim; as they come and go one at a time, the address stays claimed until
+  // the last one goes (claims are counted per address, not per candidate).
+  it('keeps a node address claimed while any of the claims on it is left', () => {
+    const claim = (name: string) =>
+      plainService(
+        `ns/${name}`,
+        ['10.96.0.1'],
+        [
+          {
+            name: 'p',
+            protocol: 'TCP',
+            port: 30001,
+            nodePort: 0,
+            endpoints: svc('x', { clusterIPs: [] }).ports[0]!.endpoints,
+          },
+        ],
+        false,
+      );
+    const nodePort = svc('np', { clusterIPs: ['10.96.0.9'], nodePorts: true, nodePort: 30001 });
+    const nodes = [facts('n1', ['10.96.0.1'])];
+    const h = new ExpectedNodeStateHashes(DEFAULT_PROXY_CONFIG);
+    const versions = [
+      [claim('c1'), claim('c2'), nodePort],
+      [claim('c1'), nodePort],
+      [claim('c1'), claim('c2'), nodePort],
+      [claim('c2'), nodePort],
+      [nodePort],
+      [claim('c2'), claim('c1'), nodePort],
+    ];
+    for (const services of versions) {
+      const data = ClusterDataIndex.from({ services, nodes });
+      h.update(data);
+      expect(h.hash('n1')).toBe(nodeStateHash(renderNodeState(data, 'n1', DEFAULT_PROXY_CONFIG)));
+    }
+  });
+
+  // A node's NodePort copies are hashed once and kept (per node address, by group): a later version
+  // hashes only the copies whose group's winner changed.
+  it('hashes again only the NodePort copies whose group moved', () => {
+    const nodePorts = Array.from({ length: 12 }, (_, i) =>
+      svc(`np${i}`, { clusterIPs: [`10.96.0.${i + 10}`], nodePorts: true, nodePort: 30000 + i }),
+    );
+    const plain = svc('plain', { clusterIPs: ['10.96.1.1'] });
+    const data = ClusterDataIndex.from({
+      services: [...nodePorts, plain],
+      nodes: [facts('n1', ['192.0.2.1']), facts('n2', ['192.0.2.2', '2001:db8::2'])],
+    });
+    const h = new ExpectedNodeStateHashes(DEFAULT_PROXY_CONFIG);
+    const full = (node: string) => nodeStateHash(renderNodeState(data, node, DEFAULT_PROXY_CONFIG));
+    const moved = (...upsertServices: ServiceEntry[]) => {
+      data.apply({ upsertServices, removeServices: [], upsertNodes: [], removeNodes: [] });
+      h.update(data);
+    };
+    h.update(data);
+    expect(h.hash('n1')).toBe(full('n1'));
+    expect(h.lastStats.copiesHashed).toBe(12);
+    expect(h.hash('n1')).toBe(full('n1'));
+    expect(h.lastStats.copiesHashed).toBe(0);
+    // a service without NodePorts changed: no copy hashed again
+    moved(svc('plain', { clusterIPs: ['10.96.1.1'], endpoints: 3 }));
+    expect(h.hash('n1')).toBe(full('n1'));
+    expect(h.lastStats.copiesHashed).toBe(0);
+    // one NodePort service's endpoints changed: its copy only
+    moved(svc('np3', { clusterIPs: ['10.96.0.13'], nodePorts: true, nodePort: 30003, endpoints: 5 }));
+    expect(h.hash('n1')).toBe(full('n1'));
+    expect(h.lastStats.copiesHashed).toBe(1);
+    // one goes and another comes (the new group may take the freed place): both nodes right
+    data.apply({
+      upsertServices: [svc('np12', { clusterIPs: ['10.96.0.30'], nodePorts: true, nodePort: 30020 })],
+      removeServices: ['ns/np5'],
+      upsertNodes: [],
+      removeNodes: [],
+    });
+    h.update(data);
+    expect(h.hash('n1')).toBe(full('n1'));
+    expect(h.lastStats.copiesHashed).toBe(1);
+    expect(h.hash('n2')).toBe(full('n2')); // first hash of n2: every copy (one address of the family)
+    expect(h.lastStats.copiesHashed).toBe(12);
+    // n2's address changes: its copies are hashed on the new one, the old address's dropped
+    data.apply({
+      upsertServices: [],
+      removeServices: [],
+      upsertNodes: [facts('n2', ['192.0.2.3', '2001:db8::2'])],
+      removeNodes: [],
+    });
+    h.update(data);
+    expect(h.hash('n2')).toBe(full('n2'));
+    expect(h.lastStats.copiesHashed).toBe(12);
+  });
+
   // probe6 P7: an externalIP that is any node's address is served nowhere, so a node's addresses
   // reach every node's state. An update left unfinished (a newer version superseded it) rendered
   // some services with its addresses: the next one must still render them again.
