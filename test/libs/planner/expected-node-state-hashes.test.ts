@@ -289,7 +289,7 @@ describe('ExpectedNodeStateHashes equals nodeStateHash(renderNodeState(...)) for
   // A cluster IP that is a node's address, at a NodePort's port, is a claim on that node's copy key:
   // the node must merge that key itself (the cluster IP wins) while any claim there is left. Two
   // services share the claim; as they come and go one at a time, the address stays claimed until
-  // the last one goes (claims are counted per address, not per candidate).
+  // the last one goes (its count of claims must not drop while one is left).
   it('keeps a node address claimed while any of the claims on it is left', () => {
     const claim = (name: string) =>
       plainService(
@@ -366,7 +366,7 @@ describe('ExpectedNodeStateHashes equals nodeStateHash(renderNodeState(...)) for
     expect(h.lastStats.copiesHashed).toBe(1);
     expect(h.hash('n2')).toBe(full('n2')); // first hash of n2: every copy (one address of the family)
     expect(h.lastStats.copiesHashed).toBe(12);
-    // n2's address changes: its copies are hashed on the new one, the old address's dropped
+    // n2's address changes: its copies are hashed on the new one
     data.apply({
       upsertServices: [],
       removeServices: [],
