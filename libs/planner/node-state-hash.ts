@@ -1,7 +1,6 @@
 import {
   canonicalJson,
   contentHash,
-  hostPort,
   sha256Hex,
   virtualServerKey,
   type IpsetState,
@@ -44,8 +43,7 @@ export interface VirtualServerCopies {
  * must appear in the text only as the address (else each copy is hashed whole).
  */
 export function virtualServerCopies(vs: VirtualServer): VirtualServerCopies {
-  const keyHead = `vs:${vs.protocol}/`; // virtualServerKey's, the address put in
-  const key = (address: string) => keyHead + hostPort(address, vs.port);
+  const key = (address: string) => `vs:${virtualServerKey({ protocol: vs.protocol, address, port: vs.port })}`;
   const parts = canonicalJson(vs).split(JSON.stringify(vs.address));
   if (parts.length !== 2) return { key, value: (address) => contentHash({ ...vs, address }) };
   const [before, after] = parts as [string, string];
