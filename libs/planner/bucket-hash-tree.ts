@@ -98,8 +98,12 @@ export class BucketHashTree {
    * state: shared items plus a few of its own) cost O(their own items) each, not O(all items).
    * With a memo of the same caller's last overlay (groups only), only what moved since is hashed.
    */
-  overlayRoot(changes: Iterable<readonly [string, string | undefined]>, memo?: OverlayMemo): string {
-    return runSteps(this.overlayRootSteps(changes, memo));
+  overlayRoot(
+    changes: Iterable<readonly [string, string | undefined]>,
+    memo?: OverlayMemo,
+    identified: readonly IdentifiedItems[] = [],
+  ): string {
+    return runSteps(this.overlayRootSteps(changes, memo, identified));
   }
 
   /**
@@ -110,12 +114,13 @@ export class BucketHashTree {
   *overlayRootSteps(
     changes: Iterable<readonly [string, string | undefined]>,
     memo?: OverlayMemo,
+    identified: readonly IdentifiedItems[] = [],
   ): Generator<void, string, void> {
     yield* this.rootSteps();
     if (memo && this.options.groupSize)
-      return yield* this.memoOverlaySteps(Array.isArray(changes) ? changes : [...changes], memo);
+      return yield* this.memoOverlaySteps(Array.isArray(changes) ? changes : [...changes], memo, identified);
     const base = this.root();
-    const byBucket = byBucketOf(changes);
+    const byBucket = byBucketOf(identified.length ? [...changes, ...itemsOf(identified)] : changes);
     if (byBucket.size === 0) return base;
     const g = this.options.groupSize;
     const bucketHashes = new Map<number, string>();
@@ -148,12 +153,15 @@ export class BucketHashTree {
    * it changed since (set() after the memo was filled), a group only where one of its buckets'
    * hashes moved; the rest is taken from the memo. The caller's changes are digested whole
    * (O(them)), and bucket by bucket only when that digest moved; what is saved is hashing the
-   * tree's text again, O(its items), for the buckets that did not move. A run left unfinished
+   * tree's text again, O(its items), for the buckets that did not move. Identified items (see
+   * IdentifiedItems) count in the digest of the whole by their ids and are made into lines only
+   * where their bucket is hashed, or all of them when the whole moved. A run left unfinished
    * leaves the memo marked incomplete: the next one starts over.
    */
   private *memoOverlaySteps(
-    changes: readonly (readonly [string, string | undefined])[],
+    given: readonly (readonly [string, string | undefined])[],
     memo: OverlayMemo,
+    identified: readonly IdentifiedItems[],
   ): Generator<void, string, void> {
     const g = this.options.groupSize;
     const groups = BUCKETS / g;
@@ -163,10 +171,13 @@ export class BucketHashTree {
     memo.complete = false;
     // In the caller's order: the same changes in another order only take the slower path below.
     let text = '';
-    for (const [k, v] of changes) text += v === undefined ? `${k}\n` : `${k}\t${v}\n`;
-    const whole = sha256Bytes(text);
+    for (const [k, v] of given) text += v === undefined ? `${k}\n` : `${k}\t${v}\n`;
+    const whole = identified.length === 0 ? sha256Bytes(text) : wholeDigest(text, identified);
     const sameChanges = !fresh && whole.equals(memo.whole);
     whole.copy(memo.whole);
+    // the identified items as lines: only where needed (see above)
+    let changes = given;
+    if (!sameChanges && identified.length > 0) changes = [...given, ...itemsOf(identified)];
     const moved = (b: number) => fresh || this.bucketChangedAt[b]! > memo.at;
     const dirtyGroups = new Uint8Array(groups);
     let hashed = 0;
@@ -180,6 +191,17 @@ export class BucketHashTree {
       }
       if (rehash.size > 0) {
         const byBucket = byBucketOf(changes, rehash);
+        for (const block of identified)
+          for (let j = 0, n = block.ids.length; j < n; j++) {
+            const known = block.bucket(j);
+            if (known !== undefined && !rehash.has(known)) continue;
+            const [k, v] = block.item(j);
+            const b = known ?? bucketOf(k);
+            if (!rehash.has(b)) continue;
+            let m = byBucket.get(b);
+            if (!m) byBucket.set(b, (m = new Map()));
+            m.set(k, v);
+          }
         for (const [b, m] of byBucket) {
           this.overlayBucket(b, m)
             .digest()
@@ -328,6 +350,44 @@ function joined(text: Buffer, first: number, count: number): Buffer {
   return text.subarray(first * LINE, (first + count) * LINE - 1);
 }
 
+/**
+ * Items of an overlay that its caller can name by number, made into lines only when their bucket
+ * must be hashed (a node's NodePort copies: ~400 of its ~520 own items, unchanged from version
+ * to version). Never removals, and no key that the plain changes given with them have. An id
+ * names one key and value, under the block's label, for as long as the caller gives them: equal
+ * label and ids, equal items (the memo's digest of the whole trusts this; ids in another order
+ * only take the slower path).
+ */
+export interface IdentifiedItems {
+  readonly label: string;
+  readonly ids: Float64Array;
+  /** Item j's bucket (bucketOf its key), if known without making it; undefined: it is made. */
+  bucket(j: number): number | undefined;
+  /** Item j's key and value. */
+  item(j: number): readonly [string, string];
+}
+
+/** Every identified item, made. */
+function* itemsOf(identified: readonly IdentifiedItems[]): Generator<readonly [string, string]> {
+  for (const block of identified) for (let j = 0, n = block.ids.length; j < n; j++) yield block.item(j);
+}
+
+/** The memo's digest of the whole of a caller's changes: its lines' text, then each block's label and ids. */
+function wholeDigest(text: string, identified: readonly IdentifiedItems[]): Buffer {
+  const h = createHash('sha256').update(sha256Bytes(text));
+  for (const block of identified) {
+    const label = Buffer.from(block.label, 'utf8');
+    const ids = block.ids;
+    const head = Buffer.alloc(8);
+    head.writeUInt32BE(label.length, 0);
+    head.writeUInt32BE(ids.length, 4);
+    h.update(head)
+      .update(label)
+      .update(new Uint8Array(ids.buffer, ids.byteOffset, ids.byteLength));
+  }
+  return h.digest();
+}
+
 /** Bytes kept per bucket of an OverlayMemo's digest of the caller's changes (of SHA-256's 32). */
 const DIGEST = 16;
 
@@ -436,7 +496,7 @@ function lowerBound(keys: readonly string[], k: string, from: number): number {
 }
 
 /** The bucket (0–255) of an item key: FNV-1a over its UTF-16 code units (docs/versioning.md). */
-function bucketOf(key: string): number {
+export function bucketOf(key: string): number {
   return fnv1a(key) % BUCKETS;
 }
 

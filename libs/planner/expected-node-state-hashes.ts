@@ -9,7 +9,7 @@ import {
 } from '../model/index.ts';
 import type { ClusterDataSource } from './cluster-data-index.ts';
 import { IPSET_TABLE, ipsetName } from './ipset-names.ts';
-import { OverlayMemo } from './bucket-hash-tree.ts';
+import { bucketOf, OverlayMemo, type IdentifiedItems } from './bucket-hash-tree.ts';
 import {
   NodeStateHashTree,
   nodeStateHash,
@@ -70,15 +70,18 @@ interface NodePortGroup {
 /**
  * One node address's NodePort copy digests, by group slot, each kept with the stamp of its
  * group's copies when made: a later version hashes only the copies whose winner changed instead
- * of every group's (~400 SHA-256 of ~1 kB a node at 10k services). 40 bytes a group.
+ * of every group's (~400 SHA-256 of ~1 kB a node at 10k services). 41 bytes a group (its bucket too, see DecidedCopies).
  */
 class CopyDigests {
   private stamps: Float64Array;
   private digests: Buffer;
+  /** The copy's bucket in the node-state tree (bucketOf its key), kept with its digest. */
+  private buckets: Uint8Array;
 
   constructor(slots: number) {
     this.stamps = new Float64Array(slots);
     this.digests = Buffer.alloc(slots * 32);
+    this.buckets = new Uint8Array(slots);
   }
 
   /** The group's copy value kept for this address, if kept under the group's current stamp. */
@@ -88,10 +91,16 @@ class CopyDigests {
     return this.digests.toString('hex', slot * 32, slot * 32 + 32);
   }
 
-  keep(group: NodePortGroup, value: string): void {
+  /** The bucket of the group's copy on this address, if kept under the group's current stamp. */
+  bucket(group: NodePortGroup): number | undefined {
+    return this.stamps[group.slot] === group.stamp ? this.buckets[group.slot] : undefined;
+  }
+
+  keep(group: NodePortGroup, value: string, bucket: number): void {
     const { slot, stamp } = group;
     if (slot >= this.stamps.length) this.grow(slot + 1);
     this.digests.write(value, slot * 32, 'hex');
+    this.buckets[slot] = bucket;
     this.stamps[slot] = stamp;
   }
 
@@ -101,8 +110,49 @@ class CopyDigests {
     stamps.set(this.stamps);
     const digests = Buffer.alloc(n * 32);
     this.digests.copy(digests);
+    const buckets = new Uint8Array(n);
+    buckets.set(this.buckets);
     this.stamps = stamps;
     this.digests = digests;
+    this.buckets = buckets;
+  }
+}
+
+/**
+ * A node address's decided NodePort copies as the overlay's identified items: each named by its
+ * group's stamp (unique to the group and its winner, so to the copy's key and value on this
+ * address), made into its item only where the overlay needs it. A later version in which none of
+ * them moved then costs no key, value or bucket lookup per copy, only the stamps' digest.
+ */
+class DecidedCopies implements IdentifiedItems {
+  private readonly groups: NodePortGroup[] = [];
+  private stamps: Float64Array;
+  private count = 0;
+
+  constructor(
+    readonly label: string,
+    capacity: number,
+    private readonly digests: CopyDigests,
+    private readonly copyOf: (group: NodePortGroup) => readonly [string, string],
+  ) {
+    this.stamps = new Float64Array(capacity);
+  }
+
+  add(group: NodePortGroup): void {
+    this.stamps[this.count++] = group.stamp;
+    this.groups.push(group);
+  }
+
+  get ids(): Float64Array {
+    return this.stamps.subarray(0, this.count);
+  }
+
+  bucket(j: number): number | undefined {
+    return this.digests.bucket(this.groups[j]!);
+  }
+
+  item(j: number): readonly [string, string] {
+    return this.copyOf(this.groups[j]!);
   }
 }
 
@@ -153,6 +203,12 @@ export interface ExpectedHashStats {
    * one for a node the data does not have.
    */
   readonly copiesHashed: number;
+  /**
+   * Of those, the copies made into items (key and value) for the overlay: for a node with a memo
+   * only those in buckets hashed again, or all of them when the node's own items moved (see
+   * DecidedCopies); every one for a node the data does not have.
+   */
+  readonly copiesMade: number;
   /** VIP:port claims merged for the node itself (something beyond one NodePort group claims the key here). */
   readonly claimsMerged: number;
 }
@@ -254,6 +310,7 @@ export class ExpectedNodeStateHashes {
     fullRender: false,
     claimsDecidedOnce: 0,
     copiesHashed: 0,
+    copiesMade: 0,
     claimsMerged: 0,
     bucketsHashed: 0,
   };
@@ -261,7 +318,7 @@ export class ExpectedNodeStateHashes {
    * Per node: its last overlay (OverlayMemo, ~13 kB a node): a later version hashes again only the
    * buckets where the node's own items or the shared items moved, not every bucket its own items
    * fall in (~2.4 ms of a node's ~3.6 ms at 10k services and 1,000 nodes); and its NodePort
-   * copies' digests (CopyDigests, 40 bytes a NodePort group). Kept only for nodes the data has;
+   * copies' digests (CopyDigests, 41 bytes a NodePort group). Kept only for nodes the data has;
    * those it no longer has are dropped at each update's end.
    */
   private readonly nodeMemos = new Map<string, NodeMemo>();
@@ -409,6 +466,7 @@ export class ExpectedNodeStateHashes {
         fullRender: true,
         claimsDecidedOnce: 0,
         copiesHashed: 0,
+        copiesMade: 0,
         claimsMerged: 0,
         bucketsHashed: 256,
       };
@@ -475,9 +533,12 @@ export class ExpectedNodeStateHashes {
     if (nodeMemo && nodeMemo.copies.size > ctx.nodePortIPs.length)
       for (const ip of nodeMemo.copies.keys()) if (!ctx.nodePortIPs.includes(ip)) nodeMemo.copies.delete(ip);
     const own: (readonly [string, string | undefined])[] = [nodeStateItem.node(nodeName)];
+    /** The decided copies on each NodePort address of a node with a memo: identified, not made (see DecidedCopies). */
+    const identified: DecidedCopies[] = [];
     let laidOver = 0;
     let decidedOnce = 0;
     let copiesHashed = 0;
+    let copiesMade = 0;
     if (onNodePorts) {
       // NodePort copies of every templated service not rendered here: by group, each claim on
       // the node's address decided once per version unless something else claims its key here
@@ -506,13 +567,22 @@ export class ExpectedNodeStateHashes {
         if (!digests && nodeMemo) nodeMemo.copies.set(ip, (digests = new CopyDigests(this.slots)));
         const copyOf = (group: NodePortGroup): [string, string] => {
           const copies = group.copies!;
+          const key = copies.key(ip);
+          copiesMade += 1;
           let value = digests?.kept(group);
           if (value === undefined) {
             value = copies.value(ip);
-            digests?.keep(group, value);
+            digests?.keep(group, value, bucketOf(key));
             copiesHashed += 1;
           }
-          return [copies.key(ip), value];
+          return [key, value];
+        };
+        const decidedCopies = digests && new DecidedCopies(ip, this.groups.size, digests, copyOf);
+        if (decidedCopies) identified.push(decidedCopies);
+        const take = (group: NodePortGroup) => {
+          if (decidedCopies) decidedCopies.add(group);
+          else own.push(copyOf(group));
+          decidedOnce += 1;
         };
         for (const [g, group] of this.groups) {
           if (group.family !== family) continue;
@@ -522,14 +592,12 @@ export class ExpectedNodeStateHashes {
           }
           const decided = group.copies !== undefined && !dirty.has(g);
           if (decided && unclaimed) {
-            own.push(copyOf(group));
-            decidedOnce += 1;
+            take(group);
             continue;
           }
           const k = virtualServerKey({ protocol: group.protocol, address: ip, port: group.port });
           if (decided && !this.candidates.has(k) && !added.has(k)) {
-            own.push(copyOf(group));
-            decidedOnce += 1;
+            take(group);
             continue;
           }
           const list = added.get(k) ?? [];
@@ -611,14 +679,15 @@ export class ExpectedNodeStateHashes {
     }
     yield;
     const memo = nodeMemo?.overlay;
-    const root = yield* this.tree.overlayRootSteps(own, memo);
+    const root = yield* this.tree.overlayRootSteps(own, memo, identified);
     this.last = {
       servicesRendered: rendered.size,
       servicesLaidOver: laidOver,
-      ownItems: own.length,
+      ownItems: own.length + identified.reduce((n, d) => n + d.ids.length, 0),
       fullRender: false,
       claimsDecidedOnce: decidedOnce,
       copiesHashed,
+      copiesMade,
       claimsMerged: added.size,
       bucketsHashed: memo ? memo.bucketsHashed : -1,
     };

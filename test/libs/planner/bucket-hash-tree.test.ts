@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { OverlayMemo } from '../../../libs/planner/bucket-hash-tree.ts';
+import { OverlayMemo, type IdentifiedItems } from '../../../libs/planner/bucket-hash-tree.ts';
 import { DataHashTree } from '../../../libs/planner/data-hash-tree.ts';
 import { NodeStateHashTree } from '../../../libs/planner/node-state-hash.ts';
 
@@ -209,6 +209,107 @@ describe('BucketHashTree roots equal the documented definitions', () => {
     expect(other.overlayRoot([['entry:a', '1']], memo)).toBe(
       reference(new Map([['entry:a', '1']]), 'switchboard-node-state-v2\n', 16),
     );
+  });
+
+  // The planner gives a node's NodePort copies as identified items (by their group's stamp): they
+  // must count in the root exactly as the same items given as changes, and be made into lines
+  // only where a bucket of theirs is hashed again, or all of them when the caller's items moved.
+  it("node state hash: identified items give the definition's root, and are made only where their bucket is hashed", () => {
+    let seed = 41;
+    const rand = (n: number) => {
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+      return (seed >>> 16) % n;
+    };
+    let nextId = 1;
+    /** A block keeping the contract: an id names one key and value; a changed item takes a new id. */
+    class Block implements IdentifiedItems {
+      made = 0;
+      ids = new Float64Array(0);
+      entries: { id: number; key: string; value: string }[] = [];
+      constructor(
+        readonly label: string,
+        readonly bucketsKnown: boolean,
+      ) {}
+      add(key: string) {
+        this.entries.push({ id: nextId++, key, value: sha(`${key}/${nextId}`) });
+        this.ids = Float64Array.from(this.entries, (e) => e.id);
+      }
+      replace(j: number) {
+        const e = this.entries[j]!;
+        this.entries[j] = { id: nextId++, key: e.key, value: sha(`${e.key}/${nextId}`) };
+        this.ids = Float64Array.from(this.entries, (x) => x.id);
+      }
+      bucket(j: number) {
+        return this.bucketsKnown ? bucketOf(this.entries[j]!.key) : undefined;
+      }
+      item(j: number): readonly [string, string] {
+        this.made += 1;
+        return [this.entries[j]!.key, this.entries[j]!.value];
+      }
+    }
+    const tree = new NodeStateHashTree();
+    const items = new Map<string, string>();
+    const setItem = (key: string, value: string | undefined) => {
+      if (value === undefined) items.delete(key);
+      else items.set(key, value);
+      tree.set(key, value);
+    };
+    for (let i = 0; i < 3000; i++) setItem(`vs:10.96.${rand(8)}.${rand(250)}`, sha(`i${i}`));
+    const given = new Map<string, string | undefined>(Array.from({ length: 60 }, (_, i) => [`entry:g${i}`, '1']));
+    const blocks = [new Block('192.0.2.1', true), new Block('2001:db8::1', false)];
+    for (const [b, block] of blocks.entries()) for (let j = 0; j < 120; j++) block.add(`vs:TCP/n${b}:${30000 + j}`);
+    const expected = () => {
+      const e = new Map(items);
+      for (const [k, v] of given) v === undefined ? e.delete(k) : e.set(k, v);
+      for (const block of blocks) for (const x of block.entries) e.set(x.key, x.value);
+      return reference(e, 'switchboard-node-state-v2\n', 16);
+    };
+    const memo = new OverlayMemo();
+    const overlay = () => {
+      for (const block of blocks) block.made = 0;
+      const root = tree.overlayRoot(given, memo, blocks);
+      expect(root).toBe(expected());
+      // the same without a memo: every identified item made
+      expect(tree.overlayRoot(given, undefined, blocks)).toBe(root);
+      return blocks.map((b) => b.made - b.entries.length); // less the memo-less call's
+    };
+    expect(overlay()).toEqual([120, 120]); // a first call makes every item
+    let quiet = 0;
+    let partial = 0;
+    for (let round = 0; round < 40; round++) {
+      const moved = new Set<number>();
+      for (let i = rand(3); i > 0; i--) {
+        const key = rand(3) === 0 ? blocks[0]!.entries[rand(120)]!.key : `vs:10.96.${rand(8)}.${rand(250)}`;
+        const value = rand(4) === 0 ? undefined : sha(`r${round}/${i}`);
+        if (items.get(key) !== value) moved.add(bucketOf(key));
+        setItem(key, value);
+      }
+      const r = rand(6);
+      if (r === 0)
+        blocks[rand(2)]!.replace(rand(120)); // one copy's winner changed: a new id
+      else if (r === 1) given.set(`entry:x${rand(100)}`, '1');
+      else if (r === 2) {
+        // many of the caller's items move, and an overlay is left unfinished after its first 16
+        // buckets: the next one starts over and makes every item
+        for (let i = 0; i < 60; i++) given.set(`entry:m${rand(5000)}`, sha(`m${round}`));
+        const steps = tree.overlayRootSteps(given, memo, blocks);
+        expect(steps.next().done).toBe(false);
+        steps.return('');
+      }
+      const made = overlay();
+      if (r > 2) {
+        // nothing of the caller's moved: made only in the buckets hashed again (those of its own
+        // items the tree moved in), the items whose bucket the block does not know included
+        const own = new Set([...given.keys(), ...blocks.flatMap((b) => b.entries.map((e) => e.key))].map(bucketOf));
+        const rehash = [...moved].filter((b) => own.has(b));
+        const inRehash = blocks[0]!.entries.filter((e) => rehash.includes(bucketOf(e.key))).length;
+        expect(made).toEqual(rehash.length === 0 ? [0, 0] : [inRehash, 120]);
+        if (rehash.length === 0) quiet += 1;
+        else partial += 1;
+      } else expect(made).toEqual([120, 120]);
+    }
+    expect(quiet).toBeGreaterThan(3);
+    expect(partial).toBeGreaterThan(3);
   });
 
   // rootSteps run in steps by the planner's build: one left unfinished (a newer version's update

@@ -342,18 +342,21 @@ describe('ExpectedNodeStateHashes equals nodeStateHash(renderNodeState(...)) for
       h.update(data);
     };
     h.update(data);
+    const made = () => [h.lastStats.copiesHashed, h.lastStats.copiesMade];
     expect(h.hash('n1')).toBe(full('n1'));
-    expect(h.lastStats.copiesHashed).toBe(12);
+    expect(made()).toEqual([12, 12]);
+    // the same again: no copy hashed, nor made into an item (nothing the node has moved)
     expect(h.hash('n1')).toBe(full('n1'));
-    expect(h.lastStats.copiesHashed).toBe(0);
-    // a service without NodePorts changed: no copy hashed again
+    expect(made()).toEqual([0, 0]);
+    // a service without NodePorts changed: no copy hashed again, made only where its buckets are
     moved(svc('plain', { clusterIPs: ['10.96.1.1'], endpoints: 3 }));
     expect(h.hash('n1')).toBe(full('n1'));
     expect(h.lastStats.copiesHashed).toBe(0);
-    // one NodePort service's endpoints changed: its copy only
+    expect(h.lastStats.copiesMade).toBeLessThan(12);
+    // one NodePort service's endpoints changed: its copy only hashed; all made (the node's own items moved)
     moved(svc('np3', { clusterIPs: ['10.96.0.13'], nodePorts: true, nodePort: 30003, endpoints: 5 }));
     expect(h.hash('n1')).toBe(full('n1'));
-    expect(h.lastStats.copiesHashed).toBe(1);
+    expect(made()).toEqual([1, 12]);
     // one goes and another comes (the new group may take the freed place): both nodes right
     data.apply({
       upsertServices: [svc('np12', { clusterIPs: ['10.96.0.30'], nodePorts: true, nodePort: 30020 })],
@@ -365,7 +368,9 @@ describe('ExpectedNodeStateHashes equals nodeStateHash(renderNodeState(...)) for
     expect(h.hash('n1')).toBe(full('n1'));
     expect(h.lastStats.copiesHashed).toBe(1);
     expect(h.hash('n2')).toBe(full('n2')); // first hash of n2: every copy (one address of the family)
-    expect(h.lastStats.copiesHashed).toBe(12);
+    expect(made()).toEqual([12, 12]);
+    expect(h.hash('n2')).toBe(full('n2'));
+    expect(made()).toEqual([0, 0]);
     // n2's address changes: its copies are hashed on the new one
     data.apply({
       upsertServices: [],
@@ -375,7 +380,36 @@ describe('ExpectedNodeStateHashes equals nodeStateHash(renderNodeState(...)) for
     });
     h.update(data);
     expect(h.hash('n2')).toBe(full('n2'));
-    expect(h.lastStats.copiesHashed).toBe(12);
+    expect(made()).toEqual([12, 12]);
+  });
+
+  // When only shared items move, a node's copies are made into items only in the buckets hashed
+  // again: each must be found there by the bucket kept with its digest.
+  it('makes the NodePort copies that fall in buckets the shared items moved in, and only those', () => {
+    const nodePorts = Array.from({ length: 64 }, (_, i) =>
+      svc(`np${i}`, { clusterIPs: [`10.96.0.${i + 10}`], nodePorts: true, nodePort: 30000 + i }),
+    );
+    const plain = (i: number, endpoints: number) => svc(`plain${i}`, { clusterIPs: [`10.96.1.${i + 1}`], endpoints });
+    const data = ClusterDataIndex.from({
+      services: [...nodePorts, ...Array.from({ length: 40 }, (_, i) => plain(i, 2))],
+      nodes: [facts('n1', ['192.0.2.1']), facts('n2', ['192.0.2.2', '2001:db8::2'])],
+    });
+    const h = new ExpectedNodeStateHashes(DEFAULT_PROXY_CONFIG);
+    h.update(data);
+    for (const n of ['n1', 'n2']) h.hash(n);
+    let made = 0;
+    for (let round = 0; round < 30; round++) {
+      const upsertServices = [plain((round * 7) % 40, 3 + (round % 4)), plain((round * 11 + 3) % 40, 2 + (round % 3))];
+      data.apply({ upsertServices, removeServices: [], upsertNodes: [], removeNodes: [] });
+      h.update(data);
+      for (const n of ['n1', 'n2']) {
+        expect(h.hash(n), `${n} round ${round}`).toBe(nodeStateHash(renderNodeState(data, n, DEFAULT_PROXY_CONFIG)));
+        expect(h.lastStats.copiesHashed).toBe(0);
+        expect(h.lastStats.copiesMade).toBeLessThan(64);
+        made += h.lastStats.copiesMade;
+      }
+    }
+    expect(made).toBeGreaterThan(0); // some copies shared a bucket with what moved
   });
 
   // probe6 P7: an externalIP that is any node's address is served nowhere, so a node's addresses
