@@ -412,6 +412,51 @@ describe('ExpectedNodeStateHashes equals nodeStateHash(renderNodeState(...)) for
     expect(made).toBeGreaterThan(0); // some copies shared a bucket with what moved
   });
 
+  // A node's KUBE-LOOP-BACK members are found through each service's endpoints sorted by node
+  // number; the numbers start over when endpoint node names churn past twice those in use, and a
+  // service left as it was must then be indexed again under the new numbers.
+  it("finds a node's local endpoints across node numbers that start over as endpoint nodes churn", () => {
+    const endpointsOn = (nodes: string[]): EndpointEntry[] =>
+      nodes.map((nodeName, i) => ({
+        ip: `10.244.${Math.floor(i / 200)}.${(i % 200) + 1}`,
+        port: 8080,
+        nodeName,
+        zone: 'z1',
+        ready: true,
+        serving: true,
+        terminating: false,
+        hintZones: [],
+      }));
+    const service = (name: string, clusterIP: string, nodes: string[]) =>
+      plainService(
+        `ns/${name}`,
+        [clusterIP],
+        [
+          { name: 'a', protocol: 'TCP', port: 80, nodePort: 0, endpoints: endpointsOn(nodes) },
+          { name: 'b', protocol: 'UDP', port: 53, nodePort: 0, endpoints: endpointsOn([...nodes].reverse()) },
+        ],
+      );
+    // left as it was throughout: indexed once, then again after each start over
+    const stay = service('stay', '10.96.5.1', ['n2', 'x', 'n1', 'y', 'n1']);
+    const data = ClusterDataIndex.from({
+      services: [stay],
+      nodes: [facts('n1', ['192.0.2.1']), facts('n2', ['192.0.2.2'])],
+    });
+    const h = new ExpectedNodeStateHashes(DEFAULT_PROXY_CONFIG);
+    for (let v = 0; v < 60; v++) {
+      // nodes that come and go, each version three new names (and n1, n2)
+      const churn = service('churn', '10.96.5.2', [`gone-${v}a`, 'n1', `gone-${v}b`, 'n2', `gone-${v}c`]);
+      data.apply({ upsertServices: [churn], removeServices: [], upsertNodes: [], removeNodes: [] });
+      h.update(data);
+      for (const node of ['n1', 'n2', `gone-${v}b`])
+        expect(h.hash(node), `${node} v${v}`).toBe(nodeStateHash(renderNodeState(data, node, DEFAULT_PROXY_CONFIG)));
+    }
+    expect(h.nodeNumberGenerations).toBeGreaterThan(1);
+    // the members are there: n1 has two endpoints of "stay" and one of "churn" in each of two ports
+    const loopBack = renderNodeState(data, 'n1', DEFAULT_PROXY_CONFIG).ipsets.find((s) => s.name === 'KUBE-LOOP-BACK');
+    expect(loopBack?.entries.length).toBe(6);
+  });
+
   // probe6 P7: an externalIP that is any node's address is served nowhere, so a node's addresses
   // reach every node's state. An update left unfinished (a newer version superseded it) rendered
   // some services with its addresses: the next one must still render them again.
