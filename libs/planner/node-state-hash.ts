@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import {
   canonicalJson,
   contentHash,
@@ -49,8 +50,10 @@ export function virtualServerCopies(vs: VirtualServer): VirtualServerCopies {
   const [before, after] = parts as [string, string];
   const head = Buffer.from(before);
   const tail = Buffer.from(after);
-  const text = Buffer.alloc(head.length + ADDRESS_ROOM + tail.length);
-  head.copy(text);
+  // a large tail (a NodePort of hundreds of endpoints: ~25 kB at 250) is hashed where it lies
+  // rather than copied behind each address for a one-shot digest
+  const text = tail.length > TAIL_COPY_MAX ? undefined : Buffer.alloc(head.length + ADDRESS_ROOM + tail.length);
+  if (text) head.copy(text);
   return {
     key,
     value: (address) => {
@@ -58,6 +61,7 @@ export function virtualServerCopies(vs: VirtualServer): VirtualServerCopies {
       // an address (validated) is ASCII and short; anything else takes the text's own path
       if (quoted.length > ADDRESS_ROOM || Buffer.byteLength(quoted) !== quoted.length)
         return sha256Hex(before + quoted + after);
+      if (!text) return createHash('sha256').update(head).update(quoted, 'latin1').update(tail).digest('hex');
       const n = head.length + text.write(quoted, head.length, 'latin1');
       tail.copy(text, n);
       return sha256Hex(text.subarray(0, n + tail.length));
@@ -66,6 +70,8 @@ export function virtualServerCopies(vs: VirtualServer): VirtualServerCopies {
 }
 
 const ADDRESS_ROOM = 64;
+/** Above this many bytes a copy's tail costs more to copy than a Hash object and three updates. */
+const TAIL_COPY_MAX = 8192;
 
 /**
  * Tree hash over node state items: a BucketHashTree with 16 groups of 16 buckets (an applier

@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
+  canonicalJson,
   DEFAULT_PROXY_CONFIG,
   readProxyConfig,
   type DataDelta,
@@ -381,6 +382,27 @@ describe('ExpectedNodeStateHashes equals nodeStateHash(renderNodeState(...)) for
     h.update(data);
     expect(h.hash('n2')).toBe(full('n2'));
     expect(made()).toEqual([12, 12]);
+  });
+
+  // A NodePort of many endpoints: its copies' text (~25 kB at 250 endpoints) is hashed around the
+  // address where it lies, not copied behind it.
+  it('hashes the copies of a NodePort whose text is large (200 endpoints) as the full render', () => {
+    const big = svc('big', { clusterIPs: ['10.96.0.9', 'fd00::9'], nodePorts: true, nodePort: 30009, endpoints: 200 });
+    const small = svc('small', { clusterIPs: ['10.96.0.10'], nodePorts: true, nodePort: 30010 });
+    const data = ClusterDataIndex.from({
+      services: [big, small],
+      nodes: [facts('n1', ['192.0.2.1', '2001:db8::1']), facts('n2', ['192.0.2.2'])],
+    });
+    const h = new ExpectedNodeStateHashes(DEFAULT_PROXY_CONFIG);
+    h.update(data);
+    for (const node of ['n1', 'n2']) {
+      const state = renderNodeState(data, node, DEFAULT_PROXY_CONFIG);
+      expect(h.hash(node)).toBe(nodeStateHash(state));
+      expect(h.lastStats.copiesHashed).toBeGreaterThan(1);
+      // over the 8 kB past which a copy's tail is hashed where it lies (TAIL_COPY_MAX)
+      const copy = state.virtualServers.find((vs) => vs.port === 30009 && vs.address === '192.0.2.1');
+      if (node === 'n1') expect(canonicalJson(copy).length).toBeGreaterThan(9_000);
+    }
   });
 
   // When only shared items move, a node's copies are made into items only in the buckets hashed
