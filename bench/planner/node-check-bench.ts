@@ -102,7 +102,13 @@ for (const [n, h] of oldHashes)
   if (fast.get(n) !== h) throw new Error(`node ${n}: fast hash ${fast.get(n)} != full render ${h}`);
 
 // later versions: one EndpointSlice changed each; moved there, every node again
-const next: { updateMs: number; allNodesMs: number; allNodesCpuMs: number; copiesHashed: number }[] = [];
+const next: {
+  updateMs: number;
+  allNodesMs: number;
+  allNodesCpuMs: number;
+  copiesHashed: number;
+  copiesMade: number;
+}[] = [];
 for (let v = 1; v <= VERSIONS; v++) {
   const s = (v * 7919) % S;
   state.apply({ op: 'upsert', object: read(makeSlice(`ns-${s % 50}`, s, E, N, v, s % 4 === 0)) });
@@ -113,11 +119,13 @@ for (let v = 1; v <= VERSIONS; v++) {
   t = process.hrtime.bigint();
   c = process.cpuUsage();
   let copiesHashed = 0;
+  let copiesMade = 0;
   for (const n of nodes) {
     hashes.hash(n);
     copiesHashed += hashes.lastStats.copiesHashed ?? 0; // absent before the copies were kept
+    copiesMade += hashes.lastStats.copiesMade ?? 0; // absent before they were identified
   }
-  next.push({ updateMs, allNodesMs: ms(t), allNodesCpuMs: cpuMs(c), copiesHashed });
+  next.push({ updateMs, allNodesMs: ms(t), allNodesCpuMs: cpuMs(c), copiesHashed, copiesMade });
 }
 const check = sample[sample.length - 1]!;
 if (hashes.hash(check) !== nodeStateHash(renderNodeState(data, check, config)))
@@ -235,6 +243,7 @@ console.log(
       allNodesCpuMs: r(x.allNodesCpuMs),
       // NodePort copies hashed again over every node (their group's winner changed)
       copiesHashedPerNode: r(x.copiesHashed / N),
+      copiesMadePerNode: r(x.copiesMade / N),
     })),
     servicesRenderedPerNode: r(rendered / N),
     servicesLaidOverPerNode: r(laidOver / N),
