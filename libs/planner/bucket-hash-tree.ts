@@ -353,7 +353,8 @@ function joined(text: Buffer, first: number, count: number): Buffer {
 /**
  * Items of an overlay that its caller can name by number, made into lines only when their bucket
  * must be hashed (a node's NodePort copies: ~400 of its ~520 own items, unchanged from version
- * to version). Never removals, and no key that the plain changes given with them have. An id
+ * to version). Never removals, and no key that the plain changes given with them have (or only
+ * with the same value: a KUBE-LOOP-BACK member two services share). An id
  * names one key and value, under the block's label, for as long as the caller gives them: equal
  * label and ids, equal items (the memo's digest of the whole trusts this; ids in another order
  * only take the slower path).

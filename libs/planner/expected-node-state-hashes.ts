@@ -2,7 +2,9 @@ import {
   byCodeUnit,
   ipFamily,
   virtualServerKey,
+  type EndpointEntry,
   type IpFamily,
+  type Protocol,
   type ProxyConfig,
   type ServiceEntry,
   type VirtualServer,
@@ -45,6 +47,8 @@ interface Held {
   readonly nodePorts: NodePortTemplate | undefined;
   /** Its endpoints by node, made at its first KUBE-LOOP-BACK scan (see endpointNodesOf). */
   endpointNodes?: EndpointNodes;
+  /** Unique among every Held's (a changed entry is a new Held): names its KUBE-LOOP-BACK members (LoopBackMembers). */
+  readonly stamp: number;
 }
 
 /**
@@ -57,9 +61,65 @@ interface EndpointNodes {
   readonly generation: number;
   readonly byNode: Float64Array;
   readonly portStarts: Int32Array;
+  /** By place: 1 for an IPv6 endpoint, 0 for IPv4. */
+  readonly v6: Uint8Array;
+  /** By place: the bucket of the endpoint's KUBE-LOOP-BACK member's item (the same on every node). */
+  readonly loopBackBuckets: Uint8Array;
 }
 
 const PLACES = 2 ** 32;
+/** A KUBE-LOOP-BACK member's id: its service's Held stamp × this + its endpoint's place (exact below 2^53: stamps below 2^33). */
+const MEMBER_PLACES = 2 ** 20;
+
+/**
+ * A node's KUBE-LOOP-BACK members of its laid-over local services as the overlay's identified
+ * items: a member depends only on its service's entry and its endpoint (not on the node), so it is
+ * named by its Held's stamp and the endpoint's place, its bucket kept with the service's endpoints
+ * by node. Only where no other source has members of the set on the node (see hashSteps).
+ */
+class LoopBackMembers implements IdentifiedItems {
+  private readonly helds: Held[] = [];
+  private readonly places: number[] = [];
+  private readonly numbers: number[] = [];
+  private numbered: Float64Array | undefined;
+  /** Members made into items so far. */
+  made = 0;
+
+  constructor(readonly label: string) {}
+
+  add(held: Held, place: number): void {
+    this.helds.push(held);
+    this.places.push(place);
+    this.numbers.push(held.stamp * MEMBER_PLACES + place);
+    this.numbered = undefined;
+  }
+
+  get ids(): Float64Array {
+    this.numbered ??= Float64Array.from(this.numbers);
+    return this.numbered;
+  }
+
+  bucket(j: number): number | undefined {
+    return this.helds[j]!.endpointNodes!.loopBackBuckets[this.places[j]!];
+  }
+
+  item(j: number): readonly [string, string] {
+    const held = this.helds[j]!;
+    const [ep, protocol, set] = loopBackMemberAt(held, held.endpointNodes!, this.places[j]!);
+    this.made += 1;
+    return nodeStateItem.ipsetEntry(set, loopBackEntry(ep, protocol));
+  }
+}
+
+/** The endpoint at a place of a service's endpoints, its port's protocol and its family's KUBE-LOOP-BACK set. */
+function loopBackMemberAt(held: Held, nodes: EndpointNodes, place: number): [EndpointEntry, Protocol, string] {
+  const { portStarts } = nodes;
+  let p = 0;
+  while (portStarts[p + 1]! <= place) p += 1;
+  const port = held.entry.ports[p]!;
+  const set = nodes.v6[place] ? LOOP_BACK_V6 : LOOP_BACK_V4;
+  return [port.endpoints[place - portStarts[p]!]!, port.protocol, set];
+}
 
 /**
  * The NodePort template virtual servers of every service whose copies on a node address share one
@@ -227,10 +287,18 @@ export interface ExpectedHashStats {
    * DecidedCopies); every one for a node the data does not have.
    */
   readonly copiesMade: number;
+  /**
+   * KUBE-LOOP-BACK members of laid-over services made into items for the overlay: for a node with
+   * a memo, where nothing else has members of the set, only those in buckets hashed again or all
+   * of them when the node's own items moved (see LoopBackMembers); otherwise every one.
+   */
+  readonly loopBackMembersMade: number;
   /** VIP:port claims merged for the node itself (something beyond one NodePort group claims the key here). */
   readonly claimsMerged: number;
 }
 
+const LOOP_BACK_V4 = ipsetName('KUBE-LOOP-BACK', 'IPv4');
+const LOOP_BACK_V6 = ipsetName('KUBE-LOOP-BACK', 'IPv6');
 const SET_FAMILY = new Map<string, IpFamily>(
   (['IPv4', 'IPv6'] as const).flatMap((f) => IPSET_TABLE.map(([base]) => [ipsetName(base, f), f] as const)),
 );
@@ -312,6 +380,8 @@ export class ExpectedNodeStateHashes {
    */
   private nodeIds = new Map<string, number>();
   private nodeIdsGeneration = 0;
+  /** The last Held stamp given (see Held.stamp). */
+  private heldStamps = 0;
   /** Services by externalIP and ingress IP: rendered again when a node's address comes or goes. */
   private readonly byExternalIP = new Map<string, Set<string>>();
   private readonly withNodePorts = new Set<string>();
@@ -339,6 +409,7 @@ export class ExpectedNodeStateHashes {
     claimsDecidedOnce: 0,
     copiesHashed: 0,
     copiesMade: 0,
+    loopBackMembersMade: 0,
     claimsMerged: 0,
     bucketsHashed: 0,
   };
@@ -406,6 +477,7 @@ export class ExpectedNodeStateHashes {
           entry: svc,
           shared,
           nodePorts: this.nodePortTemplate(svc, shared),
+          stamp: ++this.heldStamps,
         };
         this.held.set(svc.key, held);
         this.apply(svc.key, shared, 1);
@@ -499,6 +571,7 @@ export class ExpectedNodeStateHashes {
         claimsDecidedOnce: 0,
         copiesHashed: 0,
         copiesMade: 0,
+        loopBackMembersMade: 0,
         claimsMerged: 0,
         bucketsHashed: 256,
       };
@@ -565,12 +638,16 @@ export class ExpectedNodeStateHashes {
     if (nodeMemo && nodeMemo.copies.size > ctx.nodePortIPs.length)
       for (const ip of nodeMemo.copies.keys()) if (!ctx.nodePortIPs.includes(ip)) nodeMemo.copies.delete(ip);
     const own: (readonly [string, string | undefined])[] = [nodeStateItem.node(nodeName)];
-    /** The decided copies on each NodePort address of a node with a memo: identified, not made (see DecidedCopies). */
-    const identified: DecidedCopies[] = [];
+    /**
+     * Of a node with a memo: the decided copies on each NodePort address (DecidedCopies) and its
+     * laid-over KUBE-LOOP-BACK members (LoopBackMembers): identified, made only where needed.
+     */
+    const identified: IdentifiedItems[] = [];
     let laidOver = 0;
     let decidedOnce = 0;
     let copiesHashed = 0;
     let copiesMade = 0;
+    let membersMade = 0;
     if (onNodePorts) {
       // NodePort copies of every templated service not rendered here: by group, each claim on
       // the node's address decided once per version unless something else claims its key here
@@ -650,8 +727,11 @@ export class ExpectedNodeStateHashes {
       }
     }
     // KUBE-LOOP-BACK members of the services with endpoints here, laid over: each is an own item
-    // unless the shared items or a service rendered here have it (then counted as any other)
+    // unless the shared items or a service rendered here have it (then counted as any other).
+    // Where neither has any member of the set, they are identified (LoopBackMembers).
     const me = local.size > 0 ? this.nodeId(nodeName) : -1;
+    const members = nodeMemo && local.size > 0 ? new LoopBackMembers(`KUBE-LOOP-BACK@${nodeName}`) : undefined;
+    if (members) identified.push(members);
     for (const k of local) {
       if (rendered.has(k)) continue;
       if (!(onNodePorts && this.templated.has(k))) laidOver += 1;
@@ -666,20 +746,23 @@ export class ExpectedNodeStateHashes {
         // every endpoint of the family on this node, whatever its condition (selectEndpoints'
         // allLocal), found by its node's number (endpointNodesOf: 8 bytes an endpoint; keeping the
         // members themselves by node per service cost 27 MB at 10k)
-        const { byNode, portStarts } = nodes;
-        const ports = held.entry.ports;
+        const { byNode } = nodes;
+        const v6 = family === 'IPv6' ? 1 : 0;
+        // no member of the set elsewhere (the shared renderings have none: they are for no node)
+        const identify = members && counts.size === 0 && delta === undefined && byNode.length <= MEMBER_PLACES;
         for (let x = lowerBound(byNode, me * PLACES); x < byNode.length && byNode[x]! < (me + 1) * PLACES; x++) {
           const place = byNode[x]! % PLACES;
-          let p = 0;
-          while (portStarts[p + 1]! <= place) p += 1;
-          const port = ports[p]!;
-          const ep = port.endpoints[place - portStarts[p]!]!;
-          if (ipFamily(ep.ip) === family) {
-            const e = loopBackEntry(ep, port.protocol);
-            if (counts.has(e) || delta?.has(e)) addEntry(set, e, 1);
-            else own.push(nodeStateItem.ipsetEntry(set, e));
-            work += 1;
+          if (nodes.v6[place] !== v6) continue;
+          work += 1;
+          if (identify) {
+            members.add(held, place);
+            continue;
           }
+          const [ep, protocol] = loopBackMemberAt(held, nodes, place);
+          const e = loopBackEntry(ep, protocol);
+          membersMade += 1;
+          if (counts.has(e) || delta?.has(e)) addEntry(set, e, 1);
+          else own.push(nodeStateItem.ipsetEntry(set, e));
         }
       }
       if (++work >= HASH_STEP_WORK) {
@@ -730,6 +813,7 @@ export class ExpectedNodeStateHashes {
       claimsDecidedOnce: decidedOnce,
       copiesHashed,
       copiesMade,
+      loopBackMembersMade: membersMade + (members?.made ?? 0),
       claimsMerged: added.size,
       bucketsHashed: memo ? memo.bucketsHashed : -1,
     };
@@ -756,15 +840,22 @@ export class ExpectedNodeStateHashes {
     ports.forEach((port, p) => {
       portStarts[p + 1] = portStarts[p]! + port.endpoints.length;
     });
-    const byNode = new Float64Array(portStarts[ports.length]!);
+    const n = portStarts[ports.length]!;
+    const byNode = new Float64Array(n);
+    const v6 = new Uint8Array(n);
+    const loopBackBuckets = new Uint8Array(n);
     let place = 0;
     for (const port of ports)
       for (const ep of port.endpoints) {
         byNode[place] = this.nodeId(ep.nodeName) * PLACES + place;
+        const family = ipFamily(ep.ip);
+        v6[place] = family === 'IPv6' ? 1 : 0;
+        const set = family === 'IPv6' ? LOOP_BACK_V6 : LOOP_BACK_V4;
+        loopBackBuckets[place] = bucketOf(nodeStateItem.ipsetEntry(set, loopBackEntry(ep, port.protocol))[0]);
         place += 1;
       }
     byNode.sort();
-    held.endpointNodes = { generation: this.nodeIdsGeneration, byNode, portStarts };
+    held.endpointNodes = { generation: this.nodeIdsGeneration, byNode, portStarts, v6, loopBackBuckets };
     return held.endpointNodes;
   }
 

@@ -434,6 +434,64 @@ describe('ExpectedNodeStateHashes equals nodeStateHash(renderNodeState(...)) for
     expect(made).toBeGreaterThan(0); // some copies shared a bucket with what moved
   });
 
+  // A node's KUBE-LOOP-BACK members of laid-over services are identified by their service's entry
+  // and endpoint: made into items only where a bucket of theirs is hashed again, all of them when
+  // the node's own items moved, and taken the plain way where a service rendered for the node has
+  // members of the set too (traffic policy Local).
+  it('makes the KUBE-LOOP-BACK members that fall in buckets hashed again, and only those', () => {
+    const onNodes = (name: string, i: number, nodes: string[], local = false, v6 = false): ServiceEntry => {
+      const s = svc(name, { clusterIPs: [v6 ? `fd00::2:${i + 1}` : `10.96.2.${i + 1}`], endpoints: nodes.length });
+      const ports = s.ports.map((p) => ({
+        ...p,
+        endpoints: p.endpoints.map((e, j) => ({
+          ...e,
+          ip: v6 ? `fd00:244:${i}::${j + 1}` : `10.244.${i}.${j + 1}`,
+          nodeName: nodes[j]!,
+        })),
+      }));
+      return { ...s, ports, internalTrafficPolicy: local ? 'Local' : 'Cluster' };
+    };
+    const locals = Array.from({ length: 64 }, (_, i) => onNodes(`l${i}`, i, ['n1', 'n2', 'n1', 'x'], false, i >= 48));
+    const plain = (i: number, endpoints: number) => svc(`plain${i}`, { clusterIPs: [`10.96.1.${i + 1}`], endpoints });
+    const data = ClusterDataIndex.from({
+      services: [...locals, ...Array.from({ length: 40 }, (_, i) => plain(i, 2))],
+      nodes: [facts('n1', ['192.0.2.1']), facts('n2', ['192.0.2.2'])],
+    });
+    const h = new ExpectedNodeStateHashes(DEFAULT_PROXY_CONFIG);
+    const check = (node: string) => {
+      expect(h.hash(node), node).toBe(nodeStateHash(renderNodeState(data, node, DEFAULT_PROXY_CONFIG)));
+      return h.lastStats.loopBackMembersMade;
+    };
+    const move = (...upsertServices: ServiceEntry[]) => {
+      data.apply({ upsertServices, removeServices: [], upsertNodes: [], removeNodes: [] });
+      h.update(data);
+    };
+    h.update(data);
+    expect([check('n1'), check('n2')]).toEqual([128, 64]); // a first hash makes every member (16 services IPv6)
+    expect([check('n1'), check('n2')]).toEqual([0, 0]); // nothing moved
+    let made = 0;
+    for (let round = 0; round < 30; round++) {
+      // only shared items move: members made only in the buckets hashed again
+      move(plain((round * 7) % 40, 3 + (round % 4)), plain((round * 11 + 3) % 40, 2 + (round % 3)));
+      const m = [check('n1'), check('n2')];
+      expect(m[0]).toBeLessThan(128);
+      expect(m[1]).toBeLessThan(64);
+      made += m[0]! + m[1]!;
+    }
+    expect(made).toBeGreaterThan(0);
+    // one local service's endpoints take other addresses (same places, a new entry): n1's own
+    // items moved, every member made again; then the same again makes none
+    move({ ...onNodes('l5', 55, ['n1', 'n2', 'n1', 'x']), key: 'ns/l5' });
+    expect(check('n1')).toBe(128);
+    expect(check('n1')).toBe(0);
+    // a service with traffic policy Local is rendered for the node, its members counted with the
+    // rest: every member of that set (IPv4) made the plain way, each time
+    move(onNodes('l7', 7, ['n1', 'n2', 'n1', 'x'], true));
+    expect(check('n1')).toBe(126); // l7's two are the rendered service's own
+    // again: the IPv4 members made the plain way, the IPv6 ones (no rendered member of their set) not
+    expect(check('n1')).toBe(94);
+  });
+
   // A node's KUBE-LOOP-BACK members are found through each service's endpoints sorted by node
   // number; the numbers start over when endpoint node names churn past twice those in use, and a
   // service left as it was must then be indexed again under the new numbers.
