@@ -253,7 +253,8 @@ export class VersionPublisher {
         await this.publishVersion({ ...strip(h), form: 'checkpoint', data: a.data() }, a.anchor, undefined, a.texts),
       );
     }
-    const stored = await this.publishVersion(delta, a.anchor, deltaBytes);
+    // texts again: an oversize delta is decided once more from its entries' texts, not serialised
+    const stored = await this.publishVersion(delta, a.anchor, deltaBytes, a.texts);
     out.push(stored);
     // only a delta this process stored itself (not a duplicate, not a marker naming a checkpoint)
     const patch = !stored.duplicate && deltaBytes !== undefined && deltaBytes.length <= most;
