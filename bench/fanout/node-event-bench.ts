@@ -11,7 +11,9 @@
  * its growth over one session's is what sharing one process and its caches costs.
  * `--warmup` events run first, unmeasured (until the JIT has settled, the per-event CPU keeps
  * falling: a 2,000-event round is ~2× slower in the first round than in the fourth). Prints
- * per-round µs per event and a JSON line (min and median over the rounds).
+ * per-round µs per event and a JSON line (min and median over the rounds). `--signed 1` (as the
+ * shipped manifests run: appliers with --planner-key) adds `verifyUsPerCall`, the one notice
+ * verification a node makes per event timed alone in the same run, and the event's ratio to it.
  */
 import { generateKeyPairSync } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
@@ -32,7 +34,7 @@ import {
   VERSIONS_STREAM,
 } from '../../libs/bus/index.ts';
 import { DryRunDataplane } from '../../libs/dataplane/index.ts';
-import type { VersionArtifact } from '../../libs/model/index.ts';
+import type { NoticeDelta, SignedTarget, VersionArtifact } from '../../libs/model/index.ts';
 import { node, service, VersionMaker } from '../../test/libs/bus/fixtures.ts';
 
 const { values } = parseArgs({
@@ -181,6 +183,25 @@ for (let r = 0; r < rounds; r++) {
 }
 for (const n of nodes) await n.session!.stop();
 const sorted = [...perRound].sort((a, b) => a - b);
+
+/**
+ * Signed: the baseline of the one signature check a node makes per event (the notice's, one
+ * Ed25519 verification of its statement), the same verifier on the same statements, in the same
+ * run: how much of a node-event it is.
+ */
+function verifyUsPerCall(): number | undefined {
+  if (!signer) return undefined;
+  const verifier = verifierFromPem(signer.publicKeyPem);
+  const checks = notices.slice(warmup, warmup + Math.min(events, 4000)).map((bytes) => {
+    const n = JSON.parse(dec.decode(bytes)) as { target: SignedTarget; delta: NoticeDelta; sig: string };
+    return { statement: targetNoticeStatement(DEFAULT_TARGET_KEY, n.target, n.delta)!, sig: n.sig };
+  });
+  const c0 = process.cpuUsage();
+  for (const c of checks) if (!verifier.verify(c.statement, c.sig)) throw new Error('a notice did not verify');
+  const c = process.cpuUsage(c0);
+  return (c.user + c.system) / checks.length;
+}
+const verifyUs = verifyUsPerCall();
 const result = {
   events,
   warmup,
@@ -190,6 +211,10 @@ const result = {
   signed: !!signer,
   noticeBytes: notices[0]!.length,
   cpuUsPerEvent: { min: sorted[0]!, median: sorted[Math.floor(sorted.length / 2)]!, rounds: perRound },
+  // signed only: one notice verification alone (µs of CPU), and a node-event's median over it
+  ...(verifyUs === undefined
+    ? {}
+    : { verifyUsPerCall: verifyUs, ratioEventVsVerify: sorted[Math.floor(sorted.length / 2)]! / verifyUs }),
 };
 console.log(`µs per event by round: ${perRound.map((x) => x.toFixed(1)).join(' ')}`);
 console.log(JSON.stringify(result));
