@@ -108,6 +108,7 @@ const next: {
   allNodesCpuMs: number;
   copiesHashed: number;
   copiesMade: number;
+  loopBackKept: number;
 }[] = [];
 for (let v = 1; v <= VERSIONS; v++) {
   const s = (v * 7919) % S;
@@ -120,12 +121,14 @@ for (let v = 1; v <= VERSIONS; v++) {
   c = process.cpuUsage();
   let copiesHashed = 0;
   let copiesMade = 0;
+  let loopBackKept = 0;
   for (const n of nodes) {
     hashes.hash(n);
     copiesHashed += hashes.lastStats.copiesHashed ?? 0; // absent before the copies were kept
     copiesMade += hashes.lastStats.copiesMade ?? 0; // absent before they were identified
+    loopBackKept += hashes.lastStats.loopBackKept ? 1 : 0; // absent before the walk was kept
   }
-  next.push({ updateMs, allNodesMs: ms(t), allNodesCpuMs: cpuMs(c), copiesHashed, copiesMade });
+  next.push({ updateMs, allNodesMs: ms(t), allNodesCpuMs: cpuMs(c), copiesHashed, copiesMade, loopBackKept });
 }
 const check = sample[sample.length - 1]!;
 if (hashes.hash(check) !== nodeStateHash(renderNodeState(data, check, config)))
@@ -244,6 +247,8 @@ console.log(
       // NodePort copies hashed again over every node (their group's winner changed)
       copiesHashedPerNode: r(x.copiesHashed / N),
       copiesMadePerNode: r(x.copiesMade / N),
+      // nodes whose KUBE-LOOP-BACK members were taken as their last hash found them
+      loopBackKeptNodes: x.loopBackKept,
     })),
     servicesRenderedPerNode: r(rendered / N),
     servicesLaidOverPerNode: r(laidOver / N),

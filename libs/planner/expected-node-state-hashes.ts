@@ -79,19 +79,27 @@ const MEMBER_PLACES = 2 ** 20;
  */
 class LoopBackMembers implements IdentifiedItems {
   private readonly helds: Held[] = [];
-  private readonly places: number[] = [];
-  private readonly numbers: number[] = [];
+  private places: number[] | Int32Array = [];
+  private numbers: number[] = [];
   private numbered: Float64Array | undefined;
-  /** Members made into items so far. */
+  /** Members made into items so far (by the hash that found them, or the last that kept them). */
   made = 0;
 
   constructor(readonly label: string) {}
 
   add(held: Held, place: number): void {
+    if (this.places instanceof Int32Array) throw new Error('LoopBackMembers: add after compact');
     this.helds.push(held);
     this.places.push(place);
     this.numbers.push(held.stamp * MEMBER_PLACES + place);
     this.numbered = undefined;
+  }
+
+  /** Kept past its hash (LoopBackKept): ids and places in typed arrays, ~20 bytes a member with its Held. */
+  compact(): void {
+    this.numbered = Float64Array.from(this.numbers);
+    this.numbers = [];
+    this.places = Int32Array.from(this.places);
   }
 
   get ids(): Float64Array {
@@ -239,6 +247,32 @@ interface NodeMemo {
   readonly overlay: OverlayMemo;
   /** By NodePort address of the node; addresses it no longer has are dropped at its next hash. */
   readonly copies: Map<string, CopyDigests>;
+  /** Its KUBE-LOOP-BACK members as the last hash found them, when all were identified (see LoopBackKept). */
+  loopBack?: LoopBackKept;
+}
+
+/**
+ * A node's LoopBackMembers kept with what they were found from, so that a later version in which
+ * none of it moved takes them as they are instead of reading each of its local services again
+ * (~100 services a node at 10k × 10: a third of a later version's check). What that walk reads:
+ * the node's local services and their Held records, which of them are rendered here, and per
+ * family whether its set exists and whether anything else has members of it. Every change to a
+ * local service re-indexes it, which gives each of its endpoint nodes, before and after, a new
+ * epoch (nodeEpoch); which services are rendered here changes with them or with the node's facts
+ * (node: the entry, replaced when they change); a walk that had any member it could not identify
+ * (a rendered service's members of the set, above all) is not kept; and the walk's conditions per
+ * family are compared (sets: in every case known they move only with a local service, so this
+ * only mirrors the walk). Members are ids of a
+ * service's Held stamp and an endpoint's place, not of node numbers, so numbers starting over
+ * leave them as they are. Kept only when every member was identified.
+ */
+interface LoopBackKept {
+  readonly block: LoopBackMembers;
+  readonly nodeEpoch: number;
+  readonly node: unknown;
+  readonly sets: number;
+  /** The walk's share of ExpectedHashStats.servicesLaidOver. */
+  readonly laidOver: number;
 }
 
 /**
@@ -293,6 +327,8 @@ export interface ExpectedHashStats {
    * of them when the node's own items moved (see LoopBackMembers); otherwise every one.
    */
   readonly loopBackMembersMade: number;
+  /** True when the node's KUBE-LOOP-BACK members were taken as its last hash found them (LoopBackKept). */
+  readonly loopBackKept: boolean;
   /** VIP:port claims merged for the node itself (something beyond one NodePort group claims the key here). */
   readonly claimsMerged: number;
 }
@@ -410,9 +446,14 @@ export class ExpectedNodeStateHashes {
     copiesHashed: 0,
     copiesMade: 0,
     loopBackMembersMade: 0,
+    loopBackKept: false,
     claimsMerged: 0,
     bucketsHashed: 0,
   };
+  /** Numbers for LoopBackKept: one counter, so an epoch never repeats. */
+  private epochs = 0;
+  /** Per endpoint node: the epoch its local services last moved in (a service with endpoints on it indexed in or out). */
+  private readonly nodeEpochs = new Map<string, number>();
   /**
    * Per node: its last overlay (OverlayMemo, ~13 kB a node): a later version hashes again only the
    * buckets where the node's own items or the shared items moved, not every bucket its own items
@@ -528,6 +569,10 @@ export class ExpectedNodeStateHashes {
       this.nodeIds = new Map();
       this.nodeIdsGeneration += 1;
     }
+    // bounded like the node numbers: nodes without local services lose theirs (no walk of theirs is
+    // kept; one that gets some again gets a new epoch; a walk is never kept without one)
+    if (this.nodeEpochs.size > 2 * this.byEndpointNode.size + 64)
+      for (const n of this.nodeEpochs.keys()) if (!this.byEndpointNode.has(n)) this.nodeEpochs.delete(n);
     this.settledAddresses = addresses;
     this.unsettledAddresses.clear();
     this.data = data;
@@ -572,6 +617,7 @@ export class ExpectedNodeStateHashes {
         copiesHashed: 0,
         copiesMade: 0,
         loopBackMembersMade: 0,
+        loopBackKept: false,
         claimsMerged: 0,
         bucketsHashed: 256,
       };
@@ -729,10 +775,30 @@ export class ExpectedNodeStateHashes {
     // KUBE-LOOP-BACK members of the services with endpoints here, laid over: each is an own item
     // unless the shared items or a service rendered here have it (then counted as any other).
     // Where neither has any member of the set, they are identified (LoopBackMembers).
-    const me = local.size > 0 ? this.nodeId(nodeName) : -1;
-    const members = nodeMemo && local.size > 0 ? new LoopBackMembers(`KUBE-LOOP-BACK@${nodeName}`) : undefined;
+    // Where none of what the walk reads moved since the node's last hash, its members are taken as
+    // that hash found them (LoopBackKept).
+    const kept = nodeMemo?.loopBack;
+    const sets = this.loopBackSets();
+    const nodeEpoch = this.nodeEpochs.get(nodeName);
+    // a node with local services has an epoch unless the entries started over since (then not kept)
+    const keepable = nodeMemo !== undefined && local.size > 0 && nodeEpoch !== undefined;
+    const unmoved =
+      keepable && kept !== undefined && kept.nodeEpoch === nodeEpoch && kept.node === ctx.node && kept.sets === sets;
+    if (nodeMemo && !unmoved) nodeMemo.loopBack = undefined;
+    const members = unmoved
+      ? kept.block
+      : nodeMemo && local.size > 0
+        ? new LoopBackMembers(`KUBE-LOOP-BACK@${nodeName}`)
+        : undefined;
     if (members) identified.push(members);
-    for (const k of local) {
+    if (unmoved) {
+      kept.block.made = 0;
+      laidOver += kept.laidOver;
+    }
+    const laidOverBefore = laidOver;
+    let allIdentified = true;
+    const me = local.size > 0 && !unmoved ? this.nodeId(nodeName) : -1;
+    for (const k of unmoved ? NONE : local) {
       if (rendered.has(k)) continue;
       if (!(onNodePorts && this.templated.has(k))) laidOver += 1;
       const held = this.held.get(k)!;
@@ -750,6 +816,7 @@ export class ExpectedNodeStateHashes {
         const v6 = family === 'IPv6' ? 1 : 0;
         // no member of the set elsewhere (the shared renderings have none: they are for no node)
         const identify = members && counts.size === 0 && delta === undefined && byNode.length <= MEMBER_PLACES;
+        if (!identify) allIdentified = false;
         for (let x = lowerBound(byNode, me * PLACES); x < byNode.length && byNode[x]! < (me + 1) * PLACES; x++) {
           const place = byNode[x]! % PLACES;
           if (nodes.v6[place] !== v6) continue;
@@ -769,6 +836,16 @@ export class ExpectedNodeStateHashes {
         work = 0;
         yield;
       }
+    }
+    if (members && keepable && !unmoved && allIdentified) {
+      members.compact();
+      nodeMemo!.loopBack = {
+        block: members,
+        nodeEpoch,
+        node: ctx.node,
+        sets,
+        laidOver: laidOver - laidOverBefore,
+      };
     }
     // a family's ipsets come or go with its first or last virtual server: not laid over, rendered in full
     for (const [f, d] of familyDelta)
@@ -814,6 +891,7 @@ export class ExpectedNodeStateHashes {
       copiesHashed,
       copiesMade,
       loopBackMembersMade: membersMade + (members?.made ?? 0),
+      loopBackKept: unmoved,
       claimsMerged: added.size,
       bucketsHashed: memo ? memo.bucketsHashed : -1,
     };
@@ -973,7 +1051,13 @@ export class ExpectedNodeStateHashes {
     // one comes or goes
     for (const ip of svc.externalIPs) by(this.byExternalIP, ip);
     for (const ip of svc.loadBalancerIngress) by(this.byExternalIP, ip);
-    for (const p of svc.ports) for (const e of p.endpoints) if (e.nodeName !== '') by(this.byEndpointNode, e.nodeName);
+    const epoch = ++this.epochs;
+    for (const p of svc.ports)
+      for (const e of p.endpoints)
+        if (e.nodeName !== '') {
+          by(this.byEndpointNode, e.nodeName);
+          this.nodeEpochs.set(e.nodeName, epoch); // its local services moved (LoopBackKept)
+        }
   }
 
   /** Adds (+1) or removes (-1) a shared contribution from the refcounted merge of shared items. */
@@ -1048,6 +1132,16 @@ export class ExpectedNodeStateHashes {
     group.winner = best;
     group.copies = best && best !== 'ambiguous' ? virtualServerCopies(best.vs) : undefined;
     group.stamp = ++this.lastStamp;
+  }
+
+  /** Per family, whether its KUBE-LOOP-BACK set exists and whether the shared items have members of it (LoopBackKept). */
+  private loopBackSets(): number {
+    return (
+      (this.hasFamily('IPv4') ? 1 : 0) |
+      (this.hasFamily('IPv6') ? 2 : 0) |
+      (this.entryCount.get(LOOP_BACK_V4)!.size === 0 ? 4 : 0) |
+      (this.entryCount.get(LOOP_BACK_V6)!.size === 0 ? 8 : 0)
+    );
   }
 
   private hasFamily(f: IpFamily): boolean {

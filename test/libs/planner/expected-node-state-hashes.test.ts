@@ -492,6 +492,100 @@ describe('ExpectedNodeStateHashes equals nodeStateHash(renderNodeState(...)) for
     expect(check('n1')).toBe(94);
   });
 
+  // A later version takes a node's KUBE-LOOP-BACK members as its last hash found them while
+  // nothing they are found from moved: its local services, which of them are rendered for it, its
+  // facts. Each case below moves one of those and must be walked again (a stale member is a wrong
+  // hash), and the node whose inputs did not move keeps its members.
+  it("takes a node's KUBE-LOOP-BACK members as its last hash found them while nothing they are found from moved", () => {
+    const onNodes = (
+      name: string,
+      i: number,
+      nodes: string[],
+      o: { local?: boolean; v6?: boolean; nodePorts?: boolean } = {},
+    ) => {
+      const s = svc(name, {
+        clusterIPs: [o.v6 ? `fd00::2:${i + 1}` : `10.96.2.${i + 1}`],
+        endpoints: nodes.length,
+        nodePorts: o.nodePorts,
+        nodePort: o.nodePorts ? 30000 + i : undefined,
+      });
+      const ports = s.ports.map((p) => ({
+        ...p,
+        endpoints: p.endpoints.map((e, j) => ({
+          ...e,
+          ip: o.v6 ? `fd00:244:${i}::${j + 1}` : `10.244.${i}.${j + 1}`,
+          nodeName: nodes[j]!,
+        })),
+      }));
+      return { ...s, ports, internalTrafficPolicy: o.local ? ('Local' as const) : ('Cluster' as const) };
+    };
+    // n1 and n2 share l0..l15, only n1 has o0..o3; l12.. are IPv6, l10 and l11 NodePorts
+    const shared = Array.from({ length: 16 }, (_, i) =>
+      onNodes(`l${i}`, i, ['n1', 'n2', 'x'], { v6: i >= 12, nodePorts: i === 10 || i === 11 }),
+    );
+    const own = Array.from({ length: 4 }, (_, i) => onNodes(`o${i}`, 20 + i, ['n1', 'x']));
+    const plain = (i: number, endpoints: number) => svc(`plain${i}`, { clusterIPs: [`10.96.1.${i + 1}`], endpoints });
+    const data = ClusterDataIndex.from({
+      services: [...shared, ...own, ...Array.from({ length: 10 }, (_, i) => plain(i, 2))],
+      nodes: [facts('n1', ['192.0.2.1']), facts('n2', ['192.0.2.2'])],
+    });
+    const h = new ExpectedNodeStateHashes(DEFAULT_PROXY_CONFIG);
+    /** Whether each node's members were kept; each hash the full render's, its stats a fresh hasher's. */
+    const kept = (...nodes: string[]) =>
+      nodes.map((node) => {
+        expect(h.hash(node), node).toBe(nodeStateHash(renderNodeState(data, node, DEFAULT_PROXY_CONFIG)));
+        const { loopBackKept, servicesLaidOver } = h.lastStats;
+        const fresh = new ExpectedNodeStateHashes(DEFAULT_PROXY_CONFIG);
+        fresh.update(data);
+        fresh.hash(node);
+        expect(servicesLaidOver, `${node} laid over`).toBe(fresh.lastStats.servicesLaidOver);
+        return loopBackKept;
+      });
+    const move = (...upsertServices: ServiceEntry[]) => {
+      data.apply({ upsertServices, removeServices: [], upsertNodes: [], removeNodes: [] });
+      h.update(data);
+    };
+    h.update(data);
+    expect(kept('n1', 'n2')).toEqual([false, false]); // a first hash walks
+    move(plain(3, 5)); // only shared items move
+    expect(kept('n1', 'n2')).toEqual([true, true]);
+    // one of n1's own local services: its endpoints take other addresses (same places)
+    move({ ...onNodes('o1', 30, ['n1', 'x']), key: 'ns/o1' });
+    expect(kept('n1', 'n2')).toEqual([false, true]);
+    expect(kept('n1')).toEqual([true]);
+    // a service gains an endpoint on n2, then loses it (its endpoints on the others stay)
+    move(onNodes('o2', 22, ['n1', 'x', 'n2']));
+    expect(kept('n1', 'n2')).toEqual([false, false]);
+    move(onNodes('o2', 22, ['n1', 'x', 'y']));
+    expect(kept('n1', 'n2')).toEqual([false, false]);
+    expect(kept('n1', 'n2')).toEqual([true, true]);
+    // a local service leaves n1 (all its endpoints go elsewhere), then one is removed
+    move(onNodes('o3', 23, ['y', 'x']));
+    expect(kept('n1', 'n2')).toEqual([false, true]);
+    data.apply({ upsertServices: [], removeServices: ['ns/l3'], upsertNodes: [], removeNodes: [] });
+    h.update(data);
+    expect(kept('n1', 'n2')).toEqual([false, false]);
+    // a shared local service takes traffic policy Local: rendered for both nodes, its members
+    // counted with the rendered ones, the set's walk not kept while it is
+    move(onNodes('l4', 4, ['n1', 'n2', 'x'], { local: true }));
+    expect(kept('n1', 'n2')).toEqual([false, false]);
+    expect(kept('n1', 'n2')).toEqual([false, false]);
+    move(onNodes('l4', 4, ['n1', 'n2', 'x']));
+    expect(kept('n1', 'n2')).toEqual([false, false]);
+    expect(kept('n1', 'n2')).toEqual([true, true]);
+    // n2's facts move: without a NodePort address its NodePort services are no longer laid over
+    // there (the count the walk kept), and back
+    const facts2 = (addresses: string[]) => {
+      data.apply({ upsertServices: [], removeServices: [], upsertNodes: [facts('n2', addresses)], removeNodes: [] });
+      h.update(data);
+    };
+    facts2([]);
+    expect(kept('n1', 'n2')).toEqual([true, false]);
+    expect(kept('n1', 'n2')).toEqual([true, true]);
+    facts2(['192.0.2.2']);
+    expect(kept('n1', 'n2')).toEqual([true, false]);
+  });
+
   // A node's KUBE-LOOP-BACK members are found through each service's endpoints sorted by node
   // number; the numbers start over when endpoint node names churn past twice those in use, and a
   // service left as it was must then be indexed again under the new numbers.
@@ -520,18 +614,24 @@ describe('ExpectedNodeStateHashes equals nodeStateHash(renderNodeState(...)) for
     const stay = service('stay', '10.96.5.1', ['n2', 'x', 'n1', 'y', 'n1']);
     const data = ClusterDataIndex.from({
       services: [stay],
-      nodes: [facts('n1', ['192.0.2.1']), facts('n2', ['192.0.2.2'])],
+      nodes: [facts('n1', ['192.0.2.1']), facts('n2', ['192.0.2.2']), facts('n3', ['192.0.2.3'])],
     });
     const h = new ExpectedNodeStateHashes(DEFAULT_PROXY_CONFIG);
+    let n3Kept = 0;
     for (let v = 0; v < 60; v++) {
       // nodes that come and go, each version three new names (and n1, n2)
       const churn = service('churn', '10.96.5.2', [`gone-${v}a`, 'n1', `gone-${v}b`, 'n2', `gone-${v}c`]);
-      data.apply({ upsertServices: [churn], removeServices: [], upsertNodes: [], removeNodes: [] });
+      // n3's one service moves now and then: its members kept between, across the start overs
+      const mine = (v * 7) % 11 < 3 ? [service('mine', '10.96.5.3', ['n3', `far-${v}`, 'n3'])] : [];
+      data.apply({ upsertServices: [churn, ...mine], removeServices: [], upsertNodes: [], removeNodes: [] });
       h.update(data);
-      for (const node of ['n1', 'n2', `gone-${v}b`])
+      for (const node of ['n1', 'n2', 'n3', `gone-${v}b`]) {
         expect(h.hash(node), `${node} v${v}`).toBe(nodeStateHash(renderNodeState(data, node, DEFAULT_PROXY_CONFIG)));
+        if (node === 'n3' && h.lastStats.loopBackKept) n3Kept += 1;
+      }
     }
     expect(h.nodeNumberGenerations).toBeGreaterThan(1);
+    expect(n3Kept).toBeGreaterThan(30); // 44 of 60: each version but the first and the 15 after 'mine' moved
     // the members are there: n1 has two endpoints of "stay" and one of "churn" in each of two ports
     const loopBack = renderNodeState(data, 'n1', DEFAULT_PROXY_CONFIG).ipsets.find((s) => s.name === 'KUBE-LOOP-BACK');
     expect(loopBack?.entries.length).toBe(6);
