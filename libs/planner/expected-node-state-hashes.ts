@@ -78,8 +78,7 @@ const MEMBER_PLACES = 2 ** 20;
  * by node. Only where no other source has members of the set on the node (see hashSteps).
  */
 class LoopBackMembers implements IdentifiedItems {
-  private readonly helds: Held[] = [];
-  private places: number[] | Int32Array = [];
+  private helds: Held[] = [];
   private numbers: number[] = [];
   private numbered: Float64Array | undefined;
   /** Members made into items so far (by the hash that found them, or the last that kept them). */
@@ -88,18 +87,16 @@ class LoopBackMembers implements IdentifiedItems {
   constructor(readonly label: string) {}
 
   add(held: Held, place: number): void {
-    if (this.places instanceof Int32Array) throw new Error('LoopBackMembers: add after compact');
     this.helds.push(held);
-    this.places.push(place);
     this.numbers.push(held.stamp * MEMBER_PLACES + place);
     this.numbered = undefined;
   }
 
-  /** Kept past its hash (LoopBackKept): ids and places in typed arrays, ~20 bytes a member with its Held. */
+  /** Kept past its hash (LoopBackKept): ids in a typed array, arrays at their length, ~16 bytes a member. */
   compact(): void {
-    this.numbered = Float64Array.from(this.numbers);
+    this.numbered = this.ids;
     this.numbers = [];
-    this.places = Int32Array.from(this.places);
+    this.helds = this.helds.slice();
   }
 
   get ids(): Float64Array {
@@ -107,13 +104,18 @@ class LoopBackMembers implements IdentifiedItems {
     return this.numbered;
   }
 
+  /** A member's endpoint place: its id's low part. */
+  private place(j: number): number {
+    return this.ids[j]! % MEMBER_PLACES;
+  }
+
   bucket(j: number): number | undefined {
-    return this.helds[j]!.endpointNodes!.loopBackBuckets[this.places[j]!];
+    return this.helds[j]!.endpointNodes!.loopBackBuckets[this.place(j)];
   }
 
   item(j: number): readonly [string, string] {
     const held = this.helds[j]!;
-    const [ep, protocol, set] = loopBackMemberAt(held, held.endpointNodes!, this.places[j]!);
+    const [ep, protocol, set] = loopBackMemberAt(held, held.endpointNodes!, this.place(j));
     this.made += 1;
     return nodeStateItem.ipsetEntry(set, loopBackEntry(ep, protocol));
   }
