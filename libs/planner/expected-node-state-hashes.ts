@@ -81,21 +81,26 @@ class LoopBackMembers implements IdentifiedItems {
   private helds: Held[] = [];
   private numbers: number[] = [];
   private numbered: Float64Array | undefined;
+  /** Each member's bucket, beside its id: the overlay asks for every member's at each hash. */
+  private buckets: number[] | Uint8Array = [];
   /** Members made into items so far (by the hash that found them, or the last that kept them). */
   made = 0;
 
   constructor(readonly label: string) {}
 
-  add(held: Held, place: number): void {
+  /** `bucket`: the member's bucket, from its service's endpoints by node (EndpointNodes.loopBackBuckets). */
+  add(held: Held, place: number, bucket: number): void {
     this.helds.push(held);
     this.numbers.push(held.stamp * MEMBER_PLACES + place);
+    (this.buckets as number[]).push(bucket);
     this.numbered = undefined;
   }
 
-  /** Kept past its hash (LoopBackKept): ids in a typed array, arrays at their length, ~16 bytes a member. */
+  /** Kept past its hash (LoopBackKept): ids and buckets in typed arrays, arrays at their length, ~17 bytes a member. */
   compact(): void {
     this.numbered = this.ids;
     this.numbers = [];
+    this.buckets = Uint8Array.from(this.buckets);
     this.helds = this.helds.slice();
   }
 
@@ -110,7 +115,7 @@ class LoopBackMembers implements IdentifiedItems {
   }
 
   bucket(j: number): number | undefined {
-    return this.helds[j]!.endpointNodes!.loopBackBuckets[this.place(j)];
+    return this.buckets[j];
   }
 
   item(j: number): readonly [string, string] {
@@ -231,6 +236,13 @@ class DecidedCopies implements IdentifiedItems {
     this.groups.push(group);
   }
 
+  /** Every group of `decided` (DecidedGroups), at once: the usual case of an address nothing else claims. */
+  addAll(decided: DecidedGroups): void {
+    this.stamps.set(decided.stamps, this.count);
+    this.count += decided.stamps.length;
+    for (const g of decided.groups) this.groups.push(g);
+  }
+
   get ids(): Float64Array {
     return this.stamps.subarray(0, this.count);
   }
@@ -242,6 +254,16 @@ class DecidedCopies implements IdentifiedItems {
   item(j: number): readonly [string, string] {
     return this.copyOf(this.groups[j]!);
   }
+}
+
+/**
+ * A family's NodePort groups as one version has them, made once for every node: those whose claim
+ * is decided (copies made), in the groups' order with their stamps, and the others (key and group).
+ */
+interface DecidedGroups {
+  readonly groups: readonly NodePortGroup[];
+  readonly stamps: Float64Array;
+  readonly undecided: readonly (readonly [string, NodePortGroup])[];
 }
 
 /** What is kept per node between versions (only for nodes the data has). */
@@ -437,6 +459,8 @@ export class ExpectedNodeStateHashes {
   /** Template virtual servers by the key of their copies less the address (see NodePortGroup). */
   private readonly groups = new Map<string, NodePortGroup>();
   private readonly touchedGroups = new Set<string>();
+  /** Per family, this version's groups split as DecidedGroups (made at the first hash that needs them). */
+  private decidedGroups = new Map<IpFamily, DecidedGroups>();
   /** Template virtual servers per family: what laying every template over adds per node address of it. */
   private readonly templateFamilyCount = new Map<IpFamily, number>();
   private last: ExpectedHashStats = {
@@ -496,6 +520,7 @@ export class ExpectedNodeStateHashes {
    */
   *updateSteps(data: ClusterDataSource): Generator<void, void, void> {
     this.data = undefined;
+    this.decidedGroups = new Map();
     let work = 0;
     const seen = new Set<string>();
     // Node addresses are no externalIP's (probe6 P7): a service listing one that came or went
@@ -741,7 +766,17 @@ export class ExpectedNodeStateHashes {
           else own.push(copyOf(group));
           decidedOnce += 1;
         };
-        for (const [g, group] of this.groups) {
+        // nothing else claims this address and no template is rendered here: every decided group
+        // taken as this version has them, only the undecided ones looked at one by one
+        const wholesale = unclaimed && dirty.size === 0;
+        const split = this.decidedGroupsOf(family);
+        if (wholesale) {
+          if (decidedCopies) decidedCopies.addAll(split);
+          else for (const group of split.groups) own.push(copyOf(group));
+          decidedOnce += split.groups.length;
+          work += split.groups.length >> 4;
+        }
+        for (const [g, group] of wholesale ? split.undecided : this.groups) {
           if (group.family !== family) continue;
           if (++work >= HASH_STEP_WORK) {
             work = 0;
@@ -824,7 +859,7 @@ export class ExpectedNodeStateHashes {
           if (nodes.v6[place] !== v6) continue;
           work += 1;
           if (identify) {
-            members.add(held, place);
+            members.add(held, place, nodes.loopBackBuckets[place]!);
             continue;
           }
           const [ep, protocol] = loopBackMemberAt(held, nodes, place);
@@ -1134,6 +1169,21 @@ export class ExpectedNodeStateHashes {
     group.winner = best;
     group.copies = best && best !== 'ambiguous' ? virtualServerCopies(best.vs) : undefined;
     group.stamp = ++this.lastStamp;
+  }
+
+  private decidedGroupsOf(family: IpFamily): DecidedGroups {
+    let split = this.decidedGroups.get(family);
+    if (split) return split;
+    const groups: NodePortGroup[] = [];
+    const undecided: [string, NodePortGroup][] = [];
+    for (const [g, group] of this.groups) {
+      if (group.family !== family) continue;
+      if (group.copies !== undefined) groups.push(group);
+      else undecided.push([g, group]);
+    }
+    split = { groups, stamps: Float64Array.from(groups, (g) => g.stamp), undecided };
+    this.decidedGroups.set(family, split);
+    return split;
   }
 
   /** Per family, whether its KUBE-LOOP-BACK set exists and whether the shared items have members of it (LoopBackKept). */
