@@ -96,7 +96,7 @@ class LoopBackMembers implements IdentifiedItems {
     this.numbered = undefined;
   }
 
-  /** Kept past its hash (LoopBackKept): ids and buckets in typed arrays, arrays at their length, ~17 bytes a member. */
+  /** Kept past its hash (LoopBackKept): ids and buckets in typed arrays, arrays at their length, ~20 bytes a member. */
   compact(): void {
     this.numbered = this.ids;
     this.numbers = [];
@@ -283,12 +283,11 @@ interface NodeMemo {
  * family whether its set exists and whether anything else has members of it. Every change to a
  * local service re-indexes it, which gives each of its endpoint nodes, before and after, a new
  * epoch (nodeEpoch); which services are rendered here changes with them or with the node's facts
- * (node: the entry, replaced when they change); a walk that had any member it could not identify
- * (a rendered service's members of the set, above all) is not kept; and the walk's conditions per
- * family are compared (sets: in every case known they move only with a local service, so this
- * only mirrors the walk). Members are ids of a
- * service's Held stamp and an endpoint's place, not of node numbers, so numbers starting over
- * leave them as they are. Kept only when every member was identified.
+ * (node: the entry, replaced when they change); the walk's conditions per family are compared
+ * (sets: in every case known they move only with a local service, so this only mirrors the walk).
+ * Kept only when every member was identified (a service rendered here with members of the set
+ * makes the walk count them the plain way, each time). Members are named by a Held stamp and an
+ * endpoint place, not by node numbers, so numbers starting over leave them as they are.
  */
 interface LoopBackKept {
   readonly block: LoopBackMembers;
@@ -1171,6 +1170,7 @@ export class ExpectedNodeStateHashes {
     group.stamp = ++this.lastStamp;
   }
 
+  /** This version's DecidedGroups of `family`, made by the first hash that asks (updateSteps drops them). */
   private decidedGroupsOf(family: IpFamily): DecidedGroups {
     let split = this.decidedGroups.get(family);
     if (split) return split;
