@@ -281,9 +281,10 @@ interface NodeMemo {
  * (~100 services a node at 10k × 10: a third of a later version's check). What that walk reads:
  * the node's local services and their Held records, which of them are rendered here, and per
  * family whether its set exists and whether anything else has members of it. Every change to a
- * local service re-indexes it, which gives each of its endpoint nodes, before and after, a new
- * epoch (nodeEpoch); which services are rendered here changes with them or with the node's facts
- * (node: the entry, replaced when they change); the walk's conditions per family are compared
+ * local service re-indexes it, which drops the walk kept for each of its endpoint nodes, before
+ * and after (so a kept walk never holds a Held that is gone, however long its node stays silent);
+ * which services are rendered here changes with them or with the node's facts (node: the entry,
+ * replaced when they change); the walk's conditions per family are compared
  * (sets: in every case known they move only with a local service, so this only mirrors the walk).
  * Kept only when every member was identified (a service rendered here with members of the set
  * makes the walk count them the plain way, each time). Members are named by a Held stamp and an
@@ -291,7 +292,6 @@ interface NodeMemo {
  */
 interface LoopBackKept {
   readonly block: LoopBackMembers;
-  readonly nodeEpoch: number;
   readonly node: unknown;
   readonly sets: number;
   /** The walk's share of ExpectedHashStats.servicesLaidOver. */
@@ -475,10 +475,6 @@ export class ExpectedNodeStateHashes {
     claimsMerged: 0,
     bucketsHashed: 0,
   };
-  /** Numbers for LoopBackKept: one counter, so an epoch never repeats. */
-  private epochs = 0;
-  /** Per endpoint node: the epoch its local services last moved in (a service with endpoints on it indexed in or out). */
-  private readonly nodeEpochs = new Map<string, number>();
   /**
    * Per node: its last overlay (OverlayMemo, ~13 kB a node): a later version hashes again only the
    * buckets where the node's own items or the shared items moved, not every bucket its own items
@@ -595,10 +591,6 @@ export class ExpectedNodeStateHashes {
       this.nodeIds = new Map();
       this.nodeIdsGeneration += 1;
     }
-    // bounded like the node numbers: nodes without local services lose theirs (no walk of theirs is
-    // kept; one that gets some again gets a new epoch; a walk is never kept without one)
-    if (this.nodeEpochs.size > 2 * this.byEndpointNode.size + 64)
-      for (const n of this.nodeEpochs.keys()) if (!this.byEndpointNode.has(n)) this.nodeEpochs.delete(n);
     this.settledAddresses = addresses;
     this.unsettledAddresses.clear();
     this.data = data;
@@ -815,11 +807,8 @@ export class ExpectedNodeStateHashes {
     // that hash found them (LoopBackKept).
     const kept = nodeMemo?.loopBack;
     const sets = this.loopBackSets();
-    const nodeEpoch = this.nodeEpochs.get(nodeName);
-    // a node with local services has an epoch unless the entries started over since (then not kept)
-    const keepable = nodeMemo !== undefined && local.size > 0 && nodeEpoch !== undefined;
-    const unmoved =
-      keepable && kept !== undefined && kept.nodeEpoch === nodeEpoch && kept.node === ctx.node && kept.sets === sets;
+    const keepable = nodeMemo !== undefined && local.size > 0;
+    const unmoved = keepable && kept !== undefined && kept.node === ctx.node && kept.sets === sets;
     if (nodeMemo && !unmoved) nodeMemo.loopBack = undefined;
     const members = unmoved
       ? kept.block
@@ -877,7 +866,6 @@ export class ExpectedNodeStateHashes {
       members.compact();
       nodeMemo!.loopBack = {
         block: members,
-        nodeEpoch,
         node: ctx.node,
         sets,
         laidOver: laidOver - laidOverBefore,
@@ -932,6 +920,13 @@ export class ExpectedNodeStateHashes {
       bucketsHashed: memo ? memo.bucketsHashed : -1,
     };
     return root;
+  }
+
+  /** Nodes holding a kept KUBE-LOOP-BACK walk (tests: one is dropped as soon as a local service of its node moves). */
+  get keptLoopBackWalks(): number {
+    let n = 0;
+    for (const memo of this.nodeMemos.values()) if (memo.loopBack) n += 1;
+    return n;
   }
 
   /** Generations of node numbers so far (tests): a new one each time the numbers started over. */
@@ -1087,12 +1082,13 @@ export class ExpectedNodeStateHashes {
     // one comes or goes
     for (const ip of svc.externalIPs) by(this.byExternalIP, ip);
     for (const ip of svc.loadBalancerIngress) by(this.byExternalIP, ip);
-    const epoch = ++this.epochs;
     for (const p of svc.ports)
       for (const e of p.endpoints)
         if (e.nodeName !== '') {
           by(this.byEndpointNode, e.nodeName);
-          this.nodeEpochs.set(e.nodeName, epoch); // its local services moved (LoopBackKept)
+          // its local services moved: a walk kept for it is stale (and would hold this Held)
+          const memo = this.nodeMemos.get(e.nodeName);
+          if (memo) memo.loopBack = undefined;
         }
   }
 
