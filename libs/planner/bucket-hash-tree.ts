@@ -175,9 +175,6 @@ export class BucketHashTree {
     const whole = identified.length === 0 ? sha256Bytes(text) : wholeDigest(text, identified);
     const sameChanges = !fresh && whole.equals(memo.whole);
     whole.copy(memo.whole);
-    // the identified items as lines: only where needed (see above)
-    let changes = given;
-    if (!sameChanges && identified.length > 0) changes = [...given, ...itemsOf(identified)];
     const moved = (b: number) => fresh || this.bucketChangedAt[b]! > memo.at;
     const dirtyGroups = new Uint8Array(groups);
     let hashed = 0;
@@ -190,7 +187,7 @@ export class BucketHashTree {
         if (memo.own[b]) rehash.add(b);
       }
       if (rehash.size > 0) {
-        const byBucket = byBucketOf(changes, rehash);
+        const byBucket = byBucketOf(given, rehash);
         for (const block of identified)
           for (let j = 0, n = block.ids.length; j < n; j++) {
             const known = block.bucket(j);
@@ -209,27 +206,17 @@ export class BucketHashTree {
           if (++hashed % BUCKETS_PER_STEP === 0) yield;
         }
       }
-    } else {
-      // bucket by bucket; a first call keeps no digests (most later ones take the path above),
-      // and the first later one whose changes moved hashes every bucket of them once more
-      const compare = !fresh && memo.digestsKnown;
-      const byBucket = byBucketOf(changes);
+    } else if (fresh) {
+      // a first call: every bucket with changes hashed, no digests kept (most later calls take
+      // the path above; the first later one whose changes moved hashes every bucket of them once more)
+      const byBucket = byBucketOf(identified.length > 0 ? [...given, ...itemsOf(identified)] : given);
       for (let b = 0; b < BUCKETS; b++) {
         const m = byBucket.get(b);
         if (!m) {
-          if (memo.own[b] || moved(b)) dirtyGroups[Math.floor(b / g)] = 1;
+          dirtyGroups[Math.floor(b / g)] = 1;
           memo.own[b] = 0;
           continue;
         }
-        const digest = fresh ? undefined : changesDigest(m);
-        const at = b * DIGEST;
-        const same =
-          compare &&
-          !moved(b) &&
-          memo.own[b] &&
-          digest!.subarray(0, DIGEST).equals(memo.digests.subarray(at, at + DIGEST));
-        digest?.copy(memo.digests, at, 0, DIGEST);
-        if (same) continue;
         this.overlayBucket(b, m)
           .digest()
           .copy(memo.hashes, b * 32);
@@ -237,7 +224,58 @@ export class BucketHashTree {
         dirtyGroups[Math.floor(b / g)] = 1;
         if (++hashed % BUCKETS_PER_STEP === 0) yield;
       }
-      memo.digestsKnown = !fresh;
+      memo.digestsKnown = false;
+    } else {
+      // group by group: each group's changes digested (its identified items by block and id, not
+      // made), then, where that moved, each of its buckets'; only a bucket whose changes moved
+      // (or the tree's lines in it) has its items made and is hashed again
+      const compare = memo.digestsKnown;
+      const byBucket = byBucketOf(given);
+      const byId = identifiedByBucket(identified);
+      // this call's own (a step may let another caller's overlay run before the next)
+      const changes = new ChangesText(identified);
+      for (let i = 0; i < groups; i++) {
+        changes.clear();
+        for (let b = i * g; b < (i + 1) * g; b++)
+          changes.addBucket(byBucket.get(b), byId, byId.start[b]!, byId.start[b + 1]!);
+        const groupDigest = changes.digest();
+        const groupAt = i * DIGEST;
+        const groupSame =
+          compare && groupDigest.subarray(0, DIGEST).equals(memo.changeGroups.subarray(groupAt, groupAt + DIGEST));
+        groupDigest.copy(memo.changeGroups, groupAt, 0, DIGEST);
+        // the group's changes moved: each bucket's compared with its own digest
+        const bucketDigests = groupSame ? undefined : changes.bucketDigests();
+        for (let b = i * g; b < (i + 1) * g; b++) {
+          const m = byBucket.get(b);
+          const first = byId.start[b]!;
+          const end = byId.start[b + 1]!;
+          if (!m && first === end) {
+            if (memo.own[b] || moved(b)) dirtyGroups[i] = 1;
+            memo.own[b] = 0;
+            continue;
+          }
+          let same = !moved(b) && memo.own[b] === 1;
+          if (bucketDigests) {
+            const digest = bucketDigests[b - i * g]!;
+            const at = b * DIGEST;
+            same &&= compare && digest.subarray(0, DIGEST).equals(memo.digests.subarray(at, at + DIGEST));
+            digest.copy(memo.digests, at, 0, DIGEST);
+          }
+          if (same) continue;
+          const lines = new Map(m);
+          for (let e = first; e < end; e++) {
+            const [k, v] = byId.made.get(e) ?? identified[byId.block[e]!]!.item(byId.index[e]!);
+            lines.set(k, v);
+          }
+          this.overlayBucket(b, lines)
+            .digest()
+            .copy(memo.hashes, b * 32);
+          memo.own[b] = 1;
+          dirtyGroups[i] = 1;
+          if (++hashed % BUCKETS_PER_STEP === 0) yield;
+        }
+      }
+      memo.digestsKnown = true;
     }
     memo.bucketsHashed = hashed;
     const top = this.scratchTop();
@@ -411,14 +449,15 @@ export class OverlayMemo {
   // views into one allocation, made for the tree's group count at the first call
   whole = EMPTY_BYTES; // digest of all the caller's changes, in its order, last time
   own = EMPTY_BYTES; // per bucket: 1 when the caller had changes there
-  digests = EMPTY_BYTES; // per bucket: DIGEST bytes of changesDigest
+  digests = EMPTY_BYTES; // per bucket: DIGEST bytes of the caller's changes in it (ChangesText)
   hashes = EMPTY_BYTES; // per bucket: its hash with the caller's changes
   groups = EMPTY_BYTES; // per group: its hash
+  changeGroups = EMPTY_BYTES; // per group: DIGEST bytes of the caller's changes in its buckets (ChangesText)
 
   /** Sizes the memo for `groups` groups (made anew, empty: the next call starts over, when it was not). */
   fit(groups: number): void {
     if (this.groups.length === groups * 32) return;
-    const store = Buffer.alloc(32 + BUCKETS * (1 + DIGEST + 32) + groups * 32);
+    const store = Buffer.alloc(32 + BUCKETS * (1 + DIGEST + 32) + groups * (32 + DIGEST));
     let at = 0;
     const take = (n: number) => store.subarray(at, (at += n));
     this.whole = take(32);
@@ -426,6 +465,7 @@ export class OverlayMemo {
     this.digests = take(BUCKETS * DIGEST);
     this.hashes = take(BUCKETS * 32);
     this.groups = take(groups * 32);
+    this.changeGroups = take(groups * DIGEST);
     this.complete = false;
     this.digestsKnown = false;
   }
@@ -434,16 +474,138 @@ export class OverlayMemo {
 const EMPTY_BYTES = Buffer.alloc(0);
 
 /**
- * A digest of one bucket's changes, independent of their order (keys sorted; a removal is its key
- * alone: keys hold no tab or newline, as the bucket lines they become).
+ * Identified items sorted by bucket, each by its block and index, without making those whose
+ * bucket is known (made here only to find theirs). Entries of bucket b: start[b] … start[b+1]-1,
+ * in the blocks' order and each block's.
  */
-function changesDigest(m: Map<string, string | undefined>): Buffer {
-  let text = '';
-  for (const k of [...m.keys()].sort()) {
-    const v = m.get(k);
-    text += v === undefined ? `${k}\n` : `${k}\t${v}\n`;
+interface IdentifiedByBucket {
+  readonly start: Int32Array;
+  readonly block: Uint16Array;
+  readonly index: Int32Array;
+  /** By entry: the items made to find their bucket. */
+  readonly made: Map<number, readonly [string, string]>;
+}
+
+function identifiedByBucket(identified: readonly IdentifiedItems[]): IdentifiedByBucket {
+  // a block's place is 16 bits, 0xffff marking a made item (ChangesText): a node's blocks are its
+  // NodePort addresses and one more
+  if (identified.length >= 0xffff) throw new Error(`overlay: ${identified.length} blocks of identified items`);
+  let n = 0;
+  for (const block of identified) n += block.ids.length;
+  const bucketAt = new Uint8Array(n);
+  const madeAt = new Map<number, readonly [string, string]>();
+  const start = new Int32Array(BUCKETS + 1);
+  let e = 0;
+  for (const block of identified)
+    for (let j = 0, count = block.ids.length; j < count; j++, e++) {
+      let b = block.bucket(j);
+      if (b === undefined) {
+        const item = block.item(j);
+        b = bucketOf(item[0]);
+        madeAt.set(e, item);
+      }
+      bucketAt[e] = b;
+      start[b + 1]! += 1;
+    }
+  for (let b = 0; b < BUCKETS; b++) start[b + 1]! += start[b]!;
+  const next = start.slice(0, BUCKETS);
+  const block = new Uint16Array(n);
+  const index = new Int32Array(n);
+  const made = new Map<number, readonly [string, string]>();
+  e = 0;
+  for (let k = 0; k < identified.length; k++)
+    for (let j = 0, count = identified[k]!.ids.length; j < count; j++, e++) {
+      const at = next[bucketAt[e]!]!++;
+      block[at] = k;
+      index[at] = j;
+      const item = madeAt.get(e);
+      if (item) made.set(at, item);
+    }
+  return { start, block, index, made };
+}
+
+/**
+ * One group's changes as bytes, bucket by bucket, for memoOverlaySteps' digests: a bucket's plain
+ * changes independent of their order (keys sorted; a removal is its key alone: keys hold no tab
+ * or newline, as the bucket lines they become), then its identified items in order, each by its
+ * block's place and its id (or, made to find its bucket, by its line); each bucket's bytes start
+ * with the digest of the blocks' labels in order. Every part is length-prefixed: equal bytes,
+ * equal changes (equal label and id, equal item: IdentifiedItems). One per call.
+ */
+class ChangesText {
+  private buf = Buffer.alloc(512); // grows to a group's largest (~1 kB a group of ~60 items)
+  private at = 0;
+  /** The digest of the blocks' labels in order. */
+  private readonly labels: Buffer;
+  /** The blocks' ids, taken once (a block's getter may build them). */
+  private readonly ids: Float64Array[];
+  /** Start of each bucket's bytes added since clear(). */
+  private readonly starts: number[] = [];
+
+  constructor(identified: readonly IdentifiedItems[]) {
+    let text = '';
+    for (const block of identified) text += `${block.label.length}:${block.label}`;
+    this.labels = sha256Bytes(text);
+    this.ids = identified.map((block) => block.ids);
   }
-  return sha256Bytes(text);
+
+  clear(): void {
+    this.at = 0;
+    this.starts.length = 0;
+  }
+
+  addBucket(
+    m: Map<string, string | undefined> | undefined,
+    byId: IdentifiedByBucket,
+    first: number,
+    end: number,
+  ): void {
+    this.starts.push(this.at);
+    let plain = '';
+    if (m)
+      for (const k of [...m.keys()].sort()) {
+        const v = m.get(k);
+        plain += v === undefined ? `${k}\n` : `${k}\t${v}\n`;
+      }
+    this.room(32 + 8 + Buffer.byteLength(plain, 'utf8'));
+    this.at += this.labels.copy(this.buf, this.at);
+    this.at = this.buf.writeUInt32LE(end - first, this.at);
+    this.at = this.buf.writeUInt32LE(Buffer.byteLength(plain, 'utf8'), this.at);
+    this.at += this.buf.write(plain, this.at, 'utf8');
+    for (let e = first; e < end; e++) {
+      const item = byId.made.get(e);
+      if (item) {
+        const line = `${item[0]}\t${item[1]}`;
+        const bytes = Buffer.byteLength(line, 'utf8');
+        this.room(6 + bytes);
+        this.at = this.buf.writeUInt16LE(0xffff, this.at);
+        this.at = this.buf.writeUInt32LE(bytes, this.at);
+        this.at += this.buf.write(line, this.at, 'utf8');
+      } else {
+        const k = byId.block[e]!;
+        this.room(10);
+        this.at = this.buf.writeUInt16LE(k, this.at);
+        this.at = this.buf.writeDoubleLE(this.ids[k]![byId.index[e]!]!, this.at);
+      }
+    }
+  }
+
+  /** The digest of every bucket added since clear(). */
+  digest(): Buffer {
+    return sha256Bytes(this.buf.subarray(0, this.at));
+  }
+
+  /** The digest of each bucket added since clear(), in order. */
+  bucketDigests(): Buffer[] {
+    return this.starts.map((start, i) => sha256Bytes(this.buf.subarray(start, this.starts[i + 1] ?? this.at)));
+  }
+
+  private room(n: number): void {
+    if (this.at + n <= this.buf.length) return;
+    const bigger = Buffer.alloc(Math.max(this.buf.length * 2, this.at + n));
+    this.buf.copy(bigger, 0, 0, this.at);
+    this.buf = bigger;
+  }
 }
 
 /** Changes by bucket (a key given twice: the last value), only those in `only` when given. */
