@@ -109,6 +109,23 @@ class LoopBackMembers implements IdentifiedItems {
     return this.numbered;
   }
 
+  /**
+   * A new block of this one's members less those of the services in `stale` (LoopBackKept: the
+   * rest kept, the stale ones walked again into it).
+   */
+  without(stale: ReadonlySet<string>): LoopBackMembers {
+    const out = new LoopBackMembers(this.label);
+    const ids = this.ids;
+    for (let j = 0; j < ids.length; j++) {
+      const held = this.helds[j]!;
+      if (stale.has(held.entry.key)) continue;
+      out.helds.push(held);
+      out.numbers.push(ids[j]!);
+      (out.buckets as number[]).push(this.buckets[j]!);
+    }
+    return out;
+  }
+
   /** A member's endpoint place: its id's low part. */
   private place(j: number): number {
     return this.ids[j]! % MEMBER_PLACES;
@@ -296,7 +313,16 @@ interface LoopBackKept {
   readonly sets: number;
   /** The walk's share of ExpectedHashStats.servicesLaidOver. */
   readonly laidOver: number;
+  /**
+   * Local services (before or after) indexed in or out since: their members are walked again,
+   * the others' taken as kept, while nothing else the walk reads moved and no service rendered
+   * here has members of a KUBE-LOOP-BACK set (past STALE_MAX of them the walk is made whole).
+   */
+  readonly stale: Set<string>;
 }
+
+/** Stale services past which a node's kept KUBE-LOOP-BACK walk is dropped and made whole again. */
+const STALE_MAX = 32;
 
 /**
  * What a service adds to its shared rendering on a node's NodePort addresses, with a stand-in
@@ -352,6 +378,8 @@ export interface ExpectedHashStats {
   readonly loopBackMembersMade: number;
   /** True when the node's KUBE-LOOP-BACK members were taken as its last hash found them (LoopBackKept). */
   readonly loopBackKept: boolean;
+  /** True when they were taken so but for those of its local services that moved, walked again (LoopBackKept.stale). */
+  readonly loopBackPatched: boolean;
   /** VIP:port claims merged for the node itself (something beyond one NodePort group claims the key here). */
   readonly claimsMerged: number;
 }
@@ -472,6 +500,7 @@ export class ExpectedNodeStateHashes {
     copiesMade: 0,
     loopBackMembersMade: 0,
     loopBackKept: false,
+    loopBackPatched: false,
     claimsMerged: 0,
     bucketsHashed: 0,
   };
@@ -636,6 +665,7 @@ export class ExpectedNodeStateHashes {
         copiesMade: 0,
         loopBackMembersMade: 0,
         loopBackKept: false,
+        loopBackPatched: false,
         claimsMerged: 0,
         bucketsHashed: 256,
       };
@@ -808,22 +838,36 @@ export class ExpectedNodeStateHashes {
     const kept = nodeMemo?.loopBack;
     const sets = this.loopBackSets();
     const keepable = nodeMemo !== undefined && local.size > 0;
-    const unmoved = keepable && kept !== undefined && kept.node === ctx.node && kept.sets === sets;
+    const comparable = keepable && kept !== undefined && kept.node === ctx.node && kept.sets === sets;
+    const unmoved = comparable && kept.stale.size === 0;
+    // some local services moved and nothing else the walk reads: the others' members taken as
+    // kept, the moved ones walked again, unless a service rendered here has members of a set
+    // (then the walk counts that set's members the plain way, as it does whole)
+    const patched =
+      comparable &&
+      !unmoved &&
+      entryDelta.get(LOOP_BACK_V4) === undefined &&
+      entryDelta.get(LOOP_BACK_V6) === undefined;
     if (nodeMemo && !unmoved) nodeMemo.loopBack = undefined;
     const members = unmoved
       ? kept.block
-      : nodeMemo && local.size > 0
-        ? new LoopBackMembers(`KUBE-LOOP-BACK@${nodeName}`)
-        : undefined;
+      : patched
+        ? kept.block.without(kept.stale)
+        : nodeMemo && local.size > 0
+          ? new LoopBackMembers(`KUBE-LOOP-BACK@${nodeName}`)
+          : undefined;
     if (members) identified.push(members);
     if (unmoved) {
       kept.block.made = 0;
       laidOver += kept.laidOver;
     }
     const laidOverBefore = laidOver;
+    if (patched)
+      for (const k of local)
+        if (!kept.stale.has(k) && !rendered.has(k) && !(onNodePorts && this.templated.has(k))) laidOver += 1;
     let allIdentified = true;
     const me = local.size > 0 && !unmoved ? this.nodeId(nodeName) : -1;
-    for (const k of unmoved ? NONE : local) {
+    for (const k of unmoved ? NONE : patched ? [...kept.stale].filter((k) => local.has(k)) : local) {
       if (rendered.has(k)) continue;
       if (!(onNodePorts && this.templated.has(k))) laidOver += 1;
       const held = this.held.get(k)!;
@@ -869,6 +913,7 @@ export class ExpectedNodeStateHashes {
         node: ctx.node,
         sets,
         laidOver: laidOver - laidOverBefore,
+        stale: new Set(),
       };
     }
     // a family's ipsets come or go with its first or last virtual server: not laid over, rendered in full
@@ -916,6 +961,7 @@ export class ExpectedNodeStateHashes {
       copiesMade,
       loopBackMembersMade: membersMade + (members?.made ?? 0),
       loopBackKept: unmoved,
+      loopBackPatched: patched,
       claimsMerged: added.size,
       bucketsHashed: memo ? memo.bucketsHashed : -1,
     };
@@ -1086,9 +1132,9 @@ export class ExpectedNodeStateHashes {
       for (const e of p.endpoints)
         if (e.nodeName !== '') {
           by(this.byEndpointNode, e.nodeName);
-          // its local services moved: a walk kept for it is stale (and would hold this Held)
-          const memo = this.nodeMemos.get(e.nodeName);
-          if (memo) memo.loopBack = undefined;
+          // one of its local services moved: a walk kept for it holds this Held, walked again
+          const kept = this.nodeMemos.get(e.nodeName)?.loopBack;
+          if (kept && kept.stale.add(svc.key).size > STALE_MAX) this.nodeMemos.get(e.nodeName)!.loopBack = undefined;
         }
   }
 

@@ -535,52 +535,55 @@ describe('ExpectedNodeStateHashes equals nodeStateHash(renderNodeState(...)) for
       nodes: [facts('n1', ['192.0.2.1']), facts('n2', ['192.0.2.2'])],
     });
     const h = new ExpectedNodeStateHashes(DEFAULT_PROXY_CONFIG);
-    /** Whether each node's members were kept; each hash the full render's, its stats a fresh hasher's. */
+    /**
+     * How each node's members were found: taken as kept, kept but for its moved local services
+     * (walked again), or walked whole; each hash the full render's, its stats a fresh hasher's.
+     */
     const kept = (...nodes: string[]) =>
       nodes.map((node) => {
         expect(h.hash(node), node).toBe(nodeStateHash(renderNodeState(data, node, DEFAULT_PROXY_CONFIG)));
-        const { loopBackKept, servicesLaidOver } = h.lastStats;
+        const { loopBackKept, loopBackPatched, servicesLaidOver } = h.lastStats;
         const fresh = new ExpectedNodeStateHashes(DEFAULT_PROXY_CONFIG);
         fresh.update(data);
         fresh.hash(node);
         expect(servicesLaidOver, `${node} laid over`).toBe(fresh.lastStats.servicesLaidOver);
-        return loopBackKept;
+        return loopBackKept ? 'kept' : loopBackPatched ? 'patched' : 'walked';
       });
     const move = (...upsertServices: ServiceEntry[]) => {
       data.apply({ upsertServices, removeServices: [], upsertNodes: [], removeNodes: [] });
       h.update(data);
     };
     h.update(data);
-    expect(kept('n1', 'n2')).toEqual([false, false]); // a first hash walks
+    expect(kept('n1', 'n2')).toEqual(['walked', 'walked']); // a first hash walks
     move(plain(3, 5)); // only shared items move
-    expect(kept('n1', 'n2')).toEqual([true, true]);
+    expect(kept('n1', 'n2')).toEqual(['kept', 'kept']);
     // one of n1's own local services: its endpoints take other addresses (same places); n1's kept
-    // walk goes with the update, before any hash (it held the service's Held that is gone now)
+    // walk stays, that service marked to be walked again (it held the service's Held that is gone)
     expect(h.keptLoopBackWalks).toBe(2);
     move(onNodes('o1', 30, ['n1', 'x']));
-    expect(h.keptLoopBackWalks).toBe(1);
-    expect(kept('n1', 'n2')).toEqual([false, true]);
-    expect(kept('n1')).toEqual([true]);
+    expect(h.keptLoopBackWalks).toBe(2);
+    expect(kept('n1', 'n2')).toEqual(['patched', 'kept']);
+    expect(kept('n1')).toEqual(['kept']);
     // a service gains an endpoint on n2, then loses it (its endpoints on the others stay)
     move(onNodes('o2', 22, ['n1', 'x', 'n2']));
-    expect(kept('n1', 'n2')).toEqual([false, false]);
+    expect(kept('n1', 'n2')).toEqual(['patched', 'patched']);
     move(onNodes('o2', 22, ['n1', 'x', 'y']));
-    expect(kept('n1', 'n2')).toEqual([false, false]);
-    expect(kept('n1', 'n2')).toEqual([true, true]);
+    expect(kept('n1', 'n2')).toEqual(['patched', 'patched']);
+    expect(kept('n1', 'n2')).toEqual(['kept', 'kept']);
     // a local service leaves n1 (all its endpoints go elsewhere), then one is removed
     move(onNodes('o3', 23, ['y', 'x']));
-    expect(kept('n1', 'n2')).toEqual([false, true]);
+    expect(kept('n1', 'n2')).toEqual(['patched', 'kept']);
     data.apply({ upsertServices: [], removeServices: ['ns/l3'], upsertNodes: [], removeNodes: [] });
     h.update(data);
-    expect(kept('n1', 'n2')).toEqual([false, false]);
+    expect(kept('n1', 'n2')).toEqual(['patched', 'patched']);
     // a shared local service takes traffic policy Local: rendered for both nodes, its members
-    // counted with the rendered ones, the set's walk not kept while it is
+    // counted with the rendered ones, the set's walk made whole and not kept while it is
     move(onNodes('l4', 4, ['n1', 'n2', 'x'], { local: true }));
-    expect(kept('n1', 'n2')).toEqual([false, false]);
-    expect(kept('n1', 'n2')).toEqual([false, false]);
+    expect(kept('n1', 'n2')).toEqual(['walked', 'walked']);
+    expect(kept('n1', 'n2')).toEqual(['walked', 'walked']);
     move(onNodes('l4', 4, ['n1', 'n2', 'x']));
-    expect(kept('n1', 'n2')).toEqual([false, false]);
-    expect(kept('n1', 'n2')).toEqual([true, true]);
+    expect(kept('n1', 'n2')).toEqual(['walked', 'walked']);
+    expect(kept('n1', 'n2')).toEqual(['kept', 'kept']);
     // n2's facts move: without a NodePort address its NodePort services are no longer laid over
     // there (the count the walk kept), and back
     const facts2 = (addresses: string[]) => {
@@ -588,10 +591,16 @@ describe('ExpectedNodeStateHashes equals nodeStateHash(renderNodeState(...)) for
       h.update(data);
     };
     facts2([]);
-    expect(kept('n1', 'n2')).toEqual([true, false]);
-    expect(kept('n1', 'n2')).toEqual([true, true]);
+    expect(kept('n1', 'n2')).toEqual(['kept', 'walked']);
+    expect(kept('n1', 'n2')).toEqual(['kept', 'kept']);
     facts2(['192.0.2.2']);
-    expect(kept('n1', 'n2')).toEqual([true, false]);
+    expect(kept('n1', 'n2')).toEqual(['kept', 'walked']);
+    // more local services moved between two of n1's hashes than STALE_MAX (32): its kept walk
+    // goes with the update, and the next hash walks whole
+    move(...Array.from({ length: 40 }, (_, i) => onNodes(`new${i}`, 40 + i, ['n1', 'x'])));
+    expect(h.keptLoopBackWalks).toBe(1);
+    expect(kept('n1', 'n2')).toEqual(['walked', 'kept']);
+    expect(kept('n1')).toEqual(['kept']);
   });
 
   // A node's KUBE-LOOP-BACK members are found through each service's endpoints sorted by node
