@@ -152,11 +152,11 @@ export class BucketHashTree {
    * again only where the caller's changes in it differ from last time or the tree's own lines in
    * it changed since (set() after the memo was filled), a group only where one of its buckets'
    * hashes moved; the rest is taken from the memo. The caller's changes are digested whole
-   * (O(them)), and bucket by bucket only when that digest moved; what is saved is hashing the
-   * tree's text again, O(its items), for the buckets that did not move. Identified items (see
-   * IdentifiedItems) count in the digest of the whole by their ids and are made into lines only
-   * where their bucket is hashed, or all of them when the whole moved. A run left unfinished
-   * leaves the memo marked incomplete: the next one starts over.
+   * (O(them)), and group by group, then bucket by bucket, only when that digest moved; what is
+   * saved is hashing the tree's text again, O(its items), for the buckets that did not move.
+   * Identified items (see IdentifiedItems) count in the digests by their ids and are made into
+   * lines only where their bucket is hashed. A run left unfinished leaves the memo marked
+   * incomplete: the next one starts over.
    */
   private *memoOverlaySteps(
     given: readonly (readonly [string, string | undefined])[],
@@ -206,30 +206,13 @@ export class BucketHashTree {
           if (++hashed % BUCKETS_PER_STEP === 0) yield;
         }
       }
-    } else if (fresh) {
-      // a first call: every bucket with changes hashed, no digests kept (most later calls take
-      // the path above; the first later one whose changes moved hashes every bucket of them once more)
-      const byBucket = byBucketOf(identified.length > 0 ? [...given, ...itemsOf(identified)] : given);
-      for (let b = 0; b < BUCKETS; b++) {
-        const m = byBucket.get(b);
-        if (!m) {
-          dirtyGroups[Math.floor(b / g)] = 1;
-          memo.own[b] = 0;
-          continue;
-        }
-        this.overlayBucket(b, m)
-          .digest()
-          .copy(memo.hashes, b * 32);
-        memo.own[b] = 1;
-        dirtyGroups[Math.floor(b / g)] = 1;
-        if (++hashed % BUCKETS_PER_STEP === 0) yield;
-      }
-      memo.digestsKnown = false;
     } else {
       // group by group: each group's changes digested (its identified items by block and id, not
       // made), then, where that moved, each of its buckets'; only a bucket whose changes moved
-      // (or the tree's lines in it) has its items made and is hashed again
-      const compare = memo.digestsKnown;
+      // (or the tree's lines in it) has its items made and is hashed again. A first call hashes
+      // every bucket of its changes and keeps its groups' digests only (its buckets' would cost
+      // every node's first version more than they save): a group's buckets are digested the first
+      // time its changes move, every bucket of them with changes hashed that once.
       const byBucket = byBucketOf(given);
       const byId = identifiedByBucket(identified);
       // this call's own (a step may let another caller's overlay run before the next)
@@ -240,11 +223,14 @@ export class BucketHashTree {
           changes.addBucket(byBucket.get(b), byId, byId.start[b]!, byId.start[b + 1]!);
         const groupDigest = changes.digest();
         const groupAt = i * DIGEST;
+        const known = fresh ? 0 : memo.known[i]!;
         const groupSame =
-          compare && groupDigest.subarray(0, DIGEST).equals(memo.changeGroups.subarray(groupAt, groupAt + DIGEST));
+          (known & GROUP_KNOWN) !== 0 &&
+          groupDigest.subarray(0, DIGEST).equals(memo.changeGroups.subarray(groupAt, groupAt + DIGEST));
         groupDigest.copy(memo.changeGroups, groupAt, 0, DIGEST);
-        // the group's changes moved: each bucket's compared with its own digest
-        const bucketDigests = groupSame ? undefined : changes.bucketDigests();
+        // the group's changes moved: each bucket's compared with its own digest, where known
+        const bucketDigests = fresh || groupSame ? undefined : changes.bucketDigests();
+        memo.known[i] = fresh ? GROUP_KNOWN : groupSame ? known : GROUP_KNOWN | BUCKETS_KNOWN;
         for (let b = i * g; b < (i + 1) * g; b++) {
           const m = byBucket.get(b);
           const first = byId.start[b]!;
@@ -258,7 +244,9 @@ export class BucketHashTree {
           if (bucketDigests) {
             const digest = bucketDigests[b - i * g]!;
             const at = b * DIGEST;
-            same &&= compare && digest.subarray(0, DIGEST).equals(memo.digests.subarray(at, at + DIGEST));
+            same &&=
+              (known & BUCKETS_KNOWN) !== 0 &&
+              digest.subarray(0, DIGEST).equals(memo.digests.subarray(at, at + DIGEST));
             digest.copy(memo.digests, at, 0, DIGEST);
           }
           if (same) continue;
@@ -275,7 +263,6 @@ export class BucketHashTree {
           if (++hashed % BUCKETS_PER_STEP === 0) yield;
         }
       }
-      memo.digestsKnown = true;
     }
     memo.bucketsHashed = hashed;
     const top = this.scratchTop();
@@ -429,6 +416,9 @@ function wholeDigest(text: string, identified: readonly IdentifiedItems[]): Buff
 
 /** Bytes kept per bucket of an OverlayMemo's digest of the caller's changes (of SHA-256's 32). */
 const DIGEST = 16;
+/** OverlayMemo.known's flags. */
+const GROUP_KNOWN = 1;
+const BUCKETS_KNOWN = 2;
 
 /**
  * What one caller's last overlayRootSteps on a tree with groups computed (the planner keeps one
@@ -442,8 +432,8 @@ export class OverlayMemo {
   /** The tree's change count when the memo was last completed. */
   at = -1;
   complete = false;
-  /** Whether `digests` hold the last changes' (not filled by a first call: a later one that needs them does). */
-  digestsKnown = false;
+  /** Per group: GROUP_KNOWN when `changeGroups` holds its last changes' digest, BUCKETS_KNOWN when `digests` its buckets'. */
+  known = EMPTY_BYTES;
   /** Buckets hashed again by the last call (tests and metrics). */
   bucketsHashed = 0;
   // views into one allocation, made for the tree's group count at the first call
@@ -457,7 +447,7 @@ export class OverlayMemo {
   /** Sizes the memo for `groups` groups (made anew, empty: the next call starts over, when it was not). */
   fit(groups: number): void {
     if (this.groups.length === groups * 32) return;
-    const store = Buffer.alloc(32 + BUCKETS * (1 + DIGEST + 32) + groups * (32 + DIGEST));
+    const store = Buffer.alloc(32 + BUCKETS * (1 + DIGEST + 32) + groups * (32 + DIGEST + 1));
     let at = 0;
     const take = (n: number) => store.subarray(at, (at += n));
     this.whole = take(32);
@@ -466,8 +456,8 @@ export class OverlayMemo {
     this.hashes = take(BUCKETS * 32);
     this.groups = take(groups * 32);
     this.changeGroups = take(groups * DIGEST);
+    this.known = take(groups);
     this.complete = false;
-    this.digestsKnown = false;
   }
 }
 
@@ -487,9 +477,8 @@ interface IdentifiedByBucket {
 }
 
 function identifiedByBucket(identified: readonly IdentifiedItems[]): IdentifiedByBucket {
-  // a block's place is 16 bits, 0xffff marking a made item (ChangesText): a node's blocks are its
-  // NodePort addresses and one more
-  if (identified.length >= 0xffff) throw new Error(`overlay: ${identified.length} blocks of identified items`);
+  // a block's place is 16 bits (ChangesText): a node's blocks are its NodePort addresses and one more
+  if (identified.length > 0xffff) throw new Error(`overlay: ${identified.length} blocks of identified items`);
   let n = 0;
   for (const block of identified) n += block.ids.length;
   const bucketAt = new Uint8Array(n);
@@ -528,7 +517,7 @@ function identifiedByBucket(identified: readonly IdentifiedItems[]): IdentifiedB
  * One group's changes as bytes, bucket by bucket, for memoOverlaySteps' digests: a bucket's plain
  * changes independent of their order (keys sorted; a removal is its key alone: keys hold no tab
  * or newline, as the bucket lines they become), then its identified items in order, each by its
- * block's place and its id (or, made to find its bucket, by its line); each bucket's bytes start
+ * block's place and its id (made to find its bucket or not: the same bytes); each bucket's bytes start
  * with the digest of the blocks' labels in order. Every part is length-prefixed: equal bytes,
  * equal changes (equal label and id, equal item: IdentifiedItems). One per call.
  */
@@ -572,21 +561,11 @@ class ChangesText {
     this.at = this.buf.writeUInt32LE(end - first, this.at);
     this.at = this.buf.writeUInt32LE(Buffer.byteLength(plain, 'utf8'), this.at);
     this.at += this.buf.write(plain, this.at, 'utf8');
+    this.room((end - first) * 10);
     for (let e = first; e < end; e++) {
-      const item = byId.made.get(e);
-      if (item) {
-        const line = `${item[0]}\t${item[1]}`;
-        const bytes = Buffer.byteLength(line, 'utf8');
-        this.room(6 + bytes);
-        this.at = this.buf.writeUInt16LE(0xffff, this.at);
-        this.at = this.buf.writeUInt32LE(bytes, this.at);
-        this.at += this.buf.write(line, this.at, 'utf8');
-      } else {
-        const k = byId.block[e]!;
-        this.room(10);
-        this.at = this.buf.writeUInt16LE(k, this.at);
-        this.at = this.buf.writeDoubleLE(this.ids[k]![byId.index[e]!]!, this.at);
-      }
+      const k = byId.block[e]!;
+      this.at = this.buf.writeUInt16LE(k, this.at);
+      this.at = this.buf.writeDoubleLE(this.ids[k]![byId.index[e]!]!, this.at);
     }
   }
 
