@@ -109,6 +109,7 @@ const next: {
   copiesHashed: number;
   copiesMade: number;
   loopBackKept: number;
+  loopBackPatched: number;
 }[] = [];
 for (let v = 1; v <= VERSIONS; v++) {
   const s = (v * 7919) % S;
@@ -122,13 +123,23 @@ for (let v = 1; v <= VERSIONS; v++) {
   let copiesHashed = 0;
   let copiesMade = 0;
   let loopBackKept = 0;
+  let loopBackPatched = 0;
   for (const n of nodes) {
     hashes.hash(n);
     copiesHashed += hashes.lastStats.copiesHashed ?? 0; // absent before the copies were kept
     copiesMade += hashes.lastStats.copiesMade ?? 0; // absent before they were identified
     loopBackKept += hashes.lastStats.loopBackKept ? 1 : 0; // absent before the walk was kept
+    loopBackPatched += hashes.lastStats.loopBackPatched ? 1 : 0; // absent before it was patched
   }
-  next.push({ updateMs, allNodesMs: ms(t), allNodesCpuMs: cpuMs(c), copiesHashed, copiesMade, loopBackKept });
+  next.push({
+    updateMs,
+    allNodesMs: ms(t),
+    allNodesCpuMs: cpuMs(c),
+    copiesHashed,
+    copiesMade,
+    loopBackKept,
+    loopBackPatched,
+  });
 }
 const check = sample[sample.length - 1]!;
 if (hashes.hash(check) !== nodeStateHash(renderNodeState(data, check, config)))
@@ -249,6 +260,8 @@ console.log(
       copiesMadePerNode: r(x.copiesMade / N),
       // nodes whose KUBE-LOOP-BACK members were taken as their last hash found them
       loopBackKeptNodes: x.loopBackKept,
+      // nodes whose members were taken so but for their moved local services, walked again
+      loopBackPatchedNodes: x.loopBackPatched,
     })),
     servicesRenderedPerNode: r(rendered / N),
     servicesLaidOverPerNode: r(laidOver / N),
