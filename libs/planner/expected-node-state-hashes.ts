@@ -290,6 +290,8 @@ interface NodeMemo {
   readonly copies: Map<string, CopyDigests>;
   /** Its KUBE-LOOP-BACK members as the last hash found them, when all were identified (see LoopBackKept). */
   loopBack?: LoopBackKept;
+  /** The update (ExpectedNodeStateHashes.updates) its last hash followed. */
+  hashedAt: number;
 }
 
 /**
@@ -298,8 +300,10 @@ interface NodeMemo {
  * (~100 services a node at 10k × 10: a third of a later version's check). What that walk reads:
  * the node's local services and their Held records, which of them are rendered here, and per
  * family whether its set exists and whether anything else has members of it. Every change to a
- * local service re-indexes it, which drops the walk kept for each of its endpoint nodes, before
- * and after (so a kept walk never holds a Held that is gone, however long its node stays silent);
+ * local service re-indexes it, which marks it stale in the walk kept for each of its endpoint
+ * nodes, before and after: the next hash walks the stale services again and takes the rest (see
+ * `stale`); a walk with stale services is dropped at the end of an update once its node missed
+ * a version, so a silent node keeps a replaced Held alive for at most two versions;
  * which services are rendered here changes with them or with the node's facts (node: the entry,
  * replaced when they change); the walk's conditions per family are compared
  * (sets: in every case known they move only with a local service, so this only mirrors the walk).
@@ -512,6 +516,8 @@ export class ExpectedNodeStateHashes {
    * those it no longer has are dropped at each update's end.
    */
   private readonly nodeMemos = new Map<string, NodeMemo>();
+  /** Updates begun (updateSteps), for NodeMemo.hashedAt. */
+  private updates = 0;
   /** Group slots free for the next new group, and the last stamp given (see NodePortGroup). */
   private readonly freeSlots: number[] = [];
   private slots = 0;
@@ -543,6 +549,7 @@ export class ExpectedNodeStateHashes {
    * moved, which the next update completes; `data` must not change while the steps run.
    */
   *updateSteps(data: ClusterDataSource): Generator<void, void, void> {
+    this.updates += 1;
     this.data = undefined;
     this.decidedGroups = new Map();
     let work = 0;
@@ -615,7 +622,13 @@ export class ExpectedNodeStateHashes {
       }
     }
     yield* this.tree.rootSteps(); // every changed bucket hashed here, not in the first node's hash()
-    for (const n of this.nodeMemos.keys()) if (!data.node(n)) this.nodeMemos.delete(n);
+    for (const [n, memo] of this.nodeMemos) {
+      if (!data.node(n)) this.nodeMemos.delete(n);
+      // a kept walk with stale services holds their replaced Helds until its node's next hash:
+      // dropped once the node missed a version (a silent node must not keep them alive)
+      else if (memo.loopBack && memo.loopBack.stale.size > 0 && memo.hashedAt < this.updates - 1)
+        memo.loopBack = undefined;
+    }
     if (this.nodeIds.size > 2 * this.byEndpointNode.size + 64) {
       this.nodeIds = new Map();
       this.nodeIdsGeneration += 1;
@@ -728,7 +741,8 @@ export class ExpectedNodeStateHashes {
     // only nodes the data has get a memo (one for each name asked about would grow without bound)
     let nodeMemo = this.nodeMemos.get(nodeName);
     if (!nodeMemo && ctx.node)
-      this.nodeMemos.set(nodeName, (nodeMemo = { overlay: new OverlayMemo(), copies: new Map() }));
+      this.nodeMemos.set(nodeName, (nodeMemo = { overlay: new OverlayMemo(), copies: new Map(), hashedAt: 0 }));
+    if (nodeMemo) nodeMemo.hashedAt = this.updates;
     if (nodeMemo && nodeMemo.copies.size > ctx.nodePortIPs.length)
       for (const ip of nodeMemo.copies.keys()) if (!ctx.nodePortIPs.includes(ip)) nodeMemo.copies.delete(ip);
     const own: (readonly [string, string | undefined])[] = [nodeStateItem.node(nodeName)];
