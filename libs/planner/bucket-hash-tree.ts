@@ -556,10 +556,11 @@ class ChangesText {
         const v = m.get(k);
         plain += v === undefined ? `${k}\n` : `${k}\t${v}\n`;
       }
-    this.room(32 + 8 + Buffer.byteLength(plain, 'utf8'));
+    const plainBytes = Buffer.byteLength(plain, 'utf8');
+    this.room(32 + 8 + plainBytes);
     this.at += this.labels.copy(this.buf, this.at);
     this.at = this.buf.writeUInt32LE(end - first, this.at);
-    this.at = this.buf.writeUInt32LE(Buffer.byteLength(plain, 'utf8'), this.at);
+    this.at = this.buf.writeUInt32LE(plainBytes, this.at);
     this.at += this.buf.write(plain, this.at, 'utf8');
     this.room((end - first) * 10);
     for (let e = first; e < end; e++) {

@@ -370,14 +370,14 @@ export interface ExpectedHashStats {
   readonly copiesHashed: number;
   /**
    * Of those, the copies made into items (key and value) for the overlay: for a node with a memo
-   * only those in buckets hashed again, or all of them when the node's own items moved (see
-   * DecidedCopies); every one for a node the data does not have.
+   * only those in buckets hashed again (see DecidedCopies; BucketHashTree's memo overlay); every
+   * one for a node the data does not have.
    */
   readonly copiesMade: number;
   /**
    * KUBE-LOOP-BACK members of laid-over services made into items for the overlay: for a node with
-   * a memo, where nothing else has members of the set, only those in buckets hashed again or all
-   * of them when the node's own items moved (see LoopBackMembers); otherwise every one.
+   * a memo, where nothing else has members of the set, only those in buckets hashed again (see
+   * LoopBackMembers); otherwise every one.
    */
   readonly loopBackMembersMade: number;
   /** True when the node's KUBE-LOOP-BACK members were taken as its last hash found them (LoopBackKept). */
@@ -982,7 +982,7 @@ export class ExpectedNodeStateHashes {
     return root;
   }
 
-  /** Nodes holding a kept KUBE-LOOP-BACK walk (tests: one is dropped as soon as a local service of its node moves). */
+  /** Nodes holding a kept KUBE-LOOP-BACK walk (tests: see LoopBackKept for when one is dropped). */
   get keptLoopBackWalks(): number {
     let n = 0;
     for (const memo of this.nodeMemos.values()) if (memo.loopBack) n += 1;
@@ -1147,8 +1147,8 @@ export class ExpectedNodeStateHashes {
         if (e.nodeName !== '') {
           by(this.byEndpointNode, e.nodeName);
           // one of its local services moved: a walk kept for it holds this Held, walked again
-          const kept = this.nodeMemos.get(e.nodeName)?.loopBack;
-          if (kept && kept.stale.add(svc.key).size > STALE_MAX) this.nodeMemos.get(e.nodeName)!.loopBack = undefined;
+          const memo = this.nodeMemos.get(e.nodeName);
+          if (memo?.loopBack && memo.loopBack.stale.add(svc.key).size > STALE_MAX) memo.loopBack = undefined;
         }
   }
 
