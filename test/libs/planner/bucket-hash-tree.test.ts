@@ -358,6 +358,62 @@ describe('BucketHashTree roots equal the documented definitions', () => {
     expect(narrowed).toBeGreaterThan(3);
   });
 
+  // The planner may run several nodes' checks in slices of the same version: two callers'
+  // overlays on one tree, each with its own memo and changes that moved, stepped in turn, must
+  // each equal the definition (what a call keeps between its steps is its own)
+  it('node state hash: two callers whose changes moved, their overlays stepped in turn, each equal the definition', () => {
+    const tree = new NodeStateHashTree();
+    const items = new Map<string, string>();
+    for (let i = 0; i < 3000; i++) {
+      items.set(`vs:10.96.${i % 7}.${i}`, sha(`i${i}`));
+      tree.set(`vs:10.96.${i % 7}.${i}`, sha(`i${i}`));
+    }
+    /** Each caller's identified items: 200 copies on its own address, named by id (round and index). */
+    const block = (label: string, round: number): IdentifiedItems => {
+      const key = (j: number) => `vs:TCP/${label}:${30000 + j}`;
+      return {
+        label,
+        ids: Float64Array.from({ length: 200 }, (_, j) => round * 1000 + j),
+        bucket: (j) => bucketOf(key(j)),
+        item: (j) => [key(j), sha(`${label}/${round}/${j}`)],
+      };
+    };
+    const callers = ['a', 'b'].map((name, c) => ({
+      label: `192.0.2.${c + 1}`,
+      memo: new OverlayMemo(),
+      changes: new Map<string, string | undefined>(
+        Array.from({ length: 400 }, (_, i) => [`entry:${name}${i}`, sha(`${name}${i}`)]),
+      ),
+    }));
+    const expected = (changes: Map<string, string | undefined>, identified: IdentifiedItems) => {
+      const e = new Map(items);
+      for (const [k, v] of changes) v === undefined ? e.delete(k) : e.set(k, v);
+      for (let j = 0; j < identified.ids.length; j++) e.set(...identified.item(j));
+      return reference(e, 'switchboard-node-state-v2\n', 16);
+    };
+    for (let round = 0; round < 4; round++) {
+      // each caller's changes move in many buckets (the first round: a first call each)
+      if (round > 0)
+        for (const [c, caller] of callers.entries())
+          for (let i = 0; i < 400; i += 3) caller.changes.set(`entry:${'ab'[c]}${i}`, sha(`r${round}/${i}`));
+      // the blocks' items move every other round (new ids), the plain changes every round
+      const blocks = callers.map((caller) => block(caller.label, round >> 1));
+      const runs = callers.map((caller, c) => tree.overlayRootSteps(caller.changes, caller.memo, [blocks[c]!]));
+      const roots: (string | undefined)[] = [undefined, undefined];
+      let steps = 0;
+      while (roots.some((r) => r === undefined))
+        for (const [c, run] of runs.entries()) {
+          if (roots[c] !== undefined) continue;
+          const r = run.next();
+          if (r.done) roots[c] = r.value;
+          else steps += 1;
+        }
+      expect(steps).toBeGreaterThan(4); // they did run in turn
+      for (const [c, caller] of callers.entries())
+        expect(roots[c], `round ${round} caller ${c}`).toBe(expected(caller.changes, blocks[c]!));
+    }
+  });
+
   // rootSteps run in steps by the planner's build: one left unfinished (a newer version's update
   // sets items between its steps) must leave no bucket or group stale for the next root
   for (const k of kinds) {
