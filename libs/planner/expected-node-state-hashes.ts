@@ -400,11 +400,26 @@ const SETS_OF = (f: IpFamily) =>
     family: type === 'bitmap:port' ? undefined : f === 'IPv4' ? ('inet' as const) : ('inet6' as const),
   }));
 
-/** Work units per updateSteps step: about 16 service renders (~0.5–2 ms), or 256 comparisons. */
+/** Work units per updateSteps step: about 16 renders of a small service (~0.5–2 ms), or 256 comparisons. */
 const STEP_WORK = 256;
 const RENDER_WORK = 16;
-/** Groups, laid-over services or items per hashSteps step (~1–5 µs each); a service rendered again counts RENDER_WORK. */
+/** Groups, laid-over services or items per hashSteps step (~1–5 µs each); a service rendered again counts renderWork. */
 const HASH_STEP_WORK = 256;
+
+/**
+ * Work units of rendering, indexing or hashing a service of `endpoints` endpoints (or a virtual
+ * server of as many real servers): each costs O(them), so a step of 250-endpoint services holds
+ * two of them, not sixteen (a 20–30 ms step at the envelope's density, 2026-12-06).
+ */
+function renderWork(endpoints: number): number {
+  return RENDER_WORK + (endpoints >> 1);
+}
+
+function endpointCount(entry: ServiceEntry): number {
+  let n = 0;
+  for (const port of entry.ports) n += port.endpoints.length;
+  return n;
+}
 
 /** An item value computed once per virtual server object (versions share unchanged services' objects). */
 const vsItems = new WeakMap<VirtualServer, readonly [string, string]>();
@@ -544,9 +559,9 @@ export class ExpectedNodeStateHashes {
    * update(data) in bounded steps, for a caller that must not block for the whole of it (the
    * first build of a 10k-service cluster renders every service: seconds on a loaded host): each
    * next() does at most about STEP_WORK units of work (a comparison 1, a render or a resolved
-   * VIP:port RENDER_WORK). hash() refuses until the last step is done. A run left unfinished (a
-   * newer version superseded it) leaves a consistent state, each service either as it was or
-   * moved, which the next update completes; `data` must not change while the steps run.
+   * VIP:port renderWork of its endpoints). hash() refuses until the last step is done. A run left
+   * unfinished (a newer version superseded it) leaves a consistent state, each service either as
+   * it was or moved, which the next update completes; `data` must not change while the steps run.
    */
   *updateSteps(data: ClusterDataSource): Generator<void, void, void> {
     this.updates += 1;
@@ -585,7 +600,7 @@ export class ExpectedNodeStateHashes {
           this.index(old, -1);
         }
         this.index(held, 1);
-        work += RENDER_WORK;
+        work += renderWork(endpointCount(svc));
       }
       if (work >= STEP_WORK) {
         work = 0;
@@ -597,25 +612,23 @@ export class ExpectedNodeStateHashes {
       this.held.delete(key);
       this.apply(key, old.shared, -1);
       this.index(old, -1);
-      work += RENDER_WORK;
+      work += renderWork(endpointCount(old.entry));
       if (work >= STEP_WORK) {
         work = 0;
         yield;
       }
     }
     for (const k of this.touched) {
-      this.settle(k);
+      work += renderWork(this.settle(k));
       this.touched.delete(k);
-      work += RENDER_WORK;
       if (work >= STEP_WORK) {
         work = 0;
         yield;
       }
     }
     for (const g of this.touchedGroups) {
-      this.settleGroup(g);
+      work += renderWork(this.settleGroup(g));
       this.touchedGroups.delete(g);
-      work += RENDER_WORK;
       if (work >= STEP_WORK) {
         work = 0;
         yield;
@@ -731,7 +744,7 @@ export class ExpectedNodeStateHashes {
       const held = this.held.get(key)!;
       count(held.shared, key, -1);
       count(renderServiceForNode(held.entry, ctx), key, 1);
-      work += RENDER_WORK;
+      work += renderWork(endpointCount(held.entry));
       if (work >= HASH_STEP_WORK) {
         work = 0;
         yield;
@@ -885,6 +898,9 @@ export class ExpectedNodeStateHashes {
       if (rendered.has(k)) continue;
       if (!(onNodePorts && this.templated.has(k))) laidOver += 1;
       const held = this.held.get(k)!;
+      // made at a service's first scan in this generation (the first node asked about pays for
+      // each of its local services: O(their endpoints), counted here so that its step stays short)
+      if (held.endpointNodes?.generation !== this.nodeIdsGeneration) work += endpointCount(held.entry) >> 1;
       const nodes = this.endpointNodesOf(held);
       for (const clusterIP of held.entry.clusterIPs) {
         const family = ipFamily(clusterIP);
@@ -1192,38 +1208,47 @@ export class ExpectedNodeStateHashes {
     }
   }
 
-  /** Resolves the winner of one touched VIP:port (claimOrder, as mergeContributions). */
-  private settle(k: string): void {
+  /**
+   * Resolves the winner of one touched VIP:port (claimOrder, as mergeContributions); returns the
+   * real servers of the winner hashed into the tree (0: none hashed).
+   */
+  private settle(k: string): number {
     const list = this.candidates.get(k) ?? [];
     const best = pick(list);
     if (best === 'ambiguous') this.ambiguous.add(k);
     else this.ambiguous.delete(k);
     const win = best === 'ambiguous' ? list[0]!.vs : best?.vs;
     const prev = this.winners.get(k);
-    if (win === prev) return;
+    if (win === prev) return 0;
     if (win) {
       this.winners.set(k, win);
       this.tree.set(...vsItem(win));
-    } else {
-      this.winners.delete(k);
-      this.tree.set(`vs:${k}`, undefined);
+      return win.realServers.length;
     }
+    this.winners.delete(k);
+    this.tree.set(`vs:${k}`, undefined);
+    return 0;
   }
 
-  /** Decides one touched NodePort group's claim (pick over its templates) and how its winner's copies hash. */
-  private settleGroup(g: string): void {
+  /**
+   * Decides one touched NodePort group's claim (pick over its templates) and how its winner's
+   * copies hash; returns the real servers of the winner whose text was made (0: none made).
+   */
+  private settleGroup(g: string): number {
     const group = this.groups.get(g);
-    if (!group) return;
+    if (!group) return 0;
     if (group.members.length === 0) {
       this.groups.delete(g);
       this.freeSlots.push(group.slot);
-      return;
+      return 0;
     }
     const best = pick(group.members);
-    if (best === group.winner) return;
+    if (best === group.winner) return 0;
     group.winner = best;
-    group.copies = best && best !== 'ambiguous' ? virtualServerCopies(best.vs) : undefined;
+    const decided = best && best !== 'ambiguous' ? best : undefined;
+    group.copies = decided && virtualServerCopies(decided.vs);
     group.stamp = ++this.lastStamp;
+    return decided?.vs.realServers.length ?? 0;
   }
 
   /** This version's DecidedGroups of `family`, made by the first hash that asks (updateSteps drops them). */

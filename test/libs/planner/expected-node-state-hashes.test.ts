@@ -718,6 +718,76 @@ describe('ExpectedNodeStateHashes equals nodeStateHash(renderNodeState(...)) for
   );
 });
 
+// The planner runs these steps in slices of ~10 ms between its other work: a step's size must follow
+// what it renders, hashes and indexes. At the envelope's 250 endpoints a service, sixteen renders a
+// step made 20–30 ms steps, and the first node asked about indexed every endpoint of each of its
+// local services in one step (166 ms at 10k services × 5,000 nodes).
+describe('ExpectedNodeStateHashes steps are bounded by the endpoints they handle, not by the count of services', () => {
+  const NODE_COUNT = 256;
+  /** 32 services of 256 endpoints each, one on each of 256 nodes: each node has one endpoint of each. */
+  const wide = ClusterDataIndex.from({
+    services: Array.from({ length: 32 }, (_, i) =>
+      plainService(
+        `ns/wide${i}`,
+        [`10.96.1.${i + 1}`],
+        [
+          {
+            name: 'http',
+            protocol: 'TCP',
+            port: 80,
+            nodePort: 0,
+            endpoints: Array.from({ length: NODE_COUNT }, (_, e) => ({
+              ip: `10.${64 + i}.${1 + (e >> 7)}.${(e & 127) + 1}`,
+              port: 8080,
+              nodeName: `w${e}`,
+              zone: 'z1',
+              ready: true,
+              serving: true,
+              terminating: false,
+              hintZones: [],
+            })),
+          },
+        ],
+      ),
+    ),
+    nodes: Array.from({ length: NODE_COUNT }, (_, e) => facts(`w${e}`, [`172.16.${e}.1`])),
+  });
+  const count = (steps: Iterator<unknown>) => {
+    let n = 0;
+    while (!steps.next().done) n += 1;
+    return n;
+  };
+
+  it('updateSteps: a step renders and settles about two 256-endpoint services, not sixteen', () => {
+    const h = new ExpectedNodeStateHashes(DEFAULT_PROXY_CONFIG);
+    // 32 renders and 32 virtual servers settled, each ~145 units of 256
+    expect(count(h.updateSteps(wide))).toBeGreaterThanOrEqual(32);
+    expect(h.hash('w0')).toBe(nodeStateHash(renderNodeState(wide, 'w0', DEFAULT_PROXY_CONFIG)));
+  });
+
+  it("hashSteps: the first node asked about indexes its local services' endpoints in steps; the next node finds them indexed", () => {
+    const h = new ExpectedNodeStateHashes(DEFAULT_PROXY_CONFIG);
+    h.update(wide);
+    const results: Record<string, string> = {};
+    const stepsOf = (node: string) => {
+      const steps = h.hashSteps(node);
+      let n = 0;
+      for (let r = steps.next(); ; r = steps.next(), n += 1)
+        if (r.done) {
+          results[node] = r.value;
+          return n;
+        }
+    };
+    const first = stepsOf('w0');
+    const next = stepsOf('w1');
+    // 32 services × 256 endpoints indexed (~128 units each) by the first: 16 steps at least
+    expect(first).toBeGreaterThanOrEqual(16);
+    expect(next).toBeLessThan(first / 2);
+    for (const node of ['w0', 'w1'])
+      expect(results[node], node).toBe(nodeStateHash(renderNodeState(wide, node, DEFAULT_PROXY_CONFIG)));
+  });
+});
+
 // ---- a small dual-stack universe where the node-dependent parts collide ---------------------
 
 function facts(name: string, addresses: string[], zone = 'z1'): NodeFacts {
