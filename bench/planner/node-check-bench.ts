@@ -12,7 +12,8 @@
  * Each phase also gives its process CPU time (process.cpuUsage: the machine is shared, so wall
  * time alone mixes in other work), and the planner path its slices' CPU time (the longest
  * slice's own, and the longest by CPU) and V8's longest GC pause meanwhile, which tell a slice
- * that computed for long from one descheduled or paused by GC.
+ * that computed for long from one descheduled or paused by GC; and the longest single step (of
+ * the build or of a node's hash) with the GC pauses that began within the longest slice.
  *   npx tsx --expose-gc bench/planner/node-check-bench.ts [--services 10000] [--endpoints 10] [--nodes 100] [--old-sample 4] [--versions 3]
  */
 import { benchArgs } from '../bench-cli.ts'; // first: bad input is one line, exit 2
@@ -152,7 +153,7 @@ if (hashes.hash(check) !== nodeStateHash(renderNodeState(data, check, config)))
 async function plannerChecks(cache: ExpectedHashCache, version: number) {
   const at = { version, revision: 1, config, data };
   // the default scheduler's (setImmediate, or setTimeout for a rest), each slice timed in wall and CPU
-  const slices = { longestWallMs: 0, itsCpuMs: 0, longestCpuMs: 0, count: 0 };
+  const slices = { longestWallMs: 0, itsCpuMs: 0, longestCpuMs: 0, count: 0, longestAt: 0 };
   const schedule = (fn: () => void, restMs: number) => {
     const run = () => {
       const w0 = performance.now();
@@ -161,7 +162,7 @@ async function plannerChecks(cache: ExpectedHashCache, version: number) {
       const wall = performance.now() - w0;
       const cpu = cpuMs(c0);
       slices.count += 1;
-      if (wall > slices.longestWallMs) Object.assign(slices, { longestWallMs: wall, itsCpuMs: cpu });
+      if (wall > slices.longestWallMs) Object.assign(slices, { longestWallMs: wall, itsCpuMs: cpu, longestAt: w0 });
       slices.longestCpuMs = Math.max(slices.longestCpuMs, cpu);
     };
     if (restMs <= 0) {
@@ -171,17 +172,33 @@ async function plannerChecks(cache: ExpectedHashCache, version: number) {
     const h = setTimeout(run, restMs);
     return { cancel: () => clearTimeout(h) };
   };
-  const gc = { maxMs: 0, totalMs: 0 };
+  const gc = { maxMs: 0, totalMs: 0, pauses: [] as { at: number; ms: number }[] };
   const gcObserver = new PerformanceObserver((list) => {
     for (const e of list.getEntries()) {
       gc.maxMs = Math.max(gc.maxMs, e.duration);
       gc.totalMs += e.duration;
+      gc.pauses.push({ at: e.startTime, ms: e.duration });
     }
+  });
+  // each step of the build and of a node's hash timed alone: a long slice is one long step, or GC
+  const longestStep = { ms: 0, kind: '' };
+  const timed = <T>(kind: string, steps: Iterator<void, T>): Iterator<void, T> => ({
+    next: () => {
+      const t = performance.now();
+      const r = steps.next();
+      const took = performance.now() - t;
+      if (took > longestStep.ms) Object.assign(longestStep, { ms: took, kind });
+      return r;
+    },
+    return: (v?: T) => steps.return?.(v as T) ?? { done: true, value: v as T },
   });
   gcObserver.observe({ entryTypes: ['gc'] });
   const checks = new NodeHashChecks({
-    compute: (node) => cache.hashSteps(node, at),
-    prepare: () => cache.prepare(at),
+    compute: (node) => timed('node', cache.hashSteps(node, at)),
+    prepare: () => {
+      const steps = cache.prepare(at);
+      return steps && timed('build', steps);
+    },
     schedule,
   });
   const delay = monitorEventLoopDelay({ resolution: 1 });
@@ -216,6 +233,14 @@ async function plannerChecks(cache: ExpectedHashCache, version: number) {
     longestSliceWallMs: r(slices.longestWallMs),
     longestSliceItsCpuMs: r(slices.itsCpuMs),
     longestSliceCpuMs: r(slices.longestCpuMs),
+    longestStepMs: r(longestStep.ms),
+    longestStepOf: longestStep.kind,
+    // GC pauses that began within the longest slice (V8's, on the main thread)
+    longestSliceGcMs: r(
+      gc.pauses
+        .filter((p) => p.at >= slices.longestAt && p.at < slices.longestAt + slices.longestWallMs)
+        .reduce((sum, p) => sum + p.ms, 0),
+    ),
     gcMaxPauseMs: r(gc.maxMs),
     gcTotalMs: r(gc.totalMs),
     steps: checks.prepareSteps,
