@@ -409,7 +409,8 @@ const HASH_STEP_WORK = 256;
 /**
  * Work units of rendering, indexing or hashing a service of `endpoints` endpoints (or a virtual
  * server of as many real servers): each costs O(them), so a step of 250-endpoint services holds
- * two of them, not sixteen (a 20–30 ms step at the envelope's density, 2026-12-06).
+ * two of them, not sixteen (sixteen made steps of 13–19 ms at 2,000 such services, 62–75 ms at
+ * 10,000: docs/benchmarks.md, Planner eleventh round).
  */
 function renderWork(endpoints: number): number {
   return RENDER_WORK + (endpoints >> 1);
