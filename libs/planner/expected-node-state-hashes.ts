@@ -901,7 +901,7 @@ export class ExpectedNodeStateHashes {
       const held = this.held.get(k)!;
       // made at a service's first scan in this generation (the first node asked about pays for
       // each of its local services: O(their endpoints), counted here so that its step stays short)
-      if (held.endpointNodes?.generation !== this.nodeIdsGeneration) work += endpointCount(held.entry) >> 1;
+      if (!this.current(held.endpointNodes)) work += endpointCount(held.entry) >> 1;
       const nodes = this.endpointNodesOf(held);
       for (const clusterIP of held.entry.clusterIPs) {
         const family = ipFamily(clusterIP);
@@ -1017,10 +1017,15 @@ export class ExpectedNodeStateHashes {
     return id;
   }
 
+  /** Whether a service's endpoints by node are of the current generation (endpointNodesOf makes none). */
+  private current(nodes: EndpointNodes | undefined): nodes is EndpointNodes {
+    return nodes?.generation === this.nodeIdsGeneration;
+  }
+
   /** held.endpointNodes of the current generation: made (O(its endpoints · log)) when it has none or an older one. */
   private endpointNodesOf(held: Held): EndpointNodes {
     const kept = held.endpointNodes;
-    if (kept?.generation === this.nodeIdsGeneration) return kept;
+    if (this.current(kept)) return kept;
     const ports = held.entry.ports;
     const portStarts = new Int32Array(ports.length + 1);
     ports.forEach((port, p) => {
