@@ -13,6 +13,7 @@ import {
 } from '../model/index.ts';
 import { buildNodeFacts, buildServiceEntry, buildServiceEntrySteps } from './build-service-entry.ts';
 import { ClusterDataIndex, sortDelta } from './cluster-data-index.ts';
+import { PackedSlice, sliceHead, unpackSlice, type KeptSlice } from './packed-slice.ts';
 
 /** Small services built and hashed per step of buildSteps (a large one takes steps of its own). */
 const SERVICES_PER_STEP = 64;
@@ -32,7 +33,8 @@ export type ObjectChange =
  */
 export class ClusterState {
   private readonly services = new Map<string, ServiceObject>();
-  private readonly slices = new Map<string, EndpointSliceObject>();
+  /** Packed once their service's entry is built (packed-slice.ts): most of the state's heap otherwise. */
+  private readonly slices = new Map<string, KeptSlice>();
   private readonly slicesByService = new Map<string, Set<string>>();
   private readonly nodes = new Map<string, NodeObject>();
   private readonly index = new ClusterDataIndex();
@@ -87,7 +89,8 @@ export class ClusterState {
       }
       case 'EndpointSlice': {
         const sk = serviceKey(obj.meta.namespace, obj.meta.name);
-        const prev = this.slices.get(sk);
+        const kept = this.slices.get(sk);
+        const prev = kept && sliceHead(kept);
         this.slices.set(sk, obj);
         const owner = serviceKey(obj.meta.namespace, obj.serviceName);
         if (prev && prev.serviceName !== obj.serviceName) {
@@ -115,8 +118,9 @@ export class ClusterState {
       if (this.services.delete(k)) this.rebuildService(k);
     } else if (kind === 'EndpointSlice') {
       const sk = serviceKey(namespace, name);
-      const prev = this.slices.get(sk);
-      if (!prev) return;
+      const kept = this.slices.get(sk);
+      if (!kept) return;
+      const prev = sliceHead(kept);
       this.slices.delete(sk);
       const owner = serviceKey(namespace, prev.serviceName);
       const set = this.slicesByService.get(owner);
@@ -156,14 +160,29 @@ export class ClusterState {
 
   private buildEntry(k: string): ServiceEntry | undefined {
     const svc = this.services.get(k);
-    const sliceKeys = this.slicesByService.get(k) ?? new Set<string>();
-    return svc
-      ? buildServiceEntry(
-          svc,
-          [...sliceKeys].map((s) => this.slices.get(s)!),
-          this.readingRevision,
-        )
-      : undefined;
+    const entry = svc ? buildServiceEntry(svc, this.slicesOf(k), this.readingRevision) : undefined;
+    this.packSlicesOf(k);
+    return entry;
+  }
+
+  /** The service's slices as objects (unpacked: a rebuild reads them all). */
+  private slicesOf(k: string): EndpointSliceObject[] {
+    const sliceKeys = this.slicesByService.get(k);
+    return sliceKeys ? [...sliceKeys].map((s) => unpackSlice(this.slices.get(s)!)) : [];
+  }
+
+  /**
+   * Packs the service's slices that came since its last build. Called once its entry is built
+   * from them: the initial list's objects are packed while still young (V8's scavenges copy the
+   * packed cells, not three objects an endpoint, into the old generation).
+   */
+  private packSlicesOf(k: string): void {
+    for (const sk of this.slicesByService.get(k) ?? []) {
+      const kept = this.slices.get(sk)!;
+      if (kept instanceof PackedSlice) continue;
+      const packed = PackedSlice.pack(kept);
+      if (packed) this.slices.set(sk, packed);
+    }
   }
 
   /**
@@ -181,15 +200,9 @@ export class ClusterState {
       if (!this.stale.has(k)) continue; // built meanwhile by a read of data
       const changes = this.changes;
       const svc = this.services.get(k);
-      const sliceKeys = this.slicesByService.get(k) ?? new Set<string>();
-      const entry = svc
-        ? yield* buildServiceEntrySteps(
-            svc,
-            [...sliceKeys].map((s) => this.slices.get(s)!),
-            this.readingRevision,
-          )
-        : undefined;
+      const entry = svc ? yield* buildServiceEntrySteps(svc, this.slicesOf(k), this.readingRevision) : undefined;
       if (changes !== this.changes || !this.stale.has(k)) continue;
+      this.packSlicesOf(k);
       yield* this.index.setServiceSteps(k, entry);
       if (changes === this.changes) this.stale.delete(k);
       if (++built % SERVICES_PER_STEP === 0) yield;
@@ -262,7 +275,7 @@ export class ClusterState {
 
   /** All current objects (for checkpoints of the object state, e.g. in the event log). */
   objects(): KubeObject[] {
-    return [...this.services.values(), ...this.slices.values(), ...this.nodes.values()];
+    return [...this.services.values(), ...[...this.slices.values()].map(unpackSlice), ...this.nodes.values()];
   }
 
   /** Builds a state from a full object set, as a relist or a replay from checkpoint does. */
@@ -278,7 +291,8 @@ export class ClusterState {
       else if (o.kind === 'Node') s.nodes.set(o.meta.name, o);
       else {
         const sk = serviceKey(o.meta.namespace, o.meta.name);
-        const prev = s.slices.get(sk);
+        const kept = s.slices.get(sk);
+        const prev = kept && sliceHead(kept);
         if (prev) s.slicesByService.get(serviceKey(prev.meta.namespace, prev.serviceName))?.delete(sk);
         s.slices.set(sk, o);
         const owner = serviceKey(o.meta.namespace, o.serviceName);
@@ -288,15 +302,8 @@ export class ClusterState {
       }
     }
     for (const [k, svc] of s.services) {
-      const sliceKeys = s.slicesByService.get(k) ?? new Set<string>();
-      s.index.setService(
-        k,
-        buildServiceEntry(
-          svc,
-          [...sliceKeys].map((x) => s.slices.get(x)!),
-          readingRevision,
-        ),
-      );
+      s.index.setService(k, buildServiceEntry(svc, s.slicesOf(k), readingRevision));
+      s.packSlicesOf(k);
     }
     for (const [name, node] of s.nodes) s.index.setNode(name, buildNodeFacts(node));
     return s;
