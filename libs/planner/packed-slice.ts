@@ -115,9 +115,8 @@ function readersShape(e: Endpoint): boolean {
   for (const k in e) if (k !== ENDPOINT_FIELDS[n++]) return false;
   return (
     n === ENDPOINT_FIELDS.length &&
-    Array.isArray(e.addresses) &&
+    strings(e.addresses) &&
     e.addresses.length > 0 &&
-    e.addresses.every((a) => typeof a === 'string') &&
     typeof e.ready === 'boolean' &&
     typeof e.serving === 'boolean' &&
     typeof e.terminating === 'boolean' &&
@@ -128,4 +127,8 @@ function readersShape(e: Endpoint): boolean {
   );
 }
 
-const strings = (xs: unknown): boolean => Array.isArray(xs) && xs.every((x) => typeof x === 'string');
+function strings(xs: unknown): boolean {
+  if (!Array.isArray(xs)) return false;
+  for (let i = 0; i < xs.length; i++) if (typeof xs[i] !== 'string') return false;
+  return true;
+}
