@@ -1,8 +1,6 @@
 import { createHash, type Hash } from 'node:crypto';
 import type Database from 'better-sqlite3';
 import {
-  byCodeUnit,
-  keyOf,
   LATEST_READING_REVISION,
   readingRevisionOf,
   sha256Hex,
@@ -107,13 +105,13 @@ export function writeCheckpoint(
   },
 ): Checkpoint {
   const limit = opts.pieceChars ?? CHECKPOINT_PIECE_CHARS;
-  const objects = [...opts.state.objects()].sort((a, b) => byCodeUnit(keyOf(a), keyOf(b)));
+  const objects = opts.state.objectsInKeyOrder(); // one packed slice unpacked at a time
   const rejections = JSON.stringify([...opts.rejections].sort((a, b) => a.seq - b.seq));
   const cp = {
     seq: opts.seq,
     version: opts.version,
     dataHash: opts.state.hash(),
-    objectCount: objects.length,
+    objectCount: objects.count,
     createdAt: opts.createdAt,
     readingRevision: opts.state.readingRevision,
   };

@@ -1,4 +1,6 @@
 import {
+  byCodeUnit,
+  keyOf,
   LATEST_READING_REVISION,
   serviceKey,
   type ReadingRevision,
@@ -273,9 +275,28 @@ export class ClusterState {
     return this.nodes.get(name)?.meta.labels;
   }
 
-  /** All current objects (for checkpoints of the object state, e.g. in the event log). */
+  /** All current objects (packed slices unpacked: for one at a time, objectsInKeyOrder). */
   objects(): KubeObject[] {
     return [...this.services.values(), ...[...this.slices.values()].map(unpackSlice), ...this.nodes.values()];
+  }
+
+  /**
+   * Every current object in keyOf order, for a checkpoint of the object state: a packed slice is
+   * unpacked only when its turn comes, so a checkpoint that serialises them one by one holds one
+   * slice's endpoint objects at a time, not the whole cluster's again (~0.4 GB at the envelope).
+   */
+  objectsInKeyOrder(): Iterable<KubeObject> & { readonly count: number } {
+    const kept: [string, KubeObject | PackedSlice][] = [];
+    for (const o of this.services.values()) kept.push([keyOf(o), o]);
+    for (const o of this.slices.values()) kept.push([keyOf(sliceHead(o)), o]);
+    for (const o of this.nodes.values()) kept.push([keyOf(o), o]);
+    kept.sort((a, b) => byCodeUnit(a[0], b[0]));
+    return {
+      count: kept.length,
+      *[Symbol.iterator]() {
+        for (const [, o] of kept) yield o instanceof PackedSlice ? o.unpack() : o;
+      },
+    };
   }
 
   /** Builds a state from a full object set, as a relist or a replay from checkpoint does. */

@@ -1,5 +1,5 @@
 import fc from 'fast-check';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { readKubeObject, type EndpointSliceObject, type KubeObject } from '../../../libs/model/index.ts';
 import { ClusterState } from '../../../libs/planner/index.ts';
 import { PackedSlice, unpackSlice } from '../../../libs/planner/packed-slice.ts';
@@ -142,6 +142,40 @@ describe('ClusterState keeps built services’ slices packed', () => {
         expect(state.data.toClusterData()).toEqual(fromObjects.data.toClusterData());
       }),
       { numRuns: 200 },
+    );
+  });
+});
+
+describe('ClusterState.objectsInKeyOrder (what a checkpoint stores)', () => {
+  it('gives every object in keyOf order, equal to objects(), unpacking each packed slice only when its turn comes', () => {
+    fc.assert(
+      fc.property(fc.uniqueArray(slice, { minLength: 2, maxLength: 8, selector: (s) => s.meta.name }), (slices) => {
+        const service = read({
+          apiVersion: 'v1',
+          kind: 'Service',
+          metadata: { namespace: 'default', name: 'web' },
+          spec: { clusterIP: '10.96.0.10', ports: [{ name: 'http', port: 80, targetPort: 8080, protocol: 'TCP' }] },
+        });
+        const state = ClusterState.fromObjects([...[...slices].reverse(), service]);
+        const all = state.objects();
+        const inOrder = state.objectsInKeyOrder();
+        expect(inOrder.count).toBe(all.length);
+        const key = (o: KubeObject) => `${o.kind} ${o.meta.namespace}/${o.meta.name}`;
+        const expected = [...all].sort((a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0));
+        const unpack = vi.spyOn(PackedSlice.prototype, 'unpack');
+        try {
+          const it = inOrder[Symbol.iterator]();
+          it.next();
+          expect(unpack.mock.calls.length).toBeLessThanOrEqual(1);
+          const rest = [...{ [Symbol.iterator]: () => it }];
+          expect(unpack.mock.calls.length).toBe(slices.length);
+          expect(JSON.stringify(rest)).toBe(JSON.stringify(expected.slice(1)));
+        } finally {
+          unpack.mockRestore();
+        }
+        expect(JSON.stringify([...inOrder])).toBe(JSON.stringify(expected));
+      }),
+      { numRuns: 50 },
     );
   });
 });
