@@ -56,7 +56,7 @@ function compactedObjects(log: EventLog): [KubeKind, RawKubeObject][] {
   if (cut <= 0) return [];
   const seenAfter = new Set(log.events({ fromSeq: cut + 1 }).map((e) => `${e.kind}/${e.namespace}/${e.name}`));
   const out: [KubeKind, RawKubeObject][] = [];
-  for (const o of rebuildAtSeq(log, cut).state.objects()) {
+  for (const o of rebuildAtSeq(log, cut).state.objectsInKeyOrder()) {
     if (seenAfter.has(`${o.kind}/${o.meta.namespace}/${o.meta.name}`)) continue;
     const metadata: RawKubeObject['metadata'] = {
       name: o.meta.name,
