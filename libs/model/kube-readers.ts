@@ -1,3 +1,4 @@
+import { sharedName } from './shared-names.ts';
 import { parseAllDocuments } from 'yaml';
 import { canonicalIp, ipFamily, parseCidr, specialIpKind } from './ip-address.ts';
 import {
@@ -361,8 +362,8 @@ function readEndpoint(
     ready,
     serving,
     terminating: cond.terminating === true,
-    nodeName: typeof e.nodeName === 'string' ? e.nodeName : '',
-    zone: typeof e.zone === 'string' ? e.zone : '',
+    nodeName: typeof e.nodeName === 'string' ? sharedName(e.nodeName) : '',
+    zone: typeof e.zone === 'string' ? sharedName(e.zone) : '',
     hintZones: hints ? hintNames(hints.forZones, i, 'forZones') : NO_HINTS,
     hintNodes: hints ? hintNames(hints.forNodes, i, 'forNodes') : NO_HINTS,
   };
