@@ -17,3 +17,4 @@ export * from './label-selector.ts';
 export * from './operation-outcome.ts';
 export * from './unknown-fields.ts';
 export * from './service-patch.ts';
+export * from './shared-names.ts';

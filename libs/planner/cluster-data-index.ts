@@ -4,6 +4,7 @@ import {
   canonicalJsonHashSteps,
   canonicalJsonOf,
   deepFreeze,
+  sharedName,
   sha256Hex,
   type ClusterData,
   type DataDelta,
@@ -140,6 +141,7 @@ export class ClusterDataIndex implements ClusterDataSource {
     if (entry.key !== key) throw new Error(`service entry key ${entry.key} does not match ${key}`);
     const held = hashesFrom?.svc.get(key);
     const hash = carried ?? (held && held.entry === entry ? held.hash : this.hashOf(entry));
+    shareEndpointNames(entry);
     this.svc.set(key, { entry: deepFreeze(entry), hash });
     this.tree.set(`svc:${key}`, hash);
     return hash;
@@ -215,4 +217,23 @@ export function sortDelta(d: DataDelta): DataDelta {
 
 function sameList(a: readonly string[] | undefined, b: readonly string[] | undefined): boolean {
   return a === b || (!!a && !!b && a.length === b.length && a.every((x, i) => x === b[i]));
+}
+
+/**
+ * An entry decoded from the wire (a delta, a checkpoint: JSON.parse's objects, not yet frozen)
+ * holds its own copy of every node and zone name over 10 characters, one an endpoint: an applier
+ * keeps them for as long as the endpoint exists (~80 bytes an endpoint with a cloud provider's
+ * node names, ~0.2 GB a node at the scalability envelope). The names are shared before the entry
+ * is frozen; the values, so its hash, do not change. An entry built by the planner is frozen
+ * already, its names shared when its slice was read.
+ */
+function shareEndpointNames(entry: ServiceEntry): void {
+  for (const port of entry.ports) {
+    for (const e of port.endpoints) {
+      if (!Object.isExtensible(e)) continue; // frozen: built by the planner
+      const w = e as { nodeName: string; zone: string };
+      if (typeof w.nodeName === 'string') w.nodeName = sharedName(w.nodeName);
+      if (typeof w.zone === 'string') w.zone = sharedName(w.zone);
+    }
+  }
 }

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { readKubeObject, type EndpointSliceObject } from '../../../libs/model/index.ts';
+import { readKubeObject, type ClusterData, type EndpointSliceObject } from '../../../libs/model/index.ts';
+import { ClusterDataIndex, ClusterState } from '../../../libs/planner/index.ts';
 import {
   SHARED_NAME_MAX_LENGTH,
   SHARED_NAMES_KEPT,
@@ -51,5 +52,45 @@ describe('sharedName: one copy of a name many endpoints repeat', () => {
     sharedName(node);
     sharedName('europe-west1-b');
     expect(sharedNamesKept()).toBe(kept); // both already kept by the read
+  });
+});
+
+describe('an applier’s entries decoded from the wire share their node and zone names', () => {
+  it('keeps the values, the hash and the freezing, and reads the names through the table', () => {
+    const node = `ip-10-0-7-${Math.floor(Math.random() * 1e9)}.eu-west-1.compute.internal`;
+    const zone = `europe-west-${Math.floor(Math.random() * 1e9)}-b`;
+    const slice = readKubeObject({
+      apiVersion: 'discovery.k8s.io/v1',
+      kind: 'EndpointSlice',
+      metadata: { namespace: 'default', name: 'web-1', labels: { 'kubernetes.io/service-name': 'web' } },
+      addressType: 'IPv4',
+      ports: [{ name: 'http', port: 8080, protocol: 'TCP' }],
+      endpoints: [
+        { addresses: ['10.0.0.1'], nodeName: node, zone },
+        { addresses: ['10.0.0.2'], nodeName: node, zone },
+      ],
+    });
+    const service = readKubeObject({
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: { namespace: 'default', name: 'web' },
+      spec: { clusterIP: '10.96.0.10', ports: [{ name: 'http', port: 80, targetPort: 8080, protocol: 'TCP' }] },
+    });
+    if (!slice.ok || !service.ok) throw new Error('fixture refused');
+    const planned = ClusterState.fromObjects([service.object, slice.object]).data; // frozen entries
+    const wire = JSON.stringify(planned.toClusterData());
+    // the table starts over: the names are new to it, as on a node that has not read them yet
+    let i = 0;
+    do sharedName(`filler-${i++}.example.internal`);
+    while (sharedNamesKept() !== 1);
+    const before = sharedNamesKept();
+    const applier = ClusterDataIndex.from(JSON.parse(wire) as ClusterData);
+    expect(sharedNamesKept()).toBe(before + 2); // the node and the zone, once each for two endpoints
+    expect(applier.hash()).toBe(planned.hash());
+    const entry = applier.service('default/web')!;
+    expect(entry).toEqual(planned.service('default/web'));
+    expect(Object.isFrozen(entry.ports[0]!.endpoints[0])).toBe(true);
+    // a frozen entry (the planner's own) goes in as it is
+    expect(() => ClusterDataIndex.from(planned.toClusterData())).not.toThrow();
   });
 });
