@@ -1,5 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { readKubeObject, type ClusterData, type EndpointSliceObject } from '../../../libs/model/index.ts';
+import {
+  parseManifestText,
+  type ClusterData,
+  type EndpointSliceObject,
+  type KubeObject,
+} from '../../../libs/model/index.ts';
 import { ClusterDataIndex, ClusterState } from '../../../libs/planner/index.ts';
 import {
   SHARED_NAME_MAX_LENGTH,
@@ -7,6 +12,21 @@ import {
   sharedName,
   sharedNamesKept,
 } from '../../../libs/model/shared-names.ts';
+import { service, slice } from '../../support/plan-fixture.ts';
+
+/** Service web and one slice of two endpoints on `node` in `zone`, as read from a manifest. */
+function webObjects(node: string, zone: string): KubeObject[] {
+  const r = parseManifestText(
+    service('web', 'clusterIP: 10.96.0.10\n  ports: [{name: http, port: 80, targetPort: 8080}]') +
+      slice('web', '[{name: http, port: 8080, protocol: TCP}]', [
+        `{addresses: [10.0.0.1], nodeName: ${node}, zone: ${zone}}`,
+        `{addresses: [10.0.0.2], nodeName: ${node}, zone: ${zone}}`,
+      ]),
+    'web.yaml',
+  );
+  expect(r.rejected).toEqual([]);
+  return r.objects;
+}
 
 describe('sharedName: one copy of a name many endpoints repeat', () => {
   it('keeps a name once however often it is read, and gives back the same value', () => {
@@ -31,20 +51,10 @@ describe('sharedName: one copy of a name many endpoints repeat', () => {
 
   it('is what the reader reads an endpoint’s node and zone through: the values are the API’s', () => {
     const node = 'gke-cluster-1-default-pool-4a3f9c2e-x7k2';
-    const r = readKubeObject({
-      apiVersion: 'discovery.k8s.io/v1',
-      kind: 'EndpointSlice',
-      metadata: { namespace: 'default', name: 'web-1', labels: { 'kubernetes.io/service-name': 'web' } },
-      addressType: 'IPv4',
-      ports: [{ name: 'http', port: 8080, protocol: 'TCP' }],
-      endpoints: [
-        { addresses: ['10.0.0.1'], nodeName: node, zone: 'europe-west1-b' },
-        { addresses: ['10.0.0.2'], nodeName: node, zone: 'europe-west1-b' },
-      ],
-    });
-    expect(r.ok).toBe(true);
-    const slice = (r as { object: EndpointSliceObject }).object;
-    expect(slice.endpoints.map((e) => [e.nodeName, e.zone])).toEqual([
+    const webSlice = webObjects(node, 'europe-west1-b').find(
+      (o): o is EndpointSliceObject => o.kind === 'EndpointSlice',
+    )!;
+    expect(webSlice.endpoints.map((e) => [e.nodeName, e.zone])).toEqual([
       [node, 'europe-west1-b'],
       [node, 'europe-west1-b'],
     ]);
@@ -59,25 +69,7 @@ describe('an applier’s entries decoded from the wire share their node and zone
   it('keeps the values, the hash and the freezing, and reads the names through the table', () => {
     const node = `ip-10-0-7-${Math.floor(Math.random() * 1e9)}.eu-west-1.compute.internal`;
     const zone = `europe-west-${Math.floor(Math.random() * 1e9)}-b`;
-    const slice = readKubeObject({
-      apiVersion: 'discovery.k8s.io/v1',
-      kind: 'EndpointSlice',
-      metadata: { namespace: 'default', name: 'web-1', labels: { 'kubernetes.io/service-name': 'web' } },
-      addressType: 'IPv4',
-      ports: [{ name: 'http', port: 8080, protocol: 'TCP' }],
-      endpoints: [
-        { addresses: ['10.0.0.1'], nodeName: node, zone },
-        { addresses: ['10.0.0.2'], nodeName: node, zone },
-      ],
-    });
-    const service = readKubeObject({
-      apiVersion: 'v1',
-      kind: 'Service',
-      metadata: { namespace: 'default', name: 'web' },
-      spec: { clusterIP: '10.96.0.10', ports: [{ name: 'http', port: 80, targetPort: 8080, protocol: 'TCP' }] },
-    });
-    if (!slice.ok || !service.ok) throw new Error('fixture refused');
-    const planned = ClusterState.fromObjects([service.object, slice.object]).data; // frozen entries
+    const planned = ClusterState.fromObjects(webObjects(node, zone)).data; // frozen entries
     const wire = JSON.stringify(planned.toClusterData());
     // the table starts over: the names are new to it, as on a node that has not read them yet
     let i = 0;
