@@ -13,7 +13,8 @@ export const SHARED_NAME_MAX_LENGTH = 253; // a DNS subdomain, the longest node 
 
 export function sharedName(name: string): string {
   const kept = sharedNames.get(name);
-  if (kept !== undefined || name.length > SHARED_NAME_MAX_LENGTH) return kept ?? name;
+  if (kept !== undefined) return kept;
+  if (name.length > SHARED_NAME_MAX_LENGTH) return name;
   if (sharedNames.size >= SHARED_NAMES_KEPT) sharedNames.clear();
   sharedNames.set(name, name);
   return name;

@@ -275,9 +275,9 @@ export class ClusterState {
     return this.nodes.get(name)?.meta.labels;
   }
 
-  /** All current objects (packed slices unpacked: for one at a time, objectsInKeyOrder). */
+  /** All current objects, unpacked at once (for one at a time: objectsInKeyOrder). */
   objects(): KubeObject[] {
-    return [...this.services.values(), ...[...this.slices.values()].map(unpackSlice), ...this.nodes.values()];
+    return [...this.objectsInKeyOrder()];
   }
 
   /**
