@@ -1,5 +1,6 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { SessionEvent } from '../../libs/applier/index.ts';
+import type { HeapReading } from '../cli/heap-headroom.ts';
 
 /** Prometheus metrics of one applier, fed from session events. */
 export class ApplierMetrics {
@@ -106,6 +107,26 @@ export class ApplierMetrics {
     for (const result of ['ok', 'failed', 'unreachable']) this.probed.inc({ result }, 0);
     for (const outcome of ['clean', 'repaired', 'failed', 'yielded']) this.resyncs.inc({ outcome }, 0);
     this.healthCheckNodePorts(0, 0);
+  }
+
+  /** Exports the heap after V8's last full collection and its limit, read at each scrape. */
+  heapFrom(read: () => HeapReading | undefined): void {
+    new Gauge({
+      name: 'switchboard_applier_heap_live_bytes',
+      help: "V8's used heap right after its last full collection: what the applier keeps (0 before the first)",
+      registers: [this.registry],
+      collect() {
+        this.set(read()?.liveBytes ?? 0);
+      },
+    });
+    new Gauge({
+      name: 'switchboard_applier_heap_limit_bytes',
+      help: "V8's heap limit (half the container's memory limit, or --max-old-space-size): at it the applier stops",
+      registers: [this.registry],
+      collect() {
+        this.set(read()?.limitBytes ?? 0);
+      },
+    });
   }
 
   healthCheckNodePorts(serving: number, failed: number): void {

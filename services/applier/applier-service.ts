@@ -42,6 +42,7 @@ import { takeNodeFilesLock, takeNodeLock, type NodeLock } from './node-lock.ts';
 import { healthCheckListenAddresses, healthCheckPorts, HealthCheckNodePorts } from './health-check-node-ports.ts';
 import { DEFAULT_HEALTHZ_TIMEOUT_MS, isOnTarget, ProxierHealth, serveProxierHealth } from './proxier-health.ts';
 import { NodeWarnings, type NodeWarningHooks } from './node-warnings.ts';
+import { HeapWatch, type HeapWatchOptions } from '../cli/heap-headroom.ts';
 import { withFixedModeCheck } from './fixed-mode-check.ts';
 
 /** How often an applier re-reads its kernel state and repairs drift (`--resync-interval`). */
@@ -98,6 +99,8 @@ export interface ApplierServiceOptions {
   readonly testVerdictFile?: string;
   /** The full GC after a big apply (gc-after-big-apply.ts); tests pass their own heap and collector. */
   readonly gcAfterBigApply?: GcAfterBigApplyOptions;
+  /** The heap statistics HeapWatch reads (services/cli/heap-headroom.ts); tests pass their own. */
+  readonly heapStats?: HeapWatchOptions['stats'];
   /**
    * kube-proxy's proxier health server (`--healthz-bind-address`, /healthz + /livez, proxier-health.ts);
    * undefined or '': none. The CLI defaults it to 0.0.0.0:10256 outside dry-run.
@@ -327,6 +330,18 @@ async function startLocked(
   });
 
   undo.push(() => gcAfterApply.stop());
+  // The heap after V8's full collections against its limit: near it, said in the log and as a node
+  // warning (ctl status, the console), before V8 stops the applier (heap-headroom.ts).
+  const heap = new HeapWatch({
+    stats: o.heapStats,
+    say: (line, warning) => {
+      if (warning) log.warn(line);
+      else log.info(line);
+      warnings.set('heap', warning ? line : undefined);
+    },
+  });
+  undo.push(() => heap.stop());
+  metrics.heapFrom(() => heap.reading);
   const healthChecks = o.healthCheckNodePorts
     ? new HealthCheckNodePorts({
         host: o.healthCheckNodePorts.host,

@@ -11,9 +11,10 @@ import { MAX_NODE_WARNING, MAX_NODE_WARNINGS, truncateReportText } from '../../l
  * unsignalled until its restart; nft-listener-supervisor.ts), and another program's forward drop
  * policy (forward-drop-check.ts, both modes), and a config asking for another mode than the
  * applier's fixed `--mode ipvs|nftables` (fixed-mode-check.ts), and ipvs mode still programmed
- * behind nftables for the connections it made (ModeFollowingDataplane's drain after a switch).
+ * behind nftables for the connections it made (ModeFollowingDataplane's drain after a switch), and
+ * the applier's heap near the limit V8 stops it at (services/cli/heap-headroom.ts).
  */
-export type NodeWarningSource = 'nft-listener' | 'forward-drop' | 'fixed-mode' | 'mode-drain';
+export type NodeWarningSource = 'nft-listener' | 'forward-drop' | 'fixed-mode' | 'mode-drain' | 'heap';
 
 /** The hooks a dataplane's conditions reach the warnings through (createDataplane's options, the forward drop check's onReport). */
 export interface NodeWarningHooks {

@@ -8,6 +8,7 @@ import { operationRoutes } from './operation-routes.ts';
 import { guardRequest } from './request-guard.ts';
 import { DeniedRequests, RefusalRecorder } from './refused-operations.ts';
 import type { Planner } from './planner.ts';
+import type { HeapReading } from '../cli/heap-headroom.ts';
 import { versionDiff } from './version-diff.ts';
 import { unledReason, type GroupView } from './planner-group.ts';
 import type { GroupMember } from '../../libs/bus/index.ts';
@@ -107,6 +108,11 @@ export interface HttpApiOptions {
         readonly slowWrites?: SlowWrites;
       })
     | undefined;
+  /**
+   * The heap after V8's last full collection, its limit, and the warning when it nears that limit
+   * (services/cli/heap-headroom.ts), for /status; absent or before the first collection: null.
+   */
+  readonly memory?: () => (HeapReading & { readonly warning: string | null }) | undefined;
   /** What the log keeps (retention: policy, oldest version, last compaction), for /status; absent: null. */
   readonly retention?: () => RetentionStatus | undefined;
   /**
@@ -133,6 +139,7 @@ export function plannerRoutes(
     | 'subscriptionRefusal'
     | 'tokensRevoked'
     | 'storage'
+    | 'memory'
     | 'retention'
     | 'say'
     | 'clock'
@@ -323,6 +330,8 @@ export function plannerRoutes(
           source: p.sourceHealth(),
           // the log's disk use and the space left, with a warning when little is (review4 G8)
           storage: part(() => o.storage?.() ?? null, null),
+          // the heap the planner keeps against the limit V8 stops it at, with a warning near it
+          memory: part(() => o.memory?.() ?? null, null),
           // what the log keeps and when it was last compacted (--retain-versions/--retain-age, db compact)
           retention: part(() => o.retention?.() ?? null, null),
           ...part(() => groupStatusOf(group()), {}),

@@ -4,6 +4,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import { summarizeStatus } from '../../libs/control/index.ts';
 import type { LogStorage } from '../../libs/eventlog/index.ts';
 import type { NodeStatusWord } from '../../libs/model/index.ts';
+import type { HeapReading } from '../cli/heap-headroom.ts';
 import { INVALID_REASONS } from './invalid-reports.ts';
 import type { PlannerHooks } from './planner.ts';
 import type { GroupView } from './planner-group.ts';
@@ -18,6 +19,8 @@ export interface PlannerMetricSources {
   retained?: () => { oldestVersion: number | null; oldestSeq: number } | undefined;
   /** The node rows /status lists (their words are counted as its `summary` counts them). */
   nodes?: () => readonly { status: NodeStatusWord }[] | undefined;
+  /** The heap after V8's last full collection and its limit (services/cli/heap-headroom.ts). */
+  heap?: () => HeapReading | undefined;
   /** JetStream streams whose size is exported (read at most every STREAM_INFO_MAX_AGE_MS). */
   streams?: { nc: () => NatsConnection | undefined; names: () => readonly string[] };
 }
@@ -159,6 +162,16 @@ function logGauges(registry: Registry, o: PlannerMetricSources): void {
     'switchboard_planner_log_fs_free_bytes',
     "Bytes the planner may still write on the event log's filesystem (statfs: available blocks)",
     () => o.storage?.()?.freeBytes,
+  );
+  gauge(
+    'switchboard_planner_heap_live_bytes',
+    "V8's used heap right after its last full collection: what the planner keeps (0 before the first)",
+    () => o.heap?.()?.liveBytes,
+  );
+  gauge(
+    'switchboard_planner_heap_limit_bytes',
+    "V8's heap limit (half the container's memory limit, or --max-old-space-size): at it the planner stops",
+    () => o.heap?.()?.limitBytes,
   );
   gauge(
     'switchboard_planner_log_oldest_version',

@@ -62,6 +62,7 @@ import {
 } from '../../libs/bus/index.ts';
 import { Planner } from './planner.ts';
 import { plannerMetrics } from './planner-metrics.ts';
+import type { HeapWatch } from '../cli/heap-headroom.ts';
 
 export interface RunPlannerOptions {
   readonly manifests?: string;
@@ -84,6 +85,11 @@ export interface RunPlannerOptions {
   readonly tokenFilePollMs?: number;
   /** Where notes about the token file go (default stderr). */
   readonly say?: (line: string) => void;
+  /**
+   * This process's heap against its limit (the CLI's HeapWatch: one per process, which says its own
+   * lines), shown on /status as `memory` and in the heap metrics; absent: null and 0.
+   */
+  readonly heap?: Pick<HeapWatch, 'reading' | 'warning'>;
   readonly config: ProxyConfig;
   readonly checkpointEvery?: number;
   /**
@@ -184,6 +190,7 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
   /** The line said for a subscription NATS refuses, until a reconnect draws no refusal. */
   let subscriptionRefusal: string | undefined;
   const metrics = plannerMetrics({
+    heap: () => o.heap?.reading,
     sourceProblem: () => current()?.sourceProblem(),
     group: () => group?.view(),
     nodes: () => current()?.status(),
@@ -215,6 +222,10 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
       const s = log && logStorage(log.file);
       // fileProblem: the file deleted, replaced or unusable (probe8 D1/D2); slowWrites: probe8 S1
       return s && { ...s, growth: growth(), fileProblem: log.fileProblem() ?? null, slowWrites: log.slowWrites() };
+    },
+    memory: () => {
+      const r = o.heap?.reading;
+      return r && { ...r, warning: o.heap?.warning ?? null };
     },
     // a planner without a policy still says what its file keeps (a `db compact` shows there)
     retention: () => retention?.status() ?? (log ? retentionStatus(log, null) : undefined),

@@ -20,6 +20,7 @@ import { maxManifestBytesOption, parseMaxManifestBytes } from '../max-manifest-b
 import type { SetExit } from './index.ts';
 import { untilSignalThenStop } from '../graceful-stop.ts';
 import { fullGc } from '../full-gc.ts';
+import { HeapWatch } from '../heap-headroom.ts';
 import { LabelSelectorError, parseLabelSelector } from '../../../libs/model/index.ts';
 import { loadKubeConfig } from '../../../libs/kube/index.ts';
 
@@ -242,7 +243,13 @@ export function registerPlanner(program: Command, setExit: SetExit): void {
             throw new UsageError(`${o.inCluster ? '--in-cluster' : '--kubeconfig'}: ${(e as Error).message}`);
           }
         }
+        // One per process, started before the initial sync: a planner that outgrows its heap dies there,
+        // and the line saying so must come before (services/cli/heap-headroom.ts).
+        const heap = new HeapWatch({
+          say: (line, warning) => process.stderr.write(`planner: ${warning ? 'warning: ' : ''}${line}\n`),
+        });
         const running = await runPlanner({
+          heap,
           replicas,
           group: o.group,
           id: o.id,
