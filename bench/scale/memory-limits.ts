@@ -1,0 +1,345 @@
+/**
+ * Where the shipped memory limits stop the planner and an applier (docs/install.md, "Memory"):
+ * the compiled CLI (bin/switchboard running dist/, what the image runs), each process in a memory cgroup of its own with
+ * the limit deploy/kubernetes/base gives it, as a container runtime would, so Node sizes its heap
+ * from that limit as it does in a pod. Usage (root, for the cgroups):
+ *
+ *   npx tsx bench/scale/memory-limits.ts [--services 1000,2000,3000] [--endpoints 250]
+ *        [--nodes 5000] [--planner-limit-mib 1024] [--applier-limit-mib 512] [--settle-s 20] [--out FILE]
+ *
+ * Per size, a fresh test API server (test/support's) holds the generated cluster and a fresh
+ * nats-server runs beside it. The planner (`planner --kubeconfig`) runs in its cgroup until
+ * /readyz (version 1 recorded and published) or until it exits; then one applier (`applier
+ * --mode dry-run --node node-0`, signed bus) in its own cgroup until the planner shows node-0
+ * SYNCED or the applier exits. For each: the outcome (`synced`, or how it ended: V8's "heap out of
+ * memory", killed by the cgroup), the largest of its heap readings after V8's full collections
+ * over --settle-s seconds once synced, and the limit (planner: /status `memory`; applier: its heap
+ * metrics), whether it said the heap warning first, and the
+ * cgroup's peak memory. Without a writable memory cgroup (v1 or v2) each process gets
+ * --max-old-space-size of half the limit instead (what Node derives from the cgroup; the result
+ * says `limitedBy`). The last stdout line is the JSON of every run.
+ */
+import { benchArgs, BenchUsageError } from '../bench-cli.ts'; // first: bad input is one line, exit 2
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { KubeApiServer, type KubeObject } from '../../test/support/kube-api-server/index.ts';
+import { writeKubeconfig } from '../../test/support/kubeconfig.ts';
+import { freePort, startNatsServer } from '../../test/support/nats-server.ts';
+import { generateCluster } from '../planner/generate-cluster.ts';
+
+const { values } = benchArgs({
+  options: {
+    services: { type: 'string', default: '1000,2000,3000' },
+    endpoints: { type: 'string', default: '250' },
+    nodes: { type: 'string', default: '5000' },
+    'planner-limit-mib': { type: 'string', default: '1024' },
+    'applier-limit-mib': { type: 'string', default: '512' },
+    'timeout-s': { type: 'string', default: '1800' },
+    'settle-s': { type: 'string', default: '20' },
+    out: { type: 'string' },
+  },
+});
+const SIZES = values.services.split(',').map((v) => {
+  if (!/^\d+$/.test(v))
+    throw new BenchUsageError(`--services ${JSON.stringify(values.services)}: expected whole numbers, comma-separated`);
+  return Number(v);
+});
+const E = Number(values.endpoints);
+const N = Number(values.nodes);
+const PLANNER_MIB = Number(values['planner-limit-mib']);
+const APPLIER_MIB = Number(values['applier-limit-mib']);
+const TIMEOUT_MS = Number(values['timeout-s']) * 1000;
+const SETTLE_S = Number(values['settle-s']);
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const MAIN = path.join(root, 'bin/switchboard'); // runs dist/ (fresh: built below), as the image does
+const tmp = mkdtempSync(path.join(tmpdir(), 'sb-memlimits-'));
+const log = (s: string) => process.stderr.write(`${s}\n`);
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+const mb = (bytes: number | undefined) => (bytes === undefined ? undefined : Math.round(bytes / 1e5) / 10);
+
+/** A memory cgroup of our own (v2 where the unified tree has the memory controller, else v1), or undefined. */
+interface Cgroup {
+  readonly dir: string;
+  readonly version: 1 | 2;
+}
+function makeCgroup(name: string, limitMiB: number): Cgroup | undefined {
+  const bytes = String(limitMiB * 1024 * 1024);
+  const own = readFileSync('/proc/self/cgroup', 'utf8');
+  const v2 = /^0::(.*)$/m.exec(own)?.[1];
+  const v1 = /^\d+:(?:[^:]*,)?memory(?:,[^:]*)?:(.*)$/m.exec(own)?.[1];
+  const tries: [string, 1 | 2, string][] = [];
+  for (const base of ['/sys/fs/cgroup', '/sys/fs/cgroup/unified'])
+    if (v2 !== undefined && existsSync(path.join(base, 'cgroup.controllers')))
+      if (
+        readFileSync(path.join(base, v2, 'cgroup.controllers'), 'utf8')
+          .split(/\s+/)
+          .includes('memory')
+      )
+        tries.push([path.join(base, v2, name), 2, 'memory.max']);
+  if (v1 !== undefined) tries.push([path.join('/sys/fs/cgroup/memory', v1, name), 1, 'memory.limit_in_bytes']);
+  for (const [dir, version, file] of tries)
+    try {
+      mkdirSync(dir);
+      writeFileSync(path.join(dir, file), bytes);
+      if (version === 1) writeFileSync(path.join(dir, 'memory.memsw.limit_in_bytes'), bytes, { flag: 'w' });
+      return { dir, version };
+    } catch (e) {
+      // memsw is absent without swap accounting: the memory limit alone stands
+      if (version === 1 && existsSync(path.join(dir, file)) && (e as NodeJS.ErrnoException).code === 'ENOENT')
+        return { dir, version };
+      if (existsSync(dir)) rmdirSync(dir);
+    }
+  return undefined;
+}
+function cgroupFacts(c: Cgroup): { peakBytes?: number; oomKills?: number } {
+  const read = (f: string) => readFileSync(path.join(c.dir, f), 'utf8');
+  try {
+    if (c.version === 2)
+      return {
+        peakBytes: existsSync(path.join(c.dir, 'memory.peak')) ? Number(read('memory.peak')) : undefined,
+        oomKills: Number(/^oom_kill (\d+)/m.exec(read('memory.events'))?.[1] ?? 0),
+      };
+    return {
+      peakBytes: Number(read('memory.max_usage_in_bytes')),
+      oomKills: Number(/^oom_kill (\d+)/m.exec(read('memory.oom_control'))?.[1] ?? 0),
+    };
+  } catch {
+    return {};
+  }
+}
+function removeCgroup(c: Cgroup): void {
+  for (let i = 0; i < 50; i++)
+    try {
+      rmdirSync(c.dir);
+      return;
+    } catch {
+      spawnSync('sleep', ['0.1']);
+    }
+}
+
+interface Run {
+  readonly proc: ChildProcess;
+  readonly cgroup?: Cgroup;
+  readonly stderr: () => string;
+  readonly exited: Promise<string>;
+}
+/** The CLI with `args`, in a cgroup limited to `limitMiB` (or with half of it as its heap limit). */
+function run(name: string, args: string[], limitMiB: number): Run {
+  const cgroup = makeCgroup(`sb-${name}-${process.pid}`, limitMiB);
+  const node = [
+    process.execPath,
+    ...(cgroup ? [] : [`--max-old-space-size=${Math.round(limitMiB / 2)}`]),
+    MAIN,
+    ...args,
+  ];
+  // the shell joins the cgroup, then execs node: the same PID, every byte of it counted
+  const proc = cgroup
+    ? spawn('bash', ['-c', `echo $$ > ${cgroup.dir}/cgroup.procs && exec "$@"`, 'bash', ...node], { cwd: root })
+    : spawn(node[0]!, node.slice(1), { cwd: root });
+  let err = '';
+  proc.stderr!.on('data', (d: Buffer) => {
+    err = (err + d.toString()).slice(-20_000);
+  });
+  proc.stdout!.on('data', (d: Buffer) => {
+    err = (err + d.toString()).slice(-20_000); // the applier logs (pino) on stdout
+  });
+  const exited = new Promise<string>((r) => proc.once('exit', (code, sig) => r(sig ?? `exit ${code}`)));
+  return { proc, cgroup, stderr: () => err, exited };
+}
+async function stop(r: Run): Promise<void> {
+  if (r.proc.exitCode === null && r.proc.signalCode === null) {
+    r.proc.kill('SIGTERM');
+    const t = setTimeout(() => r.proc.kill('SIGKILL'), 15_000);
+    await r.exited;
+    clearTimeout(t);
+  }
+  if (r.cgroup) removeCgroup(r.cgroup);
+}
+
+/** Polls `probe` until it gives a value, the process exits (undefined), or the timeout (throws). */
+async function untilOrExit<T>(r: Run, probe: () => Promise<T | undefined>): Promise<T | undefined> {
+  const deadline = Date.now() + TIMEOUT_MS;
+  let gone = false;
+  void r.exited.then(() => (gone = true));
+  for (;;) {
+    const v = await probe().catch(() => undefined);
+    if (v !== undefined) return v;
+    if (gone) return undefined;
+    if (Date.now() > deadline) throw new Error('timed out');
+    await sleep(500);
+  }
+}
+
+/**
+ * The largest heap reading `read` gives over SETTLE_S seconds (one a second), each taken after a
+ * full collection; undefined if the process exits first or gives none.
+ */
+async function settledPeak(
+  r: Run,
+  read: () => Promise<{ liveBytes: number; limitBytes: number } | undefined>,
+): Promise<{ liveBytes: number; limitBytes: number } | undefined> {
+  let peak: { liveBytes: number; limitBytes: number } | undefined;
+  for (let i = 0; i < SETTLE_S; i++) {
+    await sleep(1000);
+    if (!alive(r)) return undefined;
+    const m = await read().catch(() => undefined);
+    if (m && (!peak || m.liveBytes > peak.liveBytes)) peak = m;
+  }
+  return peak;
+}
+
+const alive = (r: Run) => r.proc.exitCode === null && r.proc.signalCode === null;
+
+function outcome(r: Run, how: string, facts: { oomKills?: number }): string {
+  const text = r.stderr();
+  if (/JavaScript heap out of memory/.test(text)) return 'heap out of memory (V8)';
+  if ((facts.oomKills ?? 0) > 0) return `killed by the cgroup's OOM killer (${how})`;
+  return `exited (${how})`;
+}
+const warned = (r: Run) => /heap \d+ MB in use after a full collection, \d+ % of its \d+ MB limit/.test(r.stderr());
+
+async function measure(S: number): Promise<Record<string, unknown>> {
+  const nats = await startNatsServer({ jetstream: true });
+  const server = await KubeApiServer.start();
+  const dir = mkdtempSync(path.join(tmp, `s${S}-`));
+  const runs: Run[] = [];
+  try {
+    const gen = generateCluster({ services: S, endpointsPerService: E, nodes: N });
+    const strip = (o: unknown) => {
+      const x = structuredClone(o) as KubeObject;
+      delete (x.metadata as { resourceVersion?: string }).resourceVersion;
+      return x;
+    };
+    for (const o of gen.nodes) server.create('Node', o as KubeObject);
+    for (const o of gen.services) server.create('Service', strip(o));
+    for (const o of gen.slices) server.create('EndpointSlice', strip(o));
+    const kc = await writeKubeconfig({ server: server.url, dir });
+    const port = await freePort();
+    const db = path.join(dir, 'log.db');
+    const api = `http://127.0.0.1:${port}`;
+    const t0 = performance.now();
+    const p = run(
+      'planner',
+      ['planner', '--kubeconfig', kc.path, '--nats', nats.url, '--db', db, '--http', `127.0.0.1:${port}`],
+      PLANNER_MIB,
+    );
+    runs.push(p);
+    const ready = await untilOrExit(p, async () => ((await fetch(`${api}/readyz`)).ok ? true : undefined));
+    const syncMs = performance.now() - t0;
+    // its heap after each full collection, for SETTLE_S after ready: the node checks' first round
+    // and the collection after the sync come then; the largest is what it had to hold
+    const status = async () =>
+      ((await (await fetch(`${api}/status`)).json()) as { memory?: { liveBytes: number; limitBytes: number } }).memory;
+    const memory = ready ? await settledPeak(p, status) : undefined;
+    const pFacts = p.cgroup ? cgroupFacts(p.cgroup) : {};
+    const planner = {
+      limitMiB: PLANNER_MIB,
+      limitedBy: p.cgroup ? `cgroup v${p.cgroup.version}` : '--max-old-space-size',
+      outcome: ready && alive(p) ? 'synced' : `${ready ? 'synced, then ' : ''}${outcome(p, await p.exited, pFacts)}`,
+      syncMs: ready ? Math.round(syncMs) : undefined,
+      heapLiveMb: mb(memory?.liveBytes),
+      heapLimitMb: mb(memory?.limitBytes),
+      warned: warned(p),
+      peakMb: mb(pFacts.peakBytes),
+      stderrTail: alive(p)
+        ? undefined
+        : p
+            .stderr()
+            .split('\n')
+            .filter((l) => l && !/^\s*\d+: 0x/.test(l))
+            .slice(-8),
+    };
+    log(`${S} × ${E} × ${N}: planner ${JSON.stringify(planner)}`);
+    if (!ready || !alive(p)) return { services: S, endpoints: E, nodes: N, planner };
+
+    const metricsPort = await freePort();
+    const t1 = performance.now();
+    const a = run(
+      'applier',
+      [
+        'applier',
+        '--node',
+        'node-0',
+        '--nats',
+        nats.url,
+        '--mode',
+        'dry-run',
+        '--heartbeat',
+        '1000',
+        '--http',
+        `127.0.0.1:${metricsPort}`,
+        '--planner-key',
+        `${db}.signing-key.pem.pub`,
+      ],
+      APPLIER_MIB,
+    );
+    runs.push(a);
+    const synced = await untilOrExit(a, async () => {
+      const s = (await (await fetch(`${api}/status`)).json()) as { nodes: { node: string; status: string }[] };
+      return s.nodes.find((n) => n.node === 'node-0')?.status === 'SYNCED' ? true : undefined;
+    });
+    const appliedMs = performance.now() - t1;
+    const gauge = async (name: string) =>
+      Number(
+        new RegExp(`^${name} (\\S+)$`, 'm').exec(
+          await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text(),
+        )?.[1],
+      );
+    const heapOf = async () => {
+      const liveBytes = await gauge('switchboard_applier_heap_live_bytes');
+      return liveBytes > 0 ? { liveBytes, limitBytes: await gauge('switchboard_applier_heap_limit_bytes') } : undefined;
+    };
+    const aMemory = synced ? await settledPeak(a, heapOf) : undefined; // its collection after the big apply among them
+    const aFacts = a.cgroup ? cgroupFacts(a.cgroup) : {};
+    const applier = {
+      limitMiB: APPLIER_MIB,
+      limitedBy: a.cgroup ? `cgroup v${a.cgroup.version}` : '--max-old-space-size',
+      outcome: synced && alive(a) ? 'synced' : `${synced ? 'synced, then ' : ''}${outcome(a, await a.exited, aFacts)}`,
+      syncMs: synced ? Math.round(appliedMs) : undefined,
+      heapLiveMb: mb(aMemory?.liveBytes),
+      heapLimitMb: mb(aMemory?.limitBytes),
+      warned: warned(a),
+      peakMb: mb(aFacts.peakBytes),
+      stderrTail: alive(a)
+        ? undefined
+        : a
+            .stderr()
+            .split('\n')
+            .filter((l) => l && !/^\s*\d+: 0x/.test(l))
+            .slice(-8),
+    };
+    log(`${S} × ${E} × ${N}: applier ${JSON.stringify(applier)}`);
+    return { services: S, endpoints: E, nodes: N, planner, applier };
+  } finally {
+    for (const r of runs.reverse()) await stop(r);
+    await server.stop();
+    await nats.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function main(): Promise<void> {
+  const build = spawnSync(process.execPath, [path.join(root, 'scripts/build.mjs'), '--if-stale'], { stdio: 'inherit' });
+  if (build.status !== 0) throw new Error('build failed');
+  const result: Record<string, unknown> = {
+    command: `npx tsx bench/scale/memory-limits.ts ${process.argv.slice(2).join(' ')}`.trim(),
+    node: process.version,
+    loadavgAtStart: loadavg().map((x) => +x.toFixed(2)),
+  };
+  const rows = [];
+  for (const S of SIZES) rows.push(await measure(S));
+  result.runs = rows;
+  result.loadavgAtEnd = loadavg().map((x) => +x.toFixed(2));
+  if (values.out) writeFileSync(values.out, `${JSON.stringify(result, null, 2)}\n`);
+  console.log(JSON.stringify(result));
+}
+
+main()
+  .catch((e: unknown) => {
+    log(`memory-limits: ${(e as Error).message}`);
+    process.exitCode = 1;
+  })
+  .finally(() => rmSync(tmp, { recursive: true, force: true }));
