@@ -21,7 +21,16 @@
  */
 import { benchArgs, BenchUsageError } from '../bench-cli.ts'; // first: bad input is one line, exit 2
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  createWriteStream,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmdirSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -57,6 +66,8 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 const MAIN = path.join(root, 'bin/switchboard'); // runs dist/ (fresh: built below), as the image does
 const tmp = mkdtempSync(path.join(tmpdir(), 'sb-memlimits-'));
 const log = (s: string) => process.stderr.write(`${s}\n`);
+/** A request that gives up after 30 s (a planner whose event loop is blocked keeps its socket open). */
+const get = (url: string) => fetch(url, { signal: AbortSignal.timeout(30_000) });
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const mb = (bytes: number | undefined) => (bytes === undefined ? undefined : Math.round(bytes / 1e5) / 10);
 
@@ -127,7 +138,10 @@ interface Run {
   readonly exited: Promise<string>;
 }
 /** The CLI with `args`, in a cgroup limited to `limitMiB` (or with half of it as its heap limit). */
-function run(name: string, args: string[], limitMiB: number): Run {
+/** Every child's stdout and stderr, in files named by size and process (LOG_DIR: beside --out, else the temp dir). */
+const LOG_DIR = values.out ? path.dirname(path.resolve(values.out)) : tmp;
+const live = new Set<Run>();
+function run(name: string, args: string[], limitMiB: number, logFile: string): Run {
   const cgroup = makeCgroup(`sb-${name}-${process.pid}`, limitMiB);
   const node = [
     process.execPath,
@@ -140,16 +154,21 @@ function run(name: string, args: string[], limitMiB: number): Run {
     ? spawn('bash', ['-c', `echo $$ > ${cgroup.dir}/cgroup.procs && exec "$@"`, 'bash', ...node], { cwd: root })
     : spawn(node[0]!, node.slice(1), { cwd: root });
   let err = '';
-  proc.stderr!.on('data', (d: Buffer) => {
+  const file = createWriteStream(logFile);
+  const take = (d: Buffer) => {
     err = (err + d.toString()).slice(-20_000);
-  });
-  proc.stdout!.on('data', (d: Buffer) => {
-    err = (err + d.toString()).slice(-20_000); // the applier logs (pino) on stdout
-  });
+    file.write(d);
+  };
+  proc.stderr!.on('data', take);
+  proc.stdout!.on('data', take); // the applier logs (pino) on stdout
+  proc.once('exit', () => file.end());
   const exited = new Promise<string>((r) => proc.once('exit', (code, sig) => r(sig ?? `exit ${code}`)));
-  return { proc, cgroup, stderr: () => err, exited };
+  const r = { proc, cgroup, stderr: () => err, exited };
+  live.add(r);
+  return r;
 }
 async function stop(r: Run): Promise<void> {
+  live.delete(r);
   if (r.proc.exitCode === null && r.proc.signalCode === null) {
     r.proc.kill('SIGTERM');
     const t = setTimeout(() => r.proc.kill('SIGKILL'), 15_000);
@@ -191,6 +210,21 @@ async function settledPeak(
   return peak;
 }
 
+/** From the planner's metrics: its longest event-loop stall, its CPU, and its errors by place. */
+async function plannerHealth(api: string): Promise<Record<string, unknown>> {
+  const text = await (await get(`${api}/metrics`)).text();
+  const one = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1]);
+  const errors: Record<string, number> = {};
+  for (const m of text.matchAll(/^switchboard_planner_errors_total\{where="([^"]+)"\} (\S+)$/gm))
+    errors[m[1]!] = Number(m[2]);
+  return {
+    eventLoopLagMaxS: +one('nodejs_eventloop_lag_max_seconds').toFixed(2),
+    cpuS: +one('process_cpu_seconds_total').toFixed(1),
+    versionsPublished: one('switchboard_planner_versions_published_total'),
+    errors,
+  };
+}
+
 const alive = (r: Run) => r.proc.exitCode === null && r.proc.signalCode === null;
 
 function outcome(r: Run, how: string, facts: { oomKills?: number }): string {
@@ -225,16 +259,18 @@ async function measure(S: number): Promise<Record<string, unknown>> {
       'planner',
       ['planner', '--kubeconfig', kc.path, '--nats', nats.url, '--db', db, '--http', `127.0.0.1:${port}`],
       PLANNER_MIB,
+      path.join(LOG_DIR, `planner-${S}.log`),
     );
     runs.push(p);
-    const ready = await untilOrExit(p, async () => ((await fetch(`${api}/readyz`)).ok ? true : undefined));
+    const ready = await untilOrExit(p, async () => ((await get(`${api}/readyz`)).ok ? true : undefined));
     const syncMs = performance.now() - t0;
     // its heap after each full collection, for SETTLE_S after ready: the node checks' first round
     // and the collection after the sync come then; the largest is what it had to hold
     const status = async () =>
-      ((await (await fetch(`${api}/status`)).json()) as { memory?: { liveBytes: number; limitBytes: number } }).memory;
+      ((await (await get(`${api}/status`)).json()) as { memory?: { liveBytes: number; limitBytes: number } }).memory;
     const memory = ready ? await settledPeak(p, status) : undefined;
     const pFacts = p.cgroup ? cgroupFacts(p.cgroup) : {};
+    const health = alive(p) ? await plannerHealth(api).catch(() => undefined) : undefined;
     const planner = {
       limitMiB: PLANNER_MIB,
       limitedBy: p.cgroup ? `cgroup v${p.cgroup.version}` : '--max-old-space-size',
@@ -244,6 +280,7 @@ async function measure(S: number): Promise<Record<string, unknown>> {
       heapLimitMb: mb(memory?.limitBytes),
       warned: warned(p),
       peakMb: mb(pFacts.peakBytes),
+      ...health,
       stderrTail: alive(p)
         ? undefined
         : p
@@ -275,17 +312,18 @@ async function measure(S: number): Promise<Record<string, unknown>> {
         `${db}.signing-key.pem.pub`,
       ],
       APPLIER_MIB,
+      path.join(LOG_DIR, `applier-${S}.log`),
     );
     runs.push(a);
     const synced = await untilOrExit(a, async () => {
-      const s = (await (await fetch(`${api}/status`)).json()) as { nodes: { node: string; status: string }[] };
+      const s = (await (await get(`${api}/status`)).json()) as { nodes: { node: string; status: string }[] };
       return s.nodes.find((n) => n.node === 'node-0')?.status === 'SYNCED' ? true : undefined;
     });
     const appliedMs = performance.now() - t1;
     const gauge = async (name: string) =>
       Number(
         new RegExp(`^${name} (\\S+)$`, 'm').exec(
-          await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text(),
+          await (await get(`http://127.0.0.1:${metricsPort}/metrics`)).text(),
         )?.[1],
       );
     const heapOf = async () => {
@@ -320,6 +358,16 @@ async function measure(S: number): Promise<Record<string, unknown>> {
     rmSync(dir, { recursive: true, force: true });
   }
 }
+
+// interrupted: no child left running, no cgroup left behind (each removed once its process is gone)
+for (const sig of ['SIGINT', 'SIGTERM'] as const)
+  process.once(sig, () => {
+    for (const r of live) r.proc.kill('SIGKILL');
+    spawnSync('sleep', ['0.5']);
+    for (const r of live) if (r.cgroup) removeCgroup(r.cgroup);
+    rmSync(tmp, { recursive: true, force: true });
+    process.exit(130);
+  });
 
 async function main(): Promise<void> {
   const build = spawnSync(process.execPath, [path.join(root, 'scripts/build.mjs'), '--if-stale'], { stdio: 'inherit' });

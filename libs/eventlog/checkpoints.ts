@@ -3,6 +3,7 @@ import type Database from 'better-sqlite3';
 import {
   LATEST_READING_REVISION,
   readingRevisionOf,
+  runSteps,
   sha256Hex,
   type KubeObject,
   type ReadingRevision,
@@ -84,30 +85,55 @@ class PiecewiseCheckpointHash {
   }
 }
 
+/** What writeCheckpoint and checkpointSteps are given. */
+export interface CheckpointInput {
+  readonly state: ClusterState;
+  readonly rejections: Iterable<ObjectRejection>;
+  readonly seq: number;
+  readonly version: number;
+  readonly createdAt: string;
+  /** Default CHECKPOINT_PIECE_CHARS; tests lower it. */
+  readonly pieceChars?: number;
+}
+
+/** A checkpoint serialised and hashed, not yet stored (storeCheckpoint writes it in one transaction). */
+export interface PreparedCheckpoint {
+  readonly checkpoint: Checkpoint;
+  /** Every piece but the last, as UTF-8 (off V8's heap while the rest is serialised); none: one piece. */
+  readonly pieces: readonly Buffer[];
+  /** The last (or only) piece's text. */
+  readonly last: string;
+  readonly objectsHash: string;
+  readonly rejections: string;
+}
+
+/** Objects' JSON serialised per step of checkpointSteps (~1 ms here for a 250-endpoint slice). */
+const CHARS_PER_STEP = 256 * 1024;
+
 /**
  * Writes a checkpoint of `state`, which must reflect exactly the events up to `seq`. Objects are
  * stored sorted by key so equal states give identical text (and identical objects_hash). They are
- * serialised one at a time into pieces of at most `pieceChars` characters, each stored before the
- * next is built: the whole checkpoint never exists as one string (~500 MB at 10,000 services ×
- * 250 endpoints; V8's longest string is 2^29 − 24 characters). One piece is stored in the
- * one-text form.
+ * serialised one at a time into pieces of at most `pieceChars` characters: the whole checkpoint
+ * never exists as one string (~500 MB at 10,000 services × 250 endpoints; V8's longest string is
+ * 2^29 − 24 characters). One piece is stored in the one-text form.
  */
-export function writeCheckpoint(
-  db: Database.Database,
-  opts: {
-    state: ClusterState;
-    rejections: Iterable<ObjectRejection>;
-    seq: number;
-    version: number;
-    createdAt: string;
-    /** Default CHECKPOINT_PIECE_CHARS; tests lower it. */
-    pieceChars?: number;
-  },
-): Checkpoint {
+export function writeCheckpoint(db: Database.Database, opts: CheckpointInput): Checkpoint {
+  return storeCheckpoint(db, runSteps(checkpointSteps(opts)));
+}
+
+/**
+ * The checkpoint of writeCheckpoint serialised in steps of about CHARS_PER_STEP characters, for a
+ * caller that must not block for all of it: at 7,500 services × 250 endpoints one call held the
+ * planner's thread ~12 s, longer than its lease could wait (docs/scale.md, "Where it breaks
+ * first"). The state must not change between the steps (the planner runs them in its serial
+ * queue, where every change to its state is made). Finished pieces are kept as UTF-8 Buffers,
+ * outside V8's heap, until storeCheckpoint writes them.
+ */
+export function* checkpointSteps(opts: CheckpointInput): Generator<void, PreparedCheckpoint, void> {
   const limit = opts.pieceChars ?? CHECKPOINT_PIECE_CHARS;
   const objects = opts.state.objectsInKeyOrder(); // one packed slice unpacked at a time
   const rejections = JSON.stringify([...opts.rejections].sort((a, b) => a.seq - b.seq));
-  const cp = {
+  const checkpoint: Checkpoint = {
     seq: opts.seq,
     version: opts.version,
     dataHash: opts.state.hash(),
@@ -116,25 +142,39 @@ export function writeCheckpoint(
     readingRevision: opts.state.readingRevision,
   };
   const hash = new PiecewiseCheckpointHash();
-  const putPiece = db.prepare('INSERT INTO checkpoint_pieces (seq, piece, objects) VALUES (?, ?, ?)');
-  // an earlier checkpoint at this seq (rewritten by compaction) may have left pieces behind
-  db.prepare('DELETE FROM checkpoint_pieces WHERE seq = ?').run(cp.seq);
+  const pieces: Buffer[] = [];
   let piece: string[] = [];
   let chars = 2; // the piece's text: '[' + its objects' JSON joined by ',' + ']'
-  let stored = 0;
+  let sinceStep = 0;
   for (const o of objects) {
     const json = JSON.stringify(o);
     if (piece.length > 0 && chars + 1 + json.length > limit) {
-      putPiece.run(cp.seq, stored++, `[${piece.join(',')}]`);
+      pieces.push(Buffer.from(`[${piece.join(',')}]`, 'utf8'));
       piece = [];
       chars = 2;
     }
     hash.object(json);
     chars += (piece.length > 0 ? 1 : 0) + json.length;
     piece.push(json);
+    if ((sinceStep += json.length) >= CHARS_PER_STEP) {
+      sinceStep = 0;
+      yield;
+    }
   }
-  const last = `[${piece.join(',')}]`;
-  if (stored > 0) putPiece.run(cp.seq, stored++, last);
+  return { checkpoint, pieces, last: `[${piece.join(',')}]`, objectsHash: hash.digest(rejections), rejections };
+}
+
+/** Stores a prepared checkpoint (its pieces, then its row); the caller's transaction makes it one write. */
+export function storeCheckpoint(db: Database.Database, p: PreparedCheckpoint): Checkpoint {
+  const cp = p.checkpoint;
+  // an earlier checkpoint at this seq (rewritten by compaction) may have left pieces behind
+  db.prepare('DELETE FROM checkpoint_pieces WHERE seq = ?').run(cp.seq);
+  // a Buffer binds as a BLOB: cast back to the TEXT every reader of the column expects
+  const putBytes = db.prepare('INSERT INTO checkpoint_pieces (seq, piece, objects) VALUES (?, ?, CAST(? AS TEXT))');
+  let stored = 0;
+  for (const bytes of p.pieces) putBytes.run(cp.seq, stored++, bytes);
+  if (stored > 0)
+    db.prepare('INSERT INTO checkpoint_pieces (seq, piece, objects) VALUES (?, ?, ?)').run(cp.seq, stored++, p.last);
   db.prepare(`INSERT OR REPLACE INTO checkpoints
     (seq, version, data_hash, object_count, objects, objects_hash, rejections, created_at, pieces, reading_revision)
     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`).run(
@@ -142,9 +182,9 @@ export function writeCheckpoint(
     cp.version,
     cp.dataHash,
     cp.objectCount,
-    stored > 0 ? '' : last,
-    hash.digest(rejections),
-    rejections,
+    stored > 0 ? '' : p.last,
+    p.objectsHash,
+    p.rejections,
     cp.createdAt,
     stored,
     readingRevisionColumn(cp.readingRevision),

@@ -11,6 +11,7 @@ import {
   contentHash,
   deepFreeze,
   LATEST_READING_REVISION,
+  runSteps,
   type AckOrNack,
   type ConfigRevision,
   type DataDelta,
@@ -44,7 +45,7 @@ import { CHAINS, chainHash, linkFields, type ChainName } from './row-chain.ts';
 import { CLOCK_STEP_BOUND_MS, hasClockStep, nextStamp, placeInTime, StepSpan } from './stamp-order.ts';
 import { readingRevisionColumn, rowToVersion, type VersionRecord, type VersionRow } from './version-record.ts';
 import { prepareEventRow, rowToEvent, type EventRow, type PreparedEventRow } from './event-row.ts';
-import { writeCheckpoint, listCheckpoints, type Checkpoint } from './checkpoints.ts';
+import { checkpointSteps, listCheckpoints, storeCheckpoint, type Checkpoint } from './checkpoints.ts';
 import { SqliteResumeStore } from './sqlite-resume-store.ts';
 import { registerDatabase } from './database-handle.ts';
 import { batchSlices, wholeLogSlices, type RowSlice } from './log-row-slices.ts';
@@ -600,19 +601,30 @@ export class EventLog {
    * the last appended event), so replay can start from it instead of from the first event.
    */
   checkpoint(state: ClusterState, opts: { seq?: number; rejections?: Iterable<ObjectRejection> } = {}): Checkpoint {
+    return runSteps(this.checkpointSteps(state, opts));
+  }
+
+  /**
+   * checkpoint() with its objects serialised in steps (checkpoints.ts checkpointSteps), then stored
+   * in one transaction: a caller running the steps in slices keeps its event loop turning while a
+   * large cluster is serialised. `state` must not change between the steps; `seq` is taken at the
+   * first step.
+   */
+  *checkpointSteps(
+    state: ClusterState,
+    opts: { seq?: number; rejections?: Iterable<ObjectRejection> } = {},
+  ): Generator<void, Checkpoint, void> {
     const seq = opts.seq ?? this.lastSeq();
     if (seq > this.lastSeq())
       throw new EventLogError('INVALID', `checkpoint: seq ${seq} is past the last event ${this.lastSeq()}`);
-    const createdAt = this.now().toISOString();
-    return this.writes.run('checkpoint', () =>
-      writeCheckpoint(this.db, {
-        state,
-        rejections: opts.rejections ?? [],
-        seq,
-        version: this.head('versions').id,
-        createdAt,
-      }),
-    );
+    const prepared = yield* checkpointSteps({
+      state,
+      rejections: opts.rejections ?? [],
+      seq,
+      version: this.head('versions').id,
+      createdAt: this.now().toISOString(),
+    });
+    return this.writes.run('checkpoint', () => storeCheckpoint(this.db, prepared));
   }
 
   checkpoints(): Checkpoint[] {

@@ -421,8 +421,14 @@ export class Planner {
     await this.publishAndTarget();
     // A checkpoint only shortens a later restore: it is a step of its own, queued after the
     // version is on the bus, so the version (version 1 of a large cluster above all) never waits
-    // for it, and a failed checkpoint never holds a version back.
-    void this.serial(() => this.data.checkpointIfDue(this.options.checkpointEvery ?? 10_000)).then(
+    // for it, and a failed checkpoint never holds a version back. Serialised in slices, like the
+    // build: in one call it held the thread ~12 s at 7,500 services × 250 endpoints, and the
+    // lease expired under it (docs/scale.md, "Where it breaks first").
+    void this.serial(() =>
+      runInSlices(this.data.checkpointIfDueSteps(this.options.checkpointEvery ?? 10_000), {
+        sliceMs: this.options.buildSliceMs ?? 10,
+      }),
+    ).then(
       () => this.recovered('checkpoint'),
       (e) => this.fail('checkpoint', e),
     );

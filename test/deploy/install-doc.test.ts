@@ -115,3 +115,51 @@ describe('docs/migrate-from-kube-proxy.md: the migration overlay', () => {
     }
   });
 });
+
+// docs/install.md "Memory": the limits it names are the base's, and its overlay raises exactly the
+// planner's and the applier's own containers, nothing else.
+describe('docs/install.md memory: the base limits it names and its overlay for a larger cluster', () => {
+  it("names the base's limits, and its overlay renders with kustomize, raising the planner's and applier's containers alone", () => {
+    const doc = readFileSync('docs/install.md', 'utf8');
+    const section = /### Memory\n([\s\S]*?)\n## /.exec(doc)![1]!;
+    const m = /# overlay kustomization\.yaml: memory for a larger cluster\n((?: {4}.*\n)+)/.exec(section);
+    expect(m, 'the overlay block in docs/install.md "Memory"').not.toBeNull();
+    const overlay = m![1]!.replace(/^ {4}/gm, '');
+    const dir = mkdtempSync(path.join(tmpdir(), 'sb-overlay-'));
+    try {
+      writeFileSync(
+        path.join(dir, 'kustomization.yaml'),
+        `resources: [${JSON.stringify(path.relative(dir, path.resolve('deploy/kubernetes/base')))}]\n${overlay}`,
+      );
+      const render = (d: string) =>
+        parseAllDocuments(execFileSync('kubectl', ['kustomize', d], { encoding: 'utf8' })).map((x) => x.toJS());
+      const pods = (os: any[]) => ({
+        planner: os.find((o) => o.kind === 'StatefulSet' && o.metadata.name === 'switchboard-planner').spec.template
+          .spec,
+        applier: os.find((o) => o.kind === 'DaemonSet' && o.metadata.name === 'switchboard-applier').spec.template.spec,
+      });
+      const base = pods(render('deploy/kubernetes/base'));
+      const raised = pods(render(dir));
+      const own = (spec: any, name: string) => spec.containers.find((c: { name: string }) => c.name === name).resources;
+      // the doc's figures start from the base's limits
+      expect(section).toContain(
+        `planner a ${own(base.planner, 'planner').limits.memory.replace('Gi', ' GiB')} memory limit`,
+      );
+      expect(section).toContain(`each applier ${own(base.applier, 'applier').limits.memory.replace('Mi', ' MiB')}`);
+      expect(own(raised.planner, 'planner').limits.memory).toBe('4Gi');
+      expect(own(raised.planner, 'planner').requests.memory).toBe('2Gi');
+      expect(own(raised.applier, 'applier').limits.memory).toBe('2Gi');
+      expect(own(raised.applier, 'applier').requests.memory).toBe('512Mi');
+      // everything else as the base has it: the applier's init and sidecar containers, CPU
+      const strip = (spec: any, name: string) => ({
+        ...spec,
+        containers: spec.containers.map((c: any) => (c.name === name ? { ...c, resources: undefined } : c)),
+      });
+      expect(strip(raised.planner, 'planner')).toEqual(strip(base.planner, 'planner'));
+      expect(strip(raised.applier, 'applier')).toEqual(strip(base.applier, 'applier'));
+      expect(own(raised.planner, 'planner').requests.cpu).toBe(own(base.planner, 'planner').requests.cpu);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -141,4 +141,50 @@ describe('event-log checkpoints stored in pieces', () => {
       log.close();
     }
   });
+
+  it('pieces held as UTF-8 until stored are stored as TEXT, the same characters (non-ASCII too) as one text holds', async () => {
+    const log = await openLog(tmp.file(), steppingClock());
+    try {
+      const axis = DataAxis.restore(log);
+      const names = ['café', 'naïve-😀', 'plain', 'zürich-日本'];
+      axis.ingest(
+        names.map((name, i) => ({
+          kind: 'Service' as const,
+          type: 'ADDED' as const,
+          origin: 'watch' as const,
+          namespace: 'default',
+          name: `s${i}`,
+          uid: `u${i}`,
+          resourceVersion: String(i + 1),
+          object: {
+            apiVersion: 'v1',
+            kind: 'Service',
+            metadata: {
+              name: `s${i}`,
+              namespace: 'default',
+              annotations: { 'service.kubernetes.io/topology-mode': name },
+            },
+            spec: { clusterIP: `10.96.0.${i + 1}`, ports: [{ name: 'http', port: 80, protocol: 'TCP' }] },
+          },
+        })),
+      );
+      axis.sync();
+      const seq = log.lastSeq();
+      checkpointAt(log, seq); // one text
+      const one = row(log, seq);
+      expect(one.objects).toContain('😀');
+      checkpointAt(log, seq, 300); // a piece an object
+      const db = databaseOf(log);
+      const pieces = db
+        .prepare('SELECT typeof(objects) AS type, objects FROM checkpoint_pieces WHERE seq = ? ORDER BY piece')
+        .all(seq) as { type: string; objects: string }[];
+      expect(pieces.length).toBeGreaterThan(2);
+      expect(pieces.map((p) => p.type)).toEqual(pieces.map(() => 'text'));
+      expect(`[${pieces.map((p) => p.objects.slice(1, -1)).join(',')}]`).toBe(one.objects);
+      expect(row(log, seq).objects_hash).toBe(one.objects_hash);
+      expect(verifyLog(log, { deep: true }).ok).toBe(true);
+    } finally {
+      log.close();
+    }
+  });
 });

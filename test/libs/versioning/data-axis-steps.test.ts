@@ -5,6 +5,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { replayVersion, type EventLog } from '../../../libs/eventlog/index.ts';
 import { canonicalJson, type WatchEvent } from '../../../libs/model/index.ts';
+import { databaseOf } from '../../../libs/eventlog/database-handle.ts';
 import { DataAxis } from '../../../libs/versioning/index.ts';
 import { openLog, steppingClock, tempDir } from '../eventlog/support/temp-log.ts';
 
@@ -124,5 +125,48 @@ describe('DataAxis.syncSteps', () => {
     axis.ingest([service('late', '10.96.0.12', 1000)]); // and once it ended, changes go on
     expect(axis.sync()?.record.version).toBe(3);
     log.close();
+  });
+
+  it('writes its checkpoint in steps (checkpointIfDueSteps): the row one call writes, and no change between its steps', async () => {
+    const [first, second] = history();
+    const axes = [];
+    for (let i = 0; i < 2; i++) {
+      const log = await openLog(tmp.file(), steppingClock());
+      const axis = DataAxis.restore(log);
+      axis.ingest(first!);
+      axis.sync();
+      axis.ingest(second!);
+      axis.sync();
+      axes.push({ log, axis });
+    }
+    const [oneCall, stepped] = axes as [(typeof axes)[0], (typeof axes)[0]];
+    oneCall.axis.checkpointIfDue(1);
+    const it = stepped.axis.checkpointIfDueSteps(1);
+    let steps = 0;
+    let r = it.next();
+    // 20 000 endpoints, ~2.6 MB of JSON: ~10 steps of 256 K characters
+    expect(r.done).toBe(false);
+    expect(() => stepped.axis.ingest([service('late', '10.96.0.12', 1000)])).toThrow(
+      /while a checkpoint is being written/,
+    );
+    expect(() => stepped.axis.syncSteps().next()).toThrow(/while a checkpoint is being written/);
+    expect(() => stepped.axis.holdAt(1, 'pin', who)).toThrow(/while a checkpoint is being written/);
+    expect(stepped.log.checkpoints()).toEqual([]); // nothing stored before its last step
+    while (!r.done) {
+      steps++;
+      r = it.next();
+    }
+    expect(steps).toBeGreaterThanOrEqual(8);
+    const rows = (log: EventLog) =>
+      databaseOf(log)
+        .prepare(
+          'SELECT seq, version, data_hash, object_count, objects, objects_hash, rejections, pieces FROM checkpoints',
+        )
+        .all();
+    expect(rows(stepped.log)).toEqual(rows(oneCall.log));
+    expect(stepped.log.checkpoints()).toHaveLength(1);
+    stepped.axis.ingest([service('late', '10.96.0.12', 1000)]); // and once it ended, changes go on
+    expect(stepped.axis.sync()?.record.version).toBe(3);
+    for (const { log } of axes) log.close();
   });
 });
