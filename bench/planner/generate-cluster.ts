@@ -1,3 +1,5 @@
+import type { KubeObject } from '../../test/support/kube-api-server/index.ts';
+
 /**
  * Synthetic cluster for the planner benchmark: S services (ClusterIP/NodePort mix, 1–2 ports),
  * each with one EndpointSlice of E endpoints spread over N nodes. Raw API objects, so the
@@ -79,4 +81,22 @@ export function makeSlice(
       };
     }),
   };
+}
+
+/**
+ * Puts a generated cluster into a test API server (test/support's KubeApiServer) as the objects of
+ * a real one: the server assigns each its resourceVersion (the generator's are dropped).
+ */
+export function serveCluster(
+  server: { create(kind: 'Node' | 'Service' | 'EndpointSlice', o: KubeObject): unknown },
+  gen: GeneratedCluster,
+): void {
+  const fresh = (o: unknown) => {
+    const x = structuredClone(o) as KubeObject;
+    delete (x.metadata as { resourceVersion?: string }).resourceVersion;
+    return x;
+  };
+  for (const o of gen.nodes) server.create('Node', o as KubeObject);
+  for (const o of gen.services) server.create('Service', fresh(o));
+  for (const o of gen.slices) server.create('EndpointSlice', fresh(o));
 }

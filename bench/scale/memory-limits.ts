@@ -34,10 +34,10 @@ import {
 import { loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { KubeApiServer, type KubeObject } from '../../test/support/kube-api-server/index.ts';
+import { KubeApiServer } from '../../test/support/kube-api-server/index.ts';
 import { writeKubeconfig } from '../../test/support/kubeconfig.ts';
 import { freePort, startNatsServer } from '../../test/support/nats-server.ts';
-import { generateCluster } from '../planner/generate-cluster.ts';
+import { generateCluster, serveCluster } from '../planner/generate-cluster.ts';
 
 const { values } = benchArgs({
   options: {
@@ -242,14 +242,7 @@ async function measure(S: number): Promise<Record<string, unknown>> {
   const runs: Run[] = [];
   try {
     const gen = generateCluster({ services: S, endpointsPerService: E, nodes: N });
-    const strip = (o: unknown) => {
-      const x = structuredClone(o) as KubeObject;
-      delete (x.metadata as { resourceVersion?: string }).resourceVersion;
-      return x;
-    };
-    for (const o of gen.nodes) server.create('Node', o as KubeObject);
-    for (const o of gen.services) server.create('Service', strip(o));
-    for (const o of gen.slices) server.create('EndpointSlice', strip(o));
+    serveCluster(server, gen);
     const kc = await writeKubeconfig({ server: server.url, dir });
     const port = await freePort();
     const db = path.join(dir, 'log.db');

@@ -21,10 +21,10 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { KubeApiServer, type KubeObject } from '../../test/support/kube-api-server/index.ts';
+import { KubeApiServer } from '../../test/support/kube-api-server/index.ts';
 import { writeKubeconfig } from '../../test/support/kubeconfig.ts';
 import { freePort, startNatsServer, type NatsServerHandle } from '../../test/support/nats-server.ts';
-import { generateCluster } from '../planner/generate-cluster.ts';
+import { generateCluster, serveCluster } from '../planner/generate-cluster.ts';
 
 const { values } = benchArgs({
   options: {
@@ -101,14 +101,7 @@ async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T 
 async function startPlanner(nats: NatsServerHandle, services: number, tag: string) {
   const server = await KubeApiServer.start();
   const gen = generateCluster({ services, endpointsPerService: E, nodes: N });
-  const strip = (o: unknown) => {
-    const x = structuredClone(o) as KubeObject;
-    delete (x.metadata as { resourceVersion?: string }).resourceVersion;
-    return x;
-  };
-  for (const o of gen.nodes) server.create('Node', o as KubeObject);
-  for (const o of gen.services) server.create('Service', strip(o));
-  for (const o of gen.slices) server.create('EndpointSlice', strip(o));
+  serveCluster(server, gen);
   const dir = mkdtempSync(path.join(tmp, `${tag}-`));
   const kc = await writeKubeconfig({ server: server.url, dir });
   const port = await freePort();

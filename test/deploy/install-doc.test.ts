@@ -17,6 +17,24 @@ import { parseLabelSelector } from '../../libs/model/index.ts';
 
 const doc = readFileSync('docs/install.md', 'utf8');
 
+/** The objects `kubectl kustomize DIR` renders. */
+const kustomize = (dir: string): any[] =>
+  parseAllDocuments(execFileSync('kubectl', ['kustomize', dir], { encoding: 'utf8' })).map((x) => x.toJS());
+
+/** The objects an overlay (a doc's kustomization.yaml lines) renders over deploy/kubernetes/base. */
+function overBase(overlay: string): any[] {
+  const dir = mkdtempSync(path.join(tmpdir(), 'sb-overlay-'));
+  try {
+    writeFileSync(
+      path.join(dir, 'kustomization.yaml'),
+      `resources: [${JSON.stringify(path.relative(dir, path.resolve('deploy/kubernetes/base')))}]\n${overlay}`,
+    );
+    return kustomize(dir);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 function cleanupPod(): { args: string[]; image: string; pod: any } {
   const m = /kubectl -n switchboard run cleanup-NODE [^\n]*--image=(\S+) \\\n\s*--overrides='([^']+)'/.exec(doc);
   if (!m)
@@ -43,9 +61,7 @@ describe('docs/install.md uninstall: the cleanup pod', () => {
 
   it("names the base's image, the applier's state dir and xtables lock, and a command and options that exist", async () => {
     const { image, pod, args } = cleanupPod();
-    const objects = parseAllDocuments(
-      execFileSync('kubectl', ['kustomize', 'deploy/kubernetes/base'], { encoding: 'utf8' }),
-    ).map((d) => d.toJS());
+    const objects = kustomize('deploy/kubernetes/base');
     const ds = objects.find((o) => o.kind === 'DaemonSet' && o.metadata.name === 'switchboard-applier');
     const applier = ds.spec.template.spec.containers.find((c: { name: string }) => c.name === 'applier');
     expect(image).toBe(applier.image);
@@ -85,34 +101,22 @@ describe('docs/migrate-from-kube-proxy.md: the migration overlay', () => {
       readFileSync('docs/migrate-from-kube-proxy.md', 'utf8'),
     );
     expect(m, 'the overlay block in docs/migrate-from-kube-proxy.md').not.toBeNull();
-    const overlay = m![1]!.replace(/^ {6}/gm, '');
-    const dir = mkdtempSync(path.join(tmpdir(), 'sb-overlay-'));
-    try {
-      writeFileSync(
-        path.join(dir, 'kustomization.yaml'),
-        `resources: [${JSON.stringify(path.relative(dir, path.resolve('deploy/kubernetes/base')))}]\n${overlay}`,
-      );
-      const render = (d: string) =>
-        parseAllDocuments(execFileSync('kubectl', ['kustomize', d], { encoding: 'utf8' })).map((x) => x.toJS());
-      const base = render('deploy/kubernetes/base');
-      const objects = render(dir);
-      const ds = (os: any[]) =>
-        os.find((o) => o.kind === 'DaemonSet' && o.metadata.name === 'switchboard-applier').spec.template.spec;
-      const plannerArgs = (os: any[]) =>
-        os
-          .find((o) => o.kind === 'StatefulSet' && o.metadata.name === 'switchboard-planner')
-          .spec.template.spec.containers.find((c: { name: string }) => c.name === 'planner').args as string[];
-      const nodeSelector = ds(objects).nodeSelector as Record<string, string>;
-      expect(nodeSelector).toMatchObject(ds(base).nodeSelector); // Linux nodes only, still
-      expect(nodeSelector['switchboard.io/proxy']).toBe('switchboard');
-      expect(ds(objects).containers[0].args).toContain('--take-over-kube-proxy');
-      const args = plannerArgs(objects);
-      expect(args.length).toBe(plannerArgs(base).length);
-      const fleet = parseLabelSelector(args[args.indexOf('--node-selector') + 1]!);
-      expect(fleet.requirements).toEqual(Object.entries(nodeSelector).map(([key, value]) => ({ op: '=', key, value })));
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    const base = kustomize('deploy/kubernetes/base');
+    const objects = overBase(m![1]!.replace(/^ {6}/gm, ''));
+    const ds = (os: any[]) =>
+      os.find((o) => o.kind === 'DaemonSet' && o.metadata.name === 'switchboard-applier').spec.template.spec;
+    const plannerArgs = (os: any[]) =>
+      os
+        .find((o) => o.kind === 'StatefulSet' && o.metadata.name === 'switchboard-planner')
+        .spec.template.spec.containers.find((c: { name: string }) => c.name === 'planner').args as string[];
+    const nodeSelector = ds(objects).nodeSelector as Record<string, string>;
+    expect(nodeSelector).toMatchObject(ds(base).nodeSelector); // Linux nodes only, still
+    expect(nodeSelector['switchboard.io/proxy']).toBe('switchboard');
+    expect(ds(objects).containers[0].args).toContain('--take-over-kube-proxy');
+    const args = plannerArgs(objects);
+    expect(args.length).toBe(plannerArgs(base).length);
+    const fleet = parseLabelSelector(args[args.indexOf('--node-selector') + 1]!);
+    expect(fleet.requirements).toEqual(Object.entries(nodeSelector).map(([key, value]) => ({ op: '=', key, value })));
   });
 });
 
@@ -124,42 +128,29 @@ describe('docs/install.md memory: the base limits it names and its overlay for a
     const section = /### Memory\n([\s\S]*?)\n## /.exec(doc)![1]!;
     const m = /# overlay kustomization\.yaml: memory for a larger cluster\n((?: {4}.*\n)+)/.exec(section);
     expect(m, 'the overlay block in docs/install.md "Memory"').not.toBeNull();
-    const overlay = m![1]!.replace(/^ {4}/gm, '');
-    const dir = mkdtempSync(path.join(tmpdir(), 'sb-overlay-'));
-    try {
-      writeFileSync(
-        path.join(dir, 'kustomization.yaml'),
-        `resources: [${JSON.stringify(path.relative(dir, path.resolve('deploy/kubernetes/base')))}]\n${overlay}`,
-      );
-      const render = (d: string) =>
-        parseAllDocuments(execFileSync('kubectl', ['kustomize', d], { encoding: 'utf8' })).map((x) => x.toJS());
-      const pods = (os: any[]) => ({
-        planner: os.find((o) => o.kind === 'StatefulSet' && o.metadata.name === 'switchboard-planner').spec.template
-          .spec,
-        applier: os.find((o) => o.kind === 'DaemonSet' && o.metadata.name === 'switchboard-applier').spec.template.spec,
-      });
-      const base = pods(render('deploy/kubernetes/base'));
-      const raised = pods(render(dir));
-      const own = (spec: any, name: string) => spec.containers.find((c: { name: string }) => c.name === name).resources;
-      // the doc's figures start from the base's limits
-      expect(section).toContain(
-        `planner a ${own(base.planner, 'planner').limits.memory.replace('Gi', ' GiB')} memory limit`,
-      );
-      expect(section).toContain(`each applier ${own(base.applier, 'applier').limits.memory.replace('Mi', ' MiB')}`);
-      expect(own(raised.planner, 'planner').limits.memory).toBe('4Gi');
-      expect(own(raised.planner, 'planner').requests.memory).toBe('2Gi');
-      expect(own(raised.applier, 'applier').limits.memory).toBe('2Gi');
-      expect(own(raised.applier, 'applier').requests.memory).toBe('512Mi');
-      // everything else as the base has it: the applier's init and sidecar containers, CPU
-      const strip = (spec: any, name: string) => ({
-        ...spec,
-        containers: spec.containers.map((c: any) => (c.name === name ? { ...c, resources: undefined } : c)),
-      });
-      expect(strip(raised.planner, 'planner')).toEqual(strip(base.planner, 'planner'));
-      expect(strip(raised.applier, 'applier')).toEqual(strip(base.applier, 'applier'));
-      expect(own(raised.planner, 'planner').requests.cpu).toBe(own(base.planner, 'planner').requests.cpu);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    const pods = (os: any[]) => ({
+      planner: os.find((o) => o.kind === 'StatefulSet' && o.metadata.name === 'switchboard-planner').spec.template.spec,
+      applier: os.find((o) => o.kind === 'DaemonSet' && o.metadata.name === 'switchboard-applier').spec.template.spec,
+    });
+    const base = pods(kustomize('deploy/kubernetes/base'));
+    const raised = pods(overBase(m![1]!.replace(/^ {4}/gm, '')));
+    const own = (spec: any, name: string) => spec.containers.find((c: { name: string }) => c.name === name).resources;
+    // the doc's figures start from the base's limits
+    expect(section).toContain(
+      `planner a ${own(base.planner, 'planner').limits.memory.replace('Gi', ' GiB')} memory limit`,
+    );
+    expect(section).toContain(`each applier ${own(base.applier, 'applier').limits.memory.replace('Mi', ' MiB')}`);
+    expect(own(raised.planner, 'planner').limits.memory).toBe('4Gi');
+    expect(own(raised.planner, 'planner').requests.memory).toBe('2Gi');
+    expect(own(raised.applier, 'applier').limits.memory).toBe('2Gi');
+    expect(own(raised.applier, 'applier').requests.memory).toBe('512Mi');
+    // everything else as the base has it: the applier's init and sidecar containers, CPU
+    const strip = (spec: any, name: string) => ({
+      ...spec,
+      containers: spec.containers.map((c: any) => (c.name === name ? { ...c, resources: undefined } : c)),
+    });
+    expect(strip(raised.planner, 'planner')).toEqual(strip(base.planner, 'planner'));
+    expect(strip(raised.applier, 'applier')).toEqual(strip(base.applier, 'applier'));
+    expect(own(raised.planner, 'planner').requests.cpu).toBe(own(base.planner, 'planner').requests.cpu);
   });
 });
