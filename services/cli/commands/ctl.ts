@@ -64,6 +64,10 @@ export function registerCtl(program: Command, setExit: SetExit): void {
           ((s.clock as { warning?: string | null } | null | undefined)?.warning
             ? `WARNING: ${(s.clock as { warning: string }).warning}\n`
             : '') +
+          // the planner's heap near the limit V8 stops it at (services/cli/heap-headroom.ts)
+          ((s.memory as { warning?: string | null } | null | undefined)?.warning
+            ? `WARNING: planner ${(s.memory as { warning: string }).warning}\n`
+            : '') +
           // versions this planner made that the group's log does not hold (never published)
           ((s.notInGroupLog as { why?: string } | null | undefined)?.why
             ? `WARNING: ${(s.notInGroupLog as { why: string }).why}\n`

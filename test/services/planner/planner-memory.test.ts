@@ -1,8 +1,10 @@
-import { execFileSync, spawn } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
+import { promisify } from 'node:util';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { runPlanner, type RunningPlanner } from '../../../services/planner/run-planner.ts';
 import { nodeYaml, plannerEnv, plannerOptions, sliceYaml, svcYaml, until, type PlannerEnv } from './planner-support.ts';
 
+const run = promisify(execFile);
 const BIN = new URL('../../../bin/switchboard', import.meta.url).pathname;
 
 /**
@@ -35,6 +37,10 @@ describe("the planner's heap", () => {
     expect((await json(`${planner.url}/status`)).memory).toEqual({ liveBytes: 430e6, limitBytes: 524e6, warning });
     expect(await metric(planner.url, 'switchboard_planner_heap_live_bytes')).toBe(430e6);
     expect(await metric(planner.url, 'switchboard_planner_heap_limit_bytes')).toBe(524e6);
+    // `ctl status` says it under its head line, as it says little disk
+    // (not spawnSync: the planner answering it runs in this process)
+    const status = () => run(process.execPath, [BIN, 'ctl', '--server', planner!.url, 'status'], { encoding: 'utf8' });
+    expect((await status()).stdout).toContain(`\nWARNING: planner ${warning}\n`);
     heap.reading = { liveBytes: 300e6, limitBytes: 524e6 };
     heap.warning = undefined;
     expect((await json(`${planner.url}/status`)).memory).toEqual({
