@@ -5,7 +5,8 @@
  * from that limit as it does in a pod. Usage (root, for the cgroups):
  *
  *   npx tsx bench/scale/memory-limits.ts [--services 1000,2000,3000] [--endpoints 250]
- *        [--nodes 5000] [--planner-limit-mib 1024] [--applier-limit-mib 512] [--settle-s 20] [--out FILE]
+ *        [--nodes 5000] [--planner-limit-mib 1024] [--applier-limit-mib 512] [--settle-s 20]
+ *        [--planner-node-flag FLAG ...] [--out FILE]
  *
  * Per size, a fresh test API server (test/support's) holds the generated cluster and a fresh
  * nats-server runs beside it. The planner (`planner --kubeconfig`) runs in its cgroup until
@@ -48,6 +49,8 @@ const { values } = benchArgs({
     'applier-limit-mib': { type: 'string', default: '512' },
     'timeout-s': { type: 'string', default: '1800' },
     'settle-s': { type: 'string', default: '20' },
+    /** A node flag for the planner's process (repeatable), e.g. --cpu-prof --cpu-prof-dir=DIR: written when it stops. */
+    'planner-node-flag': { type: 'string', multiple: true },
     out: { type: 'string' },
   },
 });
@@ -137,14 +140,18 @@ interface Run {
   readonly stderr: () => string;
   readonly exited: Promise<string>;
 }
-/** The CLI with `args`, in a cgroup limited to `limitMiB` (or with half of it as its heap limit). */
 /** Every child's stdout and stderr, in files named by size and process (LOG_DIR: beside --out, else the temp dir). */
 const LOG_DIR = values.out ? path.dirname(path.resolve(values.out)) : tmp;
 const live = new Set<Run>();
-function run(name: string, args: string[], limitMiB: number, logFile: string): Run {
+/**
+ * The CLI with `args` (node `nodeFlags` first), in a cgroup limited to `limitMiB` (or with half of
+ * it as its heap limit), its output into `logFile`.
+ */
+function run(name: string, args: string[], limitMiB: number, logFile: string, nodeFlags: string[] = []): Run {
   const cgroup = makeCgroup(`sb-${name}-${process.pid}`, limitMiB);
   const node = [
     process.execPath,
+    ...nodeFlags,
     ...(cgroup ? [] : [`--max-old-space-size=${Math.round(limitMiB / 2)}`]),
     MAIN,
     ...args,
@@ -253,6 +260,7 @@ async function measure(S: number): Promise<Record<string, unknown>> {
       ['planner', '--kubeconfig', kc.path, '--nats', nats.url, '--db', db, '--http', `127.0.0.1:${port}`],
       PLANNER_MIB,
       path.join(LOG_DIR, `planner-${S}.log`),
+      values['planner-node-flag'] ?? [],
     );
     runs.push(p);
     const ready = await untilOrExit(p, async () => ((await get(`${api}/readyz`)).ok ? true : undefined));
