@@ -1,19 +1,11 @@
 import pino from 'pino';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { readVerifierFile } from '../../../libs/bus/index.ts';
 import { parseWaves } from '../../../libs/control/index.ts';
 import { DryRunDataplane } from '../../../libs/dataplane/index.ts';
 import { startApplierService } from '../../../services/applier/applier-service.ts';
-import { runPlanner, type RunningPlanner } from '../../../services/planner/run-planner.ts';
-import {
-  nodeYaml,
-  plannerEnv,
-  plannerOptions,
-  sliceYaml,
-  svcYaml,
-  until,
-  type PlannerEnv,
-} from '../planner/planner-support.ts';
+import { until } from '../planner/planner-support.ts';
+import { oneNodePlannerEachTest } from './one-node-planner.ts';
 
 /**
  * probe24 F1: `applier --mode ipvs|nftables` programs its own mode whatever the config asks (only
@@ -22,36 +14,22 @@ import {
  * had switched, and nothing in `ctl status` said so. The node now warns while its target asks for
  * another mode than the one it is fixed to (a heartbeat warning: `ctl status` prints it).
  */
-let env: PlannerEnv;
-let planner: RunningPlanner | undefined;
-const stops: (() => Promise<unknown>)[] = [];
-beforeEach(async () => {
-  env = await plannerEnv();
-  env.write('nodes.yaml', nodeYaml('node-1', '192.0.2.1'));
-  env.write('a.yaml', svcYaml('a', '10.96.0.1') + '---\n' + sliceYaml('a', ['10.0.0.1']));
-  planner = await runPlanner({ ...plannerOptions(env), say: () => {} });
-  stops.push(() => planner!.stop());
-  await planner.planner.synced;
-});
-afterEach(async () => {
-  for (const s of stops.splice(0).reverse()) await s().catch(() => undefined);
-  await env.cleanup();
-});
+const t = oneNodePlannerEachTest();
 
 describe('an applier with a fixed --mode and a config asking for the other mode', () => {
   it('warns in its heartbeat (ctl status) while its target asks for another mode, and stops once it asks for its own', async () => {
-    const p = planner!.planner;
+    const p = t.planner.planner;
     const svc = await startApplierService({
       node: 'node-1',
-      nats: env.nats.url,
+      nats: t.env.nats.url,
       mode: 'ipvs',
       dataplane: new DryRunDataplane(), // the kernel untouched; the service is told it is fixed to ipvs
       heartbeatMs: 100,
       probe: { sample: 0 },
-      verifier: readVerifierFile(`${env.db}.signing-key.pem.pub`),
+      verifier: readVerifierFile(`${t.env.db}.signing-key.pem.pub`),
       logger: pino({ level: 'silent' }),
     });
-    stops.push(() => svc.stop());
+    t.stops.push(() => svc.stop());
     const row = () => p.status().find((n) => n.node === 'node-1');
     // the initial config asks for ipvs (the default): nothing to say
     await until(() => row()?.status === 'SYNCED' && row()!.heartbeatAt && row(), 10_000, 'node-1 SYNCED on revision 1');

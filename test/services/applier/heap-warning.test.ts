@@ -1,20 +1,12 @@
 import pino from 'pino';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { readVerifierFile } from '../../../libs/bus/index.ts';
 import { DryRunDataplane } from '../../../libs/dataplane/index.ts';
 import { startApplierService } from '../../../services/applier/applier-service.ts';
 import { fullGc } from '../../../services/cli/full-gc.ts';
 import { heapWarning } from '../../../services/cli/heap-headroom.ts';
-import { runPlanner, type RunningPlanner } from '../../../services/planner/run-planner.ts';
-import {
-  nodeYaml,
-  plannerEnv,
-  plannerOptions,
-  sliceYaml,
-  svcYaml,
-  until,
-  type PlannerEnv,
-} from '../planner/planner-support.ts';
+import { until } from '../planner/planner-support.ts';
+import { oneNodePlannerEachTest } from './one-node-planner.ts';
 
 /**
  * An applier whose heap nears the limit V8 stops it at says so where the operator looks: a node
@@ -22,21 +14,7 @@ import {
  * statistics are the test's (a real heap that large would be the test's machine's problem); the
  * readings are taken where the applier takes them, after V8's real full collections.
  */
-let env: PlannerEnv;
-let planner: RunningPlanner | undefined;
-const stops: (() => Promise<unknown>)[] = [];
-beforeEach(async () => {
-  env = await plannerEnv();
-  env.write('nodes.yaml', nodeYaml('node-1', '192.0.2.1'));
-  env.write('a.yaml', svcYaml('a', '10.96.0.1') + '---\n' + sliceYaml('a', ['10.0.0.1']));
-  planner = await runPlanner({ ...plannerOptions(env), say: () => {} });
-  stops.push(() => planner!.stop());
-  await planner.planner.synced;
-});
-afterEach(async () => {
-  for (const s of stops.splice(0).reverse()) await s().catch(() => undefined);
-  await env.cleanup();
-});
+const t = oneNodePlannerEachTest();
 
 describe("an applier's heap near its limit", () => {
   it('is a node warning and a log line from the first full collection past 80 %, cleared once under 70 %; /metrics has both figures', async () => {
@@ -45,21 +23,21 @@ describe("an applier's heap near its limit", () => {
     const logged: { level: number; msg: string }[] = [];
     const svc = await startApplierService({
       node: 'node-1',
-      nats: env.nats.url,
+      nats: t.env.nats.url,
       mode: 'ipvs',
       dataplane: new DryRunDataplane(),
       heartbeatMs: 100,
       probe: { sample: 0 },
       http: '127.0.0.1:0',
-      verifier: readVerifierFile(`${env.db}.signing-key.pem.pub`),
+      verifier: readVerifierFile(`${t.env.db}.signing-key.pem.pub`),
       heapStats: () => ({ used_heap_size: heap.used, heap_size_limit: heap.limit }),
       logger: pino(
         { level: 'info' },
         { write: (l: string) => logged.push(JSON.parse(l) as { level: number; msg: string }) },
       ),
     });
-    stops.push(() => svc.stop());
-    const p = planner!.planner;
+    t.stops.push(() => svc.stop());
+    const p = t.planner.planner;
     const row = () => p.status().find((n) => n.node === 'node-1');
     await until(() => row()?.status === 'SYNCED' && row()!.heartbeatAt && row(), 10_000, 'node-1 SYNCED');
     fullGc(); // a full collection: the watch reads 120 of 259 MB, nothing to say

@@ -1,21 +1,13 @@
 import pino from 'pino';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { readVerifierFile } from '../../../libs/bus/index.ts';
 import { parseWaves } from '../../../libs/control/index.ts';
 import { ModeFollowingDataplane, type Dataplane, type RetireResult } from '../../../libs/dataplane/index.ts';
 import type { NodeState, ProxyMode } from '../../../libs/model/index.ts';
 import { startApplierService } from '../../../services/applier/applier-service.ts';
 import { fakeDataplane, VERIFIED } from '../../netns/support/fake-dataplane.ts';
-import { runPlanner, type RunningPlanner } from '../../../services/planner/run-planner.ts';
-import {
-  nodeYaml,
-  plannerEnv,
-  plannerOptions,
-  sliceYaml,
-  svcYaml,
-  until,
-  type PlannerEnv,
-} from '../planner/planner-support.ts';
+import { until } from '../planner/planner-support.ts';
+import { oneNodePlannerEachTest } from './one-node-planner.ts';
 
 /**
  * ipvs → nftables keeps ipvs mode programmed for the connections IPVS made until they close
@@ -23,21 +15,7 @@ import {
  * The node is SYNCED in nftables mode meanwhile, and says in its heartbeat (`ctl status` WARN NODE,
  * the console) that ipvs mode is still programmed behind it, until the drain ends.
  */
-let env: PlannerEnv;
-let planner: RunningPlanner | undefined;
-const stops: (() => Promise<unknown>)[] = [];
-beforeEach(async () => {
-  env = await plannerEnv();
-  env.write('nodes.yaml', nodeYaml('node-1', '192.0.2.1'));
-  env.write('a.yaml', svcYaml('a', '10.96.0.1') + '---\n' + sliceYaml('a', ['10.0.0.1']));
-  planner = await runPlanner({ ...plannerOptions(env), say: () => {} });
-  stops.push(() => planner!.stop());
-  await planner.planner.synced;
-});
-afterEach(async () => {
-  for (const s of stops.splice(0).reverse()) await s().catch(() => undefined);
-  await env.cleanup();
-});
+const t = oneNodePlannerEachTest();
 
 /** A mode's dataplane that verifies everything (the kernel is not what this test is about); ipvs retires while connections hold it. */
 function fakeMode(mode: ProxyMode, held: { connections: number }): Dataplane {
@@ -55,11 +33,11 @@ function fakeMode(mode: ProxyMode, held: { connections: number }): Dataplane {
 
 describe('an applier whose ipvs mode drains behind nftables after a switch', () => {
   it('is SYNCED in nftables mode and warns while ipvs mode is still programmed; the warning goes with the drain', async () => {
-    const p = planner!.planner;
+    const p = t.planner.planner;
     const held = { connections: 0 };
     const svc = await startApplierService({
       node: 'node-1',
-      nats: env.nats.url,
+      nats: t.env.nats.url,
       mode: 'auto',
       dataplane: (hooks) =>
         new ModeFollowingDataplane({
@@ -70,10 +48,10 @@ describe('an applier whose ipvs mode drains behind nftables after a switch', () 
       heartbeatMs: 100,
       resyncIntervalMs: 300,
       probe: { sample: 0 },
-      verifier: readVerifierFile(`${env.db}.signing-key.pem.pub`),
+      verifier: readVerifierFile(`${t.env.db}.signing-key.pem.pub`),
       logger: pino({ level: 'silent' }),
     });
-    stops.push(() => svc.stop());
+    t.stops.push(() => svc.stop());
     const row = () => p.status().find((n) => n.node === 'node-1');
     await until(() => row()?.status === 'SYNCED' && row()!.heartbeatAt && row(), 10_000, 'node-1 SYNCED in ipvs mode');
     expect(row()!.warnings).toEqual([]);
