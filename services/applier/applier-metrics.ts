@@ -121,7 +121,7 @@ export class ApplierMetrics {
     });
     new Gauge({
       name: 'switchboard_applier_heap_limit_bytes',
-      help: "V8's heap limit (half the container's memory limit, or --max-old-space-size): at it the applier stops",
+      help: "V8's heap limit (Node's: half the container's memory limit, at most ~2 GiB below 16 GiB; or --max-old-space-size): at it the applier stops",
       registers: [this.registry],
       collect() {
         this.set(read()?.limitBytes ?? 0);

@@ -6,9 +6,10 @@ import v8 from 'node:v8';
  * collections, and the line an operator gets before that limit stops the process.
  *
  * Why: V8 stops a process whose live heap reaches its limit ("FATAL ERROR: Reached heap limit
- * Allocation failed - JavaScript heap out of memory"), and in a container Node sets that limit to
- * half the container's memory limit (at least ~259 MiB): the shipped planner (1 GiB) gets ~524 MiB,
- * an applier (512 MiB) ~259 MiB. A planner that outgrows it dies during its initial sync, restarts
+ * Allocation failed - JavaScript heap out of memory"), and in a container Node sets that limit from
+ * the container's memory limit: half of it, at least ~259 MiB, at most ~2 GiB below a 16 GiB limit
+ * (measured: 4, 6 and 8 GiB all gave 2,096 MiB), unless --max-old-space-size says otherwise. The
+ * shipped planner (1 GiB) gets ~524 MiB, an applier (512 MiB) ~259 MiB. A planner that outgrows it dies during its initial sync, restarts
  * and dies again in the same place (measured: docs/install.md, "Memory"). Said while there is still
  * room, the cause is one line in the log, not a crash loop to diagnose.
  *
@@ -37,9 +38,9 @@ export function heapWarning(r: HeapReading, warned: boolean): string | undefined
   if (share < (warned ? HEAP_CLEAR_SHARE : HEAP_WARN_SHARE)) return undefined;
   return (
     `heap ${mb(r.liveBytes)} MB in use after a full collection, ${Math.round(share * 100)} % of its ` +
-    `${mb(r.limitBytes)} MB limit (half the container's memory limit, or --max-old-space-size): at the ` +
-    `limit this process stops with "JavaScript heap out of memory"; raise its memory limit ` +
-    `(docs/install.md, "Memory")`
+    `${mb(r.limitBytes)} MB limit (Node's: half the container's memory limit, at most ~2 GiB below ` +
+    `16 GiB; or --max-old-space-size): at the limit this process stops with "JavaScript heap out of ` +
+    `memory"; raise its memory limit, past 4 GiB with --max-old-space-size (docs/install.md, "Memory")`
   );
 }
 

@@ -170,7 +170,7 @@ function logGauges(registry: Registry, o: PlannerMetricSources): void {
   );
   gauge(
     'switchboard_planner_heap_limit_bytes',
-    "V8's heap limit (half the container's memory limit, or --max-old-space-size): at it the planner stops",
+    "V8's heap limit (Node's: half the container's memory limit, at most ~2 GiB below 16 GiB; or --max-old-space-size): at it the planner stops",
     () => o.heap?.()?.limitBytes,
   );
   gauge(

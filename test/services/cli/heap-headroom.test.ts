@@ -19,7 +19,7 @@ describe('heapWarning', () => {
     expect(heapWarning({ liveBytes: 0.79 * limit, limitBytes: limit }, false)).toBeUndefined();
     const line = heapWarning({ liveBytes: 0.8 * limit, limitBytes: limit }, false);
     expect(line).toBe(
-      'heap 419 MB in use after a full collection, 80 % of its 524 MB limit (half the container\'s memory limit, or --max-old-space-size): at the limit this process stops with "JavaScript heap out of memory"; raise its memory limit (docs/install.md, "Memory")',
+      'heap 419 MB in use after a full collection, 80 % of its 524 MB limit (Node\'s: half the container\'s memory limit, at most ~2 GiB below 16 GiB; or --max-old-space-size): at the limit this process stops with "JavaScript heap out of memory"; raise its memory limit, past 4 GiB with --max-old-space-size (docs/install.md, "Memory")',
     );
     // once warned: still warned between the two shares, cleared under the lower one
     expect(heapWarning({ liveBytes: 0.75 * limit, limitBytes: limit }, true)).toContain('75 % of its 524 MB limit');
