@@ -240,6 +240,39 @@ function outcome(r: Run, how: string, facts: { oomKills?: number }): string {
   if ((facts.oomKills ?? 0) > 0) return `killed by the cgroup's OOM killer (${how})`;
   return `exited (${how})`;
 }
+/**
+ * What a run of one process shows: how it ended (`reached`: it synced; then whether it is still up),
+ * its sync time, its largest heap reading, whether it warned, its cgroup's peak, and its last
+ * lines (native stack frames left out) when it is gone.
+ */
+async function report(
+  r: Run,
+  limitMiB: number,
+  reached: boolean,
+  ms: number,
+  memory: { liveBytes: number; limitBytes: number } | undefined,
+): Promise<Record<string, unknown>> {
+  const facts = r.cgroup ? cgroupFacts(r.cgroup) : {};
+  const up = alive(r);
+  return {
+    limitMiB,
+    limitedBy: r.cgroup ? `cgroup v${r.cgroup.version}` : '--max-old-space-size',
+    outcome: reached && up ? 'synced' : `${reached ? 'synced, then ' : ''}${outcome(r, await r.exited, facts)}`,
+    syncMs: reached ? Math.round(ms) : undefined,
+    heapLiveMb: mb(memory?.liveBytes),
+    heapLimitMb: mb(memory?.limitBytes),
+    warned: warned(r),
+    peakMb: mb(facts.peakBytes),
+    stderrTail: up
+      ? undefined
+      : r
+          .stderr()
+          .split('\n')
+          .filter((l) => l && !/^\s*\d+: 0x/.test(l))
+          .slice(-8),
+  };
+}
+
 const warned = (r: Run) => /heap \d+ MB in use after a full collection, \d+ % of its \d+ MB limit/.test(r.stderr());
 
 async function measure(S: number): Promise<Record<string, unknown>> {
@@ -270,26 +303,8 @@ async function measure(S: number): Promise<Record<string, unknown>> {
     const status = async () =>
       ((await (await get(`${api}/status`)).json()) as { memory?: { liveBytes: number; limitBytes: number } }).memory;
     const memory = ready ? await settledPeak(p, status) : undefined;
-    const pFacts = p.cgroup ? cgroupFacts(p.cgroup) : {};
     const health = alive(p) ? await plannerHealth(api).catch(() => undefined) : undefined;
-    const planner = {
-      limitMiB: PLANNER_MIB,
-      limitedBy: p.cgroup ? `cgroup v${p.cgroup.version}` : '--max-old-space-size',
-      outcome: ready && alive(p) ? 'synced' : `${ready ? 'synced, then ' : ''}${outcome(p, await p.exited, pFacts)}`,
-      syncMs: ready ? Math.round(syncMs) : undefined,
-      heapLiveMb: mb(memory?.liveBytes),
-      heapLimitMb: mb(memory?.limitBytes),
-      warned: warned(p),
-      peakMb: mb(pFacts.peakBytes),
-      ...health,
-      stderrTail: alive(p)
-        ? undefined
-        : p
-            .stderr()
-            .split('\n')
-            .filter((l) => l && !/^\s*\d+: 0x/.test(l))
-            .slice(-8),
-    };
+    const planner = { ...(await report(p, PLANNER_MIB, ready !== undefined, syncMs, memory)), ...health };
     log(`${S} × ${E} × ${N}: planner ${JSON.stringify(planner)}`);
     if (!ready || !alive(p)) return { services: S, endpoints: E, nodes: N, planner };
 
@@ -332,24 +347,7 @@ async function measure(S: number): Promise<Record<string, unknown>> {
       return liveBytes > 0 ? { liveBytes, limitBytes: await gauge('switchboard_applier_heap_limit_bytes') } : undefined;
     };
     const aMemory = synced ? await settledPeak(a, heapOf) : undefined; // its collection after the big apply among them
-    const aFacts = a.cgroup ? cgroupFacts(a.cgroup) : {};
-    const applier = {
-      limitMiB: APPLIER_MIB,
-      limitedBy: a.cgroup ? `cgroup v${a.cgroup.version}` : '--max-old-space-size',
-      outcome: synced && alive(a) ? 'synced' : `${synced ? 'synced, then ' : ''}${outcome(a, await a.exited, aFacts)}`,
-      syncMs: synced ? Math.round(appliedMs) : undefined,
-      heapLiveMb: mb(aMemory?.liveBytes),
-      heapLimitMb: mb(aMemory?.limitBytes),
-      warned: warned(a),
-      peakMb: mb(aFacts.peakBytes),
-      stderrTail: alive(a)
-        ? undefined
-        : a
-            .stderr()
-            .split('\n')
-            .filter((l) => l && !/^\s*\d+: 0x/.test(l))
-            .slice(-8),
-    };
+    const applier = await report(a, APPLIER_MIB, synced !== undefined, appliedMs, aMemory);
     log(`${S} × ${E} × ${N}: applier ${JSON.stringify(applier)}`);
     return { services: S, endpoints: E, nodes: N, planner, applier };
   } finally {
