@@ -108,8 +108,10 @@ export function logMessageStatement(m: {
   seq: number;
   rows: string;
   payload: Uint8Array;
+  /** payloadDigest(payload) when the caller took it already (a large batch's, as it was made). */
+  payloadDigest?: string;
 }): string {
-  return `sb-log\n${m.group}\n${m.kind}\n${m.term}\n${m.seq}\n${m.rows}\n${payloadDigest(m.payload)}`;
+  return `sb-log\n${m.group}\n${m.kind}\n${m.term}\n${m.seq}\n${m.rows}\n${m.payloadDigest ?? payloadDigest(m.payload)}`;
 }
 
 /**

@@ -13,6 +13,7 @@ export type { Checkpoint, CheckpointWithObjects } from './checkpoints.ts';
 export { SqliteResumeStore } from './sqlite-resume-store.ts';
 export {
   rebuildAtSeq,
+  rebuildAtSeqSteps,
   replayVersion,
   rebuildVersionContent,
   replayAt,

@@ -1,6 +1,7 @@
 import {
   LATEST_READING_REVISION,
   readingRevisionOf,
+  runSteps,
   type ReadingRevision,
   type VersionArtifact,
 } from '../model/index.ts';
@@ -11,7 +12,7 @@ import {
   type ObjectRejection,
   type WatchEventOutcome,
 } from '../planner/index.ts';
-import { checkpointAtOrBefore, checkpointSeqAtOrBefore } from './checkpoints.ts';
+import { checkpointAtOrBefore, checkpointAtOrBeforeSteps, checkpointSeqAtOrBefore } from './checkpoints.ts';
 import { EventLogError } from './event-log-error.ts';
 import type { EventLog } from './event-log.ts';
 import type { EventRow } from './event-row.ts';
@@ -61,6 +62,24 @@ export interface RebuildOptions {
  * O(checkpoint + objects changed after it), not O(events).
  */
 export function rebuildAtSeq(log: EventLog, seq: number, opts: RebuildOptions = {}): RebuildResult {
+  return runSteps(rebuildAtSeqSteps(log, seq, opts));
+}
+
+/** Rows of the fold applied per step of rebuildAtSeqSteps. */
+const FOLD_ROWS_PER_STEP = 256;
+
+/**
+ * rebuildAtSeq in steps: the checkpoint a piece a step, its objects a service a step, the events
+ * after it a few hundred a step. At 10,000 services × 250 endpoints one call held the planner's
+ * thread ~16 s, past its lease, at every role change (docs/scale.md); run in slices, the lease and
+ * heartbeats go on between steps. The events to fold are read in the first step (what the log
+ * holds up to `seq` then), so rows appended meanwhile are not part of it.
+ */
+export function* rebuildAtSeqSteps(
+  log: EventLog,
+  seq: number,
+  opts: RebuildOptions = {},
+): Generator<void, RebuildResult, void> {
   const last = log.lastSeq();
   if (!Number.isInteger(seq) || seq < 0 || seq > last)
     throw new EventLogError('NOT_FOUND', `seq ${seq} is not in the log (last seq ${last})`);
@@ -74,10 +93,12 @@ export function rebuildAtSeq(log: EventLog, seq: number, opts: RebuildOptions = 
   const cp =
     start.checkpoint === 'none'
       ? undefined
-      : checkpointAtOrBefore(databaseOf(log), seq, revision, { olderRevisions: start.checkpoint === 'older' });
+      : yield* checkpointAtOrBeforeSteps(databaseOf(log), seq, revision, {
+          olderRevisions: start.checkpoint === 'older',
+        });
   const from = cp?.seq ?? 0;
   const cpObjects = cp && opts.beforeParity ? cp.objects.map(objectBeforeParity) : cp?.objects;
-  const state = cpObjects ? ClusterState.fromObjects(cpObjects, revision) : new ClusterState(revision);
+  const state = cpObjects ? yield* ClusterState.fromObjectsSteps(cpObjects, revision) : new ClusterState(revision);
   const rejections = new Map((cp?.rejections ?? []).map((r) => [rejectionKey(r), r]));
   const sql = opts.sequential
     ? 'SELECT seq, kind, type, namespace, name, object FROM events WHERE seq > ? AND seq <= ? ORDER BY seq'
@@ -118,6 +139,8 @@ export function rebuildAtSeq(log: EventLog, seq: number, opts: RebuildOptions = 
       }
     }
     if ('change' in o) state.apply(o.change); // else: the checkpoint's state of that object stands
+    // (no step while the sequential path's cursor is open: the connection serves others between steps)
+    if (!opts.sequential && n % FOLD_ROWS_PER_STEP === 0) yield;
   }
   state.commit();
   return {

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { CHAIN_NAMES } from './row-chain.ts';
+import { runSteps } from '../model/index.ts';
 import { rowCount, type RawRow, type RowBatch } from './log-rows.ts';
 
 /**
@@ -33,6 +34,8 @@ export interface LogSigned {
   readonly rows: string;
   /** The payload: a batch's parts joined. */
   readonly payload: Uint8Array;
+  /** sha256 (hex) of the payload when already taken (a batch's, as it was made): not hashed again. */
+  readonly payloadDigest?: string;
 }
 /** Signs a log message; undefined: messages go unsigned (no signing key). */
 export type LogSign = ((m: LogSigned) => string) | undefined;
@@ -65,6 +68,11 @@ export function encodeTerm(term: number, holder: string, rows: number, afterSeq:
 
 /** Rows stringified together: ~10-20 KB of JSON each (see batchJsonBytes). */
 const ROWS_PER_PIECE = 16;
+/**
+ * Bytes encoded between two steps of encodeBatchSteps (a checkpoint piece row, up to 32 Mi
+ * characters, is one step whatever its size): ~10-30 ms of work here.
+ */
+export const ENCODE_STEP_BYTES = 4 << 20;
 
 /**
  * Exactly the UTF-8 of JSON.stringify(batch), made in pieces of a few rows. One JSON.stringify
@@ -76,92 +84,147 @@ export function batchJsonBytes(batch: RowBatch): Buffer {
   return batchJson(batch).bytes;
 }
 
-/**
- * batchJsonBytes, and when the batch ends with checkpoint pieces (log-rows.ts: each up to 32 Mi
- * characters of JSON, all of them past V8's longest string), where they lie in it: the layout
- * "HEAD:LEN,LEN,..." (byte counts) with which parseBatchBytes reads the batch without ever making
- * one string of it. Each piece row is stringified alone.
- */
+/** batchJsonSteps at once. */
 export function batchJson(batch: RowBatch): { bytes: Buffer; layout?: string } {
-  const pieces: string[] = [];
-  let cut = -1; // index in `pieces` of ',"checkpointPieces":' when it is the last key
-  const pieceRows: number[] = []; // index in `pieces` of each checkpoint piece row
-  const rowsOf = (rows: readonly unknown[], per: number, mark?: number[]): void => {
-    if (rows.length === 0) pieces.push('[]');
+  const { bytes, layout } = runSteps(batchJsonSteps(batch));
+  return layout === undefined ? { bytes } : { bytes, layout };
+}
+
+/**
+ * batchJsonBytes in steps of about ENCODE_STEP_BYTES, each piece turned into bytes (off V8's heap) as it
+ * is made and handed to `onChunk` (the digest is taken as they come), with, when the batch ends
+ * with checkpoint pieces (log-rows.ts: each up to 32 Mi characters of JSON, all of them past V8's
+ * longest string), where they lie in it: the layout "HEAD:LEN,LEN,..." (byte counts) with which
+ * parseBatchBytes reads the batch without ever making one string of it. Each piece row is
+ * stringified alone. In one call, a first checkpoint's batch at 10,000 services of 250 endpoints
+ * (~0.5 GB) held the leader's thread ~8 s, past its lease (docs/scale.md).
+ */
+export function* batchJsonSteps(
+  batch: RowBatch,
+  onChunk?: (chunk: Buffer) => void,
+): Generator<void, { bytes: Buffer; layout: string | undefined }, void> {
+  let chunks: (Buffer | undefined)[] = [];
+  let size = 0;
+  let unyielded = 0;
+  let keyStart = 0; // where the key last written starts
+  let cut = -1; // where ',"checkpointPieces":' starts while it is the last key
+  const pieceLens: number[] = []; // each checkpoint piece row's bytes
+  const push = (text: string): number => {
+    const b = Buffer.from(text);
+    chunks.push(b);
+    size += b.length;
+    unyielded += b.length;
+    onChunk?.(b);
+    return b.length;
+  };
+  function* rowsOf(rows: readonly unknown[], per: number, lens?: number[]): Generator<void, void, void> {
+    if (rows.length === 0) push('[]');
     for (let i = 0; i < rows.length; i += per) {
       const json = JSON.stringify(rows.slice(i, i + per));
-      mark?.push(pieces.length);
-      pieces.push(i === 0 ? json.slice(0, -1) : `,${json.slice(1, -1)}`);
-      if (i + per >= rows.length) pieces.push(']');
+      // a row's bytes: its piece without the leading '[' or ',' (and the last one's ']' is pushed alone)
+      const n = push(i === 0 ? json.slice(0, -1) : `,${json.slice(1, -1)}`);
+      lens?.push(n - 1);
+      if (i + per >= rows.length) push(']');
+      if (unyielded >= ENCODE_STEP_BYTES) {
+        unyielded = 0;
+        yield;
+      }
     }
-  };
-  const object = (o: object, value: (k: string, v: unknown) => void): void => {
+  }
+  function* object(o: object, value: (k: string, v: unknown) => Generator<void, void, void>) {
     let sep = '{';
     for (const [k, v] of Object.entries(o)) {
       if (v === undefined) continue;
-      pieces.push(`${sep}${JSON.stringify(k)}:`);
+      keyStart = size;
+      push(`${sep}${JSON.stringify(k)}:`);
       sep = ',';
-      value(k, v);
+      yield* value(k, v);
     }
-    pieces.push(sep === '{' ? '{}' : '}');
-  };
-  object(batch, (k, v) => {
-    if (k === 'rows') object(v as object, (_, rows) => rowsOf(rows as unknown[], ROWS_PER_PIECE));
+    push(sep === '{' ? '{}' : '}');
+  }
+  yield* object(batch, function* (k, v) {
+    cut = -1; // a key after checkpointPieces: no layout
+    if (k === 'rows') yield* object(v as object, (_, rows) => rowsOf(rows as unknown[], ROWS_PER_PIECE));
     else if (k === 'checkpointPieces') {
-      cut = pieces.length - 1;
-      pieceRows.length = 0;
-      rowsOf(v as unknown[], 1, pieceRows);
-    } else if (k === 'checkpoints' || k === 'resumePoints') rowsOf(v as unknown[], ROWS_PER_PIECE);
-    else {
-      cut = -1; // checkpointPieces is not last: no layout
-      pieces.push(JSON.stringify(v));
-    }
+      cut = keyStart;
+      pieceLens.length = 0;
+      yield* rowsOf(v as unknown[], 1, pieceLens);
+    } else if (k === 'checkpoints' || k === 'resumePoints') yield* rowsOf(v as unknown[], ROWS_PER_PIECE);
+    else push(JSON.stringify(v));
   });
-  let size = 0;
-  const starts: number[] = [];
-  const sizes = pieces.map((p) => {
-    const n = Buffer.byteLength(p);
-    starts.push(size);
-    size += n;
-    return n;
-  });
-  const out = Buffer.allocUnsafe(size);
+  // One buffer, copied a step at a time, each piece let go once copied.
+  const bytes = Buffer.allocUnsafe(size);
   let at = 0;
-  pieces.forEach((p, i) => {
-    out.write(p, at);
-    at += sizes[i]!;
-  });
-  if (cut < 0 || pieceRows.length === 0) return { bytes: out };
-  // a row's bytes: its piece without the leading '[' or ',' and, for the last, before its ']'
-  const lens = pieceRows.map((i) => sizes[i]! - 1);
-  const layout = `${starts[cut]}:${lens.join(',')}`;
-  return layout.length <= MAX_LAYOUT_CHARS ? { bytes: out, layout } : { bytes: out };
+  unyielded = 0;
+  for (let i = 0; i < chunks.length; i++) {
+    const c = chunks[i]!;
+    c.copy(bytes, at);
+    at += c.length;
+    unyielded += c.length;
+    chunks[i] = undefined;
+    if (unyielded >= 4 * ENCODE_STEP_BYTES) {
+      unyielded = 0;
+      yield;
+    }
+  }
+  chunks = [];
+  const layout = cut < 0 || pieceLens.length === 0 ? undefined : `${cut}:${pieceLens.join(',')}`;
+  return { bytes, layout: layout !== undefined && layout.length <= MAX_LAYOUT_CHARS ? layout : undefined };
 }
 
 /** Longest layout header; a longer one is left out and the batch is read as one text. */
 const MAX_LAYOUT_CHARS = 4096;
 const PIECES_KEY = Buffer.from(',"checkpointPieces":[');
 
-/** One batch as parts of at most `maxPart` payload bytes each. */
-export function encodeBatch(batch: RowBatch, term: number, maxPart: number, sign?: LogSign): WireMessage[] {
-  const { bytes, layout } = batchJson(batch);
-  const id = createHash('sha256').update(String(term)).update(bytes).digest('hex').slice(0, 32);
-  const n = Math.max(1, Math.ceil(bytes.length / maxPart));
-  const sig = sign?.({ kind: 'rows', term, rows: String(rowCount(batch.to)), payload: bytes });
+/** A batch's payload and what its messages say of it, before it is cut into parts and signed. */
+export interface EncodedBatch {
+  readonly term: number;
+  readonly bytes: Buffer;
+  readonly layout: string | undefined;
+  /** The Sb-Log-Rows header. */
+  readonly rows: string;
+  /** sha256 (hex) of `bytes`, taken as they were made. */
+  readonly digest: string;
+  /** The Sb-Log-Batch id: of the term and the payload, so a retry of the same part is deduplicated. */
+  readonly id: string;
+}
+
+/**
+ * A batch's payload in steps (batchJsonSteps), its digest taken as its pieces are made: nothing
+ * is read twice, and no step holds the thread for more than one checkpoint piece (the leader's
+ * lease and heartbeats run between them: replication.ts runs it in slices).
+ */
+export function* encodeBatchSteps(batch: RowBatch, term: number): Generator<void, EncodedBatch, void> {
+  const hash = createHash('sha256');
+  const { bytes, layout } = yield* batchJsonSteps(batch, (chunk) => hash.update(chunk));
+  const digest = hash.digest('hex');
+  const id = createHash('sha256').update(`${term}\n${digest}`).digest('hex').slice(0, 32);
+  return { term, bytes, layout, rows: String(rowCount(batch.to)), digest, id };
+}
+
+/** An encoded batch as parts of at most `maxPart` payload bytes each, the last one signed. */
+export function batchParts(e: EncodedBatch, maxPart: number, sign?: LogSign): WireMessage[] {
+  const n = Math.max(1, Math.ceil(e.bytes.length / maxPart));
+  const sig = sign?.({ kind: 'rows', term: e.term, rows: e.rows, payload: e.bytes, payloadDigest: e.digest });
   return Array.from({ length: n }, (_, i) => ({
     headers: {
       [H.kind]: 'rows',
-      [H.batch]: id,
+      [H.batch]: e.id,
       [H.part]: `${i + 1}/${n}`,
-      [H.term]: String(term),
-      [H.rows]: String(rowCount(batch.to)),
+      [H.term]: String(e.term),
+      [H.rows]: e.rows,
       // on the part that completes the batch, where the reader joins it
-      ...(layout && i === n - 1 ? { [H.layout]: layout } : {}), // (a NATS header absent reads as '')
+      ...(e.layout && i === n - 1 ? { [H.layout]: e.layout } : {}), // (a NATS header absent reads as '')
       ...(sig !== undefined && i === n - 1 ? { [H.sig]: sig } : {}),
     },
-    payload: bytes.subarray(i * maxPart, (i + 1) * maxPart),
-    msgId: `${id}.${i + 1}`,
+    payload: e.bytes.subarray(i * maxPart, (i + 1) * maxPart),
+    msgId: `${e.id}.${i + 1}`,
   }));
+}
+
+/** One batch as parts of at most `maxPart` payload bytes each (encodeBatchSteps at once, then batchParts). */
+export function encodeBatch(batch: RowBatch, term: number, maxPart: number, sign?: LogSign): WireMessage[] {
+  return batchParts(runSteps(encodeBatchSteps(batch, term)), maxPart, sign);
 }
 
 const Head = z.object({ id: z.number().int().nonnegative(), hash: z.string().regex(/^[0-9a-f]{64}$/) });

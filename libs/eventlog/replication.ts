@@ -22,6 +22,7 @@ import { consumerLimitRefusal } from '../bus/jetstream-refusal.ts';
 import { abandonSignal, retryTransient } from '../bus/jetstream-transient.ts';
 import { asRefusal, ReplicasRefused, refuseUnclustered } from '../bus/stream-replicas.ts';
 import { liftStreamLimits, limitsTakenOffLine } from '../bus/stream-limits.ts';
+import { runInSlices } from '../model/index.ts';
 import { FailureLines } from './failure-lines.ts';
 import { closeConsumer, LogFollower, STREAM_NOT_FOUND } from './log-follower.ts';
 import {
@@ -32,7 +33,14 @@ import {
   type LogReplicatorOptions,
 } from './log-replicator.ts';
 import { batchRows, rowCount, type LogPosition } from './log-rows.ts';
-import { LogStreamReader, encodeBatch, encodeTerm, type LogSign, type WireMessage } from './replication-codec.ts';
+import {
+  LogStreamReader,
+  batchParts,
+  encodeBatchSteps,
+  encodeTerm,
+  type LogSign,
+  type WireMessage,
+} from './replication-codec.ts';
 import { logSigning } from './replication-signing.ts';
 import { SnapshotStore, snapshotBucket } from './replication-snapshots.ts';
 import { ReplicaState } from './replica-state.ts';
@@ -51,6 +59,8 @@ export {
 } from './log-replicator.ts';
 
 const WRONG_LAST_SEQUENCE = 10071;
+/** Longest a slice of a batch's encoding holds the thread (as the planner's builds: run-steps.ts). */
+const ENCODE_SLICE_MS = 10;
 /** Payload headroom below the server's max_payload for the headers of a part. */
 const HEADER_ROOM = 8 * 1024;
 
@@ -356,10 +366,12 @@ class StreamLogReplicator implements LogReplicator {
     }
     const epoch = this.epoch;
     let seq = this.state.seq;
+    // In slices: a first checkpoint's batch is ~0.5 GB at 10,000 services × 250 endpoints. If this
+    // replica is abandoned meanwhile, its first append refuses (the epoch is not this one).
+    const encoded = await runInSlices(encodeBatchSteps(batch, this.state.term), { sliceMs: ENCODE_SLICE_MS });
     try {
       this.signingSeq = seq + 1; // the first part's: each part is appended conditional on the one before
-      for (const part of encodeBatch(batch, this.state.term, this.maxPart, this.sign))
-        seq = await this.append(part, seq, epoch);
+      for (const part of batchParts(encoded, this.maxPart, this.sign)) seq = await this.append(part, seq, epoch);
     } catch (e) {
       if (epoch !== this.epoch) throw e; // abandoned: this replica follows or claims now, its state is theirs
       if (!(e instanceof FencedError)) {

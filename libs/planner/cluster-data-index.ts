@@ -40,9 +40,13 @@ export class ClusterDataIndex implements ClusterDataSource {
   /** Where the canonical text of each entry hashed here goes (see ClusterState.takeCanonicalTexts). */
   private texts: WeakMap<object, string> | undefined;
 
-  static from(data: ClusterData): ClusterDataIndex {
+  /** `hashesFrom`: an index holding these very entries (see setService), whose hashes are taken. */
+  static from(data: ClusterData, hashesFrom?: ClusterDataIndex): ClusterDataIndex {
     const idx = new ClusterDataIndex();
-    idx.apply({ upsertServices: data.services, removeServices: [], upsertNodes: data.nodes, removeNodes: [] });
+    idx.apply(
+      { upsertServices: data.services, removeServices: [], upsertNodes: data.nodes, removeNodes: [] },
+      hashesFrom,
+    );
     return idx;
   }
 

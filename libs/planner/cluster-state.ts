@@ -2,6 +2,7 @@ import {
   byCodeUnit,
   keyOf,
   LATEST_READING_REVISION,
+  runSteps,
   serviceKey,
   type ReadingRevision,
   type DataDelta,
@@ -304,6 +305,14 @@ export class ClusterState {
     objects: Iterable<KubeObject>,
     readingRevision: ReadingRevision = LATEST_READING_REVISION,
   ): ClusterState {
+    return runSteps(ClusterState.fromObjectsSteps(objects, readingRevision));
+  }
+
+  /** fromObjects a service entry a step (one of 250 endpoints: ~0.7 ms here). */
+  static *fromObjectsSteps(
+    objects: Iterable<KubeObject>,
+    readingRevision: ReadingRevision = LATEST_READING_REVISION,
+  ): Generator<void, ClusterState, void> {
     // Bulk path: index every object first, then build each service entry once (the per-event
     // path would rebuild a service once per slice and track every item as a pending change).
     const s = new ClusterState(readingRevision);
@@ -325,6 +334,7 @@ export class ClusterState {
     for (const [k, svc] of s.services) {
       s.index.setService(k, buildServiceEntry(svc, s.slicesOf(k), readingRevision));
       s.packSlicesOf(k);
+      yield;
     }
     for (const [name, node] of s.nodes) s.index.setNode(name, buildNodeFacts(node));
     return s;

@@ -2,7 +2,7 @@ import type { EventLog, OperationRecord, PreparedEventRow, VersionRecord } from 
 import {
   contentSource,
   prepareEventRow,
-  rebuildAtSeq,
+  rebuildAtSeqSteps,
   rebuildVersionContent,
   replayVersion,
 } from '../eventlog/index.ts';
@@ -111,12 +111,22 @@ export class DataAxis {
    * pin from the last data operation. Cost: the nearest checkpoint plus the objects changed since.
    */
   static restore(log: EventLog, opts: RestoreOptions = {}): DataAxis {
+    return runSteps(DataAxis.restoreSteps(log, opts));
+  }
+
+  /**
+   * restore in steps (rebuildAtSeqSteps), for a planner that must not hold its thread for the
+   * seconds a large cluster's view takes. The axis is the log's as of the first step: rows a
+   * replica imports meanwhile are read by the next restore.
+   */
+  static *restoreSteps(log: EventLog, opts: RestoreOptions = {}): Generator<void, DataAxis, void> {
     const pin = restorePin(log);
     const latest = log.latestVersion();
+    const lastSeq = log.lastSeq();
     const readingRevision = opts.readingRevision ?? LATEST_READING_REVISION;
     // Live state: every event read with this release's rules. Published: the latest version's
     // content, read with the rules it was made under (libs/model/reading-revision.ts).
-    const live = rebuildAtSeq(log, log.lastSeq(), { readingRevision });
+    const live = yield* rebuildAtSeqSteps(log, lastSeq, { readingRevision });
     let published: ClusterDataIndex;
     let beforeParity = false;
     if (!latest) published = new ClusterDataIndex();
@@ -143,7 +153,7 @@ export class DataAxis {
       latest,
       readingRevision,
     );
-    axis.eventsSinceVersion = log.lastSeq() - (latest?.seqTo ?? 0);
+    axis.eventsSinceVersion = lastSeq - (latest?.seqTo ?? 0);
     if (latest && latest.readingRevision < readingRevision)
       // every revision passed over is named (an upgrade may skip releases)
       axis.readingChange = `reading revision ${readingRevision} (was ${latest.readingRevision}): ${Array.from(
@@ -505,6 +515,7 @@ function restorePin(log: EventLog): DataPin | undefined {
   return (op?.params.pin as DataPin | null | undefined) ?? undefined;
 }
 
+/** A copy of `idx` to move on its own: the same frozen entries, their hashes taken, not computed again. */
 function copyData(idx: ClusterDataIndex): ClusterDataIndex {
-  return ClusterDataIndex.from(idx.toClusterData());
+  return ClusterDataIndex.from(idx.toClusterData(), idx);
 }

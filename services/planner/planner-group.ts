@@ -276,8 +276,19 @@ export class PlannerGroup {
     const p = this.options.makePlanner('leader');
     for (const b of beats) p.nodes.adoptHeartbeat(b.heartbeat, b.at); // before anyone reads its status
     p.nodes.adoptClocks(clocks);
-    this.current = p;
     try {
+      // Restored (in slices: the lease renews meanwhile) before it is shown, so nothing reads a
+      // planner without its views; the view it stepped from answers until then, as during the claim.
+      await p.restore();
+      if (this.stopped) return void (await p.stop().catch(() => undefined)); // as below
+      if (this.termLost(term)) {
+        // lost while restoring (deposed: its step-down, queued, finds a follower and is done)
+        await p.stop().catch(() => undefined);
+        await this.becomeFollower();
+        this.options.onRoleChange?.();
+        return;
+      }
+      this.current = p;
       await p.start();
     } catch (e) {
       // A planner that cannot lead (its source cannot be made, its first publish fails) must not
@@ -416,11 +427,12 @@ export class PlannerGroup {
     } else {
       void this.following.caughtUp
         .then(() => {
-          if (this.current === p) {
-            this.refresh(p);
-            this.checkCluster(p);
-            p.markSynced(true);
-          }
+          if (this.current === p)
+            return this.refresh(p).then(() => {
+              if (this.current !== p) return;
+              this.checkCluster(p);
+              p.markSynced(true);
+            });
         })
         .catch((e) => this.options.say(`replicated log: ${(e as Error).message}`));
     }
@@ -429,7 +441,7 @@ export class PlannerGroup {
     this.refreshTimer = setInterval(() => {
       if (this.stopped) return;
       try {
-        this.refresh(p);
+        void this.refresh(p);
         if (this.current === p) {
           p.markStale(this.viewStale());
           this.showFollowing(p);
@@ -527,22 +539,33 @@ export class PlannerGroup {
     else if (cause === undefined && shown !== undefined) p.noteRecovered('no leader');
   }
 
-  /** Follower: reloads its view once the replicated log applied new rows. */
-  private refresh(p: Planner): void {
+  /**
+   * Follower: rebuilds the view once the replicated log applied new rows. One at a time (each runs in slices, seconds on
+   * a large cluster): a caller arriving meanwhile waits for it, then looks again. Never rejects.
+   */
+  private async refresh(p: Planner): Promise<void> {
+    while (this.refreshing) await this.refreshing;
     if (this.current !== p || p.role !== 'follower' || !this.options.replicator) return;
     const at = this.options.replicator.position().localSeq;
     if (at === this.refreshedAt) return;
     this.refreshedAt = at;
     const t0 = performance.now();
-    try {
-      this.checkCluster(p);
-      p.refresh();
-    } catch (e) {
-      this.options.say(`follower refresh: ${(e as Error).message}`);
-    }
-    this.rebuiltAtMs = performance.now();
-    this.rebuildMs = this.rebuiltAtMs - t0;
+    const run = (async () => {
+      try {
+        this.checkCluster(p);
+        await p.refresh();
+      } catch (e) {
+        if (!this.stopped && this.current === p) this.options.say(`follower refresh: ${(e as Error).message}`);
+      }
+      this.rebuiltAtMs = performance.now();
+      this.rebuildMs = this.rebuiltAtMs - t0;
+    })();
+    this.refreshing = run;
+    await run;
+    this.refreshing = undefined;
   }
+
+  private refreshing: Promise<void> | undefined;
 
   /**
    * Follower: a node reported a version its view lacks. It ACKs a few ms after the leader
@@ -563,8 +586,9 @@ export class PlannerGroup {
       this.ahead = undefined;
       return;
     }
-    if (now - this.rebuiltAtMs < 4 * this.rebuildMs) return;
-    this.refresh(p);
-    if ((p.data.latest()?.version ?? 0) >= a.version) this.ahead = undefined;
+    if (now - this.rebuiltAtMs < 4 * this.rebuildMs || this.refreshing) return;
+    void this.refresh(p).then(() => {
+      if (this.ahead === a && (p.data.latest()?.version ?? 0) >= a.version) this.ahead = undefined;
+    });
   }
 }

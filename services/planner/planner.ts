@@ -7,7 +7,7 @@ import type { NodeHashChecks } from './node-hash-checks.ts';
 import { NodeTracker } from './node-tracker.ts';
 import { EventIntake } from './event-intake.ts';
 import { AckExpectations } from './ack-expectations.ts';
-import { runInSlices } from './run-in-slices.ts';
+import { runInSlices } from '../../libs/model/index.ts';
 import { ReportLogGate } from './report-log-gate.ts';
 import { InvalidReportLimiter } from './invalid-reports.ts';
 import { PlannerOperations } from './planner-operations.ts';
@@ -170,14 +170,43 @@ export class Planner {
     return this.options.now?.() ?? new Date();
   }
 
-  /** Restores from the log, republishes what the stream lacks, then starts the source. */
-  async start(): Promise<void> {
+  /**
+   * Data and config as the log holds them; the data rebuilt in slices (DataAxis.restoreSteps): at
+   * 10,000 services × 250 endpoints one call held the thread ~16 s, so a planner elected, or
+   * stepping down, lost its lease to its own restore, and every replica after it did the same
+   * (docs/scale.md). The config is read in the same turn as the data's first step.
+   */
+  private async restoreViews(): Promise<{ data: DataAxis; config: ConfigAxis }> {
     const log = this.options.log;
-    this.data = DataAxis.restore(log);
     // A follower writes nothing, not even the initial config revision (review2 R5).
-    this.config = ConfigAxis.restore(log, this.options.initialConfig, () => this.now(), {
+    const config = ConfigAxis.restore(log, this.options.initialConfig, () => this.now(), {
       readOnly: this.role === 'follower',
     });
+    const data = await runInSlices(DataAxis.restoreSteps(log), {
+      sliceMs: this.options.buildSliceMs ?? 10,
+      stopIf: () => (this.stopped ? 'the planner stopped while restoring its view' : undefined), // its log may close
+    });
+    return { data, config };
+  }
+
+  /**
+   * Restores data and config from the log, unless done: start() does it first. The group calls it
+   * before it shows this planner, so nothing reads a planner still restoring.
+   */
+  async restore(): Promise<void> {
+    if (this.restored) return;
+    const { data, config } = await this.restoreViews();
+    this.data = data;
+    this.config = config;
+    this.restored = true;
+  }
+
+  private restored = false;
+
+  /** Restores from the log, republishes what the stream lacks, then starts the source. */
+  async start(): Promise<void> {
+    await this.restore();
+    if (this.stopped) return; // stopped while restoring: it listens to nothing, starts no source
     if (this.role === 'follower') {
       // Every node's last report in the log, as a leader seeds them: a leader that just stepped
       // down (a new follower Planner) must not show nodes it heard seconds ago as never heard from.
@@ -212,7 +241,7 @@ export class Planner {
     this.intake.open();
     // The initial list is a bulk load into the log: its WAL is copied into the file once, in a
     // step of its own after version 1 (and its checkpoint), not every few MB while the list pages in.
-    this.releaseWal = log.holdWalCheckpoints();
+    this.releaseWal = this.options.log.holdWalCheckpoints();
     this.intake.start();
     void this.intake.synced.then(() =>
       this.serial(async () => {
@@ -240,13 +269,16 @@ export class Planner {
     return this.options.role ?? 'leader';
   }
 
-  /** Follower: reloads data and config from the log (the replicated log applied new rows). */
-  refresh(): void {
+  /**
+   * Follower: reloads data and config from the log (the replicated log applied new rows), in
+   * slices; the view read meanwhile is the one before.
+   */
+  async refresh(): Promise<void> {
     if (this.role !== 'follower') return;
-    this.data = DataAxis.restore(this.options.log);
-    this.config = ConfigAxis.restore(this.options.log, this.options.initialConfig, () => this.now(), {
-      readOnly: true,
-    });
+    const { data, config } = await this.restoreViews();
+    if (this.stopped) return;
+    this.data = data;
+    this.config = config;
     // ACKs heard before the view held their version are checked now, not at the first status
     // read (which showed them APPLYING "awaiting the node-state check" meanwhile: probe5 H8).
     this.expectations.checkAll(this.nodes.lastHeard());

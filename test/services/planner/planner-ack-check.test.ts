@@ -218,7 +218,7 @@ describe('the planner checks the hashes an ACK echoes', () => {
       hear!(ack('node-1', 2, 1, rendered(), p.data.latest()!.hash)); // the node runs version 2 exactly
       // Not refreshed yet: its view is version 1. It rendered version 1's content under version 2's key.
       expect(row().status).not.toBe('ERROR');
-      follower.refresh();
+      await follower.refresh();
       // (G7) version 2: only node-1 ACKed it, so only node-1 is queued; the departed are not rendered
       expect(follower.status().map((r) => [r.node, r.targetVersion, r.hashMatch])).toEqual(
         ['gone-1', 'gone-2', 'node-1', 'node-2'].map((n) => [n, 2, null]),

@@ -60,7 +60,7 @@ it('a fresh replica joins a group whose log stream was trimmed: its follower Pla
     await following.caughtUp;
     expect(cLog.latestVersion()?.version).toBe(aLog.latestVersion()?.version);
     expect(cLog.operations().length).toBe(aLog.operations().length);
-    follower.refresh();
+    await follower.refresh();
     expect(follower.config.state.defaultRevision).toBe(aLog.latestConfigRevision()?.revision);
   } finally {
     await f.stop();
