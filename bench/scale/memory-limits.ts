@@ -6,7 +6,7 @@
  *
  *   npx tsx bench/scale/memory-limits.ts [--services 1000,2000,3000] [--endpoints 250]
  *        [--nodes 5000] [--planner-limit-mib 1024] [--applier-limit-mib 512] [--settle-s 20]
- *        [--planner-node-flag FLAG ...] [--out FILE]
+ *        [--planner-node-flag FLAG ...] [--failover] [--out FILE]
  *
  * Per size, a fresh test API server (test/support's) holds the generated cluster and a fresh
  * nats-server runs beside it. The planner (`planner --kubeconfig`) runs in its cgroup until
@@ -16,7 +16,11 @@
  * memory", killed by the cgroup), the largest of its heap readings after V8's full collections
  * over --settle-s seconds once synced, and the limit (planner: /status `memory`; applier: its heap
  * metrics), whether it said the heap warning first, and the
- * cgroup's peak memory. Without a writable memory cgroup (v1 or v2) each process gets
+ * cgroup's peak memory. With --failover, a second planner of the group (its own log file, the same
+ * signing key, the same limit) then starts and follows until its view shows node-0 SYNCED; the first
+ * stops (SIGTERM) and the second must lead and show node-0 SYNCED: its follow and take-over times,
+ * whether it stepped down meanwhile, its heap and its metrics as for the first.
+ * Without a writable memory cgroup (v1 or v2) each process gets
  * --max-old-space-size of half the limit instead (what Node derives from the cgroup; the result
  * says `limitedBy`). The last stdout line is the JSON of every run.
  */
@@ -51,6 +55,8 @@ const { values } = benchArgs({
     'settle-s': { type: 'string', default: '20' },
     /** A node flag for the planner's process (repeatable), e.g. --cpu-prof --cpu-prof-dir=DIR: written when it stops. */
     'planner-node-flag': { type: 'string', multiple: true },
+    /** Then a second planner of the group follows, the first stops, and the second takes over (a failover at this size). */
+    failover: { type: 'boolean', default: false },
     out: { type: 'string' },
   },
 });
@@ -290,7 +296,19 @@ async function measure(S: number): Promise<Record<string, unknown>> {
     const t0 = performance.now();
     const p = run(
       'planner',
-      ['planner', '--kubeconfig', kc.path, '--nats', nats.url, '--db', db, '--http', `127.0.0.1:${port}`],
+      [
+        'planner',
+        '--kubeconfig',
+        kc.path,
+        '--nats',
+        nats.url,
+        '--db',
+        db,
+        '--http',
+        `127.0.0.1:${port}`,
+        '--id',
+        'planner-a',
+      ],
       PLANNER_MIB,
       path.join(LOG_DIR, `planner-${S}.log`),
       values['planner-node-flag'] ?? [],
@@ -349,13 +367,68 @@ async function measure(S: number): Promise<Record<string, unknown>> {
     const aMemory = synced ? await settledPeak(a, heapOf) : undefined; // its collection after the big apply among them
     const applier = await report(a, APPLIER_MIB, synced !== undefined, appliedMs, aMemory);
     log(`${S} × ${E} × ${N}: applier ${JSON.stringify(applier)}`);
-    return { services: S, endpoints: E, nodes: N, planner, applier };
+    if (!values.failover || !synced || !alive(a)) return { services: S, endpoints: E, nodes: N, planner, applier };
+    const takeover = await failover(S, p, { kc: kc.path, nats: nats.url, db, dir }, runs);
+    log(`${S} × ${E} × ${N}: failover ${JSON.stringify(takeover)}`);
+    return { services: S, endpoints: E, nodes: N, planner, applier, failover: takeover };
   } finally {
     for (const r of runs.reverse()) await stop(r);
     await server.stop();
     await nats.stop();
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * A second planner (planner-b) follows `first`'s group until its view shows node-0 SYNCED; then
+ * `first` stops and planner-b must lead with node-0 SYNCED. Its report, with the times of both
+ * steps and the step-downs it said (a leader that loses its lease to its own work says one).
+ */
+async function failover(
+  S: number,
+  first: Run,
+  at: { kc: string; nats: string; db: string; dir: string },
+  runs: Run[],
+): Promise<Record<string, unknown>> {
+  const port = await freePort();
+  const api = `http://127.0.0.1:${port}`;
+  const db = path.join(at.dir, 'log-b.db');
+  const args = ['planner', '--kubeconfig', at.kc, '--nats', at.nats, '--db', db, '--http', `127.0.0.1:${port}`];
+  args.push('--id', 'planner-b', '--signing-key', `${at.db}.signing-key.pem`);
+  const t0 = performance.now();
+  const b = run('planner-b', args, PLANNER_MIB, path.join(LOG_DIR, `planner-b-${S}.log`));
+  runs.push(b);
+  interface View {
+    self: { id: string; leader: boolean; term: number };
+    nodes: { node: string; status: string }[];
+  }
+  const view = async () => (await (await get(`${api}/status`)).json()) as View;
+  const nodeSynced = (v: View) => v.nodes.find((n) => n.node === 'node-0')?.status === 'SYNCED';
+  const following = await untilOrExit(b, async () => {
+    const v = await view();
+    return !v.self.leader && nodeSynced(v) ? true : undefined;
+  });
+  const followMs = performance.now() - t0;
+  if (!following) return { ...(await report(b, PLANNER_MIB, false, followMs, undefined)), followMs: undefined };
+  await stop(first);
+  const t1 = performance.now();
+  const leading = await untilOrExit(b, async () => {
+    const v = await view();
+    return v.self.leader && nodeSynced(v) ? v.self.term : undefined;
+  });
+  const takeoverMs = performance.now() - t1;
+  const status = async () =>
+    ((await (await get(`${api}/status`)).json()) as { memory?: { liveBytes: number; limitBytes: number } }).memory;
+  const memory = leading !== undefined ? await settledPeak(b, status) : undefined;
+  const health = alive(b) ? await plannerHealth(api).catch(() => undefined) : undefined;
+  return {
+    ...(await report(b, PLANNER_MIB, leading !== undefined, takeoverMs, memory)),
+    followMs: Math.round(followMs),
+    takeoverMs: leading !== undefined ? Math.round(takeoverMs) : undefined,
+    term: leading,
+    stepDowns: (b.stderr().match(/stepping down/g) ?? []).length,
+    ...health,
+  };
 }
 
 // interrupted: no child left running, no cgroup left behind (each removed once its process is gone)
