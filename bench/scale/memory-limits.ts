@@ -53,7 +53,7 @@ const { values } = benchArgs({
     'applier-limit-mib': { type: 'string', default: '512' },
     'timeout-s': { type: 'string', default: '1800' },
     'settle-s': { type: 'string', default: '20' },
-    /** A node flag for the planner's process (repeatable), e.g. --cpu-prof --cpu-prof-dir=DIR: written when it stops. */
+    /** A node flag for the planners' processes (repeatable), e.g. --cpu-prof --cpu-prof-dir=DIR: written when it stops. */
     'planner-node-flag': { type: 'string', multiple: true },
     /** Then a second planner of the group follows, the first stops, and the second takes over (a failover at this size). */
     failover: { type: 'boolean', default: false },
@@ -396,7 +396,13 @@ async function failover(
   const args = ['planner', '--kubeconfig', at.kc, '--nats', at.nats, '--db', db, '--http', `127.0.0.1:${port}`];
   args.push('--id', 'planner-b', '--signing-key', `${at.db}.signing-key.pem`);
   const t0 = performance.now();
-  const b = run('planner-b', args, PLANNER_MIB, path.join(LOG_DIR, `planner-b-${S}.log`));
+  const b = run(
+    'planner-b',
+    args,
+    PLANNER_MIB,
+    path.join(LOG_DIR, `planner-b-${S}.log`),
+    values['planner-node-flag'] ?? [],
+  );
   runs.push(b);
   interface View {
     self: { id: string; leader: boolean; term: number };

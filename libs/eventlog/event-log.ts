@@ -31,6 +31,8 @@ import {
   countVersions,
   latestOperationWith,
   liveObjectEvents,
+  liveObjectIdentities,
+  type LoggedIdentity,
   readEvents,
   readOperations,
   readVersions,
@@ -389,6 +391,11 @@ export class EventLog {
    */
   liveObjectEvents(): LoggedWatchEvent[] {
     return liveObjectEvents(this.db);
+  }
+
+  /** liveObjectEvents' objects, each its identity only (log-queries.ts liveObjectIdentities). */
+  liveObjectIdentities(): LoggedIdentity[] {
+    return liveObjectIdentities(this.db);
   }
 
   /** Records the next data version (number = last + 1, parent = last). */

@@ -16,6 +16,7 @@ export {
   rebuildAtSeqSteps,
   replayVersion,
   rebuildVersionContent,
+  rebuildVersionContentSteps,
   replayAt,
   readingRevisionAtSeq,
   contentSource,

@@ -363,9 +363,19 @@ export function rebuildVersionContent(
   recordedHash: string,
   opts: RebuildOptions = {},
 ): RebuildResult {
-  const r = rebuildAtSeq(log, source.seqTo, { ...opts, readingRevision: source.readingRevision });
+  return runSteps(rebuildVersionContentSteps(log, source, recordedHash, opts));
+}
+
+/** rebuildVersionContent in steps (rebuildAtSeqSteps). */
+export function* rebuildVersionContentSteps(
+  log: EventLog,
+  source: { readonly seqTo: number; readonly readingRevision: ReadingRevision },
+  recordedHash: string,
+  opts: RebuildOptions = {},
+): Generator<void, RebuildResult, void> {
+  const r = yield* rebuildAtSeqSteps(log, source.seqTo, { ...opts, readingRevision: source.readingRevision });
   if (r.hash === recordedHash || source.readingRevision !== 1 || opts.beforeParity) return r;
-  const before = rebuildAtSeq(log, source.seqTo, { ...opts, readingRevision: 1, beforeParity: true });
+  const before = yield* rebuildAtSeqSteps(log, source.seqTo, { ...opts, readingRevision: 1, beforeParity: true });
   return before.hash === recordedHash ? before : r;
 }
 

@@ -1,6 +1,6 @@
 export { ClusterInformer } from './cluster-informer.ts';
 export type { ClusterInformerHealth, ClusterInformerOptions } from './cluster-informer.ts';
-export { KindInformer } from './kind-informer.ts';
+export { KindInformer, identityOf } from './kind-informer.ts';
 export type { KindInformerHealth, KindInformerOptions } from './kind-informer.ts';
 export type { KubeEvent, KubeEventSink, KubeEventType, RawKubeObject } from './kube-event.ts';
 export { objectKey } from './kube-event.ts';

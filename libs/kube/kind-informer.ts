@@ -84,7 +84,7 @@ export interface KindInformerOptions {
 }
 
 /** What a relist diff needs of an object (and what a synthetic DELETED of it carries). */
-function identityOf(o: RawKubeObject): RawKubeObject {
+export function identityOf(o: RawKubeObject): RawKubeObject {
   const md = o.metadata;
   const metadata: RawKubeObject['metadata'] = { name: md.name };
   if (md.namespace !== undefined) metadata.namespace = md.namespace;

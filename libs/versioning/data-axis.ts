@@ -3,7 +3,7 @@ import {
   contentSource,
   prepareEventRow,
   rebuildAtSeqSteps,
-  rebuildVersionContent,
+  rebuildVersionContentSteps,
   replayVersion,
 } from '../eventlog/index.ts';
 import { decidePin, decideSync, decideUnpin, type DataPin } from '../control/index.ts';
@@ -133,7 +133,7 @@ export class DataAxis {
     else if (latest.hash === live.hash) published = copyData(live.state.data);
     else {
       const source = contentSource(log, latest.version);
-      const rebuilt = rebuildVersionContent(log, source, source.hash);
+      const rebuilt = yield* rebuildVersionContentSteps(log, source, source.hash);
       published = rebuilt.state.data;
       beforeParity = rebuilt.beforeParity === true;
     }

@@ -36,9 +36,45 @@ export type EventSourceFactory = (sink: KubeEventSink, hooks: EventSourceHooks) 
  * restart logs only what changed while the planner was down, deletions included.
  */
 export function knownObjectsFromLog(log: EventLog): KnownObjects {
+  return knownFrom(
+    log,
+    log.liveObjectEvents().map((e) => [e.kind, e.object as RawKubeObject]),
+  );
+}
+
+/**
+ * knownObjectsFromLog with each object's identity only: what an informer that remembers
+ * identities keeps of it (libs/kube kind-informer.ts identityOf: apiVersion, kind, name,
+ * namespace, uid, resourceVersion, labels), read by SQLite's JSON functions. Parsing every
+ * logged object instead held a new leader's thread ~10 s at 10,000 services × 250 endpoints
+ * (docs/scale.md), past most of its lease.
+ */
+export function knownIdentitiesFromLog(log: EventLog): KnownObjects {
+  const objects: [KubeKind, RawKubeObject][] = log.liveObjectIdentities().map((r) => {
+    const kind = r.kind as KubeKind;
+    const metadata: RawKubeObject['metadata'] = { name: r.name };
+    if (r.namespace !== null) metadata.namespace = r.namespace;
+    if (r.uid !== null) metadata.uid = r.uid;
+    if (r.resourceVersion !== null) metadata.resourceVersion = r.resourceVersion as string;
+    if (r.labels !== null) metadata.labels = JSON.parse(r.labels) as Record<string, string>;
+    const object = {
+      apiVersion: r.apiVersion ?? KUBE_KIND_INFO[kind].apiVersion,
+      kind: (r.objectKind ?? kind) as KubeKind,
+      metadata,
+    } as RawKubeObject;
+    return [kind, object];
+  });
+  return knownFrom(log, objects);
+}
+
+function knownFrom(log: EventLog, live: [KubeKind, RawKubeObject][]): KnownObjects {
   const objects = new Map<KubeKind, RawKubeObject[]>();
-  const add = (kind: KubeKind, object: RawKubeObject) => objects.set(kind, [...(objects.get(kind) ?? []), object]);
-  for (const e of log.liveObjectEvents()) add(e.kind, e.object as RawKubeObject);
+  const add = (kind: KubeKind, object: RawKubeObject) => {
+    const list = objects.get(kind);
+    if (list) list.push(object);
+    else objects.set(kind, [object]);
+  };
+  for (const [kind, object] of live) add(kind, object);
   for (const [kind, object] of compactedObjects(log)) add(kind, object);
   const last = log.lastSeq() > 0 ? log.events({ fromSeq: log.lastSeq(), limit: 1 })[0] : undefined;
   return { objects, lastResourceVersion: last?.resourceVersion };

@@ -275,8 +275,15 @@ export class Planner {
    */
   async refresh(): Promise<void> {
     if (this.role !== 'follower') return;
-    const { data, config } = await this.restoreViews();
+    let views: { data: DataAxis; config: ConfigAxis };
+    try {
+      views = await this.restoreViews();
+    } catch (e) {
+      if (this.stopped) return; // stopped meanwhile (a role change): given up, nothing to say
+      throw e;
+    }
     if (this.stopped) return;
+    const { data, config } = views;
     this.data = data;
     this.config = config;
     // ACKs heard before the view held their version are checked now, not at the first status

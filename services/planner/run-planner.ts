@@ -28,6 +28,7 @@ import { watchTokenFile, type TokenFileWatch } from './bearer-auth.ts';
 import { checkOpenApi, parseListenAddress } from './listen-address.ts';
 import {
   informerSource,
+  knownIdentitiesFromLog,
   knownObjectsFromLog,
   manifestsSource,
   withKnownObjects,
@@ -432,7 +433,7 @@ export async function runPlanner(o: RunPlannerOptions): Promise<RunningPlanner> 
           // Not those of the cluster the log belonged to before an --adopt-cluster (cluster-guard.ts).
           const resumeStore = withKnownObjects(
             withoutSupersededResume(log.resumeStore(), log),
-            knownObjectsFromLog(log),
+            knownIdentitiesFromLog(log), // its informer remembers identities only
           );
           // --relist: once per process (a later leadership term resumes as usual).
           const freshList = relistPending;

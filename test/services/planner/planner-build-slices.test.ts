@@ -185,9 +185,13 @@ describe('the planner builds a large version in slices (probe10 H9)', () => {
     await leader.start();
     for (let i = 0; i < SERVICES; i++) for (const e of serviceWithSlice(i)) await sink(e);
     await until(
-      () => log.latestVersion() !== undefined && log.checkpoints().length > 0,
+      () =>
+        log.lastSeq() >= 2 * SERVICES &&
+        log.checkpoints().length > 0 &&
+        !leader.data.buildUnderWay &&
+        leader.data.publishedHash() === leader.data.live.hash(),
       20_000,
-      'a version and its checkpoint',
+      'every event in a version, and a checkpoint (the leader idle: the views compared below hold still)',
     );
 
     // Counted without time, as the build above: a callback re-armed every turn runs once per slice.
@@ -223,7 +227,14 @@ describe('the planner builds a large version in slices (probe10 H9)', () => {
 
     // a change the leader makes a version of; the follower's refresh reads it, in slices too
     await sink(service('s0', '10.96.200.1'));
-    await until(() => (log.latestVersion()?.version ?? 0) > whole.latest()!.version, 20_000, 'the next version');
+    await until(
+      () =>
+        (log.latestVersion()?.version ?? 0) > whole.latest()!.version &&
+        !leader.data.buildUnderWay &&
+        leader.data.publishedHash() === leader.data.live.hash(),
+      20_000,
+      'the next version',
+    );
     const atRefresh = await turnsDuring(() => follower.refresh());
     ticking = false;
     expect(follower.data.latest()?.version).toBe(log.latestVersion()?.version);
