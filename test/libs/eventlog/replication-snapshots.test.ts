@@ -100,6 +100,23 @@ function ackBatch(n: number, pad = 0): RowBatch {
   return { from: EMPTY_POSITION, to, rows: rowsOf, checkpoints: [], resumePoints: [] };
 }
 
+/** The longest the event loop goes without a turn (a 5 ms timer's gaps) until stop(), which returns it. */
+function gapMeter(): { stop(): number } {
+  let last = performance.now();
+  let worst = 0;
+  const tick = setInterval(() => {
+    const now = performance.now();
+    worst = Math.max(worst, now - last);
+    last = now;
+  }, 5);
+  return {
+    stop: () => {
+      clearInterval(tick);
+      return worst;
+    },
+  };
+}
+
 /** A log with events, acks, a config revision and its resume points: every section of a snapshot. */
 async function sampleLog(events: number): Promise<EventLog> {
   const log = await openLog(tmp.file());
@@ -342,17 +359,11 @@ describe('log snapshots of a leader (nats-server)', () => {
       // measures the longest the event loop went without a turn
       acks(log, 10, 100);
       const started = performance.now();
-      let last = performance.now();
-      let worst = 0;
-      const tick = setInterval(() => {
-        const now = performance.now();
-        worst = Math.max(worst, now - last);
-        last = now;
-      }, 5);
+      const gaps = gapMeter();
       await r.flush();
       await done;
       const took = performance.now() - started;
-      clearInterval(tick);
+      const worst = gaps.stop();
       console.log(
         `snapshot of ${ROWS} ACK rows: ${Math.round(took)} ms, longest event-loop gap ${Math.round(worst)} ms`,
       );
@@ -379,17 +390,11 @@ describe('log snapshots of a leader (nats-server)', () => {
       await r.claim(1);
       // ~48 MB of JSON (each row's body escaped again): encoding it whole took 250-400 ms here
       log.importRows(ackBatch(3_000, 16_000));
-      let last = performance.now();
-      let worst = 0;
-      const tick = setInterval(() => {
-        const now = performance.now();
-        worst = Math.max(worst, now - last);
-        last = now;
-      }, 5);
+      const gaps = gapMeter();
       const started = performance.now();
       await r.flush();
       const took = performance.now() - started;
-      clearInterval(tick);
+      const worst = gaps.stop();
       console.log(
         `flush of 3,000 rows of 16 KB: ${Math.round(took)} ms, longest event-loop gap ${Math.round(worst)} ms`,
       );

@@ -60,24 +60,31 @@ const slice = (s: number, ready = true) =>
     }),
   });
 
+/** The event log, the bus and a source the test feeds through `sink` (`first`: what it sends when started). */
+async function fixture(first?: KubeEvent) {
+  const log = await EventLog.open({ file: env.db });
+  stops.push(() => log.close());
+  const bus = await NatsPlannerBus.open({ nc: env.nc });
+  stops.push(() => bus.close());
+  let fed: KubeEventSink | undefined;
+  const source = (s: KubeEventSink): EventSource => {
+    fed = s;
+    return {
+      origin: undefined,
+      synced: Promise.resolve(),
+      start: async () => void (first && (await s(first))),
+      stop: async () => {},
+      health: () => ({}),
+      problem: () => undefined,
+    };
+  };
+  const sink = (e: KubeEvent) => fed!(e);
+  return { log, bus, source, sink };
+}
+
 describe('the planner builds a large version in slices (probe10 H9)', () => {
   it('callbacks run during the build, once per slice; a change arriving mid-build makes the next version; replay rebuilds every version', async () => {
-    const log = await EventLog.open({ file: env.db });
-    stops.push(() => log.close());
-    const bus = await NatsPlannerBus.open({ nc: env.nc });
-    stops.push(() => bus.close());
-    let sink!: KubeEventSink;
-    const source = (s: KubeEventSink): EventSource => {
-      sink = s;
-      return {
-        origin: undefined,
-        synced: Promise.resolve(),
-        start: async () => void (await sink(service('big', '10.96.0.10'))),
-        stop: async () => {},
-        health: () => ({}),
-        problem: () => undefined,
-      };
-    };
+    const { log, bus, source, sink } = await fixture(service('big', '10.96.0.10'));
     const errors: string[] = [];
     const planner = new Planner({
       log,
@@ -140,22 +147,7 @@ describe('the planner builds a large version in slices (probe10 H9)', () => {
   // role change (docs/scale.md): it runs in slices now, at start and at each follower refresh.
   it('restores a large view in slices (a planner starting, a follower refreshing): the same view as at once', async () => {
     const SERVICES = 300;
-    const log = await EventLog.open({ file: env.db });
-    stops.push(() => log.close());
-    const bus = await NatsPlannerBus.open({ nc: env.nc });
-    stops.push(() => bus.close());
-    let sink!: KubeEventSink;
-    const source = (s: KubeEventSink): EventSource => {
-      sink = s;
-      return {
-        origin: undefined,
-        synced: Promise.resolve(),
-        start: async () => {},
-        stop: async () => {},
-        health: () => ({}),
-        problem: () => undefined,
-      };
-    };
+    const { log, bus, source, sink } = await fixture();
     const serviceWithSlice = (i: number) => [
       service(`s${i}`, `10.96.${i >> 8}.${i & 255}`),
       event({
