@@ -72,8 +72,9 @@ const FOLD_ROWS_PER_STEP = 256;
  * rebuildAtSeq in steps: the checkpoint a piece a step, its objects a service a step, the events
  * after it a few hundred a step. At 10,000 services × 250 endpoints one call held the planner's
  * thread ~16 s, past its lease, at every role change (docs/scale.md); run in slices, the lease and
- * heartbeats go on between steps. The events to fold are read in the first step (what the log
- * holds up to `seq` then), so rows appended meanwhile are not part of it.
+ * heartbeats go on between steps. Everything read is bounded by `seq` (the checkpoint at or before
+ * it, the events up to it, read together once the checkpoint's objects are built), so rows appended
+ * meanwhile are not part of it.
  */
 export function* rebuildAtSeqSteps(
   log: EventLog,

@@ -1,5 +1,11 @@
 import type { RetentionFloor } from '../../libs/eventlog/index.ts';
-import type { AckOrNack, NodeTarget, Operation, Rejection } from '../../libs/model/index.ts';
+import {
+  runInSlices,
+  type AckOrNack,
+  type NodeTarget,
+  type Operation,
+  type Rejection,
+} from '../../libs/model/index.ts';
 import { vipConflicts } from '../../libs/planner/index.ts';
 import { ConfigAxis, DataAxis } from '../../libs/versioning/index.ts';
 import { FleetStatus, type PlannerStatusRow } from './fleet-status.ts';
@@ -7,7 +13,6 @@ import type { NodeHashChecks } from './node-hash-checks.ts';
 import { NodeTracker } from './node-tracker.ts';
 import { EventIntake } from './event-intake.ts';
 import { AckExpectations } from './ack-expectations.ts';
-import { runInSlices } from '../../libs/model/index.ts';
 import { ReportLogGate } from './report-log-gate.ts';
 import { InvalidReportLimiter } from './invalid-reports.ts';
 import { PlannerOperations } from './planner-operations.ts';
