@@ -101,17 +101,19 @@ export function leaseStatement(l: {
  * lands at (appends are conditional on the seq before, so the leader knows it), so a signed batch
  * or marker cannot be replayed at another seq, into another group or under another term.
  */
-export function logMessageStatement(m: {
-  group: string;
-  kind: 'rows' | 'term';
-  term: number;
-  seq: number;
-  rows: string;
-  payload: Uint8Array;
-  /** payloadDigest(payload) when the caller took it already (a large batch's, as it was made). */
-  payloadDigest?: string;
-}): string {
-  return `sb-log\n${m.group}\n${m.kind}\n${m.term}\n${m.seq}\n${m.rows}\n${m.payloadDigest ?? payloadDigest(m.payload)}`;
+export function logMessageStatement(
+  m: { group: string; kind: 'rows' | 'term'; term: number; seq: number; rows: string } & (
+    | {
+        payload: Uint8Array;
+        /** payloadDigest(payload) when the caller took it already (a large batch's, as it was made). */
+        payloadDigest?: string;
+      }
+    /** A batch read in parts: the digest its reader took of them as they came. */
+    | { payload?: undefined; payloadDigest: string }
+  ),
+): string {
+  const digest = m.payload === undefined ? m.payloadDigest : (m.payloadDigest ?? payloadDigest(m.payload));
+  return `sb-log\n${m.group}\n${m.kind}\n${m.term}\n${m.seq}\n${m.rows}\n${digest}`;
 }
 
 /**

@@ -169,12 +169,103 @@ export function storeCheckpoint(db: Database.Database, p: PreparedCheckpoint): C
   const cp = p.checkpoint;
   // an earlier checkpoint at this seq (rewritten by compaction) may have left pieces behind
   db.prepare('DELETE FROM checkpoint_pieces WHERE seq = ?').run(cp.seq);
-  // a Buffer binds as a BLOB: cast back to the TEXT every reader of the column expects
-  const putBytes = db.prepare('INSERT INTO checkpoint_pieces (seq, piece, objects) VALUES (?, ?, CAST(? AS TEXT))');
+  const put = piecePut(db);
   let stored = 0;
-  for (const bytes of p.pieces) putBytes.run(cp.seq, stored++, bytes);
-  if (stored > 0)
-    db.prepare('INSERT INTO checkpoint_pieces (seq, piece, objects) VALUES (?, ?, ?)').run(cp.seq, stored++, p.last);
+  for (const bytes of p.pieces) put.run(cp.seq, stored++, bytes);
+  if (stored > 0) put.run(cp.seq, stored++, p.last);
+  return putCheckpointRow(db, p, stored);
+}
+
+/** One write transaction of the event log (LogWrites.run: what it stores, and the work). */
+export type LogWrite = <T>(context: string, fn: () => T) => T;
+
+/**
+ * storeCheckpoint a piece a transaction, then the row in one more: the store of a first
+ * checkpoint at 10,000 services of 250 endpoints (~0.5 GB in ~17 pieces) held the leader's thread
+ * ~5 s in one transaction (docs/scale.md). The pieces go first (stagePiecesSteps: no reader sees
+ * them before the row); a checkpoint of one piece, or over a row already at its seq (its pieces
+ * are read now), is stored in one transaction as before.
+ */
+export function* storeCheckpointSteps(
+  db: Database.Database,
+  p: PreparedCheckpoint,
+  write: LogWrite,
+): Generator<void, Checkpoint, void> {
+  const cp = p.checkpoint;
+  if (p.pieces.length === 0 || hasCheckpointAt(db, cp.seq)) return write('checkpoint', () => storeCheckpoint(db, p));
+  const pieces = [...p.pieces, p.last];
+  yield* stagePiecesSteps(db, write, [{ seq: cp.seq, pieces }]);
+  return write('checkpoint', () => {
+    assertStagedPieces(db, cp.seq, pieces.length, 'checkpoint');
+    return putCheckpointRow(db, p, pieces.length);
+  });
+}
+
+/**
+ * Writes checkpoints' pieces ahead of their rows, a piece a transaction. A piece belongs to a
+ * checkpoint only through its row (`pieces` N: pieces 0..N-1 of its seq), and every reader goes
+ * through the row (readCheckpointObjects, exportRows, the whole-log slices), so pieces written
+ * ahead are read by none until the row's own transaction makes them one checkpoint
+ * (assertStagedPieces). A store that never wrote its row (a crash, a refused import, a follower
+ * stopped between pieces) leaves pieces no row owns: each staging removes those first.
+ */
+export function* stagePiecesSteps(
+  db: Database.Database,
+  write: LogWrite,
+  checkpoints: readonly { readonly seq: number; readonly pieces: readonly (string | Buffer)[] }[],
+): Generator<void, void, void> {
+  write('removal of checkpoint pieces no checkpoint owns', () => dropUnownedPieces(db));
+  const put = piecePut(db);
+  for (const { seq, pieces } of checkpoints) {
+    for (let i = 0; i < pieces.length; i++) {
+      write(`checkpoint at seq ${seq}: piece ${i} of ${pieces.length}`, () => put.run(seq, i, pieces[i]));
+      yield;
+    }
+  }
+}
+
+/** Removes pieces whose seq has no checkpoint row (a staging given up); how many. */
+export function dropUnownedPieces(db: Database.Database): number {
+  return db.prepare('DELETE FROM checkpoint_pieces WHERE seq NOT IN (SELECT seq FROM checkpoints)').run().changes;
+}
+
+/** Inside the row's transaction: throws unless exactly pieces 0..n-1 of `seq` are stored (what was staged). */
+export function assertStagedPieces(db: Database.Database, seq: number, n: number, what: string): void {
+  const r = db
+    .prepare('SELECT count(*) AS count, min(piece) AS lo, max(piece) AS hi FROM checkpoint_pieces WHERE seq = ?')
+    .get(seq) as { count: number; lo: number | null; hi: number | null };
+  if (r.count !== n || r.lo !== 0 || r.hi !== n - 1)
+    throw new EventLogError(
+      'INVALID',
+      `${what}: checkpoint at seq ${seq}: ${r.count} pieces stored ahead of its row, ${n} expected (removed meanwhile?)`,
+    );
+}
+
+export function hasCheckpointAt(db: Database.Database, seq: number): boolean {
+  return db.prepare('SELECT 1 FROM checkpoints WHERE seq = ?').get(seq) !== undefined;
+}
+
+/** A piece insert; a Buffer binds as a BLOB: cast back to the TEXT every reader of the column expects. */
+function piecePut(db: Database.Database): Database.Statement {
+  return db.prepare('INSERT INTO checkpoint_pieces (seq, piece, objects) VALUES (?, ?, CAST(? AS TEXT))');
+}
+
+/**
+ * The objects_hash of a checkpoint stored as these pieces' texts (each '[' + objects' JSON + ']'),
+ * a piece a step: what readCheckpointObjects checks a stored one against, for pieces not yet stored.
+ */
+export function* piecesHashSteps(texts: readonly string[], rejections: string): Generator<void, string, void> {
+  const hash = new PiecewiseCheckpointHash();
+  for (const text of texts) {
+    const body = text.slice(1, -1);
+    if (body !== '') hash.object(body);
+    yield;
+  }
+  return hash.digest(rejections);
+}
+
+function putCheckpointRow(db: Database.Database, p: PreparedCheckpoint, stored: number): Checkpoint {
+  const cp = p.checkpoint;
   db.prepare(`INSERT OR REPLACE INTO checkpoints
     (seq, version, data_hash, object_count, objects, objects_hash, rejections, created_at, pieces, reading_revision)
     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`).run(

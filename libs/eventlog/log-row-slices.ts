@@ -4,7 +4,7 @@ import { EventLogError, translateSqliteError } from './event-log-error.ts';
 import {
   CHECKPOINT_SELECT,
   PIECES,
-  PIECE_COLUMNS,
+  OWNED_PIECES,
   hashAt,
   heads,
   shipped,
@@ -98,7 +98,7 @@ export async function* wholeLogSlices(file: string, upTo: LogPosition, o: SliceO
     );
     if (pieced) {
       const pieces = db
-        .prepare(`SELECT ${PIECE_COLUMNS.join(', ')} FROM checkpoint_pieces WHERE seq <= ? ORDER BY seq, piece`)
+        .prepare(`SELECT ${OWNED_PIECES} WHERE p.seq <= ? ORDER BY p.seq, p.piece`)
         .raw(true)
         .iterate(upTo.checkpointSeq) as IterableIterator<RawRow>;
       yield* sliced('checkpointPieces', pieces, (r) => r, { ...o, rows: 1 }); // a piece is up to 32 Mi chars

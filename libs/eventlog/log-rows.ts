@@ -1,5 +1,13 @@
 import type Database from 'better-sqlite3';
-import { checkpointHash, readCheckpointObjects } from './checkpoints.ts';
+import {
+  assertStagedPieces,
+  checkpointHash,
+  hasCheckpointAt,
+  piecesHashSteps,
+  readCheckpointObjects,
+  stagePiecesSteps,
+  type LogWrite,
+} from './checkpoints.ts';
 import { EventLogError } from './event-log-error.ts';
 import { CHAIN_NAMES, CHAINS, GENESIS_HASH, chainHash, linkFields, type ChainName } from './row-chain.ts';
 
@@ -72,6 +80,11 @@ export function shippedCheckpoint(r: RawRow): RawRow {
   return r[PIECES] === 0 ? r.slice(0, PIECES) : r.slice(0, READING_REVISION);
 }
 export const PIECE_COLUMNS = ['seq', 'piece', 'objects'] as const;
+/**
+ * Pieces as their checkpoint row owns them (its seq, below its count), to select with "WHERE p.…":
+ * pieces stored ahead of their row (checkpoints.ts stagePiecesSteps) are no checkpoint's yet.
+ */
+export const OWNED_PIECES = `${PIECE_COLUMNS.map((c) => `p.${c}`).join(', ')} FROM checkpoint_pieces p JOIN checkpoints c ON c.seq = p.seq AND p.piece < c.pieces`;
 export const RESUME_COLUMNS = ['kind', 'resource_version', 'updated_at'] as const;
 
 /** The position of an empty log. */
@@ -260,9 +273,7 @@ export function exportRows(
   const pieced = checkpoints.some((r) => r.length > PIECES && r[PIECES] !== 0);
   const checkpointPieces = pieced
     ? (db
-        .prepare(
-          `SELECT ${PIECE_COLUMNS.join(', ')} FROM checkpoint_pieces WHERE seq > ? AND seq <= ? ORDER BY seq, piece`,
-        )
+        .prepare(`SELECT ${OWNED_PIECES} WHERE p.seq > ? AND p.seq <= ? ORDER BY p.seq, p.piece`)
         .raw(true)
         .all(cpFrom, cpTo) as RawRow[])
     : undefined;
@@ -295,7 +306,11 @@ export function shipped(c: ChainName, rows: RawRow[]): RawRow[] {
  * log); each row must follow its predecessor's id and hash, and the chains must end at batch.to:
  * a batch that does not continue this file is refused whole (DIVERGED / INVALID) and writes nothing.
  */
-export function importRows(db: Database.Database, b: RowBatch, opts: { adoptAnchors?: boolean } = {}): void {
+export function importRows(
+  db: Database.Database,
+  b: RowBatch,
+  opts: { adoptAnchors?: boolean; staged?: ReadonlySet<number> } = {},
+): void {
   const h = heads(db);
   for (const c of CHAIN_NAMES) {
     const at = b.from.chains[c];
@@ -339,8 +354,38 @@ export function importRows(db: Database.Database, b: RowBatch, opts: { adoptAnch
       throw new EventLogError('INVALID', `import: ${c} rows end at ${id}, the batch says ${end.id}`);
     db.prepare('UPDATE chain_heads SET head_id = ?, head_hash = ? WHERE chain = ?').run(id, prev, c);
   }
-  importCheckpoints(db, b.checkpoints, b.checkpointPieces ?? []);
+  importCheckpoints(db, b.checkpoints, b.checkpointPieces ?? [], opts.staged ?? new Set());
   replaceResumePoints(db, b.resumePoints);
+}
+
+/**
+ * The first part of a stepped import (EventLog.importRowsSteps): each pieced checkpoint of the
+ * batch with no row at its seq here, its pieces checked against its hash in memory and written
+ * ahead of its row (checkpoints.ts stagePiecesSteps), a piece a step. Returns the seqs staged,
+ * which importRows then takes as stored and checked. A checkpoint whose pieces are not all there
+ * or do not match is left to importRows, which refuses the batch with the same words as before.
+ */
+export function* stageBatchPiecesSteps(
+  db: Database.Database,
+  b: RowBatch,
+  write: LogWrite,
+): Generator<void, ReadonlySet<number>, void> {
+  const pieces = b.checkpointPieces ?? [];
+  const ready: { seq: number; pieces: string[] }[] = [];
+  let next = 0;
+  for (const r of b.checkpoints) {
+    const n = r.length > PIECES ? r[PIECES] : 0;
+    if (typeof n !== 'number' || !Number.isSafeInteger(n) || n <= 0) continue;
+    const [seq, , , , , objectsHash, rejections] = r;
+    const own = pieces.slice(next, next + n);
+    next += n;
+    const whole = own.length === n && own.every((p, i) => p[0] === seq && p[1] === i && typeof p[2] === 'string');
+    if (!whole || typeof seq !== 'number' || typeof rejections !== 'string' || hasCheckpointAt(db, seq)) continue;
+    const texts = own.map((p) => p[2] as string);
+    if ((yield* piecesHashSteps(texts, rejections)) === objectsHash) ready.push({ seq, pieces: texts });
+  }
+  yield* stagePiecesSteps(db, write, ready);
+  return new Set(ready.map((c) => c.seq));
 }
 
 /**
@@ -348,7 +393,12 @@ export function importRows(db: Database.Database, b: RowBatch, opts: { adoptAnch
  * stored with exactly its pieces (0..N-1 of its seq) and checked by reading them back the way
  * replay does (the same objects_hash as the one-text form). Anything else is refused: INVALID.
  */
-function importCheckpoints(db: Database.Database, rows: readonly RawRow[], pieces: readonly RawRow[]): void {
+function importCheckpoints(
+  db: Database.Database,
+  rows: readonly RawRow[],
+  pieces: readonly RawRow[],
+  staged: ReadonlySet<number>,
+): void {
   const cols = [...CHECKPOINT_COLUMNS, 'pieces', 'reading_revision'];
   const putCp = db.prepare(
     `INSERT OR REPLACE INTO checkpoints (${cols.join(', ')}) VALUES (${cols.map(() => '?').join(', ')})`,
@@ -374,6 +424,20 @@ function importCheckpoints(db: Database.Database, rows: readonly RawRow[], piece
       throw new EventLogError('INVALID', `import: checkpoint at seq ${String(seq)} is malformed`);
     if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0)
       throw new EventLogError('INVALID', `import: checkpoint at seq ${seq} has a bad piece count (${String(n)})`);
+    if (n > 0 && staged.has(seq)) {
+      // checked against its hash and written ahead (stageBatchPiecesSteps): only their count is read back
+      for (let i = 0; i < n; i++, next++) {
+        const p = pieces[next];
+        if (!p || p[0] !== seq || p[1] !== i)
+          throw new EventLogError(
+            'INVALID',
+            `import: checkpoint at seq ${seq}: piece ${i} of ${n} is not in the batch`,
+          );
+      }
+      assertStagedPieces(db, seq, n, 'import');
+      putCp.run(...row);
+      continue;
+    }
     // REPLACE deletes without firing the pieces trigger: an earlier checkpoint at this seq may have left some
     dropPieces.run(seq);
     if (n === 0) {

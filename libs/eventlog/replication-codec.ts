@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, type Hash } from 'node:crypto';
 import { z } from 'zod';
 import { CHAIN_NAMES } from './row-chain.ts';
 import { runSteps } from '../model/index.ts';
@@ -27,16 +27,21 @@ export const H = {
 } as const;
 
 /** What a log message's signature covers, less the group and seq the replicator adds (see H.sig). */
-export interface LogSigned {
+export type LogSigned = {
   readonly kind: 'rows' | 'term';
   readonly term: number;
   /** The Sb-Log-Rows header as sent. */
   readonly rows: string;
-  /** The payload: a batch's parts joined. */
-  readonly payload: Uint8Array;
-  /** sha256 (hex) of the payload when already taken (a batch's, as it was made): not hashed again. */
-  readonly payloadDigest?: string;
-}
+} & (
+  | {
+      /** The payload: a batch's parts joined. */
+      readonly payload: Uint8Array;
+      /** sha256 (hex) of the payload when already taken (a batch's, as it was made): not hashed again. */
+      readonly payloadDigest?: string;
+    }
+  /** A batch read in parts: the digest its reader took of the parts as they came, never joined. */
+  | { readonly payload?: undefined; readonly payloadDigest: string }
+);
 /** Signs a log message; undefined: messages go unsigned (no signing key). */
 export type LogSign = ((m: LogSigned) => string) | undefined;
 /** Why a complete log message (seq: its first part's) is not the group's leader's; undefined when it is. */
@@ -257,10 +262,23 @@ const PieceRow = z.tuple([z.number().int().nonnegative(), z.number().int().nonne
  * each piece row are parsed alone, so no string longer than one piece is made.
  */
 export function parseBatch(bytes: Uint8Array, what: string, layout?: string): RowBatch {
-  const buf = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  return runSteps(parseBatchSteps([bytes], what, layout));
+}
+
+/**
+ * parseBatch of a payload given as its parts (never joined where a layout says where the pieces
+ * lie: a piece across two parts is joined alone), a checkpoint piece a step: a first checkpoint's
+ * batch at 10,000 services of 250 endpoints (~0.5 GB) held a follower's thread ~3 s in one call.
+ */
+export function* parseBatchSteps(
+  parts: readonly Uint8Array[],
+  what: string,
+  layout?: string,
+): Generator<void, RowBatch, void> {
+  const bytes = new PartedBytes(parts);
   const json = (start: number, end: number, tail = ''): unknown => {
     try {
-      return JSON.parse(buf.toString('utf8', start, end) + tail);
+      return JSON.parse(bytes.text(start, end) + tail);
     } catch {
       throw new Error(`${what} is not JSON`);
     }
@@ -273,21 +291,68 @@ export function parseBatch(bytes: Uint8Array, what: string, layout?: string): Ro
       );
     return r.data;
   };
-  if (layout === undefined) return check(BatchSchema, json(0, buf.length)) as RowBatch;
+  if (layout === undefined) return check(BatchSchema, json(0, bytes.length)) as RowBatch;
   const m = /^(\d+):(\d+(?:,\d+)*)$/.exec(layout);
   const head = Number(m?.[1]);
   const lens = m?.[2]?.split(',').map(Number) ?? [];
   const total = head + PIECES_KEY.length + lens.reduce((a, n) => a + n + 1, 0) + 1; // ',' or ']' after each, then '}'
-  if (!m || total !== buf.length || !buf.subarray(head, head + PIECES_KEY.length).equals(PIECES_KEY))
-    throw new Error(`${what}: its layout header ${JSON.stringify(layout)} does not fit its ${buf.length} bytes`);
+  if (!m || total !== bytes.length || !bytes.slice(head, head + PIECES_KEY.length).equals(PIECES_KEY))
+    throw new Error(`${what}: its layout header ${JSON.stringify(layout)} does not fit its ${bytes.length} bytes`);
   const batch = check(BatchSchema, json(0, head, '}'));
+  yield;
   const pieces: RawRow[] = [];
   let at = head + PIECES_KEY.length;
   for (const n of lens) {
     pieces.push(check(PieceRow, json(at, at + n)));
     at += n + 1;
+    yield;
   }
   return { ...(batch as RowBatch), checkpointPieces: pieces };
+}
+
+/** A payload held as the parts it came in, read by byte range: only a range across parts is copied. */
+class PartedBytes {
+  private readonly parts: Buffer[];
+  /** starts[i]: where parts[i] starts in the payload; the last entry is its length. */
+  private readonly starts: number[] = [0];
+
+  constructor(parts: readonly Uint8Array[]) {
+    this.parts = parts.map((p) => (Buffer.isBuffer(p) ? p : Buffer.from(p.buffer, p.byteOffset, p.byteLength)));
+    for (const p of this.parts) this.starts.push(this.starts.at(-1)! + p.length);
+  }
+
+  get length(): number {
+    return this.starts.at(-1)!;
+  }
+
+  /** Bytes [start, end): a view into one part, or a copy of the range where it spans several. */
+  slice(start: number, end: number): Buffer {
+    if (end <= start) return Buffer.alloc(0);
+    let i = this.partAt(start);
+    const first = this.parts[i]!;
+    const off = start - this.starts[i]!;
+    if (end <= this.starts[i + 1]!) return first.subarray(off, off + (end - start));
+    const out = Buffer.allocUnsafe(end - start);
+    let n = first.copy(out, 0, off);
+    while (n < out.length) n += this.parts[++i]!.copy(out, n, 0, out.length - n);
+    return out;
+  }
+
+  text(start: number, end: number): string {
+    return this.slice(start, end).toString('utf8');
+  }
+
+  /** The part holding byte `at` (binary search over the starts). */
+  private partAt(at: number): number {
+    let lo = 0;
+    let hi = this.parts.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (this.starts[mid]! <= at) lo = mid;
+      else hi = mid - 1;
+    }
+    return lo;
+  }
 }
 
 export type ReadItem =
@@ -311,10 +376,25 @@ export class LogStreamReader {
   /** `check`: refuses what the group's leader did not sign (undefined: nothing is checked). */
   constructor(private readonly check?: LogCheck) {}
 
-  private parts: { id: string; n: number; term: number; chunks: Uint8Array[]; firstSeq: number } | undefined;
+  /** The batch being read: its parts so far, and the digest of them taken as they came (never joined to be hashed). */
+  private parts:
+    | { id: string; n: number; term: number; chunks: Uint8Array[]; hash: Hash; firstSeq: number }
+    | undefined;
 
   /** Items this message completes (an abandoned batch is reported as a skip before it). */
   read(seq: number, header: (k: string) => string | undefined, data: Uint8Array): ReadItem[] {
+    return runSteps(this.readSteps(seq, header, data));
+  }
+
+  /**
+   * read() with a batch's checkpoint pieces parsed a step each (parseBatchSteps): a follower runs
+   * it in slices. Messages must be read one at a time (the next once this one's steps are done).
+   */
+  *readSteps(
+    seq: number,
+    header: (k: string) => string | undefined,
+    data: Uint8Array,
+  ): Generator<void, ReadItem[], void> {
     const out: ReadItem[] = [];
     const kind = header(H.kind);
     const term = Number(header(H.term));
@@ -349,19 +429,19 @@ export class LogStreamReader {
     const n = Number(m[2]);
     if (i === 1) {
       abandon('left incomplete before another batch');
-      this.parts = { id, n, term, chunks: [], firstSeq: seq };
+      this.parts = { id, n, term, chunks: [], hash: createHash('sha256'), firstSeq: seq };
     } else if (!this.parts || this.parts.id !== id || this.parts.chunks.length !== i - 1 || this.parts.n !== n) {
       abandon('interrupted');
       out.push({ kind: 'skip', seq, why: `part ${i}/${n} of batch ${id} without its predecessors` });
       return out;
     }
     this.parts!.chunks.push(data);
+    this.parts!.hash.update(data);
     if (i < n) return out;
-    const whole = Buffer.concat(this.parts!.chunks);
-    const firstSeq = this.parts!.firstSeq;
+    const { chunks, hash, firstSeq } = this.parts!;
     this.parts = undefined;
     const refused = this.check?.(
-      { kind: 'rows', term, rows: header(H.rows) ?? '', payload: whole, seq: firstSeq },
+      { kind: 'rows', term, rows: header(H.rows) ?? '', payloadDigest: hash.digest('hex'), seq: firstSeq },
       header(H.sig),
     );
     if (refused) {
@@ -374,7 +454,8 @@ export class LogStreamReader {
       return out;
     }
     try {
-      out.push({ kind: 'batch', seq, term, batch: parseBatch(whole, `batch ${id}`, header(H.layout) || undefined) });
+      const batch = yield* parseBatchSteps(chunks, `batch ${id}`, header(H.layout) || undefined);
+      out.push({ kind: 'batch', seq, term, batch });
     } catch (e) {
       out.push({ kind: 'skip', seq, why: (e as Error).message });
     }

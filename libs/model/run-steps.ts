@@ -26,7 +26,8 @@ export interface SliceOptions {
  * event loop's next turn between slices (setImmediate: timers, I/O and other callbacks go first),
  * and resolves with its return value. So a build of seconds holds the planner's thread for one
  * step past the budget at most, and its lease renewal, heartbeats, ACKs and GET /status run in
- * between (probe10 H9). A step that throws rejects; the generator is then done.
+ * between (probe10 H9). A step that throws rejects; the generator is then done. Given up
+ * (stopIf), the generator is returned first, so its finally blocks run.
  */
 export async function runInSlices<T>(steps: Generator<void, T, void>, o: SliceOptions): Promise<T> {
   const now = o.nowMs ?? (() => performance.now());
@@ -39,6 +40,9 @@ export async function runInSlices<T>(steps: Generator<void, T, void>, o: SliceOp
     }
     await nextTurn();
     const stop = o.stopIf?.();
-    if (stop !== undefined) throw new Error(stop);
+    if (stop !== undefined) {
+      steps.return(undefined as T); // its finally blocks run: what it staged is undone
+      throw new Error(stop);
+    }
   }
 }

@@ -15,7 +15,8 @@ import { H, LogStreamReader, batchJson, encodeBatch, parseBatch } from '../../..
 import { snapshotBucket } from '../../../libs/eventlog/replication-snapshots.ts';
 import { startNatsServer } from '../../support/nats-server.ts';
 import { driveDataAxis, randomHistory } from './support/random-history.ts';
-import { replicaDigest, writeHistory } from './support/replicated-history.ts';
+import { caughtUpWith, replicaDigest, writeHistory } from './support/replicated-history.ts';
+import { nodeEvent } from './support/node-event.ts';
 import { CHAIN_NAMES } from '../../../libs/eventlog/row-chain.ts';
 import { openLog, steppingClock, tempDir } from './support/temp-log.ts';
 
@@ -218,6 +219,72 @@ describe('a pieced checkpoint replicated over nats-server', () => {
       expect(lines.some((l) => l.includes('caught up from snapshot'))).toBe(true);
       expect(stored(c.log, seq)).toEqual(want);
       expect(replicaDigest(c.log)).toEqual(replicaDigest(a.log));
+      await fb.stop();
+    } finally {
+      for (const x of open) await x.close().catch(() => {});
+      await nc?.close();
+      await nats.stop();
+    }
+  }, 90_000);
+});
+
+describe('a follower applying a large pieced checkpoint', () => {
+  it('applies it in slices: its event loop turns while the pieces are checked and stored (one call held it 11–13 s at 10,000 services)', async () => {
+    const nats = await startNatsServer({ jetstream: true });
+    let nc: NatsConnection | undefined;
+    const open: { close(): Promise<void> }[] = [];
+    try {
+      nc = await connect({ servers: nats.url });
+      const g = `cpq${process.pid}`;
+      const lines: string[] = [];
+      const replica = async () => {
+        const log = await openLog(tmp.file());
+        const r = await createLogReplicator({ log, nc: nc!, group: g, replicas: 1, logger: (l) => lines.push(l) });
+        open.push({ close: () => r.close().then(() => log.close()) });
+        return { log, r };
+      };
+      const a = await replica();
+      const b = await replica();
+      await a.r.claim(1);
+      const fb = b.r.follow();
+      await fb.caughtUp;
+      // ~24 MB of Nodes (a 40 KB annotation each) checkpointed in 1 MiB pieces
+      const pad = 'p'.repeat(40_000);
+      a.log.appendEvents(
+        Array.from({ length: 600 }, (_, i) => {
+          const e = nodeEvent(`n${i}`, i + 1);
+          return {
+            ...e,
+            object: { ...(e.object as { metadata: object }), metadata: { name: `n${i}`, annotations: { pad } } },
+          };
+        }),
+      );
+      const seq = a.log.lastSeq();
+      piecedCheckpointAt(a.log, seq, 1 << 20);
+      expect(stored(a.log, seq).row.pieces).toBeGreaterThan(15);
+      // the event-loop turns taken while the follower's import runs (0 if it ran in one call)
+      let turns = 0;
+      let ticking = true;
+      const tick = () => {
+        turns++;
+        if (ticking) setImmediate(tick);
+      };
+      setImmediate(tick);
+      const during: number[] = [];
+      const importSteps = b.log.importRowsSteps.bind(b.log);
+      b.log.importRowsSteps = function* (batch, opts) {
+        const from = turns;
+        yield* importSteps(batch, opts);
+        if (batch.checkpointPieces) during.push(turns - from);
+      };
+      await a.r.flush();
+      await caughtUpWith(b, a, 'the follower to store the pieced checkpoint');
+      ticking = false;
+      expect(lines.filter((l) => l.includes('skipped') || l.includes('failed') || l.includes('afresh'))).toEqual([]);
+      expect(during).toHaveLength(1);
+      expect(during[0]).toBeGreaterThanOrEqual(3);
+      expect(stored(b.log, seq)).toEqual(stored(a.log, seq));
+      expect(verifyLog(b.log, { deep: true }).ok).toBe(true);
       await fb.stop();
     } finally {
       for (const x of open) await x.close().catch(() => {});

@@ -1,4 +1,4 @@
-import { generateKeyPairSync } from 'node:crypto';
+import { createHash, generateKeyPairSync } from 'node:crypto';
 import { jetstream } from '@nats-io/jetstream';
 import { connect, headers as natsHeaders, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -162,7 +162,9 @@ describe('signed log stream (one nats-server, real SQLite files)', () => {
     file.close();
     const parts = encodeBatch(batch, 4, 512, (m) => {
       signed.push(m.kind);
-      return log.sign(`${m.term}/${m.rows}/${Buffer.from(m.payload).toString('base64')}`);
+      return log.sign(
+        `${m.term}/${m.rows}/${m.payloadDigest ?? createHash('sha256').update(m.payload!).digest('hex')}`,
+      );
     });
     expect(parts.length).toBeGreaterThan(2);
     expect(signed).toEqual(['rows']); // once per batch, on the part that completes it
@@ -173,14 +175,19 @@ describe('signed log stream (one nats-server, real SQLite files)', () => {
       );
     };
     const ok = read((m, sig) =>
-      sig === log.sign(`${m.term}/${m.rows}/${Buffer.from(m.payload).toString('base64')}`) && m.seq === 10
+      sig ===
+        log.sign(`${m.term}/${m.rows}/${m.payloadDigest ?? createHash('sha256').update(m.payload!).digest('hex')}`) &&
+      m.seq === 10
         ? undefined
         : 'bad',
     );
     expect(ok.map((i) => i.kind)).toEqual(['batch']); // checked over all parts, with the first part's seq
     const altered = read(
       (m, sig) =>
-        sig === log.sign(`${m.term}/${m.rows}/${Buffer.from(m.payload).toString('base64')}`) ? undefined : 'bad',
+        sig ===
+        log.sign(`${m.term}/${m.rows}/${m.payloadDigest ?? createHash('sha256').update(m.payload!).digest('hex')}`)
+          ? undefined
+          : 'bad',
       true,
     );
     expect(altered).toEqual([
