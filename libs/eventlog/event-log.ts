@@ -60,6 +60,7 @@ import { registerDatabase } from './database-handle.ts';
 import { batchSlices, wholeLogSlices, type RowSlice } from './log-row-slices.ts';
 import {
   exportRows,
+  exportRowsSteps,
   holdsPosition,
   importRows,
   isAhead,
@@ -694,10 +695,18 @@ export class EventLog {
 
   /** Every row after `since` (a position of this log, else DIVERGED), verbatim; `whole`: all held rows. */
   exportRows(since: LogPosition, opts: { whole?: boolean; upTo?: LogPosition } = {}): RowBatch {
-    if (opts.whole) return exportRows(this.db, since, opts);
+    return runSteps(this.exportRowsSteps(since, opts));
+  }
+
+  /** exportRows with its checkpoint pieces read a piece a step (log-rows.ts exportRowsSteps). */
+  exportRowsSteps(
+    since: LogPosition,
+    opts: { whole?: boolean; upTo?: LogPosition } = {},
+  ): Generator<void, RowBatch, void> {
+    if (opts.whole) return exportRowsSteps(this.db, since, opts);
     // An export from `since` on: the replicated log's flushes, whose `since` only moves forward.
     this.recentEvents.dropThrough(since.chains.events.id);
-    return exportRows(this.db, since, { ...opts, recentEvents: this.recentEvents });
+    return exportRowsSteps(this.db, since, { ...opts, recentEvents: this.recentEvents });
   }
 
   /**

@@ -356,7 +356,12 @@ class StreamLogReplicator implements LogReplicator {
     // caller's only safe reaction is the same: publish nothing derived from these rows.
     if (this.state.mode !== 'leader' || !this.flushedAt)
       throw new FencedError(`log stream ${this.state.stream}: flush() while not leading (claim() first)`);
-    let batch = this.state.log.exportRows(this.flushedAt);
+    // Taken before the export and encoding, both in slices (a first checkpoint's batch is ~0.5 GB at
+    // 10,000 services × 250 endpoints): if this replica is abandoned meanwhile, or claims again from
+    // another position, its first append refuses (the epoch is not this one).
+    const epoch = this.epoch;
+    let seq = this.state.seq;
+    let batch = await runInSlices(this.state.log.exportRowsSteps(this.flushedAt), { sliceMs: ENCODE_SLICE_MS });
     if (batchRows(batch) === 0) return;
     if (batch.to.checkpointSeq < batch.from.checkpointSeq) {
       // This file lacks the group's newest checkpoint (a release before this one took a batch of
@@ -364,10 +369,6 @@ class StreamLogReplicator implements LogReplicator {
       // back, or every replica refuses this batch and all after it as not continuing its log.
       batch = { ...batch, to: { ...batch.to, checkpointSeq: batch.from.checkpointSeq } };
     }
-    const epoch = this.epoch;
-    let seq = this.state.seq;
-    // In slices: a first checkpoint's batch is ~0.5 GB at 10,000 services × 250 endpoints. If this
-    // replica is abandoned meanwhile, its first append refuses (the epoch is not this one).
     const encoded = await runInSlices(encodeBatchSteps(batch, this.state.term), { sliceMs: ENCODE_SLICE_MS });
     try {
       this.signingSeq = seq + 1; // the first part's: each part is appended conditional on the one before

@@ -15,6 +15,7 @@ import { startGroupPlanner } from './in-process-group.ts';
 let env: PlannerEnv;
 const stops: (() => Promise<unknown>)[] = [];
 const realImport = EventLog.prototype.importRows;
+const realImportSteps = EventLog.prototype.importRowsSteps;
 beforeEach(async () => {
   env = await plannerEnv();
   env.write('nodes.yaml', nodeYaml('node-1', '192.0.2.1'));
@@ -22,6 +23,7 @@ beforeEach(async () => {
 });
 afterEach(async () => {
   EventLog.prototype.importRows = realImport;
+  EventLog.prototype.importRowsSteps = realImportSteps;
   for (const s of stops.splice(0).reverse()) await s().catch(() => undefined);
   await env.cleanup();
 });
@@ -43,9 +45,14 @@ it('a follower whose imports fail: /readyz 503 and lastError "cannot follow: ...
   await expect.poll(async () => (await readyz(b)).status, { timeout: 20_000 }).toBe(200);
 
   const full = `event log ${bDb}: import of replicated rows: disk full (database or disk is full); nothing was written`;
+  // (a batch is applied by importRowsSteps, a snapshot by importRows)
   EventLog.prototype.importRows = function (this: EventLog, ...args) {
     if (this.file === bDb) throw new Error(full);
     return realImport.apply(this, args);
+  };
+  EventLog.prototype.importRowsSteps = function* (this: EventLog, ...args) {
+    if (this.file === bDb) throw new Error(full);
+    return yield* realImportSteps.apply(this, args);
   };
   env.write('b.yaml', svcYaml('b', '10.96.0.2') + '---\n' + sliceYaml('b', ['10.0.0.2'])); // a batch b cannot take
   await expect
@@ -54,6 +61,7 @@ it('a follower whose imports fail: /readyz 503 and lastError "cannot follow: ...
   expect(b.planner.lastError).toBe(`cannot follow: ${full}`);
 
   EventLog.prototype.importRows = realImport; // the disk has room again
+  EventLog.prototype.importRowsSteps = realImportSteps;
   await expect.poll(async () => (await readyz(b)).status, { timeout: 20_000, interval: 100 }).toBe(200);
   expect(b.planner.lastError).toBeUndefined();
   expect(b.planner.data.latest()?.version).toBe(a.planner.data.latest()?.version);

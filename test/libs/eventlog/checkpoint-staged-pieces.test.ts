@@ -5,6 +5,7 @@ import { databaseOf } from '../../../libs/eventlog/database-handle.ts';
 import { EMPTY_POSITION, exportRows, type RawRow, type RowBatch } from '../../../libs/eventlog/log-rows.ts';
 import { LogStreamReader, encodeBatch } from '../../../libs/eventlog/replication-codec.ts';
 import { runSteps } from '../../../libs/model/index.ts';
+import { nodeEvent } from './support/node-event.ts';
 import { driveDataAxis, randomHistory } from './support/random-history.ts';
 import { openLog, steppingClock, tempDir } from './support/temp-log.ts';
 
@@ -124,6 +125,34 @@ describe('a checkpoint stored a piece a transaction, ahead of its row (the leade
       expect(verifyLog(writer, { deep: true })).toMatchObject({ ok: true });
     } finally {
       writer.close();
+    }
+  });
+});
+
+describe("a batch's checkpoint pieces exported a piece a step (the leader's flush)", () => {
+  it('gives what the one-call export gives, reading each piece in its own step; a piece removed meanwhile fails it', async () => {
+    const { log, seq } = await leaderLog();
+    try {
+      const whole = exportRows(databaseOf(log), EMPTY_POSITION, { whole: true });
+      const since = { ...EMPTY_POSITION, chains: whole.from.chains };
+      const once = log.exportRows(since);
+      expect(once.checkpointPieces?.length).toBeGreaterThan(3);
+      const steps = log.exportRowsSteps(since);
+      let n = 0;
+      let r = steps.next();
+      // rows appended between the steps are not the batch's: it ends where the first step read the log
+      log.appendEvents([nodeEvent('late-node', 10_000)]);
+      for (; !r.done; r = steps.next()) n++;
+      expect(n).toBe(once.checkpointPieces!.length);
+      expect(r.value).toEqual(once);
+
+      const removed = log.exportRowsSteps(since);
+      removed.next();
+      removed.next();
+      databaseOf(log).prepare('DELETE FROM checkpoints WHERE seq = ?').run(seq); // (retention; its pieces follow)
+      expect(() => runSteps(removed)).toThrow(`export: checkpoint at seq ${seq}: piece 1 was removed while read`);
+    } finally {
+      log.close();
     }
   });
 });
