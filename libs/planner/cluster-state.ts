@@ -239,11 +239,22 @@ export class ClusterState {
    * batch netted to nothing (then no version must be made).
    */
   commit(): DataDelta | undefined {
+    return runSteps(this.commitSteps());
+  }
+
+  /**
+   * commit() a touched item a step (its hash is made here when not yet: a service of 250
+   * endpoints ~0.3 ms): a fold of every object from the log (a follower's view before the first
+   * checkpoint, at 10,000 services × 250 endpoints) committed in one call held its thread ~4 s.
+   * The state must not change between the steps.
+   */
+  *commitSteps(): Generator<void, DataDelta | undefined, void> {
     const upsertServices: ServiceEntry[] = [];
     const removeServices: string[] = [];
     const upsertNodes: NodeFacts[] = [];
     const removeNodes: string[] = [];
     for (const [item, before] of this.pending) {
+      yield;
       const now = this.itemHash(item);
       if (now === before) continue;
       const key = item.slice(item.indexOf(':') + 1);
