@@ -441,7 +441,12 @@ export class PlannerGroup {
     this.refreshTimer = setInterval(() => {
       if (this.stopped) return;
       try {
-        void this.refresh(p);
+        // As refreshAhead: none within four of the last rebuild's durations of it. A rebuild is
+        // O(cluster) (~16 s at 10,000 services × 250 endpoints once a checkpoint is there), and a
+        // follower catching up, or following a leader that publishes often, rebuilt back to back:
+        // all its thread, the batches it applies waiting between the slices. Its caught-up refresh
+        // and the one a node's report asks for (refreshAhead) do not wait for the timer.
+        if (!this.refreshing && performance.now() - this.rebuiltAtMs >= 4 * this.rebuildMs) void this.refresh(p);
         if (this.current === p) {
           p.markStale(this.viewStale());
           this.showFollowing(p);

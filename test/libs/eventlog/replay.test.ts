@@ -1,4 +1,5 @@
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
+import { ClusterDataIndex } from '../../../libs/planner/index.ts';
 import { rebuildAtSeq, rebuildAtSeqSteps, replayVersion } from '../../../libs/eventlog/index.ts';
 import { driveDataAxis, randomHistory } from './support/random-history.ts';
 import { openLog, steppingClock, tempDir } from './support/temp-log.ts';
@@ -67,10 +68,30 @@ describe('a rebuild in steps (a planner restores its view in slices)', () => {
       const whole = rebuildAtSeq(log, seq, { sequential: true });
       const objects = whole.state.objects().length;
       expect(objects).toBeGreaterThan(10);
+      // service entries built (and hashed) per step: one at most (the commit built them all in one)
+      let built = 0;
+      const real = ClusterDataIndex.prototype.setService;
+      const setService = vi.spyOn(ClusterDataIndex.prototype, 'setService').mockImplementation(function (
+        this: ClusterDataIndex,
+        ...args
+      ) {
+        built++;
+        return real.apply(this, args);
+      });
       const steps = rebuildAtSeqSteps(log, seq);
       let n = 0;
+      let most = 0;
       let r = steps.next();
-      for (; !r.done; r = steps.next()) n++;
+      try {
+        for (; !r.done; r = steps.next(), built = 0) {
+          n++;
+          most = Math.max(most, built);
+        }
+        most = Math.max(most, built);
+      } finally {
+        setService.mockRestore();
+      }
+      expect(most).toBe(1);
       // a step per touched service or node in the commit (the fold's steps are of 256 rows)
       expect(n).toBeGreaterThanOrEqual(objects / 2);
       expect(r.value.hash).toBe(whole.hash);
