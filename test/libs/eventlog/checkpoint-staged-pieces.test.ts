@@ -6,6 +6,7 @@ import { EMPTY_POSITION, exportRows, type RawRow, type RowBatch } from '../../..
 import { LogStreamReader, encodeBatch } from '../../../libs/eventlog/replication-codec.ts';
 import { runSteps } from '../../../libs/model/index.ts';
 import { nodeEvent } from './support/node-event.ts';
+import { piecedCheckpointAt } from './support/pieced-checkpoint.ts';
 import { driveDataAxis, randomHistory } from './support/random-history.ts';
 import { openLog, steppingClock, tempDir } from './support/temp-log.ts';
 
@@ -19,15 +20,7 @@ async function leaderLog(file = tmp.file()): Promise<{ log: EventLog; seq: numbe
   const log = await openLog(file, steppingClock());
   driveDataAxis(log, randomHistory({ seed: 5, steps: 120 }));
   const seq = log.lastSeq();
-  const r = rebuildAtSeq(log, seq);
-  writeCheckpoint(databaseOf(log), {
-    state: r.state,
-    rejections: r.rejections.values(),
-    seq,
-    version: log.latestVersion()?.version ?? 0,
-    createdAt: '2025-01-01T00:00:00.000Z',
-    pieceChars: PIECE_CHARS,
-  });
+  piecedCheckpointAt(log, seq, PIECE_CHARS);
   return { log, seq };
 }
 

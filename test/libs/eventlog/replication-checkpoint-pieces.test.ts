@@ -17,24 +17,12 @@ import { startNatsServer } from '../../support/nats-server.ts';
 import { driveDataAxis, randomHistory } from './support/random-history.ts';
 import { caughtUpWith, replicaDigest, writeHistory } from './support/replicated-history.ts';
 import { nodeEvent } from './support/node-event.ts';
+import { piecedCheckpointAt } from './support/pieced-checkpoint.ts';
 import { CHAIN_NAMES } from '../../../libs/eventlog/row-chain.ts';
 import { openLog, steppingClock, tempDir } from './support/temp-log.ts';
 
 const tmp = tempDir();
 afterAll(() => tmp.cleanup());
-
-/** Rewrites the checkpoint at `seq` (as the planner would) in pieces of at most `pieceChars`. */
-function piecedCheckpointAt(log: EventLog, seq: number, pieceChars: number): void {
-  const r = rebuildAtSeq(log, seq);
-  writeCheckpoint(databaseOf(log), {
-    state: r.state,
-    rejections: r.rejections.values(),
-    seq,
-    version: log.latestVersion()?.version ?? 0,
-    createdAt: '2025-01-01T00:00:00.000Z',
-    pieceChars,
-  });
-}
 
 function stored(log: EventLog, seq: number) {
   const db = databaseOf(log);
