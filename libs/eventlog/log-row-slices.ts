@@ -98,7 +98,7 @@ export async function* wholeLogSlices(file: string, upTo: LogPosition, o: SliceO
     );
     if (pieced) {
       const pieces = db
-        .prepare(`SELECT ${OWNED_PIECES} WHERE p.seq <= ? ORDER BY p.seq, p.piece`)
+        .prepare(`SELECT p.seq, p.piece, p.objects FROM ${OWNED_PIECES} WHERE p.seq <= ? ORDER BY p.seq, p.piece`)
         .raw(true)
         .iterate(upTo.checkpointSeq) as IterableIterator<RawRow>;
       yield* sliced('checkpointPieces', pieces, (r) => r, { ...o, rows: 1 }); // a piece is up to 32 Mi chars

@@ -82,10 +82,10 @@ export function shippedCheckpoint(r: RawRow): RawRow {
 }
 export const PIECE_COLUMNS = ['seq', 'piece', 'objects'] as const;
 /**
- * Pieces as their checkpoint row owns them (its seq, below its count), to select with "WHERE p.…":
+ * Pieces as their checkpoint row owns them (its seq, below its count), as `p`, to select from:
  * pieces stored ahead of their row (checkpoints.ts stagePiecesSteps) are no checkpoint's yet.
  */
-export const OWNED_PIECES = `${PIECE_COLUMNS.map((c) => `p.${c}`).join(', ')} FROM checkpoint_pieces p JOIN checkpoints c ON c.seq = p.seq AND p.piece < c.pieces`;
+export const OWNED_PIECES = 'checkpoint_pieces p JOIN checkpoints c ON c.seq = p.seq AND p.piece < c.pieces';
 export const RESUME_COLUMNS = ['kind', 'resource_version', 'updated_at'] as const;
 
 /** The position of an empty log. */
@@ -295,9 +295,7 @@ export function* exportRowsSteps(
   const to = opts.upTo ?? positionOf(db);
   if (!pieced) return { from, to, rows, checkpoints, resumePoints };
   const keys = db
-    .prepare(
-      'SELECT p.seq, p.piece FROM checkpoint_pieces p JOIN checkpoints c ON c.seq = p.seq AND p.piece < c.pieces WHERE p.seq > ? AND p.seq <= ? ORDER BY p.seq, p.piece',
-    )
+    .prepare(`SELECT p.seq, p.piece FROM ${OWNED_PIECES} WHERE p.seq > ? AND p.seq <= ? ORDER BY p.seq, p.piece`)
     .raw(true)
     .all(cpFrom, cpTo) as [number, number][];
   const pieceAt = db.prepare('SELECT objects FROM checkpoint_pieces WHERE seq = ? AND piece = ?').pluck();

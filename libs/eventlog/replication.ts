@@ -357,8 +357,8 @@ class StreamLogReplicator implements LogReplicator {
     if (this.state.mode !== 'leader' || !this.flushedAt)
       throw new FencedError(`log stream ${this.state.stream}: flush() while not leading (claim() first)`);
     // Taken before the export and encoding, both in slices (a first checkpoint's batch is ~0.5 GB at
-    // 10,000 services × 250 endpoints): if this replica is abandoned meanwhile, or claims again from
-    // another position, its first append refuses (the epoch is not this one).
+    // 10,000 services × 250 endpoints): if this replica is abandoned meanwhile (a role change), its
+    // first append refuses (the epoch is not this one).
     const epoch = this.epoch;
     let seq = this.state.seq;
     let batch = await runInSlices(this.state.log.exportRowsSteps(this.flushedAt), { sliceMs: ENCODE_SLICE_MS });
