@@ -78,6 +78,12 @@ class PiecewiseCheckpointHash {
     this.first = false;
   }
 
+  /** A stored piece's text ('[' + a run of objects' JSON + ']'), hashed as that run (an empty piece adds nothing). */
+  piece(text: string): void {
+    const body = text.slice(1, -1);
+    if (body !== '') this.object(body);
+  }
+
   digest(rejections: string): string {
     this.h.update(']');
     if (rejections !== '[]') this.h.update(`\n${rejections}`);
@@ -257,8 +263,7 @@ function piecePut(db: Database.Database): Database.Statement {
 export function* piecesHashSteps(texts: readonly string[], rejections: string): Generator<void, string, void> {
   const hash = new PiecewiseCheckpointHash();
   for (const text of texts) {
-    const body = text.slice(1, -1);
-    if (body !== '') hash.object(body);
+    hash.piece(text);
     yield;
   }
   return hash.digest(rejections);
@@ -398,8 +403,7 @@ export function* readCheckpointObjectsSteps(
     }
     if (!Array.isArray(list)) return { problem: `piece ${n} of ${pieces} is not a JSON array` };
     // the stored text itself is hashed (a run of objects' JSON between the brackets), as one-text rows are
-    const body = text.slice(1, -1);
-    if (body !== '') hash.object(body);
+    hash.piece(text);
     for (const o of list) objects.push(storedObject(o));
     yield;
   }

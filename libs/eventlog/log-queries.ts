@@ -31,11 +31,19 @@ export function readEvents(
   return rows.map(rowToEvent);
 }
 
+/**
+ * The seq of each object's latest event (among the events `where` keeps): one object, one kind,
+ * namespace and name. What the fold (replay.ts), the live objects and their identities start from.
+ */
+export function latestEventSeqsSql(where = ''): string {
+  return `SELECT max(seq) AS seq FROM events ${where} GROUP BY kind, namespace, name`;
+}
+
 /** EventLog.liveObjectEvents() */
 export function liveObjectEvents(db: Database.Database): LoggedWatchEvent[] {
   const rows = db
     .prepare(`SELECT e.* FROM events e
-    JOIN (SELECT MAX(seq) AS seq FROM events GROUP BY kind, namespace, name) last ON e.seq = last.seq
+    JOIN (${latestEventSeqsSql()}) last ON e.seq = last.seq
     WHERE e.type != 'DELETED' ORDER BY e.seq`)
     .all() as EventRow[];
   return rows.map(rowToEvent);
@@ -67,7 +75,7 @@ export function liveObjectIdentities(db: Database.Database): LoggedIdentity[] {
       ${at('metadata.resourceVersion')} AS resourceVersion,
       CASE json_type(e.object, '$.metadata.labels') WHEN 'object' THEN ${at('metadata.labels')} END AS labels
     FROM events e
-    JOIN (SELECT MAX(seq) AS seq FROM events GROUP BY kind, namespace, name) last ON e.seq = last.seq
+    JOIN (${latestEventSeqsSql()}) last ON e.seq = last.seq
     WHERE e.type != 'DELETED' ORDER BY e.seq`)
     .all() as LoggedIdentity[];
 }

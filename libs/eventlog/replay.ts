@@ -18,6 +18,7 @@ import type { EventLog } from './event-log.ts';
 import type { EventRow } from './event-row.ts';
 import type { VersionRecord } from './version-record.ts';
 import { databaseOf } from './database-handle.ts';
+import { latestEventSeqsSql } from './log-queries.ts';
 import { objectBeforeParity, rawBeforeParity } from './pre-parity-reading.ts';
 
 export interface RebuildResult {
@@ -113,7 +114,7 @@ export function* rebuildAtSeqSteps(
    */
   function* latestRows(after: number): Generator<Row, void, void> {
     const seqs = db
-      .prepare('SELECT max(seq) FROM events WHERE seq > ? AND seq <= ? GROUP BY kind, namespace, name ORDER BY 1')
+      .prepare(`${latestEventSeqsSql('WHERE seq > ? AND seq <= ?')} ORDER BY 1`)
       .pluck()
       .all(after, seq) as number[];
     const rowAt = db.prepare('SELECT seq, kind, type, namespace, name, object FROM events WHERE seq = ?');

@@ -15,7 +15,7 @@ import { H, LogStreamReader, batchJson, encodeBatch, parseBatch } from '../../..
 import { snapshotBucket } from '../../../libs/eventlog/replication-snapshots.ts';
 import { startNatsServer } from '../../support/nats-server.ts';
 import { driveDataAxis, randomHistory } from './support/random-history.ts';
-import { caughtUpWith, replicaDigest, writeHistory } from './support/replicated-history.ts';
+import { caughtUpWith, logReplica, replicaDigest, writeHistory } from './support/replicated-history.ts';
 import { nodeEvent } from './support/node-event.ts';
 import { piecedCheckpointAt } from './support/pieced-checkpoint.ts';
 import { CHAIN_NAMES } from '../../../libs/eventlog/row-chain.ts';
@@ -226,10 +226,9 @@ describe('a follower applying a large pieced checkpoint', () => {
       const g = `cpq${process.pid}`;
       const lines: string[] = [];
       const replica = async () => {
-        const log = await openLog(tmp.file());
-        const r = await createLogReplicator({ log, nc: nc!, group: g, replicas: 1, logger: (l) => lines.push(l) });
-        open.push({ close: () => r.close().then(() => log.close()) });
-        return { log, r };
+        const x = await logReplica(nc!, g, { file: tmp.file(), lines });
+        open.push({ close: () => x.r.close().then(() => x.log.close()) });
+        return x;
       };
       const a = await replica();
       const b = await replica();
