@@ -6,11 +6,14 @@ export {
   renderNodeState,
   renderServiceForNode,
   renderContext,
+  neutralContext,
+  serviceClaims,
   mergeContributions,
   claimOrder,
   vipConflicts,
   type RenderContext,
   type ServiceContribution,
+  type VipClaim,
 } from './render-node-state.ts';
 export { selectEndpoints } from './select-endpoints.ts';
 export { IPSET_TABLE, ipPortNetEntry, ipsetName, nodePortSetBase, type IpsetBaseName } from './ipset-names.ts';

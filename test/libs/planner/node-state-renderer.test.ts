@@ -15,8 +15,12 @@ import {
   ClusterDataIndex,
   ClusterState,
   NodeStateRenderer,
+  neutralContext,
   nodeStateHash,
+  renderContext,
   renderNodeState,
+  renderServiceForNode,
+  serviceClaims,
 } from '../../../libs/planner/index.ts';
 import { objectChange } from '../../support/random-cluster.ts';
 
@@ -105,6 +109,36 @@ describe('NodeStateRenderer: incremental rendering equals the full render', () =
     expect(r.state()).not.toEqual(before);
     expect(before).toEqual(snapshot);
     expect(r.state()).toBe(r.state()); // cached until the next change
+  });
+});
+
+describe('serviceClaims: the virtual servers rendering makes, without their endpoints', () => {
+  it('for random services and nodes, every node, no node in particular and every config (property)', () => {
+    fc.assert(
+      fc.property(
+        fc.uniqueArray(serviceEntry, { maxLength: 3, selector: (s) => s.key }),
+        fc.uniqueArray(nodeFacts, { maxLength: 2, selector: (n) => n.name }),
+        (services, nodes) => {
+          const data = ClusterDataIndex.from({ services, nodes });
+          const contexts = CONFIGS.flatMap((c) => [
+            neutralContext(c, data.nodeAddressOwners()),
+            ...NODE_NAMES.map((n) => renderContext(data, n, c)),
+          ]);
+          for (const ctx of contexts)
+            for (const s of services)
+              expect([...serviceClaims(s, ctx)]).toEqual(
+                renderServiceForNode(s, ctx).virtualServers.map((v) => ({
+                  address: v.address,
+                  port: v.port,
+                  protocol: v.protocol,
+                  role: v.role,
+                  servicePort: v.servicePort,
+                })),
+              );
+        },
+      ),
+      { numRuns: 300 },
+    );
   });
 });
 
