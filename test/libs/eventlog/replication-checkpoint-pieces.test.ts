@@ -279,4 +279,50 @@ describe('a follower applying a large pieced checkpoint', () => {
       await nats.stop();
     }
   }, 90_000);
+
+  it("counts an apply in progress as progress: its stream watchdog (5 s without a message while behind) leaves a longer apply's consumer open", async () => {
+    const nats = await startNatsServer({ jetstream: true });
+    let nc: NatsConnection | undefined;
+    const open: { close(): Promise<void> }[] = [];
+    try {
+      nc = await connect({ servers: nats.url });
+      const g = `cpw${process.pid}`;
+      const lines: string[] = [];
+      const replica = async () => {
+        const x = await logReplica(nc!, g, { file: tmp.file(), lines });
+        open.push({ close: () => x.r.close().then(() => x.log.close()) });
+        return x;
+      };
+      const a = await replica();
+      const b = await replica();
+      await a.r.claim(1);
+      const fb = b.r.follow();
+      await fb.caughtUp;
+      // the follower's next import takes 6 s in slices (a first checkpoint's batch at the envelope
+      // takes seconds), while a second batch waits in the stream behind it
+      const importSteps = b.log.importRowsSteps.bind(b.log);
+      let slow = 1;
+      let slowDone = false;
+      b.log.importRowsSteps = function* (batch, opts) {
+        if (slow-- > 0) {
+          const end = performance.now() + 6000;
+          while (performance.now() < end) yield;
+          slowDone = true;
+        }
+        yield* importSteps(batch, opts);
+      };
+      a.log.appendEvents([nodeEvent('n1', 1)]);
+      await a.r.flush();
+      a.log.appendEvents([nodeEvent('n2', 2)]);
+      await a.r.flush();
+      await caughtUpWith(b, a, 'the follower to apply both batches');
+      expect(slowDone).toBe(true);
+      expect(lines.filter((l) => l.includes('afresh') || l.includes('failed'))).toEqual([]);
+      await fb.stop();
+    } finally {
+      for (const x of open) await x.close().catch(() => {});
+      await nc?.close();
+      await nats.stop();
+    }
+  }, 60_000);
 });
