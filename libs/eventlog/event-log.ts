@@ -66,6 +66,7 @@ import {
   isAhead,
   stageBatchPiecesSteps,
   positionOf,
+  anchorPositionOf,
   replaceResumePoints,
   truncateRows,
   RecentRows,
@@ -673,6 +674,11 @@ export class EventLog {
   /** Where this log stands: each chain's head (id and hash) and its newest checkpoint. */
   position(): LogPosition {
     return positionOf(this.db);
+  }
+
+  /** Where a whole export of this file starts (each chain's anchor), without exporting it. */
+  anchorPosition(): LogPosition {
+    return anchorPositionOf(this.db);
   }
 
   /**

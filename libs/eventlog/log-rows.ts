@@ -140,6 +140,24 @@ export function positionOf(db: Database.Database): LogPosition {
   };
 }
 
+/**
+ * Where a whole export of this log starts (`exportRows(..., { whole: true }).from`): each chain's
+ * anchor, no checkpoint. Read without exporting anything.
+ */
+export function anchorPositionOf(db: Database.Database): LogPosition {
+  return anchorPosition(heads(db));
+}
+
+function anchorPosition(h: Record<ChainName, HeadRow>): LogPosition {
+  return {
+    chains: Object.fromEntries(CHAIN_NAMES.map((c) => [c, { id: h[c].anchor_id, hash: h[c].anchor_hash }])) as Record<
+      ChainName,
+      ChainHead
+    >,
+    checkpointSeq: 0,
+  };
+}
+
 /** The stored hash of row `id` of a chain (its anchor's hash at the anchor), or undefined if not held. */
 export function hashAt(db: Database.Database, chain: ChainName, head: HeadRow, id: number): string | undefined {
   if (id === head.anchor_id) return head.anchor_hash;
@@ -245,14 +263,7 @@ export function* exportRowsSteps(
   opts: { whole?: boolean; upTo?: LogPosition; recentEvents?: RecentRows } = {},
 ): Generator<void, RowBatch, void> {
   const h = heads(db);
-  const from = opts.whole
-    ? {
-        chains: Object.fromEntries(
-          CHAIN_NAMES.map((c) => [c, { id: h[c].anchor_id, hash: h[c].anchor_hash }]),
-        ) as Record<ChainName, ChainHead>,
-        checkpointSeq: 0,
-      }
-    : since;
+  const from = opts.whole ? anchorPosition(h) : since;
   const rows = {} as Record<ChainName, RawRow[]>;
   for (const c of CHAIN_NAMES) {
     const at = from.chains[c];

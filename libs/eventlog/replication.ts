@@ -303,7 +303,8 @@ class StreamLogReplicator implements LogReplicator {
     // Terms are the lease's (ha): the stream records them in markers but does not judge them, so a
     // forged marker with a huge term cannot lock leaders out. The conditional append is the fence.
     // No batch in the stream and no mark: this file's rows seed the group (its first flush sends them).
-    const flushed = this.state.groupEnd ?? this.state.log.exportRows(this.state.log.position(), { whole: true }).from;
+    // (From the anchors: exporting the whole file for its start held a claim seconds at the envelope.)
+    const flushed = this.state.groupEnd ?? this.state.log.anchorPosition();
     // After the stream's real end: parts of a batch its writer never finished are given up by this marker.
     const after = Math.max(this.state.seq, this.state.readSeq);
     this.signingSeq = after + 1; // a conditional append lands right after `after`, or not at all
