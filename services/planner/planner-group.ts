@@ -34,6 +34,12 @@ export interface PlannerGroupOptions {
 /** How long a follower rebuilds its view on log moves for a version a node reported ahead of it (refreshAhead). */
 const AHEAD_WAIT_MS = 1000;
 
+/**
+ * How long a follower waits to rebuild its view again after a rebuild failed, at least: the log
+ * may not move for hours on a quiet cluster, and a failed rebuild waited for it to.
+ */
+const REFRESH_RETRY_MS = 2000;
+
 /** How long a stopping planner waits for its bus writes in flight before it abandons them. */
 export const STOP_GRACE_MS = 1000;
 
@@ -99,6 +105,12 @@ export class PlannerGroup {
   /** When (performance.now()) the follower's view was last rebuilt, and how long that took. */
   private rebuiltAtMs = Number.NEGATIVE_INFINITY;
   private rebuildMs = 0;
+  /** Follower: its view's rebuilds failing, since when, why, and when the next is tried (performance.now()). */
+  private refreshFailed:
+    | { readonly p: Planner; readonly since: number; readonly message: string; readonly retryAtMs: number }
+    | undefined;
+  /** Follower caught up while its view's rebuild failed: marked synced once one works. */
+  private syncOnRefresh: Planner | undefined;
   /** A version a node reported that the follower's view lacked, and until when (performance.now()) it is waited for. */
   private ahead: { readonly version: number; readonly untilMs: number } | undefined;
   private stopped = false;
@@ -430,8 +442,9 @@ export class PlannerGroup {
           if (this.current === p)
             return this.refresh(p).then(() => {
               if (this.current !== p) return;
-              this.checkCluster(p);
-              p.markSynced(true);
+              // not synced on a view its log could not rebuild: the next rebuild that works marks it
+              if (this.refreshFailed?.p === p) this.syncOnRefresh = p;
+              else this.markFollowerSynced(p);
             });
         })
         .catch((e) => this.options.say(`replicated log: ${(e as Error).message}`));
@@ -479,6 +492,10 @@ export class PlannerGroup {
     const still = now - this.progress.since;
     if (lagRows > 0 && still > (this.options.staleAfterMs ?? 5000))
       return `its copy of the group's log has not moved for ${Math.round(still / 1000)} s, ${lagRows} rows behind`;
+    const failed = this.refreshFailed?.p === this.current ? this.refreshFailed : undefined;
+    const failing = failed === undefined ? 0 : now - failed.since;
+    if (failed && failing > (this.options.staleAfterMs ?? 5000))
+      return `its view could not be rebuilt from its copy of the group's log for ${Math.round(failing / 1000)} s: ${failed.message}`;
     return undefined;
   }
 
@@ -552,18 +569,24 @@ export class PlannerGroup {
     while (this.refreshing) await this.refreshing;
     if (this.current !== p || p.role !== 'follower' || !this.options.replicator) return;
     const at = this.options.replicator.position().localSeq;
-    if (at === this.refreshedAt) return;
+    const failed = this.refreshFailed?.p === p ? this.refreshFailed : undefined;
+    // after a failure: again at its retry time, whether the log moved or not
+    if (failed ? performance.now() < failed.retryAtMs : at === this.refreshedAt) return;
     this.refreshedAt = at;
     const t0 = performance.now();
     const run = (async () => {
+      let error: Error | undefined;
       try {
         this.checkCluster(p);
         await p.refresh();
       } catch (e) {
-        if (!this.stopped && this.current === p) this.options.say(`follower refresh: ${(e as Error).message}`);
+        error = e as Error;
       }
       this.rebuiltAtMs = performance.now();
       this.rebuildMs = this.rebuiltAtMs - t0;
+      if (this.stopped || this.current !== p) return;
+      if (error) this.refreshFailedWith(p, error.message);
+      else if (failed) this.refreshWorks(p, failed.since);
     })();
     this.refreshing = run;
     await run;
@@ -571,6 +594,41 @@ export class PlannerGroup {
   }
 
   private refreshing: Promise<void> | undefined;
+
+  /**
+   * Follower: its view could not be rebuilt from its copy of the log. Said on stderr when the cause
+   * is new, in lastError and /readyz (`view rebuild: …`) while it lasts, the view marked stale
+   * after staleAfterMs (viewStale), and tried again after REFRESH_RETRY_MS (or four rebuilds'
+   * durations) whether the log moves or not.
+   */
+  private refreshFailedWith(p: Planner, message: string): void {
+    const before = this.refreshFailed?.p === p ? this.refreshFailed : undefined;
+    const now = performance.now();
+    const waitMs = Math.max(REFRESH_RETRY_MS, 4 * this.rebuildMs);
+    if (before?.message !== message)
+      this.options.say(
+        `follower refresh: ${message}; its view stays as it was, tried again in ${Math.round(waitMs)} ms`,
+      );
+    this.refreshFailed = { p, since: before?.since ?? now, message, retryAtMs: now + waitMs };
+    p.noteFailure('view rebuild', message);
+  }
+
+  private refreshWorks(p: Planner, since: number): void {
+    this.refreshFailed = undefined;
+    this.options.say(
+      `follower refresh: its view rebuilt again after ${Math.round((performance.now() - since) / 1000)} s of failures`,
+    );
+    p.noteRecovered('view rebuild');
+    if (this.syncOnRefresh === p) {
+      this.syncOnRefresh = undefined;
+      this.markFollowerSynced(p);
+    }
+  }
+
+  private markFollowerSynced(p: Planner): void {
+    this.checkCluster(p);
+    p.markSynced(true);
+  }
 
   /**
    * Follower: a node reported a version its view lacks. It ACKs a few ms after the leader

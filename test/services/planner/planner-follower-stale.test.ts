@@ -1,6 +1,7 @@
 import { afterEach, beforeEach, expect, it, vi } from 'vitest';
 import { DEFAULT_PROXY_CONFIG } from '../../../libs/model/index.ts';
 import { nodeStateHash, renderNodeState } from '../../../libs/planner/index.ts';
+import { Planner } from '../../../services/planner/planner.ts';
 import { runPlanner, type RunningPlanner } from '../../../services/planner/run-planner.ts';
 import { ack, nodeYaml, plannerEnv, sendAck, sliceYaml, svcYaml, until, type PlannerEnv } from './planner-support.ts';
 
@@ -21,7 +22,7 @@ afterEach(async () => {
   await env.cleanup();
 });
 
-const start = async (id: string, db: string): Promise<RunningPlanner> => {
+const start = async (id: string, db: string, say: (line: string) => void = () => {}): Promise<RunningPlanner> => {
   const p = await runPlanner({
     manifests: env.manifests,
     nats: env.nats.url,
@@ -33,7 +34,7 @@ const start = async (id: string, db: string): Promise<RunningPlanner> => {
     id,
     signingKey: `${env.dir}/signing-key.pem`, // one group, one key
     followerStaleAfterMs: 1500, // default 5 s, waited out in each test
-    say: () => {},
+    say,
   });
   stops.push(() => p.stop());
   return p;
@@ -88,3 +89,50 @@ it(
     }),
   40_000,
 );
+
+// A follower's view is rebuilt from its copy of the log when the copy moves. A rebuild that failed
+// (a read error, the file busy) waited for the log to move again: on a quiet cluster the view
+// stayed at the old version, nothing said past one stderr line, and its node words read SYNCED
+// against targets the leader had replaced.
+it('a follower whose view cannot be rebuilt says so, shows UNKNOWN (planner view stale), and rebuilds it again while the log stands still', async () => {
+  const leader = await start('first', 'first.db');
+  await leader.planner.synced;
+  const said: string[] = [];
+  const follower = await start('second', 'second.db', (l) => said.push(l));
+  expect(follower.group.role()).toBe('follower');
+  await follower.planner.synced;
+  const lp = leader.planner;
+  const h = nodeStateHash(renderNodeState(lp.data.publishedData(), 'node-1', lp.config.revision(1)!.config));
+  await sendAck(env.nc, ack('node-1', 1, 1, h, lp.data.latest()!.hash));
+  const word = async (url: string) =>
+    ((await (await fetch(`${url}/status`)).json()) as { nodes: { status: string; reason: string }[] }).nodes[0]!;
+  await until(async () => (await word(follower.url)).status === 'SYNCED', 5000, 'SYNCED on the follower');
+
+  let failing = true;
+  const realRefresh = Planner.prototype.refresh;
+  vi.spyOn(Planner.prototype, 'refresh').mockImplementation(async function (this: Planner) {
+    if (failing) throw new Error('disk I/O error (test)');
+    return realRefresh.call(this);
+  });
+  env.write('a.yaml', svcYaml('a', '10.96.0.1') + '---\n' + sliceYaml('a', ['10.0.0.2']));
+  await until(() => lp.data.latest()?.version === 2, 5000, 'version 2 on the leader');
+  await until(
+    () => follower.planner.failure('view rebuild') === 'view rebuild: disk I/O error (test)',
+    5000,
+    "the failed rebuild in the follower's lastError",
+  );
+  await until(async () => (await word(follower.url)).status === 'UNKNOWN', 12_000, 'UNKNOWN on the follower');
+  expect((await word(follower.url)).reason).toMatch(
+    /^planner view stale: its view could not be rebuilt from its copy of the group's log for \d+ s: disk I\/O error \(test\)$/,
+  );
+  expect(follower.planner.data.latest()?.version).toBe(1);
+  // tried again meanwhile (every 2 s), said once
+  expect(said.filter((l) => l.includes('disk I/O error'))).toHaveLength(1);
+
+  // the cause is gone; the leader publishes nothing more, so the follower's copy does not move
+  failing = false;
+  await until(() => follower.planner.data.latest()?.version === 2, 8000, 'version 2 in the follower view');
+  expect(follower.planner.failure('view rebuild')).toBeUndefined();
+  await until(async () => (await word(follower.url)).status === 'APPLYING', 5000, 'APPLYING on the follower');
+  expect(said.some((l) => /its view rebuilt again after \d+ s of failures/.test(l))).toBe(true);
+}, 40_000);
