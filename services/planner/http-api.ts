@@ -192,7 +192,7 @@ export function plannerRoutes(
     const ackLogError = p.failure('ack log');
     // A follower whose copy of the group's log keeps failing to take rows (a full disk): it is
     // behind and will stay so; "ready once the replicated log caught up" no longer holds (probe5 H4).
-    const followError = p.failure('cannot follow');
+    const followError = p.failure('cannot follow') ?? p.failure('view rebuild'); // its view cannot be made of its copy
     const revoked = o.tokensRevoked?.();
     // A planner of this group watching another cluster (cluster-guard.ts) serves no view of it.
     const clusterError = p.failure('cluster');

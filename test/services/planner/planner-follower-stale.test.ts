@@ -126,6 +126,11 @@ it('a follower whose view cannot be rebuilt says so, shows UNKNOWN (planner view
     /^planner view stale: its view could not be rebuilt from its copy of the group's log for \d+ s: disk I\/O error \(test\)$/,
   );
   expect(follower.planner.data.latest()?.version).toBe(1);
+  const readyz = async () => {
+    const r = await fetch(`${follower.url}/readyz`);
+    return { code: r.status, reason: ((await r.json()) as { reason?: string }).reason };
+  };
+  expect(await readyz()).toEqual({ code: 503, reason: 'view rebuild: disk I/O error (test)' });
   // tried again meanwhile (every 2 s), said once
   expect(said.filter((l) => l.includes('disk I/O error'))).toHaveLength(1);
 
@@ -133,6 +138,7 @@ it('a follower whose view cannot be rebuilt says so, shows UNKNOWN (planner view
   failing = false;
   await until(() => follower.planner.data.latest()?.version === 2, 8000, 'version 2 in the follower view');
   expect(follower.planner.failure('view rebuild')).toBeUndefined();
+  expect((await readyz()).code).toBe(200);
   await until(async () => (await word(follower.url)).status === 'APPLYING', 5000, 'APPLYING on the follower');
   expect(said.some((l) => /its view rebuilt again after \d+ s of failures/.test(l))).toBe(true);
 }, 40_000);
