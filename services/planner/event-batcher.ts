@@ -22,6 +22,16 @@ export interface EventBatcherOptions<E> {
   /** Largest batch per transaction (default 2000). */
   readonly maxBatch?: number;
   /**
+   * What one event weighs (its row's characters); a batch also ends before maxBatchWeight (but
+   * holds one event at least), and the sink waits once twice that is queued. A batch's append
+   * and its build take the planner's thread in one piece, in proportion to its bytes: 2,000
+   * EndpointSlices of 250 endpoints (~40 MB of rows) held it 1–2 s at the envelope, while 2,000 of
+   * 10 endpoints are ~2 MB. Without `weigh`, batches are counted only.
+   */
+  readonly weigh?: (event: E) => number;
+  /** Default 4 MiB (characters) when `weigh` is given. */
+  readonly maxBatchWeight?: number;
+  /**
    * Queue length at which the sink waits for a flush (backpressure; default twice maxBatch). A
    * full batch alone does not make it wait: its append is scheduled for the next turn of the event
    * loop and the source goes on, so an informer delivers the rest of its page and asks for the next
@@ -43,7 +53,12 @@ export interface EventBatcherOptions<E> {
 
 export class EventBatcher<E> {
   private readonly queue: E[] = [];
+  /** What each queued event weighs (options.weigh), beside the queue, and their sum. */
+  private readonly weights: number[] = [];
+  private queuedWeight = 0;
   private scheduled: Promise<void> | undefined;
+  /** The scheduled flush stopped with a batch due behind it: the next is scheduled for the next turn. */
+  private moreDue = false;
   private retryTimer: NodeJS.Timeout | undefined;
   private stopped = false;
 
@@ -53,12 +68,16 @@ export class EventBatcher<E> {
     return this.queue.length;
   }
 
-  /** Queues one event; resolves at once, or after a flush once maxQueued are queued (backpressure). */
+  /** Queues one event; resolves at once, or after a flush once maxQueued (or twice maxBatchWeight) are queued (backpressure). */
   push(event: E): Promise<void> | undefined {
+    const w = this.options.weigh?.(event) ?? 0;
     this.queue.push(event);
+    this.weights.push(w);
+    this.queuedWeight += w;
     const max = this.options.maxBatch ?? 2000;
-    const flushed = this.queue.length < max && this.options.holdWhile?.() ? undefined : this.schedule();
-    return this.queue.length >= (this.options.maxQueued ?? 2 * max) ? flushed : undefined;
+    const flushed = !this.fullBatchQueued() && this.options.holdWhile?.() ? undefined : this.schedule();
+    const waits = this.queue.length >= (this.options.maxQueued ?? 2 * max) || this.queuedWeight >= 2 * this.maxWeight();
+    return waits ? flushed : undefined;
   }
 
   /** Flushes everything queued now (e.g. before making a version or stopping). */
@@ -71,11 +90,38 @@ export class EventBatcher<E> {
     clearTimeout(this.retryTimer);
   }
 
+  private maxWeight(): number {
+    return this.options.weigh ? (this.options.maxBatchWeight ?? 4 * 1024 * 1024) : Number.POSITIVE_INFINITY;
+  }
+
+  /** A whole batch is queued: maxBatch events, or maxBatchWeight of them. */
+  private fullBatchQueued(): boolean {
+    return this.queue.length >= (this.options.maxBatch ?? 2000) || this.queuedWeight >= this.maxWeight();
+  }
+
+  /** How many of the queue's first events make its next batch (one at least). */
+  private nextBatchLength(): number {
+    const n = Math.min(this.queue.length, this.options.maxBatch ?? 2000);
+    const maxWeight = this.maxWeight();
+    let weight = this.weights[0] ?? 0;
+    let k = 1;
+    while (k < n && weight + this.weights[k]! <= maxWeight) weight += this.weights[k++]!;
+    return k;
+  }
+
+  /**
+   * One batch a turn of the event loop, each in the serial queue: the planner's thread is held for
+   * one batch's append and build at a time, and what waits in the serial queue (a version, a
+   * status read) runs between them.
+   */
   private schedule(): Promise<void> {
     this.scheduled ??= new Promise<void>((r) => setImmediate(r))
-      .then(() => this.options.serial(() => this.flushNow(this.options.holdWhile?.() ?? false)))
+      .then(() => this.options.serial(() => this.flushBatches(this.options.holdWhile?.() ?? false, 1)))
       .finally(() => {
         this.scheduled = undefined;
+        if (!this.moreDue || this.stopped) return;
+        this.moreDue = false;
+        this.schedule().catch(() => undefined); // the owner's serial queue refused it: so did the one before
       });
     return this.scheduled;
   }
@@ -85,9 +131,37 @@ export class EventBatcher<E> {
    * `wholeBatchesOnly` leaves a partial batch queued (while holdWhile holds).
    */
   flushNow(wholeBatchesOnly = false): void {
-    const max = this.options.maxBatch ?? 2000;
-    while (this.queue.length > (wholeBatchesOnly ? max - 1 : 0) && !this.stopped) {
-      const batch = this.queue.slice(0, max);
+    this.flushBatches(wholeBatchesOnly, Number.POSITIVE_INFINITY);
+  }
+
+  /**
+   * Call inside the serial queue. The events queued now, a batch a step: a version waits for
+   * them (everything it is made of is durable first), and the steps let the event loop turn
+   * between two batches (runInSlices). Stops early where a batch fails (retried by its timer).
+   */
+  *flushSteps(): Generator<void, void, void> {
+    let left = this.queue.length;
+    while (left > 0 && !this.stopped) {
+      const before = this.queue.length;
+      this.flushBatches(false, 1);
+      const done = before - this.queue.length;
+      if (done === 0) return;
+      left -= done;
+      if (left > 0) yield;
+    }
+  }
+
+  /** flushNow, up to `maxBatches` batches; notes whether another is due (moreDue). */
+  private flushBatches(wholeBatchesOnly: boolean, maxBatches: number): void {
+    this.moreDue = false;
+    const due = () => this.queue.length > 0 && (!wholeBatchesOnly || this.fullBatchQueued());
+    for (let done = 0; due() && !this.stopped; done++) {
+      if (done === maxBatches) {
+        this.moreDue = true;
+        return;
+      }
+      const n = this.nextBatchLength();
+      const batch = this.queue.slice(0, n);
       try {
         this.options.flush(batch, batch.length === this.queue.length);
       } catch (e) {
@@ -96,7 +170,8 @@ export class EventBatcher<E> {
         this.retryTimer = setTimeout(() => void this.schedule(), this.options.retryMs ?? 1000);
         return;
       }
-      this.queue.splice(0, batch.length);
+      this.queue.splice(0, n);
+      for (const w of this.weights.splice(0, n)) this.queuedWeight -= w;
     }
   }
 }

@@ -50,6 +50,7 @@ export class EventIntake {
         this.o.appended();
       },
       onError: (e) => this.o.failures.fail('append', e),
+      weigh: (e) => ('outcome' in e ? e.row.object.length : 0), // a raw event's append fails and retries
       holdWhile: () => !this.o.isSynced(), // the initial list: appended in full batches, then all before version 1
     });
     this.source = this.o.source((e) => this.batcher.push(this.queued(toWatchEvent(e, this.source.origin))), {
@@ -75,6 +76,11 @@ export class EventIntake {
   /** Appends whatever the batcher holds now (in the serial queue). */
   flushNow(): void {
     this.batcher.flushNow();
+  }
+
+  /** flushNow a batch a step (in the serial queue, run with runInSlices). */
+  flushSteps(): Generator<void, void, void> {
+    return this.batcher.flushSteps();
   }
 
   /** Stops the source; what it delivered is logged before this resolves. */

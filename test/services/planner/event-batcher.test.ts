@@ -32,7 +32,9 @@ describe('EventBatcher (group commit for watch events)', () => {
     const wait = b.push(6); // twice maxBatch (the default maxQueued): now the sink waits
     expect(wait).toBeInstanceOf(Promise);
     expect(batches).toEqual([]); // nothing is appended inside push
-    await wait;
+    await wait; // one batch appended: the queue is under maxQueued again
+    expect(batches).toEqual([[1, 2, 3]]);
+    for (let i = 0; i < 10 && batches.length < 2; i++) await new Promise((r) => setImmediate(r));
     expect(batches).toEqual([
       [1, 2, 3],
       [4, 5, 6],
@@ -92,5 +94,76 @@ describe('EventBatcher (group commit for watch events)', () => {
     b.push(5); // after the list: each burst is appended at once, as before
     for (let i = 0; i < 10 && batches.length < 3; i++) await new Promise((r) => setImmediate(r));
     expect(batches).toEqual([[1, 2, 3], [4], [5]]);
+  });
+
+  it('ends a batch before maxBatchWeight (one heavy event alone), and makes the sink wait at twice it', async () => {
+    const batches: number[][] = [];
+    const b = new EventBatcher<number>({
+      serial: serialQueue(),
+      flush: (e) => void batches.push([...e]),
+      weigh: (n) => n, // each event weighs its value
+      maxBatchWeight: 10,
+      holdWhile: () => true, // the initial list: whole batches only
+    });
+    expect(b.push(4)).toBeUndefined();
+    expect(b.push(5)).toBeUndefined(); // 9: under 10, held
+    expect(b.push(8)).toBeUndefined(); // 17: a batch is due, the sink goes on
+    const wait = b.push(30); // 47: twice maxBatchWeight (20) queued, the sink waits
+    expect(wait).toBeInstanceOf(Promise);
+    await wait;
+    expect(batches).toEqual([[4, 5]]); // 4 + 5 + 8 would pass 10
+    for (let i = 0; i < 10 && batches.length < 3; i++) await new Promise((r) => setImmediate(r));
+    expect(batches).toEqual([[4, 5], [8], [30]]); // 30 is heavier than a batch: alone
+    expect(b.push(1)).toBeUndefined();
+    for (let i = 0; i < 3; i++) await new Promise((r) => setImmediate(r));
+    expect(batches).toHaveLength(3); // [1] is no whole batch: held
+    await b.drain();
+    expect(batches).toEqual([[4, 5], [8], [30], [1]]);
+  });
+
+  it('appends one batch a turn: work queued in the serial queue meanwhile runs between two batches', async () => {
+    const order: string[] = [];
+    const serial = serialQueue();
+    const b = new EventBatcher<number>({
+      serial,
+      flush: (e) => void order.push(`batch ${e.join(',')}`),
+      maxBatch: 2,
+      maxQueued: 100,
+    });
+    for (let i = 1; i <= 6; i++) b.push(i);
+    // the first batch's append is scheduled; a version (say) asks for the queue before it runs
+    await new Promise((r) => setImmediate(r));
+    void serial(() => void order.push('version'));
+    for (let i = 0; i < 20 && order.length < 4; i++) await new Promise((r) => setImmediate(r));
+    expect(order).toEqual(['batch 1,2', 'version', 'batch 3,4', 'batch 5,6']);
+    expect(b.queued).toBe(0);
+  });
+
+  it('flushSteps appends what is queued when it starts, a batch a step (a version waits for them all)', () => {
+    const batches: number[][] = [];
+    const b = new EventBatcher<number>({
+      serial: serialQueue(),
+      flush: (e) => void batches.push([...e]),
+      maxBatch: 2,
+      maxQueued: 100,
+      holdWhile: () => true, // nothing scheduled on its own: only the steps append here
+    });
+    for (let i = 1; i <= 5; i++) b.push(i);
+    const steps = b.flushSteps();
+    expect(steps.next().done).toBe(false);
+    expect(batches).toEqual([[1, 2]]);
+    b.push(6); // arrives between two steps: the steps go on until what was queued at the start is in
+    expect(steps.next().done).toBe(false);
+    expect(batches).toEqual([
+      [1, 2],
+      [3, 4],
+    ]);
+    expect(steps.next().done).toBe(true);
+    expect(batches).toEqual([
+      [1, 2],
+      [3, 4],
+      [5, 6],
+    ]);
+    expect(b.queued).toBe(0);
   });
 });

@@ -5,6 +5,7 @@
 // one step a slice); the old build ran in one synchronous step, during which nothing ran.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { EventLog, replayVersion } from '../../../libs/eventlog/index.ts';
+import { databaseOf } from '../../../libs/eventlog/database-handle.ts';
 import { DataAxis } from '../../../libs/versioning/index.ts';
 import type { KubeEvent, KubeEventSink, RawKubeObject } from '../../../libs/kube/index.ts';
 import { DEFAULT_PROXY_CONFIG } from '../../../libs/model/index.ts';
@@ -235,5 +236,65 @@ describe('the planner builds a large version in slices (probe10 H9)', () => {
     expect(atStart).toBeGreaterThanOrEqual(SERVICES);
     expect(atRefresh).toBeGreaterThanOrEqual(SERVICES);
     expect(errors).toEqual([]);
+  });
+});
+
+// At 10,000 services of 250 endpoints one batch of 2,000 EndpointSlices is ~40 MB of rows: its
+// append and build held the leader's thread 1–2 s, two such batches in one turn, and a version
+// appended everything queued in one call. Batches now end at 4 MiB of rows, the batcher appends
+// one a turn, and a version appends what is queued a batch a step.
+describe("the planner's event batches are bounded by their rows' size", () => {
+  it('a burst of large EndpointSlices is appended in batches of at most 4 MiB of rows, one a turn of the event loop', async () => {
+    const { log, bus, source, sink } = await fixture(service('big', '10.96.0.10'));
+    const batches: number[] = [];
+    const atTurn: number[] = []; // the setImmediate turn each batch was appended in
+    let turnsNow = () => -1;
+    const planner = new Planner({
+      log,
+      bus,
+      initialConfig: DEFAULT_PROXY_CONFIG,
+      debounceMs: 0,
+      source,
+      hooks: {
+        onEvents: (n) => {
+          batches.push(n);
+          atTurn.push(turnsNow());
+        },
+      },
+    });
+    stops.push(() => planner.stop());
+    await planner.start();
+    await planner.synced;
+    const before = batches.length;
+    const firstSeq = log.lastSeq() + 1;
+    let turns = 0;
+    turnsNow = () => turns;
+    let ticking = true;
+    const tick = () => {
+      turns++;
+      if (ticking) setImmediate(tick);
+    };
+    setImmediate(tick);
+    stops.push(() => (ticking = false));
+    for (let s = 0; s < 120; s++) void sink(slice(s));
+    await until(() => log.lastSeq() >= firstSeq + 119, 20_000, 'the 120 slices in the log');
+    const sizes = batches.slice(before);
+    expect(sizes.reduce((a, b) => a + b, 0)).toBe(120);
+    const rows = databaseOf(log)
+      .prepare('SELECT length(object) FROM events WHERE seq >= ? ORDER BY seq')
+      .pluck()
+      .all(firstSeq) as number[];
+    expect(rows.reduce((a, b) => a + b, 0)).toBeGreaterThan(2 * 4 * 1024 * 1024); // three batches at least
+    let at = 0;
+    for (const n of sizes) {
+      const bytes = rows.slice(at, at + n).reduce((a, b) => a + b, 0);
+      if (n > 1) expect(bytes, `a batch of ${n} events`).toBeLessThanOrEqual(4 * 1024 * 1024);
+      at += n;
+    }
+    expect(sizes.length).toBeGreaterThanOrEqual(3);
+    // not all in one turn: a scheduled batch and the version's first may share one (a timer's
+    // callback runs before the next setImmediate), never more
+    const turnsOf = atTurn.slice(before);
+    for (const t of new Set(turnsOf)) expect(turnsOf.filter((x) => x === t).length).toBeLessThanOrEqual(2);
   });
 });
