@@ -216,113 +216,114 @@ describe('a pieced checkpoint replicated over nats-server', () => {
   }, 90_000);
 });
 
-describe('a follower applying a large pieced checkpoint', () => {
-  it('applies it in slices: its event loop turns while the pieces are checked and stored (one call held it 11–13 s at 10,000 services)', async () => {
-    const nats = await startNatsServer({ jetstream: true });
-    let nc: NatsConnection | undefined;
-    const open: { close(): Promise<void> }[] = [];
-    try {
-      nc = await connect({ servers: nats.url });
-      const g = `cpq${process.pid}`;
-      const lines: string[] = [];
-      const replica = async () => {
-        const x = await logReplica(nc!, g, { file: tmp.file(), lines });
-        open.push({ close: () => x.r.close().then(() => x.log.close()) });
-        return x;
-      };
-      const a = await replica();
-      const b = await replica();
-      await a.r.claim(1);
-      const fb = b.r.follow();
-      await fb.caughtUp;
-      // ~24 MB of Nodes (a 40 KB annotation each) checkpointed in 1 MiB pieces
-      const pad = 'p'.repeat(40_000);
-      a.log.appendEvents(
-        Array.from({ length: 600 }, (_, i) => {
-          const e = nodeEvent(`n${i}`, i + 1);
-          return {
-            ...e,
-            object: { ...(e.object as { metadata: object }), metadata: { name: `n${i}`, annotations: { pad } } },
-          };
-        }),
-      );
-      const seq = a.log.lastSeq();
-      piecedCheckpointAt(a.log, seq, 1 << 20);
-      expect(stored(a.log, seq).row.pieces).toBeGreaterThan(15);
-      // the event-loop turns taken while the follower's import runs (0 if it ran in one call)
-      let turns = 0;
-      let ticking = true;
-      const tick = () => {
-        turns++;
-        if (ticking) setImmediate(tick);
-      };
-      setImmediate(tick);
-      const during: number[] = [];
-      const importSteps = b.log.importRowsSteps.bind(b.log);
-      b.log.importRowsSteps = function* (batch, opts) {
-        const from = turns;
-        yield* importSteps(batch, opts);
-        if (batch.checkpointPieces) during.push(turns - from);
-      };
-      await a.r.flush();
-      await caughtUpWith(b, a, 'the follower to store the pieced checkpoint');
-      ticking = false;
-      expect(lines.filter((l) => l.includes('skipped') || l.includes('failed') || l.includes('afresh'))).toEqual([]);
-      expect(during).toHaveLength(1);
-      expect(during[0]).toBeGreaterThanOrEqual(3);
-      expect(stored(b.log, seq)).toEqual(stored(a.log, seq));
-      expect(verifyLog(b.log, { deep: true }).ok).toBe(true);
-      await fb.stop();
-    } finally {
-      for (const x of open) await x.close().catch(() => {});
-      await nc?.close();
-      await nats.stop();
-    }
-  }, 90_000);
+/**
+ * A leader (term 1) and a follower caught up with it, replicas of group `g` on a fresh
+ * nats-server, for `body`; everything stopped after it, even when it fails.
+ */
+async function leaderAndFollower(
+  g: string,
+  body: (x: {
+    a: Awaited<ReturnType<typeof logReplica>>;
+    b: Awaited<ReturnType<typeof logReplica>>;
+    lines: string[];
+  }) => Promise<void>,
+): Promise<void> {
+  const nats = await startNatsServer({ jetstream: true });
+  let nc: NatsConnection | undefined;
+  const open: { close(): Promise<void> }[] = [];
+  try {
+    nc = await connect({ servers: nats.url });
+    const lines: string[] = [];
+    const replica = async () => {
+      const x = await logReplica(nc!, g, { file: tmp.file(), lines });
+      open.push({ close: () => x.r.close().then(() => x.log.close()) });
+      return x;
+    };
+    const a = await replica();
+    const b = await replica();
+    await a.r.claim(1);
+    const fb = b.r.follow();
+    await fb.caughtUp;
+    await body({ a, b, lines });
+    await fb.stop();
+  } finally {
+    for (const x of open) await x.close().catch(() => {});
+    await nc?.close();
+    await nats.stop();
+  }
+}
 
-  it("counts an apply in progress as progress: its stream watchdog (5 s without a message while behind) leaves a longer apply's consumer open", async () => {
-    const nats = await startNatsServer({ jetstream: true });
-    let nc: NatsConnection | undefined;
-    const open: { close(): Promise<void> }[] = [];
-    try {
-      nc = await connect({ servers: nats.url });
-      const g = `cpw${process.pid}`;
-      const lines: string[] = [];
-      const replica = async () => {
-        const x = await logReplica(nc!, g, { file: tmp.file(), lines });
-        open.push({ close: () => x.r.close().then(() => x.log.close()) });
-        return x;
-      };
-      const a = await replica();
-      const b = await replica();
-      await a.r.claim(1);
-      const fb = b.r.follow();
-      await fb.caughtUp;
-      // the follower's next import takes 6 s in slices (a first checkpoint's batch at the envelope
-      // takes seconds), while a second batch waits in the stream behind it
-      const importSteps = b.log.importRowsSteps.bind(b.log);
-      let slow = 1;
-      let slowDone = false;
-      b.log.importRowsSteps = function* (batch, opts) {
-        if (slow-- > 0) {
-          const end = performance.now() + 6000;
-          while (performance.now() < end) yield;
-          slowDone = true;
-        }
-        yield* importSteps(batch, opts);
-      };
-      a.log.appendEvents([nodeEvent('n1', 1)]);
-      await a.r.flush();
-      a.log.appendEvents([nodeEvent('n2', 2)]);
-      await a.r.flush();
-      await caughtUpWith(b, a, 'the follower to apply both batches');
-      expect(slowDone).toBe(true);
-      expect(lines.filter((l) => l.includes('afresh') || l.includes('failed'))).toEqual([]);
-      await fb.stop();
-    } finally {
-      for (const x of open) await x.close().catch(() => {});
-      await nc?.close();
-      await nats.stop();
-    }
-  }, 60_000);
+describe('a follower applying a large pieced checkpoint', () => {
+  it(
+    'applies it in slices: its event loop turns while the pieces are checked and stored (one call held it 11–13 s at 10,000 services)',
+    () =>
+      leaderAndFollower(`cpq${process.pid}`, async ({ a, b, lines }) => {
+        // ~24 MB of Nodes (a 40 KB annotation each) checkpointed in 1 MiB pieces
+        const pad = 'p'.repeat(40_000);
+        a.log.appendEvents(
+          Array.from({ length: 600 }, (_, i) => {
+            const e = nodeEvent(`n${i}`, i + 1);
+            return {
+              ...e,
+              object: { ...(e.object as { metadata: object }), metadata: { name: `n${i}`, annotations: { pad } } },
+            };
+          }),
+        );
+        const seq = a.log.lastSeq();
+        piecedCheckpointAt(a.log, seq, 1 << 20);
+        expect(stored(a.log, seq).row.pieces).toBeGreaterThan(15);
+        // the event-loop turns taken while the follower's import runs (0 if it ran in one call)
+        let turns = 0;
+        let ticking = true;
+        const tick = () => {
+          turns++;
+          if (ticking) setImmediate(tick);
+        };
+        setImmediate(tick);
+        const during: number[] = [];
+        const importSteps = b.log.importRowsSteps.bind(b.log);
+        b.log.importRowsSteps = function* (batch, opts) {
+          const from = turns;
+          yield* importSteps(batch, opts);
+          if (batch.checkpointPieces) during.push(turns - from);
+        };
+        await a.r.flush();
+        await caughtUpWith(b, a, 'the follower to store the pieced checkpoint');
+        ticking = false;
+        expect(lines.filter((l) => l.includes('skipped') || l.includes('failed') || l.includes('afresh'))).toEqual([]);
+        expect(during).toHaveLength(1);
+        expect(during[0]).toBeGreaterThanOrEqual(3);
+        expect(stored(b.log, seq)).toEqual(stored(a.log, seq));
+        expect(verifyLog(b.log, { deep: true }).ok).toBe(true);
+      }),
+    90_000,
+  );
+
+  it(
+    "counts an apply in progress as progress: its stream watchdog (5 s without a message while behind) leaves a longer apply's consumer open",
+    () =>
+      leaderAndFollower(`cpw${process.pid}`, async ({ a, b, lines }) => {
+        // the follower's next import takes 6 s in slices (a first checkpoint's batch at the envelope
+        // takes seconds), while a second batch waits in the stream behind it
+        const importSteps = b.log.importRowsSteps.bind(b.log);
+        let slow = 1;
+        let slowDone = false;
+        b.log.importRowsSteps = function* (batch, opts) {
+          if (slow-- > 0) {
+            const end = performance.now() + 6000;
+            while (performance.now() < end) yield;
+            slowDone = true;
+          }
+          yield* importSteps(batch, opts);
+        };
+        a.log.appendEvents([nodeEvent('n1', 1)]);
+        await a.r.flush();
+        a.log.appendEvents([nodeEvent('n2', 2)]);
+        await a.r.flush();
+        await caughtUpWith(b, a, 'the follower to apply both batches');
+        expect(slowDone).toBe(true);
+        expect(lines.filter((l) => l.includes('afresh') || l.includes('failed'))).toEqual([]);
+      }),
+    60_000,
+  );
 });

@@ -40,18 +40,25 @@ const start = async (id: string, db: string, say: (line: string) => void = () =>
   return p;
 };
 
-async function staleFollower(afterStop: () => void = () => {}): Promise<void> {
+const word = async (url: string) =>
+  ((await (await fetch(`${url}/status`)).json()) as { nodes: { status: string; reason: string }[] }).nodes[0]!;
+
+/** A leader and a follower, node-1 SYNCED on version 1 as the follower sees it. */
+async function syncedPair(say?: (line: string) => void) {
   const leader = await start('first', 'first.db');
   await leader.planner.synced;
-  const follower = await start('second', 'second.db');
+  const follower = await start('second', 'second.db', say);
   expect(follower.group.role()).toBe('follower');
   await follower.planner.synced;
   const lp = leader.planner;
   const h = nodeStateHash(renderNodeState(lp.data.publishedData(), 'node-1', lp.config.revision(1)!.config));
   await sendAck(env.nc, ack('node-1', 1, 1, h, lp.data.latest()!.hash));
-  const word = async (url: string) =>
-    ((await (await fetch(`${url}/status`)).json()) as { nodes: { status: string; reason: string }[] }).nodes[0]!;
   await until(async () => (await word(follower.url)).status === 'SYNCED', 5000, 'SYNCED on the follower');
+  return { leader, follower, lp };
+}
+
+async function staleFollower(afterStop: () => void = () => {}): Promise<void> {
+  const { leader, follower, lp } = await syncedPair();
 
   // the follower's replicated log stops (as when it keeps failing); the leader makes version 2,
   // which node-1 never applies
@@ -95,18 +102,8 @@ it(
 // stayed at the old version, nothing said past one stderr line, and its node words read SYNCED
 // against targets the leader had replaced.
 it('a follower whose view cannot be rebuilt says so, shows UNKNOWN (planner view stale), and rebuilds it again while the log stands still', async () => {
-  const leader = await start('first', 'first.db');
-  await leader.planner.synced;
   const said: string[] = [];
-  const follower = await start('second', 'second.db', (l) => said.push(l));
-  expect(follower.group.role()).toBe('follower');
-  await follower.planner.synced;
-  const lp = leader.planner;
-  const h = nodeStateHash(renderNodeState(lp.data.publishedData(), 'node-1', lp.config.revision(1)!.config));
-  await sendAck(env.nc, ack('node-1', 1, 1, h, lp.data.latest()!.hash));
-  const word = async (url: string) =>
-    ((await (await fetch(`${url}/status`)).json()) as { nodes: { status: string; reason: string }[] }).nodes[0]!;
-  await until(async () => (await word(follower.url)).status === 'SYNCED', 5000, 'SYNCED on the follower');
+  const { follower, lp } = await syncedPair((l) => said.push(l));
 
   let failing = true;
   const realRefresh = Planner.prototype.refresh;
