@@ -166,4 +166,28 @@ describe('EventBatcher (group commit for watch events)', () => {
     ]);
     expect(b.queued).toBe(0);
   });
+
+  it('retries a failed batch as the same batch, its weight still counted (the sink waits as before)', async () => {
+    const written: number[][] = [];
+    let failures = 1;
+    const b = new EventBatcher<number>({
+      serial: serialQueue(),
+      retryMs: 5,
+      flush: (e) => {
+        if (failures-- > 0) throw new Error('disk full');
+        written.push([...e]);
+      },
+      weigh: (n) => n,
+      maxBatchWeight: 10,
+    });
+    b.push(6);
+    b.push(6); // 12: the first batch is [6] alone
+    for (let i = 0; i < 100 && written.length < 2; i++) await new Promise((r) => setTimeout(r, 5));
+    expect(written).toEqual([[6], [6]]);
+    // nothing left counted: a heavy event alone does not make the sink wait
+    expect(b.push(9)).toBeUndefined();
+    await b.drain();
+    expect(written).toEqual([[6], [6], [9]]);
+    b.stop();
+  });
 });
