@@ -1,6 +1,6 @@
 import { nanos, type NatsConnection } from '@nats-io/transport-node';
 import { Kvm, type KV, type KvOptions } from '@nats-io/kv';
-import { jetstreamManager, JetStreamApiError, type JetStreamManager } from '@nats-io/jetstream';
+import { jetstream, jetstreamManager, JetStreamApiError, type JetStreamManager } from '@nats-io/jetstream';
 import { StaleLeaderError } from './stale-leader.ts';
 import { asRefusal, ensureStreamReplicas } from './stream-replicas.ts';
 import { liftStreamLimits, limitsTakenOffLine } from './stream-limits.ts';
@@ -96,7 +96,7 @@ export class TargetStore {
    */
   async relearn(): Promise<void> {
     try {
-      await this.learnIssued();
+      await this.learnIssued(await this.leaderReads());
     } catch (e) {
       if (!(e instanceof JetStreamApiError && e.code === 10059)) throw e; // 10059: stream not found
       await this.reopen();
@@ -301,13 +301,28 @@ export class TargetStore {
     return named;
   }
 
+  /**
+   * The bucket for a claim's reads: each key's newest entry asked of the stream's leader (as its
+   * keys are: stream info), not by a direct get, which any replica answers, a frozen one included
+   * (sockets open, its route not yet known dead): such a get waited out its whole 5 s timeout, and
+   * the step read every key again, until the claim gave its term up (`reading the targets
+   * bucket's keys: timeout (5 tries in 29 s)`, test/ha/frozen-server.test.ts once in CI). A leader
+   * in election does not answer either: the short timeout has the step tried again sooner
+   * (claim-step.ts). Binding makes no request.
+   */
+  private leaderReads(): Promise<KV> {
+    return new Kvm(jetstream(this.nc, { timeout: CLAIM_READ_TIMEOUT_MS })).open(TARGETS_BUCKET, {
+      allow_direct: false,
+    });
+  }
+
   /** The newest `issued` already in the bucket (another run of this planner wrote it), and each key's revision. */
-  private async learnIssued(): Promise<void> {
+  private async learnIssued(kv: KV = this.kv): Promise<void> {
     this.revisions.clear();
     this.mine.clear();
     this.liveOverrides.clear();
     for (const k of [DEFAULT_TARGET_KEY, ...(await this.nodeKeys())]) {
-      const e = await this.kv.get(k);
+      const e = await kv.get(k);
       if (e) this.revisions.set(k, e.revision);
       const t = e && e.operation === 'PUT' ? parseWire(SignedTargetSchema, e.value, k) : undefined;
       if (t && 'value' in t) this.issued = Math.max(this.issued, t.value.issued);
@@ -433,6 +448,9 @@ async function ensureMaxAge(jsm: JetStreamManager, stream: string, ttlMs: number
     duplicate_window: Math.min(info.config.duplicate_window ?? maxAge, maxAge),
   });
 }
+
+/** How long a claim's read of one key waits for the stream's leader (TargetStore.leaderReads). */
+const CLAIM_READ_TIMEOUT_MS = 1500;
 
 function createBucket(o: TargetStoreOptions): Promise<KV> {
   return replicatedBucket(o.nc, TARGETS_BUCKET, {

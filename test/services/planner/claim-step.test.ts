@@ -80,7 +80,7 @@ describe("NatsPlannerBus.claim on a real nats-server: no consumer on the claim's
     await nats?.stop();
   });
 
-  it('re-reads every node key and the newest issued stamp with stream info and direct gets, never a consumer (kv.keys made one: placed on a dead server, the claim timed out)', async () => {
+  it("re-reads every node key and the newest issued stamp from the stream's leader (stream info, message gets), never a consumer (kv.keys made one: placed on a dead server, the claim timed out) nor a direct get (any replica answers one, a frozen one included)", async () => {
     const old = await NatsPlannerBus.open({ nc });
     await old.claim(1, 'a');
     await old.setDefaultTarget({ version: 1, configRevision: 0 });
@@ -97,6 +97,9 @@ describe("NatsPlannerBus.claim on a real nats-server: no consumer on the claim's
     sub.unsubscribe();
     expect(api.filter((s) => s.includes('.CONSUMER.'))).toEqual([]);
     expect(api.some((s) => s.startsWith('$JS.API.STREAM.INFO.KV_sb_targets'))).toBe(true);
+    // the default and both node keys, each asked of the leader
+    expect(api.filter((s) => s === '$JS.API.STREAM.MSG.GET.KV_sb_targets')).toHaveLength(3);
+    expect(api.filter((s) => s.startsWith('$JS.API.DIRECT.GET.KV_sb_targets'))).toEqual([]);
     // it learned every key's revision at the claim: a write made since (the old leader's, no lease
     // stops it here) fences its write of that key, and a key nobody wrote since takes its write
     await old.setNodeTarget('n1', { version: 3, configRevision: 0 });
