@@ -68,3 +68,74 @@ export async function directGet(
     return { ok: false, missing: true, error: `${subject}: not found after seq ${q.seq}` };
   return { ok: true, seq: Number(h.get('Nats-Sequence')), subject: got, data: m.data, header: (k) => h.get(k) };
 }
+
+/**
+ * directGet's reads answered by the stream's leader (`$JS.API.STREAM.MSG.GET.<stream>`) instead of
+ * by any replica: for a planner's own reads of the versions stream (its claim, a republish). A
+ * direct get may land on a replica that is frozen (sockets open, nothing answered, its route not
+ * yet known dead) and wait out its whole timeout, each try again with a replica's chance; the
+ * leader is the replica that stores, and a stream in election answers neither. Same results as
+ * directGet for the same stored messages (a test holds them equal on a real nats-server).
+ */
+export async function leaderGet(
+  nc: Requester,
+  stream: string,
+  q: { last: string } | { next: string; seq: number } | { seq: number },
+  timeoutMs: number,
+): Promise<DirectGot> {
+  const subject = 'last' in q ? q.last : 'next' in q ? q.next : `seq ${q.seq}`;
+  const body =
+    'last' in q ? { last_by_subj: q.last } : 'next' in q ? { seq: q.seq, next_by_subj: q.next } : { seq: q.seq };
+  let m: ReplyMsg;
+  try {
+    m = await nc.request(`$JS.API.STREAM.MSG.GET.${stream}`, JSON.stringify(body), { timeout: timeoutMs });
+  } catch (e) {
+    return { ok: false, missing: false, error: `${subject}: ${(e as Error).message}`, cause: e };
+  }
+  let r: StreamMsgGetReply;
+  try {
+    r = JSON.parse(new TextDecoder().decode(m.data)) as StreamMsgGetReply;
+  } catch {
+    return { ok: false, missing: false, error: `${subject}: reply is not JSON` };
+  }
+  if (r.error) {
+    if (r.error.err_code === STREAM_NOT_FOUND)
+      return { ok: false, missing: true, absentStream: true, error: `stream ${stream} does not exist` };
+    if (r.error.err_code === NO_MESSAGE_FOUND) return { ok: false, missing: true, error: `${subject}: not found` };
+    return { ok: false, missing: false, error: `${subject}: ${r.error.code} ${r.error.description ?? ''}`.trimEnd() };
+  }
+  const msg = r.message;
+  if (!msg || typeof msg.subject !== 'string' || typeof msg.seq !== 'number')
+    return { ok: false, missing: false, error: `${subject}: reply without a message` };
+  const got = msg.subject;
+  if ('last' in q && got !== subject) return { ok: false, missing: false, error: `${subject}: reply is for ${got}` };
+  if ('next' in q && got !== subject)
+    return { ok: false, missing: true, error: `${subject}: not found after seq ${q.seq}` };
+  const headers = parseHeaderBlock(msg.hdrs ? Buffer.from(msg.hdrs, 'base64').toString('utf8') : '');
+  const data = msg.data ? new Uint8Array(Buffer.from(msg.data, 'base64')) : new Uint8Array(0);
+  return { ok: true, seq: msg.seq, subject: got, data, header: (k) => headers.get(k) ?? '' };
+}
+
+interface StreamMsgGetReply {
+  readonly error?: { readonly code: number; readonly err_code?: number; readonly description?: string };
+  readonly message?: { readonly subject: string; readonly seq: number; readonly hdrs?: string; readonly data?: string };
+}
+
+/** JetStream's error codes for a stream that does not exist and a message that is not there. */
+const STREAM_NOT_FOUND = 10059;
+const NO_MESSAGE_FOUND = 10037;
+
+/**
+ * A stored message's NATS header block ("NATS/1.0\r\nKey: value\r\n...\r\n\r\n") as its first value
+ * per key, as the client's headers read for directGet (values trimmed, names as written).
+ */
+function parseHeaderBlock(text: string): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const line of text.split('\r\n').slice(1)) {
+    const colon = line.indexOf(':');
+    if (colon <= 0) continue;
+    const k = line.slice(0, colon).trim();
+    if (!out.has(k)) out.set(k, line.slice(colon + 1).trim());
+  }
+  return out;
+}

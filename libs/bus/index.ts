@@ -14,7 +14,7 @@ export {
   type EncodedMessage,
   type Decoded,
 } from './artifact-codec.ts';
-export { directGet, type DirectGot, type Requester, type ReplyMsg } from './direct-get.ts';
+export { directGet, leaderGet, type DirectGot, type Requester, type ReplyMsg } from './direct-get.ts';
 export {
   computeNodeStatus,
   DEFAULT_NODE_STATUS_THRESHOLDS,

@@ -174,13 +174,15 @@ export class VersionPublisher {
     this.verifier = verifier;
     // A direct get is answered by any replica of the stream, a frozen one included (its route is
     // not yet known dead): such a read waits out its whole timeout. The reads here are a leader's
-    // (its claim, a republish), retried after a timeout (claim-step.ts, the publish loop), so a
-    // short one costs a retry instead of 5 s (a frozen server of three: test/ha/frozen-server).
+    // (its claim, a republish): asked of the stream's leader, and retried after a timeout
+    // (claim-step.ts, the publish loop), so a short one costs a retry instead of 5 s while the
+    // stream elects one (a frozen server of three: test/ha/frozen-server).
     this.reader = new VersionReader(options.nc, {
       stream: options.stream,
       verifier,
       onRejected: options.onForeign,
       timeoutMs: PUBLISHER_READ_TIMEOUT_MS,
+      fromLeader: true,
     });
     this.checkpointEvery = options.checkpointEvery ?? 50;
   }

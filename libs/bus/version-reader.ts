@@ -1,6 +1,6 @@
 import type { VersionArtifact } from '../model/index.ts';
 import { CheckpointDecoder, decodeDelta, withoutUnvouchedHashes } from './artifact-codec.ts';
-import { directGet, type DirectGot, type Requester } from './direct-get.ts';
+import { directGet, leaderGet, type DirectGot, type Requester } from './direct-get.ts';
 import { artifactStatement, payloadDigest, type Verifier } from './planner-signature.ts';
 import { checkpointSubject, deltaPartSubject, deltaSubject, H, VERSIONS_STREAM } from './subjects.ts';
 
@@ -38,6 +38,12 @@ export interface VersionReaderOptions {
   readonly onRejected?: (subject: string, reason: string) => void;
   /** Most foreign messages skipped on one subject before giving up (default 256). */
   readonly maxSkipped?: number;
+  /**
+   * Ask the stream's leader (leaderGet) instead of any replica (directGet): the planner's own
+   * reads, which a frozen replica would hold for a whole timeout. Nodes read by direct get (their
+   * permissions name exactly those subjects, and any replica may serve them).
+   */
+  readonly fromLeader?: boolean;
 }
 
 /**
@@ -247,7 +253,12 @@ export class VersionReader {
     let skipped = 0;
     const max = this.opts.maxSkipped ?? 256;
     for (;;) {
-      const m = await directGet(this.nc, this.stream, { next: subject, seq }, this.timeoutMs);
+      const m = await (this.opts.fromLeader ? leaderGet : directGet)(
+        this.nc,
+        this.stream,
+        { next: subject, seq },
+        this.timeoutMs,
+      );
       if (!m.ok)
         return skipped > 0 && m.missing
           ? { ok: false, missing: true, error: `${subject}: no genuine artifact (${skipped} foreign messages skipped)` }

@@ -71,6 +71,31 @@ describe('VersionPublisher', () => {
     expect(world.publisher.lastCheckpointVersion()).toBe(2);
   });
 
+  it("a new publisher's recovery and claim read the stream from its leader, never by direct get (a frozen replica takes those)", async () => {
+    world = await startBusWorld({ nodes: [], checkpointEvery: 2 });
+    const m = new VersionMaker();
+    for (const v of [1, 2, 3].map((i) => m.next({ upsertServices: [service(i)] })))
+      await world.publisher.publishNext({ header: v.delta, delta: v.delta.delta, data: () => v.checkpoint().data });
+    const auth = { user: 'planner', password: 'planner-secret' };
+    const witness = await connectBus({ servers: world.server.url, name: 'witness', auth });
+    const nc = await connectBus({ servers: world.server.url, name: 'planner-2', auth });
+    try {
+      const api: string[] = [];
+      const sub = witness.subscribe('$JS.API.>', { callback: (_e, msg) => void api.push(msg.subject) });
+      await witness.flush();
+      const p2 = await VersionPublisher.open({ nc, checkpointEvery: 2, signer: world.signer });
+      await p2.claim(2, 'planner-2');
+      expect(p2.lastPublishedVersion()).toBe(3); // it read version 3's delta back
+      await witness.flush();
+      sub.unsubscribe();
+      expect(api.filter((s) => s.startsWith('$JS.API.DIRECT.GET.'))).toEqual([]);
+      expect(api.filter((s) => s === '$JS.API.STREAM.MSG.GET.SB_VERSIONS').length).toBeGreaterThan(0);
+    } finally {
+      await nc.close();
+      await witness.close();
+    }
+  });
+
   it('survives a restart without duplicate or skipped numbers, and refuses conflicting content', async () => {
     world = await startBusWorld({ nodes: [], checkpointEvery: 2 });
     const m = new VersionMaker();

@@ -99,7 +99,9 @@ describe("NatsPlannerBus.claim on a real nats-server: no consumer on the claim's
     expect(api.some((s) => s.startsWith('$JS.API.STREAM.INFO.KV_sb_targets'))).toBe(true);
     // the default and both node keys, each asked of the leader
     expect(api.filter((s) => s === '$JS.API.STREAM.MSG.GET.KV_sb_targets')).toHaveLength(3);
-    expect(api.filter((s) => s.startsWith('$JS.API.DIRECT.GET.KV_sb_targets'))).toEqual([]);
+    // nor of the versions stream: the claim's read of the newest delta goes to its leader too
+    expect(api.filter((s) => s.startsWith('$JS.API.DIRECT.GET.'))).toEqual([]);
+    expect(api.some((s) => s === '$JS.API.STREAM.MSG.GET.SB_VERSIONS')).toBe(true);
     // it learned every key's revision at the claim: a write made since (the old leader's, no lease
     // stops it here) fences its write of that key, and a key nobody wrote since takes its write
     await old.setNodeTarget('n1', { version: 3, configRevision: 0 });
