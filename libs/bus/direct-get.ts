@@ -26,19 +26,20 @@ export type DirectGot =
       readonly cause?: unknown;
     };
 
+/** One stored message asked for: the newest on a subject, the first on it at or after `seq`, or `seq` itself. */
+export type MessageQuery = { last: string } | { next: string; seq: number } | { seq: number };
+
+/** What a failure names: the subject asked for, or the seq. */
+const queried = (q: MessageQuery): string => ('last' in q ? q.last : 'next' in q ? q.next : `seq ${q.seq}`);
+
 /**
  * JetStream direct get ($JS.API.DIRECT.GET.<stream>): no consumer state on the server, one
  * request per message, and permissions that name exactly what a node may read. `last` asks for
  * the newest message on a subject; `next` for the first one on it at or after `seq` (readers that
  * must skip foreign messages stored on a subject walk forward with it).
  */
-export async function directGet(
-  nc: Requester,
-  stream: string,
-  q: { last: string } | { next: string; seq: number } | { seq: number },
-  timeoutMs: number,
-): Promise<DirectGot> {
-  const subject = 'last' in q ? q.last : 'next' in q ? q.next : `seq ${q.seq}`;
+export async function directGet(nc: Requester, stream: string, q: MessageQuery, timeoutMs: number): Promise<DirectGot> {
+  const subject = queried(q);
   let m: ReplyMsg;
   try {
     m =
@@ -77,13 +78,8 @@ export async function directGet(
  * leader is the replica that stores, and a stream in election answers neither. Same results as
  * directGet for the same stored messages (a test holds them equal on a real nats-server).
  */
-export async function leaderGet(
-  nc: Requester,
-  stream: string,
-  q: { last: string } | { next: string; seq: number } | { seq: number },
-  timeoutMs: number,
-): Promise<DirectGot> {
-  const subject = 'last' in q ? q.last : 'next' in q ? q.next : `seq ${q.seq}`;
+export async function leaderGet(nc: Requester, stream: string, q: MessageQuery, timeoutMs: number): Promise<DirectGot> {
+  const subject = queried(q);
   const body =
     'last' in q ? { last_by_subj: q.last } : 'next' in q ? { seq: q.seq, next_by_subj: q.next } : { seq: q.seq };
   let m: ReplyMsg;
