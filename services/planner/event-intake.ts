@@ -73,12 +73,7 @@ export class EventIntake {
     return this.source.synced;
   }
 
-  /** Appends whatever the batcher holds now (in the serial queue). */
-  flushNow(): void {
-    this.batcher.flushNow();
-  }
-
-  /** flushNow a batch a step (in the serial queue, run with runInSlices). */
+  /** Appends whatever the batcher holds now, a batch a step (in the serial queue, run with runInSlices). */
   flushSteps(): Generator<void, void, void> {
     return this.batcher.flushSteps();
   }

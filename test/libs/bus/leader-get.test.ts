@@ -79,4 +79,28 @@ describe('leaderGet reads what directGet reads', () => {
     expect(r).toMatchObject({ ok: false, missing: false, error: 'lg.a: timeout' });
     expect(r.ok === false && r.cause).toBeInstanceOf(Error);
   });
+
+  it('a reply that is not what the JetStream API sends is a failure naming the subject, never a message', async () => {
+    const replying = (data: string): Parameters<typeof leaderGet>[0] => ({
+      request: async () => ({ data: new TextEncoder().encode(data), headers: undefined }),
+    });
+    const get = (data: string) => leaderGet(replying(data), STREAM, { last: 'lg.a' }, 10);
+    expect(await get('not json')).toEqual({ ok: false, missing: false, error: 'lg.a: reply is not JSON' });
+    expect(await get('{"type":"x"}')).toEqual({ ok: false, missing: false, error: 'lg.a: reply without a message' });
+    expect(await get('{"message":{"subject":"lg.a","seq":"7"}}')).toEqual({
+      ok: false,
+      missing: false,
+      error: 'lg.a: reply without a message',
+    });
+    expect(await get('{"message":{"subject":"lg.other","seq":7}}')).toEqual({
+      ok: false,
+      missing: false,
+      error: 'lg.a: reply is for lg.other',
+    });
+    expect(await get('{"error":{"code":500,"err_code":10999,"description":"boom"}}')).toEqual({
+      ok: false,
+      missing: false,
+      error: 'lg.a: 500 boom',
+    });
+  });
 });
