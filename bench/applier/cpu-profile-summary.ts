@@ -2,6 +2,7 @@
 // profile taken inside the VM where only stdout comes back:
 //   node --import tsx bench/applier/cpu-profile-summary.ts FILE.cpuprofile [TOP]
 import { readFileSync } from 'node:fs';
+import { sampleMs } from '../cpu-profile.ts';
 
 interface ProfileNode {
   id: number;
@@ -26,11 +27,12 @@ if (!file || extra.length > 0 || (topArg !== undefined && !/^[1-9][0-9]*$/.test(
 const p = JSON.parse(readFileSync(file, 'utf8')) as Profile;
 const byId = new Map(p.nodes.map((n) => [n.id, n]));
 const self = new Map<string, number>();
+const durations = sampleMs(p);
 p.samples.forEach((id, i) => {
   const n = byId.get(id)!;
   const f = n.callFrame;
   const key = `${f.functionName || '(anonymous)'} ${f.url.replace(/^.*\/(libs|bench|node_modules)\//, '$1/')}:${f.lineNumber + 1}`;
-  self.set(key, (self.get(key) ?? 0) + (p.timeDeltas[i] ?? 0) / 1000);
+  self.set(key, (self.get(key) ?? 0) + (durations[i] ?? 0));
 });
 const total = (p.endTime - p.startTime) / 1000;
 console.log(`profile ${file}: ${Math.round(total)} ms`);

@@ -9,6 +9,7 @@
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
+import { sampleMs } from '../cpu-profile.ts';
 
 interface ProfileNode {
   id: number;
@@ -69,8 +70,9 @@ for (const file of files) {
   const byId = new Map(p.nodes.map((n) => [n.id, n]));
   const parent = new Map<number, number>();
   for (const n of p.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+  const durations = sampleMs(p);
   p.samples.forEach((id, i) => {
-    const ms = (p.timeDeltas[i] ?? 0) / 1000;
+    const ms = durations[i] ?? 0;
     const n = byId.get(id)!;
     const f = n.callFrame;
     total += ms;

@@ -17,6 +17,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { sampleMs } from '../cpu-profile.ts';
 
 interface CallFrame {
   functionName: string;
@@ -120,9 +121,10 @@ function main(): void {
   const inWindow: boolean[] = [];
   let t = 0;
   let at = 0;
+  const durations = sampleMs(profile);
   profile.samples.forEach((id, i) => {
-    const d = profile.timeDeltas[i]! / 1000;
-    at += d;
+    const d = durations[i]!;
+    at += profile.timeDeltas[i]! / 1000; // the sample's place in time counts the start-up gap
     inWindow[i] = at >= fromMs && at < toMs;
     if (!inWindow[i]) return;
     t += d;
@@ -145,7 +147,7 @@ function main(): void {
     if (!inWindow[i] || nodePhase(id) !== 'other') return;
     const f = byId.get(id)!.callFrame;
     const name = `${f.functionName || '(anonymous)'} ${f.url.replace(/^.*\//, '')}`;
-    other.set(name, (other.get(name) ?? 0) + profile.timeDeltas[i]! / 1000);
+    other.set(name, (other.get(name) ?? 0) + durations[i]!);
   });
   console.log(
     `\n"other" by self time: ${sorted(other)
