@@ -35,6 +35,11 @@ export class RealServerSet {
   get size(): number {
     return this.count;
   }
+
+  /** Each member, by address in the order first added, then port in the order added. */
+  forEach(fn: (address: string, port: number) => void): void {
+    for (const [address, ports] of this.byAddress) for (const port of ports) fn(address, port);
+  }
 }
 
 /**

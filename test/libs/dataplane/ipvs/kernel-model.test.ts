@@ -1,11 +1,14 @@
-import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { describe, expect, it, vi } from 'vitest';
 import { Registry } from 'prom-client';
 import { IpvsDataplane } from '../../../../libs/dataplane/ipvs/ipvs-dataplane.ts';
-import { KernelModel } from '../../../../libs/dataplane/ipvs/kernel-model.ts';
+import { INDEX_MIN_REAL_SERVERS, KernelModel } from '../../../../libs/dataplane/ipvs/kernel-model.ts';
+import type { KernelOp } from '../../../../libs/dataplane/ipvs/kernel-op.ts';
+import { RealServerSet } from '../../../../libs/dataplane/ipvs/narrowed-service.ts';
 import { MemoryOwnershipStore } from '../../../../libs/dataplane/ipvs/ownership-record.ts';
 import { indexState } from '../../../../libs/dataplane/ipvs/state-change.ts';
 import { EMPTY_OBSERVED, type ObservedKernel } from '../../../../libs/dataplane/ipvs/observed-kernel.ts';
-import type { NodeState } from '../../../../libs/model/index.ts';
+import type { NodeState, RealServer } from '../../../../libs/model/index.ts';
 import { formatIpvsadm } from '../../../../libs/planner/index.ts';
 import { FakeIpvsKernel } from '../../../support/fake-ipvs-kernel.ts';
 import { nodeState, vs } from './node-state-fixture.ts';
@@ -191,5 +194,146 @@ describe('IpvsDataplane over frozen states', () => {
     }
     expect(await dp.resync()).toMatchObject({ kernelWrites: 0, verified: true });
     await dp.close();
+  });
+});
+
+describe('KernelModel: a service of thousands of real servers (indexed once a change looks at part of it)', () => {
+  const KEY = 'TCP/10.96.9.9:80';
+  const N = INDEX_MIN_REAL_SERVERS + 6;
+  const addressOf = (i: number) => `10.${200 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}`;
+  const large = (n: number, realServers?: readonly RealServer[]) => {
+    const v = vs(
+      '10.96.9.9',
+      80,
+      Array.from({ length: n }, (_, i): [string, number] => [addressOf(i), 8080]),
+    );
+    return realServers ? { ...v, realServers } : v;
+  };
+  const setOf = (pairs: readonly [string, number][]) => {
+    const s = new RealServerSet();
+    for (const [a, p] of pairs) s.add(a, p);
+    return s;
+  };
+  const sorted = (rs: readonly { address: string; port: number; weight: number }[]) =>
+    rs.map((r) => `${r.address}:${r.port}/${r.weight}`).sort();
+
+  it('answers as a scan of its whole list would, refusals included (property)', () => {
+    // a step: some real servers, each added, reweighted or removed, right or wrong for the model
+    const step = fc.array(
+      fc.record({
+        i: fc.integer({ min: 0, max: N + 20 }),
+        port: fc.constantFrom(8080, 9090),
+        verb: fc.constantFrom('add', 'edit', 'delete'),
+        weight: fc.integer({ min: 0, max: 3 }),
+      }),
+      { minLength: 1, maxLength: 5 },
+    );
+    fc.assert(
+      fc.property(fc.array(step, { minLength: 1, maxLength: 12 }), (steps) => {
+        const state = nodeState([large(N)]);
+        const m = KernelModel.fromObserved(observedOf(state), indexState(state));
+        // the reference: address:port → weight, the service's list as a scan sees it
+        const ref = new Map(state.virtualServers[0]!.realServers.map((r) => [`${r.address}:${r.port}`, r.weight]));
+        const spec = { protocol: 'TCP' as const, address: '10.96.9.9', port: 80 };
+        for (const ops of steps) {
+          const only = setOf(ops.map((o) => [addressOf(o.i), o.port]));
+          const asked = m.virtualServer(KEY, only)!;
+          const expected = [...ref].filter(([k]) =>
+            only.has({ address: k.split(':')[0]!, port: Number(k.split(':')[1]) }),
+          );
+          expect(sorted(asked.realServers)).toEqual(
+            sorted(expected.map(([k, w]) => ({ address: k.split(':')[0]!, port: Number(k.split(':')[1]), weight: w }))),
+          );
+          for (const o of ops) {
+            const k = `${addressOf(o.i)}:${o.port}`;
+            const rs = { address: addressOf(o.i), port: o.port };
+            const op: KernelOp =
+              o.verb === 'delete'
+                ? { verb: 'delete', kind: 'real-server', vs: spec, rs }
+                : { verb: o.verb, kind: 'real-server', vs: spec, rs: { ...rs, weight: o.weight } };
+            const refused = o.verb === 'add' ? ref.has(k) : !ref.has(k);
+            const why = m.apply([op]);
+            expect(why !== undefined).toBe(refused);
+            if (refused) continue;
+            if (o.verb === 'delete') ref.delete(k);
+            else ref.set(k, o.weight);
+          }
+        }
+        const whole = m.virtualServer(KEY)!;
+        const want = [...ref].map(([k, w]) => ({
+          address: k.split(':')[0]!,
+          port: Number(k.split(':')[1]),
+          weight: w,
+        }));
+        expect(sorted(whole.realServers)).toEqual(sorted(want));
+        const read = { ...whole, realServers: [...whole.realServers].reverse() };
+        expect(m.holds(read)).toBe(true);
+        const [first, ...rest] = read.realServers;
+        if (first)
+          expect(m.holds({ ...read, realServers: [{ ...first, weight: first.weight + 1 }, ...rest] })).toBe(false);
+      }),
+      { numRuns: 40 },
+    );
+  });
+
+  it("a change's look and write never walk the service's list once it is indexed (O(change), not O(service))", () => {
+    const state = nodeState([large(N)]);
+    const m = KernelModel.fromObserved(observedOf(state), indexState(state));
+    const spec = { protocol: 'TCP' as const, address: '10.96.9.9', port: 80 };
+    // the first look indexes it (one copy of the list)
+    expect(m.virtualServer(KEY, setOf([[addressOf(3), 8080]]))!.realServers).toHaveLength(1);
+    // A scan asks each real server of the list whether the look wants it, and a write finds its
+    // real server in the list: neither may happen per change now. No expect() inside the window.
+    const asked = vi.spyOn(RealServerSet.prototype, 'has');
+    const found = vi.spyOn(Array.prototype, 'findIndex');
+    const seen: number[] = [];
+    const refusals: (string | undefined)[] = [];
+    let membershipChecks = -1;
+    let listSearches = -1;
+    try {
+      for (let c = 0; c < 50; c++) {
+        const rs = { address: addressOf(N + c), port: 8080 };
+        seen.push(m.virtualServer(KEY, setOf([[rs.address, 8080]]))!.realServers.length);
+        refusals.push(m.apply([{ verb: 'add', kind: 'real-server', vs: spec, rs: { ...rs, weight: 1 } }]));
+        seen.push(m.virtualServer(KEY, setOf([[rs.address, 8080]]))!.realServers.length);
+        refusals.push(
+          m.apply([{ verb: 'delete', kind: 'real-server', vs: spec, rs: { address: addressOf(c), port: 8080 } }]),
+        );
+      }
+    } finally {
+      membershipChecks = asked.mock.calls.length;
+      listSearches = found.mock.calls.length;
+      asked.mockRestore();
+      found.mockRestore();
+    }
+    expect(membershipChecks).toBe(0);
+    expect(listSearches).toBe(0);
+    expect(seen).toEqual(Array.from({ length: 100 }, (_, i) => i % 2));
+    expect(refusals.every((r) => r === undefined)).toBe(true);
+    // and the whole, made again from the index when asked: the 50 added, the 50 removed gone
+    const whole = m.virtualServer(KEY)!.realServers;
+    expect(whole).toHaveLength(N);
+    expect(whole.some((r) => r.address === addressOf(0))).toBe(false);
+    expect(whole.some((r) => r.address === addressOf(N + 49))).toBe(true);
+  });
+
+  it('a service removed and added again starts without the index of the one before', () => {
+    const state = nodeState([large(N)]);
+    const m = KernelModel.fromObserved(observedOf(state), indexState(state));
+    const spec = { protocol: 'TCP' as const, address: '10.96.9.9', port: 80 };
+    m.virtualServer(KEY, setOf([[addressOf(0), 8080]]));
+    const added = { ...state.virtualServers[0]!, realServers: [] };
+    expect(
+      m.apply([
+        { verb: 'delete', kind: 'virtual-server', vs: spec },
+        { verb: 'add', kind: 'virtual-server', vs: added },
+      ]),
+    ).toBeUndefined();
+    expect(m.virtualServer(KEY)!.realServers).toEqual([]);
+    expect(m.virtualServer(KEY, setOf([[addressOf(0), 8080]]))!.realServers).toEqual([]);
+    expect(
+      m.apply([{ verb: 'add', kind: 'real-server', vs: spec, rs: { address: addressOf(0), port: 8080, weight: 1 } }]),
+    ).toBeUndefined();
+    expect(m.virtualServer(KEY)!.realServers).toHaveLength(1);
   });
 });
