@@ -116,10 +116,12 @@ export function sliceChange(
   const keys = [...wanted.keys(), ...removed];
   const addresses = [...change.addedAddresses, ...change.removedAddresses];
   const setNames = new Set(change.ipsets.map((s) => s.name));
-  const inSlice = (drainingKey: string) => {
-    const { vsKey } = splitDrainingKey(drainingKey);
-    return wanted.has(vsKey) || removed.has(vsKey);
-  };
+  // (a narrowed service's drains that it does not decide again stay as they are)
+  const all = owned.record.draining;
+  const draining: Record<string, number> = {};
+  const byService = drainsByService(all);
+  for (const k of keys)
+    for (const dk of byService.get(k) ?? []) if (drainingInSlice(dk, narrowed)) draining[dk] = all[dk]!;
   return {
     desired: {
       ...next,
@@ -144,12 +146,31 @@ export function sliceChange(
       ipsets: [...setNames].filter((n) => owned.ipsets.has(n)),
       dummyDevice: owned.record.dummyDevice,
       netfilterChains: {},
-      // (a narrowed service's drains that it does not decide again stay as they are)
-      draining: Object.fromEntries(
-        Object.entries(owned.record.draining).filter(([dk]) => inSlice(dk) && drainingInSlice(dk, narrowed)),
-      ),
+      draining,
     },
   };
+}
+
+/** Each draining map's keys by service, made once per map (a map is replaced, never changed, when a drain starts or ends). */
+const drainsIndexed = new WeakMap<Readonly<Record<string, number>>, ReadonlyMap<string, readonly string[]>>();
+
+/**
+ * The record's drains by service key: a change takes those of its own services, not a walk of
+ * every drain (a rollout leaves hundreds pending until the next full cycle; each change walked
+ * them all, ~0.15 µs a drain on the host, as much as the rest of a change at 1,000).
+ */
+function drainsByService(draining: Readonly<Record<string, number>>): ReadonlyMap<string, readonly string[]> {
+  const have = drainsIndexed.get(draining);
+  if (have) return have;
+  const out = new Map<string, string[]>();
+  for (const dk of Object.keys(draining)) {
+    const { vsKey } = splitDrainingKey(dk);
+    const list = out.get(vsKey);
+    if (list) list.push(dk);
+    else out.set(vsKey, [dk]);
+  }
+  drainsIndexed.set(draining, out);
+  return out;
 }
 
 /**
