@@ -268,8 +268,13 @@ class IndexedRealServers {
   private whole: readonly RealServer[] | undefined;
 
   constructor(realServers: readonly RealServer[]) {
-    for (const r of realServers) this.set(r);
-    this.whole = realServers;
+    let count = 0;
+    for (const r of realServers) {
+      if (!this.get(r.address, r.port)) count++;
+      this.set(r);
+    }
+    // the list as it came is the whole only where it held no real server twice
+    this.whole = count === realServers.length ? realServers : undefined;
   }
 
   get(address: string, port: number): RealServer | undefined {

@@ -317,6 +317,39 @@ describe('KernelModel: a service of thousands of real servers (indexed once a ch
     expect(whole.some((r) => r.address === addressOf(N + 49))).toBe(true);
   });
 
+  it('through the dataplane: incremental changes to an indexed service leave the kernel as desired (a resync writes nothing)', async () => {
+    const kernel = new FakeIpvsKernel();
+    const dp = new IpvsDataplane({
+      kernel,
+      store: new MemoryOwnershipStore(),
+      kernelRelease: '6.1.0',
+      registry: new Registry(),
+    });
+    // UDP: a removed real server goes at once (no drain left for the resync to end)
+    let current = nodeState([{ ...large(N), protocol: 'UDP' }]);
+    expect(await dp.apply(current)).toMatchObject({ verified: true });
+    const byKey = (a: RealServer, b: RealServer) =>
+      a.address < b.address ? -1 : a.address > b.address ? 1 : a.port - b.port;
+    for (let c = 0; c < 12; c++) {
+      const previous = current;
+      const v = previous.virtualServers[0]!;
+      // one added, one reweighted (twice for some), one removed: in the renderer's order
+      const realServers = v.realServers
+        .filter((r) => r.address !== addressOf(c))
+        .map((r) => (r.address === addressOf(100 + (c % 3)) ? { ...r, weight: c + 2 } : r))
+        .concat([{ address: addressOf(N + c), port: 8080, weight: 1 }])
+        .sort(byKey);
+      const next = { ...v, realServers };
+      current = { ...previous, virtualServers: [next] };
+      const r = await dp.apply(current, { previous, virtualServers: [next], removedVirtualServers: [] });
+      // add, reweight, delete and the deleted one's conntrack flush (UDP)
+      expect(r).toMatchObject({ verified: true, kernelWrites: 4 });
+      expect(kernel.ipvsadmSave()).toBe(formatIpvsadm(current));
+    }
+    expect(await dp.resync()).toMatchObject({ kernelWrites: 0, verified: true });
+    await dp.close();
+  });
+
   it('a service removed and added again starts without the index of the one before', () => {
     const state = nodeState([large(N)]);
     const m = KernelModel.fromObserved(observedOf(state), indexState(state));
