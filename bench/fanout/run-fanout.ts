@@ -207,8 +207,13 @@ async function runScale(n: number): Promise<Record<string, unknown>> {
     const serverPid = natsServerPid(server.storeDir);
     const zero = () => ({ workers: 0, workersSys: 0, server: 0, planner: 0 });
     const phaseCpu = { floor: zero(), fanout: zero() };
+    // the appliers' traffic by phase too: the events' own, without the floor's pings between them
+    const noTraffic = () => ({ inMsgs: 0, outMsgs: 0, inBytes: 0, outBytes: 0 });
+    const phaseTraffic = { floor: noTraffic(), fanout: noTraffic() };
+    let traffic = noTraffic();
     const cpuNow = async () => {
       const w = await byteCounters(nc, workers, per, n);
+      traffic = { inMsgs: w.inMsgs, outMsgs: w.outMsgs, inBytes: w.inBytes, outBytes: w.outBytes };
       const own = process.cpuUsage();
       return {
         workers: w.cpuMs,
@@ -217,6 +222,9 @@ async function runScale(n: number): Promise<Record<string, unknown>> {
         planner: (own.user + own.system) / 1000,
       };
     };
+    const addTraffic = (into: ReturnType<typeof noTraffic>, a: ReturnType<typeof noTraffic>) => {
+      for (const k of Object.keys(into) as (keyof typeof into)[]) into[k] += traffic[k] - a[k];
+    };
     const addPhase = (into: ReturnType<typeof zero>, a: ReturnType<typeof zero>, b: ReturnType<typeof zero>) => {
       for (const k of Object.keys(into) as (keyof typeof into)[]) into[k] += b[k] - a[k];
     };
@@ -224,10 +232,13 @@ async function runScale(n: number): Promise<Record<string, unknown>> {
     // the planner side's profile (this process), over the same window as the workers'
     const plannerProfile = cpuProf ? await startCpuProfile() : undefined;
     let c0 = await cpuNow();
+    let traffic0 = traffic;
     for (let e = 0; e < events; e++) {
       floor.push(await pingAll(nc, n));
       const c1 = await cpuNow();
       addPhase(phaseCpu.floor, c0, c1);
+      addTraffic(phaseTraffic.floor, traffic0);
+      const traffic1 = traffic;
       const t = performance.now();
       eventStart = t;
       const version = m.version + 1;
@@ -241,7 +252,9 @@ async function runScale(n: number): Promise<Record<string, unknown>> {
       bytes.push(p.bytes);
       const c2 = await cpuNow();
       addPhase(phaseCpu.fanout, c1, c2);
+      addTraffic(phaseTraffic.fanout, traffic1);
       c0 = c2;
+      traffic0 = traffic;
     }
     const after = await byteCounters(nc, workers, per, n, true);
     if (plannerProfile)
@@ -279,7 +292,15 @@ async function runScale(n: number): Promise<Record<string, unknown>> {
       applierBytesPerEventPerNode: Math.round(
         (after.inBytes + after.outBytes - before.inBytes - before.outBytes) / events / n,
       ),
-      // both include the floor's ping (1 in) and pong (1 out) per event
+      // the events' own traffic per node-event (the phases as for the CPU below): messages and
+      // bytes into and out of one applier's connection for one event
+      applierTrafficPerNodeEvent: Object.fromEntries(
+        Object.entries(phaseTraffic).map(([k, v]) => [
+          k,
+          Object.fromEntries(Object.entries(v).map(([part, x]) => [part, x / events / n])),
+        ]),
+      ),
+      // the three below include the floor's ping (1 in) and pong (1 out) per event
       applierInMsgsPerEventPerNode: (after.inMsgs - before.inMsgs) / events / n,
       applierOutMsgsPerEventPerNode: (after.outMsgs - before.outMsgs) / events / n,
       // CPU of the appliers' processes during the events (also answering the floor's pings)
@@ -389,12 +410,12 @@ for (const n of nodeCounts) {
 }
 const f = (x: number) => x.toFixed(1);
 console.log(
-  '| appliers | floor p50 / p99 / max (ms) | fan-out p50 / p99 / max (ms) | ratio p50 / p99 / max | published B/event | applier B/event/node |',
+  '| appliers | floor p50 / p99 / max (ms) | fan-out p50 / p99 / max (ms) | ratio p50 / p99 / max | published B/event | applier B/event/node (events alone) |',
 );
 console.log('|---|---|---|---|---|---|');
 for (const r of results as any[]) {
   console.log(
-    `| ${r.nodes} | ${f(r.floorMs.p50)} / ${f(r.floorMs.p99)} / ${f(r.floorMs.max)} | ${f(r.fanoutMs.p50)} / ${f(r.fanoutMs.p99)} / ${f(r.fanoutMs.max)} | ${r.ratio.p50.toFixed(2)} / ${r.ratio.p99.toFixed(2)} / ${r.ratio.max.toFixed(2)} | ${r.publishedBytesPerEvent} | ${r.applierBytesPerEventPerNode} |`,
+    `| ${r.nodes} | ${f(r.floorMs.p50)} / ${f(r.floorMs.p99)} / ${f(r.floorMs.max)} | ${f(r.fanoutMs.p50)} / ${f(r.fanoutMs.p99)} / ${f(r.fanoutMs.max)} | ${r.ratio.p50.toFixed(2)} / ${r.ratio.p99.toFixed(2)} / ${r.ratio.max.toFixed(2)} | ${r.publishedBytesPerEvent} | ${Math.round(r.applierTrafficPerNodeEvent.fanout.inBytes + r.applierTrafficPerNodeEvent.fanout.outBytes)} |`,
   );
 }
 console.log("\nCPU per event per node (ms), floor ping vs event: appliers' processes, nats-server, planner side");
