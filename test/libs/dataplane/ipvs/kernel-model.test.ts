@@ -158,15 +158,21 @@ describe('KernelModel', () => {
   });
 });
 
+/** An IPVS dataplane over the kernel's test double, its record in memory. */
+function dataplaneOverTheTestKernel() {
+  const kernel = new FakeIpvsKernel();
+  const dp = new IpvsDataplane({
+    kernel,
+    store: new MemoryOwnershipStore(),
+    kernelRelease: '6.1.0',
+    registry: new Registry(),
+  });
+  return { kernel, dp };
+}
+
 describe('IpvsDataplane over frozen states', () => {
   it('incremental cycles leave the applied states untouched (the model shares their objects)', async () => {
-    const kernel = new FakeIpvsKernel();
-    const dp = new IpvsDataplane({
-      kernel,
-      store: new MemoryOwnershipStore(),
-      kernelRelease: '6.1.0',
-      registry: new Registry(),
-    });
+    const { kernel, dp } = dataplaneOverTheTestKernel();
     const svc = (i: number, reals: [string, number][]) => vs(`10.96.0.${i}`, 80, reals, { protocol: 'UDP' });
     const states = [
       nodeState([svc(1, [['10.244.1.1', 80]]), svc(2, [['10.244.1.2', 80]])]),
@@ -318,13 +324,7 @@ describe('KernelModel: a service of thousands of real servers (indexed once a ch
   });
 
   it('through the dataplane: incremental changes to an indexed service leave the kernel as desired (a resync writes nothing)', async () => {
-    const kernel = new FakeIpvsKernel();
-    const dp = new IpvsDataplane({
-      kernel,
-      store: new MemoryOwnershipStore(),
-      kernelRelease: '6.1.0',
-      registry: new Registry(),
-    });
+    const { kernel, dp } = dataplaneOverTheTestKernel();
     // UDP: a removed real server goes at once (no drain left for the resync to end)
     let current = nodeState([{ ...large(N), protocol: 'UDP' }]);
     expect(await dp.apply(current)).toMatchObject({ verified: true });
