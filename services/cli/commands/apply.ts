@@ -17,6 +17,7 @@ import { inputDir, inputFile } from '../flag-values.ts';
 import { refuseModeFlags } from '../flag-rules.ts';
 import { ipvsRateEstimation, ipvsRateEstimationOption } from '../ipvs-rate-estimation.ts';
 import { requireKnownNode } from '../known-node.ts';
+import { refuseEmptyApply } from '../empty-manifests.ts';
 import { loadProxyConfig } from '../load-proxy-config.ts';
 import { settingsIgnoredByMode } from '../../../libs/model/index.ts';
 import type { SetExit } from './index.ts';
@@ -35,6 +36,7 @@ interface ApplyOpts {
   takeOverKubeProxy?: boolean;
   nftBackend: NftBackend;
   ipvsRateEstimation: 'on' | 'off' | 'keep';
+  allowEmpty?: boolean;
 }
 
 /** `switchboard apply --once`: manifests → render → the same applyNodeState path the NATS applier uses. */
@@ -65,6 +67,7 @@ export function registerApply(program: Command, setExit: SetExit): void {
     )
     .addOption(maxManifestBytesOption())
     .addOption(ipvsRateEstimationOption())
+    .option('--allow-empty', 'apply a directory with no Service (removes every service this host proxies)')
     .option(
       '--take-over-kube-proxy',
       "after our state is programmed and verified, remove kube-proxy's (nftables mode: its ip/ip6 kube-proxy tables)",
@@ -83,6 +86,7 @@ export function registerApply(program: Command, setExit: SetExit): void {
       const cluster = ClusterState.fromObjects(objects);
       requireKnownNode(cluster.data, o.node, o.manifests); // before the kernel is touched
       for (const r of rejected) process.stderr.write(`rejected ${r.ref} (${r.source}): ${r.reason}\n`);
+      refuseEmptyApply(o.manifests, cluster.data.serviceCount, rejected.length, !!o.allowEmpty); // likewise
       const state = renderNodeState(cluster.data, o.node, config);
       const renderMs = performance.now() - t0;
       // one process programs a node (node-lock.ts): refused while its applier runs

@@ -14,6 +14,7 @@ import { loadProxyConfig } from '../load-proxy-config.ts';
 import { UsageError } from '../cli-errors.ts';
 import { inputDir, inputFile } from '../flag-values.ts';
 import { requireKnownNode } from '../known-node.ts';
+import { emptyManifestsSentence } from '../empty-manifests.ts';
 import type { SetExit } from './index.ts';
 import { renderNftRuleset } from '../../../libs/dataplane/index.ts';
 
@@ -77,6 +78,8 @@ export function registerPlan(program: Command, setExit: SetExit): void {
         const all = [...rejected, ...vipConflicts(state.data, config)];
         for (const r of all) process.stderr.write(`rejected ${r.ref} (${r.source}): ${r.reason}\n`);
         for (const note of planNotes(config, o.format)) process.stderr.write(`note: ${note}\n`);
+        const empty = emptyManifestsSentence(o.manifests, state.data.serviceCount, rejected.length);
+        if (empty) process.stderr.write(`note: ${empty}: the plan is empty\n`);
         process.stdout.write(format(renderNodeState(state.data, o.node, config), config));
         setExit(o.strict && all.length > 0 ? 1 : 0);
       },

@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -111,5 +112,46 @@ describe.skipIf(caps.ipvs)('switchboard apply --once --mode auto (no IPVS here) 
       /^switchboard: --node node-typo: no Node of that name in examples\/demo \(nodes: node-a, node-b, node-c\)\n$/,
     );
     expect(await list()).toBe(before);
+  });
+
+  it('refuses a directory with no Service (exit 2) and leaves the table; --allow-empty empties it', async () => {
+    const list = async () =>
+      (await run('ip', ['netns', 'exec', ns, 'nft', 'list', 'table', 'inet', 'switchboard'])).stdout;
+    const empty = `/tmp/${ns}-empty`;
+    const allRejected = `/tmp/${ns}-rejected`;
+    mkdirSync(empty, { recursive: true });
+    mkdirSync(allRejected, { recursive: true });
+    // a Service without its name: rejected alone, so the directory yields nothing
+    writeFileSync(`${allRejected}/svc.yaml`, 'apiVersion: v1\nkind: Service\nmetadata: {}\nspec: {}\n');
+    const applyFrom = (dir: string, ...extra: string[]) =>
+      run('ip', [
+        ...['netns', 'exec', ns, path.resolve('bin/switchboard'), 'apply', '--manifests', dir, '--node', 'node-a'],
+        ...['--mode', 'nftables', '--once', '--json', '--state-dir', `/tmp/${ns}`, ...extra],
+      ]).then(
+        (r) => ({ code: 0, stdout: r.stdout, stderr: r.stderr }),
+        (e: { code: number; stderr: string; stdout: string }) => e,
+      );
+    try {
+      await apply('--mode', 'nftables');
+      const before = await list();
+      expect(before).toContain('31000');
+      const refused = await applyFrom(empty);
+      expect(refused).toMatchObject({ code: 2, stdout: '' });
+      expect(refused.stderr).toBe(
+        `switchboard: no Service in ${empty}: applying it would remove every service this host proxies; pass --allow-empty to mean that (switchboard cleanup removes everything Switchboard programmed)\n`,
+      );
+      const rejected = await applyFrom(allRejected);
+      expect(rejected).toMatchObject({ code: 2, stdout: '' });
+      expect(rejected.stderr).toMatch(/^rejected .*svc\.yaml.*\n/);
+      expect(rejected.stderr).toMatch(new RegExp(`^switchboard: no Service in ${allRejected} \\(1 rejected\\): `, 'm'));
+      expect(await list()).toBe(before);
+      const emptied = await applyFrom(empty, '--allow-empty');
+      expect(emptied.code).toBe(0);
+      expect(JSON.parse(emptied.stdout)).toMatchObject({ virtualServers: 0, verified: true });
+      expect(await list()).not.toContain('31000');
+    } finally {
+      rmSync(empty, { recursive: true, force: true });
+      rmSync(allRejected, { recursive: true, force: true });
+    }
   });
 });

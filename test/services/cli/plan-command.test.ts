@@ -39,6 +39,16 @@ async function sb(...args: string[]): Promise<{ code: number; stdout: string; st
 }
 
 describe('switchboard plan', () => {
+  it('says on stderr when the directory yields no Service (an empty plan, exit 0)', async () => {
+    const empty = mkdtempSync(path.join(tmpdir(), 'sb-plan-empty-'));
+    try {
+      const r = await sb('plan', '--manifests', empty, '--node', 'node-a', '--format', 'ipvsadm');
+      expect(r).toEqual({ code: 0, stdout: '', stderr: `note: no Service in ${empty}: the plan is empty\n` });
+    } finally {
+      rmSync(empty, { recursive: true, force: true });
+    }
+  });
+
   it('prints ipvsadm -Sn lines and lists rejected objects on stderr (exit 0 without --strict)', async () => {
     const r = await sb('plan', '--manifests', dir, '--node', 'node-a', '--format', 'ipvsadm');
     expect(r.code).toBe(0);
