@@ -1,5 +1,6 @@
 import { InvalidArgumentError } from 'commander';
 import { accessSync, constants, statSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { UsageError } from './cli-errors.ts';
 import { parseWaves } from '../../libs/control/parse-waves.ts'; // not the barrel: ctl must not load libs/model's schemas (zod)
 
@@ -151,6 +152,58 @@ export function inputFileAs(read: (file: string) => unknown): (v: string) => str
   };
 }
 export const inputDir = (v: string): string => inputPath(v, 'directory');
+
+/**
+ * A file the command writes, and creates when it is missing (planner --db, db migrate --db, db
+ * backup OUT): an empty path, a missing or unwritable directory, or something there that is not a
+ * regular file is a usage error naming the flag, before anything is made beside it (the log's lock
+ * file). A FIFO given to --db blocked SQLite's open for ever, silently, after the lock was taken.
+ */
+export function creatableFile(v: string): string {
+  if (v === '') throw new InvalidArgumentError('an empty path.');
+  let exists = true;
+  try {
+    const st = statSync(v);
+    if (st.isDirectory()) throw new InvalidArgumentError('a directory, not a file.');
+    if (!st.isFile()) throw new InvalidArgumentError('not a regular file (a FIFO, socket or device).');
+  } catch (e) {
+    if (e instanceof InvalidArgumentError) throw e;
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code !== 'ENOENT') throw new InvalidArgumentError(`cannot reach it (${code ?? (e as Error).message}).`);
+    exists = false;
+  }
+  const dir = dirname(v);
+  try {
+    if (!statSync(dir).isDirectory()) throw new InvalidArgumentError(`${dir} is not a directory.`);
+  } catch (e) {
+    if (e instanceof InvalidArgumentError) throw e;
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new InvalidArgumentError(
+      code === 'ENOENT' || code === 'ENOTDIR' ? `no such directory ${dir}.` : `cannot reach ${dir} (${code}).`,
+    );
+  }
+  // the log's lock and journal files go beside it: its directory must take new files either way
+  for (const [path, what] of [...(exists ? [[v, 'it']] : []), [dir, dir]] as [string, string][]) {
+    try {
+      accessSync(path, constants.W_OK);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      throw new InvalidArgumentError(
+        `cannot write ${what} (${code === 'EROFS' ? 'a read-only file system' : (code ?? (e as Error).message)}).`,
+      );
+    }
+  }
+  return v;
+}
+
+/** creatableFile for a flag or argument checked in the action (`db migrate --db`, `db backup OUT`). */
+export function requireCreatableFile(flag: string, v: string): void {
+  try {
+    creatableFile(v);
+  } catch (e) {
+    throw new UsageError(`${flag} ${v === '' ? '""' : v}: ${(e as Error).message.replace(/\.$/, '')}`);
+  }
+}
 
 /** inputFile for a flag whose need depends on the subcommand (`db migrate` creates its --db). */
 export function requireInputFile(flag: string, v: string): void {

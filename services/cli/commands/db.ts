@@ -23,7 +23,7 @@ import {
 import { canonicalJson } from '../../../libs/model/index.ts';
 import { UsageError } from '../cli-errors.ts';
 import { refuseFlags } from '../flag-rules.ts';
-import { requireInputFile } from '../flag-values.ts';
+import { requireCreatableFile, requireInputFile } from '../flag-values.ts';
 import type { SetExit } from './index.ts';
 
 interface DbOptions {
@@ -96,8 +96,12 @@ export function registerDb(program: Command, setExit: SetExit): void {
             `db compact: --before-version must be a positive version number, got ${JSON.stringify(o.beforeVersion)}`,
           );
       }
-      // every action but migrate (which makes the file) reads a log that must be there
+      // every action but migrate (which makes the file) reads a log that must be there; migrate and
+      // compact write it and backup writes OUT: where they write must take files (one line, exit 2,
+      // before the log's lock file is made beside it)
       if (action !== 'migrate') requireInputFile('--db', o.db);
+      if (action === 'migrate' || action === 'compact') requireCreatableFile('--db', o.db);
+      if (action === 'backup') requireCreatableFile('db backup OUT', out!);
       // compact and migrate write the log: they take its writer lock, so a running planner's file is
       // refused (exit 1, naming the holder) rather than compacted or migrated under it (review2 L1).
       const writes = action === 'compact' || action === 'migrate';

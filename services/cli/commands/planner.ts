@@ -11,7 +11,7 @@ import {
   ReplicasRefused,
 } from '../../../libs/bus/index.ts';
 import { readTokenFile } from '../../planner/bearer-auth.ts';
-import { inputFile, inputFileAs, parseDuration, serverUrl } from '../flag-values.ts';
+import { creatableFile, inputFile, inputFileAs, parseDuration, serverUrl } from '../flag-values.ts';
 import { UsageError } from '../cli-errors.ts';
 import { refuseFlags } from '../flag-rules.ts';
 import { checkOpenApi, parseListenAddress } from '../../planner/listen-address.ts';
@@ -61,7 +61,7 @@ export function registerPlanner(program: Command, setExit: SetExit): void {
       '--accept-truncation',
       "follow the group's log stream though it was made again (NATS lost its store) and holds less than this file: drop the rows beyond it (recorded in replication_truncations)",
     )
-    .requiredOption('--db <file>', 'SQLite event log')
+    .requiredOption('--db <file>', 'SQLite event log (created when missing)', creatableFile)
     .option('--http <addr>', 'HTTP API address (host:port)', '127.0.0.1:9440')
     .option(
       '--advertise-url <url>',

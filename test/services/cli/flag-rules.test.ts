@@ -1,5 +1,5 @@
 import { execFile, execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -261,5 +261,34 @@ describe('a FIFO given as a file flag is a usage error, not a hang (probe10 H10)
     // it has no exit code), so a hang fails the test instead of stopping the suite. In parallel: time.
     const runs = await Promise.all(cases.map(([args]) => sbWithin(args, 20_000)));
     for (const [i, [args, line]] of cases.entries()) expectUsage(runs[i]!, line, args.join(' '));
+  });
+
+  it('a file the command creates (planner and db migrate --db, db backup OUT): a FIFO, an empty path or a missing directory is refused before any lock file', {
+    timeout: 40_000,
+  }, async () => {
+    const here = mkdtempSync(path.join(dir, 'created-'));
+    const fifo = path.join(here, 'log.db');
+    execFileSync('mkfifo', [fifo]);
+    const log = path.join(dir, 'created-log.db');
+    expect((await sb(['db', 'migrate', '--db', log])).code).toBe(0);
+    const nats = ['--nats', 'nats://127.0.0.1:1'];
+    const gone = path.join(here, 'no-dir', 'x.db');
+    const cases: [string[], RegExp][] = [
+      [
+        ['db', 'migrate', '--db', fifo],
+        /^switchboard: --db \S+log\.db: not a regular file \(a FIFO, socket or device\)\n$/,
+      ],
+      [['planner', '--manifests', manifests, ...nats, '--db', fifo], /'--db <file>' argument .* not a regular file/],
+      [['db', 'migrate', '--db', ''], /^switchboard: --db "": an empty path\n$/],
+      [['db', 'migrate', '--db', gone], /^switchboard: --db \S+: no such directory \S+no-dir\n$/],
+      [['planner', '--manifests', manifests, ...nats, '--db', gone], /'--db <file>' argument .* no such directory/],
+      [['db', 'migrate', '--db', here], /^switchboard: --db \S+: a directory, not a file\n$/],
+      [['db', 'backup', '--db', log, gone], /^switchboard: db backup OUT \S+: no such directory \S+no-dir\n$/],
+      [['db', 'compact', '--db', fifo, '--before-version', '2'], /--db \S+: not a regular file/],
+    ];
+    const runs = await Promise.all(cases.map(([args]) => sbWithin(args, 20_000)));
+    for (const [i, [args, line]] of cases.entries()) expectUsage(runs[i]!, line, args.join(' '));
+    // nothing was made beside any of them (the hang left FILE.lock, -journal and .holder behind)
+    expect(readdirSync(here)).toEqual(['log.db']);
   });
 });

@@ -106,7 +106,7 @@ describe('flag values of the long-running commands are checked before they conne
       '--nats',
       'nats://127.0.0.1:1',
       '--db',
-      '/nonexistent/p.db',
+      path.join(tmpdir(), `sb-flag-values-${process.pid}.db`), // never made: each case fails before it
     ];
     const cases: [string[], string][] = [
       [
