@@ -27,7 +27,7 @@ export {
 } from './replay.ts';
 export { GENESIS_HASH, chainHash } from './row-chain.ts';
 export { APPLICATION_ID, LOG_SCHEMA_VERSION, type SchemaStatus } from './open-database.ts';
-export { verifyLog, type VerifyReport, type VerifyProblem } from './verify-log.ts';
+export { STORAGE, verifyLog, type VerifyReport, type VerifyProblem } from './verify-log.ts';
 export { CLOCK_STEP_BOUND_MS, placeInTime, StepSpan } from './stamp-order.ts';
 export {
   compactLog,

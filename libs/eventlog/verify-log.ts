@@ -8,7 +8,7 @@ import { CHAIN_NAMES, CHAINS, chainHash, linkFields, type ChainName } from './ro
 import { databaseOf } from './database-handle.ts';
 
 export interface VerifyProblem {
-  /** Table (a chain name, 'checkpoints' or 'replay'). */
+  /** Table (a chain name, 'checkpoints' or 'replay'), or STORAGE: the file's pages themselves. */
   readonly table: string;
   /** The first bad row's id (seq, version, revision, id). */
   readonly row: number;
@@ -22,8 +22,41 @@ export interface VerifyReport {
   readonly rowsChecked: Readonly<Record<string, number>>;
 }
 
+/** VerifyProblem.table of damage SQLite's own check finds in the file (its row: 0, no row). */
+export const STORAGE = 'storage';
+
 /**
- * Checks every hash chain from its anchor to its recorded head: a row edited (its hash no longer
+ * SQLite's own check of the file's pages: `quick_check` (every b-tree page and record is
+ * well-formed), with `deep` `integrity_check` (also every index agrees with its table). The chains
+ * below read only the tables' rows, so a damaged index page (a disk's bad sector, a torn copy)
+ * passed them, and `db verify` said ok of a file `db backup` then refused as malformed.
+ */
+function storageProblem(log: EventLog, deep: boolean): VerifyProblem | undefined {
+  const check = deep ? 'integrity_check' : 'quick_check';
+  let found: string[];
+  try {
+    const rows = databaseOf(log).pragma(`${check}(20)`) as Record<string, unknown>[];
+    // one line each: SQLite heads a report with "*** in database main ***" and a line break
+    found = rows.map((r) =>
+      String(Object.values(r)[0])
+        .replace(/^\*\*\* in database \w+ \*\*\*\s*/, '')
+        .replace(/\s*\n\s*/g, '; '),
+    );
+  } catch (e) {
+    found = [(e as Error).message];
+  }
+  if (found.length === 1 && found[0] === 'ok') return undefined;
+  const more = found.length > 1 ? ` (and ${found.length - 1} more${found.length >= 20 ? ' at least' : ''})` : '';
+  return {
+    table: STORAGE,
+    row: 0,
+    problem: `SQLite's ${check}: ${found[0]}${more}: the file is damaged; restore it from a backup (docs/eventlog.md)`,
+  };
+}
+
+/**
+ * Checks the file's pages first (SQLite's own check: a damaged file is reported as that alone,
+ * its rows unread), then every hash chain from its anchor to its recorded head: a row edited (its hash no longer
  * matches), deleted (a gap in the ids, or a head past the last row) or inserted (rows past the
  * head, or a link that does not follow) is named by table and id. Checkpoints are checked against
  * their own hash and, with `deep`, rebuilt and compared with their data hash; `deep` also replays
@@ -32,6 +65,8 @@ export interface VerifyReport {
 export function verifyLog(log: EventLog, opts: { deep?: boolean } = {}): VerifyReport {
   const problems: VerifyProblem[] = [];
   const rowsChecked: Record<string, number> = {};
+  const damaged = storageProblem(log, opts.deep === true);
+  if (damaged) return { ok: false, problems: [damaged], rowsChecked };
   for (const chain of CHAIN_NAMES) {
     const { problem, rows } = verifyChain(log, chain);
     rowsChecked[chain] = rows;

@@ -18,6 +18,7 @@ import {
   logStorage,
   replayableFrom,
   retentionStatus,
+  STORAGE,
   verifyLog,
 } from '../../../libs/eventlog/index.ts';
 import { canonicalJson } from '../../../libs/model/index.ts';
@@ -176,8 +177,9 @@ export function registerDb(program: Command, setExit: SetExit): void {
             }
             if (!r.ok) {
               const p = r.problems[0]!;
+              const where = p.table === STORAGE ? STORAGE : `${p.table} row ${p.row}`;
               process.stderr.write(
-                `switchboard: db verify: ${p.table} row ${p.row}: ${p.problem}${r.problems.length > 1 ? ` (and ${r.problems.length - 1} more tables)` : ''}\n`,
+                `switchboard: db verify: ${where}: ${p.problem}${r.problems.length > 1 ? ` (and ${r.problems.length - 1} more tables)` : ''}\n`,
               );
               setExit(1);
               return;

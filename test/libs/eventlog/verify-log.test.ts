@@ -1,6 +1,7 @@
 import Database from 'better-sqlite3';
+import { closeSync, openSync, writeSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
-import { verifyLog } from '../../../libs/eventlog/index.ts';
+import { STORAGE, verifyLog } from '../../../libs/eventlog/index.ts';
 import { driveDataAxis, randomHistory } from './support/random-history.ts';
 import { openLog, steppingClock, tempDir } from './support/temp-log.ts';
 import { databaseOf } from '../../../libs/eventlog/database-handle.ts'; // reaching inside on purpose
@@ -138,5 +139,31 @@ describe('verifyLog', () => {
     expect((await verify(file)).ok).toBe(true);
     const deep = await verify(file, true);
     expect(deep.problems[0]).toMatchObject({ table: 'replay', row: 3 });
+  });
+  it('reports a damaged page of an index, which no chain reads: SQLite quick_check, integrity_check when deep', async () => {
+    const file = await makeLog();
+    const db = new Database(file, { readonly: true });
+    const pageSize = db.pragma('page_size', { simple: true }) as number;
+    const { rootpage } = db
+      .prepare(`SELECT rootpage FROM sqlite_master WHERE type = 'index' AND tbl_name = 'acks' ORDER BY name LIMIT 1`)
+      .get() as { rootpage: number };
+    db.close();
+    expect((await verify(file)).ok).toBe(true);
+    // a bad sector over the index's root page: its header and cells become garbage
+    const fd = openSync(file, 'r+');
+    writeSync(fd, Buffer.alloc(pageSize, 0xa5), 0, pageSize, (rootpage - 1) * pageSize);
+    closeSync(fd);
+    for (const deep of [false, true]) {
+      const r = await verify(file, deep);
+      expect(r.ok).toBe(false);
+      expect(r.problems).toHaveLength(1);
+      expect(r.problems[0]).toMatchObject({ table: STORAGE, row: 0 });
+      expect(r.problems[0]!.problem).not.toContain('\n'); // the CLI's one line
+      expect(r.problems[0]!.problem).toMatch(
+        new RegExp(
+          `^SQLite's ${deep ? 'integrity_check' : 'quick_check'}: .+: the file is damaged; restore it from a backup`,
+        ),
+      );
+    }
   });
 });
