@@ -16,6 +16,17 @@ export function positiveInt(v: string): number {
   return n;
 }
 
+/**
+ * A whole number written as one (digits only: no sign, spaces, `0x2`, `1e0` or empty text, which
+ * Number() reads as 2, 1 and 0) of at least `min` and exactly representable, or undefined. For
+ * values checked in a command's action (`replay --to-version`, `audit diff A B`).
+ */
+export function wholeNumberOf(v: string, min: number): number | undefined {
+  if (!/^[0-9]+$/.test(v)) return undefined;
+  const n = Number(v);
+  return Number.isSafeInteger(n) && n >= min ? n : undefined;
+}
+
 /** An http(s) URL with a host: `127.0.0.1:9440` (no scheme) is refused rather than guessed. */
 export function serverUrl(v: string): string {
   let u: URL;

@@ -15,7 +15,7 @@ import {
 import { canonicalJson, operationOutcome } from '../../../libs/model/index.ts';
 import { UsageError } from '../cli-errors.ts';
 import { refuseFlags } from '../flag-rules.ts';
-import { inputFile, parseTime, time } from '../flag-values.ts';
+import { inputFile, parseTime, time, wholeNumberOf } from '../flag-values.ts';
 import { addOutputOptions, emit, outputFormat, table, type OutputFlags } from '../output.ts';
 import type { SetExit } from './index.ts';
 
@@ -29,8 +29,11 @@ interface AuditOptions extends OutputFlags {
 const QUERIES = 'service NS/NAME | node NAME [--at TIME] | ops | diff A B | behind [--all] | churn [--since TIME]';
 
 function version(v: string, what: string): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 1) throw new UsageError(`audit diff: ${what} must be a version number, got ${v}`);
+  const n = wholeNumberOf(v, 1);
+  if (n === undefined)
+    throw new UsageError(
+      `audit diff: ${what} must be a version number (a whole number; versions start at 1), got ${JSON.stringify(v)}`,
+    );
   return n;
 }
 
@@ -52,10 +55,11 @@ function skewNote(ms: number | undefined): string {
 const LIFECYCLE_SHOWN = 10;
 
 /** The Node's lifecycle lines of `audit node` (probe20 P20-7), newest last. */
-function lifecycleText(entries: readonly NodeLifecycleEntry[], oldestSeq: number): string {
+function lifecycleText(entries: readonly NodeLifecycleEntry[], oldestSeq: number, upTo?: string): string {
   // a log compacted away its oldest events (db compact, retention): what it no longer holds is not "never"
   const cut = oldestSeq > 1 ? ` (events before seq ${oldestSeq} were compacted away)` : '';
-  if (entries.length === 0) return `Node object: no event of this name in the log${cut}\n`;
+  if (entries.length === 0)
+    return `Node object: no event of this name in the log${upTo === undefined ? '' : ` up to ${upTo}`}${cut}\n`;
   const hidden = entries.length - LIFECYCLE_SHOWN;
   return (
     `Node object (${entries.length} change(s) in the log${hidden > 0 ? `, the newest ${LIFECYCLE_SHOWN} shown; -o json lists all` : ''}):\n` +
@@ -129,6 +133,9 @@ export function registerAudit(program: Command, setExit: SetExit): void {
     // churn counts from --since until now: a time to come is a range backwards
     if (o.since !== undefined && Date.parse(o.since) > Date.now())
       throw new UsageError(`--since ${o.since} is in the future: churn counts the events received from then until now`);
+    // node --at reads what the log held then: a time to come has no answer yet (it read as today's)
+    if (o.at !== undefined && Date.parse(o.at) > Date.now())
+      throw new UsageError(`--at ${o.at} is in the future: audit node answers for a time the log has reached`);
     const format = outputFormat(o);
     const log = await EventLog.open({ file: o.db, readOnly: true });
     try {
@@ -207,7 +214,7 @@ export function registerAudit(program: Command, setExit: SetExit): void {
                   (r.nacksSince ? `${r.nacksSince} NACK(s) since\n` : '') +
                   `services (${r.services.length}): ${r.services.join(' ')}\n` +
                   (r.clockStep ? `UNCERTAIN: ${r.clockStep}\n` : '') +
-                  gone) + lifecycleText(lifecycle, log.oldestSeq()),
+                  gone) + lifecycleText(lifecycle, log.oldestSeq(), o.at === undefined ? undefined : r.at),
         );
       } else if (query === 'ops') {
         // outcome: accepted, or refused (CODE): why (probe11 K5; the refusal is in params.refused)

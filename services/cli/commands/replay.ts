@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { EventLog, readingRevisionAtSeq, rebuildAtSeq, replayAt, replayVersion } from '../../../libs/eventlog/index.ts';
 import { canonicalJson } from '../../../libs/model/index.ts';
 import { UsageError } from '../cli-errors.ts';
-import { inputFile, time } from '../flag-values.ts';
+import { inputFile, time, wholeNumberOf } from '../flag-values.ts';
 import type { SetExit } from './index.ts';
 
 interface ReplayOptions {
@@ -14,9 +14,14 @@ interface ReplayOptions {
   sequential?: boolean;
 }
 
-function count(v: string, flag: string): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 0) throw new UsageError(`${flag} must be a non-negative integer, got ${v}`);
+/** --to-version (a version: from 1) and --to-seq (an event seq: from 0, the state before the first). */
+function count(v: string, flag: '--to-version' | '--to-seq'): number {
+  const min = flag === '--to-version' ? 1 : 0;
+  const n = wholeNumberOf(v, min);
+  if (n === undefined)
+    throw new UsageError(
+      `${flag} must be ${flag === '--to-version' ? 'a version number (a whole number; versions start at 1)' : 'an event seq (a whole number from 0)'}, got ${JSON.stringify(v)}`,
+    );
   return n;
 }
 
@@ -39,8 +44,8 @@ export function registerReplay(program: Command, setExit: SetExit): void {
       const chosen = [o.toVersion, o.toSeq, o.at].filter((x) => x !== undefined).length;
       if (chosen > 1) throw new UsageError('replay: give at most one of --to-version, --to-seq, --at');
       // Flag values before the file: a usage error must not depend on what the log holds.
-      if (o.toVersion !== undefined && count(o.toVersion, '--to-version') === 0)
-        throw new UsageError('--to-version must be a positive integer (versions start at 1), got 0');
+      if (o.toVersion !== undefined) count(o.toVersion, '--to-version');
+      if (o.toSeq !== undefined) count(o.toSeq, '--to-seq');
       const log = await EventLog.open({ file: o.db, readOnly: true });
       try {
         const opts = { sequential: o.sequential };

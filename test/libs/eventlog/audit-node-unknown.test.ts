@@ -95,7 +95,7 @@ describe('audit node --at with no data for that time (probe8 C2)', () => {
     log.close();
 
     expect(await auditNode(file, 'n1', plus(90_000))).toBe(
-      `node n1 at ${plus(90_000)}: unknown: the reports up to row 1 were compacted (db compact, retention): n1's ACKs from before may be what it ran\nNode object: no event of this name in the log\n`,
+      `node n1 at ${plus(90_000)}: unknown: the reports up to row 1 were compacted (db compact, retention): n1's ACKs from before may be what it ran\nNode object: no event of this name in the log up to ${plus(90_000)}\n`,
     );
     expect(await auditNode(file, 'n2', plus(200_000))).toMatch(/^node n2 at .*: version 2 /);
   });

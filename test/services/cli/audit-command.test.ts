@@ -89,7 +89,7 @@ describe('audit output', () => {
     const local = await sbIn(['audit', '--db', db, 'node', 'node-1', '--at', '2026-11-30 14:02']);
     expect(local.stdout).toBe(
       // the log holds operations but no version and no report: what the node ran is unknown (probe8 C2)
-      `node node-1 at ${new Date(2026, 10, 30, 14, 2).toISOString()}: unknown: the log holds no version and no node report yet\nNode object: no event of this name in the log\n`,
+      `node node-1 at ${new Date(2026, 10, 30, 14, 2).toISOString()}: unknown: the log holds no version and no node report yet\nNode object: no event of this name in the log up to ${new Date(2026, 10, 30, 14, 2).toISOString()}\n`,
     );
     for (const bad of ['19:46', 'yesterday', '2026-02-31 10:00', '10 m']) {
       const u = await sbIn(['audit', '--db', db, 'node', 'node-1', '--at', bad]);

@@ -159,7 +159,7 @@ describe('a flag that does not apply is a usage error naming it and why', () => 
 });
 
 describe('a range given backwards is a usage error', () => {
-  it('ctl versions --from after --to; audit churn --since in the future', async () => {
+  it('ctl versions --from after --to; audit churn --since and node --at in the future', async () => {
     expectUsage(
       await sbIn([...CTL, 'versions', '--from', '9', '--to', '3']),
       /^switchboard: --from 9 is after --to 3: the range is backwards \(swap them\)\n$/,
@@ -173,6 +173,12 @@ describe('a range given backwards is a usage error', () => {
       'churn',
     );
     expect((await sbIn(['audit', 'churn', '--db', db, '--since', '1h'])).code).toBe(0);
+    expectUsage(
+      await sbIn(['audit', 'node', 'n1', '--db', db, '--at', '2999-01-01T00:00:00Z']),
+      /^switchboard: --at 2999-01-01T00:00:00\.000Z is in the future: audit node answers for a time the log has reached\n$/,
+      'node --at',
+    );
+    expect((await sbIn(['audit', 'node', 'n1', '--db', db, '--at', '1h'])).code).toBe(0);
   });
 });
 

@@ -115,7 +115,24 @@ describe('flag values of the long-running commands are checked before they conne
       ],
       [
         ['replay', '--db', 'package.json', '--to-version', '0'], // checked before the file is opened
-        'switchboard: --to-version must be a positive integer (versions start at 1), got 0\n',
+        'switchboard: --to-version must be a version number (a whole number; versions start at 1), got "0"\n',
+      ],
+      // what Number() reads as a number is not one here: 0x2 was version 2, "" seq 0
+      ...['0x2', '1e0', '+2', ' 2', '-1', '9007199254740993'].map((v): [string[], string] => [
+        ['replay', '--db', 'package.json', '--to-version', v],
+        `switchboard: --to-version must be a version number (a whole number; versions start at 1), got ${JSON.stringify(v)}\n`,
+      ]),
+      [
+        ['replay', '--db', 'package.json', '--to-seq', ''],
+        'switchboard: --to-seq must be an event seq (a whole number from 0), got ""\n',
+      ],
+      [
+        ['audit', '--db', 'package.json', 'diff', '0x1', '1'],
+        'switchboard: audit diff: A must be a version number (a whole number; versions start at 1), got "0x1"\n',
+      ],
+      [
+        ['audit', '--db', 'package.json', 'diff', '1', '1e0'],
+        'switchboard: audit diff: B must be a version number (a whole number; versions start at 1), got "1e0"\n',
       ],
       [
         ['db', 'compact', '--db', '/nonexistent/log.db', '--before-version', 'abc'],
