@@ -301,7 +301,7 @@ export class DataAxis {
       delta,
       texts,
       hash: this.live.hash(),
-      reason: `${this.eventsSinceVersion} events`,
+      reason: `${this.eventsSinceVersion} event${this.eventsSinceVersion === 1 ? '' : 's'}`,
       isLive: true,
     });
   }

@@ -3,6 +3,7 @@ import { registerCommands } from './commands/index.ts';
 import { UsageError } from './cli-errors.ts';
 import { refuseRepeatedFlags } from './flag-rules.ts';
 import { printable } from './output.ts';
+import packageJson from '../../package.json' with { type: 'json' };
 
 /**
  * `switchboard` CLI. Exit codes: 0 ok, 1 failure, 2 usage error; errors go to stderr as one line.
@@ -10,10 +11,18 @@ import { printable } from './output.ts';
  */
 export async function main(argv: string[]): Promise<number> {
   const program = new Command('switchboard')
-    .description('Switchboard: versioned, audited Kubernetes service proxying (IPVS / nftables)')
+    .description(
+      'Switchboard: versioned, audited Kubernetes service proxying (IPVS / nftables); switchboard --version prints the release',
+    )
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(s) })
     .showHelpAfterError(false);
+  // The release, asked alone. Not a commander option: the program's options are read after a
+  // subcommand too, where `ctl pin --version 3` means a version of the log.
+  if (argv.length === 1 && argv[0] === '--version') {
+    process.stdout.write(`switchboard ${packageJson.version}\n`);
+    return 0;
+  }
   let code = 0;
   try {
     await registerCommands(

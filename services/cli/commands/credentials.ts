@@ -48,7 +48,7 @@ async function apiTokensIn(file: string): Promise<string> {
 export function registerCredentials(program: Command, setExit: SetExit): void {
   const cmd = program
     .command('credentials')
-    .description('per-node NATS credentials: init, mint, serve (issuer), fetch (node side)');
+    .description('per-node NATS credentials: init, rotate-readers-key, mint, serve (issuer), fetch (node side)');
 
   cmd
     .command('init')

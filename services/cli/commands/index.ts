@@ -34,7 +34,7 @@ export const commandModules: Record<string, { summary: string; load: () => Promi
     load: async () => (await import('./replay.ts')).registerReplay,
   },
   audit: {
-    summary: 'audit queries over the event log: service | node | ops | diff | behind',
+    summary: 'audit queries over the event log: service | node | ops | diff | behind | churn',
     load: async () => (await import('./audit.ts')).registerAudit,
   },
   cleanup: {
@@ -54,7 +54,7 @@ export const commandModules: Record<string, { summary: string; load: () => Promi
     load: async () => (await import('./completion.ts')).registerCompletion,
   },
   credentials: {
-    summary: 'per-node NATS credentials: init, mint, serve (issuer), fetch (node side)',
+    summary: 'per-node NATS credentials: init, rotate-readers-key, mint, serve (issuer), fetch (node side)',
     load: async () => (await import('./credentials.ts')).registerCredentials,
   },
 };

@@ -46,7 +46,9 @@ export function registerPlan(program: Command, setExit: SetExit): void {
     .option('--config <file>', 'proxy config (YAML/JSON)', inputFile)
     .option('--scheduler <name>', 'IPVS scheduler')
     .option('--nodeport-addresses <cidrs>', 'comma-separated CIDRs NodePorts are served on')
-    .addOption(new Option('--format <format>', 'output format').default('ipvsadm'))
+    .addOption(
+      new Option('--format <format>', `output format: ${Object.keys(planFormats).join(' | ')}`).default('ipvsadm'),
+    )
     .option('--strict', 'exit 1 when any object or VIP claim was rejected')
     .addOption(maxManifestBytesOption())
     .action(

@@ -187,7 +187,7 @@ describe('reading revisions', () => {
       expect(restarted.sync()).toBeUndefined(); // nothing changed, nothing to say
       restarted.ingest([service('later', '10.96.0.61', [{ name: 'http', port: 80 }])]);
       const next = restarted.sync()!.record;
-      expect(next.reason).toBe('1 events');
+      expect(next.reason).toBe('1 event');
       expect(next.readingRevision).toBe(4);
       expect(readings(restarted.publishedData())).toEqual(REVISION_2);
       for (const m of [...made, up, later, next])
