@@ -164,7 +164,7 @@ export function registerAudit(program: Command, setExit: SetExit): void {
         const now = h.at(-1)?.now;
         out(h, (wide) =>
           h.length === 0
-            ? `no events for service ${args[0]}\n`
+            ? `no events for service ${args[0]}${log.oldestSeq() > 1 ? ` (events before seq ${log.oldestSeq()} were compacted away)` : ''}\n`
             : table(
                 cols('SEQ', 'RECEIVED', 'KIND', 'TYPE', ['NAME', 40], 'RV', 'VERSION', ['ACKED BY', 50]),
                 h.flatMap((e) => [

@@ -206,7 +206,7 @@ export function registerDb(program: Command, setExit: SetExit): void {
             const from = replayableFrom(log);
             if (from !== undefined && from > 1)
               process.stderr.write(
-                `switchboard: db compact: versions before ${from} can no longer be rebuilt: should the versions stream lose them (NATS restarted without its store), the planner republishes from version ${from}, as a checkpoint\n`,
+                `note: db compact: versions before ${from} can no longer be rebuilt: should the versions stream lose them (NATS restarted without its store), the planner republishes from version ${from}, as a checkpoint\n`,
               );
             break;
           }
