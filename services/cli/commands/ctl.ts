@@ -73,7 +73,8 @@ export function registerCtl(program: Command, setExit: SetExit): void {
             ? `WARNING: ${(s.notInGroupLog as { why: string }).why}\n`
             : '') +
           retentionLine(s) +
-          groupLine(s);
+          groupLine(s) +
+          rejectedLines(s);
         // REASON says why a node has its word (the NACK's error for ERROR); -o wide adds the rest.
         const cols = [
           { header: 'NODE' },
@@ -357,4 +358,32 @@ export function warningLines(nodes: readonly Record<string, unknown>[]): string 
     for (const w of ws) out += `WARN ${String(n.node)}: ${String(w).replace(/\s*\n\s*/g, ' ')}\n`;
   }
   return out;
+}
+
+/**
+ * What the head's "rejected objects N" counts, the first few by name: a count alone sent the
+ * operator to -o json to learn which object was refused and why. /status lists two shapes: an
+ * object the planner's data refused (kind, namespace, name, the event seq) and a source's or a
+ * VIP claim's rejection (ref, source).
+ */
+function rejectedLines(s: Record<string, unknown>): string {
+  const shown = 3;
+  type Listed = {
+    ref?: string;
+    source?: string;
+    kind?: string;
+    namespace?: string;
+    name?: string;
+    seq?: number;
+    reason?: string;
+  };
+  const rejected = (Array.isArray(s.rejected) ? s.rejected : []) as Listed[];
+  const total = typeof s.rejectedTotal === 'number' ? s.rejectedTotal : rejected.length;
+  if (total === 0 || rejected.length === 0) return '';
+  const what = (r: Listed) =>
+    r.ref !== undefined
+      ? `${r.ref}${r.source ? ` (${r.source})` : ''}`
+      : `${r.kind ?? 'object'} ${r.namespace ? `${r.namespace}/` : ''}${r.name ?? '?'}${r.seq !== undefined ? ` (event seq ${r.seq})` : ''}`;
+  const lines = rejected.slice(0, shown).map((r) => `rejected ${what(r)}: ${r.reason ?? 'no reason given'}\n`);
+  return lines.join('') + (total > shown ? `… ${total - shown} more rejected (-o json lists them)\n` : '');
 }

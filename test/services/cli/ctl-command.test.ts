@@ -122,6 +122,22 @@ describe('ctl flag values are usage errors (exit 2, one line naming the flag)', 
 });
 
 describe('ctl against a real planner, nats-server and dry-run appliers', () => {
+  it('status names the first rejected objects and why, not only their count', async () => {
+    // four Services with an invalid clusterIP: each rejected alone (the count in the head line)
+    env.write('bad.yaml', ['b1', 'b2', 'b3', 'b4'].map((n) => svcYaml(n, '10.96.0.999')).join('---\n'));
+    await start();
+    const r = await ctl('status');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^version 1, config revision 1, rejected objects 4\n/);
+    const lines = r.stdout.split('\n').filter((l) => l.startsWith('rejected Service') || l.startsWith('… '));
+    expect(lines).toHaveLength(4);
+    for (const l of lines.slice(0, 3))
+      expect(l).toMatch(
+        /^rejected Service default\/b[1-4] \(event seq \d+\): spec\.clusterIPs\[0\]: invalid IP address "10\.96\.0\.999"$/,
+      );
+    expect(lines[3]).toBe('… 1 more rejected (-o json lists them)');
+  });
+
   it('waits for synced, prints tables, -o json|yaml|wide, sentences for operations, field diffs, config set and rollout --wait', async () => {
     await start();
     await startAppliers('node-1', 'node-2');
