@@ -125,7 +125,7 @@ async function trafficDuring(
 describe('migration from kube-proxy (nftables mode) and back, in a network namespace', () => {
   it("kube-proxy's tables serve before the switch (the starting point is real)", async () => {
     expect(await tables()).toEqual(['table inet foreign-fw', 'table ip kube-proxy', 'table ip6 kube-proxy']);
-    expect(Object.keys(tally(await lab.probe(client.ns, 'tcp', '10.96.0.10', 80, 10))).sort()).toEqual([
+    expect(Object.keys(tally(await lab.probe(client.ns, 'tcp', '10.96.0.10', 80, 30))).sort()).toEqual([
       'web-a',
       'web-b',
     ]);
@@ -161,7 +161,7 @@ describe('migration from kube-proxy (nftables mode) and back, in a network names
     // the Service kube-proxy had and we do not render is gone with its table
     expect(await lab.probe(client.ns, 'tcp', '10.96.0.99', 80, 2, 1000)).toEqual([null, null]);
     // served by ours: spread over both endpoints
-    expect(Object.keys(tally(await lab.probe(client.ns, 'tcp', '10.96.0.10', 80, 20))).sort()).toEqual([
+    expect(Object.keys(tally(await lab.probe(client.ns, 'tcp', '10.96.0.10', 80, 30))).sort()).toEqual([
       'web-a',
       'web-b',
     ]);
@@ -194,11 +194,11 @@ describe('migration from kube-proxy (nftables mode) and back, in a network names
     expect(await tables()).toEqual(['table inet foreign-fw']);
     expect(await lab.probe(client.ns, 'tcp', '10.96.0.10', 80, 2, 1000)).toEqual([null, null]); // nothing proxies now
     await inNs(lab.node, 'nft', ['-f', '-'], kubeProxyNftRuleset(kubeProxyServices()));
-    expect(Object.keys(tally(await lab.probe(client.ns, 'tcp', '10.96.0.10', 80, 10))).sort()).toEqual([
+    expect(Object.keys(tally(await lab.probe(client.ns, 'tcp', '10.96.0.10', 80, 30))).sort()).toEqual([
       'web-a',
       'web-b',
     ]);
-    expect(Object.keys(tally(await lab.probe(client.ns, 'tcp', client.nodeIp, 30080, 10))).sort()).toEqual([
+    expect(Object.keys(tally(await lab.probe(client.ns, 'tcp', client.nodeIp, 30080, 30))).sort()).toEqual([
       'web-a',
       'web-b',
     ]);

@@ -189,7 +189,7 @@ describe('NftablesDataplane in a network namespace', () => {
         ]),
       ),
     ).rejects.toThrow(/nft/);
-    expect(Object.keys(tally(await lab.probe(client.ns, 'tcp', '10.96.0.10', 80, 20))).sort()).toEqual([
+    expect(Object.keys(tally(await lab.probe(client.ns, 'tcp', '10.96.0.10', 80, 30))).sort()).toEqual([
       'web-a',
       'web-b',
     ]);
