@@ -181,6 +181,11 @@ export class EventLog {
     );
     this.now = now ?? (() => new Date());
     this.writes = new LogWrites(file, db, this.fileWatch, this.now);
+    // rows read or written inside a transaction that rolled back were never in the file
+    this.writes.afterRollback = () => {
+      this.configRevisions.clear();
+      this.recentEvents.clear();
+    };
     this.stmt = this.prepare(unwatched);
   }
 

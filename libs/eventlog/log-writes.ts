@@ -21,6 +21,12 @@ export interface SlowWrites {
 export class LogWrites {
   say = (line: string) => console.warn(line);
   slowWriteMs = 1000;
+  /**
+   * Runs after a write rolled back: what the log keeps in memory of rows it read or wrote inside
+   * the transaction must go with them (a config revision read back inside a refused operation's
+   * transaction stayed cached: a revision the file never held, rolled out to the fleet).
+   */
+  afterRollback: () => void = () => undefined;
   /** What makes writes fail now (disk full, out of file descriptors), said when it starts and ends. */
   private writeTrouble: string | undefined;
   private slow: SlowWrites = { count: 0, maxMs: 0, lastAt: null };
@@ -51,6 +57,7 @@ export class LogWrites {
     try {
       out = this.db.transaction(fn).immediate();
     } catch (e) {
+      this.afterRollback();
       const err = this.fileWatch.failed(e, `event log ${this.file}: ${context}`);
       const trouble = troubleOf(err);
       const fds = trouble === EMFILE ? fdUsage() : undefined;
