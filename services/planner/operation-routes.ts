@@ -64,6 +64,33 @@ const optFlag = (v: unknown, name: string): boolean => {
   return v === true;
 };
 
+const ROLLOUT_FIELDS = ['waves', 'pauseOnError', ...POLICY_FIELDS] as const;
+
+/**
+ * The fields each operation takes. Any other is a 400 naming it: ignored, a typo changed what was
+ * done (`{"toversion": 45}` on /rollback rolled the cluster's config back instead of pinning version
+ * 45; found from outside, 2026-12-07).
+ */
+const OPERATION_FIELDS: Record<string, readonly string[]> = {
+  '/pin': ['version', 'expectPin'],
+  '/unpin': ['expectPin'],
+  '/rollback': ['toVersion', 'configRevision', 'fromRevision', 'rollout', 'force', 'expectPin'],
+  '/rollout': ['configRevision', 'pause', 'resume', 'promote', 'force', ...ROLLOUT_FIELDS],
+  '/mode': ['mode', ...ROLLOUT_FIELDS],
+  '/config': ['change', ...ROLLOUT_FIELDS],
+};
+
+/** Refuses a body field the operation does not take (every operation takes `reason`). */
+function onlyKnownFields(path: string, b: Body): void {
+  const known = OPERATION_FIELDS[path] ?? [];
+  const unknown = Object.keys(b).filter((k) => k !== 'reason' && !known.includes(k));
+  if (unknown.length > 0)
+    throw new HttpError(
+      400,
+      `unknown field${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => JSON.stringify(k)).join(', ')}: POST ${path} takes ${[...known, 'reason'].join(', ')}`,
+    );
+}
+
 /** Validates a config change over the current default; a bad field is a 400 naming it. */
 function checkedChange(p: Planner, change: unknown): Body {
   if (!change || typeof change !== 'object' || Array.isArray(change))
@@ -96,7 +123,14 @@ async function unlessNotCommitted(run: () => unknown): Promise<unknown> {
  */
 export function operationRoutes(p: Planner, refusals?: RefusalRecorder): ApiRoute[] {
   return operationRouteList(p).map((r) => {
-    const route = { ...r, handle: (call: RouteCall) => unlessNotCommitted(() => r.handle(call)) };
+    const route = {
+      ...r,
+      handle: (call: RouteCall) =>
+        unlessNotCommitted(() => {
+          onlyKnownFields(r.path, call.body);
+          return r.handle(call);
+        }),
+    };
     return refusals ? refusals.route(route) : route;
   });
 }
@@ -148,9 +182,10 @@ function operationRouteList(p: Planner): ApiRoute[] {
       path: '/rollout',
       access: 'operate',
       handle: ({ body, who }) => {
-        if (body.resume === true) return p.rollout({ resume: true }, who);
-        if (body.pause === true) return p.rollout({ pause: true }, who);
-        if (body.promote === true) return p.rollout({ promote: true }, who);
+        // "true" (a string) read as false started a rollout of every node instead of pausing one
+        if (optFlag(body.resume, 'resume')) return p.rollout({ resume: true }, who);
+        if (optFlag(body.pause, 'pause')) return p.rollout({ pause: true }, who);
+        if (optFlag(body.promote, 'promote')) return p.rollout({ promote: true }, who);
         return p.rollout(
           {
             revision: optPositive(body.configRevision, 'configRevision'),

@@ -161,6 +161,35 @@ describe('planner HTTP API with roles (real planner, SQLite, nats-server)', () =
     expect((await call('/pin', 'op-tok')).code).toBe(405);
   });
 
+  it('a field an operation does not take is a 400 naming it, and nothing is done (a typo did another operation)', async () => {
+    await start();
+    const status = async () => (await call('/status', 'op-tok')).json as { pinned: unknown; config: unknown };
+    const before = await status();
+    const cases: [string, Record<string, unknown>, string][] = [
+      // lower-case v: before, a config rollback of the whole cluster instead of a pin of version 1
+      [
+        '/rollback',
+        { toversion: 1, reason: 'typo' },
+        'unknown field "toversion": POST /rollback takes toVersion, configRevision, fromRevision, rollout, force, expectPin, reason',
+      ],
+      ['/pin', { version: 1, bogus: true }, 'unknown field "bogus": POST /pin takes version, expectPin, reason'],
+      ['/unpin', { version: 1, x: 1 }, 'unknown fields "version", "x": POST /unpin takes expectPin, reason'],
+      [
+        '/mode',
+        { mode: 'nftables', wave: '1' },
+        'unknown field "wave": POST /mode takes mode, waves, pauseOnError, bakeMs, waveTimeoutMs, maxFailures, pauseBefore, reason',
+      ],
+      // "true" as a string: before, read as no pause, so a rollout of every node started
+      ['/rollout', { configRevision: 1, pause: 'true' }, 'pause must be true or false'],
+    ];
+    for (const [path, body, error] of cases)
+      expect({ path, ...(await call(path, 'op-tok', body)) }).toEqual({ path, code: 400, json: { error } });
+    expect(ops()).toHaveLength(0);
+    expect(await status()).toMatchObject({ pinned: before.pinned, config: before.config });
+    // the fields ctl sends are taken
+    expect((await call('/pin', 'op-tok', { version: 1, expectPin: 0, reason: 'ok' })).code).toBe(200);
+  });
+
   it('reloads the token file on change and keeps the old tokens when the new file is malformed', async () => {
     await start();
     expect((await call('/pin', 'view-tok', { version: 1 })).code).toBe(403);
