@@ -148,7 +148,8 @@ export function plannerRoutes(
   const { planner: p, registry } = o;
   const group = o.group ?? (() => undefined);
   const int = (v: unknown, name: string): number => {
-    const n = typeof v === 'string' ? Number(v) : v;
+    // digits only, as the operations' bodies (operation-routes.ts): Number() reads "0x1", "1e0", " 1" as 1
+    const n = typeof v === 'string' ? (/^[0-9]+$/.test(v) ? Number(v) : Number.NaN) : v;
     if (!Number.isSafeInteger(n) || (n as number) < 1) throw new HttpError(400, `${name} must be a positive integer`);
     return n as number;
   };
@@ -349,6 +350,8 @@ export function plannerRoutes(
       handle: ({ query }) => {
         const opt = (name: string) => (query.get(name) === null ? undefined : int(query.get(name), name));
         const range = { from: opt('from'), to: opt('to') };
+        if (range.from !== undefined && range.to !== undefined && range.from > range.to)
+          throw new HttpError(400, `from ${range.from} is after to ${range.to}: the range is backwards`);
         const limit = opt('limit') ?? DEFAULT_VERSIONS_LIMIT;
         if (limit > MAX_VERSIONS_LIMIT) throw new HttpError(400, `limit must be at most ${MAX_VERSIONS_LIMIT}`);
         const versions = p.versions({ ...range, newest: limit });

@@ -153,6 +153,16 @@ describe('planner with a manifests directory, SQLite and nats-server', () => {
     expect(listed(await api('/versions?from=2&to=3'))).toEqual([[2, 3], 0]);
     expect(listed(await api('/versions'))).toEqual([[1, 2, 3, 4, 5], 0]);
     await expect(api('/versions?limit=0')).rejects.toThrow(/limit must be a positive integer/);
+    // digits only (Number() read these as 1), and a range given backwards is refused as ctl refuses it
+    for (const q of [
+      '/diff?a=0x1&b=1',
+      '/diff?a=1&b=%201',
+      '/diff?a=1e0&b=1',
+      '/config?revision=0x1',
+      '/versions?from=0b1',
+    ])
+      await expect(api(q), q).rejects.toThrow(/must be a positive integer/);
+    await expect(api('/versions?from=3&to=2')).rejects.toThrow(/from 3 is after to 2: the range is backwards/);
     const ctl = await run(BIN, ['ctl', '--server', planner!.url, 'versions', '--limit', '2']);
     expect(ctl.stdout).toMatch(
       /^VERSION .*\n4 .*\n5 .*\n3 older versions not listed \(--to 3 or --limit for more\)\n$/s,
