@@ -32,6 +32,9 @@ export { HttpError } from './http-error.ts';
 export type Access = 'public' | 'read' | 'operate';
 
 /** What a route handler gets. `who` is the recorded actor and reason for operations. */
+/** The longest operator reason an operation takes (the log keeps it for good; audit prints it whole). */
+export const MAX_REASON_CHARS = 1000;
+
 export interface RouteCall {
   readonly query: URLSearchParams;
   readonly body: Body;
@@ -448,6 +451,9 @@ export function createHttpApi(o: HttpApiOptions): Server {
     const actor = recordedActor(principal?.identity, req.headers['x-switchboard-actor']);
     const reason =
       typeof body.reason === 'string' && body.reason.trim() ? body.reason.trim() : `${url.pathname.slice(1)} via API`;
+    // kept for good in the hash-chained log and printed whole by audit: a sentence, not a document
+    if (reason.length > MAX_REASON_CHARS)
+      throw new HttpError(400, `reason is ${reason.length} characters: at most ${MAX_REASON_CHARS}`);
     const stillAuthorized = () => {
       if (!o.tokens || route.access === 'public') return true;
       const now = authenticate(o.tokens(), req.headers.authorization);

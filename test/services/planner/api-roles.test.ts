@@ -186,8 +186,14 @@ describe('planner HTTP API with roles (real planner, SQLite, nats-server)', () =
       expect({ path, ...(await call(path, 'op-tok', body)) }).toEqual({ path, code: 400, json: { error } });
     expect(ops()).toHaveLength(0);
     expect(await status()).toMatchObject({ pinned: before.pinned, config: before.config });
+    // a reason is a sentence: the log keeps it for good and audit prints it whole
+    expect(await call('/pin', 'op-tok', { version: 1, reason: 'x'.repeat(1001) })).toEqual({
+      code: 400,
+      json: { error: 'reason is 1001 characters: at most 1000' },
+    });
+    expect(ops()).toHaveLength(0);
     // the fields ctl sends are taken
-    expect((await call('/pin', 'op-tok', { version: 1, expectPin: 0, reason: 'ok' })).code).toBe(200);
+    expect((await call('/pin', 'op-tok', { version: 1, expectPin: 0, reason: 'x'.repeat(1000) })).code).toBe(200);
   });
 
   it('reloads the token file on change and keeps the old tokens when the new file is malformed', async () => {
