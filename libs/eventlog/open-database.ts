@@ -71,7 +71,7 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<{
     db = opts.readOnly ? new Database(file, { readonly: true, fileMustExist: true }) : new Database(file);
   } catch (e) {
     closeHeaderReader(headerFd);
-    throw translateSqliteError(e, file);
+    throw readOnlyWalHint(opts.readOnly, e, file) ?? translateSqliteError(e, file);
   }
   try {
     const schema = inspect(db, file);
@@ -107,8 +107,25 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<{
   } catch (e) {
     db.close();
     closeHeaderReader(headerFd);
-    throw translateSqliteError(e, file);
+    throw readOnlyWalHint(opts.readOnly, e, file) ?? translateSqliteError(e, file);
   }
+}
+
+/**
+ * A read-only open of a WAL-mode log without its -shm file, where this user may not create one
+ * (another user's directory, read-only media): SQLite answers "attempt to write a readonly
+ * database" (SQLITE_READONLY_DIRECTORY) or "unable to open database file", which read as if the
+ * read-only tool had tried to write. Said as what it is, with what to do.
+ */
+function readOnlyWalHint(readOnly: boolean | undefined, e: unknown, file: string): EventLogError | undefined {
+  const code = (e as { code?: unknown })?.code;
+  if (!readOnly || (code !== 'SQLITE_READONLY_DIRECTORY' && code !== 'SQLITE_CANTOPEN')) return undefined;
+  if (fs.existsSync(`${file}-shm`)) return undefined;
+  return new EventLogError(
+    'IO',
+    `${file}: a WAL-mode event log is read with its -shm file beside it, which SQLite must create here and cannot (the directory is read-only or another user's; ${String(code)}): read a copy in a directory you may write, or one \`switchboard db backup\` made`,
+    { cause: e },
+  );
 }
 
 function inspect(db: Db, file: string): SchemaStatus {

@@ -55,5 +55,21 @@ it('the read-only commands leave a backup byte for byte as it was, and read a fi
     );
     expect({ code: r.status, stderr: r.stderr }).toEqual({ code: 0, stderr: '' });
     expect(sha(backup)).toBe(before);
+    // The log itself is in WAL mode: a copy of its file alone (closed, so whole) has no -shm, which
+    // SQLite must make to read it, and this user cannot here. Said as that, not as SQLite's
+    // "attempt to write a readonly database".
+    const walLog = path.join(path.dirname(backup), `wal-${path.basename(file)}`);
+    fs.copyFileSync(file, walLog);
+    fs.chmodSync(walLog, 0o644);
+    expect(fs.readFileSync(walLog).subarray(18, 20)).toEqual(Buffer.from([2, 2])); // WAL mode
+    const wal = spawnSync(
+      'setpriv',
+      ['--reuid=10001', '--regid=10001', '--clear-groups', 'bin/switchboard', 'audit', '--db', walLog, 'ops'],
+      { encoding: 'utf8', env: { ...process.env, HOME: path.dirname(backup) } },
+    );
+    expect({ code: wal.status, stderr: wal.stderr }).toEqual({
+      code: 1,
+      stderr: `switchboard: ${walLog}: a WAL-mode event log is read with its -shm file beside it, which SQLite must create here and cannot (the directory is read-only or another user's; SQLITE_READONLY_DIRECTORY): read a copy in a directory you may write, or one \`switchboard db backup\` made\n`,
+    });
   }
 });
