@@ -4,21 +4,15 @@
 // on in memory: it could be rolled out to every node, and after a restart (the file without it)
 // the planner could publish nothing and make no new revision (found from outside, 2026-12-07).
 import { afterAll, expect, it } from 'vitest';
-import { DEFAULT_WAVE_POLICY } from '../../../libs/control/index.ts';
 import { EventLog } from '../../../libs/eventlog/index.ts';
 import { DEFAULT_PROXY_CONFIG } from '../../../libs/model/index.ts';
 import { ConfigAxis } from '../../../libs/versioning/index.ts';
 import { openLog, tempDir } from '../eventlog/support/temp-log.ts';
+import { oneWaveRollout } from './support/rollout-request.ts';
 
 const tmp = tempDir();
 afterAll(() => tmp.cleanup());
-const rollout = {
-  waves: [{ kind: 'percent' as const, p: 100 }],
-  nodes: ['a', 'b'],
-  notCanary: new Map<string, string>(),
-  pauseOnError: false,
-  policy: DEFAULT_WAVE_POLICY,
-};
+const rollout = oneWaveRollout;
 
 it('a new revision whose rollout is refused leaves no revision, in the file or in memory', async () => {
   const file = tmp.file();

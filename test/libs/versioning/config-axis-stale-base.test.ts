@@ -1,20 +1,15 @@
 import { afterAll, expect, it } from 'vitest';
-import { DEFAULT_WAVE_POLICY, type NodeReport } from '../../../libs/control/index.ts';
+import type { NodeReport } from '../../../libs/control/index.ts';
 import { DEFAULT_PROXY_CONFIG } from '../../../libs/model/index.ts';
 import { ConfigAxis } from '../../../libs/versioning/index.ts';
 import { openLog, tempDir } from '../eventlog/support/temp-log.ts';
+import { oneWaveRollout } from './support/rollout-request.ts';
 
 const tmp = tempDir();
 afterAll(() => tmp.cleanup());
 const alice = { actor: 'alice', reason: 'wrr' };
 const bob = { actor: 'bob', reason: 'tcp timeout' };
-const rollout = {
-  waves: [{ kind: 'percent' as const, p: 100 }],
-  nodes: ['a', 'b'],
-  notCanary: new Map<string, string>(),
-  pauseOnError: false,
-  policy: DEFAULT_WAVE_POLICY,
-};
+const rollout = oneWaveRollout;
 const acks = (revision: number) =>
   new Map<string, NodeReport>(['a', 'b'].map((n) => [n, { type: 'ACK', configRevision: revision }]));
 

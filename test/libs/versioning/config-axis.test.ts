@@ -1,19 +1,13 @@
 import { afterAll, expect, it } from 'vitest';
-import { DEFAULT_WAVE_POLICY } from '../../../libs/control/index.ts';
 import { DEFAULT_PROXY_CONFIG } from '../../../libs/model/index.ts';
 import { ConfigAxis } from '../../../libs/versioning/index.ts';
 import { openLog, tempDir } from '../eventlog/support/temp-log.ts';
+import { oneWaveRollout } from './support/rollout-request.ts';
 
 const tmp = tempDir();
 afterAll(() => tmp.cleanup());
 const who = { actor: 'test', reason: 'test' };
-const rollout = {
-  waves: [{ kind: 'percent' as const, p: 100 }],
-  nodes: ['a', 'b'],
-  notCanary: new Map<string, string>(),
-  pauseOnError: false,
-  policy: DEFAULT_WAVE_POLICY,
-};
+const rollout = oneWaveRollout;
 
 // Review5 F2: "nothing changed" is a change equal to the default (not to the newest revision), and
 // a change equal to an existing revision answers that revision with the rollout asked for.
