@@ -12,6 +12,7 @@ import type { NodeState, RealServer } from '../../../../libs/model/index.ts';
 import { formatIpvsadm } from '../../../../libs/planner/index.ts';
 import { FakeIpvsKernel } from '../../../support/fake-ipvs-kernel.ts';
 import { nodeState, vs } from './node-state-fixture.ts';
+import { dataplaneOverTheTestKernel } from './test-dataplane.ts';
 
 function deepFreeze<T>(o: T): T {
   if (o && typeof o === 'object' && !Object.isFrozen(o)) {
@@ -157,18 +158,6 @@ describe('KernelModel', () => {
     expect(frozen.virtualServers[0]!.realServers).toHaveLength(2);
   });
 });
-
-/** An IPVS dataplane over the kernel's test double, its record in memory. */
-function dataplaneOverTheTestKernel() {
-  const kernel = new FakeIpvsKernel();
-  const dp = new IpvsDataplane({
-    kernel,
-    store: new MemoryOwnershipStore(),
-    kernelRelease: '6.1.0',
-    registry: new Registry(),
-  });
-  return { kernel, dp };
-}
 
 describe('IpvsDataplane over frozen states', () => {
   it('incremental cycles leave the applied states untouched (the model shares their objects)', async () => {

@@ -1,7 +1,5 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { Registry } from 'prom-client';
-import { IpvsDataplane } from '../../../../libs/dataplane/ipvs/ipvs-dataplane.ts';
 import { describeOp } from '../../../../libs/dataplane/ipvs/kernel-op.ts';
 import { MemoryOwnershipStore, type OwnershipRecord } from '../../../../libs/dataplane/ipvs/ownership-record.ts';
 import { diffStates, indexState } from '../../../../libs/dataplane/ipvs/state-change.ts';
@@ -9,6 +7,7 @@ import type { NodeState } from '../../../../libs/model/index.ts';
 import { formatIpvsadm } from '../../../../libs/planner/index.ts';
 import { FakeIpvsKernel } from '../../../support/fake-ipvs-kernel.ts';
 import { nodeState, vs } from './node-state-fixture.ts';
+import { dataplaneOverTheTestKernel } from './test-dataplane.ts';
 
 const many = (n: number) =>
   nodeState(Array.from({ length: n }, (_, i) => vs(`10.96.${i >> 8}.${i & 255}`, 80, [['10.244.1.2', 8080]])));
@@ -149,12 +148,7 @@ describe('IpvsDataplane incremental bookkeeping', () => {
         return kernel.run(tx);
       },
     });
-    const dp = new IpvsDataplane({
-      kernel: reading,
-      store: counting,
-      kernelRelease: '6.1.0',
-      registry: new Registry(),
-    });
+    const { dp } = dataplaneOverTheTestKernel(reading, counting);
     const s = many(500);
     await dp.apply(s);
     saves.length = 0;
@@ -188,12 +182,7 @@ describe('IpvsDataplane incremental bookkeeping', () => {
 
   it('applies with a hint exactly as without one, and ignores a hint about a state it did not apply', async () => {
     const kernel = new FakeIpvsKernel();
-    const dp = new IpvsDataplane({
-      kernel,
-      store: new MemoryOwnershipStore(),
-      kernelRelease: '6.1.0',
-      registry: new Registry(),
-    });
+    const { dp } = dataplaneOverTheTestKernel(kernel, new MemoryOwnershipStore());
     const s = many(40);
     await dp.apply(s);
     const next = withEndpoint(s, 9);
@@ -227,12 +216,7 @@ describe('IpvsDataplane incremental bookkeeping', () => {
         return lie ? got.map((v) => ({ ...v, realServers: v.realServers.map((r) => ({ ...r, weight: 7 })) })) : got;
       },
     });
-    const dp = new IpvsDataplane({
-      kernel: lying,
-      store: new MemoryOwnershipStore(),
-      kernelRelease: '6.1.0',
-      registry: new Registry(),
-    });
+    const { dp } = dataplaneOverTheTestKernel(lying, new MemoryOwnershipStore());
     const s = many(20);
     await dp.apply(s);
     lie = true;
